@@ -1,0 +1,95 @@
+//! Per-CPU packet counters, indexed by [`Stat`].
+
+/// Name of the per-CPU array holding one [`Counter`] per [`Stat`].
+pub const MAP_STATS: &str = "XDPI_STATS";
+
+/// Packets and bytes seen for one counter, on one CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+const _: () = assert!(core::mem::size_of::<Counter>() == 16);
+crate::impl_pod!(Counter);
+
+macro_rules! stats {
+    ($( $(#[$doc:meta])* $name:ident = $idx:literal, $label:literal, $kind:ident; )*) => {
+        /// Index of a counter in [`MAP_STATS`]. The discriminants are the map ABI: append only.
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+        pub enum Stat {
+            $( $(#[$doc])* $name = $idx, )*
+        }
+
+        impl Stat {
+            /// Every counter, in index order.
+            pub const ALL: &'static [Stat] = &[$(Stat::$name,)*];
+
+            /// Stable snake_case label, used in CLI output and metrics.
+            pub const fn label(self) -> &'static str {
+                match self { $(Stat::$name => $label,)* }
+            }
+
+            /// What the counter counts: a protocol, a pass reason or a drop reason.
+            pub const fn kind(self) -> StatKind {
+                match self { $(Stat::$name => StatKind::$kind,)* }
+            }
+        }
+    };
+}
+
+/// The family a [`Stat`] belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatKind {
+    /// Every well-formed packet counts once under its protocol.
+    Protocol,
+    /// Why a packet went to the kernel.
+    Pass,
+    /// Why a packet was dropped at the NIC.
+    Drop,
+    /// What the program did with a packet it handled itself.
+    Action,
+}
+
+stats! {
+    /// Every frame the program saw.
+    Rx = 0, "rx", Protocol;
+    Ipv4Tcp = 1, "ipv4_tcp", Protocol;
+    Ipv4Udp = 2, "ipv4_udp", Protocol;
+    Ipv4Icmp = 3, "ipv4_icmp", Protocol;
+    Ipv4Other = 4, "ipv4_other", Protocol;
+    Ipv6Tcp = 5, "ipv6_tcp", Protocol;
+    Ipv6Udp = 6, "ipv6_udp", Protocol;
+    Ipv6Icmp = 7, "ipv6_icmp", Protocol;
+    Ipv6Other = 8, "ipv6_other", Protocol;
+    Arp = 9, "arp", Protocol;
+    /// Frames carrying one 802.1Q/802.1ad tag (also counted under their inner protocol).
+    Vlan = 10, "vlan", Protocol;
+
+    /// Ethertype other than IPv4, IPv6 or ARP.
+    PassNonIp = 16, "pass_non_ip", Pass;
+    /// Frame shorter than an Ethernet header.
+    PassTruncatedEth = 17, "pass_truncated_eth", Pass;
+    /// VLAN tag cut short, or a second tag (QinQ is not parsed).
+    PassTruncatedVlan = 18, "pass_truncated_vlan", Pass;
+    /// IPv4 header cut short (fixed part or options).
+    PassTruncatedIpv4 = 19, "pass_truncated_ipv4", Pass;
+    /// IPv4 version field is not 4 or IHL below 5.
+    PassBadIpv4Header = 20, "pass_bad_ipv4_header", Pass;
+    /// IPv6 header cut short.
+    PassTruncatedIpv6 = 21, "pass_truncated_ipv6", Pass;
+    /// TCP header cut short, or data offset below 5 / beyond the frame.
+    PassTruncatedTcp = 22, "pass_truncated_tcp", Pass;
+    /// UDP header cut short.
+    PassTruncatedUdp = 23, "pass_truncated_udp", Pass;
+    /// IPv4 fragment (first or later): only the kernel can reassemble.
+    PassIpv4Fragment = 24, "pass_ipv4_fragment", Pass;
+    /// IPv6 packet whose next header is an extension header (not walked).
+    PassIpv6ExtHeader = 25, "pass_ipv6_ext_header", Pass;
+    /// Well-formed packet that matched no service: the node's own traffic.
+    PassNoService = 26, "pass_no_service", Pass;
+}
+
+/// Number of slots in [`MAP_STATS`]; leaves room to append counters without resizing.
+pub const STATS_SLOTS: u32 = 256;

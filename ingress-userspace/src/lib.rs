@@ -1,0 +1,12 @@
+//! xdp-ingress: a Kubernetes ingress whose L4 path runs in XDP and whose L7 path is a Rust proxy.
+//!
+//! # Layout
+//! - [`model`]: the immutable routing snapshot and the pure translation that builds it.
+//! - [`dataplane`]: the XDP side: load and attach the eBPF object, read and write its maps.
+//! - [`cli`]: the `xdp-ingress` subcommands (`run`, ...), thin wiring over the modules above.
+//! - [`telemetry`]: logging set-up shared by the subcommands.
+
+pub mod cli;
+pub mod dataplane;
+pub mod model;
+pub mod telemetry;

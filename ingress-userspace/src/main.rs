@@ -1,0 +1,13 @@
+//! The `xdp-ingress` binary: parse flags, set up logging, hand over to the subcommand.
+
+use clap::Parser;
+use xdp_ingress::cli::{Cli, Command};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    xdp_ingress::telemetry::init(cli.log_format);
+    match cli.command {
+        Command::Run(args) => xdp_ingress::cli::run::run(args).await,
+    }
+}

@@ -1,0 +1,5 @@
+//! Pure translation from Kubernetes objects to one immutable [`Snapshot`]. No I/O here.
+
+pub mod snapshot;
+
+pub use snapshot::*;

@@ -1,0 +1,305 @@
+//! The immutable routing snapshot: the one contract between translation (`model::translate`)
+//! and the two dataplanes (`proxy/` for L7, `dataplane/` for the XDP maps).
+//!
+//! A snapshot is built whole from the store, never patched, and shared as `Arc<Snapshot>`.
+//! Both planes report the `version` they run. Types here hold plain data only: no sockets, no
+//! parsed TLS keys, no map handles; each plane derives its own runtime state from them.
+//!
+//! Room to grow without a rewrite: routes carry a general [`RouteMatch`] (headers, method, query
+//! for HTTPRoute) and a list of weighted backends (canary, traffic splits); per-route behaviour
+//! that annotations configure lives in [`RoutePolicy`], which later issues extend with fields
+//! that default to "off".
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
+
+/// Which Kubernetes object something came from, for diagnostics, status and `explain`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct ObjectRef {
+    pub kind: ObjectKind,
+    /// Empty for cluster-scoped objects.
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub enum ObjectKind {
+    Ingress,
+    IngressClass,
+    Service,
+    EndpointSlice,
+    Secret,
+    Node,
+    ConfigMap,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub enum Severity {
+    /// The object works, but not fully as written (e.g. an unknown annotation value).
+    Warning,
+    /// The object, or part of it, is not served.
+    Error,
+}
+
+/// A problem with one object. Only that object (or the part named) is affected.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct Diagnostic {
+    pub object: ObjectRef,
+    pub severity: Severity,
+    /// CamelCase, as a Kubernetes Event reason (`ServiceNotFound`, `InvalidTlsSecret`, ...).
+    pub reason: String,
+    pub message: String,
+}
+
+/// Everything both planes serve, at one version.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// Increases by one per translation; both planes report the version they run.
+    pub version: u64,
+    pub l7: L7Config,
+    /// L4 services the XDP path takes over, sorted by id.
+    pub l4: Vec<L4Service>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Endpoints, shared by both planes.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub enum EndpointState {
+    /// Ready and serving: takes new flows and requests.
+    Active,
+    /// Serving but terminating: keeps existing flows; takes new ones only when no endpoint is
+    /// active (KEP-1669).
+    Terminating,
+}
+
+/// One address:port that traffic can go to.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    pub state: EndpointState,
+    /// Relative weight for load balancing; 1 unless something says otherwise.
+    pub weight: u32,
+    /// `nodeName` of the endpoint, kept for locality decisions.
+    pub node_name: Option<String>,
+    pub zone: Option<String>,
+    /// `targetRef` of the endpoint (usually the Pod), for cookie affinity and diagnostics.
+    pub target: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// L4: what the XDP program steers.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub enum L4Protocol {
+    Tcp,
+    Udp,
+}
+
+/// Where an L4 service is reached on this node.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub enum Frontend {
+    /// Any local address, this port (a NodePort).
+    NodePort(u16),
+    /// One external/LoadBalancer address and port.
+    Address(SocketAddr),
+}
+
+/// An IP prefix (`loadBalancerSourceRanges`, allowlists).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct IpPrefix {
+    pub addr: IpAddr,
+    pub len: u8,
+}
+
+/// One port of one Service, as the XDP path serves it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct L4Service {
+    /// `namespace/name:port-name-or-number`; stable across snapshots, used to diff map state.
+    pub id: String,
+    pub service: ObjectRef,
+    pub protocol: L4Protocol,
+    pub frontends: Vec<Frontend>,
+    /// Sorted; the Maglev table is built from this order-independent set.
+    pub endpoints: Vec<Endpoint>,
+    /// `sessionAffinity: ClientIP` timeout; `None` without affinity.
+    pub client_ip_affinity: Option<Duration>,
+    /// Empty means everyone may connect.
+    pub source_ranges: Vec<IpPrefix>,
+    /// The ingress's own Service: backends are node proxies, local one preferred.
+    pub local_proxy: bool,
+}
+
+// ---------------------------------------------------------------------------------------------
+// L7: what the proxy routes.
+
+#[derive(Clone, Debug, Default)]
+pub struct L7Config {
+    /// Virtual hosts keyed by exact host name (lower case).
+    pub hosts: BTreeMap<String, Arc<VirtualHost>>,
+    /// Virtual hosts keyed by the suffix of a `*.` wildcard (`*.example.com` -> `example.com`).
+    pub wildcard_hosts: BTreeMap<String, Arc<VirtualHost>>,
+    /// Rules without a host, tried when no named host matched.
+    pub any_host: Option<Arc<VirtualHost>>,
+    /// Where unmatched requests go; `None` means the built-in 404.
+    pub default_backend: Option<Arc<Upstream>>,
+    /// Certificates by SNI name (exact and `*.` wildcards), from Ingress `spec.tls`.
+    pub certificates: BTreeMap<String, Arc<TlsCertificate>>,
+    /// Certificate for handshakes that match no name (`None`: the proxy generates one).
+    pub default_certificate: Option<Arc<TlsCertificate>>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct VirtualHost {
+    /// As written in the rule (`foo.example.com`, `*.example.com`, or empty for any host).
+    pub host: String,
+    /// Most specific first: longer paths before shorter, Exact before Prefix at equal length.
+    pub routes: Vec<Route>,
+    /// The host has a TLS certificate: plain HTTP is redirected (unless a route's policy says not).
+    pub tls: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub enum PathMatch {
+    Exact(String),
+    /// Element-wise prefix, trailing slash ignored.
+    Prefix(String),
+    /// ingress-nginx's `ImplementationSpecific`: a plain character prefix.
+    CharPrefix(String),
+    /// Regex (only when migration annotations ask for it), anchored at the start.
+    Regex(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct HeaderMatch {
+    pub name: String,
+    pub value: StringMatch,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum StringMatch {
+    Exact(String),
+    Regex(String),
+}
+
+/// What a request must look like for a route to apply. Ingress v1 uses only `path`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RouteMatch {
+    pub path: PathMatch,
+    pub headers: Vec<HeaderMatch>,
+    pub method: Option<String>,
+    pub query: Vec<HeaderMatch>,
+}
+
+/// Where a route came from, for conflicts, `explain` and diagnostics.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RouteOrigin {
+    pub object: ObjectRef,
+    /// Index of the rule and of the path within it (`None` for a defaultBackend).
+    pub rule: Option<usize>,
+    pub path: Option<usize>,
+    /// Seconds since the epoch of the object's creation: older wins a conflict.
+    pub created: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Route {
+    pub matches: RouteMatch,
+    pub action: RouteAction,
+    pub policy: Arc<RoutePolicy>,
+    pub origin: RouteOrigin,
+}
+
+#[derive(Clone, Debug)]
+pub enum RouteAction {
+    /// Proxy to one of the backends, picked by weight (one backend with weight 1 for Ingress).
+    Forward(Vec<WeightedUpstream>),
+    /// Answer directly (e.g. a route whose Service is missing answers 503).
+    Respond { status: u16, reason: String },
+}
+
+#[derive(Clone, Debug)]
+pub struct WeightedUpstream {
+    pub upstream: Arc<Upstream>,
+    pub weight: u32,
+}
+
+/// Per-route behaviour set by annotations. Every field defaults to the plain Ingress behaviour.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoutePolicy {
+    /// Redirect plain HTTP to HTTPS (308); defaults to true for hosts with TLS.
+    pub ssl_redirect: Option<bool>,
+    pub timeouts: Timeouts,
+    /// Maximum request body in bytes (`proxy-body-size`); `None` uses the proxy default.
+    pub max_body_bytes: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Option<Duration>,
+    pub read: Option<Duration>,
+    pub send: Option<Duration>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub enum BackendProtocol {
+    #[default]
+    Http,
+    Https,
+    Grpc,
+    Grpcs,
+    H2c,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum LoadBalancing {
+    RoundRobin,
+    /// Power of two choices over in-flight requests weighted by EWMA latency.
+    LeastRequest,
+    /// Consistent hash on a request property.
+    Hash(HashOn),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum HashOn {
+    Header(String),
+    Cookie(String),
+    ClientAddress,
+}
+
+/// Cookie session affinity (ingress-nginx `affinity: cookie`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct CookieAffinity {
+    pub name: String,
+    pub max_age: Option<Duration>,
+    pub path: Option<String>,
+    pub same_site: Option<String>,
+    pub secure: bool,
+}
+
+/// One Service port as the proxy sees it: its endpoints and how to talk to them.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Upstream {
+    /// `namespace/name:port`; pools and health state are kept by this id across snapshots.
+    pub id: String,
+    pub service: ObjectRef,
+    pub protocol: BackendProtocol,
+    pub endpoints: Vec<Endpoint>,
+    pub load_balancing: LoadBalancing,
+    pub affinity: Option<CookieAffinity>,
+}
+
+/// A certificate chain and key from a `kubernetes.io/tls` Secret, already checked to parse.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsCertificate {
+    pub secret: ObjectRef,
+    /// PEM of the chain (`tls.crt`).
+    pub chain_pem: Arc<[u8]>,
+    /// PEM of the private key (`tls.key`).
+    pub key_pem: Arc<[u8]>,
+}
