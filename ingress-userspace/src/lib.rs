@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`model`]: the immutable routing snapshot and the pure translation that builds it.
+//! - [`proxy`]: the L7 ingress proxy fed by snapshots.
 //! - [`dataplane`]: the XDP side: load and attach the eBPF object, read and write its maps.
 //! - [`cli`]: the `xdp-ingress` subcommands (`run`, ...), thin wiring over the modules above.
 //! - [`telemetry`]: logging set-up shared by the subcommands.
@@ -9,4 +10,5 @@
 pub mod cli;
 pub mod dataplane;
 pub mod model;
+pub mod proxy;
 pub mod telemetry;
