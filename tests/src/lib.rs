@@ -1,1 +1,1 @@
-
+pub mod http_backend;

@@ -22,6 +22,8 @@ pub struct RunArgs {
     /// Log the packet counters this often (seconds; 0 disables).
     #[arg(long, default_value_t = 0)]
     pub stats_interval: u64,
+    #[command(flatten)]
+    pub proxy: crate::proxy::ProxyArgs,
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {

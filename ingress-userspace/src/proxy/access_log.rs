@@ -141,10 +141,10 @@ impl Body for LoggedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let (Some(data), Some(e)) = (frame.data_ref(), self.entry.as_mut()) {
-                e.bytes_sent += data.len() as u64;
-            }
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let (Some(data), Some(e)) = (frame.data_ref(), self.entry.as_mut())
+        {
+            e.bytes_sent += data.len() as u64;
         }
         polled
     }

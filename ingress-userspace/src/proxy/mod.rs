@@ -116,7 +116,7 @@ impl Proxy {
     /// empty configuration (everything 404) until the first [`ProxyHandle::apply`].
     /// When `shutdown` resolves the proxy stops accepting and drains.
     pub async fn start(
-        args: ProxyArgs,
+        mut args: ProxyArgs,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<ProxyHandle, ProxyError> {
         let http = bind(args.listen_address, args.http_port).await?;
@@ -126,6 +126,8 @@ impl Proxy {
                 .unwrap_or(SocketAddr::new(args.listen_address, port))
         };
         let (http_addr, https_addr) = (addr(&http, args.http_port), addr(&https, args.https_port));
+        // Redirects name the port actually bound (matters when asked for port 0).
+        args.redirect_https_port.get_or_insert(https_addr.port());
         let metrics = Arc::new(Metrics::new());
         let metrics_addr = match args.metrics_addr {
             Some(a) => {

@@ -406,7 +406,8 @@ mod tests {
     /// The table of examples from the Kubernetes Ingress documentation.
     #[test]
     fn kubernetes_docs_path_examples() {
-        let cases: &[(&[(&str, &str)], &str, bool)] = &[
+        type Paths<'a> = &'a [(&'a str, &'a str)];
+        let cases: &[(Paths<'_>, &str, bool)] = &[
             (&[("Prefix", "/")], "/any/path", true),
             (&[("Exact", "/foo")], "/foo", true),
             (&[("Exact", "/foo")], "/bar", false),
