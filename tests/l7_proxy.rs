@@ -18,7 +18,7 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body_util::Full;
 use l7common::*;
-use testbed::http_backend::{HttpBackend, websocket_accept};
+use testbed::http_backend::HttpBackend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use xdp_ingress::{
     model::{
@@ -253,56 +253,6 @@ async fn large_bodies_stream_both_ways_and_body_limit() {
     *r.body_mut() = Full::new(Bytes::from(vec![b'y'; 2000]));
     let g = send(&c, r).await.unwrap();
     assert_eq!(g.status, StatusCode::PAYLOAD_TOO_LARGE);
-}
-
-async fn websocket_open(addr: SocketAddr, host: &str) -> (tokio::net::TcpStream, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let key = "dGhlIHNhbXBsZSBub25jZQ==";
-    let hello = format!(
-        "GET /chat HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
-    s.write_all(hello.as_bytes()).await.unwrap();
-    // Read the 101 head and the pod line the backend sends first.
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        assert_eq!(
-            s.read(&mut byte).await.unwrap(),
-            1,
-            "{:?}",
-            String::from_utf8_lossy(&buf)
-        );
-        buf.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&buf).to_string();
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    assert!(
-        head.to_ascii_lowercase().contains(
-            &format!("sec-websocket-accept: {}", websocket_accept(key.as_bytes()))
-                .to_ascii_lowercase()
-        ),
-        "{head}"
-    );
-    let mut pod = Vec::new();
-    loop {
-        s.read_exact(&mut byte).await.unwrap();
-        if byte[0] == b'\n' {
-            break;
-        }
-        pod.push(byte[0]);
-    }
-    (s, String::from_utf8(pod).unwrap())
-}
-
-async fn ws_echo(s: &mut tokio::net::TcpStream, msg: &[u8]) {
-    s.write_all(msg).await.unwrap();
-    let mut got = vec![0u8; msg.len()];
-    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut got))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(got, msg);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,7 +16,11 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo},
 };
 use rustls::pki_types::{CertificateDer, ServerName};
-use tokio::{net::TcpStream, sync::oneshot};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    sync::oneshot,
+};
 use xdp_ingress::proxy::{AccessLogFormat, Proxy, ProxyArgs, ProxyHandle};
 
 pub struct TestProxy {
@@ -142,7 +146,6 @@ pub async fn get(client: &Http1, addr: SocketAddr, host: &str, path: &str) -> Go
 
 /// Sends raw bytes on a new connection and reads until close or `wait`.
 pub async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(bytes).await.unwrap();
     let mut out = Vec::new();
@@ -251,4 +254,128 @@ pub fn pem_der(pem: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
         .decode(b64)
         .unwrap()
+}
+
+/// The proxy running inside a network namespace on its own runtime (2 workers, created in
+/// the namespace so every socket it opens lives there). Stopped and drained on drop.
+pub struct NsProxy {
+    pub handle: ProxyHandle,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NsProxy {
+    pub fn start(ns: &testbed::Netns, mut args: ProxyArgs) -> NsProxy {
+        args.drain_timeout = Duration::from_secs(2);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let thread = ns.spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let handle = Proxy::start(args, async move {
+                    let _ = stop_rx.await;
+                })
+                .await
+                .expect("proxy starts in netns");
+                tx.send(handle.clone()).expect("test waits");
+                handle.finished().await;
+            });
+        });
+        let handle = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("proxy started");
+        NsProxy {
+            handle,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for NsProxy {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Runs an async block on a fresh runtime on a thread inside `ns` and returns its result.
+pub fn in_ns<R, F>(ns: &testbed::Netns, f: impl FnOnce() -> F + Send + 'static) -> R
+where
+    R: Send + 'static,
+    F: std::future::Future<Output = R>,
+{
+    ns.spawn(move || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(f())
+    })
+    .join()
+    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+/// Opens a WebSocket through the proxy; returns the stream and the pod that answered.
+pub async fn websocket_open(addr: SocketAddr, host: &str) -> (tokio::net::TcpStream, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let key = "dGhlIHNhbXBsZSBub25jZQ==";
+    let hello = format!(
+        "GET /chat HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    s.write_all(hello.as_bytes()).await.unwrap();
+    // Read the 101 head and the pod line the backend sends first.
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            s.read(&mut byte).await.unwrap(),
+            1,
+            "{:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).to_string();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains(
+            &format!(
+                "sec-websocket-accept: {}",
+                testbed::http_backend::websocket_accept(key.as_bytes())
+            )
+            .to_ascii_lowercase()
+        ),
+        "{head}"
+    );
+    let mut pod = Vec::new();
+    loop {
+        s.read_exact(&mut byte).await.unwrap();
+        if byte[0] == b'\n' {
+            break;
+        }
+        pod.push(byte[0]);
+    }
+    (s, String::from_utf8(pod).unwrap())
+}
+
+/// Sends bytes on an open WebSocket and checks they come back.
+pub async fn ws_echo(s: &mut tokio::net::TcpStream, msg: &[u8]) {
+    s.write_all(msg).await.unwrap();
+    let mut got = vec![0u8; msg.len()];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, msg);
 }

@@ -54,6 +54,15 @@ impl HttpBackend {
         Self::start_with(addr, name, std::thread::spawn)
     }
 
+    /// Starts on `addr` inside network namespace `ns`.
+    pub fn start_in(
+        ns: &crate::Netns,
+        addr: SocketAddr,
+        name: &str,
+    ) -> anyhow::Result<HttpBackend> {
+        Self::start_with(addr, name, |f| ns.spawn(f))
+    }
+
     fn start_with(
         addr: SocketAddr,
         name: &str,
