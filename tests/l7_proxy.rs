@@ -377,15 +377,12 @@ async fn tls_by_sni_wildcard_default_rotation_and_redirect() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configured_default_certificate() {
-    let proxy = TestProxy::start(ProxyArgs {
-        default_ssl_certificate: Some("default/fallback".into()),
-        ..TestProxy::quiet_args()
-    })
-    .await;
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
     let fallback = self_signed_pem(&["fallback.test"]).unwrap();
-    let mut l7 = L7Config::default();
-    l7.certificates
-        .insert("fallback.test".into(), tls_cert("fallback", &fallback));
+    let l7 = L7Config {
+        default_certificate: Some(tls_cert("fallback", &fallback)),
+        ..L7Config::default()
+    };
     proxy.handle.apply(snapshot(1, l7));
     let (_, der) = tls_connect(proxy.https(), "nothing.test", &[]).await;
     assert_eq!(der, pem_der(&fallback.0));

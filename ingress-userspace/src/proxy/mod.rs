@@ -139,7 +139,9 @@ impl Proxy {
             }
             None => None,
         };
-        let certs = Arc::new(CertStore::new(args.default_ssl_certificate.clone())?);
+        // `--default-ssl-certificate` belongs to the control plane, which resolves it into
+        // `L7Config::default_certificate`.
+        let certs = Arc::new(CertStore::new(None)?);
         let tls = TlsAcceptor::from(Arc::new(certs.server_config()?));
         let shared = Arc::new(Shared {
             clients: Clients::new(PoolOptions {
