@@ -5,6 +5,7 @@
 //! - `/delay/<ms>`: answers after that many milliseconds.
 //! - `/status/<code>`: answers with that status.
 //! - `/bytes/<n>`: streams `n` bytes in 16 KiB chunks.
+//! - `/fixed`: a constant 13-byte body (benchmarks: the backend does as little as possible).
 //! - `/trailers`: gRPC-style answer with `grpc-status`/`grpc-message` trailers.
 //! - any request with `Upgrade: websocket` gets a real WebSocket handshake (101 with
 //!   `Sec-WebSocket-Accept`), after which the backend echoes raw bytes, prefixed once by
@@ -155,6 +156,9 @@ fn full(b: impl Into<Bytes>) -> Body {
 }
 
 async fn echo(pod: Arc<String>, mut req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    if req.uri().path() == "/fixed" {
+        return Ok(Response::new(full(Bytes::from_static(b"hello, world\n"))));
+    }
     let path = req.uri().path().to_string();
     if req
         .headers()
