@@ -279,7 +279,8 @@ fn l7_proxy_vs_nginx() {
         );
     }
 
-    let cases: [(&str, Box<dyn Fn(bool) -> Result>); 3] = [
+    type Case<'a> = (&'a str, Box<dyn Fn(bool) -> Result + 'a>);
+    let cases: [Case<'_>; 3] = [
         (
             "HTTP/1.1 keep-alive (wrk)",
             Box::new(|ours| {
