@@ -5,7 +5,8 @@
 #   2. checks the default render is the plain manifests in deploy/manifests;
 #   3. validates every plain manifest and every render against the Kubernetes JSON schemas
 #      (strict: unknown fields fail) of the current and previous minor release;
-#   4. checks the Grafana dashboard is well-formed JSON over xdp-ingress metrics.
+#   4. checks the Containerfile (parses, pinned bases, non-root runtime stage) and the Grafana
+#      dashboard (well-formed, queries only the metrics in deploy/grafana/metrics.txt).
 # Renders are left in target/deploy-check/rendered-*/ where tests/deploy_manifests.rs also
 # checks them (RBAC, capabilities, flags), so run this before `cargo test`.
 # Needs python3 (venv) and PyPI; installs its tools into target/deploy-venv once.
@@ -62,6 +63,9 @@ for f in deploy/manifests/*.yaml; do
   [ "$n" = kustomization.yaml ] && continue
   grep -qx "  - $n" deploy/manifests/kustomization.yaml || { echo "$n missing from kustomization.yaml" >&2; exit 1; }
 done
+
+step "Containerfile"
+"$py" deploy/tools/containerfile_check.py deploy/Containerfile
 
 step "grafana dashboard"
 "$py" deploy/tools/dashboard_check.py deploy/grafana/xdp-ingress.json
