@@ -10,11 +10,12 @@ use crate::dataplane::{AttachMode, XdpAttachment, object};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// Interface to attach the XDP program to (the node's NIC).
+    /// Interface to attach the XDP program to (the node's NIC); `auto` picks the interface of
+    /// the default route.
     #[arg(long, env = "XDP_INGRESS_IFACE")]
     pub iface: String,
     /// XDP attach mode; `auto` tries native and falls back to generic with a warning.
-    #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
+    #[arg(long, value_enum, default_value_t = AttachMode::Auto, env = "XDP_INGRESS_XDP_MODE")]
     pub xdp_mode: AttachMode,
     /// eBPF object to load instead of the embedded one.
     #[arg(long)]
@@ -26,8 +27,9 @@ pub struct RunArgs {
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let bytes = object::load(args.bpf_object.as_deref())?;
-    let attachment = XdpAttachment::attach(&bytes, &args.iface, args.xdp_mode)
-        .with_context(|| format!("attaching xdp-ingress to {}", args.iface))?;
+    let iface = super::iface::resolve(&args.iface)?;
+    let attachment = XdpAttachment::attach(&bytes, &iface, args.xdp_mode)
+        .with_context(|| format!("attaching xdp-ingress to {iface}"))?;
 
     let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
