@@ -4,9 +4,13 @@
 //! - [`model`]: the immutable routing snapshot and the pure translation that builds it.
 //! - [`dataplane`]: the XDP side: load and attach the eBPF object, read and write its maps.
 //! - [`cli`]: the `xdp-ingress` subcommands (`run`, ...), thin wiring over the modules above.
+//! - [`source`]: where objects come from (manifest directory, API server).
+//! - [`store`]: objects from the sources, by kind and key (input of translation).
 //! - [`telemetry`]: logging set-up shared by the subcommands.
 
 pub mod cli;
 pub mod dataplane;
 pub mod model;
+pub mod source;
+pub mod store;
 pub mod telemetry;

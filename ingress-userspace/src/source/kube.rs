@@ -1,0 +1,1 @@
+//! The Kubernetes API source (kube-rs watchers). Filled in by the next commit.
