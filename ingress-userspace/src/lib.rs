@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`model`]: the immutable routing snapshot and the pure translation that builds it.
+//! - [`controller`]: the control loop, sources -> store -> translation -> planes.
 //! - [`dataplane`]: the XDP side: load and attach the eBPF object, read and write its maps.
 //! - [`cli`]: the `xdp-ingress` subcommands (`run`, ...), thin wiring over the modules above.
 //! - [`source`]: where objects come from (manifest directory, API server).
@@ -9,6 +10,7 @@
 //! - [`telemetry`]: logging set-up shared by the subcommands.
 
 pub mod cli;
+pub mod controller;
 pub mod dataplane;
 pub mod model;
 pub mod source;

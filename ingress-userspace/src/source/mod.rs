@@ -2,6 +2,7 @@
 //! ([`kube`]). Each reports [`SourceEvent`]s to the control loop, which applies them to the
 //! store; the two behave the same from there on.
 
+pub mod args;
 pub mod files;
 pub mod kube;
 
