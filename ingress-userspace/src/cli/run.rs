@@ -11,7 +11,7 @@ use crate::{
     controller::{self, LoopConfig, SnapshotSink},
     dataplane::{AttachMode, XdpAttachment, object},
     model::{Snapshot, translate::Translator},
-    source::{SourceEvent, args::SourceArgs, files},
+    source::{SourceEvent, args::SourceArgs, files, kube as kube_source},
     store::{Change, SourceId},
 };
 
@@ -162,6 +162,16 @@ pub async fn start_sources(
         let w = files::watch(files::ManifestDir::new(dir), control.events.clone())
             .with_context(|| format!("watching {}", dir.display()))?;
         sources._watchers.push(w);
+    }
+    if args.kube_enabled() {
+        let client = kube_source::client(args.kubeconfig.as_deref())
+            .await
+            .context("Kubernetes API source")?;
+        sources.tasks.extend(kube_source::spawn(
+            client,
+            args.namespace.as_deref(),
+            control.events.clone(),
+        ));
     }
     if args.manifests.is_none() && !args.default_manifests && !args.kube_enabled() {
         warn!("no source given (--manifests, --default-manifests, --kube): nothing will be served");
