@@ -230,7 +230,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         .node
         .run(bin.to_str().context("non-UTF-8 path")?, &["backends"])
     {
-        Ok(out) => out.lines().for_each(|l| note(l)),
+        Ok(out) => out.lines().for_each(note),
         Err(e) => note(&format!("(not available: {e:#})")),
     }
 
