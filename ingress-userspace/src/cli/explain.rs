@@ -12,11 +12,15 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Serialize;
 
 use crate::{
+    model::translate::{
+        DEFAULT_CONTROLLER_NAME, DEFAULT_INGRESS_CLASS, TranslateConfig, translate,
+    },
     model::{
         BackendProtocol, CookieAffinity, Diagnostic, EndpointState, LoadBalancing, ObjectKind,
         ObjectRef, PathMatch, Snapshot, Upstream,
     },
     proxy::router::{CompiledAction, CompiledHost, Lookup, Miss, RequestView, RouteTable},
+    source::files::ManifestDir,
 };
 
 #[derive(Debug, clap::Args)]
@@ -38,6 +42,15 @@ pub struct ExplainArgs {
     /// The request arrives over HTTPS (no HTTP → HTTPS redirect).
     #[arg(long)]
     pub https: bool,
+    /// IngressClass name treated as ours (as `run --ingress-class`).
+    #[arg(long, default_value = DEFAULT_INGRESS_CLASS)]
+    pub ingress_class: String,
+    /// `spec.controller` of IngressClasses that are ours (as `run --controller-name`).
+    #[arg(long, default_value = DEFAULT_CONTROLLER_NAME)]
+    pub controller_name: String,
+    /// Also take Ingresses that name no class (as `run --watch-ingress-without-class`).
+    #[arg(long)]
+    pub watch_ingress_without_class: bool,
 }
 
 fn parse_header(s: &str) -> Result<(String, String), String> {
@@ -261,17 +274,24 @@ fn backend_info(u: &Upstream, weight: u32) -> BackendInfo {
     }
 }
 
-/// The snapshot the control plane would build from a manifest directory.
-fn load_snapshot(dir: &std::path::Path) -> anyhow::Result<Snapshot> {
-    // Wired to the control plane's manifest source and translation once they are in main.
-    anyhow::bail!(
-        "reading {}: manifest translation is not available in this build",
-        dir.display()
-    )
+/// The snapshot the control plane builds from a manifest directory (same source, same
+/// translation as `run --manifests`).
+pub fn load_snapshot(dir: &std::path::Path, config: &TranslateConfig) -> anyhow::Result<Snapshot> {
+    if !dir.is_dir() {
+        anyhow::bail!("{} is not a directory", dir.display());
+    }
+    let objects = ManifestDir::new(dir).load();
+    Ok(translate(&objects, config))
 }
 
 pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
-    let snapshot = load_snapshot(&args.manifests)
+    let config = TranslateConfig {
+        controller_name: args.controller_name.clone(),
+        ingress_class: args.ingress_class.clone(),
+        watch_without_class: args.watch_ingress_without_class,
+        ..TranslateConfig::default()
+    };
+    let snapshot = load_snapshot(&args.manifests, &config)
         .with_context(|| format!("loading manifests from {}", args.manifests.display()))?;
     let e = explain(
         &snapshot,
@@ -400,6 +420,37 @@ mod tests {
             },
         );
         assert_eq!(e.outcome, Outcome::Route);
+    }
+
+    #[test]
+    fn explains_the_default_manifests_like_run_serves_them() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/source/default_manifests");
+        let s = load_snapshot(&dir, &TranslateConfig::default()).unwrap();
+        let e = explain(
+            &s,
+            &Query {
+                https: true,
+                ..q("secure.example.com", "/api/v1")
+            },
+        );
+        assert_eq!(e.outcome, Outcome::Route);
+        let r = e.route.as_ref().unwrap();
+        assert_eq!(
+            (r.ingress.name.as_str(), r.path.as_str(), r.path_type),
+            ("secure", "/api", "Prefix")
+        );
+        assert_eq!(e.backends[0].service.name, "api");
+        assert!(e.backends[0].affinity.is_some());
+        assert!(!e.backends[0].endpoints.is_empty());
+        assert_eq!(
+            explain(&s, &q("secure.example.com", "/")).outcome,
+            Outcome::Redirect
+        );
+        let e = explain(&s, &q("unknown.example.com", "/"));
+        assert_eq!(e.outcome, Outcome::DefaultBackend);
+        assert_eq!(e.backends[0].service.name, "web");
+        assert!(load_snapshot(&dir.join("nope"), &TranslateConfig::default()).is_err());
     }
 
     #[test]

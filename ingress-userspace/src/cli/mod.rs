@@ -2,6 +2,7 @@
 //! library; nothing here is needed by tests that drive the library directly.
 
 pub mod explain;
+pub mod iface;
 pub mod run;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +23,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: attach the XDP program and serve until SIGINT/SIGTERM.

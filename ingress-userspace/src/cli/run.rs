@@ -1,20 +1,32 @@
-//! `xdp-ingress run`: attach, serve, detach cleanly on SIGINT/SIGTERM.
+//! `xdp-ingress run`: attach XDP, start the control loop and its sources, serve, detach cleanly
+//! on SIGINT/SIGTERM.
 
-use std::{path::PathBuf, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
-use tracing::info;
+use tracing::{info, warn};
 
-use crate::dataplane::{AttachMode, XdpAttachment, object};
+use crate::{
+    controller::{self, LoopConfig, SnapshotSink},
+    dataplane::{AttachMode, XdpAttachment, object},
+    model::{Snapshot, translate::Translator},
+    proxy::{Proxy, ProxyArgs, ProxyHandle},
+    source::{SourceEvent, args::SourceArgs, files, kube as kube_source},
+    store::{Change, SourceId},
+};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// Interface to attach the XDP program to (the node's NIC).
-    #[arg(long, env = "XDP_INGRESS_IFACE")]
-    pub iface: String,
+    /// Interface to attach the XDP program to (the node's NIC); `auto` picks the interface of
+    /// the default route.
+    #[arg(long, env = "XDP_INGRESS_IFACE", required_unless_present = "no_xdp")]
+    pub iface: Option<String>,
+    /// Run without the XDP program (control plane and L7 only).
+    #[arg(long)]
+    pub no_xdp: bool,
     /// XDP attach mode; `auto` tries native and falls back to generic with a warning.
-    #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
+    #[arg(long, value_enum, default_value_t = AttachMode::Auto, env = "XDP_INGRESS_XDP_MODE")]
     pub xdp_mode: AttachMode,
     /// eBPF object to load instead of the embedded one.
     #[arg(long)]
@@ -23,13 +35,71 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 0)]
     pub stats_interval: u64,
     #[command(flatten)]
-    pub proxy: crate::proxy::ProxyArgs,
+    pub source: SourceArgs,
+    #[command(flatten)]
+    pub proxy: ProxyArgs,
+}
+
+/// The one place planes are wired to the control loop. Each plane is a [`SnapshotSink`]; wrap
+/// an `apply` method with [`controller::sink`].
+fn dataplanes(
+    _args: &RunArgs,
+    _xdp: Option<&mut XdpAttachment>,
+    proxy: ProxyHandle,
+) -> anyhow::Result<Vec<Box<dyn SnapshotSink>>> {
+    let mut logged = std::collections::BTreeSet::new();
+    let log_diagnostics = controller::sink("diagnostics", move |s: &Arc<Snapshot>| {
+        // Log each diagnostic once, while it lasts.
+        let now: std::collections::BTreeSet<_> = s.diagnostics.iter().cloned().collect();
+        for d in now.difference(&logged) {
+            warn!(object = %d.object, severity = ?d.severity, reason = %d.reason, "{}", d.message);
+        }
+        logged = now;
+        Ok(())
+    });
+    let l7 = controller::sink("l7", move |s: &Arc<Snapshot>| {
+        proxy.apply(Arc::clone(s));
+        Ok(())
+    });
+    Ok(vec![log_diagnostics, l7])
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let bytes = object::load(args.bpf_object.as_deref())?;
-    let attachment = XdpAttachment::attach(&bytes, &args.iface, args.xdp_mode)
-        .with_context(|| format!("attaching xdp-ingress to {}", args.iface))?;
+    let mut attachment = match (&args.iface, args.no_xdp) {
+        (Some(iface), false) => {
+            let bytes = object::load(args.bpf_object.as_deref())?;
+            let iface = super::iface::resolve(iface)?;
+            Some(
+                XdpAttachment::attach(&bytes, &iface, args.xdp_mode)
+                    .with_context(|| format!("attaching xdp-ingress to {iface}"))?,
+            )
+        }
+        _ => None,
+    };
+
+    let translate_config = args
+        .source
+        .translate_config()
+        .map_err(anyhow::Error::msg)
+        .context("control-plane flags")?;
+    // The proxy drains when `shutdown` flips; until the first snapshot it answers 404.
+    let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
+    let mut proxy_args = args.proxy.clone();
+    proxy_args
+        .default_ssl_certificate
+        .clone_from(&args.source.default_ssl_certificate);
+    let proxy = Proxy::start(proxy_args, async move {
+        let _ = shutdown_rx.wait_for(|stop| *stop).await;
+    })
+    .await
+    .context("starting the L7 proxy")?;
+    let sinks = dataplanes(&args, attachment.as_mut(), proxy.clone())?;
+    let control = controller::spawn(
+        Translator::new(translate_config),
+        sinks,
+        LoopConfig::default(),
+    );
+    let sources = start_sources(&args.source, &control).await?;
 
     let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
@@ -41,18 +111,92 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             _ = sigterm.recv() => { info!("SIGTERM received"); break; }
             _ = sigint.recv() => { info!("SIGINT received"); break; }
             _ = ticker.tick(), if args.stats_interval > 0 => {
-                let view = attachment.stats().context("reading counters")?;
-                if last.as_ref() != Some(&view) {
-                    let nonzero: Vec<String> = view.counters.iter()
-                        .filter(|(_, c)| c.packets > 0)
-                        .map(|(l, c)| format!("{l}={}/{}B", c.packets, c.bytes))
-                        .collect();
-                    info!(counters = %nonzero.join(" "), "xdp counters");
-                    last = Some(view);
+                if let Some(attachment) = &attachment {
+                    let view = attachment.stats().context("reading counters")?;
+                    if last.as_ref() != Some(&view) {
+                        let nonzero: Vec<String> = view.counters.iter()
+                            .filter(|(_, c)| c.packets > 0)
+                            .map(|(l, c)| format!("{l}={}/{}B", c.packets, c.bytes))
+                            .collect();
+                        info!(counters = %nonzero.join(" "), "xdp counters");
+                        last = Some(view);
+                    }
+                }
+                if let Ok(s) = control.stats.lock() {
+                    let p = |q| s.latency_percentile(q).map(|d: Duration| d.as_micros() as u64).unwrap_or(0);
+                    info!(snapshots = s.snapshots, p50_us = p(50.0), p99_us = p(99.0), "event-to-live");
                 }
             }
         }
     }
-    attachment.detach().context("detaching XDP program")?;
+    drop(sources);
+    let _ = shutdown_tx.send(true);
+    if tokio::time::timeout(args.proxy.drain_timeout, proxy.finished())
+        .await
+        .is_err()
+    {
+        warn!(deadline = ?args.proxy.drain_timeout, "drain deadline passed with requests in flight");
+    }
+    if let Some(attachment) = attachment {
+        attachment.detach().context("detaching XDP program")?;
+    }
     Ok(())
+}
+
+/// Whatever keeps the sources running; dropping it stops them.
+#[derive(Default)]
+pub struct Sources {
+    _watchers: Vec<notify::RecommendedWatcher>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Sources {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Starts every source the flags ask for, feeding `control`.
+pub async fn start_sources(
+    args: &SourceArgs,
+    control: &controller::ControlLoop,
+) -> anyhow::Result<Sources> {
+    let mut sources = Sources::default();
+    if args.default_manifests {
+        let objects = files::default_objects().context("embedded default manifests")?;
+        control
+            .events
+            .send(SourceEvent::new(
+                SourceId::Other,
+                Change::ReplaceAll(Box::new(objects)),
+            ))
+            .await
+            .context("control loop gone")?;
+    }
+    if let Some(dir) = &args.manifests {
+        anyhow::ensure!(
+            dir.is_dir(),
+            "--manifests {}: not a directory",
+            dir.display()
+        );
+        let w = files::watch(files::ManifestDir::new(dir), control.events.clone())
+            .with_context(|| format!("watching {}", dir.display()))?;
+        sources._watchers.push(w);
+    }
+    if args.kube_enabled() {
+        let client = kube_source::client(args.kubeconfig.as_deref())
+            .await
+            .context("Kubernetes API source")?;
+        sources.tasks.extend(kube_source::spawn(
+            client,
+            args.namespace.as_deref(),
+            control.events.clone(),
+        ));
+    }
+    if args.manifests.is_none() && !args.default_manifests && !args.kube_enabled() {
+        warn!("no source given (--manifests, --default-manifests, --kube): nothing will be served");
+    }
+    Ok(sources)
 }

@@ -139,9 +139,8 @@ impl Proxy {
             }
             None => None,
         };
-        // `--default-ssl-certificate` belongs to the control plane, which resolves it into
-        // `L7Config::default_certificate`.
-        let certs = Arc::new(CertStore::new(None)?);
+        // The snapshot's `default_certificate` wins; the named Secret is the fallback.
+        let certs = Arc::new(CertStore::new(args.default_ssl_certificate.clone())?);
         let tls = TlsAcceptor::from(Arc::new(certs.server_config()?));
         let shared = Arc::new(Shared {
             clients: Clients::new(PoolOptions {
