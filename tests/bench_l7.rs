@@ -4,7 +4,8 @@
 //! no access log), the same echo backend in a pod namespace, the same load from the client
 //! namespace: wrk for HTTP/1.1 keep-alive and HTTPS, h2load for HTTP/2 over TLS.
 //! Run by `cargo xtask bench l7` (or `cargo test --release -p xdp-ingress-e2e --test bench_l7
-//! -- --ignored --nocapture`). Each case runs `BENCH_SECONDS` (default 5) seconds.
+//! -- --ignored --nocapture`). Each case runs twice per proxy, alternating, `BENCH_SECONDS`
+//! (default 5) seconds each; the better of the two rounds is reported.
 
 mod l7common;
 
@@ -338,9 +339,12 @@ fn l7_proxy_vs_nginx() {
         "case", "ours req/s", "ours p99", "nginx req/s", "nginx p99", "rps ratio", "p99 ratio"
     );
     for (name, run) in &cases {
-        // Warm both up briefly, then measure ours and nginx back to back.
-        let ours = run(true);
-        let theirs = run(false);
+        // Two alternating rounds each (ours, nginx, ours, nginx), the better round counts:
+        // the machine is shared, and a neighbour's burst should not decide the ratio.
+        let best = |a: Result, b: Result| if b.rps > a.rps { b } else { a };
+        let (o1, t1) = (run(true), run(false));
+        let (o2, t2) = (run(true), run(false));
+        let (ours, theirs) = (best(o1, o2), best(t1, t2));
         let _ = writeln!(
             report,
             "{:<28} {:>12.0} {:>8.2}ms {:>12.0} {:>8.2}ms {:>9.2} {:>9.2}{}",

@@ -773,3 +773,102 @@ async fn metrics_health_and_graceful_shutdown() {
         .await
         .expect("drained");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limit_and_idle_timeout() {
+    let a = backend("a");
+    let proxy = TestProxy::start(ProxyArgs {
+        max_connections: 2,
+        keepalive_timeout: Duration::from_millis(500),
+        ..TestProxy::quiet_args()
+    })
+    .await;
+    proxy.handle.apply(snapshot(
+        1,
+        l7_with(
+            vec![vhost(
+                "c.test",
+                vec![route_to(path("Prefix", "/"), up("a", &[&a]))],
+                false,
+            )],
+            None,
+        ),
+    ));
+    let closed_within = |mut s: tokio::net::TcpStream, wait: Duration| async move {
+        let mut buf = [0u8; 64];
+        matches!(
+            tokio::time::timeout(wait, s.read(&mut buf)).await,
+            Ok(Ok(0) | Err(_))
+        )
+    };
+    let c1 = tokio::net::TcpStream::connect(proxy.http()).await.unwrap();
+    let c2 = tokio::net::TcpStream::connect(proxy.http()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A third connection is over the limit: closed at once.
+    let c3 = tokio::net::TcpStream::connect(proxy.http()).await.unwrap();
+    assert!(
+        closed_within(c3, Duration::from_secs(2)).await,
+        "third connection not closed"
+    );
+    // The two idle ones are closed by the idle timeout, not before.
+    let t = std::time::Instant::now();
+    assert!(
+        closed_within(c1, Duration::from_secs(5)).await,
+        "idle connection kept open"
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(250),
+        "closed too early: {:?}",
+        t.elapsed()
+    );
+    assert!(closed_within(c2, Duration::from_secs(5)).await);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Slots are free again.
+    let out = raw(
+        proxy.http(),
+        b"GET / HTTP/1.1\r\nHost: c.test\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(
+        proxy
+            .handle
+            .metrics_text()
+            .contains("xdp_ingress_rejected_connections_total 1")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_and_grpcs_upstreams() {
+    let (crt, key) = self_signed_pem(&["backend.internal"]).unwrap();
+    let b = HttpBackend::start_tls("127.0.0.1:0".parse().unwrap(), "tls-pod", &crt, &key).unwrap();
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let https = with(up("https", &[&b]), |u| u.protocol = BackendProtocol::Https);
+    let grpcs = with(up("grpcs", &[&b]), |u| u.protocol = BackendProtocol::Grpcs);
+    proxy.handle.apply(snapshot(
+        1,
+        l7_with(
+            vec![vhost(
+                "t.test",
+                vec![
+                    route_to(path("Prefix", "/trailers"), grpcs),
+                    route_to(path("Prefix", "/"), https),
+                ],
+                false,
+            )],
+            None,
+        ),
+    ));
+    let c = http1_client();
+    let g = get(&c, proxy.http(), "t.test", "/x").await;
+    assert_eq!(g.status, StatusCode::OK, "{:?}", g);
+    assert_eq!(g.pod(), "tls-pod");
+    assert_eq!(g.json()["version"], "HTTP/1.1");
+    let mut r = req(proxy.http(), "t.test", "/trailers");
+    *r.method_mut() = Method::POST;
+    r.headers_mut().insert("te", "trailers".parse().unwrap());
+    let g = send(&h2c_client(), r).await.unwrap();
+    assert_eq!(g.json()["version"], "HTTP/2.0");
+    assert_eq!(g.trailers.expect("trailers")["grpc-status"], "0");
+}
