@@ -15,7 +15,7 @@ use http::{
     HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
     header::{CONTENT_TYPE, HOST, LOCATION, SET_COOKIE, USER_AGENT},
 };
-use http_body_util::{BodyExt, Empty, Full, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body, Incoming};
 use hyper_util::rt::TokioIo;
 use tracing::debug;
@@ -23,6 +23,7 @@ use tracing::debug;
 use super::{
     Runtime, Shared,
     access_log::{Entry, LoggedBody, now_epoch},
+    body::BodySlot,
     headers::{ClientSide, add_forwarding, is_upgrade, strip_hop_by_hop},
     metrics::{RequestLabels, RouteLabels, UpstreamLabels},
     router::{CompiledAction, Lookup, RequestView},
@@ -192,9 +193,12 @@ async fn forward(
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
-    // Only a request without body can be sent again; it is rebuilt empty for each attempt.
-    let replayable = body.is_end_stream();
-    let mut body = Some(body);
+    // The body goes to another endpoint only while no attempt has read from it.
+    let body = BodySlot::new(if max_body > 0 {
+        Limited::new(body, max_body as usize).boxed_unsync()
+    } else {
+        body.map_err(BoxError::from).boxed_unsync()
+    });
     let idempotent = matches!(
         parts.method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
@@ -226,16 +230,10 @@ async fn forward(
             failure = (StatusCode::BAD_REQUEST, "invalid request target".into());
             break;
         };
-        let req_body: ProxyBody = if replayable {
-            Empty::new().map_err(|e| match e {}).boxed_unsync()
-        } else {
-            match body.take() {
-                Some(b) if max_body > 0 => Limited::new(b, max_body as usize).boxed_unsync(),
-                Some(b) => b.map_err(BoxError::from).boxed_unsync(),
-                None => break,
-            }
+        let Some(req_body) = body.attempt() else {
+            break;
         };
-        let mut upstream_req = Request::new(req_body);
+        let mut upstream_req = Request::new(req_body.boxed_unsync());
         *upstream_req.method_mut() = parts.method.clone();
         *upstream_req.uri_mut() = uri;
         *upstream_req.version_mut() = if upgrade {
@@ -283,8 +281,10 @@ async fn forward(
             Ok(Err(e)) => {
                 let connect = e.is_connect();
                 debug!(endpoint = %addr, error = ?e, "upstream request failed");
+                // Safe to resend: nothing reached the endpoint (connect failed) or the method
+                // is idempotent; and the body is still whole.
                 (
-                    replayable && (connect || idempotent),
+                    body.untouched() && (connect || idempotent),
                     StatusCode::BAD_GATEWAY,
                     if connect {
                         "upstream connect failed"
@@ -294,7 +294,7 @@ async fn forward(
                 )
             }
             Err(_) => (
-                replayable && idempotent,
+                body.untouched() && idempotent,
                 StatusCode::GATEWAY_TIMEOUT,
                 "upstream timed out",
             ),

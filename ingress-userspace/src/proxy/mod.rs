@@ -9,6 +9,7 @@
 
 pub mod access_log;
 pub mod args;
+pub mod body;
 pub mod fixtures;
 pub mod forward;
 pub mod headers;
