@@ -34,7 +34,7 @@ impl BodySlot {
         self.untouched().then(|| HeldBody {
             slot: Arc::clone(&self.slot),
             active: None,
-            hint: self.hint.clone(),
+            hint: self.hint,
             end: self.end,
         })
     }
@@ -84,7 +84,7 @@ impl Body for HeldBody {
     fn size_hint(&self) -> SizeHint {
         match &self.active {
             Some(b) => b.size_hint(),
-            None => self.hint.clone(),
+            None => self.hint,
         }
     }
 }
