@@ -14,6 +14,7 @@ use bytes::Bytes;
 use http::{
     HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
     header::{CONTENT_TYPE, HOST, LOCATION, SET_COOKIE, USER_AGENT},
+    uri::{PathAndQuery, Scheme},
 };
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body, Incoming};
@@ -191,8 +192,8 @@ async fn forward(
     let path_and_query = parts
         .uri
         .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "/".into());
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
     // The body goes to another endpoint only while no attempt has read from it.
     let body = BodySlot::new(if max_body > 0 {
         Limited::new(body, max_body as usize).boxed_unsync()
@@ -204,6 +205,11 @@ async fn forward(
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
     );
     let (scheme, upstream_version) = scheme_and_version(up.spec.protocol);
+    let scheme = if scheme == "https" {
+        Scheme::HTTPS
+    } else {
+        Scheme::HTTP
+    };
     let read_timeout = policy.timeouts.read.unwrap_or(args.proxy_read_timeout);
     let client_ip = conn.client.ip().to_canonical();
     let upstream_label = UpstreamLabels {
@@ -226,7 +232,11 @@ async fn forward(
         let slot = &up.slots[pick.slot];
         let addr = slot.stats.addr;
         out.upstream_addr = Some(addr);
-        let Ok(uri) = format!("{scheme}://{addr}{path_and_query}").parse::<Uri>() else {
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(scheme.clone());
+        uri.authority = slot.authority.clone();
+        uri.path_and_query = Some(path_and_query.clone());
+        let Ok(uri) = Uri::from_parts(uri) else {
             failure = (StatusCode::BAD_REQUEST, "invalid request target".into());
             break;
         };
