@@ -618,6 +618,16 @@ async fn slowloris_and_oversized_headers_are_cut_off() {
     assert!(closed.is_ok(), "slow client still connected after 10 s");
     assert_eq!(a.requests(), 0);
 
+    // A TLS client that never sends its ClientHello is cut off the same way.
+    let silent = tokio::net::TcpStream::connect(proxy.https()).await.unwrap();
+    let mut silent = silent;
+    let mut buf = [0u8; 16];
+    let r = tokio::time::timeout(Duration::from_secs(10), silent.read(&mut buf)).await;
+    assert!(
+        matches!(r, Ok(Ok(0) | Err(_))),
+        "silent TLS client not closed: {r:?}"
+    );
+
     // Oversized headers: 431.
     let big = format!(
         "GET / HTTP/1.1\r\nHost: l.test\r\nX-Big: {}\r\n\r\n",

@@ -211,6 +211,11 @@ async fn forward(
         Scheme::HTTP
     };
     let read_timeout = policy.timeouts.read.unwrap_or(args.proxy_read_timeout);
+    let clients = policy
+        .timeouts
+        .connect
+        .map(|t| shared.clients_for(Some(t)));
+    let clients = clients.as_ref().unwrap_or(&shared.clients);
     let client_ip = conn.client.ip().to_canonical();
     let upstream_label = UpstreamLabels {
         upstream: Arc::clone(&up.label),
@@ -265,8 +270,7 @@ async fn forward(
         } else {
             up.spec.protocol
         };
-        let sent =
-            tokio::time::timeout(read_timeout, shared.clients.send(protocol, upstream_req)).await;
+        let sent = tokio::time::timeout(read_timeout, clients.send(protocol, upstream_req)).await;
         slot.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
         let took = t0.elapsed();
         let (retry_ok, status, reason) = match sent {
