@@ -211,10 +211,7 @@ async fn forward(
         Scheme::HTTP
     };
     let read_timeout = policy.timeouts.read.unwrap_or(args.proxy_read_timeout);
-    let clients = policy
-        .timeouts
-        .connect
-        .map(|t| shared.clients_for(Some(t)));
+    let clients = policy.timeouts.connect.map(|t| shared.clients_for(Some(t)));
     let clients = clients.as_ref().unwrap_or(&shared.clients);
     let client_ip = conn.client.ip().to_canonical();
     let upstream_label = UpstreamLabels {
