@@ -893,3 +893,73 @@ async fn https_and_grpcs_upstreams() {
     assert_eq!(g.json()["version"], "HTTP/2.0");
     assert_eq!(g.trailers.expect("trailers")["grpc-status"], "0");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_requests_get_errors_and_harm_nobody() {
+    let a = backend("a");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    proxy.handle.apply(snapshot(
+        1,
+        l7_with(
+            vec![vhost(
+                "h.test",
+                vec![route_to(path("Prefix", "/"), up("a", &[&a]))],
+                false,
+            )],
+            None,
+        ),
+    ));
+    let wait = Duration::from_secs(5);
+    let cases: [(&[u8], &str); 3] = [
+        (b"GARBAGE\r\n\r\n", "HTTP/1.1 400"),
+        (
+            b"GET / HTTP/1.1\r\nHost: h.test\r\nBad Header\r\n\r\n",
+            "HTTP/1.1 400",
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: h.test\r\nContent-Length: abc\r\n\r\n",
+            "HTTP/1.1 400",
+        ),
+    ];
+    for (bytes, want) in cases {
+        let out = raw(proxy.http(), bytes, wait).await;
+        assert!(
+            out.starts_with(want),
+            "{:?} -> {out:?}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+    // Request smuggling: both framings at once, and a second request hidden behind the
+    // chunked end. The proxy re-frames the first and closes; the hidden one never runs.
+    let out = raw(
+        proxy.http(),
+        b"POST / HTTP/1.1\r\nHost: h.test\r\nContent-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n\
+          0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: h.test\r\n\r\n",
+        wait,
+    )
+    .await;
+    assert!(out.matches("HTTP/1.1 ").count() <= 1, "{out}");
+    assert!(!out.contains("/smuggled"), "{out}");
+    let smuggling_requests = a.requests();
+    assert!(smuggling_requests <= 1);
+
+    // Too many headers.
+    let mut many = String::from("GET / HTTP/1.1\r\nHost: h.test\r\n");
+    for i in 0..200 {
+        many.push_str(&format!("X-{i}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    let out = raw(proxy.http(), many.as_bytes(), wait).await;
+    assert!(out.starts_with("HTTP/1.1 431"), "{out:?}");
+    // Junk instead of a TLS ClientHello.
+    let out = raw(proxy.https(), b"GET / HTTP/1.1\r\n\r\n", wait).await;
+    assert!(!out.contains("200"), "{out:?}");
+    assert_eq!(
+        a.requests(),
+        smuggling_requests,
+        "nothing else hostile reached the backend"
+    );
+    // Everyone else is served as before.
+    let g = get(&http1_client(), proxy.http(), "h.test", "/ok").await;
+    assert_eq!(g.status, StatusCode::OK);
+}
