@@ -14,6 +14,7 @@ use xdp_ingress::{
         translate::{TranslateConfig, Translator},
     },
     source::{files, kube as kube_source},
+    status,
     store::Object,
 };
 
@@ -274,4 +275,143 @@ async fn kube_outage_keeps_serving_and_relists_on_410() {
         !s.l7.hosts.contains_key("back.example.com")
     })
     .await;
+}
+
+/// Polls `f` every 50 ms until it holds; panics with `what` after [`CONVERGE`].
+async fn eventually(what: &str, f: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + CONVERGE;
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn quick_lease(identity: &str) -> status::leader::LeaseConfig {
+    status::leader::LeaseConfig {
+        lease_duration: Duration::from_secs(2),
+        renew_deadline: Duration::from_millis(1500),
+        retry_period: Duration::from_millis(200),
+        ..status::leader::LeaseConfig::new("kube-system", "xdp-ingress-leader", identity)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_controllers_elect_one_leader_and_fail_over() {
+    let api = ApiServer::start().await.unwrap();
+    let a = status::leader::spawn(kube_client(&api).await, quick_lease("node-a"));
+    let b = status::leader::spawn(kube_client(&api).await, quick_lease("node-b"));
+    let leaders = || [*a.is_leader.borrow(), *b.is_leader.borrow()];
+    eventually("one leader", || leaders().iter().any(|l| *l)).await;
+    // Never two at once, across several renew periods.
+    for _ in 0..40 {
+        assert_ne!(leaders(), [true, true], "two leaders");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (leader, follower, follower_name) = if leaders()[0] {
+        (a, b, "node-b")
+    } else {
+        (b, a, "node-a")
+    };
+    let holder = |api: &ApiServer| {
+        api.get("leases", "kube-system", "xdp-ingress-leader")
+            .unwrap()["spec"]["holderIdentity"]
+            .clone()
+    };
+    assert_ne!(holder(&api), json!(follower_name));
+
+    // The leader stops renewing (crash): the follower takes over after the lease duration.
+    leader.task.abort();
+    let t0 = std::time::Instant::now();
+    eventually("fail-over", || *follower.is_leader.borrow()).await;
+    eprintln!("fail-over after {:?}", t0.elapsed());
+    assert_eq!(holder(&api), json!(follower_name));
+    let transitions = api
+        .get("leases", "kube-system", "xdp-ingress-leader")
+        .unwrap()["spec"]["leaseTransitions"]
+        .clone();
+    assert_eq!(transitions, json!(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_writes_status_addresses_and_events_once() {
+    let api = ApiServer::start().await.unwrap();
+    for o in default_objects_json() {
+        api.put(o);
+    }
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("info")
+        .try_init();
+    let cfg = TranslateConfig {
+        publish_addresses: vec!["198.18.0.10".into()],
+        ..Default::default()
+    };
+    let ctl = controller::spawn(Translator::new(cfg), vec![], LoopConfig::default());
+    let client = kube_client(&api).await;
+    let _tasks = kube_source::spawn(client.clone(), None, ctl.events.clone());
+    let candidate = status::leader::spawn(client.clone(), quick_lease("node-a"));
+    let reporter = status::events::Reporter {
+        controller: "xdp-ingress.dev/controller".into(),
+        instance: "node-a".into(),
+    };
+    let _writer = status::spawn(
+        client,
+        reporter,
+        ctl.snapshots.clone(),
+        candidate.is_leader.clone(),
+    );
+
+    let lb_ip = |name: &str| {
+        api.get("ingresses", "default", name).and_then(|i| {
+            i["status"]["loadBalancer"]["ingress"][0]["ip"]
+                .as_str()
+                .map(str::to_string)
+        })
+    };
+    eventually("status written", || {
+        ["echo", "secure", "default-backend"]
+            .iter()
+            .all(|n| lb_ip(n).as_deref() == Some("198.18.0.10"))
+    })
+    .await;
+
+    // The Ingress stops being ours: its status address is removed.
+    api.put(json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "nginx"}, "spec": {"controller": "k8s.io/ingress-nginx"}}));
+    let mut ing = api.get("ingresses", "default", "echo").unwrap();
+    ing["spec"]["ingressClassName"] = json!("nginx");
+    api.put(ing);
+    eventually("status removed", || {
+        api.get("ingresses", "default", "echo")
+            .is_some_and(|i| i["status"]["loadBalancer"].get("ingress").is_none())
+    })
+    .await;
+    assert_eq!(lb_ip("secure").as_deref(), Some("198.18.0.10"));
+
+    // A broken Ingress: one Event, not repeated while the problem stays.
+    api.put(json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "broken", "namespace": "default"},
+        "spec": {"ingressClassName": "xdp-ingress", "rules": [{"host": "broken.example.com", "http": {"paths": [
+            {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "missing", "port": {"number": 80}}}}]}}]}}));
+    let events_for = |reason: &str| {
+        api.list("events")
+            .into_iter()
+            .filter(|e| e["reason"] == reason && e["involvedObject"]["name"] == "broken")
+            .count()
+    };
+    eventually("event created", || events_for("ServiceNotFound") == 1).await;
+    // More snapshots (and writer ticks) while the problem stays: still one Event.
+    let mut web = api.get("services", "default", "web").unwrap();
+    web["metadata"]["labels"] = json!({"touched": "yes"});
+    api.put(web);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(events_for("ServiceNotFound"), 1);
+    let e = api
+        .list("events")
+        .into_iter()
+        .find(|e| e["reason"] == "ServiceNotFound")
+        .unwrap();
+    assert_eq!(e["type"], "Warning");
+    assert_eq!(e["involvedObject"]["kind"], "Ingress");
 }

@@ -12,6 +12,7 @@ use crate::{
     dataplane::{AttachMode, XdpAttachment, object},
     model::{Snapshot, translate::Translator},
     source::{SourceEvent, args::SourceArgs, files, kube as kube_source},
+    status,
     store::{Change, SourceId},
 };
 
@@ -168,10 +169,30 @@ pub async fn start_sources(
             .await
             .context("Kubernetes API source")?;
         sources.tasks.extend(kube_source::spawn(
-            client,
+            client.clone(),
             args.namespace.as_deref(),
             control.events.clone(),
         ));
+        if !args.no_status {
+            let identity = args.identity();
+            let lease = status::leader::LeaseConfig::new(
+                &args.election_namespace,
+                &args.election_id,
+                &identity,
+            );
+            let candidate = status::leader::spawn(client.clone(), lease);
+            let reporter = status::events::Reporter {
+                controller: args.controller_name.clone(),
+                instance: identity,
+            };
+            let writer = status::spawn(
+                client,
+                reporter,
+                control.snapshots.clone(),
+                candidate.is_leader,
+            );
+            sources.tasks.extend([writer, candidate.task]);
+        }
     }
     if args.manifests.is_none() && !args.default_manifests && !args.kube_enabled() {
         warn!("no source given (--manifests, --default-manifests, --kube): nothing will be served");

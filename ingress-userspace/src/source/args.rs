@@ -77,6 +77,7 @@ impl SourceArgs {
                 .as_deref()
                 .map(parse_key)
                 .transpose()?,
+            publish_addresses: self.publish_address.clone(),
         })
     }
 

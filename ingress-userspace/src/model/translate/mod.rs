@@ -47,6 +47,8 @@ pub struct TranslateConfig {
     pub node_name: Option<String>,
     /// Secret used for TLS handshakes that match no `spec.tls` host.
     pub default_tls_secret: Option<Key>,
+    /// `--publish-address`: written to Ingress status instead of node addresses.
+    pub publish_addresses: Vec<String>,
 }
 
 impl Default for TranslateConfig {
@@ -58,6 +60,7 @@ impl Default for TranslateConfig {
             ingress_service: None,
             node_name: None,
             default_tls_secret: None,
+            publish_addresses: Vec::new(),
         }
     }
 }
@@ -119,6 +122,7 @@ impl Translator {
         }
         let l7 = builder.finish();
         let l4 = service::l4_services(objects, &endpoints, &self.config, &mut diags);
+        let status_addresses = status_addresses(objects, &l4, &self.config);
         self.tls.retain(|r| {
             objects
                 .secrets
@@ -132,8 +136,56 @@ impl Translator {
             diagnostics: diags.finish(),
             owned_ingresses,
             local_node: self.config.node_name.clone(),
+            status_addresses,
         }
     }
+}
+
+/// `--publish-address` if given; else the addresses of the nodes that run the ingress (nodes
+/// of the ingress Service's endpoints when it is known, else every node): ExternalIP, else
+/// InternalIP.
+fn status_addresses(
+    objects: &Objects,
+    l4: &[crate::model::L4Service],
+    cfg: &TranslateConfig,
+) -> Vec<String> {
+    let mut out: Vec<String> = if !cfg.publish_addresses.is_empty() {
+        cfg.publish_addresses.clone()
+    } else {
+        let proxies: std::collections::BTreeSet<&str> = l4
+            .iter()
+            .filter(|s| s.local_proxy)
+            .flat_map(|s| s.endpoints.iter().filter_map(|e| e.node_name.as_deref()))
+            .collect();
+        objects
+            .nodes
+            .iter()
+            .filter(|(k, _)| cfg.ingress_service.is_none() || proxies.contains(k.name.as_str()))
+            .flat_map(|(_, node)| {
+                let addrs = node
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.addresses.as_deref())
+                    .unwrap_or_default();
+                let of = |ty: &str| -> Vec<String> {
+                    addrs
+                        .iter()
+                        .filter(|a| a.type_ == ty)
+                        .map(|a| a.address.clone())
+                        .collect()
+                };
+                let external = of("ExternalIP");
+                if external.is_empty() {
+                    of("InternalIP")
+                } else {
+                    external
+                }
+            })
+            .collect()
+    };
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// One-shot translation (tests, `explain`).

@@ -504,3 +504,69 @@ fn versions_increase_and_tls_cache_reuses() {
     assert_eq!(t.translate(&o).version, 1);
     assert_eq!(t.translate(&o).version, 2);
 }
+
+#[test]
+fn status_addresses_from_flag_or_nodes() {
+    use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeStatus};
+    let node = |name: &str, addrs: &[(&str, &str)]| {
+        Object::Node(Arc::new(Node {
+            metadata: meta("", name),
+            status: Some(NodeStatus {
+                addresses: Some(
+                    addrs
+                        .iter()
+                        .map(|(t, a)| NodeAddress {
+                            type_: t.to_string(),
+                            address: a.to_string(),
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    };
+    let mut o = base();
+    o.upsert(node(
+        "node-a",
+        &[("InternalIP", "10.0.0.1"), ("ExternalIP", "198.18.0.2")],
+    ));
+    o.upsert(node("node-b", &[("InternalIP", "10.0.0.2")]));
+    o.upsert(node("node-c", &[("InternalIP", "10.0.0.3")]));
+    // Every node without an ingress Service: ExternalIP, else InternalIP.
+    assert_eq!(
+        run(&o).status_addresses,
+        ["10.0.0.2", "10.0.0.3", "198.18.0.2"]
+    );
+    // With the ingress Service: only nodes that run a proxy endpoint (fixture endpoints are on node-a).
+    let mut own = mk_service(
+        "default",
+        "xdp-ingress",
+        "NodePort",
+        vec![{
+            let mut p = mk_port(Some("http"), 80, IntOrString::Int(8080));
+            p.node_port = Some(30080);
+            p
+        }],
+    );
+    own.metadata.name = Some("xdp-ingress".into());
+    o.upsert(svc(own));
+    o.upsert(mk_slice(
+        "default",
+        "xdp-ingress-1",
+        "xdp-ingress",
+        "IPv4",
+        &[(Some("http"), 8080)],
+        &[("198.18.0.2", Some(true), None, None)],
+    ));
+    let cfg = TranslateConfig {
+        ingress_service: Some(crate::store::Key::new("default", "xdp-ingress")),
+        ..mk_config()
+    };
+    assert_eq!(translate(&o, &cfg).status_addresses, ["198.18.0.2"]);
+    let cfg = TranslateConfig {
+        publish_addresses: vec!["lb.example.com".into()],
+        ..cfg
+    };
+    assert_eq!(translate(&o, &cfg).status_addresses, ["lb.example.com"]);
+}
