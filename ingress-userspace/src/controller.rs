@@ -192,9 +192,21 @@ async fn run(
             debug!(events = count, "no change in the store");
             continue;
         }
-        let t0 = Instant::now();
-        let snapshot = Arc::new(translator.translate(&store.view()));
-        let translate_time = t0.elapsed();
+        // Off the async workers: a large translation must not stall the proxy's tasks.
+        let (s, t, snapshot, translate_time) = match tokio::task::spawn_blocking(move || {
+            let t0 = Instant::now();
+            let snapshot = Arc::new(translator.translate(&store.view()));
+            (store, translator, snapshot, t0.elapsed())
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                error!(error = %e, "translation panicked; control loop stops, planes keep their snapshot");
+                return;
+            }
+        };
+        (store, translator) = (s, t);
         let mut errors = 0;
         for s in &mut sinks {
             if let Err(e) = s.apply(&snapshot) {
@@ -212,7 +224,9 @@ async fn run(
             event_to_live_us = latency.as_micros() as u64,
             "snapshot live"
         );
-        tx.send_replace(snapshot);
+        // Freeing a large snapshot takes milliseconds: not on an async worker either.
+        let old = tx.send_replace(snapshot);
+        tokio::task::spawn_blocking(move || drop(old));
         if let Ok(mut s) = stats.lock() {
             s.snapshots += 1;
             s.apply_errors += errors;

@@ -199,7 +199,8 @@ pub struct VirtualHost {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub enum PathMatch {
     Exact(String),
-    /// Element-wise prefix, trailing slash ignored.
+    /// Element-wise prefix, trailing slash ignored. Translation stores it without a trailing
+    /// slash (`/foo/` -> `/foo`; `/` stays `/`).
     Prefix(String),
     /// ingress-nginx's `ImplementationSpecific`: a plain character prefix.
     CharPrefix(String),
