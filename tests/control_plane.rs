@@ -415,3 +415,69 @@ async fn leader_writes_status_addresses_and_events_once() {
     assert_eq!(e["type"], "Warning");
     assert_eq!(e["involvedObject"]["kind"], "Ingress");
 }
+
+/// The daemon binary itself: `run --no-xdp --kubeconfig` watches the double, wins the Lease,
+/// writes status, and hands the Lease back on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_binary_serves_kube_source_and_releases_lease() {
+    let bin = testbed::xdp_ingress_bin();
+    assert!(
+        bin.exists(),
+        "{} missing: build it first (cargo build -p ingress-userspace)",
+        bin.display()
+    );
+    let api = ApiServer::start().await.unwrap();
+    for o in default_objects_json() {
+        api.put(o);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: double, cluster: {{server: \"{}\"}}}}]\n\
+             users: [{{name: u, user: {{}}}}]\ncontexts: [{{name: c, context: {{cluster: double, user: u}}}}]\ncurrent-context: c\n",
+            api.url()
+        ),
+    )
+    .unwrap();
+    let mut daemon = testbed::process::KillOnDrop::spawn(
+        std::process::Command::new(&bin)
+            .args(["run", "--no-xdp", "--kubeconfig"])
+            .arg(&kubeconfig)
+            .args([
+                "--publish-address",
+                "198.18.0.10",
+                "--election-namespace",
+                "default",
+                "--identity",
+                "daemon-1",
+            ]),
+    )
+    .unwrap();
+    let lb_ip = || {
+        api.get("ingresses", "default", "secure").and_then(|i| {
+            i["status"]["loadBalancer"]["ingress"][0]["ip"]
+                .as_str()
+                .map(str::to_string)
+        })
+    };
+    eventually("daemon wrote status", || {
+        lb_ip().as_deref() == Some("198.18.0.10")
+    })
+    .await;
+    let holder = || {
+        api.get("leases", "default", "xdp-ingress-leader")
+            .map(|l| l["spec"]["holderIdentity"].clone())
+    };
+    assert_eq!(holder(), Some(json!("daemon-1")));
+
+    let status = daemon
+        .signal_and_wait(libc::SIGTERM, Duration::from_secs(10))
+        .unwrap();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "clean exit on SIGTERM: {status:?}"
+    );
+    assert_eq!(holder(), Some(Value::Null), "lease released");
+}

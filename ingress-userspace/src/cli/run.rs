@@ -115,7 +115,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         }
     }
-    drop(sources);
+    sources.shutdown().await;
     if let Some(attachment) = attachment {
         attachment.detach().context("detaching XDP program")?;
     }
@@ -127,6 +127,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 pub struct Sources {
     _watchers: Vec<notify::RecommendedWatcher>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    lease: Option<(kube::Client, status::leader::LeaseConfig)>,
+}
+
+impl Sources {
+    /// Stops the sources and hands leadership over (bounded in time).
+    pub async fn shutdown(mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Some((client, lease)) = self.lease.take() {
+            let release = status::leader::release(client, &lease);
+            match tokio::time::timeout(Duration::from_secs(2), release).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => warn!(error = %e, "could not release the leader lease"),
+                Err(_) => warn!("releasing the leader lease timed out"),
+            }
+        }
+    }
 }
 
 impl Drop for Sources {
@@ -180,7 +198,8 @@ pub async fn start_sources(
                 &args.election_id,
                 &identity,
             );
-            let candidate = status::leader::spawn(client.clone(), lease);
+            let candidate = status::leader::spawn(client.clone(), lease.clone());
+            sources.lease = Some((client.clone(), lease));
             let reporter = status::events::Reporter {
                 controller: args.controller_name.clone(),
                 instance: identity,

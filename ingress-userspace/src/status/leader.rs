@@ -151,3 +151,22 @@ async fn run(api: Api<Lease>, cfg: LeaseConfig, tx: watch::Sender<bool>) {
         tokio::time::sleep(cfg.retry_period).await;
     }
 }
+
+/// Gives the lease up if this candidate holds it (graceful shutdown), so another replica takes
+/// over at once instead of after `lease_duration`.
+pub async fn release(client: kube::Client, config: &LeaseConfig) -> Result<bool, kube::Error> {
+    let api: Api<Lease> = Api::namespaced(client, &config.namespace);
+    let Some(mut lease) = api.get_opt(&config.name).await? else {
+        return Ok(false);
+    };
+    let spec = lease.spec.get_or_insert_default();
+    if spec.holder_identity.as_deref() != Some(config.identity.as_str()) {
+        return Ok(false);
+    }
+    spec.holder_identity = None;
+    spec.renew_time = Some(now());
+    api.replace(&config.name, &PostParams::default(), &lease)
+        .await?;
+    info!(identity = %config.identity, "leader lease released");
+    Ok(true)
+}
