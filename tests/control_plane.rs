@@ -452,6 +452,15 @@ async fn daemon_binary_serves_kube_source_and_releases_lease() {
                 "default",
                 "--identity",
                 "daemon-1",
+            ])
+            // The proxy stays on loopback, on ports the kernel picks.
+            .args([
+                "--listen-address",
+                "127.0.0.1",
+                "--http-port",
+                "0",
+                "--https-port",
+                "0",
             ]),
     )
     .unwrap();

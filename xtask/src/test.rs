@@ -41,6 +41,9 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
         cmd::run(&mut c)?;
     }
 
+    step("deploy/: manifests and chart against the Kubernetes schemas, dashboard, Containerfile");
+    cmd::run(std::process::Command::new("bash").arg(cmd::root().join("deploy/check.sh")))?;
+
     step("building the daemon (the netns tests run the binary)");
     cmd::run(cmd::cargo().args(["build", "--package", "ingress-userspace", "--bins"]))?;
 

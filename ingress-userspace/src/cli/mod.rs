@@ -1,6 +1,7 @@
 //! The `xdp-ingress` subcommands. Each parses its flags into plain structs and calls into the
 //! library; nothing here is needed by tests that drive the library directly.
 
+pub mod iface;
 pub mod run;
 
 use clap::{Parser, Subcommand};

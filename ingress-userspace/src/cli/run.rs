@@ -11,6 +11,7 @@ use crate::{
     controller::{self, LoopConfig, SnapshotSink},
     dataplane::{AttachMode, XdpAttachment, object},
     model::{Snapshot, translate::Translator},
+    proxy::{Proxy, ProxyArgs, ProxyHandle},
     source::{SourceEvent, args::SourceArgs, files, kube as kube_source},
     status,
     store::{Change, SourceId},
@@ -18,14 +19,15 @@ use crate::{
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// Interface to attach the XDP program to (the node's NIC).
+    /// Interface to attach the XDP program to (the node's NIC); `auto` picks the interface of
+    /// the default route.
     #[arg(long, env = "XDP_INGRESS_IFACE", required_unless_present = "no_xdp")]
     pub iface: Option<String>,
     /// Run without the XDP program (control plane and L7 only).
     #[arg(long)]
     pub no_xdp: bool,
     /// XDP attach mode; `auto` tries native and falls back to generic with a warning.
-    #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
+    #[arg(long, value_enum, default_value_t = AttachMode::Auto, env = "XDP_INGRESS_XDP_MODE")]
     pub xdp_mode: AttachMode,
     /// eBPF object to load instead of the embedded one.
     #[arg(long)]
@@ -35,6 +37,8 @@ pub struct RunArgs {
     pub stats_interval: u64,
     #[command(flatten)]
     pub source: SourceArgs,
+    #[command(flatten)]
+    pub proxy: ProxyArgs,
 }
 
 /// The one place planes are wired to the control loop. Each plane is a [`SnapshotSink`]; wrap
@@ -42,13 +46,8 @@ pub struct RunArgs {
 fn dataplanes(
     _args: &RunArgs,
     _xdp: Option<&mut XdpAttachment>,
+    proxy: ProxyHandle,
 ) -> anyhow::Result<Vec<Box<dyn SnapshotSink>>> {
-    // L4 (dataplane::L4Dataplane) and L7 (proxy::Proxy) planes join here when their branches
-    // merge, e.g.:
-    //   let mut l4 = L4Dataplane::new(xdp.unwrap(), ...)?;
-    //   sinks.push(controller::sink("xdp", move |s| l4.apply(s).map_err(|e| e.to_string())));
-    //   let proxy = Proxy::start(...)?;
-    //   sinks.push(controller::sink("l7", move |s| { proxy.apply(s.clone()); Ok(()) }));
     let mut logged = std::collections::BTreeSet::new();
     let log_diagnostics = controller::sink("diagnostics", move |s: &Arc<Snapshot>| {
         // Log each diagnostic once, while it lasts.
@@ -59,15 +58,20 @@ fn dataplanes(
         logged = now;
         Ok(())
     });
-    Ok(vec![log_diagnostics])
+    let l7 = controller::sink("l7", move |s: &Arc<Snapshot>| {
+        proxy.apply(Arc::clone(s));
+        Ok(())
+    });
+    Ok(vec![log_diagnostics, l7])
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut attachment = match (&args.iface, args.no_xdp) {
         (Some(iface), false) => {
             let bytes = object::load(args.bpf_object.as_deref())?;
+            let iface = super::iface::resolve(iface)?;
             Some(
-                XdpAttachment::attach(&bytes, iface, args.xdp_mode)
+                XdpAttachment::attach(&bytes, &iface, args.xdp_mode)
                     .with_context(|| format!("attaching xdp-ingress to {iface}"))?,
             )
         }
@@ -79,7 +83,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .translate_config()
         .map_err(anyhow::Error::msg)
         .context("control-plane flags")?;
-    let sinks = dataplanes(&args, attachment.as_mut())?;
+    // The proxy drains when `shutdown` flips; until the first snapshot it answers 404.
+    let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
+    let mut proxy_args = args.proxy.clone();
+    proxy_args
+        .default_ssl_certificate
+        .clone_from(&args.source.default_ssl_certificate);
+    let proxy = Proxy::start(proxy_args, async move {
+        let _ = shutdown_rx.wait_for(|stop| *stop).await;
+    })
+    .await
+    .context("starting the L7 proxy")?;
+    let sinks = dataplanes(&args, attachment.as_mut(), proxy.clone())?;
     let control = controller::spawn(
         Translator::new(translate_config),
         sinks,
@@ -116,6 +131,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     sources.shutdown().await;
+    let _ = shutdown_tx.send(true);
+    if tokio::time::timeout(args.proxy.drain_timeout, proxy.finished())
+        .await
+        .is_err()
+    {
+        warn!(deadline = ?args.proxy.drain_timeout, "drain deadline passed with requests in flight");
+    }
     if let Some(attachment) = attachment {
         attachment.detach().context("detaching XDP program")?;
     }
