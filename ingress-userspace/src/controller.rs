@@ -11,6 +11,14 @@ use std::{
     time::{Duration, Instant},
 };
 
+use prometheus_client::{
+    metrics::{
+        counter::Counter,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info};
 
@@ -62,12 +70,14 @@ where
     })
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct LoopConfig {
     /// Quiet time that ends a batch of events.
     pub debounce: Duration,
     /// Longest a batch may wait after its first event.
     pub max_delay: Duration,
+    /// Prometheus metrics to update (register them with [`ControlMetrics::register`]).
+    pub metrics: Option<ControlMetrics>,
 }
 
 impl Default for LoopConfig {
@@ -75,7 +85,80 @@ impl Default for LoopConfig {
         LoopConfig {
             debounce: Duration::from_millis(20),
             max_delay: Duration::from_millis(250),
+            metrics: None,
         }
+    }
+}
+
+/// Prometheus metrics of the control loop (cheap clones of shared counters).
+#[derive(Clone, Debug)]
+pub struct ControlMetrics {
+    pub source_events: Counter,
+    pub snapshots: Counter,
+    pub apply_errors: Counter,
+    pub snapshot_version: Gauge,
+    pub diagnostics: Gauge,
+    pub translate_seconds: Histogram,
+    pub event_to_live_seconds: Histogram,
+}
+
+impl Default for ControlMetrics {
+    fn default() -> Self {
+        ControlMetrics::new()
+    }
+}
+
+impl ControlMetrics {
+    pub fn new() -> ControlMetrics {
+        ControlMetrics {
+            source_events: Counter::default(),
+            snapshots: Counter::default(),
+            apply_errors: Counter::default(),
+            snapshot_version: Gauge::default(),
+            diagnostics: Gauge::default(),
+            translate_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
+            event_to_live_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+        }
+    }
+
+    /// Adds the metrics to `registry` (under its prefix, e.g. `xdp_ingress_`).
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("control");
+        r.register(
+            "source_events",
+            "Object changes received from the sources",
+            self.source_events.clone(),
+        );
+        r.register(
+            "snapshots",
+            "Snapshots translated and applied",
+            self.snapshots.clone(),
+        );
+        r.register(
+            "apply_errors",
+            "Snapshots a plane failed to apply (it kept the previous one)",
+            self.apply_errors.clone(),
+        );
+        r.register(
+            "snapshot_version",
+            "Version of the live snapshot",
+            self.snapshot_version.clone(),
+        );
+        r.register(
+            "diagnostics",
+            "Diagnostics in the live snapshot",
+            self.diagnostics.clone(),
+        );
+        r.register(
+            "translate_seconds",
+            "Time to translate the store into a snapshot",
+            self.translate_seconds.clone(),
+        );
+        r.register(
+            "event_to_live_seconds",
+            "From a source event arriving to its snapshot being live in every plane",
+            self.event_to_live_seconds.clone(),
+        );
     }
 }
 
@@ -224,9 +307,21 @@ async fn run(
             event_to_live_us = latency.as_micros() as u64,
             "snapshot live"
         );
+        let (version, diagnostics) = (snapshot.version, snapshot.diagnostics.len());
         // Freeing a large snapshot takes milliseconds: not on an async worker either.
         let old = tx.send_replace(snapshot);
         tokio::task::spawn_blocking(move || drop(old));
+        if let Some(m) = &config.metrics {
+            m.source_events.inc_by(count);
+            m.snapshots.inc();
+            m.apply_errors.inc_by(errors);
+            m.snapshot_version
+                .set(i64::try_from(version).unwrap_or(i64::MAX));
+            m.diagnostics
+                .set(i64::try_from(diagnostics).unwrap_or(i64::MAX));
+            m.translate_seconds.observe(translate_time.as_secs_f64());
+            m.event_to_live_seconds.observe(latency.as_secs_f64());
+        }
         if let Ok(mut s) = stats.lock() {
             s.snapshots += 1;
             s.apply_errors += errors;
@@ -254,10 +349,16 @@ mod tests {
             Ok(())
         });
         let failing = sink("failing", |_| Err("nope".into()));
+        let metrics = ControlMetrics::new();
+        let mut registry = Registry::with_prefix("xdp_ingress");
+        metrics.register(&mut registry);
         let ctl = spawn(
             Translator::new(TranslateConfig::default()),
             vec![failing, ok],
-            LoopConfig::default(),
+            LoopConfig {
+                metrics: Some(metrics),
+                ..Default::default()
+            },
         );
         let objects = crate::source::files::default_objects().unwrap();
         // Ten events in a burst: one translation.
@@ -282,5 +383,19 @@ mod tests {
         let st = ctl.stats.lock().unwrap().clone();
         assert_eq!((st.snapshots, st.events, st.apply_errors), (1, 10, 1));
         assert!(st.latency_percentile(50.0).is_some());
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains("xdp_ingress_control_event_to_live_seconds_count 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("xdp_ingress_control_source_events_total 10"),
+            "{text}"
+        );
+        assert!(
+            text.contains("xdp_ingress_control_apply_errors_total 1"),
+            "{text}"
+        );
     }
 }
