@@ -378,6 +378,19 @@ async fn leader_writes_status_addresses_and_events_once() {
     })
     .await;
 
+    // Status-only changes of an Ingress (as our own writes are) do not trigger a translation.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let v = ctl.snapshots.borrow().version;
+    let mut ing = api.get("ingresses", "default", "default-backend").unwrap();
+    ing["status"]["loadBalancer"]["ingress"] = json!([{"ip": "198.18.0.99"}]);
+    api.put(ing);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        ctl.snapshots.borrow().version,
+        v,
+        "a status-only change re-translated"
+    );
+
     // The Ingress stops being ours: its status address is removed.
     api.put(json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "nginx"}, "spec": {"controller": "k8s.io/ingress-nginx"}}));
     let mut ing = api.get("ingresses", "default", "echo").unwrap();
