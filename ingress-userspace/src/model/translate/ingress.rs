@@ -26,19 +26,18 @@ use super::{
 };
 use crate::{
     model::{
-        Endpoint, L7Config, ObjectKind, ObjectRef, PathMatch, Route, RouteAction, RouteMatch,
-        RouteOrigin, TlsCertificate, Upstream, VirtualHost, WeightedUpstream,
+        L7Config, ObjectKind, ObjectRef, PathMatch, Route, RouteAction, RouteMatch, RouteOrigin,
+        TlsCertificate, Upstream, VirtualHost, WeightedUpstream,
     },
     store::{Key, Objects},
 };
 
-/// Sort key giving conflict precedence: oldest first, then namespace/name.
-pub fn order_key(ing: &Ingress) -> (i64, String, String) {
-    (
-        created(ing),
-        ing.metadata.namespace.clone().unwrap_or_default(),
-        ing.metadata.name.clone().unwrap_or_default(),
-    )
+/// Conflict precedence: oldest first, then namespace/name.
+pub fn precedence(a: &Ingress, b: &Ingress) -> std::cmp::Ordering {
+    created(a)
+        .cmp(&created(b))
+        .then_with(|| a.metadata.namespace.cmp(&b.metadata.namespace))
+        .then_with(|| a.metadata.name.cmp(&b.metadata.name))
 }
 
 fn created(ing: &Ingress) -> i64 {
@@ -133,7 +132,7 @@ pub struct L7Builder<'a> {
     certificates: BTreeMap<String, Arc<TlsCertificate>>,
     default_certificate: Option<Arc<TlsCertificate>>,
     default_backend: Option<(ObjectRef, Arc<crate::model::Upstream>)>,
-    resolved: HashMap<(String, String, i32), Arc<[Endpoint]>>,
+    resolved: HashMap<(String, String, i32), Vec<Arc<Upstream>>>,
 }
 
 impl<'a> L7Builder<'a> {
@@ -410,19 +409,33 @@ impl<'a> L7Builder<'a> {
                 format!("service {key} has no port {}", want.unwrap_or_default()),
             ));
         };
-        let endpoints = self
+        // One Upstream per Service port and options, shared by every route that uses it (the
+        // proxy keys pools by id; sharing also saves copying endpoint lists).
+        let variants = self
             .resolved
             .entry((ns.to_string(), b.name.clone(), port.port))
-            .or_insert_with(|| self.endpoints.resolve(ns, &b.name, port).into())
-            .clone();
-        Ok(Arc::new(Upstream {
+            .or_default();
+        if let Some(u) = variants.iter().find(|u| {
+            u.protocol == opts.protocol
+                && u.load_balancing == opts.load_balancing
+                && u.affinity == opts.affinity
+        }) {
+            return Ok(u.clone());
+        }
+        let endpoints = match variants.first() {
+            Some(u) => u.endpoints.clone(),
+            None => self.endpoints.resolve(ns, &b.name, port),
+        };
+        let u = Arc::new(Upstream {
             id: format!("{key}:{}", port.port),
             service: ObjectRef::new(ObjectKind::Service, ns, b.name.clone()),
             protocol: opts.protocol,
-            endpoints: endpoints.to_vec(),
+            endpoints,
             load_balancing: opts.load_balancing.clone(),
             affinity: opts.affinity.clone(),
-        }))
+        });
+        variants.push(u.clone());
+        Ok(u)
     }
 
     pub fn finish(self) -> L7Config {

@@ -99,7 +99,7 @@ impl Translator {
             .values()
             .filter(|i| classes.owns(i, &self.config))
             .collect();
-        owned.sort_by_cached_key(|i| ingress::order_key(i));
+        owned.sort_by(|a, b| ingress::precedence(a, b));
         let owned_ingresses: Vec<ObjectRef> = {
             let mut v: Vec<_> = owned
                 .iter()

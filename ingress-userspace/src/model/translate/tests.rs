@@ -570,3 +570,47 @@ fn status_addresses_from_flag_or_nodes() {
     };
     assert_eq!(translate(&o, &cfg).status_addresses, ["lb.example.com"]);
 }
+
+#[test]
+fn upstreams_shared_per_service_port_and_options() {
+    let mut o = base();
+    o.upsert(ing(mk_ingress(
+        "default",
+        "a",
+        1,
+        vec![(
+            "a.example.com",
+            vec![
+                ("/", "Prefix", "web", "80"),
+                ("/x", "Prefix", "web", "http"),
+            ],
+        )],
+    )));
+    let other = mk_ingress(
+        "default",
+        "b",
+        2,
+        vec![("b.example.com", vec![("/", "Prefix", "web", "80")])],
+    );
+    o.upsert(ing(with_annotation(
+        other,
+        "nginx.ingress.kubernetes.io/load-balance",
+        "ewma",
+    )));
+    let s = run(&o);
+    let up = |h: &str, i: usize| match &s.l7.hosts[h].routes[i].action {
+        RouteAction::Forward(u) => u[0].upstream.clone(),
+        _ => panic!(),
+    };
+    assert!(Arc::ptr_eq(
+        &up("a.example.com", 0),
+        &up("a.example.com", 1)
+    ));
+    let b = up("b.example.com", 0);
+    assert!(
+        !Arc::ptr_eq(&up("a.example.com", 0), &b),
+        "different options: own upstream"
+    );
+    assert_eq!(b.id, "default/web:80");
+    assert_eq!(b.endpoints.len(), 1);
+}
