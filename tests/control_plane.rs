@@ -410,7 +410,7 @@ async fn leader_writes_status_addresses_and_events_once() {
     let events_for = |reason: &str| {
         api.list("events")
             .into_iter()
-            .filter(|e| e["reason"] == reason && e["involvedObject"]["name"] == "broken")
+            .filter(|e| e["reason"] == reason && e["regarding"]["name"] == "broken")
             .count()
     };
     eventually("event created", || events_for("ServiceNotFound") == 1).await;
@@ -426,7 +426,8 @@ async fn leader_writes_status_addresses_and_events_once() {
         .find(|e| e["reason"] == "ServiceNotFound")
         .unwrap();
     assert_eq!(e["type"], "Warning");
-    assert_eq!(e["involvedObject"]["kind"], "Ingress");
+    assert_eq!(e["regarding"]["kind"], "Ingress");
+    assert_eq!(e["reportingController"], "xdp-ingress.dev/controller");
 }
 
 /// The daemon binary itself: `run --no-xdp --kubeconfig` watches the double, wins the Lease,

@@ -1,12 +1,12 @@
-//! Kubernetes Events for diagnostics: one Event when a diagnostic appears, none while it stays
+//! Kubernetes Events (`events.k8s.io/v1`) for diagnostics: one Event when a diagnostic appears, none while it stays
 //! unchanged, a new one if it goes away and comes back. A token bucket bounds the rate; what
 //! the bucket refuses is retried on the next sync.
 
 use std::{collections::BTreeSet, time::Instant};
 
 use k8s_openapi::{
-    api::core::v1::{Event, EventSource, ObjectReference},
-    apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time},
+    api::{core::v1::ObjectReference, events::v1::Event},
+    apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta},
     chrono::Utc,
 };
 use kube::{Api, api::PostParams};
@@ -118,38 +118,31 @@ impl EventWriter {
         } else {
             d.object.namespace.clone()
         };
-        let now = Utc::now();
         let event = Event {
             metadata: ObjectMeta {
                 generate_name: Some(format!("{}.", d.object.name)),
                 namespace: Some(ns.clone()),
                 ..Default::default()
             },
-            involved_object: ObjectReference {
+            regarding: Some(ObjectReference {
                 kind: Some(kind.into()),
                 api_version: Some(api_version.into()),
                 namespace: (!d.object.namespace.is_empty()).then(|| d.object.namespace.clone()),
                 name: Some(d.object.name.clone()),
                 ..Default::default()
-            },
+            }),
             reason: Some(d.reason.clone()),
-            message: Some(d.message.clone()),
+            // The API limits a note to 1 kB.
+            note: Some(d.message.chars().take(1000).collect()),
             type_: Some(
                 match d.severity {
                     Severity::Warning | Severity::Error => "Warning",
                 }
                 .into(),
             ),
-            source: Some(EventSource {
-                component: Some(self.reporter.controller.clone()),
-                host: None,
-            }),
-            first_timestamp: Some(Time(now)),
-            last_timestamp: Some(Time(now)),
-            event_time: Some(MicroTime(now)),
-            count: Some(1),
+            event_time: Some(MicroTime(Utc::now())),
             action: Some("Sync".into()),
-            reporting_component: Some(self.reporter.controller.clone()),
+            reporting_controller: Some(self.reporter.controller.clone()),
             reporting_instance: Some(self.reporter.instance.clone()),
             ..Default::default()
         };
