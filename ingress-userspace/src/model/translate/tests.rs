@@ -614,3 +614,61 @@ fn upstreams_shared_per_service_port_and_options() {
     assert_eq!(b.id, "default/web:80");
     assert_eq!(b.endpoints.len(), 1);
 }
+
+#[test]
+fn default_certificates_and_tls_host_conflicts() {
+    let (crt, key) = mk_cert_pem(&["a.example.com"]);
+    let (crt2, key2) = mk_cert_pem(&["b.example.com"]);
+    let mut o = base();
+    o.upsert(Object::Secret(Arc::new(mk_tls_secret(
+        "default", "one", &crt, &key,
+    ))));
+    o.upsert(Object::Secret(Arc::new(mk_tls_secret(
+        "default", "two", &crt2, &key2,
+    ))));
+    o.upsert(Object::Secret(Arc::new(mk_tls_secret(
+        "kube-system",
+        "fallback",
+        &crt2,
+        &key2,
+    ))));
+    let rule = vec![("a.example.com", vec![("/", "Prefix", "web", "80")])];
+    o.upsert(ing(with_tls(
+        mk_ingress("default", "first", 1, rule.clone()),
+        &["a.example.com"],
+        "one",
+    )));
+    o.upsert(ing(with_tls(
+        mk_ingress("default", "second", 2, rule),
+        &["A.example.com"],
+        "two",
+    )));
+    // `spec.tls` without hosts: that Secret becomes the default certificate.
+    o.upsert(ing(with_tls(
+        mk_ingress("default", "nohosts", 3, vec![]),
+        &[],
+        "two",
+    )));
+    let s = run(&o);
+    assert_eq!(
+        s.l7.certificates["a.example.com"].secret.name, "one",
+        "older Ingress keeps the host"
+    );
+    assert_eq!(
+        s.l7.default_certificate.as_ref().unwrap().secret.name,
+        "two"
+    );
+    assert!(reasons(&s).contains(&("second".into(), "TlsHostConflict".into())));
+    assert!(reasons(&s).contains(&("second".into(), "RouteConflict".into())));
+
+    // --default-ssl-certificate wins over spec.tls without hosts.
+    let cfg = TranslateConfig {
+        default_tls_secret: Some(crate::store::Key::new("kube-system", "fallback")),
+        ..mk_config()
+    };
+    let s = translate(&o, &cfg);
+    assert_eq!(
+        s.l7.default_certificate.as_ref().unwrap().secret.name,
+        "fallback"
+    );
+}
