@@ -232,6 +232,16 @@ pub fn spawn(
     }
 }
 
+/// Applies one event; true when the next snapshot may differ (an EndpointSlice or Secret that
+/// nothing uses changes the store but not the snapshot).
+fn apply(store: &mut Store, translator: &Translator, ev: SourceEvent) -> bool {
+    let affects = match store.layer(ev.source) {
+        Some(layer) => translator.affects(layer, &ev.change),
+        None => true,
+    };
+    store.apply(ev.source, ev.change) && affects
+}
+
 async fn run(
     mut rx: mpsc::Receiver<SourceEvent>,
     mut store: Store,
@@ -246,7 +256,7 @@ async fn run(
         let Some(ev) = rx.recv().await else { break };
         let mut first = ev.at;
         let mut count = 1u64;
-        let mut changed = store.apply(ev.source, ev.change);
+        let mut changed = apply(&mut store, &translator, ev);
         let deadline = Instant::now() + config.max_delay;
         loop {
             let wait = config
@@ -256,7 +266,7 @@ async fn run(
                 Ok(Some(ev)) => {
                     first = first.min(ev.at);
                     count += 1;
-                    changed |= store.apply(ev.source, ev.change);
+                    changed |= apply(&mut store, &translator, ev);
                     if Instant::now() >= deadline {
                         break;
                     }

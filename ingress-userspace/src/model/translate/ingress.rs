@@ -133,6 +133,8 @@ pub struct L7Builder<'a> {
     default_certificate: Option<Arc<TlsCertificate>>,
     default_backend: Option<(ObjectRef, Arc<crate::model::Upstream>)>,
     resolved: HashMap<(String, String, i32), Vec<Arc<Upstream>>>,
+    /// Services and Secrets the routes depend on (found or not).
+    pub refs: super::References,
 }
 
 impl<'a> L7Builder<'a> {
@@ -153,6 +155,7 @@ impl<'a> L7Builder<'a> {
             default_certificate: None,
             default_backend: None,
             resolved: HashMap::new(),
+            refs: super::References::default(),
         };
         if let Some(key) = &cfg.default_tls_secret {
             let oref = ObjectRef::new(ObjectKind::Secret, key.namespace.clone(), key.name.clone());
@@ -164,6 +167,7 @@ impl<'a> L7Builder<'a> {
     /// Looks up and checks a TLS Secret; a problem is reported on `user` (the Ingress).
     fn certificate(&mut self, secret: &ObjectRef, user: &ObjectRef) -> Option<Arc<TlsCertificate>> {
         let key = Key::new(secret.namespace.clone(), secret.name.clone());
+        self.refs.secrets.insert(key.clone());
         let Some(s) = self.objects.secrets.get(&key) else {
             self.diags.error(
                 user,
@@ -381,6 +385,7 @@ impl<'a> L7Builder<'a> {
             ));
         };
         let key = Key::new(ns, b.name.clone());
+        self.refs.services.insert(key.clone());
         let Some(svc) = self.objects.services.get(&key) else {
             return Err(("ServiceNotFound", format!("service {key} does not exist")));
         };
@@ -438,7 +443,7 @@ impl<'a> L7Builder<'a> {
         Ok(u)
     }
 
-    pub fn finish(self) -> L7Config {
+    pub fn finish(self) -> (L7Config, super::References) {
         let mut cfg = L7Config {
             certificates: self.certificates,
             default_certificate: self.default_certificate,
@@ -469,6 +474,6 @@ impl<'a> L7Builder<'a> {
                 cfg.hosts.insert(host, vh);
             }
         }
-        cfg
+        (cfg, self.refs)
     }
 }

@@ -21,10 +21,21 @@ pub mod tls;
 #[cfg(test)]
 pub(crate) mod fixtures;
 
+use std::collections::HashSet;
+
 use crate::{
     model::{ObjectKind, ObjectRef, Snapshot},
-    store::{Key, Objects},
+    store::{Change, Key, Object, Objects},
 };
+
+/// What the last snapshot depended on besides Ingresses, IngressClasses, Services and Nodes
+/// (whose changes always re-translate): the Services whose endpoints it used and the Secrets it
+/// looked up. EndpointSlice and Secret churn elsewhere in the cluster is skipped.
+#[derive(Debug, Default)]
+pub struct References {
+    pub services: HashSet<Key>,
+    pub secrets: HashSet<Key>,
+}
 
 pub const DEFAULT_CONTROLLER_NAME: &str = "xdp-ingress.dev/controller";
 pub const DEFAULT_INGRESS_CLASS: &str = "xdp-ingress";
@@ -71,6 +82,7 @@ pub struct Translator {
     pub config: TranslateConfig,
     version: u64,
     tls: tls::TlsCache,
+    refs: Option<References>,
 }
 
 impl Translator {
@@ -79,6 +91,38 @@ impl Translator {
             config,
             version: 0,
             tls: tls::TlsCache::default(),
+            refs: None,
+        }
+    }
+
+    /// Whether `change` (not yet applied to `objects`) can alter the next snapshot. Only says
+    /// no for EndpointSlices and Secrets nothing referenced (before and after the change).
+    pub fn affects(&self, objects: &Objects, change: &Change) -> bool {
+        let Some(refs) = &self.refs else { return true };
+        let slice_service = |o: &k8s_openapi::api::discovery::v1::EndpointSlice| {
+            let ns = o.metadata.namespace.clone().unwrap_or_default();
+            let svc = o
+                .metadata
+                .labels
+                .as_ref()?
+                .get(endpoints::SERVICE_NAME_LABEL)?;
+            Some(Key::new(ns, svc.clone()))
+        };
+        let slice_matters = |key: &Key| {
+            objects
+                .endpoint_slices
+                .get(key)
+                .is_some_and(|old| slice_service(old).is_none_or(|k| refs.services.contains(&k)))
+        };
+        match change {
+            Change::Upsert(Object::EndpointSlice(s)) => {
+                slice_service(s).is_none_or(|k| refs.services.contains(&k))
+                    || slice_matters(&Object::EndpointSlice(s.clone()).key())
+            }
+            Change::Delete(ObjectKind::EndpointSlice, key) => slice_matters(key),
+            Change::Upsert(o @ Object::Secret(_)) => refs.secrets.contains(&o.key()),
+            Change::Delete(ObjectKind::Secret, key) => refs.secrets.contains(key),
+            _ => true,
         }
     }
 
@@ -120,8 +164,8 @@ impl Translator {
         for ing in &owned {
             builder.add_ingress(ing);
         }
-        let l7 = builder.finish();
-        let l4 = service::l4_services(objects, &endpoints, &self.config, &mut diags);
+        let (l7, mut refs) = builder.finish();
+        let l4 = service::l4_services(objects, &endpoints, &self.config, &mut diags, &mut refs);
         let status_addresses = status_addresses(objects, &l4, &self.config);
         self.tls.retain(|r| {
             objects
@@ -129,6 +173,7 @@ impl Translator {
                 .contains_key(&Key::new(r.namespace.clone(), r.name.clone()))
         });
 
+        self.refs = Some(refs);
         Snapshot {
             version: self.version,
             l7,

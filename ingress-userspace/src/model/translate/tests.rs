@@ -672,3 +672,96 @@ fn default_certificates_and_tls_host_conflicts() {
         "fallback"
     );
 }
+
+#[test]
+fn unreferenced_slices_and_secrets_do_not_affect_the_snapshot() {
+    use crate::store::{Change, Key};
+    let mut o = base();
+    o.upsert(ing(with_tls(
+        mk_ingress(
+            "default",
+            "a",
+            1,
+            vec![("a.example.com", vec![("/", "Prefix", "web", "80")])],
+        ),
+        &["a.example.com"],
+        "a-tls",
+    )));
+    let mut t = Translator::new(mk_config());
+    let slice = |svc: &str| {
+        mk_slice(
+            "default",
+            &format!("{svc}-abc"),
+            svc,
+            "IPv4",
+            &[(Some("http"), 8080)],
+            &[("198.19.7.2", Some(true), None, None)],
+        )
+    };
+    let secret = |name: &str| Object::Secret(Arc::new(mk_tls_secret("default", name, "x", "y")));
+    assert!(
+        t.affects(&o, &Change::Upsert(slice("api"))),
+        "everything counts before the first snapshot"
+    );
+    t.translate(&o);
+    struct Case {
+        name: &'static str,
+        change: Change,
+        affects: bool,
+    }
+    let cases = [
+        Case {
+            name: "slice of a used service",
+            change: Change::Upsert(slice("web")),
+            affects: true,
+        },
+        Case {
+            name: "slice of an unused service",
+            change: Change::Upsert(slice("api")),
+            affects: false,
+        },
+        Case {
+            name: "delete slice of a used service",
+            change: Change::Delete(ObjectKind::EndpointSlice, Key::new("default", "web-abc")),
+            affects: true,
+        },
+        Case {
+            name: "delete slice of an unused service",
+            change: Change::Delete(ObjectKind::EndpointSlice, Key::new("default", "api-abc")),
+            affects: false,
+        },
+        Case {
+            name: "delete unknown slice",
+            change: Change::Delete(ObjectKind::EndpointSlice, Key::new("default", "nope")),
+            affects: false,
+        },
+        Case {
+            name: "referenced (missing) secret appears",
+            change: Change::Upsert(secret("a-tls")),
+            affects: true,
+        },
+        Case {
+            name: "unreferenced secret",
+            change: Change::Upsert(secret("other")),
+            affects: false,
+        },
+        Case {
+            name: "any service change",
+            change: Change::Upsert(svc(mk_service("default", "zzz", "ClusterIP", vec![]))),
+            affects: true,
+        },
+    ];
+    for c in cases {
+        assert_eq!(t.affects(&o, &c.change), c.affects, "{}", c.name);
+    }
+    // A slice moving from a used service to an unused one still counts (the old one changes).
+    let moved = mk_slice(
+        "default",
+        "web-abc",
+        "api",
+        "IPv4",
+        &[(Some("http"), 8080)],
+        &[],
+    );
+    assert!(t.affects(&o, &Change::Upsert(moved)));
+}
