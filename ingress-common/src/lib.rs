@@ -18,6 +18,9 @@ pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/xdp-ingress";
 /// Name of the XDP entry point in the eBPF object.
 pub const PROG_XDP_INGRESS: &str = "xdp_ingress";
 
+/// Name of the bare XDP_PASS program (benchmark baseline, far end of test links).
+pub const PROG_XDP_PASS: &str = "xdp_pass";
+
 /// Implements `aya::Pod` for plain-old-data map types when the `user` feature is on.
 #[macro_export]
 macro_rules! impl_pod {

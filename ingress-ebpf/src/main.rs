@@ -43,6 +43,13 @@ pub fn xdp_ingress(ctx: XdpContext) -> u32 {
     }
 }
 
+/// A bare XDP_PASS: the in-kernel cost baseline for benchmarks, and the far-end program test
+/// beds put on the client veth so frames sent back with XDP_TX are received there.
+#[xdp]
+pub fn xdp_pass(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

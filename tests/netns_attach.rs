@@ -1,0 +1,110 @@
+//! The XDP program on a node's veth in the test bed: the client's traffic is counted, and the
+//! daemon attaches on start and detaches on SIGTERM.
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream, UdpSocket},
+    time::{Duration, Instant},
+};
+
+use ingress_common::stats::Stat;
+use testbed::{NODE_IFACE, Topology, echo::EchoServer, process::KillOnDrop};
+use xdp_ingress::dataplane::{AttachMode, XdpAttachment, object};
+
+#[test]
+fn client_traffic_to_the_node_is_counted_by_protocol() {
+    if !testbed::require_root() {
+        return;
+    }
+    let topo = Topology::new(0).expect("topology");
+    let bytes = std::fs::read(testbed::bpf_object_path()).expect("eBPF object");
+    let attachment = topo
+        .node
+        .enter(|| XdpAttachment::attach(&bytes, NODE_IFACE, AttachMode::Native))
+        .expect("attach");
+    assert_eq!(attachment.mode(), AttachMode::Native);
+
+    let echo = EchoServer::tcp(
+        &topo.node,
+        SocketAddr::new(topo.node_v4.into(), 7000),
+        "node",
+    )
+    .expect("echo");
+    let node_v4 = topo.node_v4;
+    let node_v6 = topo.node_v6;
+    let echo_addr = echo.addr;
+    topo.client.enter(move || {
+        let udp = UdpSocket::bind("0.0.0.0:0").expect("udp");
+        for _ in 0..10 {
+            udp.send_to(b"ping", (node_v4, 9999)).expect("send v4");
+        }
+        let udp6 = UdpSocket::bind("[::]:0").expect("udp6");
+        for _ in 0..5 {
+            udp6.send_to(b"ping", (node_v6, 9999)).expect("send v6");
+        }
+        let mut conn =
+            TcpStream::connect_timeout(&echo_addr, Duration::from_secs(5)).expect("tcp connect");
+        conn.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        conn.write_all(b"hello").expect("write");
+        let mut buf = [0u8; 10];
+        conn.read_exact(&mut buf).expect("greeting + echo");
+        assert_eq!(&buf, b"node\nhello");
+    });
+
+    // Counters are per-CPU and read from the map; give the last frames a moment to land.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let view = attachment.stats().expect("stats");
+        let ok = view.get(Stat::Ipv4Udp).packets >= 10
+            && view.get(Stat::Ipv6Udp).packets >= 5
+            && view.get(Stat::Ipv4Tcp).packets >= 3
+            && view.get(Stat::Rx).packets >= 18;
+        if ok {
+            assert_eq!(view.get(Stat::PassTruncatedIpv4).packets, 0);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "counters did not move as expected: {view:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    attachment.detach().expect("detach");
+}
+
+fn xdp_attached(topo: &Topology) -> bool {
+    let out = topo
+        .node
+        .run("ip", &["link", "show", "dev", NODE_IFACE])
+        .expect("ip link");
+    out.contains(" xdp")
+}
+
+#[test]
+fn daemon_attaches_on_start_and_detaches_on_sigterm() {
+    if !testbed::require_root() {
+        return;
+    }
+    assert!(object::embedded().is_some() || testbed::bpf_object_path().exists());
+    let topo = Topology::new(0).expect("topology");
+    let mut daemon = KillOnDrop::spawn(
+        topo.node
+            .cmd(testbed::xdp_ingress_bin().to_str().expect("utf-8 path"))
+            .args(["run", "--iface", NODE_IFACE, "--bpf-object"])
+            .arg(testbed::bpf_object_path()),
+    )
+    .expect("spawn xdp-ingress (build it with `cargo build -p ingress-userspace`)");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !xdp_attached(&topo) {
+        assert!(!daemon.has_exited(), "daemon exited before attaching");
+        assert!(Instant::now() < deadline, "XDP never attached");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = daemon
+        .signal_and_wait(libc::SIGTERM, Duration::from_secs(10))
+        .expect("wait")
+        .expect("daemon did not exit on SIGTERM");
+    assert!(status.success(), "daemon exit status {status}");
+    assert!(!xdp_attached(&topo), "XDP still attached after SIGTERM");
+}
