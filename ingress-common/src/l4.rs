@@ -80,7 +80,7 @@ pub struct ServiceValue {
     /// Index of the service's Maglev halves and counters.
     pub slot: u32,
     /// Which Maglev half is live (0 or 1); flipped after the other half is written.
-    pub gen: u32,
+    pub generation: u32,
     pub flags: u32,
     pub affinity_timeout_s: u32,
     /// Backends in the live table; 0 means no endpoint at all (drop, counted).

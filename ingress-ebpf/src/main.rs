@@ -1,20 +1,31 @@
-//! XDP entry points of xdp-ingress. Entry points only: parsing lives in [`parse`], counting in
-//! [`stats`].
+//! XDP and tc entry points of xdp-ingress. Entry points only: the work lives in the modules.
 //!
 //! # Layout
 //! - `parse`: bounds-checked header parsing (Ethernet, one VLAN tag, IPv4, IPv6, TCP, UDP).
-//! - `stats`: per-CPU counters by protocol and by pass/drop reason.
+//! - `l4`: the service path: lookup, source ranges, conntrack, affinity, Maglev, NAT, forwarding.
+//! - `reply`: tc reverse NAT of replies from local pods.
+//! - `csum`: incremental checksum updates. `fib`: next-hop lookups.
+//! - `maps`: the L4 maps. `stats`: per-CPU counters by protocol and by pass/drop reason.
 #![no_std]
 #![no_main]
 
+mod csum;
+mod fib;
+mod l4;
+mod maps;
 mod parse;
+mod reply;
 mod stats;
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use aya_ebpf::{
+    bindings::xdp_action,
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
+};
 use ingress_common::stats::Stat;
 
 /// Every frame gets an explicit action: malformed or unhandled frames go to the kernel, which
-/// owns the final verdict on them.
+/// owns the final verdict on them; service traffic is NATed and sent on, or dropped by policy.
 #[xdp]
 pub fn xdp_ingress(ctx: XdpContext) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
@@ -25,11 +36,13 @@ pub fn xdp_ingress(ctx: XdpContext) -> u32 {
             if pkt.vlan {
                 stats::count(Stat::Vlan, len);
             }
-            match pkt.pass_reason {
-                Some(reason) => stats::count(reason, len),
-                None => stats::count(Stat::PassNoService, len),
+            if let Some(reason) = pkt.pass_reason {
+                stats::count(reason, len);
+                return xdp_action::XDP_PASS;
             }
-            xdp_action::XDP_PASS
+            let v = l4::handle(&ctx, &pkt, len);
+            stats::count_index(v.stat(), len);
+            v.action()
         }
         Err(reason) => {
             stats::count(reason, len);
@@ -48,6 +61,12 @@ pub fn xdp_ingress(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn xdp_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
+}
+
+/// Reverse NAT of replies from local pods; attach at tc ingress of the node side of pod veths.
+#[classifier]
+pub fn tc_pod_reply(ctx: TcContext) -> i32 {
+    reply::handle(&ctx)
 }
 
 #[cfg(not(test))]

@@ -1,0 +1,62 @@
+//! The L4 maps (layouts in `ingress_common::l4`). The daemon pins them (map_pin_path) so a
+//! restart keeps flows; sizes here are defaults the loader overrides from its flags. Nothing
+//! is pinned by the object itself, so test harnesses loading it share no state.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, LpmTrie, LruHashMap, PerCpuArray},
+};
+use ingress_common::l4::{
+    AffinityKey, AffinityValue, Backend, CtEntry, DEFAULT_AFFINITY_SIZE, DEFAULT_CONNTRACK_SIZE,
+    DEFAULT_MAGLEV_SIZE, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_SERVICES, FlowKey, L4Config, L4Counter,
+    RevNatEntry, SOURCE_RANGES_SIZE, ServiceKey, ServiceValue, SourceRangeData,
+};
+
+#[map(name = "XDPI_SERVICES")]
+pub static SERVICES: aya_ebpf::maps::HashMap<ServiceKey, ServiceValue> =
+    aya_ebpf::maps::HashMap::with_max_entries(DEFAULT_MAX_SERVICES * 4, 0);
+
+#[map(name = "XDPI_BACKENDS")]
+pub static BACKENDS: Array<Backend> = Array::with_max_entries(DEFAULT_MAX_BACKENDS, 0);
+
+#[map(name = "XDPI_MAGLEV")]
+pub static MAGLEV: Array<u32> = Array::with_max_entries(DEFAULT_MAX_SERVICES * 2 * DEFAULT_MAGLEV_SIZE, 0);
+
+#[map(name = "XDPI_CONNTRACK")]
+pub static CONNTRACK: LruHashMap<FlowKey, CtEntry> =
+    LruHashMap::with_max_entries(DEFAULT_CONNTRACK_SIZE, 0);
+
+#[map(name = "XDPI_REVNAT")]
+pub static REVNAT: LruHashMap<FlowKey, RevNatEntry> =
+    LruHashMap::with_max_entries(DEFAULT_CONNTRACK_SIZE, 0);
+
+#[map(name = "XDPI_AFFINITY")]
+pub static AFFINITY: LruHashMap<AffinityKey, AffinityValue> =
+    LruHashMap::with_max_entries(DEFAULT_AFFINITY_SIZE, 0);
+
+#[map(name = "XDPI_SRC_RANGES")]
+pub static SOURCE_RANGES: LpmTrie<SourceRangeData, u32> = LpmTrie::with_max_entries(SOURCE_RANGES_SIZE, 0);
+
+#[map(name = "XDPI_SVC_STATS")]
+pub static SVC_STATS: PerCpuArray<L4Counter> = PerCpuArray::with_max_entries(DEFAULT_MAX_SERVICES, 0);
+
+#[map(name = "XDPI_BE_STATS")]
+pub static BE_STATS: PerCpuArray<L4Counter> = PerCpuArray::with_max_entries(DEFAULT_MAX_BACKENDS, 0);
+
+#[map(name = "XDPI_CONFIG")]
+pub static CONFIG: Array<L4Config> = Array::with_max_entries(1, 0);
+
+/// Adds one packet (and maybe a new flow) to a per-CPU L4 counter slot.
+#[inline(always)]
+pub fn count_l4(map: &PerCpuArray<L4Counter>, index: u32, bytes: u64, new_flow: bool) {
+    if let Some(c) = map.get_ptr_mut(index) {
+        // SAFETY: pointer from a successful lookup, CPU-local.
+        unsafe {
+            (*c).packets += 1;
+            (*c).bytes += bytes;
+            if new_flow {
+                (*c).new_flows += 1;
+            }
+        }
+    }
+}

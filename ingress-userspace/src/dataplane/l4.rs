@@ -1,0 +1,373 @@
+//! The L4 dataplane as the daemon runs it: load the object with its maps pinned under
+//! `--bpf-pin-root` (mounting bpffs there if needed; recreating, with a log line, any pinned
+//! map whose layout changed), attach XDP on the NIC and tc on pod interfaces, and apply
+//! snapshots through [`L4Sync`].
+
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::MapType,
+    programs::{
+        SchedClassifier, TcAttachType, Xdp, XdpMode, tc::SchedClassifierLinkId,
+        xdp::XdpLinkId,
+    },
+};
+use ingress_common::{
+    DEFAULT_PIN_ROOT, PROG_XDP_INGRESS,
+    l4::*,
+    stats::{Counter, MAP_STATS, STATS_SLOTS},
+};
+use tracing::{info, warn};
+
+use super::{
+    AttachMode,
+    sync::{ApplyReport, L4Options, L4Sync, SyncError},
+};
+use crate::model::Snapshot;
+
+/// Flags of the L4 path (flattened into `xdp-ingress run`).
+#[derive(Clone, Debug, clap::Args)]
+pub struct L4Args {
+    /// bpffs directory for the pinned maps (mounted if nothing is there).
+    #[arg(long, default_value = DEFAULT_PIN_ROOT, env = "XDP_INGRESS_BPF_PIN_ROOT")]
+    pub bpf_pin_root: PathBuf,
+    /// Maglev table size per service (a prime, at most 65537).
+    #[arg(long, default_value_t = DEFAULT_MAGLEV_SIZE, value_parser = parse_maglev_size)]
+    pub l4_maglev_size: u32,
+    #[arg(long, default_value_t = DEFAULT_MAX_SERVICES)]
+    pub l4_max_services: u32,
+    #[arg(long, default_value_t = DEFAULT_MAX_BACKENDS)]
+    pub l4_max_backends: u32,
+    /// Connection table entries (LRU).
+    #[arg(long, default_value_t = DEFAULT_CONNTRACK_SIZE)]
+    pub l4_conntrack_size: u32,
+    /// ClientIP affinity entries (LRU).
+    #[arg(long, default_value_t = DEFAULT_AFFINITY_SIZE)]
+    pub l4_affinity_size: u32,
+    /// Source ports for SNAT toward remote endpoints, `MIN-MAX`.
+    #[arg(long, default_value = "61000-65000", value_parser = parse_port_range)]
+    pub l4_snat_ports: (u16, u16),
+    /// Node IPv4 address used as SNAT source toward remote endpoints.
+    #[arg(long)]
+    pub l4_node_v4: Option<Ipv4Addr>,
+    /// Node IPv6 address used as SNAT source toward remote endpoints.
+    #[arg(long)]
+    pub l4_node_v6: Option<Ipv6Addr>,
+    #[arg(long, default_value_t = 3600)]
+    pub l4_tcp_timeout_secs: u64,
+    #[arg(long, default_value_t = 60)]
+    pub l4_udp_timeout_secs: u64,
+    /// How long a removed endpoint keeps its existing flows.
+    #[arg(long, default_value_t = 60)]
+    pub l4_drain_secs: u64,
+    /// This node's name; endpoints with another `nodeName` are remote.
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: Option<String>,
+    /// Interfaces toward local pods (node side of their veths): replies are reverse-NATed there.
+    #[arg(long, value_delimiter = ',')]
+    pub l4_pod_ifaces: Vec<String>,
+}
+
+fn parse_maglev_size(s: &str) -> Result<u32, String> {
+    let n: u32 = s.parse().map_err(|e| format!("{e}"))?;
+    if n > MAX_MAGLEV_SIZE || !super::maglev::is_prime(n) {
+        return Err(format!("{n} is not a prime of at most {MAX_MAGLEV_SIZE}"));
+    }
+    Ok(n)
+}
+
+fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s.split_once('-').ok_or("expected MIN-MAX")?;
+    let a: u16 = a.trim().parse().map_err(|e| format!("{e}"))?;
+    let b: u16 = b.trim().parse().map_err(|e| format!("{e}"))?;
+    if a == 0 || b < a {
+        return Err(format!("bad port range {s}"));
+    }
+    Ok((a, b))
+}
+
+impl L4Args {
+    pub fn options(&self) -> L4Options {
+        L4Options {
+            maglev_size: self.l4_maglev_size,
+            max_services: self.l4_max_services,
+            max_backends: self.l4_max_backends,
+            snat_ports: self.l4_snat_ports,
+            node_v4: self.l4_node_v4,
+            node_v6: self.l4_node_v6,
+            tcp_timeout: Duration::from_secs(self.l4_tcp_timeout_secs),
+            tcp_closing_timeout: Duration::from_secs(10),
+            udp_timeout: Duration::from_secs(self.l4_udp_timeout_secs),
+            drain: Duration::from_secs(self.l4_drain_secs),
+            node_name: self.node_name.clone(),
+        }
+    }
+
+    /// Expected (type, key size, value size, max entries) of every pinned map.
+    fn layouts(&self) -> Vec<(&'static str, MapType, u32, u32, u32)> {
+        use std::mem::size_of;
+        let sz = |n: usize| n as u32;
+        vec![
+            (
+                MAP_SERVICES,
+                MapType::Hash,
+                sz(size_of::<ServiceKey>()),
+                sz(size_of::<ServiceValue>()),
+                self.l4_max_services * 4,
+            ),
+            (MAP_BACKENDS, MapType::Array, 4, sz(size_of::<Backend>()), self.l4_max_backends),
+            (
+                MAP_MAGLEV,
+                MapType::Array,
+                4,
+                4,
+                self.l4_max_services * 2 * self.l4_maglev_size,
+            ),
+            (
+                MAP_CONNTRACK,
+                MapType::LruHash,
+                sz(size_of::<FlowKey>()),
+                sz(size_of::<CtEntry>()),
+                self.l4_conntrack_size,
+            ),
+            (
+                MAP_REVNAT,
+                MapType::LruHash,
+                sz(size_of::<FlowKey>()),
+                sz(size_of::<RevNatEntry>()),
+                self.l4_conntrack_size,
+            ),
+            (
+                MAP_AFFINITY,
+                MapType::LruHash,
+                sz(size_of::<AffinityKey>()),
+                sz(size_of::<AffinityValue>()),
+                self.l4_affinity_size,
+            ),
+            (
+                MAP_SOURCE_RANGES,
+                MapType::LpmTrie,
+                4 + sz(size_of::<SourceRangeData>()),
+                4,
+                SOURCE_RANGES_SIZE,
+            ),
+            (
+                MAP_SERVICE_STATS,
+                MapType::PerCpuArray,
+                4,
+                sz(size_of::<L4Counter>()),
+                self.l4_max_services,
+            ),
+            (
+                MAP_BACKEND_STATS,
+                MapType::PerCpuArray,
+                4,
+                sz(size_of::<L4Counter>()),
+                self.l4_max_backends,
+            ),
+            (MAP_CONFIG, MapType::Array, 4, sz(size_of::<L4Config>()), 1),
+            (MAP_STATS, MapType::PerCpuArray, 4, sz(size_of::<Counter>()), STATS_SLOTS),
+        ]
+    }
+}
+
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+/// Creates `dir` and mounts bpffs on it unless it already lies on one.
+pub fn ensure_bpffs(dir: &Path) -> Result<(), SyncError> {
+    let err = |source| SyncError::Pin {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+        .map_err(|e| err(std::io::Error::other(e)))?;
+    // SAFETY: valid NUL-terminated path and a zeroed out-struct.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(err(std::io::Error::last_os_error()));
+    }
+    if st.f_type as i64 == BPF_FS_MAGIC {
+        return Ok(());
+    }
+    info!(dir = %dir.display(), "mounting bpffs for pinned maps");
+    // SAFETY: valid NUL-terminated strings; no data argument.
+    let rc = unsafe {
+        libc::mount(
+            c"bpf".as_ptr(),
+            c.as_ptr(),
+            c"bpf".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(err(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// The loaded L4 programs and maps, their attachments, and the map mirror.
+pub struct L4Dataplane {
+    ebpf: Ebpf,
+    sync: L4Sync,
+    xdp: Option<(String, XdpLinkId)>,
+    tc: Vec<(String, SchedClassifierLinkId)>,
+}
+
+impl L4Dataplane {
+    /// Loads `object` with its maps pinned under `args.bpf_pin_root` (reused when their layout
+    /// matches, so flows survive a restart) and loads its programs.
+    pub fn open(args: &L4Args, object: &[u8]) -> Result<Self, SyncError> {
+        let root = &args.bpf_pin_root;
+        ensure_bpffs(root)?;
+        let layouts = args.layouts();
+        for (name, ty, key, value, max) in &layouts {
+            let path = root.join(name);
+            if !path.exists() {
+                continue;
+            }
+            let ok = aya::maps::MapInfo::from_pin(&path).is_ok_and(|i| {
+                i.map_type().is_ok_and(|t| t == *ty)
+                    && i.key_size() == *key
+                    && i.value_size() == *value
+                    && i.max_entries() == *max
+            });
+            if !ok {
+                warn!(map = name, path = %path.display(), "pinned map layout changed: recreating it (its entries are lost)");
+                std::fs::remove_file(&path).map_err(|source| SyncError::Pin {
+                    path: path.clone(),
+                    source,
+                })?;
+            } else {
+                info!(map = name, "reusing pinned map");
+            }
+        }
+        let mut loader = EbpfLoader::new();
+        let paths: Vec<(&'static str, PathBuf)> =
+            layouts.iter().map(|l| (l.0, root.join(l.0))).collect();
+        for (name, path) in &paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        for (name, _, _, _, max) in &layouts {
+            loader.map_max_entries(name, *max);
+        }
+        let ebpf = loader.load(object).map_err(SyncError::Load)?;
+        Self::from_ebpf(ebpf, args.options())
+    }
+
+    /// Wraps an already loaded object (tests load it unpinned) and loads its programs.
+    pub fn from_ebpf(mut ebpf: Ebpf, opts: L4Options) -> Result<Self, SyncError> {
+        let xdp: &mut Xdp = program(&mut ebpf, PROG_XDP_INGRESS)?;
+        xdp.load().map_err(|source| SyncError::Program {
+            name: PROG_XDP_INGRESS,
+            source,
+        })?;
+        let tc: &mut SchedClassifier = program(&mut ebpf, PROG_TC_REPLY)?;
+        tc.load().map_err(|source| SyncError::Program {
+            name: PROG_TC_REPLY,
+            source,
+        })?;
+        Ok(Self {
+            ebpf,
+            sync: L4Sync::new(opts),
+            xdp: None,
+            tc: Vec::new(),
+        })
+    }
+
+    /// Diffs `snapshot` into the maps.
+    pub fn apply(&mut self, snapshot: &Snapshot) -> Result<ApplyReport, SyncError> {
+        self.sync.apply(&mut self.ebpf, snapshot)
+    }
+
+    /// Ends finished drains; call about once a second.
+    pub fn maintain(&mut self) -> Result<ApplyReport, SyncError> {
+        self.sync.maintain(&mut self.ebpf)
+    }
+
+    pub fn ebpf(&self) -> &Ebpf {
+        &self.ebpf
+    }
+
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+
+    /// Attaches the XDP entry point to the NIC (native, else generic for `Auto`).
+    pub fn attach_xdp(&mut self, iface: &str, mode: AttachMode) -> Result<AttachMode, SyncError> {
+        let prog: &mut Xdp = program(&mut self.ebpf, PROG_XDP_INGRESS)?;
+        let attach = |prog: &mut Xdp, m| {
+            prog.attach(iface, m).map_err(|source| SyncError::Program {
+                name: PROG_XDP_INGRESS,
+                source,
+            })
+        };
+        let (link, used) = match mode {
+            AttachMode::Native => (attach(prog, XdpMode::Driver)?, mode),
+            AttachMode::Generic => (attach(prog, XdpMode::Skb)?, mode),
+            AttachMode::Auto => match prog.attach(iface, XdpMode::Driver) {
+                Ok(l) => (l, AttachMode::Native),
+                Err(e) => {
+                    warn!(%iface, error = %e, "native XDP unavailable, falling back to generic (skb) mode");
+                    (attach(prog, XdpMode::Skb)?, AttachMode::Generic)
+                }
+            },
+        };
+        info!(%iface, mode = ?used, "XDP L4 program attached");
+        self.xdp = Some((iface.to_string(), link));
+        Ok(used)
+    }
+
+    /// Attaches the reply reverse-NAT program at tc ingress of a pod-facing interface.
+    pub fn attach_tc(&mut self, iface: &str) -> Result<(), SyncError> {
+        // clsact is needed for netlink tc; tcx (6.6+) does without. An existing qdisc is fine.
+        let _ = aya::programs::tc::qdisc_add_clsact(iface);
+        let prog: &mut SchedClassifier = program(&mut self.ebpf, PROG_TC_REPLY)?;
+        let link = prog
+            .attach(iface, TcAttachType::Ingress)
+            .map_err(|source| SyncError::Program {
+                name: PROG_TC_REPLY,
+                source,
+            })?;
+        info!(%iface, "tc reply program attached");
+        self.tc.push((iface.to_string(), link));
+        Ok(())
+    }
+
+    /// Detaches everything this process attached (pinned maps stay).
+    pub fn detach(&mut self) {
+        if let Some((iface, link)) = self.xdp.take() {
+            if let Ok(prog) = program::<Xdp>(&mut self.ebpf, PROG_XDP_INGRESS) {
+                if let Err(e) = prog.detach(link) {
+                    warn!(%iface, error = %e, "detaching XDP");
+                }
+            }
+        }
+        for (iface, link) in std::mem::take(&mut self.tc) {
+            if let Ok(prog) = program::<SchedClassifier>(&mut self.ebpf, PROG_TC_REPLY) {
+                if let Err(e) = prog.detach(link) {
+                    warn!(%iface, error = %e, "detaching tc");
+                }
+            }
+        }
+    }
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, SyncError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let p = ebpf
+        .program_mut(name)
+        .ok_or(SyncError::Program {
+            name,
+            source: aya::programs::ProgramError::NotLoaded,
+        })?;
+    p.try_into().map_err(|source| SyncError::Program { name, source })
+}

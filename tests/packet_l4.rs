@@ -1,0 +1,511 @@
+//! The XDP L4 path through BPF_PROG_TEST_RUN: for each path the action and the exact rewritten
+//! bytes, with every checksum recomputed by an independent parser (etherparse).
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
+
+use aya::maps::{HashMap as BpfHashMap, LruHashMap, MapData, PerCpuArray};
+use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use ingress_common::{
+    PROG_XDP_INGRESS,
+    l4::{AffinityKey, AffinityValue, FAMILY_V4, MAP_AFFINITY, MAP_CONNTRACK, MAP_SERVICES},
+    stats::{Counter, MAP_STATS, Stat},
+};
+use testbed::xdp_run::{XDP_DROP, XDP_PASS, XdpTestRun};
+use xdp_ingress::{
+    dataplane::{L4Options, L4Sync, stats as dstats},
+    model::{
+        Endpoint, EndpointState, Frontend, IpPrefix, L4Protocol, L4Service, ObjectKind, ObjectRef,
+        Snapshot,
+    },
+};
+
+const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
+const NODE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
+const CLIENT: [u8; 4] = [198, 18, 0, 1];
+const NODE: [u8; 4] = [198, 18, 0, 2];
+const CLIENT6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+const NODE6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+
+fn pods() -> Vec<SocketAddr> {
+    (0..3)
+        .map(|i| format!("198.19.{i}.2:8080").parse().unwrap())
+        .chain((0..3).map(|i| format!("[2001:db8:1:{i}::2]:8080").parse().unwrap()))
+        .collect()
+}
+
+fn endpoint(addr: SocketAddr, state: EndpointState) -> Endpoint {
+    Endpoint {
+        addr,
+        state,
+        weight: 1,
+        node_name: None,
+        zone: None,
+        target: None,
+    }
+}
+
+fn service(name: &str, proto: L4Protocol, port: u16, endpoints: Vec<Endpoint>) -> L4Service {
+    L4Service {
+        id: format!("default/{name}:{port}"),
+        service: ObjectRef {
+            kind: ObjectKind::Service,
+            namespace: "default".into(),
+            name: name.into(),
+        },
+        protocol: proto,
+        frontends: vec![Frontend::NodePort(port)],
+        endpoints,
+        client_ip_affinity: None,
+        source_ranges: vec![],
+        local_proxy: false,
+    }
+}
+
+fn active(addrs: &[SocketAddr]) -> Vec<Endpoint> {
+    addrs
+        .iter()
+        .map(|a| endpoint(*a, EndpointState::Active))
+        .collect()
+}
+
+/// web:30080 (3 pods, v4+v6), sticky:30081 (ClientIP), term:30082 (pod0 terminating),
+/// ranges:30083 (198.18.0.0/24 only), dns:30053/UDP.
+fn snapshot() -> Snapshot {
+    let p = pods();
+    let mut sticky = service("sticky", L4Protocol::Tcp, 30081, active(&p));
+    sticky.client_ip_affinity = Some(Duration::from_secs(10));
+    let term = service(
+        "term",
+        L4Protocol::Tcp,
+        30082,
+        vec![
+            endpoint(p[0], EndpointState::Terminating),
+            endpoint(p[1], EndpointState::Active),
+        ],
+    );
+    let mut ranges = service("ranges", L4Protocol::Tcp, 30083, active(&p[..3]));
+    ranges.source_ranges = vec![IpPrefix {
+        addr: "198.18.0.0".parse().unwrap(),
+        len: 24,
+    }];
+    Snapshot {
+        version: 1,
+        l4: vec![
+            service("web", L4Protocol::Tcp, 30080, active(&p)),
+            sticky,
+            term,
+            ranges,
+            service("dns", L4Protocol::Udp, 30053, active(&p)),
+        ],
+        ..Default::default()
+    }
+}
+
+struct Bed {
+    run: XdpTestRun,
+    sync: L4Sync,
+}
+
+fn bed() -> Bed {
+    let mut run = XdpTestRun::load(PROG_XDP_INGRESS).expect("load object");
+    let mut sync = L4Sync::new(L4Options::default());
+    sync.apply(&mut run.ebpf, &snapshot()).expect("apply");
+    Bed { run, sync }
+}
+
+fn tcp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, syn: bool, payload: &[u8]) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(CLIENT_MAC, NODE_MAC)
+        .ipv4(src, dst, 64)
+        .tcp(sport, dport, 1000, 65535);
+    let b = if syn { b.syn() } else { b.ack(1) };
+    let mut v = Vec::new();
+    b.write(&mut v, payload).unwrap();
+    v
+}
+
+fn tcp6(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(CLIENT_MAC, NODE_MAC)
+        .ipv6(CLIENT6, NODE6, 64)
+        .tcp(sport, dport, 1000, 65535)
+        .syn();
+    let mut v = Vec::new();
+    b.write(&mut v, payload).unwrap();
+    v
+}
+
+fn udp4(sport: u16, dport: u16, payload: &[u8], zero_checksum: bool) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(CLIENT_MAC, NODE_MAC)
+        .ipv4(CLIENT, NODE, 64)
+        .udp(sport, dport);
+    let mut v = Vec::new();
+    b.write(&mut v, payload).unwrap();
+    if zero_checksum {
+        v[14 + 20 + 6] = 0;
+        v[14 + 20 + 7] = 0;
+    }
+    v
+}
+
+/// Addresses and ports of a frame, after checking every checksum it carries.
+#[derive(Debug, PartialEq, Eq)]
+struct Seen {
+    src: SocketAddr,
+    dst: SocketAddr,
+    udp_checksum: Option<u16>,
+}
+
+fn parse_checked(frame: &[u8]) -> Seen {
+    let p = SlicedPacket::from_ethernet(frame).expect("parse");
+    let payload = match &p.transport {
+        Some(TransportSlice::Tcp(t)) => t.payload().to_vec(),
+        Some(TransportSlice::Udp(u)) => u.payload().to_vec(),
+        other => panic!("unexpected transport {other:?}"),
+    };
+    let (src_ip, dst_ip): (IpAddr, IpAddr) = match &p.net {
+        Some(NetSlice::Ipv4(ip)) => {
+            let h = ip.header().to_header();
+            assert_eq!(h.header_checksum, h.calc_header_checksum(), "IPv4 header checksum");
+            match &p.transport {
+                Some(TransportSlice::Tcp(t)) => assert_eq!(
+                    t.checksum(),
+                    t.to_header().calc_checksum_ipv4(&h, &payload).unwrap(),
+                    "TCP checksum"
+                ),
+                Some(TransportSlice::Udp(u)) if u.checksum() != 0 => assert_eq!(
+                    u.checksum(),
+                    u.to_header().calc_checksum_ipv4(&h, &payload).unwrap(),
+                    "UDP checksum"
+                ),
+                _ => {}
+            }
+            (h.source.into(), h.destination.into())
+        }
+        Some(NetSlice::Ipv6(ip)) => {
+            let h = ip.header().to_header();
+            match &p.transport {
+                Some(TransportSlice::Tcp(t)) => assert_eq!(
+                    t.checksum(),
+                    t.to_header().calc_checksum_ipv6(&h, &payload).unwrap(),
+                    "TCP/IPv6 checksum"
+                ),
+                Some(TransportSlice::Udp(u)) => assert_eq!(
+                    u.checksum(),
+                    u.to_header().calc_checksum_ipv6(&h, &payload).unwrap(),
+                    "UDP/IPv6 checksum"
+                ),
+                _ => {}
+            }
+            (h.source.into(), h.destination.into())
+        }
+        other => panic!("unexpected net {other:?}"),
+    };
+    let (sport, dport, udp_checksum) = match &p.transport {
+        Some(TransportSlice::Tcp(t)) => (t.source_port(), t.destination_port(), None),
+        Some(TransportSlice::Udp(u)) => (u.source_port(), u.destination_port(), Some(u.checksum())),
+        _ => unreachable!(),
+    };
+    Seen {
+        src: SocketAddr::new(src_ip, sport),
+        dst: SocketAddr::new(dst_ip, dport),
+        udp_checksum,
+    }
+}
+
+/// Only the destination address/port and the checksums may differ from the input.
+fn assert_only_dnat(input: &[u8], output: &[u8]) {
+    assert_eq!(input.len(), output.len());
+    let seen = parse_checked(output);
+    let mut expect = input.to_vec();
+    let v6 = u16::from_be_bytes([input[12], input[13]]) == 0x86dd;
+    let (dst_off, l4) = if v6 { (14 + 24, 14 + 40) } else { (14 + 16, 14 + 20) };
+    let dst = seen.dst;
+    match dst.ip() {
+        IpAddr::V4(a) => expect[dst_off..dst_off + 4].copy_from_slice(&a.octets()),
+        IpAddr::V6(a) => expect[dst_off..dst_off + 16].copy_from_slice(&a.octets()),
+    }
+    expect[l4 + 2..l4 + 4].copy_from_slice(&dst.port().to_be_bytes());
+    // Checksum fields taken from the output (they were verified above).
+    if !v6 {
+        expect[24..26].copy_from_slice(&output[24..26]);
+    }
+    let proto = if v6 { input[14 + 6] } else { input[14 + 9] };
+    let c = if proto == 6 { l4 + 16 } else { l4 + 6 };
+    expect[c..c + 2].copy_from_slice(&output[c..c + 2]);
+    assert_eq!(expect, output, "only destination and checksums change");
+}
+
+fn stat(run: &XdpTestRun, s: Stat) -> u64 {
+    let map = run.ebpf.map(MAP_STATS).unwrap();
+    let a: PerCpuArray<&MapData, Counter> = PerCpuArray::try_from(map).unwrap();
+    dstats::read(&a).unwrap().get(s).packets
+}
+
+fn pod_v4() -> Vec<SocketAddr> {
+    pods()[..3].to_vec()
+}
+
+#[test]
+fn new_tcp_flow_is_dnated_to_a_pod_and_passed() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut b = bed();
+    let f = tcp4(CLIENT, 40000, NODE, 30080, true, b"");
+    let out = b.run.run(&f).unwrap();
+    assert_eq!(out.action, XDP_PASS);
+    assert_only_dnat(&f, &out.frame);
+    let seen = parse_checked(&out.frame);
+    assert!(pod_v4().contains(&seen.dst), "{seen:?}");
+    assert_eq!(seen.src, "198.18.0.1:40000".parse().unwrap());
+    assert_eq!(stat(&b.run, Stat::L4NewFlow), 1);
+    assert_eq!(stat(&b.run, Stat::L4LocalDnat), 1);
+    let ct: LruHashMap<&MapData, ingress_common::l4::FlowKey, ingress_common::l4::CtEntry> =
+        LruHashMap::try_from(b.run.ebpf.map(MAP_CONNTRACK).unwrap()).unwrap();
+    assert_eq!(ct.keys().count(), 1);
+    let _ = &mut b.sync;
+}
+
+#[test]
+fn established_flow_keeps_its_backend_across_table_changes() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut b = bed();
+    let syn = tcp4(CLIENT, 40001, NODE, 30080, true, b"");
+    let first = parse_checked(&b.run.run(&syn).unwrap().frame).dst;
+    // Remove every other pod: the Maglev table changes completely around the flow's backend.
+    let mut snap = snapshot();
+    let others: Vec<SocketAddr> = pods().into_iter().filter(|p| *p != first).collect();
+    let keep = vec![endpoint(first, EndpointState::Active)];
+    snap.l4[0].endpoints = keep
+        .into_iter()
+        .chain(others.iter().take(1).map(|a| endpoint(*a, EndpointState::Active)))
+        .collect();
+    snap.version = 2;
+    b.sync.apply(&mut b.run.ebpf, &snap).unwrap();
+    let data = tcp4(CLIENT, 40001, NODE, 30080, false, b"hello");
+    let out = b.run.run(&data).unwrap();
+    assert_eq!(out.action, XDP_PASS);
+    assert_only_dnat(&data, &out.frame);
+    assert_eq!(parse_checked(&out.frame).dst, first);
+    assert_eq!(stat(&b.run, Stat::L4Established), 1);
+}
+
+#[test]
+fn connections_spread_over_all_pods() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut b = bed();
+    let mut counts = std::collections::BTreeMap::new();
+    for port in 0..300u16 {
+        let f = tcp4(CLIENT, 20000 + port, NODE, 30080, true, b"");
+        let d = parse_checked(&b.run.run(&f).unwrap().frame).dst;
+        *counts.entry(d).or_insert(0u32) += 1;
+    }
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    for c in counts.values() {
+        assert!((70..=130).contains(c), "{counts:?}");
+    }
+}
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn sticky_slot(run: &XdpTestRun) -> u32 {
+    let svc: BpfHashMap<&MapData, ingress_common::l4::ServiceKey, ingress_common::l4::ServiceValue> =
+        BpfHashMap::try_from(run.ebpf.map(MAP_SERVICES).unwrap()).unwrap();
+    let key = ingress_common::l4::ServiceKey {
+        addr: [0; 16],
+        port: 30081u16.to_be(),
+        proto: 6,
+        family: FAMILY_V4,
+    };
+    svc.get(&key, 0).unwrap().slot
+}
+
+fn set_affinity(run: &mut XdpTestRun, backend_id: u32, last_used_ns: u64) {
+    let slot = sticky_slot(run);
+    let mut aff: LruHashMap<&mut MapData, AffinityKey, AffinityValue> =
+        LruHashMap::try_from(run.ebpf.map_mut(MAP_AFFINITY).unwrap()).unwrap();
+    let mut client = [0u8; 16];
+    client[..4].copy_from_slice(&CLIENT);
+    let key = AffinityKey {
+        client,
+        svc_slot: slot,
+        family: FAMILY_V4,
+        _pad: [0; 3],
+    };
+    aff.insert(
+        key,
+        AffinityValue {
+            backend_id,
+            _pad: 0,
+            last_used_ns,
+        },
+        0,
+    )
+    .unwrap();
+}
+
+/// Backend id of `addr` in the sticky service (from the backends map).
+fn backend_id(run: &XdpTestRun, addr: SocketAddr) -> u32 {
+    let slot = sticky_slot(run);
+    let a: aya::maps::Array<&MapData, ingress_common::l4::Backend> =
+        aya::maps::Array::try_from(run.ebpf.map(ingress_common::l4::MAP_BACKENDS).unwrap()).unwrap();
+    let IpAddr::V4(ip) = addr.ip() else { panic!() };
+    (0..a.len())
+        .find(|i| {
+            let b = a.get(i, 0).unwrap();
+            b.svc_slot == slot && b.addr[..4] == ip.octets() && b.port == addr.port().to_be()
+        })
+        .expect("backend id")
+}
+
+#[test]
+fn client_ip_affinity_pins_new_connections_to_one_pod() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut b = bed();
+    let first = parse_checked(&b.run.run(&tcp4(CLIENT, 41000, NODE, 30081, true, b"")).unwrap().frame).dst;
+    for port in 41001..41041u16 {
+        let out = b.run.run(&tcp4(CLIENT, port, NODE, 30081, true, b"")).unwrap();
+        assert_eq!(parse_checked(&out.frame).dst, first);
+    }
+    assert_eq!(stat(&b.run, Stat::L4AffinityHit), 40);
+}
+
+#[test]
+fn affinity_hit_uses_the_recorded_pod_and_an_expired_one_is_ignored() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut b = bed();
+    // Pick a port whose Maglev choice is not pod2, then pin the client to pod2.
+    let target = pod_v4()[2];
+    let id = backend_id(&b.run, target);
+    set_affinity(&mut b.run, id, monotonic_ns());
+    let f = tcp4(CLIENT, 42000, NODE, 30081, true, b"");
+    let out = b.run.run(&f).unwrap();
+    assert_eq!(out.action, XDP_PASS);
+    assert_only_dnat(&f, &out.frame);
+    assert_eq!(parse_checked(&out.frame).dst, target);
+    assert_eq!(stat(&b.run, Stat::L4AffinityHit), 1);
+
+    // Expired (last used long before the 10 s timeout): a fresh Maglev choice, counted.
+    let mut misses = 0;
+    let mut elsewhere = 0;
+    for port in 43000..43030u16 {
+        set_affinity(&mut b.run, id, 1);
+        let out = b.run.run(&tcp4(CLIENT, port, NODE, 30081, true, b"")).unwrap();
+        misses += 1;
+        if parse_checked(&out.frame).dst != target {
+            elsewhere += 1;
+        }
+    }
+    assert_eq!(stat(&b.run, Stat::L4AffinityMiss), misses);
+    assert!(elsewhere > 0, "expired affinity must not pin");
+}
+
+#[test]
+fn terminating_backend_gets_no_new_flows() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut b = bed();
+    for port in 0..100u16 {
+        let out = b.run.run(&tcp4(CLIENT, 30000 + port, NODE, 30082, true, b"")).unwrap();
+        assert_eq!(parse_checked(&out.frame).dst, pods()[1]);
+    }
+    // Only terminating endpoints left: they serve (KEP-1669).
+    let mut snap = snapshot();
+    snap.l4[2].endpoints = vec![endpoint(pods()[0], EndpointState::Terminating)];
+    b.sync.apply(&mut b.run.ebpf, &snap).unwrap();
+    let out = b.run.run(&tcp4(CLIENT, 31000, NODE, 30082, true, b"")).unwrap();
+    assert_eq!(parse_checked(&out.frame).dst, pods()[0]);
+}
+
+#[test]
+fn clients_outside_source_ranges_are_dropped_and_counted() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut b = bed();
+    let ok = b.run.run(&tcp4(CLIENT, 40000, NODE, 30083, true, b"")).unwrap();
+    assert_eq!(ok.action, XDP_PASS);
+    assert!(pod_v4().contains(&parse_checked(&ok.frame).dst));
+    let f = tcp4([198, 18, 5, 1], 40000, NODE, 30083, true, b"");
+    let out = b.run.run(&f).unwrap();
+    assert_eq!(out.action, XDP_DROP);
+    assert_eq!(stat(&b.run, Stat::DropSourceRange), 1);
+}
+
+#[test]
+fn ipv6_flow_is_dnated_with_pseudo_header_checksum() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut b = bed();
+    let f = tcp6(40000, 30080, b"hi");
+    let out = b.run.run(&f).unwrap();
+    assert_eq!(out.action, XDP_PASS);
+    assert_only_dnat(&f, &out.frame);
+    let seen = parse_checked(&out.frame);
+    assert!(pods()[3..].contains(&seen.dst), "{seen:?}");
+}
+
+#[test]
+fn udp_checksums_are_updated_and_zero_stays_zero() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut b = bed();
+    let f = udp4(5353, 30053, b"query", false);
+    let out = b.run.run(&f).unwrap();
+    assert_eq!(out.action, XDP_PASS);
+    assert_only_dnat(&f, &out.frame);
+    assert_ne!(parse_checked(&out.frame).udp_checksum, Some(0));
+
+    let f = udp4(5354, 30053, b"query", true);
+    let out = b.run.run(&f).unwrap();
+    assert_eq!(out.action, XDP_PASS);
+    assert_only_dnat(&f, &out.frame);
+    assert_eq!(parse_checked(&out.frame).udp_checksum, Some(0));
+}
+
+#[test]
+fn fragments_and_unknown_ports_pass_untouched() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut b = bed();
+    let mut frag = tcp4(CLIENT, 40000, NODE, 30080, true, b"");
+    frag[20] = 0x20; // MF
+    // Fix the IPv4 header checksum for the new flags.
+    frag[24] = 0;
+    frag[25] = 0;
+    let c = etherparse::Ipv4HeaderSlice::from_slice(&frag[14..34])
+        .unwrap()
+        .to_header()
+        .calc_header_checksum();
+    frag[24..26].copy_from_slice(&c.to_be_bytes());
+    let out = b.run.run(&frag).unwrap();
+    assert_eq!((out.action, &out.frame), (XDP_PASS, &frag));
+    assert_eq!(stat(&b.run, Stat::PassIpv4Fragment), 1);
+
+    let f = tcp4(CLIENT, 40000, NODE, 22, true, b"");
+    let out = b.run.run(&f).unwrap();
+    assert_eq!((out.action, &out.frame), (XDP_PASS, &f));
+    assert_eq!(stat(&b.run, Stat::PassNoService), 1);
+}
