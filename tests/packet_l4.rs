@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use aya::maps::{HashMap as BpfHashMap, LruHashMap, MapData, PerCpuArray};
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray};
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use ingress_common::{
     PROG_XDP_INGRESS,
@@ -262,8 +262,8 @@ fn new_tcp_flow_is_dnated_to_a_pod_and_passed() {
     assert_eq!(seen.src, "198.18.0.1:40000".parse().unwrap());
     assert_eq!(stat(&b.run, Stat::L4NewFlow), 1);
     assert_eq!(stat(&b.run, Stat::L4LocalDnat), 1);
-    let ct: LruHashMap<&MapData, ingress_common::l4::FlowKey, ingress_common::l4::CtEntry> =
-        LruHashMap::try_from(b.run.ebpf.map(MAP_CONNTRACK).unwrap()).unwrap();
+    let ct: BpfHashMap<&MapData, ingress_common::l4::FlowKey, ingress_common::l4::CtEntry> =
+        BpfHashMap::try_from(b.run.ebpf.map(MAP_CONNTRACK).unwrap()).unwrap();
     assert_eq!(ct.keys().count(), 1);
     let _ = &mut b.sync;
 }
@@ -336,8 +336,8 @@ fn sticky_slot(run: &XdpTestRun) -> u32 {
 
 fn set_affinity(run: &mut XdpTestRun, backend_id: u32, last_used_ns: u64) {
     let slot = sticky_slot(run);
-    let mut aff: LruHashMap<&mut MapData, AffinityKey, AffinityValue> =
-        LruHashMap::try_from(run.ebpf.map_mut(MAP_AFFINITY).unwrap()).unwrap();
+    let mut aff: BpfHashMap<&mut MapData, AffinityKey, AffinityValue> =
+        BpfHashMap::try_from(run.ebpf.map_mut(MAP_AFFINITY).unwrap()).unwrap();
     let mut client = [0u8; 16];
     client[..4].copy_from_slice(&CLIENT);
     let key = AffinityKey {

@@ -20,9 +20,17 @@ pub struct FibResult {
 }
 
 #[inline(always)]
-fn params(v6: bool, proto: u8, src: &[u8; 16], dst: &[u8; 16], tot_len: u16, ifindex: u32) -> FibParams {
+fn params(
+    p: &mut FibParams,
+    v6: bool,
+    proto: u8,
+    src: &[u8; 16],
+    dst: &[u8; 16],
+    tot_len: u16,
+    ifindex: u32,
+) {
     // SAFETY: the struct is plain data; all-zero is its documented "unset" state.
-    let mut p: FibParams = unsafe { core::mem::zeroed() };
+    *p = unsafe { core::mem::zeroed() };
     p.l4_protocol = proto;
     p.ifindex = ifindex;
     p.__bindgen_anon_1.tot_len = tot_len;
@@ -43,13 +51,13 @@ fn params(v6: bool, proto: u8, src: &[u8; 16], dst: &[u8; 16], tot_len: u16, ifi
         p.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes([src[0], src[1], src[2], src[3]]);
         p.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes([dst[0], dst[1], dst[2], dst[3]]);
     }
-    p
 }
 
 /// Route from `src` to `dst` for a frame received on the XDP interface; `None` unless the
 /// kernel knows both the interface and the neighbour.
 #[inline(always)]
 pub fn lookup_xdp(
+    p: &mut FibParams,
     ctx: &XdpContext,
     v6: bool,
     proto: u8,
@@ -59,12 +67,12 @@ pub fn lookup_xdp(
 ) -> Option<FibResult> {
     // SAFETY: ctx.ctx is the program's context pointer.
     let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
-    let mut p = params(v6, proto, src, dst, tot_len, ifindex);
+    params(p, v6, proto, src, dst, tot_len, ifindex);
     // SAFETY: p is a valid, fully initialised parameter block of the size passed.
     let rc = unsafe {
         bpf_fib_lookup(
             ctx.ctx.cast(),
-            &mut p,
+            p,
             core::mem::size_of::<FibParams>() as i32,
             0,
         )
@@ -91,7 +99,9 @@ pub fn lookup_skb(
     dst: &[u8; 16],
     tot_len: u16,
 ) -> Option<FibResult> {
-    let mut p = params(v6, proto, src, dst, tot_len, ifindex);
+    // SAFETY: the struct is plain data; all-zero is its documented "unset" state.
+    let mut p: FibParams = unsafe { core::mem::zeroed() };
+    params(&mut p, v6, proto, src, dst, tot_len, ifindex);
     // SAFETY: p is a valid, fully initialised parameter block of the size passed.
     let rc = unsafe { bpf_fib_lookup(skb, &mut p, core::mem::size_of::<FibParams>() as i32, 0) };
     let no_neigh = rc == i64::from(BPF_FIB_LKUP_RET_NO_NEIGH);

@@ -17,7 +17,7 @@ use crate::{
     fib::{self, FibResult},
     maps::{
         AFFINITY, BACKENDS, BE_STATS, CONFIG, CONNTRACK, MAGLEV, REVNAT, SERVICES, SOURCE_RANGES,
-        SVC_STATS, count_l4,
+        SVC_STATS, Scratch, count_l4, scratch,
     },
     parse::{
         EthHdr, IPPROTO_TCP, IPPROTO_UDP, Ipv4Hdr, Ipv6Hdr, Parsed, TcpHdr, UdpHdr, ptr_at,
@@ -90,10 +90,10 @@ pub struct Nat {
 }
 
 /// Per-packet facts [`forward`] needs besides the packet and backend.
-struct Fwd {
-    now: u64,
-    snat_port: u16,
-    refresh: bool,
+pub struct Fwd {
+    pub now: u64,
+    pub snat_port: u16,
+    pub refresh: bool,
 }
 
 #[inline(always)]
@@ -216,7 +216,11 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
     let dport_host = u16::from_be(pkt.dport);
     if cfg.snat_port_min != 0 && dport_host >= cfg.snat_port_min && dport_host <= cfg.snat_port_max
     {
-        let v = remote_reply(ctx, &pkt);
+        let Some(scr) = scratch() else {
+            return pass(Stat::PassNoService);
+        };
+        // SAFETY: this CPU's scratch entry.
+        let v = remote_reply(ctx, &pkt, unsafe { &mut *scr });
         if v.0 != NOT_A_REPLY.0 {
             return v;
         }
@@ -245,7 +249,12 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
         return verdict(xdp_action::XDP_DROP, Stat::DropSourceRange);
     }
 
-    let key = FlowKey {
+    let Some(scr) = scratch() else {
+        return pass(Stat::PassNoService);
+    };
+    // SAFETY: this CPU's scratch entry; nothing else uses it while the program runs here.
+    let scr = unsafe { &mut *scr };
+    scr.ct_key = FlowKey {
         saddr: pkt.saddr,
         daddr: pkt.daddr,
         sport: pkt.sport,
@@ -261,7 +270,7 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
 
     // An established flow keeps its backend as long as that backend still exists.
     if !syn {
-        if let Some(ct) = CONNTRACK.get_ptr_mut(&key) {
+        if let Some(ct) = CONNTRACK.get_ptr_mut(&scr.ct_key) {
             // SAFETY: pointer from a successful lookup; fields are plain integers.
             let e = unsafe { &mut *ct };
             let fresh = now.wrapping_sub(e.last_seen_ns) <= timeout_ns(cfg, pkt.proto, e.flags);
@@ -282,12 +291,12 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
                         count_l4(&SVC_STATS, svc.slot, len, false);
                         count_l4(&BE_STATS, id, len, false);
                         stats::count(Stat::L4Established, len);
-                        let fwd = Fwd {
+                        scr.fwd = Fwd {
                             now,
                             snat_port,
                             refresh,
                         };
-                        return forward(ctx, &pkt, cfg, be, &fwd);
+                        return forward(ctx, &pkt, cfg, be, scr);
                     }
                 }
             }
@@ -307,12 +316,12 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
     }
     let mut snat_port = 0u16;
     if be.flags & BE_F_REMOTE != 0 {
-        snat_port = alloc_snat(&pkt, cfg, be, now);
+        snat_port = alloc_snat(&pkt, cfg, be, now, scr);
         if snat_port == 0 {
             return pass(Stat::PassSnatExhausted);
         }
     }
-    let entry = CtEntry {
+    scr.ct_entry = CtEntry {
         backend_addr: be.addr,
         backend_port: be.port,
         snat_port,
@@ -323,16 +332,16 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
         last_seen_ns: now,
     };
     // A full LRU evicts its oldest entry; an insert error only costs stickiness.
-    let _ = CONNTRACK.insert(&key, &entry, u64::from(BPF_ANY));
+    let _ = CONNTRACK.insert(&scr.ct_key, &scr.ct_entry, u64::from(BPF_ANY));
     count_l4(&SVC_STATS, svc.slot, len, true);
     count_l4(&BE_STATS, id, len, true);
     stats::count(Stat::L4NewFlow, len);
-    let fwd = Fwd {
+    scr.fwd = Fwd {
         now,
         snat_port,
         refresh: true,
     };
-    forward(ctx, &pkt, cfg, be, &fwd)
+    forward(ctx, &pkt, cfg, be, scr)
 }
 
 #[inline(always)]
@@ -391,6 +400,9 @@ fn select_backend(pkt: &Pkt, svc: &ServiceValue, cfg: &L4Config, now: u64, len: 
         return NO_BACKEND;
     }
     let m = cfg.maglev_size;
+    if m == 0 {
+        return NO_BACKEND;
+    }
     let idx = (svc.slot * 2 + (svc.generation & 1)) * m + flow_hash(pkt) % m;
     let Some(id) = MAGLEV.get(idx) else {
         return NO_BACKEND;
@@ -411,7 +423,7 @@ fn select_backend(pkt: &Pkt, svc: &ServiceValue, cfg: &L4Config, now: u64, len: 
 /// entry; ports already taken by a live flow are skipped. Returns the port (network order), or
 /// 0 when none is free or SNAT is not configured.
 #[inline(never)]
-fn alloc_snat(pkt: &Pkt, cfg: &L4Config, be: &Backend, now: u64) -> u16 {
+fn alloc_snat(pkt: &Pkt, cfg: &L4Config, be: &Backend, now: u64, scr: &mut Scratch) -> u16 {
     let mut node = [0u8; 16];
     if pkt.v6 {
         node = cfg.node_v6;
@@ -423,7 +435,7 @@ fn alloc_snat(pkt: &Pkt, cfg: &L4Config, be: &Backend, now: u64) -> u16 {
     }
     let range = u32::from(cfg.snat_port_max - cfg.snat_port_min) + 1;
     let h = flow_hash(pkt);
-    let rev = RevNatEntry {
+    scr.rev = RevNatEntry {
         client_addr: pkt.saddr,
         frontend_addr: pkt.daddr,
         client_port: pkt.sport,
@@ -434,7 +446,7 @@ fn alloc_snat(pkt: &Pkt, cfg: &L4Config, be: &Backend, now: u64) -> u16 {
     let mut i = 0u32;
     while i < SNAT_PROBES {
         let port = (cfg.snat_port_min as u32 + (h.wrapping_add(i.wrapping_mul(7919))) % range) as u16;
-        let rkey = FlowKey {
+        scr.rkey = FlowKey {
             saddr: be.addr,
             daddr: node,
             sport: be.port,
@@ -443,10 +455,10 @@ fn alloc_snat(pkt: &Pkt, cfg: &L4Config, be: &Backend, now: u64) -> u16 {
             family: family(pkt),
             _pad: [0; 2],
         };
-        if REVNAT.insert(&rkey, &rev, u64::from(BPF_NOEXIST)).is_ok() {
+        if REVNAT.insert(&scr.rkey, &scr.rev, u64::from(BPF_NOEXIST)).is_ok() {
             return port.to_be();
         }
-        if let Some(old) = REVNAT.get_ptr(&rkey) {
+        if let Some(old) = REVNAT.get_ptr(&scr.rkey) {
             // SAFETY: pointer from a successful lookup.
             let (same, seen) = unsafe {
                 (
@@ -456,7 +468,7 @@ fn alloc_snat(pkt: &Pkt, cfg: &L4Config, be: &Backend, now: u64) -> u16 {
             };
             let stale = now.wrapping_sub(seen) > u64::from(cfg.tcp_timeout_s.max(cfg.udp_timeout_s)) * NS;
             if same || stale {
-                let _ = REVNAT.insert(&rkey, &rev, u64::from(BPF_ANY));
+                let _ = REVNAT.insert(&scr.rkey, &scr.rev, u64::from(BPF_ANY));
                 return port.to_be();
             }
         }
@@ -468,11 +480,17 @@ fn alloc_snat(pkt: &Pkt, cfg: &L4Config, be: &Backend, now: u64) -> u16 {
 /// NATs the packet toward `be` and sends it: DNAT + XDP_PASS for a local pod, DNAT + SNAT +
 /// XDP_TX/REDIRECT for a remote endpoint. `refresh` (re)writes the reverse entry.
 #[inline(never)]
-fn forward(ctx: &XdpContext, pkt: &Pkt, cfg: &L4Config, be: &Backend, fwd: &Fwd) -> Verdict {
-    let (now, snat_port, refresh) = (fwd.now, fwd.snat_port, fwd.refresh);
+fn forward(
+    ctx: &XdpContext,
+    pkt: &Pkt,
+    cfg: &L4Config,
+    be: &Backend,
+    scr: &mut Scratch,
+) -> Verdict {
+    let (now, snat_port, refresh) = (scr.fwd.now, scr.fwd.snat_port, scr.fwd.refresh);
     if snat_port == 0 {
         if refresh {
-            let rkey = FlowKey {
+            scr.rkey = FlowKey {
                 saddr: be.addr,
                 daddr: pkt.saddr,
                 sport: be.port,
@@ -481,7 +499,7 @@ fn forward(ctx: &XdpContext, pkt: &Pkt, cfg: &L4Config, be: &Backend, fwd: &Fwd)
                 family: family(pkt),
                 _pad: [0; 2],
             };
-            let rev = RevNatEntry {
+            scr.rev = RevNatEntry {
                 client_addr: pkt.saddr,
                 frontend_addr: pkt.daddr,
                 client_port: pkt.sport,
@@ -489,15 +507,15 @@ fn forward(ctx: &XdpContext, pkt: &Pkt, cfg: &L4Config, be: &Backend, fwd: &Fwd)
                 flags: 0,
                 last_seen_ns: now,
             };
-            let _ = REVNAT.insert(&rkey, &rev, u64::from(BPF_ANY));
+            let _ = REVNAT.insert(&scr.rkey, &scr.rev, u64::from(BPF_ANY));
         }
-        let nat = Nat {
+        scr.nat = Nat {
             saddr: pkt.saddr,
             daddr: be.addr,
             sport: pkt.sport,
             dport: be.port,
         };
-        if !rewrite(ctx, pkt, &nat) {
+        if !rewrite(ctx, pkt, &scr.nat) {
             return pass(Stat::PassNoService);
         }
         return pass(Stat::L4LocalDnat);
@@ -509,7 +527,7 @@ fn forward(ctx: &XdpContext, pkt: &Pkt, cfg: &L4Config, be: &Backend, fwd: &Fwd)
         node[..4].copy_from_slice(&cfg.node_v4);
     }
     if refresh {
-        let rkey = FlowKey {
+        scr.rkey = FlowKey {
             saddr: be.addr,
             daddr: node,
             sport: be.port,
@@ -518,21 +536,29 @@ fn forward(ctx: &XdpContext, pkt: &Pkt, cfg: &L4Config, be: &Backend, fwd: &Fwd)
             family: family(pkt),
             _pad: [0; 2],
         };
-        if let Some(r) = REVNAT.get_ptr_mut(&rkey) {
+        if let Some(r) = REVNAT.get_ptr_mut(&scr.rkey) {
             // SAFETY: pointer from a successful lookup.
             unsafe { (*r).last_seen_ns = now };
         }
     }
-    let Some(route) = fib::lookup_xdp(ctx, pkt.v6, pkt.proto, &node, &be.addr, pkt.tot_len) else {
+    let Some(route) = fib::lookup_xdp(
+        &mut scr.fib,
+        ctx,
+        pkt.v6,
+        pkt.proto,
+        &node,
+        &be.addr,
+        pkt.tot_len,
+    ) else {
         return pass(Stat::PassFibLookup);
     };
-    let nat = Nat {
+    scr.nat = Nat {
         saddr: node,
         daddr: be.addr,
         sport: snat_port,
         dport: be.port,
     };
-    if !rewrite(ctx, pkt, &nat) {
+    if !rewrite(ctx, pkt, &scr.nat) {
         return pass(Stat::PassNoService);
     }
     transmit(ctx, &route, Stat::L4RemoteTx)
@@ -541,8 +567,8 @@ fn forward(ctx: &XdpContext, pkt: &Pkt, cfg: &L4Config, be: &Backend, fwd: &Fwd)
 /// A reply from a remote endpoint to one of our SNAT ports: back to the client, from the
 /// frontend. [`NOT_A_REPLY`] when the packet is not such a reply.
 #[inline(never)]
-fn remote_reply(ctx: &XdpContext, pkt: &Pkt) -> Verdict {
-    let rkey = FlowKey {
+fn remote_reply(ctx: &XdpContext, pkt: &Pkt, scr: &mut Scratch) -> Verdict {
+    scr.rkey = FlowKey {
         saddr: pkt.saddr,
         daddr: pkt.daddr,
         sport: pkt.sport,
@@ -551,26 +577,32 @@ fn remote_reply(ctx: &XdpContext, pkt: &Pkt) -> Verdict {
         family: family(pkt),
         _pad: [0; 2],
     };
-    let Some(r) = REVNAT.get_ptr(&rkey) else {
+    let Some(r) = REVNAT.get_ptr(&scr.rkey) else {
         return NOT_A_REPLY;
     };
     // SAFETY: pointer from a successful lookup; copied out at once.
-    let rev = unsafe { *r };
+    let rev = unsafe { &*r };
     if rev.flags & CT_F_SNAT == 0 {
         return NOT_A_REPLY;
     }
-    let Some(route) =
-        fib::lookup_xdp(ctx, pkt.v6, pkt.proto, &rev.frontend_addr, &rev.client_addr, pkt.tot_len)
-    else {
-        return pass(Stat::PassFibLookup);
-    };
-    let nat = Nat {
+    scr.nat = Nat {
         saddr: rev.frontend_addr,
         daddr: rev.client_addr,
         sport: rev.frontend_port,
         dport: rev.client_port,
     };
-    if !rewrite(ctx, pkt, &nat) {
+    let Some(route) = fib::lookup_xdp(
+        &mut scr.fib,
+        ctx,
+        pkt.v6,
+        pkt.proto,
+        &scr.nat.saddr,
+        &scr.nat.daddr,
+        pkt.tot_len,
+    ) else {
+        return pass(Stat::PassFibLookup);
+    };
+    if !rewrite(ctx, pkt, &scr.nat) {
         return pass(Stat::PassNoService);
     }
     transmit(ctx, &route, Stat::L4ReplyXdp)
@@ -600,7 +632,7 @@ fn transmit(ctx: &XdpContext, route: &FibResult, stat: Stat) -> Verdict {
 
 /// Rewrites addresses and ports and updates the IPv4 header and TCP/UDP checksums
 /// incrementally. UDP over IPv4 with no checksum (0) keeps none. False if a header vanished.
-#[inline(never)]
+#[inline(always)]
 pub fn rewrite(ctx: &XdpContext, pkt: &Pkt, nat: &Nat) -> bool {
     let (saddr, daddr, sport, dport) = (&nat.saddr, &nat.daddr, nat.sport, nat.dport);
     let l3 = csum::diff_addr(&pkt.saddr, saddr, pkt.v6) + csum::diff_addr(&pkt.daddr, daddr, pkt.v6);

@@ -43,6 +43,28 @@ pub static SVC_STATS: PerCpuArray<L4Counter> = PerCpuArray::with_max_entries(DEF
 #[map(name = "XDPI_BE_STATS")]
 pub static BE_STATS: PerCpuArray<L4Counter> = PerCpuArray::with_max_entries(DEFAULT_MAX_BACKENDS, 0);
 
+/// Per-CPU scratch space for the big temporaries of the L4 path: the BPF stack (512 bytes over
+/// a whole call chain) cannot hold them. Internal to the program; userspace never reads it.
+#[repr(C)]
+pub struct Scratch {
+    pub ct_key: FlowKey,
+    pub ct_entry: CtEntry,
+    pub rkey: FlowKey,
+    pub rev: RevNatEntry,
+    pub nat: crate::l4::Nat,
+    pub fwd: crate::l4::Fwd,
+    pub fib: aya_ebpf::bindings::bpf_fib_lookup,
+}
+
+#[map(name = "XDPI_SCRATCH")]
+pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// This CPU's scratch space.
+#[inline(always)]
+pub fn scratch() -> Option<*mut Scratch> {
+    SCRATCH.get_ptr_mut(0)
+}
+
 #[map(name = "XDPI_CONFIG")]
 pub static CONFIG: Array<L4Config> = Array::with_max_entries(1, 0);
 
