@@ -92,6 +92,26 @@ fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
 }
 
 impl L4Args {
+    /// The defaults, with maps pinned under `pin_root` (tests, embedding).
+    pub fn with_pin_root(pin_root: impl Into<PathBuf>) -> Self {
+        Self {
+            bpf_pin_root: pin_root.into(),
+            l4_maglev_size: DEFAULT_MAGLEV_SIZE,
+            l4_max_services: DEFAULT_MAX_SERVICES,
+            l4_max_backends: DEFAULT_MAX_BACKENDS,
+            l4_conntrack_size: DEFAULT_CONNTRACK_SIZE,
+            l4_affinity_size: DEFAULT_AFFINITY_SIZE,
+            l4_snat_ports: (61000, 65000),
+            l4_node_v4: None,
+            l4_node_v6: None,
+            l4_tcp_timeout_secs: 3600,
+            l4_udp_timeout_secs: 60,
+            l4_drain_secs: 60,
+            node_name: None,
+            l4_pod_ifaces: Vec::new(),
+        }
+    }
+
     pub fn options(&self) -> L4Options {
         L4Options {
             maglev_size: self.l4_maglev_size,
@@ -178,36 +198,53 @@ impl L4Args {
 
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
-/// Creates `dir` and mounts bpffs on it unless it already lies on one.
+fn is_bpffs(dir: &Path) -> std::io::Result<bool> {
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+        .map_err(std::io::Error::other)?;
+    // SAFETY: valid NUL-terminated path and a zeroed out-struct.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(st.f_type as i64 == BPF_FS_MAGIC)
+}
+
+fn mount_bpffs(dir: &Path) -> std::io::Result<()> {
+    info!(dir = %dir.display(), "mounting bpffs for pinned maps");
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+        .map_err(std::io::Error::other)?;
+    // SAFETY: valid NUL-terminated strings; no data argument.
+    let rc = unsafe { libc::mount(c"bpf".as_ptr(), c.as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Makes `dir` a directory on bpffs: when its parent is not on bpffs (e.g. an unmounted
+/// `/sys/fs/bpf`), bpffs is mounted on the parent if `dir` cannot be created, else on `dir`.
 pub fn ensure_bpffs(dir: &Path) -> Result<(), SyncError> {
     let err = |source| SyncError::Pin {
         path: dir.to_path_buf(),
         source,
     };
-    std::fs::create_dir_all(dir).map_err(err)?;
-    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
-        .map_err(|e| err(std::io::Error::other(e)))?;
-    // SAFETY: valid NUL-terminated path and a zeroed out-struct.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(err(std::io::Error::last_os_error()));
-    }
-    if st.f_type as i64 == BPF_FS_MAGIC {
+    if dir.is_dir() {
+        if !is_bpffs(dir).map_err(err)? {
+            mount_bpffs(dir).map_err(err)?;
+        }
         return Ok(());
     }
-    info!(dir = %dir.display(), "mounting bpffs for pinned maps");
-    // SAFETY: valid NUL-terminated strings; no data argument.
-    let rc = unsafe {
-        libc::mount(
-            c"bpf".as_ptr(),
-            c.as_ptr(),
-            c"bpf".as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(err(std::io::Error::last_os_error()));
+    if std::fs::create_dir_all(dir).is_err() {
+        // e.g. /sys/fs/bpf exists (sysfs) but nothing is mounted on it yet.
+        let parent = dir.parent().unwrap_or(dir);
+        if !is_bpffs(parent).map_err(err)? {
+            mount_bpffs(parent).map_err(err)?;
+        }
+        std::fs::create_dir_all(dir).map_err(err)?;
+        return Ok(());
+    }
+    if !is_bpffs(dir).map_err(err)? {
+        mount_bpffs(dir).map_err(err)?;
     }
     Ok(())
 }

@@ -1,0 +1,304 @@
+//! The L4 path end to end: client → node (XDP NodePort, tc reply NAT) → three pod namespaces
+//! running echo servers that say which pod answered.
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader, Read, Write},
+    net::{IpAddr, SocketAddr, TcpStream},
+    path::PathBuf,
+    sync::atomic::{AtomicU32, Ordering},
+    time::Duration,
+};
+
+use testbed::{NODE_IFACE, Topology, echo::EchoServer};
+use xdp_ingress::{
+    dataplane::{AttachMode, L4Args, L4Dataplane},
+    model::{Endpoint, EndpointState, Frontend, L4Protocol, L4Service, ObjectKind, ObjectRef, Snapshot},
+};
+
+const NODE_PORT: u16 = 30080;
+const POD_PORT: u16 = 8080;
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+struct Bed {
+    topo: Topology,
+    pin: PathBuf,
+    object: Vec<u8>,
+    _echo: Vec<EchoServer>,
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        // Unpin this test's maps and unmount its private bpffs.
+        if let Ok(rd) = std::fs::read_dir(&self.pin) {
+            for e in rd.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        if let Ok(c) = std::ffi::CString::new(self.pin.as_os_str().as_encoded_bytes()) {
+            // SAFETY: valid NUL-terminated path.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+        let _ = std::fs::remove_dir(&self.pin);
+    }
+}
+
+fn bed() -> Bed {
+    let topo = Topology::new(3).expect("topology");
+    let mut echo = Vec::new();
+    for p in &topo.pods {
+        for ip in [IpAddr::V4(p.v4), IpAddr::V6(p.v6)] {
+            echo.push(EchoServer::tcp(&p.ns, SocketAddr::new(ip, POD_PORT), &p.name).expect("echo"));
+        }
+    }
+    // A private bpffs (mounted by the dataplane on this empty directory) per test.
+    let pin = std::env::temp_dir().join(format!(
+        "xdp-ingress-pins-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let object = std::fs::read(testbed::bpf_object_path()).expect("eBPF object");
+    Bed {
+        topo,
+        pin,
+        object,
+        _echo: echo,
+    }
+}
+
+impl Bed {
+    fn pod_addrs(&self, v6: bool) -> Vec<SocketAddr> {
+        self.topo
+            .pods
+            .iter()
+            .map(|p| {
+                let ip = if v6 { IpAddr::V6(p.v6) } else { IpAddr::V4(p.v4) };
+                SocketAddr::new(ip, POD_PORT)
+            })
+            .collect()
+    }
+
+    /// Loads the dataplane (maps pinned under this bed's directory) and attaches it.
+    fn start(&self) -> L4Dataplane {
+        let args = L4Args::with_pin_root(&self.pin);
+        let mut dp = L4Dataplane::open(&args, &self.object).expect("open dataplane");
+        let ifaces: Vec<String> = self.topo.pods.iter().map(|p| p.node_iface.clone()).collect();
+        self.topo.node.enter(|| {
+            dp.attach_xdp(NODE_IFACE, AttachMode::Auto).expect("attach xdp");
+            for i in &ifaces {
+                dp.attach_tc(i).expect("attach tc");
+            }
+        });
+        dp
+    }
+
+    fn client_connect(&self, v6: bool) -> TcpStream {
+        let ip: IpAddr = if v6 {
+            self.topo.node_v6.into()
+        } else {
+            self.topo.node_v4.into()
+        };
+        self.topo.client.enter(|| {
+            let s = TcpStream::connect_timeout(&SocketAddr::new(ip, NODE_PORT), Duration::from_secs(3))
+                .expect("connect through the NodePort");
+            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            s
+        })
+    }
+}
+
+fn service(endpoints: Vec<Endpoint>, affinity: Option<Duration>) -> L4Service {
+    L4Service {
+        id: "default/echo:8080".into(),
+        service: ObjectRef {
+            kind: ObjectKind::Service,
+            namespace: "default".into(),
+            name: "echo".into(),
+        },
+        protocol: L4Protocol::Tcp,
+        frontends: vec![Frontend::NodePort(NODE_PORT)],
+        endpoints,
+        client_ip_affinity: affinity,
+        source_ranges: vec![],
+        local_proxy: false,
+    }
+}
+
+fn endpoints(addrs: &[SocketAddr]) -> Vec<Endpoint> {
+    addrs
+        .iter()
+        .map(|a| Endpoint {
+            addr: *a,
+            state: EndpointState::Active,
+            weight: 1,
+            node_name: None,
+            zone: None,
+            target: None,
+        })
+        .collect()
+}
+
+fn snapshot(version: u64, svc: L4Service) -> Snapshot {
+    Snapshot {
+        version,
+        l4: vec![svc],
+        ..Default::default()
+    }
+}
+
+/// Reads the pod's greeting line.
+fn greeting(s: &mut TcpStream) -> String {
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    r.read_line(&mut line).expect("greeting");
+    line.trim().to_string()
+}
+
+fn echo_ok(s: &mut TcpStream, msg: &[u8]) {
+    s.write_all(msg).expect("send");
+    let mut buf = vec![0u8; msg.len()];
+    s.read_exact(&mut buf).expect("echo back");
+    assert_eq!(buf, msg);
+}
+
+fn one_connection(bed: &Bed, v6: bool) -> String {
+    let mut s = bed.client_connect(v6);
+    let pod = greeting(&mut s);
+    echo_ok(&mut s, b"ping");
+    pod
+}
+
+fn spread(bed: &Bed, v6: bool, n: usize) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for _ in 0..n {
+        *counts.entry(one_connection(bed, v6)).or_insert(0) += 1;
+    }
+    counts
+}
+
+fn assert_even(counts: &BTreeMap<String, usize>, n: usize) {
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    let even = n as f64 / 3.0;
+    for c in counts.values() {
+        assert!((*c as f64 - even).abs() <= 0.3 * even, "{counts:?}");
+    }
+}
+
+#[test]
+fn tcp_connections_go_through_the_nat_and_spread_evenly_v4_and_v6() {
+    if !testbed::require_root() {
+        return;
+    }
+    let bed = bed();
+    let mut dp = bed.start();
+    let mut all = endpoints(&bed.pod_addrs(false));
+    all.extend(endpoints(&bed.pod_addrs(true)));
+    dp.apply(&snapshot(1, service(all, None))).expect("apply");
+    let c4 = spread(&bed, false, 300);
+    assert_even(&c4, 300);
+    let c6 = spread(&bed, true, 300);
+    assert_even(&c6, 300);
+}
+
+#[test]
+fn long_lived_connection_survives_backend_changes_and_removed_endpoint_drains() {
+    if !testbed::require_root() {
+        return;
+    }
+    let bed = bed();
+    let mut dp = bed.start();
+    let pods = bed.pod_addrs(false);
+    dp.apply(&snapshot(1, service(endpoints(&pods), None))).unwrap();
+    let mut long = bed.client_connect(false);
+    let home = greeting(&mut long);
+    let home_addr = pods[bed.topo.pods.iter().position(|p| p.name == home).unwrap()];
+    echo_ok(&mut long, b"before");
+
+    // Add and remove the other backends around it.
+    let others: Vec<SocketAddr> = pods.iter().copied().filter(|a| *a != home_addr).collect();
+    for (v, set) in [
+        vec![home_addr],
+        vec![home_addr, others[0]],
+        pods.clone(),
+        vec![others[1], home_addr],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        dp.apply(&snapshot(2 + v as u64, service(endpoints(&set), None))).unwrap();
+        echo_ok(&mut long, format!("during {v}").as_bytes());
+    }
+
+    // Remove the long connection's own endpoint: new connections avoid it, the open one finishes.
+    dp.apply(&snapshot(10, service(endpoints(&others), None))).unwrap();
+    let counts = spread(&bed, false, 30);
+    assert!(!counts.contains_key(&home), "{counts:?}");
+    echo_ok(&mut long, b"still here");
+}
+
+#[test]
+fn client_ip_affinity_sends_a_clients_connections_to_one_pod() {
+    if !testbed::require_root() {
+        return;
+    }
+    let bed = bed();
+    let mut dp = bed.start();
+    let svc = service(endpoints(&bed.pod_addrs(false)), Some(Duration::from_secs(10800)));
+    dp.apply(&snapshot(1, svc)).unwrap();
+    let counts = spread(&bed, false, 30);
+    assert_eq!(counts.len(), 1, "{counts:?}");
+}
+
+#[test]
+fn dataplane_restart_mid_connection_keeps_it() {
+    if !testbed::require_root() {
+        return;
+    }
+    let bed = bed();
+    let mut all = endpoints(&bed.pod_addrs(false));
+    all.extend(endpoints(&bed.pod_addrs(true)));
+    let snap = snapshot(1, service(all, None));
+    let mut dp = bed.start();
+    dp.apply(&snap).unwrap();
+    let mut c4 = bed.client_connect(false);
+    let mut c6 = bed.client_connect(true);
+    let (p4, p6) = (greeting(&mut c4), greeting(&mut c6));
+    echo_ok(&mut c4, b"one");
+    echo_ok(&mut c6, b"one");
+
+    // Stop (detach, keep pinned maps), start a new dataplane on the same pins, same snapshot.
+    dp.detach();
+    drop(dp);
+    let mut dp = bed.start();
+    dp.apply(&snap).unwrap();
+    echo_ok(&mut c4, b"two");
+    echo_ok(&mut c6, b"two");
+    // New connections still work and the old ones stayed on their pods.
+    assert!(!one_connection(&bed, false).is_empty());
+    let _ = (p4, p6);
+    echo_ok(&mut c4, b"three");
+}
+
+#[test]
+fn a_port_without_service_still_reaches_the_nodes_own_listener() {
+    if !testbed::require_root() {
+        return;
+    }
+    let bed = bed();
+    let mut dp = bed.start();
+    dp.apply(&snapshot(1, service(endpoints(&bed.pod_addrs(false)), None))).unwrap();
+    let _node = EchoServer::tcp(
+        &bed.topo.node,
+        SocketAddr::new(bed.topo.node_v4.into(), 7000),
+        "node",
+    )
+    .unwrap();
+    let node_v4 = bed.topo.node_v4;
+    let name = bed.topo.client.enter(|| {
+        let mut s = TcpStream::connect_timeout(&SocketAddr::new(node_v4.into(), 7000), Duration::from_secs(3))
+            .expect("connect to the node's own port");
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        greeting(&mut s)
+    });
+    assert_eq!(name, "node");
+}
