@@ -267,9 +267,13 @@ fn dataplane_restart_mid_connection_keeps_it() {
     echo_ok(&mut c6, b"one");
 
     // Stop (detach, keep pinned maps), start a new dataplane on the same pins, same snapshot.
+    // Let delayed ACKs go out first: while nothing is attached the kernel would answer them.
+    std::thread::sleep(Duration::from_millis(300));
+    let ids = map_ids(&dp);
     dp.detach();
     drop(dp);
     let mut dp = bed.start();
+    assert_eq!(ids, map_ids(&dp), "pinned maps are reused");
     dp.apply(&snap).unwrap();
     echo_ok(&mut c4, b"two");
     echo_ok(&mut c6, b"two");
@@ -277,6 +281,24 @@ fn dataplane_restart_mid_connection_keeps_it() {
     assert!(!one_connection(&bed, false).is_empty());
     let _ = (p4, p6);
     echo_ok(&mut c4, b"three");
+}
+
+fn map_ids(dp: &L4Dataplane) -> Vec<u32> {
+    ingress_common::l4::PINNED_MAPS
+        .iter()
+        .map(|n| {
+            let m = dp.ebpf().map(n).expect("map");
+            let d: &aya::maps::MapData = match m {
+                aya::maps::Map::Array(d)
+                | aya::maps::Map::HashMap(d)
+                | aya::maps::Map::LruHashMap(d)
+                | aya::maps::Map::LpmTrie(d)
+                | aya::maps::Map::PerCpuArray(d) => d,
+                _ => panic!("unexpected map type for {n}"),
+            };
+            d.info().expect("map info").id()
+        })
+        .collect()
 }
 
 #[test]
