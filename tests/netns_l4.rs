@@ -13,7 +13,9 @@ use std::{
 use testbed::{NODE_IFACE, Topology, echo::EchoServer};
 use xdp_ingress::{
     dataplane::{AttachMode, L4Args, L4Dataplane},
-    model::{Endpoint, EndpointState, Frontend, L4Protocol, L4Service, ObjectKind, ObjectRef, Snapshot},
+    model::{
+        Endpoint, EndpointState, Frontend, L4Protocol, L4Service, ObjectKind, ObjectRef, Snapshot,
+    },
 };
 
 const NODE_PORT: u16 = 30080;
@@ -48,7 +50,9 @@ fn bed() -> Bed {
     let mut echo = Vec::new();
     for p in &topo.pods {
         for ip in [IpAddr::V4(p.v4), IpAddr::V6(p.v6)] {
-            echo.push(EchoServer::tcp(&p.ns, SocketAddr::new(ip, POD_PORT), &p.name).expect("echo"));
+            echo.push(
+                EchoServer::tcp(&p.ns, SocketAddr::new(ip, POD_PORT), &p.name).expect("echo"),
+            );
         }
     }
     // A private bpffs (mounted by the dataplane on this empty directory) per test.
@@ -72,7 +76,11 @@ impl Bed {
             .pods
             .iter()
             .map(|p| {
-                let ip = if v6 { IpAddr::V6(p.v6) } else { IpAddr::V4(p.v4) };
+                let ip = if v6 {
+                    IpAddr::V6(p.v6)
+                } else {
+                    IpAddr::V4(p.v4)
+                };
                 SocketAddr::new(ip, POD_PORT)
             })
             .collect()
@@ -82,9 +90,15 @@ impl Bed {
     fn start(&self) -> L4Dataplane {
         let args = L4Args::with_pin_root(&self.pin);
         let mut dp = L4Dataplane::open(&args, &self.object).expect("open dataplane");
-        let ifaces: Vec<String> = self.topo.pods.iter().map(|p| p.node_iface.clone()).collect();
+        let ifaces: Vec<String> = self
+            .topo
+            .pods
+            .iter()
+            .map(|p| p.node_iface.clone())
+            .collect();
         self.topo.node.enter(|| {
-            dp.attach_xdp(NODE_IFACE, AttachMode::Auto).expect("attach xdp");
+            dp.attach_xdp(NODE_IFACE, AttachMode::Auto)
+                .expect("attach xdp");
             for i in &ifaces {
                 dp.attach_tc(i).expect("attach tc");
             }
@@ -99,8 +113,9 @@ impl Bed {
             self.topo.node_v4.into()
         };
         self.topo.client.enter(|| {
-            let s = TcpStream::connect_timeout(&SocketAddr::new(ip, NODE_PORT), Duration::from_secs(3))
-                .expect("connect through the NodePort");
+            let s =
+                TcpStream::connect_timeout(&SocketAddr::new(ip, NODE_PORT), Duration::from_secs(3))
+                    .expect("connect through the NodePort");
             s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
             s
         })
@@ -208,7 +223,8 @@ fn long_lived_connection_survives_backend_changes_and_removed_endpoint_drains() 
     let bed = bed();
     let mut dp = bed.start();
     let pods = bed.pod_addrs(false);
-    dp.apply(&snapshot(1, service(endpoints(&pods), None))).unwrap();
+    dp.apply(&snapshot(1, service(endpoints(&pods), None)))
+        .unwrap();
     let mut long = bed.client_connect(false);
     let home = greeting(&mut long);
     let home_addr = pods[bed.topo.pods.iter().position(|p| p.name == home).unwrap()];
@@ -225,12 +241,14 @@ fn long_lived_connection_survives_backend_changes_and_removed_endpoint_drains() 
     .into_iter()
     .enumerate()
     {
-        dp.apply(&snapshot(2 + v as u64, service(endpoints(&set), None))).unwrap();
+        dp.apply(&snapshot(2 + v as u64, service(endpoints(&set), None)))
+            .unwrap();
         echo_ok(&mut long, format!("during {v}").as_bytes());
     }
 
     // Remove the long connection's own endpoint: new connections avoid it, the open one finishes.
-    dp.apply(&snapshot(10, service(endpoints(&others), None))).unwrap();
+    dp.apply(&snapshot(10, service(endpoints(&others), None)))
+        .unwrap();
     let counts = spread(&bed, false, 30);
     assert!(!counts.contains_key(&home), "{counts:?}");
     echo_ok(&mut long, b"still here");
@@ -243,7 +261,10 @@ fn client_ip_affinity_sends_a_clients_connections_to_one_pod() {
     }
     let bed = bed();
     let mut dp = bed.start();
-    let svc = service(endpoints(&bed.pod_addrs(false)), Some(Duration::from_secs(10800)));
+    let svc = service(
+        endpoints(&bed.pod_addrs(false)),
+        Some(Duration::from_secs(10800)),
+    );
     dp.apply(&snapshot(1, svc)).unwrap();
     let counts = spread(&bed, false, 30);
     assert_eq!(counts.len(), 1, "{counts:?}");
@@ -308,7 +329,11 @@ fn a_port_without_service_still_reaches_the_nodes_own_listener() {
     }
     let bed = bed();
     let mut dp = bed.start();
-    dp.apply(&snapshot(1, service(endpoints(&bed.pod_addrs(false)), None))).unwrap();
+    dp.apply(&snapshot(
+        1,
+        service(endpoints(&bed.pod_addrs(false)), None),
+    ))
+    .unwrap();
     let _node = EchoServer::tcp(
         &bed.topo.node,
         SocketAddr::new(bed.topo.node_v4.into(), 7000),
@@ -317,8 +342,11 @@ fn a_port_without_service_still_reaches_the_nodes_own_listener() {
     .unwrap();
     let node_v4 = bed.topo.node_v4;
     let name = bed.topo.client.enter(|| {
-        let mut s = TcpStream::connect_timeout(&SocketAddr::new(node_v4.into(), 7000), Duration::from_secs(3))
-            .expect("connect to the node's own port");
+        let mut s = TcpStream::connect_timeout(
+            &SocketAddr::new(node_v4.into(), 7000),
+            Duration::from_secs(3),
+        )
+        .expect("connect to the node's own port");
         s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
         greeting(&mut s)
     });

@@ -167,7 +167,11 @@ fn parse_checked(frame: &[u8]) -> Seen {
     let (src_ip, dst_ip): (IpAddr, IpAddr) = match &p.net {
         Some(NetSlice::Ipv4(ip)) => {
             let h = ip.header().to_header();
-            assert_eq!(h.header_checksum, h.calc_header_checksum(), "IPv4 header checksum");
+            assert_eq!(
+                h.header_checksum,
+                h.calc_header_checksum(),
+                "IPv4 header checksum"
+            );
             match &p.transport {
                 Some(TransportSlice::Tcp(t)) => assert_eq!(
                     t.checksum(),
@@ -220,7 +224,11 @@ fn assert_only_dnat(input: &[u8], output: &[u8]) {
     let seen = parse_checked(output);
     let mut expect = input.to_vec();
     let v6 = u16::from_be_bytes([input[12], input[13]]) == 0x86dd;
-    let (dst_off, l4) = if v6 { (14 + 24, 14 + 40) } else { (14 + 16, 14 + 20) };
+    let (dst_off, l4) = if v6 {
+        (14 + 24, 14 + 40)
+    } else {
+        (14 + 16, 14 + 20)
+    };
     let dst = seen.dst;
     match dst.ip() {
         IpAddr::V4(a) => expect[dst_off..dst_off + 4].copy_from_slice(&a.octets()),
@@ -282,7 +290,12 @@ fn established_flow_keeps_its_backend_across_table_changes() {
     let keep = vec![endpoint(first, EndpointState::Active)];
     snap.l4[0].endpoints = keep
         .into_iter()
-        .chain(others.iter().take(1).map(|a| endpoint(*a, EndpointState::Active)))
+        .chain(
+            others
+                .iter()
+                .take(1)
+                .map(|a| endpoint(*a, EndpointState::Active)),
+        )
         .collect();
     snap.version = 2;
     b.sync.apply(&mut b.run.ebpf, &snap).unwrap();
@@ -323,8 +336,11 @@ fn monotonic_ns() -> u64 {
 }
 
 fn sticky_slot(run: &XdpTestRun) -> u32 {
-    let svc: BpfHashMap<&MapData, ingress_common::l4::ServiceKey, ingress_common::l4::ServiceValue> =
-        BpfHashMap::try_from(run.ebpf.map(MAP_SERVICES).unwrap()).unwrap();
+    let svc: BpfHashMap<
+        &MapData,
+        ingress_common::l4::ServiceKey,
+        ingress_common::l4::ServiceValue,
+    > = BpfHashMap::try_from(run.ebpf.map(MAP_SERVICES).unwrap()).unwrap();
     let key = ingress_common::l4::ServiceKey {
         addr: [0; 16],
         port: 30081u16.to_be(),
@@ -362,7 +378,8 @@ fn set_affinity(run: &mut XdpTestRun, backend_id: u32, last_used_ns: u64) {
 fn backend_id(run: &XdpTestRun, addr: SocketAddr) -> u32 {
     let slot = sticky_slot(run);
     let a: aya::maps::Array<&MapData, ingress_common::l4::Backend> =
-        aya::maps::Array::try_from(run.ebpf.map(ingress_common::l4::MAP_BACKENDS).unwrap()).unwrap();
+        aya::maps::Array::try_from(run.ebpf.map(ingress_common::l4::MAP_BACKENDS).unwrap())
+            .unwrap();
     let IpAddr::V4(ip) = addr.ip() else { panic!() };
     (0..a.len())
         .find(|i| {
@@ -378,9 +395,18 @@ fn client_ip_affinity_pins_new_connections_to_one_pod() {
         return;
     }
     let mut b = bed();
-    let first = parse_checked(&b.run.run(&tcp4(CLIENT, 41000, NODE, 30081, true, b"")).unwrap().frame).dst;
+    let first = parse_checked(
+        &b.run
+            .run(&tcp4(CLIENT, 41000, NODE, 30081, true, b""))
+            .unwrap()
+            .frame,
+    )
+    .dst;
     for port in 41001..41041u16 {
-        let out = b.run.run(&tcp4(CLIENT, port, NODE, 30081, true, b"")).unwrap();
+        let out = b
+            .run
+            .run(&tcp4(CLIENT, port, NODE, 30081, true, b""))
+            .unwrap();
         assert_eq!(parse_checked(&out.frame).dst, first);
     }
     assert_eq!(stat(&b.run, Stat::L4AffinityHit), 40);
@@ -408,7 +434,10 @@ fn affinity_hit_uses_the_recorded_pod_and_an_expired_one_is_ignored() {
     let mut elsewhere = 0;
     for port in 43000..43030u16 {
         set_affinity(&mut b.run, id, 1);
-        let out = b.run.run(&tcp4(CLIENT, port, NODE, 30081, true, b"")).unwrap();
+        let out = b
+            .run
+            .run(&tcp4(CLIENT, port, NODE, 30081, true, b""))
+            .unwrap();
         misses += 1;
         if parse_checked(&out.frame).dst != target {
             elsewhere += 1;
@@ -425,14 +454,20 @@ fn terminating_backend_gets_no_new_flows() {
     }
     let mut b = bed();
     for port in 0..100u16 {
-        let out = b.run.run(&tcp4(CLIENT, 30000 + port, NODE, 30082, true, b"")).unwrap();
+        let out = b
+            .run
+            .run(&tcp4(CLIENT, 30000 + port, NODE, 30082, true, b""))
+            .unwrap();
         assert_eq!(parse_checked(&out.frame).dst, pods()[1]);
     }
     // Only terminating endpoints left: they serve (KEP-1669).
     let mut snap = snapshot();
     snap.l4[2].endpoints = vec![endpoint(pods()[0], EndpointState::Terminating)];
     b.sync.apply(&mut b.run.ebpf, &snap).unwrap();
-    let out = b.run.run(&tcp4(CLIENT, 31000, NODE, 30082, true, b"")).unwrap();
+    let out = b
+        .run
+        .run(&tcp4(CLIENT, 31000, NODE, 30082, true, b""))
+        .unwrap();
     assert_eq!(parse_checked(&out.frame).dst, pods()[0]);
 }
 
@@ -442,7 +477,10 @@ fn clients_outside_source_ranges_are_dropped_and_counted() {
         return;
     }
     let mut b = bed();
-    let ok = b.run.run(&tcp4(CLIENT, 40000, NODE, 30083, true, b"")).unwrap();
+    let ok = b
+        .run
+        .run(&tcp4(CLIENT, 40000, NODE, 30083, true, b""))
+        .unwrap();
     assert_eq!(ok.action, XDP_PASS);
     assert!(pod_v4().contains(&parse_checked(&ok.frame).dst));
     let f = tcp4([198, 18, 5, 1], 40000, NODE, 30083, true, b"");

@@ -19,9 +19,7 @@ use crate::{
         AFFINITY, BACKENDS, BE_STATS, CONFIG, CONNTRACK, MAGLEV, REVNAT, SERVICES, SOURCE_RANGES,
         SVC_STATS, Scratch, count_l4, scratch,
     },
-    parse::{
-        EthHdr, IPPROTO_TCP, IPPROTO_UDP, Ipv4Hdr, Ipv6Hdr, Parsed, TcpHdr, UdpHdr, ptr_at,
-    },
+    parse::{EthHdr, IPPROTO_TCP, IPPROTO_UDP, Ipv4Hdr, Ipv6Hdr, Parsed, TcpHdr, UdpHdr, ptr_at},
     stats,
 };
 
@@ -327,8 +325,7 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
         snat_port,
         backend_id: id,
         svc_slot: svc.slot,
-        flags: if snat_port != 0 { CT_F_SNAT } else { 0 }
-            | if closing { CT_F_CLOSING } else { 0 },
+        flags: if snat_port != 0 { CT_F_SNAT } else { 0 } | if closing { CT_F_CLOSING } else { 0 },
         last_seen_ns: now,
     };
     // A full LRU evicts its oldest entry; an insert error only costs stickiness.
@@ -445,7 +442,8 @@ fn alloc_snat(pkt: &Pkt, cfg: &L4Config, be: &Backend, now: u64, scr: &mut Scrat
     };
     let mut i = 0u32;
     while i < SNAT_PROBES {
-        let port = (cfg.snat_port_min as u32 + (h.wrapping_add(i.wrapping_mul(7919))) % range) as u16;
+        let port =
+            (cfg.snat_port_min as u32 + (h.wrapping_add(i.wrapping_mul(7919))) % range) as u16;
         scr.rkey = FlowKey {
             saddr: be.addr,
             daddr: node,
@@ -455,7 +453,10 @@ fn alloc_snat(pkt: &Pkt, cfg: &L4Config, be: &Backend, now: u64, scr: &mut Scrat
             family: family(pkt),
             _pad: [0; 2],
         };
-        if REVNAT.insert(&scr.rkey, &scr.rev, u64::from(BPF_NOEXIST)).is_ok() {
+        if REVNAT
+            .insert(&scr.rkey, &scr.rev, u64::from(BPF_NOEXIST))
+            .is_ok()
+        {
             return port.to_be();
         }
         if let Some(old) = REVNAT.get_ptr(&scr.rkey) {
@@ -466,7 +467,8 @@ fn alloc_snat(pkt: &Pkt, cfg: &L4Config, be: &Backend, now: u64, scr: &mut Scrat
                     (*old).last_seen_ns,
                 )
             };
-            let stale = now.wrapping_sub(seen) > u64::from(cfg.tcp_timeout_s.max(cfg.udp_timeout_s)) * NS;
+            let stale =
+                now.wrapping_sub(seen) > u64::from(cfg.tcp_timeout_s.max(cfg.udp_timeout_s)) * NS;
             if same || stale {
                 let _ = REVNAT.insert(&scr.rkey, &scr.rev, u64::from(BPF_ANY));
                 return port.to_be();
@@ -635,7 +637,8 @@ fn transmit(ctx: &XdpContext, route: &FibResult, stat: Stat) -> Verdict {
 #[inline(always)]
 pub fn rewrite(ctx: &XdpContext, pkt: &Pkt, nat: &Nat) -> bool {
     let (saddr, daddr, sport, dport) = (&nat.saddr, &nat.daddr, nat.sport, nat.dport);
-    let l3 = csum::diff_addr(&pkt.saddr, saddr, pkt.v6) + csum::diff_addr(&pkt.daddr, daddr, pkt.v6);
+    let l3 =
+        csum::diff_addr(&pkt.saddr, saddr, pkt.v6) + csum::diff_addr(&pkt.daddr, daddr, pkt.v6);
     let l4 = l3 + csum::diff16(pkt.sport, sport) + csum::diff16(pkt.dport, dport);
     // SAFETY: every pointer comes from ptr_at, which checked its bounds.
     unsafe {

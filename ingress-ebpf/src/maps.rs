@@ -20,7 +20,8 @@ pub static SERVICES: aya_ebpf::maps::HashMap<ServiceKey, ServiceValue> =
 pub static BACKENDS: Array<Backend> = Array::with_max_entries(DEFAULT_MAX_BACKENDS, 0);
 
 #[map(name = "XDPI_MAGLEV")]
-pub static MAGLEV: Array<u32> = Array::with_max_entries(DEFAULT_MAX_SERVICES * 2 * DEFAULT_MAGLEV_SIZE, 0);
+pub static MAGLEV: Array<u32> =
+    Array::with_max_entries(DEFAULT_MAX_SERVICES * 2 * DEFAULT_MAGLEV_SIZE, 0);
 
 #[map(name = "XDPI_CONNTRACK")]
 pub static CONNTRACK: LruHashMap<FlowKey, CtEntry> =
@@ -35,13 +36,16 @@ pub static AFFINITY: LruHashMap<AffinityKey, AffinityValue> =
     LruHashMap::with_max_entries(DEFAULT_AFFINITY_SIZE, 0);
 
 #[map(name = "XDPI_SRC_RANGES")]
-pub static SOURCE_RANGES: LpmTrie<SourceRangeData, u32> = LpmTrie::with_max_entries(SOURCE_RANGES_SIZE, 0);
+pub static SOURCE_RANGES: LpmTrie<SourceRangeData, u32> =
+    LpmTrie::with_max_entries(SOURCE_RANGES_SIZE, 0);
 
 #[map(name = "XDPI_SVC_STATS")]
-pub static SVC_STATS: PerCpuArray<L4Counter> = PerCpuArray::with_max_entries(DEFAULT_MAX_SERVICES, 0);
+pub static SVC_STATS: PerCpuArray<L4Counter> =
+    PerCpuArray::with_max_entries(DEFAULT_MAX_SERVICES, 0);
 
 #[map(name = "XDPI_BE_STATS")]
-pub static BE_STATS: PerCpuArray<L4Counter> = PerCpuArray::with_max_entries(DEFAULT_MAX_BACKENDS, 0);
+pub static BE_STATS: PerCpuArray<L4Counter> =
+    PerCpuArray::with_max_entries(DEFAULT_MAX_BACKENDS, 0);
 
 /// Per-CPU scratch space for the big temporaries of the L4 path: the BPF stack (512 bytes over
 /// a whole call chain) cannot hold them. Internal to the program; userspace never reads it.

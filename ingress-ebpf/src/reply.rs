@@ -50,7 +50,12 @@ fn try_handle(ctx: &TcContext) -> Option<i32> {
             key.saddr[..4].copy_from_slice(&ip.saddr);
             key.daddr[..4].copy_from_slice(&ip.daddr);
             key.family = FAMILY_V4;
-            (false, ip.proto, l3 + ihl * 4, u16::from_be_bytes(ip.tot_len))
+            (
+                false,
+                ip.proto,
+                l3 + ihl * 4,
+                u16::from_be_bytes(ip.tot_len),
+            )
         }
         ETH_P_IPV6 => {
             let ip = ctx.load::<Ipv6Hdr>(l3).ok()?;
@@ -98,7 +103,8 @@ fn try_handle(ctx: &TcContext) -> Option<i32> {
             let old = word(&key.saddr, i);
             let new = word(&rev.frontend_addr, i);
             if old != new {
-                ctx.store(l3 + if v6 { 8 } else { 12 } + 4 * i, &new, 0).ok()?;
+                ctx.store(l3 + if v6 { 8 } else { 12 } + 4 * i, &new, 0)
+                    .ok()?;
                 ctx.l4_csum_replace(
                     check_off,
                     u64::from(old),
@@ -114,7 +120,8 @@ fn try_handle(ctx: &TcContext) -> Option<i32> {
             let old = word(&key.daddr, i);
             let new = word(&rev.client_addr, i);
             if old != new {
-                ctx.store(l3 + if v6 { 24 } else { 16 } + 4 * i, &new, 0).ok()?;
+                ctx.store(l3 + if v6 { 24 } else { 16 } + 4 * i, &new, 0)
+                    .ok()?;
                 ctx.l4_csum_replace(
                     check_off,
                     u64::from(old),

@@ -13,8 +13,7 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::MapType,
     programs::{
-        SchedClassifier, TcAttachType, Xdp, XdpMode, tc::SchedClassifierLinkId,
-        xdp::XdpLinkId,
+        SchedClassifier, TcAttachType, Xdp, XdpMode, tc::SchedClassifierLinkId, xdp::XdpLinkId,
     },
 };
 use ingress_common::{
@@ -140,7 +139,13 @@ impl L4Args {
                 sz(size_of::<ServiceValue>()),
                 self.l4_max_services * 4,
             ),
-            (MAP_BACKENDS, MapType::Array, 4, sz(size_of::<Backend>()), self.l4_max_backends),
+            (
+                MAP_BACKENDS,
+                MapType::Array,
+                4,
+                sz(size_of::<Backend>()),
+                self.l4_max_backends,
+            ),
             (
                 MAP_MAGLEV,
                 MapType::Array,
@@ -191,7 +196,13 @@ impl L4Args {
                 self.l4_max_backends,
             ),
             (MAP_CONFIG, MapType::Array, 4, sz(size_of::<L4Config>()), 1),
-            (MAP_STATS, MapType::PerCpuArray, 4, sz(size_of::<Counter>()), STATS_SLOTS),
+            (
+                MAP_STATS,
+                MapType::PerCpuArray,
+                4,
+                sz(size_of::<Counter>()),
+                STATS_SLOTS,
+            ),
         ]
     }
 }
@@ -214,7 +225,15 @@ fn mount_bpffs(dir: &Path) -> std::io::Result<()> {
     let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
         .map_err(std::io::Error::other)?;
     // SAFETY: valid NUL-terminated strings; no data argument.
-    let rc = unsafe { libc::mount(c"bpf".as_ptr(), c.as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null()) };
+    let rc = unsafe {
+        libc::mount(
+            c"bpf".as_ptr(),
+            c.as_ptr(),
+            c"bpf".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
     if rc != 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -379,18 +398,17 @@ impl L4Dataplane {
 
     /// Detaches everything this process attached (pinned maps stay).
     pub fn detach(&mut self) {
-        if let Some((iface, link)) = self.xdp.take() {
-            if let Ok(prog) = program::<Xdp>(&mut self.ebpf, PROG_XDP_INGRESS) {
-                if let Err(e) = prog.detach(link) {
-                    warn!(%iface, error = %e, "detaching XDP");
-                }
-            }
+        if let Some((iface, link)) = self.xdp.take()
+            && let Ok(prog) = program::<Xdp>(&mut self.ebpf, PROG_XDP_INGRESS)
+            && let Err(e) = prog.detach(link)
+        {
+            warn!(%iface, error = %e, "detaching XDP");
         }
         for (iface, link) in std::mem::take(&mut self.tc) {
-            if let Ok(prog) = program::<SchedClassifier>(&mut self.ebpf, PROG_TC_REPLY) {
-                if let Err(e) = prog.detach(link) {
-                    warn!(%iface, error = %e, "detaching tc");
-                }
+            if let Ok(prog) = program::<SchedClassifier>(&mut self.ebpf, PROG_TC_REPLY)
+                && let Err(e) = prog.detach(link)
+            {
+                warn!(%iface, error = %e, "detaching tc");
             }
         }
     }
@@ -400,11 +418,10 @@ fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, S
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
 {
-    let p = ebpf
-        .program_mut(name)
-        .ok_or(SyncError::Program {
-            name,
-            source: aya::programs::ProgramError::NotLoaded,
-        })?;
-    p.try_into().map_err(|source| SyncError::Program { name, source })
+    let p = ebpf.program_mut(name).ok_or(SyncError::Program {
+        name,
+        source: aya::programs::ProgramError::NotLoaded,
+    })?;
+    p.try_into()
+        .map_err(|source| SyncError::Program { name, source })
 }

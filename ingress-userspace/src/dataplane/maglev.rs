@@ -137,7 +137,11 @@ mod tests {
         let c = build(&equal(&rev), 16381).unwrap();
         let by_name_a: Vec<&str> = a.iter().map(|&i| n[i as usize].as_str()).collect();
         let by_name_c: Vec<&str> = c.iter().map(|&i| rev[i as usize].as_str()).collect();
-        let same = by_name_a.iter().zip(&by_name_c).filter(|(x, y)| x == y).count();
+        let same = by_name_a
+            .iter()
+            .zip(&by_name_c)
+            .filter(|(x, y)| x == y)
+            .count();
         // Ties in the round-robin order can move a handful of slots, no more.
         assert!(same as f64 / a.len() as f64 > 0.95, "{same}");
     }
@@ -174,7 +178,10 @@ mod tests {
             }
         }
         let m = before.len() as f64;
-        assert!((moved_removed as f64 / m - 0.1).abs() < 0.01, "{moved_removed}");
+        assert!(
+            (moved_removed as f64 / m - 0.1).abs() < 0.01,
+            "{moved_removed}"
+        );
         // Slots of surviving backends barely move (Maglev's small extra disruption).
         assert!((moved_others as f64 / m) < 0.03, "{moved_others}");
     }
@@ -183,9 +190,18 @@ mod tests {
     fn honours_weights() {
         let nm = names(3);
         let b = vec![
-            MaglevBackend { name: &nm[0], weight: 1 },
-            MaglevBackend { name: &nm[1], weight: 2 },
-            MaglevBackend { name: &nm[2], weight: 0 },
+            MaglevBackend {
+                name: &nm[0],
+                weight: 1,
+            },
+            MaglevBackend {
+                name: &nm[1],
+                weight: 2,
+            },
+            MaglevBackend {
+                name: &nm[2],
+                weight: 0,
+            },
         ];
         let t = build(&b, 16381).unwrap();
         let s = shares(&t, 3);

@@ -223,7 +223,11 @@ impl L4Sync {
     }
 
     /// Writes `snapshot`'s L4 services into the maps of `ebpf`, diffing against what is there.
-    pub fn apply(&mut self, ebpf: &mut Ebpf, snapshot: &Snapshot) -> Result<ApplyReport, SyncError> {
+    pub fn apply(
+        &mut self,
+        ebpf: &mut Ebpf,
+        snapshot: &Snapshot,
+    ) -> Result<ApplyReport, SyncError> {
         self.apply_at(ebpf, snapshot, Instant::now())
     }
 
@@ -265,7 +269,6 @@ impl L4Sync {
                 for k in &unit.keys {
                     let _ = services.remove(&ServiceKey::from(*k));
                 }
-                drop(services);
                 remove_ranges(ebpf, slot, &unit.ranges)?;
                 self.retiring.insert(slot);
                 report.services_removed += 1;
@@ -275,7 +278,9 @@ impl L4Sync {
             let slot = match self.slots.get(&id) {
                 Some(s) => *s,
                 None => {
-                    let s = self.recovered_slot(&d).map_or_else(|| self.free_slot(&id), Ok)?;
+                    let s = self
+                        .recovered_slot(&d)
+                        .map_or_else(|| self.free_slot(&id), Ok)?;
                     self.slots.insert(id.clone(), s);
                     s
                 }
@@ -323,10 +328,10 @@ impl L4Sync {
                 if e.state == EndpointState::Terminating {
                     flags |= BE_F_TERMINATING;
                 }
-                if let (Some(mine), Some(theirs)) = (&self.opts.node_name, &e.node_name) {
-                    if mine != theirs {
-                        flags |= BE_F_REMOTE;
-                    }
+                if let (Some(mine), Some(theirs)) = (&self.opts.node_name, &e.node_name)
+                    && mine != theirs
+                {
+                    flags |= BE_F_REMOTE;
                 }
                 let be = Backend {
                     addr,
@@ -484,7 +489,11 @@ impl L4Sync {
             generation: unit.value.generation & 1,
             flags: d.flags,
             affinity_timeout_s: d.affinity_timeout_s,
-            backend_count: table.is_empty().then_some(0).unwrap_or(pool.len() as u32),
+            backend_count: if table.is_empty() {
+                0
+            } else {
+                pool.len() as u32
+            },
             _pad: 0,
         };
         let live = value.generation as usize;
@@ -533,8 +542,6 @@ impl L4Sync {
                 let _ = services.remove(&ServiceKey::from(*k));
             }
             report.services_written += 1;
-        } else if ids.is_empty() && add.is_empty() && del.is_empty() {
-            report.unchanged += 1;
         } else if !table_changed && add.is_empty() && del.is_empty() {
             report.unchanged += 1;
         }
@@ -605,7 +612,6 @@ impl L4Sync {
             let (k, v) = item.map_err(map_err(MAP_SERVICES))?;
             found.push((k, v));
         }
-        drop(services);
         for (k, v) in found {
             if v.slot >= self.opts.max_services {
                 continue;
@@ -622,7 +628,6 @@ impl L4Sync {
                 present.push((id, be));
             }
         }
-        drop(backends);
         for (id, be) in present {
             self.backends.insert(
                 (be.svc_slot, be.addr, be.port),
@@ -636,7 +641,6 @@ impl L4Sync {
         // Source ranges: recover what is there per slot so the diff removes stale ones.
         let lpm = ranges_map(ebpf)?;
         let keys: Vec<Key<SourceRangeData>> = lpm.keys().filter_map(Result::ok).collect();
-        drop(lpm);
         for k in keys {
             let data = k.data();
             let slot = u32::from_be_bytes(data.slot_be);
@@ -725,9 +729,7 @@ fn maglev_map(ebpf: &mut Ebpf) -> Result<Array<&mut MapData, u32>, SyncError> {
     typed(ebpf, MAP_MAGLEV)
 }
 
-fn ranges_map(
-    ebpf: &mut Ebpf,
-) -> Result<LpmTrie<&mut MapData, SourceRangeData, u32>, SyncError> {
+fn ranges_map(ebpf: &mut Ebpf) -> Result<LpmTrie<&mut MapData, SourceRangeData, u32>, SyncError> {
     typed(ebpf, MAP_SOURCE_RANGES)
 }
 
