@@ -88,7 +88,12 @@ impl Bed {
 
     /// Loads the dataplane (maps pinned under this bed's directory) and attaches it.
     fn start(&self) -> L4Dataplane {
-        let args = L4Args::with_pin_root(&self.pin);
+        self.start_with(false)
+    }
+
+    fn start_with(&self, keep_attached: bool) -> L4Dataplane {
+        let mut args = L4Args::with_pin_root(&self.pin);
+        args.l4_keep_attached = keep_attached;
         let mut dp = L4Dataplane::open(&args, &self.object).expect("open dataplane");
         let ifaces: Vec<String> = self
             .topo
@@ -279,7 +284,7 @@ fn dataplane_restart_mid_connection_keeps_it() {
     let mut all = endpoints(&bed.pod_addrs(false));
     all.extend(endpoints(&bed.pod_addrs(true)));
     let snap = snapshot(1, service(all, None));
-    let mut dp = bed.start();
+    let mut dp = bed.start_with(true);
     dp.apply(&snap).unwrap();
     let mut c4 = bed.client_connect(false);
     let mut c6 = bed.client_connect(true);
@@ -287,13 +292,13 @@ fn dataplane_restart_mid_connection_keeps_it() {
     echo_ok(&mut c4, b"one");
     echo_ok(&mut c6, b"one");
 
-    // Stop (detach, keep pinned maps), start a new dataplane on the same pins, same snapshot.
-    // Let delayed ACKs go out first: while nothing is attached the kernel would answer them.
-    std::thread::sleep(Duration::from_millis(300));
+    // Stop (links and maps stay pinned), start a new dataplane on the same pins, same
+    // snapshot; the client keeps talking through the restart.
     let ids = map_ids(&dp);
     dp.detach();
     drop(dp);
-    let mut dp = bed.start();
+    echo_ok(&mut c4, b"while stopped");
+    let mut dp = bed.start_with(true);
     assert_eq!(ids, map_ids(&dp), "pinned maps are reused");
     dp.apply(&snap).unwrap();
     echo_ok(&mut c4, b"two");
@@ -302,6 +307,7 @@ fn dataplane_restart_mid_connection_keeps_it() {
     assert!(!one_connection(&bed, false).is_empty());
     let _ = (p4, p6);
     echo_ok(&mut c4, b"three");
+    dp.unpin_links().unwrap();
 }
 
 fn map_ids(dp: &L4Dataplane) -> Vec<u32> {

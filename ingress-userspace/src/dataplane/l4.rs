@@ -13,7 +13,10 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::MapType,
     programs::{
-        SchedClassifier, TcAttachType, Xdp, XdpMode, tc::SchedClassifierLinkId, xdp::XdpLinkId,
+        SchedClassifier, TcAttachType, Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+        tc::{SchedClassifierLink, SchedClassifierLinkId},
+        xdp::{XdpLink, XdpLinkId},
     },
 };
 use ingress_common::{
@@ -70,6 +73,10 @@ pub struct L4Args {
     /// Interfaces toward local pods (node side of their veths): replies are reverse-NATed there.
     #[arg(long, value_delimiter = ',')]
     pub l4_pod_ifaces: Vec<String>,
+    /// Pin the XDP/tc links under the pin root and leave them attached at exit: traffic keeps
+    /// flowing while the daemon restarts, and the next start swaps its program in atomically.
+    #[arg(long)]
+    pub l4_keep_attached: bool,
 }
 
 fn parse_maglev_size(s: &str) -> Result<u32, String> {
@@ -108,6 +115,7 @@ impl L4Args {
             l4_drain_secs: 60,
             node_name: None,
             l4_pod_ifaces: Vec::new(),
+            l4_keep_attached: false,
         }
     }
 
@@ -274,6 +282,9 @@ pub struct L4Dataplane {
     sync: L4Sync,
     xdp: Option<(String, XdpLinkId)>,
     tc: Vec<(String, SchedClassifierLinkId)>,
+    /// Where links are pinned when they outlive the process (`--l4-keep-attached`).
+    link_root: Option<PathBuf>,
+    pinned: Vec<PinnedLink>,
 }
 
 impl L4Dataplane {
@@ -314,7 +325,11 @@ impl L4Dataplane {
             loader.map_max_entries(name, *max);
         }
         let ebpf = loader.load(object).map_err(SyncError::Load)?;
-        Self::from_ebpf(ebpf, args.options())
+        let mut this = Self::from_ebpf(ebpf, args.options())?;
+        if args.l4_keep_attached {
+            this.link_root = Some(root.clone());
+        }
+        Ok(this)
     }
 
     /// Wraps an already loaded object (tests load it unpinned) and loads its programs.
@@ -334,6 +349,8 @@ impl L4Dataplane {
             sync: L4Sync::new(opts),
             xdp: None,
             tc: Vec::new(),
+            link_root: None,
+            pinned: Vec::new(),
         })
     }
 
@@ -355,15 +372,26 @@ impl L4Dataplane {
         &mut self.ebpf
     }
 
-    /// Attaches the XDP entry point to the NIC (native, else generic for `Auto`).
+    /// Attaches the XDP entry point to the NIC (native, else generic for `Auto`). With
+    /// `--l4-keep-attached`, a link pinned by a previous run gets this program swapped in
+    /// atomically instead, so no packet meets an interface without the program.
     pub fn attach_xdp(&mut self, iface: &str, mode: AttachMode) -> Result<AttachMode, SyncError> {
+        let pin = self.link_root.as_ref().map(|r| r.join(format!("link_xdp_{iface}")));
         let prog: &mut Xdp = program(&mut self.ebpf, PROG_XDP_INGRESS)?;
-        let attach = |prog: &mut Xdp, m| {
-            prog.attach(iface, m).map_err(|source| SyncError::Program {
-                name: PROG_XDP_INGRESS,
-                source,
-            })
+        let perr = |source| SyncError::Program {
+            name: PROG_XDP_INGRESS,
+            source,
         };
+        if let Some(p) = &pin
+            && let Ok(old) = PinnedLink::from_pin(p)
+        {
+            let link = XdpLink::try_from(FdLink::from(old))
+                .map_err(SyncError::Link)?;
+            prog.attach_to_link(link).map_err(perr)?;
+            info!(%iface, "XDP program swapped into the pinned link: established flows kept");
+            return Ok(mode);
+        }
+        let attach = |prog: &mut Xdp, m| prog.attach(iface, m).map_err(perr);
         let (link, used) = match mode {
             AttachMode::Native => (attach(prog, XdpMode::Driver)?, mode),
             AttachMode::Generic => (attach(prog, XdpMode::Skb)?, mode),
@@ -376,28 +404,63 @@ impl L4Dataplane {
             },
         };
         info!(%iface, mode = ?used, "XDP L4 program attached");
-        self.xdp = Some((iface.to_string(), link));
+        match pin {
+            Some(p) => {
+                let link = prog.take_link(link).map_err(perr)?;
+                let fd = FdLink::try_from(link).map_err(SyncError::Link)?;
+                let pinned = fd.pin(&p).map_err(|e| SyncError::Pin {
+                    path: p.clone(),
+                    source: std::io::Error::other(e),
+                })?;
+                self.pinned.push(pinned);
+            }
+            None => self.xdp = Some((iface.to_string(), link)),
+        }
         Ok(used)
     }
 
-    /// Attaches the reply reverse-NAT program at tc ingress of a pod-facing interface.
+    /// Attaches the reply reverse-NAT program at tc ingress of a pod-facing interface (pinned
+    /// and swapped like the XDP link with `--l4-keep-attached`).
     pub fn attach_tc(&mut self, iface: &str) -> Result<(), SyncError> {
+        let pin = self.link_root.as_ref().map(|r| r.join(format!("link_tc_{iface}")));
         // clsact is needed for netlink tc; tcx (6.6+) does without. An existing qdisc is fine.
         let _ = aya::programs::tc::qdisc_add_clsact(iface);
         let prog: &mut SchedClassifier = program(&mut self.ebpf, PROG_TC_REPLY)?;
-        let link = prog
-            .attach(iface, TcAttachType::Ingress)
-            .map_err(|source| SyncError::Program {
-                name: PROG_TC_REPLY,
-                source,
-            })?;
+        let perr = |source| SyncError::Program {
+            name: PROG_TC_REPLY,
+            source,
+        };
+        if let Some(p) = &pin
+            && let Ok(old) = PinnedLink::from_pin(p)
+        {
+            let link = SchedClassifierLink::try_from(FdLink::from(old))
+                .map_err(SyncError::Link)?;
+            prog.attach_to_link(link).map_err(perr)?;
+            info!(%iface, "tc reply program swapped into the pinned link");
+            return Ok(());
+        }
+        let link = prog.attach(iface, TcAttachType::Ingress).map_err(perr)?;
         info!(%iface, "tc reply program attached");
-        self.tc.push((iface.to_string(), link));
+        match pin {
+            Some(p) => {
+                let link = prog.take_link(link).map_err(perr)?;
+                let fd = FdLink::try_from(link).map_err(SyncError::Link)?;
+                let pinned = fd.pin(&p).map_err(|e| SyncError::Pin {
+                    path: p.clone(),
+                    source: std::io::Error::other(e),
+                })?;
+                self.pinned.push(pinned);
+            }
+            None => self.tc.push((iface.to_string(), link)),
+        }
         Ok(())
     }
 
-    /// Detaches everything this process attached (pinned maps stay).
+    /// Detaches everything this process attached (pinned maps stay; pinned links stay
+    /// attached for the next run, see [`L4Dataplane::unpin_links`]).
     pub fn detach(&mut self) {
+        // Closing our fds of pinned links leaves them attached.
+        self.pinned.clear();
         if let Some((iface, link)) = self.xdp.take()
             && let Ok(prog) = program::<Xdp>(&mut self.ebpf, PROG_XDP_INGRESS)
             && let Err(e) = prog.detach(link)
@@ -411,6 +474,19 @@ impl L4Dataplane {
                 warn!(%iface, error = %e, "detaching tc");
             }
         }
+    }
+}
+
+impl L4Dataplane {
+    /// Removes the links a keep-attached run pinned, detaching them.
+    pub fn unpin_links(&mut self) -> Result<(), SyncError> {
+        for link in std::mem::take(&mut self.pinned) {
+            link.unpin().map_err(|source| SyncError::Pin {
+                path: PathBuf::from("link"),
+                source,
+            })?;
+        }
+        Ok(())
     }
 }
 

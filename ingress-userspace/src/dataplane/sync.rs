@@ -43,6 +43,8 @@ pub enum SyncError {
         #[source]
         source: std::io::Error,
     },
+    #[error("pinned link")]
+    Link(#[source] aya::programs::links::LinkError),
     #[error("program {name}")]
     Program {
         name: &'static str,
