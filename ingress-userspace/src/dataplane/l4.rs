@@ -376,7 +376,10 @@ impl L4Dataplane {
     /// `--l4-keep-attached`, a link pinned by a previous run gets this program swapped in
     /// atomically instead, so no packet meets an interface without the program.
     pub fn attach_xdp(&mut self, iface: &str, mode: AttachMode) -> Result<AttachMode, SyncError> {
-        let pin = self.link_root.as_ref().map(|r| r.join(format!("link_xdp_{iface}")));
+        let pin = self
+            .link_root
+            .as_ref()
+            .map(|r| r.join(format!("link_xdp_{iface}")));
         let prog: &mut Xdp = program(&mut self.ebpf, PROG_XDP_INGRESS)?;
         let perr = |source| SyncError::Program {
             name: PROG_XDP_INGRESS,
@@ -385,8 +388,7 @@ impl L4Dataplane {
         if let Some(p) = &pin
             && let Ok(old) = PinnedLink::from_pin(p)
         {
-            let link = XdpLink::try_from(FdLink::from(old))
-                .map_err(SyncError::Link)?;
+            let link = XdpLink::try_from(FdLink::from(old)).map_err(SyncError::Link)?;
             prog.attach_to_link(link).map_err(perr)?;
             info!(%iface, "XDP program swapped into the pinned link: established flows kept");
             return Ok(mode);
@@ -422,7 +424,10 @@ impl L4Dataplane {
     /// Attaches the reply reverse-NAT program at tc ingress of a pod-facing interface (pinned
     /// and swapped like the XDP link with `--l4-keep-attached`).
     pub fn attach_tc(&mut self, iface: &str) -> Result<(), SyncError> {
-        let pin = self.link_root.as_ref().map(|r| r.join(format!("link_tc_{iface}")));
+        let pin = self
+            .link_root
+            .as_ref()
+            .map(|r| r.join(format!("link_tc_{iface}")));
         // clsact is needed for netlink tc; tcx (6.6+) does without. An existing qdisc is fine.
         let _ = aya::programs::tc::qdisc_add_clsact(iface);
         let prog: &mut SchedClassifier = program(&mut self.ebpf, PROG_TC_REPLY)?;
@@ -433,8 +438,7 @@ impl L4Dataplane {
         if let Some(p) = &pin
             && let Ok(old) = PinnedLink::from_pin(p)
         {
-            let link = SchedClassifierLink::try_from(FdLink::from(old))
-                .map_err(SyncError::Link)?;
+            let link = SchedClassifierLink::try_from(FdLink::from(old)).map_err(SyncError::Link)?;
             prog.attach_to_link(link).map_err(perr)?;
             info!(%iface, "tc reply program swapped into the pinned link");
             return Ok(());
