@@ -12,7 +12,7 @@ use std::{
 
 use testbed::{NODE_IFACE, Topology, echo::EchoServer};
 use xdp_ingress::{
-    dataplane::{AttachMode, L4Args, L4Dataplane},
+    dataplane::{AttachMode, L4Args, L4Dataplane, view},
     model::{
         Endpoint, EndpointState, Frontend, L4Protocol, L4Service, ObjectKind, ObjectRef, Snapshot,
     },
@@ -218,6 +218,50 @@ fn tcp_connections_go_through_the_nat_and_spread_evenly_v4_and_v6() {
     assert_even(&c4, 300);
     let c6 = spread(&bed, true, 300);
     assert_even(&c6, 300);
+
+    // The data path's own view (what `xdp-ingress backends` prints) saw the same spread.
+    let view = view::read(&bed.pin).expect("backends view");
+    assert_eq!(view.services.len(), 2, "{view:?}");
+    for svc in &view.services {
+        assert_eq!(svc.frontends, vec![format!("tcp/*:{NODE_PORT}")]);
+        assert_eq!(svc.backends.len(), 3);
+        let flows: u64 = svc.backends.iter().map(|b| b.counters.new_flows).sum();
+        assert_eq!(flows, 300, "{svc:?}");
+        assert_eq!(svc.counters.new_flows, 300);
+        for b in &svc.backends {
+            assert_eq!(b.state, "active");
+            assert!((b.maglev_share - 1.0 / 3.0).abs() < 0.01, "{b:?}");
+            let name = bed
+                .topo
+                .pods
+                .iter()
+                .find(|p| b.address.ip() == IpAddr::V4(p.v4) || b.address.ip() == IpAddr::V6(p.v6))
+                .unwrap();
+            assert_eq!(
+                b.counters.new_flows as usize,
+                if b.address.is_ipv4() {
+                    c4[&name.name]
+                } else {
+                    c6[&name.name]
+                }
+            );
+        }
+    }
+    let bin = testbed::xdp_ingress_bin();
+    if bin.exists() {
+        let out = std::process::Command::new(&bin)
+            .args(["backends", "--json", "--bpf-pin-root"])
+            .arg(&bed.pin)
+            .output()
+            .expect("run xdp-ingress backends");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(json["services"].as_array().map(Vec::len), Some(2));
+    }
 }
 
 #[test]

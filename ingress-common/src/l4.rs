@@ -24,6 +24,8 @@ pub const MAP_SERVICE_STATS: &str = "XDPI_SVC_STATS";
 pub const MAP_BACKEND_STATS: &str = "XDPI_BE_STATS";
 /// Runtime configuration, one [`L4Config`] at index 0.
 pub const MAP_CONFIG: &str = "XDPI_CONFIG";
+/// Service unit names by slot (userspace only, for `xdp-ingress backends`): [`ServiceName`].
+pub const MAP_SERVICE_NAMES: &str = "XDPI_SVC_NAMES";
 
 /// Maps that survive a daemon restart (pinned), with their default sizes.
 pub const PINNED_MAPS: &[&str] = &[
@@ -37,6 +39,7 @@ pub const PINNED_MAPS: &[&str] = &[
     MAP_SERVICE_STATS,
     MAP_BACKEND_STATS,
     MAP_CONFIG,
+    MAP_SERVICE_NAMES,
 ];
 
 /// Name of the TC program reverse-NATing replies from local pods (attach on the node side of
@@ -220,7 +223,45 @@ pub struct L4Config {
 }
 const _: () = assert!(core::mem::size_of::<L4Config>() == 48);
 
+/// A service unit's id (`namespace/name:port#v4`), NUL-padded UTF-8, cut at 124 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServiceName {
+    pub len: u32,
+    pub bytes: [u8; 124],
+}
+const _: () = assert!(core::mem::size_of::<ServiceName>() == 128);
+
+impl Default for ServiceName {
+    fn default() -> Self {
+        Self {
+            len: 0,
+            bytes: [0; 124],
+        }
+    }
+}
+
+impl ServiceName {
+    pub fn new(name: &str) -> Self {
+        let mut n = Self::default();
+        // Cut on a char boundary so the bytes stay valid UTF-8.
+        let mut end = name.len().min(n.bytes.len());
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        n.bytes[..end].copy_from_slice(&name.as_bytes()[..end]);
+        n.len = end as u32;
+        n
+    }
+
+    pub fn as_str(&self) -> &str {
+        let len = (self.len as usize).min(self.bytes.len());
+        core::str::from_utf8(&self.bytes[..len]).unwrap_or("")
+    }
+}
+
 crate::impl_pod!(
+    ServiceName,
     ServiceKey,
     ServiceValue,
     Backend,

@@ -9,7 +9,7 @@ use aya_ebpf::{
 use ingress_common::l4::{
     AffinityKey, AffinityValue, Backend, CtEntry, DEFAULT_AFFINITY_SIZE, DEFAULT_CONNTRACK_SIZE,
     DEFAULT_MAGLEV_SIZE, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_SERVICES, FlowKey, L4Config, L4Counter,
-    RevNatEntry, SOURCE_RANGES_SIZE, ServiceKey, ServiceValue, SourceRangeData,
+    RevNatEntry, SOURCE_RANGES_SIZE, ServiceKey, ServiceName, ServiceValue, SourceRangeData,
 };
 
 #[map(name = "XDPI_SERVICES")]
@@ -68,6 +68,10 @@ pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 pub fn scratch() -> Option<*mut Scratch> {
     SCRATCH.get_ptr_mut(0)
 }
+
+/// Written and read by userspace only (names for `xdp-ingress backends`).
+#[map(name = "XDPI_SVC_NAMES")]
+pub static SVC_NAMES: Array<ServiceName> = Array::with_max_entries(DEFAULT_MAX_SERVICES, 0);
 
 #[map(name = "XDPI_CONFIG")]
 pub static CONFIG: Array<L4Config> = Array::with_max_entries(1, 0);

@@ -9,5 +9,6 @@ async fn main() -> anyhow::Result<()> {
     xdp_ingress::telemetry::init(cli.log_format);
     match cli.command {
         Command::Run(args) => xdp_ingress::cli::run::run(args).await,
+        Command::Backends(args) => xdp_ingress::cli::backends::run(args),
     }
 }

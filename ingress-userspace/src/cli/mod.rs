@@ -1,6 +1,7 @@
 //! The `xdp-ingress` subcommands. Each parses its flags into plain structs and calls into the
 //! library; nothing here is needed by tests that drive the library directly.
 
+pub mod backends;
 pub mod run;
 
 use clap::{Parser, Subcommand};
@@ -25,4 +26,6 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon: attach the XDP program and serve until SIGINT/SIGTERM.
     Run(run::RunArgs),
+    /// Print the XDP data path's services and backends (with counters) from the pinned maps.
+    Backends(backends::BackendsArgs),
 }

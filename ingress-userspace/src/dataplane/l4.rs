@@ -205,6 +205,13 @@ impl L4Args {
             ),
             (MAP_CONFIG, MapType::Array, 4, sz(size_of::<L4Config>()), 1),
             (
+                MAP_SERVICE_NAMES,
+                MapType::Array,
+                4,
+                sz(size_of::<ServiceName>()),
+                self.l4_max_services,
+            ),
+            (
                 MAP_STATS,
                 MapType::PerCpuArray,
                 4,

@@ -288,6 +288,13 @@ impl L4Sync {
                 }
             };
             self.retiring.remove(&slot);
+            let name = ServiceName::new(&id);
+            let mut names: Array<&mut MapData, ServiceName> = typed(ebpf, MAP_SERVICE_NAMES)?;
+            if names.get(&slot, 0).ok() != Some(name) {
+                names
+                    .set(slot, name, 0)
+                    .map_err(map_err(MAP_SERVICE_NAMES))?;
+            }
             self.sync_unit(ebpf, slot, d, now, &mut report)?;
         }
         self.expire_drained(ebpf, now, &mut report)?;
