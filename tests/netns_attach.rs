@@ -108,3 +108,51 @@ fn daemon_attaches_on_start_and_detaches_on_sigterm() {
     assert!(status.success(), "daemon exit status {status}");
     assert!(!xdp_attached(&topo), "XDP still attached after SIGTERM");
 }
+
+#[test]
+fn iface_auto_attaches_to_the_default_route_interface() {
+    if !testbed::require_root() {
+        return;
+    }
+    // Pods have a default route via their eth0; the node namespace of the bed has none.
+    let topo = Topology::new(1).expect("topology");
+    let pod = &topo.pods[0].ns;
+    let mut daemon = KillOnDrop::spawn(
+        pod.cmd(testbed::xdp_ingress_bin().to_str().expect("utf-8 path"))
+            .args(["run", "--iface", "auto", "--bpf-object"])
+            .arg(testbed::bpf_object_path()),
+    )
+    .expect("spawn xdp-ingress");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !pod
+        .run("ip", &["link", "show", "dev", "eth0"])
+        .expect("ip link")
+        .contains(" xdp")
+    {
+        assert!(!daemon.has_exited(), "daemon exited before attaching");
+        assert!(
+            Instant::now() < deadline,
+            "XDP never attached to the default-route interface"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = daemon
+        .signal_and_wait(libc::SIGTERM, Duration::from_secs(10))
+        .expect("wait");
+    assert!(status.is_some_and(|s| s.success()));
+
+    // Without a default route, `auto` is a clear start-up error, not a guess.
+    let out = topo
+        .node
+        .cmd(testbed::xdp_ingress_bin().to_str().expect("utf-8 path"))
+        .args(["run", "--iface", "auto", "--bpf-object"])
+        .arg(testbed::bpf_object_path())
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no default route"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

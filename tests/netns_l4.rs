@@ -402,3 +402,178 @@ fn a_port_without_service_still_reaches_the_nodes_own_listener() {
     });
     assert_eq!(name, "node");
 }
+
+fn manifests(pods: &[&testbed::Pod]) -> String {
+    let ep = |ip: String, name: &str| {
+        format!(
+            "- {{addresses: [\"{ip}\"], conditions: {{ready: true}}, targetRef: {{kind: Pod, name: {name}}}}}\n"
+        )
+    };
+    let mut v4 = String::new();
+    let mut v6 = String::new();
+    for p in pods {
+        v4.push_str(&ep(p.v4.to_string(), &p.name));
+        v6.push_str(&ep(p.v6.to_string(), &p.name));
+    }
+    format!(
+        "apiVersion: v1
+kind: Service
+metadata:
+  name: echo
+  namespace: default
+  annotations: {{xdp-ingress.dev/l4-acceleration: \"true\"}}
+spec:
+  type: NodePort
+  ports: [{{name: tcp, port: {POD_PORT}, targetPort: {POD_PORT}, nodePort: {NODE_PORT}, protocol: TCP}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: echo-v4, namespace: default, labels: {{kubernetes.io/service-name: echo}}}}
+addressType: IPv4
+ports: [{{name: tcp, port: {POD_PORT}, protocol: TCP}}]
+endpoints:
+{v4}---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: echo-v6, namespace: default, labels: {{kubernetes.io/service-name: echo}}}}
+addressType: IPv6
+ports: [{{name: tcp, port: {POD_PORT}, protocol: TCP}}]
+endpoints:
+{v6}"
+    )
+}
+
+impl Bed {
+    fn daemon(&self, dir: &std::path::Path) -> testbed::process::KillOnDrop {
+        let ifaces: Vec<&str> = self
+            .topo
+            .pods
+            .iter()
+            .map(|p| p.node_iface.as_str())
+            .collect();
+        testbed::process::KillOnDrop::spawn(
+            self.topo
+                .node
+                .cmd(testbed::xdp_ingress_bin().to_str().expect("utf-8 path"))
+                .args([
+                    "run",
+                    "--iface",
+                    NODE_IFACE,
+                    "--l4-keep-attached",
+                    "--bpf-object",
+                ])
+                .arg(testbed::bpf_object_path())
+                .arg("--manifests")
+                .arg(dir)
+                .arg("--bpf-pin-root")
+                .arg(&self.pin)
+                .args(["--l4-pod-ifaces", &ifaces.join(",")]),
+        )
+        .expect("spawn xdp-ingress (cargo build -p ingress-userspace)")
+    }
+
+    /// Tries a NodePort connection until one answers or `secs` pass.
+    fn wait_served(&self, secs: u64) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        let ip = self.topo.node_v4;
+        while std::time::Instant::now() < deadline {
+            let ok = self.topo.client.enter(|| {
+                TcpStream::connect_timeout(
+                    &SocketAddr::new(ip.into(), NODE_PORT),
+                    Duration::from_millis(300),
+                )
+                .is_ok()
+            });
+            if ok {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        false
+    }
+}
+
+#[test]
+fn daemon_serves_a_manifest_nodeport_and_restarts_and_drains_without_breaking_connections() {
+    if !testbed::require_root() {
+        return;
+    }
+    if !testbed::xdp_ingress_bin().exists() {
+        panic!("build the daemon first: cargo build -p ingress-userspace");
+    }
+    let bed = bed();
+    // Mounted here, in the test's mount namespace, so every daemon run (each in its own
+    // `ip netns exec` mount namespace) sees the same pins.
+    xdp_ingress::dataplane::l4::ensure_bpffs(&bed.pin).expect("bpffs");
+    let dir = tempfile::tempdir().unwrap();
+    let pods: Vec<&testbed::Pod> = bed.topo.pods.iter().collect();
+    std::fs::write(dir.path().join("echo.yaml"), manifests(&pods)).unwrap();
+
+    let mut daemon = bed.daemon(dir.path());
+    assert!(bed.wait_served(20), "NodePort never served");
+    let mut long = bed.client_connect(false);
+    let home = greeting(&mut long);
+    echo_ok(&mut long, b"first");
+    let c6 = spread(&bed, true, 30);
+    assert_eq!(c6.len(), 3, "{c6:?}");
+
+    // Restart: links and maps stay pinned, the connection keeps working throughout.
+    let st = daemon
+        .signal_and_wait(libc::SIGTERM, Duration::from_secs(10))
+        .expect("wait")
+        .expect("daemon exits on SIGTERM");
+    assert!(st.success());
+    echo_ok(&mut long, b"while the daemon is down");
+    let mut daemon = bed.daemon(dir.path());
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!daemon.has_exited());
+    echo_ok(&mut long, b"after restart");
+
+    // The long connection's pod leaves the EndpointSlice: new connections go elsewhere, the
+    // open one finishes, and `backends` shows it draining.
+    let rest: Vec<&testbed::Pod> = bed.topo.pods.iter().filter(|p| p.name != home).collect();
+    std::fs::write(dir.path().join("echo.yaml"), manifests(&rest)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let counts = spread(&bed, false, 10);
+        if !counts.contains_key(&home) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "removed endpoint still gets new connections"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let counts = spread(&bed, false, 30);
+    assert!(!counts.contains_key(&home), "{counts:?}");
+    echo_ok(&mut long, b"draining");
+    let out = std::process::Command::new(testbed::xdp_ingress_bin())
+        .args(["backends", "--json", "--bpf-pin-root"])
+        .arg(&bed.pin)
+        .output()
+        .expect("backends");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("backends JSON");
+    let home_v4 = bed.topo.pods.iter().find(|p| p.name == home).unwrap().v4;
+    let states: Vec<(String, String)> = json["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["backends"].as_array().unwrap().clone())
+        .map(|b| {
+            (
+                b["address"].as_str().unwrap().to_string(),
+                b["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        states.contains(&(format!("{home_v4}:{POD_PORT}"), "terminating".to_string())),
+        "{states:?}"
+    );
+    let st = daemon
+        .signal_and_wait(libc::SIGTERM, Duration::from_secs(10))
+        .expect("wait")
+        .expect("daemon exits on SIGTERM");
+    assert!(st.success());
+}

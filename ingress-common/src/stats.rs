@@ -119,3 +119,19 @@ stats! {
 
 /// Number of slots in [`MAP_STATS`]; leaves room to append counters without resizing.
 pub const STATS_SLOTS: u32 = 256;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_counter_has_a_unique_slot_and_label() {
+        for (i, a) in Stat::ALL.iter().enumerate() {
+            assert!((*a as u32) < STATS_SLOTS, "{a:?} beyond the map");
+            for b in &Stat::ALL[i + 1..] {
+                assert_ne!(*a as u32, *b as u32, "{a:?} and {b:?} share a slot");
+                assert_ne!(a.label(), b.label());
+            }
+        }
+    }
+}

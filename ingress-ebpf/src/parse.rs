@@ -75,6 +75,8 @@ pub struct UdpHdr {
 }
 
 /// What the parser learnt about a well-formed frame.
+// Offsets and protocol are for the L4 path built on this parser.
+#[allow(dead_code)]
 pub struct Parsed {
     /// Protocol counter for this frame.
     pub protocol: Stat,

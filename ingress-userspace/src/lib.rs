@@ -2,11 +2,17 @@
 //!
 //! # Layout
 //! - [`model`]: the immutable routing snapshot and the pure translation that builds it.
+//! - [`controller`]: the control loop, sources -> store -> translation -> planes.
 //! - [`dataplane`]: the XDP side: load and attach the eBPF object, read and write its maps.
 //! - [`cli`]: the `xdp-ingress` subcommands (`run`, ...), thin wiring over the modules above.
+//! - [`source`]: where objects come from (manifest directory, API server).
+//! - [`store`]: objects from the sources, by kind and key (input of translation).
 //! - [`telemetry`]: logging set-up shared by the subcommands.
 
 pub mod cli;
+pub mod controller;
 pub mod dataplane;
 pub mod model;
+pub mod source;
+pub mod store;
 pub mod telemetry;

@@ -3,12 +3,14 @@
 //! network namespace.
 //!
 //! # Layout
+//! - [`apiserver`]: an in-process Kubernetes API-server double (list/watch, 410, status, Leases).
 //! - [`netns`]: one named network namespace: run commands and threads inside it.
 //! - [`topology`]: client, node and pod namespaces joined by veth, removed on drop.
 //! - [`echo`]: small TCP/UDP echo servers that say which pod answered.
 //! - [`xdp_run`]: BPF_PROG_TEST_RUN on crafted frames: action, output bytes, in-kernel time.
 //! - [`process`]: child processes killed on drop (daemons under test).
 
+pub mod apiserver;
 pub mod echo;
 pub mod netns;
 pub mod process;

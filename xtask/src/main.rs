@@ -1,1 +1,46 @@
-fn main() {}
+//! `cargo xtask`: build, test, demo and benchmark automation for xdp-ingress.
+//!
+//! # Layout
+//! - `provision`: installs what a fresh machine lacks (rust-src, Debian packages, bpf-linker).
+//! - `build_ebpf`: builds `ingress-ebpf` for `bpfel-unknown-none` with BTF.
+//! - `test`: everything CI runs: build, fmt, clippy, unit tests, privileged netns tests.
+//! - `demo`: a throwaway netns test bed with the daemon on it, traffic and live counters.
+//! - `bench`: benchmarks that print ratios against a peer measured in the same run.
+//! - `cmd`: running commands loudly.
+
+mod bench;
+mod build_ebpf;
+mod cmd;
+mod demo;
+mod provision;
+mod test;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the eBPF object (provisioning nightly rust-src, LLVM 22 and bpf-linker if missing).
+    BuildEbpf,
+    /// Run every check: build, fmt, clippy, unit tests and (as root) the netns/BPF tests.
+    Test(test::TestArgs),
+    /// Build, make a netns test bed, run the daemon on it, show traffic and counters, clean up.
+    Demo(demo::DemoArgs),
+    /// Run the benchmarks and print ratios against peers measured in the same run.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::BuildEbpf => build_ebpf::build().map(|_| ()),
+        Command::Test(args) => test::run(args),
+        Command::Demo(args) => demo::run(args),
+        Command::Bench(args) => bench::run(args),
+    }
+}

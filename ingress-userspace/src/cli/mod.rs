@@ -2,6 +2,7 @@
 //! library; nothing here is needed by tests that drive the library directly.
 
 pub mod backends;
+pub mod iface;
 pub mod run;
 
 use clap::{Parser, Subcommand};

@@ -1,20 +1,31 @@
-//! `xdp-ingress run`: attach, serve, detach cleanly on SIGINT/SIGTERM.
+//! `xdp-ingress run`: attach XDP, start the control loop and its sources, serve, detach cleanly
+//! on SIGINT/SIGTERM.
 
-use std::{path::PathBuf, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
-use tracing::info;
+use tracing::{info, warn};
 
-use crate::dataplane::{AttachMode, XdpAttachment, object};
+use crate::{
+    controller::{self, LoopConfig, SnapshotSink},
+    dataplane::{AttachMode, L4Args, L4Handle, object},
+    model::{Snapshot, translate::Translator},
+    source::{SourceEvent, args::SourceArgs, files, kube as kube_source},
+    store::{Change, SourceId},
+};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// Interface to attach the XDP program to (the node's NIC).
-    #[arg(long, env = "XDP_INGRESS_IFACE")]
-    pub iface: String,
+    /// Interface to attach the XDP program to (the node's NIC); `auto` picks the interface of
+    /// the default route.
+    #[arg(long, env = "XDP_INGRESS_IFACE", required_unless_present = "no_xdp")]
+    pub iface: Option<String>,
+    /// Run without the XDP program (control plane and L7 only).
+    #[arg(long)]
+    pub no_xdp: bool,
     /// XDP attach mode; `auto` tries native and falls back to generic with a warning.
-    #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
+    #[arg(long, value_enum, default_value_t = AttachMode::Auto, env = "XDP_INGRESS_XDP_MODE")]
     pub xdp_mode: AttachMode,
     /// eBPF object to load instead of the embedded one.
     #[arg(long)]
@@ -22,35 +33,169 @@ pub struct RunArgs {
     /// Log the packet counters this often (seconds; 0 disables).
     #[arg(long, default_value_t = 0)]
     pub stats_interval: u64,
+    #[command(flatten)]
+    pub source: SourceArgs,
+    #[command(flatten)]
+    pub l4: L4Args,
+}
+
+/// The one place planes are wired to the control loop. Each plane is a [`SnapshotSink`]; wrap
+/// an `apply` method with [`controller::sink`].
+fn dataplanes(
+    _args: &RunArgs,
+    l4: Option<&L4Handle>,
+) -> anyhow::Result<Vec<Box<dyn SnapshotSink>>> {
+    let mut sinks = Vec::new();
+    if let Some(l4) = l4.cloned() {
+        sinks.push(controller::sink("xdp", move |s: &Arc<Snapshot>| {
+            l4.apply(s)
+                .map(drop)
+                .map_err(|e| format!("{:#}", anyhow::Error::new(e)))
+        }));
+    }
+    // The L7 (proxy::Proxy) plane joins here when its branch merges, e.g.:
+    //   let proxy = Proxy::start(...)?;
+    //   sinks.push(controller::sink("l7", move |s| { proxy.apply(s.clone()); Ok(()) }));
+    let mut logged = std::collections::BTreeSet::new();
+    let log_diagnostics = controller::sink("diagnostics", move |s: &Arc<Snapshot>| {
+        // Log each diagnostic once, while it lasts.
+        let now: std::collections::BTreeSet<_> = s.diagnostics.iter().cloned().collect();
+        for d in now.difference(&logged) {
+            warn!(object = %d.object, severity = ?d.severity, reason = %d.reason, "{}", d.message);
+        }
+        logged = now;
+        Ok(())
+    });
+    sinks.push(log_diagnostics);
+    Ok(sinks)
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let bytes = object::load(args.bpf_object.as_deref())?;
-    let attachment = XdpAttachment::attach(&bytes, &args.iface, args.xdp_mode)
-        .with_context(|| format!("attaching xdp-ingress to {}", args.iface))?;
+    let l4 = match (&args.iface, args.no_xdp) {
+        (Some(iface), false) => {
+            let bytes = object::load(args.bpf_object.as_deref())?;
+            let iface = super::iface::resolve(iface)?;
+            let mut l4_args = args.l4.clone();
+            l4_args.node_name = args.source.node_name.clone();
+            Some(
+                L4Handle::start(&l4_args, &bytes, &iface, args.xdp_mode)
+                    .with_context(|| format!("attaching xdp-ingress to {iface}"))?,
+            )
+        }
+        _ => None,
+    };
+
+    let translate_config = args
+        .source
+        .translate_config()
+        .map_err(anyhow::Error::msg)
+        .context("control-plane flags")?;
+    let sinks = dataplanes(&args, l4.as_ref())?;
+    let control = controller::spawn(
+        Translator::new(translate_config),
+        sinks,
+        LoopConfig::default(),
+    );
+    let sources = start_sources(&args.source, &control).await?;
 
     let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let period = Duration::from_secs(args.stats_interval.max(1));
     let mut ticker = tokio::time::interval(period);
     let mut last = None;
+    // Removed endpoints drain for a while; this ends finished drains.
+    let mut maintain = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = sigterm.recv() => { info!("SIGTERM received"); break; }
             _ = sigint.recv() => { info!("SIGINT received"); break; }
+            _ = maintain.tick(), if l4.is_some() => {
+                if let Some(l4) = &l4
+                    && let Err(e) = l4.maintain()
+                {
+                    warn!(error = %anyhow::Error::new(e), "L4 drain maintenance");
+                }
+            }
             _ = ticker.tick(), if args.stats_interval > 0 => {
-                let view = attachment.stats().context("reading counters")?;
-                if last.as_ref() != Some(&view) {
-                    let nonzero: Vec<String> = view.counters.iter()
-                        .filter(|(_, c)| c.packets > 0)
-                        .map(|(l, c)| format!("{l}={}/{}B", c.packets, c.bytes))
-                        .collect();
-                    info!(counters = %nonzero.join(" "), "xdp counters");
-                    last = Some(view);
+                if let Some(l4) = &l4 {
+                    let view = l4.stats().context("reading counters")?;
+                    if last.as_ref() != Some(&view) {
+                        let nonzero: Vec<String> = view.counters.iter()
+                            .filter(|(_, c)| c.packets > 0)
+                            .map(|(l, c)| format!("{l}={}/{}B", c.packets, c.bytes))
+                            .collect();
+                        info!(counters = %nonzero.join(" "), "xdp counters");
+                        last = Some(view);
+                    }
+                }
+                if let Ok(s) = control.stats.lock() {
+                    let p = |q| s.latency_percentile(q).map(|d: Duration| d.as_micros() as u64).unwrap_or(0);
+                    info!(snapshots = s.snapshots, p50_us = p(50.0), p99_us = p(99.0), "event-to-live");
                 }
             }
         }
     }
-    attachment.detach().context("detaching XDP program")?;
+    drop(sources);
+    if let Some(l4) = l4 {
+        l4.shutdown();
+    }
     Ok(())
+}
+
+/// Whatever keeps the sources running; dropping it stops them.
+#[derive(Default)]
+pub struct Sources {
+    _watchers: Vec<notify::RecommendedWatcher>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Sources {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Starts every source the flags ask for, feeding `control`.
+pub async fn start_sources(
+    args: &SourceArgs,
+    control: &controller::ControlLoop,
+) -> anyhow::Result<Sources> {
+    let mut sources = Sources::default();
+    if args.default_manifests {
+        let objects = files::default_objects().context("embedded default manifests")?;
+        control
+            .events
+            .send(SourceEvent::new(
+                SourceId::Other,
+                Change::ReplaceAll(Box::new(objects)),
+            ))
+            .await
+            .context("control loop gone")?;
+    }
+    if let Some(dir) = &args.manifests {
+        anyhow::ensure!(
+            dir.is_dir(),
+            "--manifests {}: not a directory",
+            dir.display()
+        );
+        let w = files::watch(files::ManifestDir::new(dir), control.events.clone())
+            .with_context(|| format!("watching {}", dir.display()))?;
+        sources._watchers.push(w);
+    }
+    if args.kube_enabled() {
+        let client = kube_source::client(args.kubeconfig.as_deref())
+            .await
+            .context("Kubernetes API source")?;
+        sources.tasks.extend(kube_source::spawn(
+            client,
+            args.namespace.as_deref(),
+            control.events.clone(),
+        ));
+    }
+    if args.manifests.is_none() && !args.default_manifests && !args.kube_enabled() {
+        warn!("no source given (--manifests, --default-manifests, --kube): nothing will be served");
+    }
+    Ok(sources)
 }

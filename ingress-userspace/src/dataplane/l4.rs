@@ -67,8 +67,9 @@ pub struct L4Args {
     /// How long a removed endpoint keeps its existing flows.
     #[arg(long, default_value_t = 60)]
     pub l4_drain_secs: u64,
-    /// This node's name; endpoints with another `nodeName` are remote.
-    #[arg(long, env = "NODE_NAME")]
+    /// This node's name; endpoints with another `nodeName` are remote. Not a flag here: the
+    /// run command fills it from `--node-name`.
+    #[arg(skip)]
     pub node_name: Option<String>,
     /// Interfaces toward local pods (node side of their veths): replies are reverse-NATed there.
     #[arg(long, value_delimiter = ',')]
@@ -511,4 +512,65 @@ where
     })?;
     p.try_into()
         .map_err(|source| SyncError::Program { name, source })
+}
+
+/// The L4 dataplane shared between the control loop (which applies snapshots) and the run
+/// loop (counters, drain maintenance, shutdown).
+#[derive(Clone)]
+pub struct L4Handle(std::sync::Arc<std::sync::Mutex<L4Dataplane>>);
+
+impl L4Handle {
+    /// Opens the dataplane (pinned maps), attaches XDP to `iface` and tc to the pod interfaces.
+    pub fn start(
+        args: &L4Args,
+        object: &[u8],
+        iface: &str,
+        mode: AttachMode,
+    ) -> Result<Self, SyncError> {
+        let mut dp = L4Dataplane::open(args, object)?;
+        dp.attach_xdp(iface, mode)?;
+        for pod_if in &args.l4_pod_ifaces {
+            dp.attach_tc(pod_if)?;
+        }
+        Ok(Self(std::sync::Arc::new(std::sync::Mutex::new(dp))))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, L4Dataplane> {
+        // A panic while holding the lock leaves maps consistent (each write is atomic).
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn apply(&self, snapshot: &Snapshot) -> Result<ApplyReport, SyncError> {
+        let report = self.lock().apply(snapshot)?;
+        tracing::debug!(?report, "L4 snapshot applied");
+        Ok(report)
+    }
+
+    pub fn maintain(&self) -> Result<ApplyReport, SyncError> {
+        self.lock().maintain()
+    }
+
+    /// The global per-reason counters, summed over CPUs.
+    pub fn stats(&self) -> Result<super::stats::StatsView, SyncError> {
+        let dp = self.lock();
+        let map = dp
+            .ebpf()
+            .map(MAP_STATS)
+            .ok_or(SyncError::MissingMap(MAP_STATS))?;
+        let array = aya::maps::PerCpuArray::try_from(map).map_err(|source| SyncError::Map {
+            name: MAP_STATS,
+            source,
+        })?;
+        super::stats::read(&array).map_err(|source| SyncError::Map {
+            name: MAP_STATS,
+            source,
+        })
+    }
+
+    /// Detaches (pinned maps stay; links stay too with `--l4-keep-attached`).
+    pub fn shutdown(&self) {
+        self.lock().detach();
+    }
 }

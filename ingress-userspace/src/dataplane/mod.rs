@@ -15,6 +15,6 @@ pub mod stats;
 pub mod sync;
 pub mod view;
 
-pub use l4::{L4Args, L4Dataplane};
+pub use l4::{L4Args, L4Dataplane, L4Handle};
 pub use loader::{AttachMode, LoaderError, XdpAttachment};
 pub use sync::{ApplyReport, L4Options, L4Sync, SyncError};

@@ -1,5 +1,6 @@
-//! Pure translation from Kubernetes objects to one immutable [`Snapshot`]. No I/O here.
+//! The immutable routing [`Snapshot`] and the pure translation that builds it from objects.
 
 pub mod snapshot;
+pub mod translate;
 
 pub use snapshot::*;

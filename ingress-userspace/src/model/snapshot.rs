@@ -35,6 +35,8 @@ pub enum ObjectKind {
     Secret,
     Node,
     ConfigMap,
+    /// A file of the manifest directory (name = path); for files that do not parse.
+    ManifestFile,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -63,7 +65,33 @@ pub struct Snapshot {
     pub l7: L7Config,
     /// L4 services the XDP path takes over, sorted by id.
     pub l4: Vec<L4Service>,
+    /// Sorted by object.
     pub diagnostics: Vec<Diagnostic>,
+    /// Ingresses of this controller's class (for status and `explain`), sorted.
+    pub owned_ingresses: Vec<ObjectRef>,
+    /// `--node-name` of this daemon: endpoints whose `node_name` equals it are local (the
+    /// local proxy of a `local_proxy` service).
+    pub local_node: Option<String>,
+}
+
+impl ObjectRef {
+    pub fn new(kind: ObjectKind, namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        ObjectRef {
+            kind,
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.namespace.is_empty() {
+            write!(f, "{:?} {}", self.kind, self.name)
+        } else {
+            write!(f, "{:?} {}/{}", self.kind, self.namespace, self.name)
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -235,8 +263,12 @@ pub struct RoutePolicy {
     /// Redirect plain HTTP to HTTPS (308); defaults to true for hosts with TLS.
     pub ssl_redirect: Option<bool>,
     pub timeouts: Timeouts,
-    /// Maximum request body in bytes (`proxy-body-size`); `None` uses the proxy default.
+    /// Maximum request body in bytes (`proxy-body-size`); `None` uses the proxy default,
+    /// `Some(u64::MAX)` means unlimited (`proxy-body-size: "0"`).
     pub max_body_bytes: Option<u64>,
+    /// Client addresses allowed (`allowlist-source-range` / `whitelist-source-range`); empty
+    /// means everyone. Others get 403.
+    pub allow_source_ranges: Vec<IpPrefix>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -1,0 +1,272 @@
+//! The control loop: source events -> store -> debounced translation -> one snapshot applied to
+//! every plane, then published on a watch channel (status writer, `explain`, tests).
+//!
+//! Events arriving within `debounce` of each other (but at most `max_delay` after the first)
+//! are folded into one translation. A plane that fails to apply keeps what it had; the others
+//! still move on. Event-to-live latency (from the first event of a batch to the last plane
+//! returning) is recorded for every snapshot.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, error, info};
+
+use crate::{
+    model::{Snapshot, translate::Translator},
+    source::SourceEvent,
+    store::Store,
+};
+
+#[derive(Debug, thiserror::Error)]
+#[error("{plane}: {message}")]
+pub struct ApplyError {
+    pub plane: String,
+    pub message: String,
+}
+
+/// A plane that serves snapshots (the L7 proxy, the XDP maps, ...).
+pub trait SnapshotSink: Send {
+    fn name(&self) -> &str;
+    /// Makes `snapshot` live. On error the plane must keep serving its previous snapshot.
+    fn apply(&mut self, snapshot: &Arc<Snapshot>) -> Result<(), String>;
+}
+
+struct FnSink<F> {
+    name: String,
+    f: F,
+}
+
+impl<F> SnapshotSink for FnSink<F>
+where
+    F: FnMut(&Arc<Snapshot>) -> Result<(), String> + Send,
+{
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn apply(&mut self, snapshot: &Arc<Snapshot>) -> Result<(), String> {
+        (self.f)(snapshot)
+    }
+}
+
+/// A sink from a closure, e.g. `sink("l7", move |s| { proxy.apply(s.clone()); Ok(()) })`.
+pub fn sink<F>(name: &str, f: F) -> Box<dyn SnapshotSink>
+where
+    F: FnMut(&Arc<Snapshot>) -> Result<(), String> + Send + 'static,
+{
+    Box::new(FnSink {
+        name: name.to_string(),
+        f,
+    })
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct LoopConfig {
+    /// Quiet time that ends a batch of events.
+    pub debounce: Duration,
+    /// Longest a batch may wait after its first event.
+    pub max_delay: Duration,
+}
+
+impl Default for LoopConfig {
+    fn default() -> Self {
+        LoopConfig {
+            debounce: Duration::from_millis(20),
+            max_delay: Duration::from_millis(250),
+        }
+    }
+}
+
+/// What the loop measured, shared with metrics and tests.
+#[derive(Clone, Debug, Default)]
+pub struct LoopStats {
+    pub snapshots: u64,
+    pub events: u64,
+    pub apply_errors: u64,
+    pub last_translate: Duration,
+    /// Recent event-to-live latencies (a ring of the last [`LATENCY_WINDOW`]).
+    latencies: Vec<Duration>,
+    next: usize,
+}
+
+pub const LATENCY_WINDOW: usize = 4096;
+
+impl LoopStats {
+    pub fn record_latency(&mut self, d: Duration) {
+        if self.latencies.len() < LATENCY_WINDOW {
+            self.latencies.push(d);
+        } else {
+            self.latencies[self.next] = d;
+        }
+        self.next = (self.next + 1) % LATENCY_WINDOW;
+    }
+
+    /// `p` in 0..=100 over the recent window; `None` before the first snapshot.
+    pub fn latency_percentile(&self, p: f64) -> Option<Duration> {
+        let mut v = self.latencies.clone();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_unstable();
+        let idx = ((p / 100.0) * (v.len() - 1) as f64).round() as usize;
+        v.get(idx.min(v.len() - 1)).copied()
+    }
+}
+
+/// The running loop: where sources send, where snapshots come out.
+pub struct ControlLoop {
+    pub events: mpsc::Sender<SourceEvent>,
+    pub snapshots: watch::Receiver<Arc<Snapshot>>,
+    pub stats: Arc<Mutex<LoopStats>>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts the loop. It ends when every event sender is dropped.
+pub fn spawn(
+    translator: Translator,
+    sinks: Vec<Box<dyn SnapshotSink>>,
+    config: LoopConfig,
+) -> ControlLoop {
+    let (events, rx) = mpsc::channel(1024);
+    let (tx, snapshots) = watch::channel(Arc::new(Snapshot::default()));
+    let stats = Arc::new(Mutex::new(LoopStats::default()));
+    let task = tokio::spawn(run(
+        rx,
+        Store::new(),
+        translator,
+        sinks,
+        tx,
+        stats.clone(),
+        config,
+    ));
+    ControlLoop {
+        events,
+        snapshots,
+        stats,
+        task,
+    }
+}
+
+async fn run(
+    mut rx: mpsc::Receiver<SourceEvent>,
+    mut store: Store,
+    mut translator: Translator,
+    mut sinks: Vec<Box<dyn SnapshotSink>>,
+    tx: watch::Sender<Arc<Snapshot>>,
+    stats: Arc<Mutex<LoopStats>>,
+    config: LoopConfig,
+) {
+    let mut open = true;
+    while open {
+        let Some(ev) = rx.recv().await else { break };
+        let mut first = ev.at;
+        let mut count = 1u64;
+        let mut changed = store.apply(ev.source, ev.change);
+        let deadline = Instant::now() + config.max_delay;
+        loop {
+            let wait = config
+                .debounce
+                .min(deadline.saturating_duration_since(Instant::now()));
+            match tokio::time::timeout(wait, rx.recv()).await {
+                Ok(Some(ev)) => {
+                    first = first.min(ev.at);
+                    count += 1;
+                    changed |= store.apply(ev.source, ev.change);
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                }
+                Ok(None) => {
+                    open = false;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        if let Ok(mut s) = stats.lock() {
+            s.events += count;
+        }
+        if !changed {
+            debug!(events = count, "no change in the store");
+            continue;
+        }
+        let t0 = Instant::now();
+        let snapshot = Arc::new(translator.translate(&store.view()));
+        let translate_time = t0.elapsed();
+        let mut errors = 0;
+        for s in &mut sinks {
+            if let Err(e) = s.apply(&snapshot) {
+                errors += 1;
+                error!(plane = s.name(), version = snapshot.version, error = %e, "plane kept its previous snapshot");
+            }
+        }
+        let latency = first.elapsed();
+        info!(
+            version = snapshot.version,
+            hosts = snapshot.l7.hosts.len() + snapshot.l7.wildcard_hosts.len(),
+            l4_services = snapshot.l4.len(),
+            diagnostics = snapshot.diagnostics.len(),
+            translate_us = translate_time.as_micros() as u64,
+            event_to_live_us = latency.as_micros() as u64,
+            "snapshot live"
+        );
+        tx.send_replace(snapshot);
+        if let Ok(mut s) = stats.lock() {
+            s.snapshots += 1;
+            s.apply_errors += errors;
+            s.last_translate = translate_time;
+            s.record_latency(latency);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        model::translate::TranslateConfig,
+        source::SourceEvent,
+        store::{Change, SourceId},
+    };
+
+    #[tokio::test]
+    async fn events_are_batched_and_applied_to_every_plane() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        let ok = sink("ok", move |s| {
+            s2.lock().unwrap().push(s.version);
+            Ok(())
+        });
+        let failing = sink("failing", |_| Err("nope".into()));
+        let ctl = spawn(
+            Translator::new(TranslateConfig::default()),
+            vec![failing, ok],
+            LoopConfig::default(),
+        );
+        let objects = crate::source::files::default_objects().unwrap();
+        // Ten events in a burst: one translation.
+        for _ in 0..10 {
+            ctl.events
+                .send(SourceEvent::new(
+                    SourceId::Files,
+                    Change::ReplaceAll(Box::new(objects.clone())),
+                ))
+                .await
+                .unwrap();
+        }
+        let mut rx = ctl.snapshots.clone();
+        rx.wait_for(|s| s.version == 1).await.unwrap();
+        assert_eq!(rx.borrow().l4.len(), 1);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [1],
+            "the working plane got it despite the failing one"
+        );
+        let st = ctl.stats.lock().unwrap().clone();
+        assert_eq!((st.snapshots, st.events, st.apply_errors), (1, 10, 1));
+        assert!(st.latency_percentile(50.0).is_some());
+    }
+}

@@ -1,0 +1,339 @@
+//! The ingress-nginx annotations we understand, parsed into route policy and upstream options.
+//!
+//! Both prefixes work: `nginx.ingress.kubernetes.io/` (for users migrating) and our own
+//! `xdp-ingress.dev/`. A value that does not parse gives a warning and the default behaviour.
+
+use std::{collections::BTreeMap, net::IpAddr, sync::Arc, time::Duration};
+
+use crate::model::{
+    BackendProtocol, CookieAffinity, HashOn, IpPrefix, LoadBalancing, ObjectRef, RoutePolicy,
+};
+
+use super::diagnostics::Diagnostics;
+
+const PREFIXES: [&str; 2] = ["nginx.ingress.kubernetes.io/", "xdp-ingress.dev/"];
+
+/// Everything an Ingress's annotations say about its routes and backends.
+#[derive(Clone, Debug)]
+pub struct IngressOptions {
+    pub policy: Arc<RoutePolicy>,
+    pub protocol: BackendProtocol,
+    pub load_balancing: LoadBalancing,
+    pub affinity: Option<CookieAffinity>,
+    /// `use-regex: "true"`: ImplementationSpecific paths are regular expressions.
+    pub use_regex: bool,
+}
+
+struct Reader<'a> {
+    annotations: Option<&'a BTreeMap<String, String>>,
+    object: &'a ObjectRef,
+    diags: &'a mut Diagnostics,
+}
+
+impl Reader<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        let a = self.annotations?;
+        PREFIXES
+            .iter()
+            .rev()
+            .find_map(|p| a.get(&format!("{p}{key}")))
+            .map(|v| v.trim())
+    }
+
+    fn bad(&mut self, key: &str, value: &str, expected: &str) {
+        self.diags.warn(
+            self.object,
+            "InvalidAnnotation",
+            format!("annotation {key}: {value:?} is not {expected}; using the default"),
+        );
+    }
+
+    fn bool(&mut self, key: &str) -> Option<bool> {
+        let v = self.get(key)?.to_string();
+        match v.as_str() {
+            "true" | "True" => Some(true),
+            "false" | "False" => Some(false),
+            _ => {
+                self.bad(key, &v, "true or false");
+                None
+            }
+        }
+    }
+
+    fn seconds(&mut self, key: &str) -> Option<Duration> {
+        let v = self.get(key)?.to_string();
+        match parse_duration(&v) {
+            Some(d) => Some(d),
+            None => {
+                self.bad(key, &v, "a duration in seconds (\"60\", \"60s\", \"2m\")");
+                None
+            }
+        }
+    }
+}
+
+/// nginx durations: a bare number is seconds; suffixes ms, s, m, h.
+pub fn parse_duration(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    let (num, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => v.split_at(i),
+        None => (v, "s"),
+    };
+    let n: u64 = num.parse().ok()?;
+    Some(match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.checked_mul(60)?),
+        "h" => Duration::from_secs(n.checked_mul(3600)?),
+        _ => return None,
+    })
+}
+
+/// nginx sizes: bytes, or with k/m/g suffix (either case). `0` means unlimited.
+pub fn parse_size(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let (num, mult) = match v.chars().last()? {
+        'k' | 'K' => (&v[..v.len() - 1], 1u64 << 10),
+        'm' | 'M' => (&v[..v.len() - 1], 1 << 20),
+        'g' | 'G' => (&v[..v.len() - 1], 1 << 30),
+        _ => (v, 1),
+    };
+    let n: u64 = num.parse().ok()?;
+    if n == 0 {
+        return Some(u64::MAX);
+    }
+    n.checked_mul(mult)
+}
+
+/// `198.18.0.0/15`, `2001:db8::/32` or a bare address (a /32 or /128).
+pub fn parse_prefix(v: &str) -> Option<IpPrefix> {
+    let v = v.trim();
+    let (addr, len) = match v.split_once('/') {
+        Some((a, l)) => (a.parse::<IpAddr>().ok()?, l.parse::<u8>().ok()?),
+        None => {
+            let a = v.parse::<IpAddr>().ok()?;
+            (a, if a.is_ipv4() { 32 } else { 128 })
+        }
+    };
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    (len <= max).then_some(IpPrefix { addr, len })
+}
+
+pub fn parse(
+    annotations: Option<&BTreeMap<String, String>>,
+    object: &ObjectRef,
+    diags: &mut Diagnostics,
+) -> IngressOptions {
+    let mut r = Reader {
+        annotations,
+        object,
+        diags,
+    };
+    let mut policy = RoutePolicy {
+        ssl_redirect: r.bool("ssl-redirect"),
+        ..Default::default()
+    };
+    if r.bool("force-ssl-redirect") == Some(true) {
+        policy.ssl_redirect = Some(true);
+    }
+    policy.timeouts.connect = r.seconds("proxy-connect-timeout");
+    policy.timeouts.read = r.seconds("proxy-read-timeout");
+    policy.timeouts.send = r.seconds("proxy-send-timeout");
+    if let Some(v) = r.get("proxy-body-size").map(str::to_string) {
+        match parse_size(&v) {
+            Some(n) => policy.max_body_bytes = Some(n),
+            None => r.bad("proxy-body-size", &v, "a size (\"8m\", \"512k\", \"0\")"),
+        }
+    }
+    for key in ["allowlist-source-range", "whitelist-source-range"] {
+        let Some(v) = r.get(key).map(str::to_string) else {
+            continue;
+        };
+        let parsed: Option<Vec<IpPrefix>> = v
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(parse_prefix)
+            .collect();
+        match parsed {
+            Some(p) => policy.allow_source_ranges = p,
+            None => {
+                // Failing open would expose what the user meant to restrict: deny everyone
+                // except an impossible range, and say so.
+                r.diags.error(
+                    object,
+                    "InvalidAnnotation",
+                    format!("annotation {key}: {v:?} has an invalid CIDR; denying all clients"),
+                );
+                policy.allow_source_ranges = vec![IpPrefix {
+                    addr: IpAddr::from([255, 255, 255, 255]),
+                    len: 32,
+                }];
+            }
+        }
+        break;
+    }
+
+    let protocol = match r.get("backend-protocol").map(str::to_ascii_uppercase) {
+        None => BackendProtocol::Http,
+        Some(p) => match p.as_str() {
+            "HTTP" => BackendProtocol::Http,
+            "HTTPS" => BackendProtocol::Https,
+            "GRPC" => BackendProtocol::Grpc,
+            "GRPCS" => BackendProtocol::Grpcs,
+            "H2C" => BackendProtocol::H2c,
+            _ => {
+                r.bad("backend-protocol", &p, "HTTP, HTTPS, GRPC, GRPCS or H2C");
+                BackendProtocol::Http
+            }
+        },
+    };
+
+    let mut load_balancing = match r.get("load-balance").map(str::to_string) {
+        None => LoadBalancing::RoundRobin,
+        Some(v) => match v.as_str() {
+            "round_robin" => LoadBalancing::RoundRobin,
+            "ewma" | "least_request" => LoadBalancing::LeastRequest,
+            _ => {
+                r.bad("load-balance", &v, "round_robin or ewma");
+                LoadBalancing::RoundRobin
+            }
+        },
+    };
+    if let Some(v) = r.get("upstream-hash-by").map(str::to_string) {
+        let on = if v == "$remote_addr" || v == "$binary_remote_addr" {
+            Some(HashOn::ClientAddress)
+        } else if let Some(h) = v.strip_prefix("$http_") {
+            Some(HashOn::Header(h.replace('_', "-").to_ascii_lowercase()))
+        } else {
+            v.strip_prefix("$cookie_")
+                .map(|c| HashOn::Cookie(c.to_string()))
+        };
+        match on {
+            Some(on) => load_balancing = LoadBalancing::Hash(on),
+            None => r.bad(
+                "upstream-hash-by",
+                &v,
+                "$remote_addr, $http_<header> or $cookie_<name>",
+            ),
+        }
+    }
+
+    let affinity = match r.get("affinity").map(str::to_string) {
+        None => None,
+        Some(v) if v == "cookie" => {
+            let max_age = match r.get("session-cookie-max-age").map(str::to_string) {
+                Some(v) => match v.parse::<u64>() {
+                    Ok(n) => Some(Duration::from_secs(n)),
+                    Err(_) => {
+                        r.bad("session-cookie-max-age", &v, "a number of seconds");
+                        None
+                    }
+                },
+                None => None,
+            };
+            Some(CookieAffinity {
+                name: r
+                    .get("session-cookie-name")
+                    .unwrap_or("INGRESSCOOKIE")
+                    .to_string(),
+                max_age,
+                path: r.get("session-cookie-path").map(str::to_string),
+                same_site: r.get("session-cookie-samesite").map(str::to_string),
+                secure: r.bool("session-cookie-secure").unwrap_or(false),
+            })
+        }
+        Some(v) => {
+            r.bad("affinity", &v, "cookie");
+            None
+        }
+    };
+    let use_regex = r.bool("use-regex").unwrap_or(false);
+
+    IngressOptions {
+        policy: Arc::new(policy),
+        protocol,
+        load_balancing,
+        affinity,
+        use_regex,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ObjectKind;
+
+    fn parse_map(pairs: &[(&str, &str)]) -> (IngressOptions, Vec<String>) {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut d = Diagnostics::default();
+        let o = parse(
+            Some(&map),
+            &ObjectRef::new(ObjectKind::Ingress, "d", "i"),
+            &mut d,
+        );
+        (o, d.0.into_iter().map(|d| d.reason).collect())
+    }
+
+    #[test]
+    fn values() {
+        const N: &str = "nginx.ingress.kubernetes.io/";
+        let (o, w) = parse_map(&[
+            (&format!("{N}backend-protocol"), "GRPC"),
+            (&format!("{N}ssl-redirect"), "false"),
+            (&format!("{N}proxy-body-size"), "8m"),
+            (&format!("{N}proxy-read-timeout"), "120"),
+            (&format!("{N}proxy-connect-timeout"), "5s"),
+            (&format!("{N}affinity"), "cookie"),
+            (&format!("{N}session-cookie-name"), "route"),
+            (&format!("{N}session-cookie-max-age"), "3600"),
+            (&format!("{N}session-cookie-samesite"), "Strict"),
+            (&format!("{N}upstream-hash-by"), "$http_x_user"),
+            (
+                &format!("{N}whitelist-source-range"),
+                "198.18.0.0/15, 2001:db8::1",
+            ),
+            ("xdp-ingress.dev/use-regex", "true"),
+        ]);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(o.protocol, BackendProtocol::Grpc);
+        assert_eq!(o.policy.ssl_redirect, Some(false));
+        assert_eq!(o.policy.max_body_bytes, Some(8 << 20));
+        assert_eq!(o.policy.timeouts.read, Some(Duration::from_secs(120)));
+        assert_eq!(o.policy.timeouts.connect, Some(Duration::from_secs(5)));
+        assert_eq!(
+            o.load_balancing,
+            LoadBalancing::Hash(HashOn::Header("x-user".into()))
+        );
+        let a = o.affinity.unwrap();
+        assert_eq!(
+            (a.name.as_str(), a.max_age, a.same_site.as_deref()),
+            ("route", Some(Duration::from_secs(3600)), Some("Strict"))
+        );
+        assert_eq!(o.policy.allow_source_ranges.len(), 2);
+        assert_eq!(o.policy.allow_source_ranges[1].len, 128);
+        assert!(o.use_regex);
+    }
+
+    #[test]
+    fn bad_values_warn_and_default() {
+        const N: &str = "nginx.ingress.kubernetes.io/";
+        let (o, w) = parse_map(&[
+            (&format!("{N}backend-protocol"), "AJP"),
+            (&format!("{N}proxy-body-size"), "lots"),
+            (&format!("{N}load-balance"), "ewma"),
+            (&format!("{N}proxy-send-timeout"), "soon"),
+        ]);
+        assert_eq!(w, ["InvalidAnnotation"; 3]);
+        assert_eq!(o.protocol, BackendProtocol::Http);
+        assert_eq!(o.policy.max_body_bytes, None);
+        assert_eq!(o.load_balancing, LoadBalancing::LeastRequest);
+        assert_eq!(parse_size("0"), Some(u64::MAX));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        let (o, w) = parse_map(&[(&format!("{N}whitelist-source-range"), "10.0.0.0/99")]);
+        assert_eq!(w, ["InvalidAnnotation"]);
+        assert_eq!(o.policy.allow_source_ranges.len(), 1, "fails closed");
+    }
+}

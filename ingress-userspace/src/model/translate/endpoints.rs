@@ -1,0 +1,281 @@
+//! Resolves a Service port to endpoints from all of the Service's EndpointSlices.
+//!
+//! The slice port is found by the Service port's name (how the EndpointSlice controller names
+//! them), else by a named `targetPort`, else the numeric `targetPort` (or the port itself).
+//! Conditions: `ready` (unset = ready) -> Active; `serving && terminating` -> Terminating;
+//! anything else is left out. Only the first address of an endpoint counts (as kube-proxy);
+//! an address in several slices keeps its best state. FQDN slices are ignored.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::{IpAddr, SocketAddr},
+};
+
+use k8s_openapi::{
+    api::{
+        core::v1::ServicePort,
+        discovery::v1::{EndpointPort, EndpointSlice},
+    },
+    apimachinery::pkg::util::intstr::IntOrString,
+};
+
+use crate::{
+    model::{Endpoint, EndpointState},
+    store::Objects,
+};
+
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// EndpointSlices grouped by `(namespace, service name)`.
+#[derive(Debug, Default)]
+pub struct EndpointIndex<'a> {
+    by_service: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
+}
+
+impl<'a> EndpointIndex<'a> {
+    pub fn new(objects: &'a Objects) -> Self {
+        let mut by_service: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
+        for slice in objects.endpoint_slices.values() {
+            let ns = slice.metadata.namespace.as_deref().unwrap_or_default();
+            let Some(svc) = slice
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL))
+            else {
+                continue;
+            };
+            by_service
+                .entry((ns, svc.as_str()))
+                .or_default()
+                .push(slice);
+        }
+        EndpointIndex { by_service }
+    }
+
+    /// Endpoints for one port of the Service `namespace/service`, sorted by address.
+    pub fn resolve(&self, namespace: &str, service: &str, port: &ServicePort) -> Vec<Endpoint> {
+        let Some(slices) = self.by_service.get(&(namespace, service)) else {
+            return Vec::new();
+        };
+        let protocol = port.protocol.as_deref().unwrap_or("TCP");
+        let mut out: BTreeMap<SocketAddr, Endpoint> = BTreeMap::new();
+        for slice in slices {
+            let ipv6 = match slice.address_type.as_str() {
+                "IPv4" => false,
+                "IPv6" => true,
+                _ => continue,
+            };
+            let Some(target_port) = slice_port(slice.ports.as_deref(), port, protocol) else {
+                continue;
+            };
+            for ep in &slice.endpoints {
+                let Some(ip) = ep.addresses.first().and_then(|a| a.parse::<IpAddr>().ok()) else {
+                    continue;
+                };
+                if ip.is_ipv6() != ipv6 {
+                    continue;
+                }
+                let cond = ep.conditions.as_ref();
+                let ready = cond.and_then(|c| c.ready).unwrap_or(true);
+                let serving = cond.and_then(|c| c.serving).unwrap_or(ready);
+                let terminating = cond.and_then(|c| c.terminating).unwrap_or(false);
+                let state = if ready && !terminating {
+                    EndpointState::Active
+                } else if serving && terminating {
+                    EndpointState::Terminating
+                } else {
+                    continue;
+                };
+                let addr = SocketAddr::new(ip, target_port);
+                let endpoint = Endpoint {
+                    addr,
+                    state,
+                    weight: 1,
+                    node_name: ep.node_name.clone(),
+                    zone: ep.zone.clone(),
+                    target: ep.target_ref.as_ref().and_then(|t| {
+                        let name = t.name.as_deref()?;
+                        Some(match t.namespace.as_deref() {
+                            Some(ns) => format!("{ns}/{name}"),
+                            None => name.to_string(),
+                        })
+                    }),
+                };
+                match out.get(&addr) {
+                    Some(have) if have.state <= state => {}
+                    _ => {
+                        out.insert(addr, endpoint);
+                    }
+                }
+            }
+        }
+        out.into_values().collect()
+    }
+}
+
+/// The port number on the endpoints of one slice for `port`, or `None` if the slice does not
+/// carry it.
+fn slice_port(ports: Option<&[EndpointPort]>, port: &ServicePort, protocol: &str) -> Option<u16> {
+    let ports = ports.unwrap_or_default();
+    let same_proto = |p: &&EndpointPort| p.protocol.as_deref().unwrap_or("TCP") == protocol;
+    let by_name = |name: &str| {
+        ports
+            .iter()
+            .filter(same_proto)
+            .find(|p| p.name.as_deref().unwrap_or_default() == name)
+            .and_then(|p| p.port)
+            .and_then(|n| u16::try_from(n).ok())
+    };
+    if let Some(n) = by_name(port.name.as_deref().unwrap_or_default()) {
+        return Some(n);
+    }
+    match &port.target_port {
+        Some(IntOrString::String(name)) => by_name(name),
+        Some(IntOrString::Int(n)) => u16::try_from(*n).ok().filter(|n| *n != 0),
+        None => u16::try_from(port.port).ok().filter(|n| *n != 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::*;
+    use super::*;
+
+    fn resolve(objects: &Objects, port: &ServicePort) -> Vec<(String, EndpointState)> {
+        EndpointIndex::new(objects)
+            .resolve("default", "web", port)
+            .into_iter()
+            .map(|e| (e.addr.to_string(), e.state))
+            .collect()
+    }
+
+    #[test]
+    fn port_resolution() {
+        use EndpointState::*;
+        struct Case {
+            name: &'static str,
+            port: ServicePort,
+            slice_ports: Vec<(Option<&'static str>, i32)>,
+            want: Vec<(&'static str, EndpointState)>,
+        }
+        let cases = [
+            Case {
+                name: "named service port -> same-named slice port",
+                port: mk_port(Some("http"), 80, IntOrString::Int(8080)),
+                slice_ports: vec![(Some("http"), 8081)],
+                want: vec![("198.19.0.2:8081", Active)],
+            },
+            Case {
+                name: "unnamed single port",
+                port: mk_port(None, 80, IntOrString::Int(8080)),
+                slice_ports: vec![(None, 8080)],
+                want: vec![("198.19.0.2:8080", Active)],
+            },
+            Case {
+                name: "named targetPort -> endpoint port name",
+                port: mk_port(Some("web"), 80, IntOrString::String("h".into())),
+                slice_ports: vec![(Some("h"), 9000)],
+                want: vec![("198.19.0.2:9000", Active)],
+            },
+            Case {
+                name: "numeric targetPort when slice has no matching port",
+                port: mk_port(Some("web"), 80, IntOrString::Int(7000)),
+                slice_ports: vec![],
+                want: vec![("198.19.0.2:7000", Active)],
+            },
+            Case {
+                name: "named targetPort missing from slice",
+                port: mk_port(Some("web"), 80, IntOrString::String("nope".into())),
+                slice_ports: vec![(Some("h"), 9000)],
+                want: vec![],
+            },
+        ];
+        for c in cases {
+            let mut objects = Objects::default();
+            objects.upsert(mk_slice(
+                "default",
+                "web-1",
+                "web",
+                "IPv4",
+                &c.slice_ports,
+                &[("198.19.0.2", Some(true), None, None)],
+            ));
+            let want: Vec<(String, EndpointState)> =
+                c.want.iter().map(|(a, s)| (a.to_string(), *s)).collect();
+            assert_eq!(resolve(&objects, &c.port), want, "{}", c.name);
+        }
+    }
+
+    #[test]
+    fn conditions_slices_and_families() {
+        use EndpointState::*;
+        let mut objects = Objects::default();
+        objects.upsert(mk_slice(
+            "default",
+            "web-v4",
+            "web",
+            "IPv4",
+            &[(None, 8080)],
+            &[
+                ("198.19.0.2", Some(true), None, None),               // ready
+                ("198.19.1.2", None, None, None),                     // unset = ready
+                ("198.19.2.2", Some(false), Some(true), Some(true)),  // terminating, serving
+                ("198.19.3.2", Some(false), Some(false), Some(true)), // terminating, not serving
+                ("198.19.4.2", Some(false), None, None),              // not ready
+            ],
+        ));
+        objects.upsert(mk_slice(
+            "default",
+            "web-v6",
+            "web",
+            "IPv6",
+            &[(None, 8080)],
+            &[("2001:db8:1:0::2", Some(true), None, None)],
+        ));
+        // The same address in a second slice during a move: best state wins.
+        objects.upsert(mk_slice(
+            "default",
+            "web-v4b",
+            "web",
+            "IPv4",
+            &[(None, 8080)],
+            &[("198.19.2.2", Some(true), None, None)],
+        ));
+        // Another service's slice is not mixed in.
+        objects.upsert(mk_slice(
+            "default",
+            "other-1",
+            "other",
+            "IPv4",
+            &[(None, 8080)],
+            &[("198.19.9.2", Some(true), None, None)],
+        ));
+        let port = mk_port(None, 80, IntOrString::Int(8080));
+        let got = resolve(&objects, &port);
+        let want = [
+            ("198.19.0.2:8080", Active),
+            ("198.19.1.2:8080", Active),
+            ("198.19.2.2:8080", Active),
+            ("[2001:db8:1::2]:8080", Active),
+        ];
+        assert_eq!(got, want.map(|(a, s)| (a.to_string(), s)));
+
+        let mut objects = Objects::default();
+        objects.upsert(mk_slice(
+            "default",
+            "web-v4",
+            "web",
+            "IPv4",
+            &[(None, 8080)],
+            &[("198.19.2.2", Some(false), Some(true), Some(true))],
+        ));
+        assert_eq!(
+            resolve(&objects, &port),
+            [("198.19.2.2:8080".to_string(), Terminating)]
+        );
+        let ep = &EndpointIndex::new(&objects).resolve("default", "web", &port)[0];
+        assert_eq!(ep.node_name.as_deref(), Some("node-a"));
+        assert_eq!(ep.zone.as_deref(), Some("zone-1"));
+    }
+}

@@ -1,0 +1,149 @@
+//! Services the XDP path takes over: the ingress's own Service (its endpoints are the node
+//! proxies, `local_proxy`) and Services annotated `xdp-ingress.dev/l4-acceleration: "true"`.
+//! Only NodePort and LoadBalancer types: frontends are the node ports, and LoadBalancer ingress
+//! IPs and `externalIPs` as addresses. A Service whose `loadBalancerSourceRanges` do not parse is
+//! not taken over at all (serving it unfiltered would open what the user meant to close).
+
+use std::{net::SocketAddr, time::Duration};
+
+use super::{
+    L4_ACCELERATION_ANNOTATION, TranslateConfig, annotations::parse_prefix,
+    diagnostics::Diagnostics, endpoints::EndpointIndex,
+};
+use crate::{
+    model::{Frontend, L4Protocol, L4Service, ObjectKind, ObjectRef},
+    store::Objects,
+};
+
+/// `sessionAffinityConfig.clientIP.timeoutSeconds` default.
+pub const DEFAULT_AFFINITY_TIMEOUT: Duration = Duration::from_secs(10800);
+
+pub fn l4_services(
+    objects: &Objects,
+    endpoints: &EndpointIndex,
+    cfg: &TranslateConfig,
+    diags: &mut Diagnostics,
+) -> Vec<L4Service> {
+    let mut out = Vec::new();
+    for (key, svc) in &objects.services {
+        let own = cfg.ingress_service.as_ref() == Some(key);
+        let annotated = svc
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(L4_ACCELERATION_ANNOTATION))
+            .is_some_and(|v| v == "true");
+        if !own && !annotated {
+            continue;
+        }
+        let oref = ObjectRef::new(ObjectKind::Service, key.namespace.clone(), key.name.clone());
+        let Some(spec) = svc.spec.as_ref() else {
+            continue;
+        };
+        let ty = spec.type_.as_deref().unwrap_or("ClusterIP");
+        if ty != "NodePort" && ty != "LoadBalancer" {
+            diags.warn(
+                &oref,
+                "L4AccelerationUnsupported",
+                format!("type {ty}: only NodePort and LoadBalancer Services are accelerated"),
+            );
+            continue;
+        }
+        let mut source_ranges = Vec::new();
+        let mut bad_range = None;
+        for r in spec.load_balancer_source_ranges.iter().flatten() {
+            match parse_prefix(r) {
+                Some(p) => source_ranges.push(p),
+                None => bad_range = Some(r.clone()),
+            }
+        }
+        if let Some(r) = bad_range {
+            diags.error(
+                &oref,
+                "InvalidSourceRange",
+                format!("loadBalancerSourceRanges entry {r:?} is not a CIDR; not accelerated"),
+            );
+            continue;
+        }
+        let client_ip_affinity =
+            (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
+                spec.session_affinity_config
+                    .as_ref()
+                    .and_then(|c| c.client_ip.as_ref())
+                    .and_then(|c| c.timeout_seconds)
+                    .and_then(|s| u64::try_from(s).ok())
+                    .map(Duration::from_secs)
+                    .unwrap_or(DEFAULT_AFFINITY_TIMEOUT)
+            });
+        let mut addresses: Vec<std::net::IpAddr> = Vec::new();
+        let lb_ips = svc
+            .status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|l| l.ingress.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i.ip.clone());
+        for ip in lb_ips.chain(spec.external_ips.iter().flatten().cloned()) {
+            match ip.parse() {
+                Ok(a) if !addresses.contains(&a) => addresses.push(a),
+                Ok(_) => {}
+                Err(_) => diags.warn(
+                    &oref,
+                    "InvalidAddress",
+                    format!("{ip:?} is not an IP address"),
+                ),
+            }
+        }
+        for port in spec.ports.iter().flatten() {
+            let port_label = port.name.clone().unwrap_or_else(|| port.port.to_string());
+            let protocol = match port.protocol.as_deref().unwrap_or("TCP") {
+                "TCP" => L4Protocol::Tcp,
+                "UDP" => L4Protocol::Udp,
+                other => {
+                    diags.warn(
+                        &oref,
+                        "L4AccelerationUnsupported",
+                        format!("port {port_label}: protocol {other} is not accelerated"),
+                    );
+                    continue;
+                }
+            };
+            let mut frontends = Vec::new();
+            if let Some(np) = port
+                .node_port
+                .and_then(|n| u16::try_from(n).ok())
+                .filter(|n| *n != 0)
+            {
+                frontends.push(Frontend::NodePort(np));
+            }
+            if let Ok(p) = u16::try_from(port.port) {
+                frontends.extend(
+                    addresses
+                        .iter()
+                        .map(|a| Frontend::Address(SocketAddr::new(*a, p))),
+                );
+            }
+            if frontends.is_empty() {
+                diags.warn(
+                    &oref,
+                    "NoFrontend",
+                    format!("port {port_label} has no nodePort and no external address"),
+                );
+                continue;
+            }
+            out.push(L4Service {
+                id: format!("{key}:{port_label}"),
+                service: oref.clone(),
+                protocol,
+                frontends,
+                endpoints: endpoints.resolve(&key.namespace, &key.name, port),
+                client_ip_affinity,
+                source_ranges: source_ranges.clone(),
+                local_proxy: own,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out
+}

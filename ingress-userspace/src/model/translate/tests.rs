@@ -1,0 +1,506 @@
+//! Table-driven tests of the whole translation, from small fixtures.
+
+use std::{sync::Arc, time::Duration};
+
+use k8s_openapi::{
+    api::core::v1::{
+        ClientIPConfig, LoadBalancerIngress, LoadBalancerStatus, ServiceStatus,
+        SessionAffinityConfig,
+    },
+    apimachinery::pkg::util::intstr::IntOrString,
+};
+
+use super::{fixtures::*, *};
+use crate::{
+    model::{EndpointState, Frontend, L4Protocol, PathMatch, RouteAction, Snapshot, VirtualHost},
+    store::{Object, Objects},
+};
+
+/// A ClusterIP Service `web` (port 80 "http" -> 8080) with two ready pods, and `api` likewise.
+fn base() -> Objects {
+    let mut o = Objects::default();
+    for (name, i) in [("web", 0), ("api", 1)] {
+        o.upsert(svc(mk_service(
+            "default",
+            name,
+            "ClusterIP",
+            vec![mk_port(Some("http"), 80, IntOrString::Int(8080))],
+        )));
+        o.upsert(mk_slice(
+            "default",
+            &format!("{name}-abc"),
+            name,
+            "IPv4",
+            &[(Some("http"), 8080)],
+            &[(&format!("198.19.{i}.2"), Some(true), None, None)],
+        ));
+    }
+    o
+}
+
+fn run(objects: &Objects) -> Snapshot {
+    translate(objects, &mk_config())
+}
+
+/// `(path match, upstream id or "503")` of each route of a host, in order.
+fn routes(vh: &VirtualHost) -> Vec<(PathMatch, String)> {
+    vh.routes
+        .iter()
+        .map(|r| {
+            let to = match &r.action {
+                RouteAction::Forward(u) => u[0].upstream.id.clone(),
+                RouteAction::Respond { status, .. } => status.to_string(),
+            };
+            (r.matches.path.clone(), to)
+        })
+        .collect()
+}
+
+fn reasons(s: &Snapshot) -> Vec<(String, String)> {
+    s.diagnostics
+        .iter()
+        .map(|d| (d.object.name.clone(), d.reason.clone()))
+        .collect()
+}
+
+#[test]
+fn routes_sorted_most_specific_first() {
+    let mut o = base();
+    o.upsert(ing(mk_ingress(
+        "default",
+        "a",
+        1,
+        vec![(
+            "Foo.Example.com",
+            vec![
+                ("/", "Prefix", "web", "80"),
+                ("/api/", "Prefix", "api", "http"),
+                ("/api", "Exact", "api", "80"),
+                ("/static", "ImplementationSpecific", "web", "80"),
+                ("/apiv2", "Prefix", "api", "80"),
+            ],
+        )],
+    )));
+    let s = run(&o);
+    assert!(s.diagnostics.is_empty(), "{:?}", s.diagnostics);
+    let vh = &s.l7.hosts["foo.example.com"];
+    use PathMatch::*;
+    assert_eq!(
+        routes(vh),
+        [
+            (CharPrefix("/static".into()), "default/web:80".into()),
+            (Prefix("/apiv2".into()), "default/api:80".into()),
+            (Exact("/api".into()), "default/api:80".into()),
+            (Prefix("/api".into()), "default/api:80".into()),
+            (Prefix("/".into()), "default/web:80".into()),
+        ]
+    );
+    let Forward(u) = &vh.routes[0].action else {
+        panic!()
+    };
+    assert_eq!(
+        u[0].upstream.endpoints[0].addr.to_string(),
+        "198.19.0.2:8080"
+    );
+    assert_eq!(s.owned_ingresses.len(), 1);
+    use RouteAction::Forward;
+}
+
+#[test]
+fn hosts_wildcards_and_any_host() {
+    let mut o = base();
+    o.upsert(ing(mk_ingress(
+        "default",
+        "a",
+        1,
+        vec![
+            ("*.example.com", vec![("/", "Prefix", "web", "80")]),
+            ("", vec![("/", "Prefix", "api", "80")]),
+            ("bad_host!", vec![("/", "Prefix", "api", "80")]),
+        ],
+    )));
+    let s = run(&o);
+    assert!(s.l7.wildcard_hosts.contains_key("example.com"));
+    assert_eq!(s.l7.any_host.as_ref().unwrap().routes.len(), 1);
+    assert_eq!(reasons(&s), [("a".into(), "InvalidHost".into())]);
+}
+
+#[test]
+fn conflicts_oldest_wins_then_name() {
+    let rule = |svc: &'static str| vec![("foo.example.com", vec![("/x", "Prefix", svc, "80")])];
+    struct Case {
+        name: &'static str,
+        ingresses: Vec<(&'static str, &'static str, i64, &'static str)>,
+        winner: &'static str,
+        loser: (&'static str, &'static str),
+    }
+    let cases = [
+        Case {
+            name: "older wins",
+            ingresses: vec![("default", "b", 10, "web"), ("default", "a", 20, "api")],
+            winner: "default/web:80",
+            loser: ("a", "RouteConflict"),
+        },
+        Case {
+            name: "same age: namespace/name",
+            ingresses: vec![("ns2", "a", 5, "api"), ("default", "z", 5, "web")],
+            winner: "default/web:80",
+            loser: ("a", "RouteConflict"),
+        },
+    ];
+    for c in cases {
+        let mut o = base();
+        for (ns, name, created, s) in &c.ingresses {
+            if *ns != "default" {
+                o.upsert(svc(mk_service(
+                    ns,
+                    s,
+                    "ClusterIP",
+                    vec![mk_port(Some("http"), 80, IntOrString::Int(8080))],
+                )));
+            }
+            o.upsert(ing(mk_ingress(ns, name, *created, rule(s))));
+        }
+        let s = run(&o);
+        let r = routes(&s.l7.hosts["foo.example.com"]);
+        assert_eq!(r.len(), 1, "{}", c.name);
+        assert_eq!(r[0].1, c.winner, "{}", c.name);
+        assert_eq!(
+            reasons(&s),
+            [(c.loser.0.to_string(), c.loser.1.to_string())],
+            "{}",
+            c.name
+        );
+    }
+}
+
+#[test]
+fn invalid_parts_affect_only_themselves() {
+    let mut o = base();
+    o.upsert(ing(mk_ingress(
+        "default",
+        "good",
+        1,
+        vec![("good.example.com", vec![("/", "Prefix", "web", "80")])],
+    )));
+    o.upsert(ing(mk_ingress(
+        "default",
+        "bad",
+        2,
+        vec![(
+            "bad.example.com",
+            vec![
+                ("/ok", "Prefix", "web", "80"),
+                ("/nosvc", "Prefix", "missing", "80"),
+                ("/noport", "Prefix", "web", "9999"),
+                ("/noname", "Prefix", "web", "grpc"),
+                ("relative", "Prefix", "web", "80"),
+                ("/x", "Weird", "web", "80"),
+                ("/re(", "ImplementationSpecific", "web", "80"),
+            ],
+        )],
+    )));
+    let s = run(&o);
+    assert_eq!(routes(&s.l7.hosts["good.example.com"]).len(), 1);
+    let bad = routes(&s.l7.hosts["bad.example.com"]);
+    use PathMatch::*;
+    assert_eq!(
+        bad,
+        [
+            (Prefix("/noport".into()), "503".into()),
+            (Prefix("/noname".into()), "503".into()),
+            (Prefix("/nosvc".into()), "503".into()),
+            (CharPrefix("/re(".into()), "default/web:80".into()),
+            (Prefix("/ok".into()), "default/web:80".into()),
+        ]
+    );
+    let mut r = reasons(&s);
+    r.dedup();
+    assert_eq!(
+        r,
+        [
+            ("bad".to_string(), "InvalidPath".to_string()),
+            ("bad".into(), "ServiceNotFound".into()),
+            ("bad".into(), "ServicePortNotFound".into()),
+        ]
+    );
+}
+
+#[test]
+fn regex_only_with_use_regex() {
+    let mut o = base();
+    let i = mk_ingress(
+        "default",
+        "re",
+        1,
+        vec![(
+            "r.example.com",
+            vec![
+                ("/api/v[0-9]+", "ImplementationSpecific", "api", "80"),
+                ("/bad(", "ImplementationSpecific", "api", "80"),
+                ("/p", "Prefix", "web", "80"),
+            ],
+        )],
+    );
+    o.upsert(ing(with_annotation(
+        i,
+        "nginx.ingress.kubernetes.io/use-regex",
+        "true",
+    )));
+    let s = run(&o);
+    let r = routes(&s.l7.hosts["r.example.com"]);
+    assert_eq!(r[0].0, PathMatch::Regex("/api/v[0-9]+".into()));
+    assert_eq!(r[1].0, PathMatch::Prefix("/p".into()));
+    assert_eq!(reasons(&s), [("re".into(), "InvalidPath".into())]);
+}
+
+#[test]
+fn tls_certificates_and_broken_secrets() {
+    let (crt, key) = mk_cert_pem(&["secure.example.com"]);
+    let mut o = base();
+    o.upsert(Object::Secret(Arc::new(mk_tls_secret(
+        "default", "good-tls", &crt, &key,
+    ))));
+    o.upsert(Object::Secret(Arc::new(mk_tls_secret(
+        "default",
+        "broken-tls",
+        "nope",
+        &key,
+    ))));
+    let rule = |h: &'static str| vec![(h, vec![("/", "Prefix", "web", "80")])];
+    o.upsert(ing(with_tls(
+        mk_ingress("default", "s", 1, rule("secure.example.com")),
+        &["secure.example.com"],
+        "good-tls",
+    )));
+    o.upsert(ing(with_tls(
+        mk_ingress("default", "b", 2, rule("broken.example.com")),
+        &["broken.example.com"],
+        "broken-tls",
+    )));
+    o.upsert(ing(with_tls(
+        mk_ingress("default", "m", 3, rule("missing.example.com")),
+        &["missing.example.com"],
+        "nope",
+    )));
+    o.upsert(ing(mk_ingress(
+        "default",
+        "plain",
+        4,
+        rule("plain.example.com"),
+    )));
+    let s = run(&o);
+    assert_eq!(
+        s.l7.certificates.keys().collect::<Vec<_>>(),
+        ["secure.example.com"]
+    );
+    assert_eq!(
+        &*s.l7.certificates["secure.example.com"].key_pem,
+        key.as_bytes()
+    );
+    for h in [
+        "secure.example.com",
+        "broken.example.com",
+        "missing.example.com",
+    ] {
+        let vh = &s.l7.hosts[h];
+        assert!(vh.tls, "{h} redirects to https");
+        assert_eq!(routes(vh).len(), 1, "{h} still served");
+    }
+    assert!(!s.l7.hosts["plain.example.com"].tls);
+    assert_eq!(
+        reasons(&s),
+        [
+            ("b".into(), "InvalidTlsSecret".into()),
+            ("m".into(), "TlsSecretNotFound".into())
+        ]
+    );
+}
+
+#[test]
+fn default_backends() {
+    let mut o = base();
+    let mut global = mk_ingress("default", "fallback", 1, vec![]);
+    global.spec.as_mut().unwrap().default_backend = Some(backend("api", "80"));
+    o.upsert(ing(global));
+    let mut second = mk_ingress("default", "fallback2", 2, vec![]);
+    second.spec.as_mut().unwrap().default_backend = Some(backend("web", "80"));
+    o.upsert(ing(second));
+    let mut per = mk_ingress(
+        "default",
+        "per",
+        3,
+        vec![("a.example.com", vec![("/x", "Exact", "web", "80")])],
+    );
+    per.spec.as_mut().unwrap().default_backend = Some(backend("api", "80"));
+    o.upsert(ing(per));
+    let s = run(&o);
+    assert_eq!(s.l7.default_backend.as_ref().unwrap().id, "default/api:80");
+    use PathMatch::*;
+    assert_eq!(
+        routes(&s.l7.hosts["a.example.com"]),
+        [
+            (Exact("/x".into()), "default/web:80".into()),
+            (Prefix("/".into()), "default/api:80".into()),
+        ]
+    );
+    assert_eq!(
+        reasons(&s),
+        [("fallback2".into(), "DefaultBackendConflict".into())]
+    );
+}
+
+#[test]
+fn other_classes_ignored_entirely() {
+    let mut o = base();
+    o.upsert(mk_class("nginx", "k8s.io/ingress-nginx", false));
+    let mut i = mk_ingress(
+        "default",
+        "theirs",
+        1,
+        vec![("x.example.com", vec![("/", "Prefix", "missing", "80")])],
+    );
+    i.spec.as_mut().unwrap().ingress_class_name = Some("nginx".into());
+    o.upsert(ing(i));
+    let s = run(&o);
+    assert!(s.l7.hosts.is_empty());
+    assert!(s.diagnostics.is_empty());
+    assert!(s.owned_ingresses.is_empty());
+}
+
+#[test]
+fn annotations_reach_upstream_and_policy() {
+    let mut o = base();
+    let i = mk_ingress(
+        "default",
+        "a",
+        1,
+        vec![("a.example.com", vec![("/", "Prefix", "web", "80")])],
+    );
+    let i = with_annotation(i, "nginx.ingress.kubernetes.io/backend-protocol", "GRPC");
+    let i = with_annotation(i, "nginx.ingress.kubernetes.io/proxy-body-size", "1m");
+    o.upsert(ing(i));
+    let s = run(&o);
+    let r = &s.l7.hosts["a.example.com"].routes[0];
+    assert_eq!(r.policy.max_body_bytes, Some(1 << 20));
+    let RouteAction::Forward(u) = &r.action else {
+        panic!()
+    };
+    assert_eq!(u[0].upstream.protocol, crate::model::BackendProtocol::Grpc);
+}
+
+#[test]
+fn l4_takeover() {
+    let mut o = base();
+    let np = |name: &str, ty: &str, node_port: i32| {
+        let mut p = mk_port(Some("tcp"), 80, IntOrString::Int(8080));
+        p.node_port = Some(node_port);
+        let mut s = mk_service("default", name, ty, vec![p]);
+        s.metadata.annotations =
+            Some([(L4_ACCELERATION_ANNOTATION.to_string(), "true".to_string())].into());
+        s
+    };
+    // Annotated NodePort with ClientIP affinity (default timeout) and source ranges.
+    let mut a = np("echo", "NodePort", 30080);
+    let spec = a.spec.as_mut().unwrap();
+    spec.session_affinity = Some("ClientIP".into());
+    spec.load_balancer_source_ranges = Some(vec!["198.18.0.0/15".into()]);
+    o.upsert(svc(a));
+    o.upsert(mk_slice(
+        "default",
+        "echo-1",
+        "echo",
+        "IPv4",
+        &[(Some("tcp"), 8080)],
+        &[
+            ("198.19.0.2", Some(true), None, None),
+            ("198.19.1.2", Some(false), Some(true), Some(true)),
+        ],
+    ));
+    // LoadBalancer with an ingress IP, an external IP and an explicit affinity timeout.
+    let mut lb = np("lb", "LoadBalancer", 30443);
+    let spec = lb.spec.as_mut().unwrap();
+    spec.external_ips = Some(vec!["198.18.5.5".into()]);
+    spec.session_affinity = Some("ClientIP".into());
+    spec.session_affinity_config = Some(SessionAffinityConfig {
+        client_ip: Some(ClientIPConfig {
+            timeout_seconds: Some(60),
+        }),
+    });
+    lb.status = Some(ServiceStatus {
+        load_balancer: Some(LoadBalancerStatus {
+            ingress: Some(vec![LoadBalancerIngress {
+                ip: Some("198.18.9.9".into()),
+                ..Default::default()
+            }]),
+        }),
+        conditions: None,
+    });
+    o.upsert(svc(lb));
+    // Annotated ClusterIP: warning, not taken over. Bad source range: error, not taken over.
+    o.upsert(svc(np("cip", "ClusterIP", 0)));
+    let mut bad = np("badrange", "NodePort", 30099);
+    bad.spec.as_mut().unwrap().load_balancer_source_ranges = Some(vec!["nope".into()]);
+    o.upsert(svc(bad));
+    // The ingress's own Service, not annotated.
+    let mut own = np("xdp-ingress", "NodePort", 30000);
+    own.metadata.annotations = None;
+    o.upsert(svc(own));
+    // Not annotated: ignored.
+    let mut plain = np("plain", "NodePort", 30001);
+    plain.metadata.annotations = None;
+    o.upsert(svc(plain));
+
+    let cfg = TranslateConfig {
+        ingress_service: Some(crate::store::Key::new("default", "xdp-ingress")),
+        node_name: Some("node-a".into()),
+        ..mk_config()
+    };
+    let s = translate(&o, &cfg);
+    let ids: Vec<&str> = s.l4.iter().map(|l| l.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "default/echo:tcp",
+            "default/lb:tcp",
+            "default/xdp-ingress:tcp"
+        ]
+    );
+    let echo = &s.l4[0];
+    assert_eq!(echo.protocol, L4Protocol::Tcp);
+    assert_eq!(echo.frontends, [Frontend::NodePort(30080)]);
+    assert_eq!(echo.client_ip_affinity, Some(Duration::from_secs(10800)));
+    assert_eq!(echo.source_ranges.len(), 1);
+    assert_eq!(
+        echo.endpoints.iter().map(|e| e.state).collect::<Vec<_>>(),
+        [EndpointState::Active, EndpointState::Terminating]
+    );
+    assert!(!echo.local_proxy);
+    let lb = &s.l4[1];
+    assert_eq!(
+        lb.frontends,
+        [
+            Frontend::NodePort(30443),
+            Frontend::Address("198.18.9.9:80".parse().unwrap()),
+            Frontend::Address("198.18.5.5:80".parse().unwrap()),
+        ]
+    );
+    assert_eq!(lb.client_ip_affinity, Some(Duration::from_secs(60)));
+    assert!(s.l4[2].local_proxy);
+    assert_eq!(s.local_node.as_deref(), Some("node-a"));
+    assert_eq!(
+        reasons(&s),
+        [
+            ("badrange".into(), "InvalidSourceRange".into()),
+            ("cip".into(), "L4AccelerationUnsupported".into()),
+        ]
+    );
+}
+
+#[test]
+fn versions_increase_and_tls_cache_reuses() {
+    let mut t = Translator::new(mk_config());
+    let o = base();
+    assert_eq!(t.translate(&o).version, 1);
+    assert_eq!(t.translate(&o).version, 2);
+}

@@ -1,0 +1,104 @@
+//! Flags of the control plane (sources, class, election, status), flattened into `run`.
+
+use std::path::PathBuf;
+
+use crate::{
+    model::translate::{DEFAULT_CONTROLLER_NAME, DEFAULT_INGRESS_CLASS, TranslateConfig},
+    store::Key,
+};
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct SourceArgs {
+    /// Directory of Kubernetes manifests (multi-document YAML) to serve; watched for changes.
+    #[arg(long, env = "XDP_INGRESS_MANIFESTS")]
+    pub manifests: Option<PathBuf>,
+    /// Also serve the embedded demo manifests (NodePort `echo`, Ingresses `echo`, `secure`, default backend).
+    #[arg(long)]
+    pub default_manifests: bool,
+    /// Watch the Kubernetes API (in-cluster config unless --kubeconfig is given). Implied by --kubeconfig.
+    #[arg(long)]
+    pub kube: bool,
+    /// Kubeconfig file for the Kubernetes API source.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Watch only this namespace (default: all).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// IngressClass name matched by `ingressClassName` (without an IngressClass object) and by
+    /// the legacy `kubernetes.io/ingress.class` annotation.
+    #[arg(long, default_value = DEFAULT_INGRESS_CLASS)]
+    pub ingress_class: String,
+    /// `spec.controller` value of our IngressClasses.
+    #[arg(long, default_value = DEFAULT_CONTROLLER_NAME)]
+    pub controller_name: String,
+    /// Also serve Ingresses that name no class.
+    #[arg(long)]
+    pub watch_ingress_without_class: bool,
+    /// The ingress's own Service (NAMESPACE/NAME); its endpoints are the node proxies.
+    #[arg(long)]
+    pub ingress_service: Option<String>,
+    /// TLS Secret (NAMESPACE/NAME) for handshakes that match no Ingress host.
+    #[arg(long)]
+    pub default_ssl_certificate: Option<String>,
+    /// This node's name (locality, status addresses).
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: Option<String>,
+    /// Addresses written to Ingress `status.loadBalancer` instead of node addresses (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub publish_address: Vec<String>,
+    /// Namespace of the leader-election Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub election_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "xdp-ingress-leader")]
+    pub election_id: String,
+    /// This replica's identity in the election (default: node name, else host name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Do not write Ingress status or Events even when leader.
+    #[arg(long)]
+    pub no_status: bool,
+}
+
+impl SourceArgs {
+    pub fn kube_enabled(&self) -> bool {
+        self.kube || self.kubeconfig.is_some()
+    }
+
+    pub fn translate_config(&self) -> Result<TranslateConfig, String> {
+        Ok(TranslateConfig {
+            controller_name: self.controller_name.clone(),
+            ingress_class: self.ingress_class.clone(),
+            watch_without_class: self.watch_ingress_without_class,
+            ingress_service: self.ingress_service.as_deref().map(parse_key).transpose()?,
+            node_name: self.node_name.clone(),
+            default_tls_secret: self
+                .default_ssl_certificate
+                .as_deref()
+                .map(parse_key)
+                .transpose()?,
+        })
+    }
+
+    pub fn identity(&self) -> String {
+        self.identity
+            .clone()
+            .or_else(|| self.node_name.clone())
+            .or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_string())
+            })
+            .unwrap_or_else(|| format!("xdp-ingress-{}", std::process::id()))
+    }
+}
+
+/// `NAMESPACE/NAME`.
+pub fn parse_key(s: &str) -> Result<Key, String> {
+    match s.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok(Key::new(ns, name))
+        }
+        _ => Err(format!("{s:?} is not NAMESPACE/NAME")),
+    }
+}

@@ -1,0 +1,225 @@
+//! The Kubernetes API source: one kube-rs watcher per kind (Ingress, IngressClass, Service,
+//! EndpointSlice, TLS Secrets, Node), with backoff.
+//!
+//! A watcher's (re-)list is buffered and sent as one `ReplaceKind`, so objects deleted while the
+//! connection was down disappear on reconnect; `410 Gone` makes kube-rs re-list, which lands
+//! here the same way. Errors only log: the store, and so the live snapshot, stay as they were
+//! until the API server answers again.
+
+use std::{fmt::Debug, path::Path, time::Duration};
+
+use futures::StreamExt;
+use k8s_openapi::api::{
+    core::v1::{Node, Secret, Service},
+    discovery::v1::EndpointSlice,
+    networking::v1::{Ingress, IngressClass},
+};
+use kube::{
+    Api, Client, Resource,
+    runtime::{
+        WatchStreamExt,
+        utils::Backoff,
+        watcher::{self, Event},
+    },
+};
+use serde::de::DeserializeOwned;
+use tracing::{debug, info, warn};
+
+use super::{EventSender, SourceEvent};
+use crate::{
+    model::ObjectKind,
+    store::{Change, Key, Object, SourceId},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeSourceError {
+    #[error("reading kubeconfig {path}: {message}")]
+    Kubeconfig { path: String, message: String },
+    #[error("in-cluster configuration: {0}")]
+    InCluster(String),
+    #[error("building the client: {0}")]
+    Client(#[from] kube::Error),
+}
+
+/// A client from `--kubeconfig`, else the in-cluster service account.
+pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, KubeSourceError> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let err = |message: String| KubeSourceError::Kubeconfig {
+                path: path.display().to_string(),
+                message,
+            };
+            let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| err(e.to_string()))?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .map_err(|e| err(e.to_string()))?
+        }
+        None => kube::Config::incluster().map_err(|e| KubeSourceError::InCluster(e.to_string()))?,
+    };
+    Ok(Client::try_from(config)?)
+}
+
+/// Capped exponential backoff: 200 ms doubling to 5 s, reset after a success. Shorter than
+/// kube-rs's default so a returning API server is picked up quickly.
+#[derive(Debug, Clone)]
+pub struct QuickBackoff {
+    next: Duration,
+}
+
+impl Default for QuickBackoff {
+    fn default() -> Self {
+        QuickBackoff {
+            next: Duration::from_millis(200),
+        }
+    }
+}
+
+impl Iterator for QuickBackoff {
+    type Item = Duration;
+    fn next(&mut self) -> Option<Duration> {
+        let d = self.next;
+        self.next = (self.next * 2).min(Duration::from_secs(5));
+        Some(d)
+    }
+}
+
+impl Backoff for QuickBackoff {
+    fn reset(&mut self) {
+        *self = QuickBackoff::default();
+    }
+}
+
+/// Starts one watcher task per kind. `namespace` limits namespaced kinds.
+pub fn spawn(
+    client: Client,
+    namespace: Option<&str>,
+    events: EventSender,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match ns {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let cfg = watcher::Config::default;
+    vec![
+        tokio::spawn(watch_kind(
+            api::<Ingress>(&client, namespace),
+            cfg(),
+            ObjectKind::Ingress,
+            |o| Object::Ingress(o.into()),
+            events.clone(),
+        )),
+        tokio::spawn(watch_kind(
+            Api::<IngressClass>::all(client.clone()),
+            cfg(),
+            ObjectKind::IngressClass,
+            |o| Object::IngressClass(o.into()),
+            events.clone(),
+        )),
+        tokio::spawn(watch_kind(
+            api::<Service>(&client, namespace),
+            cfg(),
+            ObjectKind::Service,
+            |o| Object::Service(o.into()),
+            events.clone(),
+        )),
+        tokio::spawn(watch_kind(
+            api::<EndpointSlice>(&client, namespace),
+            cfg(),
+            ObjectKind::EndpointSlice,
+            |o| Object::EndpointSlice(o.into()),
+            events.clone(),
+        )),
+        tokio::spawn(watch_kind(
+            api::<Secret>(&client, namespace),
+            cfg().fields("type=kubernetes.io/tls"),
+            ObjectKind::Secret,
+            |o| Object::Secret(o.into()),
+            events.clone(),
+        )),
+        tokio::spawn(watch_kind(
+            Api::<Node>::all(client),
+            cfg(),
+            ObjectKind::Node,
+            |o| Object::Node(o.into()),
+            events,
+        )),
+    ]
+}
+
+/// Drops what translation never reads (managed fields are often most of an object's bytes).
+fn trim<K: Resource>(mut o: K) -> K {
+    o.meta_mut().managed_fields = None;
+    o
+}
+
+async fn watch_kind<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    kind: ObjectKind,
+    wrap: fn(K) -> Object,
+    events: EventSender,
+) where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    let mut stream = watcher::watcher(api, config)
+        .backoff(QuickBackoff::default())
+        .boxed();
+    let mut buffer: Vec<Object> = Vec::new();
+    let mut failing = false;
+    while let Some(item) = stream.next().await {
+        let change = match item {
+            Ok(ev) => {
+                if failing {
+                    info!(?kind, "API watch recovered");
+                    failing = false;
+                }
+                match ev {
+                    Event::Init => {
+                        buffer.clear();
+                        continue;
+                    }
+                    Event::InitApply(o) => {
+                        buffer.push(wrap(trim(o)));
+                        continue;
+                    }
+                    Event::InitDone => {
+                        debug!(?kind, objects = buffer.len(), "listed");
+                        Change::ReplaceKind(kind, std::mem::take(&mut buffer))
+                    }
+                    Event::Apply(o) => Change::Upsert(wrap(trim(o))),
+                    Event::Delete(o) => {
+                        let m = o.meta();
+                        Change::Delete(
+                            kind,
+                            Key::new(
+                                m.namespace.clone().unwrap_or_default(),
+                                m.name.clone().unwrap_or_default(),
+                            ),
+                        )
+                    }
+                }
+            }
+            Err(e) => {
+                // Keep serving; kube-rs re-lists (410) or retries with backoff.
+                if !failing {
+                    warn!(?kind, error = %e, "API watch failed; serving the last good snapshot");
+                }
+                failing = true;
+                continue;
+            }
+        };
+        if events
+            .send(SourceEvent::new(SourceId::Kube, change))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! The object store: every Kubernetes object the sources delivered, by kind and `namespace/name`.
+//!
+//! Each source (manifest directory, Kubernetes API) writes its own layer, so one source's
+//! re-list never deletes what another delivered; translation reads the merged view. Values are
+//! `Arc`s: a snapshot of the store is cheap, and an unchanged object keeps its pointer (which
+//! lets translation cache parsed TLS secrets across runs).
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use k8s_openapi::api::{
+    core::v1::{Node, Secret, Service},
+    discovery::v1::EndpointSlice,
+    networking::v1::{Ingress, IngressClass},
+};
+
+use crate::model::{Diagnostic, ObjectKind};
+
+/// `namespace/name` of an object; namespace is empty for cluster-scoped kinds.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl Key {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Key {
+        Key {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.namespace.is_empty() {
+            f.write_str(&self.name)
+        } else {
+            write!(f, "{}/{}", self.namespace, self.name)
+        }
+    }
+}
+
+/// One object of a kind the controller reads.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Object {
+    Ingress(Arc<Ingress>),
+    IngressClass(Arc<IngressClass>),
+    Service(Arc<Service>),
+    EndpointSlice(Arc<EndpointSlice>),
+    Secret(Arc<Secret>),
+    Node(Arc<Node>),
+}
+
+impl Object {
+    pub fn kind(&self) -> ObjectKind {
+        match self {
+            Object::Ingress(_) => ObjectKind::Ingress,
+            Object::IngressClass(_) => ObjectKind::IngressClass,
+            Object::Service(_) => ObjectKind::Service,
+            Object::EndpointSlice(_) => ObjectKind::EndpointSlice,
+            Object::Secret(_) => ObjectKind::Secret,
+            Object::Node(_) => ObjectKind::Node,
+        }
+    }
+
+    pub fn key(&self) -> Key {
+        let meta = match self {
+            Object::Ingress(o) => &o.metadata,
+            Object::IngressClass(o) => &o.metadata,
+            Object::Service(o) => &o.metadata,
+            Object::EndpointSlice(o) => &o.metadata,
+            Object::Secret(o) => &o.metadata,
+            Object::Node(o) => &o.metadata,
+        };
+        Key::new(
+            meta.namespace.clone().unwrap_or_default(),
+            meta.name.clone().unwrap_or_default(),
+        )
+    }
+}
+
+/// All objects of one layer (or the merged view), by kind then key.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Objects {
+    pub ingresses: BTreeMap<Key, Arc<Ingress>>,
+    pub ingress_classes: BTreeMap<Key, Arc<IngressClass>>,
+    pub services: BTreeMap<Key, Arc<Service>>,
+    pub endpoint_slices: BTreeMap<Key, Arc<EndpointSlice>>,
+    pub secrets: BTreeMap<Key, Arc<Secret>>,
+    pub nodes: BTreeMap<Key, Arc<Node>>,
+    /// Problems the sources found before translation (e.g. a manifest file that does not parse).
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Objects {
+    /// Builds a layer from a list of objects; later duplicates replace earlier ones.
+    pub fn from_objects(objects: impl IntoIterator<Item = Object>) -> Objects {
+        let mut all = Objects::default();
+        for o in objects {
+            all.upsert(o);
+        }
+        all
+    }
+
+    /// Inserts or replaces; returns whether anything changed.
+    pub fn upsert(&mut self, object: Object) -> bool {
+        fn put<T: PartialEq>(m: &mut BTreeMap<Key, Arc<T>>, k: Key, v: Arc<T>) -> bool {
+            match m.get(&k) {
+                Some(old) if Arc::ptr_eq(old, &v) || **old == *v => false,
+                _ => {
+                    m.insert(k, v);
+                    true
+                }
+            }
+        }
+        let k = object.key();
+        match object {
+            Object::Ingress(o) => put(&mut self.ingresses, k, o),
+            Object::IngressClass(o) => put(&mut self.ingress_classes, k, o),
+            Object::Service(o) => put(&mut self.services, k, o),
+            Object::EndpointSlice(o) => put(&mut self.endpoint_slices, k, o),
+            Object::Secret(o) => put(&mut self.secrets, k, o),
+            Object::Node(o) => put(&mut self.nodes, k, o),
+        }
+    }
+
+    /// Removes; returns whether it was there.
+    pub fn delete(&mut self, kind: ObjectKind, key: &Key) -> bool {
+        match kind {
+            ObjectKind::Ingress => self.ingresses.remove(key).is_some(),
+            ObjectKind::IngressClass => self.ingress_classes.remove(key).is_some(),
+            ObjectKind::Service => self.services.remove(key).is_some(),
+            ObjectKind::EndpointSlice => self.endpoint_slices.remove(key).is_some(),
+            ObjectKind::Secret => self.secrets.remove(key).is_some(),
+            ObjectKind::Node => self.nodes.remove(key).is_some(),
+            _ => false,
+        }
+    }
+
+    /// Replaces every object of `kind` with `objects` (a re-list); returns whether anything changed.
+    pub fn replace_kind(&mut self, kind: ObjectKind, objects: Vec<Object>) -> bool {
+        let mut fresh = Objects::default();
+        for o in objects.into_iter().filter(|o| o.kind() == kind) {
+            fresh.upsert(o);
+        }
+        macro_rules! swap {
+            ($f:ident) => {{
+                let changed = self.$f != fresh.$f;
+                self.$f = fresh.$f;
+                changed
+            }};
+        }
+        match kind {
+            ObjectKind::Ingress => swap!(ingresses),
+            ObjectKind::IngressClass => swap!(ingress_classes),
+            ObjectKind::Service => swap!(services),
+            ObjectKind::EndpointSlice => swap!(endpoint_slices),
+            ObjectKind::Secret => swap!(secrets),
+            ObjectKind::Node => swap!(nodes),
+            _ => false,
+        }
+    }
+
+    /// Adds everything from `other` (which wins on duplicate keys).
+    fn merge_from(&mut self, other: &Objects) {
+        fn m<T>(a: &mut BTreeMap<Key, Arc<T>>, b: &BTreeMap<Key, Arc<T>>) {
+            a.extend(b.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        m(&mut self.ingresses, &other.ingresses);
+        m(&mut self.ingress_classes, &other.ingress_classes);
+        m(&mut self.services, &other.services);
+        m(&mut self.endpoint_slices, &other.endpoint_slices);
+        m(&mut self.secrets, &other.secrets);
+        m(&mut self.nodes, &other.nodes);
+        self.diagnostics.extend(other.diagnostics.iter().cloned());
+    }
+
+    pub fn len(&self) -> usize {
+        self.ingresses.len()
+            + self.ingress_classes.len()
+            + self.services.len()
+            + self.endpoint_slices.len()
+            + self.secrets.len()
+            + self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Where objects came from; each source owns one layer of the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SourceId {
+    /// `--manifests DIR` (or the embedded default manifests).
+    Files,
+    /// The Kubernetes API server.
+    Kube,
+    /// Tests and tools that feed objects directly.
+    Other,
+}
+
+/// One change a source reports.
+#[derive(Clone, Debug)]
+pub enum Change {
+    Upsert(Object),
+    Delete(ObjectKind, Key),
+    /// A complete re-list of one kind (after a watch restart or `410 Gone`).
+    ReplaceKind(ObjectKind, Vec<Object>),
+    /// The source's complete content (the manifest directory after any edit).
+    ReplaceAll(Box<Objects>),
+}
+
+/// The layered store. Single writer (the control loop); readers get [`Store::view`].
+#[derive(Debug, Default)]
+pub struct Store {
+    layers: BTreeMap<SourceId, Objects>,
+}
+
+impl Store {
+    pub fn new() -> Store {
+        Store::default()
+    }
+
+    /// Applies a change from `source`; returns whether the store's content changed.
+    pub fn apply(&mut self, source: SourceId, change: Change) -> bool {
+        let layer = self.layers.entry(source).or_default();
+        match change {
+            Change::Upsert(o) => layer.upsert(o),
+            Change::Delete(kind, key) => layer.delete(kind, &key),
+            Change::ReplaceKind(kind, objects) => layer.replace_kind(kind, objects),
+            Change::ReplaceAll(objects) => {
+                let changed = *layer != *objects;
+                *layer = *objects;
+                changed
+            }
+        }
+    }
+
+    /// The merged view of all layers (later sources win on duplicate keys). Cheap with one
+    /// layer; with several it clones `Arc`s, not objects.
+    pub fn view(&self) -> std::borrow::Cow<'_, Objects> {
+        let mut non_empty = self
+            .layers
+            .values()
+            .filter(|l| !l.is_empty() || !l.diagnostics.is_empty());
+        match (non_empty.next(), non_empty.next()) {
+            (None, _) => std::borrow::Cow::Owned(Objects::default()),
+            (Some(only), None) => std::borrow::Cow::Borrowed(only),
+            (Some(_), Some(_)) => {
+                let mut all = Objects::default();
+                for l in self.layers.values() {
+                    all.merge_from(l);
+                }
+                std::borrow::Cow::Owned(all)
+            }
+        }
+    }
+
+    pub fn layer(&self, source: SourceId) -> Option<&Objects> {
+        self.layers.get(&source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn svc(ns: &str, name: &str, label: &str) -> Object {
+        Object::Service(Arc::new(Service {
+            metadata: ObjectMeta {
+                namespace: Some(ns.into()),
+                name: Some(name.into()),
+                labels: Some([("l".to_string(), label.to_string())].into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }))
+    }
+
+    #[test]
+    fn upsert_reports_change_only_when_content_differs() {
+        let mut s = Store::new();
+        assert!(s.apply(SourceId::Kube, Change::Upsert(svc("a", "x", "1"))));
+        assert!(!s.apply(SourceId::Kube, Change::Upsert(svc("a", "x", "1"))));
+        assert!(s.apply(SourceId::Kube, Change::Upsert(svc("a", "x", "2"))));
+        assert_eq!(s.view().services.len(), 1);
+        assert!(s.apply(
+            SourceId::Kube,
+            Change::Delete(ObjectKind::Service, Key::new("a", "x"))
+        ));
+        assert!(!s.apply(
+            SourceId::Kube,
+            Change::Delete(ObjectKind::Service, Key::new("a", "x"))
+        ));
+        assert!(s.view().services.is_empty());
+    }
+
+    #[test]
+    fn relist_replaces_one_kind_of_one_layer_only() {
+        let mut s = Store::new();
+        s.apply(SourceId::Files, Change::Upsert(svc("f", "file", "1")));
+        s.apply(SourceId::Kube, Change::Upsert(svc("k", "old", "1")));
+        assert!(s.apply(
+            SourceId::Kube,
+            Change::ReplaceKind(ObjectKind::Service, vec![svc("k", "new", "1")])
+        ));
+        let keys: Vec<String> = s.view().services.keys().map(|k| k.to_string()).collect();
+        assert_eq!(keys, ["f/file", "k/new"]);
+    }
+}

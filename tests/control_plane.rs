@@ -1,0 +1,277 @@
+//! Control plane end to end (no root needed): the manifest-directory source and the Kubernetes
+//! source (real kube-rs client against the in-process API-server double) feeding the real
+//! control loop; assertions on the snapshots it publishes.
+
+use std::{sync::Arc, time::Duration};
+
+use serde_json::{Value, json};
+use testbed::apiserver::ApiServer;
+use tokio::sync::watch;
+use xdp_ingress::{
+    controller::{self, ControlLoop, LoopConfig},
+    model::{
+        RouteAction, Snapshot,
+        translate::{TranslateConfig, Translator},
+    },
+    source::{files, kube as kube_source},
+    store::Object,
+};
+
+const CONVERGE: Duration = Duration::from_secs(20);
+
+fn control_loop() -> ControlLoop {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("info")
+        .try_init();
+    controller::spawn(
+        Translator::new(TranslateConfig::default()),
+        vec![],
+        LoopConfig::default(),
+    )
+}
+
+/// Waits until the published snapshot satisfies `pred`; panics with `what` after [`CONVERGE`].
+async fn converge(
+    rx: &mut watch::Receiver<Arc<Snapshot>>,
+    what: &str,
+    pred: impl Fn(&Snapshot) -> bool,
+) -> Arc<Snapshot> {
+    let got = match tokio::time::timeout(CONVERGE, rx.wait_for(|s| pred(s))).await {
+        Ok(Ok(s)) => Some(s.clone()),
+        _ => None,
+    };
+    match got {
+        Some(s) => s,
+        None => panic!(
+            "did not converge: {what}; last snapshot: {:#?}",
+            rx.borrow().l7.hosts.keys().collect::<Vec<_>>()
+        ),
+    }
+}
+
+fn upstream_of(s: &Snapshot, host: &str, path_index: usize) -> Option<String> {
+    let vh = s.l7.hosts.get(host)?;
+    match &vh.routes.get(path_index)?.action {
+        RouteAction::Forward(u) => Some(u[0].upstream.id.clone()),
+        RouteAction::Respond { status, .. } => Some(status.to_string()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifest_dir_edits_apply_and_broken_files_keep_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    files::write_default_manifests(dir.path()).unwrap();
+    let ctl = control_loop();
+    let _w = files::watch(files::ManifestDir::new(dir.path()), ctl.events.clone()).unwrap();
+    let mut rx = ctl.snapshots.clone();
+    converge(&mut rx, "initial load", |s| {
+        s.l7.hosts.contains_key("echo.example.com")
+    })
+    .await;
+
+    let path = dir.path().join("20-ingress.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("echo.example.com", "renamed.example.com"),
+    )
+    .unwrap();
+    let t0 = std::time::Instant::now();
+    let s = converge(&mut rx, "edit", |s| {
+        s.l7.hosts.contains_key("renamed.example.com")
+    })
+    .await;
+    eprintln!("manifest edit live after {:?}", t0.elapsed());
+    assert!(!s.l7.hosts.contains_key("echo.example.com"));
+
+    // A broken file: a diagnostic, and everything keeps being served as before.
+    std::fs::write(
+        &path,
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: [\n",
+    )
+    .unwrap();
+    let s = converge(&mut rx, "broken file diagnostic", |s| {
+        s.diagnostics.iter().any(|d| d.reason == "InvalidManifest")
+    })
+    .await;
+    assert!(s.l7.hosts.contains_key("renamed.example.com"));
+    assert!(s.l7.hosts.contains_key("secure.example.com"));
+    assert_eq!(s.l4.len(), 1);
+
+    // A removed file removes its objects.
+    std::fs::remove_file(dir.path().join("10-echo.yaml")).unwrap();
+    let s = converge(&mut rx, "file removed", |s| s.l4.is_empty()).await;
+    assert_eq!(
+        upstream_of(&s, "renamed.example.com", 0).as_deref(),
+        Some("503"),
+        "service gone: 503 route"
+    );
+}
+
+/// The default manifests as JSON objects for the API server.
+fn default_objects_json() -> Vec<Value> {
+    let mut out = Vec::new();
+    for (_, text) in files::DEFAULT_MANIFESTS {
+        for o in files::parse_manifests(text).unwrap() {
+            out.push(
+                match o {
+                    Object::Ingress(o) => serde_json::to_value(&*o),
+                    Object::IngressClass(o) => serde_json::to_value(&*o),
+                    Object::Service(o) => serde_json::to_value(&*o),
+                    Object::EndpointSlice(o) => serde_json::to_value(&*o),
+                    Object::Secret(o) => serde_json::to_value(&*o),
+                    Object::Node(o) => serde_json::to_value(&*o),
+                }
+                .unwrap(),
+            );
+        }
+    }
+    out
+}
+
+async fn kube_client(api: &ApiServer) -> kube::Client {
+    kube::Client::try_from(kube::Config::new(api.url().parse().unwrap())).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_source_converges_on_create_update_delete() {
+    let api = ApiServer::start().await.unwrap();
+    for o in default_objects_json() {
+        api.put(o);
+    }
+    // A non-TLS secret is filtered out by the field selector.
+    api.put(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "opaque", "namespace": "default"}, "type": "Opaque"}));
+    let ctl = control_loop();
+    let _tasks = kube_source::spawn(kube_client(&api).await, None, ctl.events.clone());
+    let mut rx = ctl.snapshots.clone();
+    let s = converge(&mut rx, "initial list", |s| {
+        s.l7.hosts.contains_key("echo.example.com") && s.l4.len() == 1
+    })
+    .await;
+    assert!(s.l7.certificates.contains_key("secure.example.com"));
+    assert!(s.diagnostics.is_empty(), "{:?}", s.diagnostics);
+
+    // Update an Ingress.
+    let mut ing = api.get("ingresses", "default", "echo").unwrap();
+    ing["spec"]["rules"][0]["host"] = json!("new.example.com");
+    api.put(ing);
+    converge(&mut rx, "ingress update", |s| {
+        s.l7.hosts.contains_key("new.example.com") && !s.l7.hosts.contains_key("echo.example.com")
+    })
+    .await;
+
+    // Endpoints: a pod turns terminating, then a new slice is added.
+    let mut slice = api.get("endpointslices", "default", "echo-1").unwrap();
+    slice["endpoints"][0]["conditions"] =
+        json!({"ready": false, "serving": true, "terminating": true});
+    api.put(slice);
+    converge(&mut rx, "endpoint terminating", |s| {
+        s.l4.first().is_some_and(|l| {
+            l.endpoints
+                .iter()
+                .filter(|e| e.state == xdp_ingress::model::EndpointState::Terminating)
+                .count()
+                == 1
+        })
+    })
+    .await;
+    api.put(json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "echo-2", "namespace": "default", "labels": {"kubernetes.io/service-name": "echo"}},
+        "addressType": "IPv4", "ports": [{"name": "tcp", "port": 9000}],
+        "endpoints": [{"addresses": ["198.19.3.2"], "conditions": {"ready": true}}]}));
+    converge(&mut rx, "slice added", |s| {
+        s.l4.first().is_some_and(|l| l.endpoints.len() == 4)
+    })
+    .await;
+
+    // Delete a Service: its routes answer 503, with a diagnostic; the other host is unaffected.
+    api.remove("services", "default", "api");
+    let s = converge(&mut rx, "service delete", |s| {
+        upstream_of(s, "secure.example.com", 0).as_deref() == Some("503")
+    })
+    .await;
+    assert!(s.diagnostics.iter().any(|d| d.reason == "ServiceNotFound"));
+    assert_eq!(
+        upstream_of(&s, "new.example.com", 0).as_deref(),
+        Some("default/web:80")
+    );
+
+    // Class moves away: the Ingress is ignored entirely.
+    let mut ing = api.get("ingresses", "default", "echo").unwrap();
+    ing["spec"]["ingressClassName"] = json!("nginx");
+    api.put(json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "nginx"}, "spec": {"controller": "k8s.io/ingress-nginx"}}));
+    api.put(ing);
+    converge(&mut rx, "class change", |s| {
+        !s.l7.hosts.contains_key("new.example.com")
+    })
+    .await;
+
+    // Delete the TLS Secret: the host keeps being served (default certificate), with a diagnostic.
+    api.remove("secrets", "default", "secure-tls");
+    let s = converge(&mut rx, "secret delete", |s| s.l7.certificates.is_empty()).await;
+    assert!(s.l7.hosts["secure.example.com"].tls);
+    assert!(
+        s.diagnostics
+            .iter()
+            .any(|d| d.reason == "TlsSecretNotFound")
+    );
+
+    // Delete an Ingress.
+    api.remove("ingresses", "default", "secure");
+    converge(&mut rx, "ingress delete", |s| {
+        !s.l7.hosts.contains_key("secure.example.com")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_outage_keeps_serving_and_relists_on_410() {
+    let mut api = ApiServer::start().await.unwrap();
+    for o in default_objects_json() {
+        api.put(o);
+    }
+    let ctl = control_loop();
+    let _tasks = kube_source::spawn(kube_client(&api).await, None, ctl.events.clone());
+    let mut rx = ctl.snapshots.clone();
+    let before = converge(&mut rx, "initial list", |s| {
+        s.l7.hosts.contains_key("echo.example.com")
+    })
+    .await;
+
+    // API server gone: the last snapshot stays live.
+    api.stop();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let during = rx.borrow().clone();
+    assert_eq!(
+        during.version, before.version,
+        "no snapshot change while the API server is gone"
+    );
+    assert!(during.l7.hosts.contains_key("echo.example.com"));
+
+    // Changes while it was gone, and history compacted: resuming the watch gets 410 Gone.
+    let lists_before = api.list_count("ingresses");
+    api.remove("ingresses", "default", "echo");
+    let mut ing = api.get("ingresses", "default", "secure").unwrap();
+    ing["spec"]["rules"][0]["host"] = json!("back.example.com");
+    api.put(ing);
+    api.compact();
+    api.restart().await.unwrap();
+
+    let s = converge(&mut rx, "re-list after outage", |s| {
+        s.l7.hosts.contains_key("back.example.com") && !s.l7.hosts.contains_key("echo.example.com")
+    })
+    .await;
+    assert!(s.l7.default_backend.is_some());
+    assert!(
+        api.list_count("ingresses") > lists_before,
+        "re-listed after 410"
+    );
+
+    // And it keeps watching after the re-list.
+    api.remove("ingresses", "default", "secure");
+    converge(&mut rx, "watch after re-list", |s| {
+        !s.l7.hosts.contains_key("back.example.com")
+    })
+    .await;
+}
