@@ -577,3 +577,71 @@ fn daemon_serves_a_manifest_nodeport_and_restarts_and_drains_without_breaking_co
         .expect("daemon exits on SIGTERM");
     assert!(st.success());
 }
+
+#[test]
+fn a_pinned_map_whose_layout_changed_is_recreated_and_the_others_reused() {
+    if !testbed::require_root() {
+        return;
+    }
+    let bed = bed();
+    let args = L4Args::with_pin_root(&bed.pin);
+    let first = L4Dataplane::open(&args, &bed.object).expect("open");
+    let before = map_ids(&first);
+    drop(first);
+    let mut bigger = L4Args::with_pin_root(&bed.pin);
+    bigger.l4_conntrack_size *= 2;
+    let second = L4Dataplane::open(&bigger, &bed.object).expect("reopen");
+    let after = map_ids(&second);
+    for (i, name) in ingress_common::l4::PINNED_MAPS.iter().enumerate() {
+        let resized = [
+            ingress_common::l4::MAP_CONNTRACK,
+            ingress_common::l4::MAP_REVNAT,
+        ]
+        .contains(name);
+        assert_eq!(before[i] != after[i], resized, "{name}");
+    }
+}
+
+#[test]
+fn udp_through_the_nat_and_back_from_the_nodeport() {
+    if !testbed::require_root() {
+        return;
+    }
+    let bed = bed();
+    let mut udp_echo = Vec::new();
+    for p in &bed.topo.pods {
+        udp_echo.push(
+            EchoServer::udp(&p.ns, SocketAddr::new(IpAddr::V4(p.v4), 5353), &p.name).unwrap(),
+        );
+    }
+    let mut dp = bed.start();
+    let mut svc = service(
+        endpoints(
+            &bed.topo
+                .pods
+                .iter()
+                .map(|p| SocketAddr::new(IpAddr::V4(p.v4), 5353))
+                .collect::<Vec<_>>(),
+        ),
+        None,
+    );
+    svc.protocol = L4Protocol::Udp;
+    svc.frontends = vec![Frontend::NodePort(30053)];
+    dp.apply(&snapshot(1, svc)).unwrap();
+    let node = SocketAddr::new(bed.topo.node_v4.into(), 30053);
+    let (from, reply) = bed.topo.client.enter(|| {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        s.send_to(b"hello", node).unwrap();
+        let mut buf = [0u8; 256];
+        let (n, from) = s
+            .recv_from(&mut buf)
+            .expect("UDP reply through the NodePort");
+        (from, String::from_utf8_lossy(&buf[..n]).to_string())
+    });
+    assert_eq!(from, node, "the reply comes from the NodePort");
+    assert!(
+        reply.starts_with("pod") && reply.ends_with(":hello"),
+        "{reply}"
+    );
+}
