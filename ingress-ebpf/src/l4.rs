@@ -267,37 +267,33 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
     let syn = pkt.proto == IPPROTO_TCP && pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
 
     // An established flow keeps its backend as long as that backend still exists.
-    if !syn {
-        if let Some(ct) = CONNTRACK.get_ptr_mut(&scr.ct_key) {
-            // SAFETY: pointer from a successful lookup; fields are plain integers.
-            let e = unsafe { &mut *ct };
-            let fresh = now.wrapping_sub(e.last_seen_ns) <= timeout_ns(cfg, pkt.proto, e.flags);
-            if fresh {
-                if let Some(be) = BACKENDS.get(e.backend_id) {
-                    if be.flags & BE_F_PRESENT != 0
-                        && be.port == e.backend_port
-                        && addr_eq(&be.addr, &e.backend_addr)
-                    {
-                        if closing && e.flags & CT_F_CLOSING == 0 {
-                            e.flags |= CT_F_CLOSING;
-                        }
-                        let refresh = now.wrapping_sub(e.last_seen_ns) > REFRESH_NS;
-                        if refresh {
-                            e.last_seen_ns = now;
-                        }
-                        let (id, snat_port) = (e.backend_id, e.snat_port);
-                        count_l4(&SVC_STATS, svc.slot, len, false);
-                        count_l4(&BE_STATS, id, len, false);
-                        stats::count(Stat::L4Established, len);
-                        scr.fwd = Fwd {
-                            now,
-                            snat_port,
-                            refresh,
-                        };
-                        return forward(ctx, &pkt, cfg, be, scr);
-                    }
-                }
+    if !syn && let Some(ct) = CONNTRACK.get_ptr_mut(&scr.ct_key) {
+        // SAFETY: pointer from a successful lookup; fields are plain integers.
+        let e = unsafe { &mut *ct };
+        let fresh = now.wrapping_sub(e.last_seen_ns) <= timeout_ns(cfg, pkt.proto, e.flags);
+        if fresh
+            && let Some(be) = BACKENDS.get(e.backend_id)
+            && be.flags & BE_F_PRESENT != 0
+            && be.port == e.backend_port
+            && addr_eq(&be.addr, &e.backend_addr)
+        {
+            if closing && e.flags & CT_F_CLOSING == 0 {
+                e.flags |= CT_F_CLOSING;
             }
+            let refresh = now.wrapping_sub(e.last_seen_ns) > REFRESH_NS;
+            if refresh {
+                e.last_seen_ns = now;
+            }
+            let (id, snat_port) = (e.backend_id, e.snat_port);
+            count_l4(&SVC_STATS, svc.slot, len, false);
+            count_l4(&BE_STATS, id, len, false);
+            stats::count(Stat::L4Established, len);
+            scr.fwd = Fwd {
+                now,
+                snat_port,
+                refresh,
+            };
+            return forward(ctx, &pkt, cfg, be, scr);
         }
     }
 
@@ -367,31 +363,31 @@ fn select_backend(pkt: &Pkt, svc: &ServiceValue, cfg: &L4Config, now: u64, len: 
         family: family(pkt),
         _pad: [0; 3],
     };
-    if svc.flags & SVC_F_AFFINITY != 0 {
-        if let Some(a) = AFFINITY.get_ptr(&akey) {
-            // SAFETY: pointer from a successful lookup.
-            let (id, used) = unsafe { ((*a).backend_id, (*a).last_used_ns) };
-            let live = now.wrapping_sub(used) <= u64::from(svc.affinity_timeout_s) * NS;
-            let usable = match BACKENDS.get(id) {
-                Some(be) => {
-                    be.flags & BE_F_PRESENT != 0
-                        && be.flags & BE_F_TERMINATING == 0
-                        && be.svc_slot == svc.slot
-                }
-                None => false,
-            };
-            if live && usable {
-                stats::count(Stat::L4AffinityHit, len);
-                let v = AffinityValue {
-                    backend_id: id,
-                    _pad: 0,
-                    last_used_ns: now,
-                };
-                let _ = AFFINITY.insert(&akey, &v, u64::from(BPF_ANY));
-                return id;
+    if svc.flags & SVC_F_AFFINITY != 0
+        && let Some(a) = AFFINITY.get_ptr(&akey)
+    {
+        // SAFETY: pointer from a successful lookup.
+        let (id, used) = unsafe { ((*a).backend_id, (*a).last_used_ns) };
+        let live = now.wrapping_sub(used) <= u64::from(svc.affinity_timeout_s) * NS;
+        let usable = match BACKENDS.get(id) {
+            Some(be) => {
+                be.flags & BE_F_PRESENT != 0
+                    && be.flags & BE_F_TERMINATING == 0
+                    && be.svc_slot == svc.slot
             }
-            stats::count(Stat::L4AffinityMiss, len);
+            None => false,
+        };
+        if live && usable {
+            stats::count(Stat::L4AffinityHit, len);
+            let v = AffinityValue {
+                backend_id: id,
+                _pad: 0,
+                last_used_ns: now,
+            };
+            let _ = AFFINITY.insert(&akey, &v, u64::from(BPF_ANY));
+            return id;
         }
+        stats::count(Stat::L4AffinityMiss, len);
     }
     if svc.backend_count == 0 {
         return NO_BACKEND;

@@ -30,7 +30,7 @@ const IP4_CHECK: usize = 10;
 pub fn handle(ctx: &TcContext) -> i32 {
     match try_handle(ctx) {
         Some(action) => action,
-        None => TC_ACT_OK as i32,
+        None => TC_ACT_OK,
     }
 }
 
