@@ -547,3 +547,147 @@ fn fragments_and_unknown_ports_pass_untouched() {
     assert_eq!((out.action, &out.frame), (XDP_PASS, &f));
     assert_eq!(stat(&b.run, Stat::PassNoService), 1);
 }
+
+fn bed_with(opts: L4Options) -> Bed {
+    let mut run = XdpTestRun::load(PROG_XDP_INGRESS).expect("load object");
+    let mut sync = L4Sync::new(opts);
+    sync.apply(&mut run.ebpf, &snapshot()).expect("apply");
+    Bed { run, sync }
+}
+
+/// The web service with only `keep` as endpoint.
+fn web_only(keep: SocketAddr, version: u64) -> Snapshot {
+    let mut snap = snapshot();
+    snap.l4[0].endpoints = vec![endpoint(keep, EndpointState::Active)];
+    snap.version = version;
+    snap
+}
+
+#[test]
+fn fin_shortens_a_flows_life_and_then_it_is_re_selected() {
+    if !testbed::require_root() {
+        return;
+    }
+    // A zero closing timeout: the packet after a FIN finds the entry expired.
+    let mut b = bed_with(L4Options {
+        tcp_closing_timeout: Duration::ZERO,
+        ..L4Options::default()
+    });
+    let first = parse_checked(
+        &b.run
+            .run(&tcp4(CLIENT, 45000, NODE, 30080, true, b""))
+            .unwrap()
+            .frame,
+    )
+    .dst;
+    let other = pod_v4().into_iter().find(|p| *p != first).unwrap();
+    b.sync.apply(&mut b.run.ebpf, &web_only(other, 2)).unwrap();
+    // The backend still exists (draining), so the open flow stays on it...
+    let ack = tcp4(CLIENT, 45000, NODE, 30080, false, b"x");
+    assert_eq!(parse_checked(&b.run.run(&ack).unwrap().frame).dst, first);
+    // ...until a FIN: after it the entry expires and the next packet is re-selected.
+    let mut fin = tcp4(CLIENT, 45000, NODE, 30080, false, b"");
+    fin[14 + 20 + 13] |= 0x01;
+    let c = {
+        let p = SlicedPacket::from_ethernet(&fin).unwrap();
+        let Some(NetSlice::Ipv4(ip)) = &p.net else {
+            unreachable!()
+        };
+        let Some(TransportSlice::Tcp(t)) = &p.transport else {
+            unreachable!()
+        };
+        t.to_header()
+            .calc_checksum_ipv4(&ip.header().to_header(), t.payload())
+            .unwrap()
+    };
+    fin[14 + 20 + 16..14 + 20 + 18].copy_from_slice(&c.to_be_bytes());
+    assert_eq!(parse_checked(&b.run.run(&fin).unwrap().frame).dst, first);
+    std::thread::sleep(Duration::from_millis(2));
+    assert_eq!(parse_checked(&b.run.run(&ack).unwrap().frame).dst, other);
+}
+
+#[test]
+fn udp_flows_expire_after_their_idle_timeout() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut b = bed_with(L4Options {
+        udp_timeout: Duration::ZERO,
+        ..L4Options::default()
+    });
+    let f = udp4(5400, 30053, b"q", false);
+    let first = parse_checked(&b.run.run(&f).unwrap().frame).dst;
+    let other = pod_v4().into_iter().find(|p| *p != first).unwrap();
+    let mut snap = snapshot();
+    snap.l4[4].endpoints = vec![endpoint(other, EndpointState::Active)];
+    b.sync.apply(&mut b.run.ebpf, &snap).unwrap();
+    std::thread::sleep(Duration::from_millis(2));
+    assert_eq!(parse_checked(&b.run.run(&f).unwrap().frame).dst, other);
+    assert_eq!(stat(&b.run, Stat::L4NewFlow), 2);
+}
+
+#[test]
+fn a_removed_backend_keeps_flows_while_draining_then_they_move() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut b = bed_with(L4Options {
+        drain: Duration::ZERO,
+        ..L4Options::default()
+    });
+    let first = parse_checked(
+        &b.run
+            .run(&tcp4(CLIENT, 46000, NODE, 30080, true, b""))
+            .unwrap()
+            .frame,
+    )
+    .dst;
+    let other = pod_v4().into_iter().find(|p| *p != first).unwrap();
+    // With a zero drain the removed endpoint is gone at once: its flows are re-selected.
+    b.sync.apply(&mut b.run.ebpf, &web_only(other, 2)).unwrap();
+    let ack = tcp4(CLIENT, 46000, NODE, 30080, false, b"x");
+    assert_eq!(parse_checked(&b.run.run(&ack).unwrap().frame).dst, other);
+}
+
+#[test]
+fn applying_only_writes_what_changed() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut b = bed();
+    let again = b.sync.apply(&mut b.run.ebpf, &snapshot()).unwrap();
+    assert_eq!(
+        (
+            again.services_written,
+            again.backends_written,
+            again.tables_swapped,
+            again.maglev_entries_written
+        ),
+        (0, 0, 0, 0),
+        "{again:?}"
+    );
+    // One endpoint of one service turns terminating: one backend, one table, one service.
+    let mut snap = snapshot();
+    snap.l4[0].endpoints[0].state = EndpointState::Terminating;
+    let r = b.sync.apply(&mut b.run.ebpf, &snap).unwrap();
+    assert_eq!(
+        (r.services_written, r.backends_written, r.tables_swapped),
+        (1, 1, 1),
+        "{r:?}"
+    );
+    assert!(
+        r.maglev_entries_written > 0 && r.maglev_entries_written <= 16381,
+        "{r:?}"
+    );
+    // Flipping back writes only the entries that differ from the other half.
+    let r = b.sync.apply(&mut b.run.ebpf, &snapshot()).unwrap();
+    assert_eq!(
+        (r.services_written, r.backends_written, r.tables_swapped),
+        (1, 1, 1),
+        "{r:?}"
+    );
+    assert_eq!(
+        r.maglev_entries_written, 0,
+        "the old half already holds this table: {r:?}"
+    );
+}
