@@ -691,3 +691,29 @@ fn applying_only_writes_what_changed() {
         "the old half already holds this table: {r:?}"
     );
 }
+
+#[test]
+fn a_restarted_sync_recovers_slots_and_removes_what_went_away_meanwhile() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut b = bed();
+    let slot_before = sticky_slot(&b.run);
+    let syn = tcp4(CLIENT, 47000, NODE, 30080, true, b"");
+    let first = parse_checked(&b.run.run(&syn).unwrap().frame).dst;
+    // A new daemon (fresh mirror) over the same maps, with the DNS service gone meanwhile.
+    let mut snap = snapshot();
+    snap.l4.retain(|s| s.protocol != L4Protocol::Udp);
+    let mut fresh = L4Sync::new(L4Options::default());
+    let r = fresh.apply(&mut b.run.ebpf, &snap).unwrap();
+    assert_eq!(r.services_removed, 2, "dns v4 and v6: {r:?}");
+    assert_eq!(sticky_slot(&b.run), slot_before);
+    let ack = tcp4(CLIENT, 47000, NODE, 30080, false, b"x");
+    assert_eq!(parse_checked(&b.run.run(&ack).unwrap().frame).dst, first);
+    let out = b.run.run(&udp4(5353, 30053, b"q", false)).unwrap();
+    assert_eq!(
+        out.frame,
+        udp4(5353, 30053, b"q", false),
+        "no service any more"
+    );
+}

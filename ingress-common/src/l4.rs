@@ -24,6 +24,11 @@ pub const MAP_SERVICE_STATS: &str = "XDPI_SVC_STATS";
 pub const MAP_BACKEND_STATS: &str = "XDPI_BE_STATS";
 /// Runtime configuration, one [`L4Config`] at index 0.
 pub const MAP_CONFIG: &str = "XDPI_CONFIG";
+/// Ports used by any frontend, as a bitmap: `u32` word `port / 32`, bit `port % 32`. Lets
+/// the node's own traffic skip the service lookups.
+pub const MAP_PORTS: &str = "XDPI_PORTS";
+/// Words in [`MAP_PORTS`].
+pub const PORT_WORDS: u32 = 65536 / 32;
 /// Service unit names by slot (userspace only, for `xdp-ingress backends`): [`ServiceName`].
 pub const MAP_SERVICE_NAMES: &str = "XDPI_SVC_NAMES";
 
@@ -40,6 +45,7 @@ pub const PINNED_MAPS: &[&str] = &[
     MAP_BACKEND_STATS,
     MAP_CONFIG,
     MAP_SERVICE_NAMES,
+    MAP_PORTS,
 ];
 
 /// Name of the TC program reverse-NATing replies from local pods (attach on the node side of

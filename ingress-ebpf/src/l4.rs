@@ -16,8 +16,8 @@ use crate::{
     csum,
     fib::{self, FibResult},
     maps::{
-        AFFINITY, BACKENDS, BE_STATS, CONFIG, CONNTRACK, MAGLEV, REVNAT, SERVICES, SOURCE_RANGES,
-        SVC_STATS, Scratch, count_l4, scratch,
+        AFFINITY, BACKENDS, BE_STATS, CONFIG, CONNTRACK, MAGLEV, PORTS, REVNAT, SERVICES,
+        SOURCE_RANGES, SVC_STATS, Scratch, count_l4, scratch,
     },
     parse::{EthHdr, IPPROTO_TCP, IPPROTO_UDP, Ipv4Hdr, Ipv6Hdr, Parsed, TcpHdr, UdpHdr, ptr_at},
     stats,
@@ -222,6 +222,12 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
         if v.0 != NOT_A_REPLY.0 {
             return v;
         }
+    }
+
+    // Most of a node's traffic is its own: one bitmap word says no frontend uses this port.
+    match PORTS.get(u32::from(dport_host) >> 5) {
+        Some(w) if *w & (1 << (dport_host & 31)) != 0 => {}
+        _ => return pass(Stat::PassNoService),
     }
 
     let mut skey = ServiceKey {

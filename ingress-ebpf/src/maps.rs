@@ -9,7 +9,8 @@ use aya_ebpf::{
 use ingress_common::l4::{
     AffinityKey, AffinityValue, Backend, CtEntry, DEFAULT_AFFINITY_SIZE, DEFAULT_CONNTRACK_SIZE,
     DEFAULT_MAGLEV_SIZE, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_SERVICES, FlowKey, L4Config, L4Counter,
-    RevNatEntry, SOURCE_RANGES_SIZE, ServiceKey, ServiceName, ServiceValue, SourceRangeData,
+    PORT_WORDS, RevNatEntry, SOURCE_RANGES_SIZE, ServiceKey, ServiceName, ServiceValue,
+    SourceRangeData,
 };
 
 #[map(name = "XDPI_SERVICES")]
@@ -68,6 +69,9 @@ pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 pub fn scratch() -> Option<*mut Scratch> {
     SCRATCH.get_ptr_mut(0)
 }
+
+#[map(name = "XDPI_PORTS")]
+pub static PORTS: Array<u32> = Array::with_max_entries(PORT_WORDS, 0);
 
 /// Written and read by userspace only (names for `xdp-ingress backends`).
 #[map(name = "XDPI_SVC_NAMES")]

@@ -205,6 +205,7 @@ impl L4Args {
                 self.l4_max_backends,
             ),
             (MAP_CONFIG, MapType::Array, 4, sz(size_of::<L4Config>()), 1),
+            (MAP_PORTS, MapType::Array, 4, 4, PORT_WORDS),
             (
                 MAP_SERVICE_NAMES,
                 MapType::Array,

@@ -206,6 +206,8 @@ pub struct L4Sync {
     backends: HashMap<BackendKey, BackendState>,
     /// Slots whose service went away, freed once their backends drained.
     retiring: BTreeSet<u32>,
+    /// The port bitmap as last written (`None` until read back once).
+    ports: Option<Vec<u32>>,
 }
 
 impl L4Sync {
@@ -217,6 +219,7 @@ impl L4Sync {
             units: HashMap::new(),
             backends: HashMap::new(),
             retiring: BTreeSet::new(),
+            ports: None,
         }
     }
 
@@ -298,7 +301,33 @@ impl L4Sync {
             self.sync_unit(ebpf, slot, d, now, &mut report)?;
         }
         self.expire_drained(ebpf, now, &mut report)?;
+        self.sync_ports(ebpf)?;
         Ok(report)
+    }
+
+    /// Rewrites the words of the port bitmap that differ from the frontends now in use.
+    fn sync_ports(&mut self, ebpf: &mut Ebpf) -> Result<(), SyncError> {
+        let mut want = vec![0u32; PORT_WORDS as usize];
+        for unit in self.units.values() {
+            for k in &unit.keys {
+                let p = u16::from_be(k.1);
+                want[usize::from(p >> 5)] |= 1 << (p & 31);
+            }
+        }
+        let mut ports: Array<&mut MapData, u32> = typed(ebpf, MAP_PORTS)?;
+        let have = match self.ports.take() {
+            Some(h) => h,
+            None => (0..PORT_WORDS)
+                .map(|i| ports.get(&i, 0).map_err(map_err(MAP_PORTS)))
+                .collect::<Result<Vec<u32>, _>>()?,
+        };
+        for (i, (w, h)) in want.iter().zip(&have).enumerate() {
+            if w != h {
+                ports.set(i as u32, *w, 0).map_err(map_err(MAP_PORTS))?;
+            }
+        }
+        self.ports = Some(want);
+        Ok(())
     }
 
     /// Ends drains that are over; call it now and then (the run loop does, once a second).
@@ -628,6 +657,16 @@ impl L4Sync {
             let unit = self.units.entry(v.slot).or_default();
             unit.keys.insert(k.into());
             unit.value = v;
+        }
+        // Names let the first diff match recovered units to the snapshot's, and remove the
+        // ones that are gone.
+        let names: Array<&mut MapData, ServiceName> = typed(ebpf, MAP_SERVICE_NAMES)?;
+        for slot in self.units.keys() {
+            if let Ok(n) = names.get(slot, 0)
+                && !n.as_str().is_empty()
+            {
+                self.slots.insert(n.as_str().to_string(), *slot);
+            }
         }
         let backends = backends_map(ebpf)?;
         let mut present = Vec::new();
