@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`model`]: the immutable routing snapshot and the pure translation that builds it.
 //! - [`controller`]: the control loop, sources -> store -> translation -> planes.
+//! - [`proxy`]: the L7 ingress proxy fed by snapshots.
 //! - [`dataplane`]: the XDP side: load and attach the eBPF object, read and write its maps.
 //! - [`cli`]: the `xdp-ingress` subcommands (`run`, ...), thin wiring over the modules above.
 //! - [`source`]: where objects come from (manifest directory, API server).
@@ -13,6 +14,7 @@ pub mod cli;
 pub mod controller;
 pub mod dataplane;
 pub mod model;
+pub mod proxy;
 pub mod source;
 pub mod store;
 pub mod telemetry;

@@ -7,11 +7,13 @@
 //! - [`netns`]: one named network namespace: run commands and threads inside it.
 //! - [`topology`]: client, node and pod namespaces joined by veth, removed on drop.
 //! - [`echo`]: small TCP/UDP echo servers that say which pod answered.
+//! - [`http_backend`]: an HTTP/1.1 + h2c echo backend (JSON, WebSocket, trailers) for L7 tests.
 //! - [`xdp_run`]: BPF_PROG_TEST_RUN on crafted frames: action, output bytes, in-kernel time.
 //! - [`process`]: child processes killed on drop (daemons under test).
 
 pub mod apiserver;
 pub mod echo;
+pub mod http_backend;
 pub mod netns;
 pub mod process;
 pub mod topology;

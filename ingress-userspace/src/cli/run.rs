@@ -11,6 +11,7 @@ use crate::{
     controller::{self, LoopConfig, SnapshotSink},
     dataplane::{AttachMode, L4Args, L4Handle, object},
     model::{Snapshot, translate::Translator},
+    proxy::{Proxy, ProxyArgs, ProxyHandle},
     source::{SourceEvent, args::SourceArgs, files, kube as kube_source},
     store::{Change, SourceId},
 };
@@ -36,6 +37,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub source: SourceArgs,
     #[command(flatten)]
+    pub proxy: ProxyArgs,
+    #[command(flatten)]
     pub l4: L4Args,
 }
 
@@ -44,6 +47,7 @@ pub struct RunArgs {
 fn dataplanes(
     _args: &RunArgs,
     l4: Option<&L4Handle>,
+    proxy: ProxyHandle,
 ) -> anyhow::Result<Vec<Box<dyn SnapshotSink>>> {
     let mut sinks = Vec::new();
     if let Some(l4) = l4.cloned() {
@@ -53,9 +57,6 @@ fn dataplanes(
                 .map_err(|e| format!("{:#}", anyhow::Error::new(e)))
         }));
     }
-    // The L7 (proxy::Proxy) plane joins here when its branch merges, e.g.:
-    //   let proxy = Proxy::start(...)?;
-    //   sinks.push(controller::sink("l7", move |s| { proxy.apply(s.clone()); Ok(()) }));
     let mut logged = std::collections::BTreeSet::new();
     let log_diagnostics = controller::sink("diagnostics", move |s: &Arc<Snapshot>| {
         // Log each diagnostic once, while it lasts.
@@ -66,7 +67,12 @@ fn dataplanes(
         logged = now;
         Ok(())
     });
+    let l7 = controller::sink("l7", move |s: &Arc<Snapshot>| {
+        proxy.apply(Arc::clone(s));
+        Ok(())
+    });
     sinks.push(log_diagnostics);
+    sinks.push(l7);
     Ok(sinks)
 }
 
@@ -90,7 +96,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .translate_config()
         .map_err(anyhow::Error::msg)
         .context("control-plane flags")?;
-    let sinks = dataplanes(&args, l4.as_ref())?;
+    // The proxy drains when `shutdown` flips; until the first snapshot it answers 404.
+    let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
+    let mut proxy_args = args.proxy.clone();
+    proxy_args
+        .default_ssl_certificate
+        .clone_from(&args.source.default_ssl_certificate);
+    let proxy = Proxy::start(proxy_args, async move {
+        let _ = shutdown_rx.wait_for(|stop| *stop).await;
+    })
+    .await
+    .context("starting the L7 proxy")?;
+    let sinks = dataplanes(&args, l4.as_ref(), proxy.clone())?;
     let control = controller::spawn(
         Translator::new(translate_config),
         sinks,
@@ -136,6 +153,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     drop(sources);
+    let _ = shutdown_tx.send(true);
+    if tokio::time::timeout(args.proxy.drain_timeout, proxy.finished())
+        .await
+        .is_err()
+    {
+        warn!(deadline = ?args.proxy.drain_timeout, "drain deadline passed with requests in flight");
+    }
     if let Some(l4) = l4 {
         l4.shutdown();
     }

@@ -1,0 +1,168 @@
+//! Access logs on stdout, one line per request, text or JSON. Lines are written by a
+//! background task (a full queue drops lines rather than slowing requests); the entry is
+//! completed when the response body ends, so it carries the bytes actually sent.
+
+use std::{
+    io::Write,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::{Instant, SystemTime, UNIX_EPOCH},
+};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::{args::AccessLogFormat, upstream::BoxError, upstream::ProxyBody};
+
+/// One request as logged.
+#[derive(Debug, Default, Serialize)]
+pub struct Entry {
+    /// Seconds since the epoch, with milliseconds.
+    pub time: f64,
+    pub client: String,
+    pub method: String,
+    pub host: String,
+    pub uri: String,
+    pub protocol: String,
+    pub status: u16,
+    pub bytes_sent: u64,
+    pub request_time: f64,
+    pub upstream_addr: Option<SocketAddr>,
+    pub upstream_status: Option<u16>,
+    pub upstream_time: Option<f64>,
+    pub ingress: Option<String>,
+    pub service: Option<String>,
+    pub request_id: String,
+    pub user_agent: Option<String>,
+    /// Why the proxy answered itself (no route, no endpoint, timeout...).
+    pub reason: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct AccessLog {
+    tx: mpsc::Sender<Entry>,
+}
+
+impl AccessLog {
+    /// Starts the writer task; `None` when logging is off.
+    pub fn start(format: AccessLogFormat) -> Option<AccessLog> {
+        if format == AccessLogFormat::Off {
+            return None;
+        }
+        let (tx, mut rx) = mpsc::channel::<Entry>(8192);
+        tokio::spawn(async move {
+            let mut buf = Vec::with_capacity(64 * 1024);
+            while let Some(e) = rx.recv().await {
+                write_entry(&mut buf, &e, format);
+                while let Ok(e) = rx.try_recv() {
+                    write_entry(&mut buf, &e, format);
+                    if buf.len() > 60_000 {
+                        break;
+                    }
+                }
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(&buf);
+                let _ = out.flush();
+                buf.clear();
+            }
+        });
+        Some(AccessLog { tx })
+    }
+
+    pub fn log(&self, e: Entry) {
+        let _ = self.tx.try_send(e);
+    }
+}
+
+fn write_entry(buf: &mut Vec<u8>, e: &Entry, format: AccessLogFormat) {
+    if format == AccessLogFormat::Json {
+        if serde_json::to_writer(&mut *buf, e).is_ok() {
+            buf.push(b'\n');
+        }
+        return;
+    }
+    let dash = |o: Option<String>| o.unwrap_or_else(|| "-".into());
+    let _ = writeln!(
+        buf,
+        "{} - [{:.3}] \"{} {} {}\" {} {} {:.3} {} {} {} host={} id={} {}",
+        e.client,
+        e.time,
+        e.method,
+        e.uri,
+        e.protocol,
+        e.status,
+        e.bytes_sent,
+        e.request_time,
+        dash(e.upstream_addr.map(|a| a.to_string())),
+        dash(e.upstream_status.map(|s| s.to_string())),
+        dash(e.upstream_time.map(|t| format!("{t:.3}"))),
+        e.host,
+        e.request_id,
+        dash(e.reason.clone()),
+    );
+}
+
+pub fn now_epoch() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
+/// A response body that counts what it sends and logs the entry when it is done or dropped.
+pub struct LoggedBody {
+    inner: ProxyBody,
+    entry: Option<Entry>,
+    started: Instant,
+    log: Arc<AccessLog>,
+}
+
+impl LoggedBody {
+    pub fn new(inner: ProxyBody, entry: Entry, started: Instant, log: Arc<AccessLog>) -> Self {
+        LoggedBody {
+            inner,
+            entry: Some(entry),
+            started,
+            log,
+        }
+    }
+}
+
+impl Body for LoggedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let (Some(data), Some(e)) = (frame.data_ref(), self.entry.as_mut())
+        {
+            e.bytes_sent += data.len() as u64;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        if let Some(mut e) = self.entry.take() {
+            e.request_time = self.started.elapsed().as_secs_f64();
+            self.log.log(e);
+        }
+    }
+}

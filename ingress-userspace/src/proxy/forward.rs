@@ -1,0 +1,468 @@
+//! One request from routing to response: redirect or answer locally, or pick an endpoint and
+//! stream the request there and the response back (bodies are never buffered whole),
+//! retrying other endpoints when that is safe, tunnelling Upgrades, and recording metrics
+//! and the access log.
+
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http::{
+    HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
+    header::{CONTENT_TYPE, HOST, LOCATION, SET_COOKIE, USER_AGENT},
+};
+use http_body_util::{BodyExt, Empty, Full, Limited};
+use hyper::body::{Body, Incoming};
+use hyper_util::rt::TokioIo;
+use tracing::debug;
+
+use super::{
+    Runtime, Shared,
+    access_log::{Entry, LoggedBody, now_epoch},
+    headers::{ClientSide, add_forwarding, is_upgrade, strip_hop_by_hop},
+    metrics::{RequestLabels, RouteLabels, UpstreamLabels},
+    router::{CompiledAction, Lookup, RequestView},
+    upstream::{BoxError, PickInput, ProxyBody, UpstreamRuntime, pool::scheme_and_version},
+};
+use crate::model::RoutePolicy;
+
+/// Header naming why the proxy answered a request itself.
+pub const REASON_HEADER: &str = "x-xdp-ingress-reason";
+
+/// The client connection a request arrived on.
+#[derive(Debug)]
+pub struct ConnInfo {
+    pub client: SocketAddr,
+    pub local: SocketAddr,
+    pub tls: bool,
+}
+
+/// What a request turned into, for metrics and the access log.
+#[derive(Default)]
+struct Outcome {
+    ingress: Option<Arc<String>>,
+    host: Option<Arc<String>>,
+    path: Option<Arc<String>>,
+    service: Option<String>,
+    upstream_addr: Option<SocketAddr>,
+    upstream_status: Option<u16>,
+    upstream_time: Option<Duration>,
+    reason: Option<String>,
+    request_id: Option<HeaderValue>,
+}
+
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let started = Instant::now();
+    let rt = shared.runtime.load_full();
+    let host = request_host(&req);
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    let version = req.version();
+    let user_agent = req.headers().get(USER_AGENT).cloned();
+    let mut out = Outcome::default();
+    let resp = route(&shared, &rt, &conn, req, &host, &mut out).await;
+    Ok(finish(
+        &shared, &conn, started, resp, out, &host, &method, &uri, version, user_agent,
+    ))
+}
+
+async fn route(
+    shared: &Arc<Shared>,
+    rt: &Runtime,
+    conn: &Arc<ConnInfo>,
+    req: Request<Incoming>,
+    host: &str,
+    out: &mut Outcome,
+) -> Response<ProxyBody> {
+    let view = RequestView {
+        host,
+        path: req.uri().path(),
+        query: req.uri().query(),
+        method: req.method().as_str(),
+        headers: req.headers(),
+    };
+    match rt.routes.lookup(&view) {
+        Lookup::Route { host: vh, route } => {
+            out.ingress = Some(Arc::clone(&route.ingress));
+            out.host = Some(Arc::clone(&vh.label));
+            out.path = Some(Arc::clone(&route.path_label));
+            if !conn.tls && vh.tls && route.policy.ssl_redirect != Some(false) {
+                out.reason = Some("ssl-redirect".into());
+                return redirect(shared, host, req.uri());
+            }
+            match &route.action {
+                CompiledAction::Respond { status, reason } => {
+                    out.reason = Some(reason.clone());
+                    let status =
+                        StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                    local(status, reason)
+                }
+                CompiledAction::Forward(ups) => match choose_weighted(ups) {
+                    Some(up) => forward(shared, conn, req, up, &route.policy, host, out).await,
+                    None => {
+                        out.reason = Some("route has no backend".into());
+                        local(StatusCode::SERVICE_UNAVAILABLE, "route has no backend")
+                    }
+                },
+            }
+        }
+        Lookup::Default {
+            host: vh,
+            backend,
+            why,
+        } => {
+            out.host = vh.map(|h| Arc::clone(&h.label));
+            out.reason = Some(format!("default backend ({why:?})"));
+            let policy = RoutePolicy::default();
+            forward(shared, conn, req, backend, &policy, host, out).await
+        }
+        Lookup::NotFound { host: vh, why } => {
+            out.host = vh.map(|h| Arc::clone(&h.label));
+            let reason = match why {
+                super::router::Miss::NoHost => "no host matched",
+                super::router::Miss::NoPath => "no path matched",
+            };
+            out.reason = Some(reason.into());
+            local(StatusCode::NOT_FOUND, reason)
+        }
+    }
+}
+
+fn choose_weighted(ups: &[(Arc<UpstreamRuntime>, u32)]) -> Option<&Arc<UpstreamRuntime>> {
+    if ups.len() <= 1 {
+        return ups.first().map(|(u, _)| u);
+    }
+    let total: u64 = ups.iter().map(|(_, w)| u64::from(*w)).sum();
+    if total == 0 {
+        return ups.first().map(|(u, _)| u);
+    }
+    let mut n = rand::random_range(0..total);
+    for (u, w) in ups {
+        if n < u64::from(*w) {
+            return Some(u);
+        }
+        n -= u64::from(*w);
+    }
+    ups.last().map(|(u, _)| u)
+}
+
+async fn forward(
+    shared: &Arc<Shared>,
+    conn: &Arc<ConnInfo>,
+    mut req: Request<Incoming>,
+    up: &Arc<UpstreamRuntime>,
+    policy: &RoutePolicy,
+    host: &str,
+    out: &mut Outcome,
+) -> Response<ProxyBody> {
+    out.service = Some(up.spec.id.clone());
+    let args = &shared.args;
+    let max_body = policy.max_body_bytes.unwrap_or(args.max_body_bytes);
+    if max_body > 0 && req.body().size_hint().lower() > max_body {
+        out.reason = Some("request body too large".into());
+        return local(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+    }
+    let upgrade = req.version() == Version::HTTP_11 && is_upgrade(req.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    strip_hop_by_hop(&mut parts.headers, upgrade);
+    let request_id = add_forwarding(
+        &mut parts.headers,
+        &ClientSide {
+            ip: conn.client.ip().to_canonical(),
+            proto: if conn.tls { "https" } else { "http" },
+            host: super::router::normalize_host(host).as_ref(),
+            port: conn.local.port(),
+        },
+    );
+    out.request_id = Some(request_id);
+    if let Ok(v) = HeaderValue::from_str(host) {
+        parts.headers.insert(HOST, v);
+    }
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    // Only a request without body can be sent again; it is rebuilt empty for each attempt.
+    let replayable = body.is_end_stream();
+    let mut body = Some(body);
+    let idempotent = matches!(
+        parts.method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    );
+    let (scheme, upstream_version) = scheme_and_version(up.spec.protocol);
+    let read_timeout = policy.timeouts.read.unwrap_or(args.proxy_read_timeout);
+    let client_ip = conn.client.ip().to_canonical();
+    let upstream_label = UpstreamLabels {
+        upstream: Arc::clone(&up.label),
+    };
+    let mut tried = Vec::new();
+    let mut failure = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no endpoint available".to_string(),
+    );
+    for _ in 0..=args.proxy_retries {
+        let Some(pick) = up.pick(&PickInput {
+            headers: &parts.headers,
+            client_ip,
+            tried: &tried,
+        }) else {
+            break;
+        };
+        tried.push(pick.slot);
+        let slot = &up.slots[pick.slot];
+        let addr = slot.stats.addr;
+        out.upstream_addr = Some(addr);
+        let Ok(uri) = format!("{scheme}://{addr}{path_and_query}").parse::<Uri>() else {
+            failure = (StatusCode::BAD_REQUEST, "invalid request target".into());
+            break;
+        };
+        let req_body: ProxyBody = if replayable {
+            Empty::new().map_err(|e| match e {}).boxed_unsync()
+        } else {
+            match body.take() {
+                Some(b) if max_body > 0 => Limited::new(b, max_body as usize).boxed_unsync(),
+                Some(b) => b.map_err(BoxError::from).boxed_unsync(),
+                None => break,
+            }
+        };
+        let mut upstream_req = Request::new(req_body);
+        *upstream_req.method_mut() = parts.method.clone();
+        *upstream_req.uri_mut() = uri;
+        *upstream_req.version_mut() = if upgrade {
+            Version::HTTP_11
+        } else {
+            upstream_version
+        };
+        *upstream_req.headers_mut() = parts.headers.clone();
+
+        let t0 = Instant::now();
+        slot.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        let protocol = if upgrade {
+            match up.spec.protocol {
+                crate::model::BackendProtocol::Https | crate::model::BackendProtocol::Grpcs => {
+                    crate::model::BackendProtocol::Https
+                }
+                _ => crate::model::BackendProtocol::Http,
+            }
+        } else {
+            up.spec.protocol
+        };
+        let sent =
+            tokio::time::timeout(read_timeout, shared.clients.send(protocol, upstream_req)).await;
+        slot.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let took = t0.elapsed();
+        let (retry_ok, status, reason) = match sent {
+            Ok(Ok(mut resp)) => {
+                slot.stats.record_success(took);
+                shared
+                    .metrics
+                    .upstream_duration
+                    .get_or_create(&upstream_label)
+                    .observe(took.as_secs_f64());
+                out.upstream_status = Some(resp.status().as_u16());
+                out.upstream_time = Some(took);
+                if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) =
+                    (client_upgrade, resp.status())
+                {
+                    let upstream = hyper::upgrade::on(&mut resp);
+                    tokio::spawn(tunnel(client, upstream));
+                    return upstream_response(resp, pick.set_cookie, true);
+                }
+                return upstream_response(resp, pick.set_cookie, false);
+            }
+            Ok(Err(e)) => {
+                let connect = e.is_connect();
+                debug!(endpoint = %addr, error = ?e, "upstream request failed");
+                (
+                    replayable && (connect || idempotent),
+                    StatusCode::BAD_GATEWAY,
+                    if connect {
+                        "upstream connect failed"
+                    } else {
+                        "upstream request failed"
+                    },
+                )
+            }
+            Err(_) => (
+                replayable && idempotent,
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream timed out",
+            ),
+        };
+        shared
+            .metrics
+            .upstream_failures
+            .get_or_create(&upstream_label)
+            .inc();
+        slot.stats
+            .record_failure(&up.health, super::upstream::health::now_ms());
+        failure = (status, reason.to_string());
+        if !retry_ok || upgrade {
+            break;
+        }
+    }
+    out.reason = Some(failure.1.clone());
+    local(failure.0, &failure.1)
+}
+
+fn upstream_response(
+    resp: Response<Incoming>,
+    set_cookie: Option<HeaderValue>,
+    upgraded: bool,
+) -> Response<ProxyBody> {
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers, upgraded);
+    if let Some(c) = set_cookie {
+        parts.headers.append(SET_COOKIE, c);
+    }
+    Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync())
+}
+
+/// Copies bytes both ways between an upgraded client and upstream connection until both
+/// sides close. Lives on its own task: later snapshots do not touch it.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (c, u) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(e) => {
+            debug!(error = %e, "upgrade failed");
+            return;
+        }
+    };
+    let mut c = TokioIo::new(c);
+    let mut u = TokioIo::new(u);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
+        debug!(error = %e, "upgraded connection ended");
+    }
+}
+
+fn redirect(shared: &Shared, host: &str, uri: &Uri) -> Response<ProxyBody> {
+    let name = super::router::normalize_host(host);
+    let port = shared
+        .args
+        .redirect_https_port
+        .unwrap_or(shared.args.https_port);
+    let authority = if port == 443 {
+        name.to_string()
+    } else if name.contains(':') {
+        format!("[{name}]:{port}")
+    } else {
+        format!("{name}:{port}")
+    };
+    let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let mut resp = local(StatusCode::PERMANENT_REDIRECT, "ssl-redirect");
+    if let Ok(v) = HeaderValue::from_str(&format!("https://{authority}{pq}")) {
+        resp.headers_mut().insert(LOCATION, v);
+    }
+    resp
+}
+
+/// A small answer from the proxy itself, with the reason in [`REASON_HEADER`].
+pub fn local(status: StatusCode, reason: &str) -> Response<ProxyBody> {
+    let body = format!(
+        "{} {}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    let mut resp = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|e| match e {})
+            .boxed_unsync(),
+    );
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Ok(v) = HeaderValue::from_str(reason) {
+        h.insert(REASON_HEADER, v);
+    }
+    resp
+}
+
+/// `Host` header, else the URI authority (HTTP/2 `:authority`).
+fn request_host<B>(req: &Request<B>) -> String {
+    req.headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.as_str().to_string()))
+        .unwrap_or_default()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    shared: &Shared,
+    conn: &ConnInfo,
+    started: Instant,
+    resp: Response<ProxyBody>,
+    out: Outcome,
+    host: &str,
+    method: &Method,
+    uri: &Uri,
+    version: Version,
+    user_agent: Option<HeaderValue>,
+) -> Response<ProxyBody> {
+    let m = &shared.metrics;
+    let dash = || Arc::clone(&shared.dash);
+    let ingress = out.ingress.clone().unwrap_or_else(dash);
+    let host_label = out.host.clone().unwrap_or_else(dash);
+    let path = out.path.clone().unwrap_or_else(dash);
+    let status = resp.status().as_u16();
+    m.requests
+        .get_or_create(&RequestLabels {
+            ingress: Arc::clone(&ingress),
+            host: Arc::clone(&host_label),
+            path: Arc::clone(&path),
+            status,
+        })
+        .inc();
+    m.request_duration
+        .get_or_create(&RouteLabels {
+            ingress,
+            host: host_label,
+            path,
+        })
+        .observe(started.elapsed().as_secs_f64());
+    let Some(log) = &shared.access_log else {
+        return resp;
+    };
+    let entry = Entry {
+        time: now_epoch(),
+        client: conn.client.ip().to_canonical().to_string(),
+        method: method.to_string(),
+        host: host.to_string(),
+        uri: uri
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+        protocol: format!("{version:?}"),
+        status,
+        bytes_sent: 0,
+        request_time: 0.0,
+        upstream_addr: out.upstream_addr,
+        upstream_status: out.upstream_status,
+        upstream_time: out.upstream_time.map(|d| d.as_secs_f64()),
+        ingress: out.ingress.map(|s| s.to_string()),
+        service: out.service,
+        request_id: out
+            .request_id
+            .and_then(|v| v.to_str().ok().map(str::to_string))
+            .unwrap_or_default(),
+        user_agent: user_agent.and_then(|v| v.to_str().ok().map(str::to_string)),
+        reason: out.reason,
+    };
+    let (parts, body) = resp.into_parts();
+    let body = LoggedBody::new(body, entry, started, Arc::clone(log));
+    Response::from_parts(parts, BodyExt::boxed_unsync(body))
+}

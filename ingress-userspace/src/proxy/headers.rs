@@ -1,0 +1,200 @@
+//! Request and response header rewriting: hop-by-hop removal (RFC 9110 §7.6.1) and the
+//! forwarding headers backends expect from ingress-nginx (`X-Forwarded-*`, `X-Real-IP`,
+//! `Forwarded`, `X-Request-ID`).
+
+use std::net::IpAddr;
+
+use http::{
+    HeaderMap, HeaderName, HeaderValue,
+    header::{CONNECTION, FORWARDED, TE, TRAILER, TRANSFER_ENCODING, UPGRADE},
+};
+
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Whether an HTTP/1.1 request asks to switch protocols (WebSocket and friends).
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(UPGRADE)
+        && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"))
+}
+
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Removes hop-by-hop headers. With `upgrade`, `Connection: upgrade` and `Upgrade` stay.
+/// `TE: trailers` stays (gRPC needs it end to end).
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    if headers.contains_key(CONNECTION) {
+        let named: Vec<HeaderName> = connection_tokens(headers)
+            .filter(|t| !(upgrade && t.eq_ignore_ascii_case("upgrade")))
+            .filter_map(|t| HeaderName::from_bytes(t.to_ascii_lowercase().as_bytes()).ok())
+            .collect();
+        for n in named {
+            headers.remove(n);
+        }
+        headers.remove(CONNECTION);
+    }
+    headers.remove(KEEP_ALIVE);
+    headers.remove(PROXY_CONNECTION);
+    headers.remove(TRANSFER_ENCODING);
+    headers.remove(TRAILER);
+    let te_trailers = headers
+        .get(TE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    if !te_trailers {
+        headers.remove(TE);
+    }
+    if upgrade {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(UPGRADE);
+    }
+}
+
+/// What the proxy knows about the client side of a request.
+pub struct ClientSide<'a> {
+    pub ip: IpAddr,
+    /// `http` or `https`.
+    pub proto: &'static str,
+    pub host: &'a str,
+    pub port: u16,
+}
+
+/// Sets the forwarding headers; returns the request id (kept when the client sent one).
+pub fn add_forwarding(headers: &mut HeaderMap, c: &ClientSide<'_>) -> HeaderValue {
+    let ip = c.ip.to_string();
+    let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
+        _ => ip.clone(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&ip) {
+        headers.insert(X_REAL_IP, v);
+    }
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(c.proto));
+    if let Ok(v) = HeaderValue::from_str(c.host) {
+        headers.insert(X_FORWARDED_HOST, v);
+    }
+    headers.insert(X_FORWARDED_PORT, HeaderValue::from(c.port));
+    let node = match c.ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(_) => format!("\"[{ip}]\""),
+    };
+    let host = if c
+        .host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b".-".contains(&b))
+    {
+        c.host.to_string()
+    } else {
+        format!("\"{}\"", c.host.replace(['"', '\\'], ""))
+    };
+    let fwd = format!("for={node};host={host};proto={}", c.proto);
+    let fwd = match headers.get(FORWARDED).and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {fwd}"),
+        None => fwd,
+    };
+    if let Ok(v) = HeaderValue::from_str(&fwd) {
+        headers.insert(FORWARDED, v);
+    }
+    match headers.get(X_REQUEST_ID) {
+        Some(v) if !v.is_empty() => v.clone(),
+        _ => {
+            let id = HeaderValue::from_str(&format!("{:032x}", rand::random::<u128>()))
+                .unwrap_or(HeaderValue::from_static("0"));
+            headers.insert(X_REQUEST_ID, id.clone());
+            id
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_removed_and_named_ones_too() {
+        let mut h = map(&[
+            ("connection", "keep-alive, x-secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("te", "gzip"),
+            ("upgrade", "websocket"),
+            ("x-kept", "yes"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1, "{h:?}");
+        let mut h = map(&[
+            ("te", "trailers"),
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+        ]);
+        assert!(is_upgrade(&h));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h["te"], "trailers");
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["connection"], "upgrade");
+    }
+
+    #[test]
+    fn forwarding_headers_appended_and_request_id_kept() {
+        let mut h = map(&[("x-forwarded-for", "203.0.113.9"), ("x-request-id", "abc")]);
+        let id = add_forwarding(
+            &mut h,
+            &ClientSide {
+                ip: "2001:db8::1".parse().unwrap(),
+                proto: "https",
+                host: "a.example.com",
+                port: 443,
+            },
+        );
+        assert_eq!(id, "abc");
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9, 2001:db8::1");
+        assert_eq!(h["x-real-ip"], "2001:db8::1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "a.example.com");
+        assert_eq!(h["x-forwarded-port"], "443");
+        assert_eq!(
+            h["forwarded"],
+            "for=\"[2001:db8::1]\";host=a.example.com;proto=https"
+        );
+        let mut h = HeaderMap::new();
+        let id = add_forwarding(
+            &mut h,
+            &ClientSide {
+                ip: "198.18.0.1".parse().unwrap(),
+                proto: "http",
+                host: "x",
+                port: 80,
+            },
+        );
+        assert_eq!(id.len(), 32);
+        assert_eq!(h["x-request-id"], id);
+    }
+}

@@ -1,0 +1,307 @@
+//! The L7 ingress proxy: TLS termination, host/path routing straight to endpoints, load
+//! balancing, passive health, limits, metrics — configured only by snapshots.
+//!
+//! [`Proxy::start`] binds the listeners and returns a [`ProxyHandle`]; the control plane calls
+//! [`ProxyHandle::apply`] with every new snapshot. A snapshot is compiled into a [`Runtime`]
+//! (route table, upstream state) and swapped in atomically: requests that already started
+//! finish on the runtime they loaded, new ones see the new one, and open connections —
+//! upgraded WebSockets included — are never touched. Nothing is ever reloaded.
+
+pub mod access_log;
+pub mod args;
+pub mod fixtures;
+pub mod forward;
+pub mod headers;
+pub mod limits;
+pub mod listener;
+pub mod metrics;
+pub mod router;
+pub mod tls;
+pub mod upstream;
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    sync::{Arc, Mutex, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use arc_swap::ArcSwap;
+use hyper_util::{rt::TokioExecutor, server::conn::auto::Builder};
+use tokio::{net::TcpListener, sync::watch};
+use tokio_rustls::TlsAcceptor;
+use tracing::{info, warn};
+
+pub use args::{AccessLogFormat, ProxyArgs};
+pub use forward::REASON_HEADER;
+
+use crate::model::Snapshot;
+use access_log::AccessLog;
+use metrics::Metrics;
+use router::RouteTable;
+use tls::CertStore;
+use upstream::{Clients, HealthPolicy, PoolOptions, UpstreamRuntime};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+}
+
+/// What one snapshot compiles into.
+pub struct Runtime {
+    pub version: u64,
+    pub routes: RouteTable<Arc<UpstreamRuntime>>,
+    /// By upstream id; counters carry over to the next runtime.
+    pub upstreams: HashMap<String, Arc<UpstreamRuntime>>,
+}
+
+impl Runtime {
+    fn empty() -> Self {
+        Runtime::build(&Snapshot::default(), None, HealthPolicy::default()).0
+    }
+
+    /// Compiles a snapshot, keeping per-endpoint state of `previous`.
+    pub fn build(
+        snapshot: &Snapshot,
+        previous: Option<&Runtime>,
+        health: HealthPolicy,
+    ) -> (Self, Vec<router::RouteError>) {
+        let mut upstreams: HashMap<String, Arc<UpstreamRuntime>> = HashMap::new();
+        let (routes, errors) = RouteTable::build(&snapshot.l7, |spec| {
+            Arc::clone(upstreams.entry(spec.id.clone()).or_insert_with(|| {
+                let prev = previous.and_then(|p| p.upstreams.get(&spec.id));
+                Arc::new(UpstreamRuntime::new(
+                    Arc::clone(spec),
+                    prev.map(|a| &**a),
+                    health,
+                ))
+            }))
+        });
+        (
+            Runtime {
+                version: snapshot.version,
+                routes,
+                upstreams,
+            },
+            errors,
+        )
+    }
+}
+
+/// State shared by every connection.
+pub(crate) struct Shared {
+    pub args: ProxyArgs,
+    pub runtime: ArcSwap<Runtime>,
+    pub clients: Clients,
+    pub builder: Builder<TokioExecutor>,
+    pub metrics: Arc<Metrics>,
+    pub access_log: Option<Arc<AccessLog>>,
+    pub certs: Arc<CertStore>,
+    /// Label for "none" in metrics.
+    pub dash: Arc<String>,
+}
+
+/// Entry point; see the module docs.
+pub struct Proxy;
+
+impl Proxy {
+    /// Binds the HTTP, HTTPS and (optional) metrics listeners and starts serving with an
+    /// empty configuration (everything 404) until the first [`ProxyHandle::apply`].
+    /// When `shutdown` resolves the proxy stops accepting and drains.
+    pub async fn start(
+        mut args: ProxyArgs,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<ProxyHandle, ProxyError> {
+        let http = bind(args.listen_address, args.http_port).await?;
+        let https = bind(args.listen_address, args.https_port).await?;
+        let addr = |l: &TcpListener, port| {
+            l.local_addr()
+                .unwrap_or(SocketAddr::new(args.listen_address, port))
+        };
+        let (http_addr, https_addr) = (addr(&http, args.http_port), addr(&https, args.https_port));
+        // Redirects name the port actually bound (matters when asked for port 0).
+        args.redirect_https_port.get_or_insert(https_addr.port());
+        let metrics = Arc::new(Metrics::new());
+        let metrics_addr = match args.metrics_addr {
+            Some(a) => {
+                let (l, bound) = metrics::bind_admin(a)
+                    .await
+                    .map_err(|source| ProxyError::Bind { addr: a, source })?;
+                tokio::spawn(metrics::serve_admin(l, Arc::clone(&metrics)));
+                Some(bound)
+            }
+            None => None,
+        };
+        let certs = Arc::new(CertStore::new(args.default_ssl_certificate.clone())?);
+        let tls = TlsAcceptor::from(Arc::new(certs.server_config()?));
+        let shared = Arc::new(Shared {
+            clients: Clients::new(PoolOptions {
+                connect_timeout: args.proxy_connect_timeout,
+                idle_timeout: args.upstream_keepalive_timeout,
+                max_idle_per_endpoint: args.upstream_keepalive,
+            }),
+            builder: limits::server_builder(&args),
+            runtime: ArcSwap::from_pointee(Runtime::empty()),
+            metrics,
+            access_log: AccessLog::start(args.access_log_format).map(Arc::new),
+            certs,
+            dash: Arc::new("-".into()),
+            args,
+        });
+        let (done_tx, done_rx) = watch::channel(false);
+        let loop_shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            listener::accept_loop(loop_shared, http, https, tls, shutdown).await;
+            let _ = done_tx.send(true);
+        });
+        tokio::spawn(probe_loop(Arc::clone(&shared), done_rx.clone()));
+        info!(%http_addr, %https_addr, ?metrics_addr, "proxy listening");
+        Ok(ProxyHandle {
+            inner: Arc::new(HandleInner {
+                shared,
+                http_addr,
+                https_addr,
+                metrics_addr,
+                apply_lock: Mutex::new(()),
+                done: done_rx,
+            }),
+        })
+    }
+}
+
+/// Binds `ip:port`; an unavailable `::` falls back to `0.0.0.0` (hosts without IPv6).
+async fn bind(ip: IpAddr, port: u16) -> Result<TcpListener, ProxyError> {
+    let addr = SocketAddr::new(ip, port);
+    match TcpListener::bind(addr).await {
+        Ok(l) => Ok(l),
+        Err(e) if ip.is_unspecified() && ip.is_ipv6() => {
+            warn!(error = %e, "IPv6 wildcard unavailable, listening on IPv4 only");
+            let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
+            TcpListener::bind(v4)
+                .await
+                .map_err(|source| ProxyError::Bind { addr: v4, source })
+        }
+        Err(source) => Err(ProxyError::Bind { addr, source }),
+    }
+}
+
+/// Lets ejected endpoints back early once a TCP connect to them succeeds.
+async fn probe_loop(shared: Arc<Shared>, mut done: watch::Receiver<bool>) {
+    let period = Duration::from_secs(1);
+    loop {
+        tokio::select! {
+            _ = done.changed() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+        let rt = shared.runtime.load_full();
+        let now = upstream::health::now_ms();
+        for up in rt.upstreams.values() {
+            for slot in &up.slots {
+                if !slot.stats.is_ejected(now) {
+                    continue;
+                }
+                let stats = Arc::clone(&slot.stats);
+                let timeout = shared.args.proxy_connect_timeout.min(period);
+                tokio::spawn(async move {
+                    let c =
+                        tokio::time::timeout(timeout, tokio::net::TcpStream::connect(stats.addr))
+                            .await;
+                    if matches!(c, Ok(Ok(_))) {
+                        stats.probe_succeeded();
+                    }
+                });
+            }
+        }
+    }
+}
+
+struct HandleInner {
+    shared: Arc<Shared>,
+    http_addr: SocketAddr,
+    https_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    apply_lock: Mutex<()>,
+    done: watch::Receiver<bool>,
+}
+
+/// Control of a running proxy; cheap to clone.
+#[derive(Clone)]
+pub struct ProxyHandle {
+    inner: Arc<HandleInner>,
+}
+
+impl ProxyHandle {
+    /// Makes `snapshot` live for every new request, at once. Parts that do not compile (a bad
+    /// regex, an unparseable certificate) are left out with a warning; the rest is served.
+    pub fn apply(&self, snapshot: Arc<Snapshot>) {
+        let _serial = self
+            .inner
+            .apply_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let started = Instant::now();
+        let shared = &self.inner.shared;
+        let previous = shared.runtime.load();
+        let health = HealthPolicy {
+            max_fails: shared.args.max_fails,
+            eject_for: shared.args.fail_timeout,
+        };
+        let (rt, errors) = Runtime::build(&snapshot, Some(&previous), health);
+        for e in errors {
+            warn!(error = %e, "route not served");
+        }
+        for e in shared.certs.update(&snapshot.l7) {
+            warn!(error = %e, "certificate not served");
+        }
+        shared.runtime.store(Arc::new(rt));
+        shared.metrics.ready.store(true, Ordering::Relaxed);
+        shared
+            .metrics
+            .record_reload(snapshot.version, started.elapsed());
+    }
+
+    /// Version of the snapshot being served (0 before the first apply).
+    pub fn version(&self) -> u64 {
+        self.inner.shared.runtime.load().version
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.inner.http_addr
+    }
+
+    pub fn https_addr(&self) -> SocketAddr {
+        self.inner.https_addr
+    }
+
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.inner.metrics_addr
+    }
+
+    /// True once shutdown began: the L4 path should stop sending new connections here.
+    pub fn is_draining(&self) -> bool {
+        self.inner.shared.metrics.draining.load(Ordering::Relaxed)
+    }
+
+    /// The Prometheus text `/metrics` serves.
+    pub fn metrics_text(&self) -> String {
+        self.inner.shared.metrics.encode()
+    }
+
+    /// Appends another component's exposition text (e.g. the XDP counters) to `/metrics`.
+    pub fn set_extra_metrics(&self, f: metrics::ExtraMetrics) {
+        self.inner.shared.metrics.extra.store(Some(Arc::new(f)));
+    }
+
+    /// Resolves when the proxy has drained after shutdown.
+    pub async fn finished(&self) {
+        let mut done = self.inner.done.clone();
+        let _ = done.wait_for(|d| *d).await;
+    }
+}

@@ -1,0 +1,614 @@
+//! Host → route lookup, compiled once per snapshot.
+//!
+//! Hosts are found by hash (exact name, then the `*.` wildcard of the name minus its first
+//! label, then the rules without a host), so lookup cost does not grow with the number of
+//! hosts. Within a host the routes are tried in snapshot order (most specific first); the
+//! first whose path, method, headers and query all match wins. A host that matches but has no
+//! matching path falls to the default backend (as ingress-nginx does), not to other hosts.
+//!
+//! The table is generic over what a route forwards to, so `explain` can run the very same
+//! matching over plain [`Upstream`]s while the proxy uses its runtime upstream state.
+
+use std::{borrow::Cow, collections::HashMap, sync::Arc};
+
+use http::HeaderMap;
+use regex::Regex;
+
+use crate::model::{
+    HeaderMatch, L7Config, PathMatch, Route, RouteAction, RouteMatch, RouteOrigin, RoutePolicy,
+    StringMatch, Upstream, VirtualHost,
+};
+
+/// The parts of a request that routing looks at.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestView<'a> {
+    /// Host header or `:authority`, possibly with a port and in any case.
+    pub host: &'a str,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub method: &'a str,
+    pub headers: &'a HeaderMap,
+}
+
+/// A compiled route table over upstream handles of type `U`.
+#[derive(Debug)]
+pub struct RouteTable<U> {
+    exact: HashMap<String, usize>,
+    wildcard: HashMap<String, usize>,
+    any_host: Option<usize>,
+    vhosts: Vec<CompiledHost<U>>,
+    default_backend: Option<U>,
+}
+
+#[derive(Debug)]
+pub struct CompiledHost<U> {
+    /// As written in the rule (`a.example.com`, `*.example.com`, empty for any host).
+    pub host: String,
+    /// The host for metrics (`*` for rules without a host).
+    pub label: Arc<String>,
+    pub tls: bool,
+    pub routes: Vec<CompiledRoute<U>>,
+}
+
+#[derive(Debug)]
+pub struct CompiledRoute<U> {
+    pub path: PathMatch,
+    matcher: Matcher,
+    pub action: CompiledAction<U>,
+    pub policy: Arc<RoutePolicy>,
+    pub origin: RouteOrigin,
+    /// `namespace/name` of the Ingress, for metrics and logs.
+    pub ingress: Arc<String>,
+    /// The path as written, for metrics and logs.
+    pub path_label: Arc<String>,
+}
+
+#[derive(Debug)]
+pub enum CompiledAction<U> {
+    Forward(Vec<(U, u32)>),
+    Respond { status: u16, reason: String },
+}
+
+#[derive(Debug)]
+struct Matcher {
+    path: PathMatcher,
+    method: Option<String>,
+    headers: Vec<(String, ValueMatcher)>,
+    query: Vec<(String, ValueMatcher)>,
+}
+
+#[derive(Debug)]
+enum PathMatcher {
+    Exact(String),
+    /// Stored without the trailing slash; empty means "/" (everything).
+    Prefix(String),
+    CharPrefix(String),
+    Regex(Regex),
+}
+
+#[derive(Debug)]
+enum ValueMatcher {
+    Exact(String),
+    Regex(Regex),
+}
+
+/// Why a request found no route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Miss {
+    /// No virtual host for this name and no rules without a host.
+    NoHost,
+    /// The host matched but none of its paths did.
+    NoPath,
+}
+
+/// The outcome of a lookup.
+#[derive(Debug)]
+pub enum Lookup<'a, U> {
+    Route {
+        host: &'a CompiledHost<U>,
+        route: &'a CompiledRoute<U>,
+    },
+    /// No route: the default backend takes it (`host` is the matched host, if any).
+    Default {
+        host: Option<&'a CompiledHost<U>>,
+        backend: &'a U,
+        why: Miss,
+    },
+    /// No route and no default backend: 404.
+    NotFound {
+        host: Option<&'a CompiledHost<U>>,
+        why: Miss,
+    },
+}
+
+/// A route that could not be compiled (bad regex); it is left out and everything else works.
+#[derive(Debug, thiserror::Error)]
+#[error("route {path:?} of {ingress} skipped: {error}")]
+pub struct RouteError {
+    pub ingress: String,
+    pub path: String,
+    pub error: regex::Error,
+}
+
+impl<U: Clone> RouteTable<U> {
+    /// Compiles the L7 part of a snapshot; `resolve` turns each upstream into a handle `U`.
+    pub fn build(
+        l7: &L7Config,
+        mut resolve: impl FnMut(&Arc<Upstream>) -> U,
+    ) -> (Self, Vec<RouteError>) {
+        let mut errors = Vec::new();
+        let mut vhosts = Vec::new();
+        let mut compile = |vh: &VirtualHost, errors: &mut Vec<RouteError>| -> usize {
+            let routes = vh
+                .routes
+                .iter()
+                .filter_map(|r| match compile_route(r, &mut resolve) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        errors.push(e);
+                        None
+                    }
+                })
+                .collect();
+            vhosts.push(CompiledHost {
+                host: vh.host.clone(),
+                label: Arc::new(if vh.host.is_empty() {
+                    "*".into()
+                } else {
+                    vh.host.clone()
+                }),
+                tls: vh.tls,
+                routes,
+            });
+            vhosts.len() - 1
+        };
+        let exact = l7
+            .hosts
+            .iter()
+            .map(|(h, vh)| (h.to_ascii_lowercase(), compile(vh, &mut errors)))
+            .collect();
+        let wildcard = l7
+            .wildcard_hosts
+            .iter()
+            .map(|(h, vh)| {
+                let suffix = h.strip_prefix("*.").unwrap_or(h).to_ascii_lowercase();
+                (suffix, compile(vh, &mut errors))
+            })
+            .collect();
+        let any_host = l7.any_host.as_ref().map(|vh| compile(vh, &mut errors));
+        let default_backend = l7.default_backend.as_ref().map(&mut resolve);
+        (
+            RouteTable {
+                exact,
+                wildcard,
+                any_host,
+                vhosts,
+                default_backend,
+            },
+            errors,
+        )
+    }
+}
+
+impl<U> RouteTable<U> {
+    /// The virtual host a request's host name selects, if any.
+    pub fn host(&self, host: &str) -> Option<&CompiledHost<U>> {
+        let name = normalize_host(host);
+        let idx = self
+            .exact
+            .get(name.as_ref())
+            .or_else(|| {
+                let (_, suffix) = name.split_once('.')?;
+                self.wildcard.get(suffix)
+            })
+            .or(self.any_host.as_ref())?;
+        self.vhosts.get(*idx)
+    }
+
+    pub fn lookup(&self, req: &RequestView<'_>) -> Lookup<'_, U> {
+        let host = self.host(req.host);
+        let why = match host {
+            None => Miss::NoHost,
+            Some(h) => match h.routes.iter().find(|r| r.matcher.matches(req)) {
+                Some(route) => return Lookup::Route { host: h, route },
+                None => Miss::NoPath,
+            },
+        };
+        match &self.default_backend {
+            Some(backend) => Lookup::Default { host, backend, why },
+            None => Lookup::NotFound { host, why },
+        }
+    }
+
+    pub fn default_backend(&self) -> Option<&U> {
+        self.default_backend.as_ref()
+    }
+
+    pub fn host_count(&self) -> usize {
+        self.vhosts.len()
+    }
+}
+
+/// Lower case, without port and trailing dot. Borrows when nothing changes (the common case).
+pub fn normalize_host(host: &str) -> Cow<'_, str> {
+    let without_port = if let Some(rest) = host.strip_prefix('[') {
+        // IPv6 literal: keep the brackets' content.
+        rest.split(']').next().unwrap_or(rest)
+    } else {
+        match host.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => host,
+        }
+    };
+    let trimmed = without_port.strip_suffix('.').unwrap_or(without_port);
+    if trimmed.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(trimmed.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(trimmed)
+    }
+}
+
+fn compile_route<U>(
+    route: &Route,
+    resolve: &mut impl FnMut(&Arc<Upstream>) -> U,
+) -> Result<CompiledRoute<U>, RouteError> {
+    let ingress = format!(
+        "{}/{}",
+        route.origin.object.namespace, route.origin.object.name
+    );
+    let path_label = match &route.matches.path {
+        PathMatch::Exact(p) | PathMatch::Prefix(p) | PathMatch::CharPrefix(p) => p.clone(),
+        PathMatch::Regex(r) => r.clone(),
+    };
+    let err = |error| RouteError {
+        ingress: ingress.clone(),
+        path: path_label.clone(),
+        error,
+    };
+    let matcher = compile_match(&route.matches).map_err(err)?;
+    let action = match &route.action {
+        RouteAction::Forward(ups) => CompiledAction::Forward(
+            ups.iter()
+                .map(|w| (resolve(&w.upstream), w.weight))
+                .collect(),
+        ),
+        RouteAction::Respond { status, reason } => CompiledAction::Respond {
+            status: *status,
+            reason: reason.clone(),
+        },
+    };
+    Ok(CompiledRoute {
+        path: route.matches.path.clone(),
+        matcher,
+        action,
+        policy: route.policy.clone(),
+        origin: route.origin.clone(),
+        ingress: Arc::new(ingress),
+        path_label: Arc::new(path_label),
+    })
+}
+
+fn compile_match(m: &RouteMatch) -> Result<Matcher, regex::Error> {
+    let path = match &m.path {
+        PathMatch::Exact(p) => PathMatcher::Exact(p.clone()),
+        PathMatch::Prefix(p) => PathMatcher::Prefix(p.trim_end_matches('/').to_string()),
+        PathMatch::CharPrefix(p) => PathMatcher::CharPrefix(p.clone()),
+        PathMatch::Regex(r) => PathMatcher::Regex(Regex::new(&format!("^(?:{r})"))?),
+    };
+    let values = |list: &[HeaderMatch], lower: bool| -> Result<Vec<_>, regex::Error> {
+        list.iter()
+            .map(|h| {
+                let name = if lower {
+                    h.name.to_ascii_lowercase()
+                } else {
+                    h.name.clone()
+                };
+                let v = match &h.value {
+                    StringMatch::Exact(s) => ValueMatcher::Exact(s.clone()),
+                    StringMatch::Regex(r) => {
+                        ValueMatcher::Regex(Regex::new(&format!("^(?:{r})$"))?)
+                    }
+                };
+                Ok((name, v))
+            })
+            .collect()
+    };
+    Ok(Matcher {
+        path,
+        method: m.method.as_ref().map(|s| s.to_ascii_uppercase()),
+        headers: values(&m.headers, true)?,
+        query: values(&m.query, false)?,
+    })
+}
+
+impl Matcher {
+    fn matches(&self, req: &RequestView<'_>) -> bool {
+        self.path.matches(req.path)
+            && self
+                .method
+                .as_ref()
+                .is_none_or(|m| m.eq_ignore_ascii_case(req.method))
+            && self.headers.iter().all(|(name, v)| {
+                req.headers
+                    .get_all(name.as_str())
+                    .iter()
+                    .any(|hv| hv.to_str().is_ok_and(|s| v.matches(s)))
+            })
+            && self.query.iter().all(|(name, v)| {
+                req.query.is_some_and(|q| {
+                    q.split('&').any(|kv| {
+                        let (k, val) = kv.split_once('=').unwrap_or((kv, ""));
+                        k == name && v.matches(val)
+                    })
+                })
+            })
+    }
+}
+
+impl PathMatcher {
+    fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatcher::Exact(p) => path == p,
+            PathMatcher::Prefix(p) => {
+                // Element-wise: `/foo` matches `/foo`, `/foo/` and `/foo/bar`, not `/foobar`.
+                path.starts_with(p.as_str())
+                    && matches!(path.as_bytes().get(p.len()), None | Some(b'/'))
+            }
+            PathMatcher::CharPrefix(p) => path.starts_with(p.as_str()),
+            PathMatcher::Regex(r) => r.is_match(path),
+        }
+    }
+}
+
+impl ValueMatcher {
+    fn matches(&self, v: &str) -> bool {
+        match self {
+            ValueMatcher::Exact(s) => s == v,
+            ValueMatcher::Regex(r) => r.is_match(v),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::fixtures::*;
+
+    fn view<'a>(host: &'a str, path: &'a str, headers: &'a HeaderMap) -> RequestView<'a> {
+        RequestView {
+            host,
+            path,
+            query: None,
+            method: "GET",
+            headers,
+        }
+    }
+
+    /// Which backend service name a request goes to ("404" or "default:<svc>" otherwise).
+    fn target(t: &RouteTable<Arc<Upstream>>, host: &str, path: &str) -> String {
+        let h = HeaderMap::new();
+        match t.lookup(&view(host, path, &h)) {
+            Lookup::Route { route, .. } => match &route.action {
+                CompiledAction::Forward(u) => u[0].0.service.name.clone(),
+                CompiledAction::Respond { status, .. } => status.to_string(),
+            },
+            Lookup::Default { backend, .. } => format!("default:{}", backend.service.name),
+            Lookup::NotFound { .. } => "404".into(),
+        }
+    }
+
+    fn table(l7: &L7Config) -> RouteTable<Arc<Upstream>> {
+        let (t, errs) = RouteTable::build(l7, Arc::clone);
+        assert!(errs.is_empty(), "{errs:?}");
+        t
+    }
+
+    /// The table of examples from the Kubernetes Ingress documentation.
+    #[test]
+    fn kubernetes_docs_path_examples() {
+        type Paths<'a> = &'a [(&'a str, &'a str)];
+        let cases: &[(Paths<'_>, &str, bool)] = &[
+            (&[("Prefix", "/")], "/any/path", true),
+            (&[("Exact", "/foo")], "/foo", true),
+            (&[("Exact", "/foo")], "/bar", false),
+            (&[("Exact", "/foo")], "/foo/", false),
+            (&[("Exact", "/foo/")], "/foo", false),
+            (&[("Prefix", "/foo")], "/foo", true),
+            (&[("Prefix", "/foo")], "/foo/", true),
+            (&[("Prefix", "/foo/")], "/foo", true),
+            (&[("Prefix", "/foo/")], "/foo/", true),
+            (&[("Prefix", "/aaa/bb")], "/aaa/bbb", false),
+            (&[("Prefix", "/aaa/bbb")], "/aaa/bbb", true),
+            (&[("Prefix", "/aaa/bbb/")], "/aaa/bbb", true),
+            (&[("Prefix", "/aaa/bbb")], "/aaa/bbb/", true),
+            (&[("Prefix", "/aaa/bbb")], "/aaa/bbb/ccc", true),
+            (&[("Prefix", "/aaa/bbb")], "/aaa/bbbxyz", false),
+            (&[("Prefix", "/"), ("Prefix", "/aaa")], "/aaa/ccc", true),
+            (&[("Prefix", "/aaa"), ("Prefix", "/")], "/ccc", true),
+            (&[("Prefix", "/aaa")], "/ccc", false),
+            (&[("Exact", "/foo"), ("Prefix", "/foo")], "/foo", true),
+            (&[("Prefix", "/foo"), ("Exact", "/foo")], "/foo", true),
+        ];
+        for (paths, req, want) in cases {
+            let routes = paths
+                .iter()
+                .enumerate()
+                .map(|(i, (kind, p))| route(path(kind, p), &format!("svc{i}")))
+                .collect();
+            let l7 = l7_with(vec![vhost("example.com", routes, false)], None);
+            let got = target(&table(&l7), "example.com", req) != "404";
+            assert_eq!(got, *want, "paths {paths:?} request {req}");
+        }
+    }
+
+    #[test]
+    fn longest_match_wins_and_exact_beats_prefix() {
+        // Snapshot order is most specific first; the router keeps it.
+        let l7 = l7_with(
+            vec![vhost(
+                "example.com",
+                vec![
+                    route(path("Exact", "/foo/bar"), "exact"),
+                    route(path("Prefix", "/foo/bar"), "long"),
+                    route(path("Prefix", "/foo"), "short"),
+                    route(path("Prefix", "/"), "root"),
+                ],
+                false,
+            )],
+            None,
+        );
+        let t = table(&l7);
+        assert_eq!(target(&t, "example.com", "/foo/bar"), "exact");
+        assert_eq!(target(&t, "example.com", "/foo/bar/x"), "long");
+        assert_eq!(target(&t, "example.com", "/foo/baz"), "short");
+        assert_eq!(target(&t, "example.com", "/foobar"), "root");
+    }
+
+    #[test]
+    fn hosts_exact_wildcard_any_and_default() {
+        let l7 = l7_with(
+            vec![
+                vhost(
+                    "foo.example.com",
+                    vec![route(path("Prefix", "/"), "foo")],
+                    false,
+                ),
+                vhost(
+                    "*.example.com",
+                    vec![route(path("Prefix", "/"), "wild")],
+                    false,
+                ),
+                vhost("", vec![route(path("Prefix", "/any"), "any")], false),
+            ],
+            Some(upstream("fallback")),
+        );
+        let t = table(&l7);
+        assert_eq!(target(&t, "foo.example.com", "/"), "foo");
+        assert_eq!(target(&t, "FOO.Example.com:8080", "/"), "foo");
+        assert_eq!(target(&t, "foo.example.com.", "/"), "foo");
+        assert_eq!(target(&t, "bar.example.com", "/x"), "wild");
+        // A wildcard covers exactly one label.
+        assert_eq!(target(&t, "a.b.example.com", "/any"), "any");
+        assert_eq!(target(&t, "example.com", "/any/thing"), "any");
+        assert_eq!(target(&t, "example.com", "/other"), "default:fallback");
+        assert_eq!(target(&t, "[2001:db8::1]:80", "/any"), "any");
+    }
+
+    #[test]
+    fn matched_host_without_path_goes_to_default_not_other_hosts() {
+        let l7 = l7_with(
+            vec![
+                vhost(
+                    "foo.example.com",
+                    vec![route(path("Exact", "/a"), "foo")],
+                    false,
+                ),
+                vhost("", vec![route(path("Prefix", "/"), "any")], false),
+            ],
+            None,
+        );
+        let t = table(&l7);
+        let h = HeaderMap::new();
+        match t.lookup(&view("foo.example.com", "/b", &h)) {
+            Lookup::NotFound { host, why } => {
+                assert_eq!(host.map(|h| h.host.as_str()), Some("foo.example.com"));
+                assert_eq!(why, Miss::NoPath);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn char_prefix_and_regex() {
+        let l7 = l7_with(
+            vec![vhost(
+                "example.com",
+                vec![
+                    route(path("Regex", "/api/v[0-9]+/"), "re"),
+                    route(path("ImplementationSpecific", "/img"), "chr"),
+                ],
+                false,
+            )],
+            None,
+        );
+        let t = table(&l7);
+        assert_eq!(target(&t, "example.com", "/api/v2/users"), "re");
+        assert_eq!(target(&t, "example.com", "/x/api/v2/"), "404");
+        assert_eq!(target(&t, "example.com", "/imgs/a.png"), "chr");
+    }
+
+    #[test]
+    fn header_method_and_query_matches() {
+        let mut r = route(path("Prefix", "/"), "canary");
+        r.matches.headers.push(HeaderMatch {
+            name: "X-Canary".into(),
+            value: StringMatch::Exact("always".into()),
+        });
+        r.matches.method = Some("post".into());
+        r.matches.query.push(HeaderMatch {
+            name: "v".into(),
+            value: StringMatch::Regex("[0-9]+".into()),
+        });
+        let l7 = l7_with(
+            vec![vhost(
+                "example.com",
+                vec![r, route(path("Prefix", "/"), "stable")],
+                false,
+            )],
+            None,
+        );
+        let t = table(&l7);
+        let mut h = HeaderMap::new();
+        h.insert("x-canary", "always".parse().unwrap());
+        let mut req = view("example.com", "/", &h);
+        req.method = "POST";
+        req.query = Some("a=b&v=12");
+        let name = |l: Lookup<'_, Arc<Upstream>>| match l {
+            Lookup::Route { route, .. } => match &route.action {
+                CompiledAction::Forward(u) => u[0].0.service.name.clone(),
+                _ => "respond".into(),
+            },
+            _ => "none".into(),
+        };
+        assert_eq!(name(t.lookup(&req)), "canary");
+        req.query = Some("v=x");
+        assert_eq!(name(t.lookup(&req)), "stable");
+        req.query = Some("v=1");
+        req.method = "GET";
+        assert_eq!(name(t.lookup(&req)), "stable");
+    }
+
+    #[test]
+    fn bad_regex_skips_only_that_route() {
+        let l7 = l7_with(
+            vec![vhost(
+                "example.com",
+                vec![
+                    route(path("Regex", "/(unclosed"), "bad"),
+                    route(path("Prefix", "/"), "good"),
+                ],
+                false,
+            )],
+            None,
+        );
+        let (t, errs) = RouteTable::build(&l7, Arc::clone);
+        assert_eq!(errs.len(), 1);
+        assert_eq!(target(&t, "example.com", "/(unclosed"), "good");
+    }
+
+    #[test]
+    fn many_hosts_lookup() {
+        let hosts = (0..10_000)
+            .map(|i| {
+                vhost(
+                    &format!("h{i}.example.com"),
+                    vec![route(path("Prefix", "/"), &format!("s{i}"))],
+                    false,
+                )
+            })
+            .collect();
+        let t = table(&l7_with(hosts, None));
+        assert_eq!(t.host_count(), 10_000);
+        assert_eq!(target(&t, "h9999.example.com", "/"), "s9999");
+    }
+}

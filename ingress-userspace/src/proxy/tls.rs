@@ -1,0 +1,256 @@
+//! TLS termination: the certificate is chosen by SNI — exact name, then the `*.` wildcard of
+//! the name minus its first label, then the default certificate (a configured Secret, else one
+//! generated at start). Certificates come from each snapshot and are swapped atomically, so
+//! rotation needs no restart; parsed keys are reused while their PEM is unchanged.
+
+use std::{collections::HashMap, sync::Arc};
+
+use arc_swap::ArcSwap;
+use rustls::{
+    ServerConfig,
+    crypto::ring::sign::any_supported_type,
+    pki_types::{CertificateDer, PrivateKeyDer},
+    server::{ClientHello, ResolvesServerCert},
+    sign::CertifiedKey,
+};
+
+use crate::model::{L7Config, ObjectRef, TlsCertificate};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("certificate of {secret}: {reason}")]
+    BadCertificate { secret: String, reason: String },
+    #[error("generating the default certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+type PemKey = (Arc<[u8]>, Arc<[u8]>);
+
+#[derive(Debug, Default)]
+struct CertTable {
+    exact: HashMap<String, Arc<CertifiedKey>>,
+    wildcard: HashMap<String, Arc<CertifiedKey>>,
+    default: Option<Arc<CertifiedKey>>,
+    /// Parsed keys by PEM, reused by the next snapshot.
+    parsed: HashMap<PemKey, Arc<CertifiedKey>>,
+}
+
+/// SNI resolver whose table is replaced per snapshot.
+#[derive(Debug)]
+pub struct CertStore {
+    table: ArcSwap<CertTable>,
+    generated: Arc<CertifiedKey>,
+    /// `namespace/name` of the configured default certificate Secret.
+    default_secret: Option<String>,
+}
+
+impl CertStore {
+    pub fn new(default_secret: Option<String>) -> Result<Self, TlsError> {
+        Ok(CertStore {
+            table: ArcSwap::from_pointee(CertTable::default()),
+            generated: Arc::new(generate_default()?),
+            default_secret,
+        })
+    }
+
+    /// Installs the certificates of a snapshot. A certificate that does not parse is left out
+    /// (its hosts get the default certificate) and reported.
+    pub fn update(&self, l7: &L7Config) -> Vec<TlsError> {
+        let old = self.table.load();
+        let mut errors = Vec::new();
+        let mut parsed = HashMap::new();
+        let mut get = |c: &Arc<TlsCertificate>| -> Option<Arc<CertifiedKey>> {
+            let key = (c.chain_pem.clone(), c.key_pem.clone());
+            if let Some(k) = parsed.get(&key).or_else(|| old.parsed.get(&key)) {
+                let k = Arc::clone(k);
+                parsed.insert(key, Arc::clone(&k));
+                return Some(k);
+            }
+            match parse(c) {
+                Ok(k) => {
+                    let k = Arc::new(k);
+                    parsed.insert(key, Arc::clone(&k));
+                    Some(k)
+                }
+                Err(e) => {
+                    errors.push(e);
+                    None
+                }
+            }
+        };
+        let mut table = CertTable::default();
+        for (name, cert) in &l7.certificates {
+            let Some(k) = get(cert) else { continue };
+            let name = name.to_ascii_lowercase();
+            match name.strip_prefix("*.") {
+                Some(suffix) => table.wildcard.insert(suffix.to_string(), k),
+                None => table.exact.insert(name, k),
+            };
+        }
+        let configured = l7.default_certificate.clone().or_else(|| {
+            let wanted = self.default_secret.as_deref()?;
+            l7.certificates
+                .values()
+                .find(|c| secret_name(&c.secret) == wanted)
+                .cloned()
+        });
+        table.default = configured.as_ref().and_then(&mut get);
+        table.parsed = parsed;
+        self.table.store(Arc::new(table));
+        errors
+    }
+
+    fn lookup(&self, sni: Option<&str>) -> Arc<CertifiedKey> {
+        let t = self.table.load();
+        if let Some(name) = sni {
+            let name = name.to_ascii_lowercase();
+            let found = t.exact.get(&name).or_else(|| {
+                let (_, suffix) = name.split_once('.')?;
+                t.wildcard.get(suffix)
+            });
+            if let Some(k) = found {
+                return Arc::clone(k);
+            }
+        }
+        t.default
+            .clone()
+            .unwrap_or_else(|| Arc::clone(&self.generated))
+    }
+
+    /// A rustls server configuration resolving through this store, ALPN h2 and http/1.1.
+    pub fn server_config(self: &Arc<Self>) -> Result<ServerConfig, TlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut cfg = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::clone(self) as Arc<dyn ResolvesServerCert>);
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(cfg)
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.lookup(hello.server_name()))
+    }
+}
+
+fn secret_name(r: &ObjectRef) -> String {
+    format!("{}/{}", r.namespace, r.name)
+}
+
+fn parse(c: &TlsCertificate) -> Result<CertifiedKey, TlsError> {
+    let bad = |reason: String| TlsError::BadCertificate {
+        secret: secret_name(&c.secret),
+        reason,
+    };
+    let chain: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &c.chain_pem[..])
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad(format!("tls.crt: {e}")))?;
+    if chain.is_empty() {
+        return Err(bad("tls.crt holds no certificate".into()));
+    }
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut &c.key_pem[..])
+        .map_err(|e| bad(format!("tls.key: {e}")))?
+        .ok_or_else(|| bad("tls.key holds no private key".into()))?;
+    let signer = any_supported_type(&key).map_err(|e| bad(format!("tls.key: {e}")))?;
+    let ck = CertifiedKey::new(chain, signer);
+    ck.keys_match()
+        .map_err(|e| bad(format!("key does not match certificate: {e}")))?;
+    Ok(ck)
+}
+
+/// A self-signed certificate like ingress-nginx's "Fake Certificate".
+fn generate_default() -> Result<CertifiedKey, TlsError> {
+    let cert = rcgen::generate_simple_self_signed(vec!["ingress.local".to_string()])?;
+    let der = cert.cert.der().clone();
+    let key = PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into());
+    let signer = any_supported_type(&key)?;
+    Ok(CertifiedKey::new(vec![der], signer))
+}
+
+/// A self-signed certificate and key in PEM for `names` (tests, demo).
+pub fn self_signed_pem(names: &[&str]) -> Result<(String, String), TlsError> {
+    let cert = rcgen::generate_simple_self_signed(
+        names.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+    )?;
+    Ok((cert.cert.pem(), cert.key_pair.serialize_pem()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::model::ObjectKind;
+
+    fn cert(name: &str, pem: &(String, String)) -> Arc<TlsCertificate> {
+        Arc::new(TlsCertificate {
+            secret: ObjectRef {
+                kind: ObjectKind::Secret,
+                namespace: "default".into(),
+                name: name.into(),
+            },
+            chain_pem: pem.0.as_bytes().into(),
+            key_pem: pem.1.as_bytes().into(),
+        })
+    }
+
+    fn first_der(k: &CertifiedKey) -> Vec<u8> {
+        k.cert[0].to_vec()
+    }
+
+    #[test]
+    fn sni_exact_wildcard_default_and_rotation() {
+        let store = Arc::new(CertStore::new(Some("default/fallback".into())).unwrap());
+        let a = self_signed_pem(&["a.example.com"]).unwrap();
+        let w = self_signed_pem(&["*.example.com"]).unwrap();
+        let d = self_signed_pem(&["fallback"]).unwrap();
+        let mut certificates = BTreeMap::new();
+        certificates.insert("a.example.com".to_string(), cert("a", &a));
+        certificates.insert("*.example.com".to_string(), cert("w", &w));
+        certificates.insert("fallback.test".to_string(), cert("fallback", &d));
+        certificates.insert(
+            "broken.test".to_string(),
+            Arc::new(TlsCertificate {
+                chain_pem: b"junk".as_slice().into(),
+                ..(*cert("broken", &a)).clone()
+            }),
+        );
+        let l7 = L7Config {
+            certificates,
+            ..L7Config::default()
+        };
+        let errors = store.update(&l7);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        let a_der = first_der(&store.lookup(Some("a.example.com")));
+        let w_der = first_der(&store.lookup(Some("b.example.com")));
+        let d_der = first_der(&store.lookup(Some("x.y.example.com")));
+        assert_ne!(a_der, w_der);
+        assert_ne!(w_der, d_der);
+        assert_eq!(first_der(&store.lookup(None)), d_der);
+        assert_eq!(first_der(&store.lookup(Some("A.EXAMPLE.COM"))), a_der);
+
+        // Rotation: a new PEM for a.example.com is served after the next update.
+        let a2 = self_signed_pem(&["a.example.com"]).unwrap();
+        let mut l7b = l7.clone();
+        l7b.certificates
+            .insert("a.example.com".to_string(), cert("a", &a2));
+        store.update(&l7b);
+        assert_ne!(first_der(&store.lookup(Some("a.example.com"))), a_der);
+        // Unchanged PEM reuses the parsed key.
+        assert!(Arc::ptr_eq(
+            &store.lookup(Some("b.example.com")),
+            &store.table.load().wildcard["example.com"]
+        ));
+
+        // No configured default: the generated one.
+        store.update(&L7Config::default());
+        assert!(Arc::ptr_eq(
+            &store.lookup(Some("a.example.com")),
+            &store.generated
+        ));
+    }
+}

@@ -1,0 +1,128 @@
+//! Passive health: an endpoint that fails `max_fails` times in a row is ejected for a while;
+//! when that while is over it gets traffic again as a probe, and one more failure ejects it
+//! at once (its failure count is only reset by a success). A background prober in
+//! [`super::pool`] also lets an ejected endpoint back early when a TCP connect succeeds.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        OnceLock,
+        atomic::{AtomicU32, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+/// When to eject and for how long.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HealthPolicy {
+    /// Consecutive failures that eject an endpoint; 0 disables ejection.
+    pub max_fails: u32,
+    pub eject_for: Duration,
+}
+
+impl Default for HealthPolicy {
+    fn default() -> Self {
+        HealthPolicy {
+            max_fails: 3,
+            eject_for: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Milliseconds on a process-wide monotonic clock (never 0, so 0 can mean "not ejected").
+pub fn now_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+}
+
+/// Live counters of one endpoint, kept across snapshots while the endpoint stays.
+#[derive(Debug)]
+pub struct EndpointStats {
+    pub addr: SocketAddr,
+    pub in_flight: AtomicU32,
+    /// Exponentially weighted response latency in microseconds (0: no sample yet).
+    pub ewma_us: AtomicU64,
+    pub consecutive_failures: AtomicU32,
+    pub ejected_until_ms: AtomicU64,
+}
+
+impl EndpointStats {
+    pub fn new(addr: SocketAddr) -> Self {
+        EndpointStats {
+            addr,
+            in_flight: AtomicU32::new(0),
+            ewma_us: AtomicU64::new(0),
+            consecutive_failures: AtomicU32::new(0),
+            ejected_until_ms: AtomicU64::new(0),
+        }
+    }
+
+    pub fn is_ejected(&self, now_ms: u64) -> bool {
+        self.ejected_until_ms.load(Ordering::Relaxed) > now_ms
+    }
+
+    /// Whether an ejection was ever recorded and not yet cleared by a success.
+    pub fn is_suspect(&self) -> bool {
+        self.ejected_until_ms.load(Ordering::Relaxed) != 0
+    }
+
+    pub fn record_success(&self, latency: Duration) {
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+        self.ejected_until_ms.store(0, Ordering::Relaxed);
+        let sample = latency.as_micros().min(u64::MAX as u128) as u64;
+        let old = self.ewma_us.load(Ordering::Relaxed);
+        // Weight 1/4 for the new sample: reacts within a few requests, smooths single outliers.
+        let new = if old == 0 {
+            sample
+        } else {
+            (old * 3 + sample) / 4
+        };
+        self.ewma_us.store(new.max(1), Ordering::Relaxed);
+    }
+
+    /// Counts a failure; returns true when this failure ejected the endpoint.
+    pub fn record_failure(&self, policy: &HealthPolicy, now_ms: u64) -> bool {
+        let n = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if policy.max_fails > 0 && n >= policy.max_fails {
+            let until = now_ms + policy.eject_for.as_millis() as u64;
+            self.ejected_until_ms.store(until, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+
+    /// The prober reached the endpoint: end the ejection, keep the failure count (the next
+    /// real failure ejects again until a request succeeds).
+    pub fn probe_succeeded(&self) {
+        if self.ejected_until_ms.load(Ordering::Relaxed) != 0 {
+            self.ejected_until_ms.store(1, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ejects_after_consecutive_failures_and_recovers() {
+        let p = HealthPolicy {
+            max_fails: 2,
+            eject_for: Duration::from_secs(5),
+        };
+        let s = EndpointStats::new("127.0.0.1:1".parse().unwrap());
+        assert!(!s.record_failure(&p, 1000));
+        s.record_success(Duration::from_millis(1));
+        assert!(!s.record_failure(&p, 1000));
+        assert!(s.record_failure(&p, 1000));
+        assert!(s.is_ejected(1001));
+        assert!(!s.is_ejected(6001));
+        // Probe time: one more failure ejects again right away.
+        assert!(s.record_failure(&p, 6001));
+        assert!(s.is_ejected(6002));
+        s.probe_succeeded();
+        assert!(!s.is_ejected(6002));
+        s.record_success(Duration::from_millis(1));
+        assert!(!s.is_suspect());
+    }
+}

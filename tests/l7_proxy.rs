@@ -1,0 +1,778 @@
+//! The L7 proxy end to end on loopback (no privileges needed): the proxy runs in-process on
+//! 127.0.0.1 with ephemeral ports, echo backends run on their own threads, and real clients
+//! (hyper HTTP/1.1 and HTTP/2, rustls, raw TCP) check what arrives on the wire.
+
+mod l7common;
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body_util::Full;
+use l7common::*;
+use testbed::http_backend::HttpBackend;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use xdp_ingress::{
+    model::{
+        BackendProtocol, CookieAffinity, L7Config, LoadBalancing, ObjectKind, ObjectRef,
+        RoutePolicy, Snapshot, TlsCertificate, Upstream,
+    },
+    proxy::{ProxyArgs, REASON_HEADER, fixtures::*, tls::self_signed_pem},
+};
+
+fn backend(name: &str) -> HttpBackend {
+    HttpBackend::start("127.0.0.1:0".parse().unwrap(), name).unwrap()
+}
+
+fn up(service: &str, backends: &[&HttpBackend]) -> Arc<Upstream> {
+    let addrs: Vec<SocketAddr> = backends.iter().map(|b| b.addr).collect();
+    upstream_at(service, &addrs)
+}
+
+fn with(u: Arc<Upstream>, f: impl FnOnce(&mut Upstream)) -> Arc<Upstream> {
+    let mut u = (*u).clone();
+    f(&mut u);
+    Arc::new(u)
+}
+
+/// A port on loopback nobody listens on.
+fn dead_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_by_host_and_path_with_default_backend_and_404() {
+    let (a, b, w, any, def) = (
+        backend("a"),
+        backend("b"),
+        backend("w"),
+        backend("any"),
+        backend("def"),
+    );
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let l7 = l7_with(
+        vec![
+            vhost(
+                "foo.example.com",
+                vec![
+                    route_to(path("Exact", "/exact"), up("b", &[&b])),
+                    route_to(path("Prefix", "/api"), up("b", &[&b])),
+                    route_to(path("Prefix", "/"), up("a", &[&a])),
+                ],
+                false,
+            ),
+            vhost(
+                "*.example.com",
+                vec![route_to(path("Prefix", "/"), up("w", &[&w]))],
+                false,
+            ),
+            vhost(
+                "",
+                vec![route_to(path("Prefix", "/any"), up("any", &[&any]))],
+                false,
+            ),
+        ],
+        None,
+    );
+    proxy.handle.apply(snapshot(1, l7.clone()));
+    let c = http1_client();
+    let p = proxy.http();
+    let cases = [
+        ("foo.example.com", "/", "a"),
+        ("foo.example.com", "/exact", "b"),
+        ("foo.example.com", "/exact/", "a"),
+        ("foo.example.com", "/api", "b"),
+        ("foo.example.com", "/api/v1", "b"),
+        ("foo.example.com", "/apiv1", "a"),
+        ("FOO.example.com:80", "/api", "b"),
+        ("bar.example.com", "/x", "w"),
+        ("x.bar.example.com", "/any/1", "any"),
+        ("other.test", "/any", "any"),
+    ];
+    for (host, path, pod) in cases {
+        let g = get(&c, p, host, path).await;
+        assert_eq!(g.status, StatusCode::OK, "{host}{path}");
+        assert_eq!(g.pod(), pod, "{host}{path}");
+        assert_eq!(g.json()["path"], path, "path passed unchanged");
+    }
+    let g = get(&c, p, "other.test", "/nothing").await;
+    assert_eq!(g.status, StatusCode::NOT_FOUND);
+    assert_eq!(g.header(REASON_HEADER), "no path matched");
+    assert!(g.body.len() < 100);
+
+    // With a default backend, unmatched requests go there.
+    let mut l7b = l7;
+    l7b.default_backend = Some(up("def", &[&def]));
+    proxy.handle.apply(snapshot(2, l7b));
+    assert_eq!(get(&c, p, "other.test", "/nothing").await.pod(), "def");
+    assert_eq!(get(&c, p, "foo.example.com", "/").await.pod(), "a");
+    assert_eq!(proxy.handle.version(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_headers_and_hop_by_hop() {
+    let a = backend("a");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    proxy.handle.apply(snapshot(
+        1,
+        l7_with(
+            vec![vhost(
+                "h.test",
+                vec![route_to(path("Prefix", "/"), up("a", &[&a]))],
+                false,
+            )],
+            None,
+        ),
+    ));
+    let c = http1_client();
+    let mut r = req(proxy.http(), "h.test", "/p?q=1");
+    let h = r.headers_mut();
+    h.insert("connection", "x-drop-me".parse().unwrap());
+    h.insert("x-drop-me", "secret".parse().unwrap());
+    h.insert("keep-alive", "timeout=5".parse().unwrap());
+    h.insert("x-forwarded-for", "203.0.113.7".parse().unwrap());
+    h.insert("x-custom", "kept".parse().unwrap());
+    let g = send(&c, r).await.unwrap();
+    let j = g.json();
+    let hd = &j["headers"];
+    assert_eq!(j["path"], "/p?q=1");
+    assert_eq!(hd["host"], "h.test");
+    assert_eq!(hd["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
+    assert_eq!(hd["x-real-ip"], "127.0.0.1");
+    assert_eq!(hd["x-forwarded-proto"], "http");
+    assert_eq!(hd["x-forwarded-host"], "h.test");
+    assert_eq!(hd["x-forwarded-port"], proxy.http().port().to_string());
+    assert_eq!(hd["forwarded"], "for=127.0.0.1;host=h.test;proto=http");
+    assert_eq!(hd["x-custom"], "kept");
+    assert_eq!(hd["x-request-id"].as_str().unwrap().len(), 32);
+    assert!(
+        hd.get("x-drop-me").is_none() && hd.get("keep-alive").is_none(),
+        "{hd}"
+    );
+
+    let mut r = req(proxy.http(), "h.test", "/");
+    r.headers_mut()
+        .insert("x-request-id", "given-id".parse().unwrap());
+    assert_eq!(
+        send(&c, r).await.unwrap().json()["headers"]["x-request-id"],
+        "given-id"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_prior_knowledge_and_h2c_upstream_and_grpc_trailers() {
+    let a = backend("a");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let h1 = up("h1", &[&a]);
+    let h2 = with(up("h2", &[&a]), |u| u.protocol = BackendProtocol::H2c);
+    let grpc = with(up("grpc", &[&a]), |u| u.protocol = BackendProtocol::Grpc);
+    proxy.handle.apply(snapshot(
+        1,
+        l7_with(
+            vec![vhost(
+                "g.test",
+                vec![
+                    route_to(path("Prefix", "/h2"), h2),
+                    route_to(path("Prefix", "/trailers"), grpc),
+                    route_to(path("Prefix", "/"), h1),
+                ],
+                false,
+            )],
+            None,
+        ),
+    ));
+    let c = h2c_client();
+    // Client speaks h2c with prior knowledge; the upstream gets HTTP/1.1 with a Host header.
+    let g = get(&c, proxy.http(), "g.test", "/plain").await;
+    assert_eq!(g.status, StatusCode::OK);
+    assert_eq!(g.json()["version"], "HTTP/1.1");
+    assert_eq!(g.json()["headers"]["host"], "g.test");
+    let g = get(&c, proxy.http(), "g.test", "/h2").await;
+    assert_eq!(g.json()["version"], "HTTP/2.0");
+
+    // gRPC: h2 both ways, TE: trailers passes, trailers come back.
+    let mut r = req(proxy.http(), "g.test", "/trailers");
+    *r.method_mut() = Method::POST;
+    r.headers_mut().insert("te", "trailers".parse().unwrap());
+    r.headers_mut()
+        .insert("content-type", "application/grpc".parse().unwrap());
+    *r.body_mut() = Full::new(Bytes::from_static(b"\0\0\0\0\x02hi"));
+    let g = send(&c, r).await.unwrap();
+    assert_eq!(g.status, StatusCode::OK);
+    assert_eq!(g.json()["headers"]["te"], "trailers");
+    assert_eq!(g.json()["body_len"], 7);
+    let t = g.trailers.expect("trailers forwarded");
+    assert_eq!(t["grpc-status"], "0");
+    assert_eq!(t["grpc-message"], "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_stream_both_ways_and_body_limit() {
+    let a = backend("a");
+    let mut args = TestProxy::quiet_args();
+    args.max_body_bytes = 64 << 20;
+    let proxy = TestProxy::start(args).await;
+    let small = Arc::new(RoutePolicy {
+        max_body_bytes: Some(1000),
+        ..RoutePolicy::default()
+    });
+    let mut limited = route_to(path("Prefix", "/small"), up("a", &[&a]));
+    limited.policy = small;
+    proxy.handle.apply(snapshot(
+        1,
+        l7_with(
+            vec![vhost(
+                "b.test",
+                vec![limited, route_to(path("Prefix", "/"), up("a", &[&a]))],
+                false,
+            )],
+            None,
+        ),
+    ));
+    let c = http1_client();
+    let mut r = req(proxy.http(), "b.test", "/upload");
+    *r.method_mut() = Method::POST;
+    *r.body_mut() = Full::new(Bytes::from(vec![b'y'; 20 << 20]));
+    let g = send(&c, r).await.unwrap();
+    assert_eq!(g.json()["body_len"], 20 << 20);
+    let g = get(&c, proxy.http(), "b.test", &format!("/bytes/{}", 30 << 20)).await;
+    assert_eq!(g.status, StatusCode::OK);
+    assert_eq!(g.body.len(), 30 << 20);
+
+    let mut r = req(proxy.http(), "b.test", "/small");
+    *r.method_mut() = Method::POST;
+    *r.body_mut() = Full::new(Bytes::from(vec![b'y'; 2000]));
+    let g = send(&c, r).await.unwrap();
+    assert_eq!(g.status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_stays_open_across_configuration_changes() {
+    let (a, b) = (backend("a"), backend("b"));
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let to = |be: &HttpBackend, v: u64| {
+        snapshot(
+            v,
+            l7_with(
+                vec![vhost(
+                    "ws.test",
+                    vec![route_to(path("Prefix", "/"), up(be.name.as_str(), &[be]))],
+                    false,
+                )],
+                None,
+            ),
+        )
+    };
+    proxy.handle.apply(to(&a, 1));
+    let (mut ws, pod) = websocket_open(proxy.http(), "ws.test").await;
+    assert_eq!(pod, "a");
+    ws_echo(&mut ws, b"before").await;
+    // Move the route to another backend, then remove it entirely, 100 times over.
+    for v in 0..100u64 {
+        proxy.handle.apply(if v.is_multiple_of(2) {
+            to(&b, v + 2)
+        } else {
+            snapshot(v + 2, L7Config::default())
+        });
+    }
+    proxy.handle.apply(to(&b, 200));
+    ws_echo(&mut ws, b"after 101 configuration changes").await;
+    // New connections follow the new configuration.
+    let (_ws2, pod2) = websocket_open(proxy.http(), "ws.test").await;
+    assert_eq!(pod2, "b");
+    ws_echo(&mut ws, b"still here").await;
+}
+
+fn tls_cert(secret: &str, pem: &(String, String)) -> Arc<TlsCertificate> {
+    Arc::new(TlsCertificate {
+        secret: ObjectRef {
+            kind: ObjectKind::Secret,
+            namespace: "default".into(),
+            name: secret.into(),
+        },
+        chain_pem: pem.0.as_bytes().into(),
+        key_pem: pem.1.as_bytes().into(),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_by_sni_wildcard_default_rotation_and_redirect() {
+    let a = backend("a");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let exact = self_signed_pem(&["secure.test"]).unwrap();
+    let wild = self_signed_pem(&["*.wild.test"]).unwrap();
+    let mut l7 = l7_with(
+        vec![
+            vhost(
+                "secure.test",
+                vec![route_to(path("Prefix", "/"), up("a", &[&a]))],
+                true,
+            ),
+            vhost(
+                "open.test",
+                vec![route_to(path("Prefix", "/"), up("a", &[&a]))],
+                false,
+            ),
+        ],
+        None,
+    );
+    l7.certificates
+        .insert("secure.test".into(), tls_cert("exact", &exact));
+    l7.certificates
+        .insert("*.wild.test".into(), tls_cert("wild", &wild));
+    proxy.handle.apply(snapshot(1, l7.clone()));
+
+    let (s, der) = tls_connect(proxy.https(), "secure.test", &[b"http/1.1"]).await;
+    assert_eq!(der, pem_der(&exact.0));
+    let g = request_over(s, false, req(proxy.https(), "secure.test", "/x")).await;
+    assert_eq!(g.pod(), "a");
+    assert_eq!(g.json()["headers"]["x-forwarded-proto"], "https");
+
+    let (_, der) = tls_connect(proxy.https(), "a.wild.test", &[]).await;
+    assert_eq!(der, pem_der(&wild.0));
+    // A wildcard covers one label only: default (generated) certificate otherwise.
+    let (_, der_default) = tls_connect(proxy.https(), "a.b.wild.test", &[]).await;
+    assert_ne!(der_default, pem_der(&wild.0));
+    assert_ne!(der_default, pem_der(&exact.0));
+    let (_, der_unknown) = tls_connect(proxy.https(), "unknown.test", &[]).await;
+    assert_eq!(der_default, der_unknown);
+
+    // HTTP/2 over TLS via ALPN.
+    let (s, _) = tls_connect(proxy.https(), "secure.test", &[b"h2"]).await;
+    assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let g = request_over(s, true, req(proxy.https(), "secure.test", "/h2")).await;
+    assert_eq!(g.status, StatusCode::OK);
+    assert_eq!(g.pod(), "a");
+
+    // Plain HTTP to a TLS host: 308 to https, path and query kept; other hosts not redirected.
+    let c = http1_client();
+    let g = get(&c, proxy.http(), "secure.test", "/a/b?c=d").await;
+    assert_eq!(g.status, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(
+        g.header("location"),
+        format!("https://secure.test:{}/a/b?c=d", proxy.https().port())
+    );
+    assert_eq!(
+        get(&c, proxy.http(), "open.test", "/").await.status,
+        StatusCode::OK
+    );
+
+    // Rotation without restart.
+    let rotated = self_signed_pem(&["secure.test"]).unwrap();
+    l7.certificates
+        .insert("secure.test".into(), tls_cert("exact", &rotated));
+    proxy.handle.apply(snapshot(2, l7));
+    let (_, der) = tls_connect(proxy.https(), "secure.test", &[]).await;
+    assert_eq!(der, pem_der(&rotated.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_default_certificate() {
+    let proxy = TestProxy::start(ProxyArgs {
+        default_ssl_certificate: Some("default/fallback".into()),
+        ..TestProxy::quiet_args()
+    })
+    .await;
+    let fallback = self_signed_pem(&["fallback.test"]).unwrap();
+    let mut l7 = L7Config::default();
+    l7.certificates
+        .insert("fallback.test".into(), tls_cert("fallback", &fallback));
+    proxy.handle.apply(snapshot(1, l7));
+    let (_, der) = tls_connect(proxy.https(), "nothing.test", &[]).await;
+    assert_eq!(der, pem_der(&fallback.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookie_affinity_and_hash_stickiness() {
+    let bs: Vec<HttpBackend> = (0..3).map(|i| backend(&format!("p{i}"))).collect();
+    let refs: Vec<&HttpBackend> = bs.iter().collect();
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let sticky = with(up("sticky", &refs), |u| {
+        u.affinity = Some(CookieAffinity {
+            name: "INGRESSCOOKIE".into(),
+            max_age: Some(Duration::from_secs(172800)),
+            path: Some("/".into()),
+            same_site: Some("Lax".into()),
+            secure: false,
+        })
+    });
+    let hashed = with(up("hashed", &refs), |u| {
+        u.load_balancing = LoadBalancing::Hash(xdp_ingress::model::HashOn::Header("x-user".into()))
+    });
+    let l7 = |sticky: Arc<Upstream>| {
+        l7_with(
+            vec![vhost(
+                "s.test",
+                vec![
+                    route_to(path("Prefix", "/hash"), hashed.clone()),
+                    route_to(path("Prefix", "/"), sticky),
+                ],
+                false,
+            )],
+            None,
+        )
+    };
+    proxy.handle.apply(snapshot(1, l7(sticky.clone())));
+    let c = http1_client();
+    let first = get(&c, proxy.http(), "s.test", "/").await;
+    let set = first.header("set-cookie");
+    assert!(
+        set.starts_with("INGRESSCOOKIE=")
+            && set.contains("Max-Age=172800")
+            && set.contains("SameSite=Lax"),
+        "{set}"
+    );
+    let cookie = set.split(';').next().unwrap().to_string();
+    let pod = first.pod();
+    let with_cookie = || {
+        let mut r = req(proxy.http(), "s.test", "/");
+        r.headers_mut().insert("cookie", cookie.parse().unwrap());
+        r
+    };
+    for _ in 0..10 {
+        let g = send(&c, with_cookie()).await.unwrap();
+        assert_eq!(g.pod(), pod);
+        assert!(g.header("set-cookie").is_empty());
+    }
+    // Endpoint changes (another pod removed, order changed): the cookie keeps its pod.
+    let removed = bs.iter().find(|b| b.name != pod).unwrap().name.clone();
+    let keep: Vec<&HttpBackend> = bs.iter().rev().filter(|b| b.name != removed).collect();
+    proxy.handle.apply(snapshot(
+        2,
+        l7(with(sticky, |u| {
+            u.endpoints = up("sticky", &keep).endpoints.clone()
+        })),
+    ));
+    for _ in 0..10 {
+        assert_eq!(send(&c, with_cookie()).await.unwrap().pod(), pod);
+    }
+    // Without a cookie, requests spread over pods.
+    let pods: HashSet<String> =
+        futures::future::join_all((0..6).map(|_| get(&c, proxy.http(), "s.test", "/")))
+            .await
+            .iter()
+            .map(|g| g.pod())
+            .collect();
+    assert!(pods.len() >= 2, "{pods:?}");
+
+    // Consistent hash on a header: same user, same pod.
+    let mut by_user = BTreeMap::new();
+    for round in 0..3 {
+        for user in 0..10 {
+            let mut r = req(proxy.http(), "s.test", "/hash");
+            r.headers_mut()
+                .insert("x-user", user.to_string().parse().unwrap());
+            let pod = send(&c, r).await.unwrap().pod();
+            if round == 0 {
+                by_user.insert(user, pod);
+            } else {
+                assert_eq!(by_user[&user], pod);
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_endpoint_is_ejected_without_failed_idempotent_requests() {
+    let (a, b) = (backend("a"), backend("b"));
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let mut u = (*up("svc", &[&a, &b])).clone();
+    let dead = upstream_at("svc", &[dead_addr()]).endpoints[0].clone();
+    u.endpoints.insert(1, dead);
+    proxy.handle.apply(snapshot(
+        1,
+        l7_with(
+            vec![vhost(
+                "d.test",
+                vec![route_to(path("Prefix", "/"), Arc::new(u))],
+                false,
+            )],
+            None,
+        ),
+    ));
+    let c = http1_client();
+    let mut pods = HashSet::new();
+    for _ in 0..60 {
+        let g = get(&c, proxy.http(), "d.test", "/").await;
+        assert_eq!(g.status, StatusCode::OK);
+        pods.insert(g.pod());
+    }
+    assert_eq!(pods, HashSet::from(["a".to_string(), "b".to_string()]));
+    let m = proxy.handle.metrics_text();
+    let failures: u64 = m
+        .lines()
+        .filter(|l| l.starts_with("xdp_ingress_upstream_failures_total"))
+        .filter_map(|l| l.rsplit(" ").next()?.parse::<u64>().ok())
+        .sum();
+    // Ejected after 3 consecutive failures: far fewer than the 20 a round robin would hit.
+    assert!((1..=5).contains(&failures), "failures {failures}\n{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_errors_answer_502_503_504_with_reason() {
+    let a = backend("a");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let slow = Arc::new(RoutePolicy {
+        timeouts: xdp_ingress::model::Timeouts {
+            read: Some(Duration::from_millis(300)),
+            ..Default::default()
+        },
+        ..RoutePolicy::default()
+    });
+    let mut timed = route_to(path("Prefix", "/delay"), up("a", &[&a]));
+    timed.policy = slow;
+    let mut respond = route_to(path("Prefix", "/missing"), up("x", &[]));
+    respond.action = xdp_ingress::model::RouteAction::Respond {
+        status: 503,
+        reason: "service default/missing not found".into(),
+    };
+    proxy.handle.apply(snapshot(
+        1,
+        l7_with(
+            vec![vhost(
+                "e.test",
+                vec![
+                    timed,
+                    respond,
+                    route_to(path("Prefix", "/dead"), upstream_at("dead", &[dead_addr()])),
+                    route_to(path("Prefix", "/empty"), up("empty", &[])),
+                ],
+                false,
+            )],
+            None,
+        ),
+    ));
+    let c = http1_client();
+    let g = get(&c, proxy.http(), "e.test", "/delay/2000").await;
+    assert_eq!(g.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(g.header(REASON_HEADER), "upstream timed out");
+    assert_eq!(
+        get(&c, proxy.http(), "e.test", "/delay/10").await.status,
+        StatusCode::OK
+    );
+    let g = get(&c, proxy.http(), "e.test", "/dead").await;
+    assert_eq!(g.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(g.header(REASON_HEADER), "upstream connect failed");
+    let g = get(&c, proxy.http(), "e.test", "/empty").await;
+    assert_eq!(g.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(g.header(REASON_HEADER), "no endpoint available");
+    let g = get(&c, proxy.http(), "e.test", "/missing").await;
+    assert_eq!(g.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(g.header(REASON_HEADER), "service default/missing not found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_and_oversized_headers_are_cut_off() {
+    let a = backend("a");
+    let proxy = TestProxy::start(ProxyArgs {
+        client_header_timeout: Duration::from_millis(500),
+        max_header_bytes: 16 << 10,
+        ..TestProxy::quiet_args()
+    })
+    .await;
+    proxy.handle.apply(snapshot(
+        1,
+        l7_with(
+            vec![vhost(
+                "l.test",
+                vec![route_to(path("Prefix", "/"), up("a", &[&a]))],
+                false,
+            )],
+            None,
+        ),
+    ));
+    // Slowloris: headers never finish; the proxy closes the connection.
+    let mut s = tokio::net::TcpStream::connect(proxy.http()).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: l.test\r\nX-a: 1\r\n")
+        .await
+        .unwrap();
+    let mut drip = tokio::time::interval(Duration::from_millis(100));
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 256];
+        loop {
+            tokio::select! {
+                // Closed, reset, or an error response: the proxy gave up on this client.
+                _ = s.read(&mut buf) => return,
+                _ = drip.tick() => { let _ = s.write_all(b"X-b: 2\r\n").await; }
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "slow client still connected after 10 s");
+    assert_eq!(a.requests(), 0);
+
+    // Oversized headers: 431.
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: l.test\r\nX-Big: {}\r\n\r\n",
+        "z".repeat(40 << 10)
+    );
+    let out = raw(proxy.http(), big.as_bytes(), Duration::from_secs(5)).await;
+    assert!(out.starts_with("HTTP/1.1 431"), "{out}");
+    // Normal requests still work.
+    let out = raw(
+        proxy.http(),
+        b"GET / HTTP/1.1\r\nHost: l.test\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousand_configuration_changes_under_load_fail_no_request() {
+    let (a, b) = (backend("a"), backend("b"));
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let snap = |v: u64| -> Arc<Snapshot> {
+        // Alternate backends, paths and extra hosts so every snapshot really differs.
+        let target = if v.is_multiple_of(2) {
+            up("a", &[&a])
+        } else {
+            up("b", &[&b, &a])
+        };
+        let mut hosts = vec![vhost(
+            "load.test",
+            vec![
+                route_to(path("Prefix", &format!("/v{v}")), up("a", &[&a])),
+                route_to(path("Prefix", "/"), target),
+            ],
+            false,
+        )];
+        hosts.extend((0..(v % 7)).map(|i| {
+            vhost(
+                &format!("h{i}.test"),
+                vec![route(path("Prefix", "/"), "none")],
+                false,
+            )
+        }));
+        snapshot(v, l7_with(hosts, None))
+    };
+    proxy.handle.apply(snap(1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let addr = proxy.http();
+    let mut workers = Vec::new();
+    for w in 0..8 {
+        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        workers.push(tokio::spawn(async move {
+            let c = if w % 2 == 0 {
+                http1_client()
+            } else {
+                h2c_client()
+            };
+            let mut n = 0u64;
+            // Bounded: stops when told, and never more than 200k requests.
+            while !stop.load(Ordering::Relaxed) && n < 200_000 {
+                n += 1;
+                let mut r = req(addr, "load.test", "/x");
+                if n.is_multiple_of(3) {
+                    *r.method_mut() = Method::POST;
+                    *r.body_mut() = Full::new(Bytes::from_static(b"payload"));
+                }
+                match send(&c, r).await {
+                    Ok(g) if g.status == StatusCode::OK => ok.fetch_add(1, Ordering::Relaxed),
+                    other => {
+                        eprintln!("failed: {other:?}");
+                        failed.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for v in 2..=1001 {
+        proxy.handle.apply(snap(v));
+        // Spread the changes over about a second of load.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    eprintln!(
+        "requests ok {ok}, failed {failed}, version {}",
+        proxy.handle.version()
+    );
+    assert_eq!(failed, 0);
+    assert!(ok > 500, "load too small to mean anything: {ok}");
+    assert_eq!(proxy.handle.version(), 1001);
+    assert!(
+        proxy
+            .handle
+            .metrics_text()
+            .contains("xdp_ingress_config_reloads_total 1001")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_health_and_graceful_shutdown() {
+    let a = backend("a");
+    let mut proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let m = proxy.handle.metrics_addr().unwrap();
+    let c = http1_client();
+    let readyz = |c: Http1| async move { get(&c, m, "admin", "/readyz").await.status };
+    assert_eq!(
+        readyz(c.clone()).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not ready before a snapshot"
+    );
+    proxy.handle.apply(snapshot(
+        1,
+        l7_with(
+            vec![vhost(
+                "m.test",
+                vec![route_to(path("Prefix", "/"), up("a", &[&a]))],
+                false,
+            )],
+            None,
+        ),
+    ));
+    assert_eq!(readyz(c.clone()).await, StatusCode::OK);
+    assert_eq!(get(&c, m, "admin", "/healthz").await.status, StatusCode::OK);
+    assert_eq!(
+        get(&c, proxy.http(), "m.test", "/").await.status,
+        StatusCode::OK
+    );
+    let text = String::from_utf8_lossy(&get(&c, m, "admin", "/metrics").await.body).to_string();
+    for needle in [
+        "xdp_ingress_requests_total{ingress=\"default/ing\",host=\"m.test\",path=\"/\",status=\"200\"} 1",
+        "xdp_ingress_request_duration_seconds_bucket",
+        "xdp_ingress_upstream_response_seconds_bucket",
+        "xdp_ingress_active_connections",
+        "xdp_ingress_config_reloads_total 1",
+        "xdp_ingress_config_version 1",
+    ] {
+        assert!(text.contains(needle), "missing {needle}\n{text}");
+    }
+
+    // An in-flight request finishes after shutdown begins; new connections are refused.
+    let slow = tokio::spawn({
+        let c = http1_client();
+        let addr = proxy.http();
+        async move { get(&c, addr, "m.test", "/delay/700").await.status }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    proxy.shutdown();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(proxy.handle.is_draining());
+    assert_eq!(readyz(c.clone()).await, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        tokio::net::TcpStream::connect(proxy.http()).await.is_err(),
+        "still accepting"
+    );
+    assert_eq!(slow.await.unwrap(), StatusCode::OK);
+    tokio::time::timeout(Duration::from_secs(10), proxy.handle.finished())
+        .await
+        .expect("drained");
+}

@@ -1,0 +1,381 @@
+//! Helpers shared by the L7 tests: start the proxy in-process, build snapshots, and talk to
+//! it with real clients (hyper HTTP/1.1 and HTTP/2, rustls, raw TCP).
+#![allow(dead_code)]
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::{TokioExecutor, TokioIo},
+};
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    sync::oneshot,
+};
+use xdp_ingress::proxy::{AccessLogFormat, Proxy, ProxyArgs, ProxyHandle};
+
+pub struct TestProxy {
+    pub handle: ProxyHandle,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl TestProxy {
+    pub async fn start(mut args: ProxyArgs) -> TestProxy {
+        args.listen_address = "127.0.0.1".parse().unwrap();
+        if args.http_port == 80 {
+            args.http_port = 0;
+        }
+        if args.https_port == 443 {
+            args.https_port = 0;
+        }
+        args.metrics_addr
+            .get_or_insert("127.0.0.1:0".parse().unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = Proxy::start(args, async move {
+            let _ = rx.await;
+        })
+        .await
+        .expect("proxy starts");
+        TestProxy {
+            handle,
+            stop: Some(tx),
+        }
+    }
+
+    pub fn quiet_args() -> ProxyArgs {
+        ProxyArgs {
+            access_log_format: AccessLogFormat::Off,
+            ..ProxyArgs::default()
+        }
+    }
+
+    pub fn http(&self) -> SocketAddr {
+        self.handle.http_addr()
+    }
+
+    pub fn https(&self) -> SocketAddr {
+        self.handle.https_addr()
+    }
+
+    /// Begins shutdown (stop accepting, drain).
+    pub fn shutdown(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+impl Drop for TestProxy {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+pub type Http1 = Client<HttpConnector, Full<Bytes>>;
+
+pub fn http1_client() -> Http1 {
+    Client::builder(TokioExecutor::new()).build(HttpConnector::new())
+}
+
+pub fn h2c_client() -> Http1 {
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build(HttpConnector::new())
+}
+
+/// A response read whole.
+#[derive(Debug)]
+pub struct Got {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub trailers: Option<HeaderMap>,
+}
+
+impl Got {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+    pub fn pod(&self) -> String {
+        self.json()["pod"].as_str().unwrap_or_default().to_string()
+    }
+    pub fn header(&self, name: &str) -> String {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap_or_default().to_string())
+            .unwrap_or_default()
+    }
+}
+
+pub async fn send(client: &Http1, req: Request<Full<Bytes>>) -> anyhow::Result<Got> {
+    let resp = tokio::time::timeout(Duration::from_secs(20), client.request(req)).await??;
+    let (parts, body) = resp.into_parts();
+    let collected = body.collect().await?;
+    let trailers = collected.trailers().cloned();
+    Ok(Got {
+        status: parts.status,
+        headers: parts.headers,
+        body: collected.to_bytes(),
+        trailers,
+    })
+}
+
+pub fn req(addr: SocketAddr, host: &str, path: &str) -> Request<Full<Bytes>> {
+    Request::builder()
+        .uri(format!("http://{addr}{path}"))
+        .header("host", host)
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
+pub async fn get(client: &Http1, addr: SocketAddr, host: &str, path: &str) -> Got {
+    send(client, req(addr, host, path))
+        .await
+        .expect("request completes")
+}
+
+/// Sends raw bytes on a new connection and reads until close or `wait`.
+pub async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(wait, s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).to_string()
+}
+
+/// TLS connection with this SNI (and ALPN), accepting any certificate; returns the stream
+/// and the end-entity certificate the proxy presented.
+pub async fn tls_connect(
+    addr: SocketAddr,
+    sni: &str,
+    alpn: &[&[u8]],
+) -> (tokio_rustls::client::TlsStream<TcpStream>, Vec<u8>) {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Recorder(provider, Arc::clone(&seen))))
+        .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::try_from(sni.to_string()).unwrap(), tcp)
+        .await
+        .expect("TLS handshake");
+    let der = seen.lock().unwrap().clone();
+    (stream, der)
+}
+
+/// One HTTP request over an established (TLS) stream, HTTP/1.1 or HTTP/2 by `h2`.
+pub async fn request_over<S>(stream: S, h2: bool, req: Request<Full<Bytes>>) -> Got
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(stream);
+    let resp = if h2 {
+        let (mut s, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        s.send_request(req).await.unwrap()
+    } else {
+        let (mut s, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tokio::spawn(conn);
+        s.send_request(req).await.unwrap()
+    };
+    let (parts, body) = resp.into_parts();
+    let collected = body.collect().await.unwrap();
+    let trailers = collected.trailers().cloned();
+    Got {
+        status: parts.status,
+        headers: parts.headers,
+        body: collected.to_bytes(),
+        trailers,
+    }
+}
+
+#[derive(Debug)]
+struct Recorder(Arc<rustls::crypto::CryptoProvider>, Arc<Mutex<Vec<u8>>>);
+
+impl rustls::client::danger::ServerCertVerifier for Recorder {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        *self.1.lock().unwrap() = end_entity.to_vec();
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// DER of the first certificate in a PEM chain.
+pub fn pem_der(pem: &str) -> Vec<u8> {
+    let b64: String = pem
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
+}
+
+/// The proxy running inside a network namespace on its own runtime (2 workers, created in
+/// the namespace so every socket it opens lives there). Stopped and drained on drop.
+pub struct NsProxy {
+    pub handle: ProxyHandle,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NsProxy {
+    pub fn start(ns: &testbed::Netns, mut args: ProxyArgs) -> NsProxy {
+        args.drain_timeout = Duration::from_secs(2);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let thread = ns.spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let handle = Proxy::start(args, async move {
+                    let _ = stop_rx.await;
+                })
+                .await
+                .expect("proxy starts in netns");
+                tx.send(handle.clone()).expect("test waits");
+                handle.finished().await;
+            });
+        });
+        let handle = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("proxy started");
+        NsProxy {
+            handle,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for NsProxy {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Runs an async block on a fresh runtime on a thread inside `ns` and returns its result.
+pub fn in_ns<R, F>(ns: &testbed::Netns, f: impl FnOnce() -> F + Send + 'static) -> R
+where
+    R: Send + 'static,
+    F: std::future::Future<Output = R>,
+{
+    ns.spawn(move || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(f())
+    })
+    .join()
+    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+/// Opens a WebSocket through the proxy; returns the stream and the pod that answered.
+pub async fn websocket_open(addr: SocketAddr, host: &str) -> (tokio::net::TcpStream, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let key = "dGhlIHNhbXBsZSBub25jZQ==";
+    let hello = format!(
+        "GET /chat HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    s.write_all(hello.as_bytes()).await.unwrap();
+    // Read the 101 head and the pod line the backend sends first.
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            s.read(&mut byte).await.unwrap(),
+            1,
+            "{:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).to_string();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains(
+            &format!(
+                "sec-websocket-accept: {}",
+                testbed::http_backend::websocket_accept(key.as_bytes())
+            )
+            .to_ascii_lowercase()
+        ),
+        "{head}"
+    );
+    let mut pod = Vec::new();
+    loop {
+        s.read_exact(&mut byte).await.unwrap();
+        if byte[0] == b'\n' {
+            break;
+        }
+        pod.push(byte[0]);
+    }
+    (s, String::from_utf8(pod).unwrap())
+}
+
+/// Sends bytes on an open WebSocket and checks they come back.
+pub async fn ws_echo(s: &mut tokio::net::TcpStream, msg: &[u8]) {
+    s.write_all(msg).await.unwrap();
+    let mut got = vec![0u8; msg.len()];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, msg);
+}

@@ -1,0 +1,296 @@
+//! An echo HTTP backend for L7 tests: answers every request with JSON describing what it
+//! received (pod name, method, path, version, headers, body) over HTTP/1.1 or h2c.
+//!
+//! Special paths:
+//! - `/delay/<ms>`: answers after that many milliseconds.
+//! - `/status/<code>`: answers with that status.
+//! - `/bytes/<n>`: streams `n` bytes in 16 KiB chunks.
+//! - `/trailers`: gRPC-style answer with `grpc-status`/`grpc-message` trailers.
+//! - any request with `Upgrade: websocket` gets a real WebSocket handshake (101 with
+//!   `Sec-WebSocket-Accept`), after which the backend echoes raw bytes, prefixed once by
+//!   `<pod>\n` so the test knows which pod holds the connection.
+//!
+//! The server runs on its own thread and runtime (inside a network namespace when started
+//! with [`HttpBackend::start_in`]) and stops on drop.
+
+use std::{
+    collections::BTreeMap,
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use anyhow::Context;
+use base64::Engine;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    sync::oneshot,
+};
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// A running echo backend; stopped on drop.
+pub struct HttpBackend {
+    pub addr: SocketAddr,
+    pub name: String,
+    requests: Arc<AtomicU64>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl HttpBackend {
+    /// Starts on `addr` (port 0 picks one) in the current network namespace.
+    pub fn start(addr: SocketAddr, name: &str) -> anyhow::Result<HttpBackend> {
+        Self::start_with(addr, name, std::thread::spawn)
+    }
+
+    /// Starts on `addr` inside network namespace `ns`.
+    pub fn start_in(
+        ns: &crate::Netns,
+        addr: SocketAddr,
+        name: &str,
+    ) -> anyhow::Result<HttpBackend> {
+        Self::start_with(addr, name, |f| ns.spawn(f))
+    }
+
+    fn start_with(
+        addr: SocketAddr,
+        name: &str,
+        spawn: impl FnOnce(Box<dyn FnOnce() + Send + 'static>) -> JoinHandle<()>,
+    ) -> anyhow::Result<HttpBackend> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<SocketAddr>>();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let requests = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&requests);
+        let pod = name.to_string();
+        let thread = spawn(Box::new(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.into()));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let listener = match tokio::net::TcpListener::bind(addr).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = ready_tx
+                            .send(Err(anyhow::Error::from(e).context(format!("bind {addr}"))));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(listener.local_addr().map_err(Into::into));
+                let pod = Arc::new(pod);
+                let accept = async {
+                    loop {
+                        let Ok((stream, _)) = listener.accept().await else {
+                            continue;
+                        };
+                        let _ = stream.set_nodelay(true);
+                        let pod = Arc::clone(&pod);
+                        let counter = Arc::clone(&counter);
+                        tokio::spawn(async move {
+                            let svc = hyper::service::service_fn(move |req| {
+                                counter.fetch_add(1, Ordering::Relaxed);
+                                echo(Arc::clone(&pod), req)
+                            });
+                            let _ =
+                                hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                                    .await;
+                        });
+                    }
+                };
+                tokio::select! {
+                    _ = accept => {}
+                    _ = stop_rx => {}
+                }
+            });
+        }));
+        let addr = ready_rx
+            .recv_timeout(Duration::from_secs(10))
+            .context("backend thread did not start")??;
+        Ok(HttpBackend {
+            addr,
+            name: name.to_string(),
+            requests,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Requests served so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for HttpBackend {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).boxed()
+}
+
+async fn echo(pod: Arc<String>, mut req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path().to_string();
+    if req
+        .headers()
+        .get(http::header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+    {
+        return Ok(websocket(pod, &mut req));
+    }
+    if let Some(ms) = path
+        .strip_prefix("/delay/")
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if let Some(n) = path
+        .strip_prefix("/bytes/")
+        .and_then(|s| s.parse::<usize>().ok())
+    {
+        let chunks = (0..n.div_ceil(16384)).map(move |i| {
+            let len = (n - i * 16384).min(16384);
+            Ok::<_, Infallible>(Frame::data(Bytes::from(vec![b'x'; len])))
+        });
+        let body = StreamBody::new(futures::stream::iter(chunks)).boxed();
+        let mut resp = Response::new(body);
+        resp.headers_mut().insert(
+            "x-pod",
+            HeaderValue::from_str(&pod).unwrap_or(HeaderValue::from_static("?")),
+        );
+        return Ok(resp);
+    }
+    let status = path
+        .strip_prefix("/status/")
+        .and_then(|s| s.parse::<u16>().ok())
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::OK);
+    let method = req.method().to_string();
+    let uri = req.uri().to_string();
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    let version = format!("{:?}", req.version());
+    let headers = header_map(req.headers());
+    let body = match req.into_body().collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(_) => Bytes::new(),
+    };
+    let json = serde_json::json!({
+        "pod": *pod,
+        "method": method,
+        "uri": uri,
+        "path": path_and_query,
+        "version": version,
+        "headers": headers,
+        "body_len": body.len(),
+        "body": String::from_utf8_lossy(&body[..body.len().min(4096)]),
+    });
+    if path == "/trailers" {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static("0"));
+        trailers.insert("grpc-message", HeaderValue::from_static("ok"));
+        let frames = vec![
+            Ok::<_, Infallible>(Frame::data(Bytes::from(json.to_string()))),
+            Ok(Frame::trailers(trailers)),
+        ];
+        let mut resp = Response::new(StreamBody::new(futures::stream::iter(frames)).boxed());
+        resp.headers_mut()
+            .insert("content-type", HeaderValue::from_static("application/grpc"));
+        return Ok(resp);
+    }
+    let mut resp = Response::new(full(json.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        "x-pod",
+        HeaderValue::from_str(&pod).unwrap_or(HeaderValue::from_static("?")),
+    );
+    Ok(resp)
+}
+
+fn header_map(h: &HeaderMap) -> BTreeMap<String, String> {
+    let mut m: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in h {
+        let v = String::from_utf8_lossy(v.as_bytes()).to_string();
+        m.entry(k.to_string())
+            .and_modify(|e| {
+                e.push_str(", ");
+                e.push_str(&v);
+            })
+            .or_insert(v);
+    }
+    m
+}
+
+fn websocket(pod: Arc<String>, req: &mut Request<Incoming>) -> Response<Body> {
+    let key = req
+        .headers()
+        .get("sec-websocket-key")
+        .map(|k| k.as_bytes().to_vec())
+        .unwrap_or_default();
+    let upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrade.await else { return };
+        let mut io = TokioIo::new(upgraded);
+        if io.write_all(format!("{pod}\n").as_bytes()).await.is_err() {
+            return;
+        }
+        let mut buf = vec![0u8; 16384];
+        loop {
+            match io.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if io.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let mut resp = Response::new(full(Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert("upgrade", HeaderValue::from_static("websocket"));
+    h.insert("connection", HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&websocket_accept(&key)) {
+        h.insert("sec-websocket-accept", v);
+    }
+    resp
+}
+
+/// `Sec-WebSocket-Accept` for a key (RFC 6455 §4.2.2).
+pub fn websocket_accept(key: &[u8]) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    ctx.update(key);
+    ctx.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(ctx.finish().as_ref())
+}
