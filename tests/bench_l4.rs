@@ -14,7 +14,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
 use etherparse::PacketBuilder;
-use ingress_common::{PROG_XDP_INGRESS, l4::PROG_TC_REPLY, l4::PROG_XDP_PASS};
+use ingress_common::{PROG_XDP_INGRESS, PROG_XDP_PASS, l4::PROG_TC_REPLY};
 use testbed::{NODE_IFACE, Topology};
 use xdp_ingress::{
     dataplane::{L4Options, L4Sync},

@@ -95,6 +95,18 @@ impl Bed {
         let mut args = L4Args::with_pin_root(&self.pin);
         args.l4_keep_attached = keep_attached;
         let mut dp = L4Dataplane::open(&args, &self.object).expect("open dataplane");
+        self.topo.node.enter(|| {
+            dp.attach_xdp(NODE_IFACE, AttachMode::Auto)
+                .expect("attach xdp");
+            dp.attach_nic_egress(NODE_IFACE).expect("attach tc egress");
+        });
+        dp
+    }
+
+    /// Also reverse-NATs at the pod veths' ingress (the optional attach point): replies are
+    /// rewritten there and redirected, and the NIC egress program must leave them alone.
+    fn start_with_pod_ingress(&self) -> L4Dataplane {
+        let mut dp = self.start();
         let ifaces: Vec<String> = self
             .topo
             .pods
@@ -102,8 +114,6 @@ impl Bed {
             .map(|p| p.node_iface.clone())
             .collect();
         self.topo.node.enter(|| {
-            dp.attach_xdp(NODE_IFACE, AttachMode::Auto)
-                .expect("attach xdp");
             for i in &ifaces {
                 dp.attach_tc(i).expect("attach tc");
             }
@@ -309,7 +319,7 @@ fn client_ip_affinity_sends_a_clients_connections_to_one_pod() {
         return;
     }
     let bed = bed();
-    let mut dp = bed.start();
+    let mut dp = bed.start_with_pod_ingress();
     let svc = service(
         endpoints(&bed.pod_addrs(false)),
         Some(Duration::from_secs(10800)),
@@ -445,12 +455,6 @@ endpoints:
 
 impl Bed {
     fn daemon(&self, dir: &std::path::Path) -> testbed::process::KillOnDrop {
-        let ifaces: Vec<&str> = self
-            .topo
-            .pods
-            .iter()
-            .map(|p| p.node_iface.as_str())
-            .collect();
         testbed::process::KillOnDrop::spawn(
             self.topo
                 .node
@@ -466,8 +470,7 @@ impl Bed {
                 .arg("--manifests")
                 .arg(dir)
                 .arg("--bpf-pin-root")
-                .arg(&self.pin)
-                .args(["--l4-pod-ifaces", &ifaces.join(",")]),
+                .arg(&self.pin),
         )
         .expect("spawn xdp-ingress (cargo build -p ingress-userspace)")
     }

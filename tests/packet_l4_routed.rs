@@ -6,7 +6,10 @@ use std::net::{IpAddr, SocketAddr};
 
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
-use ingress_common::{PROG_XDP_INGRESS, l4::PROG_TC_REPLY};
+use ingress_common::{
+    PROG_XDP_INGRESS,
+    l4::{PROG_TC_NIC_EGRESS, PROG_TC_REPLY},
+};
 use testbed::{NODE_IFACE, Topology, xdp_run::XDP_TX};
 use xdp_ingress::{
     dataplane::{L4Options, L4Sync},
@@ -129,7 +132,11 @@ fn xdp_run(ebpf: &aya::Ebpf, frame: &[u8], ingress_ifindex: u32) -> (u32, Vec<u8
 }
 
 fn tc_run(ebpf: &aya::Ebpf, frame: &[u8], ifindex: u32) -> (u32, Vec<u8>) {
-    let prog: &SchedClassifier = ebpf.program(PROG_TC_REPLY).unwrap().try_into().unwrap();
+    tc_run_prog(ebpf, PROG_TC_REPLY, frame, ifindex)
+}
+
+fn tc_run_prog(ebpf: &aya::Ebpf, name: &str, frame: &[u8], ifindex: u32) -> (u32, Vec<u8>) {
+    let prog: &SchedClassifier = ebpf.program(name).unwrap().try_into().unwrap();
     // struct __sk_buff: ingress_ifindex at 36, ifindex at 40 (the only fields set here).
     let mut ctx = [0u8; 192];
     ctx[36..40].copy_from_slice(&ifindex.to_ne_bytes());
@@ -226,7 +233,7 @@ fn remote_endpoint_gets_snat_and_xdp_tx_and_its_reply_is_reverse_nated() {
 }
 
 #[test]
-fn local_pod_reply_is_reverse_nated_in_tc_and_redirected_to_the_nic() {
+fn local_pod_reply_is_reverse_nated_in_tc_at_pod_ingress_or_nic_egress() {
     if !testbed::require_root() {
         return;
     }
@@ -241,8 +248,10 @@ fn local_pod_reply_is_reverse_nated_in_tc_and_redirected_to_the_nic() {
         .try_into()
         .unwrap();
     xdp.load().unwrap();
-    let tc: &mut SchedClassifier = ebpf.program_mut(PROG_TC_REPLY).unwrap().try_into().unwrap();
-    tc.load().unwrap();
+    for name in [PROG_TC_REPLY, PROG_TC_NIC_EGRESS] {
+        let tc: &mut SchedClassifier = ebpf.program_mut(name).unwrap().try_into().unwrap();
+        tc.load().unwrap();
+    }
     let pod = SocketAddr::new(IpAddr::V4(topo.pods[0].v4), 8080);
     let snap = Snapshot {
         version: 1,
@@ -281,4 +290,17 @@ fn local_pod_reply_is_reverse_nated_in_tc_and_redirected_to_the_nic() {
     expect[24..26].copy_from_slice(&out[24..26]);
     expect[50..52].copy_from_slice(&out[50..52]);
     assert_eq!(out, expect);
+
+    // The default attach point, the NIC's egress after the kernel routed the reply: the same
+    // bytes, and the packet simply continues (TC_ACT_OK).
+    let (action, out_egress) = topo
+        .node
+        .enter(|| tc_run_prog(&ebpf, PROG_TC_NIC_EGRESS, &reply, nic));
+    assert_eq!(action, 0);
+    assert_eq!(out_egress, out);
+    // Already reverse-NATed (e.g. by the pod-ingress program): left alone.
+    let (action, again) = topo
+        .node
+        .enter(|| tc_run_prog(&ebpf, PROG_TC_NIC_EGRESS, &out, nic));
+    assert_eq!((action, &again), (0, &out));
 }

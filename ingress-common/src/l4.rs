@@ -49,10 +49,10 @@ pub const PINNED_MAPS: &[&str] = &[
 ];
 
 /// Name of the TC program reverse-NATing replies from local pods (attach on the node side of
-/// pod veths, ingress).
+/// pod veths, ingress; optional).
 pub const PROG_TC_REPLY: &str = "tc_pod_reply";
-/// Bare XDP_PASS program, the in-kernel cost baseline.
-pub const PROG_XDP_PASS: &str = "xdp_pass";
+/// Name of the TC program reverse-NATing replies from local pods at the NIC's egress (default).
+pub const PROG_TC_NIC_EGRESS: &str = "tc_nic_egress";
 
 pub const DEFAULT_MAX_SERVICES: u32 = 128;
 pub const DEFAULT_MAX_BACKENDS: u32 = 4096;

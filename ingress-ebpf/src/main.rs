@@ -66,10 +66,16 @@ pub fn xdp_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
-/// Reverse NAT of replies from local pods; attach at tc ingress of the node side of pod veths.
+/// Reverse NAT of replies from local pods at tc ingress of the node side of pod veths.
 #[classifier]
 pub fn tc_pod_reply(ctx: TcContext) -> i32 {
-    reply::handle(&ctx)
+    reply::handle(&ctx, true)
+}
+
+/// Reverse NAT of replies from local pods at tc egress of the NIC (after the kernel routed them).
+#[classifier]
+pub fn tc_nic_egress(ctx: TcContext) -> i32 {
+    reply::handle(&ctx, false)
 }
 
 #[cfg(not(test))]

@@ -1,8 +1,10 @@
-//! tc program on the node side of pod veths (ingress): replies from local pods to NATed flows
-//! get their source turned back into the frontend, with the skb checksum helpers so partial
-//! (offloaded) checksums stay right, then go straight to the client's interface
-//! (`bpf_redirect_neigh`): their new source is a local address, which the kernel's input path
-//! would refuse as martian.
+//! tc reverse NAT of replies from local pods: their source turns back into the frontend, with
+//! the skb checksum helpers so partial (offloaded) checksums stay right. Two attach points:
+//! - NIC egress (default): the kernel has already routed the reply (pod → client) toward the
+//!   NIC; rewrite and let it go.
+//! - pod veth ingress (optional): rewrite, then go straight to the client's interface
+//!   (`bpf_redirect_neigh`): the new source is a local address, which the kernel's input path
+//!   would refuse as martian.
 
 use aya_ebpf::{
     bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, TC_ACT_OK},
@@ -25,17 +27,17 @@ const ETH_HLEN: usize = 14;
 /// Offset of the checksum in the IPv4 header.
 const IP4_CHECK: usize = 10;
 
-/// Returns the tc action for one packet.
+/// Returns the tc action for one packet; `redirect` for the pod-veth ingress attach point.
 #[inline(always)]
-pub fn handle(ctx: &TcContext) -> i32 {
-    match try_handle(ctx) {
+pub fn handle(ctx: &TcContext, redirect: bool) -> i32 {
+    match try_handle(ctx, redirect) {
         Some(action) => action,
         None => TC_ACT_OK,
     }
 }
 
 #[inline(always)]
-fn try_handle(ctx: &TcContext) -> Option<i32> {
+fn try_handle(ctx: &TcContext, redirect: bool) -> Option<i32> {
     let ethertype = u16::from_be_bytes(ctx.load::<[u8; 2]>(12).ok()?);
     let l3 = ETH_HLEN;
     let mut key = FlowKey::default();
@@ -78,17 +80,21 @@ fn try_handle(ctx: &TcContext) -> Option<i32> {
     // SAFETY: pointer from a successful lookup; copied out at once.
     let rev = unsafe { *rev };
 
-    // SAFETY: the context pointer of this program.
-    let ifindex = unsafe { (*ctx.skb.skb).ingress_ifindex };
-    let route = fib::lookup_skb(
-        ctx.skb.skb.cast(),
-        ifindex,
-        v6,
-        proto,
-        &rev.frontend_addr,
-        &rev.client_addr,
-        tot_len,
-    )?;
+    let mut out_if = 0;
+    if redirect {
+        // SAFETY: the context pointer of this program.
+        let ifindex = unsafe { (*ctx.skb.skb).ingress_ifindex };
+        let route = fib::lookup_skb(
+            ctx.skb.skb.cast(),
+            ifindex,
+            v6,
+            proto,
+            &rev.frontend_addr,
+            &rev.client_addr,
+            tot_len,
+        )?;
+        out_if = route.ifindex;
+    }
 
     let check_off = l4 + if proto == IPPROTO_TCP { 16 } else { 6 };
     let mangled = if proto == IPPROTO_UDP {
@@ -159,8 +165,11 @@ fn try_handle(ctx: &TcContext) -> Option<i32> {
     }
     let len = u64::from(ctx.len());
     stats::count(Stat::L4ReplyTc, len);
+    if !redirect {
+        return Some(TC_ACT_OK);
+    }
     // SAFETY: no parameters: the kernel resolves the neighbour of the route's next hop.
-    let rc = unsafe { bpf_redirect_neigh(route.ifindex, core::ptr::null_mut(), 0, 0) };
+    let rc = unsafe { bpf_redirect_neigh(out_if, core::ptr::null_mut(), 0, 0) };
     Some(rc as i32)
 }
 

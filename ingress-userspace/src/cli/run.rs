@@ -77,6 +77,9 @@ fn dataplanes(
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    // Handlers first: a SIGTERM that arrives while attaching still means a clean shutdown.
+    let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let l4 = match (&args.iface, args.no_xdp) {
         (Some(iface), false) => {
             let bytes = object::load(args.bpf_object.as_deref())?;
@@ -115,8 +118,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     let sources = start_sources(&args.source, &control).await?;
 
-    let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let period = Duration::from_secs(args.stats_interval.max(1));
     let mut ticker = tokio::time::interval(period);
     let mut last = None;

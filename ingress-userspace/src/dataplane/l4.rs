@@ -71,7 +71,8 @@ pub struct L4Args {
     /// run command fills it from `--node-name`.
     #[arg(skip)]
     pub node_name: Option<String>,
-    /// Interfaces toward local pods (node side of their veths): replies are reverse-NATed there.
+    /// Interfaces toward local pods (node side of their veths) to reverse-NAT replies at their
+    /// ingress as well; optional: the NIC's egress program already does it.
     #[arg(long, value_delimiter = ',')]
     pub l4_pod_ifaces: Vec<String>,
     /// Pin the XDP/tc links under the pin root and leave them attached at exit: traffic keeps
@@ -290,7 +291,7 @@ pub struct L4Dataplane {
     ebpf: Ebpf,
     sync: L4Sync,
     xdp: Option<(String, XdpLinkId)>,
-    tc: Vec<(String, SchedClassifierLinkId)>,
+    tc: Vec<(&'static str, String, SchedClassifierLinkId)>,
     /// Where links are pinned when they outlive the process (`--l4-keep-attached`).
     link_root: Option<PathBuf>,
     pinned: Vec<PinnedLink>,
@@ -348,11 +349,11 @@ impl L4Dataplane {
             name: PROG_XDP_INGRESS,
             source,
         })?;
-        let tc: &mut SchedClassifier = program(&mut ebpf, PROG_TC_REPLY)?;
-        tc.load().map_err(|source| SyncError::Program {
-            name: PROG_TC_REPLY,
-            source,
-        })?;
+        for name in [PROG_TC_REPLY, PROG_TC_NIC_EGRESS] {
+            let tc: &mut SchedClassifier = program(&mut ebpf, name)?;
+            tc.load()
+                .map_err(|source| SyncError::Program { name, source })?;
+        }
         Ok(Self {
             ebpf,
             sync: L4Sync::new(opts),
@@ -430,30 +431,44 @@ impl L4Dataplane {
         Ok(used)
     }
 
-    /// Attaches the reply reverse-NAT program at tc ingress of a pod-facing interface (pinned
-    /// and swapped like the XDP link with `--l4-keep-attached`).
+    /// Attaches the reply reverse-NAT program at tc egress of the NIC: replies from local pods
+    /// are rewritten after the kernel routed them toward the client.
+    pub fn attach_nic_egress(&mut self, iface: &str) -> Result<(), SyncError> {
+        self.attach_classifier(PROG_TC_NIC_EGRESS, iface, TcAttachType::Egress, "tc_egress")
+    }
+
+    /// Attaches the reply reverse-NAT program at tc ingress of a pod-facing interface (optional:
+    /// the NIC egress program covers the same replies).
     pub fn attach_tc(&mut self, iface: &str) -> Result<(), SyncError> {
+        self.attach_classifier(PROG_TC_REPLY, iface, TcAttachType::Ingress, "tc_ingress")
+    }
+
+    /// Attaches a tc program (pinned and swapped like the XDP link with `--l4-keep-attached`).
+    fn attach_classifier(
+        &mut self,
+        name: &'static str,
+        iface: &str,
+        at: TcAttachType,
+        pin_prefix: &str,
+    ) -> Result<(), SyncError> {
         let pin = self
             .link_root
             .as_ref()
-            .map(|r| r.join(format!("link_tc_{iface}")));
+            .map(|r| r.join(format!("link_{pin_prefix}_{iface}")));
         // clsact is needed for netlink tc; tcx (6.6+) does without. An existing qdisc is fine.
         let _ = aya::programs::tc::qdisc_add_clsact(iface);
-        let prog: &mut SchedClassifier = program(&mut self.ebpf, PROG_TC_REPLY)?;
-        let perr = |source| SyncError::Program {
-            name: PROG_TC_REPLY,
-            source,
-        };
+        let prog: &mut SchedClassifier = program(&mut self.ebpf, name)?;
+        let perr = |source| SyncError::Program { name, source };
         if let Some(p) = &pin
             && let Ok(old) = PinnedLink::from_pin(p)
         {
             let link = SchedClassifierLink::try_from(FdLink::from(old)).map_err(SyncError::Link)?;
             prog.attach_to_link(link).map_err(perr)?;
-            info!(%iface, "tc reply program swapped into the pinned link");
+            info!(%iface, program = name, "tc program swapped into the pinned link");
             return Ok(());
         }
-        let link = prog.attach(iface, TcAttachType::Ingress).map_err(perr)?;
-        info!(%iface, "tc reply program attached");
+        let link = prog.attach(iface, at).map_err(perr)?;
+        info!(%iface, program = name, "tc program attached");
         match pin {
             Some(p) => {
                 let link = prog.take_link(link).map_err(perr)?;
@@ -464,7 +479,7 @@ impl L4Dataplane {
                 })?;
                 self.pinned.push(pinned);
             }
-            None => self.tc.push((iface.to_string(), link)),
+            None => self.tc.push((name, iface.to_string(), link)),
         }
         Ok(())
     }
@@ -480,8 +495,8 @@ impl L4Dataplane {
         {
             warn!(%iface, error = %e, "detaching XDP");
         }
-        for (iface, link) in std::mem::take(&mut self.tc) {
-            if let Ok(prog) = program::<SchedClassifier>(&mut self.ebpf, PROG_TC_REPLY)
+        for (name, iface, link) in std::mem::take(&mut self.tc) {
+            if let Ok(prog) = program::<SchedClassifier>(&mut self.ebpf, name)
                 && let Err(e) = prog.detach(link)
             {
                 warn!(%iface, error = %e, "detaching tc");
@@ -530,6 +545,7 @@ impl L4Handle {
     ) -> Result<Self, SyncError> {
         let mut dp = L4Dataplane::open(args, object)?;
         dp.attach_xdp(iface, mode)?;
+        dp.attach_nic_egress(iface)?;
         for pod_if in &args.l4_pod_ifaces {
             dp.attach_tc(pod_if)?;
         }
