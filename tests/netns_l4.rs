@@ -648,3 +648,44 @@ fn udp_through_the_nat_and_back_from_the_nodeport() {
         "{reply}"
     );
 }
+
+#[test]
+fn backends_finds_the_maps_through_the_program_when_pins_are_not_visible() {
+    if !testbed::require_root() {
+        return;
+    }
+    if !testbed::xdp_ingress_bin().exists() {
+        panic!("build the daemon first: cargo build -p ingress-userspace");
+    }
+    let bed = bed();
+    let dir = tempfile::tempdir().unwrap();
+    let pods: Vec<&testbed::Pod> = bed.topo.pods.iter().collect();
+    std::fs::write(dir.path().join("echo.yaml"), manifests(&pods)).unwrap();
+    // The daemon mounts bpffs on the pin root inside its own `ip netns exec` mount namespace:
+    // the test does not see those pins.
+    let mut daemon = bed.daemon(dir.path());
+    assert!(bed.wait_served(20), "NodePort never served");
+    let counts = spread(&bed, false, 12);
+    assert_eq!(counts.values().sum::<usize>(), 12);
+    let hidden = tempfile::tempdir().unwrap();
+    // Run where the demo runs it: in the node's namespace, where the program is attached.
+    let out = bed
+        .topo
+        .node
+        .cmd(testbed::xdp_ingress_bin().to_str().expect("utf-8 path"))
+        .args(["backends", "--bpf-pin-root"])
+        .arg(hidden.path())
+        .output()
+        .expect("backends");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("default/echo:tcp#v4"), "{text}");
+    for p in &bed.topo.pods {
+        assert!(text.contains(&format!("{}:{POD_PORT}", p.v4)), "{text}");
+    }
+    let _ = daemon.signal_and_wait(libc::SIGTERM, Duration::from_secs(10));
+}

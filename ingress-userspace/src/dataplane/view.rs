@@ -17,6 +17,13 @@ pub enum ViewError {
         #[source]
         source: MapError,
     },
+    #[error(
+        "no pinned maps there, and {0} xdp_ingress programs match (need exactly one attached \
+         in this network namespace); pass --bpf-pin-root"
+    )]
+    Ambiguous(usize),
+    #[error("the loaded xdp_ingress program has no map {0}")]
+    NotLoaded(&'static str),
     #[error("reading map {name}")]
     Read {
         name: &'static str,
@@ -64,9 +71,78 @@ pub struct BackendsView {
     pub services: Vec<ServiceView>,
 }
 
-fn open(root: &Path, name: &'static str) -> Result<MapData, ViewError> {
-    let path = root.join(name);
-    MapData::from_pin(&path).map_err(|source| ViewError::Open { path, source })
+/// Where the maps come from: pins under a directory, or the maps of the one loaded
+/// `xdp_ingress` program (when the pins are not visible, e.g. from another mount namespace).
+enum Source {
+    Pins(std::path::PathBuf),
+    Loaded(BTreeMap<String, u32>),
+}
+
+impl Source {
+    fn open(&self, name: &'static str) -> Result<MapData, ViewError> {
+        match self {
+            Source::Pins(root) => {
+                let path = root.join(name);
+                MapData::from_pin(&path).map_err(|source| ViewError::Open { path, source })
+            }
+            Source::Loaded(ids) => {
+                let id = ids.get(name).ok_or(ViewError::NotLoaded(name))?;
+                MapData::from_id(*id).map_err(|source| ViewError::Read { name, source })
+            }
+        }
+    }
+}
+
+/// Ids of the XDP programs attached to interfaces of this network namespace (`ip -j -d link`).
+fn xdp_prog_ids_here() -> Vec<u32> {
+    let Ok(out) = std::process::Command::new("ip")
+        .args(["-j", "-d", "link", "show"])
+        .output()
+    else {
+        return Vec::new();
+    };
+    let links: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let mut ids = Vec::new();
+    for link in links.as_array().into_iter().flatten() {
+        let xdp = &link["xdp"];
+        let attached = xdp["attached"].as_array().cloned().unwrap_or_default();
+        for prog in std::iter::once(&xdp["prog"]).chain(attached.iter().map(|a| &a["prog"])) {
+            if let Some(id) = prog["id"].as_u64().and_then(|i| u32::try_from(i).ok()) {
+                ids.push(id);
+            }
+        }
+    }
+    ids
+}
+
+/// The maps of the single loaded program named `xdp_ingress`, by map name.
+fn loaded_maps() -> Result<BTreeMap<String, u32>, ViewError> {
+    let progs: Vec<_> = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter(|p| p.name_as_str() == Some(ingress_common::PROG_XDP_INGRESS))
+        .collect();
+    // Several (other namespaces, tests): the one attached to an interface of this namespace.
+    let progs = if progs.len() > 1 {
+        let here = xdp_prog_ids_here();
+        progs
+            .into_iter()
+            .filter(|p| here.contains(&p.id()))
+            .collect()
+    } else {
+        progs
+    };
+    let [prog] = progs.as_slice() else {
+        return Err(ViewError::Ambiguous(progs.len()));
+    };
+    let mut out = BTreeMap::new();
+    for id in prog.map_ids().ok().flatten().unwrap_or_default() {
+        if let Ok(info) = aya::maps::MapInfo::from_id(id)
+            && let Some(name) = info.name_as_str()
+        {
+            out.insert(name.to_string(), id);
+        }
+    }
+    Ok(out)
 }
 
 fn rerr(name: &'static str) -> impl Fn(MapError) -> ViewError {
@@ -86,25 +162,34 @@ fn sum(
     }))
 }
 
-/// Reads the view from maps pinned under `root`.
+/// Reads the view from maps pinned under `root`; when nothing is pinned there, from the maps of
+/// the one loaded `xdp_ingress` program.
 pub fn read(root: &Path) -> Result<BackendsView, ViewError> {
+    let src = if root.join(MAP_SERVICES).exists() {
+        Source::Pins(root.to_path_buf())
+    } else {
+        Source::Loaded(loaded_maps()?)
+    };
+    read_from(&src)
+}
+
+fn read_from(src: &Source) -> Result<BackendsView, ViewError> {
+    let open = |name| src.open(name);
     let services: BpfHashMap<MapData, ServiceKey, ServiceValue> =
-        BpfHashMap::try_from(Map::HashMap(open(root, MAP_SERVICES)?))
-            .map_err(rerr(MAP_SERVICES))?;
+        BpfHashMap::try_from(Map::HashMap(open(MAP_SERVICES)?)).map_err(rerr(MAP_SERVICES))?;
     let backends: Array<MapData, Backend> =
-        Array::try_from(Map::Array(open(root, MAP_BACKENDS)?)).map_err(rerr(MAP_BACKENDS))?;
+        Array::try_from(Map::Array(open(MAP_BACKENDS)?)).map_err(rerr(MAP_BACKENDS))?;
     let maglev: Array<MapData, u32> =
-        Array::try_from(Map::Array(open(root, MAP_MAGLEV)?)).map_err(rerr(MAP_MAGLEV))?;
+        Array::try_from(Map::Array(open(MAP_MAGLEV)?)).map_err(rerr(MAP_MAGLEV))?;
     let names: Array<MapData, ServiceName> =
-        Array::try_from(Map::Array(open(root, MAP_SERVICE_NAMES)?))
-            .map_err(rerr(MAP_SERVICE_NAMES))?;
+        Array::try_from(Map::Array(open(MAP_SERVICE_NAMES)?)).map_err(rerr(MAP_SERVICE_NAMES))?;
     let config: Array<MapData, L4Config> =
-        Array::try_from(Map::Array(open(root, MAP_CONFIG)?)).map_err(rerr(MAP_CONFIG))?;
+        Array::try_from(Map::Array(open(MAP_CONFIG)?)).map_err(rerr(MAP_CONFIG))?;
     let svc_stats: PerCpuArray<MapData, L4Counter> =
-        PerCpuArray::try_from(Map::PerCpuArray(open(root, MAP_SERVICE_STATS)?))
+        PerCpuArray::try_from(Map::PerCpuArray(open(MAP_SERVICE_STATS)?))
             .map_err(rerr(MAP_SERVICE_STATS))?;
     let be_stats: PerCpuArray<MapData, L4Counter> =
-        PerCpuArray::try_from(Map::PerCpuArray(open(root, MAP_BACKEND_STATS)?))
+        PerCpuArray::try_from(Map::PerCpuArray(open(MAP_BACKEND_STATS)?))
             .map_err(rerr(MAP_BACKEND_STATS))?;
     let m = config.get(&0, 0).map_err(rerr(MAP_CONFIG))?.maglev_size;
 
