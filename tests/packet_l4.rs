@@ -717,3 +717,46 @@ fn a_restarted_sync_recovers_slots_and_removes_what_went_away_meanwhile() {
         "no service any more"
     );
 }
+
+#[test]
+fn address_frontends_match_only_their_address_and_win_over_a_nodeport_on_the_same_port() {
+    if !testbed::require_root() {
+        return;
+    }
+    let p = pods();
+    let vip = [198, 18, 0, 10];
+    let mut lb = service(
+        "lb",
+        L4Protocol::Tcp,
+        30099,
+        vec![endpoint(p[0], EndpointState::Active)],
+    );
+    lb.frontends = vec![Frontend::Address(SocketAddr::new(IpAddr::from(vip), 31000))];
+    let np = service(
+        "np",
+        L4Protocol::Tcp,
+        31000,
+        vec![endpoint(p[1], EndpointState::Active)],
+    );
+    let snap = Snapshot {
+        version: 1,
+        l4: vec![lb, np],
+        ..Default::default()
+    };
+    let mut run = XdpTestRun::load(PROG_XDP_INGRESS).unwrap();
+    L4Sync::new(L4Options::default())
+        .apply(&mut run.ebpf, &snap)
+        .unwrap();
+    // The LoadBalancer address: its own service.
+    let f = tcp4(CLIENT, 40000, vip, 31000, true, b"");
+    let out = run.run(&f).unwrap();
+    assert_only_dnat(&f, &out.frame);
+    assert_eq!(parse_checked(&out.frame).dst, p[0]);
+    // Any other address on that port: the NodePort.
+    let f = tcp4(CLIENT, 40000, NODE, 31000, true, b"");
+    assert_eq!(parse_checked(&run.run(&f).unwrap().frame).dst, p[1]);
+    // The address on another port: nothing.
+    let f = tcp4(CLIENT, 40000, vip, 31001, true, b"");
+    let out = run.run(&f).unwrap();
+    assert_eq!((out.action, &out.frame), (XDP_PASS, &f));
+}

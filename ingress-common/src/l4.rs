@@ -24,11 +24,13 @@ pub const MAP_SERVICE_STATS: &str = "XDPI_SVC_STATS";
 pub const MAP_BACKEND_STATS: &str = "XDPI_BE_STATS";
 /// Runtime configuration, one [`L4Config`] at index 0.
 pub const MAP_CONFIG: &str = "XDPI_CONFIG";
-/// Ports used by any frontend, as a bitmap: `u32` word `port / 32`, bit `port % 32`. Lets
-/// the node's own traffic skip the service lookups.
+/// Ports used by frontends, as two bitmaps interleaved: word `port / 32 * 2` has bit
+/// `port % 32` set when any frontend uses the port, word `port / 32 * 2 + 1` when an address
+/// frontend does. The node's own traffic skips the service lookups; NodePort traffic skips the
+/// address lookup.
 pub const MAP_PORTS: &str = "XDPI_PORTS";
 /// Words in [`MAP_PORTS`].
-pub const PORT_WORDS: u32 = 65536 / 32;
+pub const PORT_WORDS: u32 = 65536 / 32 * 2;
 /// Service unit names by slot (userspace only, for `xdp-ingress backends`): [`ServiceName`].
 pub const MAP_SERVICE_NAMES: &str = "XDPI_SVC_NAMES";
 

@@ -225,26 +225,31 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
     }
 
     // Most of a node's traffic is its own: one bitmap word says no frontend uses this port.
-    match PORTS.get(u32::from(dport_host) >> 5) {
-        Some(w) if *w & (1 << (dport_host & 31)) != 0 => {}
+    let word = (u32::from(dport_host) >> 5) * 2;
+    let bit = 1u32 << (dport_host & 31);
+    match PORTS.get(word) {
+        Some(w) if *w & bit != 0 => {}
         _ => return pass(Stat::PassNoService),
     }
-
+    // Address frontends first (they are more specific), only on ports that have one.
     let mut skey = ServiceKey {
-        addr: pkt.daddr,
+        addr: [0; 16],
         port: pkt.dport,
         proto: pkt.proto,
         family: family(&pkt),
     };
-    let svc = match SERVICES.get_ptr(&skey) {
+    let mut found = None;
+    if PORTS.get(word + 1).is_some_and(|w| *w & bit != 0) {
+        skey.addr = pkt.daddr;
+        found = SERVICES.get_ptr(&skey);
+        skey.addr = [0; 16];
+    }
+    let svc = match found {
         Some(s) => s,
-        None => {
-            skey.addr = [0; 16];
-            match SERVICES.get_ptr(&skey) {
-                Some(s) => s,
-                None => return pass(Stat::PassNoService),
-            }
-        }
+        None => match SERVICES.get_ptr(&skey) {
+            Some(s) => s,
+            None => return pass(Stat::PassNoService),
+        },
     };
     // SAFETY: pointer from a successful lookup; hash values stay valid under RCU while we run.
     let svc = unsafe { *svc };

@@ -311,7 +311,11 @@ impl L4Sync {
         for unit in self.units.values() {
             for k in &unit.keys {
                 let p = u16::from_be(k.1);
-                want[usize::from(p >> 5)] |= 1 << (p & 31);
+                let (word, bit) = (usize::from(p >> 5) * 2, 1u32 << (p & 31));
+                want[word] |= bit;
+                if k.0 != [0; 16] {
+                    want[word + 1] |= bit;
+                }
             }
         }
         let mut ports: Array<&mut MapData, u32> = typed(ebpf, MAP_PORTS)?;
