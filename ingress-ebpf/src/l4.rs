@@ -375,7 +375,7 @@ fn select_backend(pkt: &Pkt, svc: &ServiceValue, cfg: &L4Config, now: u64, len: 
         _pad: [0; 3],
     };
     if svc.flags & SVC_F_AFFINITY != 0
-        && let Some(a) = AFFINITY.get_ptr(&akey)
+        && let Some(a) = AFFINITY.get_ptr_mut(&akey)
     {
         // SAFETY: pointer from a successful lookup.
         let (id, used) = unsafe { ((*a).backend_id, (*a).last_used_ns) };
@@ -390,12 +390,10 @@ fn select_backend(pkt: &Pkt, svc: &ServiceValue, cfg: &L4Config, now: u64, len: 
         };
         if live && usable {
             stats::count(Stat::L4AffinityHit, len);
-            let v = AffinityValue {
-                backend_id: id,
-                _pad: 0,
-                last_used_ns: now,
-            };
-            let _ = AFFINITY.insert(&akey, &v, u64::from(BPF_ANY));
+            // In place: cheaper than an LRU insert, and a racing writer only moves the
+            // timestamp.
+            // SAFETY: pointer from a successful lookup; a plain u64 store.
+            unsafe { (*a).last_used_ns = now };
             return id;
         }
         stats::count(Stat::L4AffinityMiss, len);
