@@ -760,3 +760,77 @@ fn address_frontends_match_only_their_address_and_win_over_a_nodeport_on_the_sam
     let out = run.run(&f).unwrap();
     assert_eq!((out.action, &out.frame), (XDP_PASS, &f));
 }
+
+#[test]
+fn icmp_fragmentation_needed_about_a_reply_is_translated_for_its_pod() {
+    if !testbed::require_root() {
+        return;
+    }
+    use etherparse::{Icmpv4Header, Icmpv4Type, icmpv4::DestUnreachableHeader};
+    let mut b = bed();
+    let syn = tcp4(CLIENT, 48000, NODE, 30080, true, b"");
+    let pod = parse_checked(&b.run.run(&syn).unwrap().frame).dst;
+    let IpAddr::V4(pod_ip) = pod.ip() else {
+        panic!()
+    };
+
+    // What a router on the way to the client sends back about our reply NODE:30080 → CLIENT.
+    let reply = tcp4(NODE, 30080, CLIENT, 48000, false, b"");
+    let quoted = &reply[14..14 + 28];
+    let router = [198, 18, 0, 254];
+    let kind = Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded {
+        next_hop_mtu: 1400,
+    });
+    let mut f = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, NODE_MAC)
+        .ipv4(router, NODE, 64)
+        .icmpv4(kind.clone())
+        .write(&mut f, quoted)
+        .unwrap();
+    let out = b.run.run(&f).unwrap();
+    assert_eq!(out.action, XDP_PASS);
+    assert_eq!(stat(&b.run, Stat::L4IcmpTranslated), 1);
+    let o = &out.frame;
+    // Outer: router → pod, header checksum right.
+    let outer = etherparse::Ipv4HeaderSlice::from_slice(&o[14..34])
+        .unwrap()
+        .to_header();
+    assert_eq!(outer.source, router);
+    assert_eq!(outer.destination, pod_ip.octets());
+    assert_eq!(outer.header_checksum, outer.calc_header_checksum());
+    // Quoted packet: now the pod's own reply, pod:8080 → client.
+    let inner = etherparse::Ipv4HeaderSlice::from_slice(&o[42..62])
+        .unwrap()
+        .to_header();
+    assert_eq!(inner.source, pod_ip.octets());
+    assert_eq!(inner.destination, CLIENT);
+    assert_eq!(inner.header_checksum, inner.calc_header_checksum());
+    assert_eq!(u16::from_be_bytes([o[62], o[63]]), pod.port());
+    assert_eq!(u16::from_be_bytes([o[64], o[65]]), 48000);
+    // ICMP checksum over the rewritten message.
+    let expect = Icmpv4Header::with_checksum(kind, &o[42..]);
+    assert_eq!(&o[34..42], &expect.to_bytes()[..]);
+    // Only those fields changed: outer destination and checksum, ICMP checksum, quoted
+    // header checksum, source address and port.
+    let mut want = f.clone();
+    want[30..34].copy_from_slice(&pod_ip.octets());
+    want[24..26].copy_from_slice(&o[24..26]);
+    want[36..38].copy_from_slice(&o[36..38]);
+    want[52..54].copy_from_slice(&o[52..54]);
+    want[54..58].copy_from_slice(&pod_ip.octets());
+    want[62..64].copy_from_slice(&pod.port().to_be_bytes());
+    assert_eq!(&want, o);
+
+    // An error about a flow we do not know goes to the kernel untouched.
+    let stranger = tcp4(NODE, 30080, CLIENT, 48999, false, b"");
+    let mut g = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, NODE_MAC)
+        .ipv4(router, NODE, 64)
+        .icmpv4(Icmpv4Type::DestinationUnreachable(
+            DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 },
+        ))
+        .write(&mut g, &stranger[14..42])
+        .unwrap();
+    let out = b.run.run(&g).unwrap();
+    assert_eq!((out.action, &out.frame), (XDP_PASS, &g));
+}

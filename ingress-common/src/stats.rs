@@ -110,6 +110,8 @@ stats! {
     L4AffinityHit = 38, "l4_affinity_hit", Action;
     /// Affinity entry found but expired or stale: a fresh Maglev pick.
     L4AffinityMiss = 39, "l4_affinity_miss", Action;
+    /// ICMPv4 error about a NATed flow, rewritten for its pod and passed to the kernel.
+    L4IcmpTranslated = 40, "l4_icmp_translated", Action;
 
     /// Client outside the service's source ranges.
     DropSourceRange = 48, "drop_source_range", Drop;

@@ -19,7 +19,10 @@ use crate::{
         AFFINITY, BACKENDS, BE_STATS, CONFIG, CONNTRACK, MAGLEV, PORTS, REVNAT, SERVICES,
         SOURCE_RANGES, SVC_STATS, Scratch, count_l4, scratch,
     },
-    parse::{EthHdr, IPPROTO_TCP, IPPROTO_UDP, Ipv4Hdr, Ipv6Hdr, Parsed, TcpHdr, UdpHdr, ptr_at},
+    parse::{
+        EthHdr, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, Ipv4Hdr, Ipv6Hdr, Parsed, TcpHdr, UdpHdr,
+        ptr_at,
+    },
     stats,
 };
 
@@ -64,6 +67,12 @@ impl Verdict {
     pub fn stat(self) -> u32 {
         (self.0 >> 32) as u32
     }
+}
+
+/// A verdict for other modules of the L4 path.
+#[inline(always)]
+pub fn verdict_of(action: u32, stat: Stat) -> Verdict {
+    verdict(action, stat)
 }
 
 #[inline(always)]
@@ -199,6 +208,11 @@ fn timeout_ns(cfg: &L4Config, proto: u8, flags: u32) -> u64 {
 /// The L4 path for a well-formed TCP/UDP packet.
 #[inline(always)]
 pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
+    if p.ip_proto == IPPROTO_ICMP
+        && let Some(v) = crate::icmp::handle(ctx, p)
+    {
+        return v;
+    }
     if p.ip_proto != IPPROTO_TCP && p.ip_proto != IPPROTO_UDP {
         return pass(Stat::PassNoService);
     }

@@ -4,6 +4,7 @@
 //! - `parse`: bounds-checked header parsing (Ethernet, one VLAN tag, IPv4, IPv6, TCP, UDP).
 //! - `l4`: the service path: lookup, source ranges, conntrack, affinity, Maglev, NAT, forwarding.
 //! - `reply`: tc reverse NAT of replies from local pods.
+//! - `icmp`: ICMPv4 errors about NATed flows, translated for the pod.
 //! - `csum`: incremental checksum updates. `fib`: next-hop lookups.
 //! - `maps`: the L4 maps. `stats`: per-CPU counters by protocol and by pass/drop reason.
 #![no_std]
@@ -14,6 +15,7 @@
 
 mod csum;
 mod fib;
+mod icmp;
 mod l4;
 mod maps;
 mod parse;
