@@ -218,8 +218,9 @@ fn remote_endpoint_gets_snat_and_xdp_tx_and_its_reply_is_reverse_nated() {
     assert_eq!(src.ip(), IpAddr::from(NODE));
     assert!((61000..=65000).contains(&src.port()), "{src}");
     assert_eq!((esrc, edst), (nic_mac, REMOTE_MAC));
-    // Nothing else changed: TTL, ids, payload.
-    assert_eq!(out[14 + 8], f[14 + 8]);
+    // One hop taken off, as a router does; ids and payload unchanged.
+    assert_eq!(out[14 + 8], f[14 + 8] - 1);
+    assert_eq!(out[14 + 4..14 + 6], f[14 + 4..14 + 6]);
     assert_eq!(&out[out.len() - 7..], b"payload");
 
     // The endpoint's reply to the SNAT port goes back to the client from the frontend.

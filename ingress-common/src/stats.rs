@@ -93,6 +93,8 @@ stats! {
     PassFibLookup = 27, "pass_fib_lookup", Pass;
     /// No free SNAT source port for a remote endpoint: passed unmodified.
     PassSnatExhausted = 28, "pass_snat_exhausted", Pass;
+    /// Would be forwarded out of the NIC with TTL/hop limit 1: the kernel answers it.
+    PassTtlExceeded = 29, "pass_ttl_exceeded", Pass;
 
     /// A service packet that created a flow (new connection).
     L4NewFlow = 32, "l4_new_flow", Action;

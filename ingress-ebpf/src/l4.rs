@@ -562,6 +562,9 @@ fn forward(
             unsafe { (*r).last_seen_ns = now };
         }
     }
+    if !hops_left(ctx, pkt) {
+        return pass(Stat::PassTtlExceeded);
+    }
     let Some(route) = fib::lookup_xdp(
         &mut scr.fib,
         ctx,
@@ -582,7 +585,7 @@ fn forward(
     if !rewrite(ctx, pkt, &scr.nat) {
         return pass(Stat::PassNoService);
     }
-    transmit(ctx, &route, Stat::L4RemoteTx)
+    transmit(ctx, pkt, &route, Stat::L4RemoteTx)
 }
 
 /// A reply from a remote endpoint to one of our SNAT ports: back to the client, from the
@@ -612,6 +615,9 @@ fn remote_reply(ctx: &XdpContext, pkt: &Pkt, scr: &mut Scratch) -> Verdict {
         sport: rev.frontend_port,
         dport: rev.client_port,
     };
+    if !hops_left(ctx, pkt) {
+        return pass(Stat::PassTtlExceeded);
+    }
     let Some(route) = fib::lookup_xdp(
         &mut scr.fib,
         ctx,
@@ -626,12 +632,49 @@ fn remote_reply(ctx: &XdpContext, pkt: &Pkt, scr: &mut Scratch) -> Verdict {
     if !rewrite(ctx, pkt, &scr.nat) {
         return pass(Stat::PassNoService);
     }
-    transmit(ctx, &route, Stat::L4ReplyXdp)
+    transmit(ctx, pkt, &route, Stat::L4ReplyXdp)
 }
 
-/// Sets the MACs from the route and sends the frame out of the route's interface.
+/// True when the packet may be forwarded once more (TTL / hop limit above 1). Checked before
+/// any rewrite: an expiring packet goes to the kernel untouched, which answers it.
 #[inline(always)]
-fn transmit(ctx: &XdpContext, route: &FibResult, stat: Stat) -> Verdict {
+fn hops_left(ctx: &XdpContext, pkt: &Pkt) -> bool {
+    // SAFETY: ptr_at checked the bounds.
+    unsafe {
+        if pkt.v6 {
+            ptr_at::<Ipv6Hdr>(ctx, pkt.l3_off).is_some_and(|ip| (*ip).hop_limit > 1)
+        } else {
+            ptr_at::<Ipv4Hdr>(ctx, pkt.l3_off).is_some_and(|ip| (*ip).ttl > 1)
+        }
+    }
+}
+
+/// Decrements the TTL (with the IPv4 header checksum) or the hop limit, as a router does.
+#[inline(always)]
+fn decrement_hops(ctx: &XdpContext, pkt: &Pkt) {
+    // SAFETY: ptr_at checked the bounds.
+    unsafe {
+        if pkt.v6 {
+            if let Some(ip) = ptr_at::<Ipv6Hdr>(ctx, pkt.l3_off) {
+                let ip = ip as *mut Ipv6Hdr;
+                (*ip).hop_limit = (*ip).hop_limit.saturating_sub(1);
+            }
+        } else if let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, pkt.l3_off) {
+            let ip = ip as *mut Ipv4Hdr;
+            let old = u16::from_ne_bytes([(*ip).ttl, (*ip).proto]);
+            (*ip).ttl = (*ip).ttl.saturating_sub(1);
+            let new = u16::from_ne_bytes([(*ip).ttl, (*ip).proto]);
+            let c = csum::apply(u16::from_ne_bytes((*ip).check), csum::diff16(old, new));
+            (*ip).check = c.to_ne_bytes();
+        }
+    }
+}
+
+/// Sets the MACs from the route, takes one hop off, and sends the frame out of the route's
+/// interface.
+#[inline(always)]
+fn transmit(ctx: &XdpContext, pkt: &Pkt, route: &FibResult, stat: Stat) -> Verdict {
+    decrement_hops(ctx, pkt);
     let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
         return pass(Stat::PassTruncatedEth);
     };
