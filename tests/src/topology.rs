@@ -83,26 +83,13 @@ impl Topology {
         topo.add_netns(&client)?;
         topo.add_netns(&node)?;
 
-        ip(&[
-            "-n",
-            &node.name,
-            "link",
-            "add",
+        link(
+            &node,
             NODE_IFACE,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &client.name,
-        ])?;
-        addr(&node, "198.18.0.2/24", NODE_IFACE)?;
-        addr(&node, "2001:db8::2/64", NODE_IFACE)?;
-        addr(&client, "198.18.0.1/24", "eth0")?;
-        addr(&client, "2001:db8::1/64", "eth0")?;
-        up(&node, NODE_IFACE)?;
-        up(&client, "eth0")?;
+            ["198.18.0.2/24", "2001:db8::2/64"],
+            &client,
+            ["198.18.0.1/24", "2001:db8::1/64"],
+        )?;
         client
             .run("ethtool", &["-K", "eth0", "tx", "off"])
             .context("is ethtool installed?")?;
@@ -135,26 +122,19 @@ impl Topology {
             };
             topo.add_netns(&ns)?;
             let node_iface = format!("pod{i}");
-            ip(&[
-                "-n",
-                &node.name,
-                "link",
-                "add",
+            link(
+                &node,
                 &node_iface,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                &ns.name,
-            ])?;
-            addr(&node, &format!("198.19.{i}.1/24"), &node_iface)?;
-            addr(&node, &format!("2001:db8:1:{i:x}::1/64"), &node_iface)?;
-            addr(&ns, &format!("198.19.{i}.2/24"), "eth0")?;
-            addr(&ns, &format!("2001:db8:1:{i:x}::2/64"), "eth0")?;
-            up(&node, &node_iface)?;
-            up(&ns, "eth0")?;
+                [
+                    &format!("198.19.{i}.1/24"),
+                    &format!("2001:db8:1:{i:x}::1/64"),
+                ],
+                &ns,
+                [
+                    &format!("198.19.{i}.2/24"),
+                    &format!("2001:db8:1:{i:x}::2/64"),
+                ],
+            )?;
             ip(&[
                 "-n",
                 &ns.name,
@@ -218,6 +198,29 @@ fn ip(args: &[&str]) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// A veth pair made directly inside the two namespaces (never in the root one): `node_iface`
+/// on the node side, `eth0` on the peer side, both up with the given addresses.
+fn link(
+    node: &Netns,
+    node_iface: &str,
+    node_cidrs: [&str; 2],
+    peer: &Netns,
+    peer_cidrs: [&str; 2],
+) -> anyhow::Result<()> {
+    ip(&[
+        "-n", &node.name, "link", "add", node_iface, "type", "veth", "peer", "name", "eth0",
+        "netns", &peer.name,
+    ])?;
+    for cidr in node_cidrs {
+        addr(node, cidr, node_iface)?;
+    }
+    for cidr in peer_cidrs {
+        addr(peer, cidr, "eth0")?;
+    }
+    up(node, node_iface)?;
+    up(peer, "eth0")
 }
 
 fn addr(ns: &Netns, cidr: &str, dev: &str) -> anyhow::Result<()> {
