@@ -689,3 +689,16 @@ fn backends_finds_the_maps_through_the_program_when_pins_are_not_visible() {
     }
     let _ = daemon.signal_and_wait(libc::SIGTERM, Duration::from_secs(10));
 }
+
+#[test]
+fn snat_addresses_default_to_the_nics_own() {
+    if !testbed::require_root() {
+        return;
+    }
+    let topo = Topology::new(0).expect("topology");
+    let (v4, v6) = topo
+        .node
+        .enter(|| xdp_ingress::dataplane::l4::iface_addrs(NODE_IFACE));
+    assert_eq!(v4, Some(topo.node_v4));
+    assert_eq!(v6, Some(topo.node_v6));
+}

@@ -834,3 +834,65 @@ fn icmp_fragmentation_needed_about_a_reply_is_translated_for_its_pod() {
     let out = b.run.run(&g).unwrap();
     assert_eq!((out.action, &out.frame), (XDP_PASS, &g));
 }
+
+#[test]
+fn the_ingress_service_prefers_this_nodes_proxy_and_falls_back_to_others() {
+    if !testbed::require_root() {
+        return;
+    }
+    let local: SocketAddr = "198.18.0.2:8443".parse().unwrap();
+    let remote: SocketAddr = "198.18.0.3:8443".parse().unwrap();
+    let proxy = |local_state| {
+        let mut s = service(
+            "xdp-ingress",
+            L4Protocol::Tcp,
+            30443,
+            vec![
+                Endpoint {
+                    node_name: Some("this".into()),
+                    ..endpoint(local, local_state)
+                },
+                Endpoint {
+                    node_name: Some("other".into()),
+                    ..endpoint(remote, EndpointState::Active)
+                },
+            ],
+        );
+        s.local_proxy = true;
+        Snapshot {
+            version: 1,
+            l4: vec![s],
+            ..Default::default()
+        }
+    };
+    let mut run = XdpTestRun::load(PROG_XDP_INGRESS).unwrap();
+    let mut sync = L4Sync::new(L4Options {
+        node_name: Some("this".into()),
+        ..L4Options::default()
+    });
+    sync.apply(&mut run.ebpf, &proxy(EndpointState::Active))
+        .unwrap();
+    for port in 0..50u16 {
+        let f = tcp4(CLIENT, 20000 + port, NODE, 30443, true, b"");
+        let out = run.run(&f).unwrap();
+        assert_eq!(out.action, XDP_PASS);
+        assert_eq!(
+            parse_checked(&out.frame).dst,
+            local,
+            "new flows go to this node's proxy"
+        );
+    }
+    // The local proxy drains: new flows go to the other node's (SNAT + XDP_TX, which needs a
+    // route; without one here the packet goes to the kernel untouched, counted).
+    let view = sync
+        .apply(&mut run.ebpf, &proxy(EndpointState::Terminating))
+        .unwrap();
+    assert_eq!(view.tables_swapped, 1);
+    let f = tcp4(CLIENT, 21000, NODE, 30443, true, b"");
+    let out = run.run(&f).unwrap();
+    assert_eq!((out.action, &out.frame), (XDP_PASS, &f));
+    assert_eq!(
+        stat(&run, Stat::PassSnatExhausted) + stat(&run, Stat::PassFibLookup),
+        1
+    );
+}

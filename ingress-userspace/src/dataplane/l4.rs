@@ -64,6 +64,9 @@ pub struct L4Args {
     pub l4_tcp_timeout_secs: u64,
     #[arg(long, default_value_t = 60)]
     pub l4_udp_timeout_secs: u64,
+    /// Life of a TCP flow after a FIN or RST.
+    #[arg(long, default_value_t = 10)]
+    pub l4_tcp_closing_timeout_secs: u64,
     /// How long a removed endpoint keeps its existing flows.
     #[arg(long, default_value_t = 60)]
     pub l4_drain_secs: u64,
@@ -114,6 +117,7 @@ impl L4Args {
             l4_node_v6: None,
             l4_tcp_timeout_secs: 3600,
             l4_udp_timeout_secs: 60,
+            l4_tcp_closing_timeout_secs: 10,
             l4_drain_secs: 60,
             node_name: None,
             l4_pod_ifaces: Vec::new(),
@@ -130,7 +134,7 @@ impl L4Args {
             node_v4: self.l4_node_v4,
             node_v6: self.l4_node_v6,
             tcp_timeout: Duration::from_secs(self.l4_tcp_timeout_secs),
-            tcp_closing_timeout: Duration::from_secs(10),
+            tcp_closing_timeout: Duration::from_secs(self.l4_tcp_closing_timeout_secs),
             udp_timeout: Duration::from_secs(self.l4_udp_timeout_secs),
             drain: Duration::from_secs(self.l4_drain_secs),
             node_name: self.node_name.clone(),
@@ -530,6 +534,52 @@ where
         .map_err(|source| SyncError::Program { name, source })
 }
 
+/// The first IPv4 and the first global IPv6 address of `iface` (getifaddrs).
+pub fn iface_addrs(iface: &str) -> (Option<Ipv4Addr>, Option<Ipv6Addr>) {
+    let mut v4 = None;
+    let mut v6 = None;
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list we free below.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return (None, None);
+    }
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
+            continue;
+        }
+        // SAFETY: NUL-terminated name from the kernel.
+        let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) };
+        if name.to_bytes() != iface.as_bytes() {
+            continue;
+        }
+        // SAFETY: the address family says which sockaddr this is.
+        unsafe {
+            match i32::from((*ifa.ifa_addr).sa_family) {
+                libc::AF_INET if v4.is_none() => {
+                    let sa = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                    v4 = Some(Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)));
+                }
+                libc::AF_INET6 if v6.is_none() => {
+                    let sa = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
+                    let a = Ipv6Addr::from(sa.sin6_addr.s6_addr);
+                    // Link-local addresses do not route beyond the link.
+                    if a.segments()[0] & 0xffc0 != 0xfe80 {
+                        v6 = Some(a);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    // SAFETY: the list from getifaddrs, freed once.
+    unsafe { libc::freeifaddrs(head) };
+    (v4, v6)
+}
+
 /// The L4 dataplane shared between the control loop (which applies snapshots) and the run
 /// loop (counters, drain maintenance, shutdown).
 #[derive(Clone)]
@@ -543,6 +593,17 @@ impl L4Handle {
         iface: &str,
         mode: AttachMode,
     ) -> Result<Self, SyncError> {
+        let mut args = args.clone();
+        // SNAT toward other nodes uses the NIC's own addresses unless told otherwise.
+        let (v4, v6) = iface_addrs(iface);
+        if args.l4_node_v4.is_none() {
+            args.l4_node_v4 = v4;
+        }
+        if args.l4_node_v6.is_none() {
+            args.l4_node_v6 = v6;
+        }
+        info!(%iface, node_v4 = ?args.l4_node_v4, node_v6 = ?args.l4_node_v6, "SNAT addresses for remote endpoints");
+        let args = &args;
         let mut dp = L4Dataplane::open(args, object)?;
         dp.attach_xdp(iface, mode)?;
         dp.attach_nic_egress(iface)?;

@@ -194,6 +194,8 @@ struct Desired {
     affinity_timeout_s: u32,
     backends: Vec<(SocketAddr, Backend)>,
     ranges: BTreeSet<(u8, [u8; 16], u8)>,
+    /// The ingress's own Service: new flows prefer this node's proxy.
+    local_first: bool,
 }
 
 /// The userspace mirror of the L4 maps, and the diff writer.
@@ -409,6 +411,7 @@ impl L4Sync {
             flags |= SVC_F_SOURCE_RANGES;
         }
         Some(Desired {
+            local_first: svc.local_proxy,
             keys,
             flags,
             affinity_timeout_s,
@@ -502,11 +505,20 @@ impl L4Sync {
         }
 
         // Maglev over active endpoints, or terminating ones when none is active (KEP-1669).
+        // The ingress's own Service prefers this node's proxy while it is active: other
+        // nodes' proxies take new flows only while it starts, drains or is gone.
         let active: Vec<&(SocketAddr, u32, Backend)> = ids
             .iter()
             .filter(|(_, _, b)| b.flags & BE_F_TERMINATING == 0)
             .collect();
-        let pool: Vec<&(SocketAddr, u32, Backend)> = if active.is_empty() {
+        let local: Vec<&(SocketAddr, u32, Backend)> = active
+            .iter()
+            .copied()
+            .filter(|(_, _, b)| b.flags & BE_F_REMOTE == 0)
+            .collect();
+        let pool: Vec<&(SocketAddr, u32, Backend)> = if d.local_first && !local.is_empty() {
+            local
+        } else if active.is_empty() {
             ids.iter().collect()
         } else {
             active
