@@ -305,3 +305,179 @@ fn local_pod_reply_is_reverse_nated_in_tc_at_pod_ingress_or_nic_egress() {
         .enter(|| tc_run_prog(&ebpf, PROG_TC_NIC_EGRESS, &out, nic));
     assert_eq!((action, &again), (0, &out));
 }
+
+#[test]
+fn remote_endpoint_over_ipv6_gets_snat_and_xdp_tx_with_pseudo_header_checksums() {
+    if !testbed::require_root() {
+        return;
+    }
+    let topo = Topology::new(0).expect("topology");
+    let outside: std::net::Ipv6Addr = "2001:db8::7".parse().unwrap();
+    let remote: std::net::Ipv6Addr = "2001:db8::9".parse().unwrap();
+    for (ip, m) in [(outside, OUTSIDE_MAC), (remote, REMOTE_MAC)] {
+        let m = m
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        topo.node
+            .run(
+                "ip",
+                &[
+                    "-6",
+                    "neigh",
+                    "replace",
+                    &ip.to_string(),
+                    "lladdr",
+                    &m,
+                    "dev",
+                    NODE_IFACE,
+                    "nud",
+                    "permanent",
+                ],
+            )
+            .unwrap();
+    }
+    let nic = ifindex(&topo, NODE_IFACE);
+    let nic_mac = mac(&topo, NODE_IFACE);
+    let mut ebpf = aya::EbpfLoader::new()
+        .load_file(testbed::bpf_object_path())
+        .unwrap();
+    let xdp: &mut Xdp = ebpf
+        .program_mut(PROG_XDP_INGRESS)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    xdp.load().unwrap();
+    let mut sync = L4Sync::new(L4Options {
+        node_v6: Some(topo.node_v6),
+        node_name: Some("this-node".into()),
+        ..L4Options::default()
+    });
+    let backend = SocketAddr::new(IpAddr::V6(remote), 9000);
+    let snap = Snapshot {
+        version: 1,
+        l4: vec![L4Service {
+            protocol: L4Protocol::Udp,
+            ..svc("remote6", 30091, backend, Some("other-node"))
+        }],
+        ..Default::default()
+    };
+    sync.apply(&mut ebpf, &snap).unwrap();
+    let frame6 =
+        |src: std::net::Ipv6Addr, sport: u16, dst: std::net::Ipv6Addr, dport: u16, smac, dmac| {
+            let mut v = Vec::new();
+            PacketBuilder::ethernet2(smac, dmac)
+                .ipv6(src.octets(), dst.octets(), 64)
+                .udp(sport, dport)
+                .write(&mut v, b"payload")
+                .unwrap();
+            v
+        };
+    let check6 = |frame: &[u8]| -> (SocketAddr, SocketAddr, u8) {
+        let p = SlicedPacket::from_ethernet(frame).unwrap();
+        let Some(NetSlice::Ipv6(ip)) = &p.net else {
+            panic!("not IPv6")
+        };
+        let h = ip.header().to_header();
+        let Some(TransportSlice::Udp(u)) = &p.transport else {
+            panic!("not UDP")
+        };
+        assert_eq!(
+            u.checksum(),
+            u.to_header().calc_checksum_ipv6(&h, u.payload()).unwrap()
+        );
+        (
+            SocketAddr::new(IpAddr::from(h.source), u.source_port()),
+            SocketAddr::new(IpAddr::from(h.destination), u.destination_port()),
+            h.hop_limit,
+        )
+    };
+    let f = frame6(outside, 40000, topo.node_v6, 30091, OUTSIDE_MAC, nic_mac);
+    let (action, out) = topo.node.enter(|| xdp_run(&ebpf, &f, nic));
+    assert_eq!(action, XDP_TX);
+    let (src, dst, hops) = check6(&out);
+    assert_eq!(dst, backend);
+    assert_eq!(src.ip(), IpAddr::V6(topo.node_v6));
+    assert_eq!(hops, 63);
+    let reply = frame6(remote, 9000, topo.node_v6, src.port(), REMOTE_MAC, nic_mac);
+    let (action, out) = topo.node.enter(|| xdp_run(&ebpf, &reply, nic));
+    assert_eq!(action, XDP_TX);
+    let (rsrc, rdst, _) = check6(&out);
+    assert_eq!(rsrc, SocketAddr::new(IpAddr::V6(topo.node_v6), 30091));
+    assert_eq!(rdst, SocketAddr::new(IpAddr::V6(outside), 40000));
+    assert_eq!(&out[0..12], &[OUTSIDE_MAC, nic_mac].concat()[..]);
+}
+
+#[test]
+fn hostile_frames_to_service_ports_never_abort_or_half_rewrite() {
+    if !testbed::require_root() {
+        return;
+    }
+    let topo = Topology::new(1).expect("topology");
+    let nic = ifindex(&topo, NODE_IFACE);
+    let mut ebpf = aya::EbpfLoader::new()
+        .load_file(testbed::bpf_object_path())
+        .unwrap();
+    let xdp: &mut Xdp = ebpf
+        .program_mut(PROG_XDP_INGRESS)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    xdp.load().unwrap();
+    let pod = SocketAddr::new(IpAddr::V4(topo.pods[0].v4), 8080);
+    let snap = Snapshot {
+        version: 1,
+        l4: vec![svc("web", 30080, pod, None)],
+        ..Default::default()
+    };
+    L4Sync::new(L4Options::default())
+        .apply(&mut ebpf, &snap)
+        .unwrap();
+    // A deterministic xorshift: the same "random" frames every run.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let base = tcp(OUTSIDE_MAC, OUTSIDE_MAC, OUTSIDE, 40000, NODE, 30080);
+    topo.node.enter(|| {
+        for i in 0..5000 {
+            let mut f = base.clone();
+            // Flip a few bytes anywhere past the Ethernet addresses, and sometimes truncate.
+            for _ in 0..(1 + next() % 4) {
+                let at = 12 + (next() as usize % (f.len() - 12));
+                f[at] = next() as u8;
+            }
+            if i % 3 == 0 {
+                let keep = 14 + next() as usize % (f.len() - 14);
+                f.truncate(keep);
+            }
+            let (action, out) = xdp_run(&ebpf, &f, nic);
+            assert!(
+                action == 1 || action == 2 || action == 3,
+                "action {action} for {f:02x?}"
+            );
+            // Passed frames are either untouched or a complete DNAT whose checksums are as
+            // valid as they were (an incremental update keeps a bad checksum bad).
+            if action == 2 && out != f {
+                let p = SlicedPacket::from_ethernet(&out).expect("a rewritten frame parses");
+                let q = SlicedPacket::from_ethernet(&f).expect("its input parsed too");
+                if let (Some(NetSlice::Ipv4(ip)), Some(NetSlice::Ipv4(ip_in))) = (&p.net, &q.net) {
+                    let h = ip.header().to_header();
+                    let h_in = ip_in.header().to_header();
+                    assert_eq!(h.destination, topo.pods[0].v4.octets());
+                    assert_eq!(
+                        h.header_checksum == h.calc_header_checksum(),
+                        h_in.header_checksum == h_in.calc_header_checksum()
+                    );
+                }
+                if let Some(TransportSlice::Tcp(t)) = &p.transport {
+                    assert_eq!(t.destination_port(), 8080);
+                }
+            }
+        }
+    });
+}

@@ -95,6 +95,8 @@ stats! {
     PassSnatExhausted = 28, "pass_snat_exhausted", Pass;
     /// Would be forwarded out of the NIC with TTL/hop limit 1: the kernel answers it.
     PassTtlExceeded = 29, "pass_ttl_exceeded", Pass;
+    /// IP length field disagrees with the frame or cuts the TCP/UDP header.
+    PassBadLength = 30, "pass_bad_length", Pass;
 
     /// A service packet that created a flow (new connection).
     L4NewFlow = 32, "l4_new_flow", Action;

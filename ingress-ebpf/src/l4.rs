@@ -131,11 +131,23 @@ fn read_pkt(ctx: &XdpContext, p: &Parsed) -> Option<Pkt> {
             pkt.daddr = (*ip).daddr;
             pkt.tot_len = u16::from_be_bytes((*ip).payload_len).wrapping_add(40);
         }
+        // A length field that disagrees with the frame: the kernel's to judge, untouched.
+        let frame = ctx.data_end() - ctx.data();
+        if usize::from(pkt.tot_len) + p.l3_off > frame
+            || usize::from(pkt.tot_len) + p.l3_off < p.l4_off + 8
+        {
+            return None;
+        }
         if p.ip_proto == IPPROTO_TCP {
             let tcp = ptr_at::<TcpHdr>(ctx, p.l4_off)?;
             pkt.sport = u16::from_ne_bytes((*tcp).sport);
             pkt.dport = u16::from_ne_bytes((*tcp).dport);
             pkt.tcp_flags = (*tcp).flags;
+            // The TCP header (with options) must fit in the IP length too.
+            let doff = usize::from((*tcp).doff_res >> 4) * 4;
+            if usize::from(pkt.tot_len) + p.l3_off < p.l4_off + doff {
+                return None;
+            }
         } else {
             let udp = ptr_at::<UdpHdr>(ctx, p.l4_off)?;
             pkt.sport = u16::from_ne_bytes((*udp).sport);
@@ -217,7 +229,7 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
         return pass(Stat::PassNoService);
     }
     let Some(pkt) = read_pkt(ctx, p) else {
-        return pass(Stat::PassNoService);
+        return pass(Stat::PassBadLength);
     };
     let Some(cfg) = CONFIG.get(0) else {
         return pass(Stat::PassNoService);
