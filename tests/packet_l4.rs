@@ -896,3 +896,51 @@ fn the_ingress_service_prefers_this_nodes_proxy_and_falls_back_to_others() {
         1
     );
 }
+
+#[test]
+fn icmpv6_packet_too_big_about_a_reply_is_translated_for_its_pod() {
+    if !testbed::require_root() {
+        return;
+    }
+    use etherparse::{Icmpv6Header, Icmpv6Type};
+    let mut b = bed();
+    let syn = tcp6(48100, 30080, b"");
+    let pod = parse_checked(&b.run.run(&syn).unwrap().frame).dst;
+    let IpAddr::V6(pod_ip) = pod.ip() else {
+        panic!()
+    };
+
+    // The reply NODE6:30080 → CLIENT6:48100 as a router quotes it.
+    let mut reply = Vec::new();
+    PacketBuilder::ethernet2(NODE_MAC, CLIENT_MAC)
+        .ipv6(NODE6, CLIENT6, 64)
+        .tcp(30080, 48100, 1, 65535)
+        .write(&mut reply, b"")
+        .unwrap();
+    let quoted = &reply[14..14 + 48];
+    let router = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xfe];
+    let kind = Icmpv6Type::PacketTooBig { mtu: 1280 };
+    let mut f = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, NODE_MAC)
+        .ipv6(router, NODE6, 64)
+        .icmpv6(kind)
+        .write(&mut f, quoted)
+        .unwrap();
+    let out = b.run.run(&f).unwrap();
+    assert_eq!(out.action, XDP_PASS);
+    assert_eq!(stat(&b.run, Stat::L4IcmpTranslated), 1);
+    let o = &out.frame;
+    // Outer destination: the pod. Quoted source: the pod's address and port.
+    assert_eq!(&o[38..54], &pod_ip.octets());
+    assert_eq!(&o[14 + 40 + 8 + 8..14 + 40 + 8 + 24], &pod_ip.octets());
+    assert_eq!(u16::from_be_bytes([o[102], o[103]]), pod.port());
+    // ICMPv6 checksum over the pseudo-header (router → pod) and the rewritten message.
+    let expect = Icmpv6Header::with_checksum(kind, router, pod_ip.octets(), &o[62..]).unwrap();
+    assert_eq!(&o[54..62], &expect.to_bytes()[..]);
+    let mut want = f.clone();
+    want[38..54].copy_from_slice(&pod_ip.octets());
+    want[56..58].copy_from_slice(&o[56..58]);
+    want[70..86].copy_from_slice(&pod_ip.octets());
+    want[102..104].copy_from_slice(&pod.port().to_be_bytes());
+    assert_eq!(&want, o);
+}

@@ -20,8 +20,8 @@ use crate::{
         SOURCE_RANGES, SVC_STATS, Scratch, count_l4, scratch,
     },
     parse::{
-        EthHdr, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, Ipv4Hdr, Ipv6Hdr, Parsed, TcpHdr, UdpHdr,
-        ptr_at,
+        EthHdr, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv4Hdr, Ipv6Hdr, Parsed,
+        TcpHdr, UdpHdr, ptr_at,
     },
     stats,
 };
@@ -58,6 +58,14 @@ pub struct Pkt {
 pub struct Verdict(u64);
 
 impl Verdict {
+    /// No verdict (ABORTED/Rx is never a real one): "not mine" from a sub-handler.
+    pub const NONE: Verdict = Verdict(0);
+
+    #[inline(always)]
+    pub fn is_none(self) -> bool {
+        self.0 == 0
+    }
+
     #[inline(always)]
     pub fn action(self) -> u32 {
         self.0 as u32
@@ -220,10 +228,17 @@ fn timeout_ns(cfg: &L4Config, proto: u8, flags: u32) -> u64 {
 /// The L4 path for a well-formed TCP/UDP packet.
 #[inline(always)]
 pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
-    if p.ip_proto == IPPROTO_ICMP
-        && let Some(v) = crate::icmp::handle(ctx, p)
-    {
-        return v;
+    if p.ip_proto == IPPROTO_ICMP && p.protocol == Stat::Ipv4Icmp {
+        let v = crate::icmp::handle(ctx.ctx, p.l3_off, p.l4_off);
+        if !v.is_none() {
+            return v;
+        }
+    }
+    if p.ip_proto == IPPROTO_ICMPV6 && p.protocol == Stat::Ipv6Icmp {
+        let v = crate::icmp::handle_v6(ctx.ctx, p.l3_off, p.l4_off);
+        if !v.is_none() {
+            return v;
+        }
     }
     if p.ip_proto != IPPROTO_TCP && p.ip_proto != IPPROTO_UDP {
         return pass(Stat::PassNoService);
