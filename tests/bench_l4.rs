@@ -14,7 +14,10 @@ use std::{net::SocketAddr, time::Duration};
 
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
 use etherparse::PacketBuilder;
-use ingress_common::{PROG_XDP_INGRESS, PROG_XDP_PASS, l4::PROG_TC_REPLY};
+use ingress_common::{
+    PROG_XDP_INGRESS, PROG_XDP_PASS,
+    l4::{PROG_TC_NIC_EGRESS, PROG_TC_REPLY},
+};
 use testbed::{NODE_IFACE, Topology};
 use xdp_ingress::{
     dataplane::{L4Options, L4Sync},
@@ -184,8 +187,10 @@ fn l4_paths_in_kernel_cost_per_packet() {
         let x: &mut Xdp = ebpf.program_mut(p).unwrap().try_into().unwrap();
         x.load().unwrap();
     }
-    let t: &mut SchedClassifier = ebpf.program_mut(PROG_TC_REPLY).unwrap().try_into().unwrap();
-    t.load().unwrap();
+    for name in [PROG_TC_REPLY, PROG_TC_NIC_EGRESS] {
+        let t: &mut SchedClassifier = ebpf.program_mut(name).unwrap().try_into().unwrap();
+        t.load().unwrap();
+    }
 
     let pods: Vec<(SocketAddr, Option<&str>)> = (0..3)
         .map(|i| (format!("198.19.{i}.2:8080").parse().unwrap(), None))
@@ -220,6 +225,11 @@ fn l4_paths_in_kernel_cost_per_packet() {
     let xdp: &Xdp = ebpf.program(PROG_XDP_INGRESS).unwrap().try_into().unwrap();
     let pass: &Xdp = ebpf.program(PROG_XDP_PASS).unwrap().try_into().unwrap();
     let tc: &SchedClassifier = ebpf.program(PROG_TC_REPLY).unwrap().try_into().unwrap();
+    let tc_egress: &SchedClassifier = ebpf
+        .program(PROG_TC_NIC_EGRESS)
+        .unwrap()
+        .try_into()
+        .unwrap();
 
     let mut frag = tcp4(CLIENT, 40000, NODE, 30080, true);
     frag[20] = 0x20;
@@ -282,8 +292,18 @@ fn l4_paths_in_kernel_cost_per_packet() {
             };
             rows.push((name.to_string(), t, t / base));
         }
+        let t = tc_time_fresh(tc_egress, &pod_reply, nic, n);
+        rows.push((
+            "tc NIC egress: pod reply reverse NAT".into(),
+            t,
+            t / base_fresh,
+        ));
         let t = tc_time_fresh(tc, &pod_reply, pod_if, n);
-        rows.push(("tc: local pod reply reverse NAT".into(), t, t / base_fresh));
+        rows.push((
+            "tc pod ingress: reply NAT + redirect".into(),
+            t,
+            t / base_fresh,
+        ));
         rows
     });
     println!("\nL4 in-kernel cost per packet, BPF_PROG_TEST_RUN, {n} runs per path");
