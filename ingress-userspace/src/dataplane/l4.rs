@@ -652,3 +652,40 @@ impl L4Handle {
         self.lock().detach();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_reject_bad_maglev_sizes_and_port_ranges() {
+        assert_eq!(parse_maglev_size("16381"), Ok(16381));
+        assert_eq!(parse_maglev_size("65537"), Ok(65537));
+        assert!(parse_maglev_size("16380").is_err());
+        assert!(
+            parse_maglev_size("131071").is_err(),
+            "prime but above the maximum"
+        );
+        assert_eq!(parse_port_range("61000-65000"), Ok((61000, 65000)));
+        assert!(parse_port_range("0-10").is_err());
+        assert!(parse_port_range("20-10").is_err());
+        assert!(parse_port_range("1000").is_err());
+    }
+
+    #[test]
+    fn run_flags_parse_with_defaults() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct W {
+            #[command(flatten)]
+            l4: L4Args,
+        }
+        let w = W::parse_from(["x", "--l4-snat-ports", "40000-40010", "--l4-keep-attached"]);
+        assert_eq!(w.l4.l4_snat_ports, (40000, 40010));
+        assert!(w.l4.l4_keep_attached);
+        assert_eq!(w.l4.bpf_pin_root, PathBuf::from(DEFAULT_PIN_ROOT));
+        let o = w.l4.options();
+        assert_eq!(o.maglev_size, DEFAULT_MAGLEV_SIZE);
+        assert_eq!(o.config().snat_port_min, 40000);
+    }
+}
