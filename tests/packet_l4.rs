@@ -944,3 +944,26 @@ fn icmpv6_packet_too_big_about_a_reply_is_translated_for_its_pod() {
     want[102..104].copy_from_slice(&pod.port().to_be_bytes());
     assert_eq!(&want, o);
 }
+
+#[test]
+fn nodeports_answer_only_on_the_nodes_addresses_when_they_are_known() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut b = bed_with(L4Options {
+        local_addrs: vec![IpAddr::from(NODE), IpAddr::from(NODE6)],
+        ..L4Options::default()
+    });
+    let f = tcp4(CLIENT, 49000, NODE, 30080, true, b"");
+    assert!(pod_v4().contains(&parse_checked(&b.run.run(&f).unwrap().frame).dst));
+    // To another host through this node (a routed pod, say), same port: not ours.
+    let transit = tcp4(CLIENT, 49000, [198, 19, 7, 2], 30080, true, b"");
+    let out = b.run.run(&transit).unwrap();
+    assert_eq!((out.action, &out.frame), (XDP_PASS, &transit));
+    let out = b.run.run(&tcp6(49000, 30080, b"")).unwrap();
+    assert!(pods()[3..].contains(&parse_checked(&out.frame).dst));
+    // Unknown addresses (the default): any address, as the other tests rely on.
+    b.sync.set_local_addrs(&mut b.run.ebpf, Vec::new()).unwrap();
+    let out = b.run.run(&transit).unwrap();
+    assert_ne!(out.frame, transit);
+}

@@ -31,6 +31,9 @@ pub const MAP_CONFIG: &str = "XDPI_CONFIG";
 pub const MAP_PORTS: &str = "XDPI_PORTS";
 /// Words in [`MAP_PORTS`].
 pub const PORT_WORDS: u32 = 65536 / 32 * 2;
+/// The node's own addresses, one [`LocalAddrs`] at index 0: NodePorts answer only on these
+/// (like kube-proxy), so traffic routed through the node to other hosts is left alone.
+pub const MAP_LOCAL_ADDRS: &str = "XDPI_LOCAL_ADDR";
 /// Service unit names by slot (userspace only, for `xdp-ingress backends`): [`ServiceName`].
 pub const MAP_SERVICE_NAMES: &str = "XDPI_SVC_NAMES";
 
@@ -48,6 +51,7 @@ pub const PINNED_MAPS: &[&str] = &[
     MAP_CONFIG,
     MAP_SERVICE_NAMES,
     MAP_PORTS,
+    MAP_LOCAL_ADDRS,
 ];
 
 /// Name of the TC program reverse-NATing replies from local pods (attach on the node side of
@@ -231,6 +235,21 @@ pub struct L4Config {
 }
 const _: () = assert!(core::mem::size_of::<L4Config>() == 48);
 
+pub const LOCAL_ADDRS_V4: usize = 16;
+pub const LOCAL_ADDRS_V6: usize = 16;
+
+/// Up to 16 IPv4 and 16 IPv6 local addresses. A count of 0 for a family means "any address"
+/// (not restricted: the daemon could not tell, or has too many to list).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LocalAddrs {
+    pub n_v4: u32,
+    pub n_v6: u32,
+    pub v4: [[u8; 4]; LOCAL_ADDRS_V4],
+    pub v6: [[u8; 16]; LOCAL_ADDRS_V6],
+}
+const _: () = assert!(core::mem::size_of::<LocalAddrs>() == 8 + 64 + 256);
+
 /// A service unit's id (`namespace/name:port#v4`), NUL-padded UTF-8, cut at 124 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -269,6 +288,7 @@ impl ServiceName {
 }
 
 crate::impl_pod!(
+    LocalAddrs,
     ServiceName,
     ServiceKey,
     ServiceValue,

@@ -16,8 +16,8 @@ use crate::{
     csum,
     fib::{self, FibResult},
     maps::{
-        AFFINITY, BACKENDS, BE_STATS, CONFIG, CONNTRACK, MAGLEV, PORTS, REVNAT, SERVICES,
-        SOURCE_RANGES, SVC_STATS, Scratch, count_l4, scratch,
+        AFFINITY, BACKENDS, BE_STATS, CONFIG, CONNTRACK, LOCAL_ADDRS, MAGLEV, PORTS, REVNAT,
+        SERVICES, SOURCE_RANGES, SVC_STATS, Scratch, count_l4, scratch,
     },
     parse::{
         EthHdr, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv4Hdr, Ipv6Hdr, Parsed,
@@ -288,8 +288,9 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
     let svc = match found {
         Some(s) => s,
         None => match SERVICES.get_ptr(&skey) {
-            Some(s) => s,
-            None => return pass(Stat::PassNoService),
+            // A NodePort answers on the node's own addresses only.
+            Some(s) if is_local(&pkt) => s,
+            _ => return pass(Stat::PassNoService),
         },
     };
     // SAFETY: pointer from a successful lookup; hash values stay valid under RCU while we run.
@@ -387,6 +388,39 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
         refresh: true,
     };
     forward(ctx, &pkt, cfg, be, scr)
+}
+
+/// True when the destination is one of the node's addresses (or the daemon did not list them).
+/// A subprogram: its unrolled compares stay off the main program's stack.
+#[inline(never)]
+fn is_local(pkt: &Pkt) -> bool {
+    let Some(l) = LOCAL_ADDRS.get(0) else {
+        return true;
+    };
+    let mut i = 0;
+    if pkt.v6 {
+        if l.n_v6 == 0 {
+            return true;
+        }
+        while i < LOCAL_ADDRS_V6 {
+            if (i as u32) < l.n_v6 && addr_eq(&l.v6[i], &pkt.daddr) {
+                return true;
+            }
+            i += 1;
+        }
+    } else {
+        if l.n_v4 == 0 {
+            return true;
+        }
+        let d = [pkt.daddr[0], pkt.daddr[1], pkt.daddr[2], pkt.daddr[3]];
+        while i < LOCAL_ADDRS_V4 {
+            if (i as u32) < l.n_v4 && l.v4[i] == d {
+                return true;
+            }
+            i += 1;
+        }
+    }
+    false
 }
 
 #[inline(always)]

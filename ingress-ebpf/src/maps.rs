@@ -9,7 +9,7 @@ use aya_ebpf::{
 use ingress_common::l4::{
     AffinityKey, AffinityValue, Backend, CtEntry, DEFAULT_AFFINITY_SIZE, DEFAULT_CONNTRACK_SIZE,
     DEFAULT_MAGLEV_SIZE, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_SERVICES, FlowKey, L4Config, L4Counter,
-    PORT_WORDS, RevNatEntry, SOURCE_RANGES_SIZE, ServiceKey, ServiceName, ServiceValue,
+    LocalAddrs, PORT_WORDS, RevNatEntry, SOURCE_RANGES_SIZE, ServiceKey, ServiceName, ServiceValue,
     SourceRangeData,
 };
 
@@ -69,6 +69,9 @@ pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 pub fn scratch() -> Option<*mut Scratch> {
     SCRATCH.get_ptr_mut(0)
 }
+
+#[map(name = "XDPI_LOCAL_ADDR")]
+pub static LOCAL_ADDRS: Array<LocalAddrs> = Array::with_max_entries(1, 0);
 
 #[map(name = "XDPI_PORTS")]
 pub static PORTS: Array<u32> = Array::with_max_entries(PORT_WORDS, 0);

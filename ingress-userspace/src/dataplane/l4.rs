@@ -138,6 +138,7 @@ impl L4Args {
             udp_timeout: Duration::from_secs(self.l4_udp_timeout_secs),
             drain: Duration::from_secs(self.l4_drain_secs),
             node_name: self.node_name.clone(),
+            local_addrs: Vec::new(),
         }
     }
 
@@ -211,6 +212,13 @@ impl L4Args {
             ),
             (MAP_CONFIG, MapType::Array, 4, sz(size_of::<L4Config>()), 1),
             (MAP_PORTS, MapType::Array, 4, 4, PORT_WORDS),
+            (
+                MAP_LOCAL_ADDRS,
+                MapType::Array,
+                4,
+                sz(size_of::<LocalAddrs>()),
+                1,
+            ),
             (
                 MAP_SERVICE_NAMES,
                 MapType::Array,
@@ -378,6 +386,11 @@ impl L4Dataplane {
         self.sync.maintain(&mut self.ebpf)
     }
 
+    /// The node's addresses, where NodePorts answer (empty: any address).
+    pub fn set_local_addrs(&mut self, addrs: Vec<std::net::IpAddr>) -> Result<(), SyncError> {
+        self.sync.set_local_addrs(&mut self.ebpf, addrs)
+    }
+
     pub fn ebpf(&self) -> &Ebpf {
         &self.ebpf
     }
@@ -534,6 +547,44 @@ where
         .map_err(|source| SyncError::Program { name, source })
 }
 
+/// Every address of every interface of this network namespace, sorted (getifaddrs).
+pub fn local_addrs() -> Vec<std::net::IpAddr> {
+    let mut out = Vec::new();
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list we free below.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return out;
+    }
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        if ifa.ifa_addr.is_null() {
+            continue;
+        }
+        // SAFETY: the address family says which sockaddr this is.
+        unsafe {
+            match i32::from((*ifa.ifa_addr).sa_family) {
+                libc::AF_INET => {
+                    let sa = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                    out.push(Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)).into());
+                }
+                libc::AF_INET6 => {
+                    let sa = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
+                    out.push(Ipv6Addr::from(sa.sin6_addr.s6_addr).into());
+                }
+                _ => {}
+            }
+        }
+    }
+    // SAFETY: the list from getifaddrs, freed once.
+    unsafe { libc::freeifaddrs(head) };
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// The first IPv4 and the first global IPv6 address of `iface` (getifaddrs).
 pub fn iface_addrs(iface: &str) -> (Option<Ipv4Addr>, Option<Ipv6Addr>) {
     let mut v4 = None;
@@ -605,6 +656,8 @@ impl L4Handle {
         info!(%iface, node_v4 = ?args.l4_node_v4, node_v6 = ?args.l4_node_v6, "SNAT addresses for remote endpoints");
         let args = &args;
         let mut dp = L4Dataplane::open(args, object)?;
+        // NodePorts answer on this node's addresses only, set before traffic is steered.
+        dp.set_local_addrs(local_addrs())?;
         dp.attach_xdp(iface, mode)?;
         dp.attach_nic_egress(iface)?;
         for pod_if in &args.l4_pod_ifaces {
@@ -626,8 +679,11 @@ impl L4Handle {
         Ok(report)
     }
 
+    /// Ends finished drains and follows the node's addresses; call about once a second.
     pub fn maintain(&self) -> Result<ApplyReport, SyncError> {
-        self.lock().maintain()
+        let mut dp = self.lock();
+        dp.set_local_addrs(local_addrs())?;
+        dp.maintain()
     }
 
     /// The global per-reason counters, summed over CPUs.

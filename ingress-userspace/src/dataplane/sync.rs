@@ -73,6 +73,8 @@ pub struct L4Options {
     pub drain: Duration,
     /// This node's name: endpoints on other nodes are remote (SNAT + XDP_TX).
     pub node_name: Option<String>,
+    /// The node's addresses, where NodePorts answer; empty: any address.
+    pub local_addrs: Vec<std::net::IpAddr>,
 }
 
 impl Default for L4Options {
@@ -89,11 +91,42 @@ impl Default for L4Options {
             udp_timeout: Duration::from_secs(60),
             drain: Duration::from_secs(60),
             node_name: None,
+            local_addrs: Vec::new(),
         }
     }
 }
 
 impl L4Options {
+    /// The local-address table; a family with more addresses than fit is left unrestricted.
+    pub fn local_addrs(&self) -> LocalAddrs {
+        let mut l = LocalAddrs::default();
+        let v4: Vec<[u8; 4]> = self
+            .local_addrs
+            .iter()
+            .filter_map(|a| match a {
+                IpAddr::V4(a) => Some(a.octets()),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        let v6: Vec<[u8; 16]> = self
+            .local_addrs
+            .iter()
+            .filter_map(|a| match a {
+                IpAddr::V6(a) => Some(a.octets()),
+                IpAddr::V4(_) => None,
+            })
+            .collect();
+        if v4.len() <= LOCAL_ADDRS_V4 {
+            l.n_v4 = v4.len() as u32;
+            l.v4[..v4.len()].copy_from_slice(&v4);
+        }
+        if v6.len() <= LOCAL_ADDRS_V6 {
+            l.n_v6 = v6.len() as u32;
+            l.v6[..v6.len()].copy_from_slice(&v6);
+        }
+        l
+    }
+
     pub fn config(&self) -> L4Config {
         L4Config {
             maglev_size: self.maglev_size,
@@ -248,7 +281,7 @@ impl L4Sync {
             version: snapshot.version,
             ..Default::default()
         };
-        write_config(ebpf, &self.opts.config())?;
+        write_config(ebpf, &self.opts)?;
         if !self.recovered {
             self.recover(ebpf)?;
             self.recovered = true;
@@ -333,6 +366,19 @@ impl L4Sync {
             }
         }
         self.ports = Some(want);
+        Ok(())
+    }
+
+    /// Replaces the node's addresses (NodePorts answer on these); written at once.
+    pub fn set_local_addrs(
+        &mut self,
+        ebpf: &mut Ebpf,
+        addrs: Vec<IpAddr>,
+    ) -> Result<(), SyncError> {
+        if self.opts.local_addrs != addrs {
+            self.opts.local_addrs = addrs;
+            write_config(ebpf, &self.opts)?;
+        }
         Ok(())
     }
 
@@ -763,10 +809,16 @@ fn remove_ranges(
     Ok(())
 }
 
-fn write_config(ebpf: &mut Ebpf, cfg: &L4Config) -> Result<(), SyncError> {
+fn write_config(ebpf: &mut Ebpf, opts: &L4Options) -> Result<(), SyncError> {
+    let cfg = opts.config();
     let mut map: Array<&mut MapData, L4Config> = typed(ebpf, MAP_CONFIG)?;
-    if map.get(&0, 0).ok().as_ref() != Some(cfg) {
-        map.set(0, *cfg, 0).map_err(map_err(MAP_CONFIG))?;
+    if map.get(&0, 0).ok().as_ref() != Some(&cfg) {
+        map.set(0, cfg, 0).map_err(map_err(MAP_CONFIG))?;
+    }
+    let local = opts.local_addrs();
+    let mut map: Array<&mut MapData, LocalAddrs> = typed(ebpf, MAP_LOCAL_ADDRS)?;
+    if map.get(&0, 0).ok().as_ref() != Some(&local) {
+        map.set(0, local, 0).map_err(map_err(MAP_LOCAL_ADDRS))?;
     }
     Ok(())
 }
