@@ -10,5 +10,6 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => xdp_ingress::cli::run::run(args).await,
         Command::Explain(args) => xdp_ingress::cli::explain::run(args),
+        Command::Backends(args) => xdp_ingress::cli::backends::run(args),
     }
 }

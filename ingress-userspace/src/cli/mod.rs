@@ -1,6 +1,7 @@
 //! The `xdp-ingress` subcommands. Each parses its flags into plain structs and calls into the
 //! library; nothing here is needed by tests that drive the library directly.
 
+pub mod backends;
 pub mod explain;
 pub mod iface;
 pub mod run;
@@ -31,4 +32,6 @@ pub enum Command {
     Run(run::RunArgs),
     /// Print, as JSON, what a request would match: Ingress, rule, path, backend, endpoints.
     Explain(explain::ExplainArgs),
+    /// Print the XDP data path's services and backends (with counters) from the pinned maps.
+    Backends(backends::BackendsArgs),
 }
