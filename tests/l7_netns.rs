@@ -213,17 +213,29 @@ fn thousand_reloads_dead_pod_and_websocket_under_load() {
     let mut bes: Vec<Option<HttpBackend>> = backends(&topo).into_iter().map(Some).collect();
     let proxy = NsProxy::start(&topo.node, proxy_args(&topo));
     let all = pods_upstream(&topo, "svc", &[0, 1, 2]);
+    // POSTs go to pods that stay: a non-idempotent request already written to a pod that
+    // dies under it must fail (as with nginx); reloads alone must never fail one.
+    let stable = pods_upstream(&topo, "stable", &[0, 2]);
     let snap = |v: u64| -> Arc<Snapshot> {
         let mut u = (*all).clone();
         u.endpoints.rotate_left((v % 3) as usize);
-        let mut hosts = vec![vhost(
-            "load.test",
-            vec![
-                route_to(path("Prefix", &format!("/v{v}")), all.clone()),
-                route_to(path("Prefix", "/"), Arc::new(u)),
-            ],
-            false,
-        )];
+        let mut st = (*stable).clone();
+        st.endpoints.rotate_left((v % 2) as usize);
+        let mut hosts = vec![
+            vhost(
+                "load.test",
+                vec![
+                    route_to(path("Prefix", &format!("/v{v}")), all.clone()),
+                    route_to(path("Prefix", "/"), Arc::new(u)),
+                ],
+                false,
+            ),
+            vhost(
+                "post.test",
+                vec![route_to(path("Prefix", "/"), Arc::new(st))],
+                false,
+            ),
+        ];
         hosts.extend((0..v % 5).map(|i| {
             vhost(
                 &format!("extra{i}.test"),
@@ -263,7 +275,8 @@ fn thousand_reloads_dead_pod_and_websocket_under_load() {
                                 if stop.load(Ordering::Relaxed) {
                                     break;
                                 }
-                                let mut r = req(node, "load.test", "/x");
+                                let host = if w == 2 { "post.test" } else { "load.test" };
+                                let mut r = req(node, host, "/x");
                                 if w == 2 {
                                     // Non-idempotent with a body: may only move on while unread.
                                     *r.method_mut() = http::Method::POST;
