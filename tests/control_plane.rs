@@ -14,6 +14,7 @@ use xdp_ingress::{
         translate::{TranslateConfig, Translator},
     },
     source::{files, kube as kube_source},
+    status,
     store::Object,
 };
 
@@ -274,4 +275,232 @@ async fn kube_outage_keeps_serving_and_relists_on_410() {
         !s.l7.hosts.contains_key("back.example.com")
     })
     .await;
+}
+
+/// Polls `f` every 50 ms until it holds; panics with `what` after [`CONVERGE`].
+async fn eventually(what: &str, f: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + CONVERGE;
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn quick_lease(identity: &str) -> status::leader::LeaseConfig {
+    status::leader::LeaseConfig {
+        lease_duration: Duration::from_secs(2),
+        renew_deadline: Duration::from_millis(1500),
+        retry_period: Duration::from_millis(200),
+        ..status::leader::LeaseConfig::new("kube-system", "xdp-ingress-leader", identity)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_controllers_elect_one_leader_and_fail_over() {
+    let api = ApiServer::start().await.unwrap();
+    let a = status::leader::spawn(kube_client(&api).await, quick_lease("node-a"));
+    let b = status::leader::spawn(kube_client(&api).await, quick_lease("node-b"));
+    let leaders = || [*a.is_leader.borrow(), *b.is_leader.borrow()];
+    eventually("one leader", || leaders().iter().any(|l| *l)).await;
+    // Never two at once, across several renew periods.
+    for _ in 0..40 {
+        assert_ne!(leaders(), [true, true], "two leaders");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (leader, follower, follower_name) = if leaders()[0] {
+        (a, b, "node-b")
+    } else {
+        (b, a, "node-a")
+    };
+    let holder = |api: &ApiServer| {
+        api.get("leases", "kube-system", "xdp-ingress-leader")
+            .unwrap()["spec"]["holderIdentity"]
+            .clone()
+    };
+    assert_ne!(holder(&api), json!(follower_name));
+
+    // The leader stops renewing (crash): the follower takes over after the lease duration.
+    leader.task.abort();
+    let t0 = std::time::Instant::now();
+    eventually("fail-over", || *follower.is_leader.borrow()).await;
+    eprintln!("fail-over after {:?}", t0.elapsed());
+    assert_eq!(holder(&api), json!(follower_name));
+    let transitions = api
+        .get("leases", "kube-system", "xdp-ingress-leader")
+        .unwrap()["spec"]["leaseTransitions"]
+        .clone();
+    assert_eq!(transitions, json!(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_writes_status_addresses_and_events_once() {
+    let api = ApiServer::start().await.unwrap();
+    for o in default_objects_json() {
+        api.put(o);
+    }
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("info")
+        .try_init();
+    let cfg = TranslateConfig {
+        publish_addresses: vec!["198.18.0.10".into()],
+        ..Default::default()
+    };
+    let ctl = controller::spawn(Translator::new(cfg), vec![], LoopConfig::default());
+    let client = kube_client(&api).await;
+    let _tasks = kube_source::spawn(client.clone(), None, ctl.events.clone());
+    let candidate = status::leader::spawn(client.clone(), quick_lease("node-a"));
+    let reporter = status::events::Reporter {
+        controller: "xdp-ingress.dev/controller".into(),
+        instance: "node-a".into(),
+    };
+    let _writer = status::spawn(
+        client,
+        reporter,
+        ctl.snapshots.clone(),
+        candidate.is_leader.clone(),
+    );
+
+    let lb_ip = |name: &str| {
+        api.get("ingresses", "default", name).and_then(|i| {
+            i["status"]["loadBalancer"]["ingress"][0]["ip"]
+                .as_str()
+                .map(str::to_string)
+        })
+    };
+    eventually("status written", || {
+        ["echo", "secure", "default-backend"]
+            .iter()
+            .all(|n| lb_ip(n).as_deref() == Some("198.18.0.10"))
+    })
+    .await;
+
+    // Status-only changes of an Ingress (as our own writes are) do not trigger a translation.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let v = ctl.snapshots.borrow().version;
+    let mut ing = api.get("ingresses", "default", "default-backend").unwrap();
+    ing["status"]["loadBalancer"]["ingress"] = json!([{"ip": "198.18.0.99"}]);
+    api.put(ing);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        ctl.snapshots.borrow().version,
+        v,
+        "a status-only change re-translated"
+    );
+
+    // The Ingress stops being ours: its status address is removed.
+    api.put(json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "nginx"}, "spec": {"controller": "k8s.io/ingress-nginx"}}));
+    let mut ing = api.get("ingresses", "default", "echo").unwrap();
+    ing["spec"]["ingressClassName"] = json!("nginx");
+    api.put(ing);
+    eventually("status removed", || {
+        api.get("ingresses", "default", "echo")
+            .is_some_and(|i| i["status"]["loadBalancer"].get("ingress").is_none())
+    })
+    .await;
+    assert_eq!(lb_ip("secure").as_deref(), Some("198.18.0.10"));
+
+    // A broken Ingress: one Event, not repeated while the problem stays.
+    api.put(json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "broken", "namespace": "default"},
+        "spec": {"ingressClassName": "xdp-ingress", "rules": [{"host": "broken.example.com", "http": {"paths": [
+            {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "missing", "port": {"number": 80}}}}]}}]}}));
+    let events_for = |reason: &str| {
+        api.list("events")
+            .into_iter()
+            .filter(|e| e["reason"] == reason && e["regarding"]["name"] == "broken")
+            .count()
+    };
+    eventually("event created", || events_for("ServiceNotFound") == 1).await;
+    // More snapshots (and writer ticks) while the problem stays: still one Event.
+    let mut web = api.get("services", "default", "web").unwrap();
+    web["metadata"]["labels"] = json!({"touched": "yes"});
+    api.put(web);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(events_for("ServiceNotFound"), 1);
+    let e = api
+        .list("events")
+        .into_iter()
+        .find(|e| e["reason"] == "ServiceNotFound")
+        .unwrap();
+    assert_eq!(e["type"], "Warning");
+    assert_eq!(e["regarding"]["kind"], "Ingress");
+    assert_eq!(e["reportingController"], "xdp-ingress.dev/controller");
+}
+
+/// The daemon binary itself: `run --no-xdp --kubeconfig` watches the double, wins the Lease,
+/// writes status, and hands the Lease back on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_binary_serves_kube_source_and_releases_lease() {
+    let bin = testbed::xdp_ingress_bin();
+    assert!(
+        bin.exists(),
+        "{} missing: build it first (cargo build -p ingress-userspace)",
+        bin.display()
+    );
+    let api = ApiServer::start().await.unwrap();
+    for o in default_objects_json() {
+        api.put(o);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: double, cluster: {{server: \"{}\"}}}}]\n\
+             users: [{{name: u, user: {{}}}}]\ncontexts: [{{name: c, context: {{cluster: double, user: u}}}}]\ncurrent-context: c\n",
+            api.url()
+        ),
+    )
+    .unwrap();
+    let mut daemon = testbed::process::KillOnDrop::spawn(
+        std::process::Command::new(&bin)
+            .args(["run", "--no-xdp", "--kubeconfig"])
+            .arg(&kubeconfig)
+            .args([
+                "--publish-address",
+                "198.18.0.10",
+                "--election-namespace",
+                "default",
+                "--identity",
+                "daemon-1",
+            ])
+            // The proxy stays on loopback, on ports the kernel picks.
+            .args([
+                "--listen-address",
+                "127.0.0.1",
+                "--http-port",
+                "0",
+                "--https-port",
+                "0",
+            ]),
+    )
+    .unwrap();
+    let lb_ip = || {
+        api.get("ingresses", "default", "secure").and_then(|i| {
+            i["status"]["loadBalancer"]["ingress"][0]["ip"]
+                .as_str()
+                .map(str::to_string)
+        })
+    };
+    eventually("daemon wrote status", || {
+        lb_ip().as_deref() == Some("198.18.0.10")
+    })
+    .await;
+    let holder = || {
+        api.get("leases", "default", "xdp-ingress-leader")
+            .map(|l| l["spec"]["holderIdentity"].clone())
+    };
+    assert_eq!(holder(), Some(json!("daemon-1")));
+
+    let status = daemon
+        .signal_and_wait(libc::SIGTERM, Duration::from_secs(10))
+        .unwrap();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "clean exit on SIGTERM: {status:?}"
+    );
+    assert_eq!(holder(), Some(Value::Null), "lease released");
 }

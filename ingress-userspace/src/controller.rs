@@ -11,6 +11,14 @@ use std::{
     time::{Duration, Instant},
 };
 
+use prometheus_client::{
+    metrics::{
+        counter::Counter,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info};
 
@@ -62,12 +70,14 @@ where
     })
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct LoopConfig {
     /// Quiet time that ends a batch of events.
     pub debounce: Duration,
     /// Longest a batch may wait after its first event.
     pub max_delay: Duration,
+    /// Prometheus metrics to update (register them with [`ControlMetrics::register`]).
+    pub metrics: Option<ControlMetrics>,
 }
 
 impl Default for LoopConfig {
@@ -75,7 +85,80 @@ impl Default for LoopConfig {
         LoopConfig {
             debounce: Duration::from_millis(20),
             max_delay: Duration::from_millis(250),
+            metrics: None,
         }
+    }
+}
+
+/// Prometheus metrics of the control loop (cheap clones of shared counters).
+#[derive(Clone, Debug)]
+pub struct ControlMetrics {
+    pub source_events: Counter,
+    pub snapshots: Counter,
+    pub apply_errors: Counter,
+    pub snapshot_version: Gauge,
+    pub diagnostics: Gauge,
+    pub translate_seconds: Histogram,
+    pub event_to_live_seconds: Histogram,
+}
+
+impl Default for ControlMetrics {
+    fn default() -> Self {
+        ControlMetrics::new()
+    }
+}
+
+impl ControlMetrics {
+    pub fn new() -> ControlMetrics {
+        ControlMetrics {
+            source_events: Counter::default(),
+            snapshots: Counter::default(),
+            apply_errors: Counter::default(),
+            snapshot_version: Gauge::default(),
+            diagnostics: Gauge::default(),
+            translate_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
+            event_to_live_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+        }
+    }
+
+    /// Adds the metrics to `registry` (under its prefix, e.g. `xdp_ingress_`).
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("control");
+        r.register(
+            "source_events",
+            "Object changes received from the sources",
+            self.source_events.clone(),
+        );
+        r.register(
+            "snapshots",
+            "Snapshots translated and applied",
+            self.snapshots.clone(),
+        );
+        r.register(
+            "apply_errors",
+            "Snapshots a plane failed to apply (it kept the previous one)",
+            self.apply_errors.clone(),
+        );
+        r.register(
+            "snapshot_version",
+            "Version of the live snapshot",
+            self.snapshot_version.clone(),
+        );
+        r.register(
+            "diagnostics",
+            "Diagnostics in the live snapshot",
+            self.diagnostics.clone(),
+        );
+        r.register(
+            "translate_seconds",
+            "Time to translate the store into a snapshot",
+            self.translate_seconds.clone(),
+        );
+        r.register(
+            "event_to_live_seconds",
+            "From a source event arriving to its snapshot being live in every plane",
+            self.event_to_live_seconds.clone(),
+        );
     }
 }
 
@@ -149,6 +232,16 @@ pub fn spawn(
     }
 }
 
+/// Applies one event; true when the next snapshot may differ (an EndpointSlice or Secret that
+/// nothing uses changes the store but not the snapshot).
+fn apply(store: &mut Store, translator: &Translator, ev: SourceEvent) -> bool {
+    let affects = match store.layer(ev.source) {
+        Some(layer) => translator.affects(layer, &ev.change),
+        None => true,
+    };
+    store.apply(ev.source, ev.change) && affects
+}
+
 async fn run(
     mut rx: mpsc::Receiver<SourceEvent>,
     mut store: Store,
@@ -163,7 +256,7 @@ async fn run(
         let Some(ev) = rx.recv().await else { break };
         let mut first = ev.at;
         let mut count = 1u64;
-        let mut changed = store.apply(ev.source, ev.change);
+        let mut changed = apply(&mut store, &translator, ev);
         let deadline = Instant::now() + config.max_delay;
         loop {
             let wait = config
@@ -173,7 +266,7 @@ async fn run(
                 Ok(Some(ev)) => {
                     first = first.min(ev.at);
                     count += 1;
-                    changed |= store.apply(ev.source, ev.change);
+                    changed |= apply(&mut store, &translator, ev);
                     if Instant::now() >= deadline {
                         break;
                     }
@@ -192,9 +285,21 @@ async fn run(
             debug!(events = count, "no change in the store");
             continue;
         }
-        let t0 = Instant::now();
-        let snapshot = Arc::new(translator.translate(&store.view()));
-        let translate_time = t0.elapsed();
+        // Off the async workers: a large translation must not stall the proxy's tasks.
+        let (s, t, snapshot, translate_time) = match tokio::task::spawn_blocking(move || {
+            let t0 = Instant::now();
+            let snapshot = Arc::new(translator.translate(&store.view()));
+            (store, translator, snapshot, t0.elapsed())
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                error!(error = %e, "translation panicked; control loop stops, planes keep their snapshot");
+                return;
+            }
+        };
+        (store, translator) = (s, t);
         let mut errors = 0;
         for s in &mut sinks {
             if let Err(e) = s.apply(&snapshot) {
@@ -212,7 +317,21 @@ async fn run(
             event_to_live_us = latency.as_micros() as u64,
             "snapshot live"
         );
-        tx.send_replace(snapshot);
+        let (version, diagnostics) = (snapshot.version, snapshot.diagnostics.len());
+        // Freeing a large snapshot takes milliseconds: not on an async worker either.
+        let old = tx.send_replace(snapshot);
+        tokio::task::spawn_blocking(move || drop(old));
+        if let Some(m) = &config.metrics {
+            m.source_events.inc_by(count);
+            m.snapshots.inc();
+            m.apply_errors.inc_by(errors);
+            m.snapshot_version
+                .set(i64::try_from(version).unwrap_or(i64::MAX));
+            m.diagnostics
+                .set(i64::try_from(diagnostics).unwrap_or(i64::MAX));
+            m.translate_seconds.observe(translate_time.as_secs_f64());
+            m.event_to_live_seconds.observe(latency.as_secs_f64());
+        }
         if let Ok(mut s) = stats.lock() {
             s.snapshots += 1;
             s.apply_errors += errors;
@@ -240,10 +359,16 @@ mod tests {
             Ok(())
         });
         let failing = sink("failing", |_| Err("nope".into()));
+        let metrics = ControlMetrics::new();
+        let mut registry = Registry::with_prefix("xdp_ingress");
+        metrics.register(&mut registry);
         let ctl = spawn(
             Translator::new(TranslateConfig::default()),
             vec![failing, ok],
-            LoopConfig::default(),
+            LoopConfig {
+                metrics: Some(metrics),
+                ..Default::default()
+            },
         );
         let objects = crate::source::files::default_objects().unwrap();
         // Ten events in a burst: one translation.
@@ -268,5 +393,19 @@ mod tests {
         let st = ctl.stats.lock().unwrap().clone();
         assert_eq!((st.snapshots, st.events, st.apply_errors), (1, 10, 1));
         assert!(st.latency_percentile(50.0).is_some());
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains("xdp_ingress_control_event_to_live_seconds_count 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("xdp_ingress_control_source_events_total 10"),
+            "{text}"
+        );
+        assert!(
+            text.contains("xdp_ingress_control_apply_errors_total 1"),
+            "{text}"
+        );
     }
 }

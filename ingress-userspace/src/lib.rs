@@ -7,6 +7,7 @@
 //! - [`dataplane`]: the XDP side: load and attach the eBPF object, read and write its maps.
 //! - [`cli`]: the `xdp-ingress` subcommands (`run`, ...), thin wiring over the modules above.
 //! - [`source`]: where objects come from (manifest directory, API server).
+//! - [`status`]: leader election, Ingress status and Events (writing back to Kubernetes).
 //! - [`store`]: objects from the sources, by kind and key (input of translation).
 //! - [`telemetry`]: logging set-up shared by the subcommands.
 
@@ -16,5 +17,6 @@ pub mod dataplane;
 pub mod model;
 pub mod proxy;
 pub mod source;
+pub mod status;
 pub mod store;
 pub mod telemetry;

@@ -44,7 +44,7 @@ pub const RESOURCES: &[(&str, &str, &str, bool)] = &[
     ("secrets", "v1", "Secret", true),
     ("nodes", "v1", "Node", false),
     ("leases", "coordination.k8s.io/v1", "Lease", true),
-    ("events", "v1", "Event", true),
+    ("events", "events.k8s.io/v1", "Event", true),
 ];
 
 fn resource_of_kind(

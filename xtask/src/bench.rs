@@ -26,11 +26,23 @@ struct Bench {
     test: &'static str,
 }
 
-const BENCHES: &[Bench] = &[Bench {
-    name: "xdp-parse",
-    what: "in-kernel ns/packet of the XDP parser vs a bare XDP_PASS program (BPF_PROG_TEST_RUN, 1e6 repeats)",
-    test: "bench_xdp",
-}];
+const BENCHES: &[Bench] = &[
+    Bench {
+        name: "xdp-parse",
+        what: "in-kernel ns/packet of the XDP parser vs a bare XDP_PASS program (BPF_PROG_TEST_RUN, 1e6 repeats)",
+        test: "bench_xdp",
+    },
+    Bench {
+        name: "control-plane",
+        what: "translation time and snapshot memory for 10k Ingresses / 20k Services / 100k endpoints; event-to-live percentiles",
+        test: "bench_control_plane",
+    },
+    Bench {
+        name: "l7",
+        what: "L7 proxy req/s and p99 vs nginx (1 worker each): HTTP/1.1 keep-alive, HTTPS, HTTP/2 (wrk, h2load)",
+        test: "bench_l7",
+    },
+];
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.list {

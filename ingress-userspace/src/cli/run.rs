@@ -13,6 +13,7 @@ use crate::{
     model::{Snapshot, translate::Translator},
     proxy::{Proxy, ProxyArgs, ProxyHandle},
     source::{SourceEvent, args::SourceArgs, files, kube as kube_source},
+    status,
     store::{Change, SourceId},
 };
 
@@ -153,7 +154,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         }
     }
-    drop(sources);
+    sources.shutdown().await;
     let _ = shutdown_tx.send(true);
     if tokio::time::timeout(args.proxy.drain_timeout, proxy.finished())
         .await
@@ -172,6 +173,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 pub struct Sources {
     _watchers: Vec<notify::RecommendedWatcher>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    lease: Option<(kube::Client, status::leader::LeaseConfig)>,
+}
+
+impl Sources {
+    /// Stops the sources and hands leadership over (bounded in time).
+    pub async fn shutdown(mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Some((client, lease)) = self.lease.take() {
+            let release = status::leader::release(client, &lease);
+            match tokio::time::timeout(Duration::from_secs(2), release).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => warn!(error = %e, "could not release the leader lease"),
+                Err(_) => warn!("releasing the leader lease timed out"),
+            }
+        }
+    }
 }
 
 impl Drop for Sources {
@@ -214,10 +233,31 @@ pub async fn start_sources(
             .await
             .context("Kubernetes API source")?;
         sources.tasks.extend(kube_source::spawn(
-            client,
+            client.clone(),
             args.namespace.as_deref(),
             control.events.clone(),
         ));
+        if !args.no_status {
+            let identity = args.identity();
+            let lease = status::leader::LeaseConfig::new(
+                &args.election_namespace,
+                &args.election_id,
+                &identity,
+            );
+            let candidate = status::leader::spawn(client.clone(), lease.clone());
+            sources.lease = Some((client.clone(), lease));
+            let reporter = status::events::Reporter {
+                controller: args.controller_name.clone(),
+                instance: identity,
+            };
+            let writer = status::spawn(
+                client,
+                reporter,
+                control.snapshots.clone(),
+                candidate.is_leader,
+            );
+            sources.tasks.extend([writer, candidate.task]);
+        }
     }
     if args.manifests.is_none() && !args.default_manifests && !args.kube_enabled() {
         warn!("no source given (--manifests, --default-manifests, --kube): nothing will be served");

@@ -72,6 +72,10 @@ pub struct Snapshot {
     /// `--node-name` of this daemon: endpoints whose `node_name` equals it are local (the
     /// local proxy of a `local_proxy` service).
     pub local_node: Option<String>,
+    /// What the leader writes to `status.loadBalancer.ingress` of owned Ingresses: IPs (or
+    /// host names) from `--publish-address`, else the ExternalIP (else InternalIP) of the nodes
+    /// running the ingress. Sorted.
+    pub status_addresses: Vec<String>,
 }
 
 impl ObjectRef {
@@ -195,7 +199,8 @@ pub struct VirtualHost {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub enum PathMatch {
     Exact(String),
-    /// Element-wise prefix, trailing slash ignored.
+    /// Element-wise prefix, trailing slash ignored. Translation stores it without a trailing
+    /// slash (`/foo/` -> `/foo`; `/` stays `/`).
     Prefix(String),
     /// ingress-nginx's `ImplementationSpecific`: a plain character prefix.
     CharPrefix(String),

@@ -15,7 +15,8 @@ pub struct SourceArgs {
     /// Also serve the embedded demo manifests (NodePort `echo`, Ingresses `echo`, `secure`, default backend).
     #[arg(long)]
     pub default_manifests: bool,
-    /// Watch the Kubernetes API (in-cluster config unless --kubeconfig is given). Implied by --kubeconfig.
+    /// Watch the Kubernetes API (in-cluster config unless --kubeconfig is given). Implied by
+    /// --kubeconfig, and inside a pod when neither --manifests nor --default-manifests is given.
     #[arg(long)]
     pub kube: bool,
     /// Kubeconfig file for the Kubernetes API source.
@@ -61,8 +62,13 @@ pub struct SourceArgs {
 }
 
 impl SourceArgs {
+    /// `--kube` or `--kubeconfig`; and in a pod (the API server's env is set) unless a
+    /// manifest source was chosen instead.
     pub fn kube_enabled(&self) -> bool {
-        self.kube || self.kubeconfig.is_some()
+        let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+        self.kube
+            || self.kubeconfig.is_some()
+            || (in_cluster && self.manifests.is_none() && !self.default_manifests)
     }
 
     pub fn translate_config(&self) -> Result<TranslateConfig, String> {
@@ -77,6 +83,7 @@ impl SourceArgs {
                 .as_deref()
                 .map(parse_key)
                 .transpose()?,
+            publish_addresses: self.publish_address.clone(),
         })
     }
 

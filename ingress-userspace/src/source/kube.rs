@@ -111,7 +111,7 @@ pub fn spawn(
             api::<Ingress>(&client, namespace),
             cfg(),
             ObjectKind::Ingress,
-            |o| Object::Ingress(o.into()),
+            |o| Object::Ingress(trim_ingress(o).into()),
             events.clone(),
         )),
         tokio::spawn(watch_kind(
@@ -146,16 +146,43 @@ pub fn spawn(
             Api::<Node>::all(client),
             cfg(),
             ObjectKind::Node,
-            |o| Object::Node(o.into()),
+            |o| Object::Node(trim_node(o).into()),
             events,
         )),
     ]
 }
 
-/// Drops what translation never reads (managed fields are often most of an object's bytes).
+/// Drops what translation never reads: managed fields and the last-applied copy are often most
+/// of an object's bytes.
 fn trim<K: Resource>(mut o: K) -> K {
-    o.meta_mut().managed_fields = None;
+    let m = o.meta_mut();
+    m.managed_fields = None;
+    // The watcher keeps its own resourceVersion; in the store it would make every no-op
+    // update (our own status writes) look like a change.
+    m.resource_version = None;
+    if let Some(a) = m.annotations.as_mut() {
+        a.remove(LAST_APPLIED);
+    }
     o
+}
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Ingress status is ours to write, never to read: without it, our own status writes do not
+/// come back as changes that trigger another translation.
+fn trim_ingress(mut o: Ingress) -> Ingress {
+    o.status = None;
+    trim(o)
+}
+
+/// Of a Node only the addresses matter; heartbeats and conditions would re-translate for nothing.
+fn trim_node(mut o: Node) -> Node {
+    o.spec = None;
+    o.status = o.status.map(|s| k8s_openapi::api::core::v1::NodeStatus {
+        addresses: s.addresses,
+        ..Default::default()
+    });
+    trim(o)
 }
 
 async fn watch_kind<K>(

@@ -26,19 +26,18 @@ use super::{
 };
 use crate::{
     model::{
-        Endpoint, L7Config, ObjectKind, ObjectRef, PathMatch, Route, RouteAction, RouteMatch,
-        RouteOrigin, TlsCertificate, Upstream, VirtualHost, WeightedUpstream,
+        L7Config, ObjectKind, ObjectRef, PathMatch, Route, RouteAction, RouteMatch, RouteOrigin,
+        TlsCertificate, Upstream, VirtualHost, WeightedUpstream,
     },
     store::{Key, Objects},
 };
 
-/// Sort key giving conflict precedence: oldest first, then namespace/name.
-pub fn order_key(ing: &Ingress) -> (i64, String, String) {
-    (
-        created(ing),
-        ing.metadata.namespace.clone().unwrap_or_default(),
-        ing.metadata.name.clone().unwrap_or_default(),
-    )
+/// Conflict precedence: oldest first, then namespace/name.
+pub fn precedence(a: &Ingress, b: &Ingress) -> std::cmp::Ordering {
+    created(a)
+        .cmp(&created(b))
+        .then_with(|| a.metadata.namespace.cmp(&b.metadata.namespace))
+        .then_with(|| a.metadata.name.cmp(&b.metadata.name))
 }
 
 fn created(ing: &Ingress) -> i64 {
@@ -133,7 +132,9 @@ pub struct L7Builder<'a> {
     certificates: BTreeMap<String, Arc<TlsCertificate>>,
     default_certificate: Option<Arc<TlsCertificate>>,
     default_backend: Option<(ObjectRef, Arc<crate::model::Upstream>)>,
-    resolved: HashMap<(String, String, i32), Arc<[Endpoint]>>,
+    resolved: HashMap<(String, String, i32), Vec<Arc<Upstream>>>,
+    /// Services and Secrets the routes depend on (found or not).
+    pub refs: super::References,
 }
 
 impl<'a> L7Builder<'a> {
@@ -154,6 +155,7 @@ impl<'a> L7Builder<'a> {
             default_certificate: None,
             default_backend: None,
             resolved: HashMap::new(),
+            refs: super::References::default(),
         };
         if let Some(key) = &cfg.default_tls_secret {
             let oref = ObjectRef::new(ObjectKind::Secret, key.namespace.clone(), key.name.clone());
@@ -165,6 +167,7 @@ impl<'a> L7Builder<'a> {
     /// Looks up and checks a TLS Secret; a problem is reported on `user` (the Ingress).
     fn certificate(&mut self, secret: &ObjectRef, user: &ObjectRef) -> Option<Arc<TlsCertificate>> {
         let key = Key::new(secret.namespace.clone(), secret.name.clone());
+        self.refs.secrets.insert(key.clone());
         let Some(s) = self.objects.secrets.get(&key) else {
             self.diags.error(
                 user,
@@ -382,6 +385,7 @@ impl<'a> L7Builder<'a> {
             ));
         };
         let key = Key::new(ns, b.name.clone());
+        self.refs.services.insert(key.clone());
         let Some(svc) = self.objects.services.get(&key) else {
             return Err(("ServiceNotFound", format!("service {key} does not exist")));
         };
@@ -410,22 +414,36 @@ impl<'a> L7Builder<'a> {
                 format!("service {key} has no port {}", want.unwrap_or_default()),
             ));
         };
-        let endpoints = self
+        // One Upstream per Service port and options, shared by every route that uses it (the
+        // proxy keys pools by id; sharing also saves copying endpoint lists).
+        let variants = self
             .resolved
             .entry((ns.to_string(), b.name.clone(), port.port))
-            .or_insert_with(|| self.endpoints.resolve(ns, &b.name, port).into())
-            .clone();
-        Ok(Arc::new(Upstream {
+            .or_default();
+        if let Some(u) = variants.iter().find(|u| {
+            u.protocol == opts.protocol
+                && u.load_balancing == opts.load_balancing
+                && u.affinity == opts.affinity
+        }) {
+            return Ok(u.clone());
+        }
+        let endpoints = match variants.first() {
+            Some(u) => u.endpoints.clone(),
+            None => self.endpoints.resolve(ns, &b.name, port),
+        };
+        let u = Arc::new(Upstream {
             id: format!("{key}:{}", port.port),
             service: ObjectRef::new(ObjectKind::Service, ns, b.name.clone()),
             protocol: opts.protocol,
-            endpoints: endpoints.to_vec(),
+            endpoints,
             load_balancing: opts.load_balancing.clone(),
             affinity: opts.affinity.clone(),
-        }))
+        });
+        variants.push(u.clone());
+        Ok(u)
     }
 
-    pub fn finish(self) -> L7Config {
+    pub fn finish(self) -> (L7Config, super::References) {
         let mut cfg = L7Config {
             certificates: self.certificates,
             default_certificate: self.default_certificate,
@@ -456,6 +474,6 @@ impl<'a> L7Builder<'a> {
                 cfg.hosts.insert(host, vh);
             }
         }
-        cfg
+        (cfg, self.refs)
     }
 }

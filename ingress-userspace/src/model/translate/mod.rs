@@ -21,10 +21,21 @@ pub mod tls;
 #[cfg(test)]
 pub(crate) mod fixtures;
 
+use std::collections::HashSet;
+
 use crate::{
     model::{ObjectKind, ObjectRef, Snapshot},
-    store::{Key, Objects},
+    store::{Change, Key, Object, Objects},
 };
+
+/// What the last snapshot depended on besides Ingresses, IngressClasses, Services and Nodes
+/// (whose changes always re-translate): the Services whose endpoints it used and the Secrets it
+/// looked up. EndpointSlice and Secret churn elsewhere in the cluster is skipped.
+#[derive(Debug, Default)]
+pub struct References {
+    pub services: HashSet<Key>,
+    pub secrets: HashSet<Key>,
+}
 
 pub const DEFAULT_CONTROLLER_NAME: &str = "xdp-ingress.dev/controller";
 pub const DEFAULT_INGRESS_CLASS: &str = "xdp-ingress";
@@ -47,6 +58,8 @@ pub struct TranslateConfig {
     pub node_name: Option<String>,
     /// Secret used for TLS handshakes that match no `spec.tls` host.
     pub default_tls_secret: Option<Key>,
+    /// `--publish-address`: written to Ingress status instead of node addresses.
+    pub publish_addresses: Vec<String>,
 }
 
 impl Default for TranslateConfig {
@@ -58,6 +71,7 @@ impl Default for TranslateConfig {
             ingress_service: None,
             node_name: None,
             default_tls_secret: None,
+            publish_addresses: Vec::new(),
         }
     }
 }
@@ -68,6 +82,7 @@ pub struct Translator {
     pub config: TranslateConfig,
     version: u64,
     tls: tls::TlsCache,
+    refs: Option<References>,
 }
 
 impl Translator {
@@ -76,6 +91,38 @@ impl Translator {
             config,
             version: 0,
             tls: tls::TlsCache::default(),
+            refs: None,
+        }
+    }
+
+    /// Whether `change` (not yet applied to `objects`) can alter the next snapshot. Only says
+    /// no for EndpointSlices and Secrets nothing referenced (before and after the change).
+    pub fn affects(&self, objects: &Objects, change: &Change) -> bool {
+        let Some(refs) = &self.refs else { return true };
+        let slice_service = |o: &k8s_openapi::api::discovery::v1::EndpointSlice| {
+            let ns = o.metadata.namespace.clone().unwrap_or_default();
+            let svc = o
+                .metadata
+                .labels
+                .as_ref()?
+                .get(endpoints::SERVICE_NAME_LABEL)?;
+            Some(Key::new(ns, svc.clone()))
+        };
+        let slice_matters = |key: &Key| {
+            objects
+                .endpoint_slices
+                .get(key)
+                .is_some_and(|old| slice_service(old).is_none_or(|k| refs.services.contains(&k)))
+        };
+        match change {
+            Change::Upsert(Object::EndpointSlice(s)) => {
+                slice_service(s).is_none_or(|k| refs.services.contains(&k))
+                    || slice_matters(&Object::EndpointSlice(s.clone()).key())
+            }
+            Change::Delete(ObjectKind::EndpointSlice, key) => slice_matters(key),
+            Change::Upsert(o @ Object::Secret(_)) => refs.secrets.contains(&o.key()),
+            Change::Delete(ObjectKind::Secret, key) => refs.secrets.contains(key),
+            _ => true,
         }
     }
 
@@ -96,7 +143,7 @@ impl Translator {
             .values()
             .filter(|i| classes.owns(i, &self.config))
             .collect();
-        owned.sort_by_cached_key(|i| ingress::order_key(i));
+        owned.sort_by(|a, b| ingress::precedence(a, b));
         let owned_ingresses: Vec<ObjectRef> = {
             let mut v: Vec<_> = owned
                 .iter()
@@ -117,14 +164,16 @@ impl Translator {
         for ing in &owned {
             builder.add_ingress(ing);
         }
-        let l7 = builder.finish();
-        let l4 = service::l4_services(objects, &endpoints, &self.config, &mut diags);
+        let (l7, mut refs) = builder.finish();
+        let l4 = service::l4_services(objects, &endpoints, &self.config, &mut diags, &mut refs);
+        let status_addresses = status_addresses(objects, &l4, &self.config);
         self.tls.retain(|r| {
             objects
                 .secrets
                 .contains_key(&Key::new(r.namespace.clone(), r.name.clone()))
         });
 
+        self.refs = Some(refs);
         Snapshot {
             version: self.version,
             l7,
@@ -132,8 +181,56 @@ impl Translator {
             diagnostics: diags.finish(),
             owned_ingresses,
             local_node: self.config.node_name.clone(),
+            status_addresses,
         }
     }
+}
+
+/// `--publish-address` if given; else the addresses of the nodes that run the ingress (nodes
+/// of the ingress Service's endpoints when it is known, else every node): ExternalIP, else
+/// InternalIP.
+fn status_addresses(
+    objects: &Objects,
+    l4: &[crate::model::L4Service],
+    cfg: &TranslateConfig,
+) -> Vec<String> {
+    let mut out: Vec<String> = if !cfg.publish_addresses.is_empty() {
+        cfg.publish_addresses.clone()
+    } else {
+        let proxies: std::collections::BTreeSet<&str> = l4
+            .iter()
+            .filter(|s| s.local_proxy)
+            .flat_map(|s| s.endpoints.iter().filter_map(|e| e.node_name.as_deref()))
+            .collect();
+        objects
+            .nodes
+            .iter()
+            .filter(|(k, _)| cfg.ingress_service.is_none() || proxies.contains(k.name.as_str()))
+            .flat_map(|(_, node)| {
+                let addrs = node
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.addresses.as_deref())
+                    .unwrap_or_default();
+                let of = |ty: &str| -> Vec<String> {
+                    addrs
+                        .iter()
+                        .filter(|a| a.type_ == ty)
+                        .map(|a| a.address.clone())
+                        .collect()
+                };
+                let external = of("ExternalIP");
+                if external.is_empty() {
+                    of("InternalIP")
+                } else {
+                    external
+                }
+            })
+            .collect()
+    };
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// One-shot translation (tests, `explain`).

@@ -23,6 +23,7 @@ pub fn l4_services(
     endpoints: &EndpointIndex,
     cfg: &TranslateConfig,
     diags: &mut Diagnostics,
+    refs: &mut super::References,
 ) -> Vec<L4Service> {
     let mut out = Vec::new();
     for (key, svc) in &objects.services {
@@ -36,6 +37,7 @@ pub fn l4_services(
         if !own && !annotated {
             continue;
         }
+        refs.services.insert(key.clone());
         let oref = ObjectRef::new(ObjectKind::Service, key.namespace.clone(), key.name.clone());
         let Some(spec) = svc.spec.as_ref() else {
             continue;

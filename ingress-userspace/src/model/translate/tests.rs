@@ -504,3 +504,264 @@ fn versions_increase_and_tls_cache_reuses() {
     assert_eq!(t.translate(&o).version, 1);
     assert_eq!(t.translate(&o).version, 2);
 }
+
+#[test]
+fn status_addresses_from_flag_or_nodes() {
+    use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeStatus};
+    let node = |name: &str, addrs: &[(&str, &str)]| {
+        Object::Node(Arc::new(Node {
+            metadata: meta("", name),
+            status: Some(NodeStatus {
+                addresses: Some(
+                    addrs
+                        .iter()
+                        .map(|(t, a)| NodeAddress {
+                            type_: t.to_string(),
+                            address: a.to_string(),
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    };
+    let mut o = base();
+    o.upsert(node(
+        "node-a",
+        &[("InternalIP", "10.0.0.1"), ("ExternalIP", "198.18.0.2")],
+    ));
+    o.upsert(node("node-b", &[("InternalIP", "10.0.0.2")]));
+    o.upsert(node("node-c", &[("InternalIP", "10.0.0.3")]));
+    // Every node without an ingress Service: ExternalIP, else InternalIP.
+    assert_eq!(
+        run(&o).status_addresses,
+        ["10.0.0.2", "10.0.0.3", "198.18.0.2"]
+    );
+    // With the ingress Service: only nodes that run a proxy endpoint (fixture endpoints are on node-a).
+    let mut own = mk_service(
+        "default",
+        "xdp-ingress",
+        "NodePort",
+        vec![{
+            let mut p = mk_port(Some("http"), 80, IntOrString::Int(8080));
+            p.node_port = Some(30080);
+            p
+        }],
+    );
+    own.metadata.name = Some("xdp-ingress".into());
+    o.upsert(svc(own));
+    o.upsert(mk_slice(
+        "default",
+        "xdp-ingress-1",
+        "xdp-ingress",
+        "IPv4",
+        &[(Some("http"), 8080)],
+        &[("198.18.0.2", Some(true), None, None)],
+    ));
+    let cfg = TranslateConfig {
+        ingress_service: Some(crate::store::Key::new("default", "xdp-ingress")),
+        ..mk_config()
+    };
+    assert_eq!(translate(&o, &cfg).status_addresses, ["198.18.0.2"]);
+    let cfg = TranslateConfig {
+        publish_addresses: vec!["lb.example.com".into()],
+        ..cfg
+    };
+    assert_eq!(translate(&o, &cfg).status_addresses, ["lb.example.com"]);
+}
+
+#[test]
+fn upstreams_shared_per_service_port_and_options() {
+    let mut o = base();
+    o.upsert(ing(mk_ingress(
+        "default",
+        "a",
+        1,
+        vec![(
+            "a.example.com",
+            vec![
+                ("/", "Prefix", "web", "80"),
+                ("/x", "Prefix", "web", "http"),
+            ],
+        )],
+    )));
+    let other = mk_ingress(
+        "default",
+        "b",
+        2,
+        vec![("b.example.com", vec![("/", "Prefix", "web", "80")])],
+    );
+    o.upsert(ing(with_annotation(
+        other,
+        "nginx.ingress.kubernetes.io/load-balance",
+        "ewma",
+    )));
+    let s = run(&o);
+    let up = |h: &str, i: usize| match &s.l7.hosts[h].routes[i].action {
+        RouteAction::Forward(u) => u[0].upstream.clone(),
+        _ => panic!(),
+    };
+    assert!(Arc::ptr_eq(
+        &up("a.example.com", 0),
+        &up("a.example.com", 1)
+    ));
+    let b = up("b.example.com", 0);
+    assert!(
+        !Arc::ptr_eq(&up("a.example.com", 0), &b),
+        "different options: own upstream"
+    );
+    assert_eq!(b.id, "default/web:80");
+    assert_eq!(b.endpoints.len(), 1);
+}
+
+#[test]
+fn default_certificates_and_tls_host_conflicts() {
+    let (crt, key) = mk_cert_pem(&["a.example.com"]);
+    let (crt2, key2) = mk_cert_pem(&["b.example.com"]);
+    let mut o = base();
+    o.upsert(Object::Secret(Arc::new(mk_tls_secret(
+        "default", "one", &crt, &key,
+    ))));
+    o.upsert(Object::Secret(Arc::new(mk_tls_secret(
+        "default", "two", &crt2, &key2,
+    ))));
+    o.upsert(Object::Secret(Arc::new(mk_tls_secret(
+        "kube-system",
+        "fallback",
+        &crt2,
+        &key2,
+    ))));
+    let rule = vec![("a.example.com", vec![("/", "Prefix", "web", "80")])];
+    o.upsert(ing(with_tls(
+        mk_ingress("default", "first", 1, rule.clone()),
+        &["a.example.com"],
+        "one",
+    )));
+    o.upsert(ing(with_tls(
+        mk_ingress("default", "second", 2, rule),
+        &["A.example.com"],
+        "two",
+    )));
+    // `spec.tls` without hosts: that Secret becomes the default certificate.
+    o.upsert(ing(with_tls(
+        mk_ingress("default", "nohosts", 3, vec![]),
+        &[],
+        "two",
+    )));
+    let s = run(&o);
+    assert_eq!(
+        s.l7.certificates["a.example.com"].secret.name, "one",
+        "older Ingress keeps the host"
+    );
+    assert_eq!(
+        s.l7.default_certificate.as_ref().unwrap().secret.name,
+        "two"
+    );
+    assert!(reasons(&s).contains(&("second".into(), "TlsHostConflict".into())));
+    assert!(reasons(&s).contains(&("second".into(), "RouteConflict".into())));
+
+    // --default-ssl-certificate wins over spec.tls without hosts.
+    let cfg = TranslateConfig {
+        default_tls_secret: Some(crate::store::Key::new("kube-system", "fallback")),
+        ..mk_config()
+    };
+    let s = translate(&o, &cfg);
+    assert_eq!(
+        s.l7.default_certificate.as_ref().unwrap().secret.name,
+        "fallback"
+    );
+}
+
+#[test]
+fn unreferenced_slices_and_secrets_do_not_affect_the_snapshot() {
+    use crate::store::{Change, Key};
+    let mut o = base();
+    o.upsert(ing(with_tls(
+        mk_ingress(
+            "default",
+            "a",
+            1,
+            vec![("a.example.com", vec![("/", "Prefix", "web", "80")])],
+        ),
+        &["a.example.com"],
+        "a-tls",
+    )));
+    let mut t = Translator::new(mk_config());
+    let slice = |svc: &str| {
+        mk_slice(
+            "default",
+            &format!("{svc}-abc"),
+            svc,
+            "IPv4",
+            &[(Some("http"), 8080)],
+            &[("198.19.7.2", Some(true), None, None)],
+        )
+    };
+    let secret = |name: &str| Object::Secret(Arc::new(mk_tls_secret("default", name, "x", "y")));
+    assert!(
+        t.affects(&o, &Change::Upsert(slice("api"))),
+        "everything counts before the first snapshot"
+    );
+    t.translate(&o);
+    struct Case {
+        name: &'static str,
+        change: Change,
+        affects: bool,
+    }
+    let cases = [
+        Case {
+            name: "slice of a used service",
+            change: Change::Upsert(slice("web")),
+            affects: true,
+        },
+        Case {
+            name: "slice of an unused service",
+            change: Change::Upsert(slice("api")),
+            affects: false,
+        },
+        Case {
+            name: "delete slice of a used service",
+            change: Change::Delete(ObjectKind::EndpointSlice, Key::new("default", "web-abc")),
+            affects: true,
+        },
+        Case {
+            name: "delete slice of an unused service",
+            change: Change::Delete(ObjectKind::EndpointSlice, Key::new("default", "api-abc")),
+            affects: false,
+        },
+        Case {
+            name: "delete unknown slice",
+            change: Change::Delete(ObjectKind::EndpointSlice, Key::new("default", "nope")),
+            affects: false,
+        },
+        Case {
+            name: "referenced (missing) secret appears",
+            change: Change::Upsert(secret("a-tls")),
+            affects: true,
+        },
+        Case {
+            name: "unreferenced secret",
+            change: Change::Upsert(secret("other")),
+            affects: false,
+        },
+        Case {
+            name: "any service change",
+            change: Change::Upsert(svc(mk_service("default", "zzz", "ClusterIP", vec![]))),
+            affects: true,
+        },
+    ];
+    for c in cases {
+        assert_eq!(t.affects(&o, &c.change), c.affects, "{}", c.name);
+    }
+    // A slice moving from a used service to an unused one still counts (the old one changes).
+    let moved = mk_slice(
+        "default",
+        "web-abc",
+        "api",
+        "IPv4",
+        &[(Some("http"), 8080)],
+        &[],
+    );
+    assert!(t.affects(&o, &Change::Upsert(moved)));
+}

@@ -1,0 +1,174 @@
+//! Kubernetes Events (`events.k8s.io/v1`) for diagnostics: one Event when a diagnostic appears, none while it stays
+//! unchanged, a new one if it goes away and comes back. A token bucket bounds the rate; what
+//! the bucket refuses is retried on the next sync.
+
+use std::{collections::BTreeSet, time::Instant};
+
+use k8s_openapi::{
+    api::{core::v1::ObjectReference, events::v1::Event},
+    apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta},
+    chrono::Utc,
+};
+use kube::{Api, api::PostParams};
+use tracing::warn;
+
+use crate::model::{Diagnostic, ObjectKind, Severity, Snapshot};
+
+/// Who reports: the controller name and this replica.
+#[derive(Clone, Debug)]
+pub struct Reporter {
+    pub controller: String,
+    pub instance: String,
+}
+
+/// Tokens refill at `rate` per second up to `burst`.
+#[derive(Debug)]
+pub struct TokenBucket {
+    tokens: f64,
+    burst: f64,
+    rate: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    pub fn new(rate: f64, burst: f64) -> TokenBucket {
+        TokenBucket {
+            tokens: burst,
+            burst,
+            rate,
+            last: Instant::now(),
+        }
+    }
+
+    pub fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+fn api_kind(kind: ObjectKind) -> Option<(&'static str, &'static str)> {
+    Some(match kind {
+        ObjectKind::Ingress => ("Ingress", "networking.k8s.io/v1"),
+        ObjectKind::IngressClass => ("IngressClass", "networking.k8s.io/v1"),
+        ObjectKind::Service => ("Service", "v1"),
+        ObjectKind::EndpointSlice => ("EndpointSlice", "discovery.k8s.io/v1"),
+        ObjectKind::Secret => ("Secret", "v1"),
+        ObjectKind::Node => ("Node", "v1"),
+        ObjectKind::ConfigMap => ("ConfigMap", "v1"),
+        ObjectKind::ManifestFile => return None,
+    })
+}
+
+pub struct EventWriter {
+    client: kube::Client,
+    reporter: Reporter,
+    emitted: BTreeSet<Diagnostic>,
+    bucket: TokenBucket,
+}
+
+impl EventWriter {
+    pub fn new(client: kube::Client, reporter: Reporter) -> EventWriter {
+        EventWriter {
+            client,
+            reporter,
+            emitted: BTreeSet::new(),
+            // About what client-go's event broadcaster allows per object source.
+            bucket: TokenBucket::new(1.0 / 3.0, 25.0),
+        }
+    }
+
+    pub fn forget(&mut self) {
+        self.emitted.clear();
+    }
+
+    pub async fn sync(&mut self, snapshot: &Snapshot) {
+        let current: BTreeSet<&Diagnostic> = snapshot
+            .diagnostics
+            .iter()
+            .filter(|d| api_kind(d.object.kind).is_some())
+            .collect();
+        self.emitted.retain(|d| current.contains(d));
+        for d in current {
+            if self.emitted.contains(d) {
+                continue;
+            }
+            if !self.bucket.take() {
+                break;
+            }
+            if self.emit(d).await {
+                self.emitted.insert(d.clone());
+            }
+        }
+    }
+
+    async fn emit(&self, d: &Diagnostic) -> bool {
+        let Some((kind, api_version)) = api_kind(d.object.kind) else {
+            return true;
+        };
+        let ns = if d.object.namespace.is_empty() {
+            "default".to_string()
+        } else {
+            d.object.namespace.clone()
+        };
+        let event = Event {
+            metadata: ObjectMeta {
+                generate_name: Some(format!("{}.", d.object.name)),
+                namespace: Some(ns.clone()),
+                ..Default::default()
+            },
+            regarding: Some(ObjectReference {
+                kind: Some(kind.into()),
+                api_version: Some(api_version.into()),
+                namespace: (!d.object.namespace.is_empty()).then(|| d.object.namespace.clone()),
+                name: Some(d.object.name.clone()),
+                ..Default::default()
+            }),
+            reason: Some(d.reason.clone()),
+            // The API limits a note to 1 kB.
+            note: Some(d.message.chars().take(1000).collect()),
+            type_: Some(
+                match d.severity {
+                    Severity::Warning | Severity::Error => "Warning",
+                }
+                .into(),
+            ),
+            event_time: Some(MicroTime(Utc::now())),
+            action: Some("Sync".into()),
+            reporting_controller: Some(self.reporter.controller.clone()),
+            reporting_instance: Some(self.reporter.instance.clone()),
+            ..Default::default()
+        };
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
+        match api.create(&PostParams::default(), &event).await {
+            Ok(_) => true,
+            Err(e) => {
+                warn!(object = %d.object, error = %e, "creating Event failed; will retry");
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn bucket_limits_bursts() {
+        let mut b = TokenBucket::new(0.0, 3.0);
+        assert_eq!((0..5).filter(|_| b.take()).count(), 3);
+        let mut b = TokenBucket::new(1000.0, 1.0);
+        assert!(b.take());
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(b.take());
+    }
+}

@@ -1,0 +1,50 @@
+//! Writing back to Kubernetes, by the elected leader only: Lease election ([`leader`]), Ingress
+//! `status.loadBalancer` ([`ingress_status`]) and Events for diagnostics ([`events`]).
+
+pub mod events;
+pub mod ingress_status;
+pub mod leader;
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::sync::watch;
+use tracing::debug;
+
+use crate::model::Snapshot;
+
+/// Runs the status and event writers: on every snapshot, on becoming leader, and once a second
+/// (to retry what failed or was rate-limited). Does nothing while not leader.
+pub fn spawn(
+    client: kube::Client,
+    reporter: events::Reporter,
+    mut snapshots: watch::Receiver<Arc<Snapshot>>,
+    mut leader: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut status = ingress_status::StatusWriter::new(client.clone());
+        let mut events = events::EventWriter::new(client, reporter);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut was_leader = false;
+        loop {
+            tokio::select! {
+                r = snapshots.changed() => if r.is_err() { return },
+                r = leader.changed() => if r.is_err() { return },
+                _ = tick.tick() => {}
+            }
+            let is_leader = *leader.borrow();
+            if is_leader != was_leader {
+                debug!(leader = is_leader, "status writer");
+                // A new term starts from scratch: another replica may have written meanwhile.
+                status.forget();
+                events.forget();
+                was_leader = is_leader;
+            }
+            if !is_leader {
+                continue;
+            }
+            let snapshot = snapshots.borrow().clone();
+            status.sync(&snapshot).await;
+            events.sync(&snapshot).await;
+        }
+    })
+}

@@ -1,0 +1,317 @@
+//! Control-plane benchmark (ignored; `cargo xtask bench control-plane`): translation time and
+//! snapshot memory for 10k Ingresses / 20k Services / 100k endpoints, and event-to-live latency
+//! percentiles through the real control loop (debounce included). No root needed.
+//!
+//! There is no peer controller to run on this machine, so the figures are absolute; the ratio
+//! printed is cold (TLS Secrets parsed) over warm (cached) translation.
+
+use std::{
+    alloc::{GlobalAlloc, Layout, System},
+    sync::{
+        Arc,
+        atomic::{AtomicIsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::{
+    ByteString,
+    api::{
+        core::v1::{Secret, Service, ServicePort, ServiceSpec},
+        discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice},
+        networking::v1::{
+            HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
+            IngressServiceBackend, IngressSpec, IngressTLS, ServiceBackendPort,
+        },
+    },
+    apimachinery::pkg::{apis::meta::v1::ObjectMeta, util::intstr::IntOrString},
+};
+use xdp_ingress::{
+    controller::{self, LoopConfig},
+    model::translate::{TranslateConfig, Translator},
+    source::{SourceEvent, files},
+    store::{Change, Object, Objects, SourceId},
+};
+
+/// Counts live heap bytes, to weigh the snapshot.
+struct Counting;
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.dealloc(p, l) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+const NAMESPACES: usize = 100;
+const SERVICES: usize = 20_000;
+const ENDPOINTS_PER_SERVICE: usize = 5;
+const INGRESSES: usize = 10_000;
+const TLS_EVERY: usize = 10;
+
+fn meta(ns: &str, name: &str) -> ObjectMeta {
+    ObjectMeta {
+        namespace: Some(ns.into()),
+        name: Some(name.into()),
+        ..Default::default()
+    }
+}
+
+fn service_objects(i: usize) -> [Object; 2] {
+    let ns = format!("ns-{}", i % NAMESPACES);
+    let name = format!("svc-{i}");
+    let svc = Service {
+        metadata: meta(&ns, &name),
+        spec: Some(ServiceSpec {
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: 80,
+                target_port: Some(IntOrString::Int(8080)),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        status: None,
+    };
+    let mut m = meta(&ns, &format!("{name}-abcde"));
+    m.labels = Some([("kubernetes.io/service-name".to_string(), name)].into());
+    let slice = EndpointSlice {
+        metadata: m,
+        address_type: "IPv4".into(),
+        ports: Some(vec![EndpointPort {
+            name: Some("http".into()),
+            port: Some(8080),
+            protocol: Some("TCP".into()),
+            app_protocol: None,
+        }]),
+        endpoints: (0..ENDPOINTS_PER_SERVICE)
+            .map(|e| {
+                let n = i * ENDPOINTS_PER_SERVICE + e;
+                Endpoint {
+                    addresses: vec![format!("10.{}.{}.{}", n >> 16 & 255, n >> 8 & 255, n & 255)],
+                    conditions: Some(EndpointConditions {
+                        ready: Some(true),
+                        serving: Some(true),
+                        terminating: Some(false),
+                    }),
+                    node_name: Some(format!("node-{}", n % 50)),
+                    ..Default::default()
+                }
+            })
+            .collect(),
+    };
+    [
+        Object::Service(Arc::new(svc)),
+        Object::EndpointSlice(Arc::new(slice)),
+    ]
+}
+
+fn backend(svc: usize) -> IngressBackend {
+    IngressBackend {
+        resource: None,
+        service: Some(IngressServiceBackend {
+            name: format!("svc-{svc}"),
+            port: Some(ServiceBackendPort {
+                number: Some(80),
+                name: None,
+            }),
+        }),
+    }
+}
+
+fn ingress(i: usize) -> Object {
+    // Ingress i lives in the namespace of services 2i and 2i+1 (same i % NAMESPACES parity).
+    let (a, b) = (2 * i, 2 * i + NAMESPACES);
+    let b = if b < SERVICES { b } else { a };
+    let ns = format!("ns-{}", a % NAMESPACES);
+    let host = format!("h{i}.example.com");
+    let path = |p: &str, ty: &str, s| HTTPIngressPath {
+        path: Some(p.into()),
+        path_type: ty.into(),
+        backend: backend(s),
+    };
+    Object::Ingress(Arc::new(Ingress {
+        metadata: meta(&ns, &format!("ing-{i}")),
+        spec: Some(IngressSpec {
+            ingress_class_name: Some("xdp-ingress".into()),
+            tls: i.is_multiple_of(TLS_EVERY).then(|| {
+                vec![IngressTLS {
+                    hosts: Some(vec![host.clone()]),
+                    secret_name: Some(format!("tls-{i}")),
+                }]
+            }),
+            rules: Some(vec![IngressRule {
+                host: Some(host),
+                http: Some(HTTPIngressRuleValue {
+                    paths: vec![path("/", "Prefix", a), path("/api", "Prefix", b)],
+                }),
+            }]),
+            ..Default::default()
+        }),
+        status: None,
+    }))
+}
+
+fn tls_secret(i: usize, crt: &[u8], key: &[u8]) -> Object {
+    let ns = format!("ns-{}", (2 * i) % NAMESPACES);
+    Object::Secret(Arc::new(Secret {
+        metadata: meta(&ns, &format!("tls-{i}")),
+        type_: Some("kubernetes.io/tls".into()),
+        data: Some(
+            [
+                ("tls.crt".to_string(), ByteString(crt.to_vec())),
+                ("tls.key".to_string(), ByteString(key.to_vec())),
+            ]
+            .into(),
+        ),
+        ..Default::default()
+    }))
+}
+
+fn build_objects() -> Objects {
+    let demo = files::default_objects().unwrap();
+    let demo_secret = demo.secrets.values().next().unwrap().clone();
+    let data = demo_secret.data.as_ref().unwrap();
+    let (crt, key) = (data["tls.crt"].0.clone(), data["tls.key"].0.clone());
+    let mut all = Vec::new();
+    for i in 0..SERVICES {
+        all.extend(service_objects(i));
+    }
+    for i in 0..INGRESSES {
+        all.push(ingress(i));
+        if i.is_multiple_of(TLS_EVERY) {
+            all.push(tls_secret(i, &crt, &key));
+        }
+    }
+    Objects::from_objects(all)
+}
+
+fn pct(v: &mut [Duration], p: f64) -> Duration {
+    v.sort_unstable();
+    v[((p / 100.0) * (v.len() - 1) as f64).round() as usize]
+}
+
+#[test]
+#[ignore = "benchmark: cargo xtask bench control-plane"]
+fn bench_control_plane() {
+    let live0 = LIVE.load(Ordering::Relaxed);
+    let objects = build_objects();
+    let store_bytes = LIVE.load(Ordering::Relaxed) - live0;
+    let endpoints: usize = objects
+        .endpoint_slices
+        .values()
+        .map(|s| s.endpoints.len())
+        .sum();
+    println!(
+        "control-plane: {} Ingresses ({} with TLS), {} Services, {} endpoints; store {:.1} MiB",
+        objects.ingresses.len(),
+        objects.secrets.len(),
+        objects.services.len(),
+        endpoints,
+        store_bytes as f64 / (1 << 20) as f64
+    );
+
+    let mut t = Translator::new(TranslateConfig::default());
+    let before = LIVE.load(Ordering::Relaxed);
+    let t0 = Instant::now();
+    let snap = t.translate(&objects);
+    let cold = t0.elapsed();
+    let snapshot_bytes = LIVE.load(Ordering::Relaxed) - before;
+    assert_eq!(snap.l7.hosts.len(), INGRESSES);
+    assert!(
+        snap.diagnostics.is_empty(),
+        "{:?}",
+        &snap.diagnostics[..snap.diagnostics.len().min(3)]
+    );
+    assert_eq!(snap.l7.certificates.len(), INGRESSES / TLS_EVERY);
+    drop(snap);
+    let mut warm: Vec<Duration> = (0..5)
+        .map(|_| {
+            let t0 = Instant::now();
+            let s = t.translate(&objects);
+            let d = t0.elapsed();
+            drop(s);
+            d
+        })
+        .collect();
+    let warm_p50 = pct(&mut warm, 50.0);
+    println!(
+        "translation: cold {:.1} ms (TLS parsed), warm p50 {:.1} ms ({:.2} us/Ingress); cold/warm = {:.2}",
+        cold.as_secs_f64() * 1e3,
+        warm_p50.as_secs_f64() * 1e3,
+        warm_p50.as_secs_f64() * 1e6 / INGRESSES as f64,
+        cold.as_secs_f64() / warm_p50.as_secs_f64()
+    );
+    println!(
+        "snapshot memory: {:.1} MiB ({:.0} B/Ingress); store {:.1} MiB",
+        snapshot_bytes as f64 / (1 << 20) as f64,
+        snapshot_bytes as f64 / INGRESSES as f64,
+        store_bytes as f64 / (1 << 20) as f64
+    );
+
+    // Event-to-live through the real loop: one EndpointSlice change at a time.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let ctl = controller::spawn(Translator::new(TranslateConfig::default()), vec![controller::sink("noop", |_| Ok(()))], LoopConfig::default());
+        let mut rx = ctl.snapshots.clone();
+        ctl.events.send(SourceEvent::new(SourceId::Kube, Change::ReplaceAll(Box::new(objects.clone())))).await.unwrap();
+        rx.wait_for(|s| s.version == 1).await.unwrap();
+        const EVENTS: usize = 50;
+        let mut lat = Vec::new();
+        for n in 0..EVENTS {
+            let [_, slice] = service_objects(n * 14);
+            let Object::EndpointSlice(s) = slice else { unreachable!() };
+            let mut s = (*s).clone();
+            // Every event changes something: a distinct slice loses its first endpoint's readiness.
+            s.endpoints[0].conditions.as_mut().unwrap().ready = Some(false);
+            let t0 = Instant::now();
+            ctl.events.send(SourceEvent::new(SourceId::Kube, Change::Upsert(Object::EndpointSlice(Arc::new(s))))).await.unwrap();
+            let want = 2 + n as u64;
+            tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|s| s.version >= want))
+                .await
+                .expect("snapshot within 30 s")
+                .unwrap();
+            lat.push(t0.elapsed());
+        }
+        // Slices of Services nothing routes to (odd numbers here) change the store only.
+        let before = ctl.stats.lock().unwrap().snapshots;
+        for n in 0..EVENTS {
+            let [_, slice] = service_objects(2 * n + 1);
+            let Object::EndpointSlice(s) = slice else { unreachable!() };
+            let mut s = (*s).clone();
+            s.endpoints[0].conditions.as_mut().unwrap().ready = Some(false);
+            ctl.events
+                .send(SourceEvent::new(SourceId::Kube, Change::Upsert(Object::EndpointSlice(Arc::new(s)))))
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let skipped = ctl.stats.lock().unwrap().snapshots - before;
+        println!("{EVENTS} updates of slices of unused Services: {skipped} translations");
+        let debounce = LoopConfig::default().debounce;
+        let in_loop = ctl.stats.lock().unwrap().last_translate;
+        println!("translation inside the loop (last event): {:.1} ms", in_loop.as_secs_f64() * 1e3);
+        println!(
+            "event-to-live ({EVENTS} EndpointSlice updates, debounce {} ms included): p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            debounce.as_millis(),
+            pct(&mut lat, 50.0).as_secs_f64() * 1e3,
+            pct(&mut lat, 90.0).as_secs_f64() * 1e3,
+            pct(&mut lat, 99.0).as_secs_f64() * 1e3,
+            pct(&mut lat, 100.0).as_secs_f64() * 1e3,
+        );
+    });
+}
