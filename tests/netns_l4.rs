@@ -361,7 +361,22 @@ fn dataplane_restart_mid_connection_keeps_it() {
     assert!(!one_connection(&bed, false).is_empty());
     let _ = (p4, p6);
     echo_ok(&mut c4, b"three");
-    dp.unpin_links().unwrap();
+
+    // A run without --l4-keep-attached takes the pinned links over and, when it stops,
+    // leaves the NIC without programs.
+    dp.detach();
+    drop(dp);
+    let mut dp = bed.start_with(false);
+    echo_ok(&mut c4, b"four");
+    dp.detach();
+    drop(dp);
+    let link = bed
+        .topo
+        .node
+        .run("ip", &["link", "show", "dev", NODE_IFACE])
+        .unwrap();
+    assert!(!link.contains(" xdp"), "{link}");
+    assert!(!bed.pin.join(format!("link_xdp_{NODE_IFACE}")).exists());
 }
 
 fn map_ids(dp: &L4Dataplane) -> Vec<u32> {

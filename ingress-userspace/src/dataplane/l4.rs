@@ -304,8 +304,11 @@ pub struct L4Dataplane {
     sync: L4Sync,
     xdp: Option<(String, XdpLinkId)>,
     tc: Vec<(&'static str, String, SchedClassifierLinkId)>,
-    /// Where links are pinned when they outlive the process (`--l4-keep-attached`).
+    /// Where links are pinned (the pin root), when maps are pinned.
     link_root: Option<PathBuf>,
+    /// Links outlive the process (`--l4-keep-attached`); otherwise a link a previous run left
+    /// pinned is taken over and unpinned, so it goes away with this process.
+    keep_attached: bool,
     pinned: Vec<PinnedLink>,
 }
 
@@ -348,9 +351,8 @@ impl L4Dataplane {
         }
         let ebpf = loader.load(object).map_err(SyncError::Load)?;
         let mut this = Self::from_ebpf(ebpf, args.options())?;
-        if args.l4_keep_attached {
-            this.link_root = Some(root.clone());
-        }
+        this.link_root = Some(root.clone());
+        this.keep_attached = args.l4_keep_attached;
         Ok(this)
     }
 
@@ -372,6 +374,7 @@ impl L4Dataplane {
             xdp: None,
             tc: Vec::new(),
             link_root: None,
+            keep_attached: false,
             pinned: Vec::new(),
         })
     }
@@ -399,9 +402,10 @@ impl L4Dataplane {
         &mut self.ebpf
     }
 
-    /// Attaches the XDP entry point to the NIC (native, else generic for `Auto`). With
-    /// `--l4-keep-attached`, a link pinned by a previous run gets this program swapped in
-    /// atomically instead, so no packet meets an interface without the program.
+    /// Attaches the XDP entry point to the NIC (native, else generic for `Auto`). A link a
+    /// previous `--l4-keep-attached` run pinned gets this program swapped in atomically
+    /// instead, so no packet meets an interface without the program; it stays pinned only if
+    /// this run keeps links attached too.
     pub fn attach_xdp(&mut self, iface: &str, mode: AttachMode) -> Result<AttachMode, SyncError> {
         let pin = self
             .link_root
@@ -416,8 +420,13 @@ impl L4Dataplane {
             && let Ok(old) = PinnedLink::from_pin(p)
         {
             let link = XdpLink::try_from(FdLink::from(old)).map_err(SyncError::Link)?;
-            prog.attach_to_link(link).map_err(perr)?;
+            let id = prog.attach_to_link(link).map_err(perr)?;
             info!(%iface, "XDP program swapped into the pinned link: established flows kept");
+            if !self.keep_attached {
+                // Ours now: unpinned, it goes away when this process detaches or exits.
+                let _ = std::fs::remove_file(p);
+                self.xdp = Some((iface.to_string(), id));
+            }
             return Ok(mode);
         }
         let attach = |prog: &mut Xdp, m| prog.attach(iface, m).map_err(perr);
@@ -434,7 +443,7 @@ impl L4Dataplane {
         };
         info!(%iface, mode = ?used, "XDP L4 program attached");
         match pin {
-            Some(p) => {
+            Some(p) if self.keep_attached => {
                 let link = prog.take_link(link).map_err(perr)?;
                 let fd = FdLink::try_from(link).map_err(SyncError::Link)?;
                 let pinned = fd.pin(&p).map_err(|e| SyncError::Pin {
@@ -443,7 +452,7 @@ impl L4Dataplane {
                 })?;
                 self.pinned.push(pinned);
             }
-            None => self.xdp = Some((iface.to_string(), link)),
+            _ => self.xdp = Some((iface.to_string(), link)),
         }
         Ok(used)
     }
@@ -480,14 +489,18 @@ impl L4Dataplane {
             && let Ok(old) = PinnedLink::from_pin(p)
         {
             let link = SchedClassifierLink::try_from(FdLink::from(old)).map_err(SyncError::Link)?;
-            prog.attach_to_link(link).map_err(perr)?;
+            let id = prog.attach_to_link(link).map_err(perr)?;
             info!(%iface, program = name, "tc program swapped into the pinned link");
+            if !self.keep_attached {
+                let _ = std::fs::remove_file(p);
+                self.tc.push((name, iface.to_string(), id));
+            }
             return Ok(());
         }
         let link = prog.attach(iface, at).map_err(perr)?;
         info!(%iface, program = name, "tc program attached");
         match pin {
-            Some(p) => {
+            Some(p) if self.keep_attached => {
                 let link = prog.take_link(link).map_err(perr)?;
                 let fd = FdLink::try_from(link).map_err(SyncError::Link)?;
                 let pinned = fd.pin(&p).map_err(|e| SyncError::Pin {
@@ -496,7 +509,7 @@ impl L4Dataplane {
                 })?;
                 self.pinned.push(pinned);
             }
-            None => self.tc.push((name, iface.to_string(), link)),
+            _ => self.tc.push((name, iface.to_string(), link)),
         }
         Ok(())
     }
