@@ -143,7 +143,17 @@ async fn kube_source_converges_on_create_update_delete() {
     }
     // A non-TLS secret is filtered out by the field selector.
     api.put(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "opaque", "namespace": "default"}, "type": "Opaque"}));
-    let ctl = control_loop();
+    // Record every snapshot a plane gets, to check the very first one.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<Arc<Snapshot>>::new()));
+    let rec = seen.clone();
+    let ctl = controller::spawn(
+        Translator::new(TranslateConfig::default()),
+        vec![controller::sink("recorder", move |s| {
+            rec.lock().unwrap().push(s.clone());
+            Ok(())
+        })],
+        LoopConfig::default(),
+    );
     let _tasks = kube_source::spawn(kube_client(&api).await, None, ctl.events.clone());
     let mut rx = ctl.snapshots.clone();
     let s = converge(&mut rx, "initial list", |s| {
@@ -152,6 +162,22 @@ async fn kube_source_converges_on_create_update_delete() {
     .await;
     assert!(s.l7.certificates.contains_key("secure.example.com"));
     assert!(s.diagnostics.is_empty(), "{:?}", s.diagnostics);
+    // The first snapshot any plane saw was already complete: every kind listed before it.
+    let first = seen.lock().unwrap()[0].clone();
+    assert_eq!(first.version, 1);
+    assert!(
+        first.diagnostics.is_empty(),
+        "first snapshot: {:?}",
+        first.diagnostics
+    );
+    assert_eq!(
+        (
+            first.l7.hosts.len(),
+            first.l4.len(),
+            first.l7.certificates.len()
+        ),
+        (2, 1, 1)
+    );
 
     // Update an Ingress.
     let mut ing = api.get("ingresses", "default", "echo").unwrap();

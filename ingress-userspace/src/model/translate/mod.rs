@@ -122,6 +122,7 @@ impl Translator {
             Change::Delete(ObjectKind::EndpointSlice, key) => slice_matters(key),
             Change::Upsert(o @ Object::Secret(_)) => refs.secrets.contains(&o.key()),
             Change::Delete(ObjectKind::Secret, key) => refs.secrets.contains(key),
+            Change::Batch(changes) => changes.iter().any(|c| self.affects(objects, c)),
             _ => true,
         }
     }
