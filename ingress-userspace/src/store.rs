@@ -319,4 +319,22 @@ mod tests {
         let keys: Vec<String> = s.view().services.keys().map(|k| k.to_string()).collect();
         assert_eq!(keys, ["f/file", "k/new"]);
     }
+
+    #[test]
+    fn batch_applies_all_and_reports_any_change() {
+        let mut s = Store::new();
+        let batch = |label: &str| {
+            Change::Batch(vec![
+                Change::ReplaceKind(ObjectKind::Service, vec![svc("a", "x", label)]),
+                Change::Upsert(svc("a", "y", "1")),
+            ])
+        };
+        assert!(s.apply(SourceId::Kube, batch("1")));
+        assert_eq!(s.view().services.len(), 2);
+        assert!(s.apply(SourceId::Kube, batch("2")));
+        assert!(!s.apply(
+            SourceId::Kube,
+            Change::Batch(vec![Change::Upsert(svc("a", "y", "1"))])
+        ));
+    }
 }
