@@ -288,7 +288,7 @@ fn bench_control_plane() {
             lat.push(t0.elapsed());
         }
         // Slices of Services nothing routes to (odd numbers here) change the store only.
-        let before = ctl.stats.lock().unwrap().snapshots;
+        let before = rx.borrow().version;
         for n in 0..EVENTS {
             let [_, slice] = service_objects(2 * n + 1);
             let Object::EndpointSlice(s) = slice else { unreachable!() };
@@ -300,7 +300,7 @@ fn bench_control_plane() {
                 .unwrap();
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let skipped = ctl.stats.lock().unwrap().snapshots - before;
+        let skipped = rx.borrow().version - before;
         println!("{EVENTS} updates of slices of unused Services: {skipped} translations");
         let debounce = LoopConfig::default().debounce;
         let in_loop = ctl.stats.lock().unwrap().last_translate;
