@@ -530,3 +530,47 @@ async fn daemon_binary_serves_kube_source_and_releases_lease() {
     );
     assert_eq!(holder(), Some(Value::Null), "lease released");
 }
+
+/// Bookmarks move a quiet watch's resourceVersion forward, so after the server compacts its
+/// history and restarts, the watch resumes where it was instead of re-listing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bookmarks_let_watches_resume_without_relist() {
+    let mut api = ApiServer::start().await.unwrap();
+    for o in default_objects_json() {
+        api.put(o);
+    }
+    let ctl = control_loop();
+    let _tasks = kube_source::spawn(kube_client(&api).await, None, ctl.events.clone());
+    let mut rx = ctl.snapshots.clone();
+    converge(&mut rx, "initial list", |s| {
+        s.l7.hosts.contains_key("echo.example.com")
+    })
+    .await;
+
+    // Unrelated writes move the server's resourceVersion well past every watched object.
+    for i in 0..20 {
+        api.put(
+            json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": format!("other-{i}"), "namespace": "default"}, "spec": {}}),
+        );
+    }
+    // Longer than the double's bookmark period: every watch has seen the new version.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let lists = api.list_count("ingresses");
+    api.compact();
+    api.restart().await.unwrap();
+    api.remove("ingresses", "default", "echo");
+    converge(&mut rx, "change after restart", |s| {
+        !s.l7.hosts.contains_key("echo.example.com")
+    })
+    .await;
+    assert_eq!(
+        api.list_count("ingresses"),
+        lists,
+        "resumed from the bookmark, no re-list"
+    );
+    assert!(
+        api.watch_count("ingresses") >= 2,
+        "the watch was re-established"
+    );
+}
