@@ -574,3 +574,44 @@ async fn bookmarks_let_watches_resume_without_relist() {
         "the watch was re-established"
     );
 }
+
+/// A manifest directory mounted from a ConfigMap: files are symlinks through `..data`, which
+/// the kubelet swaps atomically on update. The swap is picked up like an edit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifest_dir_follows_configmap_symlink_swaps() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let write_version = |name: &str, host: &str| {
+        let v = d.join(name);
+        std::fs::create_dir(&v).unwrap();
+        files::write_default_manifests(&v).unwrap();
+        let p = v.join("20-ingress.yaml");
+        let text = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(&p, text.replace("echo.example.com", host)).unwrap();
+    };
+    write_version("..2026_01", "v1.example.com");
+    symlink("..2026_01", d.join("..data")).unwrap();
+    for (name, _) in files::DEFAULT_MANIFESTS {
+        symlink(format!("..data/{name}"), d.join(name)).unwrap();
+    }
+    let ctl = control_loop();
+    let _w = files::watch(files::ManifestDir::new(d), ctl.events.clone()).unwrap();
+    let mut rx = ctl.snapshots.clone();
+    converge(&mut rx, "first version", |s| {
+        s.l7.hosts.contains_key("v1.example.com")
+    })
+    .await;
+
+    // The kubelet's update: new directory, new symlink, renamed over `..data`.
+    write_version("..2026_02", "v2.example.com");
+    symlink("..2026_02", d.join("..data_tmp")).unwrap();
+    std::fs::rename(d.join("..data_tmp"), d.join("..data")).unwrap();
+    std::fs::remove_dir_all(d.join("..2026_01")).unwrap();
+    let s = converge(&mut rx, "swapped version", |s| {
+        s.l7.hosts.contains_key("v2.example.com")
+    })
+    .await;
+    assert!(!s.l7.hosts.contains_key("v1.example.com"));
+    assert!(s.diagnostics.is_empty(), "{:?}", s.diagnostics);
+}
