@@ -832,7 +832,6 @@ fn chart_template_flags() -> BTreeSet<String> {
 }
 
 #[test]
-#[ignore = "enabled once the control-plane and L7 flags land in `xdp-ingress run`"]
 fn manifest_flags_are_accepted_by_xdp_ingress_run() {
     let accepted = accepted_flags(&run_help());
     assert!(

@@ -201,8 +201,8 @@ fn ingress_spec_examples_tls_and_http2_with_curl() {
     );
 }
 
-/// 1000 configuration changes while clients send requests without pause, a pod's backend
-/// dies half-way (its endpoint stays in the snapshot), and a WebSocket opened at the start
+/// 1000 configuration changes while clients send requests (GET, and POST with a body)
+/// without pause, a pod's backend dies half-way (its endpoint stays in the snapshot), and a WebSocket opened at the start
 /// stays open throughout: no request fails.
 #[test]
 fn thousand_reloads_dead_pod_and_websocket_under_load() {
@@ -263,7 +263,15 @@ fn thousand_reloads_dead_pod_and_websocket_under_load() {
                                 if stop.load(Ordering::Relaxed) {
                                     break;
                                 }
-                                match send(&c, req(node, "load.test", "/x")).await {
+                                let mut r = req(node, "load.test", "/x");
+                                if w == 2 {
+                                    // Non-idempotent with a body: may only move on while unread.
+                                    *r.method_mut() = http::Method::POST;
+                                    *r.body_mut() = http_body_util::Full::new(
+                                        bytes::Bytes::from_static(b"payload"),
+                                    );
+                                }
+                                match send(&c, r).await {
                                     Ok(g) if g.status == StatusCode::OK => {
                                         ok.fetch_add(1, Ordering::Relaxed)
                                     }

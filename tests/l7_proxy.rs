@@ -377,15 +377,12 @@ async fn tls_by_sni_wildcard_default_rotation_and_redirect() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configured_default_certificate() {
-    let proxy = TestProxy::start(ProxyArgs {
-        default_ssl_certificate: Some("default/fallback".into()),
-        ..TestProxy::quiet_args()
-    })
-    .await;
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
     let fallback = self_signed_pem(&["fallback.test"]).unwrap();
-    let mut l7 = L7Config::default();
-    l7.certificates
-        .insert("fallback.test".into(), tls_cert("fallback", &fallback));
+    let l7 = L7Config {
+        default_certificate: Some(tls_cert("fallback", &fallback)),
+        ..L7Config::default()
+    };
     proxy.handle.apply(snapshot(1, l7));
     let (_, der) = tls_connect(proxy.https(), "nothing.test", &[]).await;
     assert_eq!(der, pem_der(&fallback.0));
@@ -501,7 +498,18 @@ async fn dead_endpoint_is_ejected_without_failed_idempotent_requests() {
     ));
     let c = http1_client();
     let mut pods = HashSet::new();
-    for _ in 0..60 {
+    // POSTs with a body first: a connect failure leaves the body unread, so it goes on to
+    // the next endpoint.
+    for i in 0..30 {
+        let mut r = req(proxy.http(), "d.test", "/post");
+        *r.method_mut() = Method::POST;
+        *r.body_mut() = Full::new(Bytes::from(format!("body {i}")));
+        let g = send(&c, r).await.unwrap();
+        assert_eq!(g.status, StatusCode::OK, "{g:?}");
+        assert_eq!(g.json()["body"], format!("body {i}"));
+        pods.insert(g.pod());
+    }
+    for _ in 0..30 {
         let g = get(&c, proxy.http(), "d.test", "/").await;
         assert_eq!(g.status, StatusCode::OK);
         pods.insert(g.pod());
@@ -609,6 +617,16 @@ async fn slowloris_and_oversized_headers_are_cut_off() {
     .await;
     assert!(closed.is_ok(), "slow client still connected after 10 s");
     assert_eq!(a.requests(), 0);
+
+    // A TLS client that never sends its ClientHello is cut off the same way.
+    let silent = tokio::net::TcpStream::connect(proxy.https()).await.unwrap();
+    let mut silent = silent;
+    let mut buf = [0u8; 16];
+    let r = tokio::time::timeout(Duration::from_secs(10), silent.read(&mut buf)).await;
+    assert!(
+        matches!(r, Ok(Ok(0) | Err(_))),
+        "silent TLS client not closed: {r:?}"
+    );
 
     // Oversized headers: 431.
     let big = format!(
@@ -775,4 +793,103 @@ async fn metrics_health_and_graceful_shutdown() {
     tokio::time::timeout(Duration::from_secs(10), proxy.handle.finished())
         .await
         .expect("drained");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limit_and_idle_timeout() {
+    let a = backend("a");
+    let proxy = TestProxy::start(ProxyArgs {
+        max_connections: 2,
+        keepalive_timeout: Duration::from_millis(500),
+        ..TestProxy::quiet_args()
+    })
+    .await;
+    proxy.handle.apply(snapshot(
+        1,
+        l7_with(
+            vec![vhost(
+                "c.test",
+                vec![route_to(path("Prefix", "/"), up("a", &[&a]))],
+                false,
+            )],
+            None,
+        ),
+    ));
+    let closed_within = |mut s: tokio::net::TcpStream, wait: Duration| async move {
+        let mut buf = [0u8; 64];
+        matches!(
+            tokio::time::timeout(wait, s.read(&mut buf)).await,
+            Ok(Ok(0) | Err(_))
+        )
+    };
+    let c1 = tokio::net::TcpStream::connect(proxy.http()).await.unwrap();
+    let c2 = tokio::net::TcpStream::connect(proxy.http()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A third connection is over the limit: closed at once.
+    let c3 = tokio::net::TcpStream::connect(proxy.http()).await.unwrap();
+    assert!(
+        closed_within(c3, Duration::from_secs(2)).await,
+        "third connection not closed"
+    );
+    // The two idle ones are closed by the idle timeout, not before.
+    let t = std::time::Instant::now();
+    assert!(
+        closed_within(c1, Duration::from_secs(5)).await,
+        "idle connection kept open"
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(250),
+        "closed too early: {:?}",
+        t.elapsed()
+    );
+    assert!(closed_within(c2, Duration::from_secs(5)).await);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Slots are free again.
+    let out = raw(
+        proxy.http(),
+        b"GET / HTTP/1.1\r\nHost: c.test\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(
+        proxy
+            .handle
+            .metrics_text()
+            .contains("xdp_ingress_rejected_connections_total 1")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_and_grpcs_upstreams() {
+    let (crt, key) = self_signed_pem(&["backend.internal"]).unwrap();
+    let b = HttpBackend::start_tls("127.0.0.1:0".parse().unwrap(), "tls-pod", &crt, &key).unwrap();
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let https = with(up("https", &[&b]), |u| u.protocol = BackendProtocol::Https);
+    let grpcs = with(up("grpcs", &[&b]), |u| u.protocol = BackendProtocol::Grpcs);
+    proxy.handle.apply(snapshot(
+        1,
+        l7_with(
+            vec![vhost(
+                "t.test",
+                vec![
+                    route_to(path("Prefix", "/trailers"), grpcs),
+                    route_to(path("Prefix", "/"), https),
+                ],
+                false,
+            )],
+            None,
+        ),
+    ));
+    let c = http1_client();
+    let g = get(&c, proxy.http(), "t.test", "/x").await;
+    assert_eq!(g.status, StatusCode::OK, "{:?}", g);
+    assert_eq!(g.pod(), "tls-pod");
+    assert_eq!(g.json()["version"], "HTTP/1.1");
+    let mut r = req(proxy.http(), "t.test", "/trailers");
+    *r.method_mut() = Method::POST;
+    r.headers_mut().insert("te", "trailers".parse().unwrap());
+    let g = send(&h2c_client(), r).await.unwrap();
+    assert_eq!(g.json()["version"], "HTTP/2.0");
+    assert_eq!(g.trailers.expect("trailers")["grpc-status"], "0");
 }

@@ -2,12 +2,14 @@
 //! (`ingress-userspace`). Nothing else defines a map layout.
 //!
 //! # Layout
+//! - [`l4`]: service table, backends, Maglev, conntrack, reverse NAT, affinity, source ranges.
 //! - [`stats`]: per-CPU counters by protocol and by pass/drop reason.
 //!
 //! Every value is `#[repr(C)]`, made of fixed-width integers with explicit padding, and its size
 //! is asserted at compile time so both sides agree byte for byte.
 #![no_std]
 
+pub mod l4;
 pub mod stats;
 
 /// Directory under bpffs where the daemon pins its maps by default.

@@ -89,6 +89,38 @@ stats! {
     PassIpv6ExtHeader = 25, "pass_ipv6_ext_header", Pass;
     /// Well-formed packet that matched no service: the node's own traffic.
     PassNoService = 26, "pass_no_service", Pass;
+    /// Remote endpoint without a usable route/neighbour: passed to the kernel unmodified.
+    PassFibLookup = 27, "pass_fib_lookup", Pass;
+    /// No free SNAT source port for a remote endpoint: passed unmodified.
+    PassSnatExhausted = 28, "pass_snat_exhausted", Pass;
+    /// Would be forwarded out of the NIC with TTL/hop limit 1: the kernel answers it.
+    PassTtlExceeded = 29, "pass_ttl_exceeded", Pass;
+    /// IP length field disagrees with the frame or cuts the TCP/UDP header.
+    PassBadLength = 30, "pass_bad_length", Pass;
+
+    /// A service packet that created a flow (new connection).
+    L4NewFlow = 32, "l4_new_flow", Action;
+    /// A service packet of a known flow.
+    L4Established = 33, "l4_established", Action;
+    /// DNAT to a pod on this node, then XDP_PASS (the kernel routes it).
+    L4LocalDnat = 34, "l4_local_dnat", Action;
+    /// DNAT + SNAT to an endpoint on another node, sent with XDP_TX/REDIRECT.
+    L4RemoteTx = 35, "l4_remote_tx", Action;
+    /// Reply from a remote endpoint reverse-NATed in XDP.
+    L4ReplyXdp = 36, "l4_reply_xdp", Action;
+    /// Reply from a local pod reverse-NATed in tc.
+    L4ReplyTc = 37, "l4_reply_tc", Action;
+    /// New flow steered by a ClientIP affinity entry.
+    L4AffinityHit = 38, "l4_affinity_hit", Action;
+    /// Affinity entry found but expired or stale: a fresh Maglev pick.
+    L4AffinityMiss = 39, "l4_affinity_miss", Action;
+    /// ICMPv4 error about a NATed flow, rewritten for its pod and passed to the kernel.
+    L4IcmpTranslated = 40, "l4_icmp_translated", Action;
+
+    /// Client outside the service's source ranges.
+    DropSourceRange = 48, "drop_source_range", Drop;
+    /// Service has no serving endpoint.
+    DropNoBackend = 49, "drop_no_backend", Drop;
 }
 
 /// Number of slots in [`MAP_STATS`]; leaves room to append counters without resizing.

@@ -1,23 +1,44 @@
-//! XDP entry points of xdp-ingress. Entry points only: parsing lives in [`parse`], counting in
-//! [`stats`].
+//! XDP and tc entry points of xdp-ingress. Entry points only: the work lives in the modules.
 //!
 //! # Layout
 //! - `parse`: bounds-checked header parsing (Ethernet, one VLAN tag, IPv4, IPv6, TCP, UDP).
-//! - `stats`: per-CPU counters by protocol and by pass/drop reason.
+//! - `l4`: the service path: lookup, source ranges, conntrack, affinity, Maglev, NAT, forwarding.
+//! - `reply`: tc reverse NAT of replies from local pods.
+//! - `icmp`: ICMPv4 errors about NATed flows, translated for the pod.
+//! - `csum`: incremental checksum updates. `fib`: next-hop lookups.
+//! - `maps`: the L4 maps. `stats`: per-CPU counters by protocol and by pass/drop reason.
 #![no_std]
 #![no_main]
+// Map keys and values go by reference: a by-value argument is one more copy on the 512-byte
+// BPF stack.
+#![allow(clippy::needless_borrows_for_generic_args)]
 
+mod csum;
+mod fib;
+mod icmp;
+mod l4;
+mod maps;
 mod parse;
+mod reply;
 mod stats;
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use aya_ebpf::{
+    bindings::xdp_action,
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
+};
 use ingress_common::stats::Stat;
 
 /// Every frame gets an explicit action: malformed or unhandled frames go to the kernel, which
-/// owns the final verdict on them.
+/// owns the final verdict on them; service traffic is NATed and sent on, or dropped by policy.
 #[xdp]
 pub fn xdp_ingress(ctx: XdpContext) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
+    // Never true for a real frame; it makes the names map one of this program's maps, so
+    // `xdp-ingress backends` finds it through the program when the pins are not visible.
+    if len == 0 {
+        let _ = maps::SVC_NAMES.get(0);
+    }
     stats::count(Stat::Rx, len);
     match parse::parse(&ctx) {
         Ok(pkt) => {
@@ -25,11 +46,13 @@ pub fn xdp_ingress(ctx: XdpContext) -> u32 {
             if pkt.vlan {
                 stats::count(Stat::Vlan, len);
             }
-            match pkt.pass_reason {
-                Some(reason) => stats::count(reason, len),
-                None => stats::count(Stat::PassNoService, len),
+            if let Some(reason) = pkt.pass_reason {
+                stats::count(reason, len);
+                return xdp_action::XDP_PASS;
             }
-            xdp_action::XDP_PASS
+            let v = l4::handle(&ctx, &pkt, len);
+            stats::count_index(v.stat(), len);
+            v.action()
         }
         Err(reason) => {
             stats::count(reason, len);
@@ -48,6 +71,18 @@ pub fn xdp_ingress(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn xdp_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
+}
+
+/// Reverse NAT of replies from local pods at tc ingress of the node side of pod veths.
+#[classifier]
+pub fn tc_pod_reply(ctx: TcContext) -> i32 {
+    reply::handle(&ctx, true)
+}
+
+/// Reverse NAT of replies from local pods at tc egress of the NIC (after the kernel routed them).
+#[classifier]
+pub fn tc_nic_egress(ctx: TcContext) -> i32 {
+    reply::handle(&ctx, false)
 }
 
 #[cfg(not(test))]

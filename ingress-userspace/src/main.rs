@@ -9,5 +9,7 @@ async fn main() -> anyhow::Result<()> {
     xdp_ingress::telemetry::init(cli.log_format);
     match cli.command {
         Command::Run(args) => xdp_ingress::cli::run::run(args).await,
+        Command::Explain(args) => xdp_ingress::cli::explain::run(args),
+        Command::Backends(args) => xdp_ingress::cli::backends::run(args),
     }
 }

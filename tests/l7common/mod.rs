@@ -265,13 +265,17 @@ pub struct NsProxy {
 }
 
 impl NsProxy {
-    pub fn start(ns: &testbed::Netns, mut args: ProxyArgs) -> NsProxy {
+    pub fn start(ns: &testbed::Netns, args: ProxyArgs) -> NsProxy {
+        Self::start_with_workers(ns, args, 2)
+    }
+
+    pub fn start_with_workers(ns: &testbed::Netns, mut args: ProxyArgs, workers: usize) -> NsProxy {
         args.drain_timeout = Duration::from_secs(2);
         let (tx, rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let thread = ns.spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
+                .worker_threads(workers)
                 .enable_all()
                 .build()
                 .expect("runtime");

@@ -5,6 +5,7 @@
 //! - `/delay/<ms>`: answers after that many milliseconds.
 //! - `/status/<code>`: answers with that status.
 //! - `/bytes/<n>`: streams `n` bytes in 16 KiB chunks.
+//! - `/fixed`: a constant 13-byte body (benchmarks: the backend does as little as possible).
 //! - `/trailers`: gRPC-style answer with `grpc-status`/`grpc-message` trailers.
 //! - any request with `Upgrade: websocket` gets a real WebSocket handshake (101 with
 //!   `Sec-WebSocket-Accept`), after which the backend echoes raw bytes, prefixed once by
@@ -51,7 +52,29 @@ pub struct HttpBackend {
 impl HttpBackend {
     /// Starts on `addr` (port 0 picks one) in the current network namespace.
     pub fn start(addr: SocketAddr, name: &str) -> anyhow::Result<HttpBackend> {
-        Self::start_with(addr, name, std::thread::spawn)
+        Self::start_with(addr, name, None, std::thread::spawn)
+    }
+
+    /// Starts an HTTPS backend (ALPN `h2` and `http/1.1`) with this PEM certificate and key.
+    pub fn start_tls(
+        addr: SocketAddr,
+        name: &str,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> anyhow::Result<HttpBackend> {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+        let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .context("certificate PEM")?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).context("key PEM")?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)?;
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+        Self::start_with(addr, name, Some(acceptor), std::thread::spawn)
     }
 
     /// Starts on `addr` inside network namespace `ns`.
@@ -60,12 +83,13 @@ impl HttpBackend {
         addr: SocketAddr,
         name: &str,
     ) -> anyhow::Result<HttpBackend> {
-        Self::start_with(addr, name, |f| ns.spawn(f))
+        Self::start_with(addr, name, None, |f| ns.spawn(f))
     }
 
     fn start_with(
         addr: SocketAddr,
         name: &str,
+        tls: Option<tokio_rustls::TlsAcceptor>,
         spawn: impl FnOnce(Box<dyn FnOnce() + Send + 'static>) -> JoinHandle<()>,
     ) -> anyhow::Result<HttpBackend> {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<SocketAddr>>();
@@ -103,15 +127,16 @@ impl HttpBackend {
                         let _ = stream.set_nodelay(true);
                         let pod = Arc::clone(&pod);
                         let counter = Arc::clone(&counter);
+                        let tls = tls.clone();
                         tokio::spawn(async move {
-                            let svc = hyper::service::service_fn(move |req| {
-                                counter.fetch_add(1, Ordering::Relaxed);
-                                echo(Arc::clone(&pod), req)
-                            });
-                            let _ =
-                                hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                                    .await;
+                            match tls {
+                                None => serve(stream, pod, counter).await,
+                                Some(acceptor) => {
+                                    if let Ok(s) = acceptor.accept(stream).await {
+                                        serve(s, pod, counter).await;
+                                    }
+                                }
+                            }
                         });
                     }
                 };
@@ -150,11 +175,27 @@ impl Drop for HttpBackend {
     }
 }
 
+async fn serve<S>(stream: S, pod: Arc<String>, counter: Arc<AtomicU64>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| {
+        counter.fetch_add(1, Ordering::Relaxed);
+        echo(Arc::clone(&pod), req)
+    });
+    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+        .await;
+}
+
 fn full(b: impl Into<Bytes>) -> Body {
     Full::new(b.into()).boxed()
 }
 
 async fn echo(pod: Arc<String>, mut req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    if req.uri().path() == "/fixed" {
+        return Ok(Response::new(full(Bytes::from_static(b"hello, world\n"))));
+    }
     let path = req.uri().path().to_string();
     if req
         .headers()

@@ -37,6 +37,11 @@ const BENCHES: &[Bench] = &[
         what: "translation time and snapshot memory for 10k Ingresses / 20k Services / 100k endpoints; event-to-live percentiles",
         test: "bench_control_plane",
     },
+    Bench {
+        name: "l7",
+        what: "L7 proxy req/s and p99 vs nginx (1 worker each): HTTP/1.1 keep-alive, HTTPS, HTTP/2 (wrk, h2load)",
+        test: "bench_l7",
+    },
 ];
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {

@@ -270,7 +270,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let left = cmd::output(std::process::Command::new("ip").args(["netns", "list"]))?;
     step(&format!(
         "cleaned up; namespaces left from this demo: {}",
-        left.lines().filter(|l| l.starts_with("xi-")).count()
+        {
+            let mine = format!("xi-{}-", std::process::id());
+            left.lines().filter(|l| l.starts_with(&mine)).count()
+        }
     ));
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! The `xdp-ingress` subcommands. Each parses its flags into plain structs and calls into the
 //! library; nothing here is needed by tests that drive the library directly.
 
+pub mod backends;
+pub mod explain;
 pub mod iface;
 pub mod run;
 
@@ -22,8 +24,14 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: attach the XDP program and serve until SIGINT/SIGTERM.
     Run(run::RunArgs),
+    /// Print, as JSON, what a request would match: Ingress, rule, path, backend, endpoints.
+    Explain(explain::ExplainArgs),
+    /// Print the XDP data path's services and backends (with counters) from the pinned maps.
+    Backends(backends::BackendsArgs),
 }

@@ -9,7 +9,7 @@ use tracing::{info, warn};
 
 use crate::{
     controller::{self, LoopConfig, SnapshotSink},
-    dataplane::{AttachMode, XdpAttachment, object},
+    dataplane::{AttachMode, L4Args, L4Handle, object},
     model::{Snapshot, translate::Translator},
     proxy::{Proxy, ProxyArgs, ProxyHandle},
     source::{SourceEvent, args::SourceArgs, files, kube as kube_source},
@@ -39,15 +39,25 @@ pub struct RunArgs {
     pub source: SourceArgs,
     #[command(flatten)]
     pub proxy: ProxyArgs,
+    #[command(flatten)]
+    pub l4: L4Args,
 }
 
 /// The one place planes are wired to the control loop. Each plane is a [`SnapshotSink`]; wrap
 /// an `apply` method with [`controller::sink`].
 fn dataplanes(
     _args: &RunArgs,
-    _xdp: Option<&mut XdpAttachment>,
+    l4: Option<&L4Handle>,
     proxy: ProxyHandle,
 ) -> anyhow::Result<Vec<Box<dyn SnapshotSink>>> {
+    let mut sinks = Vec::new();
+    if let Some(l4) = l4.cloned() {
+        sinks.push(controller::sink("xdp", move |s: &Arc<Snapshot>| {
+            l4.apply(s)
+                .map(drop)
+                .map_err(|e| format!("{:#}", anyhow::Error::new(e)))
+        }));
+    }
     let mut logged = std::collections::BTreeSet::new();
     let log_diagnostics = controller::sink("diagnostics", move |s: &Arc<Snapshot>| {
         // Log each diagnostic once, while it lasts.
@@ -62,16 +72,23 @@ fn dataplanes(
         proxy.apply(Arc::clone(s));
         Ok(())
     });
-    Ok(vec![log_diagnostics, l7])
+    sinks.push(log_diagnostics);
+    sinks.push(l7);
+    Ok(sinks)
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let mut attachment = match (&args.iface, args.no_xdp) {
+    // Handlers first: a SIGTERM that arrives while attaching still means a clean shutdown.
+    let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    let l4 = match (&args.iface, args.no_xdp) {
         (Some(iface), false) => {
             let bytes = object::load(args.bpf_object.as_deref())?;
             let iface = super::iface::resolve(iface)?;
+            let mut l4_args = args.l4.clone();
+            l4_args.node_name = args.source.node_name.clone();
             Some(
-                XdpAttachment::attach(&bytes, &iface, args.xdp_mode)
+                L4Handle::start(&l4_args, &bytes, &iface, args.xdp_mode)
                     .with_context(|| format!("attaching xdp-ingress to {iface}"))?,
             )
         }
@@ -94,7 +111,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     })
     .await
     .context("starting the L7 proxy")?;
-    let sinks = dataplanes(&args, attachment.as_mut(), proxy.clone())?;
+    let sinks = dataplanes(&args, l4.as_ref(), proxy.clone())?;
     let control = controller::spawn(
         Translator::new(translate_config),
         sinks,
@@ -102,18 +119,25 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     let sources = start_sources(&args.source, &control).await?;
 
-    let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let period = Duration::from_secs(args.stats_interval.max(1));
     let mut ticker = tokio::time::interval(period);
     let mut last = None;
+    // Removed endpoints drain for a while; this ends finished drains.
+    let mut maintain = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = sigterm.recv() => { info!("SIGTERM received"); break; }
             _ = sigint.recv() => { info!("SIGINT received"); break; }
+            _ = maintain.tick(), if l4.is_some() => {
+                if let Some(l4) = &l4
+                    && let Err(e) = l4.maintain()
+                {
+                    warn!(error = %anyhow::Error::new(e), "L4 drain maintenance");
+                }
+            }
             _ = ticker.tick(), if args.stats_interval > 0 => {
-                if let Some(attachment) = &attachment {
-                    let view = attachment.stats().context("reading counters")?;
+                if let Some(l4) = &l4 {
+                    let view = l4.stats().context("reading counters")?;
                     if last.as_ref() != Some(&view) {
                         let nonzero: Vec<String> = view.counters.iter()
                             .filter(|(_, c)| c.packets > 0)
@@ -138,8 +162,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     {
         warn!(deadline = ?args.proxy.drain_timeout, "drain deadline passed with requests in flight");
     }
-    if let Some(attachment) = attachment {
-        attachment.detach().context("detaching XDP program")?;
+    if let Some(l4) = l4 {
+        l4.shutdown();
     }
     Ok(())
 }

@@ -1,7 +1,20 @@
 //! The XDP dataplane: load and attach the eBPF object, and read/write its maps.
+//!
+//! # Layout
+//! - `loader`, `object`, `stats`: load/attach the object, find it, read the global counters.
+//! - `maglev`: pure Maglev table construction.
+//! - `sync`: snapshot → minimal map writes ([`L4Sync`]), recovery after a restart.
+//! - `l4`: the daemon's L4 dataplane ([`L4Dataplane`]): pinning, attach, apply; its flags ([`L4Args`]).
+//! - `view`: the data path's view read back from the maps (`xdp-ingress backends`).
 
+pub mod l4;
 pub mod loader;
+pub mod maglev;
 pub mod object;
 pub mod stats;
+pub mod sync;
+pub mod view;
 
+pub use l4::{L4Args, L4Dataplane, L4Handle};
 pub use loader::{AttachMode, LoaderError, XdpAttachment};
+pub use sync::{ApplyReport, L4Options, L4Sync, SyncError};

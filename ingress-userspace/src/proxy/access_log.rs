@@ -166,3 +166,52 @@ impl Drop for LoggedBody {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> Entry {
+        Entry {
+            time: 1.5,
+            client: "198.18.0.1".into(),
+            method: "GET".into(),
+            host: "a.test".into(),
+            uri: "/x?y=1".into(),
+            protocol: "HTTP/1.1".into(),
+            status: 200,
+            bytes_sent: 42,
+            request_time: 0.002,
+            upstream_addr: Some("10.0.0.1:8080".parse().unwrap()),
+            upstream_status: Some(200),
+            upstream_time: Some(0.001),
+            ingress: Some("default/ing".into()),
+            service: Some("default/web:80".into()),
+            request_id: "abc".into(),
+            user_agent: None,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn json_and_text_lines() {
+        let mut buf = Vec::new();
+        write_entry(&mut buf, &entry(), AccessLogFormat::Json);
+        let line = String::from_utf8(buf).unwrap();
+        assert!(line.ends_with('\n'));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["upstream_addr"], "10.0.0.1:8080");
+        assert_eq!(v["bytes_sent"], 42);
+        assert_eq!(v["ingress"], "default/ing");
+        let mut buf = Vec::new();
+        write_entry(&mut buf, &entry(), AccessLogFormat::Text);
+        let line = String::from_utf8(buf).unwrap();
+        assert!(
+            line.starts_with(
+                "198.18.0.1 - [1.500] \"GET /x?y=1 HTTP/1.1\" 200 42 0.002 10.0.0.1:8080 200 0.001"
+            ),
+            "{line}"
+        );
+    }
+}

@@ -14,8 +14,9 @@ use bytes::Bytes;
 use http::{
     HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
     header::{CONTENT_TYPE, HOST, LOCATION, SET_COOKIE, USER_AGENT},
+    uri::{PathAndQuery, Scheme},
 };
-use http_body_util::{BodyExt, Empty, Full, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body, Incoming};
 use hyper_util::rt::TokioIo;
 use tracing::debug;
@@ -23,6 +24,7 @@ use tracing::debug;
 use super::{
     Runtime, Shared,
     access_log::{Entry, LoggedBody, now_epoch},
+    body::BodySlot,
     headers::{ClientSide, add_forwarding, is_upgrade, strip_hop_by_hop},
     metrics::{RequestLabels, RouteLabels, UpstreamLabels},
     router::{CompiledAction, Lookup, RequestView},
@@ -190,17 +192,27 @@ async fn forward(
     let path_and_query = parts
         .uri
         .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "/".into());
-    // Only a request without body can be sent again; it is rebuilt empty for each attempt.
-    let replayable = body.is_end_stream();
-    let mut body = Some(body);
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    // The body goes to another endpoint only while no attempt has read from it.
+    let body = BodySlot::new(if max_body > 0 {
+        Limited::new(body, max_body as usize).boxed_unsync()
+    } else {
+        body.map_err(BoxError::from).boxed_unsync()
+    });
     let idempotent = matches!(
         parts.method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
     );
     let (scheme, upstream_version) = scheme_and_version(up.spec.protocol);
+    let scheme = if scheme == "https" {
+        Scheme::HTTPS
+    } else {
+        Scheme::HTTP
+    };
     let read_timeout = policy.timeouts.read.unwrap_or(args.proxy_read_timeout);
+    let clients = policy.timeouts.connect.map(|t| shared.clients_for(Some(t)));
+    let clients = clients.as_ref().unwrap_or(&shared.clients);
     let client_ip = conn.client.ip().to_canonical();
     let upstream_label = UpstreamLabels {
         upstream: Arc::clone(&up.label),
@@ -222,20 +234,18 @@ async fn forward(
         let slot = &up.slots[pick.slot];
         let addr = slot.stats.addr;
         out.upstream_addr = Some(addr);
-        let Ok(uri) = format!("{scheme}://{addr}{path_and_query}").parse::<Uri>() else {
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(scheme.clone());
+        uri.authority = slot.authority.clone();
+        uri.path_and_query = Some(path_and_query.clone());
+        let Ok(uri) = Uri::from_parts(uri) else {
             failure = (StatusCode::BAD_REQUEST, "invalid request target".into());
             break;
         };
-        let req_body: ProxyBody = if replayable {
-            Empty::new().map_err(|e| match e {}).boxed_unsync()
-        } else {
-            match body.take() {
-                Some(b) if max_body > 0 => Limited::new(b, max_body as usize).boxed_unsync(),
-                Some(b) => b.map_err(BoxError::from).boxed_unsync(),
-                None => break,
-            }
+        let Some(req_body) = body.attempt() else {
+            break;
         };
-        let mut upstream_req = Request::new(req_body);
+        let mut upstream_req = Request::new(req_body.boxed_unsync());
         *upstream_req.method_mut() = parts.method.clone();
         *upstream_req.uri_mut() = uri;
         *upstream_req.version_mut() = if upgrade {
@@ -257,8 +267,7 @@ async fn forward(
         } else {
             up.spec.protocol
         };
-        let sent =
-            tokio::time::timeout(read_timeout, shared.clients.send(protocol, upstream_req)).await;
+        let sent = tokio::time::timeout(read_timeout, clients.send(protocol, upstream_req)).await;
         slot.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
         let took = t0.elapsed();
         let (retry_ok, status, reason) = match sent {
@@ -283,8 +292,10 @@ async fn forward(
             Ok(Err(e)) => {
                 let connect = e.is_connect();
                 debug!(endpoint = %addr, error = ?e, "upstream request failed");
+                // Safe to resend: nothing reached the endpoint (connect failed) or the method
+                // is idempotent; and the body is still whole.
                 (
-                    replayable && (connect || idempotent),
+                    body.untouched() && (connect || idempotent),
                     StatusCode::BAD_GATEWAY,
                     if connect {
                         "upstream connect failed"
@@ -294,7 +305,7 @@ async fn forward(
                 )
             }
             Err(_) => (
-                replayable && idempotent,
+                body.untouched() && idempotent,
                 StatusCode::GATEWAY_TIMEOUT,
                 "upstream timed out",
             ),

@@ -34,9 +34,9 @@ pub fn server_builder(args: &ProxyArgs) -> Builder<TokioExecutor> {
     b.http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(args.max_concurrent_streams)
-        .max_header_list_size(args.max_header_bytes.min(u64::from(u32::MAX)) as u32)
-        .keep_alive_interval(Some(args.keepalive_timeout / 2))
-        .keep_alive_timeout(Duration::from_secs(20));
+        .max_header_list_size(args.max_header_bytes.min(u64::from(u32::MAX)) as u32);
+    // No HTTP/2 PINGs: their traffic would keep idle connections from ever looking idle to
+    // the idle watchdog (listener.rs), which closes them after --keepalive-timeout.
     b
 }
 

@@ -9,6 +9,7 @@
 
 pub mod access_log;
 pub mod args;
+pub mod body;
 pub mod fixtures;
 pub mod forward;
 pub mod headers;
@@ -100,12 +101,39 @@ pub(crate) struct Shared {
     pub args: ProxyArgs,
     pub runtime: ArcSwap<Runtime>,
     pub clients: Clients,
+    /// Clients for routes whose `proxy-connect-timeout` differs from the flag, by timeout
+    /// (the connect timeout is a property of the connector, hence of the pool).
+    pub clients_by_connect_timeout: Mutex<HashMap<Duration, Clients>>,
     pub builder: Builder<TokioExecutor>,
     pub metrics: Arc<Metrics>,
     pub access_log: Option<Arc<AccessLog>>,
     pub certs: Arc<CertStore>,
     /// Label for "none" in metrics.
     pub dash: Arc<String>,
+}
+
+impl Shared {
+    /// The clients to use for a route with this connect timeout.
+    pub fn clients_for(&self, connect_timeout: Option<Duration>) -> Clients {
+        match connect_timeout {
+            Some(t) if t != self.args.proxy_connect_timeout => {
+                let mut map = self
+                    .clients_by_connect_timeout
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                map.entry(t)
+                    .or_insert_with(|| {
+                        Clients::new(PoolOptions {
+                            connect_timeout: t,
+                            idle_timeout: self.args.upstream_keepalive_timeout,
+                            max_idle_per_endpoint: self.args.upstream_keepalive,
+                        })
+                    })
+                    .clone()
+            }
+            _ => self.clients.clone(),
+        }
+    }
 }
 
 /// Entry point; see the module docs.
@@ -139,6 +167,7 @@ impl Proxy {
             }
             None => None,
         };
+        // The snapshot's `default_certificate` wins; the named Secret is the fallback.
         let certs = Arc::new(CertStore::new(args.default_ssl_certificate.clone())?);
         let tls = TlsAcceptor::from(Arc::new(certs.server_config()?));
         let shared = Arc::new(Shared {
@@ -147,6 +176,7 @@ impl Proxy {
                 idle_timeout: args.upstream_keepalive_timeout,
                 max_idle_per_endpoint: args.upstream_keepalive,
             }),
+            clients_by_connect_timeout: Mutex::new(HashMap::new()),
             builder: limits::server_builder(&args),
             runtime: ArcSwap::from_pointee(Runtime::empty()),
             metrics,

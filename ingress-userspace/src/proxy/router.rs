@@ -6,6 +6,18 @@
 //! first whose path, method, headers and query all match wins. A host that matches but has no
 //! matching path falls to the default backend (as ingress-nginx does), not to other hosts.
 //!
+//! Path semantics (Ingress v1, and ingress-nginx for `ImplementationSpecific`):
+//! - `Exact`: the path equals the request path, byte for byte (`/foo` ≠ `/foo/`).
+//! - `Prefix`: element-wise prefix, trailing slash ignored: `/foo` and `/foo/` both match
+//!   `/foo`, `/foo/` and `/foo/bar`, never `/foobar`; `/` matches everything.
+//! - `ImplementationSpecific` ([`PathMatch::CharPrefix`]): a plain character prefix, as
+//!   ingress-nginx's default `location /foo` (`/foo` matches `/foobar`).
+//! - [`PathMatch::Regex`]: only when translation says so (ingress-nginx's `use-regex` /
+//!   `rewrite-target` migration annotations); anchored at the start, case-sensitive.
+//!
+//! The order among routes is translation's (longest first, Exact before Prefix at equal
+//! length), so the first match is the most specific one.
+//!
 //! The table is generic over what a route forwards to, so `explain` can run the very same
 //! matching over plain [`Upstream`]s while the proxy uses its runtime upstream state.
 

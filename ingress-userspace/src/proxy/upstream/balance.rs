@@ -28,6 +28,8 @@ pub struct Slot {
     pub state: EndpointState,
     /// Affinity cookie value naming this endpoint.
     pub cookie: String,
+    /// `ip:port` as a URI authority, built once per snapshot rather than per request.
+    pub authority: Option<http::uri::Authority>,
 }
 
 /// An upstream's runtime state for one snapshot.
@@ -77,6 +79,7 @@ impl UpstreamRuntime {
                     .unwrap_or_else(|| Arc::new(EndpointStats::new(e.addr))),
                 state: e.state,
                 cookie: endpoint_cookie(&e.addr),
+                authority: e.addr.to_string().parse().ok(),
             })
             .collect();
         UpstreamRuntime {

@@ -1,0 +1,813 @@
+//! The XDP L4 path for one parsed TCP/UDP packet: replies from remote endpoints (reverse NAT),
+//! then service lookup → source ranges → conntrack → ClientIP affinity → Maglev → NAT →
+//! XDP_PASS (local pod, the kernel routes it) or XDP_TX/REDIRECT (remote endpoint).
+//!
+//! Nothing is written to the frame before every decision is taken, so a packet is either fully
+//! rewritten or passed untouched.
+
+use aya_ebpf::{
+    bindings::{BPF_ANY, BPF_NOEXIST, xdp_action},
+    helpers::{bpf_ktime_get_ns, generated::bpf_redirect},
+    programs::XdpContext,
+};
+use ingress_common::{l4::*, stats::Stat};
+
+use crate::{
+    csum,
+    fib::{self, FibResult},
+    maps::{
+        AFFINITY, BACKENDS, BE_STATS, CONFIG, CONNTRACK, LOCAL_ADDRS, MAGLEV, PORTS, REVNAT,
+        SERVICES, SOURCE_RANGES, SVC_STATS, Scratch, count_l4, scratch,
+    },
+    parse::{
+        EthHdr, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv4Hdr, Ipv6Hdr, Parsed,
+        TcpHdr, UdpHdr, ptr_at,
+    },
+    stats,
+};
+
+const TCP_FIN: u8 = 0x01;
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+const TCP_ACK: u8 = 0x10;
+const NS: u64 = 1_000_000_000;
+/// Conntrack timestamps are refreshed at most this often, to keep writes off the hot path.
+const REFRESH_NS: u64 = NS;
+/// SNAT ports tried per new remote flow before giving up.
+const SNAT_PROBES: u32 = 8;
+
+/// The fields of one TCP/UDP packet the L4 path reads.
+pub struct Pkt {
+    pub v6: bool,
+    pub proto: u8,
+    pub l3_off: usize,
+    pub l4_off: usize,
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    /// Ports as network-order bits.
+    pub sport: u16,
+    pub dport: u16,
+    pub tcp_flags: u8,
+    /// IP total length (IPv4) or payload length + 40 (IPv6), host order, for fib lookups.
+    pub tot_len: u16,
+}
+
+/// What to do with the frame (low 32 bits) and the counter that says why (high 32 bits),
+/// packed so BPF subprograms can return it in one register.
+#[derive(Clone, Copy)]
+pub struct Verdict(u64);
+
+impl Verdict {
+    /// No verdict (ABORTED/Rx is never a real one): "not mine" from a sub-handler.
+    pub const NONE: Verdict = Verdict(0);
+
+    #[inline(always)]
+    pub fn is_none(self) -> bool {
+        self.0 == 0
+    }
+
+    #[inline(always)]
+    pub fn action(self) -> u32 {
+        self.0 as u32
+    }
+
+    #[inline(always)]
+    pub fn stat(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+}
+
+/// A verdict for other modules of the L4 path.
+#[inline(always)]
+pub fn verdict_of(action: u32, stat: Stat) -> Verdict {
+    verdict(action, stat)
+}
+
+#[inline(always)]
+fn verdict(action: u32, stat: Stat) -> Verdict {
+    Verdict((u64::from(stat as u32) << 32) | u64::from(action))
+}
+
+#[inline(always)]
+fn pass(stat: Stat) -> Verdict {
+    verdict(xdp_action::XDP_PASS, stat)
+}
+
+/// "Not a reply to a SNAT flow" from [`remote_reply`] (ABORTED/Rx is never a real verdict).
+const NOT_A_REPLY: Verdict = Verdict(0);
+
+/// New addresses and ports for [`rewrite`].
+pub struct Nat {
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub sport: u16,
+    pub dport: u16,
+}
+
+/// Per-packet facts [`forward`] needs besides the packet and backend.
+pub struct Fwd {
+    pub now: u64,
+    pub snat_port: u16,
+    pub refresh: bool,
+}
+
+#[inline(always)]
+fn read_pkt(ctx: &XdpContext, p: &Parsed) -> Option<Pkt> {
+    let mut pkt = Pkt {
+        v6: false,
+        proto: p.ip_proto,
+        l3_off: p.l3_off,
+        l4_off: p.l4_off,
+        saddr: [0; 16],
+        daddr: [0; 16],
+        sport: 0,
+        dport: 0,
+        tcp_flags: 0,
+        tot_len: 0,
+    };
+    let v4 = ptr_at::<Ipv4Hdr>(ctx, p.l3_off)?;
+    // SAFETY: ptr_at checked the bounds of every header read below.
+    unsafe {
+        if (*v4).ver_ihl >> 4 == 4 {
+            pkt.saddr[..4].copy_from_slice(&(*v4).saddr);
+            pkt.daddr[..4].copy_from_slice(&(*v4).daddr);
+            pkt.tot_len = u16::from_be_bytes((*v4).tot_len);
+        } else {
+            let ip = ptr_at::<Ipv6Hdr>(ctx, p.l3_off)?;
+            pkt.v6 = true;
+            pkt.saddr = (*ip).saddr;
+            pkt.daddr = (*ip).daddr;
+            pkt.tot_len = u16::from_be_bytes((*ip).payload_len).wrapping_add(40);
+        }
+        // A length field that disagrees with the frame: the kernel's to judge, untouched.
+        let frame = ctx.data_end() - ctx.data();
+        if usize::from(pkt.tot_len) + p.l3_off > frame
+            || usize::from(pkt.tot_len) + p.l3_off < p.l4_off + 8
+        {
+            return None;
+        }
+        if p.ip_proto == IPPROTO_TCP {
+            let tcp = ptr_at::<TcpHdr>(ctx, p.l4_off)?;
+            pkt.sport = u16::from_ne_bytes((*tcp).sport);
+            pkt.dport = u16::from_ne_bytes((*tcp).dport);
+            pkt.tcp_flags = (*tcp).flags;
+            // The TCP header (with options) must fit in the IP length too.
+            let doff = usize::from((*tcp).doff_res >> 4) * 4;
+            if usize::from(pkt.tot_len) + p.l3_off < p.l4_off + doff {
+                return None;
+            }
+        } else {
+            let udp = ptr_at::<UdpHdr>(ctx, p.l4_off)?;
+            pkt.sport = u16::from_ne_bytes((*udp).sport);
+            pkt.dport = u16::from_ne_bytes((*udp).dport);
+        }
+    }
+    Some(pkt)
+}
+
+#[inline(always)]
+fn family(pkt: &Pkt) -> u8 {
+    if pkt.v6 { FAMILY_V6 } else { FAMILY_V4 }
+}
+
+#[inline(always)]
+fn addr_eq(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    let mut i = 0;
+    while i < 16 {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// murmur3's finaliser: cheap and well mixed.
+#[inline(always)]
+fn mix(mut h: u32) -> u32 {
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^= h >> 16;
+    h
+}
+
+/// Hash of the client side of a flow (source address and port, destination port, protocol).
+/// The node's own address is left out so every node picks the same backend for a client.
+#[inline(always)]
+fn flow_hash(pkt: &Pkt) -> u32 {
+    let mut h = 0x9e37_79b9u32;
+    let mut i = 0;
+    while i < 4 {
+        let w = u32::from_ne_bytes([
+            pkt.saddr[4 * i],
+            pkt.saddr[4 * i + 1],
+            pkt.saddr[4 * i + 2],
+            pkt.saddr[4 * i + 3],
+        ]);
+        h = mix(h ^ w);
+        i += 1;
+    }
+    h = mix(h ^ ((u32::from(pkt.sport) << 16) | u32::from(pkt.dport)));
+    mix(h ^ u32::from(pkt.proto))
+}
+
+#[inline(always)]
+fn timeout_ns(cfg: &L4Config, proto: u8, flags: u32) -> u64 {
+    let s = if proto == IPPROTO_UDP {
+        cfg.udp_timeout_s
+    } else if flags & CT_F_CLOSING != 0 {
+        cfg.tcp_closing_timeout_s
+    } else {
+        cfg.tcp_timeout_s
+    };
+    u64::from(s) * NS
+}
+
+/// The L4 path for a well-formed TCP/UDP packet.
+#[inline(always)]
+pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
+    if p.ip_proto == IPPROTO_ICMP && p.protocol == Stat::Ipv4Icmp {
+        let v = crate::icmp::handle(ctx.ctx, p.l3_off, p.l4_off);
+        if !v.is_none() {
+            return v;
+        }
+    }
+    if p.ip_proto == IPPROTO_ICMPV6 && p.protocol == Stat::Ipv6Icmp {
+        let v = crate::icmp::handle_v6(ctx.ctx, p.l3_off, p.l4_off);
+        if !v.is_none() {
+            return v;
+        }
+    }
+    if p.ip_proto != IPPROTO_TCP && p.ip_proto != IPPROTO_UDP {
+        return pass(Stat::PassNoService);
+    }
+    let Some(pkt) = read_pkt(ctx, p) else {
+        return pass(Stat::PassBadLength);
+    };
+    let Some(cfg) = CONFIG.get(0) else {
+        return pass(Stat::PassNoService);
+    };
+    if cfg.maglev_size == 0 {
+        return pass(Stat::PassNoService);
+    }
+    let dport_host = u16::from_be(pkt.dport);
+    if cfg.snat_port_min != 0 && dport_host >= cfg.snat_port_min && dport_host <= cfg.snat_port_max
+    {
+        let Some(scr) = scratch() else {
+            return pass(Stat::PassNoService);
+        };
+        // SAFETY: this CPU's scratch entry.
+        let v = remote_reply(ctx, &pkt, unsafe { &mut *scr });
+        if v.0 != NOT_A_REPLY.0 {
+            return v;
+        }
+    }
+
+    // Most of a node's traffic is its own: one bitmap word says no frontend uses this port.
+    let word = (u32::from(dport_host) >> 5) * 2;
+    let bit = 1u32 << (dport_host & 31);
+    match PORTS.get(word) {
+        Some(w) if *w & bit != 0 => {}
+        _ => return pass(Stat::PassNoService),
+    }
+    // Address frontends first (they are more specific), only on ports that have one.
+    let mut skey = ServiceKey {
+        addr: [0; 16],
+        port: pkt.dport,
+        proto: pkt.proto,
+        family: family(&pkt),
+    };
+    let mut found = None;
+    if PORTS.get(word + 1).is_some_and(|w| *w & bit != 0) {
+        skey.addr = pkt.daddr;
+        found = SERVICES.get_ptr(&skey);
+        skey.addr = [0; 16];
+    }
+    let svc = match found {
+        Some(s) => s,
+        None => match SERVICES.get_ptr(&skey) {
+            // A NodePort answers on the node's own addresses only.
+            Some(s) if is_local(&pkt) => s,
+            _ => return pass(Stat::PassNoService),
+        },
+    };
+    // SAFETY: pointer from a successful lookup; hash values stay valid under RCU while we run.
+    let svc = unsafe { *svc };
+
+    if svc.flags & SVC_F_SOURCE_RANGES != 0 && !source_allowed(&pkt, svc.slot) {
+        return verdict(xdp_action::XDP_DROP, Stat::DropSourceRange);
+    }
+
+    let Some(scr) = scratch() else {
+        return pass(Stat::PassNoService);
+    };
+    // SAFETY: this CPU's scratch entry; nothing else uses it while the program runs here.
+    let scr = unsafe { &mut *scr };
+    scr.ct_key = FlowKey {
+        saddr: pkt.saddr,
+        daddr: pkt.daddr,
+        sport: pkt.sport,
+        dport: pkt.dport,
+        proto: pkt.proto,
+        family: family(&pkt),
+        _pad: [0; 2],
+    };
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let closing = pkt.tcp_flags & (TCP_FIN | TCP_RST) != 0;
+    let syn = pkt.proto == IPPROTO_TCP && pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+
+    // An established flow keeps its backend as long as that backend still exists.
+    if !syn && let Some(ct) = CONNTRACK.get_ptr_mut(&scr.ct_key) {
+        // SAFETY: pointer from a successful lookup; fields are plain integers.
+        let e = unsafe { &mut *ct };
+        let fresh = now.wrapping_sub(e.last_seen_ns) <= timeout_ns(cfg, pkt.proto, e.flags);
+        if fresh
+            && let Some(be) = BACKENDS.get(e.backend_id)
+            && be.flags & BE_F_PRESENT != 0
+            && be.port == e.backend_port
+            && addr_eq(&be.addr, &e.backend_addr)
+        {
+            if closing && e.flags & CT_F_CLOSING == 0 {
+                e.flags |= CT_F_CLOSING;
+            }
+            let refresh = now.wrapping_sub(e.last_seen_ns) > REFRESH_NS;
+            if refresh {
+                e.last_seen_ns = now;
+            }
+            let (id, snat_port) = (e.backend_id, e.snat_port);
+            count_l4(&SVC_STATS, svc.slot, len, false);
+            count_l4(&BE_STATS, id, len, false);
+            stats::count(Stat::L4Established, len);
+            scr.fwd = Fwd {
+                now,
+                snat_port,
+                refresh,
+            };
+            return forward(ctx, &pkt, cfg, be, scr);
+        }
+    }
+
+    // A new flow: affinity first, then Maglev.
+    let id = select_backend(&pkt, &svc, cfg, now, len);
+    if id == NO_BACKEND {
+        return verdict(xdp_action::XDP_DROP, Stat::DropNoBackend);
+    }
+    let Some(be) = BACKENDS.get(id) else {
+        return verdict(xdp_action::XDP_DROP, Stat::DropNoBackend);
+    };
+    if be.flags & BE_F_PRESENT == 0 {
+        return verdict(xdp_action::XDP_DROP, Stat::DropNoBackend);
+    }
+    let mut snat_port = 0u16;
+    if be.flags & BE_F_REMOTE != 0 {
+        snat_port = alloc_snat(&pkt, cfg, be, now, scr);
+        if snat_port == 0 {
+            return pass(Stat::PassSnatExhausted);
+        }
+    }
+    scr.ct_entry = CtEntry {
+        backend_addr: be.addr,
+        backend_port: be.port,
+        snat_port,
+        backend_id: id,
+        svc_slot: svc.slot,
+        flags: if snat_port != 0 { CT_F_SNAT } else { 0 } | if closing { CT_F_CLOSING } else { 0 },
+        last_seen_ns: now,
+    };
+    // A full LRU evicts its oldest entry; an insert error only costs stickiness.
+    let _ = CONNTRACK.insert(&scr.ct_key, &scr.ct_entry, u64::from(BPF_ANY));
+    count_l4(&SVC_STATS, svc.slot, len, true);
+    count_l4(&BE_STATS, id, len, true);
+    stats::count(Stat::L4NewFlow, len);
+    scr.fwd = Fwd {
+        now,
+        snat_port,
+        refresh: true,
+    };
+    forward(ctx, &pkt, cfg, be, scr)
+}
+
+/// True when the destination is one of the node's addresses (or the daemon did not list them).
+/// A subprogram: its unrolled compares stay off the main program's stack.
+#[inline(never)]
+fn is_local(pkt: &Pkt) -> bool {
+    let Some(l) = LOCAL_ADDRS.get(0) else {
+        return true;
+    };
+    let mut i = 0;
+    if pkt.v6 {
+        if l.n_v6 == 0 {
+            return true;
+        }
+        while i < LOCAL_ADDRS_V6 {
+            if (i as u32) < l.n_v6 && addr_eq(&l.v6[i], &pkt.daddr) {
+                return true;
+            }
+            i += 1;
+        }
+    } else {
+        if l.n_v4 == 0 {
+            return true;
+        }
+        let d = [pkt.daddr[0], pkt.daddr[1], pkt.daddr[2], pkt.daddr[3]];
+        while i < LOCAL_ADDRS_V4 {
+            if (i as u32) < l.n_v4 && l.v4[i] == d {
+                return true;
+            }
+            i += 1;
+        }
+    }
+    false
+}
+
+#[inline(always)]
+fn source_allowed(pkt: &Pkt, slot: u32) -> bool {
+    let key = aya_ebpf::maps::lpm_trie::Key::new(
+        SOURCE_RANGE_PREFIX_BITS + if pkt.v6 { 128 } else { 32 },
+        SourceRangeData {
+            slot_be: slot.to_be_bytes(),
+            family: family(pkt),
+            addr: pkt.saddr,
+            _pad: [0; 3],
+        },
+    );
+    SOURCE_RANGES.get(&key).is_some()
+}
+
+const NO_BACKEND: u32 = u32::MAX;
+
+/// Picks a backend id for a new flow: a live ClientIP affinity entry, else the Maglev table.
+/// [`NO_BACKEND`] when the service has none.
+#[inline(never)]
+fn select_backend(pkt: &Pkt, svc: &ServiceValue, cfg: &L4Config, now: u64, len: u64) -> u32 {
+    let akey = AffinityKey {
+        client: pkt.saddr,
+        svc_slot: svc.slot,
+        family: family(pkt),
+        _pad: [0; 3],
+    };
+    if svc.flags & SVC_F_AFFINITY != 0
+        && let Some(a) = AFFINITY.get_ptr_mut(&akey)
+    {
+        // SAFETY: pointer from a successful lookup.
+        let (id, used) = unsafe { ((*a).backend_id, (*a).last_used_ns) };
+        let live = now.wrapping_sub(used) <= u64::from(svc.affinity_timeout_s) * NS;
+        let usable = match BACKENDS.get(id) {
+            Some(be) => {
+                be.flags & BE_F_PRESENT != 0
+                    && be.flags & BE_F_TERMINATING == 0
+                    && be.svc_slot == svc.slot
+            }
+            None => false,
+        };
+        if live && usable {
+            stats::count(Stat::L4AffinityHit, len);
+            // In place: cheaper than an LRU insert, and a racing writer only moves the
+            // timestamp.
+            // SAFETY: pointer from a successful lookup; a plain u64 store.
+            unsafe { (*a).last_used_ns = now };
+            return id;
+        }
+        stats::count(Stat::L4AffinityMiss, len);
+    }
+    if svc.backend_count == 0 {
+        return NO_BACKEND;
+    }
+    let m = cfg.maglev_size;
+    if m == 0 {
+        return NO_BACKEND;
+    }
+    let idx = (svc.slot * 2 + (svc.generation & 1)) * m + flow_hash(pkt) % m;
+    let Some(id) = MAGLEV.get(idx) else {
+        return NO_BACKEND;
+    };
+    let id = *id;
+    if svc.flags & SVC_F_AFFINITY != 0 {
+        let v = AffinityValue {
+            backend_id: id,
+            _pad: 0,
+            last_used_ns: now,
+        };
+        let _ = AFFINITY.insert(&akey, &v, u64::from(BPF_ANY));
+    }
+    id
+}
+
+/// Reserves a SNAT source port for a new flow to a remote backend by inserting its reverse
+/// entry; ports already taken by a live flow are skipped. Returns the port (network order), or
+/// 0 when none is free or SNAT is not configured.
+#[inline(never)]
+fn alloc_snat(pkt: &Pkt, cfg: &L4Config, be: &Backend, now: u64, scr: &mut Scratch) -> u16 {
+    let mut node = [0u8; 16];
+    if pkt.v6 {
+        node = cfg.node_v6;
+    } else {
+        node[..4].copy_from_slice(&cfg.node_v4);
+    }
+    if node == [0u8; 16] || cfg.snat_port_min == 0 || cfg.snat_port_max < cfg.snat_port_min {
+        return 0;
+    }
+    let range = u32::from(cfg.snat_port_max - cfg.snat_port_min) + 1;
+    let h = flow_hash(pkt);
+    scr.rev = RevNatEntry {
+        client_addr: pkt.saddr,
+        frontend_addr: pkt.daddr,
+        client_port: pkt.sport,
+        frontend_port: pkt.dport,
+        flags: CT_F_SNAT,
+        last_seen_ns: now,
+    };
+    let mut i = 0u32;
+    while i < SNAT_PROBES {
+        let port =
+            (cfg.snat_port_min as u32 + (h.wrapping_add(i.wrapping_mul(7919))) % range) as u16;
+        scr.rkey = FlowKey {
+            saddr: be.addr,
+            daddr: node,
+            sport: be.port,
+            dport: port.to_be(),
+            proto: pkt.proto,
+            family: family(pkt),
+            _pad: [0; 2],
+        };
+        if REVNAT
+            .insert(&scr.rkey, &scr.rev, u64::from(BPF_NOEXIST))
+            .is_ok()
+        {
+            return port.to_be();
+        }
+        if let Some(old) = REVNAT.get_ptr(&scr.rkey) {
+            // SAFETY: pointer from a successful lookup.
+            let (same, seen) = unsafe {
+                (
+                    addr_eq(&(*old).client_addr, &pkt.saddr) && (*old).client_port == pkt.sport,
+                    (*old).last_seen_ns,
+                )
+            };
+            let stale =
+                now.wrapping_sub(seen) > u64::from(cfg.tcp_timeout_s.max(cfg.udp_timeout_s)) * NS;
+            if same || stale {
+                let _ = REVNAT.insert(&scr.rkey, &scr.rev, u64::from(BPF_ANY));
+                return port.to_be();
+            }
+        }
+        i += 1;
+    }
+    0
+}
+
+/// NATs the packet toward `be` and sends it: DNAT + XDP_PASS for a local pod, DNAT + SNAT +
+/// XDP_TX/REDIRECT for a remote endpoint. `refresh` (re)writes the reverse entry.
+#[inline(never)]
+fn forward(
+    ctx: &XdpContext,
+    pkt: &Pkt,
+    cfg: &L4Config,
+    be: &Backend,
+    scr: &mut Scratch,
+) -> Verdict {
+    let (now, snat_port, refresh) = (scr.fwd.now, scr.fwd.snat_port, scr.fwd.refresh);
+    if snat_port == 0 {
+        if refresh {
+            scr.rkey = FlowKey {
+                saddr: be.addr,
+                daddr: pkt.saddr,
+                sport: be.port,
+                dport: pkt.sport,
+                proto: pkt.proto,
+                family: family(pkt),
+                _pad: [0; 2],
+            };
+            scr.rev = RevNatEntry {
+                client_addr: pkt.saddr,
+                frontend_addr: pkt.daddr,
+                client_port: pkt.sport,
+                frontend_port: pkt.dport,
+                flags: 0,
+                last_seen_ns: now,
+            };
+            let _ = REVNAT.insert(&scr.rkey, &scr.rev, u64::from(BPF_ANY));
+        }
+        scr.nat = Nat {
+            saddr: pkt.saddr,
+            daddr: be.addr,
+            sport: pkt.sport,
+            dport: be.port,
+        };
+        if !rewrite(ctx, pkt, &scr.nat) {
+            return pass(Stat::PassNoService);
+        }
+        return pass(Stat::L4LocalDnat);
+    }
+    let mut node = [0u8; 16];
+    if pkt.v6 {
+        node = cfg.node_v6;
+    } else {
+        node[..4].copy_from_slice(&cfg.node_v4);
+    }
+    if refresh {
+        scr.rkey = FlowKey {
+            saddr: be.addr,
+            daddr: node,
+            sport: be.port,
+            dport: snat_port,
+            proto: pkt.proto,
+            family: family(pkt),
+            _pad: [0; 2],
+        };
+        if let Some(r) = REVNAT.get_ptr_mut(&scr.rkey) {
+            // SAFETY: pointer from a successful lookup.
+            unsafe { (*r).last_seen_ns = now };
+        }
+    }
+    if !hops_left(ctx, pkt) {
+        return pass(Stat::PassTtlExceeded);
+    }
+    let Some(route) = fib::lookup_xdp(
+        &mut scr.fib,
+        ctx,
+        pkt.v6,
+        pkt.proto,
+        &node,
+        &be.addr,
+        pkt.tot_len,
+    ) else {
+        return pass(Stat::PassFibLookup);
+    };
+    scr.nat = Nat {
+        saddr: node,
+        daddr: be.addr,
+        sport: snat_port,
+        dport: be.port,
+    };
+    if !rewrite(ctx, pkt, &scr.nat) {
+        return pass(Stat::PassNoService);
+    }
+    transmit(ctx, pkt, &route, Stat::L4RemoteTx)
+}
+
+/// A reply from a remote endpoint to one of our SNAT ports: back to the client, from the
+/// frontend. [`NOT_A_REPLY`] when the packet is not such a reply.
+#[inline(never)]
+fn remote_reply(ctx: &XdpContext, pkt: &Pkt, scr: &mut Scratch) -> Verdict {
+    scr.rkey = FlowKey {
+        saddr: pkt.saddr,
+        daddr: pkt.daddr,
+        sport: pkt.sport,
+        dport: pkt.dport,
+        proto: pkt.proto,
+        family: family(pkt),
+        _pad: [0; 2],
+    };
+    let Some(r) = REVNAT.get_ptr(&scr.rkey) else {
+        return NOT_A_REPLY;
+    };
+    // SAFETY: pointer from a successful lookup; copied out at once.
+    let rev = unsafe { &*r };
+    if rev.flags & CT_F_SNAT == 0 {
+        return NOT_A_REPLY;
+    }
+    scr.nat = Nat {
+        saddr: rev.frontend_addr,
+        daddr: rev.client_addr,
+        sport: rev.frontend_port,
+        dport: rev.client_port,
+    };
+    if !hops_left(ctx, pkt) {
+        return pass(Stat::PassTtlExceeded);
+    }
+    let Some(route) = fib::lookup_xdp(
+        &mut scr.fib,
+        ctx,
+        pkt.v6,
+        pkt.proto,
+        &scr.nat.saddr,
+        &scr.nat.daddr,
+        pkt.tot_len,
+    ) else {
+        return pass(Stat::PassFibLookup);
+    };
+    if !rewrite(ctx, pkt, &scr.nat) {
+        return pass(Stat::PassNoService);
+    }
+    transmit(ctx, pkt, &route, Stat::L4ReplyXdp)
+}
+
+/// True when the packet may be forwarded once more (TTL / hop limit above 1). Checked before
+/// any rewrite: an expiring packet goes to the kernel untouched, which answers it.
+#[inline(always)]
+fn hops_left(ctx: &XdpContext, pkt: &Pkt) -> bool {
+    // SAFETY: ptr_at checked the bounds.
+    unsafe {
+        if pkt.v6 {
+            ptr_at::<Ipv6Hdr>(ctx, pkt.l3_off).is_some_and(|ip| (*ip).hop_limit > 1)
+        } else {
+            ptr_at::<Ipv4Hdr>(ctx, pkt.l3_off).is_some_and(|ip| (*ip).ttl > 1)
+        }
+    }
+}
+
+/// Decrements the TTL (with the IPv4 header checksum) or the hop limit, as a router does.
+#[inline(always)]
+fn decrement_hops(ctx: &XdpContext, pkt: &Pkt) {
+    // SAFETY: ptr_at checked the bounds.
+    unsafe {
+        if pkt.v6 {
+            if let Some(ip) = ptr_at::<Ipv6Hdr>(ctx, pkt.l3_off) {
+                let ip = ip as *mut Ipv6Hdr;
+                (*ip).hop_limit = (*ip).hop_limit.saturating_sub(1);
+            }
+        } else if let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, pkt.l3_off) {
+            let ip = ip as *mut Ipv4Hdr;
+            let old = u16::from_ne_bytes([(*ip).ttl, (*ip).proto]);
+            (*ip).ttl = (*ip).ttl.saturating_sub(1);
+            let new = u16::from_ne_bytes([(*ip).ttl, (*ip).proto]);
+            let c = csum::apply(u16::from_ne_bytes((*ip).check), csum::diff16(old, new));
+            (*ip).check = c.to_ne_bytes();
+        }
+    }
+}
+
+/// Sets the MACs from the route, takes one hop off, and sends the frame out of the route's
+/// interface.
+#[inline(always)]
+fn transmit(ctx: &XdpContext, pkt: &Pkt, route: &FibResult, stat: Stat) -> Verdict {
+    decrement_hops(ctx, pkt);
+    let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
+        return pass(Stat::PassTruncatedEth);
+    };
+    let eth = eth as *mut EthHdr;
+    // SAFETY: ptr_at checked the bounds.
+    unsafe {
+        (*eth).dst = route.dmac;
+        (*eth).src = route.smac;
+    }
+    // SAFETY: ctx.ctx is the program's context pointer.
+    let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
+    if route.ifindex == ingress {
+        return verdict(xdp_action::XDP_TX, stat);
+    }
+    // SAFETY: helper without memory arguments.
+    let action = unsafe { bpf_redirect(route.ifindex, 0) } as u32;
+    verdict(action, stat)
+}
+
+/// Rewrites addresses and ports and updates the IPv4 header and TCP/UDP checksums
+/// incrementally. UDP over IPv4 with no checksum (0) keeps none. False if a header vanished.
+#[inline(always)]
+pub fn rewrite(ctx: &XdpContext, pkt: &Pkt, nat: &Nat) -> bool {
+    let (saddr, daddr, sport, dport) = (&nat.saddr, &nat.daddr, nat.sport, nat.dport);
+    let l3 =
+        csum::diff_addr(&pkt.saddr, saddr, pkt.v6) + csum::diff_addr(&pkt.daddr, daddr, pkt.v6);
+    let l4 = l3 + csum::diff16(pkt.sport, sport) + csum::diff16(pkt.dport, dport);
+    // SAFETY: every pointer comes from ptr_at, which checked its bounds.
+    unsafe {
+        if pkt.v6 {
+            let Some(ip) = ptr_at::<Ipv6Hdr>(ctx, pkt.l3_off) else {
+                return false;
+            };
+            let ip = ip as *mut Ipv6Hdr;
+            (*ip).saddr = *saddr;
+            (*ip).daddr = *daddr;
+        } else {
+            let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, pkt.l3_off) else {
+                return false;
+            };
+            let ip = ip as *mut Ipv4Hdr;
+            (*ip).saddr = [saddr[0], saddr[1], saddr[2], saddr[3]];
+            (*ip).daddr = [daddr[0], daddr[1], daddr[2], daddr[3]];
+            let c = csum::apply(u16::from_ne_bytes((*ip).check), l3);
+            (*ip).check = c.to_ne_bytes();
+        }
+        if pkt.proto == IPPROTO_TCP {
+            let Some(tcp) = ptr_at::<TcpHdr>(ctx, pkt.l4_off) else {
+                return false;
+            };
+            let tcp = tcp as *mut TcpHdr;
+            (*tcp).sport = sport.to_ne_bytes();
+            (*tcp).dport = dport.to_ne_bytes();
+            let c = csum::apply(u16::from_ne_bytes((*tcp).check), l4);
+            (*tcp).check = c.to_ne_bytes();
+        } else {
+            let Some(udp) = ptr_at::<UdpHdr>(ctx, pkt.l4_off) else {
+                return false;
+            };
+            let udp = udp as *mut UdpHdr;
+            (*udp).sport = sport.to_ne_bytes();
+            (*udp).dport = dport.to_ne_bytes();
+            let old = u16::from_ne_bytes((*udp).check);
+            if old != 0 {
+                let mut c = csum::apply(old, l4);
+                // 0 means "no checksum" in UDP: its one's complement twin is sent instead.
+                if c == 0 {
+                    c = 0xffff;
+                }
+                (*udp).check = c.to_ne_bytes();
+            }
+        }
+    }
+    true
+}

@@ -1,0 +1,99 @@
+//! The L4 maps (layouts in `ingress_common::l4`). The daemon pins them (map_pin_path) so a
+//! restart keeps flows; sizes here are defaults the loader overrides from its flags. Nothing
+//! is pinned by the object itself, so test harnesses loading it share no state.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, LpmTrie, LruHashMap, PerCpuArray},
+};
+use ingress_common::l4::{
+    AffinityKey, AffinityValue, Backend, CtEntry, DEFAULT_AFFINITY_SIZE, DEFAULT_CONNTRACK_SIZE,
+    DEFAULT_MAGLEV_SIZE, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_SERVICES, FlowKey, L4Config, L4Counter,
+    LocalAddrs, PORT_WORDS, RevNatEntry, SOURCE_RANGES_SIZE, ServiceKey, ServiceName, ServiceValue,
+    SourceRangeData,
+};
+
+#[map(name = "XDPI_SERVICES")]
+pub static SERVICES: aya_ebpf::maps::HashMap<ServiceKey, ServiceValue> =
+    aya_ebpf::maps::HashMap::with_max_entries(DEFAULT_MAX_SERVICES * 4, 0);
+
+#[map(name = "XDPI_BACKENDS")]
+pub static BACKENDS: Array<Backend> = Array::with_max_entries(DEFAULT_MAX_BACKENDS, 0);
+
+#[map(name = "XDPI_MAGLEV")]
+pub static MAGLEV: Array<u32> =
+    Array::with_max_entries(DEFAULT_MAX_SERVICES * 2 * DEFAULT_MAGLEV_SIZE, 0);
+
+#[map(name = "XDPI_CONNTRACK")]
+pub static CONNTRACK: LruHashMap<FlowKey, CtEntry> =
+    LruHashMap::with_max_entries(DEFAULT_CONNTRACK_SIZE, 0);
+
+#[map(name = "XDPI_REVNAT")]
+pub static REVNAT: LruHashMap<FlowKey, RevNatEntry> =
+    LruHashMap::with_max_entries(DEFAULT_CONNTRACK_SIZE, 0);
+
+#[map(name = "XDPI_AFFINITY")]
+pub static AFFINITY: LruHashMap<AffinityKey, AffinityValue> =
+    LruHashMap::with_max_entries(DEFAULT_AFFINITY_SIZE, 0);
+
+#[map(name = "XDPI_SRC_RANGES")]
+pub static SOURCE_RANGES: LpmTrie<SourceRangeData, u32> =
+    LpmTrie::with_max_entries(SOURCE_RANGES_SIZE, 0);
+
+#[map(name = "XDPI_SVC_STATS")]
+pub static SVC_STATS: PerCpuArray<L4Counter> =
+    PerCpuArray::with_max_entries(DEFAULT_MAX_SERVICES, 0);
+
+#[map(name = "XDPI_BE_STATS")]
+pub static BE_STATS: PerCpuArray<L4Counter> =
+    PerCpuArray::with_max_entries(DEFAULT_MAX_BACKENDS, 0);
+
+/// Per-CPU scratch space for the big temporaries of the L4 path: the BPF stack (512 bytes over
+/// a whole call chain) cannot hold them. Internal to the program; userspace never reads it.
+#[repr(C)]
+pub struct Scratch {
+    pub ct_key: FlowKey,
+    pub ct_entry: CtEntry,
+    pub rkey: FlowKey,
+    pub rev: RevNatEntry,
+    pub nat: crate::l4::Nat,
+    pub fwd: crate::l4::Fwd,
+    pub fib: aya_ebpf::bindings::bpf_fib_lookup,
+}
+
+#[map(name = "XDPI_SCRATCH")]
+pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// This CPU's scratch space.
+#[inline(always)]
+pub fn scratch() -> Option<*mut Scratch> {
+    SCRATCH.get_ptr_mut(0)
+}
+
+#[map(name = "XDPI_LOCAL_ADDR")]
+pub static LOCAL_ADDRS: Array<LocalAddrs> = Array::with_max_entries(1, 0);
+
+#[map(name = "XDPI_PORTS")]
+pub static PORTS: Array<u32> = Array::with_max_entries(PORT_WORDS, 0);
+
+/// Written and read by userspace only (names for `xdp-ingress backends`).
+#[map(name = "XDPI_SVC_NAMES")]
+pub static SVC_NAMES: Array<ServiceName> = Array::with_max_entries(DEFAULT_MAX_SERVICES, 0);
+
+#[map(name = "XDPI_CONFIG")]
+pub static CONFIG: Array<L4Config> = Array::with_max_entries(1, 0);
+
+/// Adds one packet (and maybe a new flow) to a per-CPU L4 counter slot.
+#[inline(always)]
+pub fn count_l4(map: &PerCpuArray<L4Counter>, index: u32, bytes: u64, new_flow: bool) {
+    if let Some(c) = map.get_ptr_mut(index) {
+        // SAFETY: pointer from a successful lookup, CPU-local.
+        unsafe {
+            (*c).packets += 1;
+            (*c).bytes += bytes;
+            if new_flow {
+                (*c).new_flows += 1;
+            }
+        }
+    }
+}

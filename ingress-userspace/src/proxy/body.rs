@@ -1,0 +1,114 @@
+//! A request body that can move to another attempt as long as nothing has read from it: a
+//! connect failure (or a failure before the upstream asked for the body) leaves it untouched,
+//! so even a POST with a body can go to another endpoint without being buffered.
+
+use std::{
+    pin::Pin,
+    sync::{Arc, Mutex},
+    task::{Context, Poll},
+};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
+
+use super::upstream::{BoxError, ProxyBody};
+
+/// Owns the client's body until an attempt starts reading it.
+pub struct BodySlot {
+    slot: Arc<Mutex<Option<ProxyBody>>>,
+    hint: SizeHint,
+    end: bool,
+}
+
+impl BodySlot {
+    pub fn new(body: ProxyBody) -> Self {
+        BodySlot {
+            hint: body.size_hint(),
+            end: body.is_end_stream(),
+            slot: Arc::new(Mutex::new(Some(body))),
+        }
+    }
+
+    /// A body for the next attempt, unless an earlier attempt already read from it.
+    pub fn attempt(&self) -> Option<HeldBody> {
+        self.untouched().then(|| HeldBody {
+            slot: Arc::clone(&self.slot),
+            active: None,
+            hint: self.hint,
+            end: self.end,
+        })
+    }
+
+    /// Whether no attempt has read from the body yet.
+    pub fn untouched(&self) -> bool {
+        self.slot.lock().map(|s| s.is_some()).unwrap_or(false)
+    }
+}
+
+/// The body of one attempt: takes the client's body on first read.
+pub struct HeldBody {
+    slot: Arc<Mutex<Option<ProxyBody>>>,
+    active: Option<ProxyBody>,
+    hint: SizeHint,
+    end: bool,
+}
+
+impl Body for HeldBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.active.is_none() {
+            let taken = self.slot.lock().ok().and_then(|mut s| s.take());
+            match taken {
+                Some(b) => self.active = Some(b),
+                None => return Poll::Ready(Some(Err("request body already consumed".into()))),
+            }
+        }
+        match self.active.as_mut() {
+            Some(b) => Pin::new(b).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.active {
+            Some(b) => b.is_end_stream(),
+            None => self.end,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.active {
+            Some(b) => b.size_hint(),
+            None => self.hint,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::{BodyExt, Full};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn body_moves_to_the_next_attempt_until_read() {
+        let body = Full::new(Bytes::from_static(b"payload"))
+            .map_err(|e| match e {})
+            .boxed_unsync();
+        let slot = BodySlot::new(body);
+        let first = slot.attempt().unwrap();
+        assert_eq!(first.size_hint().exact(), Some(7));
+        drop(first); // connect failed: never read
+        assert!(slot.untouched());
+        let second = slot.attempt().unwrap();
+        let bytes = second.collect().await.unwrap().to_bytes();
+        assert_eq!(&bytes[..], b"payload");
+        assert!(!slot.untouched());
+        assert!(slot.attempt().is_none());
+    }
+}

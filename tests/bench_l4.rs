@@ -1,0 +1,310 @@
+//! In-kernel cost per packet of each L4 path (BPF_PROG_TEST_RUN, 1e6 runs), next to a bare
+//! XDP_PASS program measured in the same run. Prints a table; asserts nothing about speed.
+//!
+//! The kernel reuses one buffer across a `repeat` run, so a path that rewrites the frame would
+//! see its own output from the second round on. Paths that leave the frame as it is are timed
+//! with one `repeat = 1e6` run; rewriting paths with 1e6 runs of `repeat = 1` (fresh frame each
+//! time), averaging the kernel-measured duration. The baseline is measured both ways, and each
+//! path is compared with the baseline measured the same way.
+//!
+//! `cargo test -p xdp-ingress-e2e --test bench_l4 -- --ignored --nocapture`
+//! (`L4_BENCH_REPEAT` overrides the repeat count).
+
+use std::{net::SocketAddr, time::Duration};
+
+use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
+use etherparse::PacketBuilder;
+use ingress_common::{
+    PROG_XDP_INGRESS, PROG_XDP_PASS,
+    l4::{PROG_TC_NIC_EGRESS, PROG_TC_REPLY},
+};
+use testbed::{NODE_IFACE, Topology};
+use xdp_ingress::{
+    dataplane::{L4Options, L4Sync},
+    model::{
+        Endpoint, EndpointState, Frontend, IpPrefix, L4Protocol, L4Service, ObjectKind, ObjectRef,
+        Snapshot,
+    },
+};
+
+const MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
+const CLIENT: [u8; 4] = [198, 18, 0, 1];
+const NODE: [u8; 4] = [198, 18, 0, 2];
+
+fn repeat() -> u32 {
+    std::env::var("L4_BENCH_REPEAT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+fn svc(name: &str, proto: L4Protocol, port: u16, eps: &[(SocketAddr, Option<&str>)]) -> L4Service {
+    L4Service {
+        id: format!("default/{name}:{port}"),
+        service: ObjectRef {
+            kind: ObjectKind::Service,
+            namespace: "default".into(),
+            name: name.into(),
+        },
+        protocol: proto,
+        frontends: vec![Frontend::NodePort(port)],
+        endpoints: eps
+            .iter()
+            .map(|(a, n)| Endpoint {
+                addr: *a,
+                state: EndpointState::Active,
+                weight: 1,
+                node_name: n.map(String::from),
+                zone: None,
+                target: None,
+            })
+            .collect(),
+        client_ip_affinity: None,
+        source_ranges: vec![],
+        local_proxy: false,
+    }
+}
+
+fn tcp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, syn: bool) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(MAC, MAC)
+        .ipv4(src, dst, 64)
+        .tcp(sport, dport, 1, 65535);
+    let b = if syn { b.syn() } else { b.ack(1) };
+    let mut v = Vec::new();
+    b.write(&mut v, &[0u8; 64]).unwrap();
+    v
+}
+
+fn tcp6(dport: u16, syn: bool) -> Vec<u8> {
+    let src = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    let dst = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+    let b = PacketBuilder::ethernet2(MAC, MAC)
+        .ipv6(src, dst, 64)
+        .tcp(40000, dport, 1, 65535);
+    let b = if syn { b.syn() } else { b.ack(1) };
+    let mut v = Vec::new();
+    b.write(&mut v, &[0u8; 64]).unwrap();
+    v
+}
+
+fn udp4(dport: u16) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(MAC, MAC)
+        .ipv4(CLIENT, NODE, 64)
+        .udp(40000, dport);
+    let mut v = Vec::new();
+    b.write(&mut v, &[0u8; 64]).unwrap();
+    v
+}
+
+/// Mean kernel-measured time over `n` single runs, each on a fresh copy of `frame`.
+fn xdp_time_fresh(prog: &Xdp, frame: &[u8], ifindex: u32, n: u32) -> f64 {
+    let mut total = Duration::ZERO;
+    for _ in 0..n {
+        total += xdp_time(prog, frame, ifindex, 1);
+    }
+    total.as_nanos() as f64 / f64::from(n)
+}
+
+fn tc_time_fresh(prog: &SchedClassifier, frame: &[u8], ifindex: u32, n: u32) -> f64 {
+    let mut total = Duration::ZERO;
+    for _ in 0..n {
+        total += tc_time(prog, frame, ifindex, 1);
+    }
+    total.as_nanos() as f64 / f64::from(n)
+}
+
+fn xdp_time(prog: &Xdp, frame: &[u8], ifindex: u32, n: u32) -> Duration {
+    let mut ctx = [0u8; 24];
+    ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+    ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+    let mut out = vec![0u8; frame.len() + 256];
+    prog.test_run(TestRunOptions {
+        data_in: Some(frame),
+        data_out: Some(&mut out),
+        ctx_in: Some(&ctx),
+        repeat: n,
+        ..TestRunOptions::new()
+    })
+    .expect("test run")
+    .duration
+}
+
+fn tc_time(prog: &SchedClassifier, frame: &[u8], ifindex: u32, n: u32) -> Duration {
+    let mut ctx = [0u8; 192];
+    ctx[36..40].copy_from_slice(&ifindex.to_ne_bytes());
+    ctx[40..44].copy_from_slice(&ifindex.to_ne_bytes());
+    let mut out = vec![0u8; frame.len() + 256];
+    prog.test_run(TestRunOptions {
+        data_in: Some(frame),
+        data_out: Some(&mut out),
+        ctx_in: Some(&ctx),
+        repeat: n,
+        ..TestRunOptions::new()
+    })
+    .expect("test run")
+    .duration
+}
+
+#[test]
+#[ignore = "benchmark: cargo test -p xdp-ingress-e2e --test bench_l4 -- --ignored --nocapture"]
+fn l4_paths_in_kernel_cost_per_packet() {
+    if !testbed::require_root() {
+        return;
+    }
+    let n = repeat();
+    let topo = Topology::new(1).expect("topology");
+    topo.node
+        .run(
+            "ip",
+            &[
+                "neigh",
+                "replace",
+                "198.18.0.9",
+                "lladdr",
+                "02:00:00:00:00:09",
+                "dev",
+                NODE_IFACE,
+                "nud",
+                "permanent",
+            ],
+        )
+        .unwrap();
+    let name = std::ffi::CString::new(NODE_IFACE).unwrap();
+    // SAFETY: valid NUL-terminated name.
+    let nic = topo
+        .node
+        .enter(|| unsafe { libc::if_nametoindex(name.as_ptr()) });
+    let pod_name = std::ffi::CString::new(topo.pods[0].node_iface.clone()).unwrap();
+    // SAFETY: valid NUL-terminated name.
+    let pod_if = topo
+        .node
+        .enter(|| unsafe { libc::if_nametoindex(pod_name.as_ptr()) });
+
+    let mut ebpf = aya::EbpfLoader::new()
+        .load_file(testbed::bpf_object_path())
+        .unwrap();
+    for p in [PROG_XDP_INGRESS, PROG_XDP_PASS] {
+        let x: &mut Xdp = ebpf.program_mut(p).unwrap().try_into().unwrap();
+        x.load().unwrap();
+    }
+    for name in [PROG_TC_REPLY, PROG_TC_NIC_EGRESS] {
+        let t: &mut SchedClassifier = ebpf.program_mut(name).unwrap().try_into().unwrap();
+        t.load().unwrap();
+    }
+
+    let pods: Vec<(SocketAddr, Option<&str>)> = (0..3)
+        .map(|i| (format!("198.19.{i}.2:8080").parse().unwrap(), None))
+        .chain((0..3).map(|i| (format!("[2001:db8:1:{i}::2]:8080").parse().unwrap(), None)))
+        .collect();
+    let mut sticky = svc("sticky", L4Protocol::Tcp, 30081, &pods);
+    sticky.client_ip_affinity = Some(Duration::from_secs(10800));
+    let mut ranges = svc("ranges", L4Protocol::Tcp, 30083, &pods);
+    ranges.source_ranges = vec![IpPrefix {
+        addr: "203.0.113.0".parse().unwrap(),
+        len: 24,
+    }];
+    let remote: SocketAddr = "198.18.0.9:9000".parse().unwrap();
+    let snap = Snapshot {
+        version: 1,
+        l4: vec![
+            svc("web", L4Protocol::Tcp, 30080, &pods),
+            sticky,
+            ranges,
+            svc("dns", L4Protocol::Udp, 30053, &pods),
+            svc("remote", L4Protocol::Tcp, 30090, &[(remote, Some("other"))]),
+        ],
+        ..Default::default()
+    };
+    let mut sync = L4Sync::new(L4Options {
+        node_v4: Some(NODE.into()),
+        node_name: Some("this".into()),
+        ..L4Options::default()
+    });
+    sync.apply(&mut ebpf, &snap).unwrap();
+
+    let xdp: &Xdp = ebpf.program(PROG_XDP_INGRESS).unwrap().try_into().unwrap();
+    let pass: &Xdp = ebpf.program(PROG_XDP_PASS).unwrap().try_into().unwrap();
+    let tc: &SchedClassifier = ebpf.program(PROG_TC_REPLY).unwrap().try_into().unwrap();
+    let tc_egress: &SchedClassifier = ebpf
+        .program(PROG_TC_NIC_EGRESS)
+        .unwrap()
+        .try_into()
+        .unwrap();
+
+    let mut frag = tcp4(CLIENT, 40000, NODE, 30080, true);
+    frag[20] = 0x20;
+    // Prime flows so "established" runs hit conntrack.
+    let est = tcp4(CLIENT, 40001, NODE, 30080, false);
+    let est6 = tcp6(30080, false);
+    let remote_est = tcp4(CLIENT, 40002, NODE, 30090, false);
+    let pod_reply = tcp4([198, 19, 0, 2], 8080, CLIENT, 40001, false);
+    // (name, frame, rewrites the frame?)
+    let cases: Vec<(&str, Vec<u8>, bool)> = vec![
+        (
+            "no service (node's own port)",
+            tcp4(CLIENT, 40000, NODE, 22, true),
+            false,
+        ),
+        ("IPv4 fragment", frag, false),
+        (
+            "source range drop",
+            tcp4(CLIENT, 40000, NODE, 30083, true),
+            false,
+        ),
+        (
+            "new TCP flow (SYN, Maglev)",
+            tcp4(CLIENT, 40000, NODE, 30080, true),
+            true,
+        ),
+        ("established TCP flow", est.clone(), true),
+        (
+            "affinity hit (SYN)",
+            tcp4(CLIENT, 40003, NODE, 30081, true),
+            true,
+        ),
+        ("UDP flow", udp4(30053), true),
+        ("IPv6 new flow (SYN)", tcp6(30080, true), true),
+        ("IPv6 established", est6.clone(), true),
+        ("remote endpoint (SNAT + XDP_TX)", remote_est.clone(), true),
+    ];
+    let rows = topo.node.enter(|| {
+        // Prime conntrack and affinity for the established and affinity cases.
+        for f in [&est, &est6, &remote_est] {
+            xdp_time(xdp, f, nic, 1);
+        }
+        xdp_time(xdp, &tcp4(CLIENT, 40003, NODE, 30081, true), nic, 1);
+        // The kernel reports the mean per run for a repeat run.
+        let base_rep = xdp_time(pass, &est, nic, n).as_nanos() as f64;
+        let base_fresh = xdp_time_fresh(pass, &est, nic, n);
+        let mut rows = vec![
+            ("bare xdp_pass, one repeat run".to_string(), base_rep, 1.0),
+            ("bare xdp_pass, single runs".to_string(), base_fresh, 1.0),
+        ];
+        for (name, f, rewrites) in &cases {
+            let (t, base) = if *rewrites {
+                (xdp_time_fresh(xdp, f, nic, n), base_fresh)
+            } else {
+                (xdp_time(xdp, f, nic, n).as_nanos() as f64, base_rep)
+            };
+            rows.push((name.to_string(), t, t / base));
+        }
+        let t = tc_time_fresh(tc_egress, &pod_reply, nic, n);
+        rows.push((
+            "tc NIC egress: pod reply reverse NAT".into(),
+            t,
+            t / base_fresh,
+        ));
+        let t = tc_time_fresh(tc, &pod_reply, pod_if, n);
+        rows.push((
+            "tc pod ingress: reply NAT + redirect".into(),
+            t,
+            t / base_fresh,
+        ));
+        rows
+    });
+    println!("\nL4 in-kernel cost per packet, BPF_PROG_TEST_RUN, {n} runs per path");
+    println!("{:<36} {:>10} {:>10}", "path", "ns/pkt", "x xdp_pass");
+    for (name, ns, ratio) in rows {
+        println!("{name:<36} {ns:>10.1} {ratio:>10.2}");
+    }
+}

@@ -1,0 +1,704 @@
+//! The L4 path end to end: client → node (XDP NodePort, tc reply NAT) → three pod namespaces
+//! running echo servers that say which pod answered.
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader, Read, Write},
+    net::{IpAddr, SocketAddr, TcpStream},
+    path::PathBuf,
+    sync::atomic::{AtomicU32, Ordering},
+    time::Duration,
+};
+
+use testbed::{NODE_IFACE, Topology, echo::EchoServer};
+use xdp_ingress::{
+    dataplane::{AttachMode, L4Args, L4Dataplane, view},
+    model::{
+        Endpoint, EndpointState, Frontend, L4Protocol, L4Service, ObjectKind, ObjectRef, Snapshot,
+    },
+};
+
+const NODE_PORT: u16 = 30080;
+const POD_PORT: u16 = 8080;
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+struct Bed {
+    topo: Topology,
+    pin: PathBuf,
+    object: Vec<u8>,
+    _echo: Vec<EchoServer>,
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        // Unpin this test's maps and unmount its private bpffs.
+        if let Ok(rd) = std::fs::read_dir(&self.pin) {
+            for e in rd.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        if let Ok(c) = std::ffi::CString::new(self.pin.as_os_str().as_encoded_bytes()) {
+            // SAFETY: valid NUL-terminated path.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+        let _ = std::fs::remove_dir(&self.pin);
+    }
+}
+
+fn bed() -> Bed {
+    let topo = Topology::new(3).expect("topology");
+    let mut echo = Vec::new();
+    for p in &topo.pods {
+        for ip in [IpAddr::V4(p.v4), IpAddr::V6(p.v6)] {
+            echo.push(
+                EchoServer::tcp(&p.ns, SocketAddr::new(ip, POD_PORT), &p.name).expect("echo"),
+            );
+        }
+    }
+    // A private bpffs (mounted by the dataplane on this empty directory) per test.
+    let pin = std::env::temp_dir().join(format!(
+        "xdp-ingress-pins-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let object = std::fs::read(testbed::bpf_object_path()).expect("eBPF object");
+    Bed {
+        topo,
+        pin,
+        object,
+        _echo: echo,
+    }
+}
+
+impl Bed {
+    fn pod_addrs(&self, v6: bool) -> Vec<SocketAddr> {
+        self.topo
+            .pods
+            .iter()
+            .map(|p| {
+                let ip = if v6 {
+                    IpAddr::V6(p.v6)
+                } else {
+                    IpAddr::V4(p.v4)
+                };
+                SocketAddr::new(ip, POD_PORT)
+            })
+            .collect()
+    }
+
+    /// Loads the dataplane (maps pinned under this bed's directory) and attaches it.
+    fn start(&self) -> L4Dataplane {
+        self.start_with(false)
+    }
+
+    fn start_with(&self, keep_attached: bool) -> L4Dataplane {
+        let mut args = L4Args::with_pin_root(&self.pin);
+        args.l4_keep_attached = keep_attached;
+        let mut dp = L4Dataplane::open(&args, &self.object).expect("open dataplane");
+        self.topo.node.enter(|| {
+            dp.attach_xdp(NODE_IFACE, AttachMode::Auto)
+                .expect("attach xdp");
+            dp.attach_nic_egress(NODE_IFACE).expect("attach tc egress");
+        });
+        dp
+    }
+
+    /// Also reverse-NATs at the pod veths' ingress (the optional attach point): replies are
+    /// rewritten there and redirected, and the NIC egress program must leave them alone.
+    fn start_with_pod_ingress(&self) -> L4Dataplane {
+        let mut dp = self.start();
+        let ifaces: Vec<String> = self
+            .topo
+            .pods
+            .iter()
+            .map(|p| p.node_iface.clone())
+            .collect();
+        self.topo.node.enter(|| {
+            for i in &ifaces {
+                dp.attach_tc(i).expect("attach tc");
+            }
+        });
+        dp
+    }
+
+    fn client_connect(&self, v6: bool) -> TcpStream {
+        let ip: IpAddr = if v6 {
+            self.topo.node_v6.into()
+        } else {
+            self.topo.node_v4.into()
+        };
+        self.topo.client.enter(|| {
+            let s =
+                TcpStream::connect_timeout(&SocketAddr::new(ip, NODE_PORT), Duration::from_secs(3))
+                    .expect("connect through the NodePort");
+            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            s
+        })
+    }
+}
+
+fn service(endpoints: Vec<Endpoint>, affinity: Option<Duration>) -> L4Service {
+    L4Service {
+        id: "default/echo:8080".into(),
+        service: ObjectRef {
+            kind: ObjectKind::Service,
+            namespace: "default".into(),
+            name: "echo".into(),
+        },
+        protocol: L4Protocol::Tcp,
+        frontends: vec![Frontend::NodePort(NODE_PORT)],
+        endpoints,
+        client_ip_affinity: affinity,
+        source_ranges: vec![],
+        local_proxy: false,
+    }
+}
+
+fn endpoints(addrs: &[SocketAddr]) -> Vec<Endpoint> {
+    addrs
+        .iter()
+        .map(|a| Endpoint {
+            addr: *a,
+            state: EndpointState::Active,
+            weight: 1,
+            node_name: None,
+            zone: None,
+            target: None,
+        })
+        .collect()
+}
+
+fn snapshot(version: u64, svc: L4Service) -> Snapshot {
+    Snapshot {
+        version,
+        l4: vec![svc],
+        ..Default::default()
+    }
+}
+
+/// Reads the pod's greeting line.
+fn greeting(s: &mut TcpStream) -> String {
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    r.read_line(&mut line).expect("greeting");
+    line.trim().to_string()
+}
+
+fn echo_ok(s: &mut TcpStream, msg: &[u8]) {
+    s.write_all(msg).expect("send");
+    let mut buf = vec![0u8; msg.len()];
+    s.read_exact(&mut buf).expect("echo back");
+    assert_eq!(buf, msg);
+}
+
+fn one_connection(bed: &Bed, v6: bool) -> String {
+    let mut s = bed.client_connect(v6);
+    let pod = greeting(&mut s);
+    echo_ok(&mut s, b"ping");
+    pod
+}
+
+fn spread(bed: &Bed, v6: bool, n: usize) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for _ in 0..n {
+        *counts.entry(one_connection(bed, v6)).or_insert(0) += 1;
+    }
+    counts
+}
+
+fn assert_even(counts: &BTreeMap<String, usize>, n: usize) {
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    let even = n as f64 / 3.0;
+    for c in counts.values() {
+        assert!((*c as f64 - even).abs() <= 0.3 * even, "{counts:?}");
+    }
+}
+
+#[test]
+fn tcp_connections_go_through_the_nat_and_spread_evenly_v4_and_v6() {
+    if !testbed::require_root() {
+        return;
+    }
+    let bed = bed();
+    let mut dp = bed.start();
+    let mut all = endpoints(&bed.pod_addrs(false));
+    all.extend(endpoints(&bed.pod_addrs(true)));
+    dp.apply(&snapshot(1, service(all, None))).expect("apply");
+    let c4 = spread(&bed, false, 300);
+    assert_even(&c4, 300);
+    let c6 = spread(&bed, true, 300);
+    assert_even(&c6, 300);
+
+    // The data path's own view (what `xdp-ingress backends` prints) saw the same spread.
+    let view = view::read(&bed.pin).expect("backends view");
+    assert_eq!(view.services.len(), 2, "{view:?}");
+    for svc in &view.services {
+        assert_eq!(svc.frontends, vec![format!("tcp/*:{NODE_PORT}")]);
+        assert_eq!(svc.backends.len(), 3);
+        let flows: u64 = svc.backends.iter().map(|b| b.counters.new_flows).sum();
+        assert_eq!(flows, 300, "{svc:?}");
+        assert_eq!(svc.counters.new_flows, 300);
+        for b in &svc.backends {
+            assert_eq!(b.state, "active");
+            assert!((b.maglev_share - 1.0 / 3.0).abs() < 0.01, "{b:?}");
+            let name = bed
+                .topo
+                .pods
+                .iter()
+                .find(|p| b.address.ip() == IpAddr::V4(p.v4) || b.address.ip() == IpAddr::V6(p.v6))
+                .unwrap();
+            assert_eq!(
+                b.counters.new_flows as usize,
+                if b.address.is_ipv4() {
+                    c4[&name.name]
+                } else {
+                    c6[&name.name]
+                }
+            );
+        }
+    }
+    let bin = testbed::xdp_ingress_bin();
+    if bin.exists() {
+        let out = std::process::Command::new(&bin)
+            .args(["backends", "--json", "--bpf-pin-root"])
+            .arg(&bed.pin)
+            .output()
+            .expect("run xdp-ingress backends");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(json["services"].as_array().map(Vec::len), Some(2));
+    }
+}
+
+#[test]
+fn long_lived_connection_survives_backend_changes_and_removed_endpoint_drains() {
+    if !testbed::require_root() {
+        return;
+    }
+    let bed = bed();
+    let mut dp = bed.start();
+    let pods = bed.pod_addrs(false);
+    dp.apply(&snapshot(1, service(endpoints(&pods), None)))
+        .unwrap();
+    let mut long = bed.client_connect(false);
+    let home = greeting(&mut long);
+    let home_addr = pods[bed.topo.pods.iter().position(|p| p.name == home).unwrap()];
+    echo_ok(&mut long, b"before");
+
+    // Add and remove the other backends around it.
+    let others: Vec<SocketAddr> = pods.iter().copied().filter(|a| *a != home_addr).collect();
+    for (v, set) in [
+        vec![home_addr],
+        vec![home_addr, others[0]],
+        pods.clone(),
+        vec![others[1], home_addr],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        dp.apply(&snapshot(2 + v as u64, service(endpoints(&set), None)))
+            .unwrap();
+        echo_ok(&mut long, format!("during {v}").as_bytes());
+    }
+
+    // Remove the long connection's own endpoint: new connections avoid it, the open one finishes.
+    dp.apply(&snapshot(10, service(endpoints(&others), None)))
+        .unwrap();
+    let counts = spread(&bed, false, 30);
+    assert!(!counts.contains_key(&home), "{counts:?}");
+    echo_ok(&mut long, b"still here");
+}
+
+#[test]
+fn client_ip_affinity_sends_a_clients_connections_to_one_pod() {
+    if !testbed::require_root() {
+        return;
+    }
+    let bed = bed();
+    let mut dp = bed.start_with_pod_ingress();
+    let svc = service(
+        endpoints(&bed.pod_addrs(false)),
+        Some(Duration::from_secs(10800)),
+    );
+    dp.apply(&snapshot(1, svc)).unwrap();
+    let counts = spread(&bed, false, 30);
+    assert_eq!(counts.len(), 1, "{counts:?}");
+}
+
+#[test]
+fn dataplane_restart_mid_connection_keeps_it() {
+    if !testbed::require_root() {
+        return;
+    }
+    let bed = bed();
+    let mut all = endpoints(&bed.pod_addrs(false));
+    all.extend(endpoints(&bed.pod_addrs(true)));
+    let snap = snapshot(1, service(all, None));
+    let mut dp = bed.start_with(true);
+    dp.apply(&snap).unwrap();
+    let mut c4 = bed.client_connect(false);
+    let mut c6 = bed.client_connect(true);
+    let (p4, p6) = (greeting(&mut c4), greeting(&mut c6));
+    echo_ok(&mut c4, b"one");
+    echo_ok(&mut c6, b"one");
+
+    // Stop (links and maps stay pinned), start a new dataplane on the same pins, same
+    // snapshot; the client keeps talking through the restart.
+    let ids = map_ids(&dp);
+    dp.detach();
+    drop(dp);
+    echo_ok(&mut c4, b"while stopped");
+    let mut dp = bed.start_with(true);
+    assert_eq!(ids, map_ids(&dp), "pinned maps are reused");
+    dp.apply(&snap).unwrap();
+    echo_ok(&mut c4, b"two");
+    echo_ok(&mut c6, b"two");
+    // New connections still work and the old ones stayed on their pods.
+    assert!(!one_connection(&bed, false).is_empty());
+    let _ = (p4, p6);
+    echo_ok(&mut c4, b"three");
+    dp.unpin_links().unwrap();
+}
+
+fn map_ids(dp: &L4Dataplane) -> Vec<u32> {
+    ingress_common::l4::PINNED_MAPS
+        .iter()
+        .map(|n| {
+            let m = dp.ebpf().map(n).expect("map");
+            let d: &aya::maps::MapData = match m {
+                aya::maps::Map::Array(d)
+                | aya::maps::Map::HashMap(d)
+                | aya::maps::Map::LruHashMap(d)
+                | aya::maps::Map::LpmTrie(d)
+                | aya::maps::Map::PerCpuArray(d) => d,
+                _ => panic!("unexpected map type for {n}"),
+            };
+            d.info().expect("map info").id()
+        })
+        .collect()
+}
+
+#[test]
+fn a_port_without_service_still_reaches_the_nodes_own_listener() {
+    if !testbed::require_root() {
+        return;
+    }
+    let bed = bed();
+    let mut dp = bed.start();
+    dp.apply(&snapshot(
+        1,
+        service(endpoints(&bed.pod_addrs(false)), None),
+    ))
+    .unwrap();
+    let _node = EchoServer::tcp(
+        &bed.topo.node,
+        SocketAddr::new(bed.topo.node_v4.into(), 7000),
+        "node",
+    )
+    .unwrap();
+    let node_v4 = bed.topo.node_v4;
+    let name = bed.topo.client.enter(|| {
+        let mut s = TcpStream::connect_timeout(
+            &SocketAddr::new(node_v4.into(), 7000),
+            Duration::from_secs(3),
+        )
+        .expect("connect to the node's own port");
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        greeting(&mut s)
+    });
+    assert_eq!(name, "node");
+}
+
+fn manifests(pods: &[&testbed::Pod]) -> String {
+    let ep = |ip: String, name: &str| {
+        format!(
+            "- {{addresses: [\"{ip}\"], conditions: {{ready: true}}, targetRef: {{kind: Pod, name: {name}}}}}\n"
+        )
+    };
+    let mut v4 = String::new();
+    let mut v6 = String::new();
+    for p in pods {
+        v4.push_str(&ep(p.v4.to_string(), &p.name));
+        v6.push_str(&ep(p.v6.to_string(), &p.name));
+    }
+    format!(
+        "apiVersion: v1
+kind: Service
+metadata:
+  name: echo
+  namespace: default
+  annotations: {{xdp-ingress.dev/l4-acceleration: \"true\"}}
+spec:
+  type: NodePort
+  ports: [{{name: tcp, port: {POD_PORT}, targetPort: {POD_PORT}, nodePort: {NODE_PORT}, protocol: TCP}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: echo-v4, namespace: default, labels: {{kubernetes.io/service-name: echo}}}}
+addressType: IPv4
+ports: [{{name: tcp, port: {POD_PORT}, protocol: TCP}}]
+endpoints:
+{v4}---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: echo-v6, namespace: default, labels: {{kubernetes.io/service-name: echo}}}}
+addressType: IPv6
+ports: [{{name: tcp, port: {POD_PORT}, protocol: TCP}}]
+endpoints:
+{v6}"
+    )
+}
+
+impl Bed {
+    fn daemon(&self, dir: &std::path::Path) -> testbed::process::KillOnDrop {
+        testbed::process::KillOnDrop::spawn(
+            self.topo
+                .node
+                .cmd(testbed::xdp_ingress_bin().to_str().expect("utf-8 path"))
+                .args([
+                    "run",
+                    "--iface",
+                    NODE_IFACE,
+                    "--l4-keep-attached",
+                    "--bpf-object",
+                ])
+                .arg(testbed::bpf_object_path())
+                .arg("--manifests")
+                .arg(dir)
+                .arg("--bpf-pin-root")
+                .arg(&self.pin),
+        )
+        .expect("spawn xdp-ingress (cargo build -p ingress-userspace)")
+    }
+
+    /// Tries a NodePort connection until one answers or `secs` pass.
+    fn wait_served(&self, secs: u64) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        let ip = self.topo.node_v4;
+        while std::time::Instant::now() < deadline {
+            let ok = self.topo.client.enter(|| {
+                TcpStream::connect_timeout(
+                    &SocketAddr::new(ip.into(), NODE_PORT),
+                    Duration::from_millis(300),
+                )
+                .is_ok()
+            });
+            if ok {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        false
+    }
+}
+
+#[test]
+fn daemon_serves_a_manifest_nodeport_and_restarts_and_drains_without_breaking_connections() {
+    if !testbed::require_root() {
+        return;
+    }
+    if !testbed::xdp_ingress_bin().exists() {
+        panic!("build the daemon first: cargo build -p ingress-userspace");
+    }
+    let bed = bed();
+    // Mounted here, in the test's mount namespace, so every daemon run (each in its own
+    // `ip netns exec` mount namespace) sees the same pins.
+    xdp_ingress::dataplane::l4::ensure_bpffs(&bed.pin).expect("bpffs");
+    let dir = tempfile::tempdir().unwrap();
+    let pods: Vec<&testbed::Pod> = bed.topo.pods.iter().collect();
+    std::fs::write(dir.path().join("echo.yaml"), manifests(&pods)).unwrap();
+
+    let mut daemon = bed.daemon(dir.path());
+    assert!(bed.wait_served(20), "NodePort never served");
+    let mut long = bed.client_connect(false);
+    let home = greeting(&mut long);
+    echo_ok(&mut long, b"first");
+    let c6 = spread(&bed, true, 30);
+    assert_eq!(c6.len(), 3, "{c6:?}");
+
+    // Restart: links and maps stay pinned, the connection keeps working throughout.
+    let st = daemon
+        .signal_and_wait(libc::SIGTERM, Duration::from_secs(10))
+        .expect("wait")
+        .expect("daemon exits on SIGTERM");
+    assert!(st.success());
+    echo_ok(&mut long, b"while the daemon is down");
+    let mut daemon = bed.daemon(dir.path());
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!daemon.has_exited());
+    echo_ok(&mut long, b"after restart");
+
+    // The long connection's pod leaves the EndpointSlice: new connections go elsewhere, the
+    // open one finishes, and `backends` shows it draining.
+    let rest: Vec<&testbed::Pod> = bed.topo.pods.iter().filter(|p| p.name != home).collect();
+    std::fs::write(dir.path().join("echo.yaml"), manifests(&rest)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let counts = spread(&bed, false, 10);
+        if !counts.contains_key(&home) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "removed endpoint still gets new connections"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let counts = spread(&bed, false, 30);
+    assert!(!counts.contains_key(&home), "{counts:?}");
+    echo_ok(&mut long, b"draining");
+    let out = std::process::Command::new(testbed::xdp_ingress_bin())
+        .args(["backends", "--json", "--bpf-pin-root"])
+        .arg(&bed.pin)
+        .output()
+        .expect("backends");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("backends JSON");
+    let home_v4 = bed.topo.pods.iter().find(|p| p.name == home).unwrap().v4;
+    let states: Vec<(String, String)> = json["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["backends"].as_array().unwrap().clone())
+        .map(|b| {
+            (
+                b["address"].as_str().unwrap().to_string(),
+                b["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        states.contains(&(format!("{home_v4}:{POD_PORT}"), "terminating".to_string())),
+        "{states:?}"
+    );
+    let st = daemon
+        .signal_and_wait(libc::SIGTERM, Duration::from_secs(10))
+        .expect("wait")
+        .expect("daemon exits on SIGTERM");
+    assert!(st.success());
+}
+
+#[test]
+fn a_pinned_map_whose_layout_changed_is_recreated_and_the_others_reused() {
+    if !testbed::require_root() {
+        return;
+    }
+    let bed = bed();
+    let args = L4Args::with_pin_root(&bed.pin);
+    let first = L4Dataplane::open(&args, &bed.object).expect("open");
+    let before = map_ids(&first);
+    drop(first);
+    let mut bigger = L4Args::with_pin_root(&bed.pin);
+    bigger.l4_conntrack_size *= 2;
+    let second = L4Dataplane::open(&bigger, &bed.object).expect("reopen");
+    let after = map_ids(&second);
+    for (i, name) in ingress_common::l4::PINNED_MAPS.iter().enumerate() {
+        let resized = [
+            ingress_common::l4::MAP_CONNTRACK,
+            ingress_common::l4::MAP_REVNAT,
+        ]
+        .contains(name);
+        assert_eq!(before[i] != after[i], resized, "{name}");
+    }
+}
+
+#[test]
+fn udp_through_the_nat_and_back_from_the_nodeport() {
+    if !testbed::require_root() {
+        return;
+    }
+    let bed = bed();
+    let mut udp_echo = Vec::new();
+    for p in &bed.topo.pods {
+        udp_echo.push(
+            EchoServer::udp(&p.ns, SocketAddr::new(IpAddr::V4(p.v4), 5353), &p.name).unwrap(),
+        );
+    }
+    let mut dp = bed.start();
+    let mut svc = service(
+        endpoints(
+            &bed.topo
+                .pods
+                .iter()
+                .map(|p| SocketAddr::new(IpAddr::V4(p.v4), 5353))
+                .collect::<Vec<_>>(),
+        ),
+        None,
+    );
+    svc.protocol = L4Protocol::Udp;
+    svc.frontends = vec![Frontend::NodePort(30053)];
+    dp.apply(&snapshot(1, svc)).unwrap();
+    let node = SocketAddr::new(bed.topo.node_v4.into(), 30053);
+    let (from, reply) = bed.topo.client.enter(|| {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        s.send_to(b"hello", node).unwrap();
+        let mut buf = [0u8; 256];
+        let (n, from) = s
+            .recv_from(&mut buf)
+            .expect("UDP reply through the NodePort");
+        (from, String::from_utf8_lossy(&buf[..n]).to_string())
+    });
+    assert_eq!(from, node, "the reply comes from the NodePort");
+    assert!(
+        reply.starts_with("pod") && reply.ends_with(":hello"),
+        "{reply}"
+    );
+}
+
+#[test]
+fn backends_finds_the_maps_through_the_program_when_pins_are_not_visible() {
+    if !testbed::require_root() {
+        return;
+    }
+    if !testbed::xdp_ingress_bin().exists() {
+        panic!("build the daemon first: cargo build -p ingress-userspace");
+    }
+    let bed = bed();
+    let dir = tempfile::tempdir().unwrap();
+    let pods: Vec<&testbed::Pod> = bed.topo.pods.iter().collect();
+    std::fs::write(dir.path().join("echo.yaml"), manifests(&pods)).unwrap();
+    // The daemon mounts bpffs on the pin root inside its own `ip netns exec` mount namespace:
+    // the test does not see those pins.
+    let mut daemon = bed.daemon(dir.path());
+    assert!(bed.wait_served(20), "NodePort never served");
+    let counts = spread(&bed, false, 12);
+    assert_eq!(counts.values().sum::<usize>(), 12);
+    let hidden = tempfile::tempdir().unwrap();
+    // Run where the demo runs it: in the node's namespace, where the program is attached.
+    let out = bed
+        .topo
+        .node
+        .cmd(testbed::xdp_ingress_bin().to_str().expect("utf-8 path"))
+        .args(["backends", "--bpf-pin-root"])
+        .arg(hidden.path())
+        .output()
+        .expect("backends");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("default/echo:tcp#v4"), "{text}");
+    for p in &bed.topo.pods {
+        assert!(text.contains(&format!("{}:{POD_PORT}", p.v4)), "{text}");
+    }
+    let _ = daemon.signal_and_wait(libc::SIGTERM, Duration::from_secs(10));
+}
+
+#[test]
+fn snat_addresses_default_to_the_nics_own() {
+    if !testbed::require_root() {
+        return;
+    }
+    let topo = Topology::new(0).expect("topology");
+    let (v4, v6) = topo
+        .node
+        .enter(|| xdp_ingress::dataplane::l4::iface_addrs(NODE_IFACE));
+    assert_eq!(v4, Some(topo.node_v4));
+    assert_eq!(v6, Some(topo.node_v6));
+}

@@ -1,0 +1,969 @@
+//! The XDP L4 path through BPF_PROG_TEST_RUN: for each path the action and the exact rewritten
+//! bytes, with every checksum recomputed by an independent parser (etherparse).
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
+
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray};
+use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use ingress_common::{
+    PROG_XDP_INGRESS,
+    l4::{AffinityKey, AffinityValue, FAMILY_V4, MAP_AFFINITY, MAP_CONNTRACK, MAP_SERVICES},
+    stats::{Counter, MAP_STATS, Stat},
+};
+use testbed::xdp_run::{XDP_DROP, XDP_PASS, XdpTestRun};
+use xdp_ingress::{
+    dataplane::{L4Options, L4Sync, stats as dstats},
+    model::{
+        Endpoint, EndpointState, Frontend, IpPrefix, L4Protocol, L4Service, ObjectKind, ObjectRef,
+        Snapshot,
+    },
+};
+
+const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
+const NODE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
+const CLIENT: [u8; 4] = [198, 18, 0, 1];
+const NODE: [u8; 4] = [198, 18, 0, 2];
+const CLIENT6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+const NODE6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+
+fn pods() -> Vec<SocketAddr> {
+    (0..3)
+        .map(|i| format!("198.19.{i}.2:8080").parse().unwrap())
+        .chain((0..3).map(|i| format!("[2001:db8:1:{i}::2]:8080").parse().unwrap()))
+        .collect()
+}
+
+fn endpoint(addr: SocketAddr, state: EndpointState) -> Endpoint {
+    Endpoint {
+        addr,
+        state,
+        weight: 1,
+        node_name: None,
+        zone: None,
+        target: None,
+    }
+}
+
+fn service(name: &str, proto: L4Protocol, port: u16, endpoints: Vec<Endpoint>) -> L4Service {
+    L4Service {
+        id: format!("default/{name}:{port}"),
+        service: ObjectRef {
+            kind: ObjectKind::Service,
+            namespace: "default".into(),
+            name: name.into(),
+        },
+        protocol: proto,
+        frontends: vec![Frontend::NodePort(port)],
+        endpoints,
+        client_ip_affinity: None,
+        source_ranges: vec![],
+        local_proxy: false,
+    }
+}
+
+fn active(addrs: &[SocketAddr]) -> Vec<Endpoint> {
+    addrs
+        .iter()
+        .map(|a| endpoint(*a, EndpointState::Active))
+        .collect()
+}
+
+/// web:30080 (3 pods, v4+v6), sticky:30081 (ClientIP), term:30082 (pod0 terminating),
+/// ranges:30083 (198.18.0.0/24 only), dns:30053/UDP.
+fn snapshot() -> Snapshot {
+    let p = pods();
+    let mut sticky = service("sticky", L4Protocol::Tcp, 30081, active(&p));
+    sticky.client_ip_affinity = Some(Duration::from_secs(10));
+    let term = service(
+        "term",
+        L4Protocol::Tcp,
+        30082,
+        vec![
+            endpoint(p[0], EndpointState::Terminating),
+            endpoint(p[1], EndpointState::Active),
+        ],
+    );
+    let mut ranges = service("ranges", L4Protocol::Tcp, 30083, active(&p[..3]));
+    ranges.source_ranges = vec![IpPrefix {
+        addr: "198.18.0.0".parse().unwrap(),
+        len: 24,
+    }];
+    Snapshot {
+        version: 1,
+        l4: vec![
+            service("web", L4Protocol::Tcp, 30080, active(&p)),
+            sticky,
+            term,
+            ranges,
+            service("dns", L4Protocol::Udp, 30053, active(&p)),
+        ],
+        ..Default::default()
+    }
+}
+
+struct Bed {
+    run: XdpTestRun,
+    sync: L4Sync,
+}
+
+fn bed() -> Bed {
+    let mut run = XdpTestRun::load(PROG_XDP_INGRESS).expect("load object");
+    let mut sync = L4Sync::new(L4Options::default());
+    sync.apply(&mut run.ebpf, &snapshot()).expect("apply");
+    Bed { run, sync }
+}
+
+fn tcp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, syn: bool, payload: &[u8]) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(CLIENT_MAC, NODE_MAC)
+        .ipv4(src, dst, 64)
+        .tcp(sport, dport, 1000, 65535);
+    let b = if syn { b.syn() } else { b.ack(1) };
+    let mut v = Vec::new();
+    b.write(&mut v, payload).unwrap();
+    v
+}
+
+fn tcp6(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(CLIENT_MAC, NODE_MAC)
+        .ipv6(CLIENT6, NODE6, 64)
+        .tcp(sport, dport, 1000, 65535)
+        .syn();
+    let mut v = Vec::new();
+    b.write(&mut v, payload).unwrap();
+    v
+}
+
+fn udp4(sport: u16, dport: u16, payload: &[u8], zero_checksum: bool) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(CLIENT_MAC, NODE_MAC)
+        .ipv4(CLIENT, NODE, 64)
+        .udp(sport, dport);
+    let mut v = Vec::new();
+    b.write(&mut v, payload).unwrap();
+    if zero_checksum {
+        v[14 + 20 + 6] = 0;
+        v[14 + 20 + 7] = 0;
+    }
+    v
+}
+
+/// Addresses and ports of a frame, after checking every checksum it carries.
+#[derive(Debug, PartialEq, Eq)]
+struct Seen {
+    src: SocketAddr,
+    dst: SocketAddr,
+    udp_checksum: Option<u16>,
+}
+
+fn parse_checked(frame: &[u8]) -> Seen {
+    let p = SlicedPacket::from_ethernet(frame).expect("parse");
+    let payload = match &p.transport {
+        Some(TransportSlice::Tcp(t)) => t.payload().to_vec(),
+        Some(TransportSlice::Udp(u)) => u.payload().to_vec(),
+        other => panic!("unexpected transport {other:?}"),
+    };
+    let (src_ip, dst_ip): (IpAddr, IpAddr) = match &p.net {
+        Some(NetSlice::Ipv4(ip)) => {
+            let h = ip.header().to_header();
+            assert_eq!(
+                h.header_checksum,
+                h.calc_header_checksum(),
+                "IPv4 header checksum"
+            );
+            match &p.transport {
+                Some(TransportSlice::Tcp(t)) => assert_eq!(
+                    t.checksum(),
+                    t.to_header().calc_checksum_ipv4(&h, &payload).unwrap(),
+                    "TCP checksum"
+                ),
+                Some(TransportSlice::Udp(u)) if u.checksum() != 0 => assert_eq!(
+                    u.checksum(),
+                    u.to_header().calc_checksum_ipv4(&h, &payload).unwrap(),
+                    "UDP checksum"
+                ),
+                _ => {}
+            }
+            (h.source.into(), h.destination.into())
+        }
+        Some(NetSlice::Ipv6(ip)) => {
+            let h = ip.header().to_header();
+            match &p.transport {
+                Some(TransportSlice::Tcp(t)) => assert_eq!(
+                    t.checksum(),
+                    t.to_header().calc_checksum_ipv6(&h, &payload).unwrap(),
+                    "TCP/IPv6 checksum"
+                ),
+                Some(TransportSlice::Udp(u)) => assert_eq!(
+                    u.checksum(),
+                    u.to_header().calc_checksum_ipv6(&h, &payload).unwrap(),
+                    "UDP/IPv6 checksum"
+                ),
+                _ => {}
+            }
+            (h.source.into(), h.destination.into())
+        }
+        other => panic!("unexpected net {other:?}"),
+    };
+    let (sport, dport, udp_checksum) = match &p.transport {
+        Some(TransportSlice::Tcp(t)) => (t.source_port(), t.destination_port(), None),
+        Some(TransportSlice::Udp(u)) => (u.source_port(), u.destination_port(), Some(u.checksum())),
+        _ => unreachable!(),
+    };
+    Seen {
+        src: SocketAddr::new(src_ip, sport),
+        dst: SocketAddr::new(dst_ip, dport),
+        udp_checksum,
+    }
+}
+
+/// Only the destination address/port and the checksums may differ from the input.
+fn assert_only_dnat(input: &[u8], output: &[u8]) {
+    assert_eq!(input.len(), output.len());
+    let seen = parse_checked(output);
+    let mut expect = input.to_vec();
+    let v6 = u16::from_be_bytes([input[12], input[13]]) == 0x86dd;
+    let (dst_off, l4) = if v6 {
+        (14 + 24, 14 + 40)
+    } else {
+        (14 + 16, 14 + 20)
+    };
+    let dst = seen.dst;
+    match dst.ip() {
+        IpAddr::V4(a) => expect[dst_off..dst_off + 4].copy_from_slice(&a.octets()),
+        IpAddr::V6(a) => expect[dst_off..dst_off + 16].copy_from_slice(&a.octets()),
+    }
+    expect[l4 + 2..l4 + 4].copy_from_slice(&dst.port().to_be_bytes());
+    // Checksum fields taken from the output (they were verified above).
+    if !v6 {
+        expect[24..26].copy_from_slice(&output[24..26]);
+    }
+    let proto = if v6 { input[14 + 6] } else { input[14 + 9] };
+    let c = if proto == 6 { l4 + 16 } else { l4 + 6 };
+    expect[c..c + 2].copy_from_slice(&output[c..c + 2]);
+    assert_eq!(expect, output, "only destination and checksums change");
+}
+
+fn stat(run: &XdpTestRun, s: Stat) -> u64 {
+    let map = run.ebpf.map(MAP_STATS).unwrap();
+    let a: PerCpuArray<&MapData, Counter> = PerCpuArray::try_from(map).unwrap();
+    dstats::read(&a).unwrap().get(s).packets
+}
+
+fn pod_v4() -> Vec<SocketAddr> {
+    pods()[..3].to_vec()
+}
+
+#[test]
+fn new_tcp_flow_is_dnated_to_a_pod_and_passed() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut b = bed();
+    let f = tcp4(CLIENT, 40000, NODE, 30080, true, b"");
+    let out = b.run.run(&f).unwrap();
+    assert_eq!(out.action, XDP_PASS);
+    assert_only_dnat(&f, &out.frame);
+    let seen = parse_checked(&out.frame);
+    assert!(pod_v4().contains(&seen.dst), "{seen:?}");
+    assert_eq!(seen.src, "198.18.0.1:40000".parse().unwrap());
+    assert_eq!(stat(&b.run, Stat::L4NewFlow), 1);
+    assert_eq!(stat(&b.run, Stat::L4LocalDnat), 1);
+    let ct: BpfHashMap<&MapData, ingress_common::l4::FlowKey, ingress_common::l4::CtEntry> =
+        BpfHashMap::try_from(b.run.ebpf.map(MAP_CONNTRACK).unwrap()).unwrap();
+    assert_eq!(ct.keys().count(), 1);
+    let _ = &mut b.sync;
+}
+
+#[test]
+fn established_flow_keeps_its_backend_across_table_changes() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut b = bed();
+    let syn = tcp4(CLIENT, 40001, NODE, 30080, true, b"");
+    let first = parse_checked(&b.run.run(&syn).unwrap().frame).dst;
+    // Remove every other pod: the Maglev table changes completely around the flow's backend.
+    let mut snap = snapshot();
+    let others: Vec<SocketAddr> = pods().into_iter().filter(|p| *p != first).collect();
+    let keep = vec![endpoint(first, EndpointState::Active)];
+    snap.l4[0].endpoints = keep
+        .into_iter()
+        .chain(
+            others
+                .iter()
+                .take(1)
+                .map(|a| endpoint(*a, EndpointState::Active)),
+        )
+        .collect();
+    snap.version = 2;
+    b.sync.apply(&mut b.run.ebpf, &snap).unwrap();
+    let data = tcp4(CLIENT, 40001, NODE, 30080, false, b"hello");
+    let out = b.run.run(&data).unwrap();
+    assert_eq!(out.action, XDP_PASS);
+    assert_only_dnat(&data, &out.frame);
+    assert_eq!(parse_checked(&out.frame).dst, first);
+    assert_eq!(stat(&b.run, Stat::L4Established), 1);
+}
+
+#[test]
+fn connections_spread_over_all_pods() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut b = bed();
+    let mut counts = std::collections::BTreeMap::new();
+    for port in 0..300u16 {
+        let f = tcp4(CLIENT, 20000 + port, NODE, 30080, true, b"");
+        let d = parse_checked(&b.run.run(&f).unwrap().frame).dst;
+        *counts.entry(d).or_insert(0u32) += 1;
+    }
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    for c in counts.values() {
+        assert!((70..=130).contains(c), "{counts:?}");
+    }
+}
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn sticky_slot(run: &XdpTestRun) -> u32 {
+    let svc: BpfHashMap<
+        &MapData,
+        ingress_common::l4::ServiceKey,
+        ingress_common::l4::ServiceValue,
+    > = BpfHashMap::try_from(run.ebpf.map(MAP_SERVICES).unwrap()).unwrap();
+    let key = ingress_common::l4::ServiceKey {
+        addr: [0; 16],
+        port: 30081u16.to_be(),
+        proto: 6,
+        family: FAMILY_V4,
+    };
+    svc.get(&key, 0).unwrap().slot
+}
+
+fn set_affinity(run: &mut XdpTestRun, backend_id: u32, last_used_ns: u64) {
+    let slot = sticky_slot(run);
+    let mut aff: BpfHashMap<&mut MapData, AffinityKey, AffinityValue> =
+        BpfHashMap::try_from(run.ebpf.map_mut(MAP_AFFINITY).unwrap()).unwrap();
+    let mut client = [0u8; 16];
+    client[..4].copy_from_slice(&CLIENT);
+    let key = AffinityKey {
+        client,
+        svc_slot: slot,
+        family: FAMILY_V4,
+        _pad: [0; 3],
+    };
+    aff.insert(
+        key,
+        AffinityValue {
+            backend_id,
+            _pad: 0,
+            last_used_ns,
+        },
+        0,
+    )
+    .unwrap();
+}
+
+/// Backend id of `addr` in the sticky service (from the backends map).
+fn backend_id(run: &XdpTestRun, addr: SocketAddr) -> u32 {
+    let slot = sticky_slot(run);
+    let a: aya::maps::Array<&MapData, ingress_common::l4::Backend> =
+        aya::maps::Array::try_from(run.ebpf.map(ingress_common::l4::MAP_BACKENDS).unwrap())
+            .unwrap();
+    let IpAddr::V4(ip) = addr.ip() else { panic!() };
+    (0..a.len())
+        .find(|i| {
+            let b = a.get(i, 0).unwrap();
+            b.svc_slot == slot && b.addr[..4] == ip.octets() && b.port == addr.port().to_be()
+        })
+        .expect("backend id")
+}
+
+#[test]
+fn client_ip_affinity_pins_new_connections_to_one_pod() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut b = bed();
+    let first = parse_checked(
+        &b.run
+            .run(&tcp4(CLIENT, 41000, NODE, 30081, true, b""))
+            .unwrap()
+            .frame,
+    )
+    .dst;
+    for port in 41001..41041u16 {
+        let out = b
+            .run
+            .run(&tcp4(CLIENT, port, NODE, 30081, true, b""))
+            .unwrap();
+        assert_eq!(parse_checked(&out.frame).dst, first);
+    }
+    assert_eq!(stat(&b.run, Stat::L4AffinityHit), 40);
+}
+
+#[test]
+fn affinity_hit_uses_the_recorded_pod_and_an_expired_one_is_ignored() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut b = bed();
+    // Pick a port whose Maglev choice is not pod2, then pin the client to pod2.
+    let target = pod_v4()[2];
+    let id = backend_id(&b.run, target);
+    set_affinity(&mut b.run, id, monotonic_ns());
+    let f = tcp4(CLIENT, 42000, NODE, 30081, true, b"");
+    let out = b.run.run(&f).unwrap();
+    assert_eq!(out.action, XDP_PASS);
+    assert_only_dnat(&f, &out.frame);
+    assert_eq!(parse_checked(&out.frame).dst, target);
+    assert_eq!(stat(&b.run, Stat::L4AffinityHit), 1);
+
+    // Expired (last used long before the 10 s timeout): a fresh Maglev choice, counted.
+    let mut misses = 0;
+    let mut elsewhere = 0;
+    for port in 43000..43030u16 {
+        set_affinity(&mut b.run, id, 1);
+        let out = b
+            .run
+            .run(&tcp4(CLIENT, port, NODE, 30081, true, b""))
+            .unwrap();
+        misses += 1;
+        if parse_checked(&out.frame).dst != target {
+            elsewhere += 1;
+        }
+    }
+    assert_eq!(stat(&b.run, Stat::L4AffinityMiss), misses);
+    assert!(elsewhere > 0, "expired affinity must not pin");
+}
+
+#[test]
+fn terminating_backend_gets_no_new_flows() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut b = bed();
+    for port in 0..100u16 {
+        let out = b
+            .run
+            .run(&tcp4(CLIENT, 30000 + port, NODE, 30082, true, b""))
+            .unwrap();
+        assert_eq!(parse_checked(&out.frame).dst, pods()[1]);
+    }
+    // Only terminating endpoints left: they serve (KEP-1669).
+    let mut snap = snapshot();
+    snap.l4[2].endpoints = vec![endpoint(pods()[0], EndpointState::Terminating)];
+    b.sync.apply(&mut b.run.ebpf, &snap).unwrap();
+    let out = b
+        .run
+        .run(&tcp4(CLIENT, 31000, NODE, 30082, true, b""))
+        .unwrap();
+    assert_eq!(parse_checked(&out.frame).dst, pods()[0]);
+}
+
+#[test]
+fn clients_outside_source_ranges_are_dropped_and_counted() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut b = bed();
+    let ok = b
+        .run
+        .run(&tcp4(CLIENT, 40000, NODE, 30083, true, b""))
+        .unwrap();
+    assert_eq!(ok.action, XDP_PASS);
+    assert!(pod_v4().contains(&parse_checked(&ok.frame).dst));
+    let f = tcp4([198, 18, 5, 1], 40000, NODE, 30083, true, b"");
+    let out = b.run.run(&f).unwrap();
+    assert_eq!(out.action, XDP_DROP);
+    assert_eq!(stat(&b.run, Stat::DropSourceRange), 1);
+}
+
+#[test]
+fn ipv6_flow_is_dnated_with_pseudo_header_checksum() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut b = bed();
+    let f = tcp6(40000, 30080, b"hi");
+    let out = b.run.run(&f).unwrap();
+    assert_eq!(out.action, XDP_PASS);
+    assert_only_dnat(&f, &out.frame);
+    let seen = parse_checked(&out.frame);
+    assert!(pods()[3..].contains(&seen.dst), "{seen:?}");
+}
+
+#[test]
+fn udp_checksums_are_updated_and_zero_stays_zero() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut b = bed();
+    let f = udp4(5353, 30053, b"query", false);
+    let out = b.run.run(&f).unwrap();
+    assert_eq!(out.action, XDP_PASS);
+    assert_only_dnat(&f, &out.frame);
+    assert_ne!(parse_checked(&out.frame).udp_checksum, Some(0));
+
+    let f = udp4(5354, 30053, b"query", true);
+    let out = b.run.run(&f).unwrap();
+    assert_eq!(out.action, XDP_PASS);
+    assert_only_dnat(&f, &out.frame);
+    assert_eq!(parse_checked(&out.frame).udp_checksum, Some(0));
+}
+
+#[test]
+fn fragments_and_unknown_ports_pass_untouched() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut b = bed();
+    let mut frag = tcp4(CLIENT, 40000, NODE, 30080, true, b"");
+    frag[20] = 0x20; // MF
+    // Fix the IPv4 header checksum for the new flags.
+    frag[24] = 0;
+    frag[25] = 0;
+    let c = etherparse::Ipv4HeaderSlice::from_slice(&frag[14..34])
+        .unwrap()
+        .to_header()
+        .calc_header_checksum();
+    frag[24..26].copy_from_slice(&c.to_be_bytes());
+    let out = b.run.run(&frag).unwrap();
+    assert_eq!((out.action, &out.frame), (XDP_PASS, &frag));
+    assert_eq!(stat(&b.run, Stat::PassIpv4Fragment), 1);
+
+    let f = tcp4(CLIENT, 40000, NODE, 22, true, b"");
+    let out = b.run.run(&f).unwrap();
+    assert_eq!((out.action, &out.frame), (XDP_PASS, &f));
+    assert_eq!(stat(&b.run, Stat::PassNoService), 1);
+}
+
+fn bed_with(opts: L4Options) -> Bed {
+    let mut run = XdpTestRun::load(PROG_XDP_INGRESS).expect("load object");
+    let mut sync = L4Sync::new(opts);
+    sync.apply(&mut run.ebpf, &snapshot()).expect("apply");
+    Bed { run, sync }
+}
+
+/// The web service with only `keep` as endpoint.
+fn web_only(keep: SocketAddr, version: u64) -> Snapshot {
+    let mut snap = snapshot();
+    snap.l4[0].endpoints = vec![endpoint(keep, EndpointState::Active)];
+    snap.version = version;
+    snap
+}
+
+#[test]
+fn fin_shortens_a_flows_life_and_then_it_is_re_selected() {
+    if !testbed::require_root() {
+        return;
+    }
+    // A zero closing timeout: the packet after a FIN finds the entry expired.
+    let mut b = bed_with(L4Options {
+        tcp_closing_timeout: Duration::ZERO,
+        ..L4Options::default()
+    });
+    let first = parse_checked(
+        &b.run
+            .run(&tcp4(CLIENT, 45000, NODE, 30080, true, b""))
+            .unwrap()
+            .frame,
+    )
+    .dst;
+    let other = pod_v4().into_iter().find(|p| *p != first).unwrap();
+    b.sync.apply(&mut b.run.ebpf, &web_only(other, 2)).unwrap();
+    // The backend still exists (draining), so the open flow stays on it...
+    let ack = tcp4(CLIENT, 45000, NODE, 30080, false, b"x");
+    assert_eq!(parse_checked(&b.run.run(&ack).unwrap().frame).dst, first);
+    // ...until a FIN: after it the entry expires and the next packet is re-selected.
+    let mut fin = tcp4(CLIENT, 45000, NODE, 30080, false, b"");
+    fin[14 + 20 + 13] |= 0x01;
+    let c = {
+        let p = SlicedPacket::from_ethernet(&fin).unwrap();
+        let Some(NetSlice::Ipv4(ip)) = &p.net else {
+            unreachable!()
+        };
+        let Some(TransportSlice::Tcp(t)) = &p.transport else {
+            unreachable!()
+        };
+        t.to_header()
+            .calc_checksum_ipv4(&ip.header().to_header(), t.payload())
+            .unwrap()
+    };
+    fin[14 + 20 + 16..14 + 20 + 18].copy_from_slice(&c.to_be_bytes());
+    assert_eq!(parse_checked(&b.run.run(&fin).unwrap().frame).dst, first);
+    std::thread::sleep(Duration::from_millis(2));
+    assert_eq!(parse_checked(&b.run.run(&ack).unwrap().frame).dst, other);
+}
+
+#[test]
+fn udp_flows_expire_after_their_idle_timeout() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut b = bed_with(L4Options {
+        udp_timeout: Duration::ZERO,
+        ..L4Options::default()
+    });
+    let f = udp4(5400, 30053, b"q", false);
+    let first = parse_checked(&b.run.run(&f).unwrap().frame).dst;
+    let other = pod_v4().into_iter().find(|p| *p != first).unwrap();
+    let mut snap = snapshot();
+    snap.l4[4].endpoints = vec![endpoint(other, EndpointState::Active)];
+    b.sync.apply(&mut b.run.ebpf, &snap).unwrap();
+    std::thread::sleep(Duration::from_millis(2));
+    assert_eq!(parse_checked(&b.run.run(&f).unwrap().frame).dst, other);
+    assert_eq!(stat(&b.run, Stat::L4NewFlow), 2);
+}
+
+#[test]
+fn a_removed_backend_keeps_flows_while_draining_then_they_move() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut b = bed_with(L4Options {
+        drain: Duration::ZERO,
+        ..L4Options::default()
+    });
+    let first = parse_checked(
+        &b.run
+            .run(&tcp4(CLIENT, 46000, NODE, 30080, true, b""))
+            .unwrap()
+            .frame,
+    )
+    .dst;
+    let other = pod_v4().into_iter().find(|p| *p != first).unwrap();
+    // With a zero drain the removed endpoint is gone at once: its flows are re-selected.
+    b.sync.apply(&mut b.run.ebpf, &web_only(other, 2)).unwrap();
+    let ack = tcp4(CLIENT, 46000, NODE, 30080, false, b"x");
+    assert_eq!(parse_checked(&b.run.run(&ack).unwrap().frame).dst, other);
+}
+
+#[test]
+fn applying_only_writes_what_changed() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut b = bed();
+    let again = b.sync.apply(&mut b.run.ebpf, &snapshot()).unwrap();
+    assert_eq!(
+        (
+            again.services_written,
+            again.backends_written,
+            again.tables_swapped,
+            again.maglev_entries_written
+        ),
+        (0, 0, 0, 0),
+        "{again:?}"
+    );
+    // One endpoint of one service turns terminating: one backend, one table, one service.
+    let mut snap = snapshot();
+    snap.l4[0].endpoints[0].state = EndpointState::Terminating;
+    let r = b.sync.apply(&mut b.run.ebpf, &snap).unwrap();
+    assert_eq!(
+        (r.services_written, r.backends_written, r.tables_swapped),
+        (1, 1, 1),
+        "{r:?}"
+    );
+    assert!(
+        r.maglev_entries_written > 0 && r.maglev_entries_written <= 16381,
+        "{r:?}"
+    );
+    // Flipping back writes only the entries that differ from the other half.
+    let r = b.sync.apply(&mut b.run.ebpf, &snapshot()).unwrap();
+    assert_eq!(
+        (r.services_written, r.backends_written, r.tables_swapped),
+        (1, 1, 1),
+        "{r:?}"
+    );
+    assert_eq!(
+        r.maglev_entries_written, 0,
+        "the old half already holds this table: {r:?}"
+    );
+}
+
+#[test]
+fn a_restarted_sync_recovers_slots_and_removes_what_went_away_meanwhile() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut b = bed();
+    let slot_before = sticky_slot(&b.run);
+    let syn = tcp4(CLIENT, 47000, NODE, 30080, true, b"");
+    let first = parse_checked(&b.run.run(&syn).unwrap().frame).dst;
+    // A new daemon (fresh mirror) over the same maps, with the DNS service gone meanwhile.
+    let mut snap = snapshot();
+    snap.l4.retain(|s| s.protocol != L4Protocol::Udp);
+    let mut fresh = L4Sync::new(L4Options::default());
+    let r = fresh.apply(&mut b.run.ebpf, &snap).unwrap();
+    assert_eq!(r.services_removed, 2, "dns v4 and v6: {r:?}");
+    assert_eq!(sticky_slot(&b.run), slot_before);
+    let ack = tcp4(CLIENT, 47000, NODE, 30080, false, b"x");
+    assert_eq!(parse_checked(&b.run.run(&ack).unwrap().frame).dst, first);
+    let out = b.run.run(&udp4(5353, 30053, b"q", false)).unwrap();
+    assert_eq!(
+        out.frame,
+        udp4(5353, 30053, b"q", false),
+        "no service any more"
+    );
+}
+
+#[test]
+fn address_frontends_match_only_their_address_and_win_over_a_nodeport_on_the_same_port() {
+    if !testbed::require_root() {
+        return;
+    }
+    let p = pods();
+    let vip = [198, 18, 0, 10];
+    let mut lb = service(
+        "lb",
+        L4Protocol::Tcp,
+        30099,
+        vec![endpoint(p[0], EndpointState::Active)],
+    );
+    lb.frontends = vec![Frontend::Address(SocketAddr::new(IpAddr::from(vip), 31000))];
+    let np = service(
+        "np",
+        L4Protocol::Tcp,
+        31000,
+        vec![endpoint(p[1], EndpointState::Active)],
+    );
+    let snap = Snapshot {
+        version: 1,
+        l4: vec![lb, np],
+        ..Default::default()
+    };
+    let mut run = XdpTestRun::load(PROG_XDP_INGRESS).unwrap();
+    L4Sync::new(L4Options::default())
+        .apply(&mut run.ebpf, &snap)
+        .unwrap();
+    // The LoadBalancer address: its own service.
+    let f = tcp4(CLIENT, 40000, vip, 31000, true, b"");
+    let out = run.run(&f).unwrap();
+    assert_only_dnat(&f, &out.frame);
+    assert_eq!(parse_checked(&out.frame).dst, p[0]);
+    // Any other address on that port: the NodePort.
+    let f = tcp4(CLIENT, 40000, NODE, 31000, true, b"");
+    assert_eq!(parse_checked(&run.run(&f).unwrap().frame).dst, p[1]);
+    // The address on another port: nothing.
+    let f = tcp4(CLIENT, 40000, vip, 31001, true, b"");
+    let out = run.run(&f).unwrap();
+    assert_eq!((out.action, &out.frame), (XDP_PASS, &f));
+}
+
+#[test]
+fn icmp_fragmentation_needed_about_a_reply_is_translated_for_its_pod() {
+    if !testbed::require_root() {
+        return;
+    }
+    use etherparse::{Icmpv4Header, Icmpv4Type, icmpv4::DestUnreachableHeader};
+    let mut b = bed();
+    let syn = tcp4(CLIENT, 48000, NODE, 30080, true, b"");
+    let pod = parse_checked(&b.run.run(&syn).unwrap().frame).dst;
+    let IpAddr::V4(pod_ip) = pod.ip() else {
+        panic!()
+    };
+
+    // What a router on the way to the client sends back about our reply NODE:30080 → CLIENT.
+    let reply = tcp4(NODE, 30080, CLIENT, 48000, false, b"");
+    let quoted = &reply[14..14 + 28];
+    let router = [198, 18, 0, 254];
+    let kind = Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded {
+        next_hop_mtu: 1400,
+    });
+    let mut f = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, NODE_MAC)
+        .ipv4(router, NODE, 64)
+        .icmpv4(kind.clone())
+        .write(&mut f, quoted)
+        .unwrap();
+    let out = b.run.run(&f).unwrap();
+    assert_eq!(out.action, XDP_PASS);
+    assert_eq!(stat(&b.run, Stat::L4IcmpTranslated), 1);
+    let o = &out.frame;
+    // Outer: router → pod, header checksum right.
+    let outer = etherparse::Ipv4HeaderSlice::from_slice(&o[14..34])
+        .unwrap()
+        .to_header();
+    assert_eq!(outer.source, router);
+    assert_eq!(outer.destination, pod_ip.octets());
+    assert_eq!(outer.header_checksum, outer.calc_header_checksum());
+    // Quoted packet: now the pod's own reply, pod:8080 → client.
+    let inner = etherparse::Ipv4HeaderSlice::from_slice(&o[42..62])
+        .unwrap()
+        .to_header();
+    assert_eq!(inner.source, pod_ip.octets());
+    assert_eq!(inner.destination, CLIENT);
+    assert_eq!(inner.header_checksum, inner.calc_header_checksum());
+    assert_eq!(u16::from_be_bytes([o[62], o[63]]), pod.port());
+    assert_eq!(u16::from_be_bytes([o[64], o[65]]), 48000);
+    // ICMP checksum over the rewritten message.
+    let expect = Icmpv4Header::with_checksum(kind, &o[42..]);
+    assert_eq!(&o[34..42], &expect.to_bytes()[..]);
+    // Only those fields changed: outer destination and checksum, ICMP checksum, quoted
+    // header checksum, source address and port.
+    let mut want = f.clone();
+    want[30..34].copy_from_slice(&pod_ip.octets());
+    want[24..26].copy_from_slice(&o[24..26]);
+    want[36..38].copy_from_slice(&o[36..38]);
+    want[52..54].copy_from_slice(&o[52..54]);
+    want[54..58].copy_from_slice(&pod_ip.octets());
+    want[62..64].copy_from_slice(&pod.port().to_be_bytes());
+    assert_eq!(&want, o);
+
+    // An error about a flow we do not know goes to the kernel untouched.
+    let stranger = tcp4(NODE, 30080, CLIENT, 48999, false, b"");
+    let mut g = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, NODE_MAC)
+        .ipv4(router, NODE, 64)
+        .icmpv4(Icmpv4Type::DestinationUnreachable(
+            DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 },
+        ))
+        .write(&mut g, &stranger[14..42])
+        .unwrap();
+    let out = b.run.run(&g).unwrap();
+    assert_eq!((out.action, &out.frame), (XDP_PASS, &g));
+}
+
+#[test]
+fn the_ingress_service_prefers_this_nodes_proxy_and_falls_back_to_others() {
+    if !testbed::require_root() {
+        return;
+    }
+    let local: SocketAddr = "198.18.0.2:8443".parse().unwrap();
+    let remote: SocketAddr = "198.18.0.3:8443".parse().unwrap();
+    let proxy = |local_state| {
+        let mut s = service(
+            "xdp-ingress",
+            L4Protocol::Tcp,
+            30443,
+            vec![
+                Endpoint {
+                    node_name: Some("this".into()),
+                    ..endpoint(local, local_state)
+                },
+                Endpoint {
+                    node_name: Some("other".into()),
+                    ..endpoint(remote, EndpointState::Active)
+                },
+            ],
+        );
+        s.local_proxy = true;
+        Snapshot {
+            version: 1,
+            l4: vec![s],
+            ..Default::default()
+        }
+    };
+    let mut run = XdpTestRun::load(PROG_XDP_INGRESS).unwrap();
+    let mut sync = L4Sync::new(L4Options {
+        node_name: Some("this".into()),
+        ..L4Options::default()
+    });
+    sync.apply(&mut run.ebpf, &proxy(EndpointState::Active))
+        .unwrap();
+    for port in 0..50u16 {
+        let f = tcp4(CLIENT, 20000 + port, NODE, 30443, true, b"");
+        let out = run.run(&f).unwrap();
+        assert_eq!(out.action, XDP_PASS);
+        assert_eq!(
+            parse_checked(&out.frame).dst,
+            local,
+            "new flows go to this node's proxy"
+        );
+    }
+    // The local proxy drains: new flows go to the other node's (SNAT + XDP_TX, which needs a
+    // route; without one here the packet goes to the kernel untouched, counted).
+    let view = sync
+        .apply(&mut run.ebpf, &proxy(EndpointState::Terminating))
+        .unwrap();
+    assert_eq!(view.tables_swapped, 1);
+    let f = tcp4(CLIENT, 21000, NODE, 30443, true, b"");
+    let out = run.run(&f).unwrap();
+    assert_eq!((out.action, &out.frame), (XDP_PASS, &f));
+    assert_eq!(
+        stat(&run, Stat::PassSnatExhausted) + stat(&run, Stat::PassFibLookup),
+        1
+    );
+}
+
+#[test]
+fn icmpv6_packet_too_big_about_a_reply_is_translated_for_its_pod() {
+    if !testbed::require_root() {
+        return;
+    }
+    use etherparse::{Icmpv6Header, Icmpv6Type};
+    let mut b = bed();
+    let syn = tcp6(48100, 30080, b"");
+    let pod = parse_checked(&b.run.run(&syn).unwrap().frame).dst;
+    let IpAddr::V6(pod_ip) = pod.ip() else {
+        panic!()
+    };
+
+    // The reply NODE6:30080 → CLIENT6:48100 as a router quotes it.
+    let mut reply = Vec::new();
+    PacketBuilder::ethernet2(NODE_MAC, CLIENT_MAC)
+        .ipv6(NODE6, CLIENT6, 64)
+        .tcp(30080, 48100, 1, 65535)
+        .write(&mut reply, b"")
+        .unwrap();
+    let quoted = &reply[14..14 + 48];
+    let router = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xfe];
+    let kind = Icmpv6Type::PacketTooBig { mtu: 1280 };
+    let mut f = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, NODE_MAC)
+        .ipv6(router, NODE6, 64)
+        .icmpv6(kind)
+        .write(&mut f, quoted)
+        .unwrap();
+    let out = b.run.run(&f).unwrap();
+    assert_eq!(out.action, XDP_PASS);
+    assert_eq!(stat(&b.run, Stat::L4IcmpTranslated), 1);
+    let o = &out.frame;
+    // Outer destination: the pod. Quoted source: the pod's address and port.
+    assert_eq!(&o[38..54], &pod_ip.octets());
+    assert_eq!(&o[14 + 40 + 8 + 8..14 + 40 + 8 + 24], &pod_ip.octets());
+    assert_eq!(u16::from_be_bytes([o[102], o[103]]), pod.port());
+    // ICMPv6 checksum over the pseudo-header (router → pod) and the rewritten message.
+    let expect = Icmpv6Header::with_checksum(kind, router, pod_ip.octets(), &o[62..]).unwrap();
+    assert_eq!(&o[54..62], &expect.to_bytes()[..]);
+    let mut want = f.clone();
+    want[38..54].copy_from_slice(&pod_ip.octets());
+    want[56..58].copy_from_slice(&o[56..58]);
+    want[70..86].copy_from_slice(&pod_ip.octets());
+    want[102..104].copy_from_slice(&pod.port().to_be_bytes());
+    assert_eq!(&want, o);
+}
+
+#[test]
+fn nodeports_answer_only_on_the_nodes_addresses_when_they_are_known() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut b = bed_with(L4Options {
+        local_addrs: vec![IpAddr::from(NODE), IpAddr::from(NODE6)],
+        ..L4Options::default()
+    });
+    let f = tcp4(CLIENT, 49000, NODE, 30080, true, b"");
+    assert!(pod_v4().contains(&parse_checked(&b.run.run(&f).unwrap().frame).dst));
+    // To another host through this node (a routed pod, say), same port: not ours.
+    let transit = tcp4(CLIENT, 49000, [198, 19, 7, 2], 30080, true, b"");
+    let out = b.run.run(&transit).unwrap();
+    assert_eq!((out.action, &out.frame), (XDP_PASS, &transit));
+    let out = b.run.run(&tcp6(49000, 30080, b"")).unwrap();
+    assert!(pods()[3..].contains(&parse_checked(&out.frame).dst));
+    // Unknown addresses (the default): any address, as the other tests rely on.
+    b.sync.set_local_addrs(&mut b.run.ebpf, Vec::new()).unwrap();
+    let out = b.run.run(&transit).unwrap();
+    assert_ne!(out.frame, transit);
+}

@@ -1,0 +1,483 @@
+//! The L4 paths that need the kernel's FIB, through BPF_PROG_TEST_RUN inside a test-bed node
+//! namespace: SNAT to a remote endpoint with XDP_TX, its reply reverse-NATed in XDP, and a local
+//! pod's reply reverse-NATed by the tc program. Exact bytes, checksums by etherparse.
+
+use std::net::{IpAddr, SocketAddr};
+
+use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
+use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use ingress_common::{
+    PROG_XDP_INGRESS,
+    l4::{PROG_TC_NIC_EGRESS, PROG_TC_REPLY},
+};
+use testbed::{NODE_IFACE, Topology, xdp_run::XDP_TX};
+use xdp_ingress::{
+    dataplane::{L4Options, L4Sync},
+    model::{
+        Endpoint, EndpointState, Frontend, L4Protocol, L4Service, ObjectKind, ObjectRef, Snapshot,
+    },
+};
+
+const TC_ACT_REDIRECT: u32 = 7;
+const OUTSIDE: [u8; 4] = [198, 18, 0, 7];
+const OUTSIDE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 7];
+const REMOTE: [u8; 4] = [198, 18, 0, 9];
+const REMOTE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 9];
+const NODE: [u8; 4] = [198, 18, 0, 2];
+
+fn ifindex(topo: &Topology, dev: &str) -> u32 {
+    let name = std::ffi::CString::new(dev).unwrap();
+    // SAFETY: valid NUL-terminated name; runs inside the node namespace.
+    topo.node
+        .enter(|| unsafe { libc::if_nametoindex(name.as_ptr()) })
+}
+
+fn mac(topo: &Topology, dev: &str) -> [u8; 6] {
+    let s = topo
+        .node
+        .run("cat", &[&format!("/sys/class/net/{dev}/address")])
+        .unwrap();
+    let v: Vec<u8> = s
+        .trim()
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).unwrap())
+        .collect();
+    v.try_into().unwrap()
+}
+
+fn svc(id: &str, port: u16, ep: SocketAddr, node: Option<&str>) -> L4Service {
+    L4Service {
+        id: id.into(),
+        service: ObjectRef {
+            kind: ObjectKind::Service,
+            namespace: "default".into(),
+            name: id.into(),
+        },
+        protocol: L4Protocol::Tcp,
+        frontends: vec![Frontend::NodePort(port)],
+        endpoints: vec![Endpoint {
+            addr: ep,
+            state: EndpointState::Active,
+            weight: 1,
+            node_name: node.map(String::from),
+            zone: None,
+            target: None,
+        }],
+        client_ip_affinity: None,
+        source_ranges: vec![],
+        local_proxy: false,
+    }
+}
+
+fn tcp(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: [u8; 4],
+    sport: u16,
+    dst: [u8; 4],
+    dport: u16,
+) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(src, dst, 64)
+        .tcp(sport, dport, 7, 65535)
+        .ack(1);
+    let mut v = Vec::new();
+    b.write(&mut v, b"payload").unwrap();
+    v
+}
+
+/// (src, dst, eth src, eth dst) after checking the IPv4 and TCP checksums.
+fn checked(frame: &[u8]) -> (SocketAddr, SocketAddr, [u8; 6], [u8; 6]) {
+    let p = SlicedPacket::from_ethernet(frame).unwrap();
+    let Some(NetSlice::Ipv4(ip)) = &p.net else {
+        panic!("not IPv4")
+    };
+    let h = ip.header().to_header();
+    assert_eq!(h.header_checksum, h.calc_header_checksum());
+    let Some(TransportSlice::Tcp(t)) = &p.transport else {
+        panic!("not TCP")
+    };
+    assert_eq!(
+        t.checksum(),
+        t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap()
+    );
+    let eth_src: [u8; 6] = frame[6..12].try_into().unwrap();
+    let eth_dst: [u8; 6] = frame[0..6].try_into().unwrap();
+    (
+        SocketAddr::new(IpAddr::from(h.source), t.source_port()),
+        SocketAddr::new(IpAddr::from(h.destination), t.destination_port()),
+        eth_src,
+        eth_dst,
+    )
+}
+
+fn xdp_run(ebpf: &aya::Ebpf, frame: &[u8], ingress_ifindex: u32) -> (u32, Vec<u8>) {
+    let prog: &Xdp = ebpf.program(PROG_XDP_INGRESS).unwrap().try_into().unwrap();
+    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
+    let mut ctx = [0u8; 24];
+    ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+    ctx[12..16].copy_from_slice(&ingress_ifindex.to_ne_bytes());
+    let mut out = vec![0u8; frame.len() + 256];
+    let r = prog
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ctx_in: Some(&ctx),
+            repeat: 1,
+            ..TestRunOptions::new()
+        })
+        .expect("xdp test run");
+    out.truncate(r.data_size_out as usize);
+    (r.return_value, out)
+}
+
+fn tc_run(ebpf: &aya::Ebpf, frame: &[u8], ifindex: u32) -> (u32, Vec<u8>) {
+    tc_run_prog(ebpf, PROG_TC_REPLY, frame, ifindex)
+}
+
+fn tc_run_prog(ebpf: &aya::Ebpf, name: &str, frame: &[u8], ifindex: u32) -> (u32, Vec<u8>) {
+    let prog: &SchedClassifier = ebpf.program(name).unwrap().try_into().unwrap();
+    // struct __sk_buff: ingress_ifindex at 36, ifindex at 40 (the only fields set here).
+    let mut ctx = [0u8; 192];
+    ctx[36..40].copy_from_slice(&ifindex.to_ne_bytes());
+    ctx[40..44].copy_from_slice(&ifindex.to_ne_bytes());
+    let mut out = vec![0u8; frame.len() + 256];
+    let r = prog
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ctx_in: Some(&ctx),
+            repeat: 1,
+            ..TestRunOptions::new()
+        })
+        .expect("tc test run");
+    out.truncate(r.data_size_out as usize);
+    (r.return_value, out)
+}
+
+#[test]
+fn remote_endpoint_gets_snat_and_xdp_tx_and_its_reply_is_reverse_nated() {
+    if !testbed::require_root() {
+        return;
+    }
+    let topo = Topology::new(1).expect("topology");
+    for (ip, m) in [(OUTSIDE, OUTSIDE_MAC), (REMOTE, REMOTE_MAC)] {
+        let ip = IpAddr::from(ip).to_string();
+        let m = m
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        topo.node
+            .run(
+                "ip",
+                &[
+                    "neigh",
+                    "replace",
+                    &ip,
+                    "lladdr",
+                    &m,
+                    "dev",
+                    NODE_IFACE,
+                    "nud",
+                    "permanent",
+                ],
+            )
+            .unwrap();
+    }
+    let nic = ifindex(&topo, NODE_IFACE);
+    let nic_mac = mac(&topo, NODE_IFACE);
+
+    let mut ebpf = aya::EbpfLoader::new()
+        .load_file(testbed::bpf_object_path())
+        .unwrap();
+    let xdp: &mut Xdp = ebpf
+        .program_mut(PROG_XDP_INGRESS)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    xdp.load().unwrap();
+    let mut sync = L4Sync::new(L4Options {
+        node_v4: Some(NODE.into()),
+        node_name: Some("this-node".into()),
+        ..L4Options::default()
+    });
+    let backend = SocketAddr::new(IpAddr::from(REMOTE), 9000);
+    let snap = Snapshot {
+        version: 1,
+        l4: vec![svc("remote", 30090, backend, Some("other-node"))],
+        ..Default::default()
+    };
+    sync.apply(&mut ebpf, &snap).unwrap();
+
+    let f = tcp(OUTSIDE_MAC, nic_mac, OUTSIDE, 40000, NODE, 30090);
+    let (action, out) = topo.node.enter(|| xdp_run(&ebpf, &f, nic));
+    assert_eq!(action, XDP_TX);
+    let (src, dst, esrc, edst) = checked(&out);
+    assert_eq!(dst, backend);
+    assert_eq!(src.ip(), IpAddr::from(NODE));
+    assert!((61000..=65000).contains(&src.port()), "{src}");
+    assert_eq!((esrc, edst), (nic_mac, REMOTE_MAC));
+    // One hop taken off, as a router does; ids and payload unchanged.
+    assert_eq!(out[14 + 8], f[14 + 8] - 1);
+    assert_eq!(out[14 + 4..14 + 6], f[14 + 4..14 + 6]);
+    assert_eq!(&out[out.len() - 7..], b"payload");
+
+    // The endpoint's reply to the SNAT port goes back to the client from the frontend.
+    let reply = tcp(REMOTE_MAC, nic_mac, REMOTE, 9000, NODE, src.port());
+    let (action, out) = topo.node.enter(|| xdp_run(&ebpf, &reply, nic));
+    assert_eq!(action, XDP_TX);
+    let (rsrc, rdst, esrc, edst) = checked(&out);
+    assert_eq!(rsrc, SocketAddr::new(IpAddr::from(NODE), 30090));
+    assert_eq!(rdst, SocketAddr::new(IpAddr::from(OUTSIDE), 40000));
+    assert_eq!((esrc, edst), (nic_mac, OUTSIDE_MAC));
+}
+
+#[test]
+fn local_pod_reply_is_reverse_nated_in_tc_at_pod_ingress_or_nic_egress() {
+    if !testbed::require_root() {
+        return;
+    }
+    let topo = Topology::new(1).expect("topology");
+    let pod_if = ifindex(&topo, &topo.pods[0].node_iface);
+    let mut ebpf = aya::EbpfLoader::new()
+        .load_file(testbed::bpf_object_path())
+        .unwrap();
+    let xdp: &mut Xdp = ebpf
+        .program_mut(PROG_XDP_INGRESS)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    xdp.load().unwrap();
+    for name in [PROG_TC_REPLY, PROG_TC_NIC_EGRESS] {
+        let tc: &mut SchedClassifier = ebpf.program_mut(name).unwrap().try_into().unwrap();
+        tc.load().unwrap();
+    }
+    let pod = SocketAddr::new(IpAddr::V4(topo.pods[0].v4), 8080);
+    let snap = Snapshot {
+        version: 1,
+        l4: vec![svc("local", 30080, pod, None)],
+        ..Default::default()
+    };
+    let mut sync = L4Sync::new(L4Options::default());
+    sync.apply(&mut ebpf, &snap).unwrap();
+    let client = topo.client_v4.octets();
+
+    // The client's packet creates the flow (DNAT, then the kernel would route it to the pod).
+    let f = tcp(OUTSIDE_MAC, OUTSIDE_MAC, client, 40000, NODE, 30080);
+    let nic = ifindex(&topo, NODE_IFACE);
+    let (_, out) = topo.node.enter(|| xdp_run(&ebpf, &f, nic));
+    assert_eq!(checked(&out).1, pod);
+
+    // The pod's reply, as it enters the node on the pod's veth.
+    let pod_mac = [0x02, 0, 0, 0, 1, 2];
+    let reply = tcp(
+        pod_mac,
+        pod_mac,
+        topo.pods[0].v4.octets(),
+        8080,
+        client,
+        40000,
+    );
+    let (action, out) = topo.node.enter(|| tc_run(&ebpf, &reply, pod_if));
+    assert_eq!(action, TC_ACT_REDIRECT);
+    let (src, dst, _, _) = checked(&out);
+    assert_eq!(src, SocketAddr::new(IpAddr::from(NODE), 30080));
+    assert_eq!(dst, SocketAddr::new(IpAddr::from(client), 40000));
+    // Only addresses, ports and checksums changed.
+    let mut expect = reply.clone();
+    expect[26..30].copy_from_slice(&NODE);
+    expect[34..36].copy_from_slice(&30080u16.to_be_bytes());
+    expect[24..26].copy_from_slice(&out[24..26]);
+    expect[50..52].copy_from_slice(&out[50..52]);
+    assert_eq!(out, expect);
+
+    // The default attach point, the NIC's egress after the kernel routed the reply: the same
+    // bytes, and the packet simply continues (TC_ACT_OK).
+    let (action, out_egress) = topo
+        .node
+        .enter(|| tc_run_prog(&ebpf, PROG_TC_NIC_EGRESS, &reply, nic));
+    assert_eq!(action, 0);
+    assert_eq!(out_egress, out);
+    // Already reverse-NATed (e.g. by the pod-ingress program): left alone.
+    let (action, again) = topo
+        .node
+        .enter(|| tc_run_prog(&ebpf, PROG_TC_NIC_EGRESS, &out, nic));
+    assert_eq!((action, &again), (0, &out));
+}
+
+#[test]
+fn remote_endpoint_over_ipv6_gets_snat_and_xdp_tx_with_pseudo_header_checksums() {
+    if !testbed::require_root() {
+        return;
+    }
+    let topo = Topology::new(0).expect("topology");
+    let outside: std::net::Ipv6Addr = "2001:db8::7".parse().unwrap();
+    let remote: std::net::Ipv6Addr = "2001:db8::9".parse().unwrap();
+    for (ip, m) in [(outside, OUTSIDE_MAC), (remote, REMOTE_MAC)] {
+        let m = m
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        topo.node
+            .run(
+                "ip",
+                &[
+                    "-6",
+                    "neigh",
+                    "replace",
+                    &ip.to_string(),
+                    "lladdr",
+                    &m,
+                    "dev",
+                    NODE_IFACE,
+                    "nud",
+                    "permanent",
+                ],
+            )
+            .unwrap();
+    }
+    let nic = ifindex(&topo, NODE_IFACE);
+    let nic_mac = mac(&topo, NODE_IFACE);
+    let mut ebpf = aya::EbpfLoader::new()
+        .load_file(testbed::bpf_object_path())
+        .unwrap();
+    let xdp: &mut Xdp = ebpf
+        .program_mut(PROG_XDP_INGRESS)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    xdp.load().unwrap();
+    let mut sync = L4Sync::new(L4Options {
+        node_v6: Some(topo.node_v6),
+        node_name: Some("this-node".into()),
+        ..L4Options::default()
+    });
+    let backend = SocketAddr::new(IpAddr::V6(remote), 9000);
+    let snap = Snapshot {
+        version: 1,
+        l4: vec![L4Service {
+            protocol: L4Protocol::Udp,
+            ..svc("remote6", 30091, backend, Some("other-node"))
+        }],
+        ..Default::default()
+    };
+    sync.apply(&mut ebpf, &snap).unwrap();
+    let frame6 =
+        |src: std::net::Ipv6Addr, sport: u16, dst: std::net::Ipv6Addr, dport: u16, smac, dmac| {
+            let mut v = Vec::new();
+            PacketBuilder::ethernet2(smac, dmac)
+                .ipv6(src.octets(), dst.octets(), 64)
+                .udp(sport, dport)
+                .write(&mut v, b"payload")
+                .unwrap();
+            v
+        };
+    let check6 = |frame: &[u8]| -> (SocketAddr, SocketAddr, u8) {
+        let p = SlicedPacket::from_ethernet(frame).unwrap();
+        let Some(NetSlice::Ipv6(ip)) = &p.net else {
+            panic!("not IPv6")
+        };
+        let h = ip.header().to_header();
+        let Some(TransportSlice::Udp(u)) = &p.transport else {
+            panic!("not UDP")
+        };
+        assert_eq!(
+            u.checksum(),
+            u.to_header().calc_checksum_ipv6(&h, u.payload()).unwrap()
+        );
+        (
+            SocketAddr::new(IpAddr::from(h.source), u.source_port()),
+            SocketAddr::new(IpAddr::from(h.destination), u.destination_port()),
+            h.hop_limit,
+        )
+    };
+    let f = frame6(outside, 40000, topo.node_v6, 30091, OUTSIDE_MAC, nic_mac);
+    let (action, out) = topo.node.enter(|| xdp_run(&ebpf, &f, nic));
+    assert_eq!(action, XDP_TX);
+    let (src, dst, hops) = check6(&out);
+    assert_eq!(dst, backend);
+    assert_eq!(src.ip(), IpAddr::V6(topo.node_v6));
+    assert_eq!(hops, 63);
+    let reply = frame6(remote, 9000, topo.node_v6, src.port(), REMOTE_MAC, nic_mac);
+    let (action, out) = topo.node.enter(|| xdp_run(&ebpf, &reply, nic));
+    assert_eq!(action, XDP_TX);
+    let (rsrc, rdst, _) = check6(&out);
+    assert_eq!(rsrc, SocketAddr::new(IpAddr::V6(topo.node_v6), 30091));
+    assert_eq!(rdst, SocketAddr::new(IpAddr::V6(outside), 40000));
+    assert_eq!(&out[0..12], &[OUTSIDE_MAC, nic_mac].concat()[..]);
+}
+
+#[test]
+fn hostile_frames_to_service_ports_never_abort_or_half_rewrite() {
+    if !testbed::require_root() {
+        return;
+    }
+    let topo = Topology::new(1).expect("topology");
+    let nic = ifindex(&topo, NODE_IFACE);
+    let mut ebpf = aya::EbpfLoader::new()
+        .load_file(testbed::bpf_object_path())
+        .unwrap();
+    let xdp: &mut Xdp = ebpf
+        .program_mut(PROG_XDP_INGRESS)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    xdp.load().unwrap();
+    let pod = SocketAddr::new(IpAddr::V4(topo.pods[0].v4), 8080);
+    let snap = Snapshot {
+        version: 1,
+        l4: vec![svc("web", 30080, pod, None)],
+        ..Default::default()
+    };
+    L4Sync::new(L4Options::default())
+        .apply(&mut ebpf, &snap)
+        .unwrap();
+    // A deterministic xorshift: the same "random" frames every run.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let base = tcp(OUTSIDE_MAC, OUTSIDE_MAC, OUTSIDE, 40000, NODE, 30080);
+    topo.node.enter(|| {
+        for i in 0..5000 {
+            let mut f = base.clone();
+            // Flip a few bytes anywhere past the Ethernet addresses, and sometimes truncate.
+            for _ in 0..(1 + next() % 4) {
+                let at = 12 + (next() as usize % (f.len() - 12));
+                f[at] = next() as u8;
+            }
+            if i % 3 == 0 {
+                let keep = 14 + next() as usize % (f.len() - 14);
+                f.truncate(keep);
+            }
+            let (action, out) = xdp_run(&ebpf, &f, nic);
+            assert!(
+                action == 1 || action == 2 || action == 3,
+                "action {action} for {f:02x?}"
+            );
+            // Passed frames are either untouched or a complete DNAT whose checksums are as
+            // valid as they were (an incremental update keeps a bad checksum bad).
+            if action == 2 && out != f {
+                let p = SlicedPacket::from_ethernet(&out).expect("a rewritten frame parses");
+                let q = SlicedPacket::from_ethernet(&f).expect("its input parsed too");
+                if let (Some(NetSlice::Ipv4(ip)), Some(NetSlice::Ipv4(ip_in))) = (&p.net, &q.net) {
+                    let h = ip.header().to_header();
+                    let h_in = ip_in.header().to_header();
+                    assert_eq!(h.destination, topo.pods[0].v4.octets());
+                    assert_eq!(
+                        h.header_checksum == h.calc_header_checksum(),
+                        h_in.header_checksum == h_in.calc_header_checksum()
+                    );
+                }
+                if let Some(TransportSlice::Tcp(t)) = &p.transport {
+                    assert_eq!(t.destination_port(), 8080);
+                }
+            }
+        }
+    });
+}
