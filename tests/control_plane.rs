@@ -481,6 +481,11 @@ async fn daemon_binary_serves_kube_source_and_releases_lease() {
         ),
     )
     .unwrap();
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut daemon = testbed::process::KillOnDrop::spawn(
         std::process::Command::new(&bin)
             .args(["run", "--no-xdp", "--kubeconfig"])
@@ -501,7 +506,8 @@ async fn daemon_binary_serves_kube_source_and_releases_lease() {
                 "0",
                 "--https-port",
                 "0",
-            ]),
+            ])
+            .arg(format!("--metrics-addr=127.0.0.1:{metrics_port}")),
     )
     .unwrap();
     let lb_ip = || {
@@ -520,6 +526,27 @@ async fn daemon_binary_serves_kube_source_and_releases_lease() {
             .map(|l| l["spec"]["holderIdentity"].clone())
     };
     assert_eq!(holder(), Some(json!("daemon-1")));
+
+    // The control loop's metrics are on the proxy's /metrics.
+    let metrics = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", metrics_port)).unwrap();
+        c.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut body = String::new();
+        c.read_to_string(&mut body).unwrap();
+        body
+    })
+    .await
+    .unwrap();
+    assert!(
+        metrics.contains("xdp_ingress_control_event_to_live_seconds_count"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("xdp_ingress_control_snapshots_total"),
+        "{metrics}"
+    );
 
     let status = daemon
         .signal_and_wait(libc::SIGTERM, Duration::from_secs(10))
