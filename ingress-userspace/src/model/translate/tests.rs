@@ -499,10 +499,31 @@ fn l4_takeover() {
 
 #[test]
 fn versions_increase_and_tls_cache_reuses() {
+    let (crt, key) = mk_cert_pem(&["a.example.com"]);
+    let mut o = base();
+    o.upsert(Object::Secret(Arc::new(mk_tls_secret(
+        "default", "t", &crt, &key,
+    ))));
+    let rule = vec![("a.example.com", vec![("/", "Prefix", "web", "80")])];
+    o.upsert(ing(with_tls(
+        mk_ingress("default", "a", 1, rule),
+        &["a.example.com"],
+        "t",
+    )));
     let mut t = Translator::new(mk_config());
-    let o = base();
-    assert_eq!(t.translate(&o).version, 1);
-    assert_eq!(t.translate(&o).version, 2);
+    let one = t.translate(&o);
+    let two = t.translate(&o);
+    assert_eq!((one.version, two.version), (1, 2));
+    let cert = |s: &Snapshot| s.l7.certificates["a.example.com"].clone();
+    assert!(
+        Arc::ptr_eq(&cert(&one), &cert(&two)),
+        "unchanged Secret not parsed again"
+    );
+    // A changed Secret (new object) is parsed again.
+    o.upsert(Object::Secret(Arc::new(mk_tls_secret(
+        "default", "t", &crt, &key,
+    ))));
+    assert!(!Arc::ptr_eq(&cert(&two), &cert(&t.translate(&o))));
 }
 
 #[test]
