@@ -143,7 +143,17 @@ async fn kube_source_converges_on_create_update_delete() {
     }
     // A non-TLS secret is filtered out by the field selector.
     api.put(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "opaque", "namespace": "default"}, "type": "Opaque"}));
-    let ctl = control_loop();
+    // Record every snapshot a plane gets, to check the very first one.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<Arc<Snapshot>>::new()));
+    let rec = seen.clone();
+    let ctl = controller::spawn(
+        Translator::new(TranslateConfig::default()),
+        vec![controller::sink("recorder", move |s| {
+            rec.lock().unwrap().push(s.clone());
+            Ok(())
+        })],
+        LoopConfig::default(),
+    );
     let _tasks = kube_source::spawn(kube_client(&api).await, None, ctl.events.clone());
     let mut rx = ctl.snapshots.clone();
     let s = converge(&mut rx, "initial list", |s| {
@@ -152,6 +162,22 @@ async fn kube_source_converges_on_create_update_delete() {
     .await;
     assert!(s.l7.certificates.contains_key("secure.example.com"));
     assert!(s.diagnostics.is_empty(), "{:?}", s.diagnostics);
+    // The first snapshot any plane saw was already complete: every kind listed before it.
+    let first = seen.lock().unwrap()[0].clone();
+    assert_eq!(first.version, 1);
+    assert!(
+        first.diagnostics.is_empty(),
+        "first snapshot: {:?}",
+        first.diagnostics
+    );
+    assert_eq!(
+        (
+            first.l7.hosts.len(),
+            first.l4.len(),
+            first.l7.certificates.len()
+        ),
+        (2, 1, 1)
+    );
 
     // Update an Ingress.
     let mut ing = api.get("ingresses", "default", "echo").unwrap();
@@ -455,6 +481,11 @@ async fn daemon_binary_serves_kube_source_and_releases_lease() {
         ),
     )
     .unwrap();
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut daemon = testbed::process::KillOnDrop::spawn(
         std::process::Command::new(&bin)
             .args(["run", "--no-xdp", "--kubeconfig"])
@@ -475,7 +506,8 @@ async fn daemon_binary_serves_kube_source_and_releases_lease() {
                 "0",
                 "--https-port",
                 "0",
-            ]),
+            ])
+            .arg(format!("--metrics-addr=127.0.0.1:{metrics_port}")),
     )
     .unwrap();
     let lb_ip = || {
@@ -495,6 +527,27 @@ async fn daemon_binary_serves_kube_source_and_releases_lease() {
     };
     assert_eq!(holder(), Some(json!("daemon-1")));
 
+    // The control loop's metrics are on the proxy's /metrics.
+    let metrics = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", metrics_port)).unwrap();
+        c.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut body = String::new();
+        c.read_to_string(&mut body).unwrap();
+        body
+    })
+    .await
+    .unwrap();
+    assert!(
+        metrics.contains("xdp_ingress_control_event_to_live_seconds_count"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("xdp_ingress_control_snapshots_total"),
+        "{metrics}"
+    );
+
     let status = daemon
         .signal_and_wait(libc::SIGTERM, Duration::from_secs(10))
         .unwrap();
@@ -503,4 +556,89 @@ async fn daemon_binary_serves_kube_source_and_releases_lease() {
         "clean exit on SIGTERM: {status:?}"
     );
     assert_eq!(holder(), Some(Value::Null), "lease released");
+}
+
+/// Bookmarks move a quiet watch's resourceVersion forward, so after the server compacts its
+/// history and restarts, the watch resumes where it was instead of re-listing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bookmarks_let_watches_resume_without_relist() {
+    let mut api = ApiServer::start().await.unwrap();
+    for o in default_objects_json() {
+        api.put(o);
+    }
+    let ctl = control_loop();
+    let _tasks = kube_source::spawn(kube_client(&api).await, None, ctl.events.clone());
+    let mut rx = ctl.snapshots.clone();
+    converge(&mut rx, "initial list", |s| {
+        s.l7.hosts.contains_key("echo.example.com")
+    })
+    .await;
+
+    // Unrelated writes move the server's resourceVersion well past every watched object.
+    for i in 0..20 {
+        api.put(
+            json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": format!("other-{i}"), "namespace": "default"}, "spec": {}}),
+        );
+    }
+    // Longer than the double's bookmark period: every watch has seen the new version.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let lists = api.list_count("ingresses");
+    api.compact();
+    api.restart().await.unwrap();
+    api.remove("ingresses", "default", "echo");
+    converge(&mut rx, "change after restart", |s| {
+        !s.l7.hosts.contains_key("echo.example.com")
+    })
+    .await;
+    assert_eq!(
+        api.list_count("ingresses"),
+        lists,
+        "resumed from the bookmark, no re-list"
+    );
+    assert!(
+        api.watch_count("ingresses") >= 2,
+        "the watch was re-established"
+    );
+}
+
+/// A manifest directory mounted from a ConfigMap: files are symlinks through `..data`, which
+/// the kubelet swaps atomically on update. The swap is picked up like an edit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifest_dir_follows_configmap_symlink_swaps() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let write_version = |name: &str, host: &str| {
+        let v = d.join(name);
+        std::fs::create_dir(&v).unwrap();
+        files::write_default_manifests(&v).unwrap();
+        let p = v.join("20-ingress.yaml");
+        let text = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(&p, text.replace("echo.example.com", host)).unwrap();
+    };
+    write_version("..2026_01", "v1.example.com");
+    symlink("..2026_01", d.join("..data")).unwrap();
+    for (name, _) in files::DEFAULT_MANIFESTS {
+        symlink(format!("..data/{name}"), d.join(name)).unwrap();
+    }
+    let ctl = control_loop();
+    let _w = files::watch(files::ManifestDir::new(d), ctl.events.clone()).unwrap();
+    let mut rx = ctl.snapshots.clone();
+    converge(&mut rx, "first version", |s| {
+        s.l7.hosts.contains_key("v1.example.com")
+    })
+    .await;
+
+    // The kubelet's update: new directory, new symlink, renamed over `..data`.
+    write_version("..2026_02", "v2.example.com");
+    symlink("..2026_02", d.join("..data_tmp")).unwrap();
+    std::fs::rename(d.join("..data_tmp"), d.join("..data")).unwrap();
+    std::fs::remove_dir_all(d.join("..2026_01")).unwrap();
+    let s = converge(&mut rx, "swapped version", |s| {
+        s.l7.hosts.contains_key("v2.example.com")
+    })
+    .await;
+    assert!(!s.l7.hosts.contains_key("v1.example.com"));
+    assert!(s.diagnostics.is_empty(), "{:?}", s.diagnostics);
 }

@@ -7,6 +7,7 @@
 //! returning) is recorded for every snapshot.
 
 use std::{
+    collections::HashSet,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -25,7 +26,7 @@ use tracing::{debug, error, info};
 use crate::{
     model::{Snapshot, translate::Translator},
     source::SourceEvent,
-    store::Store,
+    store::{Key, Store},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -233,12 +234,25 @@ pub fn spawn(
 }
 
 /// Applies one event; true when the next snapshot may differ (an EndpointSlice or Secret that
-/// nothing uses changes the store but not the snapshot).
-fn apply(store: &mut Store, translator: &Translator, ev: SourceEvent) -> bool {
-    let affects = match store.layer(ev.source) {
-        Some(layer) => translator.affects(layer, &ev.change),
-        None => true,
+/// nothing uses changes the store but not the snapshot). `endpoints_of` collects the Services
+/// whose endpoints changed, and becomes `None` once anything else changes.
+fn apply(
+    store: &mut Store,
+    translator: &Translator,
+    ev: SourceEvent,
+    endpoints_of: &mut Option<HashSet<Key>>,
+) -> bool {
+    let (affects, slices) = match store.layer(ev.source) {
+        Some(layer) => (
+            translator.affects(layer, &ev.change),
+            Translator::slice_services(layer, &ev.change),
+        ),
+        None => (true, None),
     };
+    match (endpoints_of.as_mut(), slices) {
+        (Some(set), Some(keys)) => set.extend(keys),
+        _ => *endpoints_of = None,
+    }
     store.apply(ev.source, ev.change) && affects
 }
 
@@ -256,7 +270,8 @@ async fn run(
         let Some(ev) = rx.recv().await else { break };
         let mut first = ev.at;
         let mut count = 1u64;
-        let mut changed = apply(&mut store, &translator, ev);
+        let mut endpoints_of = Some(HashSet::new());
+        let mut changed = apply(&mut store, &translator, ev, &mut endpoints_of);
         let deadline = Instant::now() + config.max_delay;
         loop {
             let wait = config
@@ -266,7 +281,7 @@ async fn run(
                 Ok(Some(ev)) => {
                     first = first.min(ev.at);
                     count += 1;
-                    changed |= apply(&mut store, &translator, ev);
+                    changed |= apply(&mut store, &translator, ev, &mut endpoints_of);
                     if Instant::now() >= deadline {
                         break;
                     }
@@ -288,7 +303,7 @@ async fn run(
         // Off the async workers: a large translation must not stall the proxy's tasks.
         let (s, t, snapshot, translate_time) = match tokio::task::spawn_blocking(move || {
             let t0 = Instant::now();
-            let snapshot = Arc::new(translator.translate(&store.view()));
+            let snapshot = translator.translate_shared(&store.view(), endpoints_of.as_ref());
             (store, translator, snapshot, t0.elapsed())
         })
         .await

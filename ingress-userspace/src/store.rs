@@ -210,6 +210,25 @@ pub enum Change {
     ReplaceKind(ObjectKind, Vec<Object>),
     /// The source's complete content (the manifest directory after any edit).
     ReplaceAll(Box<Objects>),
+    /// Several changes that must land in the same snapshot (the first complete list of every
+    /// kind, so no snapshot ever sees Ingresses without their Services).
+    Batch(Vec<Change>),
+}
+
+fn apply_to(layer: &mut Objects, change: Change) -> bool {
+    match change {
+        Change::Upsert(o) => layer.upsert(o),
+        Change::Delete(kind, key) => layer.delete(kind, &key),
+        Change::ReplaceKind(kind, objects) => layer.replace_kind(kind, objects),
+        Change::ReplaceAll(objects) => {
+            let changed = *layer != *objects;
+            *layer = *objects;
+            changed
+        }
+        Change::Batch(changes) => changes
+            .into_iter()
+            .fold(false, |changed, c| apply_to(layer, c) | changed),
+    }
 }
 
 /// The layered store. Single writer (the control loop); readers get [`Store::view`].
@@ -225,17 +244,7 @@ impl Store {
 
     /// Applies a change from `source`; returns whether the store's content changed.
     pub fn apply(&mut self, source: SourceId, change: Change) -> bool {
-        let layer = self.layers.entry(source).or_default();
-        match change {
-            Change::Upsert(o) => layer.upsert(o),
-            Change::Delete(kind, key) => layer.delete(kind, &key),
-            Change::ReplaceKind(kind, objects) => layer.replace_kind(kind, objects),
-            Change::ReplaceAll(objects) => {
-                let changed = *layer != *objects;
-                *layer = *objects;
-                changed
-            }
-        }
+        apply_to(self.layers.entry(source).or_default(), change)
     }
 
     /// The merged view of all layers (later sources win on duplicate keys). Cheap with one
@@ -309,5 +318,23 @@ mod tests {
         ));
         let keys: Vec<String> = s.view().services.keys().map(|k| k.to_string()).collect();
         assert_eq!(keys, ["f/file", "k/new"]);
+    }
+
+    #[test]
+    fn batch_applies_all_and_reports_any_change() {
+        let mut s = Store::new();
+        let batch = |label: &str| {
+            Change::Batch(vec![
+                Change::ReplaceKind(ObjectKind::Service, vec![svc("a", "x", label)]),
+                Change::Upsert(svc("a", "y", "1")),
+            ])
+        };
+        assert!(s.apply(SourceId::Kube, batch("1")));
+        assert_eq!(s.view().services.len(), 2);
+        assert!(s.apply(SourceId::Kube, batch("2")));
+        assert!(!s.apply(
+            SourceId::Kube,
+            Change::Batch(vec![Change::Upsert(svc("a", "y", "1"))])
+        ));
     }
 }

@@ -112,10 +112,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     .await
     .context("starting the L7 proxy")?;
     let sinks = dataplanes(&args, l4.as_ref(), proxy.clone())?;
+    let control_metrics = controller::ControlMetrics::new();
+    let mut registry = prometheus_client::registry::Registry::with_prefix("xdp_ingress");
+    control_metrics.register(&mut registry);
+    // Control-loop metrics (event-to-live, translation time) on the proxy's /metrics. Another
+    // component's text (XDP counters) can be appended in this same closure.
+    proxy.set_extra_metrics(Box::new(move || {
+        let mut text = String::new();
+        let _ = prometheus_client::encoding::text::encode_registry(&mut text, &registry);
+        text
+    }));
     let control = controller::spawn(
         Translator::new(translate_config),
         sinks,
-        LoopConfig::default(),
+        LoopConfig {
+            metrics: Some(control_metrics),
+            ..LoopConfig::default()
+        },
     );
     let sources = start_sources(&args.source, &control).await?;
 

@@ -106,7 +106,13 @@ pub fn spawn(
         }
     }
     let cfg = watcher::Config::default;
+    // Watchers report to the gatherer, which holds everything back until every kind has been
+    // listed once (or INITIAL_SYNC_TIMEOUT passed), then forwards.
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
+    let gatherer = tokio::spawn(gather_initial_sync(rx, events));
+    let events = tx;
     vec![
+        gatherer,
         tokio::spawn(watch_kind(
             api::<Ingress>(&client, namespace),
             cfg(),
@@ -150,6 +156,57 @@ pub fn spawn(
             events,
         )),
     ]
+}
+
+/// The kinds the source watches; the first snapshot waits for all of them.
+const KINDS: usize = 6;
+
+/// How long the first snapshot waits for every kind's first list before going ahead with what
+/// it has (e.g. when RBAC forbids one kind).
+pub const INITIAL_SYNC_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sends the first complete list of every kind as one `Batch` (so no snapshot sees Ingresses
+/// without their Services, which would answer 503 during a rolling restart), then forwards.
+async fn gather_initial_sync(
+    mut rx: tokio::sync::mpsc::Receiver<SourceEvent>,
+    events: EventSender,
+) {
+    let deadline = tokio::time::Instant::now() + INITIAL_SYNC_TIMEOUT;
+    let mut held: Vec<Change> = Vec::new();
+    let mut first_at = None;
+    let mut listed = std::collections::BTreeSet::new();
+    while listed.len() < KINDS {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(ev)) => {
+                first_at.get_or_insert(ev.at);
+                if let Change::ReplaceKind(kind, _) = &ev.change {
+                    listed.insert(*kind);
+                }
+                held.push(ev.change);
+            }
+            Ok(None) => return,
+            Err(_) => {
+                warn!(listed = ?listed, "not every kind listed in time; serving what there is");
+                break;
+            }
+        }
+    }
+    if !held.is_empty() {
+        let ev = SourceEvent {
+            source: SourceId::Kube,
+            change: Change::Batch(held),
+            at: first_at.unwrap_or_else(std::time::Instant::now),
+        };
+        if events.send(ev).await.is_err() {
+            return;
+        }
+    }
+    info!("initial list of every kind done");
+    while let Some(ev) = rx.recv().await {
+        if events.send(ev).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Drops what translation never reads: managed fields and the last-applied copy are often most

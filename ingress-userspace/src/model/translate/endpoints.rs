@@ -53,6 +53,32 @@ impl<'a> EndpointIndex<'a> {
         EndpointIndex { by_service }
     }
 
+    /// Like [`EndpointIndex::new`], for the slices of `services` only.
+    pub fn for_services(
+        objects: &'a Objects,
+        services: &std::collections::HashSet<crate::store::Key>,
+    ) -> Self {
+        let mut by_service: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
+        for slice in objects.endpoint_slices.values() {
+            let ns = slice.metadata.namespace.as_deref().unwrap_or_default();
+            let Some(svc) = slice
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL))
+            else {
+                continue;
+            };
+            if services.contains(&crate::store::Key::new(ns, svc.as_str())) {
+                by_service
+                    .entry((ns, svc.as_str()))
+                    .or_default()
+                    .push(slice);
+            }
+        }
+        EndpointIndex { by_service }
+    }
+
     /// Endpoints for one port of the Service `namespace/service`, sorted by address.
     pub fn resolve(&self, namespace: &str, service: &str, port: &ServicePort) -> Vec<Endpoint> {
         let Some(slices) = self.by_service.get(&(namespace, service)) else {

@@ -132,7 +132,7 @@ pub struct L7Builder<'a> {
     certificates: BTreeMap<String, Arc<TlsCertificate>>,
     default_certificate: Option<Arc<TlsCertificate>>,
     default_backend: Option<(ObjectRef, Arc<crate::model::Upstream>)>,
-    resolved: HashMap<(String, String, i32), Vec<Arc<Upstream>>>,
+    resolved: HashMap<(&'a str, &'a str, i32), Vec<Arc<Upstream>>>,
     /// Services and Secrets the routes depend on (found or not).
     pub refs: super::References,
 }
@@ -189,8 +189,9 @@ impl<'a> L7Builder<'a> {
         }
     }
 
-    pub fn add_ingress(&mut self, ing: &Ingress) {
-        let ns = ing.metadata.namespace.clone().unwrap_or_default();
+    pub fn add_ingress(&mut self, ing: &'a Ingress) {
+        let ns_ref: &'a str = ing.metadata.namespace.as_deref().unwrap_or_default();
+        let ns = ns_ref.to_string();
         let oref = ObjectRef::new(
             ObjectKind::Ingress,
             ns.clone(),
@@ -253,7 +254,7 @@ impl<'a> L7Builder<'a> {
         let fallback_action = spec
             .default_backend
             .as_ref()
-            .map(|b| self.action(&ns, b, &opts, &oref, "spec.defaultBackend"));
+            .map(|b| self.action(ns_ref, b, &opts, &oref, "spec.defaultBackend"));
         let fallback = fallback_action.as_ref().map(|action| Route {
             matches: RouteMatch {
                 path: PathMatch::Prefix("/".into()),
@@ -324,7 +325,7 @@ impl<'a> L7Builder<'a> {
                 }
                 hb.taken.insert(path.clone(), oref.clone());
                 let what = format!("spec.rules[{ri}].http.paths[{pi}]");
-                let action = self.action(&ns, &p.backend, &opts, &oref, &what);
+                let action = self.action(ns_ref, &p.backend, &opts, &oref, &what);
                 let route = Route {
                     matches: RouteMatch {
                         path,
@@ -351,8 +352,8 @@ impl<'a> L7Builder<'a> {
     /// A backend as a route action: forward to its upstream, or 503 with a diagnostic.
     fn action(
         &mut self,
-        ns: &str,
-        backend: &IngressBackend,
+        ns: &'a str,
+        backend: &'a IngressBackend,
         opts: &IngressOptions,
         oref: &ObjectRef,
         what: &str,
@@ -374,8 +375,8 @@ impl<'a> L7Builder<'a> {
 
     fn upstream(
         &mut self,
-        ns: &str,
-        backend: &IngressBackend,
+        ns: &'a str,
+        backend: &'a IngressBackend,
         opts: &IngressOptions,
     ) -> Result<Arc<Upstream>, (&'static str, String)> {
         let Some(b) = &backend.service else {
@@ -418,7 +419,7 @@ impl<'a> L7Builder<'a> {
         // proxy keys pools by id; sharing also saves copying endpoint lists).
         let variants = self
             .resolved
-            .entry((ns.to_string(), b.name.clone(), port.port))
+            .entry((ns, b.name.as_str(), port.port))
             .or_default();
         if let Some(u) = variants.iter().find(|u| {
             u.protocol == opts.protocol

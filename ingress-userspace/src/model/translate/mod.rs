@@ -14,6 +14,7 @@ pub mod annotations;
 pub mod class;
 pub mod diagnostics;
 pub mod endpoints;
+pub mod incremental;
 pub mod ingress;
 pub mod service;
 pub mod tls;
@@ -21,7 +22,7 @@ pub mod tls;
 #[cfg(test)]
 pub(crate) mod fixtures;
 
-use std::collections::HashSet;
+use std::{collections::HashSet, sync::Arc};
 
 use crate::{
     model::{ObjectKind, ObjectRef, Snapshot},
@@ -83,6 +84,8 @@ pub struct Translator {
     version: u64,
     tls: tls::TlsCache,
     refs: Option<References>,
+    /// The last snapshot of [`Translator::translate_shared`] and where its Services are used.
+    last: Option<(Arc<Snapshot>, incremental::Uses)>,
 }
 
 impl Translator {
@@ -92,6 +95,57 @@ impl Translator {
             version: 0,
             tls: tls::TlsCache::default(),
             refs: None,
+            last: None,
+        }
+    }
+
+    /// Translates, remembering the result. `endpoints_of`: the only changes since the previous
+    /// call were endpoints of these Services; then only their upstreams are rebuilt.
+    pub fn translate_shared(
+        &mut self,
+        objects: &Objects,
+        endpoints_of: Option<&HashSet<Key>>,
+    ) -> Arc<Snapshot> {
+        if let Some(mut fast) = endpoints_of.and_then(|c| self.endpoints_only(objects, c)) {
+            self.version += 1;
+            fast.version = self.version;
+            let snap = Arc::new(fast);
+            if let Some((last, _)) = &mut self.last {
+                *last = snap.clone();
+            }
+            return snap;
+        }
+        let snap = Arc::new(self.translate(objects));
+        self.last = Some((snap.clone(), incremental::Uses::of(&snap)));
+        snap
+    }
+
+    /// The Services whose endpoints `change` (not yet applied to `objects`) touches, if it
+    /// touches nothing but EndpointSlices.
+    pub fn slice_services(objects: &Objects, change: &Change) -> Option<Vec<Key>> {
+        let service_of = |o: &k8s_openapi::api::discovery::v1::EndpointSlice| {
+            let ns = o.metadata.namespace.clone().unwrap_or_default();
+            let svc = o
+                .metadata
+                .labels
+                .as_ref()?
+                .get(endpoints::SERVICE_NAME_LABEL)?;
+            Some(Key::new(ns, svc.clone()))
+        };
+        let old = |key: &Key| objects.endpoint_slices.get(key).and_then(|s| service_of(s));
+        match change {
+            Change::Upsert(o @ Object::EndpointSlice(s)) => {
+                Some(service_of(s).into_iter().chain(old(&o.key())).collect())
+            }
+            Change::Delete(ObjectKind::EndpointSlice, key) => Some(old(key).into_iter().collect()),
+            Change::Batch(changes) => {
+                let mut all = Vec::new();
+                for c in changes {
+                    all.extend(Self::slice_services(objects, c)?);
+                }
+                Some(all)
+            }
+            _ => None,
         }
     }
 
@@ -122,6 +176,7 @@ impl Translator {
             Change::Delete(ObjectKind::EndpointSlice, key) => slice_matters(key),
             Change::Upsert(o @ Object::Secret(_)) => refs.secrets.contains(&o.key()),
             Change::Delete(ObjectKind::Secret, key) => refs.secrets.contains(key),
+            Change::Batch(changes) => changes.iter().any(|c| self.affects(objects, c)),
             _ => true,
         }
     }
@@ -133,6 +188,7 @@ impl Translator {
 
     pub fn translate(&mut self, objects: &Objects) -> Snapshot {
         self.version += 1;
+        self.last = None;
         let mut diags = diagnostics::Diagnostics::default();
         diags.0.extend(objects.diagnostics.iter().cloned());
         let classes = class::Classes::new(objects, &self.config);

@@ -499,10 +499,33 @@ fn l4_takeover() {
 
 #[test]
 fn versions_increase_and_tls_cache_reuses() {
+    let (crt, key) = mk_cert_pem(&["a.example.com"]);
+    let mut o = base();
+    o.upsert(Object::Secret(Arc::new(mk_tls_secret(
+        "default", "t", &crt, &key,
+    ))));
+    let rule = vec![("a.example.com", vec![("/", "Prefix", "web", "80")])];
+    o.upsert(ing(with_tls(
+        mk_ingress("default", "a", 1, rule),
+        &["a.example.com"],
+        "t",
+    )));
     let mut t = Translator::new(mk_config());
-    let o = base();
-    assert_eq!(t.translate(&o).version, 1);
-    assert_eq!(t.translate(&o).version, 2);
+    let one = t.translate(&o);
+    let two = t.translate(&o);
+    assert_eq!((one.version, two.version), (1, 2));
+    let cert = |s: &Snapshot| s.l7.certificates["a.example.com"].clone();
+    assert!(
+        Arc::ptr_eq(&cert(&one), &cert(&two)),
+        "unchanged Secret not parsed again"
+    );
+    // A rotated Secret is parsed again.
+    let (crt2, key2) = mk_cert_pem(&["a.example.com"]);
+    o.upsert(Object::Secret(Arc::new(mk_tls_secret(
+        "default", "t", &crt2, &key2,
+    ))));
+    let three = t.translate(&o);
+    assert_eq!(&*cert(&three).chain_pem, crt2.as_bytes());
 }
 
 #[test]
@@ -764,4 +787,149 @@ fn unreferenced_slices_and_secrets_do_not_affect_the_snapshot() {
         &[],
     );
     assert!(t.affects(&o, &Change::Upsert(moved)));
+}
+
+/// Everything but the version, for comparing snapshots built different ways.
+fn content(s: &Snapshot) -> String {
+    format!(
+        "{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+        s.l7, s.l4, s.diagnostics, s.owned_ingresses, s.status_addresses
+    )
+}
+
+#[test]
+fn endpoint_fast_path_equals_full_translation() {
+    use crate::store::{Change, Key};
+    use std::collections::HashSet;
+    let mut o = base();
+    o.upsert(ing(mk_ingress(
+        "default",
+        "a",
+        1,
+        vec![
+            (
+                "a.example.com",
+                vec![
+                    ("/", "Prefix", "web", "80"),
+                    ("/api", "Prefix", "api", "80"),
+                ],
+            ),
+            ("*.wild.example.com", vec![("/", "Prefix", "web", "80")]),
+            ("", vec![("/any", "Prefix", "api", "http")]),
+        ],
+    )));
+    let mut fallback = mk_ingress("default", "fallback", 2, vec![]);
+    fallback.spec.as_mut().unwrap().default_backend = Some(backend("web", "80"));
+    o.upsert(ing(fallback));
+    let mut echo = mk_service(
+        "default",
+        "echo",
+        "NodePort",
+        vec![{
+            let mut p = mk_port(Some("tcp"), 9000, IntOrString::Int(9000));
+            p.node_port = Some(30090);
+            p
+        }],
+    );
+    echo.metadata.annotations =
+        Some([(L4_ACCELERATION_ANNOTATION.to_string(), "true".to_string())].into());
+    o.upsert(svc(echo));
+    o.upsert(mk_slice(
+        "default",
+        "echo-1",
+        "echo",
+        "IPv4",
+        &[(Some("tcp"), 9000)],
+        &[("198.19.0.2", Some(true), None, None)],
+    ));
+
+    let steps: Vec<Change> = vec![
+        // A pod of web turns terminating, one is added.
+        Change::Upsert(mk_slice(
+            "default",
+            "web-abc",
+            "web",
+            "IPv4",
+            &[(Some("http"), 8080)],
+            &[
+                ("198.19.0.2", Some(false), Some(true), Some(true)),
+                ("198.19.5.2", Some(true), None, None),
+            ],
+        )),
+        // A second slice for api, then api's first slice goes away.
+        Change::Upsert(mk_slice(
+            "default",
+            "api-two",
+            "api",
+            "IPv4",
+            &[(Some("http"), 8080)],
+            &[("198.19.6.2", Some(true), None, None)],
+        )),
+        Change::Delete(ObjectKind::EndpointSlice, Key::new("default", "api-abc")),
+        // The L4 service's endpoints change.
+        Change::Upsert(mk_slice(
+            "default",
+            "echo-1",
+            "echo",
+            "IPv4",
+            &[(Some("tcp"), 9000)],
+            &[("198.19.7.2", Some(true), None, None)],
+        )),
+        // Both in one batch.
+        Change::Batch(vec![
+            Change::Upsert(mk_slice(
+                "default",
+                "web-abc",
+                "web",
+                "IPv4",
+                &[(Some("http"), 8080)],
+                &[],
+            )),
+            Change::Upsert(mk_slice(
+                "default",
+                "echo-1",
+                "echo",
+                "IPv4",
+                &[(Some("tcp"), 9000)],
+                &[],
+            )),
+        ]),
+    ];
+    let mut t = Translator::new(mk_config());
+    t.translate_shared(&o, None);
+    for (i, change) in steps.into_iter().enumerate() {
+        let touched: HashSet<Key> = Translator::slice_services(&o, &change)
+            .expect("slice-only change")
+            .into_iter()
+            .collect();
+        assert!(!touched.is_empty(), "step {i}");
+        let mut layer = crate::store::Store::new();
+        layer.apply(
+            crate::store::SourceId::Other,
+            Change::ReplaceAll(Box::new(o.clone())),
+        );
+        layer.apply(crate::store::SourceId::Other, change);
+        o = layer.view().into_owned();
+        assert!(
+            t.endpoints_only(&o, &touched).is_some(),
+            "step {i} took the fast path"
+        );
+        let fast = t.translate_shared(&o, Some(&touched));
+        let full = translate(&o, &mk_config());
+        assert_eq!(content(&fast), content(&full), "step {i}");
+        assert_eq!(fast.version, i as u64 + 2);
+    }
+    // A Service change is not endpoint-only; a port that vanished falls back to full.
+    assert!(
+        Translator::slice_services(
+            &o,
+            &Change::Upsert(svc(mk_service("default", "web", "ClusterIP", vec![])))
+        )
+        .is_none()
+    );
+    o.upsert(svc(mk_service("default", "web", "ClusterIP", vec![])));
+    let touched: HashSet<Key> = [Key::new("default", "web")].into();
+    assert!(t.endpoints_only(&o, &touched).is_none());
+    let s = t.translate_shared(&o, Some(&touched));
+    assert_eq!(content(&s), content(&translate(&o, &mk_config())));
 }

@@ -1,0 +1,186 @@
+//! The fast path for the most common change: endpoints of some Services moved (EndpointSlice
+//! updates) and nothing else. The previous snapshot is copied (its maps hold `Arc`s) and only
+//! the upstreams of those Services are rebuilt with fresh endpoints, in every virtual host and
+//! default backend that uses them; L4 services and status addresses are recomputed whole (cheap).
+//! Anything it cannot map back (a Service or port gone) returns `None`: the caller translates
+//! in full. Tests check it gives exactly what a full translation gives.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::Arc,
+};
+
+use super::{Translator, endpoints::EndpointIndex};
+use crate::{
+    model::{RouteAction, Snapshot, Upstream, VirtualHost, WeightedUpstream},
+    store::{Key, Objects},
+};
+
+/// Where each Service's upstreams appear in a snapshot.
+#[derive(Debug, Default)]
+pub struct Uses {
+    /// Service -> exact host names, wildcard suffixes, any-host.
+    exact: HashMap<Key, Vec<String>>,
+    wildcard: HashMap<Key, Vec<String>>,
+    any: HashSet<Key>,
+}
+
+fn key_of(u: &Upstream) -> Key {
+    Key::new(u.service.namespace.clone(), u.service.name.clone())
+}
+
+impl Uses {
+    pub fn of(snapshot: &Snapshot) -> Uses {
+        let mut uses = Uses::default();
+        let services = |vh: &VirtualHost| {
+            let mut keys: Vec<Key> = vh
+                .routes
+                .iter()
+                .filter_map(|r| match &r.action {
+                    RouteAction::Forward(ups) => Some(ups.iter().map(|w| key_of(&w.upstream))),
+                    RouteAction::Respond { .. } => None,
+                })
+                .flatten()
+                .collect();
+            keys.sort();
+            keys.dedup();
+            keys
+        };
+        for (host, vh) in &snapshot.l7.hosts {
+            for k in services(vh) {
+                uses.exact.entry(k).or_default().push(host.clone());
+            }
+        }
+        for (suffix, vh) in &snapshot.l7.wildcard_hosts {
+            for k in services(vh) {
+                uses.wildcard.entry(k).or_default().push(suffix.clone());
+            }
+        }
+        if let Some(vh) = &snapshot.l7.any_host {
+            uses.any.extend(services(vh));
+        }
+        uses
+    }
+}
+
+/// Rebuilds upstreams of `changed` Services; shares one new Arc per old one.
+struct Rebuilder<'a> {
+    objects: &'a Objects,
+    endpoints: EndpointIndex<'a>,
+    changed: &'a HashSet<Key>,
+    done: HashMap<*const Upstream, Arc<Upstream>>,
+}
+
+impl Rebuilder<'_> {
+    fn upstream(&mut self, old: &Arc<Upstream>) -> Option<Arc<Upstream>> {
+        let key = key_of(old);
+        if !self.changed.contains(&key) {
+            return Some(old.clone());
+        }
+        if let Some(u) = self.done.get(&Arc::as_ptr(old)) {
+            return Some(u.clone());
+        }
+        let number: i32 = old.id.rsplit_once(':')?.1.parse().ok()?;
+        let svc = self.objects.services.get(&key)?;
+        let port = svc
+            .spec
+            .as_ref()?
+            .ports
+            .as_deref()?
+            .iter()
+            .find(|p| p.port == number)?;
+        let fresh = Arc::new(Upstream {
+            endpoints: self.endpoints.resolve(&key.namespace, &key.name, port),
+            ..(**old).clone()
+        });
+        self.done.insert(Arc::as_ptr(old), fresh.clone());
+        Some(fresh)
+    }
+
+    fn host(&mut self, vh: &Arc<VirtualHost>) -> Option<Arc<VirtualHost>> {
+        let mut routes = Vec::with_capacity(vh.routes.len());
+        for r in &vh.routes {
+            let mut r = r.clone();
+            if let RouteAction::Forward(ups) = &r.action {
+                let mut new = Vec::with_capacity(ups.len());
+                for w in ups {
+                    new.push(WeightedUpstream {
+                        upstream: self.upstream(&w.upstream)?,
+                        weight: w.weight,
+                    });
+                }
+                r.action = RouteAction::Forward(new);
+            }
+            routes.push(r);
+        }
+        Some(Arc::new(VirtualHost {
+            host: vh.host.clone(),
+            routes,
+            tls: vh.tls,
+        }))
+    }
+}
+
+fn replace(
+    map: &mut BTreeMap<String, Arc<VirtualHost>>,
+    names: Option<&Vec<String>>,
+    rb: &mut Rebuilder,
+) -> Option<()> {
+    for name in names.into_iter().flatten() {
+        let vh = map.get(name)?.clone();
+        map.insert(name.clone(), rb.host(&vh)?);
+    }
+    Some(())
+}
+
+impl Translator {
+    /// The snapshot after endpoint changes of `changed` Services only, from the last one.
+    pub(super) fn endpoints_only(
+        &self,
+        objects: &Objects,
+        changed: &HashSet<Key>,
+    ) -> Option<Snapshot> {
+        let (last, uses) = self.last.as_ref()?;
+        let mut snap = (**last).clone();
+        let mut rb = Rebuilder {
+            objects,
+            endpoints: EndpointIndex::for_services(objects, changed),
+            changed,
+            done: HashMap::new(),
+        };
+        for key in changed {
+            replace(&mut snap.l7.hosts, uses.exact.get(key), &mut rb)?;
+            replace(&mut snap.l7.wildcard_hosts, uses.wildcard.get(key), &mut rb)?;
+            if uses.any.contains(key)
+                && let Some(vh) = &snap.l7.any_host
+            {
+                snap.l7.any_host = Some(rb.host(&vh.clone())?);
+            }
+        }
+        if let Some(d) = &snap.l7.default_backend {
+            snap.l7.default_backend = Some(rb.upstream(&d.clone())?);
+        }
+        for l4 in &mut snap.l4 {
+            let key = Key::new(l4.service.namespace.clone(), l4.service.name.clone());
+            if !changed.contains(&key) {
+                continue;
+            }
+            let label = l4.id.rsplit_once(':')?.1;
+            let port = objects
+                .services
+                .get(&key)?
+                .spec
+                .as_ref()?
+                .ports
+                .as_deref()?
+                .iter()
+                .find(|p| {
+                    p.name.as_deref() == Some(label)
+                        || (p.name.is_none() && p.port.to_string() == label)
+                })?;
+            l4.endpoints = rb.endpoints.resolve(&key.namespace, &key.name, port);
+        }
+        snap.status_addresses = super::status_addresses(objects, &snap.l4, &self.config);
+        Some(snap)
+    }
+}
