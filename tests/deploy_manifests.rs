@@ -254,11 +254,12 @@ impl<'a> DaemonSet<'a> {
         let env = env_values(container, bundle);
         let mut flags = BTreeMap::new();
         for arg in &args[1..] {
-            let (flag, value) = arg
-                .split_once('=')
-                .unwrap_or_else(|| panic!("{}: write flags as --flag=value: {arg}", bundle.name));
+            // `--flag=value`, or a bare `--switch` (recorded with an empty value).
+            let (flag, value) = match arg.split_once('=') {
+                Some((flag, value)) => (flag, resolve(value, &env)),
+                None => (arg.as_str(), String::new()),
+            };
             assert!(flag.starts_with("--"), "{}: not a flag: {arg}", bundle.name);
-            let value = resolve(value, &env);
             assert!(
                 flags.insert(flag.to_string(), value).is_none(),
                 "{}: {flag} given twice",
@@ -300,8 +301,8 @@ impl<'a> DaemonSet<'a> {
     }
 }
 
-/// Container env: literal values and ConfigMap keys (`None` for values known only at run time,
-/// such as the node name).
+/// Container env: literal values, ConfigMap keys and the pod's namespace (`None` for values
+/// known only at run time, such as the node name).
 fn env_values(container: &Value, bundle: &Bundle) -> BTreeMap<String, Option<String>> {
     let mut out = BTreeMap::new();
     for e in container
@@ -327,6 +328,9 @@ fn env_values(container: &Value, bundle: &Bundle) -> BTreeMap<String, Option<Str
             let v = str_at(map, &["data", key])
                 .unwrap_or_else(|| panic!("{}: ConfigMap {cm} has no key {key}", bundle.name));
             Some(v.to_string())
+        } else if str_at(e, &["valueFrom", "fieldRef", "fieldPath"]) == Some("metadata.namespace") {
+            // The pod runs in the DaemonSet's namespace.
+            str_at(bundle.one("DaemonSet"), &["metadata", "namespace"]).map(str::to_owned)
         } else {
             None
         };
@@ -335,15 +339,27 @@ fn env_values(container: &Value, bundle: &Bundle) -> BTreeMap<String, Option<Str
     out
 }
 
+/// Expands every `$(VAR)` in a flag value as the kubelet does (`<VAR>` when known only at run
+/// time).
 fn resolve(value: &str, env: &BTreeMap<String, Option<String>>) -> String {
-    match value.strip_prefix("$(").and_then(|v| v.strip_suffix(')')) {
-        Some(var) => match env.get(var) {
-            Some(Some(v)) => v.clone(),
-            Some(None) => format!("<{var}>"),
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("$(") {
+        let end = rest[start..]
+            .find(')')
+            .map(|e| start + e)
+            .unwrap_or_else(|| panic!("flag value {value}: unclosed $("));
+        let var = &rest[start + 2..end];
+        out.push_str(&rest[..start]);
+        match env.get(var) {
+            Some(Some(v)) => out.push_str(v),
+            Some(None) => out.push_str(&format!("<{var}>")),
             None => panic!("flag value {value} names no env var of the container"),
-        },
-        None => value.to_string(),
+        }
+        rest = &rest[end + 1..];
     }
+    out.push_str(rest);
+    out
 }
 
 fn seconds(duration: &str) -> u64 {
@@ -435,13 +451,9 @@ fn rbac_is_exactly_what_the_controller_calls() {
             b.name
         );
 
-        // Leases are looked up in --election-namespace, which must be where the Role grants them.
-        assert_eq!(
-            ds.flag("--election-namespace"),
-            "<POD_NAMESPACE>",
-            "{}",
-            b.name
-        );
+        // Leases are looked up in --election-namespace, which must be where the Role grants them
+        // (POD_NAMESPACE, checked below to be the pod's own namespace).
+        assert_eq!(ds.flag("--election-namespace"), namespace, "{}", b.name);
         let pod_ns = ds
             .container
             .get("env")
@@ -707,6 +719,24 @@ fn ingress_class_and_services_match_the_daemonset() {
             at(ds.object, &["spec", "template", "metadata", "labels"]).expect("pod labels");
         let services: Vec<_> = b.of_kind("Service").collect();
         assert!(!services.is_empty(), "{}: no Service", b.name);
+        // --ingress-service names the Service clients reach (the one exposing `http`): XDP
+        // takes its NodePorts over and Ingress status lists the nodes behind it.
+        let own = services
+            .iter()
+            .find(|s| {
+                at(s, &["spec", "ports"])
+                    .and_then(Value::as_sequence)
+                    .into_iter()
+                    .flatten()
+                    .any(|p| str_at(p, &["targetPort"]) == Some("http"))
+            })
+            .unwrap_or_else(|| panic!("{}: no Service targets port http", b.name));
+        let own_key = format!(
+            "{}/{}",
+            str_at(own, &["metadata", "namespace"]).expect("Service namespace"),
+            name_of(own)
+        );
+        assert_eq!(ds.flag("--ingress-service"), own_key, "{}", b.name);
         for svc in services {
             let svc_selector = at(svc, &["spec", "selector"])
                 .and_then(Value::as_mapping)
@@ -738,6 +768,11 @@ fn ingress_class_and_services_match_the_daemonset() {
         }
     }
     let plain = Bundle::load(&repo_root().join("deploy/manifests"));
+    // Rolling updates keep flows: the XDP/tc links stay pinned while the pod restarts.
+    assert!(
+        plain.daemonset().flags.contains_key("--l4-keep-attached"),
+        "deploy/manifests: DaemonSet lacks --l4-keep-attached"
+    );
     let svc = plain
         .of_kind("Service")
         .find(|s| name_of(s) == "xdp-ingress")
@@ -820,6 +855,22 @@ fn accepted_flags(help: &str) -> BTreeMap<String, BTreeSet<String>> {
     flags
 }
 
+/// Flags whose `--help` line takes a value (`--flag <VALUE>`); the others are switches.
+fn value_flags(help: &str) -> BTreeSet<String> {
+    help.lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with('-') && !l.starts_with("- "))
+        .filter_map(|l| {
+            let mut words = l.split([',', ' ', '=']).filter(|w| !w.is_empty());
+            let flag = words.find(|w| w.starts_with("--"))?;
+            words
+                .next()
+                .is_some_and(|w| w.starts_with('<') || w.starts_with("[<"))
+                .then(|| flag.to_string())
+        })
+        .collect()
+}
+
 /// Every `- --flag=` line of the chart's DaemonSet template, including conditional ones.
 fn chart_template_flags() -> BTreeSet<String> {
     let path = repo_root().join("deploy/helm/xdp-ingress/templates/daemonset.yaml");
@@ -833,7 +884,9 @@ fn chart_template_flags() -> BTreeSet<String> {
 
 #[test]
 fn manifest_flags_are_accepted_by_xdp_ingress_run() {
-    let accepted = accepted_flags(&run_help());
+    let help = run_help();
+    let accepted = accepted_flags(&help);
+    let takes_value = value_flags(&help);
     assert!(
         accepted.contains_key("--iface"),
         "could not parse `run --help`:\n{accepted:?}"
@@ -844,6 +897,13 @@ fn manifest_flags_are_accepted_by_xdp_ingress_run() {
         let ds = b.daemonset();
         for (flag, value) in &ds.flags {
             used.entry(flag.clone()).or_default().insert(b.name.clone());
+            if accepted.contains_key(flag) && value.is_empty() == takes_value.contains(flag) {
+                problems.push(if value.is_empty() {
+                    format!("{}: {flag} needs a value (--flag=value)", b.name)
+                } else {
+                    format!("{}: {flag} is a switch and takes no value", b.name)
+                });
+            }
             let choices = accepted.get(flag).cloned().unwrap_or_default();
             if !choices.is_empty() && !value.starts_with('<') && !choices.contains(value) {
                 problems.push(format!(
