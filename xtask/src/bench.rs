@@ -42,6 +42,11 @@ const BENCHES: &[Bench] = &[
         what: "L7 proxy req/s and p99 vs nginx (1 worker each): HTTP/1.1 keep-alive, HTTPS, HTTP/2 (wrk, h2load)",
         test: "bench_l7",
     },
+    Bench {
+        name: "l4",
+        what: "in-kernel ns/packet of every L4 path (new flow, established, affinity, NAT, reply, drop) vs a bare XDP_PASS (BPF_PROG_TEST_RUN, 1e6 runs)",
+        test: "bench_l4",
+    },
 ];
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {

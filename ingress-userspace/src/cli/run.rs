@@ -117,9 +117,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     control_metrics.register(&mut registry);
     // Control-loop metrics (event-to-live, translation time) on the proxy's /metrics. Another
     // component's text (XDP counters) can be appended in this same closure.
+    let l4_for_metrics = l4.clone();
     proxy.set_extra_metrics(Box::new(move || {
         let mut text = String::new();
         let _ = prometheus_client::encoding::text::encode_registry(&mut text, &registry);
+        // The XDP counters, read from the per-CPU map at scrape time.
+        if let Some(stats) = l4_for_metrics.as_ref().and_then(|l4| l4.stats().ok()) {
+            text.push_str(&crate::dataplane::stats::prometheus_text(&stats));
+        }
         text
     }));
     let control = controller::spawn(
@@ -168,6 +173,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     sources.shutdown().await;
+    // Tell the L4 path first: new connections to the ingress's own Service go to other nodes'
+    // proxies from now on, while this one finishes what it has.
+    if let Some(l4) = &l4 {
+        let draining = control.snapshots.borrow().with_local_proxy_draining();
+        if let Err(e) = l4.apply(&draining) {
+            warn!(error = %anyhow::Error::new(e), "could not steer new connections away from the draining proxy");
+        }
+    }
     let _ = shutdown_tx.send(true);
     if tokio::time::timeout(args.proxy.drain_timeout, proxy.finished())
         .await

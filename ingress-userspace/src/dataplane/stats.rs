@@ -32,3 +32,88 @@ pub fn read(map: &PerCpuArray<&MapData, Counter>) -> Result<StatsView, aya::maps
     }
     Ok(StatsView { counters })
 }
+
+/// The counters as Prometheus text: `xdp_ingress_xdp_packets_total` and
+/// `xdp_ingress_xdp_bytes_total`, labelled by the counter's family (`kind`: protocol, pass,
+/// drop, action) and name (`counter`). Appended to the proxy's `/metrics`.
+pub fn prometheus_text(view: &StatsView) -> String {
+    use ingress_common::stats::StatKind;
+    use std::fmt::Write as _;
+    let kind = |label: &str| match Stat::ALL
+        .iter()
+        .find(|s| s.label() == label)
+        .map(|s| s.kind())
+    {
+        Some(StatKind::Protocol) => "protocol",
+        Some(StatKind::Pass) => "pass",
+        Some(StatKind::Drop) => "drop",
+        Some(StatKind::Action) | None => "action",
+    };
+    let mut out = String::new();
+    for (metric, help, value) in [
+        (
+            "xdp_ingress_xdp_packets",
+            "Packets counted by the XDP program.",
+            (|c: &Counter| c.packets) as fn(&Counter) -> u64,
+        ),
+        (
+            "xdp_ingress_xdp_bytes",
+            "Bytes counted by the XDP program.",
+            |c: &Counter| c.bytes,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {metric} {help}");
+        let _ = writeln!(out, "# TYPE {metric} counter");
+        for (label, c) in &view.counters {
+            let _ = writeln!(
+                out,
+                "{metric}_total{{kind=\"{}\",counter=\"{label}\"}} {}",
+                kind(label),
+                value(c)
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_become_labelled_prometheus_counters() {
+        let view = StatsView {
+            counters: vec![
+                (
+                    "rx".into(),
+                    Counter {
+                        packets: 3,
+                        bytes: 180,
+                    },
+                ),
+                (
+                    Stat::PassIpv4Fragment.label().into(),
+                    Counter {
+                        packets: 1,
+                        bytes: 60,
+                    },
+                ),
+            ],
+        };
+        let text = prometheus_text(&view);
+        assert!(
+            text.contains("# TYPE xdp_ingress_xdp_packets counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("xdp_ingress_xdp_packets_total{kind=\"protocol\",counter=\"rx\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "xdp_ingress_xdp_bytes_total{kind=\"pass\",counter=\"pass_ipv4_fragment\"} 60\n"
+            ),
+            "{text}"
+        );
+    }
+}

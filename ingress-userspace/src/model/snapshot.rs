@@ -78,6 +78,28 @@ pub struct Snapshot {
     pub status_addresses: Vec<String>,
 }
 
+impl Snapshot {
+    /// This snapshot as the L4 path should see it while this node's proxy drains: endpoints of
+    /// the ingress's own Service on `local_node` are terminating, so new connections go to the
+    /// proxies of other nodes while open ones finish here.
+    pub fn with_local_proxy_draining(&self) -> Snapshot {
+        let mut s = self.clone();
+        let Some(node) = self.local_node.as_deref() else {
+            return s;
+        };
+        for svc in s.l4.iter_mut().filter(|svc| svc.local_proxy) {
+            for ep in svc
+                .endpoints
+                .iter_mut()
+                .filter(|ep| ep.node_name.as_deref() == Some(node))
+            {
+                ep.state = EndpointState::Terminating;
+            }
+        }
+        s
+    }
+}
+
 impl ObjectRef {
     pub fn new(kind: ObjectKind, namespace: impl Into<String>, name: impl Into<String>) -> Self {
         ObjectRef {
@@ -339,4 +361,62 @@ pub struct TlsCertificate {
     pub chain_pem: Arc<[u8]>,
     /// PEM of the private key (`tls.key`).
     pub key_pem: Arc<[u8]>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(addr: &str, node: &str) -> Endpoint {
+        Endpoint {
+            addr: addr.parse().expect("addr"),
+            state: EndpointState::Active,
+            weight: 1,
+            node_name: Some(node.into()),
+            zone: None,
+            target: None,
+        }
+    }
+
+    fn service(id: &str, local_proxy: bool) -> L4Service {
+        L4Service {
+            id: id.into(),
+            service: ObjectRef::new(ObjectKind::Service, "ingress", id),
+            protocol: L4Protocol::Tcp,
+            frontends: vec![Frontend::NodePort(30080)],
+            endpoints: vec![endpoint("10.0.0.1:80", "a"), endpoint("10.0.0.2:80", "b")],
+            client_ip_affinity: None,
+            source_ranges: vec![],
+            local_proxy,
+        }
+    }
+
+    #[test]
+    fn draining_marks_only_this_nodes_proxy_terminating() {
+        let snap = Snapshot {
+            l4: vec![service("own", true), service("other", false)],
+            local_node: Some("a".into()),
+            ..Snapshot::default()
+        };
+        let d = snap.with_local_proxy_draining();
+        let states = |i: usize| {
+            d.l4[i]
+                .endpoints
+                .iter()
+                .map(|e| e.state)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            states(0),
+            [EndpointState::Terminating, EndpointState::Active]
+        );
+        // Services that are not the ingress's own keep their endpoints as they are.
+        assert_eq!(states(1), [EndpointState::Active, EndpointState::Active]);
+        // Without a node name nothing can be local: unchanged.
+        let anon = Snapshot {
+            local_node: None,
+            ..snap.clone()
+        };
+        assert_eq!(anon.with_local_proxy_draining().l4, anon.l4);
+    }
 }
