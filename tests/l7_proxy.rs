@@ -25,7 +25,7 @@ use xdp_ingress::{
         BackendProtocol, CookieAffinity, L7Config, LoadBalancing, ObjectKind, ObjectRef,
         RoutePolicy, Snapshot, TlsCertificate, Upstream,
     },
-    proxy::{ProxyArgs, REASON_HEADER, fixtures::*, tls::self_signed_pem},
+    proxy::{ProxyArgs, REASON_HEADER, SOURCE_DENIED, fixtures::*, tls::self_signed_pem},
 };
 
 fn backend(name: &str) -> HttpBackend {
@@ -962,4 +962,118 @@ async fn hostile_requests_get_errors_and_harm_nobody() {
     // Everyone else is served as before.
     let g = get(&http1_client(), proxy.http(), "h.test", "/ok").await;
     assert_eq!(g.status, StatusCode::OK);
+}
+
+/// Ingress YAML for one host whose `/` goes to a Service with one endpoint at `backend`,
+/// with these annotations (`key: value` lines, prefix included).
+fn ingress_yaml(host: &str, backend: SocketAddr, annotations: &[(&str, &str)]) -> String {
+    let port = backend.port();
+    let ip = backend.ip();
+    let mut ann: String = annotations
+        .iter()
+        .map(|(k, v)| format!("    {k}: {v:?}\n"))
+        .collect();
+    if !ann.is_empty() {
+        ann.insert_str(0, "  annotations:\n");
+    }
+    format!(
+        r#"apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: default}}
+spec:
+  ports: [{{name: http, port: 80, targetPort: {port}}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-1
+  namespace: default
+  labels: {{kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{{name: http, port: {port}, protocol: TCP}}]
+endpoints:
+- {{addresses: ["{ip}"], conditions: {{ready: true}}, targetRef: {{kind: Pod, name: web-0}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: guarded
+  namespace: default
+{ann}spec:
+  ingressClassName: xdp-ingress
+  rules:
+  - host: {host}
+    http:
+      paths:
+      - {{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}
+"#
+    )
+}
+
+/// Translates manifests as the control plane does (manifest parser, store, translation).
+fn translated(version: u64, yaml: &str) -> Arc<Snapshot> {
+    use xdp_ingress::{
+        model::translate::{TranslateConfig, translate},
+        source::files::parse_manifests,
+        store::Objects,
+    };
+    let objects = Objects::from_objects(parse_manifests(yaml).expect("manifests parse"));
+    let mut s = translate(&objects, &TranslateConfig::default());
+    s.version = version;
+    Arc::new(s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowlist_source_range_from_ingress_yaml_answers_403_outside_it() {
+    let a = backend("a");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    const ALLOW: &str = "nginx.ingress.kubernetes.io/allowlist-source-range";
+    const WHITELIST: &str = "nginx.ingress.kubernetes.io/whitelist-source-range";
+    let cases: [(&[(&str, &str)], StatusCode); 6] = [
+        // Client 127.0.0.1 outside the ranges: 403, the backend never sees it.
+        (
+            &[(ALLOW, "198.18.0.0/15, 2001:db8::/32")],
+            StatusCode::FORBIDDEN,
+        ),
+        (&[(ALLOW, "10.0.0.0/8,127.0.0.0/8")], StatusCode::OK),
+        (&[(ALLOW, "127.0.0.1/32")], StatusCode::OK),
+        (&[(ALLOW, "127.0.0.2/32")], StatusCode::FORBIDDEN),
+        // The older annotation name works the same; a bad CIDR fails closed.
+        (&[(WHITELIST, "0.0.0.0/0")], StatusCode::OK),
+        (&[(ALLOW, "127.0.0.0/8, not-a-cidr")], StatusCode::FORBIDDEN),
+    ];
+    let mut forbidden = 0;
+    for (v, (annotations, want)) in cases.into_iter().enumerate() {
+        let snap = translated(
+            v as u64 + 1,
+            &ingress_yaml("guarded.test", a.addr, annotations),
+        );
+        proxy.handle.apply(snap);
+        let before = a.requests();
+        let g = get(&c, proxy.http(), "guarded.test", "/x").await;
+        assert_eq!(g.status, want, "{annotations:?}");
+        if want == StatusCode::FORBIDDEN {
+            forbidden += 1;
+            assert_eq!(g.header(REASON_HEADER), SOURCE_DENIED);
+            assert_eq!(&g.body[..], b"403 Forbidden\n");
+            assert_eq!(a.requests(), before, "denied request reached the backend");
+        } else {
+            assert_eq!(g.pod(), "a");
+        }
+    }
+    // Without the annotation everyone is served.
+    proxy
+        .handle
+        .apply(translated(10, &ingress_yaml("guarded.test", a.addr, &[])));
+    assert_eq!(
+        get(&c, proxy.http(), "guarded.test", "/").await.status,
+        StatusCode::OK
+    );
+    // Counted like every other answer.
+    let m = proxy.handle.metrics_text();
+    let line = format!(
+        "xdp_ingress_requests_total{{ingress=\"default/guarded\",host=\"guarded.test\",path=\"/\",status=\"403\"}} {forbidden}"
+    );
+    assert!(m.contains(&line), "{line}\n{m}");
 }

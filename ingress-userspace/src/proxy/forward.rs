@@ -24,6 +24,7 @@ use tracing::debug;
 use super::{
     Runtime, Shared,
     access_log::{Entry, LoggedBody, now_epoch},
+    allowlist,
     body::BodySlot,
     headers::{ClientSide, add_forwarding, is_upgrade, strip_hop_by_hop},
     metrics::{RequestLabels, RouteLabels, UpstreamLabels},
@@ -34,6 +35,9 @@ use crate::model::RoutePolicy;
 
 /// Header naming why the proxy answered a request itself.
 pub const REASON_HEADER: &str = "x-xdp-ingress-reason";
+
+/// [`REASON_HEADER`] of a 403 for a client outside the route's `allowlist-source-range`.
+pub const SOURCE_DENIED: &str = "client address not in allowlist-source-range";
 
 /// The client connection a request arrived on.
 #[derive(Debug)]
@@ -99,6 +103,12 @@ async fn route(
             if !conn.tls && vh.tls && route.policy.ssl_redirect != Some(false) {
                 out.reason = Some("ssl-redirect".into());
                 return redirect(shared, host, req.uri());
+            }
+            // After the redirect, as ingress-nginx (rewrite phase before access phase); before
+            // anything else, local answers included, so a denied client learns nothing more.
+            if !allowlist::allows(&route.policy.allow_source_ranges, conn.client.ip()) {
+                out.reason = Some(SOURCE_DENIED.into());
+                return local(StatusCode::FORBIDDEN, SOURCE_DENIED);
             }
             match &route.action {
                 CompiledAction::Respond { status, reason } => {

@@ -8,6 +8,7 @@
 //! upgraded WebSockets included — are never touched. Nothing is ever reloaded.
 
 pub mod access_log;
+pub mod allowlist;
 pub mod args;
 pub mod body;
 pub mod fixtures;
@@ -35,7 +36,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
 pub use args::{AccessLogFormat, ProxyArgs};
-pub use forward::REASON_HEADER;
+pub use forward::{REASON_HEADER, SOURCE_DENIED};
 
 use crate::model::Snapshot;
 use access_log::AccessLog;
