@@ -1077,3 +1077,159 @@ async fn allowlist_source_range_from_ingress_yaml_answers_403_outside_it() {
     );
     assert!(m.contains(&line), "{line}\n{m}");
 }
+
+/// `proxy-send-timeout` as nginx: it bounds how long a write to the endpoint stays blocked,
+/// not the upload; a slow client is not the endpoint's fault.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_timeout_cuts_off_an_endpoint_that_stops_reading() {
+    let a = backend("a");
+    // An endpoint that accepts and then never reads: its socket buffers fill up.
+    let stalled = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stalled_addr = stalled.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = stalled.accept().await {
+            held.push(s);
+        }
+    });
+    let proxy = TestProxy::start(ProxyArgs {
+        max_body_bytes: 0,
+        proxy_send_timeout: Duration::from_millis(700),
+        ..TestProxy::quiet_args()
+    })
+    .await;
+    let send_300ms = Arc::new(RoutePolicy {
+        timeouts: xdp_ingress::model::Timeouts {
+            send: Some(Duration::from_millis(300)),
+            ..Default::default()
+        },
+        ..RoutePolicy::default()
+    });
+    let mut annotated = route_to(
+        path("Prefix", "/annotated"),
+        upstream_at("st", &[stalled_addr]),
+    );
+    annotated.policy = Arc::clone(&send_300ms);
+    let mut slow_client = route_to(path("Prefix", "/echo"), up("a", &[&a]));
+    slow_client.policy = send_300ms;
+    proxy.handle.apply(snapshot(
+        1,
+        l7_with(
+            vec![vhost(
+                "s.test",
+                vec![
+                    annotated,
+                    slow_client,
+                    route_to(path("Prefix", "/flag"), upstream_at("sf", &[stalled_addr])),
+                ],
+                false,
+            )],
+            None,
+        ),
+    ));
+
+    // A large upload toward the stalled endpoint: 504 once writes have been blocked for the
+    // route's (or the flag's) send timeout.
+    for (p, timeout) in [("/annotated", 300), ("/flag", 700)] {
+        let mut s = tokio::net::TcpStream::connect(proxy.http()).await.unwrap();
+        let total: usize = 256 << 20;
+        let head = format!("POST {p} HTTP/1.1\r\nHost: s.test\r\nContent-Length: {total}\r\n\r\n");
+        s.write_all(head.as_bytes()).await.unwrap();
+        let (mut rd, mut wr) = s.into_split();
+        let writer = tokio::spawn(async move {
+            let chunk = vec![b'u'; 64 << 10];
+            let mut sent = 0;
+            while sent < total && wr.write_all(&chunk).await.is_ok() {
+                sent += chunk.len();
+            }
+        });
+        let started = std::time::Instant::now();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Up to the end of the head is enough.
+        while !out.windows(4).any(|w| w == b"\r\n\r\n") {
+            match tokio::time::timeout(Duration::from_secs(20), rd.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => out.extend_from_slice(&buf[..n]),
+                other => panic!("{p}: no response: {other:?}"),
+            }
+        }
+        writer.abort();
+        let out = String::from_utf8_lossy(&out).to_ascii_lowercase();
+        assert!(out.starts_with("http/1.1 504"), "{p}: {out}");
+        assert!(
+            out.contains(&format!("{REASON_HEADER}: upstream send timed out")),
+            "{p}: {out}"
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(timeout),
+            "{p}: cut off after {:?}",
+            started.elapsed()
+        );
+    }
+
+    // A client that sends its body slowly (1 s in all, gaps of 100 ms) to a healthy endpoint
+    // is served even though the upload takes longer than the 300 ms send timeout.
+    let mut s = tokio::net::TcpStream::connect(proxy.http()).await.unwrap();
+    s.write_all(
+        b"POST /echo HTTP/1.1\r\nHost: s.test\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        s.write_all(&[b'z'; 100]).await.unwrap();
+    }
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("response")
+        .unwrap();
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("\"body_len\":1000"), "{out}");
+}
+
+/// Upgraded connections close after the route's read timeout (`--proxy-read-timeout` here)
+/// without traffic either way, as ingress-nginx; traffic keeps them open indefinitely.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_websocket_is_closed_after_the_read_timeout() {
+    let a = backend("a");
+    let proxy = TestProxy::start(ProxyArgs {
+        proxy_read_timeout: Duration::from_millis(700),
+        ..TestProxy::quiet_args()
+    })
+    .await;
+    proxy.handle.apply(snapshot(
+        1,
+        l7_with(
+            vec![vhost(
+                "ws.test",
+                vec![route_to(path("Prefix", "/"), up("a", &[&a]))],
+                false,
+            )],
+            None,
+        ),
+    ));
+    let (mut ws, pod) = websocket_open(proxy.http(), "ws.test").await;
+    assert_eq!(pod, "a");
+    // 2 s of messages 300 ms apart: nearly three idle timeouts long, never idle for one.
+    for i in 0..7 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        ws_echo(&mut ws, format!("message {i}").as_bytes()).await;
+    }
+    let quiet = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    let r = tokio::time::timeout(Duration::from_secs(10), ws.read(&mut buf)).await;
+    assert!(
+        matches!(r, Ok(Ok(0) | Err(_))),
+        "idle WebSocket not closed: {r:?}"
+    );
+    assert!(
+        quiet.elapsed() >= Duration::from_millis(600),
+        "closed early: {:?}",
+        quiet.elapsed()
+    );
+    // New upgrades still work.
+    let (mut ws2, _) = websocket_open(proxy.http(), "ws.test").await;
+    ws_echo(&mut ws2, b"fresh").await;
+}

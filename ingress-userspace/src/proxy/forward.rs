@@ -1,7 +1,7 @@
 //! One request from routing to response: redirect or answer locally, or pick an endpoint and
 //! stream the request there and the response back (bodies are never buffered whole),
-//! retrying other endpoints when that is safe, tunnelling Upgrades, and recording metrics
-//! and the access log.
+//! retrying other endpoints when that is safe, handing Upgrades to [`super::tunnel`], and
+//! recording metrics and the access log.
 
 use std::{
     convert::Infallible,
@@ -18,7 +18,6 @@ use http::{
 };
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body, Incoming};
-use hyper_util::rt::TokioIo;
 use tracing::debug;
 
 use super::{
@@ -29,7 +28,11 @@ use super::{
     headers::{ClientSide, add_forwarding, is_upgrade, strip_hop_by_hop},
     metrics::{RequestLabels, RouteLabels, UpstreamLabels},
     router::{CompiledAction, Lookup, RequestView},
-    upstream::{BoxError, PickInput, ProxyBody, UpstreamRuntime, pool::scheme_and_version},
+    tunnel,
+    upstream::{
+        BoxError, PickInput, ProxyBody, UpstreamRuntime, pool::scheme_and_version,
+        send_timeout::SendTimedOut,
+    },
 };
 use crate::model::RoutePolicy;
 
@@ -221,7 +224,9 @@ async fn forward(
         Scheme::HTTP
     };
     let read_timeout = policy.timeouts.read.unwrap_or(args.proxy_read_timeout);
-    let clients = policy.timeouts.connect.map(|t| shared.clients_for(Some(t)));
+    let t = &policy.timeouts;
+    let clients =
+        (t.connect.is_some() || t.send.is_some()).then(|| shared.clients_for(t.connect, t.send));
     let clients = clients.as_ref().unwrap_or(&shared.clients);
     let client_ip = conn.client.ip().to_canonical();
     let upstream_label = UpstreamLabels {
@@ -294,7 +299,7 @@ async fn forward(
                     (client_upgrade, resp.status())
                 {
                     let upstream = hyper::upgrade::on(&mut resp);
-                    tokio::spawn(tunnel(client, upstream));
+                    tokio::spawn(tunnel::run(client, upstream, read_timeout));
                     return upstream_response(resp, pick.set_cookie, true);
                 }
                 return upstream_response(resp, pick.set_cookie, false);
@@ -304,15 +309,19 @@ async fn forward(
                 debug!(endpoint = %addr, error = ?e, "upstream request failed");
                 // Safe to resend: nothing reached the endpoint (connect failed) or the method
                 // is idempotent; and the body is still whole.
-                (
-                    body.untouched() && (connect || idempotent),
-                    StatusCode::BAD_GATEWAY,
-                    if connect {
-                        "upstream connect failed"
-                    } else {
-                        "upstream request failed"
-                    },
-                )
+                let retry_ok = body.untouched() && (connect || idempotent);
+                if connect {
+                    (retry_ok, StatusCode::BAD_GATEWAY, "upstream connect failed")
+                } else if SendTimedOut::caused(&e) {
+                    // As nginx: a send timeout is a gateway timeout.
+                    (
+                        retry_ok,
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "upstream send timed out",
+                    )
+                } else {
+                    (retry_ok, StatusCode::BAD_GATEWAY, "upstream request failed")
+                }
             }
             Err(_) => (
                 body.untouched() && idempotent,
@@ -347,23 +356,6 @@ fn upstream_response(
         parts.headers.append(SET_COOKIE, c);
     }
     Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync())
-}
-
-/// Copies bytes both ways between an upgraded client and upstream connection until both
-/// sides close. Lives on its own task: later snapshots do not touch it.
-async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
-    let (c, u) = match tokio::try_join!(client, upstream) {
-        Ok(pair) => pair,
-        Err(e) => {
-            debug!(error = %e, "upgrade failed");
-            return;
-        }
-    };
-    let mut c = TokioIo::new(c);
-    let mut u = TokioIo::new(u);
-    if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
-        debug!(error = %e, "upgraded connection ended");
-    }
 }
 
 fn redirect(shared: &Shared, host: &str, uri: &Uri) -> Response<ProxyBody> {
