@@ -25,7 +25,7 @@ use xdp_ingress::{
         BackendProtocol, CookieAffinity, L7Config, LoadBalancing, ObjectKind, ObjectRef,
         RoutePolicy, Snapshot, TlsCertificate, Upstream,
     },
-    proxy::{ProxyArgs, REASON_HEADER, fixtures::*, tls::self_signed_pem},
+    proxy::{ProxyArgs, REASON_HEADER, SOURCE_DENIED, fixtures::*, tls::self_signed_pem},
 };
 
 fn backend(name: &str) -> HttpBackend {
@@ -962,4 +962,274 @@ async fn hostile_requests_get_errors_and_harm_nobody() {
     // Everyone else is served as before.
     let g = get(&http1_client(), proxy.http(), "h.test", "/ok").await;
     assert_eq!(g.status, StatusCode::OK);
+}
+
+/// Ingress YAML for one host whose `/` goes to a Service with one endpoint at `backend`,
+/// with these annotations (`key: value` lines, prefix included).
+fn ingress_yaml(host: &str, backend: SocketAddr, annotations: &[(&str, &str)]) -> String {
+    let port = backend.port();
+    let ip = backend.ip();
+    let mut ann: String = annotations
+        .iter()
+        .map(|(k, v)| format!("    {k}: {v:?}\n"))
+        .collect();
+    if !ann.is_empty() {
+        ann.insert_str(0, "  annotations:\n");
+    }
+    format!(
+        r#"apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: default}}
+spec:
+  ports: [{{name: http, port: 80, targetPort: {port}}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-1
+  namespace: default
+  labels: {{kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{{name: http, port: {port}, protocol: TCP}}]
+endpoints:
+- {{addresses: ["{ip}"], conditions: {{ready: true}}, targetRef: {{kind: Pod, name: web-0}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: guarded
+  namespace: default
+{ann}spec:
+  ingressClassName: xdp-ingress
+  rules:
+  - host: {host}
+    http:
+      paths:
+      - {{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}
+"#
+    )
+}
+
+/// Translates manifests as the control plane does (manifest parser, store, translation).
+fn translated(version: u64, yaml: &str) -> Arc<Snapshot> {
+    use xdp_ingress::{
+        model::translate::{TranslateConfig, translate},
+        source::files::parse_manifests,
+        store::Objects,
+    };
+    let objects = Objects::from_objects(parse_manifests(yaml).expect("manifests parse"));
+    let mut s = translate(&objects, &TranslateConfig::default());
+    s.version = version;
+    Arc::new(s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowlist_source_range_from_ingress_yaml_answers_403_outside_it() {
+    let a = backend("a");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    const ALLOW: &str = "nginx.ingress.kubernetes.io/allowlist-source-range";
+    const WHITELIST: &str = "nginx.ingress.kubernetes.io/whitelist-source-range";
+    let cases: [(&[(&str, &str)], StatusCode); 6] = [
+        // Client 127.0.0.1 outside the ranges: 403, the backend never sees it.
+        (
+            &[(ALLOW, "198.18.0.0/15, 2001:db8::/32")],
+            StatusCode::FORBIDDEN,
+        ),
+        (&[(ALLOW, "10.0.0.0/8,127.0.0.0/8")], StatusCode::OK),
+        (&[(ALLOW, "127.0.0.1/32")], StatusCode::OK),
+        (&[(ALLOW, "127.0.0.2/32")], StatusCode::FORBIDDEN),
+        // The older annotation name works the same; a bad CIDR fails closed.
+        (&[(WHITELIST, "0.0.0.0/0")], StatusCode::OK),
+        (&[(ALLOW, "127.0.0.0/8, not-a-cidr")], StatusCode::FORBIDDEN),
+    ];
+    let mut forbidden = 0;
+    for (v, (annotations, want)) in cases.into_iter().enumerate() {
+        let snap = translated(
+            v as u64 + 1,
+            &ingress_yaml("guarded.test", a.addr, annotations),
+        );
+        proxy.handle.apply(snap);
+        let before = a.requests();
+        let g = get(&c, proxy.http(), "guarded.test", "/x").await;
+        assert_eq!(g.status, want, "{annotations:?}");
+        if want == StatusCode::FORBIDDEN {
+            forbidden += 1;
+            assert_eq!(g.header(REASON_HEADER), SOURCE_DENIED);
+            assert_eq!(&g.body[..], b"403 Forbidden\n");
+            assert_eq!(a.requests(), before, "denied request reached the backend");
+        } else {
+            assert_eq!(g.pod(), "a");
+        }
+    }
+    // Without the annotation everyone is served.
+    proxy
+        .handle
+        .apply(translated(10, &ingress_yaml("guarded.test", a.addr, &[])));
+    assert_eq!(
+        get(&c, proxy.http(), "guarded.test", "/").await.status,
+        StatusCode::OK
+    );
+    // Counted like every other answer.
+    let m = proxy.handle.metrics_text();
+    let line = format!(
+        "xdp_ingress_requests_total{{ingress=\"default/guarded\",host=\"guarded.test\",path=\"/\",status=\"403\"}} {forbidden}"
+    );
+    assert!(m.contains(&line), "{line}\n{m}");
+}
+
+/// `proxy-send-timeout` as nginx: it bounds how long a write to the endpoint stays blocked,
+/// not the upload; a slow client is not the endpoint's fault.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_timeout_cuts_off_an_endpoint_that_stops_reading() {
+    let a = backend("a");
+    // An endpoint that accepts and then never reads: its socket buffers fill up.
+    let stalled = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stalled_addr = stalled.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = stalled.accept().await {
+            held.push(s);
+        }
+    });
+    let proxy = TestProxy::start(ProxyArgs {
+        max_body_bytes: 0,
+        proxy_send_timeout: Duration::from_millis(700),
+        ..TestProxy::quiet_args()
+    })
+    .await;
+    let send_300ms = Arc::new(RoutePolicy {
+        timeouts: xdp_ingress::model::Timeouts {
+            send: Some(Duration::from_millis(300)),
+            ..Default::default()
+        },
+        ..RoutePolicy::default()
+    });
+    let mut annotated = route_to(
+        path("Prefix", "/annotated"),
+        upstream_at("st", &[stalled_addr]),
+    );
+    annotated.policy = Arc::clone(&send_300ms);
+    let mut slow_client = route_to(path("Prefix", "/echo"), up("a", &[&a]));
+    slow_client.policy = send_300ms;
+    proxy.handle.apply(snapshot(
+        1,
+        l7_with(
+            vec![vhost(
+                "s.test",
+                vec![
+                    annotated,
+                    slow_client,
+                    route_to(path("Prefix", "/flag"), upstream_at("sf", &[stalled_addr])),
+                ],
+                false,
+            )],
+            None,
+        ),
+    ));
+
+    // A large upload toward the stalled endpoint: 504 once writes have been blocked for the
+    // route's (or the flag's) send timeout.
+    for (p, timeout) in [("/annotated", 300), ("/flag", 700)] {
+        let mut s = tokio::net::TcpStream::connect(proxy.http()).await.unwrap();
+        let total: usize = 256 << 20;
+        let head = format!("POST {p} HTTP/1.1\r\nHost: s.test\r\nContent-Length: {total}\r\n\r\n");
+        s.write_all(head.as_bytes()).await.unwrap();
+        let (mut rd, mut wr) = s.into_split();
+        let writer = tokio::spawn(async move {
+            let chunk = vec![b'u'; 64 << 10];
+            let mut sent = 0;
+            while sent < total && wr.write_all(&chunk).await.is_ok() {
+                sent += chunk.len();
+            }
+        });
+        let started = std::time::Instant::now();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Up to the end of the head is enough.
+        while !out.windows(4).any(|w| w == b"\r\n\r\n") {
+            match tokio::time::timeout(Duration::from_secs(20), rd.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => out.extend_from_slice(&buf[..n]),
+                other => panic!("{p}: no response: {other:?}"),
+            }
+        }
+        writer.abort();
+        let out = String::from_utf8_lossy(&out).to_ascii_lowercase();
+        assert!(out.starts_with("http/1.1 504"), "{p}: {out}");
+        assert!(
+            out.contains(&format!("{REASON_HEADER}: upstream send timed out")),
+            "{p}: {out}"
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(timeout),
+            "{p}: cut off after {:?}",
+            started.elapsed()
+        );
+    }
+
+    // A client that sends its body slowly (1 s in all, gaps of 100 ms) to a healthy endpoint
+    // is served even though the upload takes longer than the 300 ms send timeout.
+    let mut s = tokio::net::TcpStream::connect(proxy.http()).await.unwrap();
+    s.write_all(
+        b"POST /echo HTTP/1.1\r\nHost: s.test\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        s.write_all(&[b'z'; 100]).await.unwrap();
+    }
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("response")
+        .unwrap();
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("\"body_len\":1000"), "{out}");
+}
+
+/// Upgraded connections close after the route's read timeout (`--proxy-read-timeout` here)
+/// without traffic either way, as ingress-nginx; traffic keeps them open indefinitely.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_websocket_is_closed_after_the_read_timeout() {
+    let a = backend("a");
+    let proxy = TestProxy::start(ProxyArgs {
+        proxy_read_timeout: Duration::from_millis(700),
+        ..TestProxy::quiet_args()
+    })
+    .await;
+    proxy.handle.apply(snapshot(
+        1,
+        l7_with(
+            vec![vhost(
+                "ws.test",
+                vec![route_to(path("Prefix", "/"), up("a", &[&a]))],
+                false,
+            )],
+            None,
+        ),
+    ));
+    let (mut ws, pod) = websocket_open(proxy.http(), "ws.test").await;
+    assert_eq!(pod, "a");
+    // 2 s of messages 300 ms apart: nearly three idle timeouts long, never idle for one.
+    for i in 0..7 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        ws_echo(&mut ws, format!("message {i}").as_bytes()).await;
+    }
+    let quiet = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    let r = tokio::time::timeout(Duration::from_secs(10), ws.read(&mut buf)).await;
+    assert!(
+        matches!(r, Ok(Ok(0) | Err(_))),
+        "idle WebSocket not closed: {r:?}"
+    );
+    assert!(
+        quiet.elapsed() >= Duration::from_millis(600),
+        "closed early: {:?}",
+        quiet.elapsed()
+    );
+    // New upgrades still work.
+    let (mut ws2, _) = websocket_open(proxy.http(), "ws.test").await;
+    ws_echo(&mut ws2, b"fresh").await;
 }

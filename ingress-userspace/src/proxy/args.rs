@@ -59,9 +59,14 @@ pub struct ProxyArgs {
     /// Connect timeout toward endpoints.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub proxy_connect_timeout: Duration,
-    /// Time an endpoint has to answer with response headers (route annotations override).
+    /// Time an endpoint has to answer with response headers, and how long an upgraded
+    /// connection (WebSocket) may stay idle in both directions (route annotations override).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub proxy_read_timeout: Duration,
+    /// Longest a write to an endpoint may stay blocked while sending a request (between two
+    /// successive writes, not the whole upload; route annotations override).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub proxy_send_timeout: Duration,
     /// Attempts on other endpoints after a connect failure, or any failure of an idempotent
     /// request without a body.
     #[arg(long, default_value_t = 2)]

@@ -1,7 +1,7 @@
 //! One request from routing to response: redirect or answer locally, or pick an endpoint and
 //! stream the request there and the response back (bodies are never buffered whole),
-//! retrying other endpoints when that is safe, tunnelling Upgrades, and recording metrics
-//! and the access log.
+//! retrying other endpoints when that is safe, handing Upgrades to [`super::tunnel`], and
+//! recording metrics and the access log.
 
 use std::{
     convert::Infallible,
@@ -18,22 +18,29 @@ use http::{
 };
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body, Incoming};
-use hyper_util::rt::TokioIo;
 use tracing::debug;
 
 use super::{
     Runtime, Shared,
     access_log::{Entry, LoggedBody, now_epoch},
+    allowlist,
     body::BodySlot,
     headers::{ClientSide, add_forwarding, is_upgrade, strip_hop_by_hop},
     metrics::{RequestLabels, RouteLabels, UpstreamLabels},
     router::{CompiledAction, Lookup, RequestView},
-    upstream::{BoxError, PickInput, ProxyBody, UpstreamRuntime, pool::scheme_and_version},
+    tunnel,
+    upstream::{
+        BoxError, PickInput, ProxyBody, UpstreamRuntime, pool::scheme_and_version,
+        send_timeout::SendTimedOut,
+    },
 };
 use crate::model::RoutePolicy;
 
 /// Header naming why the proxy answered a request itself.
 pub const REASON_HEADER: &str = "x-xdp-ingress-reason";
+
+/// [`REASON_HEADER`] of a 403 for a client outside the route's `allowlist-source-range`.
+pub const SOURCE_DENIED: &str = "client address not in allowlist-source-range";
 
 /// The client connection a request arrived on.
 #[derive(Debug)]
@@ -99,6 +106,12 @@ async fn route(
             if !conn.tls && vh.tls && route.policy.ssl_redirect != Some(false) {
                 out.reason = Some("ssl-redirect".into());
                 return redirect(shared, host, req.uri());
+            }
+            // After the redirect, as ingress-nginx (rewrite phase before access phase); before
+            // anything else, local answers included, so a denied client learns nothing more.
+            if !allowlist::allows(&route.policy.allow_source_ranges, conn.client.ip()) {
+                out.reason = Some(SOURCE_DENIED.into());
+                return local(StatusCode::FORBIDDEN, SOURCE_DENIED);
             }
             match &route.action {
                 CompiledAction::Respond { status, reason } => {
@@ -211,7 +224,9 @@ async fn forward(
         Scheme::HTTP
     };
     let read_timeout = policy.timeouts.read.unwrap_or(args.proxy_read_timeout);
-    let clients = policy.timeouts.connect.map(|t| shared.clients_for(Some(t)));
+    let t = &policy.timeouts;
+    let clients =
+        (t.connect.is_some() || t.send.is_some()).then(|| shared.clients_for(t.connect, t.send));
     let clients = clients.as_ref().unwrap_or(&shared.clients);
     let client_ip = conn.client.ip().to_canonical();
     let upstream_label = UpstreamLabels {
@@ -284,7 +299,7 @@ async fn forward(
                     (client_upgrade, resp.status())
                 {
                     let upstream = hyper::upgrade::on(&mut resp);
-                    tokio::spawn(tunnel(client, upstream));
+                    tokio::spawn(tunnel::run(client, upstream, read_timeout));
                     return upstream_response(resp, pick.set_cookie, true);
                 }
                 return upstream_response(resp, pick.set_cookie, false);
@@ -294,15 +309,19 @@ async fn forward(
                 debug!(endpoint = %addr, error = ?e, "upstream request failed");
                 // Safe to resend: nothing reached the endpoint (connect failed) or the method
                 // is idempotent; and the body is still whole.
-                (
-                    body.untouched() && (connect || idempotent),
-                    StatusCode::BAD_GATEWAY,
-                    if connect {
-                        "upstream connect failed"
-                    } else {
-                        "upstream request failed"
-                    },
-                )
+                let retry_ok = body.untouched() && (connect || idempotent);
+                if connect {
+                    (retry_ok, StatusCode::BAD_GATEWAY, "upstream connect failed")
+                } else if SendTimedOut::caused(&e) {
+                    // As nginx: a send timeout is a gateway timeout.
+                    (
+                        retry_ok,
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "upstream send timed out",
+                    )
+                } else {
+                    (retry_ok, StatusCode::BAD_GATEWAY, "upstream request failed")
+                }
             }
             Err(_) => (
                 body.untouched() && idempotent,
@@ -337,23 +356,6 @@ fn upstream_response(
         parts.headers.append(SET_COOKIE, c);
     }
     Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync())
-}
-
-/// Copies bytes both ways between an upgraded client and upstream connection until both
-/// sides close. Lives on its own task: later snapshots do not touch it.
-async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
-    let (c, u) = match tokio::try_join!(client, upstream) {
-        Ok(pair) => pair,
-        Err(e) => {
-            debug!(error = %e, "upgrade failed");
-            return;
-        }
-    };
-    let mut c = TokioIo::new(c);
-    let mut u = TokioIo::new(u);
-    if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
-        debug!(error = %e, "upgraded connection ended");
-    }
 }
 
 fn redirect(shared: &Shared, host: &str, uri: &Uri) -> Response<ProxyBody> {

@@ -8,6 +8,7 @@
 //! upgraded WebSockets included — are never touched. Nothing is ever reloaded.
 
 pub mod access_log;
+pub mod allowlist;
 pub mod args;
 pub mod body;
 pub mod fixtures;
@@ -18,6 +19,7 @@ pub mod listener;
 pub mod metrics;
 pub mod router;
 pub mod tls;
+pub mod tunnel;
 pub mod upstream;
 
 use std::{
@@ -35,7 +37,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
 pub use args::{AccessLogFormat, ProxyArgs};
-pub use forward::REASON_HEADER;
+pub use forward::{REASON_HEADER, SOURCE_DENIED};
 
 use crate::model::Snapshot;
 use access_log::AccessLog;
@@ -101,9 +103,10 @@ pub(crate) struct Shared {
     pub args: ProxyArgs,
     pub runtime: ArcSwap<Runtime>,
     pub clients: Clients,
-    /// Clients for routes whose `proxy-connect-timeout` differs from the flag, by timeout
-    /// (the connect timeout is a property of the connector, hence of the pool).
-    pub clients_by_connect_timeout: Mutex<HashMap<Duration, Clients>>,
+    /// Clients for routes whose `proxy-connect-timeout` or `proxy-send-timeout` differs from
+    /// the flags, by (connect, send) timeout: both are properties of the connections, hence of
+    /// the pool.
+    pub clients_by_timeouts: Mutex<HashMap<(Duration, Duration), Clients>>,
     pub builder: Builder<TokioExecutor>,
     pub metrics: Arc<Metrics>,
     pub access_log: Option<Arc<AccessLog>>,
@@ -113,26 +116,30 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// The clients to use for a route with this connect timeout.
-    pub fn clients_for(&self, connect_timeout: Option<Duration>) -> Clients {
-        match connect_timeout {
-            Some(t) if t != self.args.proxy_connect_timeout => {
-                let mut map = self
-                    .clients_by_connect_timeout
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                map.entry(t)
-                    .or_insert_with(|| {
-                        Clients::new(PoolOptions {
-                            connect_timeout: t,
-                            idle_timeout: self.args.upstream_keepalive_timeout,
-                            max_idle_per_endpoint: self.args.upstream_keepalive,
-                        })
-                    })
-                    .clone()
-            }
-            _ => self.clients.clone(),
+    /// The clients to use for a route with these connect and send timeouts (`None`: flag).
+    pub fn clients_for(&self, connect: Option<Duration>, send: Option<Duration>) -> Clients {
+        let args = &self.args;
+        let key = (
+            connect.unwrap_or(args.proxy_connect_timeout),
+            send.unwrap_or(args.proxy_send_timeout),
+        );
+        if key == (args.proxy_connect_timeout, args.proxy_send_timeout) {
+            return self.clients.clone();
         }
+        let mut map = self
+            .clients_by_timeouts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.entry(key)
+            .or_insert_with(|| {
+                Clients::new(PoolOptions {
+                    connect_timeout: key.0,
+                    send_timeout: key.1,
+                    idle_timeout: args.upstream_keepalive_timeout,
+                    max_idle_per_endpoint: args.upstream_keepalive,
+                })
+            })
+            .clone()
     }
 }
 
@@ -173,10 +180,11 @@ impl Proxy {
         let shared = Arc::new(Shared {
             clients: Clients::new(PoolOptions {
                 connect_timeout: args.proxy_connect_timeout,
+                send_timeout: args.proxy_send_timeout,
                 idle_timeout: args.upstream_keepalive_timeout,
                 max_idle_per_endpoint: args.upstream_keepalive,
             }),
-            clients_by_connect_timeout: Mutex::new(HashMap::new()),
+            clients_by_timeouts: Mutex::new(HashMap::new()),
             builder: limits::server_builder(&args),
             runtime: ArcSwap::from_pointee(Runtime::empty()),
             metrics,

@@ -1,8 +1,9 @@
-//! Upstreams: connection pools per endpoint, endpoint choice, passive health.
+//! Upstreams: connection pools per endpoint, endpoint choice, passive health, send timeout.
 
 pub mod balance;
 pub mod health;
 pub mod pool;
+pub mod send_timeout;
 
 pub use balance::{Pick, PickInput, UpstreamRuntime};
 pub use health::HealthPolicy;

@@ -31,6 +31,7 @@ use rustls::{
 use tokio::net::TcpStream;
 use tokio_rustls::{TlsConnector, client::TlsStream};
 
+use super::send_timeout::SendTimeoutConnector;
 use crate::model::BackendProtocol;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -41,6 +42,8 @@ pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 #[derive(Clone, Copy, Debug)]
 pub struct PoolOptions {
     pub connect_timeout: Duration,
+    /// Longest a write to an endpoint may stay blocked (`proxy-send-timeout`).
+    pub send_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_idle_per_endpoint: usize,
 }
@@ -48,11 +51,14 @@ pub struct PoolOptions {
 /// One client per protocol family.
 #[derive(Clone)]
 pub struct Clients {
-    http1: Client<HttpConnector, ProxyBody>,
-    h2c: Client<HttpConnector, ProxyBody>,
-    https: Client<TlsUpstream, ProxyBody>,
-    grpcs: Client<TlsUpstream, ProxyBody>,
+    http1: Client<Tcp, ProxyBody>,
+    h2c: Client<Tcp, ProxyBody>,
+    https: Client<Tls, ProxyBody>,
+    grpcs: Client<Tls, ProxyBody>,
 }
+
+type Tcp = SendTimeoutConnector<HttpConnector>;
+type Tls = SendTimeoutConnector<TlsUpstream>;
 
 impl Clients {
     pub fn new(opts: PoolOptions) -> Self {
@@ -75,11 +81,13 @@ impl Clients {
             b.http2_only(true);
             b
         };
+        let t = opts.send_timeout;
+        let tls = |h2| SendTimeoutConnector::new(TlsUpstream::new(tcp.clone(), h2), t);
         Clients {
-            http1: builder().build(tcp.clone()),
-            h2c: h2().build(tcp.clone()),
-            https: builder().build(TlsUpstream::new(tcp.clone(), false)),
-            grpcs: h2().build(TlsUpstream::new(tcp, true)),
+            http1: builder().build(SendTimeoutConnector::new(tcp.clone(), t)),
+            h2c: h2().build(SendTimeoutConnector::new(tcp.clone(), t)),
+            https: builder().build(tls(false)),
+            grpcs: h2().build(tls(true)),
         }
     }
 
