@@ -10,21 +10,22 @@
 //! `cargo test -p xdp-ingress-e2e --test bench_l4 -- --ignored --nocapture`
 //! (`L4_BENCH_REPEAT` overrides the repeat count).
 
+mod l4common;
+
 use std::{net::SocketAddr, time::Duration};
 
-use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
-use etherparse::PacketBuilder;
+use aya::programs::{SchedClassifier, Xdp};
 use ingress_common::{
     PROG_XDP_INGRESS, PROG_XDP_PASS,
     l4::{PROG_TC_NIC_EGRESS, PROG_TC_REPLY},
 };
+use l4common::{
+    endpoint, ifindex, load, service, sk_buff, static_neigh, tcp_frame, test_run, udp_frame, xdp_md,
+};
 use testbed::{NODE_IFACE, Topology};
 use xdp_ingress::{
     dataplane::{L4Options, L4Sync},
-    model::{
-        Endpoint, EndpointState, Frontend, IpPrefix, L4Protocol, L4Service, ObjectKind, ObjectRef,
-        Snapshot,
-    },
+    model::{Endpoint, EndpointState, IpPrefix, L4Protocol, L4Service, Snapshot},
 };
 
 const MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
@@ -39,110 +40,50 @@ fn repeat() -> u32 {
 }
 
 fn svc(name: &str, proto: L4Protocol, port: u16, eps: &[(SocketAddr, Option<&str>)]) -> L4Service {
-    L4Service {
-        id: format!("default/{name}:{port}"),
-        service: ObjectRef {
-            kind: ObjectKind::Service,
-            namespace: "default".into(),
-            name: name.into(),
-        },
-        protocol: proto,
-        frontends: vec![Frontend::NodePort(port)],
-        endpoints: eps
-            .iter()
-            .map(|(a, n)| Endpoint {
-                addr: *a,
-                state: EndpointState::Active,
-                weight: 1,
-                node_name: n.map(String::from),
-                zone: None,
-                target: None,
-            })
-            .collect(),
-        client_ip_affinity: None,
-        source_ranges: vec![],
-        local_proxy: false,
-    }
+    let eps = eps
+        .iter()
+        .map(|(a, n)| Endpoint {
+            node_name: n.map(String::from),
+            ..endpoint(*a, EndpointState::Active)
+        })
+        .collect();
+    service(name, proto, port, eps)
 }
 
 fn tcp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, syn: bool) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(MAC, MAC)
-        .ipv4(src, dst, 64)
-        .tcp(sport, dport, 1, 65535);
-    let b = if syn { b.syn() } else { b.ack(1) };
-    let mut v = Vec::new();
-    b.write(&mut v, &[0u8; 64]).unwrap();
-    v
+    let (src, dst) = ((src, sport).into(), (dst, dport).into());
+    tcp_frame([MAC, MAC], src, dst, 1, syn, &[0u8; 64])
 }
 
 fn tcp6(dport: u16, syn: bool) -> Vec<u8> {
     let src = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
     let dst = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
-    let b = PacketBuilder::ethernet2(MAC, MAC)
-        .ipv6(src, dst, 64)
-        .tcp(40000, dport, 1, 65535);
-    let b = if syn { b.syn() } else { b.ack(1) };
-    let mut v = Vec::new();
-    b.write(&mut v, &[0u8; 64]).unwrap();
-    v
+    let (src, dst) = ((src, 40000).into(), (dst, dport).into());
+    tcp_frame([MAC, MAC], src, dst, 1, syn, &[0u8; 64])
 }
 
 fn udp4(dport: u16) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(MAC, MAC)
-        .ipv4(CLIENT, NODE, 64)
-        .udp(40000, dport);
-    let mut v = Vec::new();
-    b.write(&mut v, &[0u8; 64]).unwrap();
-    v
+    let (src, dst) = ((CLIENT, 40000).into(), (NODE, dport).into());
+    udp_frame([MAC, MAC], src, dst, &[0u8; 64])
 }
 
-/// Mean kernel-measured time over `n` single runs, each on a fresh copy of `frame`.
-fn xdp_time_fresh(prog: &Xdp, frame: &[u8], ifindex: u32, n: u32) -> f64 {
+/// Mean kernel-measured time over `n` single runs, each on a fresh copy of the frame.
+fn time_fresh(n: u32, mut once: impl FnMut() -> Duration) -> f64 {
     let mut total = Duration::ZERO;
     for _ in 0..n {
-        total += xdp_time(prog, frame, ifindex, 1);
-    }
-    total.as_nanos() as f64 / f64::from(n)
-}
-
-fn tc_time_fresh(prog: &SchedClassifier, frame: &[u8], ifindex: u32, n: u32) -> f64 {
-    let mut total = Duration::ZERO;
-    for _ in 0..n {
-        total += tc_time(prog, frame, ifindex, 1);
+        total += once();
     }
     total.as_nanos() as f64 / f64::from(n)
 }
 
 fn xdp_time(prog: &Xdp, frame: &[u8], ifindex: u32, n: u32) -> Duration {
-    let mut ctx = [0u8; 24];
-    ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
-    ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
-    let mut out = vec![0u8; frame.len() + 256];
-    prog.test_run(TestRunOptions {
-        data_in: Some(frame),
-        data_out: Some(&mut out),
-        ctx_in: Some(&ctx),
-        repeat: n,
-        ..TestRunOptions::new()
-    })
-    .expect("test run")
-    .duration
+    test_run(prog, frame, &xdp_md(frame.len(), ifindex), n)
+        .0
+        .duration
 }
 
 fn tc_time(prog: &SchedClassifier, frame: &[u8], ifindex: u32, n: u32) -> Duration {
-    let mut ctx = [0u8; 192];
-    ctx[36..40].copy_from_slice(&ifindex.to_ne_bytes());
-    ctx[40..44].copy_from_slice(&ifindex.to_ne_bytes());
-    let mut out = vec![0u8; frame.len() + 256];
-    prog.test_run(TestRunOptions {
-        data_in: Some(frame),
-        data_out: Some(&mut out),
-        ctx_in: Some(&ctx),
-        repeat: n,
-        ..TestRunOptions::new()
-    })
-    .expect("test run")
-    .duration
+    test_run(prog, frame, &sk_buff(ifindex), n).0.duration
 }
 
 #[test]
@@ -153,44 +94,14 @@ fn l4_paths_in_kernel_cost_per_packet() {
     }
     let n = repeat();
     let topo = Topology::new(1).expect("topology");
-    topo.node
-        .run(
-            "ip",
-            &[
-                "neigh",
-                "replace",
-                "198.18.0.9",
-                "lladdr",
-                "02:00:00:00:00:09",
-                "dev",
-                NODE_IFACE,
-                "nud",
-                "permanent",
-            ],
-        )
-        .unwrap();
-    let name = std::ffi::CString::new(NODE_IFACE).unwrap();
-    // SAFETY: valid NUL-terminated name.
-    let nic = topo
-        .node
-        .enter(|| unsafe { libc::if_nametoindex(name.as_ptr()) });
-    let pod_name = std::ffi::CString::new(topo.pods[0].node_iface.clone()).unwrap();
-    // SAFETY: valid NUL-terminated name.
-    let pod_if = topo
-        .node
-        .enter(|| unsafe { libc::if_nametoindex(pod_name.as_ptr()) });
+    static_neigh(&topo, [198, 18, 0, 9].into(), [0x02, 0, 0, 0, 0, 9]);
+    let nic = ifindex(&topo, NODE_IFACE);
+    let pod_if = ifindex(&topo, &topo.pods[0].node_iface);
 
-    let mut ebpf = aya::EbpfLoader::new()
-        .load_file(testbed::bpf_object_path())
-        .unwrap();
-    for p in [PROG_XDP_INGRESS, PROG_XDP_PASS] {
-        let x: &mut Xdp = ebpf.program_mut(p).unwrap().try_into().unwrap();
-        x.load().unwrap();
-    }
-    for name in [PROG_TC_REPLY, PROG_TC_NIC_EGRESS] {
-        let t: &mut SchedClassifier = ebpf.program_mut(name).unwrap().try_into().unwrap();
-        t.load().unwrap();
-    }
+    let mut ebpf = load(
+        &[PROG_XDP_INGRESS, PROG_XDP_PASS],
+        &[PROG_TC_REPLY, PROG_TC_NIC_EGRESS],
+    );
 
     let pods: Vec<(SocketAddr, Option<&str>)> = (0..3)
         .map(|i| (format!("198.19.{i}.2:8080").parse().unwrap(), None))
@@ -275,26 +186,26 @@ fn l4_paths_in_kernel_cost_per_packet() {
         xdp_time(xdp, &tcp4(CLIENT, 40003, NODE, 30081, true), nic, 1);
         // The kernel reports the mean per run for a repeat run.
         let base_rep = xdp_time(pass, &est, nic, n).as_nanos() as f64;
-        let base_fresh = xdp_time_fresh(pass, &est, nic, n);
+        let base_fresh = time_fresh(n, || xdp_time(pass, &est, nic, 1));
         let mut rows = vec![
             ("bare xdp_pass, one repeat run".to_string(), base_rep, 1.0),
             ("bare xdp_pass, single runs".to_string(), base_fresh, 1.0),
         ];
         for (name, f, rewrites) in &cases {
             let (t, base) = if *rewrites {
-                (xdp_time_fresh(xdp, f, nic, n), base_fresh)
+                (time_fresh(n, || xdp_time(xdp, f, nic, 1)), base_fresh)
             } else {
                 (xdp_time(xdp, f, nic, n).as_nanos() as f64, base_rep)
             };
             rows.push((name.to_string(), t, t / base));
         }
-        let t = tc_time_fresh(tc_egress, &pod_reply, nic, n);
+        let t = time_fresh(n, || tc_time(tc_egress, &pod_reply, nic, 1));
         rows.push((
             "tc NIC egress: pod reply reverse NAT".into(),
             t,
             t / base_fresh,
         ));
-        let t = tc_time_fresh(tc, &pod_reply, pod_if, n);
+        let t = time_fresh(n, || tc_time(tc, &pod_reply, pod_if, 1));
         rows.push((
             "tc pod ingress: reply NAT + redirect".into(),
             t,

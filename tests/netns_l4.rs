@@ -1,6 +1,8 @@
 //! The L4 path end to end: client → node (XDP NodePort, tc reply NAT) → three pod namespaces
 //! running echo servers that say which pod answered.
 
+mod l4common;
+
 use std::{
     collections::BTreeMap,
     io::{BufRead, BufReader, Read, Write},
@@ -10,12 +12,11 @@ use std::{
     time::Duration,
 };
 
+use l4common::active;
 use testbed::{NODE_IFACE, Topology, echo::EchoServer};
 use xdp_ingress::{
     dataplane::{AttachMode, L4Args, L4Dataplane, view},
-    model::{
-        Endpoint, EndpointState, Frontend, L4Protocol, L4Service, ObjectKind, ObjectRef, Snapshot,
-    },
+    model::{Endpoint, Frontend, L4Protocol, L4Service, Snapshot},
 };
 
 const NODE_PORT: u16 = 30080;
@@ -86,6 +87,13 @@ impl Bed {
             .collect()
     }
 
+    /// Every pod's IPv4 and IPv6 echo endpoint.
+    fn all_endpoints(&self) -> Vec<Endpoint> {
+        let mut all = active(&self.pod_addrs(false));
+        all.extend(active(&self.pod_addrs(true)));
+        all
+    }
+
     /// Loads the dataplane (maps pinned under this bed's directory) and attaches it.
     fn start(&self) -> L4Dataplane {
         self.start_with(false)
@@ -127,45 +135,30 @@ impl Bed {
         } else {
             self.topo.node_v4.into()
         };
+        self.connect(
+            SocketAddr::new(ip, NODE_PORT),
+            "connect through the NodePort",
+        )
+    }
+
+    /// A connection from the client namespace to `to`, with 3 s to connect and per read.
+    fn connect(&self, to: SocketAddr, what: &str) -> TcpStream {
         self.topo.client.enter(|| {
-            let s =
-                TcpStream::connect_timeout(&SocketAddr::new(ip, NODE_PORT), Duration::from_secs(3))
-                    .expect("connect through the NodePort");
+            let s = TcpStream::connect_timeout(&to, Duration::from_secs(3))
+                .unwrap_or_else(|e| panic!("{what}: {e:?}"));
             s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
             s
         })
     }
 }
 
+/// The echo service (id `default/echo:8080`) on [`NODE_PORT`].
 fn service(endpoints: Vec<Endpoint>, affinity: Option<Duration>) -> L4Service {
     L4Service {
         id: "default/echo:8080".into(),
-        service: ObjectRef {
-            kind: ObjectKind::Service,
-            namespace: "default".into(),
-            name: "echo".into(),
-        },
-        protocol: L4Protocol::Tcp,
-        frontends: vec![Frontend::NodePort(NODE_PORT)],
-        endpoints,
         client_ip_affinity: affinity,
-        source_ranges: vec![],
-        local_proxy: false,
+        ..l4common::service("echo", L4Protocol::Tcp, NODE_PORT, endpoints)
     }
-}
-
-fn endpoints(addrs: &[SocketAddr]) -> Vec<Endpoint> {
-    addrs
-        .iter()
-        .map(|a| Endpoint {
-            addr: *a,
-            state: EndpointState::Active,
-            weight: 1,
-            node_name: None,
-            zone: None,
-            target: None,
-        })
-        .collect()
 }
 
 fn snapshot(version: u64, svc: L4Service) -> Snapshot {
@@ -221,8 +214,7 @@ fn tcp_connections_go_through_the_nat_and_spread_evenly_v4_and_v6() {
     }
     let bed = bed();
     let mut dp = bed.start();
-    let mut all = endpoints(&bed.pod_addrs(false));
-    all.extend(endpoints(&bed.pod_addrs(true)));
+    let all = bed.all_endpoints();
     dp.apply(&snapshot(1, service(all, None))).expect("apply");
     let c4 = spread(&bed, false, 300);
     assert_even(&c4, 300);
@@ -257,13 +249,8 @@ fn tcp_connections_go_through_the_nat_and_spread_evenly_v4_and_v6() {
             );
         }
     }
-    let bin = testbed::xdp_ingress_bin();
-    if bin.exists() {
-        let out = std::process::Command::new(&bin)
-            .args(["backends", "--json", "--bpf-pin-root"])
-            .arg(&bed.pin)
-            .output()
-            .expect("run xdp-ingress backends");
+    if testbed::xdp_ingress_bin().exists() {
+        let out = backends_json(&bed.pin);
         assert!(
             out.status.success(),
             "{}",
@@ -282,7 +269,7 @@ fn long_lived_connection_survives_backend_changes_and_removed_endpoint_drains() 
     let bed = bed();
     let mut dp = bed.start();
     let pods = bed.pod_addrs(false);
-    dp.apply(&snapshot(1, service(endpoints(&pods), None)))
+    dp.apply(&snapshot(1, service(active(&pods), None)))
         .unwrap();
     let mut long = bed.client_connect(false);
     let home = greeting(&mut long);
@@ -300,13 +287,13 @@ fn long_lived_connection_survives_backend_changes_and_removed_endpoint_drains() 
     .into_iter()
     .enumerate()
     {
-        dp.apply(&snapshot(2 + v as u64, service(endpoints(&set), None)))
+        dp.apply(&snapshot(2 + v as u64, service(active(&set), None)))
             .unwrap();
         echo_ok(&mut long, format!("during {v}").as_bytes());
     }
 
     // Remove the long connection's own endpoint: new connections avoid it, the open one finishes.
-    dp.apply(&snapshot(10, service(endpoints(&others), None)))
+    dp.apply(&snapshot(10, service(active(&others), None)))
         .unwrap();
     let counts = spread(&bed, false, 30);
     assert!(!counts.contains_key(&home), "{counts:?}");
@@ -321,7 +308,7 @@ fn client_ip_affinity_sends_a_clients_connections_to_one_pod() {
     let bed = bed();
     let mut dp = bed.start_with_pod_ingress();
     let svc = service(
-        endpoints(&bed.pod_addrs(false)),
+        active(&bed.pod_addrs(false)),
         Some(Duration::from_secs(10800)),
     );
     dp.apply(&snapshot(1, svc)).unwrap();
@@ -335,8 +322,7 @@ fn dataplane_restart_mid_connection_keeps_it() {
         return;
     }
     let bed = bed();
-    let mut all = endpoints(&bed.pod_addrs(false));
-    all.extend(endpoints(&bed.pod_addrs(true)));
+    let all = bed.all_endpoints();
     let snap = snapshot(1, service(all, None));
     let mut dp = bed.start_with(true);
     dp.apply(&snap).unwrap();
@@ -404,28 +390,48 @@ fn a_port_without_service_still_reaches_the_nodes_own_listener() {
     }
     let bed = bed();
     let mut dp = bed.start();
-    dp.apply(&snapshot(
-        1,
-        service(endpoints(&bed.pod_addrs(false)), None),
-    ))
-    .unwrap();
+    dp.apply(&snapshot(1, service(active(&bed.pod_addrs(false)), None)))
+        .unwrap();
     let _node = EchoServer::tcp(
         &bed.topo.node,
         SocketAddr::new(bed.topo.node_v4.into(), 7000),
         "node",
     )
     .unwrap();
-    let node_v4 = bed.topo.node_v4;
-    let name = bed.topo.client.enter(|| {
-        let mut s = TcpStream::connect_timeout(
-            &SocketAddr::new(node_v4.into(), 7000),
-            Duration::from_secs(3),
-        )
-        .expect("connect to the node's own port");
-        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-        greeting(&mut s)
-    });
+    let to = SocketAddr::new(bed.topo.node_v4.into(), 7000);
+    let name = greeting(&mut bed.connect(to, "connect to the node's own port"));
     assert_eq!(name, "node");
+}
+
+/// The daemon tests need its binary: without it they fail, saying how to build it.
+fn require_daemon_bin() {
+    if !testbed::xdp_ingress_bin().exists() {
+        panic!("build the daemon first: cargo build -p ingress-userspace");
+    }
+}
+
+/// `xdp-ingress backends --json` over the maps pinned under `pin`.
+fn backends_json(pin: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(testbed::xdp_ingress_bin())
+        .args(["backends", "--json", "--bpf-pin-root"])
+        .arg(pin)
+        .output()
+        .expect("run xdp-ingress backends")
+}
+
+/// Stops the daemon with SIGTERM, which it must exit on, successfully, within 10 s.
+fn stop(daemon: &mut testbed::process::KillOnDrop) {
+    let st = daemon
+        .signal_and_wait(libc::SIGTERM, Duration::from_secs(10))
+        .expect("wait")
+        .expect("daemon exits on SIGTERM");
+    assert!(st.success());
+}
+
+/// The echo Service with `pods` as its endpoints, as the daemon's manifest source reads it.
+fn write_manifests<'a>(dir: &std::path::Path, pods: impl Iterator<Item = &'a testbed::Pod>) {
+    let pods: Vec<&testbed::Pod> = pods.collect();
+    std::fs::write(dir.join("echo.yaml"), manifests(&pods)).unwrap();
 }
 
 fn manifests(pods: &[&testbed::Pod]) -> String {
@@ -516,16 +522,13 @@ fn daemon_serves_a_manifest_nodeport_and_restarts_and_drains_without_breaking_co
     if !testbed::require_root() {
         return;
     }
-    if !testbed::xdp_ingress_bin().exists() {
-        panic!("build the daemon first: cargo build -p ingress-userspace");
-    }
+    require_daemon_bin();
     let bed = bed();
     // Mounted here, in the test's mount namespace, so every daemon run (each in its own
     // `ip netns exec` mount namespace) sees the same pins.
     xdp_ingress::dataplane::l4::ensure_bpffs(&bed.pin).expect("bpffs");
     let dir = tempfile::tempdir().unwrap();
-    let pods: Vec<&testbed::Pod> = bed.topo.pods.iter().collect();
-    std::fs::write(dir.path().join("echo.yaml"), manifests(&pods)).unwrap();
+    write_manifests(dir.path(), bed.topo.pods.iter());
 
     let mut daemon = bed.daemon(dir.path());
     assert!(bed.wait_served(20), "NodePort never served");
@@ -536,11 +539,7 @@ fn daemon_serves_a_manifest_nodeport_and_restarts_and_drains_without_breaking_co
     assert_eq!(c6.len(), 3, "{c6:?}");
 
     // Restart: links and maps stay pinned, the connection keeps working throughout.
-    let st = daemon
-        .signal_and_wait(libc::SIGTERM, Duration::from_secs(10))
-        .expect("wait")
-        .expect("daemon exits on SIGTERM");
-    assert!(st.success());
+    stop(&mut daemon);
     echo_ok(&mut long, b"while the daemon is down");
     let mut daemon = bed.daemon(dir.path());
     std::thread::sleep(Duration::from_secs(2));
@@ -549,8 +548,7 @@ fn daemon_serves_a_manifest_nodeport_and_restarts_and_drains_without_breaking_co
 
     // The long connection's pod leaves the EndpointSlice: new connections go elsewhere, the
     // open one finishes, and `backends` shows it draining.
-    let rest: Vec<&testbed::Pod> = bed.topo.pods.iter().filter(|p| p.name != home).collect();
-    std::fs::write(dir.path().join("echo.yaml"), manifests(&rest)).unwrap();
+    write_manifests(dir.path(), bed.topo.pods.iter().filter(|p| p.name != home));
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let counts = spread(&bed, false, 10);
@@ -566,11 +564,7 @@ fn daemon_serves_a_manifest_nodeport_and_restarts_and_drains_without_breaking_co
     let counts = spread(&bed, false, 30);
     assert!(!counts.contains_key(&home), "{counts:?}");
     echo_ok(&mut long, b"draining");
-    let out = std::process::Command::new(testbed::xdp_ingress_bin())
-        .args(["backends", "--json", "--bpf-pin-root"])
-        .arg(&bed.pin)
-        .output()
-        .expect("backends");
+    let out = backends_json(&bed.pin);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("backends JSON");
     let home_v4 = bed.topo.pods.iter().find(|p| p.name == home).unwrap().v4;
     let states: Vec<(String, String)> = json["services"]
@@ -589,11 +583,7 @@ fn daemon_serves_a_manifest_nodeport_and_restarts_and_drains_without_breaking_co
         states.contains(&(format!("{home_v4}:{POD_PORT}"), "terminating".to_string())),
         "{states:?}"
     );
-    let st = daemon
-        .signal_and_wait(libc::SIGTERM, Duration::from_secs(10))
-        .expect("wait")
-        .expect("daemon exits on SIGTERM");
-    assert!(st.success());
+    stop(&mut daemon);
 }
 
 #[test]
@@ -634,7 +624,7 @@ fn udp_through_the_nat_and_back_from_the_nodeport() {
     }
     let mut dp = bed.start();
     let mut svc = service(
-        endpoints(
+        active(
             &bed.topo
                 .pods
                 .iter()
@@ -669,13 +659,10 @@ fn backends_finds_the_maps_through_the_program_when_pins_are_not_visible() {
     if !testbed::require_root() {
         return;
     }
-    if !testbed::xdp_ingress_bin().exists() {
-        panic!("build the daemon first: cargo build -p ingress-userspace");
-    }
+    require_daemon_bin();
     let bed = bed();
     let dir = tempfile::tempdir().unwrap();
-    let pods: Vec<&testbed::Pod> = bed.topo.pods.iter().collect();
-    std::fs::write(dir.path().join("echo.yaml"), manifests(&pods)).unwrap();
+    write_manifests(dir.path(), bed.topo.pods.iter());
     // The daemon mounts bpffs on the pin root inside its own `ip netns exec` mount namespace:
     // the test does not see those pins.
     let mut daemon = bed.daemon(dir.path());

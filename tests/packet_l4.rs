@@ -1,6 +1,8 @@
 //! The XDP L4 path through BPF_PROG_TEST_RUN: for each path the action and the exact rewritten
 //! bytes, with every checksum recomputed by an independent parser (etherparse).
 
+mod l4common;
+
 use std::{
     net::{IpAddr, SocketAddr},
     time::Duration,
@@ -13,13 +15,11 @@ use ingress_common::{
     l4::{AffinityKey, AffinityValue, FAMILY_V4, MAP_AFFINITY, MAP_CONNTRACK, MAP_SERVICES},
     stats::{Counter, MAP_STATS, Stat},
 };
+use l4common::{Seen, active, endpoint, parse_checked, service, tcp_frame, udp_frame};
 use testbed::xdp_run::{XDP_DROP, XDP_PASS, XdpTestRun};
 use xdp_ingress::{
     dataplane::{L4Options, L4Sync, stats as dstats},
-    model::{
-        Endpoint, EndpointState, Frontend, IpPrefix, L4Protocol, L4Service, ObjectKind, ObjectRef,
-        Snapshot,
-    },
+    model::{Endpoint, EndpointState, Frontend, IpPrefix, L4Protocol, Snapshot},
 };
 
 const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
@@ -33,41 +33,6 @@ fn pods() -> Vec<SocketAddr> {
     (0..3)
         .map(|i| format!("198.19.{i}.2:8080").parse().unwrap())
         .chain((0..3).map(|i| format!("[2001:db8:1:{i}::2]:8080").parse().unwrap()))
-        .collect()
-}
-
-fn endpoint(addr: SocketAddr, state: EndpointState) -> Endpoint {
-    Endpoint {
-        addr,
-        state,
-        weight: 1,
-        node_name: None,
-        zone: None,
-        target: None,
-    }
-}
-
-fn service(name: &str, proto: L4Protocol, port: u16, endpoints: Vec<Endpoint>) -> L4Service {
-    L4Service {
-        id: format!("default/{name}:{port}"),
-        service: ObjectRef {
-            kind: ObjectKind::Service,
-            namespace: "default".into(),
-            name: name.into(),
-        },
-        protocol: proto,
-        frontends: vec![Frontend::NodePort(port)],
-        endpoints,
-        client_ip_affinity: None,
-        source_ranges: vec![],
-        local_proxy: false,
-    }
-}
-
-fn active(addrs: &[SocketAddr]) -> Vec<Endpoint> {
-    addrs
-        .iter()
-        .map(|a| endpoint(*a, EndpointState::Active))
         .collect()
 }
 
@@ -110,112 +75,39 @@ struct Bed {
 }
 
 fn bed() -> Bed {
+    bed_with(L4Options::default())
+}
+
+fn bed_with(opts: L4Options) -> Bed {
+    bed_from(opts, &snapshot())
+}
+
+/// The program loaded and `snap` applied to its maps by a sync with `opts`.
+fn bed_from(opts: L4Options, snap: &Snapshot) -> Bed {
     let mut run = XdpTestRun::load(PROG_XDP_INGRESS).expect("load object");
-    let mut sync = L4Sync::new(L4Options::default());
-    sync.apply(&mut run.ebpf, &snapshot()).expect("apply");
+    let mut sync = L4Sync::new(opts);
+    sync.apply(&mut run.ebpf, snap).expect("apply");
     Bed { run, sync }
 }
 
 fn tcp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, syn: bool, payload: &[u8]) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(CLIENT_MAC, NODE_MAC)
-        .ipv4(src, dst, 64)
-        .tcp(sport, dport, 1000, 65535);
-    let b = if syn { b.syn() } else { b.ack(1) };
-    let mut v = Vec::new();
-    b.write(&mut v, payload).unwrap();
-    v
+    let (src, dst) = ((src, sport).into(), (dst, dport).into());
+    tcp_frame([CLIENT_MAC, NODE_MAC], src, dst, 1000, syn, payload)
 }
 
 fn tcp6(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(CLIENT_MAC, NODE_MAC)
-        .ipv6(CLIENT6, NODE6, 64)
-        .tcp(sport, dport, 1000, 65535)
-        .syn();
-    let mut v = Vec::new();
-    b.write(&mut v, payload).unwrap();
-    v
+    let (src, dst) = ((CLIENT6, sport).into(), (NODE6, dport).into());
+    tcp_frame([CLIENT_MAC, NODE_MAC], src, dst, 1000, true, payload)
 }
 
 fn udp4(sport: u16, dport: u16, payload: &[u8], zero_checksum: bool) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(CLIENT_MAC, NODE_MAC)
-        .ipv4(CLIENT, NODE, 64)
-        .udp(sport, dport);
-    let mut v = Vec::new();
-    b.write(&mut v, payload).unwrap();
+    let (src, dst) = ((CLIENT, sport).into(), (NODE, dport).into());
+    let mut v = udp_frame([CLIENT_MAC, NODE_MAC], src, dst, payload);
     if zero_checksum {
         v[14 + 20 + 6] = 0;
         v[14 + 20 + 7] = 0;
     }
     v
-}
-
-/// Addresses and ports of a frame, after checking every checksum it carries.
-#[derive(Debug, PartialEq, Eq)]
-struct Seen {
-    src: SocketAddr,
-    dst: SocketAddr,
-    udp_checksum: Option<u16>,
-}
-
-fn parse_checked(frame: &[u8]) -> Seen {
-    let p = SlicedPacket::from_ethernet(frame).expect("parse");
-    let payload = match &p.transport {
-        Some(TransportSlice::Tcp(t)) => t.payload().to_vec(),
-        Some(TransportSlice::Udp(u)) => u.payload().to_vec(),
-        other => panic!("unexpected transport {other:?}"),
-    };
-    let (src_ip, dst_ip): (IpAddr, IpAddr) = match &p.net {
-        Some(NetSlice::Ipv4(ip)) => {
-            let h = ip.header().to_header();
-            assert_eq!(
-                h.header_checksum,
-                h.calc_header_checksum(),
-                "IPv4 header checksum"
-            );
-            match &p.transport {
-                Some(TransportSlice::Tcp(t)) => assert_eq!(
-                    t.checksum(),
-                    t.to_header().calc_checksum_ipv4(&h, &payload).unwrap(),
-                    "TCP checksum"
-                ),
-                Some(TransportSlice::Udp(u)) if u.checksum() != 0 => assert_eq!(
-                    u.checksum(),
-                    u.to_header().calc_checksum_ipv4(&h, &payload).unwrap(),
-                    "UDP checksum"
-                ),
-                _ => {}
-            }
-            (h.source.into(), h.destination.into())
-        }
-        Some(NetSlice::Ipv6(ip)) => {
-            let h = ip.header().to_header();
-            match &p.transport {
-                Some(TransportSlice::Tcp(t)) => assert_eq!(
-                    t.checksum(),
-                    t.to_header().calc_checksum_ipv6(&h, &payload).unwrap(),
-                    "TCP/IPv6 checksum"
-                ),
-                Some(TransportSlice::Udp(u)) => assert_eq!(
-                    u.checksum(),
-                    u.to_header().calc_checksum_ipv6(&h, &payload).unwrap(),
-                    "UDP/IPv6 checksum"
-                ),
-                _ => {}
-            }
-            (h.source.into(), h.destination.into())
-        }
-        other => panic!("unexpected net {other:?}"),
-    };
-    let (sport, dport, udp_checksum) = match &p.transport {
-        Some(TransportSlice::Tcp(t)) => (t.source_port(), t.destination_port(), None),
-        Some(TransportSlice::Udp(u)) => (u.source_port(), u.destination_port(), Some(u.checksum())),
-        _ => unreachable!(),
-    };
-    Seen {
-        src: SocketAddr::new(src_ip, sport),
-        dst: SocketAddr::new(dst_ip, dport),
-        udp_checksum,
-    }
 }
 
 /// Only the destination address/port and the checksums may differ from the input.
@@ -255,6 +147,30 @@ fn pod_v4() -> Vec<SocketAddr> {
     pods()[..3].to_vec()
 }
 
+/// An IPv4 pod other than `first`.
+fn other_pod(first: SocketAddr) -> SocketAddr {
+    pod_v4().into_iter().find(|p| *p != first).unwrap()
+}
+
+/// Where the program sends `f`: the destination of its output, every checksum checked.
+fn dst_of(run: &mut XdpTestRun, f: &[u8]) -> SocketAddr {
+    parse_checked(&run.run(f).unwrap().frame).dst
+}
+
+/// Runs `f`, which must come out passed with only its destination and checksums rewritten.
+fn dnat(run: &mut XdpTestRun, f: &[u8]) -> Seen {
+    let out = run.run(f).unwrap();
+    assert_eq!(out.action, XDP_PASS);
+    assert_only_dnat(f, &out.frame);
+    parse_checked(&out.frame)
+}
+
+/// Runs `f`, which must go to the kernel as it is.
+fn assert_passed_untouched(run: &mut XdpTestRun, f: &[u8]) {
+    let out = run.run(f).unwrap();
+    assert_eq!((out.action, out.frame.as_slice()), (XDP_PASS, f));
+}
+
 #[test]
 fn new_tcp_flow_is_dnated_to_a_pod_and_passed() {
     if !testbed::require_root() {
@@ -262,10 +178,7 @@ fn new_tcp_flow_is_dnated_to_a_pod_and_passed() {
     }
     let mut b = bed();
     let f = tcp4(CLIENT, 40000, NODE, 30080, true, b"");
-    let out = b.run.run(&f).unwrap();
-    assert_eq!(out.action, XDP_PASS);
-    assert_only_dnat(&f, &out.frame);
-    let seen = parse_checked(&out.frame);
+    let seen = dnat(&mut b.run, &f);
     assert!(pod_v4().contains(&seen.dst), "{seen:?}");
     assert_eq!(seen.src, "198.18.0.1:40000".parse().unwrap());
     assert_eq!(stat(&b.run, Stat::L4NewFlow), 1);
@@ -283,7 +196,7 @@ fn established_flow_keeps_its_backend_across_table_changes() {
     }
     let mut b = bed();
     let syn = tcp4(CLIENT, 40001, NODE, 30080, true, b"");
-    let first = parse_checked(&b.run.run(&syn).unwrap().frame).dst;
+    let first = dst_of(&mut b.run, &syn);
     // Remove every other pod: the Maglev table changes completely around the flow's backend.
     let mut snap = snapshot();
     let others: Vec<SocketAddr> = pods().into_iter().filter(|p| *p != first).collect();
@@ -300,10 +213,7 @@ fn established_flow_keeps_its_backend_across_table_changes() {
     snap.version = 2;
     b.sync.apply(&mut b.run.ebpf, &snap).unwrap();
     let data = tcp4(CLIENT, 40001, NODE, 30080, false, b"hello");
-    let out = b.run.run(&data).unwrap();
-    assert_eq!(out.action, XDP_PASS);
-    assert_only_dnat(&data, &out.frame);
-    assert_eq!(parse_checked(&out.frame).dst, first);
+    assert_eq!(dnat(&mut b.run, &data).dst, first);
     assert_eq!(stat(&b.run, Stat::L4Established), 1);
 }
 
@@ -316,7 +226,7 @@ fn connections_spread_over_all_pods() {
     let mut counts = std::collections::BTreeMap::new();
     for port in 0..300u16 {
         let f = tcp4(CLIENT, 20000 + port, NODE, 30080, true, b"");
-        let d = parse_checked(&b.run.run(&f).unwrap().frame).dst;
+        let d = dst_of(&mut b.run, &f);
         *counts.entry(d).or_insert(0u32) += 1;
     }
     assert_eq!(counts.len(), 3, "{counts:?}");
@@ -395,19 +305,12 @@ fn client_ip_affinity_pins_new_connections_to_one_pod() {
         return;
     }
     let mut b = bed();
-    let first = parse_checked(
-        &b.run
-            .run(&tcp4(CLIENT, 41000, NODE, 30081, true, b""))
-            .unwrap()
-            .frame,
-    )
-    .dst;
+    let first = dst_of(&mut b.run, &tcp4(CLIENT, 41000, NODE, 30081, true, b""));
     for port in 41001..41041u16 {
-        let out = b
-            .run
-            .run(&tcp4(CLIENT, port, NODE, 30081, true, b""))
-            .unwrap();
-        assert_eq!(parse_checked(&out.frame).dst, first);
+        assert_eq!(
+            dst_of(&mut b.run, &tcp4(CLIENT, port, NODE, 30081, true, b"")),
+            first
+        );
     }
     assert_eq!(stat(&b.run, Stat::L4AffinityHit), 40);
 }
@@ -423,10 +326,7 @@ fn affinity_hit_uses_the_recorded_pod_and_an_expired_one_is_ignored() {
     let id = backend_id(&b.run, target);
     set_affinity(&mut b.run, id, monotonic_ns());
     let f = tcp4(CLIENT, 42000, NODE, 30081, true, b"");
-    let out = b.run.run(&f).unwrap();
-    assert_eq!(out.action, XDP_PASS);
-    assert_only_dnat(&f, &out.frame);
-    assert_eq!(parse_checked(&out.frame).dst, target);
+    assert_eq!(dnat(&mut b.run, &f).dst, target);
     assert_eq!(stat(&b.run, Stat::L4AffinityHit), 1);
 
     // Expired (last used long before the 10 s timeout): a fresh Maglev choice, counted.
@@ -434,12 +334,9 @@ fn affinity_hit_uses_the_recorded_pod_and_an_expired_one_is_ignored() {
     let mut elsewhere = 0;
     for port in 43000..43030u16 {
         set_affinity(&mut b.run, id, 1);
-        let out = b
-            .run
-            .run(&tcp4(CLIENT, port, NODE, 30081, true, b""))
-            .unwrap();
+        let dst = dst_of(&mut b.run, &tcp4(CLIENT, port, NODE, 30081, true, b""));
         misses += 1;
-        if parse_checked(&out.frame).dst != target {
+        if dst != target {
             elsewhere += 1;
         }
     }
@@ -454,21 +351,22 @@ fn terminating_backend_gets_no_new_flows() {
     }
     let mut b = bed();
     for port in 0..100u16 {
-        let out = b
-            .run
-            .run(&tcp4(CLIENT, 30000 + port, NODE, 30082, true, b""))
-            .unwrap();
-        assert_eq!(parse_checked(&out.frame).dst, pods()[1]);
+        assert_eq!(
+            dst_of(
+                &mut b.run,
+                &tcp4(CLIENT, 30000 + port, NODE, 30082, true, b"")
+            ),
+            pods()[1]
+        );
     }
     // Only terminating endpoints left: they serve (KEP-1669).
     let mut snap = snapshot();
     snap.l4[2].endpoints = vec![endpoint(pods()[0], EndpointState::Terminating)];
     b.sync.apply(&mut b.run.ebpf, &snap).unwrap();
-    let out = b
-        .run
-        .run(&tcp4(CLIENT, 31000, NODE, 30082, true, b""))
-        .unwrap();
-    assert_eq!(parse_checked(&out.frame).dst, pods()[0]);
+    assert_eq!(
+        dst_of(&mut b.run, &tcp4(CLIENT, 31000, NODE, 30082, true, b"")),
+        pods()[0]
+    );
 }
 
 #[test]
@@ -496,10 +394,7 @@ fn ipv6_flow_is_dnated_with_pseudo_header_checksum() {
     }
     let mut b = bed();
     let f = tcp6(40000, 30080, b"hi");
-    let out = b.run.run(&f).unwrap();
-    assert_eq!(out.action, XDP_PASS);
-    assert_only_dnat(&f, &out.frame);
-    let seen = parse_checked(&out.frame);
+    let seen = dnat(&mut b.run, &f);
     assert!(pods()[3..].contains(&seen.dst), "{seen:?}");
 }
 
@@ -510,16 +405,10 @@ fn udp_checksums_are_updated_and_zero_stays_zero() {
     }
     let mut b = bed();
     let f = udp4(5353, 30053, b"query", false);
-    let out = b.run.run(&f).unwrap();
-    assert_eq!(out.action, XDP_PASS);
-    assert_only_dnat(&f, &out.frame);
-    assert_ne!(parse_checked(&out.frame).udp_checksum, Some(0));
+    assert_ne!(dnat(&mut b.run, &f).udp_checksum, Some(0));
 
     let f = udp4(5354, 30053, b"query", true);
-    let out = b.run.run(&f).unwrap();
-    assert_eq!(out.action, XDP_PASS);
-    assert_only_dnat(&f, &out.frame);
-    assert_eq!(parse_checked(&out.frame).udp_checksum, Some(0));
+    assert_eq!(dnat(&mut b.run, &f).udp_checksum, Some(0));
 }
 
 #[test]
@@ -538,21 +427,12 @@ fn fragments_and_unknown_ports_pass_untouched() {
         .to_header()
         .calc_header_checksum();
     frag[24..26].copy_from_slice(&c.to_be_bytes());
-    let out = b.run.run(&frag).unwrap();
-    assert_eq!((out.action, &out.frame), (XDP_PASS, &frag));
+    assert_passed_untouched(&mut b.run, &frag);
     assert_eq!(stat(&b.run, Stat::PassIpv4Fragment), 1);
 
     let f = tcp4(CLIENT, 40000, NODE, 22, true, b"");
-    let out = b.run.run(&f).unwrap();
-    assert_eq!((out.action, &out.frame), (XDP_PASS, &f));
+    assert_passed_untouched(&mut b.run, &f);
     assert_eq!(stat(&b.run, Stat::PassNoService), 1);
-}
-
-fn bed_with(opts: L4Options) -> Bed {
-    let mut run = XdpTestRun::load(PROG_XDP_INGRESS).expect("load object");
-    let mut sync = L4Sync::new(opts);
-    sync.apply(&mut run.ebpf, &snapshot()).expect("apply");
-    Bed { run, sync }
 }
 
 /// The web service with only `keep` as endpoint.
@@ -573,18 +453,12 @@ fn fin_shortens_a_flows_life_and_then_it_is_re_selected() {
         tcp_closing_timeout: Duration::ZERO,
         ..L4Options::default()
     });
-    let first = parse_checked(
-        &b.run
-            .run(&tcp4(CLIENT, 45000, NODE, 30080, true, b""))
-            .unwrap()
-            .frame,
-    )
-    .dst;
-    let other = pod_v4().into_iter().find(|p| *p != first).unwrap();
+    let first = dst_of(&mut b.run, &tcp4(CLIENT, 45000, NODE, 30080, true, b""));
+    let other = other_pod(first);
     b.sync.apply(&mut b.run.ebpf, &web_only(other, 2)).unwrap();
     // The backend still exists (draining), so the open flow stays on it...
     let ack = tcp4(CLIENT, 45000, NODE, 30080, false, b"x");
-    assert_eq!(parse_checked(&b.run.run(&ack).unwrap().frame).dst, first);
+    assert_eq!(dst_of(&mut b.run, &ack), first);
     // ...until a FIN: after it the entry expires and the next packet is re-selected.
     let mut fin = tcp4(CLIENT, 45000, NODE, 30080, false, b"");
     fin[14 + 20 + 13] |= 0x01;
@@ -601,9 +475,9 @@ fn fin_shortens_a_flows_life_and_then_it_is_re_selected() {
             .unwrap()
     };
     fin[14 + 20 + 16..14 + 20 + 18].copy_from_slice(&c.to_be_bytes());
-    assert_eq!(parse_checked(&b.run.run(&fin).unwrap().frame).dst, first);
+    assert_eq!(dst_of(&mut b.run, &fin), first);
     std::thread::sleep(Duration::from_millis(2));
-    assert_eq!(parse_checked(&b.run.run(&ack).unwrap().frame).dst, other);
+    assert_eq!(dst_of(&mut b.run, &ack), other);
 }
 
 #[test]
@@ -616,13 +490,13 @@ fn udp_flows_expire_after_their_idle_timeout() {
         ..L4Options::default()
     });
     let f = udp4(5400, 30053, b"q", false);
-    let first = parse_checked(&b.run.run(&f).unwrap().frame).dst;
-    let other = pod_v4().into_iter().find(|p| *p != first).unwrap();
+    let first = dst_of(&mut b.run, &f);
+    let other = other_pod(first);
     let mut snap = snapshot();
     snap.l4[4].endpoints = vec![endpoint(other, EndpointState::Active)];
     b.sync.apply(&mut b.run.ebpf, &snap).unwrap();
     std::thread::sleep(Duration::from_millis(2));
-    assert_eq!(parse_checked(&b.run.run(&f).unwrap().frame).dst, other);
+    assert_eq!(dst_of(&mut b.run, &f), other);
     assert_eq!(stat(&b.run, Stat::L4NewFlow), 2);
 }
 
@@ -635,18 +509,12 @@ fn a_removed_backend_keeps_flows_while_draining_then_they_move() {
         drain: Duration::ZERO,
         ..L4Options::default()
     });
-    let first = parse_checked(
-        &b.run
-            .run(&tcp4(CLIENT, 46000, NODE, 30080, true, b""))
-            .unwrap()
-            .frame,
-    )
-    .dst;
-    let other = pod_v4().into_iter().find(|p| *p != first).unwrap();
+    let first = dst_of(&mut b.run, &tcp4(CLIENT, 46000, NODE, 30080, true, b""));
+    let other = other_pod(first);
     // With a zero drain the removed endpoint is gone at once: its flows are re-selected.
     b.sync.apply(&mut b.run.ebpf, &web_only(other, 2)).unwrap();
     let ack = tcp4(CLIENT, 46000, NODE, 30080, false, b"x");
-    assert_eq!(parse_checked(&b.run.run(&ack).unwrap().frame).dst, other);
+    assert_eq!(dst_of(&mut b.run, &ack), other);
 }
 
 #[test]
@@ -700,7 +568,7 @@ fn a_restarted_sync_recovers_slots_and_removes_what_went_away_meanwhile() {
     let mut b = bed();
     let slot_before = sticky_slot(&b.run);
     let syn = tcp4(CLIENT, 47000, NODE, 30080, true, b"");
-    let first = parse_checked(&b.run.run(&syn).unwrap().frame).dst;
+    let first = dst_of(&mut b.run, &syn);
     // A new daemon (fresh mirror) over the same maps, with the DNS service gone meanwhile.
     let mut snap = snapshot();
     snap.l4.retain(|s| s.protocol != L4Protocol::Udp);
@@ -709,7 +577,7 @@ fn a_restarted_sync_recovers_slots_and_removes_what_went_away_meanwhile() {
     assert_eq!(r.services_removed, 2, "dns v4 and v6: {r:?}");
     assert_eq!(sticky_slot(&b.run), slot_before);
     let ack = tcp4(CLIENT, 47000, NODE, 30080, false, b"x");
-    assert_eq!(parse_checked(&b.run.run(&ack).unwrap().frame).dst, first);
+    assert_eq!(dst_of(&mut b.run, &ack), first);
     let out = b.run.run(&udp4(5353, 30053, b"q", false)).unwrap();
     assert_eq!(
         out.frame,
@@ -743,22 +611,18 @@ fn address_frontends_match_only_their_address_and_win_over_a_nodeport_on_the_sam
         l4: vec![lb, np],
         ..Default::default()
     };
-    let mut run = XdpTestRun::load(PROG_XDP_INGRESS).unwrap();
-    L4Sync::new(L4Options::default())
-        .apply(&mut run.ebpf, &snap)
-        .unwrap();
+    let mut b = bed_from(L4Options::default(), &snap);
     // The LoadBalancer address: its own service.
     let f = tcp4(CLIENT, 40000, vip, 31000, true, b"");
-    let out = run.run(&f).unwrap();
+    let out = b.run.run(&f).unwrap();
     assert_only_dnat(&f, &out.frame);
     assert_eq!(parse_checked(&out.frame).dst, p[0]);
     // Any other address on that port: the NodePort.
     let f = tcp4(CLIENT, 40000, NODE, 31000, true, b"");
-    assert_eq!(parse_checked(&run.run(&f).unwrap().frame).dst, p[1]);
+    assert_eq!(dst_of(&mut b.run, &f), p[1]);
     // The address on another port: nothing.
     let f = tcp4(CLIENT, 40000, vip, 31001, true, b"");
-    let out = run.run(&f).unwrap();
-    assert_eq!((out.action, &out.frame), (XDP_PASS, &f));
+    assert_passed_untouched(&mut b.run, &f);
 }
 
 #[test]
@@ -769,7 +633,7 @@ fn icmp_fragmentation_needed_about_a_reply_is_translated_for_its_pod() {
     use etherparse::{Icmpv4Header, Icmpv4Type, icmpv4::DestUnreachableHeader};
     let mut b = bed();
     let syn = tcp4(CLIENT, 48000, NODE, 30080, true, b"");
-    let pod = parse_checked(&b.run.run(&syn).unwrap().frame).dst;
+    let pod = dst_of(&mut b.run, &syn);
     let IpAddr::V4(pod_ip) = pod.ip() else {
         panic!()
     };
@@ -831,8 +695,7 @@ fn icmp_fragmentation_needed_about_a_reply_is_translated_for_its_pod() {
         ))
         .write(&mut g, &stranger[14..42])
         .unwrap();
-    let out = b.run.run(&g).unwrap();
-    assert_eq!((out.action, &out.frame), (XDP_PASS, &g));
+    assert_passed_untouched(&mut b.run, &g);
 }
 
 #[test]
@@ -865,16 +728,14 @@ fn the_ingress_service_prefers_this_nodes_proxy_and_falls_back_to_others() {
             ..Default::default()
         }
     };
-    let mut run = XdpTestRun::load(PROG_XDP_INGRESS).unwrap();
-    let mut sync = L4Sync::new(L4Options {
+    let opts = L4Options {
         node_name: Some("this".into()),
         ..L4Options::default()
-    });
-    sync.apply(&mut run.ebpf, &proxy(EndpointState::Active))
-        .unwrap();
+    };
+    let mut b = bed_from(opts, &proxy(EndpointState::Active));
     for port in 0..50u16 {
         let f = tcp4(CLIENT, 20000 + port, NODE, 30443, true, b"");
-        let out = run.run(&f).unwrap();
+        let out = b.run.run(&f).unwrap();
         assert_eq!(out.action, XDP_PASS);
         assert_eq!(
             parse_checked(&out.frame).dst,
@@ -884,15 +745,15 @@ fn the_ingress_service_prefers_this_nodes_proxy_and_falls_back_to_others() {
     }
     // The local proxy drains: new flows go to the other node's (SNAT + XDP_TX, which needs a
     // route; without one here the packet goes to the kernel untouched, counted).
-    let view = sync
-        .apply(&mut run.ebpf, &proxy(EndpointState::Terminating))
+    let view = b
+        .sync
+        .apply(&mut b.run.ebpf, &proxy(EndpointState::Terminating))
         .unwrap();
     assert_eq!(view.tables_swapped, 1);
     let f = tcp4(CLIENT, 21000, NODE, 30443, true, b"");
-    let out = run.run(&f).unwrap();
-    assert_eq!((out.action, &out.frame), (XDP_PASS, &f));
+    assert_passed_untouched(&mut b.run, &f);
     assert_eq!(
-        stat(&run, Stat::PassSnatExhausted) + stat(&run, Stat::PassFibLookup),
+        stat(&b.run, Stat::PassSnatExhausted) + stat(&b.run, Stat::PassFibLookup),
         1
     );
 }
@@ -905,7 +766,7 @@ fn icmpv6_packet_too_big_about_a_reply_is_translated_for_its_pod() {
     use etherparse::{Icmpv6Header, Icmpv6Type};
     let mut b = bed();
     let syn = tcp6(48100, 30080, b"");
-    let pod = parse_checked(&b.run.run(&syn).unwrap().frame).dst;
+    let pod = dst_of(&mut b.run, &syn);
     let IpAddr::V6(pod_ip) = pod.ip() else {
         panic!()
     };
@@ -955,13 +816,11 @@ fn nodeports_answer_only_on_the_nodes_addresses_when_they_are_known() {
         ..L4Options::default()
     });
     let f = tcp4(CLIENT, 49000, NODE, 30080, true, b"");
-    assert!(pod_v4().contains(&parse_checked(&b.run.run(&f).unwrap().frame).dst));
+    assert!(pod_v4().contains(&dst_of(&mut b.run, &f)));
     // To another host through this node (a routed pod, say), same port: not ours.
     let transit = tcp4(CLIENT, 49000, [198, 19, 7, 2], 30080, true, b"");
-    let out = b.run.run(&transit).unwrap();
-    assert_eq!((out.action, &out.frame), (XDP_PASS, &transit));
-    let out = b.run.run(&tcp6(49000, 30080, b"")).unwrap();
-    assert!(pods()[3..].contains(&parse_checked(&out.frame).dst));
+    assert_passed_untouched(&mut b.run, &transit);
+    assert!(pods()[3..].contains(&dst_of(&mut b.run, &tcp6(49000, 30080, b""))));
     // Unknown addresses (the default): any address, as the other tests rely on.
     b.sync.set_local_addrs(&mut b.run.ebpf, Vec::new()).unwrap();
     let out = b.run.run(&transit).unwrap();

@@ -2,20 +2,24 @@
 //! namespace: SNAT to a remote endpoint with XDP_TX, its reply reverse-NATed in XDP, and a local
 //! pod's reply reverse-NATed by the tc program. Exact bytes, checksums by etherparse.
 
+mod l4common;
+
 use std::net::{IpAddr, SocketAddr};
 
-use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
-use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use aya::programs::{SchedClassifier, Xdp};
+use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use ingress_common::{
     PROG_XDP_INGRESS,
     l4::{PROG_TC_NIC_EGRESS, PROG_TC_REPLY},
 };
+use l4common::{
+    endpoint, ifindex, load, parse_checked, service, sk_buff, static_neigh, tcp_frame, test_run,
+    udp_frame, xdp_md,
+};
 use testbed::{NODE_IFACE, Topology, xdp_run::XDP_TX};
 use xdp_ingress::{
     dataplane::{L4Options, L4Sync},
-    model::{
-        Endpoint, EndpointState, Frontend, L4Protocol, L4Service, ObjectKind, ObjectRef, Snapshot,
-    },
+    model::{Endpoint, EndpointState, L4Protocol, L4Service, Snapshot},
 };
 
 const TC_ACT_REDIRECT: u32 = 7;
@@ -24,13 +28,6 @@ const OUTSIDE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 7];
 const REMOTE: [u8; 4] = [198, 18, 0, 9];
 const REMOTE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 9];
 const NODE: [u8; 4] = [198, 18, 0, 2];
-
-fn ifindex(topo: &Topology, dev: &str) -> u32 {
-    let name = std::ffi::CString::new(dev).unwrap();
-    // SAFETY: valid NUL-terminated name; runs inside the node namespace.
-    topo.node
-        .enter(|| unsafe { libc::if_nametoindex(name.as_ptr()) })
-}
 
 fn mac(topo: &Topology, dev: &str) -> [u8; 6] {
     let s = topo
@@ -45,27 +42,26 @@ fn mac(topo: &Topology, dev: &str) -> [u8; 6] {
     v.try_into().unwrap()
 }
 
+/// For the SNAT tests: permanent neighbours on the NIC for the client `outside` (at
+/// [`OUTSIDE_MAC`]) and the `remote` endpoint (at [`REMOTE_MAC`]); the NIC's index and MAC,
+/// and the object with the XDP program loaded.
+fn snat_node(topo: &Topology, outside: IpAddr, remote: IpAddr) -> (u32, [u8; 6], aya::Ebpf) {
+    static_neigh(topo, outside, OUTSIDE_MAC);
+    static_neigh(topo, remote, REMOTE_MAC);
+    let nic = ifindex(topo, NODE_IFACE);
+    let nic_mac = mac(topo, NODE_IFACE);
+    (nic, nic_mac, load(&[PROG_XDP_INGRESS], &[]))
+}
+
+/// TCP service `id` on NodePort `port` with the one endpoint `ep` on node `node`.
 fn svc(id: &str, port: u16, ep: SocketAddr, node: Option<&str>) -> L4Service {
+    let ep = Endpoint {
+        node_name: node.map(String::from),
+        ..endpoint(ep, EndpointState::Active)
+    };
     L4Service {
         id: id.into(),
-        service: ObjectRef {
-            kind: ObjectKind::Service,
-            namespace: "default".into(),
-            name: id.into(),
-        },
-        protocol: L4Protocol::Tcp,
-        frontends: vec![Frontend::NodePort(port)],
-        endpoints: vec![Endpoint {
-            addr: ep,
-            state: EndpointState::Active,
-            weight: 1,
-            node_name: node.map(String::from),
-            zone: None,
-            target: None,
-        }],
-        client_ip_affinity: None,
-        source_ranges: vec![],
-        local_proxy: false,
+        ..service(id, L4Protocol::Tcp, port, vec![ep])
     }
 }
 
@@ -77,57 +73,23 @@ fn tcp(
     dst: [u8; 4],
     dport: u16,
 ) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv4(src, dst, 64)
-        .tcp(sport, dport, 7, 65535)
-        .ack(1);
-    let mut v = Vec::new();
-    b.write(&mut v, b"payload").unwrap();
-    v
+    let (src, dst) = ((src, sport).into(), (dst, dport).into());
+    tcp_frame([src_mac, dst_mac], src, dst, 7, false, b"payload")
 }
 
-/// (src, dst, eth src, eth dst) after checking the IPv4 and TCP checksums.
+/// (src, dst, eth src, eth dst) of a TCP/IPv4 frame, after checking its checksums.
 fn checked(frame: &[u8]) -> (SocketAddr, SocketAddr, [u8; 6], [u8; 6]) {
-    let p = SlicedPacket::from_ethernet(frame).unwrap();
-    let Some(NetSlice::Ipv4(ip)) = &p.net else {
-        panic!("not IPv4")
-    };
-    let h = ip.header().to_header();
-    assert_eq!(h.header_checksum, h.calc_header_checksum());
-    let Some(TransportSlice::Tcp(t)) = &p.transport else {
-        panic!("not TCP")
-    };
-    assert_eq!(
-        t.checksum(),
-        t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap()
-    );
+    let seen = parse_checked(frame);
+    assert!(seen.src.is_ipv4(), "not IPv4: {seen:?}");
+    assert_eq!(seen.udp_checksum, None, "not TCP: {seen:?}");
     let eth_src: [u8; 6] = frame[6..12].try_into().unwrap();
     let eth_dst: [u8; 6] = frame[0..6].try_into().unwrap();
-    (
-        SocketAddr::new(IpAddr::from(h.source), t.source_port()),
-        SocketAddr::new(IpAddr::from(h.destination), t.destination_port()),
-        eth_src,
-        eth_dst,
-    )
+    (seen.src, seen.dst, eth_src, eth_dst)
 }
 
 fn xdp_run(ebpf: &aya::Ebpf, frame: &[u8], ingress_ifindex: u32) -> (u32, Vec<u8>) {
     let prog: &Xdp = ebpf.program(PROG_XDP_INGRESS).unwrap().try_into().unwrap();
-    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
-    let mut ctx = [0u8; 24];
-    ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
-    ctx[12..16].copy_from_slice(&ingress_ifindex.to_ne_bytes());
-    let mut out = vec![0u8; frame.len() + 256];
-    let r = prog
-        .test_run(TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out),
-            ctx_in: Some(&ctx),
-            repeat: 1,
-            ..TestRunOptions::new()
-        })
-        .expect("xdp test run");
-    out.truncate(r.data_size_out as usize);
+    let (r, out) = test_run(prog, frame, &xdp_md(frame.len(), ingress_ifindex), 1);
     (r.return_value, out)
 }
 
@@ -137,21 +99,7 @@ fn tc_run(ebpf: &aya::Ebpf, frame: &[u8], ifindex: u32) -> (u32, Vec<u8>) {
 
 fn tc_run_prog(ebpf: &aya::Ebpf, name: &str, frame: &[u8], ifindex: u32) -> (u32, Vec<u8>) {
     let prog: &SchedClassifier = ebpf.program(name).unwrap().try_into().unwrap();
-    // struct __sk_buff: ingress_ifindex at 36, ifindex at 40 (the only fields set here).
-    let mut ctx = [0u8; 192];
-    ctx[36..40].copy_from_slice(&ifindex.to_ne_bytes());
-    ctx[40..44].copy_from_slice(&ifindex.to_ne_bytes());
-    let mut out = vec![0u8; frame.len() + 256];
-    let r = prog
-        .test_run(TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out),
-            ctx_in: Some(&ctx),
-            repeat: 1,
-            ..TestRunOptions::new()
-        })
-        .expect("tc test run");
-    out.truncate(r.data_size_out as usize);
+    let (r, out) = test_run(prog, frame, &sk_buff(ifindex), 1);
     (r.return_value, out)
 }
 
@@ -161,42 +109,7 @@ fn remote_endpoint_gets_snat_and_xdp_tx_and_its_reply_is_reverse_nated() {
         return;
     }
     let topo = Topology::new(1).expect("topology");
-    for (ip, m) in [(OUTSIDE, OUTSIDE_MAC), (REMOTE, REMOTE_MAC)] {
-        let ip = IpAddr::from(ip).to_string();
-        let m = m
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(":");
-        topo.node
-            .run(
-                "ip",
-                &[
-                    "neigh",
-                    "replace",
-                    &ip,
-                    "lladdr",
-                    &m,
-                    "dev",
-                    NODE_IFACE,
-                    "nud",
-                    "permanent",
-                ],
-            )
-            .unwrap();
-    }
-    let nic = ifindex(&topo, NODE_IFACE);
-    let nic_mac = mac(&topo, NODE_IFACE);
-
-    let mut ebpf = aya::EbpfLoader::new()
-        .load_file(testbed::bpf_object_path())
-        .unwrap();
-    let xdp: &mut Xdp = ebpf
-        .program_mut(PROG_XDP_INGRESS)
-        .unwrap()
-        .try_into()
-        .unwrap();
-    xdp.load().unwrap();
+    let (nic, nic_mac, mut ebpf) = snat_node(&topo, OUTSIDE.into(), REMOTE.into());
     let mut sync = L4Sync::new(L4Options {
         node_v4: Some(NODE.into()),
         node_name: Some("this-node".into()),
@@ -240,19 +153,7 @@ fn local_pod_reply_is_reverse_nated_in_tc_at_pod_ingress_or_nic_egress() {
     }
     let topo = Topology::new(1).expect("topology");
     let pod_if = ifindex(&topo, &topo.pods[0].node_iface);
-    let mut ebpf = aya::EbpfLoader::new()
-        .load_file(testbed::bpf_object_path())
-        .unwrap();
-    let xdp: &mut Xdp = ebpf
-        .program_mut(PROG_XDP_INGRESS)
-        .unwrap()
-        .try_into()
-        .unwrap();
-    xdp.load().unwrap();
-    for name in [PROG_TC_REPLY, PROG_TC_NIC_EGRESS] {
-        let tc: &mut SchedClassifier = ebpf.program_mut(name).unwrap().try_into().unwrap();
-        tc.load().unwrap();
-    }
+    let mut ebpf = load(&[PROG_XDP_INGRESS], &[PROG_TC_REPLY, PROG_TC_NIC_EGRESS]);
     let pod = SocketAddr::new(IpAddr::V4(topo.pods[0].v4), 8080);
     let snap = Snapshot {
         version: 1,
@@ -314,41 +215,7 @@ fn remote_endpoint_over_ipv6_gets_snat_and_xdp_tx_with_pseudo_header_checksums()
     let topo = Topology::new(0).expect("topology");
     let outside: std::net::Ipv6Addr = "2001:db8::7".parse().unwrap();
     let remote: std::net::Ipv6Addr = "2001:db8::9".parse().unwrap();
-    for (ip, m) in [(outside, OUTSIDE_MAC), (remote, REMOTE_MAC)] {
-        let m = m
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(":");
-        topo.node
-            .run(
-                "ip",
-                &[
-                    "-6",
-                    "neigh",
-                    "replace",
-                    &ip.to_string(),
-                    "lladdr",
-                    &m,
-                    "dev",
-                    NODE_IFACE,
-                    "nud",
-                    "permanent",
-                ],
-            )
-            .unwrap();
-    }
-    let nic = ifindex(&topo, NODE_IFACE);
-    let nic_mac = mac(&topo, NODE_IFACE);
-    let mut ebpf = aya::EbpfLoader::new()
-        .load_file(testbed::bpf_object_path())
-        .unwrap();
-    let xdp: &mut Xdp = ebpf
-        .program_mut(PROG_XDP_INGRESS)
-        .unwrap()
-        .try_into()
-        .unwrap();
-    xdp.load().unwrap();
+    let (nic, nic_mac, mut ebpf) = snat_node(&topo, outside.into(), remote.into());
     let mut sync = L4Sync::new(L4Options {
         node_v6: Some(topo.node_v6),
         node_name: Some("this-node".into()),
@@ -366,32 +233,15 @@ fn remote_endpoint_over_ipv6_gets_snat_and_xdp_tx_with_pseudo_header_checksums()
     sync.apply(&mut ebpf, &snap).unwrap();
     let frame6 =
         |src: std::net::Ipv6Addr, sport: u16, dst: std::net::Ipv6Addr, dport: u16, smac, dmac| {
-            let mut v = Vec::new();
-            PacketBuilder::ethernet2(smac, dmac)
-                .ipv6(src.octets(), dst.octets(), 64)
-                .udp(sport, dport)
-                .write(&mut v, b"payload")
-                .unwrap();
-            v
+            let (src, dst) = ((src, sport).into(), (dst, dport).into());
+            udp_frame([smac, dmac], src, dst, b"payload")
         };
+    // (src, dst, hop limit) of a UDP/IPv6 frame, after checking its checksum.
     let check6 = |frame: &[u8]| -> (SocketAddr, SocketAddr, u8) {
-        let p = SlicedPacket::from_ethernet(frame).unwrap();
-        let Some(NetSlice::Ipv6(ip)) = &p.net else {
-            panic!("not IPv6")
-        };
-        let h = ip.header().to_header();
-        let Some(TransportSlice::Udp(u)) = &p.transport else {
-            panic!("not UDP")
-        };
-        assert_eq!(
-            u.checksum(),
-            u.to_header().calc_checksum_ipv6(&h, u.payload()).unwrap()
-        );
-        (
-            SocketAddr::new(IpAddr::from(h.source), u.source_port()),
-            SocketAddr::new(IpAddr::from(h.destination), u.destination_port()),
-            h.hop_limit,
-        )
+        let seen = parse_checked(frame);
+        assert!(seen.src.is_ipv6(), "not IPv6: {seen:?}");
+        assert!(seen.udp_checksum.is_some(), "not UDP: {seen:?}");
+        (seen.src, seen.dst, frame[14 + 7])
     };
     let f = frame6(outside, 40000, topo.node_v6, 30091, OUTSIDE_MAC, nic_mac);
     let (action, out) = topo.node.enter(|| xdp_run(&ebpf, &f, nic));
@@ -416,15 +266,7 @@ fn hostile_frames_to_service_ports_never_abort_or_half_rewrite() {
     }
     let topo = Topology::new(1).expect("topology");
     let nic = ifindex(&topo, NODE_IFACE);
-    let mut ebpf = aya::EbpfLoader::new()
-        .load_file(testbed::bpf_object_path())
-        .unwrap();
-    let xdp: &mut Xdp = ebpf
-        .program_mut(PROG_XDP_INGRESS)
-        .unwrap()
-        .try_into()
-        .unwrap();
-    xdp.load().unwrap();
+    let mut ebpf = load(&[PROG_XDP_INGRESS], &[]);
     let pod = SocketAddr::new(IpAddr::V4(topo.pods[0].v4), 8080);
     let snap = Snapshot {
         version: 1,

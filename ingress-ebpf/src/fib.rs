@@ -68,24 +68,7 @@ pub fn lookup_xdp(
     // SAFETY: ctx.ctx is the program's context pointer.
     let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
     params(p, v6, proto, src, dst, tot_len, ifindex);
-    // SAFETY: p is a valid, fully initialised parameter block of the size passed.
-    let rc = unsafe {
-        bpf_fib_lookup(
-            ctx.ctx.cast(),
-            p,
-            core::mem::size_of::<FibParams>() as i32,
-            0,
-        )
-    };
-    if rc != i64::from(BPF_FIB_LKUP_RET_SUCCESS) {
-        return None;
-    }
-    Some(FibResult {
-        ifindex: p.ifindex,
-        smac: p.smac,
-        dmac: p.dmac,
-        no_neigh: false,
-    })
+    ask_kernel(ctx.ctx.cast(), p, false)
 }
 
 /// Route for an skb (tc); a missing neighbour is fine there (`bpf_redirect_neigh` resolves it).
@@ -102,9 +85,20 @@ pub fn lookup_skb(
     // SAFETY: the struct is plain data; all-zero is its documented "unset" state.
     let mut p: FibParams = unsafe { core::mem::zeroed() };
     params(&mut p, v6, proto, src, dst, tot_len, ifindex);
+    ask_kernel(skb, &mut p, true)
+}
+
+/// Runs the lookup `p` describes for the program context `ctx`. A route without a resolved
+/// neighbour counts only when `neigh_optional` (the caller can have the kernel resolve it).
+#[inline(always)]
+fn ask_kernel(
+    ctx: *mut core::ffi::c_void,
+    p: &mut FibParams,
+    neigh_optional: bool,
+) -> Option<FibResult> {
     // SAFETY: p is a valid, fully initialised parameter block of the size passed.
-    let rc = unsafe { bpf_fib_lookup(skb, &mut p, core::mem::size_of::<FibParams>() as i32, 0) };
-    let no_neigh = rc == i64::from(BPF_FIB_LKUP_RET_NO_NEIGH);
+    let rc = unsafe { bpf_fib_lookup(ctx, p, core::mem::size_of::<FibParams>() as i32, 0) };
+    let no_neigh = neigh_optional && rc == i64::from(BPF_FIB_LKUP_RET_NO_NEIGH);
     if rc != i64::from(BPF_FIB_LKUP_RET_SUCCESS) && !no_neigh {
         return None;
     }

@@ -6,7 +6,7 @@
 //! rewritten or passed untouched.
 
 use aya_ebpf::{
-    bindings::{BPF_ANY, BPF_NOEXIST, xdp_action},
+    bindings::{BPF_ANY, BPF_NOEXIST, bpf_fib_lookup as FibParams, xdp_action},
     helpers::{bpf_ktime_get_ns, generated::bpf_redirect},
     programs::XdpContext,
 };
@@ -623,30 +623,13 @@ fn forward(
             unsafe { (*r).last_seen_ns = now };
         }
     }
-    if !hops_left(ctx, pkt) {
-        return pass(Stat::PassTtlExceeded);
-    }
-    let Some(route) = fib::lookup_xdp(
-        &mut scr.fib,
-        ctx,
-        pkt.v6,
-        pkt.proto,
-        &node,
-        &be.addr,
-        pkt.tot_len,
-    ) else {
-        return pass(Stat::PassFibLookup);
-    };
     scr.nat = Nat {
         saddr: node,
         daddr: be.addr,
         sport: snat_port,
         dport: be.port,
     };
-    if !rewrite(ctx, pkt, &scr.nat) {
-        return pass(Stat::PassNoService);
-    }
-    transmit(ctx, pkt, &route, Stat::L4RemoteTx)
+    send_on(ctx, pkt, &mut scr.fib, &scr.nat, Stat::L4RemoteTx)
 }
 
 /// A reply from a remote endpoint to one of our SNAT ports: back to the client, from the
@@ -676,24 +659,32 @@ fn remote_reply(ctx: &XdpContext, pkt: &Pkt, scr: &mut Scratch) -> Verdict {
         sport: rev.frontend_port,
         dport: rev.client_port,
     };
+    send_on(ctx, pkt, &mut scr.fib, &scr.nat, Stat::L4ReplyXdp)
+}
+
+/// Sends the packet on as `nat` says (from `nat.saddr` to `nat.daddr`, counted as `stat`), or
+/// passes it untouched to the kernel with the reason: last hop, no route or neighbour, or a
+/// header gone.
+#[inline(always)]
+fn send_on(ctx: &XdpContext, pkt: &Pkt, fib: &mut FibParams, nat: &Nat, stat: Stat) -> Verdict {
     if !hops_left(ctx, pkt) {
         return pass(Stat::PassTtlExceeded);
     }
     let Some(route) = fib::lookup_xdp(
-        &mut scr.fib,
+        fib,
         ctx,
         pkt.v6,
         pkt.proto,
-        &scr.nat.saddr,
-        &scr.nat.daddr,
+        &nat.saddr,
+        &nat.daddr,
         pkt.tot_len,
     ) else {
         return pass(Stat::PassFibLookup);
     };
-    if !rewrite(ctx, pkt, &scr.nat) {
+    if !rewrite(ctx, pkt, nat) {
         return pass(Stat::PassNoService);
     }
-    transmit(ctx, pkt, &route, Stat::L4ReplyXdp)
+    transmit(ctx, pkt, &route, stat)
 }
 
 /// True when the packet may be forwarded once more (TTL / hop limit above 1). Checked before

@@ -104,65 +104,33 @@ fn try_handle(ctx: &TcContext, redirect: bool) -> Option<i32> {
     };
     let words = if v6 { 4 } else { 1 };
     let mut i = 0;
+    // The IPv4 header checksum covers the addresses; IPv6 has none.
+    let ip_check = if v6 { None } else { Some(l3 + IP4_CHECK) };
     while i < 4 {
         if i < words {
-            let old = word(&key.saddr, i);
-            let new = word(&rev.frontend_addr, i);
-            if old != new {
-                ctx.store(l3 + if v6 { 8 } else { 12 } + 4 * i, &new, 0)
-                    .ok()?;
-                ctx.l4_csum_replace(
-                    check_off,
-                    u64::from(old),
-                    u64::from(new),
-                    u64::from(BPF_F_PSEUDO_HDR) | mangled | 4,
-                )
-                .ok()?;
-                if !v6 {
-                    ctx.l3_csum_replace(l3 + IP4_CHECK, u64::from(old), u64::from(new), 4)
-                        .ok()?;
-                }
-            }
-            let old = word(&key.daddr, i);
-            let new = word(&rev.client_addr, i);
-            if old != new {
-                ctx.store(l3 + if v6 { 24 } else { 16 } + 4 * i, &new, 0)
-                    .ok()?;
-                ctx.l4_csum_replace(
-                    check_off,
-                    u64::from(old),
-                    u64::from(new),
-                    u64::from(BPF_F_PSEUDO_HDR) | mangled | 4,
-                )
-                .ok()?;
-                if !v6 {
-                    ctx.l3_csum_replace(l3 + IP4_CHECK, u64::from(old), u64::from(new), 4)
-                        .ok()?;
-                }
-            }
+            replace_addr_word(
+                ctx,
+                l3 + if v6 { 8 } else { 12 } + 4 * i,
+                word(&key.saddr, i),
+                word(&rev.frontend_addr, i),
+                check_off,
+                mangled,
+                ip_check,
+            )?;
+            replace_addr_word(
+                ctx,
+                l3 + if v6 { 24 } else { 16 } + 4 * i,
+                word(&key.daddr, i),
+                word(&rev.client_addr, i),
+                check_off,
+                mangled,
+                ip_check,
+            )?;
         }
         i += 1;
     }
-    if key.sport != rev.frontend_port {
-        ctx.store(l4, &rev.frontend_port, 0).ok()?;
-        ctx.l4_csum_replace(
-            check_off,
-            u64::from(key.sport),
-            u64::from(rev.frontend_port),
-            mangled | 2,
-        )
-        .ok()?;
-    }
-    if key.dport != rev.client_port {
-        ctx.store(l4 + 2, &rev.client_port, 0).ok()?;
-        ctx.l4_csum_replace(
-            check_off,
-            u64::from(key.dport),
-            u64::from(rev.client_port),
-            mangled | 2,
-        )
-        .ok()?;
-    }
+    replace_port(ctx, l4, key.sport, rev.frontend_port, check_off, mangled)?;
+    replace_port(ctx, l4 + 2, key.dport, rev.client_port, check_off, mangled)?;
     let len = u64::from(ctx.len());
     stats::count(Stat::L4ReplyTc, len);
     if !redirect {
@@ -176,4 +144,53 @@ fn try_handle(ctx: &TcContext, redirect: bool) -> Option<i32> {
 #[inline(always)]
 fn word(a: &[u8; 16], i: usize) -> u32 {
     u32::from_ne_bytes([a[4 * i], a[4 * i + 1], a[4 * i + 2], a[4 * i + 3]])
+}
+
+/// Writes one 32-bit word of an address at `at` when it changes, updating the L4 checksum at
+/// `check_off` (the word is in its pseudo-header) and the IPv4 header checksum at `ip_check`.
+#[inline(always)]
+fn replace_addr_word(
+    ctx: &TcContext,
+    at: usize,
+    old: u32,
+    new: u32,
+    check_off: usize,
+    mangled: u64,
+    ip_check: Option<usize>,
+) -> Option<()> {
+    if old == new {
+        return Some(());
+    }
+    ctx.store(at, &new, 0).ok()?;
+    ctx.l4_csum_replace(
+        check_off,
+        u64::from(old),
+        u64::from(new),
+        u64::from(BPF_F_PSEUDO_HDR) | mangled | 4,
+    )
+    .ok()?;
+    if let Some(ip_check) = ip_check {
+        ctx.l3_csum_replace(ip_check, u64::from(old), u64::from(new), 4)
+            .ok()?;
+    }
+    Some(())
+}
+
+/// Writes a port at `at` when it changes, updating the L4 checksum at `check_off`.
+#[inline(always)]
+fn replace_port(
+    ctx: &TcContext,
+    at: usize,
+    old: u16,
+    new: u16,
+    check_off: usize,
+    mangled: u64,
+) -> Option<()> {
+    if old == new {
+        return Some(());
+    }
+    ctx.store(at, &new, 0).ok()?;
+    ctx.l4_csum_replace(check_off, u64::from(old), u64::from(new), mangled | 2)
+        .ok()?;
+    Some(())
 }

@@ -100,30 +100,15 @@ impl L4Options {
     /// The local-address table; a family with more addresses than fit is left unrestricted.
     pub fn local_addrs(&self) -> LocalAddrs {
         let mut l = LocalAddrs::default();
-        let v4: Vec<[u8; 4]> = self
-            .local_addrs
-            .iter()
-            .filter_map(|a| match a {
-                IpAddr::V4(a) => Some(a.octets()),
-                IpAddr::V6(_) => None,
-            })
-            .collect();
-        let v6: Vec<[u8; 16]> = self
-            .local_addrs
-            .iter()
-            .filter_map(|a| match a {
-                IpAddr::V6(a) => Some(a.octets()),
-                IpAddr::V4(_) => None,
-            })
-            .collect();
-        if v4.len() <= LOCAL_ADDRS_V4 {
-            l.n_v4 = v4.len() as u32;
-            l.v4[..v4.len()].copy_from_slice(&v4);
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        for a in &self.local_addrs {
+            match a {
+                IpAddr::V4(a) => v4.push(a.octets()),
+                IpAddr::V6(a) => v6.push(a.octets()),
+            }
         }
-        if v6.len() <= LOCAL_ADDRS_V6 {
-            l.n_v6 = v6.len() as u32;
-            l.v6[..v6.len()].copy_from_slice(&v6);
-        }
+        fill_local(&mut l.v4, &mut l.n_v4, &v4);
+        fill_local(&mut l.v6, &mut l.n_v6, &v6);
         l
     }
 
@@ -140,6 +125,15 @@ impl L4Options {
             node_v6: self.node_v6.map(|a| a.octets()).unwrap_or_default(),
             _pad2: [0; 4],
         }
+    }
+}
+
+/// Lists `addrs` in `table` with their count in `n`; more than fit leave the family
+/// unrestricted (count 0).
+fn fill_local<T: Copy>(table: &mut [T], n: &mut u32, addrs: &[T]) {
+    if addrs.len() <= table.len() {
+        *n = addrs.len() as u32;
+        table[..addrs.len()].copy_from_slice(addrs);
     }
 }
 
@@ -869,5 +863,41 @@ mod tests {
             let (b, f) = addr_bytes(ip);
             assert_eq!(addr_from(&b, f), ip);
         }
+    }
+
+    #[test]
+    fn local_addrs_list_each_family_unless_it_has_more_than_fit() {
+        let v6: Vec<IpAddr> = ["2001:db8::2", "2001:db8::3"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let v4 =
+            |n: u8| -> Vec<IpAddr> { (1..=n).map(|i| IpAddr::from([198, 18, 0, i])).collect() };
+        let mut opts = L4Options {
+            local_addrs: v4(16).into_iter().chain(v6.iter().copied()).collect(),
+            ..L4Options::default()
+        };
+        let l = opts.local_addrs();
+        assert_eq!((l.n_v4, l.n_v6), (16, 2));
+        assert_eq!(l.v4[15], [198, 18, 0, 16]);
+        assert_eq!(
+            l.v6[1],
+            "2001:db8::3"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets()
+        );
+        // One IPv4 address too many: that family is unrestricted, the other still listed.
+        opts.local_addrs = v6.iter().copied().chain(v4(17)).collect();
+        let l = opts.local_addrs();
+        assert_eq!((l.n_v4, l.n_v6), (0, 2));
+        assert_eq!(l.v4, [[0; 4]; LOCAL_ADDRS_V4]);
+        assert_eq!(
+            l.v6[0],
+            "2001:db8::2"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets()
+        );
     }
 }
