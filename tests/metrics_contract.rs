@@ -4,16 +4,13 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    path::PathBuf,
     process::Stdio,
-    sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
 };
 
-use testbed::{NODE_IFACE, Topology, process::KillOnDrop};
+use testbed::{NODE_IFACE, Topology, pins::PinDir, process::KillOnDrop};
 
 const METRICS: &str = "198.18.0.2:10254";
-static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// One line of metrics.txt.
 #[derive(Debug)]
@@ -121,24 +118,6 @@ fn series_and_family(m: &Listed) -> (String, String) {
     }
 }
 
-/// A private bpffs directory for the daemon's pinned maps, unpinned and unmounted on drop.
-struct PinDir(PathBuf);
-
-impl Drop for PinDir {
-    fn drop(&mut self) {
-        if let Ok(rd) = std::fs::read_dir(&self.0) {
-            for e in rd.flatten() {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-        if let Ok(c) = std::ffi::CString::new(self.0.as_os_str().as_encoded_bytes()) {
-            // SAFETY: valid NUL-terminated path.
-            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-        }
-        let _ = std::fs::remove_dir(&self.0);
-    }
-}
-
 #[test]
 fn daemon_exports_every_metric_in_the_dashboard_contract() {
     if !testbed::require_root() {
@@ -152,11 +131,7 @@ fn daemon_exports_every_metric_in_the_dashboard_contract() {
     );
     let listed = contract();
     let topo = Topology::new(0).expect("topology");
-    let pins = PinDir(std::env::temp_dir().join(format!(
-        "xdp-ingress-metrics-pins-{}-{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    )));
+    let pins = PinDir::new("metrics");
     let log = tempfile::NamedTempFile::new().expect("log file");
     let mut cmd = topo.node.cmd(&bin.display().to_string());
     cmd.args([
@@ -174,7 +149,7 @@ fn daemon_exports_every_metric_in_the_dashboard_contract() {
         "443",
         "--bpf-pin-root",
     ])
-    .arg(&pins.0)
+    .arg(pins.path())
     .stdout(Stdio::null())
     .stderr(log.reopen().expect("log file"));
     let mut daemon = KillOnDrop::spawn(&mut cmd).expect("daemon starts");

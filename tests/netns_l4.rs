@@ -7,13 +7,11 @@ use std::{
     collections::BTreeMap,
     io::{BufRead, BufReader, Read, Write},
     net::{IpAddr, SocketAddr, TcpStream},
-    path::PathBuf,
-    sync::atomic::{AtomicU32, Ordering},
     time::Duration,
 };
 
 use l4common::active;
-use testbed::{NODE_IFACE, Topology, echo::EchoServer};
+use testbed::{NODE_IFACE, Topology, echo::EchoServer, pins::PinDir};
 use xdp_ingress::{
     dataplane::{AttachMode, L4Args, L4Dataplane, view},
     model::{Endpoint, Frontend, L4Protocol, L4Service, Snapshot},
@@ -21,29 +19,12 @@ use xdp_ingress::{
 
 const NODE_PORT: u16 = 30080;
 const POD_PORT: u16 = 8080;
-static SEQ: AtomicU32 = AtomicU32::new(0);
 
 struct Bed {
     topo: Topology,
-    pin: PathBuf,
+    pin: PinDir,
     object: Vec<u8>,
     _echo: Vec<EchoServer>,
-}
-
-impl Drop for Bed {
-    fn drop(&mut self) {
-        // Unpin this test's maps and unmount its private bpffs.
-        if let Ok(rd) = std::fs::read_dir(&self.pin) {
-            for e in rd.flatten() {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-        if let Ok(c) = std::ffi::CString::new(self.pin.as_os_str().as_encoded_bytes()) {
-            // SAFETY: valid NUL-terminated path.
-            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-        }
-        let _ = std::fs::remove_dir(&self.pin);
-    }
 }
 
 fn bed() -> Bed {
@@ -57,11 +38,7 @@ fn bed() -> Bed {
         }
     }
     // A private bpffs (mounted by the dataplane on this empty directory) per test.
-    let pin = std::env::temp_dir().join(format!(
-        "xdp-ingress-pins-{}-{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
+    let pin = PinDir::new("l4");
     let object = std::fs::read(testbed::bpf_object_path()).expect("eBPF object");
     Bed {
         topo,

@@ -6,31 +6,12 @@
 use std::{
     io::{BufRead, BufReader, Write},
     net::{SocketAddr, TcpStream},
-    path::PathBuf,
     time::{Duration, Instant},
 };
 
-use testbed::{NODE_IFACE, Topology, echo::EchoServer, process::KillOnDrop};
+use testbed::{NODE_IFACE, Topology, echo::EchoServer, pins::PinDir, process::KillOnDrop};
 
 const NODE_PORT: u16 = 30080;
-
-/// A private bpffs for the pins, shared by both daemon runs; unpinned and unmounted on drop.
-struct PinDir(PathBuf);
-
-impl Drop for PinDir {
-    fn drop(&mut self) {
-        if let Ok(rd) = std::fs::read_dir(&self.0) {
-            for e in rd.flatten() {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-        if let Ok(c) = std::ffi::CString::new(self.0.as_os_str().as_encoded_bytes()) {
-            // SAFETY: a valid NUL-terminated path.
-            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-        }
-        let _ = std::fs::remove_dir(&self.0);
-    }
-}
 
 /// The ingress's own Service: this node's proxy and one on node "other" (played by the client
 /// namespace, reached through the NIC with full NAT).
@@ -133,11 +114,9 @@ fn rolling_update_sends_new_connections_to_another_nodes_proxy_and_back() {
         "build the daemon first: cargo build -p ingress-userspace"
     );
     let topo = Topology::new(0).expect("topology");
-    let pins = PinDir(
-        std::env::temp_dir().join(format!("xdp-ingress-rolling-pins-{}", std::process::id())),
-    );
+    let pins = PinDir::new("rolling");
     // Mounted in the test's mount namespace so both daemon runs see the same pins.
-    xdp_ingress::dataplane::l4::ensure_bpffs(&pins.0).expect("bpffs");
+    xdp_ingress::dataplane::l4::ensure_bpffs(pins.path()).expect("bpffs");
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
         dir.path().join("own.yaml"),
@@ -152,7 +131,7 @@ fn rolling_update_sends_new_connections_to_another_nodes_proxy_and_back() {
     .expect("other node's proxy");
 
     // Up: every new connection goes to this node's proxy.
-    let mut first = daemon(&topo, dir.path(), &pins.0);
+    let mut first = daemon(&topo, dir.path(), pins.path());
     wait_for(&topo, "local", 20);
     for _ in 0..10 {
         assert_eq!(
@@ -198,7 +177,7 @@ fn rolling_update_sends_new_connections_to_another_nodes_proxy_and_back() {
     drop(idle);
 
     // The new daemon takes the pinned maps over and the local proxy is preferred again.
-    let mut second = daemon(&topo, dir.path(), &pins.0);
+    let mut second = daemon(&topo, dir.path(), pins.path());
     wait_for(&topo, "local", 20);
     let st = second
         .signal_and_wait(libc::SIGTERM, Duration::from_secs(15))

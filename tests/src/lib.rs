@@ -9,12 +9,14 @@
 //! - [`echo`]: small TCP/UDP echo servers that say which pod answered.
 //! - [`http_backend`]: an HTTP/1.1 + h2c echo backend (JSON, WebSocket, trailers) for L7 tests.
 //! - [`xdp_run`]: BPF_PROG_TEST_RUN on crafted frames: action, output bytes, in-kernel time.
+//! - [`pins`]: a private BPF pin directory per test, cleaned up on drop.
 //! - [`process`]: child processes killed on drop (daemons under test).
 
 pub mod apiserver;
 pub mod echo;
 pub mod http_backend;
 pub mod netns;
+pub mod pins;
 pub mod process;
 pub mod topology;
 pub mod xdp_run;
