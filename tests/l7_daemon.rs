@@ -16,12 +16,7 @@ fn daemon_serves_manifests_logs_json_and_drains_on_sigterm() {
     if !testbed::require_root() {
         return;
     }
-    let bin = testbed::xdp_ingress_bin();
-    assert!(
-        bin.exists(),
-        "build the daemon first: cargo build -p ingress-userspace ({})",
-        bin.display()
-    );
+    let bin = testbed::built_xdp_ingress_bin();
     let topo = Topology::new(3).expect("topology");
     let _backends: Vec<HttpBackend> = topo
         .pods

@@ -123,12 +123,7 @@ fn daemon_exports_every_metric_in_the_dashboard_contract() {
     if !testbed::require_root() {
         return;
     }
-    let bin = testbed::xdp_ingress_bin();
-    assert!(
-        bin.exists(),
-        "build the daemon first: cargo build -p ingress-userspace ({})",
-        bin.display()
-    );
+    let bin = testbed::built_xdp_ingress_bin();
     let listed = contract();
     let topo = Topology::new(0).expect("topology");
     let pins = PinDir::new("metrics");

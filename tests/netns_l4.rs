@@ -382,9 +382,7 @@ fn a_port_without_service_still_reaches_the_nodes_own_listener() {
 
 /// The daemon tests need its binary: without it they fail, saying how to build it.
 fn require_daemon_bin() {
-    if !testbed::xdp_ingress_bin().exists() {
-        panic!("build the daemon first: cargo build -p ingress-userspace");
-    }
+    testbed::built_xdp_ingress_bin();
 }
 
 /// `xdp-ingress backends --json` over the maps pinned under `pin`.

@@ -109,10 +109,7 @@ fn rolling_update_sends_new_connections_to_another_nodes_proxy_and_back() {
     if !testbed::require_root() {
         return;
     }
-    assert!(
-        testbed::xdp_ingress_bin().exists(),
-        "build the daemon first: cargo build -p ingress-userspace"
-    );
+    testbed::built_xdp_ingress_bin();
     let topo = Topology::new(0).expect("topology");
     let pins = PinDir::new("rolling");
     // Mounted in the test's mount namespace so both daemon runs see the same pins.

@@ -63,3 +63,15 @@ pub fn xdp_ingress_bin() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target/debug/xdp-ingress"))
 }
+
+/// [`xdp_ingress_bin`] for tests that run the daemon: fails, saying how to build it, when the
+/// binary is not there (`cargo xtask test` builds it before the privileged tests).
+pub fn built_xdp_ingress_bin() -> PathBuf {
+    let bin = xdp_ingress_bin();
+    assert!(
+        bin.exists(),
+        "build the daemon first: cargo build -p ingress-userspace ({})",
+        bin.display()
+    );
+    bin
+}
