@@ -48,6 +48,24 @@ pub struct ConnInfo {
     pub client: SocketAddr,
     pub local: SocketAddr,
     pub tls: bool,
+    /// Its forwarding header values, rendered once for all its requests.
+    side: ClientSide,
+}
+
+impl ConnInfo {
+    pub fn new(client: SocketAddr, local: SocketAddr, tls: bool) -> Self {
+        let side = ClientSide::new(
+            client.ip().to_canonical(),
+            if tls { "https" } else { "http" },
+            local.port(),
+        );
+        ConnInfo {
+            client,
+            local,
+            tls,
+            side,
+        }
+    }
 }
 
 /// What a request turned into, for metrics and the access log.
@@ -72,15 +90,24 @@ pub(crate) async fn handle(
     let started = Instant::now();
     let rt = shared.runtime.load_full();
     let host = request_host(&req);
-    let method = req.method().clone();
-    let uri = req.uri().clone();
-    let version = req.version();
-    let user_agent = req.headers().get(USER_AGENT).cloned();
+    // Kept past the request only for the access log.
+    let logged = shared.access_log.is_some().then(|| LoggedRequest {
+        method: req.method().clone(),
+        uri: req.uri().clone(),
+        version: req.version(),
+        user_agent: req.headers().get(USER_AGENT).cloned(),
+    });
     let mut out = Outcome::default();
     let resp = route(&shared, &rt, &conn, req, &host, &mut out).await;
-    Ok(finish(
-        &shared, &conn, started, resp, out, &host, &method, &uri, version, user_agent,
-    ))
+    Ok(finish(&shared, &conn, started, resp, out, &host, logged))
+}
+
+/// The parts of a request the access log needs after it was forwarded.
+struct LoggedRequest {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    user_agent: Option<HeaderValue>,
 }
 
 async fn route(
@@ -191,12 +218,8 @@ async fn forward(
     strip_hop_by_hop(&mut parts.headers, upgrade);
     let request_id = add_forwarding(
         &mut parts.headers,
-        &ClientSide {
-            ip: conn.client.ip().to_canonical(),
-            proto: if conn.tls { "https" } else { "http" },
-            host: super::router::normalize_host(host).as_ref(),
-            port: conn.local.port(),
-        },
+        &conn.side,
+        super::router::normalize_host(host).as_ref(),
     );
     out.request_id = Some(request_id);
     if let Ok(v) = HeaderValue::from_str(host) {
@@ -413,7 +436,6 @@ fn request_host<B>(req: &Request<B>) -> String {
         .unwrap_or_default()
 }
 
-#[allow(clippy::too_many_arguments)]
 fn finish(
     shared: &Shared,
     conn: &ConnInfo,
@@ -421,10 +443,7 @@ fn finish(
     resp: Response<ProxyBody>,
     out: Outcome,
     host: &str,
-    method: &Method,
-    uri: &Uri,
-    version: Version,
-    user_agent: Option<HeaderValue>,
+    logged: Option<LoggedRequest>,
 ) -> Response<ProxyBody> {
     let m = &shared.metrics;
     let dash = || Arc::clone(&shared.dash);
@@ -447,7 +466,16 @@ fn finish(
             path,
         })
         .observe(started.elapsed().as_secs_f64());
-    let Some(log) = &shared.access_log else {
+    let (
+        Some(log),
+        Some(LoggedRequest {
+            method,
+            uri,
+            version,
+            user_agent,
+        }),
+    ) = (&shared.access_log, logged)
+    else {
         return resp;
     };
     let entry = Entry {

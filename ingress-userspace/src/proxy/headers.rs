@@ -64,63 +64,105 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
-/// What the proxy knows about the client side of a request.
-pub struct ClientSide<'a> {
-    pub ip: IpAddr,
+/// What the proxy knows about the client side of a connection: the parts of the forwarding
+/// headers that depend only on the connection, rendered once when it is accepted rather than
+/// on every keep-alive request.
+#[derive(Debug)]
+pub struct ClientSide {
     /// `http` or `https`.
-    pub proto: &'static str,
-    pub host: &'a str,
-    pub port: u16,
+    proto: &'static str,
+    /// The client address as text (`X-Real-IP`, own `X-Forwarded-For` entry).
+    ip: HeaderValue,
+    /// The `for=` node of `Forwarded` (IPv6 quoted and bracketed, RFC 7239).
+    node: String,
+    /// The local port (`X-Forwarded-Port`).
+    port: HeaderValue,
 }
 
-/// Sets the forwarding headers; returns the request id (kept when the client sent one).
-pub fn add_forwarding(headers: &mut HeaderMap, c: &ClientSide<'_>) -> HeaderValue {
-    let ip = c.ip.to_string();
+impl ClientSide {
+    /// `proto`: `http` or `https`; `port`: the port the client connected to.
+    pub fn new(ip: IpAddr, proto: &'static str, port: u16) -> Self {
+        let text = ip.to_string();
+        let node = match ip {
+            IpAddr::V4(_) => text.clone(),
+            IpAddr::V6(_) => format!("\"[{text}]\""),
+        };
+        ClientSide {
+            proto,
+            // An address's text is always a valid header value.
+            ip: HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("")),
+            node,
+            port: HeaderValue::from(port),
+        }
+    }
+}
+
+/// Sets the forwarding headers for a request for `host`; returns the request id (kept when
+/// the client sent one).
+pub fn add_forwarding(headers: &mut HeaderMap, c: &ClientSide, host: &str) -> HeaderValue {
     let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
-        _ => ip.clone(),
+        Some(prev) if !prev.trim().is_empty() => {
+            HeaderValue::from_str(&format!("{prev}, {}", ip_str(&c.ip))).ok()
+        }
+        _ => Some(c.ip.clone()),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&ip) {
-        headers.insert(X_REAL_IP, v);
-    }
+    headers.insert(X_REAL_IP, c.ip.clone());
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(c.proto));
-    if let Ok(v) = HeaderValue::from_str(c.host) {
+    if let Ok(v) = HeaderValue::from_str(host) {
         headers.insert(X_FORWARDED_HOST, v);
     }
-    headers.insert(X_FORWARDED_PORT, HeaderValue::from(c.port));
-    let node = match c.ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(_) => format!("\"[{ip}]\""),
-    };
-    let host = if c
-        .host
+    headers.insert(X_FORWARDED_PORT, c.port.clone());
+    let prev = headers.get(FORWARDED).and_then(|v| v.to_str().ok());
+    let mut fwd =
+        String::with_capacity(prev.map_or(0, |p| p.len() + 2) + c.node.len() + host.len() + 24);
+    if let Some(prev) = prev {
+        fwd.push_str(prev);
+        fwd.push_str(", ");
+    }
+    fwd.push_str("for=");
+    fwd.push_str(&c.node);
+    fwd.push_str(";host=");
+    if host
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b".-".contains(&b))
     {
-        c.host.to_string()
+        fwd.push_str(host);
     } else {
-        format!("\"{}\"", c.host.replace(['"', '\\'], ""))
-    };
-    let fwd = format!("for={node};host={host};proto={}", c.proto);
-    let fwd = match headers.get(FORWARDED).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {fwd}"),
-        None => fwd,
-    };
+        fwd.push('"');
+        fwd.extend(host.chars().filter(|&ch| ch != '"' && ch != '\\'));
+        fwd.push('"');
+    }
+    fwd.push_str(";proto=");
+    fwd.push_str(c.proto);
     if let Ok(v) = HeaderValue::from_str(&fwd) {
         headers.insert(FORWARDED, v);
     }
     match headers.get(X_REQUEST_ID) {
         Some(v) if !v.is_empty() => v.clone(),
         _ => {
-            let id = HeaderValue::from_str(&format!("{:032x}", rand::random::<u128>()))
-                .unwrap_or(HeaderValue::from_static("0"));
+            let id = new_request_id();
             headers.insert(X_REQUEST_ID, id.clone());
             id
         }
     }
+}
+
+fn ip_str(v: &HeaderValue) -> &str {
+    v.to_str().unwrap_or_default()
+}
+
+/// 128 random bits as 32 lower-case hex digits (as nginx's `$request_id`).
+fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n = rand::random::<u128>();
+    let mut buf = [0u8; 32];
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = HEX[((n >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("0"))
 }
 
 #[cfg(test)]
@@ -167,12 +209,8 @@ mod tests {
         let mut h = map(&[("x-forwarded-for", "203.0.113.9"), ("x-request-id", "abc")]);
         let id = add_forwarding(
             &mut h,
-            &ClientSide {
-                ip: "2001:db8::1".parse().unwrap(),
-                proto: "https",
-                host: "a.example.com",
-                port: 443,
-            },
+            &ClientSide::new("2001:db8::1".parse().unwrap(), "https", 443),
+            "a.example.com",
         );
         assert_eq!(id, "abc");
         assert_eq!(h["x-forwarded-for"], "203.0.113.9, 2001:db8::1");
@@ -187,14 +225,28 @@ mod tests {
         let mut h = HeaderMap::new();
         let id = add_forwarding(
             &mut h,
-            &ClientSide {
-                ip: "198.18.0.1".parse().unwrap(),
-                proto: "http",
-                host: "x",
-                port: 80,
-            },
+            &ClientSide::new("198.18.0.1".parse().unwrap(), "http", 80),
+            "x",
         );
         assert_eq!(id.len(), 32);
+        assert!(
+            id.as_bytes()
+                .iter()
+                .all(|b| b"0123456789abcdef".contains(b))
+        );
         assert_eq!(h["x-request-id"], id);
+        assert_eq!(h["x-forwarded-for"], "198.18.0.1");
+        assert_eq!(h["x-forwarded-port"], "80");
+        assert_eq!(h["forwarded"], "for=198.18.0.1;host=x;proto=http");
+        let mut h = map(&[("forwarded", "for=203.0.113.9")]);
+        add_forwarding(
+            &mut h,
+            &ClientSide::new("198.18.0.1".parse().unwrap(), "http", 80),
+            "we\"ird\\:80",
+        );
+        assert_eq!(
+            h["forwarded"],
+            "for=203.0.113.9, for=198.18.0.1;host=\"weird:80\";proto=http"
+        );
     }
 }

@@ -130,7 +130,7 @@ async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let conn_info = Arc::new(ConnInfo { client, local, tls });
+    let conn_info = Arc::new(ConnInfo::new(client, local, tls));
     let activity = Activity::new();
     let io = IdleIo::new(io, activity.clone());
     let svc_shared = Arc::clone(&shared);
