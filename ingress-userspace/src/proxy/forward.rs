@@ -260,7 +260,7 @@ async fn forward(
         StatusCode::SERVICE_UNAVAILABLE,
         "no endpoint available".to_string(),
     );
-    for _ in 0..=args.proxy_retries {
+    for attempt in 0..=args.proxy_retries {
         let Some(pick) = up.pick(&PickInput {
             headers: &parts.headers,
             client_ip,
@@ -291,7 +291,14 @@ async fn forward(
         } else {
             upstream_version
         };
-        *upstream_req.headers_mut() = parts.headers.clone();
+        // `pick` never returns a tried endpoint, so once every endpoint is tried (always, for
+        // a single endpoint) or the retries are used up, no later attempt needs the headers.
+        *upstream_req.headers_mut() =
+            if attempt == args.proxy_retries || tried.len() >= up.slots.len() {
+                std::mem::take(&mut parts.headers)
+            } else {
+                parts.headers.clone()
+            };
 
         let t0 = Instant::now();
         slot.stats.in_flight.fetch_add(1, Ordering::Relaxed);
