@@ -216,6 +216,36 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         Ok(l) => note(&format!("connections by pod: {l:?}")),
         Err(e) => note(&format!("NodePort steering unavailable: {e:#}")),
     }
+    // Stickiness: one connection stays on the pod that took it, message after message.
+    let sticky = topo
+        .client
+        .enter(move || -> anyhow::Result<(String, Vec<String>)> {
+            let c = TcpStream::connect_timeout(
+                &SocketAddr::new(v4.into(), 30090),
+                Duration::from_secs(3),
+            )?;
+            c.set_read_timeout(Some(Duration::from_secs(3)))?;
+            let mut lines = std::io::BufReader::new(c.try_clone()?);
+            let mut c = c;
+            let mut greeting = String::new();
+            std::io::BufRead::read_line(&mut lines, &mut greeting)?;
+            let mut echoes = Vec::new();
+            for i in 0..5 {
+                c.write_all(format!("message {i}\n").as_bytes())?;
+                let mut line = String::new();
+                std::io::BufRead::read_line(&mut lines, &mut line)?;
+                echoes.push(line.trim().to_string());
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Ok((greeting.trim().to_string(), echoes))
+        });
+    match sticky {
+        Ok((pod, echoes)) => note(&format!(
+            "one connection, 5 messages over 1 s: all served by {pod} (echoes: {})",
+            echoes.join(", ")
+        )),
+        Err(e) => note(&format!("sticky connection failed: {e:#}")),
+    }
     let udp_target = SocketAddr::new(topo.node_v4.into(), 9999);
     topo.client.enter(move || -> anyhow::Result<()> {
         let udp = UdpSocket::bind("0.0.0.0:0")?;
