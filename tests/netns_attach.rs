@@ -1,5 +1,6 @@
-//! The XDP program on a node's veth in the test bed: the client's traffic is counted, and the
-//! daemon attaches on start and detaches on SIGTERM.
+//! The XDP program on a node's veth in the test bed: the client's traffic is counted, the
+//! daemon attaches on start and detaches on SIGTERM, and the program's own log lines reach the
+//! daemon's log.
 
 use std::{
     io::{Read, Write},
@@ -8,7 +9,7 @@ use std::{
 };
 
 use ingress_common::stats::Stat;
-use testbed::{NODE_IFACE, Topology, echo::EchoServer, process::KillOnDrop};
+use testbed::{NODE_IFACE, Topology, echo::EchoServer, pins::PinDir, process::KillOnDrop};
 use xdp_ingress::dataplane::{AttachMode, XdpAttachment, object};
 
 #[test]
@@ -155,4 +156,91 @@ fn iface_auto_attaches_to_the_default_route_interface() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Sends one raw Ethernet frame out of the client's eth0 (AF_PACKET), bypassing the stack.
+fn send_raw_frame(topo: &Topology, frame: Vec<u8>) {
+    topo.client.enter(move || {
+        // SAFETY: plain socket/ioctl-free calls with owned, correctly sized buffers.
+        unsafe {
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+            assert!(
+                fd >= 0,
+                "AF_PACKET socket: {}",
+                std::io::Error::last_os_error()
+            );
+            let name = std::ffi::CString::new("eth0").expect("name");
+            let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+            addr.sll_family = libc::AF_PACKET as u16;
+            addr.sll_ifindex = libc::if_nametoindex(name.as_ptr()) as i32;
+            addr.sll_halen = 6;
+            let sent = libc::sendto(
+                fd,
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&raw const addr).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            );
+            libc::close(fd);
+            assert_eq!(
+                sent,
+                frame.len() as isize,
+                "sendto: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    });
+}
+
+#[test]
+fn daemon_forwards_the_programs_own_log_lines() {
+    if !testbed::require_root() {
+        return;
+    }
+    let topo = Topology::new(0).expect("topology");
+    let log = tempfile::NamedTempFile::new().expect("log file");
+    let pins = PinDir::new("log");
+    let mut daemon = KillOnDrop::spawn(
+        topo.node
+            .cmd(
+                testbed::built_xdp_ingress_bin()
+                    .to_str()
+                    .expect("utf-8 path"),
+            )
+            .args(["run", "--iface", NODE_IFACE, "--bpf-pin-root"])
+            .arg(pins.path())
+            .args(["--http-port", "80", "--https-port", "443", "--bpf-object"])
+            .arg(testbed::bpf_object_path())
+            .env("RUST_LOG", "debug")
+            .stderr(log.reopen().expect("log file")),
+    )
+    .expect("spawn xdp-ingress");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !xdp_attached(&topo) {
+        assert!(!daemon.has_exited(), "daemon exited before attaching");
+        assert!(Instant::now() < deadline, "XDP never attached");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // An IPv4 ethertype with 6 bytes of "header": the program logs it as malformed.
+    let mut frame = vec![0xff; 6];
+    frame.extend_from_slice(&[0x02, 0, 0, 0, 0, 1, 0x08, 0x00, 0x45, 0, 0, 0, 0, 0]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        send_raw_frame(&topo, frame.clone());
+        std::thread::sleep(Duration::from_millis(200));
+        let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+        if text.contains("malformed frame passed to the kernel") {
+            assert!(!text.contains("eBPF logger unavailable"), "{text}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the program's log line never reached the daemon's log:\n{text}"
+        );
+    }
+    let status = daemon
+        .signal_and_wait(libc::SIGTERM, Duration::from_secs(15))
+        .expect("wait");
+    assert!(status.is_some_and(|s| s.success()));
 }

@@ -13,7 +13,7 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::MapType,
     programs::{
-        SchedClassifier, TcAttachType, Xdp, XdpMode,
+        SchedClassifier, TcAttachType, Xdp,
         links::{FdLink, PinnedLink},
         tc::{SchedClassifierLink, SchedClassifierLinkId},
         xdp::{XdpLink, XdpLinkId},
@@ -349,7 +349,8 @@ impl L4Dataplane {
         for (name, _, _, _, max) in &layouts {
             loader.map_max_entries(name, *max);
         }
-        let ebpf = loader.load(object).map_err(SyncError::Load)?;
+        let mut ebpf = loader.load(object).map_err(SyncError::Load)?;
+        super::loader::start_ebpf_logger(&mut ebpf);
         let mut this = Self::from_ebpf(ebpf, args.options())?;
         this.link_root = Some(root.clone());
         this.keep_attached = args.l4_keep_attached;
@@ -429,18 +430,7 @@ impl L4Dataplane {
             }
             return Ok(mode);
         }
-        let attach = |prog: &mut Xdp, m| prog.attach(iface, m).map_err(perr);
-        let (link, used) = match mode {
-            AttachMode::Native => (attach(prog, XdpMode::Driver)?, mode),
-            AttachMode::Generic => (attach(prog, XdpMode::Skb)?, mode),
-            AttachMode::Auto => match prog.attach(iface, XdpMode::Driver) {
-                Ok(l) => (l, AttachMode::Native),
-                Err(e) => {
-                    warn!(%iface, error = %e, "native XDP unavailable, falling back to generic (skb) mode");
-                    (attach(prog, XdpMode::Skb)?, AttachMode::Generic)
-                }
-            },
-        };
+        let (link, used) = super::loader::attach_xdp(prog, iface, mode).map_err(perr)?;
         info!(%iface, mode = ?used, "XDP L4 program attached");
         match pin {
             Some(p) if self.keep_attached => {

@@ -66,31 +66,17 @@ impl XdpAttachment {
             iface: iface.to_string(),
             mode,
         };
-        match aya_log::EbpfLogger::init(&mut this.ebpf) {
-            // The logger owns the log ring buffer: it must outlive the program load.
-            Ok(logger) => spawn_log_pump(logger),
-            // The program still works; only its own log lines are lost.
-            Err(e) => warn!(error = %e, "eBPF logger unavailable"),
-        }
+        start_ebpf_logger(&mut this.ebpf);
         let prog = this.xdp_program()?;
         prog.load().map_err(|source| LoaderError::Program {
             name: PROG_XDP_INGRESS,
             source,
         })?;
-        let (link, used) = match mode {
-            AttachMode::Native => (attach_mode(prog, iface, XdpMode::Driver, mode)?, mode),
-            AttachMode::Generic => (attach_mode(prog, iface, XdpMode::Skb, mode)?, mode),
-            AttachMode::Auto => match prog.attach(iface, XdpMode::Driver) {
-                Ok(link) => (link, AttachMode::Native),
-                Err(e) => {
-                    warn!(%iface, error = %e, "native XDP unavailable, falling back to generic (skb) mode");
-                    (
-                        attach_mode(prog, iface, XdpMode::Skb, mode)?,
-                        AttachMode::Generic,
-                    )
-                }
-            },
-        };
+        let (link, used) = attach_xdp(prog, iface, mode).map_err(|source| LoaderError::Attach {
+            iface: iface.to_string(),
+            mode,
+            source,
+        })?;
         info!(%iface, mode = ?used, "XDP program attached");
         this.link = Some(link);
         this.mode = used;
@@ -151,18 +137,34 @@ impl XdpAttachment {
     }
 }
 
-fn attach_mode(
+/// Attaches `prog` to `iface` in `mode`; `Auto` tries native XDP and falls back to generic
+/// (skb) XDP with a warning. Returns the link and the mode in use (never `Auto`).
+pub fn attach_xdp(
     prog: &mut Xdp,
     iface: &str,
-    xdp_mode: XdpMode,
     mode: AttachMode,
-) -> Result<XdpLinkId, LoaderError> {
-    prog.attach(iface, xdp_mode)
-        .map_err(|source| LoaderError::Attach {
-            iface: iface.to_string(),
-            mode,
-            source,
-        })
+) -> Result<(XdpLinkId, AttachMode), aya::programs::ProgramError> {
+    match mode {
+        AttachMode::Native => Ok((prog.attach(iface, XdpMode::Driver)?, mode)),
+        AttachMode::Generic => Ok((prog.attach(iface, XdpMode::Skb)?, mode)),
+        AttachMode::Auto => match prog.attach(iface, XdpMode::Driver) {
+            Ok(link) => Ok((link, AttachMode::Native)),
+            Err(e) => {
+                warn!(%iface, error = %e, "native XDP unavailable, falling back to generic (skb) mode");
+                Ok((prog.attach(iface, XdpMode::Skb)?, AttachMode::Generic))
+            }
+        },
+    }
+}
+
+/// Sends the program's own aya-log records to `tracing`. The logger takes the log ring buffer
+/// out of `ebpf` and keeps it alive; without it the program still works, only its log lines
+/// are lost.
+pub fn start_ebpf_logger(ebpf: &mut Ebpf) {
+    match aya_log::EbpfLogger::init(ebpf) {
+        Ok(logger) => spawn_log_pump(logger),
+        Err(e) => warn!(error = %e, "eBPF logger unavailable"),
+    }
 }
 
 /// Forwards the program's aya-log records to `tracing` while a tokio runtime is around.
