@@ -139,14 +139,13 @@ async fn forwarding_headers_and_hop_by_hop() {
     h.insert("connection", "x-drop-me".parse().unwrap());
     h.insert("x-drop-me", "secret".parse().unwrap());
     h.insert("keep-alive", "timeout=5".parse().unwrap());
-    h.insert("x-forwarded-for", "203.0.113.7".parse().unwrap());
     h.insert("x-custom", "kept".parse().unwrap());
     let g = send(&c, r).await.unwrap();
     let j = g.json();
     let hd = &j["headers"];
     assert_eq!(j["path"], "/p?q=1");
     assert_eq!(hd["host"], "h.test");
-    assert_eq!(hd["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
+    assert_eq!(hd["x-forwarded-for"], "127.0.0.1");
     assert_eq!(hd["x-real-ip"], "127.0.0.1");
     assert_eq!(hd["x-forwarded-proto"], "http");
     assert_eq!(hd["x-forwarded-host"], "h.test");
@@ -1232,4 +1231,227 @@ async fn idle_websocket_is_closed_after_the_read_timeout() {
     // New upgrades still work.
     let (mut ws2, _) = websocket_open(proxy.http(), "ws.test").await;
     ws_echo(&mut ws2, b"fresh").await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client address trust (proxy/client_addr.rs, deploy/docs/client-address.md).
+
+/// Provenance headers a client can forge.
+const SPOOFED: [(&str, &str); 6] = [
+    ("x-forwarded-for", "198.18.0.9"),
+    ("forwarded", "for=198.18.0.9;proto=https"),
+    ("x-real-ip", "198.18.0.9"),
+    ("x-forwarded-proto", "https"),
+    ("x-forwarded-host", "spoofed.test"),
+    ("x-forwarded-port", "8443"),
+];
+
+/// `open.test` goes to `a`; `guarded.test` only for 198.18.0.0/15 and 2001:db8::/32;
+/// `secure.test` is a TLS host (plain HTTP is redirected).
+fn trust_snapshot(a: &HttpBackend) -> Arc<Snapshot> {
+    let mut guarded = route_to(path("Prefix", "/"), up("a", &[a]));
+    Arc::make_mut(&mut guarded.policy).allow_source_ranges = ["198.18.0.0/15", "2001:db8::/32"]
+        .map(|c| xdp_ingress::proxy::args::parse_cidr(c).unwrap())
+        .to_vec();
+    snapshot(
+        1,
+        l7_with(
+            vec![
+                vhost("open.test", vec![route_to(path("Prefix", "/"), up("a", &[a]))], false),
+                vhost("guarded.test", vec![guarded], false),
+                vhost("secure.test", vec![route_to(path("Prefix", "/"), up("a", &[a]))], true),
+            ],
+            None,
+        ),
+    )
+}
+
+fn spoofed(addr: SocketAddr, host: &str) -> http::Request<Full<Bytes>> {
+    let mut r = req(addr, host, "/");
+    for (k, v) in SPOOFED {
+        r.headers_mut().insert(k, v.parse().unwrap());
+    }
+    r
+}
+
+/// Issue 9 class 2: by default (ingress-nginx `use-forwarded-headers: "false"`) what a client
+/// says about itself is replaced with what the proxy saw, and it decides nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spoofed_provenance_headers_are_replaced_by_default() {
+    let a = backend("a");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    proxy.handle.apply(trust_snapshot(&a));
+    let c = http1_client();
+    let g = send(&c, spoofed(proxy.http(), "open.test")).await.unwrap();
+    let hd = &g.json()["headers"];
+    assert_eq!(hd["x-forwarded-for"], "127.0.0.1", "{hd}");
+    assert_eq!(hd["x-real-ip"], "127.0.0.1");
+    assert_eq!(hd["forwarded"], "for=127.0.0.1;host=open.test;proto=http");
+    assert_eq!(hd["x-forwarded-proto"], "http");
+    assert_eq!(hd["x-forwarded-host"], "open.test");
+    assert_eq!(hd["x-forwarded-port"], proxy.http().port().to_string());
+    // The allowlist sees the real peer, not the forged address inside its range.
+    let g = send(&c, spoofed(proxy.http(), "guarded.test")).await.unwrap();
+    assert_eq!(g.status, StatusCode::FORBIDDEN);
+    assert_eq!(g.header(REASON_HEADER), SOURCE_DENIED);
+    // A forged `X-Forwarded-Proto: https` does not skip ssl-redirect.
+    let g = send(&c, spoofed(proxy.http(), "secure.test")).await.unwrap();
+    assert_eq!(g.status, StatusCode::PERMANENT_REDIRECT);
+    // HTTP/2 the same.
+    let g = send(&h2c_client(), spoofed(proxy.http(), "open.test")).await.unwrap();
+    assert_eq!(g.json()["headers"]["x-forwarded-for"], "127.0.0.1");
+}
+
+fn trusting(cidr: &str, f: impl FnOnce(&mut ProxyArgs)) -> ProxyArgs {
+    let mut args = TestProxy::quiet_args();
+    args.use_forwarded_headers = true;
+    args.proxy_real_ip_cidr = vec![xdp_ingress::proxy::args::parse_cidr(cidr).unwrap()];
+    f(&mut args);
+    args
+}
+
+/// `use-forwarded-headers` with `proxy-real-ip-cidr`: from a trusted balancer the headers are
+/// kept as ingress-nginx keeps them, and the client it names is the client; from anyone else
+/// they are still replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_headers_from_a_trusted_cidr_are_kept_as_ingress_nginx() {
+    let a = backend("a");
+    let c = http1_client();
+    let proxy = TestProxy::start(trusting("127.0.0.0/8", |_| {})).await;
+    proxy.handle.apply(trust_snapshot(&a));
+    let mut r = spoofed(proxy.http(), "open.test");
+    r.headers_mut()
+        .insert("x-forwarded-for", "203.0.113.1, 198.18.0.9, 127.0.0.5".parse().unwrap());
+    let g = send(&c, r).await.unwrap();
+    let hd = &g.json()["headers"];
+    // realip, recursive: right to left past trusted 127.0.0.5 to 198.18.0.9; X-Forwarded-For
+    // is then `$remote_addr` (compute-full-forwarded-for is off).
+    assert_eq!(hd["x-forwarded-for"], "198.18.0.9", "{hd}");
+    assert_eq!(hd["x-real-ip"], "198.18.0.9");
+    assert_eq!(hd["x-forwarded-proto"], "https");
+    assert_eq!(hd["x-forwarded-host"], "spoofed.test");
+    assert_eq!(hd["x-forwarded-port"], "8443");
+    assert_eq!(hd["forwarded"], "for=198.18.0.9;host=spoofed.test;proto=https");
+    // The allowlist sees the client the balancer named.
+    let g = send(&c, spoofed(proxy.http(), "guarded.test")).await.unwrap();
+    assert_eq!(g.status, StatusCode::OK);
+    // A balancer that terminated TLS says so: no redirect loop.
+    let g = send(&c, spoofed(proxy.http(), "secure.test")).await.unwrap();
+    assert_eq!(g.status, StatusCode::OK);
+    drop(proxy);
+
+    // compute-full-forwarded-for: the balancer appended to the chain it received.
+    let proxy = TestProxy::start(trusting("127.0.0.0/8", |a| a.compute_full_forwarded_for = true)).await;
+    proxy.handle.apply(trust_snapshot(&a));
+    let mut r = spoofed(proxy.http(), "open.test");
+    r.headers_mut()
+        .insert("x-forwarded-for", "203.0.113.1, 198.18.0.9".parse().unwrap());
+    let g = send(&c, r).await.unwrap();
+    let hd = &g.json()["headers"];
+    assert_eq!(hd["x-forwarded-for"], "203.0.113.1, 198.18.0.9, 127.0.0.1", "{hd}");
+    assert_eq!(hd["x-real-ip"], "198.18.0.9");
+    assert_eq!(
+        hd["forwarded"],
+        "for=198.18.0.9;proto=https, for=127.0.0.1;host=spoofed.test;proto=https"
+    );
+    drop(proxy);
+
+    // The peer is not inside proxy-real-ip-cidr: as by default.
+    let proxy = TestProxy::start(trusting("10.0.0.0/8", |a| a.compute_full_forwarded_for = true)).await;
+    proxy.handle.apply(trust_snapshot(&a));
+    let g = send(&c, spoofed(proxy.http(), "open.test")).await.unwrap();
+    let hd = &g.json()["headers"];
+    assert_eq!(hd["x-forwarded-for"], "127.0.0.1", "{hd}");
+    assert_eq!(hd["x-forwarded-proto"], "http");
+    assert_eq!(hd["x-forwarded-host"], "open.test");
+    let g = send(&c, spoofed(proxy.http(), "guarded.test")).await.unwrap();
+    assert_eq!(g.status, StatusCode::FORBIDDEN);
+}
+
+fn proxy_v2(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    h.push(0x21);
+    match (src, dst) {
+        (SocketAddr::V4(s), SocketAddr::V4(d)) => {
+            h.extend_from_slice(&[0x11, 0, 12]);
+            h.extend_from_slice(&s.ip().octets());
+            h.extend_from_slice(&d.ip().octets());
+        }
+        (SocketAddr::V6(s), SocketAddr::V6(d)) => {
+            h.extend_from_slice(&[0x21, 0, 36]);
+            h.extend_from_slice(&s.ip().octets());
+            h.extend_from_slice(&d.ip().octets());
+        }
+        _ => unreachable!("one family"),
+    }
+    h.extend_from_slice(&src.port().to_be_bytes());
+    h.extend_from_slice(&dst.port().to_be_bytes());
+    h
+}
+
+/// A connection that starts with `header`, then one request.
+async fn via_proxy_protocol(
+    to: SocketAddr,
+    header: &[u8],
+    tls: bool,
+    r: http::Request<Full<Bytes>>,
+) -> Got {
+    let mut s = tokio::net::TcpStream::connect(to).await.unwrap();
+    s.write_all(header).await.unwrap();
+    if tls {
+        let (s, _) = tls_over(s, "guarded.test", &[]).await;
+        request_over(s, false, r).await
+    } else {
+        request_over(s, false, r).await
+    }
+}
+
+/// `use-proxy-protocol` (a node behind a TCP load balancer): the PROXY header's source is the
+/// client for the allowlist and the pod, on HTTP and HTTPS; a connection without a valid
+/// header is closed, as nginx does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_protocol_address_is_the_client_and_is_required() {
+    let a = backend("a");
+    let proxy = TestProxy::start(trusting("127.0.0.0/8", |a| {
+        a.use_forwarded_headers = false;
+        a.use_proxy_protocol = true;
+    }))
+    .await;
+    proxy.handle.apply(trust_snapshot(&a));
+    let (http, https) = (proxy.http(), proxy.https());
+    let v1 = |src: &str| format!("PROXY TCP4 {src} 127.0.0.1 4711 80\r\n").into_bytes();
+
+    let g = via_proxy_protocol(http, &v1("198.18.0.7"), false, spoofed(http, "guarded.test")).await;
+    assert_eq!(g.status, StatusCode::OK);
+    let hd = &g.json()["headers"];
+    assert_eq!(hd["x-real-ip"], "198.18.0.7", "{hd}");
+    assert_eq!(hd["x-forwarded-for"], "198.18.0.7");
+    assert_eq!(hd["x-forwarded-proto"], "http");
+
+    // Outside the allowlist per the PROXY header, though the TCP peer (127.0.0.1) is too.
+    let g = via_proxy_protocol(http, &v1("203.0.113.7"), false, req(http, "guarded.test", "/")).await;
+    assert_eq!(g.status, StatusCode::FORBIDDEN);
+
+    // v2, IPv4 and IPv6, over HTTPS.
+    let src: SocketAddr = "198.19.0.1:4711".parse().unwrap();
+    let g = via_proxy_protocol(https, &proxy_v2(src, https), true, req(https, "guarded.test", "/")).await;
+    assert_eq!(g.status, StatusCode::OK);
+    assert_eq!(g.json()["headers"]["x-real-ip"], "198.19.0.1");
+    assert_eq!(g.json()["headers"]["x-forwarded-proto"], "https");
+    let (src, dst): (SocketAddr, SocketAddr) =
+        ("[2001:db8::7]:4711".parse().unwrap(), "[2001:db8::1]:443".parse().unwrap());
+    let g = via_proxy_protocol(https, &proxy_v2(src, dst), true, req(https, "guarded.test", "/")).await;
+    assert_eq!(g.status, StatusCode::OK);
+    assert_eq!(g.json()["headers"]["x-forwarded-for"], "2001:db8::7");
+    let g = via_proxy_protocol(http, &proxy_v2(src, dst), false, req(http, "open.test", "/")).await;
+    assert_eq!(g.json()["headers"]["forwarded"], "for=\"[2001:db8::7]\";host=open.test;proto=http");
+
+    // Without the header: closed without an answer, and the pod never sees it.
+    let before = a.requests();
+    let got = raw(http, b"GET / HTTP/1.1\r\nHost: open.test\r\n\r\n", Duration::from_secs(5)).await;
+    assert_eq!(got, "", "a request without a PROXY header is not answered");
+    let s = tokio::net::TcpStream::connect(https).await.unwrap();
+    let tls = tokio::time::timeout(Duration::from_secs(5), tls_try(s, "guarded.test")).await;
+    assert!(matches!(tls, Ok(Err(_))), "TLS without a PROXY header must fail");
+    assert_eq!(a.requests(), before);
 }

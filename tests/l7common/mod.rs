@@ -160,6 +160,36 @@ pub async fn tls_connect(
     sni: &str,
     alpn: &[&[u8]],
 ) -> (tokio_rustls::client::TlsStream<TcpStream>, Vec<u8>) {
+    tls_over(TcpStream::connect(addr).await.unwrap(), sni, alpn).await
+}
+
+/// [`tls_connect`] over an already open connection (after a PROXY protocol header, say).
+pub async fn tls_over(
+    tcp: TcpStream,
+    sni: &str,
+    alpn: &[&[u8]],
+) -> (tokio_rustls::client::TlsStream<TcpStream>, Vec<u8>) {
+    let (cfg, seen) = tls_client_config(alpn);
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::try_from(sni.to_string()).unwrap(), tcp)
+        .await
+        .expect("TLS handshake");
+    let der = seen.lock().unwrap().clone();
+    (stream, der)
+}
+
+/// A TLS handshake over `tcp` that may fail.
+pub async fn tls_try(
+    tcp: TcpStream,
+    sni: &str,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let (cfg, _) = tls_client_config(&[]);
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::try_from(sni.to_string()).unwrap(), tcp)
+        .await
+}
+
+fn tls_client_config(alpn: &[&[u8]]) -> (rustls::ClientConfig, Arc<Mutex<Vec<u8>>>) {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let seen = Arc::new(Mutex::new(Vec::new()));
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -169,13 +199,7 @@ pub async fn tls_connect(
         .with_custom_certificate_verifier(Arc::new(Recorder(provider, Arc::clone(&seen))))
         .with_no_client_auth();
     cfg.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let stream = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(ServerName::try_from(sni.to_string()).unwrap(), tcp)
-        .await
-        .expect("TLS handshake");
-    let der = seen.lock().unwrap().clone();
-    (stream, der)
+    (cfg, seen)
 }
 
 /// One HTTP request over an established (TLS) stream, HTTP/1.1 or HTTP/2 by `h2`.

@@ -3,6 +3,10 @@
 
 use std::{net::IpAddr, net::SocketAddr, time::Duration};
 
+use http::HeaderName;
+
+use crate::model::{IpPrefix, translate::annotations::parse_prefix};
+
 /// Access log output on stdout.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum AccessLogFormat {
@@ -86,6 +90,34 @@ pub struct ProxyArgs {
     /// On SIGTERM: how long in-flight requests may take to finish.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+
+    // Client address trust (deploy/docs/client-address.md); names and defaults are
+    // ingress-nginx's ConfigMap keys.
+    /// Pass on `X-Forwarded-Proto/Host/Port` and take the client address from
+    /// --forwarded-for-header when the sender is inside --proxy-real-ip-cidr (behind an L7
+    /// load balancer). Off: those headers are replaced with what the proxy saw.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub use_forwarded_headers: bool,
+    /// Take the client address from --forwarded-for-header of senders inside
+    /// --proxy-real-ip-cidr, without passing on the other `X-Forwarded-*` headers.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub enable_real_ip: bool,
+    /// Header a trusted sender names the client in (right-most untrusted entry wins;
+    /// `Forwarded` reads its `for=` parameters).
+    #[arg(long, default_value = "X-Forwarded-For", value_parser = parse_header_name)]
+    pub forwarded_for_header: HeaderName,
+    /// With --use-forwarded-headers: append the sender to the received `X-Forwarded-For`
+    /// instead of replacing it with the client address.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub compute_full_forwarded_for: bool,
+    /// Trusted senders (load balancers, proxies): comma-separated CIDRs. IPv4 and IPv6 are
+    /// separate (`0.0.0.0/0` trusts no IPv6 sender).
+    #[arg(long, default_value = "0.0.0.0/0", value_delimiter = ',', value_parser = parse_cidr)]
+    pub proxy_real_ip_cidr: Vec<IpPrefix>,
+    /// Every connection on the HTTP and HTTPS ports starts with a PROXY protocol v1 or v2
+    /// header (behind a TCP load balancer); a connection without one is closed.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub use_proxy_protocol: bool,
 }
 
 impl Default for ProxyArgs {
@@ -115,6 +147,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         _ => return Err(format!("invalid duration unit in {s:?} (ms, s, m, h)")),
     };
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// A header field name (`X-Forwarded-For`, `X-Client-IP`).
+pub fn parse_header_name(s: &str) -> Result<HeaderName, String> {
+    HeaderName::from_bytes(s.trim().as_bytes()).map_err(|_| format!("invalid header name {s:?}"))
+}
+
+/// `10.0.0.0/8`, `2001:db8::/32` or a bare address.
+pub fn parse_cidr(s: &str) -> Result<IpPrefix, String> {
+    parse_prefix(s).ok_or_else(|| format!("invalid CIDR {s:?}"))
 }
 
 /// `512`, `64k`, `1m`, `1g` (powers of 1024, as nginx).
@@ -147,5 +189,31 @@ mod tests {
         assert!(parse_duration("7y").is_err());
         assert_eq!(parse_size("64k").unwrap(), 65536);
         assert!(parse_size("x").is_err());
+        assert!(!a.use_forwarded_headers && !a.use_proxy_protocol && !a.enable_real_ip);
+        assert!(!a.compute_full_forwarded_for);
+        assert_eq!(a.forwarded_for_header, "x-forwarded-for");
+        assert_eq!(a.proxy_real_ip_cidr, [parse_cidr("0.0.0.0/0").unwrap()]);
+        assert!(parse_cidr("10.0.0.0/33").is_err());
+        assert!(parse_header_name("bad header").is_err());
+    }
+
+    #[test]
+    fn trust_flags_parse_like_the_configmap_keys() {
+        use clap::{Args, Command, FromArgMatches};
+        let m = ProxyArgs::augment_args(Command::new("p")).get_matches_from([
+            "p",
+            "--use-forwarded-headers",
+            "--compute-full-forwarded-for=true",
+            "--use-proxy-protocol=false",
+            "--forwarded-for-header=X-Client-IP",
+            "--proxy-real-ip-cidr=10.0.0.0/8, 2001:db8::/32",
+        ]);
+        let a = ProxyArgs::from_arg_matches(&m).unwrap();
+        assert!(a.use_forwarded_headers && a.compute_full_forwarded_for && !a.use_proxy_protocol);
+        assert_eq!(a.forwarded_for_header, "x-client-ip");
+        assert_eq!(
+            a.proxy_real_ip_cidr,
+            [parse_cidr("10.0.0.0/8").unwrap(), parse_cidr("2001:db8::/32").unwrap()]
+        );
     }
 }

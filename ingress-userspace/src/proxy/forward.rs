@@ -25,7 +25,8 @@ use super::{
     access_log::{Entry, LoggedBody, now_epoch},
     allowlist,
     body::BodySlot,
-    headers::{ClientSide, add_forwarding, is_upgrade, strip_hop_by_hop},
+    client_addr::{Client, Origin, TrustConfig},
+    headers::{add_forwarding, is_upgrade, strip_hop_by_hop},
     metrics::{RequestLabels, RouteLabels, UpstreamLabels},
     router::{CompiledAction, Lookup, RequestView},
     tunnel,
@@ -45,32 +46,36 @@ pub const SOURCE_DENIED: &str = "client address not in allowlist-source-range";
 /// The client connection a request arrived on.
 #[derive(Debug)]
 pub struct ConnInfo {
+    /// The TCP peer (not necessarily the client: see [`Origin`]).
     pub client: SocketAddr,
     pub local: SocketAddr,
     pub tls: bool,
-    /// Its forwarding header values, rendered once for all its requests.
-    side: ClientSide,
+    /// Who is behind it, decided once for all its requests.
+    origin: Origin,
 }
 
 impl ConnInfo {
-    pub fn new(client: SocketAddr, local: SocketAddr, tls: bool) -> Self {
-        let side = ClientSide::new(
-            client.ip().to_canonical(),
-            if tls { "https" } else { "http" },
-            local.port(),
-        );
+    /// `proxied`: the source a PROXY protocol header named (`use-proxy-protocol`).
+    pub fn new(
+        trust: &TrustConfig,
+        client: SocketAddr,
+        proxied: Option<SocketAddr>,
+        local: SocketAddr,
+        tls: bool,
+    ) -> Self {
         ConnInfo {
             client,
             local,
             tls,
-            side,
+            origin: trust.origin(client, proxied, local, tls),
         }
     }
 }
 
-/// What a request turned into, for metrics and the access log.
-#[derive(Default)]
+/// Who a request is from and what it turned into, for routing, metrics and the access log.
 struct Outcome {
+    /// The one client address and forwarding values ([`super::client_addr`]).
+    client: Client,
     ingress: Option<Arc<String>>,
     host: Option<Arc<String>>,
     path: Option<Arc<String>>,
@@ -97,9 +102,26 @@ pub(crate) async fn handle(
         version: req.version(),
         user_agent: req.headers().get(USER_AGENT).cloned(),
     });
-    let mut out = Outcome::default();
-    let resp = route(&shared, &rt, &conn, req, &host, &mut out).await;
-    Ok(finish(&shared, &conn, started, resp, out, &host, logged))
+    let mut out = Outcome::new(conn.origin.client(&shared.trust, req.headers()));
+    let resp = route(&shared, &rt, req, &host, &mut out).await;
+    Ok(finish(&shared, started, resp, out, &host, logged))
+}
+
+impl Outcome {
+    fn new(client: Client) -> Self {
+        Outcome {
+            client,
+            ingress: None,
+            host: None,
+            path: None,
+            service: None,
+            upstream_addr: None,
+            upstream_status: None,
+            upstream_time: None,
+            reason: None,
+            request_id: None,
+        }
+    }
 }
 
 /// The parts of a request the access log needs after it was forwarded.
@@ -113,7 +135,6 @@ struct LoggedRequest {
 async fn route(
     shared: &Arc<Shared>,
     rt: &Runtime,
-    conn: &Arc<ConnInfo>,
     req: Request<Incoming>,
     host: &str,
     out: &mut Outcome,
@@ -130,13 +151,13 @@ async fn route(
             out.ingress = Some(Arc::clone(&route.ingress));
             out.host = Some(Arc::clone(&vh.label));
             out.path = Some(Arc::clone(&route.path_label));
-            if !conn.tls && vh.tls && route.policy.ssl_redirect != Some(false) {
+            if !out.client.https() && vh.tls && route.policy.ssl_redirect != Some(false) {
                 out.reason = Some("ssl-redirect".into());
                 return redirect(shared, host, req.uri());
             }
             // After the redirect, as ingress-nginx (rewrite phase before access phase); before
             // anything else, local answers included, so a denied client learns nothing more.
-            if !allowlist::allows(&route.policy.allow_source_ranges, conn.client.ip()) {
+            if !allowlist::allows(&route.policy.allow_source_ranges, out.client.addr) {
                 out.reason = Some(SOURCE_DENIED.into());
                 return local(StatusCode::FORBIDDEN, SOURCE_DENIED);
             }
@@ -148,7 +169,7 @@ async fn route(
                     local(status, reason)
                 }
                 CompiledAction::Forward(ups) => match choose_weighted(ups) {
-                    Some(up) => forward(shared, conn, req, up, &route.policy, host, out).await,
+                    Some(up) => forward(shared, req, up, &route.policy, host, out).await,
                     None => {
                         out.reason = Some("route has no backend".into());
                         local(StatusCode::SERVICE_UNAVAILABLE, "route has no backend")
@@ -164,7 +185,7 @@ async fn route(
             out.host = vh.map(|h| Arc::clone(&h.label));
             out.reason = Some(format!("default backend ({why:?})"));
             let policy = RoutePolicy::default();
-            forward(shared, conn, req, backend, &policy, host, out).await
+            forward(shared, req, backend, &policy, host, out).await
         }
         Lookup::NotFound { host: vh, why } => {
             out.host = vh.map(|h| Arc::clone(&h.label));
@@ -198,7 +219,6 @@ fn choose_weighted(ups: &[(Arc<UpstreamRuntime>, u32)]) -> Option<&Arc<UpstreamR
 
 async fn forward(
     shared: &Arc<Shared>,
-    conn: &Arc<ConnInfo>,
     mut req: Request<Incoming>,
     up: &Arc<UpstreamRuntime>,
     policy: &RoutePolicy,
@@ -218,7 +238,7 @@ async fn forward(
     strip_hop_by_hop(&mut parts.headers, upgrade);
     let request_id = add_forwarding(
         &mut parts.headers,
-        &conn.side,
+        &out.client,
         super::router::normalize_host(host).as_ref(),
     );
     out.request_id = Some(request_id);
@@ -251,7 +271,7 @@ async fn forward(
     let clients =
         (t.connect.is_some() || t.send.is_some()).then(|| shared.clients_for(t.connect, t.send));
     let clients = clients.as_ref().unwrap_or(&shared.clients);
-    let client_ip = conn.client.ip().to_canonical();
+    let client_ip = out.client.addr;
     let upstream_label = UpstreamLabels {
         upstream: Arc::clone(&up.label),
     };
@@ -445,7 +465,6 @@ fn request_host<B>(req: &Request<B>) -> String {
 
 fn finish(
     shared: &Shared,
-    conn: &ConnInfo,
     started: Instant,
     resp: Response<ProxyBody>,
     out: Outcome,
@@ -487,7 +506,7 @@ fn finish(
     };
     let entry = Entry {
         time: now_epoch(),
-        client: conn.client.ip().to_canonical().to_string(),
+        client: out.client.addr.to_string(),
         method: method.to_string(),
         host: host.to_string(),
         uri: uri

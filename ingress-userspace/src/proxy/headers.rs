@@ -2,12 +2,14 @@
 //! forwarding headers backends expect from ingress-nginx (`X-Forwarded-*`, `X-Real-IP`,
 //! `Forwarded`, `X-Request-ID`).
 
-use std::net::IpAddr;
+use std::{fmt::Write, net::IpAddr};
 
 use http::{
     HeaderMap, HeaderName, HeaderValue,
     header::{CONNECTION, FORWARDED, TE, TRAILER, TRANSFER_ENCODING, UPGRADE},
 };
+
+use super::client_addr::Client;
 
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -64,81 +66,54 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
-/// What the proxy knows about the client side of a connection: the parts of the forwarding
-/// headers that depend only on the connection, rendered once when it is accepted rather than
-/// on every keep-alive request.
-#[derive(Debug)]
-pub struct ClientSide {
-    /// `http` or `https`.
-    proto: &'static str,
-    /// The client address as text (`X-Real-IP`, own `X-Forwarded-For` entry).
-    ip: HeaderValue,
-    /// The `for=` node of `Forwarded` (IPv6 quoted and bracketed, RFC 7239).
-    node: String,
-    /// The local port (`X-Forwarded-Port`).
-    port: HeaderValue,
-}
-
-impl ClientSide {
-    /// `proto`: `http` or `https`; `port`: the port the client connected to.
-    pub fn new(ip: IpAddr, proto: &'static str, port: u16) -> Self {
-        let text = ip.to_string();
-        let node = match ip {
-            IpAddr::V4(_) => text.clone(),
-            IpAddr::V6(_) => format!("\"[{text}]\""),
-        };
-        ClientSide {
-            proto,
-            // An address's text is always a valid header value.
-            ip: HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("")),
-            node,
-            port: HeaderValue::from(port),
+/// Sets the forwarding headers for a request for `host` from `c` (what
+/// [`super::client_addr`] decided); whatever the client sent under these names is replaced.
+/// Returns the request id (kept when the client sent one).
+pub fn add_forwarding(headers: &mut HeaderMap, c: &Client, host: &str) -> HeaderValue {
+    headers.insert(X_FORWARDED_FOR, c.forwarded_for.clone());
+    headers.insert(X_REAL_IP, c.addr_text.clone());
+    headers.insert(X_FORWARDED_PROTO, c.proto.clone());
+    match &c.host {
+        Some(v) => {
+            headers.insert(X_FORWARDED_HOST, v.clone());
         }
-    }
-}
-
-/// Sets the forwarding headers for a request for `host`; returns the request id (kept when
-/// the client sent one).
-pub fn add_forwarding(headers: &mut HeaderMap, c: &ClientSide, host: &str) -> HeaderValue {
-    let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => {
-            HeaderValue::from_str(&format!("{prev}, {}", ip_str(&c.ip))).ok()
-        }
-        _ => Some(c.ip.clone()),
-    };
-    if let Some(v) = xff {
-        headers.insert(X_FORWARDED_FOR, v);
-    }
-    headers.insert(X_REAL_IP, c.ip.clone());
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(c.proto));
-    if let Ok(v) = HeaderValue::from_str(host) {
-        headers.insert(X_FORWARDED_HOST, v);
+        None => match HeaderValue::from_str(host) {
+            Ok(v) => {
+                headers.insert(X_FORWARDED_HOST, v);
+            }
+            Err(_) => {
+                headers.remove(X_FORWARDED_HOST);
+            }
+        },
     }
     headers.insert(X_FORWARDED_PORT, c.port.clone());
-    let prev = headers.get(FORWARDED).and_then(|v| v.to_str().ok());
-    let mut fwd =
-        String::with_capacity(prev.map_or(0, |p| p.len() + 2) + c.node.len() + host.len() + 24);
+    let fwd_host = c
+        .host
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(host);
+    let prev = c.forwarded_prev.as_ref().and_then(|v| v.to_str().ok());
+    let mut fwd = String::with_capacity(prev.map_or(0, |p| p.len() + 2) + fwd_host.len() + 64);
     if let Some(prev) = prev {
         fwd.push_str(prev);
         fwd.push_str(", ");
     }
-    fwd.push_str("for=");
-    fwd.push_str(&c.node);
+    // RFC 7239 section 6: an IPv6 node is bracketed and quoted.
+    let _ = match c.forwarded_node {
+        IpAddr::V4(ip) => write!(fwd, "for={ip}"),
+        IpAddr::V6(ip) => write!(fwd, "for=\"[{ip}]\""),
+    };
     fwd.push_str(";host=");
-    if host
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b".-".contains(&b))
-    {
-        fwd.push_str(host);
-    } else {
-        fwd.push('"');
-        fwd.extend(host.chars().filter(|&ch| ch != '"' && ch != '\\'));
-        fwd.push('"');
-    }
+    push_token_or_quoted(&mut fwd, fwd_host);
     fwd.push_str(";proto=");
-    fwd.push_str(c.proto);
-    if let Ok(v) = HeaderValue::from_str(&fwd) {
-        headers.insert(FORWARDED, v);
+    push_token_or_quoted(&mut fwd, c.proto.to_str().unwrap_or_default());
+    match HeaderValue::from_str(&fwd) {
+        Ok(v) => {
+            headers.insert(FORWARDED, v);
+        }
+        Err(_) => {
+            headers.remove(FORWARDED);
+        }
     }
     match headers.get(X_REQUEST_ID) {
         Some(v) if !v.is_empty() => v.clone(),
@@ -150,8 +125,18 @@ pub fn add_forwarding(headers: &mut HeaderMap, c: &ClientSide, host: &str) -> He
     }
 }
 
-fn ip_str(v: &HeaderValue) -> &str {
-    v.to_str().unwrap_or_default()
+fn push_token_or_quoted(out: &mut String, v: &str) {
+    if !v.is_empty()
+        && v
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-".contains(&b))
+    {
+        out.push_str(v);
+    } else {
+        out.push('"');
+        out.extend(v.chars().filter(|&ch| ch != '"' && ch != '\\'));
+        out.push('"');
+    }
 }
 
 /// 128 random bits as 32 lower-case hex digits (as nginx's `$request_id`).
@@ -167,6 +152,8 @@ fn new_request_id() -> HeaderValue {
 
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -205,15 +192,31 @@ mod tests {
     }
 
     #[test]
-    fn forwarding_headers_appended_and_request_id_kept() {
-        let mut h = map(&[("x-forwarded-for", "203.0.113.9"), ("x-request-id", "abc")]);
-        let id = add_forwarding(
-            &mut h,
-            &ClientSide::new("2001:db8::1".parse().unwrap(), "https", 443),
-            "a.example.com",
-        );
+    fn forwarding_headers_replaced_and_request_id_kept() {
+        use crate::proxy::client_addr::TrustConfig;
+        let cfg = TrustConfig::from_args(&crate::proxy::ProxyArgs::default());
+        let client = |ip: &str, tls, port, h: &HeaderMap| {
+            cfg.origin(
+                SocketAddr::new(ip.parse().unwrap(), 40000),
+                None,
+                SocketAddr::new("10.0.0.1".parse().unwrap(), port),
+                tls,
+            )
+            .client(&cfg, h)
+        };
+        let mut h = map(&[
+            ("x-forwarded-for", "203.0.113.9"),
+            ("forwarded", "for=203.0.113.9"),
+            ("x-real-ip", "203.0.113.9"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil.test"),
+            ("x-forwarded-port", "1"),
+            ("x-request-id", "abc"),
+        ]);
+        let c = client("2001:db8::1", true, 443, &h);
+        let id = add_forwarding(&mut h, &c, "a.example.com");
         assert_eq!(id, "abc");
-        assert_eq!(h["x-forwarded-for"], "203.0.113.9, 2001:db8::1");
+        assert_eq!(h["x-forwarded-for"], "2001:db8::1");
         assert_eq!(h["x-real-ip"], "2001:db8::1");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "a.example.com");
@@ -223,11 +226,8 @@ mod tests {
             "for=\"[2001:db8::1]\";host=a.example.com;proto=https"
         );
         let mut h = HeaderMap::new();
-        let id = add_forwarding(
-            &mut h,
-            &ClientSide::new("198.18.0.1".parse().unwrap(), "http", 80),
-            "x",
-        );
+        let c = client("198.18.0.1", false, 80, &h);
+        let id = add_forwarding(&mut h, &c, "x");
         assert_eq!(id.len(), 32);
         assert!(
             id.as_bytes()
@@ -239,14 +239,8 @@ mod tests {
         assert_eq!(h["x-forwarded-port"], "80");
         assert_eq!(h["forwarded"], "for=198.18.0.1;host=x;proto=http");
         let mut h = map(&[("forwarded", "for=203.0.113.9")]);
-        add_forwarding(
-            &mut h,
-            &ClientSide::new("198.18.0.1".parse().unwrap(), "http", 80),
-            "we\"ird\\:80",
-        );
-        assert_eq!(
-            h["forwarded"],
-            "for=203.0.113.9, for=198.18.0.1;host=\"weird:80\";proto=http"
-        );
+        let c = client("198.18.0.1", false, 80, &h);
+        add_forwarding(&mut h, &c, "we\"ird\\:80");
+        assert_eq!(h["forwarded"], "for=198.18.0.1;host=\"weird:80\";proto=http");
     }
 }

@@ -21,6 +21,7 @@ use super::{
     forward::{ConnInfo, handle},
     limits::{Activity, IdleIo},
     metrics::{ConnectionGuard, ResultLabels},
+    proxy_protocol,
 };
 
 /// Runs until `shutdown` resolves, then drains; returns when every connection is done or
@@ -58,13 +59,17 @@ pub(crate) async fn accept_loop(
         let stop = stop_rx.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let mut stream = stream;
+            let Ok(proxied) = proxy_header(&shared, &mut stream, peer).await else {
+                return;
+            };
             if is_tls {
-                serve_tls(shared, stream, peer, tls, stop).await;
+                serve_tls(shared, stream, peer, proxied, tls, stop).await;
             } else {
                 let _guard = ConnectionGuard::new(&shared.metrics, "http");
                 let _ = stream.set_nodelay(true);
                 let local = stream.local_addr().unwrap_or(peer);
-                serve(shared, TokioIo::new(stream), peer, local, false, stop).await;
+                serve(shared, TokioIo::new(stream), peer, proxied, local, false, stop).await;
             }
         });
     }
@@ -86,6 +91,22 @@ pub(crate) async fn accept_loop(
     }
 }
 
+/// With `use-proxy-protocol`, reads the PROXY header off a new connection (within the
+/// client-header timeout) and returns the source it names; `Err`: the connection is to be
+/// closed, as nginx closes one without a valid header. Without it, `Ok(None)`.
+async fn proxy_header(
+    shared: &Shared,
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+) -> Result<Option<SocketAddr>, ()> {
+    if !shared.trust.use_proxy_protocol {
+        return Ok(None);
+    }
+    proxy_protocol::read_header(stream, shared.args.client_header_timeout)
+        .await
+        .map_err(|e| debug!(client = %peer, error = %e, "connection closed"))
+}
+
 async fn accept_error(e: std::io::Error) {
     // Out of file descriptors and similar: back off instead of spinning.
     debug!(error = %e, "accept failed");
@@ -96,6 +117,7 @@ async fn serve_tls(
     shared: Arc<Shared>,
     stream: TcpStream,
     peer: SocketAddr,
+    proxied: Option<SocketAddr>,
     tls: TlsAcceptor,
     stop: watch::Receiver<bool>,
 ) {
@@ -114,7 +136,7 @@ async fn serve_tls(
         .get_or_create(&ResultLabels { result })
         .inc();
     match hs {
-        Ok(Ok(s)) => serve(shared, TokioIo::new(s), peer, local, true, stop).await,
+        Ok(Ok(s)) => serve(shared, TokioIo::new(s), peer, proxied, local, true, stop).await,
         Ok(Err(e)) => debug!(client = %peer, error = %e, "TLS handshake failed"),
         Err(_) => debug!(client = %peer, "TLS handshake timed out"),
     }
@@ -124,13 +146,14 @@ async fn serve<S>(
     shared: Arc<Shared>,
     io: TokioIo<S>,
     client: SocketAddr,
+    proxied: Option<SocketAddr>,
     local: SocketAddr,
     tls: bool,
     mut stop: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let conn_info = Arc::new(ConnInfo::new(client, local, tls));
+    let conn_info = Arc::new(ConnInfo::new(&shared.trust, client, proxied, local, tls));
     let activity = Activity::new();
     let io = IdleIo::new(io, activity.clone());
     let svc_shared = Arc::clone(&shared);

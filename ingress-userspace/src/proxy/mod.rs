@@ -11,12 +11,14 @@ pub mod access_log;
 pub mod allowlist;
 pub mod args;
 pub mod body;
+pub mod client_addr;
 pub mod fixtures;
 pub mod forward;
 pub mod headers;
 pub mod limits;
 pub mod listener;
 pub mod metrics;
+pub mod proxy_protocol;
 pub mod router;
 pub mod tls;
 pub mod tunnel;
@@ -101,6 +103,8 @@ impl Runtime {
 /// State shared by every connection.
 pub(crate) struct Shared {
     pub args: ProxyArgs,
+    /// Whose word on the client address is believed (parsed from `args` once).
+    pub trust: client_addr::TrustConfig,
     pub runtime: ArcSwap<Runtime>,
     pub clients: Clients,
     /// Clients for routes whose `proxy-connect-timeout` or `proxy-send-timeout` differs from
@@ -191,6 +195,7 @@ impl Proxy {
             access_log: AccessLog::start(args.access_log_format).map(Arc::new),
             certs,
             dash: Arc::new("-".into()),
+            trust: client_addr::TrustConfig::from_args(&args),
             args,
         });
         let (done_tx, done_rx) = watch::channel(false);

@@ -1,0 +1,311 @@
+//! Who a request is from: the one client address that allowlists, hash balancing, the access
+//! log and `X-Real-IP` use, and the forwarding headers passed on to the pod.
+//!
+//! The model follows ingress-nginx's ConfigMap keys and the nginx directives its template
+//! turns them into:
+//!
+//! - By default nothing the client says about itself is believed: the client is the TCP
+//!   peer, and `X-Forwarded-For`, `Forwarded`, `X-Real-IP` and `X-Forwarded-Proto/Host/Port`
+//!   are replaced with what the proxy saw (`use-forwarded-headers: "false"`).
+//! - `use-proxy-protocol`: every connection starts with a PROXY protocol header
+//!   ([`super::proxy_protocol`]); its source address is the client when the TCP peer (the
+//!   load balancer) is inside `proxy-real-ip-cidr` (nginx `real_ip_header proxy_protocol`).
+//! - `use-forwarded-headers` or `enable-real-ip`: from a sender inside `proxy-real-ip-cidr`,
+//!   the client is found in `forwarded-for-header` right to left, skipping trusted addresses
+//!   (nginx `real_ip_recursive on`, ngx_http_realip_module).
+//! - `use-forwarded-headers` also passes on `X-Forwarded-Proto/Host/Port` as received from a
+//!   trusted sender (ingress-nginx's `$pass_access_scheme`, `$best_http_host`,
+//!   `$pass_server_port` maps); `compute-full-forwarded-for` appends the sender to the received
+//!   `X-Forwarded-For` instead of replacing it (`$full_x_forwarded_for`).
+//!
+//! Where this is stricter than ingress-nginx: received headers are believed only from a
+//! sender inside `proxy-real-ip-cidr` (ingress-nginx believes `X-Forwarded-Proto/Host/Port`
+//! and appends to `X-Forwarded-For` from anyone once `use-forwarded-headers` is on).
+
+use std::net::{IpAddr, SocketAddr};
+
+use http::{HeaderMap, HeaderName, HeaderValue, header::FORWARDED};
+
+use super::{
+    allowlist,
+    args::ProxyArgs,
+    headers::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PORT, X_FORWARDED_PROTO},
+};
+use crate::model::IpPrefix;
+
+/// The trust settings, parsed once from the flags (named after the ingress-nginx ConfigMap
+/// keys they mirror).
+#[derive(Clone, Debug)]
+pub struct TrustConfig {
+    /// `use-forwarded-headers`: believe `forwarded-for-header` and `X-Forwarded-Proto/Host/Port`
+    /// from trusted senders.
+    pub use_forwarded_headers: bool,
+    /// `enable-real-ip`: believe `forwarded-for-header` from trusted senders (only the address).
+    pub enable_real_ip: bool,
+    /// `forwarded-for-header`: where a trusted sender names the client (`X-Forwarded-For`;
+    /// `Forwarded` reads its `for=` parameters, RFC 7239 section 5.2).
+    pub forwarded_for_header: HeaderName,
+    /// `compute-full-forwarded-for`: with `use-forwarded-headers`, append the sender to the
+    /// received `X-Forwarded-For` instead of replacing it.
+    pub compute_full_forwarded_for: bool,
+    /// `use-proxy-protocol`: connections start with a PROXY protocol v1 or v2 header.
+    pub use_proxy_protocol: bool,
+    /// `proxy-real-ip-cidr`: the senders whose PROXY header and forwarding headers are believed.
+    pub trusted: Vec<IpPrefix>,
+}
+
+impl TrustConfig {
+    pub fn from_args(a: &ProxyArgs) -> Self {
+        TrustConfig {
+            use_forwarded_headers: a.use_forwarded_headers,
+            enable_real_ip: a.enable_real_ip,
+            forwarded_for_header: a.forwarded_for_header.clone(),
+            compute_full_forwarded_for: a.compute_full_forwarded_for,
+            use_proxy_protocol: a.use_proxy_protocol,
+            trusted: a.proxy_real_ip_cidr.clone(),
+        }
+    }
+
+    /// Whether `ip` is inside `proxy-real-ip-cidr` (an empty list trusts nobody).
+    pub fn trusts(&self, ip: IpAddr) -> bool {
+        !self.trusted.is_empty() && allowlist::allows(&self.trusted, ip)
+    }
+
+    /// What is known when a connection is accepted: the TCP `peer`, the PROXY header's
+    /// source (`None`: no header, or `LOCAL`/`UNKNOWN`), the `local` address it reached.
+    pub fn origin(
+        &self,
+        peer: SocketAddr,
+        proxied: Option<SocketAddr>,
+        local: SocketAddr,
+        tls: bool,
+    ) -> Origin {
+        let peer_ip = peer.ip().to_canonical();
+        let sender = match proxied {
+            Some(src) if self.use_proxy_protocol && self.trusts(peer_ip) => src.ip().to_canonical(),
+            _ => peer_ip,
+        };
+        Origin {
+            peer,
+            sender,
+            sender_text: ip_value(sender),
+            sender_trusted: self.trusts(sender),
+            tls,
+            port: HeaderValue::from(local.port()),
+        }
+    }
+}
+
+/// Where a connection comes from, decided once when it is accepted.
+#[derive(Debug)]
+pub struct Origin {
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// The node that sent the requests on this connection: the PROXY header's source when
+    /// the peer is a trusted load balancer, else the peer.
+    pub sender: IpAddr,
+    sender_text: HeaderValue,
+    sender_trusted: bool,
+    /// Whether the connection is TLS (the scheme the proxy saw).
+    pub tls: bool,
+    /// The local port (`$server_port`).
+    port: HeaderValue,
+}
+
+/// Who one request is from and the forwarding values to pass on.
+#[derive(Clone, Debug)]
+pub struct Client {
+    /// The client address (nginx `$remote_addr` after the realip module).
+    pub addr: IpAddr,
+    /// `addr` as text (`X-Real-IP`).
+    pub addr_text: HeaderValue,
+    /// `X-Forwarded-For` to send.
+    pub forwarded_for: HeaderValue,
+    /// A received `Forwarded` our element is appended to (`compute-full-forwarded-for`).
+    pub forwarded_prev: Option<HeaderValue>,
+    /// The `for=` node of our `Forwarded` element.
+    pub forwarded_node: IpAddr,
+    /// `X-Forwarded-Proto` (`$pass_access_scheme`).
+    pub proto: HeaderValue,
+    /// A received `X-Forwarded-Host` to pass on instead of the request's host.
+    pub host: Option<HeaderValue>,
+    /// `X-Forwarded-Port` (`$pass_server_port`).
+    pub port: HeaderValue,
+}
+
+impl Client {
+    /// Whether the request reached the first proxy over HTTPS (decides `ssl-redirect`).
+    pub fn https(&self) -> bool {
+        self.proto.as_bytes().eq_ignore_ascii_case(b"https")
+    }
+}
+
+impl Origin {
+    /// The client of one request with these `headers`.
+    pub fn client(&self, cfg: &TrustConfig, headers: &HeaderMap) -> Client {
+        let scheme = HeaderValue::from_static(if self.tls { "https" } else { "http" });
+        let header_addr = (!cfg.use_proxy_protocol
+            && (cfg.use_forwarded_headers || cfg.enable_real_ip)
+            && self.sender_trusted)
+            .then(|| {
+                let nodes = forwarded_for_nodes(headers, &cfg.forwarded_for_header);
+                real_ip(cfg, self.sender, &nodes)
+            })
+            .filter(|a| *a != self.sender);
+        let (addr, addr_text) = match header_addr {
+            Some(a) => (a, ip_value(a)),
+            None => (self.sender, self.sender_text.clone()),
+        };
+        let believed = cfg.use_forwarded_headers && self.sender_trusted;
+        let received = |name: &HeaderName| {
+            believed
+                .then(|| headers.get(name))
+                .flatten()
+                .filter(|v| !v.as_bytes().iter().all(u8::is_ascii_whitespace))
+                .cloned()
+        };
+        let full = believed && cfg.compute_full_forwarded_for;
+        let (forwarded_for, forwarded_prev, forwarded_node) = if full {
+            let prev = joined(headers, &X_FORWARDED_FOR);
+            let xff = match prev {
+                Some(p) => HeaderValue::from_str(&format!("{p}, {}", self.sender))
+                    .unwrap_or_else(|_| self.sender_text.clone()),
+                None => self.sender_text.clone(),
+            };
+            let fwd = joined(headers, &FORWARDED).and_then(|p| HeaderValue::from_str(&p).ok());
+            (xff, fwd, self.sender)
+        } else {
+            (addr_text.clone(), None, addr)
+        };
+        Client {
+            addr,
+            addr_text,
+            forwarded_for,
+            forwarded_prev,
+            forwarded_node,
+            proto: received(&X_FORWARDED_PROTO).unwrap_or(scheme),
+            host: received(&X_FORWARDED_HOST),
+            port: received(&X_FORWARDED_PORT).unwrap_or_else(|| self.port.clone()),
+        }
+    }
+}
+
+/// nginx's realip walk (`real_ip_recursive on`): starting from the sender, while the current
+/// address is trusted, step to the next node from the right; a node that is not an address
+/// ends the walk where it is.
+fn real_ip(cfg: &TrustConfig, sender: IpAddr, nodes: &[&str]) -> IpAddr {
+    let mut addr = sender;
+    for node in nodes.iter().rev() {
+        if !cfg.trusts(addr) {
+            break;
+        }
+        match parse_node(node) {
+            Some(a) => addr = a,
+            None => break,
+        }
+    }
+    addr
+}
+
+/// The nodes named in `header`, left to right: comma-separated entries of every field line
+/// (empty entries skipped, as nginx does), or for `Forwarded` the `for=` value of each element
+/// (an element without one yields `""`, which ends a realip walk).
+fn forwarded_for_nodes<'h>(headers: &'h HeaderMap, header: &HeaderName) -> Vec<&'h str> {
+    let lines = headers.get_all(header).iter().filter_map(|v| v.to_str().ok());
+    if *header == FORWARDED {
+        lines
+            .flat_map(|line| split_unquoted(line, ','))
+            .filter(|e| !e.trim().is_empty())
+            .map(|element| {
+                split_unquoted(element, ';')
+                    .into_iter()
+                    .filter_map(|pair| pair.split_once('='))
+                    .find(|(k, _)| k.trim().eq_ignore_ascii_case("for"))
+                    .map(|(_, v)| unquote(v.trim()))
+                    .unwrap_or("")
+            })
+            .collect()
+    } else {
+        lines
+            .flat_map(|l| l.split(','))
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .collect()
+    }
+}
+
+/// Splits on `sep` outside double quotes (RFC 9110 quoted-string, backslash escapes).
+fn split_unquoted(s: &str, sep: char) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            c if c == sep && !quoted => {
+                parts.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&s[start..]);
+    parts
+}
+
+fn unquote(v: &str) -> &str {
+    v.strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(v)
+}
+
+/// A node as nginx's `ngx_parse_addr_port` reads it: `198.51.100.7`, `198.51.100.7:4711`,
+/// `2001:db8::7`, `[2001:db8::7]` or `[2001:db8::7]:4711`. `unknown`, obfuscated names
+/// (RFC 7239 section 6) and anything else give `None`.
+pub fn parse_node(node: &str) -> Option<IpAddr> {
+    let node = node.trim();
+    if let Ok(ip) = node.parse::<IpAddr>() {
+        return Some(ip.to_canonical());
+    }
+    let port_ok = |p: &str| p.parse::<u16>().is_ok();
+    let ip = if let Some(rest) = node.strip_prefix('[') {
+        let (v6, after) = rest.split_once(']')?;
+        if !(after.is_empty() || after.strip_prefix(':').is_some_and(port_ok)) {
+            return None;
+        }
+        IpAddr::V6(v6.parse().ok()?)
+    } else {
+        let (v4, port) = node.rsplit_once(':')?;
+        if !port_ok(port) {
+            return None;
+        }
+        IpAddr::V4(v4.parse().ok()?)
+    };
+    Some(ip.to_canonical())
+}
+
+/// Every field line of `name`, joined with ", " (RFC 9110 section 5.3); `None` when empty.
+fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let mut out = String::new();
+    for v in headers.get_all(name) {
+        let Ok(s) = v.to_str() else { continue };
+        let s = s.trim();
+        if s.is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
+        out.push_str(s);
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+fn ip_value(ip: IpAddr) -> HeaderValue {
+    // An address's text is always a valid header value.
+    HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static(""))
+}
+
+#[cfg(test)]
+mod tests;

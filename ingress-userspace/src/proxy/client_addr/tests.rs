@@ -1,0 +1,429 @@
+//! The trust model as a table: who connects, with which configuration and headers, and
+//! which client address and forwarding headers come out.
+
+use std::net::SocketAddr;
+
+use http::{HeaderMap, HeaderName};
+
+use super::*;
+use crate::proxy::{
+    ProxyArgs,
+    args::parse_cidr,
+    headers::add_forwarding,
+};
+
+/// Flags as `--name=value` strings (the ConfigMap keys' names).
+fn cfg(flags: &[&str]) -> TrustConfig {
+    use clap::{Args, Command, FromArgMatches};
+    let argv = std::iter::once("p").chain(flags.iter().copied());
+    let m = ProxyArgs::augment_args(Command::new("p")).get_matches_from(argv);
+    TrustConfig::from_args(&ProxyArgs::from_arg_matches(&m).unwrap())
+}
+
+fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+    }
+    h
+}
+
+fn sock(ip: &str) -> SocketAddr {
+    SocketAddr::new(ip.parse().unwrap(), 40000)
+}
+
+/// What the pod receives: (X-Forwarded-For, X-Real-IP, X-Forwarded-Proto, X-Forwarded-Host,
+/// X-Forwarded-Port, Forwarded).
+fn forwarded(c: &Client) -> [String; 6] {
+    let mut h = HeaderMap::new();
+    add_forwarding(&mut h, c, "app.test");
+    [
+        "x-forwarded-for",
+        "x-real-ip",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-forwarded-port",
+        "forwarded",
+    ]
+    .map(|n| h[n].to_str().unwrap().to_string())
+}
+
+struct Case {
+    name: &'static str,
+    flags: &'static [&'static str],
+    peer: &'static str,
+    proxied: Option<&'static str>,
+    sent: &'static [(&'static str, &'static str)],
+    client: &'static str,
+    xff: &'static str,
+}
+
+const LB: &[&str] = &["--use-forwarded-headers", "--proxy-real-ip-cidr=10.0.0.0/8,fd00::/8"];
+const LB_FULL: &[&str] = &[
+    "--use-forwarded-headers",
+    "--compute-full-forwarded-for",
+    "--proxy-real-ip-cidr=10.0.0.0/8",
+];
+
+#[test]
+fn client_address_and_forwarded_for() {
+    let cases = [
+        Case {
+            name: "default: a spoofed X-Forwarded-For is replaced",
+            flags: &[],
+            peer: "198.51.100.7",
+            proxied: None,
+            sent: &[("x-forwarded-for", "203.0.113.7")],
+            client: "198.51.100.7",
+            xff: "198.51.100.7",
+        },
+        Case {
+            name: "default: even from an address inside proxy-real-ip-cidr",
+            flags: &["--proxy-real-ip-cidr=198.51.100.0/24"],
+            peer: "198.51.100.7",
+            proxied: None,
+            sent: &[("x-forwarded-for", "203.0.113.7"), ("x-real-ip", "203.0.113.8")],
+            client: "198.51.100.7",
+            xff: "198.51.100.7",
+        },
+        Case {
+            name: "use-forwarded-headers, untrusted peer: ignored",
+            flags: LB,
+            peer: "198.51.100.7",
+            proxied: None,
+            sent: &[("x-forwarded-for", "203.0.113.7")],
+            client: "198.51.100.7",
+            xff: "198.51.100.7",
+        },
+        Case {
+            name: "trusted peer: the entry it names",
+            flags: LB,
+            peer: "10.0.0.2",
+            proxied: None,
+            sent: &[("x-forwarded-for", "203.0.113.7")],
+            client: "203.0.113.7",
+            xff: "203.0.113.7",
+        },
+        Case {
+            name: "recursive: right to left past trusted hops, a spoofed left part ignored",
+            flags: LB,
+            peer: "10.0.0.2",
+            proxied: None,
+            sent: &[("x-forwarded-for", "1.2.3.4, 203.0.113.7, 10.1.1.1 ,10.0.0.9")],
+            client: "203.0.113.7",
+            xff: "203.0.113.7",
+        },
+        Case {
+            name: "recursive over several field lines, empty entries skipped",
+            flags: LB,
+            peer: "10.0.0.2",
+            proxied: None,
+            sent: &[("x-forwarded-for", "203.0.113.7,, "), ("x-forwarded-for", "10.0.0.3")],
+            client: "203.0.113.7",
+            xff: "203.0.113.7",
+        },
+        Case {
+            name: "every entry trusted: the left-most",
+            flags: LB,
+            peer: "10.0.0.2",
+            proxied: None,
+            sent: &[("x-forwarded-for", "10.9.9.9, 10.0.0.3")],
+            client: "10.9.9.9",
+            xff: "10.9.9.9",
+        },
+        Case {
+            name: "malformed entry: the walk stops at the last trusted hop (nginx)",
+            flags: LB,
+            peer: "10.0.0.2",
+            proxied: None,
+            sent: &[("x-forwarded-for", "203.0.113.7, not-an-ip, 10.0.0.3")],
+            client: "10.0.0.3",
+            xff: "10.0.0.3",
+        },
+        Case {
+            name: "entries with ports, IPv6 and bracketed IPv6",
+            flags: LB,
+            peer: "fd00::2",
+            proxied: None,
+            sent: &[("x-forwarded-for", "[2001:db8::7]:4711, 10.0.0.3:80, fd00::9")],
+            client: "2001:db8::7",
+            xff: "2001:db8::7",
+        },
+        Case {
+            name: "IPv4-mapped peer is matched as IPv4",
+            flags: LB,
+            peer: "::ffff:10.0.0.2",
+            proxied: None,
+            sent: &[("x-forwarded-for", "203.0.113.7")],
+            client: "203.0.113.7",
+            xff: "203.0.113.7",
+        },
+        Case {
+            name: "default CIDR 0.0.0.0/0 trusts no IPv6 peer",
+            flags: &["--use-forwarded-headers"],
+            peer: "2001:db8::2",
+            proxied: None,
+            sent: &[("x-forwarded-for", "203.0.113.7")],
+            client: "2001:db8::2",
+            xff: "2001:db8::2",
+        },
+        Case {
+            name: "default CIDR 0.0.0.0/0 trusts every IPv4 peer (as ingress-nginx)",
+            flags: &["--use-forwarded-headers"],
+            peer: "198.51.100.7",
+            proxied: None,
+            sent: &[("x-forwarded-for", "203.0.113.7")],
+            client: "203.0.113.7",
+            xff: "203.0.113.7",
+        },
+        Case {
+            name: "compute-full-forwarded-for: the peer appended to what it sent",
+            flags: LB_FULL,
+            peer: "10.0.0.2",
+            proxied: None,
+            sent: &[("x-forwarded-for", "1.2.3.4, 203.0.113.7")],
+            client: "203.0.113.7",
+            xff: "1.2.3.4, 203.0.113.7, 10.0.0.2",
+        },
+        Case {
+            name: "compute-full-forwarded-for, nothing received: the peer",
+            flags: LB_FULL,
+            peer: "10.0.0.2",
+            proxied: None,
+            sent: &[],
+            client: "10.0.0.2",
+            xff: "10.0.0.2",
+        },
+        Case {
+            name: "compute-full-forwarded-for from an untrusted peer: replaced",
+            flags: LB_FULL,
+            peer: "198.51.100.7",
+            proxied: None,
+            sent: &[("x-forwarded-for", "203.0.113.7")],
+            client: "198.51.100.7",
+            xff: "198.51.100.7",
+        },
+        Case {
+            name: "compute-full-forwarded-for without use-forwarded-headers: replaced",
+            flags: &["--compute-full-forwarded-for", "--proxy-real-ip-cidr=10.0.0.0/8"],
+            peer: "10.0.0.2",
+            proxied: None,
+            sent: &[("x-forwarded-for", "203.0.113.7")],
+            client: "10.0.0.2",
+            xff: "10.0.0.2",
+        },
+        Case {
+            name: "enable-real-ip: the address only",
+            flags: &["--enable-real-ip", "--proxy-real-ip-cidr=10.0.0.0/8"],
+            peer: "10.0.0.2",
+            proxied: None,
+            sent: &[("x-forwarded-for", "203.0.113.7")],
+            client: "203.0.113.7",
+            xff: "203.0.113.7",
+        },
+        Case {
+            name: "forwarded-for-header names another header",
+            flags: &[
+                "--use-forwarded-headers",
+                "--forwarded-for-header=X-Client-IP",
+                "--proxy-real-ip-cidr=10.0.0.0/8",
+            ],
+            peer: "10.0.0.2",
+            proxied: None,
+            sent: &[("x-forwarded-for", "1.1.1.1"), ("x-client-ip", "203.0.113.7")],
+            client: "203.0.113.7",
+            xff: "203.0.113.7",
+        },
+        Case {
+            name: "forwarded-for-header Forwarded: for= nodes, quoted IPv6 with port",
+            flags: &[
+                "--use-forwarded-headers",
+                "--forwarded-for-header=Forwarded",
+                "--proxy-real-ip-cidr=10.0.0.0/8",
+            ],
+            peer: "10.0.0.2",
+            proxied: None,
+            sent: &[(
+                "forwarded",
+                "for=192.0.2.60;proto=http, for=\"[2001:db8::7]:4711\";by=x, For=10.0.0.3",
+            )],
+            client: "2001:db8::7",
+            xff: "2001:db8::7",
+        },
+        Case {
+            name: "Forwarded: an obfuscated node ends the walk",
+            flags: &[
+                "--use-forwarded-headers",
+                "--forwarded-for-header=Forwarded",
+                "--proxy-real-ip-cidr=10.0.0.0/8",
+            ],
+            peer: "10.0.0.2",
+            proxied: None,
+            sent: &[("forwarded", "for=203.0.113.7, for=_hidden, for=10.0.0.3")],
+            client: "10.0.0.3",
+            xff: "10.0.0.3",
+        },
+        Case {
+            name: "proxy protocol from a trusted balancer: its source, headers ignored",
+            flags: &["--use-proxy-protocol", "--proxy-real-ip-cidr=10.0.0.0/8"],
+            peer: "10.0.0.2",
+            proxied: Some("198.51.100.7"),
+            sent: &[("x-forwarded-for", "203.0.113.7")],
+            client: "198.51.100.7",
+            xff: "198.51.100.7",
+        },
+        Case {
+            name: "proxy protocol from an untrusted peer: the peer",
+            flags: &["--use-proxy-protocol", "--proxy-real-ip-cidr=10.0.0.0/8"],
+            peer: "198.51.100.9",
+            proxied: Some("203.0.113.7"),
+            sent: &[],
+            client: "198.51.100.9",
+            xff: "198.51.100.9",
+        },
+        Case {
+            name: "proxy protocol LOCAL: the peer",
+            flags: &["--use-proxy-protocol", "--proxy-real-ip-cidr=10.0.0.0/8"],
+            peer: "10.0.0.2",
+            proxied: None,
+            sent: &[],
+            client: "10.0.0.2",
+            xff: "10.0.0.2",
+        },
+        Case {
+            name: "proxy protocol IPv6 source",
+            flags: &["--use-proxy-protocol", "--proxy-real-ip-cidr=10.0.0.0/8"],
+            peer: "10.0.0.2",
+            proxied: Some("2001:db8::7"),
+            sent: &[],
+            client: "2001:db8::7",
+            xff: "2001:db8::7",
+        },
+        Case {
+            name: "proxy protocol + compute-full: the PROXY source appended",
+            flags: &[
+                "--use-proxy-protocol",
+                "--use-forwarded-headers",
+                "--compute-full-forwarded-for",
+                "--proxy-real-ip-cidr=10.0.0.0/8",
+            ],
+            peer: "10.0.0.2",
+            proxied: Some("10.2.0.1"),
+            sent: &[("x-forwarded-for", "203.0.113.7")],
+            client: "10.2.0.1",
+            xff: "203.0.113.7, 10.2.0.1",
+        },
+    ];
+    for c in cases {
+        let cfg = cfg(c.flags);
+        let origin = cfg.origin(
+            sock(c.peer),
+            c.proxied.map(sock),
+            "10.0.0.1:443".parse().unwrap(),
+            true,
+        );
+        let got = origin.client(&cfg, &headers(c.sent));
+        let want: IpAddr = c.client.parse().unwrap();
+        assert_eq!(got.addr, want, "{}: client", c.name);
+        let [xff, real_ip, ..] = forwarded(&got);
+        assert_eq!(xff, c.xff, "{}: X-Forwarded-For", c.name);
+        assert_eq!(real_ip, c.client, "{}: X-Real-IP", c.name);
+    }
+}
+
+#[test]
+fn proto_host_and_port_only_from_trusted_senders_with_use_forwarded_headers() {
+    let sent = headers(&[
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "public.example"),
+        ("x-forwarded-port", "8443"),
+        ("x-forwarded-for", "203.0.113.7"),
+        ("forwarded", "for=203.0.113.7;proto=https"),
+    ]);
+    let http = |cfg: &TrustConfig, peer: &str| {
+        cfg.origin(sock(peer), None, "10.0.0.1:80".parse().unwrap(), false)
+            .client(cfg, &sent)
+    };
+    // Default: what the proxy saw.
+    let c = http(&cfg(&[]), "10.0.0.2");
+    assert!(!c.https());
+    assert_eq!(
+        forwarded(&c),
+        [
+            "10.0.0.2",
+            "10.0.0.2",
+            "http",
+            "app.test",
+            "80",
+            "for=10.0.0.2;host=app.test;proto=http"
+        ]
+    );
+    // Trusted L7 balancer: passed on (ingress-nginx's $pass_access_scheme, $best_http_host,
+    // $pass_server_port); Forwarded is rewritten for the real client.
+    let c = http(&cfg(LB), "10.0.0.2");
+    assert!(c.https(), "ssl-redirect must see the balancer's https");
+    assert_eq!(
+        forwarded(&c),
+        [
+            "203.0.113.7",
+            "203.0.113.7",
+            "https",
+            "public.example",
+            "8443",
+            "for=203.0.113.7;host=public.example;proto=https"
+        ]
+    );
+    // The same headers from outside the CIDRs: replaced.
+    let c = http(&cfg(LB), "198.51.100.7");
+    assert_eq!(forwarded(&c)[2..5], ["http", "app.test", "80"]);
+    // enable-real-ip believes the address only.
+    let c = http(&cfg(&["--enable-real-ip", "--proxy-real-ip-cidr=10.0.0.0/8"]), "10.0.0.2");
+    assert_eq!(c.addr, "203.0.113.7".parse::<IpAddr>().unwrap());
+    assert_eq!(forwarded(&c)[2..5], ["http", "app.test", "80"]);
+    // compute-full-forwarded-for appends our element to the received Forwarded.
+    let c = http(&cfg(LB_FULL), "10.0.0.2");
+    assert_eq!(
+        forwarded(&c)[5],
+        "for=203.0.113.7;proto=https, for=10.0.0.2;host=public.example;proto=https"
+    );
+    // Empty received values fall back to what the proxy saw.
+    let empty = headers(&[("x-forwarded-proto", ""), ("x-forwarded-port", " ")]);
+    let cfg = cfg(LB);
+    let c = cfg
+        .origin(sock("10.0.0.2"), None, "10.0.0.1:80".parse().unwrap(), false)
+        .client(&cfg, &empty);
+    assert_eq!(forwarded(&c)[2..5], ["http", "app.test", "80"]);
+}
+
+#[test]
+fn nodes_parse_as_nginx_reads_them() {
+    for (s, want) in [
+        ("198.51.100.7", Some("198.51.100.7")),
+        (" 198.51.100.7 ", Some("198.51.100.7")),
+        ("198.51.100.7:4711", Some("198.51.100.7")),
+        ("2001:db8::7", Some("2001:db8::7")),
+        ("[2001:db8::7]", Some("2001:db8::7")),
+        ("[2001:db8::7]:4711", Some("2001:db8::7")),
+        ("::ffff:198.51.100.7", Some("198.51.100.7")),
+        ("198.51.100.7:99999", None),
+        ("198.51.100.7:", None),
+        ("[2001:db8::7]x", None),
+        ("[198.51.100.7]", None),
+        ("unknown", None),
+        ("_hidden", None),
+        ("", None),
+        ("1.2.3", None),
+    ] {
+        assert_eq!(parse_node(s), want.map(|w| w.parse().unwrap()), "{s:?}");
+    }
+}
+
+#[test]
+fn trusted_list_is_never_everyone_when_empty() {
+    let mut c = cfg(&[]);
+    c.trusted.clear();
+    assert!(!c.trusts("10.0.0.1".parse().unwrap()));
+    c.trusted = vec![parse_cidr("::/0").unwrap()];
+    assert!(c.trusts("2001:db8::1".parse().unwrap()));
+    assert!(!c.trusts("10.0.0.1".parse().unwrap()));
+}
