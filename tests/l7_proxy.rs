@@ -1257,9 +1257,17 @@ fn trust_snapshot(a: &HttpBackend) -> Arc<Snapshot> {
         1,
         l7_with(
             vec![
-                vhost("open.test", vec![route_to(path("Prefix", "/"), up("a", &[a]))], false),
+                vhost(
+                    "open.test",
+                    vec![route_to(path("Prefix", "/"), up("a", &[a]))],
+                    false,
+                ),
                 vhost("guarded.test", vec![guarded], false),
-                vhost("secure.test", vec![route_to(path("Prefix", "/"), up("a", &[a]))], true),
+                vhost(
+                    "secure.test",
+                    vec![route_to(path("Prefix", "/"), up("a", &[a]))],
+                    true,
+                ),
             ],
             None,
         ),
@@ -1291,14 +1299,20 @@ async fn spoofed_provenance_headers_are_replaced_by_default() {
     assert_eq!(hd["x-forwarded-host"], "open.test");
     assert_eq!(hd["x-forwarded-port"], proxy.http().port().to_string());
     // The allowlist sees the real peer, not the forged address inside its range.
-    let g = send(&c, spoofed(proxy.http(), "guarded.test")).await.unwrap();
+    let g = send(&c, spoofed(proxy.http(), "guarded.test"))
+        .await
+        .unwrap();
     assert_eq!(g.status, StatusCode::FORBIDDEN);
     assert_eq!(g.header(REASON_HEADER), SOURCE_DENIED);
     // A forged `X-Forwarded-Proto: https` does not skip ssl-redirect.
-    let g = send(&c, spoofed(proxy.http(), "secure.test")).await.unwrap();
+    let g = send(&c, spoofed(proxy.http(), "secure.test"))
+        .await
+        .unwrap();
     assert_eq!(g.status, StatusCode::PERMANENT_REDIRECT);
     // HTTP/2 the same.
-    let g = send(&h2c_client(), spoofed(proxy.http(), "open.test")).await.unwrap();
+    let g = send(&h2c_client(), spoofed(proxy.http(), "open.test"))
+        .await
+        .unwrap();
     assert_eq!(g.json()["headers"]["x-forwarded-for"], "127.0.0.1");
 }
 
@@ -1320,8 +1334,10 @@ async fn forwarded_headers_from_a_trusted_cidr_are_kept_as_ingress_nginx() {
     let proxy = TestProxy::start(trusting("127.0.0.0/8", |_| {})).await;
     proxy.handle.apply(trust_snapshot(&a));
     let mut r = spoofed(proxy.http(), "open.test");
-    r.headers_mut()
-        .insert("x-forwarded-for", "203.0.113.1, 198.18.0.9, 127.0.0.5".parse().unwrap());
+    r.headers_mut().insert(
+        "x-forwarded-for",
+        "203.0.113.1, 198.18.0.9, 127.0.0.5".parse().unwrap(),
+    );
     let g = send(&c, r).await.unwrap();
     let hd = &g.json()["headers"];
     // realip, recursive: right to left past trusted 127.0.0.5 to 198.18.0.9; X-Forwarded-For
@@ -1331,24 +1347,39 @@ async fn forwarded_headers_from_a_trusted_cidr_are_kept_as_ingress_nginx() {
     assert_eq!(hd["x-forwarded-proto"], "https");
     assert_eq!(hd["x-forwarded-host"], "spoofed.test");
     assert_eq!(hd["x-forwarded-port"], "8443");
-    assert_eq!(hd["forwarded"], "for=198.18.0.9;host=spoofed.test;proto=https");
+    assert_eq!(
+        hd["forwarded"],
+        "for=198.18.0.9;host=spoofed.test;proto=https"
+    );
     // The allowlist sees the client the balancer named.
-    let g = send(&c, spoofed(proxy.http(), "guarded.test")).await.unwrap();
+    let g = send(&c, spoofed(proxy.http(), "guarded.test"))
+        .await
+        .unwrap();
     assert_eq!(g.status, StatusCode::OK);
     // A balancer that terminated TLS says so: no redirect loop.
-    let g = send(&c, spoofed(proxy.http(), "secure.test")).await.unwrap();
+    let g = send(&c, spoofed(proxy.http(), "secure.test"))
+        .await
+        .unwrap();
     assert_eq!(g.status, StatusCode::OK);
     drop(proxy);
 
     // compute-full-forwarded-for: the balancer appended to the chain it received.
-    let proxy = TestProxy::start(trusting("127.0.0.0/8", |a| a.compute_full_forwarded_for = true)).await;
+    let proxy = TestProxy::start(trusting("127.0.0.0/8", |a| {
+        a.compute_full_forwarded_for = true
+    }))
+    .await;
     proxy.handle.apply(trust_snapshot(&a));
     let mut r = spoofed(proxy.http(), "open.test");
-    r.headers_mut()
-        .insert("x-forwarded-for", "203.0.113.1, 198.18.0.9".parse().unwrap());
+    r.headers_mut().insert(
+        "x-forwarded-for",
+        "203.0.113.1, 198.18.0.9".parse().unwrap(),
+    );
     let g = send(&c, r).await.unwrap();
     let hd = &g.json()["headers"];
-    assert_eq!(hd["x-forwarded-for"], "203.0.113.1, 198.18.0.9, 127.0.0.1", "{hd}");
+    assert_eq!(
+        hd["x-forwarded-for"], "203.0.113.1, 198.18.0.9, 127.0.0.1",
+        "{hd}"
+    );
     assert_eq!(hd["x-real-ip"], "198.18.0.9");
     assert_eq!(
         hd["forwarded"],
@@ -1357,14 +1388,19 @@ async fn forwarded_headers_from_a_trusted_cidr_are_kept_as_ingress_nginx() {
     drop(proxy);
 
     // The peer is not inside proxy-real-ip-cidr: as by default.
-    let proxy = TestProxy::start(trusting("10.0.0.0/8", |a| a.compute_full_forwarded_for = true)).await;
+    let proxy = TestProxy::start(trusting("10.0.0.0/8", |a| {
+        a.compute_full_forwarded_for = true
+    }))
+    .await;
     proxy.handle.apply(trust_snapshot(&a));
     let g = send(&c, spoofed(proxy.http(), "open.test")).await.unwrap();
     let hd = &g.json()["headers"];
     assert_eq!(hd["x-forwarded-for"], "127.0.0.1", "{hd}");
     assert_eq!(hd["x-forwarded-proto"], "http");
     assert_eq!(hd["x-forwarded-host"], "open.test");
-    let g = send(&c, spoofed(proxy.http(), "guarded.test")).await.unwrap();
+    let g = send(&c, spoofed(proxy.http(), "guarded.test"))
+        .await
+        .unwrap();
     assert_eq!(g.status, StatusCode::FORBIDDEN);
 }
 
@@ -1421,7 +1457,13 @@ async fn proxy_protocol_address_is_the_client_and_is_required() {
     let (http, https) = (proxy.http(), proxy.https());
     let v1 = |src: &str| format!("PROXY TCP4 {src} 127.0.0.1 4711 80\r\n").into_bytes();
 
-    let g = via_proxy_protocol(http, &v1("198.18.0.7"), false, spoofed(http, "guarded.test")).await;
+    let g = via_proxy_protocol(
+        http,
+        &v1("198.18.0.7"),
+        false,
+        spoofed(http, "guarded.test"),
+    )
+    .await;
     assert_eq!(g.status, StatusCode::OK);
     let hd = &g.json()["headers"];
     assert_eq!(hd["x-real-ip"], "198.18.0.7", "{hd}");
@@ -1429,29 +1471,126 @@ async fn proxy_protocol_address_is_the_client_and_is_required() {
     assert_eq!(hd["x-forwarded-proto"], "http");
 
     // Outside the allowlist per the PROXY header, though the TCP peer (127.0.0.1) is too.
-    let g = via_proxy_protocol(http, &v1("203.0.113.7"), false, req(http, "guarded.test", "/")).await;
+    let g = via_proxy_protocol(
+        http,
+        &v1("203.0.113.7"),
+        false,
+        req(http, "guarded.test", "/"),
+    )
+    .await;
     assert_eq!(g.status, StatusCode::FORBIDDEN);
 
     // v2, IPv4 and IPv6, over HTTPS.
     let src: SocketAddr = "198.19.0.1:4711".parse().unwrap();
-    let g = via_proxy_protocol(https, &proxy_v2(src, https), true, req(https, "guarded.test", "/")).await;
+    let g = via_proxy_protocol(
+        https,
+        &proxy_v2(src, https),
+        true,
+        req(https, "guarded.test", "/"),
+    )
+    .await;
     assert_eq!(g.status, StatusCode::OK);
     assert_eq!(g.json()["headers"]["x-real-ip"], "198.19.0.1");
     assert_eq!(g.json()["headers"]["x-forwarded-proto"], "https");
-    let (src, dst): (SocketAddr, SocketAddr) =
-        ("[2001:db8::7]:4711".parse().unwrap(), "[2001:db8::1]:443".parse().unwrap());
-    let g = via_proxy_protocol(https, &proxy_v2(src, dst), true, req(https, "guarded.test", "/")).await;
+    let (src, dst): (SocketAddr, SocketAddr) = (
+        "[2001:db8::7]:4711".parse().unwrap(),
+        "[2001:db8::1]:443".parse().unwrap(),
+    );
+    let g = via_proxy_protocol(
+        https,
+        &proxy_v2(src, dst),
+        true,
+        req(https, "guarded.test", "/"),
+    )
+    .await;
     assert_eq!(g.status, StatusCode::OK);
     assert_eq!(g.json()["headers"]["x-forwarded-for"], "2001:db8::7");
-    let g = via_proxy_protocol(http, &proxy_v2(src, dst), false, req(http, "open.test", "/")).await;
-    assert_eq!(g.json()["headers"]["forwarded"], "for=\"[2001:db8::7]\";host=open.test;proto=http");
+    let g = via_proxy_protocol(
+        http,
+        &proxy_v2(src, dst),
+        false,
+        req(http, "open.test", "/"),
+    )
+    .await;
+    assert_eq!(
+        g.json()["headers"]["forwarded"],
+        "for=\"[2001:db8::7]\";host=open.test;proto=http"
+    );
 
     // Without the header: closed without an answer, and the pod never sees it.
     let before = a.requests();
-    let got = raw(http, b"GET / HTTP/1.1\r\nHost: open.test\r\n\r\n", Duration::from_secs(5)).await;
+    let got = raw(
+        http,
+        b"GET / HTTP/1.1\r\nHost: open.test\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
     assert_eq!(got, "", "a request without a PROXY header is not answered");
     let s = tokio::net::TcpStream::connect(https).await.unwrap();
     let tls = tokio::time::timeout(Duration::from_secs(5), tls_try(s, "guarded.test")).await;
-    assert!(matches!(tls, Ok(Err(_))), "TLS without a PROXY header must fail");
+    assert!(
+        matches!(tls, Ok(Err(_))),
+        "TLS without a PROXY header must fail"
+    );
     assert_eq!(a.requests(), before);
+}
+
+/// Hash balancing on the client address (`upstream-hash-by: $remote_addr`) hashes the client
+/// the trust model yields: behind a trusted balancer every real client keeps its own pod
+/// instead of all of them sharing the balancer's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_address_hash_uses_the_trusted_client_address() {
+    let (a, b) = (backend("a"), backend("b"));
+    let by_client = with(up("ab", &[&a, &b]), |u| {
+        u.load_balancing = LoadBalancing::Hash(xdp_ingress::model::HashOn::ClientAddress)
+    });
+    let snap = snapshot(
+        1,
+        l7_with(
+            vec![vhost(
+                "hash.test",
+                vec![route_to(path("Prefix", "/"), by_client)],
+                false,
+            )],
+            None,
+        ),
+    );
+    let c = http1_client();
+    let pod_for = |proxy: SocketAddr, client: String| {
+        let c = c.clone();
+        async move {
+            let mut r = req(proxy, "hash.test", "/");
+            r.headers_mut()
+                .insert("x-forwarded-for", client.parse().unwrap());
+            send(&c, r).await.unwrap().pod()
+        }
+    };
+    let proxy = TestProxy::start(trusting("127.0.0.0/8", |_| {})).await;
+    proxy.handle.apply(Arc::clone(&snap));
+    let mut pods = HashSet::new();
+    for i in 0..24 {
+        let client = format!("198.18.{i}.1");
+        let first = pod_for(proxy.http(), client.clone()).await;
+        assert_eq!(
+            pod_for(proxy.http(), client).await,
+            first,
+            "stable per client"
+        );
+        pods.insert(first);
+    }
+    assert_eq!(
+        pods.len(),
+        2,
+        "24 clients behind one balancer spread over both pods"
+    );
+    drop(proxy);
+
+    // The same requests from an untrusted peer: one client (the peer), one pod.
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    proxy.handle.apply(snap);
+    let mut pods = HashSet::new();
+    for i in 0..8 {
+        pods.insert(pod_for(proxy.http(), format!("198.18.{i}.1")).await);
+    }
+    assert_eq!(pods.len(), 1, "forged addresses do not choose the pod");
 }

@@ -213,7 +213,10 @@ mod tests {
         assert_eq!(a.forwarded_for_header, "x-client-ip");
         assert_eq!(
             a.proxy_real_ip_cidr,
-            [parse_cidr("10.0.0.0/8").unwrap(), parse_cidr("2001:db8::/32").unwrap()]
+            [
+                parse_cidr("10.0.0.0/8").unwrap(),
+                parse_cidr("2001:db8::/32").unwrap()
+            ]
         );
     }
 }

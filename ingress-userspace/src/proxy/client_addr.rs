@@ -211,7 +211,10 @@ fn real_ip(cfg: &TrustConfig, sender: IpAddr, nodes: &[&str]) -> IpAddr {
 /// (empty entries skipped, as nginx does), or for `Forwarded` the `for=` value of each element
 /// (an element without one yields `""`, which ends a realip walk).
 fn forwarded_for_nodes<'h>(headers: &'h HeaderMap, header: &HeaderName) -> Vec<&'h str> {
-    let lines = headers.get_all(header).iter().filter_map(|v| v.to_str().ok());
+    let lines = headers
+        .get_all(header)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
     if *header == FORWARDED {
         lines
             .flat_map(|line| split_unquoted(line, ','))

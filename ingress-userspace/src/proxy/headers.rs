@@ -127,8 +127,7 @@ pub fn add_forwarding(headers: &mut HeaderMap, c: &Client, host: &str) -> Header
 
 fn push_token_or_quoted(out: &mut String, v: &str) {
     if !v.is_empty()
-        && v
-            .bytes()
+        && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b".-".contains(&b))
     {
         out.push_str(v);
@@ -241,6 +240,9 @@ mod tests {
         let mut h = map(&[("forwarded", "for=203.0.113.9")]);
         let c = client("198.18.0.1", false, 80, &h);
         add_forwarding(&mut h, &c, "we\"ird\\:80");
-        assert_eq!(h["forwarded"], "for=198.18.0.1;host=\"weird:80\";proto=http");
+        assert_eq!(
+            h["forwarded"],
+            "for=198.18.0.1;host=\"weird:80\";proto=http"
+        );
     }
 }

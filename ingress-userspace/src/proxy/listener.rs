@@ -69,7 +69,16 @@ pub(crate) async fn accept_loop(
                 let _guard = ConnectionGuard::new(&shared.metrics, "http");
                 let _ = stream.set_nodelay(true);
                 let local = stream.local_addr().unwrap_or(peer);
-                serve(shared, TokioIo::new(stream), peer, proxied, local, false, stop).await;
+                serve(
+                    shared,
+                    TokioIo::new(stream),
+                    peer,
+                    proxied,
+                    local,
+                    false,
+                    stop,
+                )
+                .await;
             }
         });
     }

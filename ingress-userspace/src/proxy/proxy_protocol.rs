@@ -188,7 +188,8 @@ mod tests {
         v6.extend_from_slice(&Ipv6Addr::LOCALHOST.octets());
         v6.extend_from_slice(&[0x12, 0x67, 1, 187]);
         // A NOOP TLV after the addresses is part of the header.
-        let (r, after) = exchange(vec![v2(1, 0x21, &v6, &[4, 0, 1, 42]), b"x".to_vec()], SECS).await;
+        let (r, after) =
+            exchange(vec![v2(1, 0x21, &v6, &[4, 0, 1, 42]), b"x".to_vec()], SECS).await;
         assert_eq!(r.unwrap(), Some("[2001:db8::7]:4711".parse().unwrap()));
         assert_eq!(after, b"x");
 
@@ -200,7 +201,11 @@ mod tests {
         // Header split inside the fixed part and inside the addresses.
         let whole = v2(1, 0x11, &v4, &[]);
         let (r, after) = exchange(
-            vec![whole[..7].to_vec(), whole[7..20].to_vec(), [&whole[20..], b"z"].concat()],
+            vec![
+                whole[..7].to_vec(),
+                whole[7..20].to_vec(),
+                [&whole[20..], b"z"].concat(),
+            ],
             SECS,
         )
         .await;
@@ -230,13 +235,21 @@ mod tests {
             );
         }
         // A v1 line that never ends is refused at 107 bytes, not read forever.
-        let (r, _) = exchange(vec![[b"PROXY TCP4 ".as_slice(), &[b'1'; 200]].concat()], SECS).await;
+        let (r, _) = exchange(
+            vec![[b"PROXY TCP4 ".as_slice(), &[b'1'; 200]].concat()],
+            SECS,
+        )
+        .await;
         assert!(matches!(r, Err(ProxyHeaderError::Invalid(_))), "{r:?}");
     }
 
     #[tokio::test]
     async fn silence_times_out_and_a_short_header_is_closed() {
-        let (r, _) = exchange(vec![b"PROXY TCP4 198.51".to_vec()], Duration::from_millis(10)).await;
+        let (r, _) = exchange(
+            vec![b"PROXY TCP4 198.51".to_vec()],
+            Duration::from_millis(10),
+        )
+        .await;
         assert!(matches!(r, Err(ProxyHeaderError::Timeout(_))), "{r:?}");
         let (r, _) = exchange(vec![b"PROXY TCP4 198.51".to_vec()], SECS).await;
         assert!(matches!(r, Err(ProxyHeaderError::Closed)), "{r:?}");

@@ -6,11 +6,7 @@ use std::net::SocketAddr;
 use http::{HeaderMap, HeaderName};
 
 use super::*;
-use crate::proxy::{
-    ProxyArgs,
-    args::parse_cidr,
-    headers::add_forwarding,
-};
+use crate::proxy::{ProxyArgs, args::parse_cidr, headers::add_forwarding};
 
 /// Flags as `--name=value` strings (the ConfigMap keys' names).
 fn cfg(flags: &[&str]) -> TrustConfig {
@@ -23,7 +19,10 @@ fn cfg(flags: &[&str]) -> TrustConfig {
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut h = HeaderMap::new();
     for (k, v) in pairs {
-        h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        h.append(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
     }
     h
 }
@@ -58,7 +57,10 @@ struct Case {
     xff: &'static str,
 }
 
-const LB: &[&str] = &["--use-forwarded-headers", "--proxy-real-ip-cidr=10.0.0.0/8,fd00::/8"];
+const LB: &[&str] = &[
+    "--use-forwarded-headers",
+    "--proxy-real-ip-cidr=10.0.0.0/8,fd00::/8",
+];
 const LB_FULL: &[&str] = &[
     "--use-forwarded-headers",
     "--compute-full-forwarded-for",
@@ -82,7 +84,10 @@ fn client_address_and_forwarded_for() {
             flags: &["--proxy-real-ip-cidr=198.51.100.0/24"],
             peer: "198.51.100.7",
             proxied: None,
-            sent: &[("x-forwarded-for", "203.0.113.7"), ("x-real-ip", "203.0.113.8")],
+            sent: &[
+                ("x-forwarded-for", "203.0.113.7"),
+                ("x-real-ip", "203.0.113.8"),
+            ],
             client: "198.51.100.7",
             xff: "198.51.100.7",
         },
@@ -109,7 +114,10 @@ fn client_address_and_forwarded_for() {
             flags: LB,
             peer: "10.0.0.2",
             proxied: None,
-            sent: &[("x-forwarded-for", "1.2.3.4, 203.0.113.7, 10.1.1.1 ,10.0.0.9")],
+            sent: &[(
+                "x-forwarded-for",
+                "1.2.3.4, 203.0.113.7, 10.1.1.1 ,10.0.0.9",
+            )],
             client: "203.0.113.7",
             xff: "203.0.113.7",
         },
@@ -118,7 +126,10 @@ fn client_address_and_forwarded_for() {
             flags: LB,
             peer: "10.0.0.2",
             proxied: None,
-            sent: &[("x-forwarded-for", "203.0.113.7,, "), ("x-forwarded-for", "10.0.0.3")],
+            sent: &[
+                ("x-forwarded-for", "203.0.113.7,, "),
+                ("x-forwarded-for", "10.0.0.3"),
+            ],
             client: "203.0.113.7",
             xff: "203.0.113.7",
         },
@@ -145,7 +156,10 @@ fn client_address_and_forwarded_for() {
             flags: LB,
             peer: "fd00::2",
             proxied: None,
-            sent: &[("x-forwarded-for", "[2001:db8::7]:4711, 10.0.0.3:80, fd00::9")],
+            sent: &[(
+                "x-forwarded-for",
+                "[2001:db8::7]:4711, 10.0.0.3:80, fd00::9",
+            )],
             client: "2001:db8::7",
             xff: "2001:db8::7",
         },
@@ -205,7 +219,10 @@ fn client_address_and_forwarded_for() {
         },
         Case {
             name: "compute-full-forwarded-for without use-forwarded-headers: replaced",
-            flags: &["--compute-full-forwarded-for", "--proxy-real-ip-cidr=10.0.0.0/8"],
+            flags: &[
+                "--compute-full-forwarded-for",
+                "--proxy-real-ip-cidr=10.0.0.0/8",
+            ],
             peer: "10.0.0.2",
             proxied: None,
             sent: &[("x-forwarded-for", "203.0.113.7")],
@@ -230,7 +247,10 @@ fn client_address_and_forwarded_for() {
             ],
             peer: "10.0.0.2",
             proxied: None,
-            sent: &[("x-forwarded-for", "1.1.1.1"), ("x-client-ip", "203.0.113.7")],
+            sent: &[
+                ("x-forwarded-for", "1.1.1.1"),
+                ("x-client-ip", "203.0.113.7"),
+            ],
             client: "203.0.113.7",
             xff: "203.0.113.7",
         },
@@ -377,7 +397,10 @@ fn proto_host_and_port_only_from_trusted_senders_with_use_forwarded_headers() {
     let c = http(&cfg(LB), "198.51.100.7");
     assert_eq!(forwarded(&c)[2..5], ["http", "app.test", "80"]);
     // enable-real-ip believes the address only.
-    let c = http(&cfg(&["--enable-real-ip", "--proxy-real-ip-cidr=10.0.0.0/8"]), "10.0.0.2");
+    let c = http(
+        &cfg(&["--enable-real-ip", "--proxy-real-ip-cidr=10.0.0.0/8"]),
+        "10.0.0.2",
+    );
     assert_eq!(c.addr, "203.0.113.7".parse::<IpAddr>().unwrap());
     assert_eq!(forwarded(&c)[2..5], ["http", "app.test", "80"]);
     // compute-full-forwarded-for appends our element to the received Forwarded.
@@ -390,7 +413,12 @@ fn proto_host_and_port_only_from_trusted_senders_with_use_forwarded_headers() {
     let empty = headers(&[("x-forwarded-proto", ""), ("x-forwarded-port", " ")]);
     let cfg = cfg(LB);
     let c = cfg
-        .origin(sock("10.0.0.2"), None, "10.0.0.1:80".parse().unwrap(), false)
+        .origin(
+            sock("10.0.0.2"),
+            None,
+            "10.0.0.1:80".parse().unwrap(),
+            false,
+        )
         .client(&cfg, &empty);
     assert_eq!(forwarded(&c)[2..5], ["http", "app.test", "80"]);
 }
