@@ -71,6 +71,13 @@ impl TrustConfig {
         !self.trusted.is_empty() && allowlist::allows(&self.trusted, ip)
     }
 
+    /// Whether some sender's word is believed and `proxy-real-ip-cidr` holds a `/0` (the
+    /// default `0.0.0.0/0`): then anyone who reaches the listener picks their own address.
+    pub fn trusts_any_sender(&self) -> bool {
+        (self.use_forwarded_headers || self.enable_real_ip || self.use_proxy_protocol)
+            && self.trusted.iter().any(|p| p.len == 0)
+    }
+
     /// What is known when a connection is accepted: the TCP `peer`, the PROXY header's
     /// source (`None`: no header, or `LOCAL`/`UNKNOWN`), the `local` address it reached.
     pub fn origin(

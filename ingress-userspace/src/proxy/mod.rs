@@ -198,6 +198,13 @@ impl Proxy {
             trust: client_addr::TrustConfig::from_args(&args),
             args,
         });
+        if shared.trust.trusts_any_sender() {
+            warn!(
+                cidrs = ?shared.args.proxy_real_ip_cidr,
+                "forwarded headers or PROXY headers are believed from every address in \
+                 --proxy-real-ip-cidr, which includes a /0: set it to the load balancers' ranges"
+            );
+        }
         let (done_tx, done_rx) = watch::channel(false);
         let loop_shared = Arc::clone(&shared);
         tokio::spawn(async move {

@@ -447,6 +447,14 @@ fn nodes_parse_as_nginx_reads_them() {
 }
 
 #[test]
+fn trusting_everyone_is_flagged() {
+    assert!(!cfg(&[]).trusts_any_sender(), "nothing believed by default");
+    assert!(cfg(&["--use-forwarded-headers"]).trusts_any_sender());
+    assert!(cfg(&["--use-proxy-protocol"]).trusts_any_sender());
+    assert!(!cfg(LB).trusts_any_sender());
+}
+
+#[test]
 fn trusted_list_is_never_everyone_when_empty() {
     let mut c = cfg(&[]);
     c.trusted.clear();
