@@ -1451,6 +1451,7 @@ async fn proxy_protocol_address_is_the_client_and_is_required() {
     let proxy = TestProxy::start(trusting("127.0.0.0/8", |a| {
         a.use_forwarded_headers = false;
         a.use_proxy_protocol = true;
+        a.client_header_timeout = Duration::from_secs(1);
     }))
     .await;
     proxy.handle.apply(trust_snapshot(&a));
@@ -1469,6 +1470,13 @@ async fn proxy_protocol_address_is_the_client_and_is_required() {
     assert_eq!(hd["x-real-ip"], "198.18.0.7", "{hd}");
     assert_eq!(hd["x-forwarded-for"], "198.18.0.7");
     assert_eq!(hd["x-forwarded-proto"], "http");
+
+    // HTTP/2 with prior knowledge after the header: its preface is left intact.
+    let mut s = tokio::net::TcpStream::connect(http).await.unwrap();
+    s.write_all(&v1("198.18.0.8")).await.unwrap();
+    let g = request_over(s, true, req(http, "guarded.test", "/")).await;
+    assert_eq!(g.status, StatusCode::OK);
+    assert_eq!(g.json()["headers"]["x-real-ip"], "198.18.0.8");
 
     // Outside the allowlist per the PROXY header, though the TCP peer (127.0.0.1) is too.
     let g = via_proxy_protocol(
@@ -1532,6 +1540,13 @@ async fn proxy_protocol_address_is_the_client_and_is_required() {
         matches!(tls, Ok(Err(_))),
         "TLS without a PROXY header must fail"
     );
+    // A header that never completes is cut off at the client-header timeout.
+    let t0 = std::time::Instant::now();
+    assert_eq!(
+        raw(http, b"PROXY TCP4 198.18", Duration::from_secs(10)).await,
+        ""
+    );
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
     assert_eq!(a.requests(), before);
 }
 
