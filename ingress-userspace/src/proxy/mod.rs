@@ -10,6 +10,7 @@
 pub mod access_log;
 pub mod allowlist;
 pub mod args;
+pub mod authority;
 pub mod body;
 pub mod fixtures;
 pub mod forward;
@@ -17,6 +18,8 @@ pub mod headers;
 pub mod limits;
 pub mod listener;
 pub mod metrics;
+pub mod normalize;
+pub mod request_target;
 pub mod router;
 pub mod tls;
 pub mod tunnel;
