@@ -103,7 +103,10 @@ impl tower_service::Service<Name> for Names {
     type Error = std::io::Error;
     type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
 
-    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
         std::task::Poll::Ready(Ok(()))
     }
 
@@ -160,7 +163,11 @@ fn named_uri<B>(req: &Request<B>) -> Option<(String, IpAddr, http::Uri)> {
     let ip = uri.host()?.parse::<IpAddr>().ok()?;
     let port = uri.port_u16()?;
     let host = req.headers().get(http::header::HOST)?.to_str().ok()?;
-    let name = host.parse::<http::uri::Authority>().ok()?.host().to_string();
+    let name = host
+        .parse::<http::uri::Authority>()
+        .ok()?
+        .host()
+        .to_string();
     if name.parse::<IpAddr>().is_ok() || name.starts_with('[') {
         return None;
     }
@@ -201,8 +208,7 @@ impl Got {
 
 pub async fn send(client: &Http1, req: Request<Full<Bytes>>) -> anyhow::Result<Got> {
     let req = client.name_target(req);
-    let resp =
-        tokio::time::timeout(Duration::from_secs(20), client.client.request(req)).await??;
+    let resp = tokio::time::timeout(Duration::from_secs(20), client.client.request(req)).await??;
     let (parts, body) = resp.into_parts();
     let collected = body.collect().await?;
     let trailers = collected.trailers().cloned();

@@ -263,7 +263,10 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
             e.virtual_host = host.and_then(host_name);
             e.outcome = Outcome::NotFound;
             e.status = Some(404);
-            e.reason = format!("{}; no default backend", miss_reason(why, &q.host, target.path_and_query.path()));
+            e.reason = format!(
+                "{}; no default backend",
+                miss_reason(why, &q.host, target.path_and_query.path())
+            );
         }
     }
     e
@@ -421,14 +424,25 @@ mod tests {
     #[test]
     fn paths_are_normalised_and_bad_targets_refused_as_the_proxy_does() {
         let s = snap();
-        for raw in ["/x/../api/users?a=/../", "//api/users?a=/../", "/%61pi/users?a=/../"] {
+        for raw in [
+            "/x/../api/users?a=/../",
+            "//api/users?a=/../",
+            "/%61pi/users?a=/../",
+        ] {
             let e = explain(&s, &q("foo.example.com", raw));
             assert_eq!(e.outcome, Outcome::Route, "{raw}");
             assert_eq!(e.route.unwrap().path, "/api", "{raw}");
-            assert_eq!(e.forwarded_path.as_deref(), Some("/api/users?a=/../"), "{raw}");
+            assert_eq!(
+                e.forwarded_path.as_deref(),
+                Some("/api/users?a=/../"),
+                "{raw}"
+            );
         }
         let e = explain(&s, &q("secure.example.com", "/a/./b/../c?x"));
-        assert_eq!(e.redirect_to.as_deref(), Some("https://secure.example.com/a/c?x"));
+        assert_eq!(
+            e.redirect_to.as_deref(),
+            Some("https://secure.example.com/a/c?x")
+        );
         for (host, path, status) in [
             ("foo.example.com", "/../api", 400),
             ("foo.example.com", "/api/..%2f..%2fx", 400),

@@ -37,11 +37,7 @@ pub fn validate(authority: &str) -> Result<(), AuthorityError> {
             .map_err(|_| AuthorityError::InvalidIpLiteral)?;
         match after {
             "" => None,
-            _ => Some(
-                after
-                    .strip_prefix(':')
-                    .ok_or(AuthorityError::InvalidChar)?,
-            ),
+            _ => Some(after.strip_prefix(':').ok_or(AuthorityError::InvalidChar)?),
         }
     } else {
         let (host, port) = match authority.rsplit_once(':') {

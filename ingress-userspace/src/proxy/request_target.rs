@@ -156,7 +156,10 @@ mod tests {
 
     #[test]
     fn http1_host_rules() {
-        assert_eq!(resolve_with("GET", H11, "/x", &["a.test"]), ok("a.test", "/x"));
+        assert_eq!(
+            resolve_with("GET", H11, "/x", &["a.test"]),
+            ok("a.test", "/x")
+        );
         assert_eq!(status(resolve_with("GET", H11, "/x", &[])), 400);
         assert_eq!(
             status(resolve_with("GET", H11, "/x", &["a.test", "a.test"])),
@@ -195,7 +198,10 @@ mod tests {
             status(resolve_with("GET", H11, "http://u@b.test/", &["b.test"])),
             400
         );
-        assert_eq!(status(resolve_with("GET", H11, "b.test:80", &["b.test"])), 400);
+        assert_eq!(
+            status(resolve_with("GET", H11, "b.test:80", &["b.test"])),
+            400
+        );
         assert_eq!(status(resolve_with("OPTIONS", H11, "*", &["b.test"])), 400);
     }
 
@@ -209,20 +215,31 @@ mod tests {
 
     #[test]
     fn http2_authority_and_host() {
-        assert_eq!(resolve_with("GET", H2, "http://a.test/x", &[]), ok("a.test", "/x"));
+        assert_eq!(
+            resolve_with("GET", H2, "http://a.test/x", &[]),
+            ok("a.test", "/x")
+        );
         assert_eq!(
             resolve_with("GET", H2, "http://a.test:8443/x", &["A.test"]),
             ok("A.test", "/x")
         );
         assert_eq!(
-            status(resolve_with("GET", H2, "http://a.test/x", &["a.test", "a.test"])),
+            status(resolve_with(
+                "GET",
+                H2,
+                "http://a.test/x",
+                &["a.test", "a.test"]
+            )),
             400
         );
         assert_eq!(
             status(resolve_with("GET", H2, "http://u@a.test/x", &[])),
             400
         );
-        assert_eq!(resolve_with("GET", H2, "/x", &["a.test"]), ok("a.test", "/x"));
+        assert_eq!(
+            resolve_with("GET", H2, "/x", &["a.test"]),
+            ok("a.test", "/x")
+        );
         assert_eq!(
             status(resolve_with("GET", H2, "http://a.test/x", &["b.test"])),
             400
@@ -234,7 +251,12 @@ mod tests {
     #[test]
     fn path_normalised_and_query_kept_byte_for_byte() {
         assert_eq!(
-            resolve_with("GET", H11, "//public/%2e%2e/%61dmin/?a=/../%2e&b", &["a.test"]),
+            resolve_with(
+                "GET",
+                H11,
+                "//public/%2e%2e/%61dmin/?a=/../%2e&b",
+                &["a.test"]
+            ),
             ok("a.test", "/admin/?a=/../%2e&b")
         );
         assert_eq!(
