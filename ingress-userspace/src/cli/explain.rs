@@ -233,7 +233,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                     if !q.https && host.tls && route.policy.ssl_redirect != Some(false) {
                         e.outcome = Outcome::Redirect;
                         e.status = Some(308);
-                        let name = crate::proxy::router::normalize_host(&q.host);
+                        let name = crate::proxy::router::normalize_host(&target.host);
                         e.redirect_to = Some(format!("https://{name}{}", target.path_and_query));
                         e.reason = "host has TLS and the request is plain HTTP".into();
                     } else {
@@ -454,6 +454,12 @@ mod tests {
             assert_eq!(e.status, Some(status), "{host}{path}");
             assert!(e.route.is_none() && e.forwarded_path.is_none());
         }
+        // Absolute-form routes by its own host, as in the proxy.
+        let e = explain(&s, &q("foo.example.com", "http://secure.example.com/x"));
+        assert_eq!(
+            e.redirect_to.as_deref(),
+            Some("https://secure.example.com/x")
+        );
         let mut connect = q("foo.example.com", "foo.example.com:443");
         connect.method = "CONNECT".into();
         assert_eq!(explain(&s, &connect).status, Some(405));
