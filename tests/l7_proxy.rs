@@ -1609,3 +1609,479 @@ async fn client_address_hash_uses_the_trusted_client_address() {
     }
     assert_eq!(pods.len(), 1, "forged addresses do not choose the pod");
 }
+
+// ---- The request front: one normalised path, a validated target (issue 9, classes 1 and 3).
+
+/// A response read off a raw connection: status, head and body.
+struct RawResponse {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+impl RawResponse {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.split("\r\n").skip(1).find_map(|line| {
+            let (k, v) = line.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// Reads one response with a `Content-Length` body (all the proxy's local answers and the
+/// echo backend's have one).
+async fn read_response(s: &mut tokio::net::TcpStream) -> RawResponse {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut byte))
+            .await
+            .expect("response in time")
+            .unwrap();
+        assert_eq!(n, 1, "closed after {:?}", String::from_utf8_lossy(&buf));
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).to_string();
+    let status = head[9..12].parse().unwrap();
+    let mut r = RawResponse {
+        status,
+        head,
+        body: Vec::new(),
+    };
+    let len: usize = r.header("content-length").map_or(0, |v| v.parse().unwrap());
+    r.body = vec![0u8; len];
+    s.read_exact(&mut r.body).await.unwrap();
+    r
+}
+
+/// One raw HTTP/1.1 request (`head` without the final empty line) on a new connection.
+async fn raw_request(addr: SocketAddr, head: &str) -> RawResponse {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("{head}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    read_response(&mut s).await
+}
+
+/// `/admin` only for 198.18.0.0/15 (the test client, 127.0.0.1, gets 403); `/public` and
+/// everything else open; `r.test` redirects to HTTPS; `d.test` has one Exact path and the
+/// default backend `def` takes its other paths.
+fn guarded_admin(a: &HttpBackend, def: &HttpBackend) -> L7Config {
+    let mut admin = route_to(path("Prefix", "/admin"), up("a", &[a]));
+    admin.policy = Arc::new(RoutePolicy {
+        allow_source_ranges: vec![xdp_ingress::model::IpPrefix {
+            addr: "198.18.0.0".parse().unwrap(),
+            len: 15,
+        }],
+        ..RoutePolicy::default()
+    });
+    l7_with(
+        vec![
+            vhost(
+                "n.test",
+                vec![
+                    admin,
+                    route_to(path("Prefix", "/public"), up("a", &[a])),
+                    route_to(path("Prefix", "/"), up("a", &[a])),
+                ],
+                false,
+            ),
+            vhost(
+                "r.test",
+                vec![route_to(path("Prefix", "/"), up("a", &[a]))],
+                true,
+            ),
+            vhost(
+                "d.test",
+                vec![route_to(path("Exact", "/exact"), up("a", &[a]))],
+                false,
+            ),
+        ],
+        Some(up("def", &[def])),
+    )
+}
+
+/// Paths that name `/admin` once normalised, paths with no safe normal form, and what
+/// the backend gets otherwise; over HTTP/1.1 (raw bytes) and HTTP/2 (h2c).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_path_routed_and_checked_is_the_path_the_backend_reads() {
+    let (a, def) = (backend("a"), backend("def"));
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    proxy.handle.apply(snapshot(1, guarded_admin(&a, &def)));
+    let p = proxy.http();
+    let h2 = h2c_client();
+    let denied = [
+        "/public/../admin",
+        "//admin",
+        "/%61dmin",
+        "/public/%2e%2e/admin",
+        "/public/%2E./admin/x",
+        "/./admin/",
+        "/x//..//admin",
+    ];
+    let unsafe_paths = [
+        ("/../admin", "path climbs above the root"),
+        ("/%2e%2e/admin", "path climbs above the root"),
+        (
+            "/public/..%2fadmin",
+            "dot segment hidden by an encoded slash, a backslash or ;",
+        ),
+        (
+            "/public/..%5Cadmin",
+            "dot segment hidden by an encoded slash, a backslash or ;",
+        ),
+        (
+            "/public\\..\\admin",
+            "dot segment hidden by an encoded slash, a backslash or ;",
+        ),
+        (
+            "/public/..;/admin",
+            "dot segment hidden by an encoded slash, a backslash or ;",
+        ),
+        ("/admin%00", "NUL in path"),
+        ("/a%zz", "invalid percent-encoding in path"),
+    ];
+    let before = a.requests();
+    for target in denied {
+        let r = raw_request(p, &format!("GET {target} HTTP/1.1\r\nHost: n.test")).await;
+        assert_eq!(r.status, 403, "HTTP/1.1 {target}: {}", r.head);
+        assert_eq!(r.header(REASON_HEADER), Some(SOURCE_DENIED), "{target}");
+        let g = get(&h2, p, "n.test", target).await;
+        assert_eq!(g.status, StatusCode::FORBIDDEN, "HTTP/2 {target}");
+    }
+    for (target, reason) in unsafe_paths {
+        let r = raw_request(p, &format!("GET {target} HTTP/1.1\r\nHost: n.test")).await;
+        assert_eq!(r.status, 400, "HTTP/1.1 {target}: {}", r.head);
+        assert_eq!(r.header(REASON_HEADER), Some(reason), "{target}");
+        let g = get(&h2, p, "n.test", target).await;
+        assert_eq!(g.status, StatusCode::BAD_REQUEST, "HTTP/2 {target}");
+        assert_eq!(g.header(REASON_HEADER), reason, "HTTP/2 {target}");
+    }
+    assert_eq!(a.requests(), before, "a refused request reached the pod");
+
+    // What is served is served at its normal form; the query string goes as sent.
+    let forwarded = [
+        (
+            "//public/./x/../y?a=/../%2e&b=%41",
+            "a",
+            "/public/y?a=/../%2e&b=%41",
+        ),
+        ("/public/%7Euser/%2f%41", "a", "/public/~user/%2FA"),
+        ("/z/../exact", "a", "/exact"),
+    ];
+    for (target, pod, want) in forwarded {
+        let host = if want == "/exact" { "d.test" } else { "n.test" };
+        let r = raw_request(p, &format!("GET {target} HTTP/1.1\r\nHost: {host}")).await;
+        assert_eq!(
+            (r.status, r.json()["pod"].as_str()),
+            (200, Some(pod)),
+            "{target}"
+        );
+        assert_eq!(r.json()["path"], want, "HTTP/1.1 {target}");
+        let g = get(&h2, p, host, target).await;
+        assert_eq!(g.json()["path"], want, "HTTP/2 {target}");
+    }
+    // The default backend gets the normal form too.
+    let r = raw_request(p, "GET //other/./x HTTP/1.1\r\nHost: d.test").await;
+    assert_eq!(r.json()["pod"], "def");
+    assert_eq!(r.json()["path"], "/other/x");
+    // And so does the ssl-redirect Location.
+    let r = raw_request(p, "GET /a/../b/%7e//c?x=/../ HTTP/1.1\r\nHost: r.test").await;
+    assert_eq!(r.status, 308);
+    assert_eq!(
+        r.header("location").unwrap(),
+        format!("https://r.test:{}/b/~/c?x=/../", proxy.https().port())
+    );
+}
+
+/// RFC 9112 §3.2 and §3.2.2, RFC 9113 §8.3.1, RFC 9110 §9.3.6: the host a request names is
+/// one valid authority, absolute-form names its own, and CONNECT is no tunnel here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_target_and_host_are_validated() {
+    let (a, b) = (backend("a"), backend("b"));
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    proxy.handle.apply(snapshot(
+        1,
+        l7_with(
+            vec![
+                vhost(
+                    "a.test",
+                    vec![route_to(path("Prefix", "/"), up("a", &[&a]))],
+                    false,
+                ),
+                vhost(
+                    "b.test",
+                    vec![route_to(path("Prefix", "/"), up("b", &[&b]))],
+                    false,
+                ),
+                vhost(
+                    "*.w.example.test",
+                    vec![route_to(path("Prefix", "/"), up("a", &[&a]))],
+                    true,
+                ),
+            ],
+            None,
+        ),
+    ));
+    let p = proxy.http();
+    let before = (a.requests(), b.requests());
+    let refused = [
+        ("GET / HTTP/1.1", 400, "missing Host header"),
+        (
+            "GET / HTTP/1.1\r\nHost: a.test\r\nHost: b.test",
+            400,
+            "more than one Host header",
+        ),
+        (
+            "GET / HTTP/1.1\r\nHost: a.test\r\nHost: a.test",
+            400,
+            "more than one Host header",
+        ),
+        (
+            "GET /x HTTP/1.1\r\nHost: attacker/.w.example.test",
+            400,
+            "invalid Host header",
+        ),
+        (
+            "GET / HTTP/1.1\r\nHost: a.test:99999",
+            400,
+            "invalid Host header",
+        ),
+        ("GET / HTTP/1.1\r\nHost: ", 400, "invalid Host header"),
+        ("GET http://b.test/ HTTP/1.1", 400, "missing Host header"),
+        (
+            "GET http://user@b.test/ HTTP/1.1\r\nHost: a.test",
+            400,
+            "invalid host in request target",
+        ),
+        (
+            "GET a.test:80 HTTP/1.1\r\nHost: a.test",
+            400,
+            "authority-form target outside CONNECT",
+        ),
+        (
+            "OPTIONS * HTTP/1.1\r\nHost: a.test",
+            400,
+            "request target is not an absolute path",
+        ),
+        (
+            "CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443",
+            405,
+            "CONNECT is not served",
+        ),
+    ];
+    for (head, status, reason) in refused {
+        let r = raw_request(p, head).await;
+        assert_eq!(r.status, status, "{head:?}: {}", r.head);
+        assert_eq!(r.header(REASON_HEADER), Some(reason), "{head:?}");
+        assert!(r.header("location").is_none(), "{head:?}");
+        if status == 405 {
+            assert!(r.header("allow").is_some_and(|v| !v.contains("CONNECT")));
+        }
+    }
+    assert_eq!(
+        (a.requests(), b.requests()),
+        before,
+        "a refused request reached a pod"
+    );
+    // A valid name on the same wildcard is redirected, to itself.
+    let r = raw_request(p, "GET /x HTTP/1.1\r\nHost: x.w.example.test").await;
+    assert_eq!(r.status, 308);
+    assert_eq!(
+        r.header("location").unwrap(),
+        format!("https://x.w.example.test:{}/x", proxy.https().port())
+    );
+    // Absolute-form routes by its own authority, which replaces Host for the pod.
+    let r = raw_request(p, "GET http://b.test//x/../y?q=1 HTTP/1.1\r\nHost: a.test").await;
+    assert_eq!(r.status, 200, "{}", r.head);
+    let j = r.json();
+    assert_eq!(
+        (j["pod"].as_str(), j["path"].as_str()),
+        (Some("b"), Some("/y?q=1"))
+    );
+    assert_eq!(j["headers"]["host"], "b.test");
+    // HTTP/1.0 may leave Host out.
+    let r = raw_request(p, "GET http://a.test/ HTTP/1.0").await;
+    assert_eq!(r.json()["pod"], "a");
+
+    // HTTP/2: `:authority` and Host must agree; one of them must be there; no CONNECT.
+    let before = (a.requests(), b.requests());
+    let h2 = |r: http::Request<Full<Bytes>>| async move {
+        let s = tokio::net::TcpStream::connect(p).await.unwrap();
+        request_over(s, true, r).await
+    };
+    let build = |method: Method, uri: &str, host: Option<&str>, v: http::Version| {
+        let mut b = http::Request::builder().method(method).uri(uri).version(v);
+        if let Some(h) = host {
+            b = b.header("host", h);
+        }
+        b.body(Full::new(Bytes::new())).unwrap()
+    };
+    let v2 = http::Version::HTTP_2;
+    // (h2 sends a relative URI of an HTTP/1.1-versioned request without `:authority`.)
+    let v1 = http::Version::HTTP_11;
+    let g = h2(build(Method::GET, "http://a.test/x", Some("b.test"), v2)).await;
+    assert_eq!(g.status, StatusCode::BAD_REQUEST);
+    assert_eq!(g.header(REASON_HEADER), ":authority and Host differ");
+    let g = h2(build(Method::GET, "/x", None, v1)).await;
+    assert_eq!(g.status, StatusCode::BAD_REQUEST);
+    assert_eq!(g.header(REASON_HEADER), "no :authority or Host");
+    let g = h2(build(Method::CONNECT, "a.test:443", None, v2)).await;
+    assert_eq!(g.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(g.header(REASON_HEADER), "CONNECT is not served");
+    assert_eq!(
+        (a.requests(), b.requests()),
+        before,
+        "a refused request reached a pod"
+    );
+    // Either one alone, or both naming the same host, is served.
+    let g = h2(build(Method::GET, "/x", Some("b.test"), v1)).await;
+    assert_eq!(g.pod(), "b");
+    let g = h2(build(Method::GET, "http://b.test/x", None, v2)).await;
+    assert_eq!(g.pod(), "b");
+    let g = h2(build(Method::GET, "http://B.test/x", Some("b.test"), v2)).await;
+    assert_eq!(g.pod(), "b");
+    assert_eq!(g.json()["headers"]["host"], "b.test");
+}
+
+/// A backend that switches protocols whenever asked (`Upgrade` in the request), or always;
+/// it records every byte it receives.
+struct LenientBackend {
+    addr: SocketAddr,
+    received: Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl LenientBackend {
+    async fn start(always_switch: bool) -> LenientBackend {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let rec = Arc::clone(&received);
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let rec = Arc::clone(&rec);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let mut head = Vec::new();
+                    let mut switched = false;
+                    while let Ok(Ok(n)) =
+                        tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await
+                    {
+                        if n == 0 {
+                            return;
+                        }
+                        rec.lock().unwrap().extend_from_slice(&buf[..n]);
+                        if switched {
+                            // A tunnel: answer anything as if it were served.
+                            let _ = s
+                                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\ntunnel")
+                                .await;
+                            continue;
+                        }
+                        head.extend_from_slice(&buf[..n]);
+                        if !head.ends_with(b"\r\n\r\n") {
+                            continue;
+                        }
+                        let asked = String::from_utf8_lossy(&head)
+                            .to_ascii_lowercase()
+                            .contains("\r\nupgrade:");
+                        head.clear();
+                        let reply: &[u8] = if asked || always_switch {
+                            switched = true;
+                            b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: h2c\r\n\r\n"
+                        } else {
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                        };
+                        if s.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        LenientBackend { addr, received }
+    }
+
+    fn received(&self) -> String {
+        String::from_utf8_lossy(&self.received.lock().unwrap()).to_ascii_lowercase()
+    }
+}
+
+/// Only WebSocket is tunnelled: `Upgrade: h2c` is dropped and the request served plainly, so
+/// the connection's later requests are still routed and checked; a 101 the proxy did not ask
+/// for is a 502, never a tunnel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_websocket_upgrades_reach_the_backend() {
+    let lenient = LenientBackend::start(false).await;
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let lenient_up = upstream_at("lenient", &[lenient.addr]);
+    let mut admin = route_to(path("Prefix", "/admin"), Arc::clone(&lenient_up));
+    admin.policy = Arc::new(RoutePolicy {
+        allow_source_ranges: vec![xdp_ingress::model::IpPrefix {
+            addr: "198.18.0.0".parse().unwrap(),
+            len: 15,
+        }],
+        ..RoutePolicy::default()
+    });
+    proxy.handle.apply(snapshot(
+        1,
+        l7_with(
+            vec![vhost(
+                "u.test",
+                vec![admin, route_to(path("Prefix", "/"), lenient_up)],
+                false,
+            )],
+            None,
+        ),
+    ));
+    let mut s = tokio::net::TcpStream::connect(proxy.http()).await.unwrap();
+    s.write_all(
+        b"GET / HTTP/1.1\r\nHost: u.test\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+          Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let r = read_response(&mut s).await;
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert_eq!(r.body, b"ok");
+    // The same connection is still HTTP, routed and checked.
+    s.write_all(b"GET /admin HTTP/1.1\r\nHost: u.test\r\n\r\n")
+        .await
+        .unwrap();
+    let r = read_response(&mut s).await;
+    assert_eq!(r.status, 403, "{}", r.head);
+    assert_eq!(r.header(REASON_HEADER), Some(SOURCE_DENIED));
+    let seen = lenient.received();
+    assert!(
+        !seen.contains("upgrade") && !seen.contains("http2-settings"),
+        "{seen}"
+    );
+    assert!(!seen.contains("/admin"), "{seen}");
+
+    // A backend that switches protocols unasked gets no tunnel: 502.
+    let rogue = LenientBackend::start(true).await;
+    proxy.handle.apply(snapshot(
+        2,
+        l7_with(
+            vec![vhost(
+                "u.test",
+                vec![route_to(
+                    path("Prefix", "/"),
+                    upstream_at("rogue", &[rogue.addr]),
+                )],
+                false,
+            )],
+            None,
+        ),
+    ));
+    let r = raw_request(proxy.http(), "GET /x HTTP/1.1\r\nHost: u.test").await;
+    assert_eq!(r.status, 502, "{}", r.head);
+    assert_eq!(
+        r.header(REASON_HEADER),
+        Some("upstream switched protocols unasked")
+    );
+}

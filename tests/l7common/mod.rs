@@ -3,7 +3,8 @@
 #![allow(dead_code)]
 
 use std::{
-    net::SocketAddr,
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -12,7 +13,10 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
+    client::legacy::{
+        Client,
+        connect::{HttpConnector, dns::Name},
+    },
     rt::{TokioExecutor, TokioIo},
 };
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -80,16 +84,101 @@ impl Drop for TestProxy {
     }
 }
 
-pub type Http1 = Client<HttpConnector, Full<Bytes>>;
+/// hyper's pooled client as the tests use it. A request built by [`req`] names the proxy's
+/// address in its URI and the virtual host in `Host`; [`send`] moves the host name into the
+/// URI (so HTTP/2 carries it in `:authority`, as browsers and curl do) and the client still
+/// connects to the address, through a resolver that knows only the names [`send`] saw.
+#[derive(Clone)]
+pub struct Http1 {
+    client: Client<HttpConnector<Names>, Full<Bytes>>,
+    names: Names,
+}
+
+/// Host name → address of the proxy it was sent to.
+#[derive(Clone, Default)]
+pub struct Names(Arc<Mutex<HashMap<String, IpAddr>>>);
+
+impl tower_service::Service<Name> for Names {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = std::io::Error;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let ip = self
+            .0
+            .lock()
+            .unwrap()
+            .get(&name.as_str().to_ascii_lowercase())
+            .copied();
+        std::future::ready(match ip {
+            Some(ip) => Ok(vec![SocketAddr::new(ip, 0)].into_iter()),
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("test client does not know {name}"),
+            )),
+        })
+    }
+}
+
+fn client(h2: bool) -> Http1 {
+    let names = Names::default();
+    let mut b = Client::builder(TokioExecutor::new());
+    b.http2_only(h2);
+    Http1 {
+        client: b.build(HttpConnector::new_with_resolver(names.clone())),
+        names,
+    }
+}
 
 pub fn http1_client() -> Http1 {
-    Client::builder(TokioExecutor::new()).build(HttpConnector::new())
+    client(false)
 }
 
 pub fn h2c_client() -> Http1 {
-    Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .build(HttpConnector::new())
+    client(true)
+}
+
+impl Http1 {
+    /// Names the target as [`named_uri`] does; the name resolves to the address it replaced.
+    fn name_target(&self, mut req: Request<Full<Bytes>>) -> Request<Full<Bytes>> {
+        if let Some((name, ip, uri)) = named_uri(&req) {
+            self.names.0.lock().unwrap().insert(name, ip);
+            *req.uri_mut() = uri;
+        }
+        req
+    }
+}
+
+/// For `http://ip:port/p` with `Host: name[:port]`: (`name` lower-cased, `ip`,
+/// `http://name:port/p`). `None` when the URI names no address or `Host` no name.
+fn named_uri<B>(req: &Request<B>) -> Option<(String, IpAddr, http::Uri)> {
+    let uri = req.uri();
+    let ip = uri.host()?.parse::<IpAddr>().ok()?;
+    let port = uri.port_u16()?;
+    let host = req.headers().get(http::header::HOST)?.to_str().ok()?;
+    let name = host
+        .parse::<http::uri::Authority>()
+        .ok()?
+        .host()
+        .to_string();
+    if name.parse::<IpAddr>().is_ok() || name.starts_with('[') {
+        return None;
+    }
+    let named = format!(
+        "{}://{name}:{port}{}",
+        uri.scheme_str().unwrap_or("http"),
+        uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+    )
+    .parse()
+    .ok()?;
+    Some((name.to_ascii_lowercase(), ip, named))
 }
 
 /// A response read whole.
@@ -118,7 +207,8 @@ impl Got {
 }
 
 pub async fn send(client: &Http1, req: Request<Full<Bytes>>) -> anyhow::Result<Got> {
-    let resp = tokio::time::timeout(Duration::from_secs(20), client.request(req)).await??;
+    let req = client.name_target(req);
+    let resp = tokio::time::timeout(Duration::from_secs(20), client.client.request(req)).await??;
     let (parts, body) = resp.into_parts();
     let collected = body.collect().await?;
     let trailers = collected.trailers().cloned();
@@ -209,12 +299,23 @@ where
 {
     let io = TokioIo::new(stream);
     let resp = if h2 {
+        // The host goes in `:authority`, as browsers send it.
+        let mut req = req;
+        if let Some((_, _, uri)) = named_uri(&req) {
+            *req.uri_mut() = uri;
+        }
         let (mut s, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
             .await
             .unwrap();
         tokio::spawn(conn);
         s.send_request(req).await.unwrap()
     } else {
+        // Origin-form, as clients send to an origin (absolute-form would route by the
+        // URI's authority, RFC 9112 §3.2.2).
+        let mut req = req;
+        if let Some(pq) = req.uri().path_and_query().cloned() {
+            *req.uri_mut() = pq.into();
+        }
         let (mut s, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
         tokio::spawn(conn);
         s.send_request(req).await.unwrap()

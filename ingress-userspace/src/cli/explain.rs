@@ -2,13 +2,13 @@
 //! rule, path and pathType), the backend service and port, and the endpoints it would go to;
 //! or the default backend / 404 and why.
 //!
-//! [`explain`] is a pure function over a [`Snapshot`] and uses the proxy's own route table,
-//! so what it says is what the proxy does.
+//! [`explain`] is a pure function over a [`Snapshot`] and uses the proxy's own request front
+//! (host checks, path normalisation) and route table, so what it says is what the proxy does.
 
 use std::{path::PathBuf, sync::Arc};
 
 use anyhow::Context;
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version, header::HOST};
 use serde::Serialize;
 
 use crate::{
@@ -19,7 +19,10 @@ use crate::{
         BackendProtocol, CookieAffinity, Diagnostic, EndpointState, LoadBalancing, ObjectKind,
         ObjectRef, PathMatch, Snapshot, Upstream,
     },
-    proxy::router::{CompiledAction, CompiledHost, Lookup, Miss, RequestView, RouteTable},
+    proxy::{
+        request_target,
+        router::{CompiledAction, CompiledHost, Lookup, Miss, RequestView, RouteTable},
+    },
     source::files::ManifestDir,
 };
 
@@ -31,7 +34,8 @@ pub struct ExplainArgs {
     /// Host of the request (port allowed).
     #[arg(long)]
     pub host: String,
-    /// Path of the request, query string allowed.
+    /// Request target as a client would send it, query string allowed; normalised (and
+    /// refused with 400) exactly as the proxy does, and shown as `forwarded_path`.
     #[arg(long, default_value = "/")]
     pub path: String,
     /// Request header `Name:value`; repeatable.
@@ -66,7 +70,7 @@ fn parse_header(s: &str) -> Result<(String, String), String> {
 #[derive(Clone, Debug, Default)]
 pub struct Query {
     pub host: String,
-    /// Path, with an optional `?query`.
+    /// Request target as sent: a path with an optional `?query` (or absolute-form).
     pub path: String,
     pub method: String,
     pub headers: Vec<(String, String)>,
@@ -86,6 +90,9 @@ pub enum Outcome {
     DefaultBackend,
     /// No route and no default backend: 404.
     NotFound,
+    /// Refused before routing: the target or host is invalid (400) or the method is CONNECT
+    /// (405).
+    Refused,
 }
 
 #[derive(Debug, Serialize)]
@@ -97,6 +104,10 @@ pub struct Explanation {
     pub virtual_host: Option<String>,
     pub route: Option<RouteInfo>,
     pub backends: Vec<BackendInfo>,
+    /// The path and query as routed and sent to the backend, after normalisation (absent
+    /// when the request is refused).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forwarded_path: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redirect_to: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -149,33 +160,50 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
             headers.append(k, v);
         }
     }
-    let (path, query) = match q.path.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (q.path.as_str(), None),
-    };
     let method = if q.method.is_empty() {
         "GET"
     } else {
         q.method.as_str()
     };
-    let view = RequestView {
-        host: &q.host,
-        path,
-        query,
-        method,
-        headers: &headers,
-    };
     let mut e = Explanation {
-        outcome: Outcome::NotFound,
+        outcome: Outcome::Refused,
         reason: String::new(),
         virtual_host: None,
         route: None,
         backends: Vec::new(),
+        forwarded_path: None,
         redirect_to: None,
         status: None,
         diagnostics: Vec::new(),
         snapshot_version: snapshot.version,
     };
+    // The proxy's own request front: the same host checks and path normalisation.
+    let (Ok(host_value), Ok(uri), Ok(method_value)) = (
+        HeaderValue::from_str(&q.host),
+        Uri::try_from(q.path.as_str()),
+        Method::from_bytes(method.as_bytes()),
+    ) else {
+        e.status = Some(400);
+        e.reason = "request line or Host cannot be sent as given".into();
+        return e;
+    };
+    headers.insert(HOST, host_value);
+    let target = match request_target::resolve(&method_value, Version::HTTP_11, &uri, &headers) {
+        Ok(t) => t,
+        Err(r) => {
+            e.status = Some(r.status.as_u16());
+            e.reason = r.reason.into();
+            return e;
+        }
+    };
+    let view = RequestView {
+        host: &target.host,
+        path: target.path_and_query.path(),
+        query: target.path_and_query.query(),
+        method,
+        headers: &headers,
+    };
+    e.forwarded_path = Some(target.path_and_query.to_string());
     let host_name = |h: &CompiledHost<Arc<Upstream>>| Some(h.host.clone());
     match table.lookup(&view) {
         Lookup::Route { host, route } => {
@@ -205,14 +233,16 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                     if !q.https && host.tls && route.policy.ssl_redirect != Some(false) {
                         e.outcome = Outcome::Redirect;
                         e.status = Some(308);
-                        let name = crate::proxy::router::normalize_host(&q.host);
-                        e.redirect_to = Some(format!("https://{name}{}", q.path));
+                        let name = crate::proxy::router::normalize_host(&target.host);
+                        e.redirect_to = Some(format!("https://{name}{}", target.path_and_query));
                         e.reason = "host has TLS and the request is plain HTTP".into();
                     } else {
                         e.outcome = Outcome::Route;
                         e.reason = format!(
                             "host {:?} matched virtual host {:?}; path {:?} matched",
-                            q.host, host.host, q.path
+                            q.host,
+                            host.host,
+                            target.path_and_query.path()
                         );
                     }
                 }
@@ -226,14 +256,17 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
         Lookup::Default { host, backend, why } => {
             e.virtual_host = host.and_then(host_name);
             e.outcome = Outcome::DefaultBackend;
-            e.reason = miss_reason(why, &q.host, &q.path);
+            e.reason = miss_reason(why, &q.host, target.path_and_query.path());
             e.backends = vec![backend_info(backend, 1)];
         }
         Lookup::NotFound { host, why } => {
             e.virtual_host = host.and_then(host_name);
             e.outcome = Outcome::NotFound;
             e.status = Some(404);
-            e.reason = format!("{}; no default backend", miss_reason(why, &q.host, &q.path));
+            e.reason = format!(
+                "{}; no default backend",
+                miss_reason(why, &q.host, target.path_and_query.path())
+            );
         }
     }
     e
@@ -384,6 +417,52 @@ mod tests {
         assert_eq!(json["outcome"], "route");
         assert_eq!(json["route"]["path_type"], "Prefix");
         assert_eq!(json["backends"][0]["service"]["name"], "api");
+    }
+
+    /// `explain` runs the proxy's request front: the path it matches and shows is the
+    /// normalised one the backend would get, and what the proxy refuses it refuses too.
+    #[test]
+    fn paths_are_normalised_and_bad_targets_refused_as_the_proxy_does() {
+        let s = snap();
+        for raw in [
+            "/x/../api/users?a=/../",
+            "//api/users?a=/../",
+            "/%61pi/users?a=/../",
+        ] {
+            let e = explain(&s, &q("foo.example.com", raw));
+            assert_eq!(e.outcome, Outcome::Route, "{raw}");
+            assert_eq!(e.route.unwrap().path, "/api", "{raw}");
+            assert_eq!(
+                e.forwarded_path.as_deref(),
+                Some("/api/users?a=/../"),
+                "{raw}"
+            );
+        }
+        let e = explain(&s, &q("secure.example.com", "/a/./b/../c?x"));
+        assert_eq!(
+            e.redirect_to.as_deref(),
+            Some("https://secure.example.com/a/c?x")
+        );
+        for (host, path, status) in [
+            ("foo.example.com", "/../api", 400),
+            ("foo.example.com", "/api/..%2f..%2fx", 400),
+            ("attacker/.secure.example.com", "/", 400),
+            ("", "/", 400),
+        ] {
+            let e = explain(&s, &q(host, path));
+            assert_eq!(e.outcome, Outcome::Refused, "{host}{path}");
+            assert_eq!(e.status, Some(status), "{host}{path}");
+            assert!(e.route.is_none() && e.forwarded_path.is_none());
+        }
+        // Absolute-form routes by its own host, as in the proxy.
+        let e = explain(&s, &q("foo.example.com", "http://secure.example.com/x"));
+        assert_eq!(
+            e.redirect_to.as_deref(),
+            Some("https://secure.example.com/x")
+        );
+        let mut connect = q("foo.example.com", "foo.example.com:443");
+        connect.method = "CONNECT".into();
+        assert_eq!(explain(&s, &connect).status, Some(405));
     }
 
     #[test]

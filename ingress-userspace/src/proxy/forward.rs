@@ -13,7 +13,7 @@ use std::{
 use bytes::Bytes;
 use http::{
     HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
-    header::{CONTENT_TYPE, HOST, LOCATION, SET_COOKIE, USER_AGENT},
+    header::{ALLOW, CONTENT_TYPE, HOST, LOCATION, SET_COOKIE, USER_AGENT},
     uri::{PathAndQuery, Scheme},
 };
 use http_body_util::{BodyExt, Full, Limited};
@@ -28,6 +28,7 @@ use super::{
     client_addr::{Client, Origin, TrustConfig},
     headers::{add_forwarding, is_upgrade, strip_hop_by_hop},
     metrics::{RequestLabels, RouteLabels, UpstreamLabels},
+    request_target,
     router::{CompiledAction, Lookup, RequestView},
     tunnel,
     upstream::{
@@ -90,12 +91,11 @@ struct Outcome {
 pub(crate) async fn handle(
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
     let rt = shared.runtime.load_full();
-    let host = request_host(&req);
-    // Kept past the request only for the access log.
+    // Kept past the request only for the access log (the target as the client sent it).
     let logged = shared.access_log.is_some().then(|| LoggedRequest {
         method: req.method().clone(),
         uri: req.uri().clone(),
@@ -103,7 +103,24 @@ pub(crate) async fn handle(
         user_agent: req.headers().get(USER_AGENT).cloned(),
     });
     let mut out = Outcome::new(conn.origin.client(&shared.trust, req.headers()));
-    let resp = route(&shared, &rt, req, &host, &mut out).await;
+    let target = request_target::resolve(req.method(), req.version(), req.uri(), req.headers());
+    let (resp, host) = match target {
+        Ok(target) => {
+            // From here on, routing, the allowlist, redirects and the backend all see the
+            // one normalised origin-form target.
+            *req.uri_mut() = Uri::from(target.path_and_query);
+            let asked_upgrade = asks_upgrade(&req);
+            let resp = route(&shared, &rt, req, &target.host, &mut out).await;
+            (
+                refuse_unasked_switch(resp, asked_upgrade, &mut out),
+                target.host,
+            )
+        }
+        Err(rejected) => {
+            out.reason = Some(rejected.reason.into());
+            (refuse(rejected), request_host(&req))
+        }
+    };
     Ok(finish(&shared, started, resp, out, &host, logged))
 }
 
@@ -122,6 +139,39 @@ impl Outcome {
             request_id: None,
         }
     }
+}
+
+/// Whether the request is forwarded as an upgrade (the condition [`forward`] tunnels on).
+fn asks_upgrade<B>(req: &Request<B>) -> bool {
+    req.version() == Version::HTTP_11 && is_upgrade(req.headers())
+}
+
+/// A 101 from a backend for a request not forwarded as an upgrade is a 502: the client
+/// connection never becomes a tunnel the proxy did not decide on.
+fn refuse_unasked_switch(
+    resp: Response<ProxyBody>,
+    asked_upgrade: bool,
+    out: &mut Outcome,
+) -> Response<ProxyBody> {
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS || asked_upgrade {
+        return resp;
+    }
+    const REASON: &str = "upstream switched protocols unasked";
+    out.reason = Some(REASON.into());
+    local(StatusCode::BAD_GATEWAY, REASON)
+}
+
+/// The answer to a request whose target the proxy refuses ([`request_target`]).
+fn refuse(rejected: request_target::Rejected) -> Response<ProxyBody> {
+    let mut resp = local(rejected.status, rejected.reason);
+    if rejected.status == StatusCode::METHOD_NOT_ALLOWED {
+        // RFC 9110 §15.5.6: a 405 lists what is allowed; everything but CONNECT is forwarded.
+        resp.headers_mut().insert(
+            ALLOW,
+            HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, TRACE"),
+        );
+    }
+    resp
 }
 
 /// The parts of a request the access log needs after it was forwarded.
@@ -453,7 +503,8 @@ pub fn local(status: StatusCode, reason: &str) -> Response<ProxyBody> {
     resp
 }
 
-/// `Host` header, else the URI authority (HTTP/2 `:authority`).
+/// `Host` header, else the URI authority (HTTP/2 `:authority`), as sent: for the access log
+/// of a request whose target was refused.
 fn request_host<B>(req: &Request<B>) -> String {
     req.headers()
         .get(HOST)

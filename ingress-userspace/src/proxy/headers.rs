@@ -20,9 +20,18 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// Whether an HTTP/1.1 request asks to switch protocols (WebSocket and friends).
+/// Whether an HTTP/1.1 request asks for a WebSocket (RFC 6455 §4.1): `Upgrade: websocket`
+/// as the only protocol, and `upgrade` in `Connection`. Nothing else is tunnelled: any other
+/// `Upgrade` (`h2c`, `websocket, h2c`, ...) is hop-by-hop and dropped, and the request goes
+/// on as a plain one, so a backend can never switch a client connection into a protocol
+/// whose later requests the proxy would not route or check.
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(UPGRADE)
+    let mut protocols = Vec::new();
+    for v in headers.get_all(UPGRADE) {
+        let Ok(v) = v.to_str() else { return false };
+        protocols.extend(v.split(',').map(str::trim).filter(|t| !t.is_empty()));
+    }
+    matches!(protocols[..], [p] if p.eq_ignore_ascii_case("websocket"))
         && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"))
 }
 
@@ -184,6 +193,18 @@ mod tests {
             ("upgrade", "websocket"),
         ]);
         assert!(is_upgrade(&h));
+        for (protocol, tunnelled) in [
+            ("WebSocket", true),
+            ("websocket ,", true),
+            ("h2c", false),
+            ("websocket, h2c", false),
+            ("websocket/13", false),
+            ("TLS/1.0", false),
+        ] {
+            let mut o = h.clone();
+            o.insert("upgrade", protocol.parse().unwrap());
+            assert_eq!(is_upgrade(&o), tunnelled, "{protocol}");
+        }
         strip_hop_by_hop(&mut h, true);
         assert_eq!(h["te"], "trailers");
         assert_eq!(h["upgrade"], "websocket");

@@ -10,6 +10,7 @@
 pub mod access_log;
 pub mod allowlist;
 pub mod args;
+pub mod authority;
 pub mod body;
 pub mod client_addr;
 pub mod fixtures;
@@ -19,6 +20,8 @@ pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod proxy_protocol;
+pub mod normalize;
+pub mod request_target;
 pub mod router;
 pub mod tls;
 pub mod tunnel;

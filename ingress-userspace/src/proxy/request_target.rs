@@ -1,0 +1,270 @@
+//! The request front: from what the client sent (method, version, request target, `Host`,
+//! HTTP/2 `:authority`) to the one host and normalised path that routing, the allowlist,
+//! redirects and the backend all use — or the status the proxy answers instead.
+//!
+//! - CONNECT (HTTP/1.1 and HTTP/2) is 405: the proxy is no tunnel (RFC 9110 §9.3.6).
+//! - HTTP/1.1 without `Host`, with more than one, or with one that is not a valid authority
+//!   ([`super::authority`]) is 400 (RFC 9112 §3.2). HTTP/1.0 may omit it.
+//! - An absolute-form target (`GET http://a.test/x`) routes by its own authority, which
+//!   replaces `Host` (RFC 9112 §3.2.2); its scheme must be `http` or `https`. Authority-form
+//!   outside CONNECT and asterisk-form (`OPTIONS *`) are 400, as nginx answers them.
+//! - HTTP/2: `:authority` and/or `Host`, each a valid authority; neither is 400, and both
+//!   naming different hosts (case, port and a trailing dot aside: routing looks at the name
+//!   only) is malformed, 400 (RFC 9113 §8.3.1). A `Host` that is present is the host, as an
+//!   HTTP/1.1 hop would carry it (§8.3.1); otherwise `:authority`.
+//! - The path is normalised by [`super::normalize`]; the query string is kept byte for byte.
+
+use http::{
+    HeaderMap, Method, StatusCode, Uri, Version,
+    header::HOST,
+    uri::{PathAndQuery, Scheme},
+};
+
+use super::{authority, normalize::normalize_path, router::normalize_host};
+
+/// Where a request goes, as every later step sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// `host[:port]` as sent (validated; empty only for HTTP/1.0 without `Host`).
+    pub host: String,
+    /// Origin-form: the normalised path and the query as sent.
+    pub path_and_query: PathAndQuery,
+}
+
+/// A request the proxy answers itself: the status and the reason for `x-xdp-ingress-reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejected {
+    pub status: StatusCode,
+    pub reason: &'static str,
+}
+
+fn bad(reason: &'static str) -> Rejected {
+    Rejected {
+        status: StatusCode::BAD_REQUEST,
+        reason,
+    }
+}
+
+/// Reason of the 405 for CONNECT.
+pub const CONNECT_REFUSED: &str = "CONNECT is not served";
+
+/// The target of a request with this method, version, URI and headers (see the module docs).
+pub fn resolve(
+    method: &Method,
+    version: Version,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Target, Rejected> {
+    if method == Method::CONNECT {
+        return Err(Rejected {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            reason: CONNECT_REFUSED,
+        });
+    }
+    let mut hosts = headers.get_all(HOST).iter();
+    let host_header = match (hosts.next(), hosts.next()) {
+        (_, Some(_)) => return Err(bad("more than one Host header")),
+        (Some(v), None) => Some(v.to_str().map_err(|_| bad("invalid Host header"))?),
+        (None, None) => None,
+    };
+    let authority = uri.authority().map(|a| a.as_str());
+    let host = if version == Version::HTTP_2 {
+        for a in authority.iter().chain(host_header.iter()) {
+            authority::validate(a).map_err(|_| bad("invalid :authority or Host"))?;
+        }
+        match (authority, host_header) {
+            (Some(a), Some(h)) if normalize_host(a) != normalize_host(h) => {
+                return Err(bad(":authority and Host differ"));
+            }
+            // RFC 9113 §8.3.1: a Host that is present is what HTTP/1.1 would carry.
+            (_, Some(h)) => h,
+            (Some(a), None) => a,
+            (None, None) => return Err(bad("no :authority or Host")),
+        }
+    } else {
+        match host_header {
+            Some(h) => authority::validate(h).map_err(|_| bad("invalid Host header"))?,
+            None if version == Version::HTTP_11 => return Err(bad("missing Host header")),
+            None => {}
+        }
+        match (uri.scheme(), authority) {
+            (Some(s), Some(a)) => {
+                if *s != Scheme::HTTP && *s != Scheme::HTTPS {
+                    return Err(bad("unsupported scheme in request target"));
+                }
+                a
+            }
+            (None, Some(_)) => return Err(bad("authority-form target outside CONNECT")),
+            _ => host_header.unwrap_or_default(),
+        }
+    };
+    if !(host.is_empty() && version < Version::HTTP_11) {
+        authority::validate(host).map_err(|_| bad("invalid host in request target"))?;
+    }
+    let path = normalize_path(uri.path()).map_err(|e| bad(path_reason(e)))?;
+    let path_and_query = match uri.query() {
+        Some(q) => PathAndQuery::try_from(format!("{path}?{q}")),
+        None => PathAndQuery::try_from(path.as_ref()),
+    }
+    .map_err(|_| bad("invalid request target"))?;
+    Ok(Target {
+        host: host.to_string(),
+        path_and_query,
+    })
+}
+
+fn path_reason(e: super::normalize::PathError) -> &'static str {
+    use super::normalize::PathError::*;
+    match e {
+        NotAbsolute => "request target is not an absolute path",
+        BadPercentEncoding => "invalid percent-encoding in path",
+        Nul => "NUL in path",
+        AboveRoot => "path climbs above the root",
+        HiddenDotSegment => "dot segment hidden by an encoded slash, a backslash or ;",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve_with(
+        method: &str,
+        version: Version,
+        target: &str,
+        hosts: &[&str],
+    ) -> Result<(String, String), Rejected> {
+        let mut h = HeaderMap::new();
+        for v in hosts {
+            h.append(HOST, v.parse().unwrap());
+        }
+        let uri: Uri = target.parse().unwrap();
+        resolve(&method.parse().unwrap(), version, &uri, &h)
+            .map(|t| (t.host, t.path_and_query.to_string()))
+    }
+
+    fn ok(host: &str, pq: &str) -> Result<(String, String), Rejected> {
+        Ok((host.into(), pq.into()))
+    }
+
+    fn status(r: Result<(String, String), Rejected>) -> u16 {
+        r.map_or_else(|e| e.status.as_u16(), |_| 200)
+    }
+
+    const H11: Version = Version::HTTP_11;
+    const H2: Version = Version::HTTP_2;
+
+    #[test]
+    fn http1_host_rules() {
+        assert_eq!(
+            resolve_with("GET", H11, "/x", &["a.test"]),
+            ok("a.test", "/x")
+        );
+        assert_eq!(status(resolve_with("GET", H11, "/x", &[])), 400);
+        assert_eq!(
+            status(resolve_with("GET", H11, "/x", &["a.test", "a.test"])),
+            400
+        );
+        assert_eq!(
+            status(resolve_with("GET", H11, "/", &["attacker/.w.example.test"])),
+            400
+        );
+        assert_eq!(status(resolve_with("GET", H11, "/", &[""])), 400);
+        // HTTP/1.0 may omit Host; it then routes as a request without host.
+        assert_eq!(resolve_with("GET", Version::HTTP_10, "/", &[]), ok("", "/"));
+    }
+
+    #[test]
+    fn absolute_form_routes_by_its_own_authority() {
+        assert_eq!(
+            resolve_with("GET", H11, "http://b.test:8080/x/../y?q=%2e", &["a.test"]),
+            ok("b.test:8080", "/y?q=%2e")
+        );
+        assert_eq!(
+            resolve_with("GET", Version::HTTP_10, "https://b.test", &[]),
+            ok("b.test", "/")
+        );
+        // Host must still be there and valid on HTTP/1.1 (RFC 9112 §3.2).
+        assert_eq!(status(resolve_with("GET", H11, "http://b.test/", &[])), 400);
+        assert_eq!(
+            status(resolve_with("GET", H11, "http://b.test/", &["a/b"])),
+            400
+        );
+        assert_eq!(
+            status(resolve_with("GET", H11, "ftp://b.test/", &["b.test"])),
+            400
+        );
+        assert_eq!(
+            status(resolve_with("GET", H11, "http://u@b.test/", &["b.test"])),
+            400
+        );
+        assert_eq!(
+            status(resolve_with("GET", H11, "b.test:80", &["b.test"])),
+            400
+        );
+        assert_eq!(status(resolve_with("OPTIONS", H11, "*", &["b.test"])), 400);
+    }
+
+    #[test]
+    fn connect_is_405_in_every_version() {
+        for v in [Version::HTTP_10, H11, H2] {
+            let r = resolve_with("CONNECT", v, "b.test:443", &["b.test:443"]);
+            assert_eq!(r.unwrap_err().status, StatusCode::METHOD_NOT_ALLOWED);
+        }
+    }
+
+    #[test]
+    fn http2_authority_and_host() {
+        assert_eq!(
+            resolve_with("GET", H2, "http://a.test/x", &[]),
+            ok("a.test", "/x")
+        );
+        assert_eq!(
+            resolve_with("GET", H2, "http://a.test:8443/x", &["A.test"]),
+            ok("A.test", "/x")
+        );
+        assert_eq!(
+            status(resolve_with(
+                "GET",
+                H2,
+                "http://a.test/x",
+                &["a.test", "a.test"]
+            )),
+            400
+        );
+        assert_eq!(
+            status(resolve_with("GET", H2, "http://u@a.test/x", &[])),
+            400
+        );
+        assert_eq!(
+            resolve_with("GET", H2, "/x", &["a.test"]),
+            ok("a.test", "/x")
+        );
+        assert_eq!(
+            status(resolve_with("GET", H2, "http://a.test/x", &["b.test"])),
+            400
+        );
+        assert_eq!(status(resolve_with("GET", H2, "/x", &[])), 400);
+        assert_eq!(status(resolve_with("GET", H2, "/x", &["a/b"])), 400);
+    }
+
+    #[test]
+    fn path_normalised_and_query_kept_byte_for_byte() {
+        assert_eq!(
+            resolve_with(
+                "GET",
+                H11,
+                "//public/%2e%2e/%61dmin/?a=/../%2e&b",
+                &["a.test"]
+            ),
+            ok("a.test", "/admin/?a=/../%2e&b")
+        );
+        assert_eq!(
+            resolve_with("GET", H11, "/x?", &["a.test"]),
+            ok("a.test", "/x?")
+        );
+        let e = resolve_with("GET", H11, "/../admin", &["a.test"]).unwrap_err();
+        assert_eq!(e, bad("path climbs above the root"));
+        assert_eq!(status(resolve_with("GET", H11, "/a%00", &["a.test"])), 400);
+    }
+}
