@@ -11,6 +11,7 @@ pub mod access_log;
 pub mod allowlist;
 pub mod args;
 pub mod body;
+pub mod client_body;
 pub mod fixtures;
 pub mod forward;
 pub mod headers;
