@@ -5,16 +5,10 @@ use http_body_util::{BodyExt, StreamBody};
 
 use super::*;
 
-type Frames = StreamBody<mpsc::Receiver<Result<Frame<Bytes>, io::Error>>>;
+type Item = Result<Frame<Bytes>, io::Error>;
+type Frames = StreamBody<mpsc::Receiver<Item>>;
 
-fn body(
-    limit: u64,
-    timeout: Duration,
-) -> (
-    mpsc::Sender<Result<Frame<Bytes>, io::Error>>,
-    ClientBody<Frames>,
-    Arc<BodyWatch>,
-) {
+fn body(limit: u64, timeout: Duration) -> (mpsc::Sender<Item>, ClientBody<Frames>, Arc<BodyWatch>) {
     let (tx, rx) = mpsc::channel(8);
     let watch = Arc::new(BodyWatch::default());
     (
@@ -24,7 +18,7 @@ fn body(
     )
 }
 
-fn data(n: usize) -> Result<Frame<Bytes>, io::Error> {
+fn data(n: usize) -> Item {
     Ok(Frame::data(Bytes::from(vec![b'x'; n])))
 }
 
