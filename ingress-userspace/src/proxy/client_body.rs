@@ -35,7 +35,7 @@ use std::{
 use bytes::Bytes;
 use http::StatusCode;
 use hyper::body::{Body, Frame, SizeHint};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Sleep;
 
 use super::upstream::{BoxError, health::now_ms};
 
@@ -240,7 +240,8 @@ where
                 }
                 let timeout = self.timeout;
                 let stall = self.stall.get_or_insert_with(|| {
-                    Box::pin(tokio::time::sleep_until(Instant::now() + timeout))
+                    // `sleep` saturates where `now + timeout` would overflow.
+                    Box::pin(tokio::time::sleep(timeout))
                 });
                 match stall.as_mut().poll(cx) {
                     Poll::Ready(()) => self.fail(ClientFault::TimedOut),

@@ -275,51 +275,88 @@ async fn forward(
             &prepared.watch,
         )
         .await;
-        let took = t0.elapsed();
-        let mut resp = match classify(sent, &prepared) {
-            Ok(resp) => resp,
+        match classify(sent, &prepared) {
+            Ok(resp) => {
+                let answer = Answer {
+                    took: t0.elapsed(),
+                    set_cookie: pick.set_cookie,
+                    in_flight,
+                    read_timeout: prepared.read_timeout,
+                };
+                return answered(
+                    shared,
+                    slot,
+                    &upstream_label,
+                    resp,
+                    answer,
+                    client_upgrade,
+                    out,
+                );
+            }
             Err(f) => {
-                debug!(endpoint = %slot.stats.addr, origin = ?f.origin, reason = f.reason, "attempt failed");
-                // Only the endpoint's own faults count against it; a client can eject no pod.
-                if f.origin == Origin::Upstream {
-                    shared
-                        .metrics
-                        .upstream_failures
-                        .get_or_create(&upstream_label)
-                        .inc();
-                    slot.stats
-                        .record_failure(&up.health, super::upstream::health::now_ms());
-                }
+                charge(shared, up, slot, &upstream_label, &f);
                 let retry = f.retry && !upgrade;
                 failure = f;
-                if retry {
-                    continue;
+                if !retry {
+                    break;
                 }
-                break;
             }
-        };
-        slot.stats.record_success(took);
-        shared
-            .metrics
-            .upstream_duration
-            .get_or_create(&upstream_label)
-            .observe(took.as_secs_f64());
-        out.upstream_status = Some(resp.status().as_u16());
-        out.upstream_time = Some(took);
-        if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, resp.status()) {
-            let upstream = hyper::upgrade::on(&mut resp);
-            let read_timeout = prepared.read_timeout;
-            // The tunnel is the request's continuation: it stays in flight while it lasts.
-            tokio::spawn(async move {
-                let _in_flight = in_flight;
-                tunnel::run(client, upstream, read_timeout).await;
-            });
-            return upstream_response(resp, pick.set_cookie, true, ());
         }
-        return upstream_response(resp, pick.set_cookie, false, in_flight);
     }
     out.reason = Some(failure.reason.to_string());
     local(failure.status, failure.reason)
+}
+
+/// What `forward` hands on with an endpoint's answer.
+struct Answer<G> {
+    took: Duration,
+    set_cookie: Option<HeaderValue>,
+    /// Released when the response (or the upgraded tunnel) has ended.
+    in_flight: G,
+    read_timeout: Duration,
+}
+
+/// The endpoint answered: its success is recorded and its response streamed back; a
+/// `101 Switching Protocols` to an Upgrade hands both connections to [`tunnel`].
+fn answered<G: Send + Unpin + 'static>(
+    shared: &Shared,
+    slot: &Slot,
+    label: &UpstreamLabels,
+    mut resp: Response<Incoming>,
+    a: Answer<G>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    out: &mut Outcome,
+) -> Response<ProxyBody> {
+    slot.stats.record_success(a.took);
+    shared
+        .metrics
+        .upstream_duration
+        .get_or_create(label)
+        .observe(a.took.as_secs_f64());
+    out.upstream_status = Some(resp.status().as_u16());
+    out.upstream_time = Some(a.took);
+    if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, resp.status()) {
+        let upstream = hyper::upgrade::on(&mut resp);
+        let (in_flight, read_timeout) = (a.in_flight, a.read_timeout);
+        // The tunnel is the request's continuation: it stays in flight while it lasts.
+        tokio::spawn(async move {
+            let _in_flight = in_flight;
+            tunnel::run(client, upstream, read_timeout).await;
+        });
+        return upstream_response(resp, a.set_cookie, true, ());
+    }
+    upstream_response(resp, a.set_cookie, false, a.in_flight)
+}
+
+/// Records a failed attempt where it belongs: only the endpoint's own faults count against it
+/// (passive health, `upstream_failures`), so no client can eject a pod.
+fn charge(shared: &Shared, up: &UpstreamRuntime, slot: &Slot, label: &UpstreamLabels, f: &Failure) {
+    debug!(endpoint = %slot.stats.addr, origin = ?f.origin, reason = f.reason, "attempt failed");
+    if f.origin == Origin::Upstream {
+        shared.metrics.upstream_failures.get_or_create(label).inc();
+        slot.stats
+            .record_failure(&up.health, super::upstream::health::now_ms());
+    }
 }
 
 /// The upstream request of one client request, built once for all its attempts.

@@ -2,6 +2,7 @@ use std::{sync::Arc, time::Duration};
 
 use futures::channel::mpsc;
 use http_body_util::{BodyExt, StreamBody};
+use tokio::time::Instant;
 
 use super::*;
 
