@@ -95,19 +95,23 @@ impl Body for HeldBody {
 
 /// A body that keeps `guard` alive until it has ended (or is dropped unfinished, when the
 /// client goes away): a request is in flight to its endpoint until its response is through.
-pub struct HoldUntilEnd<G> {
-    body: ProxyBody,
+pub struct HoldUntilEnd<B, G> {
+    body: B,
     guard: Option<G>,
 }
 
-impl<G> HoldUntilEnd<G> {
-    pub fn new(body: ProxyBody, guard: G) -> Self {
+impl<B: Body, G> HoldUntilEnd<B, G> {
+    pub fn new(body: B, guard: G) -> Self {
         let guard = (!body.is_end_stream()).then_some(guard);
         HoldUntilEnd { body, guard }
     }
 }
 
-impl<G: Unpin> Body for HoldUntilEnd<G> {
+impl<B, G> Body for HoldUntilEnd<B, G>
+where
+    B: Body<Data = Bytes, Error = BoxError> + Unpin,
+    G: Unpin,
+{
     type Data = Bytes;
     type Error = BoxError;
 
@@ -164,7 +168,7 @@ mod tests {
         assert_eq!(Arc::strong_count(&held), 2);
         while body.frame().await.is_some() {}
         assert_eq!(Arc::strong_count(&held), 1, "released at the end");
-        let body = http_body_util::Empty::new()
+        let body = http_body_util::Empty::<Bytes>::new()
             .map_err(|e| match e {})
             .boxed_unsync();
         drop(HoldUntilEnd::new(body, Arc::clone(&held)));

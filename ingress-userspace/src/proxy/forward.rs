@@ -621,7 +621,7 @@ fn upstream_response<G: Send + Unpin + 'static>(
     if let Some(c) = set_cookie {
         parts.headers.append(SET_COOKIE, c);
     }
-    let body = HoldUntilEnd::new(body.map_err(BoxError::from).boxed_unsync(), hold);
+    let body = HoldUntilEnd::new(body.map_err(BoxError::from), hold);
     Response::from_parts(parts, body.boxed_unsync())
 }
 
