@@ -2085,3 +2085,379 @@ async fn only_websocket_upgrades_reach_the_backend() {
         Some("upstream switched protocols unasked")
     );
 }
+
+/// Sends raw bytes on a new connection and returns the response head (up to the blank line),
+/// or what arrived before the connection closed or `wait` passed. The connection is returned
+/// too, so a test can keep it open.
+async fn raw_head(
+    addr: SocketAddr,
+    bytes: &[u8],
+    wait: Duration,
+) -> (String, tokio::net::TcpStream) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let _ = tokio::time::timeout(wait, async {
+        while !out.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf).await {
+                Ok(n) if n > 0 => out.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        }
+    })
+    .await;
+    (String::from_utf8_lossy(&out).to_string(), s)
+}
+
+/// The value of a metric sample line starting with `prefix` (name and labels), 0 if absent.
+fn metric(proxy: &TestProxy, prefix: &str) -> f64 {
+    proxy
+        .handle
+        .metrics_text()
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The pods that served `n` plain GETs to `c.test`.
+async fn pods_served(c: &Http1, proxy: &TestProxy, n: usize) -> HashSet<String> {
+    let mut pods = HashSet::new();
+    for _ in 0..n {
+        let g = get(c, proxy.http(), "c.test", "/after").await;
+        assert_eq!(g.status, StatusCode::OK);
+        pods.insert(g.pod());
+    }
+    pods
+}
+
+/// Client faults are answered as nginx answers them (413, 400, 408), and none is counted
+/// against the endpoint: with `--max-fails 1` one failure would eject a pod, so after each
+/// fault both pods must still be served in turn, and `upstream_failures` stays at zero. A
+/// slow but steady upload is the client's business too, not the endpoint's read timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_faults_get_413_400_408_and_never_eject_a_pod() {
+    let (a, b) = (backend("a"), backend("b"));
+    let proxy = TestProxy::start(ProxyArgs {
+        max_fails: 1,
+        fail_timeout: Duration::from_secs(60),
+        client_body_timeout: Duration::from_millis(500),
+        proxy_read_timeout: Duration::from_millis(700),
+        ..TestProxy::quiet_args()
+    })
+    .await;
+    let svc = up("svc", &[&a, &b]);
+    let mut small = route_to(path("Prefix", "/small"), Arc::clone(&svc));
+    small.policy = Arc::new(RoutePolicy {
+        max_body_bytes: Some(1000),
+        ..RoutePolicy::default()
+    });
+    proxy.handle.apply(snapshot(
+        1,
+        l7_with(
+            vec![vhost(
+                "c.test",
+                vec![small, route_to(path("Prefix", "/"), svc)],
+                false,
+            )],
+            None,
+        ),
+    ));
+    let failures = r#"xdp_ingress_upstream_failures_total{upstream="default/svc:80"}"#;
+    let c = http1_client();
+    let ab = HashSet::from(["a".to_string(), "b".to_string()]);
+    let wait = Duration::from_secs(10);
+    let chunk = format!("320\r\n{}\r\n", "y".repeat(0x320));
+
+    // A chunked body over the route's 1000 bytes: 413, though streaming had begun.
+    let oversized = format!(
+        "POST /small HTTP/1.1\r\nHost: c.test\r\nTransfer-Encoding: chunked\r\n\r\n{chunk}{chunk}0\r\n\r\n"
+    );
+    // A chunk size that is not hex: 400.
+    let malformed = "POST /x HTTP/1.1\r\nHost: c.test\r\nTransfer-Encoding: chunked\r\n\r\n\
+                     5\r\nhello\r\nzz\r\nhello\r\n0\r\n\r\n"
+        .to_string();
+    for (name, bytes, want) in [
+        ("oversized chunked body", oversized, "HTTP/1.1 413"),
+        ("malformed chunk size", malformed, "HTTP/1.1 400"),
+    ] {
+        let (head, _conn) = raw_head(proxy.http(), bytes.as_bytes(), wait).await;
+        assert!(head.starts_with(want), "{name}: {head:?}");
+        assert_eq!(metric(&proxy, failures), 0.0, "{name}: counted upstream");
+        assert_eq!(
+            pods_served(&c, &proxy, 4).await,
+            ab,
+            "{name}: a pod was ejected"
+        );
+    }
+
+    // A body that stalls: 408 after the client body timeout, not 504 after the read timeout.
+    let started = std::time::Instant::now();
+    let (head, _conn) = raw_head(
+        proxy.http(),
+        b"POST /x HTTP/1.1\r\nHost: c.test\r\nContent-Length: 100\r\n\r\nonly ten b",
+        wait,
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 408"), "stalled body: {head:?}");
+    assert!(
+        head.to_ascii_lowercase().contains("client body timed out"),
+        "{head}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    assert_eq!(metric(&proxy, failures), 0.0, "stall counted upstream");
+
+    // A client that goes away mid-body.
+    let (_, conn) = raw_head(
+        proxy.http(),
+        b"POST /x HTTP/1.1\r\nHost: c.test\r\nContent-Length: 100\r\n\r\npartial",
+        Duration::from_millis(200),
+    )
+    .await;
+    drop(conn);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        metric(&proxy, failures),
+        0.0,
+        "client abort counted upstream"
+    );
+    assert_eq!(
+        pods_served(&c, &proxy, 4).await,
+        ab,
+        "a pod was ejected after stalled and aborted bodies"
+    );
+
+    // 1000 bytes over 1.5 s, never 500 ms apart: longer than the 700 ms read timeout, served.
+    let mut s = tokio::net::TcpStream::connect(proxy.http()).await.unwrap();
+    s.write_all(
+        b"POST /slow HTTP/1.1\r\nHost: c.test\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        s.write_all(&[b'z'; 100]).await.unwrap();
+    }
+    let mut out = Vec::new();
+    tokio::time::timeout(wait, s.read_to_end(&mut out))
+        .await
+        .expect("response")
+        .unwrap();
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("\"body_len\":1000"), "{out}");
+    assert_eq!(metric(&proxy, failures), 0.0);
+}
+
+/// A request whose client goes away while the endpoint works on it (connection closed, or
+/// an HTTP/2 stream reset) is not left counted in flight to that endpoint, which would
+/// steer least-request balancing away from the pod for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_reset_mid_request_leaves_nothing_in_flight() {
+    let a = backend("a");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    proxy.handle.apply(snapshot(
+        1,
+        l7_with(
+            vec![vhost(
+                "r.test",
+                vec![route_to(path("Prefix", "/"), up("svc", &[&a]))],
+                false,
+            )],
+            None,
+        ),
+    ));
+    let in_flight = r#"xdp_ingress_upstream_in_flight{upstream="default/svc:80"}"#;
+    // HTTP/1.1: the connection closes while the endpoint is still answering.
+    let mut s = tokio::net::TcpStream::connect(proxy.http()).await.unwrap();
+    s.write_all(b"GET /delay/1500 HTTP/1.1\r\nHost: r.test\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(metric(&proxy, in_flight), 1.0, "counted while it runs");
+    drop(s);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        metric(&proxy, in_flight),
+        0.0,
+        "closed connection left it in flight"
+    );
+
+    // HTTP/2: the client resets the stream (dropping the response future sends RST_STREAM).
+    let tcp = tokio::net::TcpStream::connect(proxy.http()).await.unwrap();
+    let (mut h2, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let r = http::Request::builder()
+        .uri("http://r.test/delay/1500")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let reset = tokio::time::timeout(Duration::from_millis(400), h2.send_request(r)).await;
+    assert!(reset.is_err(), "the endpoint answered too early");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        metric(&proxy, in_flight),
+        0.0,
+        "reset stream left it in flight"
+    );
+    // The connection is still good, and a finished request leaves nothing either.
+    let r = http::Request::builder()
+        .uri("http://r.test/done")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = h2.send_request(r).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    drop(resp);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(metric(&proxy, in_flight), 0.0);
+}
+
+/// An endpoint that answers with these raw bytes to every request it reads.
+async fn raw_endpoint(answer: &'static [u8]) -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut chunk).await {
+                            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                            _ => return,
+                        }
+                    }
+                    buf.clear();
+                    if s.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// HTTP/2 to HTTP/1.1 and back (RFC 9113 8.2): cookies an HTTP/2 client sends one per field
+/// reach an HTTP/1.1 pod as one `Cookie`; request trailers reach HTTP/1.1 and gRPC pods; `TE`
+/// becomes `trailers` toward a gRPC pod; connection-specific fields of an HTTP/1.1 pod's
+/// response never reach an HTTP/2 client, and the upstream request has exactly one `Host`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_and_http1_convert_cookies_trailers_te_and_connection_fields() {
+    let a = backend("a");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let hop = raw_endpoint(
+        b"HTTP/1.1 200 OK\r\nConnection: keep-alive, x-hop\r\nKeep-Alive: timeout=5\r\n\
+          X-Hop: 1\r\nUpgrade: h2c\r\nProxy-Connection: keep-alive\r\nX-End: kept\r\n\
+          Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    let grpc = with(up("grpc", &[&a]), |u| u.protocol = BackendProtocol::Grpc);
+    proxy.handle.apply(snapshot(
+        1,
+        l7_with(
+            vec![vhost(
+                "x.test",
+                vec![
+                    route_to(path("Prefix", "/grpc"), grpc),
+                    route_to(path("Prefix", "/hop"), upstream_at("hop", &[hop])),
+                    route_to(path("Prefix", "/"), up("h1", &[&a])),
+                ],
+                false,
+            )],
+            None,
+        ),
+    ));
+    let h2 = h2c_client();
+    // Two cookie fields from an HTTP/2 client: one `Cookie: a=1; b=2` at the HTTP/1.1 pod
+    // (the echo joins repeated fields with ", ", so two lines would show as "a=1, b=2").
+    let mut r = req(proxy.http(), "x.test", "/cookies");
+    r.headers_mut().append("cookie", "a=1".parse().unwrap());
+    r.headers_mut().append("cookie", "b=2".parse().unwrap());
+    let g = send(&h2, r).await.unwrap();
+    assert_eq!(g.json()["version"], "HTTP/1.1");
+    assert_eq!(g.json()["headers"]["cookie"], "a=1; b=2");
+    assert_eq!(g.json()["headers"]["host"], "x.test", "exactly one Host");
+
+    // Request trailers from an HTTP/2 client, declared in `Trailer`, to HTTP/1.1 and gRPC.
+    type Boxed = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+    let client: hyper_util::client::legacy::Client<_, Boxed> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .http2_only(true)
+            .build(
+                hyper_util::client::legacy::connect::HttpConnector::new_with_resolver({
+                    // The virtual host travels as `:authority`, as a browser sends it.
+                    let names = Names::default();
+                    names.insert("x.test", proxy.http().ip());
+                    names
+                }),
+            );
+    for p in ["/upload", "/grpc"] {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("x-checksum", "abc".parse().unwrap());
+        let frames = vec![
+            Ok(hyper::body::Frame::data(Bytes::from_static(b"payload"))),
+            Ok(hyper::body::Frame::trailers(trailers)),
+        ];
+        let body = http_body_util::BodyExt::boxed(http_body_util::StreamBody::new(
+            futures::stream::iter(frames),
+        ));
+        let r = http::Request::builder()
+            .method(Method::POST)
+            .uri(format!("http://x.test:{}{p}", proxy.http().port()))
+            .header("trailer", "x-checksum")
+            .header("content-length", "7")
+            .header("te", "trailers")
+            .body(body)
+            .unwrap();
+        let resp = tokio::time::timeout(Duration::from_secs(10), client.request(r))
+            .await
+            .unwrap()
+            .unwrap();
+        let bytes = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        let j: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(j["body"], "payload", "{p}");
+        assert_eq!(j["trailers"]["x-checksum"], "abc", "{p}: {j}");
+    }
+
+    // An HTTP/1.1 client accepting trailers among other codings: `TE: trailers` at gRPC.
+    let mut r = req(proxy.http(), "x.test", "/grpc");
+    r.headers_mut()
+        .insert("te", "gzip;q=0.5, trailers".parse().unwrap());
+    let g = send(&http1_client(), r).await.unwrap();
+    assert_eq!(g.json()["headers"]["te"], "trailers");
+
+    // An HTTP/1.1 pod's connection-specific fields never reach an HTTP/2 client (whose
+    // library would reject the response), nor, as hop-by-hop, an HTTP/1.1 client.
+    for (client, is_h2) in [(h2, true), (http1_client(), false)] {
+        let g = get(&client, proxy.http(), "x.test", "/hop").await;
+        assert_eq!(g.status, StatusCode::OK);
+        assert_eq!(&g.body[..], b"hello");
+        assert_eq!(g.header("x-end"), "kept");
+        for name in [
+            "connection",
+            "keep-alive",
+            "x-hop",
+            "upgrade",
+            "proxy-connection",
+        ] {
+            assert!(
+                !g.headers.contains_key(name),
+                "{name} forwarded: {:?}",
+                g.headers
+            );
+        }
+        if is_h2 {
+            assert!(!g.headers.contains_key("transfer-encoding"));
+        }
+    }
+}

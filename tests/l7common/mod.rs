@@ -98,6 +98,13 @@ pub struct Http1 {
 #[derive(Clone, Default)]
 pub struct Names(Arc<Mutex<HashMap<String, IpAddr>>>);
 
+impl Names {
+    /// Makes `name` resolve to `ip` (for clients the tests build themselves).
+    pub fn insert(&self, name: &str, ip: IpAddr) {
+        self.0.lock().unwrap().insert(name.to_ascii_lowercase(), ip);
+    }
+}
+
 impl tower_service::Service<Name> for Names {
     type Response = std::vec::IntoIter<SocketAddr>;
     type Error = std::io::Error;
@@ -149,7 +156,7 @@ impl Http1 {
     /// Names the target as [`named_uri`] does; the name resolves to the address it replaced.
     fn name_target(&self, mut req: Request<Full<Bytes>>) -> Request<Full<Bytes>> {
         if let Some((name, ip, uri)) = named_uri(&req) {
-            self.names.0.lock().unwrap().insert(name, ip);
+            self.names.insert(&name, ip);
             *req.uri_mut() = uri;
         }
         req

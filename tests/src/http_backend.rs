@@ -1,5 +1,5 @@
 //! An echo HTTP backend for L7 tests: answers every request with JSON describing what it
-//! received (pod name, method, path, version, headers, body) over HTTP/1.1 or h2c.
+//! received (pod name, method, path, version, headers, body, trailers) over HTTP/1.1 or h2c.
 //!
 //! Special paths:
 //! - `/delay/<ms>`: answers after that many milliseconds.
@@ -240,9 +240,12 @@ async fn echo(pod: Arc<String>, mut req: Request<Incoming>) -> Result<Response<B
         .unwrap_or_default();
     let version = format!("{:?}", req.version());
     let headers = header_map(req.headers());
-    let body = match req.into_body().collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(_) => Bytes::new(),
+    let (body, trailers) = match req.into_body().collect().await {
+        Ok(c) => {
+            let trailers = c.trailers().map(header_map);
+            (c.to_bytes(), trailers)
+        }
+        Err(_) => (Bytes::new(), None),
     };
     let json = serde_json::json!({
         "pod": *pod,
@@ -252,6 +255,7 @@ async fn echo(pod: Arc<String>, mut req: Request<Incoming>) -> Result<Response<B
         "version": version,
         "headers": headers,
         "body_len": body.len(),
+        "trailers": trailers,
         "body": String::from_utf8_lossy(&body[..body.len().min(4096)]),
     });
     if path == "/trailers" {

@@ -44,6 +44,11 @@ pub struct ProxyArgs {
     /// Time a client has to send a request's headers (and the TLS handshake), slowloris guard.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub client_header_timeout: Duration,
+    /// Longest wait for the client between two successive reads of a request body, as nginx's
+    /// `client_body_timeout`; a client silent that long gets 408 and its request is not
+    /// counted against the endpoint. 0 disables it.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub client_body_timeout: Duration,
     /// Idle keep-alive connections are closed after this.
     #[arg(long, default_value = "75s", value_parser = parse_duration)]
     pub keepalive_timeout: Duration,
@@ -183,6 +188,7 @@ mod tests {
         assert_eq!(a.http_port, 80);
         assert_eq!(a.https_port, 443);
         assert_eq!(a.max_body_bytes, 1 << 20);
+        assert_eq!(a.client_body_timeout, Duration::from_secs(60));
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));

@@ -1,6 +1,10 @@
-//! A request body that can move to another attempt as long as nothing has read from it: a
-//! connect failure (or a failure before the upstream asked for the body) leaves it untouched,
-//! so even a POST with a body can go to another endpoint without being buffered.
+//! Bodies in flight through the proxy:
+//! - [`BodySlot`]: a request body that can move to another attempt as long as nothing has read
+//!   from it: a connect failure (or a failure before the upstream asked for the body) leaves
+//!   it untouched, so even a POST with a body can go to another endpoint without being
+//!   buffered.
+//! - [`HoldUntilEnd`]: a response body that keeps a guard (the endpoint's in-flight count)
+//!   until the body has ended or was dropped.
 
 use std::{
     pin::Pin,
@@ -89,6 +93,48 @@ impl Body for HeldBody {
     }
 }
 
+/// A body that keeps `guard` alive until it has ended (or is dropped unfinished, when the
+/// client goes away): a request is in flight to its endpoint until its response is through.
+pub struct HoldUntilEnd<B, G> {
+    body: B,
+    guard: Option<G>,
+}
+
+impl<B: Body, G> HoldUntilEnd<B, G> {
+    pub fn new(body: B, guard: G) -> Self {
+        let guard = (!body.is_end_stream()).then_some(guard);
+        HoldUntilEnd { body, guard }
+    }
+}
+
+impl<B, G> Body for HoldUntilEnd<B, G>
+where
+    B: Body<Data = Bytes, Error = BoxError> + Unpin,
+    G: Unpin,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None | Some(Err(_)))) || self.body.is_end_stream() {
+            self.guard = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use http_body_util::{BodyExt, Full};
@@ -110,5 +156,22 @@ mod tests {
         assert_eq!(&bytes[..], b"payload");
         assert!(!slot.untouched());
         assert!(slot.attempt().is_none());
+    }
+
+    #[tokio::test]
+    async fn guard_held_until_the_body_ends() {
+        let held = Arc::new(());
+        let body = Full::new(Bytes::from_static(b"response"))
+            .map_err(|e| match e {})
+            .boxed_unsync();
+        let mut body = HoldUntilEnd::new(body, Arc::clone(&held));
+        assert_eq!(Arc::strong_count(&held), 2);
+        while body.frame().await.is_some() {}
+        assert_eq!(Arc::strong_count(&held), 1, "released at the end");
+        let body = http_body_util::Empty::<Bytes>::new()
+            .map_err(|e| match e {})
+            .boxed_unsync();
+        drop(HoldUntilEnd::new(body, Arc::clone(&held)));
+        assert_eq!(Arc::strong_count(&held), 1);
     }
 }

@@ -5,8 +5,9 @@
 
 use std::{
     convert::Infallible,
+    future::Future,
     net::SocketAddr,
-    sync::{Arc, atomic::Ordering},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -16,7 +17,7 @@ use http::{
     header::{ALLOW, CONTENT_TYPE, HOST, LOCATION, SET_COOKIE, USER_AGENT},
     uri::{PathAndQuery, Scheme},
 };
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Incoming};
 use tracing::debug;
 
@@ -24,19 +25,23 @@ use super::{
     Runtime, Shared,
     access_log::{Entry, LoggedBody, now_epoch},
     allowlist,
-    body::BodySlot,
+    body::{BodySlot, HoldUntilEnd},
     client_addr::{Client, Origin, TrustConfig},
-    headers::{add_forwarding, is_upgrade, strip_hop_by_hop},
-    metrics::{RequestLabels, RouteLabels, UpstreamLabels},
+    client_body::{BodyWatch, ClientBody, ClientFault},
+    headers::{add_forwarding, for_http1_upstream, is_upgrade, strip_hop_by_hop},
+    metrics::{GaugeGuard, RequestLabels, RouteLabels, UpstreamLabels},
     request_target,
     router::{CompiledAction, Lookup, RequestView},
     tunnel,
     upstream::{
-        BoxError, PickInput, ProxyBody, UpstreamRuntime, pool::scheme_and_version,
+        BoxError, PickInput, ProxyBody, UpstreamRuntime, balance::Slot, pool::scheme_and_version,
         send_timeout::SendTimedOut,
     },
 };
-use crate::model::RoutePolicy;
+use crate::model::{BackendProtocol, RoutePolicy};
+
+/// What the upstream client fails with.
+type UpstreamError = hyper_util::client::legacy::Error;
 
 /// Header naming why the proxy answered a request itself.
 pub const REASON_HEADER: &str = "x-xdp-ingress-reason";
@@ -267,6 +272,11 @@ fn choose_weighted(ups: &[(Arc<UpstreamRuntime>, u32)]) -> Option<&Arc<UpstreamR
     ups.last().map(|(u, _)| u)
 }
 
+/// Forwards a routed request to an endpoint of `up`, in phases: admit (a declared body over
+/// the limit never leaves the proxy), prepare the upstream request once, then attempt
+/// endpoints; each failed attempt is classified by where it came from (the client's side,
+/// the endpoint, the proxy), which decides whether the endpoint is charged with it and
+/// whether another endpoint may be tried.
 async fn forward(
     shared: &Arc<Shared>,
     mut req: Request<Incoming>,
@@ -279,44 +289,23 @@ async fn forward(
     let args = &shared.args;
     let max_body = policy.max_body_bytes.unwrap_or(args.max_body_bytes);
     if max_body > 0 && req.body().size_hint().lower() > max_body {
-        out.reason = Some("request body too large".into());
-        return local(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+        let fault = ClientFault::TooLarge;
+        out.reason = Some(fault.reason().into());
+        return local(fault.status(), fault.reason());
     }
     let upgrade = req.version() == Version::HTTP_11 && is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let (mut parts, body) = req.into_parts();
-    strip_hop_by_hop(&mut parts.headers, upgrade);
-    let request_id = add_forwarding(
-        &mut parts.headers,
+    let mut prepared = prepare(
+        shared,
         &out.client,
-        super::router::normalize_host(host).as_ref(),
+        req,
+        up,
+        policy,
+        host,
+        upgrade,
+        max_body,
     );
-    out.request_id = Some(request_id);
-    if let Ok(v) = HeaderValue::from_str(host) {
-        parts.headers.insert(HOST, v);
-    }
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    // The body goes to another endpoint only while no attempt has read from it.
-    let body = BodySlot::new(if max_body > 0 {
-        Limited::new(body, max_body as usize).boxed_unsync()
-    } else {
-        body.map_err(BoxError::from).boxed_unsync()
-    });
-    let idempotent = matches!(
-        parts.method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
-    );
-    let (scheme, upstream_version) = scheme_and_version(up.spec.protocol);
-    let scheme = if scheme == "https" {
-        Scheme::HTTPS
-    } else {
-        Scheme::HTTP
-    };
-    let read_timeout = policy.timeouts.read.unwrap_or(args.proxy_read_timeout);
+    out.request_id = Some(prepared.request_id.clone());
     let t = &policy.timeouts;
     let clients =
         (t.connect.is_some() || t.send.is_some()).then(|| shared.clients_for(t.connect, t.send));
@@ -326,13 +315,10 @@ async fn forward(
         upstream: Arc::clone(&up.label),
     };
     let mut tried = Vec::new();
-    let mut failure = (
-        StatusCode::SERVICE_UNAVAILABLE,
-        "no endpoint available".to_string(),
-    );
+    let mut failure = Failure::proxy(StatusCode::SERVICE_UNAVAILABLE, "no endpoint available");
     for attempt in 0..=args.proxy_retries {
         let Some(pick) = up.pick(&PickInput {
-            headers: &parts.headers,
+            headers: &prepared.parts.headers,
             client_ip,
             tried: &tried,
         }) else {
@@ -340,122 +326,382 @@ async fn forward(
         };
         tried.push(pick.slot);
         let slot = &up.slots[pick.slot];
-        let addr = slot.stats.addr;
-        out.upstream_addr = Some(addr);
-        let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(scheme.clone());
-        uri.authority = slot.authority.clone();
-        uri.path_and_query = Some(path_and_query.clone());
-        let Ok(uri) = Uri::from_parts(uri) else {
-            failure = (StatusCode::BAD_REQUEST, "invalid request target".into());
-            break;
-        };
-        let Some(req_body) = body.attempt() else {
-            break;
-        };
-        let mut upstream_req = Request::new(req_body.boxed_unsync());
-        *upstream_req.method_mut() = parts.method.clone();
-        *upstream_req.uri_mut() = uri;
-        *upstream_req.version_mut() = if upgrade {
-            Version::HTTP_11
-        } else {
-            upstream_version
-        };
+        out.upstream_addr = Some(slot.stats.addr);
         // `pick` never returns a tried endpoint, so once every endpoint is tried (always, for
         // a single endpoint) or the retries are used up, no later attempt needs the headers.
-        *upstream_req.headers_mut() =
-            if attempt == args.proxy_retries || tried.len() >= up.slots.len() {
-                std::mem::take(&mut parts.headers)
-            } else {
-                parts.headers.clone()
-            };
-
-        let t0 = Instant::now();
-        slot.stats.in_flight.fetch_add(1, Ordering::Relaxed);
-        let protocol = if upgrade {
-            match up.spec.protocol {
-                crate::model::BackendProtocol::Https | crate::model::BackendProtocol::Grpcs => {
-                    crate::model::BackendProtocol::Https
-                }
-                _ => crate::model::BackendProtocol::Http,
+        let last = attempt == args.proxy_retries || tried.len() >= up.slots.len();
+        let upstream_req = match prepared.request_to(slot, last) {
+            Ok(r) => r,
+            Err(f) => {
+                failure = f;
+                break;
             }
-        } else {
-            up.spec.protocol
         };
-        let sent = tokio::time::timeout(read_timeout, clients.send(protocol, upstream_req)).await;
-        slot.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
-        let took = t0.elapsed();
-        let (retry_ok, status, reason) = match sent {
-            Ok(Ok(mut resp)) => {
-                slot.stats.record_success(took);
-                shared
+        // Counted until the response has ended, whatever happens to this future meanwhile.
+        let in_flight = (
+            slot.stats.begin_request(),
+            GaugeGuard::new(
+                &shared
                     .metrics
-                    .upstream_duration
-                    .get_or_create(&upstream_label)
-                    .observe(took.as_secs_f64());
-                out.upstream_status = Some(resp.status().as_u16());
-                out.upstream_time = Some(took);
-                if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) =
-                    (client_upgrade, resp.status())
-                {
-                    let upstream = hyper::upgrade::on(&mut resp);
-                    tokio::spawn(tunnel::run(client, upstream, read_timeout));
-                    return upstream_response(resp, pick.set_cookie, true);
-                }
-                return upstream_response(resp, pick.set_cookie, false);
-            }
-            Ok(Err(e)) => {
-                let connect = e.is_connect();
-                debug!(endpoint = %addr, error = ?e, "upstream request failed");
-                // Safe to resend: nothing reached the endpoint (connect failed) or the method
-                // is idempotent; and the body is still whole.
-                let retry_ok = body.untouched() && (connect || idempotent);
-                if connect {
-                    (retry_ok, StatusCode::BAD_GATEWAY, "upstream connect failed")
-                } else if SendTimedOut::caused(&e) {
-                    // As nginx: a send timeout is a gateway timeout.
-                    (
-                        retry_ok,
-                        StatusCode::GATEWAY_TIMEOUT,
-                        "upstream send timed out",
-                    )
-                } else {
-                    (retry_ok, StatusCode::BAD_GATEWAY, "upstream request failed")
-                }
-            }
-            Err(_) => (
-                body.untouched() && idempotent,
-                StatusCode::GATEWAY_TIMEOUT,
-                "upstream timed out",
+                    .upstream_in_flight
+                    .get_or_create(&upstream_label),
             ),
-        };
-        shared
-            .metrics
-            .upstream_failures
-            .get_or_create(&upstream_label)
-            .inc();
-        slot.stats
-            .record_failure(&up.health, super::upstream::health::now_ms());
-        failure = (status, reason.to_string());
-        if !retry_ok || upgrade {
-            break;
+        );
+        let t0 = Instant::now();
+        let sent = await_response(
+            clients.send(prepared.protocol, upstream_req),
+            prepared.read_timeout,
+            &prepared.watch,
+        )
+        .await;
+        match classify(sent, &prepared) {
+            Ok(resp) => {
+                let answer = Answer {
+                    took: t0.elapsed(),
+                    set_cookie: pick.set_cookie,
+                    in_flight,
+                    read_timeout: prepared.read_timeout,
+                };
+                return answered(
+                    shared,
+                    slot,
+                    &upstream_label,
+                    resp,
+                    answer,
+                    client_upgrade,
+                    out,
+                );
+            }
+            Err(f) => {
+                charge(shared, up, slot, &upstream_label, &f);
+                let retry = f.retry && !upgrade;
+                failure = f;
+                if !retry {
+                    break;
+                }
+            }
         }
     }
-    out.reason = Some(failure.1.clone());
-    local(failure.0, &failure.1)
+    out.reason = Some(failure.reason.to_string());
+    local(failure.status, failure.reason)
 }
 
-fn upstream_response(
+/// What `forward` hands on with an endpoint's answer.
+struct Answer<G> {
+    took: Duration,
+    set_cookie: Option<HeaderValue>,
+    /// Released when the response (or the upgraded tunnel) has ended.
+    in_flight: G,
+    read_timeout: Duration,
+}
+
+/// The endpoint answered: its success is recorded and its response streamed back; a
+/// `101 Switching Protocols` to an Upgrade hands both connections to [`tunnel`].
+fn answered<G: Send + Unpin + 'static>(
+    shared: &Shared,
+    slot: &Slot,
+    label: &UpstreamLabels,
+    mut resp: Response<Incoming>,
+    a: Answer<G>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    out: &mut Outcome,
+) -> Response<ProxyBody> {
+    slot.stats.record_success(a.took);
+    shared
+        .metrics
+        .upstream_duration
+        .get_or_create(label)
+        .observe(a.took.as_secs_f64());
+    out.upstream_status = Some(resp.status().as_u16());
+    out.upstream_time = Some(a.took);
+    if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, resp.status()) {
+        let upstream = hyper::upgrade::on(&mut resp);
+        let (in_flight, read_timeout) = (a.in_flight, a.read_timeout);
+        // The tunnel is the request's continuation: it stays in flight while it lasts.
+        tokio::spawn(async move {
+            let _in_flight = in_flight;
+            tunnel::run(client, upstream, read_timeout).await;
+        });
+        return upstream_response(resp, a.set_cookie, true, ());
+    }
+    upstream_response(resp, a.set_cookie, false, a.in_flight)
+}
+
+/// Records a failed attempt where it belongs: only the endpoint's own faults count against it
+/// (passive health, `upstream_failures`), so no client can eject a pod.
+fn charge(shared: &Shared, up: &UpstreamRuntime, slot: &Slot, label: &UpstreamLabels, f: &Failure) {
+    debug!(endpoint = %slot.stats.addr, origin = ?f.origin, reason = f.reason, "attempt failed");
+    if f.origin == FaultSide::Upstream {
+        shared.metrics.upstream_failures.get_or_create(label).inc();
+        slot.stats
+            .record_failure(&up.health, super::upstream::health::now_ms());
+    }
+}
+
+/// The upstream request of one client request, built once for all its attempts.
+struct Prepared {
+    parts: http::request::Parts,
+    body: BodySlot,
+    /// What the client's body did, shared with its [`ClientBody`].
+    watch: Arc<BodyWatch>,
+    scheme: Scheme,
+    version: Version,
+    protocol: BackendProtocol,
+    path_and_query: PathAndQuery,
+    idempotent: bool,
+    read_timeout: Duration,
+    request_id: HeaderValue,
+}
+
+/// Prepares the upstream request: hop-by-hop fields removed, forwarding fields added,
+/// exactly one `Host`, the HTTP/2 to HTTP/1.1 conversion when the upstream speaks HTTP/1.1,
+/// and the client's body wrapped in the body limit and the client body timeout.
+#[allow(clippy::too_many_arguments)]
+fn prepare(
+    shared: &Shared,
+    client: &Client,
+    req: Request<Incoming>,
+    up: &UpstreamRuntime,
+    policy: &RoutePolicy,
+    host: &str,
+    upgrade: bool,
+    max_body: u64,
+) -> Prepared {
+    let (mut parts, body) = req.into_parts();
+    strip_hop_by_hop(&mut parts.headers, upgrade);
+    let request_id = add_forwarding(
+        &mut parts.headers,
+        client,
+        super::router::normalize_host(host).as_ref(),
+    );
+    // `insert` replaces every `Host` the client sent: the upstream sees exactly one.
+    if let Ok(v) = HeaderValue::from_str(host) {
+        parts.headers.insert(HOST, v);
+    }
+    let (scheme, version) = scheme_and_version(up.spec.protocol);
+    // An upgrade is an HTTP/1.1 mechanism: it goes to the endpoint over HTTP/1.1.
+    let (version, protocol) = if upgrade {
+        let protocol = match up.spec.protocol {
+            BackendProtocol::Https | BackendProtocol::Grpcs => BackendProtocol::Https,
+            _ => BackendProtocol::Http,
+        };
+        (Version::HTTP_11, protocol)
+    } else {
+        (version, up.spec.protocol)
+    };
+    if version == Version::HTTP_11 {
+        for_http1_upstream(&mut parts.headers, !body.is_end_stream());
+    }
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let watch = Arc::new(BodyWatch::default());
+    // The body goes to another endpoint only while no attempt has read from it.
+    let body = BodySlot::new(
+        ClientBody::new(
+            body,
+            max_body,
+            shared.args.client_body_timeout,
+            Arc::clone(&watch),
+        )
+        .boxed_unsync(),
+    );
+    let idempotent = matches!(
+        parts.method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    );
+    Prepared {
+        parts,
+        body,
+        watch,
+        scheme: if scheme == "https" {
+            Scheme::HTTPS
+        } else {
+            Scheme::HTTP
+        },
+        version,
+        protocol,
+        path_and_query,
+        idempotent,
+        read_timeout: policy
+            .timeouts
+            .read
+            .unwrap_or(shared.args.proxy_read_timeout),
+        request_id,
+    }
+}
+
+impl Prepared {
+    /// The request for one attempt at `slot`; `last`: no attempt follows, the headers move.
+    fn request_to(&mut self, slot: &Slot, last: bool) -> Result<Request<ProxyBody>, Failure> {
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(self.scheme.clone());
+        uri.authority = slot.authority.clone();
+        uri.path_and_query = Some(self.path_and_query.clone());
+        let uri = Uri::from_parts(uri)
+            .map_err(|_| Failure::proxy(StatusCode::BAD_REQUEST, "invalid request target"))?;
+        // `forward` retries only while the body is untouched, so a body is always there.
+        let body = self
+            .body
+            .attempt()
+            .ok_or_else(|| Failure::proxy(StatusCode::BAD_GATEWAY, "request body already sent"))?;
+        let mut req = Request::new(body.boxed_unsync());
+        *req.method_mut() = self.parts.method.clone();
+        *req.uri_mut() = uri;
+        *req.version_mut() = self.version;
+        *req.headers_mut() = if last {
+            std::mem::take(&mut self.parts.headers)
+        } else {
+            self.parts.headers.clone()
+        };
+        Ok(req)
+    }
+}
+
+/// Where a failed attempt went wrong; only [`FaultSide::Upstream`] is charged to the endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FaultSide {
+    /// The client's side of the request (its body); never retried, never charged.
+    Client(ClientFault),
+    /// The endpoint: connect, send, read or protocol failure.
+    Upstream,
+    /// The proxy could not build or place the request.
+    Proxy,
+}
+
+/// A failed attempt: what to answer, who caused it, whether another endpoint may be tried.
+#[derive(Debug)]
+struct Failure {
+    origin: FaultSide,
+    status: StatusCode,
+    reason: &'static str,
+    retry: bool,
+}
+
+impl Failure {
+    fn proxy(status: StatusCode, reason: &'static str) -> Self {
+        Failure {
+            origin: FaultSide::Proxy,
+            status,
+            reason,
+            retry: false,
+        }
+    }
+
+    fn upstream(status: StatusCode, reason: &'static str, retry: bool) -> Self {
+        Failure {
+            origin: FaultSide::Upstream,
+            status,
+            reason,
+            retry,
+        }
+    }
+}
+
+/// The endpoint did not answer within the read timeout.
+struct ReadTimedOut;
+
+/// Waits for the response headers. The read timeout (`proxy-read-timeout`, the time an
+/// endpoint has to answer) counts only while the proxy is not waiting on the client: from the
+/// attempt's start or the body's last progress, whichever is later. A slow upload is the
+/// client body timeout's to judge, an endpoint that stops taking the body the send timeout's.
+async fn await_response<F, T>(
+    send: F,
+    read_timeout: Duration,
+    watch: &BodyWatch,
+) -> Result<T, ReadTimedOut>
+where
+    F: Future<Output = T>,
+{
+    use super::upstream::health::now_ms;
+    tokio::pin!(send);
+    let started = now_ms();
+    let timeout_ms = u64::try_from(read_timeout.as_millis()).unwrap_or(u64::MAX);
+    loop {
+        let now = now_ms();
+        let wait_ms = match watch.upstream_clock_start_ms(started) {
+            // Look again after a whole timeout: by then the client moved or timed out.
+            None => timeout_ms,
+            Some(start) => {
+                let deadline = start.saturating_add(timeout_ms);
+                if now >= deadline {
+                    return Err(ReadTimedOut);
+                }
+                deadline - now
+            }
+        };
+        tokio::select! {
+            r = &mut send => return Ok(r),
+            _ = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
+        }
+    }
+}
+
+/// Sorts the outcome of an attempt. A fault the client's body recorded comes first: the send
+/// error it caused says nothing about the endpoint.
+fn classify(
+    sent: Result<Result<Response<Incoming>, UpstreamError>, ReadTimedOut>,
+    p: &Prepared,
+) -> Result<Response<Incoming>, Failure> {
+    let err = match sent {
+        Ok(Ok(resp)) => return Ok(resp),
+        Ok(Err(e)) => Some(e),
+        Err(ReadTimedOut) => None,
+    };
+    if let Some(fault) = p.watch.fault() {
+        return Err(Failure {
+            origin: FaultSide::Client(fault),
+            status: fault.status(),
+            reason: fault.reason(),
+            retry: false,
+        });
+    }
+    // Safe to resend: the body is still whole, and nothing reached the endpoint (connect
+    // failed) or the method is idempotent.
+    let untouched = p.body.untouched();
+    Err(match err {
+        None => Failure::upstream(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream timed out",
+            untouched && p.idempotent,
+        ),
+        Some(e) if e.is_connect() => Failure::upstream(
+            StatusCode::BAD_GATEWAY,
+            "upstream connect failed",
+            untouched,
+        ),
+        // As nginx: a send timeout is a gateway timeout.
+        Some(e) if SendTimedOut::caused(&e) => Failure::upstream(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream send timed out",
+            untouched && p.idempotent,
+        ),
+        Some(_) => Failure::upstream(
+            StatusCode::BAD_GATEWAY,
+            "upstream request failed",
+            untouched && p.idempotent,
+        ),
+    })
+}
+
+/// The endpoint's response for the client: hop-by-hop fields removed (connection-specific
+/// ones must never reach an HTTP/2 client), the affinity cookie added, and `hold` kept until
+/// the body has ended.
+fn upstream_response<G: Send + Unpin + 'static>(
     resp: Response<Incoming>,
     set_cookie: Option<HeaderValue>,
     upgraded: bool,
+    hold: G,
 ) -> Response<ProxyBody> {
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers, upgraded);
     if let Some(c) = set_cookie {
         parts.headers.append(SET_COOKIE, c);
     }
-    Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync())
+    let body = HoldUntilEnd::new(body.map_err(BoxError::from), hold);
+    Response::from_parts(parts, body.boxed_unsync())
 }
 
 fn redirect(shared: &Shared, host: &str, uri: &Uri) -> Response<ProxyBody> {

@@ -45,13 +45,19 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Removes hop-by-hop headers. With `upgrade`, `Connection: upgrade` and `Upgrade` stay.
-/// `TE: trailers` stays (gRPC needs it end to end).
+/// Removes hop-by-hop headers (RFC 9110 7.6.1), which HTTP/2 forbids outright as
+/// connection-specific (RFC 9113 8.2.2): `Connection` and the fields it names, `Keep-Alive`,
+/// `Proxy-Connection`, `Transfer-Encoding`, `Upgrade`. With `upgrade`, `Connection: upgrade`
+/// and `Upgrade` stay. `TE` is cut down to `trailers` when the sender accepts trailers (the
+/// one value HTTP/2 allows, and what gRPC needs end to end), else removed. `Trailer` is
+/// end to end (RFC 9110 6.6.2) and stays: an HTTP/1.1 hop sends only the trailers it declares.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     if headers.contains_key(CONNECTION) {
         let named: Vec<HeaderName> = connection_tokens(headers)
             .filter(|t| !(upgrade && t.eq_ignore_ascii_case("upgrade")))
             .filter_map(|t| HeaderName::from_bytes(t.to_ascii_lowercase().as_bytes()).ok())
+            // A field named in Connection that is end to end by definition keeps its meaning.
+            .filter(|n| *n != TE && *n != TRAILER)
             .collect();
         for n in named {
             headers.remove(n);
@@ -61,17 +67,61 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     headers.remove(KEEP_ALIVE);
     headers.remove(PROXY_CONNECTION);
     headers.remove(TRANSFER_ENCODING);
-    headers.remove(TRAILER);
     let te_trailers = headers
-        .get(TE)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    if !te_trailers {
+        .get_all(TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(accepts_trailers);
+    if te_trailers {
+        headers.insert(TE, HeaderValue::from_static("trailers"));
+    } else {
         headers.remove(TE);
     }
     if upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
     } else {
         headers.remove(UPGRADE);
+    }
+}
+
+/// Whether one `TE` list member is `trailers` (RFC 9110 10.1.4: it takes no weight).
+fn accepts_trailers(member: &str) -> bool {
+    member.trim().eq_ignore_ascii_case("trailers")
+}
+
+/// Makes the (hop-by-hop stripped) headers of a request fit an HTTP/1.1 upstream:
+/// - `Cookie` fields, which an HTTP/2 client sends one per cookie, joined into one with
+///   `"; "` (RFC 9113 8.2.3; HTTP/1.1 allows one `Cookie` line, RFC 6265 5.4);
+/// - a request with a body whose `Trailer` field declares trailers goes chunked, the only
+///   HTTP/1.1 framing that carries them (RFC 9112 7.1.2), even when the client sent a
+///   `content-length` (HTTP/2 frames trailers without chunks).
+pub fn for_http1_upstream(headers: &mut HeaderMap, has_body: bool) {
+    join_cookies(headers);
+    if has_body && headers.contains_key(TRAILER) {
+        headers.remove(http::header::CONTENT_LENGTH);
+        headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+    }
+}
+
+fn join_cookies(headers: &mut HeaderMap) {
+    use http::header::{COOKIE, Entry};
+    let Entry::Occupied(mut cookies) = headers.entry(COOKIE) else {
+        return;
+    };
+    if cookies.iter().nth(1).is_none() {
+        return;
+    }
+    let mut joined = Vec::new();
+    for v in cookies.iter() {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(v.as_bytes());
+    }
+    // Joining valid field values with "; " gives a valid field value.
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        cookies.insert(v);
     }
 }
 
@@ -209,6 +259,41 @@ mod tests {
         assert_eq!(h["te"], "trailers");
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");
+    }
+
+    #[test]
+    fn te_becomes_trailers_when_accepted_and_trailer_stays() {
+        let mut h = map(&[
+            ("te", "gzip;q=0.5, Trailers"),
+            ("trailer", "x-checksum"),
+            ("connection", "te, trailer"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h["te"], "trailers");
+        assert_eq!(h["trailer"], "x-checksum");
+        assert!(!h.contains_key("connection"));
+        let mut h = map(&[("te", "deflate")]);
+        strip_hop_by_hop(&mut h, false);
+        assert!(!h.contains_key("te"));
+    }
+
+    #[test]
+    fn cookies_joined_and_declared_trailers_go_chunked_toward_http1() {
+        let mut h = map(&[
+            ("cookie", "a=1"),
+            ("cookie", "b=2"),
+            ("content-length", "5"),
+            ("trailer", "x-checksum"),
+        ]);
+        for_http1_upstream(&mut h, true);
+        assert_eq!(h.get_all("cookie").iter().count(), 1);
+        assert_eq!(h["cookie"], "a=1; b=2");
+        assert_eq!(h["transfer-encoding"], "chunked");
+        assert!(!h.contains_key("content-length"));
+        let mut h = map(&[("cookie", "only=1"), ("content-length", "5")]);
+        for_http1_upstream(&mut h, true);
+        assert_eq!(h["cookie"], "only=1");
+        assert_eq!(h["content-length"], "5");
     }
 
     #[test]

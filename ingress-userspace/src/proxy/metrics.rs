@@ -77,6 +77,7 @@ pub struct Metrics {
     pub request_duration: Hist,
     pub upstream_duration: UpHist,
     pub upstream_failures: Family<UpstreamLabels, Counter>,
+    pub upstream_in_flight: Family<UpstreamLabels, Gauge>,
     pub active_connections: Family<ListenerLabels, Gauge>,
     pub rejected_connections: Counter,
     pub tls_handshakes: Family<ResultLabels, Counter>,
@@ -96,6 +97,7 @@ impl Metrics {
         let upstream_duration =
             UpHist::new_with_constructor(latency_histogram as fn() -> Histogram);
         let upstream_failures = Family::default();
+        let upstream_in_flight = Family::default();
         let active_connections = Family::default();
         let rejected_connections = Counter::default();
         let tls_handshakes = Family::default();
@@ -119,8 +121,14 @@ impl Metrics {
         );
         registry.register(
             "upstream_failures",
-            "Failed upstream attempts (connect, reset, timeout), by upstream",
+            "Failed upstream attempts (connect, reset, timeout), by upstream; faults of the \
+             client (body too large, malformed or stalled, client gone) are not counted",
             upstream_failures.clone(),
+        );
+        registry.register(
+            "upstream_in_flight",
+            "Requests sent to the upstream's endpoints whose response has not ended, by upstream",
+            upstream_in_flight.clone(),
         );
         registry.register(
             "active_connections",
@@ -158,6 +166,7 @@ impl Metrics {
             request_duration,
             upstream_duration,
             upstream_failures,
+            upstream_in_flight,
             active_connections,
             rejected_connections,
             tls_handshakes,
@@ -214,6 +223,23 @@ impl ConnectionGuard {
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         self.gauge.dec();
+    }
+}
+
+/// Counts one in a gauge while alive (a request in `upstream_in_flight`).
+#[derive(Debug)]
+pub struct GaugeGuard(Gauge);
+
+impl GaugeGuard {
+    pub fn new(gauge: &Gauge) -> Self {
+        gauge.inc();
+        GaugeGuard(gauge.clone())
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

@@ -6,7 +6,7 @@
 use std::{
     net::SocketAddr,
     sync::{
-        OnceLock,
+        Arc, OnceLock,
         atomic::{AtomicU32, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
@@ -80,6 +80,15 @@ impl EndpointStats {
         self.ewma_us.store(new.max(1), Ordering::Relaxed);
     }
 
+    /// Counts one request in [`in_flight`](Self::in_flight) for as long as the returned guard
+    /// lives. A guard rather than a decrement after the `.await`: a request future is dropped
+    /// at any await point when its client resets, and a leaked count would steer
+    /// least-request balancing away from this endpoint for good.
+    pub fn begin_request(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(Arc::clone(self))
+    }
+
     /// Counts a failure; returns true when this failure ejected the endpoint.
     pub fn record_failure(&self, policy: &HealthPolicy, now_ms: u64) -> bool {
         let n = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
@@ -97,6 +106,16 @@ impl EndpointStats {
         if self.ejected_until_ms.load(Ordering::Relaxed) != 0 {
             self.ejected_until_ms.store(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// One request in flight to an endpoint; see [`EndpointStats::begin_request`].
+#[derive(Debug)]
+pub struct InFlight(Arc<EndpointStats>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -124,5 +143,24 @@ mod tests {
         assert!(!s.is_ejected(6002));
         s.record_success(Duration::from_millis(1));
         assert!(!s.is_suspect());
+    }
+
+    #[tokio::test]
+    async fn in_flight_survives_a_dropped_request() {
+        let s = Arc::new(EndpointStats::new("127.0.0.1:1".parse().unwrap()));
+        let request = {
+            let s = Arc::clone(&s);
+            async move {
+                let _counted = s.begin_request();
+                std::future::pending::<()>().await;
+            }
+        };
+        let task = tokio::spawn(request);
+        tokio::task::yield_now().await;
+        assert_eq!(s.in_flight.load(Ordering::Relaxed), 1);
+        // The client went away: the request future is dropped mid-await.
+        task.abort();
+        let _ = task.await;
+        assert_eq!(s.in_flight.load(Ordering::Relaxed), 0);
     }
 }
