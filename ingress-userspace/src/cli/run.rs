@@ -297,3 +297,45 @@ pub async fn start_sources(
     }
     Ok(sources)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct W {
+        #[command(flatten)]
+        run: super::RunArgs,
+    }
+
+    #[test]
+    fn out_of_range_run_flags_are_clap_errors() {
+        let parse = |v: &str| W::try_parse_from(["x", "--no-xdp", "--stats-interval", v]);
+        assert_eq!(
+            parse("86400").map(|w| w.run.stats_interval).ok(),
+            Some(86400)
+        );
+        // A period past what the interval timer's deadline arithmetic holds.
+        for bad in ["86401", "18446744073709551615", "x"] {
+            let e = parse(bad).err().expect(bad);
+            assert!(e.to_string().contains("--stats-interval"), "{e}");
+        }
+        let e = W::try_parse_from(["x", "--no-xdp", "--secret-namespaces", "ok,Not_A_Namespace"])
+            .err()
+            .expect("invalid namespace");
+        assert!(e.to_string().contains("--secret-namespaces"), "{e}");
+        let w = W::try_parse_from(["x", "--no-xdp", "--secret-namespaces", "shop,blog,shop"])
+            .expect("valid");
+        assert_eq!(
+            w.run.source.secret_namespaces(),
+            Some(vec!["blog".to_string(), "shop".to_string()])
+        );
+        assert_eq!(
+            W::parse_from(["x", "--no-xdp"])
+                .run
+                .source
+                .secret_namespaces(),
+            None
+        );
+    }
+}
