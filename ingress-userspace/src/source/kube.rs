@@ -275,8 +275,8 @@ fn trim_node(mut o: Node) -> Node {
 }
 
 /// Watches one kind through one or more APIs (scopes: namespaces). Each scope's (re-)list is
-/// buffered; the kind is replaced whole once every scope has listed, from the objects each
-/// scope last listed and updated since, so one namespace's re-list never drops another's.
+/// buffered; when one completes, the kind is replaced whole by what every scope listed so far
+/// and updated since, so one namespace's re-list never drops another's.
 async fn watch_kind<K>(
     apis: Vec<Api<K>>,
     config: watcher::Config,
@@ -294,7 +294,8 @@ async fn watch_kind<K>(
             .boxed()
     }));
     let mut buffers: Vec<Vec<Object>> = vec![Vec::new(); scopes];
-    // With several scopes: each scope's current objects, `None` until its first list.
+    // With several scopes: each scope's current objects, `None` until its first list (and
+    // always with one scope, whose list is the whole kind).
     let mut current: Vec<Option<BTreeMap<Key, Object>>> = vec![None; scopes];
     let mut failing = false;
     while let Some((scope, item)) = stream.next().await {
@@ -319,18 +320,17 @@ async fn watch_kind<K>(
                         if scopes == 1 {
                             Change::ReplaceKind(kind, listed)
                         } else {
+                            // Scopes not listed yet add nothing: one namespace that cannot
+                            // be listed (no Role there yet) must not hold back the others.
                             current[scope] =
                                 Some(listed.into_iter().map(|o| (o.key(), o)).collect());
-                            if current.iter().any(Option::is_none) {
-                                continue;
-                            }
                             let all = current.iter().flatten().flat_map(|m| m.values().cloned());
                             Change::ReplaceKind(kind, all.collect())
                         }
                     }
                     Event::Apply(o) => {
                         let o = wrap(trim(o));
-                        if let Some(Some(m)) = current.get_mut(scope).filter(|_| scopes > 1) {
+                        if let Some(m) = current[scope].as_mut() {
                             m.insert(o.key(), o.clone());
                         }
                         Change::Upsert(o)
@@ -341,7 +341,7 @@ async fn watch_kind<K>(
                             m.namespace.clone().unwrap_or_default(),
                             m.name.clone().unwrap_or_default(),
                         );
-                        if let Some(Some(m)) = current.get_mut(scope).filter(|_| scopes > 1) {
+                        if let Some(m) = current[scope].as_mut() {
                             m.remove(&key);
                         }
                         Change::Delete(kind, key)
