@@ -54,8 +54,10 @@ pub struct ProxyArgs {
     /// Concurrent client connections; more are closed on accept (1 to 1048576).
     #[arg(long, default_value_t = 16384, value_parser = parse_max_connections)]
     pub max_connections: usize,
-    /// Concurrent HTTP/2 streams per client connection.
-    #[arg(long, default_value_t = 128)]
+    /// Concurrent HTTP/2 streams per client connection (1 to 2147483647, the stream
+    /// identifier space of RFC 9113 section 5.1.1; 0 would refuse every request).
+    #[arg(long, default_value_t = 128,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(i32::MAX)))]
     pub max_concurrent_streams: u32,
 
     /// Connect timeout toward endpoints.
@@ -70,8 +72,8 @@ pub struct ProxyArgs {
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub proxy_send_timeout: Duration,
     /// Attempts on other endpoints after a connect failure, or any failure of an idempotent
-    /// request without a body.
-    #[arg(long, default_value_t = 2)]
+    /// request without a body (0 to 100; never more than the endpoints there are).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub proxy_retries: u32,
     /// Idle upstream connections kept per endpoint.
     #[arg(long, default_value_t = 256)]
@@ -220,6 +222,9 @@ mod tests {
             ["x", "--proxy-read-timeout", "99999999999999999999999"],
             ["x", "--max-connections", "0"],
             ["x", "--max-body-bytes", "2048g"],
+            ["x", "--max-concurrent-streams", "0"],
+            ["x", "--max-concurrent-streams", "2147483648"],
+            ["x", "--proxy-retries", "101"],
         ] {
             let e = Cli::try_parse_from(args).err().expect("rejected");
             assert!(e.to_string().contains(args[1]), "{e}");
