@@ -36,6 +36,8 @@ rm -rf "$out"
   --values deploy/helm/ci/custom-values.yaml --name edge --namespace edge-system
 "$py" deploy/tools/chart.py render "$chart" "$out/rendered-minimal" \
   --values deploy/helm/ci/no-metrics-values.yaml --name xdp-ingress --namespace xdp-ingress
+"$py" deploy/tools/chart.py render "$chart" "$out/rendered-secret-namespaces" \
+  --values deploy/helm/ci/secret-namespaces-values.yaml --name xdp-ingress --namespace xdp-ingress
 
 step "chart defaults vs deploy/manifests"
 "$py" deploy/tools/chart.py compare "$out/rendered-default" deploy/manifests

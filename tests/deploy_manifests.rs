@@ -50,6 +50,10 @@ const NAMESPACED_RULES: &[(&str, &str, &[&str])] = &[(
     &["get", "create", "update"],
 )];
 
+/// With `--secret-namespaces`: what it needs in each listed namespace instead of cluster-wide
+/// Secret access (one namespaced watch of TLS Secrets each).
+const SECRET_RULES: &[(&str, &str, &[&str])] = &[("", "secrets", &["get", "list", "watch"])];
+
 /// Capabilities the daemon may ask for: load BPF programs and maps (BPF, PERFMON), attach to
 /// the NIC (NET_ADMIN), listen on ports below 1024 (NET_BIND_SERVICE, only when it does).
 const ALLOWED_CAPABILITIES: &[&str] = &["BPF", "PERFMON", "NET_ADMIN", "NET_BIND_SERVICE"];
@@ -376,9 +380,18 @@ fn rbac_is_exactly_what_the_controller_calls() {
         let namespace = str_at(ds.object, &["metadata", "namespace"]).expect("DaemonSet namespace");
         let account = str_at(ds.pod, &["serviceAccountName"]).expect("serviceAccountName");
 
+        // `--secret-namespaces`: Secrets move from the ClusterRole to a Role per namespace.
+        let secret_namespaces: BTreeSet<&str> = ds
+            .flags
+            .get("--secret-namespaces")
+            .map(|v| v.split(',').collect())
+            .unwrap_or_default();
         let cluster_role = b.one("ClusterRole");
         let rules = rules_of(cluster_role, &b.name);
-        let wanted = expected(CLUSTER_RULES);
+        let mut wanted = expected(CLUSTER_RULES);
+        if !secret_namespaces.is_empty() {
+            wanted.retain(|(_, resource, _)| resource != "secrets");
+        }
         assert_eq!(
             rules,
             wanted,
@@ -387,37 +400,82 @@ fn rbac_is_exactly_what_the_controller_calls() {
             diff(&rules, &wanted)
         );
 
-        let role = b.one("Role");
+        // Every Role is either the Lease Role in the pod's namespace or a Secret Role in a
+        // listed namespace; exactly one of each, nothing else.
+        let mut lease_roles = 0;
+        let mut secret_role_namespaces = BTreeSet::new();
+        for role in b.of_kind("Role") {
+            let ns = str_at(role, &["metadata", "namespace"]).expect("Role namespace");
+            let rules = rules_of(role, &b.name);
+            if rules == expected(NAMESPACED_RULES) {
+                assert_eq!(ns, namespace, "{}: Lease Role namespace", b.name);
+                lease_roles += 1;
+            } else {
+                let wanted = expected(SECRET_RULES);
+                assert_eq!(
+                    rules,
+                    wanted,
+                    "{}: Role {ns}/{}: {}",
+                    b.name,
+                    name_of(role),
+                    diff(&rules, &wanted)
+                );
+                assert!(
+                    secret_role_namespaces.insert(ns),
+                    "{}: two Secret Roles in {ns}",
+                    b.name
+                );
+            }
+        }
+        assert_eq!(lease_roles, 1, "{}: one Lease Role", b.name);
         assert_eq!(
-            str_at(role, &["metadata", "namespace"]),
-            Some(namespace),
-            "{}: Role namespace",
+            secret_role_namespaces, secret_namespaces,
+            "{}: a Secret Role in exactly the --secret-namespaces",
             b.name
         );
-        let rules = rules_of(role, &b.name);
-        let wanted = expected(NAMESPACED_RULES);
-        assert_eq!(rules, wanted, "{}: Role: {}", b.name, diff(&rules, &wanted));
 
-        for (binding, role_kind, role_name) in [
-            (
-                b.one("ClusterRoleBinding"),
-                "ClusterRole",
-                name_of(cluster_role),
-            ),
-            (b.one("RoleBinding"), "Role", name_of(role)),
-        ] {
-            assert_eq!(
-                str_at(binding, &["roleRef", "kind"]),
-                Some(role_kind),
-                "{}",
-                b.name
-            );
-            assert_eq!(
-                str_at(binding, &["roleRef", "name"]),
-                Some(role_name),
-                "{}",
-                b.name
-            );
+        let role_of = |binding: &Value| -> (&'static str, String) {
+            let ns = str_at(binding, &["metadata", "namespace"]);
+            let name = str_at(binding, &["roleRef", "name"]).unwrap_or_default();
+            match str_at(binding, &["roleRef", "kind"]) {
+                Some("ClusterRole") => ("ClusterRole", name.to_string()),
+                _ => {
+                    let found = b
+                        .of_kind("Role")
+                        .any(|r| name_of(r) == name && str_at(r, &["metadata", "namespace"]) == ns);
+                    assert!(
+                        found,
+                        "{}: {} binds a missing Role {name}",
+                        b.name,
+                        name_of(binding)
+                    );
+                    ("Role", name.to_string())
+                }
+            }
+        };
+        assert_eq!(
+            b.of_kind("RoleBinding").count(),
+            1 + secret_namespaces.len(),
+            "{}: one RoleBinding per Role",
+            b.name
+        );
+        let cluster_binding = b.one("ClusterRoleBinding");
+        assert_eq!(
+            role_of(cluster_binding),
+            ("ClusterRole", name_of(cluster_role).to_string()),
+            "{}",
+            b.name
+        );
+        for binding in std::iter::once(cluster_binding).chain(b.of_kind("RoleBinding")) {
+            if str_at(binding, &["kind"]) == Some("RoleBinding") {
+                assert_eq!(
+                    role_of(binding).0,
+                    "Role",
+                    "{}: {}",
+                    b.name,
+                    name_of(binding)
+                );
+            }
             let subjects = binding
                 .get("subjects")
                 .and_then(Value::as_sequence)
@@ -466,6 +524,57 @@ fn rbac_is_exactly_what_the_controller_calls() {
             pod_ns,
             Some("metadata.namespace"),
             "{}: POD_NAMESPACE",
+            b.name
+        );
+    }
+}
+
+/// The `secretNamespaces` render (deploy/helm/ci/secret-namespaces-values.yaml) exists and
+/// reads Secrets only through its Roles; the rules themselves are checked above.
+#[test]
+fn secret_namespaces_mode_has_no_cluster_wide_secret_access() {
+    let all = bundles();
+    if all.len() == 1 {
+        eprintln!("note: no chart renders (run deploy/check.sh first); nothing to check");
+        return;
+    }
+    let scoped: Vec<&Bundle> = all
+        .iter()
+        .filter(|b| b.daemonset().flags.contains_key("--secret-namespaces"))
+        .collect();
+    assert!(!scoped.is_empty(), "no render with secretNamespaces");
+    for b in scoped {
+        let listed: BTreeSet<String> = b
+            .daemonset()
+            .flag("--secret-namespaces")
+            .split(',')
+            .map(str::to_string)
+            .collect();
+        assert_eq!(
+            listed,
+            ["blog", "shop", "xdp-ingress"].map(String::from).into(),
+            "{}",
+            b.name
+        );
+        let cluster = rules_of(b.one("ClusterRole"), &b.name);
+        assert!(
+            !cluster.iter().any(|(_, r, _)| r == "secrets"),
+            "{}: ClusterRole grants secrets: {cluster:?}",
+            b.name
+        );
+        let with_secrets: BTreeSet<&str> = b
+            .of_kind("Role")
+            .filter(|r| {
+                rules_of(r, &b.name)
+                    .iter()
+                    .any(|(_, res, _)| res == "secrets")
+            })
+            .filter_map(|r| str_at(r, &["metadata", "namespace"]))
+            .collect();
+        assert_eq!(
+            with_secrets,
+            ["blog", "shop", "xdp-ingress"].into(),
+            "{}",
             b.name
         );
     }

@@ -4,6 +4,7 @@
 //! request finishes, new connections are refused, the process exits cleanly.
 
 use std::{
+    collections::BTreeSet,
     io::{BufRead, BufReader},
     process::Stdio,
     time::{Duration, Instant},
@@ -141,4 +142,131 @@ fn daemon_serves_manifests_logs_json_and_drains_on_sigterm() {
         .expect("wait")
         .expect("daemon exits after draining");
     assert!(status.success(), "{status}");
+}
+
+/// Issue 9, class 9: an EndpointSlice that points into the node. The slice of `web` lists a
+/// pod, `127.0.0.1:8080` and the node's own address `198.18.0.2:8080`, both with a listener in
+/// the node's namespace. The daemon refuses the two (a diagnostic each in its log) and every
+/// request reaches the pod; nothing ever connects to the node-local listeners.
+#[test]
+fn daemon_never_connects_to_endpoints_inside_the_node() {
+    if !testbed::require_root() {
+        return;
+    }
+    let bin = testbed::built_xdp_ingress_bin();
+    let topo = Topology::new(1).expect("topology");
+    let pod = &topo.pods[0];
+    let _pod = HttpBackend::start_in(&pod.ns, "0.0.0.0:8080".parse().unwrap(), &pod.name).unwrap();
+    let loopback = HttpBackend::start_in(
+        &topo.node,
+        "127.0.0.1:8080".parse().unwrap(),
+        "node-loopback",
+    )
+    .unwrap();
+    let node_ip = HttpBackend::start_in(
+        &topo.node,
+        "198.18.0.2:8080".parse().unwrap(),
+        "node-address",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("web.yaml"),
+        format!(
+            r#"apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: default}}
+spec:
+  ports: [{{name: http, port: 80, targetPort: 8080}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: web-1, namespace: default, labels: {{kubernetes.io/service-name: web}}}}
+addressType: IPv4
+ports: [{{name: http, port: 8080, protocol: TCP}}]
+endpoints:
+- {{addresses: ["{}"], conditions: {{ready: true}}}}
+- {{addresses: ["127.0.0.1"], conditions: {{ready: true}}}}
+- {{addresses: ["198.18.0.2"], conditions: {{ready: true}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: web, namespace: default}}
+spec:
+  ingressClassName: xdp-ingress
+  rules:
+  - host: web.test
+    http:
+      paths:
+      - {{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}
+"#,
+            pod.v4
+        ),
+    )
+    .unwrap();
+    let mut cmd = topo.node.cmd(&bin.display().to_string());
+    cmd.arg("run")
+        .arg("--no-xdp")
+        .arg("--manifests")
+        .arg(dir.path())
+        .args([
+            "--metrics-addr",
+            "198.18.0.2:9100",
+            "--access-log-format",
+            "off",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut daemon = KillOnDrop::spawn(&mut cmd).expect("daemon starts");
+    let stderr = daemon
+        .child_mut()
+        .and_then(|c| c.stderr.take())
+        .expect("stderr");
+    let (line_tx, line_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = line_tx.send(line);
+        }
+    });
+    let curl = |args: &[&str]| topo.client.run("curl", args);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while curl(&["-sf", "-m", "1", "http://198.18.0.2:9100/readyz"]).is_err() {
+        assert!(Instant::now() < deadline, "daemon never became ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for i in 0..30 {
+        let body = curl(&[
+            "-sS",
+            "-m",
+            "5",
+            "-H",
+            "Host: web.test",
+            "http://198.18.0.2/",
+        ])
+        .unwrap_or_else(|e| panic!("request {i}: {e}"));
+        let v: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        assert_eq!(v["pod"], pod.name.as_str(), "request {i}");
+    }
+    assert_eq!(loopback.requests(), 0, "a request reached 127.0.0.1");
+    assert_eq!(
+        node_ip.requests(),
+        0,
+        "a request reached the node's own address"
+    );
+    // Each refusal is reported (the leader turns the same diagnostic into an Event).
+    let mut refused = BTreeSet::new();
+    let until = Instant::now() + Duration::from_secs(5);
+    while refused.len() < 2 && Instant::now() < until {
+        if let Ok(line) = line_rx.recv_timeout(Duration::from_millis(200))
+            && line.contains("EndpointAddressRefused")
+        {
+            for addr in ["127.0.0.1", "198.18.0.2"] {
+                if line.contains(&format!("endpoint {addr} ")) {
+                    refused.insert(addr);
+                }
+            }
+        }
+    }
+    assert_eq!(refused, BTreeSet::from(["127.0.0.1", "198.18.0.2"]));
 }

@@ -1017,7 +1017,13 @@ fn translated(version: u64, yaml: &str) -> Arc<Snapshot> {
         store::Objects,
     };
     let objects = Objects::from_objects(parse_manifests(yaml).expect("manifests parse"));
-    let mut s = translate(&objects, &TranslateConfig::default());
+    // The backends of these tests listen on loopback, which translation refuses unless the
+    // operator opts in (`--allow-node-local-endpoints`).
+    let config = TranslateConfig {
+        allow_node_local_endpoints: true,
+        ..TranslateConfig::default()
+    };
+    let mut s = translate(&objects, &config);
     s.version = version;
     Arc::new(s)
 }
@@ -2459,5 +2465,58 @@ async fn http2_and_http1_convert_cookies_trailers_te_and_connection_fields() {
         if is_h2 {
             assert!(!g.headers.contains_key("transfer-encoding"));
         }
+    }
+}
+
+/// Issue 9, class 7: `proxy-read-timeout: "99999999999"` (and a value past what `Instant` can
+/// hold). Out of the accepted range (1 ms to 7 days): a warning that `explain` shows, and the
+/// default applies. Before, the value reached the tunnel's deadline arithmetic and the
+/// WebSocket task panicked, closing the connection. The WebSocket keeps working and the other
+/// routes keep serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_range_read_timeout_warns_and_websockets_keep_working() {
+    use xdp_ingress::cli::explain::{Query, explain};
+    let (a, b) = (backend("a"), backend("b"));
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    for (version, value) in [(1, "99999999999"), (2, "9999999999999999999")] {
+        let ws = ingress_yaml(
+            "ws.test",
+            a.addr,
+            &[("nginx.ingress.kubernetes.io/proxy-read-timeout", value)],
+        );
+        // A second Ingress and Service for the other route.
+        let other = ingress_yaml("other.test", b.addr, &[])
+            .replace("web", "other")
+            .replace("guarded", "plain");
+        let snap = translated(version, &format!("{ws}---\n{other}"));
+        let e = explain(
+            &snap,
+            &Query {
+                host: "ws.test".into(),
+                path: "/".into(),
+                method: "GET".into(),
+                headers: vec![],
+                https: false,
+            },
+        );
+        assert!(
+            e.diagnostics
+                .iter()
+                .any(|d| d.reason == "AnnotationOutOfRange"
+                    && d.message.contains("proxy-read-timeout")
+                    && d.message.contains(value)
+                    && d.message.contains("1ms to 604800s")),
+            "{:?}",
+            e.diagnostics
+        );
+        proxy.handle.apply(snap);
+        let (mut ws, pod) = websocket_open(proxy.http(), "ws.test").await;
+        assert_eq!(pod, "a");
+        ws_echo(&mut ws, b"hello").await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        ws_echo(&mut ws, b"still open").await;
+        let g = get(&http1_client(), proxy.http(), "other.test", "/").await;
+        assert_eq!((g.status, g.pod()), (StatusCode::OK, "b".to_string()));
+        ws_echo(&mut ws, b"after the other route").await;
     }
 }

@@ -41,8 +41,9 @@ impl std::fmt::Display for Key {
     }
 }
 
-/// One object of a kind the controller reads.
-#[derive(Clone, Debug, PartialEq)]
+/// One object of a kind the controller reads. `Debug` shows a Secret's name, type and data
+/// keys with their lengths, never the data (changes and stores get logged).
+#[derive(Clone, PartialEq)]
 pub enum Object {
     Ingress(Arc<Ingress>),
     IngressClass(Arc<IngressClass>),
@@ -50,6 +51,47 @@ pub enum Object {
     EndpointSlice(Arc<EndpointSlice>),
     Secret(Arc<Secret>),
     Node(Arc<Node>),
+}
+
+/// A Secret as `Debug` may show it: no data bytes.
+struct RedactedSecret<'a>(&'a Secret);
+
+impl std::fmt::Debug for RedactedSecret<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.0;
+        let lens = |m: Option<&BTreeMap<String, k8s_openapi::ByteString>>| -> Vec<String> {
+            m.into_iter()
+                .flatten()
+                .map(|(k, v)| format!("{k}: <{} bytes>", v.0.len()))
+                .collect()
+        };
+        let string_data: Vec<String> = s
+            .string_data
+            .iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}: <{} bytes>", v.len()))
+            .collect();
+        f.debug_struct("Secret")
+            .field("namespace", &s.metadata.namespace)
+            .field("name", &s.metadata.name)
+            .field("type", &s.type_)
+            .field("data", &lens(s.data.as_ref()))
+            .field("string_data", &string_data)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Object {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Object::Ingress(o) => f.debug_tuple("Ingress").field(o).finish(),
+            Object::IngressClass(o) => f.debug_tuple("IngressClass").field(o).finish(),
+            Object::Service(o) => f.debug_tuple("Service").field(o).finish(),
+            Object::EndpointSlice(o) => f.debug_tuple("EndpointSlice").field(o).finish(),
+            Object::Secret(o) => f.debug_tuple("Secret").field(&RedactedSecret(o)).finish(),
+            Object::Node(o) => f.debug_tuple("Node").field(o).finish(),
+        }
+    }
 }
 
 impl Object {
@@ -80,8 +122,9 @@ impl Object {
     }
 }
 
-/// All objects of one layer (or the merged view), by kind then key.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// All objects of one layer (or the merged view), by kind then key. `Debug` redacts Secrets
+/// as [`Object`]'s does.
+#[derive(Clone, Default, PartialEq)]
 pub struct Objects {
     pub ingresses: BTreeMap<Key, Arc<Ingress>>,
     pub ingress_classes: BTreeMap<Key, Arc<IngressClass>>,
@@ -91,6 +134,25 @@ pub struct Objects {
     pub nodes: BTreeMap<Key, Arc<Node>>,
     /// Problems the sources found before translation (e.g. a manifest file that does not parse).
     pub diagnostics: Vec<Diagnostic>,
+}
+
+impl std::fmt::Debug for Objects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secrets: BTreeMap<&Key, RedactedSecret> = self
+            .secrets
+            .iter()
+            .map(|(k, s)| (k, RedactedSecret(s)))
+            .collect();
+        f.debug_struct("Objects")
+            .field("ingresses", &self.ingresses)
+            .field("ingress_classes", &self.ingress_classes)
+            .field("services", &self.services)
+            .field("endpoint_slices", &self.endpoint_slices)
+            .field("secrets", &secrets)
+            .field("nodes", &self.nodes)
+            .field("diagnostics", &self.diagnostics)
+            .finish()
+    }
 }
 
 impl Objects {

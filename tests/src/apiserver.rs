@@ -77,6 +77,8 @@ struct State {
     oldest: u64,
     lists: HashMap<String, u64>,
     watches: HashMap<String, u64>,
+    /// `METHOD path?query` of every request, in order.
+    requests: Vec<String>,
 }
 
 struct Inner {
@@ -242,6 +244,11 @@ impl ApiServer {
             .get(plural)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// `METHOD path?query` of every request so far (tests assert what was, or was not, read).
+    pub fn requests(&self) -> Vec<String> {
+        self.inner.state.lock().unwrap().requests.clone()
     }
 
     pub fn watch_count(&self, plural: &str) -> u64 {
@@ -478,6 +485,12 @@ async fn handle(
     req: Request<hyper::body::Incoming>,
     stop: watch::Receiver<bool>,
 ) -> Response<Body> {
+    inner
+        .state
+        .lock()
+        .unwrap()
+        .requests
+        .push(format!("{} {}", req.method(), req.uri()));
     let Some(t) = parse_path(req.uri().path()) else {
         return status(404, "NotFound", "unknown path");
     };

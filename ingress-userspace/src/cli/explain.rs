@@ -55,6 +55,9 @@ pub struct ExplainArgs {
     /// Also take Ingresses that name no class (as `run --watch-ingress-without-class`).
     #[arg(long)]
     pub watch_ingress_without_class: bool,
+    /// Serve endpoints on loopback and node addresses (as `run --allow-node-local-endpoints`).
+    #[arg(long)]
+    pub allow_node_local_endpoints: bool,
 }
 
 fn parse_header(s: &str) -> Result<(String, String), String> {
@@ -322,6 +325,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
         controller_name: args.controller_name.clone(),
         ingress_class: args.ingress_class.clone(),
         watch_without_class: args.watch_ingress_without_class,
+        allow_node_local_endpoints: args.allow_node_local_endpoints,
         ..TranslateConfig::default()
     };
     let snapshot = load_snapshot(&args.manifests, &config)

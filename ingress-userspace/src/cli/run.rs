@@ -32,8 +32,8 @@ pub struct RunArgs {
     /// eBPF object to load instead of the embedded one.
     #[arg(long)]
     pub bpf_object: Option<PathBuf>,
-    /// Log the packet counters this often (seconds; 0 disables).
-    #[arg(long, default_value_t = 0)]
+    /// Log the packet counters this often (seconds, 0 to 86400; 0 disables).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=86400))]
     pub stats_interval: u64,
     #[command(flatten)]
     pub source: SourceArgs,
@@ -95,11 +95,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         _ => None,
     };
 
-    let translate_config = args
+    let mut translate_config = args
         .source
         .translate_config()
         .map_err(anyhow::Error::msg)
         .context("control-plane flags")?;
+    // Endpoints on this host's own addresses are refused (model/translate/node_local.rs);
+    // read once here, the Node object's addresses follow changes.
+    translate_config.node_addresses = crate::dataplane::l4::local_addrs();
     // The proxy drains when `shutdown` flips; until the first snapshot it answers 404.
     let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
     let mut proxy_args = args.proxy.clone();
@@ -258,9 +261,13 @@ pub async fn start_sources(
         let client = kube_source::client(args.kubeconfig.as_deref())
             .await
             .context("Kubernetes API source")?;
-        sources.tasks.extend(kube_source::spawn(
+        let scope = kube_source::WatchScope {
+            namespace: args.namespace.clone(),
+            secret_namespaces: args.secret_namespaces(),
+        };
+        sources.tasks.extend(kube_source::spawn_scoped(
             client.clone(),
-            args.namespace.as_deref(),
+            &scope,
             control.events.clone(),
         ));
         if !args.no_status {
@@ -289,4 +296,46 @@ pub async fn start_sources(
         warn!("no source given (--manifests, --default-manifests, --kube): nothing will be served");
     }
     Ok(sources)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct W {
+        #[command(flatten)]
+        run: super::RunArgs,
+    }
+
+    #[test]
+    fn out_of_range_run_flags_are_clap_errors() {
+        let parse = |v: &str| W::try_parse_from(["x", "--no-xdp", "--stats-interval", v]);
+        assert_eq!(
+            parse("86400").map(|w| w.run.stats_interval).ok(),
+            Some(86400)
+        );
+        // A period past what the interval timer's deadline arithmetic holds.
+        for bad in ["86401", "18446744073709551615", "x"] {
+            let e = parse(bad).err().expect(bad);
+            assert!(e.to_string().contains("--stats-interval"), "{e}");
+        }
+        let e = W::try_parse_from(["x", "--no-xdp", "--secret-namespaces", "ok,Not_A_Namespace"])
+            .err()
+            .expect("invalid namespace");
+        assert!(e.to_string().contains("--secret-namespaces"), "{e}");
+        let w = W::try_parse_from(["x", "--no-xdp", "--secret-namespaces", "shop,blog,shop"])
+            .expect("valid");
+        assert_eq!(
+            w.run.source.secret_namespaces(),
+            Some(vec!["blog".to_string(), "shop".to_string()])
+        );
+        assert_eq!(
+            W::parse_from(["x", "--no-xdp"])
+                .run
+                .source
+                .secret_namespaces(),
+            None
+        );
+    }
 }

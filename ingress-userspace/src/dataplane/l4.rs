@@ -41,15 +41,22 @@ pub struct L4Args {
     /// Maglev table size per service (a prime, at most 65537).
     #[arg(long, default_value_t = DEFAULT_MAGLEV_SIZE, value_parser = parse_maglev_size)]
     pub l4_maglev_size: u32,
-    #[arg(long, default_value_t = DEFAULT_MAX_SERVICES)]
+    /// L4 service ports served (1 to 32767: two Maglev tables of up to 65537 slots each per
+    /// service must stay addressable by a `u32` map index).
+    #[arg(long, default_value_t = DEFAULT_MAX_SERVICES,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_L4_SERVICES)))]
     pub l4_max_services: u32,
-    #[arg(long, default_value_t = DEFAULT_MAX_BACKENDS)]
+    /// L4 backends across all services (1 to 16777216).
+    #[arg(long, default_value_t = DEFAULT_MAX_BACKENDS,
+          value_parser = clap::value_parser!(u32).range(1..=MAX_L4_TABLE))]
     pub l4_max_backends: u32,
-    /// Connection table entries (LRU).
-    #[arg(long, default_value_t = DEFAULT_CONNTRACK_SIZE)]
+    /// Connection table entries (LRU; 1 to 16777216).
+    #[arg(long, default_value_t = DEFAULT_CONNTRACK_SIZE,
+          value_parser = clap::value_parser!(u32).range(1..=MAX_L4_TABLE))]
     pub l4_conntrack_size: u32,
-    /// ClientIP affinity entries (LRU).
-    #[arg(long, default_value_t = DEFAULT_AFFINITY_SIZE)]
+    /// ClientIP affinity entries (LRU; 1 to 16777216).
+    #[arg(long, default_value_t = DEFAULT_AFFINITY_SIZE,
+          value_parser = clap::value_parser!(u32).range(1..=MAX_L4_TABLE))]
     pub l4_affinity_size: u32,
     /// Source ports for SNAT toward remote endpoints, `MIN-MAX`.
     #[arg(long, default_value = "61000-65000", value_parser = parse_port_range)]
@@ -60,15 +67,22 @@ pub struct L4Args {
     /// Node IPv6 address used as SNAT source toward remote endpoints.
     #[arg(long)]
     pub l4_node_v6: Option<Ipv6Addr>,
-    #[arg(long, default_value_t = 3600)]
+    /// Idle life of an established TCP flow, seconds (1 to 604800; the kernel's conntrack
+    /// keeps established flows 5 days).
+    #[arg(long, default_value_t = 3600,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_L4_TIMEOUT_SECS))]
     pub l4_tcp_timeout_secs: u64,
-    #[arg(long, default_value_t = 60)]
+    /// Idle life of a UDP flow, seconds (1 to 604800).
+    #[arg(long, default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_L4_TIMEOUT_SECS))]
     pub l4_udp_timeout_secs: u64,
-    /// Life of a TCP flow after a FIN or RST.
-    #[arg(long, default_value_t = 10)]
+    /// Life of a TCP flow after a FIN or RST, seconds (1 to 604800).
+    #[arg(long, default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_L4_TIMEOUT_SECS))]
     pub l4_tcp_closing_timeout_secs: u64,
-    /// How long a removed endpoint keeps its existing flows.
-    #[arg(long, default_value_t = 60)]
+    /// How long a removed endpoint keeps its existing flows, seconds (0 to 604800).
+    #[arg(long, default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_L4_TIMEOUT_SECS))]
     pub l4_drain_secs: u64,
     /// This node's name; endpoints with another `nodeName` are remote. Not a flag here: the
     /// run command fills it from `--node-name`.
@@ -83,6 +97,13 @@ pub struct L4Args {
     #[arg(long)]
     pub l4_keep_attached: bool,
 }
+
+/// `--l4-max-services` bound: `max_services * 2 * MAX_MAGLEV_SIZE` fits a `u32` map index.
+pub const MAX_L4_SERVICES: u32 = u32::MAX / (2 * MAX_MAGLEV_SIZE);
+/// Bound of the other L4 table sizes (entries).
+pub const MAX_L4_TABLE: i64 = 1 << 24;
+/// Bound of the L4 timeouts, seconds (7 days); the BPF side keeps them as `u32` seconds.
+pub const MAX_L4_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
 
 fn parse_maglev_size(s: &str) -> Result<u32, String> {
     let n: u32 = s.parse().map_err(|e| format!("{e}"))?;
@@ -152,7 +173,7 @@ impl L4Args {
                 MapType::Hash,
                 sz(size_of::<ServiceKey>()),
                 sz(size_of::<ServiceValue>()),
-                self.l4_max_services * 4,
+                self.l4_max_services.saturating_mul(4),
             ),
             (
                 MAP_BACKENDS,
@@ -166,7 +187,9 @@ impl L4Args {
                 MapType::Array,
                 4,
                 4,
-                self.l4_max_services * 2 * self.l4_maglev_size,
+                self.l4_max_services
+                    .saturating_mul(2)
+                    .saturating_mul(self.l4_maglev_size),
             ),
             (
                 MAP_CONNTRACK,
@@ -746,5 +769,48 @@ mod tests {
         let o = w.l4.options();
         assert_eq!(o.maglev_size, DEFAULT_MAGLEV_SIZE);
         assert_eq!(o.config().snat_port_min, 40000);
+    }
+
+    #[test]
+    fn out_of_range_l4_flags_are_clap_errors() {
+        use clap::Parser;
+        #[derive(Parser, Debug)]
+        struct W {
+            #[command(flatten)]
+            l4: L4Args,
+        }
+        for (flag, bad, good) in [
+            // 32768 services * 2 * 65537 slots overflows the u32 Maglev index.
+            ("--l4-max-services", "32768", "32767"),
+            ("--l4-max-services", "0", "1"),
+            ("--l4-max-backends", "16777217", "16777216"),
+            ("--l4-conntrack-size", "0", "1"),
+            ("--l4-affinity-size", "4294967295", "65536"),
+            // Kept as u32 seconds by the BPF side: 2^32 s would wrap to 0.
+            ("--l4-tcp-timeout-secs", "4294967296", "604800"),
+            ("--l4-udp-timeout-secs", "604801", "1"),
+            ("--l4-tcp-closing-timeout-secs", "0", "10"),
+            ("--l4-drain-secs", "18446744073709551615", "0"),
+        ] {
+            let e = W::try_parse_from(["x", flag, bad]).expect_err(bad);
+            assert!(e.to_string().contains(flag), "{e}");
+            assert!(
+                W::try_parse_from(["x", flag, good]).is_ok(),
+                "{flag} {good}"
+            );
+        }
+        let w = W::parse_from([
+            "x",
+            "--l4-max-services",
+            "32767",
+            "--l4-maglev-size",
+            "65537",
+        ]);
+        let maglev =
+            w.l4.layouts()
+                .into_iter()
+                .find(|l| l.0 == MAP_MAGLEV)
+                .unwrap();
+        assert_eq!(u64::from(maglev.4), 32767 * 2 * 65537);
     }
 }

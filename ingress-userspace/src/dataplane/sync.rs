@@ -96,6 +96,12 @@ impl Default for L4Options {
     }
 }
 
+/// Whole seconds as the BPF side keeps them (`u32`), saturating rather than wrapping to a
+/// short timeout.
+fn secs_u32(d: Duration) -> u32 {
+    u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
+}
+
 impl L4Options {
     /// The local-address table; a family with more addresses than fit is left unrestricted.
     pub fn local_addrs(&self) -> LocalAddrs {
@@ -117,9 +123,9 @@ impl L4Options {
             maglev_size: self.maglev_size,
             snat_port_min: self.snat_ports.0,
             snat_port_max: self.snat_ports.1,
-            tcp_timeout_s: self.tcp_timeout.as_secs() as u32,
-            tcp_closing_timeout_s: self.tcp_closing_timeout.as_secs() as u32,
-            udp_timeout_s: self.udp_timeout.as_secs() as u32,
+            tcp_timeout_s: secs_u32(self.tcp_timeout),
+            tcp_closing_timeout_s: secs_u32(self.tcp_closing_timeout),
+            udp_timeout_s: secs_u32(self.udp_timeout),
             _pad: 0,
             node_v4: self.node_v4.map(|a| a.octets()).unwrap_or_default(),
             node_v6: self.node_v6.map(|a| a.octets()).unwrap_or_default(),
@@ -437,7 +443,7 @@ impl L4Sync {
         let mut affinity_timeout_s = 0;
         if let Some(t) = svc.client_ip_affinity {
             flags |= SVC_F_AFFINITY;
-            affinity_timeout_s = t.as_secs().min(u64::from(u32::MAX)) as u32;
+            affinity_timeout_s = secs_u32(t);
         }
         let ranges: BTreeSet<(u8, [u8; 16], u8)> = svc
             .source_ranges

@@ -354,13 +354,28 @@ pub struct Upstream {
 }
 
 /// A certificate chain and key from a `kubernetes.io/tls` Secret, already checked to parse.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `Debug` shows the Secret and the PEM lengths only: snapshots are logged and printed by
+/// `explain`, and a private key must never reach a log.
+#[derive(Clone, PartialEq, Eq)]
 pub struct TlsCertificate {
     pub secret: ObjectRef,
     /// PEM of the chain (`tls.crt`).
     pub chain_pem: Arc<[u8]>,
     /// PEM of the private key (`tls.key`).
     pub key_pem: Arc<[u8]>,
+}
+
+impl std::fmt::Debug for TlsCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsCertificate")
+            .field("secret", &self.secret)
+            .field("chain_pem_bytes", &self.chain_pem.len())
+            .field(
+                "key_pem",
+                &format_args!("<redacted, {} bytes>", self.key_pem.len()),
+            )
+            .finish()
+    }
 }
 
 #[cfg(test)]
@@ -388,6 +403,31 @@ mod tests {
             client_ip_affinity: None,
             source_ranges: vec![],
             local_proxy,
+        }
+    }
+
+    #[test]
+    fn certificate_debug_never_shows_the_key() {
+        let key =
+            b"-----BEGIN PRIVATE KEY-----\nTUlJRXZRSUJBREFOQmdrcWhr\n-----END PRIVATE KEY-----\n";
+        let cert = TlsCertificate {
+            secret: ObjectRef::new(ObjectKind::Secret, "default", "tls"),
+            chain_pem: Arc::from(
+                &b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"[..],
+            ),
+            key_pem: Arc::from(&key[..]),
+        };
+        let l7 = L7Config {
+            certificates: [("a.test".to_string(), Arc::new(cert.clone()))].into(),
+            default_certificate: Some(Arc::new(cert.clone())),
+            ..L7Config::default()
+        };
+        for shown in [format!("{cert:?}"), format!("{cert:#?}"), format!("{l7:?}")] {
+            assert!(!shown.contains("PRIVATE KEY"), "{shown}");
+            assert!(!shown.contains("TUlJRXZRSUJBREFOQmdrcWhr"), "{shown}");
+            // Not the bytes either, as a derived Debug of `Arc<[u8]>` would print them.
+            assert!(!shown.contains("45, 45, 45"), "{shown}");
+            assert!(shown.contains("default") && shown.contains(&key.len().to_string()));
         }
     }
 

@@ -1,5 +1,7 @@
 //! The proxy's command-line flags, flattened into `xdp-ingress run`.
-//! Durations take `500ms`, `30s`, `2m` or plain seconds; sizes take `512`, `64k`, `1m`, `1g`.
+//! Durations take `500ms`, `30s`, `2m` or plain seconds, up to [`MAX_FLAG_DURATION`]; sizes
+//! take `512`, `64k`, `1m`, `1g`, up to [`MAX_FLAG_SIZE`]. Out of range is a parse error, so a
+//! flag value never reaches timer or counter arithmetic unchecked.
 
 use std::{net::IpAddr, net::SocketAddr, time::Duration};
 
@@ -58,11 +60,13 @@ pub struct ProxyArgs {
     /// Largest request body unless a route says otherwise (`proxy-body-size`); 0 = unlimited.
     #[arg(long, default_value = "1m", value_parser = parse_size)]
     pub max_body_bytes: u64,
-    /// Concurrent client connections; more are closed on accept.
-    #[arg(long, default_value_t = 16384)]
+    /// Concurrent client connections; more are closed on accept (1 to 1048576).
+    #[arg(long, default_value_t = 16384, value_parser = parse_max_connections)]
     pub max_connections: usize,
-    /// Concurrent HTTP/2 streams per client connection.
-    #[arg(long, default_value_t = 128)]
+    /// Concurrent HTTP/2 streams per client connection (1 to 2147483647, the stream
+    /// identifier space of RFC 9113 section 5.1.1; 0 would refuse every request).
+    #[arg(long, default_value_t = 128,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(i32::MAX)))]
     pub max_concurrent_streams: u32,
 
     /// Connect timeout toward endpoints.
@@ -77,8 +81,8 @@ pub struct ProxyArgs {
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub proxy_send_timeout: Duration,
     /// Attempts on other endpoints after a connect failure, or any failure of an idempotent
-    /// request without a body.
-    #[arg(long, default_value_t = 2)]
+    /// request without a body (0 to 100; never more than the endpoints there are).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub proxy_retries: u32,
     /// Idle upstream connections kept per endpoint.
     #[arg(long, default_value_t = 256)]
@@ -136,7 +140,15 @@ impl Default for ProxyArgs {
     }
 }
 
-/// `500ms`, `30s`, `2m`, `1h` or plain seconds.
+/// The longest duration a flag takes: 7 days (timeouts, drain).
+pub const MAX_FLAG_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The largest size a flag takes: 1 TiB.
+pub const MAX_FLAG_SIZE: u64 = 1 << 40;
+/// `--max-connections` upper bound: far above what one process serves, and within what a
+/// tokio semaphore (and the drain's `acquire_many(u32)`) can count.
+pub const MAX_CONNECTIONS: usize = 1 << 20;
+
+/// `500ms`, `30s`, `2m`, `1h` or plain seconds (fractions allowed), 0 to [`MAX_FLAG_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = s.split_at(
@@ -151,7 +163,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => n * 3600.0,
         _ => return Err(format!("invalid duration unit in {s:?} (ms, s, m, h)")),
     };
-    Ok(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| *d <= MAX_FLAG_DURATION)
+        .ok_or_else(|| {
+            format!(
+                "duration {s:?} is outside 0 to {}s",
+                MAX_FLAG_DURATION.as_secs()
+            )
+        })
 }
 
 /// A header field name (`X-Forwarded-For`, `X-Client-IP`).
@@ -164,7 +184,7 @@ pub fn parse_cidr(s: &str) -> Result<IpPrefix, String> {
     parse_prefix(s).ok_or_else(|| format!("invalid CIDR {s:?}"))
 }
 
-/// `512`, `64k`, `1m`, `1g` (powers of 1024, as nginx).
+/// `512`, `64k`, `1m`, `1g` (powers of 1024, as nginx), 0 to [`MAX_FLAG_SIZE`].
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim().to_ascii_lowercase();
     let (num, mult) = match s.chars().last() {
@@ -173,9 +193,22 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         Some('g') => (&s[..s.len() - 1], 1 << 30),
         _ => (s.as_str(), 1),
     };
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("invalid size {s:?}"));
+    }
     num.parse::<u64>()
-        .map(|n| n.saturating_mul(mult))
-        .map_err(|_| format!("invalid size {s:?}"))
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|n| *n <= MAX_FLAG_SIZE)
+        .ok_or_else(|| format!("size {s:?} is outside 0 to 1024g"))
+}
+
+fn parse_max_connections(s: &str) -> Result<usize, String> {
+    s.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_CONNECTIONS).contains(n))
+        .ok_or_else(|| format!("{s:?} is not a number from 1 to {MAX_CONNECTIONS}"))
 }
 
 #[cfg(test)]
@@ -224,5 +257,54 @@ mod tests {
                 parse_cidr("2001:db8::/32").unwrap()
             ]
         );
+    }
+
+    #[test]
+    fn out_of_range_flags_are_parse_errors() {
+        // Each bound and one past it; before, the first two panicked in from_secs_f64.
+        for bad in [
+            "99999999999999999999999",
+            "1e400",
+            "-5",
+            "604801",
+            "10081m",
+            "169h",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_duration("604800").unwrap(), MAX_FLAG_DURATION);
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        for bad in [
+            "1025g",
+            "18446744073709551615k",
+            "99999999999999999999",
+            "-1",
+            "k",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_size("1024g").unwrap(), MAX_FLAG_SIZE);
+        assert_eq!(parse_size("0").unwrap(), 0);
+        assert!(parse_max_connections("0").is_err());
+        assert!(parse_max_connections("1048577").is_err());
+        assert_eq!(parse_max_connections("1048576").unwrap(), MAX_CONNECTIONS);
+        // Through clap: a clear error naming the flag, not a panic.
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            proxy: ProxyArgs,
+        }
+        for args in [
+            ["x", "--proxy-read-timeout", "99999999999999999999999"],
+            ["x", "--max-connections", "0"],
+            ["x", "--max-body-bytes", "2048g"],
+            ["x", "--max-concurrent-streams", "0"],
+            ["x", "--max-concurrent-streams", "2147483648"],
+            ["x", "--proxy-retries", "101"],
+        ] {
+            let e = Cli::try_parse_from(args).err().expect("rejected");
+            assert!(e.to_string().contains(args[1]), "{e}");
+        }
     }
 }

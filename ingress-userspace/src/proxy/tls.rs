@@ -28,13 +28,25 @@ pub enum TlsError {
 
 type PemKey = (Arc<[u8]>, Arc<[u8]>);
 
-#[derive(Debug, Default)]
+/// `Debug` counts entries only: `parsed` is keyed by private-key PEM.
+#[derive(Default)]
 struct CertTable {
     exact: HashMap<String, Arc<CertifiedKey>>,
     wildcard: HashMap<String, Arc<CertifiedKey>>,
     default: Option<Arc<CertifiedKey>>,
     /// Parsed keys by PEM, reused by the next snapshot.
     parsed: HashMap<PemKey, Arc<CertifiedKey>>,
+}
+
+impl std::fmt::Debug for CertTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertTable")
+            .field("exact", &self.exact.keys().collect::<Vec<_>>())
+            .field("wildcard", &self.wildcard.keys().collect::<Vec<_>>())
+            .field("default", &self.default.is_some())
+            .field("parsed", &self.parsed.len())
+            .finish()
+    }
 }
 
 /// SNI resolver whose table is replaced per snapshot.

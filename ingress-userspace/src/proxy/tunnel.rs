@@ -75,7 +75,11 @@ where
     tokio::pin!(copy);
     loop {
         let seen = last.load(Ordering::Relaxed);
-        let deadline = start + Duration::from_millis(seen) + idle;
+        // Checked: `idle` comes from configuration; a deadline past what `Instant` can hold
+        // means the tunnel never goes idle.
+        let deadline = start
+            .checked_add(Duration::from_millis(seen))
+            .and_then(|t| t.checked_add(idle));
         tokio::select! {
             r = &mut copy => {
                 if let Err(e) = r {
@@ -83,12 +87,20 @@ where
                 }
                 return End::Closed;
             }
-            _ = tokio::time::sleep_until(deadline) => {
+            _ = sleep_until(deadline) => {
                 if last.load(Ordering::Relaxed) == seen {
                     return End::Idle;
                 }
             }
         }
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -178,6 +190,29 @@ mod tests {
         // Both sides see the close.
         assert_eq!(client.read(&mut buf).await.unwrap(), 0);
         assert_eq!(server.read(&mut buf).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_idle_timeout_past_what_instant_holds_keeps_the_tunnel_working() {
+        // `proxy-read-timeout: "99999999999"` and beyond: the tunnel task must neither panic
+        // nor close, and bytes keep flowing both ways.
+        for idle in [Duration::from_secs(99_999_999_999), Duration::MAX] {
+            let (mut client, a) = tokio::io::duplex(64);
+            let (b, mut server) = tokio::io::duplex(64);
+            let tunnel = tokio::spawn(splice(a, b, idle));
+            let mut buf = [0u8; 4];
+            for _ in 0..3 {
+                client.write_all(b"ping").await.unwrap();
+                server.read_exact(&mut buf).await.unwrap();
+                server.write_all(b"pong").await.unwrap();
+                client.read_exact(&mut buf).await.unwrap();
+                assert_eq!(&buf, b"pong");
+            }
+            assert!(!tunnel.is_finished(), "{idle:?}");
+            drop((client, server));
+            let end = tokio::time::timeout(Duration::from_secs(5), tunnel).await;
+            assert_eq!(end.expect("ends on close").expect("no panic"), End::Closed);
+        }
     }
 
     #[tokio::test]

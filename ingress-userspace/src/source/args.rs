@@ -25,6 +25,12 @@ pub struct SourceArgs {
     /// Watch only this namespace (default: all).
     #[arg(long)]
     pub namespace: Option<String>,
+    /// Read TLS Secrets only in these namespaces (comma-separated), one namespaced watch each,
+    /// so the RBAC needs namespaced Roles there instead of cluster-wide Secret access. An
+    /// Ingress whose TLS Secret is elsewhere gets a `TlsSecretNotWatched` diagnostic and the
+    /// default certificate. Default: every namespace (or --namespace).
+    #[arg(long, value_delimiter = ',', value_parser = parse_namespace)]
+    pub secret_namespaces: Vec<String>,
     /// IngressClass name matched by `ingressClassName` (without an IngressClass object) and by
     /// the legacy `kubernetes.io/ingress.class` annotation.
     #[arg(long, default_value = DEFAULT_INGRESS_CLASS)]
@@ -47,6 +53,12 @@ pub struct SourceArgs {
     /// Addresses written to Ingress `status.loadBalancer` instead of node addresses (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub publish_address: Vec<String>,
+    /// Serve endpoints on loopback and on this node's own addresses (refused by default: they
+    /// let an EndpointSlice reach services bound to the node). For hostNetwork backends on this
+    /// node, or a manifest directory pointing at apps on loopback, when every EndpointSlice is
+    /// trusted. Link-local, unspecified, multicast and broadcast addresses stay refused.
+    #[arg(long)]
+    pub allow_node_local_endpoints: bool,
     /// Namespace of the leader-election Lease.
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     pub election_namespace: String,
@@ -84,7 +96,23 @@ impl SourceArgs {
                 .map(parse_key)
                 .transpose()?,
             publish_addresses: self.publish_address.clone(),
+            // Filled by `run` from the host's interfaces (I/O stays at the edge).
+            node_addresses: Vec::new(),
+            allow_node_local_endpoints: self.allow_node_local_endpoints,
+            secret_namespaces: self.secret_namespaces(),
         })
+    }
+
+    /// The namespaces whose TLS Secrets are read, sorted; `None` for all (then `--namespace`,
+    /// if set, limits them like every namespaced kind).
+    pub fn secret_namespaces(&self) -> Option<Vec<String>> {
+        if self.secret_namespaces.is_empty() {
+            return None;
+        }
+        let mut v = self.secret_namespaces.clone();
+        v.sort();
+        v.dedup();
+        Some(v)
     }
 
     pub fn identity(&self) -> String {
@@ -98,6 +126,19 @@ impl SourceArgs {
             })
             .unwrap_or_else(|| format!("xdp-ingress-{}", std::process::id()))
     }
+}
+
+/// A namespace name (RFC 1123 label, as Kubernetes requires).
+fn parse_namespace(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    ok.then(|| s.to_string())
+        .ok_or_else(|| format!("{s:?} is not a namespace name"))
 }
 
 /// `NAMESPACE/NAME`.

@@ -1,12 +1,14 @@
 //! The Kubernetes API source: one kube-rs watcher per kind (Ingress, IngressClass, Service,
-//! EndpointSlice, TLS Secrets, Node), with backoff.
+//! EndpointSlice, TLS Secrets, Node), with backoff. With `--secret-namespaces`, TLS Secrets
+//! are watched in each listed namespace instead (one namespaced watch each, merged into one
+//! view of the kind), so no cluster-wide Secret access is needed.
 //!
 //! A watcher's (re-)list is buffered and sent as one `ReplaceKind`, so objects deleted while the
 //! connection was down disappear on reconnect; `410 Gone` makes kube-rs re-list, which lands
 //! here the same way. Errors only log: the store, and so the live snapshot, stay as they were
 //! until the API server answers again.
 
-use std::{fmt::Debug, path::Path, time::Duration};
+use std::{collections::BTreeMap, fmt::Debug, path::Path, time::Duration};
 
 use futures::StreamExt;
 use k8s_openapi::api::{
@@ -89,12 +91,35 @@ impl Backoff for QuickBackoff {
     }
 }
 
+/// Where the source watches.
+#[derive(Clone, Debug, Default)]
+pub struct WatchScope {
+    /// Limits every namespaced kind (`--namespace`); `None`: all namespaces.
+    pub namespace: Option<String>,
+    /// `--secret-namespaces`: TLS Secrets only in these, one namespaced watch each.
+    pub secret_namespaces: Option<Vec<String>>,
+}
+
 /// Starts one watcher task per kind. `namespace` limits namespaced kinds.
 pub fn spawn(
     client: Client,
     namespace: Option<&str>,
     events: EventSender,
 ) -> Vec<tokio::task::JoinHandle<()>> {
+    let scope = WatchScope {
+        namespace: namespace.map(str::to_string),
+        secret_namespaces: None,
+    };
+    spawn_scoped(client, &scope, events)
+}
+
+/// Starts one watcher task per kind, in `scope`.
+pub fn spawn_scoped(
+    client: Client,
+    scope: &WatchScope,
+    events: EventSender,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let namespace = scope.namespace.as_deref();
     fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
@@ -111,45 +136,52 @@ pub fn spawn(
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
     let gatherer = tokio::spawn(gather_initial_sync(rx, events));
     let events = tx;
+    let secret_apis: Vec<Api<Secret>> = match &scope.secret_namespaces {
+        Some(list) => list
+            .iter()
+            .map(|ns| Api::namespaced(client.clone(), ns))
+            .collect(),
+        None => vec![api::<Secret>(&client, namespace)],
+    };
     vec![
         gatherer,
         tokio::spawn(watch_kind(
-            api::<Ingress>(&client, namespace),
+            vec![api::<Ingress>(&client, namespace)],
             cfg(),
             ObjectKind::Ingress,
             |o| Object::Ingress(trim_ingress(o).into()),
             events.clone(),
         )),
         tokio::spawn(watch_kind(
-            Api::<IngressClass>::all(client.clone()),
+            vec![Api::<IngressClass>::all(client.clone())],
             cfg(),
             ObjectKind::IngressClass,
             |o| Object::IngressClass(o.into()),
             events.clone(),
         )),
         tokio::spawn(watch_kind(
-            api::<Service>(&client, namespace),
+            vec![api::<Service>(&client, namespace)],
             cfg(),
             ObjectKind::Service,
             |o| Object::Service(o.into()),
             events.clone(),
         )),
         tokio::spawn(watch_kind(
-            api::<EndpointSlice>(&client, namespace),
+            vec![api::<EndpointSlice>(&client, namespace)],
             cfg(),
             ObjectKind::EndpointSlice,
             |o| Object::EndpointSlice(o.into()),
             events.clone(),
         )),
         tokio::spawn(watch_kind(
-            api::<Secret>(&client, namespace),
+            secret_apis,
             cfg().fields("type=kubernetes.io/tls"),
             ObjectKind::Secret,
             |o| Object::Secret(o.into()),
             events.clone(),
         )),
         tokio::spawn(watch_kind(
-            Api::<Node>::all(client),
+            vec![Api::<Node>::all(client)],
             cfg(),
             ObjectKind::Node,
             |o| Object::Node(trim_node(o).into()),
@@ -242,8 +274,11 @@ fn trim_node(mut o: Node) -> Node {
     trim(o)
 }
 
+/// Watches one kind through one or more APIs (scopes: namespaces). Each scope's (re-)list is
+/// buffered; when one completes, the kind is replaced whole by what every scope listed so far
+/// and updated since, so one namespace's re-list never drops another's.
 async fn watch_kind<K>(
-    api: Api<K>,
+    apis: Vec<Api<K>>,
     config: watcher::Config,
     kind: ObjectKind,
     wrap: fn(K) -> Object,
@@ -251,12 +286,19 @@ async fn watch_kind<K>(
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
-    let mut stream = watcher::watcher(api, config)
-        .backoff(QuickBackoff::default())
-        .boxed();
-    let mut buffer: Vec<Object> = Vec::new();
+    let scopes = apis.len();
+    let mut stream = futures::stream::select_all(apis.into_iter().enumerate().map(|(i, api)| {
+        watcher::watcher(api, config.clone())
+            .backoff(QuickBackoff::default())
+            .map(move |item| (i, item))
+            .boxed()
+    }));
+    let mut buffers: Vec<Vec<Object>> = vec![Vec::new(); scopes];
+    // With several scopes: each scope's current objects, `None` until its first list (and
+    // always with one scope, whose list is the whole kind).
+    let mut current: Vec<Option<BTreeMap<Key, Object>>> = vec![None; scopes];
     let mut failing = false;
-    while let Some(item) = stream.next().await {
+    while let Some((scope, item)) = stream.next().await {
         let change = match item {
             Ok(ev) => {
                 if failing {
@@ -265,27 +307,44 @@ async fn watch_kind<K>(
                 }
                 match ev {
                     Event::Init => {
-                        buffer.clear();
+                        buffers[scope].clear();
                         continue;
                     }
                     Event::InitApply(o) => {
-                        buffer.push(wrap(trim(o)));
+                        buffers[scope].push(wrap(trim(o)));
                         continue;
                     }
                     Event::InitDone => {
-                        debug!(?kind, objects = buffer.len(), "listed");
-                        Change::ReplaceKind(kind, std::mem::take(&mut buffer))
+                        let listed = std::mem::take(&mut buffers[scope]);
+                        debug!(?kind, scope, objects = listed.len(), "listed");
+                        if scopes == 1 {
+                            Change::ReplaceKind(kind, listed)
+                        } else {
+                            // Scopes not listed yet add nothing: one namespace that cannot
+                            // be listed (no Role there yet) must not hold back the others.
+                            current[scope] =
+                                Some(listed.into_iter().map(|o| (o.key(), o)).collect());
+                            let all = current.iter().flatten().flat_map(|m| m.values().cloned());
+                            Change::ReplaceKind(kind, all.collect())
+                        }
                     }
-                    Event::Apply(o) => Change::Upsert(wrap(trim(o))),
+                    Event::Apply(o) => {
+                        let o = wrap(trim(o));
+                        if let Some(m) = current[scope].as_mut() {
+                            m.insert(o.key(), o.clone());
+                        }
+                        Change::Upsert(o)
+                    }
                     Event::Delete(o) => {
                         let m = o.meta();
-                        Change::Delete(
-                            kind,
-                            Key::new(
-                                m.namespace.clone().unwrap_or_default(),
-                                m.name.clone().unwrap_or_default(),
-                            ),
-                        )
+                        let key = Key::new(
+                            m.namespace.clone().unwrap_or_default(),
+                            m.name.clone().unwrap_or_default(),
+                        );
+                        if let Some(m) = current[scope].as_mut() {
+                            m.remove(&key);
+                        }
+                        Change::Delete(kind, key)
                     }
                 }
             }

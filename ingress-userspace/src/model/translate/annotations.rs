@@ -1,9 +1,11 @@
 //! The ingress-nginx annotations we understand, parsed into route policy and upstream options.
 //!
 //! Both prefixes work: `nginx.ingress.kubernetes.io/` (for users migrating) and our own
-//! `xdp-ingress.dev/`. A value that does not parse gives a warning and the default behaviour.
+//! `xdp-ingress.dev/`. A value that does not parse, or parses outside its accepted range (see
+//! the `*_RANGE` constants), gives a warning naming the annotation and the range, and the
+//! default behaviour; the Ingress is still served.
 
-use std::{collections::BTreeMap, net::IpAddr, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, net::IpAddr, ops::RangeInclusive, sync::Arc, time::Duration};
 
 use crate::model::{
     BackendProtocol, CookieAffinity, HashOn, IpPrefix, LoadBalancing, ObjectRef, RoutePolicy,
@@ -12,6 +14,22 @@ use crate::model::{
 use super::diagnostics::Diagnostics;
 
 const PREFIXES: [&str; 2] = ["nginx.ingress.kubernetes.io/", "xdp-ingress.dev/"];
+
+/// `proxy-connect-timeout`: 1 ms to 1 hour. nginx notes the connect timeout "cannot usually
+/// exceed 75 seconds" (the kernel's SYN retries end first); an hour leaves room without
+/// letting a value reach timer arithmetic unchecked.
+pub const CONNECT_TIMEOUT_RANGE: RangeInclusive<Duration> =
+    Duration::from_millis(1)..=Duration::from_secs(3600);
+/// `proxy-read-timeout` and `proxy-send-timeout` (also the idle timeout of WebSockets): 1 ms
+/// to 7 days. nginx sets no maximum; a week covers every long-lived stream we know of.
+pub const TIMEOUT_RANGE: RangeInclusive<Duration> =
+    Duration::from_millis(1)..=Duration::from_secs(7 * 24 * 3600);
+/// `proxy-body-size`: `0` (unlimited) or up to 1 TiB (nginx's `client_max_body_size` takes any
+/// `off_t`; larger than a TiB is a typo rather than a limit).
+pub const MAX_BODY_SIZE: u64 = 1 << 40;
+/// `session-cookie-max-age`, seconds: 0 to 400 days, the cap browsers apply to `Max-Age`
+/// (RFC 6265bis, section 5.6.2).
+pub const COOKIE_MAX_AGE_RANGE: RangeInclusive<u64> = 0..=400 * 24 * 3600;
 
 /// Everything an Ingress's annotations say about its routes and backends.
 #[derive(Clone, Debug)]
@@ -60,10 +78,23 @@ impl Reader<'_> {
         }
     }
 
-    fn seconds(&mut self, key: &str) -> Option<Duration> {
+    fn out_of_range(&mut self, key: &str, value: &str, range: &str) {
+        self.diags.warn(
+            self.object,
+            "AnnotationOutOfRange",
+            format!("annotation {key}: {value:?} is outside {range}; using the default"),
+        );
+    }
+
+    /// A duration within `range`, else a warning and `None` (the default applies).
+    fn duration(&mut self, key: &str, range: &RangeInclusive<Duration>) -> Option<Duration> {
         let v = self.get(key)?.to_string();
         match parse_duration(&v) {
-            Some(d) => Some(d),
+            Some(d) if range.contains(&d) => Some(d),
+            Some(_) => {
+                self.out_of_range(key, &v, &show_range(range));
+                None
+            }
             None => {
                 self.bad(key, &v, "a duration in seconds (\"60\", \"60s\", \"2m\")");
                 None
@@ -72,24 +103,47 @@ impl Reader<'_> {
     }
 }
 
-/// nginx durations: a bare number is seconds; suffixes ms, s, m, h.
+/// `1ms..=7d` as a reader would write it: `1ms to 604800s`.
+fn show_range(r: &RangeInclusive<Duration>) -> String {
+    let show = |d: &Duration| {
+        if d.subsec_millis() != 0 || d.as_secs() == 0 {
+            format!("{}ms", d.as_millis())
+        } else {
+            format!("{}s", d.as_secs())
+        }
+    };
+    format!("{} to {}", show(r.start()), show(r.end()))
+}
+
+/// Digits as a `u64`, saturating: a number too large for `u64` is still a number (and out of
+/// every range), not a syntax error.
+fn saturating_number(num: &str) -> Option<u64> {
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(num.parse().unwrap_or(u64::MAX))
+}
+
+/// nginx durations: a bare number is seconds; suffixes ms, s, m, h. Values past `u64` seconds
+/// saturate (callers range-check).
 pub fn parse_duration(v: &str) -> Option<Duration> {
     let v = v.trim();
     let (num, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => v.split_at(i),
         None => (v, "s"),
     };
-    let n: u64 = num.parse().ok()?;
+    let n = saturating_number(num)?;
     Some(match unit {
         "ms" => Duration::from_millis(n),
         "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.checked_mul(60)?),
-        "h" => Duration::from_secs(n.checked_mul(3600)?),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
         _ => return None,
     })
 }
 
-/// nginx sizes: bytes, or with k/m/g suffix (either case). `0` means unlimited.
+/// nginx sizes: bytes, or with k/m/g suffix (either case). `0` means unlimited (`u64::MAX`);
+/// other values saturate at `u64::MAX - 1` (callers range-check).
 pub fn parse_size(v: &str) -> Option<u64> {
     let v = v.trim();
     let (num, mult) = match v.chars().last()? {
@@ -98,11 +152,11 @@ pub fn parse_size(v: &str) -> Option<u64> {
         'g' | 'G' => (&v[..v.len() - 1], 1 << 30),
         _ => (v, 1),
     };
-    let n: u64 = num.parse().ok()?;
+    let n = saturating_number(num)?;
     if n == 0 {
         return Some(u64::MAX);
     }
-    n.checked_mul(mult)
+    Some(n.saturating_mul(mult).min(u64::MAX - 1))
 }
 
 /// `198.18.0.0/15`, `2001:db8::/32` or a bare address (a /32 or /128).
@@ -136,12 +190,13 @@ pub fn parse(
     if r.bool("force-ssl-redirect") == Some(true) {
         policy.ssl_redirect = Some(true);
     }
-    policy.timeouts.connect = r.seconds("proxy-connect-timeout");
-    policy.timeouts.read = r.seconds("proxy-read-timeout");
-    policy.timeouts.send = r.seconds("proxy-send-timeout");
+    policy.timeouts.connect = r.duration("proxy-connect-timeout", &CONNECT_TIMEOUT_RANGE);
+    policy.timeouts.read = r.duration("proxy-read-timeout", &TIMEOUT_RANGE);
+    policy.timeouts.send = r.duration("proxy-send-timeout", &TIMEOUT_RANGE);
     if let Some(v) = r.get("proxy-body-size").map(str::to_string) {
         match parse_size(&v) {
-            Some(n) => policy.max_body_bytes = Some(n),
+            Some(n) if n == u64::MAX || n <= MAX_BODY_SIZE => policy.max_body_bytes = Some(n),
+            Some(_) => r.out_of_range("proxy-body-size", &v, "0 (unlimited) or 1 to 1024g"),
             None => r.bad("proxy-body-size", &v, "a size (\"8m\", \"512k\", \"0\")"),
         }
     }
@@ -222,9 +277,18 @@ pub fn parse(
         None => None,
         Some(v) if v == "cookie" => {
             let max_age = match r.get("session-cookie-max-age").map(str::to_string) {
-                Some(v) => match v.parse::<u64>() {
-                    Ok(n) => Some(Duration::from_secs(n)),
-                    Err(_) => {
+                Some(v) => match saturating_number(&v) {
+                    Some(n) if COOKIE_MAX_AGE_RANGE.contains(&n) => Some(Duration::from_secs(n)),
+                    Some(_) => {
+                        let range = format!(
+                            "{} to {} seconds",
+                            COOKIE_MAX_AGE_RANGE.start(),
+                            COOKIE_MAX_AGE_RANGE.end()
+                        );
+                        r.out_of_range("session-cookie-max-age", &v, &range);
+                        None
+                    }
+                    None => {
                         r.bad("session-cookie-max-age", &v, "a number of seconds");
                         None
                     }
@@ -335,5 +399,120 @@ mod tests {
         let (o, w) = parse_map(&[(&format!("{N}whitelist-source-range"), "10.0.0.0/99")]);
         assert_eq!(w, ["InvalidAnnotation"]);
         assert_eq!(o.policy.allow_source_ranges.len(), 1, "fails closed");
+    }
+
+    #[test]
+    fn out_of_range_values_warn_with_the_range_and_default() {
+        const N: &str = "nginx.ingress.kubernetes.io/";
+        let msgs = |pairs: &[(&str, &str)]| {
+            let map: BTreeMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| (format!("{N}{k}"), v.to_string()))
+                .collect();
+            let mut d = Diagnostics::default();
+            let o = parse(
+                Some(&map),
+                &ObjectRef::new(ObjectKind::Ingress, "d", "i"),
+                &mut d,
+            );
+            (o, d.0)
+        };
+        let week = 7 * 24 * 3600;
+        // (annotation, one past the bound, the bound itself, range the warning names)
+        let cases = [
+            (
+                "proxy-read-timeout",
+                "99999999999".to_string(),
+                format!("{week}"),
+                "1ms to 604800s",
+            ),
+            (
+                "proxy-read-timeout",
+                format!("{}", week + 1),
+                "1ms".into(),
+                "1ms to 604800s",
+            ),
+            (
+                "proxy-read-timeout",
+                "0".into(),
+                "168h".into(),
+                "1ms to 604800s",
+            ),
+            (
+                "proxy-send-timeout",
+                "99999999999999999999999".into(),
+                "10080m".into(),
+                "1ms to 604800s",
+            ),
+            (
+                "proxy-send-timeout",
+                "0ms".into(),
+                "1ms".into(),
+                "1ms to 604800s",
+            ),
+            (
+                "proxy-connect-timeout",
+                "3601".into(),
+                "3600".into(),
+                "1ms to 3600s",
+            ),
+            (
+                "proxy-connect-timeout",
+                "0".into(),
+                "1ms".into(),
+                "1ms to 3600s",
+            ),
+            (
+                "proxy-body-size",
+                "1025g".into(),
+                "1024g".into(),
+                "0 (unlimited) or 1 to 1024g",
+            ),
+            (
+                "proxy-body-size",
+                "99999999999999999999k".into(),
+                "0".into(),
+                "0 (unlimited) or 1 to 1024g",
+            ),
+        ];
+        for (key, bad, good, range) in cases {
+            let (o, d) = msgs(&[(key, &bad)]);
+            assert_eq!(d.len(), 1, "{key}: {bad}");
+            assert_eq!(d[0].severity, crate::model::Severity::Warning);
+            assert_eq!(d[0].reason, "AnnotationOutOfRange");
+            assert!(
+                d[0].message.contains(key) && d[0].message.contains(range),
+                "{}",
+                d[0].message
+            );
+            assert_eq!(
+                *o.policy,
+                RoutePolicy::default(),
+                "{key}: {bad} uses the default"
+            );
+            let (o, d) = msgs(&[(key, &good)]);
+            assert!(d.is_empty(), "{key}: {good} is in range: {d:?}");
+            assert_ne!(*o.policy, RoutePolicy::default(), "{key}: {good} applies");
+        }
+        let age = |v: &str| {
+            let (o, d) = msgs(&[("affinity", "cookie"), ("session-cookie-max-age", v)]);
+            (o.affinity.and_then(|a| a.max_age), d)
+        };
+        assert_eq!(
+            age("34560000"),
+            (Some(Duration::from_secs(34_560_000)), vec![])
+        );
+        assert_eq!(age("0"), (Some(Duration::ZERO), vec![]));
+        for bad in ["34560001", "99999999999999999999999"] {
+            let (max_age, d) = age(bad);
+            assert_eq!(max_age, None, "{bad}");
+            assert_eq!(d[0].reason, "AnnotationOutOfRange");
+            assert!(
+                d[0].message.contains("0 to 34560000 seconds"),
+                "{}",
+                d[0].message
+            );
+        }
+        assert_eq!(age("-1").1[0].reason, "InvalidAnnotation");
     }
 }

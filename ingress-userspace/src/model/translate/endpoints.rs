@@ -4,7 +4,8 @@
 //! them), else by a named `targetPort`, else the numeric `targetPort` (or the port itself).
 //! Conditions: `ready` (unset = ready) -> Active; `serving && terminating` -> Terminating;
 //! anything else is left out. Only the first address of an endpoint counts (as kube-proxy);
-//! an address in several slices keeps its best state. FQDN slices are ignored.
+//! an address in several slices keeps its best state. FQDN slices are ignored. Addresses that
+//! point into the node are left out and reported ([`super::node_local`]).
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -19,21 +20,29 @@ use k8s_openapi::{
     apimachinery::pkg::util::intstr::IntOrString,
 };
 
+use super::{
+    TranslateConfig,
+    diagnostics::Diagnostics,
+    node_local::{EndpointAddressPolicy, NodeLocal},
+};
 use crate::{
-    model::{Endpoint, EndpointState},
-    store::Objects,
+    model::{Endpoint, EndpointState, ObjectKind, ObjectRef},
+    store::{Key, Objects},
 };
 
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// Reason of the Error diagnostic for an endpoint address that points into the node.
+pub const REFUSED_REASON: &str = "EndpointAddressRefused";
 
 /// EndpointSlices grouped by `(namespace, service name)`.
 #[derive(Debug, Default)]
 pub struct EndpointIndex<'a> {
     by_service: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
+    policy: EndpointAddressPolicy,
 }
 
 impl<'a> EndpointIndex<'a> {
-    pub fn new(objects: &'a Objects) -> Self {
+    pub fn new(objects: &'a Objects, cfg: &TranslateConfig) -> Self {
         let mut by_service: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
         for slice in objects.endpoint_slices.values() {
             let ns = slice.metadata.namespace.as_deref().unwrap_or_default();
@@ -50,13 +59,17 @@ impl<'a> EndpointIndex<'a> {
                 .or_default()
                 .push(slice);
         }
-        EndpointIndex { by_service }
+        EndpointIndex {
+            by_service,
+            policy: EndpointAddressPolicy::new(objects, cfg),
+        }
     }
 
     /// Like [`EndpointIndex::new`], for the slices of `services` only.
     pub fn for_services(
         objects: &'a Objects,
-        services: &std::collections::HashSet<crate::store::Key>,
+        services: &std::collections::HashSet<Key>,
+        cfg: &TranslateConfig,
     ) -> Self {
         let mut by_service: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
         for slice in objects.endpoint_slices.values() {
@@ -69,14 +82,84 @@ impl<'a> EndpointIndex<'a> {
             else {
                 continue;
             };
-            if services.contains(&crate::store::Key::new(ns, svc.as_str())) {
+            if services.contains(&Key::new(ns, svc.as_str())) {
                 by_service
                     .entry((ns, svc.as_str()))
                     .or_default()
                     .push(slice);
             }
         }
-        EndpointIndex { by_service }
+        EndpointIndex {
+            by_service,
+            policy: EndpointAddressPolicy::new(objects, cfg),
+        }
+    }
+
+    /// Refused addresses of the slices of `services`: `(slice, address, why)`.
+    fn refused(
+        &self,
+        services: &std::collections::HashSet<Key>,
+    ) -> Vec<(&'a EndpointSlice, IpAddr, NodeLocal)> {
+        let mut out = Vec::new();
+        for ((ns, svc), slices) in &self.by_service {
+            if !services.contains(&Key::new(*ns, *svc)) {
+                continue;
+            }
+            for slice in slices {
+                for ep in &slice.endpoints {
+                    let Some(ip) = ep.addresses.first().and_then(|a| a.parse::<IpAddr>().ok())
+                    else {
+                        continue;
+                    };
+                    if let Some(why) = self.policy.refusal(ip, ns, svc) {
+                        out.push((*slice, ip, why));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether any slice of `services` has an address this translation refuses.
+    pub fn any_refused(&self, services: &std::collections::HashSet<Key>) -> bool {
+        !self.refused(services).is_empty()
+    }
+
+    /// One Error diagnostic per refused address in the slices of `services` (those the
+    /// snapshot uses), on the EndpointSlice.
+    pub fn report_refused(
+        &self,
+        services: &std::collections::HashSet<Key>,
+        diags: &mut Diagnostics,
+    ) {
+        for (slice, ip, why) in self.refused(services) {
+            let m = &slice.metadata;
+            let service = m
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL))
+                .map(String::as_str)
+                .unwrap_or_default();
+            let hint = if why.opt_in_allows() {
+                " (--allow-node-local-endpoints accepts it)"
+            } else {
+                ""
+            };
+            let ns = m.namespace.clone().unwrap_or_default();
+            diags.error(
+                &ObjectRef::new(
+                    ObjectKind::EndpointSlice,
+                    ns.clone(),
+                    m.name.clone().unwrap_or_default(),
+                ),
+                REFUSED_REASON,
+                format!(
+                    "endpoint {ip} of Service {ns}/{service} is {}, which points into the \
+                     node; not served{hint}",
+                    why.describe()
+                ),
+            );
+        }
     }
 
     /// Endpoints for one port of the Service `namespace/service`, sorted by address.
@@ -99,7 +182,7 @@ impl<'a> EndpointIndex<'a> {
                 let Some(ip) = ep.addresses.first().and_then(|a| a.parse::<IpAddr>().ok()) else {
                     continue;
                 };
-                if ip.is_ipv6() != ipv6 {
+                if ip.is_ipv6() != ipv6 || self.policy.refusal(ip, namespace, service).is_some() {
                     continue;
                 }
                 let cond = ep.conditions.as_ref();
@@ -169,7 +252,7 @@ mod tests {
     use super::*;
 
     fn resolve(objects: &Objects, port: &ServicePort) -> Vec<(String, EndpointState)> {
-        EndpointIndex::new(objects)
+        EndpointIndex::new(objects, &TranslateConfig::default())
             .resolve("default", "web", port)
             .into_iter()
             .map(|e| (e.addr.to_string(), e.state))
@@ -300,7 +383,8 @@ mod tests {
             resolve(&objects, &port),
             [("198.19.2.2:8080".to_string(), Terminating)]
         );
-        let ep = &EndpointIndex::new(&objects).resolve("default", "web", &port)[0];
+        let ep = &EndpointIndex::new(&objects, &TranslateConfig::default())
+            .resolve("default", "web", &port)[0];
         assert_eq!(ep.node_name.as_deref(), Some("node-a"));
         assert_eq!(ep.zone.as_deref(), Some("zone-1"));
     }

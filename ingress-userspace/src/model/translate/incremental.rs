@@ -3,14 +3,18 @@
 //! the upstreams of those Services are rebuilt with fresh endpoints, in every virtual host and
 //! default backend that uses them; L4 services and status addresses are recomputed whole (cheap).
 //! Anything it cannot map back (a Service or port gone) returns `None`: the caller translates
-//! in full. Tests check it gives exactly what a full translation gives.
+//! in full, as it does while any endpoint address is refused (its diagnostics need the full
+//! pass). Tests check it gives exactly what a full translation gives.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     sync::Arc,
 };
 
-use super::{Translator, endpoints::EndpointIndex};
+use super::{
+    Translator,
+    endpoints::{EndpointIndex, REFUSED_REASON},
+};
 use crate::{
     model::{RouteAction, Snapshot, Upstream, VirtualHost, WeightedUpstream},
     store::{Key, Objects},
@@ -141,10 +145,18 @@ impl Translator {
         changed: &HashSet<Key>,
     ) -> Option<Snapshot> {
         let (last, uses) = self.last.as_ref()?;
+        let endpoints = EndpointIndex::for_services(objects, changed, &self.config);
+        // Refused endpoint addresses come with diagnostics, which only a full translation
+        // computes: while any are (or were) present, translate in full. They are rare.
+        if endpoints.any_refused(changed)
+            || last.diagnostics.iter().any(|d| d.reason == REFUSED_REASON)
+        {
+            return None;
+        }
         let mut snap = (**last).clone();
         let mut rb = Rebuilder {
             objects,
-            endpoints: EndpointIndex::for_services(objects, changed),
+            endpoints,
             changed,
             done: HashMap::new(),
         };

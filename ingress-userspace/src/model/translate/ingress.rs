@@ -133,6 +133,8 @@ pub struct L7Builder<'a> {
     default_certificate: Option<Arc<TlsCertificate>>,
     default_backend: Option<(ObjectRef, Arc<crate::model::Upstream>)>,
     resolved: HashMap<(&'a str, &'a str, i32), Vec<Arc<Upstream>>>,
+    /// `--secret-namespaces`: the only namespaces whose Secrets are read.
+    secret_namespaces: Option<Vec<String>>,
     /// Services and Secrets the routes depend on (found or not).
     pub refs: super::References,
 }
@@ -155,6 +157,7 @@ impl<'a> L7Builder<'a> {
             default_certificate: None,
             default_backend: None,
             resolved: HashMap::new(),
+            secret_namespaces: cfg.secret_namespaces.clone(),
             refs: super::References::default(),
         };
         if let Some(key) = &cfg.default_tls_secret {
@@ -168,6 +171,21 @@ impl<'a> L7Builder<'a> {
     fn certificate(&mut self, secret: &ObjectRef, user: &ObjectRef) -> Option<Arc<TlsCertificate>> {
         let key = Key::new(secret.namespace.clone(), secret.name.clone());
         self.refs.secrets.insert(key.clone());
+        if let Some(allowed) = &self.secret_namespaces
+            && !allowed.contains(&key.namespace)
+        {
+            // Not watched, so "not found" would mislead: say why it is not read.
+            self.diags.error(
+                user,
+                "TlsSecretNotWatched",
+                format!(
+                    "TLS secret {key} is outside --secret-namespaces ({}) and is not read; \
+                     the default certificate is used",
+                    allowed.join(", ")
+                ),
+            );
+            return None;
+        }
         let Some(s) = self.objects.secrets.get(&key) else {
             self.diags.error(
                 user,

@@ -4,6 +4,7 @@
 //! - [`ingress`]: L7 virtual hosts, routes, certificates, default backend.
 //! - [`service`]: L4 services the XDP path takes over.
 //! - [`endpoints`]: Service port -> endpoints from EndpointSlices.
+//! - [`node_local`]: endpoint addresses that point into the node, refused.
 //! - [`annotations`]: ingress-nginx annotations -> route policy and upstream options.
 //! - [`tls`]: TLS Secret validation.
 //!
@@ -16,6 +17,7 @@ pub mod diagnostics;
 pub mod endpoints;
 pub mod incremental;
 pub mod ingress;
+pub mod node_local;
 pub mod service;
 pub mod tls;
 
@@ -61,6 +63,16 @@ pub struct TranslateConfig {
     pub default_tls_secret: Option<Key>,
     /// `--publish-address`: written to Ingress status instead of node addresses.
     pub publish_addresses: Vec<String>,
+    /// This node's own addresses (the daemon's interface addresses, read at the edge):
+    /// endpoints there are refused, as are those of the Node named `node_name`
+    /// (see [`node_local`]).
+    pub node_addresses: Vec<std::net::IpAddr>,
+    /// `--allow-node-local-endpoints`: serve endpoints on loopback and on this node's
+    /// addresses (hostNetwork pods on this node, apps on loopback in a manifest directory).
+    pub allow_node_local_endpoints: bool,
+    /// `--secret-namespaces`: TLS Secrets are read only in these namespaces (`None`: all).
+    /// A reference to a Secret elsewhere is an Error diagnostic, not a silent "not found".
+    pub secret_namespaces: Option<Vec<String>>,
 }
 
 impl Default for TranslateConfig {
@@ -73,6 +85,9 @@ impl Default for TranslateConfig {
             node_name: None,
             default_tls_secret: None,
             publish_addresses: Vec::new(),
+            node_addresses: Vec::new(),
+            allow_node_local_endpoints: false,
+            secret_namespaces: None,
         }
     }
 }
@@ -192,7 +207,7 @@ impl Translator {
         let mut diags = diagnostics::Diagnostics::default();
         diags.0.extend(objects.diagnostics.iter().cloned());
         let classes = class::Classes::new(objects, &self.config);
-        let endpoints = endpoints::EndpointIndex::new(objects);
+        let endpoints = endpoints::EndpointIndex::new(objects, &self.config);
 
         let mut owned: Vec<_> = objects
             .ingresses
@@ -222,6 +237,7 @@ impl Translator {
         }
         let (l7, mut refs) = builder.finish();
         let l4 = service::l4_services(objects, &endpoints, &self.config, &mut diags, &mut refs);
+        endpoints.report_refused(&refs.services, &mut diags);
         let status_addresses = status_addresses(objects, &l4, &self.config);
         self.tls.retain(|r| {
             objects

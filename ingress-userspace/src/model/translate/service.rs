@@ -17,6 +17,9 @@ use crate::{
 
 /// `sessionAffinityConfig.clientIP.timeoutSeconds` default.
 pub const DEFAULT_AFFINITY_TIMEOUT: Duration = Duration::from_secs(10800);
+/// `sessionAffinityConfig.clientIP.timeoutSeconds` the API server accepts (1 to 86400,
+/// core/v1 validation); manifest files are not validated by anyone else, so checked here.
+pub const AFFINITY_TIMEOUT_RANGE: std::ops::RangeInclusive<i32> = 1..=86400;
 
 pub fn l4_services(
     objects: &Objects,
@@ -69,13 +72,29 @@ pub fn l4_services(
         }
         let client_ip_affinity =
             (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
-                spec.session_affinity_config
+                let timeout = spec
+                    .session_affinity_config
                     .as_ref()
                     .and_then(|c| c.client_ip.as_ref())
-                    .and_then(|c| c.timeout_seconds)
-                    .and_then(|s| u64::try_from(s).ok())
-                    .map(Duration::from_secs)
-                    .unwrap_or(DEFAULT_AFFINITY_TIMEOUT)
+                    .and_then(|c| c.timeout_seconds);
+                match timeout {
+                    None => DEFAULT_AFFINITY_TIMEOUT,
+                    Some(t) if AFFINITY_TIMEOUT_RANGE.contains(&t) => {
+                        Duration::from_secs(t.unsigned_abs().into())
+                    }
+                    Some(t) => {
+                        diags.warn(
+                            &oref,
+                            "InvalidAffinityTimeout",
+                            format!(
+                                "sessionAffinityConfig.clientIP.timeoutSeconds {t} is outside \
+                                 1 to 86400; using {}",
+                                DEFAULT_AFFINITY_TIMEOUT.as_secs()
+                            ),
+                        );
+                        DEFAULT_AFFINITY_TIMEOUT
+                    }
+                }
             });
         let mut addresses: Vec<std::net::IpAddr> = Vec::new();
         let lb_ips = svc

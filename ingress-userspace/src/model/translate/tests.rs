@@ -933,3 +933,321 @@ fn endpoint_fast_path_equals_full_translation() {
     let s = t.translate_shared(&o, Some(&touched));
     assert_eq!(content(&s), content(&translate(&o, &mk_config())));
 }
+
+#[test]
+fn debug_output_never_contains_a_private_key() {
+    let (crt, key) = mk_cert_pem(&["secure.example.com"]);
+    let secret = Object::Secret(Arc::new(mk_tls_secret("default", "tls", &crt, &key)));
+    let mut o = base();
+    o.upsert(secret.clone());
+    o.upsert(ing(with_tls(
+        mk_ingress(
+            "default",
+            "s",
+            1,
+            vec![("secure.example.com", vec![("/", "Prefix", "web", "80")])],
+        ),
+        &["secure.example.com"],
+        "tls",
+    )));
+    let mut t = Translator::new(mk_config());
+    let snap = t.translate(&o);
+    assert_eq!(snap.l7.certificates.len(), 1, "the certificate is served");
+    let store = crate::proxy::tls::CertStore::new(None).expect("store");
+    assert!(store.update(&snap.l7).is_empty());
+    // The key's base64 body, not only its armour, must be absent; and its bytes as numbers.
+    let body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+    let first_bytes = format!("{:?}", &key.as_bytes()[..8]);
+    let shown = [
+        format!("{secret:?}"),
+        format!("{o:?}"),
+        format!("{:?}", crate::store::Change::Upsert(secret.clone())),
+        format!("{t:#?}"),
+        format!("{snap:?}"),
+        format!("{store:?}"),
+    ];
+    for s in shown {
+        assert!(!s.contains("PRIVATE KEY"), "{s}");
+        assert!(!s.contains(&body[..40]), "{s}");
+        assert!(!s.contains(&first_bytes[1..first_bytes.len() - 1]), "{s}");
+    }
+}
+
+#[test]
+fn affinity_timeout_outside_the_api_range_warns_and_uses_the_default() {
+    // The API server rejects these; a manifest file is not checked by anyone else.
+    for (timeout, want, warned) in [
+        (86400, 86400, false),
+        (1, 1, false),
+        (0, 10800, true),
+        (-5, 10800, true),
+        (86401, 10800, true),
+        (i32::MAX, 10800, true),
+    ] {
+        let mut o = Objects::default();
+        let mut p = mk_port(Some("tcp"), 80, IntOrString::Int(8080));
+        p.node_port = Some(30080);
+        let mut s = mk_service("default", "echo", "NodePort", vec![p]);
+        s.metadata.annotations =
+            Some([(L4_ACCELERATION_ANNOTATION.to_string(), "true".to_string())].into());
+        let spec = s.spec.as_mut().unwrap();
+        spec.session_affinity = Some("ClientIP".into());
+        spec.session_affinity_config = Some(SessionAffinityConfig {
+            client_ip: Some(ClientIPConfig {
+                timeout_seconds: Some(timeout),
+            }),
+        });
+        o.upsert(svc(s));
+        let snap = run(&o);
+        assert_eq!(
+            snap.l4[0].client_ip_affinity,
+            Some(Duration::from_secs(want)),
+            "{timeout}"
+        );
+        let r = reasons(&snap);
+        assert_eq!(!r.is_empty(), warned, "{timeout}: {r:?}");
+        if warned {
+            assert_eq!(r, [("echo".into(), "InvalidAffinityTimeout".into())]);
+            assert!(snap.diagnostics[0].message.contains("1 to 86400"));
+        }
+    }
+}
+
+/// `web` (L7) and annotated NodePort `echo` (L4) share a v4 and a v6 slice that mix pods with
+/// every kind of address pointing into the node; node-a has InternalIP 10.1.0.5.
+fn objects_with_node_local_endpoints() -> Objects {
+    let mut o = base();
+    let mut node = k8s_openapi::api::core::v1::Node::default();
+    node.metadata.name = Some("node-a".into());
+    node.status = Some(k8s_openapi::api::core::v1::NodeStatus {
+        addresses: Some(vec![k8s_openapi::api::core::v1::NodeAddress {
+            type_: "InternalIP".into(),
+            address: "10.1.0.5".into(),
+        }]),
+        ..Default::default()
+    });
+    o.upsert(Object::Node(Arc::new(node)));
+    let mut p = mk_port(Some("http"), 80, IntOrString::Int(8080));
+    p.node_port = Some(30080);
+    let mut echo = mk_service("default", "echo", "NodePort", vec![p]);
+    echo.metadata.annotations =
+        Some([(L4_ACCELERATION_ANNOTATION.to_string(), "true".to_string())].into());
+    o.upsert(svc(echo));
+    let ready = |a: &'static str| (a, Some(true), None, None);
+    for svc_name in ["web", "echo"] {
+        o.upsert(mk_slice(
+            "default",
+            &format!("{svc_name}-v4"),
+            svc_name,
+            "IPv4",
+            &[(Some("http"), 8080)],
+            &[
+                ready("198.19.5.2"),
+                ready("127.0.0.1"),
+                ready("169.254.169.254"),
+                ready("0.0.0.0"),
+                ready("224.0.0.1"),
+                ready("255.255.255.255"),
+                ready("10.1.0.5"),
+            ],
+        ));
+        o.upsert(mk_slice(
+            "default",
+            &format!("{svc_name}-v6"),
+            svc_name,
+            "IPv6",
+            &[(Some("http"), 8080)],
+            &[
+                ready("2001:db8:5::2"),
+                ready("::1"),
+                ready("fe80::1"),
+                ready("::"),
+                ready("ff02::1"),
+                ready("::ffff:127.0.0.1"),
+                ready("::ffff:10.1.0.5"),
+            ],
+        ));
+    }
+    o.upsert(ing(mk_ingress(
+        "default",
+        "a",
+        1,
+        vec![(
+            "a.example.com",
+            vec![
+                ("/", "Prefix", "web", "80"),
+                ("/api", "Prefix", "api", "80"),
+            ],
+        )],
+    )));
+    o
+}
+
+fn node_a() -> TranslateConfig {
+    TranslateConfig {
+        node_name: Some("node-a".into()),
+        ..mk_config()
+    }
+}
+
+#[test]
+fn endpoints_pointing_into_the_node_are_refused_on_both_planes() {
+    let o = objects_with_node_local_endpoints();
+    let s = translate(&o, &node_a());
+    let good = ["198.19.0.2:8080", "198.19.5.2:8080", "[2001:db8:5::2]:8080"];
+    let addrs = |eps: &[crate::model::Endpoint]| -> Vec<String> {
+        eps.iter().map(|e| e.addr.to_string()).collect()
+    };
+    let RouteAction::Forward(ups) = &s.l7.hosts["a.example.com"].routes[1].action else {
+        panic!("web route forwards");
+    };
+    assert_eq!(addrs(&ups[0].upstream.endpoints), good, "L7 keeps the pods");
+    assert_eq!(addrs(&s.l4[0].endpoints), good[1..], "L4 keeps the pods");
+    // The other Service and its route are untouched.
+    assert_eq!(routes(&s.l7.hosts["a.example.com"]).len(), 2);
+    // One Error per refused address and slice, on the EndpointSlice, naming address and kind.
+    let refused: Vec<(&str, &str)> = s
+        .diagnostics
+        .iter()
+        .map(|d| {
+            assert_eq!(d.severity, crate::model::Severity::Error, "{d:?}");
+            assert_eq!(d.object.kind, ObjectKind::EndpointSlice);
+            assert_eq!(d.reason, "EndpointAddressRefused");
+            (d.object.name.as_str(), d.message.as_str())
+        })
+        .collect();
+    assert_eq!(refused.len(), 2 * (6 + 6), "{refused:#?}");
+    for (addr, kind) in [
+        ("127.0.0.1", "loopback"),
+        ("169.254.169.254", "link-local"),
+        ("0.0.0.0", "unspecified"),
+        ("224.0.0.1", "multicast"),
+        ("255.255.255.255", "broadcast"),
+        ("10.1.0.5", "address of this node"),
+        ("::1", "loopback"),
+        ("fe80::1", "link-local"),
+        ("::", "unspecified"),
+        ("ff02::1", "multicast"),
+        ("::ffff:127.0.0.1", "loopback"),
+        ("::ffff:10.1.0.5", "address of this node"),
+    ] {
+        for slice in ["web", "echo"] {
+            let hit = refused.iter().any(|(n, m)| {
+                n.starts_with(slice) && m.contains(&format!("endpoint {addr} ")) && m.contains(kind)
+            });
+            assert!(hit, "{slice}: {addr} refused as {kind}: {refused:#?}");
+        }
+    }
+    // Without the node's name its address is a pod address like any other.
+    let s = run(&o);
+    assert_eq!(s.diagnostics.len(), 2 * 10, "{:#?}", s.diagnostics);
+    // The opt-in serves loopback and the node's addresses, nothing else.
+    let s = translate(
+        &o,
+        &TranslateConfig {
+            allow_node_local_endpoints: true,
+            ..node_a()
+        },
+    );
+    assert_eq!(
+        s.l4[0].endpoints.len(),
+        2 + 5,
+        "{:?}",
+        addrs(&s.l4[0].endpoints)
+    );
+    assert_eq!(s.diagnostics.len(), 2 * 7);
+}
+
+#[test]
+fn refused_endpoints_keep_the_fast_path_equal_to_a_full_translation() {
+    use crate::store::Key;
+    use std::collections::HashSet;
+    let mut o = base();
+    o.upsert(ing(mk_ingress(
+        "default",
+        "a",
+        1,
+        vec![("a.example.com", vec![("/", "Prefix", "web", "80")])],
+    )));
+    let slice = |addrs: &[&'static str]| {
+        let eps: Vec<EndpointSpec> = addrs.iter().map(|a| (*a, Some(true), None, None)).collect();
+        mk_slice(
+            "default",
+            "web-abc",
+            "web",
+            "IPv4",
+            &[(Some("http"), 8080)],
+            &eps,
+        )
+    };
+    let mut t = Translator::new(mk_config());
+    t.translate_shared(&o, None);
+    // A refused address appears, stays while others change, then goes away.
+    for addrs in [
+        &["198.19.0.2", "127.0.0.1"][..],
+        &["198.19.0.3", "127.0.0.1"],
+        &["198.19.0.3"],
+        &["198.19.0.4"],
+    ] {
+        let touched: HashSet<Key> = [Key::new("default", "web")].into();
+        o.upsert(slice(addrs));
+        let s = t.translate_shared(&o, Some(&touched));
+        assert_eq!(
+            content(&s),
+            content(&translate(&o, &mk_config())),
+            "{addrs:?}"
+        );
+    }
+}
+
+#[test]
+fn secrets_outside_secret_namespaces_are_reported_not_read() {
+    let (crt, key) = mk_cert_pem(&["a.example.com"]);
+    let mut o = base();
+    for ns in ["default", "shop"] {
+        o.upsert(Object::Secret(Arc::new(mk_tls_secret(
+            ns, "tls", &crt, &key,
+        ))));
+        o.upsert(ing(with_tls(
+            mk_ingress(
+                ns,
+                "site",
+                1,
+                vec![(
+                    &format!("{ns}.example.com"),
+                    vec![("/", "Prefix", "web", "80")],
+                )],
+            ),
+            &[&format!("{ns}.example.com")],
+            "tls",
+        )));
+    }
+    let cfg = TranslateConfig {
+        secret_namespaces: Some(vec!["default".into()]),
+        ..mk_config()
+    };
+    let s = translate(&o, &cfg);
+    // Present in the store (e.g. a manifest directory), but outside the list: not read.
+    assert_eq!(
+        s.l7.certificates.keys().collect::<Vec<_>>(),
+        ["default.example.com"]
+    );
+    assert!(
+        s.l7.hosts["shop.example.com"].tls,
+        "still routed, default certificate"
+    );
+    let d: Vec<_> = s
+        .diagnostics
+        .iter()
+        .filter(|d| d.reason.starts_with("TlsSecret"))
+        .map(|d| (d.object.to_string(), d.reason.clone(), d.severity))
+        .collect();
+    assert_eq!(
+        d,
+        [(
+            "Ingress shop/site".into(),
+            "TlsSecretNotWatched".into(),
+            crate::model::Severity::Error
+        )]
+    );
+}

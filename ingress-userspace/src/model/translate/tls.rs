@@ -58,10 +58,17 @@ pub fn parse_secret(secret: &Secret) -> Result<TlsCertificate, TlsSecretError> {
 
 type Parsed = Result<Arc<TlsCertificate>, TlsSecretError>;
 
-/// Parse results kept across translations, keyed by Secret identity.
-#[derive(Debug, Default)]
+/// Parse results kept across translations, keyed by Secret identity. `Debug` names the
+/// Secrets only (the cached `Secret`s hold `tls.key`).
+#[derive(Default)]
 pub struct TlsCache {
     entries: HashMap<ObjectRef, (Arc<Secret>, Parsed)>,
+}
+
+impl std::fmt::Debug for TlsCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.entries.keys()).finish()
+    }
 }
 
 impl TlsCache {

@@ -93,7 +93,9 @@ impl EndpointStats {
     pub fn record_failure(&self, policy: &HealthPolicy, now_ms: u64) -> bool {
         let n = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
         if policy.max_fails > 0 && n >= policy.max_fails {
-            let until = now_ms + policy.eject_for.as_millis() as u64;
+            // Saturating: `eject_for` is configuration (`--fail-timeout`).
+            let eject_ms = u64::try_from(policy.eject_for.as_millis()).unwrap_or(u64::MAX);
+            let until = now_ms.saturating_add(eject_ms);
             self.ejected_until_ms.store(until, Ordering::Relaxed);
             return true;
         }

@@ -23,6 +23,9 @@ use tokio::time::{Instant, Sleep};
 
 use super::pool::BoxError;
 
+/// A deadline nothing reaches (about 30 years), for timeouts past what `Instant` can hold.
+const FAR_FUTURE: Duration = Duration::from_secs(86400 * 365 * 30);
+
 /// The error a write fails with when the endpoint accepted nothing for the send timeout.
 #[derive(Debug, thiserror::Error)]
 #[error("upstream accepted no request bytes for {0:?} (proxy-send-timeout)")]
@@ -129,7 +132,13 @@ impl<T> SendTimeoutIo<T> {
             }
             Poll::Pending => {
                 if self.armed.is_none() {
-                    self.timer.as_mut().reset(Instant::now() + self.timeout);
+                    // Checked: the timeout is configuration. Past what `Instant` holds, the
+                    // same far-future deadline tokio uses for `sleep(Duration::MAX)`.
+                    let now = Instant::now();
+                    let deadline = now
+                        .checked_add(self.timeout)
+                        .unwrap_or_else(|| now + FAR_FUTURE);
+                    self.timer.as_mut().reset(deadline);
                     self.armed = Some(op);
                 }
                 match self.timer.as_mut().poll(cx) {
