@@ -37,10 +37,12 @@ pub struct ProxyArgs {
     #[arg(long, value_enum, default_value_t = AccessLogFormat::Text)]
     pub access_log_format: AccessLogFormat,
 
-    /// Time a client has to send a request's headers (and the TLS handshake), slowloris guard.
+    /// Time a client has to send a request's headers (and the TLS handshake), slowloris guard;
+    /// on HTTP/2 as on HTTP/1 it bounds the time from connecting to a first complete request.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub client_header_timeout: Duration,
-    /// Idle keep-alive connections are closed after this.
+    /// A connection with no request in progress for this long is closed (HTTP/2: GOAWAY),
+    /// whatever else it sends (HTTP/2 PING, SETTINGS, WINDOW_UPDATE do not count).
     #[arg(long, default_value = "75s", value_parser = parse_duration)]
     pub keepalive_timeout: Duration,
     /// Largest request head (request line plus headers), bytes; larger gets 431.
@@ -52,6 +54,11 @@ pub struct ProxyArgs {
     /// Concurrent client connections; more are closed on accept.
     #[arg(long, default_value_t = 16384)]
     pub max_connections: usize,
+    /// Concurrent connections from one client address (an IPv6 client by its /64); more are
+    /// closed on accept and counted in `xdp_ingress_rejected_connections_total`. Default: a
+    /// 16th of --max-connections (1024), so one client never holds every slot.
+    #[arg(long)]
+    pub max_connections_per_client: Option<usize>,
     /// Concurrent HTTP/2 streams per client connection.
     #[arg(long, default_value_t = 128)]
     pub max_concurrent_streams: u32,
