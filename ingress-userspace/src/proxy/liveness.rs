@@ -21,7 +21,10 @@ use std::{
 
 use http::Response;
 use hyper::body::{Body, Frame, SizeHint};
-use tokio::time::{Instant, sleep_until};
+use tokio::{
+    sync::Notify,
+    time::{Instant, sleep_until},
+};
 
 /// Longest a connection closed for lack of progress may take to finish closing (HTTP/2: the
 /// GOAWAY/PING exchange) before it is dropped: nginx's `lingering_timeout`.
@@ -61,6 +64,8 @@ struct ProgressInner {
     idle_since_ms: AtomicU64,
     /// Whether any request ever started.
     served: AtomicBool,
+    /// Told when the last open request ended: the deadline may have moved earlier.
+    idle: Notify,
 }
 
 impl Progress {
@@ -70,6 +75,7 @@ impl Progress {
             open: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(0),
             served: AtomicBool::new(false),
+            idle: Notify::new(),
         }))
     }
 
@@ -126,7 +132,9 @@ impl Drop for RequestGuard {
         let p = &self.0;
         let ms = u64::try_from(p.start.elapsed().as_millis()).unwrap_or(u64::MAX);
         p.idle_since_ms.fetch_max(ms, Ordering::Relaxed);
-        p.open.fetch_sub(1, Ordering::AcqRel);
+        if p.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            p.idle.notify_one();
+        }
     }
 }
 
@@ -194,6 +202,8 @@ where
         };
         tokio::select! {
             r = conn.as_mut() => return Ended::Finished(r),
+            // Idle now: the deadline is the keep-alive one, maybe earlier than the one slept to.
+            _ = progress.0.idle.notified(), if closing.is_none() => {}
             _ = &mut shutdown, if closing.is_none() => {
                 close(conn.as_mut());
                 closing = Some((CloseReason::Shutdown, None));

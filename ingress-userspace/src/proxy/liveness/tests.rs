@@ -95,3 +95,24 @@ async fn shutdown_asks_to_close_at_once_and_waits() {
     );
     assert_eq!(conn.asked, Some(start + Duration::from_secs(1)));
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_keepalive_deadline_replaces_the_first_request_one_when_a_request_ends() {
+    let start = Instant::now();
+    let progress = Progress::new();
+    let requests = progress.clone();
+    // A keep-alive timeout shorter than the header timeout, as in the tests of the proxy.
+    let t = ConnTimeouts {
+        first_request: Duration::from_secs(60),
+        idle: Duration::from_secs(1),
+    };
+    let client = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        drop(requests.begin());
+    });
+    let mut conn = fake(true);
+    let ended = supervise(Pin::new(&mut conn), ask, &progress, t, pending()).await;
+    assert!(matches!(ended, Ended::Finished(Ok(()))));
+    assert_eq!(conn.asked, Some(start + Duration::from_secs(3)));
+    client.await.unwrap();
+}
