@@ -425,10 +425,10 @@ pub async fn trickle_until_closed(
         loop {
             tokio::select! {
                 r = s.read(&mut buf) => if matches!(r, Ok(0) | Err(_)) { return start.elapsed() },
-                _ = tick.tick() => if let Some(b) = bytes.next() {
-                    if s.write_all(&[b]).await.is_err() {
-                        return start.elapsed();
-                    }
+                _ = tick.tick() => if let Some(b) = bytes.next()
+                    && s.write_all(&[b]).await.is_err()
+                {
+                    return start.elapsed();
                 },
             }
         }
