@@ -1569,3 +1569,89 @@ async fn admin_listener_closes_slow_clients_and_stays_reachable() {
     let g = get(&http1_client(), admin, "admin", "/healthz").await;
     assert_eq!(g.status, StatusCode::OK);
 }
+
+/// As nginx's `send_timeout`: a response the client does not take — an HTTP/1.1 client that
+/// stops reading, an HTTP/2 client that keeps its flow-control window shut — is no progress;
+/// the connection is closed after the send timeout instead of holding its slot and its
+/// upstream connection for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_the_client_does_not_take_is_cut_off_after_the_send_timeout() {
+    use h2raw::*;
+    let a = backend("a");
+    let proxy = TestProxy::start(ProxyArgs {
+        send_timeout: Duration::from_millis(500),
+        ..TestProxy::quiet_args()
+    })
+    .await;
+    proxy.handle.apply(one_route("w.test", &a));
+    let size: usize = 64 << 20;
+
+    // HTTP/1.1: ask for 64 MiB and read nothing for 3 s; then read what is left to read. A
+    // small receive buffer, so the kernel does not take the whole response on the client's
+    // behalf.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 << 10).unwrap();
+    let mut s = socket.connect(proxy.http()).await.unwrap();
+    s.write_all(format!("GET /bytes/{size} HTTP/1.1\r\nHost: w.test\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got += n,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "connection still open, {got} bytes read");
+    assert!(
+        got < size,
+        "the whole response arrived: the connection was kept"
+    );
+
+    // HTTP/2 with an initial window of 0: the response headers come, DATA never can.
+    let mut s = tokio::net::TcpStream::connect(proxy.http()).await.unwrap();
+    let zero_window = [0, 4, 0, 0, 0, 0]; // SETTINGS_INITIAL_WINDOW_SIZE = 0
+    let hello = [
+        PREFACE,
+        &frame(SETTINGS, 0, 0, &zero_window),
+        &get(1, "w.test", &format!("/bytes/{size}")),
+    ]
+    .concat();
+    s.write_all(&hello).await.unwrap();
+    let (mut pending, mut chunk) = (Vec::new(), [0u8; 4096]);
+    let mut headers_at = None;
+    let start = std::time::Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let n = match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            pending.extend_from_slice(&chunk[..n]);
+            for (kind, flags, stream, _) in take_frames(&mut pending) {
+                if kind == SETTINGS && flags & ACK == 0 {
+                    let _ = s.write_all(&frame(SETTINGS, ACK, 0, &[])).await;
+                }
+                if kind == HEADERS && stream == 1 {
+                    headers_at.get_or_insert_with(std::time::Instant::now);
+                }
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "zero-window HTTP/2 connection still open after 5 s"
+    );
+    let headers_at = headers_at.expect("response headers");
+    let took = start.elapsed() - (headers_at - start);
+    assert!(
+        took >= Duration::from_millis(400),
+        "closed {took:?} after the headers"
+    );
+}

@@ -45,6 +45,11 @@ pub struct ProxyArgs {
     /// whatever else it sends (HTTP/2 PING, SETTINGS, WINDOW_UPDATE do not count).
     #[arg(long, default_value = "75s", value_parser = parse_duration)]
     pub keepalive_timeout: Duration,
+    /// Longest a response may wait on the client taking it (between two successive pieces,
+    /// not the whole response; HTTP/2 flow control included), as nginx's `send_timeout`;
+    /// then the connection is closed.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub send_timeout: Duration,
     /// Largest request head (request line plus headers), bytes; larger gets 431.
     #[arg(long, default_value = "32k", value_parser = parse_size)]
     pub max_header_bytes: u64,

@@ -54,5 +54,6 @@ pub fn conn_timeouts(args: &ProxyArgs) -> ConnTimeouts {
     ConnTimeouts {
         first_request: args.client_header_timeout,
         idle: args.keepalive_timeout,
+        send: args.send_timeout,
     }
 }

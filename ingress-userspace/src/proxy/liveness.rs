@@ -5,8 +5,11 @@
 //! WINDOW_UPDATE, PRIORITY, or a preface trickled one byte at a time all move bytes without
 //! progress. A request is in progress from the moment hyper hands it to the service until its
 //! response body is finished or dropped ([`RequestGuard`], [`Guarded`]), so a long streamed
-//! response keeps its connection. An upgraded connection (WebSocket) leaves hyper's connection
-//! and has its own idle timeout in [`super::tunnel`].
+//! response keeps its connection — unless the client stops taking it: as nginx's
+//! `send_timeout`, a connection whose response output waits on the client (hyper does not ask
+//! for the next piece of a body because the client does not read, or keeps the HTTP/2 window
+//! shut) for the send timeout is dropped. An upgraded connection (WebSocket) leaves hyper's
+//! connection and has its own idle timeout in [`super::tunnel`].
 
 use std::{
     future::Future,
@@ -39,6 +42,8 @@ pub struct ConnTimeouts {
     /// Longest time without any request in progress once one was served
     /// (`--keepalive-timeout`).
     pub idle: Duration,
+    /// Longest time response output may wait on the client (`--send-timeout`).
+    pub send: Duration,
 }
 
 /// Why a connection was asked to close.
@@ -48,6 +53,8 @@ pub enum CloseReason {
     NoRequest,
     /// No request in progress for [`ConnTimeouts::idle`].
     Idle,
+    /// Response output waited on the client for [`ConnTimeouts::send`].
+    Stalled,
     /// The proxy is draining.
     Shutdown,
 }
@@ -64,8 +71,13 @@ struct ProgressInner {
     idle_since_ms: AtomicU64,
     /// Whether any request ever started.
     served: AtomicBool,
-    /// Told when the last open request ended: the deadline may have moved earlier.
-    idle: Notify,
+    /// Told when the first open request started or the last one ended: the deadline the
+    /// supervisor sleeps to may have moved earlier.
+    changed: Notify,
+    /// Response bodies that handed hyper a frame and were not asked for the next one yet.
+    waiting_on_client: AtomicUsize,
+    /// Milliseconds after `start` when hyper last asked a response body for a frame.
+    body_polled_ms: AtomicU64,
 }
 
 impl Progress {
@@ -75,14 +87,18 @@ impl Progress {
             open: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(0),
             served: AtomicBool::new(false),
-            idle: Notify::new(),
+            changed: Notify::new(),
+            waiting_on_client: AtomicUsize::new(0),
+            body_polled_ms: AtomicU64::new(0),
         }))
     }
 
     /// A request started: in progress until the guard is dropped.
     pub fn begin(&self) -> RequestGuard {
         self.0.served.store(true, Ordering::Relaxed);
-        self.0.open.fetch_add(1, Ordering::AcqRel);
+        if self.0.open.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.0.changed.notify_one();
+        }
         RequestGuard(Arc::clone(&self.0))
     }
 
@@ -96,7 +112,11 @@ impl Progress {
     pub fn deadline(&self, t: &ConnTimeouts) -> Option<(Instant, CloseReason)> {
         let p = &self.0;
         if p.open.load(Ordering::Acquire) > 0 {
-            return None;
+            if p.waiting_on_client.load(Ordering::Acquire) == 0 {
+                return None;
+            }
+            let polled = Duration::from_millis(p.body_polled_ms.load(Ordering::Relaxed));
+            return Some((p.start + polled + t.send, CloseReason::Stalled));
         }
         if !p.served.load(Ordering::Relaxed) {
             return Some((p.start + t.first_request, CloseReason::NoRequest));
@@ -119,30 +139,72 @@ pub struct RequestGuard(Arc<ProgressInner>);
 
 impl RequestGuard {
     /// Keeps the request in progress until `resp`'s body is finished or dropped.
-    pub fn hold<B>(self, resp: Response<B>) -> Response<Guarded<B>> {
-        resp.map(|inner| Guarded {
-            inner,
-            _guard: self,
+    pub fn hold<B: Body>(self, resp: Response<B>) -> Response<Guarded<B>> {
+        resp.map(|inner| {
+            // Until hyper first asks for it, a body with something to send waits on the
+            // client (an HTTP/2 client can open with a zero window).
+            self.0.body_polled();
+            let waiting = !inner.is_end_stream();
+            let mut body = Guarded {
+                inner,
+                handed: false,
+                guard: self,
+            };
+            body.set_handed(waiting);
+            body
         })
+    }
+}
+
+impl ProgressInner {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn body_polled(&self) {
+        self.body_polled_ms
+            .fetch_max(self.now_ms(), Ordering::Relaxed);
     }
 }
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
         let p = &self.0;
-        let ms = u64::try_from(p.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        p.idle_since_ms.fetch_max(ms, Ordering::Relaxed);
+        p.idle_since_ms.fetch_max(p.now_ms(), Ordering::Relaxed);
         if p.open.fetch_sub(1, Ordering::AcqRel) == 1 {
-            p.idle.notify_one();
+            p.changed.notify_one();
         }
     }
 }
 
-/// A response body that keeps its request in progress while it streams.
+/// A response body that keeps its request in progress while it streams, and tells whether
+/// its output waits on the client.
 #[derive(Debug)]
 pub struct Guarded<B> {
     inner: B,
-    _guard: RequestGuard,
+    /// A frame went to hyper and the next was not asked for yet.
+    handed: bool,
+    guard: RequestGuard,
+}
+
+impl<B> Guarded<B> {
+    fn set_handed(&mut self, handed: bool) {
+        if self.handed != handed {
+            self.handed = handed;
+            let waiting = &self.guard.0.waiting_on_client;
+            if handed {
+                waiting.fetch_add(1, Ordering::AcqRel);
+            } else {
+                waiting.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    }
+}
+
+impl<B> Drop for Guarded<B> {
+    fn drop(&mut self) {
+        self.set_handed(false);
+    }
 }
 
 impl<B: Body + Unpin> Body for Guarded<B> {
@@ -153,7 +215,16 @@ impl<B: Body + Unpin> Body for Guarded<B> {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let this = &mut *self;
+        this.guard.0.body_polled();
+        this.set_handed(false);
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        // hyper asks for the next frame once the client took this one (or has room for it);
+        // after the last one it asks for nothing.
+        if matches!(polled, Poll::Ready(Some(Ok(_)))) && !this.inner.is_end_stream() {
+            this.set_handed(true);
+        }
+        polled
     }
     fn is_end_stream(&self) -> bool {
         self.inner.is_end_stream()
@@ -193,17 +264,17 @@ where
     loop {
         let wake = match closing {
             Some((_, until)) => until,
-            // A request in progress: nothing to do before the idle time could run out.
-            None => Some(
-                progress
-                    .deadline(&timeouts)
-                    .map_or_else(|| Instant::now() + timeouts.idle, |(at, _)| at),
-            ),
+            // Requests in progress, none waiting on the client: look again when the idle time
+            // or the send timeout could have run out.
+            None => Some(progress.deadline(&timeouts).map_or_else(
+                || Instant::now() + timeouts.idle.min(timeouts.send),
+                |(at, _)| at,
+            )),
         };
         tokio::select! {
             r = conn.as_mut() => return Ended::Finished(r),
-            // Idle now: the deadline is the keep-alive one, maybe earlier than the one slept to.
-            _ = progress.0.idle.notified(), if closing.is_none() => {}
+            // Busy or idle now: the deadline may be earlier than the one slept to.
+            _ = progress.0.changed.notified(), if closing.is_none() => {}
             _ = &mut shutdown, if closing.is_none() => {
                 close(conn.as_mut());
                 closing = Some((CloseReason::Shutdown, None));
@@ -216,6 +287,8 @@ where
                     && at <= Instant::now()
                 {
                     let fired = match why {
+                        // A client that takes nothing would not take a GOAWAY either.
+                        CloseReason::Stalled => return Ended::Dropped(why),
                         CloseReason::NoRequest => timeouts.first_request,
                         _ => timeouts.idle,
                     };
