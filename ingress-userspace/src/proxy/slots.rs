@@ -4,7 +4,9 @@
 //! ([`CountedStream`]): it is released when the socket closes, also after an Upgrade took the
 //! socket out of hyper's connection (a WebSocket keeps counting against its client).
 //!
-//! The client is the TCP peer. IPv4 addresses count one by one; IPv6 addresses by their /64,
+//! The client is the TCP peer, unless a trusted hop (PROXY protocol) names another: then the
+//! slot moves to that client ([`Slot::move_to`]), so a load balancer's address does not hold
+//! one share for everyone behind it. IPv4 addresses count one by one; IPv6 addresses by their /64,
 //! the smallest prefix a subscriber is normally given (RFC 6177), so one host cannot step
 //! around its cap by changing its interface identifier.
 
@@ -110,16 +112,41 @@ pub struct Slot {
     key: IpAddr,
 }
 
+impl Slot {
+    /// Counts this connection against `client` instead, once a trusted hop (PROXY protocol)
+    /// said who the client is; refused, and left as it was, when `client` holds its share.
+    pub fn move_to(&mut self, client: IpAddr) -> Result<(), Refused> {
+        let key = client_key(client);
+        if key == self.key {
+            return Ok(());
+        }
+        let slots = Arc::clone(&self.slots);
+        let mut taken = slots.lock();
+        let theirs = taken.by_client.entry(key).or_insert(0);
+        if *theirs >= slots.max_per_client {
+            return Err(Refused::PerClient);
+        }
+        *theirs += 1;
+        release(&mut taken, self.key);
+        self.key = key;
+        Ok(())
+    }
+}
+
+fn release(taken: &mut Taken, key: IpAddr) {
+    if let Some(n) = taken.by_client.get_mut(&key) {
+        *n -= 1;
+        if *n == 0 {
+            taken.by_client.remove(&key);
+        }
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut taken = self.slots.lock();
         taken.total = taken.total.saturating_sub(1);
-        if let Some(n) = taken.by_client.get_mut(&self.key) {
-            *n -= 1;
-            if *n == 0 {
-                taken.by_client.remove(&self.key);
-            }
-        }
+        release(&mut taken, self.key);
     }
 }
 
@@ -139,7 +166,7 @@ pub fn client_key(ip: IpAddr) -> IpAddr {
 /// closed, wherever it goes (hyper, or a tunnel after an Upgrade).
 pub struct CountedStream<T> {
     io: T,
-    _slot: Slot,
+    slot: Slot,
     _gauge: ConnectionGuard,
 }
 
@@ -147,13 +174,18 @@ impl<T> CountedStream<T> {
     pub fn new(io: T, slot: Slot, gauge: ConnectionGuard) -> Self {
         CountedStream {
             io,
-            _slot: slot,
+            slot,
             _gauge: gauge,
         }
     }
 
     pub fn get_ref(&self) -> &T {
         &self.io
+    }
+
+    /// See [`Slot::move_to`].
+    pub fn move_to_client(&mut self, client: IpAddr) -> Result<(), Refused> {
+        self.slot.move_to(client)
     }
 }
 
@@ -233,6 +265,25 @@ mod tests {
             Refused::PerClient
         );
         assert!(slots.try_take(ip("2001:db8:1:3::1")).is_ok());
+    }
+
+    #[test]
+    fn a_slot_moves_to_the_client_a_trusted_hop_names() {
+        let slots = ConnectionSlots::new(10, 2);
+        let balancer = ip("10.0.0.1");
+        let mut s1 = slots.try_take(balancer).unwrap();
+        let mut s2 = slots.try_take(balancer).unwrap();
+        s1.move_to(ip("192.0.2.7")).unwrap();
+        // The balancer's share is free again for its next connections.
+        assert_eq!(slots.open_for(balancer), 1);
+        let _s3 = slots.try_take(balancer).unwrap();
+        s2.move_to(ip("192.0.2.7")).unwrap();
+        let mut s4 = slots.try_take(balancer).unwrap();
+        assert_eq!(s4.move_to(ip("192.0.2.7")), Err(Refused::PerClient));
+        assert_eq!(slots.open_for(ip("192.0.2.7")), 2);
+        drop((s1, s2, s4));
+        assert_eq!(slots.open_for(ip("192.0.2.7")), 0);
+        assert_eq!(slots.open(), 1);
     }
 
     #[test]
