@@ -158,7 +158,7 @@ impl Metrics {
         );
         registry.register(
             "rejected_connections",
-            "Connections closed on accept, by listener and cap (max_connections, max_connections_per_client)",
+            "Connections closed on accept, by listener and by the cap that was reached",
             rejected_connections.clone(),
         );
         registry.register(

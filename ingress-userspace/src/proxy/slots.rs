@@ -6,8 +6,8 @@
 //!
 //! The client is the TCP peer, unless a trusted hop (PROXY protocol) names another: then the
 //! slot moves to that client ([`Slot::move_to`]), so a load balancer's address does not hold
-//! one share for everyone behind it. IPv4 addresses count one by one; IPv6 addresses by their /64,
-//! the smallest prefix a subscriber is normally given (RFC 6177), so one host cannot step
+//! one share for everyone behind it. IPv4 addresses count one by one; IPv6 addresses by their
+//! /64, the smallest prefix a subscriber is normally given (RFC 6177), so one host cannot step
 //! around its cap by changing its interface identifier.
 
 use std::{
