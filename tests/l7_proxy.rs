@@ -799,6 +799,7 @@ async fn connection_limit_and_idle_timeout() {
     let a = backend("a");
     let proxy = TestProxy::start(ProxyArgs {
         max_connections: 2,
+        max_connections_per_client: Some(2),
         keepalive_timeout: Duration::from_millis(500),
         ..TestProxy::quiet_args()
     })
@@ -821,9 +822,18 @@ async fn connection_limit_and_idle_timeout() {
             Ok(Ok(0) | Err(_))
         )
     };
-    let c1 = tokio::net::TcpStream::connect(proxy.http()).await.unwrap();
-    let c2 = tokio::net::TcpStream::connect(proxy.http()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Two keep-alive connections, each after one request.
+    let mut kept = Vec::new();
+    for _ in 0..2 {
+        let mut c = tokio::net::TcpStream::connect(proxy.http()).await.unwrap();
+        c.write_all(b"GET / HTTP/1.1\r\nHost: c.test\r\n\r\n")
+            .await
+            .unwrap();
+        let out = read_h1_response(&mut c).await;
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        kept.push(c);
+    }
+    let (c2, c1) = (kept.pop().unwrap(), kept.pop().unwrap());
     // A third connection is over the limit: closed at once.
     let c3 = tokio::net::TcpStream::connect(proxy.http()).await.unwrap();
     assert!(
@@ -851,12 +861,9 @@ async fn connection_limit_and_idle_timeout() {
     )
     .await;
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
-    assert!(
-        proxy
-            .handle
-            .metrics_text()
-            .contains("xdp_ingress_rejected_connections_total 1")
-    );
+    assert!(proxy.handle.metrics_text().contains(
+        "xdp_ingress_rejected_connections_total{listener=\"http\",reason=\"max_connections\"} 1"
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2519,4 +2526,419 @@ async fn out_of_range_read_timeout_warns_and_websockets_keep_working() {
         assert_eq!((g.status, g.pod()), (StatusCode::OK, "b".to_string()));
         ws_echo(&mut ws, b"after the other route").await;
     }
+}
+
+/// One host `{host}` whose `/` goes to `a`.
+fn one_route(host: &str, a: &HttpBackend) -> Arc<Snapshot> {
+    snapshot(
+        1,
+        l7_with(
+            vec![vhost(
+                host,
+                vec![route_to(path("Prefix", "/"), up("a", &[a]))],
+                false,
+            )],
+            None,
+        ),
+    )
+}
+
+/// As nginx since 1.19.7 (client_header_timeout for HTTP/2): a connection that never
+/// completes a first request is closed after the client-header timeout, however steadily it
+/// trickles bytes — an HTTP/2 preface one byte at a time, a whole preface then frames one
+/// byte at a time, or nothing at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_without_a_first_request_is_closed_after_the_client_header_timeout() {
+    use h2raw::*;
+    let a = backend("a");
+    let proxy = TestProxy::start(ProxyArgs {
+        client_header_timeout: Duration::from_millis(400),
+        ..TestProxy::quiet_args()
+    })
+    .await;
+    proxy.handle.apply(one_route("t.test", &a));
+    let every = Duration::from_millis(50);
+    let limit = Duration::from_secs(4);
+    let settings = frame(SETTINGS, 0, 0, &[]);
+    let ping = frame(PING, 0, 0, &[7; 8]);
+    // The preface trickled, then empty SETTINGS frames trickled.
+    let trickled_preface = trickle_until_closed(
+        tokio::net::TcpStream::connect(proxy.http()).await.unwrap(),
+        PREFACE
+            .iter()
+            .copied()
+            .chain(settings.iter().copied().cycle()),
+        every,
+        limit,
+    );
+    // The preface and SETTINGS at once (the HTTP/2 connection is up), then PINGs trickled.
+    let mut started = tokio::net::TcpStream::connect(proxy.http()).await.unwrap();
+    started
+        .write_all(&[PREFACE, &settings[..]].concat())
+        .await
+        .unwrap();
+    let trickled_pings = trickle_until_closed(started, ping.iter().copied().cycle(), every, limit);
+    let silent = async {
+        let mut s = tokio::net::TcpStream::connect(proxy.http()).await.unwrap();
+        let t = std::time::Instant::now();
+        closed_within(&mut s, limit).await.then(|| t.elapsed())
+    };
+    let (preface, pings, silent) = tokio::join!(trickled_preface, trickled_pings, silent);
+    for (what, took) in [
+        ("trickled preface", preface),
+        ("PINGs before any request", pings),
+        ("silent connection", silent),
+    ] {
+        let took = took.unwrap_or_else(|| panic!("{what}: still open after {limit:?}"));
+        // The timeout, plus at most as long again to finish a graceful close.
+        assert!(
+            took >= Duration::from_millis(350) && took < Duration::from_millis(1500),
+            "{what}: closed after {took:?}"
+        );
+    }
+    assert_eq!(a.requests(), 0);
+    // Prompt clients are served.
+    let g = send(&h2c_client(), req(proxy.http(), "t.test", "/"))
+        .await
+        .unwrap();
+    assert_eq!(g.status, StatusCode::OK);
+}
+
+/// After its last request, an HTTP/2 connection that sends only control frames (PING,
+/// SETTINGS, WINDOW_UPDATE, PRIORITY) is idle: GOAWAY and close after the keep-alive timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_connection_sending_only_control_frames_is_closed_after_the_keepalive_timeout() {
+    use h2raw::*;
+    let a = backend("a");
+    let keepalive = Duration::from_millis(500);
+    let proxy = TestProxy::start(ProxyArgs {
+        keepalive_timeout: keepalive,
+        ..TestProxy::quiet_args()
+    })
+    .await;
+    proxy.handle.apply(one_route("p.test", &a));
+    let mut s = tokio::net::TcpStream::connect(proxy.http()).await.unwrap();
+    let hello = [PREFACE, &frame(SETTINGS, 0, 0, &[]), &get(1, "p.test", "/")].concat();
+    s.write_all(&hello).await.unwrap();
+    let control = [
+        frame(PING, 0, 0, &[1; 8]),
+        frame(SETTINGS, 0, 0, &[]),
+        frame(WINDOW_UPDATE, 0, 0, &1u32.to_be_bytes()),
+        frame(PRIORITY, 0, 3, &[0, 0, 0, 0, 16]),
+    ];
+    let (mut buf, mut chunk) = (Vec::new(), [0u8; 4096]);
+    let (mut answered, mut goaway, mut sent) = (None, None, 0usize);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let start = std::time::Instant::now();
+    let closed = loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "still open after 5 s"
+        );
+        tokio::select! {
+            r = s.read(&mut chunk) => {
+                let n = match r { Ok(0) | Err(_) => break std::time::Instant::now(), Ok(n) => n };
+                buf.extend_from_slice(&chunk[..n]);
+                for (kind, flags, stream, payload) in take_frames(&mut buf) {
+                    match kind {
+                        SETTINGS if flags & ACK == 0 => {
+                            s.write_all(&frame(SETTINGS, ACK, 0, &[])).await.unwrap();
+                        }
+                        PING if flags & ACK == 0 => {
+                            s.write_all(&frame(PING, ACK, 0, &payload)).await.unwrap();
+                        }
+                        GOAWAY => { goaway.get_or_insert_with(std::time::Instant::now); }
+                        _ if stream == 1 && flags & END_STREAM != 0 => {
+                            answered = Some(std::time::Instant::now());
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            // Control frames only, once the request was answered.
+            _ = tick.tick(), if answered.is_some() => {
+                let _ = s.write_all(&control[sent % control.len()]).await;
+                sent += 1;
+            }
+        }
+    };
+    let answered = answered.expect("the request was answered");
+    assert!(sent >= 3, "only {sent} control frames sent");
+    let goaway = goaway.expect("GOAWAY before close");
+    let idle = goaway - answered;
+    assert!(
+        idle >= keepalive - Duration::from_millis(50) && idle < keepalive * 3,
+        "GOAWAY after {idle:?} idle"
+    );
+    assert!(closed - goaway < keepalive + Duration::from_millis(500));
+    assert_eq!(a.requests(), 1);
+}
+
+/// A request whose response is still streaming is progress: its connection is not idle, even
+/// when the stream is quiet for longer than the keep-alive timeout, and serves the next
+/// request after it — over HTTP/2 and HTTP/1.1. Idle afterwards, it is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_response_keeps_its_connection_past_the_keepalive_timeout() {
+    let a = backend("a");
+    let keepalive = Duration::from_millis(300);
+    let proxy = TestProxy::start(ProxyArgs {
+        keepalive_timeout: keepalive,
+        ..TestProxy::quiet_args()
+    })
+    .await;
+    proxy.handle.apply(one_route("s.test", &a));
+    // Four lines 500 ms apart: each gap longer than the keep-alive timeout.
+    let drip = "/drip/4/500";
+    let ticks = "tick 0\ntick 1\ntick 2\ntick 3\n";
+
+    let io =
+        hyper_util::rt::TokioIo::new(tokio::net::TcpStream::connect(proxy.http()).await.unwrap());
+    let (mut h2, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let resp = h2
+        .send_request(h2_req(proxy.http(), "s.test", drip))
+        .await
+        .unwrap();
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .expect("the whole stream")
+        .to_bytes();
+    assert_eq!(String::from_utf8_lossy(&body), ticks);
+    let next = h2
+        .send_request(h2_req(proxy.http(), "s.test", "/after"))
+        .await
+        .expect("same HTTP/2 connection serves the next request");
+    assert_eq!(next.status(), StatusCode::OK);
+    http_body_util::BodyExt::collect(next.into_body())
+        .await
+        .unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(3), conn)
+        .await
+        .expect("idle HTTP/2 connection closed");
+
+    let mut s = tokio::net::TcpStream::connect(proxy.http()).await.unwrap();
+    s.write_all(format!("GET {drip} HTTP/1.1\r\nHost: s.test\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let out = read_h1_response(&mut s).await;
+    assert!(
+        out.starts_with("HTTP/1.1 200") && out.contains("tick 3"),
+        "{out}"
+    );
+    s.write_all(b"GET /after HTTP/1.1\r\nHost: s.test\r\n\r\n")
+        .await
+        .unwrap();
+    let out = read_h1_response(&mut s).await;
+    assert!(
+        out.starts_with("HTTP/1.1 200"),
+        "same HTTP/1.1 connection serves the next request: {out:?}"
+    );
+    assert!(closed_within(&mut s, Duration::from_secs(3)).await);
+}
+
+/// One client address holding its share of connections (`--max-connections-per-client`)
+/// cannot take the rest: its next connections are closed on accept and counted, and another
+/// client is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_at_its_connection_cap_leaves_the_others_served() {
+    let a = backend("a");
+    let proxy = TestProxy::start(ProxyArgs {
+        max_connections: 8,
+        max_connections_per_client: Some(4),
+        ..TestProxy::quiet_args()
+    })
+    .await;
+    proxy.handle.apply(one_route("q.test", &a));
+    let greedy: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let other: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    // The greedy client tries to take every slot with connections that say nothing.
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        held.push(connect_from(greedy, proxy.http()).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut refused = 0;
+    for s in &mut held[4..] {
+        refused += usize::from(closed_within(s, Duration::from_secs(2)).await);
+    }
+    assert_eq!(refused, 4, "connections over the per-client cap not closed");
+    for s in &mut held[..4] {
+        assert!(
+            !closed_within(s, Duration::from_millis(100)).await,
+            "a connection within the cap was closed"
+        );
+    }
+    let mut s = connect_from(other, proxy.http()).await;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: q.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let out = read_h1_response(&mut s).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "other client: {out:?}");
+    assert_eq!(a.requests(), 1);
+    let text = proxy.handle.metrics_text();
+    assert!(
+        text.contains(
+            "xdp_ingress_rejected_connections_total{listener=\"http\",reason=\"max_connections_per_client\"} 4"
+        ),
+        "{text}"
+    );
+}
+
+/// The admin listener (`/metrics`, `/healthz`, `/readyz`; host network in the DaemonSet) gets
+/// the proxy's protection: slowloris and idle connections are closed, one client cannot hold
+/// every admin slot, and the kubelet still gets its answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_listener_closes_slow_clients_and_stays_reachable() {
+    let proxy = TestProxy::start(ProxyArgs {
+        client_header_timeout: Duration::from_millis(400),
+        keepalive_timeout: Duration::from_millis(400),
+        ..TestProxy::quiet_args()
+    })
+    .await;
+    let admin = proxy.handle.metrics_addr().unwrap();
+    let attacker: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let kubelet: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    // 20 slowloris connections: headers that never end, one byte every 50 ms.
+    let mut slow = Vec::new();
+    for _ in 0..20 {
+        let mut s = connect_from(attacker, admin).await;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: admin\r\n")
+            .await
+            .unwrap();
+        let drip = b"X-Slow: 1\r\n".iter().copied().cycle();
+        slow.push(tokio::spawn(trickle_until_closed(
+            s,
+            drip,
+            Duration::from_millis(50),
+            Duration::from_secs(4),
+        )));
+    }
+    // Meanwhile, another client is answered.
+    let mut probe = connect_from(kubelet, admin).await;
+    probe
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: admin\r\n\r\n")
+        .await
+        .unwrap();
+    let out = read_h1_response(&mut probe).await;
+    assert!(
+        out.starts_with("HTTP/1.1 200"),
+        "healthz during the flood: {out:?}"
+    );
+    // Its keep-alive connection is closed once idle.
+    let t = std::time::Instant::now();
+    assert!(closed_within(&mut probe, Duration::from_secs(3)).await);
+    assert!(
+        t.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        t.elapsed()
+    );
+    let mut closed = 0;
+    for task in slow {
+        let took = task.await.unwrap();
+        assert!(
+            took.is_some_and(|t| t < Duration::from_millis(2500)),
+            "slowloris admin connection open for {took:?}"
+        );
+        closed += 1;
+    }
+    assert_eq!(closed, 20);
+    let text = proxy.handle.metrics_text();
+    assert!(
+        text.contains(
+            "xdp_ingress_rejected_connections_total{listener=\"admin\",reason=\"max_connections_per_client\"} 4"
+        ),
+        "{text}"
+    );
+    // The flooding address itself is served again once its connections are gone.
+    let g = get(&http1_client(), admin, "admin", "/healthz").await;
+    assert_eq!(g.status, StatusCode::OK);
+}
+
+/// As nginx's `send_timeout`: a response the client does not take — an HTTP/1.1 client that
+/// stops reading, an HTTP/2 client that keeps its flow-control window shut — is no progress;
+/// the connection is closed after the send timeout instead of holding its slot and its
+/// upstream connection for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_the_client_does_not_take_is_cut_off_after_the_send_timeout() {
+    use h2raw::*;
+    let a = backend("a");
+    let proxy = TestProxy::start(ProxyArgs {
+        send_timeout: Duration::from_millis(500),
+        ..TestProxy::quiet_args()
+    })
+    .await;
+    proxy.handle.apply(one_route("w.test", &a));
+    let size: usize = 64 << 20;
+
+    // HTTP/1.1: ask for 64 MiB and read nothing for 3 s; then read what is left to read. A
+    // small receive buffer, so the kernel does not take the whole response on the client's
+    // behalf.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 << 10).unwrap();
+    let mut s = socket.connect(proxy.http()).await.unwrap();
+    s.write_all(format!("GET /bytes/{size} HTTP/1.1\r\nHost: w.test\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got += n,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "connection still open, {got} bytes read");
+    assert!(
+        got < size,
+        "the whole response arrived: the connection was kept"
+    );
+
+    // HTTP/2 with an initial window of 0: the response headers come, DATA never can.
+    let mut s = tokio::net::TcpStream::connect(proxy.http()).await.unwrap();
+    let zero_window = [0, 4, 0, 0, 0, 0]; // SETTINGS_INITIAL_WINDOW_SIZE = 0
+    let hello = [
+        PREFACE,
+        &frame(SETTINGS, 0, 0, &zero_window),
+        &get(1, "w.test", &format!("/bytes/{size}")),
+    ]
+    .concat();
+    s.write_all(&hello).await.unwrap();
+    let (mut pending, mut chunk) = (Vec::new(), [0u8; 4096]);
+    let mut headers_at = None;
+    let start = std::time::Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let n = match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            pending.extend_from_slice(&chunk[..n]);
+            for (kind, flags, stream, _) in take_frames(&mut pending) {
+                if kind == SETTINGS && flags & ACK == 0 {
+                    let _ = s.write_all(&frame(SETTINGS, ACK, 0, &[])).await;
+                }
+                if kind == HEADERS && stream == 1 {
+                    headers_at.get_or_insert_with(std::time::Instant::now);
+                }
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "zero-window HTTP/2 connection still open after 5 s"
+    );
+    let headers_at = headers_at.expect("response headers");
+    let took = start.elapsed() - (headers_at - start);
+    assert!(
+        took >= Duration::from_millis(400),
+        "closed {took:?} after the headers"
+    );
 }

@@ -235,6 +235,15 @@ pub fn req(addr: SocketAddr, host: &str, path: &str) -> Request<Full<Bytes>> {
         .unwrap()
 }
 
+/// A request as an HTTP/2 client sends it to `addr` for `host`: the host in the URI (hence in
+/// `:authority`), no `Host` field. For tests that drive their own connection to `addr`.
+pub fn h2_req(addr: SocketAddr, host: &str, path: &str) -> Request<Full<Bytes>> {
+    Request::builder()
+        .uri(format!("http://{host}:{}{path}", addr.port()))
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
 pub async fn get(client: &Http1, addr: SocketAddr, host: &str, path: &str) -> Got {
     send(client, req(addr, host, path))
         .await
@@ -514,4 +523,141 @@ pub async fn ws_echo(s: &mut tokio::net::TcpStream, msg: &[u8]) {
         .unwrap()
         .unwrap();
     assert_eq!(got, msg);
+}
+
+/// A TCP connection to `dst` from the loopback address `src` (any of 127.0.0.0/8): another
+/// client, as far as the proxy can tell.
+pub async fn connect_from(src: std::net::IpAddr, dst: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(src, 0)).unwrap();
+    socket.connect(dst).await.unwrap()
+}
+
+/// Whether the peer closed `s` (EOF or reset) within `wait`; bytes it sends meanwhile are
+/// read and dropped.
+pub async fn closed_within(s: &mut TcpStream, wait: Duration) -> bool {
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(wait, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// Writes `bytes` one at a time, one every `every`, reading and dropping what comes back,
+/// until the peer closes the connection (returns how long that took) or `limit` passes
+/// (`None`).
+pub async fn trickle_until_closed(
+    mut s: TcpStream,
+    bytes: impl Iterator<Item = u8>,
+    every: Duration,
+    limit: Duration,
+) -> Option<Duration> {
+    let start = std::time::Instant::now();
+    let mut bytes = bytes;
+    let mut tick = tokio::time::interval(every);
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(limit, async {
+        loop {
+            tokio::select! {
+                r = s.read(&mut buf) => if matches!(r, Ok(0) | Err(_)) { return start.elapsed() },
+                _ = tick.tick() => if let Some(b) = bytes.next()
+                    && s.write_all(&[b]).await.is_err()
+                {
+                    return start.elapsed();
+                },
+            }
+        }
+    })
+    .await
+    .ok()
+}
+
+/// Reads one HTTP/1.1 response with a `Content-Length` or chunked body off `s`; returns it
+/// as text (within 5 s, else what arrived).
+pub async fn read_h1_response(s: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let done = |out: &[u8]| {
+        let text = String::from_utf8_lossy(out).to_ascii_lowercase();
+        let Some(head_end) = text.find("\r\n\r\n") else {
+            return false;
+        };
+        if text[..head_end].contains("transfer-encoding: chunked") {
+            return text[head_end..].ends_with("\r\n0\r\n\r\n");
+        }
+        let len = text[..head_end]
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        out.len() >= head_end + 4 + len
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while !done(&out) {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&out).to_string()
+}
+
+/// Raw HTTP/2 (RFC 9113) for clients that misbehave in ways no client library allows.
+pub mod h2raw {
+    /// The client connection preface (RFC 9113 3.4).
+    pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    pub const HEADERS: u8 = 0x1;
+    pub const PRIORITY: u8 = 0x2;
+    pub const SETTINGS: u8 = 0x4;
+    pub const PING: u8 = 0x6;
+    pub const GOAWAY: u8 = 0x7;
+    pub const WINDOW_UPDATE: u8 = 0x8;
+    pub const ACK: u8 = 0x1;
+    pub const END_STREAM: u8 = 0x1;
+    pub const END_HEADERS: u8 = 0x4;
+
+    /// One frame: 9-byte header (RFC 9113 4.1) and payload.
+    pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len() as u32;
+        let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+        f.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// HEADERS ending the stream for `GET http://{authority}{path}`, HPACK-encoded with the
+    /// static table and literals without indexing (RFC 7541 6.2.2), no Huffman.
+    pub fn get(stream: u32, authority: &str, path: &str) -> Vec<u8> {
+        let mut block = vec![0x82, 0x86]; // :method GET, :scheme http
+        for (name_index, value) in [(4u8, path), (1u8, authority)] {
+            block.push(name_index); // literal without indexing, indexed name (< 15)
+            block.push(value.len() as u8);
+            block.extend_from_slice(value.as_bytes());
+        }
+        frame(HEADERS, END_STREAM | END_HEADERS, stream, &block)
+    }
+
+    /// Splits whole frames off the front of `buf`: (type, flags, stream, payload).
+    pub fn take_frames(buf: &mut Vec<u8>) -> Vec<(u8, u8, u32, Vec<u8>)> {
+        let mut out = Vec::new();
+        while buf.len() >= 9 {
+            let len =
+                (usize::from(buf[0]) << 16) | (usize::from(buf[1]) << 8) | usize::from(buf[2]);
+            if buf.len() < 9 + len {
+                break;
+            }
+            let stream = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) & 0x7fff_ffff;
+            out.push((buf[3], buf[4], stream, buf[9..9 + len].to_vec()));
+            buf.drain(..9 + len);
+        }
+        out
+    }
 }

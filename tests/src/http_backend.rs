@@ -5,6 +5,8 @@
 //! - `/delay/<ms>`: answers after that many milliseconds.
 //! - `/status/<code>`: answers with that status.
 //! - `/bytes/<n>`: streams `n` bytes in 16 KiB chunks.
+//! - `/drip/<n>/<ms>`: streams `n` lines `tick <i>\n`, one every `<ms>` milliseconds (the
+//!   first at once): a long response that is slow but alive.
 //! - `/fixed`: a constant 13-byte body (benchmarks: the backend does as little as possible).
 //! - `/trailers`: gRPC-style answer with `grpc-status`/`grpc-message` trailers.
 //! - any request with `Upgrade: websocket` gets a real WebSocket handshake (101 with
@@ -209,6 +211,22 @@ async fn echo(pod: Arc<String>, mut req: Request<Incoming>) -> Result<Response<B
         .and_then(|s| s.parse::<u64>().ok())
     {
         tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if let Some((n, every)) = path.strip_prefix("/drip/").and_then(|s| {
+        let (n, ms) = s.split_once('/')?;
+        Some((n.parse::<u64>().ok()?, ms.parse::<u64>().ok()?))
+    }) {
+        let ticks = futures::stream::unfold(0u64, move |i| async move {
+            if i >= n {
+                return None;
+            }
+            if i > 0 {
+                tokio::time::sleep(Duration::from_millis(every)).await;
+            }
+            let line = Frame::data(Bytes::from(format!("tick {i}\n")));
+            Some((Ok::<_, Infallible>(line), i + 1))
+        });
+        return Ok(Response::new(StreamBody::new(ticks).boxed()));
     }
     if let Some(n) = path
         .strip_prefix("/bytes/")

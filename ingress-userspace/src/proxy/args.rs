@@ -43,7 +43,8 @@ pub struct ProxyArgs {
     #[arg(long, value_enum, default_value_t = AccessLogFormat::Text)]
     pub access_log_format: AccessLogFormat,
 
-    /// Time a client has to send a request's headers (and the TLS handshake), slowloris guard.
+    /// Time a client has to send a request's headers (and the TLS handshake), slowloris guard;
+    /// on HTTP/2 as on HTTP/1 it bounds the time from connecting to a first complete request.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub client_header_timeout: Duration,
     /// Longest wait for the client between two successive reads of a request body, as nginx's
@@ -51,9 +52,15 @@ pub struct ProxyArgs {
     /// counted against the endpoint. 0 disables it.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub client_body_timeout: Duration,
-    /// Idle keep-alive connections are closed after this.
+    /// A connection with no request in progress for this long is closed (HTTP/2: GOAWAY),
+    /// whatever else it sends (HTTP/2 PING, SETTINGS, WINDOW_UPDATE do not count).
     #[arg(long, default_value = "75s", value_parser = parse_duration)]
     pub keepalive_timeout: Duration,
+    /// Longest a response may wait on the client taking it (between two successive pieces,
+    /// not the whole response; HTTP/2 flow control included), as nginx's `send_timeout`;
+    /// then the connection is closed.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub send_timeout: Duration,
     /// Largest request head (request line plus headers), bytes; larger gets 431.
     #[arg(long, default_value = "32k", value_parser = parse_size)]
     pub max_header_bytes: u64,
@@ -63,6 +70,11 @@ pub struct ProxyArgs {
     /// Concurrent client connections; more are closed on accept (1 to 1048576).
     #[arg(long, default_value_t = 16384, value_parser = parse_max_connections)]
     pub max_connections: usize,
+    /// Concurrent connections from one client address (an IPv6 client by its /64); more are
+    /// closed on accept and counted in `xdp_ingress_rejected_connections_total`. Default: a
+    /// 16th of --max-connections (1024), so one client never holds every slot.
+    #[arg(long, value_parser = parse_max_connections)]
+    pub max_connections_per_client: Option<usize>,
     /// Concurrent HTTP/2 streams per client connection (1 to 2147483647, the stream
     /// identifier space of RFC 9113 section 5.1.1; 0 would refuse every request).
     #[arg(long, default_value_t = 128,

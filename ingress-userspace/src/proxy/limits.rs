@@ -1,25 +1,13 @@
 //! Client-side limits: hyper's per-protocol settings (header read timeout against slowloris,
-//! header size, concurrent HTTP/2 streams) and an idle-connection watchdog fed by an I/O
-//! wrapper that stamps the time of the last byte moved.
+//! header size, concurrent HTTP/2 streams) and the time limits [`super::liveness`] applies to
+//! every connection, for the proxy's listeners and the admin listener alike.
 
-use std::{
-    io,
-    pin::Pin,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    task::{Context, Poll},
-    time::Duration,
-};
-
-use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::{
     rt::{TokioExecutor, TokioTimer},
     server::conn::auto::Builder,
 };
 
-use super::{args::ProxyArgs, upstream::health::now_ms};
+use super::{args::ProxyArgs, liveness::ConnTimeouts};
 
 /// hyper's smallest accepted HTTP/1 read buffer.
 const MIN_H1_BUF: usize = 8192;
@@ -35,89 +23,37 @@ pub fn server_builder(args: &ProxyArgs) -> Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .max_concurrent_streams(args.max_concurrent_streams)
         .max_header_list_size(args.max_header_bytes.min(u64::from(u32::MAX)) as u32);
-    // No HTTP/2 PINGs: their traffic would keep idle connections from ever looking idle to
-    // the idle watchdog (listener.rs), which closes them after --keepalive-timeout.
+    // HTTP/2 has no header read timeout in hyper: the time to a first request and idleness
+    // are bounded per connection by `liveness::supervise` with `conn_timeouts`.
     b
 }
 
-/// Time of the last read or write on a connection, in [`now_ms`] milliseconds.
-#[derive(Clone, Debug)]
-pub struct Activity(Arc<AtomicU64>);
+/// Share of `--max-connections` one client address may hold when
+/// `--max-connections-per-client` is not given.
+pub const PER_CLIENT_SHARE: usize = 16;
 
-impl Activity {
-    pub fn new() -> Self {
-        Activity(Arc::new(AtomicU64::new(now_ms())))
-    }
-    pub fn touch(&self) {
-        self.0.store(now_ms(), Ordering::Relaxed);
-    }
-    pub fn idle_for(&self) -> Duration {
-        Duration::from_millis(now_ms().saturating_sub(self.0.load(Ordering::Relaxed)))
-    }
+/// Connections one client address may hold: the flag, else a [`PER_CLIENT_SHARE`]th of
+/// `--max-connections` (1024 of the default 16384: room for a NAT with a few hundred browsers,
+/// while one address never holds more than a sixteenth of the slots).
+pub fn connections_per_client(args: &ProxyArgs) -> usize {
+    args.max_connections_per_client
+        .unwrap_or(args.max_connections.div_ceil(PER_CLIENT_SHARE))
+        .clamp(1, args.max_connections.max(1))
 }
 
-impl Default for Activity {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+/// Open connections on the admin listener (`/metrics`, `/healthz`, `/readyz`): its clients
+/// are the kubelet's probes and a few Prometheus scrapers.
+pub const ADMIN_MAX_CONNECTIONS: usize = 64;
 
-/// I/O that records activity on every byte moved.
-pub struct IdleIo<T> {
-    inner: T,
-    activity: Activity,
-}
+/// Open admin connections from one client address: a quarter of the admin slots, so a flood
+/// from one address leaves the kubelet and Prometheus theirs.
+pub const ADMIN_MAX_CONNECTIONS_PER_CLIENT: usize = 16;
 
-impl<T> IdleIo<T> {
-    pub fn new(inner: T, activity: Activity) -> Self {
-        IdleIo { inner, activity }
-    }
-}
-
-impl<T: Read + Unpin> Read for IdleIo<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: ReadBufCursor<'_>,
-    ) -> Poll<io::Result<()>> {
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if r.is_ready() {
-            self.activity.touch();
-        }
-        r
-    }
-}
-
-impl<T: Write + Unpin> Write for IdleIo<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if r.is_ready() {
-            self.activity.touch();
-        }
-        r
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if r.is_ready() {
-            self.activity.touch();
-        }
-        r
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+/// A connection's time to its first request and idle time, from the flags.
+pub fn conn_timeouts(args: &ProxyArgs) -> ConnTimeouts {
+    ConnTimeouts {
+        first_request: args.client_header_timeout,
+        idle: args.keepalive_timeout,
+        send: args.send_timeout,
     }
 }

@@ -1,10 +1,11 @@
 //! Accepting clients: plain HTTP (HTTP/1.1, and HTTP/2 with prior knowledge, told apart by
 //! the connection preface) and HTTPS (rustls, ALPN `h2`/`http/1.1`). Each connection runs on
-//! its own task with the configured limits; on shutdown, accepting stops and every connection
-//! is asked to finish gracefully (HTTP/1 closes after the current response, HTTP/2 sends
-//! GOAWAY) until the drain deadline.
+//! its own task with the configured limits: a total and a per-client connection cap taken on
+//! accept ([`super::slots`]), and time limits counted in requests ([`super::liveness`]). On
+//! shutdown, accepting stops and every connection is asked to finish gracefully (HTTP/1 closes
+//! after the current response, HTTP/2 sends GOAWAY) until the drain deadline.
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::rt::TokioIo;
@@ -19,9 +20,11 @@ use tracing::{debug, info, warn};
 use super::{
     Shared,
     forward::{ConnInfo, handle},
-    limits::{Activity, IdleIo},
+    limits,
+    liveness::{Ended, Progress, supervise},
     metrics::{ConnectionGuard, ResultLabels},
     proxy_protocol,
+    slots::{ConnectionSlots, CountedStream, Refused},
 };
 
 /// Runs until `shutdown` resolves, then drains; returns when every connection is done or
@@ -34,51 +37,62 @@ pub(crate) async fn accept_loop(
     shutdown: impl Future<Output = ()>,
 ) {
     let max = shared.args.max_connections.max(1);
-    let permits = Arc::new(Semaphore::new(max));
+    // Caps, held by each socket for its whole life (see `slots`).
+    let slots = ConnectionSlots::new(max, limits::connections_per_client(&shared.args));
+    // Connections still in hyper, which the drain waits for (upgraded ones have left).
+    let serving = Arc::new(Semaphore::new(max));
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
-        let (stream, peer, is_tls) = tokio::select! {
+        let (stream, peer, listener) = tokio::select! {
             _ = &mut shutdown => break,
             r = http.accept() => match r {
-                Ok((s, p)) => (s, p, false),
+                Ok((s, p)) => (s, p, "http"),
                 Err(e) => { accept_error(e).await; continue; }
             },
             r = https.accept() => match r {
-                Ok((s, p)) => (s, p, true),
+                Ok((s, p)) => (s, p, "https"),
                 Err(e) => { accept_error(e).await; continue; }
             },
         };
-        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            shared.metrics.rejected_connections.inc();
-            drop(stream);
-            continue;
+        // Keyed on the TCP peer, before any byte is read. A closing connection gives back
+        // its serving permit just after its slot, so that one can briefly be the scarcer.
+        let taken = slots.try_take(peer.ip()).and_then(|slot| {
+            let permit = Arc::clone(&serving)
+                .try_acquire_owned()
+                .map_err(|_| Refused::Total)?;
+            Ok((slot, permit))
+        });
+        let (slot, permit) = match taken {
+            Ok(taken) => taken,
+            Err(refused) => {
+                shared.metrics.record_refused(listener, refused);
+                debug!(client = %peer, reason = refused.label(), "connection refused");
+                drop(stream);
+                continue;
+            }
         };
+        let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().unwrap_or(peer);
+        let stream = CountedStream::new(
+            stream,
+            slot,
+            ConnectionGuard::new(&shared.metrics, listener),
+        );
         let shared = Arc::clone(&shared);
         let tls = tls.clone();
         let stop = stop_rx.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let _serving = permit;
             let mut stream = stream;
-            let Ok(proxied) = proxy_header(&shared, &mut stream, peer).await else {
+            let Ok(proxied) = proxy_header(&shared, listener, &mut stream, peer).await else {
                 return;
             };
-            if is_tls {
-                serve_tls(shared, stream, peer, proxied, tls, stop).await;
+            if listener == "https" {
+                serve_tls(shared, stream, peer, proxied, local, tls, stop).await;
             } else {
-                let _guard = ConnectionGuard::new(&shared.metrics, "http");
-                let _ = stream.set_nodelay(true);
-                let local = stream.local_addr().unwrap_or(peer);
-                serve(
-                    shared,
-                    TokioIo::new(stream),
-                    peer,
-                    proxied,
-                    local,
-                    false,
-                    stop,
-                )
-                .await;
+                let io = TokioIo::new(stream);
+                serve(shared, io, peer, proxied, local, false, stop).await;
             }
         });
     }
@@ -90,30 +104,41 @@ pub(crate) async fn accept_loop(
     drop((http, https));
     let _ = stop_tx.send(true);
     let drained =
-        tokio::time::timeout(shared.args.drain_timeout, permits.acquire_many(max as u32)).await;
+        tokio::time::timeout(shared.args.drain_timeout, serving.acquire_many(max as u32)).await;
     match drained {
         Ok(_) => info!("proxy drained"),
         Err(_) => warn!(
-            open = max - permits.available_permits(),
+            open = max - serving.available_permits(),
             "drain deadline passed with connections open"
         ),
     }
 }
 
-/// With `use-proxy-protocol`, reads the PROXY header off a new connection (within the
-/// client-header timeout) and returns the source it names; `Err`: the connection is to be
-/// closed, as nginx closes one without a valid header. Without it, `Ok(None)`.
+/// With `use-proxy-protocol`, reads the PROXY header (within the client-header timeout) and
+/// returns the client it names; a connection without a valid header is closed, as nginx does.
+/// A client named by a trusted balancer takes over the connection's per-client slot, so the
+/// cap counts clients, not the balancer.
 async fn proxy_header(
     shared: &Shared,
-    stream: &mut TcpStream,
+    listener: &'static str,
+    stream: &mut CountedStream<TcpStream>,
     peer: SocketAddr,
 ) -> Result<Option<SocketAddr>, ()> {
     if !shared.trust.use_proxy_protocol {
         return Ok(None);
     }
-    proxy_protocol::read_header(stream, shared.args.client_header_timeout)
+    let proxied = proxy_protocol::read_header(stream.get_mut(), shared.args.client_header_timeout)
         .await
-        .map_err(|e| debug!(client = %peer, error = %e, "connection closed"))
+        .map_err(|e| debug!(client = %peer, error = %e, "connection closed"))?;
+    if let Some(src) = proxied
+        && shared.trust.trusts(peer.ip().to_canonical())
+        && let Err(refused) = stream.move_to_client(src.ip())
+    {
+        shared.metrics.record_refused(listener, refused);
+        debug!(client = %src, reason = refused.label(), "connection refused");
+        return Err(());
+    }
+    Ok(proxied)
 }
 
 async fn accept_error(e: std::io::Error) {
@@ -124,15 +149,13 @@ async fn accept_error(e: std::io::Error) {
 
 async fn serve_tls(
     shared: Arc<Shared>,
-    stream: TcpStream,
+    stream: CountedStream<TcpStream>,
     peer: SocketAddr,
     proxied: Option<SocketAddr>,
+    local: SocketAddr,
     tls: TlsAcceptor,
     stop: watch::Receiver<bool>,
 ) {
-    let _guard = ConnectionGuard::new(&shared.metrics, "https");
-    let _ = stream.set_nodelay(true);
-    let local = stream.local_addr().unwrap_or(peer);
     let hs = tokio::time::timeout(shared.args.client_header_timeout, tls.accept(stream)).await;
     let result = match &hs {
         Ok(Ok(_)) => "ok",
@@ -151,6 +174,8 @@ async fn serve_tls(
     }
 }
 
+/// Serves one connection until it ends, is closed for lack of progress (see
+/// [`super::liveness`]) or the proxy drains.
 async fn serve<S>(
     shared: Arc<Shared>,
     io: TokioIo<S>,
@@ -163,40 +188,37 @@ async fn serve<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let conn_info = Arc::new(ConnInfo::new(&shared.trust, client, proxied, local, tls));
-    let activity = Activity::new();
-    let io = IdleIo::new(io, activity.clone());
+    let progress = Progress::new();
+    let requests = progress.clone();
     let svc_shared = Arc::clone(&shared);
     let svc = service_fn(move |req: hyper::Request<Incoming>| {
-        handle(Arc::clone(&svc_shared), Arc::clone(&conn_info), req)
+        // In progress from here until the response body is done, or the client resets it.
+        let request = requests.begin();
+        let resp = handle(Arc::clone(&svc_shared), Arc::clone(&conn_info), req);
+        async move {
+            let resp = resp.await?;
+            Ok::<_, Infallible>(request.hold(resp))
+        }
     });
     let conn = shared.builder.serve_connection_with_upgrades(io, svc);
     tokio::pin!(conn);
-    let idle = shared.args.keepalive_timeout;
-    let mut closing = *stop.borrow();
-    if closing {
-        conn.as_mut().graceful_shutdown();
-    }
-    loop {
-        let wait = idle
-            .saturating_sub(activity.idle_for())
-            .max(Duration::from_millis(50));
-        tokio::select! {
-            r = conn.as_mut() => {
-                if let Err(e) = r {
-                    debug!(client = %client, error = %e, "connection ended with error");
-                }
-                return;
-            }
-            _ = stop.changed(), if !closing => {
-                closing = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            _ = tokio::time::sleep(wait), if !closing => {
-                if activity.idle_for() >= idle {
-                    closing = true;
-                    conn.as_mut().graceful_shutdown();
-                }
-            }
+    let draining = async move {
+        // A dropped sender means the proxy is gone: drain too.
+        let _ = stop.wait_for(|stopping| *stopping).await;
+    };
+    let ended = supervise(
+        conn.as_mut(),
+        |c| c.graceful_shutdown(),
+        &progress,
+        limits::conn_timeouts(&shared.args),
+        draining,
+    )
+    .await;
+    match ended {
+        Ended::Finished(Ok(())) => {}
+        Ended::Finished(Err(e)) => {
+            debug!(client = %client, error = %e, "connection ended with error")
         }
+        Ended::Dropped(why) => debug!(client = %client, ?why, "connection dropped"),
     }
 }

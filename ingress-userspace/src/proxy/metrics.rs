@@ -1,5 +1,7 @@
 //! Prometheus metrics of the proxy and the admin endpoint serving them with `/healthz` and
-//! `/readyz`. Other components (the XDP counters) can append their own exposition text.
+//! `/readyz`. Other components (the XDP counters) can append their own exposition text. The
+//! admin endpoint listens on the host network in the DaemonSet, so it gets the proxy's
+//! protection against slow and idle clients and its own connection caps ([`AdminLimits`]).
 
 use std::{
     convert::Infallible,
@@ -16,7 +18,10 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::{body::Incoming, service::service_fn};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::conn::auto::Builder,
+};
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{
@@ -29,6 +34,13 @@ use prometheus_client::{
 };
 use tokio::net::TcpListener;
 use tracing::debug;
+
+use super::{
+    args::ProxyArgs,
+    limits,
+    liveness::{ConnTimeouts, Ended, Progress, supervise},
+    slots::{ConnectionSlots, CountedStream, Refused},
+};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -56,6 +68,14 @@ pub struct ListenerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    /// `http`, `https` or `admin`.
+    pub listener: &'static str,
+    /// [`Refused::label`]: `max_connections` or `max_connections_per_client`.
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     pub result: &'static str,
 }
@@ -79,7 +99,7 @@ pub struct Metrics {
     pub upstream_failures: Family<UpstreamLabels, Counter>,
     pub upstream_in_flight: Family<UpstreamLabels, Gauge>,
     pub active_connections: Family<ListenerLabels, Gauge>,
-    pub rejected_connections: Counter,
+    pub rejected_connections: Family<RejectLabels, Counter>,
     pub tls_handshakes: Family<ResultLabels, Counter>,
     pub config_reloads: Counter,
     pub config_reload_duration: Histogram,
@@ -99,7 +119,16 @@ impl Metrics {
         let upstream_failures = Family::default();
         let upstream_in_flight = Family::default();
         let active_connections = Family::default();
-        let rejected_connections = Counter::default();
+        let rejected_connections: Family<RejectLabels, Counter> = Family::default();
+        // Every series from the start, so rates and alerts see a 0 before the first refusal.
+        for listener in ["http", "https", "admin"] {
+            for refused in [Refused::Total, Refused::PerClient] {
+                let _ = rejected_connections.get_or_create(&RejectLabels {
+                    listener,
+                    reason: refused.label(),
+                });
+            }
+        }
         let tls_handshakes = Family::default();
         let config_reloads = Counter::default();
         let config_reload_duration = Histogram::new(exponential_buckets(0.00001, 2.0, 20));
@@ -137,7 +166,7 @@ impl Metrics {
         );
         registry.register(
             "rejected_connections",
-            "Connections closed on accept because of --max-connections",
+            "Connections closed on accept, by listener and by the cap that was reached",
             rejected_connections.clone(),
         );
         registry.register(
@@ -189,6 +218,16 @@ impl Metrics {
         }
         let _ = prometheus_client::encoding::text::encode_eof(&mut out);
         out
+    }
+
+    /// Counts a connection closed on accept.
+    pub fn record_refused(&self, listener: &'static str, refused: Refused) {
+        self.rejected_connections
+            .get_or_create(&RejectLabels {
+                listener,
+                reason: refused.label(),
+            })
+            .inc();
     }
 
     pub fn record_reload(&self, version: u64, took: Duration) {
@@ -243,23 +282,75 @@ impl Drop for GaugeGuard {
     }
 }
 
+/// The admin listener's protection, the proxy's own: the same header and idle timeouts (a
+/// slowloris or an idle connection is closed), a total cap and a per-client-address cap.
+pub struct AdminLimits {
+    pub builder: Builder<TokioExecutor>,
+    pub timeouts: ConnTimeouts,
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+}
+
+impl AdminLimits {
+    /// The proxy's header and keep-alive timeouts and header limits; the admin caps of
+    /// [`limits`].
+    pub fn from_args(args: &ProxyArgs) -> Self {
+        AdminLimits {
+            builder: limits::server_builder(args),
+            timeouts: limits::conn_timeouts(args),
+            max_connections: limits::ADMIN_MAX_CONNECTIONS,
+            max_connections_per_client: limits::ADMIN_MAX_CONNECTIONS_PER_CLIENT,
+        }
+    }
+}
+
 /// Serves `/metrics`, `/healthz` and `/readyz` until the task is dropped.
-pub async fn serve_admin(listener: TcpListener, metrics: Arc<Metrics>) {
+pub async fn serve_admin(listener: TcpListener, metrics: Arc<Metrics>, limits: AdminLimits) {
+    let slots = ConnectionSlots::new(limits.max_connections, limits.max_connections_per_client);
+    let builder = Arc::new(limits.builder);
+    let timeouts = limits.timeouts;
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and similar: back off instead of spinning.
+                debug!(error = %e, "admin accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
         };
+        let slot = match slots.try_take(peer.ip()) {
+            Ok(slot) => slot,
+            Err(refused) => {
+                metrics.record_refused("admin", refused);
+                continue;
+            }
+        };
+        let stream = CountedStream::new(stream, slot, ConnectionGuard::new(&metrics, "admin"));
         let metrics = Arc::clone(&metrics);
+        let builder = Arc::clone(&builder);
         tokio::spawn(async move {
+            let progress = Progress::new();
+            let requests = progress.clone();
             let svc = service_fn(move |req: Request<Incoming>| {
-                let metrics = Arc::clone(&metrics);
-                async move { Ok::<_, Infallible>(admin_response(&metrics, req.uri().path())) }
+                let request = requests.begin();
+                let resp = admin_response(&metrics, req.uri().path());
+                async move { Ok::<_, Infallible>(request.hold(resp)) }
             });
-            let res = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-            if let Err(e) = res {
-                debug!(error = %e, "admin connection");
+            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            let ended = supervise(
+                conn.as_mut(),
+                |c| c.graceful_shutdown(),
+                &progress,
+                timeouts,
+                std::future::pending(),
+            )
+            .await;
+            match ended {
+                Ended::Finished(Ok(())) => {}
+                Ended::Finished(Err(e)) => debug!(client = %peer, error = %e, "admin connection"),
+                Ended::Dropped(why) => debug!(client = %peer, ?why, "admin connection dropped"),
             }
         });
     }

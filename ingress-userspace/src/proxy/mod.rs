@@ -19,11 +19,13 @@ pub mod forward;
 pub mod headers;
 pub mod limits;
 pub mod listener;
+pub mod liveness;
 pub mod metrics;
 pub mod normalize;
 pub mod proxy_protocol;
 pub mod request_target;
 pub mod router;
+pub mod slots;
 pub mod tls;
 pub mod tunnel;
 pub mod upstream;
@@ -177,7 +179,11 @@ impl Proxy {
                 let (l, bound) = metrics::bind_admin(a)
                     .await
                     .map_err(|source| ProxyError::Bind { addr: a, source })?;
-                tokio::spawn(metrics::serve_admin(l, Arc::clone(&metrics)));
+                tokio::spawn(metrics::serve_admin(
+                    l,
+                    Arc::clone(&metrics),
+                    metrics::AdminLimits::from_args(&args),
+                ));
                 Some(bound)
             }
             None => None,
