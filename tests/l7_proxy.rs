@@ -2942,3 +2942,45 @@ async fn response_the_client_does_not_take_is_cut_off_after_the_send_timeout() {
         "closed {took:?} after the headers"
     );
 }
+
+/// Behind a trusted balancer speaking PROXY protocol every connection comes from its address;
+/// the per-client cap counts the clients its headers name, so one client at its cap leaves the
+/// others served, and the balancer itself is never the one capped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_client_cap_counts_the_clients_a_trusted_proxy_header_names() {
+    let a = backend("a");
+    let proxy = TestProxy::start(trusting("127.0.0.0/8", |p| {
+        p.use_forwarded_headers = false;
+        p.use_proxy_protocol = true;
+        p.max_connections = 16;
+        p.max_connections_per_client = Some(2);
+    }))
+    .await;
+    proxy.handle.apply(one_route("q.test", &a));
+    let header = |src: &str| format!("PROXY TCP4 {src} 127.0.0.1 4711 80\r\n").into_bytes();
+    // Client 198.18.0.7 opens four connections through the balancer: two fit its cap.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut s = tokio::net::TcpStream::connect(proxy.http()).await.unwrap();
+        s.write_all(&header("198.18.0.7")).await.unwrap();
+        held.push(s);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut refused = 0;
+    for s in &mut held {
+        refused += usize::from(closed_within(s, Duration::from_millis(500)).await);
+    }
+    assert_eq!(refused, 2, "a named client's connections over its cap");
+    // Another client behind the same balancer (same TCP peer) is still served.
+    let g = via_proxy_protocol(
+        proxy.http(),
+        &header("198.18.0.8"),
+        false,
+        req(proxy.http(), "q.test", "/"),
+    )
+    .await;
+    assert_eq!(g.status, StatusCode::OK);
+    assert!(proxy.handle.metrics_text().contains(
+        "xdp_ingress_rejected_connections_total{listener=\"http\",reason=\"max_connections_per_client\"} 2"
+    ));
+}
