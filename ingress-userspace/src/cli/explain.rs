@@ -16,10 +16,11 @@ use crate::{
         DEFAULT_CONTROLLER_NAME, DEFAULT_INGRESS_CLASS, TranslateConfig, translate,
     },
     model::{
-        BackendProtocol, CookieAffinity, Diagnostic, EndpointState, LoadBalancing, ObjectKind,
-        ObjectRef, PathMatch, Snapshot, Upstream,
+        BackendProtocol, CanaryRule, CookieAffinity, Diagnostic, EndpointState, LoadBalancing,
+        ObjectKind, ObjectRef, PathMatch, Snapshot, Upstream,
     },
     proxy::{
+        canary::{Side, Step},
         request_target,
         router::{CompiledAction, CompiledHost, Lookup, Miss, RequestView, RouteTable},
     },
@@ -115,7 +116,10 @@ pub struct Explanation {
     pub redirect_to: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
-    /// Problems the control plane reported for the Ingress that matched.
+    /// The route's canary and which side this request takes, if the route has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryInfo>,
+    /// Problems the control plane reported for the Ingress that matched (and its canary).
     pub diagnostics: Vec<Diagnostic>,
     pub snapshot_version: u64,
 }
@@ -141,6 +145,22 @@ pub struct BackendInfo {
     pub load_balancing: LoadBalancing,
     pub affinity: Option<CookieAffinity>,
     pub endpoints: Vec<EndpointInfo>,
+}
+
+/// A route's canary ([`crate::proxy::canary`]) as `explain` shows it.
+#[derive(Debug, Serialize)]
+pub struct CanaryInfo {
+    /// The canary Ingress.
+    pub ingress: ObjectRef,
+    pub backend: BackendInfo,
+    pub rule: CanaryRule,
+    /// The side the request's headers and cookies choose; `None` when only the weight
+    /// decides (then `canary_probability` says how often the canary is taken).
+    pub takes: Option<Side>,
+    /// The step that decided, or `weight`.
+    pub decided_by: Step,
+    /// Chance of the canary when the weight decides: `min(weight, total) / total`.
+    pub canary_probability: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -177,6 +197,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
         forwarded_path: None,
         redirect_to: None,
         status: None,
+        canary: None,
         diagnostics: Vec::new(),
         snapshot_version: snapshot.version,
     };
@@ -233,6 +254,27 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
             match &route.action {
                 CompiledAction::Forward(ups) => {
                     e.backends = ups.iter().map(|(u, w)| backend_info(u, *w)).collect();
+                    if let Some(c) = &route.canary {
+                        let main = ups.first().map(|(u, _)| &**u);
+                        let by_request = c.by_request(main, &headers);
+                        let rule = &c.rule;
+                        e.canary = Some(CanaryInfo {
+                            ingress: c.object.clone(),
+                            backend: backend_info(&c.spec, 1),
+                            rule: rule.clone(),
+                            takes: by_request.map(|d| d.side),
+                            decided_by: by_request.map_or(Step::Weight, |d| d.step),
+                            canary_probability: f64::from(rule.weight.min(rule.weight_total))
+                                / f64::from(rule.weight_total.max(1)),
+                        });
+                        e.diagnostics.extend(
+                            snapshot
+                                .diagnostics
+                                .iter()
+                                .filter(|d| d.object == c.object)
+                                .cloned(),
+                        );
+                    }
                     if !q.https && host.tls && route.policy.ssl_redirect != Some(false) {
                         e.outcome = Outcome::Redirect;
                         e.status = Some(308);

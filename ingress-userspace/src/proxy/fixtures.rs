@@ -80,6 +80,7 @@ pub fn route_to(path: PathMatch, upstream: Arc<Upstream>) -> Route {
             path: Some(0),
             created: 0,
         },
+        canary: None,
     }
 }
 

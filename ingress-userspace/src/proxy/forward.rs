@@ -26,12 +26,13 @@ use super::{
     access_log::{Entry, LoggedBody, now_epoch},
     allowlist,
     body::{BodySlot, HoldUntilEnd},
+    canary::Side,
     client_addr::{Client, Origin, TrustConfig},
     client_body::{BodyWatch, ClientBody, ClientFault},
     headers::{add_forwarding, for_http1_upstream, is_upgrade, strip_hop_by_hop},
     metrics::{GaugeGuard, RequestLabels, RouteLabels, UpstreamLabels},
     request_target,
-    router::{CompiledAction, Lookup, RequestView},
+    router::{CompiledAction, CompiledRoute, Lookup, RequestView},
     tunnel,
     upstream::{
         BoxError, PickInput, ProxyBody, UpstreamRuntime, balance::Slot, pool::scheme_and_version,
@@ -223,13 +224,15 @@ async fn route(
                         StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
                     local(status, reason)
                 }
-                CompiledAction::Forward(ups) => match choose_weighted(ups) {
-                    Some(up) => forward(shared, req, up, &route.policy, host, out).await,
-                    None => {
-                        out.reason = Some("route has no backend".into());
-                        local(StatusCode::SERVICE_UNAVAILABLE, "route has no backend")
+                CompiledAction::Forward(ups) => {
+                    match canary_step(route, ups, req.headers()).or_else(|| choose_weighted(ups)) {
+                        Some(up) => forward(shared, req, up, &route.policy, host, out).await,
+                        None => {
+                            out.reason = Some("route has no backend".into());
+                            local(StatusCode::SERVICE_UNAVAILABLE, "route has no backend")
+                        }
                     }
-                },
+                }
             }
         }
         Lookup::Default {
@@ -252,6 +255,18 @@ async fn route(
             local(StatusCode::NOT_FOUND, reason)
         }
     }
+}
+
+/// The canary step (ingress-nginx `route_to_alternative_balancer`): the route's canary
+/// backend when this request takes it, else `None` (the main backends, by weight).
+fn canary_step<'r>(
+    route: &'r CompiledRoute<Arc<UpstreamRuntime>>,
+    ups: &[(Arc<UpstreamRuntime>, u32)],
+    headers: &http::HeaderMap,
+) -> Option<&'r Arc<UpstreamRuntime>> {
+    let canary = route.canary.as_ref()?;
+    let main = ups.first().map(|(u, _)| &*u.spec);
+    (canary.decide(main, headers).side == Side::Canary).then_some(&canary.upstream)
 }
 
 fn choose_weighted(ups: &[(Arc<UpstreamRuntime>, u32)]) -> Option<&Arc<UpstreamRuntime>> {

@@ -12,6 +12,7 @@ pub mod allowlist;
 pub mod args;
 pub mod authority;
 pub mod body;
+pub mod canary;
 pub mod client_addr;
 pub mod client_body;
 pub mod fixtures;

@@ -6,12 +6,14 @@
 //! - [`endpoints`]: Service port -> endpoints from EndpointSlices.
 //! - [`node_local`]: endpoint addresses that point into the node, refused.
 //! - [`annotations`]: ingress-nginx annotations -> route policy and upstream options.
+//! - [`canary`]: ingress-nginx canary Ingresses, merged into the main routes.
 //! - [`tls`]: TLS Secret validation.
 //!
 //! Every problem becomes a [`crate::model::Diagnostic`] on the object it belongs to; nothing
 //! here fails as a whole.
 
 pub mod annotations;
+pub mod canary;
 pub mod class;
 pub mod diagnostics;
 pub mod endpoints;
