@@ -2970,6 +2970,17 @@ endpoints:
 
 /// An Ingress `name` routing `canary.test` `/` (Prefix) to Service `service`.
 fn ingress_to(name: &str, service: &str, created: &str, annotations: &[(&str, &str)]) -> String {
+    ingress_for("canary.test", name, service, created, annotations)
+}
+
+/// An Ingress `name` routing `host` `/` (Prefix) to Service `service`.
+fn ingress_for(
+    host: &str,
+    name: &str,
+    service: &str,
+    created: &str,
+    annotations: &[(&str, &str)],
+) -> String {
     let ann: String = annotations
         .iter()
         .map(|(k, v)| format!("    nginx.ingress.kubernetes.io/{k}: {v:?}\n"))
@@ -2989,7 +3000,7 @@ metadata:
 {ann}spec:
   ingressClassName: xdp-ingress
   rules:
-  - host: canary.test
+  - host: {host}
     http:
       paths:
       - {{path: /, pathType: Prefix, backend: {{service: {{name: {service}, port: {{number: 80}}}}}}}}
@@ -3045,7 +3056,10 @@ async fn canary_weight_sends_its_share_to_the_canary() {
     const N: usize = 2000;
     let cases: [(&[(&str, &str)], f64); 4] = [
         (&[("canary-weight", "20")], 0.20),
-        (&[("canary-weight", "600"), ("canary-weight-total", "1000")], 0.60),
+        (
+            &[("canary-weight", "600"), ("canary-weight-total", "1000")],
+            0.60,
+        ),
         (&[("canary-weight", "0")], 0.0),
         (&[("canary-weight", "100")], 1.0),
     ];
@@ -3064,10 +3078,12 @@ async fn canary_weight_sends_its_share_to_the_canary() {
     // says so): the request finds no route.
     let lonely = [
         service_yaml("next", canary.addr),
-        ingress_to("app-canary", "next", "2024-01-01T00:00:00Z", &[
-            ("canary", "true"),
-            ("canary-weight", "100"),
-        ]),
+        ingress_to(
+            "app-canary",
+            "next",
+            "2024-01-01T00:00:00Z",
+            &[("canary", "true"), ("canary-weight", "100")],
+        ),
     ]
     .concat();
     let snap = translated(10, &lonely);
@@ -3126,11 +3142,20 @@ async fn canary_by_header_and_cookie_take_precedence_over_weight() {
                 (&[], "canary"),
                 (&[("x-canary", "never")], "main"),
                 (&[("x-canary", "always")], "canary"),
-                (&[("x-canary", "never"), ("cookie", "canary_cookie=always")], "main"),
+                (
+                    &[("x-canary", "never"), ("cookie", "canary_cookie=always")],
+                    "main",
+                ),
                 (&[("cookie", "canary_cookie=never")], "main"),
                 // Neither always nor never: on to the cookie, then the weight.
-                (&[("x-canary", "yes"), ("cookie", "canary_cookie=never")], "main"),
-                (&[("x-canary", "yes"), ("cookie", "x=1; canary_cookie=maybe")], "canary"),
+                (
+                    &[("x-canary", "yes"), ("cookie", "canary_cookie=never")],
+                    "main",
+                ),
+                (
+                    &[("x-canary", "yes"), ("cookie", "x=1; canary_cookie=maybe")],
+                    "canary",
+                ),
             ],
         ),
         (
@@ -3140,7 +3165,10 @@ async fn canary_by_header_and_cookie_take_precedence_over_weight() {
                 (&[("x-region", "EU-WEST")], "main"),
                 // With a value set, `always` is just another value: weight 0 decides.
                 (&[("x-region", "always")], "main"),
-                (&[("x-region", "us"), ("cookie", "canary_cookie=always")], "canary"),
+                (
+                    &[("x-region", "us"), ("cookie", "canary_cookie=always")],
+                    "canary",
+                ),
             ],
         ),
         (
@@ -3158,12 +3186,19 @@ async fn canary_by_header_and_cookie_take_precedence_over_weight() {
         proxy.handle.apply(snap.clone());
         for (headers, want) in cases {
             for _ in 0..5 {
-                assert_eq!(pod_for(&c, &proxy, headers).await, want, "{annotations:?} {headers:?}");
+                assert_eq!(
+                    pod_for(&c, &proxy, headers).await,
+                    want,
+                    "{annotations:?} {headers:?}"
+                );
             }
             let q = Query {
                 host: "canary.test".into(),
                 path: "/".into(),
-                headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                headers: headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
                 ..Query::default()
             };
             let e = explain(&snap, &q);
@@ -3196,9 +3231,10 @@ async fn canary_affinity_cookie_keeps_a_client_on_its_side() {
     let c = http1_client();
     let sticky_main: &[(&str, &str)] = &[("affinity", "cookie"), ("session-cookie-name", "route")];
     let canary_ann: &[(&str, &str)] = &[("canary-weight", "50"), ("canary-by-header", "X-Canary")];
-    proxy
-        .handle
-        .apply(translated(1, &canary_yaml(&main, &canary, sticky_main, canary_ann)));
+    proxy.handle.apply(translated(
+        1,
+        &canary_yaml(&main, &canary, sticky_main, canary_ann),
+    ));
     // A client on each side, by header; each gets an affinity cookie for its pod.
     let mut cookies = BTreeMap::new();
     for side in ["always", "never"] {
@@ -3212,17 +3248,22 @@ async fn canary_affinity_cookie_keeps_a_client_on_its_side() {
     assert_eq!(cookies.len(), 2, "{cookies:?}");
     for _ in 0..40 {
         // Affinity first: even a header saying otherwise does not move the client.
-        let canary_client = [("cookie", cookies["canary"].as_str()), ("x-canary", "never")];
+        let canary_client = [
+            ("cookie", cookies["canary"].as_str()),
+            ("x-canary", "never"),
+        ];
         assert_eq!(pod_for(&c, &proxy, &canary_client).await, "canary");
         let main_client = [("cookie", cookies["main"].as_str()), ("x-canary", "always")];
         assert_eq!(pod_for(&c, &proxy, &main_client).await, "main");
     }
     // `legacy`: the canary backend has no affinity, so its cookie keeps nobody there and the
     // 50% weight decides (both sides seen within 200 requests: a miss is 2^-200 likely).
-    let legacy: Vec<(&str, &str)> = [canary_ann, &[("affinity-canary-behavior", "legacy")]].concat();
-    proxy
-        .handle
-        .apply(translated(2, &canary_yaml(&main, &canary, sticky_main, &legacy)));
+    let legacy: Vec<(&str, &str)> =
+        [canary_ann, &[("affinity-canary-behavior", "legacy")]].concat();
+    proxy.handle.apply(translated(
+        2,
+        &canary_yaml(&main, &canary, sticky_main, &legacy),
+    ));
     let mut seen = HashSet::new();
     for _ in 0..200 {
         seen.insert(pod_for(&c, &proxy, &[("cookie", cookies["canary"].as_str())]).await);
@@ -3231,4 +3272,155 @@ async fn canary_affinity_cookie_keeps_a_client_on_its_side() {
         }
     }
     assert_eq!(seen.len(), 2, "{seen:?}");
+}
+
+/// ingress-nginx `custom-http-errors` with `default-backend`: a listed status from the
+/// endpoint is replaced by the error backend's answer to a request for `/` (query kept) that
+/// carries X-Code, X-Format, X-Original-URI, X-Namespace, X-Ingress-Name, X-Service-Name,
+/// X-Service-Port and X-Request-ID; that answer reaches the client unchanged ("NGINX does not
+/// change the response from the custom default backend"). Unlisted statuses pass through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_http_errors_are_served_by_the_default_backend_with_ingress_nginx_headers() {
+    let (app, errs, global) = (backend("app"), backend("errors"), backend("global"));
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    let yaml = |annotations: &[(&str, &str)]| {
+        [
+            service_yaml("main", app.addr),
+            service_yaml("errors", errs.addr),
+            ingress_for(
+                "errors.test",
+                "app",
+                "main",
+                "2025-01-01T00:00:00Z",
+                annotations,
+            ),
+        ]
+        .concat()
+    };
+    let snap = translated(
+        1,
+        &yaml(&[
+            ("default-backend", "errors"),
+            ("custom-http-errors", "404, 503,abc"),
+        ]),
+    );
+    let reasons: Vec<_> = snap.diagnostics.iter().map(|d| d.reason.as_str()).collect();
+    assert_eq!(reasons, ["InvalidAnnotation"], "the bad code is reported");
+    proxy.handle.apply(snap);
+    for code in ["503", "404"] {
+        let mut r = req(proxy.http(), "errors.test", &format!("/status/{code}?x=1"));
+        r.headers_mut()
+            .insert("accept", "application/json".parse().unwrap());
+        let g = send(&c, r).await.unwrap();
+        assert_eq!(g.pod(), "errors", "{code}");
+        assert_eq!(
+            g.status,
+            StatusCode::OK,
+            "the error backend's own answer, unchanged"
+        );
+        let j = g.json();
+        assert_eq!(j["path"], "/?x=1");
+        let h = &j["headers"];
+        assert_eq!(h["x-code"], code);
+        assert_eq!(h["x-format"], "application/json");
+        assert_eq!(h["x-original-uri"], format!("/status/{code}?x=1"));
+        assert_eq!(h["x-namespace"], "default");
+        assert_eq!(h["x-ingress-name"], "app");
+        assert_eq!(h["x-service-name"], "main");
+        assert_eq!(h["x-service-port"], "80");
+        assert_eq!(h["x-request-id"].as_str().unwrap_or_default().len(), 32);
+        assert_eq!(h["host"], "errors.test");
+    }
+    // Not listed: the endpoint's answer.
+    let g = get(&c, proxy.http(), "errors.test", "/status/500").await;
+    assert_eq!(
+        (g.status, g.pod().as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, "app")
+    );
+    let g = get(&c, proxy.http(), "errors.test", "/fine").await;
+    assert_eq!((g.status, g.pod().as_str()), (StatusCode::OK, "app"));
+
+    // Without `default-backend` the controller-wide default backend serves the errors; with
+    // neither, nothing is intercepted.
+    proxy
+        .handle
+        .apply(translated(2, &yaml(&[("custom-http-errors", "503")])));
+    let g = get(&c, proxy.http(), "errors.test", "/status/503").await;
+    assert_eq!(
+        (g.status, g.pod().as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "app")
+    );
+    let with_global = [
+        yaml(&[("custom-http-errors", "503")]),
+        service_yaml("global", global.addr),
+        r#"apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: catch-all, namespace: default}
+spec:
+  ingressClassName: xdp-ingress
+  defaultBackend: {service: {name: global, port: {number: 80}}}
+"#
+        .to_string(),
+    ]
+    .concat();
+    proxy.handle.apply(translated(3, &with_global));
+    let g = get(&c, proxy.http(), "errors.test", "/status/503").await;
+    assert_eq!(g.pod(), "global");
+    assert_eq!(g.json()["headers"]["x-code"], "503");
+}
+
+/// ingress-nginx `default-backend`: while the Ingress's own backend has no endpoints (none
+/// ready, or its Service missing), the annotation's Service serves its requests as they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_backend_annotation_serves_while_the_backend_has_no_endpoints() {
+    let errs = backend("errors");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    let empty_service = "apiVersion: v1
+kind: Service
+metadata: {name: empty, namespace: default}
+spec:
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+";
+    for (v, service) in ["empty", "missing"].into_iter().enumerate() {
+        let yaml = [
+            empty_service.to_string(),
+            service_yaml("errors", errs.addr),
+            ingress_for(
+                "db.test",
+                "app",
+                service,
+                "2025-01-01T00:00:00Z",
+                &[("default-backend", "errors")],
+            ),
+        ]
+        .concat();
+        proxy.handle.apply(translated(v as u64 + 1, &yaml));
+        let g = get(&c, proxy.http(), "db.test", "/some/page?q=1").await;
+        assert_eq!(
+            (g.status, g.pod().as_str()),
+            (StatusCode::OK, "errors"),
+            "{service}"
+        );
+        assert_eq!(g.json()["path"], "/some/page?q=1", "{service}");
+    }
+    // A default backend that does not exist: a Warning, and the Ingress answers as without it.
+    let yaml = [
+        empty_service.to_string(),
+        ingress_for(
+            "db.test",
+            "app",
+            "empty",
+            "2025-01-01T00:00:00Z",
+            &[("default-backend", "nowhere")],
+        ),
+    ]
+    .concat();
+    let snap = translated(5, &yaml);
+    assert_eq!(snap.diagnostics[0].reason, "DefaultBackendNotFound");
+    proxy.handle.apply(snap);
+    let g = get(&c, proxy.http(), "db.test", "/").await;
+    assert_eq!(g.status, StatusCode::SERVICE_UNAVAILABLE);
 }

@@ -271,6 +271,20 @@ pub struct Route {
     /// The canary merged into this route (ingress-nginx `canary: "true"` on another Ingress
     /// with the same host, path and pathType); `None` for most routes.
     pub canary: Option<Arc<Canary>>,
+    /// `default-backend` and `custom-http-errors` of the route's Ingress; `None` without them.
+    pub errors: Option<Arc<ErrorPages>>,
+}
+
+/// Where a route's errors go (ingress-nginx `default-backend` and `custom-http-errors`
+/// annotations; user guide "Custom errors").
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ErrorPages {
+    /// `default-backend`: the first port of this Service serves the route's requests while its
+    /// own backend has no endpoints, and its intercepted errors.
+    pub default_backend: Option<Arc<Upstream>>,
+    /// `custom-http-errors`: responses with these statuses are replaced by the answer of the
+    /// default backend (this route's, else the controller-wide one), sorted.
+    pub intercept: Vec<u16>,
 }
 
 /// A canary backend next to a route's main backend, and when a request takes it

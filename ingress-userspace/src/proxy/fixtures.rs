@@ -81,6 +81,7 @@ pub fn route_to(path: PathMatch, upstream: Arc<Upstream>) -> Route {
             created: 0,
         },
         canary: None,
+        errors: None,
     }
 }
 

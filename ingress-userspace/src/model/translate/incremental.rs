@@ -16,7 +16,7 @@ use super::{
     endpoints::{EndpointIndex, REFUSED_REASON},
 };
 use crate::{
-    model::{Canary, RouteAction, Snapshot, Upstream, VirtualHost, WeightedUpstream},
+    model::{Canary, ErrorPages, RouteAction, Snapshot, Upstream, VirtualHost, WeightedUpstream},
     store::{Key, Objects},
 };
 
@@ -47,8 +47,10 @@ impl Uses {
                         }
                         RouteAction::Respond { .. } => Vec::new(),
                     };
+                    let errors = r.errors.iter().filter_map(|e| e.default_backend.as_deref());
                     main.into_iter()
                         .chain(r.canary.iter().map(|c| key_of(&c.upstream)))
+                        .chain(errors.map(key_of))
                 })
                 .collect();
             keys.sort();
@@ -119,6 +121,14 @@ impl Rebuilder<'_> {
                     });
                 }
                 r.action = RouteAction::Forward(new);
+            }
+            if let Some(e) = &r.errors
+                && let Some(d) = &e.default_backend
+            {
+                r.errors = Some(Arc::new(ErrorPages {
+                    default_backend: Some(self.upstream(d)?),
+                    ..(**e).clone()
+                }));
             }
             if let Some(c) = &r.canary {
                 r.canary = Some(Arc::new(Canary {

@@ -23,6 +23,7 @@ use super::{
     canary::{self, CanaryOptions},
     diagnostics::Diagnostics,
     endpoints::EndpointIndex,
+    errors,
     tls::TlsCache,
 };
 use crate::{
@@ -125,8 +126,8 @@ pub(super) struct HostBuilder {
 }
 
 pub struct L7Builder<'a> {
-    objects: &'a Objects,
-    endpoints: &'a EndpointIndex<'a>,
+    pub(super) objects: &'a Objects,
+    pub(super) endpoints: &'a EndpointIndex<'a>,
     tls: &'a mut TlsCache,
     pub(super) diags: &'a mut Diagnostics,
     pub(super) hosts: BTreeMap<String, HostBuilder>,
@@ -230,6 +231,7 @@ impl<'a> L7Builder<'a> {
                 .warn(&oref, "EmptyIngress", "Ingress has no spec");
             return;
         };
+        let errors = errors::parse(self, ing.metadata.annotations.as_ref(), &oref, &opts);
 
         for tls in spec.tls.iter().flatten() {
             let cert = match &tls.secret_name {
@@ -298,6 +300,7 @@ impl<'a> L7Builder<'a> {
                 created,
             },
             canary: None,
+            errors: errors.clone(),
         });
 
         if rules.is_empty() {
@@ -370,6 +373,7 @@ impl<'a> L7Builder<'a> {
                         created,
                     },
                     canary: None,
+                    errors: errors.clone(),
                 };
                 if let Some(hb) = self.hosts.get_mut(&host) {
                     hb.routes.push(route);
