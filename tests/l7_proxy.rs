@@ -3307,6 +3307,25 @@ async fn custom_http_errors_are_served_by_the_default_backend_with_ingress_nginx
     );
     let reasons: Vec<_> = snap.diagnostics.iter().map(|d| d.reason.as_str()).collect();
     assert_eq!(reasons, ["InvalidAnnotation"], "the bad code is reported");
+    // `explain` shows the same.
+    let e = xdp_ingress::cli::explain::explain(
+        &snap,
+        &xdp_ingress::cli::explain::Query {
+            host: "errors.test".into(),
+            path: "/".into(),
+            ..Default::default()
+        },
+    );
+    let pages = e
+        .error_pages
+        .as_ref()
+        .expect("explain shows the error pages");
+    assert_eq!(pages.intercept, [404, 503]);
+    assert_eq!(
+        pages.intercepted_by.as_ref().map(|s| s.name.as_str()),
+        Some("errors")
+    );
+    assert!(!pages.default_backend_serves);
     proxy.handle.apply(snap);
     for code in ["503", "404"] {
         let mut r = req(proxy.http(), "errors.test", &format!("/status/{code}?x=1"));
@@ -3397,7 +3416,15 @@ spec:
             ),
         ]
         .concat();
-        proxy.handle.apply(translated(v as u64 + 1, &yaml));
+        let snap = translated(v as u64 + 1, &yaml);
+        let q = xdp_ingress::cli::explain::Query {
+            host: "db.test".into(),
+            path: "/".into(),
+            ..Default::default()
+        };
+        let e = xdp_ingress::cli::explain::explain(&snap, &q);
+        assert!(e.error_pages.unwrap().default_backend_serves, "{service}");
+        proxy.handle.apply(snap);
         let g = get(&c, proxy.http(), "db.test", "/some/page?q=1").await;
         assert_eq!(
             (g.status, g.pod().as_str()),

@@ -119,6 +119,9 @@ pub struct Explanation {
     /// The route's canary and which side this request takes, if the route has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub canary: Option<CanaryInfo>,
+    /// The route's `default-backend` and `custom-http-errors`, if set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_pages: Option<ErrorPagesInfo>,
     /// Problems the control plane reported for the Ingress that matched (and its canary).
     pub diagnostics: Vec<Diagnostic>,
     pub snapshot_version: u64,
@@ -163,6 +166,21 @@ pub struct CanaryInfo {
     pub canary_probability: f64,
 }
 
+/// A route's error pages ([`crate::proxy::error_pages`]) as `explain` shows them.
+#[derive(Debug, Serialize)]
+pub struct ErrorPagesInfo {
+    /// `default-backend`.
+    pub default_backend: Option<BackendInfo>,
+    /// True when the default backend serves this request: the route's backend has no
+    /// endpoints (or no Service).
+    pub default_backend_serves: bool,
+    /// `custom-http-errors`: statuses replaced by the default backend's answer.
+    pub intercept: Vec<u16>,
+    /// The backend that answers intercepted statuses (`default-backend`, else the
+    /// controller-wide default backend); `None`: nothing is intercepted.
+    pub intercepted_by: Option<ObjectRef>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct EndpointInfo {
     pub address: String,
@@ -198,6 +216,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
         redirect_to: None,
         status: None,
         canary: None,
+        error_pages: None,
         diagnostics: Vec::new(),
         snapshot_version: snapshot.version,
     };
@@ -251,6 +270,21 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                 .filter(|d| d.object == route.origin.object)
                 .cloned()
                 .collect();
+            if let Some(errors) = &route.errors {
+                let own_empty = match &route.action {
+                    CompiledAction::Forward(ups) => ups.iter().all(|(u, _)| u.endpoints.is_empty()),
+                    CompiledAction::Respond { .. } => true,
+                };
+                let by = errors.default_backend.as_ref().or(table.default_backend());
+                e.error_pages = Some(ErrorPagesInfo {
+                    default_backend: errors.default_backend.as_ref().map(|d| backend_info(d, 1)),
+                    default_backend_serves: own_empty && errors.default_backend.is_some(),
+                    intercept: errors.intercept.clone(),
+                    intercepted_by: by
+                        .filter(|_| !errors.intercept.is_empty())
+                        .map(|u| u.service.clone()),
+                });
+            }
             match &route.action {
                 CompiledAction::Forward(ups) => {
                     e.backends = ups.iter().map(|(u, w)| backend_info(u, *w)).collect();
