@@ -3119,7 +3119,8 @@ async fn canary_by_header_and_cookie_take_precedence_over_weight() {
     let (main, canary) = (backend("main"), backend("canary"));
     let proxy = TestProxy::start(TestProxy::quiet_args()).await;
     let c = http1_client();
-    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str);
+    type Pairs<'a> = &'a [(&'a str, &'a str)];
+    type Case<'a> = (Pairs<'a>, &'a str);
     // (canary annotations, [(request headers, pod)])
     let plain: &[(&str, &str)] = &[
         ("canary-by-header", "X-Canary"),
@@ -3135,7 +3136,7 @@ async fn canary_by_header_and_cookie_take_precedence_over_weight() {
         ("canary-by-header", "X-Region"),
         ("canary-by-header-pattern", "^eu-"),
     ];
-    let table: [(&[(&str, &str)], Vec<Case<'_>>); 3] = [
+    let table: [(Pairs<'_>, Vec<Case<'_>>); 3] = [
         (
             plain,
             vec![
