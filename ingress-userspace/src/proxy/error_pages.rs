@@ -3,7 +3,7 @@
 //!
 //! - [`serving`]: a route whose backend has no endpoints is served by its `default-backend`.
 //! - [`Intercept`]: a response whose status is listed in `custom-http-errors` is replaced by
-//!   the answer of the default backend to `GET`-like request for `/` (nginx's
+//!   the answer of the default backend to a bodiless request for `/` (nginx's
 //!   `rewrite (.*) / break`, query kept, method kept) carrying the headers ingress-nginx sends:
 //!   `X-Code`, `X-Format` (the client's `Accept`), `X-Original-URI`, `X-Namespace`,
 //!   `X-Ingress-Name`, `X-Service-Name`, `X-Service-Port`, `X-Request-ID`. That answer goes to
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{
     HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri,
-    header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING},
+    header::{ACCEPT, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING, UPGRADE},
     uri::PathAndQuery,
 };
 use http_body_util::Empty;
@@ -100,8 +100,14 @@ impl<'r> Intercept<'r> {
         request_id: Option<&HeaderValue>,
     ) -> Request<Empty<Bytes>> {
         let mut headers = self.headers;
-        // No body goes to the error backend.
-        for h in [CONTENT_LENGTH, TRANSFER_ENCODING, CONTENT_TYPE] {
+        // No body goes to the error backend, and it is never an upgrade.
+        for h in [
+            CONTENT_LENGTH,
+            TRANSFER_ENCODING,
+            CONTENT_TYPE,
+            CONNECTION,
+            UPGRADE,
+        ] {
             headers.remove(h);
         }
         let format = headers
