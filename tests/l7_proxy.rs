@@ -3053,22 +3053,23 @@ async fn canary_weight_sends_its_share_to_the_canary() {
     let (main, canary) = (backend("main"), backend("canary"));
     let proxy = TestProxy::start(TestProxy::quiet_args()).await;
     let c = http1_client();
-    const N: usize = 2000;
-    let cases: [(&[(&str, &str)], f64); 4] = [
-        (&[("canary-weight", "20")], 0.20),
+    // (annotations, share wanted, requests: 2000 where the weight rolls, 200 where it cannot)
+    let cases: [(&[(&str, &str)], f64, usize); 4] = [
+        (&[("canary-weight", "20")], 0.20, 2000),
         (
             &[("canary-weight", "600"), ("canary-weight-total", "1000")],
             0.60,
+            2000,
         ),
-        (&[("canary-weight", "0")], 0.0),
-        (&[("canary-weight", "100")], 1.0),
+        (&[("canary-weight", "0")], 0.0, 200),
+        (&[("canary-weight", "100")], 1.0, 200),
     ];
-    for (v, (annotations, want)) in cases.into_iter().enumerate() {
+    for (v, (annotations, want, n)) in cases.into_iter().enumerate() {
         let snap = translated(v as u64 + 1, &canary_yaml(&main, &canary, &[], annotations));
         let diags: Vec<_> = snap.diagnostics.iter().map(|d| &d.reason).collect();
         assert!(diags.is_empty(), "{annotations:?}: {diags:?}");
         proxy.handle.apply(snap);
-        let share = canary_share(&c, &proxy, N).await as f64 / N as f64;
+        let share = canary_share(&c, &proxy, n).await as f64 / n as f64;
         assert!(
             (share - want).abs() <= 0.05,
             "{annotations:?}: canary took {share:.3}, want {want}"
