@@ -3054,7 +3054,8 @@ async fn canary_weight_sends_its_share_to_the_canary() {
     let proxy = TestProxy::start(TestProxy::quiet_args()).await;
     let c = http1_client();
     // (annotations, share wanted, requests: 2000 where the weight rolls, 200 where it cannot)
-    let cases: [(&[(&str, &str)], f64, usize); 4] = [
+    type Annotations<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(Annotations<'_>, f64, usize); 4] = [
         (&[("canary-weight", "20")], 0.20, 2000),
         (
             &[("canary-weight", "600"), ("canary-weight-total", "1000")],
