@@ -2984,3 +2984,515 @@ async fn per_client_cap_counts_the_clients_a_trusted_proxy_header_names() {
         "xdp_ingress_rejected_connections_total{listener=\"http\",reason=\"max_connections_per_client\"} 2"
     ));
 }
+
+/// A Service with one pod at `addr` and its EndpointSlice, in namespace `default`.
+fn service_yaml(name: &str, addr: SocketAddr) -> String {
+    let (ip, port) = (addr.ip(), addr.port());
+    format!(
+        r#"apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: default}}
+spec:
+  ports: [{{name: http, port: 80, targetPort: {port}}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {name}-1
+  namespace: default
+  labels: {{kubernetes.io/service-name: {name}}}
+addressType: IPv4
+ports: [{{name: http, port: {port}, protocol: TCP}}]
+endpoints:
+- {{addresses: ["{ip}"], conditions: {{ready: true}}, targetRef: {{kind: Pod, name: {name}-0}}}}
+---
+"#
+    )
+}
+
+/// An Ingress `name` routing `canary.test` `/` (Prefix) to Service `service`.
+fn ingress_to(name: &str, service: &str, created: &str, annotations: &[(&str, &str)]) -> String {
+    ingress_for("canary.test", name, service, created, annotations)
+}
+
+/// An Ingress `name` routing `host` `/` (Prefix) to Service `service`.
+fn ingress_for(
+    host: &str,
+    name: &str,
+    service: &str,
+    created: &str,
+    annotations: &[(&str, &str)],
+) -> String {
+    let ann: String = annotations
+        .iter()
+        .map(|(k, v)| format!("    nginx.ingress.kubernetes.io/{k}: {v:?}\n"))
+        .collect();
+    let ann = if ann.is_empty() {
+        String::new()
+    } else {
+        format!("  annotations:\n{ann}")
+    };
+    format!(
+        r#"apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: {name}
+  namespace: default
+  creationTimestamp: "{created}"
+{ann}spec:
+  ingressClassName: xdp-ingress
+  rules:
+  - host: {host}
+    http:
+      paths:
+      - {{path: /, pathType: Prefix, backend: {{service: {{name: {service}, port: {{number: 80}}}}}}}}
+---
+"#
+    )
+}
+
+/// Service `main` (pod "main") with Ingress `app`, and Service `next` (pod "canary") with the
+/// canary Ingress `app-canary` carrying `canary: "true"` and `canary`.
+fn canary_yaml(
+    main: &HttpBackend,
+    canary: &HttpBackend,
+    main_annotations: &[(&str, &str)],
+    canary_annotations: &[(&str, &str)],
+) -> String {
+    let mut c = vec![("canary", "true")];
+    c.extend_from_slice(canary_annotations);
+    [
+        service_yaml("main", main.addr),
+        service_yaml("next", canary.addr),
+        // The canary is the older object: it must still not win the route.
+        ingress_to("app-canary", "next", "2024-01-01T00:00:00Z", &c),
+        ingress_to("app", "main", "2025-01-01T00:00:00Z", main_annotations),
+    ]
+    .concat()
+}
+
+/// How many of `n` plain requests the canary pod answers.
+async fn canary_share(c: &Http1, proxy: &TestProxy, n: usize) -> usize {
+    let mut canary = 0;
+    for _ in 0..n {
+        let g = get(c, proxy.http(), "canary.test", "/").await;
+        assert_eq!(g.status, StatusCode::OK);
+        match g.pod().as_str() {
+            "canary" => canary += 1,
+            "main" => {}
+            other => panic!("answered by {other:?}"),
+        }
+    }
+    canary
+}
+
+/// ingress-nginx `canary-weight` (of `canary-weight-total`, default 100): that share of
+/// requests goes to the canary, the rest to the main Ingress's backend; the canary Ingress
+/// serves nothing of its own. Bounds are ±5 points over 2000 requests (over 4.5 standard
+/// deviations either side).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_weight_sends_its_share_to_the_canary() {
+    let (main, canary) = (backend("main"), backend("canary"));
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    // (annotations, share wanted, requests: 2000 where the weight rolls, 200 where it cannot)
+    type Annotations<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(Annotations<'_>, f64, usize); 4] = [
+        (&[("canary-weight", "20")], 0.20, 2000),
+        (
+            &[("canary-weight", "600"), ("canary-weight-total", "1000")],
+            0.60,
+            2000,
+        ),
+        (&[("canary-weight", "0")], 0.0, 200),
+        (&[("canary-weight", "100")], 1.0, 200),
+    ];
+    for (v, (annotations, want, n)) in cases.into_iter().enumerate() {
+        let snap = translated(v as u64 + 1, &canary_yaml(&main, &canary, &[], annotations));
+        let diags: Vec<_> = snap.diagnostics.iter().map(|d| &d.reason).collect();
+        assert!(diags.is_empty(), "{annotations:?}: {diags:?}");
+        proxy.handle.apply(snap);
+        let share = canary_share(&c, &proxy, n).await as f64 / n as f64;
+        assert!(
+            (share - want).abs() <= 0.05,
+            "{annotations:?}: canary took {share:.3}, want {want}"
+        );
+    }
+    // Without a main Ingress for its host and path the canary serves nothing (a Warning
+    // says so): the request finds no route.
+    let lonely = [
+        service_yaml("next", canary.addr),
+        ingress_to(
+            "app-canary",
+            "next",
+            "2024-01-01T00:00:00Z",
+            &[("canary", "true"), ("canary-weight", "100")],
+        ),
+    ]
+    .concat();
+    let snap = translated(10, &lonely);
+    assert_eq!(snap.diagnostics[0].reason, "CanaryWithoutMain");
+    proxy.handle.apply(snap);
+    let before = canary.requests();
+    let g = get(&c, proxy.http(), "canary.test", "/").await;
+    assert_eq!(g.status, StatusCode::NOT_FOUND);
+    assert_eq!(canary.requests(), before, "the lone canary was not reached");
+}
+
+/// A request with these `(name, value)` headers to `canary.test/`; the pod that answered.
+async fn pod_for(c: &Http1, proxy: &TestProxy, headers: &[(&str, &str)]) -> String {
+    let mut r = req(proxy.http(), "canary.test", "/");
+    for (k, v) in headers {
+        r.headers_mut().append(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    let g = send(c, r).await.expect("request completes");
+    assert_eq!(g.status, StatusCode::OK, "{headers:?}");
+    g.pod()
+}
+
+/// ingress-nginx's precedence: `canary-by-header` (`always`/`never`, or the exact
+/// `canary-by-header-value`, or `canary-by-header-pattern`) over `canary-by-cookie`
+/// (`always`/`never`) over `canary-weight`; a value that says nothing falls through. `explain`
+/// says the same for the same request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_by_header_and_cookie_take_precedence_over_weight() {
+    use xdp_ingress::cli::explain::{Query, explain};
+    let (main, canary) = (backend("main"), backend("canary"));
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    type Pairs<'a> = &'a [(&'a str, &'a str)];
+    type Case<'a> = (Pairs<'a>, &'a str);
+    // (canary annotations, [(request headers, pod)])
+    let plain: &[(&str, &str)] = &[
+        ("canary-by-header", "X-Canary"),
+        ("canary-by-cookie", "canary_cookie"),
+        ("canary-weight", "100"),
+    ];
+    let by_value: &[(&str, &str)] = &[
+        ("canary-by-header", "X-Region"),
+        ("canary-by-header-value", "eu-west"),
+        ("canary-by-cookie", "canary_cookie"),
+    ];
+    let by_pattern: &[(&str, &str)] = &[
+        ("canary-by-header", "X-Region"),
+        ("canary-by-header-pattern", "^eu-"),
+    ];
+    let table: [(Pairs<'_>, Vec<Case<'_>>); 3] = [
+        (
+            plain,
+            vec![
+                (&[], "canary"),
+                (&[("x-canary", "never")], "main"),
+                (&[("x-canary", "always")], "canary"),
+                (
+                    &[("x-canary", "never"), ("cookie", "canary_cookie=always")],
+                    "main",
+                ),
+                (&[("cookie", "canary_cookie=never")], "main"),
+                // Neither always nor never: on to the cookie, then the weight.
+                (
+                    &[("x-canary", "yes"), ("cookie", "canary_cookie=never")],
+                    "main",
+                ),
+                (
+                    &[("x-canary", "yes"), ("cookie", "x=1; canary_cookie=maybe")],
+                    "canary",
+                ),
+            ],
+        ),
+        (
+            by_value,
+            vec![
+                (&[("x-region", "eu-west")], "canary"),
+                (&[("x-region", "EU-WEST")], "main"),
+                // With a value set, `always` is just another value: weight 0 decides.
+                (&[("x-region", "always")], "main"),
+                (
+                    &[("x-region", "us"), ("cookie", "canary_cookie=always")],
+                    "canary",
+                ),
+            ],
+        ),
+        (
+            by_pattern,
+            vec![
+                (&[("x-region", "eu-central")], "canary"),
+                (&[("x-region", "us-east")], "main"),
+                (&[], "main"),
+            ],
+        ),
+    ];
+    for (v, (annotations, cases)) in table.into_iter().enumerate() {
+        let snap = translated(v as u64 + 1, &canary_yaml(&main, &canary, &[], annotations));
+        assert!(snap.diagnostics.is_empty(), "{:?}", snap.diagnostics);
+        proxy.handle.apply(snap.clone());
+        for (headers, want) in cases {
+            for _ in 0..5 {
+                assert_eq!(
+                    pod_for(&c, &proxy, headers).await,
+                    want,
+                    "{annotations:?} {headers:?}"
+                );
+            }
+            let q = Query {
+                host: "canary.test".into(),
+                path: "/".into(),
+                headers: headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                ..Query::default()
+            };
+            let e = explain(&snap, &q);
+            let info = e.canary.as_ref().expect("explain shows the canary");
+            assert_eq!(info.ingress.name, "app-canary");
+            assert_eq!(info.backend.service.name, "next");
+            assert_eq!(e.backends[0].service.name, "main");
+            let json = serde_json::to_value(info).unwrap();
+            match json["takes"].as_str() {
+                Some(side) => assert_eq!(side, if want == "canary" { "canary" } else { "main" }),
+                // Only the weight decides: it is 100 or 0 in these cases.
+                None => assert_eq!(
+                    info.canary_probability,
+                    if want == "canary" { 1.0 } else { 0.0 },
+                    "{annotations:?} {headers:?}"
+                ),
+            }
+        }
+    }
+}
+
+/// `affinity-canary-behavior: sticky` (the default): the canary backend gets the main
+/// Ingress's cookie affinity, and a client whose affinity cookie names a canary pod stays on
+/// the canary — before the header is looked at — as one naming a main pod stays on main.
+/// With `legacy` the canary has no affinity of its own here, so its clients are re-rolled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_affinity_cookie_keeps_a_client_on_its_side() {
+    let (main, canary) = (backend("main"), backend("canary"));
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    let sticky_main: &[(&str, &str)] = &[("affinity", "cookie"), ("session-cookie-name", "route")];
+    let canary_ann: &[(&str, &str)] = &[("canary-weight", "50"), ("canary-by-header", "X-Canary")];
+    proxy.handle.apply(translated(
+        1,
+        &canary_yaml(&main, &canary, sticky_main, canary_ann),
+    ));
+    // A client on each side, by header; each gets an affinity cookie for its pod.
+    let mut cookies = BTreeMap::new();
+    for side in ["always", "never"] {
+        let mut r = req(proxy.http(), "canary.test", "/");
+        r.headers_mut().insert("x-canary", side.parse().unwrap());
+        let g = send(&c, r).await.unwrap();
+        let set = g.header("set-cookie");
+        assert!(set.starts_with("route="), "{side}: {set:?}");
+        cookies.insert(g.pod(), set.split(';').next().unwrap().to_string());
+    }
+    assert_eq!(cookies.len(), 2, "{cookies:?}");
+    for _ in 0..40 {
+        // Affinity first: even a header saying otherwise does not move the client.
+        let canary_client = [
+            ("cookie", cookies["canary"].as_str()),
+            ("x-canary", "never"),
+        ];
+        assert_eq!(pod_for(&c, &proxy, &canary_client).await, "canary");
+        let main_client = [("cookie", cookies["main"].as_str()), ("x-canary", "always")];
+        assert_eq!(pod_for(&c, &proxy, &main_client).await, "main");
+    }
+    // `legacy`: the canary backend has no affinity, so its cookie keeps nobody there and the
+    // 50% weight decides (both sides seen within 200 requests: a miss is 2^-200 likely).
+    let legacy: Vec<(&str, &str)> =
+        [canary_ann, &[("affinity-canary-behavior", "legacy")]].concat();
+    proxy.handle.apply(translated(
+        2,
+        &canary_yaml(&main, &canary, sticky_main, &legacy),
+    ));
+    let mut seen = HashSet::new();
+    for _ in 0..200 {
+        seen.insert(pod_for(&c, &proxy, &[("cookie", cookies["canary"].as_str())]).await);
+        if seen.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+}
+
+/// ingress-nginx `custom-http-errors` with `default-backend`: a listed status from the
+/// endpoint is replaced by the error backend's answer to a request for `/` (query kept) that
+/// carries X-Code, X-Format, X-Original-URI, X-Namespace, X-Ingress-Name, X-Service-Name,
+/// X-Service-Port and X-Request-ID; that answer reaches the client unchanged ("NGINX does not
+/// change the response from the custom default backend"). Unlisted statuses pass through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_http_errors_are_served_by_the_default_backend_with_ingress_nginx_headers() {
+    let (app, errs, global) = (backend("app"), backend("errors"), backend("global"));
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    let yaml = |annotations: &[(&str, &str)]| {
+        [
+            service_yaml("main", app.addr),
+            service_yaml("errors", errs.addr),
+            ingress_for(
+                "errors.test",
+                "app",
+                "main",
+                "2025-01-01T00:00:00Z",
+                annotations,
+            ),
+        ]
+        .concat()
+    };
+    let snap = translated(
+        1,
+        &yaml(&[
+            ("default-backend", "errors"),
+            ("custom-http-errors", "404, 503,abc"),
+        ]),
+    );
+    let reasons: Vec<_> = snap.diagnostics.iter().map(|d| d.reason.as_str()).collect();
+    assert_eq!(reasons, ["InvalidAnnotation"], "the bad code is reported");
+    // `explain` shows the same.
+    let e = xdp_ingress::cli::explain::explain(
+        &snap,
+        &xdp_ingress::cli::explain::Query {
+            host: "errors.test".into(),
+            path: "/".into(),
+            ..Default::default()
+        },
+    );
+    let pages = e
+        .error_pages
+        .as_ref()
+        .expect("explain shows the error pages");
+    assert_eq!(pages.intercept, [404, 503]);
+    assert_eq!(
+        pages.intercepted_by.as_ref().map(|s| s.name.as_str()),
+        Some("errors")
+    );
+    assert!(!pages.default_backend_serves);
+    proxy.handle.apply(snap);
+    for code in ["503", "404"] {
+        let mut r = req(proxy.http(), "errors.test", &format!("/status/{code}?x=1"));
+        r.headers_mut()
+            .insert("accept", "application/json".parse().unwrap());
+        let g = send(&c, r).await.unwrap();
+        assert_eq!(g.pod(), "errors", "{code}");
+        assert_eq!(
+            g.status,
+            StatusCode::OK,
+            "the error backend's own answer, unchanged"
+        );
+        let j = g.json();
+        assert_eq!(j["path"], "/?x=1");
+        let h = &j["headers"];
+        assert_eq!(h["x-code"], code);
+        assert_eq!(h["x-format"], "application/json");
+        assert_eq!(h["x-original-uri"], format!("/status/{code}?x=1"));
+        assert_eq!(h["x-namespace"], "default");
+        assert_eq!(h["x-ingress-name"], "app");
+        assert_eq!(h["x-service-name"], "main");
+        assert_eq!(h["x-service-port"], "80");
+        assert_eq!(h["x-request-id"].as_str().unwrap_or_default().len(), 32);
+        assert_eq!(h["host"], "errors.test");
+    }
+    // Not listed: the endpoint's answer.
+    let g = get(&c, proxy.http(), "errors.test", "/status/500").await;
+    assert_eq!(
+        (g.status, g.pod().as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, "app")
+    );
+    let g = get(&c, proxy.http(), "errors.test", "/fine").await;
+    assert_eq!((g.status, g.pod().as_str()), (StatusCode::OK, "app"));
+
+    // Without `default-backend` the controller-wide default backend serves the errors; with
+    // neither, nothing is intercepted.
+    proxy
+        .handle
+        .apply(translated(2, &yaml(&[("custom-http-errors", "503")])));
+    let g = get(&c, proxy.http(), "errors.test", "/status/503").await;
+    assert_eq!(
+        (g.status, g.pod().as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "app")
+    );
+    let with_global = [
+        yaml(&[("custom-http-errors", "503")]),
+        service_yaml("global", global.addr),
+        r#"apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: catch-all, namespace: default}
+spec:
+  ingressClassName: xdp-ingress
+  defaultBackend: {service: {name: global, port: {number: 80}}}
+"#
+        .to_string(),
+    ]
+    .concat();
+    proxy.handle.apply(translated(3, &with_global));
+    let g = get(&c, proxy.http(), "errors.test", "/status/503").await;
+    assert_eq!(g.pod(), "global");
+    assert_eq!(g.json()["headers"]["x-code"], "503");
+}
+
+/// ingress-nginx `default-backend`: while the Ingress's own backend has no endpoints (none
+/// ready, or its Service missing), the annotation's Service serves its requests as they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_backend_annotation_serves_while_the_backend_has_no_endpoints() {
+    let errs = backend("errors");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    let empty_service = "apiVersion: v1
+kind: Service
+metadata: {name: empty, namespace: default}
+spec:
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+";
+    for (v, service) in ["empty", "missing"].into_iter().enumerate() {
+        let yaml = [
+            empty_service.to_string(),
+            service_yaml("errors", errs.addr),
+            ingress_for(
+                "db.test",
+                "app",
+                service,
+                "2025-01-01T00:00:00Z",
+                &[("default-backend", "errors")],
+            ),
+        ]
+        .concat();
+        let snap = translated(v as u64 + 1, &yaml);
+        let q = xdp_ingress::cli::explain::Query {
+            host: "db.test".into(),
+            path: "/".into(),
+            ..Default::default()
+        };
+        let e = xdp_ingress::cli::explain::explain(&snap, &q);
+        assert!(e.error_pages.unwrap().default_backend_serves, "{service}");
+        proxy.handle.apply(snap);
+        let g = get(&c, proxy.http(), "db.test", "/some/page?q=1").await;
+        assert_eq!(
+            (g.status, g.pod().as_str()),
+            (StatusCode::OK, "errors"),
+            "{service}"
+        );
+        assert_eq!(g.json()["path"], "/some/page?q=1", "{service}");
+    }
+    // A default backend that does not exist: a Warning, and the Ingress answers as without it.
+    let yaml = [
+        empty_service.to_string(),
+        ingress_for(
+            "db.test",
+            "app",
+            "empty",
+            "2025-01-01T00:00:00Z",
+            &[("default-backend", "nowhere")],
+        ),
+    ]
+    .concat();
+    let snap = translated(5, &yaml);
+    assert_eq!(snap.diagnostics[0].reason, "DefaultBackendNotFound");
+    proxy.handle.apply(snap);
+    let g = get(&c, proxy.http(), "db.test", "/").await;
+    assert_eq!(g.status, StatusCode::SERVICE_UNAVAILABLE);
+}

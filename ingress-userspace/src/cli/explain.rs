@@ -16,10 +16,11 @@ use crate::{
         DEFAULT_CONTROLLER_NAME, DEFAULT_INGRESS_CLASS, TranslateConfig, translate,
     },
     model::{
-        BackendProtocol, CookieAffinity, Diagnostic, EndpointState, LoadBalancing, ObjectKind,
-        ObjectRef, PathMatch, Snapshot, Upstream,
+        BackendProtocol, CanaryRule, CookieAffinity, Diagnostic, EndpointState, LoadBalancing,
+        ObjectKind, ObjectRef, PathMatch, Snapshot, Upstream,
     },
     proxy::{
+        canary::{Side, Step},
         request_target,
         router::{CompiledAction, CompiledHost, Lookup, Miss, RequestView, RouteTable},
     },
@@ -115,7 +116,13 @@ pub struct Explanation {
     pub redirect_to: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
-    /// Problems the control plane reported for the Ingress that matched.
+    /// The route's canary and which side this request takes, if the route has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryInfo>,
+    /// The route's `default-backend` and `custom-http-errors`, if set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_pages: Option<ErrorPagesInfo>,
+    /// Problems the control plane reported for the Ingress that matched (and its canary).
     pub diagnostics: Vec<Diagnostic>,
     pub snapshot_version: u64,
 }
@@ -141,6 +148,37 @@ pub struct BackendInfo {
     pub load_balancing: LoadBalancing,
     pub affinity: Option<CookieAffinity>,
     pub endpoints: Vec<EndpointInfo>,
+}
+
+/// A route's canary ([`crate::proxy::canary`]) as `explain` shows it.
+#[derive(Debug, Serialize)]
+pub struct CanaryInfo {
+    /// The canary Ingress.
+    pub ingress: ObjectRef,
+    pub backend: BackendInfo,
+    pub rule: CanaryRule,
+    /// The side the request's headers and cookies choose; `None` when only the weight
+    /// decides (then `canary_probability` says how often the canary is taken).
+    pub takes: Option<Side>,
+    /// The step that decided, or `weight`.
+    pub decided_by: Step,
+    /// Chance of the canary when the weight decides: `min(weight, total) / total`.
+    pub canary_probability: f64,
+}
+
+/// A route's error pages ([`crate::proxy::error_pages`]) as `explain` shows them.
+#[derive(Debug, Serialize)]
+pub struct ErrorPagesInfo {
+    /// `default-backend`.
+    pub default_backend: Option<BackendInfo>,
+    /// True when the default backend serves this request: the route's backend has no
+    /// endpoints (or no Service).
+    pub default_backend_serves: bool,
+    /// `custom-http-errors`: statuses replaced by the default backend's answer.
+    pub intercept: Vec<u16>,
+    /// The backend that answers intercepted statuses (`default-backend`, else the
+    /// controller-wide default backend); `None`: nothing is intercepted.
+    pub intercepted_by: Option<ObjectRef>,
 }
 
 #[derive(Debug, Serialize)]
@@ -177,6 +215,8 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
         forwarded_path: None,
         redirect_to: None,
         status: None,
+        canary: None,
+        error_pages: None,
         diagnostics: Vec::new(),
         snapshot_version: snapshot.version,
     };
@@ -230,9 +270,45 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                 .filter(|d| d.object == route.origin.object)
                 .cloned()
                 .collect();
+            if let Some(errors) = &route.errors {
+                let own_empty = match &route.action {
+                    CompiledAction::Forward(ups) => ups.iter().all(|(u, _)| u.endpoints.is_empty()),
+                    CompiledAction::Respond { .. } => true,
+                };
+                let by = errors.default_backend.as_ref().or(table.default_backend());
+                e.error_pages = Some(ErrorPagesInfo {
+                    default_backend: errors.default_backend.as_ref().map(|d| backend_info(d, 1)),
+                    default_backend_serves: own_empty && errors.default_backend.is_some(),
+                    intercept: errors.intercept.clone(),
+                    intercepted_by: by
+                        .filter(|_| !errors.intercept.is_empty())
+                        .map(|u| u.service.clone()),
+                });
+            }
             match &route.action {
                 CompiledAction::Forward(ups) => {
                     e.backends = ups.iter().map(|(u, w)| backend_info(u, *w)).collect();
+                    if let Some(c) = &route.canary {
+                        let main = ups.first().map(|(u, _)| &**u);
+                        let by_request = c.by_request(main, &headers);
+                        let rule = &c.rule;
+                        e.canary = Some(CanaryInfo {
+                            ingress: c.object.clone(),
+                            backend: backend_info(&c.spec, 1),
+                            rule: rule.clone(),
+                            takes: by_request.map(|d| d.side),
+                            decided_by: by_request.map_or(Step::Weight, |d| d.step),
+                            canary_probability: f64::from(rule.weight.min(rule.weight_total))
+                                / f64::from(rule.weight_total.max(1)),
+                        });
+                        e.diagnostics.extend(
+                            snapshot
+                                .diagnostics
+                                .iter()
+                                .filter(|d| d.object == c.object)
+                                .cloned(),
+                        );
+                    }
                     if !q.https && host.tls && route.policy.ssl_redirect != Some(false) {
                         e.outcome = Outcome::Redirect;
                         e.status = Some(308);

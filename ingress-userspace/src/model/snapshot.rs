@@ -268,6 +268,65 @@ pub struct Route {
     pub action: RouteAction,
     pub policy: Arc<RoutePolicy>,
     pub origin: RouteOrigin,
+    /// The canary merged into this route (ingress-nginx `canary: "true"` on another Ingress
+    /// with the same host, path and pathType); `None` for most routes.
+    pub canary: Option<Arc<Canary>>,
+    /// `default-backend` and `custom-http-errors` of the route's Ingress; `None` without them.
+    pub errors: Option<Arc<ErrorPages>>,
+}
+
+/// Where a route's errors go (ingress-nginx `default-backend` and `custom-http-errors`
+/// annotations; user guide "Custom errors").
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ErrorPages {
+    /// `default-backend`: the first port of this Service serves the route's requests while its
+    /// own backend has no endpoints, and its intercepted errors.
+    pub default_backend: Option<Arc<Upstream>>,
+    /// `custom-http-errors`: responses with these statuses are replaced by the answer of the
+    /// default backend (this route's, else the controller-wide one), sorted.
+    pub intercept: Vec<u16>,
+}
+
+/// A canary backend next to a route's main backend, and when a request takes it
+/// (ingress-nginx's alternative backend and traffic shaping policy, `balancer.lua`
+/// `route_to_alternative_balancer`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Canary {
+    /// The canary Ingress.
+    pub object: ObjectRef,
+    pub upstream: Arc<Upstream>,
+    pub rule: CanaryRule,
+}
+
+/// When a request goes to the canary, checked in this order (each step decides or falls
+/// through): affinity cookie of the main backend (main), of the canary (canary); the header;
+/// the cookie; the weight.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CanaryRule {
+    /// `canary-by-header`: request header name, lower case.
+    pub header: Option<String>,
+    /// What the header's value must be; without `canary-by-header-value` or `-pattern` it is
+    /// `always` (canary) or `never` (main).
+    pub header_match: CanaryHeaderMatch,
+    /// `canary-by-cookie`: cookie name; value `always` (canary) or `never` (main).
+    pub cookie: Option<String>,
+    /// `canary-weight`: a request takes the canary with probability
+    /// `min(weight, weight_total) / weight_total`.
+    pub weight: u32,
+    /// `canary-weight-total` (100 unless larger, as ingress-nginx's balancer).
+    pub weight_total: u32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub enum CanaryHeaderMatch {
+    /// `always` → canary, `never` → main, anything else falls through.
+    #[default]
+    AlwaysNever,
+    /// `canary-by-header-value`: exactly this value → canary, anything else falls through.
+    Exact(String),
+    /// `canary-by-header-pattern`: a value the regex matches (anywhere, as PCRE `ngx.re.match`)
+    /// → canary, anything else falls through.
+    Regex(String),
 }
 
 #[derive(Clone, Debug)]

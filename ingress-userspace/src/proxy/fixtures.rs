@@ -80,6 +80,8 @@ pub fn route_to(path: PathMatch, upstream: Arc<Upstream>) -> Route {
             path: Some(0),
             created: 0,
         },
+        canary: None,
+        errors: None,
     }
 }
 

@@ -26,12 +26,14 @@ use super::{
     access_log::{Entry, LoggedBody, now_epoch},
     allowlist,
     body::{BodySlot, HoldUntilEnd},
+    canary::Side,
     client_addr::{Client, Origin, TrustConfig},
     client_body::{BodyWatch, ClientBody, ClientFault},
+    error_pages::{self, Intercept},
     headers::{add_forwarding, for_http1_upstream, is_upgrade, strip_hop_by_hop},
     metrics::{GaugeGuard, RequestLabels, RouteLabels, UpstreamLabels},
     request_target,
-    router::{CompiledAction, Lookup, RequestView},
+    router::{CompiledAction, CompiledRoute, Lookup, RequestView},
     tunnel,
     upstream::{
         BoxError, PickInput, ProxyBody, UpstreamRuntime, balance::Slot, pool::scheme_and_version,
@@ -218,18 +220,45 @@ async fn route(
             }
             match &route.action {
                 CompiledAction::Respond { status, reason } => {
+                    // A route whose Service is missing has no endpoints: its default backend
+                    // serves.
+                    if let Some(d) = route
+                        .errors
+                        .as_ref()
+                        .and_then(|e| e.default_backend.as_ref())
+                    {
+                        return forward(shared, req, d, &route.policy, host, out).await;
+                    }
                     out.reason = Some(reason.clone());
                     let status =
                         StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
                     local(status, reason)
                 }
-                CompiledAction::Forward(ups) => match choose_weighted(ups) {
-                    Some(up) => forward(shared, req, up, &route.policy, host, out).await,
-                    None => {
-                        out.reason = Some("route has no backend".into());
-                        local(StatusCode::SERVICE_UNAVAILABLE, "route has no backend")
+                CompiledAction::Forward(ups) => {
+                    match canary_step(route, ups, req.headers()).or_else(|| choose_weighted(ups)) {
+                        Some(up) => {
+                            let up = error_pages::serving(route.errors.as_ref(), up);
+                            let intercept =
+                                Intercept::new(route, rt.routes.default_backend(), up, &req);
+                            let resp = forward(shared, req, up, &route.policy, host, out).await;
+                            match intercept {
+                                Some(i) if i.catches(resp.status()) => {
+                                    let status = resp.status();
+                                    drop(resp);
+                                    out.reason = Some(format!("custom-http-errors: {status}"));
+                                    let target = i.target;
+                                    let req = i.request(status, out.request_id.as_ref());
+                                    forward(shared, req, target, &route.policy, host, out).await
+                                }
+                                _ => resp,
+                            }
+                        }
+                        None => {
+                            out.reason = Some("route has no backend".into());
+                            local(StatusCode::SERVICE_UNAVAILABLE, "route has no backend")
+                        }
                     }
-                },
+                }
             }
         }
         Lookup::Default {
@@ -252,6 +281,18 @@ async fn route(
             local(StatusCode::NOT_FOUND, reason)
         }
     }
+}
+
+/// The canary step (ingress-nginx `route_to_alternative_balancer`): the route's canary
+/// backend when this request takes it, else `None` (the main backends, by weight).
+fn canary_step<'r>(
+    route: &'r CompiledRoute<Arc<UpstreamRuntime>>,
+    ups: &[(Arc<UpstreamRuntime>, u32)],
+    headers: &http::HeaderMap,
+) -> Option<&'r Arc<UpstreamRuntime>> {
+    let canary = route.canary.as_ref()?;
+    let main = ups.first().map(|(u, _)| &*u.spec);
+    (canary.decide(main, headers).side == Side::Canary).then_some(&canary.upstream)
 }
 
 fn choose_weighted(ups: &[(Arc<UpstreamRuntime>, u32)]) -> Option<&Arc<UpstreamRuntime>> {
@@ -277,14 +318,18 @@ fn choose_weighted(ups: &[(Arc<UpstreamRuntime>, u32)]) -> Option<&Arc<UpstreamR
 /// endpoints; each failed attempt is classified by where it came from (the client's side,
 /// the endpoint, the proxy), which decides whether the endpoint is charged with it and
 /// whether another endpoint may be tried.
-async fn forward(
+async fn forward<B>(
     shared: &Arc<Shared>,
-    mut req: Request<Incoming>,
+    mut req: Request<B>,
     up: &Arc<UpstreamRuntime>,
     policy: &RoutePolicy,
     host: &str,
     out: &mut Outcome,
-) -> Response<ProxyBody> {
+) -> Response<ProxyBody>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
     out.service = Some(up.spec.id.clone());
     let args = &shared.args;
     let max_body = policy.max_body_bytes.unwrap_or(args.max_body_bytes);
@@ -457,16 +502,20 @@ struct Prepared {
 /// exactly one `Host`, the HTTP/2 to HTTP/1.1 conversion when the upstream speaks HTTP/1.1,
 /// and the client's body wrapped in the body limit and the client body timeout.
 #[allow(clippy::too_many_arguments)]
-fn prepare(
+fn prepare<B>(
     shared: &Shared,
     client: &Client,
-    req: Request<Incoming>,
+    req: Request<B>,
     up: &UpstreamRuntime,
     policy: &RoutePolicy,
     host: &str,
     upgrade: bool,
     max_body: u64,
-) -> Prepared {
+) -> Prepared
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers, upgrade);
     let request_id = add_forwarding(

@@ -26,6 +26,7 @@ use std::{borrow::Cow, collections::HashMap, sync::Arc};
 use http::HeaderMap;
 use regex::Regex;
 
+use super::{canary::CompiledCanary, error_pages::CompiledErrors};
 use crate::model::{
     HeaderMatch, L7Config, PathMatch, Route, RouteAction, RouteMatch, RouteOrigin, RoutePolicy,
     StringMatch, Upstream, VirtualHost,
@@ -73,6 +74,10 @@ pub struct CompiledRoute<U> {
     pub ingress: Arc<String>,
     /// The path as written, for metrics and logs.
     pub path_label: Arc<String>,
+    /// The canary merged into this route, decided per request by [`super::canary`].
+    pub canary: Option<CompiledCanary<U>>,
+    /// `default-backend` and `custom-http-errors` ([`super::error_pages`]).
+    pub errors: Option<CompiledErrors<U>>,
 }
 
 #[derive(Debug)]
@@ -289,7 +294,19 @@ fn compile_route<U>(
             reason: reason.clone(),
         },
     };
+    let canary = route
+        .canary
+        .as_ref()
+        .map(|c| CompiledCanary::compile(c, &mut *resolve))
+        .transpose()
+        .map_err(err)?;
+    let errors = route.errors.as_ref().map(|e| CompiledErrors {
+        default_backend: e.default_backend.as_ref().map(&mut *resolve),
+        intercept: e.intercept.clone(),
+    });
     Ok(CompiledRoute {
+        errors,
+        canary,
         path: route.matches.path.clone(),
         matcher,
         action,

@@ -16,7 +16,7 @@ use super::{
     endpoints::{EndpointIndex, REFUSED_REASON},
 };
 use crate::{
-    model::{RouteAction, Snapshot, Upstream, VirtualHost, WeightedUpstream},
+    model::{Canary, ErrorPages, RouteAction, Snapshot, Upstream, VirtualHost, WeightedUpstream},
     store::{Key, Objects},
 };
 
@@ -40,11 +40,18 @@ impl Uses {
             let mut keys: Vec<Key> = vh
                 .routes
                 .iter()
-                .filter_map(|r| match &r.action {
-                    RouteAction::Forward(ups) => Some(ups.iter().map(|w| key_of(&w.upstream))),
-                    RouteAction::Respond { .. } => None,
+                .flat_map(|r| {
+                    let main = match &r.action {
+                        RouteAction::Forward(ups) => {
+                            ups.iter().map(|w| key_of(&w.upstream)).collect()
+                        }
+                        RouteAction::Respond { .. } => Vec::new(),
+                    };
+                    let errors = r.errors.iter().filter_map(|e| e.default_backend.as_deref());
+                    main.into_iter()
+                        .chain(r.canary.iter().map(|c| key_of(&c.upstream)))
+                        .chain(errors.map(key_of))
                 })
-                .flatten()
                 .collect();
             keys.sort();
             keys.dedup();
@@ -114,6 +121,20 @@ impl Rebuilder<'_> {
                     });
                 }
                 r.action = RouteAction::Forward(new);
+            }
+            if let Some(e) = &r.errors
+                && let Some(d) = &e.default_backend
+            {
+                r.errors = Some(Arc::new(ErrorPages {
+                    default_backend: Some(self.upstream(d)?),
+                    ..(**e).clone()
+                }));
+            }
+            if let Some(c) = &r.canary {
+                r.canary = Some(Arc::new(Canary {
+                    upstream: self.upstream(&c.upstream)?,
+                    ..(**c).clone()
+                }));
             }
             routes.push(r);
         }

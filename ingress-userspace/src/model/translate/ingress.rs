@@ -20,8 +20,10 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 use super::{
     TranslateConfig,
     annotations::{self, IngressOptions},
+    canary::{self, CanaryOptions},
     diagnostics::Diagnostics,
     endpoints::EndpointIndex,
+    errors,
     tls::TlsCache,
 };
 use crate::{
@@ -94,7 +96,7 @@ fn specificity(m: &PathMatch) -> (Reverse<usize>, u8) {
 }
 
 /// Host as the proxy keys it, or why it is not acceptable.
-fn normalize_host(host: &str) -> Result<String, String> {
+pub(super) fn normalize_host(host: &str) -> Result<String, String> {
     let h = host.trim().to_ascii_lowercase();
     let name = h.strip_prefix("*.").unwrap_or(&h);
     let ok = !name.is_empty()
@@ -116,19 +118,21 @@ fn normalize_host(host: &str) -> Result<String, String> {
 }
 
 #[derive(Default)]
-struct HostBuilder {
-    routes: Vec<Route>,
+pub(super) struct HostBuilder {
+    pub(super) routes: Vec<Route>,
     taken: BTreeMap<PathMatch, ObjectRef>,
     tls: bool,
     fallback: Option<Route>,
 }
 
 pub struct L7Builder<'a> {
-    objects: &'a Objects,
-    endpoints: &'a EndpointIndex<'a>,
+    pub(super) objects: &'a Objects,
+    pub(super) endpoints: &'a EndpointIndex<'a>,
     tls: &'a mut TlsCache,
-    diags: &'a mut Diagnostics,
-    hosts: BTreeMap<String, HostBuilder>,
+    pub(super) diags: &'a mut Diagnostics,
+    pub(super) hosts: BTreeMap<String, HostBuilder>,
+    /// Canary Ingresses, merged into the main routes by [`canary::merge`] in `finish`.
+    pub(super) canaries: Vec<(&'a Ingress, ObjectRef, IngressOptions, CanaryOptions)>,
     certificates: BTreeMap<String, Arc<TlsCertificate>>,
     default_certificate: Option<Arc<TlsCertificate>>,
     default_backend: Option<(ObjectRef, Arc<crate::model::Upstream>)>,
@@ -153,6 +157,7 @@ impl<'a> L7Builder<'a> {
             tls,
             diags,
             hosts: BTreeMap::new(),
+            canaries: Vec::new(),
             certificates: BTreeMap::new(),
             default_certificate: None,
             default_backend: None,
@@ -216,11 +221,17 @@ impl<'a> L7Builder<'a> {
             ing.metadata.name.clone().unwrap_or_default(),
         );
         let opts = annotations::parse(ing.metadata.annotations.as_ref(), &oref, self.diags);
+        if let Some(c) = canary::parse(ing.metadata.annotations.as_ref(), &oref, self.diags) {
+            // Serves nothing of its own: merged into the main routes once all are known.
+            self.canaries.push((ing, oref, opts, c));
+            return;
+        }
         let Some(spec) = ing.spec.as_ref() else {
             self.diags
                 .warn(&oref, "EmptyIngress", "Ingress has no spec");
             return;
         };
+        let errors = errors::parse(self, ing.metadata.annotations.as_ref(), &oref, &opts);
 
         for tls in spec.tls.iter().flatten() {
             let cert = match &tls.secret_name {
@@ -288,6 +299,8 @@ impl<'a> L7Builder<'a> {
                 path: None,
                 created,
             },
+            canary: None,
+            errors: errors.clone(),
         });
 
         if rules.is_empty() {
@@ -359,6 +372,8 @@ impl<'a> L7Builder<'a> {
                         path: Some(pi),
                         created,
                     },
+                    canary: None,
+                    errors: errors.clone(),
                 };
                 if let Some(hb) = self.hosts.get_mut(&host) {
                     hb.routes.push(route);
@@ -391,7 +406,7 @@ impl<'a> L7Builder<'a> {
         }
     }
 
-    fn upstream(
+    pub(super) fn upstream(
         &mut self,
         ns: &'a str,
         backend: &'a IngressBackend,
@@ -462,7 +477,8 @@ impl<'a> L7Builder<'a> {
         Ok(u)
     }
 
-    pub fn finish(self) -> (L7Config, super::References) {
+    pub fn finish(mut self) -> (L7Config, super::References) {
+        canary::merge(&mut self);
         let mut cfg = L7Config {
             certificates: self.certificates,
             default_certificate: self.default_certificate,

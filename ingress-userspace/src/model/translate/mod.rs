@@ -6,15 +6,19 @@
 //! - [`endpoints`]: Service port -> endpoints from EndpointSlices.
 //! - [`node_local`]: endpoint addresses that point into the node, refused.
 //! - [`annotations`]: ingress-nginx annotations -> route policy and upstream options.
+//! - [`canary`]: ingress-nginx canary Ingresses, merged into the main routes.
+//! - [`errors`]: `default-backend` and `custom-http-errors` annotations.
 //! - [`tls`]: TLS Secret validation.
 //!
 //! Every problem becomes a [`crate::model::Diagnostic`] on the object it belongs to; nothing
 //! here fails as a whole.
 
 pub mod annotations;
+pub mod canary;
 pub mod class;
 pub mod diagnostics;
 pub mod endpoints;
+pub mod errors;
 pub mod incremental;
 pub mod ingress;
 pub mod node_local;

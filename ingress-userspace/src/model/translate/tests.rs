@@ -821,6 +821,28 @@ fn endpoint_fast_path_equals_full_translation() {
     let mut fallback = mk_ingress("default", "fallback", 2, vec![]);
     fallback.spec.as_mut().unwrap().default_backend = Some(backend("web", "80"));
     o.upsert(ing(fallback));
+    // An error backend (api) whose endpoints change too.
+    o.upsert(ing(with_annotation(
+        mk_ingress(
+            "default",
+            "b",
+            4,
+            vec![("b.example.com", vec![("/", "Prefix", "web", "80")])],
+        ),
+        "nginx.ingress.kubernetes.io/default-backend",
+        "api",
+    )));
+    // A canary on a.example.com/: its backend (api) is refreshed like the main ones.
+    o.upsert(ing(with_annotation(
+        mk_ingress(
+            "default",
+            "a-canary",
+            3,
+            vec![("a.example.com", vec![("/", "Prefix", "api", "80")])],
+        ),
+        "nginx.ingress.kubernetes.io/canary",
+        "true",
+    )));
     let mut echo = mk_service(
         "default",
         "echo",

@@ -1,0 +1,323 @@
+//! The canary step of routing: whether a request to a route with a canary goes to the canary
+//! backend or the main one, decided per request as ingress-nginx's `balancer.lua`
+//! (`route_to_alternative_balancer`):
+//!
+//! 1. an affinity cookie naming a pod of the main backend → main;
+//! 2. an affinity cookie naming a pod of the canary backend → canary;
+//! 3. `canary-by-header`: with `canary-by-header-value`, exactly that value → canary; else with
+//!    `canary-by-header-pattern`, a value the regex matches → canary; else `always` → canary,
+//!    `never` → main. Any other value, or no header, falls through;
+//! 4. `canary-by-cookie`: `always` → canary, `never` → main, anything else falls through;
+//! 5. the weight: canary with probability `min(weight, total) / total`.
+//!
+//! Steps 1–4 look only at the request, so `explain` shows them exactly; step 5 is a roll.
+
+use std::sync::Arc;
+
+use http::HeaderMap;
+use regex::Regex;
+
+use super::upstream::balance::{cookie_value, endpoint_cookie};
+use crate::model::{Canary, CanaryHeaderMatch, CanaryRule, ObjectRef, Upstream};
+
+/// A route's canary, compiled once per snapshot, over upstream handles `U`.
+#[derive(Debug)]
+pub struct CompiledCanary<U> {
+    /// The canary Ingress.
+    pub object: ObjectRef,
+    pub upstream: U,
+    /// The canary backend as translation built it (endpoints and affinity, for step 2).
+    pub spec: Arc<Upstream>,
+    pub rule: CanaryRule,
+    header: HeaderTest,
+}
+
+#[derive(Debug)]
+enum HeaderTest {
+    AlwaysNever,
+    Exact(String),
+    Regex(Regex),
+}
+
+/// Which backend a request takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Side {
+    Main,
+    Canary,
+}
+
+/// The step that decided (module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    MainAffinity,
+    CanaryAffinity,
+    Header,
+    Cookie,
+    Weight,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Decision {
+    pub side: Side,
+    pub step: Step,
+}
+
+impl<U> CompiledCanary<U> {
+    /// Compiles `c`; the pattern was checked by translation, so an error here is a regex over
+    /// the size limit.
+    pub fn compile(
+        c: &Canary,
+        resolve: impl FnOnce(&Arc<Upstream>) -> U,
+    ) -> Result<Self, regex::Error> {
+        let header = match &c.rule.header_match {
+            CanaryHeaderMatch::AlwaysNever => HeaderTest::AlwaysNever,
+            CanaryHeaderMatch::Exact(v) => HeaderTest::Exact(v.clone()),
+            CanaryHeaderMatch::Regex(r) => HeaderTest::Regex(Regex::new(r)?),
+        };
+        Ok(CompiledCanary {
+            object: c.object.clone(),
+            upstream: resolve(&c.upstream),
+            spec: Arc::clone(&c.upstream),
+            rule: c.rule.clone(),
+            header,
+        })
+    }
+
+    /// Steps 1–4: the decision the request itself makes, if any. `main`: the route's main
+    /// backend.
+    pub fn by_request(&self, main: Option<&Upstream>, headers: &HeaderMap) -> Option<Decision> {
+        let decided = |side, step| Some(Decision { side, step });
+        if main.is_some_and(|m| affinitized(m, headers)) {
+            return decided(Side::Main, Step::MainAffinity);
+        }
+        if affinitized(&self.spec, headers) {
+            return decided(Side::Canary, Step::CanaryAffinity);
+        }
+        // nginx's `$http_name`: the first field of that name.
+        let value = self
+            .rule
+            .header
+            .as_deref()
+            .and_then(|h| headers.get(h))
+            .and_then(|v| v.to_str().ok());
+        if let Some(v) = value {
+            let side = match &self.header {
+                HeaderTest::Exact(want) => (v == want).then_some(Side::Canary),
+                HeaderTest::Regex(re) => re.is_match(v).then_some(Side::Canary),
+                HeaderTest::AlwaysNever => always_never(v),
+            };
+            if let Some(side) = side {
+                return decided(side, Step::Header);
+            }
+        }
+        let cookie = self
+            .rule
+            .cookie
+            .as_deref()
+            .and_then(|name| cookie_value(headers, name));
+        if let Some(side) = cookie.and_then(always_never) {
+            return decided(side, Step::Cookie);
+        }
+        None
+    }
+
+    /// Step 5, with `roll(total)` a uniform draw from `1..=total` (Lua's `math.random(total)`).
+    pub fn by_weight(&self, roll: impl FnOnce(u32) -> u32) -> Decision {
+        let total = self.rule.weight_total.max(1);
+        let side = if self.rule.weight > 0 && roll(total) <= self.rule.weight {
+            Side::Canary
+        } else {
+            Side::Main
+        };
+        Decision {
+            side,
+            step: Step::Weight,
+        }
+    }
+
+    /// The whole decision, rolling for the weight when the request decides nothing.
+    pub fn decide(&self, main: Option<&Upstream>, headers: &HeaderMap) -> Decision {
+        self.by_request(main, headers)
+            .unwrap_or_else(|| self.by_weight(|total| rand::random_range(1..=total)))
+    }
+}
+
+fn always_never(v: &str) -> Option<Side> {
+    match v {
+        "always" => Some(Side::Canary),
+        "never" => Some(Side::Main),
+        _ => None,
+    }
+}
+
+/// Whether the request's affinity cookie (if `up` has cookie affinity) names one of `up`'s
+/// endpoints (ingress-nginx's sticky balancer `is_affinitized`).
+pub fn affinitized(up: &Upstream, headers: &HeaderMap) -> bool {
+    let Some(aff) = &up.affinity else {
+        return false;
+    };
+    let Some(value) = cookie_value(headers, &aff.name) else {
+        return false;
+    };
+    up.endpoints
+        .iter()
+        .any(|e| endpoint_cookie(&e.addr) == value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::CookieAffinity;
+    use crate::proxy::fixtures::upstream_at;
+
+    fn canary(rule: CanaryRule, up: Arc<Upstream>) -> CompiledCanary<()> {
+        let c = Canary {
+            object: ObjectRef::new(crate::model::ObjectKind::Ingress, "d", "c"),
+            upstream: up,
+            rule,
+        };
+        CompiledCanary::compile(&c, |_| ()).unwrap()
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    fn side(c: &CompiledCanary<()>, main: &Upstream, h: &[(&str, &str)]) -> Option<(Side, Step)> {
+        c.by_request(Some(main), &headers(h))
+            .map(|d| (d.side, d.step))
+    }
+
+    #[test]
+    fn header_then_cookie_then_weight() {
+        let main = upstream_at("main", &["10.0.0.1:80".parse().unwrap()]);
+        let c = canary(
+            CanaryRule {
+                header: Some("x-canary".into()),
+                cookie: Some("cn".into()),
+                weight: 0,
+                weight_total: 100,
+                ..Default::default()
+            },
+            upstream_at("canary", &["10.0.0.2:80".parse().unwrap()]),
+        );
+        use {Side::*, Step::*};
+        assert_eq!(
+            side(&c, &main, &[("x-canary", "always")]),
+            Some((Canary, Header))
+        );
+        assert_eq!(
+            side(&c, &main, &[("x-canary", "never")]),
+            Some((Main, Header))
+        );
+        // Header beats cookie; an unknown header value falls through to the cookie.
+        let both = [("x-canary", "never"), ("cookie", "cn=always")];
+        assert_eq!(side(&c, &main, &both), Some((Main, Header)));
+        let other = [("x-canary", "maybe"), ("cookie", "a=1; cn=always")];
+        assert_eq!(side(&c, &main, &other), Some((Canary, Cookie)));
+        assert_eq!(
+            side(&c, &main, &[("cookie", "cn=never")]),
+            Some((Main, Cookie))
+        );
+        assert_eq!(side(&c, &main, &[("cookie", "cn=sometimes")]), None);
+        assert_eq!(side(&c, &main, &[]), None);
+        // Weight 0 never, weight ≥ total always; the roll is `1..=total`.
+        assert_eq!(c.by_weight(|_| 1).side, Main);
+        let mut w = canary(
+            CanaryRule {
+                weight: 20,
+                weight_total: 100,
+                ..Default::default()
+            },
+            upstream_at("canary", &[]),
+        );
+        assert_eq!(w.by_weight(|_| 20).side, Canary);
+        assert_eq!(w.by_weight(|_| 21).side, Main);
+        w.rule.weight = 500;
+        assert_eq!(w.by_weight(|t| t).side, Canary);
+    }
+
+    #[test]
+    fn header_value_and_pattern_replace_always_never() {
+        let main = upstream_at("main", &[]);
+        let up = upstream_at("canary", &[]);
+        let exact = canary(
+            CanaryRule {
+                header: Some("x-region".into()),
+                header_match: CanaryHeaderMatch::Exact("eu".into()),
+                cookie: Some("cn".into()),
+                ..Default::default()
+            },
+            up.clone(),
+        );
+        use {Side::*, Step::*};
+        assert_eq!(
+            side(&exact, &main, &[("x-region", "eu")]),
+            Some((Canary, Header))
+        );
+        // `always`/`never` mean nothing with a value set; a mismatch falls through.
+        assert_eq!(side(&exact, &main, &[("x-region", "always")]), None);
+        let never = [("x-region", "never"), ("cookie", "cn=always")];
+        assert_eq!(side(&exact, &main, &never), Some((Canary, Cookie)));
+        let pattern = canary(
+            CanaryRule {
+                header: Some("x-region".into()),
+                header_match: CanaryHeaderMatch::Regex("^(eu|us)-".into()),
+                ..Default::default()
+            },
+            up,
+        );
+        assert_eq!(
+            side(&pattern, &main, &[("x-region", "us-east")]),
+            Some((Canary, Header))
+        );
+        assert_eq!(side(&pattern, &main, &[("x-region", "ap-east")]), None);
+    }
+
+    #[test]
+    fn affinity_cookie_keeps_a_client_on_its_side() {
+        let aff = CookieAffinity {
+            name: "INGRESSCOOKIE".into(),
+            max_age: None,
+            path: None,
+            same_site: None,
+            secure: false,
+        };
+        let with_aff = |u: Arc<Upstream>| {
+            let mut u = (*u).clone();
+            u.affinity = Some(aff.clone());
+            u
+        };
+        let (m, k) = (
+            "10.0.0.1:80".parse().unwrap(),
+            "10.0.0.2:80".parse().unwrap(),
+        );
+        let main = with_aff(upstream_at("main", &[m]));
+        let c = canary(
+            CanaryRule {
+                header: Some("x-canary".into()),
+                ..Default::default()
+            },
+            Arc::new(with_aff(upstream_at("canary", &[k]))),
+        );
+        use {Side::*, Step::*};
+        let to_main = format!("INGRESSCOOKIE={}", endpoint_cookie(&m));
+        let to_canary = format!("INGRESSCOOKIE={}", endpoint_cookie(&k));
+        // Affinity comes first, even before `always`/`never` (balancer.lua).
+        let h = [("cookie", to_main.as_str()), ("x-canary", "always")];
+        assert_eq!(side(&c, &main, &h), Some((Main, MainAffinity)));
+        let h = [("cookie", to_canary.as_str()), ("x-canary", "never")];
+        assert_eq!(side(&c, &main, &h), Some((Canary, CanaryAffinity)));
+        // A cookie for a pod that is gone decides nothing.
+        assert_eq!(side(&c, &main, &[("cookie", "INGRESSCOOKIE=ffff")]), None);
+    }
+}

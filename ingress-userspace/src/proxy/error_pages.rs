@@ -1,0 +1,150 @@
+//! A route's error pages at request time (ingress-nginx `default-backend` and
+//! `custom-http-errors`; user guide "Custom errors"; translation: `model::translate::errors`):
+//!
+//! - [`serving`]: a route whose backend has no endpoints is served by its `default-backend`.
+//! - [`Intercept`]: a response whose status is listed in `custom-http-errors` is replaced by
+//!   the answer of the default backend to a bodiless request for `/` (nginx's
+//!   `rewrite (.*) / break`, query kept, method kept) carrying the headers ingress-nginx sends:
+//!   `X-Code`, `X-Format` (the client's `Accept`), `X-Original-URI`, `X-Namespace`,
+//!   `X-Ingress-Name`, `X-Service-Name`, `X-Service-Port`, `X-Request-ID`. That answer goes to
+//!   the client unchanged, status included ("NGINX does not change the response from the custom
+//!   default backend"), and is never intercepted again.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri,
+    header::{ACCEPT, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING, UPGRADE},
+    uri::PathAndQuery,
+};
+use http_body_util::Empty;
+
+use super::{router::CompiledRoute, upstream::UpstreamRuntime};
+
+/// A route's error pages, compiled over upstream handles `U`.
+#[derive(Debug)]
+pub struct CompiledErrors<U> {
+    /// `default-backend`.
+    pub default_backend: Option<U>,
+    /// `custom-http-errors`, sorted.
+    pub intercept: Vec<u16>,
+}
+
+/// The backend that serves a request routed to `up`: the route's `default-backend` while `up`
+/// has no endpoints, else `up`.
+pub fn serving<'r>(
+    errors: Option<&'r CompiledErrors<Arc<UpstreamRuntime>>>,
+    up: &'r Arc<UpstreamRuntime>,
+) -> &'r Arc<UpstreamRuntime> {
+    match errors.and_then(|e| e.default_backend.as_ref()) {
+        Some(d) if up.spec.endpoints.is_empty() => d,
+        _ => up,
+    }
+}
+
+/// What the error backend needs of a request, kept before the request is forwarded.
+pub struct Intercept<'r> {
+    codes: &'r [u16],
+    /// The error backend: the route's `default-backend`, else the controller-wide one.
+    pub target: &'r Arc<UpstreamRuntime>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    namespace: String,
+    ingress: String,
+    service: String,
+    port: String,
+}
+
+impl<'r> Intercept<'r> {
+    /// `None` when the route intercepts nothing or no default backend exists. `up`: the
+    /// backend the request goes to (named in `X-Service-*`).
+    pub fn new<B>(
+        route: &'r CompiledRoute<Arc<UpstreamRuntime>>,
+        global: Option<&'r Arc<UpstreamRuntime>>,
+        up: &UpstreamRuntime,
+        req: &Request<B>,
+    ) -> Option<Self> {
+        let errors = route.errors.as_ref().filter(|e| !e.intercept.is_empty())?;
+        let target = errors.default_backend.as_ref().or(global)?;
+        let port = up
+            .spec
+            .id
+            .rsplit_once(':')
+            .map(|(_, p)| p.to_string())
+            .unwrap_or_default();
+        Some(Intercept {
+            codes: &errors.intercept,
+            target,
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            headers: req.headers().clone(),
+            namespace: route.origin.object.namespace.clone(),
+            ingress: route.origin.object.name.clone(),
+            service: up.spec.service.name.clone(),
+            port,
+        })
+    }
+
+    /// Whether a response with `status` is replaced.
+    pub fn catches(&self, status: StatusCode) -> bool {
+        self.codes.binary_search(&status.as_u16()).is_ok()
+    }
+
+    /// The request to the error backend for a response with `status`; `request_id`: the
+    /// `X-Request-ID` the first attempt carried.
+    pub fn request(
+        self,
+        status: StatusCode,
+        request_id: Option<&HeaderValue>,
+    ) -> Request<Empty<Bytes>> {
+        let mut headers = self.headers;
+        // No body goes to the error backend, and it is never an upgrade.
+        for h in [
+            CONTENT_LENGTH,
+            TRANSFER_ENCODING,
+            CONTENT_TYPE,
+            CONNECTION,
+            UPGRADE,
+        ] {
+            headers.remove(h);
+        }
+        let format = headers
+            .get(ACCEPT)
+            .cloned()
+            .unwrap_or_else(|| HeaderValue::from_static(""));
+        let original = self
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+            .to_string();
+        let mut set = |name: &'static str, value: &str| {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                headers.insert(HeaderName::from_static(name), v);
+            }
+        };
+        set("x-code", status.as_str());
+        set("x-original-uri", &original);
+        set("x-namespace", &self.namespace);
+        set("x-ingress-name", &self.ingress);
+        set("x-service-name", &self.service);
+        set("x-service-port", &self.port);
+        headers.insert(HeaderName::from_static("x-format"), format);
+        if let Some(id) = request_id {
+            headers.insert(HeaderName::from_static("x-request-id"), id.clone());
+        }
+        let target = match self.uri.query() {
+            Some(q) => format!("/?{q}"),
+            None => "/".to_string(),
+        };
+        let mut req = Request::new(Empty::new());
+        *req.method_mut() = self.method;
+        *req.uri_mut() = Uri::from(
+            PathAndQuery::try_from(target).unwrap_or_else(|_| PathAndQuery::from_static("/")),
+        );
+        *req.headers_mut() = headers;
+        req
+    }
+}
