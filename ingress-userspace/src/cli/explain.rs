@@ -58,6 +58,9 @@ pub struct ExplainArgs {
     /// Serve endpoints on loopback and node addresses (as `run --allow-node-local-endpoints`).
     #[arg(long)]
     pub allow_node_local_endpoints: bool,
+    /// Classes in ingress-nginx compatibility mode (as `run --nginx-compatible-class`).
+    #[arg(long = "nginx-compatible-class", value_delimiter = ',', default_value = crate::model::translate::compat::DEFAULT_COMPATIBLE_CLASS)]
+    pub nginx_compatible_classes: Vec<String>,
 }
 
 fn parse_header(s: &str) -> Result<(String, String), String> {
@@ -326,6 +329,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
         ingress_class: args.ingress_class.clone(),
         watch_without_class: args.watch_ingress_without_class,
         allow_node_local_endpoints: args.allow_node_local_endpoints,
+        nginx_compatible_classes: args.nginx_compatible_classes.clone(),
         ..TranslateConfig::default()
     };
     let snapshot = load_snapshot(&args.manifests, &config)

@@ -121,6 +121,7 @@ impl Rebuilder<'_> {
             host: vh.host.clone(),
             routes,
             tls: vh.tls,
+            app_root: vh.app_root.clone(),
         }))
     }
 }
