@@ -20,7 +20,7 @@ use crate::{
         ObjectRef, PathMatch, Snapshot, Upstream,
     },
     proxy::{
-        request_target,
+        request_target, rewrite,
         router::{CompiledAction, CompiledHost, Lookup, Miss, RequestView, RouteTable},
     },
     source::files::ManifestDir,
@@ -88,7 +88,9 @@ pub struct Query {
 pub enum Outcome {
     /// Proxied to the route's backend.
     Route,
-    /// Plain HTTP to a TLS host: 308 to HTTPS.
+    /// Redirected: plain HTTP to a TLS host (308 to HTTPS), or a redirect of the rewrite step
+    /// (`app-root`, `permanent-redirect`, `temporal-redirect`, `from-to-www-redirect`, the
+    /// compatibility-mode trailing slash); `reason` says which.
     Redirect,
     /// Answered by the proxy (e.g. the route's Service is missing).
     Respond,
@@ -110,12 +112,18 @@ pub struct Explanation {
     pub virtual_host: Option<String>,
     pub route: Option<RouteInfo>,
     pub backends: Vec<BackendInfo>,
-    /// The path and query as routed and sent to the backend, after normalisation (absent
-    /// when the request is refused).
+    /// The path and query sent to the backend: as routed after normalisation, or as
+    /// `rewrite-target` rewrote it (absent when the request is refused).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forwarded_path: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redirect_to: Option<String>,
+    /// `Host` sent to the backend when `upstream-vhost` replaces the client's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_host: Option<String>,
+    /// `X-Forwarded-Prefix` sent with a rewritten path (`x-forwarded-prefix`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub x_forwarded_prefix: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
     /// Problems the control plane reported for the Ingress that matched.
@@ -179,6 +187,8 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
         backends: Vec::new(),
         forwarded_path: None,
         redirect_to: None,
+        upstream_host: None,
+        x_forwarded_prefix: None,
         status: None,
         diagnostics: Vec::new(),
         snapshot_version: snapshot.version,
@@ -211,6 +221,26 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
     };
     e.forwarded_path = Some(target.path_and_query.to_string());
     let host_name = |h: &CompiledHost<Arc<Upstream>>| Some(h.host.clone());
+    // The proxy's rewrite step, with the same inputs.
+    let step = rewrite::Target {
+        scheme: if q.https { "https" } else { "http" },
+        authority: &target.host,
+        path: target.path_and_query.path(),
+        query: target.path_and_query.query(),
+    };
+    let redirected = |e: &mut Explanation, a: rewrite::Answer| {
+        e.outcome = Outcome::Redirect;
+        e.status = Some(a.status);
+        e.redirect_to = Some(a.location);
+        e.reason = a.why.into();
+    };
+    if let Some(vh) = table.host(&target.host)
+        && let Some(a) = rewrite::app_root(vh, &step)
+    {
+        e.virtual_host = host_name(vh);
+        redirected(&mut e, a);
+        return e;
+    }
     match table.lookup(&view) {
         Lookup::Route { host, route } => {
             e.virtual_host = host_name(host);
@@ -233,9 +263,19 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                 .filter(|d| d.object == route.origin.object)
                 .cloned()
                 .collect();
+            // `explain` has no listener: a from/to-www redirect names no HTTPS port.
+            if let Some(a) = rewrite::redirect(route, &step, 443) {
+                redirected(&mut e, a);
+                return e;
+            }
             match &route.action {
                 CompiledAction::Forward(ups) => {
                     e.backends = ups.iter().map(|(u, w)| backend_info(u, *w)).collect();
+                    if let Some(pq) = rewrite::rewrite(route, step.path, step.query) {
+                        e.forwarded_path = Some(pq);
+                        e.x_forwarded_prefix = route.policy.rewrite.x_forwarded_prefix.clone();
+                    }
+                    e.upstream_host = route.policy.rewrite.upstream_vhost.clone();
                     if !q.https && host.tls && route.policy.ssl_redirect != Some(false) {
                         e.outcome = Outcome::Redirect;
                         e.status = Some(308);

@@ -365,8 +365,17 @@ impl<'a> L7Builder<'a> {
                         continue;
                     }
                 };
+                let written = p.path.clone().filter(|p| !p.is_empty()).unwrap_or("/".into());
+                // ingress-nginx keeps `/foo` and `/foo/` apart (two nginx locations); the
+                // Ingress API calls them one Prefix match.
+                let key = match &path {
+                    PathMatch::Prefix(_) if compatible || use_regex => {
+                        PathMatch::Prefix(written.clone())
+                    }
+                    other => other.clone(),
+                };
                 let hb = self.hosts.entry(host.clone()).or_default();
-                if let Some(winner) = hb.taken.get(&path) {
+                if let Some(winner) = hb.taken.get(&key) {
                     let msg = format!(
                         "host {:?} path {path:?} is already routed by {winner}; this path is ignored",
                         host
@@ -374,7 +383,7 @@ impl<'a> L7Builder<'a> {
                     self.diags.warn(&oref, "RouteConflict", msg);
                     continue;
                 }
-                hb.taken.insert(path.clone(), oref.clone());
+                hb.taken.insert(key, oref.clone());
                 let what = format!("spec.rules[{ri}].http.paths[{pi}]");
                 let action = self.action(ns_ref, &p.backend, &opts, &oref, &what);
                 let route = Route {
@@ -396,7 +405,7 @@ impl<'a> L7Builder<'a> {
                 if let Some(hb) = self.hosts.get_mut(&host) {
                     hb.routes.push(HostRoute {
                         route,
-                        written: p.path.clone().filter(|p| !p.is_empty()).unwrap_or("/".into()),
+                        written,
                         compatible,
                     });
                 }

@@ -28,6 +28,8 @@ pub mod tls;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
+#[cfg(test)]
+mod paths_tests;
 
 use std::{collections::HashSet, sync::Arc};
 
