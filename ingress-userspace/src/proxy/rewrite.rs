@@ -175,8 +175,14 @@ mod tests {
     fn rewrite_target_examples_from_the_docs() {
         // examples/rewrite/README.md: path `/something(/|$)(.*)`, `rewrite-target: /$2`.
         let p = "/something(/|$)(.*)";
-        assert_eq!(rewritten(p, "/$2", "/something", None).as_deref(), Some("/"));
-        assert_eq!(rewritten(p, "/$2", "/something/", None).as_deref(), Some("/"));
+        assert_eq!(
+            rewritten(p, "/$2", "/something", None).as_deref(),
+            Some("/")
+        );
+        assert_eq!(
+            rewritten(p, "/$2", "/something/", None).as_deref(),
+            Some("/")
+        );
         assert_eq!(
             rewritten(p, "/$2", "/something/new", None).as_deref(),
             Some("/new")

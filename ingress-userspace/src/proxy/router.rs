@@ -295,8 +295,7 @@ fn compile_route<U>(
             reason: reason.clone(),
         },
     };
-    let rewrite =
-        super::rewrite::compile(&path_label, route.policy.rewrite.target.as_deref());
+    let rewrite = super::rewrite::compile(&path_label, route.policy.rewrite.target.as_deref());
     Ok(CompiledRoute {
         rewrite,
         path: route.matches.path.clone(),

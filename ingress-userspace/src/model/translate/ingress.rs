@@ -365,7 +365,11 @@ impl<'a> L7Builder<'a> {
                         continue;
                     }
                 };
-                let written = p.path.clone().filter(|p| !p.is_empty()).unwrap_or("/".into());
+                let written = p
+                    .path
+                    .clone()
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or("/".into());
                 // ingress-nginx keeps `/foo` and `/foo/` apart (two nginx locations); the
                 // Ingress API calls them one Prefix match.
                 let key = match &path {

@@ -61,9 +61,7 @@ fn routes(vh: &VirtualHost) -> Vec<(String, String)> {
             };
             let to = match (&r.policy.redirect, &r.action) {
                 (Some(rd), _) => format!("{} {:?}", rd.status, rd.to),
-                (None, crate::model::RouteAction::Forward(u)) => {
-                    u[0].upstream.service.name.clone()
-                }
+                (None, crate::model::RouteAction::Forward(u)) => u[0].upstream.service.name.clone(),
                 (None, crate::model::RouteAction::Respond { status, .. }) => status.to_string(),
             };
             (p, to)
@@ -72,7 +70,9 @@ fn routes(vh: &VirtualHost) -> Vec<(String, String)> {
 }
 
 fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
-    v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    v.iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
 }
 
 #[test]
@@ -155,7 +155,10 @@ fn trailing_slash_redirect_only_in_compatible_classes() {
     let slash = "301 AppendSlash";
     assert!(r.contains(&("= /my-path".into(), slash.into())), "{r:?}");
     assert!(r.contains(&("= /exact".into(), slash.into())), "{r:?}");
-    assert!(!r.iter().any(|(p, to)| p == "= /both" && to == slash), "{r:?}");
+    assert!(
+        !r.iter().any(|(p, to)| p == "= /both" && to == slash),
+        "{r:?}"
+    );
     // Another class: the Ingress API's behaviour, no redirect routes.
     let mut o = base();
     o.upsert(ing(mk_ingress(
@@ -181,7 +184,11 @@ fn server_alias_and_from_to_www() {
         1,
         vec![("www.example.com", vec![("/", "Prefix", "service1", "80")])],
     );
-    let i = with_annotation(i, "nginx.ingress.kubernetes.io/from-to-www-redirect", "true");
+    let i = with_annotation(
+        i,
+        "nginx.ingress.kubernetes.io/from-to-www-redirect",
+        "true",
+    );
     let i = with_annotation(i, "xdp-ingress.dev/server-alias", "alias.example.com");
     o.upsert(ing(in_class(i, "nginx")));
     let s = run(&o);

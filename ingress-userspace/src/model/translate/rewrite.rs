@@ -49,9 +49,7 @@ pub(super) fn parse(r: &mut Reader<'_>, policy: &mut RoutePolicy) -> PathOptions
     }
     if let Some(v) = r.get("upstream-vhost").map(str::to_string) {
         match http::uri::Authority::try_from(v.as_str()) {
-            Ok(a) if a.as_str() == v && !v.contains('@') => {
-                policy.rewrite.upstream_vhost = Some(v)
-            }
+            Ok(a) if a.as_str() == v && !v.contains('@') => policy.rewrite.upstream_vhost = Some(v),
             _ => r.bad("upstream-vhost", &v, "a host name (optionally with :port)"),
         }
     }
