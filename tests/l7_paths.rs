@@ -160,6 +160,41 @@ async fn rewrite_target_capture_groups_prefix_header_and_regex_for_the_whole_hos
     assert_eq!(g.json()["path"], "/abcd");
     let g = get(&c, proxy.http(), "regex-match.example.com", "/ab").await;
     assert_eq!(g.status, StatusCode::NOT_FOUND);
+
+    // The blog, section 3 (with section 2's typo): `rewrite-target: "/uuid"` on Exact `/IP`
+    // rewrites `/ip` to `/uuid`, and another Ingress's Exact `/Header` on the same host
+    // matches `/headers`.
+    let yaml = manifests(
+        a.addr,
+        &[
+            ingress(
+                "rewrite-target-ingress",
+                "nginx",
+                "rewrite-target.example.com",
+                &[(&format!("{N}rewrite-target"), "/uuid")],
+                &[("/IP", "Exact")],
+            ),
+            ingress(
+                "rewrite-target-ingress-other",
+                "nginx",
+                "rewrite-target.example.com",
+                &[],
+                &[("/Header", "Exact")],
+            ),
+        ]
+        .concat(),
+    );
+    proxy.handle.apply(translated(&yaml));
+    let g = get(&c, proxy.http(), "rewrite-target.example.com", "/ip").await;
+    assert_eq!(
+        (g.status, g.json()["path"].clone()),
+        (StatusCode::OK, "/uuid".into())
+    );
+    let g = get(&c, proxy.http(), "rewrite-target.example.com", "/headers").await;
+    assert_eq!(
+        (g.status, g.json()["path"].clone()),
+        (StatusCode::OK, "/headers".into())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -275,8 +310,9 @@ async fn trailing_slash_redirect_in_compatibility_mode_only() {
     let a = HttpBackend::start("127.0.0.1:0".parse().unwrap(), "a").unwrap();
     let proxy = TestProxy::start(TestProxy::quiet_args()).await;
     let c = http1_client();
-    // The blog "Before you migrate", trailing slashes: Exact and Prefix paths `/my-path/`
-    // answer `/my-path` with 301 to `/my-path/` (nginx's `location` rule, ngx_http_core_module).
+    // The blog "Before you migrate", section 4: Exact and Prefix paths `/my-path/` answer
+    // `/my-path` with `301 Moved Permanently`, `Location: http://<host>/my-path/` (nginx's
+    // `location` rule, ngx_http_core_module).
     let paths = [("/my-path/", "Prefix"), ("/exact/", "Exact")];
     let yaml = manifests(
         a.addr,

@@ -44,10 +44,12 @@ pub(super) fn parse(r: &mut Reader<'_>, policy: &mut RoutePolicy) -> HostOptions
         let Some(url) = r.get(key).map(str::to_string) else {
             continue;
         };
-        let valid = http::Uri::try_from(url.as_str())
-            .is_ok_and(|u| u.scheme().is_some() && u.authority().is_some());
+        // ingress-nginx's isValidURL: http or https only.
+        let valid = http::Uri::try_from(url.as_str()).is_ok_and(|u| {
+            matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some()
+        });
         if !valid {
-            r.bad(key, &url, "an absolute URL");
+            r.bad(key, &url, "an absolute http(s) URL");
             continue;
         }
         let status = match r.get(code_key).map(str::to_string) {
@@ -129,9 +131,11 @@ mod tests {
         ]);
         assert_eq!(w, ["InvalidAnnotation"]);
         assert_eq!(o.policy.redirect, redirect("https://a.example/x", 302));
-        let (o, w) = parse_map(&[("permanent-redirect", "not a url")]);
-        assert_eq!(w, ["InvalidAnnotation"]);
-        assert_eq!(o.policy.redirect, None);
+        for bad in ["not a url", "tcp://www.example.com", "/relative"] {
+            let (o, w) = parse_map(&[("permanent-redirect", bad)]);
+            assert_eq!(w, ["InvalidAnnotation"], "{bad}");
+            assert_eq!(o.policy.redirect, None, "{bad}");
+        }
     }
 
     #[test]
