@@ -549,6 +549,71 @@ mod tests {
         assert_eq!(e.outcome, Outcome::Route);
     }
 
+    /// The rewrite step as `explain` shows it: the path the pod would get, the headers set,
+    /// and the redirects, from manifests as `run --manifests` reads them (examples/rewrite;
+    /// the blog "Before you migrate", section 4).
+    #[test]
+    fn shows_rewritten_paths_and_redirects() {
+        let dir = std::env::temp_dir().join(format!("xi-explain-paths-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ingress = |name: &str, class: &str, host: &str, ann: &str, path: &str, ty: &str| {
+            format!(
+                "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  \
+                 namespace: default\n  annotations: {{{ann}}}\nspec:\n  ingressClassName: {class}\n  \
+                 rules:\n  - host: {host}\n    http:\n      paths:\n      - {{path: {path:?}, \
+                 pathType: {ty}, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}\n"
+            )
+        };
+        let yaml = [
+            "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: nginx}\n\
+             spec: {controller: xdp-ingress.dev/controller}\n---\napiVersion: v1\nkind: Service\n\
+             metadata: {name: web, namespace: default}\nspec:\n  ports: [{port: 80}]\n"
+                .to_string(),
+            ingress(
+                "rw",
+                "xdp-ingress",
+                "rewrite.bar.com",
+                "nginx.ingress.kubernetes.io/rewrite-target: /$2, \
+                 nginx.ingress.kubernetes.io/x-forwarded-prefix: /something, \
+                 nginx.ingress.kubernetes.io/upstream-vhost: internal.svc",
+                "/something(/|$)(.*)",
+                "ImplementationSpecific",
+            ),
+            ingress(
+                "perm",
+                "xdp-ingress",
+                "perm.test",
+                "nginx.ingress.kubernetes.io/permanent-redirect: https://www.google.com",
+                "/",
+                "Prefix",
+            ),
+            ingress("slash", "nginx", "trailing.test", "", "/my-path/", "Exact"),
+        ]
+        .concat();
+        std::fs::write(dir.join("all.yaml"), yaml).unwrap();
+        let s = load_snapshot(&dir, &TranslateConfig::default()).unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+        let e = explain(&s, &q("rewrite.bar.com", "/something/new?a=1"));
+        assert_eq!(e.outcome, Outcome::Route, "{e:?}");
+        assert_eq!(e.forwarded_path.as_deref(), Some("/new?a=1"));
+        assert_eq!(e.x_forwarded_prefix.as_deref(), Some("/something"));
+        assert_eq!(e.upstream_host.as_deref(), Some("internal.svc"));
+        let e = explain(&s, &q("perm.test", "/x"));
+        assert_eq!(
+            (e.outcome, e.status, e.redirect_to.as_deref()),
+            (Outcome::Redirect, Some(301), Some("https://www.google.com"))
+        );
+        let e = explain(&s, &q("trailing.test", "/my-path"));
+        assert_eq!(
+            (e.outcome, e.status, e.redirect_to.as_deref()),
+            (
+                Outcome::Redirect,
+                Some(301),
+                Some("http://trailing.test/my-path/")
+            )
+        );
+    }
+
     #[test]
     fn explains_the_default_manifests_like_run_serves_them() {
         let dir =
