@@ -44,8 +44,8 @@ pub struct SourceArgs {
     /// IngressClass name (ingressClassName or the legacy annotation) whose Ingresses also get
     /// ingress-nginx's unasked-for behaviours, such as the 301 from `/foo` to a path written
     /// `/foo/` (see deploy/docs/migrate-from-ingress-nginx.md); repeatable or comma-separated.
-    /// Other classes keep the Ingress API's behaviour. Annotations mean what ingress-nginx
-    /// says in every class.
+    /// Other classes keep the Ingress API's behaviour; an empty value names none. Annotations
+    /// mean what ingress-nginx says in every class.
     #[arg(long = "nginx-compatible-class", value_delimiter = ',', default_value = crate::model::translate::compat::DEFAULT_COMPATIBLE_CLASS)]
     pub nginx_compatible_classes: Vec<String>,
     /// The ingress's own Service (NAMESPACE/NAME); its endpoints are the node proxies.
