@@ -209,3 +209,61 @@ fn server_alias_and_from_to_www() {
         )]
     );
 }
+
+#[test]
+fn bad_values_warn_and_the_ingress_keeps_serving() {
+    let mut o = base();
+    // A path that use-regex elsewhere on the host would make an invalid regex: Warning, and it
+    // keeps its own Prefix match.
+    o.upsert(ing(with_annotation(
+        mk_ingress(
+            "default",
+            "re",
+            1,
+            vec![(
+                "h.test",
+                vec![("/a.*", "ImplementationSpecific", "service1", "80")],
+            )],
+        ),
+        "nginx.ingress.kubernetes.io/use-regex",
+        "true",
+    )));
+    let bad = mk_ingress(
+        "default",
+        "bad",
+        2,
+        vec![("h.test", vec![("/b(", "Prefix", "service2", "80")])],
+    );
+    let bad = with_annotation(
+        bad,
+        "nginx.ingress.kubernetes.io/permanent-redirect",
+        "https://x.test",
+    );
+    let bad = with_annotation(
+        bad,
+        "nginx.ingress.kubernetes.io/permanent-redirect-code",
+        "999",
+    );
+    o.upsert(ing(bad));
+    let s = translate(&o, &mk_config());
+    let warnings: Vec<_> = s
+        .diagnostics
+        .iter()
+        .map(|d| (d.object.name.as_str(), d.reason.as_str(), d.severity))
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            ("bad", "InvalidAnnotation", crate::model::Severity::Warning),
+            ("bad", "InvalidPath", crate::model::Severity::Warning),
+        ]
+    );
+    assert_eq!(
+        routes(&s.l7.hosts["h.test"]),
+        // Longest written path first: `/a.*` (4) before `/b(` (3).
+        pairs(&[
+            ("~* /a.*", "service1"),
+            ("prefix /b(", "301 Url(\"https://x.test\")"),
+        ])
+    );
+}
