@@ -21,7 +21,7 @@ use crate::{
     },
     proxy::{
         canary::{Side, Step},
-        request_target,
+        request_target, rewrite,
         router::{CompiledAction, CompiledHost, Lookup, Miss, RequestView, RouteTable},
     },
     source::files::ManifestDir,
@@ -59,6 +59,9 @@ pub struct ExplainArgs {
     /// Serve endpoints on loopback and node addresses (as `run --allow-node-local-endpoints`).
     #[arg(long)]
     pub allow_node_local_endpoints: bool,
+    /// Classes in ingress-nginx compatibility mode (as `run --nginx-compatible-class`).
+    #[arg(long = "nginx-compatible-class", value_delimiter = ',', default_value = crate::model::translate::compat::DEFAULT_COMPATIBLE_CLASS)]
+    pub nginx_compatible_classes: Vec<String>,
 }
 
 fn parse_header(s: &str) -> Result<(String, String), String> {
@@ -86,7 +89,9 @@ pub struct Query {
 pub enum Outcome {
     /// Proxied to the route's backend.
     Route,
-    /// Plain HTTP to a TLS host: 308 to HTTPS.
+    /// Redirected: plain HTTP to a TLS host (308 to HTTPS), or a redirect of the rewrite step
+    /// (`app-root`, `permanent-redirect`, `temporal-redirect`, `from-to-www-redirect`, the
+    /// compatibility-mode trailing slash); `reason` says which.
     Redirect,
     /// Answered by the proxy (e.g. the route's Service is missing).
     Respond,
@@ -108,12 +113,18 @@ pub struct Explanation {
     pub virtual_host: Option<String>,
     pub route: Option<RouteInfo>,
     pub backends: Vec<BackendInfo>,
-    /// The path and query as routed and sent to the backend, after normalisation (absent
-    /// when the request is refused).
+    /// The path and query sent to the backend: as routed after normalisation, or as
+    /// `rewrite-target` rewrote it (absent when the request is refused).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forwarded_path: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redirect_to: Option<String>,
+    /// `Host` sent to the backend when `upstream-vhost` replaces the client's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_host: Option<String>,
+    /// `X-Forwarded-Prefix` sent with a rewritten path (`x-forwarded-prefix`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub x_forwarded_prefix: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
     /// The route's canary and which side this request takes, if the route has one.
@@ -214,6 +225,8 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
         backends: Vec::new(),
         forwarded_path: None,
         redirect_to: None,
+        upstream_host: None,
+        x_forwarded_prefix: None,
         status: None,
         canary: None,
         error_pages: None,
@@ -248,6 +261,26 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
     };
     e.forwarded_path = Some(target.path_and_query.to_string());
     let host_name = |h: &CompiledHost<Arc<Upstream>>| Some(h.host.clone());
+    // The proxy's rewrite step, with the same inputs.
+    let step = rewrite::Target {
+        scheme: if q.https { "https" } else { "http" },
+        authority: &target.host,
+        path: target.path_and_query.path(),
+        query: target.path_and_query.query(),
+    };
+    let redirected = |e: &mut Explanation, a: rewrite::Answer| {
+        e.outcome = Outcome::Redirect;
+        e.status = Some(a.status);
+        e.redirect_to = Some(a.location);
+        e.reason = a.why.into();
+    };
+    if let Some(vh) = table.host(&target.host)
+        && let Some(a) = rewrite::app_root(vh, &step)
+    {
+        e.virtual_host = host_name(vh);
+        redirected(&mut e, a);
+        return e;
+    }
     match table.lookup(&view) {
         Lookup::Route { host, route } => {
             e.virtual_host = host_name(host);
@@ -285,6 +318,11 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                         .map(|u| u.service.clone()),
                 });
             }
+            // `explain` has no listener: a from/to-www redirect names no HTTPS port.
+            if let Some(a) = rewrite::redirect(route, &step, 443) {
+                redirected(&mut e, a);
+                return e;
+            }
             match &route.action {
                 CompiledAction::Forward(ups) => {
                     e.backends = ups.iter().map(|(u, w)| backend_info(u, *w)).collect();
@@ -309,6 +347,11 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                                 .cloned(),
                         );
                     }
+                    if let Some(pq) = rewrite::rewrite(route, step.path, step.query) {
+                        e.forwarded_path = Some(pq);
+                        e.x_forwarded_prefix = route.policy.rewrite.x_forwarded_prefix.clone();
+                    }
+                    e.upstream_host = route.policy.rewrite.upstream_vhost.clone();
                     if !q.https && host.tls && route.policy.ssl_redirect != Some(false) {
                         e.outcome = Outcome::Redirect;
                         e.status = Some(308);
@@ -402,6 +445,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
         ingress_class: args.ingress_class.clone(),
         watch_without_class: args.watch_ingress_without_class,
         allow_node_local_endpoints: args.allow_node_local_endpoints,
+        nginx_compatible_classes: args.nginx_compatible_classes.clone(),
         ..TranslateConfig::default()
     };
     let snapshot = load_snapshot(&args.manifests, &config)
@@ -579,6 +623,71 @@ mod tests {
             },
         );
         assert_eq!(e.outcome, Outcome::Route);
+    }
+
+    /// The rewrite step as `explain` shows it: the path the pod would get, the headers set,
+    /// and the redirects, from manifests as `run --manifests` reads them (examples/rewrite;
+    /// the blog "Before you migrate", section 4).
+    #[test]
+    fn shows_rewritten_paths_and_redirects() {
+        let dir = std::env::temp_dir().join(format!("xi-explain-paths-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ingress = |name: &str, class: &str, host: &str, ann: &str, path: &str, ty: &str| {
+            format!(
+                "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  \
+                 namespace: default\n  annotations: {{{ann}}}\nspec:\n  ingressClassName: {class}\n  \
+                 rules:\n  - host: {host}\n    http:\n      paths:\n      - {{path: {path:?}, \
+                 pathType: {ty}, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}\n"
+            )
+        };
+        let yaml = [
+            "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: nginx}\n\
+             spec: {controller: xdp-ingress.dev/controller}\n---\napiVersion: v1\nkind: Service\n\
+             metadata: {name: web, namespace: default}\nspec:\n  ports: [{port: 80}]\n"
+                .to_string(),
+            ingress(
+                "rw",
+                "xdp-ingress",
+                "rewrite.bar.com",
+                "nginx.ingress.kubernetes.io/rewrite-target: /$2, \
+                 nginx.ingress.kubernetes.io/x-forwarded-prefix: /something, \
+                 nginx.ingress.kubernetes.io/upstream-vhost: internal.svc",
+                "/something(/|$)(.*)",
+                "ImplementationSpecific",
+            ),
+            ingress(
+                "perm",
+                "xdp-ingress",
+                "perm.test",
+                "nginx.ingress.kubernetes.io/permanent-redirect: https://www.google.com",
+                "/",
+                "Prefix",
+            ),
+            ingress("slash", "nginx", "trailing.test", "", "/my-path/", "Exact"),
+        ]
+        .concat();
+        std::fs::write(dir.join("all.yaml"), yaml).unwrap();
+        let s = load_snapshot(&dir, &TranslateConfig::default()).unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+        let e = explain(&s, &q("rewrite.bar.com", "/something/new?a=1"));
+        assert_eq!(e.outcome, Outcome::Route, "{e:?}");
+        assert_eq!(e.forwarded_path.as_deref(), Some("/new?a=1"));
+        assert_eq!(e.x_forwarded_prefix.as_deref(), Some("/something"));
+        assert_eq!(e.upstream_host.as_deref(), Some("internal.svc"));
+        let e = explain(&s, &q("perm.test", "/x"));
+        assert_eq!(
+            (e.outcome, e.status, e.redirect_to.as_deref()),
+            (Outcome::Redirect, Some(301), Some("https://www.google.com"))
+        );
+        let e = explain(&s, &q("trailing.test", "/my-path"));
+        assert_eq!(
+            (e.outcome, e.status, e.redirect_to.as_deref()),
+            (
+                Outcome::Redirect,
+                Some(301),
+                Some("http://trailing.test/my-path/")
+            )
+        );
     }
 
     #[test]

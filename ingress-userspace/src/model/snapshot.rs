@@ -216,6 +216,9 @@ pub struct VirtualHost {
     pub routes: Vec<Route>,
     /// The host has a TLS certificate: plain HTTP is redirected (unless a route's policy says not).
     pub tls: bool,
+    /// `app-root`: a request for exactly `/` is answered 302 to this path, before any route is
+    /// looked at (ingress-nginx puts `if ($uri = /)` in the server block).
+    pub app_root: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -226,7 +229,8 @@ pub enum PathMatch {
     Prefix(String),
     /// ingress-nginx's `ImplementationSpecific`: a plain character prefix.
     CharPrefix(String),
-    /// Regex (only when migration annotations ask for it), anchored at the start.
+    /// Regex (only when migration annotations ask for it): anchored at the start only and
+    /// case-insensitive, as ingress-nginx's `location ~* "^<path>"`.
     Regex(String),
 }
 
@@ -355,6 +359,45 @@ pub struct RoutePolicy {
     /// Client addresses allowed (`allowlist-source-range` / `whitelist-source-range`); empty
     /// means everyone. Others get 403.
     pub allow_source_ranges: Vec<IpPrefix>,
+    /// What is sent upstream instead of the request's own path and Host.
+    pub rewrite: Rewrite,
+    /// Answer with a redirect instead of forwarding (before the allowlist, as nginx's rewrite
+    /// phase runs before its access phase).
+    pub redirect: Option<Redirect>,
+}
+
+/// ingress-nginx's `rewrite-target`, `x-forwarded-prefix` and `upstream-vhost`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Rewrite {
+    /// The path sent upstream, `$1`..`$9` standing for the route regex's capture groups; the
+    /// whole path is replaced (nginx `rewrite "(?i)<path>" <target> break;`). A `?` in it
+    /// starts new query arguments, the request's own follow after `&`.
+    pub target: Option<String>,
+    /// `X-Forwarded-Prefix` sent upstream when the path is rewritten (ingress-nginx sets the
+    /// header only together with `rewrite-target`).
+    pub x_forwarded_prefix: Option<String>,
+    /// `Host` sent upstream (`proxy_set_header Host`); `X-Forwarded-Host` keeps the client's.
+    pub upstream_vhost: Option<String>,
+}
+
+/// A redirect the proxy answers itself.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Redirect {
+    pub to: RedirectTo,
+    /// 3xx status.
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum RedirectTo {
+    /// `Location` is this URL as written (`permanent-redirect`, `temporal-redirect`).
+    Url(String),
+    /// The request's scheme, this host, and the request URI less one trailing `/`
+    /// (`from-to-www-redirect`, ingress-nginx's redirect server).
+    Host(String),
+    /// The request path with `/` appended, query kept: nginx's redirect for a request equal to
+    /// a `/`-terminated prefix location without its slash (ingress-nginx compatibility mode).
+    AppendSlash,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -91,6 +91,7 @@ pub fn vhost(host: &str, routes: Vec<Route>, tls: bool) -> VirtualHost {
         host: host.into(),
         routes,
         tls,
+        app_root: None,
     }
 }
 

@@ -32,7 +32,7 @@ use super::{
     error_pages::{self, Intercept},
     headers::{add_forwarding, for_http1_upstream, is_upgrade, strip_hop_by_hop},
     metrics::{GaugeGuard, RequestLabels, RouteLabels, UpstreamLabels},
-    request_target,
+    request_target, rewrite,
     router::{CompiledAction, CompiledRoute, Lookup, RequestView},
     tunnel,
     upstream::{
@@ -192,10 +192,26 @@ struct LoggedRequest {
 async fn route(
     shared: &Arc<Shared>,
     rt: &Runtime,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     host: &str,
     out: &mut Outcome,
 ) -> Response<ProxyBody> {
+    let scheme = if out.client.https() { "https" } else { "http" };
+    let target = rewrite::Target {
+        scheme,
+        authority: host,
+        path: req.uri().path(),
+        query: req.uri().query(),
+    };
+    // The rewrite step, 1: `app-root` is the host's, before any route.
+    if let Some(a) = rt
+        .routes
+        .host(host)
+        .and_then(|vh| rewrite::app_root(vh, &target))
+    {
+        out.host = rt.routes.host(host).map(|h| Arc::clone(&h.label));
+        return redirect_to(a, out);
+    }
     let view = RequestView {
         host,
         path: req.uri().path(),
@@ -208,6 +224,16 @@ async fn route(
             out.ingress = Some(Arc::clone(&route.ingress));
             out.host = Some(Arc::clone(&vh.label));
             out.path = Some(Arc::clone(&route.path_label));
+            // The rewrite step, 2: the route's own redirect, before the HTTPS redirect and
+            // the allowlist (nginx's `return` runs in the rewrite phase, before ingress-nginx's
+            // Lua redirect and the access phase).
+            let https_port = shared
+                .args
+                .redirect_https_port
+                .unwrap_or(shared.args.https_port);
+            if let Some(a) = rewrite::redirect(route, &target, https_port) {
+                return redirect_to(a, out);
+            }
             if !out.client.https() && vh.tls && route.policy.ssl_redirect != Some(false) {
                 out.reason = Some("ssl-redirect".into());
                 return redirect(shared, host, req.uri());
@@ -238,8 +264,26 @@ async fn route(
                     match canary_step(route, ups, req.headers()).or_else(|| choose_weighted(ups)) {
                         Some(up) => {
                             let up = error_pages::serving(route.errors.as_ref(), up);
+                            // Before the rewrite: X-Original-URI is the URI the client sent.
                             let intercept =
                                 Intercept::new(route, rt.routes.default_backend(), up, &req);
+                            // The rewrite step, 3: the path the backend sees.
+                            if let Some(pq) = rewrite::rewrite(route, target.path, target.query) {
+                                let Ok(pq) = PathAndQuery::try_from(pq) else {
+                                    out.reason = Some("rewrite-target made an invalid path".into());
+                                    return local(StatusCode::INTERNAL_SERVER_ERROR, "rewrite");
+                                };
+                                *req.uri_mut() = Uri::from(pq);
+                                if let Some(v) = route
+                                    .policy
+                                    .rewrite
+                                    .x_forwarded_prefix
+                                    .as_deref()
+                                    .and_then(|p| HeaderValue::from_str(p).ok())
+                                {
+                                    req.headers_mut().insert(X_FORWARDED_PREFIX, v);
+                                }
+                            }
                             let resp = forward(shared, req, up, &route.policy, host, out).await;
                             match intercept {
                                 Some(i) if i.catches(resp.status()) => {
@@ -527,6 +571,15 @@ where
     if let Ok(v) = HeaderValue::from_str(host) {
         parts.headers.insert(HOST, v);
     }
+    // `upstream-vhost`: `proxy_set_header Host`; X-Forwarded-Host above keeps the client's.
+    if let Some(v) = policy
+        .rewrite
+        .upstream_vhost
+        .as_deref()
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
+        parts.headers.insert(HOST, v);
+    }
     let (scheme, version) = scheme_and_version(up.spec.protocol);
     // An upgrade is an HTTP/1.1 mechanism: it goes to the endpoint over HTTP/1.1.
     let (version, protocol) = if upgrade {
@@ -751,6 +804,20 @@ fn upstream_response<G: Send + Unpin + 'static>(
     }
     let body = HoldUntilEnd::new(body.map_err(BoxError::from), hold);
     Response::from_parts(parts, body.boxed_unsync())
+}
+
+/// `X-Forwarded-Prefix`, sent with a rewritten path (`x-forwarded-prefix`).
+const X_FORWARDED_PREFIX: http::HeaderName = http::HeaderName::from_static("x-forwarded-prefix");
+
+/// A redirect from the rewrite step.
+fn redirect_to(a: rewrite::Answer, out: &mut Outcome) -> Response<ProxyBody> {
+    out.reason = Some(a.why.into());
+    let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::FOUND);
+    let mut resp = local(status, a.why);
+    if let Ok(v) = HeaderValue::from_str(&a.location) {
+        resp.headers_mut().insert(LOCATION, v);
+    }
+    resp
 }
 
 fn redirect(shared: &Shared, host: &str, uri: &Uri) -> Response<ProxyBody> {

@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod normalize;
 pub mod proxy_protocol;
 pub mod request_target;
+pub mod rewrite;
 pub mod router;
 pub mod slots;
 pub mod tls;

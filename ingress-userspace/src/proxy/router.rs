@@ -13,7 +13,8 @@
 //! - `ImplementationSpecific` ([`PathMatch::CharPrefix`]): a plain character prefix, as
 //!   ingress-nginx's default `location /foo` (`/foo` matches `/foobar`).
 //! - [`PathMatch::Regex`]: only when translation says so (ingress-nginx's `use-regex` /
-//!   `rewrite-target` migration annotations); anchored at the start, case-sensitive.
+//!   `rewrite-target` migration annotations); anchored at the start only and
+//!   case-insensitive, as ingress-nginx's `location ~* "^<path>"`.
 //!
 //! The order among routes is translation's (longest first, Exact before Prefix at equal
 //! length), so the first match is the most specific one.
@@ -61,6 +62,8 @@ pub struct CompiledHost<U> {
     pub label: Arc<String>,
     pub tls: bool,
     pub routes: Vec<CompiledRoute<U>>,
+    /// `app-root` (see [`super::rewrite::app_root`]).
+    pub app_root: Option<String>,
 }
 
 #[derive(Debug)]
@@ -78,6 +81,8 @@ pub struct CompiledRoute<U> {
     pub canary: Option<CompiledCanary<U>>,
     /// `default-backend` and `custom-http-errors` ([`super::error_pages`]).
     pub errors: Option<CompiledErrors<U>>,
+    /// The regex `rewrite-target` is applied with ([`super::rewrite::compile`]).
+    pub rewrite: Option<Regex>,
 }
 
 #[derive(Debug)]
@@ -176,6 +181,7 @@ impl<U: Clone> RouteTable<U> {
                 }),
                 tls: vh.tls,
                 routes,
+                app_root: vh.app_root.clone(),
             });
             vhosts.len() - 1
         };
@@ -304,9 +310,11 @@ fn compile_route<U>(
         default_backend: e.default_backend.as_ref().map(&mut *resolve),
         intercept: e.intercept.clone(),
     });
+    let rewrite = super::rewrite::compile(&path_label, route.policy.rewrite.target.as_deref());
     Ok(CompiledRoute {
         errors,
         canary,
+        rewrite,
         path: route.matches.path.clone(),
         matcher,
         action,
@@ -322,7 +330,7 @@ fn compile_match(m: &RouteMatch) -> Result<Matcher, regex::Error> {
         PathMatch::Exact(p) => PathMatcher::Exact(p.clone()),
         PathMatch::Prefix(p) => PathMatcher::Prefix(p.trim_end_matches('/').to_string()),
         PathMatch::CharPrefix(p) => PathMatcher::CharPrefix(p.clone()),
-        PathMatch::Regex(r) => PathMatcher::Regex(Regex::new(&format!("^(?:{r})"))?),
+        PathMatch::Regex(r) => PathMatcher::Regex(Regex::new(&format!("(?i)^(?:{r})"))?),
     };
     let values = |list: &[HeaderMatch], lower: bool| -> Result<Vec<_>, regex::Error> {
         list.iter()

@@ -41,6 +41,13 @@ pub struct SourceArgs {
     /// Also serve Ingresses that name no class.
     #[arg(long)]
     pub watch_ingress_without_class: bool,
+    /// IngressClass name (ingressClassName or the legacy annotation) whose Ingresses also get
+    /// ingress-nginx's unasked-for behaviours, such as the 301 from `/foo` to a path written
+    /// `/foo/` (see deploy/docs/migrate-from-ingress-nginx.md); repeatable or comma-separated.
+    /// Other classes keep the Ingress API's behaviour; an empty value names none. Annotations
+    /// mean what ingress-nginx says in every class.
+    #[arg(long = "nginx-compatible-class", value_delimiter = ',', default_value = crate::model::translate::compat::DEFAULT_COMPATIBLE_CLASS)]
+    pub nginx_compatible_classes: Vec<String>,
     /// The ingress's own Service (NAMESPACE/NAME); its endpoints are the node proxies.
     #[arg(long)]
     pub ingress_service: Option<String>,
@@ -100,6 +107,7 @@ impl SourceArgs {
             node_addresses: Vec::new(),
             allow_node_local_endpoints: self.allow_node_local_endpoints,
             secret_namespaces: self.secret_namespaces(),
+            nginx_compatible_classes: self.nginx_compatible_classes.clone(),
         })
     }
 

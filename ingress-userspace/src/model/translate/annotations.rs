@@ -40,16 +40,21 @@ pub struct IngressOptions {
     pub affinity: Option<CookieAffinity>,
     /// `use-regex: "true"`: ImplementationSpecific paths are regular expressions.
     pub use_regex: bool,
+    /// `rewrite-target` and `app-root` (see [`super::rewrite`]).
+    pub paths: super::rewrite::PathOptions,
+    /// `server-alias` and `from-to-www-redirect` (see [`super::redirect`]).
+    pub hosts: super::redirect::HostOptions,
 }
 
-struct Reader<'a> {
+/// Reads annotations under either prefix; bad values become warnings on `object`.
+pub(super) struct Reader<'a> {
     annotations: Option<&'a BTreeMap<String, String>>,
-    object: &'a ObjectRef,
-    diags: &'a mut Diagnostics,
+    pub(super) object: &'a ObjectRef,
+    pub(super) diags: &'a mut Diagnostics,
 }
 
 impl Reader<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
+    pub(super) fn get(&self, key: &str) -> Option<&str> {
         let a = self.annotations?;
         PREFIXES
             .iter()
@@ -58,7 +63,7 @@ impl Reader<'_> {
             .map(|v| v.trim())
     }
 
-    fn bad(&mut self, key: &str, value: &str, expected: &str) {
+    pub(super) fn bad(&mut self, key: &str, value: &str, expected: &str) {
         self.diags.warn(
             self.object,
             "InvalidAnnotation",
@@ -66,7 +71,7 @@ impl Reader<'_> {
         );
     }
 
-    fn bool(&mut self, key: &str) -> Option<bool> {
+    pub(super) fn bool(&mut self, key: &str) -> Option<bool> {
         let v = self.get(key)?.to_string();
         match v.as_str() {
             "true" | "True" => Some(true),
@@ -312,6 +317,8 @@ pub fn parse(
         }
     };
     let use_regex = r.bool("use-regex").unwrap_or(false);
+    let paths = super::rewrite::parse(&mut r, &mut policy);
+    let hosts = super::redirect::parse(&mut r, &mut policy);
 
     IngressOptions {
         policy: Arc::new(policy),
@@ -319,6 +326,8 @@ pub fn parse(
         load_balancing,
         affinity,
         use_regex,
+        paths,
+        hosts,
     }
 }
 

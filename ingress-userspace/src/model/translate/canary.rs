@@ -235,7 +235,7 @@ pub(super) fn merge(b: &mut L7Builder<'_>) {
                 let found = b.hosts.get(&host).and_then(|hb| {
                     hb.routes
                         .iter()
-                        .position(|r| merge_key(&r.matches.path) == merge_key(&path))
+                        .position(|r| merge_key(&r.route.matches.path) == merge_key(&path))
                 });
                 let Some(idx) = found else {
                     b.diags.warn(
@@ -249,7 +249,7 @@ pub(super) fn merge(b: &mut L7Builder<'_>) {
                     continue;
                 };
                 let main = &b.hosts[&host].routes[idx];
-                let main_up = match &main.action {
+                let main_up = match &main.route.action {
                     RouteAction::Forward(ups) if !ups.is_empty() => ups[0].upstream.clone(),
                     _ => {
                         b.diags.warn(
@@ -263,7 +263,7 @@ pub(super) fn merge(b: &mut L7Builder<'_>) {
                         continue;
                     }
                 };
-                if let Some(have) = &main.canary {
+                if let Some(have) = &main.route.canary {
                     let msg = format!(
                         "{what}: host {host:?} path {path:?} already has the canary {}; this \
                          one is ignored",
@@ -272,7 +272,7 @@ pub(super) fn merge(b: &mut L7Builder<'_>) {
                     b.diags.warn(&object, "CanaryConflict", msg);
                     continue;
                 }
-                let main_object = main.origin.object.clone();
+                let main_object = main.route.origin.object.clone();
                 // The canary's backend speaks the main route's protocol; load balancing is its
                 // own; affinity is the main backend's unless `legacy`.
                 let mut up_opts = opts.clone();
@@ -304,7 +304,7 @@ pub(super) fn merge(b: &mut L7Builder<'_>) {
                     continue;
                 }
                 if let Some(route) = b.hosts.get_mut(&host).map(|hb| &mut hb.routes[idx]) {
-                    route.canary = Some(Arc::new(Canary {
+                    route.route.canary = Some(Arc::new(Canary {
                         object: object.clone(),
                         upstream: up,
                         rule: copts.rule.clone(),

@@ -142,6 +142,7 @@ impl Rebuilder<'_> {
             host: vh.host.clone(),
             routes,
             tls: vh.tls,
+            app_root: vh.app_root.clone(),
         }))
     }
 }

@@ -21,6 +21,7 @@ use super::{
     TranslateConfig,
     annotations::{self, IngressOptions},
     canary::{self, CanaryOptions},
+    compat::{self, HostRoute},
     diagnostics::Diagnostics,
     endpoints::EndpointIndex,
     errors,
@@ -119,10 +120,19 @@ pub(super) fn normalize_host(host: &str) -> Result<String, String> {
 
 #[derive(Default)]
 pub(super) struct HostBuilder {
-    pub(super) routes: Vec<Route>,
+    pub(super) routes: Vec<HostRoute>,
     taken: BTreeMap<PathMatch, ObjectRef>,
     tls: bool,
     fallback: Option<Route>,
+    /// Some Ingress of this host has `use-regex` or `rewrite-target`: every path of the host
+    /// is a regex (ingress-nginx's `enforceRegexModifier`).
+    regex: bool,
+    /// `server-alias` names of the Ingresses of this host, with the Ingress that asked.
+    aliases: Vec<(String, ObjectRef)>,
+    /// `from-to-www-redirect` asked by this Ingress (first one wins).
+    from_to_www: Option<RouteOrigin>,
+    /// `app-root` (first Ingress of the host that sets one wins).
+    app_root: Option<String>,
 }
 
 pub struct L7Builder<'a> {
@@ -139,6 +149,8 @@ pub struct L7Builder<'a> {
     resolved: HashMap<(&'a str, &'a str, i32), Vec<Arc<Upstream>>>,
     /// `--secret-namespaces`: the only namespaces whose Secrets are read.
     secret_namespaces: Option<Vec<String>>,
+    /// `--nginx-compatible-class`.
+    compatible_classes: Vec<String>,
     /// Services and Secrets the routes depend on (found or not).
     pub refs: super::References,
 }
@@ -163,6 +175,7 @@ impl<'a> L7Builder<'a> {
             default_backend: None,
             resolved: HashMap::new(),
             secret_namespaces: cfg.secret_namespaces.clone(),
+            compatible_classes: cfg.nginx_compatible_classes.clone(),
             refs: super::References::default(),
         };
         if let Some(key) = &cfg.default_tls_secret {
@@ -226,6 +239,8 @@ impl<'a> L7Builder<'a> {
             self.canaries.push((ing, oref, opts, c));
             return;
         }
+        let compatible = compat::is_compatible(ing, &self.compatible_classes);
+        let use_regex = opts.use_regex || opts.paths.implies_regex;
         let Some(spec) = ing.spec.as_ref() else {
             self.diags
                 .warn(&oref, "EmptyIngress", "Ingress has no spec");
@@ -332,9 +347,27 @@ impl<'a> L7Builder<'a> {
                     hb.fallback = Some(f.clone());
                 }
             }
+            if rule.http.is_some() {
+                let hb = self.hosts.entry(host.clone()).or_default();
+                hb.regex |= use_regex;
+                let aliases = opts.hosts.aliases.iter();
+                hb.aliases
+                    .extend(aliases.map(|a| (a.clone(), oref.clone())));
+                if opts.hosts.from_to_www && hb.from_to_www.is_none() {
+                    hb.from_to_www = Some(RouteOrigin {
+                        object: oref.clone(),
+                        rule: Some(ri),
+                        path: None,
+                        created,
+                    });
+                }
+                if hb.app_root.is_none() {
+                    hb.app_root = opts.paths.app_root.clone();
+                }
+            }
             let Some(http) = &rule.http else { continue };
             for (pi, p) in http.paths.iter().enumerate() {
-                let path = match path_match(p.path.as_deref(), &p.path_type, opts.use_regex) {
+                let path = match path_match(p.path.as_deref(), &p.path_type, use_regex) {
                     Ok(m) => m,
                     Err(e) => {
                         self.diags.error(
@@ -345,8 +378,21 @@ impl<'a> L7Builder<'a> {
                         continue;
                     }
                 };
+                let written = p
+                    .path
+                    .clone()
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or("/".into());
+                // ingress-nginx keeps `/foo` and `/foo/` apart (two nginx locations); the
+                // Ingress API calls them one Prefix match.
+                let key = match &path {
+                    PathMatch::Prefix(_) if compatible || use_regex => {
+                        PathMatch::Prefix(written.clone())
+                    }
+                    other => other.clone(),
+                };
                 let hb = self.hosts.entry(host.clone()).or_default();
-                if let Some(winner) = hb.taken.get(&path) {
+                if let Some(winner) = hb.taken.get(&key) {
                     let msg = format!(
                         "host {:?} path {path:?} is already routed by {winner}; this path is ignored",
                         host
@@ -354,7 +400,7 @@ impl<'a> L7Builder<'a> {
                     self.diags.warn(&oref, "RouteConflict", msg);
                     continue;
                 }
-                hb.taken.insert(path.clone(), oref.clone());
+                hb.taken.insert(key, oref.clone());
                 let what = format!("spec.rules[{ri}].http.paths[{pi}]");
                 let action = self.action(ns_ref, &p.backend, &opts, &oref, &what);
                 let route = Route {
@@ -376,7 +422,11 @@ impl<'a> L7Builder<'a> {
                     errors: errors.clone(),
                 };
                 if let Some(hb) = self.hosts.get_mut(&host) {
-                    hb.routes.push(route);
+                    hb.routes.push(HostRoute {
+                        route,
+                        written,
+                        compatible,
+                    });
                 }
             }
         }
@@ -485,22 +535,70 @@ impl<'a> L7Builder<'a> {
             default_backend: self.default_backend.map(|(_, u)| u),
             ..Default::default()
         };
+        // Names taken by rules: aliases and from/to-www redirects never take them over.
+        let mut claimed: std::collections::HashSet<String> = self
+            .hosts
+            .iter()
+            .filter(|(_, hb)| !hb.routes.is_empty() || hb.fallback.is_some())
+            .map(|(h, _)| h.clone())
+            .collect();
+        let mut extra: Vec<(String, Arc<VirtualHost>)> = Vec::new();
         for (host, mut hb) in self.hosts {
             if let Some(f) = hb.fallback.take()
                 && !hb.taken.contains_key(&f.matches.path)
             {
-                hb.routes.push(f);
+                hb.routes.push(HostRoute {
+                    route: f,
+                    written: "/".into(),
+                    compatible: false,
+                });
             }
             if hb.routes.is_empty() {
                 continue;
             }
-            // Stable: among equals, the older Ingress stays first.
-            hb.routes.sort_by_key(|r| specificity(&r.matches.path));
+            let routes = if hb.regex {
+                regex_routes(hb.routes, self.diags)
+            } else {
+                let mut routes: Vec<Route> = compat::trailing_slash_redirects(&hb.routes);
+                routes.extend(hb.routes.into_iter().map(|r| r.route));
+                // Stable: among equals, the older Ingress stays first (and a trailing-slash
+                // redirect, pushed first, before the Exact path it stands for).
+                routes.sort_by_key(|r| specificity(&r.matches.path));
+                routes
+            };
             let vh = Arc::new(VirtualHost {
                 host: host.clone(),
-                routes: hb.routes,
+                routes,
                 tls: hb.tls,
+                app_root: hb.app_root,
             });
+            for (alias, by) in hb.aliases {
+                if !claimed.insert(alias.clone()) {
+                    self.diags.warn(
+                        &by,
+                        "ServerAliasConflict",
+                        format!("server-alias {alias:?} is already a host or alias; ignored"),
+                    );
+                    continue;
+                }
+                extra.push((alias, vh.clone()));
+            }
+            if let Some(origin) = hb.from_to_www
+                && !host.is_empty()
+                && !host.starts_with("*.")
+            {
+                let other = match host.strip_prefix("www.") {
+                    Some(bare) => bare.to_string(),
+                    None => format!("www.{host}"),
+                };
+                // ingress-nginx adds no redirect server for a name an Ingress already serves.
+                if claimed.insert(other.clone()) {
+                    extra.push((other.clone(), Arc::new(www_redirect(&other, &host, origin))));
+                }
+            }
+            extra.push((host, vh));
+        }
+        for (host, vh) in extra {
             if host.is_empty() {
                 cfg.any_host = Some(vh);
             } else if let Some(suffix) = host.strip_prefix("*.") {
@@ -510,5 +608,69 @@ impl<'a> L7Builder<'a> {
             }
         }
         (cfg, self.refs)
+    }
+}
+
+/// The routes of a host where some Ingress asked for regex paths: every path as written
+/// becomes a case-insensitive regex anchored at the start, ordered by descending length and
+/// then descending path (ingress-nginx sorts a server's locations so, then writes them as
+/// `location ~* "^<path>"`; user-guide/ingress-path-matching.md, "Path Priority").
+fn regex_routes(routes: Vec<HostRoute>, diags: &mut Diagnostics) -> Vec<Route> {
+    let mut out: Vec<(String, Route)> = routes
+        .into_iter()
+        .map(|mut r| {
+            if !matches!(r.route.matches.path, PathMatch::Regex(_)) {
+                match regex::Regex::new(&format!("(?i)^(?:{})", r.written)) {
+                    Ok(_) => r.route.matches.path = PathMatch::Regex(r.written.clone()),
+                    Err(e) => diags.warn(
+                        &r.route.origin.object,
+                        "InvalidPath",
+                        format!(
+                            "path {:?} is not a valid regular expression, which use-regex or \
+                             rewrite-target on this host makes it: {e}; matched as written",
+                            r.written
+                        ),
+                    ),
+                }
+            }
+            (r.written, r.route)
+        })
+        .collect();
+    out.sort_by(|(a, _), (b, _)| b.len().cmp(&a.len()).then_with(|| b.cmp(a)));
+    out.into_iter().map(|(_, r)| r).collect()
+}
+
+/// ingress-nginx's redirect server for `from-to-www-redirect`: every request to `from` is
+/// redirected to `to` with ConfigMap `http-redirect-code` (308).
+fn www_redirect(from: &str, to: &str, origin: RouteOrigin) -> VirtualHost {
+    let policy = crate::model::RoutePolicy {
+        // The redirect server answers on both ports itself.
+        ssl_redirect: Some(false),
+        redirect: Some(crate::model::Redirect {
+            to: crate::model::RedirectTo::Host(to.to_string()),
+            status: super::redirect::FROM_TO_WWW_CODE,
+        }),
+        ..Default::default()
+    };
+    VirtualHost {
+        host: from.to_string(),
+        routes: vec![Route {
+            matches: RouteMatch {
+                path: PathMatch::CharPrefix("/".into()),
+                headers: vec![],
+                method: None,
+                query: vec![],
+            },
+            action: RouteAction::Respond {
+                status: super::redirect::FROM_TO_WWW_CODE,
+                reason: "from-to-www-redirect".into(),
+            },
+            policy: Arc::new(policy),
+            origin,
+            canary: None,
+            errors: None,
+        }],
+        tls: false,
+        app_root: None,
     }
 }

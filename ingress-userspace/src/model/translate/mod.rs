@@ -8,6 +8,8 @@
 //! - [`annotations`]: ingress-nginx annotations -> route policy and upstream options.
 //! - [`canary`]: ingress-nginx canary Ingresses, merged into the main routes.
 //! - [`errors`]: `default-backend` and `custom-http-errors` annotations.
+//! - [`rewrite`], [`redirect`]: ingress-nginx's path rewrite and redirect/host annotations.
+//! - [`compat`]: ingress-nginx behaviours no annotation asks for, for compatible classes.
 //! - [`tls`]: TLS Secret validation.
 //!
 //! Every problem becomes a [`crate::model::Diagnostic`] on the object it belongs to; nothing
@@ -16,17 +18,22 @@
 pub mod annotations;
 pub mod canary;
 pub mod class;
+pub mod compat;
 pub mod diagnostics;
 pub mod endpoints;
 pub mod errors;
 pub mod incremental;
 pub mod ingress;
 pub mod node_local;
+pub mod redirect;
+pub mod rewrite;
 pub mod service;
 pub mod tls;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
+#[cfg(test)]
+mod paths_tests;
 
 use std::{collections::HashSet, sync::Arc};
 
@@ -77,6 +84,9 @@ pub struct TranslateConfig {
     /// `--secret-namespaces`: TLS Secrets are read only in these namespaces (`None`: all).
     /// A reference to a Secret elsewhere is an Error diagnostic, not a silent "not found".
     pub secret_namespaces: Option<Vec<String>>,
+    /// `--nginx-compatible-class`: Ingresses of these classes also get the ingress-nginx
+    /// behaviours no annotation asks for (see [`compat`]). Default: `nginx`.
+    pub nginx_compatible_classes: Vec<String>,
 }
 
 impl Default for TranslateConfig {
@@ -92,6 +102,7 @@ impl Default for TranslateConfig {
             node_addresses: Vec::new(),
             allow_node_local_endpoints: false,
             secret_namespaces: None,
+            nginx_compatible_classes: vec![compat::DEFAULT_COMPATIBLE_CLASS.into()],
         }
     }
 }

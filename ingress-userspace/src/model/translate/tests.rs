@@ -250,7 +250,9 @@ fn regex_only_with_use_regex() {
     let s = run(&o);
     let r = routes(&s.l7.hosts["r.example.com"]);
     assert_eq!(r[0].0, PathMatch::Regex("/api/v[0-9]+".into()));
-    assert_eq!(r[1].0, PathMatch::Prefix("/p".into()));
+    // use-regex makes every path of the host a regex, Prefix ones too (ingress-nginx's
+    // enforceRegexModifier; user-guide/ingress-path-matching.md).
+    assert_eq!(r[1].0, PathMatch::Regex("/p".into()));
     assert_eq!(reasons(&s), [("re".into(), "InvalidPath".into())]);
 }
 

@@ -1,0 +1,151 @@
+//! ingress-nginx's redirect and host annotations: `permanent-redirect` (+`-code`),
+//! `temporal-redirect` (+`-code`), `from-to-www-redirect` and `server-alias`
+//! (annotations reference, "Permanent Redirect", "Temporal Redirect", "Redirect from/to www",
+//! "Server Alias"; internal/ingress/annotations/redirect).
+
+use super::annotations::Reader;
+use crate::model::{Redirect, RedirectTo, RoutePolicy};
+
+/// `permanent-redirect` without `permanent-redirect-code`.
+pub const PERMANENT_REDIRECT_CODE: u16 = 301;
+/// `temporal-redirect` without `temporal-redirect-code`.
+pub const TEMPORAL_REDIRECT_CODE: u16 = 302;
+/// The status of the from/to-www redirect: the ConfigMap's `http-redirect-code`, 308 by
+/// default (nginx.tmpl `return {{ $all.Cfg.HTTPRedirectCode }} $redirect_to;`).
+pub const FROM_TO_WWW_CODE: u16 = 308;
+/// Redirect codes ingress-nginx accepts (`http.StatusMultipleChoices` to
+/// `http.StatusPermanentRedirect`); others fall back to the default code.
+pub const REDIRECT_CODES: std::ops::RangeInclusive<u16> = 300..=308;
+
+/// What the host annotations say about the Ingress's hosts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostOptions {
+    /// `server-alias`: more names for every host of the Ingress's rules.
+    pub aliases: Vec<String>,
+    /// `from-to-www-redirect`: `www.<host>` redirects to `<host>` and the other way round.
+    pub from_to_www: bool,
+}
+
+/// Reads the redirect annotations into `policy.redirect` and returns the host options.
+/// `temporal-redirect` wins over `permanent-redirect`, as in ingress-nginx's parser.
+pub(super) fn parse(r: &mut Reader<'_>, policy: &mut RoutePolicy) -> HostOptions {
+    for (key, code_key, default) in [
+        (
+            "temporal-redirect",
+            "temporal-redirect-code",
+            TEMPORAL_REDIRECT_CODE,
+        ),
+        (
+            "permanent-redirect",
+            "permanent-redirect-code",
+            PERMANENT_REDIRECT_CODE,
+        ),
+    ] {
+        let Some(url) = r.get(key).map(str::to_string) else {
+            continue;
+        };
+        // ingress-nginx's isValidURL: http or https only.
+        let valid = http::Uri::try_from(url.as_str()).is_ok_and(|u| {
+            matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some()
+        });
+        if !valid {
+            r.bad(key, &url, "an absolute http(s) URL");
+            continue;
+        }
+        let status = match r.get(code_key).map(str::to_string) {
+            None => default,
+            Some(v) => match v.parse::<u16>() {
+                Ok(c) if REDIRECT_CODES.contains(&c) => c,
+                _ => {
+                    r.bad(code_key, &v, "a redirect code from 300 to 308");
+                    default
+                }
+            },
+        };
+        policy.redirect = Some(Redirect {
+            to: RedirectTo::Url(url),
+            status,
+        });
+        break;
+    }
+    let aliases = r
+        .get("server-alias")
+        .map(|v| {
+            v.split(',')
+                .map(|a| a.trim().to_ascii_lowercase())
+                .filter(|a| !a.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    HostOptions {
+        aliases,
+        from_to_www: r.bool("from-to-www-redirect").unwrap_or(false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::model::{ObjectKind, ObjectRef, translate::annotations};
+
+    fn parse_map(pairs: &[(&str, &str)]) -> (annotations::IngressOptions, Vec<String>) {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (format!("xdp-ingress.dev/{k}"), v.to_string()))
+            .collect();
+        let mut d = super::super::diagnostics::Diagnostics::default();
+        let o = annotations::parse(
+            Some(&map),
+            &ObjectRef::new(ObjectKind::Ingress, "d", "i"),
+            &mut d,
+        );
+        (o, d.0.into_iter().map(|d| d.reason).collect())
+    }
+
+    fn redirect(url: &str, status: u16) -> Option<Redirect> {
+        Some(Redirect {
+            to: RedirectTo::Url(url.into()),
+            status,
+        })
+    }
+
+    #[test]
+    fn codes_default_and_fall_back_as_ingress_nginx() {
+        // annotations.md: permanent-redirect defaults to 301, temporal-redirect to 302.
+        let (o, w) = parse_map(&[("permanent-redirect", "https://www.google.com")]);
+        assert!(w.is_empty());
+        assert_eq!(o.policy.redirect, redirect("https://www.google.com", 301));
+        let (o, _) = parse_map(&[
+            ("permanent-redirect", "https://a.example"),
+            ("permanent-redirect-code", "308"),
+        ]);
+        assert_eq!(o.policy.redirect, redirect("https://a.example", 308));
+        let (o, _) = parse_map(&[("temporal-redirect", "https://a.example/x")]);
+        assert_eq!(o.policy.redirect, redirect("https://a.example/x", 302));
+        let (o, w) = parse_map(&[
+            ("temporal-redirect", "https://a.example/x"),
+            ("temporal-redirect-code", "404"),
+            ("permanent-redirect", "https://b.example"),
+        ]);
+        assert_eq!(w, ["InvalidAnnotation"]);
+        assert_eq!(o.policy.redirect, redirect("https://a.example/x", 302));
+        for bad in ["not a url", "tcp://www.example.com", "/relative"] {
+            let (o, w) = parse_map(&[("permanent-redirect", bad)]);
+            assert_eq!(w, ["InvalidAnnotation"], "{bad}");
+            assert_eq!(o.policy.redirect, None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn hosts() {
+        let (o, w) = parse_map(&[
+            ("server-alias", "A.example.com, b.example.com"),
+            ("from-to-www-redirect", "true"),
+        ]);
+        assert!(w.is_empty());
+        assert_eq!(o.hosts.aliases, ["a.example.com", "b.example.com"]);
+        assert!(o.hosts.from_to_www);
+    }
+}

@@ -1,0 +1,122 @@
+//! ingress-nginx's path annotations: `rewrite-target`, `x-forwarded-prefix`, `upstream-vhost`
+//! and `app-root` (annotations reference, "Rewrite"; examples/rewrite).
+//!
+//! `rewrite-target` makes every path of the Ingress's hosts a regular expression, as
+//! ingress-nginx's `enforceRegexModifier` does (user-guide/ingress-path-matching.md); the
+//! translation of paths does that, this module only reads the values.
+
+use http::HeaderValue;
+
+use super::annotations::Reader;
+use crate::model::RoutePolicy;
+
+/// What the path annotations say beyond the route policy.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PathOptions {
+    /// `rewrite-target` is set: the Ingress's hosts use regex paths.
+    pub implies_regex: bool,
+    /// `app-root`: requests for `/` on the Ingress's hosts are redirected (302) here.
+    pub app_root: Option<String>,
+}
+
+/// Whether `v` can be sent as a path: starts with `/`, no whitespace or control bytes.
+fn is_path(v: &str) -> bool {
+    v.starts_with('/') && v.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Reads the path annotations into `policy.rewrite`; bad values warn and are ignored.
+pub(super) fn parse(r: &mut Reader<'_>, policy: &mut RoutePolicy) -> PathOptions {
+    let mut opts = PathOptions::default();
+    if let Some(v) = r.get("rewrite-target").map(str::to_string) {
+        // `$1`..`$9` are filled in by the proxy; the rest must already be a path (nginx would
+        // also accept an absolute URL and redirect, which ingress-nginx never documents).
+        if is_path(&v) {
+            policy.rewrite.target = Some(v);
+            opts.implies_regex = true;
+        } else {
+            r.bad(
+                "rewrite-target",
+                &v,
+                "a path starting with '/' (capture groups as $1..$9)",
+            );
+        }
+    }
+    if let Some(v) = r.get("x-forwarded-prefix").map(str::to_string) {
+        match HeaderValue::from_str(&v) {
+            Ok(_) if !v.is_empty() => policy.rewrite.x_forwarded_prefix = Some(v),
+            _ => r.bad("x-forwarded-prefix", &v, "a header value"),
+        }
+    }
+    if let Some(v) = r.get("upstream-vhost").map(str::to_string) {
+        match http::uri::Authority::try_from(v.as_str()) {
+            Ok(a) if a.as_str() == v && !v.contains('@') => policy.rewrite.upstream_vhost = Some(v),
+            _ => r.bad("upstream-vhost", &v, "a host name (optionally with :port)"),
+        }
+    }
+    if let Some(v) = r.get("app-root").map(str::to_string) {
+        if is_path(&v) && v != "/" {
+            opts.app_root = Some(v);
+        } else {
+            r.bad("app-root", &v, "a path other than \"/\" starting with '/'");
+        }
+    }
+    opts
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::model::{ObjectKind, ObjectRef, translate::annotations};
+
+    fn parse_map(pairs: &[(&str, &str)]) -> (annotations::IngressOptions, Vec<String>) {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (format!("nginx.ingress.kubernetes.io/{k}"), v.to_string()))
+            .collect();
+        let mut d = super::super::diagnostics::Diagnostics::default();
+        let o = annotations::parse(
+            Some(&map),
+            &ObjectRef::new(ObjectKind::Ingress, "d", "i"),
+            &mut d,
+        );
+        (o, d.0.into_iter().map(|d| d.reason).collect())
+    }
+
+    #[test]
+    fn values_from_the_rewrite_docs() {
+        // examples/rewrite: `rewrite-target: /$2` with `x-forwarded-prefix: /something`;
+        // `app-root: /app1`.
+        let (o, w) = parse_map(&[
+            ("rewrite-target", "/$2"),
+            ("x-forwarded-prefix", "/something"),
+            ("app-root", "/app1"),
+            ("upstream-vhost", "internal.example.com"),
+        ]);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(o.policy.rewrite.target.as_deref(), Some("/$2"));
+        assert_eq!(
+            o.policy.rewrite.x_forwarded_prefix.as_deref(),
+            Some("/something")
+        );
+        assert_eq!(
+            o.policy.rewrite.upstream_vhost.as_deref(),
+            Some("internal.example.com")
+        );
+        assert!(o.paths.implies_regex);
+        assert_eq!(o.paths.app_root.as_deref(), Some("/app1"));
+    }
+
+    #[test]
+    fn bad_values_warn_and_are_ignored() {
+        let (o, w) = parse_map(&[
+            ("rewrite-target", "no-slash"),
+            ("app-root", "app1"),
+            ("upstream-vhost", "a b"),
+        ]);
+        assert_eq!(w, ["InvalidAnnotation"; 3]);
+        assert_eq!(o.policy.rewrite, Default::default());
+        assert_eq!(o.paths, PathOptions::default());
+    }
+}

@@ -1,0 +1,247 @@
+//! The rewrite step: what happens between routing and forwarding, as ingress-nginx's nginx
+//! rewrite phase does it. In order:
+//!
+//! 1. [`app_root`]: the host's `app-root` answers a request for exactly `/` with 302
+//!    (nginx.tmpl: `if ($uri = /) { return 302 $scheme://$http_host<app-root>; }` in the
+//!    server block, so before any location).
+//! 2. [`redirect`]: the route's own redirect (`permanent-redirect`, `temporal-redirect`,
+//!    `from-to-www-redirect`, the compatibility-mode trailing-slash 301).
+//! 3. [`rewrite`]: `rewrite-target` replaces the path sent upstream, `$1`..`$9` being the
+//!    route regex's capture groups (nginx `rewrite "(?i)<path>" <target> break;`).
+//!
+//! All work on the normalised path of the request front ([`super::request_target`]). `explain`
+//! calls the same functions, so it shows what the proxy does.
+
+use regex::Regex;
+
+use super::router::{CompiledHost, CompiledRoute};
+use crate::model::RedirectTo;
+
+/// The request as the rewrite step sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Target<'a> {
+    /// `http` or `https`, as the client reached the first proxy.
+    pub scheme: &'a str,
+    /// `Host` as the client sent it (port included), nginx's `$http_host`.
+    pub authority: &'a str,
+    /// Normalised path.
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+}
+
+/// A redirect the proxy answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub location: String,
+    /// What asked for it, for the access log and `explain`.
+    pub why: &'static str,
+}
+
+impl Target<'_> {
+    /// nginx's `$request_uri` after normalisation: path and `?query`.
+    fn request_uri(&self) -> String {
+        match self.query {
+            Some(q) => format!("{}?{q}", self.path),
+            None => self.path.to_string(),
+        }
+    }
+}
+
+/// Step 1: the host's `app-root` redirect, if the request is for `/`.
+pub fn app_root<U>(host: &CompiledHost<U>, t: &Target<'_>) -> Option<Answer> {
+    let root = host.app_root.as_deref()?;
+    (t.path == "/").then(|| Answer {
+        status: 302,
+        location: format!("{}://{}{root}", t.scheme, t.authority),
+        why: "app-root",
+    })
+}
+
+/// Step 2: the route's redirect. `https_port`: the port the HTTPS listener is reached on,
+/// which ingress-nginx's from/to-www redirect names when it is not 443.
+pub fn redirect<U>(route: &CompiledRoute<U>, t: &Target<'_>, https_port: u16) -> Option<Answer> {
+    let r = route.policy.redirect.as_ref()?;
+    let (location, why) = match &r.to {
+        RedirectTo::Url(url) => (url.clone(), "redirect annotation"),
+        RedirectTo::Host(to) => {
+            // nginx.tmpl's redirect server: `$request_uri` less one trailing `/`.
+            let uri = t.request_uri();
+            let uri = uri.strip_suffix('/').unwrap_or(&uri);
+            let port = if https_port == 443 {
+                String::new()
+            } else {
+                format!(":{https_port}")
+            };
+            (
+                format!("{}://{to}{port}{uri}", t.scheme),
+                "from-to-www-redirect",
+            )
+        }
+        RedirectTo::AppendSlash => {
+            let query = t.query.map(|q| format!("?{q}")).unwrap_or_default();
+            (
+                format!("{}://{}{}/{query}", t.scheme, t.authority, t.path),
+                "trailing slash (ingress-nginx compatibility)",
+            )
+        }
+    };
+    Some(Answer {
+        status: r.status,
+        location,
+        why,
+    })
+}
+
+/// Compiles the regex `rewrite-target` is applied with: the route's path, unanchored and
+/// case-insensitive as in nginx.tmpl. `None` when nothing is rewritten: no target, or the
+/// target equals the path (ingress-nginx then writes a plain `proxy_pass`).
+pub fn compile(path: &str, target: Option<&str>) -> Option<Regex> {
+    let target = target?;
+    if target == path {
+        return None;
+    }
+    Regex::new(&format!("(?i){path}")).ok()
+}
+
+/// Step 3: the path and query sent upstream, when `rewrite-target` applies. The whole path is
+/// replaced by the target with `$n` filled in (an absent group is empty); the target's own
+/// `?args` come first and the request's follow after `&` (nginx `rewrite`).
+pub fn rewrite<U>(route: &CompiledRoute<U>, path: &str, query: Option<&str>) -> Option<String> {
+    let re = route.rewrite.as_ref()?;
+    let target = route.policy.rewrite.target.as_deref()?;
+    let caps = re.captures(path)?;
+    let mut out = String::with_capacity(target.len() + path.len());
+    let mut rest = target;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        match after.bytes().next() {
+            Some(d @ b'0'..=b'9') => {
+                let n = usize::from(d - b'0');
+                out.push_str(caps.get(n).map_or("", |m| m.as_str()));
+                rest = &after[1..];
+            }
+            _ => {
+                out.push('$');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    let (new_path, new_query) = match out.split_once('?') {
+        Some((p, q)) => (p.to_string(), Some(q.to_string())),
+        None => (out, None),
+    };
+    let path = if new_path.starts_with('/') {
+        new_path
+    } else {
+        format!("/{new_path}")
+    };
+    Some(match (new_query, query) {
+        (Some(a), Some(b)) => format!("{path}?{a}&{b}"),
+        (Some(a), None) => format!("{path}?{a}"),
+        (None, Some(b)) => format!("{path}?{b}"),
+        (None, None) => path,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::{
+        model::{Redirect, RoutePolicy},
+        proxy::{fixtures::*, router::RouteTable},
+    };
+
+    fn table(p: &str, policy: RoutePolicy) -> RouteTable<Arc<crate::model::Upstream>> {
+        let mut r = route(path("Regex", p), "svc");
+        r.policy = Arc::new(policy);
+        let l7 = l7_with(vec![vhost("rewrite.bar.com", vec![r], false)], None);
+        RouteTable::build(&l7, Arc::clone).0
+    }
+
+    fn rewritten(p: &str, target: &str, req: &str, query: Option<&str>) -> Option<String> {
+        let mut policy = RoutePolicy::default();
+        policy.rewrite.target = Some(target.into());
+        let t = table(p, policy);
+        let host = t.host("rewrite.bar.com")?;
+        rewrite(&host.routes[0], req, query)
+    }
+
+    #[test]
+    fn rewrite_target_examples_from_the_docs() {
+        // examples/rewrite/README.md: path `/something(/|$)(.*)`, `rewrite-target: /$2`.
+        let p = "/something(/|$)(.*)";
+        assert_eq!(
+            rewritten(p, "/$2", "/something", None).as_deref(),
+            Some("/")
+        );
+        assert_eq!(
+            rewritten(p, "/$2", "/something/", None).as_deref(),
+            Some("/")
+        );
+        assert_eq!(
+            rewritten(p, "/$2", "/something/new", None).as_deref(),
+            Some("/new")
+        );
+        // Case-insensitive (`(?i)`), the query kept.
+        assert_eq!(
+            rewritten(p, "/$2", "/SomeThing/new", Some("a=1")).as_deref(),
+            Some("/new?a=1")
+        );
+        // Target arguments first, the request's after `&` (nginx `rewrite`).
+        assert_eq!(
+            rewritten("/api/(.*)", "/v2/$1?x=y", "/api/users", Some("a=1")).as_deref(),
+            Some("/v2/users?x=y&a=1")
+        );
+        // A target equal to the path is no rewrite at all.
+        assert_eq!(rewritten("/", "/", "/foo", None), None);
+        assert_eq!(rewritten("/a", "/$9", "/a", None).as_deref(), Some("/"));
+    }
+
+    #[test]
+    fn redirects() {
+        let t = Target {
+            scheme: "http",
+            authority: "foo.bar.com:8080",
+            path: "/x/",
+            query: Some("q=1"),
+        };
+        let with = |to: RedirectTo, status| {
+            table(
+                "/",
+                RoutePolicy {
+                    redirect: Some(Redirect { to, status }),
+                    ..Default::default()
+                },
+            )
+        };
+        let tb = with(RedirectTo::Url("https://www.google.com".into()), 301);
+        let r = &tb.host("rewrite.bar.com").unwrap().routes[0];
+        assert_eq!(
+            redirect(r, &t, 443).map(|a| (a.status, a.location)),
+            Some((301, "https://www.google.com".into()))
+        );
+        let tb = with(RedirectTo::Host("www.bar.com".into()), 308);
+        let r = &tb.host("rewrite.bar.com").unwrap().routes[0];
+        let t2 = Target { query: None, ..t };
+        assert_eq!(
+            redirect(r, &t2, 443).map(|a| a.location),
+            Some("http://www.bar.com/x".into())
+        );
+        assert_eq!(
+            redirect(r, &t2, 8443).map(|a| a.location),
+            Some("http://www.bar.com:8443/x".into())
+        );
+        let tb = with(RedirectTo::AppendSlash, 301);
+        let r = &tb.host("rewrite.bar.com").unwrap().routes[0];
+        let t3 = Target { path: "/x", ..t };
+        assert_eq!(
+            redirect(r, &t3, 443).map(|a| a.location),
+            Some("http://foo.bar.com:8080/x/?q=1".into())
+        );
+    }
+}

@@ -1,0 +1,350 @@
+//! ingress-nginx's path, rewrite, redirect and host annotations and compatibility mode, end to
+//! end on loopback: manifests are translated as the control plane does, the proxy runs
+//! in-process, and what the client gets (status, `Location`) and the pod receives (path,
+//! headers) is checked against ingress-nginx's documentation, cited at each case.
+
+mod l7common;
+
+use std::{net::SocketAddr, sync::Arc};
+
+use http::StatusCode;
+use l7common::*;
+use testbed::http_backend::HttpBackend;
+use xdp_ingress::model::Snapshot;
+
+/// A Service `web` on `backend`, the IngressClass `nginx` served by us, and `ingresses`.
+fn manifests(backend: SocketAddr, ingresses: &str) -> String {
+    let port = backend.port();
+    let ip = backend.ip();
+    format!(
+        r#"apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {{name: nginx}}
+spec: {{controller: xdp-ingress.dev/controller}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: default}}
+spec:
+  ports: [{{name: http, port: 80, targetPort: {port}}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-1
+  namespace: default
+  labels: {{kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{{name: http, port: {port}, protocol: TCP}}]
+endpoints:
+- {{addresses: ["{ip}"], conditions: {{ready: true}}}}
+{ingresses}"#
+    )
+}
+
+/// One Ingress of `class` for `host` with `paths` (`(path, pathType)`) to `web`.
+fn ingress(
+    name: &str,
+    class: &str,
+    host: &str,
+    ann: &[(&str, &str)],
+    paths: &[(&str, &str)],
+) -> String {
+    let ann: String = ann
+        .iter()
+        .map(|(k, v)| format!("    {k}: {v:?}\n"))
+        .collect();
+    let paths: String = paths
+        .iter()
+        .map(|(p, t)| {
+            format!(
+                "      - {{path: {p:?}, pathType: {t}, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}\n"
+            )
+        })
+        .collect();
+    format!(
+        "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  namespace: default\n  annotations:\n{ann}    x: \"y\"\nspec:\n  ingressClassName: {class}\n  rules:\n  - host: {host}\n    http:\n      paths:\n{paths}"
+    )
+}
+
+fn translated(yaml: &str) -> Arc<Snapshot> {
+    use xdp_ingress::{
+        model::translate::{TranslateConfig, translate},
+        source::files::parse_manifests,
+        store::Objects,
+    };
+    let objects = Objects::from_objects(parse_manifests(yaml).expect("manifests parse"));
+    let config = TranslateConfig {
+        allow_node_local_endpoints: true,
+        ..TranslateConfig::default()
+    };
+    let s = translate(&objects, &config);
+    assert!(
+        s.diagnostics.is_empty(),
+        "unexpected diagnostics: {:?}",
+        s.diagnostics
+    );
+    Arc::new(s)
+}
+
+const N: &str = "nginx.ingress.kubernetes.io/";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewrite_target_capture_groups_prefix_header_and_regex_for_the_whole_host() {
+    let a = HttpBackend::start("127.0.0.1:0".parse().unwrap(), "a").unwrap();
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    let yaml = manifests(
+        a.addr,
+        &[
+            // examples/rewrite/README.md: `rewrite-target: /$2` on `/something(/|$)(.*)`,
+            // with `x-forwarded-prefix: /something` (annotations.md, "X-Forwarded-Prefix").
+            ingress(
+                "rewrite",
+                "xdp-ingress",
+                "rewrite.bar.com",
+                &[
+                    (&format!("{N}rewrite-target"), "/$2"),
+                    ("xdp-ingress.dev/x-forwarded-prefix", "/something"),
+                ],
+                &[("/something(/|$)(.*)", "ImplementationSpecific")],
+            ),
+            // Another Ingress of the same host, no annotation: its Prefix path becomes a
+            // case-insensitive regex anchored at the start too (blog "Before you migrate",
+            // sections 1-3; ingress-path-matching.md).
+            ingress(
+                "plain",
+                "xdp-ingress",
+                "rewrite.bar.com",
+                &[],
+                &[("/Plain", "Prefix")],
+            ),
+        ]
+        .concat(),
+    );
+    proxy.handle.apply(translated(&yaml));
+    // (request, path the pod receives): examples/rewrite's table.
+    for (sent, want) in [
+        ("/something", "/"),
+        ("/something/", "/"),
+        ("/something/new", "/new"),
+        ("/SOMETHING/new?x=1", "/new?x=1"),
+    ] {
+        let g = get(&c, proxy.http(), "rewrite.bar.com", sent).await;
+        assert_eq!(g.status, StatusCode::OK, "{sent}");
+        assert_eq!(g.json()["path"], want, "{sent}");
+        assert_eq!(g.json()["headers"]["x-forwarded-prefix"], "/something");
+    }
+    // The un-annotated Ingress: `~* "^/Plain"` matches `/plainly` (a Prefix would not),
+    // forwarded unchanged and without X-Forwarded-Prefix.
+    let g = get(&c, proxy.http(), "rewrite.bar.com", "/plainly").await;
+    assert_eq!(g.status, StatusCode::OK);
+    assert_eq!(g.json()["path"], "/plainly");
+    assert!(g.json()["headers"]["x-forwarded-prefix"].is_null());
+
+    // The blog's regex example: `/[A-Z]{3}` with use-regex matches `/abcd` (case-insensitive,
+    // prefix).
+    let yaml = manifests(
+        a.addr,
+        &ingress(
+            "regex-match-ingress",
+            "xdp-ingress",
+            "regex-match.example.com",
+            &[(&format!("{N}use-regex"), "true")],
+            &[("/[A-Z]{3}", "ImplementationSpecific")],
+        ),
+    );
+    proxy.handle.apply(translated(&yaml));
+    let g = get(&c, proxy.http(), "regex-match.example.com", "/abcd").await;
+    assert_eq!(g.status, StatusCode::OK);
+    assert_eq!(g.json()["path"], "/abcd");
+    let g = get(&c, proxy.http(), "regex-match.example.com", "/ab").await;
+    assert_eq!(g.status, StatusCode::NOT_FOUND);
+
+    // The blog, section 3 (with section 2's typo): `rewrite-target: "/uuid"` on Exact `/IP`
+    // rewrites `/ip` to `/uuid`, and another Ingress's Exact `/Header` on the same host
+    // matches `/headers`.
+    let yaml = manifests(
+        a.addr,
+        &[
+            ingress(
+                "rewrite-target-ingress",
+                "nginx",
+                "rewrite-target.example.com",
+                &[(&format!("{N}rewrite-target"), "/uuid")],
+                &[("/IP", "Exact")],
+            ),
+            ingress(
+                "rewrite-target-ingress-other",
+                "nginx",
+                "rewrite-target.example.com",
+                &[],
+                &[("/Header", "Exact")],
+            ),
+        ]
+        .concat(),
+    );
+    proxy.handle.apply(translated(&yaml));
+    let g = get(&c, proxy.http(), "rewrite-target.example.com", "/ip").await;
+    assert_eq!(
+        (g.status, g.json()["path"].clone()),
+        (StatusCode::OK, "/uuid".into())
+    );
+    let g = get(&c, proxy.http(), "rewrite-target.example.com", "/headers").await;
+    assert_eq!(
+        (g.status, g.json()["path"].clone()),
+        (StatusCode::OK, "/headers".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_app_root_aliases_www_and_upstream_vhost() {
+    let a = HttpBackend::start("127.0.0.1:0".parse().unwrap(), "a").unwrap();
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    let https_port = proxy.https().port();
+    let yaml = manifests(
+        a.addr,
+        &[
+            // annotations.md "Permanent Redirect": 301 by default, -code changes it.
+            ingress(
+                "perm",
+                "xdp-ingress",
+                "perm.test",
+                &[(&format!("{N}permanent-redirect"), "https://www.google.com")],
+                &[("/", "Prefix")],
+            ),
+            ingress(
+                "perm308",
+                "xdp-ingress",
+                "perm308.test",
+                &[
+                    (&format!("{N}permanent-redirect"), "https://example.com/new"),
+                    (&format!("{N}permanent-redirect-code"), "308"),
+                ],
+                &[("/", "Prefix")],
+            ),
+            // "Temporal Redirect": 302.
+            ingress(
+                "temp",
+                "xdp-ingress",
+                "temp.test",
+                &[(
+                    &format!("{N}temporal-redirect"),
+                    "https://example.com/later",
+                )],
+                &[("/", "Prefix")],
+            ),
+            // examples/rewrite "App Root": `app-root: /app1` answers `/` with 302 to /app1.
+            // "Server Alias" and "Custom upstream vhost" on the same Ingress.
+            ingress(
+                "approot",
+                "xdp-ingress",
+                "approot.bar.com",
+                &[
+                    (&format!("{N}app-root"), "/app1"),
+                    (&format!("{N}server-alias"), "alias.bar.com"),
+                    (&format!("{N}upstream-vhost"), "internal.svc"),
+                ],
+                &[("/", "Prefix")],
+            ),
+            // "Redirect from/to www": 308 (ConfigMap http-redirect-code) to the other name.
+            ingress(
+                "www",
+                "xdp-ingress",
+                "www.foo.test",
+                &[(&format!("{N}from-to-www-redirect"), "true")],
+                &[("/", "Prefix")],
+            ),
+        ]
+        .concat(),
+    );
+    proxy.handle.apply(translated(&yaml));
+    let location = |host: &'static str, path: &'static str| {
+        let c = &c;
+        let proxy = &proxy;
+        async move {
+            let g = get(c, proxy.http(), host, path).await;
+            (g.status.as_u16(), g.header("location"))
+        }
+    };
+    let before = a.requests();
+    assert_eq!(
+        location("perm.test", "/x").await,
+        (301, "https://www.google.com".into())
+    );
+    assert_eq!(
+        location("perm308.test", "/").await,
+        (308, "https://example.com/new".into())
+    );
+    assert_eq!(
+        location("temp.test", "/").await,
+        (302, "https://example.com/later".into())
+    );
+    assert_eq!(
+        location("approot.bar.com", "/").await,
+        (302, "http://approot.bar.com/app1".into())
+    );
+    // nginx.tmpl's redirect server: scheme, the other name, the HTTPS port when not 443,
+    // `$request_uri` less a trailing slash.
+    assert_eq!(
+        location("foo.test", "/a/b/").await,
+        (308, format!("http://www.foo.test:{https_port}/a/b"))
+    );
+    assert_eq!(a.requests(), before, "redirects never reach the pod");
+    let g = get(&c, proxy.http(), "approot.bar.com", "/app1/x").await;
+    assert_eq!(g.status, StatusCode::OK);
+    assert_eq!(g.json()["headers"]["host"], "internal.svc");
+    assert_eq!(g.json()["headers"]["x-forwarded-host"], "approot.bar.com");
+    let g = get(&c, proxy.http(), "alias.bar.com", "/y").await;
+    assert_eq!(
+        g.status,
+        StatusCode::OK,
+        "server-alias serves the Ingress's paths"
+    );
+    assert_eq!(g.json()["path"], "/y");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trailing_slash_redirect_in_compatibility_mode_only() {
+    let a = HttpBackend::start("127.0.0.1:0".parse().unwrap(), "a").unwrap();
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    // The blog "Before you migrate", section 4: Exact and Prefix paths `/my-path/` answer
+    // `/my-path` with `301 Moved Permanently`, `Location: http://<host>/my-path/` (nginx's
+    // `location` rule, ngx_http_core_module).
+    let paths = [("/my-path/", "Prefix"), ("/exact/", "Exact")];
+    let yaml = manifests(
+        a.addr,
+        &[
+            ingress("compat", "nginx", "trailing.nginx.test", &[], &paths),
+            ingress("plain", "xdp-ingress", "trailing.plain.test", &[], &paths),
+        ]
+        .concat(),
+    );
+    proxy.handle.apply(translated(&yaml));
+    let before = a.requests();
+    for (sent, want) in [
+        ("/my-path", "http://trailing.nginx.test/my-path/"),
+        ("/my-path?q=1", "http://trailing.nginx.test/my-path/?q=1"),
+        ("/exact", "http://trailing.nginx.test/exact/"),
+    ] {
+        let g = get(&c, proxy.http(), "trailing.nginx.test", sent).await;
+        assert_eq!(g.status, StatusCode::MOVED_PERMANENTLY, "{sent}");
+        assert_eq!(g.header("location"), want, "{sent}");
+    }
+    assert_eq!(a.requests(), before);
+    let g = get(&c, proxy.http(), "trailing.nginx.test", "/my-path/x").await;
+    assert_eq!(
+        (g.status, g.json()["path"].clone()),
+        (StatusCode::OK, "/my-path/x".into())
+    );
+    // Another class: the Ingress API. Prefix `/my-path/` matches `/my-path`; Exact does not.
+    let g = get(&c, proxy.http(), "trailing.plain.test", "/my-path").await;
+    assert_eq!(
+        (g.status, g.json()["path"].clone()),
+        (StatusCode::OK, "/my-path".into())
+    );
+    let g = get(&c, proxy.http(), "trailing.plain.test", "/exact").await;
+    assert_eq!(g.status, StatusCode::NOT_FOUND);
+}
