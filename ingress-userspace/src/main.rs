@@ -11,5 +11,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Run(args) => xdp_ingress::cli::run::run(args).await,
         Command::Explain(args) => xdp_ingress::cli::explain::run(args),
         Command::Backends(args) => xdp_ingress::cli::backends::run(args),
+        Command::Migrate(args) => {
+            let status = xdp_ingress::cli::migrate::run(args).await?;
+            std::process::exit(status)
+        }
     }
 }

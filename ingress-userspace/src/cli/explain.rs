@@ -58,6 +58,12 @@ pub struct ExplainArgs {
     /// Serve endpoints on loopback and node addresses (as `run --allow-node-local-endpoints`).
     #[arg(long)]
     pub allow_node_local_endpoints: bool,
+    /// The controller ConfigMap in the directory (as `run --configmap`).
+    #[arg(long, value_parser = crate::source::args::parse_key)]
+    pub configmap: Option<crate::store::Key>,
+    /// As `run --serve-ingresses-with-snippets`.
+    #[arg(long)]
+    pub serve_ingresses_with_snippets: bool,
 }
 
 fn parse_header(s: &str) -> Result<(String, String), String> {
@@ -326,6 +332,8 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
         ingress_class: args.ingress_class.clone(),
         watch_without_class: args.watch_ingress_without_class,
         allow_node_local_endpoints: args.allow_node_local_endpoints,
+        configmap: args.configmap.clone(),
+        serve_ingresses_with_snippets: args.serve_ingresses_with_snippets,
         ..TranslateConfig::default()
     };
     let snapshot = load_snapshot(&args.manifests, &config)

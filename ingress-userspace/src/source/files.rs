@@ -17,7 +17,7 @@ use std::{
 use k8s_openapi::{
     ByteString,
     api::{
-        core::v1::{Node, Secret, Service},
+        core::v1::{ConfigMap, Node, Secret, Service},
         discovery::v1::EndpointSlice,
         networking::v1::{Ingress, IngressClass},
     },
@@ -108,6 +108,10 @@ fn collect(
             value, index, &kind,
         )?)))),
         "Node" => Object::Node(Arc::new(typed::<Node>(value, index, &kind)?)),
+        // Only the one `--configmap` names is used; translation looks it up by key.
+        "ConfigMap" => Object::ConfigMap(Arc::new(namespaced(typed::<ConfigMap>(
+            value, index, &kind,
+        )?))),
         other => {
             debug!(kind = other, "manifest kind not read; skipped");
             return Ok(());
@@ -126,7 +130,7 @@ trait HasMeta {
 macro_rules! has_meta {
     ($($t:ty),*) => {$(impl HasMeta for $t { fn meta(&mut self) -> &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta { &mut self.metadata } })*};
 }
-has_meta!(Ingress, Service, EndpointSlice, Secret);
+has_meta!(Ingress, Service, EndpointSlice, Secret, ConfigMap);
 
 fn namespaced<T: HasMeta>(mut o: T) -> T {
     o.meta()

@@ -137,6 +137,8 @@ pub struct L7Builder<'a> {
     secret_namespaces: Option<Vec<String>>,
     /// Services and Secrets the routes depend on (found or not).
     pub refs: super::References,
+    /// The controller ConfigMap: route defaults under the annotations, proxy settings.
+    pub controller: super::configmap::ControllerConfig,
 }
 
 impl<'a> L7Builder<'a> {
@@ -159,6 +161,7 @@ impl<'a> L7Builder<'a> {
             resolved: HashMap::new(),
             secret_namespaces: cfg.secret_namespaces.clone(),
             refs: super::References::default(),
+            controller: Default::default(),
         };
         if let Some(key) = &cfg.default_tls_secret {
             let oref = ObjectRef::new(ObjectKind::Secret, key.namespace.clone(), key.name.clone());
@@ -215,7 +218,8 @@ impl<'a> L7Builder<'a> {
             ns.clone(),
             ing.metadata.name.clone().unwrap_or_default(),
         );
-        let opts = annotations::parse(ing.metadata.annotations.as_ref(), &oref, self.diags);
+        let mut opts = annotations::parse(ing.metadata.annotations.as_ref(), &oref, self.diags);
+        self.controller.apply_defaults(&mut opts.policy);
         let Some(spec) = ing.spec.as_ref() else {
             self.diags
                 .warn(&oref, "EmptyIngress", "Ingress has no spec");
@@ -467,6 +471,7 @@ impl<'a> L7Builder<'a> {
             certificates: self.certificates,
             default_certificate: self.default_certificate,
             default_backend: self.default_backend.map(|(_, u)| u),
+            settings: self.controller.settings.clone(),
             ..Default::default()
         };
         for (host, mut hb) in self.hosts {

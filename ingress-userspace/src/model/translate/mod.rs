@@ -13,6 +13,8 @@
 
 pub mod annotations;
 pub mod class;
+pub mod compat;
+pub mod configmap;
 pub mod diagnostics;
 pub mod endpoints;
 pub mod incremental;
@@ -73,6 +75,12 @@ pub struct TranslateConfig {
     /// `--secret-namespaces`: TLS Secrets are read only in these namespaces (`None`: all).
     /// A reference to a Secret elsewhere is an Error diagnostic, not a silent "not found".
     pub secret_namespaces: Option<Vec<String>>,
+    /// `--configmap`: the ingress-nginx controller ConfigMap ([`configmap`]).
+    pub configmap: Option<Key>,
+    /// `--serve-ingresses-with-snippets`: serve the rest of an Ingress that has snippet
+    /// annotations (never interpreted). Off by default; the ConfigMap's
+    /// `allow-snippet-annotations` overrides it.
+    pub serve_ingresses_with_snippets: bool,
 }
 
 impl Default for TranslateConfig {
@@ -88,6 +96,8 @@ impl Default for TranslateConfig {
             node_addresses: Vec::new(),
             allow_node_local_endpoints: false,
             secret_namespaces: None,
+            configmap: None,
+            serve_ingresses_with_snippets: false,
         }
     }
 }
@@ -230,9 +240,36 @@ impl Translator {
             v
         };
 
+        let controller = self.controller_config(objects, &mut diags);
+        let serve_snippets = controller
+            .serve_with_snippets
+            .unwrap_or(self.config.serve_ingresses_with_snippets);
+        let mut unsupported_annotations = std::collections::BTreeMap::new();
+        let mut served = Vec::with_capacity(owned.len());
+        for ing in &owned {
+            let oref = ObjectRef::new(
+                ObjectKind::Ingress,
+                ing.metadata.namespace.clone().unwrap_or_default(),
+                ing.metadata.name.clone().unwrap_or_default(),
+            );
+            let check = compat::check_annotations(
+                ing.metadata.annotations.as_ref(),
+                &oref,
+                serve_snippets,
+                &mut diags,
+            );
+            for name in &check.unsupported {
+                *unsupported_annotations.entry(name.clone()).or_insert(0u64) += 1;
+            }
+            if check.snippets.is_empty() || serve_snippets {
+                served.push(*ing);
+            }
+        }
+
         let mut builder =
             ingress::L7Builder::new(objects, &endpoints, &mut self.tls, &mut diags, &self.config);
-        for ing in &owned {
+        builder.controller = controller;
+        for ing in served {
             builder.add_ingress(ing);
         }
         let (l7, mut refs) = builder.finish();
@@ -254,6 +291,25 @@ impl Translator {
             owned_ingresses,
             local_node: self.config.node_name.clone(),
             status_addresses,
+            unsupported_annotations,
+        }
+    }
+
+    /// The controller ConfigMap's settings (defaults without `--configmap` or when it does
+    /// not exist).
+    fn controller_config(
+        &self,
+        objects: &Objects,
+        diags: &mut diagnostics::Diagnostics,
+    ) -> configmap::ControllerConfig {
+        match self
+            .config
+            .configmap
+            .as_ref()
+            .and_then(|k| objects.config_maps.get(k))
+        {
+            Some(cm) => configmap::parse(cm, diags),
+            None => configmap::ControllerConfig::default(),
         }
     }
 }
