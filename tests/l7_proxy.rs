@@ -2942,3 +2942,106 @@ async fn response_the_client_does_not_take_is_cut_off_after_the_send_timeout() {
         "closed {took:?} after the headers"
     );
 }
+
+/// The ingress-nginx controller ConfigMap as a manifest (`--configmap ingress-nginx/cm`).
+fn configmap_yaml(data: &[(&str, &str)]) -> String {
+    let data: String = data
+        .iter()
+        .map(|(k, v)| format!("  {k}: {v:?}\n"))
+        .collect();
+    format!(
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm, namespace: ingress-nginx}}\ndata:\n{data}"
+    )
+}
+
+/// As [`translated`], reading the controller ConfigMap `ingress-nginx/cm` from the manifests.
+fn translated_with_configmap(version: u64, yaml: &str) -> Arc<Snapshot> {
+    use xdp_ingress::{
+        model::translate::{TranslateConfig, translate},
+        source::files::parse_manifests,
+        store::{Key, Objects},
+    };
+    let objects = Objects::from_objects(parse_manifests(yaml).expect("manifests parse"));
+    let config = TranslateConfig {
+        allow_node_local_endpoints: true,
+        configmap: Some(Key::new("ingress-nginx", "cm")),
+        ..TranslateConfig::default()
+    };
+    let mut s = translate(&objects, &config);
+    s.version = version;
+    Arc::new(s)
+}
+
+/// ConfigMap keys are defaults that apply hot: `hsts*` (on by default, as ingress-nginx:
+/// `max-age=31536000; includeSubDomains` on HTTPS responses only, RFC 6797 section 7.2) and
+/// `proxy-body-size` (413 above it), which an annotation overrides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_configmap_sets_hsts_and_body_size_hot() {
+    let a = backend("a");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    let https_hsts = || async {
+        let (s, _) = tls_connect(proxy.https(), "cm.test", &[b"http/1.1"]).await;
+        let g = request_over(s, false, req(proxy.https(), "cm.test", "/")).await;
+        assert_eq!(g.pod(), "a");
+        g.header("strict-transport-security")
+    };
+    let post = |n: usize| {
+        let mut r = req(proxy.http(), "cm.test", "/upload");
+        *r.method_mut() = Method::POST;
+        *r.body_mut() = Full::new(Bytes::from(vec![b'y'; n]));
+        let c = c.clone();
+        async move { send(&c, r).await.unwrap().status }
+    };
+
+    // No ConfigMap: ingress-nginx's defaults.
+    let plain = ingress_yaml("cm.test", a.addr, &[]);
+    proxy.handle.apply(translated_with_configmap(1, &plain));
+    assert_eq!(https_hsts().await, "max-age=31536000; includeSubDomains");
+    let g = get(&c, proxy.http(), "cm.test", "/").await;
+    assert_eq!(g.status, StatusCode::OK);
+    assert_eq!(g.header("strict-transport-security"), "", "HSTS over plain HTTP");
+    assert_eq!(post(2000).await, StatusCode::OK);
+
+    // The ConfigMap changes both, without a restart.
+    let cm = configmap_yaml(&[
+        ("hsts-max-age", "600"),
+        ("hsts-preload", "true"),
+        ("proxy-body-size", "1k"),
+    ]);
+    proxy
+        .handle
+        .apply(translated_with_configmap(2, &format!("{plain}{cm}")));
+    assert_eq!(https_hsts().await, "max-age=600; includeSubDomains; preload");
+    assert_eq!(post(2000).await, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(post(1000).await, StatusCode::OK);
+
+    // An annotation wins over the ConfigMap.
+    let annotated = ingress_yaml(
+        "cm.test",
+        a.addr,
+        &[("nginx.ingress.kubernetes.io/proxy-body-size", "4k")],
+    );
+    proxy
+        .handle
+        .apply(translated_with_configmap(3, &format!("{annotated}{cm}")));
+    assert_eq!(post(2000).await, StatusCode::OK);
+
+    // `hsts: "false"` turns it off; a bad value keeps the default (and warns on the ConfigMap).
+    let off = configmap_yaml(&[("hsts", "false")]);
+    proxy
+        .handle
+        .apply(translated_with_configmap(4, &format!("{plain}{off}")));
+    assert_eq!(https_hsts().await, "");
+    let bad = configmap_yaml(&[("hsts-max-age", "soon")]);
+    let snap = translated_with_configmap(5, &format!("{plain}{bad}"));
+    assert!(
+        snap.diagnostics
+            .iter()
+            .any(|d| d.reason == "InvalidConfigMapValue" && d.object.kind == ObjectKind::ConfigMap),
+        "{:?}",
+        snap.diagnostics
+    );
+    proxy.handle.apply(snap);
+    assert_eq!(https_hsts().await, "max-age=31536000; includeSubDomains");
+}
