@@ -880,9 +880,8 @@ async fn unsupported_annotations_warn_and_the_controller_configmap_applies_hot()
         t
     };
     for name in ["limit-rps", "proxy-bodysize", "configuration-snippet"] {
-        let line = format!(
-            "xdp_ingress_control_unsupported_annotations{{annotation=\"{name}\"}} 1"
-        );
+        let line =
+            format!("xdp_ingress_control_unsupported_annotations{{annotation=\"{name}\"}} 1");
         assert!(text.contains(&line), "{line}\n{text}");
     }
 

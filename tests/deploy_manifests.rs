@@ -55,8 +55,7 @@ const NAMESPACED_RULES: &[(&str, &str, &[&str])] = &[(
 const SECRET_RULES: &[(&str, &str, &[&str])] = &[("", "secrets", &["get", "list", "watch"])];
 
 /// With `--configmap NS/NAME`: what it needs in NS (a watch of the controller ConfigMap).
-const CONFIGMAP_RULES: &[(&str, &str, &[&str])] =
-    &[("", "configmaps", &["get", "list", "watch"])];
+const CONFIGMAP_RULES: &[(&str, &str, &[&str])] = &[("", "configmaps", &["get", "list", "watch"])];
 
 /// Capabilities the daemon may ask for: load BPF programs and maps (BPF, PERFMON), attach to
 /// the NIC (NET_ADMIN), listen on ports below 1024 (NET_BIND_SERVICE, only when it does).

@@ -3000,7 +3000,11 @@ async fn controller_configmap_sets_hsts_and_body_size_hot() {
     assert_eq!(https_hsts().await, "max-age=31536000; includeSubDomains");
     let g = get(&c, proxy.http(), "cm.test", "/").await;
     assert_eq!(g.status, StatusCode::OK);
-    assert_eq!(g.header("strict-transport-security"), "", "HSTS over plain HTTP");
+    assert_eq!(
+        g.header("strict-transport-security"),
+        "",
+        "HSTS over plain HTTP"
+    );
     assert_eq!(post(2000).await, StatusCode::OK);
 
     // The ConfigMap changes both, without a restart.
@@ -3012,7 +3016,10 @@ async fn controller_configmap_sets_hsts_and_body_size_hot() {
     proxy
         .handle
         .apply(translated_with_configmap(2, &format!("{plain}{cm}")));
-    assert_eq!(https_hsts().await, "max-age=600; includeSubDomains; preload");
+    assert_eq!(
+        https_hsts().await,
+        "max-age=600; includeSubDomains; preload"
+    );
     assert_eq!(post(2000).await, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(post(1000).await, StatusCode::OK);
 

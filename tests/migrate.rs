@@ -60,10 +60,19 @@ fn migrate_reports_every_annotation_and_key_and_exits_1_on_differences() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|i| format!("{}/{}", i["namespace"].as_str().unwrap(), i["name"].as_str().unwrap()))
+        .map(|i| {
+            format!(
+                "{}/{}",
+                i["namespace"].as_str().unwrap(),
+                i["name"].as_str().unwrap()
+            )
+        })
         .collect();
     // The traefik Ingress is left out; the legacy class annotation counts.
-    assert_eq!(names, ["api/api", "default/blog", "legacy/admin", "shop/storefront"]);
+    assert_eq!(
+        names,
+        ["api/api", "default/blog", "legacy/admin", "shop/storefront"]
+    );
     let ing = |i: usize| &r["ingresses"][i];
     assert_eq!(
         statuses(&ing(0)["annotations"]),
@@ -144,11 +153,22 @@ fn migrate_reports_every_annotation_and_key_and_exits_1_on_differences() {
     assert_eq!(r["same_behaviour"], false);
 
     // The table (default output) says the same, then how to run side by side.
-    let (code, table) = migrate(&["--manifests", &dir("ingress-nginx"), "--ingress-class", "nginx"]);
+    let (code, table) = migrate(&[
+        "--manifests",
+        &dir("ingress-nginx"),
+        "--ingress-class",
+        "nginx",
+    ]);
     assert_eq!(code, 1);
     assert!(table.contains("ingress legacy/admin"), "{table}");
-    assert!(table.contains("not served: it has snippet annotations"), "{table}");
-    assert!(table.contains("11 supported, 4 differ, 3 refused, 4 not yet, 2 unknown"), "{table}");
+    assert!(
+        table.contains("not served: it has snippet annotations"),
+        "{table}"
+    );
+    assert!(
+        table.contains("11 supported, 4 differ, 3 refused, 4 not yet, 2 unknown"),
+        "{table}"
+    );
     assert!(table.contains("--no-status"), "{table}");
 }
 

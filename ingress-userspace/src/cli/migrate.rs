@@ -220,9 +220,9 @@ pub fn report<'a>(
             .flat_map(|m| m.keys())
             .filter_map(|k| compat::strip_prefix(k).map(|n| entry(k, compat::annotation(n))))
             .collect();
-        let snippets = entries.iter().any(|e| {
-            compat::strip_prefix(&e.name).is_some_and(compat::is_snippet)
-        });
+        let snippets = entries
+            .iter()
+            .any(|e| compat::strip_prefix(&e.name).is_some_and(compat::is_snippet));
         let mut d = Diagnostics::default();
         annotations::parse(a, &oref, &mut d);
         out.push(IngressReport {
@@ -356,14 +356,21 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<i32> {
     }
     let (ingresses, cm): (Vec<Ingress>, Option<ConfigMap>) = match &args.manifests {
         Some(dir) => {
-            anyhow::ensure!(dir.is_dir(), "--manifests {}: not a directory", dir.display());
+            anyhow::ensure!(
+                dir.is_dir(),
+                "--manifests {}: not a directory",
+                dir.display()
+            );
             let objects: Objects = ManifestDir::new(dir).load();
             if let Some(d) = objects.diagnostics.first() {
                 anyhow::bail!("{}: {}", d.object.name, d.message);
             }
             (
                 objects.ingresses.values().map(|i| (**i).clone()).collect(),
-                objects.config_maps.get(&args.configmap).map(|c| (**c).clone()),
+                objects
+                    .config_maps
+                    .get(&args.configmap)
+                    .map(|c| (**c).clone()),
             )
         }
         None => from_cluster(&args).await?,

@@ -14,7 +14,9 @@ use std::{
 use bytes::Bytes;
 use http::{
     HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
-    header::{ALLOW, CONTENT_TYPE, HOST, LOCATION, SET_COOKIE, STRICT_TRANSPORT_SECURITY, USER_AGENT},
+    header::{
+        ALLOW, CONTENT_TYPE, HOST, LOCATION, SET_COOKIE, STRICT_TRANSPORT_SECURITY, USER_AGENT,
+    },
     uri::{PathAndQuery, Scheme},
 };
 use http_body_util::{BodyExt, Full};
@@ -133,7 +135,8 @@ pub(crate) async fn handle(
     {
         // ingress-nginx sets it on every HTTPS response (`more_set_headers`, so a pod's own
         // value is replaced), RFC 6797 section 7.1.
-        resp.headers_mut().insert(STRICT_TRANSPORT_SECURITY, hsts.clone());
+        resp.headers_mut()
+            .insert(STRICT_TRANSPORT_SECURITY, hsts.clone());
     }
     Ok(finish(&shared, started, resp, out, &host, logged))
 }

@@ -322,7 +322,9 @@ impl ProxyHandle {
         if shared.live.load().settings != snapshot.l7.settings {
             let live = settings::Live::new(&shared.args, &snapshot.l7.settings);
             if live.trust.trusts_any_sender() && !shared.live.load().trust.trusts_any_sender() {
-                warn!("the ConfigMap makes forwarded or PROXY headers believed from a /0 in proxy-real-ip-cidr");
+                warn!(
+                    "the ConfigMap makes forwarded or PROXY headers believed from a /0 in proxy-real-ip-cidr"
+                );
             }
             shared.live.store(Arc::new(live));
         }

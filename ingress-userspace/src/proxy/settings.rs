@@ -49,7 +49,10 @@ pub fn overlay(args: &ProxyArgs, s: &ProxySettings) -> ProxyArgs {
     let set = |f: &mut bool, v: Option<bool>| *f = v.unwrap_or(*f);
     set(&mut a.use_forwarded_headers, s.use_forwarded_headers);
     set(&mut a.enable_real_ip, s.enable_real_ip);
-    set(&mut a.compute_full_forwarded_for, s.compute_full_forwarded_for);
+    set(
+        &mut a.compute_full_forwarded_for,
+        s.compute_full_forwarded_for,
+    );
     set(&mut a.use_proxy_protocol, s.use_proxy_protocol);
     if let Some(h) = s
         .forwarded_for_header
@@ -73,8 +76,10 @@ mod tests {
 
     #[test]
     fn configmap_keys_win_over_flags_and_unset_keys_keep_them() {
-        let mut args = ProxyArgs::default();
-        args.enable_real_ip = true;
+        let args = ProxyArgs {
+            enable_real_ip: true,
+            ..ProxyArgs::default()
+        };
         let s = ProxySettings {
             use_forwarded_headers: Some(true),
             forwarded_for_header: Some("x-client-ip".into()),
@@ -87,6 +92,9 @@ mod tests {
         assert_eq!(live.trust.forwarded_for_header, "x-client-ip");
         assert_eq!(live.conn_timeouts.idle, Duration::from_secs(5));
         assert_eq!(live.client_body_timeout, args.client_body_timeout);
-        assert_eq!(live.hsts.as_ref().map(|h| h.as_bytes()), Some(&b"max-age=1"[..]));
+        assert_eq!(
+            live.hsts.as_ref().map(|h| h.as_bytes()),
+            Some(&b"max-age=1"[..])
+        );
     }
 }

@@ -72,13 +72,10 @@ use Status::{Differs, NotYet, Refused, Supported};
 const SNIPPET: Status = Refused(
     "raw nginx configuration; never interpreted (the CVE-2025-1974 class): see --serve-ingresses-with-snippets",
 );
-const BUFFERS: Status = Refused(
-    "nginx buffer tuning; the proxy streams with its own bounded buffers",
-);
+const BUFFERS: Status =
+    Refused("nginx buffer tuning; the proxy streams with its own bounded buffers");
 const REMOVED: Status = Refused("removed from ingress-nginx itself");
-const TRACING: Status = Refused(
-    "OpenTracing was removed from ingress-nginx; use OpenTelemetry",
-);
+const TRACING: Status = Refused("OpenTracing was removed from ingress-nginx; use OpenTelemetry");
 const MODSECURITY: Status = Refused("no ModSecurity engine: put a WAF in front or behind");
 const CIPHERS: Status = Refused(
     "OpenSSL cipher strings do not apply: rustls offers only its modern suites (TLS 1.2 and 1.3)",
@@ -88,270 +85,1110 @@ const NGINX_INTERNAL: Status = Refused("nginx process tuning with no counterpart
 /// Every ingress-nginx Ingress annotation (its annotations reference, past and present),
 /// sorted by name.
 pub static ANNOTATIONS: &[Row] = &[
-    row("add-base-url", REMOVED, "Inject a <base> tag (removed in ingress-nginx 0.22)."),
-    row("affinity", Supported, "Session affinity; `cookie` is the only type."),
-    row("affinity-canary-behavior", NotYet, "`sticky` or `legacy`: whether affinity keeps canary users on the canary."),
-    row("affinity-mode", NotYet, "`balanced` or `persistent` cookie stickiness on scale-up."),
-    row("allowlist-source-range", Supported, "Client CIDRs allowed (others get 403); an invalid CIDR denies everyone."),
+    row(
+        "add-base-url",
+        REMOVED,
+        "Inject a <base> tag (removed in ingress-nginx 0.22).",
+    ),
+    row(
+        "affinity",
+        Supported,
+        "Session affinity; `cookie` is the only type.",
+    ),
+    row(
+        "affinity-canary-behavior",
+        NotYet,
+        "`sticky` or `legacy`: whether affinity keeps canary users on the canary.",
+    ),
+    row(
+        "affinity-mode",
+        NotYet,
+        "`balanced` or `persistent` cookie stickiness on scale-up.",
+    ),
+    row(
+        "allowlist-source-range",
+        Supported,
+        "Client CIDRs allowed (others get 403); an invalid CIDR denies everyone.",
+    ),
     row("app-root", NotYet, "Redirect `/` to this path."),
-    row("auth-always-set-cookie", NotYet, "External auth: set the auth response's cookies on every response."),
-    row("auth-cache-duration", NotYet, "External auth: how long auth responses are cached."),
-    row("auth-cache-key", NotYet, "External auth: cache key of auth responses."),
-    row("auth-keepalive", NotYet, "External auth: keepalive connections to the auth service."),
-    row("auth-keepalive-requests", NotYet, "External auth: requests per keepalive connection."),
-    row("auth-keepalive-share-vars", NotYet, "External auth: share nginx variables with the auth subrequest."),
-    row("auth-keepalive-timeout", NotYet, "External auth: keepalive idle timeout."),
-    row("auth-method", NotYet, "External auth: HTTP method of the auth request."),
-    row("auth-proxy-set-headers", NotYet, "External auth: ConfigMap of headers sent to the auth service."),
+    row(
+        "auth-always-set-cookie",
+        NotYet,
+        "External auth: set the auth response's cookies on every response.",
+    ),
+    row(
+        "auth-cache-duration",
+        NotYet,
+        "External auth: how long auth responses are cached.",
+    ),
+    row(
+        "auth-cache-key",
+        NotYet,
+        "External auth: cache key of auth responses.",
+    ),
+    row(
+        "auth-keepalive",
+        NotYet,
+        "External auth: keepalive connections to the auth service.",
+    ),
+    row(
+        "auth-keepalive-requests",
+        NotYet,
+        "External auth: requests per keepalive connection.",
+    ),
+    row(
+        "auth-keepalive-share-vars",
+        NotYet,
+        "External auth: share nginx variables with the auth subrequest.",
+    ),
+    row(
+        "auth-keepalive-timeout",
+        NotYet,
+        "External auth: keepalive idle timeout.",
+    ),
+    row(
+        "auth-method",
+        NotYet,
+        "External auth: HTTP method of the auth request.",
+    ),
+    row(
+        "auth-proxy-set-headers",
+        NotYet,
+        "External auth: ConfigMap of headers sent to the auth service.",
+    ),
     row("auth-realm", NotYet, "Basic/digest auth realm."),
-    row("auth-request-redirect", NotYet, "External auth: X-Auth-Request-Redirect value."),
-    row("auth-response-headers", NotYet, "External auth: auth response headers passed to the backend."),
-    row("auth-secret", NotYet, "Basic/digest auth: Secret with the htpasswd file."),
-    row("auth-secret-type", NotYet, "Basic/digest auth: `auth-file` or `auth-map`."),
-    row("auth-signin", NotYet, "External auth: where to send unauthenticated clients."),
-    row("auth-signin-redirect-param", NotYet, "External auth: name of the redirect parameter."),
-    row("auth-snippet", SNIPPET, "nginx configuration inserted into the auth location."),
-    row("auth-tls-error-page", NotYet, "Client certificates: where to redirect on failure."),
-    row("auth-tls-match-cn", NotYet, "Client certificates: required subject CN pattern."),
-    row("auth-tls-pass-certificate-to-upstream", NotYet, "Client certificates: pass the certificate upstream."),
+    row(
+        "auth-request-redirect",
+        NotYet,
+        "External auth: X-Auth-Request-Redirect value.",
+    ),
+    row(
+        "auth-response-headers",
+        NotYet,
+        "External auth: auth response headers passed to the backend.",
+    ),
+    row(
+        "auth-secret",
+        NotYet,
+        "Basic/digest auth: Secret with the htpasswd file.",
+    ),
+    row(
+        "auth-secret-type",
+        NotYet,
+        "Basic/digest auth: `auth-file` or `auth-map`.",
+    ),
+    row(
+        "auth-signin",
+        NotYet,
+        "External auth: where to send unauthenticated clients.",
+    ),
+    row(
+        "auth-signin-redirect-param",
+        NotYet,
+        "External auth: name of the redirect parameter.",
+    ),
+    row(
+        "auth-snippet",
+        SNIPPET,
+        "nginx configuration inserted into the auth location.",
+    ),
+    row(
+        "auth-tls-error-page",
+        NotYet,
+        "Client certificates: where to redirect on failure.",
+    ),
+    row(
+        "auth-tls-match-cn",
+        NotYet,
+        "Client certificates: required subject CN pattern.",
+    ),
+    row(
+        "auth-tls-pass-certificate-to-upstream",
+        NotYet,
+        "Client certificates: pass the certificate upstream.",
+    ),
     row("auth-tls-secret", NotYet, "Client certificates: CA Secret."),
-    row("auth-tls-verify-client", NotYet, "Client certificates: on, off, optional, optional_no_ca."),
-    row("auth-tls-verify-depth", NotYet, "Client certificates: chain depth."),
+    row(
+        "auth-tls-verify-client",
+        NotYet,
+        "Client certificates: on, off, optional, optional_no_ca.",
+    ),
+    row(
+        "auth-tls-verify-depth",
+        NotYet,
+        "Client certificates: chain depth.",
+    ),
     row("auth-type", NotYet, "`basic` or `digest` authentication."),
     row("auth-url", NotYet, "External authentication URL."),
-    row("backend-protocol", Supported, "HTTP, HTTPS, GRPC, GRPCS (and H2C); other values (AJP) warn and use HTTP."),
-    row("base-url-scheme", REMOVED, "Scheme of the injected <base> tag (removed in ingress-nginx 0.22)."),
-    row("canary", NotYet, "This Ingress is a canary of the Ingress with the same host and path."),
-    row("canary-by-cookie", NotYet, "Canary when this cookie is `always`."),
-    row("canary-by-header", NotYet, "Canary when this header is `always`."),
-    row("canary-by-header-pattern", NotYet, "Canary when the header matches this regex."),
-    row("canary-by-header-value", NotYet, "Canary when the header has this value."),
-    row("canary-weight", NotYet, "Share of requests (of canary-weight-total) sent to the canary."),
-    row("canary-weight-total", NotYet, "Total of canary weights (default 100)."),
-    row("client-body-buffer-size", BUFFERS, "nginx `client_body_buffer_size`."),
-    row("configuration-snippet", SNIPPET, "nginx configuration inserted into the location."),
-    row("connection-proxy-header", NotYet, "Value of the Connection header sent upstream."),
-    row("cors-allow-credentials", NotYet, "CORS: Access-Control-Allow-Credentials."),
-    row("cors-allow-headers", NotYet, "CORS: Access-Control-Allow-Headers."),
-    row("cors-allow-methods", NotYet, "CORS: Access-Control-Allow-Methods."),
+    row(
+        "backend-protocol",
+        Supported,
+        "HTTP, HTTPS, GRPC, GRPCS (and H2C); other values (AJP) warn and use HTTP.",
+    ),
+    row(
+        "base-url-scheme",
+        REMOVED,
+        "Scheme of the injected <base> tag (removed in ingress-nginx 0.22).",
+    ),
+    row(
+        "canary",
+        NotYet,
+        "This Ingress is a canary of the Ingress with the same host and path.",
+    ),
+    row(
+        "canary-by-cookie",
+        NotYet,
+        "Canary when this cookie is `always`.",
+    ),
+    row(
+        "canary-by-header",
+        NotYet,
+        "Canary when this header is `always`.",
+    ),
+    row(
+        "canary-by-header-pattern",
+        NotYet,
+        "Canary when the header matches this regex.",
+    ),
+    row(
+        "canary-by-header-value",
+        NotYet,
+        "Canary when the header has this value.",
+    ),
+    row(
+        "canary-weight",
+        NotYet,
+        "Share of requests (of canary-weight-total) sent to the canary.",
+    ),
+    row(
+        "canary-weight-total",
+        NotYet,
+        "Total of canary weights (default 100).",
+    ),
+    row(
+        "client-body-buffer-size",
+        BUFFERS,
+        "nginx `client_body_buffer_size`.",
+    ),
+    row(
+        "configuration-snippet",
+        SNIPPET,
+        "nginx configuration inserted into the location.",
+    ),
+    row(
+        "connection-proxy-header",
+        NotYet,
+        "Value of the Connection header sent upstream.",
+    ),
+    row(
+        "cors-allow-credentials",
+        NotYet,
+        "CORS: Access-Control-Allow-Credentials.",
+    ),
+    row(
+        "cors-allow-headers",
+        NotYet,
+        "CORS: Access-Control-Allow-Headers.",
+    ),
+    row(
+        "cors-allow-methods",
+        NotYet,
+        "CORS: Access-Control-Allow-Methods.",
+    ),
     row("cors-allow-origin", NotYet, "CORS: allowed origins."),
-    row("cors-expose-headers", NotYet, "CORS: Access-Control-Expose-Headers."),
+    row(
+        "cors-expose-headers",
+        NotYet,
+        "CORS: Access-Control-Expose-Headers.",
+    ),
     row("cors-max-age", NotYet, "CORS: Access-Control-Max-Age."),
-    row("custom-headers", NotYet, "Response headers from a ConfigMap."),
-    row("custom-http-errors", NotYet, "Upstream status codes served by the default backend."),
-    row("default-backend", NotYet, "Service answering for this Ingress when its endpoints are gone or on custom-http-errors."),
-    row("denylist-source-range", NotYet, "Client CIDRs refused with 403."),
-    row("disable-proxy-intercept-errors", NotYet, "Do not intercept upstream errors for custom-http-errors."),
-    row("enable-access-log", NotYet, "Per-Ingress access log switch."),
-    row("enable-cors", NotYet, "Answer CORS preflights and add CORS headers."),
-    row("enable-global-auth", NotYet, "Apply the ConfigMap's global-auth-url to this Ingress."),
-    row("enable-influxdb", REMOVED, "InfluxDB metrics (removed in ingress-nginx 1.x)."),
+    row(
+        "custom-headers",
+        NotYet,
+        "Response headers from a ConfigMap.",
+    ),
+    row(
+        "custom-http-errors",
+        NotYet,
+        "Upstream status codes served by the default backend.",
+    ),
+    row(
+        "default-backend",
+        NotYet,
+        "Service answering for this Ingress when its endpoints are gone or on custom-http-errors.",
+    ),
+    row(
+        "denylist-source-range",
+        NotYet,
+        "Client CIDRs refused with 403.",
+    ),
+    row(
+        "disable-proxy-intercept-errors",
+        NotYet,
+        "Do not intercept upstream errors for custom-http-errors.",
+    ),
+    row(
+        "enable-access-log",
+        NotYet,
+        "Per-Ingress access log switch.",
+    ),
+    row(
+        "enable-cors",
+        NotYet,
+        "Answer CORS preflights and add CORS headers.",
+    ),
+    row(
+        "enable-global-auth",
+        NotYet,
+        "Apply the ConfigMap's global-auth-url to this Ingress.",
+    ),
+    row(
+        "enable-influxdb",
+        REMOVED,
+        "InfluxDB metrics (removed in ingress-nginx 1.x).",
+    ),
     row("enable-modsecurity", MODSECURITY, "Enable ModSecurity."),
-    row("enable-opentelemetry", NotYet, "OpenTelemetry tracing for this Ingress."),
-    row("enable-opentracing", TRACING, "OpenTracing for this Ingress."),
-    row("enable-owasp-core-rules", MODSECURITY, "ModSecurity OWASP core rule set."),
-    row("enable-rewrite-log", Refused("nginx's rewrite log; there is no nginx here"), "nginx `rewrite_log`."),
-    row("force-ssl-redirect", Differs("redirects to HTTPS only hosts with TLS in the Ingress; ingress-nginx redirects without TLS too"), "Redirect HTTP to HTTPS (308)."),
-    row("from-to-www-redirect", NotYet, "Redirect between `www.` and the bare host."),
-    row("global-rate-limit", REMOVED, "Global (memcached) rate limit (removed in ingress-nginx 1.x)."),
-    row("global-rate-limit-ignored-cidrs", REMOVED, "Global rate limit exemptions."),
+    row(
+        "enable-opentelemetry",
+        NotYet,
+        "OpenTelemetry tracing for this Ingress.",
+    ),
+    row(
+        "enable-opentracing",
+        TRACING,
+        "OpenTracing for this Ingress.",
+    ),
+    row(
+        "enable-owasp-core-rules",
+        MODSECURITY,
+        "ModSecurity OWASP core rule set.",
+    ),
+    row(
+        "enable-rewrite-log",
+        Refused("nginx's rewrite log; there is no nginx here"),
+        "nginx `rewrite_log`.",
+    ),
+    row(
+        "force-ssl-redirect",
+        Differs(
+            "redirects to HTTPS only hosts with TLS in the Ingress; ingress-nginx redirects without TLS too",
+        ),
+        "Redirect HTTP to HTTPS (308).",
+    ),
+    row(
+        "from-to-www-redirect",
+        NotYet,
+        "Redirect between `www.` and the bare host.",
+    ),
+    row(
+        "global-rate-limit",
+        REMOVED,
+        "Global (memcached) rate limit (removed in ingress-nginx 1.x).",
+    ),
+    row(
+        "global-rate-limit-ignored-cidrs",
+        REMOVED,
+        "Global rate limit exemptions.",
+    ),
     row("global-rate-limit-key", REMOVED, "Global rate limit key."),
-    row("global-rate-limit-window", REMOVED, "Global rate limit window."),
-    row("http2-push-preload", Refused("HTTP/2 server push is gone from browsers and nginx"), "HTTP/2 push of preload links."),
+    row(
+        "global-rate-limit-window",
+        REMOVED,
+        "Global rate limit window.",
+    ),
+    row(
+        "http2-push-preload",
+        Refused("HTTP/2 server push is gone from browsers and nginx"),
+        "HTTP/2 push of preload links.",
+    ),
     row("influxdb-host", REMOVED, "InfluxDB metrics host."),
-    row("influxdb-measurement", REMOVED, "InfluxDB metrics measurement."),
+    row(
+        "influxdb-measurement",
+        REMOVED,
+        "InfluxDB metrics measurement.",
+    ),
     row("influxdb-port", REMOVED, "InfluxDB metrics port."),
-    row("influxdb-server-name", REMOVED, "InfluxDB metrics server name."),
+    row(
+        "influxdb-server-name",
+        REMOVED,
+        "InfluxDB metrics server name.",
+    ),
     row("limit-allowlist", NotYet, "CIDRs exempt from rate limits."),
-    row("limit-burst-multiplier", NotYet, "Rate limit burst = limit x this."),
-    row("limit-connections", NotYet, "Concurrent connections per client address."),
+    row(
+        "limit-burst-multiplier",
+        NotYet,
+        "Rate limit burst = limit x this.",
+    ),
+    row(
+        "limit-connections",
+        NotYet,
+        "Concurrent connections per client address.",
+    ),
     row("limit-rate", NotYet, "Response rate per connection, KB/s."),
-    row("limit-rate-after", NotYet, "Bytes sent before limit-rate applies."),
-    row("limit-rpm", NotYet, "Requests per minute per client address."),
-    row("limit-rps", NotYet, "Requests per second per client address."),
-    row("limit-whitelist", NotYet, "CIDRs exempt from rate limits (old name)."),
-    row("load-balance", Differs("`ewma` is least-request over two random choices weighted by EWMA latency"), "`round_robin` or `ewma`."),
+    row(
+        "limit-rate-after",
+        NotYet,
+        "Bytes sent before limit-rate applies.",
+    ),
+    row(
+        "limit-rpm",
+        NotYet,
+        "Requests per minute per client address.",
+    ),
+    row(
+        "limit-rps",
+        NotYet,
+        "Requests per second per client address.",
+    ),
+    row(
+        "limit-whitelist",
+        NotYet,
+        "CIDRs exempt from rate limits (old name).",
+    ),
+    row(
+        "load-balance",
+        Differs("`ewma` is least-request over two random choices weighted by EWMA latency"),
+        "`round_robin` or `ewma`.",
+    ),
     row("mirror-host", NotYet, "Host header of mirrored requests."),
-    row("mirror-request-body", NotYet, "Mirror the request body too."),
-    row("mirror-target", NotYet, "Send a copy of each request there."),
-    row("modsecurity-snippet", SNIPPET, "ModSecurity rules inserted into the location."),
-    row("modsecurity-transaction-id", MODSECURITY, "ModSecurity transaction id."),
-    row("opentelemetry-operation-name", NotYet, "OpenTelemetry span name."),
-    row("opentelemetry-trust-incoming-span", NotYet, "Continue incoming OpenTelemetry traces."),
-    row("opentracing-trust-incoming-span", TRACING, "Continue incoming OpenTracing traces."),
-    row("permanent-redirect", NotYet, "Answer every request with a redirect to this URL (301)."),
-    row("permanent-redirect-code", NotYet, "Status of permanent-redirect."),
-    row("preserve-trailing-slash", NotYet, "Keep the trailing slash in the ssl-redirect Location."),
-    row("proxy-body-size", Supported, "Largest request body (`8m`, `0` = unlimited); larger gets 413."),
+    row(
+        "mirror-request-body",
+        NotYet,
+        "Mirror the request body too.",
+    ),
+    row(
+        "mirror-target",
+        NotYet,
+        "Send a copy of each request there.",
+    ),
+    row(
+        "modsecurity-snippet",
+        SNIPPET,
+        "ModSecurity rules inserted into the location.",
+    ),
+    row(
+        "modsecurity-transaction-id",
+        MODSECURITY,
+        "ModSecurity transaction id.",
+    ),
+    row(
+        "opentelemetry-operation-name",
+        NotYet,
+        "OpenTelemetry span name.",
+    ),
+    row(
+        "opentelemetry-trust-incoming-span",
+        NotYet,
+        "Continue incoming OpenTelemetry traces.",
+    ),
+    row(
+        "opentracing-trust-incoming-span",
+        TRACING,
+        "Continue incoming OpenTracing traces.",
+    ),
+    row(
+        "permanent-redirect",
+        NotYet,
+        "Answer every request with a redirect to this URL (301).",
+    ),
+    row(
+        "permanent-redirect-code",
+        NotYet,
+        "Status of permanent-redirect.",
+    ),
+    row(
+        "preserve-trailing-slash",
+        NotYet,
+        "Keep the trailing slash in the ssl-redirect Location.",
+    ),
+    row(
+        "proxy-body-size",
+        Supported,
+        "Largest request body (`8m`, `0` = unlimited); larger gets 413.",
+    ),
     row("proxy-buffer-size", BUFFERS, "nginx `proxy_buffer_size`."),
-    row("proxy-buffering", NotYet, "Buffer responses before sending them to the client."),
-    row("proxy-buffers-number", BUFFERS, "nginx `proxy_buffers` count."),
-    row("proxy-connect-timeout", Supported, "Timeout connecting to a pod (seconds; also `500ms`, `2m`)."),
-    row("proxy-cookie-domain", NotYet, "Rewrite the Domain of Set-Cookie."),
-    row("proxy-cookie-path", NotYet, "Rewrite the Path of Set-Cookie."),
-    row("proxy-http-version", NotYet, "HTTP version toward the pod (1.0 or 1.1)."),
-    row("proxy-max-temp-file-size", BUFFERS, "nginx `proxy_max_temp_file_size`."),
-    row("proxy-next-upstream", NotYet, "Which failures are retried on another pod."),
-    row("proxy-next-upstream-timeout", NotYet, "Time limit of retries."),
+    row(
+        "proxy-buffering",
+        NotYet,
+        "Buffer responses before sending them to the client.",
+    ),
+    row(
+        "proxy-buffers-number",
+        BUFFERS,
+        "nginx `proxy_buffers` count.",
+    ),
+    row(
+        "proxy-connect-timeout",
+        Supported,
+        "Timeout connecting to a pod (seconds; also `500ms`, `2m`).",
+    ),
+    row(
+        "proxy-cookie-domain",
+        NotYet,
+        "Rewrite the Domain of Set-Cookie.",
+    ),
+    row(
+        "proxy-cookie-path",
+        NotYet,
+        "Rewrite the Path of Set-Cookie.",
+    ),
+    row(
+        "proxy-http-version",
+        NotYet,
+        "HTTP version toward the pod (1.0 or 1.1).",
+    ),
+    row(
+        "proxy-max-temp-file-size",
+        BUFFERS,
+        "nginx `proxy_max_temp_file_size`.",
+    ),
+    row(
+        "proxy-next-upstream",
+        NotYet,
+        "Which failures are retried on another pod.",
+    ),
+    row(
+        "proxy-next-upstream-timeout",
+        NotYet,
+        "Time limit of retries.",
+    ),
     row("proxy-next-upstream-tries", NotYet, "Number of tries."),
-    row("proxy-read-timeout", Supported, "Time a pod has to answer (and WebSocket idle time)."),
-    row("proxy-redirect-from", NotYet, "Rewrite Location headers from this."),
-    row("proxy-redirect-to", NotYet, "Rewrite Location headers to this."),
-    row("proxy-request-buffering", NotYet, "Buffer request bodies before sending them to the pod."),
-    row("proxy-send-timeout", Supported, "Longest a write to the pod may block."),
-    row("proxy-ssl-ciphers", CIPHERS, "Ciphers toward HTTPS backends."),
-    row("proxy-ssl-name", NotYet, "Name verified on the backend certificate."),
-    row("proxy-ssl-protocols", NotYet, "TLS versions toward HTTPS backends."),
-    row("proxy-ssl-secret", NotYet, "Client certificate and CA toward HTTPS backends."),
-    row("proxy-ssl-server-name", NotYet, "Send SNI to HTTPS backends."),
-    row("proxy-ssl-verify", NotYet, "Verify the backend certificate."),
-    row("proxy-ssl-verify-depth", NotYet, "Backend certificate chain depth."),
-    row("rewrite-target", NotYet, "Rewrite the path sent to the pod (`$1`..`$n` capture groups)."),
+    row(
+        "proxy-read-timeout",
+        Supported,
+        "Time a pod has to answer (and WebSocket idle time).",
+    ),
+    row(
+        "proxy-redirect-from",
+        NotYet,
+        "Rewrite Location headers from this.",
+    ),
+    row(
+        "proxy-redirect-to",
+        NotYet,
+        "Rewrite Location headers to this.",
+    ),
+    row(
+        "proxy-request-buffering",
+        NotYet,
+        "Buffer request bodies before sending them to the pod.",
+    ),
+    row(
+        "proxy-send-timeout",
+        Supported,
+        "Longest a write to the pod may block.",
+    ),
+    row(
+        "proxy-ssl-ciphers",
+        CIPHERS,
+        "Ciphers toward HTTPS backends.",
+    ),
+    row(
+        "proxy-ssl-name",
+        NotYet,
+        "Name verified on the backend certificate.",
+    ),
+    row(
+        "proxy-ssl-protocols",
+        NotYet,
+        "TLS versions toward HTTPS backends.",
+    ),
+    row(
+        "proxy-ssl-secret",
+        NotYet,
+        "Client certificate and CA toward HTTPS backends.",
+    ),
+    row(
+        "proxy-ssl-server-name",
+        NotYet,
+        "Send SNI to HTTPS backends.",
+    ),
+    row(
+        "proxy-ssl-verify",
+        NotYet,
+        "Verify the backend certificate.",
+    ),
+    row(
+        "proxy-ssl-verify-depth",
+        NotYet,
+        "Backend certificate chain depth.",
+    ),
+    row(
+        "rewrite-target",
+        NotYet,
+        "Rewrite the path sent to the pod (`$1`..`$n` capture groups).",
+    ),
     row("satisfy", NotYet, "`all` or `any` of auth and allowlist."),
-    row("secure-verify-ca-secret", REMOVED, "CA for HTTPS backends (removed; see proxy-ssl-secret)."),
-    row("server-alias", NotYet, "More host names served like this one."),
-    row("server-snippet", SNIPPET, "nginx configuration inserted into the server block."),
-    row("service-upstream", NotYet, "Send to the Service's ClusterIP instead of its endpoints."),
-    row("session-cookie-change-on-failure", NotYet, "New affinity cookie when its pod fails."),
-    row("session-cookie-conditional-samesite-none", NotYet, "Omit SameSite=None for browsers that mishandle it."),
-    row("session-cookie-domain", NotYet, "Domain of the affinity cookie."),
-    row("session-cookie-expires", NotYet, "Expires of the affinity cookie."),
-    row("session-cookie-max-age", Supported, "Max-Age of the affinity cookie (0 to 400 days)."),
-    row("session-cookie-name", Supported, "Name of the affinity cookie (default INGRESSCOOKIE)."),
-    row("session-cookie-path", Supported, "Path of the affinity cookie."),
-    row("session-cookie-samesite", Supported, "SameSite of the affinity cookie."),
-    row("session-cookie-secure", Supported, "Secure flag of the affinity cookie."),
+    row(
+        "secure-verify-ca-secret",
+        REMOVED,
+        "CA for HTTPS backends (removed; see proxy-ssl-secret).",
+    ),
+    row(
+        "server-alias",
+        NotYet,
+        "More host names served like this one.",
+    ),
+    row(
+        "server-snippet",
+        SNIPPET,
+        "nginx configuration inserted into the server block.",
+    ),
+    row(
+        "service-upstream",
+        NotYet,
+        "Send to the Service's ClusterIP instead of its endpoints.",
+    ),
+    row(
+        "session-cookie-change-on-failure",
+        NotYet,
+        "New affinity cookie when its pod fails.",
+    ),
+    row(
+        "session-cookie-conditional-samesite-none",
+        NotYet,
+        "Omit SameSite=None for browsers that mishandle it.",
+    ),
+    row(
+        "session-cookie-domain",
+        NotYet,
+        "Domain of the affinity cookie.",
+    ),
+    row(
+        "session-cookie-expires",
+        NotYet,
+        "Expires of the affinity cookie.",
+    ),
+    row(
+        "session-cookie-max-age",
+        Supported,
+        "Max-Age of the affinity cookie (0 to 400 days).",
+    ),
+    row(
+        "session-cookie-name",
+        Supported,
+        "Name of the affinity cookie (default INGRESSCOOKIE).",
+    ),
+    row(
+        "session-cookie-path",
+        Supported,
+        "Path of the affinity cookie.",
+    ),
+    row(
+        "session-cookie-samesite",
+        Supported,
+        "SameSite of the affinity cookie.",
+    ),
+    row(
+        "session-cookie-secure",
+        Supported,
+        "Secure flag of the affinity cookie.",
+    ),
     row("ssl-ciphers", CIPHERS, "Ciphers offered to clients."),
-    row("ssl-passthrough", NotYet, "Pass TLS to the pod untouched, chosen by SNI."),
+    row(
+        "ssl-passthrough",
+        NotYet,
+        "Pass TLS to the pod untouched, chosen by SNI.",
+    ),
     row("ssl-prefer-server-ciphers", CIPHERS, "Server cipher order."),
-    row("ssl-redirect", Supported, "Redirect HTTP to HTTPS (308) for hosts with TLS (default true)."),
-    row("stream-snippet", SNIPPET, "nginx configuration inserted into the stream block."),
-    row("temporal-redirect", NotYet, "Answer every request with a redirect to this URL (302)."),
-    row("temporal-redirect-code", NotYet, "Status of temporal-redirect."),
-    row("upstream-hash-by", Supported, "Consistent hash on `$remote_addr`, `$http_<name>` or `$cookie_<name>` (other variables warn)."),
-    row("upstream-hash-by-subset", NotYet, "Hash to a subset of pods."),
-    row("upstream-hash-by-subset-size", NotYet, "Size of that subset."),
+    row(
+        "ssl-redirect",
+        Supported,
+        "Redirect HTTP to HTTPS (308) for hosts with TLS (default true).",
+    ),
+    row(
+        "stream-snippet",
+        SNIPPET,
+        "nginx configuration inserted into the stream block.",
+    ),
+    row(
+        "temporal-redirect",
+        NotYet,
+        "Answer every request with a redirect to this URL (302).",
+    ),
+    row(
+        "temporal-redirect-code",
+        NotYet,
+        "Status of temporal-redirect.",
+    ),
+    row(
+        "upstream-hash-by",
+        Supported,
+        "Consistent hash on `$remote_addr`, `$http_<name>` or `$cookie_<name>` (other variables warn).",
+    ),
+    row(
+        "upstream-hash-by-subset",
+        NotYet,
+        "Hash to a subset of pods.",
+    ),
+    row(
+        "upstream-hash-by-subset-size",
+        NotYet,
+        "Size of that subset.",
+    ),
     row("upstream-vhost", NotYet, "Host header sent to the pod."),
-    row("use-regex", Differs("applies to this Ingress's ImplementationSpecific paths, case-sensitively; ingress-nginx applies it to every path of the host, case-insensitively"), "Paths are regular expressions."),
-    row("whitelist-source-range", Supported, "Old name of allowlist-source-range."),
-    row("x-forwarded-prefix", NotYet, "X-Forwarded-Prefix header sent to the pod."),
+    row(
+        "use-regex",
+        Differs(
+            "applies to this Ingress's ImplementationSpecific paths, case-sensitively; ingress-nginx applies it to every path of the host, case-insensitively",
+        ),
+        "Paths are regular expressions.",
+    ),
+    row(
+        "whitelist-source-range",
+        Supported,
+        "Old name of allowlist-source-range.",
+    ),
+    row(
+        "x-forwarded-prefix",
+        NotYet,
+        "X-Forwarded-Prefix header sent to the pod.",
+    ),
 ];
 
 /// ingress-nginx controller ConfigMap keys (its `configmap.md`), sorted by name. Values are
 /// defaults that annotations override; see [`super::configmap`].
 pub static CONFIGMAP_KEYS: &[Row] = &[
-    row("access-log-params", NGINX_INTERNAL, "Extra access_log parameters."),
-    row("access-log-path", Refused("the access log goes to stdout (--access-log-format)"), "Access log file."),
-    row("add-headers", NotYet, "Response headers from a ConfigMap, for every response."),
-    row("allow-backend-server-header", NotYet, "Pass the pod's Server header."),
-    row("allow-snippet-annotations", Differs("snippets are never interpreted; `true` only lets the rest of an Ingress with snippets be served"), "Whether *-snippet annotations are allowed."),
-    row("annotation-value-word-blocklist", Refused("annotation values are parsed, never pasted into a configuration"), "Words refused in annotation values."),
-    row("bind-address", Refused("use --listen-address"), "Addresses the listeners bind."),
+    row(
+        "access-log-params",
+        NGINX_INTERNAL,
+        "Extra access_log parameters.",
+    ),
+    row(
+        "access-log-path",
+        Refused("the access log goes to stdout (--access-log-format)"),
+        "Access log file.",
+    ),
+    row(
+        "add-headers",
+        NotYet,
+        "Response headers from a ConfigMap, for every response.",
+    ),
+    row(
+        "allow-backend-server-header",
+        NotYet,
+        "Pass the pod's Server header.",
+    ),
+    row(
+        "allow-snippet-annotations",
+        Differs(
+            "snippets are never interpreted; `true` only lets the rest of an Ingress with snippets be served",
+        ),
+        "Whether *-snippet annotations are allowed.",
+    ),
+    row(
+        "annotation-value-word-blocklist",
+        Refused("annotation values are parsed, never pasted into a configuration"),
+        "Words refused in annotation values.",
+    ),
+    row(
+        "bind-address",
+        Refused("use --listen-address"),
+        "Addresses the listeners bind.",
+    ),
     row("block-cidrs", NotYet, "Client CIDRs refused everywhere."),
     row("block-referers", NotYet, "Referers refused everywhere."),
-    row("block-user-agents", NotYet, "User agents refused everywhere."),
+    row(
+        "block-user-agents",
+        NotYet,
+        "User agents refused everywhere.",
+    ),
     row("brotli-level", NotYet, "Brotli compression level."),
-    row("brotli-min-length", NotYet, "Smallest response compressed with brotli."),
+    row(
+        "brotli-min-length",
+        NotYet,
+        "Smallest response compressed with brotli.",
+    ),
     row("brotli-types", NotYet, "MIME types compressed with brotli."),
-    row("client-body-buffer-size", BUFFERS, "nginx `client_body_buffer_size`."),
-    row("client-body-timeout", Supported, "Longest wait between two reads of a request body (408); flag --client-body-timeout."),
-    row("client-header-buffer-size", BUFFERS, "nginx `client_header_buffer_size` (see --max-header-bytes)."),
-    row("client-header-timeout", Supported, "Time to receive a request's headers; flag --client-header-timeout."),
-    row("compute-full-forwarded-for", Supported, "Append to a trusted X-Forwarded-For; flag of the same name."),
-    row("custom-http-errors", NotYet, "Upstream status codes served by the default backend."),
+    row(
+        "client-body-buffer-size",
+        BUFFERS,
+        "nginx `client_body_buffer_size`.",
+    ),
+    row(
+        "client-body-timeout",
+        Supported,
+        "Longest wait between two reads of a request body (408); flag --client-body-timeout.",
+    ),
+    row(
+        "client-header-buffer-size",
+        BUFFERS,
+        "nginx `client_header_buffer_size` (see --max-header-bytes).",
+    ),
+    row(
+        "client-header-timeout",
+        Supported,
+        "Time to receive a request's headers; flag --client-header-timeout.",
+    ),
+    row(
+        "compute-full-forwarded-for",
+        Supported,
+        "Append to a trusted X-Forwarded-For; flag of the same name.",
+    ),
+    row(
+        "custom-http-errors",
+        NotYet,
+        "Upstream status codes served by the default backend.",
+    ),
     row("datadog-collector-host", TRACING, "Datadog tracing."),
-    row("debug-connections", NGINX_INTERNAL, "nginx debug log for these clients."),
-    row("default-type", NGINX_INTERNAL, "Content-Type of nginx's own responses."),
-    row("disable-access-log", NotYet, "Turn the access log off (see --access-log-format off)."),
+    row(
+        "debug-connections",
+        NGINX_INTERNAL,
+        "nginx debug log for these clients.",
+    ),
+    row(
+        "default-type",
+        NGINX_INTERNAL,
+        "Content-Type of nginx's own responses.",
+    ),
+    row(
+        "disable-access-log",
+        NotYet,
+        "Turn the access log off (see --access-log-format off).",
+    ),
     row("disable-ipv6", NotYet, "Do not listen on IPv6."),
-    row("disable-ipv6-dns", NGINX_INTERNAL, "No AAAA lookups in nginx's resolver."),
-    row("enable-access-log-for-default-backend", NotYet, "Log requests to the default backend."),
+    row(
+        "disable-ipv6-dns",
+        NGINX_INTERNAL,
+        "No AAAA lookups in nginx's resolver.",
+    ),
+    row(
+        "enable-access-log-for-default-backend",
+        NotYet,
+        "Log requests to the default backend.",
+    ),
     row("enable-brotli", NotYet, "Brotli compression."),
     row("enable-modsecurity", MODSECURITY, "ModSecurity everywhere."),
     row("enable-ocsp", NotYet, "OCSP stapling."),
     row("enable-opentelemetry", NotYet, "OpenTelemetry tracing."),
     row("enable-opentracing", TRACING, "OpenTracing."),
-    row("enable-owasp-modsecurity-crs", MODSECURITY, "OWASP core rule set."),
-    row("enable-real-ip", Supported, "Believe forwarded-for-header from trusted senders; flag of the same name."),
-    row("enable-underscores-in-headers", NotYet, "Accept header names with underscores."),
-    row("error-log-level", Refused("use RUST_LOG and --log-format"), "nginx error log level."),
-    row("error-log-path", Refused("logs go to stderr"), "nginx error log file."),
-    row("force-ssl-redirect", Differs("redirects to HTTPS only hosts with TLS in the Ingress; ingress-nginx redirects without TLS too"), "Redirect HTTP to HTTPS everywhere."),
-    row("forwarded-for-header", Supported, "Header trusted senders name the client in; flag of the same name."),
-    row("generate-request-id", Supported, "X-Request-ID is generated when absent (always on)."),
-    row("global-auth-snippet", SNIPPET, "nginx configuration in the global auth location."),
-    row("global-auth-url", NotYet, "External auth for every Ingress."),
+    row(
+        "enable-owasp-modsecurity-crs",
+        MODSECURITY,
+        "OWASP core rule set.",
+    ),
+    row(
+        "enable-real-ip",
+        Supported,
+        "Believe forwarded-for-header from trusted senders; flag of the same name.",
+    ),
+    row(
+        "enable-underscores-in-headers",
+        NotYet,
+        "Accept header names with underscores.",
+    ),
+    row(
+        "error-log-level",
+        Refused("use RUST_LOG and --log-format"),
+        "nginx error log level.",
+    ),
+    row(
+        "error-log-path",
+        Refused("logs go to stderr"),
+        "nginx error log file.",
+    ),
+    row(
+        "force-ssl-redirect",
+        Differs(
+            "redirects to HTTPS only hosts with TLS in the Ingress; ingress-nginx redirects without TLS too",
+        ),
+        "Redirect HTTP to HTTPS everywhere.",
+    ),
+    row(
+        "forwarded-for-header",
+        Supported,
+        "Header trusted senders name the client in; flag of the same name.",
+    ),
+    row(
+        "generate-request-id",
+        Supported,
+        "X-Request-ID is generated when absent (always on).",
+    ),
+    row(
+        "global-auth-snippet",
+        SNIPPET,
+        "nginx configuration in the global auth location.",
+    ),
+    row(
+        "global-auth-url",
+        NotYet,
+        "External auth for every Ingress.",
+    ),
     row("gzip-level", NotYet, "gzip compression level."),
     row("gzip-types", NotYet, "MIME types compressed with gzip."),
     row("hide-headers", NotYet, "Response headers removed."),
-    row("hsts", Supported, "Strict-Transport-Security on HTTPS responses (default true)."),
-    row("hsts-include-subdomains", Supported, "includeSubDomains in HSTS (default true)."),
-    row("hsts-max-age", Supported, "max-age of HSTS, seconds (default 31536000)."),
-    row("hsts-preload", Supported, "preload in HSTS (default false)."),
-    row("http-redirect-code", NotYet, "Status of the HTTP to HTTPS redirect (308)."),
-    row("http-snippet", SNIPPET, "nginx configuration in the http block."),
-    row("http2-max-concurrent-streams", Refused("use --max-concurrent-streams"), "Concurrent HTTP/2 streams."),
-    row("ignore-invalid-headers", NotYet, "Drop invalid request header names."),
-    row("keep-alive", Supported, "Idle time of a client connection, seconds; flag --keepalive-timeout."),
-    row("keep-alive-requests", NotYet, "Requests per client connection."),
-    row("large-client-header-buffers", BUFFERS, "nginx `large_client_header_buffers` (see --max-header-bytes)."),
-    row("limit-conn-status-code", NotYet, "Status of limit-connections refusals."),
+    row(
+        "hsts",
+        Supported,
+        "Strict-Transport-Security on HTTPS responses (default true).",
+    ),
+    row(
+        "hsts-include-subdomains",
+        Supported,
+        "includeSubDomains in HSTS (default true).",
+    ),
+    row(
+        "hsts-max-age",
+        Supported,
+        "max-age of HSTS, seconds (default 31536000).",
+    ),
+    row(
+        "hsts-preload",
+        Supported,
+        "preload in HSTS (default false).",
+    ),
+    row(
+        "http-redirect-code",
+        NotYet,
+        "Status of the HTTP to HTTPS redirect (308).",
+    ),
+    row(
+        "http-snippet",
+        SNIPPET,
+        "nginx configuration in the http block.",
+    ),
+    row(
+        "http2-max-concurrent-streams",
+        Refused("use --max-concurrent-streams"),
+        "Concurrent HTTP/2 streams.",
+    ),
+    row(
+        "ignore-invalid-headers",
+        NotYet,
+        "Drop invalid request header names.",
+    ),
+    row(
+        "keep-alive",
+        Supported,
+        "Idle time of a client connection, seconds; flag --keepalive-timeout.",
+    ),
+    row(
+        "keep-alive-requests",
+        NotYet,
+        "Requests per client connection.",
+    ),
+    row(
+        "large-client-header-buffers",
+        BUFFERS,
+        "nginx `large_client_header_buffers` (see --max-header-bytes).",
+    ),
+    row(
+        "limit-conn-status-code",
+        NotYet,
+        "Status of limit-connections refusals.",
+    ),
     row("limit-rate", NotYet, "Response rate per connection."),
-    row("limit-rate-after", NotYet, "Bytes before limit-rate applies."),
-    row("limit-req-status-code", NotYet, "Status of rate-limit refusals."),
+    row(
+        "limit-rate-after",
+        NotYet,
+        "Bytes before limit-rate applies.",
+    ),
+    row(
+        "limit-req-status-code",
+        NotYet,
+        "Status of rate-limit refusals.",
+    ),
     row("load-balance", NotYet, "Default load-balancing algorithm."),
-    row("location-snippet", SNIPPET, "nginx configuration in every location."),
-    row("log-format-escape-json", Refused("use --access-log-format json"), "JSON escaping in the access log."),
-    row("log-format-upstream", Refused("use --access-log-format"), "Access log line format."),
-    row("lua-shared-dicts", NGINX_INTERNAL, "Lua shared dictionaries."),
-    row("main-snippet", SNIPPET, "nginx configuration in the main block."),
-    row("map-hash-bucket-size", NGINX_INTERNAL, "nginx map hash size."),
-    row("max-worker-connections", Refused("use --max-connections"), "Connections per nginx worker."),
-    row("max-worker-open-files", NGINX_INTERNAL, "Open files per nginx worker."),
-    row("modsecurity-snippet", SNIPPET, "ModSecurity rules everywhere."),
-    row("no-tls-redirect-locations", NotYet, "Paths never redirected to HTTPS (ACME)."),
-    row("proxy-body-size", Supported, "Default largest request body; annotations override (flag --max-body-bytes)."),
+    row(
+        "location-snippet",
+        SNIPPET,
+        "nginx configuration in every location.",
+    ),
+    row(
+        "log-format-escape-json",
+        Refused("use --access-log-format json"),
+        "JSON escaping in the access log.",
+    ),
+    row(
+        "log-format-upstream",
+        Refused("use --access-log-format"),
+        "Access log line format.",
+    ),
+    row(
+        "lua-shared-dicts",
+        NGINX_INTERNAL,
+        "Lua shared dictionaries.",
+    ),
+    row(
+        "main-snippet",
+        SNIPPET,
+        "nginx configuration in the main block.",
+    ),
+    row(
+        "map-hash-bucket-size",
+        NGINX_INTERNAL,
+        "nginx map hash size.",
+    ),
+    row(
+        "max-worker-connections",
+        Refused("use --max-connections"),
+        "Connections per nginx worker.",
+    ),
+    row(
+        "max-worker-open-files",
+        NGINX_INTERNAL,
+        "Open files per nginx worker.",
+    ),
+    row(
+        "modsecurity-snippet",
+        SNIPPET,
+        "ModSecurity rules everywhere.",
+    ),
+    row(
+        "no-tls-redirect-locations",
+        NotYet,
+        "Paths never redirected to HTTPS (ACME).",
+    ),
+    row(
+        "proxy-body-size",
+        Supported,
+        "Default largest request body; annotations override (flag --max-body-bytes).",
+    ),
     row("proxy-buffer-size", BUFFERS, "nginx `proxy_buffer_size`."),
     row("proxy-buffering", NotYet, "Buffer responses."),
-    row("proxy-buffers-number", BUFFERS, "nginx `proxy_buffers` count."),
-    row("proxy-connect-timeout", Supported, "Default connect timeout toward pods; annotations override."),
+    row(
+        "proxy-buffers-number",
+        BUFFERS,
+        "nginx `proxy_buffers` count.",
+    ),
+    row(
+        "proxy-connect-timeout",
+        Supported,
+        "Default connect timeout toward pods; annotations override.",
+    ),
     row("proxy-next-upstream", NotYet, "Which failures are retried."),
     row("proxy-next-upstream-tries", NotYet, "Number of tries."),
-    row("proxy-protocol-header-timeout", NotYet, "Time to receive a PROXY header."),
-    row("proxy-read-timeout", Supported, "Default time a pod has to answer; annotations override."),
-    row("proxy-real-ip-cidr", Supported, "Trusted senders of forwarding and PROXY headers; flag of the same name."),
+    row(
+        "proxy-protocol-header-timeout",
+        NotYet,
+        "Time to receive a PROXY header.",
+    ),
+    row(
+        "proxy-read-timeout",
+        Supported,
+        "Default time a pod has to answer; annotations override.",
+    ),
+    row(
+        "proxy-real-ip-cidr",
+        Supported,
+        "Trusted senders of forwarding and PROXY headers; flag of the same name.",
+    ),
     row("proxy-request-buffering", NotYet, "Buffer request bodies."),
-    row("proxy-send-timeout", Supported, "Default longest blocked write toward a pod; annotations override."),
-    row("proxy-set-headers", NotYet, "Request headers from a ConfigMap, for every request."),
+    row(
+        "proxy-send-timeout",
+        Supported,
+        "Default longest blocked write toward a pod; annotations override.",
+    ),
+    row(
+        "proxy-set-headers",
+        NotYet,
+        "Request headers from a ConfigMap, for every request.",
+    ),
     row("reuse-port", NGINX_INTERNAL, "SO_REUSEPORT per worker."),
-    row("server-name-hash-bucket-size", NGINX_INTERNAL, "nginx server name hash size."),
-    row("server-name-hash-max-size", NGINX_INTERNAL, "nginx server name hash size."),
-    row("server-snippet", SNIPPET, "nginx configuration in every server block."),
-    row("server-tokens", NotYet, "nginx version in Server and error pages."),
-    row("service-upstream", NotYet, "ClusterIP instead of endpoints, everywhere."),
+    row(
+        "server-name-hash-bucket-size",
+        NGINX_INTERNAL,
+        "nginx server name hash size.",
+    ),
+    row(
+        "server-name-hash-max-size",
+        NGINX_INTERNAL,
+        "nginx server name hash size.",
+    ),
+    row(
+        "server-snippet",
+        SNIPPET,
+        "nginx configuration in every server block.",
+    ),
+    row(
+        "server-tokens",
+        NotYet,
+        "nginx version in Server and error pages.",
+    ),
+    row(
+        "service-upstream",
+        NotYet,
+        "ClusterIP instead of endpoints, everywhere.",
+    ),
     row("skip-access-log-urls", NotYet, "Paths not logged."),
     row("ssl-buffer-size", BUFFERS, "nginx `ssl_buffer_size`."),
     row("ssl-ciphers", CIPHERS, "Ciphers offered to clients."),
     row("ssl-dh-param", CIPHERS, "Diffie-Hellman parameters."),
     row("ssl-ecdh-curve", CIPHERS, "ECDH curves."),
-    row("ssl-protocols", NotYet, "TLS versions offered (TLS 1.2 and 1.3 here)."),
-    row("ssl-redirect", Supported, "Default of the ssl-redirect annotation (true)."),
-    row("ssl-reject-handshake", NotYet, "Refuse handshakes for unknown names."),
-    row("ssl-session-cache", NGINX_INTERNAL, "nginx TLS session cache."),
+    row(
+        "ssl-protocols",
+        NotYet,
+        "TLS versions offered (TLS 1.2 and 1.3 here).",
+    ),
+    row(
+        "ssl-redirect",
+        Supported,
+        "Default of the ssl-redirect annotation (true).",
+    ),
+    row(
+        "ssl-reject-handshake",
+        NotYet,
+        "Refuse handshakes for unknown names.",
+    ),
+    row(
+        "ssl-session-cache",
+        NGINX_INTERNAL,
+        "nginx TLS session cache.",
+    ),
     row("ssl-session-tickets", NotYet, "TLS session tickets."),
-    row("ssl-session-timeout", NGINX_INTERNAL, "nginx TLS session cache lifetime."),
-    row("stream-snippet", SNIPPET, "nginx configuration in the stream block."),
-    row("upstream-keepalive-connections", Refused("use --upstream-keepalive"), "Idle connections kept to pods."),
-    row("upstream-keepalive-timeout", Refused("use --upstream-keepalive-timeout"), "Idle time of connections to pods."),
-    row("use-forwarded-headers", Supported, "Believe X-Forwarded-* from trusted senders; flag of the same name."),
+    row(
+        "ssl-session-timeout",
+        NGINX_INTERNAL,
+        "nginx TLS session cache lifetime.",
+    ),
+    row(
+        "stream-snippet",
+        SNIPPET,
+        "nginx configuration in the stream block.",
+    ),
+    row(
+        "upstream-keepalive-connections",
+        Refused("use --upstream-keepalive"),
+        "Idle connections kept to pods.",
+    ),
+    row(
+        "upstream-keepalive-timeout",
+        Refused("use --upstream-keepalive-timeout"),
+        "Idle time of connections to pods.",
+    ),
+    row(
+        "use-forwarded-headers",
+        Supported,
+        "Believe X-Forwarded-* from trusted senders; flag of the same name.",
+    ),
     row("use-geoip", REMOVED, "GeoIP (legacy databases)."),
     row("use-geoip2", NotYet, "GeoIP2 variables."),
     row("use-gzip", NotYet, "gzip compression."),
-    row("use-http2", Refused("HTTP/2 is always offered (ALPN)"), "Offer HTTP/2."),
-    row("use-proxy-protocol", Supported, "Connections start with a PROXY header; flag of the same name. A listener property: connections accepted after a change follow the new value, open ones keep theirs."),
-    row("whitelist-source-range", NotYet, "Client CIDRs allowed everywhere."),
-    row("worker-processes", NGINX_INTERNAL, "nginx worker count (the proxy uses every core)."),
-    row("worker-shutdown-timeout", Refused("use --drain-timeout"), "Drain time on shutdown."),
+    row(
+        "use-http2",
+        Refused("HTTP/2 is always offered (ALPN)"),
+        "Offer HTTP/2.",
+    ),
+    row(
+        "use-proxy-protocol",
+        Supported,
+        "Connections start with a PROXY header; flag of the same name. A listener property: connections accepted after a change follow the new value, open ones keep theirs.",
+    ),
+    row(
+        "whitelist-source-range",
+        NotYet,
+        "Client CIDRs allowed everywhere.",
+    ),
+    row(
+        "worker-processes",
+        NGINX_INTERNAL,
+        "nginx worker count (the proxy uses every core).",
+    ),
+    row(
+        "worker-shutdown-timeout",
+        Refused("use --drain-timeout"),
+        "Drain time on shutdown.",
+    ),
 ];
 
 /// The row of an annotation name without prefix.
@@ -450,7 +1287,9 @@ pub fn check_annotations(
 }
 
 fn md_table(out: &mut String, title: &str, rows: &[Row]) {
-    out.push_str(&format!("| {title} | xdp-ingress | what it does |\n| --- | --- | --- |\n"));
+    out.push_str(&format!(
+        "| {title} | xdp-ingress | what it does |\n| --- | --- | --- |\n"
+    ));
     for r in rows {
         let status = match r.status {
             Supported => "supported".to_string(),
@@ -521,9 +1360,14 @@ mod tests {
         }
     }
 
-    fn check(pairs: &[(&str, &str)], serve: bool) -> (AnnotationCheck, Vec<(Severity, String, String)>) {
-        let map: BTreeMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    fn check(
+        pairs: &[(&str, &str)],
+        serve: bool,
+    ) -> (AnnotationCheck, Vec<(Severity, String, String)>) {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let mut d = Diagnostics::default();
         let c = check_annotations(
             Some(&map),
@@ -531,7 +1375,12 @@ mod tests {
             serve,
             &mut d,
         );
-        (c, d.0.into_iter().map(|d| (d.severity, d.reason, d.message)).collect())
+        (
+            c,
+            d.0.into_iter()
+                .map(|d| (d.severity, d.reason, d.message))
+                .collect(),
+        )
     }
 
     #[test]
@@ -547,28 +1396,61 @@ mod tests {
             ],
             false,
         );
-        assert_eq!(c.unsupported, ["limit-rps", "proxy-bodysize", "ssl-ciphers"]);
+        assert_eq!(
+            c.unsupported,
+            ["limit-rps", "proxy-bodysize", "ssl-ciphers"]
+        );
         assert!(c.snippets.is_empty());
         assert_eq!(d.len(), 3, "{d:?}");
-        assert!(d.iter().all(|(s, r, _)| *s == Severity::Warning && r == "UnsupportedAnnotation"));
-        assert!(d[0].2.contains("limit-rps") && d[0].2.contains("not implemented yet"), "{}", d[0].2);
-        assert!(d[1].2.contains("ssl-ciphers") && d[1].2.contains("refused"), "{}", d[1].2);
-        assert!(d[2].2.contains("xdp-ingress.dev/proxy-bodysize") && d[2].2.contains("typo"), "{}", d[2].2);
+        assert!(
+            d.iter()
+                .all(|(s, r, _)| *s == Severity::Warning && r == "UnsupportedAnnotation")
+        );
+        assert!(
+            d[0].2.contains("limit-rps") && d[0].2.contains("not implemented yet"),
+            "{}",
+            d[0].2
+        );
+        assert!(
+            d[1].2.contains("ssl-ciphers") && d[1].2.contains("refused"),
+            "{}",
+            d[1].2
+        );
+        assert!(
+            d[2].2.contains("xdp-ingress.dev/proxy-bodysize") && d[2].2.contains("typo"),
+            "{}",
+            d[2].2
+        );
     }
 
     #[test]
     fn snippets_refuse_the_ingress_unless_allowed() {
         let a = [
-            ("nginx.ingress.kubernetes.io/configuration-snippet", "deny all;"),
-            ("nginx.ingress.kubernetes.io/server-snippet", "location /x { }"),
+            (
+                "nginx.ingress.kubernetes.io/configuration-snippet",
+                "deny all;",
+            ),
+            (
+                "nginx.ingress.kubernetes.io/server-snippet",
+                "location /x { }",
+            ),
         ];
         let (c, d) = check(&a, false);
         assert_eq!(c.snippets, ["configuration-snippet", "server-snippet"]);
         assert_eq!(d.len(), 1, "{d:?}");
-        assert_eq!((d[0].0, d[0].1.as_str()), (Severity::Error, "SnippetAnnotation"));
-        assert!(d[0].2.contains("configuration-snippet, server-snippet") && d[0].2.contains("not served"));
+        assert_eq!(
+            (d[0].0, d[0].1.as_str()),
+            (Severity::Error, "SnippetAnnotation")
+        );
+        assert!(
+            d[0].2.contains("configuration-snippet, server-snippet")
+                && d[0].2.contains("not served")
+        );
         let (_, d) = check(&a, true);
-        assert_eq!((d[0].0, d[0].1.as_str()), (Severity::Warning, "SnippetAnnotation"));
+        assert_eq!(
+            (d[0].0, d[0].1.as_str()),
+            (Severity::Warning, "SnippetAnnotation")
+        );
         for s in ["auth-snippet", "stream-snippet", "modsecurity-snippet"] {
             assert!(is_snippet(s), "{s}");
         }

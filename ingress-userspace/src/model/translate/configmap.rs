@@ -83,7 +83,11 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn get(&self, key: &str) -> Option<String> {
-        self.cm.data.as_ref()?.get(key).map(|v| v.trim().to_string())
+        self.cm
+            .data
+            .as_ref()?
+            .get(key)
+            .map(|v| v.trim().to_string())
     }
 
     fn bad(&mut self, key: &str, value: &str, expected: &str) {
@@ -106,7 +110,11 @@ impl Reader<'_> {
         }
     }
 
-    fn duration(&mut self, key: &str, range: &std::ops::RangeInclusive<Duration>) -> Option<Duration> {
+    fn duration(
+        &mut self,
+        key: &str,
+        range: &std::ops::RangeInclusive<Duration>,
+    ) -> Option<Duration> {
         let v = self.get(key)?;
         match parse_duration(&v).filter(|d| range.contains(d)) {
             Some(d) => Some(d),
@@ -130,9 +138,13 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
     for key in cm.data.iter().flat_map(|d| d.keys()) {
         let message = match compat::configmap_key(key).map(|row| row.status) {
             Some(s) if s.implemented() => continue,
-            Some(compat::Status::NotYet) => format!("key {key} is not implemented yet; it is ignored"),
+            Some(compat::Status::NotYet) => {
+                format!("key {key} is not implemented yet; it is ignored")
+            }
             Some(s) => format!("key {key} is refused ({}); it is ignored", s.note()),
-            None => format!("key {key} is not an ingress-nginx ConfigMap key (a typo?); it is ignored"),
+            None => {
+                format!("key {key} is not an ingress-nginx ConfigMap key (a typo?); it is ignored")
+            }
         };
         r.diags.warn(&r.object, "UnsupportedConfigMapKey", message);
     }
@@ -284,17 +296,23 @@ mod tests {
             ]),
             &mut d,
         );
-        let reasons: Vec<(&str, String)> = d
-            .0
-            .iter()
-            .map(|d| {
-                assert_eq!(d.object.kind, ObjectKind::ConfigMap);
-                (d.reason.as_str(), d.message.split(':').next().unwrap_or("").to_string())
-            })
-            .collect();
+        let reasons: Vec<(&str, String)> =
+            d.0.iter()
+                .map(|d| {
+                    assert_eq!(d.object.kind, ObjectKind::ConfigMap);
+                    (
+                        d.reason.as_str(),
+                        d.message.split(':').next().unwrap_or("").to_string(),
+                    )
+                })
+                .collect();
         assert_eq!(reasons.len(), 6, "{reasons:?}");
         assert!(reasons.contains(&("InvalidConfigMapValue", "key hsts".into())));
-        assert!(reasons.iter().any(|(r, m)| *r == "UnsupportedConfigMapKey" && m.contains("use-forwarded-header ")));
+        assert!(
+            reasons.iter().any(
+                |(r, m)| *r == "UnsupportedConfigMapKey" && m.contains("use-forwarded-header ")
+            )
+        );
         assert_eq!(c, {
             let mut want = ControllerConfig::default();
             want.settings.hsts = Some(hsts_value(HSTS_MAX_AGE, true, false));
