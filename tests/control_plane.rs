@@ -929,3 +929,62 @@ async fn unsupported_annotations_warn_and_the_controller_configmap_applies_hot()
     .await;
     assert_eq!(body_limit(&s, "legacy.example.com"), None);
 }
+
+/// `xdp-ingress migrate` reads the cluster (Ingresses of every namespace, the controller
+/// ConfigMap) and reports exactly what it reports for the same objects as manifests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_reads_the_cluster_as_it_reads_manifests() {
+    let bin = testbed::built_xdp_ingress_bin();
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrate/ingress-nginx");
+    let api = ApiServer::start().await.unwrap();
+    let mut files: Vec<_> = std::fs::read_dir(&fixtures)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for f in files {
+        for o in files::parse_manifests(&std::fs::read_to_string(f).unwrap()).unwrap() {
+            api.put(match o {
+                Object::Ingress(o) => serde_json::to_value(&*o).unwrap(),
+                Object::ConfigMap(o) => serde_json::to_value(&*o).unwrap(),
+                other => panic!("unexpected fixture {other:?}"),
+            });
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: double, cluster: {{server: \"{}\"}}}}]\n\
+             users: [{{name: u, user: {{}}}}]\ncontexts: [{{name: c, context: {{cluster: double, user: u}}}}]\ncurrent-context: c\n",
+            api.url()
+        ),
+    )
+    .unwrap();
+    let run = |source: Vec<String>| {
+        let bin = bin.clone();
+        tokio::task::spawn_blocking(move || {
+            let out = std::process::Command::new(bin)
+                .arg("migrate")
+                .args(source)
+                .args(["--ingress-class", "nginx", "--output", "json"])
+                .output()
+                .unwrap();
+            (out.status.code(), String::from_utf8(out.stdout).unwrap())
+        })
+    };
+    let (code, cluster) = run(vec![
+        "--kubeconfig".into(),
+        kubeconfig.display().to_string(),
+    ])
+    .await
+    .unwrap();
+    let (_, manifests) = run(vec!["--manifests".into(), fixtures.display().to_string()])
+        .await
+        .unwrap();
+    assert_eq!(code, Some(1), "{cluster}");
+    let cluster: Value = serde_json::from_str(&cluster).unwrap();
+    assert_eq!(cluster, serde_json::from_str::<Value>(&manifests).unwrap());
+    assert_eq!(cluster["ingresses"].as_array().unwrap().len(), 4);
+}

@@ -3,7 +3,8 @@
 //!
 //! The directory is always loaded whole, so deleting an object from a file deletes it from the
 //! store. A file that fails to parse gets an `InvalidManifest` diagnostic and keeps contributing
-//! the objects of its last good version, so a half-saved edit never takes routes down. Kinds we
+//! the objects of its last good version, so a half-saved edit never takes routes down.
+//! ConfigMaps are kept (translation reads only the one `--configmap` names). Kinds we
 //! do not read (Deployments, ...) are skipped silently; namespaced objects without a namespace
 //! go to `default`, as `kubectl apply` would put them.
 
