@@ -201,3 +201,9 @@ fn migration_doc_table_is_generated_from_the_compat_table() {
          `xdp-ingress migrate --print-table markdown`"
     );
 }
+
+#[test]
+fn migrate_errors_exit_2() {
+    let (code, _) = migrate(&["--manifests", "/nonexistent/xdp-ingress-migrate"]);
+    assert_eq!(code, 2);
+}
