@@ -3052,3 +3052,66 @@ async fn controller_configmap_sets_hsts_and_body_size_hot() {
     proxy.handle.apply(snap);
     assert_eq!(https_hsts().await, "max-age=31536000; includeSubDomains");
 }
+
+/// The trust keys of the controller ConfigMap replace the flags without a restart:
+/// `use-forwarded-headers` with `proxy-real-ip-cidr` makes a trusted sender's
+/// `X-Forwarded-For` the client; `use-proxy-protocol` (a listener property) makes connections
+/// accepted after the change start with a PROXY header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_configmap_trust_keys_apply_to_new_connections() {
+    let a = backend("a");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let http = proxy.http();
+    let site = ingress_yaml("guarded.test", a.addr, &[]);
+    let forwarded = || {
+        let mut r = req(http, "guarded.test", "/");
+        r.headers_mut()
+            .insert("x-forwarded-for", "198.51.100.9".parse().unwrap());
+        r
+    };
+    let real_ip = |g: &Got| {
+        g.json()["headers"]["x-real-ip"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+
+    // Flags only (the defaults): the peer is the client.
+    proxy.handle.apply(translated_with_configmap(1, &site));
+    let g = send(&http1_client(), forwarded()).await.unwrap();
+    assert_eq!(real_ip(&g), "127.0.0.1");
+
+    let cm = configmap_yaml(&[
+        ("use-forwarded-headers", "true"),
+        ("proxy-real-ip-cidr", "127.0.0.0/8"),
+    ]);
+    proxy
+        .handle
+        .apply(translated_with_configmap(2, &format!("{site}{cm}")));
+    let g = send(&http1_client(), forwarded()).await.unwrap();
+    assert_eq!(real_ip(&g), "198.51.100.9");
+
+    let cm = configmap_yaml(&[
+        ("use-proxy-protocol", "true"),
+        ("proxy-real-ip-cidr", "127.0.0.0/8"),
+    ]);
+    proxy
+        .handle
+        .apply(translated_with_configmap(3, &format!("{site}{cm}")));
+    let g = via_proxy_protocol(
+        http,
+        b"PROXY TCP4 198.18.0.7 127.0.0.1 4711 80\r\n",
+        false,
+        req(http, "guarded.test", "/"),
+    )
+    .await;
+    assert_eq!(real_ip(&g), "198.18.0.7");
+    // Without the header the connection is closed, as with the flag.
+    let answer = raw(
+        http,
+        b"GET / HTTP/1.1\r\nHost: guarded.test\r\n\r\n",
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(!answer.contains("200 OK"), "{answer}");
+}
