@@ -123,6 +123,7 @@ fn default_objects_json() -> Vec<Value> {
                     Object::EndpointSlice(o) => serde_json::to_value(&*o),
                     Object::Secret(o) => serde_json::to_value(&*o),
                     Object::Node(o) => serde_json::to_value(&*o),
+                    Object::ConfigMap(o) => serde_json::to_value(&*o),
                 }
                 .unwrap(),
             );
@@ -683,6 +684,7 @@ async fn secret_namespaces_watch_only_the_listed_namespaces() {
     let scope = kube_source::WatchScope {
         namespace: None,
         secret_namespaces: Some(listed),
+        configmap: None,
     };
     let _tasks = kube_source::spawn_scoped(kube_client(&api).await, &scope, ctl.events.clone());
     let mut rx = ctl.snapshots.clone();
@@ -745,4 +747,244 @@ async fn secret_namespaces_watch_only_the_listed_namespaces() {
             && s.l7.certificates.contains_key("secure.example.com")
     })
     .await;
+}
+
+/// Nothing ignored in silence: an Ingress with an annotation we do not implement (and one
+/// misspelt) is served, with an `UnsupportedAnnotation` Warning in `explain`, in Events and
+/// in the `unsupported_annotations` gauge; one with a snippet is not served (Error Event).
+/// The controller ConfigMap, watched from the API, applies hot: `allow-snippet-annotations`
+/// serves the rest of the snippet Ingress, `proxy-body-size` becomes the routes' default, a
+/// bad value warns on the ConfigMap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsupported_annotations_warn_and_the_controller_configmap_applies_hot() {
+    use xdp_ingress::{
+        cli::explain::{Query, explain},
+        model::{ObjectKind, Severity},
+        store::Key,
+    };
+    let api = ApiServer::start().await.unwrap();
+    for o in default_objects_json() {
+        api.put(o);
+    }
+    let ingress = |name: &str, host: &str, annotations: Value| {
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": name, "namespace": "default", "annotations": annotations},
+            "spec": {"ingressClassName": "xdp-ingress",
+                "rules": [{"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                    "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}})
+    };
+    api.put(ingress(
+        "legacy",
+        "legacy.example.com",
+        json!({"nginx.ingress.kubernetes.io/limit-rps": "5",
+               "nginx.ingress.kubernetes.io/proxy-bodysize": "8m"}),
+    ));
+    api.put(ingress(
+        "snippety",
+        "snippety.example.com",
+        json!({"nginx.ingress.kubernetes.io/configuration-snippet": "deny all;"}),
+    ));
+
+    let cm_key = Key::new("ingress-nginx", "ingress-nginx-controller");
+    let metrics = controller::ControlMetrics::new();
+    let mut registry = prometheus_client::registry::Registry::with_prefix("xdp_ingress");
+    metrics.register(&mut registry);
+    let ctl = controller::spawn(
+        Translator::new(TranslateConfig {
+            configmap: Some(cm_key.clone()),
+            ..TranslateConfig::default()
+        }),
+        vec![],
+        LoopConfig {
+            metrics: Some(metrics),
+            ..LoopConfig::default()
+        },
+    );
+    let client = kube_client(&api).await;
+    let scope = kube_source::WatchScope {
+        configmap: Some(cm_key),
+        ..Default::default()
+    };
+    let _tasks = kube_source::spawn_scoped(client.clone(), &scope, ctl.events.clone());
+    let candidate = status::leader::spawn(client.clone(), quick_lease("node-a"));
+    let reporter = status::events::Reporter {
+        controller: "xdp-ingress.dev/controller".into(),
+        instance: "node-a".into(),
+    };
+    let _writer = status::spawn(
+        client,
+        reporter,
+        ctl.snapshots.clone(),
+        candidate.is_leader.clone(),
+    );
+
+    let mut rx = ctl.snapshots.clone();
+    let s = converge(&mut rx, "legacy served", |s| {
+        s.l7.hosts.contains_key("legacy.example.com")
+    })
+    .await;
+    assert!(
+        !s.l7.hosts.contains_key("snippety.example.com"),
+        "an Ingress with a snippet is not served by default"
+    );
+    let e = explain(
+        &s,
+        &Query {
+            host: "legacy.example.com".into(),
+            path: "/".into(),
+            https: true,
+            ..Default::default()
+        },
+    );
+    let mut warned: Vec<(Severity, &str, bool, bool)> = e
+        .diagnostics
+        .iter()
+        .map(|d| {
+            (
+                d.severity,
+                d.reason.as_str(),
+                d.message.contains("limit-rps"),
+                d.message.contains("proxy-bodysize"),
+            )
+        })
+        .collect();
+    warned.sort();
+    assert_eq!(
+        warned,
+        [
+            (Severity::Warning, "UnsupportedAnnotation", false, true),
+            (Severity::Warning, "UnsupportedAnnotation", true, false),
+        ],
+        "{:?}",
+        e.diagnostics
+    );
+    let events_for = |name: &str, reason: &str| -> Vec<Value> {
+        api.list("events")
+            .into_iter()
+            .filter(|e| e["reason"] == reason && e["regarding"]["name"] == name)
+            .collect()
+    };
+    eventually("UnsupportedAnnotation Events", || {
+        events_for("legacy", "UnsupportedAnnotation").len() == 2
+    })
+    .await;
+    eventually("SnippetAnnotation Event", || {
+        events_for("snippety", "SnippetAnnotation").len() == 1
+    })
+    .await;
+    let ev = &events_for("legacy", "UnsupportedAnnotation")[0];
+    assert_eq!(ev["type"], "Warning");
+    let text = {
+        let mut t = String::new();
+        prometheus_client::encoding::text::encode(&mut t, &registry).unwrap();
+        t
+    };
+    for name in ["limit-rps", "proxy-bodysize", "configuration-snippet"] {
+        let line =
+            format!("xdp_ingress_control_unsupported_annotations{{annotation=\"{name}\"}} 1");
+        assert!(text.contains(&line), "{line}\n{text}");
+    }
+
+    // The ConfigMap arrives: the rest of the snippet Ingress is served, every route gets the
+    // ConfigMap's body limit, a bad value warns on the ConfigMap.
+    api.put(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "ingress-nginx-controller", "namespace": "ingress-nginx"},
+        "data": {"allow-snippet-annotations": "true", "proxy-body-size": "2k", "hsts": "maybe"}}));
+    // Another ConfigMap in that namespace is not the controller's.
+    api.put(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "other", "namespace": "ingress-nginx"},
+        "data": {"proxy-body-size": "5k"}}));
+    let s = converge(&mut rx, "snippet Ingress served after the ConfigMap", |s| {
+        s.l7.hosts.contains_key("snippety.example.com")
+    })
+    .await;
+    let body_limit = |s: &Snapshot, host: &str| s.l7.hosts[host].routes[0].policy.max_body_bytes;
+    assert_eq!(body_limit(&s, "legacy.example.com"), Some(2048));
+    assert_eq!(body_limit(&s, "snippety.example.com"), Some(2048));
+    let snippet = s
+        .diagnostics
+        .iter()
+        .find(|d| d.reason == "SnippetAnnotation")
+        .unwrap();
+    assert_eq!(snippet.severity, Severity::Warning);
+    let bad: Vec<_> = s
+        .diagnostics
+        .iter()
+        .filter(|d| d.object.kind == ObjectKind::ConfigMap)
+        .collect();
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert_eq!(bad[0].reason, "InvalidConfigMapValue");
+    assert!(bad[0].message.contains("hsts"), "{}", bad[0].message);
+    // The bad `hsts` value keeps the default header.
+    assert_eq!(
+        s.l7.settings.hsts.as_deref(),
+        Some("max-age=31536000; includeSubDomains")
+    );
+
+    // Deleting the ConfigMap restores the defaults.
+    api.remove("configmaps", "ingress-nginx", "ingress-nginx-controller");
+    let s = converge(&mut rx, "ConfigMap gone", |s| {
+        !s.l7.hosts.contains_key("snippety.example.com")
+    })
+    .await;
+    assert_eq!(body_limit(&s, "legacy.example.com"), None);
+}
+
+/// `xdp-ingress migrate` reads the cluster (Ingresses of every namespace, the controller
+/// ConfigMap) and reports exactly what it reports for the same objects as manifests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_reads_the_cluster_as_it_reads_manifests() {
+    let bin = testbed::built_xdp_ingress_bin();
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrate/ingress-nginx");
+    let api = ApiServer::start().await.unwrap();
+    let mut files: Vec<_> = std::fs::read_dir(&fixtures)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for f in files {
+        for o in files::parse_manifests(&std::fs::read_to_string(f).unwrap()).unwrap() {
+            api.put(match o {
+                Object::Ingress(o) => serde_json::to_value(&*o).unwrap(),
+                Object::ConfigMap(o) => serde_json::to_value(&*o).unwrap(),
+                other => panic!("unexpected fixture {other:?}"),
+            });
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: double, cluster: {{server: \"{}\"}}}}]\n\
+             users: [{{name: u, user: {{}}}}]\ncontexts: [{{name: c, context: {{cluster: double, user: u}}}}]\ncurrent-context: c\n",
+            api.url()
+        ),
+    )
+    .unwrap();
+    let run = |source: Vec<String>| {
+        let bin = bin.clone();
+        tokio::task::spawn_blocking(move || {
+            let out = std::process::Command::new(bin)
+                .arg("migrate")
+                .args(source)
+                .args(["--ingress-class", "nginx", "--output", "json"])
+                .output()
+                .unwrap();
+            (out.status.code(), String::from_utf8(out.stdout).unwrap())
+        })
+    };
+    let (code, cluster) = run(vec![
+        "--kubeconfig".into(),
+        kubeconfig.display().to_string(),
+    ])
+    .await
+    .unwrap();
+    let (_, manifests) = run(vec!["--manifests".into(), fixtures.display().to_string()])
+        .await
+        .unwrap();
+    assert_eq!(code, Some(1), "{cluster}");
+    let cluster: Value = serde_json::from_str(&cluster).unwrap();
+    assert_eq!(cluster, serde_json::from_str::<Value>(&manifests).unwrap());
+    assert_eq!(cluster["ingresses"].as_array().unwrap().len(), 4);
 }

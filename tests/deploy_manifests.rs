@@ -54,6 +54,9 @@ const NAMESPACED_RULES: &[(&str, &str, &[&str])] = &[(
 /// Secret access (one namespaced watch of TLS Secrets each).
 const SECRET_RULES: &[(&str, &str, &[&str])] = &[("", "secrets", &["get", "list", "watch"])];
 
+/// With `--configmap NS/NAME`: what it needs in NS (a watch of the controller ConfigMap).
+const CONFIGMAP_RULES: &[(&str, &str, &[&str])] = &[("", "configmaps", &["get", "list", "watch"])];
+
 /// Capabilities the daemon may ask for: load BPF programs and maps (BPF, PERFMON), attach to
 /// the NIC (NET_ADMIN), listen on ports below 1024 (NET_BIND_SERVICE, only when it does).
 const ALLOWED_CAPABILITIES: &[&str] = &["BPF", "PERFMON", "NET_ADMIN", "NET_BIND_SERVICE"];
@@ -400,9 +403,15 @@ fn rbac_is_exactly_what_the_controller_calls() {
             diff(&rules, &wanted)
         );
 
-        // Every Role is either the Lease Role in the pod's namespace or a Secret Role in a
-        // listed namespace; exactly one of each, nothing else.
+        // `--configmap NS/NAME`: a ConfigMap Role in NS.
+        let configmap_namespace: Option<&str> = ds
+            .flags
+            .get("--configmap")
+            .map(|v| v.split('/').next().unwrap_or_default());
+        // Every Role is the Lease Role in the pod's namespace, a Secret Role in a listed
+        // namespace or the ConfigMap Role; exactly one of each, nothing else.
         let mut lease_roles = 0;
+        let mut configmap_roles = Vec::new();
         let mut secret_role_namespaces = BTreeSet::new();
         for role in b.of_kind("Role") {
             let ns = str_at(role, &["metadata", "namespace"]).expect("Role namespace");
@@ -410,6 +419,8 @@ fn rbac_is_exactly_what_the_controller_calls() {
             if rules == expected(NAMESPACED_RULES) {
                 assert_eq!(ns, namespace, "{}: Lease Role namespace", b.name);
                 lease_roles += 1;
+            } else if rules == expected(CONFIGMAP_RULES) {
+                configmap_roles.push(ns);
             } else {
                 let wanted = expected(SECRET_RULES);
                 assert_eq!(
@@ -428,6 +439,12 @@ fn rbac_is_exactly_what_the_controller_calls() {
             }
         }
         assert_eq!(lease_roles, 1, "{}: one Lease Role", b.name);
+        assert_eq!(
+            configmap_roles,
+            Vec::from_iter(configmap_namespace),
+            "{}: a ConfigMap Role exactly in the --configmap namespace",
+            b.name
+        );
         assert_eq!(
             secret_role_namespaces, secret_namespaces,
             "{}: a Secret Role in exactly the --secret-namespaces",
@@ -455,7 +472,7 @@ fn rbac_is_exactly_what_the_controller_calls() {
         };
         assert_eq!(
             b.of_kind("RoleBinding").count(),
-            1 + secret_namespaces.len(),
+            1 + secret_namespaces.len() + configmap_roles.len(),
             "{}: one RoleBinding per Role",
             b.name
         );

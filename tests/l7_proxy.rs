@@ -3496,3 +3496,176 @@ spec:
     let g = get(&c, proxy.http(), "db.test", "/").await;
     assert_eq!(g.status, StatusCode::SERVICE_UNAVAILABLE);
 }
+
+/// The ingress-nginx controller ConfigMap as a manifest (`--configmap ingress-nginx/cm`).
+fn configmap_yaml(data: &[(&str, &str)]) -> String {
+    let data: String = data
+        .iter()
+        .map(|(k, v)| format!("  {k}: {v:?}\n"))
+        .collect();
+    format!(
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm, namespace: ingress-nginx}}\ndata:\n{data}"
+    )
+}
+
+/// As [`translated`], reading the controller ConfigMap `ingress-nginx/cm` from the manifests.
+fn translated_with_configmap(version: u64, yaml: &str) -> Arc<Snapshot> {
+    use xdp_ingress::{
+        model::translate::{TranslateConfig, translate},
+        source::files::parse_manifests,
+        store::{Key, Objects},
+    };
+    let objects = Objects::from_objects(parse_manifests(yaml).expect("manifests parse"));
+    let config = TranslateConfig {
+        allow_node_local_endpoints: true,
+        configmap: Some(Key::new("ingress-nginx", "cm")),
+        ..TranslateConfig::default()
+    };
+    let mut s = translate(&objects, &config);
+    s.version = version;
+    Arc::new(s)
+}
+
+/// ConfigMap keys are defaults that apply hot: `hsts*` (on by default, as ingress-nginx:
+/// `max-age=31536000; includeSubDomains` on HTTPS responses only, RFC 6797 section 7.2) and
+/// `proxy-body-size` (413 above it), which an annotation overrides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_configmap_sets_hsts_and_body_size_hot() {
+    let a = backend("a");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    let https_hsts = || async {
+        let (s, _) = tls_connect(proxy.https(), "cm.test", &[b"http/1.1"]).await;
+        let g = request_over(s, false, req(proxy.https(), "cm.test", "/")).await;
+        assert_eq!(g.pod(), "a");
+        g.header("strict-transport-security")
+    };
+    let post = |n: usize| {
+        let mut r = req(proxy.http(), "cm.test", "/upload");
+        *r.method_mut() = Method::POST;
+        *r.body_mut() = Full::new(Bytes::from(vec![b'y'; n]));
+        let c = c.clone();
+        async move { send(&c, r).await.unwrap().status }
+    };
+
+    // No ConfigMap: ingress-nginx's defaults.
+    let plain = ingress_yaml("cm.test", a.addr, &[]);
+    proxy.handle.apply(translated_with_configmap(1, &plain));
+    assert_eq!(https_hsts().await, "max-age=31536000; includeSubDomains");
+    let g = get(&c, proxy.http(), "cm.test", "/").await;
+    assert_eq!(g.status, StatusCode::OK);
+    assert_eq!(
+        g.header("strict-transport-security"),
+        "",
+        "HSTS over plain HTTP"
+    );
+    assert_eq!(post(2000).await, StatusCode::OK);
+
+    // The ConfigMap changes both, without a restart.
+    let cm = configmap_yaml(&[
+        ("hsts-max-age", "600"),
+        ("hsts-preload", "true"),
+        ("proxy-body-size", "1k"),
+    ]);
+    proxy
+        .handle
+        .apply(translated_with_configmap(2, &format!("{plain}{cm}")));
+    assert_eq!(
+        https_hsts().await,
+        "max-age=600; includeSubDomains; preload"
+    );
+    assert_eq!(post(2000).await, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(post(1000).await, StatusCode::OK);
+
+    // An annotation wins over the ConfigMap.
+    let annotated = ingress_yaml(
+        "cm.test",
+        a.addr,
+        &[("nginx.ingress.kubernetes.io/proxy-body-size", "4k")],
+    );
+    proxy
+        .handle
+        .apply(translated_with_configmap(3, &format!("{annotated}{cm}")));
+    assert_eq!(post(2000).await, StatusCode::OK);
+
+    // `hsts: "false"` turns it off; a bad value keeps the default (and warns on the ConfigMap).
+    let off = configmap_yaml(&[("hsts", "false")]);
+    proxy
+        .handle
+        .apply(translated_with_configmap(4, &format!("{plain}{off}")));
+    assert_eq!(https_hsts().await, "");
+    let bad = configmap_yaml(&[("hsts-max-age", "soon")]);
+    let snap = translated_with_configmap(5, &format!("{plain}{bad}"));
+    assert!(
+        snap.diagnostics
+            .iter()
+            .any(|d| d.reason == "InvalidConfigMapValue" && d.object.kind == ObjectKind::ConfigMap),
+        "{:?}",
+        snap.diagnostics
+    );
+    proxy.handle.apply(snap);
+    assert_eq!(https_hsts().await, "max-age=31536000; includeSubDomains");
+}
+
+/// The trust keys of the controller ConfigMap replace the flags without a restart:
+/// `use-forwarded-headers` with `proxy-real-ip-cidr` makes a trusted sender's
+/// `X-Forwarded-For` the client; `use-proxy-protocol` (a listener property) makes connections
+/// accepted after the change start with a PROXY header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_configmap_trust_keys_apply_to_new_connections() {
+    let a = backend("a");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let http = proxy.http();
+    let site = ingress_yaml("guarded.test", a.addr, &[]);
+    let forwarded = || {
+        let mut r = req(http, "guarded.test", "/");
+        r.headers_mut()
+            .insert("x-forwarded-for", "198.51.100.9".parse().unwrap());
+        r
+    };
+    let real_ip = |g: &Got| {
+        g.json()["headers"]["x-real-ip"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+
+    // Flags only (the defaults): the peer is the client.
+    proxy.handle.apply(translated_with_configmap(1, &site));
+    let g = send(&http1_client(), forwarded()).await.unwrap();
+    assert_eq!(real_ip(&g), "127.0.0.1");
+
+    let cm = configmap_yaml(&[
+        ("use-forwarded-headers", "true"),
+        ("proxy-real-ip-cidr", "127.0.0.0/8"),
+    ]);
+    proxy
+        .handle
+        .apply(translated_with_configmap(2, &format!("{site}{cm}")));
+    let g = send(&http1_client(), forwarded()).await.unwrap();
+    assert_eq!(real_ip(&g), "198.51.100.9");
+
+    let cm = configmap_yaml(&[
+        ("use-proxy-protocol", "true"),
+        ("proxy-real-ip-cidr", "127.0.0.0/8"),
+    ]);
+    proxy
+        .handle
+        .apply(translated_with_configmap(3, &format!("{site}{cm}")));
+    let g = via_proxy_protocol(
+        http,
+        b"PROXY TCP4 198.18.0.7 127.0.0.1 4711 80\r\n",
+        false,
+        req(http, "guarded.test", "/"),
+    )
+    .await;
+    assert_eq!(real_ip(&g), "198.18.0.7");
+    // Without the header the connection is closed, as with the flag.
+    let answer = raw(
+        http,
+        b"GET / HTTP/1.1\r\nHost: guarded.test\r\n\r\n",
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(!answer.contains("200 OK"), "{answer}");
+}

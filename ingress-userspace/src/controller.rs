@@ -15,6 +15,7 @@ use std::{
 use prometheus_client::{
     metrics::{
         counter::Counter,
+        family::Family,
         gauge::Gauge,
         histogram::{Histogram, exponential_buckets},
     },
@@ -91,6 +92,12 @@ impl Default for LoopConfig {
     }
 }
 
+/// Label of `xdp_ingress_control_unsupported_annotations`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct AnnotationLabels {
+    pub annotation: String,
+}
+
 /// Prometheus metrics of the control loop (cheap clones of shared counters).
 #[derive(Clone, Debug)]
 pub struct ControlMetrics {
@@ -99,6 +106,8 @@ pub struct ControlMetrics {
     pub apply_errors: Counter,
     pub snapshot_version: Gauge,
     pub diagnostics: Gauge,
+    /// Owned Ingresses carrying each annotation nothing acts on (by name without prefix).
+    pub unsupported_annotations: Family<AnnotationLabels, Gauge>,
     pub translate_seconds: Histogram,
     pub event_to_live_seconds: Histogram,
 }
@@ -117,6 +126,7 @@ impl ControlMetrics {
             apply_errors: Counter::default(),
             snapshot_version: Gauge::default(),
             diagnostics: Gauge::default(),
+            unsupported_annotations: Family::default(),
             translate_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
             event_to_live_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
         }
@@ -149,6 +159,12 @@ impl ControlMetrics {
             "diagnostics",
             "Diagnostics in the live snapshot",
             self.diagnostics.clone(),
+        );
+        r.register(
+            "unsupported_annotations",
+            "Ingresses of this class carrying an annotation that is ignored (not yet implemented, \
+             refused, snippet or unknown), by annotation name without prefix",
+            self.unsupported_annotations.clone(),
         );
         r.register(
             "translate_seconds",
@@ -333,6 +349,16 @@ async fn run(
             "snapshot live"
         );
         let (version, diagnostics) = (snapshot.version, snapshot.diagnostics.len());
+        if let Some(m) = &config.metrics {
+            m.unsupported_annotations.clear();
+            for (name, n) in &snapshot.unsupported_annotations {
+                m.unsupported_annotations
+                    .get_or_create(&AnnotationLabels {
+                        annotation: name.clone(),
+                    })
+                    .set(i64::try_from(*n).unwrap_or(i64::MAX));
+            }
+        }
         // Freeing a large snapshot takes milliseconds: not on an async worker either.
         let old = tx.send_replace(snapshot);
         tokio::task::spawn_blocking(move || drop(old));

@@ -11,5 +11,13 @@ async fn main() -> anyhow::Result<()> {
         Command::Run(args) => xdp_ingress::cli::run::run(args).await,
         Command::Explain(args) => xdp_ingress::cli::explain::run(args),
         Command::Backends(args) => xdp_ingress::cli::backends::run(args),
+        // 0 same behaviour, 1 differences: an error must not look like either.
+        Command::Migrate(args) => match xdp_ingress::cli::migrate::run(args).await {
+            Ok(status) => std::process::exit(status),
+            Err(e) => {
+                eprintln!("Error: {e:#}");
+                std::process::exit(2)
+            }
+        },
     }
 }

@@ -8,7 +8,7 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use k8s_openapi::api::{
-    core::v1::{Node, Secret, Service},
+    core::v1::{ConfigMap, Node, Secret, Service},
     discovery::v1::EndpointSlice,
     networking::v1::{Ingress, IngressClass},
 };
@@ -51,6 +51,8 @@ pub enum Object {
     EndpointSlice(Arc<EndpointSlice>),
     Secret(Arc<Secret>),
     Node(Arc<Node>),
+    /// The ingress-nginx controller ConfigMap (`--configmap`); no other ConfigMap is read.
+    ConfigMap(Arc<ConfigMap>),
 }
 
 /// A Secret as `Debug` may show it: no data bytes.
@@ -90,6 +92,7 @@ impl std::fmt::Debug for Object {
             Object::EndpointSlice(o) => f.debug_tuple("EndpointSlice").field(o).finish(),
             Object::Secret(o) => f.debug_tuple("Secret").field(&RedactedSecret(o)).finish(),
             Object::Node(o) => f.debug_tuple("Node").field(o).finish(),
+            Object::ConfigMap(o) => f.debug_tuple("ConfigMap").field(o).finish(),
         }
     }
 }
@@ -103,6 +106,7 @@ impl Object {
             Object::EndpointSlice(_) => ObjectKind::EndpointSlice,
             Object::Secret(_) => ObjectKind::Secret,
             Object::Node(_) => ObjectKind::Node,
+            Object::ConfigMap(_) => ObjectKind::ConfigMap,
         }
     }
 
@@ -114,6 +118,7 @@ impl Object {
             Object::EndpointSlice(o) => &o.metadata,
             Object::Secret(o) => &o.metadata,
             Object::Node(o) => &o.metadata,
+            Object::ConfigMap(o) => &o.metadata,
         };
         Key::new(
             meta.namespace.clone().unwrap_or_default(),
@@ -132,6 +137,7 @@ pub struct Objects {
     pub endpoint_slices: BTreeMap<Key, Arc<EndpointSlice>>,
     pub secrets: BTreeMap<Key, Arc<Secret>>,
     pub nodes: BTreeMap<Key, Arc<Node>>,
+    pub config_maps: BTreeMap<Key, Arc<ConfigMap>>,
     /// Problems the sources found before translation (e.g. a manifest file that does not parse).
     pub diagnostics: Vec<Diagnostic>,
 }
@@ -150,6 +156,7 @@ impl std::fmt::Debug for Objects {
             .field("endpoint_slices", &self.endpoint_slices)
             .field("secrets", &secrets)
             .field("nodes", &self.nodes)
+            .field("config_maps", &self.config_maps)
             .field("diagnostics", &self.diagnostics)
             .finish()
     }
@@ -184,6 +191,7 @@ impl Objects {
             Object::EndpointSlice(o) => put(&mut self.endpoint_slices, k, o),
             Object::Secret(o) => put(&mut self.secrets, k, o),
             Object::Node(o) => put(&mut self.nodes, k, o),
+            Object::ConfigMap(o) => put(&mut self.config_maps, k, o),
         }
     }
 
@@ -196,6 +204,7 @@ impl Objects {
             ObjectKind::EndpointSlice => self.endpoint_slices.remove(key).is_some(),
             ObjectKind::Secret => self.secrets.remove(key).is_some(),
             ObjectKind::Node => self.nodes.remove(key).is_some(),
+            ObjectKind::ConfigMap => self.config_maps.remove(key).is_some(),
             _ => false,
         }
     }
@@ -220,6 +229,7 @@ impl Objects {
             ObjectKind::EndpointSlice => swap!(endpoint_slices),
             ObjectKind::Secret => swap!(secrets),
             ObjectKind::Node => swap!(nodes),
+            ObjectKind::ConfigMap => swap!(config_maps),
             _ => false,
         }
     }
@@ -235,6 +245,7 @@ impl Objects {
         m(&mut self.endpoint_slices, &other.endpoint_slices);
         m(&mut self.secrets, &other.secrets);
         m(&mut self.nodes, &other.nodes);
+        m(&mut self.config_maps, &other.config_maps);
         self.diagnostics.extend(other.diagnostics.iter().cloned());
     }
 
@@ -245,6 +256,7 @@ impl Objects {
             + self.endpoint_slices.len()
             + self.secrets.len()
             + self.nodes.len()
+            + self.config_maps.len()
     }
 
     pub fn is_empty(&self) -> bool {

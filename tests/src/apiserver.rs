@@ -43,6 +43,7 @@ pub const RESOURCES: &[(&str, &str, &str, bool)] = &[
     ),
     ("secrets", "v1", "Secret", true),
     ("nodes", "v1", "Node", false),
+    ("configmaps", "v1", "ConfigMap", true),
     ("leases", "coordination.k8s.io/v1", "Lease", true),
     ("events", "events.k8s.io/v1", "Event", true),
 ];

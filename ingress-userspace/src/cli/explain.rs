@@ -62,6 +62,12 @@ pub struct ExplainArgs {
     /// Classes in ingress-nginx compatibility mode (as `run --nginx-compatible-class`).
     #[arg(long = "nginx-compatible-class", value_delimiter = ',', default_value = crate::model::translate::compat::DEFAULT_COMPATIBLE_CLASS)]
     pub nginx_compatible_classes: Vec<String>,
+    /// The controller ConfigMap in the directory (as `run --configmap`).
+    #[arg(long, value_parser = crate::source::args::parse_key)]
+    pub configmap: Option<crate::store::Key>,
+    /// As `run --serve-ingresses-with-snippets`.
+    #[arg(long)]
+    pub serve_ingresses_with_snippets: bool,
 }
 
 fn parse_header(s: &str) -> Result<(String, String), String> {
@@ -446,6 +452,8 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
         watch_without_class: args.watch_ingress_without_class,
         allow_node_local_endpoints: args.allow_node_local_endpoints,
         nginx_compatible_classes: args.nginx_compatible_classes.clone(),
+        configmap: args.configmap.clone(),
+        serve_ingresses_with_snippets: args.serve_ingresses_with_snippets,
         ..TranslateConfig::default()
     };
     let snapshot = load_snapshot(&args.manifests, &config)

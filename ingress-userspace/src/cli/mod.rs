@@ -4,6 +4,7 @@
 pub mod backends;
 pub mod explain;
 pub mod iface;
+pub mod migrate;
 pub mod run;
 
 use clap::{Parser, Subcommand};
@@ -34,4 +35,8 @@ pub enum Command {
     Explain(explain::ExplainArgs),
     /// Print the XDP data path's services and backends (with counters) from the pinned maps.
     Backends(backends::BackendsArgs),
+    /// Compare ingress-nginx Ingresses and its controller ConfigMap with what xdp-ingress does:
+    /// per annotation and key supported / differs / refused / not-yet / unknown. Exit status
+    /// 0 when everything behaves the same, 1 when something would differ.
+    Migrate(migrate::MigrateArgs),
 }

@@ -264,6 +264,7 @@ pub async fn start_sources(
         let scope = kube_source::WatchScope {
             namespace: args.namespace.clone(),
             secret_namespaces: args.secret_namespaces(),
+            configmap: args.configmap.clone(),
         };
         sources.tasks.extend(kube_source::spawn_scoped(
             client.clone(),

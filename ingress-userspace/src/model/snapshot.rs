@@ -76,6 +76,10 @@ pub struct Snapshot {
     /// host names) from `--publish-address`, else the ExternalIP (else InternalIP) of the nodes
     /// running the ingress. Sorted.
     pub status_addresses: Vec<String>,
+    /// Annotations of owned Ingresses that nothing acts on (without prefix; snippets, not yet
+    /// implemented, refused, unknown) -> how many Ingresses carry each (the
+    /// `xdp_ingress_control_unsupported_annotations` gauge).
+    pub unsupported_annotations: BTreeMap<String, u64>,
 }
 
 impl Snapshot {
@@ -206,6 +210,30 @@ pub struct L7Config {
     pub certificates: BTreeMap<String, Arc<TlsCertificate>>,
     /// Certificate for handshakes that match no name (`None`: the proxy generates one).
     pub default_certificate: Option<Arc<TlsCertificate>>,
+    /// Controller-wide settings (the ingress-nginx controller ConfigMap).
+    pub settings: ProxySettings,
+}
+
+/// Controller-wide proxy settings from the ingress-nginx controller ConfigMap
+/// (`--configmap NS/NAME`, keys of the same names). `None`: the flag of the same name applies
+/// (a ConfigMap key wins over a flag; annotations win over both where they exist).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProxySettings {
+    /// `Strict-Transport-Security` value set on every HTTPS response (`hsts`, `hsts-max-age`,
+    /// `hsts-include-subdomains`, `hsts-preload`); `None`: no header.
+    pub hsts: Option<String>,
+    pub use_forwarded_headers: Option<bool>,
+    pub enable_real_ip: Option<bool>,
+    /// Header name, lower case.
+    pub forwarded_for_header: Option<String>,
+    pub compute_full_forwarded_for: Option<bool>,
+    pub proxy_real_ip_cidr: Option<Vec<IpPrefix>>,
+    /// Applies to connections accepted after the snapshot is live.
+    pub use_proxy_protocol: Option<bool>,
+    pub client_header_timeout: Option<Duration>,
+    pub client_body_timeout: Option<Duration>,
+    /// `keep-alive`: idle time of a client connection.
+    pub keepalive_timeout: Option<Duration>,
 }
 
 #[derive(Clone, Debug, Default)]

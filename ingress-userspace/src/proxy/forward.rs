@@ -14,7 +14,9 @@ use std::{
 use bytes::Bytes;
 use http::{
     HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
-    header::{ALLOW, CONTENT_TYPE, HOST, LOCATION, SET_COOKIE, USER_AGENT},
+    header::{
+        ALLOW, CONTENT_TYPE, HOST, LOCATION, SET_COOKIE, STRICT_TRANSPORT_SECURITY, USER_AGENT,
+    },
     uri::{PathAndQuery, Scheme},
 };
 use http_body_util::{BodyExt, Full};
@@ -109,7 +111,8 @@ pub(crate) async fn handle(
         version: req.version(),
         user_agent: req.headers().get(USER_AGENT).cloned(),
     });
-    let mut out = Outcome::new(conn.origin.client(&shared.trust, req.headers()));
+    let live = shared.live.load_full();
+    let mut out = Outcome::new(conn.origin.client(&live.trust, req.headers()));
     let target = request_target::resolve(req.method(), req.version(), req.uri(), req.headers());
     let (resp, host) = match target {
         Ok(target) => {
@@ -128,6 +131,15 @@ pub(crate) async fn handle(
             (refuse(rejected), request_host(&req))
         }
     };
+    let mut resp = resp;
+    if conn.tls
+        && let Some(hsts) = &live.hsts
+    {
+        // ingress-nginx sets it on every HTTPS response (`more_set_headers`, so a pod's own
+        // value is replaced), RFC 6797 section 7.1.
+        resp.headers_mut()
+            .insert(STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
     Ok(finish(&shared, started, resp, out, &host, logged))
 }
 
@@ -605,7 +617,7 @@ where
         ClientBody::new(
             body,
             max_body,
-            shared.args.client_body_timeout,
+            shared.live.load().client_body_timeout,
             Arc::clone(&watch),
         )
         .boxed_unsync(),

@@ -124,14 +124,15 @@ async fn proxy_header(
     stream: &mut CountedStream<TcpStream>,
     peer: SocketAddr,
 ) -> Result<Option<SocketAddr>, ()> {
-    if !shared.trust.use_proxy_protocol {
+    let live = shared.live.load_full();
+    if !live.trust.use_proxy_protocol {
         return Ok(None);
     }
-    let proxied = proxy_protocol::read_header(stream.get_mut(), shared.args.client_header_timeout)
+    let proxied = proxy_protocol::read_header(stream.get_mut(), live.client_header_timeout)
         .await
         .map_err(|e| debug!(client = %peer, error = %e, "connection closed"))?;
     if let Some(src) = proxied
-        && shared.trust.trusts(peer.ip().to_canonical())
+        && live.trust.trusts(peer.ip().to_canonical())
         && let Err(refused) = stream.move_to_client(src.ip())
     {
         shared.metrics.record_refused(listener, refused);
@@ -156,7 +157,8 @@ async fn serve_tls(
     tls: TlsAcceptor,
     stop: watch::Receiver<bool>,
 ) {
-    let hs = tokio::time::timeout(shared.args.client_header_timeout, tls.accept(stream)).await;
+    let header_timeout = shared.live.load().client_header_timeout;
+    let hs = tokio::time::timeout(header_timeout, tls.accept(stream)).await;
     let result = match &hs {
         Ok(Ok(_)) => "ok",
         Ok(Err(_)) => "error",
@@ -187,7 +189,8 @@ async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let conn_info = Arc::new(ConnInfo::new(&shared.trust, client, proxied, local, tls));
+    let live = shared.live.load_full();
+    let conn_info = Arc::new(ConnInfo::new(&live.trust, client, proxied, local, tls));
     let progress = Progress::new();
     let requests = progress.clone();
     let svc_shared = Arc::clone(&shared);
@@ -200,7 +203,7 @@ async fn serve<S>(
             Ok::<_, Infallible>(request.hold(resp))
         }
     });
-    let conn = shared.builder.serve_connection_with_upgrades(io, svc);
+    let conn = live.builder.serve_connection_with_upgrades(io, svc);
     tokio::pin!(conn);
     let draining = async move {
         // A dropped sender means the proxy is gone: drain too.
@@ -210,7 +213,7 @@ async fn serve<S>(
         conn.as_mut(),
         |c| c.graceful_shutdown(),
         &progress,
-        limits::conn_timeouts(&shared.args),
+        live.conn_timeouts,
         draining,
     )
     .await;

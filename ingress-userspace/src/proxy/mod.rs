@@ -28,6 +28,7 @@ pub mod proxy_protocol;
 pub mod request_target;
 pub mod rewrite;
 pub mod router;
+pub mod settings;
 pub mod slots;
 pub mod tls;
 pub mod tunnel;
@@ -42,7 +43,6 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
-use hyper_util::{rt::TokioExecutor, server::conn::auto::Builder};
 use tokio::{net::TcpListener, sync::watch};
 use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
@@ -112,15 +112,15 @@ impl Runtime {
 /// State shared by every connection.
 pub(crate) struct Shared {
     pub args: ProxyArgs,
-    /// Whose word on the client address is believed (parsed from `args` once).
-    pub trust: client_addr::TrustConfig,
+    /// `args` overlaid with the live snapshot's ConfigMap settings (trust, client timeouts,
+    /// HSTS, the connection builder); swapped by [`ProxyHandle::apply`].
+    pub live: ArcSwap<settings::Live>,
     pub runtime: ArcSwap<Runtime>,
     pub clients: Clients,
     /// Clients for routes whose `proxy-connect-timeout` or `proxy-send-timeout` differs from
     /// the flags, by (connect, send) timeout: both are properties of the connections, hence of
     /// the pool.
     pub clients_by_timeouts: Mutex<HashMap<(Duration, Duration), Clients>>,
-    pub builder: Builder<TokioExecutor>,
     pub metrics: Arc<Metrics>,
     pub access_log: Option<Arc<AccessLog>>,
     pub certs: Arc<CertStore>,
@@ -202,16 +202,15 @@ impl Proxy {
                 max_idle_per_endpoint: args.upstream_keepalive,
             }),
             clients_by_timeouts: Mutex::new(HashMap::new()),
-            builder: limits::server_builder(&args),
             runtime: ArcSwap::from_pointee(Runtime::empty()),
             metrics,
             access_log: AccessLog::start(args.access_log_format).map(Arc::new),
             certs,
             dash: Arc::new("-".into()),
-            trust: client_addr::TrustConfig::from_args(&args),
+            live: ArcSwap::from_pointee(settings::Live::new(&args, &Default::default())),
             args,
         });
-        if shared.trust.trusts_any_sender() {
+        if shared.live.load().trust.trusts_any_sender() {
             warn!(
                 cidrs = ?shared.args.proxy_real_ip_cidr,
                 "forwarded headers or PROXY headers are believed from every address in \
@@ -322,6 +321,15 @@ impl ProxyHandle {
         }
         for e in shared.certs.update(&snapshot.l7) {
             warn!(error = %e, "certificate not served");
+        }
+        if shared.live.load().settings != snapshot.l7.settings {
+            let live = settings::Live::new(&shared.args, &snapshot.l7.settings);
+            if live.trust.trusts_any_sender() && !shared.live.load().trust.trusts_any_sender() {
+                warn!(
+                    "the ConfigMap makes forwarded or PROXY headers believed from a /0 in proxy-real-ip-cidr"
+                );
+            }
+            shared.live.store(Arc::new(live));
         }
         shared.runtime.store(Arc::new(rt));
         shared.metrics.ready.store(true, Ordering::Relaxed);

@@ -66,6 +66,20 @@ pub struct SourceArgs {
     /// trusted. Link-local, unspecified, multicast and broadcast addresses stay refused.
     #[arg(long)]
     pub allow_node_local_endpoints: bool,
+    /// The ingress-nginx controller ConfigMap (NAMESPACE/NAME), watched from the API and also
+    /// read from the manifest directory: its keys (`use-forwarded-headers`, `hsts`,
+    /// `proxy-body-size`, ...) override the flags of the same names and are the defaults
+    /// Ingress annotations override; changes apply without a restart. See
+    /// deploy/docs/migrate-from-ingress-nginx.md for every key.
+    #[arg(long, value_parser = parse_key)]
+    pub configmap: Option<Key>,
+    /// Serve the rest of an Ingress that carries snippet annotations (`configuration-snippet`,
+    /// `server-snippet`, `auth-snippet`, `stream-snippet`, `modsecurity-snippet`). Snippets are
+    /// never interpreted; by default such an Ingress is not served at all, since a snippet
+    /// may carry a deny or auth rule that serving without it would drop. The ConfigMap key
+    /// `allow-snippet-annotations` overrides this flag.
+    #[arg(long)]
+    pub serve_ingresses_with_snippets: bool,
     /// Namespace of the leader-election Lease.
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     pub election_namespace: String,
@@ -108,6 +122,8 @@ impl SourceArgs {
             allow_node_local_endpoints: self.allow_node_local_endpoints,
             secret_namespaces: self.secret_namespaces(),
             nginx_compatible_classes: self.nginx_compatible_classes.clone(),
+            configmap: self.configmap.clone(),
+            serve_ingresses_with_snippets: self.serve_ingresses_with_snippets,
         })
     }
 

@@ -3,7 +3,8 @@
 //!
 //! The directory is always loaded whole, so deleting an object from a file deletes it from the
 //! store. A file that fails to parse gets an `InvalidManifest` diagnostic and keeps contributing
-//! the objects of its last good version, so a half-saved edit never takes routes down. Kinds we
+//! the objects of its last good version, so a half-saved edit never takes routes down.
+//! ConfigMaps are kept (translation reads only the one `--configmap` names). Kinds we
 //! do not read (Deployments, ...) are skipped silently; namespaced objects without a namespace
 //! go to `default`, as `kubectl apply` would put them.
 
@@ -17,7 +18,7 @@ use std::{
 use k8s_openapi::{
     ByteString,
     api::{
-        core::v1::{Node, Secret, Service},
+        core::v1::{ConfigMap, Node, Secret, Service},
         discovery::v1::EndpointSlice,
         networking::v1::{Ingress, IngressClass},
     },
@@ -108,6 +109,10 @@ fn collect(
             value, index, &kind,
         )?)))),
         "Node" => Object::Node(Arc::new(typed::<Node>(value, index, &kind)?)),
+        // Only the one `--configmap` names is used; translation looks it up by key.
+        "ConfigMap" => Object::ConfigMap(Arc::new(namespaced(typed::<ConfigMap>(
+            value, index, &kind,
+        )?))),
         other => {
             debug!(kind = other, "manifest kind not read; skipped");
             return Ok(());
@@ -126,7 +131,7 @@ trait HasMeta {
 macro_rules! has_meta {
     ($($t:ty),*) => {$(impl HasMeta for $t { fn meta(&mut self) -> &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta { &mut self.metadata } })*};
 }
-has_meta!(Ingress, Service, EndpointSlice, Secret);
+has_meta!(Ingress, Service, EndpointSlice, Secret, ConfigMap);
 
 fn namespaced<T: HasMeta>(mut o: T) -> T {
     o.meta()

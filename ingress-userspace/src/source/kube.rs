@@ -1,5 +1,6 @@
 //! The Kubernetes API source: one kube-rs watcher per kind (Ingress, IngressClass, Service,
-//! EndpointSlice, TLS Secrets, Node), with backoff. With `--secret-namespaces`, TLS Secrets
+//! EndpointSlice, TLS Secrets, Node, and the controller ConfigMap named by `--configmap`: one
+//! namespaced watch limited to that name by a field selector), with backoff. With `--secret-namespaces`, TLS Secrets
 //! are watched in each listed namespace instead (one namespaced watch each, merged into one
 //! view of the kind), so no cluster-wide Secret access is needed.
 //!
@@ -12,7 +13,7 @@ use std::{collections::BTreeMap, fmt::Debug, path::Path, time::Duration};
 
 use futures::StreamExt;
 use k8s_openapi::api::{
-    core::v1::{Node, Secret, Service},
+    core::v1::{ConfigMap, Node, Secret, Service},
     discovery::v1::EndpointSlice,
     networking::v1::{Ingress, IngressClass},
 };
@@ -98,6 +99,8 @@ pub struct WatchScope {
     pub namespace: Option<String>,
     /// `--secret-namespaces`: TLS Secrets only in these, one namespaced watch each.
     pub secret_namespaces: Option<Vec<String>>,
+    /// `--configmap`: the ingress-nginx controller ConfigMap, watched by name.
+    pub configmap: Option<Key>,
 }
 
 /// Starts one watcher task per kind. `namespace` limits namespaced kinds.
@@ -109,6 +112,7 @@ pub fn spawn(
     let scope = WatchScope {
         namespace: namespace.map(str::to_string),
         secret_namespaces: None,
+        configmap: None,
     };
     spawn_scoped(client, &scope, events)
 }
@@ -134,7 +138,8 @@ pub fn spawn_scoped(
     // Watchers report to the gatherer, which holds everything back until every kind has been
     // listed once (or INITIAL_SYNC_TIMEOUT passed), then forwards.
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
-    let gatherer = tokio::spawn(gather_initial_sync(rx, events));
+    let kinds = KINDS + usize::from(scope.configmap.is_some());
+    let gatherer = tokio::spawn(gather_initial_sync(rx, events, kinds));
     let events = tx;
     let secret_apis: Vec<Api<Secret>> = match &scope.secret_namespaces {
         Some(list) => list
@@ -143,7 +148,17 @@ pub fn spawn_scoped(
             .collect(),
         None => vec![api::<Secret>(&client, namespace)],
     };
-    vec![
+    let mut tasks = Vec::new();
+    if let Some(cm) = &scope.configmap {
+        tasks.push(tokio::spawn(watch_kind(
+            vec![Api::<ConfigMap>::namespaced(client.clone(), &cm.namespace)],
+            cfg().fields(&format!("metadata.name={}", cm.name)),
+            ObjectKind::ConfigMap,
+            |o| Object::ConfigMap(o.into()),
+            events.clone(),
+        )));
+    }
+    tasks.extend([
         gatherer,
         tokio::spawn(watch_kind(
             vec![api::<Ingress>(&client, namespace)],
@@ -187,10 +202,12 @@ pub fn spawn_scoped(
             |o| Object::Node(trim_node(o).into()),
             events,
         )),
-    ]
+    ]);
+    tasks
 }
 
-/// The kinds the source watches; the first snapshot waits for all of them.
+/// The kinds the source always watches (plus the ConfigMap with `--configmap`); the first
+/// snapshot waits for all of them.
 const KINDS: usize = 6;
 
 /// How long the first snapshot waits for every kind's first list before going ahead with what
@@ -202,12 +219,13 @@ pub const INITIAL_SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 async fn gather_initial_sync(
     mut rx: tokio::sync::mpsc::Receiver<SourceEvent>,
     events: EventSender,
+    kinds: usize,
 ) {
     let deadline = tokio::time::Instant::now() + INITIAL_SYNC_TIMEOUT;
     let mut held: Vec<Change> = Vec::new();
     let mut first_at = None;
     let mut listed = std::collections::BTreeSet::new();
-    while listed.len() < KINDS {
+    while listed.len() < kinds {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
             Ok(Some(ev)) => {
                 first_at.get_or_insert(ev.at);

@@ -153,6 +153,8 @@ pub struct L7Builder<'a> {
     compatible_classes: Vec<String>,
     /// Services and Secrets the routes depend on (found or not).
     pub refs: super::References,
+    /// The controller ConfigMap: route defaults under the annotations, proxy settings.
+    pub controller: super::configmap::ControllerConfig,
 }
 
 impl<'a> L7Builder<'a> {
@@ -177,6 +179,7 @@ impl<'a> L7Builder<'a> {
             secret_namespaces: cfg.secret_namespaces.clone(),
             compatible_classes: cfg.nginx_compatible_classes.clone(),
             refs: super::References::default(),
+            controller: Default::default(),
         };
         if let Some(key) = &cfg.default_tls_secret {
             let oref = ObjectRef::new(ObjectKind::Secret, key.namespace.clone(), key.name.clone());
@@ -233,7 +236,8 @@ impl<'a> L7Builder<'a> {
             ns.clone(),
             ing.metadata.name.clone().unwrap_or_default(),
         );
-        let opts = annotations::parse(ing.metadata.annotations.as_ref(), &oref, self.diags);
+        let mut opts = annotations::parse(ing.metadata.annotations.as_ref(), &oref, self.diags);
+        self.controller.apply_defaults(&mut opts.policy);
         if let Some(c) = canary::parse(ing.metadata.annotations.as_ref(), &oref, self.diags) {
             // Serves nothing of its own: merged into the main routes once all are known.
             self.canaries.push((ing, oref, opts, c));
@@ -533,6 +537,7 @@ impl<'a> L7Builder<'a> {
             certificates: self.certificates,
             default_certificate: self.default_certificate,
             default_backend: self.default_backend.map(|(_, u)| u),
+            settings: self.controller.settings.clone(),
             ..Default::default()
         };
         // Names taken by rules: aliases and from/to-www redirects never take them over.

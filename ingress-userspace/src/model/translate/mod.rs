@@ -10,6 +10,8 @@
 //! - [`errors`]: `default-backend` and `custom-http-errors` annotations.
 //! - [`rewrite`], [`redirect`]: ingress-nginx's path rewrite and redirect/host annotations.
 //! - [`compat`]: ingress-nginx behaviours no annotation asks for, for compatible classes.
+//! - [`support`]: every ingress-nginx annotation and ConfigMap key, and how we support it.
+//! - [`configmap`]: the ingress-nginx controller ConfigMap.
 //! - [`tls`]: TLS Secret validation.
 //!
 //! Every problem becomes a [`crate::model::Diagnostic`] on the object it belongs to; nothing
@@ -19,6 +21,7 @@ pub mod annotations;
 pub mod canary;
 pub mod class;
 pub mod compat;
+pub mod configmap;
 pub mod diagnostics;
 pub mod endpoints;
 pub mod errors;
@@ -28,6 +31,7 @@ pub mod node_local;
 pub mod redirect;
 pub mod rewrite;
 pub mod service;
+pub mod support;
 pub mod tls;
 
 #[cfg(test)]
@@ -87,6 +91,12 @@ pub struct TranslateConfig {
     /// `--nginx-compatible-class`: Ingresses of these classes also get the ingress-nginx
     /// behaviours no annotation asks for (see [`compat`]). Default: `nginx`.
     pub nginx_compatible_classes: Vec<String>,
+    /// `--configmap`: the ingress-nginx controller ConfigMap ([`configmap`]).
+    pub configmap: Option<Key>,
+    /// `--serve-ingresses-with-snippets`: serve the rest of an Ingress that has snippet
+    /// annotations (never interpreted). Off by default; the ConfigMap's
+    /// `allow-snippet-annotations` overrides it.
+    pub serve_ingresses_with_snippets: bool,
 }
 
 impl Default for TranslateConfig {
@@ -103,6 +113,8 @@ impl Default for TranslateConfig {
             allow_node_local_endpoints: false,
             secret_namespaces: None,
             nginx_compatible_classes: vec![compat::DEFAULT_COMPATIBLE_CLASS.into()],
+            configmap: None,
+            serve_ingresses_with_snippets: false,
         }
     }
 }
@@ -245,9 +257,36 @@ impl Translator {
             v
         };
 
+        let controller = self.controller_config(objects, &mut diags);
+        let serve_snippets = controller
+            .serve_with_snippets
+            .unwrap_or(self.config.serve_ingresses_with_snippets);
+        let mut unsupported_annotations = std::collections::BTreeMap::new();
+        let mut served = Vec::with_capacity(owned.len());
+        for ing in &owned {
+            let oref = ObjectRef::new(
+                ObjectKind::Ingress,
+                ing.metadata.namespace.clone().unwrap_or_default(),
+                ing.metadata.name.clone().unwrap_or_default(),
+            );
+            let check = support::check_annotations(
+                ing.metadata.annotations.as_ref(),
+                &oref,
+                serve_snippets,
+                &mut diags,
+            );
+            for name in &check.unsupported {
+                *unsupported_annotations.entry(name.clone()).or_insert(0u64) += 1;
+            }
+            if check.snippets.is_empty() || serve_snippets {
+                served.push(*ing);
+            }
+        }
+
         let mut builder =
             ingress::L7Builder::new(objects, &endpoints, &mut self.tls, &mut diags, &self.config);
-        for ing in &owned {
+        builder.controller = controller;
+        for ing in served {
             builder.add_ingress(ing);
         }
         let (l7, mut refs) = builder.finish();
@@ -269,6 +308,25 @@ impl Translator {
             owned_ingresses,
             local_node: self.config.node_name.clone(),
             status_addresses,
+            unsupported_annotations,
+        }
+    }
+
+    /// The controller ConfigMap's settings (defaults without `--configmap` or when it does
+    /// not exist).
+    fn controller_config(
+        &self,
+        objects: &Objects,
+        diags: &mut diagnostics::Diagnostics,
+    ) -> configmap::ControllerConfig {
+        match self
+            .config
+            .configmap
+            .as_ref()
+            .and_then(|k| objects.config_maps.get(k))
+        {
+            Some(cm) => configmap::parse(cm, diags),
+            None => configmap::ControllerConfig::default(),
         }
     }
 }

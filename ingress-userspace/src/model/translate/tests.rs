@@ -1275,3 +1275,60 @@ fn secrets_outside_secret_namespaces_are_reported_not_read() {
         )]
     );
 }
+
+/// Snippets: not served by default (the other Ingresses are), served without them with
+/// `--serve-ingresses-with-snippets`; every ignored annotation is counted per Ingress.
+#[test]
+fn snippet_ingresses_are_not_served_unless_allowed_and_ignored_annotations_are_counted() {
+    const N: &str = "nginx.ingress.kubernetes.io/";
+    let mut o = base();
+    let snippet = with_annotation(
+        mk_ingress(
+            "default",
+            "snip",
+            1,
+            vec![("s.example.com", vec![("/", "Prefix", "web", "http")])],
+        ),
+        &format!("{N}server-snippet"),
+        "deny all;",
+    );
+    o.upsert(ing(with_annotation(snippet, &format!("{N}limit-rps"), "5")));
+    o.upsert(ing(with_annotation(
+        mk_ingress(
+            "default",
+            "plain",
+            1,
+            vec![("p.example.com", vec![("/", "Prefix", "web", "http")])],
+        ),
+        "xdp-ingress.dev/limit-rps",
+        "5",
+    )));
+    let s = run(&o);
+    assert!(!s.l7.hosts.contains_key("s.example.com"));
+    assert!(s.l7.hosts.contains_key("p.example.com"));
+    assert_eq!(
+        s.unsupported_annotations,
+        [
+            ("limit-rps".to_string(), 2),
+            ("server-snippet".to_string(), 1)
+        ]
+        .into()
+    );
+    let snip = s
+        .diagnostics
+        .iter()
+        .find(|d| d.reason == "SnippetAnnotation")
+        .unwrap();
+    assert_eq!(
+        (snip.object.name.as_str(), snip.severity),
+        ("snip", crate::model::Severity::Error)
+    );
+    let served = translate(
+        &o,
+        &TranslateConfig {
+            serve_ingresses_with_snippets: true,
+            ..mk_config()
+        },
+    );
+    assert!(served.l7.hosts.contains_key("s.example.com"));
+}

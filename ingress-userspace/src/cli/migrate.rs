@@ -1,0 +1,429 @@
+//! `xdp-ingress migrate`: how the Ingresses and the controller ConfigMap of an ingress-nginx
+//! installation would behave under xdp-ingress, from the one table in
+//! [`crate::model::translate::support`] (the table the diagnostics and the migration doc use).
+//!
+//! For every Ingress (optionally of one class) and every annotation under
+//! `nginx.ingress.kubernetes.io/` or `xdp-ingress.dev/`, and every key of the ConfigMap:
+//! `supported`, `differs`, `refused`, `not-yet` or `unknown`, with one line on why; values that
+//! do not parse are reported as the running controller would report them. Exit status 0 when
+//! everything behaves the same, 1 when anything would differ (anything but `supported`), 2 on
+//! errors (unreadable manifests, the API unreachable).
+//!
+//! `--output json` prints a [`Report`]; its schema is documented on the types below and in
+//! `deploy/docs/migrate-from-ingress-nginx.md`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use k8s_openapi::api::{core::v1::ConfigMap, networking::v1::Ingress};
+use serde::Serialize;
+
+use crate::{
+    model::{
+        ObjectKind, ObjectRef,
+        translate::{
+            annotations, class::LEGACY_CLASS_ANNOTATION, configmap, diagnostics::Diagnostics,
+            support,
+        },
+    },
+    source::{args::parse_key, files::ManifestDir},
+    store::{Key, Objects},
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PrintTable {
+    Markdown,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MigrateArgs {
+    /// Read Ingresses and the ConfigMap from this manifest directory (else from the cluster:
+    /// --kubeconfig, or the in-cluster service account).
+    #[arg(long)]
+    pub manifests: Option<PathBuf>,
+    /// Kubeconfig for reading the cluster.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Only Ingresses of this class (`spec.ingressClassName` or the legacy
+    /// `kubernetes.io/ingress.class` annotation), e.g. `nginx`.
+    #[arg(long)]
+    pub ingress_class: Option<String>,
+    /// The ingress-nginx controller ConfigMap (NAMESPACE/NAME).
+    #[arg(long, value_parser = parse_key, default_value = "ingress-nginx/ingress-nginx-controller")]
+    pub configmap: Key,
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Print the whole annotation and ConfigMap table (the one in
+    /// deploy/docs/migrate-from-ingress-nginx.md) and exit.
+    #[arg(long, value_enum)]
+    pub print_table: Option<PrintTable>,
+}
+
+/// `migrate --output json`.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Report {
+    /// Ingresses, sorted by namespace/name.
+    pub ingresses: Vec<IngressReport>,
+    /// `null` when the ConfigMap does not exist.
+    pub configmap: Option<ConfigMapReport>,
+    /// Entries by status (every annotation and key, and each value problem as `differs`).
+    pub summary: Summary,
+    /// Everything is `supported` and every value parses: exit status 0.
+    pub same_behaviour: bool,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct IngressReport {
+    pub namespace: String,
+    pub name: String,
+    /// `spec.ingressClassName`, else the legacy annotation, else `null`.
+    pub class: Option<String>,
+    /// Whether xdp-ingress would serve it: `false` when it has snippet annotations (unless
+    /// `--serve-ingresses-with-snippets` or `allow-snippet-annotations: "true"`).
+    pub served: bool,
+    /// One per annotation under our prefixes, sorted by name.
+    pub annotations: Vec<Entry>,
+    /// Values that do not parse or are out of range (`reason: message`), as Events would say.
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct ConfigMapReport {
+    pub namespace: String,
+    pub name: String,
+    /// One per key, sorted by name.
+    pub keys: Vec<Entry>,
+    pub problems: Vec<String>,
+}
+
+/// One annotation (full name, with prefix) or ConfigMap key.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Entry {
+    pub name: String,
+    /// `supported`, `differs`, `refused`, `not-yet` or `unknown`.
+    pub status: &'static str,
+    /// How it differs, why it is refused, or what it does (not yet); empty when supported.
+    pub note: String,
+}
+
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Summary {
+    pub supported: usize,
+    pub differs: usize,
+    pub refused: usize,
+    pub not_yet: usize,
+    pub unknown: usize,
+}
+
+impl Summary {
+    fn count(&mut self, status: &str) {
+        match status {
+            "supported" => self.supported += 1,
+            "differs" => self.differs += 1,
+            "refused" => self.refused += 1,
+            "not-yet" => self.not_yet += 1,
+            _ => self.unknown += 1,
+        }
+    }
+}
+
+fn entry(name: &str, row: Option<&support::Row>) -> Entry {
+    match row {
+        Some(r) => Entry {
+            name: name.to_string(),
+            status: r.status.label(),
+            note: match r.status {
+                support::Status::Supported => String::new(),
+                support::Status::NotYet => r.doc.to_string(),
+                s => s.note().to_string(),
+            },
+        },
+        None => Entry {
+            name: name.to_string(),
+            status: "unknown",
+            note: "not an ingress-nginx or xdp-ingress name (a typo?): ignored".into(),
+        },
+    }
+}
+
+fn class_of(ing: &Ingress) -> Option<String> {
+    ing.spec
+        .as_ref()
+        .and_then(|s| s.ingress_class_name.clone())
+        .or_else(|| {
+            ing.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(LEGACY_CLASS_ANNOTATION).cloned())
+        })
+}
+
+fn problems(d: Diagnostics) -> Vec<String> {
+    d.finish()
+        .into_iter()
+        .map(|d| format!("{}: {}", d.reason, d.message))
+        .collect()
+}
+
+/// The report for these Ingresses and ConfigMap (pure).
+pub fn report<'a>(
+    ingresses: impl IntoIterator<Item = &'a Ingress>,
+    configmap: Option<&ConfigMap>,
+    class: Option<&str>,
+) -> Report {
+    let mut summary = Summary::default();
+    let cm = configmap.map(|cm| {
+        let mut d = Diagnostics::default();
+        let parsed = configmap::parse(cm, &mut d);
+        let keys: Vec<Entry> = cm
+            .data
+            .iter()
+            .flat_map(|m| m.keys())
+            .map(|k| entry(k, support::configmap_key(k)))
+            .collect();
+        let problems = problems(Diagnostics(
+            d.0.into_iter()
+                .filter(|d| d.reason != "UnsupportedConfigMapKey")
+                .collect(),
+        ));
+        (
+            ConfigMapReport {
+                namespace: cm.metadata.namespace.clone().unwrap_or_default(),
+                name: cm.metadata.name.clone().unwrap_or_default(),
+                keys,
+                problems,
+            },
+            parsed.serve_with_snippets,
+        )
+    });
+    let serve_snippets = cm.as_ref().and_then(|c| c.1).unwrap_or(false);
+    let mut out = Vec::new();
+    for ing in ingresses {
+        let ing_class = class_of(ing);
+        if class.is_some() && ing_class.as_deref() != class {
+            continue;
+        }
+        let oref = ObjectRef::new(
+            ObjectKind::Ingress,
+            ing.metadata.namespace.clone().unwrap_or_default(),
+            ing.metadata.name.clone().unwrap_or_default(),
+        );
+        let a = ing.metadata.annotations.as_ref();
+        let entries: Vec<Entry> = a
+            .into_iter()
+            .flat_map(|m| m.keys())
+            .filter_map(|k| support::strip_prefix(k).map(|n| entry(k, support::annotation(n))))
+            .collect();
+        let snippets = entries
+            .iter()
+            .any(|e| support::strip_prefix(&e.name).is_some_and(support::is_snippet));
+        let mut d = Diagnostics::default();
+        annotations::parse(a, &oref, &mut d);
+        out.push(IngressReport {
+            namespace: oref.namespace,
+            name: oref.name,
+            class: ing_class,
+            served: !snippets || serve_snippets,
+            annotations: entries,
+            problems: problems(d),
+        });
+    }
+    out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    let configmap = cm.map(|c| c.0);
+    for e in out
+        .iter()
+        .flat_map(|i| &i.annotations)
+        .chain(configmap.iter().flat_map(|c| &c.keys))
+    {
+        summary.count(e.status);
+    }
+    let bad_values = out.iter().map(|i| i.problems.len()).sum::<usize>()
+        + configmap.as_ref().map_or(0, |c| c.problems.len());
+    summary.differs += bad_values;
+    let same_behaviour = summary.differs + summary.refused + summary.not_yet + summary.unknown == 0;
+    Report {
+        ingresses: out,
+        configmap,
+        summary,
+        same_behaviour,
+    }
+}
+
+/// How to run both controllers side by side (printed after the table).
+pub const SIDE_BY_SIDE: &str = "\
+Running beside ingress-nginx:
+  a) A new class (safest): install xdp-ingress with its own IngressClass (xdp-ingress), copy each
+     Ingress with ingressClassName: xdp-ingress, test it on the xdp-ingress ports, then move DNS.
+     Each controller writes status only on its own class: nothing is fought over.
+  b) Serve class nginx as it is: run xdp-ingress with --controller-name k8s.io/ingress-nginx
+     (it then owns the IngressClass nginx) and --no-status while ingress-nginx still runs, so
+     only ingress-nginx writes status.loadBalancer; when ingress-nginx is removed, drop
+     --no-status (and point the IngressClass's spec.controller at xdp-ingress.dev/controller).
+";
+
+fn table(r: &Report) -> String {
+    let mut rows: Vec<[String; 4]> = vec![[
+        "OBJECT".into(),
+        "ANNOTATION / KEY".into(),
+        "STATUS".into(),
+        "NOTE".into(),
+    ]];
+    for i in &r.ingresses {
+        let obj = format!("ingress {}/{}", i.namespace, i.name);
+        for e in &i.annotations {
+            rows.push([obj.clone(), e.name.clone(), e.status.into(), e.note.clone()]);
+        }
+        for p in &i.problems {
+            rows.push([obj.clone(), "-".into(), "differs".into(), p.clone()]);
+        }
+        if !i.served {
+            rows.push([
+                obj.clone(),
+                "-".into(),
+                "refused".into(),
+                "not served: it has snippet annotations".into(),
+            ]);
+        }
+    }
+    if let Some(c) = &r.configmap {
+        let obj = format!("configmap {}/{}", c.namespace, c.name);
+        for e in &c.keys {
+            rows.push([obj.clone(), e.name.clone(), e.status.into(), e.note.clone()]);
+        }
+        for p in &c.problems {
+            rows.push([obj.clone(), "-".into(), "differs".into(), p.clone()]);
+        }
+    }
+    let w: Vec<usize> = (0..3)
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in &rows {
+        out.push_str(&format!(
+            "{:w0$}  {:w1$}  {:w2$}  {}\n",
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            w0 = w[0],
+            w1 = w[1],
+            w2 = w[2]
+        ));
+    }
+    let s = &r.summary;
+    out.push_str(&format!(
+        "\n{} supported, {} differ, {} refused, {} not yet, {} unknown: {}\n\n",
+        s.supported,
+        s.differs,
+        s.refused,
+        s.not_yet,
+        s.unknown,
+        if r.same_behaviour {
+            "everything behaves as under ingress-nginx"
+        } else {
+            "some behaviour would change (see above)"
+        }
+    ));
+    out.push_str(SIDE_BY_SIDE);
+    out
+}
+
+async fn from_cluster(args: &MigrateArgs) -> anyhow::Result<(Vec<Ingress>, Option<ConfigMap>)> {
+    let client = crate::source::kube::client(args.kubeconfig.as_deref()).await?;
+    let ingresses = kube::Api::<Ingress>::all(client.clone())
+        .list(&Default::default())
+        .await
+        .context("listing Ingresses")?
+        .items;
+    let cm = kube::Api::<ConfigMap>::namespaced(client, &args.configmap.namespace)
+        .get_opt(&args.configmap.name)
+        .await
+        .with_context(|| format!("reading ConfigMap {}", args.configmap))?;
+    Ok((ingresses, cm))
+}
+
+/// Runs the command; returns the exit status (0 same behaviour, 1 differences).
+pub async fn run(args: MigrateArgs) -> anyhow::Result<i32> {
+    if let Some(PrintTable::Markdown) = args.print_table {
+        print!("{}", support::markdown());
+        return Ok(0);
+    }
+    let (ingresses, cm): (Vec<Ingress>, Option<ConfigMap>) = match &args.manifests {
+        Some(dir) => {
+            anyhow::ensure!(
+                dir.is_dir(),
+                "--manifests {}: not a directory",
+                dir.display()
+            );
+            let objects: Objects = ManifestDir::new(dir).load();
+            if let Some(d) = objects.diagnostics.first() {
+                anyhow::bail!("{}: {}", d.object.name, d.message);
+            }
+            (
+                objects.ingresses.values().map(|i| (**i).clone()).collect(),
+                objects
+                    .config_maps
+                    .get(&args.configmap)
+                    .map(|c| (**c).clone()),
+            )
+        }
+        None => from_cluster(&args).await?,
+    };
+    let r = report(&ingresses, cm.as_ref(), args.ingress_class.as_deref());
+    match args.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&r).context("encoding JSON")?
+        ),
+        Output::Table => print!("{}", table(&r)),
+    }
+    Ok(if r.same_behaviour { 0 } else { 1 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::files::parse_manifests;
+    use crate::store::Object;
+
+    fn load(yaml: &str) -> (Vec<Ingress>, Option<ConfigMap>) {
+        let mut ings = Vec::new();
+        let mut cm = None;
+        for o in parse_manifests(yaml).unwrap() {
+            match o {
+                Object::Ingress(i) => ings.push((*i).clone()),
+                Object::ConfigMap(c) => cm = Some((*c).clone()),
+                _ => {}
+            }
+        }
+        (ings, cm)
+    }
+
+    #[test]
+    fn supported_only_is_the_same_behaviour() {
+        let (i, _) = load(
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: a\n  annotations:\n    nginx.ingress.kubernetes.io/proxy-body-size: 8m\n    example.com/team: x\nspec:\n  ingressClassName: nginx\n",
+        );
+        let r = report(&i, None, Some("nginx"));
+        assert!(r.same_behaviour, "{r:?}");
+        assert_eq!(r.summary.supported, 1);
+        assert!(report(&i, None, Some("other")).ingresses.is_empty());
+    }
+
+    #[test]
+    fn bad_values_differ() {
+        let (i, _) = load(
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: a\n  annotations:\n    nginx.ingress.kubernetes.io/proxy-body-size: lots\n",
+        );
+        let r = report(&i, None, None);
+        assert!(!r.same_behaviour);
+        assert_eq!(r.ingresses[0].problems.len(), 1);
+        assert!(r.ingresses[0].problems[0].starts_with("InvalidAnnotation: "));
+    }
+}

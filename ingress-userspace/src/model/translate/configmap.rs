@@ -1,0 +1,322 @@
+//! The ingress-nginx controller ConfigMap (`--configmap NS/NAME`, from the API or the manifest
+//! directory) -> controller-wide settings and route defaults.
+//!
+//! Precedence, as in ingress-nginx: an Ingress annotation > the ConfigMap key > the flag of
+//! the same name (flags are the defaults a ConfigMap overrides). A value that does not parse
+//! gets a Warning on the ConfigMap naming the key, and the flag's value is kept. Keys we do not
+//! act on get an `UnsupportedConfigMapKey` Warning from the [`super::support`] table.
+
+use std::{sync::Arc, time::Duration};
+
+use k8s_openapi::api::core::v1::ConfigMap;
+
+use super::{
+    annotations::{
+        CONNECT_TIMEOUT_RANGE, MAX_BODY_SIZE, TIMEOUT_RANGE, parse_duration, parse_prefix,
+        parse_size,
+    },
+    diagnostics::Diagnostics,
+    support,
+};
+use crate::model::{IpPrefix, ObjectKind, ObjectRef, ProxySettings, RoutePolicy};
+
+/// ingress-nginx's `hsts-max-age` default (seconds).
+pub const HSTS_MAX_AGE: u64 = 31_536_000;
+
+/// What the ConfigMap says (everything `None`/default without one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControllerConfig {
+    pub settings: ProxySettings,
+    /// Defaults of per-route policy (ssl-redirect, proxy-body-size, proxy timeouts), used
+    /// where an Ingress's annotations leave a field unset.
+    pub route_defaults: RoutePolicy,
+    /// `allow-snippet-annotations`; `None`: `--serve-ingresses-with-snippets` decides.
+    pub serve_with_snippets: Option<bool>,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig {
+            settings: ProxySettings {
+                hsts: Some(hsts_value(HSTS_MAX_AGE, true, false)),
+                ..Default::default()
+            },
+            route_defaults: RoutePolicy::default(),
+            serve_with_snippets: None,
+        }
+    }
+}
+
+impl ControllerConfig {
+    /// Fills what `policy` leaves unset from the ConfigMap's defaults.
+    pub fn apply_defaults(&self, policy: &mut Arc<RoutePolicy>) {
+        let d = &self.route_defaults;
+        if *d == RoutePolicy::default() {
+            return;
+        }
+        let p = Arc::make_mut(policy);
+        p.ssl_redirect = p.ssl_redirect.or(d.ssl_redirect);
+        p.max_body_bytes = p.max_body_bytes.or(d.max_body_bytes);
+        p.timeouts.connect = p.timeouts.connect.or(d.timeouts.connect);
+        p.timeouts.read = p.timeouts.read.or(d.timeouts.read);
+        p.timeouts.send = p.timeouts.send.or(d.timeouts.send);
+    }
+}
+
+/// `max-age=N[; includeSubDomains][; preload]` (RFC 6797 section 6.1).
+pub fn hsts_value(max_age: u64, include_subdomains: bool, preload: bool) -> String {
+    let mut v = format!("max-age={max_age}");
+    if include_subdomains {
+        v.push_str("; includeSubDomains");
+    }
+    if preload {
+        v.push_str("; preload");
+    }
+    v
+}
+
+struct Reader<'a> {
+    cm: &'a ConfigMap,
+    object: ObjectRef,
+    diags: &'a mut Diagnostics,
+}
+
+impl Reader<'_> {
+    fn get(&self, key: &str) -> Option<String> {
+        self.cm
+            .data
+            .as_ref()?
+            .get(key)
+            .map(|v| v.trim().to_string())
+    }
+
+    fn bad(&mut self, key: &str, value: &str, expected: &str) {
+        self.diags.warn(
+            &self.object,
+            "InvalidConfigMapValue",
+            format!("key {key}: {value:?} is not {expected}; the default is kept"),
+        );
+    }
+
+    fn bool(&mut self, key: &str) -> Option<bool> {
+        let v = self.get(key)?;
+        match v.as_str() {
+            "true" | "True" => Some(true),
+            "false" | "False" => Some(false),
+            _ => {
+                self.bad(key, &v, "true or false");
+                None
+            }
+        }
+    }
+
+    fn duration(
+        &mut self,
+        key: &str,
+        range: &std::ops::RangeInclusive<Duration>,
+    ) -> Option<Duration> {
+        let v = self.get(key)?;
+        match parse_duration(&v).filter(|d| range.contains(d)) {
+            Some(d) => Some(d),
+            None => {
+                self.bad(key, &v, "a duration in range (seconds, or \"60s\", \"2m\")");
+                None
+            }
+        }
+    }
+}
+
+/// Reads the controller ConfigMap.
+pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
+    let object = ObjectRef::new(
+        ObjectKind::ConfigMap,
+        cm.metadata.namespace.clone().unwrap_or_default(),
+        cm.metadata.name.clone().unwrap_or_default(),
+    );
+    let mut r = Reader { cm, object, diags };
+    let mut out = ControllerConfig::default();
+    for key in cm.data.iter().flat_map(|d| d.keys()) {
+        let message = match support::configmap_key(key).map(|row| row.status) {
+            Some(s) if s.implemented() => continue,
+            Some(support::Status::NotYet) => {
+                format!("key {key} is not implemented yet; it is ignored")
+            }
+            Some(s) => format!("key {key} is refused ({}); it is ignored", s.note()),
+            None => {
+                format!("key {key} is not an ingress-nginx ConfigMap key (a typo?); it is ignored")
+            }
+        };
+        r.diags.warn(&r.object, "UnsupportedConfigMapKey", message);
+    }
+
+    let s = &mut out.settings;
+    s.use_forwarded_headers = r.bool("use-forwarded-headers");
+    s.enable_real_ip = r.bool("enable-real-ip");
+    s.compute_full_forwarded_for = r.bool("compute-full-forwarded-for");
+    s.use_proxy_protocol = r.bool("use-proxy-protocol");
+    if let Some(v) = r.get("forwarded-for-header") {
+        match http::HeaderName::from_bytes(v.as_bytes()) {
+            Ok(h) => s.forwarded_for_header = Some(h.as_str().to_string()),
+            Err(_) => r.bad("forwarded-for-header", &v, "a header name"),
+        }
+    }
+    if let Some(v) = r.get("proxy-real-ip-cidr") {
+        let parsed: Option<Vec<IpPrefix>> = v
+            .split(',')
+            .filter(|c| !c.trim().is_empty())
+            .map(parse_prefix)
+            .collect();
+        match parsed {
+            Some(p) => s.proxy_real_ip_cidr = Some(p),
+            None => r.bad("proxy-real-ip-cidr", &v, "a comma-separated list of CIDRs"),
+        }
+    }
+    s.client_header_timeout = r.duration("client-header-timeout", &TIMEOUT_RANGE);
+    s.client_body_timeout = r.duration("client-body-timeout", &TIMEOUT_RANGE);
+    s.keepalive_timeout = r.duration("keep-alive", &TIMEOUT_RANGE);
+
+    let hsts = r.bool("hsts").unwrap_or(true);
+    let include = r.bool("hsts-include-subdomains").unwrap_or(true);
+    let preload = r.bool("hsts-preload").unwrap_or(false);
+    let max_age = match r.get("hsts-max-age") {
+        None => HSTS_MAX_AGE,
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) if n <= u64::from(u32::MAX) => n,
+            _ => {
+                r.bad("hsts-max-age", &v, "a number of seconds");
+                HSTS_MAX_AGE
+            }
+        },
+    };
+    out.settings.hsts = hsts.then(|| hsts_value(max_age, include, preload));
+
+    let d = &mut out.route_defaults;
+    d.ssl_redirect = r.bool("ssl-redirect");
+    if r.bool("force-ssl-redirect") == Some(true) {
+        d.ssl_redirect = Some(true);
+    }
+    d.timeouts.connect = r.duration("proxy-connect-timeout", &CONNECT_TIMEOUT_RANGE);
+    d.timeouts.read = r.duration("proxy-read-timeout", &TIMEOUT_RANGE);
+    d.timeouts.send = r.duration("proxy-send-timeout", &TIMEOUT_RANGE);
+    if let Some(v) = r.get("proxy-body-size") {
+        match parse_size(&v) {
+            Some(n) if n == u64::MAX || n <= MAX_BODY_SIZE => d.max_body_bytes = Some(n),
+            _ => r.bad("proxy-body-size", &v, "a size from 0 (unlimited) to 1024g"),
+        }
+    }
+    out.serve_with_snippets = r.bool("allow-snippet-annotations");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn cm(pairs: &[(&str, &str)]) -> ConfigMap {
+        ConfigMap {
+            metadata: ObjectMeta {
+                namespace: Some("ingress-nginx".into()),
+                name: Some("ingress-nginx-controller".into()),
+                ..Default::default()
+            },
+            data: Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn keys_map_onto_settings_and_defaults() {
+        let mut d = Diagnostics::default();
+        let c = parse(
+            &cm(&[
+                ("use-forwarded-headers", "true"),
+                ("proxy-real-ip-cidr", "10.0.0.0/8, 192.0.2.1"),
+                ("forwarded-for-header", "X-Client-IP"),
+                ("hsts-max-age", "600"),
+                ("hsts-preload", "true"),
+                ("proxy-body-size", "10m"),
+                ("ssl-redirect", "false"),
+                ("proxy-read-timeout", "120"),
+                ("keep-alive", "10"),
+                ("allow-snippet-annotations", "true"),
+            ]),
+            &mut d,
+        );
+        assert!(d.0.is_empty(), "{:?}", d.0);
+        let s = &c.settings;
+        assert_eq!(s.use_forwarded_headers, Some(true));
+        assert_eq!(s.proxy_real_ip_cidr.as_ref().map(Vec::len), Some(2));
+        assert_eq!(s.forwarded_for_header.as_deref(), Some("x-client-ip"));
+        assert_eq!(
+            s.hsts.as_deref(),
+            Some("max-age=600; includeSubDomains; preload")
+        );
+        assert_eq!(s.keepalive_timeout, Some(Duration::from_secs(10)));
+        assert_eq!(c.route_defaults.max_body_bytes, Some(10 << 20));
+        assert_eq!(c.route_defaults.ssl_redirect, Some(false));
+        assert_eq!(c.serve_with_snippets, Some(true));
+        // An annotation wins; unset fields take the ConfigMap's value.
+        let mut p = Arc::new(RoutePolicy {
+            max_body_bytes: Some(1),
+            ..Default::default()
+        });
+        c.apply_defaults(&mut p);
+        assert_eq!(p.max_body_bytes, Some(1));
+        assert_eq!(p.timeouts.read, Some(Duration::from_secs(120)));
+        assert_eq!(p.ssl_redirect, Some(false));
+    }
+
+    #[test]
+    fn defaults_without_a_configmap_are_ingress_nginx_defaults() {
+        let c = ControllerConfig::default();
+        assert_eq!(
+            c.settings.hsts.as_deref(),
+            Some("max-age=31536000; includeSubDomains")
+        );
+        assert_eq!(c.route_defaults, RoutePolicy::default());
+    }
+
+    #[test]
+    fn bad_values_warn_on_the_configmap_and_keep_the_default() {
+        let mut d = Diagnostics::default();
+        let c = parse(
+            &cm(&[
+                ("hsts", "yes"),
+                ("proxy-body-size", "lots"),
+                ("proxy-real-ip-cidr", "10.0.0.0/33"),
+                ("keep-alive", "forever"),
+                ("worker-processes", "4"),
+                ("use-forwarded-header", "true"),
+            ]),
+            &mut d,
+        );
+        let reasons: Vec<(&str, String)> =
+            d.0.iter()
+                .map(|d| {
+                    assert_eq!(d.object.kind, ObjectKind::ConfigMap);
+                    (
+                        d.reason.as_str(),
+                        d.message.split(':').next().unwrap_or("").to_string(),
+                    )
+                })
+                .collect();
+        assert_eq!(reasons.len(), 6, "{reasons:?}");
+        assert!(reasons.contains(&("InvalidConfigMapValue", "key hsts".into())));
+        assert!(
+            reasons.iter().any(
+                |(r, m)| *r == "UnsupportedConfigMapKey" && m.contains("use-forwarded-header ")
+            )
+        );
+        assert_eq!(c, {
+            let mut want = ControllerConfig::default();
+            want.settings.hsts = Some(hsts_value(HSTS_MAX_AGE, true, false));
+            want
+        });
+    }
+}

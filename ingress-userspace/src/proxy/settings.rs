@@ -1,0 +1,100 @@
+//! Settings the controller ConfigMap may change at run time (client-address trust, client
+//! timeouts, HSTS): the flags overlaid with the snapshot's [`ProxySettings`], swapped on every
+//! apply. A connection reads them when it is accepted (PROXY protocol, header and idle
+//! timeouts: listener properties, so a change applies to connections accepted after it); a
+//! request reads them when it starts (trust, body timeout, HSTS).
+
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use hyper_util::{rt::TokioExecutor, server::conn::auto::Builder};
+
+use super::{args::ProxyArgs, client_addr::TrustConfig, limits, liveness::ConnTimeouts};
+use crate::model::ProxySettings;
+
+/// The live settings derived from the flags and one snapshot's [`ProxySettings`].
+pub(crate) struct Live {
+    /// What the snapshot's settings were made from (to skip rebuilding when unchanged).
+    pub settings: ProxySettings,
+    pub trust: TrustConfig,
+    pub builder: Builder<TokioExecutor>,
+    pub conn_timeouts: ConnTimeouts,
+    pub client_header_timeout: Duration,
+    pub client_body_timeout: Duration,
+    /// `Strict-Transport-Security` for HTTPS responses (ConfigMap `hsts*`).
+    pub hsts: Option<HeaderValue>,
+}
+
+impl Live {
+    pub fn new(args: &ProxyArgs, settings: &ProxySettings) -> Live {
+        let a = overlay(args, settings);
+        Live {
+            settings: settings.clone(),
+            trust: TrustConfig::from_args(&a),
+            builder: limits::server_builder(&a),
+            conn_timeouts: limits::conn_timeouts(&a),
+            client_header_timeout: a.client_header_timeout,
+            client_body_timeout: a.client_body_timeout,
+            hsts: settings
+                .hsts
+                .as_deref()
+                .and_then(|v| HeaderValue::from_str(v).ok()),
+        }
+    }
+}
+
+/// The flags with every ConfigMap key that is set put in their place (a key wins over a flag).
+pub fn overlay(args: &ProxyArgs, s: &ProxySettings) -> ProxyArgs {
+    let mut a = args.clone();
+    let set = |f: &mut bool, v: Option<bool>| *f = v.unwrap_or(*f);
+    set(&mut a.use_forwarded_headers, s.use_forwarded_headers);
+    set(&mut a.enable_real_ip, s.enable_real_ip);
+    set(
+        &mut a.compute_full_forwarded_for,
+        s.compute_full_forwarded_for,
+    );
+    set(&mut a.use_proxy_protocol, s.use_proxy_protocol);
+    if let Some(h) = s
+        .forwarded_for_header
+        .as_deref()
+        .and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok())
+    {
+        a.forwarded_for_header = h;
+    }
+    if let Some(c) = &s.proxy_real_ip_cidr {
+        a.proxy_real_ip_cidr = c.clone();
+    }
+    a.client_header_timeout = s.client_header_timeout.unwrap_or(a.client_header_timeout);
+    a.client_body_timeout = s.client_body_timeout.unwrap_or(a.client_body_timeout);
+    a.keepalive_timeout = s.keepalive_timeout.unwrap_or(a.keepalive_timeout);
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configmap_keys_win_over_flags_and_unset_keys_keep_them() {
+        let args = ProxyArgs {
+            enable_real_ip: true,
+            ..ProxyArgs::default()
+        };
+        let s = ProxySettings {
+            use_forwarded_headers: Some(true),
+            forwarded_for_header: Some("x-client-ip".into()),
+            keepalive_timeout: Some(Duration::from_secs(5)),
+            hsts: Some("max-age=1".into()),
+            ..Default::default()
+        };
+        let live = Live::new(&args, &s);
+        assert!(live.trust.use_forwarded_headers && live.trust.enable_real_ip);
+        assert_eq!(live.trust.forwarded_for_header, "x-client-ip");
+        assert_eq!(live.conn_timeouts.idle, Duration::from_secs(5));
+        assert_eq!(live.client_body_timeout, args.client_body_timeout);
+        assert_eq!(
+            live.hsts.as_ref().map(|h| h.as_bytes()),
+            Some(&b"max-age=1"[..])
+        );
+    }
+}

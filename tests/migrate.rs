@@ -1,0 +1,209 @@
+//! `xdp-ingress migrate` on directories of real-world-shaped ingress-nginx manifests
+//! (tests/migrate/): the JSON report (schema in deploy/docs/migrate-from-ingress-nginx.md) and
+//! the exit status (0 same behaviour, 1 something differs).
+
+use std::{path::Path, process::Command};
+
+use serde_json::{Value, json};
+
+fn migrate(args: &[&str]) -> (i32, String) {
+    let out = Command::new(testbed::built_xdp_ingress_bin())
+        .arg("migrate")
+        .args(args)
+        .output()
+        .expect("running xdp-ingress migrate");
+    assert!(
+        out.status.code().is_some(),
+        "killed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).expect("UTF-8 output"),
+    )
+}
+
+fn dir(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrate")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// `[name, status]` pairs of a list of entries.
+fn statuses(entries: &Value) -> Value {
+    Value::Array(
+        entries
+            .as_array()
+            .expect("entries")
+            .iter()
+            .map(|e| json!([e["name"], e["status"]]))
+            .collect(),
+    )
+}
+
+#[test]
+fn migrate_reports_every_annotation_and_key_and_exits_1_on_differences() {
+    let (code, out) = migrate(&[
+        "--manifests",
+        &dir("ingress-nginx"),
+        "--ingress-class",
+        "nginx",
+        "--output",
+        "json",
+    ]);
+    let r: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(code, 1, "{out}");
+    const N: &str = "nginx.ingress.kubernetes.io/";
+    let names: Vec<String> = r["ingresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            format!(
+                "{}/{}",
+                i["namespace"].as_str().unwrap(),
+                i["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    // The traefik Ingress is left out; the legacy class annotation counts.
+    assert_eq!(
+        names,
+        ["api/api", "default/blog", "legacy/admin", "shop/storefront"]
+    );
+    let ing = |i: usize| &r["ingresses"][i];
+    assert_eq!(
+        statuses(&ing(0)["annotations"]),
+        json!([
+            [format!("{N}enable-cors"), "not-yet"],
+            [format!("{N}limit-rps"), "not-yet"],
+            [format!("{N}proxy-read-timeout"), "supported"],
+            [format!("{N}rewrite-target"), "supported"],
+            [format!("{N}use-regex"), "supported"],
+        ])
+    );
+    assert_eq!(ing(0)["served"], true);
+    assert_eq!(ing(1)["class"], "nginx");
+    assert_eq!(
+        statuses(&ing(1)["annotations"]),
+        json!([
+            [format!("{N}proxy-connect-timeout"), "supported"],
+            [format!("{N}proxy-read-timout"), "unknown"],
+        ])
+    );
+    let problems = ing(1)["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0]
+            .as_str()
+            .unwrap()
+            .starts_with("InvalidAnnotation: annotation proxy-connect-timeout: \"soon\""),
+        "{problems:?}"
+    );
+    // Snippets: refused, with the reason, and the Ingress is not served.
+    assert_eq!(
+        statuses(&ing(2)["annotations"]),
+        json!([
+            [format!("{N}configuration-snippet"), "refused"],
+            [format!("{N}server-snippet"), "refused"],
+            [format!("{N}whitelist-source-range"), "supported"],
+        ])
+    );
+    assert!(
+        ing(2)["annotations"][0]["note"]
+            .as_str()
+            .unwrap()
+            .contains("never interpreted")
+    );
+    assert_eq!(ing(2)["served"], false);
+    assert_eq!(ing(3)["problems"], json!([]));
+    assert!(
+        ing(3)["annotations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["status"] == "supported" && a["note"] == "")
+    );
+
+    let cm = &r["configmap"];
+    assert_eq!(
+        (cm["namespace"].as_str(), cm["name"].as_str()),
+        (Some("ingress-nginx"), Some("ingress-nginx-controller"))
+    );
+    assert_eq!(
+        statuses(&cm["keys"]),
+        json!([
+            ["allow-snippet-annotations", "differs"],
+            ["custom-http-errors", "not-yet"],
+            ["hsts-max-age", "supported"],
+            ["proxy-body-size", "supported"],
+            ["proxy-read-timout", "unknown"],
+            ["ssl-redirect", "supported"],
+            ["use-forwarded-headers", "supported"],
+            ["worker-processes", "refused"],
+        ])
+    );
+    assert_eq!(cm["problems"].as_array().unwrap().len(), 1, "{cm}");
+    assert_eq!(
+        r["summary"],
+        json!({"supported": 13, "differs": 3, "refused": 3, "not_yet": 3, "unknown": 2})
+    );
+    assert_eq!(r["same_behaviour"], false);
+
+    // The table (default output) says the same, then how to run side by side.
+    let (code, table) = migrate(&[
+        "--manifests",
+        &dir("ingress-nginx"),
+        "--ingress-class",
+        "nginx",
+    ]);
+    assert_eq!(code, 1);
+    assert!(table.contains("ingress legacy/admin"), "{table}");
+    assert!(
+        table.contains("not served: it has snippet annotations"),
+        "{table}"
+    );
+    assert!(
+        table.contains("13 supported, 3 differ, 3 refused, 3 not yet, 2 unknown"),
+        "{table}"
+    );
+    assert!(table.contains("--no-status"), "{table}");
+}
+
+#[test]
+fn migrate_exits_0_when_everything_behaves_the_same() {
+    let (code, out) = migrate(&["--manifests", &dir("same"), "--output", "json"]);
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(r["same_behaviour"], true);
+    assert_eq!(r["configmap"], Value::Null);
+    assert_eq!(r["summary"]["supported"], 4);
+}
+
+/// The table in the migration guide is the one the binary prints.
+#[test]
+fn migration_doc_table_is_generated_from_the_support_table() {
+    let (code, table) = migrate(&["--print-table", "markdown"]);
+    assert_eq!(code, 0);
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/docs/migrate-from-ingress-nginx.md"),
+    )
+    .unwrap();
+    const BEGIN: &str = "<!-- BEGIN generated: xdp-ingress migrate --print-table markdown -->\n";
+    const END: &str = "<!-- END generated -->";
+    let start = doc.find(BEGIN).expect("begin marker") + BEGIN.len();
+    let end = doc[start..].find(END).expect("end marker") + start;
+    assert!(
+        doc[start..end] == table,
+        "deploy/docs/migrate-from-ingress-nginx.md is stale: regenerate it with \
+         `xdp-ingress migrate --print-table markdown`"
+    );
+}
+
+#[test]
+fn migrate_errors_exit_2() {
+    let (code, _) = migrate(&["--manifests", "/nonexistent/xdp-ingress-migrate"]);
+    assert_eq!(code, 2);
+}
