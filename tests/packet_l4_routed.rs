@@ -6,19 +6,28 @@ mod l4common;
 
 use std::net::{IpAddr, SocketAddr};
 
-use aya::programs::{SchedClassifier, Xdp};
+use aya::{
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray},
+    programs::{SchedClassifier, Xdp},
+};
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use ingress_common::{
     PROG_XDP_INGRESS,
-    l4::{PROG_TC_NIC_EGRESS, PROG_TC_REPLY},
+    l4::{
+        CtEntry, FlowKey, MAP_CONNTRACK, MAP_REVNAT, PROG_TC_NIC_EGRESS, PROG_TC_REPLY, RevNatEntry,
+    },
+    stats::{Counter, MAP_STATS, Stat},
 };
 use l4common::{
-    endpoint, ifindex, load, parse_checked, service, sk_buff, static_neigh, tcp_frame, test_run,
-    udp_frame, xdp_md,
+    TCP_ACK, TCP_FIN, TCP_SYN, endpoint, ifindex, load, parse_checked, service, sk_buff,
+    static_neigh, tcp_segment, test_run, udp_frame, xdp_md,
 };
-use testbed::{NODE_IFACE, Topology, xdp_run::XDP_TX};
+use testbed::{
+    NODE_IFACE, Topology,
+    xdp_run::{XDP_PASS, XDP_TX},
+};
 use xdp_ingress::{
-    dataplane::{L4Options, L4Sync},
+    dataplane::{L4Options, L4Sync, stats as dstats},
     model::{Endpoint, EndpointState, L4Protocol, L4Service, Snapshot},
 };
 
@@ -65,6 +74,7 @@ fn svc(id: &str, port: u16, ep: SocketAddr, node: Option<&str>) -> L4Service {
     }
 }
 
+/// An ACK with a 7-byte payload.
 fn tcp(
     src_mac: [u8; 6],
     dst_mac: [u8; 6],
@@ -73,8 +83,34 @@ fn tcp(
     dst: [u8; 4],
     dport: u16,
 ) -> Vec<u8> {
+    tcp_flags(src_mac, dst_mac, src, sport, dst, dport, TCP_ACK)
+}
+
+/// [`tcp`] with the flags `flags` (`l4common::TCP_*`).
+fn tcp_flags(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: [u8; 4],
+    sport: u16,
+    dst: [u8; 4],
+    dport: u16,
+    flags: u8,
+) -> Vec<u8> {
     let (src, dst) = ((src, sport).into(), (dst, dport).into());
-    tcp_frame([src_mac, dst_mac], src, dst, 7, false, b"payload")
+    tcp_segment([src_mac, dst_mac], src, dst, 7, flags, b"payload")
+}
+
+/// The packets counted under `s`, summed over CPUs.
+fn stat(ebpf: &aya::Ebpf, s: Stat) -> u64 {
+    let a: PerCpuArray<&MapData, Counter> =
+        PerCpuArray::try_from(ebpf.map(MAP_STATS).unwrap()).unwrap();
+    dstats::read(&a).unwrap().get(s).packets
+}
+
+/// Entries in the hash map `name` (keys of `K`, values of `V`).
+fn entries<K: aya::Pod, V: aya::Pod>(ebpf: &aya::Ebpf, name: &str) -> usize {
+    let m: BpfHashMap<&MapData, K, V> = BpfHashMap::try_from(ebpf.map(name).unwrap()).unwrap();
+    m.keys().count()
 }
 
 /// (src, dst, eth src, eth dst) of a TCP/IPv4 frame, after checking its checksums.
@@ -123,7 +159,7 @@ fn remote_endpoint_gets_snat_and_xdp_tx_and_its_reply_is_reverse_nated() {
     };
     sync.apply(&mut ebpf, &snap).unwrap();
 
-    let f = tcp(OUTSIDE_MAC, nic_mac, OUTSIDE, 40000, NODE, 30090);
+    let f = tcp_flags(OUTSIDE_MAC, nic_mac, OUTSIDE, 40000, NODE, 30090, TCP_SYN);
     let (action, out) = topo.node.enter(|| xdp_run(&ebpf, &f, nic));
     assert_eq!(action, XDP_TX);
     let (src, dst, esrc, edst) = checked(&out);
@@ -147,6 +183,69 @@ fn remote_endpoint_gets_snat_and_xdp_tx_and_its_reply_is_reverse_nated() {
 }
 
 #[test]
+fn an_ack_flood_reserves_no_snat_port_and_a_syn_still_gets_one() {
+    if !testbed::require_root() {
+        return;
+    }
+    let topo = Topology::new(1).expect("topology");
+    let (nic, nic_mac, mut ebpf) = snat_node(&topo, OUTSIDE.into(), REMOTE.into());
+    // 20 SNAT ports: an ACK flood that reserved ports would take them all.
+    let mut sync = L4Sync::new(L4Options {
+        node_v4: Some(NODE.into()),
+        node_name: Some("this-node".into()),
+        snat_ports: (40000, 40019),
+        ..L4Options::default()
+    });
+    let backend = SocketAddr::new(IpAddr::from(REMOTE), 9000);
+    let snap = Snapshot {
+        version: 1,
+        l4: vec![svc("remote", 30090, backend, Some("other-node"))],
+        ..Default::default()
+    };
+    sync.apply(&mut ebpf, &snap).unwrap();
+
+    topo.node.enter(|| {
+        // 300 ACKs (and some FINs) from 300 source ports: to the kernel untouched, no state.
+        for port in 0..300u16 {
+            let flags = if port % 10 == 9 {
+                TCP_FIN | TCP_ACK
+            } else {
+                TCP_ACK
+            };
+            let f = tcp_flags(
+                OUTSIDE_MAC,
+                nic_mac,
+                OUTSIDE,
+                20000 + port,
+                NODE,
+                30090,
+                flags,
+            );
+            let (action, out) = xdp_run(&ebpf, &f, nic);
+            assert_eq!((action, &out), (XDP_PASS, &f), "port {}", 20000 + port);
+        }
+    });
+    assert_eq!(stat(&ebpf, Stat::PassNoFlow), 300);
+    assert_eq!(stat(&ebpf, Stat::PassSnatExhausted), 0);
+    assert_eq!(entries::<FlowKey, CtEntry>(&ebpf, MAP_CONNTRACK), 0);
+    assert_eq!(entries::<FlowKey, RevNatEntry>(&ebpf, MAP_REVNAT), 0);
+
+    // A SYN gets a SNAT port, and the ACK after it goes out through the same one.
+    let syn = tcp_flags(OUTSIDE_MAC, nic_mac, OUTSIDE, 20000, NODE, 30090, TCP_SYN);
+    let (action, out) = topo.node.enter(|| xdp_run(&ebpf, &syn, nic));
+    assert_eq!(action, XDP_TX);
+    let (src, dst, _, _) = checked(&out);
+    assert_eq!(dst, backend);
+    assert!((40000..=40019).contains(&src.port()), "{src}");
+    let ack = tcp(OUTSIDE_MAC, nic_mac, OUTSIDE, 20000, NODE, 30090);
+    let (action, out) = topo.node.enter(|| xdp_run(&ebpf, &ack, nic));
+    assert_eq!(action, XDP_TX);
+    assert_eq!(checked(&out).0, src);
+    assert_eq!(entries::<FlowKey, CtEntry>(&ebpf, MAP_CONNTRACK), 1);
+    assert_eq!(entries::<FlowKey, RevNatEntry>(&ebpf, MAP_REVNAT), 1);
+}
+
+#[test]
 fn local_pod_reply_is_reverse_nated_in_tc_at_pod_ingress_or_nic_egress() {
     if !testbed::require_root() {
         return;
@@ -164,8 +263,16 @@ fn local_pod_reply_is_reverse_nated_in_tc_at_pod_ingress_or_nic_egress() {
     sync.apply(&mut ebpf, &snap).unwrap();
     let client = topo.client_v4.octets();
 
-    // The client's packet creates the flow (DNAT, then the kernel would route it to the pod).
-    let f = tcp(OUTSIDE_MAC, OUTSIDE_MAC, client, 40000, NODE, 30080);
+    // The client's SYN creates the flow (DNAT, then the kernel would route it to the pod).
+    let f = tcp_flags(
+        OUTSIDE_MAC,
+        OUTSIDE_MAC,
+        client,
+        40000,
+        NODE,
+        30080,
+        TCP_SYN,
+    );
     let nic = ifindex(&topo, NODE_IFACE);
     let (_, out) = topo.node.enter(|| xdp_run(&ebpf, &f, nic));
     assert_eq!(checked(&out).1, pod);
@@ -284,7 +391,16 @@ fn hostile_frames_to_service_ports_never_abort_or_half_rewrite() {
         x ^= x << 17;
         x
     };
-    let base = tcp(OUTSIDE_MAC, OUTSIDE_MAC, OUTSIDE, 40000, NODE, 30080);
+    // A SYN, so that frames the flips leave intact open flows and get rewritten.
+    let base = tcp_flags(
+        OUTSIDE_MAC,
+        OUTSIDE_MAC,
+        OUTSIDE,
+        40000,
+        NODE,
+        30080,
+        TCP_SYN,
+    );
     topo.node.enter(|| {
         for i in 0..5000 {
             let mut f = base.clone();

@@ -97,6 +97,10 @@ stats! {
     PassTtlExceeded = 29, "pass_ttl_exceeded", Pass;
     /// IP length field disagrees with the frame or cuts the TCP/UDP header.
     PassBadLength = 30, "pass_bad_length", Pass;
+    /// TCP segment other than a SYN that belongs to no live flow (never opened, expired, or
+    /// its endpoint gone): only a SYN or a UDP datagram creates flow state, so this one goes to
+    /// the kernel untouched, which answers it (RST).
+    PassNoFlow = 31, "pass_no_flow", Pass;
 
     /// A service packet that created a flow (new connection).
     L4NewFlow = 32, "l4_new_flow", Action;

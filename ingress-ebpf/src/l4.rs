@@ -165,6 +165,13 @@ fn read_pkt(ctx: &XdpContext, p: &Parsed) -> Option<Pkt> {
     Some(pkt)
 }
 
+/// True for a segment that may open a TCP connection: SYN without ACK, RST or FIN (a SYN
+/// with FIN or RST is one the kernel's listener discards, RFC 9293 3.10.7.2).
+#[inline(always)]
+fn starts_connection(flags: u8) -> bool {
+    flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN
+}
+
 #[inline(always)]
 fn family(pkt: &Pkt) -> u8 {
     if pkt.v6 { FAMILY_V6 } else { FAMILY_V4 }
@@ -317,7 +324,7 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     let closing = pkt.tcp_flags & (TCP_FIN | TCP_RST) != 0;
-    let syn = pkt.proto == IPPROTO_TCP && pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+    let syn = pkt.proto == IPPROTO_TCP && starts_connection(pkt.tcp_flags);
 
     // An established flow keeps its backend as long as that backend still exists.
     if !syn && let Some(ct) = CONNTRACK.get_ptr_mut(&scr.ct_key) {
@@ -350,6 +357,12 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
         }
     }
 
+    // Only a packet that may open a connection creates state (flow, affinity, SNAT port,
+    // reverse entry): anything else would let a flood of stray segments fill the tables.
+    if pkt.proto == IPPROTO_TCP && !syn {
+        return pass(Stat::PassNoFlow);
+    }
+
     // A new flow: affinity first, then Maglev.
     let id = select_backend(&pkt, &svc, cfg, now, len);
     if id == NO_BACKEND {
@@ -374,7 +387,7 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
         snat_port,
         backend_id: id,
         svc_slot: svc.slot,
-        flags: if snat_port != 0 { CT_F_SNAT } else { 0 } | if closing { CT_F_CLOSING } else { 0 },
+        flags: if snat_port != 0 { CT_F_SNAT } else { 0 },
         last_seen_ns: now,
     };
     // A full LRU evicts its oldest entry; an insert error only costs stickiness.

@@ -69,6 +69,9 @@ pub struct ServiceView {
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct BackendsView {
     pub services: Vec<ServiceView>,
+    /// Packets by pass or drop reason (`ingress_common::stats` labels, e.g. `pass_no_flow`,
+    /// `pass_snat_exhausted`), summed over CPUs; reasons never counted are left out.
+    pub reasons: BTreeMap<String, u64>,
 }
 
 /// Where the maps come from: pins under a directory, or the maps of the one loaded
@@ -270,7 +273,22 @@ fn read_from(src: &Source) -> Result<BackendsView, ViewError> {
         });
     }
     out.services.sort_by(|a, b| a.name.cmp(&b.name));
+    out.reasons = reasons(src)?;
     Ok(out)
+}
+
+/// The non-zero pass and drop counters of the global stats map.
+fn reasons(src: &Source) -> Result<BTreeMap<String, u64>, ViewError> {
+    use ingress_common::stats::{Counter, MAP_STATS, Stat, StatKind};
+    let stats: PerCpuArray<MapData, Counter> =
+        PerCpuArray::try_from(Map::PerCpuArray(src.open(MAP_STATS)?)).map_err(rerr(MAP_STATS))?;
+    let view = super::stats::read(&stats).map_err(rerr(MAP_STATS))?;
+    Ok(Stat::ALL
+        .iter()
+        .filter(|s| matches!(s.kind(), StatKind::Pass | StatKind::Drop))
+        .map(|s| (s.label().to_string(), view.get(*s).packets))
+        .filter(|(_, n)| *n > 0)
+        .collect())
 }
 
 /// Human-readable table, one block per service.
@@ -322,5 +340,33 @@ pub fn render_text(view: &BackendsView) -> String {
             );
         }
     }
+    if !view.reasons.is_empty() {
+        let reasons: Vec<String> = view
+            .reasons
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let _ = writeln!(s, "passed/dropped: {}", reasons.join(" "));
+    }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_view_names_why_packets_were_passed_or_dropped() {
+        let view = BackendsView {
+            services: Vec::new(),
+            reasons: [("pass_no_flow".to_string(), 300)].into_iter().collect(),
+        };
+        let text = render_text(&view);
+        assert!(
+            text.contains("passed/dropped: pass_no_flow=300\n"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&view).unwrap();
+        assert_eq!(json["reasons"]["pass_no_flow"], 300);
+    }
 }
