@@ -19,7 +19,7 @@ use ingress_common::{
     stats::{Counter, MAP_STATS, Stat},
 };
 use l4common::{
-    TCP_ACK, TCP_FIN, TCP_SYN, endpoint, ifindex, load, parse_checked, service, sk_buff,
+    TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, endpoint, ifindex, load, parse_checked, service, sk_buff,
     static_neigh, tcp_segment, test_run, udp_frame, xdp_md,
 };
 use testbed::{
@@ -243,6 +243,165 @@ fn an_ack_flood_reserves_no_snat_port_and_a_syn_still_gets_one() {
     assert_eq!(checked(&out).0, src);
     assert_eq!(entries::<FlowKey, CtEntry>(&ebpf, MAP_CONNTRACK), 1);
     assert_eq!(entries::<FlowKey, RevNatEntry>(&ebpf, MAP_REVNAT), 1);
+}
+
+#[test]
+fn snat_ports_of_closed_or_idle_flows_are_reused_after_their_timeout_and_live_ones_never() {
+    if !testbed::require_root() {
+        return;
+    }
+    let topo = Topology::new(1).expect("topology");
+    let (nic, nic_mac, mut ebpf) = snat_node(&topo, OUTSIDE.into(), REMOTE.into());
+    // 20 SNAT ports; closed TCP flows and idle UDP flows time out at once (the TCP idle
+    // timeout stays an hour).
+    let mut sync = L4Sync::new(L4Options {
+        node_v4: Some(NODE.into()),
+        node_name: Some("this-node".into()),
+        snat_ports: (40000, 40019),
+        tcp_closing_timeout: std::time::Duration::ZERO,
+        udp_timeout: std::time::Duration::ZERO,
+        ..L4Options::default()
+    });
+    let tcp_be = SocketAddr::new(IpAddr::from(REMOTE), 9000);
+    let udp_be = SocketAddr::new(IpAddr::from(REMOTE), 9001);
+    let snap = Snapshot {
+        version: 1,
+        l4: vec![
+            svc("remote", 30090, tcp_be, Some("other-node")),
+            L4Service {
+                protocol: L4Protocol::Udp,
+                ..svc("remote-udp", 30091, udp_be, Some("other-node"))
+            },
+        ],
+        ..Default::default()
+    };
+    sync.apply(&mut ebpf, &snap).unwrap();
+    let client = |sport, flags| tcp_flags(OUTSIDE_MAC, nic_mac, OUTSIDE, sport, NODE, 30090, flags);
+    let backend = |port, flags| tcp_flags(REMOTE_MAC, nic_mac, REMOTE, 9000, NODE, port, flags);
+    // Sends `f`, which must go out (XDP_TX); its (source, destination).
+    let tx = |f: &[u8]| {
+        let (action, out) = topo.node.enter(|| xdp_run(&ebpf, f, nic));
+        assert_eq!(action, XDP_TX, "{:?}", parse_checked(f));
+        let (src, dst, _, _) = checked(&out);
+        (src, dst)
+    };
+
+    // One connection stays open throughout: its port is never handed out.
+    let (held, _) = tx(&client(29999, TCP_SYN));
+    tx(&backend(held.port(), TCP_SYN | TCP_ACK));
+    tx(&client(29999, TCP_ACK));
+    // 40 short connections one after the other, closed by FINs or by the endpoint's RST.
+    for i in 0..40u16 {
+        let sport = 30000 + i;
+        let (src, dst) = tx(&client(sport, TCP_SYN));
+        assert_eq!(dst, tcp_be);
+        assert_ne!(src, held, "connection {i} got the open connection's port");
+        let to_client = tx(&backend(src.port(), TCP_SYN | TCP_ACK));
+        assert_eq!(
+            to_client,
+            (
+                SocketAddr::new(IpAddr::from(NODE), 30090),
+                SocketAddr::new(IpAddr::from(OUTSIDE), sport)
+            )
+        );
+        assert_eq!(tx(&client(sport, TCP_ACK)).0, src);
+        // (With a zero closing timeout the flow ends with the second FIN.)
+        if i % 2 == 0 {
+            tx(&client(sport, TCP_FIN | TCP_ACK));
+            tx(&backend(src.port(), TCP_FIN | TCP_ACK));
+        } else {
+            tx(&backend(src.port(), TCP_RST));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        // Closed and timed out: a late segment of it is the kernel's, not a port's new owner.
+        let late = client(sport, TCP_ACK);
+        let (action, out) = topo.node.enter(|| xdp_run(&ebpf, &late, nic));
+        assert_eq!((action, &out), (XDP_PASS, &late), "connection {i}");
+    }
+    assert_eq!(stat(&ebpf, Stat::PassSnatExhausted), 0);
+    // The open connection still goes out through its own port.
+    assert_eq!(tx(&client(29999, TCP_ACK)).0, held);
+
+    // UDP: 40 idle flows one after the other, each gets a port.
+    for i in 0..40u16 {
+        let f = udp_frame(
+            [OUTSIDE_MAC, nic_mac],
+            (OUTSIDE, 31000 + i).into(),
+            (NODE, 30091).into(),
+            b"q",
+        );
+        let (action, out) = topo.node.enter(|| xdp_run(&ebpf, &f, nic));
+        assert_eq!(action, XDP_TX, "datagram {i}");
+        assert_eq!(parse_checked(&out).dst, udp_be);
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert_eq!(stat(&ebpf, Stat::PassSnatExhausted), 0);
+}
+
+#[test]
+fn a_local_pods_fin_or_rst_closes_its_flow_as_the_clients_does() {
+    if !testbed::require_root() {
+        return;
+    }
+    let topo = Topology::new(1).expect("topology");
+    let nic = ifindex(&topo, NODE_IFACE);
+    let mut ebpf = load(&[PROG_XDP_INGRESS], &[PROG_TC_NIC_EGRESS]);
+    let pod = SocketAddr::new(IpAddr::V4(topo.pods[0].v4), 8080);
+    let snap = Snapshot {
+        version: 1,
+        l4: vec![svc("local", 30080, pod, None)],
+        ..Default::default()
+    };
+    L4Sync::new(L4Options {
+        tcp_closing_timeout: std::time::Duration::ZERO,
+        ..L4Options::default()
+    })
+    .apply(&mut ebpf, &snap)
+    .unwrap();
+    let client = topo.client_v4.octets();
+    let pod_mac = [0x02, 0, 0, 0, 1, 2];
+    for (sport, flags) in [(40000, TCP_RST), (40001, TCP_FIN | TCP_ACK)] {
+        let syn = tcp_flags(
+            OUTSIDE_MAC,
+            OUTSIDE_MAC,
+            client,
+            sport,
+            NODE,
+            30080,
+            TCP_SYN,
+        );
+        let (_, out) = topo.node.enter(|| xdp_run(&ebpf, &syn, nic));
+        assert_eq!(checked(&out).1, pod);
+        // The pod ends the connection; its reply is reverse-NATed at the NIC's egress...
+        let end = tcp_flags(
+            pod_mac,
+            pod_mac,
+            topo.pods[0].v4.octets(),
+            8080,
+            client,
+            sport,
+            flags,
+        );
+        let (action, out) = topo
+            .node
+            .enter(|| tc_run_prog(&ebpf, PROG_TC_NIC_EGRESS, &end, nic));
+        assert_eq!(action, 0);
+        assert_eq!(checked(&out).0, SocketAddr::new(IpAddr::from(NODE), 30080));
+        // ...and the flow took the (zero) closing timeout: the client's next segment is the
+        // kernel's.
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        let ack = tcp_flags(
+            OUTSIDE_MAC,
+            OUTSIDE_MAC,
+            client,
+            sport,
+            NODE,
+            30080,
+            TCP_ACK,
+        );
+        let (action, out) = topo.node.enter(|| xdp_run(&ebpf, &ack, nic));
+        assert_eq!((action, &out), (XDP_PASS, &ack), "after {flags:#x}");
+    }
 }
 
 #[test]

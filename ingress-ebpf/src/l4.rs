@@ -109,6 +109,8 @@ pub struct Fwd {
     pub now: u64,
     pub snat_port: u16,
     pub refresh: bool,
+    /// The flow's [`CT_F_CLOSING`] bit, copied onto its reverse entry on refresh.
+    pub closing: u32,
 }
 
 #[inline(always)]
@@ -337,14 +339,17 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
             && be.port == e.backend_port
             && addr_eq(&be.addr, &e.backend_addr)
         {
-            if closing && e.flags & CT_F_CLOSING == 0 {
+            // The first FIN or RST is written through to the reverse entry at once: the
+            // closing timeout then frees the flow's SNAT port as soon as it runs out.
+            let newly_closing = closing && e.flags & CT_F_CLOSING == 0;
+            if newly_closing {
                 e.flags |= CT_F_CLOSING;
             }
-            let refresh = now.wrapping_sub(e.last_seen_ns) > REFRESH_NS;
+            let refresh = newly_closing || now.wrapping_sub(e.last_seen_ns) > REFRESH_NS;
             if refresh {
                 e.last_seen_ns = now;
             }
-            let (id, snat_port) = (e.backend_id, e.snat_port);
+            let (id, snat_port, flow_closing) = (e.backend_id, e.snat_port, e.flags & CT_F_CLOSING);
             count_l4(&SVC_STATS, svc.slot, len, false);
             count_l4(&BE_STATS, id, len, false);
             stats::count(Stat::L4Established, len);
@@ -352,6 +357,7 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
                 now,
                 snat_port,
                 refresh,
+                closing: flow_closing,
             };
             return forward(ctx, &pkt, cfg, be, scr);
         }
@@ -399,6 +405,7 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
         now,
         snat_port,
         refresh: true,
+        closing: 0,
     };
     forward(ctx, &pkt, cfg, be, scr)
 }
@@ -554,15 +561,15 @@ fn alloc_snat(pkt: &Pkt, cfg: &L4Config, be: &Backend, now: u64, scr: &mut Scrat
         }
         if let Some(old) = REVNAT.get_ptr(&scr.rkey) {
             // SAFETY: pointer from a successful lookup.
-            let (same, seen) = unsafe {
-                (
-                    addr_eq(&(*old).client_addr, &pkt.saddr) && (*old).client_port == pkt.sport,
-                    (*old).last_seen_ns,
-                )
-            };
-            let stale =
-                now.wrapping_sub(seen) > u64::from(cfg.tcp_timeout_s.max(cfg.udp_timeout_s)) * NS;
+            let old = unsafe { &*old };
+            let same = addr_eq(&old.client_addr, &pkt.saddr) && old.client_port == pkt.sport;
+            // A port is free once its flow timed out: the closing timeout after a FIN or RST
+            // (conntrack's TIME_WAIT), else the idle timeout of its protocol.
+            let stale = now.wrapping_sub(old.last_seen_ns) > timeout_ns(cfg, pkt.proto, old.flags);
             if same || stale {
+                if !same {
+                    forget_flow(old, pkt, port.to_be(), scr);
+                }
                 let _ = REVNAT.insert(&scr.rkey, &scr.rev, u64::from(BPF_ANY));
                 return port.to_be();
             }
@@ -570,6 +577,27 @@ fn alloc_snat(pkt: &Pkt, cfg: &L4Config, be: &Backend, now: u64, scr: &mut Scrat
         i += 1;
     }
     0
+}
+
+/// Deletes the flow entry of the SNAT flow `old` (the timed-out owner of `port`) so that a late
+/// packet of that flow cannot go out through the port's new flow.
+#[inline(always)]
+fn forget_flow(old: &RevNatEntry, pkt: &Pkt, port: u16, scr: &mut Scratch) {
+    scr.old_key = FlowKey {
+        saddr: old.client_addr,
+        daddr: old.frontend_addr,
+        sport: old.client_port,
+        dport: old.frontend_port,
+        proto: pkt.proto,
+        family: family(pkt),
+        _pad: [0; 2],
+    };
+    if let Some(ct) = CONNTRACK.get_ptr(&scr.old_key) {
+        // SAFETY: pointer from a successful lookup.
+        if unsafe { (*ct).snat_port } == port {
+            let _ = CONNTRACK.remove(&scr.old_key);
+        }
+    }
 }
 
 /// NATs the packet toward `be` and sends it: DNAT + XDP_PASS for a local pod, DNAT + SNAT +
@@ -582,7 +610,12 @@ fn forward(
     be: &Backend,
     scr: &mut Scratch,
 ) -> Verdict {
-    let (now, snat_port, refresh) = (scr.fwd.now, scr.fwd.snat_port, scr.fwd.refresh);
+    let (now, snat_port, refresh, closing) = (
+        scr.fwd.now,
+        scr.fwd.snat_port,
+        scr.fwd.refresh,
+        scr.fwd.closing,
+    );
     if snat_port == 0 {
         if refresh {
             scr.rkey = FlowKey {
@@ -599,7 +632,7 @@ fn forward(
                 frontend_addr: pkt.daddr,
                 client_port: pkt.sport,
                 frontend_port: pkt.dport,
-                flags: 0,
+                flags: closing,
                 last_seen_ns: now,
             };
             let _ = REVNAT.insert(&scr.rkey, &scr.rev, u64::from(BPF_ANY));
@@ -632,8 +665,11 @@ fn forward(
             _pad: [0; 2],
         };
         if let Some(r) = REVNAT.get_ptr_mut(&scr.rkey) {
-            // SAFETY: pointer from a successful lookup.
-            unsafe { (*r).last_seen_ns = now };
+            // SAFETY: pointer from a successful lookup; plain integer stores.
+            unsafe {
+                (*r).last_seen_ns = now;
+                (*r).flags |= closing;
+            }
         }
     }
     scr.nat = Nat {
@@ -658,13 +694,24 @@ fn remote_reply(ctx: &XdpContext, pkt: &Pkt, scr: &mut Scratch) -> Verdict {
         family: family(pkt),
         _pad: [0; 2],
     };
-    let Some(r) = REVNAT.get_ptr(&scr.rkey) else {
+    let Some(r) = REVNAT.get_ptr_mut(&scr.rkey) else {
         return NOT_A_REPLY;
     };
-    // SAFETY: pointer from a successful lookup; copied out at once.
-    let rev = unsafe { &*r };
+    // SAFETY: pointer from a successful lookup; plain integers.
+    let rev = unsafe { &mut *r };
     if rev.flags & CT_F_SNAT == 0 {
         return NOT_A_REPLY;
+    }
+    // The endpoint's FIN or RST closes the flow as the client's does, in both entries.
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let closing = pkt.proto == IPPROTO_TCP && pkt.tcp_flags & (TCP_FIN | TCP_RST) != 0;
+    if closing && rev.flags & CT_F_CLOSING == 0 {
+        rev.flags |= CT_F_CLOSING;
+        rev.last_seen_ns = now;
+        mark_closing(rev, pkt, scr);
+    } else if now.wrapping_sub(rev.last_seen_ns) > REFRESH_NS {
+        rev.last_seen_ns = now;
     }
     scr.nat = Nat {
         saddr: rev.frontend_addr,
@@ -673,6 +720,24 @@ fn remote_reply(ctx: &XdpContext, pkt: &Pkt, scr: &mut Scratch) -> Verdict {
         dport: rev.client_port,
     };
     send_on(ctx, pkt, &mut scr.fib, &scr.nat, Stat::L4ReplyXdp)
+}
+
+/// Marks the flow entry of the SNAT flow `rev` (keyed by its client side) as closing.
+#[inline(always)]
+fn mark_closing(rev: &RevNatEntry, pkt: &Pkt, scr: &mut Scratch) {
+    scr.old_key = FlowKey {
+        saddr: rev.client_addr,
+        daddr: rev.frontend_addr,
+        sport: rev.client_port,
+        dport: rev.frontend_port,
+        proto: pkt.proto,
+        family: family(pkt),
+        _pad: [0; 2],
+    };
+    if let Some(ct) = CONNTRACK.get_ptr_mut(&scr.old_key) {
+        // SAFETY: pointer from a successful lookup; a plain integer store.
+        unsafe { (*ct).flags |= CT_F_CLOSING };
+    }
 }
 
 /// Sends the packet on as `nat` says (from `nat.saddr` to `nat.daddr`, counted as `stat`), or

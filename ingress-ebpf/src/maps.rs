@@ -55,6 +55,8 @@ pub struct Scratch {
     pub ct_key: FlowKey,
     pub ct_entry: CtEntry,
     pub rkey: FlowKey,
+    /// Key of another flow than the packet's (one whose SNAT port is reclaimed or closed).
+    pub old_key: FlowKey,
     pub rev: RevNatEntry,
     pub nat: crate::l4::Nat,
     pub fwd: crate::l4::Fwd,

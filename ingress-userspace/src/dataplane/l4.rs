@@ -64,7 +64,8 @@ pub struct L4Args {
     pub l4_tcp_timeout_secs: u64,
     #[arg(long, default_value_t = 60)]
     pub l4_udp_timeout_secs: u64,
-    /// Life of a TCP flow after a FIN or RST.
+    /// Life of a TCP flow after a FIN or RST from either side (conntrack's TIME_WAIT); its
+    /// SNAT source port is free for a new flow after it.
     #[arg(long, default_value_t = 10)]
     pub l4_tcp_closing_timeout_secs: u64,
     /// How long a removed endpoint keeps its existing flows.
