@@ -24,7 +24,7 @@ use l4common::{
 };
 use testbed::xdp_run::{XDP_DROP, XDP_PASS, XdpTestRun};
 use xdp_ingress::{
-    dataplane::{L4Options, L4Sync, stats as dstats},
+    dataplane::{L4Options, L4Sync, flows, stats as dstats},
     model::{Endpoint, EndpointState, Frontend, IpPrefix, L4Protocol, Snapshot},
 };
 
@@ -915,4 +915,66 @@ fn nodeports_answer_only_on_the_nodes_addresses_when_they_are_known() {
     b.sync.set_local_addrs(&mut b.run.ebpf, Vec::new()).unwrap();
     let out = b.run.run(&transit).unwrap();
     assert_ne!(out.frame, transit);
+}
+
+#[test]
+fn the_sweep_deletes_flows_no_packet_comes_back_for_and_reverse_entries_without_a_flow() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut b = bed_with(L4Options {
+        tcp_closing_timeout: Duration::ZERO,
+        udp_timeout: Duration::ZERO,
+        ..L4Options::default()
+    });
+    // Six TCP flows, three of which end with a FIN or RST, and two UDP flows.
+    for port in 0..6u16 {
+        dnat(&mut b.run, &seg4(CLIENT, 50000 + port, 30080, TCP_SYN, b""));
+    }
+    for (port, flags) in [
+        (50000, TCP_FIN | TCP_ACK),
+        (50001, TCP_RST),
+        (50002, TCP_FIN),
+    ] {
+        dnat(&mut b.run, &seg4(CLIENT, port, 30080, flags, b""));
+    }
+    dnat(&mut b.run, &udp4(5500, 30053, b"q", false));
+    dnat(&mut b.run, &udp4(5501, 30053, b"q", false));
+    // A reverse entry whose flow is gone (long ago).
+    {
+        let mut rev: BpfHashMap<&mut MapData, FlowKey, RevNatEntry> =
+            BpfHashMap::try_from(b.run.ebpf.map_mut(MAP_REVNAT).unwrap()).unwrap();
+        let mut key = FlowKey {
+            sport: 8080u16.to_be(),
+            dport: 51000u16.to_be(),
+            proto: 6,
+            family: FAMILY_V4,
+            ..FlowKey::default()
+        };
+        key.saddr[..4].copy_from_slice(&[198, 19, 0, 2]);
+        key.daddr[..4].copy_from_slice(&CLIENT);
+        let mut entry = RevNatEntry {
+            client_port: 51000u16.to_be(),
+            frontend_port: 30080u16.to_be(),
+            last_seen_ns: 1,
+            ..RevNatEntry::default()
+        };
+        entry.client_addr[..4].copy_from_slice(&CLIENT);
+        entry.frontend_addr[..4].copy_from_slice(&NODE);
+        rev.insert(key, entry, 0).unwrap();
+    }
+    assert_eq!((conntrack_len(&b.run), revnat_len(&b.run)), (8, 9));
+    std::thread::sleep(Duration::from_millis(2));
+
+    let r = flows::sweep(&mut b.run.ebpf, flows::monotonic_ns()).unwrap();
+    assert_eq!((r.expired, r.orphans), (5, 1), "{r:?}");
+    assert_eq!(
+        (r.tables.flows, r.tables.reverse, r.tables.capacity),
+        (3, 3, 65536)
+    );
+    assert_eq!((conntrack_len(&b.run), revnat_len(&b.run)), (3, 3));
+    // The open flows are untouched and keep working.
+    for port in 50003..50006u16 {
+        dnat(&mut b.run, &seg4(CLIENT, port, 30080, TCP_ACK, b"x"));
+    }
 }

@@ -19,12 +19,12 @@ use ingress_common::{
     stats::{Counter, MAP_STATS, Stat},
 };
 use l4common::{
-    TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, endpoint, ifindex, load, parse_checked, service, sk_buff,
-    static_neigh, tcp_segment, test_run, udp_frame, xdp_md,
+    TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, endpoint, ifindex, load, load_sized, parse_checked,
+    service, sk_buff, static_neigh, tcp_segment, test_run, udp_frame, xdp_md,
 };
 use testbed::{
     NODE_IFACE, Topology,
-    xdp_run::{XDP_PASS, XDP_TX},
+    xdp_run::{XDP_DROP, XDP_PASS, XDP_TX},
 };
 use xdp_ingress::{
     dataplane::{L4Options, L4Sync, stats as dstats},
@@ -402,6 +402,91 @@ fn a_local_pods_fin_or_rst_closes_its_flow_as_the_clients_does() {
         let (action, out) = topo.node.enter(|| xdp_run(&ebpf, &ack, nic));
         assert_eq!((action, &out), (XDP_PASS, &ack), "after {flags:#x}");
     }
+}
+
+#[test]
+fn a_full_flow_table_refuses_new_flows_and_every_established_one_keeps_working() {
+    if !testbed::require_root() {
+        return;
+    }
+    let topo = Topology::new(1).expect("topology");
+    let nic = ifindex(&topo, NODE_IFACE);
+    // Room for 32 flows; 96 clients connect at once.
+    let sizes = [(MAP_CONNTRACK, 32), (MAP_REVNAT, 32)];
+    let mut ebpf = load_sized(&[PROG_XDP_INGRESS], &[PROG_TC_NIC_EGRESS], &sizes);
+    let pod = SocketAddr::new(IpAddr::V4(topo.pods[0].v4), 8080);
+    let snap = Snapshot {
+        version: 1,
+        l4: vec![svc("local", 30080, pod, None)],
+        ..Default::default()
+    };
+    L4Sync::new(L4Options {
+        tcp_closing_timeout: std::time::Duration::ZERO,
+        ..L4Options::default()
+    })
+    .apply(&mut ebpf, &snap)
+    .unwrap();
+    let client = topo.client_v4.octets();
+    let seg = |sport, flags| tcp_flags(OUTSIDE_MAC, OUTSIDE_MAC, client, sport, NODE, 30080, flags);
+    let pod_mac = [0x02, 0, 0, 0, 1, 2];
+    let reply = |sport| {
+        tcp(
+            pod_mac,
+            pod_mac,
+            topo.pods[0].v4.octets(),
+            8080,
+            client,
+            sport,
+        )
+    };
+    let xdp = |f: &[u8]| topo.node.enter(|| xdp_run(&ebpf, f, nic));
+    let tc = |f: &[u8]| {
+        topo.node
+            .enter(|| tc_run_prog(&ebpf, PROG_TC_NIC_EGRESS, f, nic))
+    };
+
+    // The first 32 SYNs open flows; the other 64 are refused (dropped: the client retries),
+    // counted, and evict nothing.
+    for sport in 40000..40096u16 {
+        let (action, out) = xdp(&seg(sport, TCP_SYN));
+        if sport < 40032 {
+            assert_eq!((action, checked(&out).1), (XDP_PASS, pod), "{sport}");
+        } else {
+            assert_eq!(action, XDP_DROP, "{sport}");
+        }
+    }
+    assert_eq!(stat(&ebpf, Stat::DropFlowTableFull), 64);
+    // Every established flow keeps working both ways: its segments reach the pod and every
+    // reply leaves from the frontend, never from the pod's address.
+    for sport in 40000..40032u16 {
+        let (action, out) = xdp(&seg(sport, TCP_ACK));
+        assert_eq!((action, checked(&out).1), (XDP_PASS, pod), "{sport}");
+        let (action, out) = tc(&reply(sport));
+        assert_eq!(action, 0);
+        assert_eq!(
+            checked(&out).0,
+            SocketAddr::new(IpAddr::from(NODE), 30080),
+            "reply to {sport}"
+        );
+    }
+    // The refused ones never became flows.
+    for sport in 40032..40096u16 {
+        let ack = seg(sport, TCP_ACK);
+        assert_eq!(xdp(&ack), (XDP_PASS, ack.clone()), "{sport}");
+    }
+    assert_eq!(entries::<FlowKey, CtEntry>(&ebpf, MAP_CONNTRACK), 32);
+    assert_eq!(entries::<FlowKey, RevNatEntry>(&ebpf, MAP_REVNAT), 32);
+
+    // A flow that ends gives its room back: its next segment finds it over (the kernel's),
+    // both of its entries go, and a refused client's retried SYN gets in.
+    xdp(&seg(40000, TCP_RST | TCP_ACK));
+    std::thread::sleep(std::time::Duration::from_millis(1));
+    let late = seg(40000, TCP_ACK);
+    assert_eq!(xdp(&late), (XDP_PASS, late.clone()));
+    assert_eq!(entries::<FlowKey, CtEntry>(&ebpf, MAP_CONNTRACK), 31);
+    assert_eq!(entries::<FlowKey, RevNatEntry>(&ebpf, MAP_REVNAT), 31);
+    let (action, out) = xdp(&seg(40032, TCP_SYN));
+    assert_eq!((action, checked(&out).1), (XDP_PASS, pod));
 }
 
 #[test]

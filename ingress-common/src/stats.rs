@@ -125,6 +125,9 @@ stats! {
     DropSourceRange = 48, "drop_source_range", Drop;
     /// Service has no serving endpoint.
     DropNoBackend = 49, "drop_no_backend", Drop;
+    /// New flow refused: the flow or reverse-NAT table is full (established flows keep their
+    /// entries; the client retries its SYN). As nf_conntrack's "table full, dropping packet".
+    DropFlowTableFull = 50, "drop_flow_table_full", Drop;
 }
 
 /// Number of slots in [`MAP_STATS`]; leaves room to append counters without resizing.

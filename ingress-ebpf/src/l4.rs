@@ -35,6 +35,8 @@ const NS: u64 = 1_000_000_000;
 const REFRESH_NS: u64 = NS;
 /// SNAT ports tried per new remote flow before giving up.
 const SNAT_PROBES: u32 = 8;
+/// `-E2BIG` from a map update: the (non-LRU) table is full.
+const E2BIG: i32 = 7;
 
 /// The fields of one TCP/UDP packet the L4 path reads.
 pub struct Pkt {
@@ -329,11 +331,12 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
     let syn = pkt.proto == IPPROTO_TCP && starts_connection(pkt.tcp_flags);
 
     // An established flow keeps its backend as long as that backend still exists.
-    if !syn && let Some(ct) = CONNTRACK.get_ptr_mut(&scr.ct_key) {
+    if let Some(ct) = CONNTRACK.get_ptr_mut(&scr.ct_key) {
         // SAFETY: pointer from a successful lookup; fields are plain integers.
         let e = unsafe { &mut *ct };
         let fresh = now.wrapping_sub(e.last_seen_ns) <= timeout_ns(cfg, pkt.proto, e.flags);
-        if fresh
+        if !syn
+            && fresh
             && let Some(be) = BACKENDS.get(e.backend_id)
             && be.flags & BE_F_PRESENT != 0
             && be.port == e.backend_port
@@ -361,6 +364,9 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
             };
             return forward(ctx, &pkt, cfg, be, scr);
         }
+        // Over (timed out, its endpoint gone) or opened anew by a SYN: both of its entries go
+        // now, so the table never holds a dead flow that a live one could use.
+        release_flow(e, &pkt, cfg, scr);
     }
 
     // Only a packet that may open a connection creates state (flow, affinity, SNAT port,
@@ -380,12 +386,21 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
     if be.flags & BE_F_PRESENT == 0 {
         return verdict(xdp_action::XDP_DROP, Stat::DropNoBackend);
     }
+    // The reverse entry first (it reserves the SNAT port), then the flow entry; a flow is
+    // admitted only with both. The tables are not LRUs: a full one refuses new flows (dropped
+    // and counted, the client retries its SYN) instead of evicting an established one.
     let mut snat_port = 0u16;
     if be.flags & BE_F_REMOTE != 0 {
-        snat_port = alloc_snat(&pkt, cfg, be, now, scr);
-        if snat_port == 0 {
+        let r = alloc_snat(&pkt, cfg, be, now, scr);
+        if r == SNAT_TABLE_FULL {
+            return verdict(xdp_action::XDP_DROP, Stat::DropFlowTableFull);
+        }
+        if r == 0 {
             return pass(Stat::PassSnatExhausted);
         }
+        snat_port = r as u16;
+    } else if !insert_local_rev(&pkt, be, now, scr) {
+        return verdict(xdp_action::XDP_DROP, Stat::DropFlowTableFull);
     }
     scr.ct_entry = CtEntry {
         backend_addr: be.addr,
@@ -396,15 +411,24 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
         flags: if snat_port != 0 { CT_F_SNAT } else { 0 },
         last_seen_ns: now,
     };
-    // A full LRU evicts its oldest entry; an insert error only costs stickiness.
-    let _ = CONNTRACK.insert(&scr.ct_key, &scr.ct_entry, u64::from(BPF_ANY));
+    if CONNTRACK
+        .insert(&scr.ct_key, &scr.ct_entry, u64::from(BPF_ANY))
+        .is_err()
+    {
+        // scr.rkey still names the reverse entry made above.
+        let _ = REVNAT.remove(&scr.rkey);
+        return verdict(xdp_action::XDP_DROP, Stat::DropFlowTableFull);
+    }
+    if svc.flags & SVC_F_AFFINITY != 0 {
+        remember_affinity(&pkt, svc.slot, id, now);
+    }
     count_l4(&SVC_STATS, svc.slot, len, true);
     count_l4(&BE_STATS, id, len, true);
     stats::count(Stat::L4NewFlow, len);
     scr.fwd = Fwd {
         now,
         snat_port,
-        refresh: true,
+        refresh: false,
         closing: 0,
     };
     forward(ctx, &pkt, cfg, be, scr)
@@ -458,6 +482,8 @@ fn source_allowed(pkt: &Pkt, slot: u32) -> bool {
 }
 
 const NO_BACKEND: u32 = u32::MAX;
+/// [`alloc_snat`]: the reverse table is full.
+const SNAT_TABLE_FULL: u32 = u32::MAX;
 
 /// Picks a backend id for a new flow: a live ClientIP affinity entry, else the Maglev table.
 /// [`NO_BACKEND`] when the service has none.
@@ -504,60 +530,130 @@ fn select_backend(pkt: &Pkt, svc: &ServiceValue, cfg: &L4Config, now: u64, len: 
     let Some(id) = MAGLEV.get(idx) else {
         return NO_BACKEND;
     };
-    let id = *id;
-    if svc.flags & SVC_F_AFFINITY != 0 {
-        let v = AffinityValue {
-            backend_id: id,
-            _pad: 0,
-            last_used_ns: now,
-        };
-        let _ = AFFINITY.insert(&akey, &v, u64::from(BPF_ANY));
-    }
-    id
+    *id
 }
 
-/// Reserves a SNAT source port for a new flow to a remote backend by inserting its reverse
-/// entry; ports already taken by a live flow are skipped. Returns the port (network order), or
-/// 0 when none is free or SNAT is not configured.
+/// Records `id` as the client's ClientIP affinity in service `slot`, once its flow is admitted
+/// (a refused flow leaves no state behind).
 #[inline(never)]
-fn alloc_snat(pkt: &Pkt, cfg: &L4Config, be: &Backend, now: u64, scr: &mut Scratch) -> u16 {
-    let mut node = [0u8; 16];
-    if pkt.v6 {
-        node = cfg.node_v6;
-    } else {
-        node[..4].copy_from_slice(&cfg.node_v4);
-    }
-    if node == [0u8; 16] || cfg.snat_port_min == 0 || cfg.snat_port_max < cfg.snat_port_min {
-        return 0;
-    }
-    let range = u32::from(cfg.snat_port_max - cfg.snat_port_min) + 1;
-    let h = flow_hash(pkt);
+fn remember_affinity(pkt: &Pkt, slot: u32, id: u32, now: u64) {
+    let akey = AffinityKey {
+        client: pkt.saddr,
+        svc_slot: slot,
+        family: family(pkt),
+        _pad: [0; 3],
+    };
+    let v = AffinityValue {
+        backend_id: id,
+        _pad: 0,
+        last_used_ns: now,
+    };
+    // An LRU of its own: losing an entry only costs stickiness, never a flow.
+    let _ = AFFINITY.insert(&akey, &v, u64::from(BPF_ANY));
+}
+
+/// The reverse entry of a new flow to a local pod (reply pod → client back to frontend →
+/// client), left in `scr.rkey`. False when the table is full.
+#[inline(never)]
+fn insert_local_rev(pkt: &Pkt, be: &Backend, now: u64, scr: &mut Scratch) -> bool {
+    scr.rkey = FlowKey {
+        saddr: be.addr,
+        daddr: pkt.saddr,
+        sport: be.port,
+        dport: pkt.sport,
+        proto: pkt.proto,
+        family: family(pkt),
+        _pad: [0; 2],
+    };
     scr.rev = RevNatEntry {
         client_addr: pkt.saddr,
         frontend_addr: pkt.daddr,
         client_port: pkt.sport,
         frontend_port: pkt.dport,
-        flags: CT_F_SNAT,
+        flags: 0,
         last_seen_ns: now,
     };
+    REVNAT
+        .insert(&scr.rkey, &scr.rev, u64::from(BPF_ANY))
+        .is_ok()
+}
+
+/// Deletes the flow `e` (the packet's, keyed by `scr.ct_key`) and its reverse entry, when that
+/// entry is still this flow's.
+#[inline(never)]
+fn release_flow(e: &CtEntry, pkt: &Pkt, cfg: &L4Config, scr: &mut Scratch) {
+    let mut daddr = pkt.saddr;
+    let mut dport = pkt.sport;
+    if e.snat_port != 0 {
+        daddr = [0; 16];
+        if pkt.v6 {
+            daddr = cfg.node_v6;
+        } else {
+            daddr[..4].copy_from_slice(&cfg.node_v4);
+        }
+        dport = e.snat_port;
+    }
+    scr.rkey = FlowKey {
+        saddr: e.backend_addr,
+        daddr,
+        sport: e.backend_port,
+        dport,
+        proto: pkt.proto,
+        family: family(pkt),
+        _pad: [0; 2],
+    };
+    if let Some(r) = REVNAT.get_ptr(&scr.rkey) {
+        // SAFETY: pointer from a successful lookup.
+        let ours =
+            unsafe { (*r).client_port == pkt.sport && addr_eq(&(*r).client_addr, &pkt.saddr) };
+        if ours {
+            let _ = REVNAT.remove(&scr.rkey);
+        }
+    }
+    let _ = CONNTRACK.remove(&scr.ct_key);
+}
+
+/// Reserves a SNAT source port for a new flow to a remote backend by inserting its reverse
+/// entry (left in `scr.rkey`); ports already taken by a live flow are skipped. Returns the port
+/// (network order), 0 when none is free or SNAT is not configured, [`SNAT_TABLE_FULL`] when
+/// the reverse table has no room.
+#[inline(never)]
+fn alloc_snat(pkt: &Pkt, cfg: &L4Config, be: &Backend, now: u64, scr: &mut Scratch) -> u32 {
+    // Field by field into the scratch space: struct literals would be built on the stack.
+    scr.rkey.daddr = [0; 16];
+    if pkt.v6 {
+        scr.rkey.daddr = cfg.node_v6;
+    } else {
+        scr.rkey.daddr[..4].copy_from_slice(&cfg.node_v4);
+    }
+    if scr.rkey.daddr == [0u8; 16]
+        || cfg.snat_port_min == 0
+        || cfg.snat_port_max < cfg.snat_port_min
+    {
+        return 0;
+    }
+    let range = u32::from(cfg.snat_port_max - cfg.snat_port_min) + 1;
+    let h = flow_hash(pkt);
+    scr.rev.client_addr = pkt.saddr;
+    scr.rev.frontend_addr = pkt.daddr;
+    scr.rev.client_port = pkt.sport;
+    scr.rev.frontend_port = pkt.dport;
+    scr.rev.flags = CT_F_SNAT;
+    scr.rev.last_seen_ns = now;
+    scr.rkey.saddr = be.addr;
+    scr.rkey.sport = be.port;
+    scr.rkey.proto = pkt.proto;
+    scr.rkey.family = family(pkt);
+    scr.rkey._pad = [0; 2];
     let mut i = 0u32;
     while i < SNAT_PROBES {
         let port =
             (cfg.snat_port_min as u32 + (h.wrapping_add(i.wrapping_mul(7919))) % range) as u16;
-        scr.rkey = FlowKey {
-            saddr: be.addr,
-            daddr: node,
-            sport: be.port,
-            dport: port.to_be(),
-            proto: pkt.proto,
-            family: family(pkt),
-            _pad: [0; 2],
-        };
-        if REVNAT
-            .insert(&scr.rkey, &scr.rev, u64::from(BPF_NOEXIST))
-            .is_ok()
-        {
-            return port.to_be();
+        scr.rkey.dport = port.to_be();
+        match REVNAT.insert(&scr.rkey, &scr.rev, u64::from(BPF_NOEXIST)) {
+            Ok(()) => return u32::from(port.to_be()),
+            Err(e) if e == -E2BIG => return SNAT_TABLE_FULL,
+            Err(_) => {}
         }
         if let Some(old) = REVNAT.get_ptr(&scr.rkey) {
             // SAFETY: pointer from a successful lookup.
@@ -570,8 +666,9 @@ fn alloc_snat(pkt: &Pkt, cfg: &L4Config, be: &Backend, now: u64, scr: &mut Scrat
                 if !same {
                     forget_flow(old, pkt, port.to_be(), scr);
                 }
+                // In place: replacing an existing key needs no free slot.
                 let _ = REVNAT.insert(&scr.rkey, &scr.rev, u64::from(BPF_ANY));
-                return port.to_be();
+                return u32::from(port.to_be());
             }
         }
         i += 1;
@@ -580,8 +677,9 @@ fn alloc_snat(pkt: &Pkt, cfg: &L4Config, be: &Backend, now: u64, scr: &mut Scrat
 }
 
 /// Deletes the flow entry of the SNAT flow `old` (the timed-out owner of `port`) so that a late
-/// packet of that flow cannot go out through the port's new flow.
-#[inline(always)]
+/// packet of that flow cannot go out through the port's new flow. A subprogram: its key stays
+/// off [`alloc_snat`]'s stack.
+#[inline(never)]
 fn forget_flow(old: &RevNatEntry, pkt: &Pkt, port: u16, scr: &mut Scratch) {
     scr.old_key = FlowKey {
         saddr: old.client_addr,
@@ -601,7 +699,8 @@ fn forget_flow(old: &RevNatEntry, pkt: &Pkt, port: u16, scr: &mut Scratch) {
 }
 
 /// NATs the packet toward `be` and sends it: DNAT + XDP_PASS for a local pod, DNAT + SNAT +
-/// XDP_TX/REDIRECT for a remote endpoint. `refresh` (re)writes the reverse entry.
+/// XDP_TX/REDIRECT for a remote endpoint. `refresh` brings the reverse entry's timestamp and
+/// closing bit up to date.
 #[inline(never)]
 fn forward(
     ctx: &XdpContext,
@@ -627,15 +726,13 @@ fn forward(
                 family: family(pkt),
                 _pad: [0; 2],
             };
-            scr.rev = RevNatEntry {
-                client_addr: pkt.saddr,
-                frontend_addr: pkt.daddr,
-                client_port: pkt.sport,
-                frontend_port: pkt.dport,
-                flags: closing,
-                last_seen_ns: now,
-            };
-            let _ = REVNAT.insert(&scr.rkey, &scr.rev, u64::from(BPF_ANY));
+            if let Some(r) = REVNAT.get_ptr_mut(&scr.rkey) {
+                // SAFETY: pointer from a successful lookup; plain integer stores.
+                unsafe {
+                    (*r).last_seen_ns = now;
+                    (*r).flags |= closing;
+                }
+            }
         }
         scr.nat = Nat {
             saddr: pkt.saddr,

@@ -276,9 +276,16 @@ pub fn static_neigh(topo: &Topology, ip: IpAddr, mac: [u8; 6]) {
 
 /// The test object with the `xdp` and `tc` programs named loaded into the kernel.
 pub fn load(xdp: &[&str], tc: &[&str]) -> aya::Ebpf {
-    let mut ebpf = aya::EbpfLoader::new()
-        .load_file(testbed::bpf_object_path())
-        .unwrap();
+    load_sized(xdp, tc, &[])
+}
+
+/// [`load`] with the maps named in `sizes` made that many entries big.
+pub fn load_sized(xdp: &[&str], tc: &[&str], sizes: &[(&str, u32)]) -> aya::Ebpf {
+    let mut loader = aya::EbpfLoader::new();
+    for (name, max) in sizes {
+        loader.map_max_entries(name, *max);
+    }
+    let mut ebpf = loader.load_file(testbed::bpf_object_path()).unwrap();
     for name in xdp {
         let p: &mut Xdp = ebpf.program_mut(name).unwrap().try_into().unwrap();
         p.load().unwrap();
