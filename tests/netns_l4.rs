@@ -816,3 +816,59 @@ fn a_full_flow_table_keeps_every_established_connection_and_never_leaks_a_pod_ad
     let again = connect_all(32);
     assert_eq!(again.len(), 32);
 }
+
+#[test]
+fn short_connections_to_a_remote_endpoint_reuse_snat_ports_after_the_closing_timeout() {
+    if !testbed::require_root() {
+        return;
+    }
+    let bed = bed();
+    // The remote endpoint: an echo server on "another node", played by the client namespace
+    // (reached through the NIC with SNAT, as the rolling-update test does).
+    let remote = SocketAddr::new(bed.topo.client_v4.into(), 9000);
+    let _far = EchoServer::tcp(&bed.topo.client, remote, "other-node").expect("echo");
+    let mut args = L4Args::with_pin_root(&bed.pin);
+    args.l4_snat_ports = (40000, 40019);
+    args.l4_tcp_closing_timeout_secs = 2;
+    args.l4_node_v4 = Some(bed.topo.node_v4);
+    args.node_name = Some("node".into());
+    let mut dp = L4Dataplane::open(&args, &bed.object).expect("open dataplane");
+    bed.topo.node.enter(|| {
+        dp.attach_xdp(NODE_IFACE, AttachMode::Auto)
+            .expect("attach xdp");
+        dp.attach_nic_egress(NODE_IFACE).expect("attach tc egress");
+    });
+    let ep = Endpoint {
+        node_name: Some("other".into()),
+        ..l4common::endpoint(remote, xdp_ingress::model::EndpointState::Active)
+    };
+    dp.apply(&snapshot(1, service(vec![ep], None))).unwrap();
+
+    // 40 short connections one after the other, 300 ms apart: with a 20-port range and a 2 s
+    // closing timeout, ports of closed connections must come back for the later ones.
+    let mut failed = Vec::new();
+    for i in 0..40 {
+        let to = SocketAddr::new(bed.topo.node_v4.into(), NODE_PORT);
+        let ok = bed.topo.client.enter(|| {
+            let Ok(mut s) = TcpStream::connect_timeout(&to, Duration::from_secs(2)) else {
+                return false;
+            };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut line = String::new();
+            let greeted = r.read_line(&mut line).is_ok() && line.trim() == "other-node";
+            greeted && s.write_all(b"x").is_ok() && r.read_exact(&mut [0u8; 1]).is_ok()
+        });
+        if !ok {
+            failed.push(i);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let stats = dp.ebpf().map(ingress_common::stats::MAP_STATS).unwrap();
+    let stats = aya::maps::PerCpuArray::try_from(stats).unwrap();
+    let exhausted = xdp_ingress::dataplane::stats::read(&stats)
+        .unwrap()
+        .get(ingress_common::stats::Stat::PassSnatExhausted)
+        .packets;
+    assert_eq!((failed, exhausted), (vec![], 0));
+}
