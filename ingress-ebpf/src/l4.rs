@@ -376,10 +376,11 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
     }
 
     // A new flow: affinity first, then Maglev.
-    let id = select_backend(&pkt, &svc, cfg, now, len);
-    if id == NO_BACKEND {
+    let picked = select_backend(&pkt, &svc, cfg, now, len);
+    if picked == NO_BACKEND {
         return verdict(xdp_action::XDP_DROP, Stat::DropNoBackend);
     }
+    let id = picked & !FROM_AFFINITY;
     let Some(be) = BACKENDS.get(id) else {
         return verdict(xdp_action::XDP_DROP, Stat::DropNoBackend);
     };
@@ -419,7 +420,8 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
         let _ = REVNAT.remove(&scr.rkey);
         return verdict(xdp_action::XDP_DROP, Stat::DropFlowTableFull);
     }
-    if svc.flags & SVC_F_AFFINITY != 0 {
+    // A hit already refreshed its entry in place.
+    if svc.flags & SVC_F_AFFINITY != 0 && picked & FROM_AFFINITY == 0 {
         remember_affinity(&pkt, svc.slot, id, now);
     }
     count_l4(&SVC_STATS, svc.slot, len, true);
@@ -482,11 +484,14 @@ fn source_allowed(pkt: &Pkt, slot: u32) -> bool {
 }
 
 const NO_BACKEND: u32 = u32::MAX;
+/// Set in [`select_backend`]'s answer when a live affinity entry chose the backend (ids stay
+/// far below it).
+const FROM_AFFINITY: u32 = 1 << 31;
 /// [`alloc_snat`]: the reverse table is full.
 const SNAT_TABLE_FULL: u32 = u32::MAX;
 
-/// Picks a backend id for a new flow: a live ClientIP affinity entry, else the Maglev table.
-/// [`NO_BACKEND`] when the service has none.
+/// Picks a backend id for a new flow: a live ClientIP affinity entry (marked
+/// [`FROM_AFFINITY`]), else the Maglev table. [`NO_BACKEND`] when the service has none.
 #[inline(never)]
 fn select_backend(pkt: &Pkt, svc: &ServiceValue, cfg: &L4Config, now: u64, len: u64) -> u32 {
     let akey = AffinityKey {
@@ -515,7 +520,7 @@ fn select_backend(pkt: &Pkt, svc: &ServiceValue, cfg: &L4Config, now: u64, len: 
             // timestamp.
             // SAFETY: pointer from a successful lookup; a plain u64 store.
             unsafe { (*a).last_used_ns = now };
-            return id;
+            return id | FROM_AFFINITY;
         }
         stats::count(Stat::L4AffinityMiss, len);
     }
