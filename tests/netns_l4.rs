@@ -679,3 +679,196 @@ fn snat_addresses_default_to_the_nics_own() {
     assert_eq!(v4, Some(topo.node_v4));
     assert_eq!(v6, Some(topo.node_v6));
 }
+
+/// IPv4 frames seen on the client's NIC (an AF_PACKET socket in the client namespace).
+struct Capture(std::os::fd::OwnedFd);
+
+impl Capture {
+    fn start(topo: &Topology) -> Capture {
+        use std::os::fd::FromRawFd;
+        topo.client.enter(|| {
+            let proto = (libc::ETH_P_ALL as u16).to_be();
+            // SAFETY: plain syscalls on a socket this function owns.
+            unsafe {
+                let fd = libc::socket(
+                    libc::AF_PACKET,
+                    libc::SOCK_RAW | libc::SOCK_NONBLOCK,
+                    i32::from(proto),
+                );
+                assert!(fd >= 0, "AF_PACKET socket");
+                let size: libc::c_int = 16 << 20;
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVBUF,
+                    (&size as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as u32,
+                );
+                let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+                sll.sll_family = libc::AF_PACKET as u16;
+                sll.sll_protocol = proto;
+                sll.sll_ifindex = libc::if_nametoindex(c"eth0".as_ptr()) as i32;
+                let rc = libc::bind(
+                    fd,
+                    (&sll as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                );
+                assert_eq!(rc, 0, "bind AF_PACKET");
+                Capture(std::os::fd::OwnedFd::from_raw_fd(fd))
+            }
+        })
+    }
+
+    /// Source addresses of the IPv4 frames received so far.
+    fn ipv4_sources(&self) -> Vec<std::net::Ipv4Addr> {
+        use std::os::fd::AsRawFd;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 2048];
+        loop {
+            // SAFETY: a buffer of the given length.
+            let n =
+                unsafe { libc::recv(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n < 34 {
+                if n < 0 {
+                    return out;
+                }
+                continue;
+            }
+            if buf[12..14] == [0x08, 0x00] {
+                out.push(std::net::Ipv4Addr::new(buf[26], buf[27], buf[28], buf[29]));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_full_flow_table_keeps_every_established_connection_and_never_leaks_a_pod_address() {
+    if !testbed::require_root() {
+        return;
+    }
+    let bed = bed();
+    let mut args = L4Args::with_pin_root(&bed.pin);
+    args.l4_conntrack_size = 32;
+    args.l4_tcp_closing_timeout_secs = 1;
+    let mut dp = L4Dataplane::open(&args, &bed.object).expect("open dataplane");
+    bed.topo.node.enter(|| {
+        dp.attach_xdp(NODE_IFACE, AttachMode::Auto)
+            .expect("attach xdp");
+        dp.attach_nic_egress(NODE_IFACE).expect("attach tc egress");
+    });
+    dp.apply(&snapshot(1, service(active(&bed.pod_addrs(false)), None)))
+        .unwrap();
+    let capture = Capture::start(&bed.topo);
+    let to = SocketAddr::new(bed.topo.node_v4.into(), NODE_PORT);
+    // 96 clients connect at once, with 2 s (two SYNs) to get in.
+    let connect_all = |n: usize| -> Vec<TcpStream> {
+        bed.topo.client.enter(|| {
+            std::thread::scope(|s| {
+                let tries: Vec<_> = (0..n)
+                    .map(|_| {
+                        s.spawn(|| TcpStream::connect_timeout(&to, Duration::from_secs(2)).ok())
+                    })
+                    .collect();
+                tries
+                    .into_iter()
+                    .filter_map(|t| t.join().unwrap())
+                    .collect()
+            })
+        })
+    };
+    let mut open = connect_all(96);
+    // Exactly as many as the table holds got in, and every one of them works.
+    assert_eq!(open.len(), 32);
+    for (i, s) in open.iter_mut().enumerate() {
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        assert!(!greeting(s).is_empty());
+        echo_ok(s, format!("flow {i}").as_bytes());
+    }
+    let stats = dp.ebpf().map(ingress_common::stats::MAP_STATS).unwrap();
+    let stats = aya::maps::PerCpuArray::try_from(stats).unwrap();
+    let refused = xdp_ingress::dataplane::stats::read(&stats)
+        .unwrap()
+        .get(ingress_common::stats::Stat::DropFlowTableFull)
+        .packets;
+    assert!(refused >= 64, "{refused} SYNs refused");
+    // `backends` says the table is full.
+    let view = view::read(&bed.pin).expect("backends view");
+    assert!(view.flow_tables.full, "{:?}", view.flow_tables);
+    assert_eq!(view.flow_tables.flows, 32);
+    assert!(view::render_text(&view).contains("FULL"));
+    // No segment from a pod's own address ever reached the client.
+    let pods: Vec<std::net::Ipv4Addr> = bed.topo.pods.iter().map(|p| p.v4).collect();
+    let seen = capture.ipv4_sources();
+    assert!(
+        seen.contains(&bed.topo.node_v4),
+        "the capture saw the replies"
+    );
+    let leaked = seen.iter().filter(|a| pods.contains(a)).count();
+    assert_eq!(
+        leaked, 0,
+        "frames with a pod's source address reached the client"
+    );
+
+    // Closed connections give their room back after the closing timeout.
+    open.clear();
+    std::thread::sleep(Duration::from_millis(2500));
+    dp.sweep_flows().unwrap();
+    let again = connect_all(32);
+    assert_eq!(again.len(), 32);
+}
+
+#[test]
+fn short_connections_to_a_remote_endpoint_reuse_snat_ports_after_the_closing_timeout() {
+    if !testbed::require_root() {
+        return;
+    }
+    let bed = bed();
+    // The remote endpoint: an echo server on "another node", played by the client namespace
+    // (reached through the NIC with SNAT, as the rolling-update test does).
+    let remote = SocketAddr::new(bed.topo.client_v4.into(), 9000);
+    let _far = EchoServer::tcp(&bed.topo.client, remote, "other-node").expect("echo");
+    let mut args = L4Args::with_pin_root(&bed.pin);
+    args.l4_snat_ports = (40000, 40019);
+    args.l4_tcp_closing_timeout_secs = 2;
+    args.l4_node_v4 = Some(bed.topo.node_v4);
+    args.node_name = Some("node".into());
+    let mut dp = L4Dataplane::open(&args, &bed.object).expect("open dataplane");
+    bed.topo.node.enter(|| {
+        dp.attach_xdp(NODE_IFACE, AttachMode::Auto)
+            .expect("attach xdp");
+        dp.attach_nic_egress(NODE_IFACE).expect("attach tc egress");
+    });
+    let ep = Endpoint {
+        node_name: Some("other".into()),
+        ..l4common::endpoint(remote, xdp_ingress::model::EndpointState::Active)
+    };
+    dp.apply(&snapshot(1, service(vec![ep], None))).unwrap();
+
+    // 40 short connections one after the other, 300 ms apart: with a 20-port range and a 2 s
+    // closing timeout, ports of closed connections must come back for the later ones.
+    let mut failed = Vec::new();
+    for i in 0..40 {
+        let to = SocketAddr::new(bed.topo.node_v4.into(), NODE_PORT);
+        let ok = bed.topo.client.enter(|| {
+            let Ok(mut s) = TcpStream::connect_timeout(&to, Duration::from_secs(2)) else {
+                return false;
+            };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut line = String::new();
+            let greeted = r.read_line(&mut line).is_ok() && line.trim() == "other-node";
+            greeted && s.write_all(b"x").is_ok() && r.read_exact(&mut [0u8; 1]).is_ok()
+        });
+        if !ok {
+            failed.push(i);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let stats = dp.ebpf().map(ingress_common::stats::MAP_STATS).unwrap();
+    let stats = aya::maps::PerCpuArray::try_from(stats).unwrap();
+    let exhausted = xdp_ingress::dataplane::stats::read(&stats)
+        .unwrap()
+        .get(ingress_common::stats::Stat::PassSnatExhausted)
+        .packets;
+    assert_eq!((failed, exhausted), (vec![], 0));
+}

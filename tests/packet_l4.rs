@@ -9,16 +9,22 @@ use std::{
 };
 
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray};
-use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use etherparse::PacketBuilder;
 use ingress_common::{
     PROG_XDP_INGRESS,
-    l4::{AffinityKey, AffinityValue, FAMILY_V4, MAP_AFFINITY, MAP_CONNTRACK, MAP_SERVICES},
+    l4::{
+        AffinityKey, AffinityValue, CtEntry, FAMILY_V4, FlowKey, MAP_AFFINITY, MAP_CONNTRACK,
+        MAP_REVNAT, MAP_SERVICES, RevNatEntry,
+    },
     stats::{Counter, MAP_STATS, Stat},
 };
-use l4common::{Seen, active, endpoint, parse_checked, service, tcp_frame, udp_frame};
+use l4common::{
+    Seen, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, active, endpoint, parse_checked, service,
+    tcp_frame, tcp_segment, udp_frame,
+};
 use testbed::xdp_run::{XDP_DROP, XDP_PASS, XdpTestRun};
 use xdp_ingress::{
-    dataplane::{L4Options, L4Sync, stats as dstats},
+    dataplane::{L4Options, L4Sync, flows, stats as dstats},
     model::{Endpoint, EndpointState, Frontend, IpPrefix, L4Protocol, Snapshot},
 };
 
@@ -443,8 +449,14 @@ fn web_only(keep: SocketAddr, version: u64) -> Snapshot {
     snap
 }
 
+/// A TCP/IPv4 segment from `src:sport` to NODE:`dport` with `flags` (`l4common::TCP_*`).
+fn seg4(src: [u8; 4], sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let (src, dst) = ((src, sport).into(), (NODE, dport).into());
+    tcp_segment([CLIENT_MAC, NODE_MAC], src, dst, 1000, flags, payload)
+}
+
 #[test]
-fn fin_shortens_a_flows_life_and_then_it_is_re_selected() {
+fn fin_shortens_a_flows_life_then_its_segments_go_to_the_kernel_and_a_new_syn_is_re_selected() {
     if !testbed::require_root() {
         return;
     }
@@ -459,25 +471,99 @@ fn fin_shortens_a_flows_life_and_then_it_is_re_selected() {
     // The backend still exists (draining), so the open flow stays on it...
     let ack = tcp4(CLIENT, 45000, NODE, 30080, false, b"x");
     assert_eq!(dst_of(&mut b.run, &ack), first);
-    // ...until a FIN: after it the entry expires and the next packet is re-selected.
-    let mut fin = tcp4(CLIENT, 45000, NODE, 30080, false, b"");
-    fin[14 + 20 + 13] |= 0x01;
-    let c = {
-        let p = SlicedPacket::from_ethernet(&fin).unwrap();
-        let Some(NetSlice::Ipv4(ip)) = &p.net else {
-            unreachable!()
-        };
-        let Some(TransportSlice::Tcp(t)) = &p.transport else {
-            unreachable!()
-        };
-        t.to_header()
-            .calc_checksum_ipv4(&ip.header().to_header(), t.payload())
-            .unwrap()
-    };
-    fin[14 + 20 + 16..14 + 20 + 18].copy_from_slice(&c.to_be_bytes());
+    // ...until a FIN: after it the entry expires; a late segment of the closed connection is
+    // the kernel's (it answers RST) and opens nothing...
+    let fin = seg4(CLIENT, 45000, 30080, TCP_FIN | TCP_ACK, b"");
     assert_eq!(dst_of(&mut b.run, &fin), first);
     std::thread::sleep(Duration::from_millis(2));
+    assert_passed_untouched(&mut b.run, &ack);
+    assert_eq!(stat(&b.run, Stat::PassNoFlow), 1);
+    // ...and a new connection from the same port is a new flow, on the remaining pod.
+    let syn = tcp4(CLIENT, 45000, NODE, 30080, true, b"");
+    assert_eq!(dst_of(&mut b.run, &syn), other);
     assert_eq!(dst_of(&mut b.run, &ack), other);
+}
+
+fn conntrack_len(run: &XdpTestRun) -> usize {
+    let ct: BpfHashMap<&MapData, FlowKey, CtEntry> =
+        BpfHashMap::try_from(run.ebpf.map(MAP_CONNTRACK).unwrap()).unwrap();
+    ct.keys().count()
+}
+
+fn revnat_len(run: &XdpTestRun) -> usize {
+    let rev: BpfHashMap<&MapData, FlowKey, RevNatEntry> =
+        BpfHashMap::try_from(run.ebpf.map(MAP_REVNAT).unwrap()).unwrap();
+    rev.keys().count()
+}
+
+fn affinity_len(run: &XdpTestRun) -> usize {
+    let aff: BpfHashMap<&MapData, AffinityKey, AffinityValue> =
+        BpfHashMap::try_from(run.ebpf.map(MAP_AFFINITY).unwrap()).unwrap();
+    aff.keys().count()
+}
+
+#[test]
+fn segments_that_open_no_connection_create_no_state_and_go_to_the_kernel_untouched() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut b = bed();
+    // 300 bare ACKs from 300 source ports to a NodePort: no flow, untouched, counted.
+    for port in 0..300u16 {
+        let ack = seg4(CLIENT, 20000 + port, 30080, TCP_ACK, b"");
+        assert_passed_untouched(&mut b.run, &ack);
+    }
+    assert_eq!(stat(&b.run, Stat::PassNoFlow), 300);
+    assert_eq!((conntrack_len(&b.run), revnat_len(&b.run)), (0, 0));
+    // No other segment without a SYN (or with one the kernel's listener discards) opens a
+    // flow, an affinity entry or a reverse entry either: the sticky service says so too.
+    let others = [
+        TCP_ACK | TCP_PSH,
+        TCP_FIN | TCP_ACK,
+        TCP_RST,
+        TCP_RST | TCP_ACK,
+        TCP_SYN | TCP_ACK,
+        TCP_SYN | TCP_FIN,
+        TCP_SYN | TCP_RST,
+        0,
+    ];
+    for (i, flags) in others.into_iter().enumerate() {
+        for dport in [30080, 30081] {
+            let f = seg4(CLIENT, 21000 + i as u16, dport, flags, b"data");
+            assert_passed_untouched(&mut b.run, &f);
+        }
+    }
+    assert_eq!(
+        stat(&b.run, Stat::PassNoFlow),
+        300 + 2 * others.len() as u64
+    );
+    assert_eq!(
+        (
+            conntrack_len(&b.run),
+            revnat_len(&b.run),
+            affinity_len(&b.run)
+        ),
+        (0, 0, 0)
+    );
+    assert_eq!(stat(&b.run, Stat::L4NewFlow), 0);
+
+    // A SYN still opens a flow, and the segments that follow it are translated to its pod.
+    let pod = dnat(&mut b.run, &seg4(CLIENT, 20000, 30081, TCP_SYN, b"")).dst;
+    assert_eq!((conntrack_len(&b.run), affinity_len(&b.run)), (1, 1));
+    for flags in [TCP_ACK, TCP_ACK | TCP_PSH, TCP_FIN | TCP_ACK] {
+        let f = seg4(CLIENT, 20000, 30081, flags, b"data");
+        assert_eq!(dnat(&mut b.run, &f).dst, pod);
+    }
+    assert_eq!(stat(&b.run, Stat::L4Established), 3);
+    // UDP has no handshake: every datagram may open a flow.
+    for port in 0..3u16 {
+        dnat(&mut b.run, &udp4(5300 + port, 30053, b"q", false));
+    }
+    assert_eq!(conntrack_len(&b.run), 4);
+    assert_eq!(
+        stat(&b.run, Stat::PassNoFlow),
+        300 + 2 * others.len() as u64
+    );
 }
 
 #[test]
@@ -501,7 +587,7 @@ fn udp_flows_expire_after_their_idle_timeout() {
 }
 
 #[test]
-fn a_removed_backend_keeps_flows_while_draining_then_they_move() {
+fn a_removed_backend_keeps_flows_while_draining_then_they_end() {
     if !testbed::require_root() {
         return;
     }
@@ -511,10 +597,14 @@ fn a_removed_backend_keeps_flows_while_draining_then_they_move() {
     });
     let first = dst_of(&mut b.run, &tcp4(CLIENT, 46000, NODE, 30080, true, b""));
     let other = other_pod(first);
-    // With a zero drain the removed endpoint is gone at once: its flows are re-selected.
+    // With a zero drain the removed endpoint is gone at once: its flow is over, its segments
+    // go to the kernel (which answers RST) and the client's next connection is re-selected.
     b.sync.apply(&mut b.run.ebpf, &web_only(other, 2)).unwrap();
     let ack = tcp4(CLIENT, 46000, NODE, 30080, false, b"x");
-    assert_eq!(dst_of(&mut b.run, &ack), other);
+    assert_passed_untouched(&mut b.run, &ack);
+    assert_eq!(stat(&b.run, Stat::PassNoFlow), 1);
+    let syn = tcp4(CLIENT, 46000, NODE, 30080, true, b"");
+    assert_eq!(dst_of(&mut b.run, &syn), other);
 }
 
 #[test]
@@ -825,4 +915,66 @@ fn nodeports_answer_only_on_the_nodes_addresses_when_they_are_known() {
     b.sync.set_local_addrs(&mut b.run.ebpf, Vec::new()).unwrap();
     let out = b.run.run(&transit).unwrap();
     assert_ne!(out.frame, transit);
+}
+
+#[test]
+fn the_sweep_deletes_flows_no_packet_comes_back_for_and_reverse_entries_without_a_flow() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut b = bed_with(L4Options {
+        tcp_closing_timeout: Duration::ZERO,
+        udp_timeout: Duration::ZERO,
+        ..L4Options::default()
+    });
+    // Six TCP flows, three of which end with a FIN or RST, and two UDP flows.
+    for port in 0..6u16 {
+        dnat(&mut b.run, &seg4(CLIENT, 50000 + port, 30080, TCP_SYN, b""));
+    }
+    for (port, flags) in [
+        (50000, TCP_FIN | TCP_ACK),
+        (50001, TCP_RST),
+        (50002, TCP_FIN),
+    ] {
+        dnat(&mut b.run, &seg4(CLIENT, port, 30080, flags, b""));
+    }
+    dnat(&mut b.run, &udp4(5500, 30053, b"q", false));
+    dnat(&mut b.run, &udp4(5501, 30053, b"q", false));
+    // A reverse entry whose flow is gone (long ago).
+    {
+        let mut rev: BpfHashMap<&mut MapData, FlowKey, RevNatEntry> =
+            BpfHashMap::try_from(b.run.ebpf.map_mut(MAP_REVNAT).unwrap()).unwrap();
+        let mut key = FlowKey {
+            sport: 8080u16.to_be(),
+            dport: 51000u16.to_be(),
+            proto: 6,
+            family: FAMILY_V4,
+            ..FlowKey::default()
+        };
+        key.saddr[..4].copy_from_slice(&[198, 19, 0, 2]);
+        key.daddr[..4].copy_from_slice(&CLIENT);
+        let mut entry = RevNatEntry {
+            client_port: 51000u16.to_be(),
+            frontend_port: 30080u16.to_be(),
+            last_seen_ns: 1,
+            ..RevNatEntry::default()
+        };
+        entry.client_addr[..4].copy_from_slice(&CLIENT);
+        entry.frontend_addr[..4].copy_from_slice(&NODE);
+        rev.insert(key, entry, 0).unwrap();
+    }
+    assert_eq!((conntrack_len(&b.run), revnat_len(&b.run)), (8, 9));
+    std::thread::sleep(Duration::from_millis(2));
+
+    let r = flows::sweep(&mut b.run.ebpf, flows::monotonic_ns()).unwrap();
+    assert_eq!((r.expired, r.orphans), (5, 1), "{r:?}");
+    assert_eq!(
+        (r.tables.flows, r.tables.reverse, r.tables.capacity),
+        (3, 3, 65536)
+    );
+    assert_eq!((conntrack_len(&b.run), revnat_len(&b.run)), (3, 3));
+    // The open flows are untouched and keep working.
+    for port in 50003..50006u16 {
+        dnat(&mut b.run, &seg4(CLIENT, port, 30080, TCP_ACK, b"x"));
+    }
 }

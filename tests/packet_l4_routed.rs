@@ -6,19 +6,28 @@ mod l4common;
 
 use std::net::{IpAddr, SocketAddr};
 
-use aya::programs::{SchedClassifier, Xdp};
+use aya::{
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray},
+    programs::{SchedClassifier, Xdp},
+};
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use ingress_common::{
     PROG_XDP_INGRESS,
-    l4::{PROG_TC_NIC_EGRESS, PROG_TC_REPLY},
+    l4::{
+        CtEntry, FlowKey, MAP_CONNTRACK, MAP_REVNAT, PROG_TC_NIC_EGRESS, PROG_TC_REPLY, RevNatEntry,
+    },
+    stats::{Counter, MAP_STATS, Stat},
 };
 use l4common::{
-    endpoint, ifindex, load, parse_checked, service, sk_buff, static_neigh, tcp_frame, test_run,
-    udp_frame, xdp_md,
+    TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, endpoint, ifindex, load, load_sized, parse_checked,
+    service, sk_buff, static_neigh, tcp_segment, test_run, udp_frame, xdp_md,
 };
-use testbed::{NODE_IFACE, Topology, xdp_run::XDP_TX};
+use testbed::{
+    NODE_IFACE, Topology,
+    xdp_run::{XDP_DROP, XDP_PASS, XDP_TX},
+};
 use xdp_ingress::{
-    dataplane::{L4Options, L4Sync},
+    dataplane::{L4Options, L4Sync, stats as dstats},
     model::{Endpoint, EndpointState, L4Protocol, L4Service, Snapshot},
 };
 
@@ -65,6 +74,7 @@ fn svc(id: &str, port: u16, ep: SocketAddr, node: Option<&str>) -> L4Service {
     }
 }
 
+/// An ACK with a 7-byte payload.
 fn tcp(
     src_mac: [u8; 6],
     dst_mac: [u8; 6],
@@ -73,8 +83,34 @@ fn tcp(
     dst: [u8; 4],
     dport: u16,
 ) -> Vec<u8> {
+    tcp_flags(src_mac, dst_mac, src, sport, dst, dport, TCP_ACK)
+}
+
+/// [`tcp`] with the flags `flags` (`l4common::TCP_*`).
+fn tcp_flags(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: [u8; 4],
+    sport: u16,
+    dst: [u8; 4],
+    dport: u16,
+    flags: u8,
+) -> Vec<u8> {
     let (src, dst) = ((src, sport).into(), (dst, dport).into());
-    tcp_frame([src_mac, dst_mac], src, dst, 7, false, b"payload")
+    tcp_segment([src_mac, dst_mac], src, dst, 7, flags, b"payload")
+}
+
+/// The packets counted under `s`, summed over CPUs.
+fn stat(ebpf: &aya::Ebpf, s: Stat) -> u64 {
+    let a: PerCpuArray<&MapData, Counter> =
+        PerCpuArray::try_from(ebpf.map(MAP_STATS).unwrap()).unwrap();
+    dstats::read(&a).unwrap().get(s).packets
+}
+
+/// Entries in the hash map `name` (keys of `K`, values of `V`).
+fn entries<K: aya::Pod, V: aya::Pod>(ebpf: &aya::Ebpf, name: &str) -> usize {
+    let m: BpfHashMap<&MapData, K, V> = BpfHashMap::try_from(ebpf.map(name).unwrap()).unwrap();
+    m.keys().count()
 }
 
 /// (src, dst, eth src, eth dst) of a TCP/IPv4 frame, after checking its checksums.
@@ -123,7 +159,7 @@ fn remote_endpoint_gets_snat_and_xdp_tx_and_its_reply_is_reverse_nated() {
     };
     sync.apply(&mut ebpf, &snap).unwrap();
 
-    let f = tcp(OUTSIDE_MAC, nic_mac, OUTSIDE, 40000, NODE, 30090);
+    let f = tcp_flags(OUTSIDE_MAC, nic_mac, OUTSIDE, 40000, NODE, 30090, TCP_SYN);
     let (action, out) = topo.node.enter(|| xdp_run(&ebpf, &f, nic));
     assert_eq!(action, XDP_TX);
     let (src, dst, esrc, edst) = checked(&out);
@@ -147,6 +183,313 @@ fn remote_endpoint_gets_snat_and_xdp_tx_and_its_reply_is_reverse_nated() {
 }
 
 #[test]
+fn an_ack_flood_reserves_no_snat_port_and_a_syn_still_gets_one() {
+    if !testbed::require_root() {
+        return;
+    }
+    let topo = Topology::new(1).expect("topology");
+    let (nic, nic_mac, mut ebpf) = snat_node(&topo, OUTSIDE.into(), REMOTE.into());
+    // 20 SNAT ports: an ACK flood that reserved ports would take them all.
+    let mut sync = L4Sync::new(L4Options {
+        node_v4: Some(NODE.into()),
+        node_name: Some("this-node".into()),
+        snat_ports: (40000, 40019),
+        ..L4Options::default()
+    });
+    let backend = SocketAddr::new(IpAddr::from(REMOTE), 9000);
+    let snap = Snapshot {
+        version: 1,
+        l4: vec![svc("remote", 30090, backend, Some("other-node"))],
+        ..Default::default()
+    };
+    sync.apply(&mut ebpf, &snap).unwrap();
+
+    topo.node.enter(|| {
+        // 300 ACKs (and some FINs) from 300 source ports: to the kernel untouched, no state.
+        for port in 0..300u16 {
+            let flags = if port % 10 == 9 {
+                TCP_FIN | TCP_ACK
+            } else {
+                TCP_ACK
+            };
+            let f = tcp_flags(
+                OUTSIDE_MAC,
+                nic_mac,
+                OUTSIDE,
+                20000 + port,
+                NODE,
+                30090,
+                flags,
+            );
+            let (action, out) = xdp_run(&ebpf, &f, nic);
+            assert_eq!((action, &out), (XDP_PASS, &f), "port {}", 20000 + port);
+        }
+    });
+    assert_eq!(stat(&ebpf, Stat::PassNoFlow), 300);
+    assert_eq!(stat(&ebpf, Stat::PassSnatExhausted), 0);
+    assert_eq!(entries::<FlowKey, CtEntry>(&ebpf, MAP_CONNTRACK), 0);
+    assert_eq!(entries::<FlowKey, RevNatEntry>(&ebpf, MAP_REVNAT), 0);
+
+    // A SYN gets a SNAT port, and the ACK after it goes out through the same one.
+    let syn = tcp_flags(OUTSIDE_MAC, nic_mac, OUTSIDE, 20000, NODE, 30090, TCP_SYN);
+    let (action, out) = topo.node.enter(|| xdp_run(&ebpf, &syn, nic));
+    assert_eq!(action, XDP_TX);
+    let (src, dst, _, _) = checked(&out);
+    assert_eq!(dst, backend);
+    assert!((40000..=40019).contains(&src.port()), "{src}");
+    let ack = tcp(OUTSIDE_MAC, nic_mac, OUTSIDE, 20000, NODE, 30090);
+    let (action, out) = topo.node.enter(|| xdp_run(&ebpf, &ack, nic));
+    assert_eq!(action, XDP_TX);
+    assert_eq!(checked(&out).0, src);
+    assert_eq!(entries::<FlowKey, CtEntry>(&ebpf, MAP_CONNTRACK), 1);
+    assert_eq!(entries::<FlowKey, RevNatEntry>(&ebpf, MAP_REVNAT), 1);
+}
+
+#[test]
+fn snat_ports_of_closed_or_idle_flows_are_reused_after_their_timeout_and_live_ones_never() {
+    if !testbed::require_root() {
+        return;
+    }
+    let topo = Topology::new(1).expect("topology");
+    let (nic, nic_mac, mut ebpf) = snat_node(&topo, OUTSIDE.into(), REMOTE.into());
+    // 20 SNAT ports; closed TCP flows and idle UDP flows time out at once (the TCP idle
+    // timeout stays an hour).
+    let mut sync = L4Sync::new(L4Options {
+        node_v4: Some(NODE.into()),
+        node_name: Some("this-node".into()),
+        snat_ports: (40000, 40019),
+        tcp_closing_timeout: std::time::Duration::ZERO,
+        udp_timeout: std::time::Duration::ZERO,
+        ..L4Options::default()
+    });
+    let tcp_be = SocketAddr::new(IpAddr::from(REMOTE), 9000);
+    let udp_be = SocketAddr::new(IpAddr::from(REMOTE), 9001);
+    let snap = Snapshot {
+        version: 1,
+        l4: vec![
+            svc("remote", 30090, tcp_be, Some("other-node")),
+            L4Service {
+                protocol: L4Protocol::Udp,
+                ..svc("remote-udp", 30091, udp_be, Some("other-node"))
+            },
+        ],
+        ..Default::default()
+    };
+    sync.apply(&mut ebpf, &snap).unwrap();
+    let client = |sport, flags| tcp_flags(OUTSIDE_MAC, nic_mac, OUTSIDE, sport, NODE, 30090, flags);
+    let backend = |port, flags| tcp_flags(REMOTE_MAC, nic_mac, REMOTE, 9000, NODE, port, flags);
+    // Sends `f`, which must go out (XDP_TX); its (source, destination).
+    let tx = |f: &[u8]| {
+        let (action, out) = topo.node.enter(|| xdp_run(&ebpf, f, nic));
+        assert_eq!(action, XDP_TX, "{:?}", parse_checked(f));
+        let (src, dst, _, _) = checked(&out);
+        (src, dst)
+    };
+
+    // One connection stays open throughout: its port is never handed out.
+    let (held, _) = tx(&client(29999, TCP_SYN));
+    tx(&backend(held.port(), TCP_SYN | TCP_ACK));
+    tx(&client(29999, TCP_ACK));
+    // 40 short connections one after the other, closed by FINs or by the endpoint's RST.
+    for i in 0..40u16 {
+        let sport = 30000 + i;
+        let (src, dst) = tx(&client(sport, TCP_SYN));
+        assert_eq!(dst, tcp_be);
+        assert_ne!(src, held, "connection {i} got the open connection's port");
+        let to_client = tx(&backend(src.port(), TCP_SYN | TCP_ACK));
+        assert_eq!(
+            to_client,
+            (
+                SocketAddr::new(IpAddr::from(NODE), 30090),
+                SocketAddr::new(IpAddr::from(OUTSIDE), sport)
+            )
+        );
+        assert_eq!(tx(&client(sport, TCP_ACK)).0, src);
+        // (With a zero closing timeout the flow ends with the second FIN.)
+        if i % 2 == 0 {
+            tx(&client(sport, TCP_FIN | TCP_ACK));
+            tx(&backend(src.port(), TCP_FIN | TCP_ACK));
+        } else {
+            tx(&backend(src.port(), TCP_RST));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        // Closed and timed out: a late segment of it is the kernel's, not a port's new owner.
+        let late = client(sport, TCP_ACK);
+        let (action, out) = topo.node.enter(|| xdp_run(&ebpf, &late, nic));
+        assert_eq!((action, &out), (XDP_PASS, &late), "connection {i}");
+    }
+    assert_eq!(stat(&ebpf, Stat::PassSnatExhausted), 0);
+    // The open connection still goes out through its own port.
+    assert_eq!(tx(&client(29999, TCP_ACK)).0, held);
+
+    // UDP: 40 idle flows one after the other, each gets a port.
+    for i in 0..40u16 {
+        let f = udp_frame(
+            [OUTSIDE_MAC, nic_mac],
+            (OUTSIDE, 31000 + i).into(),
+            (NODE, 30091).into(),
+            b"q",
+        );
+        let (action, out) = topo.node.enter(|| xdp_run(&ebpf, &f, nic));
+        assert_eq!(action, XDP_TX, "datagram {i}");
+        assert_eq!(parse_checked(&out).dst, udp_be);
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert_eq!(stat(&ebpf, Stat::PassSnatExhausted), 0);
+}
+
+#[test]
+fn a_local_pods_fin_or_rst_closes_its_flow_as_the_clients_does() {
+    if !testbed::require_root() {
+        return;
+    }
+    let topo = Topology::new(1).expect("topology");
+    let nic = ifindex(&topo, NODE_IFACE);
+    let mut ebpf = load(&[PROG_XDP_INGRESS], &[PROG_TC_NIC_EGRESS]);
+    let pod = SocketAddr::new(IpAddr::V4(topo.pods[0].v4), 8080);
+    let snap = Snapshot {
+        version: 1,
+        l4: vec![svc("local", 30080, pod, None)],
+        ..Default::default()
+    };
+    L4Sync::new(L4Options {
+        tcp_closing_timeout: std::time::Duration::ZERO,
+        ..L4Options::default()
+    })
+    .apply(&mut ebpf, &snap)
+    .unwrap();
+    let client = topo.client_v4.octets();
+    let pod_mac = [0x02, 0, 0, 0, 1, 2];
+    for (sport, flags) in [(40000, TCP_RST), (40001, TCP_FIN | TCP_ACK)] {
+        let syn = tcp_flags(
+            OUTSIDE_MAC,
+            OUTSIDE_MAC,
+            client,
+            sport,
+            NODE,
+            30080,
+            TCP_SYN,
+        );
+        let (_, out) = topo.node.enter(|| xdp_run(&ebpf, &syn, nic));
+        assert_eq!(checked(&out).1, pod);
+        // The pod ends the connection; its reply is reverse-NATed at the NIC's egress...
+        let end = tcp_flags(
+            pod_mac,
+            pod_mac,
+            topo.pods[0].v4.octets(),
+            8080,
+            client,
+            sport,
+            flags,
+        );
+        let (action, out) = topo
+            .node
+            .enter(|| tc_run_prog(&ebpf, PROG_TC_NIC_EGRESS, &end, nic));
+        assert_eq!(action, 0);
+        assert_eq!(checked(&out).0, SocketAddr::new(IpAddr::from(NODE), 30080));
+        // ...and the flow took the (zero) closing timeout: the client's next segment is the
+        // kernel's.
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        let ack = tcp_flags(
+            OUTSIDE_MAC,
+            OUTSIDE_MAC,
+            client,
+            sport,
+            NODE,
+            30080,
+            TCP_ACK,
+        );
+        let (action, out) = topo.node.enter(|| xdp_run(&ebpf, &ack, nic));
+        assert_eq!((action, &out), (XDP_PASS, &ack), "after {flags:#x}");
+    }
+}
+
+#[test]
+fn a_full_flow_table_refuses_new_flows_and_every_established_one_keeps_working() {
+    if !testbed::require_root() {
+        return;
+    }
+    let topo = Topology::new(1).expect("topology");
+    let nic = ifindex(&topo, NODE_IFACE);
+    // Room for 32 flows; 96 clients connect at once.
+    let sizes = [(MAP_CONNTRACK, 32), (MAP_REVNAT, 32)];
+    let mut ebpf = load_sized(&[PROG_XDP_INGRESS], &[PROG_TC_NIC_EGRESS], &sizes);
+    let pod = SocketAddr::new(IpAddr::V4(topo.pods[0].v4), 8080);
+    let snap = Snapshot {
+        version: 1,
+        l4: vec![svc("local", 30080, pod, None)],
+        ..Default::default()
+    };
+    L4Sync::new(L4Options {
+        tcp_closing_timeout: std::time::Duration::ZERO,
+        ..L4Options::default()
+    })
+    .apply(&mut ebpf, &snap)
+    .unwrap();
+    let client = topo.client_v4.octets();
+    let seg = |sport, flags| tcp_flags(OUTSIDE_MAC, OUTSIDE_MAC, client, sport, NODE, 30080, flags);
+    let pod_mac = [0x02, 0, 0, 0, 1, 2];
+    let reply = |sport| {
+        tcp(
+            pod_mac,
+            pod_mac,
+            topo.pods[0].v4.octets(),
+            8080,
+            client,
+            sport,
+        )
+    };
+    let xdp = |f: &[u8]| topo.node.enter(|| xdp_run(&ebpf, f, nic));
+    let tc = |f: &[u8]| {
+        topo.node
+            .enter(|| tc_run_prog(&ebpf, PROG_TC_NIC_EGRESS, f, nic))
+    };
+
+    // The first 32 SYNs open flows; the other 64 are refused (dropped: the client retries),
+    // counted, and evict nothing.
+    for sport in 40000..40096u16 {
+        let (action, out) = xdp(&seg(sport, TCP_SYN));
+        if sport < 40032 {
+            assert_eq!((action, checked(&out).1), (XDP_PASS, pod), "{sport}");
+        } else {
+            assert_eq!(action, XDP_DROP, "{sport}");
+        }
+    }
+    assert_eq!(stat(&ebpf, Stat::DropFlowTableFull), 64);
+    // Every established flow keeps working both ways: its segments reach the pod and every
+    // reply leaves from the frontend, never from the pod's address.
+    for sport in 40000..40032u16 {
+        let (action, out) = xdp(&seg(sport, TCP_ACK));
+        assert_eq!((action, checked(&out).1), (XDP_PASS, pod), "{sport}");
+        let (action, out) = tc(&reply(sport));
+        assert_eq!(action, 0);
+        assert_eq!(
+            checked(&out).0,
+            SocketAddr::new(IpAddr::from(NODE), 30080),
+            "reply to {sport}"
+        );
+    }
+    // The refused ones never became flows.
+    for sport in 40032..40096u16 {
+        let ack = seg(sport, TCP_ACK);
+        assert_eq!(xdp(&ack), (XDP_PASS, ack.clone()), "{sport}");
+    }
+    assert_eq!(entries::<FlowKey, CtEntry>(&ebpf, MAP_CONNTRACK), 32);
+    assert_eq!(entries::<FlowKey, RevNatEntry>(&ebpf, MAP_REVNAT), 32);
+
+    // A flow that ends gives its room back: its next segment finds it over (the kernel's),
+    // both of its entries go, and a refused client's retried SYN gets in.
+    xdp(&seg(40000, TCP_RST | TCP_ACK));
+    std::thread::sleep(std::time::Duration::from_millis(1));
+    let late = seg(40000, TCP_ACK);
+    assert_eq!(xdp(&late), (XDP_PASS, late.clone()));
+    assert_eq!(entries::<FlowKey, CtEntry>(&ebpf, MAP_CONNTRACK), 31);
+    assert_eq!(entries::<FlowKey, RevNatEntry>(&ebpf, MAP_REVNAT), 31);
+    let (action, out) = xdp(&seg(40032, TCP_SYN));
+    assert_eq!((action, checked(&out).1), (XDP_PASS, pod));
+}
+
+#[test]
 fn local_pod_reply_is_reverse_nated_in_tc_at_pod_ingress_or_nic_egress() {
     if !testbed::require_root() {
         return;
@@ -164,8 +507,16 @@ fn local_pod_reply_is_reverse_nated_in_tc_at_pod_ingress_or_nic_egress() {
     sync.apply(&mut ebpf, &snap).unwrap();
     let client = topo.client_v4.octets();
 
-    // The client's packet creates the flow (DNAT, then the kernel would route it to the pod).
-    let f = tcp(OUTSIDE_MAC, OUTSIDE_MAC, client, 40000, NODE, 30080);
+    // The client's SYN creates the flow (DNAT, then the kernel would route it to the pod).
+    let f = tcp_flags(
+        OUTSIDE_MAC,
+        OUTSIDE_MAC,
+        client,
+        40000,
+        NODE,
+        30080,
+        TCP_SYN,
+    );
     let nic = ifindex(&topo, NODE_IFACE);
     let (_, out) = topo.node.enter(|| xdp_run(&ebpf, &f, nic));
     assert_eq!(checked(&out).1, pod);
@@ -284,7 +635,16 @@ fn hostile_frames_to_service_ports_never_abort_or_half_rewrite() {
         x ^= x << 17;
         x
     };
-    let base = tcp(OUTSIDE_MAC, OUTSIDE_MAC, OUTSIDE, 40000, NODE, 30080);
+    // A SYN, so that frames the flips leave intact open flows and get rewritten.
+    let base = tcp_flags(
+        OUTSIDE_MAC,
+        OUTSIDE_MAC,
+        OUTSIDE,
+        40000,
+        NODE,
+        30080,
+        TCP_SYN,
+    );
     topo.node.enter(|| {
         for i in 0..5000 {
             let mut f = base.clone();

@@ -10,9 +10,11 @@ pub const MAP_SERVICES: &str = "XDPI_SERVICES";
 pub const MAP_BACKENDS: &str = "XDPI_BACKENDS";
 /// Maglev tables, two halves per service slot: index `(slot * 2 + gen) * size + h % size` → backend id.
 pub const MAP_MAGLEV: &str = "XDPI_MAGLEV";
-/// Connection table (LRU): [`FlowKey`] as received from the client → [`CtEntry`].
+/// Connection table (hash, not LRU: full means new flows are refused): [`FlowKey`] as received
+/// from the client → [`CtEntry`]. Each entry has exactly one [`MAP_REVNAT`] entry.
 pub const MAP_CONNTRACK: &str = "XDPI_CONNTRACK";
-/// Reverse NAT (LRU): [`FlowKey`] of a reply as the backend sends it → [`RevNatEntry`].
+/// Reverse NAT (hash, same size as [`MAP_CONNTRACK`]): [`FlowKey`] of a reply as the backend
+/// sends it → [`RevNatEntry`].
 pub const MAP_REVNAT: &str = "XDPI_REVNAT";
 /// ClientIP affinity (LRU): [`AffinityKey`] → [`AffinityValue`].
 pub const MAP_AFFINITY: &str = "XDPI_AFFINITY";

@@ -97,6 +97,10 @@ stats! {
     PassTtlExceeded = 29, "pass_ttl_exceeded", Pass;
     /// IP length field disagrees with the frame or cuts the TCP/UDP header.
     PassBadLength = 30, "pass_bad_length", Pass;
+    /// TCP segment other than a SYN that belongs to no live flow (never opened, expired, or
+    /// its endpoint gone): only a SYN or a UDP datagram creates flow state, so this one goes to
+    /// the kernel untouched, which answers it (RST).
+    PassNoFlow = 31, "pass_no_flow", Pass;
 
     /// A service packet that created a flow (new connection).
     L4NewFlow = 32, "l4_new_flow", Action;
@@ -121,6 +125,9 @@ stats! {
     DropSourceRange = 48, "drop_source_range", Drop;
     /// Service has no serving endpoint.
     DropNoBackend = 49, "drop_no_backend", Drop;
+    /// New flow refused: the flow or reverse-NAT table is full (established flows keep their
+    /// entries; the client retries its SYN). As nf_conntrack's "table full, dropping packet".
+    DropFlowTableFull = 50, "drop_flow_table_full", Drop;
 }
 
 /// Number of slots in [`MAP_STATS`]; leaves room to append counters without resizing.

@@ -35,6 +35,8 @@ const NS: u64 = 1_000_000_000;
 const REFRESH_NS: u64 = NS;
 /// SNAT ports tried per new remote flow before giving up.
 const SNAT_PROBES: u32 = 8;
+/// `-E2BIG` from a map update: the (non-LRU) table is full.
+const E2BIG: i32 = 7;
 
 /// The fields of one TCP/UDP packet the L4 path reads.
 pub struct Pkt {
@@ -109,6 +111,8 @@ pub struct Fwd {
     pub now: u64,
     pub snat_port: u16,
     pub refresh: bool,
+    /// The flow's [`CT_F_CLOSING`] bit, copied onto its reverse entry on refresh.
+    pub closing: u32,
 }
 
 #[inline(always)]
@@ -163,6 +167,13 @@ fn read_pkt(ctx: &XdpContext, p: &Parsed) -> Option<Pkt> {
         }
     }
     Some(pkt)
+}
+
+/// True for a segment that may open a TCP connection: SYN without ACK, RST or FIN (a SYN
+/// with FIN or RST is one the kernel's listener discards, RFC 9293 3.10.7.2).
+#[inline(always)]
+fn starts_connection(flags: u8) -> bool {
+    flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN
 }
 
 #[inline(always)]
@@ -317,27 +328,31 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     let closing = pkt.tcp_flags & (TCP_FIN | TCP_RST) != 0;
-    let syn = pkt.proto == IPPROTO_TCP && pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+    let syn = pkt.proto == IPPROTO_TCP && starts_connection(pkt.tcp_flags);
 
     // An established flow keeps its backend as long as that backend still exists.
-    if !syn && let Some(ct) = CONNTRACK.get_ptr_mut(&scr.ct_key) {
+    if let Some(ct) = CONNTRACK.get_ptr_mut(&scr.ct_key) {
         // SAFETY: pointer from a successful lookup; fields are plain integers.
         let e = unsafe { &mut *ct };
         let fresh = now.wrapping_sub(e.last_seen_ns) <= timeout_ns(cfg, pkt.proto, e.flags);
-        if fresh
+        if !syn
+            && fresh
             && let Some(be) = BACKENDS.get(e.backend_id)
             && be.flags & BE_F_PRESENT != 0
             && be.port == e.backend_port
             && addr_eq(&be.addr, &e.backend_addr)
         {
-            if closing && e.flags & CT_F_CLOSING == 0 {
+            // The first FIN or RST is written through to the reverse entry at once: the
+            // closing timeout then frees the flow's SNAT port as soon as it runs out.
+            let newly_closing = closing && e.flags & CT_F_CLOSING == 0;
+            if newly_closing {
                 e.flags |= CT_F_CLOSING;
             }
-            let refresh = now.wrapping_sub(e.last_seen_ns) > REFRESH_NS;
+            let refresh = newly_closing || now.wrapping_sub(e.last_seen_ns) > REFRESH_NS;
             if refresh {
                 e.last_seen_ns = now;
             }
-            let (id, snat_port) = (e.backend_id, e.snat_port);
+            let (id, snat_port, flow_closing) = (e.backend_id, e.snat_port, e.flags & CT_F_CLOSING);
             count_l4(&SVC_STATS, svc.slot, len, false);
             count_l4(&BE_STATS, id, len, false);
             stats::count(Stat::L4Established, len);
@@ -345,28 +360,48 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
                 now,
                 snat_port,
                 refresh,
+                closing: flow_closing,
             };
             return forward(ctx, &pkt, cfg, be, scr);
         }
+        // Over (timed out, its endpoint gone) or opened anew by a SYN: both of its entries go
+        // now, so the table never holds a dead flow that a live one could use.
+        release_flow(e, &pkt, cfg, scr);
+    }
+
+    // Only a packet that may open a connection creates state (flow, affinity, SNAT port,
+    // reverse entry): anything else would let a flood of stray segments fill the tables.
+    if pkt.proto == IPPROTO_TCP && !syn {
+        return pass(Stat::PassNoFlow);
     }
 
     // A new flow: affinity first, then Maglev.
-    let id = select_backend(&pkt, &svc, cfg, now, len);
-    if id == NO_BACKEND {
+    let picked = select_backend(&pkt, &svc, cfg, now, len);
+    if picked == NO_BACKEND {
         return verdict(xdp_action::XDP_DROP, Stat::DropNoBackend);
     }
+    let id = picked & !FROM_AFFINITY;
     let Some(be) = BACKENDS.get(id) else {
         return verdict(xdp_action::XDP_DROP, Stat::DropNoBackend);
     };
     if be.flags & BE_F_PRESENT == 0 {
         return verdict(xdp_action::XDP_DROP, Stat::DropNoBackend);
     }
+    // The reverse entry first (it reserves the SNAT port), then the flow entry; a flow is
+    // admitted only with both. The tables are not LRUs: a full one refuses new flows (dropped
+    // and counted, the client retries its SYN) instead of evicting an established one.
     let mut snat_port = 0u16;
     if be.flags & BE_F_REMOTE != 0 {
-        snat_port = alloc_snat(&pkt, cfg, be, now, scr);
-        if snat_port == 0 {
+        let r = alloc_snat(&pkt, cfg, be, now, scr);
+        if r == SNAT_TABLE_FULL {
+            return verdict(xdp_action::XDP_DROP, Stat::DropFlowTableFull);
+        }
+        if r == 0 {
             return pass(Stat::PassSnatExhausted);
         }
+        snat_port = r as u16;
+    } else if !insert_local_rev(&pkt, be, now, scr) {
+        return verdict(xdp_action::XDP_DROP, Stat::DropFlowTableFull);
     }
     scr.ct_entry = CtEntry {
         backend_addr: be.addr,
@@ -374,18 +409,29 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
         snat_port,
         backend_id: id,
         svc_slot: svc.slot,
-        flags: if snat_port != 0 { CT_F_SNAT } else { 0 } | if closing { CT_F_CLOSING } else { 0 },
+        flags: if snat_port != 0 { CT_F_SNAT } else { 0 },
         last_seen_ns: now,
     };
-    // A full LRU evicts its oldest entry; an insert error only costs stickiness.
-    let _ = CONNTRACK.insert(&scr.ct_key, &scr.ct_entry, u64::from(BPF_ANY));
+    if CONNTRACK
+        .insert(&scr.ct_key, &scr.ct_entry, u64::from(BPF_ANY))
+        .is_err()
+    {
+        // scr.rkey still names the reverse entry made above.
+        let _ = REVNAT.remove(&scr.rkey);
+        return verdict(xdp_action::XDP_DROP, Stat::DropFlowTableFull);
+    }
+    // A hit already refreshed its entry in place.
+    if svc.flags & SVC_F_AFFINITY != 0 && picked & FROM_AFFINITY == 0 {
+        remember_affinity(&pkt, svc.slot, id, now);
+    }
     count_l4(&SVC_STATS, svc.slot, len, true);
     count_l4(&BE_STATS, id, len, true);
     stats::count(Stat::L4NewFlow, len);
     scr.fwd = Fwd {
         now,
         snat_port,
-        refresh: true,
+        refresh: false,
+        closing: 0,
     };
     forward(ctx, &pkt, cfg, be, scr)
 }
@@ -438,9 +484,14 @@ fn source_allowed(pkt: &Pkt, slot: u32) -> bool {
 }
 
 const NO_BACKEND: u32 = u32::MAX;
+/// Set in [`select_backend`]'s answer when a live affinity entry chose the backend (ids stay
+/// far below it).
+const FROM_AFFINITY: u32 = 1 << 31;
+/// [`alloc_snat`]: the reverse table is full.
+const SNAT_TABLE_FULL: u32 = u32::MAX;
 
-/// Picks a backend id for a new flow: a live ClientIP affinity entry, else the Maglev table.
-/// [`NO_BACKEND`] when the service has none.
+/// Picks a backend id for a new flow: a live ClientIP affinity entry (marked
+/// [`FROM_AFFINITY`]), else the Maglev table. [`NO_BACKEND`] when the service has none.
 #[inline(never)]
 fn select_backend(pkt: &Pkt, svc: &ServiceValue, cfg: &L4Config, now: u64, len: u64) -> u32 {
     let akey = AffinityKey {
@@ -469,7 +520,7 @@ fn select_backend(pkt: &Pkt, svc: &ServiceValue, cfg: &L4Config, now: u64, len: 
             // timestamp.
             // SAFETY: pointer from a successful lookup; a plain u64 store.
             unsafe { (*a).last_used_ns = now };
-            return id;
+            return id | FROM_AFFINITY;
         }
         stats::count(Stat::L4AffinityMiss, len);
     }
@@ -484,74 +535,145 @@ fn select_backend(pkt: &Pkt, svc: &ServiceValue, cfg: &L4Config, now: u64, len: 
     let Some(id) = MAGLEV.get(idx) else {
         return NO_BACKEND;
     };
-    let id = *id;
-    if svc.flags & SVC_F_AFFINITY != 0 {
-        let v = AffinityValue {
-            backend_id: id,
-            _pad: 0,
-            last_used_ns: now,
-        };
-        let _ = AFFINITY.insert(&akey, &v, u64::from(BPF_ANY));
-    }
-    id
+    *id
 }
 
-/// Reserves a SNAT source port for a new flow to a remote backend by inserting its reverse
-/// entry; ports already taken by a live flow are skipped. Returns the port (network order), or
-/// 0 when none is free or SNAT is not configured.
+/// Records `id` as the client's ClientIP affinity in service `slot`, once its flow is admitted
+/// (a refused flow leaves no state behind).
 #[inline(never)]
-fn alloc_snat(pkt: &Pkt, cfg: &L4Config, be: &Backend, now: u64, scr: &mut Scratch) -> u16 {
-    let mut node = [0u8; 16];
-    if pkt.v6 {
-        node = cfg.node_v6;
-    } else {
-        node[..4].copy_from_slice(&cfg.node_v4);
-    }
-    if node == [0u8; 16] || cfg.snat_port_min == 0 || cfg.snat_port_max < cfg.snat_port_min {
-        return 0;
-    }
-    let range = u32::from(cfg.snat_port_max - cfg.snat_port_min) + 1;
-    let h = flow_hash(pkt);
+fn remember_affinity(pkt: &Pkt, slot: u32, id: u32, now: u64) {
+    let akey = AffinityKey {
+        client: pkt.saddr,
+        svc_slot: slot,
+        family: family(pkt),
+        _pad: [0; 3],
+    };
+    let v = AffinityValue {
+        backend_id: id,
+        _pad: 0,
+        last_used_ns: now,
+    };
+    // An LRU of its own: losing an entry only costs stickiness, never a flow.
+    let _ = AFFINITY.insert(&akey, &v, u64::from(BPF_ANY));
+}
+
+/// The reverse entry of a new flow to a local pod (reply pod → client back to frontend →
+/// client), left in `scr.rkey`. False when the table is full.
+#[inline(never)]
+fn insert_local_rev(pkt: &Pkt, be: &Backend, now: u64, scr: &mut Scratch) -> bool {
+    scr.rkey = FlowKey {
+        saddr: be.addr,
+        daddr: pkt.saddr,
+        sport: be.port,
+        dport: pkt.sport,
+        proto: pkt.proto,
+        family: family(pkt),
+        _pad: [0; 2],
+    };
     scr.rev = RevNatEntry {
         client_addr: pkt.saddr,
         frontend_addr: pkt.daddr,
         client_port: pkt.sport,
         frontend_port: pkt.dport,
-        flags: CT_F_SNAT,
+        flags: 0,
         last_seen_ns: now,
     };
+    REVNAT
+        .insert(&scr.rkey, &scr.rev, u64::from(BPF_ANY))
+        .is_ok()
+}
+
+/// Deletes the flow `e` (the packet's, keyed by `scr.ct_key`) and its reverse entry, when that
+/// entry is still this flow's.
+#[inline(never)]
+fn release_flow(e: &CtEntry, pkt: &Pkt, cfg: &L4Config, scr: &mut Scratch) {
+    let mut daddr = pkt.saddr;
+    let mut dport = pkt.sport;
+    if e.snat_port != 0 {
+        daddr = [0; 16];
+        if pkt.v6 {
+            daddr = cfg.node_v6;
+        } else {
+            daddr[..4].copy_from_slice(&cfg.node_v4);
+        }
+        dport = e.snat_port;
+    }
+    scr.rkey = FlowKey {
+        saddr: e.backend_addr,
+        daddr,
+        sport: e.backend_port,
+        dport,
+        proto: pkt.proto,
+        family: family(pkt),
+        _pad: [0; 2],
+    };
+    if let Some(r) = REVNAT.get_ptr(&scr.rkey) {
+        // SAFETY: pointer from a successful lookup.
+        let ours =
+            unsafe { (*r).client_port == pkt.sport && addr_eq(&(*r).client_addr, &pkt.saddr) };
+        if ours {
+            let _ = REVNAT.remove(&scr.rkey);
+        }
+    }
+    let _ = CONNTRACK.remove(&scr.ct_key);
+}
+
+/// Reserves a SNAT source port for a new flow to a remote backend by inserting its reverse
+/// entry (left in `scr.rkey`); ports already taken by a live flow are skipped. Returns the port
+/// (network order), 0 when none is free or SNAT is not configured, [`SNAT_TABLE_FULL`] when
+/// the reverse table has no room.
+#[inline(never)]
+fn alloc_snat(pkt: &Pkt, cfg: &L4Config, be: &Backend, now: u64, scr: &mut Scratch) -> u32 {
+    // Field by field into the scratch space: struct literals would be built on the stack.
+    scr.rkey.daddr = [0; 16];
+    if pkt.v6 {
+        scr.rkey.daddr = cfg.node_v6;
+    } else {
+        scr.rkey.daddr[..4].copy_from_slice(&cfg.node_v4);
+    }
+    if scr.rkey.daddr == [0u8; 16]
+        || cfg.snat_port_min == 0
+        || cfg.snat_port_max < cfg.snat_port_min
+    {
+        return 0;
+    }
+    let range = u32::from(cfg.snat_port_max - cfg.snat_port_min) + 1;
+    let h = flow_hash(pkt);
+    scr.rev.client_addr = pkt.saddr;
+    scr.rev.frontend_addr = pkt.daddr;
+    scr.rev.client_port = pkt.sport;
+    scr.rev.frontend_port = pkt.dport;
+    scr.rev.flags = CT_F_SNAT;
+    scr.rev.last_seen_ns = now;
+    scr.rkey.saddr = be.addr;
+    scr.rkey.sport = be.port;
+    scr.rkey.proto = pkt.proto;
+    scr.rkey.family = family(pkt);
+    scr.rkey._pad = [0; 2];
     let mut i = 0u32;
     while i < SNAT_PROBES {
         let port =
             (cfg.snat_port_min as u32 + (h.wrapping_add(i.wrapping_mul(7919))) % range) as u16;
-        scr.rkey = FlowKey {
-            saddr: be.addr,
-            daddr: node,
-            sport: be.port,
-            dport: port.to_be(),
-            proto: pkt.proto,
-            family: family(pkt),
-            _pad: [0; 2],
-        };
-        if REVNAT
-            .insert(&scr.rkey, &scr.rev, u64::from(BPF_NOEXIST))
-            .is_ok()
-        {
-            return port.to_be();
+        scr.rkey.dport = port.to_be();
+        match REVNAT.insert(&scr.rkey, &scr.rev, u64::from(BPF_NOEXIST)) {
+            Ok(()) => return u32::from(port.to_be()),
+            Err(e) if e == -E2BIG => return SNAT_TABLE_FULL,
+            Err(_) => {}
         }
         if let Some(old) = REVNAT.get_ptr(&scr.rkey) {
             // SAFETY: pointer from a successful lookup.
-            let (same, seen) = unsafe {
-                (
-                    addr_eq(&(*old).client_addr, &pkt.saddr) && (*old).client_port == pkt.sport,
-                    (*old).last_seen_ns,
-                )
-            };
-            let stale =
-                now.wrapping_sub(seen) > u64::from(cfg.tcp_timeout_s.max(cfg.udp_timeout_s)) * NS;
+            let old = unsafe { &*old };
+            let same = addr_eq(&old.client_addr, &pkt.saddr) && old.client_port == pkt.sport;
+            // A port is free once its flow timed out: the closing timeout after a FIN or RST
+            // (conntrack's TIME_WAIT), else the idle timeout of its protocol.
+            let stale = now.wrapping_sub(old.last_seen_ns) > timeout_ns(cfg, pkt.proto, old.flags);
             if same || stale {
+                if !same {
+                    forget_flow(old, pkt, port.to_be(), scr);
+                }
+                // In place: replacing an existing key needs no free slot.
                 let _ = REVNAT.insert(&scr.rkey, &scr.rev, u64::from(BPF_ANY));
-                return port.to_be();
+                return u32::from(port.to_be());
             }
         }
         i += 1;
@@ -559,8 +681,31 @@ fn alloc_snat(pkt: &Pkt, cfg: &L4Config, be: &Backend, now: u64, scr: &mut Scrat
     0
 }
 
+/// Deletes the flow entry of the SNAT flow `old` (the timed-out owner of `port`) so that a late
+/// packet of that flow cannot go out through the port's new flow. A subprogram: its key stays
+/// off [`alloc_snat`]'s stack.
+#[inline(never)]
+fn forget_flow(old: &RevNatEntry, pkt: &Pkt, port: u16, scr: &mut Scratch) {
+    scr.old_key = FlowKey {
+        saddr: old.client_addr,
+        daddr: old.frontend_addr,
+        sport: old.client_port,
+        dport: old.frontend_port,
+        proto: pkt.proto,
+        family: family(pkt),
+        _pad: [0; 2],
+    };
+    if let Some(ct) = CONNTRACK.get_ptr(&scr.old_key) {
+        // SAFETY: pointer from a successful lookup.
+        if unsafe { (*ct).snat_port } == port {
+            let _ = CONNTRACK.remove(&scr.old_key);
+        }
+    }
+}
+
 /// NATs the packet toward `be` and sends it: DNAT + XDP_PASS for a local pod, DNAT + SNAT +
-/// XDP_TX/REDIRECT for a remote endpoint. `refresh` (re)writes the reverse entry.
+/// XDP_TX/REDIRECT for a remote endpoint. `refresh` brings the reverse entry's timestamp and
+/// closing bit up to date.
 #[inline(never)]
 fn forward(
     ctx: &XdpContext,
@@ -569,7 +714,12 @@ fn forward(
     be: &Backend,
     scr: &mut Scratch,
 ) -> Verdict {
-    let (now, snat_port, refresh) = (scr.fwd.now, scr.fwd.snat_port, scr.fwd.refresh);
+    let (now, snat_port, refresh, closing) = (
+        scr.fwd.now,
+        scr.fwd.snat_port,
+        scr.fwd.refresh,
+        scr.fwd.closing,
+    );
     if snat_port == 0 {
         if refresh {
             scr.rkey = FlowKey {
@@ -581,15 +731,13 @@ fn forward(
                 family: family(pkt),
                 _pad: [0; 2],
             };
-            scr.rev = RevNatEntry {
-                client_addr: pkt.saddr,
-                frontend_addr: pkt.daddr,
-                client_port: pkt.sport,
-                frontend_port: pkt.dport,
-                flags: 0,
-                last_seen_ns: now,
-            };
-            let _ = REVNAT.insert(&scr.rkey, &scr.rev, u64::from(BPF_ANY));
+            if let Some(r) = REVNAT.get_ptr_mut(&scr.rkey) {
+                // SAFETY: pointer from a successful lookup; plain integer stores.
+                unsafe {
+                    (*r).last_seen_ns = now;
+                    (*r).flags |= closing;
+                }
+            }
         }
         scr.nat = Nat {
             saddr: pkt.saddr,
@@ -619,8 +767,11 @@ fn forward(
             _pad: [0; 2],
         };
         if let Some(r) = REVNAT.get_ptr_mut(&scr.rkey) {
-            // SAFETY: pointer from a successful lookup.
-            unsafe { (*r).last_seen_ns = now };
+            // SAFETY: pointer from a successful lookup; plain integer stores.
+            unsafe {
+                (*r).last_seen_ns = now;
+                (*r).flags |= closing;
+            }
         }
     }
     scr.nat = Nat {
@@ -645,13 +796,24 @@ fn remote_reply(ctx: &XdpContext, pkt: &Pkt, scr: &mut Scratch) -> Verdict {
         family: family(pkt),
         _pad: [0; 2],
     };
-    let Some(r) = REVNAT.get_ptr(&scr.rkey) else {
+    let Some(r) = REVNAT.get_ptr_mut(&scr.rkey) else {
         return NOT_A_REPLY;
     };
-    // SAFETY: pointer from a successful lookup; copied out at once.
-    let rev = unsafe { &*r };
+    // SAFETY: pointer from a successful lookup; plain integers.
+    let rev = unsafe { &mut *r };
     if rev.flags & CT_F_SNAT == 0 {
         return NOT_A_REPLY;
+    }
+    // The endpoint's FIN or RST closes the flow as the client's does, in both entries.
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let closing = pkt.proto == IPPROTO_TCP && pkt.tcp_flags & (TCP_FIN | TCP_RST) != 0;
+    if closing && rev.flags & CT_F_CLOSING == 0 {
+        rev.flags |= CT_F_CLOSING;
+        rev.last_seen_ns = now;
+        mark_closing(rev, pkt, scr);
+    } else if now.wrapping_sub(rev.last_seen_ns) > REFRESH_NS {
+        rev.last_seen_ns = now;
     }
     scr.nat = Nat {
         saddr: rev.frontend_addr,
@@ -660,6 +822,24 @@ fn remote_reply(ctx: &XdpContext, pkt: &Pkt, scr: &mut Scratch) -> Verdict {
         dport: rev.client_port,
     };
     send_on(ctx, pkt, &mut scr.fib, &scr.nat, Stat::L4ReplyXdp)
+}
+
+/// Marks the flow entry of the SNAT flow `rev` (keyed by its client side) as closing.
+#[inline(always)]
+fn mark_closing(rev: &RevNatEntry, pkt: &Pkt, scr: &mut Scratch) {
+    scr.old_key = FlowKey {
+        saddr: rev.client_addr,
+        daddr: rev.frontend_addr,
+        sport: rev.client_port,
+        dport: rev.frontend_port,
+        proto: pkt.proto,
+        family: family(pkt),
+        _pad: [0; 2],
+    };
+    if let Some(ct) = CONNTRACK.get_ptr_mut(&scr.old_key) {
+        // SAFETY: pointer from a successful lookup; a plain integer store.
+        unsafe { (*ct).flags |= CT_F_CLOSING };
+    }
 }
 
 /// Sends the packet on as `nat` says (from `nat.saddr` to `nat.daddr`, counted as `stat`), or

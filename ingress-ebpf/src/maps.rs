@@ -4,7 +4,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, LpmTrie, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
 };
 use ingress_common::l4::{
     AffinityKey, AffinityValue, Backend, CtEntry, DEFAULT_AFFINITY_SIZE, DEFAULT_CONNTRACK_SIZE,
@@ -14,8 +14,8 @@ use ingress_common::l4::{
 };
 
 #[map(name = "XDPI_SERVICES")]
-pub static SERVICES: aya_ebpf::maps::HashMap<ServiceKey, ServiceValue> =
-    aya_ebpf::maps::HashMap::with_max_entries(DEFAULT_MAX_SERVICES * 4, 0);
+pub static SERVICES: HashMap<ServiceKey, ServiceValue> =
+    HashMap::with_max_entries(DEFAULT_MAX_SERVICES * 4, 0);
 
 #[map(name = "XDPI_BACKENDS")]
 pub static BACKENDS: Array<Backend> = Array::with_max_entries(DEFAULT_MAX_BACKENDS, 0);
@@ -24,13 +24,16 @@ pub static BACKENDS: Array<Backend> = Array::with_max_entries(DEFAULT_MAX_BACKEN
 pub static MAGLEV: Array<u32> =
     Array::with_max_entries(DEFAULT_MAX_SERVICES * 2 * DEFAULT_MAGLEV_SIZE, 0);
 
+/// Flows and their reverse entries live and die in pairs. Plain hashes, not LRUs: a full
+/// table refuses a new flow rather than evict an established one (or half of one); expired
+/// entries go on the packet path and in the daemon's sweep (`dataplane::flows`).
 #[map(name = "XDPI_CONNTRACK")]
-pub static CONNTRACK: LruHashMap<FlowKey, CtEntry> =
-    LruHashMap::with_max_entries(DEFAULT_CONNTRACK_SIZE, 0);
+pub static CONNTRACK: HashMap<FlowKey, CtEntry> =
+    HashMap::with_max_entries(DEFAULT_CONNTRACK_SIZE, 0);
 
 #[map(name = "XDPI_REVNAT")]
-pub static REVNAT: LruHashMap<FlowKey, RevNatEntry> =
-    LruHashMap::with_max_entries(DEFAULT_CONNTRACK_SIZE, 0);
+pub static REVNAT: HashMap<FlowKey, RevNatEntry> =
+    HashMap::with_max_entries(DEFAULT_CONNTRACK_SIZE, 0);
 
 #[map(name = "XDPI_AFFINITY")]
 pub static AFFINITY: LruHashMap<AffinityKey, AffinityValue> =
@@ -55,6 +58,8 @@ pub struct Scratch {
     pub ct_key: FlowKey,
     pub ct_entry: CtEntry,
     pub rkey: FlowKey,
+    /// Key of another flow than the packet's (one whose SNAT port is reclaimed or closed).
+    pub old_key: FlowKey,
     pub rev: RevNatEntry,
     pub nat: crate::l4::Nat,
     pub fwd: crate::l4::Fwd,

@@ -12,18 +12,20 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use ingress_common::{
-    l4::{FAMILY_V4, FAMILY_V6, FlowKey},
+    l4::{CT_F_CLOSING, FAMILY_V4, FAMILY_V6, FlowKey, RevNatEntry},
     stats::Stat,
 };
 
 use crate::{
     fib,
-    maps::REVNAT,
+    maps::{CONNTRACK, REVNAT, scratch},
     parse::{ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv4Hdr, Ipv6Hdr},
     stats,
 };
 
 const ETH_HLEN: usize = 14;
+const TCP_FIN: u8 = 0x01;
+const TCP_RST: u8 = 0x04;
 /// Offset of the checksum in the IPv4 header.
 const IP4_CHECK: usize = 10;
 
@@ -76,9 +78,17 @@ fn try_handle(ctx: &TcContext, redirect: bool) -> Option<i32> {
     key.sport = u16::from_ne_bytes([ports[0], ports[1]]);
     key.dport = u16::from_ne_bytes([ports[2], ports[3]]);
     key.proto = proto;
-    let rev = REVNAT.get_ptr(&key)?;
+    let rev_ptr = REVNAT.get_ptr_mut(&key)?;
     // SAFETY: pointer from a successful lookup; copied out at once.
-    let rev = unsafe { *rev };
+    let rev = unsafe { *rev_ptr };
+    if proto == IPPROTO_TCP && rev.flags & CT_F_CLOSING == 0 {
+        let flags = ctx.load::<u8>(l4 + 13).ok()?;
+        if flags & (TCP_FIN | TCP_RST) != 0 {
+            // SAFETY: pointer from a successful lookup; a plain integer store.
+            unsafe { (*rev_ptr).flags |= CT_F_CLOSING };
+            mark_flow_closing(&rev, proto, key.family);
+        }
+    }
 
     let mut out_if = 0;
     if redirect {
@@ -139,6 +149,30 @@ fn try_handle(ctx: &TcContext, redirect: bool) -> Option<i32> {
     // SAFETY: no parameters: the kernel resolves the neighbour of the route's next hop.
     let rc = unsafe { bpf_redirect_neigh(out_if, core::ptr::null_mut(), 0, 0) };
     Some(rc as i32)
+}
+
+/// The pod's FIN or RST closes its flow as the client's does: the flow entry (keyed by the
+/// client side) gets the closing timeout.
+#[inline(always)]
+fn mark_flow_closing(rev: &RevNatEntry, proto: u8, family: u8) {
+    let Some(scr) = scratch() else {
+        return;
+    };
+    // SAFETY: this CPU's scratch entry; nothing else uses it while the program runs here.
+    let scr = unsafe { &mut *scr };
+    scr.old_key = FlowKey {
+        saddr: rev.client_addr,
+        daddr: rev.frontend_addr,
+        sport: rev.client_port,
+        dport: rev.frontend_port,
+        proto,
+        family,
+        _pad: [0; 2],
+    };
+    if let Some(ct) = CONNTRACK.get_ptr_mut(&scr.old_key) {
+        // SAFETY: pointer from a successful lookup; a plain integer store.
+        unsafe { (*ct).flags |= CT_F_CLOSING };
+    }
 }
 
 #[inline(always)]

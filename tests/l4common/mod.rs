@@ -75,8 +75,41 @@ pub fn tcp_frame(
     syn: bool,
     payload: &[u8],
 ) -> Vec<u8> {
-    let b = ip_frame(macs, src.ip(), dst.ip()).tcp(src.port(), dst.port(), seq, 65535);
-    let b = if syn { b.syn() } else { b.ack(1) };
+    let flags = if syn { TCP_SYN } else { TCP_ACK };
+    tcp_segment(macs, src, dst, seq, flags, payload)
+}
+
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_PSH: u8 = 0x08;
+pub const TCP_ACK: u8 = 0x10;
+
+/// A TCP segment like [`tcp_frame`] with the flags `flags` (`TCP_*` bits; ACK acknowledges 1).
+pub fn tcp_segment(
+    macs: [[u8; 6]; 2],
+    src: SocketAddr,
+    dst: SocketAddr,
+    seq: u32,
+    flags: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut b = ip_frame(macs, src.ip(), dst.ip()).tcp(src.port(), dst.port(), seq, 65535);
+    if flags & TCP_SYN != 0 {
+        b = b.syn();
+    }
+    if flags & TCP_ACK != 0 {
+        b = b.ack(1);
+    }
+    if flags & TCP_FIN != 0 {
+        b = b.fin();
+    }
+    if flags & TCP_RST != 0 {
+        b = b.rst();
+    }
+    if flags & TCP_PSH != 0 {
+        b = b.psh();
+    }
     let mut v = Vec::new();
     b.write(&mut v, payload).unwrap();
     v
@@ -243,9 +276,16 @@ pub fn static_neigh(topo: &Topology, ip: IpAddr, mac: [u8; 6]) {
 
 /// The test object with the `xdp` and `tc` programs named loaded into the kernel.
 pub fn load(xdp: &[&str], tc: &[&str]) -> aya::Ebpf {
-    let mut ebpf = aya::EbpfLoader::new()
-        .load_file(testbed::bpf_object_path())
-        .unwrap();
+    load_sized(xdp, tc, &[])
+}
+
+/// [`load`] with the maps named in `sizes` made that many entries big.
+pub fn load_sized(xdp: &[&str], tc: &[&str], sizes: &[(&str, u32)]) -> aya::Ebpf {
+    let mut loader = aya::EbpfLoader::new();
+    for (name, max) in sizes {
+        loader.map_max_entries(name, *max);
+    }
+    let mut ebpf = loader.load_file(testbed::bpf_object_path()).unwrap();
     for name in xdp {
         let p: &mut Xdp = ebpf.program_mut(name).unwrap().try_into().unwrap();
         p.load().unwrap();

@@ -128,6 +128,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         if let Some(stats) = l4_for_metrics.as_ref().and_then(|l4| l4.stats().ok()) {
             text.push_str(&crate::dataplane::stats::prometheus_text(&stats));
         }
+        // Flow-table occupancy as of the last sweep (a full table refuses new flows).
+        if let Some(l4) = l4_for_metrics.as_ref() {
+            text.push_str(&crate::dataplane::flows::prometheus_text(&l4.flow_tables()));
+        }
         text
     }));
     let control = controller::spawn(

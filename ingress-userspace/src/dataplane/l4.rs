@@ -50,7 +50,9 @@ pub struct L4Args {
     #[arg(long, default_value_t = DEFAULT_MAX_BACKENDS,
           value_parser = clap::value_parser!(u32).range(1..=MAX_L4_TABLE))]
     pub l4_max_backends: u32,
-    /// Connection table entries (LRU; 1 to 16777216).
+    /// Connection table entries, and as many reverse-NAT entries (1 to 16777216). Not an LRU:
+    /// when full, new flows are refused (`drop_flow_table_full`) and established ones keep their
+    /// entries.
     #[arg(long, default_value_t = DEFAULT_CONNTRACK_SIZE,
           value_parser = clap::value_parser!(u32).range(1..=MAX_L4_TABLE))]
     pub l4_conntrack_size: u32,
@@ -76,7 +78,8 @@ pub struct L4Args {
     #[arg(long, default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=MAX_L4_TIMEOUT_SECS))]
     pub l4_udp_timeout_secs: u64,
-    /// Life of a TCP flow after a FIN or RST, seconds (1 to 604800).
+    /// Life of a TCP flow after a FIN or RST from either side (conntrack's TIME_WAIT), seconds
+    /// (1 to 604800); its SNAT source port is free for a new flow after it.
     #[arg(long, default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=MAX_L4_TIMEOUT_SECS))]
     pub l4_tcp_closing_timeout_secs: u64,
@@ -193,14 +196,14 @@ impl L4Args {
             ),
             (
                 MAP_CONNTRACK,
-                MapType::LruHash,
+                MapType::Hash,
                 sz(size_of::<FlowKey>()),
                 sz(size_of::<CtEntry>()),
                 self.l4_conntrack_size,
             ),
             (
                 MAP_REVNAT,
-                MapType::LruHash,
+                MapType::Hash,
                 sz(size_of::<FlowKey>()),
                 sz(size_of::<RevNatEntry>()),
                 self.l4_conntrack_size,
@@ -333,6 +336,11 @@ pub struct L4Dataplane {
     /// pinned is taken over and unpinned, so it goes away with this process.
     keep_attached: bool,
     pinned: Vec<PinnedLink>,
+    /// How often [`L4Dataplane::maintain`] sweeps the flow tables, and when it last did.
+    sweep_every: Duration,
+    last_sweep: Option<std::time::Instant>,
+    /// The flow tables as of the last sweep.
+    flow_tables: super::flows::FlowTables,
 }
 
 impl L4Dataplane {
@@ -392,8 +400,17 @@ impl L4Dataplane {
             tc.load()
                 .map_err(|source| SyncError::Program { name, source })?;
         }
+        // Often enough that a closed flow's room comes back about when its closing timeout
+        // ends; at most every 10 s (a sweep reads every entry), at least every second.
+        let sweep_every = opts
+            .tcp_closing_timeout
+            .min(opts.udp_timeout)
+            .clamp(Duration::from_secs(1), Duration::from_secs(10));
         Ok(Self {
             ebpf,
+            sweep_every,
+            last_sweep: None,
+            flow_tables: Default::default(),
             sync: L4Sync::new(opts),
             xdp: None,
             tc: Vec::new(),
@@ -408,9 +425,37 @@ impl L4Dataplane {
         self.sync.apply(&mut self.ebpf, snapshot)
     }
 
-    /// Ends finished drains; call about once a second.
+    /// Ends finished drains and, when due, sweeps the flow tables; call about once a second.
     pub fn maintain(&mut self) -> Result<ApplyReport, SyncError> {
-        self.sync.maintain(&mut self.ebpf)
+        let report = self.sync.maintain(&mut self.ebpf)?;
+        if self
+            .last_sweep
+            .is_none_or(|t| t.elapsed() >= self.sweep_every)
+        {
+            self.sweep_flows()?;
+        }
+        Ok(report)
+    }
+
+    /// Deletes timed-out flows and orphaned reverse entries now (see [`super::flows`]).
+    pub fn sweep_flows(&mut self) -> Result<super::flows::SweepReport, SyncError> {
+        let r = super::flows::sweep(&mut self.ebpf, super::flows::monotonic_ns())?;
+        self.last_sweep = Some(std::time::Instant::now());
+        self.flow_tables = r.tables;
+        if r.tables.full() {
+            warn!(
+                flows = r.tables.flows,
+                reverse = r.tables.reverse,
+                capacity = r.tables.capacity,
+                "L4 flow table full: new flows are refused (drop_flow_table_full) until flows end; raise --l4-conntrack-size"
+            );
+        }
+        Ok(r)
+    }
+
+    /// The flow tables' occupancy as of the last sweep.
+    pub fn flow_tables(&self) -> super::flows::FlowTables {
+        self.flow_tables
     }
 
     /// The node's addresses, where NodePorts answer (empty: any address).
@@ -689,6 +734,8 @@ impl L4Handle {
         for pod_if in &args.l4_pod_ifaces {
             dp.attach_tc(pod_if)?;
         }
+        // Pinned tables from the last run may hold flows that ended meanwhile.
+        dp.sweep_flows()?;
         Ok(Self(std::sync::Arc::new(std::sync::Mutex::new(dp))))
     }
 
@@ -727,6 +774,11 @@ impl L4Handle {
             name: MAP_STATS,
             source,
         })
+    }
+
+    /// The flow tables' occupancy as of the last sweep.
+    pub fn flow_tables(&self) -> super::flows::FlowTables {
+        self.lock().flow_tables()
     }
 
     /// Detaches (pinned maps stay; links stay too with `--l4-keep-attached`).

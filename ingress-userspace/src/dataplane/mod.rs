@@ -4,9 +4,11 @@
 //! - `loader`, `object`, `stats`: load/attach the object, find it, read the global counters.
 //! - `maglev`: pure Maglev table construction.
 //! - `sync`: snapshot → minimal map writes ([`L4Sync`]), recovery after a restart.
+//! - `flows`: the flow tables' sweep (timed-out flows, orphaned reverse entries) and occupancy.
 //! - `l4`: the daemon's L4 dataplane ([`L4Dataplane`]): pinning, attach, apply; its flags ([`L4Args`]).
 //! - `view`: the data path's view read back from the maps (`xdp-ingress backends`).
 
+pub mod flows;
 pub mod l4;
 pub mod loader;
 pub mod maglev;

@@ -20,7 +20,9 @@ impl StatsView {
 }
 
 /// Reads every known counter from the stats map, summing the per-CPU values.
-pub fn read(map: &PerCpuArray<&MapData, Counter>) -> Result<StatsView, aya::maps::MapError> {
+pub fn read<T: std::borrow::Borrow<MapData>>(
+    map: &PerCpuArray<T, Counter>,
+) -> Result<StatsView, aya::maps::MapError> {
     let mut counters = Vec::with_capacity(Stat::ALL.len());
     for &stat in Stat::ALL {
         let per_cpu = map.get(&(stat as u32), 0)?;

@@ -69,6 +69,23 @@ pub struct ServiceView {
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct BackendsView {
     pub services: Vec<ServiceView>,
+    /// Packets by pass or drop reason (`ingress_common::stats` labels, e.g. `pass_no_flow`,
+    /// `pass_snat_exhausted`), summed over CPUs; reasons never counted are left out.
+    pub reasons: BTreeMap<String, u64>,
+    /// Occupancy of the flow tables.
+    pub flow_tables: FlowTablesView,
+}
+
+/// How full the flow and reverse-NAT tables are. A full table refuses new flows (dropped,
+/// counted as `drop_flow_table_full`); established flows keep their entries.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FlowTablesView {
+    pub flows: u32,
+    pub reverse_nat: u32,
+    /// Entries each table holds at most (`--l4-conntrack-size`).
+    pub capacity: u32,
+    /// New flows are being refused for want of room.
+    pub full: bool,
 }
 
 /// Where the maps come from: pins under a directory, or the maps of the one loaded
@@ -270,7 +287,47 @@ fn read_from(src: &Source) -> Result<BackendsView, ViewError> {
         });
     }
     out.services.sort_by(|a, b| a.name.cmp(&b.name));
+    out.reasons = reasons(src)?;
+    out.flow_tables = flow_tables(src)?;
     Ok(out)
+}
+
+/// Counts the entries of the flow and reverse-NAT tables.
+fn flow_tables(src: &Source) -> Result<FlowTablesView, ViewError> {
+    let ct_data = src.open(MAP_CONNTRACK)?;
+    let capacity = ct_data
+        .info()
+        .map(|i| i.max_entries())
+        .map_err(rerr(MAP_CONNTRACK))?;
+    let ct: BpfHashMap<MapData, FlowKey, CtEntry> =
+        BpfHashMap::try_from(Map::HashMap(ct_data)).map_err(rerr(MAP_CONNTRACK))?;
+    let rev: BpfHashMap<MapData, FlowKey, RevNatEntry> =
+        BpfHashMap::try_from(Map::HashMap(src.open(MAP_REVNAT)?)).map_err(rerr(MAP_REVNAT))?;
+    let t = super::flows::FlowTables {
+        flows: ct.keys().count() as u32,
+        reverse: rev.keys().count() as u32,
+        capacity,
+    };
+    Ok(FlowTablesView {
+        flows: t.flows,
+        reverse_nat: t.reverse,
+        capacity: t.capacity,
+        full: t.full(),
+    })
+}
+
+/// The non-zero pass and drop counters of the global stats map.
+fn reasons(src: &Source) -> Result<BTreeMap<String, u64>, ViewError> {
+    use ingress_common::stats::{Counter, MAP_STATS, Stat, StatKind};
+    let stats: PerCpuArray<MapData, Counter> =
+        PerCpuArray::try_from(Map::PerCpuArray(src.open(MAP_STATS)?)).map_err(rerr(MAP_STATS))?;
+    let view = super::stats::read(&stats).map_err(rerr(MAP_STATS))?;
+    Ok(Stat::ALL
+        .iter()
+        .filter(|s| matches!(s.kind(), StatKind::Pass | StatKind::Drop))
+        .map(|s| (s.label().to_string(), view.get(*s).packets))
+        .filter(|(_, n)| *n > 0)
+        .collect())
 }
 
 /// Human-readable table, one block per service.
@@ -322,5 +379,68 @@ pub fn render_text(view: &BackendsView) -> String {
             );
         }
     }
+    let t = &view.flow_tables;
+    let _ = writeln!(
+        s,
+        "flow tables: flows {}/{}, reverse NAT {}/{}{}",
+        t.flows,
+        t.capacity,
+        t.reverse_nat,
+        t.capacity,
+        if t.full {
+            "  FULL: new flows are refused (drop_flow_table_full); raise --l4-conntrack-size"
+        } else {
+            ""
+        }
+    );
+    if !view.reasons.is_empty() {
+        let reasons: Vec<String> = view
+            .reasons
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let _ = writeln!(s, "passed/dropped: {}", reasons.join(" "));
+    }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_view_names_why_packets_were_passed_or_dropped() {
+        let view = BackendsView {
+            services: Vec::new(),
+            reasons: [("pass_no_flow".to_string(), 300)].into_iter().collect(),
+            flow_tables: FlowTablesView::default(),
+        };
+        let text = render_text(&view);
+        assert!(
+            text.contains("passed/dropped: pass_no_flow=300\n"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&view).unwrap();
+        assert_eq!(json["reasons"]["pass_no_flow"], 300);
+    }
+
+    #[test]
+    fn the_text_view_says_when_the_flow_table_is_full() {
+        let view = BackendsView {
+            flow_tables: FlowTablesView {
+                flows: 32,
+                reverse_nat: 32,
+                capacity: 32,
+                full: true,
+            },
+            ..BackendsView::default()
+        };
+        let text = render_text(&view);
+        assert!(
+            text.contains(
+                "flow tables: flows 32/32, reverse NAT 32/32  FULL: new flows are refused"
+            ),
+            "{text}"
+        );
+    }
 }
