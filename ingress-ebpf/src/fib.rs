@@ -88,6 +88,25 @@ pub fn lookup_skb(
     ask_kernel(skb, &mut p, true)
 }
 
+/// Route from `src` to `dst` for the program context `ctx` (XDP or tc) received on `ifindex`,
+/// with the parameter block in `p` (scratch space, off the stack); a missing neighbour is
+/// returned as `no_neigh` for the caller to decide.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub fn lookup_in(
+    p: &mut FibParams,
+    ctx: *mut core::ffi::c_void,
+    ifindex: u32,
+    v6: bool,
+    proto: u8,
+    src: &[u8; 16],
+    dst: &[u8; 16],
+    tot_len: u16,
+) -> Option<FibResult> {
+    params(p, v6, proto, src, dst, tot_len, ifindex);
+    ask_kernel(ctx, p, true)
+}
+
 /// Runs the lookup `p` describes for the program context `ctx`. A route without a resolved
 /// neighbour counts only when `neigh_optional` (the caller can have the kernel resolve it).
 #[inline(always)]

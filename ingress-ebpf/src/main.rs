@@ -4,7 +4,8 @@
 //! - `parse`: bounds-checked header parsing (Ethernet, one VLAN tag, IPv4, IPv6, TCP, UDP).
 //! - `l4`: the service path: lookup, source ranges, conntrack, affinity, Maglev, NAT, forwarding.
 //! - `reply`: tc reverse NAT of replies from local pods.
-//! - `icmp`: ICMPv4 errors about NATed flows, translated for the pod.
+//! - `icmp`: ICMP/ICMPv6 errors about NATed flows, translated for the pod, the client or the
+//!   remote endpoint.
 //! - `csum`: incremental checksum updates. `fib`: next-hop lookups.
 //! - `maps`: the L4 maps. `stats`: per-CPU counters by protocol and by pass/drop reason.
 #![no_std]
