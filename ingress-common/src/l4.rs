@@ -88,6 +88,10 @@ const _: () = assert!(core::mem::size_of::<ServiceKey>() == 20);
 pub const SVC_F_AFFINITY: u32 = 1;
 /// Service has source ranges: clients outside them are dropped.
 pub const SVC_F_SOURCE_RANGES: u32 = 2;
+/// `externalTrafficPolicy: Local`: the backends are this node's endpoints only (no SNAT); with
+/// none, new flows are dropped, not refused, so that balancers see the node as down rather
+/// than the service as closed (kube-proxy's behaviour).
+pub const SVC_F_LOCAL_ONLY: u32 = 4;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -71,14 +71,14 @@ fn handle_lookup(raw: *mut xdp_md, l3_off: usize, l4_off: usize) -> Verdict {
 }
 
 /// The packet's bounds, read from the context in this subprogram.
-struct Bounds {
-    data: usize,
-    end: usize,
+pub(crate) struct Bounds {
+    pub data: usize,
+    pub end: usize,
 }
 
 impl Bounds {
     #[inline(always)]
-    fn of(raw: *mut xdp_md) -> Self {
+    pub(crate) fn of(raw: *mut xdp_md) -> Self {
         // SAFETY: `raw` is the program's context pointer, passed down unchanged.
         unsafe {
             Bounds {
@@ -91,7 +91,7 @@ impl Bounds {
 
 /// [`crate::parse::ptr_at`] over [`Bounds`].
 #[inline(always)]
-fn ptr_at<T>(b: &Bounds, offset: usize) -> Option<*const T> {
+pub(crate) fn ptr_at<T>(b: &Bounds, offset: usize) -> Option<*const T> {
     if b.data + offset + core::mem::size_of::<T>() > b.end {
         return None;
     }

@@ -353,7 +353,7 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
     // A new flow: affinity first, then Maglev.
     let id = select_backend(&pkt, &svc, cfg, now, len);
     if id == NO_BACKEND {
-        return verdict(xdp_action::XDP_DROP, Stat::DropNoBackend);
+        return crate::reject::no_endpoint(ctx.ctx, &pkt, svc.flags);
     }
     let Some(be) = BACKENDS.get(id) else {
         return verdict(xdp_action::XDP_DROP, Stat::DropNoBackend);

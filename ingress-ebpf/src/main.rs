@@ -4,6 +4,8 @@
 //! - `parse`: bounds-checked header parsing (Ethernet, one VLAN tag, IPv4, IPv6, TCP, UDP).
 //! - `l4`: the service path: lookup, source ranges, conntrack, affinity, Maglev, NAT, forwarding.
 //! - `reply`: tc reverse NAT of replies from local pods.
+//! - `reject`: the answer to a new flow of a service without endpoints (TCP RST, as
+//!   kube-proxy's REJECT), or the drop of one under `externalTrafficPolicy: Local`.
 //! - `icmp`: ICMP/ICMPv6 errors about NATed flows, translated for the pod, the client or the
 //!   remote endpoint.
 //! - `csum`: incremental checksum updates. `fib`: next-hop lookups.
@@ -20,6 +22,7 @@ mod icmp;
 mod l4;
 mod maps;
 mod parse;
+mod reject;
 mod reply;
 mod stats;
 
