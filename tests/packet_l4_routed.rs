@@ -575,3 +575,61 @@ fn icmpv6_errors_about_a_snat_flow_are_translated_both_ways() {
     );
     assert_eq!(out, want);
 }
+
+#[test]
+fn a_remote_endpoint_without_a_neighbour_entry_is_resolved_not_refused() {
+    if !testbed::require_root() {
+        return;
+    }
+    let topo = Topology::new(1).expect("topology");
+    // Only the client's neighbour is known; the endpoint's is not (an empty table).
+    static_neigh(&topo, OUTSIDE.into(), OUTSIDE_MAC);
+    let nic = ifindex(&topo, NODE_IFACE);
+    let nic_mac = mac(&topo, NODE_IFACE);
+    let mut ebpf = load(&[PROG_XDP_INGRESS], &[]);
+    let mut sync = L4Sync::new(L4Options {
+        node_v4: Some(NODE.into()),
+        node_name: Some("this-node".into()),
+        ..L4Options::default()
+    });
+    let backend = SocketAddr::new(IpAddr::from(REMOTE), 9000);
+    let snap = Snapshot {
+        version: 1,
+        l4: vec![svc("remote", 30090, backend, Some("other-node"))],
+        ..Default::default()
+    };
+    sync.apply(&mut ebpf, &snap).unwrap();
+    let (src, dst) = ((OUTSIDE, 40000).into(), (NODE, 30090).into());
+    let syn = tcp_frame([OUTSIDE_MAC, nic_mac], src, dst, 7, true, b"");
+    // The first SYN is not passed on untranslated (the kernel would answer it with a RST):
+    // it is dropped, and the endpoint's address is wanted.
+    let (action, _) = topo.node.enter(|| xdp_run(&ebpf, &syn, nic));
+    assert_eq!(action, 1, "dropped, for the client to retransmit");
+    let wanted: aya::maps::HashMap<_, ingress_common::l4::NeighKey, u64> =
+        aya::maps::HashMap::try_from(ebpf.map(ingress_common::l4::MAP_NEIGH_WANTED).unwrap())
+            .unwrap();
+    let keys: Vec<_> = wanted.keys().map(Result::unwrap).collect();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].addr[..4], REMOTE);
+    // The daemon's maintenance has the kernel resolve it (the kernel's neighbour table now
+    // has an entry in progress) and forgets it.
+    topo.node.enter(|| sync.maintain(&mut ebpf)).unwrap();
+    let neigh = topo
+        .node
+        .run("ip", &["neigh", "show", "198.18.0.9", "dev", NODE_IFACE])
+        .unwrap();
+    assert!(
+        neigh.contains("198.18.0.9"),
+        "no resolution started: {neigh:?}"
+    );
+    let wanted: aya::maps::HashMap<_, ingress_common::l4::NeighKey, u64> =
+        aya::maps::HashMap::try_from(ebpf.map(ingress_common::l4::MAP_NEIGH_WANTED).unwrap())
+            .unwrap();
+    assert_eq!(wanted.keys().count(), 0);
+    // Resolved (here by hand: nothing answers ARP for it in this bed), the client's
+    // retransmitted SYN goes through.
+    static_neigh(&topo, REMOTE.into(), REMOTE_MAC);
+    let (action, out) = topo.node.enter(|| xdp_run(&ebpf, &syn, nic));
+    assert_eq!(action, XDP_TX);
+    assert_eq!(checked(&out).1, backend);
+}

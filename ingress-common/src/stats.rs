@@ -128,6 +128,10 @@ stats! {
     /// does, so that balancers (health check) take the node out rather than see the service
     /// refuse.
     DropNoLocalEndpoint = 53, "drop_no_local_endpoint", Drop;
+    /// The next hop toward the packet's new destination has no neighbour entry yet: dropped
+    /// (the sender retransmits) and handed to the daemon, which has the kernel resolve it.
+    /// Passing it on untranslated would have the kernel refuse the connection (RST).
+    DropNoNeighbour = 54, "drop_no_neighbour", Drop;
 }
 
 /// Number of slots in [`MAP_STATS`]; leaves room to append counters without resizing.

@@ -14,8 +14,7 @@ pub struct FibResult {
     pub ifindex: u32,
     pub smac: [u8; 6],
     pub dmac: [u8; 6],
-    /// The neighbour is not resolved yet (only returned by [`lookup_skb`]).
-    #[allow(dead_code)]
+    /// The neighbour is not resolved yet (the MACs are not set).
     pub no_neigh: bool,
 }
 
@@ -54,7 +53,7 @@ fn params(
 }
 
 /// Route from `src` to `dst` for a frame received on the XDP interface; `None` unless the
-/// kernel knows both the interface and the neighbour.
+/// kernel knows the interface; a neighbour not resolved yet is `no_neigh`.
 #[inline(always)]
 pub fn lookup_xdp(
     p: &mut FibParams,
@@ -68,7 +67,7 @@ pub fn lookup_xdp(
     // SAFETY: ctx.ctx is the program's context pointer.
     let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
     params(p, v6, proto, src, dst, tot_len, ifindex);
-    ask_kernel(ctx.ctx.cast(), p, false)
+    ask_kernel(ctx.ctx.cast(), p, true)
 }
 
 /// Route for an skb (tc); a missing neighbour is fine there (`bpf_redirect_neigh` resolves it).

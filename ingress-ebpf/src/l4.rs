@@ -681,6 +681,9 @@ fn send_on(ctx: &XdpContext, pkt: &Pkt, fib: &mut FibParams, nat: &Nat, stat: St
     ) else {
         return pass(Stat::PassFibLookup);
     };
+    if route.no_neigh {
+        return crate::neigh::wanted(&nat.daddr, pkt.v6);
+    }
     if !rewrite(ctx, pkt, nat) {
         return pass(Stat::PassNoService);
     }

@@ -8,7 +8,8 @@
 //!   kube-proxy's REJECT), or the drop of one under `externalTrafficPolicy: Local`.
 //! - `icmp`: ICMP/ICMPv6 errors about NATed flows, translated for the pod, the client or the
 //!   remote endpoint.
-//! - `csum`: incremental checksum updates. `fib`: next-hop lookups.
+//! - `csum`: incremental checksum updates. `fib`: next-hop lookups. `neigh`: next hops to
+//!   resolve, for the daemon.
 //! - `maps`: the L4 maps. `stats`: per-CPU counters by protocol and by pass/drop reason.
 #![no_std]
 #![no_main]
@@ -21,6 +22,7 @@ mod fib;
 mod icmp;
 mod l4;
 mod maps;
+mod neigh;
 mod parse;
 mod reject;
 mod reply;

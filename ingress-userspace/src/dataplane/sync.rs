@@ -53,7 +53,7 @@ pub enum SyncError {
     },
 }
 
-fn map_err(name: &'static str) -> impl Fn(MapError) -> SyncError {
+pub(super) fn map_err(name: &'static str) -> impl Fn(MapError) -> SyncError {
     move |source| SyncError::Map { name, source }
 }
 
@@ -382,10 +382,12 @@ impl L4Sync {
         Ok(())
     }
 
-    /// Ends drains that are over; call it now and then (the run loop does, once a second).
+    /// Ends drains that are over and has the kernel resolve the next hops XDP found without
+    /// a neighbour; call it now and then (the run loop does, once a second).
     pub fn maintain(&mut self, ebpf: &mut Ebpf) -> Result<ApplyReport, SyncError> {
         let mut report = ApplyReport::default();
         self.expire_drained(ebpf, Instant::now(), &mut report)?;
+        super::neigh::resolve_wanted(ebpf)?;
         Ok(report)
     }
 
