@@ -840,7 +840,7 @@ fn no_endpoints() -> Snapshot {
 }
 
 #[test]
-fn a_segment_to_a_service_without_endpoints_is_answered_with_a_rst_at_once() {
+fn a_new_flow_to_a_service_without_endpoints_is_refused_at_once_rst_or_port_unreachable() {
     if !testbed::require_root() {
         return;
     }
@@ -893,6 +893,39 @@ fn a_segment_to_a_service_without_endpoints_is_answered_with_a_rst_at_once() {
     rst[14 + 20 + 13] |= 0x04;
     assert_eq!(b.run.run(&rst).unwrap().action, XDP_DROP);
     assert_eq!(stat(&b.run, Stat::L4RejectNoEndpoint), 3);
+
+    // UDP: ICMP port unreachable quoting the datagram's IP and UDP headers (kube-proxy's
+    // REJECT default, icmp-port-unreachable).
+    let dgram = udp4(40004, 30053, b"query", false);
+    let out = b.run.run(&dgram).unwrap();
+    assert_eq!(out.action, XDP_TX);
+    let mut want = Vec::new();
+    PacketBuilder::ethernet2(NODE_MAC, CLIENT_MAC)
+        .ipv4(NODE, CLIENT, 64)
+        .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::Port,
+        ))
+        .write(&mut want, &dgram[14..14 + 28])
+        .unwrap();
+    assert_eq!(out.frame, want);
+    let dgram6 = udp_frame(
+        [CLIENT_MAC, NODE_MAC],
+        (CLIENT6, 40005).into(),
+        (NODE6, 30053).into(),
+        b"query",
+    );
+    let out = b.run.run(&dgram6).unwrap();
+    assert_eq!(out.action, XDP_TX);
+    let mut want = Vec::new();
+    PacketBuilder::ethernet2(NODE_MAC, CLIENT_MAC)
+        .ipv6(NODE6, CLIENT6, 64)
+        .icmpv6(etherparse::Icmpv6Type::DestinationUnreachable(
+            etherparse::icmpv6::DestUnreachableCode::Port,
+        ))
+        .write(&mut want, &dgram6[14..14 + 48])
+        .unwrap();
+    assert_eq!(out.frame, want);
+    assert_eq!(stat(&b.run, Stat::L4RejectNoEndpoint), 5);
 }
 
 #[test]
