@@ -199,12 +199,8 @@ fn tcp_reset(raw: *mut xdp_md, pkt: &Pkt) -> Option<Verdict> {
     let tcp = ptr_at::<TcpHdr>(&b, l4)? as *mut TcpHdr;
     // SAFETY: every pointer comes from ptr_at, which checked its bounds.
     unsafe {
-        let mac = (*eth)[0];
-        (*eth)[0] = (*eth)[1];
-        (*eth)[1] = mac;
-        let port = (*tcp).sport;
-        (*tcp).sport = (*tcp).dport;
-        (*tcp).dport = port;
+        core::ptr::swap(&raw mut (*eth)[0], &raw mut (*eth)[1]);
+        core::ptr::swap(&raw mut (*tcp).sport, &raw mut (*tcp).dport);
         (*tcp).seq = r_seq.to_be_bytes();
         (*tcp).ack = r_ack.to_be_bytes();
         (*tcp).doff_res = 5 << 4;
@@ -231,9 +227,7 @@ fn tcp_reset(raw: *mut xdp_md, pkt: &Pkt) -> Option<Verdict> {
             (*ip).hop_limit = HOPS;
         } else {
             let ip = ptr_at::<Ipv4Hdr>(&b, l3)? as *mut Ipv4Hdr;
-            let a = (*ip).saddr;
-            (*ip).saddr = (*ip).daddr;
-            (*ip).daddr = a;
+            core::ptr::swap(&raw mut (*ip).saddr, &raw mut (*ip).daddr);
             (*ip).tot_len = 40u16.to_be_bytes();
             (*ip).ttl = HOPS;
             (*ip).check = [0; 2];
