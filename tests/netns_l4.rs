@@ -679,3 +679,47 @@ fn snat_addresses_default_to_the_nics_own() {
     assert_eq!(v4, Some(topo.node_v4));
     assert_eq!(v6, Some(topo.node_v6));
 }
+
+#[test]
+fn a_service_without_endpoints_refuses_at_once_with_a_rst_or_port_unreachable() {
+    if !testbed::require_root() {
+        return;
+    }
+    let bed = bed();
+    let mut dp = bed.start();
+    let mut dns = service(vec![], None);
+    dns.id = "default/dns:53".into();
+    dns.protocol = L4Protocol::Udp;
+    dns.frontends = vec![Frontend::NodePort(30053)];
+    let snap = Snapshot {
+        version: 1,
+        l4: vec![service(vec![], None), dns],
+        ..Default::default()
+    };
+    dp.apply(&snap).unwrap();
+    let node: IpAddr = bed.topo.node_v4.into();
+    // TCP: refused (RST) at once, not a hang until the client's connect timeout.
+    let (tcp, took) = bed.topo.client.enter(|| {
+        let t = std::time::Instant::now();
+        let r = TcpStream::connect_timeout(
+            &SocketAddr::new(node, NODE_PORT),
+            Duration::from_secs(3),
+        );
+        (r.map(|_| ()), t.elapsed())
+    });
+    assert_eq!(
+        tcp.map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::ConnectionRefused)
+    );
+    assert!(took < Duration::from_millis(500), "refused after {took:?}");
+    // UDP: the port unreachable reaches the connected socket as ECONNREFUSED.
+    let udp = bed.topo.client.enter(|| {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        s.connect(SocketAddr::new(node, 30053)).unwrap();
+        s.send(b"query").unwrap();
+        let mut buf = [0u8; 64];
+        s.recv(&mut buf).map(|_| ()).map_err(|e| e.kind())
+    });
+    assert_eq!(udp, Err(std::io::ErrorKind::ConnectionRefused));
+}
