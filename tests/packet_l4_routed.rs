@@ -404,7 +404,15 @@ fn icmp_errors_about_a_snat_flow_are_translated_both_ways() {
         ..Default::default()
     };
     sync.apply(&mut ebpf, &snap).unwrap();
-    let f = tcp(OUTSIDE_MAC, nic_mac, OUTSIDE, 40000, NODE, 30090);
+    let (client, frontend) = ((OUTSIDE, 40000).into(), (NODE, 30090).into());
+    let f = tcp_frame(
+        [OUTSIDE_MAC, nic_mac],
+        client,
+        frontend,
+        7,
+        true,
+        b"payload",
+    );
     let (_, snated) = topo.node.enter(|| xdp_run(&ebpf, &f, nic));
     let snat = checked(&snated).0;
 
