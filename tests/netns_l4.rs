@@ -872,3 +872,93 @@ fn short_connections_to_a_remote_endpoint_reuse_snat_ports_after_the_closing_tim
         .packets;
     assert_eq!((failed, exhausted), (vec![], 0));
 }
+
+#[test]
+fn a_service_without_endpoints_refuses_at_once_with_a_rst_or_port_unreachable() {
+    if !testbed::require_root() {
+        return;
+    }
+    let bed = bed();
+    let mut dp = bed.start();
+    let mut dns = service(vec![], None);
+    dns.id = "default/dns:53".into();
+    dns.protocol = L4Protocol::Udp;
+    dns.frontends = vec![Frontend::NodePort(30053)];
+    let snap = Snapshot {
+        version: 1,
+        l4: vec![service(vec![], None), dns],
+        ..Default::default()
+    };
+    dp.apply(&snap).unwrap();
+    let node: IpAddr = bed.topo.node_v4.into();
+    // TCP: refused (RST) at once, not a hang until the client's connect timeout.
+    let (tcp, took) = bed.topo.client.enter(|| {
+        let t = std::time::Instant::now();
+        let r =
+            TcpStream::connect_timeout(&SocketAddr::new(node, NODE_PORT), Duration::from_secs(3));
+        (r.map(|_| ()), t.elapsed())
+    });
+    assert_eq!(
+        tcp.map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::ConnectionRefused)
+    );
+    assert!(took < Duration::from_millis(500), "refused after {took:?}");
+    // UDP: the port unreachable reaches the connected socket as ECONNREFUSED.
+    let udp = bed.topo.client.enter(|| {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        s.connect(SocketAddr::new(node, 30053)).unwrap();
+        s.send(b"query").unwrap();
+        let mut buf = [0u8; 64];
+        s.recv(&mut buf).map(|_| ()).map_err(|e| e.kind())
+    });
+    assert_eq!(udp, Err(std::io::ErrorKind::ConnectionRefused));
+}
+
+#[test]
+fn external_traffic_policy_local_lands_every_connection_on_this_nodes_pod_with_the_client_address()
+{
+    if !testbed::require_root() {
+        return;
+    }
+    let bed = bed();
+    let mut args = L4Args::with_pin_root(&bed.pin);
+    args.node_name = Some("this".into());
+    let mut dp = L4Dataplane::open(&args, &bed.object).expect("open dataplane");
+    bed.topo.node.enter(|| {
+        dp.attach_xdp(NODE_IFACE, AttachMode::Auto)
+            .expect("attach xdp");
+        dp.attach_nic_egress(NODE_IFACE).expect("attach tc egress");
+    });
+    // pod 0 runs on this node; pods 1 and 2 on another one.
+    let eps = bed
+        .pod_addrs(false)
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| Endpoint {
+            node_name: Some(if i == 0 { "this" } else { "other" }.into()),
+            ..l4common::endpoint(a, xdp_ingress::model::EndpointState::Active)
+        })
+        .collect();
+    let mut svc = service(eps, None);
+    svc.external_traffic_local = true;
+    dp.apply(&snapshot(1, svc)).unwrap();
+    // 30 connections, held open: every one on this node's pod.
+    let mut open = Vec::new();
+    for _ in 0..30 {
+        let mut s = bed.client_connect(false);
+        assert_eq!(greeting(&mut s), bed.topo.pods[0].name);
+        echo_ok(&mut s, b"ping");
+        open.push(s);
+    }
+    // And the pod sees the client's own address on each (no SNAT).
+    let ss = bed.topo.pods[0]
+        .ns
+        .run("ss", &["-Htn", "state", "established", "sport", "= :8080"])
+        .unwrap();
+    let from_client = ss
+        .lines()
+        .filter(|l| l.contains(&format!("{}:", bed.topo.client_v4)))
+        .count();
+    assert_eq!(from_client, 30, "{ss}");
+}

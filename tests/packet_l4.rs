@@ -22,7 +22,7 @@ use l4common::{
     Seen, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, active, endpoint, parse_checked, service,
     tcp_frame, tcp_segment, udp_frame,
 };
-use testbed::xdp_run::{XDP_DROP, XDP_PASS, XdpTestRun};
+use testbed::xdp_run::{XDP_DROP, XDP_PASS, XDP_TX, XdpTestRun};
 use xdp_ingress::{
     dataplane::{L4Options, L4Sync, flows, stats as dstats},
     model::{Endpoint, EndpointState, Frontend, IpPrefix, L4Protocol, Snapshot},
@@ -977,4 +977,147 @@ fn the_sweep_deletes_flows_no_packet_comes_back_for_and_reverse_entries_without_
     for port in 50003..50006u16 {
         dnat(&mut b.run, &seg4(CLIENT, port, 30080, TCP_ACK, b"x"));
     }
+}
+
+/// The service `web` on 30080 with no endpoints at all.
+fn no_endpoints() -> Snapshot {
+    Snapshot {
+        version: 1,
+        l4: vec![
+            service("web", L4Protocol::Tcp, 30080, vec![]),
+            service("dns", L4Protocol::Udp, 30053, vec![]),
+        ],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_new_flow_to_a_service_without_endpoints_is_refused_at_once_rst_or_port_unreachable() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut b = bed_from(L4Options::default(), &no_endpoints());
+    // A SYN with data (TFO-like): <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK> back to the
+    // client, headers only (RFC 9293 3.10.7.1), as kube-proxy's REJECT (tcp-reset) answers.
+    let syn = tcp4(CLIENT, 40000, NODE, 30080, true, b"hello");
+    let out = b.run.run(&syn).unwrap();
+    assert_eq!(out.action, XDP_TX);
+    let mut want = Vec::new();
+    PacketBuilder::ethernet2(NODE_MAC, CLIENT_MAC)
+        .ipv4(NODE, CLIENT, 64)
+        .tcp(30080, 40000, 0, 0)
+        .rst()
+        .ack(1000 + 1 + 5)
+        .write(&mut want, b"")
+        .unwrap();
+    assert_eq!(out.frame, want);
+    assert_eq!(stat(&b.run, Stat::L4RejectNoEndpoint), 1);
+
+    // IPv6: the same, checksum over the pseudo-header.
+    let syn6 = tcp6(40002, 30080, b"");
+    let out = b.run.run(&syn6).unwrap();
+    assert_eq!(out.action, XDP_TX);
+    let mut want = Vec::new();
+    PacketBuilder::ethernet2(NODE_MAC, CLIENT_MAC)
+        .ipv6(NODE6, CLIENT6, 64)
+        .tcp(30080, 40002, 0, 0)
+        .rst()
+        .ack(1001)
+        .write(&mut want, b"")
+        .unwrap();
+    assert_eq!(out.frame, want);
+
+    // Never a RST for a RST: a segment that is no SYN opens no flow, so it goes to the kernel
+    // untouched (`pass_no_flow`) before any endpoint is looked for.
+    let mut rst = tcp4(CLIENT, 40003, NODE, 30080, false, b"");
+    rst[14 + 20 + 13] |= 0x04;
+    let out = b.run.run(&rst).unwrap();
+    assert_eq!((out.action, out.frame == rst), (XDP_PASS, true));
+    assert_eq!(stat(&b.run, Stat::L4RejectNoEndpoint), 2);
+    assert_eq!(stat(&b.run, Stat::PassNoFlow), 1);
+
+    // UDP: ICMP port unreachable quoting the datagram's IP and UDP headers (kube-proxy's
+    // REJECT default, icmp-port-unreachable).
+    let dgram = udp4(40004, 30053, b"query", false);
+    let out = b.run.run(&dgram).unwrap();
+    assert_eq!(out.action, XDP_TX);
+    let mut want = Vec::new();
+    PacketBuilder::ethernet2(NODE_MAC, CLIENT_MAC)
+        .ipv4(NODE, CLIENT, 64)
+        .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::Port,
+        ))
+        .write(&mut want, &dgram[14..14 + 28])
+        .unwrap();
+    assert_eq!(out.frame, want);
+    let dgram6 = udp_frame(
+        [CLIENT_MAC, NODE_MAC],
+        (CLIENT6, 40005).into(),
+        (NODE6, 30053).into(),
+        b"query",
+    );
+    let out = b.run.run(&dgram6).unwrap();
+    assert_eq!(out.action, XDP_TX);
+    let mut want = Vec::new();
+    PacketBuilder::ethernet2(NODE_MAC, CLIENT_MAC)
+        .ipv6(NODE6, CLIENT6, 64)
+        .icmpv6(etherparse::Icmpv6Type::DestinationUnreachable(
+            etherparse::icmpv6::DestUnreachableCode::Port,
+        ))
+        .write(&mut want, &dgram6[14..14 + 48])
+        .unwrap();
+    assert_eq!(out.frame, want);
+    assert_eq!(stat(&b.run, Stat::L4RejectNoEndpoint), 4);
+}
+
+#[test]
+fn external_traffic_policy_local_keeps_flows_on_this_nodes_pod_with_the_client_address() {
+    if !testbed::require_root() {
+        return;
+    }
+    let local: SocketAddr = "198.19.0.2:8080".parse().unwrap();
+    let remote: SocketAddr = "198.18.0.9:8080".parse().unwrap();
+    let snap = |eps: Vec<(SocketAddr, &str)>| {
+        let mut s = service(
+            "web",
+            L4Protocol::Tcp,
+            30080,
+            eps.into_iter()
+                .map(|(a, n)| Endpoint {
+                    node_name: Some(n.into()),
+                    ..endpoint(a, EndpointState::Active)
+                })
+                .collect(),
+        );
+        s.external_traffic_local = true;
+        Snapshot {
+            version: 1,
+            l4: vec![s],
+            ..Default::default()
+        }
+    };
+    let opts = L4Options {
+        node_v4: Some(NODE.into()),
+        node_name: Some("this".into()),
+        ..L4Options::default()
+    };
+    let mut b = bed_from(opts, &snap(vec![(local, "this"), (remote, "other")]));
+    // 30 connections: every one to the local pod, the client's address kept (DNAT only).
+    for port in 0..30u16 {
+        let f = tcp4(CLIENT, 41000 + port, NODE, 30080, true, b"");
+        let out = b.run.run(&f).unwrap();
+        assert_eq!(out.action, XDP_PASS);
+        assert_only_dnat(&f, &out.frame);
+        assert_eq!(parse_checked(&out.frame).dst, local);
+    }
+    assert_eq!(stat(&b.run, Stat::L4LocalDnat), 30);
+
+    // No local endpoint left: new flows are dropped (not refused, not sent elsewhere).
+    b.sync
+        .apply(&mut b.run.ebpf, &snap(vec![(remote, "other")]))
+        .unwrap();
+    let f = tcp4(CLIENT, 42000, NODE, 30080, true, b"");
+    assert_eq!(b.run.run(&f).unwrap().action, XDP_DROP);
+    assert_eq!(stat(&b.run, Stat::DropNoLocalEndpoint), 1);
+    assert_eq!(stat(&b.run, Stat::L4RejectNoEndpoint), 0);
 }

@@ -1,6 +1,7 @@
 //! The L4 paths that need the kernel's FIB, through BPF_PROG_TEST_RUN inside a test-bed node
 //! namespace: SNAT to a remote endpoint with XDP_TX, its reply reverse-NATed in XDP, and a local
-//! pod's reply reverse-NATed by the tc program. Exact bytes, checksums by etherparse.
+//! pod's reply reverse-NATed by the tc program, ICMP errors about SNAT flows translated both
+//! ways. Exact bytes, checksums by etherparse.
 
 mod l4common;
 
@@ -20,7 +21,7 @@ use ingress_common::{
 };
 use l4common::{
     TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, endpoint, ifindex, load, load_sized, parse_checked,
-    service, sk_buff, static_neigh, tcp_segment, test_run, udp_frame, xdp_md,
+    service, sk_buff, static_neigh, tcp_frame, tcp_segment, test_run, udp_frame, xdp_md,
 };
 use testbed::{
     NODE_IFACE, Topology,
@@ -682,4 +683,321 @@ fn hostile_frames_to_service_ports_never_abort_or_half_rewrite() {
             }
         }
     });
+}
+
+/// `ip` (an IPv4 or IPv6 packet) with its TTL / hop limit set to `hops`, IPv4 header checksum
+/// recomputed by etherparse: how a packet looks after one router.
+fn with_hops(ip: &[u8], hops: u8) -> Vec<u8> {
+    let mut v = ip.to_vec();
+    if v[0] >> 4 == 4 {
+        let mut h = etherparse::Ipv4HeaderSlice::from_slice(&v)
+            .unwrap()
+            .to_header();
+        h.time_to_live = hops;
+        h.header_checksum = h.calc_header_checksum();
+        v[..20].copy_from_slice(&h.to_bytes());
+    } else {
+        v[7] = hops;
+    }
+    v
+}
+
+/// An ICMP error frame from `src` to `dst` quoting `quoted`, TTL/hop limit `hops`, checksums
+/// by etherparse.
+fn icmp_error(
+    macs: [[u8; 6]; 2],
+    src: IpAddr,
+    dst: IpAddr,
+    hops: u8,
+    kind: &IcmpKind,
+    quoted: &[u8],
+) -> Vec<u8> {
+    let b = etherparse::PacketBuilder::ethernet2(macs[0], macs[1]);
+    let mut v = Vec::new();
+    match (src, dst, kind) {
+        (IpAddr::V4(s), IpAddr::V4(d), IcmpKind::V4(k)) => b
+            .ipv4(s.octets(), d.octets(), hops)
+            .icmpv4(k.clone())
+            .write(&mut v, quoted)
+            .unwrap(),
+        (IpAddr::V6(s), IpAddr::V6(d), IcmpKind::V6(k)) => b
+            .ipv6(s.octets(), d.octets(), hops)
+            .icmpv6(*k)
+            .write(&mut v, quoted)
+            .unwrap(),
+        _ => panic!("mixed families"),
+    }
+    v
+}
+
+enum IcmpKind {
+    V4(etherparse::Icmpv4Type),
+    V6(etherparse::Icmpv6Type),
+}
+
+/// The quoted packet of an ICMP error frame, as a frame of its own (for [`parse_checked`]).
+fn quoted_frame(frame: &[u8], v6: bool) -> Vec<u8> {
+    let at = if v6 { 14 + 40 + 8 } else { 14 + 20 + 8 };
+    let mut f = frame[..14].to_vec();
+    f[12..14].copy_from_slice(if v6 { &[0x86, 0xdd] } else { &[0x08, 0x00] });
+    f.extend_from_slice(&frame[at..]);
+    f
+}
+
+#[test]
+fn icmp_errors_about_a_snat_flow_are_translated_both_ways() {
+    if !testbed::require_root() {
+        return;
+    }
+    use etherparse::{Icmpv4Type, icmpv4::DestUnreachableHeader};
+    let topo = Topology::new(1).expect("topology");
+    let (nic, nic_mac, mut ebpf) = snat_node(&topo, OUTSIDE.into(), REMOTE.into());
+    let mut sync = L4Sync::new(L4Options {
+        node_v4: Some(NODE.into()),
+        node_name: Some("this-node".into()),
+        ..L4Options::default()
+    });
+    let backend = SocketAddr::new(IpAddr::from(REMOTE), 9000);
+    let snap = Snapshot {
+        version: 1,
+        l4: vec![svc("remote", 30090, backend, Some("other-node"))],
+        ..Default::default()
+    };
+    sync.apply(&mut ebpf, &snap).unwrap();
+    let (client, frontend) = ((OUTSIDE, 40000).into(), (NODE, 30090).into());
+    let f = tcp_frame(
+        [OUTSIDE_MAC, nic_mac],
+        client,
+        frontend,
+        7,
+        true,
+        b"payload",
+    );
+    let (_, snated) = topo.node.enter(|| xdp_run(&ebpf, &f, nic));
+    let snat = checked(&snated).0;
+
+    // A router between the node and the endpoint cannot forward our SNATed packet without
+    // fragmenting it: the error, addressed to the node's SNAT address, goes to the client
+    // from the frontend, quoting the client's own packet (as it left the client's last router).
+    let router: IpAddr = [198, 18, 0, 10].into();
+    let frag = IcmpKind::V4(Icmpv4Type::DestinationUnreachable(
+        DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 },
+    ));
+    let g = icmp_error(
+        [REMOTE_MAC, nic_mac],
+        router,
+        NODE.into(),
+        64,
+        &frag,
+        &snated[14..],
+    );
+    let (action, out) = topo.node.enter(|| xdp_run(&ebpf, &g, nic));
+    assert_eq!(action, XDP_TX);
+    let want = icmp_error(
+        [nic_mac, OUTSIDE_MAC],
+        NODE.into(),
+        OUTSIDE.into(),
+        63,
+        &frag,
+        &with_hops(&f[14..], 63),
+    );
+    assert_eq!(out, want);
+    // The quoted TCP checksum was kept right too.
+    let q = parse_checked(&quoted_frame(&out, false));
+    assert_eq!(
+        (q.src, q.dst),
+        ((OUTSIDE, 40000).into(), (NODE, 30090).into())
+    );
+
+    // The endpoint's reply reaches the client; the client's host answers "port unreachable"
+    // about it: the error goes to the endpoint from the node's SNAT address, quoting the
+    // endpoint's own packet.
+    let reply = tcp(REMOTE_MAC, nic_mac, REMOTE, 9000, NODE, snat.port());
+    let (_, replied) = topo.node.enter(|| xdp_run(&ebpf, &reply, nic));
+    let unreach = IcmpKind::V4(Icmpv4Type::DestinationUnreachable(
+        DestUnreachableHeader::Port,
+    ));
+    let g = icmp_error(
+        [OUTSIDE_MAC, nic_mac],
+        OUTSIDE.into(),
+        NODE.into(),
+        64,
+        &unreach,
+        &replied[14..],
+    );
+    let (action, out) = topo.node.enter(|| xdp_run(&ebpf, &g, nic));
+    assert_eq!(action, XDP_TX);
+    let want = icmp_error(
+        [nic_mac, REMOTE_MAC],
+        NODE.into(),
+        REMOTE.into(),
+        63,
+        &unreach,
+        &with_hops(&reply[14..], 63),
+    );
+    assert_eq!(out, want);
+
+    // An error quoting a SNAT port no flow holds goes to the kernel untouched.
+    let mut stray = snated[14..].to_vec();
+    stray[20..22].copy_from_slice(&(snat.port() ^ 1).to_be_bytes());
+    let g = icmp_error(
+        [REMOTE_MAC, nic_mac],
+        router,
+        NODE.into(),
+        64,
+        &frag,
+        &stray,
+    );
+    let (action, out) = topo.node.enter(|| xdp_run(&ebpf, &g, nic));
+    assert_eq!((action, out), (2, g));
+}
+
+#[test]
+fn icmpv6_errors_about_a_snat_flow_are_translated_both_ways() {
+    if !testbed::require_root() {
+        return;
+    }
+    use etherparse::{Icmpv6Type, icmpv6::DestUnreachableCode};
+    let topo = Topology::new(0).expect("topology");
+    let outside: std::net::Ipv6Addr = "2001:db8::7".parse().unwrap();
+    let remote: std::net::Ipv6Addr = "2001:db8::9".parse().unwrap();
+    let (nic, nic_mac, mut ebpf) = snat_node(&topo, outside.into(), remote.into());
+    let mut sync = L4Sync::new(L4Options {
+        node_v6: Some(topo.node_v6),
+        node_name: Some("this-node".into()),
+        ..L4Options::default()
+    });
+    let backend = SocketAddr::new(IpAddr::V6(remote), 9000);
+    let snap = Snapshot {
+        version: 1,
+        l4: vec![L4Service {
+            protocol: L4Protocol::Udp,
+            ..svc("remote6", 30091, backend, Some("other-node"))
+        }],
+        ..Default::default()
+    };
+    sync.apply(&mut ebpf, &snap).unwrap();
+    let node6 = IpAddr::V6(topo.node_v6);
+    let f = udp_frame(
+        [OUTSIDE_MAC, nic_mac],
+        (outside, 40000).into(),
+        (topo.node_v6, 30091).into(),
+        b"payload",
+    );
+    let (_, snated) = topo.node.enter(|| xdp_run(&ebpf, &f, nic));
+    let snat = parse_checked(&snated).src;
+
+    // Packet too big on the way to the endpoint: to the client, from the frontend.
+    let router: IpAddr = "2001:db8::a".parse::<std::net::Ipv6Addr>().unwrap().into();
+    let ptb = IcmpKind::V6(Icmpv6Type::PacketTooBig { mtu: 1280 });
+    let g = icmp_error(
+        [REMOTE_MAC, nic_mac],
+        router,
+        node6,
+        64,
+        &ptb,
+        &snated[14..],
+    );
+    let (action, out) = topo.node.enter(|| xdp_run(&ebpf, &g, nic));
+    assert_eq!(action, XDP_TX);
+    let want = icmp_error(
+        [nic_mac, OUTSIDE_MAC],
+        node6,
+        outside.into(),
+        63,
+        &ptb,
+        &with_hops(&f[14..], 63),
+    );
+    assert_eq!(out, want);
+    let q = parse_checked(&quoted_frame(&out, true));
+    assert_eq!(q.dst, SocketAddr::new(node6, 30091));
+
+    // Port unreachable from the client about the endpoint's reply: to the endpoint.
+    let reply = udp_frame(
+        [REMOTE_MAC, nic_mac],
+        (remote, 9000).into(),
+        (topo.node_v6, snat.port()).into(),
+        b"answer",
+    );
+    let (_, replied) = topo.node.enter(|| xdp_run(&ebpf, &reply, nic));
+    let unreach = IcmpKind::V6(Icmpv6Type::DestinationUnreachable(
+        DestUnreachableCode::Port,
+    ));
+    let g = icmp_error(
+        [OUTSIDE_MAC, nic_mac],
+        outside.into(),
+        node6,
+        64,
+        &unreach,
+        &replied[14..],
+    );
+    let (action, out) = topo.node.enter(|| xdp_run(&ebpf, &g, nic));
+    assert_eq!(action, XDP_TX);
+    let want = icmp_error(
+        [nic_mac, REMOTE_MAC],
+        node6,
+        remote.into(),
+        63,
+        &unreach,
+        &with_hops(&reply[14..], 63),
+    );
+    assert_eq!(out, want);
+}
+
+#[test]
+fn a_remote_endpoint_without_a_neighbour_entry_is_resolved_not_refused() {
+    if !testbed::require_root() {
+        return;
+    }
+    let topo = Topology::new(1).expect("topology");
+    // Only the client's neighbour is known; the endpoint's is not (an empty table).
+    static_neigh(&topo, OUTSIDE.into(), OUTSIDE_MAC);
+    let nic = ifindex(&topo, NODE_IFACE);
+    let nic_mac = mac(&topo, NODE_IFACE);
+    let mut ebpf = load(&[PROG_XDP_INGRESS], &[]);
+    let mut sync = L4Sync::new(L4Options {
+        node_v4: Some(NODE.into()),
+        node_name: Some("this-node".into()),
+        ..L4Options::default()
+    });
+    let backend = SocketAddr::new(IpAddr::from(REMOTE), 9000);
+    let snap = Snapshot {
+        version: 1,
+        l4: vec![svc("remote", 30090, backend, Some("other-node"))],
+        ..Default::default()
+    };
+    sync.apply(&mut ebpf, &snap).unwrap();
+    let (src, dst) = ((OUTSIDE, 40000).into(), (NODE, 30090).into());
+    let syn = tcp_frame([OUTSIDE_MAC, nic_mac], src, dst, 7, true, b"");
+    // The first SYN is not passed on untranslated (the kernel would answer it with a RST):
+    // it is dropped, and the endpoint's address is wanted.
+    let (action, _) = topo.node.enter(|| xdp_run(&ebpf, &syn, nic));
+    assert_eq!(action, 1, "dropped, for the client to retransmit");
+    let wanted: aya::maps::HashMap<_, ingress_common::l4::NeighKey, u64> =
+        aya::maps::HashMap::try_from(ebpf.map(ingress_common::l4::MAP_NEIGH_WANTED).unwrap())
+            .unwrap();
+    let keys: Vec<_> = wanted.keys().map(Result::unwrap).collect();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].addr[..4], REMOTE);
+    // The daemon's maintenance has the kernel resolve it (the kernel's neighbour table now
+    // has an entry in progress) and forgets it.
+    topo.node.enter(|| sync.maintain(&mut ebpf)).unwrap();
+    let neigh = topo
+        .node
+        .run("ip", &["neigh", "show", "198.18.0.9", "dev", NODE_IFACE])
+        .unwrap();
+    assert!(
+        neigh.contains("198.18.0.9"),
+        "no resolution started: {neigh:?}"
+    );
+    let wanted: aya::maps::HashMap<_, ingress_common::l4::NeighKey, u64> =
+        aya::maps::HashMap::try_from(ebpf.map(ingress_common::l4::MAP_NEIGH_WANTED).unwrap())
+            .unwrap();
+    assert_eq!(wanted.keys().count(), 0);
+    // Resolved (here by hand: nothing answers ARP for it in this bed), the client's
+    // retransmitted SYN goes through.
+    static_neigh(&topo, REMOTE.into(), REMOTE_MAC);
+    let (action, out) = topo.node.enter(|| xdp_run(&ebpf, &syn, nic));
+    assert_eq!(action, XDP_TX);
+    assert_eq!(checked(&out).1, backend);
 }

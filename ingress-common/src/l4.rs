@@ -36,6 +36,14 @@ pub const PORT_WORDS: u32 = 65536 / 32 * 2;
 /// The node's own addresses, one [`LocalAddrs`] at index 0: NodePorts answer only on these
 /// (like kube-proxy), so traffic routed through the node to other hosts is left alone.
 pub const MAP_LOCAL_ADDRS: &str = "XDPI_LOCAL_ADDR";
+/// Next hops the XDP path found without a resolved neighbour (LRU hash): [`NeighKey`] →
+/// when first seen (ns, `bpf_ktime_get_ns`). The packet is dropped, not passed untranslated
+/// (the kernel would answer it with a RST); the daemon has the kernel resolve the address
+/// within a second and deletes the entry, and the client's retransmission goes through.
+pub const MAP_NEIGH_WANTED: &str = "XDPI_NEIGH_WANT";
+/// Entries in [`MAP_NEIGH_WANTED`].
+pub const NEIGH_WANTED_SIZE: u32 = 1024;
+
 /// Service unit names by slot (userspace only, for `xdp-ingress backends`): [`ServiceName`].
 pub const MAP_SERVICE_NAMES: &str = "XDPI_SVC_NAMES";
 
@@ -90,6 +98,10 @@ const _: () = assert!(core::mem::size_of::<ServiceKey>() == 20);
 pub const SVC_F_AFFINITY: u32 = 1;
 /// Service has source ranges: clients outside them are dropped.
 pub const SVC_F_SOURCE_RANGES: u32 = 2;
+/// `externalTrafficPolicy: Local`: the backends are this node's endpoints only (no SNAT); with
+/// none, new flows are dropped, not refused, so that balancers see the node as down rather
+/// than the service as closed (kube-proxy's behaviour).
+pub const SVC_F_LOCAL_ONLY: u32 = 4;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -193,6 +205,17 @@ pub struct AffinityValue {
     pub last_used_ns: u64,
 }
 const _: () = assert!(core::mem::size_of::<AffinityValue>() == 16);
+
+/// A destination to resolve: the packet's new destination address (the FIB's next hop is
+/// the kernel's to find when it routes toward it).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct NeighKey {
+    pub addr: [u8; 16],
+    pub family: u8,
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(core::mem::size_of::<NeighKey>() == 20);
 
 /// LPM trie data (the key is this behind a `u32` prefix length): service slot (big-endian),
 /// family, address. Prefix length = [`SOURCE_RANGE_PREFIX_BITS`] + address prefix bits.
@@ -300,6 +323,7 @@ crate::impl_pod!(
     RevNatEntry,
     AffinityKey,
     AffinityValue,
+    NeighKey,
     SourceRangeData,
     L4Counter,
     L4Config

@@ -120,6 +120,9 @@ stats! {
     L4AffinityMiss = 39, "l4_affinity_miss", Action;
     /// ICMPv4 error about a NATed flow, rewritten for its pod and passed to the kernel.
     L4IcmpTranslated = 40, "l4_icmp_translated", Action;
+    /// A new flow to a service without endpoints answered at once from XDP, as kube-proxy's
+    /// REJECT rule does: TCP RST for a SYN, ICMP port unreachable for UDP.
+    L4RejectNoEndpoint = 44, "l4_reject_no_endpoint", Action;
 
     /// Client outside the service's source ranges.
     DropSourceRange = 48, "drop_source_range", Drop;
@@ -128,6 +131,14 @@ stats! {
     /// New flow refused: the flow or reverse-NAT table is full (established flows keep their
     /// entries; the client retries its SYN). As nf_conntrack's "table full, dropping packet".
     DropFlowTableFull = 50, "drop_flow_table_full", Drop;
+    /// `externalTrafficPolicy: Local` and no endpoint on this node: dropped, as kube-proxy
+    /// does, so that balancers (health check) take the node out rather than see the service
+    /// refuse.
+    DropNoLocalEndpoint = 53, "drop_no_local_endpoint", Drop;
+    /// The next hop toward the packet's new destination has no neighbour entry yet: dropped
+    /// (the sender retransmits) and handed to the daemon, which has the kernel resolve it.
+    /// Passing it on untranslated would have the kernel refuse the connection (RST).
+    DropNoNeighbour = 54, "drop_no_neighbour", Drop;
 }
 
 /// Number of slots in [`MAP_STATS`]; leaves room to append counters without resizing.

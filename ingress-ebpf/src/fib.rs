@@ -14,8 +14,7 @@ pub struct FibResult {
     pub ifindex: u32,
     pub smac: [u8; 6],
     pub dmac: [u8; 6],
-    /// The neighbour is not resolved yet (only returned by [`lookup_skb`]).
-    #[allow(dead_code)]
+    /// The neighbour is not resolved yet (the MACs are not set).
     pub no_neigh: bool,
 }
 
@@ -54,7 +53,7 @@ fn params(
 }
 
 /// Route from `src` to `dst` for a frame received on the XDP interface; `None` unless the
-/// kernel knows both the interface and the neighbour.
+/// kernel knows the interface; a neighbour not resolved yet is `no_neigh`.
 #[inline(always)]
 pub fn lookup_xdp(
     p: &mut FibParams,
@@ -68,7 +67,7 @@ pub fn lookup_xdp(
     // SAFETY: ctx.ctx is the program's context pointer.
     let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
     params(p, v6, proto, src, dst, tot_len, ifindex);
-    ask_kernel(ctx.ctx.cast(), p, false)
+    ask_kernel(ctx.ctx.cast(), p, true)
 }
 
 /// Route for an skb (tc); a missing neighbour is fine there (`bpf_redirect_neigh` resolves it).
@@ -86,6 +85,25 @@ pub fn lookup_skb(
     let mut p: FibParams = unsafe { core::mem::zeroed() };
     params(&mut p, v6, proto, src, dst, tot_len, ifindex);
     ask_kernel(skb, &mut p, true)
+}
+
+/// Route from `src` to `dst` for the program context `ctx` (XDP or tc) received on `ifindex`,
+/// with the parameter block in `p` (scratch space, off the stack); a missing neighbour is
+/// returned as `no_neigh` for the caller to decide.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub fn lookup_in(
+    p: &mut FibParams,
+    ctx: *mut core::ffi::c_void,
+    ifindex: u32,
+    v6: bool,
+    proto: u8,
+    src: &[u8; 16],
+    dst: &[u8; 16],
+    tot_len: u16,
+) -> Option<FibResult> {
+    params(p, v6, proto, src, dst, tot_len, ifindex);
+    ask_kernel(ctx, p, true)
 }
 
 /// Runs the lookup `p` describes for the program context `ctx`. A route without a resolved

@@ -378,7 +378,7 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
     // A new flow: affinity first, then Maglev.
     let picked = select_backend(&pkt, &svc, cfg, now, len);
     if picked == NO_BACKEND {
-        return verdict(xdp_action::XDP_DROP, Stat::DropNoBackend);
+        return crate::reject::no_endpoint(ctx.ctx, &pkt, svc.flags);
     }
     let id = picked & !FROM_AFFINITY;
     let Some(be) = BACKENDS.get(id) else {
@@ -861,6 +861,9 @@ fn send_on(ctx: &XdpContext, pkt: &Pkt, fib: &mut FibParams, nat: &Nat, stat: St
     ) else {
         return pass(Stat::PassFibLookup);
     };
+    if route.no_neigh {
+        return crate::neigh::wanted(&nat.daddr, pkt.v6);
+    }
     if !rewrite(ctx, pkt, nat) {
         return pass(Stat::PassNoService);
     }

@@ -4,8 +4,12 @@
 //! - `parse`: bounds-checked header parsing (Ethernet, one VLAN tag, IPv4, IPv6, TCP, UDP).
 //! - `l4`: the service path: lookup, source ranges, conntrack, affinity, Maglev, NAT, forwarding.
 //! - `reply`: tc reverse NAT of replies from local pods.
-//! - `icmp`: ICMPv4 errors about NATed flows, translated for the pod.
-//! - `csum`: incremental checksum updates. `fib`: next-hop lookups.
+//! - `reject`: the answer to a new flow of a service without endpoints (TCP RST, as
+//!   kube-proxy's REJECT), or the drop of one under `externalTrafficPolicy: Local`.
+//! - `icmp`: ICMP/ICMPv6 errors about NATed flows, translated for the pod, the client or the
+//!   remote endpoint.
+//! - `csum`: incremental checksum updates. `fib`: next-hop lookups. `neigh`: next hops to
+//!   resolve, for the daemon.
 //! - `maps`: the L4 maps. `stats`: per-CPU counters by protocol and by pass/drop reason.
 #![no_std]
 #![no_main]
@@ -18,7 +22,9 @@ mod fib;
 mod icmp;
 mod l4;
 mod maps;
+mod neigh;
 mod parse;
+mod reject;
 mod reply;
 mod stats;
 

@@ -9,8 +9,8 @@ use aya_ebpf::{
 use ingress_common::l4::{
     AffinityKey, AffinityValue, Backend, CtEntry, DEFAULT_AFFINITY_SIZE, DEFAULT_CONNTRACK_SIZE,
     DEFAULT_MAGLEV_SIZE, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_SERVICES, FlowKey, L4Config, L4Counter,
-    LocalAddrs, PORT_WORDS, RevNatEntry, SOURCE_RANGES_SIZE, ServiceKey, ServiceName, ServiceValue,
-    SourceRangeData,
+    LocalAddrs, NEIGH_WANTED_SIZE, NeighKey, PORT_WORDS, RevNatEntry, SOURCE_RANGES_SIZE,
+    ServiceKey, ServiceName, ServiceValue, SourceRangeData,
 };
 
 #[map(name = "XDPI_SERVICES")]
@@ -74,6 +74,10 @@ pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 pub fn scratch() -> Option<*mut Scratch> {
     SCRATCH.get_ptr_mut(0)
 }
+
+#[map(name = "XDPI_NEIGH_WANT")]
+pub static NEIGH_WANTED: LruHashMap<NeighKey, u64> =
+    LruHashMap::with_max_entries(NEIGH_WANTED_SIZE, 0);
 
 #[map(name = "XDPI_LOCAL_ADDR")]
 pub static LOCAL_ADDRS: Array<LocalAddrs> = Array::with_max_entries(1, 0);

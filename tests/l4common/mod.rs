@@ -48,6 +48,7 @@ pub fn service(name: &str, proto: L4Protocol, port: u16, endpoints: Vec<Endpoint
         client_ip_affinity: None,
         source_ranges: vec![],
         local_proxy: false,
+        external_traffic_local: false,
     }
 }
 

@@ -7,11 +7,13 @@
 //! - `flows`: the flow tables' sweep (timed-out flows, orphaned reverse entries) and occupancy.
 //! - `l4`: the daemon's L4 dataplane ([`L4Dataplane`]): pinning, attach, apply; its flags ([`L4Args`]).
 //! - `view`: the data path's view read back from the maps (`xdp-ingress backends`).
+//! - `neigh`: has the kernel resolve next hops the XDP path found without a neighbour.
 
 pub mod flows;
 pub mod l4;
 pub mod loader;
 pub mod maglev;
+pub mod neigh;
 pub mod object;
 pub mod stats;
 pub mod sync;

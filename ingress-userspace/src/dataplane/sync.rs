@@ -53,7 +53,7 @@ pub enum SyncError {
     },
 }
 
-fn map_err(name: &'static str) -> impl Fn(MapError) -> SyncError {
+pub(super) fn map_err(name: &'static str) -> impl Fn(MapError) -> SyncError {
     move |source| SyncError::Map { name, source }
 }
 
@@ -382,10 +382,12 @@ impl L4Sync {
         Ok(())
     }
 
-    /// Ends drains that are over; call it now and then (the run loop does, once a second).
+    /// Ends drains that are over and has the kernel resolve the next hops XDP found without
+    /// a neighbour; call it now and then (the run loop does, once a second).
     pub fn maintain(&mut self, ebpf: &mut Ebpf) -> Result<ApplyReport, SyncError> {
         let mut report = ApplyReport::default();
         self.expire_drained(ebpf, Instant::now(), &mut report)?;
+        super::neigh::resolve_wanted(ebpf)?;
         Ok(report)
     }
 
@@ -408,19 +410,23 @@ impl L4Sync {
                 }
             }
         }
+        let in_family = svc
+            .endpoints
+            .iter()
+            .filter(|e| addr_bytes(e.addr.ip()).1 == fam)
+            .count();
         let backends: Vec<(SocketAddr, Backend)> = svc
             .endpoints
             .iter()
             .filter(|e| addr_bytes(e.addr.ip()).1 == fam)
+            .filter(|e| !svc.external_traffic_local || !self.is_remote(e))
             .map(|e| {
                 let (addr, family) = addr_bytes(e.addr.ip());
                 let mut flags = BE_F_PRESENT;
                 if e.state == EndpointState::Terminating {
                     flags |= BE_F_TERMINATING;
                 }
-                if let (Some(mine), Some(theirs)) = (&self.opts.node_name, &e.node_name)
-                    && mine != theirs
-                {
+                if self.is_remote(e) {
                     flags |= BE_F_REMOTE;
                 }
                 let be = Backend {
@@ -436,10 +442,13 @@ impl L4Sync {
             })
             .collect();
         // A family with neither frontends nor endpoints is not served.
-        if keys.is_empty() || (backends.is_empty() && !svc.endpoints.is_empty()) {
+        if keys.is_empty() || (in_family == 0 && !svc.endpoints.is_empty()) {
             return None;
         }
         let mut flags = 0;
+        if svc.external_traffic_local {
+            flags |= SVC_F_LOCAL_ONLY;
+        }
         let mut affinity_timeout_s = 0;
         if let Some(t) = svc.client_ip_affinity {
             flags |= SVC_F_AFFINITY;
@@ -464,6 +473,12 @@ impl L4Sync {
             backends,
             ranges: ranges.into_iter().filter(|r| r.0 == fam).collect(),
         })
+    }
+
+    /// True for an endpoint on another node than this daemon's (`--node-name`); unknown
+    /// either way counts as local.
+    fn is_remote(&self, e: &crate::model::Endpoint) -> bool {
+        matches!((&self.opts.node_name, &e.node_name), (Some(mine), Some(theirs)) if mine != theirs)
     }
 
     fn recovered_slot(&self, d: &Desired) -> Option<u32> {

@@ -62,6 +62,11 @@ pub struct ServiceView {
     pub frontends: Vec<String>,
     pub affinity_timeout_secs: Option<u32>,
     pub source_ranges: bool,
+    /// `externalTrafficPolicy: Local`: this node's endpoints only, client address kept.
+    pub external_traffic_local: bool,
+    /// Why new flows get no backend, when they get none: `no endpoints` (refused) or
+    /// `no local endpoint` (dropped, under `externalTrafficPolicy: Local`).
+    pub no_backend: Option<&'static str>,
     pub counters: Counters,
     pub backends: Vec<BackendView>,
 }
@@ -282,6 +287,14 @@ fn read_from(src: &Source) -> Result<BackendsView, ViewError> {
             affinity_timeout_secs: (value.flags & SVC_F_AFFINITY != 0)
                 .then_some(value.affinity_timeout_s),
             source_ranges: value.flags & SVC_F_SOURCE_RANGES != 0,
+            external_traffic_local: value.flags & SVC_F_LOCAL_ONLY != 0,
+            no_backend: (value.backend_count == 0).then_some(
+                if value.flags & SVC_F_LOCAL_ONLY != 0 {
+                    "no local endpoint"
+                } else {
+                    "no endpoints"
+                },
+            ),
             counters: sum(&svc_stats, slot, MAP_SERVICE_STATS)?,
             backends: bes,
         });
@@ -340,7 +353,7 @@ pub fn render_text(view: &BackendsView) -> String {
     for svc in &view.services {
         let _ = writeln!(
             s,
-            "{}  [{}]  packets={} bytes={} new_flows={}{}{}",
+            "{}  [{}]  packets={} bytes={} new_flows={}{}{}{}{}",
             svc.name,
             svc.frontends.join(", "),
             svc.counters.packets,
@@ -354,6 +367,21 @@ pub fn render_text(view: &BackendsView) -> String {
             } else {
                 ""
             },
+            if svc.external_traffic_local {
+                "  traffic-policy=Local"
+            } else {
+                ""
+            },
+            svc.no_backend
+                .map(|r| format!(
+                    "  NEW FLOWS {}: {r}",
+                    if r == "no endpoints" {
+                        "REFUSED"
+                    } else {
+                        "DROPPED"
+                    }
+                ))
+                .unwrap_or_default(),
         );
         let _ = writeln!(
             s,

@@ -191,6 +191,10 @@ pub struct L4Service {
     pub source_ranges: Vec<IpPrefix>,
     /// The ingress's own Service: backends are node proxies, local one preferred.
     pub local_proxy: bool,
+    /// `externalTrafficPolicy: Local`: new flows go to this node's endpoints only, without
+    /// SNAT (the pod sees the client's address); a node without one drops them, as
+    /// kube-proxy does (its health check node port then says 503 so balancers move on).
+    pub external_traffic_local: bool,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -533,6 +537,7 @@ mod tests {
             client_ip_affinity: None,
             source_ranges: vec![],
             local_proxy,
+            external_traffic_local: false,
         }
     }
 

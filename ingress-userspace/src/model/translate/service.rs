@@ -162,6 +162,7 @@ pub fn l4_services(
                 client_ip_affinity,
                 source_ranges: source_ranges.clone(),
                 local_proxy: own,
+                external_traffic_local: spec.external_traffic_policy.as_deref() == Some("Local"),
             });
         }
     }

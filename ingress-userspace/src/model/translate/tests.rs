@@ -423,6 +423,7 @@ fn l4_takeover() {
     let mut lb = np("lb", "LoadBalancer", 30443);
     let spec = lb.spec.as_mut().unwrap();
     spec.external_ips = Some(vec!["198.18.5.5".into()]);
+    spec.external_traffic_policy = Some("Local".into());
     spec.session_affinity = Some("ClientIP".into());
     spec.session_affinity_config = Some(SessionAffinityConfig {
         client_ip: Some(ClientIPConfig {
@@ -478,7 +479,9 @@ fn l4_takeover() {
         [EndpointState::Active, EndpointState::Terminating]
     );
     assert!(!echo.local_proxy);
+    assert!(!echo.external_traffic_local);
     let lb = &s.l4[1];
+    assert!(lb.external_traffic_local);
     assert_eq!(
         lb.frontends,
         [
