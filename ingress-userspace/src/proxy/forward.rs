@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http::{
     HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
     header::{ALLOW, CONTENT_TYPE, HOST, LOCATION, SET_COOKIE, USER_AGENT},
-    uri::{PathAndQuery, Scheme},
+    uri::{Authority, PathAndQuery, Scheme},
 };
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Incoming};
@@ -34,14 +34,13 @@ use super::{
     router::{CompiledAction, Lookup, RequestView},
     tunnel,
     upstream::{
-        BoxError, PickInput, ProxyBody, UpstreamRuntime, balance::Slot, pool::scheme_and_version,
+        BoxError, PickInput, ProxyBody, UpstreamRuntime,
+        balance::Slot,
+        pool::{UpstreamError, scheme_and_version},
         send_timeout::SendTimedOut,
     },
 };
 use crate::model::{BackendProtocol, RoutePolicy};
-
-/// What the upstream client fails with.
-type UpstreamError = hyper_util::client::legacy::Error;
 
 /// Header naming why the proxy answered a request itself.
 pub const REASON_HEADER: &str = "x-xdp-ingress-reason";
@@ -349,7 +348,7 @@ async fn forward(
         );
         let t0 = Instant::now();
         let sent = await_response(
-            clients.send(prepared.protocol, upstream_req),
+            clients.send(prepared.protocol, slot.stats.addr, upstream_req),
             prepared.read_timeout,
             &prepared.watch,
         )
@@ -447,6 +446,9 @@ struct Prepared {
     scheme: Scheme,
     version: Version,
     protocol: BackendProtocol,
+    /// The virtual host, the authority of every attempt's URI (`None`: the client named
+    /// none, as HTTP/1.0 may).
+    authority: Option<Authority>,
     path_and_query: PathAndQuery,
     idempotent: bool,
     read_timeout: Duration,
@@ -523,6 +525,7 @@ fn prepare(
         },
         version,
         protocol,
+        authority: host.parse().ok(),
         path_and_query,
         idempotent,
         read_timeout: policy
@@ -535,10 +538,12 @@ fn prepare(
 
 impl Prepared {
     /// The request for one attempt at `slot`; `last`: no attempt follows, the headers move.
+    /// Its URI names the virtual host (HTTP/2 `:authority`, RFC 9113 §8.3.1), or the
+    /// endpoint when the client named no host; the pool connects to `slot` either way.
     fn request_to(&mut self, slot: &Slot, last: bool) -> Result<Request<ProxyBody>, Failure> {
         let mut uri = http::uri::Parts::default();
         uri.scheme = Some(self.scheme.clone());
-        uri.authority = slot.authority.clone();
+        uri.authority = self.authority.clone().or_else(|| slot.authority.clone());
         uri.path_and_query = Some(self.path_and_query.clone());
         let uri = Uri::from_parts(uri)
             .map_err(|_| Failure::proxy(StatusCode::BAD_REQUEST, "invalid request target"))?;
