@@ -477,3 +477,65 @@ impl Pool {
         next
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::{BodyExt, Empty};
+
+    use super::*;
+
+    fn request(uri: &str) -> Request<ProxyBody> {
+        let body = Empty::<Bytes>::new().map_err(|e| match e {}).boxed_unsync();
+        let mut req = Request::new(body);
+        *req.uri_mut() = uri.parse().unwrap();
+        req.headers_mut()
+            .insert(HOST, http::HeaderValue::from_static("v.test:8080"));
+        req
+    }
+
+    #[test]
+    fn each_version_carries_the_virtual_host_its_own_way() {
+        let h1 = http1_form(request("http://v.test:8080/p?q=1"));
+        assert_eq!(h1.uri().to_string(), "/p?q=1", "origin-form");
+        assert_eq!(h1.headers().get_all(HOST).iter().count(), 1);
+        assert_eq!(h1.headers()[HOST], "v.test:8080");
+        assert_eq!(h1.version(), Version::HTTP_11);
+
+        let h2 = http2_form(request("https://v.test:8080/p?q=1"));
+        assert_eq!(
+            h2.uri().to_string(),
+            "https://v.test:8080/p?q=1",
+            ":authority"
+        );
+        assert!(
+            h2.headers().get(HOST).is_none(),
+            "no Host beside :authority"
+        );
+        assert_eq!(h2.version(), Version::HTTP_2);
+    }
+
+    /// A refused connect is a connect error on both versions, so `forward` may retry it.
+    #[tokio::test]
+    async fn refused_connect_is_a_connect_error() {
+        let dead = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap();
+        let clients = Clients::new(PoolOptions {
+            connect_timeout: Duration::from_secs(5),
+            send_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            max_idle_per_endpoint: 8,
+        });
+        for protocol in [
+            BackendProtocol::Http,
+            BackendProtocol::Grpc,
+            BackendProtocol::Grpcs,
+        ] {
+            let err = clients
+                .send(protocol, dead, request("http://v.test:8080/"))
+                .await
+                .expect_err("nobody listens");
+            assert!(err.is_connect(), "{protocol:?}: {err}");
+        }
+    }
+}
