@@ -349,14 +349,14 @@ impl Pool {
                 .map_err(|e| Self::connect_error(key, Arc::new(e)))?;
             return Ok(Http2Conn { id: 0, tx });
         }
-        let dialing = {
+        let (id, dialing) = {
             let mut idle = self.lock();
             match idle.http2.get_mut(&key) {
                 Some(Http2Entry::Open { conn, last_used }) if !conn.tx.is_closed() => {
                     *last_used = Instant::now();
                     return Ok(conn.clone());
                 }
-                Some(Http2Entry::Dialing { dialing, .. }) => dialing.clone(),
+                Some(Http2Entry::Dialing { id, dialing }) => (*id, dialing.clone()),
                 _ => {
                     let (id, dialing) = self.dial_http2(key);
                     let entry = Http2Entry::Dialing {
@@ -364,11 +364,15 @@ impl Pool {
                         dialing: dialing.clone(),
                     };
                     idle.http2.insert(key, entry);
-                    dialing
+                    (id, dialing)
                 }
             }
         };
-        dialing.await.map_err(|e| Self::connect_error(key, e))
+        dialing.await.map_err(|e| {
+            // The dialing task clears a failed entry itself, unless it never got that far.
+            self.forget_http2(key, id);
+            Self::connect_error(key, e)
+        })
     }
 
     /// Opens an HTTP/2 connection on its own task, so it is pooled even if the request that
@@ -424,10 +428,16 @@ impl Pool {
         self.start_reaper();
     }
 
-    /// Drops connection `id` from the pool, not a successor that replaced it.
+    /// Drops connection `id` (open or being opened) from the pool, not a successor that
+    /// replaced it.
     fn forget_http2(&self, key: Key, id: u64) {
         let mut idle = self.lock();
-        if matches!(idle.http2.get(&key), Some(Http2Entry::Open { conn, .. }) if conn.id == id) {
+        let current = match idle.http2.get(&key) {
+            Some(Http2Entry::Open { conn, .. }) => conn.id,
+            Some(Http2Entry::Dialing { id, .. }) => *id,
+            None => return,
+        };
+        if current == id {
             idle.http2.remove(&key);
         }
     }
