@@ -23,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use xdp_ingress::{
     model::{
         BackendProtocol, CookieAffinity, L7Config, LoadBalancing, ObjectKind, ObjectRef,
-        RoutePolicy, Snapshot, TlsCertificate, Upstream,
+        RoutePolicy, Snapshot, TlsCertificate, Upstream, VirtualHost,
     },
     proxy::{ProxyArgs, REASON_HEADER, SOURCE_DENIED, fixtures::*, tls::self_signed_pem},
 };
@@ -3668,4 +3668,184 @@ async fn controller_configmap_trust_keys_apply_to_new_connections() {
     )
     .await;
     assert!(!answer.contains("200 OK"), "{answer}");
+}
+
+/// A host served by one upstream at `addr` speaking `protocol`.
+fn host_to(host: &str, service: &str, addr: SocketAddr, protocol: BackendProtocol) -> VirtualHost {
+    let u = with(upstream_at(service, &[addr]), |u| u.protocol = protocol);
+    vhost(host, vec![route_to(path("Prefix", "/"), u)], false)
+}
+
+/// RFC 9113 §8.3.1: a request forwarded over HTTP/2 (h2c, gRPC, gRPCS) names the virtual host
+/// in `:authority`, as the client named it, with no `Host` beside it, while the connection
+/// still goes to the chosen endpoint; an HTTP/1.1 upstream gets an origin-form target and
+/// exactly one `Host`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_upstreams_see_the_virtual_host_as_authority() {
+    let a = backend("a");
+    let (crt, key) = self_signed_pem(&["backend.internal"]).unwrap();
+    let t = HttpBackend::start_tls("127.0.0.1:0".parse().unwrap(), "tls-pod", &crt, &key).unwrap();
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let h2c = with(up("h2c", &[&a]), |u| u.protocol = BackendProtocol::H2c);
+    let grpc = with(up("grpc", &[&a]), |u| u.protocol = BackendProtocol::Grpc);
+    let grpcs = with(up("grpcs", &[&t]), |u| u.protocol = BackendProtocol::Grpcs);
+    let https = with(up("https", &[&t]), |u| u.protocol = BackendProtocol::Https);
+    proxy.handle.apply(snapshot(
+        1,
+        l7_with(
+            vec![vhost(
+                "v.test",
+                vec![
+                    route_to(path("Prefix", "/h2c"), h2c),
+                    route_to(path("Prefix", "/grpcs"), grpcs),
+                    route_to(path("Prefix", "/grpc"), grpc),
+                    route_to(path("Prefix", "/https"), https),
+                    route_to(path("Prefix", "/"), up("h1", &[&a])),
+                ],
+                false,
+            )],
+            None,
+        ),
+    ));
+    for (client, kind) in [(http1_client(), "HTTP/1.1"), (h2c_client(), "HTTP/2")] {
+        for host in ["v.test", "v.test:8080"] {
+            for (p, scheme) in [("/h2c", "http"), ("/grpc", "http"), ("/grpcs", "https")] {
+                let g = get(&client, proxy.http(), host, p).await;
+                assert_eq!(g.status, StatusCode::OK, "{kind} {host}{p}: {g:?}");
+                let j = g.json();
+                assert_eq!(j["version"], "HTTP/2.0");
+                assert_eq!(
+                    j["uri"],
+                    format!("{scheme}://{host}{p}"),
+                    "{kind} {host}{p}: :authority is the virtual host"
+                );
+                assert!(
+                    j["headers"].get("host").is_none(),
+                    "{kind} {host}{p}: no Host beside :authority: {}",
+                    j["headers"]
+                );
+            }
+            for p in ["/h1", "/https"] {
+                let j = get(&client, proxy.http(), host, p).await.json();
+                assert_eq!(j["version"], "HTTP/1.1");
+                assert_eq!(j["uri"], p, "{kind} {host}{p}: origin-form");
+                assert_eq!(j["headers"]["host"], host, "{kind} {host}{p}: one Host");
+            }
+        }
+    }
+}
+
+/// Polls `done` every 50 ms for at most `wait`.
+async fn eventually(wait: Duration, done: impl Fn() -> bool) -> bool {
+    let until = tokio::time::Instant::now() + wait;
+    while tokio::time::Instant::now() < until {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    done()
+}
+
+/// Keep-alive toward endpoints: sequential HTTP/1.1 requests share one connection, concurrent
+/// HTTP/2 requests are multiplexed over one (also while it is being opened), and both are
+/// closed once unused for `--upstream-keepalive-timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_reused_and_closed_when_idle() {
+    let a = backend("a");
+    let b = backend("b");
+    let proxy = TestProxy::start(ProxyArgs {
+        upstream_keepalive_timeout: Duration::from_secs(1),
+        ..TestProxy::quiet_args()
+    })
+    .await;
+    proxy.handle.apply(snapshot(
+        1,
+        l7_with(
+            vec![
+                host_to("h1.test", "a", a.addr, BackendProtocol::Http),
+                host_to("h2.test", "b", b.addr, BackendProtocol::H2c),
+            ],
+            None,
+        ),
+    ));
+    let c = http1_client();
+    for _ in 0..5 {
+        assert_eq!(
+            get(&c, proxy.http(), "h1.test", "/").await.status,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        a.connections(),
+        1,
+        "sequential requests share one connection"
+    );
+    let gets =
+        futures::future::join_all((0..8).map(|_| get(&c, proxy.http(), "h2.test", "/delay/200")));
+    for g in gets.await {
+        assert_eq!(g.status, StatusCode::OK);
+    }
+    assert_eq!(
+        b.connections(),
+        1,
+        "concurrent HTTP/2 requests share one connection"
+    );
+    assert_eq!(a.open_connections() + b.open_connections(), 2);
+    assert!(
+        eventually(Duration::from_secs(10), || a.open_connections() == 0
+            && b.open_connections() == 0)
+        .await,
+        "idle upstream connections closed after the keep-alive timeout (open: {} and {})",
+        a.open_connections(),
+        b.open_connections()
+    );
+    for host in ["h1.test", "h2.test"] {
+        assert_eq!(
+            get(&c, proxy.http(), host, "/").await.status,
+            StatusCode::OK
+        );
+    }
+    assert_eq!((a.connections(), b.connections()), (2, 2));
+}
+
+/// A pooled connection the endpoint closed (the pod restarted on the same address) is not
+/// used again: a request that must not be retried (POST, no retries) still succeeds, on a
+/// new connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooled_connection_the_endpoint_closed_is_not_reused() {
+    let a = backend("a");
+    let addr = a.addr;
+    let proxy = TestProxy::start(ProxyArgs {
+        proxy_retries: 0,
+        ..TestProxy::quiet_args()
+    })
+    .await;
+    proxy.handle.apply(snapshot(
+        1,
+        l7_with(
+            vec![
+                host_to("h1.test", "a1", addr, BackendProtocol::Http),
+                host_to("h2.test", "a2", addr, BackendProtocol::H2c),
+            ],
+            None,
+        ),
+    ));
+    let c = http1_client();
+    for host in ["h1.test", "h2.test"] {
+        assert_eq!(get(&c, proxy.http(), host, "/").await.pod(), "a");
+    }
+    assert_eq!(a.connections(), 2);
+    drop(a);
+    let restarted = HttpBackend::start(addr, "restarted").unwrap();
+    for host in ["h1.test", "h2.test"] {
+        let mut r = req(proxy.http(), host, "/");
+        *r.method_mut() = Method::POST;
+        *r.body_mut() = Full::new(Bytes::from_static(b"once"));
+        let g = send(&c, r).await.unwrap();
+        assert_eq!(g.status, StatusCode::OK, "{host}: {g:?}");
+        assert_eq!(g.pod(), "restarted");
+        assert_eq!(g.json()["body"], "once");
+    }
+    assert_eq!(restarted.connections(), 2);
 }

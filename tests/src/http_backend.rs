@@ -1,5 +1,8 @@
 //! An echo HTTP backend for L7 tests: answers every request with JSON describing what it
 //! received (pod name, method, path, version, headers, body, trailers) over HTTP/1.1 or h2c.
+//! `uri` is the request URI as the server read it: the origin-form target for HTTP/1.1,
+//! `scheme://authority/path` from `:scheme` and `:authority` for HTTP/2. The backend counts
+//! the connections it accepted and the ones still open.
 //!
 //! Special paths:
 //! - `/delay/<ms>`: answers after that many milliseconds.
@@ -47,6 +50,7 @@ pub struct HttpBackend {
     pub addr: SocketAddr,
     pub name: String,
     requests: Arc<AtomicU64>,
+    conns: Arc<Conns>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -98,6 +102,8 @@ impl HttpBackend {
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let requests = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&requests);
+        let conns = Arc::new(Conns::default());
+        let conn_counter = Arc::clone(&conns);
         let pod = name.to_string();
         let thread = spawn(Box::new(move || {
             let rt = match tokio::runtime::Builder::new_current_thread()
@@ -127,10 +133,12 @@ impl HttpBackend {
                             continue;
                         };
                         let _ = stream.set_nodelay(true);
+                        let open = Conns::accepted(&conn_counter);
                         let pod = Arc::clone(&pod);
                         let counter = Arc::clone(&counter);
                         let tls = tls.clone();
                         tokio::spawn(async move {
+                            let _open = open;
                             match tls {
                                 None => serve(stream, pod, counter).await,
                                 Some(acceptor) => {
@@ -155,6 +163,7 @@ impl HttpBackend {
             addr,
             name: name.to_string(),
             requests,
+            conns,
             stop: Some(stop_tx),
             thread: Some(thread),
         })
@@ -163,6 +172,40 @@ impl HttpBackend {
     /// Requests served so far.
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.conns.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Connections accepted and not yet closed.
+    pub fn open_connections(&self) -> u64 {
+        self.conns.open.load(Ordering::Relaxed)
+    }
+}
+
+/// Connection counts; an [`OpenConn`] is held while a connection is served.
+#[derive(Default)]
+struct Conns {
+    accepted: AtomicU64,
+    open: AtomicU64,
+}
+
+impl Conns {
+    fn accepted(this: &Arc<Conns>) -> OpenConn {
+        this.accepted.fetch_add(1, Ordering::Relaxed);
+        this.open.fetch_add(1, Ordering::Relaxed);
+        OpenConn(Arc::clone(this))
+    }
+}
+
+/// Counts one connection as open until dropped (also when the server stops mid-connection).
+struct OpenConn(Arc<Conns>);
+
+impl Drop for OpenConn {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -17,7 +17,7 @@ use http::{
     header::{
         ALLOW, CONTENT_TYPE, HOST, LOCATION, SET_COOKIE, STRICT_TRANSPORT_SECURITY, USER_AGENT,
     },
-    uri::{PathAndQuery, Scheme},
+    uri::{Authority, PathAndQuery, Scheme},
 };
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Incoming};
@@ -38,14 +38,13 @@ use super::{
     router::{CompiledAction, CompiledRoute, Lookup, RequestView},
     tunnel,
     upstream::{
-        BoxError, PickInput, ProxyBody, UpstreamRuntime, balance::Slot, pool::scheme_and_version,
+        BoxError, PickInput, ProxyBody, UpstreamRuntime,
+        balance::Slot,
+        pool::{UpstreamError, scheme_and_version},
         send_timeout::SendTimedOut,
     },
 };
 use crate::model::{BackendProtocol, RoutePolicy};
-
-/// What the upstream client fails with.
-type UpstreamError = hyper_util::client::legacy::Error;
 
 /// Header naming why the proxy answered a request itself.
 pub const REASON_HEADER: &str = "x-xdp-ingress-reason";
@@ -450,7 +449,7 @@ where
         );
         let t0 = Instant::now();
         let sent = await_response(
-            clients.send(prepared.protocol, upstream_req),
+            clients.send(prepared.protocol, slot.stats.addr, upstream_req),
             prepared.read_timeout,
             &prepared.watch,
         )
@@ -548,6 +547,9 @@ struct Prepared {
     scheme: Scheme,
     version: Version,
     protocol: BackendProtocol,
+    /// The virtual host, the authority of every attempt's URI (`None`: the client named
+    /// none, as HTTP/1.0 may).
+    authority: Option<Authority>,
     path_and_query: PathAndQuery,
     idempotent: bool,
     read_timeout: Duration,
@@ -637,6 +639,7 @@ where
         },
         version,
         protocol,
+        authority: host.parse().ok(),
         path_and_query,
         idempotent,
         read_timeout: policy
@@ -649,10 +652,12 @@ where
 
 impl Prepared {
     /// The request for one attempt at `slot`; `last`: no attempt follows, the headers move.
+    /// Its URI names the virtual host (HTTP/2 `:authority`, RFC 9113 §8.3.1), or the
+    /// endpoint when the client named no host; the pool connects to `slot` either way.
     fn request_to(&mut self, slot: &Slot, last: bool) -> Result<Request<ProxyBody>, Failure> {
         let mut uri = http::uri::Parts::default();
         uri.scheme = Some(self.scheme.clone());
-        uri.authority = slot.authority.clone();
+        uri.authority = self.authority.clone().or_else(|| slot.authority.clone());
         uri.path_and_query = Some(self.path_and_query.clone());
         let uri = Uri::from_parts(uri)
             .map_err(|_| Failure::proxy(StatusCode::BAD_REQUEST, "invalid request target"))?;

@@ -1,10 +1,12 @@
-//! Upstreams: connection pools per endpoint, endpoint choice, passive health, send timeout.
+//! Upstreams: connecting and pooled connections per endpoint, endpoint choice, passive
+//! health, send timeout.
 
 pub mod balance;
+pub mod connect;
 pub mod health;
 pub mod pool;
 pub mod send_timeout;
 
 pub use balance::{Pick, PickInput, UpstreamRuntime};
 pub use health::HealthPolicy;
-pub use pool::{BoxError, Clients, PoolOptions, ProxyBody};
+pub use pool::{BoxError, Clients, PoolOptions, ProxyBody, UpstreamError};

@@ -1,37 +1,46 @@
-//! Connections to endpoints: one hyper client per backend protocol, each keeping a pool of
-//! idle keep-alive connections per endpoint address (the pool key is the URI authority,
-//! which is always an endpoint `ip:port`). HTTPS/GRPCS upstreams use rustls without
-//! certificate verification, as ingress-nginx does unless `proxy-ssl-verify` is set.
+//! Connections to endpoints, pooled per endpoint: the request names the virtual host, the
+//! pool picks the connection.
+//!
+//! A request's URI is `scheme://virtual-host/path` and its `Host` the virtual host, as
+//! `forward` builds it; the endpoint it goes to is a separate argument. On the wire:
+//! - HTTP/1.1 (`http`, `https`, and every Upgrade): origin-form target and that `Host`
+//!   (RFC 9112 §3.2). Idle keep-alive connections are kept per endpoint, at most
+//!   `--upstream-keepalive` of them, each closed after `--upstream-keepalive-timeout` unused.
+//!   A connection goes back to the pool once its response has been read to the end.
+//! - HTTP/2 (`h2c`, `grpc`, `grpcs`): `:scheme` and `:authority` from the URI, no `Host`
+//!   field (RFC 9113 §8.3.1: an intermediary builds `:authority` from the original request's
+//!   authority). One connection per endpoint carries every concurrent request; while it is
+//!   being opened, other requests wait for it rather than open their own. It is let go once
+//!   no request started on it for the keep-alive timeout (it closes when its last stream
+//!   ends).
+//!
+//! Pools are keyed by endpoint address and TLS, one pool per set of connect and send timeouts
+//! (see `Shared::clients_for`): both are properties of a connection. A connection the
+//! endpoint closed is never handed out; a request a pooled connection turned out unable to
+//! take (it closed meanwhile) is sent once more on a new connection, as hyper's own pool
+//! does. `--upstream-keepalive 0` or a zero keep-alive timeout disables reuse.
 
 use std::{
-    future::Future,
-    io,
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll},
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex, MutexGuard, Weak,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
 use bytes::Bytes;
-use http::Uri;
+use futures::future::{BoxFuture, FutureExt, Shared};
+use http::{Request, Response, Uri, Version, header::HOST, uri::PathAndQuery};
 use http_body_util::combinators::UnsyncBoxBody;
-use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::{
-    client::legacy::{
-        Client,
-        connect::{Connected, Connection, HttpConnector},
-    },
-    rt::{TokioExecutor, TokioIo, TokioTimer},
+use hyper::{
+    body::Incoming,
+    client::conn::{http1, http2},
 };
-use rustls::{
-    DigitallySignedStruct, SignatureScheme,
-    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
-    pki_types::{CertificateDer, ServerName, UnixTime},
-};
-use tokio::net::TcpStream;
-use tokio_rustls::{TlsConnector, client::TlsStream};
+use tokio::time::Instant;
 
-use super::send_timeout::SendTimeoutConnector;
+use super::connect::{ConnectError, Dialer};
 use crate::model::BackendProtocol;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -48,60 +57,67 @@ pub struct PoolOptions {
     pub max_idle_per_endpoint: usize,
 }
 
-/// One client per protocol family.
-#[derive(Clone)]
-pub struct Clients {
-    http1: Client<Tcp, ProxyBody>,
-    h2c: Client<Tcp, ProxyBody>,
-    https: Client<Tls, ProxyBody>,
-    grpcs: Client<Tls, ProxyBody>,
+/// Why a request got no response from the endpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// No connection took the request: nothing of it reached the endpoint.
+    #[error("connecting to {endpoint}: {source}")]
+    Connect {
+        endpoint: SocketAddr,
+        #[source]
+        source: Arc<ConnectError>,
+    },
+    /// The request (or part of it) was sent and failed: a send timeout
+    /// ([`super::send_timeout::SendTimedOut`] in the chain), a reset, a closed connection.
+    #[error("upstream request failed: {0}")]
+    Request(#[source] hyper::Error),
 }
 
-type Tcp = SendTimeoutConnector<HttpConnector>;
-type Tls = SendTimeoutConnector<TlsUpstream>;
+impl UpstreamError {
+    /// Whether the request never left the proxy (so any endpoint may be tried with it).
+    pub fn is_connect(&self) -> bool {
+        matches!(self, UpstreamError::Connect { .. })
+    }
+}
+
+/// Every upstream connection of one set of timeouts; cheap to clone.
+#[derive(Clone)]
+pub struct Clients {
+    pool: Arc<Pool>,
+}
 
 impl Clients {
     pub fn new(opts: PoolOptions) -> Self {
-        let mut tcp = HttpConnector::new();
-        tcp.set_connect_timeout(Some(opts.connect_timeout));
-        tcp.set_nodelay(true);
-        tcp.enforce_http(false);
-        let builder = || {
-            let mut b = Client::builder(TokioExecutor::new());
-            b.pool_idle_timeout(opts.idle_timeout)
-                .pool_max_idle_per_host(opts.max_idle_per_endpoint)
-                .pool_timer(TokioTimer::new())
-                .timer(TokioTimer::new())
-                // Host comes from the client request, set by forward.rs.
-                .set_host(false);
-            b
-        };
-        let h2 = || {
-            let mut b = builder();
-            b.http2_only(true);
-            b
-        };
-        let t = opts.send_timeout;
-        let tls = |h2| SendTimeoutConnector::new(TlsUpstream::new(tcp.clone(), h2), t);
         Clients {
-            http1: builder().build(SendTimeoutConnector::new(tcp.clone(), t)),
-            h2c: h2().build(SendTimeoutConnector::new(tcp.clone(), t)),
-            https: builder().build(tls(false)),
-            grpcs: h2().build(tls(true)),
+            pool: Arc::new(Pool {
+                dialer: Dialer::new(opts.connect_timeout, opts.send_timeout),
+                opts,
+                idle: Mutex::new(Idle::default()),
+                next_id: AtomicU64::new(1),
+                reaping: AtomicBool::new(false),
+            }),
         }
     }
 
-    /// Sends a request whose URI is `scheme://endpoint/path`.
-    pub fn send(
+    /// Sends `req` (URI `scheme://virtual-host/path`, see the module docs) to `endpoint`
+    /// over the protocol of `protocol`, and waits for the response head.
+    pub async fn send(
         &self,
         protocol: BackendProtocol,
-        req: http::Request<ProxyBody>,
-    ) -> hyper_util::client::legacy::ResponseFuture {
-        match protocol {
-            BackendProtocol::Http => self.http1.request(req),
-            BackendProtocol::H2c | BackendProtocol::Grpc => self.h2c.request(req),
-            BackendProtocol::Https => self.https.request(req),
-            BackendProtocol::Grpcs => self.grpcs.request(req),
+        endpoint: SocketAddr,
+        req: Request<ProxyBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let (tls, http2) = match protocol {
+            BackendProtocol::Http => (false, false),
+            BackendProtocol::Https => (true, false),
+            BackendProtocol::H2c | BackendProtocol::Grpc => (false, true),
+            BackendProtocol::Grpcs => (true, true),
+        };
+        let key = Key { endpoint, tls };
+        if http2 {
+            self.pool.send_http2(key, http2_form(req)).await
+        } else {
+            self.pool.send_http1(key, http1_form(req)).await
         }
     }
 }
@@ -116,156 +132,420 @@ pub fn scheme_and_version(protocol: BackendProtocol) -> (&'static str, http::Ver
     }
 }
 
-/// TCP then TLS (no verification), ALPN `h2` or `http/1.1`.
-#[derive(Clone)]
-pub struct TlsUpstream {
-    tcp: HttpConnector,
-    tls: TlsConnector,
+/// HTTP/1.1: the target in origin-form; the authority travels in `Host` (RFC 9112 §3.2).
+fn http1_form(mut req: Request<ProxyBody>) -> Request<ProxyBody> {
+    let pq = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    *req.uri_mut() = Uri::from(pq);
+    *req.version_mut() = Version::HTTP_11;
+    req
 }
 
-impl TlsUpstream {
-    fn new(tcp: HttpConnector, h2: bool) -> Self {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map(|b| {
-                b.dangerous()
-                    .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
-                    .with_no_client_auth()
-            })
-            .unwrap_or_else(|_| unreachable_config());
-        cfg.alpn_protocols = vec![if h2 {
-            b"h2".to_vec()
-        } else {
-            b"http/1.1".to_vec()
-        }];
-        TlsUpstream {
-            tcp,
-            tls: TlsConnector::from(Arc::new(cfg)),
+/// HTTP/2: the URI's scheme and authority are `:scheme` and `:authority`; no `Host` field
+/// beside them (RFC 9113 §8.3.1).
+fn http2_form(mut req: Request<ProxyBody>) -> Request<ProxyBody> {
+    req.headers_mut().remove(HOST);
+    *req.version_mut() = Version::HTTP_2;
+    req
+}
+
+/// Which connections can serve a request: the endpoint, and whether TLS is spoken to it.
+/// (HTTP/1.1 and HTTP/2 connections live in separate maps.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    endpoint: SocketAddr,
+    tls: bool,
+}
+
+struct Pool {
+    opts: PoolOptions,
+    dialer: Dialer,
+    idle: Mutex<Idle>,
+    /// Names HTTP/2 connections, so a dead one is removed and not its successor.
+    next_id: AtomicU64,
+    /// Whether the task closing idle connections runs (started with the first one pooled).
+    reaping: AtomicBool,
+}
+
+#[derive(Default)]
+struct Idle {
+    /// Last pooled at the end; taken from the end (the warmest connection first).
+    http1: HashMap<Key, Vec<IdleHttp1>>,
+    http2: HashMap<Key, Http2Entry>,
+}
+
+struct IdleHttp1 {
+    tx: http1::SendRequest<ProxyBody>,
+    since: Instant,
+}
+
+#[derive(Clone)]
+struct Http2Conn {
+    id: u64,
+    tx: http2::SendRequest<ProxyBody>,
+}
+
+/// An HTTP/2 connection being opened; every request waiting for it gets the same outcome.
+type Dialing = Shared<BoxFuture<'static, Result<Http2Conn, Arc<ConnectError>>>>;
+
+enum Http2Entry {
+    Open { conn: Http2Conn, last_used: Instant },
+    Dialing { id: u64, dialing: Dialing },
+}
+
+impl Pool {
+    fn lock(&self) -> MutexGuard<'_, Idle> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn reuses(&self) -> bool {
+        self.opts.max_idle_per_endpoint > 0 && !self.opts.idle_timeout.is_zero()
+    }
+
+    /// When a connection unused since `since` is closed (`None`: past what `Instant` holds).
+    fn due(&self, since: Instant) -> Option<Instant> {
+        since.checked_add(self.opts.idle_timeout)
+    }
+
+    fn connect_error(key: Key, e: Arc<ConnectError>) -> UpstreamError {
+        UpstreamError::Connect {
+            endpoint: key.endpoint,
+            source: e,
         }
     }
-}
 
-/// ring's default provider always supports the default protocol versions.
-fn unreachable_config() -> rustls::ClientConfig {
-    unreachable!("ring provider supports TLS 1.2 and 1.3")
-}
-
-impl tower_service::Service<Uri> for TlsUpstream {
-    type Response = TlsConn;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<TlsConn, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.tcp.poll_ready(cx).map_err(Into::into)
+    async fn send_http1(
+        self: &Arc<Self>,
+        key: Key,
+        req: Request<ProxyBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let (mut tx, reused) = match self.checkout_http1(key) {
+            Some(tx) => (tx, true),
+            None => (self.dial_http1(key).await?, false),
+        };
+        let resp = match tx.try_send_request(req).await {
+            Ok(resp) => resp,
+            Err(mut e) => match e.take_message() {
+                // The pooled connection closed before taking the request: a new one.
+                Some(req) if reused => {
+                    tx = self.dial_http1(key).await?;
+                    tx.try_send_request(req)
+                        .await
+                        .map_err(|e| Self::unsent(key, e))?
+                }
+                _ => return Err(Self::unsent(key, e)),
+            },
+        };
+        self.recycle_http1(key, tx);
+        Ok(resp)
     }
 
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let mut tcp = self.tcp.clone();
-        let tls = self.tls.clone();
-        Box::pin(async move {
-            let host = uri
-                .host()
-                .unwrap_or_default()
-                .trim_matches(['[', ']'])
-                .to_string();
-            let plain_uri: Uri = format!(
-                "http://{}",
-                uri.authority().map(|a| a.as_str()).unwrap_or_default()
-            )
-            .parse()?;
-            let stream = tcp.call(plain_uri).await?.into_inner();
-            let name = ServerName::try_from(host)?;
-            let stream = tls.connect(name, stream).await?;
-            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-            Ok(TlsConn {
-                io: TokioIo::new(stream),
-                h2,
-            })
+    /// A failed send: a connect failure when the connection gave the request back unsent.
+    fn unsent(key: Key, e: hyper::client::conn::TrySendError<Request<ProxyBody>>) -> UpstreamError {
+        if e.message().is_some() {
+            Self::connect_error(key, Arc::new(ConnectError::Closed(e.into_error())))
+        } else {
+            UpstreamError::Request(e.into_error())
+        }
+    }
+
+    async fn dial_http1(&self, key: Key) -> Result<http1::SendRequest<ProxyBody>, UpstreamError> {
+        self.dialer
+            .http1(key.endpoint, key.tls)
+            .await
+            .map_err(|e| Self::connect_error(key, Arc::new(e)))
+    }
+
+    /// The warmest idle connection to `key` still open and within the idle timeout.
+    fn checkout_http1(&self, key: Key) -> Option<http1::SendRequest<ProxyBody>> {
+        if !self.reuses() {
+            return None;
+        }
+        let now = Instant::now();
+        let mut idle = self.lock();
+        let list = idle.http1.get_mut(&key)?;
+        while let Some(c) = list.pop() {
+            if c.tx.is_ready() && self.due(c.since).is_none_or(|due| due > now) {
+                return Some(c.tx);
+            }
+            // Closed by the endpoint or idle too long: dropping it closes it.
+        }
+        None
+    }
+
+    /// Pools the connection once it can take another request, i.e. once the response has
+    /// been read to its end; a connection that fails first (or became an upgrade) is not.
+    fn recycle_http1(self: &Arc<Self>, key: Key, mut tx: http1::SendRequest<ProxyBody>) {
+        if !self.reuses() {
+            return;
+        }
+        let pool = Arc::downgrade(self);
+        tokio::spawn(async move {
+            if tx.ready().await.is_ok()
+                && let Some(pool) = pool.upgrade()
+            {
+                pool.put_http1(key, tx);
+            }
+        });
+    }
+
+    fn put_http1(self: &Arc<Self>, key: Key, tx: http1::SendRequest<ProxyBody>) {
+        {
+            let mut idle = self.lock();
+            let list = idle.http1.entry(key).or_default();
+            if list.len() >= self.opts.max_idle_per_endpoint {
+                return;
+            }
+            list.push(IdleHttp1 {
+                tx,
+                since: Instant::now(),
+            });
+        }
+        self.start_reaper();
+    }
+
+    async fn send_http2(
+        self: &Arc<Self>,
+        key: Key,
+        mut req: Request<ProxyBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let mut resent = false;
+        loop {
+            let Http2Conn { id, mut tx } = self.checkout_http2(key).await?;
+            match tx.try_send_request(req).await {
+                Ok(resp) => return Ok(resp),
+                Err(mut e) => {
+                    let unsent = e.take_message();
+                    if unsent.is_some() || tx.is_closed() {
+                        self.forget_http2(key, id);
+                    }
+                    match unsent {
+                        // The connection closed before taking the request: a new one, once.
+                        Some(r) if !resent => {
+                            req = r;
+                            resent = true;
+                        }
+                        Some(_) => {
+                            let e = ConnectError::Closed(e.into_error());
+                            return Err(Self::connect_error(key, Arc::new(e)));
+                        }
+                        None => return Err(UpstreamError::Request(e.into_error())),
+                    }
+                }
+            }
+        }
+    }
+
+    /// The endpoint's open HTTP/2 connection, or the one being opened, or a new one.
+    async fn checkout_http2(self: &Arc<Self>, key: Key) -> Result<Http2Conn, UpstreamError> {
+        if !self.reuses() {
+            let tx = self
+                .dialer
+                .http2(key.endpoint, key.tls)
+                .await
+                .map_err(|e| Self::connect_error(key, Arc::new(e)))?;
+            return Ok(Http2Conn { id: 0, tx });
+        }
+        let (id, dialing) = {
+            let mut idle = self.lock();
+            match idle.http2.get_mut(&key) {
+                Some(Http2Entry::Open { conn, last_used }) if !conn.tx.is_closed() => {
+                    *last_used = Instant::now();
+                    return Ok(conn.clone());
+                }
+                Some(Http2Entry::Dialing { id, dialing }) => (*id, dialing.clone()),
+                _ => {
+                    let (id, dialing) = self.dial_http2(key);
+                    let entry = Http2Entry::Dialing {
+                        id,
+                        dialing: dialing.clone(),
+                    };
+                    idle.http2.insert(key, entry);
+                    (id, dialing)
+                }
+            }
+        };
+        dialing.await.map_err(|e| {
+            // The dialing task clears a failed entry itself, unless it never got that far.
+            self.forget_http2(key, id);
+            Self::connect_error(key, e)
         })
     }
+
+    /// Opens an HTTP/2 connection on its own task, so it is pooled even if the request that
+    /// asked for it is gone; the task settles the pool entry.
+    fn dial_http2(self: &Arc<Self>, key: Key) -> (u64, Dialing) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let pool = Arc::downgrade(self);
+        let dialer = self.dialer.clone();
+        let task = tokio::spawn(async move {
+            let result = dialer
+                .http2(key.endpoint, key.tls)
+                .await
+                .map(|tx| Http2Conn { id, tx })
+                .map_err(Arc::new);
+            if let Some(pool) = pool.upgrade() {
+                pool.settle_http2(key, id, &result);
+            }
+            result
+        });
+        let dialing = task
+            .map(|joined| joined.unwrap_or_else(|_| Err(Arc::new(ConnectError::Abandoned))))
+            .boxed()
+            .shared();
+        (id, dialing)
+    }
+
+    fn settle_http2(
+        self: &Arc<Self>,
+        key: Key,
+        id: u64,
+        result: &Result<Http2Conn, Arc<ConnectError>>,
+    ) {
+        {
+            let mut idle = self.lock();
+            if !matches!(idle.http2.get(&key), Some(Http2Entry::Dialing { id: d, .. }) if *d == id)
+            {
+                return;
+            }
+            match result {
+                Ok(conn) => {
+                    let open = Http2Entry::Open {
+                        conn: conn.clone(),
+                        last_used: Instant::now(),
+                    };
+                    idle.http2.insert(key, open);
+                }
+                Err(_) => {
+                    idle.http2.remove(&key);
+                    return;
+                }
+            }
+        }
+        self.start_reaper();
+    }
+
+    /// Drops connection `id` (open or being opened) from the pool, not a successor that
+    /// replaced it.
+    fn forget_http2(&self, key: Key, id: u64) {
+        let mut idle = self.lock();
+        let current = match idle.http2.get(&key) {
+            Some(Http2Entry::Open { conn, .. }) => conn.id,
+            Some(Http2Entry::Dialing { id, .. }) => *id,
+            None => return,
+        };
+        if current == id {
+            idle.http2.remove(&key);
+        }
+    }
+
+    /// Starts the task closing idle connections, once; it ends with the pool.
+    fn start_reaper(self: &Arc<Self>) {
+        if self.reaping.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let pool: Weak<Pool> = Arc::downgrade(self);
+        let every = self.opts.idle_timeout;
+        tokio::spawn(async move {
+            loop {
+                let Some(next) = pool.upgrade().map(|p| p.reap(Instant::now())) else {
+                    return;
+                };
+                match next {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    // Nothing pooled: whatever is pooled later is due a timeout from now.
+                    None => tokio::time::sleep(every).await,
+                }
+            }
+        });
+    }
+
+    /// Closes the connections idle for the idle timeout (and drops closed ones); returns when
+    /// the next one is due.
+    fn reap(&self, now: Instant) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut keep = |since: Instant| match self.due(since) {
+            Some(due) if due <= now => false,
+            Some(due) => {
+                next = Some(next.map_or(due, |n| n.min(due)));
+                true
+            }
+            None => true,
+        };
+        let mut idle = self.lock();
+        idle.http1.retain(|_, list| {
+            list.retain(|c| !c.tx.is_closed() && keep(c.since));
+            !list.is_empty()
+        });
+        idle.http2.retain(|_, entry| match entry {
+            Http2Entry::Open { conn, last_used } => !conn.tx.is_closed() && keep(*last_used),
+            Http2Entry::Dialing { .. } => true,
+        });
+        next
+    }
 }
 
-pub struct TlsConn {
-    io: TokioIo<TlsStream<TcpStream>>,
-    h2: bool,
-}
+#[cfg(test)]
+mod tests {
+    use http_body_util::{BodyExt, Empty};
 
-impl Connection for TlsConn {
-    fn connected(&self) -> Connected {
-        let c = Connected::new();
-        if self.h2 { c.negotiated_h2() } else { c }
-    }
-}
+    use super::*;
 
-impl Read for TlsConn {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: ReadBufCursor<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
+    fn request(uri: &str) -> Request<ProxyBody> {
+        let body = Empty::<Bytes>::new().map_err(|e| match e {}).boxed_unsync();
+        let mut req = Request::new(body);
+        *req.uri_mut() = uri.parse().unwrap();
+        req.headers_mut()
+            .insert(HOST, http::HeaderValue::from_static("v.test:8080"));
+        req
     }
-}
 
-impl Write for TlsConn {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
+    #[test]
+    fn each_version_carries_the_virtual_host_its_own_way() {
+        let h1 = http1_form(request("http://v.test:8080/p?q=1"));
+        assert_eq!(h1.uri().to_string(), "/p?q=1", "origin-form");
+        assert_eq!(h1.headers().get_all(HOST).iter().count(), 1);
+        assert_eq!(h1.headers()[HOST], "v.test:8080");
+        assert_eq!(h1.version(), Version::HTTP_11);
 
-/// Accepts any upstream certificate but still checks the handshake signatures.
-#[derive(Debug)]
-struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+        let h2 = http2_form(request("https://v.test:8080/p?q=1"));
+        assert_eq!(
+            h2.uri().to_string(),
+            "https://v.test:8080/p?q=1",
+            ":authority"
+        );
+        assert!(
+            h2.headers().get(HOST).is_none(),
+            "no Host beside :authority"
+        );
+        assert_eq!(h2.version(), Version::HTTP_2);
+    }
 
-impl ServerCertVerifier for NoVerify {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+    /// A refused connect is a connect error on both versions, so `forward` may retry it.
+    #[tokio::test]
+    async fn refused_connect_is_a_connect_error() {
+        let dead = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap();
+        let clients = Clients::new(PoolOptions {
+            connect_timeout: Duration::from_secs(5),
+            send_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            max_idle_per_endpoint: 8,
+        });
+        for protocol in [
+            BackendProtocol::Http,
+            BackendProtocol::Grpc,
+            BackendProtocol::Grpcs,
+        ] {
+            let err = clients
+                .send(protocol, dead, request("http://v.test:8080/"))
+                .await
+                .expect_err("nobody listens");
+            assert!(err.is_connect(), "{protocol:?}: {err}");
+        }
     }
 }

@@ -4,9 +4,9 @@
 //! bound on the whole upload, and a slow client is not the endpoint's fault: the timer runs
 //! only while a write waits on the endpoint's socket.
 //!
-//! Implemented as a connector wrapper whose connections arm a timer when a write (or a TLS
-//! flush) returns `Pending` and disarm it on progress; when it fires the write fails with
-//! [`SendTimedOut`], which `forward` answers with 504 like nginx.
+//! Implemented as a wrapper around every upstream connection ([`super::connect`]) that arms a
+//! timer when a write (or a TLS flush) returns `Pending` and disarms it on progress; when it
+//! fires the write fails with [`SendTimedOut`], which `forward` answers with 504 like nginx.
 
 use std::{
     future::Future,
@@ -16,12 +16,8 @@ use std::{
     time::Duration,
 };
 
-use http::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::client::legacy::connect::{Connected, Connection};
 use tokio::time::{Instant, Sleep};
-
-use super::pool::BoxError;
 
 /// A deadline nothing reaches (about 30 years), for timeouts past what `Instant` can hold.
 const FAR_FUTURE: Duration = Duration::from_secs(86400 * 365 * 30);
@@ -48,43 +44,6 @@ impl SendTimedOut {
             cur = err.source();
         }
         false
-    }
-}
-
-/// Wraps a connector so its connections enforce a send timeout.
-#[derive(Clone)]
-pub struct SendTimeoutConnector<C> {
-    inner: C,
-    timeout: Duration,
-}
-
-impl<C> SendTimeoutConnector<C> {
-    pub fn new(inner: C, timeout: Duration) -> Self {
-        SendTimeoutConnector { inner, timeout }
-    }
-}
-
-impl<C> tower_service::Service<Uri> for SendTimeoutConnector<C>
-where
-    C: tower_service::Service<Uri>,
-    C::Future: Send + 'static,
-    C::Error: Into<BoxError>,
-{
-    type Response = SendTimeoutIo<C::Response>;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let connecting = self.inner.call(uri);
-        let timeout = self.timeout;
-        Box::pin(async move {
-            let io = connecting.await.map_err(Into::into)?;
-            Ok(SendTimeoutIo::new(io, timeout))
-        })
     }
 }
 
@@ -153,12 +112,6 @@ impl<T> SendTimeoutIo<T> {
                 }
             }
         }
-    }
-}
-
-impl<T: Connection> Connection for SendTimeoutIo<T> {
-    fn connected(&self) -> Connected {
-        self.io.connected()
     }
 }
 
