@@ -1735,6 +1735,10 @@ async fn the_path_routed_and_checked_is_the_path_the_backend_reads() {
         "/public/%2E./admin/x",
         "/./admin/",
         "/x//..//admin",
+        // An encoded slash separates segments for routing, as nginx's locations see it: a
+        // backend that decodes it would otherwise serve /admin/secret past the allowlist.
+        "/admin%2fsecret",
+        "/%2Fadmin",
     ];
     let unsafe_paths = [
         ("/../admin", "path climbs above the root"),

@@ -87,6 +87,24 @@ pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, PathError> {
     }
 }
 
+/// The path routing matches, from [`normalize_path`]'s output: an encoded slash (`%2F`)
+/// separates segments, and the slashes are merged again, as nginx matches locations on the
+/// decoded URI. So `/admin%2Fsecret` is routed and allowlisted as `/admin/secret` and
+/// `/%2Fadmin` as `/admin`, the way a backend that decodes `%2F` will read them; the backend
+/// still receives the normal form, with `%2F` as sent.
+pub fn match_path(normal: &str) -> Cow<'_, str> {
+    if !normal.contains("%2F") {
+        return Cow::Borrowed(normal);
+    }
+    let mut out = String::with_capacity(normal.len());
+    for c in normal.replace("%2F", "/").chars() {
+        if !(c == '/' && out.ends_with('/')) {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// Step 1: unreserved characters decoded, other percent-encodings upper-cased.
 fn decode_unreserved(path: &str) -> Result<Cow<'_, str>, PathError> {
     let bytes = path.as_bytes();
@@ -147,6 +165,21 @@ mod tests {
 
     fn n(p: &str) -> Result<String, PathError> {
         normalize_path(p).map(|c| c.into_owned())
+    }
+
+    #[test]
+    fn encoded_slashes_separate_segments_for_routing_only() {
+        for (raw, routed) in [
+            ("/admin%2fsecret", "/admin/secret"),
+            ("/%2Fadmin", "/admin"),
+            ("/a%2F%2F%2Fb/", "/a/b/"),
+            ("/plain/path", "/plain/path"),
+        ] {
+            let normal = n(raw).unwrap();
+            assert_eq!(match_path(&normal), routed, "{raw}");
+        }
+        // What the backend gets keeps the encoded slash.
+        assert_eq!(n("/admin%2fsecret").unwrap(), "/admin%2Fsecret");
     }
 
     #[test]

@@ -229,6 +229,11 @@ impl<U> RouteTable<U> {
     }
 
     pub fn lookup(&self, req: &RequestView<'_>) -> Lookup<'_, U> {
+        // Routes match the path with encoded slashes as separators, as nginx's locations do
+        // ([`super::normalize::match_path`]): a request cannot slip past a route (and its
+        // allowlist) by encoding the slash its backend will decode.
+        let path = super::normalize::match_path(req.path);
+        let req = &RequestView { path: &path, ..*req };
         let host = self.host(req.host);
         let why = match host {
             None => Miss::NoHost,
