@@ -1250,7 +1250,10 @@ async fn idle_websocket_is_closed_after_the_read_timeout() {
 // Client address trust (proxy/client_addr.rs, deploy/docs/client-address.md).
 
 /// Provenance headers a client can forge.
-const SPOOFED: [(&str, &str); 6] = [
+const SPOOFED: [(&str, &str); 9] = [
+    ("x-forwarded-scheme", "https"),
+    ("x-scheme", "https"),
+    ("x-original-forwarded-for", "198.18.0.9"),
     ("x-forwarded-for", "198.18.0.9"),
     ("forwarded", "for=198.18.0.9;proto=https"),
     ("x-real-ip", "198.18.0.9"),
@@ -1311,6 +1314,11 @@ async fn spoofed_provenance_headers_are_replaced_by_default() {
     assert_eq!(hd["x-forwarded-proto"], "http");
     assert_eq!(hd["x-forwarded-host"], "open.test");
     assert_eq!(hd["x-forwarded-port"], proxy.http().port().to_string());
+    assert_eq!(
+        (&hd["x-forwarded-scheme"], &hd["x-scheme"]),
+        (&"http".into(), &"http".into())
+    );
+    assert!(hd.get("x-original-forwarded-for").is_none(), "{hd}");
     // The allowlist sees the real peer, not the forged address inside its range.
     let g = send(&c, spoofed(proxy.http(), "guarded.test"))
         .await
@@ -3852,4 +3860,68 @@ async fn a_pooled_connection_the_endpoint_closed_is_not_reused() {
         assert_eq!(g.json()["body"], "once");
     }
     assert_eq!(restarted.connections(), 2);
+}
+
+/// nginx drops request fields whose names contain `_` (`underscores_in_headers off`, the
+/// ingress-nginx default `enable-underscores-in-headers: "false"`): a WSGI/CGI application reads
+/// `X_Forwarded_For` as `X-Forwarded-For`, so passing it on would undo the replaced provenance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_names_with_underscores_are_dropped_unless_enabled() {
+    let a = backend("a");
+    for enabled in [false, true] {
+        let proxy = TestProxy::start(ProxyArgs {
+            enable_underscores_in_headers: enabled,
+            ..TestProxy::quiet_args()
+        })
+        .await;
+        proxy.handle.apply(one_route("u.test", &a));
+        let mut r = req(proxy.http(), "u.test", "/");
+        r.headers_mut()
+            .insert("x_forwarded_for", "10.1.2.3".parse().unwrap());
+        r.headers_mut()
+            .insert("x_real_ip", "10.1.2.3".parse().unwrap());
+        r.headers_mut().insert("x-kept", "yes".parse().unwrap());
+        let g = send(&http1_client(), r).await.unwrap();
+        let hd = &g.json()["headers"];
+        assert_eq!(hd["x-kept"], "yes", "{hd}");
+        assert_eq!(hd["x-forwarded-for"], "127.0.0.1", "{hd}");
+        if enabled {
+            assert_eq!(hd["x_forwarded_for"], "10.1.2.3", "{hd}");
+        } else {
+            assert!(hd.get("x_forwarded_for").is_none(), "{hd}");
+            assert!(hd.get("x_real_ip").is_none(), "{hd}");
+        }
+    }
+}
+
+/// nginx's `keepalive_timeout` is how long an idle keep-alive connection waits for its next
+/// request, whatever `client_header_timeout` says (that one bounds reading a request head).
+/// With a header timeout shorter than the keep-alive timeout, an idle HTTP/1.1 connection stays
+/// open past the header timeout and is closed after the keep-alive timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keepalive_connection_lives_for_the_keepalive_timeout_not_the_header_timeout() {
+    let a = backend("a");
+    let proxy = TestProxy::start(ProxyArgs {
+        client_header_timeout: Duration::from_millis(300),
+        keepalive_timeout: Duration::from_millis(1500),
+        ..TestProxy::quiet_args()
+    })
+    .await;
+    proxy.handle.apply(one_route("k.test", &a));
+    let mut c = tokio::net::TcpStream::connect(proxy.http()).await.unwrap();
+    c.write_all(b"GET / HTTP/1.1\r\nHost: k.test\r\n\r\n")
+        .await
+        .unwrap();
+    let out = read_h1_response(&mut c).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let idle = std::time::Instant::now();
+    assert!(
+        !closed_within(&mut c, Duration::from_millis(900)).await,
+        "closed after {:?} idle, before the keep-alive timeout",
+        idle.elapsed()
+    );
+    assert!(
+        closed_within(&mut c, Duration::from_secs(5)).await,
+        "still open long after the keep-alive timeout"
+    );
 }

@@ -238,6 +238,8 @@ pub struct ProxySettings {
     pub client_body_timeout: Option<Duration>,
     /// `keep-alive`: idle time of a client connection.
     pub keepalive_timeout: Option<Duration>,
+    /// `enable-underscores-in-headers`.
+    pub enable_underscores_in_headers: Option<bool>,
 }
 
 #[derive(Clone, Debug, Default)]

@@ -119,6 +119,12 @@ pub struct ProxyArgs {
     /// load balancer). Off: those headers are replaced with what the proxy saw.
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub use_forwarded_headers: bool,
+    /// Pass on request header fields whose names contain `_`. Off (nginx's
+    /// `underscores_in_headers off`, ingress-nginx's `enable-underscores-in-headers: false`):
+    /// they are dropped, so `X_Forwarded_For` cannot reach an application (CGI/WSGI turns `-`
+    /// and `_` into the same name) as a forged `X-Forwarded-For`.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub enable_underscores_in_headers: bool,
     /// Take the client address from --forwarded-for-header of senders inside
     /// --proxy-real-ip-cidr, without passing on the other `X-Forwarded-*` headers.
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]

@@ -32,7 +32,7 @@ use super::{
     client_addr::{Client, Origin, TrustConfig},
     client_body::{BodyWatch, ClientBody, ClientFault},
     error_pages::{self, Intercept},
-    headers::{add_forwarding, for_http1_upstream, is_upgrade, strip_hop_by_hop},
+    headers::{add_forwarding, drop_underscored, for_http1_upstream, is_upgrade, strip_hop_by_hop},
     metrics::{GaugeGuard, RequestLabels, RouteLabels, UpstreamLabels},
     request_target, rewrite,
     router::{CompiledAction, CompiledRoute, Lookup, RequestView},
@@ -111,6 +111,10 @@ pub(crate) async fn handle(
         user_agent: req.headers().get(USER_AGENT).cloned(),
     });
     let live = shared.live.load_full();
+    if !live.enable_underscores_in_headers {
+        // Before anything reads a header, as nginx ignores them while parsing.
+        drop_underscored(req.headers_mut());
+    }
     let mut out = Outcome::new(conn.origin.client(&live.trust, req.headers()));
     let target = request_target::resolve(req.method(), req.version(), req.uri(), req.headers());
     let (resp, host) = match target {

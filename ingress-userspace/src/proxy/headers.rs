@@ -17,8 +17,27 @@ pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-ho
 pub const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const X_FORWARDED_SCHEME: HeaderName = HeaderName::from_static("x-forwarded-scheme");
+pub const X_SCHEME: HeaderName = HeaderName::from_static("x-scheme");
+pub const X_ORIGINAL_FORWARDED_FOR: HeaderName =
+    HeaderName::from_static("x-original-forwarded-for");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Removes the fields whose names contain `_`, as nginx does by default
+/// (`underscores_in_headers off` with `ignore_invalid_headers on`): CGI-style gateways map
+/// `X_Real_IP` and `X-Real-IP` to the same variable, so such a field could pass for one the
+/// proxy sets.
+pub fn drop_underscored(headers: &mut HeaderMap) {
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().contains('_'))
+        .cloned()
+        .collect();
+    for n in names {
+        headers.remove(n);
+    }
+}
 
 /// Whether an HTTP/1.1 request asks for a WebSocket (RFC 6455 §4.1): `Upgrade: websocket`
 /// as the only protocol, and `upgrade` in `Connection`. Nothing else is tunnelled: any other
@@ -132,6 +151,12 @@ pub fn add_forwarding(headers: &mut HeaderMap, c: &Client, host: &str) -> Header
     headers.insert(X_FORWARDED_FOR, c.forwarded_for.clone());
     headers.insert(X_REAL_IP, c.addr_text.clone());
     headers.insert(X_FORWARDED_PROTO, c.proto.clone());
+    // ingress-nginx sets these two to the same scheme; a client's own values never pass.
+    headers.insert(X_FORWARDED_SCHEME, c.proto.clone());
+    headers.insert(X_SCHEME, c.proto.clone());
+    // Not sent (ingress-nginx sends the client's raw forwarded-for value under this name);
+    // a client's own is removed, so nothing unverified travels under a provenance name.
+    headers.remove(X_ORIGINAL_FORWARDED_FOR);
     match &c.host {
         Some(v) => {
             headers.insert(X_FORWARDED_HOST, v.clone());

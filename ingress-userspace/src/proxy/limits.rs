@@ -17,7 +17,12 @@ pub fn server_builder(args: &ProxyArgs) -> Builder<TokioExecutor> {
     let mut b = Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(args.client_header_timeout)
+        // hyper starts this timer while it waits for every request, the next one on an idle
+        // keep-alive connection included; the supervisor (`liveness`) already closes a
+        // connection without a first request after --client-header-timeout and an idle one
+        // after --keepalive-timeout, so hyper's only job is the backstop for a head that
+        // trickles in after the first request, and it must not cut idle connections short.
+        .header_read_timeout(args.client_header_timeout.max(args.keepalive_timeout))
         .max_buf_size((args.max_header_bytes as usize).max(MIN_H1_BUF));
     b.http2()
         .timer(TokioTimer::new())

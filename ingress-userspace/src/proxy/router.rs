@@ -233,7 +233,10 @@ impl<U> RouteTable<U> {
         // ([`super::normalize::match_path`]): a request cannot slip past a route (and its
         // allowlist) by encoding the slash its backend will decode.
         let path = super::normalize::match_path(req.path);
-        let req = &RequestView { path: &path, ..*req };
+        let req = &RequestView {
+            path: &path,
+            ..*req
+        };
         let host = self.host(req.host);
         let why = match host {
             None => Miss::NoHost,

@@ -23,6 +23,8 @@ pub(crate) struct Live {
     pub client_body_timeout: Duration,
     /// `Strict-Transport-Security` for HTTPS responses (ConfigMap `hsts*`).
     pub hsts: Option<HeaderValue>,
+    /// `enable-underscores-in-headers`: off, request fields named with `_` are dropped.
+    pub enable_underscores_in_headers: bool,
 }
 
 impl Live {
@@ -35,6 +37,7 @@ impl Live {
             conn_timeouts: limits::conn_timeouts(&a),
             client_header_timeout: a.client_header_timeout,
             client_body_timeout: a.client_body_timeout,
+            enable_underscores_in_headers: a.enable_underscores_in_headers,
             hsts: settings
                 .hsts
                 .as_deref()
@@ -54,6 +57,10 @@ pub fn overlay(args: &ProxyArgs, s: &ProxySettings) -> ProxyArgs {
         s.compute_full_forwarded_for,
     );
     set(&mut a.use_proxy_protocol, s.use_proxy_protocol);
+    set(
+        &mut a.enable_underscores_in_headers,
+        s.enable_underscores_in_headers,
+    );
     if let Some(h) = s
         .forwarded_for_header
         .as_deref()

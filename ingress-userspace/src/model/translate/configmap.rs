@@ -154,6 +154,7 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
     s.enable_real_ip = r.bool("enable-real-ip");
     s.compute_full_forwarded_for = r.bool("compute-full-forwarded-for");
     s.use_proxy_protocol = r.bool("use-proxy-protocol");
+    s.enable_underscores_in_headers = r.bool("enable-underscores-in-headers");
     if let Some(v) = r.get("forwarded-for-header") {
         match http::HeaderName::from_bytes(v.as_bytes()) {
             Ok(h) => s.forwarded_for_header = Some(h.as_str().to_string()),

@@ -272,7 +272,7 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("enable-opentracing", TRACING, "OpenTracing."),
     row("enable-owasp-modsecurity-crs", MODSECURITY, "OWASP core rule set."),
     row("enable-real-ip", Supported, "Believe forwarded-for-header from trusted senders; flag of the same name."),
-    row("enable-underscores-in-headers", NotYet, "Accept header names with underscores."),
+    row("enable-underscores-in-headers", Supported, "Pass on request header names with underscores (off: they are dropped, as nginx)."),
     row("error-log-level", Refused("use RUST_LOG and --log-format"), "nginx error log level."),
     row("error-log-path", Refused("logs go to stderr"), "nginx error log file."),
     row("force-ssl-redirect", Differs("redirects to HTTPS only hosts with TLS in the Ingress; ingress-nginx redirects without TLS too"), "Redirect HTTP to HTTPS everywhere."),
