@@ -555,7 +555,7 @@ fn daemon_serves_a_manifest_nodeport_and_restarts_and_drains_without_breaking_co
         })
         .collect();
     assert!(
-        states.contains(&(format!("{home_v4}:{POD_PORT}"), "terminating".to_string())),
+        states.contains(&(format!("{home_v4}:{POD_PORT}"), "removed".to_string())),
         "{states:?}"
     );
     stop(&mut daemon);

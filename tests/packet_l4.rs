@@ -607,6 +607,119 @@ fn a_removed_backend_keeps_flows_while_draining_then_they_end() {
     assert_eq!(dst_of(&mut b.run, &syn), other);
 }
 
+/// The dns (UDP) and web (TCP) services with their IPv4 endpoints `eps` only.
+fn udp_and_tcp_with(eps: &[Endpoint], version: u64) -> Snapshot {
+    let mut snap = snapshot();
+    snap.l4[0].endpoints = eps.to_vec();
+    snap.l4[4].endpoints = eps.to_vec();
+    snap.version = version;
+    snap
+}
+
+#[test]
+fn a_removed_endpoints_udp_flow_moves_on_its_next_datagram_and_its_tcp_flow_drains() {
+    if !testbed::require_root() {
+        return;
+    }
+    // A 60 s drain (the default): the removed endpoint exists, draining, all through the test.
+    let mut b = bed();
+    let udp = udp4(5500, 30053, b"q", false);
+    let home = dst_of(&mut b.run, &udp);
+    // A TCP connection to the same endpoint (its source port chosen so Maglev picks it).
+    let tcp_port = (47000..47100u16)
+        .find(|p| dst_of(&mut b.run, &tcp4(CLIENT, *p, NODE, 30080, true, b"")) == home)
+        .expect("a TCP flow to the UDP flow's endpoint");
+    let others: Vec<Endpoint> = pod_v4()
+        .into_iter()
+        .filter(|p| *p != home)
+        .map(|p| endpoint(p, EndpointState::Active))
+        .collect();
+    let tables = (conntrack_len(&b.run), revnat_len(&b.run));
+    b.sync
+        .apply(&mut b.run.ebpf, &udp_and_tcp_with(&others, 2))
+        .unwrap();
+
+    // The next datagram goes to a live endpoint, as a new flow, and the flow stays there.
+    let moved = dnat(&mut b.run, &udp).dst;
+    assert_ne!(moved, home, "UDP flow still pinned to the removed endpoint");
+    assert!(others.iter().any(|e| e.addr == moved), "{moved}");
+    assert_eq!(stat(&b.run, Stat::L4UdpFlowMoved), 1);
+    for _ in 0..3 {
+        assert_eq!(dnat(&mut b.run, &udp).dst, moved);
+    }
+    assert_eq!(stat(&b.run, Stat::L4UdpFlowMoved), 1);
+    // The old flow's entries went with it: as many flows and reverse entries as before.
+    assert_eq!((conntrack_len(&b.run), revnat_len(&b.run)), tables);
+
+    // The TCP connection keeps the removed endpoint while it drains.
+    let ack = tcp4(CLIENT, tcp_port, NODE, 30080, false, b"x");
+    for _ in 0..3 {
+        assert_eq!(dnat(&mut b.run, &ack).dst, home);
+    }
+}
+
+#[test]
+fn a_terminating_but_serving_endpoint_keeps_its_udp_flows() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut b = bed();
+    let udp = udp4(5600, 30053, b"q", false);
+    let home = dst_of(&mut b.run, &udp);
+    // EndpointSlice `serving: true, terminating: true`: still there, still answering.
+    let eps: Vec<Endpoint> = pod_v4()
+        .into_iter()
+        .map(|p| {
+            let state = if p == home {
+                EndpointState::Terminating
+            } else {
+                EndpointState::Active
+            };
+            endpoint(p, state)
+        })
+        .collect();
+    b.sync
+        .apply(&mut b.run.ebpf, &udp_and_tcp_with(&eps, 2))
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(dnat(&mut b.run, &udp).dst, home);
+    }
+    assert_eq!(stat(&b.run, Stat::L4UdpFlowMoved), 0);
+    // Once it stops serving (it leaves the snapshot), the next datagram moves.
+    let live: Vec<Endpoint> = eps
+        .into_iter()
+        .filter(|e| e.state == EndpointState::Active)
+        .collect();
+    b.sync
+        .apply(&mut b.run.ebpf, &udp_and_tcp_with(&live, 3))
+        .unwrap();
+    assert_ne!(dnat(&mut b.run, &udp).dst, home);
+    assert_eq!(stat(&b.run, Stat::L4UdpFlowMoved), 1);
+}
+
+#[test]
+fn a_clientip_affinity_to_a_removed_endpoint_does_not_pin_a_udp_client() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut snap = snapshot();
+    snap.l4[4].client_ip_affinity = Some(Duration::from_secs(10));
+    let mut b = bed_from(L4Options::default(), &snap);
+    let home = dst_of(&mut b.run, &udp4(5700, 30053, b"q", false));
+    // The client's datagrams from other ports land on the same endpoint (affinity).
+    assert_eq!(dst_of(&mut b.run, &udp4(5701, 30053, b"q", false)), home);
+    let others: Vec<SocketAddr> = pod_v4().into_iter().filter(|p| *p != home).collect();
+    snap.l4[4].endpoints = active(&others);
+    snap.version = 2;
+    b.sync.apply(&mut b.run.ebpf, &snap).unwrap();
+    // Both flows move, and to one endpoint: the affinity now names the live one.
+    let moved = dst_of(&mut b.run, &udp4(5700, 30053, b"q", false));
+    assert!(others.contains(&moved), "{moved}");
+    assert_eq!(dst_of(&mut b.run, &udp4(5701, 30053, b"q", false)), moved);
+    assert_eq!(dst_of(&mut b.run, &udp4(5702, 30053, b"q", false)), moved);
+    assert_eq!(stat(&b.run, Stat::L4UdpFlowMoved), 2);
+}
+
 #[test]
 fn applying_only_writes_what_changed() {
     if !testbed::require_root() {

@@ -1,8 +1,10 @@
 //! Snapshot → BPF map diff. Each (service, address family) is one unit with a slot (its Maglev
 //! halves and counters). Only what changed is written: backends, the inactive Maglev half then
 //! a generation flip (so no packet sees a half-written table), service entries, source ranges.
-//! Removed endpoints drain: they turn terminating (existing flows only) for a grace period,
-//! then disappear. After a restart the state is recovered from the pinned maps.
+//! Removed endpoints (gone from the snapshot: deleted, not serving, or filtered out) drain:
+//! they turn removed (existing TCP flows only; UDP flows move on their next datagram) for a
+//! grace period, then disappear. Terminating endpoints that still serve are in the snapshot
+//! and keep all their flows. After a restart the state is recovered from the pinned maps.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -548,22 +550,6 @@ impl L4Sync {
             );
             ids.push((sa, id, be));
         }
-        let leaving: Vec<BackendKey> = self
-            .backends
-            .iter()
-            .filter(|(k, s)| k.0 == slot && !wanted.contains(k) && s.draining_since.is_none())
-            .map(|(k, _)| *k)
-            .collect();
-        for k in leaving {
-            if let Some(s) = self.backends.get_mut(&k) {
-                s.value.flags |= BE_F_TERMINATING;
-                s.draining_since = Some(now);
-                backends_map(ebpf)?
-                    .set(s.id, s.value, 0)
-                    .map_err(map_err(MAP_BACKENDS))?;
-                report.backends_written += 1;
-            }
-        }
 
         // Maglev over active endpoints, or terminating ones when none is active (KEP-1669).
         // The ingress's own Service prefers this node's proxy while it is active: other
@@ -665,6 +651,25 @@ impl L4Sync {
         remove_ranges(ebpf, slot, &del)?;
         let unit = self.units.entry(slot).or_default();
         unit.ranges = d.ranges;
+
+        // Endpoints that left start draining, only now that the live Maglev table no longer
+        // names them: a UDP flow leaving a removed endpoint must not be given it again.
+        let leaving: Vec<BackendKey> = self
+            .backends
+            .iter()
+            .filter(|(k, s)| k.0 == slot && !wanted.contains(k) && s.draining_since.is_none())
+            .map(|(k, _)| *k)
+            .collect();
+        for k in leaving {
+            if let Some(s) = self.backends.get_mut(&k) {
+                s.value.flags |= BE_F_TERMINATING | BE_F_REMOVED;
+                s.draining_since = Some(now);
+                backends_map(ebpf)?
+                    .set(s.id, s.value, 0)
+                    .map_err(map_err(MAP_BACKENDS))?;
+                report.backends_written += 1;
+            }
+        }
         Ok(())
     }
 
@@ -690,7 +695,7 @@ impl L4Sync {
             };
             if self.retiring.contains(&k.0) && s.draining_since.is_none() {
                 // First step for a removed service: drain like a removed endpoint.
-                s.value.flags |= BE_F_TERMINATING;
+                s.value.flags |= BE_F_TERMINATING | BE_F_REMOVED;
                 s.draining_since = Some(now);
                 backends_map(ebpf)?
                     .set(s.id, s.value, 0)
