@@ -18,7 +18,10 @@ use aya::{
 };
 use ingress_common::l4::*;
 
-use super::maglev::{self, MaglevBackend, MaglevError};
+use super::{
+    flows::{self, BackendRef},
+    maglev::{self, MaglevBackend, MaglevError},
+};
 use crate::model::{EndpointState, Frontend, L4Protocol, L4Service, Snapshot};
 
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +162,41 @@ pub struct ApplyReport {
     pub source_ranges_written: usize,
     /// Units left as they were.
     pub unchanged: usize,
+    /// Flows deleted because their endpoint left: UDP flows when it is removed, every flow
+    /// when its drain ends.
+    pub flows_released: usize,
+    /// ClientIP affinity entries deleted because they named an endpoint that left.
+    pub affinities_released: usize,
+}
+
+/// Backends that left during one apply or maintenance round, whose flows are to go.
+#[derive(Default)]
+struct Leaving {
+    /// Removed now: their UDP flows go (TCP ones drain), and their affinity entries.
+    removed: Vec<BackendRef>,
+    /// Drained: every flow and affinity entry of theirs goes.
+    ended: Vec<BackendRef>,
+}
+
+impl Leaving {
+    /// Deletes what [`Leaving`] says from the flow and affinity tables.
+    fn release(&self, ebpf: &mut Ebpf, report: &mut ApplyReport) -> Result<(), SyncError> {
+        for (gone, proto) in [(&self.removed, Some(PROTO_UDP)), (&self.ended, None)] {
+            let r = flows::release_backends(ebpf, gone, proto)?;
+            report.flows_released += r.flows as usize;
+            report.affinities_released += r.affinities as usize;
+        }
+        Ok(())
+    }
+}
+
+fn backend_ref(id: u32, be: &Backend) -> BackendRef {
+    BackendRef {
+        id,
+        addr: be.addr,
+        port: be.port,
+        svc_slot: be.svc_slot,
+    }
 }
 
 /// Address bytes as the maps hold them.
@@ -297,6 +335,7 @@ impl L4Sync {
                 }
             }
         }
+        let mut leaving = Leaving::default();
         // Units that went away: entries removed now, backends drain, slot freed later.
         let gone: Vec<String> = self
             .slots
@@ -335,10 +374,11 @@ impl L4Sync {
                     .set(slot, name, 0)
                     .map_err(map_err(MAP_SERVICE_NAMES))?;
             }
-            self.sync_unit(ebpf, slot, d, now, &mut report)?;
+            self.sync_unit(ebpf, slot, d, now, &mut report, &mut leaving)?;
         }
-        self.expire_drained(ebpf, now, &mut report)?;
+        self.expire_drained(ebpf, now, &mut report, &mut leaving)?;
         self.sync_ports(ebpf)?;
+        leaving.release(ebpf, &mut report)?;
         Ok(report)
     }
 
@@ -388,7 +428,9 @@ impl L4Sync {
     /// a neighbour; call it now and then (the run loop does, once a second).
     pub fn maintain(&mut self, ebpf: &mut Ebpf) -> Result<ApplyReport, SyncError> {
         let mut report = ApplyReport::default();
-        self.expire_drained(ebpf, Instant::now(), &mut report)?;
+        let mut leaving = Leaving::default();
+        self.expire_drained(ebpf, Instant::now(), &mut report, &mut leaving)?;
+        leaving.release(ebpf, &mut report)?;
         super::neigh::resolve_wanted(ebpf)?;
         Ok(report)
     }
@@ -515,6 +557,7 @@ impl L4Sync {
         d: Desired,
         now: Instant,
         report: &mut ApplyReport,
+        leaving: &mut Leaving,
     ) -> Result<(), SyncError> {
         // Backends: write new and changed ones; endpoints that left start draining.
         let mut ids = Vec::with_capacity(d.backends.len());
@@ -654,13 +697,13 @@ impl L4Sync {
 
         // Endpoints that left start draining, only now that the live Maglev table no longer
         // names them: a UDP flow leaving a removed endpoint must not be given it again.
-        let leaving: Vec<BackendKey> = self
+        let left: Vec<BackendKey> = self
             .backends
             .iter()
             .filter(|(k, s)| k.0 == slot && !wanted.contains(k) && s.draining_since.is_none())
             .map(|(k, _)| *k)
             .collect();
-        for k in leaving {
+        for k in left {
             if let Some(s) = self.backends.get_mut(&k) {
                 s.value.flags |= BE_F_TERMINATING | BE_F_REMOVED;
                 s.draining_since = Some(now);
@@ -668,6 +711,7 @@ impl L4Sync {
                     .set(s.id, s.value, 0)
                     .map_err(map_err(MAP_BACKENDS))?;
                 report.backends_written += 1;
+                leaving.removed.push(backend_ref(s.id, &s.value));
             }
         }
         Ok(())
@@ -678,6 +722,7 @@ impl L4Sync {
         ebpf: &mut Ebpf,
         now: Instant,
         report: &mut ApplyReport,
+        leaving: &mut Leaving,
     ) -> Result<(), SyncError> {
         let done: Vec<BackendKey> = self
             .backends
@@ -701,11 +746,13 @@ impl L4Sync {
                     .set(s.id, s.value, 0)
                     .map_err(map_err(MAP_BACKENDS))?;
                 report.backends_written += 1;
+                leaving.removed.push(backend_ref(s.id, &s.value));
                 continue;
             }
             backends_map(ebpf)?
                 .set(s.id, Backend::default(), 0)
                 .map_err(map_err(MAP_BACKENDS))?;
+            leaving.ended.push(backend_ref(s.id, &s.value));
             self.backends.remove(&k);
             report.backends_removed += 1;
         }
