@@ -703,8 +703,11 @@ fn a_terminating_but_serving_endpoint_keeps_its_udp_flows() {
     assert_ne!(dnat(&mut b.run, &udp).dst, home);
 }
 
+/// Every flow entry, then every reverse entry.
+type FlowEntries = (Vec<(FlowKey, CtEntry)>, Vec<(FlowKey, RevNatEntry)>);
+
 /// Every flow and reverse entry.
-fn flow_entries(run: &XdpTestRun) -> (Vec<(FlowKey, CtEntry)>, Vec<(FlowKey, RevNatEntry)>) {
+fn flow_entries(run: &XdpTestRun) -> FlowEntries {
     let ct: BpfHashMap<&MapData, FlowKey, CtEntry> =
         BpfHashMap::try_from(run.ebpf.map(MAP_CONNTRACK).unwrap()).unwrap();
     let rev: BpfHashMap<&MapData, FlowKey, RevNatEntry> =
@@ -716,10 +719,7 @@ fn flow_entries(run: &XdpTestRun) -> (Vec<(FlowKey, CtEntry)>, Vec<(FlowKey, Rev
 }
 
 /// Writes the entries of [`flow_entries`] back.
-fn restore_flow_entries(
-    run: &mut XdpTestRun,
-    (flows, revs): &(Vec<(FlowKey, CtEntry)>, Vec<(FlowKey, RevNatEntry)>),
-) {
+fn restore_flow_entries(run: &mut XdpTestRun, (flows, revs): &FlowEntries) {
     let mut ct: BpfHashMap<&mut MapData, FlowKey, CtEntry> =
         BpfHashMap::try_from(run.ebpf.map_mut(MAP_CONNTRACK).unwrap()).unwrap();
     for (k, v) in flows {
