@@ -74,7 +74,8 @@ pub struct L4Options {
     pub tcp_timeout: Duration,
     pub tcp_closing_timeout: Duration,
     pub udp_timeout: Duration,
-    /// How long a removed endpoint keeps serving its existing flows.
+    /// How long a removed endpoint keeps serving its existing TCP flows (its UDP flows move
+    /// at once).
     pub drain: Duration,
     /// This node's name: endpoints on other nodes are remote (SNAT + XDP_TX).
     pub node_name: Option<String>,
