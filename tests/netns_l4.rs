@@ -555,7 +555,7 @@ fn daemon_serves_a_manifest_nodeport_and_restarts_and_drains_without_breaking_co
         })
         .collect();
     assert!(
-        states.contains(&(format!("{home_v4}:{POD_PORT}"), "terminating".to_string())),
+        states.contains(&(format!("{home_v4}:{POD_PORT}"), "removed".to_string())),
         "{states:?}"
     );
     stop(&mut daemon);
@@ -627,6 +627,93 @@ fn udp_through_the_nat_and_back_from_the_nodeport() {
         reply.starts_with("pod") && reply.ends_with(":hello"),
         "{reply}"
     );
+}
+
+#[test]
+fn a_udp_client_keeps_getting_answers_when_its_endpoint_is_removed() {
+    if !testbed::require_root() {
+        return;
+    }
+    let bed = bed();
+    let mut udp_echo: Vec<(String, EchoServer)> = bed
+        .topo
+        .pods
+        .iter()
+        .map(|p| {
+            let addr = SocketAddr::new(IpAddr::V4(p.v4), 5353);
+            (
+                p.name.clone(),
+                EchoServer::udp(&p.ns, addr, &p.name).unwrap(),
+            )
+        })
+        .collect();
+    let addrs: Vec<SocketAddr> = bed
+        .topo
+        .pods
+        .iter()
+        .map(|p| SocketAddr::new(IpAddr::V4(p.v4), 5353))
+        .collect();
+    let dns = |eps: &[SocketAddr]| {
+        let mut svc = service(active(eps), None);
+        svc.protocol = L4Protocol::Udp;
+        svc.frontends = vec![Frontend::NodePort(30053)];
+        svc
+    };
+    // The default drain (60 s): a removed endpoint's TCP connections would go on for a minute.
+    let mut dp = bed.start();
+    dp.apply(&snapshot(1, dns(&addrs))).unwrap();
+    let node = SocketAddr::new(bed.topo.node_v4.into(), 30053);
+    // A DNS-like client: one socket, a datagram every 200 ms, each answer awaited 200 ms.
+    let sock = bed.topo.client.enter(|| {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.connect(node).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        s
+    });
+    let ask = |n: u32| -> Option<String> {
+        sock.send(format!("q{n}").as_bytes()).unwrap();
+        let mut buf = [0u8; 256];
+        let len = sock.recv(&mut buf).ok()?;
+        let reply = String::from_utf8_lossy(&buf[..len]).to_string();
+        Some(reply.split(':').next().unwrap_or_default().to_string())
+    };
+    let home = (0..10)
+        .find_map(ask)
+        .expect("an answer through the NodePort");
+    for n in 0..3 {
+        assert_eq!(
+            ask(n).as_deref(),
+            Some(home.as_str()),
+            "the flow stays on its pod"
+        );
+    }
+
+    // Its pod goes away: it leaves the EndpointSlice and stops answering.
+    let i = bed.topo.pods.iter().position(|p| p.name == home).unwrap();
+    let live: Vec<SocketAddr> = addrs.iter().copied().filter(|a| *a != addrs[i]).collect();
+    dp.apply(&snapshot(2, dns(&live))).unwrap();
+    udp_echo.retain(|(name, _)| *name != home);
+    let removed = std::time::Instant::now();
+    let mut answer = None;
+    for n in 100..125 {
+        if let Some(pod) = ask(n) {
+            answer = Some((pod, removed.elapsed()));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (pod, after) = answer.expect("no answer for 5 s after the endpoint's removal");
+    assert_ne!(pod, home, "answered by the removed pod");
+    assert!(
+        after <= Duration::from_secs(1),
+        "first answer after {after:?}"
+    );
+    // And the client stays on its new pod.
+    for n in 200..205 {
+        assert_eq!(ask(n).as_deref(), Some(pod.as_str()));
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]

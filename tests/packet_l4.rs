@@ -607,6 +607,194 @@ fn a_removed_backend_keeps_flows_while_draining_then_they_end() {
     assert_eq!(dst_of(&mut b.run, &syn), other);
 }
 
+/// The dns (UDP) and web (TCP) services with their IPv4 endpoints `eps` only.
+fn udp_and_tcp_with(eps: &[Endpoint], version: u64) -> Snapshot {
+    let mut snap = snapshot();
+    snap.l4[0].endpoints = eps.to_vec();
+    snap.l4[4].endpoints = eps.to_vec();
+    snap.version = version;
+    snap
+}
+
+#[test]
+fn a_removed_endpoints_udp_flow_moves_on_its_next_datagram_and_its_tcp_flow_drains() {
+    if !testbed::require_root() {
+        return;
+    }
+    // A 60 s drain (the default): the removed endpoint exists, draining, all through the test.
+    let mut b = bed();
+    let udp = udp4(5500, 30053, b"q", false);
+    let home = dst_of(&mut b.run, &udp);
+    // A TCP connection to the same endpoint (its source port chosen so Maglev picks it).
+    let tcp_port = (47000..47100u16)
+        .find(|p| dst_of(&mut b.run, &tcp4(CLIENT, *p, NODE, 30080, true, b"")) == home)
+        .expect("a TCP flow to the UDP flow's endpoint");
+    let others: Vec<Endpoint> = pod_v4()
+        .into_iter()
+        .filter(|p| *p != home)
+        .map(|p| endpoint(p, EndpointState::Active))
+        .collect();
+    let tables = (conntrack_len(&b.run), revnat_len(&b.run));
+    let r = b
+        .sync
+        .apply(&mut b.run.ebpf, &udp_and_tcp_with(&others, 2))
+        .unwrap();
+    // The UDP flow and its reverse entry go at once (as kube-proxy clears its conntrack
+    // entries); the TCP flows stay.
+    assert_eq!(r.flows_released, 1, "{r:?}");
+    assert_eq!(
+        (conntrack_len(&b.run), revnat_len(&b.run)),
+        (tables.0 - 1, tables.1 - 1)
+    );
+
+    // The next datagram goes to a live endpoint, as a new flow, and the flow stays there.
+    let moved = dnat(&mut b.run, &udp).dst;
+    assert_ne!(moved, home, "UDP flow still pinned to the removed endpoint");
+    assert!(others.iter().any(|e| e.addr == moved), "{moved}");
+    for _ in 0..3 {
+        assert_eq!(dnat(&mut b.run, &udp).dst, moved);
+    }
+    assert_eq!((conntrack_len(&b.run), revnat_len(&b.run)), tables);
+
+    // The TCP connection keeps the removed endpoint while it drains.
+    let ack = tcp4(CLIENT, tcp_port, NODE, 30080, false, b"x");
+    for _ in 0..3 {
+        assert_eq!(dnat(&mut b.run, &ack).dst, home);
+    }
+}
+
+#[test]
+fn a_terminating_but_serving_endpoint_keeps_its_udp_flows() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut b = bed();
+    let udp = udp4(5600, 30053, b"q", false);
+    let home = dst_of(&mut b.run, &udp);
+    // EndpointSlice `serving: true, terminating: true`: still there, still answering.
+    let eps: Vec<Endpoint> = pod_v4()
+        .into_iter()
+        .map(|p| {
+            let state = if p == home {
+                EndpointState::Terminating
+            } else {
+                EndpointState::Active
+            };
+            endpoint(p, state)
+        })
+        .collect();
+    b.sync
+        .apply(&mut b.run.ebpf, &udp_and_tcp_with(&eps, 2))
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(dnat(&mut b.run, &udp).dst, home);
+    }
+    assert_eq!(stat(&b.run, Stat::L4UdpFlowMoved), 0);
+    // Once it stops serving (it leaves the snapshot), the next datagram moves.
+    let live: Vec<Endpoint> = eps
+        .into_iter()
+        .filter(|e| e.state == EndpointState::Active)
+        .collect();
+    let r = b
+        .sync
+        .apply(&mut b.run.ebpf, &udp_and_tcp_with(&live, 3))
+        .unwrap();
+    assert_eq!(r.flows_released, 1, "{r:?}");
+    assert_ne!(dnat(&mut b.run, &udp).dst, home);
+}
+
+/// Every flow entry, then every reverse entry.
+type FlowEntries = (Vec<(FlowKey, CtEntry)>, Vec<(FlowKey, RevNatEntry)>);
+
+/// Every flow and reverse entry.
+fn flow_entries(run: &XdpTestRun) -> FlowEntries {
+    let ct: BpfHashMap<&MapData, FlowKey, CtEntry> =
+        BpfHashMap::try_from(run.ebpf.map(MAP_CONNTRACK).unwrap()).unwrap();
+    let rev: BpfHashMap<&MapData, FlowKey, RevNatEntry> =
+        BpfHashMap::try_from(run.ebpf.map(MAP_REVNAT).unwrap()).unwrap();
+    (
+        ct.iter().map(Result::unwrap).collect(),
+        rev.iter().map(Result::unwrap).collect(),
+    )
+}
+
+/// Writes the entries of [`flow_entries`] back.
+fn restore_flow_entries(run: &mut XdpTestRun, (flows, revs): &FlowEntries) {
+    let mut ct: BpfHashMap<&mut MapData, FlowKey, CtEntry> =
+        BpfHashMap::try_from(run.ebpf.map_mut(MAP_CONNTRACK).unwrap()).unwrap();
+    for (k, v) in flows {
+        ct.insert(k, v, 0).unwrap();
+    }
+    let mut rev: BpfHashMap<&mut MapData, FlowKey, RevNatEntry> =
+        BpfHashMap::try_from(run.ebpf.map_mut(MAP_REVNAT).unwrap()).unwrap();
+    for (k, v) in revs {
+        rev.insert(k, v, 0).unwrap();
+    }
+}
+
+#[test]
+fn the_program_moves_a_udp_datagram_off_a_removed_endpoint_by_itself() {
+    if !testbed::require_root() {
+        return;
+    }
+    // A datagram that meets a removed endpoint's flow before the daemon deleted it (the
+    // endpoint is marked removed before its flows go) must not go to the endpoint either.
+    let mut b = bed();
+    let udp = udp4(5800, 30053, b"q", false);
+    let home = dst_of(&mut b.run, &udp);
+    let tcp_port = (48000..48100u16)
+        .find(|p| dst_of(&mut b.run, &tcp4(CLIENT, *p, NODE, 30080, true, b"")) == home)
+        .expect("a TCP flow to the UDP flow's endpoint");
+    let tables = (conntrack_len(&b.run), revnat_len(&b.run));
+    let saved = flow_entries(&b.run);
+    let others: Vec<Endpoint> = pod_v4()
+        .into_iter()
+        .filter(|p| *p != home)
+        .map(|p| endpoint(p, EndpointState::Active))
+        .collect();
+    b.sync
+        .apply(&mut b.run.ebpf, &udp_and_tcp_with(&others, 2))
+        .unwrap();
+    // The UDP flow's entries back, as if its datagram had come before the daemon deleted
+    // them (or the daemon had not run since).
+    restore_flow_entries(&mut b.run, &saved);
+    assert_eq!((conntrack_len(&b.run), revnat_len(&b.run)), tables);
+
+    let moved = dnat(&mut b.run, &udp).dst;
+    assert_ne!(moved, home, "UDP flow still pinned to the removed endpoint");
+    assert_eq!(stat(&b.run, Stat::L4UdpFlowMoved), 1);
+    assert_eq!(dnat(&mut b.run, &udp).dst, moved);
+    assert_eq!(stat(&b.run, Stat::L4UdpFlowMoved), 1);
+    // The old flow's entries went with it: as many flows and reverse entries as before.
+    assert_eq!((conntrack_len(&b.run), revnat_len(&b.run)), tables);
+    // TCP drains: its segments still reach the removed endpoint.
+    let ack = tcp4(CLIENT, tcp_port, NODE, 30080, false, b"x");
+    assert_eq!(dnat(&mut b.run, &ack).dst, home);
+}
+
+#[test]
+fn a_clientip_affinity_to_a_removed_endpoint_does_not_pin_a_udp_client() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut snap = snapshot();
+    snap.l4[4].client_ip_affinity = Some(Duration::from_secs(10));
+    let mut b = bed_from(L4Options::default(), &snap);
+    let home = dst_of(&mut b.run, &udp4(5700, 30053, b"q", false));
+    // The client's datagrams from other ports land on the same endpoint (affinity).
+    assert_eq!(dst_of(&mut b.run, &udp4(5701, 30053, b"q", false)), home);
+    let others: Vec<SocketAddr> = pod_v4().into_iter().filter(|p| *p != home).collect();
+    snap.l4[4].endpoints = active(&others);
+    snap.version = 2;
+    let r = b.sync.apply(&mut b.run.ebpf, &snap).unwrap();
+    assert_eq!((r.flows_released, r.affinities_released), (2, 1), "{r:?}");
+    // Both flows move, and to one endpoint: the affinity now names the live one.
+    let moved = dst_of(&mut b.run, &udp4(5700, 30053, b"q", false));
+    assert!(others.contains(&moved), "{moved}");
+    assert_eq!(dst_of(&mut b.run, &udp4(5701, 30053, b"q", false)), moved);
+    assert_eq!(dst_of(&mut b.run, &udp4(5702, 30053, b"q", false)), moved);
+}
+
 #[test]
 fn applying_only_writes_what_changed() {
     if !testbed::require_root() {

@@ -1001,3 +1001,61 @@ fn a_remote_endpoint_without_a_neighbour_entry_is_resolved_not_refused() {
     assert_eq!(action, XDP_TX);
     assert_eq!(checked(&out).1, backend);
 }
+
+#[test]
+fn a_removed_remote_endpoints_udp_flow_frees_its_snat_port_at_once_and_moves() {
+    if !testbed::require_root() {
+        return;
+    }
+    let topo = Topology::new(1).expect("topology");
+    let (nic, nic_mac, mut ebpf) = snat_node(&topo, OUTSIDE.into(), REMOTE.into());
+    let mut sync = L4Sync::new(L4Options {
+        node_v4: Some(NODE.into()),
+        node_name: Some("this-node".into()),
+        ..L4Options::default()
+    });
+    let remote = SocketAddr::new(IpAddr::from(REMOTE), 53);
+    let local = SocketAddr::new(IpAddr::from([198, 19, 0, 2]), 53);
+    let dns = |ep: SocketAddr, node: &str, version: u64| {
+        let mut s = svc("dns", 30053, ep, Some(node));
+        s.protocol = L4Protocol::Udp;
+        Snapshot {
+            version,
+            l4: vec![s],
+            ..Default::default()
+        }
+    };
+    sync.apply(&mut ebpf, &dns(remote, "other-node", 1))
+        .unwrap();
+    let (client, node) = (
+        SocketAddr::from((OUTSIDE, 5353)),
+        SocketAddr::from((NODE, 30053)),
+    );
+    let q = udp_frame([OUTSIDE_MAC, nic_mac], client, node, b"query");
+    let (action, out) = topo.node.enter(|| xdp_run(&ebpf, &q, nic));
+    assert_eq!(action, XDP_TX);
+    let seen = parse_checked(&out);
+    assert_eq!(seen.dst, remote);
+    let snat = seen.src;
+    assert_eq!(entries::<FlowKey, RevNatEntry>(&ebpf, MAP_REVNAT), 1);
+
+    // The remote endpoint is removed (the default 60 s drain): its UDP flow and SNAT port go
+    // now, not after the drain or the UDP timeout.
+    let r = sync.apply(&mut ebpf, &dns(local, "this-node", 2)).unwrap();
+    assert_eq!(r.flows_released, 1, "{r:?}");
+    assert_eq!(
+        (
+            entries::<FlowKey, CtEntry>(&ebpf, MAP_CONNTRACK),
+            entries::<FlowKey, RevNatEntry>(&ebpf, MAP_REVNAT)
+        ),
+        (0, 0)
+    );
+    // A late answer from the removed endpoint to the freed port is no longer translated.
+    let late = udp_frame([REMOTE_MAC, nic_mac], remote, snat, b"late");
+    let (action, out) = topo.node.enter(|| xdp_run(&ebpf, &late, nic));
+    assert_eq!((action, out.as_slice()), (XDP_PASS, late.as_slice()));
+    // The client's next datagram goes to the live endpoint.
+    let (action, out) = topo.node.enter(|| xdp_run(&ebpf, &q, nic));
+    assert_eq!(action, XDP_PASS);
+    assert_eq!(parse_checked(&out).dst, local);
+}

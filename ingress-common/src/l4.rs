@@ -120,10 +120,17 @@ const _: () = assert!(core::mem::size_of::<ServiceValue>() == 24);
 
 /// Backend present (a cleared slot is a removed backend).
 pub const BE_F_PRESENT: u8 = 1;
-/// Endpoint is terminating: existing flows only.
+/// Endpoint takes no new flows (nor ClientIP affinity) while its service has one without this
+/// flag; its established flows stay. Alone: terminating but still serving (EndpointSlice
+/// `serving: true, terminating: true`, KEP-1669), which keeps TCP and UDP flows alike.
 pub const BE_F_TERMINATING: u8 = 2;
 /// Endpoint lives on another node: SNAT and XDP_TX/REDIRECT instead of DNAT + XDP_PASS.
 pub const BE_F_REMOTE: u8 = 4;
+/// Endpoint was removed (it left the EndpointSlices or stopped serving) and drains for
+/// `--l4-drain-secs`; always with [`BE_F_TERMINATING`]. Its TCP flows finish on it; its UDP
+/// flows, which have no end to wait for, move to a live endpoint on their next datagram (as
+/// kube-proxy, which deletes a removed UDP endpoint's conntrack entries at once).
+pub const BE_F_REMOVED: u8 = 8;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

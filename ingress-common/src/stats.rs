@@ -123,6 +123,9 @@ stats! {
     /// A new flow to a service without endpoints answered at once from XDP, as kube-proxy's
     /// REJECT rule does: TCP RST for a SYN, ICMP port unreachable for UDP.
     L4RejectNoEndpoint = 44, "l4_reject_no_endpoint", Action;
+    /// A UDP datagram of a flow whose endpoint was removed: that flow ended and the datagram
+    /// opened a new one to a live endpoint (kube-proxy clears such conntrack entries).
+    L4UdpFlowMoved = 45, "l4_udp_flow_moved", Action;
 
     /// Client outside the service's source ranges.
     DropSourceRange = 48, "drop_source_range", Drop;

@@ -330,7 +330,8 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
     let closing = pkt.tcp_flags & (TCP_FIN | TCP_RST) != 0;
     let syn = pkt.proto == IPPROTO_TCP && starts_connection(pkt.tcp_flags);
 
-    // An established flow keeps its backend as long as that backend still exists.
+    // An established flow keeps its backend as long as that backend still exists and, for
+    // UDP, still serves.
     if let Some(ct) = CONNTRACK.get_ptr_mut(&scr.ct_key) {
         // SAFETY: pointer from a successful lookup; fields are plain integers.
         let e = unsafe { &mut *ct };
@@ -342,27 +343,32 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
             && be.port == e.backend_port
             && addr_eq(&be.addr, &e.backend_addr)
         {
-            // The first FIN or RST is written through to the reverse entry at once: the
-            // closing timeout then frees the flow's SNAT port as soon as it runs out.
-            let newly_closing = closing && e.flags & CT_F_CLOSING == 0;
-            if newly_closing {
-                e.flags |= CT_F_CLOSING;
+            if keeps_flows(be, pkt.proto) {
+                // The first FIN or RST is written through to the reverse entry at once: the
+                // closing timeout then frees the flow's SNAT port as soon as it runs out.
+                let newly_closing = closing && e.flags & CT_F_CLOSING == 0;
+                if newly_closing {
+                    e.flags |= CT_F_CLOSING;
+                }
+                let refresh = newly_closing || now.wrapping_sub(e.last_seen_ns) > REFRESH_NS;
+                if refresh {
+                    e.last_seen_ns = now;
+                }
+                let (id, snat_port, flow_closing) =
+                    (e.backend_id, e.snat_port, e.flags & CT_F_CLOSING);
+                count_l4(&SVC_STATS, svc.slot, len, false);
+                count_l4(&BE_STATS, id, len, false);
+                stats::count(Stat::L4Established, len);
+                scr.fwd = Fwd {
+                    now,
+                    snat_port,
+                    refresh,
+                    closing: flow_closing,
+                };
+                return forward(ctx, &pkt, cfg, be, scr);
             }
-            let refresh = newly_closing || now.wrapping_sub(e.last_seen_ns) > REFRESH_NS;
-            if refresh {
-                e.last_seen_ns = now;
-            }
-            let (id, snat_port, flow_closing) = (e.backend_id, e.snat_port, e.flags & CT_F_CLOSING);
-            count_l4(&SVC_STATS, svc.slot, len, false);
-            count_l4(&BE_STATS, id, len, false);
-            stats::count(Stat::L4Established, len);
-            scr.fwd = Fwd {
-                now,
-                snat_port,
-                refresh,
-                closing: flow_closing,
-            };
-            return forward(ctx, &pkt, cfg, be, scr);
+            // A removed endpoint's UDP flow ends here; this datagram opens a new one below.
+            stats::count(Stat::L4UdpFlowMoved, len);
         }
         // Over (timed out, its endpoint gone) or opened anew by a SYN: both of its entries go
         // now, so the table never holds a dead flow that a live one could use.
@@ -434,6 +440,17 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
         closing: 0,
     };
     forward(ctx, &pkt, cfg, be, scr)
+}
+
+/// True when `be` (present, the flow's own) keeps an established flow of protocol `proto`:
+/// always, but for a removed endpoint's ([`BE_F_REMOVED`]) UDP flows. TCP drains gracefully
+/// for `--l4-drain-secs`; a UDP flow has no end to wait for, and every datagram would keep it
+/// on an endpoint that no longer answers, so it moves on its next datagram, as after
+/// kube-proxy's clearing of a removed UDP endpoint's conntrack entries. A terminating endpoint
+/// that still serves keeps both.
+#[inline(always)]
+fn keeps_flows(be: &Backend, proto: u8) -> bool {
+    proto != IPPROTO_UDP || be.flags & BE_F_REMOVED == 0
 }
 
 /// True when the destination is one of the node's addresses (or the daemon did not list them).

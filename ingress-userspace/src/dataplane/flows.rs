@@ -3,7 +3,9 @@
 //! does). The packet path deletes a flow and its reverse entry when it meets them dead; this
 //! sweep, like conntrack's GC worker, deletes the ones no packet comes back for: flows past
 //! their timeout (TCP, UDP, or the closing timeout after FIN/RST) with their reverse entries,
-//! and reverse entries whose flow is gone. It also says how full the tables are.
+//! and reverse entries whose flow is gone. It also says how full the tables are, and
+//! [`release_backends`] deletes the flows and ClientIP affinity entries of endpoints that left
+//! (UDP flows when they are removed, every flow when their drain ends).
 
 use std::collections::{HashMap, HashSet};
 
@@ -12,8 +14,8 @@ use aya::{
     maps::{Array, HashMap as BpfHashMap, MapData, MapError},
 };
 use ingress_common::l4::{
-    CT_F_CLOSING, CtEntry, FAMILY_V6, FlowKey, L4Config, MAP_CONFIG, MAP_CONNTRACK, MAP_REVNAT,
-    PROTO_UDP, RevNatEntry,
+    AffinityKey, AffinityValue, CT_F_CLOSING, CtEntry, FAMILY_V6, FlowKey, L4Config, MAP_AFFINITY,
+    MAP_CONFIG, MAP_CONNTRACK, MAP_REVNAT, PROTO_UDP, RevNatEntry,
 };
 
 use super::sync::SyncError;
@@ -108,13 +110,7 @@ pub fn monotonic_ns() -> u64 {
 /// direction was seen within its timeout (replies refresh the reverse entry). Entries are
 /// re-read just before they are deleted, so one a packet refreshed meanwhile stays.
 pub fn sweep(ebpf: &mut Ebpf, now_ns: u64) -> Result<SweepReport, SyncError> {
-    let cfg = {
-        let map = ebpf
-            .map(MAP_CONFIG)
-            .ok_or(SyncError::MissingMap(MAP_CONFIG))?;
-        let a: Array<&MapData, L4Config> = Array::try_from(map).map_err(merr(MAP_CONFIG))?;
-        a.get(&0, 0).map_err(merr(MAP_CONFIG))?
-    };
+    let cfg = config(ebpf)?;
     let idle = |k: &FlowKey, flags: u32, seen: u64| {
         now_ns.saturating_sub(seen) > timeout_ns(&cfg, k.proto, flags)
     };
@@ -194,6 +190,115 @@ pub fn sweep(ebpf: &mut Ebpf, now_ns: u64) -> Result<SweepReport, SyncError> {
         capacity,
     };
     Ok(report)
+}
+
+/// One backend as flow entries name it: id, address and port (network order, as in
+/// [`CtEntry`]), and the service slot its affinity entries are keyed by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackendRef {
+    pub id: u32,
+    pub addr: [u8; 16],
+    pub port: u16,
+    pub svc_slot: u32,
+}
+
+/// What one [`release_backends`] deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Released {
+    /// Flows deleted, each with its reverse entry.
+    pub flows: u32,
+    /// ClientIP affinity entries deleted.
+    pub affinities: u32,
+}
+
+/// Deletes the flows to the backends `gone` (only those of protocol `proto`, or all with
+/// `None`) with their reverse entries, and the ClientIP affinity entries that name them. The
+/// sync calls it with `PROTO_UDP` when endpoints are removed (kube-proxy likewise deletes a
+/// removed UDP endpoint's conntrack entries, so that a client that keeps sending is routed to
+/// a new endpoint; the program moves such a flow on its next datagram anyway, this frees its
+/// entries and SNAT port at once) and with `None` when their drain ends (their flows are over;
+/// the freed backend id may name another endpoint next). Each entry is re-read just before it
+/// is deleted, so a flow a packet re-opened meanwhile (to another backend) stays.
+pub fn release_backends(
+    ebpf: &mut Ebpf,
+    gone: &[BackendRef],
+    proto: Option<u8>,
+) -> Result<Released, SyncError> {
+    let mut out = Released::default();
+    if gone.is_empty() {
+        return Ok(out);
+    }
+    let cfg = config(ebpf)?;
+    let names = |v: &CtEntry| {
+        gone.iter()
+            .any(|b| b.id == v.backend_id && b.addr == v.backend_addr && b.port == v.backend_port)
+    };
+    let flows: Vec<FlowKey> = flow_map(ebpf)?
+        .iter()
+        .filter_map(Result::ok)
+        .filter(|(k, v)| proto.is_none_or(|p| p == k.proto) && names(v))
+        .map(|(k, _)| k)
+        .collect();
+    let mut released = Vec::new();
+    {
+        let mut m: BpfHashMap<&mut MapData, FlowKey, CtEntry> = BpfHashMap::try_from(
+            ebpf.map_mut(MAP_CONNTRACK)
+                .ok_or(SyncError::MissingMap(MAP_CONNTRACK))?,
+        )
+        .map_err(merr(MAP_CONNTRACK))?;
+        for k in flows {
+            let Ok(v) = m.get(&k, 0) else { continue };
+            if names(&v) && m.remove(&k).is_ok() {
+                out.flows += 1;
+                released.push((k, reverse_key(&cfg, &k, &v)));
+            }
+        }
+    }
+    {
+        let mut m: BpfHashMap<&mut MapData, FlowKey, RevNatEntry> = BpfHashMap::try_from(
+            ebpf.map_mut(MAP_REVNAT)
+                .ok_or(SyncError::MissingMap(MAP_REVNAT))?,
+        )
+        .map_err(merr(MAP_REVNAT))?;
+        for (k, rk) in released {
+            // Still this flow's: a SNAT port may have gone to another client meanwhile.
+            if m.get(&rk, 0)
+                .is_ok_and(|r| r.client_addr == k.saddr && r.client_port == k.sport)
+            {
+                let _ = m.remove(&rk);
+            }
+        }
+    }
+    let map = ebpf
+        .map_mut(MAP_AFFINITY)
+        .ok_or(SyncError::MissingMap(MAP_AFFINITY))?;
+    let mut aff: BpfHashMap<&mut MapData, AffinityKey, AffinityValue> =
+        BpfHashMap::try_from(map).map_err(merr(MAP_AFFINITY))?;
+    let pinned = |k: &AffinityKey, v: &AffinityValue| {
+        gone.iter()
+            .any(|b| b.svc_slot == k.svc_slot && b.id == v.backend_id)
+    };
+    let stale: Vec<AffinityKey> = aff
+        .iter()
+        .filter_map(Result::ok)
+        .filter(|(k, v)| pinned(k, v))
+        .map(|(k, _)| k)
+        .collect();
+    for k in stale {
+        if aff.get(&k, 0).is_ok_and(|v| pinned(&k, &v)) && aff.remove(&k).is_ok() {
+            out.affinities += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// The runtime configuration as the program reads it.
+fn config(ebpf: &Ebpf) -> Result<L4Config, SyncError> {
+    let map = ebpf
+        .map(MAP_CONFIG)
+        .ok_or(SyncError::MissingMap(MAP_CONFIG))?;
+    let a: Array<&MapData, L4Config> = Array::try_from(map).map_err(merr(MAP_CONFIG))?;
+    a.get(&0, 0).map_err(merr(MAP_CONFIG))
 }
 
 /// Occupancy of the flow tables, without touching them.

@@ -83,7 +83,9 @@ pub struct L4Args {
     #[arg(long, default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=MAX_L4_TIMEOUT_SECS))]
     pub l4_tcp_closing_timeout_secs: u64,
-    /// How long a removed endpoint keeps its existing flows, seconds (0 to 604800).
+    /// How long a removed endpoint keeps its existing TCP connections, seconds (0 to 604800).
+    /// Its UDP flows move to a live endpoint at once, as kube-proxy's; a terminating endpoint
+    /// that still serves keeps all its flows.
     #[arg(long, default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(0..=MAX_L4_TIMEOUT_SECS))]
     pub l4_drain_secs: u64,

@@ -1,8 +1,10 @@
 //! Snapshot → BPF map diff. Each (service, address family) is one unit with a slot (its Maglev
 //! halves and counters). Only what changed is written: backends, the inactive Maglev half then
 //! a generation flip (so no packet sees a half-written table), service entries, source ranges.
-//! Removed endpoints drain: they turn terminating (existing flows only) for a grace period,
-//! then disappear. After a restart the state is recovered from the pinned maps.
+//! Removed endpoints (gone from the snapshot: deleted, not serving, or filtered out) drain:
+//! they turn removed (existing TCP flows only; UDP flows move on their next datagram) for a
+//! grace period, then disappear. Terminating endpoints that still serve are in the snapshot
+//! and keep all their flows. After a restart the state is recovered from the pinned maps.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -16,7 +18,10 @@ use aya::{
 };
 use ingress_common::l4::*;
 
-use super::maglev::{self, MaglevBackend, MaglevError};
+use super::{
+    flows::{self, BackendRef},
+    maglev::{self, MaglevBackend, MaglevError},
+};
 use crate::model::{EndpointState, Frontend, L4Protocol, L4Service, Snapshot};
 
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +74,8 @@ pub struct L4Options {
     pub tcp_timeout: Duration,
     pub tcp_closing_timeout: Duration,
     pub udp_timeout: Duration,
-    /// How long a removed endpoint keeps serving its existing flows.
+    /// How long a removed endpoint keeps serving its existing TCP flows (its UDP flows move
+    /// at once).
     pub drain: Duration,
     /// This node's name: endpoints on other nodes are remote (SNAT + XDP_TX).
     pub node_name: Option<String>,
@@ -157,6 +163,41 @@ pub struct ApplyReport {
     pub source_ranges_written: usize,
     /// Units left as they were.
     pub unchanged: usize,
+    /// Flows deleted because their endpoint left: UDP flows when it is removed, every flow
+    /// when its drain ends.
+    pub flows_released: usize,
+    /// ClientIP affinity entries deleted because they named an endpoint that left.
+    pub affinities_released: usize,
+}
+
+/// Backends that left during one apply or maintenance round, whose flows are to go.
+#[derive(Default)]
+struct Leaving {
+    /// Removed now: their UDP flows go (TCP ones drain), and their affinity entries.
+    removed: Vec<BackendRef>,
+    /// Drained: every flow and affinity entry of theirs goes.
+    ended: Vec<BackendRef>,
+}
+
+impl Leaving {
+    /// Deletes what [`Leaving`] says from the flow and affinity tables.
+    fn release(&self, ebpf: &mut Ebpf, report: &mut ApplyReport) -> Result<(), SyncError> {
+        for (gone, proto) in [(&self.removed, Some(PROTO_UDP)), (&self.ended, None)] {
+            let r = flows::release_backends(ebpf, gone, proto)?;
+            report.flows_released += r.flows as usize;
+            report.affinities_released += r.affinities as usize;
+        }
+        Ok(())
+    }
+}
+
+fn backend_ref(id: u32, be: &Backend) -> BackendRef {
+    BackendRef {
+        id,
+        addr: be.addr,
+        port: be.port,
+        svc_slot: be.svc_slot,
+    }
 }
 
 /// Address bytes as the maps hold them.
@@ -295,6 +336,7 @@ impl L4Sync {
                 }
             }
         }
+        let mut leaving = Leaving::default();
         // Units that went away: entries removed now, backends drain, slot freed later.
         let gone: Vec<String> = self
             .slots
@@ -333,10 +375,11 @@ impl L4Sync {
                     .set(slot, name, 0)
                     .map_err(map_err(MAP_SERVICE_NAMES))?;
             }
-            self.sync_unit(ebpf, slot, d, now, &mut report)?;
+            self.sync_unit(ebpf, slot, d, now, &mut report, &mut leaving)?;
         }
-        self.expire_drained(ebpf, now, &mut report)?;
+        self.expire_drained(ebpf, now, &mut report, &mut leaving)?;
         self.sync_ports(ebpf)?;
+        leaving.release(ebpf, &mut report)?;
         Ok(report)
     }
 
@@ -386,7 +429,9 @@ impl L4Sync {
     /// a neighbour; call it now and then (the run loop does, once a second).
     pub fn maintain(&mut self, ebpf: &mut Ebpf) -> Result<ApplyReport, SyncError> {
         let mut report = ApplyReport::default();
-        self.expire_drained(ebpf, Instant::now(), &mut report)?;
+        let mut leaving = Leaving::default();
+        self.expire_drained(ebpf, Instant::now(), &mut report, &mut leaving)?;
+        leaving.release(ebpf, &mut report)?;
         super::neigh::resolve_wanted(ebpf)?;
         Ok(report)
     }
@@ -513,6 +558,7 @@ impl L4Sync {
         d: Desired,
         now: Instant,
         report: &mut ApplyReport,
+        leaving: &mut Leaving,
     ) -> Result<(), SyncError> {
         // Backends: write new and changed ones; endpoints that left start draining.
         let mut ids = Vec::with_capacity(d.backends.len());
@@ -547,22 +593,6 @@ impl L4Sync {
                 },
             );
             ids.push((sa, id, be));
-        }
-        let leaving: Vec<BackendKey> = self
-            .backends
-            .iter()
-            .filter(|(k, s)| k.0 == slot && !wanted.contains(k) && s.draining_since.is_none())
-            .map(|(k, _)| *k)
-            .collect();
-        for k in leaving {
-            if let Some(s) = self.backends.get_mut(&k) {
-                s.value.flags |= BE_F_TERMINATING;
-                s.draining_since = Some(now);
-                backends_map(ebpf)?
-                    .set(s.id, s.value, 0)
-                    .map_err(map_err(MAP_BACKENDS))?;
-                report.backends_written += 1;
-            }
         }
 
         // Maglev over active endpoints, or terminating ones when none is active (KEP-1669).
@@ -665,6 +695,26 @@ impl L4Sync {
         remove_ranges(ebpf, slot, &del)?;
         let unit = self.units.entry(slot).or_default();
         unit.ranges = d.ranges;
+
+        // Endpoints that left start draining, only now that the live Maglev table no longer
+        // names them: a UDP flow leaving a removed endpoint must not be given it again.
+        let left: Vec<BackendKey> = self
+            .backends
+            .iter()
+            .filter(|(k, s)| k.0 == slot && !wanted.contains(k) && s.draining_since.is_none())
+            .map(|(k, _)| *k)
+            .collect();
+        for k in left {
+            if let Some(s) = self.backends.get_mut(&k) {
+                s.value.flags |= BE_F_TERMINATING | BE_F_REMOVED;
+                s.draining_since = Some(now);
+                backends_map(ebpf)?
+                    .set(s.id, s.value, 0)
+                    .map_err(map_err(MAP_BACKENDS))?;
+                report.backends_written += 1;
+                leaving.removed.push(backend_ref(s.id, &s.value));
+            }
+        }
         Ok(())
     }
 
@@ -673,6 +723,7 @@ impl L4Sync {
         ebpf: &mut Ebpf,
         now: Instant,
         report: &mut ApplyReport,
+        leaving: &mut Leaving,
     ) -> Result<(), SyncError> {
         let done: Vec<BackendKey> = self
             .backends
@@ -690,17 +741,19 @@ impl L4Sync {
             };
             if self.retiring.contains(&k.0) && s.draining_since.is_none() {
                 // First step for a removed service: drain like a removed endpoint.
-                s.value.flags |= BE_F_TERMINATING;
+                s.value.flags |= BE_F_TERMINATING | BE_F_REMOVED;
                 s.draining_since = Some(now);
                 backends_map(ebpf)?
                     .set(s.id, s.value, 0)
                     .map_err(map_err(MAP_BACKENDS))?;
                 report.backends_written += 1;
+                leaving.removed.push(backend_ref(s.id, &s.value));
                 continue;
             }
             backends_map(ebpf)?
                 .set(s.id, Backend::default(), 0)
                 .map_err(map_err(MAP_BACKENDS))?;
+            leaving.ended.push(backend_ref(s.id, &s.value));
             self.backends.remove(&k);
             report.backends_removed += 1;
         }

@@ -43,7 +43,9 @@ pub struct Counters {
 pub struct BackendView {
     pub id: u32,
     pub address: SocketAddr,
-    /// `active`, or `terminating` (existing flows only; removed endpoints drain this way).
+    /// `active`; `terminating` (still serving: keeps its flows, new ones only when no endpoint
+    /// is active); or `removed` (draining for `--l4-drain-secs`: its TCP flows finish, its UDP
+    /// flows move to a live endpoint on their next datagram).
     pub state: &'static str,
     /// On another node: reached with SNAT and XDP_TX.
     pub remote: bool,
@@ -256,7 +258,9 @@ fn read_from(src: &Source) -> Result<BackendsView, ViewError> {
             bes.push(BackendView {
                 id,
                 address: SocketAddr::new(addr_from(&b.addr, b.family), u16::from_be(b.port)),
-                state: if b.flags & BE_F_TERMINATING != 0 {
+                state: if b.flags & BE_F_REMOVED != 0 {
+                    "removed"
+                } else if b.flags & BE_F_TERMINATING != 0 {
                     "terminating"
                 } else {
                     "active"
