@@ -68,23 +68,13 @@ fn ingress(
 }
 
 fn translated(yaml: &str) -> Arc<Snapshot> {
-    use xdp_ingress::{
-        model::translate::{TranslateConfig, translate},
-        source::files::parse_manifests,
-        store::Objects,
-    };
-    let objects = Objects::from_objects(parse_manifests(yaml).expect("manifests parse"));
-    let config = TranslateConfig {
-        allow_node_local_endpoints: true,
-        ..TranslateConfig::default()
-    };
-    let s = translate(&objects, &config);
+    let s = translate_manifests(0, yaml, |_| {});
     assert!(
         s.diagnostics.is_empty(),
         "unexpected diagnostics: {:?}",
         s.diagnostics
     );
-    Arc::new(s)
+    s
 }
 
 const N: &str = "nginx.ingress.kubernetes.io/";

@@ -1018,21 +1018,7 @@ metadata:
 
 /// Translates manifests as the control plane does (manifest parser, store, translation).
 fn translated(version: u64, yaml: &str) -> Arc<Snapshot> {
-    use xdp_ingress::{
-        model::translate::{TranslateConfig, translate},
-        source::files::parse_manifests,
-        store::Objects,
-    };
-    let objects = Objects::from_objects(parse_manifests(yaml).expect("manifests parse"));
-    // The backends of these tests listen on loopback, which translation refuses unless the
-    // operator opts in (`--allow-node-local-endpoints`).
-    let config = TranslateConfig {
-        allow_node_local_endpoints: true,
-        ..TranslateConfig::default()
-    };
-    let mut s = translate(&objects, &config);
-    s.version = version;
-    Arc::new(s)
+    translate_manifests(version, yaml, |_| {})
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -3522,20 +3508,9 @@ fn configmap_yaml(data: &[(&str, &str)]) -> String {
 
 /// As [`translated`], reading the controller ConfigMap `ingress-nginx/cm` from the manifests.
 fn translated_with_configmap(version: u64, yaml: &str) -> Arc<Snapshot> {
-    use xdp_ingress::{
-        model::translate::{TranslateConfig, translate},
-        source::files::parse_manifests,
-        store::{Key, Objects},
-    };
-    let objects = Objects::from_objects(parse_manifests(yaml).expect("manifests parse"));
-    let config = TranslateConfig {
-        allow_node_local_endpoints: true,
-        configmap: Some(Key::new("ingress-nginx", "cm")),
-        ..TranslateConfig::default()
-    };
-    let mut s = translate(&objects, &config);
-    s.version = version;
-    Arc::new(s)
+    translate_manifests(version, yaml, |c| {
+        c.configmap = Some(xdp_ingress::store::Key::new("ingress-nginx", "cm"))
+    })
 }
 
 /// ConfigMap keys are defaults that apply hot: `hsts*` (on by default, as ingress-nginx:

@@ -661,3 +661,27 @@ pub mod h2raw {
         out
     }
 }
+
+/// Translates manifests as the control plane does (manifest parser, store, translation), with
+/// the config `edit` leaves. The backends of these tests listen on loopback, which translation
+/// refuses unless the operator opts in (`--allow-node-local-endpoints`): here it is in.
+pub fn translate_manifests(
+    version: u64,
+    yaml: &str,
+    edit: impl FnOnce(&mut xdp_ingress::model::translate::TranslateConfig),
+) -> Arc<xdp_ingress::model::Snapshot> {
+    use xdp_ingress::{
+        model::translate::{TranslateConfig, translate},
+        source::files::parse_manifests,
+        store::Objects,
+    };
+    let objects = Objects::from_objects(parse_manifests(yaml).expect("manifests parse"));
+    let mut config = TranslateConfig {
+        allow_node_local_endpoints: true,
+        ..TranslateConfig::default()
+    };
+    edit(&mut config);
+    let mut s = translate(&objects, &config);
+    s.version = version;
+    Arc::new(s)
+}
