@@ -206,4 +206,12 @@ fn migration_doc_table_is_generated_from_the_support_table() {
 fn migrate_errors_exit_2() {
     let (code, _) = migrate(&["--manifests", "/nonexistent/xdp-ingress-migrate"]);
     assert_eq!(code, 2);
+    // A class no Ingress has is no all-clear.
+    let (code, _) = migrate(&[
+        "--manifests",
+        &dir("ingress-nginx"),
+        "--ingress-class",
+        "no-such-class",
+    ]);
+    assert_eq!(code, 2);
 }

@@ -376,6 +376,13 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<i32> {
         None => from_cluster(&args).await?,
     };
     let r = report(&ingresses, cm.as_ref(), args.ingress_class.as_deref());
+    // "Everything behaves the same" about nothing would be a false all-clear.
+    if let Some(class) = &args.ingress_class {
+        anyhow::ensure!(
+            !r.ingresses.is_empty(),
+            "no Ingress of class {class:?} found: nothing to compare"
+        );
+    }
     match args.output {
         Output::Json => println!(
             "{}",
