@@ -302,6 +302,10 @@ mod tests {
         );
         assert!(head.contains("content-type: application/json"), "{head}");
         assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+        assert!(
+            head.contains("x-load-balancing-endpoint-weight: 2"),
+            "{head}"
+        );
 
         server.apply(&snapshot(Some(0)));
         assert_eq!(
