@@ -16,6 +16,7 @@ pub mod controller;
 pub mod dataplane;
 pub mod model;
 pub mod proxy;
+pub mod service_health;
 pub mod source;
 pub mod status;
 pub mod store;

@@ -12,6 +12,7 @@ use crate::{
     dataplane::{AttachMode, L4Args, L4Handle, object},
     model::{Snapshot, translate::Translator},
     proxy::{Proxy, ProxyArgs, ProxyHandle},
+    service_health::{self, ServiceHealthServer},
     source::{SourceEvent, args::SourceArgs, files, kube as kube_source},
     status,
     store::{Change, SourceId},
@@ -46,7 +47,7 @@ pub struct RunArgs {
 /// The one place planes are wired to the control loop. Each plane is a [`SnapshotSink`]; wrap
 /// an `apply` method with [`controller::sink`].
 fn dataplanes(
-    _args: &RunArgs,
+    args: &RunArgs,
     l4: Option<&L4Handle>,
     proxy: ProxyHandle,
 ) -> anyhow::Result<Vec<Box<dyn SnapshotSink>>> {
@@ -56,6 +57,17 @@ fn dataplanes(
             l4.apply(s)
                 .map(drop)
                 .map_err(|e| format!("{:#}", anyhow::Error::new(e)))
+        }));
+        // Health check node ports of the Local Services XDP steers: the node answers for
+        // the traffic it attracts (a port kube-proxy already holds is a warning).
+        let mut health = ServiceHealthServer::new(
+            Box::new(service_health::all_addresses),
+            args.proxy.clone(),
+            proxy.metrics(),
+        );
+        sinks.push(controller::sink("healthcheck", move |s: &Arc<Snapshot>| {
+            health.apply(s);
+            Ok(())
         }));
     }
     let mut logged = std::collections::BTreeSet::new();

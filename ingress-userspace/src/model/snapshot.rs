@@ -195,6 +195,20 @@ pub struct L4Service {
     /// SNAT (the pod sees the client's address); a node without one drops them, as
     /// kube-proxy does (its health check node port then says 503 so balancers move on).
     pub external_traffic_local: bool,
+    /// `spec.healthCheckNodePort` of an `externalTrafficPolicy: Local` Service, with this
+    /// node's share of it; `None` for `Cluster` or when no port is set.
+    pub health_check: Option<HealthCheck>,
+}
+
+/// What kube-proxy's health check node port answers for one Service on this node
+/// (pkg/proxy/healthcheck/service_health.go): 200 with at least one local endpoint, else 503.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct HealthCheck {
+    /// `spec.healthCheckNodePort` (TCP, HTTP, every node address).
+    pub node_port: u16,
+    /// Ready (not terminating) endpoints of this Service port on this node: `nodeName` equal to
+    /// `--node-name`, or either unknown (the XDP path then counts it local too).
+    pub local_endpoints: u32,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -540,6 +554,7 @@ mod tests {
             source_ranges: vec![],
             local_proxy,
             external_traffic_local: false,
+            health_check: None,
         }
     }
 

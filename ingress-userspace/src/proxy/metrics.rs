@@ -306,6 +306,26 @@ impl AdminLimits {
 
 /// Serves `/metrics`, `/healthz` and `/readyz` until the task is dropped.
 pub async fn serve_admin(listener: TcpListener, metrics: Arc<Metrics>, limits: AdminLimits) {
+    let m = Arc::clone(&metrics);
+    serve_small(listener, metrics, limits, "admin", move |path| {
+        admin_response(&m, path)
+    })
+    .await
+}
+
+/// Serves `respond(path)` on every request of every connection `listener` accepts, with the
+/// admin listener's protections ([`AdminLimits`]), until the task is dropped. `name` labels
+/// the connection and refusal metrics.
+pub async fn serve_small<F>(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    limits: AdminLimits,
+    name: &'static str,
+    respond: F,
+) where
+    F: Fn(&str) -> Response<Full<Bytes>> + Send + Sync + 'static,
+{
+    let respond = Arc::new(respond);
     let slots = ConnectionSlots::new(limits.max_connections, limits.max_connections_per_client);
     let builder = Arc::new(limits.builder);
     let timeouts = limits.timeouts;
@@ -314,7 +334,7 @@ pub async fn serve_admin(listener: TcpListener, metrics: Arc<Metrics>, limits: A
             Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors and similar: back off instead of spinning.
-                debug!(error = %e, "admin accept failed");
+                debug!(listener = name, error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }
@@ -322,19 +342,19 @@ pub async fn serve_admin(listener: TcpListener, metrics: Arc<Metrics>, limits: A
         let slot = match slots.try_take(peer.ip()) {
             Ok(slot) => slot,
             Err(refused) => {
-                metrics.record_refused("admin", refused);
+                metrics.record_refused(name, refused);
                 continue;
             }
         };
-        let stream = CountedStream::new(stream, slot, ConnectionGuard::new(&metrics, "admin"));
-        let metrics = Arc::clone(&metrics);
+        let stream = CountedStream::new(stream, slot, ConnectionGuard::new(&metrics, name));
+        let respond = Arc::clone(&respond);
         let builder = Arc::clone(&builder);
         tokio::spawn(async move {
             let progress = Progress::new();
             let requests = progress.clone();
             let svc = service_fn(move |req: Request<Incoming>| {
                 let request = requests.begin();
-                let resp = admin_response(&metrics, req.uri().path());
+                let resp = respond(req.uri().path());
                 async move { Ok::<_, Infallible>(request.hold(resp)) }
             });
             let conn = builder.serve_connection(TokioIo::new(stream), svc);
@@ -349,8 +369,12 @@ pub async fn serve_admin(listener: TcpListener, metrics: Arc<Metrics>, limits: A
             .await;
             match ended {
                 Ended::Finished(Ok(())) => {}
-                Ended::Finished(Err(e)) => debug!(client = %peer, error = %e, "admin connection"),
-                Ended::Dropped(why) => debug!(client = %peer, ?why, "admin connection dropped"),
+                Ended::Finished(Err(e)) => {
+                    debug!(listener = name, client = %peer, error = %e, "connection")
+                }
+                Ended::Dropped(why) => {
+                    debug!(listener = name, client = %peer, ?why, "connection dropped")
+                }
             }
         });
     }

@@ -365,6 +365,11 @@ impl ProxyHandle {
         self.inner.shared.metrics.encode()
     }
 
+    /// The proxy's counters, for other small listeners that share its admin protections.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.inner.shared.metrics)
+    }
+
     /// Appends another component's exposition text (e.g. the XDP counters) to `/metrics`.
     pub fn set_extra_metrics(&self, f: metrics::ExtraMetrics) {
         self.inner.shared.metrics.extra.store(Some(Arc::new(f)));

@@ -11,7 +11,7 @@ use super::{
     diagnostics::Diagnostics, endpoints::EndpointIndex,
 };
 use crate::{
-    model::{Frontend, L4Protocol, L4Service, ObjectKind, ObjectRef},
+    model::{EndpointState, Frontend, HealthCheck, L4Protocol, L4Service, ObjectKind, ObjectRef},
     store::Objects,
 };
 
@@ -153,19 +153,44 @@ pub fn l4_services(
                 );
                 continue;
             }
+            let external_traffic_local = spec.external_traffic_policy.as_deref() == Some("Local");
+            let endpoints = endpoints.resolve(&key.namespace, &key.name, port);
+            let health_check = spec
+                .health_check_node_port
+                .and_then(|p| u16::try_from(p).ok())
+                .filter(|p| external_traffic_local && *p != 0)
+                .map(|node_port| HealthCheck {
+                    node_port,
+                    local_endpoints: local_ready(&endpoints, cfg.node_name.as_deref()),
+                });
             out.push(L4Service {
                 id: format!("{key}:{port_label}"),
                 service: oref.clone(),
                 protocol,
                 frontends,
-                endpoints: endpoints.resolve(&key.namespace, &key.name, port),
+                endpoints,
                 client_ip_affinity,
                 source_ranges: source_ranges.clone(),
                 local_proxy: own,
-                external_traffic_local: spec.external_traffic_policy.as_deref() == Some("Local"),
+                external_traffic_local,
+                health_check,
             });
         }
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));
     out
+}
+
+/// Ready endpoints on `node`, as kube-proxy counts them for the health check node port; the
+/// locality rule is the XDP path's (an unknown node name on either side is local).
+fn local_ready(endpoints: &[crate::model::Endpoint], node: Option<&str>) -> u32 {
+    let n = endpoints
+        .iter()
+        .filter(|e| e.state == EndpointState::Active)
+        .filter(|e| match (node, e.node_name.as_deref()) {
+            (Some(mine), Some(theirs)) => mine == theirs,
+            _ => true,
+        })
+        .count();
+    u32::try_from(n).unwrap_or(u32::MAX)
 }

@@ -12,7 +12,10 @@ use k8s_openapi::{
 
 use super::{fixtures::*, *};
 use crate::{
-    model::{EndpointState, Frontend, L4Protocol, PathMatch, RouteAction, Snapshot, VirtualHost},
+    model::{
+        EndpointState, Frontend, HealthCheck, L4Protocol, PathMatch, RouteAction, Snapshot,
+        VirtualHost,
+    },
     store::{Object, Objects},
 };
 
@@ -424,6 +427,7 @@ fn l4_takeover() {
     let spec = lb.spec.as_mut().unwrap();
     spec.external_ips = Some(vec!["198.18.5.5".into()]);
     spec.external_traffic_policy = Some("Local".into());
+    spec.health_check_node_port = Some(32100);
     spec.session_affinity = Some("ClientIP".into());
     spec.session_affinity_config = Some(SessionAffinityConfig {
         client_ip: Some(ClientIPConfig {
@@ -440,6 +444,18 @@ fn l4_takeover() {
         conditions: None,
     });
     o.upsert(svc(lb));
+    // Its health check counts the ready endpoints on this node only.
+    o.upsert(mk_slice(
+        "default",
+        "lb-1",
+        "lb",
+        "IPv4",
+        &[(Some("tcp"), 8080)],
+        &[
+            ("198.19.0.3", Some(true), None, None),
+            ("198.19.0.4", Some(false), Some(true), Some(true)),
+        ],
+    ));
     // Annotated ClusterIP: warning, not taken over. Bad source range: error, not taken over.
     o.upsert(svc(np("cip", "ClusterIP", 0)));
     let mut bad = np("badrange", "NodePort", 30099);
@@ -480,8 +496,31 @@ fn l4_takeover() {
     );
     assert!(!echo.local_proxy);
     assert!(!echo.external_traffic_local);
+    assert_eq!(
+        echo.health_check, None,
+        "externalTrafficPolicy Cluster has none"
+    );
     let lb = &s.l4[1];
     assert!(lb.external_traffic_local);
+    assert_eq!(
+        lb.health_check,
+        Some(HealthCheck {
+            node_port: 32100,
+            local_endpoints: 1
+        })
+    );
+    let elsewhere = TranslateConfig {
+        node_name: Some("node-b".into()),
+        ..cfg.clone()
+    };
+    assert_eq!(
+        translate(&o, &elsewhere).l4[1].health_check,
+        Some(HealthCheck {
+            node_port: 32100,
+            local_endpoints: 0
+        }),
+        "no endpoint on node-b: 503"
+    );
     assert_eq!(
         lb.frontends,
         [
