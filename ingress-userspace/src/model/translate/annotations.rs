@@ -13,7 +13,7 @@ use crate::model::{
 
 use super::diagnostics::Diagnostics;
 
-pub(super) const PREFIXES: [&str; 2] = ["nginx.ingress.kubernetes.io/", "xdp-ingress.dev/"];
+pub(super) use super::support::PREFIXES;
 
 /// `proxy-connect-timeout`: 1 ms to 1 hour. nginx notes the connect timeout "cannot usually
 /// exceed 75 seconds" (the kernel's SYN retries end first); an hour leaves room without

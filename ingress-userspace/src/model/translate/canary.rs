@@ -413,7 +413,6 @@ mod tests {
 
 #[cfg(test)]
 mod merge_tests {
-    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
     use super::super::{fixtures::*, translate};
     use crate::{
@@ -425,24 +424,7 @@ mod merge_tests {
 
     /// Services `web`, `api` and `beta`, one pod each.
     fn objects() -> Objects {
-        let mut o = Objects::default();
-        for (i, name) in ["web", "api", "beta"].into_iter().enumerate() {
-            o.upsert(svc(mk_service(
-                "default",
-                name,
-                "ClusterIP",
-                vec![mk_port(Some("http"), 80, IntOrString::Int(8080))],
-            )));
-            o.upsert(mk_slice(
-                "default",
-                &format!("{name}-1"),
-                name,
-                "IPv4",
-                &[(Some("http"), 8080)],
-                &[(&format!("198.19.{i}.2"), Some(true), None, None)],
-            ));
-        }
-        o
+        services_with_one_pod(&["web", "api", "beta"])
     }
 
     fn canary_ingress(

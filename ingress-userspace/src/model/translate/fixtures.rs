@@ -230,3 +230,26 @@ pub fn mk_cert_pem(names: &[&str]) -> (String, String) {
     let ck = rcgen::generate_simple_self_signed(names).expect("rcgen");
     (ck.cert.pem(), ck.key_pair.serialize_pem())
 }
+
+/// ClusterIP Services `names` in `default` (port 80 "http" -> 8080), the i-th with one ready
+/// pod `198.19.<i>.2` in the EndpointSlice `<name>-abc`.
+pub fn services_with_one_pod(names: &[&str]) -> crate::store::Objects {
+    let mut o = crate::store::Objects::default();
+    for (i, name) in names.iter().enumerate() {
+        o.upsert(svc(mk_service(
+            "default",
+            name,
+            "ClusterIP",
+            vec![mk_port(Some("http"), 80, IntOrString::Int(8080))],
+        )));
+        o.upsert(mk_slice(
+            "default",
+            &format!("{name}-abc"),
+            name,
+            "IPv4",
+            &[(Some("http"), 8080)],
+            &[(&format!("198.19.{i}.2"), Some(true), None, None)],
+        ));
+    }
+    o
+}

@@ -3,8 +3,6 @@
 //! user-guide/ingress-path-matching.md and the Kubernetes blog post "Before you migrate: five
 //! surprising Ingress-NGINX behaviors" (2026-02-27).
 
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-
 use super::{fixtures::*, *};
 use crate::{
     model::{PathMatch, RedirectTo, Snapshot, VirtualHost},
@@ -12,24 +10,7 @@ use crate::{
 };
 
 fn base() -> Objects {
-    let mut o = Objects::default();
-    for (name, i) in [("service1", 0), ("service2", 1), ("service3", 2)] {
-        o.upsert(svc(mk_service(
-            "default",
-            name,
-            "ClusterIP",
-            vec![mk_port(Some("http"), 80, IntOrString::Int(8080))],
-        )));
-        o.upsert(mk_slice(
-            "default",
-            &format!("{name}-abc"),
-            name,
-            "IPv4",
-            &[(Some("http"), 8080)],
-            &[(&format!("198.19.{i}.2"), Some(true), None, None)],
-        ));
-    }
-    o
+    services_with_one_pod(&["service1", "service2", "service3"])
 }
 
 fn in_class(mut i: Ingress, class: &str) -> Ingress {

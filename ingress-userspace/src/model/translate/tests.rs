@@ -21,24 +21,7 @@ use crate::{
 
 /// A ClusterIP Service `web` (port 80 "http" -> 8080) with two ready pods, and `api` likewise.
 fn base() -> Objects {
-    let mut o = Objects::default();
-    for (name, i) in [("web", 0), ("api", 1)] {
-        o.upsert(svc(mk_service(
-            "default",
-            name,
-            "ClusterIP",
-            vec![mk_port(Some("http"), 80, IntOrString::Int(8080))],
-        )));
-        o.upsert(mk_slice(
-            "default",
-            &format!("{name}-abc"),
-            name,
-            "IPv4",
-            &[(Some("http"), 8080)],
-            &[(&format!("198.19.{i}.2"), Some(true), None, None)],
-        ));
-    }
-    o
+    services_with_one_pod(&["web", "api"])
 }
 
 fn run(objects: &Objects) -> Snapshot {
