@@ -14,31 +14,14 @@ use xdp_ingress::model::Snapshot;
 
 /// A Service `web` on `backend`, the IngressClass `nginx` served by us, and `ingresses`.
 fn manifests(backend: SocketAddr, ingresses: &str) -> String {
-    let port = backend.port();
-    let ip = backend.ip();
+    let service = service_yaml("web", backend);
     format!(
         r#"apiVersion: networking.k8s.io/v1
 kind: IngressClass
 metadata: {{name: nginx}}
 spec: {{controller: xdp-ingress.dev/controller}}
 ---
-apiVersion: v1
-kind: Service
-metadata: {{name: web, namespace: default}}
-spec:
-  ports: [{{name: http, port: 80, targetPort: {port}}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: web-1
-  namespace: default
-  labels: {{kubernetes.io/service-name: web}}
-addressType: IPv4
-ports: [{{name: http, port: {port}, protocol: TCP}}]
-endpoints:
-- {{addresses: ["{ip}"], conditions: {{ready: true}}}}
-{ingresses}"#
+{service}{ingresses}"#
     )
 }
 

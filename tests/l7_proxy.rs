@@ -973,8 +973,7 @@ async fn hostile_requests_get_errors_and_harm_nobody() {
 /// Ingress YAML for one host whose `/` goes to a Service with one endpoint at `backend`,
 /// with these annotations (`key: value` lines, prefix included).
 fn ingress_yaml(host: &str, backend: SocketAddr, annotations: &[(&str, &str)]) -> String {
-    let port = backend.port();
-    let ip = backend.ip();
+    let service = service_yaml("web", backend);
     let mut ann: String = annotations
         .iter()
         .map(|(k, v)| format!("    {k}: {v:?}\n"))
@@ -983,24 +982,7 @@ fn ingress_yaml(host: &str, backend: SocketAddr, annotations: &[(&str, &str)]) -
         ann.insert_str(0, "  annotations:\n");
     }
     format!(
-        r#"apiVersion: v1
-kind: Service
-metadata: {{name: web, namespace: default}}
-spec:
-  ports: [{{name: http, port: 80, targetPort: {port}}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: web-1
-  namespace: default
-  labels: {{kubernetes.io/service-name: web}}
-addressType: IPv4
-ports: [{{name: http, port: {port}, protocol: TCP}}]
-endpoints:
-- {{addresses: ["{ip}"], conditions: {{ready: true}}, targetRef: {{kind: Pod, name: web-0}}}}
----
-apiVersion: networking.k8s.io/v1
+        r#"{service}apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata:
   name: guarded
@@ -2981,31 +2963,6 @@ async fn per_client_cap_counts_the_clients_a_trusted_proxy_header_names() {
     assert!(proxy.handle.metrics_text().contains(
         "xdp_ingress_rejected_connections_total{listener=\"http\",reason=\"max_connections_per_client\"} 2"
     ));
-}
-
-/// A Service with one pod at `addr` and its EndpointSlice, in namespace `default`.
-fn service_yaml(name: &str, addr: SocketAddr) -> String {
-    let (ip, port) = (addr.ip(), addr.port());
-    format!(
-        r#"apiVersion: v1
-kind: Service
-metadata: {{name: {name}, namespace: default}}
-spec:
-  ports: [{{name: http, port: 80, targetPort: {port}}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: {name}-1
-  namespace: default
-  labels: {{kubernetes.io/service-name: {name}}}
-addressType: IPv4
-ports: [{{name: http, port: {port}, protocol: TCP}}]
-endpoints:
-- {{addresses: ["{ip}"], conditions: {{ready: true}}, targetRef: {{kind: Pod, name: {name}-0}}}}
----
-"#
-    )
 }
 
 /// An Ingress `name` routing `canary.test` `/` (Prefix) to Service `service`.

@@ -685,3 +685,28 @@ pub fn translate_manifests(
     s.version = version;
     Arc::new(s)
 }
+
+/// A Service with one pod at `addr` and its EndpointSlice, in namespace `default`.
+pub fn service_yaml(name: &str, addr: SocketAddr) -> String {
+    let (ip, port) = (addr.ip(), addr.port());
+    format!(
+        r#"apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: default}}
+spec:
+  ports: [{{name: http, port: 80, targetPort: {port}}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {name}-1
+  namespace: default
+  labels: {{kubernetes.io/service-name: {name}}}
+addressType: IPv4
+ports: [{{name: http, port: {port}, protocol: TCP}}]
+endpoints:
+- {{addresses: ["{ip}"], conditions: {{ready: true}}, targetRef: {{kind: Pod, name: {name}-0}}}}
+---
+"#
+    )
+}
