@@ -12,6 +12,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version, header::HOS
 use serde::Serialize;
 
 use crate::{
+    model::translate::endpoints::SERVICE_NAME_LABEL,
     model::translate::{
         DEFAULT_CONTROLLER_NAME, DEFAULT_INGRESS_CLASS, TranslateConfig, translate,
     },
@@ -25,6 +26,7 @@ use crate::{
         router::{CompiledAction, CompiledHost, Lookup, Miss, RequestView, RouteTable},
     },
     source::files::ManifestDir,
+    store::Objects,
 };
 
 #[derive(Debug, clap::Args)]
@@ -139,7 +141,9 @@ pub struct Explanation {
     /// The route's `default-backend` and `custom-http-errors`, if set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_pages: Option<ErrorPagesInfo>,
-    /// Problems the control plane reported for the Ingress that matched (and its canary).
+    /// Problems the control plane reported for the Ingress that matched (and its canary),
+    /// for Ingresses that name this host but are not (fully) served (e.g. snippets refused),
+    /// and for the backends' EndpointSlices (refused endpoint addresses).
     pub diagnostics: Vec<Diagnostic>,
     pub snapshot_version: u64,
 }
@@ -400,6 +404,80 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
     e
 }
 
+/// Adds to `e` the diagnostics the route table cannot point at: those of Ingresses whose
+/// rules name `host` (exactly, through a one-label wildcard, or without a host when no virtual
+/// host matched) but that were not served or served in part — an Ingress refused for its
+/// snippets leaves no route behind — and those of the EndpointSlices behind the backends shown
+/// (an endpoint address refused as node-local).
+pub fn add_related_diagnostics(
+    e: &mut Explanation,
+    snapshot: &Snapshot,
+    objects: &Objects,
+    host: &str,
+) {
+    let host = crate::proxy::router::normalize_host(host);
+    let names_host = |rule_host: Option<&str>| match rule_host {
+        None | Some("") => e.virtual_host.is_none(),
+        Some(h) => match h.strip_prefix("*.") {
+            Some(suffix) => host
+                .split_once('.')
+                .is_some_and(|(label, rest)| !label.is_empty() && rest == suffix),
+            None => h.eq_ignore_ascii_case(&host),
+        },
+    };
+    let mut related: Vec<ObjectRef> = objects
+        .ingresses
+        .values()
+        .filter(|i| {
+            let rules = i.spec.as_ref().and_then(|s| s.rules.as_ref());
+            rules.is_some_and(|r| r.iter().any(|r| names_host(r.host.as_deref())))
+        })
+        .map(|i| {
+            ObjectRef::new(
+                ObjectKind::Ingress,
+                i.metadata.namespace.clone().unwrap_or_default(),
+                i.metadata.name.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let services = e
+        .backends
+        .iter()
+        .chain(e.canary.as_ref().map(|c| &c.backend))
+        .map(|b| (b.service.namespace.clone(), b.service.name.clone()))
+        .collect::<std::collections::BTreeSet<_>>();
+    related.extend(
+        objects
+            .endpoint_slices
+            .values()
+            .filter(|s| {
+                let service = s
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(SERVICE_NAME_LABEL));
+                service.is_some_and(|svc| {
+                    services.contains(&(
+                        s.metadata.namespace.clone().unwrap_or_default(),
+                        svc.clone(),
+                    ))
+                })
+            })
+            .map(|s| {
+                ObjectRef::new(
+                    ObjectKind::EndpointSlice,
+                    s.metadata.namespace.clone().unwrap_or_default(),
+                    s.metadata.name.clone().unwrap_or_default(),
+                )
+            }),
+    );
+    for d in &snapshot.diagnostics {
+        if related.contains(&d.object) && !e.diagnostics.contains(d) {
+            e.diagnostics.push(d.clone());
+        }
+    }
+}
+
 fn miss_reason(why: Miss, host: &str, path: &str) -> String {
     match why {
         Miss::NoHost => format!("no rule for host {host:?} and no rule without host"),
@@ -438,11 +516,15 @@ fn backend_info(u: &Upstream, weight: u32) -> BackendInfo {
 /// The snapshot the control plane builds from a manifest directory (same source, same
 /// translation as `run --manifests`).
 pub fn load_snapshot(dir: &std::path::Path, config: &TranslateConfig) -> anyhow::Result<Snapshot> {
+    Ok(translate(&load_objects(dir)?, config))
+}
+
+/// The objects of a manifest directory, as `run --manifests` reads them.
+pub fn load_objects(dir: &std::path::Path) -> anyhow::Result<Objects> {
     if !dir.is_dir() {
         anyhow::bail!("{} is not a directory", dir.display());
     }
-    let objects = ManifestDir::new(dir).load();
-    Ok(translate(&objects, config))
+    Ok(ManifestDir::new(dir).load())
 }
 
 pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
@@ -456,18 +538,20 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
         serve_ingresses_with_snippets: args.serve_ingresses_with_snippets,
         ..TranslateConfig::default()
     };
-    let snapshot = load_snapshot(&args.manifests, &config)
+    let objects = load_objects(&args.manifests)
         .with_context(|| format!("loading manifests from {}", args.manifests.display()))?;
-    let e = explain(
+    let snapshot = translate(&objects, &config);
+    let mut e = explain(
         &snapshot,
         &Query {
-            host: args.host,
+            host: args.host.clone(),
             path: args.path,
             method: args.method,
             headers: args.headers,
             https: args.https,
         },
     );
+    add_related_diagnostics(&mut e, &snapshot, &objects, &args.host);
     println!(
         "{}",
         serde_json::to_string_pretty(&e).context("encoding JSON")?
@@ -727,6 +811,66 @@ mod tests {
         assert_eq!(e.outcome, Outcome::DefaultBackend);
         assert_eq!(e.backends[0].service.name, "web");
         assert!(load_snapshot(&dir.join("nope"), &TranslateConfig::default()).is_err());
+    }
+
+    /// An Ingress refused for its snippets leaves no route, and a refused endpoint address
+    /// leaves one fewer endpoint: `explain` of that host says why in `diagnostics`.
+    #[test]
+    fn shows_why_an_ingress_or_endpoint_is_not_served() {
+        let dir = std::env::temp_dir().join(format!("xi-explain-related-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ingress = |name: &str, host: &str, ann: &str| {
+            format!(
+                "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  \
+                 namespace: default\n  annotations: {{{ann}}}\nspec:\n  ingressClassName: xdp-ingress\n  \
+                 rules:\n  - host: {host:?}\n    http:\n      paths:\n      - {{path: /, \
+                 pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}\n"
+            )
+        };
+        let yaml = [
+            ingress(
+                "snip",
+                "snip.test",
+                "nginx.ingress.kubernetes.io/server-snippet: 'deny all;'",
+            ),
+            ingress("wild", "*.wild.test", ""),
+            "---\napiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\n\
+             spec: {ports: [{name: http, port: 80, targetPort: 8080}]}\n\
+             ---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+             metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}\n\
+             addressType: IPv4\nports: [{name: http, port: 8080}]\n\
+             endpoints: [{addresses: [10.0.0.7]}, {addresses: [127.0.0.1]}]\n"
+                .to_string(),
+        ]
+        .concat();
+        std::fs::write(dir.join("all.yaml"), yaml).unwrap();
+        let objects = load_objects(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+        let s = translate(&objects, &TranslateConfig::default());
+        let reasons = |e: &Explanation| -> Vec<(String, String)> {
+            e.diagnostics
+                .iter()
+                .map(|d| (d.object.name.clone(), d.reason.clone()))
+                .collect()
+        };
+
+        let mut e = explain(&s, &q("snip.test", "/"));
+        assert_eq!(e.outcome, Outcome::NotFound, "{e:?}");
+        add_related_diagnostics(&mut e, &s, &objects, "SNIP.test:80");
+        let r = reasons(&e);
+        assert!(r.iter().any(|(o, _)| o == "snip"), "{r:?}");
+        assert!(!r.iter().any(|(o, _)| o == "wild"), "{r:?}");
+
+        let mut e = explain(&s, &q("a.wild.test", "/"));
+        assert_eq!(e.outcome, Outcome::Route, "{e:?}");
+        assert_eq!(e.backends[0].endpoints.len(), 1, "127.0.0.1 is refused");
+        add_related_diagnostics(&mut e, &s, &objects, "a.wild.test");
+        let r = reasons(&e);
+        assert!(
+            r.contains(&("web-1".into(), "EndpointAddressRefused".into())),
+            "{r:?}"
+        );
+        assert!(!r.iter().any(|(o, _)| o == "snip"), "{r:?}");
     }
 
     #[test]
