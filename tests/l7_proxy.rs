@@ -3615,6 +3615,92 @@ async fn controller_configmap_trust_keys_apply_to_new_connections() {
 }
 
 /// A host served by one upstream at `addr` speaking `protocol`.
+/// The upstream keys of the controller ConfigMap are route defaults, as ingress-nginx's:
+/// `proxy-read-timeout` (a pod slower than it gets 504), `proxy-connect-timeout` (a pod that
+/// never completes the handshake gets 504 after it, not after our 5 s default), and
+/// `compute-full-forwarded-for` (a trusted sender's X-Forwarded-For is appended to).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_configmap_upstream_timeouts_and_forwarded_for_apply() {
+    let a = backend("a");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    // A listener whose accept queue is full: the kernel drops further SYNs, so a connect
+    // to it hangs until the caller gives up.
+    let stuck = tokio::net::TcpSocket::new_v4().unwrap();
+    stuck.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let stuck = stuck.listen(0).unwrap();
+    let stuck_addr = stuck.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(s)) = tokio::time::timeout(
+            Duration::from_millis(300),
+            tokio::net::TcpStream::connect(stuck_addr),
+        )
+        .await
+        {
+            fillers.push(s);
+        }
+    }
+    let site = format!(
+        "{}---\n{}",
+        ingress_yaml("slow.test", a.addr, &[]),
+        ingress_yaml("stuck.test", stuck_addr, &[])
+            .replace("name: guarded", "name: stuck")
+            .replace("name: web", "name: stuck")
+    );
+    // Within `limit`, or None when the client gave up first.
+    let within = |host: &'static str, path: &'static str, limit: u64| {
+        let c = c.clone();
+        let r = req(proxy.http(), host, path);
+        async move {
+            tokio::time::timeout(Duration::from_secs(limit), send(&c, r))
+                .await
+                .ok()
+                .map(|g| g.unwrap().status)
+        }
+    };
+
+    // Defaults (60 s read, 5 s connect): a 2 s pod answers; the stuck one outlasts 3 s.
+    proxy.handle.apply(translated_with_configmap(1, &site));
+    assert_eq!(
+        within("slow.test", "/delay/2000", 10).await,
+        Some(StatusCode::OK)
+    );
+    assert_eq!(within("stuck.test", "/", 3).await, None);
+
+    let cm = configmap_yaml(&[
+        ("proxy-read-timeout", "1"),
+        ("proxy-connect-timeout", "1"),
+        ("compute-full-forwarded-for", "true"),
+        ("use-forwarded-headers", "true"),
+        ("proxy-real-ip-cidr", "127.0.0.0/8"),
+    ]);
+    proxy
+        .handle
+        .apply(translated_with_configmap(2, &format!("{site}{cm}")));
+    assert_eq!(
+        within("slow.test", "/delay/2000", 10).await,
+        Some(StatusCode::GATEWAY_TIMEOUT)
+    );
+    assert_eq!(
+        within("slow.test", "/delay/100", 10).await,
+        Some(StatusCode::OK)
+    );
+    assert_eq!(
+        within("stuck.test", "/", 3).await,
+        Some(StatusCode::GATEWAY_TIMEOUT)
+    );
+    let mut r = req(proxy.http(), "slow.test", "/");
+    r.headers_mut()
+        .insert("x-forwarded-for", "198.51.100.9".parse().unwrap());
+    let g = send(&c, r).await.unwrap();
+    assert_eq!(
+        g.json()["headers"]["x-forwarded-for"],
+        "198.51.100.9, 127.0.0.1"
+    );
+    drop(fillers);
+}
+
 fn host_to(host: &str, service: &str, addr: SocketAddr, protocol: BackendProtocol) -> VirtualHost {
     let u = with(upstream_at(service, &[addr]), |u| u.protocol = protocol);
     vhost(host, vec![route_to(path("Prefix", "/"), u)], false)
