@@ -3701,6 +3701,60 @@ async fn controller_configmap_upstream_timeouts_and_forwarded_for_apply() {
     drop(fillers);
 }
 
+/// `ingress_yaml` with `spec.tls` for `host` and its Secret (a self-signed certificate).
+fn tls_ingress_yaml(host: &str, backend: SocketAddr, annotations: &[(&str, &str)]) -> String {
+    use base64::Engine as _;
+    let (cert, key) = self_signed_pem(&[host]).unwrap();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let ingress = ingress_yaml(host, backend, annotations).replace(
+        "  rules:\n",
+        &format!("  tls:\n  - {{hosts: [{host}], secretName: site-tls}}\n  rules:\n"),
+    );
+    format!(
+        "{ingress}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: site-tls, namespace: default}}\n\
+         type: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n",
+        b64(&cert),
+        b64(&key)
+    )
+}
+
+/// The controller ConfigMap's `ssl-redirect` is the default of the annotation: a host with TLS
+/// answers plain HTTP with 308 to HTTPS (ingress-nginx's default), not with `"false"`; the
+/// annotation on the Ingress wins over the ConfigMap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_configmap_ssl_redirect_is_the_default_an_annotation_overrides() {
+    let a = backend("a");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    let site = tls_ingress_yaml("tls.test", a.addr, &[]);
+    let status = || async { get(&c, proxy.http(), "tls.test", "/x").await };
+
+    proxy.handle.apply(translated_with_configmap(1, &site));
+    let g = status().await;
+    assert_eq!(g.status, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(
+        g.header("location"),
+        format!("https://tls.test:{}/x", proxy.https().port())
+    );
+
+    let off = configmap_yaml(&[("ssl-redirect", "false")]);
+    proxy
+        .handle
+        .apply(translated_with_configmap(2, &format!("{site}{off}")));
+    let g = status().await;
+    assert_eq!((g.status, g.pod()), (StatusCode::OK, "a".to_string()));
+
+    let annotated = tls_ingress_yaml(
+        "tls.test",
+        a.addr,
+        &[("nginx.ingress.kubernetes.io/ssl-redirect", "true")],
+    );
+    proxy
+        .handle
+        .apply(translated_with_configmap(3, &format!("{annotated}{off}")));
+    assert_eq!(status().await.status, StatusCode::PERMANENT_REDIRECT);
+}
+
 fn host_to(host: &str, service: &str, addr: SocketAddr, protocol: BackendProtocol) -> VirtualHost {
     let u = with(upstream_at(service, &[addr]), |u| u.protocol = protocol);
     vhost(host, vec![route_to(path("Prefix", "/"), u)], false)
