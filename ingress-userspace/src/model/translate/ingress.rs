@@ -15,7 +15,7 @@ use std::{
     sync::Arc,
 };
 
-use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
+use k8s_openapi::api::networking::v1::{HTTPIngressPath, Ingress, IngressBackend};
 
 use super::{
     TranslateConfig,
@@ -244,7 +244,6 @@ impl<'a> L7Builder<'a> {
             return;
         }
         let compatible = compat::is_compatible(ing, &self.compatible_classes);
-        let use_regex = opts.use_regex || opts.paths.implies_regex;
         let Some(spec) = ing.spec.as_ref() else {
             self.diags
                 .warn(&oref, "EmptyIngress", "Ingress has no spec");
@@ -351,6 +350,19 @@ impl<'a> L7Builder<'a> {
                     hb.fallback = Some(f.clone());
                 }
             }
+            let written_path = |p: &HTTPIngressPath| {
+                p.path
+                    .clone()
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or("/".into())
+            };
+            let target = opts.policy.rewrite.target.as_deref();
+            let use_regex = opts.use_regex
+                || rule
+                    .http
+                    .iter()
+                    .flat_map(|h| &h.paths)
+                    .any(|p| super::rewrite::needs_rewrite(target, &written_path(p)));
             if rule.http.is_some() {
                 let hb = self.hosts.entry(host.clone()).or_default();
                 hb.regex |= use_regex;
@@ -382,11 +394,7 @@ impl<'a> L7Builder<'a> {
                         continue;
                     }
                 };
-                let written = p
-                    .path
-                    .clone()
-                    .filter(|p| !p.is_empty())
-                    .unwrap_or("/".into());
+                let written = written_path(p);
                 // ingress-nginx keeps `/foo` and `/foo/` apart (two nginx locations); the
                 // Ingress API calls them one Prefix match.
                 let key = match &path {
@@ -415,7 +423,13 @@ impl<'a> L7Builder<'a> {
                         query: vec![],
                     },
                     action,
-                    policy: opts.policy.clone(),
+                    policy: if super::rewrite::needs_rewrite(target, &written) {
+                        opts.policy.clone()
+                    } else {
+                        let mut p = opts.policy.clone();
+                        Arc::make_mut(&mut p).rewrite.target = None;
+                        p
+                    },
                     origin: RouteOrigin {
                         object: oref.clone(),
                         rule: Some(ri),

@@ -106,6 +106,78 @@ fn path_priority_example_of_the_path_matching_guide() {
 }
 
 #[test]
+fn a_rewrite_target_equal_to_the_path_rewrites_nothing_and_keeps_prefix_matching() {
+    // ingress-nginx's needsRewrite (template.go): `rewrite-target: /` on path `/` is no
+    // rewrite, so it does not turn the host's paths into regexes: `= /foo` stays exact and
+    // `/FOO`, `/foobar` go to `/`. On another path of the same Ingress it does rewrite.
+    let mut o = base();
+    o.upsert(ing(with_annotation(
+        in_class(
+            mk_ingress(
+                "default",
+                "same-a",
+                1,
+                vec![("same.test", vec![("/", "Prefix", "service1", "80")])],
+            ),
+            "nginx",
+        ),
+        "nginx.ingress.kubernetes.io/rewrite-target",
+        "/",
+    )));
+    o.upsert(ing(in_class(
+        mk_ingress(
+            "default",
+            "same-b",
+            2,
+            vec![("same.test", vec![("/foo", "Exact", "service2", "80")])],
+        ),
+        "nginx",
+    )));
+    let s = run(&o);
+    let vh = &s.l7.hosts["same.test"];
+    assert_eq!(
+        routes(vh),
+        pairs(&[("= /foo", "service2"), ("prefix /", "service1")])
+    );
+    assert!(vh.routes.iter().all(|r| r.policy.rewrite.target.is_none()));
+
+    // The same annotation on an Ingress with a second path: that path is rewritten (and
+    // the host's paths become regexes), `/` still is not.
+    let mut o = base();
+    o.upsert(ing(with_annotation(
+        in_class(
+            mk_ingress(
+                "default",
+                "two",
+                1,
+                vec![(
+                    "two.test",
+                    vec![
+                        ("/", "Prefix", "service1", "80"),
+                        ("/api", "Prefix", "service2", "80"),
+                    ],
+                )],
+            ),
+            "nginx",
+        ),
+        "nginx.ingress.kubernetes.io/rewrite-target",
+        "/",
+    )));
+    let s = run(&o);
+    let vh = &s.l7.hosts["two.test"];
+    assert_eq!(
+        routes(vh),
+        pairs(&[("~* /api", "service2"), ("~* /", "service1")])
+    );
+    let targets: Vec<_> = vh
+        .routes
+        .iter()
+        .map(|r| r.policy.rewrite.target.as_deref())
+        .collect();
+    assert_eq!(targets, [Some("/"), None]);
+}
+
+#[test]
 fn trailing_slash_redirect_only_in_compatible_classes() {
     // The blog's trailing-slash section: Exact and Prefix paths `/my-path/` redirect `/my-path`
     // with a 301; a path written without the slash on the host stops it (nginx then has a

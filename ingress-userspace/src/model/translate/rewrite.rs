@@ -1,9 +1,10 @@
 //! ingress-nginx's path annotations: `rewrite-target`, `x-forwarded-prefix`, `upstream-vhost`
 //! and `app-root` (annotations reference, "Rewrite"; examples/rewrite).
 //!
-//! `rewrite-target` makes every path of the Ingress's hosts a regular expression, as
-//! ingress-nginx's `enforceRegexModifier` does (user-guide/ingress-path-matching.md); the
-//! translation of paths does that, this module only reads the values.
+//! `rewrite-target` makes every path of a host a regular expression when it rewrites one of
+//! the host's paths, as ingress-nginx's `enforceRegexModifier` does
+//! (user-guide/ingress-path-matching.md); a target equal to the path rewrites nothing
+//! ([`needs_rewrite`]). The translation of paths applies that; this module reads the values.
 
 use http::HeaderValue;
 
@@ -13,8 +14,6 @@ use crate::model::RoutePolicy;
 /// What the path annotations say beyond the route policy.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PathOptions {
-    /// `rewrite-target` is set: the Ingress's hosts use regex paths.
-    pub implies_regex: bool,
     /// `app-root`: requests for `/` on the Ingress's hosts are redirected (302) here.
     pub app_root: Option<String>,
 }
@@ -22,6 +21,14 @@ pub struct PathOptions {
 /// Whether `v` can be sent as a path: starts with `/`, no whitespace or control bytes.
 fn is_path(v: &str) -> bool {
     v.starts_with('/') && v.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Whether `rewrite-target` rewrites the path written as `path` (empty = `/`): not when the
+/// target is that path itself, as ingress-nginx's `needsRewrite` (template.go) decides. Such
+/// a path neither rewrites nor turns its host's paths into regular expressions: the common
+/// `rewrite-target: /` on path `/` changes nothing.
+pub fn needs_rewrite(target: Option<&str>, path: &str) -> bool {
+    target.is_some_and(|t| t != path)
 }
 
 /// Reads the path annotations into `policy.rewrite`; bad values warn and are ignored.
@@ -32,7 +39,6 @@ pub(super) fn parse(r: &mut Reader<'_>, policy: &mut RoutePolicy) -> PathOptions
         // also accept an absolute URL and redirect, which ingress-nginx never documents).
         if is_path(&v) {
             policy.rewrite.target = Some(v);
-            opts.implies_regex = true;
         } else {
             r.bad(
                 "rewrite-target",
@@ -104,7 +110,12 @@ mod tests {
             o.policy.rewrite.upstream_vhost.as_deref(),
             Some("internal.example.com")
         );
-        assert!(o.paths.implies_regex);
+        assert!(needs_rewrite(
+            o.policy.rewrite.target.as_deref(),
+            "/something(/|$)(.*)"
+        ));
+        assert!(!needs_rewrite(Some("/"), "/"));
+        assert!(!needs_rewrite(None, "/"));
         assert_eq!(o.paths.app_root.as_deref(), Some("/app1"));
     }
 
