@@ -3387,6 +3387,8 @@ spec:
     let g = get(&c, proxy.http(), "errors.test", "/status/503").await;
     assert_eq!(g.pod(), "global");
     assert_eq!(g.json()["headers"]["x-code"], "503");
+    // No Accept from the client: no X-Format (nginx sends no empty header).
+    assert!(g.json()["headers"].get("x-format").is_none());
 }
 
 /// ingress-nginx `default-backend`: while the Ingress's own backend has no endpoints (none
@@ -3432,6 +3434,25 @@ spec:
             "{service}"
         );
         assert_eq!(g.json()["path"], "/some/page?q=1", "{service}");
+        // The headers ingress-nginx sets in a location served by its custom default backend
+        // (nginx.tmpl, "custom-default-backend-"); no Accept, so no X-Format.
+        let h = &g.json()["headers"];
+        assert_eq!(h["x-code"], "503", "{service}");
+        assert_eq!(h["x-namespace"], "default", "{service}");
+        assert_eq!(h["x-ingress-name"], "app", "{service}");
+        assert!(h.get("x-format").is_none(), "{service}: {h}");
+        assert_eq!(h["x-request-id"].as_str().unwrap_or_default().len(), 32);
+        if service == "empty" {
+            assert_eq!(
+                (&h["x-service-name"], &h["x-service-port"]),
+                (&"empty".into(), &"80".into())
+            );
+        }
+        let mut r = req(proxy.http(), "db.test", "/");
+        r.headers_mut()
+            .insert("accept", "text/html".parse().unwrap());
+        let g = send(&c, r).await.unwrap();
+        assert_eq!(g.json()["headers"]["x-format"], "text/html", "{service}");
     }
     // A default backend that does not exist: a Warning, and the Ingress answers as without it.
     let yaml = [

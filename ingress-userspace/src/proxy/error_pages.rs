@@ -43,6 +43,48 @@ pub fn serving<'r>(
     }
 }
 
+/// Sets on a request that the route's `default-backend` serves in place of `up` (no endpoints;
+/// `None`: the route's Service does not exist) the headers ingress-nginx sets in such a
+/// location (nginx.tmpl, "custom-default-backend-"): `X-Code: 503`, `X-Format` (the client's
+/// `Accept`, absent when it sent none, as nginx sends no empty header), `X-Namespace`,
+/// `X-Ingress-Name`, `X-Service-Name`, `X-Service-Port`. `X-Request-ID` is the request's own.
+pub fn mark_served_by_default_backend<B>(
+    req: &mut Request<B>,
+    route: &CompiledRoute<Arc<UpstreamRuntime>>,
+    up: Option<&UpstreamRuntime>,
+) {
+    let (service, port) = up.map_or((String::new(), String::new()), |u| {
+        (u.spec.service.name.clone(), service_port(u))
+    });
+    let headers = req.headers_mut();
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value)
+            && !value.is_empty()
+        {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    };
+    set("x-code", "503");
+    set("x-namespace", &route.origin.object.namespace);
+    set("x-ingress-name", &route.origin.object.name);
+    set("x-service-name", &service);
+    set("x-service-port", &port);
+    let format = headers.get(ACCEPT).filter(|v| !v.is_empty()).cloned();
+    match format {
+        Some(v) => headers.insert(HeaderName::from_static("x-format"), v),
+        None => headers.remove(HeaderName::from_static("x-format")),
+    };
+}
+
+/// The Service port of `up` as the Ingress named it (number or name).
+fn service_port(up: &UpstreamRuntime) -> String {
+    up.spec
+        .id
+        .rsplit_once(':')
+        .map(|(_, p)| p.to_string())
+        .unwrap_or_default()
+}
+
 /// What the error backend needs of a request, kept before the request is forwarded.
 pub struct Intercept<'r> {
     codes: &'r [u16],
@@ -68,12 +110,7 @@ impl<'r> Intercept<'r> {
     ) -> Option<Self> {
         let errors = route.errors.as_ref().filter(|e| !e.intercept.is_empty())?;
         let target = errors.default_backend.as_ref().or(global)?;
-        let port = up
-            .spec
-            .id
-            .rsplit_once(':')
-            .map(|(_, p)| p.to_string())
-            .unwrap_or_default();
+        let port = service_port(up);
         Some(Intercept {
             codes: &errors.intercept,
             target,
@@ -110,10 +147,8 @@ impl<'r> Intercept<'r> {
         ] {
             headers.remove(h);
         }
-        let format = headers
-            .get(ACCEPT)
-            .cloned()
-            .unwrap_or_else(|| HeaderValue::from_static(""));
+        // nginx sends no header whose value is empty.
+        let format = headers.get(ACCEPT).filter(|v| !v.is_empty()).cloned();
         let original = self
             .uri
             .path_and_query()
@@ -131,7 +166,10 @@ impl<'r> Intercept<'r> {
         set("x-ingress-name", &self.ingress);
         set("x-service-name", &self.service);
         set("x-service-port", &self.port);
-        headers.insert(HeaderName::from_static("x-format"), format);
+        match format {
+            Some(v) => headers.insert(HeaderName::from_static("x-format"), v),
+            None => headers.remove(HeaderName::from_static("x-format")),
+        };
         if let Some(id) = request_id {
             headers.insert(HeaderName::from_static("x-request-id"), id.clone());
         }

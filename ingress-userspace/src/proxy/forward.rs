@@ -268,6 +268,7 @@ async fn route(
                         .as_ref()
                         .and_then(|e| e.default_backend.as_ref())
                     {
+                        error_pages::mark_served_by_default_backend(&mut req, route, None);
                         return forward(shared, req, d, &route.policy, host, out).await;
                     }
                     out.reason = Some(reason.clone());
@@ -277,8 +278,9 @@ async fn route(
                 }
                 CompiledAction::Forward(ups) => {
                     match canary_step(route, ups, req.headers()).or_else(|| choose_weighted(ups)) {
-                        Some(up) => {
-                            let up = error_pages::serving(route.errors.as_ref(), up);
+                        Some(routed) => {
+                            let up = error_pages::serving(route.errors.as_ref(), routed);
+
                             // Before the rewrite: X-Original-URI is the URI the client sent.
                             let intercept =
                                 Intercept::new(route, rt.routes.default_backend(), up, &req);
@@ -298,6 +300,13 @@ async fn route(
                                 {
                                     req.headers_mut().insert(X_FORWARDED_PREFIX, v);
                                 }
+                            }
+                            if !Arc::ptr_eq(up, routed) {
+                                error_pages::mark_served_by_default_backend(
+                                    &mut req,
+                                    route,
+                                    Some(routed),
+                                );
                             }
                             let resp = forward(shared, req, up, &route.policy, host, out).await;
                             match intercept {
