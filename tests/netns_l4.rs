@@ -579,6 +579,7 @@ fn a_pinned_map_whose_layout_changed_is_recreated_and_the_others_reused() {
         let resized = [
             ingress_common::l4::MAP_CONNTRACK,
             ingress_common::l4::MAP_REVNAT,
+            ingress_common::l4::MAP_TOMBSTONES,
         ]
         .contains(name);
         assert_eq!(before[i] != after[i], resized, "{name}");
