@@ -1076,6 +1076,7 @@ fn a_local_pods_reply_after_its_flow_ended_is_dropped_never_sent_from_its_addres
     let pod_ip = topo.pods[0].v4;
     let pod = SocketAddr::new(IpAddr::V4(pod_ip), 8080);
     let dns_pod = SocketAddr::new(IpAddr::V4(pod_ip), 53);
+    let pod6 = SocketAddr::new(IpAddr::V6(topo.pods[0].v6), 8080);
     let dns = |ep: SocketAddr| {
         let mut s = svc("dns", 30053, ep, None);
         s.protocol = L4Protocol::Udp;
@@ -1083,7 +1084,11 @@ fn a_local_pods_reply_after_its_flow_ended_is_dropped_never_sent_from_its_addres
     };
     let snap = |version, dns_ep| Snapshot {
         version,
-        l4: vec![svc("web", 30080, pod, None), dns(dns_ep)],
+        l4: vec![
+            svc("web", 30080, pod, None),
+            svc("web6", 30081, pod6, None),
+            dns(dns_ep),
+        ],
         ..Default::default()
     };
     let mut sync = L4Sync::new(L4Options {
@@ -1175,4 +1180,18 @@ fn a_local_pods_reply_after_its_flow_ended_is_dropped_never_sent_from_its_addres
         b"x",
     );
     assert_eq!(egress(&ebpf, &own), (0, own.clone()));
+
+    // 4. The same over IPv6: a swept flow's late reply is dropped, never sent from the pod.
+    let client6 = SocketAddr::new(IpAddr::V6(topo.client_v6), 41000);
+    let front6 = SocketAddr::new(IpAddr::V6(topo.node_v6), 30081);
+    let syn6 = tcp_segment([OUTSIDE_MAC, OUTSIDE_MAC], client6, front6, 7, TCP_SYN, b"");
+    let (_, out) = xdp(&ebpf, &syn6);
+    assert_eq!(parse_checked(&out).dst, pod6);
+    let reply6 = tcp_segment([pod_mac, pod_mac], pod6, client6, 7, TCP_ACK, b"late");
+    let (action, out) = egress(&ebpf, &reply6);
+    assert_eq!((action, parse_checked(&out).src), (0, front6));
+    let later = flows::monotonic_ns() + 3601 * 1_000_000_000;
+    assert_eq!(flows::sweep(&mut ebpf, later).unwrap().expired, 1);
+    assert_eq!(egress(&ebpf, &reply6).0, TC_ACT_SHOT);
+    assert_eq!(stat(&ebpf, Stat::DropLateReply), 5);
 }
