@@ -451,6 +451,11 @@ endpoints:
 
 impl Bed {
     fn daemon(&self, dir: &std::path::Path) -> testbed::process::KillOnDrop {
+        self.daemon_with(dir, &[])
+    }
+
+    /// [`Bed::daemon`] with the flags `extra` added.
+    fn daemon_with(&self, dir: &std::path::Path, extra: &[&str]) -> testbed::process::KillOnDrop {
         testbed::process::KillOnDrop::spawn(
             self.topo
                 .node
@@ -466,7 +471,8 @@ impl Bed {
                 .arg("--manifests")
                 .arg(dir)
                 .arg("--bpf-pin-root")
-                .arg(&self.pin),
+                .arg(&self.pin)
+                .args(extra),
         )
         .expect("spawn xdp-ingress (cargo build -p ingress-userspace)")
     }
@@ -579,6 +585,7 @@ fn a_pinned_map_whose_layout_changed_is_recreated_and_the_others_reused() {
         let resized = [
             ingress_common::l4::MAP_CONNTRACK,
             ingress_common::l4::MAP_REVNAT,
+            ingress_common::l4::MAP_TOMBSTONES,
         ]
         .contains(name);
         assert_eq!(before[i] != after[i], resized, "{name}");
@@ -1048,4 +1055,111 @@ fn external_traffic_policy_local_lands_every_connection_on_this_nodes_pod_with_t
         .filter(|l| l.contains(&format!("{}:", bed.topo.client_v4)))
         .count();
     assert_eq!(from_client, 30, "{ss}");
+}
+
+/// Health check node port of the `externalTrafficPolicy: Local` Service `lb`.
+const HC_NODE_PORT: u16 = 32100;
+
+/// The LoadBalancer Service `lb` with `externalTrafficPolicy: Local` and a health check node
+/// port; its endpoints: `pod0` on this node (`node-a`) when `local`, `pod1` on `node-b` always.
+fn local_policy_manifests(pods: &[testbed::Pod], local: bool) -> String {
+    let ep = |p: &testbed::Pod, node: &str| {
+        format!(
+            "- {{addresses: [\"{}\"], conditions: {{ready: true}}, nodeName: {node}, targetRef: {{kind: Pod, name: {}}}}}\n",
+            p.v4, p.name
+        )
+    };
+    let mut eps = String::new();
+    if local {
+        eps.push_str(&ep(&pods[0], "node-a"));
+    }
+    eps.push_str(&ep(&pods[1], "node-b"));
+    format!(
+        "apiVersion: v1
+kind: Service
+metadata:
+  name: lb
+  namespace: default
+  annotations: {{xdp-ingress.dev/l4-acceleration: \"true\"}}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  healthCheckNodePort: {HC_NODE_PORT}
+  ports: [{{name: tcp, port: {POD_PORT}, targetPort: {POD_PORT}, nodePort: {NODE_PORT}, protocol: TCP}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: lb-v4, namespace: default, labels: {{kubernetes.io/service-name: lb}}}}
+addressType: IPv4
+ports: [{{name: tcp, port: {POD_PORT}, protocol: TCP}}]
+endpoints:
+{eps}"
+    )
+}
+
+/// `GET /` on the node's health check node port from the client namespace: status code and
+/// JSON body, or `None` while nothing answers.
+fn health_check(bed: &Bed) -> Option<(u16, serde_json::Value)> {
+    let to = SocketAddr::new(bed.topo.node_v4.into(), HC_NODE_PORT);
+    let raw = bed.topo.client.enter(|| {
+        let mut s = TcpStream::connect_timeout(&to, Duration::from_millis(500)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+        s.write_all(b"GET / HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n")
+            .ok()?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).ok()?;
+        Some(raw)
+    })?;
+    let text = String::from_utf8(raw).expect("UTF-8 response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("header end");
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some((status, serde_json::from_str(body).expect("JSON body")))
+}
+
+/// kube-proxy's health check node port, end to end: the daemon (node `node-a`) answers 200
+/// with `localEndpoints` 1 while the Service has a ready endpoint on this node, and 503 with 0
+/// once that endpoint is removed (a hot change; the one on another node stays), so an external
+/// balancer stops sending the node traffic it would drop (pkg/proxy/healthcheck).
+#[test]
+fn daemon_health_check_node_port_says_200_with_a_local_endpoint_and_503_without() {
+    if !testbed::require_root() {
+        return;
+    }
+    require_daemon_bin();
+    let bed = bed();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lb.yaml");
+    std::fs::write(&file, local_policy_manifests(&bed.topo.pods, true)).unwrap();
+    let mut daemon = bed.daemon_with(dir.path(), &["--node-name", "node-a"]);
+
+    let wait_for = |want: u16| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let got = health_check(&bed);
+            if let Some((status, body)) = &got
+                && *status == want
+            {
+                return body.clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "health check never said {want}: {got:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let body = wait_for(200);
+    assert_eq!(body["service"]["namespace"], "default", "{body}");
+    assert_eq!(body["service"]["name"], "lb", "{body}");
+    assert_eq!(body["localEndpoints"], 1, "{body}");
+    assert_eq!(body["serviceProxyHealthy"], true, "{body}");
+    // The node attracts traffic for its local endpoint: the NodePort reaches pod0.
+    assert_eq!(one_connection(&bed, false), bed.topo.pods[0].name);
+
+    // The local endpoint leaves the EndpointSlice: the node says it has none.
+    std::fs::write(&file, local_policy_manifests(&bed.topo.pods, false)).unwrap();
+    let body = wait_for(503);
+    assert_eq!(body["localEndpoints"], 0, "{body}");
+    assert_eq!(body["service"]["name"], "lb", "{body}");
+    stop(&mut daemon);
 }

@@ -28,7 +28,7 @@ use testbed::{
     xdp_run::{XDP_DROP, XDP_PASS, XDP_TX},
 };
 use xdp_ingress::{
-    dataplane::{L4Options, L4Sync, stats as dstats},
+    dataplane::{L4Options, L4Sync, flows, stats as dstats},
     model::{Endpoint, EndpointState, L4Protocol, L4Service, Snapshot},
 };
 
@@ -1058,4 +1058,140 @@ fn a_removed_remote_endpoints_udp_flow_frees_its_snat_port_at_once_and_moves() {
     let (action, out) = topo.node.enter(|| xdp_run(&ebpf, &q, nic));
     assert_eq!(action, XDP_PASS);
     assert_eq!(parse_checked(&out).dst, local);
+}
+
+/// Issue 10, class 2: a local pod's reply that comes after its flow ended (timed out and
+/// swept, released with its endpoint, or deleted by the packet path) has no translation left;
+/// it must not leave the NIC with the pod's address. Its tuple's tombstone has it dropped and
+/// counted, while the pod's own traffic (another client port, or a new direct connection on
+/// the same tuple) passes untouched.
+#[test]
+fn a_local_pods_reply_after_its_flow_ended_is_dropped_never_sent_from_its_address() {
+    if !testbed::require_root() {
+        return;
+    }
+    let topo = Topology::new(1).expect("topology");
+    let nic = ifindex(&topo, NODE_IFACE);
+    let mut ebpf = load(&[PROG_XDP_INGRESS], &[PROG_TC_REPLY, PROG_TC_NIC_EGRESS]);
+    let pod_ip = topo.pods[0].v4;
+    let pod = SocketAddr::new(IpAddr::V4(pod_ip), 8080);
+    let dns_pod = SocketAddr::new(IpAddr::V4(pod_ip), 53);
+    let pod6 = SocketAddr::new(IpAddr::V6(topo.pods[0].v6), 8080);
+    let dns = |ep: SocketAddr| {
+        let mut s = svc("dns", 30053, ep, None);
+        s.protocol = L4Protocol::Udp;
+        s
+    };
+    let snap = |version, dns_ep| Snapshot {
+        version,
+        l4: vec![
+            svc("web", 30080, pod, None),
+            svc("web6", 30081, pod6, None),
+            dns(dns_ep),
+        ],
+        ..Default::default()
+    };
+    let mut sync = L4Sync::new(L4Options {
+        tcp_closing_timeout: std::time::Duration::ZERO,
+        ..L4Options::default()
+    });
+    sync.apply(&mut ebpf, &snap(1, dns_pod)).unwrap();
+    let client = topo.client_v4.octets();
+    let pod_mac = [0x02, 0, 0, 0, 1, 2];
+    let frontend = SocketAddr::new(IpAddr::from(NODE), 30080);
+    let seg = |sport, flags| tcp_flags(OUTSIDE_MAC, OUTSIDE_MAC, client, sport, NODE, 30080, flags);
+    let from_pod = |sport, flags| {
+        tcp_flags(
+            pod_mac,
+            pod_mac,
+            pod_ip.octets(),
+            8080,
+            client,
+            sport,
+            flags,
+        )
+    };
+    let xdp = |ebpf: &aya::Ebpf, f: &[u8]| topo.node.enter(|| xdp_run(ebpf, f, nic));
+    let egress = |ebpf: &aya::Ebpf, f: &[u8]| {
+        topo.node
+            .enter(|| tc_run_prog(ebpf, PROG_TC_NIC_EGRESS, f, nic))
+    };
+    const TC_ACT_SHOT: u32 = 2;
+
+    // 1. A TCP flow idles out and the daemon's sweep deletes it.
+    let (_, out) = xdp(&ebpf, &seg(40000, TCP_SYN));
+    assert_eq!(checked(&out).1, pod);
+    let (action, out) = egress(&ebpf, &from_pod(40000, TCP_SYN | TCP_ACK));
+    assert_eq!((action, checked(&out).0), (0, frontend));
+    let later = flows::monotonic_ns() + 3601 * 1_000_000_000;
+    assert_eq!(flows::sweep(&mut ebpf, later).unwrap().expired, 1);
+    assert_eq!(entries::<FlowKey, RevNatEntry>(&ebpf, MAP_REVNAT), 0);
+    // The pod's late segment is dropped and counted, at the NIC and at the pod's veth alike.
+    let late = from_pod(40000, TCP_ACK);
+    assert_eq!(egress(&ebpf, &late).0, TC_ACT_SHOT);
+    let pod_if = ifindex(&topo, &topo.pods[0].node_iface);
+    assert_eq!(
+        topo.node.enter(|| tc_run(&ebpf, &late, pod_if)).0,
+        TC_ACT_SHOT
+    );
+    assert_eq!(stat(&ebpf, Stat::DropLateReply), 2);
+    // The pod's traffic to a client port that never came through us passes untouched.
+    let own = from_pod(40999, TCP_ACK);
+    assert_eq!(egress(&ebpf, &own), (0, own.clone()));
+    // A direct connection from the client on the same tuple (the pod answers its SYN) is the
+    // pod's: the SYN-ACK and what follows pass untouched.
+    let synack = from_pod(40000, TCP_SYN | TCP_ACK);
+    assert_eq!(egress(&ebpf, &synack), (0, synack.clone()));
+    assert_eq!(egress(&ebpf, &late), (0, late.clone()));
+    assert_eq!(stat(&ebpf, Stat::DropLateReply), 2);
+
+    // 2. A flow the packet path ends: the client's RST (zero closing timeout), then its next
+    // segment finds the flow over and deletes both entries.
+    xdp(&ebpf, &seg(40001, TCP_SYN));
+    xdp(&ebpf, &seg(40001, TCP_RST | TCP_ACK));
+    std::thread::sleep(std::time::Duration::from_millis(1));
+    let stray = seg(40001, TCP_ACK);
+    assert_eq!(xdp(&ebpf, &stray), (XDP_PASS, stray.clone()));
+    assert_eq!(entries::<FlowKey, RevNatEntry>(&ebpf, MAP_REVNAT), 0);
+    assert_eq!(egress(&ebpf, &from_pod(40001, TCP_ACK)).0, TC_ACT_SHOT);
+    assert_eq!(stat(&ebpf, Stat::DropLateReply), 3);
+
+    // 3. A UDP flow whose endpoint is removed: the daemon deletes it at once; the removed pod's
+    // late answer is dropped too.
+    let (dclient, dnode) = (
+        SocketAddr::from((client, 5353)),
+        SocketAddr::from((NODE, 30053)),
+    );
+    let q = udp_frame([OUTSIDE_MAC, OUTSIDE_MAC], dclient, dnode, b"query");
+    let (_, out) = xdp(&ebpf, &q);
+    assert_eq!(parse_checked(&out).dst, dns_pod);
+    let answer = udp_frame([pod_mac, pod_mac], dns_pod, dclient, b"answer");
+    let (action, out) = egress(&ebpf, &answer);
+    assert_eq!((action, parse_checked(&out).src), (0, dnode));
+    let elsewhere = SocketAddr::from(([198, 19, 0, 99], 53));
+    let r = sync.apply(&mut ebpf, &snap(2, elsewhere)).unwrap();
+    assert_eq!(r.flows_released, 1, "{r:?}");
+    assert_eq!(egress(&ebpf, &answer).0, TC_ACT_SHOT);
+    assert_eq!(stat(&ebpf, Stat::DropLateReply), 4);
+    let own = udp_frame(
+        [pod_mac, pod_mac],
+        dns_pod,
+        SocketAddr::from((client, 5354)),
+        b"x",
+    );
+    assert_eq!(egress(&ebpf, &own), (0, own.clone()));
+
+    // 4. The same over IPv6: a swept flow's late reply is dropped, never sent from the pod.
+    let client6 = SocketAddr::new(IpAddr::V6(topo.client_v6), 41000);
+    let front6 = SocketAddr::new(IpAddr::V6(topo.node_v6), 30081);
+    let syn6 = tcp_segment([OUTSIDE_MAC, OUTSIDE_MAC], client6, front6, 7, TCP_SYN, b"");
+    let (_, out) = xdp(&ebpf, &syn6);
+    assert_eq!(parse_checked(&out).dst, pod6);
+    let reply6 = tcp_segment([pod_mac, pod_mac], pod6, client6, 7, TCP_ACK, b"late");
+    let (action, out) = egress(&ebpf, &reply6);
+    assert_eq!((action, parse_checked(&out).src), (0, front6));
+    let later = flows::monotonic_ns() + 3601 * 1_000_000_000;
+    assert_eq!(flows::sweep(&mut ebpf, later).unwrap().expired, 1);
+    assert_eq!(egress(&ebpf, &reply6).0, TC_ACT_SHOT);
+    assert_eq!(stat(&ebpf, Stat::DropLateReply), 5);
 }

@@ -16,6 +16,13 @@ pub const MAP_CONNTRACK: &str = "XDPI_CONNTRACK";
 /// Reverse NAT (hash, same size as [`MAP_CONNTRACK`]): [`FlowKey`] of a reply as the backend
 /// sends it → [`RevNatEntry`].
 pub const MAP_REVNAT: &str = "XDPI_REVNAT";
+/// Tombstones of ended local flows (LRU, as big as [`MAP_REVNAT`]): the [`MAP_REVNAT`] key a
+/// local (not SNATed) flow's replies had → the flow's last activity (ns, `bpf_ktime_get_ns`).
+/// Written wherever a reverse entry is deleted (the packet path, the daemon's sweep, released
+/// endpoints), so that the tc program can tell a pod's late reply to a flow that ended (dropped,
+/// `drop_late_reply`: its translation is gone and it must not leave with the pod's address)
+/// from the pod's own traffic (passed). See [`tombstone_lifetime_s`].
+pub const MAP_TOMBSTONES: &str = "XDPI_TOMBSTONES";
 /// ClientIP affinity (LRU): [`AffinityKey`] → [`AffinityValue`].
 pub const MAP_AFFINITY: &str = "XDPI_AFFINITY";
 /// Source ranges: LPM trie keyed by [`SourceRangeData`] (prefix covers slot + family + address).
@@ -54,6 +61,7 @@ pub const PINNED_MAPS: &[&str] = &[
     MAP_MAGLEV,
     MAP_CONNTRACK,
     MAP_REVNAT,
+    MAP_TOMBSTONES,
     MAP_AFFINITY,
     MAP_SOURCE_RANGES,
     MAP_SERVICE_STATS,
@@ -77,6 +85,20 @@ pub const MAX_MAGLEV_SIZE: u32 = 65537;
 pub const DEFAULT_CONNTRACK_SIZE: u32 = 65536;
 pub const DEFAULT_AFFINITY_SIZE: u32 = 65536;
 pub const SOURCE_RANGES_SIZE: u32 = 16384;
+
+/// How long after its flow's last packet a tombstone in [`MAP_TOMBSTONES`] holds, in seconds:
+/// twice the protocol's idle timeout (the flow's own timeout, then as long again), so a reply
+/// that comes late by up to one more timeout is dropped. Past that the tuple is the pod's
+/// again. A TCP SYN (or SYN-ACK) on the tuple clears the tombstone at once: it opens a new
+/// connection, the client talking to the pod directly.
+pub const fn tombstone_lifetime_s(cfg: &L4Config, proto: u8) -> u64 {
+    let idle = if proto == PROTO_UDP {
+        cfg.udp_timeout_s
+    } else {
+        cfg.tcp_timeout_s
+    };
+    2 * idle as u64
+}
 
 pub const FAMILY_V4: u8 = 4;
 pub const FAMILY_V6: u8 = 6;

@@ -142,6 +142,11 @@ stats! {
     /// (the sender retransmits) and handed to the daemon, which has the kernel resolve it.
     /// Passing it on untranslated would have the kernel refuse the connection (RST).
     DropNoNeighbour = 54, "drop_no_neighbour", Drop;
+    /// A local pod's reply to a flow that ended (timed out, its endpoint released), met by the
+    /// tc reply program: its translation is gone, so it is dropped rather than sent to the
+    /// client from the pod's address (`MAP_TOMBSTONES` says which tuples were ours; as
+    /// kube-proxy drops packets conntrack cannot match, kubernetes#74839).
+    DropLateReply = 55, "drop_late_reply", Drop;
 }
 
 /// Number of slots in [`MAP_STATS`]; leaves room to append counters without resizing.

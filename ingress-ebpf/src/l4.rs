@@ -625,11 +625,20 @@ fn release_flow(e: &CtEntry, pkt: &Pkt, cfg: &L4Config, scr: &mut Scratch) {
         _pad: [0; 2],
     };
     if let Some(r) = REVNAT.get_ptr(&scr.rkey) {
-        // SAFETY: pointer from a successful lookup.
-        let ours =
-            unsafe { (*r).client_port == pkt.sport && addr_eq(&(*r).client_addr, &pkt.saddr) };
+        // SAFETY: pointer from a successful lookup; read before the entry is deleted.
+        let (ours, seen) = unsafe {
+            (
+                (*r).client_port == pkt.sport && addr_eq(&(*r).client_addr, &pkt.saddr),
+                (*r).last_seen_ns,
+            )
+        };
         if ours {
             let _ = REVNAT.remove(&scr.rkey);
+            // A local pod's late reply would otherwise leave untranslated (SNAT flows' replies
+            // come back here, to the node's port, and are the kernel's).
+            if e.snat_port == 0 {
+                crate::tombstone::bury(&scr.rkey, seen.max(e.last_seen_ns));
+            }
         }
     }
     let _ = CONNTRACK.remove(&scr.ct_key);

@@ -10,6 +10,8 @@
 //!   remote endpoint.
 //! - `csum`: incremental checksum updates. `fib`: next-hop lookups. `neigh`: next hops to
 //!   resolve, for the daemon.
+//! - `tombstone`: tombstones of ended local flows, so a pod's late reply is dropped, not sent
+//!   with its own address.
 //! - `maps`: the L4 maps. `stats`: per-CPU counters by protocol and by pass/drop reason.
 #![no_std]
 #![no_main]
@@ -27,6 +29,7 @@ mod parse;
 mod reject;
 mod reply;
 mod stats;
+mod tombstone;
 
 use aya_ebpf::{
     bindings::xdp_action,

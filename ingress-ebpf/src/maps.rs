@@ -35,6 +35,12 @@ pub static CONNTRACK: HashMap<FlowKey, CtEntry> =
 pub static REVNAT: HashMap<FlowKey, RevNatEntry> =
     HashMap::with_max_entries(DEFAULT_CONNTRACK_SIZE, 0);
 
+/// Reverse key of an ended local flow → its last activity (ns); see `tombstone`. An LRU: the
+/// oldest tombstones make room, which only shortens how long a late reply is caught.
+#[map(name = "XDPI_TOMBSTONES")]
+pub static TOMBSTONES: LruHashMap<FlowKey, u64> =
+    LruHashMap::with_max_entries(DEFAULT_CONNTRACK_SIZE, 0);
+
 #[map(name = "XDPI_AFFINITY")]
 pub static AFFINITY: LruHashMap<AffinityKey, AffinityValue> =
     LruHashMap::with_max_entries(DEFAULT_AFFINITY_SIZE, 0);

@@ -7,7 +7,7 @@
 //!   would refuse as martian.
 
 use aya_ebpf::{
-    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, TC_ACT_OK},
+    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, TC_ACT_OK, TC_ACT_SHOT},
     helpers::generated::bpf_redirect_neigh,
     programs::TcContext,
 };
@@ -20,7 +20,7 @@ use crate::{
     fib,
     maps::{CONNTRACK, REVNAT, scratch},
     parse::{ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv4Hdr, Ipv6Hdr},
-    stats,
+    stats, tombstone,
 };
 
 const ETH_HLEN: usize = 14;
@@ -78,7 +78,20 @@ fn try_handle(ctx: &TcContext, redirect: bool) -> Option<i32> {
     key.sport = u16::from_ne_bytes([ports[0], ports[1]]);
     key.dport = u16::from_ne_bytes([ports[2], ports[3]]);
     key.proto = proto;
-    let rev_ptr = REVNAT.get_ptr_mut(&key)?;
+    let Some(rev_ptr) = REVNAT.get_ptr_mut(&key) else {
+        // No translation: the pod's own traffic, or a late reply to an ended flow, which must
+        // not leave with the pod's address.
+        let flags = if proto == IPPROTO_TCP {
+            ctx.load::<u8>(l4 + 13).ok()?
+        } else {
+            0
+        };
+        if tombstone::late_reply(&key, flags) {
+            stats::count(Stat::DropLateReply, u64::from(ctx.len()));
+            return Some(TC_ACT_SHOT as i32);
+        }
+        return None;
+    };
     // SAFETY: pointer from a successful lookup; copied out at once.
     let rev = unsafe { *rev_ptr };
     if proto == IPPROTO_TCP && rev.flags & CT_F_CLOSING == 0 {

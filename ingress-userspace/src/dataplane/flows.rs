@@ -5,17 +5,19 @@
 //! their timeout (TCP, UDP, or the closing timeout after FIN/RST) with their reverse entries,
 //! and reverse entries whose flow is gone. It also says how full the tables are, and
 //! [`release_backends`] deletes the flows and ClientIP affinity entries of endpoints that left
-//! (UDP flows when they are removed, every flow when their drain ends).
+//! (UDP flows when they are removed, every flow when their drain ends). Every local flow it
+//! deletes leaves a tombstone ([`MAP_TOMBSTONES`]), as the packet path's deletions do, so that a
+//! pod's reply that comes after its flow is dropped rather than sent with the pod's address.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use aya::{
     Ebpf,
     maps::{Array, HashMap as BpfHashMap, MapData, MapError},
 };
 use ingress_common::l4::{
-    AffinityKey, AffinityValue, CT_F_CLOSING, CtEntry, FAMILY_V6, FlowKey, L4Config, MAP_AFFINITY,
-    MAP_CONFIG, MAP_CONNTRACK, MAP_REVNAT, PROTO_UDP, RevNatEntry,
+    AffinityKey, AffinityValue, CT_F_CLOSING, CT_F_SNAT, CtEntry, FAMILY_V6, FlowKey, L4Config,
+    MAP_AFFINITY, MAP_CONFIG, MAP_CONNTRACK, MAP_REVNAT, MAP_TOMBSTONES, PROTO_UDP, RevNatEntry,
 };
 
 use super::sync::SyncError;
@@ -125,7 +127,8 @@ pub fn sweep(ebpf: &mut Ebpf, now_ns: u64) -> Result<SweepReport, SyncError> {
 
     let mut report = SweepReport::default();
     // Flows: gone when both directions idled out.
-    let mut released = HashSet::new();
+    // Reverse key of each expired flow → the flow entry's last packet.
+    let mut released = HashMap::new();
     {
         let mut m: BpfHashMap<&mut MapData, FlowKey, CtEntry> = BpfHashMap::try_from(
             ebpf.map_mut(MAP_CONNTRACK)
@@ -140,12 +143,13 @@ pub fn sweep(ebpf: &mut Ebpf, now_ns: u64) -> Result<SweepReport, SyncError> {
                 .is_none_or(|r| idle(k, r.flags | v.flags, r.last_seen_ns));
             if idle(k, v.flags, v.last_seen_ns) && rev_idle && m.remove(k).is_ok() {
                 report.expired += 1;
-                released.insert(rk);
+                released.insert(rk, v.last_seen_ns);
             }
         }
     }
     // Reverse entries: gone when their flow is (those of the flows just deleted at once,
     // others after a grace period: the program writes the reverse entry first).
+    let mut graves = Vec::new();
     let orphans: Vec<FlowKey> = {
         let m = flow_map(ebpf)?;
         revs.iter()
@@ -173,17 +177,22 @@ pub fn sweep(ebpf: &mut Ebpf, now_ns: u64) -> Result<SweepReport, SyncError> {
         .map_err(merr(MAP_REVNAT))?;
         for rk in orphans {
             let Ok(r) = m.get(&rk, 0) else { continue };
-            let theirs = released.contains(&rk);
+            let theirs = released.get(&rk);
             let old = now_ns.saturating_sub(r.last_seen_ns) > ORPHAN_GRACE_NS;
-            if !(theirs || old) {
+            if !(theirs.is_some() || old) {
                 continue;
             }
             let removed = m.remove(&rk).is_ok();
-            if removed && !theirs {
+            if removed {
+                let seen = theirs.map_or(r.last_seen_ns, |&s| s.max(r.last_seen_ns));
+                graves.push((rk, r.flags, seen));
+            }
+            if removed && theirs.is_none() {
                 report.orphans += 1;
             }
         }
     }
+    bury(ebpf, &graves)?;
     report.tables = FlowTables {
         flows: flow_map(ebpf)?.keys().count() as u32,
         reverse: rev_map(ebpf)?.keys().count() as u32,
@@ -240,6 +249,7 @@ pub fn release_backends(
         .map(|(k, _)| k)
         .collect();
     let mut released = Vec::new();
+    let mut graves = Vec::new();
     {
         let mut m: BpfHashMap<&mut MapData, FlowKey, CtEntry> = BpfHashMap::try_from(
             ebpf.map_mut(MAP_CONNTRACK)
@@ -250,7 +260,7 @@ pub fn release_backends(
             let Ok(v) = m.get(&k, 0) else { continue };
             if names(&v) && m.remove(&k).is_ok() {
                 out.flows += 1;
-                released.push((k, reverse_key(&cfg, &k, &v)));
+                released.push((k, reverse_key(&cfg, &k, &v), v.last_seen_ns));
             }
         }
     }
@@ -260,15 +270,15 @@ pub fn release_backends(
                 .ok_or(SyncError::MissingMap(MAP_REVNAT))?,
         )
         .map_err(merr(MAP_REVNAT))?;
-        for (k, rk) in released {
+        for (k, rk, seen) in released {
             // Still this flow's: a SNAT port may have gone to another client meanwhile.
-            if m.get(&rk, 0)
-                .is_ok_and(|r| r.client_addr == k.saddr && r.client_port == k.sport)
-            {
-                let _ = m.remove(&rk);
+            let Ok(r) = m.get(&rk, 0) else { continue };
+            if r.client_addr == k.saddr && r.client_port == k.sport && m.remove(&rk).is_ok() {
+                graves.push((rk, r.flags, seen.max(r.last_seen_ns)));
             }
         }
     }
+    bury(ebpf, &graves)?;
     let map = ebpf
         .map_mut(MAP_AFFINITY)
         .ok_or(SyncError::MissingMap(MAP_AFFINITY))?;
@@ -290,6 +300,28 @@ pub fn release_backends(
         }
     }
     Ok(out)
+}
+
+/// Leaves a tombstone for each reverse entry just deleted (`(key, its flags, the flow's last
+/// packet in ns)`) of a local flow; SNAT flows' replies come back to the node's port, where a late
+/// one is the kernel's, so they need none. See the program's `tombstone` module for the rule.
+fn bury(ebpf: &mut Ebpf, graves: &[(FlowKey, u32, u64)]) -> Result<(), SyncError> {
+    let local: Vec<_> = graves
+        .iter()
+        .filter(|(_, flags, _)| flags & CT_F_SNAT == 0)
+        .collect();
+    if local.is_empty() {
+        return Ok(());
+    }
+    let map = ebpf
+        .map_mut(MAP_TOMBSTONES)
+        .ok_or(SyncError::MissingMap(MAP_TOMBSTONES))?;
+    let mut m: BpfHashMap<&mut MapData, FlowKey, u64> =
+        BpfHashMap::try_from(map).map_err(merr(MAP_TOMBSTONES))?;
+    for (rk, _, seen) in local {
+        m.insert(rk, seen, 0).map_err(merr(MAP_TOMBSTONES))?;
+    }
+    Ok(())
 }
 
 /// The runtime configuration as the program reads it.

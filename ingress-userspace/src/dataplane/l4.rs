@@ -52,7 +52,7 @@ pub struct L4Args {
     pub l4_max_backends: u32,
     /// Connection table entries, and as many reverse-NAT entries (1 to 16777216). Not an LRU:
     /// when full, new flows are refused (`drop_flow_table_full`) and established ones keep their
-    /// entries.
+    /// entries. Ended local flows' tombstones (an LRU) get as many.
     #[arg(long, default_value_t = DEFAULT_CONNTRACK_SIZE,
           value_parser = clap::value_parser!(u32).range(1..=MAX_L4_TABLE))]
     pub l4_conntrack_size: u32,
@@ -208,6 +208,13 @@ impl L4Args {
                 MapType::Hash,
                 sz(size_of::<FlowKey>()),
                 sz(size_of::<RevNatEntry>()),
+                self.l4_conntrack_size,
+            ),
+            (
+                MAP_TOMBSTONES,
+                MapType::LruHash,
+                sz(size_of::<FlowKey>()),
+                sz(size_of::<u64>()),
                 self.l4_conntrack_size,
             ),
             (
