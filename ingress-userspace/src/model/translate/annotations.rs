@@ -46,6 +46,16 @@ pub struct IngressOptions {
     pub hosts: super::redirect::HostOptions,
 }
 
+/// A boolean as ingress-nginx reads annotations and ConfigMap keys: Go's `strconv.ParseBool`
+/// (`1`, `t`, `T`, `TRUE`, `true`, `True` and `0`, `f`, `F`, `FALSE`, `false`, `False`).
+pub fn parse_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
 /// Reads annotations under either prefix; bad values become warnings on `object`.
 pub(super) struct Reader<'a> {
     annotations: Option<&'a BTreeMap<String, String>>,
@@ -73,10 +83,9 @@ impl Reader<'_> {
 
     pub(super) fn bool(&mut self, key: &str) -> Option<bool> {
         let v = self.get(key)?.to_string();
-        match v.as_str() {
-            "true" | "True" => Some(true),
-            "false" | "False" => Some(false),
-            _ => {
+        match parse_bool(&v) {
+            Some(b) => Some(b),
+            None => {
                 self.bad(key, &v, "true or false");
                 None
             }
@@ -388,6 +397,30 @@ mod tests {
         assert_eq!(o.policy.allow_source_ranges.len(), 2);
         assert_eq!(o.policy.allow_source_ranges[1].len, 128);
         assert!(o.use_regex);
+    }
+
+    /// Booleans as ingress-nginx parses them (Go's strconv.ParseBool): `1`/`0`, `t`/`f`,
+    /// `TRUE`/`FALSE` are values, not typos; `yes` is not.
+    #[test]
+    fn booleans_are_read_as_go_parses_them() {
+        const N: &str = "nginx.ingress.kubernetes.io/";
+        let (o, w) = parse_map(&[
+            (&format!("{N}use-regex"), "1"),
+            (&format!("{N}ssl-redirect"), "0"),
+        ]);
+        assert!(w.is_empty(), "{w:?}");
+        assert!(o.use_regex);
+        assert_eq!(o.policy.ssl_redirect, Some(false));
+        let (o, w) = parse_map(&[
+            (&format!("{N}use-regex"), "T"),
+            (&format!("{N}ssl-redirect"), "FALSE"),
+        ]);
+        assert!(w.is_empty(), "{w:?}");
+        assert!(o.use_regex);
+        assert_eq!(o.policy.ssl_redirect, Some(false));
+        let (o, w) = parse_map(&[(&format!("{N}use-regex"), "yes")]);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(!o.use_regex);
     }
 
     #[test]

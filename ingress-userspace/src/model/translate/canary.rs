@@ -70,10 +70,10 @@ pub fn parse(
     diags: &mut Diagnostics,
 ) -> Option<CanaryOptions> {
     let a = annotations?;
-    let enabled = match get(a, "canary") {
-        Some("true" | "True") => true,
-        None | Some("false" | "False") => false,
-        Some(v) => {
+    let enabled = match get(a, "canary").map(|v| (v, super::annotations::parse_bool(v))) {
+        Some((_, Some(b))) => b,
+        None => false,
+        Some((v, None)) => {
             bad(diags, object, "canary", v, "true or false");
             false
         }

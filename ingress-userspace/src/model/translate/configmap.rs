@@ -100,10 +100,9 @@ impl Reader<'_> {
 
     fn bool(&mut self, key: &str) -> Option<bool> {
         let v = self.get(key)?;
-        match v.as_str() {
-            "true" | "True" => Some(true),
-            "false" | "False" => Some(false),
-            _ => {
+        match super::annotations::parse_bool(&v) {
+            Some(b) => Some(b),
+            None => {
                 self.bad(key, &v, "true or false");
                 None
             }
