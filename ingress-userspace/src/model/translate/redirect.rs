@@ -13,9 +13,12 @@ pub const TEMPORAL_REDIRECT_CODE: u16 = 302;
 /// The status of the from/to-www redirect: the ConfigMap's `http-redirect-code`, 308 by
 /// default (nginx.tmpl `return {{ $all.Cfg.HTTPRedirectCode }} $redirect_to;`).
 pub const FROM_TO_WWW_CODE: u16 = 308;
-/// Redirect codes ingress-nginx accepts (`http.StatusMultipleChoices` to
-/// `http.StatusPermanentRedirect`); others fall back to the default code.
+/// Codes ingress-nginx accepts for `permanent-redirect-code` (`http.StatusMultipleChoices`
+/// to `http.StatusPermanentRedirect`); others fall back to the default code.
 pub const REDIRECT_CODES: std::ops::RangeInclusive<u16> = 300..=308;
+/// Codes ingress-nginx accepts for `temporal-redirect-code` (up to
+/// `http.StatusTemporaryRedirect`: 308 is permanent); others fall back to 302.
+pub const TEMPORAL_REDIRECT_CODES: std::ops::RangeInclusive<u16> = 300..=307;
 
 /// What the host annotations say about the Ingress's hosts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -29,16 +32,18 @@ pub struct HostOptions {
 /// Reads the redirect annotations into `policy.redirect` and returns the host options.
 /// `temporal-redirect` wins over `permanent-redirect`, as in ingress-nginx's parser.
 pub(super) fn parse(r: &mut Reader<'_>, policy: &mut RoutePolicy) -> HostOptions {
-    for (key, code_key, default) in [
+    for (key, code_key, default, codes) in [
         (
             "temporal-redirect",
             "temporal-redirect-code",
             TEMPORAL_REDIRECT_CODE,
+            TEMPORAL_REDIRECT_CODES,
         ),
         (
             "permanent-redirect",
             "permanent-redirect-code",
             PERMANENT_REDIRECT_CODE,
+            REDIRECT_CODES,
         ),
     ] {
         let Some(url) = r.get(key).map(str::to_string) else {
@@ -49,15 +54,19 @@ pub(super) fn parse(r: &mut Reader<'_>, policy: &mut RoutePolicy) -> HostOptions
             matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some()
         });
         if !valid {
+            // ingress-nginx's parser then fails as a whole: no redirect at all, even when
+            // the other redirect annotation is valid.
             r.bad(key, &url, "an absolute http(s) URL");
-            continue;
+            break;
         }
         let status = match r.get(code_key).map(str::to_string) {
             None => default,
             Some(v) => match v.parse::<u16>() {
-                Ok(c) if REDIRECT_CODES.contains(&c) => c,
+                Ok(c) if codes.contains(&c) => c,
                 _ => {
-                    r.bad(code_key, &v, "a redirect code from 300 to 308");
+                    let expected =
+                        format!("a redirect code from {} to {}", codes.start(), codes.end());
+                    r.bad(code_key, &v, &expected);
                     default
                 }
             },
@@ -131,6 +140,25 @@ mod tests {
         ]);
         assert_eq!(w, ["InvalidAnnotation"]);
         assert_eq!(o.policy.redirect, redirect("https://a.example/x", 302));
+        // 308 is not a temporal redirect: 302 (redirect.go accepts 300 to 307).
+        let (o, w) = parse_map(&[
+            ("temporal-redirect", "https://a.example/t"),
+            ("temporal-redirect-code", "308"),
+        ]);
+        assert_eq!(w, ["InvalidAnnotation"]);
+        assert_eq!(o.policy.redirect, redirect("https://a.example/t", 302));
+        let (o, _) = parse_map(&[
+            ("temporal-redirect", "https://a.example/t"),
+            ("temporal-redirect-code", "307"),
+        ]);
+        assert_eq!(o.policy.redirect, redirect("https://a.example/t", 307));
+        // An invalid temporal-redirect voids the redirect annotations, as the parser fails.
+        let (o, w) = parse_map(&[
+            ("temporal-redirect", "/relative"),
+            ("permanent-redirect", "https://b.example"),
+        ]);
+        assert_eq!(w, ["InvalidAnnotation"]);
+        assert_eq!(o.policy.redirect, None);
         for bad in ["not a url", "tcp://www.example.com", "/relative"] {
             let (o, w) = parse_map(&[("permanent-redirect", bad)]);
             assert_eq!(w, ["InvalidAnnotation"], "{bad}");
