@@ -175,7 +175,6 @@ async fn redirects_app_root_aliases_www_and_upstream_vhost() {
     let a = HttpBackend::start("127.0.0.1:0".parse().unwrap(), "a").unwrap();
     let proxy = TestProxy::start(TestProxy::quiet_args()).await;
     let c = http1_client();
-    let https_port = proxy.https().port();
     let yaml = manifests(
         a.addr,
         &[
@@ -258,11 +257,14 @@ async fn redirects_app_root_aliases_www_and_upstream_vhost() {
         location("approot.bar.com", "/").await,
         (302, "http://approot.bar.com/app1".into())
     );
-    // nginx.tmpl's redirect server: scheme, the other name, the HTTPS port when not 443,
-    // `$request_uri` less a trailing slash.
+    // ingress-nginx's redirect server (ngx_srv_redirect.lua): the request's scheme, the other
+    // name, the port the request reached (always named), `$request_uri` less a trailing slash.
     assert_eq!(
         location("foo.test", "/a/b/").await,
-        (308, format!("http://www.foo.test:{https_port}/a/b"))
+        (
+            308,
+            format!("http://www.foo.test:{}/a/b", proxy.http().port())
+        )
     );
     assert_eq!(a.requests(), before, "redirects never reach the pod");
     let g = get(&c, proxy.http(), "approot.bar.com", "/app1/x").await;

@@ -328,8 +328,9 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                         .map(|u| u.service.clone()),
                 });
             }
-            // `explain` has no listener: a from/to-www redirect names no HTTPS port.
-            if let Some(a) = rewrite::redirect(route, &step, 443) {
+            // `explain` has no listener: a from/to-www redirect names the standard port.
+            let port = if q.https { "443" } else { "80" };
+            if let Some(a) = rewrite::redirect(route, &step, port) {
                 redirected(&mut e, a);
                 return e;
             }

@@ -242,11 +242,8 @@ async fn route(
             // The rewrite step, 2: the route's own redirect, before the HTTPS redirect and
             // the allowlist (nginx's `return` runs in the rewrite phase, before ingress-nginx's
             // Lua redirect and the access phase).
-            let https_port = shared
-                .args
-                .redirect_https_port
-                .unwrap_or(shared.args.https_port);
-            if let Some(a) = rewrite::redirect(route, &target, https_port) {
+            let server_port = out.client.port.to_str().unwrap_or_default();
+            if let Some(a) = rewrite::redirect(route, &target, server_port) {
                 return redirect_to(a, out);
             }
             if !out.client.https() && vh.tls && route.policy.ssl_redirect != Some(false) {

@@ -58,23 +58,19 @@ pub fn app_root<U>(host: &CompiledHost<U>, t: &Target<'_>) -> Option<Answer> {
     })
 }
 
-/// Step 2: the route's redirect. `https_port`: the port the HTTPS listener is reached on,
-/// which ingress-nginx's from/to-www redirect names when it is not 443.
-pub fn redirect<U>(route: &CompiledRoute<U>, t: &Target<'_>, https_port: u16) -> Option<Answer> {
+/// Step 2: the route's redirect. `server_port`: the port the request reached (a trusted
+/// `X-Forwarded-Port` with `use-forwarded-headers`), which ingress-nginx's from/to-www
+/// redirect always names (ngx_srv_redirect.lua: `scheme://to:port` + `$request_uri` less one
+/// trailing `/`; the scheme likewise from a trusted `X-Forwarded-Proto`, as `t.scheme`).
+pub fn redirect<U>(route: &CompiledRoute<U>, t: &Target<'_>, server_port: &str) -> Option<Answer> {
     let r = route.policy.redirect.as_ref()?;
     let (location, why) = match &r.to {
         RedirectTo::Url(url) => (url.clone(), "redirect annotation"),
         RedirectTo::Host(to) => {
-            // nginx.tmpl's redirect server: `$request_uri` less one trailing `/`.
             let uri = t.request_uri();
             let uri = uri.strip_suffix('/').unwrap_or(&uri);
-            let port = if https_port == 443 {
-                String::new()
-            } else {
-                format!(":{https_port}")
-            };
             (
-                format!("{}://{to}{port}{uri}", t.scheme),
+                format!("{}://{to}:{server_port}{uri}", t.scheme),
                 "from-to-www-redirect",
             )
         }
@@ -222,25 +218,31 @@ mod tests {
         let tb = with(RedirectTo::Url("https://www.google.com".into()), 301);
         let r = &tb.host("rewrite.bar.com").unwrap().routes[0];
         assert_eq!(
-            redirect(r, &t, 443).map(|a| (a.status, a.location)),
+            redirect(r, &t, "8080").map(|a| (a.status, a.location)),
             Some((301, "https://www.google.com".into()))
         );
         let tb = with(RedirectTo::Host("www.bar.com".into()), 308);
         let r = &tb.host("rewrite.bar.com").unwrap().routes[0];
         let t2 = Target { query: None, ..t };
         assert_eq!(
-            redirect(r, &t2, 443).map(|a| a.location),
-            Some("http://www.bar.com/x".into())
+            redirect(r, &t2, "80").map(|a| a.location),
+            Some("http://www.bar.com:80/x".into())
         );
         assert_eq!(
-            redirect(r, &t2, 8443).map(|a| a.location),
-            Some("http://www.bar.com:8443/x".into())
+            redirect(r, &t2, "8080").map(|a| a.location),
+            Some("http://www.bar.com:8080/x".into())
+        );
+        let root = Target { path: "/", ..t2 };
+        assert_eq!(
+            redirect(r, &root, "80").map(|a| a.location),
+            Some("http://www.bar.com:80".into()),
+            "`/` less its trailing slash, as the Lua does"
         );
         let tb = with(RedirectTo::AppendSlash, 301);
         let r = &tb.host("rewrite.bar.com").unwrap().routes[0];
         let t3 = Target { path: "/x", ..t };
         assert_eq!(
-            redirect(r, &t3, 443).map(|a| a.location),
+            redirect(r, &t3, "8080").map(|a| a.location),
             Some("http://foo.bar.com:8080/x/?q=1".into())
         );
     }
