@@ -17,7 +17,7 @@ use crate::{
     },
     model::{
         BackendProtocol, CanaryRule, CookieAffinity, Diagnostic, EndpointState, LoadBalancing,
-        ObjectKind, ObjectRef, PathMatch, Snapshot, Upstream,
+        ObjectKind, ObjectRef, PathMatch, RetryOn, Snapshot, Upstream,
     },
     proxy::{
         canary::{Side, Step},
@@ -133,6 +133,9 @@ pub struct Explanation {
     pub x_forwarded_prefix: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
+    /// When a failed attempt goes on to another endpoint (forwarded routes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_upstream: Option<NextUpstreamInfo>,
     /// The route's canary and which side this request takes, if the route has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub canary: Option<CanaryInfo>,
@@ -164,7 +167,21 @@ pub struct BackendInfo {
     pub protocol: BackendProtocol,
     pub load_balancing: LoadBalancing,
     pub affinity: Option<CookieAffinity>,
+    /// `service-upstream`: the one endpoint is the Service's ClusterIP and port.
+    pub service_upstream: bool,
     pub endpoints: Vec<EndpointInfo>,
+}
+
+/// A route's `proxy-next-upstream*` ([`crate::proxy::next_upstream`]) as `explain` shows it.
+#[derive(Debug, Serialize)]
+pub struct NextUpstreamInfo {
+    /// The failures retried, as nginx spells them (`error timeout`, `off`).
+    pub when: String,
+    /// Attempts in all, the first included (0: no limit); `None`: the `--proxy-retries` flag
+    /// plus one (3 unless changed). Never more than the endpoints there are.
+    pub tries: Option<u32>,
+    /// Seconds after the first attempt during which another may start; 0: no limit.
+    pub timeout_secs: f64,
 }
 
 /// A route's canary ([`crate::proxy::canary`]) as `explain` shows it.
@@ -234,6 +251,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
         upstream_host: None,
         x_forwarded_prefix: None,
         status: None,
+        next_upstream: None,
         canary: None,
         error_pages: None,
         diagnostics: Vec::new(),
@@ -332,6 +350,12 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
             match &route.action {
                 CompiledAction::Forward(ups) => {
                     e.backends = ups.iter().map(|(u, w)| backend_info(u, *w)).collect();
+                    let n = &route.policy.next_upstream;
+                    e.next_upstream = Some(NextUpstreamInfo {
+                        when: n.when.as_ref().unwrap_or(&RetryOn::NGINX_DEFAULT).to_nginx(),
+                        tries: n.tries,
+                        timeout_secs: n.timeout.unwrap_or_default().as_secs_f64(),
+                    });
                     if let Some(c) = &route.canary {
                         let main = ups.first().map(|(u, _)| &**u);
                         let by_request = c.by_request(main, &headers);
@@ -422,6 +446,7 @@ fn backend_info(u: &Upstream, weight: u32) -> BackendInfo {
         protocol: u.protocol,
         load_balancing: u.load_balancing.clone(),
         affinity: u.affinity.clone(),
+        service_upstream: u.service_upstream,
         endpoints: u
             .endpoints
             .iter()
