@@ -352,7 +352,11 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                     e.backends = ups.iter().map(|(u, w)| backend_info(u, *w)).collect();
                     let n = &route.policy.next_upstream;
                     e.next_upstream = Some(NextUpstreamInfo {
-                        when: n.when.as_ref().unwrap_or(&RetryOn::NGINX_DEFAULT).to_nginx(),
+                        when: n
+                            .when
+                            .as_ref()
+                            .unwrap_or(&RetryOn::NGINX_DEFAULT)
+                            .to_nginx(),
                         tries: n.tries,
                         timeout_secs: n.timeout.unwrap_or_default().as_secs_f64(),
                     });

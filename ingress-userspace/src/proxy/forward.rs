@@ -506,9 +506,9 @@ where
             Err(f) => {
                 charge(shared, up, slot, &upstream_label, &f);
                 let again = !last
-                    && f
-                        .cause
-                        .is_some_and(|c| retry.retries(c, prepared.attempt(f.sent), Instant::now()));
+                    && f.cause.is_some_and(|c| {
+                        retry.retries(c, prepared.attempt(f.sent), Instant::now())
+                    });
                 failure = f;
                 if !again {
                     break;

@@ -64,10 +64,7 @@ impl Retry {
         Retry {
             when: policy.when.clone().unwrap_or(RetryOn::NGINX_DEFAULT),
             tries: policy.tries.unwrap_or(default_tries),
-            deadline: policy
-                .timeout
-                .filter(|t| !t.is_zero())
-                .map(|t| started + t),
+            deadline: policy.timeout.filter(|t| !t.is_zero()).map(|t| started + t),
             non_idempotent: *method == Method::POST
                 || *method == Method::PATCH
                 || method.as_str() == "LOCK",
@@ -153,7 +150,10 @@ mod tests {
         let now = Instant::now();
         for m in ["POST", "LOCK", "PATCH"] {
             let r = retry("error timeout http_503", None, None, m);
-            assert!(r.retries(Cause::Error, UNSENT, now), "{m}: nothing sent yet");
+            assert!(
+                r.retries(Cause::Error, UNSENT, now),
+                "{m}: nothing sent yet"
+            );
             assert!(!r.retries(Cause::Timeout, SENT, now), "{m}");
             assert!(!r.retries(Cause::Status(503), SENT, now), "{m}");
             let r = retry("error timeout http_503 non_idempotent", None, None, m);
@@ -179,18 +179,19 @@ mod tests {
     #[test]
     fn tries_count_the_first_attempt_and_endpoints_bound_them() {
         let r = retry("error", Some(1), None, "GET");
-        assert!(r.may_follow(0, 5) && !r.may_follow(1, 5), "tries=1: one attempt");
+        assert!(
+            r.may_follow(0, 5) && !r.may_follow(1, 5),
+            "tries=1: one attempt"
+        );
         let r = retry("error", Some(3), None, "GET");
         assert!(r.may_follow(2, 5) && !r.may_follow(3, 5));
         assert!(!r.may_follow(2, 2), "no endpoint is tried twice");
         let r = retry("error", Some(0), None, "GET");
-        assert!(r.may_follow(99, 100) && !r.may_follow(100, 100), "0: no limit");
-        let r = Retry::new(
-            &NextUpstream::default(),
-            3,
-            &Method::GET,
-            Instant::now(),
+        assert!(
+            r.may_follow(99, 100) && !r.may_follow(100, 100),
+            "0: no limit"
         );
+        let r = Retry::new(&NextUpstream::default(), 3, &Method::GET, Instant::now());
         assert!(r.may_follow(2, 5) && !r.may_follow(3, 5), "default tries");
         assert!(!retry("off", None, None, "GET").may_follow(0, 5));
     }

@@ -319,8 +319,7 @@ pub fn parse(
         }
     };
     let use_regex = r.bool("use-regex").unwrap_or(false);
-    let (next_upstream, invalid) =
-        super::next_upstream::parse(|k| r.get(k).map(str::to_string));
+    let (next_upstream, invalid) = super::next_upstream::parse(|k| r.get(k).map(str::to_string));
     for i in invalid {
         r.bad(i.key, &i.value, i.expected);
     }

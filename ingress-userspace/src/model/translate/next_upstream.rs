@@ -55,11 +55,7 @@ pub fn parse(get: impl Fn(&str) -> Option<String>) -> (NextUpstream, Vec<Invalid
     if let Some(v) = get(TIMEOUT) {
         match parse_duration(&v).filter(|d| *d <= *TIMEOUT_RANGE.end()) {
             Some(d) => out.timeout = Some(d),
-            None => bad(
-                TIMEOUT,
-                v,
-                "a number of seconds up to 604800 (0: no limit)",
-            ),
+            None => bad(TIMEOUT, v, "a number of seconds up to 604800 (0: no limit)"),
         }
     }
     (out, invalid)
@@ -141,7 +137,15 @@ mod tests {
         .unwrap();
         assert_eq!(all.statuses, [403, 404, 429, 500, 502, 503, 504]);
         assert!(all.invalid_header && !all.error);
-        for bad in ["", "  ", "http_501", "http_", "errors", "error,timeout", "HTTP_503"] {
+        for bad in [
+            "",
+            "  ",
+            "http_501",
+            "http_",
+            "errors",
+            "error,timeout",
+            "HTTP_503",
+        ] {
             assert_eq!(parse_when(bad), None, "{bad:?}");
         }
     }
@@ -156,11 +160,7 @@ mod tests {
         assert_eq!(n.timeout, Some(Duration::from_secs(30)));
         assert!(!no_limit(n.timeout));
         assert_eq!(read(&[]).0, NextUpstream::default());
-        let (n, bad) = read(&[
-            (WHEN, "sometimes"),
-            (TRIES, "-1"),
-            (TIMEOUT, "604801"),
-        ]);
+        let (n, bad) = read(&[(WHEN, "sometimes"), (TRIES, "-1"), (TIMEOUT, "604801")]);
         assert_eq!(n, NextUpstream::default(), "bad values keep the defaults");
         let keys: Vec<&str> = bad.iter().map(|b| b.key).collect();
         assert_eq!(keys, [WHEN, TRIES, TIMEOUT]);
