@@ -758,6 +758,58 @@ mod tests {
         assert!(load_snapshot(&dir.join("nope"), &TranslateConfig::default()).is_err());
     }
 
+    /// `proxy-next-upstream*` and `service-upstream` as the route and backend carry them.
+    #[test]
+    fn shows_next_upstream_and_service_upstream() {
+        let dir = std::env::temp_dir().join(format!("xi-explain-ups-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let yaml = r#"---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  clusterIP: 10.96.0.10
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: ing
+  namespace: default
+  annotations:
+    nginx.ingress.kubernetes.io/service-upstream: "true"
+    nginx.ingress.kubernetes.io/proxy-next-upstream: "error http_503"
+    nginx.ingress.kubernetes.io/proxy-next-upstream-tries: "2"
+    nginx.ingress.kubernetes.io/proxy-next-upstream-timeout: "5"
+spec:
+  ingressClassName: xdp-ingress
+  rules:
+  - host: a.test
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+"#;
+        std::fs::write(dir.join("all.yaml"), yaml).unwrap();
+        let s = load_snapshot(&dir, &TranslateConfig::default());
+        std::fs::remove_dir_all(&dir).unwrap();
+        let e = explain(&s.unwrap(), &q("a.test", "/"));
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["next_upstream"]["when"], "error http_503");
+        assert_eq!(json["next_upstream"]["tries"], 2);
+        assert_eq!(json["next_upstream"]["timeout_secs"], 5.0);
+        assert_eq!(json["backends"][0]["service_upstream"], true);
+        assert_eq!(
+            json["backends"][0]["endpoints"][0]["address"],
+            "10.96.0.10:80"
+        );
+        // Without annotations: nginx's default, tries from the flag.
+        let e = explain(&snap(), &q("foo.example.com", "/api"));
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["next_upstream"]["when"], "error timeout");
+        assert_eq!(json["next_upstream"]["tries"], serde_json::Value::Null);
+        assert_eq!(json["backends"][0]["service_upstream"], false);
+    }
+
     #[test]
     fn header_flag_parses() {
         assert_eq!(
