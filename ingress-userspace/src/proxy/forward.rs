@@ -1,7 +1,7 @@
 //! One request from routing to response: redirect or answer locally, or pick an endpoint and
 //! stream the request there and the response back (bodies are never buffered whole),
-//! retrying other endpoints when that is safe, handing Upgrades to [`super::tunnel`], and
-//! recording metrics and the access log.
+//! trying other endpoints as the route's `proxy-next-upstream` allows ([`Retry`]), handing
+//! Upgrades to [`super::tunnel`], and recording metrics and the access log.
 
 use std::{
     convert::Infallible,
@@ -376,8 +376,8 @@ fn choose_weighted(ups: &[(Arc<UpstreamRuntime>, u32)]) -> Option<&Arc<UpstreamR
 /// Forwards a routed request to an endpoint of `up`, in phases: admit (a declared body over
 /// the limit never leaves the proxy), prepare the upstream request once, then attempt
 /// endpoints; each failed attempt is classified by where it came from (the client's side,
-/// the endpoint, the proxy), which decides whether the endpoint is charged with it and
-/// whether another endpoint may be tried.
+/// the endpoint, the proxy), which decides whether the endpoint is charged with it, and by
+/// its cause, from which the route's [`Retry`] decides whether another endpoint is tried.
 async fn forward<B>(
     shared: &Arc<Shared>,
     mut req: Request<B>,
