@@ -18,7 +18,7 @@ use crate::{
     },
     model::{
         BackendProtocol, CanaryRule, CookieAffinity, Diagnostic, EndpointState, LoadBalancing,
-        ObjectKind, ObjectRef, PathMatch, Snapshot, Upstream,
+        ObjectKind, ObjectRef, PathMatch, RetryOn, Snapshot, Upstream,
     },
     proxy::{
         canary::{Side, Step},
@@ -135,6 +135,9 @@ pub struct Explanation {
     pub x_forwarded_prefix: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
+    /// When a failed attempt goes on to another endpoint (forwarded routes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_upstream: Option<NextUpstreamInfo>,
     /// The route's canary and which side this request takes, if the route has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub canary: Option<CanaryInfo>,
@@ -168,7 +171,21 @@ pub struct BackendInfo {
     pub protocol: BackendProtocol,
     pub load_balancing: LoadBalancing,
     pub affinity: Option<CookieAffinity>,
+    /// `service-upstream`: the one endpoint is the Service's ClusterIP and port.
+    pub service_upstream: bool,
     pub endpoints: Vec<EndpointInfo>,
+}
+
+/// A route's `proxy-next-upstream*` ([`crate::proxy::next_upstream`]) as `explain` shows it.
+#[derive(Debug, Serialize)]
+pub struct NextUpstreamInfo {
+    /// The failures retried, as nginx spells them (`error timeout`, `off`).
+    pub when: String,
+    /// Attempts in all, the first included (0: no limit); `None`: the `--proxy-retries` flag
+    /// plus one (3 unless changed). Never more than the endpoints there are.
+    pub tries: Option<u32>,
+    /// Seconds after the first attempt during which another may start; 0: no limit.
+    pub timeout_secs: f64,
 }
 
 /// A route's canary ([`crate::proxy::canary`]) as `explain` shows it.
@@ -238,6 +255,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
         upstream_host: None,
         x_forwarded_prefix: None,
         status: None,
+        next_upstream: None,
         canary: None,
         error_pages: None,
         diagnostics: Vec::new(),
@@ -337,6 +355,16 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
             match &route.action {
                 CompiledAction::Forward(ups) => {
                     e.backends = ups.iter().map(|(u, w)| backend_info(u, *w)).collect();
+                    let n = &route.policy.next_upstream;
+                    e.next_upstream = Some(NextUpstreamInfo {
+                        when: n
+                            .when
+                            .as_ref()
+                            .unwrap_or(&RetryOn::NGINX_DEFAULT)
+                            .to_nginx(),
+                        tries: n.tries,
+                        timeout_secs: n.timeout.unwrap_or_default().as_secs_f64(),
+                    });
                     if let Some(c) = &route.canary {
                         let main = ups.first().map(|(u, _)| &**u);
                         let by_request = c.by_request(main, &headers);
@@ -501,6 +529,7 @@ fn backend_info(u: &Upstream, weight: u32) -> BackendInfo {
         protocol: u.protocol,
         load_balancing: u.load_balancing.clone(),
         affinity: u.affinity.clone(),
+        service_upstream: u.service_upstream,
         endpoints: u
             .endpoints
             .iter()
@@ -872,6 +901,58 @@ mod tests {
             "{r:?}"
         );
         assert!(!r.iter().any(|(o, _)| o == "snip"), "{r:?}");
+    }
+
+    /// `proxy-next-upstream*` and `service-upstream` as the route and backend carry them.
+    #[test]
+    fn shows_next_upstream_and_service_upstream() {
+        let dir = std::env::temp_dir().join(format!("xi-explain-ups-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let yaml = r#"---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  clusterIP: 10.96.0.10
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: ing
+  namespace: default
+  annotations:
+    nginx.ingress.kubernetes.io/service-upstream: "true"
+    nginx.ingress.kubernetes.io/proxy-next-upstream: "error http_503"
+    nginx.ingress.kubernetes.io/proxy-next-upstream-tries: "2"
+    nginx.ingress.kubernetes.io/proxy-next-upstream-timeout: "5"
+spec:
+  ingressClassName: xdp-ingress
+  rules:
+  - host: a.test
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+"#;
+        std::fs::write(dir.join("all.yaml"), yaml).unwrap();
+        let s = load_snapshot(&dir, &TranslateConfig::default());
+        std::fs::remove_dir_all(&dir).unwrap();
+        let e = explain(&s.unwrap(), &q("a.test", "/"));
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["next_upstream"]["when"], "error http_503");
+        assert_eq!(json["next_upstream"]["tries"], 2);
+        assert_eq!(json["next_upstream"]["timeout_secs"], 5.0);
+        assert_eq!(json["backends"][0]["service_upstream"], true);
+        assert_eq!(
+            json["backends"][0]["endpoints"][0]["address"],
+            "10.96.0.10:80"
+        );
+        // Without annotations: nginx's default, tries from the flag.
+        let e = explain(&snap(), &q("foo.example.com", "/api"));
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["next_upstream"]["when"], "error timeout");
+        assert_eq!(json["next_upstream"]["tries"], serde_json::Value::Null);
+        assert_eq!(json["backends"][0]["service_upstream"], false);
     }
 
     #[test]

@@ -412,6 +412,87 @@ pub struct RoutePolicy {
     /// Answer with a redirect instead of forwarding (before the allowlist, as nginx's rewrite
     /// phase runs before its access phase).
     pub redirect: Option<Redirect>,
+    /// When a failed attempt goes on to another endpoint (`proxy-next-upstream*`).
+    pub next_upstream: NextUpstream,
+}
+
+/// When a failed attempt goes on to another endpoint: nginx's `proxy_next_upstream`,
+/// `proxy_next_upstream_tries` and `proxy_next_upstream_timeout`, as ingress-nginx's
+/// `proxy-next-upstream*` annotations and ConfigMap keys set them. `None`: the ConfigMap's
+/// value, else the default named on the field.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct NextUpstream {
+    /// Which failures are retried; default [`RetryOn::NGINX_DEFAULT`] (`error timeout`).
+    pub when: Option<RetryOn>,
+    /// Attempts in all, the first included; `0`: no limit (never more than the endpoints
+    /// there are). Default: the `--proxy-retries` flag plus one (3).
+    pub tries: Option<u32>,
+    /// How long after the first attempt began another may start; zero: no limit (the
+    /// default).
+    pub timeout: Option<Duration>,
+}
+
+/// The cases of nginx's `proxy_next_upstream` (ngx_http_proxy_module); `off` is none of
+/// them.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RetryOn {
+    /// `error`: connecting, sending the request or reading the response head failed.
+    pub error: bool,
+    /// `timeout`: connecting, sending or waiting for the response head timed out.
+    pub timeout: bool,
+    /// `invalid_header`: the endpoint answered with an empty or malformed response head.
+    pub invalid_header: bool,
+    /// `http_500`, `http_502`, `http_503`, `http_504`, `http_403`, `http_404`, `http_429`:
+    /// responses with these statuses, sorted.
+    pub statuses: Vec<u16>,
+    /// `non_idempotent`: POST, LOCK and PATCH requests are retried too once they reached an
+    /// endpoint (without it, only while nothing of them was sent).
+    pub non_idempotent: bool,
+}
+
+impl RetryOn {
+    /// nginx's and ingress-nginx's default, `error timeout`.
+    pub const NGINX_DEFAULT: RetryOn = RetryOn {
+        error: true,
+        timeout: true,
+        invalid_header: false,
+        statuses: Vec::new(),
+        non_idempotent: false,
+    };
+
+    /// `off`.
+    pub const OFF: RetryOn = RetryOn {
+        error: false,
+        timeout: false,
+        invalid_header: false,
+        statuses: Vec::new(),
+        non_idempotent: false,
+    };
+
+    /// The statuses `http_<code>` may name.
+    pub const STATUSES: [u16; 7] = [403, 404, 429, 500, 502, 503, 504];
+
+    /// As nginx spells it (`error timeout http_503`; `off` for none).
+    pub fn to_nginx(&self) -> String {
+        let mut out: Vec<String> = Vec::new();
+        for (on, name) in [
+            (self.error, "error"),
+            (self.timeout, "timeout"),
+            (self.invalid_header, "invalid_header"),
+        ] {
+            if on {
+                out.push(name.into());
+            }
+        }
+        out.extend(self.statuses.iter().map(|s| format!("http_{s}")));
+        if out.is_empty() {
+            return "off".into();
+        }
+        if self.non_idempotent {
+            out.push("non_idempotent".into());
+        }
+        out.join(" ")
+    }
 }
 
 /// ingress-nginx's `rewrite-target`, `x-forwarded-prefix` and `upstream-vhost`.
@@ -501,6 +582,9 @@ pub struct Upstream {
     pub endpoints: Vec<Endpoint>,
     pub load_balancing: LoadBalancing,
     pub affinity: Option<CookieAffinity>,
+    /// `service-upstream`: `endpoints` is the Service's `spec.clusterIP` and port, one
+    /// pseudo-endpoint that kube-proxy balances; endpoint changes leave it as it is.
+    pub service_upstream: bool,
 }
 
 /// A certificate chain and key from a `kubernetes.io/tls` Secret, already checked to parse.

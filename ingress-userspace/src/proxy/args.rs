@@ -92,8 +92,10 @@ pub struct ProxyArgs {
     /// successive writes, not the whole upload; route annotations override).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub proxy_send_timeout: Duration,
-    /// Attempts on other endpoints after a connect failure, or any failure of an idempotent
-    /// request without a body (0 to 100; never more than the endpoints there are).
+    /// Attempts on other endpoints after the first, where a route sets no
+    /// `proxy-next-upstream-tries` (annotation or ConfigMap key, which count the first attempt
+    /// too): the failures its `proxy-next-upstream` lists (default `error timeout`) go on to
+    /// another endpoint (0 to 100; never more than the endpoints there are).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub proxy_retries: u32,
     /// Idle upstream connections kept per endpoint.

@@ -48,6 +48,7 @@ pub fn upstream_at(service: &str, addrs: &[SocketAddr]) -> Arc<Upstream> {
             .collect(),
         load_balancing: LoadBalancing::RoundRobin,
         affinity: None,
+        service_upstream: false,
     })
 }
 

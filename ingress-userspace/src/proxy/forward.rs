@@ -1,7 +1,7 @@
 //! One request from routing to response: redirect or answer locally, or pick an endpoint and
 //! stream the request there and the response back (bodies are never buffered whole),
-//! retrying other endpoints when that is safe, handing Upgrades to [`super::tunnel`], and
-//! recording metrics and the access log.
+//! trying other endpoints as the route's `proxy-next-upstream` allows ([`Retry`]), handing
+//! Upgrades to [`super::tunnel`], and recording metrics and the access log.
 
 use std::{
     convert::Infallible,
@@ -34,6 +34,7 @@ use super::{
     error_pages::{self, Intercept},
     headers::{add_forwarding, drop_underscored, for_http1_upstream, is_upgrade, strip_hop_by_hop},
     metrics::{GaugeGuard, RequestLabels, RouteLabels, UpstreamLabels},
+    next_upstream::{Attempt, Cause, Retry},
     request_target, rewrite,
     router::{CompiledAction, CompiledRoute, Lookup, RequestView},
     tunnel,
@@ -381,8 +382,8 @@ fn choose_weighted(ups: &[(Arc<UpstreamRuntime>, u32)]) -> Option<&Arc<UpstreamR
 /// Forwards a routed request to an endpoint of `up`, in phases: admit (a declared body over
 /// the limit never leaves the proxy), prepare the upstream request once, then attempt
 /// endpoints; each failed attempt is classified by where it came from (the client's side,
-/// the endpoint, the proxy), which decides whether the endpoint is charged with it and
-/// whether another endpoint may be tried.
+/// the endpoint, the proxy), which decides whether the endpoint is charged with it, and by
+/// its cause, from which the route's [`Retry`] decides whether another endpoint is tried.
 async fn forward<B>(
     shared: &Arc<Shared>,
     mut req: Request<B>,
@@ -426,7 +427,14 @@ where
     };
     let mut tried = Vec::new();
     let mut failure = Failure::proxy(StatusCode::SERVICE_UNAVAILABLE, "no endpoint available");
-    for attempt in 0..=args.proxy_retries {
+    let retry = Retry::new(
+        &policy.next_upstream,
+        args.proxy_retries.saturating_add(1),
+        &prepared.parts.method,
+        Instant::now(),
+    );
+    // Bounded: `pick` never returns a tried endpoint, so at most one attempt per endpoint.
+    loop {
         let Some(pick) = up.pick(&PickInput {
             headers: &prepared.parts.headers,
             client_ip,
@@ -437,9 +445,8 @@ where
         tried.push(pick.slot);
         let slot = &up.slots[pick.slot];
         out.upstream_addr = Some(slot.stats.addr);
-        // `pick` never returns a tried endpoint, so once every endpoint is tried (always, for
-        // a single endpoint) or the retries are used up, no later attempt needs the headers.
-        let last = attempt == args.proxy_retries || tried.len() >= up.slots.len();
+        // When no attempt may follow this one, it takes the headers.
+        let last = upgrade || !retry.may_follow(tried.len(), up.slots.len());
         let upstream_req = match prepared.request_to(slot, last) {
             Ok(r) => r,
             Err(f) => {
@@ -465,6 +472,26 @@ where
         )
         .await;
         match classify(sent, &prepared) {
+            // `proxy-next-upstream: http_<code>`: another endpoint answers instead, unless
+            // this is the last attempt: then the client gets the answer as the pod sent it.
+            Ok(resp)
+                if !last
+                    && retry.covers_status(resp.status().as_u16())
+                    && retry.retries(
+                        Cause::Status(resp.status().as_u16()),
+                        prepared.attempt(true),
+                        Instant::now(),
+                    ) =>
+            {
+                debug!(endpoint = %slot.stats.addr, status = %resp.status(), "next upstream");
+                out.upstream_status = Some(resp.status().as_u16());
+                failure = Failure::upstream(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream answered with a status retried elsewhere",
+                    Cause::Status(resp.status().as_u16()),
+                    true,
+                );
+            }
             Ok(resp) => {
                 let answer = Answer {
                     took: t0.elapsed(),
@@ -484,9 +511,12 @@ where
             }
             Err(f) => {
                 charge(shared, up, slot, &upstream_label, &f);
-                let retry = f.retry && !upgrade;
+                let again = !last
+                    && f.cause.is_some_and(|c| {
+                        retry.retries(c, prepared.attempt(f.sent), Instant::now())
+                    });
                 failure = f;
-                if !retry {
+                if !again {
                     break;
                 }
             }
@@ -561,7 +591,6 @@ struct Prepared {
     /// none, as HTTP/1.0 may).
     authority: Option<Authority>,
     path_and_query: PathAndQuery,
-    idempotent: bool,
     read_timeout: Duration,
     request_id: HeaderValue,
 }
@@ -634,10 +663,6 @@ where
         )
         .boxed_unsync(),
     );
-    let idempotent = matches!(
-        parts.method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
-    );
     Prepared {
         parts,
         body,
@@ -651,7 +676,6 @@ where
         protocol,
         authority: host.parse().ok(),
         path_and_query,
-        idempotent,
         read_timeout: policy
             .timeouts
             .read
@@ -661,6 +685,15 @@ where
 }
 
 impl Prepared {
+    /// What an attempt that failed had done to the request; `sent`: something of it reached
+    /// the endpoint.
+    fn attempt(&self, sent: bool) -> Attempt {
+        Attempt {
+            sent,
+            body_consumed: !self.body.untouched(),
+        }
+    }
+
     /// The request for one attempt at `slot`; `last`: no attempt follows, the headers move.
     /// Its URI names the virtual host (HTTP/2 `:authority`, RFC 9113 §8.3.1), or the
     /// endpoint when the client named no host; the pool connects to `slot` either way.
@@ -700,13 +733,18 @@ enum FaultSide {
     Proxy,
 }
 
-/// A failed attempt: what to answer, who caused it, whether another endpoint may be tried.
+/// A failed attempt: what to answer, who caused it, and what [`Retry`] needs to decide
+/// whether another endpoint is tried.
 #[derive(Debug)]
 struct Failure {
     origin: FaultSide,
     status: StatusCode,
     reason: &'static str,
-    retry: bool,
+    /// The endpoint's failure in `proxy_next_upstream` terms; `None`: never retried (the
+    /// client's or the proxy's fault).
+    cause: Option<Cause>,
+    /// Something of the request reached the endpoint.
+    sent: bool,
 }
 
 impl Failure {
@@ -715,16 +753,18 @@ impl Failure {
             origin: FaultSide::Proxy,
             status,
             reason,
-            retry: false,
+            cause: None,
+            sent: false,
         }
     }
 
-    fn upstream(status: StatusCode, reason: &'static str, retry: bool) -> Self {
+    fn upstream(status: StatusCode, reason: &'static str, cause: Cause, sent: bool) -> Self {
         Failure {
             origin: FaultSide::Upstream,
             status,
             reason,
-            retry,
+            cause: Some(cause),
+            sent,
         }
     }
 }
@@ -784,33 +824,46 @@ fn classify(
             origin: FaultSide::Client(fault),
             status: fault.status(),
             reason: fault.reason(),
-            retry: false,
+            cause: None,
+            sent: true,
         });
     }
-    // Safe to resend: the body is still whole, and nothing reached the endpoint (connect
-    // failed) or the method is idempotent.
-    let untouched = p.body.untouched();
+    // Whether another endpoint is tried is [`Retry`]'s to decide, from the cause.
     Err(match err {
         None => Failure::upstream(
             StatusCode::GATEWAY_TIMEOUT,
             "upstream timed out",
-            untouched && p.idempotent,
+            Cause::Timeout,
+            true,
         ),
         Some(e) if e.is_connect() => Failure::upstream(
             StatusCode::BAD_GATEWAY,
             "upstream connect failed",
-            untouched,
+            if e.connect_timed_out() {
+                Cause::Timeout
+            } else {
+                Cause::Error
+            },
+            false,
         ),
         // As nginx: a send timeout is a gateway timeout.
         Some(e) if SendTimedOut::caused(&e) => Failure::upstream(
             StatusCode::GATEWAY_TIMEOUT,
             "upstream send timed out",
-            untouched && p.idempotent,
+            Cause::Timeout,
+            true,
+        ),
+        Some(e) if e.is_invalid_response() => Failure::upstream(
+            StatusCode::BAD_GATEWAY,
+            "upstream sent an invalid response",
+            Cause::InvalidHeader,
+            true,
         ),
         Some(_) => Failure::upstream(
             StatusCode::BAD_GATEWAY,
             "upstream request failed",
-            untouched && p.idempotent,
+            Cause::Error,
+            true,
         ),
     })
 }

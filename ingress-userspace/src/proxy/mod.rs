@@ -23,6 +23,7 @@ pub mod limits;
 pub mod listener;
 pub mod liveness;
 pub mod metrics;
+pub mod next_upstream;
 pub mod normalize;
 pub mod proxy_protocol;
 pub mod request_target;

@@ -44,6 +44,8 @@ pub struct IngressOptions {
     pub paths: super::rewrite::PathOptions,
     /// `server-alias` and `from-to-www-redirect` (see [`super::redirect`]).
     pub hosts: super::redirect::HostOptions,
+    /// `service-upstream`; `None`: the ConfigMap's, else off.
+    pub service_upstream: Option<bool>,
 }
 
 /// A boolean as ingress-nginx reads annotations and ConfigMap keys: Go's `strconv.ParseBool`
@@ -326,6 +328,12 @@ pub fn parse(
         }
     };
     let use_regex = r.bool("use-regex").unwrap_or(false);
+    let (next_upstream, invalid) = super::next_upstream::parse(|k| r.get(k).map(str::to_string));
+    for i in invalid {
+        r.bad(i.key, &i.value, i.expected);
+    }
+    policy.next_upstream = next_upstream;
+    let service_upstream = r.bool("service-upstream");
     let paths = super::rewrite::parse(&mut r, &mut policy);
     let hosts = super::redirect::parse(&mut r, &mut policy);
 
@@ -337,6 +345,7 @@ pub fn parse(
         use_regex,
         paths,
         hosts,
+        service_upstream,
     }
 }
 

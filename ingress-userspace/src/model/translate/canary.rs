@@ -280,7 +280,7 @@ pub(super) fn merge(b: &mut L7Builder<'_>) {
                 if !copts.legacy_affinity {
                     up_opts.affinity = main_up.affinity.clone();
                 }
-                let up = match b.upstream(ns, &p.backend, &up_opts) {
+                let up = match b.upstream(ns, &p.backend, &up_opts, &object) {
                     Ok(u) => u,
                     Err((reason, msg)) => {
                         b.diags.error(

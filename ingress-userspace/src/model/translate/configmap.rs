@@ -18,7 +18,7 @@ use super::{
     diagnostics::Diagnostics,
     support,
 };
-use crate::model::{IpPrefix, ObjectKind, ObjectRef, ProxySettings, RoutePolicy};
+use crate::model::{IpPrefix, ObjectKind, ObjectRef, ProxySettings, RetryOn, RoutePolicy};
 
 /// ingress-nginx's `hsts-max-age` default (seconds).
 pub const HSTS_MAX_AGE: u64 = 31_536_000;
@@ -32,6 +32,11 @@ pub struct ControllerConfig {
     pub route_defaults: RoutePolicy,
     /// `allow-snippet-annotations`; `None`: `--serve-ingresses-with-snippets` decides.
     pub serve_with_snippets: Option<bool>,
+    /// `service-upstream`: the default of the annotation of the same name.
+    pub service_upstream: Option<bool>,
+    /// `retry-non-idempotent`: every route's `proxy-next-upstream` gets `non_idempotent`,
+    /// whatever its annotation says (ingress-nginx's `buildNextUpstream`).
+    pub retry_non_idempotent: bool,
 }
 
 impl Default for ControllerConfig {
@@ -43,6 +48,8 @@ impl Default for ControllerConfig {
             },
             route_defaults: RoutePolicy::default(),
             serve_with_snippets: None,
+            service_upstream: None,
+            retry_non_idempotent: false,
         }
     }
 }
@@ -51,10 +58,23 @@ impl ControllerConfig {
     /// Fills what `policy` leaves unset from the ConfigMap's defaults.
     pub fn apply_defaults(&self, policy: &mut Arc<RoutePolicy>) {
         let d = &self.route_defaults;
+        if self.retry_non_idempotent {
+            let p = Arc::make_mut(policy);
+            let when = p.next_upstream.when.take();
+            let mut when = when
+                .or_else(|| d.next_upstream.when.clone())
+                .unwrap_or(RetryOn::NGINX_DEFAULT);
+            when.non_idempotent = true;
+            p.next_upstream.when = Some(when);
+        }
         if *d == RoutePolicy::default() {
             return;
         }
         let p = Arc::make_mut(policy);
+        let (n, dn) = (&mut p.next_upstream, &d.next_upstream);
+        n.when = n.when.take().or_else(|| dn.when.clone());
+        n.tries = n.tries.or(dn.tries);
+        n.timeout = n.timeout.or(dn.timeout);
         p.ssl_redirect = p.ssl_redirect.or(d.ssl_redirect);
         p.max_body_bytes = p.max_body_bytes.or(d.max_body_bytes);
         p.timeouts.connect = p.timeouts.connect.or(d.timeouts.connect);
@@ -204,7 +224,14 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
             _ => r.bad("proxy-body-size", &v, "a size from 0 (unlimited) to 1024g"),
         }
     }
+    let (next_upstream, invalid) = super::next_upstream::parse(|k| r.get(k));
+    for i in invalid {
+        r.bad(i.key, &i.value, i.expected);
+    }
+    out.route_defaults.next_upstream = next_upstream;
     out.serve_with_snippets = r.bool("allow-snippet-annotations");
+    out.service_upstream = r.bool("service-upstream");
+    out.retry_non_idempotent = r.bool("retry-non-idempotent").unwrap_or(false);
     out
 }
 

@@ -113,6 +113,7 @@ fn default_backend(
         endpoints: b.endpoints.resolve(ns, name, port),
         load_balancing: opts.load_balancing.clone(),
         affinity: opts.affinity.clone(),
+        service_upstream: false,
     }))
 }
 

@@ -85,7 +85,8 @@ struct Rebuilder<'a> {
 impl Rebuilder<'_> {
     fn upstream(&mut self, old: &Arc<Upstream>) -> Option<Arc<Upstream>> {
         let key = key_of(old);
-        if !self.changed.contains(&key) {
+        // A ClusterIP upstream (`service-upstream`) does not follow the Service's endpoints.
+        if !self.changed.contains(&key) || old.service_upstream {
             return Some(old.clone());
         }
         if let Some(u) = self.done.get(&Arc::as_ptr(old)) {

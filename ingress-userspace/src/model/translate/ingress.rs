@@ -238,6 +238,7 @@ impl<'a> L7Builder<'a> {
         );
         let mut opts = annotations::parse(ing.metadata.annotations.as_ref(), &oref, self.diags);
         self.controller.apply_defaults(&mut opts.policy);
+        opts.service_upstream = opts.service_upstream.or(self.controller.service_upstream);
         if let Some(c) = canary::parse(ing.metadata.annotations.as_ref(), &oref, self.diags) {
             // Serves nothing of its own: merged into the main routes once all are known.
             self.canaries.push((ing, oref, opts, c));
@@ -459,7 +460,7 @@ impl<'a> L7Builder<'a> {
         oref: &ObjectRef,
         what: &str,
     ) -> RouteAction {
-        match self.upstream(ns, backend, opts) {
+        match self.upstream(ns, backend, opts, oref) {
             Ok(u) => RouteAction::Forward(vec![WeightedUpstream {
                 upstream: u,
                 weight: 1,
@@ -479,6 +480,7 @@ impl<'a> L7Builder<'a> {
         ns: &'a str,
         backend: &'a IngressBackend,
         opts: &IngressOptions,
+        user: &ObjectRef,
     ) -> Result<Arc<Upstream>, (&'static str, String)> {
         let Some(b) = &backend.service else {
             return Err((
@@ -516,6 +518,18 @@ impl<'a> L7Builder<'a> {
                 format!("service {key} has no port {}", want.unwrap_or_default()),
             ));
         };
+        let cluster_ip = match opts.service_upstream {
+            Some(true) => {
+                super::service_upstream::cluster_ip(svc, &key, port, opts, user, self.diags)
+            }
+            _ => None,
+        };
+        let service_upstream = cluster_ip.is_some();
+        // kube-proxy balances over the ClusterIP: no affinity or balancing of ours.
+        let (load_balancing, affinity) = match cluster_ip {
+            Some(_) => (crate::model::LoadBalancing::RoundRobin, None),
+            None => (opts.load_balancing.clone(), opts.affinity.clone()),
+        };
         // One Upstream per Service port and options, shared by every route that uses it (the
         // proxy keys pools by id; sharing also saves copying endpoint lists).
         let variants = self
@@ -524,22 +538,25 @@ impl<'a> L7Builder<'a> {
             .or_default();
         if let Some(u) = variants.iter().find(|u| {
             u.protocol == opts.protocol
-                && u.load_balancing == opts.load_balancing
-                && u.affinity == opts.affinity
+                && u.load_balancing == load_balancing
+                && u.affinity == affinity
+                && u.service_upstream == service_upstream
         }) {
             return Ok(u.clone());
         }
-        let endpoints = match variants.first() {
-            Some(u) => u.endpoints.clone(),
-            None => self.endpoints.resolve(ns, &b.name, port),
+        let endpoints = match (cluster_ip, variants.iter().find(|u| !u.service_upstream)) {
+            (Some(ep), _) => vec![ep],
+            (None, Some(u)) => u.endpoints.clone(),
+            (None, None) => self.endpoints.resolve(ns, &b.name, port),
         };
         let u = Arc::new(Upstream {
-            id: format!("{key}:{}", port.port),
+            id: super::service_upstream::upstream_id(&key, port.port, service_upstream),
             service: ObjectRef::new(ObjectKind::Service, ns, b.name.clone()),
             protocol: opts.protocol,
             endpoints,
-            load_balancing: opts.load_balancing.clone(),
-            affinity: opts.affinity.clone(),
+            load_balancing,
+            affinity,
+            service_upstream,
         });
         variants.push(u.clone());
         Ok(u)

@@ -3,11 +3,13 @@
 //! - [`class`]: which Ingresses are ours.
 //! - [`ingress`]: L7 virtual hosts, routes, certificates, default backend.
 //! - [`service`]: L4 services the XDP path takes over.
+//! - [`service_upstream`]: `service-upstream`: a Service's ClusterIP as its one endpoint.
 //! - [`endpoints`]: Service port -> endpoints from EndpointSlices.
 //! - [`node_local`]: endpoint addresses that point into the node, refused.
 //! - [`annotations`]: ingress-nginx annotations -> route policy and upstream options.
 //! - [`canary`]: ingress-nginx canary Ingresses, merged into the main routes.
 //! - [`errors`]: `default-backend` and `custom-http-errors` annotations.
+//! - [`next_upstream`]: `proxy-next-upstream*` (annotations and ConfigMap keys).
 //! - [`rewrite`], [`redirect`]: ingress-nginx's path rewrite and redirect/host annotations.
 //! - [`compat`]: ingress-nginx behaviours no annotation asks for, for compatible classes.
 //! - [`support`]: every ingress-nginx annotation and ConfigMap key, and how we support it.
@@ -27,10 +29,12 @@ pub mod endpoints;
 pub mod errors;
 pub mod incremental;
 pub mod ingress;
+pub mod next_upstream;
 pub mod node_local;
 pub mod redirect;
 pub mod rewrite;
 pub mod service;
+pub mod service_upstream;
 pub mod support;
 pub mod tls;
 
@@ -38,6 +42,8 @@ pub mod tls;
 pub(crate) mod fixtures;
 #[cfg(test)]
 mod paths_tests;
+#[cfg(test)]
+mod upstreams_tests;
 
 use std::{collections::HashSet, sync::Arc};
 

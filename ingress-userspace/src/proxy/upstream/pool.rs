@@ -78,6 +78,17 @@ impl UpstreamError {
     pub fn is_connect(&self) -> bool {
         matches!(self, UpstreamError::Connect { .. })
     }
+
+    /// Whether connecting took longer than the connect timeout (nginx's `timeout` case).
+    pub fn connect_timed_out(&self) -> bool {
+        matches!(self, UpstreamError::Connect { source, .. }
+            if matches!(**source, ConnectError::TimedOut(_)))
+    }
+
+    /// Whether the endpoint's response head did not parse (nginx's `invalid_header` case).
+    pub fn is_invalid_response(&self) -> bool {
+        matches!(self, UpstreamError::Request(e) if e.is_parse() || e.is_parse_status())
+    }
 }
 
 /// Every upstream connection of one set of timeouts; cheap to clone.

@@ -1,0 +1,72 @@
+//! ingress-nginx's `service-upstream` (annotation, and ConfigMap key as its default): the
+//! upstream of a backend is the Service's `spec.clusterIP` and Service port, one
+//! pseudo-endpoint, instead of its endpoints (annotations reference, "Service Upstream";
+//! ingress-nginx `getServiceClusterEndpoint`). kube-proxy (or whatever implements Services)
+//! then picks the pod, so the proxy's balancing, affinity and retries across endpoints have
+//! nothing to choose from: the proxy runs unchanged over a list of one.
+
+use std::net::{IpAddr, SocketAddr};
+
+use k8s_openapi::api::core::v1::{Service, ServicePort};
+
+use super::{annotations::IngressOptions, diagnostics::Diagnostics};
+use crate::{
+    model::{Endpoint, EndpointState, LoadBalancing, ObjectRef},
+    store::Key,
+};
+
+/// The id of the upstream of Service `key`'s port `port`: `namespace/name:port`, and
+/// `cluster-ip:namespace/name:port` for its ClusterIP (another set of endpoints, so other
+/// pools and health state). Both end in `:port`.
+pub fn upstream_id(key: &Key, port: i32, service_upstream: bool) -> String {
+    if service_upstream {
+        format!("cluster-ip:{key}:{port}")
+    } else {
+        format!("{key}:{port}")
+    }
+}
+
+/// The ClusterIP pseudo-endpoint of `svc`'s `port`, or `None` with a Warning on `user` when
+/// the Service has none (headless, `clusterIP: None`): its endpoints are used then, as
+/// ingress-nginx falls back to them. Balancing options that cannot apply get a Warning too.
+pub fn cluster_ip(
+    svc: &Service,
+    key: &Key,
+    port: &ServicePort,
+    opts: &IngressOptions,
+    user: &ObjectRef,
+    diags: &mut Diagnostics,
+) -> Option<Endpoint> {
+    let written = svc.spec.as_ref().and_then(|s| s.cluster_ip.as_deref());
+    let Some(ip) = written.and_then(|ip| ip.parse::<IpAddr>().ok()) else {
+        let why = match written {
+            None | Some("") | Some("None") => "is headless (clusterIP: None)".to_string(),
+            Some(other) => format!("has no usable clusterIP ({other:?})"),
+        };
+        diags.warn(
+            user,
+            "ServiceUpstreamWithoutClusterIP",
+            format!("service-upstream: service {key} {why}; its endpoints are used instead"),
+        );
+        return None;
+    };
+    if opts.affinity.is_some() || matches!(opts.load_balancing, LoadBalancing::Hash(_)) {
+        diags.warn(
+            user,
+            "ServiceUpstreamIgnoresAffinity",
+            format!(
+                "service-upstream: requests for service {key} go to its ClusterIP, so \
+                 affinity and upstream-hash-by do not apply (the Service's own \
+                 sessionAffinity does)"
+            ),
+        );
+    }
+    Some(Endpoint {
+        addr: SocketAddr::new(ip, u16::try_from(port.port).ok()?),
+        state: EndpointState::Active,
+        weight: 1,
+        node_name: None,
+        zone: None,
+        target: None,
+    })
+}
