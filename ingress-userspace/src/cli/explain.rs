@@ -17,7 +17,7 @@ use crate::{
     },
     model::{
         BackendProtocol, CanaryRule, CookieAffinity, Diagnostic, EndpointState, LoadBalancing,
-        ObjectKind, ObjectRef, PathMatch, Snapshot, Upstream,
+        ObjectKind, ObjectRef, Passthrough, PathMatch, Snapshot, Upstream,
     },
     proxy::{
         canary::{Side, Step},
@@ -68,6 +68,10 @@ pub struct ExplainArgs {
     /// As `run --serve-ingresses-with-snippets`.
     #[arg(long)]
     pub serve_ingresses_with_snippets: bool,
+    /// As `run --enable-ssl-passthrough` (with `--https`, a passthrough host's connection is
+    /// explained as passed to its pods).
+    #[arg(long)]
+    pub enable_ssl_passthrough: bool,
 }
 
 fn parse_header(s: &str) -> Result<(String, String), String> {
@@ -105,6 +109,9 @@ pub enum Outcome {
     DefaultBackend,
     /// No route and no default backend: 404.
     NotFound,
+    /// `ssl-passthrough`: the TLS connection (SNI = the host) goes to the pod untouched; no
+    /// request is seen, so no route applies.
+    Passthrough,
     /// Refused before routing: the target or host is invalid (400) or the method is CONNECT
     /// (405).
     Refused,
@@ -250,6 +257,22 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
         return e;
     };
     headers.insert(HOST, host_value);
+    if q.https
+        && let Some(p) = passthrough_of(snapshot, &q.host)
+    {
+        e.outcome = Outcome::Passthrough;
+        e.reason = "ssl-passthrough: a TLS connection naming this host (SNI) is passed to the \
+                    pod untouched; the request and the Ingress's other annotations are never seen"
+            .into();
+        e.backends = vec![backend_info(&p.upstream, 1)];
+        e.diagnostics = snapshot
+            .diagnostics
+            .iter()
+            .filter(|d| d.object == p.ingress)
+            .cloned()
+            .collect();
+        return e;
+    }
     let target = match request_target::resolve(&method_value, Version::HTTP_11, &uri, &headers) {
         Ok(t) => t,
         Err(r) => {
@@ -407,6 +430,15 @@ fn miss_reason(why: Miss, host: &str, path: &str) -> String {
     }
 }
 
+/// The passthrough of `host` (port and case ignored, as SNI carries neither).
+fn passthrough_of<'a>(snapshot: &'a Snapshot, host: &str) -> Option<&'a Passthrough> {
+    let name = match host.rsplit_once(':') {
+        Some((n, p)) if p.bytes().all(|b| b.is_ascii_digit()) => n,
+        _ => host,
+    };
+    snapshot.l7.passthrough.get(&name.to_ascii_lowercase())
+}
+
 fn backend_info(u: &Upstream, weight: u32) -> BackendInfo {
     BackendInfo {
         service: ObjectRef {
@@ -454,6 +486,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
         nginx_compatible_classes: args.nginx_compatible_classes.clone(),
         configmap: args.configmap.clone(),
         serve_ingresses_with_snippets: args.serve_ingresses_with_snippets,
+        enable_ssl_passthrough: args.enable_ssl_passthrough,
         ..TranslateConfig::default()
     };
     let snapshot = load_snapshot(&args.manifests, &config)

@@ -9,6 +9,7 @@
 //! - [`canary`]: ingress-nginx canary Ingresses, merged into the main routes.
 //! - [`errors`]: `default-backend` and `custom-http-errors` annotations.
 //! - [`rewrite`], [`redirect`]: ingress-nginx's path rewrite and redirect/host annotations.
+//! - [`passthrough`]: ingress-nginx's `ssl-passthrough` (TLS to the pod, by SNI).
 //! - [`compat`]: ingress-nginx behaviours no annotation asks for, for compatible classes.
 //! - [`support`]: every ingress-nginx annotation and ConfigMap key, and how we support it.
 //! - [`configmap`]: the ingress-nginx controller ConfigMap.
@@ -28,6 +29,7 @@ pub mod errors;
 pub mod incremental;
 pub mod ingress;
 pub mod node_local;
+pub mod passthrough;
 pub mod redirect;
 pub mod rewrite;
 pub mod service;
@@ -97,6 +99,9 @@ pub struct TranslateConfig {
     /// annotations (never interpreted). Off by default; the ConfigMap's
     /// `allow-snippet-annotations` overrides it.
     pub serve_ingresses_with_snippets: bool,
+    /// `--enable-ssl-passthrough`: hosts of `ssl-passthrough` Ingresses get their TLS
+    /// connections passed to the pod untouched (see [`passthrough`]). Off by default.
+    pub enable_ssl_passthrough: bool,
 }
 
 impl Default for TranslateConfig {
@@ -115,6 +120,7 @@ impl Default for TranslateConfig {
             nginx_compatible_classes: vec![compat::DEFAULT_COMPATIBLE_CLASS.into()],
             configmap: None,
             serve_ingresses_with_snippets: false,
+            enable_ssl_passthrough: false,
         }
     }
 }
