@@ -630,6 +630,33 @@ mod tests {
         assert_eq!(explain(&s, &connect).status, Some(405));
     }
 
+    /// `ssl-passthrough`: over HTTPS the connection goes to the pods untouched, so no route
+    /// applies; plain HTTP is routed as usual.
+    #[test]
+    fn passthrough_hosts_over_https_name_their_pods() {
+        let mut s = snap();
+        let ep = "10.0.0.9:8443".parse().unwrap();
+        let ing = ObjectRef::new(ObjectKind::Ingress, "default", "ing");
+        s.l7.passthrough.insert(
+            "foo.example.com".into(),
+            Passthrough {
+                ingress: ing,
+                upstream: upstream_at("vault", &[ep]),
+            },
+        );
+        let mut https = q("Foo.example.com:443", "/api");
+        https.https = true;
+        let e = explain(&s, &https);
+        assert_eq!(e.outcome, Outcome::Passthrough);
+        assert_eq!(e.backends[0].service.name, "vault");
+        assert_eq!(e.backends[0].endpoints[0].address, "10.0.0.9:8443");
+        assert!(e.route.is_none());
+        assert_eq!(e.diagnostics.len(), 1, "the Ingress's diagnostics");
+        assert_eq!(serde_json::to_value(&e).unwrap()["outcome"], "passthrough");
+        let e = explain(&s, &q("foo.example.com", "/api"));
+        assert_eq!(e.outcome, Outcome::Route);
+    }
+
     #[test]
     fn not_found_default_backend_respond_and_redirect_say_why() {
         let s = snap();
