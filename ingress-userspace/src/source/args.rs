@@ -83,7 +83,8 @@ pub struct SourceArgs {
     /// ingress-nginx's `--enable-ssl-passthrough`: TLS connections on the HTTPS port whose SNI
     /// names the host of an Ingress annotated `ssl-passthrough: "true"` are passed, untouched,
     /// to the pods of its `/` path (they terminate TLS); every other connection is terminated
-    /// here as usual. Off by default: the annotation is then ignored with a warning.
+    /// here as usual. Off by default, as in ingress-nginx: TLS to such a host is then
+    /// terminated here, with a warning.
     #[arg(long)]
     pub enable_ssl_passthrough: bool,
     /// Namespace of the leader-election Lease.

@@ -76,7 +76,7 @@ pub(super) fn requested(
 
 /// The route whose backend a passthrough host's connections go to: the `/` path, else the
 /// Ingress default backend that catches `/`.
-fn root_route<'a>(hb: &'a HostBuilder) -> Option<&'a crate::model::Route> {
+fn root_route(hb: &HostBuilder) -> Option<&crate::model::Route> {
     hb.routes
         .iter()
         .find(|r| r.written == "/")
