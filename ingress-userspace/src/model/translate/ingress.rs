@@ -245,6 +245,7 @@ impl<'a> L7Builder<'a> {
         self.controller.apply_defaults(&mut opts.policy);
         if let Some(c) = canary::parse(ing.metadata.annotations.as_ref(), &oref, self.diags) {
             // Serves nothing of its own: merged into the main routes once all are known.
+            passthrough::ignored_on_canary(ing.metadata.annotations.as_ref(), &oref, self.diags);
             self.canaries.push((ing, oref, opts, c));
             return;
         }

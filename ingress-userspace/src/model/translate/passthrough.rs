@@ -74,6 +74,23 @@ pub(super) fn requested(
     true
 }
 
+/// A canary Ingress passes nothing through (ingress-nginx skips canaries when it builds
+/// servers): said with a Warning when it asks.
+pub(super) fn ignored_on_canary(
+    annotations: Option<&BTreeMap<String, String>>,
+    object: &ObjectRef,
+    diags: &mut Diagnostics,
+) {
+    if Reader::new(annotations, object, diags).bool(ANNOTATION) == Some(true) {
+        diags.warn(
+            object,
+            "SslPassthroughIgnored",
+            "ssl-passthrough is ignored on a canary Ingress: only the main Ingress of a host \
+             decides (as ingress-nginx)",
+        );
+    }
+}
+
 /// The route whose backend a passthrough host's connections go to: the `/` path, else the
 /// Ingress default backend that catches `/`.
 fn root_route(hb: &HostBuilder) -> Option<&crate::model::Route> {
@@ -342,6 +359,26 @@ mod tests {
             .map(|d| d.object.name.as_str())
             .collect();
         assert_eq!(ignored, ["sub", "wild"]);
+        // A canary asks in vain, and is told.
+        let mut o = objects();
+        let c = mk_ingress(
+            "default",
+            "vault-canary",
+            3,
+            vec![("vault.example.com", vec![("/", "Prefix", "api", "80")])],
+        );
+        let c = with_annotation(c, "nginx.ingress.kubernetes.io/canary", "true");
+        o.upsert(ing(with_annotation(c, ON, "true")));
+        let s = translate(&o, &config(true));
+        assert_eq!(
+            s.l7.passthrough["vault.example.com"].upstream.id,
+            "default/web:80"
+        );
+        assert!(
+            s.diagnostics
+                .iter()
+                .any(|d| d.reason == "SslPassthroughIgnored" && d.object.name == "vault-canary")
+        );
         // A bad value warns and means false.
         let mut o = services_with_one_pod(&["web"]);
         let i = mk_ingress(
