@@ -37,10 +37,10 @@ use super::{
     upstream::{UpstreamRuntime, balance::PickInput, health::now_ms},
 };
 
-/// Largest ClientHello read before deciding: a handshake message is at most 2^16 - 1 bytes
-/// (rustls' limit too), in records of 5 header bytes and up to 2^14 bytes each (RFC 8446
-/// section 5.1).
-pub const MAX_HELLO_BYTES: usize = 0xffff + 5 * 5;
+/// Largest ClientHello read before deciding: rustls takes handshake messages of up to
+/// 2^16 - 1 bytes after their 4-byte header, carried in records of up to 2^14 bytes behind
+/// 5-byte headers (RFC 8446 section 5.1), so at most 5 records.
+pub const MAX_HELLO_BYTES: usize = 4 + 0xffff + 5 * 5;
 
 /// Idle time after which a passed connection is closed: ingress-nginx's `proxy-stream-timeout`
 /// default for the TCP streams it proxies (600 s).
