@@ -18,7 +18,7 @@ use crate::{
     },
     model::{
         BackendProtocol, CanaryRule, CookieAffinity, Diagnostic, EndpointState, LoadBalancing,
-        ObjectKind, ObjectRef, PathMatch, RetryOn, Snapshot, Upstream,
+        ObjectKind, ObjectRef, Passthrough, PathMatch, RetryOn, Snapshot, Upstream,
     },
     proxy::{
         canary::{Side, Step},
@@ -70,6 +70,10 @@ pub struct ExplainArgs {
     /// As `run --serve-ingresses-with-snippets`.
     #[arg(long)]
     pub serve_ingresses_with_snippets: bool,
+    /// As `run --enable-ssl-passthrough` (with `--https`, a passthrough host's connection is
+    /// explained as passed to its pods).
+    #[arg(long)]
+    pub enable_ssl_passthrough: bool,
 }
 
 fn parse_header(s: &str) -> Result<(String, String), String> {
@@ -107,6 +111,9 @@ pub enum Outcome {
     DefaultBackend,
     /// No route and no default backend: 404.
     NotFound,
+    /// `ssl-passthrough`: the TLS connection (SNI = the host) goes to the pod untouched; no
+    /// request is seen, so no route applies.
+    Passthrough,
     /// Refused before routing: the target or host is invalid (400) or the method is CONNECT
     /// (405).
     Refused,
@@ -272,6 +279,22 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
         return e;
     };
     headers.insert(HOST, host_value);
+    if q.https
+        && let Some(p) = passthrough_of(snapshot, &q.host)
+    {
+        e.outcome = Outcome::Passthrough;
+        e.reason = "ssl-passthrough: a TLS connection naming this host (SNI) is passed to the \
+                    pod untouched; the request and the Ingress's other annotations are never seen"
+            .into();
+        e.backends = vec![backend_info(&p.upstream, 1)];
+        e.diagnostics = snapshot
+            .diagnostics
+            .iter()
+            .filter(|d| d.object == p.ingress)
+            .cloned()
+            .collect();
+        return e;
+    }
     let target = match request_target::resolve(&method_value, Version::HTTP_11, &uri, &headers) {
         Ok(t) => t,
         Err(r) => {
@@ -514,6 +537,15 @@ fn miss_reason(why: Miss, host: &str, path: &str) -> String {
     }
 }
 
+/// The passthrough of `host` (port and case ignored, as SNI carries neither).
+fn passthrough_of<'a>(snapshot: &'a Snapshot, host: &str) -> Option<&'a Passthrough> {
+    let name = match host.rsplit_once(':') {
+        Some((n, p)) if p.bytes().all(|b| b.is_ascii_digit()) => n,
+        _ => host,
+    };
+    snapshot.l7.passthrough.get(&name.to_ascii_lowercase())
+}
+
 fn backend_info(u: &Upstream, weight: u32) -> BackendInfo {
     BackendInfo {
         service: ObjectRef {
@@ -566,6 +598,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
         nginx_compatible_classes: args.nginx_compatible_classes.clone(),
         configmap: args.configmap.clone(),
         serve_ingresses_with_snippets: args.serve_ingresses_with_snippets,
+        enable_ssl_passthrough: args.enable_ssl_passthrough,
         ..TranslateConfig::default()
     };
     let objects = load_objects(&args.manifests)
@@ -709,6 +742,33 @@ mod tests {
         let mut connect = q("foo.example.com", "foo.example.com:443");
         connect.method = "CONNECT".into();
         assert_eq!(explain(&s, &connect).status, Some(405));
+    }
+
+    /// `ssl-passthrough`: over HTTPS the connection goes to the pods untouched, so no route
+    /// applies; plain HTTP is routed as usual.
+    #[test]
+    fn passthrough_hosts_over_https_name_their_pods() {
+        let mut s = snap();
+        let ep = "10.0.0.9:8443".parse().unwrap();
+        let ing = ObjectRef::new(ObjectKind::Ingress, "default", "ing");
+        s.l7.passthrough.insert(
+            "foo.example.com".into(),
+            Passthrough {
+                ingress: ing,
+                upstream: upstream_at("vault", &[ep]),
+            },
+        );
+        let mut https = q("Foo.example.com:443", "/api");
+        https.https = true;
+        let e = explain(&s, &https);
+        assert_eq!(e.outcome, Outcome::Passthrough);
+        assert_eq!(e.backends[0].service.name, "vault");
+        assert_eq!(e.backends[0].endpoints[0].address, "10.0.0.9:8443");
+        assert!(e.route.is_none());
+        assert_eq!(e.diagnostics.len(), 1, "the Ingress's diagnostics");
+        assert_eq!(serde_json::to_value(&e).unwrap()["outcome"], "passthrough");
+        let e = explain(&s, &q("foo.example.com", "/api"));
+        assert_eq!(e.outcome, Outcome::Route);
     }
 
     #[test]

@@ -355,4 +355,19 @@ mod tests {
             None
         );
     }
+
+    /// `--enable-ssl-passthrough` reaches translation; off by default, as ingress-nginx.
+    #[test]
+    fn ssl_passthrough_flag_reaches_translation() {
+        let config = |args: &[&str]| {
+            W::parse_from(args.iter().copied())
+                .run
+                .source
+                .translate_config()
+                .expect("config")
+                .enable_ssl_passthrough
+        };
+        assert!(!config(&["x", "--no-xdp"]));
+        assert!(config(&["x", "--no-xdp", "--enable-ssl-passthrough"]));
+    }
 }

@@ -230,6 +230,19 @@ pub struct L7Config {
     pub default_certificate: Option<Arc<TlsCertificate>>,
     /// Controller-wide settings (the ingress-nginx controller ConfigMap).
     pub settings: ProxySettings,
+    /// `ssl-passthrough` hosts (exact SNI name, lower case) -> where a TLS connection naming
+    /// it is passed, untouched. Empty unless `--enable-ssl-passthrough`.
+    pub passthrough: BTreeMap<String, Passthrough>,
+}
+
+/// Where the TLS connections of one `ssl-passthrough` host go (ingress-nginx's
+/// `SSLPassthroughBackend`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Passthrough {
+    /// The Ingress that asked (the first, oldest, for the host).
+    pub ingress: ObjectRef,
+    /// The Service port of the host's `/` path; connections are balanced over its endpoints.
+    pub upstream: Arc<Upstream>,
 }
 
 /// Controller-wide proxy settings from the ingress-nginx controller ConfigMap

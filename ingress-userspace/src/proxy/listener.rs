@@ -12,7 +12,7 @@ use hyper_util::rt::TokioIo;
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::{TcpListener, TcpStream},
-    sync::{Semaphore, watch},
+    sync::{OwnedSemaphorePermit, Semaphore, watch},
 };
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
@@ -23,6 +23,7 @@ use super::{
     limits,
     liveness::{Ended, Progress, supervise},
     metrics::{ConnectionGuard, ResultLabels},
+    passthrough::{self, Hello},
     proxy_protocol,
     slots::{ConnectionSlots, CountedStream, Refused},
 };
@@ -83,14 +84,15 @@ pub(crate) async fn accept_loop(
         let tls = tls.clone();
         let stop = stop_rx.clone();
         tokio::spawn(async move {
-            let _serving = permit;
+            let serving = permit;
             let mut stream = stream;
             let Ok(proxied) = proxy_header(&shared, listener, &mut stream, peer).await else {
                 return;
             };
             if listener == "https" {
-                serve_tls(shared, stream, peer, proxied, local, tls, stop).await;
+                serve_tls(shared, stream, peer, proxied, local, tls, stop, serving).await;
             } else {
+                let _serving = serving;
                 let io = TokioIo::new(stream);
                 serve(shared, io, peer, proxied, local, false, stop).await;
             }
@@ -148,27 +150,55 @@ async fn accept_error(e: std::io::Error) {
     tokio::time::sleep(Duration::from_millis(20)).await;
 }
 
+/// The ClientHello and the handshake share one deadline, the client-header timeout; an
+/// `ssl-passthrough` connection leaves here for [`passthrough::pass`] (and, as an upgraded
+/// connection does, gives back its `serving` permit: the drain does not wait for it).
+#[allow(clippy::too_many_arguments)]
 async fn serve_tls(
     shared: Arc<Shared>,
-    stream: CountedStream<TcpStream>,
+    mut stream: CountedStream<TcpStream>,
     peer: SocketAddr,
     proxied: Option<SocketAddr>,
     local: SocketAddr,
     tls: TlsAcceptor,
     stop: watch::Receiver<bool>,
+    serving: OwnedSemaphorePermit,
 ) {
     let header_timeout = shared.live.load().client_header_timeout;
-    let hs = tokio::time::timeout(header_timeout, tls.accept(stream)).await;
-    let result = match &hs {
+    let now = tokio::time::Instant::now();
+    // Checked: the timeout is configuration; one past what `Instant` holds is a day here.
+    let deadline = now
+        .checked_add(header_timeout)
+        .unwrap_or(now + Duration::from_secs(86_400));
+    let handshake = |result| {
+        shared
+            .metrics
+            .tls_handshakes
+            .get_or_create(&ResultLabels { result })
+            .inc()
+    };
+    let mut hello = Vec::new();
+    match passthrough::classify(&shared, &mut stream, &mut hello, deadline).await {
+        Hello::Pass { host, upstream } => {
+            drop(serving);
+            passthrough::pass(&shared, stream, peer, hello, host, upstream).await;
+            return;
+        }
+        Hello::Closed { timed_out } => {
+            handshake(if timed_out { "timeout" } else { "error" });
+            debug!(client = %peer, timed_out, "connection closed before its ClientHello");
+            return;
+        }
+        Hello::Terminate => {}
+    }
+    let _serving = serving;
+    let stream = passthrough::Replay::new(hello, stream);
+    let hs = tokio::time::timeout_at(deadline, tls.accept(stream)).await;
+    handshake(match &hs {
         Ok(Ok(_)) => "ok",
         Ok(Err(_)) => "error",
         Err(_) => "timeout",
-    };
-    shared
-        .metrics
-        .tls_handshakes
-        .get_or_create(&ResultLabels { result })
-        .inc();
+    });
     match hs {
         Ok(Ok(s)) => serve(shared, TokioIo::new(s), peer, proxied, local, true, stop).await,
         Ok(Err(e)) => debug!(client = %peer, error = %e, "TLS handshake failed"),

@@ -80,6 +80,14 @@ pub struct ResultLabels {
     pub result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PassthroughLabels {
+    /// The SNI name, one of the snapshot's passthrough hosts.
+    pub host: Arc<String>,
+    /// `passed`, `no_endpoint` or `connect_failed`.
+    pub result: &'static str,
+}
+
 type Hist = Family<RouteLabels, Histogram, fn() -> Histogram>;
 type UpHist = Family<UpstreamLabels, Histogram, fn() -> Histogram>;
 
@@ -101,6 +109,7 @@ pub struct Metrics {
     pub active_connections: Family<ListenerLabels, Gauge>,
     pub rejected_connections: Family<RejectLabels, Counter>,
     pub tls_handshakes: Family<ResultLabels, Counter>,
+    pub ssl_passthrough: Family<PassthroughLabels, Counter>,
     pub config_reloads: Counter,
     pub config_reload_duration: Histogram,
     pub config_version: Gauge,
@@ -130,6 +139,7 @@ impl Metrics {
             }
         }
         let tls_handshakes = Family::default();
+        let ssl_passthrough = Family::default();
         let config_reloads = Counter::default();
         let config_reload_duration = Histogram::new(exponential_buckets(0.00001, 2.0, 20));
         let config_version = Gauge::default();
@@ -175,6 +185,11 @@ impl Metrics {
             tls_handshakes.clone(),
         );
         registry.register(
+            "ssl_passthrough_connections",
+            "TLS connections passed to a pod untouched (ssl-passthrough), by SNI host and result",
+            ssl_passthrough.clone(),
+        );
+        registry.register(
             "config_reloads",
             "Snapshots applied to the proxy",
             config_reloads.clone(),
@@ -199,6 +214,7 @@ impl Metrics {
             active_connections,
             rejected_connections,
             tls_handshakes,
+            ssl_passthrough,
             config_reloads,
             config_reload_duration,
             config_version,

@@ -25,6 +25,7 @@ pub mod liveness;
 pub mod metrics;
 pub mod next_upstream;
 pub mod normalize;
+pub mod passthrough;
 pub mod proxy_protocol;
 pub mod request_target;
 pub mod rewrite;
@@ -75,6 +76,9 @@ pub struct Runtime {
     pub routes: RouteTable<Arc<UpstreamRuntime>>,
     /// By upstream id; counters carry over to the next runtime.
     pub upstreams: HashMap<String, Arc<UpstreamRuntime>>,
+    /// `ssl-passthrough` hosts (SNI, lower case) -> the host as a metrics label and its
+    /// upstream (shared with the routes' runtime of the same id).
+    pub passthrough: HashMap<String, (Arc<String>, Arc<UpstreamRuntime>)>,
 }
 
 impl Runtime {
@@ -89,7 +93,7 @@ impl Runtime {
         health: HealthPolicy,
     ) -> (Self, Vec<router::RouteError>) {
         let mut upstreams: HashMap<String, Arc<UpstreamRuntime>> = HashMap::new();
-        let (routes, errors) = RouteTable::build(&snapshot.l7, |spec| {
+        let mut runtime_of = |spec: &Arc<crate::model::Upstream>| {
             Arc::clone(upstreams.entry(spec.id.clone()).or_insert_with(|| {
                 let prev = previous.and_then(|p| p.upstreams.get(&spec.id));
                 Arc::new(UpstreamRuntime::new(
@@ -98,12 +102,24 @@ impl Runtime {
                     health,
                 ))
             }))
-        });
+        };
+        // Routes first: a passthrough host's upstream shares their runtime (same id).
+        let (routes, errors) = RouteTable::build(&snapshot.l7, &mut runtime_of);
+        let passthrough = snapshot
+            .l7
+            .passthrough
+            .iter()
+            .map(|(host, p)| {
+                let label = Arc::new(host.clone());
+                (host.clone(), (label, runtime_of(&p.upstream)))
+            })
+            .collect();
         (
             Runtime {
                 version: snapshot.version,
                 routes,
                 upstreams,
+                passthrough,
             },
             errors,
         )

@@ -80,6 +80,13 @@ pub struct SourceArgs {
     /// `allow-snippet-annotations` overrides this flag.
     #[arg(long)]
     pub serve_ingresses_with_snippets: bool,
+    /// ingress-nginx's `--enable-ssl-passthrough`: TLS connections on the HTTPS port whose SNI
+    /// names the host of an Ingress annotated `ssl-passthrough: "true"` are passed, untouched,
+    /// to the pods of its `/` path (they terminate TLS); every other connection is terminated
+    /// here as usual. Off by default, as in ingress-nginx: TLS to such a host is then
+    /// terminated here, with a warning.
+    #[arg(long)]
+    pub enable_ssl_passthrough: bool,
     /// Namespace of the leader-election Lease.
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     pub election_namespace: String,
@@ -124,6 +131,7 @@ impl SourceArgs {
             nginx_compatible_classes: self.nginx_compatible_classes.clone(),
             configmap: self.configmap.clone(),
             serve_ingresses_with_snippets: self.serve_ingresses_with_snippets,
+            enable_ssl_passthrough: self.enable_ssl_passthrough,
         })
     }
 

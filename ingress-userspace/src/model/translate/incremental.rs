@@ -195,6 +195,9 @@ impl Translator {
         if let Some(d) = &snap.l7.default_backend {
             snap.l7.default_backend = Some(rb.upstream(&d.clone())?);
         }
+        for p in snap.l7.passthrough.values_mut() {
+            p.upstream = rb.upstream(&p.upstream.clone())?;
+        }
         for l4 in &mut snap.l4 {
             let key = Key::new(l4.service.namespace.clone(), l4.service.name.clone());
             if !changed.contains(&key) {

@@ -24,7 +24,7 @@ use super::{
     compat::{self, HostRoute},
     diagnostics::Diagnostics,
     endpoints::EndpointIndex,
-    errors,
+    errors, passthrough,
     tls::TlsCache,
 };
 use crate::{
@@ -123,7 +123,7 @@ pub(super) struct HostBuilder {
     pub(super) routes: Vec<HostRoute>,
     taken: BTreeMap<PathMatch, ObjectRef>,
     tls: bool,
-    fallback: Option<Route>,
+    pub(super) fallback: Option<Route>,
     /// Some Ingress of this host has `use-regex` or `rewrite-target`: every path of the host
     /// is a regex (ingress-nginx's `enforceRegexModifier`).
     regex: bool,
@@ -133,6 +133,8 @@ pub(super) struct HostBuilder {
     from_to_www: Option<RouteOrigin>,
     /// `app-root` (first Ingress of the host that sets one wins).
     app_root: Option<String>,
+    /// The first Ingress that asked for `ssl-passthrough` on this host (see [`passthrough`]).
+    pub(super) passthrough: Option<ObjectRef>,
 }
 
 pub struct L7Builder<'a> {
@@ -155,6 +157,8 @@ pub struct L7Builder<'a> {
     pub refs: super::References,
     /// The controller ConfigMap: route defaults under the annotations, proxy settings.
     pub controller: super::configmap::ControllerConfig,
+    /// `--enable-ssl-passthrough`.
+    enable_passthrough: bool,
 }
 
 impl<'a> L7Builder<'a> {
@@ -180,6 +184,7 @@ impl<'a> L7Builder<'a> {
             compatible_classes: cfg.nginx_compatible_classes.clone(),
             refs: super::References::default(),
             controller: Default::default(),
+            enable_passthrough: cfg.enable_ssl_passthrough,
         };
         if let Some(key) = &cfg.default_tls_secret {
             let oref = ObjectRef::new(ObjectKind::Secret, key.namespace.clone(), key.name.clone());
@@ -241,9 +246,16 @@ impl<'a> L7Builder<'a> {
         opts.service_upstream = opts.service_upstream.or(self.controller.service_upstream);
         if let Some(c) = canary::parse(ing.metadata.annotations.as_ref(), &oref, self.diags) {
             // Serves nothing of its own: merged into the main routes once all are known.
+            passthrough::ignored_on_canary(ing.metadata.annotations.as_ref(), &oref, self.diags);
             self.canaries.push((ing, oref, opts, c));
             return;
         }
+        let passthrough = passthrough::requested(
+            ing.metadata.annotations.as_ref(),
+            &oref,
+            self.enable_passthrough,
+            self.diags,
+        );
         let compatible = compat::is_compatible(ing, &self.compatible_classes);
         let Some(spec) = ing.spec.as_ref() else {
             self.diags
@@ -345,6 +357,10 @@ impl<'a> L7Builder<'a> {
                     continue;
                 }
             };
+            if passthrough {
+                let hb = self.hosts.entry(host.clone()).or_default();
+                hb.passthrough.get_or_insert_with(|| oref.clone());
+            }
             if let Some(f) = &fallback {
                 let hb = self.hosts.entry(host.clone()).or_default();
                 if hb.fallback.is_none() {
@@ -564,7 +580,14 @@ impl<'a> L7Builder<'a> {
 
     pub fn finish(mut self) -> (L7Config, super::References) {
         canary::merge(&mut self);
+        let tls_upstreams = passthrough::tls_upstreams(&self.hosts);
+        let passthrough = if self.enable_passthrough {
+            passthrough::select(&self.hosts, self.diags)
+        } else {
+            BTreeMap::new()
+        };
         let mut cfg = L7Config {
+            passthrough,
             certificates: self.certificates,
             default_certificate: self.default_certificate,
             default_backend: self.default_backend.map(|(_, u)| u),
@@ -592,6 +615,7 @@ impl<'a> L7Builder<'a> {
             if hb.routes.is_empty() {
                 continue;
             }
+            passthrough::speak_tls(&mut hb.routes, &tls_upstreams);
             let routes = if hb.regex {
                 regex_routes(hb.routes, self.diags)
             } else {

@@ -11,6 +11,7 @@
 //! - [`errors`]: `default-backend` and `custom-http-errors` annotations.
 //! - [`next_upstream`]: `proxy-next-upstream*` (annotations and ConfigMap keys).
 //! - [`rewrite`], [`redirect`]: ingress-nginx's path rewrite and redirect/host annotations.
+//! - [`passthrough`]: ingress-nginx's `ssl-passthrough` (TLS to the pod, by SNI).
 //! - [`compat`]: ingress-nginx behaviours no annotation asks for, for compatible classes.
 //! - [`support`]: every ingress-nginx annotation and ConfigMap key, and how we support it.
 //! - [`configmap`]: the ingress-nginx controller ConfigMap.
@@ -31,6 +32,7 @@ pub mod incremental;
 pub mod ingress;
 pub mod next_upstream;
 pub mod node_local;
+pub mod passthrough;
 pub mod redirect;
 pub mod rewrite;
 pub mod service;
@@ -103,6 +105,9 @@ pub struct TranslateConfig {
     /// annotations (never interpreted). Off by default; the ConfigMap's
     /// `allow-snippet-annotations` overrides it.
     pub serve_ingresses_with_snippets: bool,
+    /// `--enable-ssl-passthrough`: hosts of `ssl-passthrough` Ingresses get their TLS
+    /// connections passed to the pod untouched (see [`passthrough`]). Off by default.
+    pub enable_ssl_passthrough: bool,
 }
 
 impl Default for TranslateConfig {
@@ -121,6 +126,7 @@ impl Default for TranslateConfig {
             nginx_compatible_classes: vec![compat::DEFAULT_COMPATIBLE_CLASS.into()],
             configmap: None,
             serve_ingresses_with_snippets: false,
+            enable_ssl_passthrough: false,
         }
     }
 }

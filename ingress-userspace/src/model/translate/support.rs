@@ -220,7 +220,7 @@ pub static ANNOTATIONS: &[Row] = &[
     row("session-cookie-samesite", Supported, "SameSite of the affinity cookie."),
     row("session-cookie-secure", Supported, "Secure flag of the affinity cookie."),
     row("ssl-ciphers", CIPHERS, "Ciphers offered to clients."),
-    row("ssl-passthrough", NotYet, "Pass TLS to the pod untouched, chosen by SNI."),
+    row("ssl-passthrough", Differs("with --enable-ssl-passthrough; balanced over the Service's ready endpoints, not its clusterIP, and closed after 600 s idle"), "Pass TLS to the pod untouched, chosen by SNI; the Ingress's other annotations do not apply to it."),
     row("ssl-prefer-server-ciphers", CIPHERS, "Server cipher order."),
     row("ssl-redirect", Supported, "Redirect HTTP to HTTPS (308) for hosts with TLS (default true)."),
     row("stream-snippet", SNIPPET, "nginx configuration inserted into the stream block."),
