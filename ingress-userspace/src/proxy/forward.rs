@@ -425,15 +425,19 @@ where
             headers: &prepared.parts.headers,
             client_ip,
             tried: &tried,
+            https: out.client.https(),
+            location_path: out.path.as_deref().map_or("", |p| p.as_str()),
         }) else {
             break;
         };
         tried.push(pick.slot);
         let slot = &up.slots[pick.slot];
         out.upstream_addr = Some(slot.stats.addr);
-        // `pick` never returns a tried endpoint, so once every endpoint is tried (always, for
-        // a single endpoint) or the retries are used up, no later attempt needs the headers.
-        let last = attempt == args.proxy_retries || tried.len() >= up.slots.len();
+        // `pick` returns a tried endpoint only to an affinity cookie's retries, so otherwise
+        // once every endpoint is tried (always, for a single endpoint) or the retries are used
+        // up, no later attempt needs the headers.
+        let last = attempt == args.proxy_retries
+            || (tried.len() >= up.slots.len() && !up.retries_may_repeat());
         let upstream_req = match prepared.request_to(slot, last) {
             Ok(r) => r,
             Err(f) => {
