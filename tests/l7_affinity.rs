@@ -23,26 +23,32 @@ fn backend(name: &str) -> HttpBackend {
 /// Service `web` with one ready pod per address and an Ingress for `sticky.test` whose rule
 /// `path` (Prefix) goes to it, with `annotations` (keys without prefix).
 fn sticky_yaml(pods: &[SocketAddr], path: &str, annotations: &[(&str, &str)]) -> String {
+    service_pods_yaml("web", pods) + &ingress_yaml("sticky", "sticky.test", path, annotations)
+}
+
+/// Ingress `name` sending `host` `path` (Prefix) to Service `web`, with `annotations` (keys
+/// without prefix).
+fn ingress_yaml(name: &str, host: &str, path: &str, annotations: &[(&str, &str)]) -> String {
     let ann: String = annotations
         .iter()
         .map(|(k, v)| format!("    nginx.ingress.kubernetes.io/{k}: {v:?}\n"))
         .collect();
     format!(
-        r#"{service}apiVersion: networking.k8s.io/v1
+        r#"apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata:
-  name: sticky
+  name: {name}
   namespace: default
   annotations:
 {ann}spec:
   ingressClassName: xdp-ingress
   rules:
-  - host: sticky.test
+  - host: {host}
     http:
       paths:
       - {{path: {path}, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}
-"#,
-        service = service_pods_yaml("web", pods),
+---
+"#
     )
 }
 
@@ -55,7 +61,19 @@ async fn visit(
     cookie: Option<&str>,
     user_agent: Option<&str>,
 ) -> (StatusCode, String, String) {
-    let mut r = req(proxy.http(), "sticky.test", path);
+    visit_host(c, proxy, "sticky.test", path, cookie, user_agent).await
+}
+
+/// [`visit`] on another host.
+async fn visit_host(
+    c: &Http1,
+    proxy: &TestProxy,
+    host: &str,
+    path: &str,
+    cookie: Option<&str>,
+    user_agent: Option<&str>,
+) -> (StatusCode, String, String) {
+    let mut r = req(proxy.http(), host, path);
     if let Some(v) = cookie {
         r.headers_mut().insert("cookie", v.parse().unwrap());
     }
@@ -252,5 +270,40 @@ async fn change_on_failure_decides_where_the_retry_goes() {
             assert_eq!(set, "");
             assert_eq!(b.requests(), served_by_b, "pod b never saw the session");
         }
+    }
+}
+
+/// Two Ingresses send to one Service, one with cookie affinity (persistent) and one without:
+/// each serves with its own annotations, whichever route the proxy compiles first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn affinity_of_one_ingress_does_not_leak_to_another_on_the_same_service() {
+    let pods = [backend("p0"), backend("p1")];
+    let addrs: Vec<SocketAddr> = pods.iter().map(|p| p.addr).collect();
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    let sticky = [("affinity", "cookie"), ("affinity-mode", "persistent")];
+    let yaml = [
+        service_pods_yaml("web", &addrs),
+        ingress_yaml("a-plain", "plain.test", "/", &[]),
+        ingress_yaml("b-sticky", "sticky.test", "/", &sticky),
+        ingress_yaml("c-plain", "other.test", "/", &[]),
+    ]
+    .concat();
+    proxy.handle.apply(translate_manifests(1, &yaml, |_| {}));
+    for host in ["plain.test", "other.test"] {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..4 {
+            let (status, pod, set) = visit_host(&c, &proxy, host, "/", None, None).await;
+            assert_eq!((status, set.as_str()), (StatusCode::OK, ""), "{host}");
+            seen.insert(pod);
+        }
+        assert_eq!(seen.len(), 2, "{host}: round robin over both pods");
+    }
+    let (status, pod, set) = visit(&c, &proxy, "/", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(set.starts_with("INGRESSCOOKIE="), "{set:?}");
+    for _ in 0..4 {
+        let (_, again, _) = visit(&c, &proxy, "/", Some(&pair(&set)), None).await;
+        assert_eq!(again, pod);
     }
 }
