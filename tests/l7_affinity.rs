@@ -220,6 +220,18 @@ async fn affinity_cookie_attributes_on_the_wire() {
     let attrs: Vec<&str> = set.split("; ").collect();
     assert!(attrs[0].starts_with("INGRESSCOOKIE="), "{set}");
     assert_eq!(attrs[1..], ["Path=/", "Secure", "HttpOnly"], "{set}");
+    // Without it, the cookie is Secure over HTTPS only (sticky.lua: `ngx.var.https == "on"`).
+    proxy.handle.apply(translate_manifests(
+        3,
+        &sticky_yaml(&[pod.addr], "/shop", &[("affinity", "cookie")]),
+        |_| {},
+    ));
+    let (_, _, set) = visit(&c, &proxy, "/shop", None, None).await;
+    assert!(set.ends_with("; Path=/shop; HttpOnly"), "{set}");
+    let (tls, _) = tls_connect(proxy.https(), "sticky.test", &[b"http/1.1"]).await;
+    let g = request_over(tls, false, req(proxy.https(), "sticky.test", "/shop")).await;
+    let set = g.header("set-cookie");
+    assert!(set.ends_with("; Path=/shop; Secure; HttpOnly"), "{set}");
 }
 
 /// `session-cookie-change-on-failure` when the cookie's pod stops answering: `false` (the
