@@ -144,13 +144,13 @@ impl UpstreamRuntime {
         let failed = |i: usize| input.tried.contains(&i) || self.slots[i].stats.is_ejected(now);
         let from_cookie = sticky::request_cookie(aff, input.headers)
             .and_then(|c| self.cookie_endpoint(aff.mode, c.key));
-        if let Some(i) = from_cookie {
-            if !(aff.change_on_failure && failed(i)) {
-                return Some(Pick {
-                    slot: i,
-                    set_cookie: None,
-                });
-            }
+        if let Some(i) = from_cookie
+            && !(aff.change_on_failure && failed(i))
+        {
+            return Some(Pick {
+                slot: i,
+                set_cookie: None,
+            });
         }
         let (slot, key) = match aff.mode {
             AffinityMode::Balanced => (0..NEW_KEY_ATTEMPTS)
