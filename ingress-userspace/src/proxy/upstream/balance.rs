@@ -152,21 +152,22 @@ impl UpstreamRuntime {
                 set_cookie: None,
             });
         }
+        // The new endpoint and the key of the cookie that will keep the session there.
         let (slot, key) = match aff.mode {
             AffinityMode::Balanced => (0..NEW_KEY_ATTEMPTS)
                 .map(|_| sticky::random_key())
                 .find_map(|key| {
                     let i = self.cookie_endpoint(AffinityMode::Balanced, &key)?;
-                    (!failed(i)).then_some((i, key))
+                    (!failed(i)).then_some((i, Some(key)))
                 })
                 .or_else(|| {
                     // Every key landed on a failed endpoint: serve this request by the policy
-                    // and issue no cookie, as nothing would keep it there.
-                    self.pick_by_policy(input, now).map(|i| (i, String::new()))
+                    // and issue no cookie, as no key would keep it there.
+                    self.pick_by_policy(input, now).map(|i| (i, None))
                 })?,
             AffinityMode::Persistent => {
                 let i = self.pick_by_policy(input, now)?;
-                (i, self.slots[i].cookie.clone())
+                (i, Some(self.slots[i].cookie.clone()))
             }
         };
         let cx = CookieContext {
@@ -174,9 +175,9 @@ impl UpstreamRuntime {
             location_path: input.location_path,
             headers: input.headers,
         };
-        let set_cookie = (!key.is_empty())
-            .then(|| sticky::set_cookie(aff, &key, &self.backend_tag, &cx, SystemTime::now()))
-            .flatten();
+        let set_cookie = key.and_then(|key| {
+            sticky::set_cookie(aff, &key, &self.backend_tag, &cx, SystemTime::now())
+        });
         Some(Pick { slot, set_cookie })
     }
 
