@@ -395,10 +395,15 @@ async fn cookie_affinity_and_hash_stickiness() {
     let sticky = with(up("sticky", &refs), |u| {
         u.affinity = Some(CookieAffinity {
             name: "INGRESSCOOKIE".into(),
+            mode: Default::default(),
             max_age: Some(Duration::from_secs(172800)),
+            expires: None,
             path: Some("/".into()),
+            domain: None,
             same_site: Some("Lax".into()),
+            conditional_same_site_none: false,
             secure: false,
+            change_on_failure: false,
         })
     });
     let hashed = with(up("hashed", &refs), |u| {

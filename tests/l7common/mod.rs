@@ -710,3 +710,35 @@ endpoints:
 "#
     )
 }
+
+/// A Service whose ready pods listen at `pods` (one EndpointSlice each, as their ports
+/// differ), in namespace `default`.
+pub fn service_pods_yaml(name: &str, pods: &[SocketAddr]) -> String {
+    let mut out = format!(
+        r#"apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: default}}
+spec:
+  ports: [{{name: http, port: 80, targetPort: 8080}}]
+---
+"#
+    );
+    for (i, addr) in pods.iter().enumerate() {
+        let (ip, port) = (addr.ip(), addr.port());
+        out.push_str(&format!(
+            r#"apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {name}-{i}
+  namespace: default
+  labels: {{kubernetes.io/service-name: {name}}}
+addressType: IPv4
+ports: [{{name: http, port: {port}, protocol: TCP}}]
+endpoints:
+- {{addresses: ["{ip}"], conditions: {{ready: true}}, targetRef: {{kind: Pod, name: {name}-{i}}}}}
+---
+"#
+        ));
+    }
+    out
+}

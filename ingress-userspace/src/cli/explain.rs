@@ -810,6 +810,45 @@ mod tests {
     /// The rewrite step as `explain` shows it: the path the pod would get, the headers set,
     /// and the redirects, from manifests as `run --manifests` reads them (examples/rewrite;
     /// the blog "Before you migrate", section 4).
+    /// `explain` shows a backend's cookie affinity as the proxy enforces it: every
+    /// `affinity-mode` / `session-cookie-*` value, defaults included.
+    #[test]
+    fn shows_cookie_affinity() {
+        let dir = std::env::temp_dir().join(format!("xi-explain-affinity-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\n\
+                    spec:\n  ports: [{port: 80}]\n---\napiVersion: networking.k8s.io/v1\n\
+                    kind: Ingress\nmetadata:\n  name: sticky\n  namespace: default\n  \
+                    annotations:\n    nginx.ingress.kubernetes.io/affinity: cookie\n    \
+                    nginx.ingress.kubernetes.io/affinity-mode: persistent\n    \
+                    nginx.ingress.kubernetes.io/session-cookie-expires: \"60\"\n    \
+                    nginx.ingress.kubernetes.io/session-cookie-domain: example.test\n    \
+                    nginx.ingress.kubernetes.io/session-cookie-change-on-failure: \"true\"\n\
+                    spec:\n  ingressClassName: xdp-ingress\n  rules:\n  - host: s.test\n    \
+                    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: \
+                    {service: {name: web, port: {number: 80}}}}\n";
+        std::fs::write(dir.join("all.yaml"), yaml).unwrap();
+        let s = load_snapshot(&dir, &TranslateConfig::default()).unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+        let e = serde_json::to_value(explain(&s, &q("s.test", "/"))).unwrap();
+        assert_eq!(
+            e["backends"][0]["affinity"],
+            serde_json::json!({
+                "name": "INGRESSCOOKIE",
+                "mode": "persistent",
+                "max_age": null,
+                "expires": {"secs": 60, "nanos": 0},
+                "path": null,
+                "domain": "example.test",
+                "same_site": null,
+                "conditional_same_site_none": false,
+                "secure": false,
+                "change_on_failure": true,
+            }),
+            "{e}"
+        );
+    }
+
     #[test]
     fn shows_rewritten_paths_and_redirects() {
         let dir = std::env::temp_dir().join(format!("xi-explain-paths-{}", std::process::id()));

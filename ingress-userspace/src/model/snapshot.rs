@@ -575,14 +575,43 @@ pub enum HashOn {
     ClientAddress,
 }
 
-/// Cookie session affinity (ingress-nginx `affinity: cookie`).
+/// Cookie session affinity (ingress-nginx `affinity: cookie` and the `session-cookie-*`
+/// annotations; its Lua `balancer/sticky.lua`).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct CookieAffinity {
     pub name: String,
+    /// `affinity-mode`: what a session's cookie names.
+    pub mode: AffinityMode,
+    /// `session-cookie-max-age`: the `Max-Age` attribute.
     pub max_age: Option<Duration>,
+    /// `session-cookie-expires`: an `Expires` attribute this long after the response.
+    pub expires: Option<Duration>,
+    /// `session-cookie-path`; `None`: the path of the Ingress rule the request matched.
     pub path: Option<String>,
+    /// `session-cookie-domain`: the `Domain` attribute.
+    pub domain: Option<String>,
+    /// `session-cookie-samesite`, as written (`None`, `Lax` or `Strict`, any case).
     pub same_site: Option<String>,
+    /// `session-cookie-conditional-samesite-none`: no `SameSite=None` for the browsers that
+    /// reject it.
+    pub conditional_same_site_none: bool,
+    /// `session-cookie-secure`: `Secure` even on plain HTTP (it is always set over HTTPS).
     pub secure: bool,
+    /// `session-cookie-change-on-failure`: a retry after the cookie's pod failed goes to
+    /// another pod and the cookie follows; `false`: the retry goes to the cookie's pod again.
+    pub change_on_failure: bool,
+}
+
+/// ingress-nginx `affinity-mode` (`balancer/sticky_balanced.lua`, `sticky_persistent.lua`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AffinityMode {
+    /// The cookie holds a random key that consistent hashing maps onto the endpoints there
+    /// are: when pods are added, about (new - old) / new of the sessions move to them.
+    #[default]
+    Balanced,
+    /// The cookie names a pod: the session stays there for as long as the pod exists.
+    Persistent,
 }
 
 /// One Service port as the proxy sees it: its endpoints and how to talk to them.

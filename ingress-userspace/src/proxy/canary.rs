@@ -17,7 +17,7 @@ use std::sync::Arc;
 use http::HeaderMap;
 use regex::Regex;
 
-use super::upstream::balance::{cookie_value, endpoint_cookie};
+use super::upstream::{balance::cookie_value, sticky};
 use crate::model::{Canary, CanaryHeaderMatch, CanaryRule, ObjectRef, Upstream};
 
 /// A route's canary, compiled once per snapshot, over upstream handles `U`.
@@ -152,18 +152,16 @@ fn always_never(v: &str) -> Option<Side> {
     }
 }
 
-/// Whether the request's affinity cookie (if `up` has cookie affinity) names one of `up`'s
-/// endpoints (ingress-nginx's sticky balancer `is_affinitized`).
+/// Whether the request carries an affinity cookie `up` issued (ingress-nginx's sticky
+/// balancer `is_affinitized`: the cookie's backend part is this backend's, whether or not its
+/// pod still exists).
 pub fn affinitized(up: &Upstream, headers: &HeaderMap) -> bool {
     let Some(aff) = &up.affinity else {
         return false;
     };
-    let Some(value) = cookie_value(headers, &aff.name) else {
-        return false;
-    };
-    up.endpoints
-        .iter()
-        .any(|e| endpoint_cookie(&e.addr) == value)
+    sticky::request_cookie(aff, headers)
+        .and_then(|c| c.backend)
+        .is_some_and(|b| b == sticky::backend_tag(&up.id))
 }
 
 #[cfg(test)]
@@ -287,37 +285,45 @@ mod tests {
     fn affinity_cookie_keeps_a_client_on_its_side() {
         let aff = CookieAffinity {
             name: "INGRESSCOOKIE".into(),
+            mode: Default::default(),
             max_age: None,
+            expires: None,
             path: None,
+            domain: None,
             same_site: None,
+            conditional_same_site_none: false,
             secure: false,
+            change_on_failure: false,
         };
         let with_aff = |u: Arc<Upstream>| {
             let mut u = (*u).clone();
             u.affinity = Some(aff.clone());
             u
         };
-        let (m, k) = (
-            "10.0.0.1:80".parse().unwrap(),
-            "10.0.0.2:80".parse().unwrap(),
-        );
-        let main = with_aff(upstream_at("main", &[m]));
+        // One pod in both Services: the cookie's backend part, not its pod, decides.
+        let pod = "10.0.0.1:80".parse().unwrap();
+        let main = with_aff(upstream_at("main", &[pod]));
         let c = canary(
             CanaryRule {
                 header: Some("x-canary".into()),
                 ..Default::default()
             },
-            Arc::new(with_aff(upstream_at("canary", &[k]))),
+            Arc::new(with_aff(upstream_at("canary", &[pod]))),
         );
         use {Side::*, Step::*};
-        let to_main = format!("INGRESSCOOKIE={}", endpoint_cookie(&m));
-        let to_canary = format!("INGRESSCOOKIE={}", endpoint_cookie(&k));
+        let cookie = |key: &str, up: &Upstream| {
+            format!("INGRESSCOOKIE={key}|{}", sticky::backend_tag(&up.id))
+        };
+        let to_main = cookie("0123456789abcdef", &main);
+        let to_canary = cookie("0123456789abcdef", &c.spec);
         // Affinity comes first, even before `always`/`never` (balancer.lua).
         let h = [("cookie", to_main.as_str()), ("x-canary", "always")];
         assert_eq!(side(&c, &main, &h), Some((Main, MainAffinity)));
         let h = [("cookie", to_canary.as_str()), ("x-canary", "never")];
         assert_eq!(side(&c, &main, &h), Some((Canary, CanaryAffinity)));
-        // A cookie for a pod that is gone decides nothing.
+        // A cookie without a backend part, or another backend's, decides nothing.
         assert_eq!(side(&c, &main, &[("cookie", "INGRESSCOOKIE=ffff")]), None);
+        let other = format!("INGRESSCOOKIE=ffff|{}", sticky::backend_tag("x/y:80"));
+        assert_eq!(side(&c, &main, &[("cookie", other.as_str())]), None);
     }
 }

@@ -433,20 +433,33 @@ where
         &prepared.parts.method,
         Instant::now(),
     );
-    // Bounded: `pick` never returns a tried endpoint, so at most one attempt per endpoint.
+    // Bounded: `pick` returns a tried endpoint only to sticky retries, and `last` (below)
+    // bounds the attempts by the endpoints or, for those, by the default tries.
     loop {
         let Some(pick) = up.pick(&PickInput {
             headers: &prepared.parts.headers,
             client_ip,
             tried: &tried,
+            https: out.client.https(),
+            location_path: out.path.as_deref().map_or("", |p| p.as_str()),
         }) else {
             break;
         };
         tried.push(pick.slot);
         let slot = &up.slots[pick.slot];
         out.upstream_addr = Some(slot.stats.addr);
-        // When no attempt may follow this one, it takes the headers.
-        let last = upgrade || !retry.may_follow(tried.len(), up.slots.len());
+        // When no attempt may follow this one, it takes the headers. `pick` returns a tried
+        // endpoint only to an affinity cookie's retries (`change-on-failure: false`); those
+        // are bounded by the default number of tries instead of the endpoints.
+        let endpoints = if up.retries_may_repeat() {
+            usize::try_from(args.proxy_retries)
+                .unwrap_or(usize::MAX)
+                .saturating_add(1)
+                .max(up.slots.len())
+        } else {
+            up.slots.len()
+        };
+        let last = upgrade || !retry.may_follow(tried.len(), endpoints);
         let upstream_req = match prepared.request_to(slot, last) {
             Ok(r) => r,
             Err(f) => {

@@ -74,7 +74,8 @@ pub enum ProxyError {
 pub struct Runtime {
     pub version: u64,
     pub routes: RouteTable<Arc<UpstreamRuntime>>,
-    /// By upstream id; counters carry over to the next runtime.
+    /// By upstream id (`id#n` for further variants of one id); counters carry over to the
+    /// next runtime.
     pub upstreams: HashMap<String, Arc<UpstreamRuntime>>,
     /// `ssl-passthrough` hosts (SNI, lower case) -> the host as a metrics label and its
     /// upstream (shared with the routes' runtime of the same id).
@@ -94,16 +95,30 @@ impl Runtime {
     ) -> (Self, Vec<router::RouteError>) {
         let mut upstreams: HashMap<String, Arc<UpstreamRuntime>> = HashMap::new();
         let mut runtime_of = |spec: &Arc<crate::model::Upstream>| {
-            Arc::clone(upstreams.entry(spec.id.clone()).or_insert_with(|| {
-                let prev = previous.and_then(|p| p.upstreams.get(&spec.id));
-                Arc::new(UpstreamRuntime::new(
-                    Arc::clone(spec),
-                    prev.map(|a| &**a),
-                    health,
-                ))
-            }))
+            // Ingresses whose annotations differ (affinity, protocol, balancing) get variants
+            // of one Service port under one id: each variant keeps its own runtime, keyed
+            // `id`, `id#1`, ... in route order, or it would serve with another's options.
+            let mut key = spec.id.clone();
+            for n in 1.. {
+                match upstreams.get(&key) {
+                    Some(rt) if Arc::ptr_eq(&rt.spec, spec) || rt.spec == *spec => {
+                        return Arc::clone(rt);
+                    }
+                    Some(_) => key = format!("{}#{n}", spec.id),
+                    None => break,
+                }
+            }
+            let prev = previous.and_then(|p| p.upstreams.get(&key));
+            let rt = Arc::new(UpstreamRuntime::new(
+                Arc::clone(spec),
+                prev.map(|a| &**a),
+                health,
+            ));
+            upstreams.insert(key, Arc::clone(&rt));
+            rt
         };
-        // Routes first: a passthrough host's upstream shares their runtime (same id).
+        // Routes first: a passthrough host's upstream shares their runtime when it is the
+        // same variant.
         let (routes, errors) = RouteTable::build(&snapshot.l7, &mut runtime_of);
         let passthrough = snapshot
             .l7

@@ -179,6 +179,9 @@ async fn connect(
             headers: &headers,
             client_ip: peer.ip(),
             tried: &tried,
+            // No request is seen: no cookie is read or set.
+            https: true,
+            location_path: "/",
         })?;
         tried.push(pick.slot);
         let stats = &upstream.slots[pick.slot].stats;

@@ -27,9 +27,6 @@ pub const TIMEOUT_RANGE: RangeInclusive<Duration> =
 /// `proxy-body-size`: `0` (unlimited) or up to 1 TiB (nginx's `client_max_body_size` takes any
 /// `off_t`; larger than a TiB is a typo rather than a limit).
 pub const MAX_BODY_SIZE: u64 = 1 << 40;
-/// `session-cookie-max-age`, seconds: 0 to 400 days, the cap browsers apply to `Max-Age`
-/// (RFC 6265bis, section 5.6.2).
-pub const COOKIE_MAX_AGE_RANGE: RangeInclusive<u64> = 0..=400 * 24 * 3600;
 
 /// Everything an Ingress's annotations say about its routes and backends.
 #[derive(Clone, Debug)]
@@ -106,7 +103,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn out_of_range(&mut self, key: &str, value: &str, range: &str) {
+    pub(super) fn out_of_range(&mut self, key: &str, value: &str, range: &str) {
         self.diags.warn(
             self.object,
             "AnnotationOutOfRange",
@@ -145,7 +142,7 @@ fn show_range(r: &RangeInclusive<Duration>) -> String {
 
 /// Digits as a `u64`, saturating: a number too large for `u64` is still a number (and out of
 /// every range), not a syntax error.
-fn saturating_number(num: &str) -> Option<u64> {
+pub(super) fn saturating_number(num: &str) -> Option<u64> {
     if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -301,44 +298,6 @@ pub fn parse(
         }
     }
 
-    let affinity = match r.get("affinity").map(str::to_string) {
-        None => None,
-        Some(v) if v == "cookie" => {
-            let max_age = match r.get("session-cookie-max-age").map(str::to_string) {
-                Some(v) => match saturating_number(&v) {
-                    Some(n) if COOKIE_MAX_AGE_RANGE.contains(&n) => Some(Duration::from_secs(n)),
-                    Some(_) => {
-                        let range = format!(
-                            "{} to {} seconds",
-                            COOKIE_MAX_AGE_RANGE.start(),
-                            COOKIE_MAX_AGE_RANGE.end()
-                        );
-                        r.out_of_range("session-cookie-max-age", &v, &range);
-                        None
-                    }
-                    None => {
-                        r.bad("session-cookie-max-age", &v, "a number of seconds");
-                        None
-                    }
-                },
-                None => None,
-            };
-            Some(CookieAffinity {
-                name: r
-                    .get("session-cookie-name")
-                    .unwrap_or("INGRESSCOOKIE")
-                    .to_string(),
-                max_age,
-                path: r.get("session-cookie-path").map(str::to_string),
-                same_site: r.get("session-cookie-samesite").map(str::to_string),
-                secure: r.bool("session-cookie-secure").unwrap_or(false),
-            })
-        }
-        Some(v) => {
-            r.bad("affinity", &v, "cookie");
-            None
-        }
-    };
     let use_regex = r.bool("use-regex").unwrap_or(false);
     let (next_upstream, invalid) = super::next_upstream::parse(|k| r.get(k).map(str::to_string));
     for i in invalid {
@@ -346,6 +305,7 @@ pub fn parse(
     }
     policy.next_upstream = next_upstream;
     let service_upstream = r.bool("service-upstream");
+    let affinity = super::affinity::parse(&mut r, use_regex);
     let paths = super::rewrite::parse(&mut r, &mut policy);
     let hosts = super::redirect::parse(&mut r, &mut policy);
 
@@ -393,6 +353,8 @@ mod tests {
             (&format!("{N}session-cookie-name"), "route"),
             (&format!("{N}session-cookie-max-age"), "3600"),
             (&format!("{N}session-cookie-samesite"), "Strict"),
+            // With use-regex, ingress-nginx asks for the cookie path.
+            (&format!("{N}session-cookie-path"), "/"),
             (&format!("{N}upstream-hash-by"), "$http_x_user"),
             (
                 &format!("{N}whitelist-source-range"),

@@ -7,6 +7,7 @@
 //! - [`endpoints`]: Service port -> endpoints from EndpointSlices.
 //! - [`node_local`]: endpoint addresses that point into the node, refused.
 //! - [`annotations`]: ingress-nginx annotations -> route policy and upstream options.
+//! - [`affinity`]: ingress-nginx cookie session affinity annotations.
 //! - [`canary`]: ingress-nginx canary Ingresses, merged into the main routes.
 //! - [`errors`]: `default-backend` and `custom-http-errors` annotations.
 //! - [`next_upstream`]: `proxy-next-upstream*` (annotations and ConfigMap keys).
@@ -20,6 +21,7 @@
 //! Every problem becomes a [`crate::model::Diagnostic`] on the object it belongs to; nothing
 //! here fails as a whole.
 
+pub mod affinity;
 pub mod annotations;
 pub mod canary;
 pub mod class;

@@ -1,11 +1,18 @@
 //! Choosing an endpoint of one upstream for one request: round robin, power-of-two-choices
 //! least-request weighted by EWMA latency, rendezvous (consistent) hashing on a header, cookie
-//! or client address, and cookie session affinity on top of any of them.
+//! or client address, and cookie session affinity in place of any of them.
 //!
 //! Endpoints are tried in tiers: active and not ejected, then terminating and not ejected,
 //! then anything not yet tried (better a suspect endpoint than a certain 503).
-//! An affinity cookie names an endpoint by a stable hash of its address, so it keeps pointing
-//! at the same pod across snapshots and proxy restarts for as long as that pod lives.
+//!
+//! Cookie affinity follows ingress-nginx's `balancer/sticky*.lua` (cookie format in
+//! [`super::sticky`]). `balanced`: the cookie's key is mapped onto the active endpoints by
+//! rendezvous hashing, so adding pods moves about (new - old) / new of the sessions to them
+//! and removing one moves only its own. `persistent`: the key names an endpoint by a stable
+//! hash of its address, across snapshots and proxy restarts, for as long as that pod lives;
+//! then the session gets a new pod and cookie. A retry after a failure goes to the cookie's
+//! endpoint again unless `session-cookie-change-on-failure`, which re-picks among the
+//! endpoints not yet tried (nor ejected) and issues a cookie for the new one.
 
 use std::{
     collections::HashMap,
@@ -14,12 +21,21 @@ use std::{
         Arc,
         atomic::{AtomicUsize, Ordering},
     },
+    time::SystemTime,
 };
 
 use http::{HeaderMap, HeaderValue, header::COOKIE};
 
-use super::health::{EndpointStats, HealthPolicy, now_ms};
-use crate::model::{CookieAffinity, EndpointState, HashOn, LoadBalancing, Upstream};
+use super::{
+    health::{EndpointStats, HealthPolicy, now_ms},
+    sticky::{self, CookieContext},
+};
+use crate::model::{AffinityMode, CookieAffinity, EndpointState, HashOn, LoadBalancing, Upstream};
+
+/// Random keys tried for a new `balanced` session before falling back to the load-balancing
+/// policy (ingress-nginx's `MAX_UPSTREAM_CHECKS_COUNT`: with one of two endpoints failed, 20
+/// misses in a row are about one in a million).
+const NEW_KEY_ATTEMPTS: usize = 20;
 
 /// One endpoint as this snapshot sees it, with counters shared across snapshots.
 #[derive(Debug)]
@@ -42,14 +58,22 @@ pub struct UpstreamRuntime {
     pub health: HealthPolicy,
     /// Shared with the previous snapshot's runtime of the same id, so rotation continues.
     rr: Arc<AtomicUsize>,
+    /// The backend part of the affinity cookies this upstream issues ([`sticky::backend_tag`]).
+    pub backend_tag: String,
 }
 
 /// What the balancer may look at.
 pub struct PickInput<'a> {
     pub headers: &'a HeaderMap,
     pub client_ip: IpAddr,
-    /// Slots already tried by this request (retries go elsewhere).
+    /// Slots already tried by this request (retries go elsewhere, except to the endpoint of
+    /// an affinity cookie without `session-cookie-change-on-failure`).
     pub tried: &'a [usize],
+    /// The client's scheme is HTTPS (the affinity cookie is then `Secure`).
+    pub https: bool,
+    /// The path of the Ingress rule the request matched (the affinity cookie's default
+    /// `Path`; empty for the default backend, meaning `/`).
+    pub location_path: &'a str,
 }
 
 #[derive(Debug)]
@@ -87,6 +111,7 @@ impl UpstreamRuntime {
                 .map(|p| Arc::clone(&p.rr))
                 .unwrap_or_else(|| Arc::new(AtomicUsize::new(0))),
             label: Arc::new(spec.id.clone()),
+            backend_tag: sticky::backend_tag(&spec.id),
             spec,
             slots,
             health,
@@ -95,29 +120,82 @@ impl UpstreamRuntime {
 
     pub fn pick(&self, input: &PickInput<'_>) -> Option<Pick> {
         let now = now_ms();
-        if let Some(aff) = &self.spec.affinity {
-            if let Some(slot) = self.cookie_slot(aff, input, now) {
-                return Some(Pick {
-                    slot,
-                    set_cookie: None,
-                });
-            }
-            let slot = self.pick_by_policy(input, now)?;
-            return Some(Pick {
-                slot,
-                set_cookie: set_cookie(aff, &self.slots[slot].cookie),
-            });
+        match &self.spec.affinity {
+            Some(aff) => self.sticky(aff, input, now),
+            None => Some(Pick {
+                slot: self.pick_by_policy(input, now)?,
+                set_cookie: None,
+            }),
         }
-        Some(Pick {
-            slot: self.pick_by_policy(input, now)?,
-            set_cookie: None,
-        })
     }
 
-    fn cookie_slot(&self, aff: &CookieAffinity, input: &PickInput<'_>, now: u64) -> Option<usize> {
-        let value = cookie_value(input.headers, &aff.name)?;
-        let i = self.slots.iter().position(|s| s.cookie == value)?;
-        (!input.tried.contains(&i) && !self.slots[i].stats.is_ejected(now)).then_some(i)
+    /// Whether a retry may pick an endpoint this request already tried (cookie affinity
+    /// without `session-cookie-change-on-failure`).
+    pub fn retries_may_repeat(&self) -> bool {
+        self.spec
+            .affinity
+            .as_ref()
+            .is_some_and(|a| !a.change_on_failure)
+    }
+
+    /// ingress-nginx `sticky.lua` `balance`: the cookie's endpoint unless it is gone (or, with
+    /// `change-on-failure`, failed); else a new session with its own cookie.
+    fn sticky(&self, aff: &CookieAffinity, input: &PickInput<'_>, now: u64) -> Option<Pick> {
+        let failed = |i: usize| input.tried.contains(&i) || self.slots[i].stats.is_ejected(now);
+        let from_cookie = sticky::request_cookie(aff, input.headers)
+            .and_then(|c| self.cookie_endpoint(aff.mode, c.key));
+        if let Some(i) = from_cookie
+            && !(aff.change_on_failure && failed(i))
+        {
+            return Some(Pick {
+                slot: i,
+                set_cookie: None,
+            });
+        }
+        // The new endpoint and the key of the cookie that will keep the session there.
+        let (slot, key) = match aff.mode {
+            AffinityMode::Balanced => (0..NEW_KEY_ATTEMPTS)
+                .map(|_| sticky::random_key())
+                .find_map(|key| {
+                    let i = self.cookie_endpoint(AffinityMode::Balanced, &key)?;
+                    (!failed(i)).then_some((i, Some(key)))
+                })
+                .or_else(|| {
+                    // Every key landed on a failed endpoint: serve this request by the policy
+                    // and issue no cookie, as no key would keep it there.
+                    self.pick_by_policy(input, now).map(|i| (i, None))
+                })?,
+            AffinityMode::Persistent => {
+                let i = self.pick_by_policy(input, now)?;
+                (i, Some(self.slots[i].cookie.clone()))
+            }
+        };
+        let cx = CookieContext {
+            https: input.https,
+            location_path: input.location_path,
+            headers: input.headers,
+        };
+        let set_cookie = key.and_then(|key| {
+            sticky::set_cookie(aff, &key, &self.backend_tag, &cx, SystemTime::now())
+        });
+        Some(Pick { slot, set_cookie })
+    }
+
+    /// The endpoint a cookie key names. `balanced`: rendezvous over the active endpoints (all
+    /// of them when none is active), as ingress-nginx's consistent hash over its ready ones;
+    /// `persistent`: the endpoint whose name the key is, while it exists.
+    fn cookie_endpoint(&self, mode: AffinityMode, key: &str) -> Option<usize> {
+        match mode {
+            AffinityMode::Balanced => {
+                let active = |i: usize| self.slots[i].state == EndpointState::Active;
+                if (0..self.slots.len()).any(active) {
+                    self.rendezvous(key.as_bytes(), active)
+                } else {
+                    self.rendezvous(key.as_bytes(), |_| true)
+                }
+            }
+            AffinityMode::Persistent => self.slots.iter().position(|s| s.cookie == key),
+        }
     }
 
     fn pick_by_policy(&self, input: &PickInput<'_>, now: u64) -> Option<usize> {
@@ -212,40 +290,20 @@ pub fn endpoint_cookie(addr: &SocketAddr) -> String {
     format!("{:016x}", h.finish())
 }
 
-fn set_cookie(aff: &CookieAffinity, value: &str) -> Option<HeaderValue> {
-    let mut c = format!(
-        "{}={}; Path={}",
-        aff.name,
-        value,
-        aff.path.as_deref().unwrap_or("/")
-    );
-    if let Some(age) = aff.max_age {
-        c.push_str(&format!("; Max-Age={}", age.as_secs()));
-    }
-    if let Some(ss) = &aff.same_site {
-        c.push_str(&format!("; SameSite={ss}"));
-    }
-    if aff.secure {
-        c.push_str("; Secure");
-    }
-    c.push_str("; HttpOnly");
-    HeaderValue::from_str(&c).ok()
-}
-
 /// FNV-1a 64: stable across processes and versions (unlike `DefaultHasher`).
-struct Fnv(u64);
+pub(super) struct Fnv(u64);
 
 impl Fnv {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Fnv(0xcbf2_9ce4_8422_2325)
     }
-    fn write(&mut self, bytes: &[u8]) {
+    pub(super) fn write(&mut self, bytes: &[u8]) {
         for b in bytes {
             self.0 ^= u64::from(*b);
             self.0 = self.0.wrapping_mul(0x100_0000_01b3);
         }
     }
-    fn finish(&self) -> u64 {
+    pub(super) fn finish(&self) -> u64 {
         // Final avalanche so close inputs spread over the whole range.
         let mut x = self.0;
         x ^= x >> 33;
@@ -277,6 +335,8 @@ mod tests {
             headers: h,
             client_ip: "198.18.0.1".parse().unwrap(),
             tried,
+            https: false,
+            location_path: "/",
         }
     }
 
@@ -345,22 +405,66 @@ mod tests {
         assert!(moved > 0 && moved < 80, "{moved}");
     }
 
-    #[test]
-    fn cookie_affinity_sticks_across_endpoint_changes() {
-        let mut up = (*upstream_at("s", &addrs(3))).clone();
-        up.affinity = Some(CookieAffinity {
+    fn affinity(mode: AffinityMode) -> CookieAffinity {
+        CookieAffinity {
             name: "route".into(),
+            mode,
             max_age: Some(Duration::from_secs(3600)),
+            expires: None,
             path: Some("/app".into()),
+            domain: None,
             same_site: Some("Lax".into()),
+            conditional_same_site_none: false,
             secure: true,
-        });
+            change_on_failure: false,
+        }
+    }
+
+    fn sticky_upstream(n: u16, aff: CookieAffinity) -> Upstream {
+        let mut up = (*upstream_at("s", &addrs(n))).clone();
+        up.affinity = Some(aff);
+        up
+    }
+
+    /// A request carrying `cookie` (`name=value`), if any.
+    fn with_cookie(cookie: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(c) = cookie {
+            h.insert(COOKIE, HeaderValue::from_str(&format!("a=b; {c}")).unwrap());
+        }
+        h
+    }
+
+    /// `n` new sessions on `r`: each one's cookie (`name=value`) and endpoint.
+    fn sessions(r: &UpstreamRuntime, n: usize) -> Vec<(String, SocketAddr)> {
+        (0..n)
+            .map(|_| {
+                let p = r.pick(&input(&HeaderMap::new(), &[])).unwrap();
+                let set = p.set_cookie.expect("a new session gets a cookie");
+                let pair = set.to_str().unwrap().split(';').next().unwrap().to_string();
+                (pair, r.slots[p.slot].stats.addr)
+            })
+            .collect()
+    }
+
+    /// Where each session's next request goes on `r`, and whether it got a new cookie.
+    fn revisit(r: &UpstreamRuntime, s: &[(String, SocketAddr)]) -> Vec<(SocketAddr, bool)> {
+        s.iter()
+            .map(|(c, _)| {
+                let p = r.pick(&input(&with_cookie(Some(c)), &[])).unwrap();
+                (r.slots[p.slot].stats.addr, p.set_cookie.is_some())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn cookie_attributes_and_persistent_stickiness_across_endpoint_changes() {
+        let mut up = sticky_upstream(3, affinity(AffinityMode::Persistent));
         let r = rt(Arc::new(up.clone()));
-        let h = HeaderMap::new();
-        let first = r.pick(&input(&h, &[])).unwrap();
+        let first = r.pick(&input(&HeaderMap::new(), &[])).unwrap();
         let cookie = first.set_cookie.unwrap().to_str().unwrap().to_string();
         assert!(
-            cookie.contains("; Path=/app; Max-Age=3600; SameSite=Lax; Secure"),
+            cookie.ends_with("; Max-Age=3600; Path=/app; Secure; HttpOnly; SameSite=Lax"),
             "{cookie}"
         );
         let value = cookie.split(';').next().unwrap().to_string();
@@ -371,15 +475,96 @@ mod tests {
             upstream_at("s", &["10.9.9.9:80".parse().unwrap()]).endpoints[0].clone(),
         );
         let r2 = UpstreamRuntime::new(Arc::new(up), Some(&r), HealthPolicy::default());
-        let mut h = HeaderMap::new();
-        h.insert(
-            COOKIE,
-            HeaderValue::from_str(&format!("a=b; {value}")).unwrap(),
-        );
         for _ in 0..5 {
-            let p = r2.pick(&input(&h, &[])).unwrap();
+            let p = r2.pick(&input(&with_cookie(Some(&value)), &[])).unwrap();
             assert!(p.set_cookie.is_none());
             assert_eq!(r2.slots[p.slot].stats.addr, addr);
+        }
+    }
+
+    /// Sessions created with 2 pods, a 3rd added: `balanced` moves about a third of them, all
+    /// to the new pod, without new cookies (sticky_balanced.lua: "roughly (n-c)/n users");
+    /// `persistent` moves none.
+    #[test]
+    fn scale_up_rebalances_balanced_sessions_only() {
+        for (mode, moved_range) in [
+            (AffinityMode::Balanced, 70..=130),
+            (AffinityMode::Persistent, 0..=0),
+        ] {
+            let two = rt(Arc::new(sticky_upstream(2, affinity(mode))));
+            let s = sessions(&two, 300);
+            let three = UpstreamRuntime::new(
+                Arc::new(sticky_upstream(3, affinity(mode))),
+                Some(&two),
+                HealthPolicy::default(),
+            );
+            let after = revisit(&three, &s);
+            let moved: Vec<_> = s
+                .iter()
+                .zip(&after)
+                .filter(|((_, before), (now, _))| before != now)
+                .collect();
+            assert!(
+                moved_range.contains(&moved.len()),
+                "{mode:?}: {} of 300 moved",
+                moved.len()
+            );
+            assert!(
+                moved.iter().all(|(_, (now, _))| *now == addrs(3)[2]),
+                "{mode:?}"
+            );
+            assert!(after.iter().all(|(_, new_cookie)| !new_cookie), "{mode:?}");
+        }
+    }
+
+    /// A pod removed: only its sessions move. `balanced` keeps their cookie (the key now hashes
+    /// elsewhere); `persistent` gives them a new pod and a cookie naming it.
+    #[test]
+    fn scale_down_moves_only_the_removed_pods_sessions() {
+        for mode in [AffinityMode::Balanced, AffinityMode::Persistent] {
+            let three = rt(Arc::new(sticky_upstream(3, affinity(mode))));
+            let s = sessions(&three, 120);
+            let mut up = sticky_upstream(3, affinity(mode));
+            up.endpoints.remove(1);
+            let two = UpstreamRuntime::new(Arc::new(up), Some(&three), HealthPolicy::default());
+            for ((_, before), (now, new_cookie)) in s.iter().zip(revisit(&two, &s)) {
+                let gone = *before == addrs(3)[1];
+                assert_eq!(gone, *before != now, "{mode:?}");
+                assert_eq!(
+                    new_cookie,
+                    gone && mode == AffinityMode::Persistent,
+                    "{mode:?}"
+                );
+            }
+        }
+    }
+
+    /// ingress-nginx `session-cookie-change-on-failure`: `false` sends the retry to the
+    /// cookie's pod again; `true` picks another pod and re-issues the cookie for it.
+    #[test]
+    fn change_on_failure_decides_where_a_retry_goes() {
+        for mode in [AffinityMode::Balanced, AffinityMode::Persistent] {
+            for change in [false, true] {
+                let mut aff = affinity(mode);
+                aff.change_on_failure = change;
+                let r = rt(Arc::new(sticky_upstream(3, aff)));
+                let (cookie, addr) = sessions(&r, 1).remove(0);
+                let h = with_cookie(Some(&cookie));
+                let first = r.pick(&input(&h, &[])).unwrap();
+                assert_eq!(r.slots[first.slot].stats.addr, addr);
+                assert_eq!(r.retries_may_repeat(), !change);
+                let retry = r.pick(&input(&h, &[first.slot])).unwrap();
+                if change {
+                    assert_ne!(retry.slot, first.slot, "{mode:?}");
+                    let set = retry.set_cookie.expect("a cookie for the new pod");
+                    let pair = set.to_str().unwrap().split(';').next().unwrap().to_string();
+                    let next = r.pick(&input(&with_cookie(Some(&pair)), &[])).unwrap();
+                    assert_eq!(next.slot, retry.slot, "{mode:?}: the new cookie names it");
+                } else {
+                    assert_eq!(retry.slot, first.slot, "{mode:?}");
+                    assert!(retry.set_cookie.is_none(), "{mode:?}");
+                }
+            }
         }
     }
 }

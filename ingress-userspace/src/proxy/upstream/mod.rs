@@ -6,6 +6,7 @@ pub mod connect;
 pub mod health;
 pub mod pool;
 pub mod send_timeout;
+pub mod sticky;
 
 pub use balance::{Pick, PickInput, UpstreamRuntime};
 pub use health::HealthPolicy;
