@@ -139,9 +139,23 @@ pub struct Explanation {
     /// The route's `default-backend` and `custom-http-errors`, if set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_pages: Option<ErrorPagesInfo>,
+    /// How the request is sent to an HTTP/1 pod (absent when it is not forwarded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_http: Option<UpstreamHttpInfo>,
     /// Problems the control plane reported for the Ingress that matched (and its canary).
     pub diagnostics: Vec<Diagnostic>,
     pub snapshot_version: u64,
+}
+
+/// The route's `proxy-http-version`, `proxy-request-buffering` and `proxy-buffering` in
+/// effect (annotation, else ConfigMap, else ingress-nginx's default).
+#[derive(Debug, Serialize)]
+pub struct UpstreamHttpInfo {
+    pub http_version: crate::model::UpstreamVersion,
+    /// The body is read whole before the pod is contacted (HTTP/1 pods only).
+    pub request_buffering: bool,
+    /// Accepted only: responses stream either way.
+    pub response_buffering: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -236,6 +250,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
         status: None,
         canary: None,
         error_pages: None,
+        upstream_http: None,
         diagnostics: Vec::new(),
         snapshot_version: snapshot.version,
     };
@@ -332,6 +347,12 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
             match &route.action {
                 CompiledAction::Forward(ups) => {
                     e.backends = ups.iter().map(|(u, w)| backend_info(u, *w)).collect();
+                    let http = &route.policy.upstream_http;
+                    e.upstream_http = Some(UpstreamHttpInfo {
+                        http_version: http.version(),
+                        request_buffering: http.request_buffering(),
+                        response_buffering: http.response_buffering.unwrap_or(false),
+                    });
                     if let Some(c) = &route.canary {
                         let main = ups.first().map(|(u, _)| &**u);
                         let by_request = c.by_request(main, &headers);

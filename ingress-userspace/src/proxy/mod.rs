@@ -25,6 +25,7 @@ pub mod liveness;
 pub mod metrics;
 pub mod normalize;
 pub mod proxy_protocol;
+pub mod request_buffer;
 pub mod request_target;
 pub mod rewrite;
 pub mod router;

@@ -74,6 +74,15 @@ const SNIPPET: Status = Refused(
 );
 const BUFFERS: Status =
     Refused("nginx buffer tuning; the proxy streams with its own bounded buffers");
+const REQUEST_BUFFERING: Status = Differs(
+    "bodies are held in memory up to --request-buffer-bytes (1m); a larger one streams from there on instead of spilling to a temporary file",
+);
+const RESPONSE_BUFFERING: Status = Differs(
+    "accepted, but responses always stream: no read-ahead into proxy_buffers or a temporary file, so a slow client holds the pod's connection",
+);
+const HTTP_VERSION: Status = Differs(
+    "Upgrade (WebSocket) requests still go to the pod over HTTP/1.1, which nginx would send as HTTP/1.0",
+);
 const REMOVED: Status = Refused("removed from ingress-nginx itself");
 const TRACING: Status = Refused("OpenTracing was removed from ingress-nginx; use OpenTelemetry");
 const MODSECURITY: Status = Refused("no ModSecurity engine: put a WAF in front or behind");
@@ -117,7 +126,7 @@ pub static ANNOTATIONS: &[Row] = &[
     row("auth-tls-verify-depth", NotYet, "Client certificates: chain depth."),
     row("auth-type", NotYet, "`basic` or `digest` authentication."),
     row("auth-url", NotYet, "External authentication URL."),
-    row("backend-protocol", Supported, "HTTP, HTTPS, GRPC, GRPCS (and H2C); other values (AJP) warn and use HTTP."),
+    row("backend-protocol", Supported, "HTTP, HTTPS, AUTO_HTTP (HTTPS to the pod when the client connection is TLS, as `$scheme://`), GRPC, GRPCS (and H2C); other values (AJP, FCGI) warn and use HTTP."),
     row("base-url-scheme", REMOVED, "Scheme of the injected <base> tag (removed in ingress-nginx 0.22)."),
     row("canary", Differs("the canary's spec.defaultBackend and spec.tls are not read; paths are compared after normalisation"), "This Ingress is a canary of the Ingress with the same host and path."),
     row("canary-by-cookie", Supported, "Canary when this cookie is `always`."),
@@ -182,12 +191,12 @@ pub static ANNOTATIONS: &[Row] = &[
     row("preserve-trailing-slash", NotYet, "Keep the trailing slash in the ssl-redirect Location."),
     row("proxy-body-size", Supported, "Largest request body (`8m`, `0` = unlimited); larger gets 413."),
     row("proxy-buffer-size", BUFFERS, "nginx `proxy_buffer_size`."),
-    row("proxy-buffering", NotYet, "Buffer responses before sending them to the client."),
+    row("proxy-buffering", RESPONSE_BUFFERING, "Buffer responses before sending them to the client (on/off, default off)."),
     row("proxy-buffers-number", BUFFERS, "nginx `proxy_buffers` count."),
     row("proxy-connect-timeout", Supported, "Timeout connecting to a pod (seconds; also `500ms`, `2m`)."),
     row("proxy-cookie-domain", NotYet, "Rewrite the Domain of Set-Cookie."),
     row("proxy-cookie-path", NotYet, "Rewrite the Path of Set-Cookie."),
-    row("proxy-http-version", NotYet, "HTTP version toward the pod (1.0 or 1.1)."),
+    row("proxy-http-version", HTTP_VERSION, "HTTP version toward the pod (1.0 or 1.1, default 1.1); 1.0: no keep-alive, bodies sent with Content-Length."),
     row("proxy-max-temp-file-size", BUFFERS, "nginx `proxy_max_temp_file_size`."),
     row("proxy-next-upstream", NotYet, "Which failures are retried on another pod."),
     row("proxy-next-upstream-timeout", NotYet, "Time limit of retries."),
@@ -195,7 +204,7 @@ pub static ANNOTATIONS: &[Row] = &[
     row("proxy-read-timeout", Supported, "Time a pod has to answer (and WebSocket idle time)."),
     row("proxy-redirect-from", NotYet, "Rewrite Location headers from this."),
     row("proxy-redirect-to", NotYet, "Rewrite Location headers to this."),
-    row("proxy-request-buffering", NotYet, "Buffer request bodies before sending them to the pod."),
+    row("proxy-request-buffering", REQUEST_BUFFERING, "Read the whole request body before contacting the pod (on/off, default on); gRPC streams."),
     row("proxy-send-timeout", Supported, "Longest a write to the pod may block."),
     row("proxy-ssl-ciphers", CIPHERS, "Ciphers toward HTTPS backends."),
     row("proxy-ssl-name", NotYet, "Name verified on the backend certificate."),
@@ -311,15 +320,16 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("no-tls-redirect-locations", NotYet, "Paths never redirected to HTTPS (ACME)."),
     row("proxy-body-size", Supported, "Default largest request body; annotations override (flag --max-body-bytes)."),
     row("proxy-buffer-size", BUFFERS, "nginx `proxy_buffer_size`."),
-    row("proxy-buffering", NotYet, "Buffer responses."),
+    row("proxy-buffering", RESPONSE_BUFFERING, "Default of the proxy-buffering annotation (off)."),
     row("proxy-buffers-number", BUFFERS, "nginx `proxy_buffers` count."),
     row("proxy-connect-timeout", Supported, "Default connect timeout toward pods; annotations override."),
+    row("proxy-http-version", HTTP_VERSION, "Default of the proxy-http-version annotation (1.1)."),
     row("proxy-next-upstream", NotYet, "Which failures are retried."),
     row("proxy-next-upstream-tries", NotYet, "Number of tries."),
     row("proxy-protocol-header-timeout", NotYet, "Time to receive a PROXY header."),
     row("proxy-read-timeout", Supported, "Default time a pod has to answer; annotations override."),
     row("proxy-real-ip-cidr", Supported, "Trusted senders of forwarding and PROXY headers; flag of the same name."),
-    row("proxy-request-buffering", NotYet, "Buffer request bodies."),
+    row("proxy-request-buffering", REQUEST_BUFFERING, "Default of the proxy-request-buffering annotation (on)."),
     row("proxy-send-timeout", Supported, "Default longest blocked write toward a pod; annotations override."),
     row("proxy-set-headers", NotYet, "Request headers from a ConfigMap, for every request."),
     row("reuse-port", NGINX_INTERNAL, "SO_REUSEPORT per worker."),
@@ -508,6 +518,9 @@ mod tests {
             "allowlist-source-range",
             "whitelist-source-range",
             "backend-protocol",
+            "proxy-http-version",
+            "proxy-request-buffering",
+            "proxy-buffering",
             "load-balance",
             "upstream-hash-by",
             "affinity",
