@@ -14,10 +14,13 @@ use std::{
 };
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
 
-use super::upstream::{BoxError, ProxyBody};
+use super::{
+    request_buffer::Whole,
+    upstream::{BoxError, ProxyBody},
+};
 
 /// Owns the client's body until an attempt starts reading it.
 pub struct BodySlot {
@@ -25,7 +28,7 @@ pub struct BodySlot {
     hint: SizeHint,
     end: bool,
     /// The whole body, read before the first attempt: every attempt sends a copy.
-    whole: Option<Bytes>,
+    whole: Option<Whole>,
 }
 
 impl BodySlot {
@@ -39,10 +42,11 @@ impl BodySlot {
     }
 
     /// A body already read whole: any number of attempts can send it.
-    pub fn whole(body: Bytes) -> Self {
+    pub fn whole(body: Whole) -> Self {
+        let b = body.body();
         BodySlot {
-            hint: SizeHint::with_exact(body.len() as u64),
-            end: body.is_empty(),
+            hint: b.size_hint(),
+            end: b.is_end_stream(),
             slot: Arc::new(Mutex::new(None)),
             whole: Some(body),
         }
@@ -57,7 +61,7 @@ impl BodySlot {
     /// A body for the next attempt, unless an earlier attempt already read from it.
     pub fn attempt(&self) -> Option<ProxyBody> {
         if let Some(b) = &self.whole {
-            return Some(Full::new(b.clone()).map_err(|e| match e {}).boxed_unsync());
+            return Some(b.body());
         }
         self.untouched().then(|| {
             HeldBody {
@@ -165,6 +169,8 @@ where
 
 #[cfg(test)]
 mod tests {
+    use http_body_util::Full;
+
     use super::*;
 
     #[tokio::test]
@@ -186,7 +192,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_whole_body_goes_to_every_attempt() {
-        let slot = BodySlot::whole(Bytes::from_static(b"payload"));
+        let slot = BodySlot::whole(Whole {
+            data: Bytes::from_static(b"payload"),
+            trailers: None,
+        });
         for _ in 0..2 {
             let b = slot.attempt().unwrap();
             assert_eq!(b.size_hint().exact(), Some(7));

@@ -713,12 +713,22 @@ impl Prepared {
             return Ok(());
         };
         match request_buffer::read(body, cap).await {
-            Buffered::Whole(bytes) => {
+            Buffered::Whole(mut whole) => {
                 let h = &mut self.parts.headers;
-                h.remove(TRANSFER_ENCODING);
-                h.remove(TRAILER);
-                h.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-                self.body = BodySlot::whole(bytes);
+                if self.version == Version::HTTP_10 {
+                    // HTTP/1.0 has no way to carry trailers.
+                    whole.trailers = None;
+                }
+                if whole.trailers.is_none() {
+                    // A length for the whole body.
+                    h.remove(TRANSFER_ENCODING);
+                    h.remove(TRAILER);
+                    h.insert(CONTENT_LENGTH, HeaderValue::from(whole.data.len()));
+                } else {
+                    h.remove(CONTENT_LENGTH);
+                    h.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+                }
+                self.body = BodySlot::whole(whole);
                 Ok(())
             }
             Buffered::Streaming(_) if need_length => Err(Failure::proxy(
