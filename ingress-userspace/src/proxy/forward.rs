@@ -907,7 +907,10 @@ fn classify(
 
 /// The endpoint's response for the client: hop-by-hop fields removed (connection-specific
 /// ones must never reach an HTTP/2 client), the affinity cookie added, and `hold` kept until
-/// the body has ended.
+/// the body has ended. Its version is the proxy's own, not the endpoint's: an HTTP/1.0 pod's
+/// answer goes to an HTTP/1.1 client as HTTP/1.1 on a connection kept alive (RFC 9110
+/// §6.2: the version names the sender's capability; hyper still answers an HTTP/1.0 client
+/// in HTTP/1.0).
 fn upstream_response<G: Send + Unpin + 'static>(
     resp: Response<Incoming>,
     set_cookie: Option<HeaderValue>,
@@ -915,6 +918,7 @@ fn upstream_response<G: Send + Unpin + 'static>(
     hold: G,
 ) -> Response<ProxyBody> {
     let (mut parts, body) = resp.into_parts();
+    parts.version = Version::HTTP_11;
     strip_hop_by_hop(&mut parts.headers, upgraded);
     if let Some(c) = set_cookie {
         parts.headers.append(SET_COOKIE, c);
