@@ -480,3 +480,98 @@ async fn a_buffered_body_is_resent_to_the_next_pod() {
     assert_eq!(good_got.matches("\r\n\r\npayload").count(), 4, "{good_got}");
     assert_eq!(good_got.matches("content-length: 7\r\n").count(), 4, "{good_got}");
 }
+
+/// gRPC keeps streaming with request buffering on (its default): nginx's `grpc_pass` never
+/// buffers a request body, and a client-streaming RPC needs its messages to reach the pod as
+/// they are sent. The pod gets the request head and the first message while the client is
+/// still sending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_streams_with_request_buffering_on() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, StreamBody};
+    use hyper::{body::Frame, service::service_fn};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    // An HTTP/2 (h2c) pod that reports each request head and each body frame as it arrives.
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let pod = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let seen_tx = seen_tx.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let seen_tx = seen_tx.clone();
+                    async move {
+                        let _ = seen_tx.send(format!("head {}", req.uri().path()));
+                        let mut body = req.into_body();
+                        while let Some(Ok(f)) = body.frame().await {
+                            if let Some(d) = f.data_ref() {
+                                let _ = seen_tx.send(format!("data {}", d.len()));
+                            }
+                        }
+                        let resp = http::Response::builder()
+                            .header("content-type", "application/grpc")
+                            .header("grpc-status", "0")
+                            .body(http_body_util::Empty::<Bytes>::new())
+                            .unwrap();
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    let proxy = proxy_for(&manifests(
+        "grpc.test",
+        &[pod],
+        &[("backend-protocol", "GRPC")],
+    ))
+    .await;
+    // An h2c client streaming its body: one message now, the rest later.
+    let (body_tx, body_rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(4);
+    let body = StreamBody::new(tokio_stream_of(body_rx));
+    let tcp = TcpStream::connect(proxy.http()).await.unwrap();
+    let (mut client, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let request = http::Request::builder()
+        .method("POST")
+        .uri("http://grpc.test/pkg.Svc/Upload")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(body)
+        .unwrap();
+    let response = tokio::spawn(async move { client.send_request(request).await });
+    body_tx
+        .send(Ok(Frame::data(Bytes::from_static(b"\0\0\0\0\x05hello"))))
+        .await
+        .unwrap();
+    let within = Duration::from_secs(5);
+    let first = tokio::time::timeout(within, seen.recv()).await;
+    assert_eq!(first.ok().flatten().as_deref(), Some("head /pkg.Svc/Upload"));
+    let second = tokio::time::timeout(within, seen.recv()).await;
+    assert_eq!(second.ok().flatten().as_deref(), Some("data 10"), "streamed");
+    // Only now does the client finish its body.
+    body_tx
+        .send(Ok(Frame::data(Bytes::from_static(b"\0\0\0\0\x03end"))))
+        .await
+        .unwrap();
+    drop(body_tx);
+    let resp = tokio::time::timeout(within, response)
+        .await
+        .expect("answered")
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+/// The receiving half of a channel as a stream (what `tokio_stream::wrappers` offers).
+fn tokio_stream_of<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures::Stream<Item = T> + Send + 'static {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
