@@ -246,7 +246,10 @@ async fn auto_http_follows_the_client_connections_scheme() {
             // The raw pod speaks no TLS: the handshake fails.
             assert_eq!(g.status, StatusCode::BAD_GATEWAY, "{protocol}");
         } else {
-            assert!(seen.starts_with("GET /tls HTTP/1.1\r\n"), "{protocol}: {seen:?}");
+            assert!(
+                seen.starts_with("GET /tls HTTP/1.1\r\n"),
+                "{protocol}: {seen:?}"
+            );
             assert_eq!(g.status, StatusCode::OK, "{protocol}");
         }
     }
@@ -290,7 +293,10 @@ async fn proxy_http_version_1_0_request_line_no_keepalive_and_a_length() {
     let answer = read_h1_response(&mut s).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.ends_with("hello from 1.0\r\n0\r\n\r\n"), "{answer}");
-    assert!(!answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
+    assert!(
+        !answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
     s.write_all(b"GET /again HTTP/1.1\r\nHost: v10.test\r\n\r\n")
         .await
         .unwrap();
@@ -302,14 +308,26 @@ async fn proxy_http_version_1_0_request_line_no_keepalive_and_a_length() {
         .map(|c| String::from_utf8_lossy(c).to_string())
         .collect();
     assert_eq!(conns.len(), 4, "one connection per request: {conns:?}");
-    assert!(conns[0].starts_with("GET /one HTTP/1.0\r\n"), "{}", conns[0]);
-    assert!(conns[1].starts_with("GET /two HTTP/1.0\r\n"), "{}", conns[1]);
+    assert!(
+        conns[0].starts_with("GET /one HTTP/1.0\r\n"),
+        "{}",
+        conns[0]
+    );
+    assert!(
+        conns[1].starts_with("GET /two HTTP/1.0\r\n"),
+        "{}",
+        conns[1]
+    );
     let post = conns[2].to_ascii_lowercase();
     assert!(post.starts_with("post /up http/1.0\r\n"), "{post}");
     assert!(post.contains("\r\ncontent-length: 11\r\n"), "{post}");
     assert!(!post.contains("transfer-encoding"), "{post}");
     assert!(post.ends_with("\r\n\r\nhello world"), "{post}");
-    assert!(conns[3].starts_with("GET /again HTTP/1.0\r\n"), "{}", conns[3]);
+    assert!(
+        conns[3].starts_with("GET /again HTTP/1.0\r\n"),
+        "{}",
+        conns[3]
+    );
 
     // The default: HTTP/1.1, both requests on one kept-alive connection.
     let pod = RawPod::start(OK, false).await;
@@ -396,7 +414,11 @@ async fn request_buffering_holds_a_slow_upload_until_its_last_byte() {
         let snap = if how == "annotation" {
             translate_manifests(
                 1,
-                &manifests("buf.test", &[pod.addr], &[("proxy-request-buffering", "off")]),
+                &manifests(
+                    "buf.test",
+                    &[pod.addr],
+                    &[("proxy-request-buffering", "off")],
+                ),
                 |_| {},
             )
         } else {
@@ -408,8 +430,14 @@ async fn request_buffering_holds_a_slow_upload_until_its_last_byte() {
         proxy.handle.apply(snap);
         let (during, after) = upload_in_two_halves(proxy.http(), "buf.test", &pod).await;
         let during = during.to_ascii_lowercase();
-        assert!(during.starts_with("post /upload http/1.1\r\n"), "{how}: {during}");
-        assert!(during.contains("transfer-encoding: chunked"), "{how}: {during}");
+        assert!(
+            during.starts_with("post /upload http/1.1\r\n"),
+            "{how}: {during}"
+        );
+        assert!(
+            during.contains("transfer-encoding: chunked"),
+            "{how}: {during}"
+        );
         assert!(
             after.ends_with("0\r\n\r\n") && after.contains("second"),
             "{how}: {after}"
@@ -420,7 +448,11 @@ async fn request_buffering_holds_a_slow_upload_until_its_last_byte() {
     let pod = RawPod::start(OK, false).await;
     let proxy = TestProxy::start(TestProxy::quiet_args()).await;
     proxy.handle.apply(with_configmap(
-        &manifests("buf.test", &[pod.addr], &[("proxy-request-buffering", "on")]),
+        &manifests(
+            "buf.test",
+            &[pod.addr],
+            &[("proxy-request-buffering", "on")],
+        ),
         &[("proxy-request-buffering", "off")],
     ));
     let (during, _) = upload_in_two_halves(proxy.http(), "buf.test", &pod).await;
@@ -478,7 +510,11 @@ async fn a_buffered_body_is_resent_to_the_next_pod() {
     );
     let good_got = good.received().to_ascii_lowercase();
     assert_eq!(good_got.matches("\r\n\r\npayload").count(), 4, "{good_got}");
-    assert_eq!(good_got.matches("content-length: 7\r\n").count(), 4, "{good_got}");
+    assert_eq!(
+        good_got.matches("content-length: 7\r\n").count(),
+        4,
+        "{good_got}"
+    );
 }
 
 /// gRPC keeps streaming with request buffering on (its default): nginx's `grpc_pass` never
@@ -534,9 +570,10 @@ async fn grpc_streams_with_request_buffering_on() {
     let (body_tx, body_rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(4);
     let body = StreamBody::new(tokio_stream_of(body_rx));
     let tcp = TcpStream::connect(proxy.http()).await.unwrap();
-    let (mut client, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-        .await
-        .unwrap();
+    let (mut client, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
     tokio::spawn(conn);
     let request = http::Request::builder()
         .method("POST")
@@ -552,9 +589,16 @@ async fn grpc_streams_with_request_buffering_on() {
         .unwrap();
     let within = Duration::from_secs(5);
     let first = tokio::time::timeout(within, seen.recv()).await;
-    assert_eq!(first.ok().flatten().as_deref(), Some("head /pkg.Svc/Upload"));
+    assert_eq!(
+        first.ok().flatten().as_deref(),
+        Some("head /pkg.Svc/Upload")
+    );
     let second = tokio::time::timeout(within, seen.recv()).await;
-    assert_eq!(second.ok().flatten().as_deref(), Some("data 10"), "streamed");
+    assert_eq!(
+        second.ok().flatten().as_deref(),
+        Some("data 10"),
+        "streamed"
+    );
     // Only now does the client finish its body.
     body_tx
         .send(Ok(Frame::data(Bytes::from_static(b"\0\0\0\0\x03end"))))
@@ -574,4 +618,68 @@ fn tokio_stream_of<T: Send + 'static>(
     mut rx: tokio::sync::mpsc::Receiver<T>,
 ) -> impl futures::Stream<Item = T> + Send + 'static {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// `--request-buffer-bytes` bounds the memory one body may take: a body that grows past it is
+/// streamed from there on (the pod sees the request before the body ends, nothing lost), and
+/// toward an HTTP/1.0 pod, which needs a length, a chunked body past it is answered 411
+/// without contacting the pod.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_buffer_bytes_bounds_the_memory_of_one_body() {
+    let args = xdp_ingress::proxy::ProxyArgs {
+        request_buffer_bytes: 8,
+        ..TestProxy::quiet_args()
+    };
+    let pod = RawPod::start(OK, false).await;
+    let proxy = TestProxy::start(args.clone()).await;
+    proxy.handle.apply(translate_manifests(
+        1,
+        &manifests("cap.test", &[pod.addr], &[]),
+        |_| {},
+    ));
+    // 5 + 6 bytes: past the 8-byte cap once the second half arrives, so the pod's view
+    // during the pause is empty, and the whole body arrives after.
+    let (during, after) = upload_in_two_halves(proxy.http(), "cap.test", &pod).await;
+    assert_eq!(during, "", "the first 5 bytes are within the cap");
+    assert!(
+        after.contains("\r\n5\r\nfirst\r\n6\r\nsecond\r\n0\r\n\r\n"),
+        "nothing lost: {after:?}"
+    );
+    let after = after.to_ascii_lowercase();
+    assert!(
+        after.contains("transfer-encoding: chunked"),
+        "streamed: {after}"
+    );
+    assert!(after.ends_with("0\r\n\r\n"), "{after}");
+
+    let pod = RawPod::start(OK, false).await;
+    let proxy = TestProxy::start(args).await;
+    proxy.handle.apply(translate_manifests(
+        1,
+        &manifests("cap.test", &[pod.addr], &[("proxy-http-version", "1.0")]),
+        |_| {},
+    ));
+    let answer = raw(
+        proxy.http(),
+        b"POST / HTTP/1.1\r\nHost: cap.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+          a\r\n0123456789\r\n0\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 411"), "{answer}");
+    assert_eq!(pod.connections(), 0);
+    // With a Content-Length the body streams to the HTTP/1.0 pod whatever its size.
+    let answer = raw(
+        proxy.http(),
+        b"POST / HTTP/1.1\r\nHost: cap.test\r\nContent-Length: 10\r\nConnection: close\r\n\r\n0123456789",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let got = pod.received().to_ascii_lowercase();
+    assert!(got.starts_with("post / http/1.0\r\n"), "{got}");
+    assert!(
+        got.contains("content-length: 10\r\n") && got.ends_with("0123456789"),
+        "{got}"
+    );
 }

@@ -572,6 +572,37 @@ mod tests {
         assert_eq!(json["backends"][0]["service"]["name"], "api");
     }
 
+    /// The route's HTTP version and buffering in effect: ingress-nginx's defaults (1.1,
+    /// request buffering on, response buffering off), else what the policy says.
+    #[test]
+    fn upstream_http_shows_version_and_buffering_in_effect() {
+        let e = explain(&snap(), &q("foo.example.com", "/api"));
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(
+            json["upstream_http"],
+            serde_json::json!({"http_version": "1.1", "request_buffering": true, "response_buffering": false})
+        );
+        let ep = "10.0.0.1:8080".parse().unwrap();
+        let mut r = route_to(path("Prefix", "/api"), upstream_at("api", &[ep]));
+        Arc::make_mut(&mut r.policy).upstream_http = crate::model::UpstreamHttp {
+            version: Some(crate::model::UpstreamVersion::Http10),
+            request_buffering: Some(false),
+            response_buffering: Some(true),
+        };
+        let s = snapshot(
+            1,
+            l7_with(vec![vhost("foo.example.com", vec![r], false)], None),
+        );
+        let json = serde_json::to_value(explain(&s, &q("foo.example.com", "/api"))).unwrap();
+        assert_eq!(
+            json["upstream_http"],
+            serde_json::json!({"http_version": "1.0", "request_buffering": false, "response_buffering": true})
+        );
+        // Not forwarded: nothing to show.
+        let e = explain(&snap(), &q("foo.example.com", "/missing"));
+        assert!(e.upstream_http.is_none());
+    }
+
     /// `explain` runs the proxy's request front: the path it matches and shows is the
     /// normalised one the backend would get, and what the proxy refuses it refuses too.
     #[test]

@@ -165,8 +165,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_body_is_failed() {
-        let frames: Vec<Result<Frame<Bytes>, BoxError>> =
-            vec![Ok(Frame::data(Bytes::from_static(b"a"))), Err("reset".into())];
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"a"))),
+            Err("reset".into()),
+        ];
         let body = StreamBody::new(futures::stream::iter(frames)).boxed_unsync();
         assert!(matches!(read(body, 10).await, Buffered::Failed));
     }

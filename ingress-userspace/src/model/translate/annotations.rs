@@ -255,8 +255,8 @@ pub fn parse(
     policy.upstream_http = {
         let values: BTreeMap<&str, String> = UPSTREAM_HTTP_KEYS
             .into_iter()
-        .filter_map(|k| r.get(k).map(|v| (k, v.to_string())))
-        .collect();
+            .filter_map(|k| r.get(k).map(|v| (k, v.to_string())))
+            .collect();
         parse_upstream_http(|k| values.get(k).cloned(), |k, v, e| r.bad(k, v, e))
     };
     if let Some(v) = r.get("proxy-body-size").map(str::to_string) {

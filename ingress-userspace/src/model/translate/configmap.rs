@@ -12,8 +12,8 @@ use k8s_openapi::api::core::v1::ConfigMap;
 
 use super::{
     annotations::{
-        CONNECT_TIMEOUT_RANGE, MAX_BODY_SIZE, TIMEOUT_RANGE, parse_duration, parse_prefix,
-        parse_size, parse_upstream_http, UPSTREAM_HTTP_KEYS,
+        CONNECT_TIMEOUT_RANGE, MAX_BODY_SIZE, TIMEOUT_RANGE, UPSTREAM_HTTP_KEYS, parse_duration,
+        parse_prefix, parse_size, parse_upstream_http,
     },
     diagnostics::Diagnostics,
     support,
@@ -304,7 +304,11 @@ mod tests {
         });
         c.apply_defaults(&mut p);
         assert_eq!(p.upstream_http.version, Some(UpstreamVersion::Http10));
-        assert_eq!(p.upstream_http.request_buffering, Some(true), "annotation wins");
+        assert_eq!(
+            p.upstream_http.request_buffering,
+            Some(true),
+            "annotation wins"
+        );
         assert_eq!(p.upstream_http.response_buffering, None);
     }
 
