@@ -459,6 +459,37 @@ async fn request_buffering_holds_a_slow_upload_until_its_last_byte() {
     assert_eq!(during, "");
 }
 
+/// With buffering, `Expect: 100-continue` is the ingress's to answer: the client gets
+/// `100 Continue` before any pod is contacted, and the pod gets the whole body without
+/// `Expect` (nginx reads the body itself and never passes `Expect` on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_100_continue_is_answered_by_the_ingress_when_buffering() {
+    let pod = RawPod::start(OK, false).await;
+    let proxy = proxy_for(&manifests("expect.test", &[pod.addr], &[])).await;
+    let mut s = TcpStream::connect(proxy.http()).await.unwrap();
+    s.write_all(
+        b"PUT /f HTTP/1.1\r\nHost: expect.test\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut interim = vec![0u8; 25];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut interim))
+        .await
+        .expect("100 Continue in time")
+        .unwrap();
+    assert_eq!(&interim[..], b"HTTP/1.1 100 Continue\r\n\r\n");
+    assert_eq!(pod.connections(), 0, "no pod before the body");
+    s.write_all(b"data").await.unwrap();
+    let answer = read_h1_response(&mut s).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let got = pod.received().to_ascii_lowercase();
+    assert!(!got.contains("expect:"), "{got}");
+    assert!(
+        got.contains("\r\ncontent-length: 4\r\n") && got.ends_with("\r\n\r\ndata"),
+        "{got}"
+    );
+}
+
 /// With buffering, a body over `proxy-body-size` is refused (413) before any pod is
 /// contacted, even when it is chunked and its size shows only as it arrives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,8 +16,8 @@ use bytes::Bytes;
 use http::{
     HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
     header::{
-        ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION, SET_COOKIE, STRICT_TRANSPORT_SECURITY,
-        TRAILER, TRANSFER_ENCODING, USER_AGENT,
+        ALLOW, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, HOST, LOCATION, SET_COOKIE,
+        STRICT_TRANSPORT_SECURITY, TRAILER, TRANSFER_ENCODING, USER_AGENT,
     },
     uri::{Authority, PathAndQuery, Scheme},
 };
@@ -715,6 +715,10 @@ impl Prepared {
         match request_buffer::read(body, cap).await {
             Buffered::Whole(mut whole) => {
                 let h = &mut self.parts.headers;
+                // The client got its `100 Continue` from the proxy (hyper answers it when
+                // the body is first read): the pod gets the body at once, unasked (nginx
+                // never passes `Expect` on either).
+                h.remove(EXPECT);
                 if self.version == Version::HTTP_10 {
                     // HTTP/1.0 has no way to carry trailers.
                     whole.trailers = None;
