@@ -151,11 +151,25 @@ pub struct Explanation {
     /// The route's `default-backend` and `custom-http-errors`, if set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_pages: Option<ErrorPagesInfo>,
+    /// How the request is sent to an HTTP/1 pod (absent when it is not forwarded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_http: Option<UpstreamHttpInfo>,
     /// Problems the control plane reported for the Ingress that matched (and its canary),
     /// for Ingresses that name this host but are not (fully) served (e.g. snippets refused),
     /// and for the backends' EndpointSlices (refused endpoint addresses).
     pub diagnostics: Vec<Diagnostic>,
     pub snapshot_version: u64,
+}
+
+/// The route's `proxy-http-version`, `proxy-request-buffering` and `proxy-buffering` in
+/// effect (annotation, else ConfigMap, else ingress-nginx's default).
+#[derive(Debug, Serialize)]
+pub struct UpstreamHttpInfo {
+    pub http_version: crate::model::UpstreamVersion,
+    /// The body is read whole before the pod is contacted (HTTP/1 pods only).
+    pub request_buffering: bool,
+    /// Accepted only: responses stream either way.
+    pub response_buffering: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -265,6 +279,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
         next_upstream: None,
         canary: None,
         error_pages: None,
+        upstream_http: None,
         diagnostics: Vec::new(),
         snapshot_version: snapshot.version,
     };
@@ -387,6 +402,12 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                             .to_nginx(),
                         tries: n.tries,
                         timeout_secs: n.timeout.unwrap_or_default().as_secs_f64(),
+                    });
+                    let http = &route.policy.upstream_http;
+                    e.upstream_http = Some(UpstreamHttpInfo {
+                        http_version: http.version(),
+                        request_buffering: http.request_buffering(),
+                        response_buffering: http.response_buffering.unwrap_or(false),
                     });
                     if let Some(c) = &route.canary {
                         let main = ups.first().map(|(u, _)| &**u);
@@ -696,6 +717,37 @@ mod tests {
         assert_eq!(json["outcome"], "route");
         assert_eq!(json["route"]["path_type"], "Prefix");
         assert_eq!(json["backends"][0]["service"]["name"], "api");
+    }
+
+    /// The route's HTTP version and buffering in effect: ingress-nginx's defaults (1.1,
+    /// request buffering on, response buffering off), else what the policy says.
+    #[test]
+    fn upstream_http_shows_version_and_buffering_in_effect() {
+        let e = explain(&snap(), &q("foo.example.com", "/api"));
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(
+            json["upstream_http"],
+            serde_json::json!({"http_version": "1.1", "request_buffering": true, "response_buffering": false})
+        );
+        let ep = "10.0.0.1:8080".parse().unwrap();
+        let mut r = route_to(path("Prefix", "/api"), upstream_at("api", &[ep]));
+        Arc::make_mut(&mut r.policy).upstream_http = crate::model::UpstreamHttp {
+            version: Some(crate::model::UpstreamVersion::Http10),
+            request_buffering: Some(false),
+            response_buffering: Some(true),
+        };
+        let s = snapshot(
+            1,
+            l7_with(vec![vhost("foo.example.com", vec![r], false)], None),
+        );
+        let json = serde_json::to_value(explain(&s, &q("foo.example.com", "/api"))).unwrap();
+        assert_eq!(
+            json["upstream_http"],
+            serde_json::json!({"http_version": "1.0", "request_buffering": false, "response_buffering": true})
+        );
+        // Not forwarded: nothing to show.
+        let e = explain(&snap(), &q("foo.example.com", "/missing"));
+        assert!(e.upstream_http.is_none());
     }
 
     /// `explain` runs the proxy's request front: the path it matches and shows is the

@@ -427,6 +427,9 @@ pub struct RoutePolicy {
     pub redirect: Option<Redirect>,
     /// When a failed attempt goes on to another endpoint (`proxy-next-upstream*`).
     pub next_upstream: NextUpstream,
+    /// How requests are framed toward an HTTP/1 pod (`proxy-http-version`,
+    /// `proxy-request-buffering`, `proxy-buffering`).
+    pub upstream_http: UpstreamHttp,
 }
 
 /// When a failed attempt goes on to another endpoint: nginx's `proxy_next_upstream`,
@@ -508,6 +511,52 @@ impl RetryOn {
     }
 }
 
+/// ingress-nginx's `proxy-http-version`, `proxy-request-buffering` and `proxy-buffering`
+/// (annotations, else the ConfigMap keys of the same names). `None`: ingress-nginx's default.
+/// They apply to HTTP/1 upstreams (`HTTP`, `HTTPS`, `AUTO_HTTP`); gRPC and h2c pods get
+/// HTTP/2 and streamed bodies, as nginx's `grpc_pass` never buffers a request body.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct UpstreamHttp {
+    /// HTTP version of the request line sent to the pod; default 1.1.
+    pub version: Option<UpstreamVersion>,
+    /// Read the whole request body before choosing and contacting a pod (nginx
+    /// `proxy_request_buffering`); default on.
+    pub request_buffering: Option<bool>,
+    /// nginx `proxy_buffering` (responses); default off. Accepted and shown, not enforced:
+    /// responses always stream (see the migration guide).
+    pub response_buffering: Option<bool>,
+}
+
+impl UpstreamHttp {
+    /// The version sent to HTTP/1 pods (ingress-nginx default: 1.1).
+    pub fn version(&self) -> UpstreamVersion {
+        self.version.unwrap_or(UpstreamVersion::Http11)
+    }
+
+    /// Whether request bodies are read whole first (ingress-nginx default: on).
+    pub fn request_buffering(&self) -> bool {
+        self.request_buffering.unwrap_or(true)
+    }
+
+    /// Each unset field taken from `defaults` (the ConfigMap's).
+    pub fn or(self, defaults: UpstreamHttp) -> UpstreamHttp {
+        UpstreamHttp {
+            version: self.version.or(defaults.version),
+            request_buffering: self.request_buffering.or(defaults.request_buffering),
+            response_buffering: self.response_buffering.or(defaults.response_buffering),
+        }
+    }
+}
+
+/// `proxy-http-version`: `"1.0"` or `"1.1"` (nginx `proxy_http_version`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum UpstreamVersion {
+    #[serde(rename = "1.0")]
+    Http10,
+    #[serde(rename = "1.1")]
+    Http11,
+}
+
 /// ingress-nginx's `rewrite-target`, `x-forwarded-prefix` and `upstream-vhost`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Rewrite {
@@ -554,9 +603,25 @@ pub enum BackendProtocol {
     #[default]
     Http,
     Https,
+    /// ingress-nginx `AUTO_HTTP` (`proxy_pass $scheme://`): HTTPS to the pod when the client
+    /// connection is TLS, else HTTP; see [`BackendProtocol::for_connection`].
+    AutoHttp,
     Grpc,
     Grpcs,
     H2c,
+}
+
+impl BackendProtocol {
+    /// The protocol spoken to the pod for a client connection that is TLS (`tls`) or not:
+    /// `AUTO_HTTP` follows the connection's scheme (nginx `$scheme`, not `X-Forwarded-Proto`),
+    /// every other protocol is itself.
+    pub fn for_connection(self, tls: bool) -> BackendProtocol {
+        match self {
+            BackendProtocol::AutoHttp if tls => BackendProtocol::Https,
+            BackendProtocol::AutoHttp => BackendProtocol::Http,
+            p => p,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]

@@ -67,6 +67,13 @@ pub struct ProxyArgs {
     /// Largest request body unless a route says otherwise (`proxy-body-size`); 0 = unlimited.
     #[arg(long, default_value = "1m", value_parser = parse_size)]
     pub max_body_bytes: u64,
+    /// With request buffering on (`proxy-request-buffering`, default on as in ingress-nginx):
+    /// the most bytes of one request body held in memory before the pod is contacted. A body
+    /// declared larger, or one that grows past it, is streamed from that point (nginx spills
+    /// to a temporary file instead); toward an HTTP/1.0 pod, which needs a length, a chunked
+    /// body past it gets 411. 0 turns request buffering off everywhere.
+    #[arg(long, default_value = "1m", value_parser = parse_size)]
+    pub request_buffer_bytes: u64,
     /// Concurrent client connections; more are closed on accept (1 to 1048576).
     #[arg(long, default_value_t = 16384, value_parser = parse_max_connections)]
     pub max_connections: usize,

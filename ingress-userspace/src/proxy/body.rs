@@ -2,7 +2,8 @@
 //! - [`BodySlot`]: a request body that can move to another attempt as long as nothing has read
 //!   from it: a connect failure (or a failure before the upstream asked for the body) leaves
 //!   it untouched, so even a POST with a body can go to another endpoint without being
-//!   buffered.
+//!   buffered. A body read whole beforehand (request buffering, [`super::request_buffer`])
+//!   goes to every attempt.
 //! - [`HoldUntilEnd`]: a response body that keeps a guard (the endpoint's in-flight count)
 //!   until the body has ended or was dropped.
 
@@ -13,15 +14,21 @@ use std::{
 };
 
 use bytes::Bytes;
+use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
 
-use super::upstream::{BoxError, ProxyBody};
+use super::{
+    request_buffer::Whole,
+    upstream::{BoxError, ProxyBody},
+};
 
 /// Owns the client's body until an attempt starts reading it.
 pub struct BodySlot {
     slot: Arc<Mutex<Option<ProxyBody>>>,
     hint: SizeHint,
     end: bool,
+    /// The whole body, read before the first attempt: every attempt sends a copy.
+    whole: Option<Whole>,
 }
 
 impl BodySlot {
@@ -30,22 +37,47 @@ impl BodySlot {
             hint: body.size_hint(),
             end: body.is_end_stream(),
             slot: Arc::new(Mutex::new(Some(body))),
+            whole: None,
         }
     }
 
+    /// A body already read whole: any number of attempts can send it.
+    pub fn whole(body: Whole) -> Self {
+        let b = body.body();
+        BodySlot {
+            hint: b.size_hint(),
+            end: b.is_end_stream(),
+            slot: Arc::new(Mutex::new(None)),
+            whole: Some(body),
+        }
+    }
+
+    /// Takes the streaming body out before any attempt (to read it ahead); `None` once an
+    /// attempt has read from it, or for a body already whole.
+    pub fn take(&mut self) -> Option<ProxyBody> {
+        self.slot.lock().ok().and_then(|mut s| s.take())
+    }
+
     /// A body for the next attempt, unless an earlier attempt already read from it.
-    pub fn attempt(&self) -> Option<HeldBody> {
-        self.untouched().then(|| HeldBody {
-            slot: Arc::clone(&self.slot),
-            active: None,
-            hint: self.hint,
-            end: self.end,
+    pub fn attempt(&self) -> Option<ProxyBody> {
+        if let Some(b) = &self.whole {
+            return Some(b.body());
+        }
+        self.untouched().then(|| {
+            HeldBody {
+                slot: Arc::clone(&self.slot),
+                active: None,
+                hint: self.hint,
+                end: self.end,
+            }
+            .boxed_unsync()
         })
     }
 
-    /// Whether no attempt has read from the body yet.
+    /// Whether an attempt can still send the whole body: no attempt has read from it yet,
+    /// or it was read whole beforehand.
     pub fn untouched(&self) -> bool {
-        self.slot.lock().map(|s| s.is_some()).unwrap_or(false)
+        self.whole.is_some() || self.slot.lock().map(|s| s.is_some()).unwrap_or(false)
     }
 }
 
@@ -137,7 +169,7 @@ where
 
 #[cfg(test)]
 mod tests {
-    use http_body_util::{BodyExt, Full};
+    use http_body_util::Full;
 
     use super::*;
 
@@ -156,6 +188,20 @@ mod tests {
         assert_eq!(&bytes[..], b"payload");
         assert!(!slot.untouched());
         assert!(slot.attempt().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_whole_body_goes_to_every_attempt() {
+        let slot = BodySlot::whole(Whole {
+            data: Bytes::from_static(b"payload"),
+            trailers: None,
+        });
+        for _ in 0..2 {
+            let b = slot.attempt().unwrap();
+            assert_eq!(b.size_hint().exact(), Some(7));
+            assert_eq!(&b.collect().await.unwrap().to_bytes()[..], b"payload");
+            assert!(slot.untouched());
+        }
     }
 
     #[tokio::test]

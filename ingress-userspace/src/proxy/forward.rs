@@ -1,7 +1,8 @@
 //! One request from routing to response: redirect or answer locally, or pick an endpoint and
-//! stream the request there and the response back (bodies are never buffered whole),
-//! trying other endpoints as the route's `proxy-next-upstream` allows ([`Retry`]), handing
-//! Upgrades to [`super::tunnel`], and recording metrics and the access log.
+//! send the request there (its body read ahead first when request buffering says so,
+//! [`super::request_buffer`]) and stream the response back, trying other endpoints as the
+//! route's `proxy-next-upstream` allows ([`Retry`]), handing Upgrades to [`super::tunnel`],
+//! and recording metrics and the access log.
 
 use std::{
     convert::Infallible,
@@ -15,7 +16,8 @@ use bytes::Bytes;
 use http::{
     HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
     header::{
-        ALLOW, CONTENT_TYPE, HOST, LOCATION, SET_COOKIE, STRICT_TRANSPORT_SECURITY, USER_AGENT,
+        ALLOW, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, HOST, LOCATION, SET_COOKIE,
+        STRICT_TRANSPORT_SECURITY, TRAILER, TRANSFER_ENCODING, USER_AGENT,
     },
     uri::{Authority, PathAndQuery, Scheme},
 };
@@ -45,7 +47,7 @@ use super::{
         send_timeout::SendTimedOut,
     },
 };
-use crate::model::{BackendProtocol, RoutePolicy};
+use crate::model::{BackendProtocol, RoutePolicy, UpstreamVersion};
 
 /// Header naming why the proxy answered a request itself.
 pub const REASON_HEADER: &str = "x-xdp-ingress-reason";
@@ -95,6 +97,8 @@ struct Outcome {
     upstream_time: Option<Duration>,
     reason: Option<String>,
     request_id: Option<HeaderValue>,
+    /// The client connection is TLS (nginx `$scheme`: what `AUTO_HTTP` follows).
+    tls: bool,
 }
 
 pub(crate) async fn handle(
@@ -117,6 +121,7 @@ pub(crate) async fn handle(
         drop_underscored(req.headers_mut());
     }
     let mut out = Outcome::new(conn.origin.client(&live.trust, req.headers()));
+    out.tls = conn.tls;
     let target = request_target::resolve(req.method(), req.version(), req.uri(), req.headers());
     let (resp, host) = match target {
         Ok(target) => {
@@ -160,6 +165,7 @@ impl Outcome {
             upstream_time: None,
             reason: None,
             request_id: None,
+            tls: false,
         }
     }
 }
@@ -413,10 +419,14 @@ where
         up,
         policy,
         host,
-        upgrade,
+        (upgrade, out.tls),
         max_body,
     );
     out.request_id = Some(prepared.request_id.clone());
+    if let Err(f) = prepared.buffer(args.request_buffer_bytes).await {
+        out.reason = Some(f.reason.to_string());
+        return local(f.status, f.reason);
+    }
     let t = &policy.timeouts;
     let clients =
         (t.connect.is_some() || t.send.is_some()).then(|| shared.clients_for(t.connect, t.send));
@@ -600,6 +610,7 @@ struct Prepared {
     scheme: Scheme,
     version: Version,
     protocol: BackendProtocol,
+    buffering: Buffering,
     /// The virtual host, the authority of every attempt's URI (`None`: the client named
     /// none, as HTTP/1.0 may).
     authority: Option<Authority>,
@@ -608,9 +619,22 @@ struct Prepared {
     request_id: HeaderValue,
 }
 
+/// Whether the body is read whole before an endpoint is contacted ([`Prepared::buffer`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Buffering {
+    /// Streamed as it arrives.
+    Stream,
+    /// Read ahead (`proxy-request-buffering`); `need_length`: an HTTP/1.0 pod must get a
+    /// `Content-Length`, so a body of unknown length is read ahead even with buffering off
+    /// (as nginx does), and refused (411) when it cannot be held.
+    Buffer { need_length: bool },
+}
+
 /// Prepares the upstream request: hop-by-hop fields removed, forwarding fields added,
-/// exactly one `Host`, the HTTP/2 to HTTP/1.1 conversion when the upstream speaks HTTP/1.1,
-/// and the client's body wrapped in the body limit and the client body timeout.
+/// exactly one `Host`, the HTTP/2 to HTTP/1.x conversion when the upstream speaks HTTP/1.x
+/// (the version `proxy-http-version` says), and the client's body wrapped in the body limit
+/// and the client body timeout. `(upgrade, tls)`: the request is forwarded as an upgrade; the
+/// client connection is TLS (`AUTO_HTTP` follows it).
 #[allow(clippy::too_many_arguments)]
 fn prepare<B>(
     shared: &Shared,
@@ -619,7 +643,7 @@ fn prepare<B>(
     up: &UpstreamRuntime,
     policy: &RoutePolicy,
     host: &str,
-    upgrade: bool,
+    (upgrade, tls): (bool, bool),
     max_body: u64,
 ) -> Prepared
 where
@@ -646,19 +670,38 @@ where
     {
         parts.headers.insert(HOST, v);
     }
-    let (scheme, version) = scheme_and_version(up.spec.protocol);
+    let protocol = up.spec.protocol.for_connection(tls);
+    let (scheme, version) = scheme_and_version(protocol);
+    let http = &policy.upstream_http;
     // An upgrade is an HTTP/1.1 mechanism: it goes to the endpoint over HTTP/1.1.
     let (version, protocol) = if upgrade {
-        let protocol = match up.spec.protocol {
+        let protocol = match protocol {
             BackendProtocol::Https | BackendProtocol::Grpcs => BackendProtocol::Https,
             _ => BackendProtocol::Http,
         };
         (Version::HTTP_11, protocol)
+    } else if version == Version::HTTP_11 && http.version() == UpstreamVersion::Http10 {
+        (Version::HTTP_10, protocol)
     } else {
-        (version, up.spec.protocol)
+        (version, protocol)
     };
-    if version == Version::HTTP_11 {
-        for_http1_upstream(&mut parts.headers, !body.is_end_stream());
+    let has_body = !body.is_end_stream();
+    let need_length = version == Version::HTTP_10 && !parts.headers.contains_key(CONTENT_LENGTH);
+    // HTTP/1 pods only: gRPC and h2c stream (nginx's `grpc_pass` never buffers a body).
+    let buffering = if has_body
+        && matches!(version, Version::HTTP_10 | Version::HTTP_11)
+        && !upgrade
+        && (http.request_buffering() || need_length)
+    {
+        Buffering::Buffer { need_length }
+    } else {
+        Buffering::Stream
+    };
+    match version {
+        Version::HTTP_11 => for_http1_upstream(&mut parts.headers, has_body),
+        // No chunked coding in HTTP/1.0 (RFC 1945): the body goes with a length.
+        Version::HTTP_10 => for_http1_upstream(&mut parts.headers, false),
+        _ => {}
     }
     let path_and_query = parts
         .uri
@@ -687,6 +730,7 @@ where
         },
         version,
         protocol,
+        buffering,
         authority: host.parse().ok(),
         path_and_query,
         read_timeout: policy
@@ -707,6 +751,63 @@ impl Prepared {
         }
     }
 
+    /// Request buffering ([`super::request_buffer`]): reads the body ahead when
+    /// [`Buffering::Buffer`], holding at most `cap` bytes. A body read whole replaces the
+    /// client's framing with `Content-Length` and can go to every attempt. An error is the
+    /// answer: the client's body failed (its fault's status: 413, 408, 400, 499), or an
+    /// HTTP/1.0 pod needs a length the body outgrew (411); no endpoint was contacted.
+    async fn buffer(&mut self, cap: u64) -> Result<(), Failure> {
+        use super::request_buffer::{self, Buffered};
+        let Buffering::Buffer { need_length } = self.buffering else {
+            return Ok(());
+        };
+        let Some(body) = self.body.take() else {
+            return Ok(());
+        };
+        match request_buffer::read(body, cap).await {
+            Buffered::Whole(mut whole) => {
+                let h = &mut self.parts.headers;
+                // The client got its `100 Continue` from the proxy (hyper answers it when
+                // the body is first read): the pod gets the body at once, unasked (nginx
+                // never passes `Expect` on either).
+                h.remove(EXPECT);
+                if self.version == Version::HTTP_10 {
+                    // HTTP/1.0 has no way to carry trailers.
+                    whole.trailers = None;
+                }
+                if whole.trailers.is_none() {
+                    // A length for the whole body.
+                    h.remove(TRANSFER_ENCODING);
+                    h.remove(TRAILER);
+                    h.insert(CONTENT_LENGTH, HeaderValue::from(whole.data.len()));
+                } else {
+                    h.remove(CONTENT_LENGTH);
+                    h.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+                }
+                self.body = BodySlot::whole(whole);
+                Ok(())
+            }
+            Buffered::Streaming(_) if need_length => Err(Failure::proxy(
+                StatusCode::LENGTH_REQUIRED,
+                "request body of unknown length too large to buffer for an HTTP/1.0 upstream",
+            )),
+            Buffered::Streaming(rest) => {
+                self.body = BodySlot::new(rest);
+                Ok(())
+            }
+            Buffered::Failed => {
+                let fault = self.watch.fault().unwrap_or(ClientFault::Aborted);
+                Err(Failure {
+                    origin: FaultSide::Client(fault),
+                    status: fault.status(),
+                    reason: fault.reason(),
+                    cause: None,
+                    sent: false,
+                })
+            }
+        }
+    }
+
     /// The request for one attempt at `slot`; `last`: no attempt follows, the headers move.
     /// Its URI names the virtual host (HTTP/2 `:authority`, RFC 9113 §8.3.1), or the
     /// endpoint when the client named no host; the pool connects to `slot` either way.
@@ -722,7 +823,7 @@ impl Prepared {
             .body
             .attempt()
             .ok_or_else(|| Failure::proxy(StatusCode::BAD_GATEWAY, "request body already sent"))?;
-        let mut req = Request::new(body.boxed_unsync());
+        let mut req = Request::new(body);
         *req.method_mut() = self.parts.method.clone();
         *req.uri_mut() = uri;
         *req.version_mut() = self.version;
@@ -883,7 +984,10 @@ fn classify(
 
 /// The endpoint's response for the client: hop-by-hop fields removed (connection-specific
 /// ones must never reach an HTTP/2 client), the affinity cookie added, and `hold` kept until
-/// the body has ended.
+/// the body has ended. Its version is the proxy's own, not the endpoint's: an HTTP/1.0 pod's
+/// answer goes to an HTTP/1.1 client as HTTP/1.1 on a connection kept alive (RFC 9110
+/// §6.2: the version names the sender's capability; hyper still answers an HTTP/1.0 client
+/// in HTTP/1.0).
 fn upstream_response<G: Send + Unpin + 'static>(
     resp: Response<Incoming>,
     set_cookie: Option<HeaderValue>,
@@ -891,6 +995,7 @@ fn upstream_response<G: Send + Unpin + 'static>(
     hold: G,
 ) -> Response<ProxyBody> {
     let (mut parts, body) = resp.into_parts();
+    parts.version = Version::HTTP_11;
     strip_hop_by_hop(&mut parts.headers, upgraded);
     if let Some(c) = set_cookie {
         parts.headers.append(SET_COOKIE, c);

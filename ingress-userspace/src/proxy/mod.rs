@@ -27,6 +27,7 @@ pub mod next_upstream;
 pub mod normalize;
 pub mod passthrough;
 pub mod proxy_protocol;
+pub mod request_buffer;
 pub mod request_target;
 pub mod rewrite;
 pub mod router;

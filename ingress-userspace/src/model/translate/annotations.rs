@@ -9,6 +9,7 @@ use std::{collections::BTreeMap, net::IpAddr, ops::RangeInclusive, sync::Arc, ti
 
 use crate::model::{
     BackendProtocol, CookieAffinity, HashOn, IpPrefix, LoadBalancing, ObjectRef, RoutePolicy,
+    UpstreamHttp, UpstreamVersion,
 };
 
 use super::diagnostics::Diagnostics;
@@ -184,6 +185,59 @@ pub fn parse_size(v: &str) -> Option<u64> {
     Some(n.saturating_mul(mult).min(u64::MAX - 1))
 }
 
+/// `on` / `off`, as ingress-nginx validates `proxy-request-buffering` and `proxy-buffering`
+/// (exact, case-sensitive).
+pub fn parse_on_off(v: &str) -> Option<bool> {
+    match v {
+        "on" => Some(true),
+        "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// `proxy-http-version`: `1.0` or `1.1`, exactly (ingress-nginx's validator).
+pub fn parse_http_version(v: &str) -> Option<UpstreamVersion> {
+    match v {
+        "1.0" => Some(UpstreamVersion::Http10),
+        "1.1" => Some(UpstreamVersion::Http11),
+        _ => None,
+    }
+}
+
+/// The annotations and ConfigMap keys [`parse_upstream_http`] reads.
+pub const UPSTREAM_HTTP_KEYS: [&str; 3] = [
+    "proxy-http-version",
+    "proxy-request-buffering",
+    "proxy-buffering",
+];
+
+/// `proxy-http-version`, `proxy-request-buffering`, `proxy-buffering` through `get`; a bad
+/// value goes to `bad(key, value, expected)` and leaves the field unset.
+pub(super) fn parse_upstream_http(
+    mut get: impl FnMut(&str) -> Option<String>,
+    mut bad: impl FnMut(&str, &str, &str),
+) -> UpstreamHttp {
+    let mut out = UpstreamHttp::default();
+    if let Some(v) = get("proxy-http-version") {
+        out.version = parse_http_version(&v);
+        if out.version.is_none() {
+            bad("proxy-http-version", &v, "\"1.0\" or \"1.1\"");
+        }
+    }
+    for (key, field) in [
+        ("proxy-request-buffering", &mut out.request_buffering),
+        ("proxy-buffering", &mut out.response_buffering),
+    ] {
+        if let Some(v) = get(key) {
+            *field = parse_on_off(&v);
+            if field.is_none() {
+                bad(key, &v, "on or off");
+            }
+        }
+    }
+    out
+}
+
 /// `198.18.0.0/15`, `2001:db8::/32` or a bare address (a /32 or /128).
 pub fn parse_prefix(v: &str) -> Option<IpPrefix> {
     let v = v.trim();
@@ -218,6 +272,13 @@ pub fn parse(
     policy.timeouts.connect = r.duration("proxy-connect-timeout", &CONNECT_TIMEOUT_RANGE);
     policy.timeouts.read = r.duration("proxy-read-timeout", &TIMEOUT_RANGE);
     policy.timeouts.send = r.duration("proxy-send-timeout", &TIMEOUT_RANGE);
+    policy.upstream_http = {
+        let values: BTreeMap<&str, String> = UPSTREAM_HTTP_KEYS
+            .into_iter()
+            .filter_map(|k| r.get(k).map(|v| (k, v.to_string())))
+            .collect();
+        parse_upstream_http(|k| values.get(k).cloned(), |k, v, e| r.bad(k, v, e))
+    };
     if let Some(v) = r.get("proxy-body-size").map(str::to_string) {
         match parse_size(&v) {
             Some(n) if n == u64::MAX || n <= MAX_BODY_SIZE => policy.max_body_bytes = Some(n),
@@ -258,11 +319,16 @@ pub fn parse(
         Some(p) => match p.as_str() {
             "HTTP" => BackendProtocol::Http,
             "HTTPS" => BackendProtocol::Https,
+            "AUTO_HTTP" => BackendProtocol::AutoHttp,
             "GRPC" => BackendProtocol::Grpc,
             "GRPCS" => BackendProtocol::Grpcs,
             "H2C" => BackendProtocol::H2c,
             _ => {
-                r.bad("backend-protocol", &p, "HTTP, HTTPS, GRPC, GRPCS or H2C");
+                r.bad(
+                    "backend-protocol",
+                    &p,
+                    "HTTP, HTTPS, AUTO_HTTP, GRPC, GRPCS or H2C",
+                );
                 BackendProtocol::Http
             }
         },
@@ -338,6 +404,41 @@ mod tests {
             &mut d,
         );
         (o, d.0.into_iter().map(|d| d.reason).collect())
+    }
+
+    /// ingress-nginx's validators: `proxy-http-version` is `1.0` or `1.1`, the buffering
+    /// annotations `on` or `off` (case-sensitive); `backend-protocol` takes `AUTO_HTTP`.
+    #[test]
+    fn upstream_protocol_annotations_and_bad_values() {
+        const N: &str = "nginx.ingress.kubernetes.io/";
+        let (o, w) = parse_map(&[
+            (&format!("{N}backend-protocol"), "auto_http"),
+            (&format!("{N}proxy-http-version"), "1.0"),
+            (&format!("{N}proxy-request-buffering"), "off"),
+            (&format!("{N}proxy-buffering"), "on"),
+        ]);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(o.protocol, BackendProtocol::AutoHttp);
+        let h = o.policy.upstream_http;
+        assert_eq!(h.version, Some(UpstreamVersion::Http10));
+        assert_eq!(h.request_buffering, Some(false));
+        assert_eq!(h.response_buffering, Some(true));
+        for (key, value) in [
+            ("proxy-http-version", "2"),
+            ("proxy-http-version", "HTTP/1.0"),
+            ("proxy-request-buffering", "true"),
+            ("proxy-buffering", "On"),
+        ] {
+            let (o, w) = parse_map(&[(&format!("{N}{key}"), value)]);
+            assert_eq!(w, ["InvalidAnnotation"], "{key}: {value}");
+            assert_eq!(o.policy.upstream_http, UpstreamHttp::default(), "{key}");
+        }
+        let h = UpstreamHttp::default();
+        assert_eq!(
+            (h.version(), h.request_buffering()),
+            (UpstreamVersion::Http11, true),
+            "ingress-nginx's defaults"
+        );
     }
 
     #[test]

@@ -6,14 +6,14 @@
 //! gets a Warning on the ConfigMap naming the key, and the flag's value is kept. Keys we do not
 //! act on get an `UnsupportedConfigMapKey` Warning from the [`super::support`] table.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 
 use super::{
     annotations::{
-        CONNECT_TIMEOUT_RANGE, MAX_BODY_SIZE, TIMEOUT_RANGE, parse_duration, parse_prefix,
-        parse_size,
+        CONNECT_TIMEOUT_RANGE, MAX_BODY_SIZE, TIMEOUT_RANGE, UPSTREAM_HTTP_KEYS, parse_duration,
+        parse_prefix, parse_size, parse_upstream_http,
     },
     diagnostics::Diagnostics,
     support,
@@ -80,6 +80,7 @@ impl ControllerConfig {
         p.timeouts.connect = p.timeouts.connect.or(d.timeouts.connect);
         p.timeouts.read = p.timeouts.read.or(d.timeouts.read);
         p.timeouts.send = p.timeouts.send.or(d.timeouts.send);
+        p.upstream_http = p.upstream_http.or(d.upstream_http);
     }
 }
 
@@ -217,6 +218,13 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
     }
     d.timeouts.connect = r.duration("proxy-connect-timeout", &CONNECT_TIMEOUT_RANGE);
     d.timeouts.read = r.duration("proxy-read-timeout", &TIMEOUT_RANGE);
+    d.upstream_http = {
+        let values: BTreeMap<&str, String> = UPSTREAM_HTTP_KEYS
+            .into_iter()
+            .filter_map(|k| r.get(k).map(|v| (k, v)))
+            .collect();
+        parse_upstream_http(|k| values.get(k).cloned(), |k, v, e| r.bad(k, v, e))
+    };
     d.timeouts.send = r.duration("proxy-send-timeout", &TIMEOUT_RANGE);
     if let Some(v) = r.get("proxy-body-size") {
         match parse_size(&v) {
@@ -297,6 +305,37 @@ mod tests {
         assert_eq!(p.max_body_bytes, Some(1));
         assert_eq!(p.timeouts.read, Some(Duration::from_secs(120)));
         assert_eq!(p.ssl_redirect, Some(false));
+    }
+
+    #[test]
+    fn upstream_http_keys_are_route_defaults_annotations_override() {
+        use crate::model::{UpstreamHttp, UpstreamVersion};
+        let mut d = Diagnostics::default();
+        let c = parse(
+            &cm(&[
+                ("proxy-http-version", "1.0"),
+                ("proxy-request-buffering", "off"),
+                ("proxy-buffering", "maybe"),
+            ]),
+            &mut d,
+        );
+        let reasons: Vec<_> = d.0.iter().map(|d| d.reason.as_str()).collect();
+        assert_eq!(reasons, ["InvalidConfigMapValue"], "{:?}", d.0);
+        let mut p = Arc::new(RoutePolicy {
+            upstream_http: UpstreamHttp {
+                request_buffering: Some(true),
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        c.apply_defaults(&mut p);
+        assert_eq!(p.upstream_http.version, Some(UpstreamVersion::Http10));
+        assert_eq!(
+            p.upstream_http.request_buffering,
+            Some(true),
+            "annotation wins"
+        );
+        assert_eq!(p.upstream_http.response_buffering, None);
     }
 
     #[test]

@@ -74,6 +74,15 @@ const SNIPPET: Status = Refused(
 );
 const BUFFERS: Status =
     Refused("nginx buffer tuning; the proxy streams with its own bounded buffers");
+const REQUEST_BUFFERING: Status = Differs(
+    "bodies are held in memory up to --request-buffer-bytes (1m); a larger one streams from there on instead of spilling to a temporary file",
+);
+const RESPONSE_BUFFERING: Status = Differs(
+    "accepted, but responses always stream: no read-ahead into proxy_buffers or a temporary file, so a slow client holds the pod's connection",
+);
+const HTTP_VERSION: Status = Differs(
+    "Upgrade (WebSocket) requests still go to the pod over HTTP/1.1, which nginx would send as HTTP/1.0",
+);
 const REMOVED: Status = Refused("removed from ingress-nginx itself");
 const TRACING: Status = Refused("OpenTracing was removed from ingress-nginx; use OpenTelemetry");
 const MODSECURITY: Status = Refused("no ModSecurity engine: put a WAF in front or behind");
@@ -117,7 +126,7 @@ pub static ANNOTATIONS: &[Row] = &[
     row("auth-tls-verify-depth", NotYet, "Client certificates: chain depth."),
     row("auth-type", NotYet, "`basic` or `digest` authentication."),
     row("auth-url", NotYet, "External authentication URL."),
-    row("backend-protocol", Supported, "HTTP, HTTPS, GRPC, GRPCS (and H2C); other values (AJP) warn and use HTTP."),
+    row("backend-protocol", Supported, "HTTP, HTTPS, AUTO_HTTP (HTTPS to the pod when the client connection is TLS, as `$scheme://`), GRPC, GRPCS (and H2C); other values (AJP, FCGI) warn and use HTTP."),
     row("base-url-scheme", REMOVED, "Scheme of the injected <base> tag (removed in ingress-nginx 0.22)."),
     row("canary", Differs("the canary's spec.defaultBackend and spec.tls are not read; paths are compared after normalisation"), "This Ingress is a canary of the Ingress with the same host and path."),
     row("canary-by-cookie", Supported, "Canary when this cookie is `always`."),
@@ -126,7 +135,7 @@ pub static ANNOTATIONS: &[Row] = &[
     row("canary-by-header-value", Supported, "Canary when the header has this value."),
     row("canary-weight", Supported, "Share of requests (of canary-weight-total) sent to the canary."),
     row("canary-weight-total", Supported, "Total of canary weights (default 100)."),
-    row("client-body-buffer-size", BUFFERS, "nginx `client_body_buffer_size`."),
+    row("client-body-buffer-size", Refused("request bodies are held in memory up to --request-buffer-bytes, never in temporary files"), "nginx `client_body_buffer_size`."),
     row("configuration-snippet", SNIPPET, "nginx configuration inserted into the location."),
     row("connection-proxy-header", NotYet, "Value of the Connection header sent upstream."),
     row("cors-allow-credentials", NotYet, "CORS: Access-Control-Allow-Credentials."),
@@ -182,20 +191,20 @@ pub static ANNOTATIONS: &[Row] = &[
     row("preserve-trailing-slash", NotYet, "Keep the trailing slash in the ssl-redirect Location."),
     row("proxy-body-size", Supported, "Largest request body (`8m`, `0` = unlimited); larger gets 413."),
     row("proxy-buffer-size", BUFFERS, "nginx `proxy_buffer_size`."),
-    row("proxy-buffering", NotYet, "Buffer responses before sending them to the client."),
+    row("proxy-buffering", RESPONSE_BUFFERING, "Buffer responses before sending them to the client (on/off, default off)."),
     row("proxy-buffers-number", BUFFERS, "nginx `proxy_buffers` count."),
     row("proxy-connect-timeout", Supported, "Timeout connecting to a pod (seconds; also `500ms`, `2m`)."),
     row("proxy-cookie-domain", NotYet, "Rewrite the Domain of Set-Cookie."),
     row("proxy-cookie-path", NotYet, "Rewrite the Path of Set-Cookie."),
-    row("proxy-http-version", NotYet, "HTTP version toward the pod (1.0 or 1.1)."),
+    row("proxy-http-version", HTTP_VERSION, "HTTP version toward the pod (1.0 or 1.1, default 1.1); 1.0: no keep-alive, bodies sent with Content-Length."),
     row("proxy-max-temp-file-size", BUFFERS, "nginx `proxy_max_temp_file_size`."),
-    row("proxy-next-upstream", Differs("a request whose body was already streamed to a pod is not sent again (ingress-nginx buffers bodies and resends them); no pod is tried twice for one request"), "Which failures are retried on another pod (default `error timeout`; `http_503`, `non_idempotent`, `off`, ...)."),
+    row("proxy-next-upstream", Differs("a body streamed to a pod (request buffering off, gRPC, or past --request-buffer-bytes) is not sent again (nginx resends it from a temporary file); no pod is tried twice for one request"), "Which failures are retried on another pod (default `error timeout`; `http_503`, `non_idempotent`, `off`, ...)."),
     row("proxy-next-upstream-timeout", Supported, "Seconds after the first try during which another may start (0 = no limit)."),
     row("proxy-next-upstream-tries", Differs("no pod is tried twice for one request, so never more tries than endpoints (ingress-nginx's round robin may try a pod again)"), "Tries in all, the first included (default 3, 0 = no limit)."),
     row("proxy-read-timeout", Supported, "Time a pod has to answer (and WebSocket idle time)."),
     row("proxy-redirect-from", NotYet, "Rewrite Location headers from this."),
     row("proxy-redirect-to", NotYet, "Rewrite Location headers to this."),
-    row("proxy-request-buffering", NotYet, "Buffer request bodies before sending them to the pod."),
+    row("proxy-request-buffering", REQUEST_BUFFERING, "Read the whole request body before contacting the pod (on/off, default on); gRPC streams."),
     row("proxy-send-timeout", Supported, "Longest a write to the pod may block."),
     row("proxy-ssl-ciphers", CIPHERS, "Ciphers toward HTTPS backends."),
     row("proxy-ssl-name", NotYet, "Name verified on the backend certificate."),
@@ -252,7 +261,7 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("brotli-level", NotYet, "Brotli compression level."),
     row("brotli-min-length", NotYet, "Smallest response compressed with brotli."),
     row("brotli-types", NotYet, "MIME types compressed with brotli."),
-    row("client-body-buffer-size", BUFFERS, "nginx `client_body_buffer_size`."),
+    row("client-body-buffer-size", Refused("request bodies are held in memory up to --request-buffer-bytes, never in temporary files"), "nginx `client_body_buffer_size`."),
     row("client-body-timeout", Supported, "Longest wait between two reads of a request body (408); flag --client-body-timeout."),
     row("client-header-buffer-size", BUFFERS, "nginx `client_header_buffer_size` (see --max-header-bytes)."),
     row("client-header-timeout", Supported, "Time to receive a request's headers; flag --client-header-timeout."),
@@ -311,16 +320,17 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("no-tls-redirect-locations", NotYet, "Paths never redirected to HTTPS (ACME)."),
     row("proxy-body-size", Supported, "Default largest request body; annotations override (flag --max-body-bytes)."),
     row("proxy-buffer-size", BUFFERS, "nginx `proxy_buffer_size`."),
-    row("proxy-buffering", NotYet, "Buffer responses."),
+    row("proxy-buffering", RESPONSE_BUFFERING, "Default of the proxy-buffering annotation (off)."),
     row("proxy-buffers-number", BUFFERS, "nginx `proxy_buffers` count."),
     row("proxy-connect-timeout", Supported, "Default connect timeout toward pods; annotations override."),
-    row("proxy-next-upstream", Differs("a request whose body was already streamed to a pod is not sent again (ingress-nginx buffers bodies and resends them); no pod is tried twice for one request"), "Default of the proxy-next-upstream annotation (`error timeout`)."),
+    row("proxy-http-version", HTTP_VERSION, "Default of the proxy-http-version annotation (1.1)."),
+    row("proxy-next-upstream", Differs("a body streamed to a pod (request buffering off, gRPC, or past --request-buffer-bytes) is not sent again (nginx resends it from a temporary file); no pod is tried twice for one request"), "Default of the proxy-next-upstream annotation (`error timeout`)."),
     row("proxy-next-upstream-timeout", Supported, "Default of the proxy-next-upstream-timeout annotation (0 = no limit)."),
     row("proxy-next-upstream-tries", Differs("no pod is tried twice for one request, so never more tries than endpoints (ingress-nginx's round robin may try a pod again)"), "Default of the proxy-next-upstream-tries annotation (3; flag --proxy-retries + 1)."),
     row("proxy-protocol-header-timeout", NotYet, "Time to receive a PROXY header."),
     row("proxy-read-timeout", Supported, "Default time a pod has to answer; annotations override."),
     row("proxy-real-ip-cidr", Supported, "Trusted senders of forwarding and PROXY headers; flag of the same name."),
-    row("proxy-request-buffering", NotYet, "Buffer request bodies."),
+    row("proxy-request-buffering", REQUEST_BUFFERING, "Default of the proxy-request-buffering annotation (on)."),
     row("proxy-send-timeout", Supported, "Default longest blocked write toward a pod; annotations override."),
     row("proxy-set-headers", NotYet, "Request headers from a ConfigMap, for every request."),
     row("retry-non-idempotent", Supported, "Retry POST, LOCK and PATCH too (adds `non_idempotent` to every route's proxy-next-upstream)."),
@@ -510,6 +520,9 @@ mod tests {
             "allowlist-source-range",
             "whitelist-source-range",
             "backend-protocol",
+            "proxy-http-version",
+            "proxy-request-buffering",
+            "proxy-buffering",
             "load-balance",
             "upstream-hash-by",
             "affinity",

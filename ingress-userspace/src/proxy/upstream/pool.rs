@@ -119,7 +119,8 @@ impl Clients {
         req: Request<ProxyBody>,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let (tls, http2) = match protocol {
-            BackendProtocol::Http => (false, false),
+            // `AUTO_HTTP` is resolved per connection before it gets here; plain HTTP if not.
+            BackendProtocol::Http | BackendProtocol::AutoHttp => (false, false),
             BackendProtocol::Https => (true, false),
             BackendProtocol::H2c | BackendProtocol::Grpc => (false, true),
             BackendProtocol::Grpcs => (true, true),
@@ -136,7 +137,7 @@ impl Clients {
 /// URI scheme and HTTP version to use toward an upstream of this protocol.
 pub fn scheme_and_version(protocol: BackendProtocol) -> (&'static str, http::Version) {
     match protocol {
-        BackendProtocol::Http => ("http", http::Version::HTTP_11),
+        BackendProtocol::Http | BackendProtocol::AutoHttp => ("http", http::Version::HTTP_11),
         BackendProtocol::H2c | BackendProtocol::Grpc => ("http", http::Version::HTTP_2),
         BackendProtocol::Https => ("https", http::Version::HTTP_11),
         BackendProtocol::Grpcs => ("https", http::Version::HTTP_2),
@@ -144,6 +145,8 @@ pub fn scheme_and_version(protocol: BackendProtocol) -> (&'static str, http::Ver
 }
 
 /// HTTP/1.1: the target in origin-form; the authority travels in `Host` (RFC 9112 §3.2).
+/// A request marked HTTP/1.0 (`proxy-http-version: "1.0"`) stays HTTP/1.0; any other is
+/// HTTP/1.1.
 fn http1_form(mut req: Request<ProxyBody>) -> Request<ProxyBody> {
     let pq = req
         .uri()
@@ -151,7 +154,9 @@ fn http1_form(mut req: Request<ProxyBody>) -> Request<ProxyBody> {
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     *req.uri_mut() = Uri::from(pq);
-    *req.version_mut() = Version::HTTP_11;
+    if req.version() != Version::HTTP_10 {
+        *req.version_mut() = Version::HTTP_11;
+    }
     req
 }
 
@@ -233,6 +238,16 @@ impl Pool {
         key: Key,
         req: Request<ProxyBody>,
     ) -> Result<Response<Incoming>, UpstreamError> {
+        // HTTP/1.0 has no persistent connections unless both sides ask (RFC 1945; nginx
+        // sends no `keep-alive` with `proxy_http_version 1.0`): a new connection each, never
+        // pooled, closed once its response has been read.
+        if req.version() == Version::HTTP_10 {
+            let mut tx = self.dial_http1(key).await?;
+            return tx
+                .try_send_request(req)
+                .await
+                .map_err(|e| Self::unsent(key, e));
+        }
         let (mut tx, reused) = match self.checkout_http1(key) {
             Some(tx) => (tx, true),
             None => (self.dial_http1(key).await?, false),

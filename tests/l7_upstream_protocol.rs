@@ -1,0 +1,716 @@
+//! How requests reach the pod, as ingress-nginx's upstream annotations and ConfigMap keys say:
+//! `backend-protocol: AUTO_HTTP`, `proxy-http-version`, `proxy-request-buffering` (and the
+//! ConfigMap keys of the same names). The proxy runs in-process on loopback; the pods are raw
+//! TCP listeners that record the bytes they receive, so the tests see the request line, the
+//! framing and when the request arrived.
+
+mod l7common;
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use http::StatusCode;
+use l7common::*;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+
+/// A pod that records every connection's bytes and answers each complete request (framed by
+/// `Content-Length` or chunked coding) with `answer`; `close` closes the connection after it.
+#[derive(Clone)]
+struct RawPod {
+    addr: SocketAddr,
+    /// Bytes received, one entry per connection, in accept order.
+    conns: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl RawPod {
+    async fn start(answer: &'static [u8], close: bool) -> RawPod {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pod = RawPod {
+            addr: l.local_addr().unwrap(),
+            conns: Arc::default(),
+        };
+        let conns = Arc::clone(&pod.conns);
+        tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                let i = {
+                    let mut c = conns.lock().unwrap();
+                    c.push(Vec::new());
+                    c.len() - 1
+                };
+                tokio::spawn(serve(s, Arc::clone(&conns), i, answer, close));
+            }
+        });
+        pod
+    }
+
+    /// Every byte received so far, all connections in order.
+    fn received(&self) -> String {
+        let c = self.conns.lock().unwrap();
+        String::from_utf8_lossy(&c.concat()).to_string()
+    }
+
+    fn connections(&self) -> usize {
+        self.conns.lock().unwrap().len()
+    }
+}
+
+async fn serve(
+    mut s: TcpStream,
+    conns: Arc<Mutex<Vec<Vec<u8>>>>,
+    i: usize,
+    answer: &[u8],
+    close: bool,
+) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        while request_len(&buf).is_none() {
+            match s.read(&mut chunk).await {
+                Ok(n) if n > 0 => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    conns.lock().unwrap()[i].extend_from_slice(&chunk[..n]);
+                }
+                _ => return,
+            }
+        }
+        let used = request_len(&buf).unwrap_or(buf.len());
+        buf.drain(..used);
+        if s.write_all(answer).await.is_err() || close {
+            return;
+        }
+    }
+}
+
+/// The length of the first complete request in `buf` (head and body), if it is complete.
+fn request_len(buf: &[u8]) -> Option<usize> {
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let field = |name: &str| {
+        head.lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+    };
+    if field("transfer-encoding:").is_some_and(|v| v.ends_with("chunked")) {
+        let mut at = head_end;
+        loop {
+            let line_end = at + buf[at..].windows(2).position(|w| w == b"\r\n")?;
+            let size_text = String::from_utf8_lossy(&buf[at..line_end]).to_string();
+            let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+            at = line_end + 2;
+            if size == 0 {
+                // Trailer fields, then the empty line.
+                let end = buf[at..].windows(2).position(|w| w == b"\r\n")?;
+                if end == 0 {
+                    return Some(at + 2);
+                }
+                let rest = buf[at..].windows(4).position(|w| w == b"\r\n\r\n")?;
+                return Some(at + rest + 4);
+            }
+            if buf.len() < at + size + 2 {
+                return None;
+            }
+            at += size + 2;
+        }
+    }
+    let len: usize = field("content-length:").map_or(Some(0), |v| v.parse().ok())?;
+    (buf.len() >= head_end + len).then_some(head_end + len)
+}
+
+const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+/// A Service `web` with one pod per address, and an Ingress for `host` with `annotations`
+/// (names without prefix, set under `nginx.ingress.kubernetes.io/`).
+fn manifests(host: &str, pods: &[SocketAddr], annotations: &[(&str, &str)]) -> String {
+    let mut service = service_yaml("web", pods[0]);
+    for (i, p) in pods.iter().enumerate().skip(1) {
+        service.push_str(&format!(
+            r#"apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-{n}
+  namespace: default
+  labels: {{kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{{name: http, port: {port}, protocol: TCP}}]
+endpoints:
+- {{addresses: ["{ip}"], conditions: {{ready: true}}, targetRef: {{kind: Pod, name: web-{n}}}}}
+---
+"#,
+            n = i + 1,
+            port = p.port(),
+            ip = p.ip(),
+        ));
+    }
+    let ann: String = annotations
+        .iter()
+        .map(|(k, v)| format!("    nginx.ingress.kubernetes.io/{k}: {v:?}\n"))
+        .collect();
+    let ann = if ann.is_empty() {
+        String::new()
+    } else {
+        format!("  annotations:\n{ann}")
+    };
+    format!(
+        r#"{service}apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: web
+  namespace: default
+{ann}spec:
+  ingressClassName: xdp-ingress
+  rules:
+  - host: {host}
+    http:
+      paths:
+      - {{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}
+"#
+    )
+}
+
+/// The controller ConfigMap `ingress-nginx/cm` with `data`, read as `--configmap` would.
+fn with_configmap(yaml: &str, data: &[(&str, &str)]) -> Arc<xdp_ingress::model::Snapshot> {
+    let data: String = data
+        .iter()
+        .map(|(k, v)| format!("  {k}: {v:?}\n"))
+        .collect();
+    let yaml = format!(
+        "{yaml}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm, namespace: ingress-nginx}}\ndata:\n{data}"
+    );
+    translate_manifests(1, &yaml, |c| {
+        c.configmap = Some(xdp_ingress::store::Key::new("ingress-nginx", "cm"))
+    })
+}
+
+async fn proxy_for(yaml: &str) -> TestProxy {
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    proxy.handle.apply(translate_manifests(1, yaml, |_| {}));
+    proxy
+}
+
+/// Waits until `pod` has received something, at most `wait`.
+async fn first_bytes(pod: &RawPod, wait: Duration) -> String {
+    let deadline = tokio::time::Instant::now() + wait;
+    while pod.received().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    pod.received()
+}
+
+/// `backend-protocol: AUTO_HTTP` is ingress-nginx's `proxy_pass $scheme://`: the pod is spoken
+/// to over TLS when the client's connection to the ingress is TLS, in plain HTTP otherwise.
+/// (`HTTP` stays plain either way.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_http_follows_the_client_connections_scheme() {
+    for (protocol, https_reaches_pod_as_tls) in [("AUTO_HTTP", true), ("HTTP", false)] {
+        let pod = RawPod::start(OK, false).await;
+        let proxy = proxy_for(&manifests(
+            "auto.test",
+            &[pod.addr],
+            &[("backend-protocol", protocol)],
+        ))
+        .await;
+        // Plain HTTP in: plain HTTP to the pod.
+        let g = get(&http1_client(), proxy.http(), "auto.test", "/plain").await;
+        assert_eq!(g.status, StatusCode::OK, "{protocol}");
+        assert!(
+            pod.received().starts_with("GET /plain HTTP/1.1\r\n"),
+            "{protocol}: {:?}",
+            pod.received()
+        );
+        // TLS in: a TLS ClientHello (handshake record 0x16, version 3.x) reaches the pod.
+        let pod = RawPod::start(OK, false).await;
+        proxy.handle.apply(translate_manifests(
+            2,
+            &manifests("auto.test", &[pod.addr], &[("backend-protocol", protocol)]),
+            |_| {},
+        ));
+        let (tls, _) = tls_connect(proxy.https(), "auto.test", &[b"http/1.1"]).await;
+        let g = tokio::time::timeout(
+            Duration::from_secs(10),
+            request_over(tls, false, req(proxy.https(), "auto.test", "/tls")),
+        )
+        .await
+        .expect("answered");
+        let seen = first_bytes(&pod, Duration::from_secs(2)).await;
+        let bytes = seen.as_bytes();
+        if https_reaches_pod_as_tls {
+            assert!(
+                bytes.len() > 2 && bytes[0] == 0x16 && bytes[1] == 0x03,
+                "{protocol}: a TLS handshake, got {seen:?}"
+            );
+            // The raw pod speaks no TLS: the handshake fails.
+            assert_eq!(g.status, StatusCode::BAD_GATEWAY, "{protocol}");
+        } else {
+            assert!(
+                seen.starts_with("GET /tls HTTP/1.1\r\n"),
+                "{protocol}: {seen:?}"
+            );
+            assert_eq!(g.status, StatusCode::OK, "{protocol}");
+        }
+    }
+}
+
+/// `proxy-http-version: "1.0"` (nginx `proxy_http_version 1.0`): the pod gets `HTTP/1.0`
+/// request lines, one connection per request (no keep-alive), and bodies with a
+/// `Content-Length`, never chunked (RFC 1945 has no chunked coding) — a chunked body is read
+/// whole for that even with `proxy-request-buffering: off`, as nginx does. The pod's
+/// HTTP/1.0 answer, delimited by closing the connection, reaches the client whole. The
+/// default (1.1) keeps one connection for both requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_http_version_1_0_request_line_no_keepalive_and_a_length() {
+    const V10: &[u8] = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello from 1.0";
+    let pod = RawPod::start(V10, true).await;
+    let proxy = proxy_for(&manifests(
+        "v10.test",
+        &[pod.addr],
+        &[
+            ("proxy-http-version", "1.0"),
+            ("proxy-request-buffering", "off"),
+        ],
+    ))
+    .await;
+    let c = http1_client();
+    for path in ["/one", "/two"] {
+        let g = get(&c, proxy.http(), "v10.test", path).await;
+        assert_eq!(g.status, StatusCode::OK);
+        assert_eq!(&g.body[..], b"hello from 1.0");
+    }
+    // A chunked upload from an HTTP/1.1 client, then another request on the same client
+    // connection: the pod's HTTP/1.0 answer reaches it as HTTP/1.1, chunked (its length
+    // was unknown), and the client's connection stays open.
+    let mut s = TcpStream::connect(proxy.http()).await.unwrap();
+    s.write_all(
+        b"POST /up HTTP/1.1\r\nHost: v10.test\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let answer = read_h1_response(&mut s).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("hello from 1.0\r\n0\r\n\r\n"), "{answer}");
+    assert!(
+        !answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    s.write_all(b"GET /again HTTP/1.1\r\nHost: v10.test\r\n\r\n")
+        .await
+        .unwrap();
+    let again = read_h1_response(&mut s).await;
+    assert!(again.starts_with("HTTP/1.1 200"), "{again}");
+    let conns = pod.conns.lock().unwrap().clone();
+    let conns: Vec<String> = conns
+        .iter()
+        .map(|c| String::from_utf8_lossy(c).to_string())
+        .collect();
+    assert_eq!(conns.len(), 4, "one connection per request: {conns:?}");
+    assert!(
+        conns[0].starts_with("GET /one HTTP/1.0\r\n"),
+        "{}",
+        conns[0]
+    );
+    assert!(
+        conns[1].starts_with("GET /two HTTP/1.0\r\n"),
+        "{}",
+        conns[1]
+    );
+    let post = conns[2].to_ascii_lowercase();
+    assert!(post.starts_with("post /up http/1.0\r\n"), "{post}");
+    assert!(post.contains("\r\ncontent-length: 11\r\n"), "{post}");
+    assert!(!post.contains("transfer-encoding"), "{post}");
+    assert!(post.ends_with("\r\n\r\nhello world"), "{post}");
+    assert!(
+        conns[3].starts_with("GET /again HTTP/1.0\r\n"),
+        "{}",
+        conns[3]
+    );
+
+    // The default: HTTP/1.1, both requests on one kept-alive connection.
+    let pod = RawPod::start(OK, false).await;
+    proxy.handle.apply(translate_manifests(
+        2,
+        &manifests("v10.test", &[pod.addr], &[]),
+        |_| {},
+    ));
+    for path in ["/one", "/two"] {
+        assert_eq!(
+            get(&c, proxy.http(), "v10.test", path).await.status,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(pod.connections(), 1);
+    assert!(pod.received().starts_with("GET /one HTTP/1.1\r\n"));
+}
+
+/// The ConfigMap key `proxy-http-version` is the default of every Ingress; the annotation
+/// overrides it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_http_version_configmap_key_and_annotation_override() {
+    for (annotation, expect) in [(None, "HTTP/1.0"), (Some("1.1"), "HTTP/1.1")] {
+        let pod = RawPod::start(OK, false).await;
+        let ann: Vec<(&str, &str)> = annotation
+            .map(|v| ("proxy-http-version", v))
+            .into_iter()
+            .collect();
+        let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+        proxy.handle.apply(with_configmap(
+            &manifests("cm.test", &[pod.addr], &ann),
+            &[("proxy-http-version", "1.0")],
+        ));
+        let g = get(&http1_client(), proxy.http(), "cm.test", "/").await;
+        assert_eq!(g.status, StatusCode::OK);
+        assert!(
+            pod.received().starts_with(&format!("GET / {expect}\r\n")),
+            "{annotation:?}: {}",
+            pod.received()
+        );
+    }
+}
+
+/// Sends a chunked upload in two halves with a pause between; returns what the pod had
+/// received during the pause, and after the end the answer and what the pod received.
+async fn upload_in_two_halves(proxy: SocketAddr, host: &str, pod: &RawPod) -> (String, String) {
+    let mut s = TcpStream::connect(proxy).await.unwrap();
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(b"5\r\nfirst\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let during = pod.received();
+    s.write_all(b"6\r\nsecond\r\n0\r\n\r\n").await.unwrap();
+    let answer = read_h1_response(&mut s).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    (during, pod.received())
+}
+
+/// ingress-nginx buffers request bodies by default (`proxy-request-buffering: on`): a client
+/// sending its body slowly occupies the ingress, not the pod, which gets nothing until the
+/// last byte and then the whole request with a `Content-Length` (the client's chunked
+/// framing is gone). With `off` (annotation, or the ConfigMap key) the pod sees the request
+/// head while the body is still coming, chunked as the client sent it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_buffering_holds_a_slow_upload_until_its_last_byte() {
+    // The default: buffered.
+    let pod = RawPod::start(OK, false).await;
+    let proxy = proxy_for(&manifests("buf.test", &[pod.addr], &[])).await;
+    let (during, after) = upload_in_two_halves(proxy.http(), "buf.test", &pod).await;
+    assert_eq!(during, "", "nothing reaches the pod before the last byte");
+    assert_eq!(pod.connections(), 1);
+    let after = after.to_ascii_lowercase();
+    assert!(after.starts_with("post /upload http/1.1\r\n"), "{after}");
+    assert!(after.contains("\r\ncontent-length: 11\r\n"), "{after}");
+    assert!(!after.contains("transfer-encoding"), "{after}");
+    assert!(after.ends_with("\r\n\r\nfirstsecond"), "{after}");
+
+    // `off`, by annotation and by the ConfigMap key: streamed.
+    for how in ["annotation", "configmap"] {
+        let pod = RawPod::start(OK, false).await;
+        let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+        let snap = if how == "annotation" {
+            translate_manifests(
+                1,
+                &manifests(
+                    "buf.test",
+                    &[pod.addr],
+                    &[("proxy-request-buffering", "off")],
+                ),
+                |_| {},
+            )
+        } else {
+            with_configmap(
+                &manifests("buf.test", &[pod.addr], &[]),
+                &[("proxy-request-buffering", "off")],
+            )
+        };
+        proxy.handle.apply(snap);
+        let (during, after) = upload_in_two_halves(proxy.http(), "buf.test", &pod).await;
+        let during = during.to_ascii_lowercase();
+        assert!(
+            during.starts_with("post /upload http/1.1\r\n"),
+            "{how}: {during}"
+        );
+        assert!(
+            during.contains("transfer-encoding: chunked"),
+            "{how}: {during}"
+        );
+        assert!(
+            after.ends_with("0\r\n\r\n") && after.contains("second"),
+            "{how}: {after}"
+        );
+    }
+
+    // An annotation `on` wins over the ConfigMap's `off`.
+    let pod = RawPod::start(OK, false).await;
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    proxy.handle.apply(with_configmap(
+        &manifests(
+            "buf.test",
+            &[pod.addr],
+            &[("proxy-request-buffering", "on")],
+        ),
+        &[("proxy-request-buffering", "off")],
+    ));
+    let (during, _) = upload_in_two_halves(proxy.http(), "buf.test", &pod).await;
+    assert_eq!(during, "");
+}
+
+/// With buffering, `Expect: 100-continue` is the ingress's to answer: the client gets
+/// `100 Continue` before any pod is contacted, and the pod gets the whole body without
+/// `Expect` (nginx reads the body itself and never passes `Expect` on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_100_continue_is_answered_by_the_ingress_when_buffering() {
+    let pod = RawPod::start(OK, false).await;
+    let proxy = proxy_for(&manifests("expect.test", &[pod.addr], &[])).await;
+    let mut s = TcpStream::connect(proxy.http()).await.unwrap();
+    s.write_all(
+        b"PUT /f HTTP/1.1\r\nHost: expect.test\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut interim = vec![0u8; 25];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut interim))
+        .await
+        .expect("100 Continue in time")
+        .unwrap();
+    assert_eq!(&interim[..], b"HTTP/1.1 100 Continue\r\n\r\n");
+    assert_eq!(pod.connections(), 0, "no pod before the body");
+    s.write_all(b"data").await.unwrap();
+    let answer = read_h1_response(&mut s).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let got = pod.received().to_ascii_lowercase();
+    assert!(!got.contains("expect:"), "{got}");
+    assert!(
+        got.contains("\r\ncontent-length: 4\r\n") && got.ends_with("\r\n\r\ndata"),
+        "{got}"
+    );
+}
+
+/// With buffering, a body over `proxy-body-size` is refused (413) before any pod is
+/// contacted, even when it is chunked and its size shows only as it arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffered_body_over_the_limit_never_reaches_the_pod() {
+    let pod = RawPod::start(OK, false).await;
+    let proxy = proxy_for(&manifests(
+        "limit.test",
+        &[pod.addr],
+        &[("proxy-body-size", "10")],
+    ))
+    .await;
+    let answer = raw(
+        proxy.http(),
+        b"POST / HTTP/1.1\r\nHost: limit.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+          8\r\n12345678\r\n8\r\n12345678\r\n0\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert_eq!(pod.connections(), 0, "{:?}", pod.received());
+}
+
+/// A buffered body can be sent again: a PUT whose first pod read it whole and then dropped
+/// the connection without answering is retried on the other pod with the same body (PUT is
+/// idempotent; nginx resends its buffered body the same way). Without buffering the body was
+/// gone once the first pod had read it, and the client got 502.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buffered_body_is_resent_to_the_next_pod() {
+    // Reads a whole request, then closes without a word.
+    let dropper = RawPod::start(b"", true).await;
+    let good = RawPod::start(OK, false).await;
+    let proxy = proxy_for(&manifests("retry.test", &[dropper.addr, good.addr], &[])).await;
+    for i in 0..4 {
+        let answer = raw(
+            proxy.http(),
+            format!(
+                "PUT /doc/{i} HTTP/1.1\r\nHost: retry.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+                 7\r\npayload\r\n0\r\n\r\n"
+            )
+            .as_bytes(),
+            Duration::from_secs(5),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "request {i}: {answer}");
+    }
+    assert!(
+        dropper.connections() > 0,
+        "the dropping pod took some first attempts"
+    );
+    let good_got = good.received().to_ascii_lowercase();
+    assert_eq!(good_got.matches("\r\n\r\npayload").count(), 4, "{good_got}");
+    assert_eq!(
+        good_got.matches("content-length: 7\r\n").count(),
+        4,
+        "{good_got}"
+    );
+}
+
+/// gRPC keeps streaming with request buffering on (its default): nginx's `grpc_pass` never
+/// buffers a request body, and a client-streaming RPC needs its messages to reach the pod as
+/// they are sent. The pod gets the request head and the first message while the client is
+/// still sending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_streams_with_request_buffering_on() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, StreamBody};
+    use hyper::{body::Frame, service::service_fn};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    // An HTTP/2 (h2c) pod that reports each request head and each body frame as it arrives.
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let pod = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let seen_tx = seen_tx.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let seen_tx = seen_tx.clone();
+                    async move {
+                        let _ = seen_tx.send(format!("head {}", req.uri().path()));
+                        let mut body = req.into_body();
+                        while let Some(Ok(f)) = body.frame().await {
+                            if let Some(d) = f.data_ref() {
+                                let _ = seen_tx.send(format!("data {}", d.len()));
+                            }
+                        }
+                        let resp = http::Response::builder()
+                            .header("content-type", "application/grpc")
+                            .header("grpc-status", "0")
+                            .body(http_body_util::Empty::<Bytes>::new())
+                            .unwrap();
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    let proxy = proxy_for(&manifests(
+        "grpc.test",
+        &[pod],
+        &[("backend-protocol", "GRPC")],
+    ))
+    .await;
+    // An h2c client streaming its body: one message now, the rest later.
+    let (body_tx, body_rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(4);
+    let body = StreamBody::new(tokio_stream_of(body_rx));
+    let tcp = TcpStream::connect(proxy.http()).await.unwrap();
+    let (mut client, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let request = http::Request::builder()
+        .method("POST")
+        .uri("http://grpc.test/pkg.Svc/Upload")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(body)
+        .unwrap();
+    let response = tokio::spawn(async move { client.send_request(request).await });
+    body_tx
+        .send(Ok(Frame::data(Bytes::from_static(b"\0\0\0\0\x05hello"))))
+        .await
+        .unwrap();
+    let within = Duration::from_secs(5);
+    let first = tokio::time::timeout(within, seen.recv()).await;
+    assert_eq!(
+        first.ok().flatten().as_deref(),
+        Some("head /pkg.Svc/Upload")
+    );
+    let second = tokio::time::timeout(within, seen.recv()).await;
+    assert_eq!(
+        second.ok().flatten().as_deref(),
+        Some("data 10"),
+        "streamed"
+    );
+    // Only now does the client finish its body.
+    body_tx
+        .send(Ok(Frame::data(Bytes::from_static(b"\0\0\0\0\x03end"))))
+        .await
+        .unwrap();
+    drop(body_tx);
+    let resp = tokio::time::timeout(within, response)
+        .await
+        .expect("answered")
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+/// The receiving half of a channel as a stream (what `tokio_stream::wrappers` offers).
+fn tokio_stream_of<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures::Stream<Item = T> + Send + 'static {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// `--request-buffer-bytes` bounds the memory one body may take: a body that grows past it is
+/// streamed from there on (the pod sees the request before the body ends, nothing lost), and
+/// toward an HTTP/1.0 pod, which needs a length, a chunked body past it is answered 411
+/// without contacting the pod.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_buffer_bytes_bounds_the_memory_of_one_body() {
+    let args = xdp_ingress::proxy::ProxyArgs {
+        request_buffer_bytes: 8,
+        ..TestProxy::quiet_args()
+    };
+    let pod = RawPod::start(OK, false).await;
+    let proxy = TestProxy::start(args.clone()).await;
+    proxy.handle.apply(translate_manifests(
+        1,
+        &manifests("cap.test", &[pod.addr], &[]),
+        |_| {},
+    ));
+    // 5 + 6 bytes: past the 8-byte cap once the second half arrives, so the pod's view
+    // during the pause is empty, and the whole body arrives after.
+    let (during, after) = upload_in_two_halves(proxy.http(), "cap.test", &pod).await;
+    assert_eq!(during, "", "the first 5 bytes are within the cap");
+    assert!(
+        after.contains("\r\n5\r\nfirst\r\n6\r\nsecond\r\n0\r\n\r\n"),
+        "nothing lost: {after:?}"
+    );
+    let after = after.to_ascii_lowercase();
+    assert!(
+        after.contains("transfer-encoding: chunked"),
+        "streamed: {after}"
+    );
+    assert!(after.ends_with("0\r\n\r\n"), "{after}");
+
+    let pod = RawPod::start(OK, false).await;
+    let proxy = TestProxy::start(args).await;
+    proxy.handle.apply(translate_manifests(
+        1,
+        &manifests("cap.test", &[pod.addr], &[("proxy-http-version", "1.0")]),
+        |_| {},
+    ));
+    let answer = raw(
+        proxy.http(),
+        b"POST / HTTP/1.1\r\nHost: cap.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+          a\r\n0123456789\r\n0\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 411"), "{answer}");
+    assert_eq!(pod.connections(), 0);
+    // With a Content-Length the body streams to the HTTP/1.0 pod whatever its size.
+    let answer = raw(
+        proxy.http(),
+        b"POST / HTTP/1.1\r\nHost: cap.test\r\nContent-Length: 10\r\nConnection: close\r\n\r\n0123456789",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let got = pod.received().to_ascii_lowercase();
+    assert!(got.starts_with("post / http/1.0\r\n"), "{got}");
+    assert!(
+        got.contains("content-length: 10\r\n") && got.ends_with("0123456789"),
+        "{got}"
+    );
+}
