@@ -139,6 +139,10 @@ pub struct Explanation {
     /// The route's `default-backend` and `custom-http-errors`, if set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_pages: Option<ErrorPagesInfo>,
+    /// Headers the route sets on this request's response, replacing the pod's (CORS,
+    /// `custom-headers`; [`crate::proxy::cors`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub response_headers: Vec<(String, String)>,
     /// Problems the control plane reported for the Ingress that matched (and its canary).
     pub diagnostics: Vec<Diagnostic>,
     pub snapshot_version: u64,
@@ -236,6 +240,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
         status: None,
         canary: None,
         error_pages: None,
+        response_headers: Vec::new(),
         diagnostics: Vec::new(),
         snapshot_version: snapshot.version,
     };
@@ -323,6 +328,19 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                         .filter(|_| !errors.intercept.is_empty())
                         .map(|u| u.service.clone()),
                 });
+            }
+            let extra =
+                crate::proxy::cors::for_request(&route.policy.response, &method_value, &headers);
+            e.response_headers = extra
+                .set
+                .iter()
+                .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+                .collect();
+            if extra.preflight {
+                e.outcome = Outcome::Respond;
+                e.status = Some(204);
+                e.reason = "CORS preflight from an allowed origin: answered by the proxy".into();
+                return e;
             }
             // `explain` has no listener: a from/to-www redirect names no HTTPS port.
             if let Some(a) = rewrite::redirect(route, &step, 443) {

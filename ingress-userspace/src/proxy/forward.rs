@@ -31,6 +31,7 @@ use super::{
     canary::Side,
     client_addr::{Client, Origin, TrustConfig},
     client_body::{BodyWatch, ClientBody, ClientFault},
+    cors,
     error_pages::{self, Intercept},
     headers::{add_forwarding, drop_underscored, for_http1_upstream, is_upgrade, strip_hop_by_hop},
     metrics::{GaugeGuard, RequestLabels, RouteLabels, UpstreamLabels},
@@ -94,6 +95,8 @@ struct Outcome {
     upstream_time: Option<Duration>,
     reason: Option<String>,
     request_id: Option<HeaderValue>,
+    /// Set on the response by the route ([`cors`]: CORS, `custom-headers`).
+    set_headers: http::HeaderMap,
 }
 
 pub(crate) async fn handle(
@@ -135,6 +138,9 @@ pub(crate) async fn handle(
         }
     };
     let mut resp = resp;
+    for (name, value) in &out.set_headers {
+        resp.headers_mut().insert(name.clone(), value.clone());
+    }
     if conn.tls
         && let Some(hsts) = &live.hsts
     {
@@ -159,6 +165,7 @@ impl Outcome {
             upstream_time: None,
             reason: None,
             request_id: None,
+            set_headers: http::HeaderMap::new(),
         }
     }
 }
@@ -239,6 +246,15 @@ async fn route(
             out.ingress = Some(Arc::clone(&route.ingress));
             out.host = Some(Arc::clone(&vh.label));
             out.path = Some(Arc::clone(&route.path_label));
+            // CORS and custom headers: ingress-nginx's are in nginx's rewrite phase, ahead of
+            // the route's redirect, its Lua HTTPS redirect and the access phase (allowlist), so
+            // a preflight is answered before all of them and every answer below has them.
+            let extra = cors::for_request(&route.policy.response, req.method(), req.headers());
+            out.set_headers = extra.set;
+            if extra.preflight {
+                out.reason = Some("CORS preflight".into());
+                return cors::preflight();
+            }
             // The rewrite step, 2: the route's own redirect, before the HTTPS redirect and
             // the allowlist (nginx's `return` runs in the rewrite phase, before ingress-nginx's
             // Lua redirect and the access phase).

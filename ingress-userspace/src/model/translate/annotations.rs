@@ -316,6 +316,7 @@ pub fn parse(
             None
         }
     };
+    policy.response.cors = super::cors::parse(&mut r);
     let use_regex = r.bool("use-regex").unwrap_or(false);
     let paths = super::rewrite::parse(&mut r, &mut policy);
     let hosts = super::redirect::parse(&mut r, &mut policy);

@@ -32,6 +32,9 @@ pub struct ControllerConfig {
     pub route_defaults: RoutePolicy,
     /// `allow-snippet-annotations`; `None`: `--serve-ingresses-with-snippets` decides.
     pub serve_with_snippets: Option<bool>,
+    /// `global-allowed-response-headers`: the header names a `custom-headers` ConfigMap may
+    /// set (lower case); empty, the default: none ([`super::custom_headers`]).
+    pub allowed_response_headers: Vec<String>,
 }
 
 impl Default for ControllerConfig {
@@ -43,6 +46,7 @@ impl Default for ControllerConfig {
             },
             route_defaults: RoutePolicy::default(),
             serve_with_snippets: None,
+            allowed_response_headers: Vec::new(),
         }
     }
 }
@@ -206,6 +210,13 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
         }
     }
     out.serve_with_snippets = r.bool("allow-snippet-annotations");
+    if let Some(v) = r.get("global-allowed-response-headers") {
+        out.allowed_response_headers = v
+            .split(',')
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect();
+    }
     out
 }
 

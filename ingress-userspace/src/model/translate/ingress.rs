@@ -238,6 +238,16 @@ impl<'a> L7Builder<'a> {
         );
         let mut opts = annotations::parse(ing.metadata.annotations.as_ref(), &oref, self.diags);
         self.controller.apply_defaults(&mut opts.policy);
+        if let Some(k) = super::custom_headers::apply(
+            ing.metadata.annotations.as_ref(),
+            self.objects,
+            &self.controller,
+            &oref,
+            self.diags,
+            &mut Arc::make_mut(&mut opts.policy).response,
+        ) {
+            self.refs.config_maps.insert(k);
+        }
         if let Some(c) = canary::parse(ing.metadata.annotations.as_ref(), &oref, self.diags) {
             // Serves nothing of its own: merged into the main routes once all are known.
             self.canaries.push((ing, oref, opts, c));
@@ -445,6 +455,14 @@ impl<'a> L7Builder<'a> {
         oref: &ObjectRef,
         what: &str,
     ) -> RouteAction {
+        if let Some(why) = &opts.policy.response.denied {
+            // ingress-nginx's denied location (`custom-headers` refused): 503, diagnosed once
+            // where it was parsed.
+            return RouteAction::Respond {
+                status: 503,
+                reason: why.clone(),
+            };
+        }
         match self.upstream(ns, backend, opts) {
             Ok(u) => RouteAction::Forward(vec![WeightedUpstream {
                 upstream: u,

@@ -12,6 +12,7 @@
 //! - [`compat`]: ingress-nginx behaviours no annotation asks for, for compatible classes.
 //! - [`support`]: every ingress-nginx annotation and ConfigMap key, and how we support it.
 //! - [`configmap`]: the ingress-nginx controller ConfigMap.
+//! - [`cors`]: the CORS annotations; [`custom_headers`]: response headers from a ConfigMap.
 //! - [`tls`]: TLS Secret validation.
 //!
 //! Every problem becomes a [`crate::model::Diagnostic`] on the object it belongs to; nothing
@@ -22,6 +23,8 @@ pub mod canary;
 pub mod class;
 pub mod compat;
 pub mod configmap;
+pub mod cors;
+pub mod custom_headers;
 pub mod diagnostics;
 pub mod endpoints;
 pub mod errors;
@@ -53,6 +56,9 @@ use crate::{
 pub struct References {
     pub services: HashSet<Key>,
     pub secrets: HashSet<Key>,
+    /// The controller ConfigMap and those `custom-headers` names: other ConfigMaps' changes
+    /// do not re-translate.
+    pub config_maps: HashSet<Key>,
 }
 
 pub const DEFAULT_CONTROLLER_NAME: &str = "xdp-ingress.dev/controller";
@@ -218,6 +224,8 @@ impl Translator {
             Change::Delete(ObjectKind::EndpointSlice, key) => slice_matters(key),
             Change::Upsert(o @ Object::Secret(_)) => refs.secrets.contains(&o.key()),
             Change::Delete(ObjectKind::Secret, key) => refs.secrets.contains(key),
+            Change::Upsert(o @ Object::ConfigMap(_)) => refs.config_maps.contains(&o.key()),
+            Change::Delete(ObjectKind::ConfigMap, key) => refs.config_maps.contains(key),
             Change::Batch(changes) => changes.iter().any(|c| self.affects(objects, c)),
             _ => true,
         }
@@ -299,6 +307,7 @@ impl Translator {
                 .contains_key(&Key::new(r.namespace.clone(), r.name.clone()))
         });
 
+        refs.config_maps.extend(self.config.configmap.clone());
         self.refs = Some(refs);
         Snapshot {
             version: self.version,
