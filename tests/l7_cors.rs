@@ -249,7 +249,7 @@ const CONTROLLER_CM: &str = r#"apiVersion: v1
 kind: ConfigMap
 metadata: {name: ingress-nginx-controller, namespace: ingress-nginx}
 data:
-  global-allowed-response-headers: "X-Frame-Options, Content-Security-Policy"
+  global-allowed-response-headers: "X-Frame-Options, Content-Security-Policy, X-Pod"
 ---
 "#;
 
@@ -267,7 +267,9 @@ async fn custom_headers_come_from_a_configmap() {
     };
     let good = format!(
         "{CONTROLLER_CM}{}",
-        headers_cm("  X-Frame-Options: DENY\n  Content-Security-Policy: \"default-src 'self'\"\n")
+        headers_cm(
+            "  X-Frame-Options: DENY\n  Content-Security-Policy: \"default-src 'self'\"\n  X-Pod: from-ingress\n",
+        )
     );
     proxy.handle.apply(translated(
         1,
@@ -286,6 +288,9 @@ async fn custom_headers_come_from_a_configmap() {
     assert_eq!(g.pod(), "a");
     assert_eq!(g.header("x-frame-options"), "DENY");
     assert_eq!(g.header("content-security-policy"), "default-src 'self'");
+    // The pod's own `X-Pod` is replaced, not doubled (nginx `more_set_headers`).
+    let pods: Vec<_> = g.headers.get_all("x-pod").iter().collect();
+    assert_eq!(pods, ["from-ingress"]);
     let g = send(
         &c,
         with_headers(proxy.http(), Method::OPTIONS, "hdr.test", &[]),
