@@ -35,6 +35,10 @@ pub struct ControllerConfig {
     /// `global-allowed-response-headers`: the header names a `custom-headers` ConfigMap may
     /// set (lower case); empty, the default: none ([`super::custom_headers`]).
     pub allowed_response_headers: Vec<String>,
+    /// `custom-http-errors`: the statuses intercepted on routes of Ingresses without the
+    /// annotation of that name (which replaces the list, as a location's nginx `error_page`
+    /// replaces the server's), sorted; served by the controller-wide default backend.
+    pub custom_http_errors: Vec<u16>,
 }
 
 impl Default for ControllerConfig {
@@ -47,6 +51,7 @@ impl Default for ControllerConfig {
             route_defaults: RoutePolicy::default(),
             serve_with_snippets: None,
             allowed_response_headers: Vec::new(),
+            custom_http_errors: Vec::new(),
         }
     }
 }
@@ -210,6 +215,17 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
         }
     }
     out.serve_with_snippets = r.bool("allow-snippet-annotations");
+    if let Some(v) = r.get("custom-http-errors") {
+        let (codes, bad) = super::errors::parse_codes(&v);
+        if !bad.is_empty() {
+            r.bad(
+                "custom-http-errors",
+                &bad.join(", "),
+                "status codes from 300 to 599 (those are left out)",
+            );
+        }
+        out.custom_http_errors = codes;
+    }
     if let Some(v) = r.get("global-allowed-response-headers") {
         out.allowed_response_headers = v
             .split(',')
@@ -257,6 +273,11 @@ mod tests {
                 ("proxy-read-timeout", "120"),
                 ("keep-alive", "10"),
                 ("allow-snippet-annotations", "true"),
+                ("custom-http-errors", "503, 404"),
+                (
+                    "global-allowed-response-headers",
+                    "X-Frame-Options, Content-Security-Policy",
+                ),
             ]),
             &mut d,
         );
@@ -273,6 +294,11 @@ mod tests {
         assert_eq!(c.route_defaults.max_body_bytes, Some(10 << 20));
         assert_eq!(c.route_defaults.ssl_redirect, Some(false));
         assert_eq!(c.serve_with_snippets, Some(true));
+        assert_eq!(c.custom_http_errors, [404, 503]);
+        assert_eq!(
+            c.allowed_response_headers,
+            ["x-frame-options", "content-security-policy"]
+        );
         // An annotation wins; unset fields take the ConfigMap's value.
         let mut p = Arc::new(RoutePolicy {
             max_body_bytes: Some(1),

@@ -257,7 +257,7 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("client-header-buffer-size", BUFFERS, "nginx `client_header_buffer_size` (see --max-header-bytes)."),
     row("client-header-timeout", Supported, "Time to receive a request's headers; flag --client-header-timeout."),
     row("compute-full-forwarded-for", Supported, "Append to a trusted X-Forwarded-For; flag of the same name."),
-    row("custom-http-errors", NotYet, "Upstream status codes served by the default backend."),
+    row("custom-http-errors", Differs("with no default backend nothing is intercepted (ingress-nginx: its built-in 404); the request body is not resent"), "Upstream status codes served by the default backend on routes of Ingresses without the annotation (which replaces the list)."),
     row("datadog-collector-host", TRACING, "Datadog tracing."),
     row("debug-connections", NGINX_INTERNAL, "nginx debug log for these clients."),
     row("default-type", NGINX_INTERNAL, "Content-Type of nginx's own responses."),
