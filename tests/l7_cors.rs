@@ -328,3 +328,56 @@ async fn custom_headers_come_from_a_configmap() {
         assert_eq!(a.requests(), before);
     }
 }
+
+/// The controller ConfigMap's `add-headers`: the named ConfigMap's headers on every response,
+/// the proxy's own 404 included; a route's `custom-headers` win over them; a hop-by-hop one is
+/// left out with a Warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_headers_are_set_on_every_response() {
+    let a = backend("a");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let cms = r#"apiVersion: v1
+kind: ConfigMap
+metadata: {name: ingress-nginx-controller, namespace: ingress-nginx}
+data:
+  add-headers: "ingress-nginx/everywhere"
+  global-allowed-response-headers: "X-Frame-Options"
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: everywhere, namespace: ingress-nginx}
+data: {X-Served-By: xdp-ingress, X-Frame-Options: SAMEORIGIN, Connection: close}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: security-headers, namespace: default}
+data: {X-Frame-Options: DENY}
+---
+"#;
+    let snap = translated(
+        1,
+        &ingress(
+            "hdr.test",
+            a.addr,
+            &[("custom-headers", "security-headers")],
+            cms,
+        ),
+    );
+    let warned: Vec<_> = snap
+        .diagnostics
+        .iter()
+        .map(|d| (d.reason.as_str(), d.message.contains("Connection")))
+        .collect();
+    assert_eq!(warned, [("InvalidConfigMapValue", true)]);
+    proxy.handle.apply(snap);
+    let c = http1_client();
+    let g = get(&c, proxy.http(), "hdr.test", "/").await;
+    assert_eq!(g.pod(), "a");
+    assert_eq!(g.header("x-served-by"), "xdp-ingress");
+    assert_eq!(g.header("x-frame-options"), "DENY", "the route's own wins");
+    assert!(g.headers.get("connection").is_none_or(|v| v != "close"));
+    let g = get(&c, proxy.http(), "elsewhere.test", "/").await;
+    assert_eq!(g.status, StatusCode::NOT_FOUND);
+    assert_eq!(g.header("x-served-by"), "xdp-ingress");
+    assert_eq!(g.header("x-frame-options"), "SAMEORIGIN");
+}

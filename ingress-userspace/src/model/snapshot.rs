@@ -254,6 +254,9 @@ pub struct ProxySettings {
     pub keepalive_timeout: Option<Duration>,
     /// `enable-underscores-in-headers`.
     pub enable_underscores_in_headers: Option<bool>,
+    /// `add-headers`: `(name, value)` set on every response, replacing the pod's (names lower
+    /// case, checked); a route's `custom-headers` and CORS headers win over these.
+    pub add_headers: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug, Default)]

@@ -138,7 +138,8 @@ pub(crate) async fn handle(
         }
     };
     let mut resp = resp;
-    for (name, value) in &out.set_headers {
+    // `add-headers` (every response), then the route's own, which win.
+    for (name, value) in live.add_headers.iter().chain(&out.set_headers) {
         resp.headers_mut().insert(name.clone(), value.clone());
     }
     if conn.tls

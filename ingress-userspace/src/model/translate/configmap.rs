@@ -39,6 +39,9 @@ pub struct ControllerConfig {
     /// annotation of that name (which replaces the list, as a location's nginx `error_page`
     /// replaces the server's), sorted; served by the controller-wide default backend.
     pub custom_http_errors: Vec<u16>,
+    /// `add-headers`: the ConfigMap whose data are headers for every response
+    /// ([`super::custom_headers::add_headers`] resolves it into `settings.add_headers`).
+    pub add_headers_from: Option<crate::store::Key>,
 }
 
 impl Default for ControllerConfig {
@@ -52,6 +55,7 @@ impl Default for ControllerConfig {
             serve_with_snippets: None,
             allowed_response_headers: Vec::new(),
             custom_http_errors: Vec::new(),
+            add_headers_from: None,
         }
     }
 }
@@ -225,6 +229,12 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
             );
         }
         out.custom_http_errors = codes;
+    }
+    if let Some(v) = r.get("add-headers").filter(|v| !v.is_empty()) {
+        let (ns, name) = v
+            .split_once('/')
+            .unwrap_or((r.object.namespace.as_str(), v.as_str()));
+        out.add_headers_from = Some(crate::store::Key::new(ns, name));
     }
     if let Some(v) = r.get("global-allowed-response-headers") {
         out.allowed_response_headers = v

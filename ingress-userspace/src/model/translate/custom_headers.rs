@@ -83,22 +83,7 @@ fn headers(
         .ok_or_else(|| format!("ConfigMap {ns}/{name} not found"))?;
     let mut out = Vec::new();
     for (h, v) in cm.data.iter().flatten() {
-        let lower = h.to_ascii_lowercase();
-        if h.is_empty()
-            || !h
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err(format!("header name {h:?} is invalid"));
-        }
-        if REFUSED.contains(&lower.as_str()) {
-            return Err(format!(
-                "header {h} is hop-by-hop or framing and cannot be set"
-            ));
-        }
-        if v.is_empty() || !v.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-            return Err(format!("value of header {h} is not printable ASCII"));
-        }
+        let lower = check(h, v)?;
         if !controller.allowed_response_headers.contains(&lower) {
             return Err(format!(
                 "header {h} is not listed in the controller ConfigMap's \
@@ -108,6 +93,61 @@ fn headers(
         out.push((lower, v.clone()));
     }
     Ok(out)
+}
+
+/// A response header a ConfigMap may set (`custom-headers`, `add-headers`): its name in lower
+/// case, or why not. Names as ingress-nginx's `headerRegexp` (`[A-Za-z0-9_-]+`), values as its
+/// `valueRegexp` (printable ASCII), never hop-by-hop or framing.
+pub fn check(name: &str, value: &str) -> Result<String, String> {
+    let lower = name.to_ascii_lowercase();
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(format!("header name {name:?} is invalid"));
+    }
+    if REFUSED.contains(&lower.as_str()) {
+        return Err(format!(
+            "header {name} is hop-by-hop or framing and cannot be set"
+        ));
+    }
+    if value.is_empty() || !value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Err(format!("value of header {name} is not printable ASCII"));
+    }
+    Ok(lower)
+}
+
+/// The controller ConfigMap's `add-headers` (`NAMESPACE/NAME`, or `NAME` in the controller
+/// ConfigMap's namespace): headers set on every response. A header that [`check`] refuses is
+/// left out with a Warning on the controller ConfigMap, as is a missing ConfigMap; the others
+/// apply.
+pub fn add_headers(
+    key: &Key,
+    objects: &Objects,
+    controller: &ObjectRef,
+    diags: &mut Diagnostics,
+) -> Vec<(String, String)> {
+    let Some(cm) = objects.config_maps.get(key) else {
+        diags.warn(
+            controller,
+            "InvalidConfigMapValue",
+            format!("key add-headers: ConfigMap {key} not found; no headers are added"),
+        );
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (h, v) in cm.data.iter().flatten() {
+        match check(h, v) {
+            Ok(lower) => out.push((lower, v.clone())),
+            Err(why) => diags.warn(
+                controller,
+                "InvalidConfigMapValue",
+                format!("key add-headers: ConfigMap {key}: {why}; it is left out"),
+            ),
+        }
+    }
+    out
 }
 
 #[cfg(test)]

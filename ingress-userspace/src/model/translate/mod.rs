@@ -266,6 +266,7 @@ impl Translator {
         };
 
         let controller = self.controller_config(objects, &mut diags);
+        let add_headers_from = controller.add_headers_from.clone();
         let serve_snippets = controller
             .serve_with_snippets
             .unwrap_or(self.config.serve_ingresses_with_snippets);
@@ -308,6 +309,7 @@ impl Translator {
         });
 
         refs.config_maps.extend(self.config.configmap.clone());
+        refs.config_maps.extend(add_headers_from);
         self.refs = Some(refs);
         Snapshot {
             version: self.version,
@@ -334,7 +336,19 @@ impl Translator {
             .as_ref()
             .and_then(|k| objects.config_maps.get(k))
         {
-            Some(cm) => configmap::parse(cm, diags),
+            Some(cm) => {
+                let mut c = configmap::parse(cm, diags);
+                if let Some(k) = &c.add_headers_from {
+                    let object = ObjectRef::new(
+                        ObjectKind::ConfigMap,
+                        cm.metadata.namespace.clone().unwrap_or_default(),
+                        cm.metadata.name.clone().unwrap_or_default(),
+                    );
+                    c.settings.add_headers =
+                        custom_headers::add_headers(k, objects, &object, diags);
+                }
+                c
+            }
             None => configmap::ControllerConfig::default(),
         }
     }

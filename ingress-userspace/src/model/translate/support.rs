@@ -241,7 +241,7 @@ pub static ANNOTATIONS: &[Row] = &[
 pub static CONFIGMAP_KEYS: &[Row] = &[
     row("access-log-params", NGINX_INTERNAL, "Extra access_log parameters."),
     row("access-log-path", Refused("the access log goes to stdout (--access-log-format)"), "Access log file."),
-    row("add-headers", NotYet, "Response headers from a ConfigMap, for every response."),
+    row("add-headers", Supported, "Response headers from a ConfigMap (NAMESPACE/NAME), set on every response; invalid or hop-by-hop ones are left out with a Warning."),
     row("allow-backend-server-header", NotYet, "Pass the pod's Server header."),
     row("allow-snippet-annotations", Differs("snippets are never interpreted; `true` only lets the rest of an Ingress with snippets be served"), "Whether *-snippet annotations are allowed."),
     row("annotation-value-word-blocklist", Refused("annotation values are parsed, never pasted into a configuration"), "Words refused in annotation values."),
