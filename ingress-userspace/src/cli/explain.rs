@@ -716,6 +716,51 @@ mod tests {
         );
     }
 
+    /// A CORS preflight from an allowed origin is answered by the proxy (204), with the
+    /// headers; an actual request lists the headers its response gets; another origin none.
+    #[test]
+    fn shows_cors_preflights_and_response_headers() {
+        let yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\n\
+                    spec:\n  ports: [{port: 80}]\n---\napiVersion: networking.k8s.io/v1\n\
+                    kind: Ingress\nmetadata:\n  name: api\n  namespace: default\n  annotations:\n    \
+                    nginx.ingress.kubernetes.io/enable-cors: \"true\"\n    \
+                    nginx.ingress.kubernetes.io/cors-allow-origin: \"https://*.example.com\"\n\
+                    spec:\n  ingressClassName: xdp-ingress\n  rules:\n  - host: api.test\n    \
+                    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: \
+                    {name: web, port: {number: 80}}}}\n";
+        let objects = crate::store::Objects::from_objects(
+            crate::source::files::parse_manifests(yaml).unwrap(),
+        );
+        let s = crate::model::translate::translate(&objects, &TranslateConfig::default());
+        let ask = |method: &str, origin: &str| Query {
+            host: "api.test".into(),
+            path: "/v1".into(),
+            method: method.into(),
+            headers: vec![("Origin".into(), origin.into())],
+            https: false,
+        };
+        let e = explain(&s, &ask("OPTIONS", "https://app.example.com"));
+        assert_eq!(
+            (&e.outcome, e.status),
+            (&Outcome::Respond, Some(204)),
+            "{e:?}"
+        );
+        let origin = e
+            .response_headers
+            .iter()
+            .find(|(k, _)| k == "access-control-allow-origin");
+        assert_eq!(
+            origin.map(|(_, v)| v.as_str()),
+            Some("https://app.example.com")
+        );
+        let e = explain(&s, &ask("GET", "https://app.example.com"));
+        assert_eq!(e.outcome, Outcome::Route);
+        assert_eq!(e.response_headers.len(), 5, "{:?}", e.response_headers);
+        let e = explain(&s, &ask("OPTIONS", "https://evil.test"));
+        assert_eq!(e.outcome, Outcome::Route);
+        assert!(e.response_headers.is_empty());
+    }
+
     #[test]
     fn explains_the_default_manifests_like_run_serves_them() {
         let dir =
