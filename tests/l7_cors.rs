@@ -327,6 +327,62 @@ async fn custom_headers_come_from_a_configmap() {
         );
         assert_eq!(a.requests(), before);
     }
+    // Not even a `default-backend` serves a denied route.
+    proxy.handle.apply(translated(
+        9,
+        &ingress(
+            "hdr.test",
+            a.addr,
+            &[("custom-headers", "missing"), ("default-backend", "web")],
+            CONTROLLER_CM,
+        ),
+    ));
+    let g = get(&c, proxy.http(), "hdr.test", "/status/503").await;
+    assert_eq!(g.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(g.header(REASON_HEADER).contains("custom-headers"));
+}
+
+/// ingress-nginx answers the preflight in nginx's rewrite phase, before its Lua HTTPS redirect
+/// and before the access phase's `allowlist-source-range`: a preflight to a TLS host over plain
+/// HTTP, or from a client outside the allowlist, gets its 204; their other requests get the
+/// redirect or the 403, with the CORS headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflights_come_before_the_https_redirect_and_the_allowlist() {
+    let a = backend("a");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    let cors = [("enable-cors", "true")];
+    let denied = [
+        ("enable-cors", "true"),
+        ("allowlist-source-range", "192.0.2.0/24"),
+    ];
+    let with_tls = ingress("sec.test", a.addr, &cors, "").replace(
+        "  rules:\n",
+        "  tls: [{hosts: [sec.test], secretName: sec-tls}]\n  rules:\n",
+    );
+    for (v, yaml, other) in [
+        (1, with_tls, StatusCode::PERMANENT_REDIRECT),
+        (
+            2,
+            ingress("sec.test", a.addr, &denied, ""),
+            StatusCode::FORBIDDEN,
+        ),
+    ] {
+        proxy.handle.apply(translated(v, &yaml));
+        let g = send(
+            &c,
+            with_headers(proxy.http(), Method::OPTIONS, "sec.test", &[]),
+        )
+        .await
+        .unwrap();
+        assert_eq!(g.status, StatusCode::NO_CONTENT, "{v}");
+        let g = send(&c, with_headers(proxy.http(), Method::GET, "sec.test", &[]))
+            .await
+            .unwrap();
+        assert_eq!(g.status, other, "{v}");
+        assert_eq!(g.header("access-control-allow-origin"), "*", "{v}");
+    }
+    assert_eq!(a.requests(), 0);
 }
 
 /// The controller ConfigMap's `add-headers`: the named ConfigMap's headers on every response,

@@ -247,6 +247,12 @@ async fn route(
             out.ingress = Some(Arc::clone(&route.ingress));
             out.host = Some(Arc::clone(&vh.label));
             out.path = Some(Arc::clone(&route.path_label));
+            if let Some(why) = &route.policy.response.denied {
+                // ingress-nginx's denied location (`custom-headers` refused): 503 and nothing
+                // else, not even its `default-backend`.
+                out.reason = Some(why.clone());
+                return local(StatusCode::SERVICE_UNAVAILABLE, "custom-headers refused");
+            }
             // CORS and custom headers: ingress-nginx's are in nginx's rewrite phase, ahead of
             // the route's redirect, its Lua HTTPS redirect and the access phase (allowlist), so
             // a preflight is answered before all of them and every answer below has them.
