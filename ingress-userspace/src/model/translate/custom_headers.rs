@@ -35,8 +35,11 @@ const REFUSED: &[&str] = &[
 
 /// Fills `response.headers` (or `response.denied`) from the `custom-headers` annotation;
 /// returns the ConfigMap it names (found or not), so a change to it re-translates.
+/// `watched`: `--secret-namespaces`, where the API source reads ConfigMaps (`None`: all), to
+/// say why a ConfigMap elsewhere is not found.
 pub fn apply(
     annotations: Option<&BTreeMap<String, String>>,
+    watched: Option<&[String]>,
     objects: &Objects,
     controller: &ControllerConfig,
     object: &ObjectRef,
@@ -53,7 +56,7 @@ pub fn apply(
     })?;
     let (ns, name) = value.split_once('/').unwrap_or((&object.namespace, value));
     let key = Key::new(ns, name);
-    match headers(&key, objects, controller, object) {
+    match headers(&key, watched, objects, controller, object) {
         Ok(h) => response.headers = h,
         Err(why) => {
             let why = format!("annotation custom-headers: {why}; the Ingress's routes answer 503");
@@ -66,6 +69,7 @@ pub fn apply(
 
 fn headers(
     key: &Key,
+    watched: Option<&[String]>,
     objects: &Objects,
     controller: &ControllerConfig,
     object: &ObjectRef,
@@ -77,10 +81,18 @@ fn headers(
             object.namespace
         ));
     }
-    let cm = objects
-        .config_maps
-        .get(key)
-        .ok_or_else(|| format!("ConfigMap {ns}/{name} not found"))?;
+    let cm =
+        objects
+            .config_maps
+            .get(key)
+            .ok_or_else(|| match watched.filter(|w| !w.contains(ns)) {
+                Some(w) => format!(
+                    "ConfigMap {ns}/{name} not found (ConfigMaps are read only in \
+                 --secret-namespaces: {})",
+                    w.join(", ")
+                ),
+                None => format!("ConfigMap {ns}/{name} not found"),
+            })?;
     let mut out = Vec::new();
     for (h, v) in cm.data.iter().flatten() {
         let lower = check(h, v)?;
@@ -192,6 +204,7 @@ mod tests {
         let mut r = ResponsePolicy::default();
         apply(
             Some(&ann),
+            None,
             &objects(data),
             &controller,
             &ObjectRef::new(ObjectKind::Ingress, "app", "web"),
@@ -225,6 +238,19 @@ mod tests {
         );
         // A bare name is the Ingress's namespace.
         assert_eq!(run("hdrs", &[("X-A", "1")], &["x-a"]).0.headers.len(), 1);
+    }
+
+    #[test]
+    fn a_configmap_outside_the_watched_namespaces_says_so() {
+        let why = headers(
+            &Key::new("app", "elsewhere"),
+            Some(&["web".to_string()]),
+            &objects(&[]),
+            &ControllerConfig::default(),
+            &ObjectRef::new(ObjectKind::Ingress, "app", "web"),
+        )
+        .unwrap_err();
+        assert!(why.contains("--secret-namespaces: web"), "{why}");
     }
 
     #[test]

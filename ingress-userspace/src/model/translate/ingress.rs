@@ -240,6 +240,7 @@ impl<'a> L7Builder<'a> {
         self.controller.apply_defaults(&mut opts.policy);
         if let Some(k) = super::custom_headers::apply(
             ing.metadata.annotations.as_ref(),
+            self.secret_namespaces.as_deref(),
             self.objects,
             &self.controller,
             &oref,
