@@ -930,6 +930,107 @@ async fn unsupported_annotations_warn_and_the_controller_configmap_applies_hot()
     assert_eq!(body_limit(&s, "legacy.example.com"), None);
 }
 
+/// `custom-headers` through the API source: ConfigMaps are watched where Secrets are
+/// (`--secret-namespaces`) and in the controller ConfigMap's namespace, never cluster-wide; a
+/// missing ConfigMap makes the routes answer 503 with a diagnostic; its arrival and every later
+/// change re-translate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_headers_configmaps_are_watched_where_secrets_are() {
+    use xdp_ingress::{model::ResponsePolicy, store::Key};
+    let api = ApiServer::start().await.unwrap();
+    for o in default_objects_json() {
+        api.put(o);
+    }
+    api.put(
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "app", "namespace": "default", "annotations":
+            {"nginx.ingress.kubernetes.io/custom-headers": "default/security-headers"}},
+        "spec": {"ingressClassName": "xdp-ingress",
+            "rules": [{"host": "app.example.com", "http": {"paths": [{"path": "/",
+                "pathType": "Prefix",
+                "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}}),
+    );
+    api.put(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "ingress-nginx-controller", "namespace": "ingress-nginx"},
+        "data": {"global-allowed-response-headers": "X-Frame-Options"}}));
+    let cm_key = Key::new("ingress-nginx", "ingress-nginx-controller");
+    let listed = vec!["default".to_string()];
+    let ctl = controller::spawn(
+        Translator::new(TranslateConfig {
+            secret_namespaces: Some(listed.clone()),
+            configmap: Some(cm_key.clone()),
+            ..TranslateConfig::default()
+        }),
+        vec![],
+        LoopConfig::default(),
+    );
+    let scope = kube_source::WatchScope {
+        namespace: None,
+        secret_namespaces: Some(listed),
+        configmap: Some(cm_key),
+    };
+    let _tasks = kube_source::spawn_scoped(kube_client(&api).await, &scope, ctl.events.clone());
+    let mut rx = ctl.snapshots.clone();
+    let response = |s: &Snapshot| -> Option<ResponsePolicy> {
+        Some(
+            s.l7.hosts.get("app.example.com")?.routes[0]
+                .policy
+                .response
+                .clone(),
+        )
+    };
+    let s = converge(&mut rx, "app denied without its ConfigMap", |s| {
+        response(s).is_some_and(|r| r.denied.is_some())
+    })
+    .await;
+    assert!(matches!(
+        s.l7.hosts["app.example.com"].routes[0].action,
+        RouteAction::Respond { status: 503, .. }
+    ));
+    assert!(
+        s.diagnostics
+            .iter()
+            .any(|d| d.reason == "CustomHeadersRefused" && d.message.contains("not found")),
+        "{:?}",
+        s.diagnostics
+    );
+
+    let headers = |v: &str| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "security-headers", "namespace": "default"},
+            "data": {"X-Frame-Options": v}})
+    };
+    api.put(headers("DENY"));
+    converge(&mut rx, "the ConfigMap's header", |s| {
+        response(s).is_some_and(|r| r.headers == [("x-frame-options".into(), "DENY".into())])
+    })
+    .await;
+    api.put(headers("SAMEORIGIN"));
+    let s = converge(&mut rx, "the ConfigMap's change", |s| {
+        response(s).is_some_and(|r| r.headers == [("x-frame-options".into(), "SAMEORIGIN".into())])
+    })
+    .await;
+    assert!(matches!(
+        s.l7.hosts["app.example.com"].routes[0].action,
+        RouteAction::Forward(_)
+    ));
+
+    // ConfigMaps were requested only in the listed namespace and the controller's.
+    let requests: Vec<String> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.contains("configmaps"))
+        .collect();
+    assert!(!requests.is_empty());
+    for r in &requests {
+        assert!(
+            r.starts_with("GET /api/v1/namespaces/default/configmaps?")
+                || r.starts_with("GET /api/v1/namespaces/ingress-nginx/configmaps?"),
+            "{r}"
+        );
+    }
+}
+
 /// `xdp-ingress migrate` reads the cluster (Ingresses of every namespace, the controller
 /// ConfigMap) and reports exactly what it reports for the same objects as manifests.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

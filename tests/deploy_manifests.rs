@@ -35,6 +35,7 @@ const CLUSTER_RULES: &[(&str, &str, &[&str])] = &[
     ("", "services", &["get", "list", "watch"]),
     ("", "nodes", &["get", "list", "watch"]),
     ("", "secrets", &["get", "list", "watch"]),
+    ("", "configmaps", &["get", "list", "watch"]),
     (
         "discovery.k8s.io",
         "endpointslices",
@@ -51,10 +52,13 @@ const NAMESPACED_RULES: &[(&str, &str, &[&str])] = &[(
 )];
 
 /// With `--secret-namespaces`: what it needs in each listed namespace instead of cluster-wide
-/// Secret access (one namespaced watch of TLS Secrets each).
-const SECRET_RULES: &[(&str, &str, &[&str])] = &[("", "secrets", &["get", "list", "watch"])];
+/// Secret and ConfigMap access (one namespaced watch of TLS Secrets and of ConfigMaps each).
+const SECRET_RULES: &[(&str, &str, &[&str])] = &[
+    ("", "secrets", &["get", "list", "watch"]),
+    ("", "configmaps", &["get", "list", "watch"]),
+];
 
-/// With `--configmap NS/NAME`: what it needs in NS (a watch of the controller ConfigMap).
+/// With `--configmap NS/NAME`: what it needs in NS (a watch of its ConfigMaps).
 const CONFIGMAP_RULES: &[(&str, &str, &[&str])] = &[("", "configmaps", &["get", "list", "watch"])];
 
 /// Capabilities the daemon may ask for: load BPF programs and maps (BPF, PERFMON), attach to
@@ -393,7 +397,7 @@ fn rbac_is_exactly_what_the_controller_calls() {
         let rules = rules_of(cluster_role, &b.name);
         let mut wanted = expected(CLUSTER_RULES);
         if !secret_namespaces.is_empty() {
-            wanted.retain(|(_, resource, _)| resource != "secrets");
+            wanted.retain(|(_, resource, _)| resource != "secrets" && resource != "configmaps");
         }
         assert_eq!(
             rules,

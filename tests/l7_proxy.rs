@@ -3396,6 +3396,88 @@ spec:
     assert!(g.json()["headers"].get("x-format").is_none());
 }
 
+/// The controller ConfigMap's `custom-http-errors`: routes of Ingresses without the annotation
+/// have those statuses served by the controller-wide default backend (an Ingress with only
+/// `spec.defaultBackend`) or their `default-backend`; an Ingress's own annotation replaces the
+/// list ("will override the global value", ingress-nginx's annotations reference).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configmap_custom_http_errors_apply_where_no_annotation_does() {
+    let (app, errs, global) = (backend("app"), backend("errors"), backend("global"));
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    let yaml = [
+        r#"apiVersion: v1
+kind: ConfigMap
+metadata: {name: ingress-nginx-controller, namespace: ingress-nginx}
+data: {custom-http-errors: "404,503"}
+---
+"#
+        .to_string(),
+        service_yaml("main", app.addr),
+        service_yaml("errors", errs.addr),
+        service_yaml("global", global.addr),
+        ingress_for("plain.test", "plain", "main", "2025-01-01T00:00:00Z", &[]),
+        ingress_for(
+            "own.test",
+            "own",
+            "main",
+            "2025-01-01T00:00:00Z",
+            &[("custom-http-errors", "500")],
+        ),
+        ingress_for(
+            "db.test",
+            "db",
+            "main",
+            "2025-01-01T00:00:00Z",
+            &[("default-backend", "errors")],
+        ),
+        r#"apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: catch-all, namespace: default}
+spec:
+  ingressClassName: xdp-ingress
+  defaultBackend: {service: {name: global, port: {number: 80}}}
+---
+"#
+        .to_string(),
+    ]
+    .concat();
+    let snap = translate_manifests(1, &yaml, |c| {
+        c.configmap = Some(xdp_ingress::store::Key::new(
+            "ingress-nginx",
+            "ingress-nginx-controller",
+        ));
+    });
+    assert!(snap.diagnostics.is_empty(), "{:?}", snap.diagnostics);
+    proxy.handle.apply(snap);
+    let pod_of = |host: &'static str, path: &'static str| {
+        let c = c.clone();
+        let addr = proxy.http();
+        async move {
+            let g = get(&c, addr, host, path).await;
+            (g.status, g.pod(), g.json()["headers"]["x-code"].clone())
+        }
+    };
+    // No annotation: the ConfigMap's codes go to the controller-wide default backend.
+    assert_eq!(
+        pod_of("plain.test", "/status/503").await,
+        (StatusCode::OK, "global".into(), "503".into())
+    );
+    assert_eq!(pod_of("plain.test", "/status/404").await.1, "global");
+    assert_eq!(
+        pod_of("plain.test", "/status/500").await.0,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    // `default-backend` without `custom-http-errors`: the ConfigMap's codes, its backend.
+    assert_eq!(pod_of("db.test", "/status/503").await.1, "errors");
+    // The Ingress's own list replaces the ConfigMap's.
+    assert_eq!(
+        pod_of("own.test", "/status/503").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(pod_of("own.test", "/status/500").await.1, "global");
+}
+
 /// ingress-nginx `default-backend`: while the Ingress's own backend has no endpoints (none
 /// ready, or its Service missing), the annotation's Service serves its requests as they are.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -157,6 +157,11 @@ pub struct Explanation {
     /// Problems the control plane reported for the Ingress that matched (and its canary),
     /// for Ingresses that name this host but are not (fully) served (e.g. snippets refused),
     /// and for the backends' EndpointSlices (refused endpoint addresses).
+    /// Headers the route sets on this request's response, replacing the pod's (CORS,
+    /// `custom-headers`; [`crate::proxy::cors`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub response_headers: Vec<(String, String)>,
+    /// Problems the control plane reported for the Ingress that matched (and its canary).
     pub diagnostics: Vec<Diagnostic>,
     pub snapshot_version: u64,
 }
@@ -280,6 +285,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
         canary: None,
         error_pages: None,
         upstream_http: None,
+        response_headers: Vec::new(),
         diagnostics: Vec::new(),
         snapshot_version: snapshot.version,
     };
@@ -383,6 +389,19 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                         .filter(|_| !errors.intercept.is_empty())
                         .map(|u| u.service.clone()),
                 });
+            }
+            let extra =
+                crate::proxy::cors::for_request(&route.policy.response, &method_value, &headers);
+            e.response_headers = extra
+                .set
+                .iter()
+                .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+                .collect();
+            if extra.preflight {
+                e.outcome = Outcome::Respond;
+                e.status = Some(204);
+                e.reason = "CORS preflight from an allowed origin: answered by the proxy".into();
+                return e;
             }
             // `explain` has no listener: a from/to-www redirect names the standard port.
             let port = if q.https { "443" } else { "80" };
@@ -961,6 +980,51 @@ mod tests {
                 Some("http://trailing.test/my-path/")
             )
         );
+    }
+
+    /// A CORS preflight from an allowed origin is answered by the proxy (204), with the
+    /// headers; an actual request lists the headers its response gets; another origin none.
+    #[test]
+    fn shows_cors_preflights_and_response_headers() {
+        let yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\n\
+                    spec:\n  ports: [{port: 80}]\n---\napiVersion: networking.k8s.io/v1\n\
+                    kind: Ingress\nmetadata:\n  name: api\n  namespace: default\n  annotations:\n    \
+                    nginx.ingress.kubernetes.io/enable-cors: \"true\"\n    \
+                    nginx.ingress.kubernetes.io/cors-allow-origin: \"https://*.example.com\"\n\
+                    spec:\n  ingressClassName: xdp-ingress\n  rules:\n  - host: api.test\n    \
+                    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: \
+                    {name: web, port: {number: 80}}}}\n";
+        let objects = crate::store::Objects::from_objects(
+            crate::source::files::parse_manifests(yaml).unwrap(),
+        );
+        let s = crate::model::translate::translate(&objects, &TranslateConfig::default());
+        let ask = |method: &str, origin: &str| Query {
+            host: "api.test".into(),
+            path: "/v1".into(),
+            method: method.into(),
+            headers: vec![("Origin".into(), origin.into())],
+            https: false,
+        };
+        let e = explain(&s, &ask("OPTIONS", "https://app.example.com"));
+        assert_eq!(
+            (&e.outcome, e.status),
+            (&Outcome::Respond, Some(204)),
+            "{e:?}"
+        );
+        let origin = e
+            .response_headers
+            .iter()
+            .find(|(k, _)| k == "access-control-allow-origin");
+        assert_eq!(
+            origin.map(|(_, v)| v.as_str()),
+            Some("https://app.example.com")
+        );
+        let e = explain(&s, &ask("GET", "https://app.example.com"));
+        assert_eq!(e.outcome, Outcome::Route);
+        assert_eq!(e.response_headers.len(), 5, "{:?}", e.response_headers);
+        let e = explain(&s, &ask("OPTIONS", "https://evil.test"));
+        assert_eq!(e.outcome, Outcome::Route);
+        assert!(e.response_headers.is_empty());
     }
 
     #[test]

@@ -267,6 +267,9 @@ pub struct ProxySettings {
     pub keepalive_timeout: Option<Duration>,
     /// `enable-underscores-in-headers`.
     pub enable_underscores_in_headers: Option<bool>,
+    /// `add-headers`: `(name, value)` set on every response, replacing the pod's (names lower
+    /// case, checked); a route's `custom-headers` and CORS headers win over these.
+    pub add_headers: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -430,6 +433,8 @@ pub struct RoutePolicy {
     /// How requests are framed toward an HTTP/1 pod (`proxy-http-version`,
     /// `proxy-request-buffering`, `proxy-buffering`).
     pub upstream_http: UpstreamHttp,
+    /// Headers set on the route's responses and CORS preflights answered locally.
+    pub response: ResponsePolicy,
 }
 
 /// When a failed attempt goes on to another endpoint: nginx's `proxy_next_upstream`,
@@ -555,6 +560,51 @@ pub enum UpstreamVersion {
     Http10,
     #[serde(rename = "1.1")]
     Http11,
+}
+
+/// What a route adds to its responses (ingress-nginx `enable-cors` and `cors-*`,
+/// `custom-headers`), or why it answers 503 instead.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResponsePolicy {
+    /// `enable-cors: "true"` and the `cors-*` annotations.
+    pub cors: Option<Cors>,
+    /// `custom-headers`: `(name, value)` set on every response, replacing the pod's header of
+    /// the same name (nginx `more_set_headers`). Names lower case, values checked to be valid.
+    pub headers: Vec<(String, String)>,
+    /// `custom-headers` cannot be honoured (ConfigMap missing, a header refused): every
+    /// request of the route is answered 503 with this reason, as ingress-nginx denies the
+    /// location.
+    pub denied: Option<String>,
+}
+
+/// ingress-nginx's CORS (its template's `CORS` block): for an allowed origin, an `OPTIONS`
+/// request is answered 204 with these headers and never reaches the pod; every other response
+/// gets them (replacing the pod's). Values are as written in the annotations, already checked
+/// against ingress-nginx's patterns.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Cors {
+    pub allow_origin: CorsOrigins,
+    /// `Access-Control-Allow-Methods`.
+    pub allow_methods: String,
+    /// `Access-Control-Allow-Headers`.
+    pub allow_headers: String,
+    /// `Access-Control-Allow-Credentials: true` is sent when set.
+    pub allow_credentials: bool,
+    /// `Access-Control-Expose-Headers`; `None`: not sent.
+    pub expose_headers: Option<String>,
+    /// `Access-Control-Max-Age`, seconds.
+    pub max_age: u64,
+}
+
+/// `cors-allow-origin`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum CorsOrigins {
+    /// `*`: every request is allowed, with `Access-Control-Allow-Origin: *`.
+    Any,
+    /// Only requests whose `Origin` is one of these (compared ignoring ASCII case; a `*` right
+    /// after `://` stands for one DNS label, `[A-Za-z0-9-]+`); the header echoes the request's
+    /// `Origin`. Empty: no request is allowed.
+    List(Vec<String>),
 }
 
 /// ingress-nginx's `rewrite-target`, `x-forwarded-prefix` and `upstream-vhost`.

@@ -33,6 +33,7 @@ use super::{
     canary::Side,
     client_addr::{Client, Origin, TrustConfig},
     client_body::{BodyWatch, ClientBody, ClientFault},
+    cors,
     error_pages::{self, Intercept},
     headers::{add_forwarding, drop_underscored, for_http1_upstream, is_upgrade, strip_hop_by_hop},
     metrics::{GaugeGuard, RequestLabels, RouteLabels, UpstreamLabels},
@@ -99,6 +100,8 @@ struct Outcome {
     request_id: Option<HeaderValue>,
     /// The client connection is TLS (nginx `$scheme`: what `AUTO_HTTP` follows).
     tls: bool,
+    /// Set on the response by the route ([`cors`]: CORS, `custom-headers`).
+    set_headers: http::HeaderMap,
 }
 
 pub(crate) async fn handle(
@@ -141,6 +144,10 @@ pub(crate) async fn handle(
         }
     };
     let mut resp = resp;
+    // `add-headers` (every response), then the route's own, which win.
+    for (name, value) in live.add_headers.iter().chain(&out.set_headers) {
+        resp.headers_mut().insert(name.clone(), value.clone());
+    }
     if conn.tls
         && let Some(hsts) = &live.hsts
     {
@@ -166,6 +173,7 @@ impl Outcome {
             reason: None,
             request_id: None,
             tls: false,
+            set_headers: http::HeaderMap::new(),
         }
     }
 }
@@ -246,6 +254,21 @@ async fn route(
             out.ingress = Some(Arc::clone(&route.ingress));
             out.host = Some(Arc::clone(&vh.label));
             out.path = Some(Arc::clone(&route.path_label));
+            if let Some(why) = &route.policy.response.denied {
+                // ingress-nginx's denied location (`custom-headers` refused): 503 and nothing
+                // else, not even its `default-backend`.
+                out.reason = Some(why.clone());
+                return local(StatusCode::SERVICE_UNAVAILABLE, "custom-headers refused");
+            }
+            // CORS and custom headers: ingress-nginx's are in nginx's rewrite phase, ahead of
+            // the route's redirect, its Lua HTTPS redirect and the access phase (allowlist), so
+            // a preflight is answered before all of them and every answer below has them.
+            let extra = cors::for_request(&route.policy.response, req.method(), req.headers());
+            out.set_headers = extra.set;
+            if extra.preflight {
+                out.reason = Some("CORS preflight".into());
+                return cors::preflight();
+            }
             // The rewrite step, 2: the route's own redirect, before the HTTPS redirect and
             // the allowlist (nginx's `return` runs in the rewrite phase, before ingress-nginx's
             // Lua redirect and the access phase).

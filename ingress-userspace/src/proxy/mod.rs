@@ -15,6 +15,7 @@ pub mod body;
 pub mod canary;
 pub mod client_addr;
 pub mod client_body;
+pub mod cors;
 pub mod error_pages;
 pub mod fixtures;
 pub mod forward;

@@ -25,6 +25,8 @@ pub(crate) struct Live {
     pub hsts: Option<HeaderValue>,
     /// `enable-underscores-in-headers`: off, request fields named with `_` are dropped.
     pub enable_underscores_in_headers: bool,
+    /// `add-headers`: set on every response (ingress-nginx's http-level `more_set_headers`).
+    pub add_headers: http::HeaderMap,
 }
 
 impl Live {
@@ -38,6 +40,16 @@ impl Live {
             client_header_timeout: a.client_header_timeout,
             client_body_timeout: a.client_body_timeout,
             enable_underscores_in_headers: a.enable_underscores_in_headers,
+            add_headers: settings
+                .add_headers
+                .iter()
+                .filter_map(|(n, v)| {
+                    Some((
+                        HeaderName::from_bytes(n.as_bytes()).ok()?,
+                        HeaderValue::from_str(v).ok()?,
+                    ))
+                })
+                .collect(),
             hsts: settings
                 .hsts
                 .as_deref()

@@ -109,7 +109,8 @@ fn collect(
             value, index, &kind,
         )?)))),
         "Node" => Object::Node(Arc::new(typed::<Node>(value, index, &kind)?)),
-        // Only the one `--configmap` names is used; translation looks it up by key.
+        // Every one is kept: translation looks up the `--configmap` one and those
+        // `custom-headers` annotations name, by key.
         "ConfigMap" => Object::ConfigMap(Arc::new(namespaced(typed::<ConfigMap>(
             value, index, &kind,
         )?))),

@@ -1,8 +1,9 @@
 //! The Kubernetes API source: one kube-rs watcher per kind (Ingress, IngressClass, Service,
-//! EndpointSlice, TLS Secrets, Node, and the controller ConfigMap named by `--configmap`: one
-//! namespaced watch limited to that name by a field selector), with backoff. With `--secret-namespaces`, TLS Secrets
-//! are watched in each listed namespace instead (one namespaced watch each, merged into one
-//! view of the kind), so no cluster-wide Secret access is needed.
+//! EndpointSlice, TLS Secrets, ConfigMaps, Node), with backoff. With `--secret-namespaces`, TLS
+//! Secrets and ConfigMaps are watched in each listed namespace instead (one namespaced watch
+//! each, merged into one view of the kind), so no cluster-wide Secret access is needed.
+//! ConfigMaps (the controller's `--configmap`, those `custom-headers` names) are watched where
+//! Secrets are, plus the `--configmap` namespace.
 //!
 //! A watcher's (re-)list is buffered and sent as one `ReplaceKind`, so objects deleted while the
 //! connection was down disappear on reconnect; `410 Gone` makes kube-rs re-list, which lands
@@ -99,7 +100,8 @@ pub struct WatchScope {
     pub namespace: Option<String>,
     /// `--secret-namespaces`: TLS Secrets only in these, one namespaced watch each.
     pub secret_namespaces: Option<Vec<String>>,
-    /// `--configmap`: the ingress-nginx controller ConfigMap, watched by name.
+    /// `--configmap`: the ingress-nginx controller ConfigMap; its namespace's ConfigMaps are
+    /// watched too.
     pub configmap: Option<Key>,
 }
 
@@ -138,7 +140,7 @@ pub fn spawn_scoped(
     // Watchers report to the gatherer, which holds everything back until every kind has been
     // listed once (or INITIAL_SYNC_TIMEOUT passed), then forwards.
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
-    let kinds = KINDS + usize::from(scope.configmap.is_some());
+    let kinds = KINDS;
     let gatherer = tokio::spawn(gather_initial_sync(rx, events, kinds));
     let events = tx;
     let secret_apis: Vec<Api<Secret>> = match &scope.secret_namespaces {
@@ -148,16 +150,25 @@ pub fn spawn_scoped(
             .collect(),
         None => vec![api::<Secret>(&client, namespace)],
     };
-    let mut tasks = Vec::new();
-    if let Some(cm) = &scope.configmap {
-        tasks.push(tokio::spawn(watch_kind(
-            vec![Api::<ConfigMap>::namespaced(client.clone(), &cm.namespace)],
-            cfg().fields(&format!("metadata.name={}", cm.name)),
-            ObjectKind::ConfigMap,
-            |o| Object::ConfigMap(o.into()),
-            events.clone(),
-        )));
-    }
+    // One watcher for the kind (a second one's re-list would replace the first's objects).
+    let configmap_apis: Vec<Api<ConfigMap>> = match configmap_namespaces(
+        scope.secret_namespaces.as_deref(),
+        namespace,
+        &scope.configmap,
+    ) {
+        Some(list) => list
+            .iter()
+            .map(|ns| Api::namespaced(client.clone(), ns))
+            .collect(),
+        None => vec![Api::all(client.clone())],
+    };
+    let mut tasks = vec![tokio::spawn(watch_kind(
+        configmap_apis,
+        cfg(),
+        ObjectKind::ConfigMap,
+        |o| Object::ConfigMap(trim_configmap(o).into()),
+        events.clone(),
+    ))];
     tasks.extend([
         gatherer,
         tokio::spawn(watch_kind(
@@ -206,9 +217,32 @@ pub fn spawn_scoped(
     tasks
 }
 
-/// The kinds the source always watches (plus the ConfigMap with `--configmap`); the first
-/// snapshot waits for all of them.
-const KINDS: usize = 6;
+/// The kinds the source watches; the first snapshot waits for all of them.
+const KINDS: usize = 7;
+
+/// Where ConfigMaps are watched: where Secrets are (`--secret-namespaces`, else `--namespace`)
+/// and the controller ConfigMap's namespace; `None`: every namespace.
+fn configmap_namespaces(
+    secret_namespaces: Option<&[String]>,
+    namespace: Option<&str>,
+    controller: &Option<Key>,
+) -> Option<Vec<String>> {
+    let mut list: Vec<String> = match (secret_namespaces, namespace) {
+        (Some(l), _) => l.to_vec(),
+        (None, Some(ns)) => vec![ns.to_string()],
+        (None, None) => return None,
+    };
+    list.extend(controller.iter().map(|k| k.namespace.clone()));
+    list.sort();
+    list.dedup();
+    Some(list)
+}
+
+/// Translation reads only a ConfigMap's `data`: `binaryData` can be large and is never used.
+fn trim_configmap(mut o: ConfigMap) -> ConfigMap {
+    o.binary_data = None;
+    trim(o)
+}
 
 /// How long the first snapshot waits for every kind's first list before going ahead with what
 /// it has (e.g. when RBAC forbids one kind).

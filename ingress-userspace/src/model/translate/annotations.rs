@@ -364,6 +364,7 @@ pub fn parse(
         }
     }
 
+    policy.response.cors = super::cors::parse(&mut r);
     let use_regex = r.bool("use-regex").unwrap_or(false);
     let (next_upstream, invalid) = super::next_upstream::parse(|k| r.get(k).map(str::to_string));
     for i in invalid {

@@ -37,6 +37,16 @@ pub struct ControllerConfig {
     /// `retry-non-idempotent`: every route's `proxy-next-upstream` gets `non_idempotent`,
     /// whatever its annotation says (ingress-nginx's `buildNextUpstream`).
     pub retry_non_idempotent: bool,
+    /// `global-allowed-response-headers`: the header names a `custom-headers` ConfigMap may
+    /// set (lower case); empty, the default: none ([`super::custom_headers`]).
+    pub allowed_response_headers: Vec<String>,
+    /// `custom-http-errors`: the statuses intercepted on routes of Ingresses without the
+    /// annotation of that name (which replaces the list, as a location's nginx `error_page`
+    /// replaces the server's), sorted; served by the controller-wide default backend.
+    pub custom_http_errors: Vec<u16>,
+    /// `add-headers`: the ConfigMap whose data are headers for every response
+    /// ([`super::custom_headers::add_headers`] resolves it into `settings.add_headers`).
+    pub add_headers_from: Option<crate::store::Key>,
 }
 
 impl Default for ControllerConfig {
@@ -50,6 +60,9 @@ impl Default for ControllerConfig {
             serve_with_snippets: None,
             service_upstream: None,
             retry_non_idempotent: false,
+            allowed_response_headers: Vec::new(),
+            custom_http_errors: Vec::new(),
+            add_headers_from: None,
         }
     }
 }
@@ -240,6 +253,30 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
     out.serve_with_snippets = r.bool("allow-snippet-annotations");
     out.service_upstream = r.bool("service-upstream");
     out.retry_non_idempotent = r.bool("retry-non-idempotent").unwrap_or(false);
+    if let Some(v) = r.get("custom-http-errors") {
+        let (codes, bad) = super::errors::parse_codes(&v);
+        if !bad.is_empty() {
+            r.bad(
+                "custom-http-errors",
+                &bad.join(", "),
+                "status codes from 300 to 599 (those are left out)",
+            );
+        }
+        out.custom_http_errors = codes;
+    }
+    if let Some(v) = r.get("add-headers").filter(|v| !v.is_empty()) {
+        let (ns, name) = v
+            .split_once('/')
+            .unwrap_or((r.object.namespace.as_str(), v.as_str()));
+        out.add_headers_from = Some(crate::store::Key::new(ns, name));
+    }
+    if let Some(v) = r.get("global-allowed-response-headers") {
+        out.allowed_response_headers = v
+            .split(',')
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect();
+    }
     out
 }
 
@@ -280,6 +317,11 @@ mod tests {
                 ("proxy-read-timeout", "120"),
                 ("keep-alive", "10"),
                 ("allow-snippet-annotations", "true"),
+                ("custom-http-errors", "503, 404"),
+                (
+                    "global-allowed-response-headers",
+                    "X-Frame-Options, Content-Security-Policy",
+                ),
             ]),
             &mut d,
         );
@@ -296,6 +338,11 @@ mod tests {
         assert_eq!(c.route_defaults.max_body_bytes, Some(10 << 20));
         assert_eq!(c.route_defaults.ssl_redirect, Some(false));
         assert_eq!(c.serve_with_snippets, Some(true));
+        assert_eq!(c.custom_http_errors, [404, 503]);
+        assert_eq!(
+            c.allowed_response_headers,
+            ["x-frame-options", "content-security-policy"]
+        );
         // An annotation wins; unset fields take the ConfigMap's value.
         let mut p = Arc::new(RoutePolicy {
             max_body_bytes: Some(1),

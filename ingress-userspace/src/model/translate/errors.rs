@@ -9,7 +9,9 @@
 //!   proxy's own 502/503/504) are replaced by the default backend's answer, which is sent to the
 //!   client unchanged: the error backend is expected to answer with the code it gets in `X-Code`.
 //!   Without `default-backend` the controller-wide default backend serves them; without either,
-//!   nothing is intercepted.
+//!   nothing is intercepted. Without the annotation, the controller ConfigMap's
+//!   `custom-http-errors` applies (ingress-nginx's server-wide `error_page`, which a location's
+//!   own list replaces).
 //!
 //! A Service that does not exist or has no ports, or a bad status code, is a Warning; the
 //! Ingress is served without that part.
@@ -49,16 +51,20 @@ pub fn parse_codes(v: &str) -> (Vec<u16>, Vec<String>) {
 }
 
 /// The error pages of an Ingress, or `None` when it sets neither annotation (or both are
-/// unusable). `opts`: the Ingress's options, which the default backend's upstream shares.
+/// unusable) and the controller ConfigMap lists no `custom-http-errors`. `opts`: the Ingress's
+/// options, which the default backend's upstream shares.
 pub(super) fn parse(
     b: &mut L7Builder<'_>,
     annotations: Option<&BTreeMap<String, String>>,
     object: &ObjectRef,
     opts: &IngressOptions,
 ) -> Option<Arc<ErrorPages>> {
-    let a = annotations?;
     let mut pages = ErrorPages::default();
-    if let Some(v) = get(a, "custom-http-errors") {
+    let annotated = annotations.and_then(|a| get(a, "custom-http-errors"));
+    if annotated.is_none() {
+        pages.intercept = b.controller.custom_http_errors.clone();
+    }
+    if let Some(v) = annotated {
         let (codes, bad) = parse_codes(v);
         if !bad.is_empty() {
             b.diags.warn(
@@ -73,7 +79,10 @@ pub(super) fn parse(
         }
         pages.intercept = codes;
     }
-    if let Some(name) = get(a, "default-backend").filter(|n| !n.is_empty()) {
+    if let Some(name) = annotations
+        .and_then(|a| get(a, "default-backend"))
+        .filter(|n| !n.is_empty())
+    {
         match default_backend(b, &object.namespace, name, opts) {
             Ok(u) => pages.default_backend = Some(u),
             Err(msg) => b.diags.warn(

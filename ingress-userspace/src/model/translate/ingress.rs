@@ -244,6 +244,17 @@ impl<'a> L7Builder<'a> {
         let mut opts = annotations::parse(ing.metadata.annotations.as_ref(), &oref, self.diags);
         self.controller.apply_defaults(&mut opts.policy);
         opts.service_upstream = opts.service_upstream.or(self.controller.service_upstream);
+        if let Some(k) = super::custom_headers::apply(
+            ing.metadata.annotations.as_ref(),
+            self.secret_namespaces.as_deref(),
+            self.objects,
+            &self.controller,
+            &oref,
+            self.diags,
+            &mut Arc::make_mut(&mut opts.policy).response,
+        ) {
+            self.refs.config_maps.insert(k);
+        }
         if let Some(c) = canary::parse(ing.metadata.annotations.as_ref(), &oref, self.diags) {
             // Serves nothing of its own: merged into the main routes once all are known.
             passthrough::ignored_on_canary(ing.metadata.annotations.as_ref(), &oref, self.diags);
@@ -476,6 +487,14 @@ impl<'a> L7Builder<'a> {
         oref: &ObjectRef,
         what: &str,
     ) -> RouteAction {
+        if let Some(why) = &opts.policy.response.denied {
+            // ingress-nginx's denied location (`custom-headers` refused): 503, diagnosed once
+            // where it was parsed.
+            return RouteAction::Respond {
+                status: 503,
+                reason: why.clone(),
+            };
+        }
         match self.upstream(ns, backend, opts, oref) {
             Ok(u) => RouteAction::Forward(vec![WeightedUpstream {
                 upstream: u,

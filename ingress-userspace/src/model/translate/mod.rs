@@ -16,6 +16,7 @@
 //! - [`compat`]: ingress-nginx behaviours no annotation asks for, for compatible classes.
 //! - [`support`]: every ingress-nginx annotation and ConfigMap key, and how we support it.
 //! - [`configmap`]: the ingress-nginx controller ConfigMap.
+//! - [`cors`]: the CORS annotations; [`custom_headers`]: response headers from a ConfigMap.
 //! - [`tls`]: TLS Secret validation.
 //!
 //! Every problem becomes a [`crate::model::Diagnostic`] on the object it belongs to; nothing
@@ -27,6 +28,8 @@ pub mod canary;
 pub mod class;
 pub mod compat;
 pub mod configmap;
+pub mod cors;
+pub mod custom_headers;
 pub mod diagnostics;
 pub mod endpoints;
 pub mod errors;
@@ -63,6 +66,9 @@ use crate::{
 pub struct References {
     pub services: HashSet<Key>,
     pub secrets: HashSet<Key>,
+    /// The controller ConfigMap and those `custom-headers` names: other ConfigMaps' changes
+    /// do not re-translate.
+    pub config_maps: HashSet<Key>,
 }
 
 pub const DEFAULT_CONTROLLER_NAME: &str = "xdp-ingress.dev/controller";
@@ -232,6 +238,8 @@ impl Translator {
             Change::Delete(ObjectKind::EndpointSlice, key) => slice_matters(key),
             Change::Upsert(o @ Object::Secret(_)) => refs.secrets.contains(&o.key()),
             Change::Delete(ObjectKind::Secret, key) => refs.secrets.contains(key),
+            Change::Upsert(o @ Object::ConfigMap(_)) => refs.config_maps.contains(&o.key()),
+            Change::Delete(ObjectKind::ConfigMap, key) => refs.config_maps.contains(key),
             Change::Batch(changes) => changes.iter().any(|c| self.affects(objects, c)),
             _ => true,
         }
@@ -272,6 +280,7 @@ impl Translator {
         };
 
         let controller = self.controller_config(objects, &mut diags);
+        let add_headers_from = controller.add_headers_from.clone();
         let serve_snippets = controller
             .serve_with_snippets
             .unwrap_or(self.config.serve_ingresses_with_snippets);
@@ -313,6 +322,8 @@ impl Translator {
                 .contains_key(&Key::new(r.namespace.clone(), r.name.clone()))
         });
 
+        refs.config_maps.extend(self.config.configmap.clone());
+        refs.config_maps.extend(add_headers_from);
         self.refs = Some(refs);
         Snapshot {
             version: self.version,
@@ -339,7 +350,19 @@ impl Translator {
             .as_ref()
             .and_then(|k| objects.config_maps.get(k))
         {
-            Some(cm) => configmap::parse(cm, diags),
+            Some(cm) => {
+                let mut c = configmap::parse(cm, diags);
+                if let Some(k) = &c.add_headers_from {
+                    let object = ObjectRef::new(
+                        ObjectKind::ConfigMap,
+                        cm.metadata.namespace.clone().unwrap_or_default(),
+                        cm.metadata.name.clone().unwrap_or_default(),
+                    );
+                    c.settings.add_headers =
+                        custom_headers::add_headers(k, objects, &object, diags);
+                }
+                c
+            }
             None => configmap::ControllerConfig::default(),
         }
     }

@@ -1,0 +1,172 @@
+//! The headers a route adds to its responses ([`ResponsePolicy`]): ingress-nginx's CORS
+//! (its template's `CORS` block) and `custom-headers`.
+//!
+//! CORS, as ingress-nginx: with `cors-allow-origin: *` every request is allowed and gets
+//! `Access-Control-Allow-Origin: *`; with a list, a request whose `Origin` matches an entry
+//! (ignoring ASCII case; `*.` matches one DNS label) gets its own `Origin` echoed, and any other
+//! request gets no CORS header at all (and its `OPTIONS` goes to the pod). An allowed `OPTIONS`
+//! request is a preflight: answered 204 here. nginx's template also sets `Content-Type` and
+//! `Content-Length: 0` on it; nginx drops the type on a 204, and RFC 9110 section 8.6 forbids
+//! `Content-Length` in one, so the 204 has neither. All other responses of the route (the
+//! pod's, redirects, refusals) get the headers, replacing the pod's (`more_set_headers`).
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, header};
+use http_body_util::{BodyExt, Empty};
+
+use super::upstream::ProxyBody;
+use crate::model::{Cors, CorsOrigins, ResponsePolicy};
+
+/// What a route does with one request's response.
+#[derive(Debug, Default)]
+pub struct RouteHeaders {
+    /// An allowed CORS preflight: answer [`preflight`] with `set` instead of forwarding.
+    pub preflight: bool,
+    /// Set on the response, replacing headers of the same name.
+    pub set: HeaderMap,
+}
+
+/// The headers `policy` sets on the response to a request with this method and headers.
+pub fn for_request(policy: &ResponsePolicy, method: &Method, req: &HeaderMap) -> RouteHeaders {
+    let mut out = RouteHeaders::default();
+    if policy.denied.is_some() {
+        return out;
+    }
+    if let Some(cors) = &policy.cors
+        && let Some(origin) = allowed_origin(&cors.allow_origin, req.get(header::ORIGIN))
+    {
+        out.preflight = method == Method::OPTIONS;
+        cors_headers(cors, origin, &mut out.set);
+    }
+    for (name, value) in &policy.headers {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            out.set.insert(n, v);
+        }
+    }
+    out
+}
+
+/// The 204 answering a preflight (headers added by the caller).
+pub fn preflight() -> Response<ProxyBody> {
+    let mut resp = Response::new(Empty::<Bytes>::new().map_err(|e| match e {}).boxed_unsync());
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    resp
+}
+
+/// `Access-Control-Allow-Origin` for an allowed request, `None` for any other.
+fn allowed_origin(origins: &CorsOrigins, origin: Option<&HeaderValue>) -> Option<HeaderValue> {
+    match origins {
+        CorsOrigins::Any => Some(HeaderValue::from_static("*")),
+        CorsOrigins::List(list) => {
+            let o = origin?;
+            let s = o.to_str().ok()?;
+            list.iter().any(|p| origin_matches(p, s)).then(|| o.clone())
+        }
+    }
+}
+
+/// `pattern` as ingress-nginx's `buildOriginRegex` (a case-insensitive match where the one `*`
+/// stands for `[A-Za-z0-9-]+`), anchored at both ends.
+pub fn origin_matches(pattern: &str, origin: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern.eq_ignore_ascii_case(origin),
+        Some((before, after)) => {
+            origin.len() > before.len() + after.len()
+                && origin.is_char_boundary(before.len())
+                && origin.is_char_boundary(origin.len() - after.len())
+                && origin[..before.len()].eq_ignore_ascii_case(before)
+                && origin[origin.len() - after.len()..].eq_ignore_ascii_case(after)
+                && origin[before.len()..origin.len() - after.len()]
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        }
+    }
+}
+
+fn cors_headers(cors: &Cors, origin: HeaderValue, set: &mut HeaderMap) {
+    set.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    if cors.allow_credentials {
+        set.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+    }
+    // Translation checked these against ingress-nginx's patterns; a value that still is not a
+    // header value is left out rather than sent broken.
+    let mut put = |name: HeaderName, v: &str| {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            set.insert(name, v);
+        }
+    };
+    put(header::ACCESS_CONTROL_ALLOW_METHODS, &cors.allow_methods);
+    put(header::ACCESS_CONTROL_ALLOW_HEADERS, &cors.allow_headers);
+    if let Some(e) = &cors.expose_headers {
+        put(header::ACCESS_CONTROL_EXPOSE_HEADERS, e);
+    }
+    put(header::ACCESS_CONTROL_MAX_AGE, &cors.max_age.to_string());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cors(origins: CorsOrigins) -> ResponsePolicy {
+        ResponsePolicy {
+            cors: Some(Cors {
+                allow_origin: origins,
+                allow_methods: "GET, POST".into(),
+                allow_headers: "X-A".into(),
+                allow_credentials: true,
+                expose_headers: None,
+                max_age: 60,
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn with_origin(o: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(o) = o {
+            h.insert(header::ORIGIN, HeaderValue::from_str(o).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn wildcard_subdomain_is_one_label_and_case_insensitive() {
+        let p = "https://*.example.com";
+        assert!(origin_matches(p, "https://app.example.com"));
+        assert!(origin_matches(p, "HTTPS://App-1.Example.COM"));
+        assert!(!origin_matches(p, "https://a.b.example.com"));
+        assert!(!origin_matches(p, "https://.example.com"));
+        assert!(!origin_matches(p, "https://example.com"));
+        assert!(!origin_matches(p, "https://app.example.com.evil.test"));
+        assert!(!origin_matches(p, "http://app.example.com"));
+        assert!(origin_matches("https://a.test:8443", "https://A.test:8443"));
+        assert!(!origin_matches("https://a.test", "https://a.test:8443"));
+    }
+
+    #[test]
+    fn listed_origins_are_echoed_others_get_nothing() {
+        let p = cors(CorsOrigins::List(vec!["https://a.test".into()]));
+        let h = for_request(&p, &Method::OPTIONS, &with_origin(Some("https://a.test")));
+        assert!(h.preflight);
+        assert_eq!(h.set[header::ACCESS_CONTROL_ALLOW_ORIGIN], "https://a.test");
+        let h = for_request(&p, &Method::OPTIONS, &with_origin(Some("https://b.test")));
+        assert!(!h.preflight && h.set.is_empty());
+        let h = for_request(&p, &Method::GET, &with_origin(None));
+        assert!(!h.preflight && h.set.is_empty());
+        // `*` answers every request, with or without Origin.
+        let h = for_request(
+            &cors(CorsOrigins::Any),
+            &Method::OPTIONS,
+            &with_origin(None),
+        );
+        assert!(h.preflight);
+        assert_eq!(h.set[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+        assert_eq!(h.set[header::ACCESS_CONTROL_MAX_AGE], "60");
+    }
+}
