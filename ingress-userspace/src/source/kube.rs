@@ -1,8 +1,12 @@
 //! The Kubernetes API source: one kube-rs watcher per kind (Ingress, IngressClass, Service,
-//! EndpointSlice, TLS Secrets, Node, and the controller ConfigMap named by `--configmap`: one
-//! namespaced watch limited to that name by a field selector), with backoff. With `--secret-namespaces`, TLS Secrets
-//! are watched in each listed namespace instead (one namespaced watch each, merged into one
-//! view of the kind), so no cluster-wide Secret access is needed.
+//! EndpointSlice, Secrets, Node, and the controller ConfigMap named by `--configmap`: one
+//! namespaced watch limited to that name by a field selector), with backoff. Secrets are
+//! watched by type, only those translation reads: `kubernetes.io/tls` (certificates) and
+//! `Opaque` (basic-auth htpasswd files, as `kubectl create secret generic` makes them), two
+//! watches merged into one view of the kind; service-account tokens, Helm releases and the
+//! like never reach the store. With `--secret-namespaces`, Secrets are watched in each listed
+//! namespace instead (one namespaced watch per namespace and type), so no cluster-wide Secret
+//! access is needed.
 //!
 //! A watcher's (re-)list is buffered and sent as one `ReplaceKind`, so objects deleted while the
 //! connection was down disappear on reconnect; `410 Gone` makes kube-rs re-list, which lands
@@ -148,11 +152,19 @@ pub fn spawn_scoped(
             .collect(),
         None => vec![api::<Secret>(&client, namespace)],
     };
+    // A Secret's type is immutable, so the two selectors never both see one Secret.
+    let secret_scopes: Vec<(Api<Secret>, watcher::Config)> = secret_apis
+        .into_iter()
+        .flat_map(|api| {
+            SECRET_TYPES
+                .iter()
+                .map(move |t| (api.clone(), cfg().fields(&format!("type={t}"))))
+        })
+        .collect();
     let mut tasks = Vec::new();
     if let Some(cm) = &scope.configmap {
         tasks.push(tokio::spawn(watch_kind(
-            vec![Api::<ConfigMap>::namespaced(client.clone(), &cm.namespace)],
-            cfg().fields(&format!("metadata.name={}", cm.name)),
+            vec![(Api::<ConfigMap>::namespaced(client.clone(), &cm.namespace), cfg().fields(&format!("metadata.name={}", cm.name)))],
             ObjectKind::ConfigMap,
             |o| Object::ConfigMap(o.into()),
             events.clone(),
@@ -161,43 +173,37 @@ pub fn spawn_scoped(
     tasks.extend([
         gatherer,
         tokio::spawn(watch_kind(
-            vec![api::<Ingress>(&client, namespace)],
-            cfg(),
+            vec![(api::<Ingress>(&client, namespace), cfg())],
             ObjectKind::Ingress,
             |o| Object::Ingress(trim_ingress(o).into()),
             events.clone(),
         )),
         tokio::spawn(watch_kind(
-            vec![Api::<IngressClass>::all(client.clone())],
-            cfg(),
+            vec![(Api::<IngressClass>::all(client.clone()), cfg())],
             ObjectKind::IngressClass,
             |o| Object::IngressClass(o.into()),
             events.clone(),
         )),
         tokio::spawn(watch_kind(
-            vec![api::<Service>(&client, namespace)],
-            cfg(),
+            vec![(api::<Service>(&client, namespace), cfg())],
             ObjectKind::Service,
             |o| Object::Service(o.into()),
             events.clone(),
         )),
         tokio::spawn(watch_kind(
-            vec![api::<EndpointSlice>(&client, namespace)],
-            cfg(),
+            vec![(api::<EndpointSlice>(&client, namespace), cfg())],
             ObjectKind::EndpointSlice,
             |o| Object::EndpointSlice(o.into()),
             events.clone(),
         )),
         tokio::spawn(watch_kind(
-            secret_apis,
-            cfg().fields("type=kubernetes.io/tls"),
+            secret_scopes,
             ObjectKind::Secret,
             |o| Object::Secret(o.into()),
             events.clone(),
         )),
         tokio::spawn(watch_kind(
-            vec![Api::<Node>::all(client)],
-            cfg(),
+            vec![(Api::<Node>::all(client), cfg())],
             ObjectKind::Node,
             |o| Object::Node(trim_node(o).into()),
             events,
@@ -205,6 +211,9 @@ pub fn spawn_scoped(
     ]);
     tasks
 }
+
+/// The Secret types translation reads: TLS certificates and basic-auth files.
+const SECRET_TYPES: [&str; 2] = ["kubernetes.io/tls", "Opaque"];
 
 /// The kinds the source always watches (plus the ConfigMap with `--configmap`); the first
 /// snapshot waits for all of them.
@@ -292,12 +301,12 @@ fn trim_node(mut o: Node) -> Node {
     trim(o)
 }
 
-/// Watches one kind through one or more APIs (scopes: namespaces). Each scope's (re-)list is
+/// Watches one kind through one or more APIs (scopes: namespaces, Secret types), each with its
+/// own list/watch options. Each scope's (re-)list is
 /// buffered; when one completes, the kind is replaced whole by what every scope listed so far
 /// and updated since, so one namespace's re-list never drops another's.
 async fn watch_kind<K>(
-    apis: Vec<Api<K>>,
-    config: watcher::Config,
+    apis: Vec<(Api<K>, watcher::Config)>,
     kind: ObjectKind,
     wrap: fn(K) -> Object,
     events: EventSender,
@@ -305,8 +314,8 @@ async fn watch_kind<K>(
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
     let scopes = apis.len();
-    let mut stream = futures::stream::select_all(apis.into_iter().enumerate().map(|(i, api)| {
-        watcher::watcher(api, config.clone())
+    let mut stream = futures::stream::select_all(apis.into_iter().enumerate().map(|(i, (api, config))| {
+        watcher::watcher(api, config)
             .backoff(QuickBackoff::default())
             .map(move |item| (i, item))
             .boxed()

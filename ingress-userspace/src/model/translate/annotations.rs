@@ -53,7 +53,19 @@ pub(super) struct Reader<'a> {
     pub(super) diags: &'a mut Diagnostics,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    pub(super) fn new(
+        annotations: Option<&'a BTreeMap<String, String>>,
+        object: &'a ObjectRef,
+        diags: &'a mut Diagnostics,
+    ) -> Reader<'a> {
+        Reader {
+            annotations,
+            object,
+            diags,
+        }
+    }
+
     pub(super) fn get(&self, key: &str) -> Option<&str> {
         let a = self.annotations?;
         PREFIXES

@@ -6,6 +6,7 @@
 //! - [`endpoints`]: Service port -> endpoints from EndpointSlices.
 //! - [`node_local`]: endpoint addresses that point into the node, refused.
 //! - [`annotations`]: ingress-nginx annotations -> route policy and upstream options.
+//! - [`auth`]: authentication annotations (basic auth from an htpasswd Secret).
 //! - [`canary`]: ingress-nginx canary Ingresses, merged into the main routes.
 //! - [`errors`]: `default-backend` and `custom-http-errors` annotations.
 //! - [`rewrite`], [`redirect`]: ingress-nginx's path rewrite and redirect/host annotations.
@@ -18,6 +19,7 @@
 //! here fails as a whole.
 
 pub mod annotations;
+pub mod auth;
 pub mod canary;
 pub mod class;
 pub mod compat;
