@@ -172,3 +172,217 @@ fn report_lines(r: &mut Reader<'_>, key: &Key, ty: AuthSecretType, problems: &[L
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use k8s_openapi::{ByteString, api::core::v1::Secret};
+
+    use super::super::{Translator, fixtures::*};
+    use crate::{
+        model::{AuthSecretType, RouteAuth, Severity, Snapshot},
+        store::{Change, Object, Objects},
+    };
+
+    /// `{PLAIN}`: the parse is what is tested here; every scheme is in `model::htpasswd`.
+    const FILE: &str = "alice:{PLAIN}s3cret\n";
+
+    fn secret(ns: &str, name: &str, data: &[(&str, &str)]) -> Object {
+        Object::Secret(Arc::new(Secret {
+            metadata: meta(ns, name),
+            type_: Some("Opaque".into()),
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                    .collect(),
+            ),
+            ..Default::default()
+        }))
+    }
+
+    fn objects(annotations: &[(&str, &str)], secrets: Vec<Object>) -> Objects {
+        let mut o = services_with_one_pod(&["web"]);
+        let mut i = mk_ingress(
+            "default",
+            "a",
+            1,
+            vec![("a.test", vec![("/", "Prefix", "web", "80")])],
+        );
+        for (k, v) in annotations {
+            i = with_annotation(i, &format!("nginx.ingress.kubernetes.io/{k}"), v);
+        }
+        o.upsert(ing(i));
+        for s in secrets {
+            o.upsert(s);
+        }
+        o
+    }
+
+    fn auth_of(s: &Snapshot) -> Option<RouteAuth> {
+        s.l7.hosts["a.test"].routes[0].policy.auth.clone()
+    }
+
+    fn reasons(s: &Snapshot) -> Vec<(Severity, String)> {
+        s.diagnostics
+            .iter()
+            .map(|d| (d.severity, d.reason.clone()))
+            .collect()
+    }
+
+    const BASIC: [(&str, &str); 3] = [
+        ("auth-type", "basic"),
+        ("auth-secret", "users"),
+        ("auth-realm", "Staff only"),
+    ];
+
+    #[test]
+    fn basic_auth_from_an_auth_file_secret() {
+        let o = objects(&BASIC, vec![secret("default", "users", &[("auth", FILE)])]);
+        let s = super::super::translate(&o, &mk_config());
+        let Some(RouteAuth::Basic(b)) = auth_of(&s) else {
+            panic!("{:?}", auth_of(&s));
+        };
+        assert_eq!(b.realm, "Staff only");
+        assert_eq!((b.secret.namespace.as_str(), b.secret.name.as_str()), ("default", "users"));
+        assert_eq!(b.secret_type, AuthSecretType::AuthFile);
+        assert!(b.users.get("alice").unwrap().unwrap().verify(b"s3cret"));
+        assert!(s.diagnostics.is_empty(), "{:?}", s.diagnostics);
+        // The snapshot as logged and as `explain` prints it never carries a hash.
+        assert!(!format!("{:?}", s.l7).contains("s3cret"));
+    }
+
+    #[test]
+    fn our_prefix_namespace_form_and_default_realm() {
+        let mut o = services_with_one_pod(&["web"]);
+        let mut i = mk_ingress(
+            "default",
+            "a",
+            1,
+            vec![("a.test", vec![("/", "Prefix", "web", "80")])],
+        );
+        i = with_annotation(i, "xdp-ingress.dev/auth-type", "basic");
+        i = with_annotation(i, "xdp-ingress.dev/auth-secret", "default/users");
+        o.upsert(ing(i));
+        o.upsert(secret("default", "users", &[("auth", FILE)]));
+        let s = super::super::translate(&o, &mk_config());
+        let Some(RouteAuth::Basic(b)) = auth_of(&s) else {
+            panic!("{:?}", auth_of(&s));
+        };
+        // ingress-nginx renders `auth_basic ""` without auth-realm.
+        assert_eq!(b.realm, "");
+    }
+
+    #[test]
+    fn auth_map_reads_each_key_and_reports_bad_entries() {
+        let mut a = BASIC.to_vec();
+        a.push(("auth-secret-type", "auth-map"));
+        let o = objects(
+            &a,
+            vec![secret(
+                "default",
+                "users",
+                &[("alice", "{PLAIN}s3cret"), ("bob", "not-a-hash")],
+            )],
+        );
+        let s = super::super::translate(&o, &mk_config());
+        let Some(RouteAuth::Basic(b)) = auth_of(&s) else {
+            panic!("{:?}", auth_of(&s));
+        };
+        assert_eq!(b.users.len(), 2);
+        assert_eq!(b.users.get("bob"), Some(None));
+        assert_eq!(
+            reasons(&s),
+            [(Severity::Warning, "InvalidAuthSecretEntry".to_string())]
+        );
+        assert!(!s.diagnostics[0].message.contains("not-a-hash"));
+    }
+
+    /// Every way the authentication cannot be set up denies the route (503), never opens it.
+    #[test]
+    fn unusable_configuration_is_unavailable_never_open() {
+        let good = || secret("default", "users", &[("auth", FILE)]);
+        let cases: Vec<(Vec<(&str, &str)>, Vec<Object>, &str)> = vec![
+            (BASIC.to_vec(), vec![], "AuthSecretNotFound"),
+            (
+                BASIC.to_vec(),
+                vec![secret("default", "users", &[("htpasswd", FILE)])],
+                "InvalidAuthSecret",
+            ),
+            (
+                vec![("auth-type", "digest"), ("auth-secret", "users")],
+                vec![good()],
+                "UnsupportedAuthType",
+            ),
+            (
+                vec![("auth-type", "bearer"), ("auth-secret", "users")],
+                vec![good()],
+                "InvalidAnnotation",
+            ),
+            (
+                vec![
+                    ("auth-type", "basic"),
+                    ("auth-secret", "users"),
+                    ("auth-secret-type", "auth-json"),
+                ],
+                vec![good()],
+                "InvalidAnnotation",
+            ),
+            (vec![("auth-type", "basic")], vec![good()], "AuthSecretNotSet"),
+            (
+                vec![("auth-type", "basic"), ("auth-secret", "a/b/c")],
+                vec![good()],
+                "InvalidAnnotation",
+            ),
+            (
+                vec![("auth-type", "basic"), ("auth-secret", "other/users")],
+                vec![good(), secret("other", "users", &[("auth", FILE)])],
+                "CrossNamespaceAuthSecret",
+            ),
+        ];
+        for (annotations, secrets, reason) in cases {
+            let o = objects(&annotations, secrets);
+            let s = super::super::translate(&o, &mk_config());
+            assert!(
+                matches!(auth_of(&s), Some(RouteAuth::Unavailable { .. })),
+                "{annotations:?}: {:?}",
+                auth_of(&s)
+            );
+            assert_eq!(
+                reasons(&s),
+                [(Severity::Error, reason.to_string())],
+                "{annotations:?}"
+            );
+        }
+        // Outside --secret-namespaces: not read, so not served open either.
+        let o = objects(&BASIC, vec![good()]);
+        let mut cfg = mk_config();
+        cfg.secret_namespaces = Some(vec!["kube-system".into()]);
+        let s = super::super::translate(&o, &cfg);
+        assert!(matches!(auth_of(&s), Some(RouteAuth::Unavailable { .. })));
+        assert_eq!(
+            reasons(&s),
+            [(Severity::Error, "AuthSecretNotWatched".to_string())]
+        );
+    }
+
+    #[test]
+    fn no_auth_type_no_auth() {
+        let o = objects(&[("auth-secret", "users")], vec![]);
+        let s = super::super::translate(&o, &mk_config());
+        assert_eq!(auth_of(&s), None);
+    }
+
+    /// The auth Secret's creation, change and deletion re-translate (hot), other Secrets not.
+    #[test]
+    fn the_auth_secret_is_a_dependency() {
+        let o = objects(&BASIC, vec![]);
+        let mut t = Translator::new(mk_config());
+        let first = t.translate(&o);
+        assert!(matches!(auth_of(&first), Some(RouteAuth::Unavailable { .. })));
+        let created = Change::Upsert(secret("default", "users", &[("auth", FILE)]));
+        assert!(t.affects(&o, &created));
+        let unrelated = Change::Upsert(secret("default", "other", &[("auth", FILE)]));
+        assert!(!t.affects(&o, &unrelated));
+    }
+}
