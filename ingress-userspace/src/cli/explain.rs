@@ -141,6 +141,9 @@ pub struct Explanation {
     /// The route's `default-backend` and `custom-http-errors`, if set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_pages: Option<ErrorPagesInfo>,
+    /// The route's authentication step, if any (never the users' hashes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthInfo>,
     /// Problems the control plane reported for the Ingress that matched (and its canary),
     /// for Ingresses that name this host but are not (fully) served (e.g. snippets refused),
     /// and for the backends' EndpointSlices (refused endpoint addresses).
@@ -185,6 +188,40 @@ pub struct CanaryInfo {
     pub decided_by: Step,
     /// Chance of the canary when the weight decides: `min(weight, total) / total`.
     pub canary_probability: f64,
+}
+
+/// A route's authentication ([`crate::proxy::auth`]) as `explain` shows it: where the users
+/// come from and how many there are, never a hash.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AuthInfo {
+    /// Requests need `Authorization: Basic` credentials of a user of `secret` (else 401).
+    Basic {
+        realm: String,
+        secret: ObjectRef,
+        secret_type: crate::model::AuthSecretType,
+        users: usize,
+        schemes: Vec<crate::model::htpasswd::Scheme>,
+    },
+    /// The authentication cannot be set up: every request gets 503.
+    Unavailable { reason: String },
+}
+
+impl AuthInfo {
+    fn of(auth: &crate::model::RouteAuth) -> AuthInfo {
+        match auth {
+            crate::model::RouteAuth::Basic(b) => AuthInfo::Basic {
+                realm: b.realm.clone(),
+                secret: b.secret.clone(),
+                secret_type: b.secret_type,
+                users: b.users.len(),
+                schemes: b.users.schemes(),
+            },
+            crate::model::RouteAuth::Unavailable { reason } => AuthInfo::Unavailable {
+                reason: reason.clone(),
+            },
+        }
+    }
 }
 
 /// A route's error pages ([`crate::proxy::error_pages`]) as `explain` shows them.
@@ -240,6 +277,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
         status: None,
         canary: None,
         error_pages: None,
+        auth: None,
         diagnostics: Vec::new(),
         snapshot_version: snapshot.version,
     };
@@ -381,6 +419,17 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                 CompiledAction::Respond { status, reason } => {
                     e.outcome = Outcome::Respond;
                     e.status = Some(*status);
+                    e.reason = reason.clone();
+                }
+            }
+            // The proxy's auth step comes after the redirects, before the route's action.
+            if let Some(auth) = &route.policy.auth {
+                e.auth = Some(AuthInfo::of(auth));
+                if e.outcome != Outcome::Redirect
+                    && let crate::model::RouteAuth::Unavailable { reason } = auth
+                {
+                    e.outcome = Outcome::Respond;
+                    e.status = Some(503);
                     e.reason = reason.clone();
                 }
             }

@@ -25,10 +25,11 @@ pub struct SourceArgs {
     /// Watch only this namespace (default: all).
     #[arg(long)]
     pub namespace: Option<String>,
-    /// Read TLS Secrets only in these namespaces (comma-separated), one namespaced watch each,
-    /// so the RBAC needs namespaced Roles there instead of cluster-wide Secret access. An
-    /// Ingress whose TLS Secret is elsewhere gets a `TlsSecretNotWatched` diagnostic and the
-    /// default certificate. Default: every namespace (or --namespace).
+    /// Read Secrets (TLS certificates, basic-auth users) only in these namespaces
+    /// (comma-separated), namespaced watches each, so the RBAC needs namespaced Roles there
+    /// instead of cluster-wide Secret access. An Ingress whose TLS Secret is elsewhere gets a
+    /// `TlsSecretNotWatched` diagnostic and the default certificate; one whose `auth-secret` is
+    /// elsewhere, `AuthSecretNotWatched` and 503. Default: every namespace (or --namespace).
     #[arg(long, value_delimiter = ',', value_parser = parse_namespace)]
     pub secret_namespaces: Vec<String>,
     /// IngressClass name matched by `ingressClassName` (without an IngressClass object) and by
