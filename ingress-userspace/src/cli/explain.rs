@@ -831,6 +831,47 @@ mod tests {
         );
     }
 
+    /// `explain` says a route needs basic auth and from which Secret, never a hash; an
+    /// unusable auth configuration is the 503 the proxy answers.
+    #[test]
+    fn shows_basic_auth_without_hashes() {
+        let dir = std::env::temp_dir().join(format!("xi-explain-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ingress = |name: &str, host: &str, secret: &str| {
+            format!(
+                "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  \
+                 namespace: default\n  annotations: {{nginx.ingress.kubernetes.io/auth-type: basic, \
+                 nginx.ingress.kubernetes.io/auth-secret: {secret}, \
+                 nginx.ingress.kubernetes.io/auth-realm: Staff}}\nspec:\n  ingressClassName: xdp-ingress\n  \
+                 rules:\n  - host: {host}\n    http:\n      paths:\n      - {{path: /, \
+                 pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}\n"
+            )
+        };
+        let yaml = [
+            "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\n\
+             spec:\n  ports: [{port: 80}]\n---\napiVersion: v1\nkind: Secret\n\
+             metadata: {name: users, namespace: default}\ntype: Opaque\n\
+             stringData: {auth: \"alice:$apr1$Xy3kLm9q$hc3SRGwDRb7MUkg4w6KQp0\\n\"}\n"
+                .to_string(),
+            ingress("private", "private.test", "users"),
+            ingress("broken", "broken.test", "missing"),
+        ]
+        .concat();
+        std::fs::write(dir.join("all.yaml"), yaml).unwrap();
+        let s = load_snapshot(&dir, &TranslateConfig::default()).unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+        let e = explain(&s, &q("private.test", "/"));
+        let shown = serde_json::to_string(&e).unwrap();
+        assert!(shown.contains("\"type\":\"basic\""), "{shown}");
+        assert!(shown.contains("\"users\":1") && shown.contains("Apr1"), "{shown}");
+        assert!(shown.contains("\"realm\":\"Staff\""), "{shown}");
+        assert!(!shown.contains("hc3SRG") && !shown.contains("Xy3kLm9q"), "{shown}");
+        let e = explain(&s, &q("broken.test", "/"));
+        assert_eq!(e.status, Some(503), "{e:?}");
+        assert_eq!(e.outcome, Outcome::Respond);
+        assert!(e.reason.contains("AuthSecretNotFound"), "{}", e.reason);
+    }
+
     #[test]
     fn explains_the_default_manifests_like_run_serves_them() {
         let dir =

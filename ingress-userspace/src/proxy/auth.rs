@@ -69,10 +69,16 @@ impl Default for Authenticator {
 }
 
 impl Authenticator {
-    /// `running`: hash checks at once (the number of CPUs by default).
+    /// `running`: hash checks at once (the number of CPUs by default); [`MAX_ADMITTED`]
+    /// running or waiting.
     pub fn new(running: usize) -> Authenticator {
+        Authenticator::with_limits(running, MAX_ADMITTED)
+    }
+
+    /// `running` hash checks at once, `admitted` running or waiting (both at least 1).
+    pub fn with_limits(running: usize, admitted: usize) -> Authenticator {
         Authenticator {
-            admitted: Arc::new(Semaphore::new(MAX_ADMITTED)),
+            admitted: Arc::new(Semaphore::new(admitted.max(1))),
             running: Arc::new(Semaphore::new(running.max(1))),
             cache: Mutex::new(HashMap::new()),
             cache_key: rand::random(),
@@ -264,6 +270,34 @@ mod tests {
         };
         let r = a.admit(&down, &headers("alice:s3cret")).await.unwrap_err();
         assert_eq!(r.status, 503);
+    }
+
+    /// A flood of wrong passwords against a slow hash: checks beyond the admitted number get
+    /// 503 at once, and the async worker stays free meanwhile (the checks run elsewhere).
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_flood_of_checks_is_bounded_and_never_blocks_the_worker() {
+        // bcrypt cost 10 of "s3cret" (libxcrypt's crypt(3)).
+        let auth = basic("alice:$2b$10$abcdefghijklmnopqrstuu3KWNuWLhBnmgYfnzONPueahDuedC/lu\n");
+        let a = Arc::new(Authenticator::with_limits(1, 2));
+        let started = std::time::Instant::now();
+        let flood: Vec<_> = (0..6)
+            .map(|_| {
+                let (a, auth) = (Arc::clone(&a), auth.clone());
+                tokio::spawn(async move { a.admit(&auth, &headers("alice:wrong")).await })
+            })
+            .collect();
+        // The single worker thread keeps running timers while the checks are under way.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(started.elapsed() < Duration::from_millis(500), "worker blocked");
+        let mut statuses = Vec::new();
+        for f in flood {
+            statuses.push(f.await.unwrap().unwrap_err().status.as_u16());
+        }
+        statuses.sort();
+        assert_eq!(statuses, [401, 401, 503, 503, 503, 503]);
+        // Once they are done, checks are admitted again.
+        let r = a.admit(&auth, &headers("alice:s3cret")).await;
+        assert!(r.is_ok(), "{r:?}");
     }
 
     #[tokio::test]
