@@ -663,16 +663,21 @@ async fn kube_source_reads_basic_auth_secrets_hot() {
             "metadata": {"name": "basic-auth", "namespace": "default"},
             "type": ty, "data": {"auth": b64(file)}})
     };
-    api.put(json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+    api.put(
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
         "metadata": {"name": "private", "namespace": "default", "annotations": {
             "nginx.ingress.kubernetes.io/auth-type": "basic",
             "nginx.ingress.kubernetes.io/auth-secret": "basic-auth"}},
         "spec": {"ingressClassName": "xdp-ingress",
             "rules": [{"host": "private.example.com", "http": {"paths": [{"path": "/",
                 "pathType": "Prefix",
-                "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}}));
+                "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}}),
+    );
     // Not a type translation reads: as if absent.
-    api.put(auth_secret("kubernetes.io/service-account-token", "alice:{PLAIN}a\n"));
+    api.put(auth_secret(
+        "kubernetes.io/service-account-token",
+        "alice:{PLAIN}a\n",
+    ));
     let ctl = control_loop();
     let _tasks = kube_source::spawn(kube_client(&api).await, None, ctl.events.clone());
     let mut rx = ctl.snapshots.clone();

@@ -39,7 +39,10 @@ const USERS: [(&str, &str); 13] = [
     ("ssha", "{SSHA}xhwvAVlxQgjdD+6rzZoVg7iQWZROYUNs"),
     ("plain", "{PLAIN}s3cret"),
     ("md5", "$1$abcdefgh$7.vq19w/w3Vm.hk1FOA7Q/"),
-    ("sha256", "$5$saltsalt$i1q2ZQzc.tl/BQ6CHiENAcVDvEY6nJ1OWlWXKh94b1."),
+    (
+        "sha256",
+        "$5$saltsalt$i1q2ZQzc.tl/BQ6CHiENAcVDvEY6nJ1OWlWXKh94b1.",
+    ),
     (
         "sha512",
         "$6$saltsalt$As4wrv0kZlfch1du9WeH7qhskyLriQWySXrZzynnvi46nFnNxjdpl6ksRegrrKexvhIa/Iny8S8uF3fVWTMuC1",
@@ -71,7 +74,9 @@ fn secret(name: &str, data: &[(&str, String)]) -> String {
         .iter()
         .map(|(k, v)| format!("  {k}: {v:?}\n"))
         .collect();
-    format!("---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: default}}\ntype: Opaque\nstringData:\n{data}")
+    format!(
+        "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: default}}\ntype: Opaque\nstringData:\n{data}"
+    )
 }
 
 fn htpasswd(users: &[(&str, &str)]) -> String {
@@ -82,8 +87,11 @@ fn translated(yaml: &str, version: u64) -> Arc<Snapshot> {
     translate_manifests(version, yaml, |_| {})
 }
 
-fn with_basic(mut r: Request<http_body_util::Full<bytes::Bytes>>, user: &str, pass: &str)
-    -> Request<http_body_util::Full<bytes::Bytes>> {
+fn with_basic(
+    mut r: Request<http_body_util::Full<bytes::Bytes>>,
+    user: &str,
+    pass: &str,
+) -> Request<http_body_util::Full<bytes::Bytes>> {
     let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
     r.headers_mut()
         .insert("authorization", format!("Basic {b64}").parse().unwrap());
@@ -93,7 +101,10 @@ fn with_basic(mut r: Request<http_body_util::Full<bytes::Bytes>>, user: &str, pa
 const BASIC: [(&str, &str); 3] = [
     ("nginx.ingress.kubernetes.io/auth-type", "basic"),
     ("nginx.ingress.kubernetes.io/auth-secret", "basic-auth"),
-    ("nginx.ingress.kubernetes.io/auth-realm", "Authentication Required - foo"),
+    (
+        "nginx.ingress.kubernetes.io/auth-realm",
+        "Authentication Required - foo",
+    ),
 ];
 
 /// examples/auth/basic: every hash scheme lets its user in; a wrong password or none gets 401
@@ -134,17 +145,30 @@ async fn each_hash_scheme_passes_and_everything_else_is_401_before_the_pod() {
     // Not Basic, or not base64: no credentials.
     for bad in ["Bearer abc", "Basic !!!"] {
         let mut r = req(proxy.http(), "foo.bar.com", "/");
-        r.headers_mut().insert("authorization", bad.parse().unwrap());
-        assert_eq!(send(&c, r).await.unwrap().status, StatusCode::UNAUTHORIZED, "{bad}");
+        r.headers_mut()
+            .insert("authorization", bad.parse().unwrap());
+        assert_eq!(
+            send(&c, r).await.unwrap().status,
+            StatusCode::UNAUTHORIZED,
+            "{bad}"
+        );
     }
-    assert_eq!(pod.requests(), before, "the pod saw an unauthenticated request");
+    assert_eq!(
+        pod.requests(),
+        before,
+        "the pod saw an unauthenticated request"
+    );
 
     for (user, _) in USERS {
         let r = with_basic(req(proxy.http(), "foo.bar.com", "/x?y=1"), user, "s3cret");
         let g = send(&c, r).await.unwrap();
         assert_eq!(g.status, StatusCode::OK, "{user}");
         assert_eq!(g.json()["path"], "/x?y=1");
-        assert!(g.json()["headers"]["authorization"].is_null(), "{user}: {}", g.json());
+        assert!(
+            g.json()["headers"]["authorization"].is_null(),
+            "{user}: {}",
+            g.json()
+        );
     }
     assert_eq!(pod.requests(), before + USERS.len() as u64);
 }
@@ -162,7 +186,9 @@ async fn http2_is_authenticated_the_same() {
     );
     proxy.handle.apply(translated(&yaml, 1));
     let c = h2c_client();
-    let g = send(&c, req(proxy.http(), "foo.bar.com", "/")).await.unwrap();
+    let g = send(&c, req(proxy.http(), "foo.bar.com", "/"))
+        .await
+        .unwrap();
     assert_eq!(g.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
         g.header("www-authenticate"),
@@ -227,16 +253,16 @@ async fn unusable_auth_secret_is_503_never_open() {
             "InvalidAuthSecret",
         ),
         (
-            vec![
-                (BASIC[0].0, "digest"),
-                (BASIC[1].0, "basic-auth"),
-            ],
+            vec![(BASIC[0].0, "digest"), (BASIC[1].0, "basic-auth")],
             secret("basic-auth", &[("auth", htpasswd(&USERS))]),
             "UnsupportedAuthType",
         ),
     ];
     for (i, (ann, rest, reason)) in cases.into_iter().enumerate() {
-        let snap = translated(&manifests(pod.addr, "foo.bar.com", &ann, &rest), i as u64 + 1);
+        let snap = translated(
+            &manifests(pod.addr, "foo.bar.com", &ann, &rest),
+            i as u64 + 1,
+        );
         assert!(
             snap.diagnostics.iter().any(|d| d.reason == reason),
             "{reason}: {:?}",
@@ -246,7 +272,11 @@ async fn unusable_auth_secret_is_503_never_open() {
         let g = get(&c, proxy.http(), "foo.bar.com", "/").await;
         assert_eq!(g.status, StatusCode::SERVICE_UNAVAILABLE, "{reason}");
         let r = with_basic(req(proxy.http(), "foo.bar.com", "/"), "plain", "s3cret");
-        assert_eq!(send(&c, r).await.unwrap().status, StatusCode::SERVICE_UNAVAILABLE, "{reason}");
+        assert_eq!(
+            send(&c, r).await.unwrap().status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{reason}"
+        );
     }
     assert_eq!(pod.requests(), 0);
 }
@@ -265,21 +295,24 @@ async fn secret_changes_apply_without_restart() {
         async move { send(c, r).await.unwrap().status }
     };
     // The Ingress first, its Secret not yet there.
-    proxy
-        .handle
-        .apply(translated(&manifests(pod.addr, "foo.bar.com", &BASIC, ""), 1));
+    proxy.handle.apply(translated(
+        &manifests(pod.addr, "foo.bar.com", &BASIC, ""),
+        1,
+    ));
     assert_eq!(ask("apr1").await, StatusCode::SERVICE_UNAVAILABLE);
     let v2 = secret("basic-auth", &[("auth", htpasswd(&USERS[..1]))]);
-    proxy
-        .handle
-        .apply(translated(&manifests(pod.addr, "foo.bar.com", &BASIC, &v2), 2));
+    proxy.handle.apply(translated(
+        &manifests(pod.addr, "foo.bar.com", &BASIC, &v2),
+        2,
+    ));
     assert_eq!(ask("apr1").await, StatusCode::OK);
     assert_eq!(ask("bcrypt2y").await, StatusCode::UNAUTHORIZED);
     // apr1 replaced by bcrypt2y.
     let v3 = secret("basic-auth", &[("auth", htpasswd(&USERS[1..2]))]);
-    proxy
-        .handle
-        .apply(translated(&manifests(pod.addr, "foo.bar.com", &BASIC, &v3), 3));
+    proxy.handle.apply(translated(
+        &manifests(pod.addr, "foo.bar.com", &BASIC, &v3),
+        3,
+    ));
     assert_eq!(ask("bcrypt2y").await, StatusCode::OK);
     assert_eq!(ask("apr1").await, StatusCode::UNAUTHORIZED);
 }

@@ -863,9 +863,15 @@ mod tests {
         let e = explain(&s, &q("private.test", "/"));
         let shown = serde_json::to_string(&e).unwrap();
         assert!(shown.contains("\"type\":\"basic\""), "{shown}");
-        assert!(shown.contains("\"users\":1") && shown.contains("Apr1"), "{shown}");
+        assert!(
+            shown.contains("\"users\":1") && shown.contains("Apr1"),
+            "{shown}"
+        );
         assert!(shown.contains("\"realm\":\"Staff\""), "{shown}");
-        assert!(!shown.contains("hc3SRG") && !shown.contains("Xy3kLm9q"), "{shown}");
+        assert!(
+            !shown.contains("hc3SRG") && !shown.contains("Xy3kLm9q"),
+            "{shown}"
+        );
         let e = explain(&s, &q("broken.test", "/"));
         assert_eq!(e.status, Some(503), "{e:?}");
         assert_eq!(e.outcome, Outcome::Respond);

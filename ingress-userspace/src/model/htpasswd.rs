@@ -45,7 +45,9 @@ pub enum Scheme {
 pub enum HashError {
     #[error("empty password hash")]
     Empty,
-    #[error("unknown or malformed password hash (supported: bcrypt, $apr1$, $1$, $5$, $6$, DES, BSDi, {{SHA}}, {{SSHA}}, {{PLAIN}})")]
+    #[error(
+        "unknown or malformed password hash (supported: bcrypt, $apr1$, $1$, $5$, $6$, DES, BSDi, {{SHA}}, {{SSHA}}, {{PLAIN}})"
+    )]
     Unsupported,
 }
 
@@ -131,7 +133,7 @@ impl PasswordHash {
                 h.update(salt);
                 bool::from(h.finalize().as_slice().ct_eq(digest))
             }),
-            Scheme::Plain => bool::from(s["{PLAIN}".len()..].as_bytes().ct_eq(password)),
+            Scheme::Plain => bool::from(s.as_bytes()["{PLAIN}".len()..].ct_eq(password)),
         }
     }
 }
@@ -164,7 +166,10 @@ fn crypt_scheme(s: &str) -> Option<Scheme> {
 /// Whether a crypt(3) hash has its scheme's layout: `$id$[rounds=N$]salt$hash` with the hash
 /// in crypt's base64 alphabet and of the scheme's length; DES 13 and BSDi 20 characters.
 fn crypt_shape(s: &str, scheme: Scheme) -> bool {
-    let alphabet = |t: &str| t.bytes().all(|b| b == b'.' || b == b'/' || b.is_ascii_alphanumeric());
+    let alphabet = |t: &str| {
+        t.bytes()
+            .all(|b| b == b'.' || b == b'/' || b.is_ascii_alphanumeric())
+    };
     let modular = |magic: &str, salt_max: usize, hash_len: usize| {
         let Some(rest) = s.strip_prefix(magic) else {
             return false;

@@ -223,7 +223,10 @@ mod tests {
     fn headers(user_pass: &str) -> HeaderMap {
         let b64 = base64::engine::general_purpose::STANDARD.encode(user_pass);
         let mut h = HeaderMap::new();
-        h.insert(AUTHORIZATION, HeaderValue::from_str(&format!("basic  {b64}")).unwrap());
+        h.insert(
+            AUTHORIZATION,
+            HeaderValue::from_str(&format!("basic  {b64}")).unwrap(),
+        );
         h
     }
 
@@ -239,7 +242,12 @@ mod tests {
             credentials(&v("BASIC YTpiOmM=")),
             Some(("a".into(), b"b:c".to_vec()))
         );
-        for bad in ["Bearer QWxhZGRpbjpvcGVuIHNlc2FtZQ==", "Basic", "Basic !!!", "Basic YWJj"] {
+        for bad in [
+            "Bearer QWxhZGRpbjpvcGVuIHNlc2FtZQ==",
+            "Basic",
+            "Basic !!!",
+            "Basic YWJj",
+        ] {
             assert_eq!(credentials(&v(bad)), None, "{bad}");
         }
     }
@@ -247,7 +255,10 @@ mod tests {
     #[test]
     fn challenge_quotes_the_realm() {
         assert_eq!(challenge(""), "Basic realm=\"\"");
-        assert_eq!(challenge("a \"b\" \\c"), "Basic realm=\"a \\\"b\\\" \\\\c\"");
+        assert_eq!(
+            challenge("a \"b\" \\c"),
+            "Basic realm=\"a \\\"b\\\" \\\\c\""
+        );
     }
 
     #[tokio::test]
@@ -288,7 +299,10 @@ mod tests {
             .collect();
         // The single worker thread keeps running timers while the checks are under way.
         tokio::time::sleep(Duration::from_millis(5)).await;
-        assert!(started.elapsed() < Duration::from_millis(500), "worker blocked");
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "worker blocked"
+        );
         let mut statuses = Vec::new();
         for f in flood {
             statuses.push(f.await.unwrap().unwrap_err().status.as_u16());
@@ -303,9 +317,17 @@ mod tests {
     #[tokio::test]
     async fn a_changed_secret_is_not_served_from_the_cache() {
         let a = Authenticator::new(1);
-        assert!(a.admit(&basic("alice:{PLAIN}old"), &headers("alice:old")).await.is_ok());
+        assert!(
+            a.admit(&basic("alice:{PLAIN}old"), &headers("alice:old"))
+                .await
+                .is_ok()
+        );
         let changed = basic("alice:{PLAIN}new");
         assert!(a.admit(&changed, &headers("alice:old")).await.is_err());
-        assert!(a.admit(&basic("bob:{PLAIN}old"), &headers("alice:old")).await.is_err());
+        assert!(
+            a.admit(&basic("bob:{PLAIN}old"), &headers("alice:old"))
+                .await
+                .is_err()
+        );
     }
 }

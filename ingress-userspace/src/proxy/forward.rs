@@ -15,8 +15,8 @@ use bytes::Bytes;
 use http::{
     HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
     header::{
-        ALLOW, AUTHORIZATION, CONTENT_TYPE, HOST, LOCATION, SET_COOKIE, STRICT_TRANSPORT_SECURITY, USER_AGENT,
-        WWW_AUTHENTICATE,
+        ALLOW, AUTHORIZATION, CONTENT_TYPE, HOST, LOCATION, SET_COOKIE, STRICT_TRANSPORT_SECURITY,
+        USER_AGENT, WWW_AUTHENTICATE,
     },
     uri::{Authority, PathAndQuery, Scheme},
 };

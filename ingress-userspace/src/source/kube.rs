@@ -164,7 +164,10 @@ pub fn spawn_scoped(
     let mut tasks = Vec::new();
     if let Some(cm) = &scope.configmap {
         tasks.push(tokio::spawn(watch_kind(
-            vec![(Api::<ConfigMap>::namespaced(client.clone(), &cm.namespace), cfg().fields(&format!("metadata.name={}", cm.name)))],
+            vec![(
+                Api::<ConfigMap>::namespaced(client.clone(), &cm.namespace),
+                cfg().fields(&format!("metadata.name={}", cm.name)),
+            )],
             ObjectKind::ConfigMap,
             |o| Object::ConfigMap(o.into()),
             events.clone(),
@@ -314,12 +317,13 @@ async fn watch_kind<K>(
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
     let scopes = apis.len();
-    let mut stream = futures::stream::select_all(apis.into_iter().enumerate().map(|(i, (api, config))| {
-        watcher::watcher(api, config)
-            .backoff(QuickBackoff::default())
-            .map(move |item| (i, item))
-            .boxed()
-    }));
+    let mut stream =
+        futures::stream::select_all(apis.into_iter().enumerate().map(|(i, (api, config))| {
+            watcher::watcher(api, config)
+                .backoff(QuickBackoff::default())
+                .map(move |item| (i, item))
+                .boxed()
+        }));
     let mut buffers: Vec<Vec<Object>> = vec![Vec::new(); scopes];
     // With several scopes: each scope's current objects, `None` until its first list (and
     // always with one scope, whose list is the whole kind).

@@ -111,7 +111,10 @@ fn debug_never_shows_a_hash() {
     let (h, _) = Htpasswd::parse_file(file.as_bytes());
     let hash = PasswordHash::parse(APR1).unwrap();
     for shown in [format!("{h:?}"), format!("{hash:?}"), format!("{hash:#?}")] {
-        assert!(!shown.contains("hc3SRG") && !shown.contains("hunter2"), "{shown}");
+        assert!(
+            !shown.contains("hc3SRG") && !shown.contains("hunter2"),
+            "{shown}"
+        );
         assert!(!shown.contains("alice"), "{shown}");
     }
 }

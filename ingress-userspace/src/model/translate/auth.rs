@@ -66,7 +66,8 @@ pub(super) fn parse(
         None | Some("auth-file") => AuthSecretType::AuthFile,
         Some("auth-map") => AuthSecretType::AuthMap,
         Some(other) => {
-            let msg = format!("annotation auth-secret-type: {other:?} is not auth-file or auth-map");
+            let msg =
+                format!("annotation auth-secret-type: {other:?} is not auth-file or auth-map");
             return unavailable(r, "InvalidAnnotation", msg);
         }
     };
@@ -80,10 +81,7 @@ pub(super) fn parse(
     // client-go's SplitMetaNamespaceKey: `name` or `namespace/name`.
     let (secret_ns, secret_name) = match name.split('/').collect::<Vec<_>>()[..] {
         [n] => (ns.to_string(), n.to_string()),
-        [s, n] => (
-            if s.is_empty() { ns } else { s }.to_string(),
-            n.to_string(),
-        ),
+        [s, n] => (if s.is_empty() { ns } else { s }.to_string(), n.to_string()),
         _ => (String::new(), String::new()),
     };
     if secret_name.is_empty() {
@@ -120,8 +118,9 @@ pub(super) fn parse(
     let (users, problems) = match secret_type {
         AuthSecretType::AuthFile => {
             let Some(file) = data.get(AUTH_FILE_KEY) else {
-                let msg =
-                    format!("auth-secret {key} has no key {AUTH_FILE_KEY:?} (auth-secret-type: auth-file)");
+                let msg = format!(
+                    "auth-secret {key} has no key {AUTH_FILE_KEY:?} (auth-secret-type: auth-file)"
+                );
                 return unavailable(r, "InvalidAuthSecret", msg);
             };
             Htpasswd::parse_file(&file.0)
@@ -244,7 +243,10 @@ mod tests {
             panic!("{:?}", auth_of(&s));
         };
         assert_eq!(b.realm, "Staff only");
-        assert_eq!((b.secret.namespace.as_str(), b.secret.name.as_str()), ("default", "users"));
+        assert_eq!(
+            (b.secret.namespace.as_str(), b.secret.name.as_str()),
+            ("default", "users")
+        );
         assert_eq!(b.secret_type, AuthSecretType::AuthFile);
         assert!(b.users.get("alice").unwrap().unwrap().verify(b"s3cret"));
         assert!(s.diagnostics.is_empty(), "{:?}", s.diagnostics);
@@ -298,11 +300,14 @@ mod tests {
         assert!(!s.diagnostics[0].message.contains("not-a-hash"));
     }
 
+    /// Annotations, Secrets, the diagnostic expected.
+    type Case = (Vec<(&'static str, &'static str)>, Vec<Object>, &'static str);
+
     /// Every way the authentication cannot be set up denies the route (503), never opens it.
     #[test]
     fn unusable_configuration_is_unavailable_never_open() {
         let good = || secret("default", "users", &[("auth", FILE)]);
-        let cases: Vec<(Vec<(&str, &str)>, Vec<Object>, &str)> = vec![
+        let cases: Vec<Case> = vec![
             (BASIC.to_vec(), vec![], "AuthSecretNotFound"),
             (
                 BASIC.to_vec(),
@@ -328,7 +333,11 @@ mod tests {
                 vec![good()],
                 "InvalidAnnotation",
             ),
-            (vec![("auth-type", "basic")], vec![good()], "AuthSecretNotSet"),
+            (
+                vec![("auth-type", "basic")],
+                vec![good()],
+                "AuthSecretNotSet",
+            ),
             (
                 vec![("auth-type", "basic"), ("auth-secret", "a/b/c")],
                 vec![good()],
@@ -379,7 +388,10 @@ mod tests {
         let o = objects(&BASIC, vec![]);
         let mut t = Translator::new(mk_config());
         let first = t.translate(&o);
-        assert!(matches!(auth_of(&first), Some(RouteAuth::Unavailable { .. })));
+        assert!(matches!(
+            auth_of(&first),
+            Some(RouteAuth::Unavailable { .. })
+        ));
         let created = Change::Upsert(secret("default", "users", &[("auth", FILE)]));
         assert!(t.affects(&o, &created));
         let unrelated = Change::Upsert(secret("default", "other", &[("auth", FILE)]));
