@@ -678,7 +678,25 @@ async fn kube_source_reads_basic_auth_secrets_hot() {
         "kubernetes.io/service-account-token",
         "alice:{PLAIN}a\n",
     ));
-    let ctl = control_loop();
+    // Another Ingress whose Opaque Secret exists from the start.
+    let mut early = api.get("ingresses", "default", "private").unwrap();
+    early["metadata"]["name"] = json!("early");
+    early["metadata"]["annotations"]["nginx.ingress.kubernetes.io/auth-secret"] = json!("early");
+    early["spec"]["rules"][0]["host"] = json!("early.example.com");
+    api.put(early);
+    let mut s = auth_secret("Opaque", "carol:{PLAIN}c\n");
+    s["metadata"]["name"] = json!("early");
+    api.put(s);
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<Arc<Snapshot>>::new()));
+    let rec = seen.clone();
+    let ctl = controller::spawn(
+        Translator::new(TranslateConfig::default()),
+        vec![controller::sink("recorder", move |s| {
+            rec.lock().unwrap().push(s.clone());
+            Ok(())
+        })],
+        LoopConfig::default(),
+    );
     let _tasks = kube_source::spawn(kube_client(&api).await, None, ctl.events.clone());
     let mut rx = ctl.snapshots.clone();
     let users = |s: &Snapshot| match &s.l7.hosts.get("private.example.com")?.routes[0].policy.auth {
@@ -695,6 +713,16 @@ async fn kube_source_reads_basic_auth_secrets_hot() {
             Some(RouteAuth::Unavailable { .. })
         ),
         "a token Secret is not an auth Secret"
+    );
+    // The first snapshot already had the Opaque Secrets: no 503 at start-up.
+    let first = seen.lock().unwrap()[0].clone();
+    assert!(
+        matches!(
+            first.l7.hosts["early.example.com"].routes[0].policy.auth,
+            Some(RouteAuth::Basic(_))
+        ),
+        "first snapshot: {:?}",
+        first.diagnostics
     );
     api.remove("secrets", "default", "basic-auth");
     api.put(auth_secret("Opaque", "alice:{PLAIN}a\n"));

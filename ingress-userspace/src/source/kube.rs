@@ -142,8 +142,7 @@ pub fn spawn_scoped(
     // Watchers report to the gatherer, which holds everything back until every kind has been
     // listed once (or INITIAL_SYNC_TIMEOUT passed), then forwards.
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
-    let kinds = KINDS + usize::from(scope.configmap.is_some());
-    let gatherer = tokio::spawn(gather_initial_sync(rx, events, kinds));
+    let events_out = events;
     let events = tx;
     let secret_apis: Vec<Api<Secret>> = match &scope.secret_namespaces {
         Some(list) => list
@@ -161,6 +160,22 @@ pub fn spawn_scoped(
                 .map(move |t| (api.clone(), cfg().fields(&format!("type={t}"))))
         })
         .collect();
+    // Every scope's first list counts: the Secret kind is listed once per namespace and type.
+    let mut lists: BTreeMap<ObjectKind, usize> = [
+        ObjectKind::Ingress,
+        ObjectKind::IngressClass,
+        ObjectKind::Service,
+        ObjectKind::EndpointSlice,
+        ObjectKind::Node,
+    ]
+    .into_iter()
+    .map(|k| (k, 1))
+    .collect();
+    lists.insert(ObjectKind::Secret, secret_scopes.len());
+    if scope.configmap.is_some() {
+        lists.insert(ObjectKind::ConfigMap, 1);
+    }
+    let gatherer = tokio::spawn(gather_initial_sync(rx, events_out, lists));
     let mut tasks = Vec::new();
     if let Some(cm) = &scope.configmap {
         tasks.push(tokio::spawn(watch_kind(
@@ -218,31 +233,31 @@ pub fn spawn_scoped(
 /// The Secret types translation reads: TLS certificates and basic-auth files.
 const SECRET_TYPES: [&str; 2] = ["kubernetes.io/tls", "Opaque"];
 
-/// The kinds the source always watches (plus the ConfigMap with `--configmap`); the first
-/// snapshot waits for all of them.
-const KINDS: usize = 6;
-
 /// How long the first snapshot waits for every kind's first list before going ahead with what
 /// it has (e.g. when RBAC forbids one kind).
 pub const INITIAL_SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Sends the first complete list of every kind as one `Batch` (so no snapshot sees Ingresses
-/// without their Services, which would answer 503 during a rolling restart), then forwards.
+/// without their Services, nor an auth route without its Secret, which would answer 503 during
+/// a rolling restart), then forwards. `lists`: how many first lists (scopes) each kind has.
 async fn gather_initial_sync(
     mut rx: tokio::sync::mpsc::Receiver<SourceEvent>,
     events: EventSender,
-    kinds: usize,
+    lists: BTreeMap<ObjectKind, usize>,
 ) {
     let deadline = tokio::time::Instant::now() + INITIAL_SYNC_TIMEOUT;
     let mut held: Vec<Change> = Vec::new();
     let mut first_at = None;
-    let mut listed = std::collections::BTreeSet::new();
-    while listed.len() < kinds {
+    let mut listed: BTreeMap<ObjectKind, usize> = BTreeMap::new();
+    while lists
+        .iter()
+        .any(|(k, n)| listed.get(k).copied().unwrap_or(0) < *n)
+    {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
             Ok(Some(ev)) => {
                 first_at.get_or_insert(ev.at);
                 if let Change::ReplaceKind(kind, _) = &ev.change {
-                    listed.insert(*kind);
+                    *listed.entry(*kind).or_default() += 1;
                 }
                 held.push(ev.change);
             }
