@@ -316,3 +316,60 @@ async fn secret_changes_apply_without_restart() {
     assert_eq!(ask("bcrypt2y").await, StatusCode::OK);
     assert_eq!(ask("apr1").await, StatusCode::UNAUTHORIZED);
 }
+
+/// Nothing behind the auth step sees an unauthenticated request: not the canary a header
+/// picks, not the `default-backend` that serves a route whose Service is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_and_default_backend_are_behind_the_auth_step() {
+    let main = HttpBackend::start("127.0.0.1:0".parse().unwrap(), "main").unwrap();
+    let canary = HttpBackend::start("127.0.0.1:0".parse().unwrap(), "canary").unwrap();
+    let fallback = HttpBackend::start("127.0.0.1:0".parse().unwrap(), "fallback").unwrap();
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let canary_ingress = format!(
+        "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: app-canary\n  \
+         namespace: default\n  annotations:\n    {N}canary: \"true\"\n    {N}canary-by-header: x-canary\n\
+         spec:\n  ingressClassName: xdp-ingress\n  rules:\n  - host: foo.bar.com\n    http:\n      \
+         paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: canary, port: {{number: 80}}}}}}}}\n"
+    );
+    let gone_ingress = format!(
+        "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: gone\n  \
+         namespace: default\n  annotations:\n    {N}default-backend: fallback\n    \
+         {N}auth-type: basic\n    {N}auth-secret: basic-auth\n\
+         spec:\n  ingressClassName: xdp-ingress\n  rules:\n  - host: gone.bar.com\n    http:\n      \
+         paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: gone, port: {{number: 80}}}}}}}}\n"
+    );
+    let rest = [
+        secret("basic-auth", &[("auth", htpasswd(&USERS[..1]))]),
+        "---\n".to_string(),
+        service_yaml("canary", canary.addr),
+        service_yaml("fallback", fallback.addr),
+        canary_ingress,
+        gone_ingress,
+    ]
+    .concat();
+    let snap = translated(&manifests(main.addr, "foo.bar.com", &BASIC, &rest), 1);
+    proxy.handle.apply(snap);
+    let c = http1_client();
+    let mut r = req(proxy.http(), "foo.bar.com", "/");
+    r.headers_mut()
+        .insert("x-canary", "always".parse().unwrap());
+    assert_eq!(send(&c, r).await.unwrap().status, StatusCode::UNAUTHORIZED);
+    let g = get(&c, proxy.http(), "gone.bar.com", "/").await;
+    assert_eq!(g.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        (main.requests(), canary.requests(), fallback.requests()),
+        (0, 0, 0)
+    );
+    // With credentials each goes where it would go without auth.
+    let mut r = with_basic(req(proxy.http(), "foo.bar.com", "/"), "apr1", "s3cret");
+    r.headers_mut()
+        .insert("x-canary", "always".parse().unwrap());
+    let g = send(&c, r).await.unwrap();
+    assert_eq!((g.status, g.pod()), (StatusCode::OK, "canary".to_string()));
+    let r = with_basic(req(proxy.http(), "gone.bar.com", "/"), "apr1", "s3cret");
+    let g = send(&c, r).await.unwrap();
+    assert_eq!(
+        (g.status, g.pod()),
+        (StatusCode::OK, "fallback".to_string())
+    );
+}
