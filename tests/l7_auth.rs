@@ -373,3 +373,31 @@ async fn canary_and_default_backend_are_behind_the_auth_step() {
         (StatusCode::OK, "fallback".to_string())
     );
 }
+
+/// A WebSocket upgrade without credentials is refused before any tunnel opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_upgrade_needs_credentials_too() {
+    let pod = HttpBackend::start("127.0.0.1:0".parse().unwrap(), "a").unwrap();
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let yaml = manifests(
+        pod.addr,
+        "foo.bar.com",
+        &BASIC,
+        &secret("basic-auth", &[("auth", htpasswd(&USERS[..1]))]),
+    );
+    proxy.handle.apply(translated(&yaml, 1));
+    let head = raw(
+        proxy.http(),
+        b"GET /chat HTTP/1.1\r\nHost: foo.bar.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        std::time::Duration::from_millis(500),
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("www-authenticate: basic realm=\"authentication required - foo\""),
+        "{head}"
+    );
+    assert_eq!(pod.requests(), 0);
+}
