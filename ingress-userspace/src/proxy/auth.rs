@@ -186,7 +186,9 @@ pub fn challenge(realm: &str) -> HeaderValue {
         v.push(c);
     }
     v.push('"');
-    HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("Basic realm=\"\""))
+    // Bytes, as nginx sends the realm: UTF-8 text is obs-text to HTTP, and allowed.
+    HeaderValue::from_bytes(v.as_bytes())
+        .unwrap_or_else(|_| HeaderValue::from_static("Basic realm=\"\""))
 }
 
 /// User and password of `Authorization: Basic <base64(user:password)>` (RFC 7617; the scheme
@@ -258,6 +260,11 @@ mod tests {
         assert_eq!(
             challenge("a \"b\" \\c"),
             "Basic realm=\"a \\\"b\\\" \\\\c\""
+        );
+        // UTF-8 goes out as sent (obs-text), not replaced by an empty realm.
+        assert_eq!(
+            challenge("Zugang für Mitarbeiter").as_bytes(),
+            "Basic realm=\"Zugang für Mitarbeiter\"".as_bytes()
         );
     }
 
