@@ -142,7 +142,7 @@ async fn kube_source_converges_on_create_update_delete() {
     for o in default_objects_json() {
         api.put(o);
     }
-    // A non-TLS secret is filtered out by the field selector.
+    // An Opaque Secret (basic-auth users) is read but named by nothing here.
     api.put(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "opaque", "namespace": "default"}, "type": "Opaque"}));
     // Record every snapshot a plane gets, to check the very first one.
     let seen = Arc::new(std::sync::Mutex::new(Vec::<Arc<Snapshot>>::new()));
@@ -647,6 +647,90 @@ async fn manifest_dir_follows_configmap_symlink_swaps() {
 /// `--secret-namespaces default,blog`: TLS Secrets are watched only there (one namespaced watch
 /// each, never the cluster-wide list), both namespaces' Secrets are served side by side, and an
 /// Ingress whose Secret is elsewhere gets a diagnostic instead of a silent "not found".
+/// The auth Secret of `auth-type: basic` comes through the same watch as TLS Secrets (its type
+/// is `Opaque`); its changes apply hot; Secrets of other types are never read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_source_reads_basic_auth_secrets_hot() {
+    use base64::Engine as _;
+    use xdp_ingress::model::RouteAuth;
+    let api = ApiServer::start().await.unwrap();
+    for o in default_objects_json() {
+        api.put(o);
+    }
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let auth_secret = |ty: &str, file: &str| {
+        json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "basic-auth", "namespace": "default"},
+            "type": ty, "data": {"auth": b64(file)}})
+    };
+    api.put(
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "private", "namespace": "default", "annotations": {
+            "nginx.ingress.kubernetes.io/auth-type": "basic",
+            "nginx.ingress.kubernetes.io/auth-secret": "basic-auth"}},
+        "spec": {"ingressClassName": "xdp-ingress",
+            "rules": [{"host": "private.example.com", "http": {"paths": [{"path": "/",
+                "pathType": "Prefix",
+                "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}}),
+    );
+    // Not a type translation reads: as if absent.
+    api.put(auth_secret(
+        "kubernetes.io/service-account-token",
+        "alice:{PLAIN}a\n",
+    ));
+    // Another Ingress whose Opaque Secret exists from the start.
+    let mut early = api.get("ingresses", "default", "private").unwrap();
+    early["metadata"]["name"] = json!("early");
+    early["metadata"]["annotations"]["nginx.ingress.kubernetes.io/auth-secret"] = json!("early");
+    early["spec"]["rules"][0]["host"] = json!("early.example.com");
+    api.put(early);
+    let mut s = auth_secret("Opaque", "carol:{PLAIN}c\n");
+    s["metadata"]["name"] = json!("early");
+    api.put(s);
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<Arc<Snapshot>>::new()));
+    let rec = seen.clone();
+    let ctl = controller::spawn(
+        Translator::new(TranslateConfig::default()),
+        vec![controller::sink("recorder", move |s| {
+            rec.lock().unwrap().push(s.clone());
+            Ok(())
+        })],
+        LoopConfig::default(),
+    );
+    let _tasks = kube_source::spawn(kube_client(&api).await, None, ctl.events.clone());
+    let mut rx = ctl.snapshots.clone();
+    let users = |s: &Snapshot| match &s.l7.hosts.get("private.example.com")?.routes[0].policy.auth {
+        Some(RouteAuth::Basic(b)) => Some(b.users.len()),
+        _ => None,
+    };
+    let s = converge(&mut rx, "auth route", |s| {
+        s.l7.hosts.contains_key("private.example.com")
+    })
+    .await;
+    assert!(
+        matches!(
+            s.l7.hosts["private.example.com"].routes[0].policy.auth,
+            Some(RouteAuth::Unavailable { .. })
+        ),
+        "a token Secret is not an auth Secret"
+    );
+    // The first snapshot already had the Opaque Secrets: no 503 at start-up.
+    let first = seen.lock().unwrap()[0].clone();
+    assert!(
+        matches!(
+            first.l7.hosts["early.example.com"].routes[0].policy.auth,
+            Some(RouteAuth::Basic(_))
+        ),
+        "first snapshot: {:?}",
+        first.diagnostics
+    );
+    api.remove("secrets", "default", "basic-auth");
+    api.put(auth_secret("Opaque", "alice:{PLAIN}a\n"));
+    converge(&mut rx, "Opaque auth Secret read", |s| users(s) == Some(1)).await;
+    api.put(auth_secret("Opaque", "alice:{PLAIN}a\nbob:{PLAIN}b\n"));
+    converge(&mut rx, "a new user, hot", |s| users(s) == Some(2)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secret_namespaces_watch_only_the_listed_namespaces() {
     let api = ApiServer::start().await.unwrap();

@@ -154,6 +154,9 @@ pub struct Explanation {
     /// How the request is sent to an HTTP/1 pod (absent when it is not forwarded).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_http: Option<UpstreamHttpInfo>,
+    /// The route's authentication step, if any (never the users' hashes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthInfo>,
     /// Problems the control plane reported for the Ingress that matched (and its canary),
     /// for Ingresses that name this host but are not (fully) served (e.g. snippets refused),
     /// and for the backends' EndpointSlices (refused endpoint addresses).
@@ -230,6 +233,40 @@ pub struct CanaryInfo {
     pub canary_probability: f64,
 }
 
+/// A route's authentication ([`crate::proxy::auth`]) as `explain` shows it: where the users
+/// come from and how many there are, never a hash.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AuthInfo {
+    /// Requests need `Authorization: Basic` credentials of a user of `secret` (else 401).
+    Basic {
+        realm: String,
+        secret: ObjectRef,
+        secret_type: crate::model::AuthSecretType,
+        users: usize,
+        schemes: Vec<crate::model::htpasswd::Scheme>,
+    },
+    /// The authentication cannot be set up: every request gets 503.
+    Unavailable { reason: String },
+}
+
+impl AuthInfo {
+    fn of(auth: &crate::model::RouteAuth) -> AuthInfo {
+        match auth {
+            crate::model::RouteAuth::Basic(b) => AuthInfo::Basic {
+                realm: b.realm.clone(),
+                secret: b.secret.clone(),
+                secret_type: b.secret_type,
+                users: b.users.len(),
+                schemes: b.users.schemes(),
+            },
+            crate::model::RouteAuth::Unavailable { reason } => AuthInfo::Unavailable {
+                reason: reason.clone(),
+            },
+        }
+    }
+}
+
 /// A route's error pages ([`crate::proxy::error_pages`]) as `explain` shows them.
 #[derive(Debug, Serialize)]
 pub struct ErrorPagesInfo {
@@ -286,6 +323,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
         error_pages: None,
         upstream_http: None,
         response_headers: Vec::new(),
+        auth: None,
         diagnostics: Vec::new(),
         snapshot_version: snapshot.version,
     };
@@ -473,6 +511,17 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                 CompiledAction::Respond { status, reason } => {
                     e.outcome = Outcome::Respond;
                     e.status = Some(*status);
+                    e.reason = reason.clone();
+                }
+            }
+            // The proxy's auth step comes after the redirects, before the route's action.
+            if let Some(auth) = &route.policy.auth {
+                e.auth = Some(AuthInfo::of(auth));
+                if e.outcome != Outcome::Redirect
+                    && let crate::model::RouteAuth::Unavailable { reason } = auth
+                {
+                    e.outcome = Outcome::Respond;
+                    e.status = Some(503);
                     e.reason = reason.clone();
                 }
             }
@@ -1025,6 +1074,53 @@ mod tests {
         let e = explain(&s, &ask("OPTIONS", "https://evil.test"));
         assert_eq!(e.outcome, Outcome::Route);
         assert!(e.response_headers.is_empty());
+    }
+
+    /// `explain` says a route needs basic auth and from which Secret, never a hash; an
+    /// unusable auth configuration is the 503 the proxy answers.
+    #[test]
+    fn shows_basic_auth_without_hashes() {
+        let dir = std::env::temp_dir().join(format!("xi-explain-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ingress = |name: &str, host: &str, secret: &str| {
+            format!(
+                "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  \
+                 namespace: default\n  annotations: {{nginx.ingress.kubernetes.io/auth-type: basic, \
+                 nginx.ingress.kubernetes.io/auth-secret: {secret}, \
+                 nginx.ingress.kubernetes.io/auth-realm: Staff}}\nspec:\n  ingressClassName: xdp-ingress\n  \
+                 rules:\n  - host: {host}\n    http:\n      paths:\n      - {{path: /, \
+                 pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}\n"
+            )
+        };
+        let yaml = [
+            "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\n\
+             spec:\n  ports: [{port: 80}]\n---\napiVersion: v1\nkind: Secret\n\
+             metadata: {name: users, namespace: default}\ntype: Opaque\n\
+             stringData: {auth: \"alice:$apr1$Xy3kLm9q$hc3SRGwDRb7MUkg4w6KQp0\\n\"}\n"
+                .to_string(),
+            ingress("private", "private.test", "users"),
+            ingress("broken", "broken.test", "missing"),
+        ]
+        .concat();
+        std::fs::write(dir.join("all.yaml"), yaml).unwrap();
+        let s = load_snapshot(&dir, &TranslateConfig::default()).unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+        let e = explain(&s, &q("private.test", "/"));
+        let shown = serde_json::to_string(&e).unwrap();
+        assert!(shown.contains("\"type\":\"basic\""), "{shown}");
+        assert!(
+            shown.contains("\"users\":1") && shown.contains("Apr1"),
+            "{shown}"
+        );
+        assert!(shown.contains("\"realm\":\"Staff\""), "{shown}");
+        assert!(
+            !shown.contains("hc3SRG") && !shown.contains("Xy3kLm9q"),
+            "{shown}"
+        );
+        let e = explain(&s, &q("broken.test", "/"));
+        assert_eq!(e.status, Some(503), "{e:?}");
+        assert_eq!(e.outcome, Outcome::Respond);
+        assert!(e.reason.contains("AuthSecretNotFound"), "{}", e.reason);
     }
 
     #[test]

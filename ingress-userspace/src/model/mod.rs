@@ -1,5 +1,7 @@
-//! The immutable routing [`Snapshot`] and the pure translation that builds it from objects.
+//! The immutable routing [`Snapshot`] and the pure translation that builds it from objects;
+//! [`htpasswd`]: the password files and hashes of basic authentication.
 
+pub mod htpasswd;
 pub mod snapshot;
 pub mod translate;
 

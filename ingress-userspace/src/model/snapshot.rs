@@ -435,6 +435,9 @@ pub struct RoutePolicy {
     pub upstream_http: UpstreamHttp,
     /// Headers set on the route's responses and CORS preflights answered locally.
     pub response: ResponsePolicy,
+    /// Who may use the route (authentication annotations); checked after the allowlist, as
+    /// nginx's access phase runs `allow`/`deny` before `auth_basic` (`satisfy all`).
+    pub auth: Option<RouteAuth>,
 }
 
 /// When a failed attempt goes on to another endpoint: nginx's `proxy_next_upstream`,
@@ -605,6 +608,40 @@ pub enum CorsOrigins {
     /// after `://` stands for one DNS label, `[A-Za-z0-9-]+`); the header echoes the request's
     /// `Origin`. Empty: no request is allowed.
     List(Vec<String>),
+}
+
+/// A route's authentication step. A configuration that cannot be used never lets a request
+/// through: it is [`RouteAuth::Unavailable`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteAuth {
+    /// `auth-type: basic`: RFC 7617 credentials checked against an htpasswd Secret.
+    Basic(Arc<BasicAuth>),
+    /// The authentication the Ingress asks for cannot be set up (Secret missing, key missing,
+    /// other namespace, unknown or unsupported `auth-type`): every request gets 503, as
+    /// ingress-nginx's denied location (`return 503`).
+    Unavailable { reason: String },
+}
+
+/// Basic authentication of a route (ingress-nginx `auth-type: basic`, nginx `auth_basic`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BasicAuth {
+    /// `auth-realm` (default empty, as ingress-nginx), sent as
+    /// `WWW-Authenticate: Basic realm="..."` with a 401.
+    pub realm: String,
+    /// `auth-secret`: where the users come from.
+    pub secret: ObjectRef,
+    /// `auth-secret-type`: `auth-file` (the `auth` key is an htpasswd file) or `auth-map`.
+    pub secret_type: AuthSecretType,
+    /// Users and their hashes; `Debug` shows only how many.
+    pub users: Arc<crate::model::htpasswd::Htpasswd>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum AuthSecretType {
+    /// `auth-file`: key `auth` holds an htpasswd file (the default).
+    AuthFile,
+    /// `auth-map`: each key is a user, its value the hash.
+    AuthMap,
 }
 
 /// ingress-nginx's `rewrite-target`, `x-forwarded-prefix` and `upstream-vhost`.

@@ -16,8 +16,8 @@ use bytes::Bytes;
 use http::{
     HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
     header::{
-        ALLOW, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, HOST, LOCATION, SET_COOKIE,
-        STRICT_TRANSPORT_SECURITY, TRAILER, TRANSFER_ENCODING, USER_AGENT,
+        ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, HOST, LOCATION, SET_COOKIE,
+        STRICT_TRANSPORT_SECURITY, TRAILER, TRANSFER_ENCODING, USER_AGENT, WWW_AUTHENTICATE,
     },
     uri::{Authority, PathAndQuery, Scheme},
 };
@@ -286,6 +286,21 @@ async fn route(
                 out.reason = Some(SOURCE_DENIED.into());
                 return local(StatusCode::FORBIDDEN, SOURCE_DENIED);
             }
+            // After the allowlist (nginx `satisfy all`: access module, then auth_basic), before
+            // the route's action: no backend, default backend or canary sees an unauthenticated
+            // request.
+            if let Some(auth) = &route.policy.auth {
+                if let Err(refused) = shared.auth.admit(auth, req.headers()).await {
+                    out.reason = Some(refused.reason.clone());
+                    let mut resp = local(refused.status, &refused.reason);
+                    if let Some(c) = refused.challenge {
+                        resp.headers_mut().insert(WWW_AUTHENTICATE, c);
+                    }
+                    return resp;
+                }
+                // ingress-nginx: `proxy_set_header Authorization ""` under auth_basic.
+                req.headers_mut().remove(AUTHORIZATION);
+            }
             match &route.action {
                 CompiledAction::Respond { status, reason } => {
                     // A route whose Service is missing has no endpoints: its default backend
@@ -312,7 +327,10 @@ async fn route(
                             let intercept =
                                 Intercept::new(route, rt.routes.default_backend(), up, &req);
                             // The rewrite step, 3: the path the backend sees.
-                            if let Some(pq) = rewrite::rewrite(route, target.path, target.query) {
+                            // (`req`'s own URI: `target` borrowed it before the auth step changed
+                            // its headers; they are the same path and query.)
+                            let uri = req.uri();
+                            if let Some(pq) = rewrite::rewrite(route, uri.path(), uri.query()) {
                                 let Ok(pq) = PathAndQuery::try_from(pq) else {
                                     out.reason = Some("rewrite-target made an invalid path".into());
                                     return local(StatusCode::INTERNAL_SERVER_ERROR, "rewrite");

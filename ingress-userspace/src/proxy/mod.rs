@@ -10,6 +10,7 @@
 pub mod access_log;
 pub mod allowlist;
 pub mod args;
+pub mod auth;
 pub mod authority;
 pub mod body;
 pub mod canary;
@@ -158,6 +159,8 @@ pub(crate) struct Shared {
     pub metrics: Arc<Metrics>,
     pub access_log: Option<Arc<AccessLog>>,
     pub certs: Arc<CertStore>,
+    /// Routes' authentication step: bounded hash checks and their cache.
+    pub auth: auth::Authenticator,
     /// Label for "none" in metrics.
     pub dash: Arc<String>,
 }
@@ -240,6 +243,7 @@ impl Proxy {
             metrics,
             access_log: AccessLog::start(args.access_log_format).map(Arc::new),
             certs,
+            auth: auth::Authenticator::default(),
             dash: Arc::new("-".into()),
             live: ArcSwap::from_pointee(settings::Live::new(&args, &Default::default())),
             args,

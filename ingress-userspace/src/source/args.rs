@@ -25,11 +25,12 @@ pub struct SourceArgs {
     /// Watch only this namespace (default: all).
     #[arg(long)]
     pub namespace: Option<String>,
-    /// Read TLS Secrets and ConfigMaps (those `custom-headers` names) only in these namespaces
-    /// (comma-separated) and the --configmap one, one namespaced watch each, so the RBAC needs
-    /// namespaced Roles there instead of cluster-wide access. An Ingress whose TLS Secret is
-    /// elsewhere gets a `TlsSecretNotWatched` diagnostic and the default certificate.
-    /// Default: every namespace (or --namespace).
+    /// Read Secrets (TLS certificates, basic-auth users) and ConfigMaps (those `custom-headers`
+    /// names) only in these namespaces (comma-separated) and the --configmap one, namespaced
+    /// watches each, so the RBAC needs namespaced Roles there instead of cluster-wide access. An
+    /// Ingress whose TLS Secret is elsewhere gets a `TlsSecretNotWatched` diagnostic and the
+    /// default certificate; one whose `auth-secret` is elsewhere, `AuthSecretNotWatched` and
+    /// 503. Default: every namespace (or --namespace).
     #[arg(long, value_delimiter = ',', value_parser = parse_namespace)]
     pub secret_namespaces: Vec<String>,
     /// IngressClass name matched by `ingressClassName` (without an IngressClass object) and by

@@ -1,9 +1,12 @@
 //! The Kubernetes API source: one kube-rs watcher per kind (Ingress, IngressClass, Service,
-//! EndpointSlice, TLS Secrets, ConfigMaps, Node), with backoff. With `--secret-namespaces`, TLS
-//! Secrets and ConfigMaps are watched in each listed namespace instead (one namespaced watch
-//! each, merged into one view of the kind), so no cluster-wide Secret access is needed.
-//! ConfigMaps (the controller's `--configmap`, those `custom-headers` names) are watched where
-//! Secrets are, plus the `--configmap` namespace.
+//! EndpointSlice, Secrets, ConfigMaps, Node), with backoff. Secrets are watched by type,
+//! only those translation reads: `kubernetes.io/tls` (certificates) and `Opaque` (basic-auth
+//! htpasswd files, as `kubectl create secret generic` makes them), two watches merged into one
+//! view of the kind; service-account tokens, Helm releases and the like never reach the store.
+//! With `--secret-namespaces`, Secrets and ConfigMaps are watched in each listed namespace
+//! instead (one namespaced watch per namespace and type, merged into one view of the kind), so
+//! no cluster-wide Secret access is needed. ConfigMaps (the controller's `--configmap`, those
+//! `custom-headers` names) are watched where Secrets are, plus the `--configmap` namespace.
 //!
 //! A watcher's (re-)list is buffered and sent as one `ReplaceKind`, so objects deleted while the
 //! connection was down disappear on reconnect; `410 Gone` makes kube-rs re-list, which lands
@@ -140,8 +143,7 @@ pub fn spawn_scoped(
     // Watchers report to the gatherer, which holds everything back until every kind has been
     // listed once (or INITIAL_SYNC_TIMEOUT passed), then forwards.
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
-    let kinds = KINDS;
-    let gatherer = tokio::spawn(gather_initial_sync(rx, events, kinds));
+    let events_out = events;
     let events = tx;
     let secret_apis: Vec<Api<Secret>> = match &scope.secret_namespaces {
         Some(list) => list
@@ -150,21 +152,44 @@ pub fn spawn_scoped(
             .collect(),
         None => vec![api::<Secret>(&client, namespace)],
     };
+    // A Secret's type is immutable, so the two selectors never both see one Secret.
+    let secret_scopes: Vec<(Api<Secret>, watcher::Config)> = secret_apis
+        .into_iter()
+        .flat_map(|api| {
+            SECRET_TYPES
+                .iter()
+                .map(move |t| (api.clone(), cfg().fields(&format!("type={t}"))))
+        })
+        .collect();
     // One watcher for the kind (a second one's re-list would replace the first's objects).
-    let configmap_apis: Vec<Api<ConfigMap>> = match configmap_namespaces(
+    let configmap_scopes: Vec<(Api<ConfigMap>, watcher::Config)> = match configmap_namespaces(
         scope.secret_namespaces.as_deref(),
         namespace,
         &scope.configmap,
     ) {
         Some(list) => list
             .iter()
-            .map(|ns| Api::namespaced(client.clone(), ns))
+            .map(|ns| (Api::namespaced(client.clone(), ns), cfg()))
             .collect(),
-        None => vec![Api::all(client.clone())],
+        None => vec![(Api::all(client.clone()), cfg())],
     };
+    // Every scope's first list counts: the Secret kind is listed once per namespace and type,
+    // the ConfigMap kind once per namespace.
+    let mut lists: BTreeMap<ObjectKind, usize> = [
+        ObjectKind::Ingress,
+        ObjectKind::IngressClass,
+        ObjectKind::Service,
+        ObjectKind::EndpointSlice,
+        ObjectKind::Node,
+    ]
+    .into_iter()
+    .map(|k| (k, 1))
+    .collect();
+    lists.insert(ObjectKind::Secret, secret_scopes.len());
+    lists.insert(ObjectKind::ConfigMap, configmap_scopes.len());
+    let gatherer = tokio::spawn(gather_initial_sync(rx, events_out, lists));
     let mut tasks = vec![tokio::spawn(watch_kind(
-        configmap_apis,
-        cfg(),
+        configmap_scopes,
         ObjectKind::ConfigMap,
         |o| Object::ConfigMap(trim_configmap(o).into()),
         events.clone(),
@@ -172,43 +197,37 @@ pub fn spawn_scoped(
     tasks.extend([
         gatherer,
         tokio::spawn(watch_kind(
-            vec![api::<Ingress>(&client, namespace)],
-            cfg(),
+            vec![(api::<Ingress>(&client, namespace), cfg())],
             ObjectKind::Ingress,
             |o| Object::Ingress(trim_ingress(o).into()),
             events.clone(),
         )),
         tokio::spawn(watch_kind(
-            vec![Api::<IngressClass>::all(client.clone())],
-            cfg(),
+            vec![(Api::<IngressClass>::all(client.clone()), cfg())],
             ObjectKind::IngressClass,
             |o| Object::IngressClass(o.into()),
             events.clone(),
         )),
         tokio::spawn(watch_kind(
-            vec![api::<Service>(&client, namespace)],
-            cfg(),
+            vec![(api::<Service>(&client, namespace), cfg())],
             ObjectKind::Service,
             |o| Object::Service(o.into()),
             events.clone(),
         )),
         tokio::spawn(watch_kind(
-            vec![api::<EndpointSlice>(&client, namespace)],
-            cfg(),
+            vec![(api::<EndpointSlice>(&client, namespace), cfg())],
             ObjectKind::EndpointSlice,
             |o| Object::EndpointSlice(o.into()),
             events.clone(),
         )),
         tokio::spawn(watch_kind(
-            secret_apis,
-            cfg().fields("type=kubernetes.io/tls"),
+            secret_scopes,
             ObjectKind::Secret,
             |o| Object::Secret(o.into()),
             events.clone(),
         )),
         tokio::spawn(watch_kind(
-            vec![Api::<Node>::all(client)],
-            cfg(),
+            vec![(Api::<Node>::all(client), cfg())],
             ObjectKind::Node,
             |o| Object::Node(trim_node(o).into()),
             events,
@@ -217,8 +236,8 @@ pub fn spawn_scoped(
     tasks
 }
 
-/// The kinds the source watches; the first snapshot waits for all of them.
-const KINDS: usize = 7;
+/// The Secret types translation reads: TLS certificates and basic-auth files.
+const SECRET_TYPES: [&str; 2] = ["kubernetes.io/tls", "Opaque"];
 
 /// Where ConfigMaps are watched: where Secrets are (`--secret-namespaces`, else `--namespace`)
 /// and the controller ConfigMap's namespace; `None`: every namespace.
@@ -249,22 +268,26 @@ fn trim_configmap(mut o: ConfigMap) -> ConfigMap {
 pub const INITIAL_SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Sends the first complete list of every kind as one `Batch` (so no snapshot sees Ingresses
-/// without their Services, which would answer 503 during a rolling restart), then forwards.
+/// without their Services, nor an auth route without its Secret, which would answer 503 during
+/// a rolling restart), then forwards. `lists`: how many first lists (scopes) each kind has.
 async fn gather_initial_sync(
     mut rx: tokio::sync::mpsc::Receiver<SourceEvent>,
     events: EventSender,
-    kinds: usize,
+    lists: BTreeMap<ObjectKind, usize>,
 ) {
     let deadline = tokio::time::Instant::now() + INITIAL_SYNC_TIMEOUT;
     let mut held: Vec<Change> = Vec::new();
     let mut first_at = None;
-    let mut listed = std::collections::BTreeSet::new();
-    while listed.len() < kinds {
+    let mut listed: BTreeMap<ObjectKind, usize> = BTreeMap::new();
+    while lists
+        .iter()
+        .any(|(k, n)| listed.get(k).copied().unwrap_or(0) < *n)
+    {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
             Ok(Some(ev)) => {
                 first_at.get_or_insert(ev.at);
                 if let Change::ReplaceKind(kind, _) = &ev.change {
-                    listed.insert(*kind);
+                    *listed.entry(*kind).or_default() += 1;
                 }
                 held.push(ev.change);
             }
@@ -326,12 +349,12 @@ fn trim_node(mut o: Node) -> Node {
     trim(o)
 }
 
-/// Watches one kind through one or more APIs (scopes: namespaces). Each scope's (re-)list is
+/// Watches one kind through one or more APIs (scopes: namespaces, Secret types), each with its
+/// own list/watch options. Each scope's (re-)list is
 /// buffered; when one completes, the kind is replaced whole by what every scope listed so far
 /// and updated since, so one namespace's re-list never drops another's.
 async fn watch_kind<K>(
-    apis: Vec<Api<K>>,
-    config: watcher::Config,
+    apis: Vec<(Api<K>, watcher::Config)>,
     kind: ObjectKind,
     wrap: fn(K) -> Object,
     events: EventSender,
@@ -339,12 +362,13 @@ async fn watch_kind<K>(
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
     let scopes = apis.len();
-    let mut stream = futures::stream::select_all(apis.into_iter().enumerate().map(|(i, api)| {
-        watcher::watcher(api, config.clone())
-            .backoff(QuickBackoff::default())
-            .map(move |item| (i, item))
-            .boxed()
-    }));
+    let mut stream =
+        futures::stream::select_all(apis.into_iter().enumerate().map(|(i, (api, config))| {
+            watcher::watcher(api, config)
+                .backoff(QuickBackoff::default())
+                .map(move |item| (i, item))
+                .boxed()
+        }));
     let mut buffers: Vec<Vec<Object>> = vec![Vec::new(); scopes];
     // With several scopes: each scope's current objects, `None` until its first list (and
     // always with one scope, whose list is the whole kind).

@@ -267,6 +267,17 @@ impl<'a> L7Builder<'a> {
             self.enable_passthrough,
             self.diags,
         );
+        let mut reader =
+            annotations::Reader::new(ing.metadata.annotations.as_ref(), &oref, self.diags);
+        if let Some(auth) = super::auth::parse(
+            &mut reader,
+            &ns,
+            self.objects,
+            self.secret_namespaces.as_deref(),
+            &mut self.refs.secrets,
+        ) {
+            Arc::make_mut(&mut opts.policy).auth = Some(auth);
+        }
         let compatible = compat::is_compatible(ing, &self.compatible_classes);
         let Some(spec) = ing.spec.as_ref() else {
             self.diags

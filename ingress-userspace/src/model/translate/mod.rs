@@ -8,6 +8,7 @@
 //! - [`node_local`]: endpoint addresses that point into the node, refused.
 //! - [`annotations`]: ingress-nginx annotations -> route policy and upstream options.
 //! - [`affinity`]: ingress-nginx cookie session affinity annotations.
+//! - [`auth`]: authentication annotations (basic auth from an htpasswd Secret).
 //! - [`canary`]: ingress-nginx canary Ingresses, merged into the main routes.
 //! - [`errors`]: `default-backend` and `custom-http-errors` annotations.
 //! - [`next_upstream`]: `proxy-next-upstream*` (annotations and ConfigMap keys).
@@ -24,6 +25,7 @@
 
 pub mod affinity;
 pub mod annotations;
+pub mod auth;
 pub mod canary;
 pub mod class;
 pub mod compat;
