@@ -88,7 +88,7 @@ fn try_handle(ctx: &TcContext, redirect: bool) -> Option<i32> {
         };
         if tombstone::late_reply(&key, flags) {
             stats::count(Stat::DropLateReply, u64::from(ctx.len()));
-            return Some(TC_ACT_SHOT as i32);
+            return Some(TC_ACT_SHOT);
         }
         return None;
     };
