@@ -1024,9 +1024,13 @@ async fn allowlist_source_range_from_ingress_yaml_answers_403_outside_it() {
         (&[(ALLOW, "10.0.0.0/8,127.0.0.0/8")], StatusCode::OK),
         (&[(ALLOW, "127.0.0.1/32")], StatusCode::OK),
         (&[(ALLOW, "127.0.0.2/32")], StatusCode::FORBIDDEN),
-        // The older annotation name works the same; a bad CIDR fails closed.
+        // The older annotation name works the same; a bad CIDR fails closed as
+        // ingress-nginx's denied location: 503 for everyone (ipallowlist LocationDeniedError).
         (&[(WHITELIST, "0.0.0.0/0")], StatusCode::OK),
-        (&[(ALLOW, "127.0.0.0/8, not-a-cidr")], StatusCode::FORBIDDEN),
+        (
+            &[(ALLOW, "127.0.0.0/8, not-a-cidr")],
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
     ];
     let mut forbidden = 0;
     for (v, (annotations, want)) in cases.into_iter().enumerate() {
@@ -1043,6 +1047,8 @@ async fn allowlist_source_range_from_ingress_yaml_answers_403_outside_it() {
             assert_eq!(g.header(REASON_HEADER), SOURCE_DENIED);
             assert_eq!(&g.body[..], b"403 Forbidden\n");
             assert_eq!(a.requests(), before, "denied request reached the backend");
+        } else if want == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(a.requests(), before, "denied location reached the backend");
         } else {
             assert_eq!(g.pod(), "a");
         }
@@ -3860,6 +3866,35 @@ async fn controller_configmap_ssl_redirect_is_the_default_an_annotation_override
     proxy
         .handle
         .apply(translated_with_configmap(3, &format!("{annotated}{off}")));
+    assert_eq!(status().await.status, StatusCode::PERMANENT_REDIRECT);
+
+    // lua_ingress.lua: the Location drops one trailing `/` of the request URI unless
+    // `preserve-trailing-slash`; ConfigMap `http-redirect-code` sets the status.
+    let https = proxy.https().port();
+    let g = get(&c, proxy.http(), "tls.test", "/tp/").await;
+    assert_eq!(g.header("location"), format!("https://tls.test:{https}/tp"));
+    let keep = tls_ingress_yaml(
+        "tls.test",
+        a.addr,
+        &[("nginx.ingress.kubernetes.io/preserve-trailing-slash", "true")],
+    );
+    let code = configmap_yaml(&[("http-redirect-code", "301")]);
+    proxy
+        .handle
+        .apply(translated_with_configmap(4, &format!("{keep}{code}")));
+    let g = get(&c, proxy.http(), "tls.test", "/tp/").await;
+    assert_eq!(g.status, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(g.header("location"), format!("https://tls.test:{https}/tp/"));
+    let bad = configmap_yaml(&[("http-redirect-code", "303")]);
+    let snap = translated_with_configmap(5, &format!("{site}{bad}"));
+    assert!(
+        snap.diagnostics
+            .iter()
+            .any(|d| d.reason == "InvalidConfigMapValue"),
+        "{:?}",
+        snap.diagnostics
+    );
+    proxy.handle.apply(snap);
     assert_eq!(status().await.status, StatusCode::PERMANENT_REDIRECT);
 }
 

@@ -494,9 +494,15 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                     e.upstream_host = route.policy.rewrite.upstream_vhost.clone();
                     if !q.https && host.tls && route.policy.ssl_redirect != Some(false) {
                         e.outcome = Outcome::Redirect;
-                        e.status = Some(308);
-                        let name = crate::proxy::router::normalize_host(&target.host);
-                        e.redirect_to = Some(format!("https://{name}{}", target.path_and_query));
+                        e.status = Some(
+                            snapshot.l7.settings.http_redirect_code.unwrap_or(308),
+                        );
+                        e.redirect_to = Some(rewrite::https_location(
+                            &target.host,
+                            443,
+                            target.path_and_query.as_str(),
+                            route.policy.preserve_trailing_slash,
+                        ));
                         e.reason = "host has TLS and the request is plain HTTP".into();
                     } else {
                         e.outcome = Outcome::Route;

@@ -22,8 +22,8 @@ use crate::{
     model::{
         ObjectKind, ObjectRef,
         translate::{
-            annotations, class::LEGACY_CLASS_ANNOTATION, configmap, diagnostics::Diagnostics,
-            support,
+            annotations, canary, class::LEGACY_CLASS_ANNOTATION, configmap,
+            diagnostics::Diagnostics, support,
         },
     },
     source::{args::parse_key, files::ManifestDir},
@@ -225,6 +225,8 @@ pub fn report<'a>(
             .any(|e| support::strip_prefix(&e.name).is_some_and(support::is_snippet));
         let mut d = Diagnostics::default();
         annotations::parse(a, &oref, &mut d);
+        // Canary annotations are read apart (canary Ingresses serve nothing of their own).
+        canary::parse(a, &oref, &mut d);
         out.push(IngressReport {
             namespace: oref.namespace,
             name: oref.name,
@@ -432,5 +434,22 @@ mod tests {
         assert!(!r.same_behaviour);
         assert_eq!(r.ingresses[0].problems.len(), 1);
         assert!(r.ingresses[0].problems[0].starts_with("InvalidAnnotation: "));
+    }
+
+    /// What `run` reports about canary annotations, `migrate` reports too: a bad pattern and
+    /// a weight on an Ingress that is no canary.
+    #[test]
+    fn canary_problems_are_reported() {
+        let (i, _) = load(
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: a\n  annotations:\n    nginx.ingress.kubernetes.io/canary: \"true\"\n    nginx.ingress.kubernetes.io/canary-by-header: x\n    nginx.ingress.kubernetes.io/canary-by-header-pattern: \"(unclosed\"\n---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: b\n  annotations:\n    nginx.ingress.kubernetes.io/canary-weight: \"20\"\n",
+        );
+        let r = report(&i, None, None);
+        assert!(!r.same_behaviour);
+        let problems: Vec<&str> = r
+            .ingresses
+            .iter()
+            .flat_map(|i| i.problems.iter().map(|p| p.split(':').next().unwrap_or_default()))
+            .collect();
+        assert_eq!(problems, ["InvalidAnnotation", "CanaryNotEnabled"], "{:?}", r.ingresses);
     }
 }

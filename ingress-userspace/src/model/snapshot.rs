@@ -270,6 +270,9 @@ pub struct ProxySettings {
     /// `add-headers`: `(name, value)` set on every response, replacing the pod's (names lower
     /// case, checked); a route's `custom-headers` and CORS headers win over these.
     pub add_headers: Vec<(String, String)>,
+    /// `http-redirect-code`: status of the HTTP to HTTPS and from/to-www redirects (301, 302,
+    /// 307 or 308); `None`: 308.
+    pub http_redirect_code: Option<u16>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -416,6 +419,9 @@ pub struct WeightedUpstream {
 pub struct RoutePolicy {
     /// Redirect plain HTTP to HTTPS (308); defaults to true for hosts with TLS.
     pub ssl_redirect: Option<bool>,
+    /// `preserve-trailing-slash`: the HTTPS redirect keeps a trailing `/` of the request URI
+    /// (ingress-nginx's lua_ingress.lua strips one by default).
+    pub preserve_trailing_slash: bool,
     pub timeouts: Timeouts,
     /// Maximum request body in bytes (`proxy-body-size`); `None` uses the proxy default,
     /// `Some(u64::MAX)` means unlimited (`proxy-body-size: "0"`).
@@ -574,9 +580,10 @@ pub struct ResponsePolicy {
     /// `custom-headers`: `(name, value)` set on every response, replacing the pod's header of
     /// the same name (nginx `more_set_headers`). Names lower case, values checked to be valid.
     pub headers: Vec<(String, String)>,
-    /// `custom-headers` cannot be honoured (ConfigMap missing, a header refused): every
-    /// request of the route is answered 503 with this reason, as ingress-nginx denies the
-    /// location.
+    /// The location is denied, as ingress-nginx denies it (`LocationDeniedError`, nginx.tmpl
+    /// `return 503`): `custom-headers` cannot be honoured (ConfigMap missing, a header
+    /// refused) or `allowlist-source-range` has an invalid CIDR. Every request of the route is
+    /// answered 503 with this reason.
     pub denied: Option<String>,
 }
 

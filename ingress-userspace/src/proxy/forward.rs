@@ -255,10 +255,10 @@ async fn route(
             out.host = Some(Arc::clone(&vh.label));
             out.path = Some(Arc::clone(&route.path_label));
             if let Some(why) = &route.policy.response.denied {
-                // ingress-nginx's denied location (`custom-headers` refused): 503 and nothing
-                // else, not even its `default-backend`.
+                // ingress-nginx's denied location (`custom-headers` refused, an invalid
+                // allowlist): 503 and nothing else, not even its `default-backend`.
                 out.reason = Some(why.clone());
-                return local(StatusCode::SERVICE_UNAVAILABLE, "custom-headers refused");
+                return local(StatusCode::SERVICE_UNAVAILABLE, "location denied");
             }
             // CORS and custom headers: ingress-nginx's are in nginx's rewrite phase, ahead of
             // the route's redirect, its Lua HTTPS redirect and the access phase (allowlist), so
@@ -278,7 +278,12 @@ async fn route(
             }
             if !out.client.https() && vh.tls && route.policy.ssl_redirect != Some(false) {
                 out.reason = Some("ssl-redirect".into());
-                return redirect(shared, host, req.uri());
+                return redirect(
+                    shared,
+                    host,
+                    req.uri(),
+                    route.policy.preserve_trailing_slash,
+                );
             }
             // After the redirect, as ingress-nginx (rewrite phase before access phase); before
             // anything else, local answers included, so a denied client learns nothing more.
@@ -1059,22 +1064,24 @@ fn redirect_to(a: rewrite::Answer, out: &mut Outcome) -> Response<ProxyBody> {
     resp
 }
 
-fn redirect(shared: &Shared, host: &str, uri: &Uri) -> Response<ProxyBody> {
-    let name = super::router::normalize_host(host);
+/// The HTTP to HTTPS redirect: ConfigMap `http-redirect-code` (308 by default) to
+/// [`rewrite::https_location`].
+fn redirect(shared: &Shared, host: &str, uri: &Uri, preserve_trailing_slash: bool) -> Response<ProxyBody> {
     let port = shared
         .args
         .redirect_https_port
         .unwrap_or(shared.args.https_port);
-    let authority = if port == 443 {
-        name.to_string()
-    } else if name.contains(':') {
-        format!("[{name}]:{port}")
-    } else {
-        format!("{name}:{port}")
-    };
     let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let mut resp = local(StatusCode::PERMANENT_REDIRECT, "ssl-redirect");
-    if let Ok(v) = HeaderValue::from_str(&format!("https://{authority}{pq}")) {
+    let location = rewrite::https_location(host, port, pq, preserve_trailing_slash);
+    let status = shared
+        .live
+        .load()
+        .settings
+        .http_redirect_code
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .unwrap_or(StatusCode::PERMANENT_REDIRECT);
+    let mut resp = local(status, "ssl-redirect");
+    if let Ok(v) = HeaderValue::from_str(&location) {
         resp.headers_mut().insert(LOCATION, v);
     }
     resp

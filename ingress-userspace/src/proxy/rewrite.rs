@@ -48,6 +48,25 @@ impl Target<'_> {
     }
 }
 
+/// The `Location` of the HTTP to HTTPS redirect (`ssl-redirect`): `https://`, the host name
+/// (`port`, when not 443, after it), and the request URI less one trailing `/` unless
+/// `preserve_trailing_slash` (ingress-nginx's lua_ingress.lua `rewrite`; `/` becomes nothing).
+pub fn https_location(host: &str, port: u16, request_uri: &str, preserve_trailing_slash: bool) -> String {
+    let name = super::router::normalize_host(host);
+    let authority = if port == 443 {
+        name.to_string()
+    } else if name.contains(':') {
+        format!("[{name}]:{port}")
+    } else {
+        format!("{name}:{port}")
+    };
+    let uri = match request_uri.strip_suffix('/') {
+        Some(less) if !preserve_trailing_slash => less,
+        _ => request_uri,
+    };
+    format!("https://{authority}{uri}")
+}
+
 /// Step 1: the host's `app-root` redirect, if the request is for `/`.
 pub fn app_root<U>(host: &CompiledHost<U>, t: &Target<'_>) -> Option<Answer> {
     let root = host.app_root.as_deref()?;

@@ -269,6 +269,7 @@ pub fn parse(
     if r.bool("force-ssl-redirect") == Some(true) {
         policy.ssl_redirect = Some(true);
     }
+    policy.preserve_trailing_slash = r.bool("preserve-trailing-slash").unwrap_or(false);
     policy.timeouts.connect = r.duration("proxy-connect-timeout", &CONNECT_TIMEOUT_RANGE);
     policy.timeouts.read = r.duration("proxy-read-timeout", &TIMEOUT_RANGE);
     policy.timeouts.send = r.duration("proxy-send-timeout", &TIMEOUT_RANGE);
@@ -298,17 +299,15 @@ pub fn parse(
         match parsed {
             Some(p) => policy.allow_source_ranges = p,
             None => {
-                // Failing open would expose what the user meant to restrict: deny everyone
-                // except an impossible range, and say so.
+                // Failing open would expose what the user meant to restrict: ingress-nginx
+                // denies the location (`LocationDeniedError`, `return 503`), and so do we.
+                let why = format!("annotation {key}: {v:?} has an invalid CIDR");
                 r.diags.error(
                     object,
                     "InvalidAnnotation",
-                    format!("annotation {key}: {v:?} has an invalid CIDR; denying all clients"),
+                    format!("{why}; every request to its paths gets 503"),
                 );
-                policy.allow_source_ranges = vec![IpPrefix {
-                    addr: IpAddr::from([255, 255, 255, 255]),
-                    len: 32,
-                }];
+                policy.response.denied = Some(why);
             }
         }
         break;

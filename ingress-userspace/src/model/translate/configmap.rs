@@ -223,6 +223,13 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
         },
     };
     out.settings.hsts = hsts.then(|| hsts_value(max_age, include, preload));
+    if let Some(v) = r.get("http-redirect-code") {
+        // ingress-nginx accepts these four and falls back to 308 with a warning.
+        match v.parse::<u16>() {
+            Ok(c @ (301 | 302 | 307 | 308)) => out.settings.http_redirect_code = Some(c),
+            _ => r.bad("http-redirect-code", &v, "301, 302, 307 or 308"),
+        }
+    }
 
     let d = &mut out.route_defaults;
     d.ssl_redirect = r.bool("ssl-redirect");

@@ -610,6 +610,7 @@ impl<'a> L7Builder<'a> {
 
     pub fn finish(mut self) -> (L7Config, super::References) {
         canary::merge(&mut self);
+        let redirect_code = self.controller.settings.http_redirect_code;
         let tls_upstreams = passthrough::tls_upstreams(&self.hosts);
         let passthrough = if self.enable_passthrough {
             passthrough::select(&self.hosts, self.diags)
@@ -683,7 +684,9 @@ impl<'a> L7Builder<'a> {
                 };
                 // ingress-nginx adds no redirect server for a name an Ingress already serves.
                 if claimed.insert(other.clone()) {
-                    extra.push((other.clone(), Arc::new(www_redirect(&other, &host, origin))));
+                    let code = redirect_code.unwrap_or(super::redirect::FROM_TO_WWW_CODE);
+                    let vh = www_redirect(&other, &host, origin, code);
+                    extra.push((other.clone(), Arc::new(vh)));
                 }
             }
             extra.push((host, vh));
@@ -731,14 +734,14 @@ fn regex_routes(routes: Vec<HostRoute>, diags: &mut Diagnostics) -> Vec<Route> {
 }
 
 /// ingress-nginx's redirect server for `from-to-www-redirect`: every request to `from` is
-/// redirected to `to` with ConfigMap `http-redirect-code` (308).
-fn www_redirect(from: &str, to: &str, origin: RouteOrigin) -> VirtualHost {
+/// redirected to `to` with ConfigMap `http-redirect-code` (`status`, 308 by default).
+fn www_redirect(from: &str, to: &str, origin: RouteOrigin, status: u16) -> VirtualHost {
     let policy = crate::model::RoutePolicy {
         // The redirect server answers on both ports itself.
         ssl_redirect: Some(false),
         redirect: Some(crate::model::Redirect {
             to: crate::model::RedirectTo::Host(to.to_string()),
-            status: super::redirect::FROM_TO_WWW_CODE,
+            status: status,
         }),
         ..Default::default()
     };
@@ -752,7 +755,7 @@ fn www_redirect(from: &str, to: &str, origin: RouteOrigin) -> VirtualHost {
                 query: vec![],
             },
             action: RouteAction::Respond {
-                status: super::redirect::FROM_TO_WWW_CODE,
+                status: status,
                 reason: "from-to-www-redirect".into(),
             },
             policy: Arc::new(policy),

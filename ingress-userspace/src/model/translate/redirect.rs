@@ -77,15 +77,20 @@ pub(super) fn parse(r: &mut Reader<'_>, policy: &mut RoutePolicy) -> HostOptions
         });
         break;
     }
-    let aliases = r
-        .get("server-alias")
-        .map(|v| {
-            v.split(',')
-                .map(|a| a.trim().to_ascii_lowercase())
-                .filter(|a| !a.is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut aliases = Vec::new();
+    if let Some(v) = r.get("server-alias").map(str::to_string) {
+        for a in v.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+            // A name no request can carry would be kept in silence otherwise.
+            match super::ingress::normalize_host(a) {
+                Ok(h) => aliases.push(h),
+                Err(_) => r.bad(
+                    "server-alias",
+                    a,
+                    "host names or `*.` wildcards, comma-separated (this one is ignored)",
+                ),
+            }
+        }
+    }
     HostOptions {
         aliases,
         from_to_www: r.bool("from-to-www-redirect").unwrap_or(false),
@@ -175,5 +180,12 @@ mod tests {
         assert!(w.is_empty());
         assert_eq!(o.hosts.aliases, ["a.example.com", "b.example.com"]);
         assert!(o.hosts.from_to_www);
+    }
+
+    #[test]
+    fn server_alias_names_that_are_not_hosts_warn() {
+        let (o, w) = parse_map(&[("server-alias", "bad alias, *, *.wild.test, Ok.test")]);
+        assert_eq!(w, ["InvalidAnnotation", "InvalidAnnotation"]);
+        assert_eq!(o.hosts.aliases, ["*.wild.test", "ok.test"]);
     }
 }
