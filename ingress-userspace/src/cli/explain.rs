@@ -494,9 +494,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                     e.upstream_host = route.policy.rewrite.upstream_vhost.clone();
                     if !q.https && host.tls && route.policy.ssl_redirect != Some(false) {
                         e.outcome = Outcome::Redirect;
-                        e.status = Some(
-                            snapshot.l7.settings.http_redirect_code.unwrap_or(308),
-                        );
+                        e.status = Some(snapshot.l7.settings.http_redirect_code.unwrap_or(308));
                         e.redirect_to = Some(rewrite::https_location(
                             &target.host,
                             443,

@@ -448,8 +448,17 @@ mod tests {
         let problems: Vec<&str> = r
             .ingresses
             .iter()
-            .flat_map(|i| i.problems.iter().map(|p| p.split(':').next().unwrap_or_default()))
+            .flat_map(|i| {
+                i.problems
+                    .iter()
+                    .map(|p| p.split(':').next().unwrap_or_default())
+            })
             .collect();
-        assert_eq!(problems, ["InvalidAnnotation", "CanaryNotEnabled"], "{:?}", r.ingresses);
+        assert_eq!(
+            problems,
+            ["InvalidAnnotation", "CanaryNotEnabled"],
+            "{:?}",
+            r.ingresses
+        );
     }
 }

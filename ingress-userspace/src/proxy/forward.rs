@@ -996,14 +996,18 @@ fn classify(
             Cause::Timeout,
             true,
         ),
+        // As nginx: a connect that timed out is a gateway timeout (504), a refused or
+        // failed one a bad gateway (502).
+        Some(e) if e.is_connect() && e.connect_timed_out() => Failure::upstream(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream connect timed out",
+            Cause::Timeout,
+            false,
+        ),
         Some(e) if e.is_connect() => Failure::upstream(
             StatusCode::BAD_GATEWAY,
             "upstream connect failed",
-            if e.connect_timed_out() {
-                Cause::Timeout
-            } else {
-                Cause::Error
-            },
+            Cause::Error,
             false,
         ),
         // As nginx: a send timeout is a gateway timeout.
@@ -1066,7 +1070,12 @@ fn redirect_to(a: rewrite::Answer, out: &mut Outcome) -> Response<ProxyBody> {
 
 /// The HTTP to HTTPS redirect: ConfigMap `http-redirect-code` (308 by default) to
 /// [`rewrite::https_location`].
-fn redirect(shared: &Shared, host: &str, uri: &Uri, preserve_trailing_slash: bool) -> Response<ProxyBody> {
+fn redirect(
+    shared: &Shared,
+    host: &str,
+    uri: &Uri,
+    preserve_trailing_slash: bool,
+) -> Response<ProxyBody> {
     let port = shared
         .args
         .redirect_https_port

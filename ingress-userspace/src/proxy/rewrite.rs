@@ -51,7 +51,12 @@ impl Target<'_> {
 /// The `Location` of the HTTP to HTTPS redirect (`ssl-redirect`): `https://`, the host name
 /// (`port`, when not 443, after it), and the request URI less one trailing `/` unless
 /// `preserve_trailing_slash` (ingress-nginx's lua_ingress.lua `rewrite`; `/` becomes nothing).
-pub fn https_location(host: &str, port: u16, request_uri: &str, preserve_trailing_slash: bool) -> String {
+pub fn https_location(
+    host: &str,
+    port: u16,
+    request_uri: &str,
+    preserve_trailing_slash: bool,
+) -> String {
     let name = super::router::normalize_host(host);
     let authority = if port == 443 {
         name.to_string()

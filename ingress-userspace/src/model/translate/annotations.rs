@@ -524,7 +524,10 @@ mod tests {
         assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
         let (o, w) = parse_map(&[(&format!("{N}whitelist-source-range"), "10.0.0.0/99")]);
         assert_eq!(w, ["InvalidAnnotation"]);
-        assert_eq!(o.policy.allow_source_ranges.len(), 1, "fails closed");
+        assert!(
+            o.policy.response.denied.is_some(),
+            "fails closed: a denied location"
+        );
     }
 
     #[test]

@@ -741,7 +741,7 @@ fn www_redirect(from: &str, to: &str, origin: RouteOrigin, status: u16) -> Virtu
         ssl_redirect: Some(false),
         redirect: Some(crate::model::Redirect {
             to: crate::model::RedirectTo::Host(to.to_string()),
-            status: status,
+            status,
         }),
         ..Default::default()
     };
@@ -755,7 +755,7 @@ fn www_redirect(from: &str, to: &str, origin: RouteOrigin, status: u16) -> Virtu
                 query: vec![],
             },
             action: RouteAction::Respond {
-                status: status,
+                status,
                 reason: "from-to-www-redirect".into(),
             },
             policy: Arc::new(policy),
