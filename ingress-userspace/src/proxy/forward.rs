@@ -258,7 +258,7 @@ async fn route(
                 // ingress-nginx's denied location (`custom-headers` refused, an invalid
                 // allowlist): 503 and nothing else, not even its `default-backend`.
                 out.reason = Some(why.clone());
-                return local(StatusCode::SERVICE_UNAVAILABLE, "location denied");
+                return local(StatusCode::SERVICE_UNAVAILABLE, why);
             }
             // CORS and custom headers: ingress-nginx's are in nginx's rewrite phase, ahead of
             // the route's redirect, its Lua HTTPS redirect and the access phase (allowlist), so
