@@ -165,6 +165,12 @@ async fn forwarding_headers_and_hop_by_hop() {
         send(&c, r).await.unwrap().json()["headers"]["x-request-id"],
         "given-id"
     );
+
+    // X-Forwarded-Host is the Host as sent, port included (ingress-nginx: `$best_http_host`).
+    let g = send(&c, req(proxy.http(), "h.test:8080", "/"))
+        .await
+        .unwrap();
+    assert_eq!(g.json()["headers"]["x-forwarded-host"], "h.test:8080");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

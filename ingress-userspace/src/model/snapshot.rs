@@ -602,8 +602,9 @@ pub struct Cors {
     pub allow_credentials: bool,
     /// `Access-Control-Expose-Headers`; `None`: not sent.
     pub expose_headers: Option<String>,
-    /// `Access-Control-Max-Age`, seconds.
-    pub max_age: u64,
+    /// `Access-Control-Max-Age`, seconds, as written (`-1`, which browsers read as "do not
+    /// cache", included).
+    pub max_age: i64,
 }
 
 /// `cors-allow-origin`.

@@ -32,12 +32,9 @@ pub fn for_request(policy: &ResponsePolicy, method: &Method, req: &HeaderMap) ->
     if policy.denied.is_some() {
         return out;
     }
-    if let Some(cors) = &policy.cors
-        && let Some(origin) = allowed_origin(&cors.allow_origin, req.get(header::ORIGIN))
-    {
-        out.preflight = method == Method::OPTIONS;
-        cors_headers(cors, origin, &mut out.set);
-    }
+    // `custom-headers` first: CORS headers of the same name win, as nginx.tmpl sets them in
+    // the location's `if ($cors ...)` blocks, which headers-more applies after the
+    // location's own `more_set_headers`.
     for (name, value) in &policy.headers {
         if let (Ok(n), Ok(v)) = (
             HeaderName::from_bytes(name.as_bytes()),
@@ -45,6 +42,12 @@ pub fn for_request(policy: &ResponsePolicy, method: &Method, req: &HeaderMap) ->
         ) {
             out.set.insert(n, v);
         }
+    }
+    if let Some(cors) = &policy.cors
+        && let Some(origin) = allowed_origin(&cors.allow_origin, req.get(header::ORIGIN))
+    {
+        out.preflight = method == Method::OPTIONS;
+        cors_headers(cors, origin, &mut out.set);
     }
     out
 }
@@ -168,5 +171,32 @@ mod tests {
         assert!(h.preflight);
         assert_eq!(h.set[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
         assert_eq!(h.set[header::ACCESS_CONTROL_MAX_AGE], "60");
+    }
+
+    /// A `custom-headers` header of a CORS header's name loses to the CORS value (nginx.tmpl's
+    /// `if ($cors ...)` blocks are applied after the location's `more_set_headers`); other
+    /// custom headers stay.
+    #[test]
+    fn cors_headers_win_over_custom_headers_of_the_same_name() {
+        let mut p = cors(CorsOrigins::List(vec!["https://ok.test".into()]));
+        p.headers = vec![
+            (
+                "access-control-allow-origin".into(),
+                "https://custom.test".into(),
+            ),
+            ("x-custom".into(), "one".into()),
+        ];
+        let h = for_request(&p, &Method::OPTIONS, &with_origin(Some("https://ok.test")));
+        assert_eq!(
+            h.set[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+            "https://ok.test"
+        );
+        assert_eq!(h.set["x-custom"], "one");
+        // Another origin: no CORS headers, so the custom value stands.
+        let h = for_request(&p, &Method::GET, &with_origin(Some("https://b.test")));
+        assert_eq!(
+            h.set[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+            "https://custom.test"
+        );
     }
 }

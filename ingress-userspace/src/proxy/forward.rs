@@ -698,11 +698,8 @@ where
 {
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers, upgrade);
-    let request_id = add_forwarding(
-        &mut parts.headers,
-        client,
-        super::router::normalize_host(host).as_ref(),
-    );
+    // X-Forwarded-Host is the Host as sent, port included (ingress-nginx's `$best_http_host`).
+    let request_id = add_forwarding(&mut parts.headers, client, host);
     // `insert` replaces every `Host` the client sent: the upstream sees exactly one.
     if let Ok(v) = HeaderValue::from_str(host) {
         parts.headers.insert(HOST, v);

@@ -278,9 +278,10 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
         out.add_headers_from = Some(crate::store::Key::new(ns, name));
     }
     if let Some(v) = r.get("global-allowed-response-headers") {
+        // As written: ingress-nginx compares names exactly (`slices.Contains`).
         out.allowed_response_headers = v
             .split(',')
-            .map(|h| h.trim().to_ascii_lowercase())
+            .map(|h| h.trim().to_string())
             .filter(|h| !h.is_empty())
             .collect();
     }
@@ -348,7 +349,7 @@ mod tests {
         assert_eq!(c.custom_http_errors, [404, 503]);
         assert_eq!(
             c.allowed_response_headers,
-            ["x-frame-options", "content-security-policy"]
+            ["X-Frame-Options", "Content-Security-Policy"]
         );
         // An annotation wins; unset fields take the ConfigMap's value.
         let mut p = Arc::new(RoutePolicy {

@@ -14,7 +14,7 @@ pub const DEFAULT_METHODS: &str = "GET, PUT, POST, DELETE, PATCH, OPTIONS";
 /// ingress-nginx's `defaultCorsHeaders`.
 pub const DEFAULT_HEADERS: &str = "DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,Range,Authorization";
 /// ingress-nginx's `defaultCorsMaxAge`, seconds (20 days).
-pub const DEFAULT_MAX_AGE: u64 = 1_728_000;
+pub const DEFAULT_MAX_AGE: i64 = 1_728_000;
 
 /// `None` unless `enable-cors: "true"`.
 pub(super) fn parse(r: &mut Reader<'_>) -> Option<Cors> {
@@ -36,8 +36,9 @@ pub(super) fn parse(r: &mut Reader<'_>) -> Option<Cors> {
     let allow_credentials = r.bool("cors-allow-credentials").unwrap_or(true);
     let max_age = match r.get("cors-max-age").map(str::to_string) {
         None => DEFAULT_MAX_AGE,
-        Some(v) => match v.parse::<u64>() {
-            Ok(n) if v.bytes().all(|b| b.is_ascii_digit()) => n,
+        // ingress-nginx reads it with strconv.Atoi: any integer, `-1` included.
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) => n,
             _ => {
                 r.bad("cors-max-age", &v, "a number of seconds");
                 DEFAULT_MAX_AGE
@@ -236,7 +237,7 @@ mod tests {
             ("cors-allow-methods", "GET;rm -rf"),
             ("cors-allow-headers", "X-A,  X-B"),
             ("cors-expose-headers", "$upstream_addr"),
-            ("cors-max-age", "-5"),
+            ("cors-max-age", "soon"),
         ]);
         let c = c.unwrap();
         assert_eq!(w.len(), 6, "{w:?}");

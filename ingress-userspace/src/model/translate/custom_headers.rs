@@ -96,7 +96,8 @@ fn headers(
     let mut out = Vec::new();
     for (h, v) in cm.data.iter().flatten() {
         let lower = check(h, v)?;
-        if !controller.allowed_response_headers.contains(&lower) {
+        // Exactly as listed, case included (ingress-nginx's `slices.Contains`).
+        if !controller.allowed_response_headers.iter().any(|a| a == h) {
             return Err(format!(
                 "header {h} is not listed in the controller ConfigMap's \
                  global-allowed-response-headers"
@@ -222,7 +223,7 @@ mod tests {
                 ("X-Frame-Options", "DENY"),
                 ("Content-Security-Policy", "default-src 'self'"),
             ],
-            &["x-frame-options", "content-security-policy"],
+            &["X-Frame-Options", "Content-Security-Policy"],
         );
         assert_eq!(n, 0);
         assert_eq!(r.denied, None);
@@ -237,7 +238,9 @@ mod tests {
             ]
         );
         // A bare name is the Ingress's namespace.
-        assert_eq!(run("hdrs", &[("X-A", "1")], &["x-a"]).0.headers.len(), 1);
+        assert_eq!(run("hdrs", &[("X-A", "1")], &["X-A"]).0.headers.len(), 1);
+        // Listed in another case: not allowed (ingress-nginx compares names exactly).
+        assert!(run("hdrs", &[("X-A", "1")], &["x-a"]).0.denied.is_some());
     }
 
     #[test]
@@ -256,16 +259,16 @@ mod tests {
     #[test]
     fn refusals_deny_the_routes_with_an_error() {
         for (value, data, allowed) in [
-            ("app/missing", &[("X-A", "1")][..], &["x-a"][..]),
-            ("other/hdrs", &[("X-A", "1")], &["x-a"]),
+            ("app/missing", &[("X-A", "1")][..], &["X-A"][..]),
+            ("other/hdrs", &[("X-A", "1")], &["X-A"]),
             ("app/hdrs", &[("X-A", "1")], &[]),
             (
                 "app/hdrs",
                 &[("Transfer-Encoding", "chunked")],
-                &["transfer-encoding"],
+                &["Transfer-Encoding"],
             ),
-            ("app/hdrs", &[("X A", "1")], &["x a"]),
-            ("app/hdrs", &[("X-A", "line\nbreak")], &["x-a"]),
+            ("app/hdrs", &[("X A", "1")], &["X A"]),
+            ("app/hdrs", &[("X-A", "line\nbreak")], &["X-A"]),
         ] {
             let (r, n) = run(value, data, allowed);
             assert_eq!(n, 1, "{value} {data:?}");
