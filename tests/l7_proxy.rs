@@ -2996,15 +2996,7 @@ fn ingress_for(
     created: &str,
     annotations: &[(&str, &str)],
 ) -> String {
-    let ann: String = annotations
-        .iter()
-        .map(|(k, v)| format!("    nginx.ingress.kubernetes.io/{k}: {v:?}\n"))
-        .collect();
-    let ann = if ann.is_empty() {
-        String::new()
-    } else {
-        format!("  annotations:\n{ann}")
-    };
+    let ann = nginx_annotations_yaml(annotations);
     format!(
         r#"apiVersion: networking.k8s.io/v1
 kind: Ingress
@@ -3571,17 +3563,6 @@ spec:
     proxy.handle.apply(snap);
     let g = get(&c, proxy.http(), "db.test", "/").await;
     assert_eq!(g.status, StatusCode::SERVICE_UNAVAILABLE);
-}
-
-/// The ingress-nginx controller ConfigMap as a manifest (`--configmap ingress-nginx/cm`).
-fn configmap_yaml(data: &[(&str, &str)]) -> String {
-    let data: String = data
-        .iter()
-        .map(|(k, v)| format!("  {k}: {v:?}\n"))
-        .collect();
-    format!(
-        "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm, namespace: ingress-nginx}}\ndata:\n{data}"
-    )
 }
 
 /// As [`translated`], reading the controller ConfigMap `ingress-nginx/cm` from the manifests.

@@ -146,15 +146,7 @@ endpoints:
             ip = p.ip(),
         ));
     }
-    let ann: String = annotations
-        .iter()
-        .map(|(k, v)| format!("    nginx.ingress.kubernetes.io/{k}: {v:?}\n"))
-        .collect();
-    let ann = if ann.is_empty() {
-        String::new()
-    } else {
-        format!("  annotations:\n{ann}")
-    };
+    let ann = nginx_annotations_yaml(annotations);
     format!(
         r#"{service}apiVersion: networking.k8s.io/v1
 kind: Ingress
@@ -174,13 +166,7 @@ metadata:
 
 /// The controller ConfigMap `ingress-nginx/cm` with `data`, read as `--configmap` would.
 fn with_configmap(yaml: &str, data: &[(&str, &str)]) -> Arc<xdp_ingress::model::Snapshot> {
-    let data: String = data
-        .iter()
-        .map(|(k, v)| format!("  {k}: {v:?}\n"))
-        .collect();
-    let yaml = format!(
-        "{yaml}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm, namespace: ingress-nginx}}\ndata:\n{data}"
-    );
+    let yaml = format!("{yaml}{}", configmap_yaml(data));
     translate_manifests(1, &yaml, |c| {
         c.configmap = Some(xdp_ingress::store::Key::new("ingress-nginx", "cm"))
     })

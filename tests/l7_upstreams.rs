@@ -122,15 +122,7 @@ endpoints:
             pod.ip()
         ));
     }
-    let ann: String = annotations
-        .iter()
-        .map(|(k, v)| format!("    nginx.ingress.kubernetes.io/{k}: {v:?}\n"))
-        .collect();
-    let ann = if ann.is_empty() {
-        ann
-    } else {
-        format!("  annotations:\n{ann}")
-    };
+    let ann = nginx_annotations_yaml(annotations);
     out.push_str(&format!(
         r#"apiVersion: networking.k8s.io/v1
 kind: Ingress
@@ -156,17 +148,6 @@ fn args() -> ProxyArgs {
         max_fails: 0,
         ..TestProxy::quiet_args()
     }
-}
-
-/// The ingress-nginx controller ConfigMap `ingress-nginx/cm` as a manifest.
-fn configmap_yaml(data: &[(&str, &str)]) -> String {
-    let data: String = data
-        .iter()
-        .map(|(k, v)| format!("  {k}: {v:?}\n"))
-        .collect();
-    format!(
-        "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm, namespace: ingress-nginx}}\ndata:\n{data}"
-    )
 }
 
 /// Translates as the control plane does, reading `ingress-nginx/cm` as the controller

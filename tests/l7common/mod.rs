@@ -687,6 +687,31 @@ pub fn translate_manifests(
 }
 
 /// A Service with one pod at `addr` and its EndpointSlice, in namespace `default`.
+/// The `metadata.annotations` block of an Ingress manifest (indented for `metadata:`), each key
+/// under `nginx.ingress.kubernetes.io/`; empty without annotations.
+pub fn nginx_annotations_yaml(annotations: &[(&str, &str)]) -> String {
+    if annotations.is_empty() {
+        return String::new();
+    }
+    let lines: String = annotations
+        .iter()
+        .map(|(k, v)| format!("    nginx.ingress.kubernetes.io/{k}: {v:?}\n"))
+        .collect();
+    format!("  annotations:\n{lines}")
+}
+
+/// The ingress-nginx controller ConfigMap `ingress-nginx/cm` with `data`, as a manifest
+/// document (read with `--configmap ingress-nginx/cm`).
+pub fn configmap_yaml(data: &[(&str, &str)]) -> String {
+    let data: String = data
+        .iter()
+        .map(|(k, v)| format!("  {k}: {v:?}\n"))
+        .collect();
+    format!(
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm, namespace: ingress-nginx}}\ndata:\n{data}"
+    )
+}
+
 pub fn service_yaml(name: &str, addr: SocketAddr) -> String {
     let (ip, port) = (addr.ip(), addr.port());
     format!(
