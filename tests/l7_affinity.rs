@@ -249,7 +249,8 @@ async fn affinity_cookie_attributes_on_the_wire() {
 /// (sticky.lua uses `$location_path`, which nginx.tmpl sets to the Ingress path): a Prefix
 /// `/v1/` keeps its slash, `/v1` has none, an Exact `/app/` is itself, and with `use-regex`
 /// it is the regex text (ingress-nginx's behaviour; translation warns
-/// `AffinityCookiePathUnset`). A `spec.defaultBackend` has no rule path: `/`.
+/// `AffinityCookiePathUnset`). A `spec.defaultBackend` has no rule path: `/`. The metrics'
+/// `path` label is the same value.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn affinity_cookie_path_is_the_rule_path_as_written() {
     let pod = backend("p0");
@@ -259,7 +260,13 @@ async fn affinity_cookie_path_is_the_rule_path_as_written() {
         ("Prefix", "/v1/", "/v1/users", "/v1/", false),
         ("Prefix", "/v1", "/v1/users", "/v1", false),
         ("Exact", "/app/", "/app/", "/app/", false),
-        ("ImplementationSpecific", "/api/v[0-9]+/", "/api/v2/x", "/api/v[0-9]+/", true),
+        (
+            "ImplementationSpecific",
+            "/api/v[0-9]+/",
+            "/api/v2/x",
+            "/api/v[0-9]+/",
+            true,
+        ),
     ];
     for (version, (path_type, path, request, want, regex)) in (1..).zip(cases) {
         let mut ann = vec![("affinity", "cookie")];
@@ -268,13 +275,19 @@ async fn affinity_cookie_path_is_the_rule_path_as_written() {
         }
         let yaml = service_pods_yaml("web", &[pod.addr])
             + &typed_ingress_yaml("sticky", "sticky.test", path, path_type, &ann);
-        proxy.handle.apply(translate_manifests(version, &yaml, |_| {}));
+        proxy
+            .handle
+            .apply(translate_manifests(version, &yaml, |_| {}));
         let (status, _, set) = visit(&c, &proxy, request, None, None).await;
         assert_eq!(status, StatusCode::OK, "{path_type} {path}");
         assert!(
             set.ends_with(&format!("; Path={want}; HttpOnly")),
             "{path_type} {path}: {set}"
         );
+        // The same `$location_path` is the `path` of ingress-nginx's metrics (monitor.lua).
+        let label = format!("path=\"{want}\",status=\"200\"}} 1");
+        let metrics = proxy.handle.metrics_text();
+        assert!(metrics.contains(&label), "{label}\n{metrics}");
     }
     // The Ingress's spec.defaultBackend answers what no rule matches: Path=/.
     let yaml = service_pods_yaml("web", &[pod.addr])
