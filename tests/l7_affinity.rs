@@ -29,6 +29,17 @@ fn sticky_yaml(pods: &[SocketAddr], path: &str, annotations: &[(&str, &str)]) ->
 /// Ingress `name` sending `host` `path` (Prefix) to Service `web`, with `annotations` (keys
 /// without prefix).
 fn ingress_yaml(name: &str, host: &str, path: &str, annotations: &[(&str, &str)]) -> String {
+    typed_ingress_yaml(name, host, path, "Prefix", annotations)
+}
+
+/// [`ingress_yaml`] with the rule's `pathType`.
+fn typed_ingress_yaml(
+    name: &str,
+    host: &str,
+    path: &str,
+    path_type: &str,
+    annotations: &[(&str, &str)],
+) -> String {
     let ann: String = annotations
         .iter()
         .map(|(k, v)| format!("    nginx.ingress.kubernetes.io/{k}: {v:?}\n"))
@@ -46,7 +57,7 @@ metadata:
   - host: {host}
     http:
       paths:
-      - {{path: {path}, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}
+      - {{path: {path:?}, pathType: {path_type}, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}
 ---
 "#
     )
@@ -232,6 +243,62 @@ async fn affinity_cookie_attributes_on_the_wire() {
     let g = request_over(tls, false, req(proxy.https(), "sticky.test", "/shop")).await;
     let set = g.header("set-cookie");
     assert!(set.ends_with("; Path=/shop; Secure; HttpOnly"), "{set}");
+}
+
+/// Without `session-cookie-path` the cookie's `Path` is the Ingress rule's path as written
+/// (sticky.lua uses `$location_path`, which nginx.tmpl sets to the Ingress path): a Prefix
+/// `/v1/` keeps its slash, `/v1` has none, an Exact `/app/` is itself, and with `use-regex`
+/// it is the regex text (ingress-nginx's behaviour; translation warns
+/// `AffinityCookiePathUnset`). A `spec.defaultBackend` has no rule path: `/`. The metrics'
+/// `path` label is the same value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn affinity_cookie_path_is_the_rule_path_as_written() {
+    let pod = backend("p0");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    let cases = [
+        ("Prefix", "/v1/", "/v1/users", "/v1/", false),
+        ("Prefix", "/v1", "/v1/users", "/v1", false),
+        ("Exact", "/app/", "/app/", "/app/", false),
+        (
+            "ImplementationSpecific",
+            "/api/v[0-9]+/",
+            "/api/v2/x",
+            "/api/v[0-9]+/",
+            true,
+        ),
+    ];
+    for (version, (path_type, path, request, want, regex)) in (1..).zip(cases) {
+        let mut ann = vec![("affinity", "cookie")];
+        if regex {
+            ann.push(("use-regex", "true"));
+        }
+        let yaml = service_pods_yaml("web", &[pod.addr])
+            + &typed_ingress_yaml("sticky", "sticky.test", path, path_type, &ann);
+        proxy
+            .handle
+            .apply(translate_manifests(version, &yaml, |_| {}));
+        let (status, _, set) = visit(&c, &proxy, request, None, None).await;
+        assert_eq!(status, StatusCode::OK, "{path_type} {path}");
+        assert!(
+            set.ends_with(&format!("; Path={want}; HttpOnly")),
+            "{path_type} {path}: {set}"
+        );
+        // The same `$location_path` is the `path` of ingress-nginx's metrics (monitor.lua).
+        let label = format!("path=\"{want}\",status=\"200\"}} 1");
+        let metrics = proxy.handle.metrics_text();
+        assert!(metrics.contains(&label), "{label}\n{metrics}");
+    }
+    // The Ingress's spec.defaultBackend answers what no rule matches: Path=/.
+    let yaml = service_pods_yaml("web", &[pod.addr])
+        + &ingress_yaml("sticky", "sticky.test", "/v1/", &[("affinity", "cookie")]).replace(
+            "spec:\n",
+            "spec:\n  defaultBackend: {service: {name: web, port: {number: 80}}}\n",
+        );
+    proxy.handle.apply(translate_manifests(5, &yaml, |_| {}));
+    let (status, _, set) = visit(&c, &proxy, "/elsewhere", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(set.ends_with("; Path=/; HttpOnly"), "{set}");
 }
 
 /// `session-cookie-change-on-failure` when the cookie's pod stops answering: `false` (the

@@ -331,6 +331,19 @@ pub struct RouteOrigin {
     pub path: Option<usize>,
     /// Seconds since the epoch of the object's creation: older wins a conflict.
     pub created: i64,
+    /// The rule's path as written in the Ingress (`spec.rules[].http.paths[].path`, `/` when
+    /// empty), before any normalisation of the match: `/v1/` stays `/v1/`, a regex stays its
+    /// text. `None` for a `spec.defaultBackend` and for redirect servers.
+    pub written_path: Option<String>,
+}
+
+impl RouteOrigin {
+    /// ingress-nginx's `$location_path` (nginx.tmpl sets it to the Ingress rule's path,
+    /// `$ing.Path`): the affinity cookie's default `Path` (sticky.lua) and the `path` label of
+    /// metrics (monitor.lua). `/` without a written path.
+    pub fn location_path(&self) -> &str {
+        self.written_path.as_deref().unwrap_or("/")
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -59,6 +59,10 @@ pub fn route(path: PathMatch, service: &str) -> Route {
 
 /// A route forwarding to this upstream, from Ingress `default/ing`.
 pub fn route_to(path: PathMatch, upstream: Arc<Upstream>) -> Route {
+    let written = match &path {
+        PathMatch::Exact(p) | PathMatch::Prefix(p) | PathMatch::CharPrefix(p) => p.clone(),
+        PathMatch::Regex(r) => r.clone(),
+    };
     Route {
         matches: RouteMatch {
             path,
@@ -80,6 +84,7 @@ pub fn route_to(path: PathMatch, upstream: Arc<Upstream>) -> Route {
             rule: Some(0),
             path: Some(0),
             created: 0,
+            written_path: Some(written),
         },
         canary: None,
         errors: None,

@@ -46,6 +46,7 @@ use super::{
 pub struct RequestLabels {
     pub ingress: Arc<String>,
     pub host: Arc<String>,
+    /// The Ingress rule's path as written (ingress-nginx's `path` label, `$location_path`).
     pub path: Arc<String>,
     pub status: u16,
 }

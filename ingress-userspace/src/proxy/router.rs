@@ -75,7 +75,8 @@ pub struct CompiledRoute<U> {
     pub origin: RouteOrigin,
     /// `namespace/name` of the Ingress, for metrics and logs.
     pub ingress: Arc<String>,
-    /// The path as written, for metrics and logs.
+    /// The Ingress rule's path as written ([`RouteOrigin::location_path`], ingress-nginx
+    /// `$location_path`): the affinity cookie's default `Path`, and the path of metrics and logs.
     pub path_label: Arc<String>,
     /// The canary merged into this route, decided per request by [`super::canary`].
     pub canary: Option<CompiledCanary<U>>,
@@ -287,13 +288,13 @@ fn compile_route<U>(
         "{}/{}",
         route.origin.object.namespace, route.origin.object.name
     );
-    let path_label = match &route.matches.path {
+    let matched = match &route.matches.path {
         PathMatch::Exact(p) | PathMatch::Prefix(p) | PathMatch::CharPrefix(p) => p.clone(),
         PathMatch::Regex(r) => r.clone(),
     };
     let err = |error| RouteError {
         ingress: ingress.clone(),
-        path: path_label.clone(),
+        path: matched.clone(),
         error,
     };
     let matcher = compile_match(&route.matches).map_err(err)?;
@@ -318,7 +319,7 @@ fn compile_route<U>(
         default_backend: e.default_backend.as_ref().map(&mut *resolve),
         intercept: e.intercept.clone(),
     });
-    let rewrite = super::rewrite::compile(&path_label, route.policy.rewrite.target.as_deref());
+    let rewrite = super::rewrite::compile(&matched, route.policy.rewrite.target.as_deref());
     Ok(CompiledRoute {
         errors,
         canary,
@@ -329,7 +330,7 @@ fn compile_route<U>(
         policy: route.policy.clone(),
         origin: route.origin.clone(),
         ingress: Arc::new(ingress),
-        path_label: Arc::new(path_label),
+        path_label: Arc::new(route.origin.location_path().to_string()),
     })
 }
 

@@ -351,6 +351,7 @@ impl<'a> L7Builder<'a> {
                 rule: None,
                 path: None,
                 created,
+                written_path: None,
             },
             canary: None,
             errors: errors.clone(),
@@ -414,6 +415,7 @@ impl<'a> L7Builder<'a> {
                         rule: Some(ri),
                         path: None,
                         created,
+                        written_path: None,
                     });
                 }
                 if hb.app_root.is_none() {
@@ -474,6 +476,7 @@ impl<'a> L7Builder<'a> {
                         rule: Some(ri),
                         path: Some(pi),
                         created,
+                        written_path: Some(written.clone()),
                     },
                     canary: None,
                     errors: errors.clone(),
