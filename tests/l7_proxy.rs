@@ -3632,7 +3632,10 @@ spec:
     assert!(snap.diagnostics.is_empty(), "{:?}", snap.diagnostics);
     let e = explain(&snap, "root.test", "/nothing");
     let route = e.route.as_ref().expect("explain shows the root location");
-    assert_eq!((route.ingress.name.as_str(), route.path.as_str()), ("app", "/"));
+    assert_eq!(
+        (route.ingress.name.as_str(), route.path.as_str()),
+        ("app", "/")
+    );
     assert_eq!(route.path_type, xdp_ingress::cli::explain::ROOT_LOCATION);
     assert_eq!(e.status, Some(404), "{}", e.reason);
     let pages = e.error_pages.as_ref().expect("and its error pages");
@@ -3685,7 +3688,10 @@ spec:
     assert_eq!(g.json()["headers"]["x-original-uri"], "/status/404");
     // The host without error pages: the default backend's 404 as it is.
     let g = get(&c, proxy.http(), "plain.test", "/status/404").await;
-    assert_eq!((g.status, g.pod().as_str()), (StatusCode::NOT_FOUND, "global"));
+    assert_eq!(
+        (g.status, g.pod().as_str()),
+        (StatusCode::NOT_FOUND, "global")
+    );
 }
 
 /// The ingress-nginx controller ConfigMap as a manifest (`--configmap ingress-nginx/cm`).

@@ -88,7 +88,10 @@ pub struct CompiledRoute<U> {
 #[derive(Debug)]
 pub enum CompiledAction<U> {
     Forward(Vec<(U, u32)>),
-    Respond { status: u16, reason: String },
+    Respond {
+        status: u16,
+        reason: String,
+    },
     /// [`RouteAction::DefaultBackend`]: the table's default backend, else the built-in 404.
     DefaultBackend,
 }

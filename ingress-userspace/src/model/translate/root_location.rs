@@ -23,11 +23,9 @@
 use std::sync::Arc;
 
 use super::annotations::IngressOptions;
+use crate::model::{ErrorPages, ObjectRef, PathMatch, Route, RouteAction, RouteMatch, RouteOrigin};
 #[cfg(test)]
 use crate::store::Object;
-use crate::model::{
-    ErrorPages, ObjectRef, PathMatch, Route, RouteAction, RouteMatch, RouteOrigin,
-};
 
 /// The root location the first Ingress of a host gives it, or `None` when that Ingress
 /// intercepts no status (nothing then differs from an unmatched request). `errors`: the
