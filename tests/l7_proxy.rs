@@ -3638,6 +3638,7 @@ spec:
     );
     assert_eq!(route.path_type, xdp_ingress::cli::explain::ROOT_LOCATION);
     assert_eq!(e.status, Some(404), "{}", e.reason);
+    assert!(e.reason.contains("custom-http-errors"), "{}", e.reason);
     let pages = e.error_pages.as_ref().expect("and its error pages");
     assert_eq!(pages.intercept, [404]);
     assert_eq!(

@@ -546,7 +546,16 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                     } else {
                         e.outcome = Outcome::NotFound;
                         e.status = Some(404);
-                        e.reason = format!("{why}; no default backend");
+                        e.reason = format!("{why}; no default backend: the built-in 404");
+                        if let Some(by) = e
+                            .error_pages
+                            .as_ref()
+                            .filter(|p| p.intercept.contains(&404))
+                            .and_then(|p| p.intercepted_by.as_ref())
+                        {
+                            e.reason +=
+                                &format!(", which custom-http-errors replace by {by}'s answer");
+                        }
                     }
                 }
             }
