@@ -56,6 +56,7 @@ fn upstream_of(s: &Snapshot, host: &str, path_index: usize) -> Option<String> {
     match &vh.routes.get(path_index)?.action {
         RouteAction::Forward(u) => Some(u[0].upstream.id.clone()),
         RouteAction::Respond { status, .. } => Some(status.to_string()),
+        RouteAction::DefaultBackend => None,
     }
 }
 

@@ -3565,6 +3565,128 @@ spec:
     assert_eq!(g.status, StatusCode::SERVICE_UNAVAILABLE);
 }
 
+/// ingress-nginx's implicit root location (controller.go `createServers`): a host whose
+/// Ingresses route no `/` still has a `location /` proxied to the default backend (the
+/// built-in one answers 404) with the annotations of the host's first Ingress. So its
+/// `custom-http-errors: 404` sends an unmatched request to its `default-backend` (else the
+/// controller-wide one) with `X-Code: 404` and ingress-nginx's other headers (no
+/// `X-Service-Name`/`-Port`: the location has no Service). A host whose first Ingress
+/// intercepts nothing answers unmatched paths as the Ingress API says (default backend or 404).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_without_a_root_path_gets_its_first_ingress_error_pages() {
+    let (app, errs, global) = (backend("app"), backend("errors"), backend("global"));
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    // Ingresses routing only `Prefix /app`.
+    let on_app = |host: &str, name: &str, annotations: &[(&str, &str)]| {
+        ingress_for(host, name, "main", "2025-01-01T00:00:00Z", annotations)
+            .replace("{path: /, ", "{path: /app, ")
+    };
+    let yaml = |annotations: &[(&str, &str)]| {
+        [
+            service_yaml("main", app.addr),
+            service_yaml("errors", errs.addr),
+            on_app("root.test", "app", annotations),
+            on_app("plain.test", "plain", &[]),
+        ]
+        .concat()
+    };
+    let catch_all = [
+        service_yaml("global", global.addr),
+        r#"apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: catch-all, namespace: default}
+spec:
+  ingressClassName: xdp-ingress
+  defaultBackend: {service: {name: global, port: {number: 80}}}
+---
+"#
+        .to_string(),
+    ]
+    .concat();
+    let explain = |snap: &Snapshot, host: &str, path: &str| {
+        xdp_ingress::cli::explain::explain(
+            snap,
+            &xdp_ingress::cli::explain::Query {
+                host: host.into(),
+                path: path.into(),
+                ..Default::default()
+            },
+        )
+    };
+
+    // `default-backend` + `custom-http-errors: 404`, no controller-wide default backend: the
+    // built-in 404 is replaced by the error backend's answer.
+    let snap = translated(
+        1,
+        &yaml(&[("default-backend", "errors"), ("custom-http-errors", "404")]),
+    );
+    assert!(snap.diagnostics.is_empty(), "{:?}", snap.diagnostics);
+    let e = explain(&snap, "root.test", "/nothing");
+    let route = e.route.as_ref().expect("explain shows the root location");
+    assert_eq!(
+        (route.ingress.name.as_str(), route.path.as_str()),
+        ("app", "/")
+    );
+    assert_eq!(route.path_type, xdp_ingress::cli::explain::ROOT_LOCATION);
+    assert_eq!(e.status, Some(404), "{}", e.reason);
+    assert!(e.reason.contains("custom-http-errors"), "{}", e.reason);
+    let pages = e.error_pages.as_ref().expect("and its error pages");
+    assert_eq!(pages.intercept, [404]);
+    assert_eq!(
+        pages.intercepted_by.as_ref().map(|s| s.name.as_str()),
+        Some("errors")
+    );
+    proxy.handle.apply(snap);
+    let mut r = req(proxy.http(), "root.test", "/nothing?x=1");
+    r.headers_mut()
+        .insert("accept", "text/html".parse().unwrap());
+    let g = send(&c, r).await.unwrap();
+    assert_eq!((g.status, g.pod().as_str()), (StatusCode::OK, "errors"));
+    let j = g.json();
+    assert_eq!(j["path"], "/?x=1");
+    let h = &j["headers"];
+    assert_eq!(h["x-code"], "404");
+    assert_eq!(h["x-format"], "text/html");
+    assert_eq!(h["x-original-uri"], "/nothing?x=1");
+    assert_eq!(h["x-namespace"], "default");
+    assert_eq!(h["x-ingress-name"], "app");
+    assert!(h.get("x-service-name").is_none(), "{h}");
+    assert!(h.get("x-service-port").is_none(), "{h}");
+    assert_eq!(h["x-request-id"].as_str().unwrap_or_default().len(), 32);
+    // Its own paths as before; a host whose first Ingress intercepts nothing: our 404.
+    let g = get(&c, proxy.http(), "root.test", "/app/x").await;
+    assert_eq!((g.status, g.pod().as_str()), (StatusCode::OK, "app"));
+    let g = get(&c, proxy.http(), "plain.test", "/nothing").await;
+    assert_eq!(g.status, StatusCode::NOT_FOUND);
+    assert_eq!(g.header(REASON_HEADER), "no path matched");
+
+    // With a controller-wide default backend and no `default-backend`: the default backend
+    // answers unmatched paths, and its 404 is replaced by its own answer to the error request.
+    let snap = translated(
+        2,
+        &[yaml(&[("custom-http-errors", "404")]), catch_all].concat(),
+    );
+    let e = explain(&snap, "root.test", "/status/404");
+    assert_eq!(e.backends[0].service.name, "global", "{}", e.reason);
+    proxy.handle.apply(snap);
+    let g = get(&c, proxy.http(), "root.test", "/nothing").await;
+    assert_eq!((g.status, g.pod().as_str()), (StatusCode::OK, "global"));
+    assert_eq!(g.json()["path"], "/nothing");
+    assert!(g.json()["headers"].get("x-code").is_none());
+    let g = get(&c, proxy.http(), "root.test", "/status/404").await;
+    assert_eq!((g.status, g.pod().as_str()), (StatusCode::OK, "global"));
+    assert_eq!(g.json()["path"], "/");
+    assert_eq!(g.json()["headers"]["x-code"], "404");
+    assert_eq!(g.json()["headers"]["x-original-uri"], "/status/404");
+    // The host without error pages: the default backend's 404 as it is.
+    let g = get(&c, proxy.http(), "plain.test", "/status/404").await;
+    assert_eq!(
+        (g.status, g.pod().as_str()),
+        (StatusCode::NOT_FOUND, "global")
+    );
+}
+
 /// As [`translated`], reading the controller ConfigMap `ingress-nginx/cm` from the manifests.
 fn translated_with_configmap(version: u64, yaml: &str) -> Arc<Snapshot> {
     translate_manifests(version, yaml, |c| {

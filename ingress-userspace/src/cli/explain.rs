@@ -395,6 +395,9 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
         Lookup::Route { host, route } => {
             e.virtual_host = host_name(host);
             let (path, path_type) = match &route.path {
+                _ if matches!(route.action, CompiledAction::DefaultBackend) => {
+                    ("/".to_string(), ROOT_LOCATION)
+                }
                 PathMatch::Exact(p) => (p.clone(), "Exact"),
                 PathMatch::Prefix(p) => (p.clone(), "Prefix"),
                 PathMatch::CharPrefix(p) => (p.clone(), "ImplementationSpecific"),
@@ -417,6 +420,8 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                 let own_empty = match &route.action {
                     CompiledAction::Forward(ups) => ups.iter().all(|(u, _)| u.endpoints.is_empty()),
                     CompiledAction::Respond { .. } => true,
+                    // The root location's backend is the default backend itself.
+                    CompiledAction::DefaultBackend => false,
                 };
                 let by = errors.default_backend.as_ref().or(table.default_backend());
                 e.error_pages = Some(ErrorPagesInfo {
@@ -516,6 +521,42 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                     e.outcome = Outcome::Respond;
                     e.status = Some(*status);
                     e.reason = reason.clone();
+                }
+                CompiledAction::DefaultBackend => {
+                    let why = format!(
+                        "{}; the host's root location (ingress-nginx's implicit `location /`) \
+                         takes it, with the annotations of {}, the host's first Ingress",
+                        miss_reason(Miss::NoPath, &q.host, target.path_and_query.path()),
+                        route.ingress
+                    );
+                    if !q.https && host.tls && route.policy.ssl_redirect != Some(false) {
+                        e.outcome = Outcome::Redirect;
+                        e.status = Some(snapshot.l7.settings.http_redirect_code.unwrap_or(308));
+                        e.redirect_to = Some(rewrite::https_location(
+                            &target.host,
+                            443,
+                            target.path_and_query.as_str(),
+                            route.policy.preserve_trailing_slash,
+                        ));
+                        e.reason = "host has TLS and the request is plain HTTP".into();
+                    } else if let Some(d) = table.default_backend() {
+                        e.outcome = Outcome::DefaultBackend;
+                        e.backends = vec![backend_info(d, 1)];
+                        e.reason = why;
+                    } else {
+                        e.outcome = Outcome::NotFound;
+                        e.status = Some(404);
+                        e.reason = format!("{why}; no default backend: the built-in 404");
+                        if let Some(by) = e
+                            .error_pages
+                            .as_ref()
+                            .filter(|p| p.intercept.contains(&404))
+                            .and_then(|p| p.intercepted_by.as_ref())
+                        {
+                            e.reason +=
+                                &format!(", which custom-http-errors replace by {by}'s answer");
+                        }
+                    }
                 }
             }
             // The proxy's auth step comes after the redirects, before the route's action.
@@ -622,6 +663,10 @@ pub fn add_related_diagnostics(
         }
     }
 }
+
+/// `RouteInfo::path_type` of ingress-nginx's implicit root location of a host
+/// ([`crate::model::RouteAction::DefaultBackend`]).
+pub const ROOT_LOCATION: &str = "root location";
 
 fn miss_reason(why: Miss, host: &str, path: &str) -> String {
     match why {

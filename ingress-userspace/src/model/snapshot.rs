@@ -419,6 +419,11 @@ pub enum RouteAction {
     Forward(Vec<WeightedUpstream>),
     /// Answer directly (e.g. a route whose Service is missing answers 503).
     Respond { status: u16, reason: String },
+    /// Served as a request no route matches: by the controller-wide default backend
+    /// ([`L7Config::default_backend`]), else the built-in 404 — but with this route's policy
+    /// and error pages, whose `custom-http-errors` may replace that answer. ingress-nginx's
+    /// implicit root location of a host (`model::translate::root_location`).
+    DefaultBackend,
 }
 
 #[derive(Clone, Debug)]

@@ -101,16 +101,20 @@ pub struct Intercept<'r> {
 
 impl<'r> Intercept<'r> {
     /// `None` when the route intercepts nothing or no default backend exists. `up`: the
-    /// backend the request goes to (named in `X-Service-*`).
+    /// route's Service port the request goes to, named in `X-Service-*`; `None` for a route
+    /// that has none (the root location: ingress-nginx's `$service_name` is empty there, and
+    /// nginx sends no empty header).
     pub fn new<B>(
         route: &'r CompiledRoute<Arc<UpstreamRuntime>>,
         global: Option<&'r Arc<UpstreamRuntime>>,
-        up: &UpstreamRuntime,
+        up: Option<&UpstreamRuntime>,
         req: &Request<B>,
     ) -> Option<Self> {
         let errors = route.errors.as_ref().filter(|e| !e.intercept.is_empty())?;
         let target = errors.default_backend.as_ref().or(global)?;
-        let port = service_port(up);
+        let (service, port) = up.map_or((String::new(), String::new()), |u| {
+            (u.spec.service.name.clone(), service_port(u))
+        });
         Some(Intercept {
             codes: &errors.intercept,
             target,
@@ -119,7 +123,7 @@ impl<'r> Intercept<'r> {
             headers: req.headers().clone(),
             namespace: route.origin.object.namespace.clone(),
             ingress: route.origin.object.name.clone(),
-            service: up.spec.service.name.clone(),
+            service,
             port,
         })
     }
@@ -155,10 +159,13 @@ impl<'r> Intercept<'r> {
             .map(|p| p.as_str())
             .unwrap_or("/")
             .to_string();
+        // nginx sends no header whose value is empty (nor the client's of that name).
         let mut set = |name: &'static str, value: &str| {
-            if let Ok(v) = HeaderValue::from_str(value) {
-                headers.insert(HeaderName::from_static(name), v);
-            }
+            let name = HeaderName::from_static(name);
+            match HeaderValue::from_str(value) {
+                Ok(v) if !value.is_empty() => headers.insert(name, v),
+                _ => headers.remove(name),
+            };
         };
         set("x-code", status.as_str());
         set("x-original-uri", &original);

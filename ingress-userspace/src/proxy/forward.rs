@@ -56,6 +56,9 @@ pub const REASON_HEADER: &str = "x-xdp-ingress-reason";
 /// [`REASON_HEADER`] of a 403 for a client outside the route's `allowlist-source-range`.
 pub const SOURCE_DENIED: &str = "client address not in allowlist-source-range";
 
+/// [`REASON_HEADER`] of the built-in 404 for a path no route of the host matches.
+const NO_PATH: &str = "no path matched";
+
 /// The client connection a request arrived on.
 #[derive(Debug)]
 pub struct ConnInfo {
@@ -330,7 +333,7 @@ async fn route(
 
                             // Before the rewrite: X-Original-URI is the URI the client sent.
                             let intercept =
-                                Intercept::new(route, rt.routes.default_backend(), up, &req);
+                                Intercept::new(route, rt.routes.default_backend(), Some(up), &req);
                             // The rewrite step, 3: the path the backend sees.
                             // (`req`'s own URI: `target` borrowed it before the auth step changed
                             // its headers; they are the same path and query.)
@@ -359,23 +362,27 @@ async fn route(
                                 );
                             }
                             let resp = forward(shared, req, up, &route.policy, host, out).await;
-                            match intercept {
-                                Some(i) if i.catches(resp.status()) => {
-                                    let status = resp.status();
-                                    drop(resp);
-                                    out.reason = Some(format!("custom-http-errors: {status}"));
-                                    let target = i.target;
-                                    let req = i.request(status, out.request_id.as_ref());
-                                    forward(shared, req, target, &route.policy, host, out).await
-                                }
-                                _ => resp,
-                            }
+                            intercepted(shared, intercept, resp, route, host, out).await
                         }
                         None => {
                             out.reason = Some("route has no backend".into());
                             local(StatusCode::SERVICE_UNAVAILABLE, "route has no backend")
                         }
                     }
+                }
+                CompiledAction::DefaultBackend => {
+                    // ingress-nginx's root location: the default backend (its built-in one
+                    // answers 404), then the route's `custom-http-errors`.
+                    let global = rt.routes.default_backend();
+                    let intercept = Intercept::new(route, global, None, &req);
+                    let resp = match global {
+                        Some(d) => forward(shared, req, d, &route.policy, host, out).await,
+                        None => {
+                            out.reason = Some(NO_PATH.into());
+                            local(StatusCode::NOT_FOUND, NO_PATH)
+                        }
+                    };
+                    intercepted(shared, intercept, resp, route, host, out).await
                 }
             }
         }
@@ -393,11 +400,34 @@ async fn route(
             out.host = vh.map(|h| Arc::clone(&h.label));
             let reason = match why {
                 super::router::Miss::NoHost => "no host matched",
-                super::router::Miss::NoPath => "no path matched",
+                super::router::Miss::NoPath => NO_PATH,
             };
             out.reason = Some(reason.into());
             local(StatusCode::NOT_FOUND, reason)
         }
+    }
+}
+
+/// What the client gets for `resp`: the error backend's answer when the route's
+/// `custom-http-errors` list its status ([`Intercept`]), else `resp`.
+async fn intercepted(
+    shared: &Arc<Shared>,
+    intercept: Option<Intercept<'_>>,
+    resp: Response<ProxyBody>,
+    route: &CompiledRoute<Arc<UpstreamRuntime>>,
+    host: &str,
+    out: &mut Outcome,
+) -> Response<ProxyBody> {
+    match intercept {
+        Some(i) if i.catches(resp.status()) => {
+            let status = resp.status();
+            drop(resp);
+            out.reason = Some(format!("custom-http-errors: {status}"));
+            let target = i.target;
+            let req = i.request(status, out.request_id.as_ref());
+            forward(shared, req, target, &route.policy, host, out).await
+        }
+        _ => resp,
     }
 }
 

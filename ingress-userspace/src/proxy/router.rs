@@ -89,7 +89,12 @@ pub struct CompiledRoute<U> {
 #[derive(Debug)]
 pub enum CompiledAction<U> {
     Forward(Vec<(U, u32)>),
-    Respond { status: u16, reason: String },
+    Respond {
+        status: u16,
+        reason: String,
+    },
+    /// [`RouteAction::DefaultBackend`]: the table's default backend, else the built-in 404.
+    DefaultBackend,
 }
 
 #[derive(Debug)]
@@ -308,6 +313,7 @@ fn compile_route<U>(
             status: *status,
             reason: reason.clone(),
         },
+        RouteAction::DefaultBackend => CompiledAction::DefaultBackend,
     };
     let canary = route
         .canary
@@ -437,6 +443,7 @@ mod tests {
             Lookup::Route { route, .. } => match &route.action {
                 CompiledAction::Forward(u) => u[0].0.service.name.clone(),
                 CompiledAction::Respond { status, .. } => status.to_string(),
+                CompiledAction::DefaultBackend => "root location".into(),
             },
             Lookup::Default { backend, .. } => format!("default:{}", backend.service.name),
             Lookup::NotFound { .. } => "404".into(),

@@ -45,7 +45,8 @@ impl Uses {
                         RouteAction::Forward(ups) => {
                             ups.iter().map(|w| key_of(&w.upstream)).collect()
                         }
-                        RouteAction::Respond { .. } => Vec::new(),
+                        // The default backend is rebuilt on its own, below.
+                        RouteAction::Respond { .. } | RouteAction::DefaultBackend => Vec::new(),
                     };
                     let errors = r.errors.iter().filter_map(|e| e.default_backend.as_deref());
                     main.into_iter()

@@ -24,7 +24,7 @@ use super::{
     compat::{self, HostRoute},
     diagnostics::Diagnostics,
     endpoints::EndpointIndex,
-    errors, passthrough,
+    errors, passthrough, root_location,
     tls::TlsCache,
 };
 use crate::{
@@ -135,6 +135,9 @@ pub(super) struct HostBuilder {
     app_root: Option<String>,
     /// The first Ingress that asked for `ssl-passthrough` on this host (see [`passthrough`]).
     pub(super) passthrough: Option<ObjectRef>,
+    /// ingress-nginx's root location from the first (oldest) Ingress naming this host
+    /// ([`root_location`]); `Some(None)`: that Ingress needs none.
+    root: Option<Option<Route>>,
 }
 
 pub struct L7Builder<'a> {
@@ -380,8 +383,16 @@ impl<'a> L7Builder<'a> {
                     continue;
                 }
             };
+            let hb = self.hosts.entry(host.clone()).or_default();
+            if hb.root.is_none() && !host.is_empty() {
+                hb.root = Some(root_location::of_first_ingress(
+                    &opts,
+                    errors.as_ref(),
+                    &oref,
+                    created,
+                ));
+            }
             if passthrough {
-                let hb = self.hosts.entry(host.clone()).or_default();
                 hb.passthrough.get_or_insert_with(|| oref.clone());
             }
             if let Some(f) = &fallback {
@@ -650,7 +661,7 @@ impl<'a> L7Builder<'a> {
                 continue;
             }
             passthrough::speak_tls(&mut hb.routes, &tls_upstreams);
-            let routes = if hb.regex {
+            let mut routes = if hb.regex {
                 regex_routes(hb.routes, self.diags)
             } else {
                 let mut routes: Vec<Route> = compat::trailing_slash_redirects(&hb.routes);
@@ -660,6 +671,12 @@ impl<'a> L7Builder<'a> {
                 routes.sort_by_key(|r| specificity(&r.matches.path));
                 routes
             };
+            // Last: tried only when no path of the host matched.
+            if let Some(Some(root)) = hb.root
+                && !root_location::covered(&routes)
+            {
+                routes.push(root);
+            }
             let vh = Arc::new(VirtualHost {
                 host: host.clone(),
                 routes,

@@ -11,6 +11,7 @@
 //! - [`auth`]: authentication annotations (basic auth from an htpasswd Secret).
 //! - [`canary`]: ingress-nginx canary Ingresses, merged into the main routes.
 //! - [`errors`]: `default-backend` and `custom-http-errors` annotations.
+//! - [`root_location`]: ingress-nginx's implicit `location /` of a host, for its error pages.
 //! - [`next_upstream`]: `proxy-next-upstream*` (annotations and ConfigMap keys).
 //! - [`rewrite`], [`redirect`]: ingress-nginx's path rewrite and redirect/host annotations.
 //! - [`passthrough`]: ingress-nginx's `ssl-passthrough` (TLS to the pod, by SNI).
@@ -42,6 +43,7 @@ pub mod node_local;
 pub mod passthrough;
 pub mod redirect;
 pub mod rewrite;
+pub mod root_location;
 pub mod service;
 pub mod service_upstream;
 pub mod support;

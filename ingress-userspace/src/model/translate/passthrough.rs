@@ -155,7 +155,7 @@ pub(super) fn tls_upstreams(hosts: &BTreeMap<String, HostBuilder>) -> HashSet<St
         })
         .filter_map(|(_, hb)| match &root_route(hb)?.action {
             RouteAction::Forward(ups) => ups.first().map(|w| w.upstream.id.clone()),
-            RouteAction::Respond { .. } => None,
+            RouteAction::Respond { .. } | RouteAction::DefaultBackend => None,
         })
         .collect()
 }
@@ -252,7 +252,7 @@ mod tests {
             .iter()
             .filter_map(|r| match &r.action {
                 RouteAction::Forward(ups) => Some(ups[0].upstream.protocol),
-                RouteAction::Respond { .. } => None,
+                RouteAction::Respond { .. } | RouteAction::DefaultBackend => None,
             })
             .collect()
     }

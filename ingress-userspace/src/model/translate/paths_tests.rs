@@ -44,6 +44,7 @@ fn routes(vh: &VirtualHost) -> Vec<(String, String)> {
                 (Some(rd), _) => format!("{} {:?}", rd.status, rd.to),
                 (None, crate::model::RouteAction::Forward(u)) => u[0].upstream.service.name.clone(),
                 (None, crate::model::RouteAction::Respond { status, .. }) => status.to_string(),
+                (None, crate::model::RouteAction::DefaultBackend) => "root location".into(),
             };
             (p, to)
         })

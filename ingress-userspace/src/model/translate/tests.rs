@@ -36,6 +36,7 @@ fn routes(vh: &VirtualHost) -> Vec<(PathMatch, String)> {
             let to = match &r.action {
                 RouteAction::Forward(u) => u[0].upstream.id.clone(),
                 RouteAction::Respond { status, .. } => status.to_string(),
+                RouteAction::DefaultBackend => "root location".into(),
             };
             (r.matches.path.clone(), to)
         })
