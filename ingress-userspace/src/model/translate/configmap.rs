@@ -230,6 +230,24 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
             _ => r.bad("http-redirect-code", &v, "301, 302, 307 or 308"),
         }
     }
+    // nginx's `limit_req_status` / `limit_conn_status` take 400 to 599.
+    for (key, field) in [
+        (
+            "limit-req-status-code",
+            &mut out.settings.limit_req_status_code,
+        ),
+        (
+            "limit-conn-status-code",
+            &mut out.settings.limit_conn_status_code,
+        ),
+    ] {
+        if let Some(v) = r.get(key) {
+            match v.parse::<u16>() {
+                Ok(c @ 400..=599) => *field = Some(c),
+                _ => r.bad(key, &v, "a status code from 400 to 599"),
+            }
+        }
+    }
 
     let d = &mut out.route_defaults;
     d.ssl_redirect = r.bool("ssl-redirect");
