@@ -23,12 +23,16 @@ fn backend(name: &str) -> HttpBackend {
     HttpBackend::start("127.0.0.1:0".parse().unwrap(), name).unwrap()
 }
 
-/// Ingress `default/api` for `host` with two paths, `/a` and `/b`, both to the pod.
+/// Ingress `default/api` for `host` with two paths, `/a` and `/b`, both to the pod. Annotation
+/// keys without a prefix get `nginx.ingress.kubernetes.io/`.
 fn ingress(host: &str, backend: SocketAddr, annotations: &[(&str, &str)], extra: &str) -> String {
     let service = service_yaml("web", backend);
     let ann: String = annotations
         .iter()
-        .map(|(k, v)| format!("    {N}{k}: {v:?}\n"))
+        .map(|(k, v)| {
+            let prefix = if k.contains('/') { "" } else { N };
+            format!("    {prefix}{k}: {v:?}\n")
+        })
         .collect();
     format!(
         r#"{service}{extra}apiVersion: networking.k8s.io/v1
@@ -186,4 +190,49 @@ async fn a_bad_limit_warns_and_serves_without_it() {
     );
     proxy.handle.apply(s);
     assert_eq!(burst(&proxy, "bad.test", 12).await, [200; 12]);
+}
+
+/// Our own prefix works the same; `limit-rpm 60` with multiplier 2 admits 1 + 120 at once, and
+/// `limit-conn-status-code: 429` is the status of `limit-connections` refusals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limit_rpm_under_our_prefix_and_limit_conn_status_code() {
+    let a = backend("a");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    proxy.handle.apply(translated(
+        1,
+        &ingress(
+            "rpm.test",
+            a.addr,
+            &[
+                ("xdp-ingress.dev/limit-rpm", "2"),
+                ("xdp-ingress.dev/limit-burst-multiplier", "2"),
+            ],
+            "",
+        ),
+    ));
+    // 1 + 2 x 2 = 5 at once, then one per 30 s.
+    let got = burst(&proxy, "rpm.test", 8).await;
+    assert_eq!(got, [200, 200, 200, 200, 200, 503, 503, 503]);
+
+    let cm = configmap_yaml(&[("limit-conn-status-code", "429")]);
+    let yaml = ingress(
+        "conn.test",
+        a.addr,
+        &[("limit-connections", "1")],
+        &format!("{cm}---\n"),
+    )
+    .replace("path: /a,", "path: /delay,");
+    proxy.handle.apply(translated(2, &yaml));
+    let addr = proxy.http();
+    let slow = tokio::spawn(async move {
+        let c = http1_client();
+        get(&c, addr, "conn.test", "/delay/1500").await.status
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let c = http1_client();
+    assert_eq!(
+        get(&c, addr, "conn.test", "/b").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(slow.await.unwrap(), StatusCode::OK);
 }
