@@ -26,13 +26,15 @@ use std::{
     time::Instant,
 };
 
+use arc_swap::ArcSwap;
 use http::Response;
 use http_body_util::BodyExt;
 
 use super::{allowlist, upstream::ProxyBody};
 use crate::model::RateLimit;
 
-/// Clients remembered per zone (nginx's ingress-nginx zone is 5 MB, some 40 000 clients).
+/// Clients remembered per zone. ingress-nginx gives each zone 5 MB, and nginx keeps "about
+/// 16 thousand 64-byte states" per megabyte (ngx_http_limit_req_module): the same order.
 pub const CLIENTS_PER_ZONE: usize = 1 << 16;
 const SHARDS: usize = 16;
 
@@ -55,10 +57,13 @@ impl Refused {
     }
 }
 
-/// The zones of every route with limits, shared by all requests of the proxy.
+/// The zones of every route with limits, shared by all requests of the proxy. Requests read
+/// the map without a lock; it is rebuilt when a configuration is applied.
 #[derive(Default)]
 pub struct RateLimiter {
-    zones: Mutex<HashMap<RateLimit, Arc<Zone>>>,
+    zones: ArcSwap<HashMap<RateLimit, Arc<Zone>>>,
+    /// Serialises rebuilds of `zones`.
+    update: Mutex<()>,
 }
 
 impl RateLimiter {
@@ -70,24 +75,42 @@ impl RateLimiter {
         if !limit.exempt.is_empty() && allowlist::allows(&limit.exempt, client) {
             return Ok(None);
         }
-        let zone = self.zone(limit);
-        zone.admit(client)
+        self.zone(limit).admit(client)
     }
 
     fn zone(&self, limit: &RateLimit) -> Arc<Zone> {
-        let mut zones = self.zones.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(z) = zones.get(limit) {
+        if let Some(z) = self.zones.load().get(limit) {
+            return Arc::clone(z);
+        }
+        // A limit the last apply did not list (a request still on an older configuration).
+        let _serial = self.update.lock().unwrap_or_else(PoisonError::into_inner);
+        let current = self.zones.load_full();
+        if let Some(z) = current.get(limit) {
             return Arc::clone(z);
         }
         let z = Arc::new(Zone::new(limit, CLIENTS_PER_ZONE));
-        zones.insert(limit.clone(), Arc::clone(&z));
+        let mut next = (*current).clone();
+        next.insert(limit.clone(), Arc::clone(&z));
+        self.zones.store(Arc::new(next));
         z
     }
 
-    /// Forgets the zones no route uses any more (called when a configuration is applied).
+    /// Keeps the zones of `live` (the limits of the configuration being applied), creating
+    /// the new ones, and forgets the others.
     pub fn retain(&self, live: &[&RateLimit]) {
-        let mut zones = self.zones.lock().unwrap_or_else(PoisonError::into_inner);
-        zones.retain(|k, _| live.contains(&k));
+        let _serial = self.update.lock().unwrap_or_else(PoisonError::into_inner);
+        let current = self.zones.load_full();
+        let next: HashMap<RateLimit, Arc<Zone>> = live
+            .iter()
+            .map(|&l| {
+                let z = current
+                    .get(l)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(Zone::new(l, CLIENTS_PER_ZONE)));
+                (l.clone(), z)
+            })
+            .collect();
+        self.zones.store(Arc::new(next));
     }
 }
 
