@@ -328,6 +328,24 @@ mod tests {
         }
     }
 
+    /// nginx's `limit_req_status` / `limit_conn_status` take 400 to 599; anything else warns
+    /// and leaves ingress-nginx's default, 503.
+    #[test]
+    fn limit_status_codes_are_400_to_599() {
+        let mut d = Diagnostics::default();
+        let c = parse(
+            &cm(&[
+                ("limit-req-status-code", "429"),
+                ("limit-conn-status-code", "200"),
+            ]),
+            &mut d,
+        );
+        assert_eq!(c.settings.limit_req_status_code, Some(429));
+        assert_eq!(c.settings.limit_conn_status_code, None);
+        assert_eq!(d.0.len(), 1, "{:?}", d.0);
+        assert!(d.0[0].message.contains("limit-conn-status-code"));
+    }
+
     #[test]
     fn keys_map_onto_settings_and_defaults() {
         let mut d = Diagnostics::default();
