@@ -1318,7 +1318,11 @@ fn snippet_ingresses_are_not_served_unless_allowed_and_ignored_annotations_are_c
         &format!("{N}server-snippet"),
         "deny all;",
     );
-    o.upsert(ing(with_annotation(snippet, &format!("{N}limit-rate"), "5")));
+    o.upsert(ing(with_annotation(
+        snippet,
+        &format!("{N}limit-rate"),
+        "5",
+    )));
     o.upsert(ing(with_annotation(
         mk_ingress(
             "default",
