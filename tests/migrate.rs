@@ -78,7 +78,7 @@ fn migrate_reports_every_annotation_and_key_and_exits_1_on_differences() {
         statuses(&ing(0)["annotations"]),
         json!([
             [format!("{N}enable-cors"), "supported"],
-            [format!("{N}limit-rps"), "not-yet"],
+            [format!("{N}limit-rps"), "differs"],
             [format!("{N}proxy-read-timeout"), "supported"],
             [format!("{N}rewrite-target"), "supported"],
             [format!("{N}use-regex"), "supported"],
@@ -148,7 +148,7 @@ fn migrate_reports_every_annotation_and_key_and_exits_1_on_differences() {
     assert_eq!(cm["problems"].as_array().unwrap().len(), 1, "{cm}");
     assert_eq!(
         r["summary"],
-        json!({"supported": 14, "differs": 4, "refused": 3, "not_yet": 1, "unknown": 2})
+        json!({"supported": 14, "differs": 5, "refused": 3, "not_yet": 0, "unknown": 2})
     );
     assert_eq!(r["same_behaviour"], false);
 
@@ -166,7 +166,7 @@ fn migrate_reports_every_annotation_and_key_and_exits_1_on_differences() {
         "{table}"
     );
     assert!(
-        table.contains("14 supported, 4 differ, 3 refused, 1 not yet, 2 unknown"),
+        table.contains("14 supported, 5 differ, 3 refused, 0 not yet, 2 unknown"),
         "{table}"
     );
     assert!(table.contains("--no-status"), "{table}");

@@ -157,6 +157,10 @@ pub struct Explanation {
     /// The route's authentication step, if any (never the users' hashes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthInfo>,
+    /// The route's per-client limits (`limit-rps`, `limit-rpm`, `limit-connections`), counted
+    /// per node in a zone shared by the Ingress's paths; burst = limit x `burst_multiplier`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<crate::model::RateLimit>,
     /// Problems the control plane reported for the Ingress that matched (and its canary),
     /// for Ingresses that name this host but are not (fully) served (e.g. snippets refused),
     /// and for the backends' EndpointSlices (refused endpoint addresses).
@@ -324,6 +328,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
         upstream_http: None,
         response_headers: Vec::new(),
         auth: None,
+        rate_limit: None,
         diagnostics: Vec::new(),
         snapshot_version: snapshot.version,
     };
@@ -410,6 +415,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                 path,
                 path_type,
             });
+            e.rate_limit = route.policy.rate_limit.as_deref().cloned();
             e.diagnostics = snapshot
                 .diagnostics
                 .iter()
@@ -1286,6 +1292,7 @@ metadata:
     nginx.ingress.kubernetes.io/proxy-next-upstream: "error http_503"
     nginx.ingress.kubernetes.io/proxy-next-upstream-tries: "2"
     nginx.ingress.kubernetes.io/proxy-next-upstream-timeout: "5"
+    nginx.ingress.kubernetes.io/limit-rps: "3"
 spec:
   ingressClassName: xdp-ingress
   rules:
@@ -1300,6 +1307,9 @@ spec:
         let e = explain(&s.unwrap(), &q("a.test", "/"));
         let json = serde_json::to_value(&e).unwrap();
         assert_eq!(json["next_upstream"]["when"], "error http_503");
+        assert_eq!(json["rate_limit"]["rps"], 3);
+        assert_eq!(json["rate_limit"]["burst_multiplier"], 5);
+        assert_eq!(json["rate_limit"]["zone"], "default/ing");
         assert_eq!(json["next_upstream"]["tries"], 2);
         assert_eq!(json["next_upstream"]["timeout_secs"], 5.0);
         assert_eq!(json["backends"][0]["service_upstream"], true);

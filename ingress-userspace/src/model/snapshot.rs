@@ -273,6 +273,10 @@ pub struct ProxySettings {
     /// `http-redirect-code`: status of the HTTP to HTTPS and from/to-www redirects (301, 302,
     /// 307 or 308); `None`: 308.
     pub http_redirect_code: Option<u16>,
+    /// `limit-req-status-code`: status of requests over `limit-rps`/`limit-rpm`; `None`: 503.
+    pub limit_req_status_code: Option<u16>,
+    /// `limit-conn-status-code`: status of requests over `limit-connections`; `None`: 503.
+    pub limit_conn_status_code: Option<u16>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -462,6 +466,30 @@ pub struct RoutePolicy {
     /// Who may use the route (authentication annotations); checked after the allowlist, as
     /// nginx's access phase runs `allow`/`deny` before `auth_basic` (`satisfy all`).
     pub auth: Option<RouteAuth>,
+    /// Per-client request and connection limits (`limit-rps`, `limit-rpm`,
+    /// `limit-connections`), checked before the allowlist as nginx's preaccess phase runs
+    /// before its access phase.
+    pub rate_limit: Option<Arc<RateLimit>>,
+}
+
+/// ingress-nginx's per-Ingress rate limits (annotations page, "Rate Limiting"; nginx
+/// `limit_req_zone`/`limit_req ... nodelay` and `limit_conn`), keyed by the client address.
+/// One zone per Ingress: all its paths share the counters. Counted per node (ingress-nginx
+/// counts per replica).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct RateLimit {
+    /// `namespace/name` of the Ingress: the zone its paths share.
+    pub zone: String,
+    /// `limit-rps`: requests per second per client; burst = this x `burst_multiplier`.
+    pub rps: Option<u32>,
+    /// `limit-rpm`: requests per minute per client; burst = this x `burst_multiplier`.
+    pub rpm: Option<u32>,
+    /// `limit-burst-multiplier` (default 5).
+    pub burst_multiplier: u32,
+    /// `limit-connections`: requests in progress at once per client.
+    pub connections: Option<u32>,
+    /// `limit-allowlist` / `limit-whitelist`: clients no limit applies to.
+    pub exempt: Vec<IpPrefix>,
 }
 
 /// When a failed attempt goes on to another endpoint: nginx's `proxy_next_upstream`,

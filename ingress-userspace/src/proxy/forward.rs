@@ -38,7 +38,7 @@ use super::{
     headers::{add_forwarding, drop_underscored, for_http1_upstream, is_upgrade, strip_hop_by_hop},
     metrics::{GaugeGuard, RequestLabels, RouteLabels, UpstreamLabels},
     next_upstream::{Attempt, Cause, Retry},
-    request_target, rewrite,
+    rate_limit, request_target, rewrite,
     router::{CompiledAction, CompiledRoute, Lookup, RequestView},
     tunnel,
     upstream::{
@@ -105,6 +105,9 @@ struct Outcome {
     tls: bool,
     /// Set on the response by the route ([`cors`]: CORS, `custom-headers`).
     set_headers: http::HeaderMap,
+    /// This request's place in its route's `limit-connections`, held until the response
+    /// is sent.
+    in_progress: Option<rate_limit::ConnGuard>,
 }
 
 pub(crate) async fn handle(
@@ -159,6 +162,9 @@ pub(crate) async fn handle(
         resp.headers_mut()
             .insert(STRICT_TRANSPORT_SECURITY, hsts.clone());
     }
+    if let Some(guard) = out.in_progress.take() {
+        resp = rate_limit::hold_until_sent(resp, guard);
+    }
     Ok(finish(&shared, started, resp, out, &host, logged))
 }
 
@@ -177,6 +183,7 @@ impl Outcome {
             request_id: None,
             tls: false,
             set_headers: http::HeaderMap::new(),
+            in_progress: None,
         }
     }
 }
@@ -287,6 +294,22 @@ async fn route(
                     req.uri(),
                     route.policy.preserve_trailing_slash,
                 );
+            }
+            // Rate limits: nginx's preaccess phase (`limit_req`, `limit_conn`), after the
+            // rewrite phase (redirects) and before the access phase (allowlist, auth).
+            if let Some(limit) = &route.policy.rate_limit {
+                match shared.rate_limits.admit(limit, out.client.addr) {
+                    Ok(guard) => out.in_progress = guard,
+                    Err(refused) => {
+                        let live = shared.live.load();
+                        let status = match refused {
+                            rate_limit::Refused::Requests => live.limit_req_status,
+                            rate_limit::Refused::Connections => live.limit_conn_status,
+                        };
+                        out.reason = Some(refused.reason().into());
+                        return local(status, refused.reason());
+                    }
+                }
             }
             // After the redirect, as ingress-nginx (rewrite phase before access phase); before
             // anything else, local answers included, so a denied client learns nothing more.

@@ -29,6 +29,7 @@ pub mod next_upstream;
 pub mod normalize;
 pub mod passthrough;
 pub mod proxy_protocol;
+pub mod rate_limit;
 pub mod request_buffer;
 pub mod request_target;
 pub mod rewrite;
@@ -161,6 +162,8 @@ pub(crate) struct Shared {
     pub certs: Arc<CertStore>,
     /// Routes' authentication step: bounded hash checks and their cache.
     pub auth: auth::Authenticator,
+    /// Routes' `limit-rps`, `limit-rpm` and `limit-connections` counters, by Ingress.
+    pub rate_limits: rate_limit::RateLimiter,
     /// Label for "none" in metrics.
     pub dash: Arc<String>,
 }
@@ -244,6 +247,7 @@ impl Proxy {
             access_log: AccessLog::start(args.access_log_format).map(Arc::new),
             certs,
             auth: auth::Authenticator::default(),
+            rate_limits: rate_limit::RateLimiter::default(),
             dash: Arc::new("-".into()),
             live: ArcSwap::from_pointee(settings::Live::new(&args, &Default::default())),
             args,
@@ -370,6 +374,16 @@ impl ProxyHandle {
             shared.live.store(Arc::new(live));
         }
         shared.runtime.store(Arc::new(rt));
+        let l7 = &snapshot.l7;
+        let limits: Vec<&crate::model::RateLimit> = l7
+            .hosts
+            .values()
+            .chain(l7.wildcard_hosts.values())
+            .chain(&l7.any_host)
+            .flat_map(|vh| &vh.routes)
+            .filter_map(|r| r.policy.rate_limit.as_deref())
+            .collect();
+        shared.rate_limits.retain(&limits);
         shared.metrics.ready.store(true, Ordering::Relaxed);
         shared
             .metrics

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use http::{HeaderName, HeaderValue};
+use http::{HeaderName, HeaderValue, StatusCode};
 use hyper_util::{rt::TokioExecutor, server::conn::auto::Builder};
 
 use super::{args::ProxyArgs, client_addr::TrustConfig, limits, liveness::ConnTimeouts};
@@ -27,6 +27,12 @@ pub(crate) struct Live {
     pub enable_underscores_in_headers: bool,
     /// `add-headers`: set on every response (ingress-nginx's http-level `more_set_headers`).
     pub add_headers: http::HeaderMap,
+    /// Status of requests over `limit-rps`/`limit-rpm` (ConfigMap `limit-req-status-code`,
+    /// default 503 as ingress-nginx).
+    pub limit_req_status: StatusCode,
+    /// Status of requests over `limit-connections` (ConfigMap `limit-conn-status-code`,
+    /// default 503).
+    pub limit_conn_status: StatusCode,
 }
 
 impl Live {
@@ -40,6 +46,8 @@ impl Live {
             client_header_timeout: a.client_header_timeout,
             client_body_timeout: a.client_body_timeout,
             enable_underscores_in_headers: a.enable_underscores_in_headers,
+            limit_req_status: status_or_503(settings.limit_req_status_code),
+            limit_conn_status: status_or_503(settings.limit_conn_status_code),
             add_headers: settings
                 .add_headers
                 .iter()
@@ -56,6 +64,11 @@ impl Live {
                 .and_then(|v| HeaderValue::from_str(v).ok()),
         }
     }
+}
+
+fn status_or_503(code: Option<u16>) -> StatusCode {
+    code.and_then(|c| StatusCode::from_u16(c).ok())
+        .unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
 }
 
 /// The flags with every ConfigMap key that is set put in their place (a key wins over a flag).

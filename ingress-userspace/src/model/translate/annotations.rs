@@ -312,6 +312,7 @@ pub fn parse(
         }
         break;
     }
+    policy.rate_limit = super::rate_limit::parse(&mut r);
 
     let protocol = match r.get("backend-protocol").map(str::to_ascii_uppercase) {
         None => BackendProtocol::Http,

@@ -230,6 +230,24 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
             _ => r.bad("http-redirect-code", &v, "301, 302, 307 or 308"),
         }
     }
+    // nginx's `limit_req_status` / `limit_conn_status` take 400 to 599.
+    for (key, field) in [
+        (
+            "limit-req-status-code",
+            &mut out.settings.limit_req_status_code,
+        ),
+        (
+            "limit-conn-status-code",
+            &mut out.settings.limit_conn_status_code,
+        ),
+    ] {
+        if let Some(v) = r.get(key) {
+            match v.parse::<u16>() {
+                Ok(c @ 400..=599) => *field = Some(c),
+                _ => r.bad(key, &v, "a status code from 400 to 599"),
+            }
+        }
+    }
 
     let d = &mut out.route_defaults;
     d.ssl_redirect = r.bool("ssl-redirect");
@@ -308,6 +326,24 @@ mod tests {
             ),
             ..Default::default()
         }
+    }
+
+    /// nginx's `limit_req_status` / `limit_conn_status` take 400 to 599; anything else warns
+    /// and leaves ingress-nginx's default, 503.
+    #[test]
+    fn limit_status_codes_are_400_to_599() {
+        let mut d = Diagnostics::default();
+        let c = parse(
+            &cm(&[
+                ("limit-req-status-code", "429"),
+                ("limit-conn-status-code", "200"),
+            ]),
+            &mut d,
+        );
+        assert_eq!(c.settings.limit_req_status_code, Some(429));
+        assert_eq!(c.settings.limit_conn_status_code, None);
+        assert_eq!(d.0.len(), 1, "{:?}", d.0);
+        assert!(d.0[0].message.contains("limit-conn-status-code"));
     }
 
     #[test]

@@ -41,6 +41,7 @@ pub mod ingress;
 pub mod next_upstream;
 pub mod node_local;
 pub mod passthrough;
+pub mod rate_limit;
 pub mod redirect;
 pub mod rewrite;
 pub mod root_location;

@@ -171,14 +171,14 @@ pub static ANNOTATIONS: &[Row] = &[
     row("influxdb-measurement", REMOVED, "InfluxDB metrics measurement."),
     row("influxdb-port", REMOVED, "InfluxDB metrics port."),
     row("influxdb-server-name", REMOVED, "InfluxDB metrics server name."),
-    row("limit-allowlist", NotYet, "CIDRs exempt from rate limits."),
-    row("limit-burst-multiplier", NotYet, "Rate limit burst = limit x this."),
-    row("limit-connections", NotYet, "Concurrent connections per client address."),
+    row("limit-allowlist", Supported, "CIDRs exempt from limit-rps, limit-rpm and limit-connections."),
+    row("limit-burst-multiplier", Supported, "Rate limit burst = limit x this."),
+    row("limit-connections", Differs("counted per node, as ingress-nginx counts per replica"), "Requests in progress at once per client address (others get 503)."),
     row("limit-rate", NotYet, "Response rate per connection, KB/s."),
     row("limit-rate-after", NotYet, "Bytes sent before limit-rate applies."),
-    row("limit-rpm", NotYet, "Requests per minute per client address."),
-    row("limit-rps", NotYet, "Requests per second per client address."),
-    row("limit-whitelist", NotYet, "CIDRs exempt from rate limits (old name)."),
+    row("limit-rpm", Differs("counted per node, as ingress-nginx counts per replica"), "Requests per minute per client address, burst = limit x multiplier, nodelay (others get 503)."),
+    row("limit-rps", Differs("counted per node, as ingress-nginx counts per replica"), "Requests per second per client address, burst = limit x multiplier, nodelay (others get 503)."),
+    row("limit-whitelist", Supported, "CIDRs exempt from rate limits (old name)."),
     row("load-balance", Differs("`ewma` is least-request over two random choices weighted by EWMA latency"), "`round_robin` or `ewma`."),
     row("mirror-host", NotYet, "Host header of mirrored requests."),
     row("mirror-request-body", NotYet, "Mirror the request body too."),
@@ -345,11 +345,11 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("keep-alive", Supported, "Idle time of a client connection, seconds; flag --keepalive-timeout."),
     row("keep-alive-requests", NotYet, "Requests per client connection."),
     row("large-client-header-buffers", BUFFERS, "nginx `large_client_header_buffers` (see --max-header-bytes)."),
-    row("limit-conn-status-code", NotYet, "Status of limit-connections refusals."),
+    row("limit-conn-status-code", Supported, "Status of limit-connections refusals."),
     row("limit-conn-zone-variable", NGINX_INTERNAL, "nginx variable keying limit-connections."),
     row("limit-rate", NotYet, "Response rate per connection."),
     row("limit-rate-after", NotYet, "Bytes before limit-rate applies."),
-    row("limit-req-status-code", NotYet, "Status of rate-limit refusals."),
+    row("limit-req-status-code", Supported, "Status of rate-limit refusals."),
     row("load-balance", NotYet, "Default load-balancing algorithm."),
     row("location-snippet", SNIPPET, "nginx configuration in every location."),
     row("log-format-escape-json", Refused("use --access-log-format json"), "JSON escaping in the access log."),
@@ -659,7 +659,7 @@ mod tests {
         let (c, d) = check(
             &[
                 ("nginx.ingress.kubernetes.io/proxy-body-size", "8m"),
-                ("nginx.ingress.kubernetes.io/limit-rps", "5"),
+                ("nginx.ingress.kubernetes.io/limit-rate", "5"),
                 ("xdp-ingress.dev/proxy-bodysize", "8m"),
                 ("nginx.ingress.kubernetes.io/ssl-ciphers", "HIGH"),
                 ("kubernetes.io/ingress.class", "nginx"),
@@ -669,7 +669,7 @@ mod tests {
         );
         assert_eq!(
             c.unsupported,
-            ["limit-rps", "proxy-bodysize", "ssl-ciphers"]
+            ["limit-rate", "proxy-bodysize", "ssl-ciphers"]
         );
         assert!(c.snippets.is_empty());
         assert_eq!(d.len(), 3, "{d:?}");
@@ -678,7 +678,7 @@ mod tests {
                 .all(|(s, r, _)| *s == Severity::Warning && r == "UnsupportedAnnotation")
         );
         assert!(
-            d[0].2.contains("limit-rps") && d[0].2.contains("not implemented yet"),
+            d[0].2.contains("limit-rate") && d[0].2.contains("not implemented yet"),
             "{}",
             d[0].2
         );

@@ -1318,7 +1318,11 @@ fn snippet_ingresses_are_not_served_unless_allowed_and_ignored_annotations_are_c
         &format!("{N}server-snippet"),
         "deny all;",
     );
-    o.upsert(ing(with_annotation(snippet, &format!("{N}limit-rps"), "5")));
+    o.upsert(ing(with_annotation(
+        snippet,
+        &format!("{N}limit-rate"),
+        "5",
+    )));
     o.upsert(ing(with_annotation(
         mk_ingress(
             "default",
@@ -1326,7 +1330,7 @@ fn snippet_ingresses_are_not_served_unless_allowed_and_ignored_annotations_are_c
             1,
             vec![("p.example.com", vec![("/", "Prefix", "web", "http")])],
         ),
-        "xdp-ingress.dev/limit-rps",
+        "xdp-ingress.dev/limit-rate",
         "5",
     )));
     let s = run(&o);
@@ -1335,7 +1339,7 @@ fn snippet_ingresses_are_not_served_unless_allowed_and_ignored_annotations_are_c
     assert_eq!(
         s.unsupported_annotations,
         [
-            ("limit-rps".to_string(), 2),
+            ("limit-rate".to_string(), 2),
             ("server-snippet".to_string(), 1)
         ]
         .into()

@@ -1,0 +1,123 @@
+//! ingress-nginx's per-client rate limits (annotations page, "Rate Limiting";
+//! `internal/ingress/annotations/ratelimit`): `limit-rps`, `limit-rpm`,
+//! `limit-burst-multiplier`, `limit-connections`, `limit-allowlist` (old name
+//! `limit-whitelist`). A value of `0` (or none) disables that limit, as ingress-nginx; a value
+//! that is not a whole number gets a warning and is ignored.
+
+use std::sync::Arc;
+
+use crate::model::RateLimit;
+
+use super::annotations::{Reader, parse_prefix};
+
+/// ingress-nginx's default `limit-burst-multiplier`.
+pub const DEFAULT_BURST_MULTIPLIER: u32 = 5;
+
+/// The Ingress's limits, `None` when none is set (or all are `0`).
+pub(super) fn parse(r: &mut Reader<'_>) -> Option<Arc<RateLimit>> {
+    let rps = number(r, "limit-rps");
+    let rpm = number(r, "limit-rpm");
+    let connections = number(r, "limit-connections");
+    let burst_multiplier = number(r, "limit-burst-multiplier").unwrap_or(DEFAULT_BURST_MULTIPLIER);
+    let mut exempt = Vec::new();
+    for key in ["limit-allowlist", "limit-whitelist"] {
+        let Some(v) = r.get(key).map(str::to_string) else {
+            continue;
+        };
+        let parsed: Option<Vec<_>> = v
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(parse_prefix)
+            .collect();
+        match parsed {
+            Some(p) => exempt = p,
+            // Exempting nobody is the stricter reading of a typo.
+            None => r.bad(key, &v, "a comma-separated list of CIDRs; nobody is exempt"),
+        }
+        break;
+    }
+    let positive = |n: Option<u32>| n.filter(|&n| n > 0);
+    let (rps, rpm, connections) = (positive(rps), positive(rpm), positive(connections));
+    if rps.is_none() && rpm.is_none() && connections.is_none() {
+        return None;
+    }
+    Some(Arc::new(RateLimit {
+        zone: format!("{}/{}", r.object.namespace, r.object.name),
+        rps,
+        rpm,
+        burst_multiplier,
+        connections,
+        exempt,
+    }))
+}
+
+/// A whole number `0..=u32::MAX`, else a warning and `None`.
+fn number(r: &mut Reader<'_>, key: &str) -> Option<u32> {
+    let v = r.get(key)?.to_string();
+    match v.parse::<u32>() {
+        Ok(n) => Some(n),
+        Err(_) => {
+            r.bad(key, &v, "a whole number (0 disables the limit)");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::model::{
+        ObjectKind, ObjectRef,
+        translate::{annotations, diagnostics::Diagnostics},
+    };
+
+    fn parse_with(pairs: &[(&str, &str)]) -> (Option<Arc<RateLimit>>, Diagnostics) {
+        let a: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let obj = ObjectRef::new(ObjectKind::Ingress, "ns", "web");
+        let mut d = Diagnostics::default();
+        let o = annotations::parse(Some(&a), &obj, &mut d);
+        (o.policy.rate_limit.clone(), d)
+    }
+
+    #[test]
+    fn limits_parse_under_both_prefixes_with_the_default_multiplier() {
+        let (l, d) = parse_with(&[
+            ("nginx.ingress.kubernetes.io/limit-rps", "2"),
+            ("xdp-ingress.dev/limit-connections", "3"),
+            (
+                "nginx.ingress.kubernetes.io/limit-whitelist",
+                "10.0.0.0/8, 127.0.0.1",
+            ),
+        ]);
+        let l = l.unwrap();
+        assert!(d.0.is_empty());
+        assert_eq!(l.zone, "ns/web");
+        assert_eq!((l.rps, l.rpm, l.connections), (Some(2), None, Some(3)));
+        assert_eq!(l.burst_multiplier, 5);
+        assert_eq!(l.exempt.len(), 2);
+    }
+
+    #[test]
+    fn bad_or_zero_values_disable_the_limit_and_bad_ones_warn() {
+        let (l, d) = parse_with(&[
+            ("nginx.ingress.kubernetes.io/limit-rps", "fast"),
+            ("nginx.ingress.kubernetes.io/limit-rpm", "0"),
+        ]);
+        assert!(l.is_none());
+        assert_eq!(d.0.len(), 1);
+        let (l, d) = parse_with(&[
+            ("nginx.ingress.kubernetes.io/limit-rpm", "60"),
+            ("nginx.ingress.kubernetes.io/limit-burst-multiplier", "-1"),
+            ("nginx.ingress.kubernetes.io/limit-allowlist", "nope"),
+        ]);
+        let l = l.unwrap();
+        assert_eq!((l.rpm, l.burst_multiplier), (Some(60), 5));
+        assert!(l.exempt.is_empty());
+        assert_eq!(d.0.len(), 2);
+    }
+}

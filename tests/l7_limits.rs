@@ -1,0 +1,238 @@
+//! ingress-nginx's per-client rate limits (`limit-rps`, `limit-rpm`, `limit-burst-multiplier`,
+//! `limit-connections`, `limit-allowlist`) end to end through the proxy on loopback: Ingress
+//! YAML translated and served. Expected values from ingress-nginx's annotations page ("Rate
+//! Limiting") and nginx's `limit_req ... burst=<limit x multiplier> nodelay` / `limit_conn`:
+//! a quiet client gets `1 + burst` requests at once, then one per interval; the rest get 503
+//! (or the ConfigMap's `limit-req-status-code` / `limit-conn-status-code`).
+
+mod l7common;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use http::StatusCode;
+use l7common::*;
+use testbed::http_backend::HttpBackend;
+use xdp_ingress::{
+    model::{Severity, Snapshot},
+    store::Key,
+};
+
+const N: &str = "nginx.ingress.kubernetes.io/";
+
+fn backend(name: &str) -> HttpBackend {
+    HttpBackend::start("127.0.0.1:0".parse().unwrap(), name).unwrap()
+}
+
+/// Ingress `default/api` for `host` with two paths, `/a` and `/b`, both to the pod. Annotation
+/// keys without a prefix get `nginx.ingress.kubernetes.io/`.
+fn ingress(host: &str, backend: SocketAddr, annotations: &[(&str, &str)], extra: &str) -> String {
+    let service = service_yaml("web", backend);
+    let ann: String = annotations
+        .iter()
+        .map(|(k, v)| {
+            let prefix = if k.contains('/') { "" } else { N };
+            format!("    {prefix}{k}: {v:?}\n")
+        })
+        .collect();
+    format!(
+        r#"{service}{extra}apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: api
+  namespace: default
+  annotations:
+{ann}spec:
+  ingressClassName: xdp-ingress
+  rules:
+  - host: {host}
+    http:
+      paths:
+      - {{path: /a, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}
+      - {{path: /b, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}
+"#
+    )
+}
+
+fn translated(version: u64, yaml: &str) -> Arc<Snapshot> {
+    translate_manifests(version, yaml, |c| {
+        c.configmap = Some(Key::new("ingress-nginx", "cm"));
+    })
+}
+
+/// Statuses of `n` requests sent one after another (alternating the Ingress's two paths).
+async fn burst(proxy: &TestProxy, host: &str, n: usize) -> Vec<u16> {
+    let c = http1_client();
+    let mut out = Vec::new();
+    for i in 0..n {
+        let path = if i % 2 == 0 { "/a" } else { "/b" };
+        out.push(get(&c, proxy.http(), host, path).await.status.as_u16());
+    }
+    out
+}
+
+/// limit-rps 2, multiplier 1 (burst 2): of 10 quick requests, 3 pass (1 + burst) and the
+/// others get 503, on both paths of the Ingress (one zone); after the bucket drains, requests
+/// pass again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limit_rps_admits_one_plus_burst_then_503_and_recovers() {
+    let a = backend("a");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    proxy.handle.apply(translated(
+        1,
+        &ingress(
+            "rps.test",
+            a.addr,
+            &[("limit-rps", "2"), ("limit-burst-multiplier", "1")],
+            "",
+        ),
+    ));
+    let got = burst(&proxy, "rps.test", 10).await;
+    let ok = got.iter().filter(|&&s| s == 200).count();
+    // Sent within well under a second: 3, perhaps 4 if the loop took half a second.
+    assert!((3..=4).contains(&ok), "{got:?}");
+    assert!(got[..3].iter().all(|&s| s == 200), "{got:?}");
+    assert!(
+        got.iter().all(|&s| s == 200 || s == 503),
+        "refusals are 503: {got:?}"
+    );
+    // A swap with the same limits keeps the counters.
+    proxy.handle.apply(translated(
+        2,
+        &ingress(
+            "rps.test",
+            a.addr,
+            &[("limit-rps", "2"), ("limit-burst-multiplier", "1")],
+            "",
+        ),
+    ));
+    assert_eq!(burst(&proxy, "rps.test", 1).await, [503]);
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(burst(&proxy, "rps.test", 3).await, [200, 200, 200]);
+}
+
+/// The ConfigMap's `limit-req-status-code: 429` is the status of refusals; a client in
+/// `limit-allowlist` is never limited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limit_req_status_code_and_allowlist() {
+    let a = backend("a");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let cm = configmap_yaml(&[("limit-req-status-code", "429")]);
+    proxy.handle.apply(translated(
+        1,
+        &ingress(
+            "rps.test",
+            a.addr,
+            &[("limit-rps", "1"), ("limit-burst-multiplier", "1")],
+            &format!("{cm}---\n"),
+        ),
+    ));
+    let got = burst(&proxy, "rps.test", 4).await;
+    assert_eq!(&got[..2], [200, 200], "{got:?}");
+    assert!(got[2..].iter().all(|&s| s == 429), "{got:?}");
+
+    proxy.handle.apply(translated(
+        2,
+        &ingress(
+            "rps.test",
+            a.addr,
+            &[
+                ("limit-rps", "1"),
+                ("limit-burst-multiplier", "1"),
+                ("limit-allowlist", "10.0.0.0/8, 127.0.0.1/32"),
+            ],
+            &format!("{cm}---\n"),
+        ),
+    ));
+    assert_eq!(burst(&proxy, "rps.test", 8).await, [200; 8]);
+}
+
+/// limit-connections 1: while the pod holds a request (`/delay/...`), a second one from the
+/// same client gets 503; once the first is answered, requests pass again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limit_connections_refuses_a_second_request_in_progress() {
+    let a = backend("a");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let yaml = ingress("conn.test", a.addr, &[("limit-connections", "1")], "")
+        .replace("path: /a,", "path: /delay,");
+    proxy.handle.apply(translated(1, &yaml));
+    let addr = proxy.http();
+    let slow = tokio::spawn(async move {
+        let c = http1_client();
+        get(&c, addr, "conn.test", "/delay/1500").await.status
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let c = http1_client();
+    assert_eq!(
+        get(&c, addr, "conn.test", "/b").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(slow.await.unwrap(), StatusCode::OK);
+    assert_eq!(
+        get(&c, addr, "conn.test", "/b").await.status,
+        StatusCode::OK
+    );
+}
+
+/// A value that is not a number gets a Warning on the Ingress and no limit; the Ingress is
+/// still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_limit_warns_and_serves_without_it() {
+    let a = backend("a");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let s = translated(1, &ingress("bad.test", a.addr, &[("limit-rps", "ten")], ""));
+    assert!(
+        s.diagnostics.iter().any(|d| d.severity == Severity::Warning
+            && d.object.name == "api"
+            && d.reason == "InvalidAnnotation"
+            && d.message.contains("limit-rps")),
+        "{:?}",
+        s.diagnostics
+    );
+    proxy.handle.apply(s);
+    assert_eq!(burst(&proxy, "bad.test", 12).await, [200; 12]);
+}
+
+/// Our own prefix works the same; `limit-rpm 60` with multiplier 2 admits 1 + 120 at once, and
+/// `limit-conn-status-code: 429` is the status of `limit-connections` refusals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limit_rpm_under_our_prefix_and_limit_conn_status_code() {
+    let a = backend("a");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    proxy.handle.apply(translated(
+        1,
+        &ingress(
+            "rpm.test",
+            a.addr,
+            &[
+                ("xdp-ingress.dev/limit-rpm", "2"),
+                ("xdp-ingress.dev/limit-burst-multiplier", "2"),
+            ],
+            "",
+        ),
+    ));
+    // 1 + 2 x 2 = 5 at once, then one per 30 s.
+    let got = burst(&proxy, "rpm.test", 8).await;
+    assert_eq!(got, [200, 200, 200, 200, 200, 503, 503, 503]);
+
+    let cm = configmap_yaml(&[("limit-conn-status-code", "429")]);
+    let yaml = ingress(
+        "conn.test",
+        a.addr,
+        &[("limit-connections", "1")],
+        &format!("{cm}---\n"),
+    )
+    .replace("path: /a,", "path: /delay,");
+    proxy.handle.apply(translated(2, &yaml));
+    let addr = proxy.http();
+    let slow = tokio::spawn(async move {
+        let c = http1_client();
+        get(&c, addr, "conn.test", "/delay/1500").await.status
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let c = http1_client();
+    assert_eq!(
+        get(&c, addr, "conn.test", "/b").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(slow.await.unwrap(), StatusCode::OK);
+}
