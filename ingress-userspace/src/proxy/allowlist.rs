@@ -62,7 +62,7 @@ mod tests {
 
     use super::*;
 
-    /// What translation writes for an unparseable range.
+    /// A range no real client comes from (the broadcast address).
     const DENY_ALL: IpPrefix = IpPrefix {
         addr: IpAddr::V4(Ipv4Addr::BROADCAST),
         len: 32,
@@ -147,7 +147,7 @@ mod tests {
         assert!(allows(&list, ip("2001:db8::9")));
         assert!(!allows(&list, ip("127.0.0.1")));
         assert!(!allows(&list, ip("::1")));
-        // What translation writes for an invalid CIDR blocks every real client.
+        // A range no real client comes from admits nobody.
         for c in [
             "127.0.0.1",
             "::1",

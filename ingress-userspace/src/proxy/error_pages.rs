@@ -56,19 +56,30 @@ pub fn mark_served_by_default_backend<B>(
     let (service, port) = up.map_or((String::new(), String::new()), |u| {
         (u.spec.service.name.clone(), service_port(u))
     });
-    let headers = req.headers_mut();
-    let mut set = |name: &'static str, value: &str| {
-        if let Ok(v) = HeaderValue::from_str(value)
-            && !value.is_empty()
-        {
-            headers.insert(HeaderName::from_static(name), v);
-        }
-    };
-    set("x-code", "503");
-    set("x-namespace", &route.origin.object.namespace);
-    set("x-ingress-name", &route.origin.object.name);
-    set("x-service-name", &service);
-    set("x-service-port", &port);
+    let object = &route.origin.object;
+    set_error_headers(
+        req.headers_mut(),
+        &[
+            ("x-code", "503"),
+            ("x-namespace", &object.namespace),
+            ("x-ingress-name", &object.name),
+            ("x-service-name", &service),
+            ("x-service-port", &port),
+        ],
+    );
+}
+
+/// Sets `fields` and `X-Format` (the client's `Accept`) on a request to a default backend, as
+/// nginx's `proxy_set_header` does: a field whose value is empty (or not a header value) is
+/// not sent, and the client's own field of that name never is either.
+fn set_error_headers(headers: &mut HeaderMap, fields: &[(&'static str, &str)]) {
+    for (name, value) in fields {
+        let name = HeaderName::from_static(name);
+        match HeaderValue::from_str(value) {
+            Ok(v) if !value.is_empty() => headers.insert(name, v),
+            _ => headers.remove(name),
+        };
+    }
     let format = headers.get(ACCEPT).filter(|v| !v.is_empty()).cloned();
     match format {
         Some(v) => headers.insert(HeaderName::from_static("x-format"), v),
@@ -151,32 +162,23 @@ impl<'r> Intercept<'r> {
         ] {
             headers.remove(h);
         }
-        // nginx sends no header whose value is empty.
-        let format = headers.get(ACCEPT).filter(|v| !v.is_empty()).cloned();
         let original = self
             .uri
             .path_and_query()
             .map(|p| p.as_str())
             .unwrap_or("/")
             .to_string();
-        // nginx sends no header whose value is empty (nor the client's of that name).
-        let mut set = |name: &'static str, value: &str| {
-            let name = HeaderName::from_static(name);
-            match HeaderValue::from_str(value) {
-                Ok(v) if !value.is_empty() => headers.insert(name, v),
-                _ => headers.remove(name),
-            };
-        };
-        set("x-code", status.as_str());
-        set("x-original-uri", &original);
-        set("x-namespace", &self.namespace);
-        set("x-ingress-name", &self.ingress);
-        set("x-service-name", &self.service);
-        set("x-service-port", &self.port);
-        match format {
-            Some(v) => headers.insert(HeaderName::from_static("x-format"), v),
-            None => headers.remove(HeaderName::from_static("x-format")),
-        };
+        set_error_headers(
+            &mut headers,
+            &[
+                ("x-code", status.as_str()),
+                ("x-original-uri", &original),
+                ("x-namespace", &self.namespace),
+                ("x-ingress-name", &self.ingress),
+                ("x-service-name", &self.service),
+                ("x-service-port", &self.port),
+            ],
+        );
         if let Some(id) = request_id {
             headers.insert(HeaderName::from_static("x-request-id"), id.clone());
         }
