@@ -16,10 +16,6 @@ use http::StatusCode;
 use l7common::*;
 use testbed::http_backend::HttpBackend;
 
-fn backend(name: &str) -> HttpBackend {
-    HttpBackend::start("127.0.0.1:0".parse().unwrap(), name).unwrap()
-}
-
 /// Service `web` with one ready pod per address and an Ingress for `sticky.test` whose rule
 /// `path` (Prefix) goes to it, with `annotations` (keys without prefix).
 fn sticky_yaml(pods: &[SocketAddr], path: &str, annotations: &[(&str, &str)]) -> String {

@@ -10,28 +10,17 @@ use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 use l7common::*;
-use testbed::http_backend::HttpBackend;
 use xdp_ingress::{model::Snapshot, proxy::REASON_HEADER, store::Key};
-
-const N: &str = "nginx.ingress.kubernetes.io/";
-
-fn backend(name: &str) -> HttpBackend {
-    HttpBackend::start("127.0.0.1:0".parse().unwrap(), name).unwrap()
-}
 
 fn ingress(host: &str, backend: SocketAddr, annotations: &[(&str, &str)], extra: &str) -> String {
     let service = service_yaml("web", backend);
-    let ann: String = annotations
-        .iter()
-        .map(|(k, v)| format!("    {N}{k}: {v:?}\n"))
-        .collect();
+    let ann = nginx_annotations_yaml(annotations);
     format!(
         r#"{service}{extra}apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata:
   name: api
   namespace: default
-  annotations:
 {ann}spec:
   ingressClassName: xdp-ingress
   rules:

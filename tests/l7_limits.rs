@@ -11,36 +11,22 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use http::StatusCode;
 use l7common::*;
-use testbed::http_backend::HttpBackend;
 use xdp_ingress::{
     model::{Severity, Snapshot},
     store::Key,
 };
 
-const N: &str = "nginx.ingress.kubernetes.io/";
-
-fn backend(name: &str) -> HttpBackend {
-    HttpBackend::start("127.0.0.1:0".parse().unwrap(), name).unwrap()
-}
-
 /// Ingress `default/api` for `host` with two paths, `/a` and `/b`, both to the pod. Annotation
 /// keys without a prefix get `nginx.ingress.kubernetes.io/`.
 fn ingress(host: &str, backend: SocketAddr, annotations: &[(&str, &str)], extra: &str) -> String {
     let service = service_yaml("web", backend);
-    let ann: String = annotations
-        .iter()
-        .map(|(k, v)| {
-            let prefix = if k.contains('/') { "" } else { N };
-            format!("    {prefix}{k}: {v:?}\n")
-        })
-        .collect();
+    let ann = nginx_annotations_yaml(annotations);
     format!(
         r#"{service}{extra}apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata:
   name: api
   namespace: default
-  annotations:
 {ann}spec:
   ingressClassName: xdp-ingress
   rules:

@@ -28,10 +28,6 @@ use xdp_ingress::{
     proxy::{ProxyArgs, REASON_HEADER, SOURCE_DENIED, fixtures::*, tls::self_signed_pem},
 };
 
-fn backend(name: &str) -> HttpBackend {
-    HttpBackend::start("127.0.0.1:0".parse().unwrap(), name).unwrap()
-}
-
 fn up(service: &str, backends: &[&HttpBackend]) -> Arc<Upstream> {
     let addrs: Vec<SocketAddr> = backends.iter().map(|b| b.addr).collect();
     upstream_at(service, &addrs)

@@ -687,15 +687,27 @@ pub fn translate_manifests(
 }
 
 /// A Service with one pod at `addr` and its EndpointSlice, in namespace `default`.
+/// An HTTP backend on loopback answering as `name` (see testbed::http_backend).
+pub fn backend(name: &str) -> testbed::http_backend::HttpBackend {
+    testbed::http_backend::HttpBackend::start("127.0.0.1:0".parse().unwrap(), name).unwrap()
+}
+
 /// The `metadata.annotations` block of an Ingress manifest (indented for `metadata:`), each key
-/// under `nginx.ingress.kubernetes.io/`; empty without annotations.
+/// without a prefix under `nginx.ingress.kubernetes.io/`; empty without annotations.
 pub fn nginx_annotations_yaml(annotations: &[(&str, &str)]) -> String {
     if annotations.is_empty() {
         return String::new();
     }
     let lines: String = annotations
         .iter()
-        .map(|(k, v)| format!("    nginx.ingress.kubernetes.io/{k}: {v:?}\n"))
+        .map(|(k, v)| {
+            let prefix = if k.contains('/') {
+                ""
+            } else {
+                "nginx.ingress.kubernetes.io/"
+            };
+            format!("    {prefix}{k}: {v:?}\n")
+        })
         .collect();
     format!("  annotations:\n{lines}")
 }
