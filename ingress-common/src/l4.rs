@@ -70,6 +70,8 @@ pub const PINNED_MAPS: &[&str] = &[
     MAP_SERVICE_NAMES,
     MAP_PORTS,
     MAP_LOCAL_ADDRS,
+    crate::syn_limit::MAP_SYN_LIMITS,
+    crate::syn_limit::MAP_SYN_SOURCES,
 ];
 
 /// Name of the TC program reverse-NATing replies from local pods (attach on the node side of
@@ -266,7 +268,9 @@ pub struct L4Counter {
     pub packets: u64,
     pub bytes: u64,
     pub new_flows: u64,
-    pub _pad: u64,
+    /// SYNs dropped by the service's per-source SYN rate limit (`syn_limit`); always 0 for
+    /// backends. Not in `packets`/`bytes`, which count what the service passed on.
+    pub syn_limited: u64,
 }
 const _: () = assert!(core::mem::size_of::<L4Counter>() == 32);
 

@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`l4`]: service table, backends, Maglev, conntrack, reverse NAT, affinity, source ranges.
 //! - [`stats`]: per-CPU counters by protocol and by pass/drop reason.
+//! - [`syn_limit`]: per-source new-connection (SYN) rate limits of L4 services.
 //!
 //! Every value is `#[repr(C)]`, made of fixed-width integers with explicit padding, and its size
 //! is asserted at compile time so both sides agree byte for byte.
@@ -11,6 +12,7 @@
 
 pub mod l4;
 pub mod stats;
+pub mod syn_limit;
 
 /// Directory under bpffs where the daemon pins its maps by default.
 pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/xdp-ingress";

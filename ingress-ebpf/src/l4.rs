@@ -17,7 +17,7 @@ use crate::{
     fib::{self, FibResult},
     maps::{
         AFFINITY, BACKENDS, BE_STATS, CONFIG, CONNTRACK, LOCAL_ADDRS, MAGLEV, PORTS, REVNAT,
-        SERVICES, SOURCE_RANGES, SVC_STATS, Scratch, count_l4, scratch,
+        SERVICES, SOURCE_RANGES, SVC_STATS, Scratch, count_l4, count_syn_limited, scratch,
     },
     parse::{
         EthHdr, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv4Hdr, Ipv6Hdr, Parsed,
@@ -330,12 +330,16 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
     let closing = pkt.tcp_flags & (TCP_FIN | TCP_RST) != 0;
     let syn = pkt.proto == IPPROTO_TCP && starts_connection(pkt.tcp_flags);
 
+    // A SYN on a live flow's 5-tuple (a retransmission after a lost SYN-ACK) reopens that
+    // flow in place: it adds no state, so the SYN rate limit does not charge it.
+    let mut reopens = false;
     // An established flow keeps its backend as long as that backend still exists and, for
     // UDP, still serves.
     if let Some(ct) = CONNTRACK.get_ptr_mut(&scr.ct_key) {
         // SAFETY: pointer from a successful lookup; fields are plain integers.
         let e = unsafe { &mut *ct };
         let fresh = now.wrapping_sub(e.last_seen_ns) <= timeout_ns(cfg, pkt.proto, e.flags);
+        reopens = syn && fresh;
         if !syn
             && fresh
             && let Some(be) = BACKENDS.get(e.backend_id)
@@ -379,6 +383,11 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
     // reverse entry): anything else would let a flood of stray segments fill the tables.
     if pkt.proto == IPPROTO_TCP && !syn {
         return pass(Stat::PassNoFlow);
+    }
+    // A new connection beyond its source's share: dropped before it gets any state.
+    if syn && !reopens && !crate::syn_limit::admits(&pkt, svc.slot, now) {
+        count_syn_limited(svc.slot);
+        return verdict(xdp_action::XDP_DROP, Stat::DropSynRateLimit);
     }
 
     // A new flow: affinity first, then Maglev.

@@ -12,6 +12,7 @@
 //!   resolve, for the daemon.
 //! - `tombstone`: tombstones of ended local flows, so a pod's late reply is dropped, not sent
 //!   with its own address.
+//! - `syn_limit`: the per-source new-connection (SYN) rate limit of a service.
 //! - `maps`: the L4 maps. `stats`: per-CPU counters by protocol and by pass/drop reason.
 #![no_std]
 #![no_main]
@@ -29,6 +30,7 @@ mod parse;
 mod reject;
 mod reply;
 mod stats;
+mod syn_limit;
 mod tombstone;
 
 use aya_ebpf::{

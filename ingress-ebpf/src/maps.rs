@@ -12,6 +12,9 @@ use ingress_common::l4::{
     LocalAddrs, NEIGH_WANTED_SIZE, NeighKey, PORT_WORDS, RevNatEntry, SOURCE_RANGES_SIZE,
     ServiceKey, ServiceName, ServiceValue, SourceRangeData,
 };
+use ingress_common::syn_limit::{
+    DEFAULT_SYN_SOURCES_SIZE, SynLimitConfig, SynSourceKey, SynSourceState,
+};
 
 #[map(name = "XDPI_SERVICES")]
 pub static SERVICES: HashMap<ServiceKey, ServiceValue> =
@@ -95,6 +98,16 @@ pub static PORTS: Array<u32> = Array::with_max_entries(PORT_WORDS, 0);
 #[map(name = "XDPI_SVC_NAMES")]
 pub static SVC_NAMES: Array<ServiceName> = Array::with_max_entries(DEFAULT_MAX_SERVICES, 0);
 
+/// Per-source SYN rate limit of each service slot; see `syn_limit`.
+#[map(name = "XDPI_SYN_LIMITS")]
+pub static SYN_LIMITS: Array<SynLimitConfig> = Array::with_max_entries(DEFAULT_MAX_SERVICES, 0);
+
+/// Sources of limited services and their GCRA state. An LRU: at its bound the least recently
+/// seen source is forgotten, which only hands that source a fresh burst.
+#[map(name = "XDPI_SYN_SOURCES")]
+pub static SYN_SOURCES: LruHashMap<SynSourceKey, SynSourceState> =
+    LruHashMap::with_max_entries(DEFAULT_SYN_SOURCES_SIZE, 0);
+
 #[map(name = "XDPI_CONFIG")]
 pub static CONFIG: Array<L4Config> = Array::with_max_entries(1, 0);
 
@@ -110,5 +123,14 @@ pub fn count_l4(map: &PerCpuArray<L4Counter>, index: u32, bytes: u64, new_flow: 
                 (*c).new_flows += 1;
             }
         }
+    }
+}
+
+/// Adds one SYN dropped by the per-source SYN rate limit to service `slot`'s counters.
+#[inline(always)]
+pub fn count_syn_limited(slot: u32) {
+    if let Some(c) = SVC_STATS.get_ptr_mut(slot) {
+        // SAFETY: pointer from a successful lookup, CPU-local.
+        unsafe { (*c).syn_limited += 1 };
     }
 }

@@ -246,6 +246,7 @@ mod tests {
             source_ranges: vec![],
             local_proxy: false,
             external_traffic_local: true,
+            syn_rate_limit: None,
             health_check: Some(HealthCheck {
                 node_port: NODE_PORT,
                 local_endpoints: count,

@@ -49,6 +49,7 @@ pub fn service(name: &str, proto: L4Protocol, port: u16, endpoints: Vec<Endpoint
         source_ranges: vec![],
         local_proxy: false,
         external_traffic_local: false,
+        syn_rate_limit: None,
         health_check: None,
     }
 }

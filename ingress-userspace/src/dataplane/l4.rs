@@ -23,6 +23,10 @@ use ingress_common::{
     DEFAULT_PIN_ROOT, PROG_XDP_INGRESS,
     l4::*,
     stats::{Counter, MAP_STATS, STATS_SLOTS},
+    syn_limit::{
+        DEFAULT_SYN_SOURCES_SIZE, MAP_SYN_LIMITS, MAP_SYN_SOURCES, SynLimitConfig, SynSourceKey,
+        SynSourceState,
+    },
 };
 use tracing::{info, warn};
 
@@ -60,6 +64,13 @@ pub struct L4Args {
     #[arg(long, default_value_t = DEFAULT_AFFINITY_SIZE,
           value_parser = clap::value_parser!(u32).range(1..=MAX_L4_TABLE))]
     pub l4_affinity_size: u32,
+    /// Sources the per-source SYN rate limits track (`xdp-ingress.dev/syn-rate-limit`,
+    /// `--syn-rate-limit-per-source`), one entry per (service, source address or IPv6 /64);
+    /// an LRU (1 to 16777216): at the bound the least recently seen source is forgotten,
+    /// which hands it a fresh burst, never blocks anyone.
+    #[arg(long, default_value_t = DEFAULT_SYN_SOURCES_SIZE,
+          value_parser = clap::value_parser!(u32).range(1..=MAX_L4_TABLE))]
+    pub l4_syn_limit_sources: u32,
     /// Source ports for SNAT toward remote endpoints, `MIN-MAX`.
     #[arg(long, default_value = "61000-65000", value_parser = parse_port_range)]
     pub l4_snat_ports: (u16, u16),
@@ -138,6 +149,7 @@ impl L4Args {
             l4_max_backends: DEFAULT_MAX_BACKENDS,
             l4_conntrack_size: DEFAULT_CONNTRACK_SIZE,
             l4_affinity_size: DEFAULT_AFFINITY_SIZE,
+            l4_syn_limit_sources: DEFAULT_SYN_SOURCES_SIZE,
             l4_snat_ports: (61000, 65000),
             l4_node_v4: None,
             l4_node_v6: None,
@@ -244,6 +256,20 @@ impl L4Args {
                 4,
                 sz(size_of::<L4Counter>()),
                 self.l4_max_backends,
+            ),
+            (
+                MAP_SYN_LIMITS,
+                MapType::Array,
+                4,
+                sz(size_of::<SynLimitConfig>()),
+                self.l4_max_services,
+            ),
+            (
+                MAP_SYN_SOURCES,
+                MapType::LruHash,
+                sz(size_of::<SynSourceKey>()),
+                sz(size_of::<SynSourceState>()),
+                self.l4_syn_limit_sources,
             ),
             (MAP_CONFIG, MapType::Array, 4, sz(size_of::<L4Config>()), 1),
             (MAP_PORTS, MapType::Array, 4, 4, PORT_WORDS),

@@ -4,6 +4,7 @@
 //! - `loader`, `object`, `stats`: load/attach the object, find it, read the global counters.
 //! - `maglev`: pure Maglev table construction.
 //! - `sync`: snapshot → minimal map writes ([`L4Sync`]), recovery after a restart.
+//! - `syn_limit`: per-service SYN rate limits in the maps.
 //! - `flows`: the flow tables' sweep (timed-out flows, orphaned reverse entries) and occupancy.
 //! - `l4`: the daemon's L4 dataplane ([`L4Dataplane`]): pinning, attach, apply; its flags ([`L4Args`]).
 //! - `view`: the data path's view read back from the maps (`xdp-ingress backends`).
@@ -17,6 +18,7 @@ pub mod neigh;
 pub mod object;
 pub mod stats;
 pub mod sync;
+pub mod syn_limit;
 pub mod view;
 
 pub use l4::{L4Args, L4Dataplane, L4Handle};

@@ -270,6 +270,7 @@ struct Desired {
     ranges: BTreeSet<(u8, [u8; 16], u8)>,
     /// The ingress's own Service: new flows prefer this node's proxy.
     local_first: bool,
+    syn_limit: ingress_common::syn_limit::SynLimitConfig,
 }
 
 /// The userspace mirror of the L4 maps, and the diff writer.
@@ -375,6 +376,7 @@ impl L4Sync {
                     .set(slot, name, 0)
                     .map_err(map_err(MAP_SERVICE_NAMES))?;
             }
+            super::syn_limit::write(ebpf, slot, d.syn_limit)?;
             self.sync_unit(ebpf, slot, d, now, &mut report, &mut leaving)?;
         }
         self.expire_drained(ebpf, now, &mut report, &mut leaving)?;
@@ -512,6 +514,7 @@ impl L4Sync {
         }
         Some(Desired {
             local_first: svc.local_proxy,
+            syn_limit: super::syn_limit::config(svc.syn_rate_limit),
             keys,
             flags,
             affinity_timeout_s,

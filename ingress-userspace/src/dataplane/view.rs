@@ -5,7 +5,10 @@
 use std::{collections::BTreeMap, net::SocketAddr, path::Path};
 
 use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, MapError, PerCpuArray};
-use ingress_common::l4::*;
+use ingress_common::{
+    l4::*,
+    syn_limit::{MAP_SYN_LIMITS, SynLimitConfig},
+};
 
 use super::sync::addr_from;
 
@@ -37,6 +40,17 @@ pub struct Counters {
     pub packets: u64,
     pub bytes: u64,
     pub new_flows: u64,
+    /// SYNs dropped by the service's per-source SYN rate limit (services only).
+    pub syn_limited: u64,
+}
+
+/// A service's per-source SYN rate limit as the map holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SynLimitView {
+    /// New connections per second per source (IPv4 address or IPv6 /64).
+    pub per_second: u64,
+    /// New connections a source may open at once.
+    pub burst: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -69,6 +83,8 @@ pub struct ServiceView {
     /// Why new flows get no backend, when they get none: `no endpoints` (refused) or
     /// `no local endpoint` (dropped, under `externalTrafficPolicy: Local`).
     pub no_backend: Option<&'static str>,
+    /// Per-source SYN rate limit; `None`: unlimited.
+    pub syn_rate_limit: Option<SynLimitView>,
     pub counters: Counters,
     pub backends: Vec<BackendView>,
 }
@@ -183,6 +199,7 @@ fn sum(
         packets: a.packets + c.packets,
         bytes: a.bytes + c.bytes,
         new_flows: a.new_flows + c.new_flows,
+        syn_limited: a.syn_limited + c.syn_limited,
     }))
 }
 
@@ -215,6 +232,10 @@ fn read_from(src: &Source) -> Result<BackendsView, ViewError> {
     let be_stats: PerCpuArray<MapData, L4Counter> =
         PerCpuArray::try_from(Map::PerCpuArray(open(MAP_BACKEND_STATS)?))
             .map_err(rerr(MAP_BACKEND_STATS))?;
+    // Absent in maps pinned by a daemon older than the SYN limits: shown as unlimited.
+    let syn_limits: Option<Array<MapData, SynLimitConfig>> = open(MAP_SYN_LIMITS)
+        .ok()
+        .and_then(|m| Array::try_from(Map::Array(m)).ok());
     let m = config.get(&0, 0).map_err(rerr(MAP_CONFIG))?.maglev_size;
 
     // Units by slot, with their frontends.
@@ -299,6 +320,11 @@ fn read_from(src: &Source) -> Result<BackendsView, ViewError> {
                     "no endpoints"
                 },
             ),
+            syn_rate_limit: syn_limits
+                .as_ref()
+                .and_then(|l| l.get(&slot, 0).ok())
+                .and_then(|c| super::syn_limit::describe(&c))
+                .map(|(per_second, burst)| SynLimitView { per_second, burst }),
             counters: sum(&svc_stats, slot, MAP_SERVICE_STATS)?,
             backends: bes,
         });
@@ -357,12 +383,18 @@ pub fn render_text(view: &BackendsView) -> String {
     for svc in &view.services {
         let _ = writeln!(
             s,
-            "{}  [{}]  packets={} bytes={} new_flows={}{}{}{}{}",
+            "{}  [{}]  packets={} bytes={} new_flows={}{}{}{}{}{}",
             svc.name,
             svc.frontends.join(", "),
             svc.counters.packets,
             svc.counters.bytes,
             svc.counters.new_flows,
+            svc.syn_rate_limit
+                .map(|l| format!(
+                    "  syn-rate-limit={}/s burst={} syn_limited={}",
+                    l.per_second, l.burst, svc.counters.syn_limited
+                ))
+                .unwrap_or_default(),
             svc.affinity_timeout_secs
                 .map(|t| format!("  affinity=ClientIP/{t}s"))
                 .unwrap_or_default(),

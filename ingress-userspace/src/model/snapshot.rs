@@ -198,6 +198,20 @@ pub struct L4Service {
     /// `spec.healthCheckNodePort` of an `externalTrafficPolicy: Local` Service, with this
     /// node's share of it; `None` for `Cluster` or when no port is set.
     pub health_check: Option<HealthCheck>,
+    /// Per-source new-connection limit enforced in XDP (`xdp-ingress.dev/syn-rate-limit`, or
+    /// `--syn-rate-limit-per-source` for the ingress's own Service); `None`: unlimited.
+    pub syn_rate_limit: Option<SynRateLimit>,
+}
+
+/// A per-source new-connection (TCP SYN) rate limit, as a token bucket of `burst` SYNs filled
+/// at `per_second`; a source is an IPv4 address or an IPv6 /64. SYNs beyond it are dropped at
+/// the NIC (`drop_syn_rate_limit`); the client's TCP retransmits them after its RTO.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SynRateLimit {
+    /// New connections per second per source, 1 to 1000000.
+    pub per_second: u32,
+    /// New connections a source may open at once, 1 to 1000000.
+    pub burst: u32,
 }
 
 /// What kube-proxy's health check node port answers for one Service on this node
@@ -886,6 +900,7 @@ mod tests {
             source_ranges: vec![],
             local_proxy,
             external_traffic_local: false,
+            syn_rate_limit: None,
             health_check: None,
         }
     }

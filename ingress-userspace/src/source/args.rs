@@ -89,6 +89,19 @@ pub struct SourceArgs {
     /// terminated here, with a warning.
     #[arg(long)]
     pub enable_ssl_passthrough: bool,
+    /// Per-source new-connection (TCP SYN) rate limit, SYNs per second (0 to 1000000; 0, the
+    /// default: none), enforced in XDP on the ingress's own Service (`--ingress-service`: the
+    /// proxy's ports as clients reach them). Excess SYNs are dropped at the NIC and counted
+    /// (`drop_syn_rate_limit`); a source is an IPv4 address or an IPv6 /64. The Service's own
+    /// `xdp-ingress.dev/syn-rate-limit` annotations win.
+    #[arg(long, default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=i64::from(crate::model::translate::syn_limit::MAX_SYN_RATE)))]
+    pub syn_rate_limit_per_source: u32,
+    /// SYNs a source may send at once under `--syn-rate-limit-per-source` (1 to 1000000;
+    /// default: 5 times the rate).
+    #[arg(long,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::model::translate::syn_limit::MAX_SYN_RATE)))]
+    pub syn_rate_limit_burst: Option<u32>,
     /// Namespace of the leader-election Lease.
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     pub election_namespace: String,
@@ -134,6 +147,10 @@ impl SourceArgs {
             configmap: self.configmap.clone(),
             serve_ingresses_with_snippets: self.serve_ingresses_with_snippets,
             enable_ssl_passthrough: self.enable_ssl_passthrough,
+            proxy_syn_rate_limit: crate::model::translate::syn_limit::limit(
+                self.syn_rate_limit_per_source,
+                self.syn_rate_limit_burst,
+            ),
         })
     }
 

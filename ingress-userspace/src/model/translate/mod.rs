@@ -48,6 +48,7 @@ pub mod root_location;
 pub mod service;
 pub mod service_upstream;
 pub mod support;
+pub mod syn_limit;
 pub mod tls;
 
 #[cfg(test)]
@@ -121,6 +122,10 @@ pub struct TranslateConfig {
     /// `--enable-ssl-passthrough`: hosts of `ssl-passthrough` Ingresses get their TLS
     /// connections passed to the pod untouched (see [`passthrough`]). Off by default.
     pub enable_ssl_passthrough: bool,
+    /// `--syn-rate-limit-per-source` / `--syn-rate-limit-burst`: the per-source SYN rate
+    /// limit of the ingress's own Service (the proxy's ports) unless its annotations say
+    /// otherwise (see [`syn_limit`]). `None`: unlimited.
+    pub proxy_syn_rate_limit: Option<crate::model::SynRateLimit>,
 }
 
 impl Default for TranslateConfig {
@@ -140,6 +145,7 @@ impl Default for TranslateConfig {
             configmap: None,
             serve_ingresses_with_snippets: false,
             enable_ssl_passthrough: false,
+            proxy_syn_rate_limit: None,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! Only NodePort and LoadBalancer types: frontends are the node ports, and LoadBalancer ingress
 //! IPs and `externalIPs` as addresses. A Service whose `loadBalancerSourceRanges` do not parse is
 //! not taken over at all (serving it unfiltered would open what the user meant to close).
+//! Per-source SYN rate limits: [`super::syn_limit`].
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -70,6 +71,12 @@ pub fn l4_services(
             );
             continue;
         }
+        let syn_rate_limit = super::syn_limit::parse(
+            svc.metadata.annotations.as_ref(),
+            cfg.proxy_syn_rate_limit.filter(|_| own),
+            &oref,
+            diags,
+        );
         let client_ip_affinity =
             (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
                 let timeout = spec
@@ -174,6 +181,7 @@ pub fn l4_services(
                 local_proxy: own,
                 external_traffic_local,
                 health_check,
+                syn_rate_limit,
             });
         }
     }
