@@ -525,6 +525,69 @@ fn l4_takeover() {
     );
 }
 
+/// `xdp-ingress.dev/syn-rate-limit(-burst)` on an accelerated Service, and
+/// `--syn-rate-limit-per-source` on the ingress's own Service only; a bad value warns and
+/// the Service is still taken over.
+#[test]
+fn syn_rate_limits_reach_the_l4_services() {
+    use super::syn_limit::{SYN_RATE_LIMIT_ANNOTATION, SYN_RATE_LIMIT_BURST_ANNOTATION};
+    use crate::model::SynRateLimit;
+    let mut o = base();
+    let np = |name: &str, node_port: i32, extra: &[(&str, &str)]| {
+        let mut p = mk_port(Some("tcp"), 80, IntOrString::Int(8080));
+        p.node_port = Some(node_port);
+        let mut s = mk_service("default", name, "NodePort", vec![p]);
+        let mut a: std::collections::BTreeMap<String, String> =
+            [(L4_ACCELERATION_ANNOTATION.to_string(), "true".to_string())].into();
+        a.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        s.metadata.annotations = Some(a);
+        s
+    };
+    o.upsert(svc(np(
+        "limited",
+        30080,
+        &[
+            (SYN_RATE_LIMIT_ANNOTATION, "100"),
+            (SYN_RATE_LIMIT_BURST_ANNOTATION, "20"),
+        ],
+    )));
+    o.upsert(svc(np("default-burst", 30081, &[(SYN_RATE_LIMIT_ANNOTATION, "7")])));
+    o.upsert(svc(np("open", 30082, &[])));
+    o.upsert(svc(np("typo", 30083, &[(SYN_RATE_LIMIT_ANNOTATION, "100/s")])));
+    let mut own = np("xdp-ingress", 30000, &[]);
+    own.metadata.annotations = None;
+    o.upsert(svc(own));
+    let cfg = TranslateConfig {
+        ingress_service: Some(crate::store::Key::new("default", "xdp-ingress")),
+        proxy_syn_rate_limit: Some(SynRateLimit {
+            per_second: 50,
+            burst: 10,
+        }),
+        ..mk_config()
+    };
+    let s = translate(&o, &cfg);
+    let got: Vec<(&str, Option<SynRateLimit>)> = s
+        .l4
+        .iter()
+        .map(|l| (l.service.name.as_str(), l.syn_rate_limit))
+        .collect();
+    let lim = |per_second, burst| Some(SynRateLimit { per_second, burst });
+    assert_eq!(
+        got,
+        [
+            ("default-burst", lim(7, 35)),
+            ("limited", lim(100, 20)),
+            ("open", None),
+            ("typo", None),
+            ("xdp-ingress", lim(50, 10)),
+        ]
+    );
+    assert_eq!(
+        reasons(&s),
+        [("typo".into(), "InvalidSynRateLimit".into())]
+    );
+}
+
 #[test]
 fn versions_increase_and_tls_cache_reuses() {
     let (crt, key) = mk_cert_pem(&["a.example.com"]);

@@ -1,0 +1,248 @@
+//! The per-source SYN rate limit of the XDP L4 path through BPF_PROG_TEST_RUN: a source's
+//! burst of new connections is admitted, the rest dropped and counted per service; other
+//! sources, other services, non-SYN segments and SYN retransmissions of admitted flows are
+//! never touched; the source gets room again as time passes; IPv6 sources count by /64; more
+//! sources than the LRU holds never fail.
+
+mod l4common;
+
+use std::{net::SocketAddr, time::Duration};
+
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray};
+use ingress_common::{
+    PROG_XDP_INGRESS,
+    l4::{FAMILY_V4, FAMILY_V6, L4Counter, MAP_SERVICE_STATS, MAP_SERVICES, PROTO_TCP, ServiceKey, ServiceValue},
+    stats::{Counter, MAP_STATS, Stat},
+    syn_limit::{MAP_SYN_SOURCES, SynSourceKey, SynSourceState},
+};
+use l4common::{TCP_ACK, TCP_PSH, TCP_SYN, active, service, tcp_segment, udp_frame};
+use testbed::xdp_run::{XDP_DROP, XDP_PASS, XdpTestRun};
+use xdp_ingress::{
+    dataplane::{L4Options, L4Sync, stats as dstats},
+    model::{L4Protocol, L4Service, Snapshot, SynRateLimit},
+};
+
+const MACS: [[u8; 6]; 2] = [[0x02, 0, 0, 0, 0, 1], [0x02, 0, 0, 0, 0, 2]];
+const NODE: &str = "198.18.0.2";
+const NODE6: &str = "2001:db8::2";
+/// Port of the limited service; [`OPEN`] has no limit.
+const LIMITED: u16 = 30080;
+const OPEN: u16 = 30081;
+
+fn pods() -> Vec<SocketAddr> {
+    ["198.19.0.2:8080", "198.19.1.2:8080", "[2001:db8:1::2]:8080"]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect()
+}
+
+fn limited(name: &str, proto: L4Protocol, port: u16, per_second: u32, burst: u32) -> L4Service {
+    let mut s = service(name, proto, port, active(&pods()));
+    s.syn_rate_limit = Some(SynRateLimit { per_second, burst });
+    s
+}
+
+/// `limited` (30080, `per_second`/`burst`) and `open` (30081, no limit), TCP.
+fn snapshot(per_second: u32, burst: u32) -> Snapshot {
+    Snapshot {
+        version: 1,
+        l4: vec![
+            limited("limited", L4Protocol::Tcp, LIMITED, per_second, burst),
+            service("open", L4Protocol::Tcp, OPEN, active(&pods())),
+        ],
+        ..Default::default()
+    }
+}
+
+fn bed(snap: &Snapshot) -> XdpTestRun {
+    bed_sized(snap, None)
+}
+
+/// The program with `snap` applied; the source LRU `sources` entries big when given.
+fn bed_sized(snap: &Snapshot, sources: Option<u32>) -> XdpTestRun {
+    let mut loader = aya::EbpfLoader::new();
+    if let Some(n) = sources {
+        loader.map_max_entries(MAP_SYN_SOURCES, n);
+    }
+    let ebpf = loader.load_file(testbed::bpf_object_path()).expect("load object");
+    let mut run = XdpTestRun::from_ebpf(ebpf, PROG_XDP_INGRESS).expect("load program");
+    L4Sync::new(L4Options::default())
+        .apply(&mut run.ebpf, snap)
+        .expect("apply");
+    run
+}
+
+fn seg(src: &str, sport: u16, dst: &str, dport: u16, flags: u8) -> Vec<u8> {
+    let src = SocketAddr::new(src.parse().unwrap(), sport);
+    let dst = SocketAddr::new(dst.parse().unwrap(), dport);
+    tcp_segment(MACS, src, dst, 1000, flags, if flags & TCP_PSH != 0 { b"GET /" } else { b"" })
+}
+
+fn syn(src: &str, sport: u16, dport: u16) -> Vec<u8> {
+    let dst = if src.contains(':') { NODE6 } else { NODE };
+    seg(src, sport, dst, dport, TCP_SYN)
+}
+
+fn action(run: &mut XdpTestRun, f: &[u8]) -> u32 {
+    run.run(f).expect("test run").action
+}
+
+fn stat(run: &XdpTestRun, s: Stat) -> u64 {
+    let a: PerCpuArray<&MapData, Counter> =
+        PerCpuArray::try_from(run.ebpf.map(MAP_STATS).unwrap()).unwrap();
+    dstats::read(&a).unwrap().get(s).packets
+}
+
+/// The per-service counters of the service on NodePort `port` (`family`), summed over CPUs.
+fn service_counter(run: &XdpTestRun, port: u16, family: u8) -> L4Counter {
+    let services: BpfHashMap<&MapData, ServiceKey, ServiceValue> =
+        BpfHashMap::try_from(run.ebpf.map(MAP_SERVICES).unwrap()).unwrap();
+    let key = ServiceKey {
+        addr: [0; 16],
+        port: port.to_be(),
+        proto: PROTO_TCP,
+        family,
+    };
+    let slot = services.get(&key, 0).expect("service entry").slot;
+    let stats: PerCpuArray<&MapData, L4Counter> =
+        PerCpuArray::try_from(run.ebpf.map(MAP_SERVICE_STATS).unwrap()).unwrap();
+    stats
+        .get(&slot, 0)
+        .unwrap()
+        .iter()
+        .fold(L4Counter::default(), |a, c| L4Counter {
+            packets: a.packets + c.packets,
+            bytes: a.bytes + c.bytes,
+            new_flows: a.new_flows + c.new_flows,
+            syn_limited: a.syn_limited + c.syn_limited,
+        })
+}
+
+#[test]
+fn a_sources_burst_is_admitted_then_its_syns_are_dropped_and_counted() {
+    if !testbed::require_root() {
+        return;
+    }
+    // 1 per second, bursts of 3: within this test no second passes between the 4th SYN and
+    // the checks, so nothing refills.
+    let mut run = bed(&snapshot(1, 3));
+    let a = "198.18.0.1";
+    for port in 40000..40003 {
+        assert_eq!(action(&mut run, &syn(a, port, LIMITED)), XDP_PASS, "SYN from :{port} of the burst");
+    }
+    for port in 40003..40005 {
+        assert_eq!(action(&mut run, &syn(a, port, LIMITED)), XDP_DROP, "SYN from :{port} beyond the burst");
+    }
+    assert_eq!(stat(&run, Stat::DropSynRateLimit), 2);
+    let c = service_counter(&run, LIMITED, FAMILY_V4);
+    assert_eq!((c.new_flows, c.syn_limited), (3, 2));
+
+    // Another source has its own burst.
+    assert_eq!(action(&mut run, &syn("198.18.0.9", 40000, LIMITED)), XDP_PASS);
+    // The same source at a service without a limit.
+    for port in 41000..41010 {
+        assert_eq!(action(&mut run, &syn(a, port, OPEN)), XDP_PASS, "unlimited service");
+    }
+    assert_eq!(service_counter(&run, OPEN, FAMILY_V4).syn_limited, 0);
+
+    // Nothing but a SYN that opens a flow is ever limited: data on an admitted flow, a stray
+    // ACK of no flow (the kernel's to answer), and the retransmitted SYN of an admitted flow
+    // (its SYN-ACK lost) all go through while the source is over its limit.
+    assert_eq!(action(&mut run, &seg(a, 40000, NODE, LIMITED, TCP_ACK | TCP_PSH)), XDP_PASS);
+    assert_eq!(action(&mut run, &seg(a, 40001, NODE, LIMITED, TCP_ACK)), XDP_PASS);
+    assert_eq!(action(&mut run, &seg(a, 50000, NODE, LIMITED, TCP_ACK)), XDP_PASS);
+    assert_eq!(action(&mut run, &syn(a, 40002, LIMITED)), XDP_PASS, "SYN retransmission");
+    assert_eq!(action(&mut run, &syn(a, 40005, LIMITED)), XDP_DROP, "still over the limit");
+    let c = service_counter(&run, LIMITED, FAMILY_V4);
+    assert_eq!(c.syn_limited, 3);
+    assert_eq!(stat(&run, Stat::DropSynRateLimit), 3);
+}
+
+#[test]
+fn a_limited_source_is_admitted_again_once_the_rate_allows() {
+    if !testbed::require_root() {
+        return;
+    }
+    // 20 per second: one SYN every 50 ms after a burst of 2.
+    let mut run = bed(&snapshot(20, 2));
+    let a = "198.18.0.1";
+    assert_eq!(action(&mut run, &syn(a, 40000, LIMITED)), XDP_PASS);
+    assert_eq!(action(&mut run, &syn(a, 40001, LIMITED)), XDP_PASS);
+    assert_eq!(action(&mut run, &syn(a, 40002, LIMITED)), XDP_DROP);
+    std::thread::sleep(Duration::from_millis(60));
+    assert_eq!(action(&mut run, &syn(a, 40003, LIMITED)), XDP_PASS, "50 ms later: one more");
+    assert_eq!(action(&mut run, &syn(a, 40004, LIMITED)), XDP_DROP, "and only one");
+    // Idle for the whole burst's time: the full burst again, not more.
+    std::thread::sleep(Duration::from_millis(150));
+    assert_eq!(action(&mut run, &syn(a, 40005, LIMITED)), XDP_PASS);
+    assert_eq!(action(&mut run, &syn(a, 40006, LIMITED)), XDP_PASS);
+    assert_eq!(action(&mut run, &syn(a, 40007, LIMITED)), XDP_DROP);
+}
+
+#[test]
+fn ipv6_sources_count_by_their_64() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut run = bed(&snapshot(1, 2));
+    // Two addresses of one /64 share a burst of 2.
+    assert_eq!(action(&mut run, &syn("2001:db8::1", 40000, LIMITED)), XDP_PASS);
+    assert_eq!(action(&mut run, &syn("2001:db8::ffff:1", 40000, LIMITED)), XDP_PASS);
+    assert_eq!(action(&mut run, &syn("2001:db8::2", 40000, LIMITED)), XDP_DROP);
+    // The next /64 is another source.
+    assert_eq!(action(&mut run, &syn("2001:db8:0:1::1", 40000, LIMITED)), XDP_PASS);
+    let c = service_counter(&run, LIMITED, FAMILY_V6);
+    assert_eq!((c.new_flows, c.syn_limited), (3, 1));
+    let lru: BpfHashMap<&MapData, SynSourceKey, SynSourceState> =
+        BpfHashMap::try_from(run.ebpf.map(MAP_SYN_SOURCES).unwrap()).unwrap();
+    let mut keys: Vec<[u8; 16]> = lru.keys().map(|k| k.unwrap().addr).collect();
+    keys.sort();
+    let p = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap().octets();
+    assert_eq!(keys, [p("2001:db8::"), p("2001:db8:0:1::")], "sources are /64 prefixes");
+}
+
+#[test]
+fn udp_datagrams_are_never_limited() {
+    if !testbed::require_root() {
+        return;
+    }
+    let snap = Snapshot {
+        version: 1,
+        l4: vec![limited("dns", L4Protocol::Udp, 30053, 1, 1)],
+        ..Default::default()
+    };
+    let mut run = bed(&snap);
+    for port in 40000..40005 {
+        let f = udp_frame(
+            MACS,
+            SocketAddr::new("198.18.0.1".parse().unwrap(), port),
+            SocketAddr::new(NODE.parse().unwrap(), 30053),
+            b"q",
+        );
+        assert_eq!(action(&mut run, &f), XDP_PASS, "datagram from :{port}");
+    }
+    assert_eq!(stat(&run, Stat::DropSynRateLimit), 0);
+}
+
+#[test]
+fn more_sources_than_the_lru_holds_never_fail_and_recent_ones_stay_limited() {
+    if !testbed::require_root() {
+        return;
+    }
+    const SIZE: u32 = 16;
+    let mut run = bed_sized(&snapshot(1, 1), Some(SIZE));
+    // Four times as many sources as entries, one SYN each: every one is admitted (a forgotten
+    // source only gets a fresh burst).
+    for i in 0..(4 * SIZE) {
+        let src = format!("198.18.{}.{}", 1 + i / 200, 1 + i % 200);
+        assert_eq!(action(&mut run, &syn(&src, 40000, LIMITED)), XDP_PASS, "{src}");
+        // The source just seen is still tracked: its next SYN is over its limit.
+        assert_eq!(action(&mut run, &syn(&src, 40001, LIMITED)), XDP_DROP, "{src} again");
+    }
+    let lru: BpfHashMap<&MapData, SynSourceKey, SynSourceState> =
+        BpfHashMap::try_from(run.ebpf.map(MAP_SYN_SOURCES).unwrap()).unwrap();
+    let n = lru.keys().count() as u32;
+    assert!(n <= SIZE, "{n} entries in an LRU of {SIZE}");
+    let c = service_counter(&run, LIMITED, FAMILY_V4);
+    assert_eq!((c.new_flows, c.syn_limited), (u64::from(4 * SIZE), u64::from(4 * SIZE)));
+}
