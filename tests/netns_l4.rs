@@ -1163,3 +1163,186 @@ fn daemon_health_check_node_port_says_200_with_a_local_endpoint_and_503_without(
     assert_eq!(body["service"]["name"], "lb", "{body}");
     stop(&mut daemon);
 }
+
+/// Connection attempts from the client namespace to `port` on the node, each given 200 ms
+/// (a SYN dropped at the NIC is retransmitted only after the client's 1 s RTO, so a refused
+/// attempt times out); how many connected.
+fn connects(bed: &Bed, port: u16, n: usize) -> usize {
+    let to = SocketAddr::new(bed.topo.node_v4.into(), port);
+    bed.topo.client.enter(|| {
+        (0..n)
+            .filter(|_| TcpStream::connect_timeout(&to, Duration::from_millis(200)).is_ok())
+            .count()
+    })
+}
+
+/// A SYN burst from one client at a Service limited to 1 new connection per second with
+/// bursts of 5: 5 connect, the rest time out and are counted per service; an unlimited
+/// Service on the same pods takes every connection of the same client.
+#[test]
+fn a_syn_burst_beyond_a_services_per_source_limit_is_dropped_and_counted() {
+    if !testbed::require_root() {
+        return;
+    }
+    let bed = bed();
+    let mut dp = bed.start();
+    let pods = active(&bed.pod_addrs(false));
+    let mut limited = service(pods.clone(), None);
+    limited.syn_rate_limit = Some(xdp_ingress::model::SynRateLimit {
+        per_second: 1,
+        burst: 5,
+    });
+    let open = L4Service {
+        id: "default/open:8080".into(),
+        ..l4common::service("open", L4Protocol::Tcp, NODE_PORT + 1, pods)
+    };
+    let snap = Snapshot {
+        version: 1,
+        l4: vec![limited, open],
+        ..Default::default()
+    };
+    dp.apply(&snap).expect("apply");
+    // Ten attempts take at most 5 × 200 ms of timeouts: no token comes back (1 s) meanwhile.
+    assert_eq!(connects(&bed, NODE_PORT, 10), 5, "the burst connects, the rest do not");
+    assert_eq!(connects(&bed, NODE_PORT + 1, 20), 20, "an unlimited Service is unaffected");
+
+    let view = view::read(&bed.pin).expect("backends view");
+    let by_name = |n: &str| {
+        view.services
+            .iter()
+            .find(|s| s.name == n)
+            .unwrap_or_else(|| panic!("{n} in {view:?}"))
+    };
+    let l = by_name("default/echo:8080#v4");
+    assert_eq!(
+        l.syn_rate_limit,
+        Some(view::SynLimitView {
+            per_second: 1,
+            burst: 5
+        })
+    );
+    assert_eq!((l.counters.new_flows, l.counters.syn_limited), (5, 5));
+    let o = by_name("default/open:8080#v4");
+    assert_eq!(o.syn_rate_limit, None);
+    assert_eq!((o.counters.new_flows, o.counters.syn_limited), (20, 0));
+    assert_eq!(view.reasons.get("drop_syn_rate_limit"), Some(&5));
+    let text = view::render_text(&view);
+    assert!(
+        text.contains("syn-rate-limit=1/s burst=5 syn_limited=5"),
+        "{text}"
+    );
+}
+
+/// Through the daemon: `xdp-ingress.dev/syn-rate-limit` on an accelerated Service, and
+/// `--syn-rate-limit-per-source` on the ingress's own Service (the proxy's port as clients
+/// reach it, NodePort 30090 → this node's proxy on :80); `backends` shows each limit and its
+/// drops.
+#[test]
+fn daemon_limits_new_connections_per_source_from_the_annotation_and_the_node_wide_flag() {
+    if !testbed::require_root() {
+        return;
+    }
+    require_daemon_bin();
+    let bed = bed();
+    xdp_ingress::dataplane::l4::ensure_bpffs(&bed.pin).expect("bpffs");
+    let dir = tempfile::tempdir().unwrap();
+    let echo = manifests(&bed.topo.pods.iter().collect::<Vec<_>>()).replace(
+        "annotations: {xdp-ingress.dev/l4-acceleration: \"true\"}",
+        "annotations: {xdp-ingress.dev/l4-acceleration: \"true\", \
+         xdp-ingress.dev/syn-rate-limit: \"1\", xdp-ingress.dev/syn-rate-limit-burst: \"2\"}",
+    );
+    assert!(echo.contains("syn-rate-limit-burst"));
+    std::fs::write(dir.path().join("echo.yaml"), echo).unwrap();
+    const PROXY_NODE_PORT: u16 = 30090;
+    let node = bed.topo.node_v4;
+    std::fs::write(
+        dir.path().join("own.yaml"),
+        format!(
+            "apiVersion: v1
+kind: Service
+metadata: {{name: xdp-ingress, namespace: ingress}}
+spec:
+  type: NodePort
+  ports: [{{name: http, port: 80, targetPort: 80, nodePort: {PROXY_NODE_PORT}, protocol: TCP}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: xdp-ingress-1, namespace: ingress, labels: {{kubernetes.io/service-name: xdp-ingress}}}}
+addressType: IPv4
+ports: [{{name: http, port: 80, protocol: TCP}}]
+endpoints:
+- {{addresses: [\"{node}\"], conditions: {{ready: true}}, nodeName: node}}
+"
+        ),
+    )
+    .unwrap();
+    let mut daemon = bed.daemon_with(
+        dir.path(),
+        &[
+            "--node-name",
+            "node",
+            "--ingress-service",
+            "ingress/xdp-ingress",
+            "--http-port",
+            "80",
+            "--https-port",
+            "443",
+            "--syn-rate-limit-per-source",
+            "1",
+            "--syn-rate-limit-burst",
+            "3",
+        ],
+    );
+    // Ready without spending the client's burst: both units in the maps, and the proxy
+    // answering on the node's own port 80 (no frontend there, so never limited).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let limits = |json: &serde_json::Value| -> Vec<(String, serde_json::Value)> {
+        json["services"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s["name"].as_str().is_some_and(|n| n.ends_with("#v4")))
+            .map(|s| (s["name"].as_str().unwrap().to_string(), s["syn_rate_limit"].clone()))
+            .collect()
+    };
+    loop {
+        let json: serde_json::Value =
+            serde_json::from_slice(&backends_json(&bed.pin).stdout).unwrap_or_default();
+        let direct = bed.topo.client.enter(|| {
+            TcpStream::connect_timeout(&SocketAddr::new(node.into(), 80), Duration::from_millis(300))
+                .is_ok()
+        });
+        if limits(&json).len() == 2 && direct {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never ready: {json}");
+        assert!(!daemon.has_exited(), "daemon exited");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(connects(&bed, NODE_PORT, 6), 2, "annotated burst of 2");
+    assert_eq!(connects(&bed, PROXY_NODE_PORT, 6), 3, "node-wide burst of 3 on the proxy");
+    let json: serde_json::Value = serde_json::from_slice(&backends_json(&bed.pin).stdout).unwrap();
+    assert_eq!(
+        limits(&json),
+        [
+            (
+                "default/echo:tcp#v4".to_string(),
+                serde_json::json!({"per_second": 1, "burst": 2})
+            ),
+            (
+                "ingress/xdp-ingress:http#v4".to_string(),
+                serde_json::json!({"per_second": 1, "burst": 3})
+            ),
+        ]
+    );
+    let limited: Vec<u64> = json["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["name"].as_str().is_some_and(|n| n.ends_with("#v4")))
+        .map(|s| s["counters"]["syn_limited"].as_u64().unwrap())
+        .collect();
+    assert_eq!(limited, [4, 3]);
+    assert_eq!(json["reasons"]["drop_syn_rate_limit"], 7);
+    stop(&mut daemon);
+}
