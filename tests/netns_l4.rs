@@ -1203,8 +1203,16 @@ fn a_syn_burst_beyond_a_services_per_source_limit_is_dropped_and_counted() {
     };
     dp.apply(&snap).expect("apply");
     // Ten attempts take at most 5 × 200 ms of timeouts: no token comes back (1 s) meanwhile.
-    assert_eq!(connects(&bed, NODE_PORT, 10), 5, "the burst connects, the rest do not");
-    assert_eq!(connects(&bed, NODE_PORT + 1, 20), 20, "an unlimited Service is unaffected");
+    assert_eq!(
+        connects(&bed, NODE_PORT, 10),
+        5,
+        "the burst connects, the rest do not"
+    );
+    assert_eq!(
+        connects(&bed, NODE_PORT + 1, 20),
+        20,
+        "an unlimited Service is unaffected"
+    );
 
     let view = view::read(&bed.pin).expect("backends view");
     let by_name = |n: &str| {
@@ -1302,15 +1310,23 @@ endpoints:
             .into_iter()
             .flatten()
             .filter(|s| s["name"].as_str().is_some_and(|n| n.ends_with("#v4")))
-            .map(|s| (s["name"].as_str().unwrap().to_string(), s["syn_rate_limit"].clone()))
+            .map(|s| {
+                (
+                    s["name"].as_str().unwrap().to_string(),
+                    s["syn_rate_limit"].clone(),
+                )
+            })
             .collect()
     };
     loop {
         let json: serde_json::Value =
             serde_json::from_slice(&backends_json(&bed.pin).stdout).unwrap_or_default();
         let direct = bed.topo.client.enter(|| {
-            TcpStream::connect_timeout(&SocketAddr::new(node.into(), 80), Duration::from_millis(300))
-                .is_ok()
+            TcpStream::connect_timeout(
+                &SocketAddr::new(node.into(), 80),
+                Duration::from_millis(300),
+            )
+            .is_ok()
         });
         if limits(&json).len() == 2 && direct {
             break;
@@ -1320,7 +1336,11 @@ endpoints:
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(connects(&bed, NODE_PORT, 6), 2, "annotated burst of 2");
-    assert_eq!(connects(&bed, PROXY_NODE_PORT, 6), 3, "node-wide burst of 3 on the proxy");
+    assert_eq!(
+        connects(&bed, PROXY_NODE_PORT, 6),
+        3,
+        "node-wide burst of 3 on the proxy"
+    );
     let json: serde_json::Value = serde_json::from_slice(&backends_json(&bed.pin).stdout).unwrap();
     assert_eq!(
         limits(&json),

@@ -11,7 +11,10 @@ use std::{net::SocketAddr, time::Duration};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray};
 use ingress_common::{
     PROG_XDP_INGRESS,
-    l4::{FAMILY_V4, FAMILY_V6, L4Counter, MAP_SERVICE_STATS, MAP_SERVICES, PROTO_TCP, ServiceKey, ServiceValue},
+    l4::{
+        FAMILY_V4, FAMILY_V6, L4Counter, MAP_SERVICE_STATS, MAP_SERVICES, PROTO_TCP, ServiceKey,
+        ServiceValue,
+    },
     stats::{Counter, MAP_STATS, Stat},
     syn_limit::{MAP_SYN_SOURCES, SynSourceKey, SynSourceState},
 };
@@ -64,7 +67,9 @@ fn bed_sized(snap: &Snapshot, sources: Option<u32>) -> XdpTestRun {
     if let Some(n) = sources {
         loader.map_max_entries(MAP_SYN_SOURCES, n);
     }
-    let ebpf = loader.load_file(testbed::bpf_object_path()).expect("load object");
+    let ebpf = loader
+        .load_file(testbed::bpf_object_path())
+        .expect("load object");
     let mut run = XdpTestRun::from_ebpf(ebpf, PROG_XDP_INGRESS).expect("load program");
     L4Sync::new(L4Options::default())
         .apply(&mut run.ebpf, snap)
@@ -75,7 +80,14 @@ fn bed_sized(snap: &Snapshot, sources: Option<u32>) -> XdpTestRun {
 fn seg(src: &str, sport: u16, dst: &str, dport: u16, flags: u8) -> Vec<u8> {
     let src = SocketAddr::new(src.parse().unwrap(), sport);
     let dst = SocketAddr::new(dst.parse().unwrap(), dport);
-    tcp_segment(MACS, src, dst, 1000, flags, if flags & TCP_PSH != 0 { b"GET /" } else { b"" })
+    tcp_segment(
+        MACS,
+        src,
+        dst,
+        1000,
+        flags,
+        if flags & TCP_PSH != 0 { b"GET /" } else { b"" },
+    )
 }
 
 fn syn(src: &str, sport: u16, dport: u16) -> Vec<u8> {
@@ -128,31 +140,63 @@ fn a_sources_burst_is_admitted_then_its_syns_are_dropped_and_counted() {
     let mut run = bed(&snapshot(1, 3));
     let a = "198.18.0.1";
     for port in 40000..40003 {
-        assert_eq!(action(&mut run, &syn(a, port, LIMITED)), XDP_PASS, "SYN from :{port} of the burst");
+        assert_eq!(
+            action(&mut run, &syn(a, port, LIMITED)),
+            XDP_PASS,
+            "SYN from :{port} of the burst"
+        );
     }
     for port in 40003..40005 {
-        assert_eq!(action(&mut run, &syn(a, port, LIMITED)), XDP_DROP, "SYN from :{port} beyond the burst");
+        assert_eq!(
+            action(&mut run, &syn(a, port, LIMITED)),
+            XDP_DROP,
+            "SYN from :{port} beyond the burst"
+        );
     }
     assert_eq!(stat(&run, Stat::DropSynRateLimit), 2);
     let c = service_counter(&run, LIMITED, FAMILY_V4);
     assert_eq!((c.new_flows, c.syn_limited), (3, 2));
 
     // Another source has its own burst.
-    assert_eq!(action(&mut run, &syn("198.18.0.9", 40000, LIMITED)), XDP_PASS);
+    assert_eq!(
+        action(&mut run, &syn("198.18.0.9", 40000, LIMITED)),
+        XDP_PASS
+    );
     // The same source at a service without a limit.
     for port in 41000..41010 {
-        assert_eq!(action(&mut run, &syn(a, port, OPEN)), XDP_PASS, "unlimited service");
+        assert_eq!(
+            action(&mut run, &syn(a, port, OPEN)),
+            XDP_PASS,
+            "unlimited service"
+        );
     }
     assert_eq!(service_counter(&run, OPEN, FAMILY_V4).syn_limited, 0);
 
     // Nothing but a SYN that opens a flow is ever limited: data on an admitted flow, a stray
     // ACK of no flow (the kernel's to answer), and the retransmitted SYN of an admitted flow
     // (its SYN-ACK lost) all go through while the source is over its limit.
-    assert_eq!(action(&mut run, &seg(a, 40000, NODE, LIMITED, TCP_ACK | TCP_PSH)), XDP_PASS);
-    assert_eq!(action(&mut run, &seg(a, 40001, NODE, LIMITED, TCP_ACK)), XDP_PASS);
-    assert_eq!(action(&mut run, &seg(a, 50000, NODE, LIMITED, TCP_ACK)), XDP_PASS);
-    assert_eq!(action(&mut run, &syn(a, 40002, LIMITED)), XDP_PASS, "SYN retransmission");
-    assert_eq!(action(&mut run, &syn(a, 40005, LIMITED)), XDP_DROP, "still over the limit");
+    assert_eq!(
+        action(&mut run, &seg(a, 40000, NODE, LIMITED, TCP_ACK | TCP_PSH)),
+        XDP_PASS
+    );
+    assert_eq!(
+        action(&mut run, &seg(a, 40001, NODE, LIMITED, TCP_ACK)),
+        XDP_PASS
+    );
+    assert_eq!(
+        action(&mut run, &seg(a, 50000, NODE, LIMITED, TCP_ACK)),
+        XDP_PASS
+    );
+    assert_eq!(
+        action(&mut run, &syn(a, 40002, LIMITED)),
+        XDP_PASS,
+        "SYN retransmission"
+    );
+    assert_eq!(
+        action(&mut run, &syn(a, 40005, LIMITED)),
+        XDP_DROP,
+        "still over the limit"
+    );
     let c = service_counter(&run, LIMITED, FAMILY_V4);
     assert_eq!(c.syn_limited, 3);
     assert_eq!(stat(&run, Stat::DropSynRateLimit), 3);
@@ -170,8 +214,16 @@ fn a_limited_source_is_admitted_again_once_the_rate_allows() {
     assert_eq!(action(&mut run, &syn(a, 40001, LIMITED)), XDP_PASS);
     assert_eq!(action(&mut run, &syn(a, 40002, LIMITED)), XDP_DROP);
     std::thread::sleep(Duration::from_millis(60));
-    assert_eq!(action(&mut run, &syn(a, 40003, LIMITED)), XDP_PASS, "50 ms later: one more");
-    assert_eq!(action(&mut run, &syn(a, 40004, LIMITED)), XDP_DROP, "and only one");
+    assert_eq!(
+        action(&mut run, &syn(a, 40003, LIMITED)),
+        XDP_PASS,
+        "50 ms later: one more"
+    );
+    assert_eq!(
+        action(&mut run, &syn(a, 40004, LIMITED)),
+        XDP_DROP,
+        "and only one"
+    );
     // Idle for the whole burst's time: the full burst again, not more.
     std::thread::sleep(Duration::from_millis(150));
     assert_eq!(action(&mut run, &syn(a, 40005, LIMITED)), XDP_PASS);
@@ -186,11 +238,23 @@ fn ipv6_sources_count_by_their_64() {
     }
     let mut run = bed(&snapshot(1, 2));
     // Two addresses of one /64 share a burst of 2.
-    assert_eq!(action(&mut run, &syn("2001:db8::1", 40000, LIMITED)), XDP_PASS);
-    assert_eq!(action(&mut run, &syn("2001:db8::ffff:1", 40000, LIMITED)), XDP_PASS);
-    assert_eq!(action(&mut run, &syn("2001:db8::2", 40000, LIMITED)), XDP_DROP);
+    assert_eq!(
+        action(&mut run, &syn("2001:db8::1", 40000, LIMITED)),
+        XDP_PASS
+    );
+    assert_eq!(
+        action(&mut run, &syn("2001:db8::ffff:1", 40000, LIMITED)),
+        XDP_PASS
+    );
+    assert_eq!(
+        action(&mut run, &syn("2001:db8::2", 40000, LIMITED)),
+        XDP_DROP
+    );
     // The next /64 is another source.
-    assert_eq!(action(&mut run, &syn("2001:db8:0:1::1", 40000, LIMITED)), XDP_PASS);
+    assert_eq!(
+        action(&mut run, &syn("2001:db8:0:1::1", 40000, LIMITED)),
+        XDP_PASS
+    );
     let c = service_counter(&run, LIMITED, FAMILY_V6);
     assert_eq!((c.new_flows, c.syn_limited), (3, 1));
     let lru: BpfHashMap<&MapData, SynSourceKey, SynSourceState> =
@@ -198,7 +262,11 @@ fn ipv6_sources_count_by_their_64() {
     let mut keys: Vec<[u8; 16]> = lru.keys().map(|k| k.unwrap().addr).collect();
     keys.sort();
     let p = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap().octets();
-    assert_eq!(keys, [p("2001:db8::"), p("2001:db8:0:1::")], "sources are /64 prefixes");
+    assert_eq!(
+        keys,
+        [p("2001:db8::"), p("2001:db8:0:1::")],
+        "sources are /64 prefixes"
+    );
 }
 
 #[test]
@@ -235,14 +303,25 @@ fn more_sources_than_the_lru_holds_never_fail_and_recent_ones_stay_limited() {
     // source only gets a fresh burst).
     for i in 0..(4 * SIZE) {
         let src = format!("198.18.{}.{}", 1 + i / 200, 1 + i % 200);
-        assert_eq!(action(&mut run, &syn(&src, 40000, LIMITED)), XDP_PASS, "{src}");
+        assert_eq!(
+            action(&mut run, &syn(&src, 40000, LIMITED)),
+            XDP_PASS,
+            "{src}"
+        );
         // The source just seen is still tracked: its next SYN is over its limit.
-        assert_eq!(action(&mut run, &syn(&src, 40001, LIMITED)), XDP_DROP, "{src} again");
+        assert_eq!(
+            action(&mut run, &syn(&src, 40001, LIMITED)),
+            XDP_DROP,
+            "{src} again"
+        );
     }
     let lru: BpfHashMap<&MapData, SynSourceKey, SynSourceState> =
         BpfHashMap::try_from(run.ebpf.map(MAP_SYN_SOURCES).unwrap()).unwrap();
     let n = lru.keys().count() as u32;
     assert!(n <= SIZE, "{n} entries in an LRU of {SIZE}");
     let c = service_counter(&run, LIMITED, FAMILY_V4);
-    assert_eq!((c.new_flows, c.syn_limited), (u64::from(4 * SIZE), u64::from(4 * SIZE)));
+    assert_eq!(
+        (c.new_flows, c.syn_limited),
+        (u64::from(4 * SIZE), u64::from(4 * SIZE))
+    );
 }

@@ -17,8 +17,8 @@ pub mod maglev;
 pub mod neigh;
 pub mod object;
 pub mod stats;
-pub mod sync;
 pub mod syn_limit;
+pub mod sync;
 pub mod view;
 
 pub use l4::{L4Args, L4Dataplane, L4Handle};

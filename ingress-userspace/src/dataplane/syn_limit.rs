@@ -28,9 +28,7 @@ pub fn write(ebpf: &mut Ebpf, slot: u32, cfg: SynLimitConfig) -> Result<bool, Sy
     if limits.get(&slot, 0).ok() == Some(cfg) {
         return Ok(false);
     }
-    limits
-        .set(slot, cfg, 0)
-        .map_err(map_err(MAP_SYN_LIMITS))?;
+    limits.set(slot, cfg, 0).map_err(map_err(MAP_SYN_LIMITS))?;
     Ok(true)
 }
 

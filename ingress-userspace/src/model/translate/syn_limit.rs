@@ -117,7 +117,10 @@ mod tests {
 
     #[test]
     fn rate_with_and_without_burst() {
-        assert_eq!(run(&[(SYN_RATE_LIMIT_ANNOTATION, "100")], None).0, lim(100, 500));
+        assert_eq!(
+            run(&[(SYN_RATE_LIMIT_ANNOTATION, "100")], None).0,
+            lim(100, 500)
+        );
         assert_eq!(
             run(
                 &[

@@ -551,9 +551,17 @@ fn syn_rate_limits_reach_the_l4_services() {
             (SYN_RATE_LIMIT_BURST_ANNOTATION, "20"),
         ],
     )));
-    o.upsert(svc(np("default-burst", 30081, &[(SYN_RATE_LIMIT_ANNOTATION, "7")])));
+    o.upsert(svc(np(
+        "default-burst",
+        30081,
+        &[(SYN_RATE_LIMIT_ANNOTATION, "7")],
+    )));
     o.upsert(svc(np("open", 30082, &[])));
-    o.upsert(svc(np("typo", 30083, &[(SYN_RATE_LIMIT_ANNOTATION, "100/s")])));
+    o.upsert(svc(np(
+        "typo",
+        30083,
+        &[(SYN_RATE_LIMIT_ANNOTATION, "100/s")],
+    )));
     let mut own = np("xdp-ingress", 30000, &[]);
     own.metadata.annotations = None;
     o.upsert(svc(own));
@@ -566,11 +574,10 @@ fn syn_rate_limits_reach_the_l4_services() {
         ..mk_config()
     };
     let s = translate(&o, &cfg);
-    let got: Vec<(&str, Option<SynRateLimit>)> = s
-        .l4
-        .iter()
-        .map(|l| (l.service.name.as_str(), l.syn_rate_limit))
-        .collect();
+    let got: Vec<(&str, Option<SynRateLimit>)> =
+        s.l4.iter()
+            .map(|l| (l.service.name.as_str(), l.syn_rate_limit))
+            .collect();
     let lim = |per_second, burst| Some(SynRateLimit { per_second, burst });
     assert_eq!(
         got,
@@ -582,10 +589,7 @@ fn syn_rate_limits_reach_the_l4_services() {
             ("xdp-ingress", lim(50, 10)),
         ]
     );
-    assert_eq!(
-        reasons(&s),
-        [("typo".into(), "InvalidSynRateLimit".into())]
-    );
+    assert_eq!(reasons(&s), [("typo".into(), "InvalidSynRateLimit".into())]);
 }
 
 #[test]
