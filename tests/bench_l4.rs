@@ -114,6 +114,13 @@ fn l4_paths_in_kernel_cost_per_packet() {
         addr: "203.0.113.0".parse().unwrap(),
         len: 24,
     }];
+    // One new connection per second per source, bursts of 1: primed below, so every SYN of
+    // the timed case meets the whole check (limit, source LRU, GCRA) and is dropped.
+    let mut syn_limited = svc("synlimit", L4Protocol::Tcp, 30084, &pods);
+    syn_limited.syn_rate_limit = Some(xdp_ingress::model::SynRateLimit {
+        per_second: 1,
+        burst: 1,
+    });
     let remote: SocketAddr = "198.18.0.9:9000".parse().unwrap();
     let snap = Snapshot {
         version: 1,
@@ -123,6 +130,7 @@ fn l4_paths_in_kernel_cost_per_packet() {
             ranges,
             svc("dns", L4Protocol::Udp, 30053, &pods),
             svc("remote", L4Protocol::Tcp, 30090, &[(remote, Some("other"))]),
+            syn_limited,
         ],
         ..Default::default()
     };
@@ -173,6 +181,11 @@ fn l4_paths_in_kernel_cost_per_packet() {
             tcp4(CLIENT, 40003, NODE, 30081, true),
             true,
         ),
+        (
+            "SYN over its source's limit (drop)",
+            tcp4(CLIENT, 40005, NODE, 30084, true),
+            false,
+        ),
         ("UDP flow", udp4(30053), true),
         ("IPv6 new flow (SYN)", tcp6(30080, true), true),
         ("IPv6 established", est6.clone(), true),
@@ -189,6 +202,8 @@ fn l4_paths_in_kernel_cost_per_packet() {
             xdp_time(xdp, &f, nic, 1);
         }
         xdp_time(xdp, &tcp4(CLIENT, 40003, NODE, 30081, true), nic, 1);
+        // Spends the source's burst at the SYN-limited service.
+        xdp_time(xdp, &tcp4(CLIENT, 40004, NODE, 30084, true), nic, 1);
         // The kernel reports the mean per run for a repeat run.
         let base_rep = xdp_time(pass, &est, nic, n).as_nanos() as f64;
         let base_fresh = time_fresh(n, || xdp_time(pass, &est, nic, 1));
