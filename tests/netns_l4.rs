@@ -1284,6 +1284,7 @@ endpoints:
         ),
     )
     .unwrap();
+    let metrics = format!("{node}:10254");
     let mut daemon = bed.daemon_with(
         dir.path(),
         &[
@@ -1299,6 +1300,8 @@ endpoints:
             "1",
             "--syn-rate-limit-burst",
             "3",
+            "--metrics-addr",
+            &metrics,
         ],
     );
     // Ready without spending the client's burst: both units in the maps, and the proxy
@@ -1364,5 +1367,20 @@ endpoints:
         .collect();
     assert_eq!(limited, [4, 3]);
     assert_eq!(json["reasons"]["drop_syn_rate_limit"], 7);
+    let scrape = bed
+        .topo
+        .client
+        .run(
+            "curl",
+            &["-sf", "-m", "5", &format!("http://{metrics}/metrics")],
+        )
+        .expect("scrape /metrics");
+    for line in [
+        "xdp_ingress_l4_syn_limited_total{service=\"default/echo:tcp#v4\"} 4",
+        "xdp_ingress_l4_syn_limited_total{service=\"ingress/xdp-ingress:http#v4\"} 3",
+        "xdp_ingress_xdp_packets_total{kind=\"drop\",counter=\"drop_syn_rate_limit\"} 7",
+    ] {
+        assert!(scrape.lines().any(|l| l == line), "{line} in\n{scrape}");
+    }
     stop(&mut daemon);
 }

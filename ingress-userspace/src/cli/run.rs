@@ -143,6 +143,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         // Flow-table occupancy as of the last sweep (a full table refuses new flows).
         if let Some(l4) = l4_for_metrics.as_ref() {
             text.push_str(&crate::dataplane::flows::prometheus_text(&l4.flow_tables()));
+            // Per-service SYN-limit drops (`xdp-ingress backends` shows the same counts).
+            if let Ok(dropped) = l4.syn_limited() {
+                text.push_str(&crate::dataplane::syn_limit::prometheus_text(&dropped));
+            }
         }
         text
     }));

@@ -816,6 +816,11 @@ impl L4Handle {
         self.lock().flow_tables()
     }
 
+    /// SYNs dropped by each limited service's per-source SYN rate limit.
+    pub fn syn_limited(&self) -> Result<Vec<(String, u64)>, SyncError> {
+        super::syn_limit::dropped(self.lock().ebpf())
+    }
+
     /// Detaches (pinned maps stay; links stay too with `--l4-keep-attached`).
     pub fn shutdown(&self) {
         self.lock().detach();

@@ -2,11 +2,19 @@
 //! [`MAP_SYN_LIMITS`], written with the service's entry (before it on a new slot, so a reused
 //! slot never runs under its previous service's limit); and the size of the source LRU.
 
+use std::collections::BTreeSet;
+
 use aya::{
     Ebpf,
-    maps::{Array, MapData},
+    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray},
 };
-use ingress_common::syn_limit::{MAP_SYN_LIMITS, SynLimitConfig};
+use ingress_common::{
+    l4::{
+        L4Counter, MAP_SERVICE_NAMES, MAP_SERVICE_STATS, MAP_SERVICES, ServiceKey, ServiceName,
+        ServiceValue,
+    },
+    syn_limit::{MAP_SYN_LIMITS, SynLimitConfig},
+};
 
 use super::sync::{SyncError, map_err};
 use crate::model::SynRateLimit;
@@ -43,6 +51,61 @@ pub fn describe(cfg: &SynLimitConfig) -> Option<(u64, u64)> {
     })
 }
 
+/// SYNs dropped by each limited service unit (`namespace/name:port#v4|v6`), summed over
+/// CPUs: every unit with a limit now, and any other whose count is not zero (its limit was
+/// lifted). Sorted by name.
+pub fn dropped(ebpf: &Ebpf) -> Result<Vec<(String, u64)>, SyncError> {
+    let open = |name: &'static str| ebpf.map(name).ok_or(SyncError::MissingMap(name));
+    let services: BpfHashMap<&MapData, ServiceKey, ServiceValue> =
+        BpfHashMap::try_from(open(MAP_SERVICES)?).map_err(map_err(MAP_SERVICES))?;
+    let names: Array<&MapData, ServiceName> =
+        Array::try_from(open(MAP_SERVICE_NAMES)?).map_err(map_err(MAP_SERVICE_NAMES))?;
+    let limits: Array<&MapData, SynLimitConfig> =
+        Array::try_from(open(MAP_SYN_LIMITS)?).map_err(map_err(MAP_SYN_LIMITS))?;
+    let stats: PerCpuArray<&MapData, L4Counter> =
+        PerCpuArray::try_from(open(MAP_SERVICE_STATS)?).map_err(map_err(MAP_SERVICE_STATS))?;
+    let slots: BTreeSet<u32> = services
+        .iter()
+        .filter_map(Result::ok)
+        .map(|(_, v)| v.slot)
+        .collect();
+    let mut out = Vec::new();
+    for slot in slots {
+        let limited = limits.get(&slot, 0).is_ok_and(|c| c.interval_ns != 0);
+        let n: u64 = stats
+            .get(&slot, 0)
+            .map_err(map_err(MAP_SERVICE_STATS))?
+            .iter()
+            .map(|c| c.syn_limited)
+            .sum();
+        if limited || n > 0 {
+            let name = names
+                .get(&slot, 0)
+                .map(|n| n.as_str().to_string())
+                .unwrap_or_default();
+            out.push((name, n));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// [`dropped`] as the Prometheus counter `xdp_ingress_l4_syn_limited_total{service}` (the
+/// family is declared even with no limited service).
+pub fn prometheus_text(dropped: &[(String, u64)]) -> String {
+    use std::fmt::Write as _;
+    let metric = "xdp_ingress_l4_syn_limited";
+    let mut out = format!(
+        "# HELP {metric} SYNs dropped at the NIC by a service's per-source SYN rate limit.\n\
+         # TYPE {metric} counter\n"
+    );
+    for (service, n) in dropped {
+        let service = service.replace('\\', "\\\\").replace('"', "\\\"");
+        let _ = writeln!(out, "{metric}_total{{service=\"{service}\"}} {n}");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +120,16 @@ mod tests {
             assert_eq!(describe(&c), Some((u64::from(r), u64::from(b))), "{r}/{b}");
         }
         assert_eq!(describe(&config(None)), None);
+    }
+
+    #[test]
+    fn the_counter_names_each_limited_service() {
+        let text = prometheus_text(&[("default/echo:tcp#v4".into(), 7)]);
+        assert_eq!(
+            text,
+            "# HELP xdp_ingress_l4_syn_limited SYNs dropped at the NIC by a service's \
+             per-source SYN rate limit.\n# TYPE xdp_ingress_l4_syn_limited counter\n\
+             xdp_ingress_l4_syn_limited_total{service=\"default/echo:tcp#v4\"} 7\n"
+        );
     }
 }
