@@ -39,6 +39,20 @@ pub fn l4_services(
             .and_then(|a| a.get(L4_ACCELERATION_ANNOTATION))
             .is_some_and(|v| v == "true");
         if !own && !annotated {
+            // A limit only the XDP path enforces: say so rather than let it look applied.
+            if let Some(a) = svc.metadata.annotations.as_ref()
+                && a.contains_key(super::syn_limit::SYN_RATE_LIMIT_ANNOTATION)
+            {
+                diags.warn(
+                    &ObjectRef::new(ObjectKind::Service, key.namespace.clone(), key.name.clone()),
+                    "InvalidSynRateLimit",
+                    format!(
+                        "{} applies only to Services with {L4_ACCELERATION_ANNOTATION}: \"true\"; \
+                         not enforced",
+                        super::syn_limit::SYN_RATE_LIMIT_ANNOTATION
+                    ),
+                );
+            }
             continue;
         }
         refs.services.insert(key.clone());

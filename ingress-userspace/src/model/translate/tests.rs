@@ -565,6 +565,11 @@ fn syn_rate_limits_reach_the_l4_services() {
     let mut own = np("xdp-ingress", 30000, &[]);
     own.metadata.annotations = None;
     o.upsert(svc(own));
+    // Not accelerated: nothing enforces the limit, and a warning says so.
+    let mut plain = np("plain", 30084, &[]);
+    plain.metadata.annotations =
+        Some([(SYN_RATE_LIMIT_ANNOTATION.to_string(), "10".to_string())].into());
+    o.upsert(svc(plain));
     let cfg = TranslateConfig {
         ingress_service: Some(crate::store::Key::new("default", "xdp-ingress")),
         proxy_syn_rate_limit: Some(SynRateLimit {
@@ -589,7 +594,13 @@ fn syn_rate_limits_reach_the_l4_services() {
             ("xdp-ingress", lim(50, 10)),
         ]
     );
-    assert_eq!(reasons(&s), [("typo".into(), "InvalidSynRateLimit".into())]);
+    assert_eq!(
+        reasons(&s),
+        [
+            ("plain".into(), "InvalidSynRateLimit".into()),
+            ("typo".into(), "InvalidSynRateLimit".into())
+        ]
+    );
 }
 
 #[test]
