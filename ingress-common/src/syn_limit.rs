@@ -31,11 +31,14 @@ const _: () = assert!(core::mem::size_of::<SynLimitConfig>() == 16);
 
 impl SynLimitConfig {
     /// The limit of `per_second` SYNs per source (at least 1) with bursts of `burst` (at least
-    /// 1); exact for rates that divide 10^9, else the interval rounds down (a hair faster).
+    /// 1); exact for rates that divide 10^9, else the interval rounds down (a hair faster). A
+    /// rate above 10^9 per second is one SYN per nanosecond, still a limit.
     pub const fn new(per_second: u32, burst: u32) -> Self {
         let per_second = if per_second == 0 { 1 } else { per_second };
         let burst = if burst == 0 { 1 } else { burst };
+        // Never 0 (which means "no limit"), whatever the rate.
         let interval_ns = 1_000_000_000 / per_second as u64;
+        let interval_ns = if interval_ns == 0 { 1 } else { interval_ns };
         Self {
             interval_ns,
             burst_ns: interval_ns * burst as u64,
@@ -119,5 +122,6 @@ mod tests {
         let cfg = SynLimitConfig::new(0, 0);
         assert_eq!(cfg, SynLimitConfig::new(1, 1));
         assert!(admit(&cfg, 0, 1).is_some());
+        assert_eq!(SynLimitConfig::new(u32::MAX, 1).interval_ns, 1, "still a limit");
     }
 }
