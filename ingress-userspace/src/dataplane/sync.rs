@@ -270,6 +270,7 @@ struct Desired {
     ranges: BTreeSet<(u8, [u8; 16], u8)>,
     /// The ingress's own Service: new flows prefer this node's proxy.
     local_first: bool,
+    /// Per-source SYN rate limit (`dataplane::syn_limit`), written before the entry.
     syn_limit: ingress_common::syn_limit::SynLimitConfig,
 }
 
