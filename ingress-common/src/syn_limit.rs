@@ -122,6 +122,10 @@ mod tests {
         let cfg = SynLimitConfig::new(0, 0);
         assert_eq!(cfg, SynLimitConfig::new(1, 1));
         assert!(admit(&cfg, 0, 1).is_some());
-        assert_eq!(SynLimitConfig::new(u32::MAX, 1).interval_ns, 1, "still a limit");
+        assert_eq!(
+            SynLimitConfig::new(u32::MAX, 1).interval_ns,
+            1,
+            "still a limit"
+        );
     }
 }
