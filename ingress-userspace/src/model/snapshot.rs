@@ -277,6 +277,15 @@ pub struct ProxySettings {
     pub limit_req_status_code: Option<u16>,
     /// `limit-conn-status-code`: status of requests over `limit-connections`; `None`: 503.
     pub limit_conn_status_code: Option<u16>,
+    /// Our `global-limit-rps`: requests per second per client over every Ingress; `Some(0)`
+    /// turns off the flag's limit.
+    pub global_limit_rps: Option<u32>,
+    /// Our `global-limit-rpm`: as `global_limit_rps`, per minute.
+    pub global_limit_rpm: Option<u32>,
+    /// Our `global-limit-burst-multiplier`.
+    pub global_limit_burst_multiplier: Option<u32>,
+    /// Our `global-limit-allowlist`: clients the global limit does not count.
+    pub global_limit_allowlist: Option<Vec<IpPrefix>>,
 }
 
 #[derive(Clone, Debug, Default)]

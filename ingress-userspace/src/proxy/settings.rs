@@ -4,13 +4,14 @@
 //! timeouts: listener properties, so a change applies to connections accepted after it); a
 //! request reads them when it starts (trust, body timeout, HSTS).
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use http::{HeaderName, HeaderValue, StatusCode};
 use hyper_util::{rt::TokioExecutor, server::conn::auto::Builder};
 
 use super::{args::ProxyArgs, client_addr::TrustConfig, limits, liveness::ConnTimeouts};
-use crate::model::ProxySettings;
+use super::rate_limit::GLOBAL_ZONE;
+use crate::model::{ProxySettings, RateLimit};
 
 /// The live settings derived from the flags and one snapshot's [`ProxySettings`].
 pub(crate) struct Live {
@@ -33,6 +34,9 @@ pub(crate) struct Live {
     /// Status of requests over `limit-connections` (ConfigMap `limit-conn-status-code`,
     /// default 503).
     pub limit_conn_status: StatusCode,
+    /// The global per-client limit over every Ingress (`--global-limit-*` flags, ConfigMap
+    /// `global-limit-*` keys); `None` without one.
+    pub global_limit: Option<Arc<RateLimit>>,
 }
 
 impl Live {
@@ -48,6 +52,7 @@ impl Live {
             enable_underscores_in_headers: a.enable_underscores_in_headers,
             limit_req_status: status_or_503(settings.limit_req_status_code),
             limit_conn_status: status_or_503(settings.limit_conn_status_code),
+            global_limit: global_limit(args, settings),
             add_headers: settings
                 .add_headers
                 .iter()
@@ -64,6 +69,29 @@ impl Live {
                 .and_then(|v| HeaderValue::from_str(v).ok()),
         }
     }
+}
+
+/// The global per-client limit: each ConfigMap key wins over its flag; `0` disables a rate.
+pub fn global_limit(args: &ProxyArgs, s: &ProxySettings) -> Option<Arc<RateLimit>> {
+    let positive = |n: Option<u32>| n.filter(|&n| n > 0);
+    let rps = positive(s.global_limit_rps.or(args.global_limit_rps));
+    let rpm = positive(s.global_limit_rpm.or(args.global_limit_rpm));
+    if rps.is_none() && rpm.is_none() {
+        return None;
+    }
+    Some(Arc::new(RateLimit {
+        zone: GLOBAL_ZONE.into(),
+        rps,
+        rpm,
+        burst_multiplier: s
+            .global_limit_burst_multiplier
+            .unwrap_or(args.global_limit_burst_multiplier),
+        connections: None,
+        exempt: s
+            .global_limit_allowlist
+            .clone()
+            .unwrap_or_else(|| args.global_limit_allowlist.clone()),
+    }))
 }
 
 fn status_or_503(code: Option<u16>) -> StatusCode {

@@ -249,6 +249,39 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
         }
     }
 
+    // Our global per-client limit (xdp-ingress extensions, not ingress-nginx keys).
+    for (key, field) in [
+        ("global-limit-rps", &mut out.settings.global_limit_rps),
+        ("global-limit-rpm", &mut out.settings.global_limit_rpm),
+        (
+            "global-limit-burst-multiplier",
+            &mut out.settings.global_limit_burst_multiplier,
+        ),
+    ] {
+        if let Some(v) = r.get(key) {
+            match v.parse::<u32>() {
+                Ok(n) => *field = Some(n),
+                Err(_) => r.bad(key, &v, "a whole number (0 disables the limit)"),
+            }
+        }
+    }
+    if let Some(v) = r.get("global-limit-allowlist") {
+        let parsed: Option<Vec<IpPrefix>> = v
+            .split(',')
+            .filter(|c| !c.trim().is_empty())
+            .map(parse_prefix)
+            .collect();
+        match parsed {
+            Some(p) => out.settings.global_limit_allowlist = Some(p),
+            // Exempting nobody is the stricter reading of a typo, as limit-allowlist.
+            None => r.bad(
+                "global-limit-allowlist",
+                &v,
+                "a comma-separated list of CIDRs; nobody is exempt",
+            ),
+        }
+    }
+
     let d = &mut out.route_defaults;
     d.ssl_redirect = r.bool("ssl-redirect");
     if r.bool("force-ssl-redirect") == Some(true) {
