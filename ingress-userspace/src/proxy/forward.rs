@@ -453,6 +453,9 @@ async fn route(
         }
         Lookup::NotFound { host: vh, why } => {
             out.host = vh.map(|h| Arc::clone(&h.label));
+            if let Some(refused) = limit(shared, None, out).await {
+                return refused;
+            }
             let reason = match why {
                 super::router::Miss::NoHost => "no host matched",
                 super::router::Miss::NoPath => NO_PATH,
