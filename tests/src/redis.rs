@@ -17,7 +17,7 @@ pub struct RedisServer {
     pub addr: SocketAddr,
     ns: Option<Netns>,
     dir: tempfile::TempDir,
-    process: Option<KillOnDrop>,
+    process: std::sync::Mutex<Option<KillOnDrop>>,
 }
 
 /// Where `redis-server` is, if installed.
@@ -36,11 +36,11 @@ impl RedisServer {
             0 => free_port(ns)?,
             p => p,
         };
-        let mut r = RedisServer {
+        let r = RedisServer {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             ns: ns.cloned(),
             dir: tempfile::tempdir()?,
-            process: None,
+            process: std::sync::Mutex::new(None),
         };
         r.restart()?;
         Ok(r)
@@ -52,13 +52,13 @@ impl RedisServer {
     }
 
     /// Kills the server at once (SIGKILL), as a crash would.
-    pub fn kill(&mut self) {
-        self.process = None;
+    pub fn kill(&self) {
+        *self.process.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// Starts the server again on the same port (empty: nothing is persisted).
-    pub fn restart(&mut self) -> anyhow::Result<()> {
-        self.process = None;
+    pub fn restart(&self) -> anyhow::Result<()> {
+        self.kill();
         let bin = redis_server_bin()
             .ok_or_else(|| anyhow::anyhow!("redis-server is not installed (apt-get install redis-server)"))?;
         let mut cmd = match &self.ns {
@@ -76,7 +76,8 @@ impl RedisServer {
             .arg(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        self.process = Some(KillOnDrop::spawn(&mut cmd)?);
+        *self.process.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(KillOnDrop::spawn(&mut cmd)?);
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.pings() {
             anyhow::ensure!(Instant::now() < deadline, "redis-server did not answer PING");
