@@ -52,7 +52,8 @@ fn wrk(topo: &Topology, host: &str, url: &str) -> (f64, f64) {
         }
         if let Some(v) = line.strip_prefix("99%") {
             let v = v.trim();
-            let (n, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
+            let (n, unit) =
+                v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
             let n: f64 = n.parse().unwrap_or(f64::NAN);
             p99 = match unit {
                 "us" => n / 1000.0,
@@ -71,7 +72,11 @@ fn wrk(topo: &Topology, host: &str, url: &str) -> (f64, f64) {
 }
 
 /// A route for `host` to the pod with `limit` as its `limit-rps` (none: no limit).
-fn host_with(host: &str, backend: SocketAddr, limit: Option<u32>) -> xdp_ingress::model::VirtualHost {
+fn host_with(
+    host: &str,
+    backend: SocketAddr,
+    limit: Option<u32>,
+) -> xdp_ingress::model::VirtualHost {
     let mut route = route_to(path("Prefix", "/"), upstream_at("backend", &[backend]));
     Arc::make_mut(&mut route.policy).rate_limit = limit.map(|rps| {
         Arc::new(RateLimit {
@@ -123,15 +128,24 @@ fn rate_limit_cost_none_local_redis() {
     let node = topo.node_v4;
     let cases = [
         ("no limit", "none.test", format!("http://{node}:80/fixed")),
-        ("local limit", "local.test", format!("http://{node}:80/fixed")),
-        ("Redis limit", "redis.test", format!("http://{node}:81/fixed")),
+        (
+            "local limit",
+            "local.test",
+            format!("http://{node}:80/fixed"),
+        ),
+        (
+            "Redis limit",
+            "redis.test",
+            format!("http://{node}:81/fixed"),
+        ),
     ];
     // Ready: each answers (the Redis one once its store is connected).
     for (_, host, url) in &cases {
         let ok = (0..100).any(|_| {
-            let got = topo
-                .client
-                .run("curl", &["-sf", "-m", "2", "-H", &format!("Host: {host}"), url]);
+            let got = topo.client.run(
+                "curl",
+                &["-sf", "-m", "2", "-H", &format!("Host: {host}"), url],
+            );
             got.is_ok() || {
                 std::thread::sleep(Duration::from_millis(100));
                 false
@@ -145,7 +159,10 @@ fn rate_limit_cost_none_local_redis() {
         .metrics_text()
         .contains("xdp_ingress_rate_limit_store_up 1")
     {
-        assert!(std::time::Instant::now() < deadline, "Redis never connected");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Redis never connected"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 
@@ -159,12 +176,9 @@ fn rate_limit_cost_none_local_redis() {
         }
     }
     assert!(
-        !shared
-            .handle
-            .metrics_text()
-            .lines()
-            .any(|l| l.starts_with("xdp_ingress_rate_limit_fallback_decisions_total ")
-                && !l.ends_with(" 0")),
+        !shared.handle.metrics_text().lines().any(|l| l
+            .starts_with("xdp_ingress_rate_limit_fallback_decisions_total ")
+            && !l.ends_with(" 0")),
         "the Redis case fell back to per-node decisions: not a Redis measurement"
     );
     let none = best[0].0;

@@ -213,10 +213,7 @@ fn nginx_admits(rps: f64, burst: f64, elapsed: Duration) -> f64 {
 /// give it (1 + 5 + 5 x 3 = 21), not twice that, and both daemons admit some of it.
 #[test]
 fn two_daemons_hold_one_limit_through_redis() {
-    let Some(c) = cluster(
-        &[("limit-rps", "5"), ("limit-burst-multiplier", "1")],
-        &[],
-    ) else {
+    let Some(c) = cluster(&[("limit-rps", "5"), ("limit-burst-multiplier", "1")], &[]) else {
         return;
     };
     let (got, took) = c.send(120, Duration::from_millis(25), |i| i % 2, |_| "one.test");
@@ -228,7 +225,11 @@ fn two_daemons_hold_one_limit_through_redis() {
         2.0 * expected
     );
     assert_eq!(count(&got, 200) + count(&got, 503), got.len(), "{got:?}");
-    let on = |d: usize| (0..got.len()).filter(|&i| i % 2 == d && got[i] == 200).count();
+    let on = |d: usize| {
+        (0..got.len())
+            .filter(|&i| i % 2 == d && got[i] == 200)
+            .count()
+    };
     assert!(on(0) > 0 && on(1) > 0, "{got:?}");
     let refused = |d: usize| {
         sample(
@@ -262,9 +263,18 @@ fn the_global_limit_holds_over_ingresses_and_daemons() {
     ) else {
         return;
     };
-    let hosts = |i: usize| if (i / 2) % 2 == 0 { "one.test" } else { "two.test" };
+    let hosts = |i: usize| {
+        if (i / 2) % 2 == 0 {
+            "one.test"
+        } else {
+            "two.test"
+        }
+    };
     let (got, took) = c.send(16, Duration::ZERO, |i| i % 2, hosts);
-    assert!(took < Duration::from_millis(450), "too slow to test a burst: {took:?}");
+    assert!(
+        took < Duration::from_millis(450),
+        "too slow to test a burst: {took:?}"
+    );
     assert_eq!(&got[..5], [200; 5], "{got:?}");
     assert!(got[5..].iter().all(|&s| s == 429), "{got:?}");
 }
@@ -282,7 +292,10 @@ fn a_redis_outage_falls_back_to_limit_over_nodes_and_recovers() {
     };
     let burst_to = |c: &Cluster, d: usize, n: usize| {
         let (got, took) = c.send(n, Duration::ZERO, move |_| d, |_| "one.test");
-        assert!(took < Duration::from_millis(240), "too slow to test a burst: {took:?}");
+        assert!(
+            took < Duration::from_millis(240),
+            "too slow to test a burst: {took:?}"
+        );
         assert_eq!(count(&got, 200) + count(&got, 503), n, "{got:?}");
         count(&got, 200)
     };
@@ -297,7 +310,11 @@ fn a_redis_outage_falls_back_to_limit_over_nodes_and_recovers() {
         c.redis.kill();
         load.join().unwrap().0
     });
-    assert_eq!(count(&load, 200) + count(&load, 503), load.len(), "{load:?}");
+    assert_eq!(
+        count(&load, 200) + count(&load, 503),
+        load.len(),
+        "{load:?}"
+    );
     assert!(count(&load, 200) >= 5, "served after the outage: {load:?}");
     // Past the refusal Redis gave daemon 0 (its wait: a quarter second, one interval), which
     // it keeps without asking; the per-node buckets start full.
@@ -310,7 +327,10 @@ fn a_redis_outage_falls_back_to_limit_over_nodes_and_recovers() {
         let fallback = sample(&m, "xdp_ingress_rate_limit_fallback_decisions_total").unwrap();
         // Daemon 0: its burst; daemon 1: the load after the outage.
         let least = [30.0, 10.0][d];
-        assert!(fallback >= least, "daemon {d}: {fallback} fallback decisions");
+        assert!(
+            fallback >= least,
+            "daemon {d}: {fallback} fallback decisions"
+        );
     }
 
     c.redis.restart().expect("redis-server restarts");
@@ -344,7 +364,10 @@ fn the_redis_script_decides_as_the_local_gcra() {
         "local t = {ARGV[#ARGV - 1], ARGV[#ARGV]}",
         1,
     );
-    assert_ne!(clocked, SCRIPT, "the script reads Redis's clock as expected");
+    assert_ne!(
+        clocked, SCRIPT,
+        "the script reads Redis's clock as expected"
+    );
     let script = redis::Script::new(&clocked);
     let client = redis::Client::open(redis.url()).unwrap();
     let mut conn = client.get_connection().unwrap();
@@ -384,9 +407,7 @@ fn the_redis_script_decides_as_the_local_gcra() {
                 .collect();
             let mut call = script.prepare_invoke();
             for (k, g) in keys.iter().zip(limits.iter()) {
-                call.key(k)
-                    .arg(g.interval_ns / US)
-                    .arg(g.tolerance_ns / US);
+                call.key(k).arg(g.interval_ns / US).arg(g.tolerance_ns / US);
             }
             call.arg(now_us / 1_000_000).arg(now_us % 1_000_000);
             let answer: Vec<i64> = call.invoke(&mut conn).unwrap();
@@ -401,8 +422,14 @@ fn the_redis_script_decides_as_the_local_gcra() {
                 // The wait Redis names is when the refusing limit admits again.
                 let i = answer[2] as usize - 1;
                 let wait_ns = answer[1] as u64 * US;
-                assert!(limits[i].check(tats[i], now + wait_ns).is_some(), "case {case} step {step}");
-                assert!(limits[i].check(tats[i], now + wait_ns - US).is_none(), "case {case} step {step}");
+                assert!(
+                    limits[i].check(tats[i], now + wait_ns).is_some(),
+                    "case {case} step {step}"
+                );
+                assert!(
+                    limits[i].check(tats[i], now + wait_ns - US).is_none(),
+                    "case {case} step {step}"
+                );
             }
             for (k, &t) in keys.iter().zip(&tats) {
                 let stored: Option<u64> = redis::cmd("GET").arg(k).query(&mut conn).unwrap();

@@ -59,8 +59,9 @@ impl RedisServer {
     /// Starts the server again on the same port (empty: nothing is persisted).
     pub fn restart(&self) -> anyhow::Result<()> {
         self.kill();
-        let bin = redis_server_bin()
-            .ok_or_else(|| anyhow::anyhow!("redis-server is not installed (apt-get install redis-server)"))?;
+        let bin = redis_server_bin().ok_or_else(|| {
+            anyhow::anyhow!("redis-server is not installed (apt-get install redis-server)")
+        })?;
         let mut cmd = match &self.ns {
             Some(ns) => {
                 let mut c = Command::new("ip");
@@ -80,7 +81,10 @@ impl RedisServer {
             Some(KillOnDrop::spawn(&mut cmd)?);
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.pings() {
-            anyhow::ensure!(Instant::now() < deadline, "redis-server did not answer PING");
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "redis-server did not answer PING"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(())
@@ -109,7 +113,9 @@ impl RedisServer {
 /// A port free on loopback in `ns` now.
 fn free_port(ns: Option<&Netns>) -> anyhow::Result<u16> {
     let bind = || -> std::io::Result<u16> {
-        Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+        Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port())
     };
     Ok(match ns {
         Some(ns) => ns.enter(bind)?,

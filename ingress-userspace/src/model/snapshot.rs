@@ -484,7 +484,8 @@ pub struct RoutePolicy {
 /// ingress-nginx's per-Ingress rate limits (annotations page, "Rate Limiting"; nginx
 /// `limit_req_zone`/`limit_req ... nodelay` and `limit_conn`), keyed by the client address.
 /// One zone per Ingress: all its paths share the counters. Counted per node (ingress-nginx
-/// counts per replica).
+/// counts per replica), or for the whole cluster with `--rate-limit-redis`. Also the shape of
+/// the global per-client limit (zone `*global`, ConfigMap `global-limit-*`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct RateLimit {
     /// `namespace/name` of the Ingress: the zone its paths share.

@@ -201,7 +201,11 @@ async fn limit(
     if global.is_none() && limit.is_none() {
         return None;
     }
-    match shared.rate_limits.admit(global, limit, out.client.addr).await {
+    match shared
+        .rate_limits
+        .admit(global, limit, out.client.addr)
+        .await
+    {
         Ok(guard) => {
             out.in_progress = guard;
             None
@@ -217,7 +221,10 @@ async fn limit(
                 .metrics
                 .rate_limited
                 .get_or_create(&RateLimitedLabels {
-                    ingress: out.ingress.clone().unwrap_or_else(|| Arc::clone(&shared.dash)),
+                    ingress: out
+                        .ingress
+                        .clone()
+                        .unwrap_or_else(|| Arc::clone(&shared.dash)),
                     reason: refused.label(),
                 })
                 .inc();

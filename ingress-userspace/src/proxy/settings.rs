@@ -9,8 +9,8 @@ use std::{sync::Arc, time::Duration};
 use http::{HeaderName, HeaderValue, StatusCode};
 use hyper_util::{rt::TokioExecutor, server::conn::auto::Builder};
 
-use super::{args::ProxyArgs, client_addr::TrustConfig, limits, liveness::ConnTimeouts};
 use super::rate_limit::GLOBAL_ZONE;
+use super::{args::ProxyArgs, client_addr::TrustConfig, limits, liveness::ConnTimeouts};
 use crate::model::{ProxySettings, RateLimit};
 
 /// The live settings derived from the flags and one snapshot's [`ProxySettings`].
@@ -133,6 +133,32 @@ pub fn overlay(args: &ProxyArgs, s: &ProxySettings) -> ProxyArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_global_limit_takes_each_configmap_key_over_its_flag() {
+        let args = ProxyArgs {
+            global_limit_rps: Some(10),
+            global_limit_burst_multiplier: 3,
+            ..ProxyArgs::default()
+        };
+        let l = global_limit(&args, &ProxySettings::default()).unwrap();
+        assert_eq!((l.rps, l.rpm, l.burst_multiplier), (Some(10), None, 3));
+        assert_eq!(l.zone, GLOBAL_ZONE);
+        let s = ProxySettings {
+            global_limit_rpm: Some(100),
+            global_limit_burst_multiplier: Some(1),
+            ..Default::default()
+        };
+        let l = global_limit(&args, &s).unwrap();
+        assert_eq!((l.rps, l.rpm, l.burst_multiplier), (Some(10), Some(100), 1));
+        // `0` in the ConfigMap turns off the flag's rate.
+        let off = ProxySettings {
+            global_limit_rps: Some(0),
+            ..Default::default()
+        };
+        assert!(global_limit(&args, &off).is_none());
+        assert!(global_limit(&ProxyArgs::default(), &ProxySettings::default()).is_none());
+    }
 
     #[test]
     fn configmap_keys_win_over_flags_and_unset_keys_keep_them() {

@@ -361,6 +361,37 @@ mod tests {
         }
     }
 
+    /// Our `global-limit-*` keys: whole numbers and CIDRs, each bad value a warning and unset.
+    #[test]
+    fn global_limit_keys_parse_and_bad_values_warn() {
+        let mut d = Diagnostics::default();
+        let c = parse(
+            &cm(&[
+                ("global-limit-rps", "20"),
+                ("global-limit-rpm", "ten"),
+                ("global-limit-burst-multiplier", "2"),
+                ("global-limit-allowlist", "10.0.0.0/8, 192.0.2.1"),
+            ]),
+            &mut d,
+        );
+        assert_eq!(c.settings.global_limit_rps, Some(20));
+        assert_eq!(c.settings.global_limit_rpm, None);
+        assert_eq!(c.settings.global_limit_burst_multiplier, Some(2));
+        assert_eq!(
+            c.settings.global_limit_allowlist.as_ref().map(Vec::len),
+            Some(2)
+        );
+        assert_eq!(d.0.len(), 1, "{:?}", d.0);
+        assert!(d.0[0].message.contains("global-limit-rpm"));
+        let mut d = Diagnostics::default();
+        let c = parse(
+            &cm(&[("global-limit-allowlist", "10.0.0.0/8, nope")]),
+            &mut d,
+        );
+        assert_eq!(c.settings.global_limit_allowlist, None);
+        assert_eq!(d.0.len(), 1);
+    }
+
     /// nginx's `limit_req_status` / `limit_conn_status` take 400 to 599; anything else warns
     /// and leaves ingress-nginx's default, 503.
     #[test]

@@ -295,7 +295,11 @@ pub fn ready_ingress_nodes(snapshot: &crate::model::Snapshot) -> u32 {
 /// Admits a request on this node's buckets when every part admits it, with each limit
 /// divided by `nodes`; counts it in every part only then. Locks the parts' entries in order
 /// (the global zone first), so two requests never wait on each other in a cycle.
-fn admit_locally(parts: &[(Arc<Zone>, Refused)], client: IpAddr, nodes: u32) -> Result<(), Refused> {
+fn admit_locally(
+    parts: &[(Arc<Zone>, Refused)],
+    client: IpAddr,
+    nodes: u32,
+) -> Result<(), Refused> {
     fn from(
         parts: &[(Arc<Zone>, Refused)],
         client: IpAddr,
@@ -607,6 +611,54 @@ mod tests {
         assert!(block_on(r.admit(Some(&global), Some(&b), c)).is_err());
     }
 
+    /// N for the fallback: the nodes of the ready endpoints of the ingress's own Service (one
+    /// pod per node, two ports of one pod counted once; terminating ones not), else 1.
+    #[test]
+    fn ready_ingress_nodes_are_the_ready_endpoints_of_the_own_service() {
+        use crate::model::{
+            Endpoint, EndpointState, Frontend, L4Protocol, L4Service, ObjectKind, ObjectRef,
+            Snapshot,
+        };
+        let ep = |addr: &str, node: Option<&str>, state| Endpoint {
+            addr: addr.parse().unwrap(),
+            state,
+            weight: 1,
+            node_name: node.map(Into::into),
+            zone: None,
+            target: None,
+        };
+        let svc = |port: &str, local_proxy, endpoints| L4Service {
+            id: format!("ingress/xdp-ingress:{port}"),
+            service: ObjectRef::new(ObjectKind::Service, "ingress", "xdp-ingress"),
+            protocol: L4Protocol::Tcp,
+            frontends: vec![Frontend::NodePort(30080)],
+            endpoints,
+            client_ip_affinity: None,
+            source_ranges: vec![],
+            local_proxy,
+            external_traffic_local: false,
+            health_check: None,
+        };
+        let mut s = Snapshot::default();
+        assert_eq!(ready_ingress_nodes(&s), 1);
+        let active = EndpointState::Active;
+        s.l4 = vec![
+            svc(
+                "http",
+                true,
+                vec![
+                    ep("10.0.0.1:80", Some("a"), active),
+                    ep("10.0.0.2:80", Some("b"), active),
+                    ep("10.0.0.3:80", Some("c"), EndpointState::Terminating),
+                    ep("10.0.0.4:80", None, active),
+                ],
+            ),
+            svc("https", true, vec![ep("10.0.0.1:443", Some("a"), active)]),
+            svc("other", false, vec![ep("10.0.0.9:80", Some("z"), active)]),
+        ];
+        assert_eq!(ready_ingress_nodes(&s), 3);
+    }
+
     #[test]
     fn a_request_must_pass_rps_and_rpm_and_refusals_are_not_counted() {
         let r = RateLimiter::default();
@@ -676,8 +728,14 @@ mod tests {
         let c = IpAddr::V4(Ipv4Addr::LOCALHOST);
         assert!(block_on(r.admit(None, Some(&l), c)).is_ok());
         r.retain(&[&l]);
-        assert!(block_on(r.admit(None, Some(&l.clone()), c)).is_err(), "same zone after a swap");
+        assert!(
+            block_on(r.admit(None, Some(&l.clone()), c)).is_err(),
+            "same zone after a swap"
+        );
         r.retain(&[]);
-        assert!(block_on(r.admit(None, Some(&l), c)).is_ok(), "a removed zone starts afresh");
+        assert!(
+            block_on(r.admit(None, Some(&l), c)).is_ok(),
+            "a removed zone starts afresh"
+        );
     }
 }

@@ -74,7 +74,10 @@ pub struct Part<'a> {
 pub enum Decision {
     Admitted,
     /// Part `index` refuses for `wait` from now.
-    Refused { index: usize, wait: Duration },
+    Refused {
+        index: usize,
+        wait: Duration,
+    },
 }
 
 /// The connection to Redis and whether it is usable.
