@@ -264,7 +264,7 @@ fn the_global_limit_holds_over_ingresses_and_daemons() {
         return;
     };
     let hosts = |i: usize| {
-        if (i / 2) % 2 == 0 {
+        if (i / 2).is_multiple_of(2) {
             "one.test"
         } else {
             "two.test"
@@ -324,6 +324,7 @@ fn a_redis_outage_falls_back_to_limit_over_nodes_and_recovers() {
     for d in 0..2 {
         let m = c.metrics(d).unwrap();
         assert_eq!(sample(&m, "xdp_ingress_rate_limit_store_up"), Some(0.0));
+        assert_eq!(sample(&m, "xdp_ingress_rate_limit_nodes"), Some(2.0));
         let fallback = sample(&m, "xdp_ingress_rate_limit_fallback_decisions_total").unwrap();
         // Daemon 0: its burst; daemon 1: the load after the outage.
         let least = [30.0, 10.0][d];

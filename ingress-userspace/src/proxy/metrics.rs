@@ -123,6 +123,8 @@ pub struct Metrics {
     /// 1 while the rate-limit store (`--rate-limit-redis`) is connected, else 0.
     pub rate_limit_store_up: Gauge,
     pub rate_limit_fallback_decisions: Counter,
+    /// Ready ingress nodes the limits are divided by while the store is down.
+    pub rate_limit_nodes: Gauge,
     pub config_reloads: Counter,
     pub config_reload_duration: Histogram,
     pub config_version: Gauge,
@@ -156,6 +158,7 @@ impl Metrics {
         let rate_limited = Family::default();
         let rate_limit_store_up = Gauge::default();
         let rate_limit_fallback_decisions = Counter::default();
+        let rate_limit_nodes = Gauge::default();
         let config_reloads = Counter::default();
         let config_reload_duration = Histogram::new(exponential_buckets(0.00001, 2.0, 20));
         let config_version = Gauge::default();
@@ -225,6 +228,12 @@ impl Metrics {
             rate_limit_fallback_decisions.clone(),
         );
         registry.register(
+            "rate_limit_nodes",
+            "Ready ingress nodes the rate limits are divided by while the Redis store is down \
+             (--rate-limit-cluster-nodes, else the ready endpoints of --ingress-service, else 1)",
+            rate_limit_nodes.clone(),
+        );
+        registry.register(
             "config_reloads",
             "Snapshots applied to the proxy",
             config_reloads.clone(),
@@ -253,6 +262,7 @@ impl Metrics {
             rate_limited,
             rate_limit_store_up,
             rate_limit_fallback_decisions,
+            rate_limit_nodes,
             config_reloads,
             config_reload_duration,
             config_version,

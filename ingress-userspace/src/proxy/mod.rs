@@ -245,8 +245,11 @@ impl Proxy {
             )?),
             None => None,
         };
-        let rate_limits =
-            rate_limit::RateLimiter::new(store, metrics.rate_limit_fallback_decisions.clone());
+        let rate_limits = rate_limit::RateLimiter::new(
+            store,
+            metrics.rate_limit_fallback_decisions.clone(),
+            metrics.rate_limit_nodes.clone(),
+        );
         rate_limits.set_nodes(args.rate_limit_cluster_nodes.unwrap_or(1));
         let shared = Arc::new(Shared {
             clients: Clients::new(PoolOptions {

@@ -43,7 +43,7 @@ use std::{
 use arc_swap::ArcSwap;
 use http::Response;
 use http_body_util::BodyExt;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 use tracing::warn;
 
 use super::{allowlist, upstream::ProxyBody};
@@ -106,6 +106,8 @@ pub struct RateLimiter {
     store: Option<Arc<RedisStore>>,
     /// Ready ingress nodes: what the limits are divided by while the store is down.
     nodes: AtomicU32,
+    /// `nodes`, exported.
+    nodes_gauge: Gauge,
     /// Decisions taken on this node because the store was down or failed.
     fallback_decisions: Counter,
     /// Seconds after [`EPOCH`] of the last warning about fallback decisions.
@@ -114,7 +116,7 @@ pub struct RateLimiter {
 
 impl Default for RateLimiter {
     fn default() -> Self {
-        RateLimiter::new(None, Counter::default())
+        RateLimiter::new(None, Counter::default(), Gauge::default())
     }
 }
 
@@ -123,13 +125,19 @@ const WARN_EVERY_S: u64 = 10;
 
 impl RateLimiter {
     /// Limits counted in `store` when given (else on this node); `fallback_decisions` counts
-    /// decisions taken per node while the store is down.
-    pub fn new(store: Option<Arc<RedisStore>>, fallback_decisions: Counter) -> Self {
+    /// decisions taken per node while the store is down; `nodes_gauge` shows the divisor.
+    pub fn new(
+        store: Option<Arc<RedisStore>>,
+        fallback_decisions: Counter,
+        nodes_gauge: Gauge,
+    ) -> Self {
+        nodes_gauge.set(1);
         RateLimiter {
             zones: ArcSwap::default(),
             update: Mutex::new(()),
             store,
             nodes: AtomicU32::new(1),
+            nodes_gauge,
             fallback_decisions,
             last_warning: AtomicU64::new(0),
         }
@@ -138,6 +146,7 @@ impl RateLimiter {
     /// Sets the number of ready ingress nodes (at least 1).
     pub fn set_nodes(&self, n: u32) {
         self.nodes.store(n.max(1), Ordering::Relaxed);
+        self.nodes_gauge.set(i64::from(n.max(1)));
     }
 
     /// The number of ready ingress nodes in use.
@@ -186,7 +195,7 @@ impl RateLimiter {
             // A refusal Redis gave holds until its wait is over: no need to ask.
             if let Some((_, why)) = parts
                 .iter()
-                .find(|(z, _)| z.refused.with(client, |until| *until > now))
+                .find(|(z, _)| z.refused.peek(client).is_some_and(|until| until > now))
             {
                 return Err(*why);
             }
@@ -496,6 +505,18 @@ impl<V: Default> BoundedMap<V> {
         }
         let v = s.young.get_mut(&key).expect("inserted above");
         f(v)
+    }
+
+    /// A copy of the entry of `key`, if remembered; remembers nothing new.
+    pub fn peek(&self, key: IpAddr) -> Option<V>
+    where
+        V: Copy,
+    {
+        let i = (self.hasher.hash_one(key) as usize) % self.shards.len();
+        let s = self.shards[i]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        s.young.get(&key).or_else(|| s.old.get(&key)).copied()
     }
 
     /// Entries held.
