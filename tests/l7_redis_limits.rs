@@ -345,6 +345,37 @@ fn a_redis_outage_falls_back_to_limit_over_nodes_and_recovers() {
     assert_eq!(burst_to(&c, 1, 5), 0, "shared again");
 }
 
+/// A Redis that stops answering (SIGSTOP) is as good as gone: each daemon's first decision
+/// waits `--rate-limit-redis-timeout` (50ms) and then it, and the ones after it, are decided
+/// per node (1 + 20/2 at once, as in an outage) without waiting again; resumed, Redis
+/// decides again.
+#[test]
+fn a_stalled_redis_times_out_to_the_fallback() {
+    let Some(c) = cluster(&[("limit-rps", "4")], &[]) else {
+        return;
+    };
+    c.redis.freeze(true);
+    let (got, took) = c.send(30, Duration::ZERO, |_| 0, |_| "one.test");
+    c.redis.freeze(false);
+    assert_eq!(count(&got, 200), 11, "{got:?}");
+    assert_eq!(count(&got, 503), 19, "{got:?}");
+    assert!(
+        took < Duration::from_millis(400),
+        "one timeout, not one per request: {took:?}"
+    );
+    let m = c.metrics(0).unwrap();
+    assert!(sample(&m, "xdp_ingress_rate_limit_fallback_decisions_total").unwrap() >= 30.0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.store_up(0) != Some(true) {
+        assert!(Instant::now() < deadline, "never reconnected");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A full shared burst of 1 + 20, less the decision that timed out: Redis ran it when it
+    // woke (counted, though the daemon had decided it itself), as the docs say it may.
+    let (got, _) = c.send(30, Duration::ZERO, |_| 0, |_| "one.test");
+    assert!((20..=21).contains(&count(&got, 200)), "{got:?}");
+}
+
 /// The script Redis runs is the proxy's GCRA (`Gcra::check`): over random timelines of
 /// requests (with Redis's clock replaced by the test's), every decision and every stored
 /// arrival time agree, for one limit and for two a request must both pass.

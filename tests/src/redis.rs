@@ -56,6 +56,18 @@ impl RedisServer {
         *self.process.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
+    /// Stops (SIGSTOP) or resumes (SIGCONT) the server: a Redis that accepts connections and
+    /// answers nothing, as one stalled or overloaded.
+    pub fn freeze(&self, frozen: bool) {
+        let guard = self.process.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = guard.as_ref() {
+            let signal = if frozen { libc::SIGSTOP } else { libc::SIGCONT };
+            // SAFETY: kill has no memory preconditions; the pid is our own unreaped child
+            // (`ip netns exec` execs redis-server in place).
+            unsafe { libc::kill(p.id() as i32, signal) };
+        }
+    }
+
     /// Starts the server again on the same port (empty: nothing is persisted).
     pub fn restart(&self) -> anyhow::Result<()> {
         self.kill();
