@@ -83,7 +83,8 @@ pub enum Decision {
 /// The connection to Redis and whether it is usable.
 pub struct RedisStore {
     client: Client,
-    conn: ArcSwapOption<MultiplexedConnection>,
+    /// The connection and its generation (which connection a failure was on).
+    conn: ArcSwapOption<(u64, MultiplexedConnection)>,
     up: AtomicBool,
     /// Wakes the reconnect task when a decision failed.
     broken: Notify,
@@ -119,10 +120,10 @@ impl RedisStore {
     /// One decision for `client` over `parts`, within the timeout. Any error marks the store
     /// down (the caller falls back).
     pub async fn decide(&self, client: IpAddr, parts: &[Part<'_>]) -> Result<Decision, StoreError> {
-        let Some(conn) = self.conn.load_full() else {
+        let Some(current) = self.conn.load_full() else {
             return Err(StoreError::Down);
         };
-        let mut conn = (*conn).clone();
+        let (generation, mut conn) = (current.0, current.1.clone());
         let mut call = self.script.prepare_invoke();
         for p in parts {
             call.key(key(p.zone, p.kind, client))
@@ -142,13 +143,19 @@ impl RedisStore {
                 _ => Err(StoreError::Answer(a)),
             });
         if let Err(e) = &answer {
-            self.mark_down(e);
+            self.mark_down(generation, e);
         }
         answer
     }
 
-    fn mark_down(&self, why: &StoreError) {
-        // Only the first failure of a connection logs and wakes the reconnect task.
+    fn mark_down(&self, generation: u64, why: &StoreError) {
+        // Only the first failure on the current connection counts: a late failure of a
+        // decision sent on an older one says nothing about the new one.
+        let current = self.conn.load();
+        if current.as_ref().map(|c| c.0) != Some(generation) {
+            return;
+        }
+        drop(current);
         if self.up.swap(false, Ordering::Relaxed) {
             self.conn.store(None);
             self.up_gauge.set(0);
@@ -178,6 +185,7 @@ fn micros(ns: u64) -> u64 {
 async fn reconnect_loop(store: std::sync::Weak<RedisStore>) {
     let mut backoff = BACKOFF.0;
     let mut failures = 0u64;
+    let mut generation = 0u64;
     loop {
         let Some(s) = store.upgrade() else { return };
         if s.is_up() {
@@ -199,7 +207,8 @@ async fn reconnect_loop(store: std::sync::Weak<RedisStore>) {
         };
         match attempt.await {
             Ok(c) => {
-                s.conn.store(Some(Arc::new(c)));
+                generation += 1;
+                s.conn.store(Some(Arc::new((generation, c))));
                 s.up.store(true, Ordering::Relaxed);
                 s.up_gauge.set(1);
                 info!(
@@ -220,5 +229,43 @@ async fn reconnect_loop(store: std::sync::Weak<RedisStore>) {
                 backoff = (backoff * 2).min(BACKOFF.1);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_bad_url_is_an_error_and_a_good_one_starts_down() {
+        let e = RedisStore::start("http://nope", Duration::from_millis(50), Gauge::default());
+        assert!(matches!(e, Err(StoreError::Url(_))));
+        // Nothing listens on port 1: the store stays down and decisions fail at once.
+        let up = Gauge::default();
+        let s = RedisStore::start("redis://127.0.0.1:1", Duration::from_millis(50), up.clone())
+            .unwrap();
+        assert!(!s.is_up());
+        assert_eq!(up.get(), 0);
+        let part = Part {
+            zone: "ns/web",
+            kind: "rps",
+            gcra: Gcra::new(1, 1_000_000_000, 0),
+        };
+        let client = IpAddr::from([192, 0, 2, 1]);
+        assert!(matches!(
+            s.decide(client, &[part]).await,
+            Err(StoreError::Down)
+        ));
+    }
+
+    #[test]
+    fn keys_are_tagged_by_client_for_one_cluster_slot() {
+        let ip = IpAddr::from([192, 0, 2, 1]);
+        assert_eq!(
+            key("ns/web", "rps", ip),
+            "xdp-ingress:rl:{192.0.2.1}:ns/web:rps"
+        );
+        assert_eq!(micros(999), 1);
+        assert_eq!(micros(250_000_000), 250_000);
     }
 }
