@@ -9,9 +9,13 @@
 //! back, so nothing another node does can shorten it; counted from the reply's arrival, so
 //! at most one round trip longer), so a flood over the limit costs Redis nothing.
 //!
-//! Accuracy: an admitted request is always decided by Redis, on Redis's clock, atomically
-//! with every other node's: the cluster admits what one node would. Each decision waits for
-//! one round trip to Redis.
+//! Accuracy: while Redis answers, an admitted request is always decided by Redis, on Redis's
+//! clock, atomically with every other node's: the cluster admits what one node would (no
+//! per-node pre-allowance, no batching window to overshoot). What is traded is latency: each
+//! admitted request waits for one round trip to Redis. A decision whose answer comes after the
+//! timeout may still be counted by Redis although the request was decided locally (one request
+//! less for that client later). While Redis is down, see [`super`]: each node admits up to
+//! limit / N from buckets that start full.
 //!
 //! Failure: a decision that fails or takes longer than `--rate-limit-redis-timeout` marks the
 //! store down (metric `xdp_ingress_rate_limit_store_up` 0, a warning); the request and every
