@@ -3,7 +3,10 @@
 //! YAML translated and served. Expected values from ingress-nginx's annotations page ("Rate
 //! Limiting") and nginx's `limit_req ... burst=<limit x multiplier> nodelay` / `limit_conn`:
 //! a quiet client gets `1 + burst` requests at once, then one per interval; the rest get 503
-//! (or the ConfigMap's `limit-req-status-code` / `limit-conn-status-code`).
+//! (or the ConfigMap's `limit-req-status-code` / `limit-conn-status-code`). nginx's
+//! `limit_conn` holds a request's place for the request's lifetime: for a WebSocket, until it
+//! closes. The global per-client limit (our `global-limit-*` keys) is one `limit_req` zone
+//! that every request of a client counts in, whatever its Ingress.
 
 mod l7common;
 
@@ -221,4 +224,108 @@ async fn limit_rpm_under_our_prefix_and_limit_conn_status_code() {
         StatusCode::TOO_MANY_REQUESTS
     );
     assert_eq!(slow.await.unwrap(), StatusCode::OK);
+}
+
+/// limit-connections 1: an open WebSocket is a request in progress until it closes (nginx's
+/// `limit_conn` counts a request until it ends, and an upgraded one ends when its connection
+/// does), so a second request from the client is refused while it is open and passes after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limit_connections_counts_an_open_websocket_until_it_closes() {
+    let a = backend("a");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let yaml = ingress("ws.test", a.addr, &[("limit-connections", "1")], "")
+        .replace("path: /a,", "path: /chat,");
+    proxy.handle.apply(translated(1, &yaml));
+    let (mut ws, _) = websocket_open(proxy.http(), "ws.test").await;
+    ws_echo(&mut ws, b"still open").await;
+    let c = http1_client();
+    assert_eq!(
+        get(&c, proxy.http(), "ws.test", "/b").await.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a second request while the WebSocket is open"
+    );
+    drop(ws);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = get(&c, proxy.http(), "ws.test", "/b").await.status;
+        if got == StatusCode::OK {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still refused after the WebSocket closed: {got}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Ingress `default/<name>` for `host` with one path `/` to the pod, without annotations.
+fn plain_ingress(name: &str, host: &str) -> String {
+    format!(
+        r#"---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: {name}, namespace: default}}
+spec:
+  ingressClassName: xdp-ingress
+  rules:
+  - host: {host}
+    http:
+      paths:
+      - {{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}
+"#
+    )
+}
+
+/// The ConfigMap's global per-client limit (`global-limit-rps 2`, multiplier 2: nginx's
+/// `limit_req rate=2r/s burst=4 nodelay` in one zone for every request) counts requests to
+/// two Ingresses without limits of their own together: 1 + 4 pass, the rest get
+/// `limit-req-status-code`; a client in `global-limit-allowlist` is not counted; the flag
+/// gives the same limit without the ConfigMap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_global_limit_counts_every_ingress_of_a_client() {
+    let a = backend("a");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let both = format!(
+        "{}{}{}",
+        service_yaml("web", a.addr),
+        plain_ingress("one", "one.test"),
+        plain_ingress("two", "two.test")
+    );
+    let with_cm = |data: &[(&str, &str)]| format!("{both}{}", configmap_yaml(data));
+    let limit = [
+        ("global-limit-rps", "2"),
+        ("global-limit-burst-multiplier", "2"),
+        ("limit-req-status-code", "429"),
+    ];
+    proxy.handle.apply(translated(1, &with_cm(&limit)));
+    let c = http1_client();
+    let mut got = Vec::new();
+    for i in 0..10 {
+        let host = if i % 2 == 0 { "one.test" } else { "two.test" };
+        got.push(get(&c, proxy.http(), host, "/").await.status.as_u16());
+    }
+    assert_eq!(&got[..5], [200; 5], "{got:?}");
+    assert!(got[5..].iter().all(|&s| s == 429), "{got:?}");
+    // A host no Ingress serves is counted too (and refused the same way).
+    assert_eq!(get(&c, proxy.http(), "none.test", "/").await.status, 429);
+
+    let mut exempt = limit.to_vec();
+    exempt.push(("global-limit-allowlist", "127.0.0.0/8"));
+    proxy.handle.apply(translated(2, &with_cm(&exempt)));
+    for host in ["one.test", "two.test"].repeat(5) {
+        assert_eq!(get(&c, proxy.http(), host, "/").await.status, 200);
+    }
+
+    // The flag alone, 503 by default.
+    let mut args = TestProxy::quiet_args();
+    args.global_limit_rps = Some(1);
+    args.global_limit_burst_multiplier = 1;
+    let flagged = TestProxy::start(args).await;
+    flagged.handle.apply(translated(1, &both));
+    let mut got = Vec::new();
+    for host in ["one.test", "two.test"].repeat(3) {
+        got.push(get(&c, flagged.http(), host, "/").await.status.as_u16());
+    }
+    assert_eq!(got, [200, 200, 503, 503, 503, 503]);
 }

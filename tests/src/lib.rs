@@ -18,6 +18,7 @@ pub mod http_backend;
 pub mod netns;
 pub mod pins;
 pub mod process;
+pub mod redis;
 pub mod topology;
 pub mod xdp_run;
 

@@ -43,6 +43,11 @@ const BENCHES: &[Bench] = &[
         test: "bench_l7",
     },
     Bench {
+        name: "limits",
+        what: "per-request cost of a rate limit: none vs per-node (in-memory GCRA) vs cluster-wide (Redis), req/s ratios and us/request (wrk, 1 worker)",
+        test: "bench_limits",
+    },
+    Bench {
         name: "l4",
         what: "in-kernel ns/packet of every L4 path (new flow, established, affinity, NAT, reply, drop) vs a bare XDP_PASS (BPF_PROG_TEST_RUN, 1e6 runs)",
         test: "bench_l4",

@@ -25,9 +25,18 @@ pub const TEST_PACKAGES: &[&str] = &[
     "curl",
     "nghttp2-client",
     "python3-venv",
+    // The store of the cluster-wide rate limits (tests/l7_redis_limits.rs).
+    "redis-server",
 ];
 /// Debian packages the benchmarks compare against or drive load with.
-pub const BENCH_PACKAGES: &[&str] = &["nginx", "wrk", "nghttp2-client", "haproxy", "iperf3"];
+pub const BENCH_PACKAGES: &[&str] = &[
+    "nginx",
+    "wrk",
+    "nghttp2-client",
+    "haproxy",
+    "iperf3",
+    "redis-server",
+];
 
 /// Everything `cargo xtask build-ebpf` needs.
 pub fn ebpf_toolchain() -> anyhow::Result<()> {

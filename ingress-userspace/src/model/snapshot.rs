@@ -291,6 +291,15 @@ pub struct ProxySettings {
     pub limit_req_status_code: Option<u16>,
     /// `limit-conn-status-code`: status of requests over `limit-connections`; `None`: 503.
     pub limit_conn_status_code: Option<u16>,
+    /// Our `global-limit-rps`: requests per second per client over every Ingress; `Some(0)`
+    /// turns off the flag's limit.
+    pub global_limit_rps: Option<u32>,
+    /// Our `global-limit-rpm`: as `global_limit_rps`, per minute.
+    pub global_limit_rpm: Option<u32>,
+    /// Our `global-limit-burst-multiplier`.
+    pub global_limit_burst_multiplier: Option<u32>,
+    /// Our `global-limit-allowlist`: clients the global limit does not count.
+    pub global_limit_allowlist: Option<Vec<IpPrefix>>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -489,7 +498,8 @@ pub struct RoutePolicy {
 /// ingress-nginx's per-Ingress rate limits (annotations page, "Rate Limiting"; nginx
 /// `limit_req_zone`/`limit_req ... nodelay` and `limit_conn`), keyed by the client address.
 /// One zone per Ingress: all its paths share the counters. Counted per node (ingress-nginx
-/// counts per replica).
+/// counts per replica), or for the whole cluster with `--rate-limit-redis`. Also the shape of
+/// the global per-client limit (zone `*global`, ConfigMap `global-limit-*`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct RateLimit {
     /// `namespace/name` of the Ingress: the zone its paths share.

@@ -154,6 +154,39 @@ pub struct ProxyArgs {
     /// header (behind a TCP load balancer); a connection without one is closed.
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub use_proxy_protocol: bool,
+
+    // Rate limits (deploy/docs/migrate-from-ingress-nginx.md, "Rate limits").
+    /// Redis holding the rate-limit counters of every node (`redis://[:password@]host:port[/db]`):
+    /// `limit-rps`, `limit-rpm` and the global limit then hold across the cluster, not per
+    /// node. Unset: counted per node, as ingress-nginx counts per replica. While Redis is
+    /// unreachable, limits are counted per node divided by the ready ingress nodes.
+    #[arg(long, env = "XDP_INGRESS_RATE_LIMIT_REDIS", hide_env_values = true)]
+    pub rate_limit_redis: Option<String>,
+    /// Longest wait for Redis's answer to one rate-limit decision; past it the request is
+    /// decided on this node and Redis is reconnected in the background.
+    #[arg(long, default_value = "50ms", value_parser = parse_duration)]
+    pub rate_limit_redis_timeout: Duration,
+    /// Ready ingress nodes the limits are divided by while Redis is unreachable. Default: the
+    /// ready endpoints of --ingress-service (one per node of the DaemonSet), else 1.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_cluster_nodes: Option<u32>,
+    /// Requests per second one client may send over all Ingresses together (0 or unset: no
+    /// such limit); burst = this x --global-limit-burst-multiplier, refused with
+    /// `limit-req-status-code`. ConfigMap `global-limit-rps` wins.
+    #[arg(long)]
+    pub global_limit_rps: Option<u32>,
+    /// Requests per minute one client may send over all Ingresses together (as
+    /// --global-limit-rps). ConfigMap `global-limit-rpm` wins.
+    #[arg(long)]
+    pub global_limit_rpm: Option<u32>,
+    /// Burst of the global limit, as a multiple of it (as `limit-burst-multiplier`).
+    /// ConfigMap `global-limit-burst-multiplier` wins.
+    #[arg(long, default_value_t = 5)]
+    pub global_limit_burst_multiplier: u32,
+    /// Clients the global limit does not count (comma-separated CIDRs, as `limit-allowlist`).
+    /// ConfigMap `global-limit-allowlist` wins.
+    #[arg(long, value_delimiter = ',', value_parser = parse_cidr)]
+    pub global_limit_allowlist: Vec<IpPrefix>,
 }
 
 impl Default for ProxyArgs {

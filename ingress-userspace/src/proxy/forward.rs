@@ -36,7 +36,7 @@ use super::{
     cors,
     error_pages::{self, Intercept},
     headers::{add_forwarding, drop_underscored, for_http1_upstream, is_upgrade, strip_hop_by_hop},
-    metrics::{GaugeGuard, RequestLabels, RouteLabels, UpstreamLabels},
+    metrics::{GaugeGuard, RateLimitedLabels, RequestLabels, RouteLabels, UpstreamLabels},
     next_upstream::{Attempt, Cause, Retry},
     rate_limit, request_target, rewrite,
     router::{CompiledAction, CompiledRoute, Lookup, RequestView},
@@ -188,6 +188,52 @@ impl Outcome {
     }
 }
 
+/// Counts the request against the global per-client limit and the route's `limit`
+/// ([`rate_limit`]); `Some` refusal to answer with, else the request goes on (holding its
+/// place in `limit-connections` in `out`).
+async fn limit(
+    shared: &Shared,
+    limit: Option<&crate::model::RateLimit>,
+    out: &mut Outcome,
+) -> Option<Response<ProxyBody>> {
+    let live = shared.live.load();
+    let global = live.global_limit.as_deref();
+    if global.is_none() && limit.is_none() {
+        return None;
+    }
+    match shared
+        .rate_limits
+        .admit(global, limit, out.client.addr)
+        .await
+    {
+        Ok(guard) => {
+            out.in_progress = guard;
+            None
+        }
+        Err(refused) => {
+            let status = match refused {
+                rate_limit::Refused::Requests | rate_limit::Refused::Global => {
+                    live.limit_req_status
+                }
+                rate_limit::Refused::Connections => live.limit_conn_status,
+            };
+            shared
+                .metrics
+                .rate_limited
+                .get_or_create(&RateLimitedLabels {
+                    ingress: out
+                        .ingress
+                        .clone()
+                        .unwrap_or_else(|| Arc::clone(&shared.dash)),
+                    reason: refused.label(),
+                })
+                .inc();
+            out.reason = Some(refused.reason().into());
+            Some(local(status, refused.reason()))
+        }
+    }
+}
+
 /// Whether the request is forwarded as an upgrade (the condition [`forward`] tunnels on).
 fn asks_upgrade<B>(req: &Request<B>) -> bool {
     req.version() == Version::HTTP_11 && is_upgrade(req.headers())
@@ -297,19 +343,8 @@ async fn route(
             }
             // Rate limits: nginx's preaccess phase (`limit_req`, `limit_conn`), after the
             // rewrite phase (redirects) and before the access phase (allowlist, auth).
-            if let Some(limit) = &route.policy.rate_limit {
-                match shared.rate_limits.admit(limit, out.client.addr) {
-                    Ok(guard) => out.in_progress = guard,
-                    Err(refused) => {
-                        let live = shared.live.load();
-                        let status = match refused {
-                            rate_limit::Refused::Requests => live.limit_req_status,
-                            rate_limit::Refused::Connections => live.limit_conn_status,
-                        };
-                        out.reason = Some(refused.reason().into());
-                        return local(status, refused.reason());
-                    }
-                }
+            if let Some(refused) = limit(shared, route.policy.rate_limit.as_deref(), out).await {
+                return refused;
             }
             // After the redirect, as ingress-nginx (rewrite phase before access phase); before
             // anything else, local answers included, so a denied client learns nothing more.
@@ -415,12 +450,19 @@ async fn route(
             why,
         } => {
             out.host = vh.map(|h| Arc::clone(&h.label));
+            // The global per-client limit counts requests no route takes too.
+            if let Some(refused) = limit(shared, None, out).await {
+                return refused;
+            }
             out.reason = Some(format!("default backend ({why:?})"));
             let policy = RoutePolicy::default();
             forward(shared, req, backend, &policy, host, out).await
         }
         Lookup::NotFound { host: vh, why } => {
             out.host = vh.map(|h| Arc::clone(&h.label));
+            if let Some(refused) = limit(shared, None, out).await {
+                return refused;
+            }
             let reason = match why {
                 super::router::Miss::NoHost => "no host matched",
                 super::router::Miss::NoPath => NO_PATH,
@@ -679,9 +721,13 @@ fn answered<G: Send + Unpin + 'static>(
     if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, resp.status()) {
         let upstream = hyper::upgrade::on(&mut resp);
         let (in_flight, read_timeout) = (a.in_flight, a.read_timeout);
+        // nginx's `limit_conn` holds a request's place until the request ends, and an
+        // upgraded one ends when its tunnel closes.
+        let in_progress = out.in_progress.take();
         // The tunnel is the request's continuation: it stays in flight while it lasts.
         tokio::spawn(async move {
             let _in_flight = in_flight;
+            let _in_progress = in_progress;
             tunnel::run(client, upstream, read_timeout).await;
         });
         return upstream_response(resp, a.set_cookie, true, ());

@@ -77,6 +77,14 @@ pub struct RejectLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RateLimitedLabels {
+    /// `namespace/name` of the Ingress whose route was asked, or `-` (no route).
+    pub ingress: Arc<String>,
+    /// [`super::rate_limit::Refused::label`]: `limit_req`, `global_limit` or `limit_conn`.
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     pub result: &'static str,
 }
@@ -111,6 +119,12 @@ pub struct Metrics {
     pub rejected_connections: Family<RejectLabels, Counter>,
     pub tls_handshakes: Family<ResultLabels, Counter>,
     pub ssl_passthrough: Family<PassthroughLabels, Counter>,
+    pub rate_limited: Family<RateLimitedLabels, Counter>,
+    /// 1 while the rate-limit store (`--rate-limit-redis`) is connected, else 0.
+    pub rate_limit_store_up: Gauge,
+    pub rate_limit_fallback_decisions: Counter,
+    /// Ready ingress nodes the limits are divided by while the store is down.
+    pub rate_limit_nodes: Gauge,
     pub config_reloads: Counter,
     pub config_reload_duration: Histogram,
     pub config_version: Gauge,
@@ -141,6 +155,10 @@ impl Metrics {
         }
         let tls_handshakes = Family::default();
         let ssl_passthrough = Family::default();
+        let rate_limited = Family::default();
+        let rate_limit_store_up = Gauge::default();
+        let rate_limit_fallback_decisions = Counter::default();
+        let rate_limit_nodes = Gauge::default();
         let config_reloads = Counter::default();
         let config_reload_duration = Histogram::new(exponential_buckets(0.00001, 2.0, 20));
         let config_version = Gauge::default();
@@ -191,6 +209,31 @@ impl Metrics {
             ssl_passthrough.clone(),
         );
         registry.register(
+            "rate_limited_requests",
+            "Requests refused by a rate limit, by ingress and reason (limit_req: limit-rps or \
+             limit-rpm, global_limit: the global per-client limit, limit_conn: limit-connections)",
+            rate_limited.clone(),
+        );
+        registry.register(
+            "rate_limit_store_up",
+            "1 while the Redis store of the cluster-wide rate limits is connected; 0 when it is \
+             down (limits are then counted per node, divided by the ready ingress nodes) or not \
+             configured (--rate-limit-redis)",
+            rate_limit_store_up.clone(),
+        );
+        registry.register(
+            "rate_limit_fallback_decisions",
+            "Rate-limit decisions taken on this node (limit / ready ingress nodes) because the \
+             Redis store was down or did not answer in time",
+            rate_limit_fallback_decisions.clone(),
+        );
+        registry.register(
+            "rate_limit_nodes",
+            "Ready ingress nodes the rate limits are divided by while the Redis store is down \
+             (--rate-limit-cluster-nodes, else the ready endpoints of --ingress-service, else 1)",
+            rate_limit_nodes.clone(),
+        );
+        registry.register(
             "config_reloads",
             "Snapshots applied to the proxy",
             config_reloads.clone(),
@@ -216,6 +259,10 @@ impl Metrics {
             rejected_connections,
             tls_handshakes,
             ssl_passthrough,
+            rate_limited,
+            rate_limit_store_up,
+            rate_limit_fallback_decisions,
+            rate_limit_nodes,
             config_reloads,
             config_reload_duration,
             config_version,

@@ -72,6 +72,8 @@ pub enum ProxyError {
     },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    RateLimitStore(#[from] rate_limit::store::StoreError),
 }
 
 /// What one snapshot compiles into.
@@ -162,7 +164,8 @@ pub(crate) struct Shared {
     pub certs: Arc<CertStore>,
     /// Routes' authentication step: bounded hash checks and their cache.
     pub auth: auth::Authenticator,
-    /// Routes' `limit-rps`, `limit-rpm` and `limit-connections` counters, by Ingress.
+    /// Routes' `limit-rps`, `limit-rpm` and `limit-connections` counters, by Ingress, and the
+    /// global per-client limit's.
     pub rate_limits: rate_limit::RateLimiter,
     /// Label for "none" in metrics.
     pub dash: Arc<String>,
@@ -234,6 +237,20 @@ impl Proxy {
         // The snapshot's `default_certificate` wins; the named Secret is the fallback.
         let certs = Arc::new(CertStore::new(args.default_ssl_certificate.clone())?);
         let tls = TlsAcceptor::from(Arc::new(certs.server_config()?));
+        let store = match &args.rate_limit_redis {
+            Some(url) => Some(rate_limit::store::RedisStore::start(
+                url,
+                args.rate_limit_redis_timeout,
+                metrics.rate_limit_store_up.clone(),
+            )?),
+            None => None,
+        };
+        let rate_limits = rate_limit::RateLimiter::new(
+            store,
+            metrics.rate_limit_fallback_decisions.clone(),
+            metrics.rate_limit_nodes.clone(),
+        );
+        rate_limits.set_nodes(args.rate_limit_cluster_nodes.unwrap_or(1));
         let shared = Arc::new(Shared {
             clients: Clients::new(PoolOptions {
                 connect_timeout: args.proxy_connect_timeout,
@@ -247,7 +264,7 @@ impl Proxy {
             access_log: AccessLog::start(args.access_log_format).map(Arc::new),
             certs,
             auth: auth::Authenticator::default(),
-            rate_limits: rate_limit::RateLimiter::default(),
+            rate_limits,
             dash: Arc::new("-".into()),
             live: ArcSwap::from_pointee(settings::Live::new(&args, &Default::default())),
             args,
@@ -375,6 +392,7 @@ impl ProxyHandle {
         }
         shared.runtime.store(Arc::new(rt));
         let l7 = &snapshot.l7;
+        let live = shared.live.load();
         let limits: Vec<&crate::model::RateLimit> = l7
             .hosts
             .values()
@@ -382,8 +400,14 @@ impl ProxyHandle {
             .chain(&l7.any_host)
             .flat_map(|vh| &vh.routes)
             .filter_map(|r| r.policy.rate_limit.as_deref())
+            .chain(live.global_limit.as_deref())
             .collect();
         shared.rate_limits.retain(&limits);
+        if shared.args.rate_limit_cluster_nodes.is_none() {
+            shared
+                .rate_limits
+                .set_nodes(rate_limit::ready_ingress_nodes(&snapshot));
+        }
         shared.metrics.ready.store(true, Ordering::Relaxed);
         shared
             .metrics

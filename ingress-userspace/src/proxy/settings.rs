@@ -4,13 +4,14 @@
 //! timeouts: listener properties, so a change applies to connections accepted after it); a
 //! request reads them when it starts (trust, body timeout, HSTS).
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use http::{HeaderName, HeaderValue, StatusCode};
 use hyper_util::{rt::TokioExecutor, server::conn::auto::Builder};
 
+use super::rate_limit::GLOBAL_ZONE;
 use super::{args::ProxyArgs, client_addr::TrustConfig, limits, liveness::ConnTimeouts};
-use crate::model::ProxySettings;
+use crate::model::{ProxySettings, RateLimit};
 
 /// The live settings derived from the flags and one snapshot's [`ProxySettings`].
 pub(crate) struct Live {
@@ -33,6 +34,9 @@ pub(crate) struct Live {
     /// Status of requests over `limit-connections` (ConfigMap `limit-conn-status-code`,
     /// default 503).
     pub limit_conn_status: StatusCode,
+    /// The global per-client limit over every Ingress (`--global-limit-*` flags, ConfigMap
+    /// `global-limit-*` keys); `None` without one.
+    pub global_limit: Option<Arc<RateLimit>>,
 }
 
 impl Live {
@@ -48,6 +52,7 @@ impl Live {
             enable_underscores_in_headers: a.enable_underscores_in_headers,
             limit_req_status: status_or_503(settings.limit_req_status_code),
             limit_conn_status: status_or_503(settings.limit_conn_status_code),
+            global_limit: global_limit(args, settings),
             add_headers: settings
                 .add_headers
                 .iter()
@@ -64,6 +69,29 @@ impl Live {
                 .and_then(|v| HeaderValue::from_str(v).ok()),
         }
     }
+}
+
+/// The global per-client limit: each ConfigMap key wins over its flag; `0` disables a rate.
+pub fn global_limit(args: &ProxyArgs, s: &ProxySettings) -> Option<Arc<RateLimit>> {
+    let positive = |n: Option<u32>| n.filter(|&n| n > 0);
+    let rps = positive(s.global_limit_rps.or(args.global_limit_rps));
+    let rpm = positive(s.global_limit_rpm.or(args.global_limit_rpm));
+    if rps.is_none() && rpm.is_none() {
+        return None;
+    }
+    Some(Arc::new(RateLimit {
+        zone: GLOBAL_ZONE.into(),
+        rps,
+        rpm,
+        burst_multiplier: s
+            .global_limit_burst_multiplier
+            .unwrap_or(args.global_limit_burst_multiplier),
+        connections: None,
+        exempt: s
+            .global_limit_allowlist
+            .clone()
+            .unwrap_or_else(|| args.global_limit_allowlist.clone()),
+    }))
 }
 
 fn status_or_503(code: Option<u16>) -> StatusCode {
@@ -105,6 +133,32 @@ pub fn overlay(args: &ProxyArgs, s: &ProxySettings) -> ProxyArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_global_limit_takes_each_configmap_key_over_its_flag() {
+        let args = ProxyArgs {
+            global_limit_rps: Some(10),
+            global_limit_burst_multiplier: 3,
+            ..ProxyArgs::default()
+        };
+        let l = global_limit(&args, &ProxySettings::default()).unwrap();
+        assert_eq!((l.rps, l.rpm, l.burst_multiplier), (Some(10), None, 3));
+        assert_eq!(l.zone, GLOBAL_ZONE);
+        let s = ProxySettings {
+            global_limit_rpm: Some(100),
+            global_limit_burst_multiplier: Some(1),
+            ..Default::default()
+        };
+        let l = global_limit(&args, &s).unwrap();
+        assert_eq!((l.rps, l.rpm, l.burst_multiplier), (Some(10), Some(100), 1));
+        // `0` in the ConfigMap turns off the flag's rate.
+        let off = ProxySettings {
+            global_limit_rps: Some(0),
+            ..Default::default()
+        };
+        assert!(global_limit(&args, &off).is_none());
+        assert!(global_limit(&ProxyArgs::default(), &ProxySettings::default()).is_none());
+    }
 
     #[test]
     fn configmap_keys_win_over_flags_and_unset_keys_keep_them() {

@@ -249,6 +249,39 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
         }
     }
 
+    // Our global per-client limit (xdp-ingress extensions, not ingress-nginx keys).
+    for (key, field) in [
+        ("global-limit-rps", &mut out.settings.global_limit_rps),
+        ("global-limit-rpm", &mut out.settings.global_limit_rpm),
+        (
+            "global-limit-burst-multiplier",
+            &mut out.settings.global_limit_burst_multiplier,
+        ),
+    ] {
+        if let Some(v) = r.get(key) {
+            match v.parse::<u32>() {
+                Ok(n) => *field = Some(n),
+                Err(_) => r.bad(key, &v, "a whole number (0 disables the limit)"),
+            }
+        }
+    }
+    if let Some(v) = r.get("global-limit-allowlist") {
+        let parsed: Option<Vec<IpPrefix>> = v
+            .split(',')
+            .filter(|c| !c.trim().is_empty())
+            .map(parse_prefix)
+            .collect();
+        match parsed {
+            Some(p) => out.settings.global_limit_allowlist = Some(p),
+            // Exempting nobody is the stricter reading of a typo, as limit-allowlist.
+            None => r.bad(
+                "global-limit-allowlist",
+                &v,
+                "a comma-separated list of CIDRs; nobody is exempt",
+            ),
+        }
+    }
+
     let d = &mut out.route_defaults;
     d.ssl_redirect = r.bool("ssl-redirect");
     if r.bool("force-ssl-redirect") == Some(true) {
@@ -326,6 +359,37 @@ mod tests {
             ),
             ..Default::default()
         }
+    }
+
+    /// Our `global-limit-*` keys: whole numbers and CIDRs, each bad value a warning and unset.
+    #[test]
+    fn global_limit_keys_parse_and_bad_values_warn() {
+        let mut d = Diagnostics::default();
+        let c = parse(
+            &cm(&[
+                ("global-limit-rps", "20"),
+                ("global-limit-rpm", "ten"),
+                ("global-limit-burst-multiplier", "2"),
+                ("global-limit-allowlist", "10.0.0.0/8, 192.0.2.1"),
+            ]),
+            &mut d,
+        );
+        assert_eq!(c.settings.global_limit_rps, Some(20));
+        assert_eq!(c.settings.global_limit_rpm, None);
+        assert_eq!(c.settings.global_limit_burst_multiplier, Some(2));
+        assert_eq!(
+            c.settings.global_limit_allowlist.as_ref().map(Vec::len),
+            Some(2)
+        );
+        assert_eq!(d.0.len(), 1, "{:?}", d.0);
+        assert!(d.0[0].message.contains("global-limit-rpm"));
+        let mut d = Diagnostics::default();
+        let c = parse(
+            &cm(&[("global-limit-allowlist", "10.0.0.0/8, nope")]),
+            &mut d,
+        );
+        assert_eq!(c.settings.global_limit_allowlist, None);
+        assert_eq!(d.0.len(), 1);
     }
 
     /// nginx's `limit_req_status` / `limit_conn_status` take 400 to 599; anything else warns

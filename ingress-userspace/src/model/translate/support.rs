@@ -69,6 +69,11 @@ const fn row(name: &'static str, status: Status, doc: &'static str) -> Row {
 
 use Status::{Differs, NotYet, Refused, Supported};
 
+const CLUSTER_LIMIT: Status = Differs(
+    "with --rate-limit-redis one limit for all nodes together (ingress-nginx: per replica, N replicas allow N times it); Redis down: limit / ready nodes on each node; without Redis per node, as ingress-nginx",
+);
+/// Our own ConfigMap keys, read where ingress-nginx has none.
+const EXTENSION: Status = Differs("xdp-ingress's own key; ingress-nginx has none");
 const SNIPPET: Status = Refused(
     "raw nginx configuration; never interpreted (the CVE-2025-1974 class): see --serve-ingresses-with-snippets",
 );
@@ -173,11 +178,11 @@ pub static ANNOTATIONS: &[Row] = &[
     row("influxdb-server-name", REMOVED, "InfluxDB metrics server name."),
     row("limit-allowlist", Supported, "CIDRs exempt from limit-rps, limit-rpm and limit-connections."),
     row("limit-burst-multiplier", Supported, "Rate limit burst = limit x this."),
-    row("limit-connections", Differs("counted per node, as ingress-nginx counts per replica"), "Requests in progress at once per client address (others get 503)."),
+    row("limit-connections", Differs("counted per node, as ingress-nginx counts per replica (with --rate-limit-redis too)"), "Requests in progress at once per client address, an open WebSocket included (others get 503)."),
     row("limit-rate", NotYet, "Response rate per connection, KB/s."),
     row("limit-rate-after", NotYet, "Bytes sent before limit-rate applies."),
-    row("limit-rpm", Differs("counted per node, as ingress-nginx counts per replica"), "Requests per minute per client address, burst = limit x multiplier, nodelay (others get 503)."),
-    row("limit-rps", Differs("counted per node, as ingress-nginx counts per replica"), "Requests per second per client address, burst = limit x multiplier, nodelay (others get 503)."),
+    row("limit-rpm", CLUSTER_LIMIT, "Requests per minute per client address, burst = limit x multiplier, nodelay (others get 503)."),
+    row("limit-rps", CLUSTER_LIMIT, "Requests per second per client address, burst = limit x multiplier, nodelay (others get 503)."),
     row("limit-whitelist", Supported, "CIDRs exempt from rate limits (old name)."),
     row("load-balance", Differs("`ewma` is least-request over two random choices weighted by EWMA latency"), "`round_robin` or `ewma`."),
     row("mirror-host", NotYet, "Host header of mirrored requests."),
@@ -311,6 +316,10 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("global-auth-signin-redirect-param", NotYet, "Global external auth: name of the redirect parameter."),
     row("global-auth-snippet", SNIPPET, "nginx configuration in the global auth location."),
     row("global-auth-url", NotYet, "External auth for every Ingress."),
+    row("global-limit-allowlist", EXTENSION, "CIDRs the global per-client limit does not count (flag --global-limit-allowlist)."),
+    row("global-limit-burst-multiplier", EXTENSION, "Burst of the global per-client limit = limit x this (default 5; flag --global-limit-burst-multiplier)."),
+    row("global-limit-rpm", EXTENSION, "Requests per minute per client over every Ingress together, nodelay; refused with limit-req-status-code (flag --global-limit-rpm)."),
+    row("global-limit-rps", EXTENSION, "Requests per second per client over every Ingress together, nodelay; refused with limit-req-status-code (flag --global-limit-rps)."),
     row("grpc-buffer-size-kb", BUFFERS, "nginx `grpc_buffer_size`."),
     row("gzip-disable", NotYet, "User agents not sent gzip."),
     row("gzip-level", NotYet, "gzip compression level."),
