@@ -28,6 +28,7 @@ pub mod affinity;
 pub mod annotations;
 pub mod auth;
 pub mod canary;
+pub mod client_auth;
 pub mod class;
 pub mod compat;
 pub mod configmap;
