@@ -567,3 +567,6 @@ pub fn admit(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
