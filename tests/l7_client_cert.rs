@@ -152,8 +152,7 @@ impl rustls::client::ResolvesClientCert for Presenter {
         _: &[&[u8]],
         _: &[rustls::SignatureScheme],
     ) -> Option<Arc<rustls::sign::CertifiedKey>> {
-        self.asked
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.asked.store(true, std::sync::atomic::Ordering::SeqCst);
         self.certified.clone()
     }
 
@@ -292,7 +291,11 @@ async fn on_serves_a_verified_certificate_and_400s_the_rest() {
         pod.addr,
         &[
             ca_secret("ca", &[&ca]),
-            ingress("app", "mtls.example.com", &[("auth-tls-secret", "default/ca")]),
+            ingress(
+                "app",
+                "mtls.example.com",
+                &[("auth-tls-secret", "default/ca")],
+            ),
         ],
     )
     .await;
@@ -402,8 +405,14 @@ async fn optional_and_optional_no_ca_pass_the_verdict_upstream() {
         "FAILED:unable to get local issuer certificate"
     );
     assert_eq!(a.at_pod("ssl-client-subject-dn"), "CN=stranger,O=Acme");
-    assert_eq!(a.at_pod("ssl-client-cert"), nginx_escaped(&stranger.cert.pem()));
-    assert!(a.at_pod("ssl-client-cert").starts_with("-----BEGIN%20CERTIFICATE-----%0A"));
+    assert_eq!(
+        a.at_pod("ssl-client-cert"),
+        nginx_escaped(&stranger.cert.pem())
+    );
+    assert!(
+        a.at_pod("ssl-client-cert")
+            .starts_with("-----BEGIN%20CERTIFICATE-----%0A")
+    );
 
     let a = https(
         &proxy,
@@ -415,7 +424,10 @@ async fn optional_and_optional_no_ca_pass_the_verdict_upstream() {
     .await;
     assert_eq!(a.got.status, StatusCode::OK);
     assert_eq!(a.at_pod("ssl-client-verify"), "SUCCESS");
-    assert_eq!(a.at_pod("ssl-client-cert"), nginx_escaped(&alice.cert.pem()));
+    assert_eq!(
+        a.at_pod("ssl-client-cert"),
+        nginx_escaped(&alice.cert.pem())
+    );
 }
 
 /// `auth-tls-verify-depth` as OpenSSL 1.1+ counts `ssl_verify_depth` (nginx's
@@ -450,11 +462,21 @@ async fn verify_depth_limits_the_intermediates() {
     let far_chain = [&far, &int2, &int1];
     for (host, chain, leaf, want) in [
         ("d1.example.com", &near_chain[..], &near, StatusCode::OK),
-        ("d1.example.com", &far_chain[..], &far, StatusCode::BAD_REQUEST),
+        (
+            "d1.example.com",
+            &far_chain[..],
+            &far,
+            StatusCode::BAD_REQUEST,
+        ),
         ("d2.example.com", &far_chain[..], &far, StatusCode::OK),
     ] {
         let a = https(&proxy, host, host, Some((chain, leaf)), &[]).await;
-        assert_eq!(a.got.status, want, "{host} with {} certificates", chain.len());
+        assert_eq!(
+            a.got.status,
+            want,
+            "{host} with {} certificates",
+            chain.len()
+        );
         if want == StatusCode::OK {
             assert_eq!(a.at_pod("ssl-client-verify"), "SUCCESS");
         }
@@ -525,7 +547,11 @@ async fn other_hosts_are_not_asked_and_cannot_borrow_the_connection() {
         pod.addr,
         &[
             ca_secret("ca", &[&ca]),
-            ingress("app", "mtls.example.com", &[("auth-tls-secret", "default/ca")]),
+            ingress(
+                "app",
+                "mtls.example.com",
+                &[("auth-tls-secret", "default/ca")],
+            ),
             ingress("plain", "plain.example.com", &[]),
         ],
     )
@@ -538,7 +564,10 @@ async fn other_hosts_are_not_asked_and_cannot_borrow_the_connection() {
         &[],
     )
     .await;
-    assert!(!a.asked, "a host without auth-tls-secret asks for no certificate");
+    assert!(
+        !a.asked,
+        "a host without auth-tls-secret asks for no certificate"
+    );
     assert_eq!(a.got.status, StatusCode::OK);
     let a = https(
         &proxy,
@@ -564,9 +593,21 @@ async fn an_unusable_ca_secret_denies_only_its_host() {
         &[
             secret("noca", &[("tls.crt", "x")]),
             secret("junk", &[("ca.crt", "not a certificate")]),
-            ingress("a", "missing.example.com", &[("auth-tls-secret", "default/nope")]),
-            ingress("b", "noca.example.com", &[("auth-tls-secret", "default/noca")]),
-            ingress("c", "junk.example.com", &[("auth-tls-secret", "default/junk")]),
+            ingress(
+                "a",
+                "missing.example.com",
+                &[("auth-tls-secret", "default/nope")],
+            ),
+            ingress(
+                "b",
+                "noca.example.com",
+                &[("auth-tls-secret", "default/noca")],
+            ),
+            ingress(
+                "c",
+                "junk.example.com",
+                &[("auth-tls-secret", "default/junk")],
+            ),
             ingress("d", "fine.example.com", &[]),
         ],
     )
@@ -580,7 +621,11 @@ async fn an_unusable_ca_secret_denies_only_its_host() {
     assert_eq!(warnings, ["a", "b", "c"], "{:?}", snap.diagnostics);
     assert!(snap.diagnostics.iter().all(|d| d.message.contains("403")));
     let before = pod.requests();
-    for host in ["missing.example.com", "noca.example.com", "junk.example.com"] {
+    for host in [
+        "missing.example.com",
+        "noca.example.com",
+        "junk.example.com",
+    ] {
         let a = https(&proxy, host, host, Some((&[&alice], &alice)), &[]).await;
         assert_eq!(a.got.status, StatusCode::FORBIDDEN, "{host}");
         let g = get(&http1_client(), proxy.http(), host, "/").await;

@@ -1247,7 +1247,11 @@ mod tests {
         assert_eq!(json["client_certificate"]["secret"]["name"], "ca");
         assert!(!json.to_string().contains("BEGIN CERTIFICATE"));
         let e = explain(&s, &ask("broken.test"));
-        assert_eq!((&e.outcome, e.status), (&Outcome::Respond, Some(403)), "{e:?}");
+        assert_eq!(
+            (&e.outcome, e.status),
+            (&Outcome::Respond, Some(403)),
+            "{e:?}"
+        );
         assert!(matches!(
             e.client_certificate,
             Some(ClientCertInfo::Unavailable { .. })

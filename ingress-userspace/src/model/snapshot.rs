@@ -303,7 +303,9 @@ pub enum ClientAuth {
     /// The Secret is missing, outside the Ingress's namespace, without `ca.crt`, or does not
     /// parse, or `auth-tls-match-cn` is unusable: every request to the host gets 403, as
     /// ingress-nginx's `AuthTLSError` (`return 403` in the server block).
-    Unavailable { reason: String },
+    Unavailable {
+        reason: String,
+    },
 }
 
 /// `auth-tls-verify-client` (nginx `ssl_verify_client`).

@@ -83,7 +83,9 @@ impl Table {
             .chain(l7.wildcard_hosts.values())
             .chain(&l7.any_host);
         for vh in hosts {
-            let Some(auth) = &vh.client_auth else { continue };
+            let Some(auth) = &vh.client_auth else {
+                continue;
+            };
             if t.contains_key(&vh.host) {
                 continue;
             }
@@ -153,8 +155,8 @@ impl CompiledPolicy {
             let anchor = webpki::anchor_from_trusted_cert(der)
                 .map_err(|e| format!("ca.crt: {e}"))?
                 .to_owned();
-            let (_, cert) = x509_parser::parse_x509_certificate(der)
-                .map_err(|e| format!("ca.crt: {e}"))?;
+            let (_, cert) =
+                x509_parser::parse_x509_certificate(der).map_err(|e| format!("ca.crt: {e}"))?;
             cas.push(CaCert {
                 anchor: anchor.clone(),
                 subject: cert.subject().as_raw().to_vec(),
@@ -396,12 +398,18 @@ pub fn handshake_config<U>(
     certs: &Arc<CertStore>,
     sni: Option<&str>,
     default: &Arc<ServerConfig>,
-) -> (Option<String>, Option<Arc<CompiledPolicy>>, Arc<ServerConfig>) {
+) -> (
+    Option<String>,
+    Option<Arc<CompiledPolicy>>,
+    Arc<ServerConfig>,
+) {
     let vhost = routes.host(sni.unwrap_or("")).map(|h| h.host.clone());
-    let policy = vhost.as_deref().and_then(|h| match table.get(h).map(|a| &**a) {
-        Some(HostAuth::Verify(p)) => Some(Arc::clone(p)),
-        _ => None,
-    });
+    let policy = vhost
+        .as_deref()
+        .and_then(|h| match table.get(h).map(|a| &**a) {
+            Some(HostAuth::Verify(p)) => Some(Arc::clone(p)),
+            _ => None,
+        });
     let config = policy
         .as_ref()
         .and_then(|p| p.server_config(certs))
@@ -515,7 +523,10 @@ pub fn admit(
     let mut subject = String::new();
     if let Some(tls) = tls {
         if mode != VerifyClient::Off && tls.vhost.as_deref() != Some(vhost) {
-            return Err(Refusal::Status(StatusCode::MISDIRECTED_REQUEST, MISDIRECTED));
+            return Err(Refusal::Status(
+                StatusCode::MISDIRECTED_REQUEST,
+                MISDIRECTED,
+            ));
         }
         let checked = tls.checked(policy);
         let failed = |why: &'static str| match &policy.policy.error_page {

@@ -27,13 +27,13 @@ use tracing::debug;
 
 use super::{
     Runtime, Shared,
-    client_cert::{self, Refusal},
     access_log::{Entry, LoggedBody, now_epoch},
     allowlist,
     body::{BodySlot, HoldUntilEnd},
     canary::Side,
     client_addr::{Client, Origin, TrustConfig},
     client_body::{BodyWatch, ClientBody, ClientFault},
+    client_cert::{self, Refusal},
     cors,
     error_pages::{self, Intercept},
     headers::{add_forwarding, drop_underscored, for_http1_upstream, is_upgrade, strip_hop_by_hop},

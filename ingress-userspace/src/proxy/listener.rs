@@ -9,12 +9,12 @@ use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time:
 
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::rt::TokioIo;
+use rustls::ServerConfig;
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::{TcpListener, TcpStream},
     sync::{OwnedSemaphorePermit, Semaphore, watch},
 };
-use rustls::ServerConfig;
 use tokio_rustls::LazyConfigAcceptor;
 use tracing::{debug, info, warn};
 

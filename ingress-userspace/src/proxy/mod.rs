@@ -135,8 +135,7 @@ impl Runtime {
                 (host.clone(), (label, runtime_of(&p.upstream)))
             })
             .collect();
-        let client_auth =
-            client_cert::Table::build(&snapshot.l7, previous.map(|p| &p.client_auth));
+        let client_auth = client_cert::Table::build(&snapshot.l7, previous.map(|p| &p.client_auth));
         (
             Runtime {
                 version: snapshot.version,

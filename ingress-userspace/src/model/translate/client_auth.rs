@@ -232,12 +232,17 @@ fn is_error_page(v: &str) -> bool {
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
     let port_ok = port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-    let path_ok = path.bytes().all(|b| {
-        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/')
-    }) && !path.contains("//");
+    let path_ok = path
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'))
+        && !path.contains("//");
     // A scheme needs a host; a bare value is a host or a path.
     let has_scheme = rest.len() != v.len();
-    !v.is_empty() && host_ok && port_ok && path_ok && (!has_scheme || !host.is_empty())
+    !v.is_empty()
+        && host_ok
+        && port_ok
+        && path_ok
+        && (!has_scheme || !host.is_empty())
         && (port.is_none() || !host.is_empty())
 }
 

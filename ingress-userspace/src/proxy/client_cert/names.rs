@@ -22,12 +22,7 @@ pub fn subject_and_issuer(der: &[u8]) -> Option<(String, String)> {
 pub fn rfc2253(name: &X509Name<'_>) -> String {
     let rdns: Vec<String> = name
         .iter()
-        .map(|rdn| {
-            rdn.iter()
-                .map(attribute)
-                .collect::<Vec<_>>()
-                .join("+")
-        })
+        .map(|rdn| rdn.iter().map(attribute).collect::<Vec<_>>().join("+"))
         .collect();
     rdns.into_iter().rev().collect::<Vec<_>>().join(",")
 }
@@ -75,7 +70,10 @@ fn text(a: &AttributeTypeAndValue<'_>) -> Option<String> {
     let v = a.attr_value();
     let data = v.data;
     match v.tag() {
-        Tag::Utf8String | Tag::PrintableString | Tag::Ia5String | Tag::NumericString
+        Tag::Utf8String
+        | Tag::PrintableString
+        | Tag::Ia5String
+        | Tag::NumericString
         | Tag::VisibleString => String::from_utf8(data.to_vec()).ok(),
         // T.61: OpenSSL takes each byte as a Latin-1 character.
         Tag::TeletexString => Some(data.iter().map(|&b| char::from(b)).collect()),
@@ -158,7 +156,10 @@ mod tests {
     #[test]
     fn escapes_as_openssl_rfc2253() {
         assert_eq!(escape("My Client"), "My Client");
-        assert_eq!(escape("a,b+c\"d\\e<f>g;h"), "a\\,b\\+c\\\"d\\\\e\\<f\\>g\\;h");
+        assert_eq!(
+            escape("a,b+c\"d\\e<f>g;h"),
+            "a\\,b\\+c\\\"d\\\\e\\<f\\>g\\;h"
+        );
         assert_eq!(escape("#x y "), "\\#x y\\ ");
         assert_eq!(escape(" x"), "\\ x");
         assert_eq!(escape("é\n"), "\\C3\\A9\\0A");

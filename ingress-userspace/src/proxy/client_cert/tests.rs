@@ -70,7 +70,10 @@ fn chains_must_end_at_a_self_signed_ca_of_the_store() {
     let v = policy(&[&int], 1).verify(&chain(&[&leaf]), now);
     assert_eq!(reason(v), "unable to get issuer certificate");
     // Root and intermediate trusted, the client sends only its own: one CA in between.
-    assert_eq!(policy(&[&root, &int], 1).verify(&chain(&[&leaf]), now), Verdict::Success);
+    assert_eq!(
+        policy(&[&root, &int], 1).verify(&chain(&[&leaf]), now),
+        Verdict::Success
+    );
     // Depth 0: only a certificate the root signed itself.
     let v = policy(&[&root, &int], 0).verify(&chain(&[&leaf]), now);
     assert_eq!(reason(v), "certificate chain too long");
@@ -85,7 +88,10 @@ fn optional_no_ca_tolerates_only_unknown_issuers() {
     let p = policy(&[&root], 1);
     let now = UnixTime::now();
     for (c, want) in [
-        (chain(&[&stranger]), "unable to get local issuer certificate"),
+        (
+            chain(&[&stranger]),
+            "unable to get local issuer certificate",
+        ),
         (chain(&[&selfie]), "self-signed certificate"),
         (
             chain(&[&stranger, &stranger_ca]),
