@@ -213,15 +213,17 @@ impl Answer {
     }
 }
 
-/// One HTTPS request with SNI `sni` and Host `host`, presenting `chain` (leaf first, key of
-/// the leaf) if any, with extra request headers.
-async fn https(
+/// A TLS connection with SNI `sni` offering `alpn`, presenting `chain` (leaf first, key of
+/// the leaf) if asked; the resolver says whether it was asked.
+async fn connect(
     proxy: &TestProxy,
     sni: &str,
-    host: &str,
     chain: Option<(&[&Issued], &Issued)>,
-    headers: &[(&str, &str)],
-) -> Answer {
+    alpn: &[&[u8]],
+) -> (
+    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    Arc<Presenter>,
+) {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let certified = chain.map(|(certs, leaf)| {
         let der: Vec<CertificateDer<'static>> = certs.iter().map(|c| c.der()).collect();
@@ -233,17 +235,31 @@ async fn https(
         certified,
         asked: false.into(),
     });
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .unwrap()
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AnyServer(Arc::clone(&provider))))
         .with_client_cert_resolver(Arc::clone(&presenter) as Arc<_>);
+    cfg.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
     let tcp = tokio::net::TcpStream::connect(proxy.https()).await.unwrap();
     let stream = tokio_rustls::TlsConnector::from(Arc::new(cfg))
         .connect(ServerName::try_from(sni.to_string()).unwrap(), tcp)
         .await
         .expect("TLS handshake");
+    (stream, presenter)
+}
+
+/// One HTTPS request (HTTP/1.1) with SNI `sni` and Host `host`, presenting `chain` if any,
+/// with extra request headers.
+async fn https(
+    proxy: &TestProxy,
+    sni: &str,
+    host: &str,
+    chain: Option<(&[&Issued], &Issued)>,
+    headers: &[(&str, &str)],
+) -> Answer {
+    let (stream, presenter) = connect(proxy, sni, chain, &[]).await;
     let mut r = req(proxy.https(), host, "/");
     for (k, v) in headers {
         r.headers_mut().insert(
@@ -322,6 +338,19 @@ async fn on_serves_a_verified_certificate_and_400s_the_rest() {
     assert_eq!(a.at_pod("ssl-client-issuer-dn"), "CN=Test CA,O=Acme");
     // Not asked for: the client's copy is gone too.
     assert_eq!(a.at_pod("ssl-client-cert"), "");
+
+    // HTTP/2 (ALPN h2) on the host's own TLS configuration, the same verdict.
+    let (stream, _) = connect(
+        &proxy,
+        "mtls.example.com",
+        Some((&[&alice], &alice)),
+        &[b"h2"],
+    )
+    .await;
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let g = request_over(stream, true, req(proxy.https(), "mtls.example.com", "/")).await;
+    assert_eq!(g.status, StatusCode::OK);
+    assert_eq!(g.json()["headers"]["ssl-client-verify"], "SUCCESS");
 
     let before = pod.requests();
     let none = https(&proxy, "mtls.example.com", "mtls.example.com", None, &spoof).await;

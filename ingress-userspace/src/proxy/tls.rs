@@ -1,7 +1,9 @@
 //! TLS termination: the certificate is chosen by SNI — exact name, then the `*.` wildcard of
 //! the name minus its first label, then the default certificate (a configured Secret, else one
 //! generated at start). Certificates come from each snapshot and are swapped atomically, so
-//! rotation needs no restart; parsed keys are reused while their PEM is unchanged.
+//! rotation needs no restart; parsed keys are reused while their PEM is unchanged. Hosts that
+//! ask for client certificates get rustls configurations of their own that resolve through
+//! this same store ([`super::client_cert`]).
 
 use std::{collections::HashMap, sync::Arc};
 
