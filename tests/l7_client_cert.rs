@@ -699,3 +699,79 @@ async fn match_cn_and_revocation() {
     let a = https(&proxy, host, host, Some((&[&revoked], &revoked)), &[]).await;
     assert_eq!(a.got.status, StatusCode::BAD_REQUEST);
 }
+
+/// A new CA in the Secret applies to requests on connections already open: the certificate
+/// they presented is judged again under the new `ca.crt` (ingress-nginx reloads and its old
+/// workers finish their requests; nothing here keeps a verdict past a CA change).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_ca_applies_to_open_connections() {
+    let old_ca = root("Old CA");
+    let new_ca = root("New CA");
+    let alice = client(&old_ca, "alice", 80);
+    let pod = backend("a");
+    let host = "mtls.example.com";
+    let docs = |ca: &Issued| {
+        vec![
+            ca_secret("ca", &[ca]),
+            ingress("app", host, &[("auth-tls-secret", "default/ca")]),
+        ]
+    };
+    let (proxy, _) = serve(pod.addr, &docs(&old_ca)).await;
+    let (stream, _) = connect(&proxy, host, Some((&[&alice], &alice)), &[]).await;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let ask = || {
+        http::Request::builder()
+            .uri("/")
+            .header("host", host)
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap()
+    };
+    let r = sender.send_request(ask()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    drop(r);
+
+    let yaml = format!(
+        "{}{}",
+        service_yaml("web", pod.addr),
+        docs(&new_ca).concat()
+    );
+    proxy.handle.apply(translate_manifests(2, &yaml, |_| {}));
+    let r = sender.send_request(ask()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+/// With `--enable-ssl-passthrough` the ClientHello is read first and replayed: a
+/// client-certificate host is still asked, verified and served, beside a passthrough host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_beside_ssl_passthrough() {
+    let ca = root("Test CA");
+    let alice = client(&ca, "alice", 90);
+    let pod = backend("a");
+    let host = "mtls.example.com";
+    // The passthrough host's pods speak TLS: their own Service.
+    let vault_pod = backend("vault");
+    let vault = ingress("vault", "vault.example.com", &[("ssl-passthrough", "true")])
+        .replace("name: web,", "name: vault,");
+    let yaml = format!(
+        "{}{}{}{}{}",
+        service_yaml("web", pod.addr),
+        service_yaml("vault", vault_pod.addr),
+        ca_secret("ca", &[&ca]),
+        ingress("app", host, &[("auth-tls-secret", "default/ca")]),
+        vault,
+    );
+    let snap = translate_manifests(1, &yaml, |c| c.enable_ssl_passthrough = true);
+    assert!(!snap.l7.passthrough.is_empty());
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    proxy.handle.apply(snap);
+    let a = https(&proxy, host, host, Some((&[&alice], &alice)), &[]).await;
+    assert!(a.asked);
+    assert_eq!(a.got.status, StatusCode::OK);
+    assert_eq!(a.at_pod("ssl-client-verify"), "SUCCESS");
+    let a = https(&proxy, host, host, None, &[]).await;
+    assert_eq!(a.got.status, StatusCode::BAD_REQUEST);
+}
