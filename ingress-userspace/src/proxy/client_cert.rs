@@ -248,11 +248,15 @@ impl CompiledPolicy {
         let Some(mut at) = self.cas.iter().position(|c| c.anchor == *path.anchor()) else {
             return Verdict::failed("unable to get issuer certificate", true);
         };
+        // Each step climbs to another certificate of `ca.crt`; more steps than it has is a
+        // loop of names, not a chain.
+        let mut steps = 0;
         while !self.cas[at].self_signed() {
             between += 1;
+            steps += 1;
             let issuer = &self.cas[at].issuer;
             match self.cas.iter().position(|c| c.subject == *issuer) {
-                Some(next) if between <= self.cas.len() => at = next,
+                Some(next) if steps < self.cas.len() => at = next,
                 _ => return Verdict::failed("unable to get issuer certificate", true),
             }
         }

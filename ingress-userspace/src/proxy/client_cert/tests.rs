@@ -74,6 +74,23 @@ fn chains_must_end_at_a_self_signed_ca_of_the_store() {
         policy(&[&root, &int], 1).verify(&chain(&[&leaf]), now),
         Verdict::Success
     );
+    // The client sends the intermediate too, and `ca.crt` also has it: still one between.
+    assert_eq!(
+        policy(&[&int, &root], 1).verify(&chain(&[&leaf, &int]), now),
+        Verdict::Success
+    );
+    // Intermediates from the client and from `ca.crt` add up: root > i1 > i2 > i3 > leaf with
+    // `ca.crt` = i1 + root and the client sending i3, i2 is three between.
+    let i2 = issue("i2", true, Some(&int));
+    let i3 = issue("i3", true, Some(&i2));
+    let deep = issue("deep", false, Some(&i3));
+    let sent = chain(&[&deep, &i3, &i2]);
+    assert_eq!(
+        policy(&[&int, &root], 3).verify(&sent, now),
+        Verdict::Success
+    );
+    let v = policy(&[&int, &root], 2).verify(&sent, now);
+    assert_eq!(reason(v), "certificate chain too long");
     // Depth 0: only a certificate the root signed itself.
     let v = policy(&[&root, &int], 0).verify(&chain(&[&leaf]), now);
     assert_eq!(reason(v), "certificate chain too long");
