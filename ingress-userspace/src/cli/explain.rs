@@ -1242,7 +1242,7 @@ mod tests {
         assert_eq!(e.outcome, Outcome::Route, "{e:?}");
         let json = serde_json::to_value(&e).unwrap();
         assert_eq!(json["client_certificate"]["type"], "verify", "{json}");
-        assert_eq!(json["client_certificate"]["verify_client"], "Optional");
+        assert_eq!(json["client_certificate"]["verify_client"], "optional");
         assert_eq!(json["client_certificate"]["verify_depth"], 1);
         assert_eq!(json["client_certificate"]["secret"]["name"], "ca");
         assert!(!json.to_string().contains("BEGIN CERTIFICATE"));

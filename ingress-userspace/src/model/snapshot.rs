@@ -308,8 +308,9 @@ pub enum ClientAuth {
     },
 }
 
-/// `auth-tls-verify-client` (nginx `ssl_verify_client`).
+/// `auth-tls-verify-client` (nginx `ssl_verify_client`); serialised as the annotation's value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum VerifyClient {
     /// `on` (the default): a certificate signed by the CA is required, else 400.
     On,
@@ -320,18 +321,6 @@ pub enum VerifyClient {
     /// `optional_no_ca`: asked for; one the CA did not sign is passed on with
     /// `ssl-client-verify: FAILED:...` (other failures, an expired one say, are 400).
     OptionalNoCa,
-}
-
-impl VerifyClient {
-    /// The annotation's value, as written.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            VerifyClient::On => "on",
-            VerifyClient::Off => "off",
-            VerifyClient::Optional => "optional",
-            VerifyClient::OptionalNoCa => "optional_no_ca",
-        }
-    }
 }
 
 /// What one host asks of client certificates. `Debug` shows the Secret and PEM lengths.
