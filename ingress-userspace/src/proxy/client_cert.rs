@@ -402,23 +402,16 @@ pub fn handshake_config<U>(
     certs: &Arc<CertStore>,
     sni: Option<&str>,
     default: &Arc<ServerConfig>,
-) -> (
-    Option<String>,
-    Option<Arc<CompiledPolicy>>,
-    Arc<ServerConfig>,
-) {
+) -> (Option<String>, Arc<ServerConfig>) {
     let vhost = routes.host(sni.unwrap_or("")).map(|h| h.host.clone());
-    let policy = vhost
+    let config = vhost
         .as_deref()
         .and_then(|h| match table.get(h).map(|a| &**a) {
-            Some(HostAuth::Verify(p)) => Some(Arc::clone(p)),
+            Some(HostAuth::Verify(p)) => p.server_config(certs),
             _ => None,
-        });
-    let config = policy
-        .as_ref()
-        .and_then(|p| p.server_config(certs))
+        })
         .unwrap_or_else(|| Arc::clone(default));
-    (vhost, policy, config)
+    (vhost, config)
 }
 
 /// A TLS client connection's certificate, as the handshake left it.

@@ -204,7 +204,7 @@ async fn serve_tls(
             .server_name()
             .map(str::to_ascii_lowercase);
         let rt = shared.runtime.load();
-        let (vhost, _, config) = client_cert::handshake_config(
+        let (vhost, config) = client_cert::handshake_config(
             &rt.routes,
             &rt.client_auth,
             &shared.certs,
