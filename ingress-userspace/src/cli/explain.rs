@@ -157,6 +157,10 @@ pub struct Explanation {
     /// The route's authentication step, if any (never the users' hashes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthInfo>,
+    /// The host's client-certificate policy (`auth-tls-*`; [`crate::proxy::client_cert`]):
+    /// what a TLS client must present before any route of the host is looked at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<ClientCertInfo>,
     /// The route's per-client limits (`limit-rps`, `limit-rpm`, `limit-connections`), counted
     /// per node in a zone shared by the Ingress's paths; burst = limit x `burst_multiplier`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -271,6 +275,60 @@ impl AuthInfo {
     }
 }
 
+/// A host's client-certificate policy as `explain` shows it (never the CA's PEM).
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientCertInfo {
+    /// HTTPS requests are judged by the certificate the handshake got: with `on`, none or a
+    /// failing one is 400 (or `error_page`); `optional` lets none through; `optional_no_ca`
+    /// lets an unknown CA through; the pod gets the `ssl-client-*` headers.
+    Verify {
+        secret: ObjectRef,
+        verify_client: crate::model::VerifyClient,
+        verify_depth: u32,
+        /// The Secret has `ca.crl`: revoked certificates are refused.
+        crl: bool,
+        pass_certificate_to_upstream: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error_page: Option<String>,
+        /// Regex the subject DN must match (else 403).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        match_cn: Option<String>,
+    },
+    /// The policy cannot be used: every request to the host gets 403.
+    Unavailable { reason: String },
+}
+
+impl ClientCertInfo {
+    fn of(auth: &crate::model::ClientAuth) -> ClientCertInfo {
+        match auth {
+            crate::model::ClientAuth::Verify(p) => ClientCertInfo::Verify {
+                secret: p.secret.clone(),
+                verify_client: p.verify,
+                verify_depth: p.depth,
+                crl: p.crl_pem.is_some(),
+                pass_certificate_to_upstream: p.pass_certificate,
+                error_page: p.error_page.clone(),
+                match_cn: p.match_cn.clone(),
+            },
+            crate::model::ClientAuth::Unavailable { reason } => ClientCertInfo::Unavailable {
+                reason: reason.clone(),
+            },
+        }
+    }
+}
+
+/// The client-certificate policy of the virtual host named `vhost` (as written).
+fn client_auth_of<'s>(snapshot: &'s Snapshot, vhost: &str) -> Option<&'s crate::model::ClientAuth> {
+    let l7 = &snapshot.l7;
+    let vh = match vhost.strip_prefix("*.") {
+        _ if vhost.is_empty() => l7.any_host.as_ref(),
+        Some(suffix) => l7.wildcard_hosts.get(suffix),
+        None => l7.hosts.get(vhost),
+    }?;
+    vh.client_auth.as_ref()
+}
+
 /// A route's error pages ([`crate::proxy::error_pages`]) as `explain` shows them.
 #[derive(Debug, Serialize)]
 pub struct ErrorPagesInfo {
@@ -328,6 +386,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
         upstream_http: None,
         response_headers: Vec::new(),
         auth: None,
+        client_certificate: None,
         rate_limit: None,
         diagnostics: Vec::new(),
         snapshot_version: snapshot.version,
@@ -389,6 +448,19 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
         e.redirect_to = Some(a.location);
         e.reason = a.why.into();
     };
+    // The proxy's client-certificate step comes first: before the host's routes and redirects.
+    if let Some(vh) = table.host(&target.host)
+        && let Some(auth) = client_auth_of(snapshot, &vh.host)
+    {
+        e.client_certificate = Some(ClientCertInfo::of(auth));
+        if let crate::model::ClientAuth::Unavailable { reason } = auth {
+            e.virtual_host = host_name(vh);
+            e.outcome = Outcome::Respond;
+            e.status = Some(403);
+            e.reason = format!("client certificate authentication unavailable: {reason}");
+            return e;
+        }
+    }
     if let Some(vh) = table.host(&target.host)
         && let Some(a) = rewrite::app_root(vh, &step)
     {
@@ -1129,6 +1201,61 @@ mod tests {
         let e = explain(&s, &ask("OPTIONS", "https://evil.test"));
         assert_eq!(e.outcome, Outcome::Route);
         assert!(e.response_headers.is_empty());
+    }
+
+    /// `explain` shows a host's client-certificate policy (never the CA), and an unusable one
+    /// as the 403 the proxy answers before any route.
+    #[test]
+    fn shows_client_certificate_policy() {
+        let ca = crate::proxy::tls::self_signed_pem(&["ca.test"]).unwrap().0;
+        let ingress = |name: &str, host: &str, secret: &str| {
+            format!(
+                "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  \
+                 namespace: default\n  annotations: {{nginx.ingress.kubernetes.io/auth-tls-secret: {secret}, \
+                 nginx.ingress.kubernetes.io/auth-tls-verify-client: optional}}\nspec:\n  \
+                 ingressClassName: xdp-ingress\n  rules:\n  - host: {host}\n    http:\n      paths:\n      \
+                 - {{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}\n"
+            )
+        };
+        let yaml = [
+            format!(
+                "apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: default}}\n\
+                 spec:\n  ports: [{{port: 80}}]\n---\napiVersion: v1\nkind: Secret\n\
+                 metadata: {{name: ca, namespace: default}}\ntype: Opaque\nstringData: {{ca.crt: {ca:?}}}\n"
+            ),
+            ingress("mtls", "mtls.test", "default/ca"),
+            ingress("broken", "broken.test", "default/missing"),
+        ]
+        .concat();
+        let objects = crate::store::Objects::from_objects(
+            crate::source::files::parse_manifests(&yaml).unwrap(),
+        );
+        let s = crate::model::translate::translate(&objects, &TranslateConfig::default());
+        let ask = |host: &str| Query {
+            host: host.into(),
+            path: "/".into(),
+            method: "GET".into(),
+            headers: vec![],
+            https: true,
+        };
+        let e = explain(&s, &ask("mtls.test"));
+        assert_eq!(e.outcome, Outcome::Route, "{e:?}");
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["client_certificate"]["type"], "verify", "{json}");
+        assert_eq!(json["client_certificate"]["verify_client"], "optional");
+        assert_eq!(json["client_certificate"]["verify_depth"], 1);
+        assert_eq!(json["client_certificate"]["secret"]["name"], "ca");
+        assert!(!json.to_string().contains("BEGIN CERTIFICATE"));
+        let e = explain(&s, &ask("broken.test"));
+        assert_eq!(
+            (&e.outcome, e.status),
+            (&Outcome::Respond, Some(403)),
+            "{e:?}"
+        );
+        assert!(matches!(
+            e.client_certificate,
+            Some(ClientCertInfo::Unavailable { .. })
+        ));
     }
 
     /// `explain` says a route needs basic auth and from which Secret, never a hash; an

@@ -313,6 +313,74 @@ pub struct VirtualHost {
     /// `app-root`: a request for exactly `/` is answered 302 to this path, before any route is
     /// looked at (ingress-nginx puts `if ($uri = /)` in the server block).
     pub app_root: Option<String>,
+    /// `auth-tls-*`: client certificates, per host as ingress-nginx (the server block).
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// A host's client-certificate authentication (ingress-nginx `auth-tls-*`; nginx
+/// `ssl_verify_client`). Configuration that cannot be used never lets a request through: it
+/// is [`ClientAuth::Unavailable`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientAuth {
+    Verify(Arc<ClientCertPolicy>),
+    /// The Secret is missing, outside the Ingress's namespace, without `ca.crt`, or does not
+    /// parse, or `auth-tls-match-cn` is unusable: every request to the host gets 403, as
+    /// ingress-nginx's `AuthTLSError` (`return 403` in the server block).
+    Unavailable {
+        reason: String,
+    },
+}
+
+/// `auth-tls-verify-client` (nginx `ssl_verify_client`); serialised as the annotation's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerifyClient {
+    /// `on` (the default): a certificate signed by the CA is required, else 400.
+    On,
+    /// `off`: no certificate is asked for; the `ssl-client-*` headers are still set.
+    Off,
+    /// `optional`: asked for; none is fine, one that fails verification is 400.
+    Optional,
+    /// `optional_no_ca`: asked for; one the CA did not sign is passed on with
+    /// `ssl-client-verify: FAILED:...` (other failures, an expired one say, are 400).
+    OptionalNoCa,
+}
+
+/// What one host asks of client certificates. `Debug` shows the Secret and PEM lengths.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientCertPolicy {
+    /// `auth-tls-secret`.
+    pub secret: ObjectRef,
+    /// `ca.crt`: the trusted CAs (PEM, checked to parse).
+    pub ca_pem: Arc<[u8]>,
+    /// `ca.crl`: revocation lists (PEM, checked to parse), if the Secret has one.
+    pub crl_pem: Option<Arc<[u8]>>,
+    pub verify: VerifyClient,
+    /// `auth-tls-verify-depth` (default 1): most CA certificates between the client's and
+    /// the self-signed root, as OpenSSL 1.1+ counts `ssl_verify_depth`.
+    pub depth: u32,
+    /// `auth-tls-pass-certificate-to-upstream`: send `ssl-client-cert` (URL-escaped PEM).
+    pub pass_certificate: bool,
+    /// `auth-tls-error-page`: where a client whose certificate fails (or is missing with `on`)
+    /// is sent instead of the 400 (nginx `error_page 495 496 = <page>`).
+    pub error_page: Option<String>,
+    /// `auth-tls-match-cn`: a regex the subject DN must match, else 403.
+    pub match_cn: Option<String>,
+}
+
+impl std::fmt::Debug for ClientCertPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCertPolicy")
+            .field("secret", &self.secret)
+            .field("ca_pem_bytes", &self.ca_pem.len())
+            .field("crl_pem_bytes", &self.crl_pem.as_ref().map(|c| c.len()))
+            .field("verify", &self.verify)
+            .field("depth", &self.depth)
+            .field("pass_certificate", &self.pass_certificate)
+            .field("error_page", &self.error_page)
+            .field("match_cn", &self.match_cn)
+            .finish()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]

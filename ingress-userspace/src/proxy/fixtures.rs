@@ -98,6 +98,7 @@ pub fn vhost(host: &str, routes: Vec<Route>, tls: bool) -> VirtualHost {
         routes,
         tls,
         app_root: None,
+        client_auth: None,
     }
 }
 

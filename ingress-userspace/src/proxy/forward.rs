@@ -33,6 +33,7 @@ use super::{
     canary::Side,
     client_addr::{Client, Origin, TrustConfig},
     client_body::{BodyWatch, ClientBody, ClientFault},
+    client_cert::{self, Refusal},
     cors,
     error_pages::{self, Intercept},
     headers::{add_forwarding, drop_underscored, for_http1_upstream, is_upgrade, strip_hop_by_hop},
@@ -68,6 +69,8 @@ pub struct ConnInfo {
     pub tls: bool,
     /// Who is behind it, decided once for all its requests.
     origin: Origin,
+    /// TLS: the handshake's virtual host and the client's certificate ([`client_cert`]).
+    pub tls_client: Option<client_cert::TlsClient>,
 }
 
 impl ConnInfo {
@@ -77,13 +80,15 @@ impl ConnInfo {
         client: SocketAddr,
         proxied: Option<SocketAddr>,
         local: SocketAddr,
-        tls: bool,
+        tls_client: Option<client_cert::TlsClient>,
     ) -> Self {
+        let tls = tls_client.is_some();
         ConnInfo {
             client,
             local,
             tls,
             origin: trust.origin(client, proxied, local, tls),
+            tls_client,
         }
     }
 }
@@ -138,7 +143,10 @@ pub(crate) async fn handle(
             // one normalised origin-form target.
             *req.uri_mut() = Uri::from(target.path_and_query);
             let asked_upgrade = asks_upgrade(&req);
-            let resp = route(&shared, &rt, req, &target.host, &mut out).await;
+            let resp = match client_cert_step(&rt, &conn, &mut req, &target.host, &mut out) {
+                Some(refused) => refused,
+                None => route(&shared, &rt, req, &target.host, &mut out).await,
+            };
             (
                 refuse_unasked_switch(resp, asked_upgrade, &mut out),
                 target.host,
@@ -232,6 +240,62 @@ async fn limit(
             Some(local(status, refused.reason()))
         }
     }
+}
+
+/// The client-certificate step of the host the request names ([`client_cert::admit`]), before
+/// anything else of the host: nginx checks the certificate in `ngx_http_process_request` and
+/// `auth-tls-match-cn` in the server's rewrite phase, ahead of every location. `None`: go on
+/// (with the `ssl-client-*` headers set, or the request turned into `auth-tls-error-page`'s).
+fn client_cert_step<B>(
+    rt: &Runtime,
+    conn: &ConnInfo,
+    req: &mut Request<B>,
+    host: &str,
+    out: &mut Outcome,
+) -> Option<Response<ProxyBody>> {
+    let vh = rt.routes.host(host)?;
+    let auth = rt.client_auth.get(&vh.host)?;
+    let tls = conn.tls_client.as_ref();
+    let mut refused = client_cert::admit(auth, &vh.host, tls, req.headers_mut(), false).err()?;
+    if let Refusal::Internal(page, why) = &refused {
+        // nginx's `error_page 495 496 = /page`: an internal redirect in the same server, as
+        // GET (HEAD stays HEAD); the certificate is not judged again, match-cn is.
+        match client_cert::admit(auth, &vh.host, tls, req.headers_mut(), true) {
+            Ok(()) => match Uri::try_from(page.as_str()) {
+                Ok(uri) => {
+                    *req.uri_mut() = uri;
+                    if req.method() != Method::HEAD {
+                        *req.method_mut() = Method::GET;
+                    }
+                    out.reason = Some((*why).into());
+                    return None;
+                }
+                Err(_) => refused = Refusal::Status(StatusCode::BAD_REQUEST, why),
+            },
+            Err(r) => refused = r,
+        }
+    }
+    out.host = Some(Arc::clone(&vh.label));
+    Some(match refused {
+        Refusal::Status(status, why) => {
+            out.reason = Some(why.into());
+            local(status, why)
+        }
+        Refusal::Redirect(page, why) => {
+            // nginx's `error_page ... = <URL>`: a 302 to the URL as written.
+            out.reason = Some(why.into());
+            let mut resp = local(StatusCode::FOUND, why);
+            if let Ok(v) = HeaderValue::from_str(&page) {
+                resp.headers_mut().insert(LOCATION, v);
+            }
+            resp
+        }
+        // Turned into a status above when it could not be followed.
+        Refusal::Internal(_, why) => {
+            out.reason = Some(why.into());
+            local(StatusCode::BAD_REQUEST, why)
+        }
+    })
 }
 
 /// Whether the request is forwarded as an upgrade (the condition [`forward`] tunnels on).

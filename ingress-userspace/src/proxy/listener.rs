@@ -9,16 +9,18 @@ use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time:
 
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::rt::TokioIo;
+use rustls::ServerConfig;
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::{TcpListener, TcpStream},
     sync::{OwnedSemaphorePermit, Semaphore, watch},
 };
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::LazyConfigAcceptor;
 use tracing::{debug, info, warn};
 
 use super::{
     Shared,
+    client_cert::{self, TlsClient},
     forward::{ConnInfo, handle},
     limits,
     liveness::{Ended, Progress, supervise},
@@ -34,7 +36,7 @@ pub(crate) async fn accept_loop(
     shared: Arc<Shared>,
     http: TcpListener,
     https: TcpListener,
-    tls: TlsAcceptor,
+    tls: Arc<ServerConfig>,
     shutdown: impl Future<Output = ()>,
 ) {
     let max = shared.args.max_connections.max(1);
@@ -81,7 +83,7 @@ pub(crate) async fn accept_loop(
             ConnectionGuard::new(&shared.metrics, listener),
         );
         let shared = Arc::clone(&shared);
-        let tls = tls.clone();
+        let tls = Arc::clone(&tls);
         let stop = stop_rx.clone();
         tokio::spawn(async move {
             let serving = permit;
@@ -94,7 +96,7 @@ pub(crate) async fn accept_loop(
             } else {
                 let _serving = serving;
                 let io = TokioIo::new(stream);
-                serve(shared, io, peer, proxied, local, false, stop).await;
+                serve(shared, io, peer, proxied, local, None, stop).await;
             }
         });
     }
@@ -152,7 +154,9 @@ async fn accept_error(e: std::io::Error) {
 
 /// The ClientHello and the handshake share one deadline, the client-header timeout; an
 /// `ssl-passthrough` connection leaves here for [`passthrough::pass`] (and, as an upgraded
-/// connection does, gives back its `serving` permit: the drain does not wait for it).
+/// connection does, gives back its `serving` permit: the drain does not wait for it). The
+/// configuration is chosen by the ClientHello's SNI: `default`, or that of a host that asks for
+/// client certificates ([`client_cert::handshake_config`]), with the same certificates.
 #[allow(clippy::too_many_arguments)]
 async fn serve_tls(
     shared: Arc<Shared>,
@@ -160,7 +164,7 @@ async fn serve_tls(
     peer: SocketAddr,
     proxied: Option<SocketAddr>,
     local: SocketAddr,
-    tls: TlsAcceptor,
+    default: Arc<ServerConfig>,
     stop: watch::Receiver<bool>,
     serving: OwnedSemaphorePermit,
 ) {
@@ -193,14 +197,36 @@ async fn serve_tls(
     }
     let _serving = serving;
     let stream = passthrough::Replay::new(hello, stream);
-    let hs = tokio::time::timeout_at(deadline, tls.accept(stream)).await;
+    let handshake_with_config = async {
+        let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
+        let sni = start
+            .client_hello()
+            .server_name()
+            .map(str::to_ascii_lowercase);
+        let rt = shared.runtime.load();
+        let (vhost, config) = client_cert::handshake_config(
+            &rt.routes,
+            &rt.client_auth,
+            &shared.certs,
+            sni.as_deref(),
+            &default,
+        );
+        drop(rt);
+        let s = start.into_stream(config).await?;
+        let client = TlsClient::new(vhost, s.get_ref().1.peer_certificates());
+        Ok::<_, std::io::Error>((s, client))
+    };
+    let hs = tokio::time::timeout_at(deadline, handshake_with_config).await;
     handshake(match &hs {
         Ok(Ok(_)) => "ok",
         Ok(Err(_)) => "error",
         Err(_) => "timeout",
     });
     match hs {
-        Ok(Ok(s)) => serve(shared, TokioIo::new(s), peer, proxied, local, true, stop).await,
+        Ok(Ok((s, client))) => {
+            let io = TokioIo::new(s);
+            serve(shared, io, peer, proxied, local, Some(client), stop).await
+        }
         Ok(Err(e)) => debug!(client = %peer, error = %e, "TLS handshake failed"),
         Err(_) => debug!(client = %peer, "TLS handshake timed out"),
     }
@@ -214,7 +240,7 @@ async fn serve<S>(
     client: SocketAddr,
     proxied: Option<SocketAddr>,
     local: SocketAddr,
-    tls: bool,
+    tls: Option<TlsClient>,
     mut stop: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,

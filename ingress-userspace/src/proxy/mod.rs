@@ -16,6 +16,7 @@ pub mod body;
 pub mod canary;
 pub mod client_addr;
 pub mod client_body;
+pub mod client_cert;
 pub mod cors;
 pub mod error_pages;
 pub mod fixtures;
@@ -50,7 +51,6 @@ use std::{
 
 use arc_swap::ArcSwap;
 use tokio::{net::TcpListener, sync::watch};
-use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
 pub use args::{AccessLogFormat, ProxyArgs};
@@ -86,6 +86,8 @@ pub struct Runtime {
     /// `ssl-passthrough` hosts (SNI, lower case) -> the host as a metrics label and its
     /// upstream (shared with the routes' runtime of the same id).
     pub passthrough: HashMap<String, (Arc<String>, Arc<UpstreamRuntime>)>,
+    /// Hosts' client-certificate steps (`auth-tls-*`) by virtual host name.
+    pub client_auth: client_cert::Table,
 }
 
 impl Runtime {
@@ -135,12 +137,14 @@ impl Runtime {
                 (host.clone(), (label, runtime_of(&p.upstream)))
             })
             .collect();
+        let client_auth = client_cert::Table::build(&snapshot.l7, previous.map(|p| &p.client_auth));
         (
             Runtime {
                 version: snapshot.version,
                 routes,
                 upstreams,
                 passthrough,
+                client_auth,
             },
             errors,
         )
@@ -236,7 +240,7 @@ impl Proxy {
         };
         // The snapshot's `default_certificate` wins; the named Secret is the fallback.
         let certs = Arc::new(CertStore::new(args.default_ssl_certificate.clone())?);
-        let tls = TlsAcceptor::from(Arc::new(certs.server_config()?));
+        let tls = Arc::new(certs.server_config()?);
         let store = match &args.rate_limit_redis {
             Some(url) => Some(rate_limit::store::RedisStore::start(
                 url,

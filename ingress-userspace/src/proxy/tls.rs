@@ -1,7 +1,9 @@
 //! TLS termination: the certificate is chosen by SNI — exact name, then the `*.` wildcard of
 //! the name minus its first label, then the default certificate (a configured Secret, else one
 //! generated at start). Certificates come from each snapshot and are swapped atomically, so
-//! rotation needs no restart; parsed keys are reused while their PEM is unchanged.
+//! rotation needs no restart; parsed keys are reused while their PEM is unchanged. Hosts that
+//! ask for client certificates get rustls configurations of their own that resolve through
+//! this same store ([`super::client_cert`]).
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -134,12 +136,17 @@ impl CertStore {
     /// A rustls server configuration resolving through this store, ALPN h2 and http/1.1.
     pub fn server_config(self: &Arc<Self>) -> Result<ServerConfig, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut cfg = ServerConfig::builder_with_provider(provider)
+        let cfg = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_cert_resolver(Arc::clone(self) as Arc<dyn ResolvesServerCert>);
+        Ok(Self::with_alpn(cfg))
+    }
+
+    /// `cfg` with the ALPN protocols every HTTPS configuration offers: h2, http/1.1.
+    pub fn with_alpn(mut cfg: ServerConfig) -> ServerConfig {
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(cfg)
+        cfg
     }
 }
 

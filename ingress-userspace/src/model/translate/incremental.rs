@@ -145,6 +145,7 @@ impl Rebuilder<'_> {
             routes,
             tls: vh.tls,
             app_root: vh.app_root.clone(),
+            client_auth: vh.client_auth.clone(),
         }))
     }
 }

@@ -133,6 +133,8 @@ pub(super) struct HostBuilder {
     from_to_www: Option<RouteOrigin>,
     /// `app-root` (first Ingress of the host that sets one wins).
     app_root: Option<String>,
+    /// `auth-tls-*` of the host's Ingresses ([`super::client_auth::merge`]).
+    client_auth: Option<crate::model::ClientAuth>,
     /// The first Ingress that asked for `ssl-passthrough` on this host (see [`passthrough`]).
     pub(super) passthrough: Option<ObjectRef>,
     /// ingress-nginx's root location from the first (oldest) Ingress naming this host
@@ -281,6 +283,13 @@ impl<'a> L7Builder<'a> {
         ) {
             Arc::make_mut(&mut opts.policy).auth = Some(auth);
         }
+        let client_auth = super::client_auth::parse(
+            &mut reader,
+            &ns,
+            self.objects,
+            self.secret_namespaces.as_deref(),
+            &mut self.refs.secrets,
+        );
         let compatible = compat::is_compatible(ing, &self.compatible_classes);
         let Some(spec) = ing.spec.as_ref() else {
             self.diags
@@ -431,6 +440,9 @@ impl<'a> L7Builder<'a> {
                 }
                 if hb.app_root.is_none() {
                     hb.app_root = opts.paths.app_root.clone();
+                }
+                if let Some(c) = &client_auth {
+                    super::client_auth::merge(&mut hb.client_auth, c);
                 }
             }
             let Some(http) = &rule.http else { continue };
@@ -682,6 +694,7 @@ impl<'a> L7Builder<'a> {
                 routes,
                 tls: hb.tls,
                 app_root: hb.app_root,
+                client_auth: hb.client_auth,
             });
             for (alias, by) in hb.aliases {
                 if !claimed.insert(alias.clone()) {
@@ -785,5 +798,6 @@ fn www_redirect(from: &str, to: &str, origin: RouteOrigin, status: u16) -> Virtu
         }],
         tls: false,
         app_root: None,
+        client_auth: None,
     }
 }

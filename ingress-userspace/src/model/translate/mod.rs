@@ -29,6 +29,7 @@ pub mod annotations;
 pub mod auth;
 pub mod canary;
 pub mod class;
+pub mod client_auth;
 pub mod compat;
 pub mod configmap;
 pub mod cors;

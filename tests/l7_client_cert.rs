@@ -1,0 +1,777 @@
+//! ingress-nginx's client-certificate authentication (`auth-tls-secret`, `auth-tls-verify-client`,
+//! `auth-tls-verify-depth`, `auth-tls-pass-certificate-to-upstream`, `auth-tls-error-page`,
+//! `auth-tls-match-cn`) end to end on loopback: manifests (Ingress, CA Secret) are translated as
+//! the control plane does, the proxy runs in-process, and real TLS clients (rustls, presenting
+//! certificates made here with rcgen) check what they get and what the pod receives.
+//!
+//! Expected values come from ingress-nginx's annotations page ("Client Certificate
+//! Authentication": 400 on a failed verification with `on` and `optional`, `optional_no_ca`
+//! passes the result upstream, 403 for `auth-tls-match-cn`), its nginx.tmpl (the
+//! `ssl-client-verify`, `ssl-client-subject-dn`, `ssl-client-issuer-dn` and `ssl-client-cert`
+//! headers; `error_page 495 496 = <auth-tls-error-page>`; `return 403` for an `AuthTLSError`),
+//! nginx's ssl module docs (`$ssl_client_verify` is `SUCCESS`, `FAILED:reason` or `NONE`; DNs in
+//! RFC 2253 form; `$ssl_client_escaped_cert` is the URL-encoded PEM) and nginx's own test
+//! ssl_verify_depth.t for how OpenSSL 1.1+ counts `ssl_verify_depth`.
+
+mod l7common;
+
+use std::{net::SocketAddr, sync::Arc};
+
+use http::StatusCode;
+use l7common::*;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SerialNumber,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use xdp_ingress::model::{Severity, Snapshot};
+
+const N: &str = "nginx.ingress.kubernetes.io/";
+
+/// A certificate and its key.
+struct Issued {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+impl Issued {
+    fn der(&self) -> CertificateDer<'static> {
+        self.cert.der().clone()
+    }
+}
+
+fn name(cn: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "Acme");
+    dn.push(DnType::CommonName, cn);
+    dn
+}
+
+fn ca_params(cn: &str) -> CertificateParams {
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name = name(cn);
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    p
+}
+
+fn root(cn: &str) -> Issued {
+    let key = KeyPair::generate().unwrap();
+    let cert = ca_params(cn).self_signed(&key).unwrap();
+    Issued { cert, key }
+}
+
+fn intermediate(parent: &Issued, cn: &str) -> Issued {
+    let key = KeyPair::generate().unwrap();
+    let cert = ca_params(cn)
+        .signed_by(&key, &parent.cert, &parent.key)
+        .unwrap();
+    Issued { cert, key }
+}
+
+fn client(issuer: &Issued, cn: &str, serial: u64) -> Issued {
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name = name(cn);
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    p.serial_number = Some(SerialNumber::from(serial));
+    let key = KeyPair::generate().unwrap();
+    let cert = p.signed_by(&key, &issuer.cert, &issuer.key).unwrap();
+    Issued { cert, key }
+}
+
+/// A CRL of `ca` revoking `serials`.
+fn crl(ca: &Issued, serials: &[u64]) -> String {
+    rcgen::CertificateRevocationListParams {
+        this_update: rcgen::date_time_ymd(2020, 1, 1),
+        next_update: rcgen::date_time_ymd(2099, 1, 1),
+        crl_number: SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: serials
+            .iter()
+            .map(|s| rcgen::RevokedCertParams {
+                serial_number: SerialNumber::from(*s),
+                revocation_time: rcgen::date_time_ymd(2021, 1, 1),
+                reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    }
+    .signed_by(&ca.cert, &ca.key)
+    .unwrap()
+    .pem()
+    .unwrap()
+}
+
+/// An Ingress `name` for `host` `/` -> Service `web` with `annotations` (keys without prefix).
+fn ingress(name: &str, host: &str, annotations: &[(&str, &str)]) -> String {
+    let ann: String = annotations
+        .iter()
+        .map(|(k, v)| format!("    {N}{k}: {v:?}\n"))
+        .collect();
+    format!(
+        "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  namespace: default\n  annotations:\n{ann}    x: \"y\"\nspec:\n  ingressClassName: xdp-ingress\n  rules:\n  - host: {host}\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}\n"
+    )
+}
+
+/// An Opaque Secret `name` in `default` with `data` as `stringData`.
+fn secret(name: &str, data: &[(&str, &str)]) -> String {
+    let data: String = data
+        .iter()
+        .map(|(k, v)| format!("  {k}: {v:?}\n"))
+        .collect();
+    format!(
+        "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: default}}\ntype: Opaque\nstringData:\n{data}"
+    )
+}
+
+/// The proxy serving `docs` (after the Service `web` on `pod`).
+async fn serve(pod: SocketAddr, docs: &[String]) -> (TestProxy, Arc<Snapshot>) {
+    let yaml = format!("{}{}", service_yaml("web", pod), docs.concat());
+    let snap = translate_manifests(1, &yaml, |_| {});
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    proxy.handle.apply(Arc::clone(&snap));
+    (proxy, snap)
+}
+
+/// Records whether the server asked for a client certificate (rustls asks the resolver only
+/// on a CertificateRequest), and presents `chain` if any.
+#[derive(Debug)]
+struct Presenter {
+    certified: Option<Arc<rustls::sign::CertifiedKey>>,
+    asked: std::sync::atomic::AtomicBool,
+}
+
+impl rustls::client::ResolvesClientCert for Presenter {
+    fn resolve(
+        &self,
+        _: &[&[u8]],
+        _: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.asked.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.certified.clone()
+    }
+
+    fn has_certs(&self) -> bool {
+        self.certified.is_some()
+    }
+}
+
+/// Accepts any server certificate (the proxy's default one is self-signed).
+#[derive(Debug)]
+struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyServer {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// What one HTTPS request got, and whether the handshake asked for a certificate.
+struct Answer {
+    got: Got,
+    asked: bool,
+}
+
+impl Answer {
+    /// A header the pod received ("" if none).
+    fn at_pod(&self, name: &str) -> String {
+        self.got.json()["headers"][name]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+/// A TLS connection with SNI `sni` offering `alpn`, presenting `chain` (leaf first, key of
+/// the leaf) if asked; the resolver says whether it was asked.
+async fn connect(
+    proxy: &TestProxy,
+    sni: &str,
+    chain: Option<(&[&Issued], &Issued)>,
+    alpn: &[&[u8]],
+) -> (
+    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    Arc<Presenter>,
+) {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certified = chain.map(|(certs, leaf)| {
+        let der: Vec<CertificateDer<'static>> = certs.iter().map(|c| c.der()).collect();
+        let key = PrivateKeyDer::Pkcs8(leaf.key.serialize_der().into());
+        let signer = provider.key_provider.load_private_key(key).unwrap();
+        Arc::new(rustls::sign::CertifiedKey::new(der, signer))
+    });
+    let presenter = Arc::new(Presenter {
+        certified,
+        asked: false.into(),
+    });
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyServer(Arc::clone(&provider))))
+        .with_client_cert_resolver(Arc::clone(&presenter) as Arc<_>);
+    cfg.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
+    let tcp = tokio::net::TcpStream::connect(proxy.https()).await.unwrap();
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::try_from(sni.to_string()).unwrap(), tcp)
+        .await
+        .expect("TLS handshake");
+    (stream, presenter)
+}
+
+/// One HTTPS request (HTTP/1.1) with SNI `sni` and Host `host`, presenting `chain` if any,
+/// with extra request headers.
+async fn https(
+    proxy: &TestProxy,
+    sni: &str,
+    host: &str,
+    chain: Option<(&[&Issued], &Issued)>,
+    headers: &[(&str, &str)],
+) -> Answer {
+    let (stream, presenter) = connect(proxy, sni, chain, &[]).await;
+    let mut r = req(proxy.https(), host, "/");
+    for (k, v) in headers {
+        r.headers_mut().insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    let got = request_over(stream, false, r).await;
+    Answer {
+        got,
+        asked: presenter.asked.load(std::sync::atomic::Ordering::SeqCst),
+    }
+}
+
+/// nginx's `$ssl_client_escaped_cert`, computed here from rcgen's PEM: `ngx_escape_uri` with
+/// `NGX_ESCAPE_URI_COMPONENT` leaves letters, digits and `-._~`, and escapes every other byte.
+fn nginx_escaped(pem: &str) -> String {
+    pem.replace("\r\n", "\n")
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn ca_secret(name: &str, ca: &[&Issued]) -> String {
+    let pem: String = ca.iter().map(|c| c.cert.pem()).collect();
+    secret(name, &[("ca.crt", &pem)])
+}
+
+/// `on` (the default): a certificate the CA signed is served with `ssl-client-verify: SUCCESS`
+/// and the RFC 2253 subject and issuer at the pod, with what the client claimed in those
+/// headers replaced; no certificate, or one of another CA, is 400 and the pod sees nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_serves_a_verified_certificate_and_400s_the_rest() {
+    let ca = root("Test CA");
+    let other = root("Other CA");
+    let alice = client(&ca, "alice", 10);
+    let mallory = client(&other, "alice", 11);
+    let pod = backend("a");
+    let (proxy, snap) = serve(
+        pod.addr,
+        &[
+            ca_secret("ca", &[&ca]),
+            ingress(
+                "app",
+                "mtls.example.com",
+                &[("auth-tls-secret", "default/ca")],
+            ),
+        ],
+    )
+    .await;
+    assert!(snap.diagnostics.is_empty(), "{:?}", snap.diagnostics);
+
+    let spoof = [
+        ("ssl-client-verify", "SUCCESS"),
+        ("ssl-client-subject-dn", "CN=admin"),
+        ("ssl-client-issuer-dn", "CN=Test CA"),
+        ("ssl-client-cert", "forged"),
+    ];
+    let a = https(
+        &proxy,
+        "mtls.example.com",
+        "mtls.example.com",
+        Some((&[&alice], &alice)),
+        &spoof,
+    )
+    .await;
+    assert!(a.asked, "the handshake asks for a certificate");
+    assert_eq!(a.got.status, StatusCode::OK);
+    assert_eq!(a.at_pod("ssl-client-verify"), "SUCCESS");
+    assert_eq!(a.at_pod("ssl-client-subject-dn"), "CN=alice,O=Acme");
+    assert_eq!(a.at_pod("ssl-client-issuer-dn"), "CN=Test CA,O=Acme");
+    // Not asked for: the client's copy is gone too.
+    assert_eq!(a.at_pod("ssl-client-cert"), "");
+
+    // HTTP/2 (ALPN h2) on the host's own TLS configuration, the same verdict.
+    let (stream, _) = connect(
+        &proxy,
+        "mtls.example.com",
+        Some((&[&alice], &alice)),
+        &[b"h2"],
+    )
+    .await;
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let g = request_over(stream, true, req(proxy.https(), "mtls.example.com", "/")).await;
+    assert_eq!(g.status, StatusCode::OK);
+    assert_eq!(g.json()["headers"]["ssl-client-verify"], "SUCCESS");
+
+    let before = pod.requests();
+    let none = https(&proxy, "mtls.example.com", "mtls.example.com", None, &spoof).await;
+    assert_eq!(none.got.status, StatusCode::BAD_REQUEST);
+    let wrong = https(
+        &proxy,
+        "mtls.example.com",
+        "mtls.example.com",
+        Some((&[&mallory], &mallory)),
+        &spoof,
+    )
+    .await;
+    assert_eq!(wrong.got.status, StatusCode::BAD_REQUEST);
+    assert_eq!(pod.requests(), before, "the pod sees no refused request");
+}
+
+/// `optional`: no certificate is served with `ssl-client-verify: NONE` (and no DN); one that
+/// fails verification is 400. `optional_no_ca`: a certificate of an unknown CA is served with
+/// the failure in `ssl-client-verify` (OpenSSL's "unable to get local issuer certificate") and,
+/// with `auth-tls-pass-certificate-to-upstream`, the certificate as nginx's
+/// `$ssl_client_escaped_cert`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optional_and_optional_no_ca_pass_the_verdict_upstream() {
+    let ca = root("Test CA");
+    let other = root("Other CA");
+    let stranger = client(&other, "stranger", 20);
+    let alice = client(&ca, "alice", 21);
+    let pod = backend("a");
+    let (proxy, snap) = serve(
+        pod.addr,
+        &[
+            ca_secret("ca", &[&ca]),
+            ingress(
+                "opt",
+                "opt.example.com",
+                &[
+                    ("auth-tls-secret", "default/ca"),
+                    ("auth-tls-verify-client", "optional"),
+                ],
+            ),
+            ingress(
+                "noca",
+                "noca.example.com",
+                &[
+                    ("auth-tls-secret", "default/ca"),
+                    ("auth-tls-verify-client", "optional_no_ca"),
+                    ("auth-tls-pass-certificate-to-upstream", "true"),
+                ],
+            ),
+        ],
+    )
+    .await;
+    assert!(snap.diagnostics.is_empty(), "{:?}", snap.diagnostics);
+
+    let a = https(&proxy, "opt.example.com", "opt.example.com", None, &[]).await;
+    assert!(a.asked);
+    assert_eq!(a.got.status, StatusCode::OK);
+    assert_eq!(a.at_pod("ssl-client-verify"), "NONE");
+    assert_eq!(a.at_pod("ssl-client-subject-dn"), "");
+    let a = https(
+        &proxy,
+        "opt.example.com",
+        "opt.example.com",
+        Some((&[&stranger], &stranger)),
+        &[],
+    )
+    .await;
+    assert_eq!(a.got.status, StatusCode::BAD_REQUEST);
+
+    let a = https(
+        &proxy,
+        "noca.example.com",
+        "noca.example.com",
+        Some((&[&stranger], &stranger)),
+        &[],
+    )
+    .await;
+    assert_eq!(a.got.status, StatusCode::OK);
+    assert_eq!(
+        a.at_pod("ssl-client-verify"),
+        "FAILED:unable to get local issuer certificate"
+    );
+    assert_eq!(a.at_pod("ssl-client-subject-dn"), "CN=stranger,O=Acme");
+    assert_eq!(
+        a.at_pod("ssl-client-cert"),
+        nginx_escaped(&stranger.cert.pem())
+    );
+    assert!(
+        a.at_pod("ssl-client-cert")
+            .starts_with("-----BEGIN%20CERTIFICATE-----%0A")
+    );
+
+    let a = https(
+        &proxy,
+        "noca.example.com",
+        "noca.example.com",
+        Some((&[&alice], &alice)),
+        &[],
+    )
+    .await;
+    assert_eq!(a.got.status, StatusCode::OK);
+    assert_eq!(a.at_pod("ssl-client-verify"), "SUCCESS");
+    assert_eq!(
+        a.at_pod("ssl-client-cert"),
+        nginx_escaped(&alice.cert.pem())
+    );
+}
+
+/// `auth-tls-verify-depth` as OpenSSL 1.1+ counts `ssl_verify_depth` (nginx's
+/// ssl_verify_depth.t): the CA certificates between the client's and the root. With the default
+/// 1, a chain through one intermediate passes and one through two is 400; depth 2 takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_depth_limits_the_intermediates() {
+    let ca = root("Root CA");
+    let int1 = intermediate(&ca, "Int 1");
+    let int2 = intermediate(&int1, "Int 2");
+    let near = client(&int1, "near", 30);
+    let far = client(&int2, "far", 31);
+    let pod = backend("a");
+    let (proxy, snap) = serve(
+        pod.addr,
+        &[
+            ca_secret("ca", &[&ca]),
+            ingress("d1", "d1.example.com", &[("auth-tls-secret", "default/ca")]),
+            ingress(
+                "d2",
+                "d2.example.com",
+                &[
+                    ("auth-tls-secret", "default/ca"),
+                    ("auth-tls-verify-depth", "2"),
+                ],
+            ),
+        ],
+    )
+    .await;
+    assert!(snap.diagnostics.is_empty(), "{:?}", snap.diagnostics);
+    let near_chain = [&near, &int1];
+    let far_chain = [&far, &int2, &int1];
+    for (host, chain, leaf, want) in [
+        ("d1.example.com", &near_chain[..], &near, StatusCode::OK),
+        (
+            "d1.example.com",
+            &far_chain[..],
+            &far,
+            StatusCode::BAD_REQUEST,
+        ),
+        ("d2.example.com", &far_chain[..], &far, StatusCode::OK),
+    ] {
+        let a = https(&proxy, host, host, Some((chain, leaf)), &[]).await;
+        assert_eq!(
+            a.got.status,
+            want,
+            "{host} with {} certificates",
+            chain.len()
+        );
+        if want == StatusCode::OK {
+            assert_eq!(a.at_pod("ssl-client-verify"), "SUCCESS");
+        }
+    }
+}
+
+/// `auth-tls-error-page`: a failed or missing certificate is a 302 to the page (nginx
+/// `error_page 495 496 = <URL>`) instead of the 400; a page that is a path is served in its
+/// place by the host's routes (nginx's internal redirect, as GET), with the verdict in
+/// `ssl-client-verify`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_page_redirects_instead_of_the_400() {
+    let ca = root("Test CA");
+    let other = root("Other CA");
+    let stranger = client(&other, "stranger", 40);
+    let pod = backend("a");
+    let page = "http://www.mysite.com/error-cert.html";
+    let (proxy, _) = serve(
+        pod.addr,
+        &[
+            ca_secret("ca", &[&ca]),
+            ingress(
+                "app",
+                "mtls.example.com",
+                &[
+                    ("auth-tls-secret", "default/ca"),
+                    ("auth-tls-error-page", page),
+                ],
+            ),
+            ingress(
+                "local",
+                "local.example.com",
+                &[
+                    ("auth-tls-secret", "default/ca"),
+                    ("auth-tls-error-page", "/cert-error.html"),
+                ],
+            ),
+        ],
+    )
+    .await;
+    let host = "mtls.example.com";
+    for chain in [None, Some((&[&stranger][..], &stranger))] {
+        let a = https(&proxy, host, host, chain, &[]).await;
+        assert_eq!(a.got.status, StatusCode::FOUND);
+        assert_eq!(a.got.header("location"), page);
+    }
+    let host = "local.example.com";
+    let a = https(&proxy, host, host, Some((&[&stranger], &stranger)), &[]).await;
+    assert_eq!(a.got.status, StatusCode::OK);
+    assert_eq!(a.got.json()["path"], "/cert-error.html");
+    assert_eq!(a.got.json()["method"], "GET");
+    assert_eq!(
+        a.at_pod("ssl-client-verify"),
+        "FAILED:unable to get local issuer certificate"
+    );
+}
+
+/// A host without the annotation on the same listener never asks for a certificate, and its
+/// pod gets the client's headers untouched (ingress-nginx sets them only under
+/// `auth-tls-secret`); a request on that connection naming the verifying host is 421 (nginx:
+/// the Host names another server than the SNI, and that one verifies).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_hosts_are_not_asked_and_cannot_borrow_the_connection() {
+    let ca = root("Test CA");
+    let alice = client(&ca, "alice", 50);
+    let pod = backend("a");
+    let (proxy, _) = serve(
+        pod.addr,
+        &[
+            ca_secret("ca", &[&ca]),
+            ingress(
+                "app",
+                "mtls.example.com",
+                &[("auth-tls-secret", "default/ca")],
+            ),
+            ingress("plain", "plain.example.com", &[]),
+        ],
+    )
+    .await;
+    let a = https(
+        &proxy,
+        "plain.example.com",
+        "plain.example.com",
+        Some((&[&alice], &alice)),
+        &[],
+    )
+    .await;
+    assert!(
+        !a.asked,
+        "a host without auth-tls-secret asks for no certificate"
+    );
+    assert_eq!(a.got.status, StatusCode::OK);
+    let a = https(
+        &proxy,
+        "plain.example.com",
+        "mtls.example.com",
+        Some((&[&alice], &alice)),
+        &[],
+    )
+    .await;
+    assert_eq!(a.got.status, StatusCode::MISDIRECTED_REQUEST);
+}
+
+/// An `auth-tls-secret` that cannot be used (missing Secret, no `ca.crt`, not PEM) is a Warning
+/// and its host answers 403 to everything, over HTTPS and HTTP (ingress-nginx's `AuthTLSError`:
+/// `return 403` in the server block); another host of the listener is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_ca_secret_denies_only_its_host() {
+    let ca = root("Test CA");
+    let alice = client(&ca, "alice", 60);
+    let pod = backend("a");
+    let (proxy, snap) = serve(
+        pod.addr,
+        &[
+            secret("noca", &[("tls.crt", "x")]),
+            secret("junk", &[("ca.crt", "not a certificate")]),
+            ingress(
+                "a",
+                "missing.example.com",
+                &[("auth-tls-secret", "default/nope")],
+            ),
+            ingress(
+                "b",
+                "noca.example.com",
+                &[("auth-tls-secret", "default/noca")],
+            ),
+            ingress(
+                "c",
+                "junk.example.com",
+                &[("auth-tls-secret", "default/junk")],
+            ),
+            ingress("d", "fine.example.com", &[]),
+        ],
+    )
+    .await;
+    let warnings: Vec<_> = snap
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Warning)
+        .map(|d| d.object.name.clone())
+        .collect();
+    assert_eq!(warnings, ["a", "b", "c"], "{:?}", snap.diagnostics);
+    assert!(snap.diagnostics.iter().all(|d| d.message.contains("403")));
+    let before = pod.requests();
+    for host in [
+        "missing.example.com",
+        "noca.example.com",
+        "junk.example.com",
+    ] {
+        let a = https(&proxy, host, host, Some((&[&alice], &alice)), &[]).await;
+        assert_eq!(a.got.status, StatusCode::FORBIDDEN, "{host}");
+        let g = get(&http1_client(), proxy.http(), host, "/").await;
+        assert_eq!(g.status, StatusCode::FORBIDDEN, "{host} over HTTP");
+    }
+    assert_eq!(pod.requests(), before);
+    let a = https(&proxy, "fine.example.com", "fine.example.com", None, &[]).await;
+    assert_eq!(a.got.status, StatusCode::OK);
+}
+
+/// `auth-tls-match-cn`: a verified certificate whose subject does not match is 403 ("client
+/// certificate unauthorized"); `ca.crl`: a revoked certificate is 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn match_cn_and_revocation() {
+    let ca = root("Test CA");
+    let alice = client(&ca, "alice", 70);
+    let bob = client(&ca, "bob", 71);
+    let revoked = client(&ca, "alice", 72);
+    let pod = backend("a");
+    let crl = crl(&ca, &[72]);
+    let (proxy, snap) = serve(
+        pod.addr,
+        &[
+            secret("ca", &[("ca.crt", &ca.cert.pem()), ("ca.crl", &crl)]),
+            ingress(
+                "app",
+                "mtls.example.com",
+                &[
+                    ("auth-tls-secret", "default/ca"),
+                    ("auth-tls-match-cn", "CN=(alice|carol)"),
+                ],
+            ),
+        ],
+    )
+    .await;
+    assert!(snap.diagnostics.is_empty(), "{:?}", snap.diagnostics);
+    let host = "mtls.example.com";
+    let a = https(&proxy, host, host, Some((&[&alice], &alice)), &[]).await;
+    assert_eq!(a.got.status, StatusCode::OK);
+    let a = https(&proxy, host, host, Some((&[&bob], &bob)), &[]).await;
+    assert_eq!(a.got.status, StatusCode::FORBIDDEN);
+    let a = https(&proxy, host, host, Some((&[&revoked], &revoked)), &[]).await;
+    assert_eq!(a.got.status, StatusCode::BAD_REQUEST);
+}
+
+/// A new CA in the Secret applies to requests on connections already open: the certificate
+/// they presented is judged again under the new `ca.crt` (ingress-nginx reloads and its old
+/// workers finish their requests; nothing here keeps a verdict past a CA change).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_ca_applies_to_open_connections() {
+    let old_ca = root("Old CA");
+    let new_ca = root("New CA");
+    let alice = client(&old_ca, "alice", 80);
+    let pod = backend("a");
+    let host = "mtls.example.com";
+    let docs = |ca: &Issued| {
+        vec![
+            ca_secret("ca", &[ca]),
+            ingress("app", host, &[("auth-tls-secret", "default/ca")]),
+        ]
+    };
+    let (proxy, _) = serve(pod.addr, &docs(&old_ca)).await;
+    let (stream, _) = connect(&proxy, host, Some((&[&alice], &alice)), &[]).await;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let ask = || {
+        http::Request::builder()
+            .uri("/")
+            .header("host", host)
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap()
+    };
+    let r = sender.send_request(ask()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    drop(r);
+
+    let yaml = format!(
+        "{}{}",
+        service_yaml("web", pod.addr),
+        docs(&new_ca).concat()
+    );
+    proxy.handle.apply(translate_manifests(2, &yaml, |_| {}));
+    let r = sender.send_request(ask()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+/// With `--enable-ssl-passthrough` the ClientHello is read first and replayed: a
+/// client-certificate host is still asked, verified and served, beside a passthrough host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_beside_ssl_passthrough() {
+    let ca = root("Test CA");
+    let alice = client(&ca, "alice", 90);
+    let pod = backend("a");
+    let host = "mtls.example.com";
+    // The passthrough host's pods speak TLS: their own Service.
+    let vault_pod = backend("vault");
+    let vault = ingress("vault", "vault.example.com", &[("ssl-passthrough", "true")])
+        .replace("name: web,", "name: vault,");
+    let yaml = format!(
+        "{}{}{}{}{}",
+        service_yaml("web", pod.addr),
+        service_yaml("vault", vault_pod.addr),
+        ca_secret("ca", &[&ca]),
+        ingress("app", host, &[("auth-tls-secret", "default/ca")]),
+        vault,
+    );
+    let snap = translate_manifests(1, &yaml, |c| c.enable_ssl_passthrough = true);
+    assert!(!snap.l7.passthrough.is_empty());
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    proxy.handle.apply(snap);
+    let a = https(&proxy, host, host, Some((&[&alice], &alice)), &[]).await;
+    assert!(a.asked);
+    assert_eq!(a.got.status, StatusCode::OK);
+    assert_eq!(a.at_pod("ssl-client-verify"), "SUCCESS");
+    let a = https(&proxy, host, host, None, &[]).await;
+    assert_eq!(a.got.status, StatusCode::BAD_REQUEST);
+}
