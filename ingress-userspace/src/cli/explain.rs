@@ -157,6 +157,10 @@ pub struct Explanation {
     /// The route's authentication step, if any (never the users' hashes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthInfo>,
+    /// The route's external authentication (`auth-url` or `global-auth-url`): where each
+    /// request is checked first, what is copied, cached and where a 401 is sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forward_auth: Option<crate::model::ForwardAuth>,
     /// The route's per-client limits (`limit-rps`, `limit-rpm`, `limit-connections`), counted
     /// per node in a zone shared by the Ingress's paths; burst = limit x `burst_multiplier`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -328,6 +332,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
         upstream_http: None,
         response_headers: Vec::new(),
         auth: None,
+        forward_auth: None,
         rate_limit: None,
         diagnostics: Vec::new(),
         snapshot_version: snapshot.version,
@@ -566,6 +571,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                 }
             }
             // The proxy's auth step comes after the redirects, before the route's action.
+            e.forward_auth = route.policy.forward_auth.as_deref().cloned();
             if let Some(auth) = &route.policy.auth {
                 e.auth = Some(AuthInfo::of(auth));
                 if e.outcome != Outcome::Redirect
