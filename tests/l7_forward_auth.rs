@@ -78,7 +78,10 @@ impl AuthService {
     }
 
     fn last(&self) -> Seen {
-        self.seen().last().cloned().expect("the auth service was asked")
+        self.seen()
+            .last()
+            .cloned()
+            .expect("the auth service was asked")
     }
 }
 
@@ -93,7 +96,11 @@ async fn answer(
         .map(|v| v.to_str().unwrap_or_default().to_string())
         .unwrap_or_default();
     let (parts, body) = req.into_parts();
-    let body_len = body.collect().await.map(|b| b.to_bytes().len()).unwrap_or(0);
+    let body_len = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes().len())
+        .unwrap_or(0);
     log.lock().unwrap().push(Seen {
         method: parts.method.to_string(),
         path: parts
@@ -109,7 +116,10 @@ async fn answer(
         tokio::time::sleep(Duration::from_secs(3)).await;
         return Ok(r.status(200).body(Full::default()).unwrap());
     }
-    if let Some(s) = path.strip_prefix("/status/").and_then(|s| s.parse::<u16>().ok()) {
+    if let Some(s) = path
+        .strip_prefix("/status/")
+        .and_then(|s| s.parse::<u16>().ok())
+    {
         return Ok(r.status(s).body(Full::default()).unwrap());
     }
     r = match auth.as_str() {
@@ -130,12 +140,7 @@ async fn answer(
 
 /// A Service `web` on `pod`, and an Ingress `name` for `host` `/` (and `paths`) with
 /// `annotations` (without prefix), then `rest`.
-fn ingress(
-    name: &str,
-    host: &str,
-    paths: &[&str],
-    annotations: &[(&str, &str)],
-) -> String {
+fn ingress(name: &str, host: &str, paths: &[&str], annotations: &[(&str, &str)]) -> String {
     let ann = nginx_annotations_yaml(annotations);
     let paths: String = std::iter::once("/")
         .chain(paths.iter().copied())
@@ -193,7 +198,10 @@ async fn allow_deny_and_what_each_side_sees() {
     assert_eq!(g.header("www-authenticate"), "Bearer realm=\"test\"");
     assert_eq!(g.header("set-cookie"), "");
     let forbidden = bearer(req(proxy.http(), "a.test", "/"), "forbidden");
-    assert_eq!(send(&c, forbidden).await.unwrap().status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        send(&c, forbidden).await.unwrap().status,
+        StatusCode::FORBIDDEN
+    );
     assert_eq!(pod.requests(), 0, "the pod saw a refused request");
 
     // Allowed: a POST with its body, and headers the client tried to set itself.
@@ -252,9 +260,12 @@ async fn allow_deny_and_what_each_side_sees() {
     );
 
     // ingress-nginx e2e "user does not retain cookie if upstream returns error status code".
-    let g = send(&c, bearer(req(proxy.http(), "a.test", "/status/503"), "good"))
-        .await
-        .unwrap();
+    let g = send(
+        &c,
+        bearer(req(proxy.http(), "a.test", "/status/503"), "good"),
+    )
+    .await
+    .unwrap();
     assert_eq!(g.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(g.header("set-cookie"), "");
 }
@@ -272,13 +283,19 @@ async fn always_set_cookie() {
             "app",
             "a.test",
             &[],
-            &[("auth-url", url.as_str()), ("auth-always-set-cookie", "true")],
+            &[
+                ("auth-url", url.as_str()),
+                ("auth-always-set-cookie", "true"),
+            ],
         );
     proxy.handle.apply(translate_manifests(1, &yaml, |_| {}));
     let c = http1_client();
-    let g = send(&c, bearer(req(proxy.http(), "a.test", "/status/503"), "good"))
-        .await
-        .unwrap();
+    let g = send(
+        &c,
+        bearer(req(proxy.http(), "a.test", "/status/503"), "good"),
+    )
+    .await
+    .unwrap();
     assert_eq!(g.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(g.header("set-cookie"), "session=refreshed; Path=/");
     let g = get(&c, proxy.http(), "a.test", "/").await;
@@ -301,7 +318,10 @@ async fn signin_redirect_with_rd() {
             "app",
             "a.test",
             &[],
-            &[("auth-url", url.as_str()), ("auth-signin", "http://$host/auth/start")],
+            &[
+                ("auth-url", url.as_str()),
+                ("auth-signin", "http://$host/auth/start"),
+            ],
         )
         + &ingress(
             "other",
@@ -353,7 +373,10 @@ async fn auth_failures_are_500() {
         ("s404.test", format!("{base}/status/404")),
         ("s302.test", format!("{base}/status/302")),
         ("s503.test", format!("{base}/status/503")),
-        ("nodns.test", "http://no-such-host.invalid/check".to_string()),
+        (
+            "nodns.test",
+            "http://no-such-host.invalid/check".to_string(),
+        ),
         ("slow.test", format!("{base}/slow")),
     ];
     for (i, (host, url)) in cases.iter().enumerate() {
@@ -372,7 +395,11 @@ async fn auth_failures_are_500() {
             .await
             .unwrap();
         assert_eq!(g.status, StatusCode::INTERNAL_SERVER_ERROR, "{host}");
-        assert!(started.elapsed() < Duration::from_millis(2900), "{host}: {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_millis(2900),
+            "{host}: {:?}",
+            started.elapsed()
+        );
     }
     assert_eq!(pod.requests(), 0);
 }
@@ -420,17 +447,26 @@ async fn cache_hit() {
             "app",
             "a.test",
             &["/bar"],
-            &[("auth-url", url.as_str()), ("auth-cache-key", "$http_authorization")],
+            &[
+                ("auth-url", url.as_str()),
+                ("auth-cache-key", "$http_authorization"),
+            ],
         );
     proxy.handle.apply(translate_manifests(2, &yaml, |_| {}));
     for _ in 0..3 {
-        let g = send(&c, bearer(req(proxy.http(), "a.test", "/"), "t1")).await.unwrap();
+        let g = send(&c, bearer(req(proxy.http(), "a.test", "/"), "t1"))
+            .await
+            .unwrap();
         assert_eq!(g.status, 200);
     }
     assert_eq!(auth.seen().len(), 1, "answered from the cache");
-    send(&c, bearer(req(proxy.http(), "a.test", "/"), "t2")).await.unwrap();
+    send(&c, bearer(req(proxy.http(), "a.test", "/"), "t2"))
+        .await
+        .unwrap();
     assert_eq!(auth.seen().len(), 2, "another key is asked");
-    send(&c, bearer(req(proxy.http(), "a.test", "/bar"), "t1")).await.unwrap();
+    send(&c, bearer(req(proxy.http(), "a.test", "/bar"), "t1"))
+        .await
+        .unwrap();
     assert_eq!(auth.seen().len(), 3, "another location is asked");
 }
 
@@ -467,7 +503,10 @@ async fn oauth2_proxy_annotation_set() {
         g.header("location"),
         "https://localhost/oauth2/start?rd=%2Fdash%3Fx%3D1"
     );
-    assert_eq!(header(&auth.last().headers, "host").as_deref(), Some("localhost"));
+    assert_eq!(
+        header(&auth.last().headers, "host").as_deref(),
+        Some("localhost")
+    );
     let g = send(&c, bearer(req(proxy.http(), "localhost", "/dash"), "good"))
         .await
         .unwrap();
@@ -566,7 +605,13 @@ async fn global_auth_opt_out_and_no_auth_locations() {
     assert_eq!(g.status, 200);
     assert_eq!(g.json()["headers"]["remote-user"], "alice");
     let asked = auth.seen().len();
-    let g = get(&c, proxy.http(), "a.test", "/.well-known/acme-challenge/token").await;
+    let g = get(
+        &c,
+        proxy.http(),
+        "a.test",
+        "/.well-known/acme-challenge/token",
+    )
+    .await;
     assert_eq!(g.status, 200);
     assert_eq!(get(&c, proxy.http(), "b.test", "/").await.status, 200);
     assert_eq!(auth.seen().len(), asked, "no auth request for those");
@@ -583,7 +628,10 @@ async fn variables_in_the_url_and_unknown_ones() {
         "http://127.0.0.1:{}/check?uri=$escaped_request_uri&m=$request_method&t=$arg_token",
         auth.addr.port()
     );
-    let bad = format!("http://127.0.0.1:{}/check?u=$upstream_addr", auth.addr.port());
+    let bad = format!(
+        "http://127.0.0.1:{}/check?u=$upstream_addr",
+        auth.addr.port()
+    );
     let yaml = service_yaml("web", pod.addr)
         + &ingress("a", "a.test", &[], &[("auth-url", url.as_str())])
         + &ingress("b", "b.test", &[], &[("auth-url", bad.as_str())]);
@@ -592,9 +640,12 @@ async fn variables_in_the_url_and_unknown_ones() {
     assert!(snap.diagnostics[0].message.contains("$upstream_addr"));
     proxy.handle.apply(snap);
     let c = http1_client();
-    let g = send(&c, bearer(req(proxy.http(), "a.test", "/x?token=t1"), "good"))
-        .await
-        .unwrap();
+    let g = send(
+        &c,
+        bearer(req(proxy.http(), "a.test", "/x?token=t1"), "good"),
+    )
+    .await
+    .unwrap();
     assert_eq!(g.status, 200);
     assert_eq!(auth.last().path, "/check?uri=%2Fx%3Ftoken%3Dt1&m=GET&t=t1");
     let g = send(&c, bearer(req(proxy.http(), "b.test", "/"), "good"))

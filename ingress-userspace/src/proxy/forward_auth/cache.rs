@@ -23,8 +23,11 @@ use crate::model::CacheValid;
 /// Answers kept at most.
 pub const CAPACITY: usize = 16_384;
 
+/// A cached answer and until when it holds.
+type Entry = (Arc<Answer>, Instant);
+
 pub struct AnswerCache {
-    map: Mutex<HashMap<[u8; 20], (Arc<Answer>, Instant)>>,
+    map: Mutex<HashMap<[u8; 20], Entry>>,
     capacity: usize,
     /// Keys the hashes, so entries say nothing outside this process.
     secret: [u8; 16],
