@@ -347,6 +347,15 @@ async fn signin_redirect_with_rd() {
         g.header("location"),
         "https://login.example.com/start?client=x&orig=http://b.test%2Fx"
     );
+    // The same over HTTP/2 (h2c).
+    let g = send(&h2c_client(), req(proxy.http(), "a.test", "/?a=b&c=d"))
+        .await
+        .unwrap();
+    assert_eq!(g.status, StatusCode::FOUND);
+    assert_eq!(
+        g.header("location"),
+        "http://a.test/auth/start?rd=http://a.test%2F%3Fa%3Db%26c%3Dd"
+    );
     // Signed in: through.
     let g = send(&c, bearer(req(proxy.http(), "a.test", "/"), "good"))
         .await
@@ -364,6 +373,15 @@ async fn auth_failures_are_500() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
+    // An HTTPS auth service whose certificate no public root signs: verified, so refused.
+    let (crt, key) = xdp_ingress::proxy::tls::self_signed_pem(&["localhost"]).unwrap();
+    let tls = testbed::http_backend::HttpBackend::start_tls(
+        "127.0.0.1:0".parse().unwrap(),
+        "tls-auth",
+        &crt,
+        &key,
+    )
+    .unwrap();
     let proxy = TestProxy::start(TestProxy::quiet_args()).await;
     let base = format!("http://127.0.0.1:{}", auth.addr.port());
     let down = format!("http://127.0.0.1:{}/check", closed.port());
@@ -378,6 +396,10 @@ async fn auth_failures_are_500() {
             "http://no-such-host.invalid/check".to_string(),
         ),
         ("slow.test", format!("{base}/slow")),
+        (
+            "untrusted.test",
+            format!("https://localhost:{}/status/200", tls.addr.port()),
+        ),
     ];
     for (i, (host, url)) in cases.iter().enumerate() {
         yaml += &ingress(
@@ -402,6 +424,11 @@ async fn auth_failures_are_500() {
         );
     }
     assert_eq!(pod.requests(), 0);
+    assert_eq!(
+        tls.requests(),
+        0,
+        "no request over an unverified connection"
+    );
 }
 
 /// `auth-cache-key` + `auth-cache-duration`: a second request with the same key is answered

@@ -1184,6 +1184,39 @@ mod tests {
         assert!(e.reason.contains("AuthSecretNotFound"), "{}", e.reason);
     }
 
+    /// `explain` shows a route's external auth: the URL, the sign-in URL as ingress-nginx
+    /// builds it, the copied headers and the Service the URL resolves to.
+    #[test]
+    fn shows_forward_auth() {
+        let dir = std::env::temp_dir().join(format!("xi-explain-fwd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\n\
+             spec:\n  ports: [{port: 80}]\n---\napiVersion: v1\nkind: Service\n\
+             metadata: {name: authelia, namespace: default}\nspec:\n  ports: [{port: 80}]\n---\n\
+             apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: app\n  \
+             namespace: default\n  annotations:\n    nginx.ingress.kubernetes.io/auth-url: \
+             http://authelia.default.svc.cluster.local/api/verify\n    \
+             nginx.ingress.kubernetes.io/auth-signin: https://auth.example.com/\n    \
+             nginx.ingress.kubernetes.io/auth-response-headers: Remote-User\nspec:\n  \
+             ingressClassName: xdp-ingress\n  rules:\n  - host: app.test\n    http:\n      \
+             paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: web, port: \
+             {number: 80}}}}\n";
+        std::fs::write(dir.join("all.yaml"), yaml).unwrap();
+        let s = load_snapshot(&dir, &TranslateConfig::default()).unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+        let e = explain(&s, &q("app.test", "/"));
+        let shown = serde_json::to_string(&e).unwrap();
+        for part in [
+            "\"forward_auth\"",
+            "\"url\":\"http://authelia.default.svc.cluster.local/api/verify\"",
+            "\"signin\":\"https://auth.example.com/?rd=$pass_access_scheme://$http_host$escaped_request_uri\"",
+            "\"response_headers\":[\"Remote-User\"]",
+            "\"name\":\"authelia\"",
+        ] {
+            assert!(shown.contains(part), "{part} not in {shown}");
+        }
+    }
+
     #[test]
     fn explains_the_default_manifests_like_run_serves_them() {
         let dir =
