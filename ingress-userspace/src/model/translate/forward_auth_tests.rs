@@ -445,3 +445,26 @@ fn auth_service_endpoints_follow_their_slices() {
     let next = t.translate_shared(&o, Some(&changed));
     assert_eq!(eps(&next), ["198.19.9.10:9091".parse().unwrap()]);
 }
+
+/// The `auth-proxy-set-headers` ConfigMap is a dependency: its creation re-translates (hot),
+/// another ConfigMap's does not.
+#[test]
+fn the_proxy_set_headers_configmap_is_a_dependency() {
+    use crate::store::Change;
+    let o = objects(
+        &[
+            ("auth-url", "http://auth.example.com/check"),
+            ("auth-proxy-set-headers", "auth-headers"),
+        ],
+        vec![],
+    );
+    let mut t = super::super::Translator::new(mk_config());
+    let first = t.translate(&o);
+    assert!(matches!(
+        route(&first, "/").policy.auth,
+        Some(RouteAuth::Unavailable { .. })
+    ));
+    let created = Change::Upsert(cm("default", "auth-headers", &[("X-A", "b")]));
+    assert!(t.affects(&o, &created));
+    assert!(!t.affects(&o, &Change::Upsert(cm("default", "unrelated", &[]))));
+}
