@@ -259,6 +259,16 @@ async fn allow_deny_and_what_each_side_sees() {
         j["headers"]["x-request-id"].as_str()
     );
 
+    // Refusals counted by route and reason.
+    let m = proxy.handle.metrics_addr().unwrap();
+    let text = String::from_utf8_lossy(&get(&c, m, "admin", "/metrics").await.body).to_string();
+    for reason in ["unauthorized", "forbidden"] {
+        let series = format!(
+            "xdp_ingress_auth_refused_requests_total{{ingress=\"default/app\",host=\"a.test\",path=\"/\",reason=\"{reason}\"}} 1"
+        );
+        assert!(text.contains(&series), "{series} not in\n{text}");
+    }
+
     // ingress-nginx e2e "user does not retain cookie if upstream returns error status code".
     let g = send(
         &c,

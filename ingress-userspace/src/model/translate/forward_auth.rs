@@ -42,11 +42,24 @@ const METHODS: [&str; 9] = [
     "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE",
 ];
 
-/// ingress-nginx's `headerRegexp` (`^[a-zA-Z\d\-_]+$`).
+/// ingress-nginx's `headerRegexp` (`^[a-zA-Z\d\-_]+$`), and not a field that frames the message
+/// or names the connection (RFC 9110 section 7.6.1, RFC 9112 section 6): set from an auth
+/// answer or a ConfigMap, those would break the request rather than describe it.
 pub fn valid_header(h: &str) -> bool {
+    const FRAMING: [&str; 8] = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+    ];
     !h.is_empty()
         && h.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && !FRAMING.iter().any(|f| f.eq_ignore_ascii_case(h))
 }
 
 /// The family's keys, without prefix: `auth-` for annotations, `global-auth-` for the
@@ -115,7 +128,7 @@ pub(super) fn parse_values(v: &Values<'_>, global: bool) -> Result<Option<Forwar
         }
         if !valid_header(h) {
             return Err(format!(
-                "{}: {h:?} is not a header name",
+                "{}: {h:?} is not a header name that may be set ([A-Za-z0-9_-], not hop-by-hop or framing)",
                 name("response-headers")
             ));
         }
@@ -347,7 +360,7 @@ fn proxy_set_headers(
     for (h, v) in cm.data.iter().flatten() {
         if !valid_header(h) {
             return Err(format!(
-                "auth-proxy-set-headers: ConfigMap {key} key {h:?} is not a header name"
+                "auth-proxy-set-headers: ConfigMap {key} key {h:?} is not a header name that may be set ([A-Za-z0-9_-], not hop-by-hop or framing)"
             ));
         }
         let value = NginxString::parse(v).map_err(|e| {

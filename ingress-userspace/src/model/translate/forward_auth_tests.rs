@@ -276,6 +276,10 @@ fn bad_values_deny_the_location() {
             "not a header name",
         ),
         (
+            vec![url, ("auth-response-headers", "Content-Length")],
+            "not a header name",
+        ),
+        (
             vec![url, ("auth-signin", "https://$hots/start")],
             "unknown nginx variable",
         ),

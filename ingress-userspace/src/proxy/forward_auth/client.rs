@@ -17,7 +17,7 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Incoming;
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
-    rt::TokioExecutor,
+    rt::{TokioExecutor, TokioTimer},
 };
 
 use super::Transport;
@@ -32,6 +32,9 @@ const HTTPS_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// What is read of an auth response's body (so its connection can be reused), and for how long.
 const DRAIN_BYTES: usize = 64 * 1024;
 const DRAIN_TIME: Duration = Duration::from_secs(5);
+/// Longest TCP connect of the HTTPS client: a connect the request gave up on (its
+/// `proxy-read-timeout` passed) may finish in the background to fill the pool, never longer.
+const HTTPS_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct AuthClient {
     https: Client<hyper_rustls::HttpsConnector<HttpConnector>, ProxyBody>,
@@ -52,6 +55,7 @@ impl AuthClient {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
+        http.set_connect_timeout(Some(HTTPS_CONNECT_TIMEOUT));
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_only()
@@ -59,6 +63,7 @@ impl AuthClient {
             .wrap_connector(http);
         AuthClient {
             https: Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
                 .pool_idle_timeout(HTTPS_IDLE_TIMEOUT)
                 .pool_max_idle_per_host(HTTPS_IDLE_PER_HOST)
                 .build(connector),
