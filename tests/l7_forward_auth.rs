@@ -36,7 +36,7 @@ struct Seen {
 /// - `/slow`: 3 s, then 200;
 /// - `/status/<n>`: that status;
 /// - `Bearer good`: 202 with `X-Auth-Request-User`, `Remote-User` and a refreshed cookie;
-/// - `Bearer forbidden`: 403;
+/// - `Bearer forbidden`: 403; any `Basic` credentials: 200;
 /// - anything else: 401 with `WWW-Authenticate: Bearer realm="test"` and a CSRF cookie.
 struct AuthService {
     addr: SocketAddr,
@@ -130,6 +130,7 @@ async fn answer(
             .header("remote-groups", "admins,dev")
             .header("set-cookie", "session=refreshed; Path=/"),
         "Bearer forbidden" => r.status(403),
+        a if a.starts_with("Basic ") => r.status(200),
         _ => r
             .status(401)
             .header("www-authenticate", "Bearer realm=\"test\"")
@@ -690,4 +691,54 @@ async fn variables_in_the_url_and_unknown_ones() {
         .unwrap();
     assert_eq!(g.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(pod.requests(), 1);
+}
+
+/// Basic auth and external auth on one Ingress (nginx `satisfy all`: `auth_basic`, then
+/// `auth_request`): wrong basic credentials are 401 before the auth service is asked; good ones
+/// go on to it with the client's `Authorization`, which the pod does not get.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_then_external_auth() {
+    use base64::Engine as _;
+    let pod = backend("a");
+    let auth = AuthService::start().await;
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let url = format!("http://127.0.0.1:{}/check", auth.addr.port());
+    let yaml = service_yaml("web", pod.addr)
+        + "---\napiVersion: v1\nkind: Secret\nmetadata: {name: users, namespace: default}\n\
+           type: Opaque\nstringData: {auth: \"alice:{PLAIN}s3cret\\n\"}\n"
+        + &ingress(
+            "app",
+            "a.test",
+            &[],
+            &[
+                ("auth-type", "basic"),
+                ("auth-secret", "users"),
+                ("auth-url", url.as_str()),
+            ],
+        );
+    let snap = translate_manifests(1, &yaml, |_| {});
+    assert!(snap.diagnostics.is_empty(), "{:?}", snap.diagnostics);
+    proxy.handle.apply(snap);
+    let c = http1_client();
+    let basic = |pass: &str| {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(format!("alice:{pass}"));
+        let mut r = req(proxy.http(), "a.test", "/");
+        r.headers_mut()
+            .insert("authorization", format!("Basic {b64}").parse().unwrap());
+        r
+    };
+    let g = send(&c, basic("wrong")).await.unwrap();
+    assert_eq!(g.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(g.header("www-authenticate"), "Basic realm=\"\"");
+    assert!(
+        auth.seen().is_empty(),
+        "asked despite wrong basic credentials"
+    );
+    let g = send(&c, basic("s3cret")).await.unwrap();
+    assert_eq!(g.status, StatusCode::OK);
+    assert!(g.json()["headers"]["authorization"].is_null());
+    assert!(
+        header(&auth.last().headers, "authorization").is_some_and(|a| a.starts_with("Basic ")),
+        "the auth service gets the client's Authorization"
+    );
 }

@@ -341,12 +341,9 @@ async fn route(
                     }
                     return resp;
                 }
-                // ingress-nginx: `proxy_set_header Authorization ""` under auth_basic.
-                if matches!(auth, crate::model::RouteAuth::Basic(_)) {
-                    req.headers_mut().remove(AUTHORIZATION);
-                }
             }
-            // External auth after basic auth (nginx runs `auth_basic` before `auth_request`).
+            // External auth after basic auth (nginx runs `auth_basic` before `auth_request`);
+            // the auth service gets the client's `Authorization` either way.
             if let Some(fa) = &route.policy.forward_auth
                 && let Err(resp) = external_auth(
                     shared,
@@ -360,6 +357,11 @@ async fn route(
                 .await
             {
                 return resp;
+            }
+            // ingress-nginx: `proxy_set_header Authorization ""` under auth_basic (the pod's
+            // request only).
+            if matches!(route.policy.auth, Some(crate::model::RouteAuth::Basic(_))) {
+                req.headers_mut().remove(AUTHORIZATION);
             }
             match &route.action {
                 CompiledAction::Respond { status, reason } => {
