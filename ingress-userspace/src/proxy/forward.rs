@@ -332,15 +332,15 @@ async fn route(
             // After the allowlist (nginx `satisfy all`: access module, then auth_basic), before
             // the route's action: no backend, default backend or canary sees an unauthenticated
             // request.
-            if let Some(auth) = &route.policy.auth {
-                if let Err(refused) = shared.auth.admit(auth, req.headers()).await {
-                    out.reason = Some(refused.reason.clone());
-                    let mut resp = local(refused.status, &refused.reason);
-                    if let Some(c) = refused.challenge {
-                        resp.headers_mut().insert(WWW_AUTHENTICATE, c);
-                    }
-                    return resp;
+            if let Some(auth) = &route.policy.auth
+                && let Err(refused) = shared.auth.admit(auth, req.headers()).await
+            {
+                out.reason = Some(refused.reason.clone());
+                let mut resp = local(refused.status, &refused.reason);
+                if let Some(c) = refused.challenge {
+                    resp.headers_mut().insert(WWW_AUTHENTICATE, c);
                 }
+                return resp;
             }
             // External auth after basic auth (nginx runs `auth_basic` before `auth_request`);
             // the auth service gets the client's `Authorization` either way.
