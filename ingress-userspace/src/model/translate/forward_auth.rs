@@ -6,9 +6,9 @@
 //! `auth-proxy-set-headers` values are parsed for nginx variables ([`NginxString`]). Anything that
 //! keeps the authentication from being set up as written (a bad value, an unknown variable, a
 //! missing `auth-proxy-set-headers` ConfigMap) denies the location: every request of its paths
-//! gets 503 ([`RouteAuth::Unavailable`]), never unauthenticated. Where ingress-nginx only drops a
-//! bad optional value (`auth-signin`, the `global-auth-*` keys), so do we not: the location is
-//! denied as well, with a Warning naming the value.
+//! gets 503 (`RouteAuth::Unavailable`), never unauthenticated. Where ingress-nginx only drops a
+//! bad optional value (`auth-signin`, the `global-auth-*` keys), the location is denied here as
+//! well, with a diagnostic naming the value.
 //!
 //! Global auth applies to a route whose Ingress has no `auth-url` of its own and does not say
 //! `enable-global-auth: "false"` (template `shouldApplyGlobalAuth`). `no-auth-locations`
@@ -19,7 +19,7 @@
 //! domain>`, with a port of that Service) is resolved here to that port's endpoints, so the
 //! proxy needs no cluster DNS; the Service becomes a dependency of the snapshot.
 
-use std::{collections::HashSet, net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use super::{annotations::Reader, endpoints::EndpointIndex};
 use crate::{
@@ -445,10 +445,6 @@ pub fn parse_no_auth_locations(v: &str) -> Vec<String> {
 pub fn is_no_auth_location(path: &str, list: &[String]) -> bool {
     list.iter().any(|l| path.starts_with(l.as_str()))
 }
-
-/// Services named by auth URLs, for the incremental path (their endpoint changes translate in
-/// full).
-pub type AuthServices = HashSet<Key>;
 
 #[cfg(test)]
 #[path = "forward_auth_tests.rs"]
