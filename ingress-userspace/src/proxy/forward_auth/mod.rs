@@ -22,10 +22,10 @@
 //! The auth service's `Set-Cookie` goes on the client's answer as ingress-nginx's
 //! `add_header Set-Cookie $auth_cookie` puts it there ([`Cookies`]).
 //!
-//! Where it goes: a Service the snapshot resolved ([`AuthService`](crate::model::AuthService)) over the upstream pool (as a
-//! pod; HTTPS without certificate verification, as ingress-nginx's backends), otherwise by the
-//! system's DNS: plain HTTP over the upstream pool, HTTPS with rustls verifying against the
-//! webpki roots and SNI. Connect and send timeouts are the route's (`proxy-connect-timeout`,
+//! Where it goes ([`client`]): a Service the snapshot resolved
+//! ([`AuthService`](crate::model::AuthService)) over the upstream pool (as a pod; HTTPS without
+//! certificate verification, as ingress-nginx's backends), otherwise by the system's DNS: plain
+//! HTTP over the upstream pool, HTTPS with rustls verifying against the webpki roots and SNI. Connect and send timeouts are the route's (`proxy-connect-timeout`,
 //! `proxy-send-timeout`), the whole answer must come within its `proxy-read-timeout`.
 //! Answers are cached per `auth-cache-key` ([`cache`]).
 
