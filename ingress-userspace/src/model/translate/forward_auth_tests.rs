@@ -472,3 +472,31 @@ fn the_proxy_set_headers_configmap_is_a_dependency() {
     assert!(t.affects(&o, &created));
     assert!(!t.affects(&o, &Change::Upsert(cm("default", "unrelated", &[]))));
 }
+
+/// Our own prefix works as ingress-nginx's (and wins when both are set).
+#[test]
+fn our_prefix() {
+    let mut o = objects(&[("auth-url", "http://nginx.example.com/")], vec![]);
+    let mut i = mk_ingress(
+        "default",
+        "a",
+        1,
+        vec![("a.test", vec![("/", "Prefix", "web", "80")])],
+    );
+    i = with_annotation(
+        i,
+        "nginx.ingress.kubernetes.io/auth-url",
+        "http://nginx.example.com/",
+    );
+    i = with_annotation(i, "xdp-ingress.dev/auth-url", "http://ours.example.com/");
+    i = with_annotation(i, "xdp-ingress.dev/auth-method", "HEAD");
+    o.upsert(ing(i));
+    let s = translate(&o, &mk_config());
+    let f = s.l7.hosts["a.test"].routes[0]
+        .policy
+        .forward_auth
+        .clone()
+        .unwrap();
+    assert_eq!(f.url.as_str(), "http://ours.example.com/");
+    assert_eq!(f.method.as_deref(), Some("HEAD"));
+}
