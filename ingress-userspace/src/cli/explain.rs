@@ -161,6 +161,10 @@ pub struct Explanation {
     /// what a TLS client must present before any route of the host is looked at.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_certificate: Option<ClientCertInfo>,
+    /// The route's external authentication (`auth-url` or `global-auth-url`): where each
+    /// request is checked first, what is copied, cached and where a 401 is sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forward_auth: Option<crate::model::ForwardAuth>,
     /// The route's per-client limits (`limit-rps`, `limit-rpm`, `limit-connections`), counted
     /// per node in a zone shared by the Ingress's paths; burst = limit x `burst_multiplier`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -387,6 +391,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
         response_headers: Vec::new(),
         auth: None,
         client_certificate: None,
+        forward_auth: None,
         rate_limit: None,
         diagnostics: Vec::new(),
         snapshot_version: snapshot.version,
@@ -638,6 +643,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                 }
             }
             // The proxy's auth step comes after the redirects, before the route's action.
+            e.forward_auth = route.policy.forward_auth.as_deref().cloned();
             if let Some(auth) = &route.policy.auth {
                 e.auth = Some(AuthInfo::of(auth));
                 if e.outcome != Outcome::Redirect
@@ -1303,6 +1309,39 @@ mod tests {
         assert_eq!(e.status, Some(503), "{e:?}");
         assert_eq!(e.outcome, Outcome::Respond);
         assert!(e.reason.contains("AuthSecretNotFound"), "{}", e.reason);
+    }
+
+    /// `explain` shows a route's external auth: the URL, the sign-in URL as ingress-nginx
+    /// builds it, the copied headers and the Service the URL resolves to.
+    #[test]
+    fn shows_forward_auth() {
+        let dir = std::env::temp_dir().join(format!("xi-explain-fwd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\n\
+             spec:\n  ports: [{port: 80}]\n---\napiVersion: v1\nkind: Service\n\
+             metadata: {name: authelia, namespace: default}\nspec:\n  ports: [{port: 80}]\n---\n\
+             apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: app\n  \
+             namespace: default\n  annotations:\n    nginx.ingress.kubernetes.io/auth-url: \
+             http://authelia.default.svc.cluster.local/api/verify\n    \
+             nginx.ingress.kubernetes.io/auth-signin: https://auth.example.com/\n    \
+             nginx.ingress.kubernetes.io/auth-response-headers: Remote-User\nspec:\n  \
+             ingressClassName: xdp-ingress\n  rules:\n  - host: app.test\n    http:\n      \
+             paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: web, port: \
+             {number: 80}}}}\n";
+        std::fs::write(dir.join("all.yaml"), yaml).unwrap();
+        let s = load_snapshot(&dir, &TranslateConfig::default()).unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+        let e = explain(&s, &q("app.test", "/"));
+        let shown = serde_json::to_string(&e).unwrap();
+        for part in [
+            "\"forward_auth\"",
+            "\"url\":\"http://authelia.default.svc.cluster.local/api/verify\"",
+            "\"signin\":\"https://auth.example.com/?rd=$pass_access_scheme://$http_host$escaped_request_uri\"",
+            "\"response_headers\":[\"Remote-User\"]",
+            "\"name\":\"authelia\"",
+        ] {
+            assert!(shown.contains(part), "{part} not in {shown}");
+        }
     }
 
     #[test]

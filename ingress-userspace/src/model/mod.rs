@@ -1,7 +1,9 @@
 //! The immutable routing [`Snapshot`] and the pure translation that builds it from objects;
-//! [`htpasswd`]: the password files and hashes of basic authentication.
+//! [`htpasswd`]: the password files and hashes of basic authentication; [`nginx_var`]: text
+//! with nginx variables (`auth-url` and its family).
 
 pub mod htpasswd;
+pub mod nginx_var;
 pub mod snapshot;
 pub mod translate;
 

@@ -10,6 +10,8 @@
 //! that annotations configure lives in [`RoutePolicy`], which later issues extend with fields
 //! that default to "off".
 
+use crate::model::nginx_var::NginxString;
+
 use std::{
     collections::BTreeMap,
     net::{IpAddr, SocketAddr},
@@ -557,6 +559,11 @@ pub struct RoutePolicy {
     /// Who may use the route (authentication annotations); checked after the allowlist, as
     /// nginx's access phase runs `allow`/`deny` before `auth_basic` (`satisfy all`).
     pub auth: Option<RouteAuth>,
+    /// External authentication (`auth-url` and its family, or the ConfigMap's `global-auth-*`;
+    /// nginx `auth_request`), after `auth` as nginx's access phase runs `auth_basic` before
+    /// `auth_request`. A configuration that cannot be used is not here: it makes `auth`
+    /// [`RouteAuth::Unavailable`].
+    pub forward_auth: Option<Arc<ForwardAuth>>,
     /// Per-client request and connection limits (`limit-rps`, `limit-rpm`,
     /// `limit-connections`), checked before the allowlist as nginx's preaccess phase runs
     /// before its access phase.
@@ -766,6 +773,80 @@ pub enum RouteAuth {
     /// other namespace, unknown or unsupported `auth-type`): every request gets 503, as
     /// ingress-nginx's denied location (`return 503`).
     Unavailable { reason: String },
+}
+
+/// External authentication of a route, as ingress-nginx renders `auth-url` and its family
+/// (annotations page, "External Authentication"; nginx.tmpl's `/_external-auth-` location):
+/// each request is first sent, without its body, to `url`; 2xx lets it through, 401 and 403
+/// are answered with that status (401 redirected to `signin` when set), anything else is 500.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ForwardAuth {
+    /// From the controller ConfigMap's `global-auth-*` keys rather than the Ingress's own.
+    pub global: bool,
+    /// `auth-url`.
+    pub url: NginxString,
+    /// `Host` of the auth request: the host name of `url` as written (no port), expanded.
+    pub host: NginxString,
+    /// `auth-method`; `None`: `GET` (an nginx subrequest's method).
+    pub method: Option<String>,
+    /// `auth-signin` with the redirect parameter already appended as ingress-nginx's
+    /// `buildAuthSignURL` does (`?rd=$pass_access_scheme://$http_host$escaped_request_uri`
+    /// unless the URL already has that parameter).
+    pub signin: Option<NginxString>,
+    /// `auth-response-headers`: copied from a 2xx auth response onto the upstream request,
+    /// replacing (or, when the auth response has none, removing) the client's.
+    pub response_headers: Vec<String>,
+    /// `auth-request-redirect`: the `X-Auth-Request-Redirect` sent; `None`: `$request_uri`.
+    pub request_redirect: Option<NginxString>,
+    /// `auth-always-set-cookie`: the auth response's `Set-Cookie` goes on every response, not
+    /// only on 200, 201, 204, 206, 301, 302, 303, 304, 307 and 308 (nginx `add_header`).
+    pub always_set_cookie: bool,
+    /// `auth-cache-key` and `auth-cache-duration`; `None`: no caching.
+    pub cache: Option<AuthCache>,
+    /// `auth-proxy-set-headers`: headers (name as written, value with variables) set on the
+    /// auth request, sorted by name.
+    pub proxy_set_headers: Vec<(String, NginxString)>,
+    /// The Kubernetes Service `url` names (`<svc>.<ns>.svc[.<domain>]`), resolved to its
+    /// endpoints from the snapshot; `None`: the host is resolved by the system's DNS.
+    pub service: Option<AuthService>,
+}
+
+/// Caching of auth responses (`auth-cache-key`, `auth-cache-duration`; nginx `proxy_cache`
+/// with `proxy_cache_valid`), keyed by the route's host and path and the expanded key.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AuthCache {
+    pub key: NginxString,
+    /// Each `proxy_cache_valid` rule in order; the first naming a status decides its time.
+    pub valid: Vec<CacheValid>,
+}
+
+/// One `proxy_cache_valid [code ...] time` rule.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct CacheValid {
+    /// Statuses it covers; empty: `any`.
+    pub statuses: Vec<u16>,
+    #[serde(with = "secs")]
+    pub ttl: Duration,
+}
+
+mod secs {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+}
+
+/// The in-cluster Service an auth URL names.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AuthService {
+    pub service: ObjectRef,
+    /// The URL's host (lower case) and port, which the endpoints stand for.
+    pub host: String,
+    pub port: u16,
+    /// Ready endpoints of that Service port (terminating ones when none is ready).
+    pub endpoints: Vec<SocketAddr>,
 }
 
 /// Basic authentication of a route (ingress-nginx `auth-type: basic`, nginx `auth_basic`).

@@ -36,8 +36,11 @@ use super::{
     client_cert::{self, Refusal},
     cors,
     error_pages::{self, Intercept},
+    forward_auth,
     headers::{add_forwarding, drop_underscored, for_http1_upstream, is_upgrade, strip_hop_by_hop},
-    metrics::{GaugeGuard, RateLimitedLabels, RequestLabels, RouteLabels, UpstreamLabels},
+    metrics::{
+        AuthRefusedLabels, GaugeGuard, RateLimitedLabels, RequestLabels, RouteLabels, UpstreamLabels,
+    },
     next_upstream::{Attempt, Cause, Retry},
     rate_limit, request_target, rewrite,
     router::{CompiledAction, CompiledRoute, Lookup, RequestView},
@@ -113,6 +116,8 @@ struct Outcome {
     /// This request's place in its route's `limit-connections`, held until the response
     /// is sent.
     in_progress: Option<rate_limit::ConnGuard>,
+    /// The auth service's `Set-Cookie` for the answer (external auth).
+    auth_cookies: Option<forward_auth::Cookies>,
 }
 
 pub(crate) async fn handle(
@@ -141,6 +146,9 @@ pub(crate) async fn handle(
         Ok(target) => {
             // From here on, routing, the allowlist, redirects and the backend all see the
             // one normalised origin-form target.
+            // `$request_uri` of external auth: the target as sent.
+            let sent = RequestUri(req.uri().path_and_query().cloned());
+            req.extensions_mut().insert(sent);
             *req.uri_mut() = Uri::from(target.path_and_query);
             let asked_upgrade = asks_upgrade(&req);
             let resp = match client_cert_step(&rt, &conn, &mut req, &target.host, &mut out) {
@@ -158,6 +166,11 @@ pub(crate) async fn handle(
         }
     };
     let mut resp = resp;
+    if let Some(cookies) = out.auth_cookies.take() {
+        // ingress-nginx's `add_header Set-Cookie $auth_cookie [always]`.
+        let status = resp.status();
+        cookies.apply(status, resp.headers_mut());
+    }
     // `add-headers` (every response), then the route's own, which win.
     for (name, value) in live.add_headers.iter().chain(&out.set_headers) {
         resp.headers_mut().insert(name.clone(), value.clone());
@@ -192,6 +205,7 @@ impl Outcome {
             tls: false,
             set_headers: http::HeaderMap::new(),
             in_progress: None,
+            auth_cookies: None,
         }
     }
 }
@@ -419,16 +433,35 @@ async fn route(
             // After the allowlist (nginx `satisfy all`: access module, then auth_basic), before
             // the route's action: no backend, default backend or canary sees an unauthenticated
             // request.
-            if let Some(auth) = &route.policy.auth {
-                if let Err(refused) = shared.auth.admit(auth, req.headers()).await {
-                    out.reason = Some(refused.reason.clone());
-                    let mut resp = local(refused.status, &refused.reason);
-                    if let Some(c) = refused.challenge {
-                        resp.headers_mut().insert(WWW_AUTHENTICATE, c);
-                    }
-                    return resp;
+            if let Some(auth) = &route.policy.auth
+                && let Err(refused) = shared.auth.admit(auth, req.headers()).await
+            {
+                out.reason = Some(refused.reason.clone());
+                let mut resp = local(refused.status, &refused.reason);
+                if let Some(c) = refused.challenge {
+                    resp.headers_mut().insert(WWW_AUTHENTICATE, c);
                 }
-                // ingress-nginx: `proxy_set_header Authorization ""` under auth_basic.
+                return resp;
+            }
+            // External auth after basic auth (nginx runs `auth_basic` before `auth_request`);
+            // the auth service gets the client's `Authorization` either way.
+            if let Some(fa) = &route.policy.forward_auth
+                && let Err(resp) = external_auth(
+                    shared,
+                    fa,
+                    &mut req,
+                    host,
+                    (&vh.label, &route.path_label),
+                    &route.policy.timeouts,
+                    out,
+                )
+                .await
+            {
+                return resp;
+            }
+            // ingress-nginx: `proxy_set_header Authorization ""` under auth_basic (the pod's
+            // request only).
+            if matches!(route.policy.auth, Some(crate::model::RouteAuth::Basic(_))) {
                 req.headers_mut().remove(AUTHORIZATION);
             }
             match &route.action {
@@ -558,6 +591,106 @@ async fn intercepted(
         }
         _ => resp,
     }
+}
+
+/// The target of a request as the client sent it (nginx `$request_uri`), kept in the request's
+/// extensions before the target is normalised.
+#[derive(Clone, Debug)]
+struct RequestUri(Option<PathAndQuery>);
+
+/// The external authentication step ([`forward_auth`]): `Ok` lets the request on, with the
+/// auth service's `auth-response-headers` set on it; `Err` is the answer.
+async fn external_auth(
+    shared: &Arc<Shared>,
+    auth: &crate::model::ForwardAuth,
+    req: &mut Request<Incoming>,
+    host: &str,
+    (route_host, route_path): (&Arc<String>, &Arc<String>),
+    timeouts: &crate::model::Timeouts,
+    out: &mut Outcome,
+) -> Result<(), Response<ProxyBody>> {
+    let request_id = super::headers::request_id(req.headers_mut());
+    let t = &auth_transport(shared, timeouts);
+    let sent = req
+        .extensions()
+        .get::<RequestUri>()
+        .and_then(|r| r.0.clone())
+        .or_else(|| req.uri().path_and_query().cloned());
+    let request_uri = sent.as_ref().map_or("/", |p| p.as_str());
+    let check = {
+        let ask = forward_auth::Request {
+            host,
+            method: req.method(),
+            headers: req.headers(),
+            request_uri,
+            path: req.uri().path(),
+            query: req.uri().query(),
+            client: &out.client,
+            tls: out.tls,
+            request_id: &request_id,
+            route_host,
+            route_path,
+        };
+        let transport = forward_auth::Transport {
+            clients: &t.0,
+            connect_timeout: t.1,
+            read_timeout: t.2,
+        };
+        shared.forward_auth.check(auth, &ask, &transport).await
+    };
+    match check {
+        Ok(allowed) => {
+            for (name, value) in allowed.upstream_headers {
+                match value {
+                    Some(v) => {
+                        req.headers_mut().insert(name, v);
+                    }
+                    None => {
+                        req.headers_mut().remove(name);
+                    }
+                }
+            }
+            out.auth_cookies = Some(allowed.cookies);
+            Ok(())
+        }
+        Err(refused) => {
+            debug!(detail = %refused.detail, status = %refused.status, "external auth refused");
+            shared
+                .metrics
+                .auth_refused
+                .get_or_create(&AuthRefusedLabels {
+                    ingress: out
+                        .ingress
+                        .clone()
+                        .unwrap_or_else(|| Arc::clone(&shared.dash)),
+                    host: Arc::clone(route_host),
+                    path: Arc::clone(route_path),
+                    reason: refused.metric_reason(),
+                })
+                .inc();
+            out.reason = Some(refused.reason.into());
+            let mut resp = local(refused.status, refused.reason);
+            for (name, value) in refused.headers {
+                resp.headers_mut().append(name, value);
+            }
+            out.auth_cookies = Some(refused.cookies);
+            Err(resp)
+        }
+    }
+}
+
+/// The auth request's pool and connect and read timeouts: the route's (annotation, ConfigMap,
+/// flag).
+fn auth_transport(
+    shared: &Shared,
+    t: &crate::model::Timeouts,
+) -> (super::upstream::Clients, Duration, Duration) {
+    let args = &shared.args;
+    (
+        shared.clients_for(t.connect, t.send),
+        t.connect.unwrap_or(args.proxy_connect_timeout),
+        t.read.unwrap_or(args.proxy_read_timeout),
+    )
 }
 
 /// The canary step (ingress-nginx `route_to_alternative_balancer`): the route's canary

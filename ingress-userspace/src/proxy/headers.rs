@@ -199,6 +199,12 @@ pub fn add_forwarding(headers: &mut HeaderMap, c: &Client, host: &str) -> Header
             headers.remove(FORWARDED);
         }
     }
+    request_id(headers)
+}
+
+/// The request's id (nginx `$req_id`): the client's `X-Request-ID` when it sent a non-empty
+/// one, else a new one, set on `headers` so every later step sends the same.
+pub fn request_id(headers: &mut HeaderMap) -> HeaderValue {
     match headers.get(X_REQUEST_ID) {
         Some(v) if !v.is_empty() => v.clone(),
         _ => {

@@ -58,6 +58,17 @@ pub struct RouteLabels {
     pub path: Arc<String>,
 }
 
+/// A request the route's authentication refused.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthRefusedLabels {
+    pub ingress: Arc<String>,
+    pub host: Arc<String>,
+    pub path: Arc<String>,
+    /// `unauthorized` (401), `forbidden` (403), `signin` (302 to `auth-signin`), `auth_failed`
+    /// (500: the auth service failed, timed out or answered another status).
+    pub reason: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamLabels {
     pub upstream: Arc<String>,
@@ -111,6 +122,7 @@ pub type ExtraMetrics = Box<dyn Fn() -> String + Send + Sync>;
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
+    pub auth_refused: Family<AuthRefusedLabels, Counter>,
     pub request_duration: Hist,
     pub upstream_duration: UpHist,
     pub upstream_failures: Family<UpstreamLabels, Counter>,
@@ -137,6 +149,7 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("xdp_ingress");
         let requests = Family::default();
+        let auth_refused = Family::default();
         let request_duration = Hist::new_with_constructor(latency_histogram as fn() -> Histogram);
         let upstream_duration =
             UpHist::new_with_constructor(latency_histogram as fn() -> Histogram);
@@ -166,6 +179,12 @@ impl Metrics {
             "requests",
             "Requests by ingress, host, path and status",
             requests.clone(),
+        );
+        registry.register(
+            "auth_refused_requests",
+            "Requests external authentication (auth-url, global-auth-url) refused, by ingress, \
+             host, path and reason",
+            auth_refused.clone(),
         );
         registry.register(
             "request_duration_seconds",
@@ -251,6 +270,7 @@ impl Metrics {
         Metrics {
             registry,
             requests,
+            auth_refused,
             request_duration,
             upstream_duration,
             upstream_failures,

@@ -21,6 +21,7 @@ pub mod cors;
 pub mod error_pages;
 pub mod fixtures;
 pub mod forward;
+pub mod forward_auth;
 pub mod headers;
 pub mod limits;
 pub mod listener;
@@ -168,6 +169,8 @@ pub(crate) struct Shared {
     pub certs: Arc<CertStore>,
     /// Routes' authentication step: bounded hash checks and their cache.
     pub auth: auth::Authenticator,
+    /// Routes' external authentication: the auth client and the answer cache.
+    pub forward_auth: forward_auth::ForwardAuthenticator,
     /// Routes' `limit-rps`, `limit-rpm` and `limit-connections` counters, by Ingress, and the
     /// global per-client limit's.
     pub rate_limits: rate_limit::RateLimiter,
@@ -268,6 +271,7 @@ impl Proxy {
             access_log: AccessLog::start(args.access_log_format).map(Arc::new),
             certs,
             auth: auth::Authenticator::default(),
+            forward_auth: forward_auth::ForwardAuthenticator::default(),
             rate_limits,
             dash: Arc::new("-".into()),
             live: ArcSwap::from_pointee(settings::Live::new(&args, &Default::default())),

@@ -47,6 +47,12 @@ pub struct ControllerConfig {
     /// `add-headers`: the ConfigMap whose data are headers for every response
     /// ([`super::custom_headers::add_headers`] resolves it into `settings.add_headers`).
     pub add_headers_from: Option<crate::store::Key>,
+    /// `global-auth-url` and the other `global-auth-*` keys ([`super::forward_auth`]): `None`
+    /// without a URL, `Err` with why the routes it covers are denied.
+    pub global_auth: Option<Result<crate::model::ForwardAuth, String>>,
+    /// `no-auth-locations`: path prefixes without authentication (default
+    /// `/.well-known/acme-challenge`).
+    pub no_auth_locations: Vec<String>,
 }
 
 impl Default for ControllerConfig {
@@ -63,6 +69,10 @@ impl Default for ControllerConfig {
             allowed_response_headers: Vec::new(),
             custom_http_errors: Vec::new(),
             add_headers_from: None,
+            global_auth: None,
+            no_auth_locations: super::forward_auth::parse_no_auth_locations(
+                super::forward_auth::DEFAULT_NO_AUTH_LOCATIONS,
+            ),
         }
     }
 }
@@ -327,6 +337,28 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
             .split_once('/')
             .unwrap_or((r.object.namespace.as_str(), v.as_str()));
         out.add_headers_from = Some(crate::store::Key::new(ns, name));
+    }
+    let global = {
+        let get = |k: &str| r.get(k);
+        let values = super::forward_auth::Values {
+            get: &get,
+            prefix: "global-auth-",
+        };
+        super::forward_auth::parse_values(&values, true)
+    };
+    match global {
+        Ok(g) => out.global_auth = g.map(Ok),
+        Err(why) => {
+            r.diags.error(
+                &r.object,
+                "GlobalAuthDenied",
+                format!("{why}; every route global auth covers gets 503 (never unauthenticated)"),
+            );
+            out.global_auth = Some(Err(why));
+        }
+    }
+    if let Some(v) = r.get("no-auth-locations") {
+        out.no_auth_locations = super::forward_auth::parse_no_auth_locations(&v);
     }
     if let Some(v) = r.get("global-allowed-response-headers") {
         // As written: ingress-nginx compares names exactly (`slices.Contains`).

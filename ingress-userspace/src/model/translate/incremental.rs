@@ -170,6 +170,12 @@ impl Translator {
         changed: &HashSet<Key>,
     ) -> Option<Snapshot> {
         let (last, uses) = self.last.as_ref()?;
+        // An auth URL's Service endpoints live in route policies: translate in full.
+        if let Some(refs) = &self.refs
+            && changed.iter().any(|k| refs.auth_services.contains(k))
+        {
+            return None;
+        }
         let endpoints = EndpointIndex::for_services(objects, changed, &self.config);
         // Refused endpoint addresses come with diagnostics, which only a full translation
         // computes: while any are (or were) present, translate in full. They are rare.

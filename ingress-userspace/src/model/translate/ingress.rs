@@ -290,6 +290,22 @@ impl<'a> L7Builder<'a> {
             self.secret_namespaces.as_deref(),
             &mut self.refs.secrets,
         );
+        match super::forward_auth::for_ingress(
+            &mut reader,
+            &ns,
+            self.objects,
+            self.endpoints,
+            self.controller.global_auth.as_ref(),
+            &mut self.refs,
+        ) {
+            None => {}
+            Some(Ok(f)) => Arc::make_mut(&mut opts.policy).forward_auth = Some(f),
+            // Denied wins over any other authentication of the Ingress.
+            Some(Err(reason)) => {
+                Arc::make_mut(&mut opts.policy).auth =
+                    Some(crate::model::RouteAuth::Unavailable { reason })
+            }
+        }
         let compatible = compat::is_compatible(ing, &self.compatible_classes);
         let Some(spec) = ing.spec.as_ref() else {
             self.diags
@@ -487,11 +503,12 @@ impl<'a> L7Builder<'a> {
                         query: vec![],
                     },
                     action,
-                    policy: if super::rewrite::needs_rewrite(target, &written) {
-                        opts.policy.clone()
-                    } else {
+                    policy: {
                         let mut p = opts.policy.clone();
-                        Arc::make_mut(&mut p).rewrite.target = None;
+                        if !super::rewrite::needs_rewrite(target, &written) {
+                            Arc::make_mut(&mut p).rewrite.target = None;
+                        }
+                        self.no_auth_location(&mut p, &written);
                         p
                     },
                     origin: RouteOrigin {
@@ -544,6 +561,19 @@ impl<'a> L7Builder<'a> {
                     reason: format!("{reason}: {msg}"),
                 }
             }
+        }
+    }
+
+    /// `no-auth-locations`: a path starting with one of its entries has no authentication
+    /// (ingress-nginx's template skips `auth_request` and `auth_basic` there).
+    fn no_auth_location(&self, policy: &mut Arc<crate::model::RoutePolicy>, written: &str) {
+        let list = &self.controller.no_auth_locations;
+        if (policy.auth.is_some() || policy.forward_auth.is_some())
+            && super::forward_auth::is_no_auth_location(written, list)
+        {
+            let p = Arc::make_mut(policy);
+            p.auth = None;
+            p.forward_auth = None;
         }
     }
 

@@ -8,7 +8,8 @@
 //! - [`node_local`]: endpoint addresses that point into the node, refused.
 //! - [`annotations`]: ingress-nginx annotations -> route policy and upstream options.
 //! - [`affinity`]: ingress-nginx cookie session affinity annotations.
-//! - [`auth`]: authentication annotations (basic auth from an htpasswd Secret).
+//! - [`auth`]: authentication annotations (basic auth from an htpasswd Secret);
+//!   [`forward_auth`]: external authentication (`auth-url`, `global-auth-url`).
 //! - [`canary`]: ingress-nginx canary Ingresses, merged into the main routes.
 //! - [`errors`]: `default-backend` and `custom-http-errors` annotations.
 //! - [`root_location`]: ingress-nginx's implicit `location /` of a host, for its error pages.
@@ -37,6 +38,7 @@ pub mod custom_headers;
 pub mod diagnostics;
 pub mod endpoints;
 pub mod errors;
+pub mod forward_auth;
 pub mod incremental;
 pub mod ingress;
 pub mod next_upstream;
@@ -76,6 +78,9 @@ pub struct References {
     /// The controller ConfigMap and those `custom-headers` names: other ConfigMaps' changes
     /// do not re-translate.
     pub config_maps: HashSet<Key>,
+    /// Services auth URLs name ([`forward_auth`]): their endpoints are in route policies,
+    /// which the endpoints-only fast path does not rebuild.
+    pub auth_services: HashSet<Key>,
 }
 
 pub const DEFAULT_CONTROLLER_NAME: &str = "xdp-ingress.dev/controller";
