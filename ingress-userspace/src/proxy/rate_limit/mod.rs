@@ -659,6 +659,7 @@ mod tests {
             local_proxy,
             external_traffic_local: false,
             health_check: None,
+            syn_rate_limit: None,
         };
         let mut s = Snapshot::default();
         assert_eq!(ready_ingress_nodes(&s), 1);
