@@ -39,7 +39,8 @@ use super::{
     forward_auth,
     headers::{add_forwarding, drop_underscored, for_http1_upstream, is_upgrade, strip_hop_by_hop},
     metrics::{
-        AuthRefusedLabels, GaugeGuard, RateLimitedLabels, RequestLabels, RouteLabels, UpstreamLabels,
+        AuthRefusedLabels, GaugeGuard, RateLimitedLabels, RequestLabels, RouteLabels,
+        UpstreamLabels,
     },
     next_upstream::{Attempt, Cause, Retry},
     rate_limit, request_target, rewrite,
