@@ -1460,12 +1460,23 @@ fn daemon_limits_syns_at_the_proxys_own_listener_with_the_node_wide_flag() {
     let mut daemon = bed.daemon_with(dir.path(), &args);
     ready(&mut daemon);
     // Six attempts: three time out (3 × 200 ms, no token comes back within 1 s).
-    assert_eq!(connects(&bed, HTTP, 6), 3, "the burst connects, the rest do not");
-    assert_eq!(connects(&bed, NODE_PORT, 6), 6, "the NodePort is no listener");
+    assert_eq!(
+        connects(&bed, HTTP, 6),
+        3,
+        "the burst connects, the rest do not"
+    );
+    assert_eq!(
+        connects(&bed, NODE_PORT, 6),
+        6,
+        "the NodePort is no listener"
+    );
     let json: serde_json::Value = serde_json::from_slice(&backends_json(&bed.pin).stdout).unwrap();
     let listener = json["proxy_listeners"]
         .as_array()
-        .and_then(|l| l.iter().find(|l| l["name"] == format!("proxy-listener:{HTTP}")))
+        .and_then(|l| {
+            l.iter()
+                .find(|l| l["name"] == format!("proxy-listener:{HTTP}"))
+        })
         .unwrap_or_else(|| panic!("no HTTP listener in {json}"))
         .clone();
     assert_eq!(
@@ -1488,9 +1499,16 @@ fn daemon_limits_syns_at_the_proxys_own_listener_with_the_node_wide_flag() {
     std::thread::sleep(Duration::from_millis(1100));
     let mut daemon = bed.daemon_with(dir.path(), &base);
     ready(&mut daemon);
-    assert_eq!(connects(&bed, HTTP, 12), 12, "every connection without the flag");
+    assert_eq!(
+        connects(&bed, HTTP, 12),
+        12,
+        "every connection without the flag"
+    );
     let json: serde_json::Value = serde_json::from_slice(&backends_json(&bed.pin).stdout).unwrap();
     assert_eq!(json["proxy_listeners"], serde_json::json!([]), "{json}");
-    assert_eq!(json["reasons"]["drop_syn_rate_limit"], 3, "no new drops: {json}");
+    assert_eq!(
+        json["reasons"]["drop_syn_rate_limit"], 3,
+        "no new drops: {json}"
+    );
     stop(&mut daemon);
 }

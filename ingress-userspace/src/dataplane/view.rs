@@ -509,9 +509,8 @@ mod tests {
     #[test]
     fn the_text_view_names_why_packets_were_passed_or_dropped() {
         let view = BackendsView {
-            services: Vec::new(),
             reasons: [("pass_no_flow".to_string(), 300)].into_iter().collect(),
-            flow_tables: FlowTablesView::default(),
+            ..BackendsView::default()
         };
         let text = render_text(&view);
         assert!(
@@ -520,6 +519,37 @@ mod tests {
         );
         let json = serde_json::to_value(&view).unwrap();
         assert_eq!(json["reasons"]["pass_no_flow"], 300);
+    }
+
+    #[test]
+    fn the_text_view_shows_each_limited_proxy_listener_with_its_drops() {
+        let view = BackendsView {
+            proxy_listeners: vec![super::super::syn_listeners::ProxyListenerView {
+                name: "proxy-listener:443".into(),
+                addresses: vec!["0.0.0.0:443".into(), "[::]:443".into()],
+                syn_rate_limit: Some(SynLimitView {
+                    per_second: 10,
+                    burst: 50,
+                }),
+                counters: Counters {
+                    packets: 7,
+                    bytes: 420,
+                    new_flows: 7,
+                    syn_limited: 3,
+                },
+            }],
+            ..BackendsView::default()
+        };
+        let text = render_text(&view);
+        assert!(
+            text.contains(
+                "proxy-listener:443  [0.0.0.0:443, [::]:443]  syns_passed=7  \
+                 syn-rate-limit=10/s burst=50 syn_limited=3\n"
+            ),
+            "{text}"
+        );
+        let json = serde_json::to_value(&view).unwrap();
+        assert_eq!(json["proxy_listeners"][0]["counters"]["syn_limited"], 3);
     }
 
     #[test]
