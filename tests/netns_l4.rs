@@ -1168,7 +1168,11 @@ fn daemon_health_check_node_port_says_200_with_a_local_endpoint_and_503_without(
 /// (a SYN dropped at the NIC is retransmitted only after the client's 1 s RTO, so a refused
 /// attempt times out); how many connected.
 fn connects(bed: &Bed, port: u16, n: usize) -> usize {
-    let to = SocketAddr::new(bed.topo.node_v4.into(), port);
+    connects_to(bed, SocketAddr::new(bed.topo.node_v4.into(), port), n)
+}
+
+/// [`connects`] to `to`.
+fn connects_to(bed: &Bed, to: SocketAddr, n: usize) -> usize {
     bed.topo.client.enter(|| {
         (0..n)
             .filter(|_| TcpStream::connect_timeout(&to, Duration::from_millis(200)).is_ok())
@@ -1465,6 +1469,9 @@ fn daemon_limits_syns_at_the_proxys_own_listener_with_the_node_wide_flag() {
         3,
         "the burst connects, the rest do not"
     );
+    // The client's IPv6 address is another source, at the same (wildcard) listener.
+    let node6 = SocketAddr::new(bed.topo.node_v6.into(), HTTP);
+    assert_eq!(connects_to(&bed, node6, 6), 3, "IPv6: the burst connects");
     assert_eq!(
         connects(&bed, NODE_PORT, 6),
         6,
@@ -1483,13 +1490,13 @@ fn daemon_limits_syns_at_the_proxys_own_listener_with_the_node_wide_flag() {
         listener["syn_rate_limit"],
         serde_json::json!({"per_second": 1, "burst": 3})
     );
-    assert_eq!(listener["counters"]["new_flows"], 3, "{listener}");
-    assert_eq!(listener["counters"]["syn_limited"], 3, "{listener}");
-    assert_eq!(json["reasons"]["drop_syn_rate_limit"], 3, "{json}");
+    assert_eq!(listener["counters"]["new_flows"], 6, "{listener}");
+    assert_eq!(listener["counters"]["syn_limited"], 6, "{listener}");
+    assert_eq!(json["reasons"]["drop_syn_rate_limit"], 6, "{json}");
     let text = node_metrics(&bed, METRICS);
     assert!(
         text.contains(&format!(
-            "xdp_ingress_l4_syn_limited_total{{service=\"proxy-listener:{HTTP}\"}} 3"
+            "xdp_ingress_l4_syn_limited_total{{service=\"proxy-listener:{HTTP}\"}} 6"
         )),
         "{text}"
     );
@@ -1504,10 +1511,11 @@ fn daemon_limits_syns_at_the_proxys_own_listener_with_the_node_wide_flag() {
         12,
         "every connection without the flag"
     );
+    assert_eq!(connects_to(&bed, node6, 12), 12, "IPv6 too");
     let json: serde_json::Value = serde_json::from_slice(&backends_json(&bed.pin).stdout).unwrap();
     assert_eq!(json["proxy_listeners"], serde_json::json!([]), "{json}");
     assert_eq!(
-        json["reasons"]["drop_syn_rate_limit"], 3,
+        json["reasons"]["drop_syn_rate_limit"], 6,
         "no new drops: {json}"
     );
     stop(&mut daemon);

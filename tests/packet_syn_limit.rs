@@ -353,6 +353,21 @@ fn listeners_view(run: &XdpTestRun) -> Vec<syn_listeners::ProxyListenerView> {
     syn_listeners::read(&l, &s).unwrap()
 }
 
+/// The ports whose bit is set in the listener port bitmap.
+fn listener_ports(run: &XdpTestRun) -> Vec<u16> {
+    use ingress_common::syn_limit::{MAP_SYN_LISTEN_PORTS, SYN_LISTEN_PORT_WORDS};
+    let a: aya::maps::Array<&MapData, u32> =
+        aya::maps::Array::try_from(run.ebpf.map(MAP_SYN_LISTEN_PORTS).unwrap()).unwrap();
+    (0..SYN_LISTEN_PORT_WORDS)
+        .flat_map(|i| {
+            let w = a.get(&i, 0).unwrap();
+            (0..32)
+                .filter(move |b| w & (1 << b) != 0)
+                .map(move |b| (i * 32 + b) as u16)
+        })
+        .collect()
+}
+
 const PROXY_LIMIT: Option<SynRateLimit> = Some(SynRateLimit {
     per_second: 1,
     burst: 2,
@@ -365,6 +380,7 @@ fn a_syn_burst_at_a_proxy_listener_on_a_node_address_passes_then_is_dropped_and_
     }
     // HTTP on the wildcard (both families), HTTPS bound to the IPv4 node address only.
     let mut run = listener_bed(&["[::]:80", "198.18.0.2:443"], PROXY_LIMIT);
+    assert_eq!(listener_ports(&run), [80, 443]);
     let a = "198.18.0.1";
     let to = |src: &str, sport: u16, dst: &str, dport: u16| seg(src, sport, dst, dport, TCP_SYN);
     for (i, port) in (40000..40004).enumerate() {
@@ -502,6 +518,7 @@ fn without_the_node_wide_limit_no_listener_syn_is_limited_and_a_lifted_limit_is_
     // A restart without the flag lifts what the pinned map held.
     syn_listeners::write(&mut run.ebpf, &["[::]:80".parse().unwrap()], None).expect("lift");
     assert!(listeners_view(&run).is_empty());
+    assert_eq!(listener_ports(&run), [0u16; 0]);
     for port in 40003..40020 {
         assert_eq!(
             action(&mut run, &seg(a, port, NODE, 80, TCP_SYN)),

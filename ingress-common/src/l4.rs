@@ -74,6 +74,7 @@ pub const PINNED_MAPS: &[&str] = &[
     crate::syn_limit::MAP_SYN_SOURCES,
     crate::syn_limit::MAP_SYN_LISTENERS,
     crate::syn_limit::MAP_SYN_LISTENER_STATS,
+    crate::syn_limit::MAP_SYN_LISTEN_PORTS,
 ];
 
 /// Name of the TC program reverse-NATing replies from local pods (attach on the node side of

@@ -24,6 +24,12 @@ pub const SYN_SOURCE_V6_BYTES: usize = 8;
 /// The proxy's listeners as the XDP path sees them (hash): [`SynListenerKey`] →
 /// [`SynListener`]. Only a TCP SYN that no service frontend takes is looked up here.
 pub const MAP_SYN_LISTENERS: &str = "XDPI_SYN_LISTEN";
+/// Ports of [`MAP_SYN_LISTENERS`] as a bitmap (array of [`SYN_LISTEN_PORT_WORDS`] `u32`):
+/// port `p` (host order) is bit `p & 31` of word `p >> 5`. One array read keeps a SYN to any
+/// other of the node's ports off the listener hash.
+pub const MAP_SYN_LISTEN_PORTS: &str = "XDPI_SYN_LPORTS";
+/// Words of [`MAP_SYN_LISTEN_PORTS`].
+pub const SYN_LISTEN_PORT_WORDS: u32 = 65536 / 32;
 /// Entries of [`MAP_SYN_LISTENERS`], and listeners of [`MAP_SYN_LISTENER_STATS`]: the proxy
 /// has an HTTP and an HTTPS listener, each at most twice (IPv4 and IPv6 of one wildcard).
 pub const SYN_LISTENERS_SIZE: u32 = 16;

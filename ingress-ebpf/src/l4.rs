@@ -242,7 +242,10 @@ fn timeout_ns(cfg: &L4Config, proto: u8, flags: u32) -> u64 {
 /// its own limit, source ranges and flow table alone and never charged twice.
 #[inline(always)]
 fn no_frontend(pkt: &Pkt, len: u64) -> Verdict {
-    if pkt.proto == IPPROTO_TCP && starts_connection(pkt.tcp_flags) {
+    if pkt.proto == IPPROTO_TCP
+        && starts_connection(pkt.tcp_flags)
+        && crate::syn_limit::is_listener_port(pkt.dport)
+    {
         return crate::syn_limit::listener(pkt, len);
     }
     pass(Stat::PassNoService)

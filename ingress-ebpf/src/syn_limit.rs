@@ -17,7 +17,9 @@ use ingress_common::{
 
 use crate::{
     l4::{Pkt, Verdict, is_local, verdict_of},
-    maps::{SYN_LIMITS, SYN_LISTENER_STATS, SYN_LISTENERS, SYN_SOURCES, count_l4},
+    maps::{
+        SYN_LIMITS, SYN_LISTEN_PORTS, SYN_LISTENER_STATS, SYN_LISTENERS, SYN_SOURCES, count_l4,
+    },
 };
 
 /// True when service `slot` takes this SYN from `pkt`'s source at `now` (ns): no limit set, or
@@ -28,6 +30,16 @@ pub fn admits(pkt: &Pkt, slot: u32, now: u64) -> bool {
         return true;
     };
     admits_under(cfg, pkt, slot, now)
+}
+
+/// True when some listener of the proxy in [`SYN_LISTENERS`] has port `dport` (network
+/// order): one array read, so a SYN to any other port of the node costs no hash lookup.
+#[inline(always)]
+pub fn is_listener_port(dport: u16) -> bool {
+    let port = u16::from_be(dport);
+    SYN_LISTEN_PORTS
+        .get(u32::from(port >> 5))
+        .is_some_and(|w| *w & (1u32 << (port & 31)) != 0)
 }
 
 /// The verdict on a TCP SYN (no ACK, RST or FIN) that no service frontend took: one to a

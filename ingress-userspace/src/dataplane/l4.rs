@@ -24,9 +24,9 @@ use ingress_common::{
     l4::*,
     stats::{Counter, MAP_STATS, STATS_SLOTS},
     syn_limit::{
-        DEFAULT_SYN_SOURCES_SIZE, MAP_SYN_LIMITS, MAP_SYN_LISTENER_STATS, MAP_SYN_LISTENERS,
-        MAP_SYN_SOURCES, SYN_LISTENERS_SIZE, SynLimitConfig, SynListener, SynListenerKey,
-        SynSourceKey, SynSourceState,
+        DEFAULT_SYN_SOURCES_SIZE, MAP_SYN_LIMITS, MAP_SYN_LISTEN_PORTS, MAP_SYN_LISTENER_STATS,
+        MAP_SYN_LISTENERS, MAP_SYN_SOURCES, SYN_LISTEN_PORT_WORDS, SYN_LISTENERS_SIZE,
+        SynLimitConfig, SynListener, SynListenerKey, SynSourceKey, SynSourceState,
     },
 };
 use tracing::{info, warn};
@@ -285,6 +285,13 @@ impl L4Args {
                 4,
                 sz(size_of::<L4Counter>()),
                 SYN_LISTENERS_SIZE,
+            ),
+            (
+                MAP_SYN_LISTEN_PORTS,
+                MapType::Array,
+                4,
+                4,
+                SYN_LISTEN_PORT_WORDS,
             ),
             (MAP_CONFIG, MapType::Array, 4, sz(size_of::<L4Config>()), 1),
             (MAP_PORTS, MapType::Array, 4, 4, PORT_WORDS),

@@ -15,13 +15,13 @@ use std::{
 
 use aya::{
     Ebpf,
-    maps::{HashMap as BpfHashMap, MapData, PerCpuArray},
+    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray},
 };
 use ingress_common::{
     l4::{FAMILY_V4, FAMILY_V6, L4Counter},
     syn_limit::{
-        MAP_SYN_LISTENER_STATS, MAP_SYN_LISTENERS, SYN_LISTENERS_SIZE, SynLimitConfig, SynListener,
-        SynListenerKey,
+        MAP_SYN_LISTEN_PORTS, MAP_SYN_LISTENER_STATS, MAP_SYN_LISTENERS, SYN_LISTENERS_SIZE,
+        SynLimitConfig, SynListener, SynListenerKey,
     },
 };
 
@@ -87,7 +87,9 @@ pub fn entries(
 }
 
 /// Makes [`MAP_SYN_LISTENERS`] hold `listeners` under `limit` (`None`: no entry at all, so
-/// no listener is limited), removing what a previous run left in the pinned map.
+/// no listener is limited), removing what a previous run left in the pinned map, and
+/// [`MAP_SYN_LISTEN_PORTS`] hold their ports (bits cleared before stale entries go, set after
+/// new entries are in; a SYN that meets a bit without an entry simply passes).
 pub fn write(
     ebpf: &mut Ebpf,
     listeners: &[SocketAddr],
@@ -97,22 +99,61 @@ pub fn write(
         Some(_) => entries(listeners, super::syn_limit::config(limit)),
         None => BTreeMap::new(),
     };
-    let map = ebpf
-        .map_mut(MAP_SYN_LISTENERS)
-        .ok_or(SyncError::MissingMap(MAP_SYN_LISTENERS))?;
-    let mut m: BpfHashMap<&mut MapData, SynListenerKey, SynListener> =
-        BpfHashMap::try_from(map).map_err(map_err(MAP_SYN_LISTENERS))?;
-    let stale: Vec<SynListenerKey> = m
+    let stale: Vec<SynListenerKey> = listener_map(ebpf)?
         .keys()
         .filter_map(Result::ok)
         .filter(|k| !want.contains_key(k))
         .collect();
+    // The words of every port that had or gets a listener, as they must be in the end.
+    let mut words: BTreeMap<u32, u32> = BTreeMap::new();
+    for k in stale.iter().chain(want.keys()) {
+        words
+            .entry(u32::from(u16::from_be(k.port) >> 5))
+            .or_insert(0);
+    }
+    for k in want.keys() {
+        let port = u16::from_be(k.port);
+        *words.entry(u32::from(port >> 5)).or_insert(0) |= 1 << (port & 31);
+    }
+    write_port_words(ebpf, &words, true)?;
+    let mut m = listener_map(ebpf)?;
     for k in stale {
         m.remove(&k).map_err(map_err(MAP_SYN_LISTENERS))?;
     }
     for (k, v) in &want {
         if m.get(k, 0).ok().as_ref() != Some(v) {
             m.insert(k, v, 0).map_err(map_err(MAP_SYN_LISTENERS))?;
+        }
+    }
+    write_port_words(ebpf, &words, false)
+}
+
+fn listener_map(
+    ebpf: &mut Ebpf,
+) -> Result<BpfHashMap<&mut MapData, SynListenerKey, SynListener>, SyncError> {
+    let map = ebpf
+        .map_mut(MAP_SYN_LISTENERS)
+        .ok_or(SyncError::MissingMap(MAP_SYN_LISTENERS))?;
+    BpfHashMap::try_from(map).map_err(map_err(MAP_SYN_LISTENERS))
+}
+
+/// Writes `words` (index → bits) into [`MAP_SYN_LISTEN_PORTS`]; `clear_only` keeps only the
+/// bits both have (the first step: nothing is set before its entry exists).
+fn write_port_words(
+    ebpf: &mut Ebpf,
+    words: &BTreeMap<u32, u32>,
+    clear_only: bool,
+) -> Result<(), SyncError> {
+    let map = ebpf
+        .map_mut(MAP_SYN_LISTEN_PORTS)
+        .ok_or(SyncError::MissingMap(MAP_SYN_LISTEN_PORTS))?;
+    let mut ports: Array<&mut MapData, u32> =
+        Array::try_from(map).map_err(map_err(MAP_SYN_LISTEN_PORTS))?;
+    for (i, want) in words {
+        let have = ports.get(i, 0).map_err(map_err(MAP_SYN_LISTEN_PORTS))?;
+        let w = if clear_only { have & want } else { *want };
+        if have != w {
+            ports.set(*i, w, 0).map_err(map_err(MAP_SYN_LISTEN_PORTS))?;
         }
     }
     Ok(())
