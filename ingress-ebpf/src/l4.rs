@@ -237,9 +237,12 @@ fn timeout_ns(cfg: &L4Config, proto: u8, flags: u32) -> u64 {
 }
 
 /// A packet no service frontend takes: the node's own traffic, passed to the kernel. Only a
-/// TCP SYN that may open a connection is looked at further, for the SYN limit of the proxy's
-/// own listeners; it comes after the service lookups, so a service's traffic is judged by
-/// its own limit, source ranges and flow table alone and never charged twice.
+/// TCP SYN that may open a connection, to a port in the listener bitmap, is looked at further,
+/// for the SYN limit of the proxy's own listeners. It comes after the service lookups, so a
+/// service's traffic is judged by its own limit, source ranges and flow table alone and never
+/// charged twice; it needs no flow-table lookup (the kernel, not XDP, tracks the proxy's
+/// connections: a SYN retransmitted after a lost SYN-ACK costs a token again) and no source
+/// ranges (those are a Service's `loadBalancerSourceRanges`, not the node's).
 #[inline(always)]
 fn no_frontend(pkt: &Pkt, len: u64) -> Verdict {
     if pkt.proto == IPPROTO_TCP
