@@ -140,6 +140,17 @@ fn l4_paths_in_kernel_cost_per_packet() {
         ..L4Options::default()
     });
     sync.apply(&mut ebpf, &snap).unwrap();
+    // The proxy on :80 of every node address under the node-wide SYN limit, 1 per second,
+    // bursts of 1: primed below, so the timed SYN meets the whole check and is dropped.
+    xdp_ingress::dataplane::syn_listeners::write(
+        &mut ebpf,
+        &["[::]:80".parse().unwrap()],
+        Some(xdp_ingress::model::SynRateLimit {
+            per_second: 1,
+            burst: 1,
+        }),
+    )
+    .unwrap();
 
     let xdp: &Xdp = ebpf.program(PROG_XDP_INGRESS).unwrap().try_into().unwrap();
     let pass: &Xdp = ebpf.program(PROG_XDP_PASS).unwrap().try_into().unwrap();
@@ -161,7 +172,17 @@ fn l4_paths_in_kernel_cost_per_packet() {
     let cases: Vec<(&str, Vec<u8>, bool)> = vec![
         (
             "no service (node's own port)",
+            tcp4(CLIENT, 40000, NODE, 22, false),
+            false,
+        ),
+        (
+            "no service, SYN (no proxy listener)",
             tcp4(CLIENT, 40000, NODE, 22, true),
+            false,
+        ),
+        (
+            "SYN over the limit at proxy listener",
+            tcp4(CLIENT, 40007, NODE, 80, true),
             false,
         ),
         ("IPv4 fragment", frag, false),
@@ -204,6 +225,8 @@ fn l4_paths_in_kernel_cost_per_packet() {
         xdp_time(xdp, &tcp4(CLIENT, 40003, NODE, 30081, true), nic, 1);
         // Spends the source's burst at the SYN-limited service.
         xdp_time(xdp, &tcp4(CLIENT, 40004, NODE, 30084, true), nic, 1);
+        // And at the proxy's listener.
+        xdp_time(xdp, &tcp4(CLIENT, 40006, NODE, 80, true), nic, 1);
         // The kernel reports the mean per run for a repeat run.
         let base_rep = xdp_time(pass, &est, nic, n).as_nanos() as f64;
         let base_fresh = time_fresh(n, || xdp_time(pass, &est, nic, 1));

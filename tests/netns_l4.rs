@@ -1168,7 +1168,11 @@ fn daemon_health_check_node_port_says_200_with_a_local_endpoint_and_503_without(
 /// (a SYN dropped at the NIC is retransmitted only after the client's 1 s RTO, so a refused
 /// attempt times out); how many connected.
 fn connects(bed: &Bed, port: u16, n: usize) -> usize {
-    let to = SocketAddr::new(bed.topo.node_v4.into(), port);
+    connects_to(bed, SocketAddr::new(bed.topo.node_v4.into(), port), n)
+}
+
+/// [`connects`] to `to`.
+fn connects_to(bed: &Bed, to: SocketAddr, n: usize) -> usize {
     bed.topo.client.enter(|| {
         (0..n)
             .filter(|_| TcpStream::connect_timeout(&to, Duration::from_millis(200)).is_ok())
@@ -1305,7 +1309,8 @@ endpoints:
         ],
     );
     // Ready without spending the client's burst: both units in the maps, and the proxy
-    // answering on the node's own port 80 (no frontend there, so never limited).
+    // answering on the node's own port 80 (asked from the node itself: the client's SYNs
+    // there are limited too, by the listener's own bucket).
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let limits = |json: &serde_json::Value| -> Vec<(String, serde_json::Value)> {
         json["services"]
@@ -1324,7 +1329,7 @@ endpoints:
     loop {
         let json: serde_json::Value =
             serde_json::from_slice(&backends_json(&bed.pin).stdout).unwrap_or_default();
-        let direct = bed.topo.client.enter(|| {
+        let direct = bed.topo.node.enter(|| {
             TcpStream::connect_timeout(
                 &SocketAddr::new(node.into(), 80),
                 Duration::from_millis(300),
@@ -1382,5 +1387,136 @@ endpoints:
     ] {
         assert!(scrape.lines().any(|l| l == line), "{line} in\n{scrape}");
     }
+    stop(&mut daemon);
+}
+
+/// `GET /metrics` of the daemon's admin listener on `127.0.0.1:port` in the node namespace.
+fn node_metrics(bed: &Bed, port: u16) -> String {
+    bed.topo.node.enter(|| {
+        let mut s = TcpStream::connect_timeout(
+            &SocketAddr::new([127, 0, 0, 1].into(), port),
+            Duration::from_secs(2),
+        )
+        .expect("metrics listener");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    })
+}
+
+/// The proxy runs with hostNetwork: clients reach its HTTP port on the node's own address,
+/// through no service frontend. With `--syn-rate-limit-per-source 1 --syn-rate-limit-burst
+/// 3` a client's burst of connections there gets 3 through, the rest dropped at the NIC and
+/// counted (`backends`, metrics); restarted without the flag, every connection goes through.
+#[test]
+fn daemon_limits_syns_at_the_proxys_own_listener_with_the_node_wide_flag() {
+    if !testbed::require_root() {
+        return;
+    }
+    require_daemon_bin();
+    let bed = bed();
+    xdp_ingress::dataplane::l4::ensure_bpffs(&bed.pin).expect("bpffs");
+    let dir = tempfile::tempdir().unwrap();
+    write_manifests(dir.path(), bed.topo.pods.iter());
+    const HTTP: u16 = 8081;
+    const METRICS: u16 = 9181;
+    let http = HTTP.to_string();
+    let metrics = format!("127.0.0.1:{METRICS}");
+    let base = [
+        "--node-name",
+        "node",
+        "--http-port",
+        http.as_str(),
+        "--https-port",
+        "8443",
+        "--metrics-addr",
+        metrics.as_str(),
+    ];
+    let node = SocketAddr::new(bed.topo.node_v4.into(), HTTP);
+    // Ready without spending the client's burst: the proxy answers from the node itself (no
+    // NIC, no XDP) and the NodePort from the client (another port: not a listener).
+    let ready = |daemon: &mut testbed::process::KillOnDrop| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let direct = bed
+                .topo
+                .node
+                .enter(|| TcpStream::connect_timeout(&node, Duration::from_millis(300)).is_ok());
+            if direct && bed.wait_served(1) {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "never ready");
+            assert!(!daemon.has_exited(), "daemon exited");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+
+    let mut args = base.to_vec();
+    args.extend([
+        "--syn-rate-limit-per-source",
+        "1",
+        "--syn-rate-limit-burst",
+        "3",
+    ]);
+    let mut daemon = bed.daemon_with(dir.path(), &args);
+    ready(&mut daemon);
+    // Six attempts: three time out (3 × 200 ms, no token comes back within 1 s).
+    assert_eq!(
+        connects(&bed, HTTP, 6),
+        3,
+        "the burst connects, the rest do not"
+    );
+    // The client's IPv6 address is another source, at the same (wildcard) listener.
+    let node6 = SocketAddr::new(bed.topo.node_v6.into(), HTTP);
+    assert_eq!(connects_to(&bed, node6, 6), 3, "IPv6: the burst connects");
+    assert_eq!(
+        connects(&bed, NODE_PORT, 6),
+        6,
+        "the NodePort is no listener"
+    );
+    let json: serde_json::Value = serde_json::from_slice(&backends_json(&bed.pin).stdout).unwrap();
+    let listener = json["proxy_listeners"]
+        .as_array()
+        .and_then(|l| {
+            l.iter()
+                .find(|l| l["name"] == format!("proxy-listener:{HTTP}"))
+        })
+        .unwrap_or_else(|| panic!("no HTTP listener in {json}"))
+        .clone();
+    assert_eq!(
+        listener["syn_rate_limit"],
+        serde_json::json!({"per_second": 1, "burst": 3})
+    );
+    assert_eq!(listener["counters"]["new_flows"], 6, "{listener}");
+    assert_eq!(listener["counters"]["syn_limited"], 6, "{listener}");
+    assert_eq!(json["reasons"]["drop_syn_rate_limit"], 6, "{json}");
+    let text = node_metrics(&bed, METRICS);
+    assert!(
+        text.contains(&format!(
+            "xdp_ingress_l4_syn_limited_total{{service=\"proxy-listener:{HTTP}\"}} 6"
+        )),
+        "{text}"
+    );
+    stop(&mut daemon);
+
+    // Without the flag (same pinned maps): nothing limited any more.
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut daemon = bed.daemon_with(dir.path(), &base);
+    ready(&mut daemon);
+    assert_eq!(
+        connects(&bed, HTTP, 12),
+        12,
+        "every connection without the flag"
+    );
+    assert_eq!(connects_to(&bed, node6, 12), 12, "IPv6 too");
+    let json: serde_json::Value = serde_json::from_slice(&backends_json(&bed.pin).stdout).unwrap();
+    assert_eq!(json["proxy_listeners"], serde_json::json!([]), "{json}");
+    assert_eq!(
+        json["reasons"]["drop_syn_rate_limit"], 6,
+        "no new drops: {json}"
+    );
     stop(&mut daemon);
 }

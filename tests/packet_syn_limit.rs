@@ -2,7 +2,9 @@
 //! burst of new connections is admitted, the rest dropped and counted per service; other
 //! sources, other services, non-SYN segments and SYN retransmissions of admitted flows are
 //! never touched; the source gets room again as time passes; IPv6 sources count by /64; more
-//! sources than the LRU holds never fail.
+//! sources than the LRU holds never fail. The proxy's own listeners (`--syn-rate-limit-per-source`
+//! on the node's HTTP/HTTPS sockets) the same way: only SYNs to a listener on one of the node's
+//! addresses, never another port, another host's address or a non-SYN segment.
 
 mod l4common;
 
@@ -21,7 +23,7 @@ use ingress_common::{
 use l4common::{TCP_ACK, TCP_PSH, TCP_SYN, active, service, tcp_segment, udp_frame};
 use testbed::xdp_run::{XDP_DROP, XDP_PASS, XdpTestRun};
 use xdp_ingress::{
-    dataplane::{L4Options, L4Sync, stats as dstats},
+    dataplane::{L4Options, L4Sync, stats as dstats, syn_listeners},
     model::{L4Protocol, L4Service, Snapshot, SynRateLimit},
 };
 
@@ -324,4 +326,216 @@ fn more_sources_than_the_lru_holds_never_fail_and_recent_ones_stay_limited() {
         (c.new_flows, c.syn_limited),
         (u64::from(4 * SIZE), u64::from(4 * SIZE))
     );
+}
+
+/// `snapshot(1, 3)` with the node's addresses known (a wildcard listener answers on those
+/// only) and the proxy listening on `listeners` under `limit`.
+fn listener_bed(listeners: &[&str], limit: Option<SynRateLimit>) -> XdpTestRun {
+    let ebpf = aya::EbpfLoader::new()
+        .load_file(testbed::bpf_object_path())
+        .expect("load object");
+    let mut run = XdpTestRun::from_ebpf(ebpf, PROG_XDP_INGRESS).expect("load program");
+    L4Sync::new(L4Options {
+        local_addrs: vec![NODE.parse().unwrap(), NODE6.parse().unwrap()],
+        ..L4Options::default()
+    })
+    .apply(&mut run.ebpf, &snapshot(1, 3))
+    .expect("apply");
+    let listeners: Vec<SocketAddr> = listeners.iter().map(|l| l.parse().unwrap()).collect();
+    syn_listeners::write(&mut run.ebpf, &listeners, limit).expect("listeners");
+    run
+}
+
+fn listeners_view(run: &XdpTestRun) -> Vec<syn_listeners::ProxyListenerView> {
+    use ingress_common::syn_limit::{MAP_SYN_LISTENER_STATS, MAP_SYN_LISTENERS};
+    let l = BpfHashMap::try_from(run.ebpf.map(MAP_SYN_LISTENERS).unwrap()).unwrap();
+    let s = PerCpuArray::try_from(run.ebpf.map(MAP_SYN_LISTENER_STATS).unwrap()).unwrap();
+    syn_listeners::read(&l, &s).unwrap()
+}
+
+/// The ports whose bit is set in the listener port bitmap.
+fn listener_ports(run: &XdpTestRun) -> Vec<u16> {
+    use ingress_common::syn_limit::{MAP_SYN_LISTEN_PORTS, SYN_LISTEN_PORT_WORDS};
+    let a: aya::maps::Array<&MapData, u32> =
+        aya::maps::Array::try_from(run.ebpf.map(MAP_SYN_LISTEN_PORTS).unwrap()).unwrap();
+    (0..SYN_LISTEN_PORT_WORDS)
+        .flat_map(|i| {
+            let w = a.get(&i, 0).unwrap();
+            (0..32)
+                .filter(move |b| w & (1 << b) != 0)
+                .map(move |b| (i * 32 + b) as u16)
+        })
+        .collect()
+}
+
+const PROXY_LIMIT: Option<SynRateLimit> = Some(SynRateLimit {
+    per_second: 1,
+    burst: 2,
+});
+
+#[test]
+fn a_syn_burst_at_a_proxy_listener_on_a_node_address_passes_then_is_dropped_and_counted() {
+    if !testbed::require_root() {
+        return;
+    }
+    // HTTP on the wildcard (both families), HTTPS bound to the IPv4 node address only.
+    let mut run = listener_bed(&["[::]:80", "198.18.0.2:443"], PROXY_LIMIT);
+    assert_eq!(listener_ports(&run), [80, 443]);
+    let a = "198.18.0.1";
+    let to = |src: &str, sport: u16, dst: &str, dport: u16| seg(src, sport, dst, dport, TCP_SYN);
+    for (i, port) in (40000..40004).enumerate() {
+        let want = if i < 2 { XDP_PASS } else { XDP_DROP };
+        assert_eq!(
+            action(&mut run, &to(a, port, NODE, 80)),
+            want,
+            "SYN {i} to :80"
+        );
+    }
+    assert_eq!(stat(&run, Stat::DropSynRateLimit), 2);
+    // IPv6 clients of the same wildcard listener, by /64.
+    let b6 = "2001:db8:5::1";
+    for (i, port) in (40000..40003).enumerate() {
+        let want = if i < 2 { XDP_PASS } else { XDP_DROP };
+        assert_eq!(
+            action(&mut run, &to(b6, port, NODE6, 80)),
+            want,
+            "v6 SYN {i} to :80"
+        );
+    }
+    // The HTTPS listener has its own bucket for the same source; bound to the IPv4 address,
+    // so the IPv6 address's :443 is no listener of the proxy.
+    for (i, port) in (41000..41003).enumerate() {
+        let want = if i < 2 { XDP_PASS } else { XDP_DROP };
+        assert_eq!(
+            action(&mut run, &to(a, port, NODE, 443)),
+            want,
+            "SYN {i} to :443"
+        );
+    }
+    for port in 41000..41010 {
+        assert_eq!(action(&mut run, &to(b6, port, NODE6, 443)), XDP_PASS);
+    }
+
+    // Never limited while the source is over its limit at :80: another port of the node, a
+    // listener port of an address that is not the node's (routed through it), any segment but
+    // a SYN without ACK (data, ACK, SYN-ACK, RST, FIN), and a service port (its own limit).
+    for port in 42000..42010 {
+        assert_eq!(
+            action(&mut run, &to(a, port, NODE, 8080)),
+            XDP_PASS,
+            "not a listener"
+        );
+        assert_eq!(
+            action(&mut run, &to(a, port, NODE, 22)),
+            XDP_PASS,
+            "not a listener"
+        );
+        assert_eq!(
+            action(&mut run, &to(a, port, "198.18.7.7", 80)),
+            XDP_PASS,
+            "not the node's address"
+        );
+    }
+    for flags in [
+        TCP_ACK,
+        TCP_ACK | TCP_PSH,
+        TCP_SYN | TCP_ACK,
+        0x04,
+        0x01 | TCP_ACK,
+        TCP_SYN | 0x04,
+    ] {
+        for port in 43000..43005 {
+            assert_eq!(
+                action(&mut run, &seg(a, port, NODE, 80, flags)),
+                XDP_PASS,
+                "flags {flags:#x}"
+            );
+        }
+    }
+    for port in 44000..44003 {
+        assert_eq!(
+            action(&mut run, &syn(a, port, LIMITED)),
+            XDP_PASS,
+            "the service's burst of 3 is its own"
+        );
+    }
+    assert_eq!(stat(&run, Stat::DropSynRateLimit), 4);
+
+    let view = listeners_view(&run);
+    let got: Vec<(&str, Vec<String>, u64, u64)> = view
+        .iter()
+        .map(|l| {
+            (
+                l.name.as_str(),
+                l.addresses.clone(),
+                l.counters.new_flows,
+                l.counters.syn_limited,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "proxy-listener:443",
+                vec!["198.18.0.2:443".to_string()],
+                2,
+                1
+            ),
+            (
+                "proxy-listener:80",
+                vec!["0.0.0.0:80".to_string(), "[::]:80".to_string()],
+                4,
+                3
+            ),
+        ]
+    );
+    assert!(view.iter().all(|l| {
+        l.syn_rate_limit
+            .is_some_and(|r| (r.per_second, r.burst) == (1, 2))
+    }));
+}
+
+#[test]
+fn without_the_node_wide_limit_no_listener_syn_is_limited_and_a_lifted_limit_is_gone() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut run = listener_bed(&["[::]:80"], PROXY_LIMIT);
+    let a = "198.18.0.1";
+    assert_eq!(
+        action(&mut run, &seg(a, 40000, NODE, 80, TCP_SYN)),
+        XDP_PASS
+    );
+    assert_eq!(
+        action(&mut run, &seg(a, 40001, NODE, 80, TCP_SYN)),
+        XDP_PASS
+    );
+    assert_eq!(
+        action(&mut run, &seg(a, 40002, NODE, 80, TCP_SYN)),
+        XDP_DROP
+    );
+    // A restart without the flag lifts what the pinned map held.
+    syn_listeners::write(&mut run.ebpf, &["[::]:80".parse().unwrap()], None).expect("lift");
+    assert!(listeners_view(&run).is_empty());
+    assert_eq!(listener_ports(&run), [0u16; 0]);
+    for port in 40003..40020 {
+        assert_eq!(
+            action(&mut run, &seg(a, port, NODE, 80, TCP_SYN)),
+            XDP_PASS,
+            "SYN from :{port}"
+        );
+    }
+    let mut fresh = listener_bed(&["[::]:80", "[::]:443"], None);
+    for port in 40000..40020 {
+        assert_eq!(
+            action(&mut fresh, &seg(a, port, NODE, 80, TCP_SYN)),
+            XDP_PASS
+        );
+        assert_eq!(
+            action(&mut fresh, &seg("2001:db8::1", port, NODE6, 443, TCP_SYN)),
+            XDP_PASS
+        );
+    }
+    assert_eq!(stat(&fresh, Stat::DropSynRateLimit), 0);
 }

@@ -72,6 +72,9 @@ pub const PINNED_MAPS: &[&str] = &[
     MAP_LOCAL_ADDRS,
     crate::syn_limit::MAP_SYN_LIMITS,
     crate::syn_limit::MAP_SYN_SOURCES,
+    crate::syn_limit::MAP_SYN_LISTENERS,
+    crate::syn_limit::MAP_SYN_LISTENER_STATS,
+    crate::syn_limit::MAP_SYN_LISTEN_PORTS,
 ];
 
 /// Name of the TC program reverse-NATing replies from local pods (attach on the node side of

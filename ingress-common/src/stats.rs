@@ -148,7 +148,8 @@ stats! {
     /// kube-proxy drops packets conntrack cannot match, kubernetes#74839).
     DropLateReply = 55, "drop_late_reply", Drop;
     /// A TCP SYN opening a new flow beyond its source's share of the service's per-source SYN
-    /// rate limit (`xdp-ingress.dev/syn-rate-limit`, `--syn-rate-limit-per-source`); the
+    /// rate limit (`xdp-ingress.dev/syn-rate-limit`, `--syn-rate-limit-per-source`), or a SYN
+    /// to one of the proxy's own listeners beyond its source's share of the latter; the
     /// client's SYN retransmission (after 1 s, RFC 6298 5.7) is judged anew.
     DropSynRateLimit = 56, "drop_syn_rate_limit", Drop;
 }

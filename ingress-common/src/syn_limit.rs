@@ -6,6 +6,11 @@
 //! whole /64 and can pick any address in it). What counts is a TCP SYN without ACK, RST or FIN
 //! that opens a flow: a SYN whose 5-tuple already has a live flow (a retransmission after a
 //! lost SYN-ACK) opens nothing new and is not charged, and no other segment is ever limited.
+//!
+//! The proxy's own listeners (the node's HTTP/HTTPS ports, where the kernel accepts) are
+//! limited the same way: [`MAP_SYN_LISTENERS`] says which (address, port) pairs they are and
+//! their limit; their sources share [`MAP_SYN_SOURCES`] under slots from
+//! [`SYN_LISTENER_SLOT_BASE`] on, and their counters are [`MAP_SYN_LISTENER_STATS`].
 
 /// Settings by service slot (array, as big as the service table): [`SynLimitConfig`]; all zero
 /// means no limit.
@@ -16,6 +21,25 @@ pub const MAP_SYN_SOURCES: &str = "XDPI_SYN_SOURCES";
 pub const DEFAULT_SYN_SOURCES_SIZE: u32 = 65536;
 /// Bytes of an IPv6 source address that name its source (the /64 prefix).
 pub const SYN_SOURCE_V6_BYTES: usize = 8;
+/// The proxy's listeners as the XDP path sees them (hash): [`SynListenerKey`] →
+/// [`SynListener`]. Only a TCP SYN that no service frontend takes is looked up here.
+pub const MAP_SYN_LISTENERS: &str = "XDPI_SYN_LISTEN";
+/// Ports of [`MAP_SYN_LISTENERS`] as a bitmap (array of [`SYN_LISTEN_PORT_WORDS`] `u32`):
+/// port `p` (host order) is bit `p & 31` of word `p >> 5`. One array read keeps a SYN to any
+/// other of the node's ports off the listener hash.
+pub const MAP_SYN_LISTEN_PORTS: &str = "XDPI_SYN_LPORTS";
+/// Words of [`MAP_SYN_LISTEN_PORTS`].
+pub const SYN_LISTEN_PORT_WORDS: u32 = 65536 / 32;
+/// Entries of [`MAP_SYN_LISTENERS`], and listeners of [`MAP_SYN_LISTENER_STATS`]: the proxy
+/// has an HTTP and an HTTPS listener, each at most twice (IPv4 and IPv6 of one wildcard).
+pub const SYN_LISTENERS_SIZE: u32 = 16;
+/// Counters by listener index (per-CPU array of [`SYN_LISTENERS_SIZE`]): the same
+/// `L4Counter` as a service's (`new_flows`: SYNs admitted, `syn_limited`: SYNs dropped).
+pub const MAP_SYN_LISTENER_STATS: &str = "XDPI_SYN_LSTATS";
+/// Slot of listener index `i` in [`SynSourceKey::slot`]: `SYN_LISTENER_SLOT_BASE + i`, above
+/// every service slot (those are below `--l4-max-services`, at most 32767), so a listener's
+/// sources never share a bucket with a service's.
+pub const SYN_LISTENER_SLOT_BASE: u32 = 0x8000_0000;
 
 /// One service's limit: `burst` SYNs at once per source, then one per `interval_ns`.
 #[repr(C)]
@@ -64,6 +88,29 @@ pub struct SynSourceKey {
 }
 const _: () = assert!(core::mem::size_of::<SynSourceKey>() == 24);
 
+/// One listener of the proxy: its address (IPv4 in the first 4 bytes; all zero: a wildcard
+/// bind, any of the node's own addresses), TCP port in network order, family; the rest zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SynListenerKey {
+    pub addr: [u8; 16],
+    pub port: u16,
+    pub family: u8,
+    pub _pad: u8,
+}
+const _: () = assert!(core::mem::size_of::<SynListenerKey>() == 20);
+
+/// What a listener's SYNs get: its limit (never [`SynLimitConfig::NONE`]: an unlimited
+/// listener has no entry) and its index (counters, source slot), below [`SYN_LISTENERS_SIZE`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SynListener {
+    pub limit: SynLimitConfig,
+    pub index: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<SynListener>() == 24);
+
 /// A source's theoretical arrival time (ns, `bpf_ktime_get_ns`): when its bucket is full
 /// again. Updated without atomics: CPUs racing on one source may each admit a SYN the
 /// other would have counted, at most one extra per CPU.
@@ -88,7 +135,13 @@ pub const fn admit(cfg: &SynLimitConfig, tat: u64, now: u64) -> Option<u64> {
     }
 }
 
-crate::impl_pod!(SynLimitConfig, SynSourceKey, SynSourceState);
+crate::impl_pod!(
+    SynLimitConfig,
+    SynSourceKey,
+    SynSourceState,
+    SynListenerKey,
+    SynListener
+);
 
 #[cfg(test)]
 mod tests {

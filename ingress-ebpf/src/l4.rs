@@ -236,6 +236,24 @@ fn timeout_ns(cfg: &L4Config, proto: u8, flags: u32) -> u64 {
     u64::from(s) * NS
 }
 
+/// A packet no service frontend takes: the node's own traffic, passed to the kernel. Only a
+/// TCP SYN that may open a connection, to a port in the listener bitmap, is looked at further,
+/// for the SYN limit of the proxy's own listeners. It comes after the service lookups, so a
+/// service's traffic is judged by its own limit, source ranges and flow table alone and never
+/// charged twice; it needs no flow-table lookup (the kernel, not XDP, tracks the proxy's
+/// connections: a SYN retransmitted after a lost SYN-ACK costs a token again) and no source
+/// ranges (those are a Service's `loadBalancerSourceRanges`, not the node's).
+#[inline(always)]
+fn no_frontend(pkt: &Pkt, len: u64) -> Verdict {
+    if pkt.proto == IPPROTO_TCP
+        && starts_connection(pkt.tcp_flags)
+        && crate::syn_limit::is_listener_port(pkt.dport)
+    {
+        return crate::syn_limit::listener(pkt, len);
+    }
+    pass(Stat::PassNoService)
+}
+
 /// The L4 path for a well-formed TCP/UDP packet.
 #[inline(always)]
 pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
@@ -281,7 +299,7 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
     let bit = 1u32 << (dport_host & 31);
     match PORTS.get(word) {
         Some(w) if *w & bit != 0 => {}
-        _ => return pass(Stat::PassNoService),
+        _ => return no_frontend(&pkt, len),
     }
     // Address frontends first (they are more specific), only on ports that have one.
     let mut skey = ServiceKey {
@@ -301,7 +319,7 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
         None => match SERVICES.get_ptr(&skey) {
             // A NodePort answers on the node's own addresses only.
             Some(s) if is_local(&pkt) => s,
-            _ => return pass(Stat::PassNoService),
+            _ => return no_frontend(&pkt, len),
         },
     };
     // SAFETY: pointer from a successful lookup; hash values stay valid under RCU while we run.
@@ -465,7 +483,7 @@ fn keeps_flows(be: &Backend, proto: u8) -> bool {
 /// True when the destination is one of the node's addresses (or the daemon did not list them).
 /// A subprogram: its unrolled compares stay off the main program's stack.
 #[inline(never)]
-fn is_local(pkt: &Pkt) -> bool {
+pub fn is_local(pkt: &Pkt) -> bool {
     let Some(l) = LOCAL_ADDRS.get(0) else {
         return true;
     };

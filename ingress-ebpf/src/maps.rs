@@ -13,7 +13,8 @@ use ingress_common::l4::{
     ServiceKey, ServiceName, ServiceValue, SourceRangeData,
 };
 use ingress_common::syn_limit::{
-    DEFAULT_SYN_SOURCES_SIZE, SynLimitConfig, SynSourceKey, SynSourceState,
+    DEFAULT_SYN_SOURCES_SIZE, SYN_LISTEN_PORT_WORDS, SYN_LISTENERS_SIZE, SynLimitConfig,
+    SynListener, SynListenerKey, SynSourceKey, SynSourceState,
 };
 
 #[map(name = "XDPI_SERVICES")]
@@ -107,6 +108,20 @@ pub static SYN_LIMITS: Array<SynLimitConfig> = Array::with_max_entries(DEFAULT_M
 #[map(name = "XDPI_SYN_SOURCES")]
 pub static SYN_SOURCES: LruHashMap<SynSourceKey, SynSourceState> =
     LruHashMap::with_max_entries(DEFAULT_SYN_SOURCES_SIZE, 0);
+
+/// The proxy's listeners with a SYN limit; see `syn_limit::listener`.
+#[map(name = "XDPI_SYN_LISTEN")]
+pub static SYN_LISTENERS: HashMap<SynListenerKey, SynListener> =
+    HashMap::with_max_entries(SYN_LISTENERS_SIZE, 0);
+
+/// Ports of `SYN_LISTENERS` as a bitmap, so a SYN to another port costs one array read.
+#[map(name = "XDPI_SYN_LPORTS")]
+pub static SYN_LISTEN_PORTS: Array<u32> = Array::with_max_entries(SYN_LISTEN_PORT_WORDS, 0);
+
+/// Counters of the proxy's listeners by index (`new_flows`: SYNs admitted, `syn_limited`).
+#[map(name = "XDPI_SYN_LSTATS")]
+pub static SYN_LISTENER_STATS: PerCpuArray<L4Counter> =
+    PerCpuArray::with_max_entries(SYN_LISTENERS_SIZE, 0);
 
 #[map(name = "XDPI_CONFIG")]
 pub static CONFIG: Array<L4Config> = Array::with_max_entries(1, 0);

@@ -1,16 +1,25 @@
-//! Per-source new-connection (SYN) rate limit of a service: one GCRA step
-//! (`ingress_common::syn_limit::admit`) on the source's LRU entry. Called only for a SYN that
-//! would open a new flow, so established traffic never pays for it.
+//! Per-source new-connection (SYN) rate limit of a service or of one of the proxy's own
+//! listeners: one GCRA step (`ingress_common::syn_limit::admit`) on the source's LRU entry.
+//! Called only for a SYN that would open a new flow, so established traffic never pays for it.
 
-use aya_ebpf::bindings::BPF_ANY;
+use aya_ebpf::{
+    bindings::{BPF_ANY, xdp_action},
+    helpers::bpf_ktime_get_ns,
+};
 use ingress_common::{
     l4::{FAMILY_V4, FAMILY_V6},
-    syn_limit::{SYN_SOURCE_V6_BYTES, SynSourceKey, SynSourceState, admit},
+    stats::Stat,
+    syn_limit::{
+        SYN_LISTENER_SLOT_BASE, SYN_SOURCE_V6_BYTES, SynLimitConfig, SynListenerKey, SynSourceKey,
+        SynSourceState, admit,
+    },
 };
 
 use crate::{
-    l4::Pkt,
-    maps::{SYN_LIMITS, SYN_SOURCES},
+    l4::{Pkt, Verdict, is_local, verdict_of},
+    maps::{
+        SYN_LIMITS, SYN_LISTEN_PORTS, SYN_LISTENER_STATS, SYN_LISTENERS, SYN_SOURCES, count_l4,
+    },
 };
 
 /// True when service `slot` takes this SYN from `pkt`'s source at `now` (ns): no limit set, or
@@ -20,6 +29,69 @@ pub fn admits(pkt: &Pkt, slot: u32, now: u64) -> bool {
     let Some(cfg) = SYN_LIMITS.get(slot) else {
         return true;
     };
+    admits_under(cfg, pkt, slot, now)
+}
+
+/// True when some listener of the proxy in [`SYN_LISTENERS`] has port `dport` (network
+/// order): one array read, so a SYN to any other port of the node costs no hash lookup.
+#[inline(always)]
+pub fn is_listener_port(dport: u16) -> bool {
+    let port = u16::from_be(dport);
+    SYN_LISTEN_PORTS
+        .get(u32::from(port >> 5))
+        .is_some_and(|w| *w & (1u32 << (port & 31)) != 0)
+}
+
+/// The verdict on a TCP SYN (no ACK, RST or FIN) that no service frontend took: one to a
+/// listener of the proxy in [`SYN_LISTENERS`] (its address, or a wildcard one on any of the
+/// node's own addresses) is charged to its source and dropped over the limit; the kernel's
+/// listener gets the rest (XDP_PASS). Nothing here ever sees established traffic: the
+/// caller looks only at SYNs. A subprogram, off the main program's stack.
+#[inline(never)]
+pub fn listener(pkt: &Pkt, len: u64) -> Verdict {
+    let not_limited = verdict_of(xdp_action::XDP_PASS, Stat::PassNoService);
+    let mut key = SynListenerKey {
+        addr: pkt.daddr,
+        port: pkt.dport,
+        family: if pkt.v6 { FAMILY_V6 } else { FAMILY_V4 },
+        _pad: 0,
+    };
+    let found = match SYN_LISTENERS.get_ptr(&key) {
+        Some(l) => l,
+        None => {
+            key.addr = [0; 16];
+            match SYN_LISTENERS.get_ptr(&key) {
+                // A wildcard bind answers on the node's own addresses only; a SYN routed
+                // through the node to another host is not the proxy's.
+                Some(l) if is_local(pkt) => l,
+                _ => return not_limited,
+            }
+        }
+    };
+    // SAFETY: pointer from a successful lookup; hash values stay valid under RCU while we run.
+    let l = unsafe { *found };
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if admits_under(
+        &l.limit,
+        pkt,
+        SYN_LISTENER_SLOT_BASE.wrapping_add(l.index),
+        now,
+    ) {
+        count_l4(&SYN_LISTENER_STATS, l.index, len, true);
+        return not_limited;
+    }
+    if let Some(c) = SYN_LISTENER_STATS.get_ptr_mut(l.index) {
+        // SAFETY: pointer from a successful lookup, CPU-local.
+        unsafe { (*c).syn_limited += 1 };
+    }
+    verdict_of(xdp_action::XDP_DROP, Stat::DropSynRateLimit)
+}
+
+/// True when `cfg` (no limit: interval 0) leaves room for this SYN from `pkt`'s source,
+/// tracked under `slot`, at `now` (ns); charges it when so.
+#[inline(always)]
+fn admits_under(cfg: &SynLimitConfig, pkt: &Pkt, slot: u32, now: u64) -> bool {
     if cfg.interval_ns == 0 {
         return true;
     }

@@ -126,6 +126,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     })
     .await
     .context("starting the L7 proxy")?;
+    // hostNetwork: clients reach the proxy on the node's addresses at the sockets it bound,
+    // through no service frontend; the node-wide SYN limit applies there too (or is lifted
+    // from what a previous run left pinned).
+    if let Some(l4) = &l4
+        && let Err(e) = l4.limit_proxy_listeners(
+            &[proxy.http_addr(), proxy.https_addr()],
+            translate_config.proxy_syn_rate_limit,
+        )
+    {
+        warn!(error = %anyhow::Error::new(e), "SYN limit of the proxy's listeners not set");
+    }
     let sinks = dataplanes(&args, l4.as_ref(), proxy.clone())?;
     let control_metrics = controller::ControlMetrics::new();
     let mut registry = prometheus_client::registry::Registry::with_prefix("xdp_ingress");

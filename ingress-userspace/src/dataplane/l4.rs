@@ -24,8 +24,9 @@ use ingress_common::{
     l4::*,
     stats::{Counter, MAP_STATS, STATS_SLOTS},
     syn_limit::{
-        DEFAULT_SYN_SOURCES_SIZE, MAP_SYN_LIMITS, MAP_SYN_SOURCES, SynLimitConfig, SynSourceKey,
-        SynSourceState,
+        DEFAULT_SYN_SOURCES_SIZE, MAP_SYN_LIMITS, MAP_SYN_LISTEN_PORTS, MAP_SYN_LISTENER_STATS,
+        MAP_SYN_LISTENERS, MAP_SYN_SOURCES, SYN_LISTEN_PORT_WORDS, SYN_LISTENERS_SIZE,
+        SynLimitConfig, SynListener, SynListenerKey, SynSourceKey, SynSourceState,
     },
 };
 use tracing::{info, warn};
@@ -270,6 +271,27 @@ impl L4Args {
                 sz(size_of::<SynSourceKey>()),
                 sz(size_of::<SynSourceState>()),
                 self.l4_syn_limit_sources,
+            ),
+            (
+                MAP_SYN_LISTENERS,
+                MapType::Hash,
+                sz(size_of::<SynListenerKey>()),
+                sz(size_of::<SynListener>()),
+                SYN_LISTENERS_SIZE,
+            ),
+            (
+                MAP_SYN_LISTENER_STATS,
+                MapType::PerCpuArray,
+                4,
+                sz(size_of::<L4Counter>()),
+                SYN_LISTENERS_SIZE,
+            ),
+            (
+                MAP_SYN_LISTEN_PORTS,
+                MapType::Array,
+                4,
+                4,
+                SYN_LISTEN_PORT_WORDS,
             ),
             (MAP_CONFIG, MapType::Array, 4, sz(size_of::<L4Config>()), 1),
             (MAP_PORTS, MapType::Array, 4, 4, PORT_WORDS),
@@ -819,6 +841,16 @@ impl L4Handle {
     /// SYNs dropped by each limited service's per-source SYN rate limit.
     pub fn syn_limited(&self) -> Result<Vec<(String, u64)>, SyncError> {
         super::syn_limit::dropped(self.lock().ebpf())
+    }
+
+    /// Puts the proxy's listeners (the sockets it bound) under the node-wide per-source SYN
+    /// limit `limit` (`None`: lifts it); see `dataplane::syn_listeners`.
+    pub fn limit_proxy_listeners(
+        &self,
+        listeners: &[std::net::SocketAddr],
+        limit: Option<crate::model::SynRateLimit>,
+    ) -> Result<(), SyncError> {
+        super::syn_listeners::write(self.lock().ebpf_mut(), listeners, limit)
     }
 
     /// Detaches (pinned maps stay; links stay too with `--l4-keep-attached`).

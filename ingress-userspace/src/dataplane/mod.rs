@@ -5,6 +5,7 @@
 //! - `maglev`: pure Maglev table construction.
 //! - `sync`: snapshot → minimal map writes ([`L4Sync`]), recovery after a restart.
 //! - `syn_limit`: per-service SYN rate limits in the maps.
+//! - `syn_listeners`: the node-wide SYN limit on the proxy's own listeners.
 //! - `flows`: the flow tables' sweep (timed-out flows, orphaned reverse entries) and occupancy.
 //! - `l4`: the daemon's L4 dataplane ([`L4Dataplane`]): pinning, attach, apply; its flags ([`L4Args`]).
 //! - `view`: the data path's view read back from the maps (`xdp-ingress backends`).
@@ -18,6 +19,7 @@ pub mod neigh;
 pub mod object;
 pub mod stats;
 pub mod syn_limit;
+pub mod syn_listeners;
 pub mod sync;
 pub mod view;
 

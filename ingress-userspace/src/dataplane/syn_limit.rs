@@ -53,7 +53,8 @@ pub fn describe(cfg: &SynLimitConfig) -> Option<(u64, u64)> {
 
 /// SYNs dropped by each limited service unit (`namespace/name:port#v4|v6`), summed over
 /// CPUs: every unit with a limit now, and any other whose count is not zero (its limit was
-/// lifted). Sorted by name.
+/// lifted). Sorted by name; then each of the proxy's limited listeners
+/// (`proxy-listener:PORT`, `dataplane::syn_listeners`).
 pub fn dropped(ebpf: &Ebpf) -> Result<Vec<(String, u64)>, SyncError> {
     let open = |name: &'static str| ebpf.map(name).ok_or(SyncError::MissingMap(name));
     let services: BpfHashMap<&MapData, ServiceKey, ServiceValue> =
@@ -87,6 +88,7 @@ pub fn dropped(ebpf: &Ebpf) -> Result<Vec<(String, u64)>, SyncError> {
         }
     }
     out.sort();
+    out.extend(super::syn_listeners::dropped(ebpf)?);
     Ok(out)
 }
 
@@ -96,7 +98,8 @@ pub fn prometheus_text(dropped: &[(String, u64)]) -> String {
     use std::fmt::Write as _;
     let metric = "xdp_ingress_l4_syn_limited";
     let mut out = format!(
-        "# HELP {metric} SYNs dropped at the NIC by a service's per-source SYN rate limit.\n\
+        "# HELP {metric} SYNs dropped at the NIC by the per-source SYN rate limit of a \
+         service or proxy listener.\n\
          # TYPE {metric} counter\n"
     );
     for (service, n) in dropped {
@@ -127,8 +130,8 @@ mod tests {
         let text = prometheus_text(&[("default/echo:tcp#v4".into(), 7)]);
         assert_eq!(
             text,
-            "# HELP xdp_ingress_l4_syn_limited SYNs dropped at the NIC by a service's \
-             per-source SYN rate limit.\n# TYPE xdp_ingress_l4_syn_limited counter\n\
+            "# HELP xdp_ingress_l4_syn_limited SYNs dropped at the NIC by the per-source SYN \
+             rate limit of a service or proxy listener.\n# TYPE xdp_ingress_l4_syn_limited counter\n\
              xdp_ingress_l4_syn_limited_total{service=\"default/echo:tcp#v4\"} 7\n"
         );
     }

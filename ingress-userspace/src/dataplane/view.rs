@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, net::SocketAddr, path::Path};
 use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, MapError, PerCpuArray};
 use ingress_common::{
     l4::*,
-    syn_limit::{MAP_SYN_LIMITS, SynLimitConfig},
+    syn_limit::{MAP_SYN_LIMITS, MAP_SYN_LISTENER_STATS, MAP_SYN_LISTENERS, SynLimitConfig},
 };
 
 use super::sync::addr_from;
@@ -92,6 +92,9 @@ pub struct ServiceView {
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct BackendsView {
     pub services: Vec<ServiceView>,
+    /// The proxy's own listeners under the node-wide SYN limit (`--syn-rate-limit-per-source`);
+    /// empty without it.
+    pub proxy_listeners: Vec<super::syn_listeners::ProxyListenerView>,
     /// Packets by pass or drop reason (`ingress_common::stats` labels, e.g. `pass_no_flow`,
     /// `pass_snat_exhausted`), summed over CPUs; reasons never counted are left out.
     pub reasons: BTreeMap<String, u64>,
@@ -330,9 +333,25 @@ fn read_from(src: &Source) -> Result<BackendsView, ViewError> {
         });
     }
     out.services.sort_by(|a, b| a.name.cmp(&b.name));
+    out.proxy_listeners = proxy_listeners(src)?;
     out.reasons = reasons(src)?;
     out.flow_tables = flow_tables(src)?;
     Ok(out)
+}
+
+/// The proxy's limited listeners; none in maps pinned by a daemon older than that limit.
+fn proxy_listeners(
+    src: &Source,
+) -> Result<Vec<super::syn_listeners::ProxyListenerView>, ViewError> {
+    let (Ok(l), Ok(s)) = (
+        src.open(MAP_SYN_LISTENERS),
+        src.open(MAP_SYN_LISTENER_STATS),
+    ) else {
+        return Ok(Vec::new());
+    };
+    let l = BpfHashMap::try_from(Map::HashMap(l)).map_err(rerr(MAP_SYN_LISTENERS))?;
+    let s = PerCpuArray::try_from(Map::PerCpuArray(s)).map_err(rerr(MAP_SYN_LISTENER_STATS))?;
+    super::syn_listeners::read(&l, &s).map_err(rerr(MAP_SYN_LISTENERS))
 }
 
 /// Counts the entries of the flow and reverse-NAT tables.
@@ -443,6 +462,21 @@ pub fn render_text(view: &BackendsView) -> String {
             );
         }
     }
+    for l in &view.proxy_listeners {
+        let _ = writeln!(
+            s,
+            "{}  [{}]  syns_passed={}{}",
+            l.name,
+            l.addresses.join(", "),
+            l.counters.new_flows,
+            l.syn_rate_limit
+                .map(|r| format!(
+                    "  syn-rate-limit={}/s burst={} syn_limited={}",
+                    r.per_second, r.burst, l.counters.syn_limited
+                ))
+                .unwrap_or_default(),
+        );
+    }
     let t = &view.flow_tables;
     let _ = writeln!(
         s,
@@ -475,9 +509,8 @@ mod tests {
     #[test]
     fn the_text_view_names_why_packets_were_passed_or_dropped() {
         let view = BackendsView {
-            services: Vec::new(),
             reasons: [("pass_no_flow".to_string(), 300)].into_iter().collect(),
-            flow_tables: FlowTablesView::default(),
+            ..BackendsView::default()
         };
         let text = render_text(&view);
         assert!(
@@ -486,6 +519,37 @@ mod tests {
         );
         let json = serde_json::to_value(&view).unwrap();
         assert_eq!(json["reasons"]["pass_no_flow"], 300);
+    }
+
+    #[test]
+    fn the_text_view_shows_each_limited_proxy_listener_with_its_drops() {
+        let view = BackendsView {
+            proxy_listeners: vec![super::super::syn_listeners::ProxyListenerView {
+                name: "proxy-listener:443".into(),
+                addresses: vec!["0.0.0.0:443".into(), "[::]:443".into()],
+                syn_rate_limit: Some(SynLimitView {
+                    per_second: 10,
+                    burst: 50,
+                }),
+                counters: Counters {
+                    packets: 7,
+                    bytes: 420,
+                    new_flows: 7,
+                    syn_limited: 3,
+                },
+            }],
+            ..BackendsView::default()
+        };
+        let text = render_text(&view);
+        assert!(
+            text.contains(
+                "proxy-listener:443  [0.0.0.0:443, [::]:443]  syns_passed=7  \
+                 syn-rate-limit=10/s burst=50 syn_limited=3\n"
+            ),
+            "{text}"
+        );
+        let json = serde_json::to_value(&view).unwrap();
+        assert_eq!(json["proxy_listeners"][0]["counters"]["syn_limited"], 3);
     }
 
     #[test]

@@ -90,10 +90,10 @@ pub struct SourceArgs {
     #[arg(long)]
     pub enable_ssl_passthrough: bool,
     /// Per-source new-connection (TCP SYN) rate limit, SYNs per second (0 to 1000000; 0, the
-    /// default: none), enforced in XDP on the ingress's own Service (`--ingress-service`: the
-    /// proxy's ports as clients reach them). Excess SYNs are dropped at the NIC and counted
-    /// (`drop_syn_rate_limit`); a source is an IPv4 address or an IPv6 /64. The Service's own
-    /// `xdp-ingress.dev/syn-rate-limit` annotations win.
+    /// default: none), enforced in XDP on the proxy's own HTTP and HTTPS listeners on the
+    /// node's addresses and on the ingress's own Service (`--ingress-service`, whose own
+    /// `xdp-ingress.dev/syn-rate-limit` annotations win there). Excess SYNs are dropped at the
+    /// NIC and counted (`drop_syn_rate_limit`); a source is an IPv4 address or an IPv6 /64.
     #[arg(long, default_value_t = 0,
           value_parser = clap::value_parser!(u32).range(0..=i64::from(crate::model::translate::syn_limit::MAX_SYN_RATE)))]
     pub syn_rate_limit_per_source: u32,

@@ -130,7 +130,8 @@ pub struct TranslateConfig {
     pub enable_ssl_passthrough: bool,
     /// `--syn-rate-limit-per-source` / `--syn-rate-limit-burst`: the per-source SYN rate
     /// limit of the ingress's own Service (the proxy's ports) unless its annotations say
-    /// otherwise (see [`syn_limit`]). `None`: unlimited.
+    /// otherwise (see [`syn_limit`]), and of the proxy's listeners (`run` writes those,
+    /// `dataplane::syn_listeners`). `None`: unlimited.
     pub proxy_syn_rate_limit: Option<crate::model::SynRateLimit>,
 }
 

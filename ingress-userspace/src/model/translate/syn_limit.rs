@@ -7,7 +7,9 @@
 //!
 //! The ingress's own Service (`--ingress-service`: the proxy's ports as the XDP path sees
 //! them) gets the node-wide default of `--syn-rate-limit-per-source` /
-//! `--syn-rate-limit-burst` unless it is annotated itself. `"0"` turns the limit off (also
+//! `--syn-rate-limit-burst` unless it is annotated itself (the same flags limit the proxy's
+//! listeners themselves, outside translation: `dataplane::syn_listeners`). `"0"` turns the
+//! limit off (also
 //! the default on the own Service); a value that is not a whole number in range is a Warning
 //! and leaves the Service as it would be without the annotation.
 
