@@ -7,43 +7,46 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
 };
 use ingress_common::l4::{
-    AffinityKey, AffinityValue, Backend, CtEntry, DEFAULT_AFFINITY_SIZE, DEFAULT_CONNTRACK_SIZE,
-    DEFAULT_MAGLEV_SIZE, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_SERVICES, FlowKey, L4Config, L4Counter,
-    LocalAddrs, NEIGH_WANTED_SIZE, NeighKey, PORT_WORDS, RevNatEntry, SOURCE_RANGES_SIZE,
-    ServiceKey, ServiceName, ServiceValue, SourceRangeData,
+    AffinityKey, AffinityValue, Backend, CtEntry, FlowKey, L4Config, L4Counter, LocalAddrs,
+    MapSizes, NEIGH_WANTED_SIZE, NeighKey, PORT_WORDS, RevNatEntry, SOURCE_RANGES_SIZE, ServiceKey,
+    ServiceName, ServiceValue, SourceRangeData,
 };
+
+/// Sizes the loader overrides from the daemon's flags (`MapSizes` is the one place they are
+/// computed).
+const SIZES: MapSizes = MapSizes::DEFAULT;
 
 #[map(name = "XDPI_SERVICES")]
 pub static SERVICES: HashMap<ServiceKey, ServiceValue> =
-    HashMap::with_max_entries(DEFAULT_MAX_SERVICES * 4, 0);
+    HashMap::with_max_entries(SIZES.services(), 0);
 
 #[map(name = "XDPI_BACKENDS")]
-pub static BACKENDS: Array<Backend> = Array::with_max_entries(DEFAULT_MAX_BACKENDS, 0);
+pub static BACKENDS: Array<Backend> = Array::with_max_entries(SIZES.max_backends, 0);
 
 #[map(name = "XDPI_MAGLEV")]
 pub static MAGLEV: Array<u32> =
-    Array::with_max_entries(DEFAULT_MAX_SERVICES * 2 * DEFAULT_MAGLEV_SIZE, 0);
+    Array::with_max_entries(SIZES.maglev(), 0);
 
 /// Flows and their reverse entries live and die in pairs. Plain hashes, not LRUs: a full
 /// table refuses a new flow rather than evict an established one (or half of one); expired
 /// entries go on the packet path and in the daemon's sweep (`dataplane::flows`).
 #[map(name = "XDPI_CONNTRACK")]
 pub static CONNTRACK: HashMap<FlowKey, CtEntry> =
-    HashMap::with_max_entries(DEFAULT_CONNTRACK_SIZE, 0);
+    HashMap::with_max_entries(SIZES.conntrack, 0);
 
 #[map(name = "XDPI_REVNAT")]
 pub static REVNAT: HashMap<FlowKey, RevNatEntry> =
-    HashMap::with_max_entries(DEFAULT_CONNTRACK_SIZE, 0);
+    HashMap::with_max_entries(SIZES.conntrack, 0);
 
 /// Reverse key of an ended local flow → its last activity (ns); see `tombstone`. An LRU: the
 /// oldest tombstones make room, which only shortens how long a late reply is caught.
 #[map(name = "XDPI_TOMBSTONES")]
 pub static TOMBSTONES: LruHashMap<FlowKey, u64> =
-    LruHashMap::with_max_entries(DEFAULT_CONNTRACK_SIZE, 0);
+    LruHashMap::with_max_entries(SIZES.conntrack, 0);
 
 #[map(name = "XDPI_AFFINITY")]
 pub static AFFINITY: LruHashMap<AffinityKey, AffinityValue> =
-    LruHashMap::with_max_entries(DEFAULT_AFFINITY_SIZE, 0);
+    LruHashMap::with_max_entries(SIZES.affinity, 0);
 
 #[map(name = "XDPI_SRC_RANGES")]
 pub static SOURCE_RANGES: LpmTrie<SourceRangeData, u32> =
@@ -51,11 +54,11 @@ pub static SOURCE_RANGES: LpmTrie<SourceRangeData, u32> =
 
 #[map(name = "XDPI_SVC_STATS")]
 pub static SVC_STATS: PerCpuArray<L4Counter> =
-    PerCpuArray::with_max_entries(DEFAULT_MAX_SERVICES, 0);
+    PerCpuArray::with_max_entries(SIZES.max_services, 0);
 
 #[map(name = "XDPI_BE_STATS")]
 pub static BE_STATS: PerCpuArray<L4Counter> =
-    PerCpuArray::with_max_entries(DEFAULT_MAX_BACKENDS, 0);
+    PerCpuArray::with_max_entries(SIZES.max_backends, 0);
 
 /// Per-CPU scratch space for the big temporaries of the L4 path: the BPF stack (512 bytes over
 /// a whole call chain) cannot hold them. Internal to the program; userspace never reads it.
@@ -93,7 +96,7 @@ pub static PORTS: Array<u32> = Array::with_max_entries(PORT_WORDS, 0);
 
 /// Written and read by userspace only (names for `xdp-ingress backends`).
 #[map(name = "XDPI_SVC_NAMES")]
-pub static SVC_NAMES: Array<ServiceName> = Array::with_max_entries(DEFAULT_MAX_SERVICES, 0);
+pub static SVC_NAMES: Array<ServiceName> = Array::with_max_entries(SIZES.max_services, 0);
 
 #[map(name = "XDPI_CONFIG")]
 pub static CONFIG: Array<L4Config> = Array::with_max_entries(1, 0);
