@@ -24,25 +24,21 @@ pub static SERVICES: HashMap<ServiceKey, ServiceValue> =
 pub static BACKENDS: Array<Backend> = Array::with_max_entries(SIZES.max_backends, 0);
 
 #[map(name = "XDPI_MAGLEV")]
-pub static MAGLEV: Array<u32> =
-    Array::with_max_entries(SIZES.maglev(), 0);
+pub static MAGLEV: Array<u32> = Array::with_max_entries(SIZES.maglev(), 0);
 
 /// Flows and their reverse entries live and die in pairs. Plain hashes, not LRUs: a full
 /// table refuses a new flow rather than evict an established one (or half of one); expired
 /// entries go on the packet path and in the daemon's sweep (`dataplane::flows`).
 #[map(name = "XDPI_CONNTRACK")]
-pub static CONNTRACK: HashMap<FlowKey, CtEntry> =
-    HashMap::with_max_entries(SIZES.conntrack, 0);
+pub static CONNTRACK: HashMap<FlowKey, CtEntry> = HashMap::with_max_entries(SIZES.conntrack, 0);
 
 #[map(name = "XDPI_REVNAT")]
-pub static REVNAT: HashMap<FlowKey, RevNatEntry> =
-    HashMap::with_max_entries(SIZES.conntrack, 0);
+pub static REVNAT: HashMap<FlowKey, RevNatEntry> = HashMap::with_max_entries(SIZES.conntrack, 0);
 
 /// Reverse key of an ended local flow → its last activity (ns); see `tombstone`. An LRU: the
 /// oldest tombstones make room, which only shortens how long a late reply is caught.
 #[map(name = "XDPI_TOMBSTONES")]
-pub static TOMBSTONES: LruHashMap<FlowKey, u64> =
-    LruHashMap::with_max_entries(SIZES.conntrack, 0);
+pub static TOMBSTONES: LruHashMap<FlowKey, u64> = LruHashMap::with_max_entries(SIZES.conntrack, 0);
 
 #[map(name = "XDPI_AFFINITY")]
 pub static AFFINITY: LruHashMap<AffinityKey, AffinityValue> =
@@ -53,12 +49,10 @@ pub static SOURCE_RANGES: LpmTrie<SourceRangeData, u32> =
     LpmTrie::with_max_entries(SOURCE_RANGES_SIZE, 0);
 
 #[map(name = "XDPI_SVC_STATS")]
-pub static SVC_STATS: PerCpuArray<L4Counter> =
-    PerCpuArray::with_max_entries(SIZES.max_services, 0);
+pub static SVC_STATS: PerCpuArray<L4Counter> = PerCpuArray::with_max_entries(SIZES.max_services, 0);
 
 #[map(name = "XDPI_BE_STATS")]
-pub static BE_STATS: PerCpuArray<L4Counter> =
-    PerCpuArray::with_max_entries(SIZES.max_backends, 0);
+pub static BE_STATS: PerCpuArray<L4Counter> = PerCpuArray::with_max_entries(SIZES.max_backends, 0);
 
 /// Per-CPU scratch space for the big temporaries of the L4 path: the BPF stack (512 bytes over
 /// a whole call chain) cannot hold them. Internal to the program; userspace never reads it.

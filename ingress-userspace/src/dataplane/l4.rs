@@ -197,13 +197,7 @@ impl L4Args {
                 sz(size_of::<Backend>()),
                 sizes.max_backends,
             ),
-            (
-                MAP_MAGLEV,
-                MapType::Array,
-                4,
-                4,
-                sizes.maglev(),
-            ),
+            (MAP_MAGLEV, MapType::Array, 4, 4, sizes.maglev()),
             (
                 MAP_CONNTRACK,
                 MapType::Hash,

@@ -46,6 +46,9 @@ pub struct FakeMaps {
     pub attempts: usize,
     /// Writes performed, in order.
     pub log: Vec<MapWrite>,
+    /// What [`FakeMaps::check_consistent`] found wrong after any write (every prefix of every
+    /// plan), with the write's index.
+    pub violations: Vec<(usize, String)>,
     fail: Option<FailFn>,
 }
 
@@ -64,6 +67,7 @@ impl FakeMaps {
             flows: Vec::new(),
             attempts: 0,
             log: Vec::new(),
+            violations: Vec::new(),
             fail: None,
         }
     }
@@ -136,7 +140,10 @@ impl FakeMaps {
                     return Err(format!("{k:?}: live half names missing backend {id}"));
                 };
                 if b.svc_slot != v.slot {
-                    return Err(format!("{k:?}: backend {id} belongs to slot {}", b.svc_slot));
+                    return Err(format!(
+                        "{k:?}: backend {id} belongs to slot {}",
+                        b.svc_slot
+                    ));
                 }
                 if b.flags & BE_F_REMOVED != 0 {
                     return Err(format!("{k:?}: live half names removed backend {id}"));
@@ -205,6 +212,16 @@ impl L4Maps for FakeMaps {
 
     fn write(&mut self, w: &MapWrite) -> Result<Released, SyncError> {
         let index = self.attempts;
+        let r = self.perform(index, w);
+        if let Err(v) = self.check_consistent() {
+            self.violations.push((index, v));
+        }
+        r
+    }
+}
+
+impl FakeMaps {
+    fn perform(&mut self, index: usize, w: &MapWrite) -> Result<Released, SyncError> {
         self.attempts += 1;
         if let Some(f) = &mut self.fail
             && f(index, w)
@@ -267,14 +284,87 @@ impl L4Maps for FakeMaps {
                 let before = self.flows.len();
                 self.flows.retain(|f| {
                     !(proto.is_none_or(|p| p == f.proto)
-                        && backends.iter().any(|b| {
-                            b.id == f.backend_id && b.addr == f.addr && b.port == f.port
-                        }))
+                        && backends
+                            .iter()
+                            .any(|b| b.id == f.backend_id && b.addr == f.addr && b.port == f.port))
                 });
                 out.flows = (before - self.flows.len()) as u32;
             }
         }
         self.log.push(w.clone());
         Ok(out)
+    }
+}
+
+/// What one unit serves, as the data path sees it: frontends with their service flags,
+/// affinity timeout and backend count, the live table as endpoints, the source ranges.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Served {
+    pub frontends: BTreeMap<ServiceKeyOrd, (u32, u32, u32)>,
+    pub table: Vec<([u8; 16], u16, u8)>,
+    pub ranges: BTreeSet<Range>,
+}
+
+impl FakeMaps {
+    /// Every unit with a frontend, by name.
+    pub fn served(&self) -> BTreeMap<String, Served> {
+        let mut out: BTreeMap<String, Served> = BTreeMap::new();
+        for (k, v) in &self.services {
+            let name = self
+                .names
+                .get(&v.slot)
+                .map_or("", |n| n.as_str())
+                .to_string();
+            let base = (v.slot * 2 + v.generation) * self.maglev_size;
+            let table = if v.backend_count == 0 {
+                Vec::new()
+            } else {
+                (0..self.maglev_size)
+                    .filter_map(|i| self.maglev.get(&(base + i)))
+                    .filter_map(|id| self.backends.get(id))
+                    .map(|b| (b.addr, b.port, b.flags))
+                    .collect()
+            };
+            let ranges = self
+                .ranges
+                .iter()
+                .filter(|(s, _)| *s == v.slot)
+                .map(|(_, r)| *r)
+                .collect();
+            let e = out.entry(name).or_insert_with(|| Served {
+                frontends: BTreeMap::new(),
+                table,
+                ranges,
+            });
+            e.frontends
+                .insert(*k, (v.flags, v.affinity_timeout_s, v.backend_count));
+        }
+        out
+    }
+
+    /// Whether `held` says what these maps hold (Maglev halves it knows included).
+    pub fn agrees_with(&self, held: &Held) -> Result<(), String> {
+        let same = |what: &str, ok: bool| if ok { Ok(()) } else { Err(what.to_string()) };
+        same("services", held.services == self.services)?;
+        same("backends", held.backends == self.backends)?;
+        same("ranges", held.ranges == self.ranges)?;
+        same("ports", held.ports == self.ports)?;
+        same("config", held.config == self.config)?;
+        same("local", held.local == self.local)?;
+        for (s, n) in &held.names {
+            same("names", self.names.get(s) == Some(n))?;
+        }
+        for (slot, halves) in &held.maglev {
+            for (half, t) in halves.iter().enumerate() {
+                let Some(t) = t else { continue };
+                let base = (slot * 2 + half as u32) * self.maglev_size;
+                for (i, id) in t.iter().enumerate() {
+                    if self.maglev.get(&(base + i as u32)) != Some(id) {
+                        return Err(format!("maglev slot {slot} half {half} entry {i}"));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }

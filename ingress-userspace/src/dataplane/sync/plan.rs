@@ -43,9 +43,15 @@ pub enum MapWrite {
     /// `XDPI_LOCAL_ADDR[0]`.
     LocalAddrs(LocalAddrs),
     /// `XDPI_SVC_NAMES[slot]`.
-    ServiceName { slot: u32, name: ServiceName },
+    ServiceName {
+        slot: u32,
+        name: ServiceName,
+    },
     /// `XDPI_BACKENDS[id]`; `Backend::default()` clears the id.
-    Backend { id: u32, value: Backend },
+    Backend {
+        id: u32,
+        value: Backend,
+    },
     /// The entries `dirty` (indices within the half) of Maglev half `half` (0 or 1) of `slot`,
     /// from `table` (one backend id per entry). Not atomic: a failure may leave part written.
     MaglevHalf {
@@ -54,13 +60,27 @@ pub enum MapWrite {
         table: Arc<[u32]>,
         dirty: Vec<u32>,
     },
-    SourceRange { slot: u32, range: Range },
-    RemoveSourceRange { slot: u32, range: Range },
+    SourceRange {
+        slot: u32,
+        range: Range,
+    },
+    RemoveSourceRange {
+        slot: u32,
+        range: Range,
+    },
     /// `XDPI_SERVICES[key]`: insert or replace.
-    Service { key: ServiceKey, value: ServiceValue },
-    RemoveService { key: ServiceKey },
+    Service {
+        key: ServiceKey,
+        value: ServiceValue,
+    },
+    RemoveService {
+        key: ServiceKey,
+    },
     /// `XDPI_PORTS[word]`.
-    Ports { word: u32, bits: u32 },
+    Ports {
+        word: u32,
+        bits: u32,
+    },
     /// Deletes the flows (of `proto` only, or all) and ClientIP affinity entries naming
     /// `backends` (see [`crate::dataplane::flows::release_backends`]).
     ReleaseFlows {
@@ -328,21 +348,18 @@ impl<'a> Planner<'a> {
         for (sa, be) in &d.backends {
             let mut be = *be;
             be.svc_slot = slot;
-            let known = by_key
-                .get(&(be.addr, be.port))
-                .copied()
-                .or_else(|| {
-                    // Written earlier in this plan (the same endpoint twice).
-                    ids.iter()
-                        .find(|(_, _, b)| (b.addr, b.port) == (be.addr, be.port))
-                        .map(|(_, i, _)| *i)
-                });
+            let known = by_key.get(&(be.addr, be.port)).copied().or_else(|| {
+                // Written earlier in this plan (the same endpoint twice).
+                ids.iter()
+                    .find(|(_, _, b)| (b.addr, b.port) == (be.addr, be.port))
+                    .map(|(_, i, _)| *i)
+            });
             let id = match known {
                 Some(i) => i,
                 None => self.free_backend_id(&sa.to_string())?,
             };
-            let changed = self.next.backends.get(&id) != Some(&be)
-                || self.next.draining.contains_key(&id);
+            let changed =
+                self.next.backends.get(&id) != Some(&be) || self.next.draining.contains_key(&id);
             if changed {
                 self.push(MapWrite::Backend { id, value: be });
                 self.report.backends_written += 1;
