@@ -3,7 +3,8 @@
 //! # Layout
 //! - `loader`, `object`, `stats`: load/attach the object, find it, read the global counters.
 //! - `maglev`: pure Maglev table construction.
-//! - `sync`: snapshot → minimal map writes ([`L4Sync`]), recovery after a restart.
+//! - `sync`: snapshot → minimal map writes ([`L4Sync`]), recovery after a restart: a pure
+//!   planner (ordered [`MapWrite`]s) and an executor over the [`L4Maps`] trait.
 //! - `flows`: the flow tables' sweep (timed-out flows, orphaned reverse entries) and occupancy.
 //! - `l4`: the daemon's L4 dataplane ([`L4Dataplane`]): pinning, attach, apply; its flags ([`L4Args`]).
 //! - `view`: the data path's view read back from the maps (`xdp-ingress backends`).
@@ -21,4 +22,4 @@ pub mod view;
 
 pub use l4::{L4Args, L4Dataplane, L4Handle};
 pub use loader::{AttachMode, LoaderError, XdpAttachment};
-pub use sync::{ApplyReport, L4Options, L4Sync, SyncError};
+pub use sync::{ApplyReport, L4Maps, L4Options, L4Sync, MapWrite, SyncError};
