@@ -213,8 +213,9 @@ pub struct L4Sync {
     opts: L4Options,
     /// What the maps hold (`None` until read back once).
     held: Option<Held>,
-    /// The units last asked for.
-    units: BTreeMap<String, desired::Unit>,
+    /// The units last asked for (`None` before the first snapshot: a daemon that just started
+    /// must not take "nothing asked yet" for "nothing wanted").
+    units: Option<BTreeMap<String, desired::Unit>>,
     /// A pass failed part way: the next [`L4Sync::maintain`] plans `units` again.
     dirty: bool,
 }
@@ -224,7 +225,7 @@ impl L4Sync {
         Self {
             opts,
             held: None,
-            units: BTreeMap::new(),
+            units: None,
             dirty: false,
         }
     }
@@ -249,10 +250,8 @@ impl L4Sync {
         snapshot: &Snapshot,
         now: Instant,
     ) -> Result<ApplyReport, SyncError> {
-        self.units = desired::units(snapshot, &self.opts);
-        let mut report = self.pass(maps, now, |held, units, opts, now| {
-            plan::apply(held, units, opts, now)
-        })?;
+        self.units = Some(desired::units(snapshot, &self.opts));
+        let mut report = self.pass(maps, now, plan::apply)?;
         report.version = snapshot.version;
         Ok(report)
     }
@@ -275,7 +274,8 @@ impl L4Sync {
             None => self.held.insert(maps.read(&self.opts.sizes)?),
         };
         self.dirty = true;
-        let plan = planner(held, &self.units, &self.opts, now)?;
+        let units = self.units.as_ref().unwrap_or(const { &BTreeMap::new() });
+        let plan = planner(held, units, &self.opts, now)?;
         let report = maps::execute(maps, held, plan)?;
         self.dirty = false;
         Ok(report)
@@ -320,7 +320,7 @@ impl L4Sync {
         maps: &mut dyn L4Maps,
         now: Instant,
     ) -> Result<ApplyReport, SyncError> {
-        if self.dirty {
+        if self.dirty && self.units.is_some() {
             return self.pass(maps, now, plan::apply);
         }
         self.pass(maps, now, |held, _, opts, now| {

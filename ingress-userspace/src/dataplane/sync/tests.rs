@@ -490,6 +490,28 @@ fn a_failed_release_is_retried_and_the_id_stays_taken_until_it_succeeds() {
 }
 
 #[test]
+fn a_failed_upkeep_before_the_first_snapshot_removes_nothing_the_last_daemon_left() {
+    let mut fake = FakeMaps::new(SIZE);
+    let t0 = Instant::now();
+    let mut old = L4Sync::new(opts());
+    let alt = svc("alt", L4Protocol::Tcp, 30090, active(&["10.0.0.1:80"]));
+    old.apply_to(&mut fake, &snap(1, vec![alt]), t0).unwrap();
+    // The alt service leaves (its backend drains), DNS comes.
+    old.apply_to(&mut fake, &snap(2, vec![dns(&["10.0.0.1:53"])]), t0)
+        .unwrap();
+    let flow = fake.open_flow(&key(30053, PROTO_UDP), 1).unwrap();
+    let served = fake.served();
+    // A new daemon's upkeep runs (and fails) before its first snapshot arrives.
+    let mut new = L4Sync::new(opts());
+    fake.fail_at(0);
+    assert!(new.maintain_to(&mut fake, t0).is_err());
+    fake.heal();
+    new.maintain_to(&mut fake, t0).unwrap();
+    assert_eq!(fake.served(), served);
+    assert!(fake.flows.contains(&flow));
+}
+
+#[test]
 fn addresses_round_trip() {
     for s in ["198.18.0.2", "2001:db8::2"] {
         let ip: std::net::IpAddr = s.parse().unwrap();
