@@ -489,9 +489,8 @@ impl<'a> Planner<'a> {
     /// Backends of slots no unit holds start draining; drains that are over end: their flows
     /// released, then their ids cleared.
     fn expire(&mut self) {
-        let retiring = |held: &Held, units: &BTreeSet<u32>, slot: u32| {
-            !units.contains(&slot) && held.keys_of(slot).is_empty()
-        };
+        let live = self.next.live_slots();
+        let retiring = |slot: u32| !self.units.contains(&slot) && !live.contains(&slot);
         let mut start = Vec::new();
         let mut ended = Vec::new();
         for (i, b) in &self.next.backends {
@@ -500,7 +499,7 @@ impl<'a> Planner<'a> {
                     ended.push((*i, *b));
                 }
                 Some(_) => {}
-                None if retiring(&self.next, &self.units, b.svc_slot) => start.push((*i, *b)),
+                None if retiring(b.svc_slot) => start.push((*i, *b)),
                 None => {}
             }
         }
