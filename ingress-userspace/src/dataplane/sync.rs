@@ -243,39 +243,36 @@ impl L4Sync {
         self.apply_to(&mut AyaMaps(ebpf), snapshot, Instant::now())
     }
 
-    /// [`L4Sync::apply`] over any [`L4Maps`], as of `now`.
+    /// [`L4Sync::apply`] over any [`L4Maps`], as of `now`. A snapshot that cannot be planned
+    /// (no free slot or backend id) writes nothing: the maps keep serving the previous one.
     pub fn apply_to(
         &mut self,
         maps: &mut dyn L4Maps,
         snapshot: &Snapshot,
         now: Instant,
     ) -> Result<ApplyReport, SyncError> {
-        self.units = Some(desired::units(snapshot, &self.opts));
-        let mut report = self.pass(maps, now, plan::apply)?;
+        let units = desired::units(snapshot, &self.opts);
+        self.recover(maps)?;
+        let held = self.held.get_or_insert_with(Held::empty);
+        let plan = plan::apply(held, &units, &self.opts, now)?;
+        self.units = Some(units);
+        let mut report = self.execute(maps, plan)?;
         report.version = snapshot.version;
         Ok(report)
     }
 
-    /// Plans with `planner` over what the maps hold and performs the plan; a failure leaves
-    /// the sync dirty.
-    fn pass(
-        &mut self,
-        maps: &mut dyn L4Maps,
-        now: Instant,
-        planner: impl FnOnce(
-            &Held,
-            &BTreeMap<String, desired::Unit>,
-            &L4Options,
-            Instant,
-        ) -> Result<Plan, SyncError>,
-    ) -> Result<ApplyReport, SyncError> {
-        let held = match &mut self.held {
-            Some(h) => h,
-            None => self.held.insert(maps.read(&self.opts.sizes)?),
-        };
+    /// Reads back what the maps hold, once.
+    fn recover(&mut self, maps: &mut dyn L4Maps) -> Result<(), SyncError> {
+        if self.held.is_none() {
+            self.held = Some(maps.read(&self.opts.sizes)?);
+        }
+        Ok(())
+    }
+
+    /// Performs `plan`; a failure part way leaves the sync dirty until a pass succeeds.
+    fn execute(&mut self, maps: &mut dyn L4Maps, plan: Plan) -> Result<ApplyReport, SyncError> {
+        let held = self.held.get_or_insert_with(Held::empty);
         self.dirty = true;
-        let units = self.units.as_ref().unwrap_or(const { &BTreeMap::new() });
-        let plan = planner(held, units, &self.opts, now)?;
         let report = maps::execute(maps, held, plan)?;
         self.dirty = false;
         Ok(report)
@@ -296,11 +293,12 @@ impl L4Sync {
         maps: &mut dyn L4Maps,
         addrs: Vec<IpAddr>,
     ) -> Result<(), SyncError> {
-        let dirty = self.dirty;
         self.opts.local_addrs = addrs;
-        self.pass(maps, Instant::now(), |held, _, opts, now| {
-            Ok(plan::config(held, opts, now))
-        })?;
+        self.recover(maps)?;
+        let held = self.held.get_or_insert_with(Held::empty);
+        let plan = plan::config(held, &self.opts, Instant::now());
+        let dirty = self.dirty;
+        self.execute(maps, plan)?;
         self.dirty = dirty;
         Ok(())
     }
@@ -314,22 +312,27 @@ impl L4Sync {
     }
 
     /// [`L4Sync::maintain`]'s map upkeep over any [`L4Maps`], as of `now`: after a pass that
-    /// failed, the last units are planned again from what did get written (the repair).
+    /// failed part way, the last units are planned again from what did get written (the
+    /// repair, which ends drains too); otherwise drains that are over end.
     pub fn maintain_to(
         &mut self,
         maps: &mut dyn L4Maps,
         now: Instant,
     ) -> Result<ApplyReport, SyncError> {
-        if self.dirty && self.units.is_some() {
-            return self.pass(maps, now, plan::apply);
-        }
-        self.pass(maps, now, |held, _, opts, now| {
-            Ok(plan::maintain(held, opts, now))
-        })
+        self.recover(maps)?;
+        let held = self.held.get_or_insert_with(Held::empty);
+        // Units that cannot be planned any more were reported when they were applied; drains
+        // still end meanwhile.
+        let repair = match (&self.units, self.dirty) {
+            (Some(units), true) => plan::apply(held, units, &self.opts, now).ok(),
+            _ => None,
+        };
+        let plan = repair.unwrap_or_else(|| plan::maintain(held, &self.opts, now));
+        self.execute(maps, plan)
     }
 
     /// What the sync believes the maps hold (`None` before the first pass).
-    pub fn held(&self) -> Option<&Held> {
+    pub fn belief(&self) -> Option<&Held> {
         self.held.as_ref()
     }
 }

@@ -410,7 +410,7 @@ fn run_with_failure(step: usize, fail_at: usize) -> bool {
             Err(e) => {
                 assert_eq!(i, step, "{e}");
                 failed = true;
-                let held = sync.held().unwrap();
+                let held = sync.belief().unwrap();
                 fake.agrees_with(held)
                     .unwrap_or_else(|e| panic!("step {i}, write {fail_at}: held differs: {e}"));
                 fake.heal();
@@ -422,7 +422,7 @@ fn run_with_failure(step: usize, fail_at: usize) -> bool {
             }
         }
         fake.heal();
-        fake.agrees_with(sync.held().unwrap()).unwrap();
+        fake.agrees_with(sync.belief().unwrap()).unwrap();
         assert!(
             fake.violations.is_empty(),
             "step {i}, write {fail_at}: {:?}",
@@ -509,6 +509,38 @@ fn a_failed_upkeep_before_the_first_snapshot_removes_nothing_the_last_daemon_lef
     new.maintain_to(&mut fake, t0).unwrap();
     assert_eq!(fake.served(), served);
     assert!(fake.flows.contains(&flow));
+}
+
+#[test]
+fn a_snapshot_past_the_slots_writes_nothing_and_drains_still_end() {
+    let mut fake = FakeMaps::new(SIZE);
+    let mut sync = L4Sync::new(opts());
+    let t0 = Instant::now();
+    let both = ["10.0.0.1:80", "10.0.0.2:80"];
+    sync.apply_to(&mut fake, &snap(1, vec![web(&both)]), t0)
+        .unwrap();
+    sync.apply_to(&mut fake, &snap(2, vec![web(&both[..1])]), t0)
+        .unwrap();
+    // Nine services, eight slots: refused whole, the maps keep serving the last snapshot.
+    let many: Vec<L4Service> = (0..9)
+        .map(|i| {
+            svc(
+                &format!("s{i}"),
+                L4Protocol::Tcp,
+                31000 + i,
+                active(&["10.0.0.7:80"]),
+            )
+        })
+        .collect();
+    let before = (fake.log.len(), fake.served());
+    let e = sync.apply_to(&mut fake, &snap(3, many), t0).unwrap_err();
+    assert!(matches!(e, SyncError::NoServiceSlot(_)), "{e}");
+    assert_eq!((fake.log.len(), fake.served()), before);
+    sync.maintain_to(&mut fake, t0 + DRAIN).unwrap();
+    assert!(
+        backend_of(&fake, "10.0.0.2:80").is_none(),
+        "the drain ended"
+    );
 }
 
 #[test]
