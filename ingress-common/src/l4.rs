@@ -90,6 +90,57 @@ pub const MAX_MAGLEV_SIZE: u32 = 65537;
 pub const DEFAULT_CONNTRACK_SIZE: u32 = 65536;
 pub const DEFAULT_AFFINITY_SIZE: u32 = 65536;
 pub const SOURCE_RANGES_SIZE: u32 = 16384;
+/// Service-table entries per service slot: NodePort and address frontends, IPv4 and IPv6.
+pub const SERVICE_KEYS_PER_SLOT: u32 = 4;
+
+/// Entries of each L4 map whose size follows the daemon's flags: the one place they are
+/// computed, for the object's defaults (`ingress-ebpf`), the daemon's loader and its check of
+/// pinned maps (a pinned map whose size differs from this is recreated at start, and its flows
+/// are lost), and the sync's slot and id bounds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapSizes {
+    /// Service slots (`--l4-max-services`); each has two Maglev halves and a counter.
+    pub max_services: u32,
+    /// Backend ids (`--l4-max-backends`).
+    pub max_backends: u32,
+    /// Entries of one Maglev half (`--l4-maglev-size`, a prime).
+    pub maglev_size: u32,
+    /// Flow, reverse-NAT and tombstone entries each (`--l4-conntrack-size`).
+    pub conntrack: u32,
+    /// ClientIP affinity entries (`--l4-affinity-size`).
+    pub affinity: u32,
+    /// Sources the per-source SYN limit remembers (`--l4-syn-limit-sources`).
+    pub syn_sources: u32,
+}
+
+impl MapSizes {
+    pub const DEFAULT: MapSizes = MapSizes {
+        max_services: DEFAULT_MAX_SERVICES,
+        max_backends: DEFAULT_MAX_BACKENDS,
+        maglev_size: DEFAULT_MAGLEV_SIZE,
+        conntrack: DEFAULT_CONNTRACK_SIZE,
+        affinity: DEFAULT_AFFINITY_SIZE,
+        syn_sources: crate::syn_limit::DEFAULT_SYN_SOURCES_SIZE,
+    };
+
+    /// Entries of [`MAP_SERVICES`].
+    pub const fn services(&self) -> u32 {
+        self.max_services.saturating_mul(SERVICE_KEYS_PER_SLOT)
+    }
+
+    /// Entries of [`MAP_MAGLEV`]: two halves per slot.
+    pub const fn maglev(&self) -> u32 {
+        self.max_services
+            .saturating_mul(2)
+            .saturating_mul(self.maglev_size)
+    }
+}
+
+impl Default for MapSizes {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
 
 /// How long after its flow's last packet a tombstone in [`MAP_TOMBSTONES`] holds, in seconds:
 /// twice the protocol's idle timeout (the flow's own timeout, then as long again), so a reply

@@ -7,59 +7,56 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
 };
 use ingress_common::l4::{
-    AffinityKey, AffinityValue, Backend, CtEntry, DEFAULT_AFFINITY_SIZE, DEFAULT_CONNTRACK_SIZE,
-    DEFAULT_MAGLEV_SIZE, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_SERVICES, FlowKey, L4Config, L4Counter,
-    LocalAddrs, NEIGH_WANTED_SIZE, NeighKey, PORT_WORDS, RevNatEntry, SOURCE_RANGES_SIZE,
-    ServiceKey, ServiceName, ServiceValue, SourceRangeData,
+    AffinityKey, AffinityValue, Backend, CtEntry, FlowKey, L4Config, L4Counter, LocalAddrs,
+    MapSizes, NEIGH_WANTED_SIZE, NeighKey, PORT_WORDS, RevNatEntry, SOURCE_RANGES_SIZE, ServiceKey,
+    ServiceName, ServiceValue, SourceRangeData,
 };
 use ingress_common::syn_limit::{
     DEFAULT_SYN_SOURCES_SIZE, SYN_LISTEN_PORT_WORDS, SYN_LISTENERS_SIZE, SynLimitConfig,
     SynListener, SynListenerKey, SynSourceKey, SynSourceState,
 };
 
+/// Sizes the loader overrides from the daemon's flags (`MapSizes` is the one place they are
+/// computed).
+const SIZES: MapSizes = MapSizes::DEFAULT;
+
 #[map(name = "XDPI_SERVICES")]
 pub static SERVICES: HashMap<ServiceKey, ServiceValue> =
-    HashMap::with_max_entries(DEFAULT_MAX_SERVICES * 4, 0);
+    HashMap::with_max_entries(SIZES.services(), 0);
 
 #[map(name = "XDPI_BACKENDS")]
-pub static BACKENDS: Array<Backend> = Array::with_max_entries(DEFAULT_MAX_BACKENDS, 0);
+pub static BACKENDS: Array<Backend> = Array::with_max_entries(SIZES.max_backends, 0);
 
 #[map(name = "XDPI_MAGLEV")]
-pub static MAGLEV: Array<u32> =
-    Array::with_max_entries(DEFAULT_MAX_SERVICES * 2 * DEFAULT_MAGLEV_SIZE, 0);
+pub static MAGLEV: Array<u32> = Array::with_max_entries(SIZES.maglev(), 0);
 
 /// Flows and their reverse entries live and die in pairs. Plain hashes, not LRUs: a full
 /// table refuses a new flow rather than evict an established one (or half of one); expired
 /// entries go on the packet path and in the daemon's sweep (`dataplane::flows`).
 #[map(name = "XDPI_CONNTRACK")]
-pub static CONNTRACK: HashMap<FlowKey, CtEntry> =
-    HashMap::with_max_entries(DEFAULT_CONNTRACK_SIZE, 0);
+pub static CONNTRACK: HashMap<FlowKey, CtEntry> = HashMap::with_max_entries(SIZES.conntrack, 0);
 
 #[map(name = "XDPI_REVNAT")]
-pub static REVNAT: HashMap<FlowKey, RevNatEntry> =
-    HashMap::with_max_entries(DEFAULT_CONNTRACK_SIZE, 0);
+pub static REVNAT: HashMap<FlowKey, RevNatEntry> = HashMap::with_max_entries(SIZES.conntrack, 0);
 
 /// Reverse key of an ended local flow → its last activity (ns); see `tombstone`. An LRU: the
 /// oldest tombstones make room, which only shortens how long a late reply is caught.
 #[map(name = "XDPI_TOMBSTONES")]
-pub static TOMBSTONES: LruHashMap<FlowKey, u64> =
-    LruHashMap::with_max_entries(DEFAULT_CONNTRACK_SIZE, 0);
+pub static TOMBSTONES: LruHashMap<FlowKey, u64> = LruHashMap::with_max_entries(SIZES.conntrack, 0);
 
 #[map(name = "XDPI_AFFINITY")]
 pub static AFFINITY: LruHashMap<AffinityKey, AffinityValue> =
-    LruHashMap::with_max_entries(DEFAULT_AFFINITY_SIZE, 0);
+    LruHashMap::with_max_entries(SIZES.affinity, 0);
 
 #[map(name = "XDPI_SRC_RANGES")]
 pub static SOURCE_RANGES: LpmTrie<SourceRangeData, u32> =
     LpmTrie::with_max_entries(SOURCE_RANGES_SIZE, 0);
 
 #[map(name = "XDPI_SVC_STATS")]
-pub static SVC_STATS: PerCpuArray<L4Counter> =
-    PerCpuArray::with_max_entries(DEFAULT_MAX_SERVICES, 0);
+pub static SVC_STATS: PerCpuArray<L4Counter> = PerCpuArray::with_max_entries(SIZES.max_services, 0);
 
 #[map(name = "XDPI_BE_STATS")]
-pub static BE_STATS: PerCpuArray<L4Counter> =
-    PerCpuArray::with_max_entries(DEFAULT_MAX_BACKENDS, 0);
+pub static BE_STATS: PerCpuArray<L4Counter> = PerCpuArray::with_max_entries(SIZES.max_backends, 0);
 
 /// Per-CPU scratch space for the big temporaries of the L4 path: the BPF stack (512 bytes over
 /// a whole call chain) cannot hold them. Internal to the program; userspace never reads it.
@@ -97,17 +94,17 @@ pub static PORTS: Array<u32> = Array::with_max_entries(PORT_WORDS, 0);
 
 /// Written and read by userspace only (names for `xdp-ingress backends`).
 #[map(name = "XDPI_SVC_NAMES")]
-pub static SVC_NAMES: Array<ServiceName> = Array::with_max_entries(DEFAULT_MAX_SERVICES, 0);
+pub static SVC_NAMES: Array<ServiceName> = Array::with_max_entries(SIZES.max_services, 0);
 
 /// Per-source SYN rate limit of each service slot; see `syn_limit`.
 #[map(name = "XDPI_SYN_LIMITS")]
-pub static SYN_LIMITS: Array<SynLimitConfig> = Array::with_max_entries(DEFAULT_MAX_SERVICES, 0);
+pub static SYN_LIMITS: Array<SynLimitConfig> = Array::with_max_entries(SIZES.max_services, 0);
 
 /// Sources of limited services and their GCRA state. An LRU: at its bound the least recently
 /// seen source is forgotten, which only hands that source a fresh burst.
 #[map(name = "XDPI_SYN_SOURCES")]
 pub static SYN_SOURCES: LruHashMap<SynSourceKey, SynSourceState> =
-    LruHashMap::with_max_entries(DEFAULT_SYN_SOURCES_SIZE, 0);
+    LruHashMap::with_max_entries(SIZES.syn_sources, 0);
 
 /// The proxy's listeners with a SYN limit; see `syn_limit::listener`.
 #[map(name = "XDPI_SYN_LISTEN")]

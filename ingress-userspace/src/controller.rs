@@ -331,13 +331,28 @@ async fn run(
             }
         };
         (store, translator) = (s, t);
-        let mut errors = 0;
-        for s in &mut sinks {
-            if let Err(e) = s.apply(&snapshot) {
-                errors += 1;
-                error!(plane = s.name(), version = snapshot.version, error = %e, "plane kept its previous snapshot");
+        // Planes apply off the async workers too: the XDP plane's map writes are syscalls (a
+        // Maglev table is thousands), and the proxy's tasks must not wait behind them.
+        let applying = Arc::clone(&snapshot);
+        let (s, errors) = match tokio::task::spawn_blocking(move || {
+            let mut errors = 0;
+            for s in &mut sinks {
+                if let Err(e) = s.apply(&applying) {
+                    errors += 1;
+                    error!(plane = s.name(), version = applying.version, error = %e, "plane kept its previous snapshot");
+                }
             }
-        }
+            (sinks, errors)
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                error!(error = %e, "a plane panicked; control loop stops, planes keep their snapshot");
+                return;
+            }
+        };
+        sinks = s;
         let latency = first.elapsed();
         info!(
             version = snapshot.version,
@@ -448,5 +463,35 @@ mod tests {
             text.contains("xdp_ingress_control_apply_errors_total 1"),
             "{text}"
         );
+    }
+
+    /// The XDP plane writes maps with syscalls: planes run on the blocking pool, not on the
+    /// runtime's workers (this runtime has one, the test's own thread).
+    #[tokio::test]
+    async fn planes_apply_off_the_async_workers() {
+        let worker = std::thread::current().id();
+        let on = Arc::new(Mutex::new(None));
+        let on2 = on.clone();
+        let plane = sink("xdp", move |_| {
+            *on2.lock().unwrap() = Some(std::thread::current().id());
+            Ok(())
+        });
+        let ctl = spawn(
+            Translator::new(TranslateConfig::default()),
+            vec![plane],
+            LoopConfig::default(),
+        );
+        let objects = crate::source::files::default_objects().unwrap();
+        ctl.events
+            .send(SourceEvent::new(
+                SourceId::Files,
+                Change::ReplaceAll(Box::new(objects)),
+            ))
+            .await
+            .unwrap();
+        let mut rx = ctl.snapshots.clone();
+        rx.wait_for(|s| s.version == 1).await.unwrap();
+        let applied_on = on.lock().unwrap().expect("the plane was applied");
+        assert_ne!(applied_on, worker);
     }
 }

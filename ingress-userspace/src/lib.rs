@@ -9,12 +9,14 @@
 //! - [`source`]: where objects come from (manifest directory, API server).
 //! - [`status`]: leader election, Ingress status and Events (writing back to Kubernetes).
 //! - [`store`]: objects from the sources, by kind and key (input of translation).
+//! - [`object`]: object references and diagnostics, shared by sources, store and model.
 //! - [`telemetry`]: logging set-up shared by the subcommands.
 
 pub mod cli;
 pub mod controller;
 pub mod dataplane;
 pub mod model;
+pub mod object;
 pub mod proxy;
 pub mod service_health;
 pub mod source;

@@ -13,7 +13,7 @@ use k8s_openapi::api::{
     networking::v1::{Ingress, IngressClass},
 };
 
-use crate::model::{Diagnostic, ObjectKind};
+use crate::object::{Diagnostic, ObjectKind};
 
 /// `namespace/name` of an object; namespace is empty for cluster-scoped kinds.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -181,8 +181,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             _ = sigterm.recv() => { info!("SIGTERM received"); break; }
             _ = sigint.recv() => { info!("SIGINT received"); break; }
             _ = maintain.tick(), if l4.is_some() => {
-                if let Some(l4) = &l4
-                    && let Err(e) = l4.maintain()
+                // Map writes off the async workers (the proxy's tasks share them).
+                if let Some(l4) = l4.clone()
+                    && let Ok(Err(e)) = tokio::task::spawn_blocking(move || l4.maintain()).await
                 {
                     warn!(error = %anyhow::Error::new(e), "L4 drain maintenance");
                 }
@@ -209,9 +210,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     sources.shutdown().await;
     // Tell the L4 path first: new connections to the ingress's own Service go to other nodes'
     // proxies from now on, while this one finishes what it has.
-    if let Some(l4) = &l4 {
+    if let Some(l4) = l4.clone() {
         let draining = control.snapshots.borrow().with_local_proxy_draining();
-        if let Err(e) = l4.apply(&draining) {
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || l4.apply(&draining)).await {
             warn!(error = %anyhow::Error::new(e), "could not steer new connections away from the draining proxy");
         }
     }

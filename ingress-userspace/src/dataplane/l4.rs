@@ -145,12 +145,12 @@ impl L4Args {
     pub fn with_pin_root(pin_root: impl Into<PathBuf>) -> Self {
         Self {
             bpf_pin_root: pin_root.into(),
-            l4_maglev_size: DEFAULT_MAGLEV_SIZE,
-            l4_max_services: DEFAULT_MAX_SERVICES,
-            l4_max_backends: DEFAULT_MAX_BACKENDS,
-            l4_conntrack_size: DEFAULT_CONNTRACK_SIZE,
-            l4_affinity_size: DEFAULT_AFFINITY_SIZE,
-            l4_syn_limit_sources: DEFAULT_SYN_SOURCES_SIZE,
+            l4_maglev_size: MapSizes::DEFAULT.maglev_size,
+            l4_max_services: MapSizes::DEFAULT.max_services,
+            l4_max_backends: MapSizes::DEFAULT.max_backends,
+            l4_conntrack_size: MapSizes::DEFAULT.conntrack,
+            l4_affinity_size: MapSizes::DEFAULT.affinity,
+            l4_syn_limit_sources: MapSizes::DEFAULT.syn_sources,
             l4_snat_ports: (61000, 65000),
             l4_node_v4: None,
             l4_node_v6: None,
@@ -166,9 +166,7 @@ impl L4Args {
 
     pub fn options(&self) -> L4Options {
         L4Options {
-            maglev_size: self.l4_maglev_size,
-            max_services: self.l4_max_services,
-            max_backends: self.l4_max_backends,
+            sizes: self.sizes(),
             snat_ports: self.l4_snat_ports,
             node_v4: self.l4_node_v4,
             node_v6: self.l4_node_v6,
@@ -181,61 +179,66 @@ impl L4Args {
         }
     }
 
+    /// The maps' sizes these flags ask for.
+    pub fn sizes(&self) -> MapSizes {
+        MapSizes {
+            max_services: self.l4_max_services,
+            max_backends: self.l4_max_backends,
+            maglev_size: self.l4_maglev_size,
+            conntrack: self.l4_conntrack_size,
+            affinity: self.l4_affinity_size,
+            syn_sources: self.l4_syn_limit_sources,
+        }
+    }
+
     /// Expected (type, key size, value size, max entries) of every pinned map.
     fn layouts(&self) -> Vec<(&'static str, MapType, u32, u32, u32)> {
         use std::mem::size_of;
         let sz = |n: usize| n as u32;
+        let sizes = self.sizes();
         vec![
             (
                 MAP_SERVICES,
                 MapType::Hash,
                 sz(size_of::<ServiceKey>()),
                 sz(size_of::<ServiceValue>()),
-                self.l4_max_services.saturating_mul(4),
+                sizes.services(),
             ),
             (
                 MAP_BACKENDS,
                 MapType::Array,
                 4,
                 sz(size_of::<Backend>()),
-                self.l4_max_backends,
+                sizes.max_backends,
             ),
-            (
-                MAP_MAGLEV,
-                MapType::Array,
-                4,
-                4,
-                self.l4_max_services
-                    .saturating_mul(2)
-                    .saturating_mul(self.l4_maglev_size),
-            ),
+            (MAP_MAGLEV, MapType::Array, 4, 4, sizes.maglev()),
             (
                 MAP_CONNTRACK,
                 MapType::Hash,
                 sz(size_of::<FlowKey>()),
                 sz(size_of::<CtEntry>()),
-                self.l4_conntrack_size,
+                sizes.conntrack,
             ),
             (
                 MAP_REVNAT,
                 MapType::Hash,
                 sz(size_of::<FlowKey>()),
                 sz(size_of::<RevNatEntry>()),
-                self.l4_conntrack_size,
+                sizes.conntrack,
             ),
             (
                 MAP_TOMBSTONES,
                 MapType::LruHash,
                 sz(size_of::<FlowKey>()),
                 sz(size_of::<u64>()),
-                self.l4_conntrack_size,
+                sizes.conntrack,
             ),
             (
                 MAP_AFFINITY,
                 MapType::LruHash,
                 sz(size_of::<AffinityKey>()),
                 sz(size_of::<AffinityValue>()),
-                self.l4_affinity_size,
+                sizes.affinity,
             ),
             (
                 MAP_SOURCE_RANGES,
@@ -249,28 +252,28 @@ impl L4Args {
                 MapType::PerCpuArray,
                 4,
                 sz(size_of::<L4Counter>()),
-                self.l4_max_services,
+                sizes.max_services,
             ),
             (
                 MAP_BACKEND_STATS,
                 MapType::PerCpuArray,
                 4,
                 sz(size_of::<L4Counter>()),
-                self.l4_max_backends,
+                sizes.max_backends,
             ),
             (
                 MAP_SYN_LIMITS,
                 MapType::Array,
                 4,
                 sz(size_of::<SynLimitConfig>()),
-                self.l4_max_services,
+                sizes.max_services,
             ),
             (
                 MAP_SYN_SOURCES,
                 MapType::LruHash,
                 sz(size_of::<SynSourceKey>()),
                 sz(size_of::<SynSourceState>()),
-                self.l4_syn_limit_sources,
+                sizes.syn_sources,
             ),
             (
                 MAP_SYN_LISTENERS,
@@ -307,7 +310,7 @@ impl L4Args {
                 MapType::Array,
                 4,
                 sz(size_of::<ServiceName>()),
-                self.l4_max_services,
+                sizes.max_services,
             ),
             (
                 MAP_STATS,
@@ -891,7 +894,7 @@ mod tests {
         assert!(w.l4.l4_keep_attached);
         assert_eq!(w.l4.bpf_pin_root, PathBuf::from(DEFAULT_PIN_ROOT));
         let o = w.l4.options();
-        assert_eq!(o.maglev_size, DEFAULT_MAGLEV_SIZE);
+        assert_eq!(o.sizes, MapSizes::DEFAULT);
         assert_eq!(o.config().snat_port_min, 40000);
     }
 

@@ -3,7 +3,8 @@
 //! # Layout
 //! - `loader`, `object`, `stats`: load/attach the object, find it, read the global counters.
 //! - `maglev`: pure Maglev table construction.
-//! - `sync`: snapshot → minimal map writes ([`L4Sync`]), recovery after a restart.
+//! - `sync`: snapshot → minimal map writes ([`L4Sync`]), recovery after a restart: a pure
+//!   planner (ordered [`MapWrite`]s) and an executor over the [`L4Maps`] trait.
 //! - `syn_limit`: per-service SYN rate limits in the maps.
 //! - `syn_listeners`: the node-wide SYN limit on the proxy's own listeners.
 //! - `flows`: the flow tables' sweep (timed-out flows, orphaned reverse entries) and occupancy.
@@ -25,4 +26,4 @@ pub mod view;
 
 pub use l4::{L4Args, L4Dataplane, L4Handle};
 pub use loader::{AttachMode, LoaderError, XdpAttachment};
-pub use sync::{ApplyReport, L4Options, L4Sync, SyncError};
+pub use sync::{ApplyReport, L4Maps, L4Options, L4Sync, MapWrite, SyncError};

@@ -5,24 +5,43 @@
 //! they turn removed (existing TCP flows only; UDP flows move on their next datagram) for a
 //! grace period, then disappear. Terminating endpoints that still serve are in the snapshot
 //! and keep all their flows. After a restart the state is recovered from the pinned maps.
+//!
+//! # Layout
+//! - `desired`: snapshot → the units wanted (the one place the sync reads the model).
+//! - `held`: what the maps hold, changed only by writes that succeeded.
+//! - `plan`: the pure planner, (held, units, now) → ordered [`MapWrite`]s.
+//! - `maps`: the [`L4Maps`] trait, its aya implementation and the executor.
+//! - [`L4Sync`] (here): recovers once, plans, executes; a pass that failed is planned again
+//!   from what did get written at the next [`L4Sync::maintain`].
+
+mod desired;
+mod held;
+mod maps;
+mod plan;
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod tests;
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
-    net::{IpAddr, SocketAddr},
+    collections::BTreeMap,
+    net::IpAddr,
     time::{Duration, Instant},
 };
 
-use aya::{
-    Ebpf,
-    maps::{Array, HashMap as BpfHashMap, LpmTrie, MapData, MapError, lpm_trie::Key},
-};
+use aya::{Ebpf, maps::MapError};
 use ingress_common::l4::*;
 
-use super::{
-    flows::{self, BackendRef},
-    maglev::{self, MaglevBackend, MaglevError},
+pub use self::{
+    held::Held,
+    maps::{AyaMaps, L4Maps},
+    plan::{MapWrite, Plan},
 };
-use crate::model::{EndpointState, Frontend, L4Protocol, L4Service, Snapshot};
+use super::maglev::MaglevError;
+use crate::model::Snapshot;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -65,9 +84,8 @@ pub(super) fn map_err(name: &'static str) -> impl Fn(MapError) -> SyncError {
 /// Sizes and timers of the L4 path, as the maps were created with.
 #[derive(Clone, Debug)]
 pub struct L4Options {
-    pub maglev_size: u32,
-    pub max_services: u32,
-    pub max_backends: u32,
+    /// Map sizes: Maglev half size, slot and backend id bounds.
+    pub sizes: MapSizes,
     pub snat_ports: (u16, u16),
     pub node_v4: Option<std::net::Ipv4Addr>,
     pub node_v6: Option<std::net::Ipv6Addr>,
@@ -86,9 +104,7 @@ pub struct L4Options {
 impl Default for L4Options {
     fn default() -> Self {
         Self {
-            maglev_size: DEFAULT_MAGLEV_SIZE,
-            max_services: DEFAULT_MAX_SERVICES,
-            max_backends: DEFAULT_MAX_BACKENDS,
+            sizes: MapSizes::DEFAULT,
             snat_ports: (61000, 65000),
             node_v4: None,
             node_v6: None,
@@ -126,7 +142,7 @@ impl L4Options {
 
     pub fn config(&self) -> L4Config {
         L4Config {
-            maglev_size: self.maglev_size,
+            maglev_size: self.sizes.maglev_size,
             snat_port_min: self.snat_ports.0,
             snat_port_max: self.snat_ports.1,
             tcp_timeout_s: secs_u32(self.tcp_timeout),
@@ -170,36 +186,6 @@ pub struct ApplyReport {
     pub affinities_released: usize,
 }
 
-/// Backends that left during one apply or maintenance round, whose flows are to go.
-#[derive(Default)]
-struct Leaving {
-    /// Removed now: their UDP flows go (TCP ones drain), and their affinity entries.
-    removed: Vec<BackendRef>,
-    /// Drained: every flow and affinity entry of theirs goes.
-    ended: Vec<BackendRef>,
-}
-
-impl Leaving {
-    /// Deletes what [`Leaving`] says from the flow and affinity tables.
-    fn release(&self, ebpf: &mut Ebpf, report: &mut ApplyReport) -> Result<(), SyncError> {
-        for (gone, proto) in [(&self.removed, Some(PROTO_UDP)), (&self.ended, None)] {
-            let r = flows::release_backends(ebpf, gone, proto)?;
-            report.flows_released += r.flows as usize;
-            report.affinities_released += r.affinities as usize;
-        }
-        Ok(())
-    }
-}
-
-fn backend_ref(id: u32, be: &Backend) -> BackendRef {
-    BackendRef {
-        id,
-        addr: be.addr,
-        port: be.port,
-        svc_slot: be.svc_slot,
-    }
-}
-
 /// Address bytes as the maps hold them.
 pub fn addr_bytes(ip: IpAddr) -> ([u8; 16], u8) {
     match ip {
@@ -221,83 +207,26 @@ pub fn addr_from(bytes: &[u8; 16], family: u8) -> IpAddr {
     }
 }
 
-type BackendKey = (u32, [u8; 16], u16);
-
-#[derive(Clone, Debug)]
-struct BackendState {
-    id: u32,
-    value: Backend,
-    /// Set while a removed endpoint drains.
-    draining_since: Option<Instant>,
-}
-
-#[derive(Clone, Debug, Default)]
-struct UnitState {
-    keys: BTreeSet<ServiceKeyOrd>,
-    value: ServiceValue,
-    /// Contents of each Maglev half as last written (`None`: unknown, e.g. after a restart).
-    halves: [Option<Vec<u32>>; 2],
-    ranges: BTreeSet<(u8, [u8; 16], u8)>,
-}
-
-/// `ServiceKey` with an order, for sets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-struct ServiceKeyOrd([u8; 16], u16, u8, u8);
-
-impl From<ServiceKeyOrd> for ServiceKey {
-    fn from(k: ServiceKeyOrd) -> Self {
-        ServiceKey {
-            addr: k.0,
-            port: k.1,
-            proto: k.2,
-            family: k.3,
-        }
-    }
-}
-
-impl From<ServiceKey> for ServiceKeyOrd {
-    fn from(k: ServiceKey) -> Self {
-        ServiceKeyOrd(k.addr, k.port, k.proto, k.family)
-    }
-}
-
-/// What one unit should look like.
-struct Desired {
-    keys: BTreeSet<ServiceKeyOrd>,
-    flags: u32,
-    affinity_timeout_s: u32,
-    backends: Vec<(SocketAddr, Backend)>,
-    ranges: BTreeSet<(u8, [u8; 16], u8)>,
-    /// The ingress's own Service: new flows prefer this node's proxy.
-    local_first: bool,
-    /// Per-source SYN rate limit (`dataplane::syn_limit`), written before the entry.
-    syn_limit: ingress_common::syn_limit::SynLimitConfig,
-}
-
-/// The userspace mirror of the L4 maps, and the diff writer.
+/// The L4 maps' sync: recovers what the maps hold once, then plans and performs the writes
+/// each snapshot needs.
 pub struct L4Sync {
     opts: L4Options,
-    recovered: bool,
-    /// Slot by unit id (`service-id#v4` / `#v6`).
-    slots: BTreeMap<String, u32>,
-    units: HashMap<u32, UnitState>,
-    backends: HashMap<BackendKey, BackendState>,
-    /// Slots whose service went away, freed once their backends drained.
-    retiring: BTreeSet<u32>,
-    /// The port bitmap as last written (`None` until read back once).
-    ports: Option<Vec<u32>>,
+    /// What the maps hold (`None` until read back once).
+    held: Option<Held>,
+    /// The units last asked for (`None` before the first snapshot: a daemon that just started
+    /// must not take "nothing asked yet" for "nothing wanted").
+    units: Option<BTreeMap<String, desired::Unit>>,
+    /// A pass failed part way: the next [`L4Sync::maintain`] plans `units` again.
+    dirty: bool,
 }
 
 impl L4Sync {
     pub fn new(opts: L4Options) -> Self {
         Self {
             opts,
-            recovered: false,
-            slots: BTreeMap::new(),
-            units: HashMap::new(),
-            backends: HashMap::new(),
-            retiring: BTreeSet::new(),
-            ports: None,
+            held: None,
+            units: None,
+            dirty: false,
         }
     }
 
@@ -311,108 +240,42 @@ impl L4Sync {
         ebpf: &mut Ebpf,
         snapshot: &Snapshot,
     ) -> Result<ApplyReport, SyncError> {
-        self.apply_at(ebpf, snapshot, Instant::now())
+        self.apply_to(&mut AyaMaps(ebpf), snapshot, Instant::now())
     }
 
-    fn apply_at(
+    /// [`L4Sync::apply`] over any [`L4Maps`], as of `now`. A snapshot that cannot be planned
+    /// (no free slot or backend id) writes nothing: the maps keep serving the previous one.
+    pub fn apply_to(
         &mut self,
-        ebpf: &mut Ebpf,
+        maps: &mut dyn L4Maps,
         snapshot: &Snapshot,
         now: Instant,
     ) -> Result<ApplyReport, SyncError> {
-        let mut report = ApplyReport {
-            version: snapshot.version,
-            ..Default::default()
-        };
-        write_config(ebpf, &self.opts)?;
-        if !self.recovered {
-            self.recover(ebpf)?;
-            self.recovered = true;
-        }
-        let mut desired: BTreeMap<String, Desired> = BTreeMap::new();
-        for svc in &snapshot.l4 {
-            for fam in [FAMILY_V4, FAMILY_V6] {
-                if let Some(d) = self.desired(svc, fam) {
-                    let suffix = if fam == FAMILY_V4 { "v4" } else { "v6" };
-                    desired.insert(format!("{}#{suffix}", svc.id), d);
-                }
-            }
-        }
-        let mut leaving = Leaving::default();
-        // Units that went away: entries removed now, backends drain, slot freed later.
-        let gone: Vec<String> = self
-            .slots
-            .keys()
-            .filter(|id| !desired.contains_key(*id))
-            .cloned()
-            .collect();
-        for id in gone {
-            if let Some(slot) = self.slots.remove(&id) {
-                let unit = self.units.remove(&slot).unwrap_or_default();
-                let mut services = services_map(ebpf)?;
-                for k in &unit.keys {
-                    let _ = services.remove(&ServiceKey::from(*k));
-                }
-                remove_ranges(ebpf, slot, &unit.ranges)?;
-                self.retiring.insert(slot);
-                report.services_removed += 1;
-            }
-        }
-        for (id, d) in desired {
-            let slot = match self.slots.get(&id) {
-                Some(s) => *s,
-                None => {
-                    let s = self
-                        .recovered_slot(&d)
-                        .map_or_else(|| self.free_slot(&id), Ok)?;
-                    self.slots.insert(id.clone(), s);
-                    s
-                }
-            };
-            self.retiring.remove(&slot);
-            let name = ServiceName::new(&id);
-            let mut names: Array<&mut MapData, ServiceName> = typed(ebpf, MAP_SERVICE_NAMES)?;
-            if names.get(&slot, 0).ok() != Some(name) {
-                names
-                    .set(slot, name, 0)
-                    .map_err(map_err(MAP_SERVICE_NAMES))?;
-            }
-            super::syn_limit::write(ebpf, slot, d.syn_limit)?;
-            self.sync_unit(ebpf, slot, d, now, &mut report, &mut leaving)?;
-        }
-        self.expire_drained(ebpf, now, &mut report, &mut leaving)?;
-        self.sync_ports(ebpf)?;
-        leaving.release(ebpf, &mut report)?;
+        let units = desired::units(snapshot, &self.opts);
+        self.recover(maps)?;
+        let held = self.held.get_or_insert_with(Held::empty);
+        let plan = plan::apply(held, &units, &self.opts, now)?;
+        self.units = Some(units);
+        let mut report = self.execute(maps, plan)?;
+        report.version = snapshot.version;
         Ok(report)
     }
 
-    /// Rewrites the words of the port bitmap that differ from the frontends now in use.
-    fn sync_ports(&mut self, ebpf: &mut Ebpf) -> Result<(), SyncError> {
-        let mut want = vec![0u32; PORT_WORDS as usize];
-        for unit in self.units.values() {
-            for k in &unit.keys {
-                let p = u16::from_be(k.1);
-                let (word, bit) = (usize::from(p >> 5) * 2, 1u32 << (p & 31));
-                want[word] |= bit;
-                if k.0 != [0; 16] {
-                    want[word + 1] |= bit;
-                }
-            }
+    /// Reads back what the maps hold, once.
+    fn recover(&mut self, maps: &mut dyn L4Maps) -> Result<(), SyncError> {
+        if self.held.is_none() {
+            self.held = Some(maps.read(&self.opts.sizes)?);
         }
-        let mut ports: Array<&mut MapData, u32> = typed(ebpf, MAP_PORTS)?;
-        let have = match self.ports.take() {
-            Some(h) => h,
-            None => (0..PORT_WORDS)
-                .map(|i| ports.get(&i, 0).map_err(map_err(MAP_PORTS)))
-                .collect::<Result<Vec<u32>, _>>()?,
-        };
-        for (i, (w, h)) in want.iter().zip(&have).enumerate() {
-            if w != h {
-                ports.set(i as u32, *w, 0).map_err(map_err(MAP_PORTS))?;
-            }
-        }
-        self.ports = Some(want);
         Ok(())
+    }
+
+    /// Performs `plan`; a failure part way leaves the sync dirty until a pass succeeds.
+    fn execute(&mut self, maps: &mut dyn L4Maps, plan: Plan) -> Result<ApplyReport, SyncError> {
+        let held = self.held.get_or_insert_with(Held::empty);
+        self.dirty = true;
+        let report = maps::execute(maps, held, plan)?;
+        self.dirty = false;
+        Ok(report)
     }
 
     /// Replaces the node's addresses (NodePorts answer on these); written at once.
@@ -421,527 +284,62 @@ impl L4Sync {
         ebpf: &mut Ebpf,
         addrs: Vec<IpAddr>,
     ) -> Result<(), SyncError> {
-        if self.opts.local_addrs != addrs {
-            self.opts.local_addrs = addrs;
-            write_config(ebpf, &self.opts)?;
-        }
+        self.set_local_addrs_to(&mut AyaMaps(ebpf), addrs)
+    }
+
+    /// [`L4Sync::set_local_addrs`] over any [`L4Maps`].
+    pub fn set_local_addrs_to(
+        &mut self,
+        maps: &mut dyn L4Maps,
+        addrs: Vec<IpAddr>,
+    ) -> Result<(), SyncError> {
+        self.opts.local_addrs = addrs;
+        self.recover(maps)?;
+        let held = self.held.get_or_insert_with(Held::empty);
+        let plan = plan::config(held, &self.opts, Instant::now());
+        let dirty = self.dirty;
+        self.execute(maps, plan)?;
+        self.dirty = dirty;
         Ok(())
     }
 
     /// Ends drains that are over and has the kernel resolve the next hops XDP found without
     /// a neighbour; call it now and then (the run loop does, once a second).
     pub fn maintain(&mut self, ebpf: &mut Ebpf) -> Result<ApplyReport, SyncError> {
-        let mut report = ApplyReport::default();
-        let mut leaving = Leaving::default();
-        self.expire_drained(ebpf, Instant::now(), &mut report, &mut leaving)?;
-        leaving.release(ebpf, &mut report)?;
+        let report = self.maintain_to(&mut AyaMaps(ebpf), Instant::now())?;
         super::neigh::resolve_wanted(ebpf)?;
         Ok(report)
     }
 
-    fn desired(&self, svc: &L4Service, fam: u8) -> Option<Desired> {
-        let proto = match svc.protocol {
-            L4Protocol::Tcp => PROTO_TCP,
-            L4Protocol::Udp => PROTO_UDP,
-        };
-        let mut keys = BTreeSet::new();
-        for f in &svc.frontends {
-            match f {
-                Frontend::NodePort(p) => {
-                    keys.insert(ServiceKeyOrd([0; 16], p.to_be(), proto, fam));
-                }
-                Frontend::Address(sa) => {
-                    let (a, f) = addr_bytes(sa.ip());
-                    if f == fam {
-                        keys.insert(ServiceKeyOrd(a, sa.port().to_be(), proto, fam));
-                    }
-                }
-            }
-        }
-        let in_family = svc
-            .endpoints
-            .iter()
-            .filter(|e| addr_bytes(e.addr.ip()).1 == fam)
-            .count();
-        let backends: Vec<(SocketAddr, Backend)> = svc
-            .endpoints
-            .iter()
-            .filter(|e| addr_bytes(e.addr.ip()).1 == fam)
-            .filter(|e| !svc.external_traffic_local || !self.is_remote(e))
-            .map(|e| {
-                let (addr, family) = addr_bytes(e.addr.ip());
-                let mut flags = BE_F_PRESENT;
-                if e.state == EndpointState::Terminating {
-                    flags |= BE_F_TERMINATING;
-                }
-                if self.is_remote(e) {
-                    flags |= BE_F_REMOTE;
-                }
-                let be = Backend {
-                    addr,
-                    port: e.addr.port().to_be(),
-                    family,
-                    flags,
-                    svc_slot: 0,
-                    weight: e.weight,
-                    _pad: 0,
-                };
-                (e.addr, be)
-            })
-            .collect();
-        // A family with neither frontends nor endpoints is not served.
-        if keys.is_empty() || (in_family == 0 && !svc.endpoints.is_empty()) {
-            return None;
-        }
-        let mut flags = 0;
-        if svc.external_traffic_local {
-            flags |= SVC_F_LOCAL_ONLY;
-        }
-        let mut affinity_timeout_s = 0;
-        if let Some(t) = svc.client_ip_affinity {
-            flags |= SVC_F_AFFINITY;
-            affinity_timeout_s = secs_u32(t);
-        }
-        let ranges: BTreeSet<(u8, [u8; 16], u8)> = svc
-            .source_ranges
-            .iter()
-            .map(|p| {
-                let (a, f) = addr_bytes(p.addr);
-                (f, a, p.len)
-            })
-            .collect();
-        if !svc.source_ranges.is_empty() {
-            flags |= SVC_F_SOURCE_RANGES;
-        }
-        Some(Desired {
-            local_first: svc.local_proxy,
-            syn_limit: super::syn_limit::config(svc.syn_rate_limit),
-            keys,
-            flags,
-            affinity_timeout_s,
-            backends,
-            ranges: ranges.into_iter().filter(|r| r.0 == fam).collect(),
-        })
-    }
-
-    /// True for an endpoint on another node than this daemon's (`--node-name`); unknown
-    /// either way counts as local.
-    fn is_remote(&self, e: &crate::model::Endpoint) -> bool {
-        matches!((&self.opts.node_name, &e.node_name), (Some(mine), Some(theirs)) if mine != theirs)
-    }
-
-    fn recovered_slot(&self, d: &Desired) -> Option<u32> {
-        self.units
-            .iter()
-            .filter(|(slot, _)| !self.slots.values().any(|s| s == *slot))
-            .find(|(_, u)| u.keys.iter().any(|k| d.keys.contains(k)))
-            .map(|(slot, _)| *slot)
-    }
-
-    fn free_slot(&self, id: &str) -> Result<u32, SyncError> {
-        (0..self.opts.max_services)
-            .find(|s| {
-                !self.slots.values().any(|x| x == s)
-                    && !self.units.contains_key(s)
-                    && !self.retiring.contains(s)
-            })
-            .ok_or_else(|| SyncError::NoServiceSlot(id.to_string()))
-    }
-
-    fn free_backend_id(&self, name: &str) -> Result<u32, SyncError> {
-        let used: BTreeSet<u32> = self.backends.values().map(|b| b.id).collect();
-        (0..self.opts.max_backends)
-            .find(|i| !used.contains(i))
-            .ok_or_else(|| SyncError::NoBackendId(name.to_string()))
-    }
-
-    fn sync_unit(
+    /// [`L4Sync::maintain`]'s map upkeep over any [`L4Maps`], as of `now`: after a pass that
+    /// failed part way, the last units are planned again from what did get written (the
+    /// repair, which ends drains too); otherwise drains that are over end.
+    pub fn maintain_to(
         &mut self,
-        ebpf: &mut Ebpf,
-        slot: u32,
-        d: Desired,
+        maps: &mut dyn L4Maps,
         now: Instant,
-        report: &mut ApplyReport,
-        leaving: &mut Leaving,
-    ) -> Result<(), SyncError> {
-        // Backends: write new and changed ones; endpoints that left start draining.
-        let mut ids = Vec::with_capacity(d.backends.len());
-        let wanted: BTreeSet<BackendKey> = d
-            .backends
-            .iter()
-            .map(|(_, b)| (slot, b.addr, b.port))
-            .collect();
-        for (sa, mut be) in d.backends.iter().cloned() {
-            be.svc_slot = slot;
-            let key = (slot, be.addr, be.port);
-            let id = match self.backends.get(&key) {
-                Some(s) => s.id,
-                None => self.free_backend_id(&sa.to_string())?,
-            };
-            let changed = self
-                .backends
-                .get(&key)
-                .is_none_or(|s| s.value != be || s.draining_since.is_some());
-            if changed {
-                backends_map(ebpf)?
-                    .set(id, be, 0)
-                    .map_err(map_err(MAP_BACKENDS))?;
-                report.backends_written += 1;
-            }
-            self.backends.insert(
-                key,
-                BackendState {
-                    id,
-                    value: be,
-                    draining_since: None,
-                },
-            );
-            ids.push((sa, id, be));
-        }
-
-        // Maglev over active endpoints, or terminating ones when none is active (KEP-1669).
-        // The ingress's own Service prefers this node's proxy while it is active: other
-        // nodes' proxies take new flows only while it starts, drains or is gone.
-        let active: Vec<&(SocketAddr, u32, Backend)> = ids
-            .iter()
-            .filter(|(_, _, b)| b.flags & BE_F_TERMINATING == 0)
-            .collect();
-        let local: Vec<&(SocketAddr, u32, Backend)> = active
-            .iter()
-            .copied()
-            .filter(|(_, _, b)| b.flags & BE_F_REMOTE == 0)
-            .collect();
-        let pool: Vec<&(SocketAddr, u32, Backend)> = if d.local_first && !local.is_empty() {
-            local
-        } else if active.is_empty() {
-            ids.iter().collect()
-        } else {
-            active
+    ) -> Result<ApplyReport, SyncError> {
+        self.recover(maps)?;
+        let held = self.held.get_or_insert_with(Held::empty);
+        // Units that cannot be planned any more were reported when they were applied; drains
+        // still end meanwhile.
+        let repair = match (&self.units, self.dirty) {
+            (Some(units), true) => plan::apply(held, units, &self.opts, now).ok(),
+            _ => None,
         };
-        let names: Vec<String> = pool.iter().map(|(sa, _, _)| sa.to_string()).collect();
-        let mb: Vec<MaglevBackend<'_>> = names
-            .iter()
-            .zip(&pool)
-            .map(|(n, (_, _, b))| MaglevBackend {
-                name: n,
-                weight: b.weight.max(1),
-            })
-            .collect();
-        let table: Vec<u32> = maglev::build(&mb, self.opts.maglev_size)?
-            .into_iter()
-            .map(|i| pool[i as usize].1)
-            .collect();
-
-        let unit = self.units.entry(slot).or_default();
-        let mut value = ServiceValue {
-            slot,
-            generation: unit.value.generation & 1,
-            flags: d.flags,
-            affinity_timeout_s: d.affinity_timeout_s,
-            backend_count: if table.is_empty() {
-                0
-            } else {
-                pool.len() as u32
-            },
-            _pad: 0,
-        };
-        let live = value.generation as usize;
-        let table_changed = !table.is_empty() && unit.halves[live].as_ref() != Some(&table);
-        if table_changed {
-            let next = live ^ 1;
-            let m = self.opts.maglev_size;
-            let base = (slot * 2 + next as u32) * m;
-            let mut maglev = maglev_map(ebpf)?;
-            let old = unit.halves[next].take();
-            for (i, id) in table.iter().enumerate() {
-                if old.as_ref().is_some_and(|o| o.get(i) == Some(id)) {
-                    continue;
-                }
-                maglev
-                    .set(base + i as u32, *id, 0)
-                    .map_err(map_err(MAP_MAGLEV))?;
-                report.maglev_entries_written += 1;
-            }
-            unit.halves[next] = Some(table);
-            value.generation = next as u32;
-            report.tables_swapped += 1;
-        }
-
-        // Source ranges before the flag that enforces them; stale ones after.
-        let add: Vec<_> = d.ranges.difference(&unit.ranges).cloned().collect();
-        let del: BTreeSet<_> = unit.ranges.difference(&d.ranges).cloned().collect();
-        if !add.is_empty() {
-            let mut lpm = ranges_map(ebpf)?;
-            for (fam, addr, len) in &add {
-                lpm.insert(&range_key(slot, *fam, addr, *len), 1, 0)
-                    .map_err(map_err(MAP_SOURCE_RANGES))?;
-                report.source_ranges_written += 1;
-            }
-        }
-
-        let keys_changed = unit.keys != d.keys;
-        if value != unit.value || keys_changed {
-            let mut services = services_map(ebpf)?;
-            for k in &d.keys {
-                services
-                    .insert(ServiceKey::from(*k), value, 0)
-                    .map_err(map_err(MAP_SERVICES))?;
-            }
-            for k in unit.keys.difference(&d.keys) {
-                let _ = services.remove(&ServiceKey::from(*k));
-            }
-            report.services_written += 1;
-        } else if !table_changed && add.is_empty() && del.is_empty() {
-            report.unchanged += 1;
-        }
-        unit.value = value;
-        unit.keys = d.keys;
-        remove_ranges(ebpf, slot, &del)?;
-        let unit = self.units.entry(slot).or_default();
-        unit.ranges = d.ranges;
-
-        // Endpoints that left start draining, only now that the live Maglev table no longer
-        // names them: a UDP flow leaving a removed endpoint must not be given it again.
-        let left: Vec<BackendKey> = self
-            .backends
-            .iter()
-            .filter(|(k, s)| k.0 == slot && !wanted.contains(k) && s.draining_since.is_none())
-            .map(|(k, _)| *k)
-            .collect();
-        for k in left {
-            if let Some(s) = self.backends.get_mut(&k) {
-                s.value.flags |= BE_F_TERMINATING | BE_F_REMOVED;
-                s.draining_since = Some(now);
-                backends_map(ebpf)?
-                    .set(s.id, s.value, 0)
-                    .map_err(map_err(MAP_BACKENDS))?;
-                report.backends_written += 1;
-                leaving.removed.push(backend_ref(s.id, &s.value));
-            }
-        }
-        Ok(())
+        let plan = repair.unwrap_or_else(|| plan::maintain(held, &self.opts, now));
+        self.execute(maps, plan)
     }
 
-    fn expire_drained(
-        &mut self,
-        ebpf: &mut Ebpf,
-        now: Instant,
-        report: &mut ApplyReport,
-        leaving: &mut Leaving,
-    ) -> Result<(), SyncError> {
-        let done: Vec<BackendKey> = self
-            .backends
-            .iter()
-            .filter(|(k, s)| {
-                s.draining_since
-                    .is_some_and(|t| now.saturating_duration_since(t) >= self.opts.drain)
-                    || (self.retiring.contains(&k.0) && s.draining_since.is_none())
-            })
-            .map(|(k, _)| *k)
-            .collect();
-        for k in done {
-            let Some(s) = self.backends.get_mut(&k) else {
-                continue;
-            };
-            if self.retiring.contains(&k.0) && s.draining_since.is_none() {
-                // First step for a removed service: drain like a removed endpoint.
-                s.value.flags |= BE_F_TERMINATING | BE_F_REMOVED;
-                s.draining_since = Some(now);
-                backends_map(ebpf)?
-                    .set(s.id, s.value, 0)
-                    .map_err(map_err(MAP_BACKENDS))?;
-                report.backends_written += 1;
-                leaving.removed.push(backend_ref(s.id, &s.value));
-                continue;
-            }
-            backends_map(ebpf)?
-                .set(s.id, Backend::default(), 0)
-                .map_err(map_err(MAP_BACKENDS))?;
-            leaving.ended.push(backend_ref(s.id, &s.value));
-            self.backends.remove(&k);
-            report.backends_removed += 1;
-        }
-        // A retired slot is free once nothing of it drains any more.
-        let free: Vec<u32> = self
-            .retiring
-            .iter()
-            .filter(|s| !self.backends.keys().any(|k| k.0 == **s))
-            .copied()
-            .collect();
-        for s in free {
-            self.retiring.remove(&s);
-            self.units.remove(&s);
-        }
-        Ok(())
+    /// What the sync believes the maps hold (`None` before the first pass).
+    pub fn belief(&self) -> Option<&Held> {
+        self.held.as_ref()
     }
-
-    /// Rebuilds the mirror from maps a previous daemon left (pinned), so slots and backend ids
-    /// stay what established flows refer to.
-    fn recover(&mut self, ebpf: &mut Ebpf) -> Result<(), SyncError> {
-        let services = services_map(ebpf)?;
-        let mut found: Vec<(ServiceKey, ServiceValue)> = Vec::new();
-        for item in services.iter() {
-            let (k, v) = item.map_err(map_err(MAP_SERVICES))?;
-            found.push((k, v));
-        }
-        for (k, v) in found {
-            if v.slot >= self.opts.max_services {
-                continue;
-            }
-            let unit = self.units.entry(v.slot).or_default();
-            unit.keys.insert(k.into());
-            unit.value = v;
-        }
-        // Names let the first diff match recovered units to the snapshot's, and remove the
-        // ones that are gone.
-        let names: Array<&mut MapData, ServiceName> = typed(ebpf, MAP_SERVICE_NAMES)?;
-        for slot in self.units.keys() {
-            if let Ok(n) = names.get(slot, 0)
-                && !n.as_str().is_empty()
-            {
-                self.slots.insert(n.as_str().to_string(), *slot);
-            }
-        }
-        let backends = backends_map(ebpf)?;
-        let mut present = Vec::new();
-        for id in 0..backends.len().min(self.opts.max_backends) {
-            let be = backends.get(&id, 0).map_err(map_err(MAP_BACKENDS))?;
-            if be.flags & BE_F_PRESENT != 0 {
-                present.push((id, be));
-            }
-        }
-        for (id, be) in present {
-            self.backends.insert(
-                (be.svc_slot, be.addr, be.port),
-                BackendState {
-                    id,
-                    value: be,
-                    draining_since: None,
-                },
-            );
-        }
-        // Source ranges: recover what is there per slot so the diff removes stale ones.
-        let lpm = ranges_map(ebpf)?;
-        let keys: Vec<Key<SourceRangeData>> = lpm.keys().filter_map(Result::ok).collect();
-        for k in keys {
-            let data = k.data();
-            let slot = u32::from_be_bytes(data.slot_be);
-            let len = k.prefix_len().saturating_sub(SOURCE_RANGE_PREFIX_BITS) as u8;
-            if let Some(u) = self.units.get_mut(&slot) {
-                u.ranges.insert((data.family, data.addr, len));
-            }
-        }
-        // Backends of slots without a service are leftovers: drain them.
-        let orphan: BTreeSet<u32> = self
-            .backends
-            .keys()
-            .map(|k| k.0)
-            .filter(|s| !self.units.contains_key(s))
-            .collect();
-        self.retiring.extend(orphan);
-        Ok(())
-    }
-}
-
-fn range_key(slot: u32, family: u8, addr: &[u8; 16], len: u8) -> Key<SourceRangeData> {
-    // Bits past the prefix are cleared so equal prefixes make equal keys.
-    let bits = u32::from(len);
-    let mut a = *addr;
-    for (i, b) in a.iter_mut().enumerate() {
-        let start = i as u32 * 8;
-        if start >= bits {
-            *b = 0;
-        } else if start + 8 > bits {
-            *b &= 0xffu8 << (8 - (bits - start));
-        }
-    }
-    Key::new(
-        SOURCE_RANGE_PREFIX_BITS + bits,
-        SourceRangeData {
-            slot_be: slot.to_be_bytes(),
-            family,
-            addr: a,
-            _pad: [0; 3],
-        },
-    )
-}
-
-fn remove_ranges(
-    ebpf: &mut Ebpf,
-    slot: u32,
-    ranges: &BTreeSet<(u8, [u8; 16], u8)>,
-) -> Result<(), SyncError> {
-    if ranges.is_empty() {
-        return Ok(());
-    }
-    let mut lpm = ranges_map(ebpf)?;
-    for (fam, addr, len) in ranges {
-        let _ = lpm.remove(&range_key(slot, *fam, addr, *len));
-    }
-    Ok(())
-}
-
-fn write_config(ebpf: &mut Ebpf, opts: &L4Options) -> Result<(), SyncError> {
-    let cfg = opts.config();
-    let mut map: Array<&mut MapData, L4Config> = typed(ebpf, MAP_CONFIG)?;
-    if map.get(&0, 0).ok().as_ref() != Some(&cfg) {
-        map.set(0, cfg, 0).map_err(map_err(MAP_CONFIG))?;
-    }
-    let local = opts.local_addrs();
-    let mut map: Array<&mut MapData, LocalAddrs> = typed(ebpf, MAP_LOCAL_ADDRS)?;
-    if map.get(&0, 0).ok().as_ref() != Some(&local) {
-        map.set(0, local, 0).map_err(map_err(MAP_LOCAL_ADDRS))?;
-    }
-    Ok(())
-}
-
-fn typed<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<T, SyncError>
-where
-    T: TryFrom<&'a mut aya::maps::Map, Error = MapError>,
-{
-    let map = ebpf.map_mut(name).ok_or(SyncError::MissingMap(name))?;
-    T::try_from(map).map_err(map_err(name))
-}
-
-fn services_map(
-    ebpf: &mut Ebpf,
-) -> Result<BpfHashMap<&mut MapData, ServiceKey, ServiceValue>, SyncError> {
-    typed(ebpf, MAP_SERVICES)
-}
-
-fn backends_map(ebpf: &mut Ebpf) -> Result<Array<&mut MapData, Backend>, SyncError> {
-    typed(ebpf, MAP_BACKENDS)
-}
-
-fn maglev_map(ebpf: &mut Ebpf) -> Result<Array<&mut MapData, u32>, SyncError> {
-    typed(ebpf, MAP_MAGLEV)
-}
-
-fn ranges_map(ebpf: &mut Ebpf) -> Result<LpmTrie<&mut MapData, SourceRangeData, u32>, SyncError> {
-    typed(ebpf, MAP_SOURCE_RANGES)
 }
 
 #[cfg(test)]
-mod tests {
+mod options_tests {
     use super::*;
-
-    #[test]
-    fn range_keys_mask_host_bits() {
-        let (a, f) = addr_bytes("198.18.7.9".parse().unwrap());
-        let k = range_key(3, f, &a, 20);
-        assert_eq!(k.prefix_len(), 60);
-        assert_eq!(&k.data().addr[..4], &[198, 18, 0, 0]);
-        assert_eq!(k.data().slot_be, [0, 0, 0, 3]);
-    }
-
-    #[test]
-    fn addresses_round_trip() {
-        for s in ["198.18.0.2", "2001:db8::2"] {
-            let ip: IpAddr = s.parse().unwrap();
-            let (b, f) = addr_bytes(ip);
-            assert_eq!(addr_from(&b, f), ip);
-        }
-    }
 
     #[test]
     fn local_addrs_list_each_family_unless_it_has_more_than_fit() {

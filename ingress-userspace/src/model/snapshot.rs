@@ -19,45 +19,7 @@ use std::{
     time::Duration,
 };
 
-/// Which Kubernetes object something came from, for diagnostics, status and `explain`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-pub struct ObjectRef {
-    pub kind: ObjectKind,
-    /// Empty for cluster-scoped objects.
-    pub namespace: String,
-    pub name: String,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-pub enum ObjectKind {
-    Ingress,
-    IngressClass,
-    Service,
-    EndpointSlice,
-    Secret,
-    Node,
-    ConfigMap,
-    /// A file of the manifest directory (name = path); for files that do not parse.
-    ManifestFile,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-pub enum Severity {
-    /// The object works, but not fully as written (e.g. an unknown annotation value).
-    Warning,
-    /// The object, or part of it, is not served.
-    Error,
-}
-
-/// A problem with one object. Only that object (or the part named) is affected.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-pub struct Diagnostic {
-    pub object: ObjectRef,
-    pub severity: Severity,
-    /// CamelCase, as a Kubernetes Event reason (`ServiceNotFound`, `InvalidTlsSecret`, ...).
-    pub reason: String,
-    pub message: String,
-}
+pub use crate::object::{Diagnostic, ObjectKind, ObjectRef, Severity};
 
 /// Everything both planes serve, at one version.
 #[derive(Clone, Debug, Default)]
@@ -103,26 +65,6 @@ impl Snapshot {
             }
         }
         s
-    }
-}
-
-impl ObjectRef {
-    pub fn new(kind: ObjectKind, namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        ObjectRef {
-            kind,
-            namespace: namespace.into(),
-            name: name.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for ObjectRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.namespace.is_empty() {
-            write!(f, "{:?} {}", self.kind, self.name)
-        } else {
-            write!(f, "{:?} {}/{}", self.kind, self.namespace, self.name)
-        }
     }
 }
 
