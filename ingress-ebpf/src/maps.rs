@@ -12,8 +12,8 @@ use ingress_common::l4::{
     ServiceName, ServiceValue, SourceRangeData,
 };
 use ingress_common::syn_limit::{
-    DEFAULT_SYN_SOURCES_SIZE, SYN_LISTEN_PORT_WORDS, SYN_LISTENERS_SIZE, SynLimitConfig,
-    SynListener, SynListenerKey, SynSourceKey, SynSourceState,
+    SYN_LISTEN_PORT_WORDS, SYN_LISTENERS_SIZE, SynLimitConfig, SynListener, SynListenerKey,
+    SynSourceKey, SynSourceState,
 };
 
 /// Sizes the loader overrides from the daemon's flags (`MapSizes` is the one place they are
