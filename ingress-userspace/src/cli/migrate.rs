@@ -22,7 +22,7 @@ use crate::{
     model::{
         ObjectKind, ObjectRef,
         translate::{
-            annotations, canary, class::LEGACY_CLASS_ANNOTATION, configmap,
+            self as translate, annotations, canary, class::LEGACY_CLASS_ANNOTATION, configmap,
             diagnostics::Diagnostics, support,
         },
     },
@@ -227,6 +227,7 @@ pub fn report<'a>(
         annotations::parse(a, &oref, &mut d);
         // Canary annotations are read apart (canary Ingresses serve nothing of their own).
         canary::parse(a, &oref, &mut d);
+        translate::auth_value_problems(a, &oref, &mut d);
         out.push(IngressReport {
             namespace: oref.namespace,
             name: oref.name,
@@ -434,6 +435,62 @@ mod tests {
         assert!(!r.same_behaviour);
         assert_eq!(r.ingresses[0].problems.len(), 1);
         assert!(r.ingresses[0].problems[0].starts_with("InvalidAnnotation: "));
+    }
+
+    /// What `run` denies with 503 (basic auth, `auth-url`) or 403 (`auth-tls-*`) for a value
+    /// alone, `migrate` reports too, without the Secrets, Services and ConfigMaps named (a
+    /// GitOps repository seldom holds Secrets): each Ingress below has one such value.
+    #[test]
+    fn auth_value_problems_are_reported() {
+        let ing = |name: &str, ann: &str| {
+            format!(
+                "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  namespace: app\n  annotations:\n{ann}"
+            )
+        };
+        let p = "    nginx.ingress.kubernetes.io/";
+        let yaml = [
+            ing("a-type", &format!("{p}auth-type: basci\n{p}auth-secret: s\n")),
+            ing("b-nosecret", &format!("{p}auth-type: basic\n")),
+            ing("c-secret-type", &format!("{p}auth-type: basic\n{p}auth-secret: s\n{p}auth-secret-type: map\n")),
+            ing("d-url", &format!("{p}auth-url: not a url\n")),
+            ing("e-method", &format!("{p}auth-url: http://auth.app.svc/check\n{p}auth-method: GE T\n")),
+            ing("f-variable", &format!("{p}auth-url: http://auth.app.svc/check?u=$remote_user\n")),
+            ing("g-tls-ns", &format!("{p}auth-tls-secret: other/ca\n")),
+            ing("h-match-cn", &format!("{p}auth-tls-secret: ca\n{p}auth-tls-match-cn: \"O=(\"\n")),
+            // Values that parse: nothing to report, whether or not the objects exist.
+            ing("z-fine", &format!("{p}auth-type: basic\n{p}auth-secret: s\n{p}auth-url: http://auth.app.svc/check?rd=$escaped_request_uri\n{p}auth-tls-secret: app/ca\n")),
+        ]
+        .concat();
+        let (i, _) = load(&yaml);
+        let r = report(&i, None, None);
+        let reasons: Vec<(&str, Vec<&str>)> = r
+            .ingresses
+            .iter()
+            .map(|i| {
+                let reasons = i
+                    .problems
+                    .iter()
+                    .map(|p| p.split(':').next().unwrap_or_default());
+                (i.name.as_str(), reasons.collect())
+            })
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                ("a-type", vec!["InvalidAnnotation"]),
+                ("b-nosecret", vec!["AuthSecretNotSet"]),
+                ("c-secret-type", vec!["InvalidAnnotation"]),
+                ("d-url", vec!["InvalidAnnotation"]),
+                ("e-method", vec!["InvalidAnnotation"]),
+                ("f-variable", vec!["InvalidAnnotation"]),
+                ("g-tls-ns", vec!["CrossNamespaceAuthTlsSecret"]),
+                ("h-match-cn", vec!["InvalidAnnotation"]),
+                ("z-fine", vec![]),
+            ],
+            "{:?}",
+            r.ingresses
+        );
+        assert!(!r.same_behaviour);
     }
 
     /// What `run` reports about canary annotations, `migrate` reports too: a bad pattern and

@@ -36,66 +36,16 @@ pub(super) fn parse(
 ) -> Option<RouteAuth> {
     let auth_type = r.get("auth-type")?.to_string();
     let unavailable = |r: &mut Reader<'_>, reason: &str, msg: String| {
-        r.diags.error(
-            r.object,
-            reason,
-            format!("{msg}; every request to its paths gets 503 (never unauthenticated)"),
-        );
+        report_unavailable(r, reason, &msg);
         Some(RouteAuth::Unavailable {
             reason: format!("{reason}: {msg}"),
         })
     };
-    match auth_type.as_str() {
-        "basic" => {}
-        "digest" => {
-            return unavailable(
-                r,
-                "UnsupportedAuthType",
-                "auth-type: digest is not supported (use basic)".into(),
-            );
-        }
-        other => {
-            return unavailable(
-                r,
-                "InvalidAnnotation",
-                format!("annotation auth-type: {other:?} is not basic or digest"),
-            );
-        }
-    }
-    let secret_type = match r.get("auth-secret-type") {
-        None | Some("auth-file") => AuthSecretType::AuthFile,
-        Some("auth-map") => AuthSecretType::AuthMap,
-        Some(other) => {
-            let msg =
-                format!("annotation auth-secret-type: {other:?} is not auth-file or auth-map");
-            return unavailable(r, "InvalidAnnotation", msg);
-        }
+    let (secret_type, key) = match values(r, &auth_type, ns) {
+        Ok(v) => v,
+        Err((reason, msg)) => return unavailable(r, reason, msg),
     };
-    let Some(name) = r.get("auth-secret").map(str::to_string) else {
-        return unavailable(
-            r,
-            "AuthSecretNotSet",
-            "auth-type: basic without auth-secret".into(),
-        );
-    };
-    // client-go's SplitMetaNamespaceKey: `name` or `namespace/name`.
-    let (secret_ns, secret_name) = match name.split('/').collect::<Vec<_>>()[..] {
-        [n] => (ns.to_string(), n.to_string()),
-        [s, n] => (if s.is_empty() { ns } else { s }.to_string(), n.to_string()),
-        _ => (String::new(), String::new()),
-    };
-    if secret_name.is_empty() {
-        let msg = format!("annotation auth-secret: {name:?} is not NAME or NAMESPACE/NAME");
-        return unavailable(r, "InvalidAnnotation", msg);
-    }
-    let key = Key::new(secret_ns.clone(), secret_name.clone());
-    if secret_ns != ns {
-        let msg = format!(
-            "auth-secret {key} is in another namespace than the Ingress; cross-namespace \
-             Secrets are not allowed (ingress-nginx's allow-cross-namespace-resources default)"
-        );
-        return unavailable(r, "CrossNamespaceAuthSecret", msg);
-    }
+    let (secret_ns, secret_name) = (key.namespace.clone(), key.name.clone());
     if let Some(allowed) = secret_namespaces
         && !allowed.contains(&secret_ns)
     {
@@ -152,6 +102,85 @@ pub(super) fn parse(
         secret_type,
         users: Arc::new(users),
     })))
+}
+
+/// What `auth-type`, `auth-secret-type` and `auth-secret` say before any Secret is read (the
+/// Secret's layout and key), or the diagnostic reason and message that make the route
+/// unavailable. `ns`: the Ingress's namespace.
+fn values(
+    r: &Reader<'_>,
+    auth_type: &str,
+    ns: &str,
+) -> Result<(AuthSecretType, Key), (&'static str, String)> {
+    match auth_type {
+        "basic" => {}
+        "digest" => {
+            return Err((
+                "UnsupportedAuthType",
+                "auth-type: digest is not supported (use basic)".into(),
+            ));
+        }
+        other => {
+            return Err((
+                "InvalidAnnotation",
+                format!("annotation auth-type: {other:?} is not basic or digest"),
+            ));
+        }
+    }
+    let secret_type = match r.get("auth-secret-type") {
+        None | Some("auth-file") => AuthSecretType::AuthFile,
+        Some("auth-map") => AuthSecretType::AuthMap,
+        Some(other) => {
+            let msg =
+                format!("annotation auth-secret-type: {other:?} is not auth-file or auth-map");
+            return Err(("InvalidAnnotation", msg));
+        }
+    };
+    let Some(name) = r.get("auth-secret").map(str::to_string) else {
+        return Err((
+            "AuthSecretNotSet",
+            "auth-type: basic without auth-secret".into(),
+        ));
+    };
+    // client-go's SplitMetaNamespaceKey: `name` or `namespace/name`.
+    let (secret_ns, secret_name) = match name.split('/').collect::<Vec<_>>()[..] {
+        [n] => (ns.to_string(), n.to_string()),
+        [s, n] => (if s.is_empty() { ns } else { s }.to_string(), n.to_string()),
+        _ => (String::new(), String::new()),
+    };
+    if secret_name.is_empty() {
+        let msg = format!("annotation auth-secret: {name:?} is not NAME or NAMESPACE/NAME");
+        return Err(("InvalidAnnotation", msg));
+    }
+    let key = Key::new(secret_ns.clone(), secret_name.clone());
+    if secret_ns != ns {
+        let msg = format!(
+            "auth-secret {key} is in another namespace than the Ingress; cross-namespace \
+             Secrets are not allowed (ingress-nginx's allow-cross-namespace-resources default)"
+        );
+        return Err(("CrossNamespaceAuthSecret", msg));
+    }
+    Ok((secret_type, key))
+}
+
+/// Reports (on `r`, as [`parse`] does) what is wrong with the values of an Ingress's basic
+/// auth annotations without reading its Secret: what `migrate` checks.
+pub(super) fn check_values(r: &mut Reader<'_>, ns: &str) {
+    let Some(auth_type) = r.get("auth-type").map(str::to_string) else {
+        return;
+    };
+    if let Err((reason, msg)) = values(r, &auth_type, ns) {
+        report_unavailable(r, reason, &msg);
+    }
+}
+
+/// Reports why the route's basic auth cannot be set up (its paths answer 503).
+fn report_unavailable(r: &mut Reader<'_>, reason: &str, msg: &str) {
+    r.diags.error(
+        r.object,
+        reason,
+        format!("{msg}; every request to its paths gets 503 (never unauthenticated)"),
+    );
 }
 
 /// One warning per unusable line, naming line (or key) and user, never the hash.

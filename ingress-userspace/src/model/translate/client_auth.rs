@@ -45,36 +45,16 @@ pub(super) fn parse(
 ) -> Option<ClientAuth> {
     let name = r.get("auth-tls-secret")?.to_string();
     let unavailable = |r: &mut Reader<'_>, reason: &str, msg: String| {
-        r.diags.warn(
-            r.object,
-            reason,
-            format!(
-                "{msg}; every request to the Ingress's hosts gets 403 (never without the \
-                 client certificate)"
-            ),
-        );
+        report_unavailable(r, reason, &msg);
         Some(ClientAuth::Unavailable {
             reason: format!("{reason}: {msg}"),
         })
     };
-    // ingress-nginx's k8s.ParseNameNS: `namespace/name`, or `name` in the Ingress's namespace.
-    let (secret_ns, secret_name) = match name.split('/').collect::<Vec<_>>()[..] {
-        [n] => (ns.to_string(), n.to_string()),
-        [s, n] => (if s.is_empty() { ns } else { s }.to_string(), n.to_string()),
-        _ => (String::new(), String::new()),
+    let key = match secret_key(&name, ns) {
+        Ok(k) => k,
+        Err((reason, msg)) => return unavailable(r, reason, msg),
     };
-    if secret_name.is_empty() {
-        let msg = format!("annotation auth-tls-secret: {name:?} is not NAMESPACE/NAME");
-        return unavailable(r, "InvalidAnnotation", msg);
-    }
-    let key = Key::new(secret_ns.clone(), secret_name.clone());
-    if secret_ns != ns {
-        let msg = format!(
-            "auth-tls-secret {key} is in another namespace than the Ingress; cross-namespace \
-             Secrets are not allowed (ingress-nginx's allow-cross-namespace-resources default)"
-        );
-        return unavailable(r, "CrossNamespaceAuthTlsSecret", msg);
-    }
+    let (secret_ns, secret_name) = (key.namespace.clone(), key.name.clone());
     if let Some(allowed) = secret_namespaces
         && !allowed.contains(&secret_ns)
     {
@@ -105,13 +85,65 @@ pub(super) fn parse(
         let msg = format!("auth-tls-secret {key}, {CRL_KEY}: {e}");
         return unavailable(r, "InvalidAuthTlsSecret", msg);
     }
+    let v = match options(r) {
+        Ok(v) => v,
+        Err(msg) => return unavailable(r, "InvalidAnnotation", msg),
+    };
+    Some(ClientAuth::Verify(Arc::new(ClientCertPolicy {
+        secret: ObjectRef::new(ObjectKind::Secret, secret_ns, secret_name),
+        ca_pem: ca.0.as_slice().into(),
+        crl_pem: crl.map(|c| c.0.as_slice().into()),
+        verify: v.verify,
+        depth: v.depth,
+        pass_certificate: v.pass_certificate,
+        error_page: v.error_page,
+        match_cn: v.match_cn,
+    })))
+}
+
+/// The Secret `auth-tls-secret` names (`name` as written; `ns`: the Ingress's namespace), or
+/// the diagnostic reason and message that deny the host.
+fn secret_key(name: &str, ns: &str) -> Result<Key, (&'static str, String)> {
+    // ingress-nginx's k8s.ParseNameNS: `namespace/name`, or `name` in the Ingress's namespace.
+    let (secret_ns, secret_name) = match name.split('/').collect::<Vec<_>>()[..] {
+        [n] => (ns.to_string(), n.to_string()),
+        [s, n] => (if s.is_empty() { ns } else { s }.to_string(), n.to_string()),
+        _ => (String::new(), String::new()),
+    };
+    if secret_name.is_empty() {
+        let msg = format!("annotation auth-tls-secret: {name:?} is not NAMESPACE/NAME");
+        return Err(("InvalidAnnotation", msg));
+    }
+    let key = Key::new(secret_ns.clone(), secret_name.clone());
+    if secret_ns != ns {
+        let msg = format!(
+            "auth-tls-secret {key} is in another namespace than the Ingress; cross-namespace \
+             Secrets are not allowed (ingress-nginx's allow-cross-namespace-resources default)"
+        );
+        return Err(("CrossNamespaceAuthTlsSecret", msg));
+    }
+    Ok(key)
+}
+
+/// The host's verification options (`auth-tls-*` besides the Secret); a value that does not
+/// parse is a warning and the default, except `auth-tls-match-cn`, whose error (`Err`) denies
+/// the host.
+struct Options {
+    verify: VerifyClient,
+    depth: u32,
+    pass_certificate: bool,
+    error_page: Option<String>,
+    match_cn: Option<String>,
+}
+
+fn options(r: &mut Reader<'_>) -> Result<Options, String> {
     let match_cn = match r.get("auth-tls-match-cn").map(str::to_string) {
         None => None,
         Some(v) => match check_match_cn(&v) {
             Ok(()) => Some(v),
             Err(e) => {
                 let msg = format!("annotation auth-tls-match-cn: {v:?} {e}");
-                return unavailable(r, "InvalidAnnotation", msg);
+                return Err(msg);
             }
         },
     };
@@ -157,16 +189,41 @@ pub(super) fn parse(
             None
         }
     };
-    Some(ClientAuth::Verify(Arc::new(ClientCertPolicy {
-        secret: ObjectRef::new(ObjectKind::Secret, secret_ns, secret_name),
-        ca_pem: ca.0.as_slice().into(),
-        crl_pem: crl.map(|c| c.0.as_slice().into()),
+    Ok(Options {
         verify,
         depth,
         pass_certificate,
         error_page,
         match_cn,
-    })))
+    })
+}
+
+/// Reports (on `r`, as [`parse`] does) what is wrong with the values of an Ingress's
+/// `auth-tls-*` annotations without reading the Secret: what `migrate` checks.
+pub(super) fn check_values(r: &mut Reader<'_>, ns: &str) {
+    let Some(name) = r.get("auth-tls-secret").map(str::to_string) else {
+        return;
+    };
+    let denied = match (secret_key(&name, ns), options(r)) {
+        (Err((reason, msg)), _) => Some((reason, msg)),
+        (_, Err(msg)) => Some(("InvalidAnnotation", msg)),
+        _ => None,
+    };
+    if let Some((reason, msg)) = denied {
+        report_unavailable(r, reason, &msg);
+    }
+}
+
+/// Reports why the host's client-certificate check cannot be set up (it answers 403).
+fn report_unavailable(r: &mut Reader<'_>, reason: &str, msg: &str) {
+    r.diags.warn(
+        r.object,
+        reason,
+        format!(
+            "{msg}; every request to the Ingress's hosts gets 403 (never without the \
+             client certificate)"
+        ),
+    );
 }
 
 /// The policy of a host from the policies of its Ingresses in precedence order: an unusable

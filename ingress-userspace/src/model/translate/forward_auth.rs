@@ -277,16 +277,8 @@ pub(super) fn for_ingress(
     global: Option<&Result<ForwardAuth, String>>,
     refs: &mut super::References,
 ) -> Option<Result<Arc<ForwardAuth>, String>> {
-    let get = |k: &str| r.get(k).map(str::to_string);
-    let own = parse_values(
-        &Values {
-            get: &get,
-            prefix: "auth-",
-        },
-        false,
-    );
-    let mut auth = match own {
-        Err(why) => return Some(Err(denied(r, "InvalidAnnotation", why))),
+    let mut auth = match own_values(r) {
+        Err(why) => return Some(Err(why)),
         Ok(Some(a)) => a,
         Ok(None) => {
             if r.bool("enable-global-auth") == Some(false) {
@@ -298,7 +290,6 @@ pub(super) fn for_ingress(
             };
         }
     };
-    keepalive_values(r);
     if let Some(name) = r.get("auth-proxy-set-headers").map(str::to_string) {
         match proxy_set_headers(&name, ns, objects, refs) {
             Ok(h) => auth.proxy_set_headers = h,
@@ -306,6 +297,33 @@ pub(super) fn for_ingress(
         }
     }
     Some(Ok(Arc::new(resolve(auth, objects, endpoints, refs))))
+}
+
+/// The Ingress's own `auth-*` values, read without looking anything up: `Ok(None)` without
+/// `auth-url`, `Err` (reported on `r`) with the reason the location is denied.
+fn own_values(r: &mut Reader<'_>) -> Result<Option<ForwardAuth>, String> {
+    let get = |k: &str| r.get(k).map(str::to_string);
+    let own = parse_values(
+        &Values {
+            get: &get,
+            prefix: "auth-",
+        },
+        false,
+    );
+    match own {
+        Err(why) => Err(denied(r, "InvalidAnnotation", why)),
+        Ok(Some(a)) => {
+            keepalive_values(r);
+            Ok(Some(a))
+        }
+        Ok(None) => Ok(None),
+    }
+}
+
+/// Reports (on `r`, as [`for_ingress`] does) what is wrong with the values of an Ingress's
+/// `auth-url` family without resolving its Service or ConfigMap: what `migrate` checks.
+pub(super) fn check_values(r: &mut Reader<'_>) {
+    let _ = own_values(r);
 }
 
 /// Reports why the location is denied; returns the reason the proxy answers with.

@@ -83,6 +83,22 @@ pub struct References {
     pub auth_services: HashSet<Key>,
 }
 
+/// The problems of an Ingress's authentication annotations (`auth-type` and basic auth,
+/// `auth-url` and its family, `auth-tls-*`) that need no other object to find: values that
+/// do not parse, `auth-type` without `auth-secret`, a Secret in another namespace. Reported on
+/// `object` exactly as translation reports them; what `migrate` shows where the Secrets,
+/// Services and ConfigMaps they name are not at hand.
+pub fn auth_value_problems(
+    annotations: Option<&std::collections::BTreeMap<String, String>>,
+    object: &ObjectRef,
+    diags: &mut diagnostics::Diagnostics,
+) {
+    let mut r = annotations::Reader::new(annotations, object, diags);
+    auth::check_values(&mut r, &object.namespace);
+    client_auth::check_values(&mut r, &object.namespace);
+    forward_auth::check_values(&mut r);
+}
+
 pub const DEFAULT_CONTROLLER_NAME: &str = "xdp-ingress.dev/controller";
 pub const DEFAULT_INGRESS_CLASS: &str = "xdp-ingress";
 /// Services with this annotation set to `"true"` are taken over by the XDP path.
