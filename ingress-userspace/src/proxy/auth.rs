@@ -49,6 +49,22 @@ pub struct Refusal {
     pub challenge: Option<HeaderValue>,
 }
 
+impl Refusal {
+    /// The `reason` label of `xdp_ingress_auth_refused_requests_total`: `basic_unauthorized`
+    /// (401: no, malformed or wrong credentials), `basic_busy` (503: too many password checks
+    /// in progress), `unavailable` (503: the route's authentication cannot be used, an
+    /// unusable Secret or external-auth configuration).
+    pub fn metric_reason(&self) -> &'static str {
+        if self.status == StatusCode::UNAUTHORIZED {
+            "basic_unauthorized"
+        } else if self.reason == BUSY {
+            "basic_busy"
+        } else {
+            "unavailable"
+        }
+    }
+}
+
 /// Shared by every connection: the bounded verification pool and the success cache.
 pub struct Authenticator {
     admitted: Arc<Semaphore>,

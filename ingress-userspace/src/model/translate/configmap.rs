@@ -104,6 +104,8 @@ impl ControllerConfig {
         p.timeouts.read = p.timeouts.read.or(d.timeouts.read);
         p.timeouts.send = p.timeouts.send.or(d.timeouts.send);
         p.upstream_http = p.upstream_http.or(d.upstream_http);
+        p.limit_rate = p.limit_rate.or(d.limit_rate);
+        p.limit_rate_after = p.limit_rate_after.or(d.limit_rate_after);
     }
 }
 
@@ -293,6 +295,19 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
     }
 
     let d = &mut out.route_defaults;
+    // ingress-nginx's defaults of the annotations of the same names, in KiB as they are
+    // (`limit_rate Nk`), whatever its ConfigMap page says about bytes.
+    for (key, field) in [
+        ("limit-rate", &mut d.limit_rate),
+        ("limit-rate-after", &mut d.limit_rate_after),
+    ] {
+        if let Some(v) = r.get(key) {
+            match super::rate_limit::kibibytes(&v) {
+                Some(n) => *field = Some(n),
+                None => r.bad(key, &v, "a whole number of kilobytes (0 turns it off)"),
+            }
+        }
+    }
     d.ssl_redirect = r.bool("ssl-redirect");
     if r.bool("force-ssl-redirect") == Some(true) {
         d.ssl_redirect = Some(true);

@@ -51,6 +51,33 @@ pub(super) fn parse(r: &mut Reader<'_>) -> Option<Arc<RateLimit>> {
     }))
 }
 
+/// `limit-rate` (KB/s) and `limit-rate-after` (KB) in bytes per second and bytes: ingress-nginx
+/// renders them as nginx's `limit_rate Nk` / `limit_rate_after Nk` (k = 1024) when above 0;
+/// `0` or a negative number turns them off (`Some(0)`, overriding the ConfigMap); `None` when
+/// unset or not a whole number (with a warning), where the ConfigMap's value applies.
+pub(super) fn response_rate(r: &mut Reader<'_>) -> (Option<u64>, Option<u64>) {
+    let mut kib = |key: &str| {
+        let v = r.get(key)?.to_string();
+        match kibibytes(&v) {
+            Some(n) => Some(n),
+            None => {
+                r.bad(key, &v, "a whole number of kilobytes (0 turns it off)");
+                None
+            }
+        }
+    };
+    (kib("limit-rate"), kib("limit-rate-after"))
+}
+
+/// A whole number of KiB (`1024` bytes each, nginx's `k`) as bytes; `0` for zero or less (off,
+/// as ingress-nginx renders only values above 0); `None` when not a whole number or past
+/// `u32::MAX` KiB.
+pub fn kibibytes(v: &str) -> Option<u64> {
+    let n: i64 = v.trim().parse().ok()?;
+    let n = u64::try_from(n.max(0)).ok()?;
+    (n <= u64::from(u32::MAX)).then_some(n * 1024)
+}
+
 /// A whole number `0..=u32::MAX`, else a warning and `None`.
 fn number(r: &mut Reader<'_>, key: &str) -> Option<u32> {
     let v = r.get(key)?.to_string();
