@@ -611,8 +611,9 @@ impl Denial {
 /// - `any`: the first check that lets the request through ends the phase, the later ones do
 ///   not run (a client inside the allowlist needs no credentials and no auth request is
 ///   sent). A refusal with 401 or 403 leaves the decision to the next check; when none lets
-///   the request through, the answer is the first 401 (the client may still authenticate;
-///   with `auth-signin` that is the sign-in redirect), else the last 403. Any other refusal
+///   the request through, the answer is the first 401 (the client may still authenticate),
+///   or the sign-in redirect when the auth service's 401 made one (`auth-signin`), else the
+///   last 403. Any other refusal
 ///   (too many password checks, the auth service failing: 503, 500) is the answer at once,
 ///   never open.
 ///
@@ -669,7 +670,14 @@ async fn access(
         if !any || !soft {
             return Some(d);
         }
-        if !pending.as_ref().is_some_and(|p| p.unauthorized) {
+        // The first 401 stays; `auth-signin` (nginx's `error_page 401`) turns the final 401,
+        // whichever check gave it, into the sign-in redirect.
+        let signin = |d: &Denial| d.unauthorized && d.status() == StatusCode::FOUND;
+        let replace = match pending {
+            None => true,
+            Some(p) => !p.unauthorized || (signin(&d) && !signin(p)),
+        };
+        if replace {
             *pending = Some(d);
         }
         None
