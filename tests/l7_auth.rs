@@ -422,7 +422,10 @@ async fn satisfy_any_admits_on_the_allowlist_or_credentials() {
         }
         ann.push((&r, range));
         let snap = translated(&manifests(pod.addr, "foo.bar.com", &ann, &users), version);
-        let warned = snap.diagnostics.iter().any(|d| d.message.contains("satisfy"));
+        let warned = snap
+            .diagnostics
+            .iter()
+            .any(|d| d.message.contains("satisfy"));
         proxy.handle.apply(snap);
         warned
     };

@@ -809,14 +809,20 @@ async fn satisfy_any_with_external_auth() {
                     ("satisfy", "any"),
                 ],
             );
-        proxy.handle.apply(translate_manifests(version, &yaml, |_| {}));
+        proxy
+            .handle
+            .apply(translate_manifests(version, &yaml, |_| {}));
     };
     let check = format!("{base}/check");
     with_allowlist("127.0.0.0/8", &check, 2);
     let asked = auth.seen().len();
     let g = get(&c, proxy.http(), "a.test", "/").await;
     assert_eq!(g.status, StatusCode::OK);
-    assert_eq!(auth.seen().len(), asked, "asked for a client in the allowlist");
+    assert_eq!(
+        auth.seen().len(),
+        asked,
+        "asked for a client in the allowlist"
+    );
     with_allowlist("10.0.0.0/8", &check, 3);
     // No token: the auth service's 401 (with its challenge) outranks the allowlist's 403.
     let g = get(&c, proxy.http(), "a.test", "/").await;

@@ -571,13 +571,13 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
             if !p.allow_source_ranges.is_empty() || p.auth.is_some() || p.forward_auth.is_some() {
                 e.satisfy = Some(p.satisfy);
             }
-            e.response_rate = p
-                .limit_rate
-                .filter(|&r| r > 0)
-                .map(|bytes_per_second| ResponseRateInfo {
-                    bytes_per_second,
-                    after_bytes: p.limit_rate_after.unwrap_or(0),
-                });
+            e.response_rate =
+                p.limit_rate
+                    .filter(|&r| r > 0)
+                    .map(|bytes_per_second| ResponseRateInfo {
+                        bytes_per_second,
+                        after_bytes: p.limit_rate_after.unwrap_or(0),
+                    });
             e.diagnostics = snapshot
                 .diagnostics
                 .iter()

@@ -664,9 +664,8 @@ async fn access(
     // `Some`: the answer now; `None`: the next check decides (`satisfy any`).
     let decide = |pending: &mut Option<Denial>, d: Denial| -> Option<Denial> {
         let status = d.status();
-        let soft = status == StatusCode::UNAUTHORIZED
-            || status == StatusCode::FORBIDDEN
-            || d.unauthorized;
+        let soft =
+            status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN || d.unauthorized;
         if !any || !soft {
             return Some(d);
         }

@@ -80,8 +80,8 @@ impl<B> Paced<B> {
             self.filled = Some(now);
             return;
         };
-        let earned = now.saturating_duration_since(last).as_nanos() * u128::from(self.rate)
-            / 1_000_000_000;
+        let earned =
+            now.saturating_duration_since(last).as_nanos() * u128::from(self.rate) / 1_000_000_000;
         if earned == 0 {
             return;
         }
@@ -91,7 +91,8 @@ impl<B> Paced<B> {
             self.filled = Some(now);
         } else {
             // Keep the remainder of a token for next time: advance by what was earned.
-            let used = Duration::from_nanos((earned * 1_000_000_000 / u128::from(self.rate)) as u64);
+            let used =
+                Duration::from_nanos((earned * 1_000_000_000 / u128::from(self.rate)) as u64);
             self.filled = Some(last + used);
         }
     }
