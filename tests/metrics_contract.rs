@@ -172,27 +172,22 @@ fn daemon_exports_every_metric_in_the_dashboard_contract() {
     xdp_ingress::source::files::write_default_manifests(manifests.path()).expect("manifests");
     std::fs::write(manifests.path().join("40-refusals.yaml"), REFUSALS).expect("manifests");
     let mut cmd = topo.node.cmd(&bin.display().to_string());
-    cmd.args([
-        "run",
-        "--iface",
-        NODE_IFACE,
-        "--manifests",
-    ])
-    .arg(manifests.path())
-    .args([
-        "--node-name",
-        "node",
-        "--metrics-addr",
-        METRICS,
-        "--http-port",
-        "80",
-        "--https-port",
-        "443",
-        "--bpf-pin-root",
-    ])
-    .arg(pins.path())
-    .stdout(Stdio::null())
-    .stderr(log.reopen().expect("log file"));
+    cmd.args(["run", "--iface", NODE_IFACE, "--manifests"])
+        .arg(manifests.path())
+        .args([
+            "--node-name",
+            "node",
+            "--metrics-addr",
+            METRICS,
+            "--http-port",
+            "80",
+            "--https-port",
+            "443",
+            "--bpf-pin-root",
+        ])
+        .arg(pins.path())
+        .stdout(Stdio::null())
+        .stderr(log.reopen().expect("log file"));
     let mut daemon = KillOnDrop::spawn(&mut cmd).expect("daemon starts");
     let daemon_log = || std::fs::read_to_string(log.path()).unwrap_or_default();
 
@@ -260,7 +255,11 @@ fn daemon_exports_every_metric_in_the_dashboard_contract() {
     };
     assert_eq!(status_of("auth.example.com"), "401");
     let limited: Vec<String> = (0..3).map(|_| status_of("limited.example.com")).collect();
-    assert_eq!(limited.last().map(String::as_str), Some("503"), "{limited:?}");
+    assert_eq!(
+        limited.last().map(String::as_str),
+        Some("503"),
+        "{limited:?}"
+    );
 
     let text = curl(&["-sf", "-m", "5", &format!("http://{METRICS}/metrics")]).expect("scrape");
     let scrape = parse_scrape(&text);

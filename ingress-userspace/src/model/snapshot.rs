@@ -484,7 +484,7 @@ pub struct RoutePolicy {
     /// `Some(u64::MAX)` means unlimited (`proxy-body-size: "0"`).
     pub max_body_bytes: Option<u64>,
     /// Client addresses allowed (`allowlist-source-range` / `whitelist-source-range`); empty
-    /// means everyone. Others get 403.
+    /// means everyone. Others get 403 (under `satisfy: any`, unless authentication admits).
     pub allow_source_ranges: Vec<IpPrefix>,
     /// What is sent upstream instead of the request's own path and Host.
     pub rewrite: Rewrite,

@@ -1,5 +1,6 @@
 //! The route's authentication step ([`RouteAuth`]), after the allowlist and before the route's
-//! action, as nginx's access phase runs `auth_basic` after `allow`/`deny`. One entry point,
+//! action, as nginx's access phase runs `auth_basic` after `allow`/`deny` (how the checks
+//! combine, `satisfy`, is the access phase's in [`super::forward`]). One entry point,
 //! [`Authenticator::admit`]: `Ok` lets the request on (its `Authorization` header removed, as
 //! ingress-nginx's `proxy_set_header Authorization ""`), `Err` is the answer. Later kinds of
 //! authentication (forward auth) join as further [`RouteAuth`] variants here.
