@@ -550,6 +550,29 @@ mod tests {
         assert_eq!(c.route_defaults, RoutePolicy::default());
     }
 
+    /// `limit-rate` / `limit-rate-after` are the defaults of the annotations, in KB as
+    /// ingress-nginx renders them (`limit_rate Nk`); an annotation (its `0` too) wins.
+    #[test]
+    fn limit_rate_keys_are_route_defaults() {
+        let mut d = Diagnostics::default();
+        let c = parse(
+            &cm(&[("limit-rate", "100"), ("limit-rate-after", "fast")]),
+            &mut d,
+        );
+        assert_eq!(d.0.len(), 1, "{:?}", d.0);
+        assert_eq!(c.route_defaults.limit_rate, Some(100 * 1024));
+        assert_eq!(c.route_defaults.limit_rate_after, None);
+        let mut plain = Arc::new(RoutePolicy::default());
+        c.apply_defaults(&mut plain);
+        assert_eq!(plain.limit_rate, Some(100 * 1024));
+        let mut off = Arc::new(RoutePolicy {
+            limit_rate: Some(0),
+            ..RoutePolicy::default()
+        });
+        c.apply_defaults(&mut off);
+        assert_eq!(off.limit_rate, Some(0));
+    }
+
     #[test]
     fn bad_values_warn_on_the_configmap_and_keep_the_default() {
         let mut d = Diagnostics::default();

@@ -129,6 +129,71 @@ mod tests {
         assert_eq!(l.exempt.len(), 2);
     }
 
+    /// ingress-nginx renders `limit_rate Nk` / `limit_rate_after Nk` (k = 1024) for N > 0;
+    /// 0 or less is off (kept as `Some(0)` so it overrides the ConfigMap); a value that is not
+    /// a whole number warns and leaves the ConfigMap's default (`None`).
+    #[test]
+    fn limit_rate_and_after_in_kibibytes() {
+        let policy = |pairs: &[(&str, &str)]| {
+            let a: BTreeMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let obj = ObjectRef::new(ObjectKind::Ingress, "ns", "web");
+            let mut d = Diagnostics::default();
+            let o = annotations::parse(Some(&a), &obj, &mut d);
+            (o.policy.limit_rate, o.policy.limit_rate_after, d.0.len())
+        };
+        assert_eq!(
+            policy(&[
+                ("nginx.ingress.kubernetes.io/limit-rate", "256"),
+                ("xdp-ingress.dev/limit-rate-after", "100"),
+            ]),
+            (Some(256 * 1024), Some(100 * 1024), 0)
+        );
+        assert_eq!(
+            policy(&[("nginx.ingress.kubernetes.io/limit-rate", "0")]),
+            (Some(0), None, 0)
+        );
+        assert_eq!(
+            policy(&[("nginx.ingress.kubernetes.io/limit-rate", "-5")]),
+            (Some(0), None, 0)
+        );
+        assert_eq!(
+            policy(&[
+                ("nginx.ingress.kubernetes.io/limit-rate", "1m"),
+                ("nginx.ingress.kubernetes.io/limit-rate-after", "x"),
+            ]),
+            (None, None, 2)
+        );
+        assert_eq!(policy(&[]), (None, None, 0));
+    }
+
+    /// `satisfy`: `all` (also the default) or `any`; anything else warns and means `all`.
+    #[test]
+    fn satisfy_values() {
+        use crate::model::Satisfy;
+        let satisfy = |v: Option<&str>| {
+            let a: BTreeMap<String, String> = v
+                .map(|v| {
+                    (
+                        "nginx.ingress.kubernetes.io/satisfy".to_string(),
+                        v.to_string(),
+                    )
+                })
+                .into_iter()
+                .collect();
+            let obj = ObjectRef::new(ObjectKind::Ingress, "ns", "web");
+            let mut d = Diagnostics::default();
+            let o = annotations::parse(Some(&a), &obj, &mut d);
+            (o.policy.satisfy, d.0.len())
+        };
+        assert_eq!(satisfy(None), (Satisfy::All, 0));
+        assert_eq!(satisfy(Some("all")), (Satisfy::All, 0));
+        assert_eq!(satisfy(Some("any")), (Satisfy::Any, 0));
+        assert_eq!(satisfy(Some("ANY")), (Satisfy::All, 1));
+    }
+
     #[test]
     fn bad_or_zero_values_disable_the_limit_and_bad_ones_warn() {
         let (l, d) = parse_with(&[
