@@ -401,3 +401,75 @@ async fn websocket_upgrade_needs_credentials_too() {
     );
     assert_eq!(pod.requests(), 0);
 }
+
+/// nginx `satisfy` (ingress-nginx's `satisfy` annotation) over the allowlist and basic auth,
+/// the client being 127.0.0.1. `any`: a client inside the allowlist needs no credentials; one
+/// outside gets the 401 challenge (a 401 outranks the allowlist's 403,
+/// `ngx_http_core_access_phase`) and gets in with credentials. `all` (the default, and what
+/// an invalid value means, with a Warning): both checks, the allowlist's 403 first. Refusals
+/// are counted with the `basic_unauthorized` reason; the allowlist's 403 is no auth refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn satisfy_any_admits_on_the_allowlist_or_credentials() {
+    let pod = HttpBackend::start("127.0.0.1:0".parse().unwrap(), "a").unwrap();
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    let users = secret("basic-auth", &[("auth", htpasswd(&USERS[..1]))]);
+    let apply = |satisfy: Option<&str>, range: &str, version: u64| {
+        let mut ann = BASIC.to_vec();
+        let (s, r) = (format!("{N}satisfy"), format!("{N}whitelist-source-range"));
+        if let Some(v) = satisfy {
+            ann.push((&s, v));
+        }
+        ann.push((&r, range));
+        let snap = translated(&manifests(pod.addr, "foo.bar.com", &ann, &users), version);
+        let warned = snap
+            .diagnostics
+            .iter()
+            .any(|d| d.message.contains("satisfy"));
+        proxy.handle.apply(snap);
+        warned
+    };
+    let anon = || async { get(&c, proxy.http(), "foo.bar.com", "/").await };
+    let with = |pass: &'static str| {
+        let r = with_basic(req(proxy.http(), "foo.bar.com", "/"), "apr1", pass);
+        let c = &c;
+        async move { send(c, r).await.unwrap() }
+    };
+    let realm = "Basic realm=\"Authentication Required - foo\"";
+
+    // any, client inside the allowlist: in without credentials, and with them.
+    assert!(!apply(Some("any"), "127.0.0.1/32", 1));
+    assert_eq!(anon().await.status, StatusCode::OK);
+    assert_eq!(with("s3cret").await.status, StatusCode::OK);
+    assert_eq!(with("wrong").await.status, StatusCode::OK);
+    // any, client outside: basic auth decides.
+    apply(Some("any"), "10.0.0.0/8", 2);
+    let g = anon().await;
+    assert_eq!(g.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(g.header("www-authenticate"), realm);
+    let g = with("wrong").await;
+    assert_eq!(g.status, StatusCode::UNAUTHORIZED);
+    let g = with("s3cret").await;
+    assert_eq!(g.status, StatusCode::OK);
+    assert!(g.json()["headers"]["authorization"].is_null());
+    assert_eq!(pod.requests(), 4);
+
+    // all (explicit, default, or an invalid value): the allowlist and the credentials.
+    for (version, satisfy) in [(3, Some("all")), (4, None), (5, Some("some"))] {
+        let warned = apply(satisfy, "127.0.0.1/32", version);
+        assert_eq!(warned, satisfy == Some("some"), "{satisfy:?}");
+        assert_eq!(anon().await.status, StatusCode::UNAUTHORIZED, "{satisfy:?}");
+        assert_eq!(with("s3cret").await.status, StatusCode::OK, "{satisfy:?}");
+        apply(satisfy, "10.0.0.0/8", version + 10);
+        let g = with("s3cret").await;
+        assert_eq!(g.status, StatusCode::FORBIDDEN, "{satisfy:?}");
+        assert_eq!(g.header("www-authenticate"), "", "{satisfy:?}");
+    }
+    assert_eq!(pod.requests(), 7);
+
+    // Basic-auth refusals counted by reason: 2 (any, outside) + 3 (all, inside, no credentials).
+    let m = proxy.handle.metrics_addr().unwrap();
+    let text = String::from_utf8_lossy(&get(&c, m, "admin", "/metrics").await.body).to_string();
+    let series = "xdp_ingress_auth_refused_requests_total{ingress=\"default/app\",host=\"foo.bar.com\",path=\"/\",reason=\"basic_unauthorized\"} 5";
+    assert!(text.contains(series), "{series} not in\n{text}");
+}

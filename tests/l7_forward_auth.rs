@@ -263,7 +263,7 @@ async fn allow_deny_and_what_each_side_sees() {
     // Refusals counted by route and reason.
     let m = proxy.handle.metrics_addr().unwrap();
     let text = String::from_utf8_lossy(&get(&c, m, "admin", "/metrics").await.body).to_string();
-    for reason in ["unauthorized", "forbidden"] {
+    for reason in ["external_unauthorized", "external_forbidden"] {
         let series = format!(
             "xdp_ingress_auth_refused_requests_total{{ingress=\"default/app\",host=\"a.test\",path=\"/\",reason=\"{reason}\"}} 1"
         );
@@ -741,4 +741,103 @@ async fn basic_then_external_auth() {
         header(&auth.last().headers, "authorization").is_some_and(|a| a.starts_with("Basic ")),
         "the auth service gets the client's Authorization"
     );
+}
+
+/// ingress-nginx e2e (annotations/satisfy.go) "should allow multiple auth with satisfy any":
+/// basic auth and an auth URL that refuses everyone (401) with `auth-signin`; under `satisfy:
+/// any` good basic credentials get in, none get the sign-in redirect (nginx's `error_page 401`
+/// of the final 401). The allowlist joins the same way: a client inside it needs no auth and
+/// no auth request is sent; outside, the auth service decides (a 403 from both is 403; a
+/// failing auth service is 500 at once, never open).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn satisfy_any_with_external_auth() {
+    use base64::Engine as _;
+    let pod = backend("a");
+    let auth = AuthService::start().await;
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let base = format!("http://127.0.0.1:{}", auth.addr.port());
+    let refuse_all = format!("{base}/status/401");
+    let users = "---\napiVersion: v1\nkind: Secret\nmetadata: {name: users, namespace: default}\n\
+                 type: Opaque\nstringData: {auth: \"uname:{PLAIN}pwd\\n\"}\n";
+    let yaml = service_yaml("web", pod.addr)
+        + users
+        + &ingress(
+            "app",
+            "auth.test",
+            &[],
+            &[
+                ("auth-type", "basic"),
+                ("auth-secret", "users"),
+                ("auth-realm", "test basic auth"),
+                ("auth-url", refuse_all.as_str()),
+                ("auth-signin", "http://$host/auth/start"),
+                ("satisfy", "any"),
+            ],
+        );
+    let snap = translate_manifests(1, &yaml, |_| {});
+    assert!(snap.diagnostics.is_empty(), "{:?}", snap.diagnostics);
+    proxy.handle.apply(snap);
+    let c = http1_client();
+    let b64 = base64::engine::general_purpose::STANDARD.encode("uname:pwd");
+    let mut r = req(proxy.http(), "auth.test", "/");
+    r.headers_mut()
+        .insert("authorization", format!("Basic {b64}").parse().unwrap());
+    let g = send(&c, r).await.unwrap();
+    assert_eq!(g.status, StatusCode::OK);
+    assert!(auth.seen().is_empty(), "asked after basic auth let it in");
+    let g = get(&c, proxy.http(), "auth.test", "/?a=b&c=d").await;
+    assert_eq!(g.status, StatusCode::FOUND);
+    assert!(
+        g.header("location")
+            .starts_with("http://auth.test/auth/start?rd="),
+        "{}",
+        g.header("location")
+    );
+    assert_eq!(auth.seen().len(), 1);
+    assert_eq!(pod.requests(), 1);
+
+    // The allowlist and the auth URL.
+    let with_allowlist = |range: &str, url: &str, version: u64| {
+        let yaml = service_yaml("web", pod.addr)
+            + &ingress(
+                "app",
+                "a.test",
+                &[],
+                &[
+                    ("whitelist-source-range", range),
+                    ("auth-url", url),
+                    ("satisfy", "any"),
+                ],
+            );
+        proxy
+            .handle
+            .apply(translate_manifests(version, &yaml, |_| {}));
+    };
+    let check = format!("{base}/check");
+    with_allowlist("127.0.0.0/8", &check, 2);
+    let asked = auth.seen().len();
+    let g = get(&c, proxy.http(), "a.test", "/").await;
+    assert_eq!(g.status, StatusCode::OK);
+    assert_eq!(
+        auth.seen().len(),
+        asked,
+        "asked for a client in the allowlist"
+    );
+    with_allowlist("10.0.0.0/8", &check, 3);
+    // No token: the auth service's 401 (with its challenge) outranks the allowlist's 403.
+    let g = get(&c, proxy.http(), "a.test", "/").await;
+    assert_eq!(g.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(g.header("www-authenticate"), "Bearer realm=\"test\"");
+    let g = send(&c, bearer(req(proxy.http(), "a.test", "/"), "good"))
+        .await
+        .unwrap();
+    assert_eq!(g.status, StatusCode::OK);
+    let g = send(&c, bearer(req(proxy.http(), "a.test", "/"), "forbidden"))
+        .await
+        .unwrap();
+    assert_eq!(g.status, StatusCode::FORBIDDEN);
+    with_allowlist("10.0.0.0/8", &format!("{base}/status/500"), 4);
+    let g = get(&c, proxy.http(), "a.test", "/").await;
+    assert_eq!(g.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(pod.requests(), 3);
 }

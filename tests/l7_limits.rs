@@ -329,3 +329,112 @@ async fn the_global_limit_counts_every_ingress_of_a_client() {
     }
     assert_eq!(got, [200, 200, 503, 503, 503, 503]);
 }
+
+/// Reads an HTTP/1.1 response to `GET path` on a new connection until `len` body bytes came:
+/// (when the first `first` body bytes had arrived, when all had), from the request's start.
+async fn timed_download(
+    proxy: &TestProxy,
+    host: &str,
+    path: &str,
+    first: usize,
+    len: usize,
+) -> (Duration, Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let start = std::time::Instant::now();
+    let mut s = tokio::net::TcpStream::connect(proxy.http()).await.unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut head = Vec::new();
+    let mut body = 0usize;
+    let mut first_at = None;
+    let deadline = Duration::from_secs(20);
+    loop {
+        let n = tokio::time::timeout(deadline, s.read(&mut buf))
+            .await
+            .expect("response within 20 s")
+            .unwrap();
+        assert!(n > 0, "connection closed after {body} body bytes");
+        if body == 0 && head.windows(4).all(|w| w != b"\r\n\r\n") {
+            head.extend_from_slice(&buf[..n]);
+            if let Some(i) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                assert!(
+                    head.starts_with(b"HTTP/1.1 200"),
+                    "{}",
+                    String::from_utf8_lossy(&head)
+                );
+                body = head.len() - i - 4;
+            }
+        } else {
+            body += n;
+        }
+        if body >= first && first_at.is_none() {
+            first_at = Some(start.elapsed());
+        }
+        if body >= len {
+            // Chunked framing adds a few bytes per chunk: enough once the payload is there.
+            return (first_at.unwrap(), start.elapsed());
+        }
+    }
+}
+
+/// `limit-rate` (KB/s, nginx `limit_rate Nk`) and `limit-rate-after` (KB) on the response
+/// body, per request: 512 KiB at 256 KB/s takes about 2 s (at least 1.5 s) over HTTP/1.1 and
+/// HTTP/2 alike; with `limit-rate-after: 384` the first 384 KiB come at once and the other
+/// 128 KiB still at the rate; the ConfigMap's `limit-rate` is the default of routes without
+/// the annotation, and `limit-rate: "0"` turns it off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limit_rate_paces_the_response_body() {
+    const SIZE: usize = 512 * 1024;
+    let pod = backend("a");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    // The pod streams `/bytes/<n>`; the route's own path is rewritten to it.
+    let path = "/a";
+    let to_bytes = format!("/bytes/{SIZE}");
+    let rw = ("rewrite-target", to_bytes.as_str());
+    proxy.handle.apply(translated(
+        1,
+        &ingress("rate.test", pod.addr, &[rw, ("limit-rate", "256")], ""),
+    ));
+    let (_, took) = timed_download(&proxy, "rate.test", path, SIZE, SIZE).await;
+    assert!(took >= Duration::from_millis(1500), "HTTP/1.1: {took:?}");
+    let c = h2c_client();
+    let start = std::time::Instant::now();
+    let g = get(&c, proxy.http(), "rate.test", path).await;
+    let took = start.elapsed();
+    assert_eq!((g.status, g.body.len()), (StatusCode::OK, SIZE));
+    assert!(took >= Duration::from_millis(1500), "HTTP/2: {took:?}");
+
+    proxy.handle.apply(translated(
+        2,
+        &ingress(
+            "rate.test",
+            pod.addr,
+            &[rw, ("limit-rate", "256"), ("limit-rate-after", "384")],
+            "",
+        ),
+    ));
+    let (first, took) = timed_download(&proxy, "rate.test", path, 384 * 1024, SIZE).await;
+    assert!(
+        first < Duration::from_millis(1000),
+        "first 384 KiB: {first:?}"
+    );
+    assert!(took >= Duration::from_millis(300), "the rest: {took:?}");
+
+    // The ConfigMap's default, and the annotation's 0 over it.
+    let cm = format!("{}---\n", configmap_yaml(&[("limit-rate", "256")]));
+    proxy
+        .handle
+        .apply(translated(3, &ingress("rate.test", pod.addr, &[rw], &cm)));
+    let (_, took) = timed_download(&proxy, "rate.test", path, SIZE, SIZE).await;
+    assert!(took >= Duration::from_millis(1500), "ConfigMap: {took:?}");
+    proxy.handle.apply(translated(
+        4,
+        &ingress("rate.test", pod.addr, &[rw, ("limit-rate", "0")], &cm),
+    ));
+    let (_, took) = timed_download(&proxy, "rate.test", path, SIZE, SIZE).await;
+    assert!(took < Duration::from_millis(1500), "limit-rate 0: {took:?}");
+}

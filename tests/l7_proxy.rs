@@ -2498,6 +2498,7 @@ async fn out_of_range_read_timeout_warns_and_websockets_keep_working() {
                 method: "GET".into(),
                 headers: vec![],
                 https: false,
+                ..Query::default()
             },
         );
         assert!(

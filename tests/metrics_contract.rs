@@ -12,6 +12,44 @@ use testbed::{NODE_IFACE, Topology, pins::PinDir, process::KillOnDrop};
 
 const METRICS: &str = "198.18.0.2:10254";
 
+/// Two Ingresses on the demo's `web` Service: one behind basic auth, one with `limit-rps: 1`.
+const REFUSALS: &str = r#"apiVersion: v1
+kind: Secret
+metadata: {name: users}
+type: Opaque
+stringData: {auth: "user:{PLAIN}secret\n"}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: auth
+  annotations:
+    nginx.ingress.kubernetes.io/auth-type: basic
+    nginx.ingress.kubernetes.io/auth-secret: users
+spec:
+  ingressClassName: xdp-ingress
+  rules:
+  - host: auth.example.com
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: limited
+  annotations:
+    nginx.ingress.kubernetes.io/limit-rps: "1"
+    nginx.ingress.kubernetes.io/limit-burst-multiplier: "1"
+spec:
+  ingressClassName: xdp-ingress
+  rules:
+  - host: limited.example.com
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+"#;
+
 /// One line of metrics.txt.
 #[derive(Debug)]
 struct Listed {
@@ -128,25 +166,28 @@ fn daemon_exports_every_metric_in_the_dashboard_contract() {
     let topo = Topology::new(0).expect("topology");
     let pins = PinDir::new("metrics");
     let log = tempfile::NamedTempFile::new().expect("log file");
+    // The demo manifests, and Ingresses whose refusals give the auth and rate-limit families
+    // samples.
+    let manifests = tempfile::tempdir().expect("manifest dir");
+    xdp_ingress::source::files::write_default_manifests(manifests.path()).expect("manifests");
+    std::fs::write(manifests.path().join("40-refusals.yaml"), REFUSALS).expect("manifests");
     let mut cmd = topo.node.cmd(&bin.display().to_string());
-    cmd.args([
-        "run",
-        "--iface",
-        NODE_IFACE,
-        "--default-manifests",
-        "--node-name",
-        "node",
-        "--metrics-addr",
-        METRICS,
-        "--http-port",
-        "80",
-        "--https-port",
-        "443",
-        "--bpf-pin-root",
-    ])
-    .arg(pins.path())
-    .stdout(Stdio::null())
-    .stderr(log.reopen().expect("log file"));
+    cmd.args(["run", "--iface", NODE_IFACE, "--manifests"])
+        .arg(manifests.path())
+        .args([
+            "--node-name",
+            "node",
+            "--metrics-addr",
+            METRICS,
+            "--http-port",
+            "80",
+            "--https-port",
+            "443",
+            "--bpf-pin-root",
+        ])
+        .arg(pins.path())
+        .stdout(Stdio::null())
+        .stderr(log.reopen().expect("log file"));
     let mut daemon = KillOnDrop::spawn(&mut cmd).expect("daemon starts");
     let daemon_log = || std::fs::read_to_string(log.path()).unwrap_or_default();
 
@@ -195,6 +236,31 @@ fn daemon_exports_every_metric_in_the_dashboard_contract() {
         "https://secure.example.com/",
     ]);
 
+    // A basic-auth refusal (401) and a rate-limit refusal (limit-rps 1, burst 1: the third
+    // quick request is refused).
+    let status_of = |host: &str| {
+        curl(&[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-m",
+            "5",
+            "-H",
+            &format!("Host: {host}"),
+            "http://198.18.0.2:80/",
+        ])
+        .expect("HTTP request through the proxy")
+    };
+    assert_eq!(status_of("auth.example.com"), "401");
+    let limited: Vec<String> = (0..3).map(|_| status_of("limited.example.com")).collect();
+    assert_eq!(
+        limited.last().map(String::as_str),
+        Some("503"),
+        "{limited:?}"
+    );
+
     let text = curl(&["-sf", "-m", "5", &format!("http://{METRICS}/metrics")]).expect("scrape");
     let scrape = parse_scrape(&text);
 
@@ -223,6 +289,15 @@ fn daemon_exports_every_metric_in_the_dashboard_contract() {
             }
             None => missing.push(m.name.clone()),
         }
+    }
+    for family in [
+        "xdp_ingress_auth_refused_requests_total",
+        "xdp_ingress_rate_limited_requests_total",
+    ] {
+        assert!(
+            !declared_only.iter().any(|n| n == family),
+            "{family}: no sample after a refusal:\n{text}"
+        );
     }
     if !declared_only.is_empty() {
         eprintln!(

@@ -74,6 +74,52 @@ pub struct ExplainArgs {
     /// explained as passed to its pods).
     #[arg(long)]
     pub enable_ssl_passthrough: bool,
+    #[command(flatten)]
+    pub global_limit: GlobalLimitFlags,
+}
+
+/// The global per-client limit's flags, as `run` takes them (the ConfigMap's `global-limit-*`
+/// keys win, as in `run`).
+#[derive(Clone, Debug, clap::Args)]
+pub struct GlobalLimitFlags {
+    /// As `run --global-limit-rps`.
+    #[arg(long)]
+    pub global_limit_rps: Option<u32>,
+    /// As `run --global-limit-rpm`.
+    #[arg(long)]
+    pub global_limit_rpm: Option<u32>,
+    /// As `run --global-limit-burst-multiplier`.
+    #[arg(long, default_value_t = 5)]
+    pub global_limit_burst_multiplier: u32,
+    /// As `run --global-limit-allowlist`.
+    #[arg(long, value_delimiter = ',', value_parser = crate::proxy::args::parse_cidr)]
+    pub global_limit_allowlist: Vec<crate::model::IpPrefix>,
+}
+
+impl Default for GlobalLimitFlags {
+    fn default() -> Self {
+        GlobalLimitFlags {
+            global_limit_rps: None,
+            global_limit_rpm: None,
+            global_limit_burst_multiplier: 5,
+            global_limit_allowlist: Vec::new(),
+        }
+    }
+}
+
+impl GlobalLimitFlags {
+    /// The global limit in effect with the snapshot's ConfigMap settings, as the proxy
+    /// computes it ([`crate::proxy::settings::global_limit`]).
+    pub fn limit(&self, s: &crate::model::ProxySettings) -> Option<crate::model::RateLimit> {
+        let args = crate::proxy::args::ProxyArgs {
+            global_limit_rps: self.global_limit_rps,
+            global_limit_rpm: self.global_limit_rpm,
+            global_limit_burst_multiplier: self.global_limit_burst_multiplier,
+            global_limit_allowlist: self.global_limit_allowlist.clone(),
+            ..Default::default()
+        };
+        crate::proxy::settings::global_limit(&args, s).map(|l| (*l).clone())
+    }
 }
 
 fn parse_header(s: &str) -> Result<(String, String), String> {
@@ -94,6 +140,8 @@ pub struct Query {
     pub method: String,
     pub headers: Vec<(String, String)>,
     pub https: bool,
+    /// The `run` flags of the global per-client limit.
+    pub global_limit: GlobalLimitFlags,
 }
 
 #[derive(Debug, PartialEq, Eq, Serialize)]
@@ -169,6 +217,18 @@ pub struct Explanation {
     /// per node in a zone shared by the Ingress's paths; burst = limit x `burst_multiplier`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<crate::model::RateLimit>,
+    /// The global per-client limit (ConfigMap `global-limit-*`, else the `--global-limit-*`
+    /// flags) this request is counted against with the route's own limits: every request
+    /// that gets past the redirects, whatever route (or none) takes it; zone `*global`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub global_limit: Option<crate::model::RateLimit>,
+    /// How the route's access checks combine (`satisfy`), when it has any (allowlist, basic
+    /// or external auth).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub satisfy: Option<crate::model::Satisfy>,
+    /// The pace of the response body (`limit-rate`, `limit-rate-after`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_rate: Option<ResponseRateInfo>,
     /// Problems the control plane reported for the Ingress that matched (and its canary),
     /// for Ingresses that name this host but are not (fully) served (e.g. snippets refused),
     /// and for the backends' EndpointSlices (refused endpoint addresses).
@@ -179,6 +239,15 @@ pub struct Explanation {
     /// Problems the control plane reported for the Ingress that matched (and its canary).
     pub diagnostics: Vec<Diagnostic>,
     pub snapshot_version: u64,
+}
+
+/// The route's `limit-rate` and `limit-rate-after` in effect (annotation, else ConfigMap).
+#[derive(Debug, Serialize)]
+pub struct ResponseRateInfo {
+    /// Bytes per second of each response body to the client (`limit-rate` KB x 1024).
+    pub bytes_per_second: u64,
+    /// Bytes sent at full speed first (`limit-rate-after` KB x 1024).
+    pub after_bytes: u64,
 }
 
 /// The route's `proxy-http-version`, `proxy-request-buffering` and `proxy-buffering` in
@@ -393,6 +462,9 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
         client_certificate: None,
         forward_auth: None,
         rate_limit: None,
+        global_limit: None,
+        satisfy: None,
+        response_rate: None,
         diagnostics: Vec::new(),
         snapshot_version: snapshot.version,
     };
@@ -473,6 +545,8 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
         redirected(&mut e, a);
         return e;
     }
+    // Counted for requests any route, the default backend or the 404 takes.
+    let global_limit = q.global_limit.limit(&snapshot.l7.settings);
     match table.lookup(&view) {
         Lookup::Route { host, route } => {
             e.virtual_host = host_name(host);
@@ -493,6 +567,17 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                 path_type,
             });
             e.rate_limit = route.policy.rate_limit.as_deref().cloned();
+            let p = &route.policy;
+            if !p.allow_source_ranges.is_empty() || p.auth.is_some() || p.forward_auth.is_some() {
+                e.satisfy = Some(p.satisfy);
+            }
+            e.response_rate =
+                p.limit_rate
+                    .filter(|&r| r > 0)
+                    .map(|bytes_per_second| ResponseRateInfo {
+                        bytes_per_second,
+                        after_bytes: p.limit_rate_after.unwrap_or(0),
+                    });
             e.diagnostics = snapshot
                 .diagnostics
                 .iter()
@@ -642,6 +727,10 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                     }
                 }
             }
+            // The proxy's limits come after the redirects (nginx's preaccess phase).
+            if e.outcome != Outcome::Redirect {
+                e.global_limit = global_limit.clone();
+            }
             // The proxy's auth step comes after the redirects, before the route's action.
             e.forward_auth = route.policy.forward_auth.as_deref().cloned();
             if let Some(auth) = &route.policy.auth {
@@ -656,12 +745,14 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
             }
         }
         Lookup::Default { host, backend, why } => {
+            e.global_limit = global_limit;
             e.virtual_host = host.and_then(host_name);
             e.outcome = Outcome::DefaultBackend;
             e.reason = miss_reason(why, &q.host, target.path_and_query.path());
             e.backends = vec![backend_info(backend, 1)];
         }
         Lookup::NotFound { host, why } => {
+            e.global_limit = global_limit;
             e.virtual_host = host.and_then(host_name);
             e.outcome = Outcome::NotFound;
             e.status = Some(404);
@@ -834,6 +925,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
             method: args.method,
             headers: args.headers,
             https: args.https,
+            global_limit: args.global_limit,
         },
     );
     add_related_diagnostics(&mut e, &snapshot, &objects, &args.host);
@@ -1186,6 +1278,7 @@ mod tests {
             method: method.into(),
             headers: vec![("Origin".into(), origin.into())],
             https: false,
+            ..Query::default()
         };
         let e = explain(&s, &ask("OPTIONS", "https://app.example.com"));
         assert_eq!(
@@ -1243,6 +1336,7 @@ mod tests {
             method: "GET".into(),
             headers: vec![],
             https: true,
+            ..Query::default()
         };
         let e = explain(&s, &ask("mtls.test"));
         assert_eq!(e.outcome, Outcome::Route, "{e:?}");
@@ -1489,6 +1583,83 @@ spec:
         assert_eq!(json["next_upstream"]["when"], "error timeout");
         assert_eq!(json["next_upstream"]["tries"], serde_json::Value::Null);
         assert_eq!(json["backends"][0]["service_upstream"], false);
+    }
+
+    /// The global per-client limit shows next to the route's limits: from the `run` flags,
+    /// the ConfigMap's keys winning; also for a request no route takes. With it the route's
+    /// `satisfy` and `limit-rate` / `limit-rate-after` (KB as nginx's `k`: 1024 bytes).
+    #[test]
+    fn shows_the_global_limit_satisfy_and_the_response_rate() {
+        let dir = std::env::temp_dir().join(format!("xi-explain-glim-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ingress = r#"---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  clusterIP: 10.96.0.10
+  ports: [{port: 80}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: ing
+  namespace: default
+  annotations:
+    nginx.ingress.kubernetes.io/limit-rps: "3"
+    nginx.ingress.kubernetes.io/satisfy: "any"
+    nginx.ingress.kubernetes.io/whitelist-source-range: "10.0.0.0/8"
+    nginx.ingress.kubernetes.io/limit-rate: "256"
+spec:
+  ingressClassName: xdp-ingress
+  rules:
+  - host: a.test
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+"#;
+        std::fs::write(dir.join("all.yaml"), ingress).unwrap();
+        let flags = GlobalLimitFlags {
+            global_limit_rps: Some(50),
+            global_limit_allowlist: vec![crate::proxy::args::parse_cidr("10.1.0.0/16").unwrap()],
+            ..GlobalLimitFlags::default()
+        };
+        let ask = |host: &str| Query {
+            global_limit: flags.clone(),
+            ..q(host, "/")
+        };
+        let s = load_snapshot(&dir, &TranslateConfig::default()).unwrap();
+        let json = serde_json::to_value(explain(&s, &ask("a.test"))).unwrap();
+        assert_eq!(json["rate_limit"]["rps"], 3);
+        assert_eq!(json["global_limit"]["rps"], 50);
+        assert_eq!(json["global_limit"]["burst_multiplier"], 5);
+        assert_eq!(json["global_limit"]["zone"], "*global");
+        assert_eq!(json["global_limit"]["exempt"][0]["len"], 16);
+        assert_eq!(json["satisfy"], "any");
+        assert_eq!(json["response_rate"]["bytes_per_second"], 256 * 1024);
+        assert_eq!(json["response_rate"]["after_bytes"], 0);
+        // Counted for a request no route takes too.
+        let json = serde_json::to_value(explain(&s, &ask("other.test"))).unwrap();
+        assert_eq!(json["outcome"], "not-found");
+        assert_eq!(json["global_limit"]["rps"], 50);
+        // No flags: none.
+        let json = serde_json::to_value(explain(&s, &q("a.test", "/"))).unwrap();
+        assert!(json.get("global_limit").is_none(), "{json}");
+        // The ConfigMap's keys win over the flags; its limit-rate-after is every route's default.
+        let cm = "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg, namespace: ns}\n\
+                  data: {global-limit-rps: \"7\", global-limit-burst-multiplier: \"2\", \
+                  limit-rate-after: \"64\"}\n";
+        std::fs::write(dir.join("cm.yaml"), cm).unwrap();
+        let config = TranslateConfig {
+            configmap: Some(crate::source::args::parse_key("ns/cfg").unwrap()),
+            ..TranslateConfig::default()
+        };
+        let s = load_snapshot(&dir, &config).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let json = serde_json::to_value(explain(&s, &ask("a.test"))).unwrap();
+        assert_eq!(json["global_limit"]["rps"], 7);
+        assert_eq!(json["global_limit"]["burst_multiplier"], 2);
+        assert_eq!(json["response_rate"]["after_bytes"], 64 * 1024);
     }
 
     #[test]

@@ -484,7 +484,7 @@ pub struct RoutePolicy {
     /// `Some(u64::MAX)` means unlimited (`proxy-body-size: "0"`).
     pub max_body_bytes: Option<u64>,
     /// Client addresses allowed (`allowlist-source-range` / `whitelist-source-range`); empty
-    /// means everyone. Others get 403.
+    /// means everyone. Others get 403 (under `satisfy: any`, unless authentication admits).
     pub allow_source_ranges: Vec<IpPrefix>,
     /// What is sent upstream instead of the request's own path and Host.
     pub rewrite: Rewrite,
@@ -510,6 +510,28 @@ pub struct RoutePolicy {
     /// `limit-connections`), checked before the allowlist as nginx's preaccess phase runs
     /// before its access phase.
     pub rate_limit: Option<Arc<RateLimit>>,
+    /// `satisfy`: whether every access check (allowlist, basic auth, external auth) must let a
+    /// request through, or one is enough (nginx `satisfy all` / `satisfy any`).
+    pub satisfy: Satisfy,
+    /// `limit-rate` (annotation, else ConfigMap) in bytes per second: the pace of each
+    /// response body to the client (nginx `limit_rate`, per request); `Some(0)`: no limit.
+    pub limit_rate: Option<u64>,
+    /// `limit-rate-after` in bytes: sent at full speed before `limit_rate` applies (nginx
+    /// `limit_rate_after`).
+    pub limit_rate_after: Option<u64>,
+}
+
+/// nginx's `satisfy` (ngx_http_core_module): how the access phase's checks combine. The checks
+/// are the access module (`allowlist-source-range`), `auth_basic` and `auth_request`
+/// (ingress-nginx's `satisfy` annotation sets it per location).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Satisfy {
+    /// Every configured check must let the request through (nginx's default).
+    #[default]
+    All,
+    /// One check letting the request through is enough.
+    Any,
 }
 
 /// ingress-nginx's per-Ingress rate limits (annotations page, "Rate Limiting"; nginx

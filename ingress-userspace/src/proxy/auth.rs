@@ -1,5 +1,6 @@
 //! The route's authentication step ([`RouteAuth`]), after the allowlist and before the route's
-//! action, as nginx's access phase runs `auth_basic` after `allow`/`deny`. One entry point,
+//! action, as nginx's access phase runs `auth_basic` after `allow`/`deny` (how the checks
+//! combine, `satisfy`, is the access phase's in [`super::forward`]). One entry point,
 //! [`Authenticator::admit`]: `Ok` lets the request on (its `Authorization` header removed, as
 //! ingress-nginx's `proxy_set_header Authorization ""`), `Err` is the answer. Later kinds of
 //! authentication (forward auth) join as further [`RouteAuth`] variants here.
@@ -47,6 +48,22 @@ pub struct Refusal {
     pub reason: String,
     /// `WWW-Authenticate` to send (401 only).
     pub challenge: Option<HeaderValue>,
+}
+
+impl Refusal {
+    /// The `reason` label of `xdp_ingress_auth_refused_requests_total`: `basic_unauthorized`
+    /// (401: no, malformed or wrong credentials), `basic_busy` (503: too many password checks
+    /// in progress), `unavailable` (503: the route's authentication cannot be used, an
+    /// unusable Secret or external-auth configuration).
+    pub fn metric_reason(&self) -> &'static str {
+        if self.status == StatusCode::UNAUTHORIZED {
+            "basic_unauthorized"
+        } else if self.reason == BUSY {
+            "basic_busy"
+        } else {
+            "unavailable"
+        }
+    }
 }
 
 /// Shared by every connection: the bounded verification pool and the success cache.

@@ -43,7 +43,7 @@ use super::{
         UpstreamLabels,
     },
     next_upstream::{Attempt, Cause, Retry},
-    rate_limit, request_target, rewrite,
+    rate_limit, request_target, response_rate, rewrite,
     router::{CompiledAction, CompiledRoute, Lookup, RequestView},
     tunnel,
     upstream::{
@@ -119,6 +119,9 @@ struct Outcome {
     in_progress: Option<rate_limit::ConnGuard>,
     /// The auth service's `Set-Cookie` for the answer (external auth).
     auth_cookies: Option<forward_auth::Cookies>,
+    /// The route's `limit-rate` and `limit-rate-after` in bytes per second and bytes
+    /// ([`response_rate`]).
+    response_rate: Option<(u64, u64)>,
 }
 
 pub(crate) async fn handle(
@@ -184,6 +187,9 @@ pub(crate) async fn handle(
         resp.headers_mut()
             .insert(STRICT_TRANSPORT_SECURITY, hsts.clone());
     }
+    if let Some((rate, after)) = out.response_rate {
+        resp = response_rate::pace(resp, rate, after);
+    }
     if let Some(guard) = out.in_progress.take() {
         resp = rate_limit::hold_until_sent(resp, guard);
     }
@@ -207,6 +213,7 @@ impl Outcome {
             set_headers: http::HeaderMap::new(),
             in_progress: None,
             auth_cookies: None,
+            response_rate: None,
         }
     }
 }
@@ -389,6 +396,11 @@ async fn route(
             out.ingress = Some(Arc::clone(&route.ingress));
             out.host = Some(Arc::clone(&vh.label));
             out.path = Some(Arc::clone(&route.path_label));
+            out.response_rate = route
+                .policy
+                .limit_rate
+                .filter(|&r| r > 0)
+                .map(|r| (r, route.policy.limit_rate_after.unwrap_or(0)));
             if let Some(why) = &route.policy.response.denied {
                 // ingress-nginx's denied location (`custom-headers` refused, an invalid
                 // allowlist): 503 and nothing else, not even its `default-backend`.
@@ -425,39 +437,11 @@ async fn route(
             if let Some(refused) = limit(shared, route.policy.rate_limit.as_deref(), out).await {
                 return refused;
             }
-            // After the redirect, as ingress-nginx (rewrite phase before access phase); before
-            // anything else, local answers included, so a denied client learns nothing more.
-            if !allowlist::allows(&route.policy.allow_source_ranges, out.client.addr) {
-                out.reason = Some(SOURCE_DENIED.into());
-                return local(StatusCode::FORBIDDEN, SOURCE_DENIED);
-            }
-            // After the allowlist (nginx `satisfy all`: access module, then auth_basic), before
-            // the route's action: no backend, default backend or canary sees an unauthenticated
-            // request.
-            if let Some(auth) = &route.policy.auth
-                && let Err(refused) = shared.auth.admit(auth, req.headers()).await
-            {
-                out.reason = Some(refused.reason.clone());
-                let mut resp = local(refused.status, &refused.reason);
-                if let Some(c) = refused.challenge {
-                    resp.headers_mut().insert(WWW_AUTHENTICATE, c);
-                }
-                return resp;
-            }
-            // External auth after basic auth (nginx runs `auth_basic` before `auth_request`);
-            // the auth service gets the client's `Authorization` either way.
-            if let Some(fa) = &route.policy.forward_auth
-                && let Err(resp) = external_auth(
-                    shared,
-                    fa,
-                    &mut req,
-                    host,
-                    (&vh.label, &route.path_label),
-                    &route.policy.timeouts,
-                    out,
-                )
-                .await
-            {
+            // The access phase (allowlist, basic auth, external auth, combined as `satisfy`
+            // says): after the redirects, as ingress-nginx (rewrite phase before access phase);
+            // before anything else, local answers included, so a refused client learns nothing
+            // more, and no backend, default backend or canary sees an unauthenticated request.
+            if let Err(resp) = access(shared, route, &vh.label, &mut req, host, out).await {
                 return resp;
             }
             // ingress-nginx: `proxy_set_header Authorization ""` under auth_basic (the pod's
@@ -599,8 +583,169 @@ async fn intercepted(
 #[derive(Clone, Debug)]
 struct RequestUri(Option<PathAndQuery>);
 
+/// A refusal of one access check, and what answering it takes.
+struct Denial {
+    resp: Response<ProxyBody>,
+    /// [`REASON_HEADER`] and access-log reason.
+    reason: String,
+    /// `reason` label of `xdp_ingress_auth_refused_requests_total`; `None`: not an
+    /// authentication refusal (the allowlist's 403).
+    metric: Option<&'static str>,
+    /// A 401 (or the sign-in redirect nginx makes of one): under `satisfy any` it outranks a
+    /// 403, as `ngx_http_core_access_phase` keeps the first 401's `access_code`.
+    unauthorized: bool,
+    /// The auth service's `Set-Cookie` (external auth).
+    cookies: Option<forward_auth::Cookies>,
+}
+
+impl Denial {
+    fn status(&self) -> StatusCode {
+        self.resp.status()
+    }
+}
+
+/// nginx's access phase for a matched route: the allowlist (access module `allow`/`deny`),
+/// basic auth (`auth_basic`), external auth (`auth_request`), in nginx's order, combined as
+/// the route's `satisfy` says (nginx `ngx_http_core_access_phase`):
+/// - `all` (the default): the first refusal is the answer.
+/// - `any`: the first check that lets the request through ends the phase, the later ones do
+///   not run (a client inside the allowlist needs no credentials and no auth request is
+///   sent). A refusal with 401 or 403 leaves the decision to the next check; when none lets
+///   the request through, the answer is the first 401 (the client may still authenticate),
+///   or the sign-in redirect when the auth service's 401 made one (`auth-signin`), else the
+///   last 403. Any other refusal
+///   (too many password checks, the auth service failing: 503, 500) is the answer at once,
+///   never open.
+///
+/// An unusable authentication configuration denies the route before any check (503 for every
+/// client, ingress-nginx's `return 503` of a denied location in the rewrite phase). Client
+/// certificates and rate limits are not access checks (they run before, whatever `satisfy`
+/// says). The refusal answered is counted in `xdp_ingress_auth_refused_requests_total`.
+async fn access(
+    shared: &Arc<Shared>,
+    route: &CompiledRoute<Arc<UpstreamRuntime>>,
+    route_host: &Arc<String>,
+    req: &mut Request<Incoming>,
+    host: &str,
+    out: &mut Outcome,
+) -> Result<(), Response<ProxyBody>> {
+    let policy = &route.policy;
+    let any = policy.satisfy == crate::model::Satisfy::Any;
+    let route_ids = (route_host, &route.path_label);
+    let refuse = |d: Denial, out: &mut Outcome| {
+        if let Some(reason) = d.metric {
+            shared
+                .metrics
+                .auth_refused
+                .get_or_create(&AuthRefusedLabels {
+                    ingress: out
+                        .ingress
+                        .clone()
+                        .unwrap_or_else(|| Arc::clone(&shared.dash)),
+                    host: Arc::clone(route_host),
+                    path: Arc::clone(&route.path_label),
+                    reason,
+                })
+                .inc();
+        }
+        out.reason = Some(d.reason);
+        if d.cookies.is_some() {
+            out.auth_cookies = d.cookies;
+        }
+        d.resp
+    };
+    if let Some(auth @ crate::model::RouteAuth::Unavailable { .. }) = &policy.auth
+        && let Err(r) = shared.auth.admit(auth, req.headers()).await
+    {
+        return Err(refuse(basic_denial(r), out));
+    }
+    // `satisfy any`: the answer when no check lets the request through.
+    let mut pending: Option<Denial> = None;
+    // `Some`: the answer now; `None`: the next check decides (`satisfy any`).
+    let decide = |pending: &mut Option<Denial>, d: Denial| -> Option<Denial> {
+        let status = d.status();
+        let soft =
+            status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN || d.unauthorized;
+        if !any || !soft {
+            return Some(d);
+        }
+        // The first 401 stays; `auth-signin` (nginx's `error_page 401`) turns the final 401,
+        // whichever check gave it, into the sign-in redirect.
+        let signin = |d: &Denial| d.unauthorized && d.status() == StatusCode::FOUND;
+        let replace = match pending {
+            None => true,
+            Some(p) => !p.unauthorized || (signin(&d) && !signin(p)),
+        };
+        if replace {
+            *pending = Some(d);
+        }
+        None
+    };
+    if !policy.allow_source_ranges.is_empty() {
+        if allowlist::allows(&policy.allow_source_ranges, out.client.addr) {
+            if any {
+                return Ok(());
+            }
+        } else {
+            let d = Denial {
+                resp: local(StatusCode::FORBIDDEN, SOURCE_DENIED),
+                reason: SOURCE_DENIED.into(),
+                metric: None,
+                unauthorized: false,
+                cookies: None,
+            };
+            if let Some(d) = decide(&mut pending, d) {
+                return Err(refuse(d, out));
+            }
+        }
+    }
+    if let Some(auth) = &policy.auth {
+        match shared.auth.admit(auth, req.headers()).await {
+            Ok(()) if any => return Ok(()),
+            Ok(()) => {}
+            Err(r) => {
+                if let Some(d) = decide(&mut pending, basic_denial(r)) {
+                    return Err(refuse(d, out));
+                }
+            }
+        }
+    }
+    // The auth service gets the client's `Authorization` either way.
+    if let Some(fa) = &policy.forward_auth {
+        match external_auth(shared, fa, req, host, route_ids, &policy.timeouts, out).await {
+            Ok(()) if any => return Ok(()),
+            Ok(()) => {}
+            Err(d) => {
+                if let Some(d) = decide(&mut pending, d) {
+                    return Err(refuse(d, out));
+                }
+            }
+        }
+    }
+    match pending {
+        Some(d) => Err(refuse(d, out)),
+        None => Ok(()),
+    }
+}
+
+/// The answer to a basic-auth refusal ([`super::auth`]).
+fn basic_denial(r: super::auth::Refusal) -> Denial {
+    let metric = r.metric_reason();
+    let mut resp = local(r.status, &r.reason);
+    if let Some(c) = r.challenge {
+        resp.headers_mut().insert(WWW_AUTHENTICATE, c);
+    }
+    Denial {
+        unauthorized: r.status == StatusCode::UNAUTHORIZED,
+        metric: Some(metric),
+        reason: r.reason,
+        resp,
+        cookies: None,
+    }
+}
+
 /// The external authentication step ([`forward_auth`]): `Ok` lets the request on, with the
-/// auth service's `auth-response-headers` set on it; `Err` is the answer.
+/// auth service's `auth-response-headers` set on it; `Err` is the refusal.
 async fn external_auth(
     shared: &Arc<Shared>,
     auth: &crate::model::ForwardAuth,
@@ -609,7 +754,7 @@ async fn external_auth(
     (route_host, route_path): (&Arc<String>, &Arc<String>),
     timeouts: &crate::model::Timeouts,
     out: &mut Outcome,
-) -> Result<(), Response<ProxyBody>> {
+) -> Result<(), Denial> {
     let request_id = super::headers::request_id(req.headers_mut());
     let t = &auth_transport(shared, timeouts);
     let sent = req
@@ -656,26 +801,19 @@ async fn external_auth(
         }
         Err(refused) => {
             debug!(detail = %refused.detail, status = %refused.status, "external auth refused");
-            shared
-                .metrics
-                .auth_refused
-                .get_or_create(&AuthRefusedLabels {
-                    ingress: out
-                        .ingress
-                        .clone()
-                        .unwrap_or_else(|| Arc::clone(&shared.dash)),
-                    host: Arc::clone(route_host),
-                    path: Arc::clone(route_path),
-                    reason: refused.metric_reason(),
-                })
-                .inc();
-            out.reason = Some(refused.reason.into());
+            let metric = refused.metric_reason();
             let mut resp = local(refused.status, refused.reason);
             for (name, value) in refused.headers {
                 resp.headers_mut().append(name, value);
             }
-            out.auth_cookies = Some(refused.cookies);
-            Err(resp)
+            Err(Denial {
+                resp,
+                reason: refused.reason.into(),
+                metric: Some(metric),
+                unauthorized: refused.status == StatusCode::UNAUTHORIZED
+                    || refused.reason == forward_auth::SIGNIN,
+                cookies: Some(refused.cookies),
+            })
         }
     }
 }

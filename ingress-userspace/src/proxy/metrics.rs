@@ -64,8 +64,11 @@ pub struct AuthRefusedLabels {
     pub ingress: Arc<String>,
     pub host: Arc<String>,
     pub path: Arc<String>,
-    /// `unauthorized` (401), `forbidden` (403), `signin` (302 to `auth-signin`), `auth_failed`
-    /// (500: the auth service failed, timed out or answered another status).
+    /// Basic auth: `basic_unauthorized` (401), `basic_busy` (503, too many password checks);
+    /// external auth: `external_unauthorized` (401), `external_forbidden` (403),
+    /// `external_signin` (302 to `auth-signin`), `external_failed` (500: the auth service
+    /// failed, timed out or answered another status); `unavailable` (503: the route's
+    /// authentication cannot be used).
     pub reason: &'static str,
 }
 
@@ -182,8 +185,8 @@ impl Metrics {
         );
         registry.register(
             "auth_refused_requests",
-            "Requests external authentication (auth-url, global-auth-url) refused, by ingress, \
-             host, path and reason",
+            "Requests a route's authentication (basic auth, auth-url, global-auth-url) refused, \
+             by ingress, host, path and reason",
             auth_refused.clone(),
         );
         registry.register(

@@ -34,6 +34,7 @@ pub mod proxy_protocol;
 pub mod rate_limit;
 pub mod request_buffer;
 pub mod request_target;
+pub mod response_rate;
 pub mod rewrite;
 pub mod router;
 pub mod settings;

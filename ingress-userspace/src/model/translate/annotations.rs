@@ -313,6 +313,19 @@ pub fn parse(
         break;
     }
     policy.rate_limit = super::rate_limit::parse(&mut r);
+    (policy.limit_rate, policy.limit_rate_after) = super::rate_limit::response_rate(&mut r);
+    policy.satisfy = match r.get("satisfy").map(str::to_string) {
+        None => crate::model::Satisfy::All,
+        Some(v) => match v.as_str() {
+            "all" => crate::model::Satisfy::All,
+            "any" => crate::model::Satisfy::Any,
+            // ingress-nginx drops any other value (nginx's default, `all`, applies).
+            _ => {
+                r.bad("satisfy", &v, "all or any");
+                crate::model::Satisfy::All
+            }
+        },
+    };
 
     let protocol = match r.get("backend-protocol").map(str::to_ascii_uppercase) {
         None => BackendProtocol::Http,

@@ -104,6 +104,8 @@ impl ControllerConfig {
         p.timeouts.read = p.timeouts.read.or(d.timeouts.read);
         p.timeouts.send = p.timeouts.send.or(d.timeouts.send);
         p.upstream_http = p.upstream_http.or(d.upstream_http);
+        p.limit_rate = p.limit_rate.or(d.limit_rate);
+        p.limit_rate_after = p.limit_rate_after.or(d.limit_rate_after);
     }
 }
 
@@ -293,6 +295,19 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
     }
 
     let d = &mut out.route_defaults;
+    // ingress-nginx's defaults of the annotations of the same names, in KiB as they are
+    // (`limit_rate Nk`), whatever its ConfigMap page says about bytes.
+    for (key, field) in [
+        ("limit-rate", &mut d.limit_rate),
+        ("limit-rate-after", &mut d.limit_rate_after),
+    ] {
+        if let Some(v) = r.get(key) {
+            match super::rate_limit::kibibytes(&v) {
+                Some(n) => *field = Some(n),
+                None => r.bad(key, &v, "a whole number of kilobytes (0 turns it off)"),
+            }
+        }
+    }
     d.ssl_redirect = r.bool("ssl-redirect");
     if r.bool("force-ssl-redirect") == Some(true) {
         d.ssl_redirect = Some(true);
@@ -533,6 +548,29 @@ mod tests {
             Some("max-age=31536000; includeSubDomains")
         );
         assert_eq!(c.route_defaults, RoutePolicy::default());
+    }
+
+    /// `limit-rate` / `limit-rate-after` are the defaults of the annotations, in KB as
+    /// ingress-nginx renders them (`limit_rate Nk`); an annotation (its `0` too) wins.
+    #[test]
+    fn limit_rate_keys_are_route_defaults() {
+        let mut d = Diagnostics::default();
+        let c = parse(
+            &cm(&[("limit-rate", "100"), ("limit-rate-after", "fast")]),
+            &mut d,
+        );
+        assert_eq!(d.0.len(), 1, "{:?}", d.0);
+        assert_eq!(c.route_defaults.limit_rate, Some(100 * 1024));
+        assert_eq!(c.route_defaults.limit_rate_after, None);
+        let mut plain = Arc::new(RoutePolicy::default());
+        c.apply_defaults(&mut plain);
+        assert_eq!(plain.limit_rate, Some(100 * 1024));
+        let mut off = Arc::new(RoutePolicy {
+            limit_rate: Some(0),
+            ..RoutePolicy::default()
+        });
+        c.apply_defaults(&mut off);
+        assert_eq!(off.limit_rate, Some(0));
     }
 
     #[test]

@@ -51,6 +51,33 @@ pub(super) fn parse(r: &mut Reader<'_>) -> Option<Arc<RateLimit>> {
     }))
 }
 
+/// `limit-rate` (KB/s) and `limit-rate-after` (KB) in bytes per second and bytes: ingress-nginx
+/// renders them as nginx's `limit_rate Nk` / `limit_rate_after Nk` (k = 1024) when above 0;
+/// `0` or a negative number turns them off (`Some(0)`, overriding the ConfigMap); `None` when
+/// unset or not a whole number (with a warning), where the ConfigMap's value applies.
+pub(super) fn response_rate(r: &mut Reader<'_>) -> (Option<u64>, Option<u64>) {
+    let mut kib = |key: &str| {
+        let v = r.get(key)?.to_string();
+        match kibibytes(&v) {
+            Some(n) => Some(n),
+            None => {
+                r.bad(key, &v, "a whole number of kilobytes (0 turns it off)");
+                None
+            }
+        }
+    };
+    (kib("limit-rate"), kib("limit-rate-after"))
+}
+
+/// A whole number of KiB (`1024` bytes each, nginx's `k`) as bytes; `0` for zero or less (off,
+/// as ingress-nginx renders only values above 0); `None` when not a whole number or past
+/// `u32::MAX` KiB.
+pub fn kibibytes(v: &str) -> Option<u64> {
+    let n: i64 = v.trim().parse().ok()?;
+    let n = u64::try_from(n.max(0)).ok()?;
+    (n <= u64::from(u32::MAX)).then_some(n * 1024)
+}
+
 /// A whole number `0..=u32::MAX`, else a warning and `None`.
 fn number(r: &mut Reader<'_>, key: &str) -> Option<u32> {
     let v = r.get(key)?.to_string();
@@ -100,6 +127,71 @@ mod tests {
         assert_eq!((l.rps, l.rpm, l.connections), (Some(2), None, Some(3)));
         assert_eq!(l.burst_multiplier, 5);
         assert_eq!(l.exempt.len(), 2);
+    }
+
+    /// ingress-nginx renders `limit_rate Nk` / `limit_rate_after Nk` (k = 1024) for N > 0;
+    /// 0 or less is off (kept as `Some(0)` so it overrides the ConfigMap); a value that is not
+    /// a whole number warns and leaves the ConfigMap's default (`None`).
+    #[test]
+    fn limit_rate_and_after_in_kibibytes() {
+        let policy = |pairs: &[(&str, &str)]| {
+            let a: BTreeMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let obj = ObjectRef::new(ObjectKind::Ingress, "ns", "web");
+            let mut d = Diagnostics::default();
+            let o = annotations::parse(Some(&a), &obj, &mut d);
+            (o.policy.limit_rate, o.policy.limit_rate_after, d.0.len())
+        };
+        assert_eq!(
+            policy(&[
+                ("nginx.ingress.kubernetes.io/limit-rate", "256"),
+                ("xdp-ingress.dev/limit-rate-after", "100"),
+            ]),
+            (Some(256 * 1024), Some(100 * 1024), 0)
+        );
+        assert_eq!(
+            policy(&[("nginx.ingress.kubernetes.io/limit-rate", "0")]),
+            (Some(0), None, 0)
+        );
+        assert_eq!(
+            policy(&[("nginx.ingress.kubernetes.io/limit-rate", "-5")]),
+            (Some(0), None, 0)
+        );
+        assert_eq!(
+            policy(&[
+                ("nginx.ingress.kubernetes.io/limit-rate", "1m"),
+                ("nginx.ingress.kubernetes.io/limit-rate-after", "x"),
+            ]),
+            (None, None, 2)
+        );
+        assert_eq!(policy(&[]), (None, None, 0));
+    }
+
+    /// `satisfy`: `all` (also the default) or `any`; anything else warns and means `all`.
+    #[test]
+    fn satisfy_values() {
+        use crate::model::Satisfy;
+        let satisfy = |v: Option<&str>| {
+            let a: BTreeMap<String, String> = v
+                .map(|v| {
+                    (
+                        "nginx.ingress.kubernetes.io/satisfy".to_string(),
+                        v.to_string(),
+                    )
+                })
+                .into_iter()
+                .collect();
+            let obj = ObjectRef::new(ObjectKind::Ingress, "ns", "web");
+            let mut d = Diagnostics::default();
+            let o = annotations::parse(Some(&a), &obj, &mut d);
+            (o.policy.satisfy, d.0.len())
+        };
+        assert_eq!(satisfy(None), (Satisfy::All, 0));
+        assert_eq!(satisfy(Some("all")), (Satisfy::All, 0));
+        assert_eq!(satisfy(Some("any")), (Satisfy::Any, 0));
+        assert_eq!(satisfy(Some("ANY")), (Satisfy::All, 1));
     }
 
     #[test]

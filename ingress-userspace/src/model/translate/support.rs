@@ -179,8 +179,8 @@ pub static ANNOTATIONS: &[Row] = &[
     row("limit-allowlist", Supported, "CIDRs exempt from limit-rps, limit-rpm and limit-connections."),
     row("limit-burst-multiplier", Supported, "Rate limit burst = limit x this."),
     row("limit-connections", Differs("counted per node, as ingress-nginx counts per replica (with --rate-limit-redis too)"), "Requests in progress at once per client address, an open WebSocket included (others get 503)."),
-    row("limit-rate", NotYet, "Response rate per connection, KB/s."),
-    row("limit-rate-after", NotYet, "Bytes sent before limit-rate applies."),
+    row("limit-rate", Differs("works whether or not proxy-buffering is on (ingress-nginx needs it on); no second's worth sent up front (nginx's limit_rate allows rate x (elapsed + 1))"), "Response body rate per request (an HTTP/2 stream is one), KB/s (x 1024); 0 turns it off; the ConfigMap's limit-rate is the default."),
+    row("limit-rate-after", Differs("works whether or not proxy-buffering is on (ingress-nginx needs it on); counts body bytes only, not the response head"), "KB of the response body sent at full speed before limit-rate applies."),
     row("limit-rpm", CLUSTER_LIMIT, "Requests per minute per client address, burst = limit x multiplier, nodelay (others get 503)."),
     row("limit-rps", CLUSTER_LIMIT, "Requests per second per client address, burst = limit x multiplier, nodelay (others get 503)."),
     row("limit-whitelist", Supported, "CIDRs exempt from rate limits (old name)."),
@@ -223,7 +223,7 @@ pub static ANNOTATIONS: &[Row] = &[
     row("proxy-ssl-verify-depth", NotYet, "Backend certificate chain depth."),
     row("relative-redirects", NotYet, "Relative `Location` in redirects nginx itself sends (`absolute_redirect off`)."),
     row("rewrite-target", Supported, "Rewrite the path sent to the pod (`$1`..`$n` capture groups)."),
-    row("satisfy", NotYet, "`all` or `any` of auth and allowlist."),
+    row("satisfy", Supported, "`all` (default) or `any` of the access checks: allowlist-source-range, basic auth, auth-url; with `any` one passing check admits, a 401 outranks a 403."),
     row("secure-verify-ca-secret", REMOVED, "CA for HTTPS backends (removed; see proxy-ssl-secret)."),
     row("server-alias", Differs("an alias already served by another Ingress gets a Warning (ServerAliasConflict) and is ignored"), "More host names served like this one."),
     row("server-snippet", SNIPPET, "nginx configuration inserted into the server block."),
@@ -357,8 +357,8 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("large-client-header-buffers", BUFFERS, "nginx `large_client_header_buffers` (see --max-header-bytes)."),
     row("limit-conn-status-code", Supported, "Status of limit-connections refusals."),
     row("limit-conn-zone-variable", NGINX_INTERNAL, "nginx variable keying limit-connections."),
-    row("limit-rate", NotYet, "Response rate per connection."),
-    row("limit-rate-after", NotYet, "Bytes before limit-rate applies."),
+    row("limit-rate", Differs("in KB/s (x 1024) as ingress-nginx renders it (`limit_rate Nk`), not bytes as its ConfigMap page says; works without proxy-buffering"), "Default of the limit-rate annotation."),
+    row("limit-rate-after", Differs("in KB (x 1024) as ingress-nginx renders it (`limit_rate_after Nk`); works without proxy-buffering"), "Default of the limit-rate-after annotation."),
     row("limit-req-status-code", Supported, "Status of rate-limit refusals."),
     row("load-balance", NotYet, "Default load-balancing algorithm."),
     row("location-snippet", SNIPPET, "nginx configuration in every location."),
@@ -669,7 +669,7 @@ mod tests {
         let (c, d) = check(
             &[
                 ("nginx.ingress.kubernetes.io/proxy-body-size", "8m"),
-                ("nginx.ingress.kubernetes.io/limit-rate", "5"),
+                ("nginx.ingress.kubernetes.io/mirror-target", "http://m"),
                 ("xdp-ingress.dev/proxy-bodysize", "8m"),
                 ("nginx.ingress.kubernetes.io/ssl-ciphers", "HIGH"),
                 ("kubernetes.io/ingress.class", "nginx"),
@@ -679,7 +679,7 @@ mod tests {
         );
         assert_eq!(
             c.unsupported,
-            ["limit-rate", "proxy-bodysize", "ssl-ciphers"]
+            ["mirror-target", "proxy-bodysize", "ssl-ciphers"]
         );
         assert!(c.snippets.is_empty());
         assert_eq!(d.len(), 3, "{d:?}");
@@ -688,7 +688,7 @@ mod tests {
                 .all(|(s, r, _)| *s == Severity::Warning && r == "UnsupportedAnnotation")
         );
         assert!(
-            d[0].2.contains("limit-rate") && d[0].2.contains("not implemented yet"),
+            d[0].2.contains("mirror-target") && d[0].2.contains("not implemented yet"),
             "{}",
             d[0].2
         );

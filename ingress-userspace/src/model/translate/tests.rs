@@ -1398,7 +1398,7 @@ fn snippet_ingresses_are_not_served_unless_allowed_and_ignored_annotations_are_c
     );
     o.upsert(ing(with_annotation(
         snippet,
-        &format!("{N}limit-rate"),
+        &format!("{N}mirror-target"),
         "5",
     )));
     o.upsert(ing(with_annotation(
@@ -1408,7 +1408,7 @@ fn snippet_ingresses_are_not_served_unless_allowed_and_ignored_annotations_are_c
             1,
             vec![("p.example.com", vec![("/", "Prefix", "web", "http")])],
         ),
-        "xdp-ingress.dev/limit-rate",
+        "xdp-ingress.dev/mirror-target",
         "5",
     )));
     let s = run(&o);
@@ -1417,7 +1417,7 @@ fn snippet_ingresses_are_not_served_unless_allowed_and_ignored_annotations_are_c
     assert_eq!(
         s.unsupported_annotations,
         [
-            ("limit-rate".to_string(), 2),
+            ("mirror-target".to_string(), 2),
             ("server-snippet".to_string(), 1)
         ]
         .into()

@@ -196,13 +196,14 @@ pub struct Refused {
 }
 
 impl Refused {
-    /// The label of `xdp_ingress_auth_refused_requests{reason}`.
+    /// The label of `xdp_ingress_auth_refused_requests_total{reason}` (`external_` tells it
+    /// from basic auth's, [`super::auth::Refusal::metric_reason`]).
     pub fn metric_reason(&self) -> &'static str {
         match self.reason {
-            DENIED => "unauthorized",
-            FORBIDDEN => "forbidden",
-            SIGNIN => "signin",
-            _ => "auth_failed",
+            DENIED => "external_unauthorized",
+            FORBIDDEN => "external_forbidden",
+            SIGNIN => "external_signin",
+            _ => "external_failed",
         }
     }
 }
