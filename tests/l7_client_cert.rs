@@ -224,10 +224,31 @@ async fn connect(
     tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
     Arc<Presenter>,
 ) {
+    connect_presenting(proxy, sni, chain.map(presented), alpn, false).await
+}
+
+/// A certificate chain as sent (leaf first) and the leaf's key.
+type Presented = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+fn presented((certs, leaf): (&[&Issued], &Issued)) -> Presented {
+    let der = certs.iter().map(|c| c.der()).collect();
+    (der, PrivateKeyDer::Pkcs8(leaf.key.serialize_der().into()))
+}
+
+/// [`connect`] with the chain as bytes (anything, even no certificate at all), over TLS 1.2
+/// only if `tls12`.
+async fn connect_presenting(
+    proxy: &TestProxy,
+    sni: &str,
+    chain: Option<Presented>,
+    alpn: &[&[u8]],
+    tls12: bool,
+) -> (
+    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    Arc<Presenter>,
+) {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let certified = chain.map(|(certs, leaf)| {
-        let der: Vec<CertificateDer<'static>> = certs.iter().map(|c| c.der()).collect();
-        let key = PrivateKeyDer::Pkcs8(leaf.key.serialize_der().into());
+    let certified = chain.map(|(der, key)| {
         let signer = provider.key_provider.load_private_key(key).unwrap();
         Arc::new(rustls::sign::CertifiedKey::new(der, signer))
     });
@@ -235,8 +256,13 @@ async fn connect(
         certified,
         asked: false.into(),
     });
+    let versions: &[&rustls::SupportedProtocolVersion] = if tls12 {
+        &[&rustls::version::TLS12]
+    } else {
+        rustls::DEFAULT_VERSIONS
+    };
     let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .unwrap()
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AnyServer(Arc::clone(&provider))))
@@ -259,7 +285,19 @@ async fn https(
     chain: Option<(&[&Issued], &Issued)>,
     headers: &[(&str, &str)],
 ) -> Answer {
-    let (stream, presenter) = connect(proxy, sni, chain, &[]).await;
+    https_presenting(proxy, sni, host, chain.map(presented), headers, false).await
+}
+
+/// [`https`] with the chain as bytes, over TLS 1.2 only if `tls12`.
+async fn https_presenting(
+    proxy: &TestProxy,
+    sni: &str,
+    host: &str,
+    chain: Option<Presented>,
+    headers: &[(&str, &str)],
+    tls12: bool,
+) -> Answer {
+    let (stream, presenter) = connect_presenting(proxy, sni, chain, &[], tls12).await;
     let mut r = req(proxy.https(), host, "/");
     for (k, v) in headers {
         r.headers_mut().insert(
@@ -774,4 +812,392 @@ async fn client_certificates_beside_ssl_passthrough() {
     assert_eq!(a.at_pod("ssl-client-verify"), "SUCCESS");
     let a = https(&proxy, host, host, None, &[]).await;
     assert_eq!(a.got.status, StatusCode::BAD_REQUEST);
+}
+
+/// Certificates made by the openssl CLI in a temporary directory, with the commands of
+/// ingress-nginx's docs/examples/PREREQUISITES.md ("Client Certificate Authentication").
+/// `openssl x509 -req` without an extfile makes X.509 v1 certificates.
+struct OpenSsl {
+    dir: tempfile::TempDir,
+}
+
+impl OpenSsl {
+    fn new() -> Self {
+        OpenSsl {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn run(&self, args: &[&str]) {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .expect("openssl CLI");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn read(&self, file: &str) -> Vec<u8> {
+        std::fs::read(self.dir.path().join(file)).unwrap()
+    }
+
+    fn write(&self, file: &str, data: &str) {
+        std::fs::write(self.dir.path().join(file), data).unwrap();
+    }
+
+    /// `openssl req -x509`, as PREREQUISITES.md makes the CA (`<name>.crt`, `<name>.key`).
+    fn ca(&self, name: &str, subject: &str) {
+        let (crt, key) = (format!("{name}.crt"), format!("{name}.key"));
+        self.run(&[
+            "req", "-x509", "-sha256", "-newkey", "rsa:2048", "-keyout", &key, "-out", &crt,
+            "-days", "356", "-nodes", "-subj", subject,
+        ]);
+    }
+
+    /// A self-signed v1 CA: `openssl x509 -req -signkey` without an extfile.
+    fn v1_ca(&self, name: &str, subject: &str) {
+        let (crt, key, csr) = (
+            format!("{name}.crt"),
+            format!("{name}.key"),
+            format!("{name}.csr"),
+        );
+        self.run(&[
+            "req", "-new", "-newkey", "rsa:2048", "-keyout", &key, "-out", &csr, "-nodes", "-subj",
+            subject,
+        ]);
+        self.run(&[
+            "x509", "-req", "-sha256", "-days", "365", "-in", &csr, "-signkey", &key, "-out", &crt,
+        ]);
+    }
+
+    /// A client certificate `<name>.crt` of the CA `<ca>.crt`/`<ca>.key` as PREREQUISITES.md
+    /// makes it (v1), or v3 with `extensions` (an extfile's lines).
+    fn client(&self, name: &str, subject: &str, ca: &str, serial: &str, extensions: &str) {
+        let (crt, key, csr) = (
+            format!("{name}.crt"),
+            format!("{name}.key"),
+            format!("{name}.csr"),
+        );
+        let (ca_crt, ca_key) = (format!("{ca}.crt"), format!("{ca}.key"));
+        self.run(&[
+            "req", "-new", "-newkey", "rsa:2048", "-keyout", &key, "-out", &csr, "-nodes", "-subj",
+            subject,
+        ]);
+        let mut args = vec![
+            "x509",
+            "-req",
+            "-sha256",
+            "-days",
+            "365",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_crt,
+            "-CAkey",
+            &ca_key,
+            "-set_serial",
+            serial,
+            "-out",
+            &crt,
+        ];
+        let ext = format!("{name}.ext");
+        if !extensions.is_empty() {
+            self.write(&ext, extensions);
+            args.extend(["-extfile", &ext]);
+        }
+        self.run(&args);
+    }
+
+    /// An rcgen certificate and key as `<name>.crt`/`<name>.key`, to sign with the CLI.
+    fn import(&self, name: &str, issued: &Issued) {
+        self.write(&format!("{name}.crt"), &issued.cert.pem());
+        self.write(&format!("{name}.key"), &issued.key.serialize_pem());
+    }
+
+    fn pem(&self, name: &str) -> String {
+        String::from_utf8(self.read(&format!("{name}.crt"))).unwrap()
+    }
+
+    fn der(&self, name: &str) -> CertificateDer<'static> {
+        let (crt, der) = (format!("{name}.crt"), format!("{name}.der"));
+        self.run(&["x509", "-in", &crt, "-outform", "DER", "-out", &der]);
+        self.read(&der).into()
+    }
+
+    /// The X.509 version `openssl x509 -text` reports (1 or 3).
+    fn version(&self, name: &str) -> u8 {
+        let out = std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-text", "-in", &format!("{name}.crt")])
+            .current_dir(self.dir.path())
+            .output()
+            .expect("openssl CLI");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let at = text.find("Version: ").expect("a version line") + "Version: ".len();
+        text[at..at + 1].parse().unwrap()
+    }
+
+    /// `<name>.crt` and `intermediates` as sent, with the key of `<name>.crt`.
+    fn presented(&self, name: &str, intermediates: &[CertificateDer<'static>]) -> Presented {
+        let (key, p8) = (format!("{name}.key"), format!("{name}.p8"));
+        self.run(&[
+            "pkcs8", "-topk8", "-nocrypt", "-in", &key, "-outform", "DER", "-out", &p8,
+        ]);
+        let mut chain = vec![self.der(name)];
+        chain.extend_from_slice(intermediates);
+        (chain, PrivateKeyDer::Pkcs8(self.read(&p8).into()))
+    }
+}
+
+/// ingress-nginx's own recipe (PREREQUISITES.md) makes v1 client certificates, which nginx
+/// (OpenSSL) verifies: with `on`, one of `ca.crt` is served with `ssl-client-verify: SUCCESS`
+/// and its subject, over TLS 1.3 and 1.2 (the handshake checks the client's signature with the
+/// v1 certificate's key); a v1 certificate of another CA is nginx's 400, an HTTP answer, not a
+/// failed handshake. A self-signed v1 CA in `ca.crt` anchors v1 and v3 client certificates.
+/// `optional_no_ca` passes a v1 certificate of an unknown CA on with OpenSSL's reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_client_certificates_as_ingress_nginx_makes_them() {
+    let ssl = OpenSsl::new();
+    ssl.ca("ca", "/CN=My Cert Authority");
+    ssl.client("client", "/CN=My Client", "ca", "02", "");
+    ssl.ca("other", "/CN=Other Authority");
+    ssl.client("stranger", "/CN=My Client", "other", "02", "");
+    ssl.v1_ca("old", "/CN=Old Authority");
+    ssl.client("old-v1", "/O=Acme/CN=old v1", "old", "03", "");
+    ssl.client(
+        "old-v3",
+        "/O=Acme/CN=old v3",
+        "old",
+        "04",
+        "extendedKeyUsage=clientAuth\n",
+    );
+    assert_eq!(
+        ssl.version("client"),
+        1,
+        "the recipe makes a v1 certificate"
+    );
+    assert_eq!(ssl.version("old"), 1);
+    assert_eq!(ssl.version("old-v1"), 1);
+    assert_eq!(ssl.version("old-v3"), 3);
+
+    let pod = backend("a");
+    let cas = format!("{}{}", ssl.pem("ca"), ssl.pem("old"));
+    let (proxy, snap) = serve(
+        pod.addr,
+        &[
+            secret("ca", &[("ca.crt", &cas)]),
+            ingress("on", "on.example.com", &[("auth-tls-secret", "default/ca")]),
+            ingress(
+                "noca",
+                "noca.example.com",
+                &[
+                    ("auth-tls-secret", "default/ca"),
+                    ("auth-tls-verify-client", "optional_no_ca"),
+                ],
+            ),
+        ],
+    )
+    .await;
+    assert!(snap.diagnostics.is_empty(), "{:?}", snap.diagnostics);
+    let on = "on.example.com";
+    for tls12 in [false, true] {
+        let a = https_presenting(
+            &proxy,
+            on,
+            on,
+            Some(ssl.presented("client", &[])),
+            &[],
+            tls12,
+        )
+        .await;
+        assert_eq!(a.got.status, StatusCode::OK, "TLS 1.2 only: {tls12}");
+        assert_eq!(a.at_pod("ssl-client-verify"), "SUCCESS");
+        assert_eq!(a.at_pod("ssl-client-subject-dn"), "CN=My Client");
+        assert_eq!(a.at_pod("ssl-client-issuer-dn"), "CN=My Cert Authority");
+    }
+    for (name, subject) in [
+        ("old-v1", "CN=old v1,O=Acme"),
+        ("old-v3", "CN=old v3,O=Acme"),
+    ] {
+        let a = https_presenting(&proxy, on, on, Some(ssl.presented(name, &[])), &[], false).await;
+        assert_eq!(a.got.status, StatusCode::OK, "{name}");
+        assert_eq!(a.at_pod("ssl-client-verify"), "SUCCESS", "{name}");
+        assert_eq!(a.at_pod("ssl-client-subject-dn"), subject);
+    }
+
+    let before = pod.requests();
+    let a = https_presenting(
+        &proxy,
+        on,
+        on,
+        Some(ssl.presented("stranger", &[])),
+        &[],
+        false,
+    )
+    .await;
+    assert_eq!(a.got.status, StatusCode::BAD_REQUEST);
+    assert_eq!(pod.requests(), before, "the pod sees no refused request");
+
+    let noca = "noca.example.com";
+    let a = https_presenting(
+        &proxy,
+        noca,
+        noca,
+        Some(ssl.presented("stranger", &[])),
+        &[],
+        false,
+    )
+    .await;
+    assert_eq!(a.got.status, StatusCode::OK);
+    assert_eq!(
+        a.at_pod("ssl-client-verify"),
+        "FAILED:unable to get local issuer certificate"
+    );
+}
+
+/// v1 client certificates below an intermediate follow the rules v3 chains do:
+/// `auth-tls-verify-depth` counts the intermediates (OpenSSL 1.1+), and with `ca.crl` each
+/// certificate below the root must be covered by a CRL of its issuer, the client's listed one
+/// revoked (`X509_V_FLAG_CRL_CHECK_ALL`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_chains_follow_depth_and_revocation() {
+    let ca = root("Root CA");
+    let int = intermediate(&ca, "Int CA");
+    let int2 = intermediate(&int, "Int 2");
+    let ssl = OpenSsl::new();
+    ssl.import("int", &int);
+    ssl.import("int2", &int2);
+    ssl.client("leaf", "/O=Acme/CN=leaf", "int", "02", "");
+    ssl.client("deep", "/O=Acme/CN=deep", "int2", "03", "");
+    assert_eq!(ssl.version("leaf"), 1);
+    let pod = backend("a");
+    let clean = format!("{}{}", crl(&ca, &[]), crl(&int, &[7]));
+    let revoking = format!("{}{}", crl(&ca, &[]), crl(&int, &[2]));
+    let (proxy, snap) = serve(
+        pod.addr,
+        &[
+            ca_secret("ca", &[&ca]),
+            secret("clean", &[("ca.crt", &ca.cert.pem()), ("ca.crl", &clean)]),
+            secret(
+                "revoking",
+                &[("ca.crt", &ca.cert.pem()), ("ca.crl", &revoking)],
+            ),
+            secret(
+                "half",
+                &[("ca.crt", &ca.cert.pem()), ("ca.crl", &crl(&ca, &[]))],
+            ),
+            ingress("d1", "d1.example.com", &[("auth-tls-secret", "default/ca")]),
+            ingress(
+                "d2",
+                "d2.example.com",
+                &[
+                    ("auth-tls-secret", "default/ca"),
+                    ("auth-tls-verify-depth", "2"),
+                ],
+            ),
+            ingress(
+                "clean",
+                "clean.example.com",
+                &[("auth-tls-secret", "default/clean")],
+            ),
+            ingress(
+                "revoking",
+                "revoking.example.com",
+                &[("auth-tls-secret", "default/revoking")],
+            ),
+            ingress(
+                "half",
+                "half.example.com",
+                &[("auth-tls-secret", "default/half")],
+            ),
+        ],
+    )
+    .await;
+    assert!(snap.diagnostics.is_empty(), "{:?}", snap.diagnostics);
+    let deep = || ssl.presented("deep", &[int2.der(), int.der()]);
+    for (host, want) in [
+        ("d1.example.com", StatusCode::BAD_REQUEST),
+        ("d2.example.com", StatusCode::OK),
+    ] {
+        let a = https_presenting(&proxy, host, host, Some(deep()), &[], false).await;
+        assert_eq!(a.got.status, want, "{host} with two intermediates");
+    }
+    for (host, want) in [
+        ("d1.example.com", StatusCode::OK),
+        ("clean.example.com", StatusCode::OK),
+        ("revoking.example.com", StatusCode::BAD_REQUEST),
+        // No CRL of the intermediate: the client's revocation status is unknown.
+        ("half.example.com", StatusCode::BAD_REQUEST),
+    ] {
+        let chain = ssl.presented("leaf", &[int.der()]);
+        let a = https_presenting(&proxy, host, host, Some(chain), &[], false).await;
+        assert_eq!(a.got.status, want, "{host}");
+        if want == StatusCode::OK {
+            assert_eq!(a.at_pod("ssl-client-verify"), "SUCCESS");
+            assert_eq!(a.at_pod("ssl-client-issuer-dn"), "CN=Int CA,O=Acme");
+        }
+    }
+    // Only the leaf, without the intermediate it needs: no chain.
+    let a = https_presenting(
+        &proxy,
+        "d1.example.com",
+        "d1.example.com",
+        Some(ssl.presented("leaf", &[])),
+        &[],
+        false,
+    )
+    .await;
+    assert_eq!(a.got.status, StatusCode::BAD_REQUEST);
+}
+
+/// A "certificate" that is no X.509 at all does not end the handshake with an alert: the
+/// request gets nginx's 400 with `on`, and `optional_no_ca` passes the failure upstream in
+/// `ssl-client-verify`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unparsable_certificate_is_a_400_not_a_handshake_alert() {
+    let ca = root("Test CA");
+    let pod = backend("a");
+    let (proxy, snap) = serve(
+        pod.addr,
+        &[
+            ca_secret("ca", &[&ca]),
+            ingress("on", "on.example.com", &[("auth-tls-secret", "default/ca")]),
+            ingress(
+                "noca",
+                "noca.example.com",
+                &[
+                    ("auth-tls-secret", "default/ca"),
+                    ("auth-tls-verify-client", "optional_no_ca"),
+                ],
+            ),
+        ],
+    )
+    .await;
+    assert!(snap.diagnostics.is_empty(), "{:?}", snap.diagnostics);
+    let garbage = || -> Presented {
+        let key = KeyPair::generate().unwrap();
+        (
+            vec![CertificateDer::from(b"not a certificate".to_vec())],
+            PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+    };
+    for tls12 in [false, true] {
+        let on = "on.example.com";
+        let a = https_presenting(&proxy, on, on, Some(garbage()), &[], tls12).await;
+        assert_eq!(
+            a.got.status,
+            StatusCode::BAD_REQUEST,
+            "TLS 1.2 only: {tls12}"
+        );
+        let noca = "noca.example.com";
+        let a = https_presenting(&proxy, noca, noca, Some(garbage()), &[], tls12).await;
+        assert_eq!(a.got.status, StatusCode::OK);
+        assert_eq!(
+            a.at_pod("ssl-client-verify"),
+            "FAILED:unable to decode certificate"
+        );
+    }
 }

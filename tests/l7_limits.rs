@@ -162,23 +162,53 @@ async fn limit_connections_refuses_a_second_request_in_progress() {
     );
 }
 
-/// A value that is not a number gets a Warning on the Ingress and no limit; the Ingress is
-/// still served.
+/// A limit that does not parse never drops the limit: ingress-nginx refuses such an Ingress
+/// (`parser.ValidateInt`), so here its routes answer 503 (both paths; the pod sees nothing)
+/// with a Warning that says so, until the value is fixed; another Ingress is served as before.
+/// A bad `limit-allowlist` only exempts nobody.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bad_limit_warns_and_serves_without_it() {
+async fn a_bad_limit_denies_its_routes_and_spares_other_ingresses() {
     let a = backend("a");
     let proxy = TestProxy::start(TestProxy::quiet_args()).await;
-    let s = translated(1, &ingress("bad.test", a.addr, &[("limit-rps", "ten")], ""));
-    assert!(
-        s.diagnostics.iter().any(|d| d.severity == Severity::Warning
-            && d.object.name == "api"
-            && d.reason == "InvalidAnnotation"
-            && d.message.contains("limit-rps")),
-        "{:?}",
-        s.diagnostics
+    let mut version = 0;
+    for bad in [
+        [("limit-rps", "ten"), ("limit-burst-multiplier", "1")],
+        [("limit-rpm", "60"), ("limit-burst-multiplier", "lots")],
+        [("limit-connections", "-1"), ("limit-rps", "5")],
+    ] {
+        version += 1;
+        let yaml = format!(
+            "{}{}",
+            ingress("bad.test", a.addr, &bad, ""),
+            plain_ingress("other", "other.test")
+        );
+        let s = translated(version, &yaml);
+        assert!(
+            s.diagnostics.iter().any(|d| d.severity == Severity::Warning
+                && d.object.name == "api"
+                && d.reason == "InvalidAnnotation"
+                && d.message.contains("503 until fixed")
+                && d.message.contains("ingress-nginx rejects the Ingress")),
+            "{bad:?}: {:?}",
+            s.diagnostics
+        );
+        proxy.handle.apply(s);
+        let before = a.requests();
+        assert_eq!(burst(&proxy, "bad.test", 4).await, [503; 4], "{bad:?}");
+        assert_eq!(
+            a.requests(),
+            before,
+            "the pod sees no request of a denied route"
+        );
+        assert_eq!(burst(&proxy, "other.test", 1).await, [200], "{bad:?}");
+    }
+    // Fixed: served (under the limit) again.
+    let s = translated(
+        version + 1,
+        &ingress("bad.test", a.addr, &[("limit-rps", "10")], ""),
     );
     proxy.handle.apply(s);
-    assert_eq!(burst(&proxy, "bad.test", 12).await, [200; 12]);
+    assert_eq!(burst(&proxy, "bad.test", 2).await, [200; 2]);
 }
 
 /// Our own prefix works the same; `limit-rpm 60` with multiplier 2 admits 1 + 120 at once, and

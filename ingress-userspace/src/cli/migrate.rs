@@ -437,6 +437,26 @@ mod tests {
         assert!(r.ingresses[0].problems[0].starts_with("InvalidAnnotation: "));
     }
 
+    /// A rate limit that does not parse denies the routes in `run` (ingress-nginx rejects the
+    /// Ingress); `migrate` names the value and says so.
+    #[test]
+    fn bad_rate_limits_are_reported() {
+        let (i, _) = load(
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: a\n  annotations:\n    nginx.ingress.kubernetes.io/limit-rps: fast\n    nginx.ingress.kubernetes.io/limit-connections: \"-2\"\n",
+        );
+        let r = report(&i, None, None);
+        assert!(!r.same_behaviour);
+        let p = &r.ingresses[0].problems;
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("InvalidAnnotation: ")
+                && p[0].contains("limit-rps: \"fast\"")
+                && p[0].contains("limit-connections: \"-2\"")
+                && p[0].contains("503 until fixed"),
+            "{p:?}"
+        );
+    }
+
     /// What `run` denies with 503 (basic auth, `auth-url`) or 403 (`auth-tls-*`) for a value
     /// alone, `migrate` reports too, without the Secrets, Services and ConfigMaps named (a
     /// GitOps repository seldom holds Secrets): each Ingress below has one such value.

@@ -14,8 +14,14 @@
 //! Verification follows OpenSSL as nginx uses it: `auth-tls-verify-depth` counts the CA
 //! certificates between the client's and the self-signed root (OpenSSL 1.1+), the chain must end
 //! at a self-signed certificate of `ca.crt` (no partial chains), and with a CRL every
-//! certificate of the chain must be covered by one (`X509_V_FLAG_CRL_CHECK_ALL`).
+//! certificate of the chain must be covered by one (`X509_V_FLAG_CRL_CHECK_ALL`). webpki takes
+//! v3 certificates only; a chain with an older one (`openssl x509 -req` without extensions makes
+//! v1) is built by [`legacy`] with the same rules. The handshake checks the client's signature
+//! with the key of its certificate whatever its version; a certificate that does not parse at
+//! all is let through the handshake and fails here (FAILED, nginx's 400), so the client gets an
+//! HTTP answer and the access log a line, never a bare TLS alert.
 
+mod legacy;
 pub mod names;
 
 use std::{
@@ -29,7 +35,7 @@ use rustls::{
     DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
     client::danger::HandshakeSignatureValid,
     crypto::WebPkiSupportedAlgorithms,
-    pki_types::{CertificateDer, TrustAnchor, UnixTime},
+    pki_types::{CertificateDer, SubjectPublicKeyInfoDer, TrustAnchor, UnixTime},
     server::{
         ResolvesServerCert,
         danger::{ClientCertVerified, ClientCertVerifier},
@@ -120,6 +126,7 @@ impl Table {
 #[derive(Debug)]
 struct CaCert {
     anchor: TrustAnchor<'static>,
+    der: CertificateDer<'static>,
     subject: Vec<u8>,
     issuer: Vec<u8>,
 }
@@ -137,6 +144,8 @@ pub struct CompiledPolicy {
     cas: Vec<CaCert>,
     anchors: Vec<TrustAnchor<'static>>,
     crls: Vec<CertRevocationList<'static>>,
+    /// The same CRLs as DER, for [`legacy`].
+    crl_der: Vec<Vec<u8>>,
     match_cn: Option<Regex>,
     /// Asks for a certificate naming the CAs (none for `off`).
     verifier: Option<Arc<AskForCertificate>>,
@@ -159,6 +168,7 @@ impl CompiledPolicy {
                 x509_parser::parse_x509_certificate(der).map_err(|e| format!("ca.crt: {e}"))?;
             cas.push(CaCert {
                 anchor: anchor.clone(),
+                der: der.clone(),
                 subject: cert.subject().as_raw().to_vec(),
                 issuer: cert.issuer().as_raw().to_vec(),
             });
@@ -168,12 +178,14 @@ impl CompiledPolicy {
             return Err("ca.crt holds no certificate".into());
         }
         let mut crls = Vec::new();
+        let mut crl_der = Vec::new();
         if let Some(pem) = &policy.crl_pem {
             for crl in rustls_pemfile::crls(&mut &pem[..]) {
                 let crl = crl.map_err(|e| format!("ca.crl: {e}"))?;
                 let owned = webpki::OwnedCertRevocationList::from_der(&crl)
                     .map_err(|e| format!("ca.crl: {e}"))?;
                 crls.push(CertRevocationList::from(owned));
+                crl_der.push(crl.to_vec());
             }
         }
         let match_cn = match &policy.match_cn {
@@ -191,6 +203,7 @@ impl CompiledPolicy {
             policy,
             cas,
             crls,
+            crl_der,
             match_cn,
             verifier,
             config: OnceLock::new(),
@@ -218,8 +231,14 @@ impl CompiledPolicy {
         let Some(leaf) = chain.first() else {
             return Verdict::None;
         };
+        if x509_parser::parse_x509_certificate(leaf).is_err() {
+            return Verdict::undecodable();
+        }
+        if legacy::has_pre_v3(chain) {
+            return self.verify_pre_v3(chain, now);
+        }
         let Ok(ee) = EndEntityCert::try_from(leaf) else {
-            return Verdict::failed("unable to decode issuer public key", false);
+            return Verdict::undecodable();
         };
         let crl_refs: Vec<&CertRevocationList<'_>> = self.crls.iter().collect();
         let revocation = RevocationOptionsBuilder::new(&crl_refs).ok().map(|b| {
@@ -242,12 +261,17 @@ impl CompiledPolicy {
             Ok(p) => p,
             Err(e) => return self.failure(&e, chain),
         };
-        // OpenSSL builds on from a trusted certificate to a self-signed one of the store, and
-        // each certificate between it and the client's counts against the depth.
-        let mut between = path.intermediate_certificates().count();
-        let Some(mut at) = self.cas.iter().position(|c| c.anchor == *path.anchor()) else {
+        let between = path.intermediate_certificates().count();
+        let Some(at) = self.cas.iter().position(|c| c.anchor == *path.anchor()) else {
             return Verdict::failed("unable to get issuer certificate", true);
         };
+        self.climb(at, between)
+    }
+
+    /// Finishes a chain that reached `self.cas[at]` with `between` certificates between it and
+    /// the client's: OpenSSL builds on from a trusted certificate to a self-signed one of the
+    /// store, and each certificate between it and the client's counts against the depth.
+    fn climb(&self, mut at: usize, mut between: usize) -> Verdict {
         // Each step climbs to another certificate of `ca.crt`; more steps than it has is a
         // loop of names, not a chain.
         let mut steps = 0;
@@ -330,6 +354,14 @@ impl Verdict {
         }
     }
 
+    /// A certificate that is no X.509 certificate at all. OpenSSL ends such a handshake
+    /// instead; here the request gets nginx's 400 and the access log says why, and
+    /// `optional_no_ca` passes the failure on as it does an unknown issuer (the application
+    /// judges `ssl-client-verify` itself there).
+    fn undecodable() -> Self {
+        Verdict::failed("unable to decode certificate", true)
+    }
+
     /// nginx's `$ssl_client_verify`.
     pub fn as_header(&self) -> String {
         match self {
@@ -377,7 +409,23 @@ impl ClientCertVerifier for AskForCertificate {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
+        let Some(spki) = public_key(cert) else {
+            return Ok(HandshakeSignatureValid::assertion());
+        };
+        let bad = || rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature);
+        let key = webpki::RawPublicKeyEntity::try_from(&spki).map_err(|_| bad())?;
+        // TLS 1.2 leaves the curve to the key: any algorithm of the scheme may fit it.
+        let algs = self
+            .algs
+            .mapping
+            .iter()
+            .find(|(scheme, _)| *scheme == dss.scheme)
+            .ok_or_else(bad)?
+            .1;
+        algs.iter()
+            .any(|alg| key.verify_signature(*alg, message, dss.signature()).is_ok())
+            .then(HandshakeSignatureValid::assertion)
+            .ok_or_else(bad)
     }
 
     fn verify_tls13_signature(
@@ -386,12 +434,23 @@ impl ClientCertVerifier for AskForCertificate {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
+        let Some(spki) = public_key(cert) else {
+            return Ok(HandshakeSignatureValid::assertion());
+        };
+        rustls::crypto::verify_tls13_signature_with_raw_key(message, &spki, dss, &self.algs)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algs.supported_schemes()
     }
+}
+
+/// The SubjectPublicKeyInfo of `cert`, whatever its X.509 version (webpki's end-entity parser
+/// takes v3 only). `None`: `cert` does not parse; no key to check the handshake's signature
+/// with, and [`CompiledPolicy::verify`] fails the certificate per request.
+fn public_key(cert: &CertificateDer<'_>) -> Option<SubjectPublicKeyInfoDer<'static>> {
+    let (_, c) = x509_parser::parse_x509_certificate(cert).ok()?;
+    Some(SubjectPublicKeyInfoDer::from(c.public_key().raw.to_vec()))
 }
 
 /// The rustls configuration for a ClientHello naming `sni`, and the virtual host it chose:

@@ -312,7 +312,13 @@ pub fn parse(
         }
         break;
     }
-    policy.rate_limit = super::rate_limit::parse(&mut r);
+    match super::rate_limit::parse(&mut r) {
+        Ok(limit) => policy.rate_limit = limit,
+        // A limit is never dropped: the routes are denied (503) until the value is fixed.
+        Err(why) => {
+            policy.response.denied.get_or_insert(why);
+        }
+    }
     (policy.limit_rate, policy.limit_rate_after) = super::rate_limit::response_rate(&mut r);
     policy.satisfy = match r.get("satisfy").map(str::to_string) {
         None => crate::model::Satisfy::All,

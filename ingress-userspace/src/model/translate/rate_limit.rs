@@ -1,8 +1,15 @@
 //! ingress-nginx's per-client rate limits (annotations page, "Rate Limiting";
 //! `internal/ingress/annotations/ratelimit`): `limit-rps`, `limit-rpm`,
 //! `limit-burst-multiplier`, `limit-connections`, `limit-allowlist` (old name
-//! `limit-whitelist`). A value of `0` (or none) disables that limit, as ingress-nginx; a value
-//! that is not a whole number gets a warning and is ignored.
+//! `limit-whitelist`). A value of `0` (or none) disables that limit, as ingress-nginx.
+//!
+//! Never open: ingress-nginx validates these values (`parser.ValidateInt`) and refuses the whole
+//! Ingress on a failure, and nginx loads no negative rate, so a typo never removes a limit
+//! there. Here a `limit-rps`, `limit-rpm`, `limit-connections` or `limit-burst-multiplier` that
+//! is not a whole number (or a negative limit) denies the Ingress's routes instead
+//! (`ResponsePolicy::denied`, 503) with a warning; other Ingresses are unaffected. A
+//! `limit-burst-multiplier` below 1 takes the default, as ingress-nginx's parser does. A bad
+//! `limit-allowlist` exempts nobody (the limits still apply).
 
 use std::sync::Arc;
 
@@ -13,12 +20,55 @@ use super::annotations::{Reader, parse_prefix};
 /// ingress-nginx's default `limit-burst-multiplier`.
 pub const DEFAULT_BURST_MULTIPLIER: u32 = 5;
 
-/// The Ingress's limits, `None` when none is set (or all are `0`).
-pub(super) fn parse(r: &mut Reader<'_>) -> Option<Arc<RateLimit>> {
-    let rps = number(r, "limit-rps");
-    let rpm = number(r, "limit-rpm");
-    let connections = number(r, "limit-connections");
-    let burst_multiplier = number(r, "limit-burst-multiplier").unwrap_or(DEFAULT_BURST_MULTIPLIER);
+/// The Ingress's limits, `None` when none is set (or all are `0`); `Err`: why its routes are
+/// denied (a warning is reported on `r`).
+pub(super) fn parse(r: &mut Reader<'_>) -> Result<Option<Arc<RateLimit>>, String> {
+    // The values that deny the routes, as `key: "value"`.
+    let mut bad = Vec::new();
+    let mut limit = |r: &mut Reader<'_>, key: &str| {
+        let v = r.get(key)?.to_string();
+        match number(&v) {
+            Some(n) if n >= 0 => (n > 0).then_some(n as u32),
+            // nginx loads no negative rate or connection count.
+            _ => {
+                bad.push(format!("{key}: {v:?}"));
+                None
+            }
+        }
+    };
+    let rps = limit(r, "limit-rps");
+    let rpm = limit(r, "limit-rpm");
+    let connections = limit(r, "limit-connections");
+    let key = "limit-burst-multiplier";
+    let burst_multiplier = match r.get(key).map(str::to_string) {
+        None => DEFAULT_BURST_MULTIPLIER,
+        Some(v) => match number(&v) {
+            Some(n) if n >= 1 => n as u32,
+            // ingress-nginx: `if burstMultiplier < 1 { burstMultiplier = defBurst }`.
+            Some(_) => {
+                r.bad(key, &v, "1 or more");
+                DEFAULT_BURST_MULTIPLIER
+            }
+            None => {
+                bad.push(format!("{key}: {v:?}"));
+                DEFAULT_BURST_MULTIPLIER
+            }
+        },
+    };
+    if !bad.is_empty() {
+        let why = format!(
+            "annotation {} is not a whole number (0 disables a limit)",
+            bad.join(", ")
+        );
+        r.diags.warn(
+            r.object,
+            "InvalidAnnotation",
+            format!(
+                "{why}; the route answers 503 until fixed (a limit is never dropped); ingress-nginx rejects the Ingress"
+            ),
+        );
+        return Err(why);
+    }
     let mut exempt = Vec::new();
     for key in ["limit-allowlist", "limit-whitelist"] {
         let Some(v) = r.get(key).map(str::to_string) else {
@@ -36,19 +86,17 @@ pub(super) fn parse(r: &mut Reader<'_>) -> Option<Arc<RateLimit>> {
         }
         break;
     }
-    let positive = |n: Option<u32>| n.filter(|&n| n > 0);
-    let (rps, rpm, connections) = (positive(rps), positive(rpm), positive(connections));
     if rps.is_none() && rpm.is_none() && connections.is_none() {
-        return None;
+        return Ok(None);
     }
-    Some(Arc::new(RateLimit {
+    Ok(Some(Arc::new(RateLimit {
         zone: format!("{}/{}", r.object.namespace, r.object.name),
         rps,
         rpm,
         burst_multiplier,
         connections,
         exempt,
-    }))
+    })))
 }
 
 /// `limit-rate` (KB/s) and `limit-rate-after` (KB) in bytes per second and bytes: ingress-nginx
@@ -78,16 +126,9 @@ pub fn kibibytes(v: &str) -> Option<u64> {
     (n <= u64::from(u32::MAX)).then_some(n * 1024)
 }
 
-/// A whole number `0..=u32::MAX`, else a warning and `None`.
-fn number(r: &mut Reader<'_>, key: &str) -> Option<u32> {
-    let v = r.get(key)?.to_string();
-    match v.parse::<u32>() {
-        Ok(n) => Some(n),
-        Err(_) => {
-            r.bad(key, &v, "a whole number (0 disables the limit)");
-            None
-        }
-    }
+/// `v` as a whole number (ingress-nginx's `strconv.Atoi`) no bigger than `u32::MAX`.
+fn number(v: &str) -> Option<i64> {
+    v.parse::<i64>().ok().filter(|&n| n <= i64::from(u32::MAX))
 }
 
 #[cfg(test)]
@@ -100,7 +141,8 @@ mod tests {
         translate::{annotations, diagnostics::Diagnostics},
     };
 
-    fn parse_with(pairs: &[(&str, &str)]) -> (Option<Arc<RateLimit>>, Diagnostics) {
+    /// The limits, the denial (if any) and the warnings of an Ingress with `pairs`.
+    fn parse_with(pairs: &[(&str, &str)]) -> (Option<Arc<RateLimit>>, Option<String>, Diagnostics) {
         let a: BTreeMap<String, String> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -108,12 +150,16 @@ mod tests {
         let obj = ObjectRef::new(ObjectKind::Ingress, "ns", "web");
         let mut d = Diagnostics::default();
         let o = annotations::parse(Some(&a), &obj, &mut d);
-        (o.policy.rate_limit.clone(), d)
+        (
+            o.policy.rate_limit.clone(),
+            o.policy.response.denied.clone(),
+            d,
+        )
     }
 
     #[test]
     fn limits_parse_under_both_prefixes_with_the_default_multiplier() {
-        let (l, d) = parse_with(&[
+        let (l, denied, d) = parse_with(&[
             ("nginx.ingress.kubernetes.io/limit-rps", "2"),
             ("xdp-ingress.dev/limit-connections", "3"),
             (
@@ -122,7 +168,7 @@ mod tests {
             ),
         ]);
         let l = l.unwrap();
-        assert!(d.0.is_empty());
+        assert!(d.0.is_empty() && denied.is_none());
         assert_eq!(l.zone, "ns/web");
         assert_eq!((l.rps, l.rpm, l.connections), (Some(2), None, Some(3)));
         assert_eq!(l.burst_multiplier, 5);
@@ -195,21 +241,52 @@ mod tests {
     }
 
     #[test]
-    fn bad_or_zero_values_disable_the_limit_and_bad_ones_warn() {
-        let (l, d) = parse_with(&[
-            ("nginx.ingress.kubernetes.io/limit-rps", "fast"),
-            ("nginx.ingress.kubernetes.io/limit-rpm", "0"),
-        ]);
-        assert!(l.is_none());
-        assert_eq!(d.0.len(), 1);
-        let (l, d) = parse_with(&[
+    fn zero_disables_a_limit_and_a_small_multiplier_takes_the_default() {
+        let (l, denied, d) = parse_with(&[("nginx.ingress.kubernetes.io/limit-rpm", "0")]);
+        assert!(l.is_none() && denied.is_none() && d.0.is_empty());
+        let (l, denied, d) = parse_with(&[
             ("nginx.ingress.kubernetes.io/limit-rpm", "60"),
             ("nginx.ingress.kubernetes.io/limit-burst-multiplier", "-1"),
             ("nginx.ingress.kubernetes.io/limit-allowlist", "nope"),
         ]);
         let l = l.unwrap();
         assert_eq!((l.rpm, l.burst_multiplier), (Some(60), 5));
+        // A bad allowlist exempts nobody; the limit stays.
         assert!(l.exempt.is_empty());
+        assert!(denied.is_none());
         assert_eq!(d.0.len(), 2);
+    }
+
+    /// ingress-nginx refuses an Ingress whose limit does not parse (`parser.ValidateInt`): a
+    /// typo never removes a limit. Here the Ingress's routes are denied, with a warning.
+    #[test]
+    fn a_value_that_is_no_number_denies_the_routes() {
+        for (key, value) in [
+            ("limit-rps", "fast"),
+            ("limit-rpm", "1.5"),
+            ("limit-connections", "-3"),
+            ("limit-rps", "99999999999"),
+            ("limit-burst-multiplier", "lots"),
+        ] {
+            let key = format!("xdp-ingress.dev/{key}");
+            let (l, denied, d) = parse_with(&[
+                (&key, value),
+                ("nginx.ingress.kubernetes.io/limit-rpm", "60"),
+            ]);
+            let denied = denied.unwrap_or_else(|| panic!("{key}: {value:?} denies"));
+            assert!(denied.contains(value), "{denied}");
+            assert_eq!(d.0.len(), 1, "{key}: {value:?}");
+            let warning = &d.0[0];
+            assert_eq!(warning.severity, crate::model::Severity::Warning);
+            assert!(
+                warning.message.contains("503 until fixed")
+                    && warning
+                        .message
+                        .contains("ingress-nginx rejects the Ingress"),
+                "{}",
+                warning.message
+            );
+            assert!(l.is_none(), "no limit is kept for a denied route");
+        }
     }
 }
