@@ -377,7 +377,7 @@ fn l7_proxy_vs_nginx() {
         // Two alternating rounds each (ours, nginx, haproxy, twice), the better round counts:
         // the machine is shared, and a neighbour's burst should not decide the ratio.
         let best = |a: Result, b: Result| if b.rps > a.rps { b } else { a };
-        let round = || Peer::ALL.map(|p| run(p));
+        let round = || Peer::ALL.map(run);
         let (r1, r2) = (round(), round());
         let [ours, ngx, hap] = [0, 1, 2].map(|i| best(r1[i], r2[i]));
         let errors = ours.errors + ngx.errors + hap.errors;
