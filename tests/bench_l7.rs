@@ -1,11 +1,11 @@
-//! Requests/s and p99 latency of the L7 proxy next to Debian's nginx, measured in the same
-//! run: one worker each (a one-thread tokio runtime vs `worker_processes 1`), an equivalent
-//! configuration (one host, prefix `/` to one upstream with keep-alive, forwarding headers,
-//! no access log), the same echo backend in a pod namespace, the same load from the client
-//! namespace: wrk for HTTP/1.1 keep-alive and HTTPS, h2load for HTTP/2 over TLS.
-//! Run by `cargo xtask bench l7` (or `cargo test --release -p xdp-ingress-e2e --test bench_l7
-//! -- --ignored --nocapture`). Each case runs twice per proxy, alternating, `BENCH_SECONDS`
-//! (default 5) seconds each; the better of the two rounds is reported.
+//! Requests/s and p99 latency of the L7 proxy next to Debian's nginx and HAProxy, measured in
+//! the same run: one worker each (a one-thread tokio runtime vs `worker_processes 1` vs
+//! `nbthread 1`), an equivalent configuration (one host, prefix `/` to one upstream with
+//! keep-alive, forwarding headers, no access log), the same echo backend in a pod namespace,
+//! the same load from the client namespace: wrk for HTTP/1.1 keep-alive and HTTPS, h2load for
+//! HTTP/2 over TLS. Run by `cargo xtask bench l7` (or `cargo test --release -p xdp-ingress-e2e
+//! --test bench_l7 -- --ignored --nocapture`). Each case runs twice per proxy, alternating,
+//! `BENCH_SECONDS` (default 5) seconds each; the better of the two rounds is reported.
 
 mod l7common;
 
@@ -14,6 +14,10 @@ use std::{fmt::Write as _, net::SocketAddr, process::Command, time::Duration};
 use l7common::*;
 use testbed::{Topology, http_backend::HttpBackend, process::KillOnDrop};
 use xdp_ingress::proxy::{fixtures::*, tls::self_signed_pem};
+
+/// The daemon's allocator (ingress-userspace/src/main.rs): the proxy runs in this process.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const HOST: &str = "bench.test";
 const CONNECTIONS: &str = "32";
@@ -83,6 +87,41 @@ http {{
         }}
     }}
 }}
+"#,
+        dir = dir.display()
+    )
+}
+
+/// HAProxy shaped as `nginx_conf`: one thread, keep-alive to the backend (connections reused
+/// across client connections, as nginx's `keepalive` pool does), the same forwarding headers.
+fn haproxy_conf(dir: &std::path::Path, backend: SocketAddr) -> String {
+    format!(
+        r#"
+global
+    nbthread 1
+    maxconn 4096
+    pidfile {dir}/haproxy.pid
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 75s
+    timeout server 60s
+    timeout http-keep-alive 75s
+    option http-keep-alive
+    http-reuse always
+frontend bench
+    bind :8081
+    bind :8444 ssl crt {dir}/haproxy.pem alpn h2,http/1.1
+    option forwardfor
+    http-request set-header X-Request-ID %[uuid]
+    http-request set-header X-Real-IP %[src]
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    http-request set-header X-Forwarded-Port %[dst_port]
+    http-request set-header X-Forwarded-Proto https if {{ ssl_fc }}
+    http-request set-header X-Forwarded-Proto http if !{{ ssl_fc }}
+    default_backend pods
+backend pods
+    server pod0 {backend}
 "#,
         dir = dir.display()
     )
@@ -256,15 +295,27 @@ fn l7_proxy_vs_nginx() {
         &dir.path().display().to_string(),
     ]))
     .expect("nginx starts");
-    // Wait until both answer.
-    for url in ["http://198.18.0.2:80/fixed", "http://198.18.0.2:8080/fixed"] {
+    // HAProxy wants the chain and the key in one file.
+    std::fs::write(dir.path().join("haproxy.pem"), format!("{crt}{key}")).unwrap();
+    let haconf = dir.path().join("haproxy.cfg");
+    std::fs::write(&haconf, haproxy_conf(dir.path(), backend_addr)).unwrap();
+    // `-db`: foreground, one process (no master left behind if the benchmark dies).
+    let mut haproxy = KillOnDrop::spawn(topo.node.cmd("haproxy").args([
+        "-db",
+        "-f",
+        &haconf.display().to_string(),
+    ]))
+    .expect("haproxy starts");
+    // Wait until all three answer.
+    for peer in Peer::ALL {
+        let url = peer.url("http");
         let mut ok = false;
         for _ in 0..50 {
             if topo
                 .client
                 .run(
                     "curl",
-                    &["-sf", "-m", "2", "-H", &format!("Host: {HOST}"), url],
+                    &["-sf", "-m", "2", "-H", &format!("Host: {HOST}"), &url],
                 )
                 .is_ok()
             {
@@ -280,91 +331,132 @@ fn l7_proxy_vs_nginx() {
         );
     }
 
-    type Case<'a> = (&'a str, Box<dyn Fn(bool) -> Result + 'a>);
+    type Case<'a> = (&'a str, Box<dyn Fn(Peer) -> Result + 'a>);
     let cases: [Case<'_>; 3] = [
         (
             "HTTP/1.1 keep-alive (wrk)",
-            Box::new(|ours| {
-                wrk(
-                    &topo,
-                    if ours {
-                        "http://198.18.0.2:80/fixed"
-                    } else {
-                        "http://198.18.0.2:8080/fixed"
-                    },
-                )
-            }),
+            Box::new(|peer| wrk(&topo, &peer.url("http"))),
         ),
         (
             "HTTPS HTTP/1.1 (wrk)",
-            Box::new(|ours| {
-                wrk(
-                    &topo,
-                    if ours {
-                        "https://198.18.0.2:443/fixed"
-                    } else {
-                        "https://198.18.0.2:8443/fixed"
-                    },
-                )
-            }),
+            Box::new(|peer| wrk(&topo, &peer.url("https"))),
         ),
         (
             "HTTP/2 over TLS (h2load)",
-            Box::new(|ours| {
-                let log = dir
-                    .path()
-                    .join(if ours { "h2-ours.log" } else { "h2-nginx.log" });
-                h2load(
-                    &topo,
-                    if ours {
-                        "https://198.18.0.2:443/fixed"
-                    } else {
-                        "https://198.18.0.2:8443/fixed"
-                    },
-                    &log,
-                )
+            Box::new(|peer| {
+                let log = dir.path().join(format!("h2-{}.log", peer.name()));
+                h2load(&topo, &peer.url("https"), &log)
             }),
         ),
     ];
     let mut report = String::new();
     let _ = writeln!(
         report,
-        "\nL7 proxy vs nginx {} (1 worker each, {CONNECTIONS} connections, {} s per run, same backend)",
+        "\nL7 proxy vs nginx {} and HAProxy {} (1 worker each, {CONNECTIONS} connections, {} s per run, same backend; ratios are ours / peer)",
         nginx_version(),
+        haproxy_version(),
         seconds()
     );
     let _ = writeln!(
         report,
-        "{:<28} {:>12} {:>10} {:>12} {:>10} {:>9} {:>9}",
-        "case", "ours req/s", "ours p99", "nginx req/s", "nginx p99", "rps ratio", "p99 ratio"
+        "{:<26} {:>10} {:>9} {:>11} {:>9} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "case",
+        "ours rps",
+        "ours p99",
+        "nginx rps",
+        "nginx p99",
+        "haproxy rps",
+        "hapr p99",
+        "rps/ngx",
+        "p99/ngx",
+        "rps/hapr",
+        "p99/hapr"
     );
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     for (name, run) in &cases {
-        // Two alternating rounds each (ours, nginx, ours, nginx), the better round counts:
+        // Two alternating rounds each (ours, nginx, haproxy, twice), the better round counts:
         // the machine is shared, and a neighbour's burst should not decide the ratio.
         let best = |a: Result, b: Result| if b.rps > a.rps { b } else { a };
-        let (o1, t1) = (run(true), run(false));
-        let (o2, t2) = (run(true), run(false));
-        let (ours, theirs) = (best(o1, o2), best(t1, t2));
+        let round = || Peer::ALL.map(run);
+        let (r1, r2) = (round(), round());
+        let [ours, ngx, hap] = [0, 1, 2].map(|i| best(r1[i], r2[i]));
+        let errors = ours.errors + ngx.errors + hap.errors;
         let _ = writeln!(
             report,
-            "{:<28} {:>12.0} {:>8.2}ms {:>12.0} {:>8.2}ms {:>9.2} {:>9.2}{}",
+            "{:<26} {:>10.0} {:>7.2}ms {:>11.0} {:>7.2}ms {:>11.0} {:>7.2}ms {:>9.2} {:>9.2} {:>9.2} {:>9.2}{}",
             name,
             ours.rps,
             ours.p99_ms,
-            theirs.rps,
-            theirs.p99_ms,
-            ours.rps / theirs.rps,
-            ours.p99_ms / theirs.p99_ms,
-            if ours.errors + theirs.errors > 0 {
-                format!("  (errors: ours {}, nginx {})", ours.errors, theirs.errors)
+            ngx.rps,
+            ngx.p99_ms,
+            hap.rps,
+            hap.p99_ms,
+            ours.rps / ngx.rps,
+            ours.p99_ms / ngx.p99_ms,
+            ours.rps / hap.rps,
+            ours.p99_ms / hap.p99_ms,
+            if errors > 0 {
+                format!(
+                    "  (errors: ours {}, nginx {}, haproxy {})",
+                    ours.errors, ngx.errors, hap.errors
+                )
             } else {
                 String::new()
             }
         );
     }
+    let _ = writeln!(report, "load average at start: {}", load.trim());
     println!("{report}");
     let _ = nginx.signal_and_wait(libc::SIGTERM, Duration::from_secs(5));
+    let _ = haproxy.signal_and_wait(libc::SIGTERM, Duration::from_secs(5));
     drop(backend);
+}
+
+/// The proxies measured, each on its own ports of the node namespace.
+#[derive(Debug, Clone, Copy)]
+enum Peer {
+    Ours,
+    Nginx,
+    Haproxy,
+}
+
+impl Peer {
+    const ALL: [Peer; 3] = [Peer::Ours, Peer::Nginx, Peer::Haproxy];
+
+    fn name(self) -> &'static str {
+        match self {
+            Peer::Ours => "ours",
+            Peer::Nginx => "nginx",
+            Peer::Haproxy => "haproxy",
+        }
+    }
+
+    /// `scheme` is `http` or `https`.
+    fn url(self, scheme: &str) -> String {
+        let port = match (self, scheme) {
+            (Peer::Ours, "http") => 80,
+            (Peer::Ours, _) => 443,
+            (Peer::Nginx, "http") => 8080,
+            (Peer::Nginx, _) => 8443,
+            (Peer::Haproxy, "http") => 8081,
+            (Peer::Haproxy, _) => 8444,
+        };
+        format!("{scheme}://198.18.0.2:{port}/fixed")
+    }
+}
+
+fn haproxy_version() -> String {
+    Command::new("haproxy")
+        .arg("-v")
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .nth(2)
+                .unwrap_or_default()
+                .to_string()
+        })
+        .unwrap_or_default()
 }
 
 fn nginx_version() -> String {

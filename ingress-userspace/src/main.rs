@@ -3,6 +3,13 @@
 use clap::Parser;
 use xdp_ingress::cli::{Cli, Command};
 
+/// mimalloc instead of glibc malloc: the proxy allocates and frees small objects (request
+/// parts, header maps, futures) on every request, and `perf` under wrk load put glibc's malloc,
+/// free and consolidation at ~8% of the proxy worker (deploy/docs/performance.md). The L7
+/// benchmark (tests/bench_l7.rs), which runs the proxy in its own process, declares the same.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

@@ -39,7 +39,7 @@ const BENCHES: &[Bench] = &[
     },
     Bench {
         name: "l7",
-        what: "L7 proxy req/s and p99 vs nginx (1 worker each): HTTP/1.1 keep-alive, HTTPS, HTTP/2 (wrk, h2load)",
+        what: "L7 proxy req/s and p99 vs nginx and HAProxy (1 worker each): HTTP/1.1 keep-alive, HTTPS, HTTP/2 (wrk, h2load)",
         test: "bench_l7",
     },
     Bench {

@@ -253,7 +253,9 @@ async fn serve<S>(
     let svc = service_fn(move |req: hyper::Request<Incoming>| {
         // In progress from here until the response body is done, or the client resets it.
         let request = requests.begin();
-        let resp = handle(Arc::clone(&svc_shared), Arc::clone(&conn_info), req);
+        // Boxed: the request's state machine is kilobytes, and hyper moves the service future
+        // (into its dispatcher; for HTTP/2 into a spawned task): `perf` showed those copies.
+        let resp = Box::pin(handle(Arc::clone(&svc_shared), Arc::clone(&conn_info), req));
         async move {
             let resp = resp.await?;
             Ok::<_, Infallible>(request.hold(resp))
