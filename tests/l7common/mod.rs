@@ -347,8 +347,13 @@ where
     }
 }
 
+/// Accepts any server certificate and keeps the last one seen (the proxy's default one is
+/// self-signed).
 #[derive(Debug)]
-struct Recorder(Arc<rustls::crypto::CryptoProvider>, Arc<Mutex<Vec<u8>>>);
+pub struct Recorder(
+    pub Arc<rustls::crypto::CryptoProvider>,
+    pub Arc<Mutex<Vec<u8>>>,
+);
 
 impl rustls::client::danger::ServerCertVerifier for Recorder {
     fn verify_server_cert(
