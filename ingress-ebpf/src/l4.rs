@@ -7,7 +7,7 @@
 
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_NOEXIST, bpf_fib_lookup as FibParams, xdp_action},
-    helpers::{bpf_ktime_get_ns, generated::bpf_redirect},
+    helpers::generated::{bpf_ktime_get_coarse_ns, bpf_redirect},
     programs::XdpContext,
 };
 use ingress_common::{l4::*, stats::Stat};
@@ -37,6 +37,24 @@ const REFRESH_NS: u64 = NS;
 const SNAT_PROBES: u32 = 8;
 /// `-E2BIG` from a map update: the (non-LRU) table is full.
 const E2BIG: i32 = 7;
+
+/// The clock of flow, reverse-entry and affinity timestamps (ns, CLOCK_MONOTONIC_COARSE: at
+/// most one scheduler tick behind CLOCK_MONOTONIC). Timeouts are seconds, refreshes once a
+/// second, so a tick's resolution is plenty, and the coarse clock is a memory read where the
+/// fine one reads the clocksource (tens of ns under a hypervisor, a fifth of an established
+/// packet's cost). Ages are taken with [`age_ns`]: a stamp from a finer clock (the daemon's,
+/// a test's) may lie up to a tick ahead.
+#[inline(always)]
+pub fn flow_clock_ns() -> u64 {
+    // SAFETY: helper without preconditions.
+    unsafe { bpf_ktime_get_coarse_ns() }
+}
+
+/// How long ago `stamp` was at `now` (ns); 0 for a stamp ahead of `now` (see [`flow_clock_ns`]).
+#[inline(always)]
+pub fn age_ns(now: u64, stamp: u64) -> u64 {
+    now.saturating_sub(stamp)
+}
 
 /// The fields of one TCP/UDP packet the L4 path reads.
 pub struct Pkt {
@@ -193,6 +211,36 @@ fn addr_eq(a: &[u8; 16], b: &[u8; 16]) -> bool {
     true
 }
 
+/// Fills `k` field by field: a struct literal is built on the stack and then copied, and the
+/// BPF stack is 512 bytes over a whole call chain.
+#[inline(always)]
+pub fn fill_key(
+    k: &mut FlowKey,
+    saddr: &[u8; 16],
+    daddr: &[u8; 16],
+    sport: u16,
+    dport: u16,
+    proto: u8,
+    family: u8,
+) {
+    k.saddr = *saddr;
+    k.daddr = *daddr;
+    k.sport = sport;
+    k.dport = dport;
+    k.proto = proto;
+    k.family = family;
+    k._pad = [0; 2];
+}
+
+/// Fills `n` field by field (see [`fill_key`]).
+#[inline(always)]
+fn fill_nat(n: &mut Nat, saddr: &[u8; 16], daddr: &[u8; 16], sport: u16, dport: u16) {
+    n.saddr = *saddr;
+    n.daddr = *daddr;
+    n.sport = sport;
+    n.dport = dport;
+}
+
 /// murmur3's finaliser: cheap and well mixed.
 #[inline(always)]
 fn mix(mut h: u32) -> u32 {
@@ -334,17 +382,16 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
     };
     // SAFETY: this CPU's scratch entry; nothing else uses it while the program runs here.
     let scr = unsafe { &mut *scr };
-    scr.ct_key = FlowKey {
-        saddr: pkt.saddr,
-        daddr: pkt.daddr,
-        sport: pkt.sport,
-        dport: pkt.dport,
-        proto: pkt.proto,
-        family: family(&pkt),
-        _pad: [0; 2],
-    };
-    // SAFETY: helper without preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
+    fill_key(
+        &mut scr.ct_key,
+        &pkt.saddr,
+        &pkt.daddr,
+        pkt.sport,
+        pkt.dport,
+        pkt.proto,
+        family(&pkt),
+    );
+    let now = flow_clock_ns();
     let closing = pkt.tcp_flags & (TCP_FIN | TCP_RST) != 0;
     let syn = pkt.proto == IPPROTO_TCP && starts_connection(pkt.tcp_flags);
 
@@ -356,7 +403,7 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
     if let Some(ct) = CONNTRACK.get_ptr_mut(&scr.ct_key) {
         // SAFETY: pointer from a successful lookup; fields are plain integers.
         let e = unsafe { &mut *ct };
-        let fresh = now.wrapping_sub(e.last_seen_ns) <= timeout_ns(cfg, pkt.proto, e.flags);
+        let fresh = age_ns(now, e.last_seen_ns) <= timeout_ns(cfg, pkt.proto, e.flags);
         reopens = syn && fresh;
         if !syn
             && fresh
@@ -372,7 +419,7 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
                 if newly_closing {
                     e.flags |= CT_F_CLOSING;
                 }
-                let refresh = newly_closing || now.wrapping_sub(e.last_seen_ns) > REFRESH_NS;
+                let refresh = newly_closing || age_ns(now, e.last_seen_ns) > REFRESH_NS;
                 if refresh {
                     e.last_seen_ns = now;
                 }
@@ -403,7 +450,7 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
         return pass(Stat::PassNoFlow);
     }
     // A new connection beyond its source's share: dropped before it gets any state.
-    if syn && !reopens && !crate::syn_limit::admits(&pkt, svc.slot, now) {
+    if syn && !reopens && !crate::syn_limit::admits(&pkt, svc.slot) {
         count_syn_limited(svc.slot);
         return verdict(xdp_action::XDP_DROP, Stat::DropSynRateLimit);
     }
@@ -549,7 +596,7 @@ fn select_backend(pkt: &Pkt, svc: &ServiceValue, cfg: &L4Config, now: u64, len: 
     {
         // SAFETY: pointer from a successful lookup.
         let (id, used) = unsafe { ((*a).backend_id, (*a).last_used_ns) };
-        let live = now.wrapping_sub(used) <= u64::from(svc.affinity_timeout_s) * NS;
+        let live = age_ns(now, used) <= u64::from(svc.affinity_timeout_s) * NS;
         let usable = match BACKENDS.get(id) {
             Some(be) => {
                 be.flags & BE_F_PRESENT != 0
@@ -605,15 +652,15 @@ fn remember_affinity(pkt: &Pkt, slot: u32, id: u32, now: u64) {
 /// client), left in `scr.rkey`. False when the table is full.
 #[inline(never)]
 fn insert_local_rev(pkt: &Pkt, be: &Backend, now: u64, scr: &mut Scratch) -> bool {
-    scr.rkey = FlowKey {
-        saddr: be.addr,
-        daddr: pkt.saddr,
-        sport: be.port,
-        dport: pkt.sport,
-        proto: pkt.proto,
-        family: family(pkt),
-        _pad: [0; 2],
-    };
+    fill_key(
+        &mut scr.rkey,
+        &be.addr,
+        &pkt.saddr,
+        be.port,
+        pkt.sport,
+        pkt.proto,
+        family(pkt),
+    );
     scr.rev = RevNatEntry {
         client_addr: pkt.saddr,
         frontend_addr: pkt.daddr,
@@ -719,7 +766,7 @@ fn alloc_snat(pkt: &Pkt, cfg: &L4Config, be: &Backend, now: u64, scr: &mut Scrat
             let same = addr_eq(&old.client_addr, &pkt.saddr) && old.client_port == pkt.sport;
             // A port is free once its flow timed out: the closing timeout after a FIN or RST
             // (conntrack's TIME_WAIT), else the idle timeout of its protocol.
-            let stale = now.wrapping_sub(old.last_seen_ns) > timeout_ns(cfg, pkt.proto, old.flags);
+            let stale = age_ns(now, old.last_seen_ns) > timeout_ns(cfg, pkt.proto, old.flags);
             if same || stale {
                 if !same {
                     forget_flow(old, pkt, port.to_be(), scr);
@@ -739,15 +786,15 @@ fn alloc_snat(pkt: &Pkt, cfg: &L4Config, be: &Backend, now: u64, scr: &mut Scrat
 /// off [`alloc_snat`]'s stack.
 #[inline(never)]
 fn forget_flow(old: &RevNatEntry, pkt: &Pkt, port: u16, scr: &mut Scratch) {
-    scr.old_key = FlowKey {
-        saddr: old.client_addr,
-        daddr: old.frontend_addr,
-        sport: old.client_port,
-        dport: old.frontend_port,
-        proto: pkt.proto,
-        family: family(pkt),
-        _pad: [0; 2],
-    };
+    fill_key(
+        &mut scr.old_key,
+        &old.client_addr,
+        &old.frontend_addr,
+        old.client_port,
+        old.frontend_port,
+        pkt.proto,
+        family(pkt),
+    );
     if let Some(ct) = CONNTRACK.get_ptr(&scr.old_key) {
         // SAFETY: pointer from a successful lookup.
         if unsafe { (*ct).snat_port } == port {
@@ -775,15 +822,15 @@ fn forward(
     );
     if snat_port == 0 {
         if refresh {
-            scr.rkey = FlowKey {
-                saddr: be.addr,
-                daddr: pkt.saddr,
-                sport: be.port,
-                dport: pkt.sport,
-                proto: pkt.proto,
-                family: family(pkt),
-                _pad: [0; 2],
-            };
+            fill_key(
+                &mut scr.rkey,
+                &be.addr,
+                &pkt.saddr,
+                be.port,
+                pkt.sport,
+                pkt.proto,
+                family(pkt),
+            );
             if let Some(r) = REVNAT.get_ptr_mut(&scr.rkey) {
                 // SAFETY: pointer from a successful lookup; plain integer stores.
                 unsafe {
@@ -792,12 +839,7 @@ fn forward(
                 }
             }
         }
-        scr.nat = Nat {
-            saddr: pkt.saddr,
-            daddr: be.addr,
-            sport: pkt.sport,
-            dport: be.port,
-        };
+        fill_nat(&mut scr.nat, &pkt.saddr, &be.addr, pkt.sport, be.port);
         if !rewrite(ctx, pkt, &scr.nat) {
             return pass(Stat::PassNoService);
         }
@@ -810,15 +852,15 @@ fn forward(
         node[..4].copy_from_slice(&cfg.node_v4);
     }
     if refresh {
-        scr.rkey = FlowKey {
-            saddr: be.addr,
-            daddr: node,
-            sport: be.port,
-            dport: snat_port,
-            proto: pkt.proto,
-            family: family(pkt),
-            _pad: [0; 2],
-        };
+        fill_key(
+            &mut scr.rkey,
+            &be.addr,
+            &node,
+            be.port,
+            snat_port,
+            pkt.proto,
+            family(pkt),
+        );
         if let Some(r) = REVNAT.get_ptr_mut(&scr.rkey) {
             // SAFETY: pointer from a successful lookup; plain integer stores.
             unsafe {
@@ -827,12 +869,7 @@ fn forward(
             }
         }
     }
-    scr.nat = Nat {
-        saddr: node,
-        daddr: be.addr,
-        sport: snat_port,
-        dport: be.port,
-    };
+    fill_nat(&mut scr.nat, &node, &be.addr, snat_port, be.port);
     send_on(ctx, pkt, &mut scr.fib, &scr.nat, Stat::L4RemoteTx)
 }
 
@@ -840,15 +877,15 @@ fn forward(
 /// frontend. [`NOT_A_REPLY`] when the packet is not such a reply.
 #[inline(never)]
 fn remote_reply(ctx: &XdpContext, pkt: &Pkt, scr: &mut Scratch) -> Verdict {
-    scr.rkey = FlowKey {
-        saddr: pkt.saddr,
-        daddr: pkt.daddr,
-        sport: pkt.sport,
-        dport: pkt.dport,
-        proto: pkt.proto,
-        family: family(pkt),
-        _pad: [0; 2],
-    };
+    fill_key(
+        &mut scr.rkey,
+        &pkt.saddr,
+        &pkt.daddr,
+        pkt.sport,
+        pkt.dport,
+        pkt.proto,
+        family(pkt),
+    );
     let Some(r) = REVNAT.get_ptr_mut(&scr.rkey) else {
         return NOT_A_REPLY;
     };
@@ -858,37 +895,37 @@ fn remote_reply(ctx: &XdpContext, pkt: &Pkt, scr: &mut Scratch) -> Verdict {
         return NOT_A_REPLY;
     }
     // The endpoint's FIN or RST closes the flow as the client's does, in both entries.
-    // SAFETY: helper without preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = flow_clock_ns();
     let closing = pkt.proto == IPPROTO_TCP && pkt.tcp_flags & (TCP_FIN | TCP_RST) != 0;
     if closing && rev.flags & CT_F_CLOSING == 0 {
         rev.flags |= CT_F_CLOSING;
         rev.last_seen_ns = now;
         mark_closing(rev, pkt, scr);
-    } else if now.wrapping_sub(rev.last_seen_ns) > REFRESH_NS {
+    } else if age_ns(now, rev.last_seen_ns) > REFRESH_NS {
         rev.last_seen_ns = now;
     }
-    scr.nat = Nat {
-        saddr: rev.frontend_addr,
-        daddr: rev.client_addr,
-        sport: rev.frontend_port,
-        dport: rev.client_port,
-    };
+    fill_nat(
+        &mut scr.nat,
+        &rev.frontend_addr,
+        &rev.client_addr,
+        rev.frontend_port,
+        rev.client_port,
+    );
     send_on(ctx, pkt, &mut scr.fib, &scr.nat, Stat::L4ReplyXdp)
 }
 
 /// Marks the flow entry of the SNAT flow `rev` (keyed by its client side) as closing.
 #[inline(always)]
 fn mark_closing(rev: &RevNatEntry, pkt: &Pkt, scr: &mut Scratch) {
-    scr.old_key = FlowKey {
-        saddr: rev.client_addr,
-        daddr: rev.frontend_addr,
-        sport: rev.client_port,
-        dport: rev.frontend_port,
-        proto: pkt.proto,
-        family: family(pkt),
-        _pad: [0; 2],
-    };
+    fill_key(
+        &mut scr.old_key,
+        &rev.client_addr,
+        &rev.frontend_addr,
+        rev.client_port,
+        rev.frontend_port,
+        pkt.proto,
+        family(pkt),
+    );
     if let Some(ct) = CONNTRACK.get_ptr_mut(&scr.old_key) {
         // SAFETY: pointer from a successful lookup; a plain integer store.
         unsafe { (*ct).flags |= CT_F_CLOSING };

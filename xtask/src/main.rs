@@ -6,6 +6,7 @@
 //! - `test`: everything CI runs: build, fmt, clippy, unit tests, privileged netns tests.
 //! - `demo`: a throwaway netns test bed with the daemon on it, traffic and live counters.
 //! - `bench`: benchmarks that print ratios against a peer measured in the same run.
+//! - `report`: `target/bench/report.md` and its SVG charts from the benchmarks' JSON results.
 //! - `cmd`: running commands loudly.
 
 mod bench;
@@ -13,6 +14,7 @@ mod build_ebpf;
 mod cmd;
 mod demo;
 mod provision;
+mod report;
 mod test;
 
 use clap::{Parser, Subcommand};
