@@ -398,6 +398,7 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
     // A SYN on a live flow's 5-tuple (a retransmission after a lost SYN-ACK) reopens that
     // flow in place: it adds no state, so the SYN rate limit does not charge it.
     let mut reopens = false;
+    let mut picked = NOT_PICKED;
     // An established flow keeps its backend as long as that backend still exists and, for
     // UDP, still serves.
     if let Some(ct) = CONNTRACK.get_ptr_mut(&scr.ct_key) {
@@ -439,6 +440,20 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
             // A removed endpoint's UDP flow ends here; this datagram opens a new one below.
             stats::count(Stat::L4UdpFlowMoved, len);
         }
+        if reopens && e.snat_port == 0 && e.svc_slot == svc.slot {
+            // The backend a new flow would get: when it is the flow's own (local) one, both
+            // entries are reset where they are, as a release and re-insert would leave them,
+            // without the four map writes (and the tombstone, which the live reverse entry
+            // would hide anyway).
+            picked = select_backend(&pkt, &svc, cfg, now, len);
+            scr.fwd.now = now;
+            if reopen_in_place(&pkt, e, picked, scr) {
+                let id = picked & !FROM_AFFINITY;
+                if let Some(be) = BACKENDS.get(id) {
+                    return opened(ctx, &pkt, &svc, cfg, be, picked, now, len, scr);
+                }
+            }
+        }
         // Over (timed out, its endpoint gone) or opened anew by a SYN: both of its entries go
         // now, so the table never holds a dead flow that a live one could use.
         release_flow(e, &pkt, cfg, scr);
@@ -455,8 +470,10 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
         return verdict(xdp_action::XDP_DROP, Stat::DropSynRateLimit);
     }
 
-    // A new flow: affinity first, then Maglev.
-    let picked = select_backend(&pkt, &svc, cfg, now, len);
+    // A new flow: affinity first, then Maglev (already asked when reopening a flow).
+    if picked == NOT_PICKED {
+        picked = select_backend(&pkt, &svc, cfg, now, len);
+    }
     if picked == NO_BACKEND {
         return crate::reject::no_endpoint(ctx.ctx, &pkt, svc.flags);
     }
@@ -500,20 +517,87 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
         let _ = REVNAT.remove(&scr.rkey);
         return verdict(xdp_action::XDP_DROP, Stat::DropFlowTableFull);
     }
+    scr.fwd.snat_port = snat_port;
+    opened(ctx, &pkt, &svc, cfg, be, picked, now, len, scr)
+}
+
+/// The rest of a flow just opened (or reopened) on `be` (`picked`, see [`select_backend`];
+/// SNAT port in `scr.fwd.snat_port`): affinity, counters, and the packet sent on.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn opened(
+    ctx: &XdpContext,
+    pkt: &Pkt,
+    svc: &ServiceValue,
+    cfg: &L4Config,
+    be: &Backend,
+    picked: u32,
+    now: u64,
+    len: u64,
+    scr: &mut Scratch,
+) -> Verdict {
+    let id = picked & !FROM_AFFINITY;
     // A hit already refreshed its entry in place.
     if svc.flags & SVC_F_AFFINITY != 0 && picked & FROM_AFFINITY == 0 {
-        remember_affinity(&pkt, svc.slot, id, now);
+        remember_affinity(pkt, svc.slot, id, now);
     }
     count_l4(&SVC_STATS, svc.slot, len, true);
     count_l4(&BE_STATS, id, len, true);
     stats::count(Stat::L4NewFlow, len);
-    scr.fwd = Fwd {
-        now,
-        snat_port,
-        refresh: false,
-        closing: 0,
+    scr.fwd.now = now;
+    scr.fwd.refresh = false;
+    scr.fwd.closing = 0;
+    forward(ctx, pkt, cfg, be, scr)
+}
+
+/// Reopens the live local flow `e` (the packet's, keyed by `scr.ct_key`) in place for a SYN on
+/// its tuple when `picked` is the flow's own backend, still present and local, and the flow's
+/// reverse entry is still its own: both entries get what a fresh insert would give them (no
+/// flags, seen at `scr.fwd.now`). False, changing nothing, otherwise.
+#[inline(never)]
+fn reopen_in_place(pkt: &Pkt, e: &mut CtEntry, picked: u32, scr: &mut Scratch) -> bool {
+    let id = picked & !FROM_AFFINITY;
+    if picked == NO_BACKEND || id != e.backend_id {
+        return false;
+    }
+    let Some(be) = BACKENDS.get(id) else {
+        return false;
     };
-    forward(ctx, &pkt, cfg, be, scr)
+    if be.flags & BE_F_PRESENT == 0
+        || be.flags & BE_F_REMOTE != 0
+        || be.port != e.backend_port
+        || !addr_eq(&be.addr, &e.backend_addr)
+    {
+        return false;
+    }
+    fill_key(
+        &mut scr.rkey,
+        &be.addr,
+        &pkt.saddr,
+        be.port,
+        pkt.sport,
+        pkt.proto,
+        family(pkt),
+    );
+    let Some(r) = REVNAT.get_ptr_mut(&scr.rkey) else {
+        return false;
+    };
+    // SAFETY: pointer from a successful lookup; plain integers.
+    let r = unsafe { &mut *r };
+    if r.client_port != pkt.sport
+        || r.frontend_port != pkt.dport
+        || !addr_eq(&r.client_addr, &pkt.saddr)
+        || !addr_eq(&r.frontend_addr, &pkt.daddr)
+    {
+        return false;
+    }
+    let now = scr.fwd.now;
+    r.flags = 0;
+    r.last_seen_ns = now;
+    e.flags = 0;
+    e.last_seen_ns = now;
+    scr.fwd.snat_port = 0;
+    true
 }
 
 /// True when `be` (present, the flow's own) keeps an established flow of protocol `proto`:
@@ -575,6 +659,8 @@ fn source_allowed(pkt: &Pkt, slot: u32) -> bool {
 }
 
 const NO_BACKEND: u32 = u32::MAX;
+/// No backend asked for yet (never an answer of [`select_backend`]: ids stay far below it).
+const NOT_PICKED: u32 = u32::MAX - 1;
 /// Set in [`select_backend`]'s answer when a live affinity entry chose the backend (ids stay
 /// far below it).
 const FROM_AFFINITY: u32 = 1 << 31;
