@@ -7,7 +7,10 @@
 
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_NOEXIST, bpf_fib_lookup as FibParams, xdp_action},
-    helpers::generated::{bpf_ktime_get_coarse_ns, bpf_redirect},
+    helpers::{
+        bpf_ktime_get_ns,
+        generated::{bpf_ktime_get_coarse_ns, bpf_redirect},
+    },
     programs::XdpContext,
 };
 use ingress_common::{l4::*, stats::Stat};
@@ -38,22 +41,44 @@ const SNAT_PROBES: u32 = 8;
 /// `-E2BIG` from a map update: the (non-LRU) table is full.
 const E2BIG: i32 = 7;
 
-/// The clock of flow, reverse-entry and affinity timestamps (ns, CLOCK_MONOTONIC_COARSE: at
-/// most one scheduler tick behind CLOCK_MONOTONIC). Timeouts are seconds, refreshes once a
-/// second, so a tick's resolution is plenty, and the coarse clock is a memory read where the
-/// fine one reads the clocksource (tens of ns under a hypervisor, a fifth of an established
-/// packet's cost). Ages are taken with [`age_ns`]: a stamp from a finer clock (the daemon's,
-/// a test's) may lie up to a tick ahead.
+/// The clock of every flow, reverse-entry and affinity timestamp and every decision on them:
+/// CLOCK_MONOTONIC, ns (`bpf_ktime_get_ns`, what the daemon's sweep reads too).
 #[inline(always)]
-pub fn flow_clock_ns() -> u64 {
+pub fn clock_ns() -> u64 {
     // SAFETY: helper without preconditions.
-    unsafe { bpf_ktime_get_coarse_ns() }
+    unsafe { bpf_ktime_get_ns() }
 }
 
-/// How long ago `stamp` was at `now` (ns); 0 for a stamp ahead of `now` (see [`flow_clock_ns`]).
+/// More than CLOCK_MONOTONIC_COARSE ever lags [`clock_ns`]: one scheduler tick (10 ms at
+/// HZ=100), with room for a late one.
+const COARSE_SLACK_NS: u64 = 50_000_000;
+
+/// True when `stamp` ([`clock_ns`]) is more than `limit` ns old, decided as [`clock_ns`] would
+/// (`clock_ns() - stamp > limit`, wrapping) but reading it only near the boundary: the coarse
+/// clock (`coarse`, a memory read where [`clock_ns`] reads the clocksource, tens of ns under a
+/// hypervisor, a fifth of an established packet) settles every age more than
+/// [`COARSE_SLACK_NS`] away from `limit`, and lags the fine clock, never leads it.
 #[inline(always)]
-pub fn age_ns(now: u64, stamp: u64) -> u64 {
-    now.saturating_sub(stamp)
+fn older_than(coarse: u64, stamp: u64, limit: u64) -> bool {
+    if stamp <= coarse {
+        let age = coarse - stamp;
+        // The fine age is at least the coarse one...
+        if age > limit {
+            return true;
+        }
+        // ...and at most a slack more.
+        if age.saturating_add(COARSE_SLACK_NS) <= limit {
+            return false;
+        }
+    }
+    clock_ns().wrapping_sub(stamp) > limit
+}
+
+/// CLOCK_MONOTONIC_COARSE, ns: for [`older_than`] only, never stored.
+#[inline(always)]
+fn coarse_ns() -> u64 {
+    // SAFETY: helper without preconditions.
+    unsafe { bpf_ktime_get_coarse_ns() }
 }
 
 /// The fields of one TCP/UDP packet the L4 path reads.
@@ -391,7 +416,7 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
         pkt.proto,
         family(&pkt),
     );
-    let now = flow_clock_ns();
+    let coarse = coarse_ns();
     let closing = pkt.tcp_flags & (TCP_FIN | TCP_RST) != 0;
     let syn = pkt.proto == IPPROTO_TCP && starts_connection(pkt.tcp_flags);
 
@@ -404,7 +429,7 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
     if let Some(ct) = CONNTRACK.get_ptr_mut(&scr.ct_key) {
         // SAFETY: pointer from a successful lookup; fields are plain integers.
         let e = unsafe { &mut *ct };
-        let fresh = age_ns(now, e.last_seen_ns) <= timeout_ns(cfg, pkt.proto, e.flags);
+        let fresh = !older_than(coarse, e.last_seen_ns, timeout_ns(cfg, pkt.proto, e.flags));
         reopens = syn && fresh;
         if !syn
             && fresh
@@ -420,7 +445,9 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
                 if newly_closing {
                     e.flags |= CT_F_CLOSING;
                 }
-                let refresh = newly_closing || age_ns(now, e.last_seen_ns) > REFRESH_NS;
+                let refresh = newly_closing || older_than(coarse, e.last_seen_ns, REFRESH_NS);
+                // Only a refresh stores the time (here and on the reverse entry in `forward`).
+                let now = if refresh { clock_ns() } else { coarse };
                 if refresh {
                     e.last_seen_ns = now;
                 }
@@ -445,6 +472,7 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
             // entries are reset where they are, as a release and re-insert would leave them,
             // without the four map writes (and the tombstone, which the live reverse entry
             // would hide anyway).
+            let now = clock_ns();
             picked = select_backend(&pkt, &svc, cfg, now, len);
             scr.fwd.now = now;
             if reopen_in_place(&pkt, e, picked, scr) {
@@ -464,8 +492,9 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
     if pkt.proto == IPPROTO_TCP && !syn {
         return pass(Stat::PassNoFlow);
     }
+    let now = clock_ns();
     // A new connection beyond its source's share: dropped before it gets any state.
-    if syn && !reopens && !crate::syn_limit::admits(&pkt, svc.slot) {
+    if syn && !reopens && !crate::syn_limit::admits(&pkt, svc.slot, now) {
         count_syn_limited(svc.slot);
         return verdict(xdp_action::XDP_DROP, Stat::DropSynRateLimit);
     }
@@ -682,7 +711,7 @@ fn select_backend(pkt: &Pkt, svc: &ServiceValue, cfg: &L4Config, now: u64, len: 
     {
         // SAFETY: pointer from a successful lookup.
         let (id, used) = unsafe { ((*a).backend_id, (*a).last_used_ns) };
-        let live = age_ns(now, used) <= u64::from(svc.affinity_timeout_s) * NS;
+        let live = now.wrapping_sub(used) <= u64::from(svc.affinity_timeout_s) * NS;
         let usable = match BACKENDS.get(id) {
             Some(be) => {
                 be.flags & BE_F_PRESENT != 0
@@ -852,7 +881,7 @@ fn alloc_snat(pkt: &Pkt, cfg: &L4Config, be: &Backend, now: u64, scr: &mut Scrat
             let same = addr_eq(&old.client_addr, &pkt.saddr) && old.client_port == pkt.sport;
             // A port is free once its flow timed out: the closing timeout after a FIN or RST
             // (conntrack's TIME_WAIT), else the idle timeout of its protocol.
-            let stale = age_ns(now, old.last_seen_ns) > timeout_ns(cfg, pkt.proto, old.flags);
+            let stale = now.wrapping_sub(old.last_seen_ns) > timeout_ns(cfg, pkt.proto, old.flags);
             if same || stale {
                 if !same {
                     forget_flow(old, pkt, port.to_be(), scr);
@@ -981,14 +1010,13 @@ fn remote_reply(ctx: &XdpContext, pkt: &Pkt, scr: &mut Scratch) -> Verdict {
         return NOT_A_REPLY;
     }
     // The endpoint's FIN or RST closes the flow as the client's does, in both entries.
-    let now = flow_clock_ns();
     let closing = pkt.proto == IPPROTO_TCP && pkt.tcp_flags & (TCP_FIN | TCP_RST) != 0;
     if closing && rev.flags & CT_F_CLOSING == 0 {
         rev.flags |= CT_F_CLOSING;
-        rev.last_seen_ns = now;
+        rev.last_seen_ns = clock_ns();
         mark_closing(rev, pkt, scr);
-    } else if age_ns(now, rev.last_seen_ns) > REFRESH_NS {
-        rev.last_seen_ns = now;
+    } else if older_than(coarse_ns(), rev.last_seen_ns, REFRESH_NS) {
+        rev.last_seen_ns = clock_ns();
     }
     fill_nat(
         &mut scr.nat,

@@ -22,14 +22,14 @@ use crate::{
     },
 };
 
-/// True when service `slot` takes this SYN from `pkt`'s source now: no limit set, or the
-/// source still has room. A subprogram, off the main program's stack.
+/// True when service `slot` takes this SYN from `pkt`'s source at `now` (ns): no limit set, or
+/// the source still has room. A subprogram, off the main program's stack.
 #[inline(never)]
-pub fn admits(pkt: &Pkt, slot: u32) -> bool {
+pub fn admits(pkt: &Pkt, slot: u32, now: u64) -> bool {
     let Some(cfg) = SYN_LIMITS.get(slot) else {
         return true;
     };
-    admits_under(cfg, pkt, slot)
+    admits_under(cfg, pkt, slot, now)
 }
 
 /// True when some listener of the proxy in [`SYN_LISTENERS`] has port `dport` (network
@@ -70,7 +70,14 @@ pub fn listener(pkt: &Pkt, len: u64) -> Verdict {
     };
     // SAFETY: pointer from a successful lookup; hash values stay valid under RCU while we run.
     let l = unsafe { *found };
-    if admits_under(&l.limit, pkt, SYN_LISTENER_SLOT_BASE.wrapping_add(l.index)) {
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if admits_under(
+        &l.limit,
+        pkt,
+        SYN_LISTENER_SLOT_BASE.wrapping_add(l.index),
+        now,
+    ) {
         count_l4(&SYN_LISTENER_STATS, l.index, len, true);
         return not_limited;
     }
@@ -82,16 +89,12 @@ pub fn listener(pkt: &Pkt, len: u64) -> Verdict {
 }
 
 /// True when `cfg` (no limit: interval 0) leaves room for this SYN from `pkt`'s source,
-/// tracked under `slot`, now; charges it when so.
+/// tracked under `slot`, at `now` (ns); charges it when so.
 #[inline(always)]
-fn admits_under(cfg: &SynLimitConfig, pkt: &Pkt, slot: u32) -> bool {
+fn admits_under(cfg: &SynLimitConfig, pkt: &Pkt, slot: u32, now: u64) -> bool {
     if cfg.interval_ns == 0 {
         return true;
     }
-    // The fine clock, not the flows' coarse one (`l4::flow_clock_ns`): an emission interval
-    // may be shorter than a scheduler tick.
-    // SAFETY: helper without preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
     let mut key = SynSourceKey {
         slot,
         family: if pkt.v6 { FAMILY_V6 } else { FAMILY_V4 },

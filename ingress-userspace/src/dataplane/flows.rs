@@ -96,9 +96,7 @@ pub fn reverse_key(cfg: &L4Config, k: &FlowKey, v: &CtEntry) -> FlowKey {
     }
 }
 
-/// CLOCK_MONOTONIC in ns: the clock of the program's flow timestamps (it reads the coarse
-/// variant, at most one scheduler tick behind this one, so ages seen from here are at most a
-/// tick longer).
+/// The monotonic clock the program's `bpf_ktime_get_ns` reads, in ns.
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
