@@ -336,6 +336,13 @@ fn bench_control_plane() {
             ms(pct(&mut slices, 90.0)),
             ms(pct(&mut slices, 99.0)),
         );
+        let mut out = testbed::bench_out::BenchOut::new("control-plane");
+        for (p, v) in [("p50", 50.0), ("p90", 90.0), ("p99", 99.0)] {
+            let ms = ms(pct(&mut slices, v));
+            let objects = (INGRESSES + SERVICES + endpoints) as f64;
+            out.point("event-to-live, EndpointSlice update", ["objects", "ms"], p, objects, ms);
+        }
+        out.write();
         println!(
             "event-to-live, 10 Ingress updates (full translation; debounce {debounce} ms included): p50 {:.1} ms, max {:.1} ms",
             ms(pct(&mut ingresses, 50.0)),

@@ -373,6 +373,7 @@ fn l7_proxy_vs_nginx() {
         "p99/hapr"
     );
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mut out = testbed::bench_out::BenchOut::new("l7");
     for (name, run) in &cases {
         // Two alternating rounds each (ours, nginx, haproxy, twice), the better round counts:
         // the machine is shared, and a neighbour's burst should not decide the ratio.
@@ -381,6 +382,10 @@ fn l7_proxy_vs_nginx() {
         let (r1, r2) = (round(), round());
         let [ours, ngx, hap] = [0, 1, 2].map(|i| best(r1[i], r2[i]));
         let errors = ours.errors + ngx.errors + hap.errors;
+        for (peer, r) in [("xdp-ingress", ours), ("nginx", ngx), ("haproxy", hap)] {
+            out.bar("L7 req/s", "req/s", name, peer, r.rps);
+            out.bar("L7 p99 latency", "ms", name, peer, r.p99_ms);
+        }
         let _ = writeln!(
             report,
             "{:<26} {:>10.0} {:>7.2}ms {:>11.0} {:>7.2}ms {:>11.0} {:>7.2}ms {:>9.2} {:>9.2} {:>9.2} {:>9.2}{}",
@@ -407,6 +412,8 @@ fn l7_proxy_vs_nginx() {
     }
     let _ = writeln!(report, "load average at start: {}", load.trim());
     println!("{report}");
+    out.table(&report);
+    out.write();
     let _ = nginx.signal_and_wait(libc::SIGTERM, Duration::from_secs(5));
     let _ = haproxy.signal_and_wait(libc::SIGTERM, Duration::from_secs(5));
     drop(backend);

@@ -182,19 +182,24 @@ fn rate_limit_cost_none_local_redis() {
         "the Redis case fell back to per-node decisions: not a Redis measurement"
     );
     let none = best[0].0;
-    println!(
-        "\nrate limit cost per request (1 worker, wrk -c{CONNECTIONS}, {}s, one client address)",
+    let mut text = format!(
+        "\nrate limit cost per request (1 worker, wrk -c{CONNECTIONS}, {}s, one client address)\n",
         seconds()
     );
-    println!(
-        "{:<14} {:>10} {:>9} {:>16} {:>20}",
+    text += &format!(
+        "{:<14} {:>10} {:>9} {:>16} {:>20}\n",
         "case", "req/s", "p99 ms", "req/s vs none", "us/request vs none"
     );
+    let mut out = testbed::bench_out::BenchOut::new("limits");
     for ((name, _, _), (rps, p99)) in cases.iter().zip(best) {
-        println!(
-            "{name:<14} {rps:>10.0} {p99:>9.2} {:>16.3} {:>20.2}",
+        text += &format!(
+            "{name:<14} {rps:>10.0} {p99:>9.2} {:>16.3} {:>20.2}\n",
             rps / none,
             1e6 / rps - 1e6 / none
         );
+        out.bar("rate limit req/s", "req/s", name, "req/s", rps);
     }
+    println!("{text}");
+    out.table(&text);
+    out.write();
 }

@@ -49,8 +49,9 @@ fn xdp_parse_cost_vs_bare_pass() {
     }
     let mut pass = XdpTestRun::load(PROG_XDP_PASS).expect("load xdp_pass");
     let mut prog = XdpTestRun::load(PROG_XDP_INGRESS).expect("load xdp_ingress");
-    println!(
-        "{:<28} {:>10} {:>10} {:>8}",
+    let mut out = testbed::bench_out::BenchOut::new("xdp-parse");
+    let mut text = format!(
+        "{:<28} {:>10} {:>10} {:>8}\n",
         "frame (no service: pass)", "xdp_pass", "ingress", "ratio"
     );
     for (name, f) in [
@@ -62,10 +63,27 @@ fn xdp_parse_cost_vs_bare_pass() {
         let base = pass.time_per_run(&f, REPEAT).expect("run pass");
         let cost = prog.time_per_run(&f, REPEAT).expect("run ingress");
         let ratio = cost.as_nanos() as f64 / base.as_nanos().max(1) as f64;
-        println!(
-            "{name:<28} {:>8}ns {:>8}ns {ratio:>7.2}x",
+        text += &format!(
+            "{name:<28} {:>8}ns {:>8}ns {ratio:>7.2}x\n",
             base.as_nanos(),
             cost.as_nanos()
         );
+        out.bar(
+            "XDP parser ns per packet",
+            "ns",
+            name,
+            "xdp_pass",
+            base.as_nanos() as f64,
+        );
+        out.bar(
+            "XDP parser ns per packet",
+            "ns",
+            name,
+            "xdp_ingress",
+            cost.as_nanos() as f64,
+        );
     }
+    println!("{text}");
+    out.table(&text);
+    out.write();
 }

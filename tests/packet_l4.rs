@@ -484,6 +484,56 @@ fn fin_shortens_a_flows_life_then_its_segments_go_to_the_kernel_and_a_new_syn_is
     assert_eq!(dst_of(&mut b.run, &ack), other);
 }
 
+/// The flags of every flow entry and every reverse entry.
+fn entry_flags(run: &XdpTestRun) -> (Vec<u32>, Vec<u32>) {
+    let ct: BpfHashMap<&MapData, FlowKey, CtEntry> =
+        BpfHashMap::try_from(run.ebpf.map(MAP_CONNTRACK).unwrap()).unwrap();
+    let rev: BpfHashMap<&MapData, FlowKey, RevNatEntry> =
+        BpfHashMap::try_from(run.ebpf.map(MAP_REVNAT).unwrap()).unwrap();
+    (
+        ct.iter().map(|e| e.unwrap().1.flags).collect(),
+        rev.iter().map(|e| e.unwrap().1.flags).collect(),
+    )
+}
+
+/// A SYN on a live flow's 5-tuple (a retransmitted SYN, or a port reused right after a close,
+/// as a TIME-WAIT connection may be reopened by a new SYN, RFC 9293 3.6.1) opens the
+/// connection anew: it goes where a new flow would (the flow's own pod while Maglev still
+/// picks it, else the new pick), counts as a new flow, and leaves exactly one flow entry and
+/// one reverse entry, neither closing any more.
+#[test]
+fn a_syn_on_a_live_flow_reopens_it_where_a_new_flow_would_go_and_leaves_one_entry_pair() {
+    if !testbed::require_root() {
+        return;
+    }
+    let mut b = bed();
+    let syn = tcp4(CLIENT, 46000, NODE, 30080, true, b"");
+    let first = dst_of(&mut b.run, &syn);
+    let fin = seg4(CLIENT, 46000, 30080, TCP_FIN | TCP_ACK, b"");
+    assert_eq!(dst_of(&mut b.run, &fin), first);
+    let (ct, rev) = entry_flags(&b.run);
+    assert!(
+        ct.iter()
+            .chain(&rev)
+            .all(|f| f & ingress_common::l4::CT_F_CLOSING != 0)
+    );
+    // Reopened on the same pod: one pair, not closing, two new flows counted.
+    assert_eq!(dst_of(&mut b.run, &syn), first);
+    assert_eq!((conntrack_len(&b.run), revnat_len(&b.run)), (1, 1));
+    assert_eq!(entry_flags(&b.run), (vec![0], vec![0]));
+    assert_eq!(stat(&b.run, Stat::L4NewFlow), 2);
+    let ack = tcp4(CLIENT, 46000, NODE, 30080, false, b"x");
+    assert_eq!(dst_of(&mut b.run, &ack), first);
+    // Its pod is gone from the selection (still present, draining): a SYN now goes to the
+    // remaining pod, and the old pair is gone with it.
+    let other = other_pod(first);
+    b.sync.apply(&mut b.run.ebpf, &web_only(other, 2)).unwrap();
+    assert_eq!(dst_of(&mut b.run, &syn), other);
+    assert_eq!((conntrack_len(&b.run), revnat_len(&b.run)), (1, 1));
+    assert_eq!(dst_of(&mut b.run, &ack), other);
+    assert_eq!(stat(&b.run, Stat::L4NewFlow), 3);
+}
+
 fn conntrack_len(run: &XdpTestRun) -> usize {
     let ct: BpfHashMap<&MapData, FlowKey, CtEntry> =
         BpfHashMap::try_from(run.ebpf.map(MAP_CONNTRACK).unwrap()).unwrap();

@@ -7,7 +7,10 @@
 
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_NOEXIST, bpf_fib_lookup as FibParams, xdp_action},
-    helpers::{bpf_ktime_get_ns, generated::bpf_redirect},
+    helpers::{
+        bpf_ktime_get_ns,
+        generated::{bpf_ktime_get_coarse_ns, bpf_redirect},
+    },
     programs::XdpContext,
 };
 use ingress_common::{l4::*, stats::Stat};
@@ -37,6 +40,46 @@ const REFRESH_NS: u64 = NS;
 const SNAT_PROBES: u32 = 8;
 /// `-E2BIG` from a map update: the (non-LRU) table is full.
 const E2BIG: i32 = 7;
+
+/// The clock of every flow, reverse-entry and affinity timestamp and every decision on them:
+/// CLOCK_MONOTONIC, ns (`bpf_ktime_get_ns`, what the daemon's sweep reads too).
+#[inline(always)]
+pub fn clock_ns() -> u64 {
+    // SAFETY: helper without preconditions.
+    unsafe { bpf_ktime_get_ns() }
+}
+
+/// More than CLOCK_MONOTONIC_COARSE ever lags [`clock_ns`]: one scheduler tick (10 ms at
+/// HZ=100), with room for a late one.
+const COARSE_SLACK_NS: u64 = 50_000_000;
+
+/// True when `stamp` ([`clock_ns`]) is more than `limit` ns old, decided as [`clock_ns`] would
+/// (`clock_ns() - stamp > limit`, wrapping) but reading it only near the boundary: the coarse
+/// clock (`coarse`, a memory read where [`clock_ns`] reads the clocksource, tens of ns under a
+/// hypervisor, a fifth of an established packet) settles every age more than
+/// [`COARSE_SLACK_NS`] away from `limit`, and lags the fine clock, never leads it.
+#[inline(always)]
+fn older_than(coarse: u64, stamp: u64, limit: u64) -> bool {
+    if stamp <= coarse {
+        let age = coarse - stamp;
+        // The fine age is at least the coarse one...
+        if age > limit {
+            return true;
+        }
+        // ...and at most a slack more.
+        if age.saturating_add(COARSE_SLACK_NS) <= limit {
+            return false;
+        }
+    }
+    clock_ns().wrapping_sub(stamp) > limit
+}
+
+/// CLOCK_MONOTONIC_COARSE, ns: for [`older_than`] only, never stored.
+#[inline(always)]
+fn coarse_ns() -> u64 {
+    // SAFETY: helper without preconditions.
+    unsafe { bpf_ktime_get_coarse_ns() }
+}
 
 /// The fields of one TCP/UDP packet the L4 path reads.
 pub struct Pkt {
@@ -193,6 +236,36 @@ fn addr_eq(a: &[u8; 16], b: &[u8; 16]) -> bool {
     true
 }
 
+/// Fills `k` field by field: a struct literal is built on the stack and then copied, and the
+/// BPF stack is 512 bytes over a whole call chain.
+#[inline(always)]
+pub fn fill_key(
+    k: &mut FlowKey,
+    saddr: &[u8; 16],
+    daddr: &[u8; 16],
+    sport: u16,
+    dport: u16,
+    proto: u8,
+    family: u8,
+) {
+    k.saddr = *saddr;
+    k.daddr = *daddr;
+    k.sport = sport;
+    k.dport = dport;
+    k.proto = proto;
+    k.family = family;
+    k._pad = [0; 2];
+}
+
+/// Fills `n` field by field (see [`fill_key`]).
+#[inline(always)]
+fn fill_nat(n: &mut Nat, saddr: &[u8; 16], daddr: &[u8; 16], sport: u16, dport: u16) {
+    n.saddr = *saddr;
+    n.daddr = *daddr;
+    n.sport = sport;
+    n.dport = dport;
+}
+
 /// murmur3's finaliser: cheap and well mixed.
 #[inline(always)]
 fn mix(mut h: u32) -> u32 {
@@ -334,29 +407,29 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
     };
     // SAFETY: this CPU's scratch entry; nothing else uses it while the program runs here.
     let scr = unsafe { &mut *scr };
-    scr.ct_key = FlowKey {
-        saddr: pkt.saddr,
-        daddr: pkt.daddr,
-        sport: pkt.sport,
-        dport: pkt.dport,
-        proto: pkt.proto,
-        family: family(&pkt),
-        _pad: [0; 2],
-    };
-    // SAFETY: helper without preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
+    fill_key(
+        &mut scr.ct_key,
+        &pkt.saddr,
+        &pkt.daddr,
+        pkt.sport,
+        pkt.dport,
+        pkt.proto,
+        family(&pkt),
+    );
+    let coarse = coarse_ns();
     let closing = pkt.tcp_flags & (TCP_FIN | TCP_RST) != 0;
     let syn = pkt.proto == IPPROTO_TCP && starts_connection(pkt.tcp_flags);
 
     // A SYN on a live flow's 5-tuple (a retransmission after a lost SYN-ACK) reopens that
     // flow in place: it adds no state, so the SYN rate limit does not charge it.
     let mut reopens = false;
+    let mut picked = NOT_PICKED;
     // An established flow keeps its backend as long as that backend still exists and, for
     // UDP, still serves.
     if let Some(ct) = CONNTRACK.get_ptr_mut(&scr.ct_key) {
         // SAFETY: pointer from a successful lookup; fields are plain integers.
         let e = unsafe { &mut *ct };
-        let fresh = now.wrapping_sub(e.last_seen_ns) <= timeout_ns(cfg, pkt.proto, e.flags);
+        let fresh = !older_than(coarse, e.last_seen_ns, timeout_ns(cfg, pkt.proto, e.flags));
         reopens = syn && fresh;
         if !syn
             && fresh
@@ -372,7 +445,9 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
                 if newly_closing {
                     e.flags |= CT_F_CLOSING;
                 }
-                let refresh = newly_closing || now.wrapping_sub(e.last_seen_ns) > REFRESH_NS;
+                let refresh = newly_closing || older_than(coarse, e.last_seen_ns, REFRESH_NS);
+                // Only a refresh stores the time (here and on the reverse entry in `forward`).
+                let now = if refresh { clock_ns() } else { coarse };
                 if refresh {
                     e.last_seen_ns = now;
                 }
@@ -392,6 +467,21 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
             // A removed endpoint's UDP flow ends here; this datagram opens a new one below.
             stats::count(Stat::L4UdpFlowMoved, len);
         }
+        if reopens && e.snat_port == 0 && e.svc_slot == svc.slot {
+            // The backend a new flow would get: when it is the flow's own (local) one, both
+            // entries are reset where they are, as a release and re-insert would leave them,
+            // without the four map writes (and the tombstone, which the live reverse entry
+            // would hide anyway).
+            let now = clock_ns();
+            picked = select_backend(&pkt, &svc, cfg, now, len);
+            scr.fwd.now = now;
+            if reopen_in_place(&pkt, e, picked, scr) {
+                let id = picked & !FROM_AFFINITY;
+                if let Some(be) = BACKENDS.get(id) {
+                    return opened(ctx, &pkt, &svc, cfg, be, picked, now, len, scr);
+                }
+            }
+        }
         // Over (timed out, its endpoint gone) or opened anew by a SYN: both of its entries go
         // now, so the table never holds a dead flow that a live one could use.
         release_flow(e, &pkt, cfg, scr);
@@ -402,14 +492,17 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
     if pkt.proto == IPPROTO_TCP && !syn {
         return pass(Stat::PassNoFlow);
     }
+    let now = clock_ns();
     // A new connection beyond its source's share: dropped before it gets any state.
     if syn && !reopens && !crate::syn_limit::admits(&pkt, svc.slot, now) {
         count_syn_limited(svc.slot);
         return verdict(xdp_action::XDP_DROP, Stat::DropSynRateLimit);
     }
 
-    // A new flow: affinity first, then Maglev.
-    let picked = select_backend(&pkt, &svc, cfg, now, len);
+    // A new flow: affinity first, then Maglev (already asked when reopening a flow).
+    if picked == NOT_PICKED {
+        picked = select_backend(&pkt, &svc, cfg, now, len);
+    }
     if picked == NO_BACKEND {
         return crate::reject::no_endpoint(ctx.ctx, &pkt, svc.flags);
     }
@@ -453,20 +546,87 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
         let _ = REVNAT.remove(&scr.rkey);
         return verdict(xdp_action::XDP_DROP, Stat::DropFlowTableFull);
     }
+    scr.fwd.snat_port = snat_port;
+    opened(ctx, &pkt, &svc, cfg, be, picked, now, len, scr)
+}
+
+/// The rest of a flow just opened (or reopened) on `be` (`picked`, see [`select_backend`];
+/// SNAT port in `scr.fwd.snat_port`): affinity, counters, and the packet sent on.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn opened(
+    ctx: &XdpContext,
+    pkt: &Pkt,
+    svc: &ServiceValue,
+    cfg: &L4Config,
+    be: &Backend,
+    picked: u32,
+    now: u64,
+    len: u64,
+    scr: &mut Scratch,
+) -> Verdict {
+    let id = picked & !FROM_AFFINITY;
     // A hit already refreshed its entry in place.
     if svc.flags & SVC_F_AFFINITY != 0 && picked & FROM_AFFINITY == 0 {
-        remember_affinity(&pkt, svc.slot, id, now);
+        remember_affinity(pkt, svc.slot, id, now);
     }
     count_l4(&SVC_STATS, svc.slot, len, true);
     count_l4(&BE_STATS, id, len, true);
     stats::count(Stat::L4NewFlow, len);
-    scr.fwd = Fwd {
-        now,
-        snat_port,
-        refresh: false,
-        closing: 0,
+    scr.fwd.now = now;
+    scr.fwd.refresh = false;
+    scr.fwd.closing = 0;
+    forward(ctx, pkt, cfg, be, scr)
+}
+
+/// Reopens the live local flow `e` (the packet's, keyed by `scr.ct_key`) in place for a SYN on
+/// its tuple when `picked` is the flow's own backend, still present and local, and the flow's
+/// reverse entry is still its own: both entries get what a fresh insert would give them (no
+/// flags, seen at `scr.fwd.now`). False, changing nothing, otherwise.
+#[inline(never)]
+fn reopen_in_place(pkt: &Pkt, e: &mut CtEntry, picked: u32, scr: &mut Scratch) -> bool {
+    let id = picked & !FROM_AFFINITY;
+    if picked == NO_BACKEND || id != e.backend_id {
+        return false;
+    }
+    let Some(be) = BACKENDS.get(id) else {
+        return false;
     };
-    forward(ctx, &pkt, cfg, be, scr)
+    if be.flags & BE_F_PRESENT == 0
+        || be.flags & BE_F_REMOTE != 0
+        || be.port != e.backend_port
+        || !addr_eq(&be.addr, &e.backend_addr)
+    {
+        return false;
+    }
+    fill_key(
+        &mut scr.rkey,
+        &be.addr,
+        &pkt.saddr,
+        be.port,
+        pkt.sport,
+        pkt.proto,
+        family(pkt),
+    );
+    let Some(r) = REVNAT.get_ptr_mut(&scr.rkey) else {
+        return false;
+    };
+    // SAFETY: pointer from a successful lookup; plain integers.
+    let r = unsafe { &mut *r };
+    if r.client_port != pkt.sport
+        || r.frontend_port != pkt.dport
+        || !addr_eq(&r.client_addr, &pkt.saddr)
+        || !addr_eq(&r.frontend_addr, &pkt.daddr)
+    {
+        return false;
+    }
+    let now = scr.fwd.now;
+    r.flags = 0;
+    r.last_seen_ns = now;
+    e.flags = 0;
+    e.last_seen_ns = now;
+    scr.fwd.snat_port = 0;
+    true
 }
 
 /// True when `be` (present, the flow's own) keeps an established flow of protocol `proto`:
@@ -528,6 +688,8 @@ fn source_allowed(pkt: &Pkt, slot: u32) -> bool {
 }
 
 const NO_BACKEND: u32 = u32::MAX;
+/// No backend asked for yet (never an answer of [`select_backend`]: ids stay far below it).
+const NOT_PICKED: u32 = u32::MAX - 1;
 /// Set in [`select_backend`]'s answer when a live affinity entry chose the backend (ids stay
 /// far below it).
 const FROM_AFFINITY: u32 = 1 << 31;
@@ -605,15 +767,15 @@ fn remember_affinity(pkt: &Pkt, slot: u32, id: u32, now: u64) {
 /// client), left in `scr.rkey`. False when the table is full.
 #[inline(never)]
 fn insert_local_rev(pkt: &Pkt, be: &Backend, now: u64, scr: &mut Scratch) -> bool {
-    scr.rkey = FlowKey {
-        saddr: be.addr,
-        daddr: pkt.saddr,
-        sport: be.port,
-        dport: pkt.sport,
-        proto: pkt.proto,
-        family: family(pkt),
-        _pad: [0; 2],
-    };
+    fill_key(
+        &mut scr.rkey,
+        &be.addr,
+        &pkt.saddr,
+        be.port,
+        pkt.sport,
+        pkt.proto,
+        family(pkt),
+    );
     scr.rev = RevNatEntry {
         client_addr: pkt.saddr,
         frontend_addr: pkt.daddr,
@@ -739,15 +901,15 @@ fn alloc_snat(pkt: &Pkt, cfg: &L4Config, be: &Backend, now: u64, scr: &mut Scrat
 /// off [`alloc_snat`]'s stack.
 #[inline(never)]
 fn forget_flow(old: &RevNatEntry, pkt: &Pkt, port: u16, scr: &mut Scratch) {
-    scr.old_key = FlowKey {
-        saddr: old.client_addr,
-        daddr: old.frontend_addr,
-        sport: old.client_port,
-        dport: old.frontend_port,
-        proto: pkt.proto,
-        family: family(pkt),
-        _pad: [0; 2],
-    };
+    fill_key(
+        &mut scr.old_key,
+        &old.client_addr,
+        &old.frontend_addr,
+        old.client_port,
+        old.frontend_port,
+        pkt.proto,
+        family(pkt),
+    );
     if let Some(ct) = CONNTRACK.get_ptr(&scr.old_key) {
         // SAFETY: pointer from a successful lookup.
         if unsafe { (*ct).snat_port } == port {
@@ -775,15 +937,15 @@ fn forward(
     );
     if snat_port == 0 {
         if refresh {
-            scr.rkey = FlowKey {
-                saddr: be.addr,
-                daddr: pkt.saddr,
-                sport: be.port,
-                dport: pkt.sport,
-                proto: pkt.proto,
-                family: family(pkt),
-                _pad: [0; 2],
-            };
+            fill_key(
+                &mut scr.rkey,
+                &be.addr,
+                &pkt.saddr,
+                be.port,
+                pkt.sport,
+                pkt.proto,
+                family(pkt),
+            );
             if let Some(r) = REVNAT.get_ptr_mut(&scr.rkey) {
                 // SAFETY: pointer from a successful lookup; plain integer stores.
                 unsafe {
@@ -792,12 +954,7 @@ fn forward(
                 }
             }
         }
-        scr.nat = Nat {
-            saddr: pkt.saddr,
-            daddr: be.addr,
-            sport: pkt.sport,
-            dport: be.port,
-        };
+        fill_nat(&mut scr.nat, &pkt.saddr, &be.addr, pkt.sport, be.port);
         if !rewrite(ctx, pkt, &scr.nat) {
             return pass(Stat::PassNoService);
         }
@@ -810,15 +967,15 @@ fn forward(
         node[..4].copy_from_slice(&cfg.node_v4);
     }
     if refresh {
-        scr.rkey = FlowKey {
-            saddr: be.addr,
-            daddr: node,
-            sport: be.port,
-            dport: snat_port,
-            proto: pkt.proto,
-            family: family(pkt),
-            _pad: [0; 2],
-        };
+        fill_key(
+            &mut scr.rkey,
+            &be.addr,
+            &node,
+            be.port,
+            snat_port,
+            pkt.proto,
+            family(pkt),
+        );
         if let Some(r) = REVNAT.get_ptr_mut(&scr.rkey) {
             // SAFETY: pointer from a successful lookup; plain integer stores.
             unsafe {
@@ -827,12 +984,7 @@ fn forward(
             }
         }
     }
-    scr.nat = Nat {
-        saddr: node,
-        daddr: be.addr,
-        sport: snat_port,
-        dport: be.port,
-    };
+    fill_nat(&mut scr.nat, &node, &be.addr, snat_port, be.port);
     send_on(ctx, pkt, &mut scr.fib, &scr.nat, Stat::L4RemoteTx)
 }
 
@@ -840,15 +992,15 @@ fn forward(
 /// frontend. [`NOT_A_REPLY`] when the packet is not such a reply.
 #[inline(never)]
 fn remote_reply(ctx: &XdpContext, pkt: &Pkt, scr: &mut Scratch) -> Verdict {
-    scr.rkey = FlowKey {
-        saddr: pkt.saddr,
-        daddr: pkt.daddr,
-        sport: pkt.sport,
-        dport: pkt.dport,
-        proto: pkt.proto,
-        family: family(pkt),
-        _pad: [0; 2],
-    };
+    fill_key(
+        &mut scr.rkey,
+        &pkt.saddr,
+        &pkt.daddr,
+        pkt.sport,
+        pkt.dport,
+        pkt.proto,
+        family(pkt),
+    );
     let Some(r) = REVNAT.get_ptr_mut(&scr.rkey) else {
         return NOT_A_REPLY;
     };
@@ -858,37 +1010,36 @@ fn remote_reply(ctx: &XdpContext, pkt: &Pkt, scr: &mut Scratch) -> Verdict {
         return NOT_A_REPLY;
     }
     // The endpoint's FIN or RST closes the flow as the client's does, in both entries.
-    // SAFETY: helper without preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
     let closing = pkt.proto == IPPROTO_TCP && pkt.tcp_flags & (TCP_FIN | TCP_RST) != 0;
     if closing && rev.flags & CT_F_CLOSING == 0 {
         rev.flags |= CT_F_CLOSING;
-        rev.last_seen_ns = now;
+        rev.last_seen_ns = clock_ns();
         mark_closing(rev, pkt, scr);
-    } else if now.wrapping_sub(rev.last_seen_ns) > REFRESH_NS {
-        rev.last_seen_ns = now;
+    } else if older_than(coarse_ns(), rev.last_seen_ns, REFRESH_NS) {
+        rev.last_seen_ns = clock_ns();
     }
-    scr.nat = Nat {
-        saddr: rev.frontend_addr,
-        daddr: rev.client_addr,
-        sport: rev.frontend_port,
-        dport: rev.client_port,
-    };
+    fill_nat(
+        &mut scr.nat,
+        &rev.frontend_addr,
+        &rev.client_addr,
+        rev.frontend_port,
+        rev.client_port,
+    );
     send_on(ctx, pkt, &mut scr.fib, &scr.nat, Stat::L4ReplyXdp)
 }
 
 /// Marks the flow entry of the SNAT flow `rev` (keyed by its client side) as closing.
 #[inline(always)]
 fn mark_closing(rev: &RevNatEntry, pkt: &Pkt, scr: &mut Scratch) {
-    scr.old_key = FlowKey {
-        saddr: rev.client_addr,
-        daddr: rev.frontend_addr,
-        sport: rev.client_port,
-        dport: rev.frontend_port,
-        proto: pkt.proto,
-        family: family(pkt),
-        _pad: [0; 2],
-    };
+    fill_key(
+        &mut scr.old_key,
+        &rev.client_addr,
+        &rev.frontend_addr,
+        rev.client_port,
+        rev.frontend_port,
+        pkt.proto,
+        family(pkt),
+    );
     if let Some(ct) = CONNTRACK.get_ptr_mut(&scr.old_key) {
         // SAFETY: pointer from a successful lookup; a plain integer store.
         unsafe { (*ct).flags |= CT_F_CLOSING };

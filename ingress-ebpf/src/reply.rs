@@ -173,15 +173,15 @@ fn mark_flow_closing(rev: &RevNatEntry, proto: u8, family: u8) {
     };
     // SAFETY: this CPU's scratch entry; nothing else uses it while the program runs here.
     let scr = unsafe { &mut *scr };
-    scr.old_key = FlowKey {
-        saddr: rev.client_addr,
-        daddr: rev.frontend_addr,
-        sport: rev.client_port,
-        dport: rev.frontend_port,
+    crate::l4::fill_key(
+        &mut scr.old_key,
+        &rev.client_addr,
+        &rev.frontend_addr,
+        rev.client_port,
+        rev.frontend_port,
         proto,
         family,
-        _pad: [0; 2],
-    };
+    );
     if let Some(ct) = CONNTRACK.get_ptr_mut(&scr.old_key) {
         // SAFETY: pointer from a successful lookup; a plain integer store.
         unsafe { (*ct).flags |= CT_F_CLOSING };

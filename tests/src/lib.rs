@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`apiserver`]: an in-process Kubernetes API-server double (list/watch, 410, status, Leases).
+//! - [`bench_out`]: a benchmark's tables and chart series as JSON, for `cargo xtask bench --report`.
 //! - [`netns`]: one named network namespace: run commands and threads inside it.
 //! - [`topology`]: client, node and pod namespaces joined by veth, removed on drop.
 //! - [`echo`]: small TCP/UDP echo servers that say which pod answered.
@@ -13,6 +14,7 @@
 //! - [`process`]: child processes killed on drop (daemons under test).
 
 pub mod apiserver;
+pub mod bench_out;
 pub mod echo;
 pub mod http_backend;
 pub mod netns;

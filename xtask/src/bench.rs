@@ -2,12 +2,17 @@
 //! prints the ratio. Benchmarks are ignored tests of the e2e crate, run one at a time in release
 //! mode so load generators and the code under test do not fight over the two cores.
 
-use anyhow::bail;
+use std::{
+    io::{BufRead, BufReader, Write},
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context, bail};
 
 use crate::{
     build_ebpf,
     cmd::{self, is_root, step},
-    provision,
+    provision, report,
 };
 
 #[derive(clap::Args)]
@@ -17,6 +22,13 @@ pub struct BenchArgs {
     /// List the benchmarks and exit.
     #[arg(long)]
     list: bool,
+    /// Also write target/bench/report.md (tables and SVG charts) from the results under
+    /// target/bench/, the runs of earlier invocations included.
+    #[arg(long)]
+    report: bool,
+    /// Run nothing: only write the report from the results already there (implies --report).
+    #[arg(long)]
+    no_run: bool,
 }
 
 struct Bench {
@@ -48,6 +60,11 @@ const BENCHES: &[Bench] = &[
         test: "bench_limits",
     },
     Bench {
+        name: "l4-node",
+        what: "L4 through the node on veth: UDP small-packet pps and TCP connections/s, XDP vs kube-proxy's iptables and nftables rules vs plain routing, CPU per packet from /proc/stat",
+        test: "bench_l4_node",
+    },
+    Bench {
         name: "l4",
         what: "in-kernel ns/packet of every L4 path (new flow, established, affinity, NAT, reply, drop) vs a bare XDP_PASS (BPF_PROG_TEST_RUN, 1e6 runs)",
         test: "bench_l4",
@@ -65,6 +82,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         if !BENCHES.iter().any(|b| b.name == n) {
             bail!("unknown benchmark {n}; `cargo xtask bench --list` lists them");
         }
+    }
+    let dir = testbed::bench_out::bench_dir();
+    let all: Vec<&str> = BENCHES.iter().map(|b| b.name).collect();
+    if args.no_run {
+        return write_report(&dir, &all);
     }
     if !is_root() {
         bail!("benchmarks attach XDP programs and build network namespaces: run as root");
@@ -85,7 +107,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         .filter(|b| args.names.is_empty() || args.names.iter().any(|n| n == b.name))
     {
         step(&format!("bench {}: {}", b.name, b.what));
-        cmd::run(
+        tee(
             cmd::cargo()
                 .args([
                     "test",
@@ -101,7 +123,43 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                     "1",
                 ])
                 .env("XDP_INGRESS_BIN", &release_bin),
+            &dir.join(format!("{}.log", b.name)),
         )?;
+    }
+    if args.report {
+        write_report(&dir, &all)?;
+    }
+    Ok(())
+}
+
+fn write_report(dir: &std::path::Path, names: &[&str]) -> anyhow::Result<()> {
+    let path = report::write(dir, names)?;
+    cmd::note(&format!("report: {}", path.display()));
+    Ok(())
+}
+
+/// Runs `c` like [`cmd::run`], also copying its stdout (the printed tables) to `log`.
+fn tee(c: &mut Command, log: &std::path::Path) -> anyhow::Result<()> {
+    if let Some(d) = log.parent() {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    let mut file =
+        std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    eprintln!("    $ {:?}", c);
+    let mut child = c
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting cargo test")?;
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let line = line.context("reading the benchmark's output")?;
+            println!("{line}");
+            let _ = writeln!(file, "{line}");
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("benchmark failed ({status})");
     }
     Ok(())
 }

@@ -65,6 +65,7 @@ pub fn bpf_target_args(c: &mut Command) {
             "--cfg=bpf_target_arch=\"x86_64\"",
             "-Cdebuginfo=2",
             "-Clink-arg=--btf",
+            "-Clink-arg=--disable-expand-memcpy-in-order",
         ]
         .join("\x1f"),
     );

@@ -7,6 +7,7 @@
 //! - `demo`: a throwaway netns test bed with the daemon on it, traffic and live counters.
 //! - `deny`: the dependency policy (deny.toml) with cargo-deny, installed when missing.
 //! - `bench`: benchmarks that print ratios against a peer measured in the same run.
+//! - `report`: `target/bench/report.md` and its SVG charts from the benchmarks' JSON results.
 //! - `cmd`: running commands loudly.
 
 mod bench;
@@ -15,6 +16,7 @@ mod cmd;
 mod demo;
 mod deny;
 mod provision;
+mod report;
 mod test;
 
 use clap::{Parser, Subcommand};

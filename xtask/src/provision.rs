@@ -41,6 +41,9 @@ pub const BENCH_PACKAGES: &[&str] = &[
     "haproxy",
     "iperf3",
     "redis-server",
+    // kube-proxy's iptables and nftables modes, the peers of the l4-node benchmark.
+    "iptables",
+    "nftables",
 ];
 
 /// Everything `cargo xtask build-ebpf` needs.
