@@ -934,6 +934,7 @@ where
         tried.push(pick.slot);
         let slot = &up.slots[pick.slot];
         out.upstream_addr = Some(slot.stats.addr);
+        // When no attempt may follow this one, it takes the headers.
         let last = upgrade || !retry.may_follow(tried.len(), attempt_bound(up, args.proxy_retries));
         let upstream_req = match prepared.request_to(slot, last) {
             Ok(r) => r,
