@@ -270,4 +270,33 @@ mod tests {
             &store.generated
         ));
     }
+
+    #[test]
+    fn the_default_certificate_is_the_snapshots_alone() {
+        // Translation alone decides the default (`--default-ssl-certificate`, else a
+        // `spec.tls` entry without hosts): a certificate of any Secret name among the hosts'
+        // is never taken as the default by the store itself.
+        let store = CertStore::new().unwrap();
+        let a = self_signed_pem(&["a.example.com"]).unwrap();
+        let mut certificates = BTreeMap::new();
+        certificates.insert("a.example.com".to_string(), cert("fallback", &a));
+        let l7 = L7Config {
+            certificates,
+            ..L7Config::default()
+        };
+        assert!(store.update(&l7).is_empty());
+        assert!(Arc::ptr_eq(
+            &store.lookup(Some("other.example.org")),
+            &store.generated
+        ));
+        let with_default = L7Config {
+            default_certificate: Some(cert("fallback", &a)),
+            ..l7
+        };
+        store.update(&with_default);
+        assert_eq!(
+            first_der(&store.lookup(None)),
+            first_der(&store.lookup(Some("a.example.com")))
+        );
+    }
 }
