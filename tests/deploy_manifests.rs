@@ -15,7 +15,7 @@ use std::{
 };
 
 use serde::Deserialize;
-use serde_yaml::Value;
+use yaml_serde::Value;
 
 /// `(apiGroup, resource, verb)` the controller needs cluster-wide: watches of the kinds it
 /// translates, Ingress status written back by the leader, Events on objects with diagnostics
@@ -98,7 +98,7 @@ impl Bundle {
         let mut objects = Vec::new();
         for file in files {
             let text = fs::read_to_string(&file).expect("readable manifest");
-            for doc in serde_yaml::Deserializer::from_str(&text) {
+            for doc in yaml_serde::Deserializer::from_str(&text) {
                 let value = Value::deserialize(doc)
                     .unwrap_or_else(|e| panic!("{}: invalid YAML: {e}", file.display()));
                 if !value.is_null() {

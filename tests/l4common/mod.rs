@@ -8,6 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions, TestRunResult, Xdp};
 use etherparse::{NetSlice, PacketBuilder, PacketBuilderStep, SlicedPacket, TransportSlice};
 use testbed::{NODE_IFACE, Topology};
+use xdp_ingress::dataplane::loader::load_program;
 use xdp_ingress::model::{
     Endpoint, EndpointState, Frontend, L4Protocol, L4Service, ObjectKind, ObjectRef,
 };
@@ -291,11 +292,11 @@ pub fn load_sized(xdp: &[&str], tc: &[&str], sizes: &[(&str, u32)]) -> aya::Ebpf
     let mut ebpf = loader.load_file(testbed::bpf_object_path()).unwrap();
     for name in xdp {
         let p: &mut Xdp = ebpf.program_mut(name).unwrap().try_into().unwrap();
-        p.load().unwrap();
+        load_program(|| p.load()).unwrap();
     }
     for name in tc {
         let p: &mut SchedClassifier = ebpf.program_mut(name).unwrap().try_into().unwrap();
-        p.load().unwrap();
+        load_program(|| p.load()).unwrap();
     }
     ebpf
 }

@@ -390,16 +390,10 @@ impl rustls::client::danger::ServerCertVerifier for Recorder {
 
 /// DER of the first certificate in a PEM chain.
 pub fn pem_der(pem: &str) -> Vec<u8> {
-    let b64: String = pem
-        .lines()
-        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
-        .skip(1)
-        .take_while(|l| !l.starts_with("-----END"))
-        .collect();
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .unwrap()
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::from_pem_slice(pem.as_bytes())
+        .expect("a PEM certificate")
+        .to_vec()
 }
 
 /// The proxy running inside a network namespace on its own runtime (2 workers, created in

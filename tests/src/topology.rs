@@ -246,7 +246,7 @@ fn attach_far_end(client: &Netns) -> anyhow::Result<aya::Ebpf> {
             .program_mut(PROG_XDP_PASS)
             .context("eBPF object has no xdp_pass program")?
             .try_into()?;
-        prog.load()?;
+        xdp_ingress::dataplane::loader::load_program(|| prog.load())?;
         prog.attach("eth0", XdpMode::Driver)
             .context("attaching xdp_pass to the client veth")?;
         Ok(())

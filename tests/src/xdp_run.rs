@@ -44,7 +44,8 @@ impl XdpTestRun {
             .program_mut(program)
             .with_context(|| format!("no program {program} in the object"))?
             .try_into()?;
-        prog.load().with_context(|| format!("loading {program}"))?;
+        xdp_ingress::dataplane::loader::load_program(|| prog.load())
+            .with_context(|| format!("loading {program}"))?;
         Ok(Self {
             ebpf,
             program: program.to_string(),

@@ -5,6 +5,7 @@
 //! - `build_ebpf`: builds `ingress-ebpf` for `bpfel-unknown-none` with BTF.
 //! - `test`: everything CI runs: build, fmt, clippy, unit tests, privileged netns tests.
 //! - `demo`: a throwaway netns test bed with the daemon on it, traffic and live counters.
+//! - `deny`: the dependency policy (deny.toml) with cargo-deny, installed when missing.
 //! - `bench`: benchmarks that print ratios against a peer measured in the same run.
 //! - `cmd`: running commands loudly.
 
@@ -12,6 +13,7 @@ mod bench;
 mod build_ebpf;
 mod cmd;
 mod demo;
+mod deny;
 mod provision;
 mod test;
 
@@ -32,6 +34,8 @@ enum Command {
     Test(test::TestArgs),
     /// Build, make a netns test bed, run the daemon on it, show traffic and counters, clean up.
     Demo(demo::DemoArgs),
+    /// Check dependencies against deny.toml: advisories, licenses, bans, sources (cargo-deny).
+    Deny,
     /// Run the benchmarks and print ratios against peers measured in the same run.
     Bench(bench::BenchArgs),
 }
@@ -40,6 +44,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::BuildEbpf => build_ebpf::build().map(|_| ()),
         Command::Test(args) => test::run(args),
+        Command::Deny => deny::run(),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
     }

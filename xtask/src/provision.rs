@@ -27,6 +27,11 @@ pub const TEST_PACKAGES: &[&str] = &[
     "python3-venv",
     // The store of the cluster-wide rate limits (tests/l7_redis_limits.rs).
     "redis-server",
+    // The image smoke test (deploy/image/build.sh): buildah builds it, mmdebstrap its base,
+    // objcopy strips the daemon.
+    "buildah",
+    "mmdebstrap",
+    "binutils",
 ];
 /// Debian packages the benchmarks compare against or drive load with.
 pub const BENCH_PACKAGES: &[&str] = &[

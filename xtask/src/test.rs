@@ -6,7 +6,7 @@ use anyhow::bail;
 use crate::{
     build_ebpf,
     cmd::{self, ci, is_root, step},
-    provision,
+    deny, provision,
 };
 
 #[derive(clap::Args)]
@@ -41,11 +41,24 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
         cmd::run(&mut c)?;
     }
 
+    // Before the long steps: a banned crate or an advisory fails in seconds.
+    deny::run()?;
+
     step("deploy/: manifests and chart against the Kubernetes schemas, dashboard, Containerfile");
     cmd::run(std::process::Command::new("bash").arg(cmd::root().join("deploy/check.sh")))?;
 
     step("building the daemon (the netns tests run the binary)");
     cmd::run(cmd::cargo().args(["build", "--package", "ingress-userspace", "--bins"]))?;
+
+    if root {
+        // Seconds once the base is cached (about 30 s the first time); builds nothing.
+        step("container image: build from the daemon just built, start it, /healthz");
+        cmd::run(
+            std::process::Command::new("bash")
+                .arg(cmd::root().join("deploy/image/build.sh"))
+                .args(["--binary", "target/debug/xdp-ingress", "--smoke"]),
+        )?;
+    }
 
     step("unit and integration tests (unprivileged)");
     let mut c = cmd::cargo();

@@ -451,13 +451,13 @@ impl L4Dataplane {
     /// Wraps an already loaded object (tests load it unpinned) and loads its programs.
     pub fn from_ebpf(mut ebpf: Ebpf, opts: L4Options) -> Result<Self, SyncError> {
         let xdp: &mut Xdp = program(&mut ebpf, PROG_XDP_INGRESS)?;
-        xdp.load().map_err(|source| SyncError::Program {
+        super::loader::load_program(|| xdp.load()).map_err(|source| SyncError::Program {
             name: PROG_XDP_INGRESS,
             source,
         })?;
         for name in [PROG_TC_REPLY, PROG_TC_NIC_EGRESS] {
             let tc: &mut SchedClassifier = program(&mut ebpf, name)?;
-            tc.load()
+            super::loader::load_program(|| tc.load())
                 .map_err(|source| SyncError::Program { name, source })?;
         }
         // Often enough that a closed flow's room comes back about when its closing timeout

@@ -39,6 +39,35 @@ pub enum LoaderError {
     },
 }
 
+/// How many times [`load_program`] tries a program load the verifier gave up on with EAGAIN.
+const LOAD_ATTEMPTS: usize = 5;
+
+/// Loads a program with `load` (e.g. `|| xdp.load()`), trying again when the kernel answers
+/// EAGAIN: the verifier stops with EAGAIN when the loading thread has a signal pending, which
+/// says nothing about the program. libbpf retries the same way (`PROG_LOAD_ATTEMPTS`, 5).
+///
+/// # Errors
+/// The last load error: any error other than EAGAIN at once, EAGAIN after five attempts.
+pub fn load_program(
+    mut load: impl FnMut() -> Result<(), aya::programs::ProgramError>,
+) -> Result<(), aya::programs::ProgramError> {
+    let mut attempt = 1;
+    loop {
+        match load() {
+            Err(aya::programs::ProgramError::LoadError { io_error, .. })
+                if io_error.raw_os_error() == Some(libc::EAGAIN) && attempt < LOAD_ATTEMPTS =>
+            {
+                warn!(
+                    attempt,
+                    "the verifier was interrupted (EAGAIN); loading again"
+                );
+                attempt += 1;
+            }
+            r => return r,
+        }
+    }
+}
+
 /// How to attach: native (driver) XDP, generic (skb) XDP, or native with a fallback.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 pub enum AttachMode {
@@ -68,7 +97,7 @@ impl XdpAttachment {
         };
         start_ebpf_logger(&mut this.ebpf);
         let prog = this.xdp_program()?;
-        prog.load().map_err(|source| LoaderError::Program {
+        load_program(|| prog.load()).map_err(|source| LoaderError::Program {
             name: PROG_XDP_INGRESS,
             source,
         })?;

@@ -35,7 +35,10 @@ use rustls::{
     DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
     client::danger::HandshakeSignatureValid,
     crypto::WebPkiSupportedAlgorithms,
-    pki_types::{CertificateDer, SubjectPublicKeyInfoDer, TrustAnchor, UnixTime},
+    pki_types::{
+        CertificateDer, CertificateRevocationListDer, SubjectPublicKeyInfoDer, TrustAnchor,
+        UnixTime, pem::PemObject,
+    },
     server::{
         ResolvesServerCert,
         danger::{ClientCertVerified, ClientCertVerifier},
@@ -155,7 +158,7 @@ pub struct CompiledPolicy {
 
 impl CompiledPolicy {
     pub fn new(policy: Arc<ClientCertPolicy>) -> Result<Self, String> {
-        let ca_der: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &policy.ca_pem[..])
+        let ca_der: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&policy.ca_pem)
             .collect::<Result<_, _>>()
             .map_err(|e| format!("ca.crt: {e}"))?;
         let mut cas = Vec::new();
@@ -180,7 +183,7 @@ impl CompiledPolicy {
         let mut crls = Vec::new();
         let mut crl_der = Vec::new();
         if let Some(pem) = &policy.crl_pem {
-            for crl in rustls_pemfile::crls(&mut &pem[..]) {
+            for crl in CertificateRevocationListDer::pem_slice_iter(pem) {
                 let crl = crl.map_err(|e| format!("ca.crl: {e}"))?;
                 let owned = webpki::OwnedCertRevocationList::from_der(&crl)
                     .map_err(|e| format!("ca.crl: {e}"))?;

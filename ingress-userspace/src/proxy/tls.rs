@@ -12,7 +12,10 @@ use arc_swap::ArcSwap;
 use rustls::{
     ServerConfig,
     crypto::ring::sign::any_supported_type,
-    pki_types::{CertificateDer, PrivateKeyDer},
+    pki_types::{
+        CertificateDer, PrivateKeyDer,
+        pem::{Error as PemError, PemObject},
+    },
     server::{ClientHello, ResolvesServerCert},
     sign::CertifiedKey,
 };
@@ -162,15 +165,16 @@ fn parse(c: &TlsCertificate) -> Result<CertifiedKey, TlsError> {
         secret: secret_name(&c.secret),
         reason,
     };
-    let chain: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &c.chain_pem[..])
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&c.chain_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| bad(format!("tls.crt: {e}")))?;
     if chain.is_empty() {
         return Err(bad("tls.crt holds no certificate".into()));
     }
-    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut &c.key_pem[..])
-        .map_err(|e| bad(format!("tls.key: {e}")))?
-        .ok_or_else(|| bad("tls.key holds no private key".into()))?;
+    let key = PrivateKeyDer::from_pem_slice(&c.key_pem).map_err(|e| match e {
+        PemError::NoItemsFound => bad("tls.key holds no private key".into()),
+        e => bad(format!("tls.key: {e}")),
+    })?;
     let signer = any_supported_type(&key).map_err(|e| bad(format!("tls.key: {e}")))?;
     let ck = CertifiedKey::new(chain, signer);
     ck.keys_match()

@@ -36,12 +36,12 @@ use crate::{
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     #[error("YAML does not parse: {0}")]
-    Yaml(#[from] serde_yaml::Error),
+    Yaml(#[from] yaml_serde::Error),
     #[error("document {index}: {kind} does not parse: {source}")]
     Object {
         index: usize,
         kind: String,
-        source: serde_yaml::Error,
+        source: yaml_serde::Error,
     },
     #[error("document {index}: {kind} has no metadata.name")]
     MissingName { index: usize, kind: String },
@@ -55,8 +55,8 @@ pub enum ManifestError {
 /// Parses one file's text into objects (all or nothing).
 pub fn parse_manifests(text: &str) -> Result<Vec<Object>, ManifestError> {
     let mut out = Vec::new();
-    for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value = serde_yaml::Value::deserialize(doc)?;
+    for (index, doc) in yaml_serde::Deserializer::from_str(text).enumerate() {
+        let value = yaml_serde::Value::deserialize(doc)?;
         collect(value, index, &mut out)?;
     }
     Ok(out)
@@ -65,7 +65,7 @@ pub fn parse_manifests(text: &str) -> Result<Vec<Object>, ManifestError> {
 use serde::Deserialize;
 
 fn collect(
-    value: serde_yaml::Value,
+    value: yaml_serde::Value,
     index: usize,
     out: &mut Vec<Object>,
 ) -> Result<(), ManifestError> {
@@ -78,11 +78,11 @@ fn collect(
         .unwrap_or_default()
         .to_string();
     fn typed<T: DeserializeOwned>(
-        v: serde_yaml::Value,
+        v: yaml_serde::Value,
         index: usize,
         kind: &str,
     ) -> Result<T, ManifestError> {
-        serde_yaml::from_value(v).map_err(|source| ManifestError::Object {
+        yaml_serde::from_value(v).map_err(|source| ManifestError::Object {
             index,
             kind: kind.to_string(),
             source,
@@ -372,6 +372,95 @@ data: {tls.key: ZGVm}
         ] {
             assert!(parse_manifests(bad).is_err(), "{bad}");
         }
+    }
+
+    /// A syntax error names where it is, so the `InvalidManifest` diagnostic points at the line.
+    #[test]
+    fn syntax_errors_give_line_and_column() {
+        let e = parse_manifests("apiVersion: v1\nkind: Service\nmetadata: {name: web\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("YAML does not parse: "), "{e}");
+        assert!(e.contains("line 4 column 1"), "{e}");
+        let e =
+            parse_manifests("kind: Node\nmetadata: {name: a}\n---\nkind: Node\n  bad: indent\n")
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("line 5 column 6"), "{e}");
+        // An alias to no anchor is an error of that place, not a panic.
+        let e = parse_manifests("kind: Node\nmetadata: {name: *n}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown anchor at line 2 column 18"), "{e}");
+    }
+
+    /// A document that parses but is not the kind's shape names its index and kind.
+    #[test]
+    fn type_errors_name_the_document() {
+        let text = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n---\n\
+                    apiVersion: v1\nkind: Service\nmetadata: {name: b}\nspec: {ports: 3}\n";
+        let e = parse_manifests(text).unwrap_err().to_string();
+        assert!(e.starts_with("document 1: Service does not parse: "), "{e}");
+    }
+
+    /// Explicit document ends (`...`), a `%YAML` directive and empty documents are YAML 1.2
+    /// stream syntax (spec 9.2); `kubectl apply -f` takes such files too.
+    #[test]
+    fn document_markers_and_directives() {
+        let text = "%YAML 1.2\n---\napiVersion: v1\nkind: Service\nmetadata: {name: a}\n...\n\
+                    ---\n...\n---\napiVersion: v1\nkind: Service\nmetadata: {name: b}\n";
+        let objects = Objects::from_objects(parse_manifests(text).unwrap());
+        let names: Vec<String> = objects.services.keys().map(|k| k.to_string()).collect();
+        assert_eq!(names, ["default/a", "default/b"]);
+    }
+
+    /// YAML 1.2 core schema (spec 10.3.2): only `true`/`false` are booleans, so an unquoted
+    /// `on`/`yes`/`off`/`no`/`y` annotation value is the string itself. An unquoted `true` or
+    /// number is not a string, and Kubernetes refuses it in `annotations` (map of strings) as
+    /// well, so the document fails.
+    #[test]
+    fn yaml_1_2_scalars_in_annotations() {
+        let ingress = |value: &str| {
+            format!(
+                "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: i\n  \
+                 annotations:\n    nginx.ingress.kubernetes.io/ssl-redirect: {value}\n"
+            )
+        };
+        for word in [
+            "on", "yes", "off", "no", "y", "n", "On", "YES", "~x", "0x1g",
+        ] {
+            let objects = parse_manifests(&ingress(word)).unwrap();
+            let Object::Ingress(i) = &objects[0] else {
+                panic!("not an Ingress")
+            };
+            let a = i.metadata.annotations.as_ref().unwrap();
+            assert_eq!(a["nginx.ingress.kubernetes.io/ssl-redirect"], word);
+        }
+        for not_a_string in ["true", "false", "8", "1.5"] {
+            let r = parse_manifests(&ingress(not_a_string));
+            assert!(
+                r.is_err(),
+                "{not_a_string} accepted as an annotation string"
+            );
+        }
+    }
+
+    /// `stringData` values that look like other types stay the text written (quoted or not).
+    #[test]
+    fn secret_string_data_keeps_text() {
+        let text = "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData:\n  a: 'on'\n  b: \"007\"\n  c: |\n    line one\n    line two\n";
+        let objects = Objects::from_objects(parse_manifests(text).unwrap());
+        let data = objects
+            .secrets
+            .values()
+            .next()
+            .unwrap()
+            .data
+            .clone()
+            .unwrap();
+        assert_eq!(data["a"].0, b"on");
+        assert_eq!(data["b"].0, b"007");
+        assert_eq!(data["c"].0, b"line one\nline two\n");
     }
 
     #[test]

@@ -16,6 +16,8 @@
 
 use std::{collections::HashSet, sync::Arc};
 
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, pem::PemObject};
+
 use crate::{
     model::{ClientAuth, ClientCertPolicy, ObjectKind, ObjectRef, VerifyClient},
     store::{Key, Objects},
@@ -239,7 +241,7 @@ pub(super) fn merge(have: &mut Option<ClientAuth>, next: &ClientAuth) {
 
 /// `ca.crt` holds at least one certificate, each usable as a trust anchor.
 pub fn check_ca(pem: &[u8]) -> Result<(), String> {
-    let certs: Vec<_> = rustls_pemfile::certs(&mut &pem[..])
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("not PEM: {e}"))?;
     if certs.is_empty() {
@@ -253,7 +255,7 @@ pub fn check_ca(pem: &[u8]) -> Result<(), String> {
 
 /// `ca.crl` holds revocation lists (possibly none) that parse.
 pub fn check_crl(pem: &[u8]) -> Result<(), String> {
-    for crl in rustls_pemfile::crls(&mut &pem[..]) {
+    for crl in CertificateRevocationListDer::pem_slice_iter(pem) {
         let crl = crl.map_err(|e| format!("not PEM: {e}"))?;
         webpki::OwnedCertRevocationList::from_der(&crl).map_err(|e| format!("CRL: {e}"))?;
     }

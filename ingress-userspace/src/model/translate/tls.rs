@@ -5,6 +5,10 @@
 use std::{collections::HashMap, sync::Arc};
 
 use k8s_openapi::api::core::v1::Secret;
+use rustls::pki_types::{
+    CertificateDer, PrivateKeyDer,
+    pem::{Error as PemError, PemObject},
+};
 
 use crate::model::{ObjectKind, ObjectRef, TlsCertificate};
 
@@ -33,15 +37,16 @@ pub fn parse_secret(secret: &Secret) -> Result<TlsCertificate, TlsSecretError> {
     };
     let chain = get("tls.crt")?;
     let key = get("tls.key")?;
-    let certs: Vec<_> = rustls_pemfile::certs(&mut &chain[..])
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(chain)
         .collect::<Result<_, _>>()
         .map_err(|e| TlsSecretError::Pem(e.to_string()))?;
     if certs.is_empty() {
         return Err(TlsSecretError::NoCertificate);
     }
-    let der = rustls_pemfile::private_key(&mut &key[..])
-        .map_err(|e| TlsSecretError::Pem(e.to_string()))?
-        .ok_or(TlsSecretError::NoKey)?;
+    let der = PrivateKeyDer::from_pem_slice(key).map_err(|e| match e {
+        PemError::NoItemsFound => TlsSecretError::NoKey,
+        e => TlsSecretError::Pem(e.to_string()),
+    })?;
     let provider = rustls::crypto::ring::default_provider();
     rustls::sign::CertifiedKey::from_der(certs, der, &provider)
         .map_err(|e| TlsSecretError::Mismatch(e.to_string()))?;
