@@ -463,12 +463,36 @@ fn check(h: &Head, s: &Setting) -> Result<(), TestCaseError> {
         );
     }
     if let Some(f) = headers.get(FORWARDED).and_then(|v| v.to_str().ok()) {
-        // Our element is last; quoted strings are closed (RFC 7239 §4).
-        let ours = f.rfind("for=").map(|i| &f[i..]).unwrap_or_default();
-        prop_assert!(ours.contains(";proto="), "Forwarded {f}");
+        // Quoted strings are closed and our element, last, names `for` and `proto`
+        // (RFC 7239 §4).
         prop_assert!(f.matches('"').count() % 2 == 0, "Forwarded {f}");
+        let ours = split_unquoted(f, ',').pop().unwrap_or_default();
+        let keys: Vec<String> = split_unquoted(&ours, ';')
+            .iter()
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, _)| k.trim().to_ascii_lowercase())
+            .collect();
+        prop_assert!(keys.iter().any(|k| k == "for"), "Forwarded {f}");
+        prop_assert!(keys.iter().any(|k| k == "proto"), "Forwarded {f}");
     }
     Ok(())
+}
+
+/// `s` split at `sep` outside double quotes.
+fn split_unquoted(s: &str, sep: char) -> Vec<String> {
+    let (mut out, mut cur, mut quoted) = (Vec::new(), String::new(), false);
+    for c in s.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                cur.push(c);
+            }
+            c if c == sep && !quoted => out.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
 }
 
 /// A response from an endpoint: after hop-by-hop removal none is left (nor what its

@@ -7,7 +7,7 @@
 //! something that may legitimately change it (an IngressClass, an object in its namespace).
 
 use proptest::prelude::*;
-use serde_yaml::Value;
+use yaml_serde::Value;
 
 use super::{config, corpus};
 use crate::{
@@ -184,7 +184,7 @@ fn leaf_value(l: &Leaf) -> Value {
 /// tree and writes the documents back; text that does not parse is returned as it is.
 fn tree(text: &str, node: u16, f: impl FnOnce(&mut Value)) -> String {
     use serde::Deserialize;
-    let docs: Result<Vec<Value>, _> = serde_yaml::Deserializer::from_str(text)
+    let docs: Result<Vec<Value>, _> = yaml_serde::Deserializer::from_str(text)
         .map(Value::deserialize)
         .collect();
     let Ok(mut docs) = docs else {
@@ -228,7 +228,7 @@ fn tree(text: &str, node: u16, f: impl FnOnce(&mut Value)) -> String {
         }
     }
     docs.iter()
-        .filter_map(|d| serde_yaml::to_string(d).ok())
+        .filter_map(|d| yaml_serde::to_string(d).ok())
         .collect::<Vec<_>>()
         .join("---\n")
 }

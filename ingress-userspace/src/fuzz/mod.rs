@@ -4,8 +4,8 @@
 //!
 //! Each target mutates seed inputs kept in `ingress-userspace/fuzz-corpus/<target>/` (add a
 //! file there to steer it, e.g. the input of a bug found). The case count is small by default
-//! so `cargo test` stays fast; `XDP_INGRESS_FUZZ_CASES=N` runs N cases per target, and
-//! `PROPTEST_RNG_SEED` / the persisted failure (proptest's own mechanism) replays one.
+//! so `cargo test` stays fast; `XDP_INGRESS_FUZZ_CASES=N` runs N cases per target and
+//! `XDP_INGRESS_FUZZ_SEED=N` other inputs (the default seed is fixed: CI is repeatable).
 
 mod annotations;
 mod headers;
@@ -33,15 +33,23 @@ fn corpus(target: &str) -> Vec<(String, String)> {
     out
 }
 
+/// The seed `cargo test` uses, so CI runs the same cases every time (never flaky);
+/// `XDP_INGRESS_FUZZ_SEED=N` explores others.
+const DEFAULT_SEED: u64 = 0x5eed_0014;
+
 /// The proptest configuration of a target: `default` cases unless `XDP_INGRESS_FUZZ_CASES`
-/// says otherwise; failures are not persisted to files (the message names the input).
+/// says otherwise, the seed [`DEFAULT_SEED`] unless `XDP_INGRESS_FUZZ_SEED` does; failures
+/// are not persisted to files (the message names the input).
 fn config(default: u32) -> proptest::test_runner::Config {
-    let cases = std::env::var("XDP_INGRESS_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
+    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    let cases = env("XDP_INGRESS_FUZZ_CASES")
+        .and_then(|n| u32::try_from(n).ok())
         .unwrap_or(default);
     proptest::test_runner::Config {
         cases,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(
+            env("XDP_INGRESS_FUZZ_SEED").unwrap_or(DEFAULT_SEED),
+        ),
         failure_persistence: None,
         ..proptest::test_runner::Config::default()
     }
