@@ -140,8 +140,67 @@ fn cases() -> Vec<Case> {
     v6_hop_by_hop[20] = 0; // next header: hop-by-hop options
     let mut v6_bad_version = ipv6_udp();
     v6_bad_version[14] = 0x40;
+    // Length fields that disagree with the frame (found by tests/packet_fuzz.rs: a UDP
+    // datagram longer than its IP packet was SNATed and sent out with XDP_TX).
+    let set16 = |f: &[u8], at: usize, v: u16| {
+        let mut f = f.to_vec();
+        f[at..at + 2].copy_from_slice(&v.to_be_bytes());
+        f
+    };
+    let udp4_len = (udp4.len() - 14) as u16;
+    let ip_past_frame = set16(&udp4, 16, udp4_len + 1);
+    let ip_shorter_than_header = set16(&udp4, 16, 19);
+    let udp_past_ip = set16(&udp4, 38, udp4_len - 20 + 1);
+    let udp_under_header = set16(&udp4, 38, 7);
+    let mut padded = udp4.clone();
+    padded.extend_from_slice(&[0u8; 12]);
+    // 20 bytes of TCP header, but the IP packet says 10 of them (the rest padding).
+    let tcp_past_ip = set16(&tcp4, 16, 30);
+    let v6_len = (ipv6_udp().len() - 54) as u16;
+    let v6_past_frame = set16(&ipv6_udp(), 18, v6_len + 1);
+    let v6_udp_past_ip = set16(&ipv6_udp(), 58, v6_len + 1);
     use Stat::*;
     vec![
+        Case {
+            name: "ipv4 total length past the frame",
+            frame: ip_past_frame,
+            expect: &[Rx, PassTruncatedIpv4],
+        },
+        Case {
+            name: "ipv4 total length shorter than its header",
+            frame: ip_shorter_than_header,
+            expect: &[Rx, PassBadIpv4Header],
+        },
+        Case {
+            name: "udp length past the ip packet",
+            frame: udp_past_ip,
+            expect: &[Rx, PassTruncatedUdp],
+        },
+        Case {
+            name: "udp length under its header",
+            frame: udp_under_header,
+            expect: &[Rx, PassTruncatedUdp],
+        },
+        Case {
+            name: "ipv4 udp with ethernet padding",
+            frame: padded,
+            expect: &[Rx, Ipv4Udp, PassNoService],
+        },
+        Case {
+            name: "tcp header past the ip packet",
+            frame: tcp_past_ip,
+            expect: &[Rx, PassTruncatedTcp],
+        },
+        Case {
+            name: "ipv6 payload length past the frame",
+            frame: v6_past_frame,
+            expect: &[Rx, PassTruncatedIpv6],
+        },
+        Case {
+            name: "ipv6 udp length past the ip packet",
+            frame: v6_udp_past_ip,
+            expect: &[Rx, PassTruncatedUdp],
+        },
         Case {
             name: "ipv4 tcp",
             frame: tcp4.clone(),

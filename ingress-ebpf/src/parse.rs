@@ -143,7 +143,14 @@ pub fn parse(ctx: &XdpContext) -> Result<Parsed, Stat> {
 fn parse_ipv4(ctx: &XdpContext, l3_off: usize, vlan: bool) -> Result<Parsed, Stat> {
     let ip = ptr_at::<Ipv4Hdr>(ctx, l3_off).ok_or(Stat::PassTruncatedIpv4)?;
     // SAFETY: ptr_at checked the bounds.
-    let (ver_ihl, frag, ip_proto) = unsafe { ((*ip).ver_ihl, be16((*ip).frag_off), (*ip).proto) };
+    let (ver_ihl, tot_len, frag, ip_proto) = unsafe {
+        (
+            (*ip).ver_ihl,
+            be16((*ip).tot_len) as usize,
+            be16((*ip).frag_off),
+            (*ip).proto,
+        )
+    };
     let ihl = (ver_ihl & 0x0f) as usize;
     if ver_ihl >> 4 != 4 || ihl < 5 {
         return Err(Stat::PassBadIpv4Header);
@@ -153,6 +160,10 @@ fn parse_ipv4(ctx: &XdpContext, l3_off: usize, vlan: bool) -> Result<Parsed, Sta
     if ctx.data() + l4_off > ctx.data_end() {
         return Err(Stat::PassTruncatedIpv4);
     }
+    if tot_len < ihl * 4 {
+        return Err(Stat::PassBadIpv4Header);
+    }
+    let ip_end = l3_off + tot_len;
     let (protocol, l4) = match ip_proto {
         IPPROTO_TCP => (Stat::Ipv4Tcp, true),
         IPPROTO_UDP => (Stat::Ipv4Udp, true),
@@ -165,7 +176,12 @@ fn parse_ipv4(ctx: &XdpContext, l3_off: usize, vlan: bool) -> Result<Parsed, Sta
     if fragment {
         pass_reason = Some(Stat::PassIpv4Fragment);
     } else if l4 {
-        check_l4(ctx, l4_off, ip_proto)?;
+        check_l4(ctx, l4_off, ip_end, ip_proto)?;
+    }
+    // The packet as its header says (RFC 791): a NAT forwards it whole, so it must lie inside
+    // the frame; bytes past it are link padding. Found by the frame fuzz (tests/packet_fuzz.rs).
+    if ctx.data() + ip_end > ctx.data_end() {
+        return Err(Stat::PassTruncatedIpv4);
     }
     Ok(Parsed {
         protocol,
@@ -181,11 +197,18 @@ fn parse_ipv4(ctx: &XdpContext, l3_off: usize, vlan: bool) -> Result<Parsed, Sta
 fn parse_ipv6(ctx: &XdpContext, l3_off: usize, vlan: bool) -> Result<Parsed, Stat> {
     let ip = ptr_at::<Ipv6Hdr>(ctx, l3_off).ok_or(Stat::PassTruncatedIpv6)?;
     // SAFETY: ptr_at checked the bounds.
-    let (ver, next) = unsafe { ((*ip).ver_tc_flow[0] >> 4, (*ip).next_hdr) };
+    let (ver, payload_len, next) = unsafe {
+        (
+            (*ip).ver_tc_flow[0] >> 4,
+            be16((*ip).payload_len) as usize,
+            (*ip).next_hdr,
+        )
+    };
     if ver != 6 {
         return Err(Stat::PassTruncatedIpv6);
     }
     let l4_off = l3_off + mem::size_of::<Ipv6Hdr>();
+    let ip_end = l4_off + payload_len;
     let (protocol, pass_reason) = match next {
         IPPROTO_TCP => (Stat::Ipv6Tcp, None),
         IPPROTO_UDP => (Stat::Ipv6Udp, None),
@@ -195,7 +218,11 @@ fn parse_ipv6(ctx: &XdpContext, l3_off: usize, vlan: bool) -> Result<Parsed, Sta
         _ => (Stat::Ipv6Other, None),
     };
     if next == IPPROTO_TCP || next == IPPROTO_UDP {
-        check_l4(ctx, l4_off, next)?;
+        check_l4(ctx, l4_off, ip_end, next)?;
+    }
+    // As for IPv4: the packet its header describes lies inside the frame (RFC 8200 §3).
+    if ctx.data() + ip_end > ctx.data_end() {
+        return Err(Stat::PassTruncatedIpv6);
     }
     Ok(Parsed {
         protocol,
@@ -207,18 +234,27 @@ fn parse_ipv6(ctx: &XdpContext, l3_off: usize, vlan: bool) -> Result<Parsed, Sta
     })
 }
 
-/// Checks that the TCP or UDP header at `l4_off` lies inside the frame.
+/// Checks that the TCP or UDP header at `l4_off` lies inside the frame and inside the IP
+/// packet ending at `ip_end`, and that a UDP datagram's length (RFC 768: header included)
+/// does too; the kernel drops such packets (`udp_rcv`'s short packet), a NAT must not
+/// forward them.
 #[inline(always)]
-fn check_l4(ctx: &XdpContext, l4_off: usize, ip_proto: u8) -> Result<(), Stat> {
+fn check_l4(ctx: &XdpContext, l4_off: usize, ip_end: usize, ip_proto: u8) -> Result<(), Stat> {
     if ip_proto == IPPROTO_TCP {
         let tcp = ptr_at::<TcpHdr>(ctx, l4_off).ok_or(Stat::PassTruncatedTcp)?;
         // SAFETY: ptr_at checked the bounds.
         let doff = (unsafe { (*tcp).doff_res } >> 4) as usize;
-        if doff < 5 || ctx.data() + l4_off + doff * 4 > ctx.data_end() {
+        if doff < 5 || ctx.data() + l4_off + doff * 4 > ctx.data_end() || l4_off + doff * 4 > ip_end
+        {
             return Err(Stat::PassTruncatedTcp);
         }
     } else {
-        ptr_at::<UdpHdr>(ctx, l4_off).ok_or(Stat::PassTruncatedUdp)?;
+        let udp = ptr_at::<UdpHdr>(ctx, l4_off).ok_or(Stat::PassTruncatedUdp)?;
+        // SAFETY: ptr_at checked the bounds.
+        let len = be16(unsafe { (*udp).len }) as usize;
+        if len < mem::size_of::<UdpHdr>() || l4_off + len > ip_end {
+            return Err(Stat::PassTruncatedUdp);
+        }
     }
     Ok(())
 }

@@ -15,6 +15,8 @@
 pub mod cli;
 pub mod controller;
 pub mod dataplane;
+#[cfg(test)]
+mod fuzz;
 pub mod model;
 pub mod object;
 pub mod proxy;

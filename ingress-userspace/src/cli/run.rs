@@ -117,11 +117,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     translate_config.node_addresses = crate::dataplane::l4::local_addrs();
     // The proxy drains when `shutdown` flips; until the first snapshot it answers 404.
     let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
-    let mut proxy_args = args.proxy.clone();
-    proxy_args
-        .default_ssl_certificate
-        .clone_from(&args.source.default_ssl_certificate);
-    let proxy = Proxy::start(proxy_args, async move {
+    // The default certificate (`--default-ssl-certificate`) reaches the proxy in each
+    // snapshot: translation alone decides it.
+    let proxy = Proxy::start(args.proxy.clone(), async move {
         let _ = shutdown_rx.wait_for(|stop| *stop).await;
     })
     .await

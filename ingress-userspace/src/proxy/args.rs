@@ -35,10 +35,6 @@ pub struct ProxyArgs {
     /// Prometheus `/metrics`, `/healthz` and `/readyz` on this address (off when unset).
     #[arg(long, env = "XDP_INGRESS_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
-    /// `namespace/name` of the TLS Secret served when no SNI name matches; the flag itself is
-    /// the control plane's (`--default-ssl-certificate`), copied here by `run`.
-    #[arg(skip)]
-    pub default_ssl_certificate: Option<String>,
     /// Access log format on stdout.
     #[arg(long, value_enum, default_value_t = AccessLogFormat::Text)]
     pub access_log_format: AccessLogFormat,

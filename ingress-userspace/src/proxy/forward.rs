@@ -862,11 +862,13 @@ fn choose_weighted(ups: &[(Arc<UpstreamRuntime>, u32)]) -> Option<&Arc<UpstreamR
     ups.last().map(|(u, _)| u)
 }
 
-/// Forwards a routed request to an endpoint of `up`, in phases: admit (a declared body over
-/// the limit never leaves the proxy), prepare the upstream request once, then attempt
-/// endpoints; each failed attempt is classified by where it came from (the client's side,
-/// the endpoint, the proxy), which decides whether the endpoint is charged with it, and by
-/// its cause, from which the route's [`Retry`] decides whether another endpoint is tried.
+/// Forwards a routed request to an endpoint of `up`, in named phases: [`admit`] (a declared
+/// body over the limit never leaves the proxy), [`prepare`] the upstream request once and
+/// [`Prepared::buffer`] its body when request buffering says so, then one [`attempt`] per
+/// endpoint; each outcome is classified ([`classify`]: which stage failed — connect, TLS,
+/// send, the response head's timeout, the endpoint's reset — and whose fault it was, which
+/// decides whether the endpoint is charged), and [`next_step`] decides from its cause and the
+/// route's [`Retry`] whether another endpoint is tried.
 async fn forward<B>(
     shared: &Arc<Shared>,
     mut req: Request<B>,
@@ -882,10 +884,8 @@ where
     out.service = Some(up.spec.id.clone());
     let args = &shared.args;
     let max_body = policy.max_body_bytes.unwrap_or(args.max_body_bytes);
-    if max_body > 0 && req.body().size_hint().lower() > max_body {
-        let fault = ClientFault::TooLarge;
-        out.reason = Some(fault.reason().into());
-        return local(fault.status(), fault.reason());
+    if let Err(f) = admit(&req, max_body) {
+        return failed(f, out);
     }
     let upgrade = req.version() == Version::HTTP_11 && is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -901,8 +901,7 @@ where
     );
     out.request_id = Some(prepared.request_id.clone());
     if let Err(f) = prepared.buffer(args.request_buffer_bytes).await {
-        out.reason = Some(f.reason.to_string());
-        return local(f.status, f.reason);
+        return failed(f, out);
     }
     let t = &policy.timeouts;
     let clients =
@@ -935,18 +934,8 @@ where
         tried.push(pick.slot);
         let slot = &up.slots[pick.slot];
         out.upstream_addr = Some(slot.stats.addr);
-        // When no attempt may follow this one, it takes the headers. `pick` returns a tried
-        // endpoint only to an affinity cookie's retries (`change-on-failure: false`); those
-        // are bounded by the default number of tries instead of the endpoints.
-        let endpoints = if up.retries_may_repeat() {
-            usize::try_from(args.proxy_retries)
-                .unwrap_or(usize::MAX)
-                .saturating_add(1)
-                .max(up.slots.len())
-        } else {
-            up.slots.len()
-        };
-        let last = upgrade || !retry.may_follow(tried.len(), endpoints);
+        // When no attempt may follow this one, it takes the headers.
+        let last = upgrade || !retry.may_follow(tried.len(), attempt_bound(up, args.proxy_retries));
         let upstream_req = match prepared.request_to(slot, last) {
             Ok(r) => r,
             Err(f) => {
@@ -965,34 +954,9 @@ where
             ),
         );
         let t0 = Instant::now();
-        let sent = await_response(
-            clients.send(prepared.protocol, slot.stats.addr, upstream_req),
-            prepared.read_timeout,
-            &prepared.watch,
-        )
-        .await;
-        match classify(sent, &prepared) {
-            // `proxy-next-upstream: http_<code>`: another endpoint answers instead, unless
-            // this is the last attempt: then the client gets the answer as the pod sent it.
-            Ok(resp)
-                if !last
-                    && retry.covers_status(resp.status().as_u16())
-                    && retry.retries(
-                        Cause::Status(resp.status().as_u16()),
-                        prepared.attempt(true),
-                        Instant::now(),
-                    ) =>
-            {
-                debug!(endpoint = %slot.stats.addr, status = %resp.status(), "next upstream");
-                out.upstream_status = Some(resp.status().as_u16());
-                failure = Failure::upstream(
-                    StatusCode::BAD_GATEWAY,
-                    "upstream answered with a status retried elsewhere",
-                    Cause::Status(resp.status().as_u16()),
-                    true,
-                );
-            }
-            Ok(resp) => {
+        let outcome = attempt(clients, &prepared, slot, upstream_req).await;
+        match next_step(&retry, last, &prepared, outcome) {
+            Step::Answer(resp) => {
                 let answer = Answer {
                     took: t0.elapsed(),
                     set_cookie: pick.set_cookie,
@@ -1009,21 +973,118 @@ where
                     out,
                 );
             }
-            Err(f) => {
+            Step::RetryStatus(status) => {
+                debug!(endpoint = %slot.stats.addr, %status, "next upstream");
+                out.upstream_status = Some(status.as_u16());
+                failure = Failure::retried_status(status);
+            }
+            Step::Retry(f) => {
                 charge(shared, up, slot, &upstream_label, &f);
-                let again = !last
-                    && f.cause.is_some_and(|c| {
-                        retry.retries(c, prepared.attempt(f.sent), Instant::now())
-                    });
                 failure = f;
-                if !again {
-                    break;
-                }
+            }
+            Step::Stop(f) => {
+                charge(shared, up, slot, &upstream_label, &f);
+                failure = f;
+                break;
             }
         }
     }
-    out.reason = Some(failure.reason.to_string());
-    local(failure.status, failure.reason)
+    failed(failure, out)
+}
+
+/// Admission: a request whose declared body (`Content-Length`, or an HTTP/2 body's known
+/// size) exceeds `max_body` bytes (`proxy-body-size`; `0`: no limit) is refused with 413
+/// before anything is sent, as nginx's `client_max_body_size` does.
+fn admit<B: Body>(req: &Request<B>, max_body: u64) -> Result<(), Failure> {
+    if max_body > 0 && req.body().size_hint().lower() > max_body {
+        return Err(Failure::client(ClientFault::TooLarge, false));
+    }
+    Ok(())
+}
+
+/// The proxy's own answer to a request that got no endpoint's response: the last failure's
+/// status, its reason logged and named in [`REASON_HEADER`].
+fn failed(f: Failure, out: &mut Outcome) -> Response<ProxyBody> {
+    out.reason = Some(f.reason.to_string());
+    local(f.status, f.reason)
+}
+
+/// How many attempts one request may make on `up` at most: its endpoints, or — when retries
+/// may repeat an endpoint (an affinity cookie with `change-on-failure: false`) — the default
+/// tries (`proxy_retries` + 1) if that is more.
+fn attempt_bound(up: &UpstreamRuntime, proxy_retries: u32) -> usize {
+    if up.retries_may_repeat() {
+        usize::try_from(proxy_retries)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1)
+            .max(up.slots.len())
+    } else {
+        up.slots.len()
+    }
+}
+
+/// One attempt: sends `req` to `slot` and waits for its response head within the read
+/// timeout ([`await_response`]); the outcome is [`classify`]'d.
+async fn attempt(
+    clients: &super::upstream::pool::Clients,
+    prepared: &Prepared,
+    slot: &Slot,
+    req: Request<ProxyBody>,
+) -> Result<Response<Incoming>, Failure> {
+    let sent = await_response(
+        clients.send(prepared.protocol, slot.stats.addr, req),
+        prepared.read_timeout,
+        &prepared.watch,
+    )
+    .await;
+    classify(sent, prepared)
+}
+
+/// What [`forward`] does after an attempt.
+enum Step {
+    /// The endpoint's response goes to the client.
+    Answer(Response<Incoming>),
+    /// `proxy-next-upstream: http_<code>`: the endpoint answered with this status, which the
+    /// route retries; another endpoint answers instead.
+    RetryStatus(StatusCode),
+    /// The attempt failed and another endpoint is tried.
+    Retry(Failure),
+    /// The attempt failed and no other follows: its failure is the answer.
+    Stop(Failure),
+}
+
+/// The retry decision after an attempt, per nginx's `proxy_next_upstream` ([`Retry`] decides
+/// from the cause and what the attempt did to the request). `last`: no attempt may follow, so
+/// a retried status is answered as the endpoint sent it and a failure stops.
+fn next_step(
+    retry: &Retry,
+    last: bool,
+    prepared: &Prepared,
+    outcome: Result<Response<Incoming>, Failure>,
+) -> Step {
+    match outcome {
+        Ok(resp) => {
+            let status = resp.status();
+            if !last
+                && retry.covers_status(status.as_u16())
+                && retry.retries(
+                    Cause::Status(status.as_u16()),
+                    prepared.attempt(true),
+                    Instant::now(),
+                )
+            {
+                Step::RetryStatus(status)
+            } else {
+                Step::Answer(resp)
+            }
+        }
+        Err(f) => {
+            let again = !last
+                && f.cause
+                    .is_some_and(|c| retry.retries(c, prepared.attempt(f.sent), Instant::now()));
+            if again { Step::Retry(f) } else { Step::Stop(f) }
+        }
+    }
 }
 
 /// What `forward` hands on with an endpoint's answer.
@@ -1074,7 +1135,13 @@ fn answered<G: Send + Unpin + 'static>(
 /// Records a failed attempt where it belongs: only the endpoint's own faults count against it
 /// (passive health, `upstream_failures`), so no client can eject a pod.
 fn charge(shared: &Shared, up: &UpstreamRuntime, slot: &Slot, label: &UpstreamLabels, f: &Failure) {
-    debug!(endpoint = %slot.stats.addr, origin = ?f.origin, reason = f.reason, "attempt failed");
+    debug!(
+        endpoint = %slot.stats.addr,
+        origin = ?f.origin,
+        stage = ?f.stage,
+        reason = f.reason,
+        "attempt failed"
+    );
     if f.origin == FaultSide::Upstream {
         shared.metrics.upstream_failures.get_or_create(label).inc();
         slot.stats
@@ -1275,13 +1342,7 @@ impl Prepared {
             }
             Buffered::Failed => {
                 let fault = self.watch.fault().unwrap_or(ClientFault::Aborted);
-                Err(Failure {
-                    origin: FaultSide::Client(fault),
-                    status: fault.status(),
-                    reason: fault.reason(),
-                    cause: None,
-                    sent: false,
-                })
+                Err(Failure::client(fault, false))
             }
         }
     }
@@ -1325,11 +1386,38 @@ enum FaultSide {
     Proxy,
 }
 
-/// A failed attempt: what to answer, who caused it, and what [`Retry`] needs to decide
-/// whether another endpoint is tried.
+/// Where in a request's handling a failure arose: logged with it, and what its status,
+/// reason and [`Cause`] follow from ([`classify`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    /// The proxy, before or without an endpoint: no endpoint left, the request could not be
+    /// built.
+    Proxy,
+    /// The client's body: over the limit, too slow, malformed or aborted.
+    ClientBody,
+    /// Opening the TCP connection (refused, unreachable, `proxy-connect-timeout`), or a
+    /// shared HTTP/2 connection that closed before it took the request.
+    Connect,
+    /// The TLS handshake with an HTTPS or gRPCS endpoint.
+    Tls,
+    /// Writing the request: the endpoint stopped taking it (`proxy-send-timeout`).
+    Send,
+    /// Waiting for the response head (`proxy-read-timeout`).
+    ResponseHeaderTimeout,
+    /// The response head did not parse.
+    InvalidResponse,
+    /// The connection failed after it took (part of) the request: a reset or close.
+    UpstreamReset,
+    /// The endpoint answered with a status the route retries (`http_<code>`).
+    Status,
+}
+
+/// A failed attempt: what to answer, who caused it and where, and what [`Retry`] needs to
+/// decide whether another endpoint is tried.
 #[derive(Debug)]
 struct Failure {
     origin: FaultSide,
+    stage: Stage,
     status: StatusCode,
     reason: &'static str,
     /// The endpoint's failure in `proxy_next_upstream` terms; `None`: never retried (the
@@ -1340,9 +1428,11 @@ struct Failure {
 }
 
 impl Failure {
+    /// The proxy's own failure (never retried, never charged).
     fn proxy(status: StatusCode, reason: &'static str) -> Self {
         Failure {
             origin: FaultSide::Proxy,
+            stage: Stage::Proxy,
             status,
             reason,
             cause: None,
@@ -1350,14 +1440,46 @@ impl Failure {
         }
     }
 
-    fn upstream(status: StatusCode, reason: &'static str, cause: Cause, sent: bool) -> Self {
+    /// The client's body failed (never retried, never charged); its fault gives the status.
+    fn client(fault: ClientFault, sent: bool) -> Self {
+        Failure {
+            origin: FaultSide::Client(fault),
+            stage: Stage::ClientBody,
+            status: fault.status(),
+            reason: fault.reason(),
+            cause: None,
+            sent,
+        }
+    }
+
+    /// The endpoint's failure at `stage`.
+    fn upstream(
+        stage: Stage,
+        status: StatusCode,
+        reason: &'static str,
+        cause: Cause,
+        sent: bool,
+    ) -> Self {
         Failure {
             origin: FaultSide::Upstream,
+            stage,
             status,
             reason,
             cause: Some(cause),
             sent,
         }
+    }
+
+    /// An answer with `status` went to another endpoint (`proxy-next-upstream:
+    /// http_<code>`); a 502 if no other endpoint answers.
+    fn retried_status(status: StatusCode) -> Self {
+        Failure::upstream(
+            Stage::Status,
+            StatusCode::BAD_GATEWAY,
+            "upstream answered with a status retried elsewhere",
+            Cause::Status(status.as_u16()),
+            true,
+        )
     }
 }
 
@@ -1400,8 +1522,9 @@ where
     }
 }
 
-/// Sorts the outcome of an attempt. A fault the client's body recorded comes first: the send
-/// error it caused says nothing about the endpoint.
+/// Sorts the outcome of an attempt by the stage it failed at. A fault the client's body
+/// recorded comes first: the send error it caused says nothing about the endpoint. Statuses
+/// as nginx: a timeout (connect, send, response head) is a 504, any other failure a 502.
 fn classify(
     sent: Result<Result<Response<Incoming>, UpstreamError>, ReadTimedOut>,
     p: &Prepared,
@@ -1412,56 +1535,84 @@ fn classify(
         Err(ReadTimedOut) => None,
     };
     if let Some(fault) = p.watch.fault() {
-        return Err(Failure {
-            origin: FaultSide::Client(fault),
-            status: fault.status(),
-            reason: fault.reason(),
-            cause: None,
-            sent: true,
-        });
+        return Err(Failure::client(fault, true));
     }
-    // Whether another endpoint is tried is [`Retry`]'s to decide, from the cause.
-    Err(match err {
-        None => Failure::upstream(
+    let Some(e) = err else {
+        return Err(Failure::upstream(
+            Stage::ResponseHeaderTimeout,
             StatusCode::GATEWAY_TIMEOUT,
             "upstream timed out",
             Cause::Timeout,
             true,
-        ),
-        // As nginx: a connect that timed out is a gateway timeout (504), a refused or
-        // failed one a bad gateway (502).
-        Some(e) if e.is_connect() && e.connect_timed_out() => Failure::upstream(
+        ));
+    };
+    // Whether another endpoint is tried is [`Retry`]'s to decide, from the cause.
+    Err(match connect_stage(&e) {
+        Some(ConnectStage::TimedOut) => Failure::upstream(
+            Stage::Connect,
             StatusCode::GATEWAY_TIMEOUT,
             "upstream connect timed out",
             Cause::Timeout,
             false,
         ),
-        Some(e) if e.is_connect() => Failure::upstream(
+        Some(stage) => Failure::upstream(
+            if stage == ConnectStage::Tls {
+                Stage::Tls
+            } else {
+                Stage::Connect
+            },
             StatusCode::BAD_GATEWAY,
             "upstream connect failed",
             Cause::Error,
             false,
         ),
-        // As nginx: a send timeout is a gateway timeout.
-        Some(e) if SendTimedOut::caused(&e) => Failure::upstream(
+        None if SendTimedOut::caused(&e) => Failure::upstream(
+            Stage::Send,
             StatusCode::GATEWAY_TIMEOUT,
             "upstream send timed out",
             Cause::Timeout,
             true,
         ),
-        Some(e) if e.is_invalid_response() => Failure::upstream(
+        None if e.is_invalid_response() => Failure::upstream(
+            Stage::InvalidResponse,
             StatusCode::BAD_GATEWAY,
             "upstream sent an invalid response",
             Cause::InvalidHeader,
             true,
         ),
-        Some(_) => Failure::upstream(
+        None => Failure::upstream(
+            Stage::UpstreamReset,
             StatusCode::BAD_GATEWAY,
             "upstream request failed",
             Cause::Error,
             true,
         ),
     })
+}
+
+/// The part of connecting that failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ConnectStage {
+    /// `proxy-connect-timeout` passed.
+    TimedOut,
+    /// The TLS handshake.
+    Tls,
+    /// TCP, the HTTP/2 handshake, or a connection closed before it took the request.
+    Other,
+}
+
+/// Which part of connecting `e` failed at; `None`: the request was taken (its failure came
+/// later).
+fn connect_stage(e: &UpstreamError) -> Option<ConnectStage> {
+    use super::upstream::connect::ConnectError;
+    match e {
+        UpstreamError::Connect { source, .. } => Some(match **source {
+            ConnectError::TimedOut(_) => ConnectStage::TimedOut,
+            ConnectError::Tls(_) => ConnectStage::Tls,
+            _ => ConnectStage::Other,
+        }),
+        UpstreamError::Request(_) => None,
+    }
 }
 
 /// The endpoint's response for the client: hop-by-hop fields removed (connection-specific

@@ -203,16 +203,16 @@ pub fn add_forwarding(headers: &mut HeaderMap, c: &Client, host: &str) -> Header
 }
 
 /// The request's id (nginx `$req_id`): the client's `X-Request-ID` when it sent a non-empty
-/// one, else a new one, set on `headers` so every later step sends the same.
+/// one (the first, as nginx's `$http_x_request_id`), else a new one, set on `headers` as the
+/// only `X-Request-ID` (ingress-nginx's `proxy_set_header X-Request-ID $req_id` replaces
+/// the client's fields) so every later step sends the same one.
 pub fn request_id(headers: &mut HeaderMap) -> HeaderValue {
-    match headers.get(X_REQUEST_ID) {
+    let id = match headers.get(X_REQUEST_ID) {
         Some(v) if !v.is_empty() => v.clone(),
-        _ => {
-            let id = new_request_id();
-            headers.insert(X_REQUEST_ID, id.clone());
-            id
-        }
-    }
+        _ => new_request_id(),
+    };
+    headers.insert(X_REQUEST_ID, id.clone());
+    id
 }
 
 fn push_token_or_quoted(out: &mut String, v: &str) {
@@ -290,6 +290,20 @@ mod tests {
         assert_eq!(h["te"], "trailers");
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");
+    }
+
+    #[test]
+    fn a_repeated_request_id_reaches_the_upstream_once() {
+        // Found by the header fuzz: two X-Request-ID fields from the client both went up,
+        // the first being the id logged. ingress-nginx sends exactly one, `$req_id`.
+        let mut h = map(&[("x-request-id", "first"), ("x-request-id", "second")]);
+        assert_eq!(request_id(&mut h), "first");
+        let sent: Vec<_> = h.get_all(X_REQUEST_ID).iter().collect();
+        assert_eq!(sent, ["first"]);
+        let mut h = map(&[("x-request-id", ""), ("x-request-id", "second")]);
+        let id = request_id(&mut h);
+        assert_eq!(id.len(), 32, "a new id for an empty one");
+        assert_eq!(h.get_all(X_REQUEST_ID).iter().collect::<Vec<_>>(), [&id]);
     }
 
     #[test]

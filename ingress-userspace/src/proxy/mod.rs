@@ -242,8 +242,8 @@ impl Proxy {
             }
             None => None,
         };
-        // The snapshot's `default_certificate` wins; the named Secret is the fallback.
-        let certs = Arc::new(CertStore::new(args.default_ssl_certificate.clone())?);
+        // The default certificate comes with each snapshot (`L7Config::default_certificate`).
+        let certs = Arc::new(CertStore::new()?);
         let tls = Arc::new(certs.server_config()?);
         let store = match &args.rate_limit_redis {
             Some(url) => Some(rate_limit::store::RedisStore::start(

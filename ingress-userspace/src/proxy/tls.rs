@@ -1,6 +1,7 @@
 //! TLS termination: the certificate is chosen by SNI — exact name, then the `*.` wildcard of
-//! the name minus its first label, then the default certificate (a configured Secret, else one
-//! generated at start). Certificates come from each snapshot and are swapped atomically, so
+//! the name minus its first label, then the snapshot's default certificate (which translation
+//! alone decides: `--default-ssl-certificate`, else a `spec.tls` entry without hosts), else
+//! one generated at start. Certificates come from each snapshot and are swapped atomically, so
 //! rotation needs no restart; parsed keys are reused while their PEM is unchanged. Hosts that
 //! ask for client certificates get rustls configurations of their own that resolve through
 //! this same store ([`super::client_cert`]).
@@ -58,17 +59,18 @@ impl std::fmt::Debug for CertTable {
 #[derive(Debug)]
 pub struct CertStore {
     table: ArcSwap<CertTable>,
+    /// Served when the snapshot names no default certificate (ingress-nginx's "Fake
+    /// Certificate").
     generated: Arc<CertifiedKey>,
-    /// `namespace/name` of the configured default certificate Secret.
-    default_secret: Option<String>,
 }
 
 impl CertStore {
-    pub fn new(default_secret: Option<String>) -> Result<Self, TlsError> {
+    /// An empty store; every name gets the generated certificate until the first
+    /// [`CertStore::update`]. Errors: the certificate could not be generated.
+    pub fn new() -> Result<Self, TlsError> {
         Ok(CertStore {
             table: ArcSwap::from_pointee(CertTable::default()),
             generated: Arc::new(generate_default()?),
-            default_secret,
         })
     }
 
@@ -106,14 +108,9 @@ impl CertStore {
                 None => table.exact.insert(name, k),
             };
         }
-        let configured = l7.default_certificate.clone().or_else(|| {
-            let wanted = self.default_secret.as_deref()?;
-            l7.certificates
-                .values()
-                .find(|c| secret_name(&c.secret) == wanted)
-                .cloned()
-        });
-        table.default = configured.as_ref().and_then(&mut get);
+        // Which certificate is the default is translation's decision alone
+        // (`L7Config::default_certificate`); a broken one falls back to the generated.
+        table.default = l7.default_certificate.as_ref().and_then(&mut get);
         table.parsed = parsed;
         self.table.store(Arc::new(table));
         errors
@@ -227,7 +224,7 @@ mod tests {
 
     #[test]
     fn sni_exact_wildcard_default_and_rotation() {
-        let store = Arc::new(CertStore::new(Some("default/fallback".into())).unwrap());
+        let store = Arc::new(CertStore::new().unwrap());
         let a = self_signed_pem(&["a.example.com"]).unwrap();
         let w = self_signed_pem(&["*.example.com"]).unwrap();
         let d = self_signed_pem(&["fallback"]).unwrap();
@@ -243,6 +240,7 @@ mod tests {
             }),
         );
         let l7 = L7Config {
+            default_certificate: Some(cert("fallback", &d)),
             certificates,
             ..L7Config::default()
         };
@@ -275,5 +273,34 @@ mod tests {
             &store.lookup(Some("a.example.com")),
             &store.generated
         ));
+    }
+
+    #[test]
+    fn the_default_certificate_is_the_snapshots_alone() {
+        // Translation alone decides the default (`--default-ssl-certificate`, else a
+        // `spec.tls` entry without hosts): a certificate of any Secret name among the hosts'
+        // is never taken as the default by the store itself.
+        let store = CertStore::new().unwrap();
+        let a = self_signed_pem(&["a.example.com"]).unwrap();
+        let mut certificates = BTreeMap::new();
+        certificates.insert("a.example.com".to_string(), cert("fallback", &a));
+        let l7 = L7Config {
+            certificates,
+            ..L7Config::default()
+        };
+        assert!(store.update(&l7).is_empty());
+        assert!(Arc::ptr_eq(
+            &store.lookup(Some("other.example.org")),
+            &store.generated
+        ));
+        let with_default = L7Config {
+            default_certificate: Some(cert("fallback", &a)),
+            ..l7
+        };
+        store.update(&with_default);
+        assert_eq!(
+            first_der(&store.lookup(None)),
+            first_der(&store.lookup(Some("a.example.com")))
+        );
     }
 }

@@ -123,7 +123,8 @@ pub(super) fn response_rate(r: &mut Reader<'_>) -> (Option<u64>, Option<u64>) {
 pub fn kibibytes(v: &str) -> Option<u64> {
     let n: i64 = v.trim().parse().ok()?;
     let n = u64::try_from(n.max(0)).ok()?;
-    (n <= u64::from(u32::MAX)).then_some(n * 1024)
+    // `then`, not `then_some`: the product of a number past the limit must not be computed.
+    (n <= u64::from(u32::MAX)).then(|| n * 1024)
 }
 
 /// `v` as a whole number (ingress-nginx's `strconv.Atoi`) no bigger than `u32::MAX`.
@@ -178,6 +179,18 @@ mod tests {
     /// ingress-nginx renders `limit_rate Nk` / `limit_rate_after Nk` (k = 1024) for N > 0;
     /// 0 or less is off (kept as `Some(0)` so it overrides the ConfigMap); a value that is not
     /// a whole number warns and leaves the ConfigMap's default (`None`).
+    #[test]
+    fn kibibytes_past_the_limit_are_refused_without_overflow() {
+        // Found by the annotation fuzz: 2^54 KiB overflowed the multiplication (a panic in
+        // debug builds) before the range check refused it.
+        assert_eq!(kibibytes("18014398509481984"), None);
+        assert_eq!(kibibytes(&i64::MAX.to_string()), None);
+        assert_eq!(
+            kibibytes(&u32::MAX.to_string()),
+            Some(u64::from(u32::MAX) * 1024)
+        );
+    }
+
     #[test]
     fn limit_rate_and_after_in_kibibytes() {
         let policy = |pairs: &[(&str, &str)]| {

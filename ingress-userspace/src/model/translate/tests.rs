@@ -1081,7 +1081,7 @@ fn debug_output_never_contains_a_private_key() {
     let mut t = Translator::new(mk_config());
     let snap = t.translate(&o);
     assert_eq!(snap.l7.certificates.len(), 1, "the certificate is served");
-    let store = crate::proxy::tls::CertStore::new(None).expect("store");
+    let store = crate::proxy::tls::CertStore::new().expect("store");
     assert!(store.update(&snap.l7).is_empty());
     // The key's base64 body, not only its armour, must be absent; and its bytes as numbers.
     let body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
