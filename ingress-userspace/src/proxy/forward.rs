@@ -47,7 +47,7 @@ use super::{
     router::{CompiledAction, CompiledRoute, Lookup, RequestView},
     tunnel,
     upstream::{
-        BoxError, PickInput, ProxyBody, UpstreamRuntime,
+        BoxError, PickInput, ProxyBody, UpstreamBody, UpstreamRuntime,
         balance::Slot,
         pool::{UpstreamError, scheme_and_version},
         send_timeout::SendTimedOut,
@@ -1041,7 +1041,7 @@ fn answered<G: Send + Unpin + 'static>(
     shared: &Shared,
     slot: &Slot,
     label: &UpstreamLabels,
-    mut resp: Response<Incoming>,
+    mut resp: Response<UpstreamBody>,
     a: Answer<G>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     out: &mut Outcome,
@@ -1403,9 +1403,9 @@ where
 /// Sorts the outcome of an attempt. A fault the client's body recorded comes first: the send
 /// error it caused says nothing about the endpoint.
 fn classify(
-    sent: Result<Result<Response<Incoming>, UpstreamError>, ReadTimedOut>,
+    sent: Result<Result<Response<UpstreamBody>, UpstreamError>, ReadTimedOut>,
     p: &Prepared,
-) -> Result<Response<Incoming>, Failure> {
+) -> Result<Response<UpstreamBody>, Failure> {
     let err = match sent {
         Ok(Ok(resp)) => return Ok(resp),
         Ok(Err(e)) => Some(e),
@@ -1471,7 +1471,7 @@ fn classify(
 /// §6.2: the version names the sender's capability; hyper still answers an HTTP/1.0 client
 /// in HTTP/1.0).
 fn upstream_response<G: Send + Unpin + 'static>(
-    resp: Response<Incoming>,
+    resp: Response<UpstreamBody>,
     set_cookie: Option<HeaderValue>,
     upgraded: bool,
     hold: G,

@@ -6,7 +6,8 @@
 //! - HTTP/1.1 (`http`, `https`, and every Upgrade): origin-form target and that `Host`
 //!   (RFC 9112 §3.2). Idle keep-alive connections are kept per endpoint, at most
 //!   `--upstream-keepalive` of them, each closed after `--upstream-keepalive-timeout` unused.
-//!   A connection goes back to the pool once its response has been read to the end.
+//!   A connection goes back to the pool once its response has been read to the end; the
+//!   request using it drives its I/O ([`super::http1_conn`]).
 //! - HTTP/2 (`h2c`, `grpc`, `grpcs`): `:scheme` and `:authority` from the URI, no `Host`
 //!   field (RFC 9113 §8.3.1: an intermediary builds `:authority` from the original request's
 //!   authority). One connection per endpoint carries every concurrent request; while it is
@@ -32,15 +33,19 @@ use std::{
 
 use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt, Shared};
-use http::{Request, Response, Uri, Version, header::HOST, uri::PathAndQuery};
-use http_body_util::combinators::UnsyncBoxBody;
-use hyper::{
-    body::Incoming,
-    client::conn::{http1, http2},
+use http::{
+    Request, Response, Uri, Version,
+    header::{HOST, UPGRADE},
+    uri::PathAndQuery,
 };
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::client::conn::http2;
 use tokio::time::Instant;
 
-use super::connect::{ConnectError, Dialer};
+use super::{
+    connect::{ConnectError, Dialer},
+    http1_conn::{Http1Conn, UpstreamBody},
+};
 use crate::model::BackendProtocol;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -111,13 +116,15 @@ impl Clients {
     }
 
     /// Sends `req` (URI `scheme://virtual-host/path`, see the module docs) to `endpoint`
-    /// over the protocol of `protocol`, and waits for the response head.
+    /// over the protocol of `protocol`, and waits for the response head. The response body
+    /// must be read (or dropped) for the connection to make progress: over HTTP/1.1, reading it
+    /// is what drives the connection.
     pub async fn send(
         &self,
         protocol: BackendProtocol,
         endpoint: SocketAddr,
         req: Request<ProxyBody>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let (tls, http2) = match protocol {
             // `AUTO_HTTP` is resolved per connection before it gets here; plain HTTP if not.
             BackendProtocol::Http | BackendProtocol::AutoHttp => (false, false),
@@ -127,7 +134,8 @@ impl Clients {
         };
         let key = Key { endpoint, tls };
         if http2 {
-            self.pool.send_http2(key, http2_form(req)).await
+            let resp = self.pool.send_http2(key, http2_form(req)).await?;
+            Ok(resp.map(UpstreamBody::plain))
         } else {
             self.pool.send_http1(key, http1_form(req)).await
         }
@@ -171,12 +179,12 @@ fn http2_form(mut req: Request<ProxyBody>) -> Request<ProxyBody> {
 /// Which connections can serve a request: the endpoint, and whether TLS is spoken to it.
 /// (HTTP/1.1 and HTTP/2 connections live in separate maps.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct Key {
+pub(super) struct Key {
     endpoint: SocketAddr,
     tls: bool,
 }
 
-struct Pool {
+pub(super) struct Pool {
     opts: PoolOptions,
     dialer: Dialer,
     idle: Mutex<Idle>,
@@ -194,7 +202,7 @@ struct Idle {
 }
 
 struct IdleHttp1 {
-    tx: http1::SendRequest<ProxyBody>,
+    conn: Http1Conn,
     since: Instant,
 }
 
@@ -237,36 +245,44 @@ impl Pool {
         self: &Arc<Self>,
         key: Key,
         req: Request<ProxyBody>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
         // HTTP/1.0 has no persistent connections unless both sides ask (RFC 1945; nginx
         // sends no `keep-alive` with `proxy_http_version 1.0`): a new connection each, never
         // pooled, closed once its response has been read.
         if req.version() == Version::HTTP_10 {
-            let mut tx = self.dial_http1(key).await?;
-            return tx
-                .try_send_request(req)
-                .await
-                .map_err(|e| Self::unsent(key, e));
+            let mut conn = self.dial_http1(key).await?;
+            conn.detach();
+            let resp = conn.send(req).await.map_err(|e| Self::unsent(key, e))?;
+            return Ok(resp.map(UpstreamBody::plain));
         }
-        let (mut tx, reused) = match self.checkout_http1(key) {
-            Some(tx) => (tx, true),
+        // An upgrade's connection becomes the tunnel: its I/O goes to a task of its own.
+        let upgrade = req.headers().contains_key(UPGRADE);
+        let (mut conn, reused) = match self.checkout_http1(key) {
+            Some(conn) => (conn, true),
             None => (self.dial_http1(key).await?, false),
         };
-        let resp = match tx.try_send_request(req).await {
+        if upgrade {
+            conn.detach();
+        }
+        let resp = match conn.send(req).await {
             Ok(resp) => resp,
             Err(mut e) => match e.take_message() {
                 // The pooled connection closed before taking the request: a new one.
                 Some(req) if reused => {
-                    tx = self.dial_http1(key).await?;
-                    tx.try_send_request(req)
-                        .await
-                        .map_err(|e| Self::unsent(key, e))?
+                    conn = self.dial_http1(key).await?;
+                    if upgrade {
+                        conn.detach();
+                    }
+                    conn.send(req).await.map_err(|e| Self::unsent(key, e))?
                 }
                 _ => return Err(Self::unsent(key, e)),
             },
         };
-        self.recycle_http1(key, tx);
-        Ok(resp)
+        let home = Home {
+            pool: Arc::clone(self),
+            key,
+        };
+        Ok(resp.map(|body| UpstreamBody::driving(body, conn, home)))
     }
 
     /// A failed send: a connect failure when the connection gave the request back unsent.
@@ -278,7 +294,7 @@ impl Pool {
         }
     }
 
-    async fn dial_http1(&self, key: Key) -> Result<http1::SendRequest<ProxyBody>, UpstreamError> {
+    async fn dial_http1(&self, key: Key) -> Result<Http1Conn, UpstreamError> {
         self.dialer
             .http1(key.endpoint, key.tls)
             .await
@@ -286,39 +302,26 @@ impl Pool {
     }
 
     /// The warmest idle connection to `key` still open and within the idle timeout.
-    fn checkout_http1(&self, key: Key) -> Option<http1::SendRequest<ProxyBody>> {
+    fn checkout_http1(&self, key: Key) -> Option<Http1Conn> {
         if !self.reuses() {
             return None;
         }
         let now = Instant::now();
         let mut idle = self.lock();
         let list = idle.http1.get_mut(&key)?;
-        while let Some(c) = list.pop() {
-            if c.tx.is_ready() && self.due(c.since).is_none_or(|due| due > now) {
-                return Some(c.tx);
+        while let Some(mut c) = list.pop() {
+            if self.due(c.since).is_none_or(|due| due > now) && c.conn.is_reusable() {
+                return Some(c.conn);
             }
             // Closed by the endpoint or idle too long: dropping it closes it.
         }
         None
     }
 
-    /// Pools the connection once it can take another request, i.e. once the response has
-    /// been read to its end; a connection that fails first (or became an upgrade) is not.
-    fn recycle_http1(self: &Arc<Self>, key: Key, mut tx: http1::SendRequest<ProxyBody>) {
+    fn put_http1(self: &Arc<Self>, key: Key, conn: Http1Conn) {
         if !self.reuses() {
             return;
         }
-        let pool = Arc::downgrade(self);
-        tokio::spawn(async move {
-            if tx.ready().await.is_ok()
-                && let Some(pool) = pool.upgrade()
-            {
-                pool.put_http1(key, tx);
-            }
-        });
-    }
-
-    fn put_http1(self: &Arc<Self>, key: Key, tx: http1::SendRequest<ProxyBody>) {
         {
             let mut idle = self.lock();
             let list = idle.http1.entry(key).or_default();
@@ -326,7 +329,7 @@ impl Pool {
                 return;
             }
             list.push(IdleHttp1 {
-                tx,
+                conn,
                 since: Instant::now(),
             });
         }
@@ -337,7 +340,7 @@ impl Pool {
         self: &Arc<Self>,
         key: Key,
         mut req: Request<ProxyBody>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ) -> Result<Response<hyper::body::Incoming>, UpstreamError> {
         let mut resent = false;
         loop {
             let Http2Conn { id, mut tx } = self.checkout_http2(key).await?;
@@ -503,7 +506,7 @@ impl Pool {
         };
         let mut idle = self.lock();
         idle.http1.retain(|_, list| {
-            list.retain(|c| !c.tx.is_closed() && keep(c.since));
+            list.retain(|c| !c.conn.is_closed() && keep(c.since));
             !list.is_empty()
         });
         idle.http2.retain(|_, entry| match entry {
@@ -511,6 +514,35 @@ impl Pool {
             Http2Entry::Dialing { .. } => true,
         });
         next
+    }
+}
+
+/// Where an HTTP/1.1 connection goes once its response has been read: back to its pool if
+/// it is idle, or, still sending a request body the endpoint answered early, to a task that
+/// finishes that first (as hyper's own connection task would). Closed when not reused.
+pub(super) struct Home {
+    pool: Arc<Pool>,
+    key: Key,
+}
+
+impl Home {
+    pub(super) fn give_back(self, mut conn: Http1Conn) {
+        if conn.is_reusable() {
+            self.pool.put_http1(self.key, conn);
+            return;
+        }
+        if conn.is_closed() {
+            return;
+        }
+        // No runtime (shutting down): dropping it closes it.
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        rt.spawn(async move {
+            if conn.idle().await {
+                self.pool.put_http1(self.key, conn);
+            }
+        });
     }
 }
 
