@@ -231,11 +231,9 @@ async fn limit(
     if global.is_none() && limit.is_none() {
         return None;
     }
-    match shared
-        .rate_limits
-        .admit(global, limit, out.client.addr)
-        .await
-    {
+    // Boxed here and below: a branch few requests take keeps its state out of every
+    // request's future, which is copied whole when it is boxed for hyper (`listener::serve`).
+    match Box::pin(shared.rate_limits.admit(global, limit, out.client.addr)).await {
         Ok(guard) => {
             out.in_progress = guard;
             None
@@ -502,7 +500,7 @@ async fn route(
                                 );
                             }
                             let resp = forward(shared, req, up, &route.policy, host, out).await;
-                            intercepted(shared, intercept, resp, route, host, out).await
+                            Box::pin(intercepted(shared, intercept, resp, route, host, out)).await
                         }
                         None => {
                             out.reason = Some("route has no backend".into());
@@ -522,7 +520,7 @@ async fn route(
                             local(StatusCode::NOT_FOUND, NO_PATH)
                         }
                     };
-                    intercepted(shared, intercept, resp, route, host, out).await
+                    Box::pin(intercepted(shared, intercept, resp, route, host, out)).await
                 }
             }
         }
@@ -655,7 +653,7 @@ async fn access(
         d.resp
     };
     if let Some(auth @ crate::model::RouteAuth::Unavailable { .. }) = &policy.auth
-        && let Err(r) = shared.auth.admit(auth, req.headers()).await
+        && let Err(r) = Box::pin(shared.auth.admit(auth, req.headers())).await
     {
         return Err(refuse(basic_denial(r), out));
     }
@@ -700,7 +698,7 @@ async fn access(
         }
     }
     if let Some(auth) = &policy.auth {
-        match shared.auth.admit(auth, req.headers()).await {
+        match Box::pin(shared.auth.admit(auth, req.headers())).await {
             Ok(()) if any => return Ok(()),
             Ok(()) => {}
             Err(r) => {
@@ -712,7 +710,8 @@ async fn access(
     }
     // The auth service gets the client's `Authorization` either way.
     if let Some(fa) = &policy.forward_auth {
-        match external_auth(shared, fa, req, host, route_ids, &policy.timeouts, out).await {
+        let ask = external_auth(shared, fa, req, host, route_ids, &policy.timeouts, out);
+        match Box::pin(ask).await {
             Ok(()) if any => return Ok(()),
             Ok(()) => {}
             Err(d) => {

@@ -134,7 +134,8 @@ impl Clients {
         };
         let key = Key { endpoint, tls };
         if http2 {
-            let resp = self.pool.send_http2(key, http2_form(req)).await?;
+            // Boxed: HTTP/2's state stays out of the (common) HTTP/1.1 request's future.
+            let resp = Box::pin(self.pool.send_http2(key, http2_form(req))).await?;
             Ok(resp.map(UpstreamBody::plain))
         } else {
             self.pool.send_http1(key, http1_form(req)).await
@@ -295,8 +296,9 @@ impl Pool {
     }
 
     async fn dial_http1(&self, key: Key) -> Result<Http1Conn, UpstreamError> {
-        self.dialer
-            .http1(key.endpoint, key.tls)
+        // Boxed: connecting (TCP, TLS, handshake) is rare next to reuse, and its state is
+        // large; unboxed it would sit in every request's future.
+        Box::pin(self.dialer.http1(key.endpoint, key.tls))
             .await
             .map_err(|e| Self::connect_error(key, Arc::new(e)))
     }
@@ -605,5 +607,161 @@ mod tests {
                 .expect_err("nobody listens");
             assert!(err.is_connect(), "{protocol:?}: {err}");
         }
+    }
+
+    /// A keep-alive endpoint (RFC 9112 §9.3: persistent by default in HTTP/1.1) that counts
+    /// the connections it accepted. `/chunked` streams its body, `/empty` answers 204.
+    async fn counting_endpoint() -> (SocketAddr, Arc<AtomicU64>) {
+        use hyper::{server::conn::http1 as server, service::service_fn};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let count = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::Relaxed);
+                let svc = service_fn(|req: Request<hyper::body::Incoming>| async move {
+                    let body: ProxyBody = match req.uri().path() {
+                        "/chunked" => {
+                            let chunks = (0..3).map(|_| {
+                                Ok::<_, BoxError>(hyper::body::Frame::data(Bytes::from_static(
+                                    b"chunk ",
+                                )))
+                            });
+                            http_body_util::StreamBody::new(futures::stream::iter(chunks))
+                                .boxed_unsync()
+                        }
+                        "/empty" => Empty::new().map_err(|e| match e {}).boxed_unsync(),
+                        _ => http_body_util::Full::new(Bytes::from_static(b"hello"))
+                            .map_err(|e| match e {})
+                            .boxed_unsync(),
+                    };
+                    let mut resp = Response::new(body);
+                    if req.uri().path() == "/empty" {
+                        *resp.status_mut() = http::StatusCode::NO_CONTENT;
+                    }
+                    Ok::<_, std::convert::Infallible>(resp)
+                });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                tokio::spawn(server::Builder::new().serve_connection(io, svc));
+            }
+        });
+        (addr, accepted)
+    }
+
+    fn keepalive_clients() -> Clients {
+        Clients::new(PoolOptions {
+            connect_timeout: Duration::from_secs(5),
+            send_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            max_idle_per_endpoint: 8,
+        })
+    }
+
+    /// A connection returns to the pool once its response body has been read to the end
+    /// (with a length or chunked), or at once when the response has no body even if nobody
+    /// reads it; one whose body was dropped before its end is closed, not reused.
+    #[tokio::test]
+    async fn connection_is_reused_after_its_response_ends() {
+        let (addr, accepted) = counting_endpoint().await;
+        let clients = keepalive_clients();
+        for path in ["/", "/chunked", "/", "/chunked"] {
+            let resp = clients
+                .send(
+                    BackendProtocol::Http,
+                    addr,
+                    request(&format!("http://v.test{path}")),
+                )
+                .await
+                .expect("answered");
+            let body = resp.into_body().collect().await.expect("body").to_bytes();
+            assert!(!body.is_empty(), "{path}");
+        }
+        assert_eq!(
+            accepted.load(Ordering::Relaxed),
+            1,
+            "read to the end: reused"
+        );
+
+        for _ in 0..2 {
+            let resp = clients
+                .send(BackendProtocol::Http, addr, request("http://v.test/empty"))
+                .await
+                .expect("answered");
+            assert_eq!(resp.status(), http::StatusCode::NO_CONTENT);
+            drop(resp);
+        }
+        assert_eq!(
+            accepted.load(Ordering::Relaxed),
+            1,
+            "no body: reused unread"
+        );
+
+        let resp = clients
+            .send(
+                BackendProtocol::Http,
+                addr,
+                request("http://v.test/chunked"),
+            )
+            .await
+            .expect("answered");
+        drop(resp);
+        let resp = clients
+            .send(BackendProtocol::Http, addr, request("http://v.test/"))
+            .await
+            .expect("answered");
+        resp.into_body().collect().await.expect("body");
+        assert_eq!(
+            accepted.load(Ordering::Relaxed),
+            2,
+            "a body dropped unread closes its connection"
+        );
+    }
+
+    /// A pooled connection the endpoint closed meanwhile is not handed out: the next request
+    /// goes over a new connection and succeeds.
+    #[tokio::test]
+    async fn connection_closed_by_the_endpoint_is_not_reused() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let count = Arc::clone(&accepted);
+        let (closed_tx, mut closed) = tokio::sync::mpsc::unbounded_channel::<()>();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::Relaxed);
+                let closed_tx = closed_tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let mut head = Vec::new();
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    // Answers keep-alive, then closes the connection anyway.
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await;
+                    drop(stream);
+                    let _ = closed_tx.send(());
+                });
+            }
+        });
+        let clients = keepalive_clients();
+        for _ in 0..3 {
+            let resp = clients
+                .send(BackendProtocol::Http, addr, request("http://v.test/"))
+                .await
+                .expect("answered over a fresh connection");
+            resp.into_body().collect().await.expect("body");
+            // The endpoint has closed its end (on loopback the FIN is here by then).
+            tokio::time::timeout(Duration::from_secs(30), closed.recv())
+                .await
+                .expect("endpoint closes");
+        }
+        assert_eq!(accepted.load(Ordering::Relaxed), 3);
     }
 }
