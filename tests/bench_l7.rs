@@ -1,11 +1,16 @@
 //! Requests/s and p99 latency of the L7 proxy next to Debian's nginx and HAProxy, measured in
 //! the same run: one worker each (a one-thread tokio runtime vs `worker_processes 1` vs
 //! `nbthread 1`), an equivalent configuration (one host, prefix `/` to one upstream with
-//! keep-alive, forwarding headers, no access log), the same echo backend in a pod namespace,
-//! the same load from the client namespace: wrk for HTTP/1.1 keep-alive and HTTPS, h2load for
-//! HTTP/2 over TLS. Run by `cargo xtask bench l7` (or `cargo test --release -p xdp-ingress-e2e
-//! --test bench_l7 -- --ignored --nocapture`). Each case runs twice per proxy, alternating,
-//! `BENCH_SECONDS` (default 5) seconds each; the better of the two rounds is reported.
+//! keep-alive, forwarding headers, no access log, request bodies streamed), the same echo
+//! backend in a pod namespace, the same load from the client namespace: wrk for HTTP/1.1 and
+//! HTTPS, h2load for HTTP/2 over TLS. Cases: keep-alive; a new connection per request
+//! (`Connection: close`; over HTTPS that is TLS handshakes/s); 1 MiB bodies down and up
+//! (MB/s in the rps columns); and the keep-alive cases again on all cores (our default worker
+//! count, one per core, vs `worker_processes auto` vs HAProxy's default `nbthread`).
+//! Run by `cargo xtask bench l7` (or `cargo test --release -p xdp-ingress-e2e --test bench_l7
+//! -- --ignored --nocapture`). Each case runs twice per proxy, alternating, `BENCH_SECONDS`
+//! (default 5) seconds each; the better of the two rounds is reported. `BENCH_CASES`
+//! (comma-separated substrings of case names) runs only the matching cases.
 
 mod l7common;
 
@@ -21,6 +26,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const HOST: &str = "bench.test";
 const CONNECTIONS: &str = "32";
+/// The large-body cases' body size, bytes.
+const LARGE: usize = 1 << 20;
+/// Largest request body every proxy accepts here (above `LARGE`).
+const MAX_BODY: u64 = 8 << 20;
 
 fn seconds() -> u64 {
     std::env::var("BENCH_SECONDS")
@@ -37,16 +46,25 @@ struct Result {
     errors: u64,
 }
 
-fn nginx_conf(dir: &std::path::Path, backend: SocketAddr) -> String {
+/// `wide`: `worker_processes auto` (one per core) on the all-cores ports; else one process
+/// that is the worker (same as `worker_processes 1` for throughput, and nothing is left
+/// behind if the benchmark dies: a killed master would orphan its workers).
+fn nginx_conf(dir: &std::path::Path, backend: SocketAddr, wide: bool) -> String {
+    let (workers, tag) = if wide {
+        ("master_process on;\nworker_processes auto;", "wide")
+    } else {
+        ("master_process off;\nworker_processes 1;", "one")
+    };
+    let (http, https) = (
+        Peer::Nginx.port("http", wide),
+        Peer::Nginx.port("https", wide),
+    );
     format!(
         r#"
-# One process that is the worker: same as `worker_processes 1` for throughput, and nothing
-# is left behind if the benchmark dies (a killed master would orphan its worker).
-master_process off;
-worker_processes 1;
+{workers}
 daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
+pid {dir}/nginx-{tag}.pid;
+error_log {dir}/error-{tag}.log warn;
 events {{ worker_connections 4096; }}
 http {{
     access_log off;
@@ -57,13 +75,14 @@ http {{
     scgi_temp_path {dir}/scgi;
     keepalive_timeout 75s;
     keepalive_requests 1000000;
+    client_max_body_size {MAX_BODY};
     upstream backend {{
         server {backend};
         keepalive 256;
     }}
     server {{
-        listen 8080;
-        listen 8443 ssl http2;
+        listen {http};
+        listen {https} ssl http2;
         server_name {HOST};
         ssl_certificate {dir}/tls.crt;
         ssl_certificate_key {dir}/tls.key;
@@ -84,6 +103,7 @@ http {{
             proxy_read_timeout 60s;
             proxy_next_upstream error timeout;
             proxy_buffering off;
+            proxy_request_buffering off;
         }}
     }}
 }}
@@ -94,13 +114,23 @@ http {{
 
 /// HAProxy shaped as `nginx_conf`: one thread, keep-alive to the backend (connections reused
 /// across client connections, as nginx's `keepalive` pool does), the same forwarding headers.
-fn haproxy_conf(dir: &std::path::Path, backend: SocketAddr) -> String {
+/// `wide`: HAProxy's default thread count (one per core) on the all-cores ports.
+fn haproxy_conf(dir: &std::path::Path, backend: SocketAddr, wide: bool) -> String {
+    let (threads, tag) = if wide {
+        ("", "wide")
+    } else {
+        ("nbthread 1", "one")
+    };
+    let (http, https) = (
+        Peer::Haproxy.port("http", wide),
+        Peer::Haproxy.port("https", wide),
+    );
     format!(
         r#"
 global
-    nbthread 1
+    {threads}
     maxconn 4096
-    pidfile {dir}/haproxy.pid
+    pidfile {dir}/haproxy-{tag}.pid
 defaults
     mode http
     timeout connect 5s
@@ -110,8 +140,8 @@ defaults
     option http-keep-alive
     http-reuse always
 frontend bench
-    bind :8081
-    bind :8444 ssl crt {dir}/haproxy.pem alpn h2,http/1.1
+    bind :{http}
+    bind :{https} ssl crt {dir}/haproxy.pem alpn h2,http/1.1
     option forwardfor
     http-request set-header X-Request-ID %[uuid]
     http-request set-header X-Real-IP %[src]
@@ -127,26 +157,25 @@ backend pods
     )
 }
 
-/// `wrk` from the client namespace; parses Requests/sec and the 99% latency.
-fn wrk(topo: &Topology, url: &str) -> Result {
+/// `wrk` from the client namespace with `threads` threads and `extra` arguments (headers, a
+/// script); parses Requests/sec and the 99% latency.
+fn wrk(topo: &Topology, url: &str, threads: usize, extra: &[&str]) -> Result {
     let d = format!("{}s", seconds());
-    let out = topo
-        .client
-        .run(
-            "wrk",
-            &[
-                "-t1",
-                "-c",
-                CONNECTIONS,
-                "-d",
-                &d,
-                "--latency",
-                "-H",
-                &format!("Host: {HOST}"),
-                url,
-            ],
-        )
-        .expect("wrk");
+    let t = format!("-t{threads}");
+    let host = format!("Host: {HOST}");
+    let mut args = vec![
+        t.as_str(),
+        "-c",
+        CONNECTIONS,
+        "-d",
+        &d,
+        "--latency",
+        "-H",
+        &host,
+    ];
+    args.extend_from_slice(extra);
+    args.push(url);
+    let out = topo.client.run("wrk", &args).expect("wrk");
     let mut r = Result::default();
     for line in out.lines() {
         let t = line.trim();
@@ -180,8 +209,9 @@ fn wrk_duration_ms(v: &str) -> f64 {
 }
 
 /// `h2load` (HTTP/2 over TLS, ALPN h2) from the client namespace; p99 from its per-request log.
-fn h2load(topo: &Topology, url: &str, log: &std::path::Path) -> Result {
+fn h2load(topo: &Topology, url: &str, threads: usize, log: &std::path::Path) -> Result {
     let d = seconds().to_string();
+    let t = threads.to_string();
     let out = topo
         .client
         .run(
@@ -194,7 +224,7 @@ fn h2load(topo: &Topology, url: &str, log: &std::path::Path) -> Result {
                 "-m",
                 "8",
                 "-t",
-                "1",
+                &t,
                 "-H",
                 &format!(":authority: {HOST}"),
                 "--log-file",
@@ -244,6 +274,30 @@ fn h2load(topo: &Topology, url: &str, log: &std::path::Path) -> Result {
     r
 }
 
+/// A peer stopped with SIGTERM on drop (nginx's master then stops its workers) before
+/// [`KillOnDrop`] kills it, so a failing benchmark leaves no worker behind.
+struct StopOnDrop(KillOnDrop);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .signal_and_wait(libc::SIGTERM, Duration::from_secs(10));
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Whether the case named `name` runs (`BENCH_CASES`: comma-separated substrings).
+fn selected(name: &str) -> bool {
+    match std::env::var("BENCH_CASES") {
+        Ok(v) if !v.trim().is_empty() => v.split(',').any(|c| name.contains(c.trim())),
+        _ => true,
+    }
+}
+
 #[test]
 #[ignore = "benchmark: cargo xtask bench l7"]
 fn l7_proxy_vs_nginx() {
@@ -258,11 +312,25 @@ fn l7_proxy_vs_nginx() {
     let (crt, key) = self_signed_pem(&[HOST]).expect("certificate");
     std::fs::write(dir.path().join("tls.crt"), &crt).unwrap();
     std::fs::write(dir.path().join("tls.key"), &key).unwrap();
-    let conf = dir.path().join("nginx.conf");
-    std::fs::write(&conf, nginx_conf(dir.path(), backend_addr)).unwrap();
+    // An upload of `LARGE` bytes for wrk.
+    let post = dir.path().join("post.lua");
+    std::fs::write(
+        &post,
+        format!("wrk.method = \"POST\"\nwrk.body = string.rep(\"x\", {LARGE})\n"),
+    )
+    .unwrap();
 
-    // Ours: one runtime thread, ports 80/443 in the node namespace.
-    let proxy = NsProxy::start_with_workers(&topo.node, TestProxy::quiet_args(), 1);
+    // Ours: one runtime thread on the one-worker ports, one per core on the all-cores ports;
+    // bodies streamed (nginx: `proxy_request_buffering off`) up to `MAX_BODY`.
+    let args = |wide: bool| xdp_ingress::proxy::ProxyArgs {
+        http_port: Peer::Ours.port("http", wide),
+        https_port: Peer::Ours.port("https", wide),
+        max_body_bytes: MAX_BODY,
+        request_buffer_bytes: 0,
+        ..TestProxy::quiet_args()
+    };
+    let proxy = NsProxy::start_with_workers(&topo.node, args(false), 1);
+    let wide_proxy = NsProxy::start_with_workers(&topo.node, args(true), cores());
     let mut l7 = l7_with(
         vec![vhost(
             HOST,
@@ -286,80 +354,138 @@ fn l7_proxy_vs_nginx() {
             key_pem: key.as_bytes().into(),
         }),
     );
-    proxy.handle.apply(snapshot(1, l7));
+    proxy.handle.apply(snapshot(1, l7.clone()));
+    wide_proxy.handle.apply(snapshot(1, l7));
 
-    let mut nginx = KillOnDrop::spawn(topo.node.cmd("nginx").args([
-        "-c",
-        &conf.display().to_string(),
-        "-p",
-        &dir.path().display().to_string(),
-    ]))
-    .expect("nginx starts");
     // HAProxy wants the chain and the key in one file.
     std::fs::write(dir.path().join("haproxy.pem"), format!("{crt}{key}")).unwrap();
-    let haconf = dir.path().join("haproxy.cfg");
-    std::fs::write(&haconf, haproxy_conf(dir.path(), backend_addr)).unwrap();
-    // `-db`: foreground, one process (no master left behind if the benchmark dies).
-    let mut haproxy = KillOnDrop::spawn(topo.node.cmd("haproxy").args([
-        "-db",
-        "-f",
-        &haconf.display().to_string(),
-    ]))
-    .expect("haproxy starts");
-    // Wait until all three answer.
-    for peer in Peer::ALL {
-        let url = peer.url("http");
-        let mut ok = false;
-        for _ in 0..50 {
-            if topo
-                .client
-                .run(
-                    "curl",
-                    &["-sf", "-m", "2", "-H", &format!("Host: {HOST}"), &url],
-                )
-                .is_ok()
-            {
-                ok = true;
-                break;
+    let mut peers = Vec::new();
+    for wide in [false, true] {
+        let tag = if wide { "wide" } else { "one" };
+        let conf = dir.path().join(format!("nginx-{tag}.conf"));
+        std::fs::write(&conf, nginx_conf(dir.path(), backend_addr, wide)).unwrap();
+        let nginx = KillOnDrop::spawn(topo.node.cmd("nginx").args([
+            "-c",
+            &conf.display().to_string(),
+            "-p",
+            &dir.path().display().to_string(),
+        ]))
+        .expect("nginx starts");
+        peers.push(StopOnDrop(nginx));
+        let haconf = dir.path().join(format!("haproxy-{tag}.cfg"));
+        std::fs::write(&haconf, haproxy_conf(dir.path(), backend_addr, wide)).unwrap();
+        // `-db`: foreground, one process (its threads end with it).
+        let haproxy = KillOnDrop::spawn(topo.node.cmd("haproxy").args([
+            "-db",
+            "-f",
+            &haconf.display().to_string(),
+        ]))
+        .expect("haproxy starts");
+        peers.push(StopOnDrop(haproxy));
+    }
+    // Wait until all of them answer.
+    for wide in [false, true] {
+        for peer in Peer::ALL {
+            let url = peer.url("http", wide, "/fixed");
+            let mut ok = false;
+            for _ in 0..50 {
+                if topo
+                    .client
+                    .run(
+                        "curl",
+                        &["-sf", "-m", "2", "-H", &format!("Host: {HOST}"), &url],
+                    )
+                    .is_ok()
+                {
+                    ok = true;
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
             }
-            std::thread::sleep(Duration::from_millis(100));
+            assert!(
+                ok,
+                "{url} never answered; nginx log: {}",
+                std::fs::read_to_string(dir.path().join("error-one.log")).unwrap_or_default()
+            );
         }
-        assert!(
-            ok,
-            "{url} never answered; nginx log: {}",
-            std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
-        );
     }
 
+    let wide_threads = cores();
+    // MB/s from requests/s of `LARGE`-byte bodies.
+    let mbps = |r: Result| Result {
+        rps: r.rps * LARGE as f64 / 1e6,
+        ..r
+    };
+    let close = ["-H", "Connection: close"];
+    let post_script = post.display().to_string();
+    let upload = ["-s", post_script.as_str()];
+    let large = format!("/bytes/{LARGE}");
     type Case<'a> = (&'a str, Box<dyn Fn(Peer) -> Result + 'a>);
-    let cases: [Case<'_>; 3] = [
+    let cases: Vec<Case<'_>> = vec![
         (
             "HTTP/1.1 keep-alive (wrk)",
-            Box::new(|peer| wrk(&topo, &peer.url("http"))),
+            Box::new(|peer| wrk(&topo, &peer.url("http", false, "/fixed"), 1, &[])),
         ),
         (
             "HTTPS HTTP/1.1 (wrk)",
-            Box::new(|peer| wrk(&topo, &peer.url("https"))),
+            Box::new(|peer| wrk(&topo, &peer.url("https", false, "/fixed"), 1, &[])),
         ),
         (
             "HTTP/2 over TLS (h2load)",
             Box::new(|peer| {
                 let log = dir.path().join(format!("h2-{}.log", peer.name()));
-                h2load(&topo, &peer.url("https"), &log)
+                h2load(&topo, &peer.url("https", false, "/fixed"), 1, &log)
+            }),
+        ),
+        (
+            "HTTP/1.1 conn/request",
+            Box::new(|peer| wrk(&topo, &peer.url("http", false, "/fixed"), 1, &close)),
+        ),
+        (
+            "HTTPS conn/request (hs/s)",
+            Box::new(|peer| wrk(&topo, &peer.url("https", false, "/fixed"), 1, &close)),
+        ),
+        (
+            "1 MiB down (MB/s)",
+            Box::new(|peer| mbps(wrk(&topo, &peer.url("http", false, &large), 1, &[]))),
+        ),
+        (
+            "1 MiB up (MB/s)",
+            Box::new(|peer| mbps(wrk(&topo, &peer.url("http", false, "/discard"), 1, &upload))),
+        ),
+        (
+            "all cores HTTP/1.1",
+            Box::new(|peer| wrk(&topo, &peer.url("http", true, "/fixed"), wide_threads, &[])),
+        ),
+        (
+            "all cores HTTPS",
+            Box::new(|peer| wrk(&topo, &peer.url("https", true, "/fixed"), wide_threads, &[])),
+        ),
+        (
+            "all cores HTTP/2",
+            Box::new(|peer| {
+                let log = dir.path().join(format!("h2-wide-{}.log", peer.name()));
+                h2load(
+                    &topo,
+                    &peer.url("https", true, "/fixed"),
+                    wide_threads,
+                    &log,
+                )
             }),
         ),
     ];
     let mut report = String::new();
     let _ = writeln!(
         report,
-        "\nL7 proxy vs nginx {} and HAProxy {} (1 worker each, {CONNECTIONS} connections, {} s per run, same backend; ratios are ours / peer)",
+        "\nL7 proxy vs nginx {} and HAProxy {} (1 worker each; \"all cores\": {} each; {CONNECTIONS} connections, {} s per run, same backend; ratios are ours / peer)",
         nginx_version(),
         haproxy_version(),
+        cores(),
         seconds()
     );
     let _ = writeln!(
         report,
-        "{:<26} {:>10} {:>9} {:>11} {:>9} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "{:<26} {:>10} {:>9} {:>11} {:>9} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6}",
         "case",
         "ours rps",
         "ours p99",
@@ -370,11 +496,16 @@ fn l7_proxy_vs_nginx() {
         "rps/ngx",
         "p99/ngx",
         "rps/hapr",
-        "p99/hapr"
+        "p99/hapr",
+        "load1"
     );
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let mut out = testbed::bench_out::BenchOut::new("l7");
-    for (name, run) in &cases {
+    for (name, run) in cases.iter().filter(|(name, _)| selected(name)) {
+        let load1 = std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|l| l.split_whitespace().next().map(str::to_string))
+            .unwrap_or_default();
         // Two alternating rounds each (ours, nginx, haproxy, twice), the better round counts:
         // the machine is shared, and a neighbour's burst should not decide the ratio.
         let best = |a: Result, b: Result| if b.rps > a.rps { b } else { a };
@@ -386,9 +517,8 @@ fn l7_proxy_vs_nginx() {
             out.bar("L7 req/s", "req/s", name, peer, r.rps);
             out.bar("L7 p99 latency", "ms", name, peer, r.p99_ms);
         }
-        let _ = writeln!(
-            report,
-            "{:<26} {:>10.0} {:>7.2}ms {:>11.0} {:>7.2}ms {:>11.0} {:>7.2}ms {:>9.2} {:>9.2} {:>9.2} {:>9.2}{}",
+        let line = format!(
+            "{:<26} {:>10.0} {:>7.2}ms {:>11.0} {:>7.2}ms {:>11.0} {:>7.2}ms {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>6}{}",
             name,
             ours.rps,
             ours.p99_ms,
@@ -400,6 +530,7 @@ fn l7_proxy_vs_nginx() {
             ours.p99_ms / ngx.p99_ms,
             ours.rps / hap.rps,
             ours.p99_ms / hap.p99_ms,
+            load1,
             if errors > 0 {
                 format!(
                     "  (errors: ours {}, nginx {}, haproxy {})",
@@ -409,13 +540,15 @@ fn l7_proxy_vs_nginx() {
                 String::new()
             }
         );
+        // Progress on stderr: a full run takes minutes.
+        eprintln!("{line}");
+        let _ = writeln!(report, "{line}");
     }
     let _ = writeln!(report, "load average at start: {}", load.trim());
     println!("{report}");
     out.table(&report);
     out.write();
-    let _ = nginx.signal_and_wait(libc::SIGTERM, Duration::from_secs(5));
-    let _ = haproxy.signal_and_wait(libc::SIGTERM, Duration::from_secs(5));
+    drop(peers);
     drop(backend);
 }
 
@@ -438,8 +571,8 @@ impl Peer {
         }
     }
 
-    /// `scheme` is `http` or `https`.
-    fn url(self, scheme: &str) -> String {
+    /// `scheme` is `http` or `https`; `wide`: the all-cores instance.
+    fn port(self, scheme: &str, wide: bool) -> u16 {
         let port = match (self, scheme) {
             (Peer::Ours, "http") => 80,
             (Peer::Ours, _) => 443,
@@ -448,7 +581,11 @@ impl Peer {
             (Peer::Haproxy, "http") => 8081,
             (Peer::Haproxy, _) => 8444,
         };
-        format!("{scheme}://198.18.0.2:{port}/fixed")
+        if wide { port + 10 } else { port }
+    }
+
+    fn url(self, scheme: &str, wide: bool, path: &str) -> String {
+        format!("{scheme}://198.18.0.2:{}{path}", self.port(scheme, wide))
     }
 }
 

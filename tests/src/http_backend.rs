@@ -11,6 +11,8 @@
 //! - `/drip/<n>/<ms>`: streams `n` lines `tick <i>\n`, one every `<ms>` milliseconds (the
 //!   first at once): a long response that is slow but alive.
 //! - `/fixed`: a constant 13-byte body (benchmarks: the backend does as little as possible).
+//! - `/discard`: reads the request body to its end, then answers as `/fixed` (benchmarks of
+//!   uploads).
 //! - `/trailers`: gRPC-style answer with `grpc-status`/`grpc-message` trailers.
 //! - any request with `Upgrade: websocket` gets a real WebSocket handshake (101 with
 //!   `Sec-WebSocket-Accept`), after which the backend echoes raw bytes, prefixed once by
@@ -241,6 +243,15 @@ async fn echo(pod: Arc<String>, mut req: Request<Incoming>) -> Result<Response<B
     if req.uri().path() == "/fixed" {
         return Ok(Response::new(full(Bytes::from_static(b"hello, world\n"))));
     }
+    if req.uri().path() == "/discard" {
+        let mut body = req.into_body();
+        while let Some(frame) = body.frame().await {
+            if frame.is_err() {
+                break;
+            }
+        }
+        return Ok(Response::new(full(Bytes::from_static(b"hello, world\n"))));
+    }
     let path = req.uri().path().to_string();
     if req
         .headers()
@@ -275,9 +286,10 @@ async fn echo(pod: Arc<String>, mut req: Request<Incoming>) -> Result<Response<B
         .strip_prefix("/bytes/")
         .and_then(|s| s.parse::<usize>().ok())
     {
+        static CHUNK: [u8; 16384] = [b'x'; 16384];
         let chunks = (0..n.div_ceil(16384)).map(move |i| {
             let len = (n - i * 16384).min(16384);
-            Ok::<_, Infallible>(Frame::data(Bytes::from(vec![b'x'; len])))
+            Ok::<_, Infallible>(Frame::data(Bytes::from_static(&CHUNK[..len])))
         });
         let body = StreamBody::new(futures::stream::iter(chunks)).boxed();
         let mut resp = Response::new(body);

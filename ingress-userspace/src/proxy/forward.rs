@@ -47,7 +47,7 @@ use super::{
     router::{CompiledAction, CompiledRoute, Lookup, RequestView},
     tunnel,
     upstream::{
-        BoxError, PickInput, ProxyBody, UpstreamRuntime,
+        BoxError, PickInput, ProxyBody, UpstreamBody, UpstreamRuntime,
         balance::Slot,
         pool::{UpstreamError, scheme_and_version},
         send_timeout::SendTimedOut,
@@ -231,11 +231,9 @@ async fn limit(
     if global.is_none() && limit.is_none() {
         return None;
     }
-    match shared
-        .rate_limits
-        .admit(global, limit, out.client.addr)
-        .await
-    {
+    // Boxed here and below: a branch few requests take keeps its state out of every
+    // request's future, which is copied whole when it is boxed for hyper (`listener::serve`).
+    match Box::pin(shared.rate_limits.admit(global, limit, out.client.addr)).await {
         Ok(guard) => {
             out.in_progress = guard;
             None
@@ -502,7 +500,7 @@ async fn route(
                                 );
                             }
                             let resp = forward(shared, req, up, &route.policy, host, out).await;
-                            intercepted(shared, intercept, resp, route, host, out).await
+                            Box::pin(intercepted(shared, intercept, resp, route, host, out)).await
                         }
                         None => {
                             out.reason = Some("route has no backend".into());
@@ -522,7 +520,7 @@ async fn route(
                             local(StatusCode::NOT_FOUND, NO_PATH)
                         }
                     };
-                    intercepted(shared, intercept, resp, route, host, out).await
+                    Box::pin(intercepted(shared, intercept, resp, route, host, out)).await
                 }
             }
         }
@@ -655,7 +653,7 @@ async fn access(
         d.resp
     };
     if let Some(auth @ crate::model::RouteAuth::Unavailable { .. }) = &policy.auth
-        && let Err(r) = shared.auth.admit(auth, req.headers()).await
+        && let Err(r) = Box::pin(shared.auth.admit(auth, req.headers())).await
     {
         return Err(refuse(basic_denial(r), out));
     }
@@ -700,7 +698,7 @@ async fn access(
         }
     }
     if let Some(auth) = &policy.auth {
-        match shared.auth.admit(auth, req.headers()).await {
+        match Box::pin(shared.auth.admit(auth, req.headers())).await {
             Ok(()) if any => return Ok(()),
             Ok(()) => {}
             Err(r) => {
@@ -712,7 +710,8 @@ async fn access(
     }
     // The auth service gets the client's `Authorization` either way.
     if let Some(fa) = &policy.forward_auth {
-        match external_auth(shared, fa, req, host, route_ids, &policy.timeouts, out).await {
+        let ask = external_auth(shared, fa, req, host, route_ids, &policy.timeouts, out);
+        match Box::pin(ask).await {
             Ok(()) if any => return Ok(()),
             Ok(()) => {}
             Err(d) => {
@@ -1102,7 +1101,7 @@ fn answered<G: Send + Unpin + 'static>(
     shared: &Shared,
     slot: &Slot,
     label: &UpstreamLabels,
-    mut resp: Response<Incoming>,
+    mut resp: Response<UpstreamBody>,
     a: Answer<G>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     out: &mut Outcome,
@@ -1526,9 +1525,9 @@ where
 /// recorded comes first: the send error it caused says nothing about the endpoint. Statuses
 /// as nginx: a timeout (connect, send, response head) is a 504, any other failure a 502.
 fn classify(
-    sent: Result<Result<Response<Incoming>, UpstreamError>, ReadTimedOut>,
+    sent: Result<Result<Response<UpstreamBody>, UpstreamError>, ReadTimedOut>,
     p: &Prepared,
-) -> Result<Response<Incoming>, Failure> {
+) -> Result<Response<UpstreamBody>, Failure> {
     let err = match sent {
         Ok(Ok(resp)) => return Ok(resp),
         Ok(Err(e)) => Some(e),
@@ -1622,7 +1621,7 @@ fn connect_stage(e: &UpstreamError) -> Option<ConnectStage> {
 /// §6.2: the version names the sender's capability; hyper still answers an HTTP/1.0 client
 /// in HTTP/1.0).
 fn upstream_response<G: Send + Unpin + 'static>(
-    resp: Response<Incoming>,
+    resp: Response<UpstreamBody>,
     set_cookie: Option<HeaderValue>,
     upgraded: bool,
     hold: G,

@@ -14,7 +14,6 @@ use std::{net::SocketAddr, time::Duration};
 use bytes::Bytes;
 use http::{Request, Response, uri::Scheme};
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper::body::Incoming;
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::{TokioExecutor, TokioTimer},
@@ -23,7 +22,7 @@ use hyper_util::{
 use super::Transport;
 use crate::{
     model::{BackendProtocol, ForwardAuth},
-    proxy::upstream::{ProxyBody, pool::UpstreamError},
+    proxy::upstream::{ProxyBody, UpstreamBody, pool::UpstreamError},
 };
 
 /// Idle HTTPS connections kept per auth host, and for how long.
@@ -92,7 +91,8 @@ impl AuthClient {
         } else {
             BackendProtocol::Http
         };
-        let resp = if let Some(svc) = &auth.service {
+        // The body is read to its end (bounded) on a task, so the connection can be reused.
+        let head = if let Some(svc) = &auth.service {
             if svc.endpoints.is_empty() {
                 return Err(format!(
                     "auth Service {} has no ready endpoint",
@@ -102,12 +102,14 @@ impl AuthClient {
             let start = rand::random_range(0..svc.endpoints.len());
             let order =
                 (0..svc.endpoints.len()).map(|i| svc.endpoints[(start + i) % svc.endpoints.len()]);
-            send_to_first(t, protocol, order, build).await?
+            drained(send_to_first(t, protocol, order, build).await?)
         } else if https {
-            self.https
-                .request(build())
-                .await
-                .map_err(|e| format!("auth request to {} failed: {e}", parts.uri))?
+            drained(
+                self.https
+                    .request(build())
+                    .await
+                    .map_err(|e| format!("auth request to {} failed: {e}", parts.uri))?,
+            )
         } else {
             let host = parts.uri.host().ok_or("auth URL without host")?;
             let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -118,10 +120,8 @@ impl AuthClient {
                     .map_err(|_| format!("resolving {host} timed out"))?
                     .map_err(|e| format!("resolving {host}: {e}"))?
                     .collect();
-            send_to_first(t, protocol, addrs.into_iter(), build).await?
+            drained(send_to_first(t, protocol, addrs.into_iter(), build).await?)
         };
-        let (head, body) = resp.into_parts();
-        tokio::spawn(drain(body));
         Ok(super::Answer {
             status: head.status,
             headers: head.headers,
@@ -142,7 +142,7 @@ async fn send_to_first(
     protocol: BackendProtocol,
     addrs: impl Iterator<Item = SocketAddr>,
     build: impl Fn() -> Request<ProxyBody>,
-) -> Result<Response<Incoming>, String> {
+) -> Result<Response<UpstreamBody>, String> {
     let mut last = "no address".to_string();
     for addr in addrs {
         match t.clients.send(protocol, addr, build()).await {
@@ -158,6 +158,21 @@ fn empty() -> ProxyBody {
     Empty::<Bytes>::new().map_err(|e| match e {}).boxed_unsync()
 }
 
-async fn drain(body: Incoming) {
+fn drained<B>(resp: Response<B>) -> http::response::Parts
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let (head, body) = resp.into_parts();
+    tokio::spawn(drain(body));
+    head
+}
+
+async fn drain<B>(body: B)
+where
+    B: hyper::body::Body,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
     let _ = tokio::time::timeout(DRAIN_TIME, Limited::new(body, DRAIN_BYTES).collect()).await;
 }

@@ -1,5 +1,7 @@
 //! Opening a connection to one endpoint: TCP (no Nagle), then TLS for `https`/`grpcs`
-//! upstreams, then the HTTP/1.1 or HTTP/2 handshake, with the connection's task spawned.
+//! upstreams, then the HTTP/1.1 or HTTP/2 handshake. An HTTP/2 connection's I/O runs on a
+//! task of its own (it serves many requests at once); an HTTP/1.1 one's is driven by the
+//! request using it ([`super::http1_conn`]).
 //!
 //! - The connect timeout (`proxy-connect-timeout`) bounds TCP and TLS together, as nginx's
 //!   `proxy_connect_timeout` bounds the upstream connect and its SSL handshake.
@@ -21,7 +23,7 @@ use tokio::{net::TcpStream, time::Instant};
 use tokio_rustls::TlsConnector;
 use tracing::debug;
 
-use super::{pool::ProxyBody, send_timeout::SendTimeoutIo};
+use super::{http1_conn::Http1Conn, pool::ProxyBody, send_timeout::SendTimeoutIo};
 
 /// Why no connection to an endpoint could be opened. Nothing of a request was sent, so a
 /// request that failed with it can go to another endpoint.
@@ -70,11 +72,7 @@ impl Dialer {
     }
 
     /// An HTTP/1.1 connection (upgrades enabled) to `endpoint`, over TLS when `tls`.
-    pub async fn http1(
-        &self,
-        endpoint: SocketAddr,
-        tls: bool,
-    ) -> Result<http1::SendRequest<ProxyBody>, ConnectError> {
+    pub async fn http1(&self, endpoint: SocketAddr, tls: bool) -> Result<Http1Conn, ConnectError> {
         let budget = Budget::start(self.connect_timeout);
         let tcp = self.tcp(endpoint, &budget).await?;
         if tls {
@@ -125,7 +123,7 @@ impl Dialer {
             .map_err(ConnectError::Tls)
     }
 
-    async fn handshake_http1<T>(&self, io: T) -> Result<http1::SendRequest<ProxyBody>, ConnectError>
+    async fn handshake_http1<T>(&self, io: T) -> Result<Http1Conn, ConnectError>
     where
         T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -134,12 +132,7 @@ impl Dialer {
         let (tx, conn) = http1::handshake(io)
             .await
             .map_err(ConnectError::Handshake)?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                debug!(error = %e, "upstream connection ended");
-            }
-        });
-        Ok(tx)
+        Ok(Http1Conn::new(tx, Box::pin(conn.with_upgrades())))
     }
 
     async fn handshake_http2<T>(

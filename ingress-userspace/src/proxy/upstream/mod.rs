@@ -4,10 +4,12 @@
 pub mod balance;
 pub mod connect;
 pub mod health;
+pub mod http1_conn;
 pub mod pool;
 pub mod send_timeout;
 pub mod sticky;
 
 pub use balance::{Pick, PickInput, UpstreamRuntime};
 pub use health::HealthPolicy;
+pub use http1_conn::UpstreamBody;
 pub use pool::{BoxError, Clients, PoolOptions, ProxyBody, UpstreamError};

@@ -6,7 +6,8 @@
 //! - HTTP/1.1 (`http`, `https`, and every Upgrade): origin-form target and that `Host`
 //!   (RFC 9112 §3.2). Idle keep-alive connections are kept per endpoint, at most
 //!   `--upstream-keepalive` of them, each closed after `--upstream-keepalive-timeout` unused.
-//!   A connection goes back to the pool once its response has been read to the end.
+//!   A connection goes back to the pool once its response has been read to the end; the
+//!   request using it drives its I/O ([`super::http1_conn`]).
 //! - HTTP/2 (`h2c`, `grpc`, `grpcs`): `:scheme` and `:authority` from the URI, no `Host`
 //!   field (RFC 9113 §8.3.1: an intermediary builds `:authority` from the original request's
 //!   authority). One connection per endpoint carries every concurrent request; while it is
@@ -32,15 +33,19 @@ use std::{
 
 use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt, Shared};
-use http::{Request, Response, Uri, Version, header::HOST, uri::PathAndQuery};
-use http_body_util::combinators::UnsyncBoxBody;
-use hyper::{
-    body::Incoming,
-    client::conn::{http1, http2},
+use http::{
+    Request, Response, Uri, Version,
+    header::{HOST, UPGRADE},
+    uri::PathAndQuery,
 };
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::client::conn::http2;
 use tokio::time::Instant;
 
-use super::connect::{ConnectError, Dialer};
+use super::{
+    connect::{ConnectError, Dialer},
+    http1_conn::{Http1Conn, UpstreamBody},
+};
 use crate::model::BackendProtocol;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -111,13 +116,15 @@ impl Clients {
     }
 
     /// Sends `req` (URI `scheme://virtual-host/path`, see the module docs) to `endpoint`
-    /// over the protocol of `protocol`, and waits for the response head.
+    /// over the protocol of `protocol`, and waits for the response head. The response body
+    /// must be read (or dropped) for the connection to make progress: over HTTP/1.1, reading it
+    /// is what drives the connection.
     pub async fn send(
         &self,
         protocol: BackendProtocol,
         endpoint: SocketAddr,
         req: Request<ProxyBody>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let (tls, http2) = match protocol {
             // `AUTO_HTTP` is resolved per connection before it gets here; plain HTTP if not.
             BackendProtocol::Http | BackendProtocol::AutoHttp => (false, false),
@@ -127,7 +134,9 @@ impl Clients {
         };
         let key = Key { endpoint, tls };
         if http2 {
-            self.pool.send_http2(key, http2_form(req)).await
+            // Boxed: HTTP/2's state stays out of the (common) HTTP/1.1 request's future.
+            let resp = Box::pin(self.pool.send_http2(key, http2_form(req))).await?;
+            Ok(resp.map(UpstreamBody::plain))
         } else {
             self.pool.send_http1(key, http1_form(req)).await
         }
@@ -171,12 +180,12 @@ fn http2_form(mut req: Request<ProxyBody>) -> Request<ProxyBody> {
 /// Which connections can serve a request: the endpoint, and whether TLS is spoken to it.
 /// (HTTP/1.1 and HTTP/2 connections live in separate maps.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct Key {
+pub(super) struct Key {
     endpoint: SocketAddr,
     tls: bool,
 }
 
-struct Pool {
+pub(super) struct Pool {
     opts: PoolOptions,
     dialer: Dialer,
     idle: Mutex<Idle>,
@@ -194,7 +203,7 @@ struct Idle {
 }
 
 struct IdleHttp1 {
-    tx: http1::SendRequest<ProxyBody>,
+    conn: Http1Conn,
     since: Instant,
 }
 
@@ -237,36 +246,44 @@ impl Pool {
         self: &Arc<Self>,
         key: Key,
         req: Request<ProxyBody>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
         // HTTP/1.0 has no persistent connections unless both sides ask (RFC 1945; nginx
         // sends no `keep-alive` with `proxy_http_version 1.0`): a new connection each, never
         // pooled, closed once its response has been read.
         if req.version() == Version::HTTP_10 {
-            let mut tx = self.dial_http1(key).await?;
-            return tx
-                .try_send_request(req)
-                .await
-                .map_err(|e| Self::unsent(key, e));
+            let mut conn = self.dial_http1(key).await?;
+            conn.detach();
+            let resp = conn.send(req).await.map_err(|e| Self::unsent(key, e))?;
+            return Ok(resp.map(UpstreamBody::plain));
         }
-        let (mut tx, reused) = match self.checkout_http1(key) {
-            Some(tx) => (tx, true),
+        // An upgrade's connection becomes the tunnel: its I/O goes to a task of its own.
+        let upgrade = req.headers().contains_key(UPGRADE);
+        let (mut conn, reused) = match self.checkout_http1(key) {
+            Some(conn) => (conn, true),
             None => (self.dial_http1(key).await?, false),
         };
-        let resp = match tx.try_send_request(req).await {
+        if upgrade {
+            conn.detach();
+        }
+        let resp = match conn.send(req).await {
             Ok(resp) => resp,
             Err(mut e) => match e.take_message() {
                 // The pooled connection closed before taking the request: a new one.
                 Some(req) if reused => {
-                    tx = self.dial_http1(key).await?;
-                    tx.try_send_request(req)
-                        .await
-                        .map_err(|e| Self::unsent(key, e))?
+                    conn = self.dial_http1(key).await?;
+                    if upgrade {
+                        conn.detach();
+                    }
+                    conn.send(req).await.map_err(|e| Self::unsent(key, e))?
                 }
                 _ => return Err(Self::unsent(key, e)),
             },
         };
-        self.recycle_http1(key, tx);
-        Ok(resp)
+        let home = Home {
+            pool: Arc::clone(self),
+            key,
+        };
+        Ok(resp.map(|body| UpstreamBody::driving(body, conn, home)))
     }
 
     /// A failed send: a connect failure when the connection gave the request back unsent.
@@ -278,47 +295,35 @@ impl Pool {
         }
     }
 
-    async fn dial_http1(&self, key: Key) -> Result<http1::SendRequest<ProxyBody>, UpstreamError> {
-        self.dialer
-            .http1(key.endpoint, key.tls)
+    async fn dial_http1(&self, key: Key) -> Result<Http1Conn, UpstreamError> {
+        // Boxed: connecting (TCP, TLS, handshake) is rare next to reuse, and its state is
+        // large; unboxed it would sit in every request's future.
+        Box::pin(self.dialer.http1(key.endpoint, key.tls))
             .await
             .map_err(|e| Self::connect_error(key, Arc::new(e)))
     }
 
     /// The warmest idle connection to `key` still open and within the idle timeout.
-    fn checkout_http1(&self, key: Key) -> Option<http1::SendRequest<ProxyBody>> {
+    fn checkout_http1(&self, key: Key) -> Option<Http1Conn> {
         if !self.reuses() {
             return None;
         }
         let now = Instant::now();
         let mut idle = self.lock();
         let list = idle.http1.get_mut(&key)?;
-        while let Some(c) = list.pop() {
-            if c.tx.is_ready() && self.due(c.since).is_none_or(|due| due > now) {
-                return Some(c.tx);
+        while let Some(mut c) = list.pop() {
+            if self.due(c.since).is_none_or(|due| due > now) && c.conn.is_reusable() {
+                return Some(c.conn);
             }
             // Closed by the endpoint or idle too long: dropping it closes it.
         }
         None
     }
 
-    /// Pools the connection once it can take another request, i.e. once the response has
-    /// been read to its end; a connection that fails first (or became an upgrade) is not.
-    fn recycle_http1(self: &Arc<Self>, key: Key, mut tx: http1::SendRequest<ProxyBody>) {
+    fn put_http1(self: &Arc<Self>, key: Key, conn: Http1Conn) {
         if !self.reuses() {
             return;
         }
-        let pool = Arc::downgrade(self);
-        tokio::spawn(async move {
-            if tx.ready().await.is_ok()
-                && let Some(pool) = pool.upgrade()
-            {
-                pool.put_http1(key, tx);
-            }
-        });
-    }
-
-    fn put_http1(self: &Arc<Self>, key: Key, tx: http1::SendRequest<ProxyBody>) {
         {
             let mut idle = self.lock();
             let list = idle.http1.entry(key).or_default();
@@ -326,7 +331,7 @@ impl Pool {
                 return;
             }
             list.push(IdleHttp1 {
-                tx,
+                conn,
                 since: Instant::now(),
             });
         }
@@ -337,7 +342,7 @@ impl Pool {
         self: &Arc<Self>,
         key: Key,
         mut req: Request<ProxyBody>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ) -> Result<Response<hyper::body::Incoming>, UpstreamError> {
         let mut resent = false;
         loop {
             let Http2Conn { id, mut tx } = self.checkout_http2(key).await?;
@@ -503,7 +508,7 @@ impl Pool {
         };
         let mut idle = self.lock();
         idle.http1.retain(|_, list| {
-            list.retain(|c| !c.tx.is_closed() && keep(c.since));
+            list.retain(|c| !c.conn.is_closed() && keep(c.since));
             !list.is_empty()
         });
         idle.http2.retain(|_, entry| match entry {
@@ -511,6 +516,35 @@ impl Pool {
             Http2Entry::Dialing { .. } => true,
         });
         next
+    }
+}
+
+/// Where an HTTP/1.1 connection goes once its response has been read: back to its pool if
+/// it is idle, or, still sending a request body the endpoint answered early, to a task that
+/// finishes that first (as hyper's own connection task would). Closed when not reused.
+pub(super) struct Home {
+    pool: Arc<Pool>,
+    key: Key,
+}
+
+impl Home {
+    pub(super) fn give_back(self, mut conn: Http1Conn) {
+        if conn.is_reusable() {
+            self.pool.put_http1(self.key, conn);
+            return;
+        }
+        if conn.is_closed() {
+            return;
+        }
+        // No runtime (shutting down): dropping it closes it.
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        rt.spawn(async move {
+            if conn.idle().await {
+                self.pool.put_http1(self.key, conn);
+            }
+        });
     }
 }
 
@@ -573,5 +607,161 @@ mod tests {
                 .expect_err("nobody listens");
             assert!(err.is_connect(), "{protocol:?}: {err}");
         }
+    }
+
+    /// A keep-alive endpoint (RFC 9112 §9.3: persistent by default in HTTP/1.1) that counts
+    /// the connections it accepted. `/chunked` streams its body, `/empty` answers 204.
+    async fn counting_endpoint() -> (SocketAddr, Arc<AtomicU64>) {
+        use hyper::{server::conn::http1 as server, service::service_fn};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let count = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::Relaxed);
+                let svc = service_fn(|req: Request<hyper::body::Incoming>| async move {
+                    let body: ProxyBody = match req.uri().path() {
+                        "/chunked" => {
+                            let chunks = (0..3).map(|_| {
+                                Ok::<_, BoxError>(hyper::body::Frame::data(Bytes::from_static(
+                                    b"chunk ",
+                                )))
+                            });
+                            http_body_util::StreamBody::new(futures::stream::iter(chunks))
+                                .boxed_unsync()
+                        }
+                        "/empty" => Empty::new().map_err(|e| match e {}).boxed_unsync(),
+                        _ => http_body_util::Full::new(Bytes::from_static(b"hello"))
+                            .map_err(|e| match e {})
+                            .boxed_unsync(),
+                    };
+                    let mut resp = Response::new(body);
+                    if req.uri().path() == "/empty" {
+                        *resp.status_mut() = http::StatusCode::NO_CONTENT;
+                    }
+                    Ok::<_, std::convert::Infallible>(resp)
+                });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                tokio::spawn(server::Builder::new().serve_connection(io, svc));
+            }
+        });
+        (addr, accepted)
+    }
+
+    fn keepalive_clients() -> Clients {
+        Clients::new(PoolOptions {
+            connect_timeout: Duration::from_secs(5),
+            send_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            max_idle_per_endpoint: 8,
+        })
+    }
+
+    /// A connection returns to the pool once its response body has been read to the end
+    /// (with a length or chunked), or at once when the response has no body even if nobody
+    /// reads it; one whose body was dropped before its end is closed, not reused.
+    #[tokio::test]
+    async fn connection_is_reused_after_its_response_ends() {
+        let (addr, accepted) = counting_endpoint().await;
+        let clients = keepalive_clients();
+        for path in ["/", "/chunked", "/", "/chunked"] {
+            let resp = clients
+                .send(
+                    BackendProtocol::Http,
+                    addr,
+                    request(&format!("http://v.test{path}")),
+                )
+                .await
+                .expect("answered");
+            let body = resp.into_body().collect().await.expect("body").to_bytes();
+            assert!(!body.is_empty(), "{path}");
+        }
+        assert_eq!(
+            accepted.load(Ordering::Relaxed),
+            1,
+            "read to the end: reused"
+        );
+
+        for _ in 0..2 {
+            let resp = clients
+                .send(BackendProtocol::Http, addr, request("http://v.test/empty"))
+                .await
+                .expect("answered");
+            assert_eq!(resp.status(), http::StatusCode::NO_CONTENT);
+            drop(resp);
+        }
+        assert_eq!(
+            accepted.load(Ordering::Relaxed),
+            1,
+            "no body: reused unread"
+        );
+
+        let resp = clients
+            .send(
+                BackendProtocol::Http,
+                addr,
+                request("http://v.test/chunked"),
+            )
+            .await
+            .expect("answered");
+        drop(resp);
+        let resp = clients
+            .send(BackendProtocol::Http, addr, request("http://v.test/"))
+            .await
+            .expect("answered");
+        resp.into_body().collect().await.expect("body");
+        assert_eq!(
+            accepted.load(Ordering::Relaxed),
+            2,
+            "a body dropped unread closes its connection"
+        );
+    }
+
+    /// A pooled connection the endpoint closed meanwhile is not handed out: the next request
+    /// goes over a new connection and succeeds.
+    #[tokio::test]
+    async fn connection_closed_by_the_endpoint_is_not_reused() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let count = Arc::clone(&accepted);
+        let (closed_tx, mut closed) = tokio::sync::mpsc::unbounded_channel::<()>();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::Relaxed);
+                let closed_tx = closed_tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let mut head = Vec::new();
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    // Answers keep-alive, then closes the connection anyway.
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await;
+                    drop(stream);
+                    let _ = closed_tx.send(());
+                });
+            }
+        });
+        let clients = keepalive_clients();
+        for _ in 0..3 {
+            let resp = clients
+                .send(BackendProtocol::Http, addr, request("http://v.test/"))
+                .await
+                .expect("answered over a fresh connection");
+            resp.into_body().collect().await.expect("body");
+            // The endpoint has closed its end (on loopback the FIN is here by then).
+            tokio::time::timeout(Duration::from_secs(30), closed.recv())
+                .await
+                .expect("endpoint closes");
+        }
+        assert_eq!(accepted.load(Ordering::Relaxed), 3);
     }
 }
