@@ -173,8 +173,8 @@ pub struct ManifestDir {
     merged: Objects,
 }
 
-/// Upserts for what is new or replaced in `new`, deletes for what is gone from it.
-fn diff_kind<T>(
+/// Upserts for what is new or different in `new`, deletes for what is gone from it.
+fn diff_kind<T: PartialEq>(
     kind: ObjectKind,
     old: &BTreeMap<Key, Arc<T>>,
     new: &BTreeMap<Key, Arc<T>>,
@@ -182,7 +182,8 @@ fn diff_kind<T>(
     out: &mut Vec<Change>,
 ) {
     for (k, v) in new {
-        if !old.get(k).is_some_and(|o| Arc::ptr_eq(o, v)) {
+        // An unchanged object of a changed file is not a change (a big file stays cheap).
+        if !old.get(k).is_some_and(|o| Arc::ptr_eq(o, v) || **o == **v) {
             out.push(Change::Upsert(object(v.clone())));
         }
     }

@@ -22,7 +22,7 @@ use super::{
     support,
 };
 use crate::{
-    model::{ObjectKind, Snapshot},
+    model::{ObjectKind, ObjectRef, Snapshot},
     store::{Key, Objects},
 };
 
@@ -258,10 +258,19 @@ impl Translator {
         snap.diagnostics.sort();
         snap.diagnostics.dedup();
 
-        snap.owned_ingresses
-            .retain(|o| !ingresses.contains(&Key::new(o.namespace.clone(), o.name.clone())));
-        snap.owned_ingresses.extend(part.owned_ingresses);
-        snap.owned_ingresses.sort();
+        // Sorted: a few removals and insertions, not a pass over every owned Ingress.
+        let owned = &mut snap.owned_ingresses;
+        for k in &ingresses {
+            let o = ObjectRef::new(ObjectKind::Ingress, k.namespace.clone(), k.name.clone());
+            if let Ok(i) = owned.binary_search(&o) {
+                owned.remove(i);
+            }
+        }
+        for o in part.owned_ingresses {
+            if let Err(i) = owned.binary_search(&o) {
+                owned.insert(i, o);
+            }
+        }
 
         let index = self.index.as_mut()?;
         for k in &ingresses {

@@ -48,17 +48,18 @@ pub struct EndpointIndex<'a> {
 
 impl<'a> EndpointIndex<'a> {
     pub fn new(objects: &'a Objects, cfg: &TranslateConfig) -> Self {
-        Self::of_slices(objects, cfg, |_, _| true)
+        Self::of(objects.endpoint_slices.values(), objects, cfg, |_, _| true)
     }
 
-    /// The slices of `objects` whose `(namespace, service)` is kept.
-    fn of_slices(
+    /// Groups `slices` whose `(namespace, service)` is kept.
+    fn of(
+        slices: impl Iterator<Item = &'a std::sync::Arc<EndpointSlice>>,
         objects: &'a Objects,
         cfg: &TranslateConfig,
         keep: impl Fn(&str, &str) -> bool,
     ) -> Self {
         let mut by_service: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
-        for slice in objects.endpoint_slices.values() {
+        for slice in slices {
             let ns = slice.metadata.namespace.as_deref().unwrap_or_default();
             let Some(svc) = slice
                 .metadata
@@ -83,6 +84,25 @@ impl<'a> EndpointIndex<'a> {
         }
     }
 
+    /// The slices of `namespaces` only (a range of the store's map each, not a pass over
+    /// every slice of the cluster).
+    fn in_namespaces<'n>(
+        objects: &'a Objects,
+        namespaces: impl Iterator<Item = &'n str>,
+    ) -> impl Iterator<Item = &'a std::sync::Arc<EndpointSlice>> {
+        let mut namespaces: Vec<&str> = namespaces.collect();
+        namespaces.sort_unstable();
+        namespaces.dedup();
+        namespaces.into_iter().flat_map(move |ns| {
+            let ns = ns.to_string();
+            objects
+                .endpoint_slices
+                .range(Key::new(ns.clone(), "")..)
+                .take_while(move |(k, _)| k.namespace == ns)
+                .map(|(_, s)| s)
+        })
+    }
+
     /// Like [`EndpointIndex::new`], for the slices of `services` only.
     pub fn for_services(
         objects: &'a Objects,
@@ -93,7 +113,9 @@ impl<'a> EndpointIndex<'a> {
             .iter()
             .map(|k| (k.namespace.as_str(), k.name.as_str()))
             .collect();
-        Self::of_slices(objects, cfg, |ns, svc| wanted.contains(&(ns, svc)))
+        // A slice lives in its Service's namespace.
+        let slices = Self::in_namespaces(objects, services.iter().map(|k| k.namespace.as_str()));
+        Self::of(slices, objects, cfg, |ns, svc| wanted.contains(&(ns, svc)))
     }
 
     /// Like [`EndpointIndex::new`], for the Services of `namespaces` only; resolving one
@@ -103,7 +125,8 @@ impl<'a> EndpointIndex<'a> {
         namespaces: &HashSet<&str>,
         cfg: &TranslateConfig,
     ) -> Self {
-        let mut index = Self::of_slices(objects, cfg, |ns, _| namespaces.contains(ns));
+        let slices = Self::in_namespaces(objects, namespaces.iter().copied());
+        let mut index = Self::of(slices, objects, cfg, |_, _| true);
         index.namespaces = Some(namespaces.iter().map(|n| n.to_string()).collect());
         index
     }
