@@ -70,6 +70,10 @@ fn slice(ns: &str, service: &str, i: u8, ready: bool) -> Object {
     )
 }
 
+/// Indexes into [`PATHS`], [`PATH_TYPES`], [`SERVICES`]; port 80 (else 81, which no Service
+/// has).
+type PathSpec = (usize, usize, usize, bool);
+
 #[derive(Clone, Debug)]
 struct IngressSpec {
     ns: usize,
@@ -77,7 +81,7 @@ struct IngressSpec {
     created: i64,
     ours: bool,
     /// `(host, [(path, pathType, service, port 80?)])`.
-    rules: Vec<(usize, Vec<(usize, usize, usize, bool)>)>,
+    rules: Vec<(usize, Vec<PathSpec>)>,
     /// `spec.tls` hosts (none: no `spec.tls`; empty: the default certificate).
     tls: Option<Vec<usize>>,
     annotations: Vec<usize>,
