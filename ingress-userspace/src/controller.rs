@@ -1,13 +1,13 @@
 //! The control loop: source events -> store -> debounced translation -> one snapshot applied to
 //! every plane, then published on a watch channel (status writer, `explain`, tests).
 //!
-//! Events arriving within `debounce` of each other (but at most `max_delay` after the first)
-//! are folded into one translation. A plane that fails to apply keeps what it had; the others
+//! An event that arrives alone is translated at once. Events that keep coming (queued behind
+//! one another) are folded into one translation once `debounce` passes without another (but
+//! at most `max_delay` after the first). A plane that fails to apply keeps what it had; the others
 //! still move on. Event-to-live latency (from the first event of a batch to the last plane
 //! returning) is recorded for every snapshot.
 
 use std::{
-    collections::HashSet,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -25,9 +25,12 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info};
 
 use crate::{
-    model::{Snapshot, translate::Translator},
+    model::{
+        Snapshot,
+        translate::{Changed, Translator},
+    },
     source::SourceEvent,
-    store::{Key, Store},
+    store::Store,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +77,7 @@ where
 
 #[derive(Clone, Debug)]
 pub struct LoopConfig {
-    /// Quiet time that ends a batch of events.
+    /// Quiet time that ends a batch of events that keep coming (a lone event does not wait).
     pub debounce: Duration,
     /// Longest a batch may wait after its first event.
     pub max_delay: Duration,
@@ -250,25 +253,29 @@ pub fn spawn(
 }
 
 /// Applies one event; true when the next snapshot may differ (an EndpointSlice or Secret that
-/// nothing uses changes the store but not the snapshot). `endpoints_of` collects the Services
-/// whose endpoints changed, and becomes `None` once anything else changes.
+/// nothing uses changes the store but not the snapshot). `changed` collects the Services whose
+/// endpoints changed and the Ingresses that changed, and becomes `None` once anything else
+/// changes.
 fn apply(
     store: &mut Store,
     translator: &Translator,
     ev: SourceEvent,
-    endpoints_of: &mut Option<HashSet<Key>>,
+    changed: &mut Option<Changed>,
 ) -> bool {
-    let (affects, slices) = match store.layer(ev.source) {
-        Some(layer) => (
-            translator.affects(layer, &ev.change),
-            Translator::slice_services(layer, &ev.change),
-        ),
-        None => (true, None),
+    let affects = match store.layer(ev.source) {
+        Some(layer) => {
+            if let Some(c) = changed.as_mut()
+                && !c.add(layer, &ev.change)
+            {
+                *changed = None;
+            }
+            translator.affects(layer, &ev.change)
+        }
+        None => {
+            *changed = None;
+            true
+        }
     };
-    match (endpoints_of.as_mut(), slices) {
-        (Some(set), Some(keys)) => set.extend(keys),
-        _ => *endpoints_of = None,
-    }
     store.apply(ev.source, ev.change) && affects
 }
 
@@ -286,10 +293,21 @@ async fn run(
         let Some(ev) = rx.recv().await else { break };
         let mut first = ev.at;
         let mut count = 1u64;
-        let mut endpoints_of = Some(HashSet::new());
-        let mut changed = apply(&mut store, &translator, ev, &mut endpoints_of);
+        let mut what = Some(Changed::default());
+        let mut changed = apply(&mut store, &translator, ev, &mut what);
+        // A lone event goes live at once; only events that keep coming (already queued behind
+        // it, e.g. while the last snapshot was being made) wait for a quiet `debounce`.
         let deadline = Instant::now() + config.max_delay;
-        loop {
+        let mut burst = false;
+        while Instant::now() < deadline
+            && let Ok(ev) = rx.try_recv()
+        {
+            first = first.min(ev.at);
+            count += 1;
+            burst = true;
+            changed |= apply(&mut store, &translator, ev, &mut what);
+        }
+        while burst && Instant::now() < deadline {
             let wait = config
                 .debounce
                 .min(deadline.saturating_duration_since(Instant::now()));
@@ -297,7 +315,7 @@ async fn run(
                 Ok(Some(ev)) => {
                     first = first.min(ev.at);
                     count += 1;
-                    changed |= apply(&mut store, &translator, ev, &mut endpoints_of);
+                    changed |= apply(&mut store, &translator, ev, &mut what);
                     if Instant::now() >= deadline {
                         break;
                     }
@@ -319,7 +337,7 @@ async fn run(
         // Off the async workers: a large translation must not stall the proxy's tasks.
         let (s, t, snapshot, translate_time) = match tokio::task::spawn_blocking(move || {
             let t0 = Instant::now();
-            let snapshot = translator.translate_shared(&store.view(), endpoints_of.as_ref());
+            let snapshot = translator.translate_changed(&store.view(), what.as_ref());
             (store, translator, snapshot, t0.elapsed())
         })
         .await

@@ -1,8 +1,10 @@
 //! The manifest-directory source (`--manifests DIR`): multi-document YAML (or JSON) files of the
 //! same kinds the API source watches, re-read within a second of any change.
 //!
-//! The directory is always loaded whole, so deleting an object from a file deletes it from the
-//! store. A file that fails to parse gets an `InvalidManifest` diagnostic and keeps contributing
+//! The directory is loaded whole at start; after that only the files that changed are read
+//! again, and the objects that differ go to the store as upserts and deletes (so deleting an
+//! object from a file deletes it from the store, and an edit of one Ingress re-translates only
+//! its hosts). While any file has a problem the directory is re-read whole. A file that fails to parse gets an `InvalidManifest` diagnostic and keeps contributing
 //! the objects of its last good version, so a half-saved edit never takes routes down.
 //! ConfigMaps are kept (translation reads only the one `--configmap` names). Kinds we
 //! do not read (Deployments, ...) are skipped silently; namespaced objects without a namespace
@@ -30,7 +32,7 @@ use tracing::{debug, info, warn};
 use super::{EventSender, SourceEvent};
 use crate::{
     model::{Diagnostic, ObjectKind, ObjectRef, Severity},
-    store::{Change, Object, Objects, SourceId},
+    store::{Change, Key, Object, Objects, SourceId},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -167,6 +169,82 @@ fn is_manifest(p: &Path) -> bool {
 pub struct ManifestDir {
     dir: PathBuf,
     last_good: BTreeMap<PathBuf, Vec<Object>>,
+    /// What the last [`ManifestDir::load`] or [`ManifestDir::reload`] made of them.
+    merged: Objects,
+}
+
+/// Upserts for what is new or different in `new`, deletes for what is gone from it.
+fn diff_kind<T: PartialEq>(
+    kind: ObjectKind,
+    old: &BTreeMap<Key, Arc<T>>,
+    new: &BTreeMap<Key, Arc<T>>,
+    object: impl Fn(Arc<T>) -> Object,
+    out: &mut Vec<Change>,
+) {
+    for (k, v) in new {
+        // An unchanged object of a changed file is not a change (a big file stays cheap).
+        if !old.get(k).is_some_and(|o| Arc::ptr_eq(o, v) || **o == **v) {
+            out.push(Change::Upsert(object(v.clone())));
+        }
+    }
+    for k in old.keys().filter(|k| !new.contains_key(*k)) {
+        out.push(Change::Delete(kind, k.clone()));
+    }
+}
+
+/// The changes from `old` to `new` (objects of unchanged files keep their `Arc`s).
+fn diff(old: &Objects, new: &Objects) -> Vec<Change> {
+    let mut out = Vec::new();
+    diff_kind(
+        ObjectKind::Ingress,
+        &old.ingresses,
+        &new.ingresses,
+        Object::Ingress,
+        &mut out,
+    );
+    diff_kind(
+        ObjectKind::IngressClass,
+        &old.ingress_classes,
+        &new.ingress_classes,
+        Object::IngressClass,
+        &mut out,
+    );
+    diff_kind(
+        ObjectKind::Service,
+        &old.services,
+        &new.services,
+        Object::Service,
+        &mut out,
+    );
+    diff_kind(
+        ObjectKind::EndpointSlice,
+        &old.endpoint_slices,
+        &new.endpoint_slices,
+        Object::EndpointSlice,
+        &mut out,
+    );
+    diff_kind(
+        ObjectKind::Secret,
+        &old.secrets,
+        &new.secrets,
+        Object::Secret,
+        &mut out,
+    );
+    diff_kind(
+        ObjectKind::Node,
+        &old.nodes,
+        &new.nodes,
+        Object::Node,
+        &mut out,
+    );
+    diff_kind(
+        ObjectKind::ConfigMap,
+        &old.config_maps,
+        &new.config_maps,
+        Object::ConfigMap,
+        &mut out,
+    );
+    out
 }
 
 impl ManifestDir {
@@ -174,7 +252,44 @@ impl ManifestDir {
         ManifestDir {
             dir: dir.into(),
             last_good: BTreeMap::new(),
+            merged: Objects::default(),
         }
+    }
+
+    /// Reads again only `paths` (files of the directory that changed, or were created or
+    /// removed) and returns what changed in the objects. `None` when the whole directory must
+    /// be read again ([`ManifestDir::load`]): a path that is not a file of the directory, a
+    /// file that does not parse, or a problem reported before (its diagnostic must go).
+    pub fn reload(&mut self, paths: &[PathBuf]) -> Option<Change> {
+        if paths.is_empty() || !self.merged.diagnostics.is_empty() {
+            return None;
+        }
+        let mut read = BTreeMap::new();
+        for path in paths {
+            if path.parent() != Some(self.dir.as_path()) {
+                return None;
+            }
+            if !is_manifest(path) {
+                continue;
+            }
+            let objects = if path.is_file() {
+                let text = std::fs::read_to_string(path).ok()?;
+                Some(parse_manifests(&text).ok()?)
+            } else {
+                None
+            };
+            read.insert(path.clone(), objects);
+        }
+        for (path, objects) in read {
+            match objects {
+                Some(o) => self.last_good.insert(path, o),
+                None => self.last_good.remove(&path),
+            };
+        }
+        let merged = Objects::from_objects(self.last_good.values().flatten().cloned());
+        let changes = diff(&self.merged, &merged);
+        self.merged = merged;
+        Some(Change::Batch(changes))
     }
 
     pub fn dir(&self) -> &Path {
@@ -226,6 +341,7 @@ impl ManifestDir {
         self.last_good = next;
         let mut objects = Objects::from_objects(self.last_good.values().flatten().cloned());
         objects.diagnostics = diagnostics;
+        self.merged = objects.clone();
         objects
     }
 }
@@ -284,12 +400,12 @@ pub fn watch(
     mut dir: ManifestDir,
     events: EventSender,
 ) -> Result<notify::RecommendedWatcher, notify::Error> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, Vec<PathBuf>)>();
     let mut watcher =
         notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
             Ok(ev) if ev.kind.is_access() => {}
-            Ok(_) => {
-                let _ = tx.send(Instant::now());
+            Ok(ev) => {
+                let _ = tx.send((Instant::now(), ev.paths));
             }
             Err(e) => warn!(error = %e, "manifest watch error"),
         })?;
@@ -301,20 +417,32 @@ pub fn watch(
         if events.send(initial).await.is_err() {
             return;
         }
-        while let Some(first_seen) = rx.recv().await {
+        while let Some((first_seen, mut paths)) = rx.recv().await {
             // Let a burst (editor save, ConfigMap symlink swap) settle.
             loop {
                 match tokio::time::timeout(SETTLE, rx.recv()).await {
-                    Ok(Some(_)) => continue,
+                    Ok(Some((_, more))) => paths.extend(more),
                     Ok(None) => return,
                     Err(_) => break,
                 }
             }
-            let objects = dir.load();
-            debug!(objects = objects.len(), "manifests re-read");
+            paths.sort();
+            paths.dedup();
+            let change = match dir.reload(&paths) {
+                Some(Change::Batch(changes)) if changes.is_empty() => continue,
+                Some(change) => {
+                    debug!(files = paths.len(), "manifest files re-read");
+                    change
+                }
+                None => {
+                    let objects = dir.load();
+                    debug!(objects = objects.len(), "manifests re-read");
+                    Change::ReplaceAll(Box::new(objects))
+                }
+            };
             let ev = SourceEvent {
                 source: SourceId::Files,
-                change: Change::ReplaceAll(Box::new(objects)),
+                change,
                 at: first_seen,
             };
             if events.send(ev).await.is_err() {
@@ -495,6 +623,43 @@ data: {tls.key: ZGVm}
         let names: Vec<String> = fixed.services.keys().map(|k| k.to_string()).collect();
         assert_eq!(names, ["default/renamed"]);
         assert!(fixed.diagnostics.is_empty());
+    }
+
+    /// Re-reading only the changed files gives the store what reading everything would.
+    #[test]
+    fn reload_of_changed_files_equals_a_full_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc =
+            |name: &str| format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\n");
+        let (a, b, c) = (
+            dir.path().join("a.yaml"),
+            dir.path().join("b.yaml"),
+            dir.path().join("c.yaml"),
+        );
+        std::fs::write(&a, format!("{}---\n{}", svc("one"), svc("two"))).unwrap();
+        std::fs::write(&b, svc("three")).unwrap();
+        let mut m = ManifestDir::new(dir.path());
+        let mut store = crate::store::Store::new();
+        store.apply(SourceId::Files, Change::ReplaceAll(Box::new(m.load())));
+        let check = |m: &mut ManifestDir, store: &mut crate::store::Store, paths: &[&PathBuf]| {
+            let paths: Vec<PathBuf> = paths.iter().map(|p| (*p).clone()).collect();
+            let change = m.reload(&paths).expect("files of the directory");
+            store.apply(SourceId::Files, change);
+            let full = ManifestDir::new(dir.path()).load();
+            assert_eq!(*store.view(), full);
+        };
+        // An object edited, one removed; a file added; a file removed; a file that is not
+        // a manifest.
+        std::fs::write(&a, svc("one").replace("one", "uno")).unwrap();
+        check(&mut m, &mut store, &[&a]);
+        std::fs::write(&c, svc("four")).unwrap();
+        check(&mut m, &mut store, &[&c]);
+        std::fs::remove_file(&b).unwrap();
+        check(&mut m, &mut store, &[&b, &dir.path().join("notes.txt")]);
+        // A file that does not parse, or a path elsewhere: read the whole directory.
+        std::fs::write(&c, "kind: [").unwrap();
+        assert!(m.reload(std::slice::from_ref(&c)).is_none());
+        assert!(m.reload(&[PathBuf::from("/elsewhere/x.yaml")]).is_none());
     }
 
     #[test]

@@ -8,8 +8,9 @@
 //! point into the node are left out and reported ([`super::node_local`]).
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     net::{IpAddr, SocketAddr},
+    sync::atomic::{AtomicBool, Ordering},
 };
 
 use k8s_openapi::{
@@ -39,40 +40,26 @@ pub const REFUSED_REASON: &str = "EndpointAddressRefused";
 pub struct EndpointIndex<'a> {
     by_service: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
     policy: EndpointAddressPolicy,
+    /// Built for these namespaces only ([`EndpointIndex::for_namespaces`]).
+    namespaces: Option<HashSet<String>>,
+    /// A Service outside `namespaces` was resolved (to nothing): the result is incomplete.
+    missed: AtomicBool,
 }
 
 impl<'a> EndpointIndex<'a> {
     pub fn new(objects: &'a Objects, cfg: &TranslateConfig) -> Self {
-        let mut by_service: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
-        for slice in objects.endpoint_slices.values() {
-            let ns = slice.metadata.namespace.as_deref().unwrap_or_default();
-            let Some(svc) = slice
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(SERVICE_NAME_LABEL))
-            else {
-                continue;
-            };
-            by_service
-                .entry((ns, svc.as_str()))
-                .or_default()
-                .push(slice);
-        }
-        EndpointIndex {
-            by_service,
-            policy: EndpointAddressPolicy::new(objects, cfg),
-        }
+        Self::of(objects.endpoint_slices.values(), objects, cfg, |_, _| true)
     }
 
-    /// Like [`EndpointIndex::new`], for the slices of `services` only.
-    pub fn for_services(
+    /// Groups `slices` whose `(namespace, service)` is kept.
+    fn of(
+        slices: impl Iterator<Item = &'a std::sync::Arc<EndpointSlice>>,
         objects: &'a Objects,
-        services: &std::collections::HashSet<Key>,
         cfg: &TranslateConfig,
+        keep: impl Fn(&str, &str) -> bool,
     ) -> Self {
         let mut by_service: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
-        for slice in objects.endpoint_slices.values() {
+        for slice in slices {
             let ns = slice.metadata.namespace.as_deref().unwrap_or_default();
             let Some(svc) = slice
                 .metadata
@@ -82,7 +69,7 @@ impl<'a> EndpointIndex<'a> {
             else {
                 continue;
             };
-            if services.contains(&Key::new(ns, svc.as_str())) {
+            if keep(ns, svc) {
                 by_service
                     .entry((ns, svc.as_str()))
                     .or_default()
@@ -92,14 +79,66 @@ impl<'a> EndpointIndex<'a> {
         EndpointIndex {
             by_service,
             policy: EndpointAddressPolicy::new(objects, cfg),
+            namespaces: None,
+            missed: AtomicBool::new(false),
         }
     }
 
+    /// The slices of `namespaces` only (a range of the store's map each, not a pass over
+    /// every slice of the cluster).
+    fn in_namespaces<'n>(
+        objects: &'a Objects,
+        namespaces: impl Iterator<Item = &'n str>,
+    ) -> impl Iterator<Item = &'a std::sync::Arc<EndpointSlice>> {
+        let mut namespaces: Vec<&str> = namespaces.collect();
+        namespaces.sort_unstable();
+        namespaces.dedup();
+        namespaces.into_iter().flat_map(move |ns| {
+            let ns = ns.to_string();
+            objects
+                .endpoint_slices
+                .range(Key::new(ns.clone(), "")..)
+                .take_while(move |(k, _)| k.namespace == ns)
+                .map(|(_, s)| s)
+        })
+    }
+
+    /// Like [`EndpointIndex::new`], for the slices of `services` only.
+    pub fn for_services(
+        objects: &'a Objects,
+        services: &HashSet<Key>,
+        cfg: &TranslateConfig,
+    ) -> Self {
+        let wanted: HashSet<(&str, &str)> = services
+            .iter()
+            .map(|k| (k.namespace.as_str(), k.name.as_str()))
+            .collect();
+        // A slice lives in its Service's namespace.
+        let slices = Self::in_namespaces(objects, services.iter().map(|k| k.namespace.as_str()));
+        Self::of(slices, objects, cfg, |ns, svc| wanted.contains(&(ns, svc)))
+    }
+
+    /// Like [`EndpointIndex::new`], for the Services of `namespaces` only; resolving one
+    /// elsewhere gives no endpoints and sets [`EndpointIndex::missed`].
+    pub fn for_namespaces(
+        objects: &'a Objects,
+        namespaces: &HashSet<&str>,
+        cfg: &TranslateConfig,
+    ) -> Self {
+        let slices = Self::in_namespaces(objects, namespaces.iter().copied());
+        let mut index = Self::of(slices, objects, cfg, |_, _| true);
+        index.namespaces = Some(namespaces.iter().map(|n| n.to_string()).collect());
+        index
+    }
+
+    /// Whether a Service outside the namespaces of [`EndpointIndex::for_namespaces`] was
+    /// resolved.
+    pub fn missed(&self) -> bool {
+        self.missed.load(Ordering::Relaxed)
+    }
+
     /// Refused addresses of the slices of `services`: `(slice, address, why)`.
-    fn refused(
-        &self,
-        services: &std::collections::HashSet<Key>,
-    ) -> Vec<(&'a EndpointSlice, IpAddr, NodeLocal)> {
+    fn refused(&self, services: &HashSet<Key>) -> Vec<(&'a EndpointSlice, IpAddr, NodeLocal)> {
         let mut out = Vec::new();
         for ((ns, svc), slices) in &self.by_service {
             if !services.contains(&Key::new(*ns, *svc)) {
@@ -121,17 +160,13 @@ impl<'a> EndpointIndex<'a> {
     }
 
     /// Whether any slice of `services` has an address this translation refuses.
-    pub fn any_refused(&self, services: &std::collections::HashSet<Key>) -> bool {
+    pub fn any_refused(&self, services: &HashSet<Key>) -> bool {
         !self.refused(services).is_empty()
     }
 
     /// One Error diagnostic per refused address in the slices of `services` (those the
     /// snapshot uses), on the EndpointSlice.
-    pub fn report_refused(
-        &self,
-        services: &std::collections::HashSet<Key>,
-        diags: &mut Diagnostics,
-    ) {
+    pub fn report_refused(&self, services: &HashSet<Key>, diags: &mut Diagnostics) {
         for (slice, ip, why) in self.refused(services) {
             let m = &slice.metadata;
             let service = m
@@ -164,6 +199,13 @@ impl<'a> EndpointIndex<'a> {
 
     /// Endpoints for one port of the Service `namespace/service`, sorted by address.
     pub fn resolve(&self, namespace: &str, service: &str, port: &ServicePort) -> Vec<Endpoint> {
+        if self
+            .namespaces
+            .as_ref()
+            .is_some_and(|n| !n.contains(namespace))
+        {
+            self.missed.store(true, Ordering::Relaxed);
+        }
         let Some(slices) = self.by_service.get(&(namespace, service)) else {
             return Vec::new();
         };

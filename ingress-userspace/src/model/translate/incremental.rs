@@ -33,31 +33,31 @@ fn key_of(u: &Upstream) -> Key {
     Key::new(u.service.namespace.clone(), u.service.name.clone())
 }
 
+/// The Services whose upstreams `vh` routes to, sorted, without duplicates.
+fn services(vh: &VirtualHost) -> Vec<Key> {
+    let mut keys: Vec<Key> = vh
+        .routes
+        .iter()
+        .flat_map(|r| {
+            let main = match &r.action {
+                RouteAction::Forward(ups) => ups.iter().map(|w| key_of(&w.upstream)).collect(),
+                // The default backend is rebuilt on its own, below.
+                RouteAction::Respond { .. } | RouteAction::DefaultBackend => Vec::new(),
+            };
+            let errors = r.errors.iter().filter_map(|e| e.default_backend.as_deref());
+            main.into_iter()
+                .chain(r.canary.iter().map(|c| key_of(&c.upstream)))
+                .chain(errors.map(key_of))
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
 impl Uses {
     pub fn of(snapshot: &Snapshot) -> Uses {
         let mut uses = Uses::default();
-        let services = |vh: &VirtualHost| {
-            let mut keys: Vec<Key> = vh
-                .routes
-                .iter()
-                .flat_map(|r| {
-                    let main = match &r.action {
-                        RouteAction::Forward(ups) => {
-                            ups.iter().map(|w| key_of(&w.upstream)).collect()
-                        }
-                        // The default backend is rebuilt on its own, below.
-                        RouteAction::Respond { .. } | RouteAction::DefaultBackend => Vec::new(),
-                    };
-                    let errors = r.errors.iter().filter_map(|e| e.default_backend.as_deref());
-                    main.into_iter()
-                        .chain(r.canary.iter().map(|c| key_of(&c.upstream)))
-                        .chain(errors.map(key_of))
-                })
-                .collect();
-            keys.sort();
-            keys.dedup();
-            keys
-        };
         for (host, vh) in &snapshot.l7.hosts {
             for k in services(vh) {
                 uses.exact.entry(k).or_default().push(host.clone());
@@ -72,6 +72,39 @@ impl Uses {
             uses.any.extend(services(vh));
         }
         uses
+    }
+
+    /// Records `vh` served as `host` (`""`: any host; `*.suffix`: a wildcard).
+    pub fn add(&mut self, host: &str, vh: &VirtualHost) {
+        for k in services(vh) {
+            if host.is_empty() {
+                self.any.insert(k);
+            } else if let Some(suffix) = host.strip_prefix("*.") {
+                self.wildcard.entry(k).or_default().push(suffix.to_string());
+            } else {
+                self.exact.entry(k).or_default().push(host.to_string());
+            }
+        }
+    }
+
+    /// Forgets `vh`, served as `host`, as [`Uses::add`] recorded it.
+    pub fn remove(&mut self, host: &str, vh: &VirtualHost) {
+        for k in services(vh) {
+            let (map, name) = if host.is_empty() {
+                self.any.remove(&k);
+                continue;
+            } else if let Some(suffix) = host.strip_prefix("*.") {
+                (&mut self.wildcard, suffix)
+            } else {
+                (&mut self.exact, host)
+            };
+            if let Some(names) = map.get_mut(&k) {
+                names.retain(|n| n != name);
+                if names.is_empty() {
+                    map.remove(&k);
+                }
+            }
+        }
     }
 }
 

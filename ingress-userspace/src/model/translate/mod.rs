@@ -28,6 +28,7 @@
 pub mod affinity;
 pub mod annotations;
 pub mod auth;
+pub mod by_host;
 pub mod canary;
 pub mod class;
 pub mod client_auth;
@@ -56,6 +57,8 @@ pub mod tls;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
+#[cfg(test)]
+mod incremental_tests;
 #[cfg(test)]
 mod paths_tests;
 #[cfg(test)]
@@ -182,6 +185,128 @@ pub struct Translator {
     refs: Option<References>,
     /// The last snapshot of [`Translator::translate_shared`] and where its Services are used.
     last: Option<(Arc<Snapshot>, incremental::Uses)>,
+    /// Owned Ingresses of the last snapshot by host ([`by_host`]).
+    index: Option<by_host::IngressIndex>,
+}
+
+/// What changed since the last translation, when only Ingresses and endpoints did.
+#[derive(Clone, Debug, Default)]
+pub struct Changed {
+    /// Services whose EndpointSlices changed.
+    pub endpoints_of: HashSet<Key>,
+    /// Ingresses upserted or deleted.
+    pub ingresses: HashSet<Key>,
+}
+
+impl Changed {
+    /// Adds what `change` (not yet applied to `objects`) touches; false (and `self` partly
+    /// updated) when it touches anything but EndpointSlices and Ingresses.
+    pub fn add(&mut self, objects: &Objects, change: &Change) -> bool {
+        match change {
+            Change::Upsert(o @ Object::Ingress(_)) => {
+                self.ingresses.insert(o.key());
+                true
+            }
+            Change::Delete(ObjectKind::Ingress, key) => {
+                self.ingresses.insert(key.clone());
+                true
+            }
+            Change::Batch(changes) => changes.iter().all(|c| self.add(objects, c)),
+            _ => match Translator::slice_services(objects, change) {
+                Some(keys) => {
+                    self.endpoints_of.extend(keys);
+                    true
+                }
+                None => false,
+            },
+        }
+    }
+}
+
+/// The L7 part of translating `ingresses` (any subset of the store's, in any order).
+struct L7Part {
+    l7: crate::model::L7Config,
+    refs: References,
+    owned_ingresses: Vec<ObjectRef>,
+    unsupported_annotations: std::collections::BTreeMap<String, u64>,
+    index: by_host::IngressIndex,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn l7_of<'a>(
+    objects: &'a Objects,
+    ingresses: impl Iterator<Item = &'a Arc<k8s_openapi::api::networking::v1::Ingress>>,
+    classes: &class::Classes,
+    endpoints: &'a endpoints::EndpointIndex<'a>,
+    controller: configmap::ControllerConfig,
+    tls: &'a mut tls::TlsCache,
+    config: &TranslateConfig,
+    diags: &'a mut diagnostics::Diagnostics,
+) -> L7Part {
+    let mut owned: Vec<_> = ingresses.filter(|i| classes.owns(i, config)).collect();
+    owned.sort_by(|a, b| ingress::precedence(a, b));
+    let oref_of = |i: &k8s_openapi::api::networking::v1::Ingress| {
+        ObjectRef::new(
+            ObjectKind::Ingress,
+            i.metadata.namespace.clone().unwrap_or_default(),
+            i.metadata.name.clone().unwrap_or_default(),
+        )
+    };
+    let mut owned_ingresses: Vec<ObjectRef> = owned.iter().map(|i| oref_of(i)).collect();
+    owned_ingresses.sort();
+
+    let serve_snippets = controller
+        .serve_with_snippets
+        .unwrap_or(config.serve_ingresses_with_snippets);
+    let mut unsupported_annotations = std::collections::BTreeMap::new();
+    let mut index = by_host::IngressIndex::default();
+    let mut served = Vec::with_capacity(owned.len());
+    for ing in &owned {
+        let oref = oref_of(ing);
+        let check = support::check_annotations(
+            ing.metadata.annotations.as_ref(),
+            &oref,
+            serve_snippets,
+            diags,
+        );
+        for name in &check.unsupported {
+            *unsupported_annotations.entry(name.clone()).or_insert(0u64) += 1;
+        }
+        let key = Key::new(oref.namespace, oref.name);
+        if by_host::reaches_beyond_hosts(ing) {
+            index.global.insert(key.clone());
+        }
+        index.insert(
+            key,
+            by_host::Contribution {
+                hosts: by_host::hosts_of(ing),
+                unsupported: check.unsupported,
+            },
+        );
+        if check.snippets.is_empty() || serve_snippets {
+            served.push(*ing);
+        }
+    }
+
+    let mut builder = ingress::L7Builder::new(objects, endpoints, tls, diags, config);
+    builder.controller = controller;
+    for ing in served {
+        let before = builder.diags.0.len();
+        builder.add_ingress(ing);
+        // A diagnostic on another object ties this Ingress to more than its hosts.
+        let me = oref_of(ing);
+        if builder.diags.0[before..].iter().any(|d| d.object != me) {
+            index.global.insert(Key::new(me.namespace, me.name));
+        }
+    }
+    let (l7, refs) = builder.finish();
+    L7Part {
+        l7,
+        refs,
+        owned_ingresses,
+        unsupported_annotations,
+        index,
+    }
 }
 
 impl Translator {
@@ -192,6 +317,37 @@ impl Translator {
             tls: tls::TlsCache::default(),
             refs: None,
             last: None,
+            index: None,
+        }
+    }
+
+    /// Translates, remembering the result. `changed`: the only changes since the previous
+    /// call; then only the upstreams of Services whose endpoints changed, or only the hosts of
+    /// changed Ingresses ([`by_host`]), are rebuilt.
+    pub fn translate_changed(
+        &mut self,
+        objects: &Objects,
+        changed: Option<&Changed>,
+    ) -> Arc<Snapshot> {
+        match changed {
+            Some(c) if c.ingresses.is_empty() => {
+                self.translate_shared(objects, Some(&c.endpoints_of))
+            }
+            Some(c) if c.endpoints_of.is_empty() => {
+                match self.ingresses_only(objects, &c.ingresses) {
+                    Some(mut fast) => {
+                        self.version += 1;
+                        fast.version = self.version;
+                        let snap = Arc::new(fast);
+                        if let Some((last, _)) = &mut self.last {
+                            *last = snap.clone();
+                        }
+                        snap
+                    }
+                    None => self.translate_shared(objects, None),
+                }
+            }
+            _ => self.translate_shared(objects, None),
         }
     }
 
@@ -287,66 +443,28 @@ impl Translator {
     pub fn translate(&mut self, objects: &Objects) -> Snapshot {
         self.version += 1;
         self.last = None;
+        self.index = None;
         let mut diags = diagnostics::Diagnostics::default();
         diags.0.extend(objects.diagnostics.iter().cloned());
         let classes = class::Classes::new(objects, &self.config);
         let endpoints = endpoints::EndpointIndex::new(objects, &self.config);
 
-        let mut owned: Vec<_> = objects
-            .ingresses
-            .values()
-            .filter(|i| classes.owns(i, &self.config))
-            .collect();
-        owned.sort_by(|a, b| ingress::precedence(a, b));
-        let owned_ingresses: Vec<ObjectRef> = {
-            let mut v: Vec<_> = owned
-                .iter()
-                .map(|i| {
-                    ObjectRef::new(
-                        ObjectKind::Ingress,
-                        i.metadata.namespace.clone().unwrap_or_default(),
-                        i.metadata.name.clone().unwrap_or_default(),
-                    )
-                })
-                .collect();
-            v.sort();
-            v
-        };
-
         let controller = self.controller_config(objects, &mut diags);
         let add_headers_from = controller.add_headers_from.clone();
-        let serve_snippets = controller
-            .serve_with_snippets
-            .unwrap_or(self.config.serve_ingresses_with_snippets);
-        let mut unsupported_annotations = std::collections::BTreeMap::new();
-        let mut served = Vec::with_capacity(owned.len());
-        for ing in &owned {
-            let oref = ObjectRef::new(
-                ObjectKind::Ingress,
-                ing.metadata.namespace.clone().unwrap_or_default(),
-                ing.metadata.name.clone().unwrap_or_default(),
-            );
-            let check = support::check_annotations(
-                ing.metadata.annotations.as_ref(),
-                &oref,
-                serve_snippets,
-                &mut diags,
-            );
-            for name in &check.unsupported {
-                *unsupported_annotations.entry(name.clone()).or_insert(0u64) += 1;
-            }
-            if check.snippets.is_empty() || serve_snippets {
-                served.push(*ing);
-            }
-        }
-
-        let mut builder =
-            ingress::L7Builder::new(objects, &endpoints, &mut self.tls, &mut diags, &self.config);
-        builder.controller = controller;
-        for ing in served {
-            builder.add_ingress(ing);
-        }
-        let (l7, mut refs) = builder.finish();
+        let part = l7_of(
+            objects,
+            objects.ingresses.values(),
+            &classes,
+            &endpoints,
+            controller,
+            &mut self.tls,
+            &self.config,
+            &mut diags,
+        );
+        let (l7, mut refs) = (part.l7, part.refs);
+        let (owned_ingresses, unsupported_annotations) =
+            (part.owned_ingresses, part.unsupported_annotations);
+        self.index = Some(part.index);
         let l4 = service::l4_services(objects, &endpoints, &self.config, &mut diags, &mut refs);
         endpoints.report_refused(&refs.services, &mut diags);
         let status_addresses = status_addresses(objects, &l4, &self.config);
