@@ -165,18 +165,29 @@ fn dashboard_renders_and_refreshes_in_headless_chromium() {
     }
     let (status, json) = get(admin, "x", "/dashboard.json").unwrap();
     assert_eq!(status, 200, "{json}");
-    let v: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    let v: serde_json::Value =
+        serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
     let routes = &v["hosts"][0]["routes"];
     let ghost = routes
         .as_array()
         .and_then(|r| r.iter().find(|r| r["path_label"] == "/ghost"))
         .unwrap_or_else(|| panic!("{v}"));
-    assert_eq!((&ghost["requests"], &ghost["errors"]), (&3.into(), &3.into()), "{v}");
+    assert_eq!(
+        (&ghost["requests"], &ghost["errors"]),
+        (&3.into(), &3.into()),
+        "{v}"
+    );
+    assert!(ghost["p99_ms"].is_number(), "{v}");
 
     let profile = dir.path().join("profile");
     let url = format!("http://127.0.0.1:{admin}/");
     // Virtual time past the first refresh (5 s): the script has fetched and swapped the page.
-    let dom = run_chromium(&browser, &profile, &["--virtual-time-budget=15000", "--dump-dom"], &url);
+    let dom = run_chromium(
+        &browser,
+        &profile,
+        &["--virtual-time-budget=15000", "--dump-dom"],
+        &url,
+    );
     for want in [
         "shop.example.com",
         "Prefix /cart",
@@ -197,7 +208,15 @@ fn dashboard_renders_and_refreshes_in_headless_chromium() {
         .and_then(|s| s.split('"').next())
         .and_then(|n| n.parse::<u32>().ok())
         .unwrap_or(0);
-    assert!(refreshed >= 1, "the script never refreshed the page:\n{dom}");
+    assert!(
+        refreshed >= 1,
+        "the script never refreshed the page:\n{dom}"
+    );
+    // Rates over the refresh interval, computed by the script (no requests meanwhile).
+    assert!(
+        dom.contains("class=\"n rate\">0.00<"),
+        "no rate computed:\n{dom}"
+    );
 
     let shot = dir.path().join("dashboard.png");
     run_chromium(
@@ -236,6 +255,13 @@ fn check_screenshot(path: &Path, width: u32, height: u32) {
     }
     let total = (width * height) as usize;
     let top = counts.values().max().copied().unwrap_or(0);
-    assert!(counts.len() >= 32, "{} colours: a blank page?", counts.len());
-    assert!(top * 100 < total * 95, "one colour covers {top} of {total} pixels");
+    assert!(
+        counts.len() >= 32,
+        "{} colours: a blank page?",
+        counts.len()
+    );
+    assert!(
+        top * 100 < total * 95,
+        "one colour covers {top} of {total} pixels"
+    );
 }

@@ -385,8 +385,8 @@ mod tests {
         let metrics = format!(
             "xdp_ingress_requests_total{{{key},status=\"200\"}} 7\n\
              xdp_ingress_requests_total{{{key},status=\"502\"}} 3\n\
-             xdp_ingress_request_duration_seconds_bucket{{{key},le=\"0.002\"}} 10\n\
-             xdp_ingress_request_duration_seconds_bucket{{{key},le=\"+Inf\"}} 10\n"
+             xdp_ingress_request_duration_seconds_bucket{{le=\"0.002\",{key}}} 10\n\
+             xdp_ingress_request_duration_seconds_bucket{{le=\"+Inf\",{key}}} 10\n"
         );
         let mut stats = LoopStats::default();
         stats.snapshots = 5;

@@ -2,8 +2,8 @@
 //! (`xdp_ingress_requests_total`, `xdp_ingress_request_duration_seconds`), keyed by the
 //! route's labels. prometheus-client writes label values unescaped, so lines are not parsed
 //! into labels: the caller's exact label text (`ingress="ns/name",host="h",path="/p"`) is
-//! the key, and only the last label (`status`, `le`), whose values are plain numbers, is split
-//! off.
+//! the key, and only the label around it (`status` after, `le` before), whose values are plain
+//! numbers, is split off.
 
 use std::collections::HashMap;
 
@@ -60,9 +60,15 @@ pub fn parse(text: &str) -> HashMap<String, RouteTotals> {
                 t.errors += n as u64;
             }
         } else if let Some(rest) = line.strip_prefix(DURATION_BUCKET) {
-            let Some((key, le, value)) = split(rest, ",le=\"") else {
+            // The encoder writes the bucket's `le` ahead of the family's labels.
+            let Some((le, rest)) = rest.strip_prefix("le=\"").and_then(|r| r.split_once("\","))
+            else {
                 continue;
             };
+            let Some((key, value)) = rest.rsplit_once("} ") else {
+                continue;
+            };
+            let value = value.split_whitespace().next().unwrap_or_default();
             let (Ok(le), Ok(n)) = (le.parse::<f64>(), value.parse::<f64>()) else {
                 continue;
             };
@@ -96,10 +102,10 @@ mod tests {
 xdp_ingress_requests_total{ingress=\"a/b\",host=\"h\",path=\"/x\",status=\"200\"} 98
 xdp_ingress_requests_total{ingress=\"a/b\",host=\"h\",path=\"/x\",status=\"503\"} 2
 xdp_ingress_requests_total{ingress=\"a/b\",host=\"h\",path=\"/q\\\"} x\",status=\"404\"} 1
-xdp_ingress_request_duration_seconds_bucket{ingress=\"a/b\",host=\"h\",path=\"/x\",le=\"0.001\"} 90
-xdp_ingress_request_duration_seconds_bucket{ingress=\"a/b\",host=\"h\",path=\"/x\",le=\"0.002\"} 98
-xdp_ingress_request_duration_seconds_bucket{ingress=\"a/b\",host=\"h\",path=\"/x\",le=\"0.004\"} 100
-xdp_ingress_request_duration_seconds_bucket{ingress=\"a/b\",host=\"h\",path=\"/x\",le=\"+Inf\"} 100
+xdp_ingress_request_duration_seconds_bucket{le=\"0.001\",ingress=\"a/b\",host=\"h\",path=\"/x\"} 90
+xdp_ingress_request_duration_seconds_bucket{le=\"0.002\",ingress=\"a/b\",host=\"h\",path=\"/x\"} 98
+xdp_ingress_request_duration_seconds_bucket{le=\"0.004\",ingress=\"a/b\",host=\"h\",path=\"/x\"} 100
+xdp_ingress_request_duration_seconds_bucket{le=\"+Inf\",ingress=\"a/b\",host=\"h\",path=\"/x\"} 100
 ";
         let m = parse(text);
         let x = &m[&route_key("a/b", "h", "/x")];
@@ -109,5 +115,37 @@ xdp_ingress_request_duration_seconds_bucket{ingress=\"a/b\",host=\"h\",path=\"/x
         // A path holding the label syntax itself still keys by its exact text.
         assert_eq!(m[&route_key("a/b", "h", "/q\\\"} x")].requests, 1);
         assert_eq!(RouteTotals::default().quantile_bound(0.99), None);
+    }
+
+    /// The format the proxy's own registry writes (label order, `le` placement, `_total`).
+    #[test]
+    fn reads_what_the_proxy_metrics_encode() {
+        use crate::proxy::metrics::{Metrics, RequestLabels, RouteLabels};
+        use std::sync::Arc;
+        let m = Metrics::new();
+        let s = |v: &str| Arc::new(v.to_string());
+        for (status, secs) in [(200, 0.001), (200, 0.001), (502, 3.0)] {
+            m.requests
+                .get_or_create(&RequestLabels {
+                    ingress: s("ns/ing"),
+                    host: s("h.example"),
+                    path: s("/p"),
+                    status,
+                })
+                .inc();
+            m.request_duration
+                .get_or_create(&RouteLabels {
+                    ingress: s("ns/ing"),
+                    host: s("h.example"),
+                    path: s("/p"),
+                })
+                .observe(secs);
+        }
+        let got = parse(&m.encode());
+        let t = &got[&route_key("ns/ing", "h.example", "/p")];
+        assert_eq!((t.requests, t.errors), (3, 1));
+        // Buckets double from 0.5 ms: 3 s falls in the one up to 4.096 s.
+        assert_eq!(t.quantile_bound(0.99), Some(4.096));
+        assert_eq!(t.quantile_bound(0.5), Some(0.001));
     }
 }
