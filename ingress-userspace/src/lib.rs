@@ -14,6 +14,7 @@
 
 pub mod cli;
 pub mod controller;
+pub mod dashboard;
 pub mod dataplane;
 #[cfg(test)]
 mod fuzz;

@@ -32,6 +32,8 @@ pub const TEST_PACKAGES: &[&str] = &[
     "buildah",
     "mmdebstrap",
     "binutils",
+    // The dashboard rendered in a browser (tests/dashboard_chromium.rs).
+    "chromium",
 ];
 /// Debian packages the benchmarks compare against or drive load with.
 pub const BENCH_PACKAGES: &[&str] = &[

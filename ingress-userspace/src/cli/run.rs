@@ -167,6 +167,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             ..LoopConfig::default()
         },
     );
+    // The read-only dashboard on the admin listener (`/`, `/dashboard`, `/dashboard.json`).
+    let dashboard = crate::dashboard::Sources {
+        snapshots: control.snapshots.clone(),
+        stats: Arc::clone(&control.stats),
+        proxy: proxy.clone(),
+        bpf_pin_root: l4.is_some().then(|| args.l4.bpf_pin_root.clone()),
+    };
+    proxy.set_admin_pages(Box::new(move |path| {
+        crate::dashboard::respond(path, || crate::dashboard::gather(&dashboard))
+    }));
     let sources = start_sources(&args.source, &control).await?;
 
     let period = Duration::from_secs(args.stats_interval.max(1));

@@ -122,6 +122,10 @@ fn latency_histogram() -> Histogram {
 /// Extra exposition text appended to `/metrics` (e.g. XDP counters).
 pub type ExtraMetrics = Box<dyn Fn() -> String + Send + Sync>;
 
+/// More read-only pages of the admin listener (the dashboard): the response for a request
+/// path, or `None` for a path the hook does not serve (404).
+pub type AdminPages = Box<dyn Fn(&str) -> Option<Response<Full<Bytes>>> + Send + Sync>;
+
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
@@ -146,6 +150,8 @@ pub struct Metrics {
     pub ready: AtomicBool,
     pub draining: AtomicBool,
     pub extra: ArcSwapOption<ExtraMetrics>,
+    /// Pages served besides `/metrics`, `/healthz` and `/readyz` (set once wired).
+    pub pages: ArcSwapOption<AdminPages>,
 }
 
 impl Metrics {
@@ -292,6 +298,7 @@ impl Metrics {
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             extra: ArcSwapOption::empty(),
+            pages: ArcSwapOption::empty(),
         }
     }
 
@@ -391,7 +398,8 @@ impl AdminLimits {
     }
 }
 
-/// Serves `/metrics`, `/healthz` and `/readyz` until the task is dropped.
+/// Serves `/metrics`, `/healthz`, `/readyz` and the [`Metrics::pages`] until the task is
+/// dropped.
 pub async fn serve_admin(listener: TcpListener, metrics: Arc<Metrics>, limits: AdminLimits) {
     let m = Arc::clone(&metrics);
     serve_small(listener, metrics, limits, "admin", move |path| {
@@ -468,6 +476,11 @@ pub async fn serve_small<F>(
 }
 
 fn admin_response(metrics: &Metrics, path: &str) -> Response<Full<Bytes>> {
+    if !matches!(path, "/metrics" | "/healthz" | "/readyz")
+        && let Some(page) = metrics.pages.load().as_ref().and_then(|pages| pages(path))
+    {
+        return page;
+    }
     let (status, ctype, body) = match path {
         "/metrics" => (
             StatusCode::OK,

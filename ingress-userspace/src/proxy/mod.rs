@@ -207,6 +207,19 @@ impl Shared {
     }
 }
 
+/// An endpoint's passive health as the proxy sees it ([`upstream::health`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EndpointHealth {
+    /// Ejected after `--max-fails` consecutive failures, for `--fail-timeout`.
+    pub ejected: bool,
+    /// Failures since the last success.
+    pub consecutive_failures: u32,
+    /// Requests sent and not yet answered.
+    pub in_flight: u32,
+    /// Smoothed time to response headers in microseconds (0: no sample yet).
+    pub latency_us: u64,
+}
+
 /// Entry point; see the module docs.
 pub struct Proxy;
 
@@ -458,6 +471,41 @@ impl ProxyHandle {
     /// Appends another component's exposition text (e.g. the XDP counters) to `/metrics`.
     pub fn set_extra_metrics(&self, f: metrics::ExtraMetrics) {
         self.inner.shared.metrics.extra.store(Some(Arc::new(f)));
+    }
+
+    /// Serves more read-only pages on the admin listener (the dashboard).
+    pub fn set_admin_pages(&self, f: metrics::AdminPages) {
+        self.inner.shared.metrics.pages.store(Some(Arc::new(f)));
+    }
+
+    /// Passive health of every endpoint of the served snapshot's upstreams, by upstream id
+    /// (`namespace/name:port`) and endpoint address. Variants of one upstream (Ingresses whose
+    /// annotations differ) keep separate state; the worst of them is reported.
+    pub fn endpoint_health(&self) -> HashMap<(String, SocketAddr), EndpointHealth> {
+        let rt = self.inner.shared.runtime.load_full();
+        let now = upstream::health::now_ms();
+        let mut out: HashMap<(String, SocketAddr), EndpointHealth> = HashMap::new();
+        for up in rt.upstreams.values() {
+            for slot in &up.slots {
+                let s = &slot.stats;
+                let h = EndpointHealth {
+                    ejected: s.is_ejected(now),
+                    consecutive_failures: s.consecutive_failures.load(Ordering::Relaxed),
+                    in_flight: s.in_flight.load(Ordering::Relaxed),
+                    latency_us: s.ewma_us.load(Ordering::Relaxed),
+                };
+                out.entry((up.spec.id.clone(), s.addr))
+                    .and_modify(|old| {
+                        if (h.ejected, h.consecutive_failures)
+                            > (old.ejected, old.consecutive_failures)
+                        {
+                            *old = h;
+                        }
+                    })
+                    .or_insert(h);
+            }
+        }
+        out
     }
 
     /// Resolves when the proxy has drained after shutdown.
