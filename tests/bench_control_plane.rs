@@ -205,12 +205,15 @@ fn pct(v: &mut [Duration], p: f64) -> Duration {
 #[test]
 #[ignore = "benchmark: cargo xtask bench control-plane"]
 fn bench_control_plane() {
+    // One result file: each scale adds its points to the same charts.
+    let mut out = testbed::bench_out::BenchOut::new("control-plane");
     for n in SCALES {
-        bench_at(n);
+        bench_at(n, &mut out);
     }
+    out.write();
 }
 
-fn bench_at(count: usize) {
+fn bench_at(count: usize, out: &mut testbed::bench_out::BenchOut) {
     println!("\n== {count} Ingresses ==");
     let live0 = LIVE.load(Ordering::Relaxed);
     let objects = build_objects(count);
@@ -344,13 +347,14 @@ fn bench_at(count: usize) {
             ms(pct(&mut slices, 90.0)),
             ms(pct(&mut slices, 99.0)),
         );
-        let mut out = testbed::bench_out::BenchOut::new("control-plane");
+        // Ingresses, their Services (two each) and the endpoints.
+        let objects = (3 * count + endpoints) as f64;
         for (p, v) in [("p50", 50.0), ("p90", 90.0), ("p99", 99.0)] {
-            let ms = ms(pct(&mut slices, v));
-            let objects = (INGRESSES + SERVICES + endpoints) as f64;
-            out.point("event-to-live, EndpointSlice update", ["objects", "ms"], p, objects, ms);
+            let slice = ms(pct(&mut slices, v));
+            out.point("event-to-live, EndpointSlice update", ["objects", "ms"], p, objects, slice);
+            let ingress = ms(pct(&mut ingresses, v));
+            out.point("event-to-live, Ingress update", ["objects", "ms"], p, objects, ingress);
         }
-        out.write();
         println!(
             "event-to-live, {} Ingress updates (by host): p50 {:.1} ms, p99 {:.1} ms (target p99 <= 20 ms)",
             ingresses.len(),

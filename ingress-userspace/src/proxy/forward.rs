@@ -1029,7 +1029,7 @@ async fn attempt(
     prepared: &Prepared,
     slot: &Slot,
     req: Request<ProxyBody>,
-) -> Result<Response<Incoming>, Failure> {
+) -> Result<Response<UpstreamBody>, Failure> {
     let sent = await_response(
         clients.send(prepared.protocol, slot.stats.addr, req),
         prepared.read_timeout,
@@ -1042,7 +1042,7 @@ async fn attempt(
 /// What [`forward`] does after an attempt.
 enum Step {
     /// The endpoint's response goes to the client.
-    Answer(Response<Incoming>),
+    Answer(Response<UpstreamBody>),
     /// `proxy-next-upstream: http_<code>`: the endpoint answered with this status, which the
     /// route retries; another endpoint answers instead.
     RetryStatus(StatusCode),
@@ -1059,7 +1059,7 @@ fn next_step(
     retry: &Retry,
     last: bool,
     prepared: &Prepared,
-    outcome: Result<Response<Incoming>, Failure>,
+    outcome: Result<Response<UpstreamBody>, Failure>,
 ) -> Step {
     match outcome {
         Ok(resp) => {
