@@ -558,6 +558,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                 PathMatch::Prefix(p) => (p.clone(), "Prefix"),
                 PathMatch::CharPrefix(p) => (p.clone(), "ImplementationSpecific"),
                 PathMatch::Regex(r) => (r.clone(), "ImplementationSpecific (regex)"),
+                PathMatch::FullRegex(r) => (r.clone(), "RegularExpression"),
             };
             e.route = Some(RouteInfo {
                 ingress: route.origin.object.clone(),

@@ -26,6 +26,8 @@ pub struct Uses {
     /// Service -> exact host names, wildcard suffixes, any-host.
     exact: HashMap<Key, Vec<String>>,
     wildcard: HashMap<Key, Vec<String>>,
+    /// Gateway API wildcard suffixes.
+    gateway_wildcard: HashMap<Key, Vec<String>>,
     any: HashSet<Key>,
 }
 
@@ -66,6 +68,14 @@ impl Uses {
         for (suffix, vh) in &snapshot.l7.wildcard_hosts {
             for k in services(vh) {
                 uses.wildcard.entry(k).or_default().push(suffix.clone());
+            }
+        }
+        for (suffix, vh) in &snapshot.l7.gateway_wildcard_hosts {
+            for k in services(vh) {
+                uses.gateway_wildcard
+                    .entry(k)
+                    .or_default()
+                    .push(suffix.clone());
             }
         }
         if let Some(vh) = &snapshot.l7.any_host {
@@ -194,6 +204,11 @@ impl Translator {
         for key in changed {
             replace(&mut snap.l7.hosts, uses.exact.get(key), &mut rb)?;
             replace(&mut snap.l7.wildcard_hosts, uses.wildcard.get(key), &mut rb)?;
+            replace(
+                &mut snap.l7.gateway_wildcard_hosts,
+                uses.gateway_wildcard.get(key),
+                &mut rb,
+            )?;
             if uses.any.contains(key)
                 && let Some(vh) = &snap.l7.any_host
             {

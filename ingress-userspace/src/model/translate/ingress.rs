@@ -92,7 +92,7 @@ fn specificity(m: &PathMatch) -> (Reverse<usize>, u8) {
         PathMatch::Exact(p) => (Reverse(p.len()), 0),
         PathMatch::Prefix(p) => (Reverse(p.len()), 1),
         PathMatch::CharPrefix(p) => (Reverse(p.len()), 2),
-        PathMatch::Regex(p) => (Reverse(p.len()), 3),
+        PathMatch::Regex(p) | PathMatch::FullRegex(p) => (Reverse(p.len()), 3),
     }
 }
 
