@@ -284,10 +284,20 @@ impl Case {
         for (k, v) in &self.headers {
             b = b.header(*k, *v);
         }
-        let req = b.body(http_body_util::Full::new(bytes::Bytes::new())).unwrap();
+        let req = b
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
         let got = send(&bed.client, req).await.expect("request completes");
-        let what = format!("{} {}{} {:?}", self.method, self.host, self.path, self.headers);
-        assert_eq!(got.status, StatusCode::from_u16(self.status).unwrap(), "{what}: {:?}", got.body);
+        let what = format!(
+            "{} {}{} {:?}",
+            self.method, self.host, self.path, self.headers
+        );
+        assert_eq!(
+            got.status,
+            StatusCode::from_u16(self.status).unwrap(),
+            "{what}: {:?}",
+            got.body
+        );
         if let Some(loc) = self.location {
             let want = loc.replace("{P}", &bed.proxy.http().port().to_string());
             assert_eq!(got.header("location"), want, "{what}");
@@ -358,7 +368,10 @@ async fn httproute_matching_conformance() {
 
     // httproute-simple-same-namespace.
     let s = bed.serve(&[conformance!("httproute-simple-same-namespace")]);
-    assert_eq!(route_condition(&s, INFRA, "gateway-conformance-infra-test", "Accepted"), (true, "Accepted".into()));
+    assert_eq!(
+        route_condition(&s, INFRA, "gateway-conformance-infra-test", "Accepted"),
+        (true, "Accepted".into())
+    );
     bed.check(&[get("/").to(V1)]).await;
 
     // httproute-matching.
@@ -382,7 +395,10 @@ async fn httproute_matching_conformance() {
         get("/").host("example.com").to(V1),
         get("/example").host("example.com").to(V1),
         get("/example").host("example.net").to(V1),
-        get("/example").host("example.com").h("Version", "one").to(V1),
+        get("/example")
+            .host("example.com")
+            .h("Version", "one")
+            .to(V1),
         get("/v2").host("example.com").to(V2),
         get("/v2").host("example.net").to(V1),
         get("/v2/example").host("example.com").to(V2),
@@ -465,14 +481,18 @@ async fn httproute_hostnames_conformance() {
         get("/s1").host("non.matching.com").status(404),
         get("/s1").host("foo.nonmatchingwildcard.io").status(404),
         get("/s1").host("foo.wildcard.io").status(404),
-        get("/non-matching-prefix").host("very.specific.com").status(404),
+        get("/non-matching-prefix")
+            .host("very.specific.com")
+            .status(404),
         get("/s2").host("foo.wildcard.io").to(V2),
         get("/s2").host("bar.wildcard.io").to(V2),
         get("/s2").host("foo.bar.wildcard.io").to(V2),
         get("/s2").host("non.matching.com").status(404),
         get("/s2").host("wildcard.io").status(404),
         get("/s2").host("very.specific.com").status(404),
-        get("/non-matching-prefix").host("foo.wildcard.io").status(404),
+        get("/non-matching-prefix")
+            .host("foo.wildcard.io")
+            .status(404),
         get("/s3").host("very.specific.com").to(V3),
         get("/s3").host("non.matching.com").status(404),
         get("/s3").host("foo.specific.com").status(404),
@@ -483,7 +503,9 @@ async fn httproute_hostnames_conformance() {
         get("/s4").host("anotherwildcard.io").status(404),
         get("/s4").host("foo.wildcard.io").status(404),
         get("/s4").host("very.specific.com").status(404),
-        get("/non-matching-prefix").host("foo.anotherwildcard.io").status(404),
+        get("/non-matching-prefix")
+            .host("foo.anotherwildcard.io")
+            .status(404),
         get("/s5").host("specific.but.wrong.com").status(404),
         get("/s5").host("wildcard.io").status(404),
         get("/").host("first.com").to(V2),
@@ -516,25 +538,57 @@ async fn httproute_filters_conformance() {
     // httproute-request-header-modifier.
     bed.serve(&[conformance!("httproute-request-header-modifier")]);
     bed.check(&[
-        get("/set").h("Some-Other-Header", "val").to(V1).sees_path("/set")
-            .sees("Some-Other-Header", "val").sees("X-Header-Set", "set-overwrites-values"),
-        get("/set").h("Some-Other-Header", "val").h("X-Header-Set", "some-other-value").to(V1)
-            .sees("Some-Other-Header", "val").sees("X-Header-Set", "set-overwrites-values"),
-        get("/add").h("Some-Other-Header", "val").to(V1)
-            .sees("Some-Other-Header", "val").sees("X-Header-Add", "add-appends-values"),
-        get("/add").h("Some-Other-Header", "val").h("X-Header-Add", "some-other-value").to(V1)
+        get("/set")
+            .h("Some-Other-Header", "val")
+            .to(V1)
+            .sees_path("/set")
+            .sees("Some-Other-Header", "val")
+            .sees("X-Header-Set", "set-overwrites-values"),
+        get("/set")
+            .h("Some-Other-Header", "val")
+            .h("X-Header-Set", "some-other-value")
+            .to(V1)
+            .sees("Some-Other-Header", "val")
+            .sees("X-Header-Set", "set-overwrites-values"),
+        get("/add")
+            .h("Some-Other-Header", "val")
+            .to(V1)
+            .sees("Some-Other-Header", "val")
+            .sees("X-Header-Add", "add-appends-values"),
+        get("/add")
+            .h("Some-Other-Header", "val")
+            .h("X-Header-Add", "some-other-value")
+            .to(V1)
             .sees("X-Header-Add", "some-other-value,add-appends-values"),
-        get("/remove").h("X-Header-Remove", "val").to(V1).sees_path("/remove").absent("X-Header-Remove"),
-        get("/multiple").h("X-Header-Set-2", "set-val-2").h("X-Header-Add-2", "add-val-2")
-            .h("X-Header-Remove-2", "remove-val-2").h("Another-Header", "another-header-val").to(V1)
-            .sees("X-Header-Set-1", "header-set-1").sees("X-Header-Set-2", "header-set-2")
-            .sees("X-Header-Add-1", "header-add-1").sees("X-Header-Add-2", "add-val-2,header-add-2")
-            .sees("X-Header-Add-3", "header-add-3").sees("Another-Header", "another-header-val")
-            .absent("X-Header-Remove-1").absent("X-Header-Remove-2"),
-        get("/case-insensitivity").h("x-header-set", "original-val-set").h("x-header-add", "original-val-add")
-            .h("x-header-remove", "original-val-remove").h("Another-Header", "another-header-val").to(V1)
-            .sees("X-Header-Set", "header-set").sees("X-Header-Add", "original-val-add,header-add")
-            .sees("Another-Header", "another-header-val").absent("X-Header-Remove"),
+        get("/remove")
+            .h("X-Header-Remove", "val")
+            .to(V1)
+            .sees_path("/remove")
+            .absent("X-Header-Remove"),
+        get("/multiple")
+            .h("X-Header-Set-2", "set-val-2")
+            .h("X-Header-Add-2", "add-val-2")
+            .h("X-Header-Remove-2", "remove-val-2")
+            .h("Another-Header", "another-header-val")
+            .to(V1)
+            .sees("X-Header-Set-1", "header-set-1")
+            .sees("X-Header-Set-2", "header-set-2")
+            .sees("X-Header-Add-1", "header-add-1")
+            .sees("X-Header-Add-2", "add-val-2,header-add-2")
+            .sees("X-Header-Add-3", "header-add-3")
+            .sees("Another-Header", "another-header-val")
+            .absent("X-Header-Remove-1")
+            .absent("X-Header-Remove-2"),
+        get("/case-insensitivity")
+            .h("x-header-set", "original-val-set")
+            .h("x-header-add", "original-val-add")
+            .h("x-header-remove", "original-val-remove")
+            .h("Another-Header", "another-header-val")
+            .to(V1)
+            .sees("X-Header-Set", "header-set")
+            .sees("X-Header-Add", "original-val-add,header-add")
+            .sees("Another-Header", "another-header-val")
+            .absent("X-Header-Remove"),
     ])
     .await;
 
@@ -542,10 +596,18 @@ async fn httproute_filters_conformance() {
     // (the suite's echo server sets them on request; ours does not).
     bed.serve(&[conformance!("httproute-response-header-modifier")]);
     bed.check(&[
-        get("/set").to(V1).gets("X-Header-Set", "set-overwrites-values"),
-        get("/add").to(V1).gets("X-Header-Add", "add-appends-values"),
-        get("/multiple").to(V1).gets("X-Header-Set-1", "header-set-1").gets("X-Header-Set-2", "header-set-2")
-            .gets("X-Header-Add-1", "header-add-1").gets("X-Header-Add-2", "header-add-2")
+        get("/set")
+            .to(V1)
+            .gets("X-Header-Set", "set-overwrites-values"),
+        get("/add")
+            .to(V1)
+            .gets("X-Header-Add", "add-appends-values"),
+        get("/multiple")
+            .to(V1)
+            .gets("X-Header-Set-1", "header-set-1")
+            .gets("X-Header-Set-2", "header-set-2")
+            .gets("X-Header-Add-1", "header-add-1")
+            .gets("X-Header-Add-2", "header-add-2")
             .gets("X-Header-Add-3", "header-add-3"),
     ])
     .await;
@@ -557,28 +619,52 @@ async fn httproute_filters_conformance() {
         get("/strip-prefix/three").to(V1).sees_path("/three"),
         get("/strip-prefix").to(V1).sees_path("/"),
         get("/full/one/two").to(V1).sees_path("/one"),
-        get("/full/rewrite-path-and-modify-headers/test").h("X-Header-Remove", "remove-val")
-            .h("X-Header-Add-Append", "append-val-1").h("X-Header-Set", "set-val").to(V1)
-            .sees_path("/test").sees("X-Header-Add", "header-val-1")
+        get("/full/rewrite-path-and-modify-headers/test")
+            .h("X-Header-Remove", "remove-val")
+            .h("X-Header-Add-Append", "append-val-1")
+            .h("X-Header-Set", "set-val")
+            .to(V1)
+            .sees_path("/test")
+            .sees("X-Header-Add", "header-val-1")
             .sees("X-Header-Add-Append", "append-val-1,header-val-2")
-            .sees("X-Header-Set", "set-overwrites-values").absent("X-Header-Remove"),
-        get("/prefix/rewrite-path-and-modify-headers/one").h("X-Header-Remove", "remove-val")
-            .h("X-Header-Add-Append", "append-val-1").h("X-Header-Set", "set-val").to(V1)
-            .sees_path("/prefix/one").sees("X-Header-Add", "header-val-1")
+            .sees("X-Header-Set", "set-overwrites-values")
+            .absent("X-Header-Remove"),
+        get("/prefix/rewrite-path-and-modify-headers/one")
+            .h("X-Header-Remove", "remove-val")
+            .h("X-Header-Add-Append", "append-val-1")
+            .h("X-Header-Set", "set-val")
+            .to(V1)
+            .sees_path("/prefix/one")
+            .sees("X-Header-Add", "header-val-1")
             .sees("X-Header-Add-Append", "append-val-1,header-val-2")
-            .sees("X-Header-Set", "set-overwrites-values").absent("X-Header-Remove"),
+            .sees("X-Header-Set", "set-overwrites-values")
+            .absent("X-Header-Remove"),
     ])
     .await;
 
     // httproute-rewrite-host.
     bed.serve(&[conformance!("httproute-rewrite-host")]);
     bed.check(&[
-        get("/one").host("rewrite.example").to(V1).sees_path("/one").sees_host("one.example.org"),
-        get("/two").host("rewrite.example").to(V2).sees_path("/two").sees_host("example.org"),
-        get("/rewrite-host-and-modify-headers").host("rewrite.example").h("X-Header-Remove", "remove-val")
-            .h("X-Header-Add-Append", "append-val-1").to(V2).sees_host("test.example.org")
-            .sees("X-Header-Add", "header-val-1").sees("X-Header-Add-Append", "append-val-1,header-val-2")
-            .sees("X-Header-Set", "set-overwrites-values").absent("X-Header-Remove"),
+        get("/one")
+            .host("rewrite.example")
+            .to(V1)
+            .sees_path("/one")
+            .sees_host("one.example.org"),
+        get("/two")
+            .host("rewrite.example")
+            .to(V2)
+            .sees_path("/two")
+            .sees_host("example.org"),
+        get("/rewrite-host-and-modify-headers")
+            .host("rewrite.example")
+            .h("X-Header-Remove", "remove-val")
+            .h("X-Header-Add-Append", "append-val-1")
+            .to(V2)
+            .sees_host("test.example.org")
+            .sees("X-Header-Add", "header-val-1")
+            .sees("X-Header-Add-Append", "append-val-1,header-val-2")
+            .sees("X-Header-Set", "set-overwrites-values")
+            .absent("X-Header-Remove"),
     ])
     .await;
 }
@@ -595,7 +681,8 @@ async fn httproute_redirects_conformance() {
     .await;
     bed.serve(&[conformance!("httproute-redirect-path")]);
     bed.check(&[
-        get("/original-prefix/lemon").redirect(302, "http://gw.example:{P}/replacement-prefix/lemon"),
+        get("/original-prefix/lemon")
+            .redirect(302, "http://gw.example:{P}/replacement-prefix/lemon"),
         get("/full/path/original").redirect(302, "http://gw.example:{P}/full-path-replacement"),
         get("/path-and-host").redirect(302, "http://example.org:{P}/replacement-prefix"),
         get("/path-and-status").redirect(301, "http://gw.example:{P}/replacement-prefix"),
@@ -608,7 +695,8 @@ async fn httproute_redirects_conformance() {
         get("/port").redirect(302, "http://gw.example:8083/port"),
         get("/port-and-host").redirect(302, "http://example.org:8083/port-and-host"),
         get("/port-and-status").redirect(301, "http://gw.example:8083/port-and-status"),
-        get("/port-and-host-and-status").redirect(302, "http://example.org:8083/port-and-host-and-status"),
+        get("/port-and-host-and-status")
+            .redirect(302, "http://example.org:8083/port-and-host-and-status"),
     ])
     .await;
     bed.serve(&[conformance!("httproute-redirect-scheme")]);
@@ -616,19 +704,25 @@ async fn httproute_redirects_conformance() {
         get("/scheme").redirect(302, "https://gw.example/scheme"),
         get("/scheme-and-host").redirect(302, "https://example.org/scheme-and-host"),
         get("/scheme-and-status").redirect(301, "https://gw.example/scheme-and-status"),
-        get("/scheme-and-host-and-status").redirect(302, "https://example.org/scheme-and-host-and-status"),
+        get("/scheme-and-host-and-status")
+            .redirect(302, "https://example.org/scheme-and-host-and-status"),
     ])
     .await;
     // httproute-redirect-port-and-scheme, the Gateway on the HTTP port. Its Gateway on 8080
     // is not served (dynamic listener ports are a later step): its listener says so.
     let s = bed.serve(&[conformance!("httproute-redirect-port-and-scheme")]);
     bed.check(&[
-        get("/scheme-nil-and-port-nil").redirect(302, "http://example.org:{P}/scheme-nil-and-port-nil"),
+        get("/scheme-nil-and-port-nil")
+            .redirect(302, "http://example.org:{P}/scheme-nil-and-port-nil"),
         get("/scheme-nil-and-port-80").redirect(302, "http://example.org/scheme-nil-and-port-80"),
-        get("/scheme-nil-and-port-8080").redirect(302, "http://example.org:8080/scheme-nil-and-port-8080"),
-        get("/scheme-https-and-port-nil").redirect(302, "https://example.org/scheme-https-and-port-nil"),
-        get("/scheme-https-and-port-443").redirect(302, "https://example.org/scheme-https-and-port-443"),
-        get("/scheme-https-and-port-8443").redirect(302, "https://example.org:8443/scheme-https-and-port-8443"),
+        get("/scheme-nil-and-port-8080")
+            .redirect(302, "http://example.org:8080/scheme-nil-and-port-8080"),
+        get("/scheme-https-and-port-nil")
+            .redirect(302, "https://example.org/scheme-https-and-port-nil"),
+        get("/scheme-https-and-port-443")
+            .redirect(302, "https://example.org/scheme-https-and-port-443"),
+        get("/scheme-https-and-port-8443")
+            .redirect(302, "https://example.org:8443/scheme-https-and-port-8443"),
     ])
     .await;
     let gw = &s.gateway_status.gateways[&ObjectRef::new(
@@ -636,10 +730,22 @@ async fn httproute_redirects_conformance() {
         INFRA,
         "same-namespace-with-http-listener-on-8080",
     )];
-    let accepted = gw.listeners[0].conditions.iter().find(|c| c.type_ == "Accepted").unwrap();
-    assert_eq!((accepted.status, accepted.reason.as_str()), (false, "PortUnavailable"));
+    let accepted = gw.listeners[0]
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Accepted")
+        .unwrap();
     assert_eq!(
-        route_condition(&s, INFRA, "http-route-for-listener-on-port-8080", "Accepted"),
+        (accepted.status, accepted.reason.as_str()),
+        (false, "PortUnavailable")
+    );
+    assert_eq!(
+        route_condition(
+            &s,
+            INFRA,
+            "http-route-for-listener-on-port-8080",
+            "Accepted"
+        ),
         (false, "NotAllowedByListeners".into())
     );
 }
@@ -656,40 +762,98 @@ async fn httproute_backends_and_references_conformance() {
         assert_eq!(g.status, StatusCode::OK);
         *seen.entry(g.pod()).or_insert(0u32) += 1;
     }
-    assert!(seen.get(V1).is_some_and(|n| *n > seen.get(V2).copied().unwrap_or(0)), "{seen:?}");
+    assert!(
+        seen.get(V1)
+            .is_some_and(|n| *n > seen.get(V2).copied().unwrap_or(0)),
+        "{seen:?}"
+    );
     assert!(seen.contains_key(V2) && !seen.contains_key(V3), "{seen:?}");
 
     // The httproute-invalid-* tests: 500 and ResolvedRefs False with the spec's reason.
     for (file, route, path, reason) in [
-        (conformance!("httproute-invalid-nonexistent-backendref"), "invalid-nonexistent-backend-ref", "/", "BackendNotFound"),
-        (conformance!("httproute-invalid-backendref-unknown-kind"), "invalid-backend-ref-unknown-kind", "/v2", "InvalidKind"),
-        (conformance!("httproute-invalid-cross-namespace-backend-ref"), "invalid-cross-namespace-backend-ref", "/", "RefNotPermitted"),
-        (conformance!("httproute-invalid-reference-grant"), "reference-grant", "/", "RefNotPermitted"),
+        (
+            conformance!("httproute-invalid-nonexistent-backendref"),
+            "invalid-nonexistent-backend-ref",
+            "/",
+            "BackendNotFound",
+        ),
+        (
+            conformance!("httproute-invalid-backendref-unknown-kind"),
+            "invalid-backend-ref-unknown-kind",
+            "/v2",
+            "InvalidKind",
+        ),
+        (
+            conformance!("httproute-invalid-cross-namespace-backend-ref"),
+            "invalid-cross-namespace-backend-ref",
+            "/",
+            "RefNotPermitted",
+        ),
+        (
+            conformance!("httproute-invalid-reference-grant"),
+            "reference-grant",
+            "/",
+            "RefNotPermitted",
+        ),
     ] {
         let s = bed.serve(&[file]);
-        assert_eq!(route_condition(&s, INFRA, route, "ResolvedRefs"), (false, reason.into()), "{route}");
-        assert_eq!(route_condition(&s, INFRA, route, "Accepted").0, true, "{route}");
+        assert_eq!(
+            route_condition(&s, INFRA, route, "ResolvedRefs"),
+            (false, reason.into()),
+            "{route}"
+        );
+        assert_eq!(
+            route_condition(&s, INFRA, route, "Accepted").0,
+            true,
+            "{route}"
+        );
         bed.check(&[get(path).status(500)]).await;
     }
 
     // httproute-reference-grant: with the grant the web backend answers; without it, 500.
     let grant = conformance!("httproute-reference-grant");
     let s = bed.serve(&[grant]);
-    assert_eq!(route_condition(&s, INFRA, "reference-grant", "ResolvedRefs"), (true, "ResolvedRefs".into()));
+    assert_eq!(
+        route_condition(&s, INFRA, "reference-grant", "ResolvedRefs"),
+        (true, "ResolvedRefs".into())
+    );
     bed.check(&[get("/").to("web-backend")]).await;
-    let without: Vec<&str> = grant.split("\n---\n").filter(|d| !d.contains("kind: ReferenceGrant")).collect();
+    let without: Vec<&str> = grant
+        .split("\n---\n")
+        .filter(|d| !d.contains("kind: ReferenceGrant"))
+        .collect();
     bed.serve(&[&without.join("\n---\n")]);
     bed.check(&[get("/").status(500)]).await;
 
     // The httproute-invalid-parentref-* tests: not accepted, nothing served, no route counted.
     for (file, ns, route, reason) in [
-        (conformance!("httproute-invalid-parentref-not-matching-section-name"), INFRA, "httproute-listener-not-matching-section-name", "NoMatchingParent"),
-        (conformance!("httproute-invalid-parentref-not-matching-listener-port"), INFRA, "httproute-listener-not-matching-route-port", "NoMatchingParent"),
-        (conformance!("httproute-invalid-cross-namespace-parent-ref"), "gateway-conformance-web-backend", "invalid-cross-namespace-parent-ref", "NotAllowedByListeners"),
+        (
+            conformance!("httproute-invalid-parentref-not-matching-section-name"),
+            INFRA,
+            "httproute-listener-not-matching-section-name",
+            "NoMatchingParent",
+        ),
+        (
+            conformance!("httproute-invalid-parentref-not-matching-listener-port"),
+            INFRA,
+            "httproute-listener-not-matching-route-port",
+            "NoMatchingParent",
+        ),
+        (
+            conformance!("httproute-invalid-cross-namespace-parent-ref"),
+            "gateway-conformance-web-backend",
+            "invalid-cross-namespace-parent-ref",
+            "NotAllowedByListeners",
+        ),
     ] {
         let s = bed.serve(&[file]);
-        assert_eq!(route_condition(&s, ns, route, "Accepted"), (false, reason.into()), "{route}");
-        let gw = &s.gateway_status.gateways[&ObjectRef::new(ObjectKind::Gateway, INFRA, "same-namespace")];
+        assert_eq!(
+            route_condition(&s, ns, route, "Accepted"),
+            (false, reason.into()),
+            "{route}"
+        );
+        let gw = &s.gateway_status.gateways
+            [&ObjectRef::new(ObjectKind::Gateway, INFRA, "same-namespace")];
         assert_eq!(gw.listeners[0].attached_routes, 0, "{route}");
         bed.check(&[get("/").status(404)]).await;
     }

@@ -54,7 +54,12 @@ pub const RESOURCES: &[(&str, &str, &str, bool)] = &[
         false,
     ),
     ("gateways", "gateway.networking.k8s.io/v1", "Gateway", true),
-    ("httproutes", "gateway.networking.k8s.io/v1", "HTTPRoute", true),
+    (
+        "httproutes",
+        "gateway.networking.k8s.io/v1",
+        "HTTPRoute",
+        true,
+    ),
     (
         "referencegrants",
         "gateway.networking.k8s.io/v1beta1",
@@ -523,7 +528,11 @@ async fn handle(
         return status(404, "NotFound", "unknown path");
     };
     if inner.state.lock().unwrap().absent.contains(&t.plural) {
-        return status(404, "NotFound", "the server could not find the requested resource");
+        return status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        );
     }
     let q = query(&req);
     let method = req.method().clone();

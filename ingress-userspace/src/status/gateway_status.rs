@@ -80,7 +80,11 @@ pub fn gateway_json(s: &GatewayStatusOut, now: &str) -> Value {
 }
 
 /// `status.parents` entries of ours.
-pub fn route_parents_json(parents: &[RouteParentStatus], controller: &str, now: &str) -> Vec<Value> {
+pub fn route_parents_json(
+    parents: &[RouteParentStatus],
+    controller: &str,
+    now: &str,
+) -> Vec<Value> {
     parents
         .iter()
         .map(|p| {
