@@ -1188,13 +1188,17 @@ async fn migrate_reads_the_cluster_as_it_reads_manifests() {
 async fn gateway_api_objects_are_served_and_get_status() {
     let api = ApiServer::start().await.unwrap();
     api.set_absent("referencegrants", true);
-    api.put(json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
-        "metadata": {"name": "xdp"}, "spec": {"controllerName": "xdp-ingress.dev/controller"}}));
-    api.put(json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+    api.put(
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+        "metadata": {"name": "xdp"}, "spec": {"controllerName": "xdp-ingress.dev/controller"}}),
+    );
+    api.put(
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
         "metadata": {"name": "gw", "namespace": "default", "generation": 2},
         "spec": {"gatewayClassName": "xdp", "listeners": [
             {"name": "http", "port": 80, "protocol": "HTTP"},
-            {"name": "alt", "port": 8080, "protocol": "HTTP"}]}}));
+            {"name": "alt", "port": 8080, "protocol": "HTTP"}]}}),
+    );
     api.put(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"},
         "spec": {"ports": [{"port": 8080}]}}));
     let route = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
@@ -1213,7 +1217,10 @@ async fn gateway_api_objects_are_served_and_get_status() {
     let t0 = std::time::Instant::now();
     let _tasks = kube_source::spawn(client.clone(), None, ctl.events.clone());
     let mut rx = ctl.snapshots.clone();
-    converge(&mut rx, "HTTPRoute served", |s| s.l7.hosts.contains_key("gw.example")).await;
+    converge(&mut rx, "HTTPRoute served", |s| {
+        s.l7.hosts.contains_key("gw.example")
+    })
+    .await;
     assert!(
         t0.elapsed() < kube_source::INITIAL_SYNC_TIMEOUT,
         "the absent kind held back the first snapshot"
@@ -1223,17 +1230,26 @@ async fn gateway_api_objects_are_served_and_get_status() {
         controller: "xdp-ingress.dev/controller".into(),
         instance: "node-a".into(),
     };
-    let _writer = status::spawn(client, reporter, ctl.snapshots.clone(), candidate.is_leader.clone());
+    let _writer = status::spawn(
+        client,
+        reporter,
+        ctl.snapshots.clone(),
+        candidate.is_leader.clone(),
+    );
 
     let cond = |v: &Value, t: &str| -> Option<(String, String)> {
         v.as_array()?.iter().find(|c| c["type"] == t).map(|c| {
-            (c["status"].as_str().unwrap_or_default().to_string(), c["reason"].as_str().unwrap_or_default().to_string())
+            (
+                c["status"].as_str().unwrap_or_default().to_string(),
+                c["reason"].as_str().unwrap_or_default().to_string(),
+            )
         })
     };
     let pair = |a: &str, b: &str| Some((a.to_string(), b.to_string()));
     eventually("GatewayClass accepted", || {
-        api.get("gatewayclasses", "", "xdp")
-            .is_some_and(|o| cond(&o["status"]["conditions"], "Accepted") == pair("True", "Accepted"))
+        api.get("gatewayclasses", "", "xdp").is_some_and(|o| {
+            cond(&o["status"]["conditions"], "Accepted") == pair("True", "Accepted")
+        })
     })
     .await;
     eventually("Gateway status", || {
@@ -1242,7 +1258,8 @@ async fn gateway_api_objects_are_served_and_get_status() {
             cond(&st["conditions"], "Programmed") == pair("True", "Programmed")
                 && st["addresses"] == json!([{"type": "IPAddress", "value": "198.18.0.10"}])
                 && st["listeners"][0]["attachedRoutes"] == 1
-                && cond(&st["listeners"][1]["conditions"], "Accepted") == pair("False", "PortUnavailable")
+                && cond(&st["listeners"][1]["conditions"], "Accepted")
+                    == pair("False", "PortUnavailable")
                 && st["conditions"][0]["observedGeneration"] == 2
         })
     })
@@ -1255,17 +1272,23 @@ async fn gateway_api_objects_are_served_and_get_status() {
             .cloned()
     };
     eventually("HTTPRoute accepted", || {
-        api.get("httproutes", "default", "r").and_then(|o| ours(&o)).is_some_and(|p| {
-            cond(&p["conditions"], "Accepted") == pair("True", "Accepted")
-                && cond(&p["conditions"], "ResolvedRefs") == pair("True", "ResolvedRefs")
-                && p["conditions"][0]["observedGeneration"] == 5
-                && p["parentRef"]["sectionName"] == "http"
-        })
+        api.get("httproutes", "default", "r")
+            .and_then(|o| ours(&o))
+            .is_some_and(|p| {
+                cond(&p["conditions"], "Accepted") == pair("True", "Accepted")
+                    && cond(&p["conditions"], "ResolvedRefs") == pair("True", "ResolvedRefs")
+                    && p["conditions"][0]["observedGeneration"] == 5
+                    && p["parentRef"]["sectionName"] == "http"
+            })
     })
     .await;
     let parents = api.get("httproutes", "default", "r").unwrap()["status"]["parents"].clone();
     assert!(
-        parents.as_array().unwrap().iter().any(|p| p["controllerName"] == "example.com/other"),
+        parents
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["controllerName"] == "example.com/other"),
         "another controller's entry was dropped: {parents}"
     );
 
@@ -1275,15 +1298,24 @@ async fn gateway_api_objects_are_served_and_get_status() {
     changed["metadata"]["generation"] = json!(6);
     changed.as_object_mut().unwrap().remove("status");
     api.put(changed);
-    converge(&mut rx, "route detached", |s| !s.l7.hosts.contains_key("gw.example")).await;
+    converge(&mut rx, "route detached", |s| {
+        !s.l7.hosts.contains_key("gw.example")
+    })
+    .await;
     eventually("HTTPRoute NoMatchingParent", || {
-        api.get("httproutes", "default", "r").and_then(|o| ours(&o)).is_some_and(|p| {
-            cond(&p["conditions"], "Accepted") == pair("False", "NoMatchingParent")
-                && p["conditions"][0]["observedGeneration"] == 6
-        })
+        api.get("httproutes", "default", "r")
+            .and_then(|o| ours(&o))
+            .is_some_and(|p| {
+                cond(&p["conditions"], "Accepted") == pair("False", "NoMatchingParent")
+                    && p["conditions"][0]["observedGeneration"] == 6
+            })
     })
     .await;
     // The absent kind was asked for once (the retry period is 30 s), not in a loop.
-    let asked = api.requests().iter().filter(|r| r.contains("referencegrants")).count();
+    let asked = api
+        .requests()
+        .iter()
+        .filter(|r| r.contains("referencegrants"))
+        .count();
     assert!(asked <= 2, "referencegrants requested {asked} times");
 }
