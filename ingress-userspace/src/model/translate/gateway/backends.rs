@@ -68,7 +68,7 @@ fn one(
 ) -> Result<Arc<Upstream>, (&'static str, String)> {
     let group = r.group.as_deref().unwrap_or("");
     let kind = r.kind.as_deref().unwrap_or("Service");
-    if group != "" || kind != "Service" {
+    if !group.is_empty() || kind != "Service" {
         return Err((
             "InvalidKind",
             format!("backendRef {group}/{kind} {} is not a Service", r.name),

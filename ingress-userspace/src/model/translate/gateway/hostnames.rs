@@ -63,9 +63,12 @@ mod tests {
 
     /// Cases of the HTTPRoute `hostnames` reference (gateway.networking.k8s.io/v1) and the
     /// conformance test httproute-hostname-intersection.
+    /// (listener hostname, route hostnames, intersection).
+    type Case<'a> = (Option<&'a str>, &'a [&'a str], Option<&'a [&'a str]>);
+
     #[test]
     fn intersection_follows_the_spec() {
-        let cases: &[(Option<&str>, &[&str], Option<&[&str]>)] = &[
+        let cases: &[Case] = &[
             (None, &[], Some(&[""])),
             (Some("foo.example.com"), &[], Some(&["foo.example.com"])),
             (None, &["a.example.com"], Some(&["a.example.com"])),

@@ -299,7 +299,7 @@ fn certificate(
     };
     let group = r.group.as_deref().unwrap_or("");
     let kind = r.kind.as_deref().unwrap_or("Secret");
-    if group != "" || kind != "Secret" {
+    if !group.is_empty() || kind != "Secret" {
         return Err((
             "InvalidCertificateRef",
             format!("certificateRef {group}/{kind} {} is not a Secret", r.name),

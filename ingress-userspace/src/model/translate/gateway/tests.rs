@@ -247,39 +247,39 @@ spec:
 /// to `namespace/name` alphabetically.
 #[test]
 fn equal_matches_go_to_the_oldest_route_then_by_name() {
-    let yaml = format!(
+    let yaml = String::from(
         r#"
 apiVersion: v1
 kind: Service
-metadata: {{name: old, namespace: app}}
-spec: {{ports: [{{port: 80}}]}}
+metadata: {name: old, namespace: app}
+spec: {ports: [{port: 80}]}
 ---
 apiVersion: v1
 kind: Service
-metadata: {{name: young, namespace: app}}
-spec: {{ports: [{{port: 80}}]}}
+metadata: {name: young, namespace: app}
+spec: {ports: [{port: 80}]}
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
-metadata: {{name: gw, namespace: app}}
+metadata: {name: gw, namespace: app}
 spec:
   gatewayClassName: xdp
-  listeners: [{{name: http, port: 80, protocol: HTTP}}]
+  listeners: [{name: http, port: 80, protocol: HTTP}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
-metadata: {{name: a-young, namespace: app, creationTimestamp: "2024-02-01T00:00:00Z"}}
+metadata: {name: a-young, namespace: app, creationTimestamp: "2024-02-01T00:00:00Z"}
 spec:
-  parentRefs: [{{name: gw}}]
-  rules: [{{matches: [{{path: {{type: PathPrefix, value: /x}}}}], backendRefs: [{{name: young, port: 80}}]}}]
+  parentRefs: [{name: gw}]
+  rules: [{matches: [{path: {type: PathPrefix, value: /x}}], backendRefs: [{name: young, port: 80}]}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
-metadata: {{name: z-old, namespace: app, creationTimestamp: "2024-01-01T00:00:00Z"}}
+metadata: {name: z-old, namespace: app, creationTimestamp: "2024-01-01T00:00:00Z"}
 spec:
-  parentRefs: [{{name: gw}}]
-  rules: [{{matches: [{{path: {{type: PathPrefix, value: /x}}}}], backendRefs: [{{name: old, port: 80}}]}}]
-"#
+  parentRefs: [{name: gw}]
+  rules: [{matches: [{path: {type: PathPrefix, value: /x}}], backendRefs: [{name: old, port: 80}]}]
+"#,
     );
     let s = snapshot(&yaml, vec![]);
     let names: Vec<&str> =
