@@ -205,8 +205,11 @@ struct Case {
     sees_host: Option<&'static str>,
     sees: Vec<(&'static str, &'static str)>,
     absent: Vec<&'static str>,
-    /// Headers the client gets (`Response.Headers`).
+    /// Headers the client gets (`Response.Headers`) and does not (`Response.AbsentHeaders`).
     gets: Vec<(&'static str, &'static str)>,
+    gets_no: Vec<&'static str>,
+    /// `BackendSetResponseHeaders`: what the pod adds to its answer (`X-Echo-Set-Header`).
+    backend_sets: Vec<(&'static str, &'static str)>,
     /// `RedirectRequest` as the whole `Location`; `{P}` stands for the proxy's HTTP port.
     location: Option<&'static str>,
 }
@@ -224,6 +227,8 @@ fn get(path: &'static str) -> Case {
         sees: vec![],
         absent: vec![],
         gets: vec![],
+        gets_no: vec![],
+        backend_sets: vec![],
         location: None,
     }
 }
@@ -269,6 +274,14 @@ impl Case {
         self.gets.push((k, v));
         self
     }
+    fn gets_no(mut self, k: &'static str) -> Self {
+        self.gets_no.push(k);
+        self
+    }
+    fn backend_sets(mut self, k: &'static str, v: &'static str) -> Self {
+        self.backend_sets.push((k, v));
+        self
+    }
     fn redirect(mut self, status: u16, location: &'static str) -> Self {
         self.status = status;
         self.location = Some(location);
@@ -283,6 +296,14 @@ impl Case {
             .header("host", self.host);
         for (k, v) in &self.headers {
             b = b.header(*k, *v);
+        }
+        if !self.backend_sets.is_empty() {
+            let set: Vec<String> = self
+                .backend_sets
+                .iter()
+                .map(|(k, v)| format!("{k}:{v}"))
+                .collect();
+            b = b.header("X-Echo-Set-Header", set.join(","));
         }
         let req = b
             .body(http_body_util::Full::new(bytes::Bytes::new()))
@@ -304,6 +325,12 @@ impl Case {
         }
         for (k, v) in &self.gets {
             assert_eq!(joined(&got.headers, k), *v, "{what}: response header {k}");
+        }
+        for k in &self.gets_no {
+            assert!(
+                got.headers.get(*k).is_none(),
+                "{what}: response header {k} should be absent"
+            );
         }
         if self.backend.is_empty() {
             return;
@@ -592,23 +619,88 @@ async fn httproute_filters_conformance() {
     ])
     .await;
 
-    // httproute-response-header-modifier, the cases whose backend sets no header of its own
-    // (the suite's echo server sets them on request; ours does not).
+    // httproute-response-header-modifier.
     bed.serve(&[conformance!("httproute-response-header-modifier")]);
     bed.check(&[
         get("/set")
+            .backend_sets("Some-Other-Header", "val")
             .to(V1)
+            .gets("Some-Other-Header", "val")
+            .gets("X-Header-Set", "set-overwrites-values"),
+        get("/set")
+            .backend_sets("Some-Other-Header", "val")
+            .backend_sets("X-Header-Set", "some-other-value")
+            .to(V1)
+            .gets("Some-Other-Header", "val")
             .gets("X-Header-Set", "set-overwrites-values"),
         get("/add")
+            .backend_sets("Some-Other-Header", "val")
             .to(V1)
+            .gets("Some-Other-Header", "val")
             .gets("X-Header-Add", "add-appends-values"),
+        get("/add")
+            .backend_sets("Some-Other-Header", "val")
+            .backend_sets("X-Header-Add", "some-other-value")
+            .to(V1)
+            .gets("Some-Other-Header", "val")
+            .gets("X-Header-Add", "some-other-value,add-appends-values"),
+        get("/remove")
+            .backend_sets("X-Header-Remove", "val")
+            .to(V1)
+            .gets_no("X-Header-Remove"),
         get("/multiple")
+            .backend_sets("X-Header-Set-2", "set-val-2")
+            .backend_sets("X-Header-Add-2", "add-val-2")
+            .backend_sets("X-Header-Remove-2", "remove-val-2")
+            .backend_sets("Another-Header", "another-header-val")
+            .backend_sets("X-Header-Remove-1", "val")
             .to(V1)
             .gets("X-Header-Set-1", "header-set-1")
             .gets("X-Header-Set-2", "header-set-2")
             .gets("X-Header-Add-1", "header-add-1")
-            .gets("X-Header-Add-2", "header-add-2")
-            .gets("X-Header-Add-3", "header-add-3"),
+            .gets("X-Header-Add-2", "add-val-2,header-add-2")
+            .gets("X-Header-Add-3", "header-add-3")
+            .gets("Another-Header", "another-header-val")
+            .gets_no("X-Header-Remove-1")
+            .gets_no("X-Header-Remove-2"),
+        get("/case-insensitivity")
+            .backend_sets("x-header-set", "original-val-set")
+            .backend_sets("x-header-add", "original-val-add")
+            .backend_sets("x-header-remove", "original-val-remove")
+            .backend_sets("Another-Header", "another-header-val")
+            .to(V1)
+            .gets("X-Header-Set", "header-set")
+            .gets("X-Header-Add", "original-val-add,header-add")
+            .gets("X-Lowercase-Add", "lowercase-add")
+            .gets("X-Mixedcase-Add-1", "mixedcase-add-1")
+            .gets("X-Mixedcase-Add-2", "mixedcase-add-2")
+            .gets("X-Uppercase-Add", "uppercase-add")
+            .gets("Another-Header", "another-header-val")
+            .gets_no("X-Header-Remove"),
+        get("/response-and-request-header-modifiers")
+            .h("X-Header-Remove", "remove-val")
+            .h("X-Header-Add-Append", "append-val-1")
+            .h("X-Header-Echo", "echo")
+            .backend_sets("X-Header-Set-2", "set-val-2")
+            .backend_sets("X-Header-Add-2", "add-val-2")
+            .backend_sets("X-Header-Remove-2", "remove-val-2")
+            .backend_sets("Another-Header", "another-header-val")
+            .backend_sets("X-Header-Remove-1", "remove-val-1")
+            .backend_sets("X-Header-Echo", "echo")
+            .to(V1)
+            .sees("X-Header-Add", "header-val-1")
+            .sees("X-Header-Set", "set-overwrites-values")
+            .sees("X-Header-Add-Append", "append-val-1,header-val-2")
+            .sees("X-Header-Echo", "echo")
+            .absent("X-Header-Remove")
+            .gets("X-Header-Set-1", "header-set-1")
+            .gets("X-Header-Set-2", "header-set-2")
+            .gets("X-Header-Add-1", "header-add-1")
+            .gets("X-Header-Add-2", "add-val-2,header-add-2")
+            .gets("Another-Header", "another-header-val")
+            .gets("X-Header-Echo", "echo")
+            .gets_no("X-Header-Remove-1")
+            .gets_no("X-Header-Remove-2"),
     ])
     .await;
 
