@@ -509,6 +509,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
         query: target.path_and_query.query(),
         method,
         headers: &headers,
+        tls: q.https,
     };
     e.forwarded_path = Some(target.path_and_query.to_string());
     let host_name = |h: &CompiledHost<Arc<Upstream>>| Some(h.host.clone());

@@ -370,6 +370,9 @@ pub struct RouteMatch {
     pub headers: Vec<HeaderMatch>,
     pub method: Option<String>,
     pub query: Vec<HeaderMatch>,
+    /// `Some(true)`: only requests over TLS; `Some(false)`: only plain HTTP; `None`: both.
+    /// Gateway API routes attached to HTTPS listeners only, or to HTTP listeners only.
+    pub tls: Option<bool>,
 }
 
 /// Where a route came from, for conflicts, `explain` and diagnostics.

@@ -69,6 +69,7 @@ pub fn route_to(path: PathMatch, upstream: Arc<Upstream>) -> Route {
             headers: Vec::new(),
             method: None,
             query: Vec::new(),
+            tls: None,
         },
         action: RouteAction::Forward(vec![WeightedUpstream {
             upstream,

@@ -390,6 +390,7 @@ async fn route(
         query: req.uri().query(),
         method: req.method().as_str(),
         headers: req.headers(),
+        tls: out.client.https(),
     };
     match rt.routes.lookup(&view) {
         Lookup::Route { host: vh, route } => {

@@ -44,6 +44,8 @@ pub struct RequestView<'a> {
     pub query: Option<&'a str>,
     pub method: &'a str,
     pub headers: &'a HeaderMap,
+    /// The client connection is TLS.
+    pub tls: bool,
 }
 
 /// A compiled route table over upstream handles of type `U`.
@@ -105,6 +107,7 @@ pub enum CompiledAction<U> {
 struct Matcher {
     path: PathMatcher,
     method: Option<String>,
+    tls: Option<bool>,
     headers: Vec<(String, ValueMatcher)>,
     query: Vec<(String, ValueMatcher)>,
 }
@@ -397,6 +400,7 @@ fn compile_match(m: &RouteMatch) -> Result<Matcher, regex::Error> {
     Ok(Matcher {
         path,
         method: m.method.as_ref().map(|s| s.to_ascii_uppercase()),
+        tls: m.tls,
         headers: values(&m.headers, true)?,
         query: values(&m.query, false)?,
     })
@@ -405,6 +409,7 @@ fn compile_match(m: &RouteMatch) -> Result<Matcher, regex::Error> {
 impl Matcher {
     fn matches(&self, req: &RequestView<'_>) -> bool {
         self.path.matches(req.path)
+            && self.tls.is_none_or(|t| t == req.tls)
             && self
                 .method
                 .as_ref()
@@ -462,6 +467,7 @@ mod tests {
             query: None,
             method: "GET",
             headers,
+            tls: false,
         }
     }
 

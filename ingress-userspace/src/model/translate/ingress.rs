@@ -371,6 +371,7 @@ impl<'a> L7Builder<'a> {
                 headers: vec![],
                 method: None,
                 query: vec![],
+                tls: None,
             },
             action: action.clone(),
             policy: opts.policy.clone(),
@@ -501,6 +502,7 @@ impl<'a> L7Builder<'a> {
                         headers: vec![],
                         method: None,
                         query: vec![],
+                        tls: None,
                     },
                     action,
                     policy: {
@@ -816,6 +818,7 @@ fn www_redirect(from: &str, to: &str, origin: RouteOrigin, status: u16) -> Virtu
                 headers: vec![],
                 method: None,
                 query: vec![],
+                tls: None,
             },
             action: RouteAction::Respond {
                 status,

@@ -36,8 +36,9 @@ pub struct Parent {
 #[derive(Debug, Default)]
 pub struct Attached {
     pub parents: Vec<Parent>,
-    /// Host patterns the route is served under (exact, `*.` wildcard, `""` for any), sorted.
-    pub hostnames: Vec<String>,
+    /// Host patterns the route is served under (exact, `*.` wildcard, `""` for any) ->
+    /// through which listeners: `(plain HTTP, HTTPS)`.
+    pub hostnames: std::collections::BTreeMap<String, (bool, bool)>,
 }
 
 pub fn attach(
@@ -113,7 +114,14 @@ pub fn attach(
                     if let Some(hs) = hostnames::intersect(ls[i].hostname, &route_hosts) {
                         any = true;
                         statuses[i].attached_routes += 1;
-                        out.hostnames.extend(hs);
+                        for h in hs {
+                            let via = out.hostnames.entry(h).or_default();
+                            if ls[i].https {
+                                via.1 = true;
+                            } else {
+                                via.0 = true;
+                            }
+                        }
                     }
                 }
                 if any {
@@ -132,7 +140,5 @@ pub fn attach(
             accepted,
         });
     }
-    out.hostnames.sort();
-    out.hostnames.dedup();
     out
 }

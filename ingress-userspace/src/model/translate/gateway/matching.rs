@@ -84,6 +84,7 @@ pub fn route_match(m: &HTTPRouteRulesMatches) -> Result<RouteMatch, String> {
             .as_ref()
             .map(|m| format!("{m:?}").to_ascii_uppercase()),
         query,
+        tls: None,
     })
 }
 

@@ -163,9 +163,18 @@ pub fn translate(
             });
         }
         out.status.http_routes.insert(oref, parents);
-        for host in attached.hostnames {
+        for (host, (http, https)) in attached.hostnames {
+            // A route attached to HTTP listeners only is not served over TLS, and the
+            // reverse (the proxy keys routes by host; the scheme stands for the listener).
+            let tls = match (http, https) {
+                (true, false) => Some(false),
+                (false, true) => Some(true),
+                _ => None,
+            };
             for r in &built.routes {
-                routes.push((host.clone(), r.clone()));
+                let mut r = r.clone();
+                r.matches.tls = tls;
+                routes.push((host.clone(), r));
             }
         }
     }

@@ -333,3 +333,67 @@ spec:
         (false, "UnsupportedValue")
     );
 }
+
+/// A route attached only to the HTTP listener is not served over TLS, one attached only to
+/// the HTTPS listener not over plain HTTP, one attached to both over either (a route attaches
+/// to listeners, and the proxy tells them apart by the connection's scheme).
+#[test]
+fn routes_are_served_only_through_the_listeners_they_attach_to() {
+    let (crt, key) = mk_cert_pem(&["both.example"]);
+    let secret = Object::Secret(Arc::new(mk_tls_secret("app", "tls", &crt, &key)));
+    let yaml = format!(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: app}}
+spec:
+  gatewayClassName: xdp
+  listeners:
+  - {{name: http, port: 80, protocol: HTTP}}
+  - {{name: https, port: 443, protocol: HTTPS, tls: {{certificateRefs: [{{name: tls}}]}}}}
+{}{}{}"#,
+        route(
+            "plain",
+            "app",
+            "{name: gw, sectionName: http}",
+            "  rules: [{matches: [{path: {type: Exact, value: /plain}}], backendRefs: [{name: web, port: 8080}]}]\n"
+        ),
+        route(
+            "secure",
+            "app",
+            "{name: gw, sectionName: https}",
+            "  rules: [{matches: [{path: {type: Exact, value: /secure}}], backendRefs: [{name: web, port: 8080}]}]\n"
+        ),
+        route(
+            "both",
+            "app",
+            "{name: gw}",
+            "  rules: [{matches: [{path: {type: Exact, value: /both}}], backendRefs: [{name: web, port: 8080}]}]\n"
+        ),
+    );
+    let s = snapshot(&yaml, vec![secret]);
+    let (table, errors) = crate::proxy::router::RouteTable::build(&s.l7, Arc::clone);
+    assert!(errors.is_empty());
+    let headers = http::HeaderMap::new();
+    let served = |path: &str, tls: bool| {
+        let view = crate::proxy::router::RequestView {
+            host: "any.example",
+            path,
+            query: None,
+            method: "GET",
+            headers: &headers,
+            tls,
+        };
+        matches!(
+            table.lookup(&view),
+            crate::proxy::router::Lookup::Route { .. }
+        )
+    };
+    assert!(served("/plain", false) && !served("/plain", true));
+    assert!(served("/secure", true) && !served("/secure", false));
+    assert!(served("/both", true) && served("/both", false));
+    assert!(
+        s.l7.default_certificate.is_some(),
+        "the hostname-less HTTPS listener's certificate"
+    );
+}
