@@ -1311,6 +1311,24 @@ async fn gateway_api_objects_are_served_and_get_status() {
             })
     })
     .await;
+    // The route stops naming a Gateway of ours: our entry goes, nothing else is touched.
+    let mut theirs = api.get("httproutes", "default", "r").unwrap();
+    theirs["spec"]["parentRefs"] = json!([{"name": "not-ours"}]);
+    theirs["status"]["parents"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"controllerName": "example.com/other", "parentRef": {"name": "not-ours"}, "conditions": []}));
+    api.put(theirs);
+    eventually("our route status removed", || {
+        api.get("httproutes", "default", "r").is_some_and(|o| {
+            ours(&o).is_none()
+                && o["status"]["parents"]
+                    .as_array()
+                    .is_some_and(|p| p.len() == 1)
+        })
+    })
+    .await;
+
     // The absent kind was asked for once (the retry period is 30 s), not in a loop.
     let asked = api
         .requests()

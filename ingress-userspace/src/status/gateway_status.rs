@@ -1,7 +1,8 @@
 //! Status of Gateway API objects (Gateway API v1 `GatewayClassStatus`, `GatewayStatus`,
 //! `RouteParentStatus`), as translation computed it ([`GatewayApiStatus`]). Only writes what
 //! differs from what this leader last wrote; `lastTransitionTime` is the time of that write.
-//! An HTTPRoute's `status.parents` entries of other controllers are kept.
+//! An HTTPRoute's `status.parents` entries of other controllers are kept; when a route this
+//! leader wrote stops naming a Gateway of ours, its entries of ours are removed.
 
 use std::collections::BTreeMap;
 
@@ -149,35 +150,52 @@ impl GatewayStatusWriter {
                 self.written.insert(r.clone(), want);
             }
         }
+        let gone: Vec<ObjectRef> = self
+            .written
+            .keys()
+            .filter(|r| r.kind == ObjectKind::HTTPRoute && !status.http_routes.contains_key(r))
+            .cloned()
+            .collect();
+        for r in gone {
+            if self.write_route(&r, &[]).await {
+                self.written.remove(&r);
+            }
+        }
         for (r, parents) in &status.http_routes {
             let want = Value::Array(route_parents_json(parents, &self.controller_name, ""));
             if self.written.get(r) == Some(&want) {
                 continue;
             }
-            let api: Api<HTTPRoute> = Api::namespaced(self.client.clone(), &r.namespace);
-            // Other controllers' entries stay: read them, then write theirs and ours.
-            let others: Vec<Value> = match api.get_status(&r.name).await {
-                Ok(o) => o
-                    .status
-                    .map(|s| s.parents)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|p| p.controller_name != self.controller_name)
-                    .filter_map(|p| serde_json::to_value(p).ok())
-                    .collect(),
-                Err(kube::Error::Api(e)) if e.code == 404 => continue,
-                Err(e) => {
-                    warn!(route = %r, error = %e, "reading HTTPRoute status failed; will retry");
-                    continue;
-                }
-            };
-            let mut all = others;
-            all.extend(route_parents_json(parents, &self.controller_name, &now()));
-            let body = json!({"status": {"parents": all}});
-            if patch(&api, r, &body).await {
+            if self.write_route(r, parents).await {
                 self.written.insert(r.clone(), want);
             }
         }
+    }
+
+    /// Writes our `parents` entries of route `r` (none: removes ours), keeping other
+    /// controllers'. True when done (or the route no longer exists).
+    async fn write_route(&self, r: &ObjectRef, parents: &[RouteParentStatus]) -> bool {
+        let api: Api<HTTPRoute> = Api::namespaced(self.client.clone(), &r.namespace);
+        // Other controllers' entries stay: read them, then write theirs and ours.
+        let others: Vec<Value> = match api.get_status(&r.name).await {
+            Ok(o) => o
+                .status
+                .map(|s| s.parents)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|p| p.controller_name != self.controller_name)
+                .filter_map(|p| serde_json::to_value(p).ok())
+                .collect(),
+            Err(kube::Error::Api(e)) if e.code == 404 => return true,
+            Err(e) => {
+                warn!(route = %r, error = %e, "reading HTTPRoute status failed; will retry");
+                return false;
+            }
+        };
+        let mut all = others;
+        all.extend(route_parents_json(parents, &self.controller_name, &now()));
+        let body = json!({"status": {"parents": all}});
+        patch(&api, r, &body).await
     }
 }
 
