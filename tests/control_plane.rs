@@ -125,6 +125,11 @@ fn default_objects_json() -> Vec<Value> {
                     Object::Secret(o) => serde_json::to_value(&*o),
                     Object::Node(o) => serde_json::to_value(&*o),
                     Object::ConfigMap(o) => serde_json::to_value(&*o),
+                    Object::Namespace(o) => serde_json::to_value(&*o),
+                    Object::GatewayClass(o) => serde_json::to_value(&*o),
+                    Object::Gateway(o) => serde_json::to_value(&*o),
+                    Object::HTTPRoute(o) => serde_json::to_value(&*o),
+                    Object::ReferenceGrant(o) => serde_json::to_value(&*o),
                 }
                 .unwrap(),
             );
@@ -1173,4 +1178,162 @@ async fn migrate_reads_the_cluster_as_it_reads_manifests() {
     let cluster: Value = serde_json::from_str(&cluster).unwrap();
     assert_eq!(cluster, serde_json::from_str::<Value>(&manifests).unwrap());
     assert_eq!(cluster["ingresses"].as_array().unwrap().len(), 4);
+}
+
+/// Gateway API from the cluster: the kinds are watched like the others (a kind whose CRD is
+/// absent, here ReferenceGrant, is skipped after one list answered 404, without holding back
+/// the first snapshot), routes are served, and the leader writes the status the spec asks
+/// for, keeping other controllers' entries in an HTTPRoute's `status.parents`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_api_objects_are_served_and_get_status() {
+    let api = ApiServer::start().await.unwrap();
+    api.set_absent("referencegrants", true);
+    api.put(
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+        "metadata": {"name": "xdp"}, "spec": {"controllerName": "xdp-ingress.dev/controller"}}),
+    );
+    api.put(
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "gw", "namespace": "default", "generation": 2},
+        "spec": {"gatewayClassName": "xdp", "listeners": [
+            {"name": "http", "port": 80, "protocol": "HTTP"},
+            {"name": "alt", "port": 8080, "protocol": "HTTP"}]}}),
+    );
+    api.put(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"ports": [{"port": 8080}]}}));
+    let route = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "r", "namespace": "default", "generation": 5},
+        "spec": {"parentRefs": [{"name": "gw", "sectionName": "http"}], "hostnames": ["gw.example"],
+            "rules": [{"backendRefs": [{"name": "web", "port": 8080}]}]},
+        "status": {"parents": [{"controllerName": "example.com/other", "parentRef": {"name": "elsewhere"}, "conditions": []}]}});
+    api.put(route.clone());
+
+    let cfg = TranslateConfig {
+        publish_addresses: vec!["198.18.0.10".into()],
+        ..Default::default()
+    };
+    let ctl = controller::spawn(Translator::new(cfg), vec![], LoopConfig::default());
+    let client = kube_client(&api).await;
+    let t0 = std::time::Instant::now();
+    let _tasks = kube_source::spawn(client.clone(), None, ctl.events.clone());
+    let mut rx = ctl.snapshots.clone();
+    converge(&mut rx, "HTTPRoute served", |s| {
+        s.l7.hosts.contains_key("gw.example")
+    })
+    .await;
+    assert!(
+        t0.elapsed() < kube_source::INITIAL_SYNC_TIMEOUT,
+        "the absent kind held back the first snapshot"
+    );
+    let candidate = status::leader::spawn(client.clone(), quick_lease("node-a"));
+    let reporter = status::events::Reporter {
+        controller: "xdp-ingress.dev/controller".into(),
+        instance: "node-a".into(),
+    };
+    let _writer = status::spawn(
+        client,
+        reporter,
+        ctl.snapshots.clone(),
+        candidate.is_leader.clone(),
+    );
+
+    let cond = |v: &Value, t: &str| -> Option<(String, String)> {
+        v.as_array()?.iter().find(|c| c["type"] == t).map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_string(),
+                c["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+    };
+    let pair = |a: &str, b: &str| Some((a.to_string(), b.to_string()));
+    eventually("GatewayClass accepted", || {
+        api.get("gatewayclasses", "", "xdp").is_some_and(|o| {
+            cond(&o["status"]["conditions"], "Accepted") == pair("True", "Accepted")
+        })
+    })
+    .await;
+    eventually("Gateway status", || {
+        api.get("gateways", "default", "gw").is_some_and(|o| {
+            let st = &o["status"];
+            cond(&st["conditions"], "Programmed") == pair("True", "Programmed")
+                && st["addresses"] == json!([{"type": "IPAddress", "value": "198.18.0.10"}])
+                && st["listeners"][0]["attachedRoutes"] == 1
+                && cond(&st["listeners"][1]["conditions"], "Accepted")
+                    == pair("False", "PortUnavailable")
+                && st["conditions"][0]["observedGeneration"] == 2
+        })
+    })
+    .await;
+    let ours = |o: &Value| -> Option<Value> {
+        o["status"]["parents"]
+            .as_array()?
+            .iter()
+            .find(|p| p["controllerName"] == "xdp-ingress.dev/controller")
+            .cloned()
+    };
+    eventually("HTTPRoute accepted", || {
+        api.get("httproutes", "default", "r")
+            .and_then(|o| ours(&o))
+            .is_some_and(|p| {
+                cond(&p["conditions"], "Accepted") == pair("True", "Accepted")
+                    && cond(&p["conditions"], "ResolvedRefs") == pair("True", "ResolvedRefs")
+                    && p["conditions"][0]["observedGeneration"] == 5
+                    && p["parentRef"]["sectionName"] == "http"
+            })
+    })
+    .await;
+    let parents = api.get("httproutes", "default", "r").unwrap()["status"]["parents"].clone();
+    assert!(
+        parents
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["controllerName"] == "example.com/other"),
+        "another controller's entry was dropped: {parents}"
+    );
+
+    // The route names a listener that does not exist: NoMatchingParent, and no longer served.
+    let mut changed = route;
+    changed["spec"]["parentRefs"][0]["sectionName"] = json!("nope");
+    changed["metadata"]["generation"] = json!(6);
+    changed.as_object_mut().unwrap().remove("status");
+    api.put(changed);
+    converge(&mut rx, "route detached", |s| {
+        !s.l7.hosts.contains_key("gw.example")
+    })
+    .await;
+    eventually("HTTPRoute NoMatchingParent", || {
+        api.get("httproutes", "default", "r")
+            .and_then(|o| ours(&o))
+            .is_some_and(|p| {
+                cond(&p["conditions"], "Accepted") == pair("False", "NoMatchingParent")
+                    && p["conditions"][0]["observedGeneration"] == 6
+            })
+    })
+    .await;
+    // The route stops naming a Gateway of ours: our entry goes, nothing else is touched.
+    let mut theirs = api.get("httproutes", "default", "r").unwrap();
+    theirs["spec"]["parentRefs"] = json!([{"name": "not-ours"}]);
+    theirs["status"]["parents"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"controllerName": "example.com/other", "parentRef": {"name": "not-ours"}, "conditions": []}));
+    api.put(theirs);
+    eventually("our route status removed", || {
+        api.get("httproutes", "default", "r").is_some_and(|o| {
+            ours(&o).is_none()
+                && o["status"]["parents"]
+                    .as_array()
+                    .is_some_and(|p| p.len() == 1)
+        })
+    })
+    .await;
+
+    // The absent kind was asked for once (the retry period is 30 s), not in a loop.
+    let asked = api
+        .requests()
+        .iter()
+        .filter(|r| r.contains("referencegrants"))
+        .count();
+    assert!(asked <= 2, "referencegrants requested {asked} times");
 }

@@ -42,6 +42,38 @@ const CLUSTER_RULES: &[(&str, &str, &[&str])] = &[
         &["get", "list", "watch"],
     ),
     ("events.k8s.io", "events", &["create", "patch"]),
+    ("", "namespaces", &["get", "list", "watch"]),
+    (
+        "gateway.networking.k8s.io",
+        "gatewayclasses",
+        &["get", "list", "watch"],
+    ),
+    (
+        "gateway.networking.k8s.io",
+        "gateways",
+        &["get", "list", "watch"],
+    ),
+    (
+        "gateway.networking.k8s.io",
+        "httproutes",
+        &["get", "list", "watch"],
+    ),
+    (
+        "gateway.networking.k8s.io",
+        "referencegrants",
+        &["get", "list", "watch"],
+    ),
+    (
+        "gateway.networking.k8s.io",
+        "gatewayclasses/status",
+        &["patch"],
+    ),
+    ("gateway.networking.k8s.io", "gateways/status", &["patch"]),
+    (
+        "gateway.networking.k8s.io",
+        "httproutes/status",
+        &["get", "patch"],
+    ),
 ];
 
 /// What it needs in its own namespace: the leader-election Lease.

@@ -21,6 +21,12 @@ pub enum ObjectKind {
     Secret,
     Node,
     ConfigMap,
+    /// Namespaces: only their labels, for Gateway `allowedRoutes` selectors.
+    Namespace,
+    GatewayClass,
+    Gateway,
+    HTTPRoute,
+    ReferenceGrant,
     /// A file of the manifest directory (name = path); for files that do not parse.
     ManifestFile,
 }

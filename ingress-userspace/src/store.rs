@@ -13,6 +13,12 @@ use k8s_openapi::api::{
     networking::v1::{Ingress, IngressClass},
 };
 
+use gateway_api::apis::standard::{
+    gatewayclasses::GatewayClass, gateways::Gateway, httproutes::HTTPRoute,
+    referencegrants::ReferenceGrant,
+};
+use k8s_openapi::api::core::v1::Namespace;
+
 use crate::object::{Diagnostic, ObjectKind};
 
 /// `namespace/name` of an object; namespace is empty for cluster-scoped kinds.
@@ -53,6 +59,12 @@ pub enum Object {
     Node(Arc<Node>),
     /// The ingress-nginx controller ConfigMap (`--configmap`); no other ConfigMap is read.
     ConfigMap(Arc<ConfigMap>),
+    Namespace(Arc<Namespace>),
+    /// Gateway API (standard channel, `gateway.networking.k8s.io`).
+    GatewayClass(Arc<GatewayClass>),
+    Gateway(Arc<Gateway>),
+    HTTPRoute(Arc<HTTPRoute>),
+    ReferenceGrant(Arc<ReferenceGrant>),
 }
 
 /// A Secret as `Debug` may show it: no data bytes.
@@ -93,6 +105,11 @@ impl std::fmt::Debug for Object {
             Object::Secret(o) => f.debug_tuple("Secret").field(&RedactedSecret(o)).finish(),
             Object::Node(o) => f.debug_tuple("Node").field(o).finish(),
             Object::ConfigMap(o) => f.debug_tuple("ConfigMap").field(o).finish(),
+            Object::Namespace(o) => f.debug_tuple("Namespace").field(o).finish(),
+            Object::GatewayClass(o) => f.debug_tuple("GatewayClass").field(o).finish(),
+            Object::Gateway(o) => f.debug_tuple("Gateway").field(o).finish(),
+            Object::HTTPRoute(o) => f.debug_tuple("HTTPRoute").field(o).finish(),
+            Object::ReferenceGrant(o) => f.debug_tuple("ReferenceGrant").field(o).finish(),
         }
     }
 }
@@ -107,6 +124,11 @@ impl Object {
             Object::Secret(_) => ObjectKind::Secret,
             Object::Node(_) => ObjectKind::Node,
             Object::ConfigMap(_) => ObjectKind::ConfigMap,
+            Object::Namespace(_) => ObjectKind::Namespace,
+            Object::GatewayClass(_) => ObjectKind::GatewayClass,
+            Object::Gateway(_) => ObjectKind::Gateway,
+            Object::HTTPRoute(_) => ObjectKind::HTTPRoute,
+            Object::ReferenceGrant(_) => ObjectKind::ReferenceGrant,
         }
     }
 
@@ -119,6 +141,11 @@ impl Object {
             Object::Secret(o) => &o.metadata,
             Object::Node(o) => &o.metadata,
             Object::ConfigMap(o) => &o.metadata,
+            Object::Namespace(o) => &o.metadata,
+            Object::GatewayClass(o) => &o.metadata,
+            Object::Gateway(o) => &o.metadata,
+            Object::HTTPRoute(o) => &o.metadata,
+            Object::ReferenceGrant(o) => &o.metadata,
         };
         Key::new(
             meta.namespace.clone().unwrap_or_default(),
@@ -138,6 +165,11 @@ pub struct Objects {
     pub secrets: BTreeMap<Key, Arc<Secret>>,
     pub nodes: BTreeMap<Key, Arc<Node>>,
     pub config_maps: BTreeMap<Key, Arc<ConfigMap>>,
+    pub namespaces: BTreeMap<Key, Arc<Namespace>>,
+    pub gateway_classes: BTreeMap<Key, Arc<GatewayClass>>,
+    pub gateways: BTreeMap<Key, Arc<Gateway>>,
+    pub http_routes: BTreeMap<Key, Arc<HTTPRoute>>,
+    pub reference_grants: BTreeMap<Key, Arc<ReferenceGrant>>,
     /// Problems the sources found before translation (e.g. a manifest file that does not parse).
     pub diagnostics: Vec<Diagnostic>,
 }
@@ -157,6 +189,11 @@ impl std::fmt::Debug for Objects {
             .field("secrets", &secrets)
             .field("nodes", &self.nodes)
             .field("config_maps", &self.config_maps)
+            .field("namespaces", &self.namespaces)
+            .field("gateway_classes", &self.gateway_classes)
+            .field("gateways", &self.gateways)
+            .field("http_routes", &self.http_routes)
+            .field("reference_grants", &self.reference_grants)
             .field("diagnostics", &self.diagnostics)
             .finish()
     }
@@ -192,6 +229,11 @@ impl Objects {
             Object::Secret(o) => put(&mut self.secrets, k, o),
             Object::Node(o) => put(&mut self.nodes, k, o),
             Object::ConfigMap(o) => put(&mut self.config_maps, k, o),
+            Object::Namespace(o) => put(&mut self.namespaces, k, o),
+            Object::GatewayClass(o) => put(&mut self.gateway_classes, k, o),
+            Object::Gateway(o) => put(&mut self.gateways, k, o),
+            Object::HTTPRoute(o) => put(&mut self.http_routes, k, o),
+            Object::ReferenceGrant(o) => put(&mut self.reference_grants, k, o),
         }
     }
 
@@ -205,6 +247,11 @@ impl Objects {
             ObjectKind::Secret => self.secrets.remove(key).is_some(),
             ObjectKind::Node => self.nodes.remove(key).is_some(),
             ObjectKind::ConfigMap => self.config_maps.remove(key).is_some(),
+            ObjectKind::Namespace => self.namespaces.remove(key).is_some(),
+            ObjectKind::GatewayClass => self.gateway_classes.remove(key).is_some(),
+            ObjectKind::Gateway => self.gateways.remove(key).is_some(),
+            ObjectKind::HTTPRoute => self.http_routes.remove(key).is_some(),
+            ObjectKind::ReferenceGrant => self.reference_grants.remove(key).is_some(),
             _ => false,
         }
     }
@@ -230,6 +277,11 @@ impl Objects {
             ObjectKind::Secret => swap!(secrets),
             ObjectKind::Node => swap!(nodes),
             ObjectKind::ConfigMap => swap!(config_maps),
+            ObjectKind::Namespace => swap!(namespaces),
+            ObjectKind::GatewayClass => swap!(gateway_classes),
+            ObjectKind::Gateway => swap!(gateways),
+            ObjectKind::HTTPRoute => swap!(http_routes),
+            ObjectKind::ReferenceGrant => swap!(reference_grants),
             _ => false,
         }
     }
@@ -246,6 +298,11 @@ impl Objects {
         m(&mut self.secrets, &other.secrets);
         m(&mut self.nodes, &other.nodes);
         m(&mut self.config_maps, &other.config_maps);
+        m(&mut self.namespaces, &other.namespaces);
+        m(&mut self.gateway_classes, &other.gateway_classes);
+        m(&mut self.gateways, &other.gateways);
+        m(&mut self.http_routes, &other.http_routes);
+        m(&mut self.reference_grants, &other.reference_grants);
         self.diagnostics.extend(other.diagnostics.iter().cloned());
     }
 
@@ -257,6 +314,11 @@ impl Objects {
             + self.secrets.len()
             + self.nodes.len()
             + self.config_maps.len()
+            + self.namespaces.len()
+            + self.gateway_classes.len()
+            + self.gateways.len()
+            + self.http_routes.len()
+            + self.reference_grants.len()
     }
 
     pub fn is_empty(&self) -> bool {

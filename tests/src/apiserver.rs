@@ -46,6 +46,26 @@ pub const RESOURCES: &[(&str, &str, &str, bool)] = &[
     ("configmaps", "v1", "ConfigMap", true),
     ("leases", "coordination.k8s.io/v1", "Lease", true),
     ("events", "events.k8s.io/v1", "Event", true),
+    ("namespaces", "v1", "Namespace", false),
+    (
+        "gatewayclasses",
+        "gateway.networking.k8s.io/v1",
+        "GatewayClass",
+        false,
+    ),
+    ("gateways", "gateway.networking.k8s.io/v1", "Gateway", true),
+    (
+        "httproutes",
+        "gateway.networking.k8s.io/v1",
+        "HTTPRoute",
+        true,
+    ),
+    (
+        "referencegrants",
+        "gateway.networking.k8s.io/v1beta1",
+        "ReferenceGrant",
+        true,
+    ),
 ];
 
 fn resource_of_kind(
@@ -80,6 +100,8 @@ struct State {
     watches: HashMap<String, u64>,
     /// `METHOD path?query` of every request, in order.
     requests: Vec<String>,
+    /// Resources answered 404 as if their CRD were not installed.
+    absent: std::collections::HashSet<String>,
 }
 
 struct Inner {
@@ -174,6 +196,16 @@ impl ApiServer {
                 });
             }
         });
+    }
+
+    /// Answers every request for `plural` with 404 while `absent` (a CRD not installed).
+    pub fn set_absent(&self, plural: &str, absent: bool) {
+        let mut st = self.inner.state.lock().unwrap();
+        if absent {
+            st.absent.insert(plural.to_string());
+        } else {
+            st.absent.remove(plural);
+        }
     }
 
     /// Creates or replaces an object (its `kind` picks the resource), as a client would.
@@ -495,6 +527,13 @@ async fn handle(
     let Some(t) = parse_path(req.uri().path()) else {
         return status(404, "NotFound", "unknown path");
     };
+    if inner.state.lock().unwrap().absent.contains(&t.plural) {
+        return status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        );
+    }
     let q = query(&req);
     let method = req.method().clone();
     let content_type = req

@@ -14,6 +14,8 @@
 //! - `/discard`: reads the request body to its end, then answers as `/fixed` (benchmarks of
 //!   uploads).
 //! - `/trailers`: gRPC-style answer with `grpc-status`/`grpc-message` trailers.
+//! - `X-Echo-Set-Header: Name:value,Name2:value2` on any request: the answer carries those
+//!   headers (the Gateway API conformance echo server's convention).
 //! - any request with `Upgrade: websocket` gets a real WebSocket handshake (101 with
 //!   `Sec-WebSocket-Accept`), after which the backend echoes raw bytes, prefixed once by
 //!   `<pod>\n` so the test knows which pod holds the connection.
@@ -313,6 +315,17 @@ async fn echo(pod: Arc<String>, mut req: Request<Incoming>) -> Result<Response<B
         .unwrap_or_default();
     let version = format!("{:?}", req.version());
     let headers = header_map(req.headers());
+    let echo_set: Vec<(String, String)> = req
+        .headers()
+        .get("x-echo-set-header")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(',')
+                .filter_map(|kv| kv.split_once(':'))
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
     let (body, trailers) = match req.into_body().collect().await {
         Ok(c) => {
             let trailers = c.trailers().map(header_map);
@@ -352,6 +365,14 @@ async fn echo(pod: Arc<String>, mut req: Request<Incoming>) -> Result<Response<B
         "x-pod",
         HeaderValue::from_str(&pod).unwrap_or(HeaderValue::from_static("?")),
     );
+    for (k, v) in echo_set {
+        if let (Ok(k), Ok(v)) = (
+            http::HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()),
+            HeaderValue::from_str(&v),
+        ) {
+            resp.headers_mut().append(k, v);
+        }
+    }
     Ok(resp)
 }
 

@@ -509,6 +509,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
         query: target.path_and_query.query(),
         method,
         headers: &headers,
+        tls: q.https,
     };
     e.forwarded_path = Some(target.path_and_query.to_string());
     let host_name = |h: &CompiledHost<Arc<Upstream>>| Some(h.host.clone());
@@ -558,6 +559,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                 PathMatch::Prefix(p) => (p.clone(), "Prefix"),
                 PathMatch::CharPrefix(p) => (p.clone(), "ImplementationSpecific"),
                 PathMatch::Regex(r) => (r.clone(), "ImplementationSpecific (regex)"),
+                PathMatch::FullRegex(r) => (r.clone(), "RegularExpression"),
             };
             e.route = Some(RouteInfo {
                 ingress: route.origin.object.clone(),
@@ -768,8 +770,10 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
 /// Adds to `e` the diagnostics the route table cannot point at: those of Ingresses whose
 /// rules name `host` (exactly, through a one-label wildcard, or without a host when no virtual
 /// host matched) but that were not served or served in part — an Ingress refused for its
-/// snippets leaves no route behind — and those of the EndpointSlices behind the backends shown
-/// (an endpoint address refused as node-local).
+/// snippets leaves no route behind — those of HTTPRoutes whose hostnames name `host` (exactly,
+/// through a Gateway wildcard of one or more labels, or with no hostnames at all) and of the
+/// Gateways they name (a listener not served, a certificate that does not resolve), and those
+/// of the EndpointSlices behind the backends shown (an endpoint address refused as node-local).
 pub fn add_related_diagnostics(
     e: &mut Explanation,
     snapshot: &Snapshot,
@@ -801,6 +805,31 @@ pub fn add_related_diagnostics(
             )
         })
         .collect();
+    let mut gateways = std::collections::BTreeSet::new();
+    for (key, r) in &objects.http_routes {
+        let hostnames = r.spec.hostnames.as_deref().unwrap_or_default();
+        let names = hostnames.is_empty()
+            || hostnames.iter().any(|h| match h.strip_prefix("*.") {
+                Some(suffix) => crate::model::translate::gateway::hostnames::covers(
+                    &suffix.to_ascii_lowercase(),
+                    &host,
+                ),
+                None => h.eq_ignore_ascii_case(&host),
+            });
+        if !names {
+            continue;
+        }
+        related.push(ObjectRef::new(
+            ObjectKind::HTTPRoute,
+            key.namespace.clone(),
+            key.name.clone(),
+        ));
+        for p in r.spec.parent_refs.iter().flatten() {
+            let ns = p.namespace.clone().unwrap_or_else(|| key.namespace.clone());
+            gateways.insert(ObjectRef::new(ObjectKind::Gateway, ns, p.name.clone()));
+        }
+    }
+    related.extend(gateways);
     let services = e
         .backends
         .iter()
@@ -1527,6 +1556,51 @@ mod tests {
             "{r:?}"
         );
         assert!(!r.iter().any(|(o, _)| o == "snip"), "{r:?}");
+    }
+
+    /// An HTTPRoute on a Gateway wildcard host: the route is found for a name two labels
+    /// deep, and the diagnostics of the route (a backend that does not exist) are shown.
+    #[test]
+    fn explains_gateway_routes_and_their_diagnostics() {
+        let dir = std::env::temp_dir().join(format!("xi-explain-gw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let yaml = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: xdp}
+spec: {controllerName: xdp-ingress.dev/controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: xdp
+  listeners: [{name: http, port: 80, protocol: HTTP, hostname: "*.gw.test"}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  rules: [{backendRefs: [{name: missing, port: 80}]}]
+"#;
+        std::fs::write(dir.join("all.yaml"), yaml).unwrap();
+        let objects = load_objects(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+        let s = translate(&objects, &TranslateConfig::default());
+        let mut e = explain(&s, &q("a.b.gw.test", "/x"));
+        // Its only backendRef does not resolve: the proxy answers 500.
+        assert_eq!(e.outcome, Outcome::Respond, "{e:?}");
+        add_related_diagnostics(&mut e, &s, &objects, "a.b.gw.test");
+        assert!(
+            e.diagnostics
+                .iter()
+                .any(|d| d.object.name == "r" && d.reason == "BackendNotFound"),
+            "{:?}",
+            e.diagnostics
+        );
+        let e = explain(&s, &q("gw.test", "/x"));
+        assert_eq!(e.outcome, Outcome::NotFound, "{e:?}");
     }
 
     /// `proxy-next-upstream*` and `service-upstream` as the route and backend carry them.

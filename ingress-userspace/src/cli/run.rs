@@ -124,6 +124,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     })
     .await
     .context("starting the L7 proxy")?;
+    // Gateway listeners are served on the proxy's own ports only (for now).
+    translate_config.gateway_ports = crate::model::translate::gateway::ProxyPorts {
+        http: proxy.http_addr().port(),
+        https: proxy.https_addr().port(),
+    };
     // hostNetwork: clients reach the proxy on the node's addresses at the sockets it bound,
     // through no service frontend; the node-wide SYN limit applies there too (or is lifted
     // from what a previous run left pinned).

@@ -252,6 +252,7 @@ fn host_view(
                     PathMatch::Prefix(p) => format!("Prefix {p}"),
                     PathMatch::CharPrefix(p) => format!("ImplementationSpecific {p}"),
                     PathMatch::Regex(p) => format!("Regex {p}"),
+                    PathMatch::FullRegex(p) => format!("RegularExpression {p}"),
                 },
                 path_label,
                 action,

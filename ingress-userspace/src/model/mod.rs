@@ -2,9 +2,11 @@
 //! [`htpasswd`]: the password files and hashes of basic authentication; [`nginx_var`]: text
 //! with nginx variables (`auth-url` and its family).
 
+pub mod gateway;
 pub mod htpasswd;
 pub mod nginx_var;
 pub mod snapshot;
 pub mod translate;
 
+pub use gateway::*;
 pub use snapshot::*;

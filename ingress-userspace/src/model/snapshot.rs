@@ -44,6 +44,9 @@ pub struct Snapshot {
     /// implemented, refused, unknown) -> how many Ingresses carry each (the
     /// `xdp_ingress_control_unsupported_annotations` gauge).
     pub unsupported_annotations: BTreeMap<String, u64>,
+    /// Status of the Gateway API objects that are ours (GatewayClasses of our controller,
+    /// their Gateways, the HTTPRoutes that name them).
+    pub gateway_status: Arc<crate::model::GatewayApiStatus>,
 }
 
 impl Snapshot {
@@ -178,6 +181,11 @@ pub struct L7Config {
     pub hosts: BTreeMap<String, Arc<VirtualHost>>,
     /// Virtual hosts keyed by the suffix of a `*.` wildcard (`*.example.com` -> `example.com`).
     pub wildcard_hosts: BTreeMap<String, Arc<VirtualHost>>,
+    /// Gateway API virtual hosts of `*.` wildcard hostnames, keyed by the suffix: unlike an
+    /// Ingress wildcard (exactly one label), a Gateway wildcard matches one or more labels
+    /// (`*.example.com` takes `a.b.example.com`). Tried after exact hosts and Ingress
+    /// wildcards of the same suffix, longest suffix first.
+    pub gateway_wildcard_hosts: BTreeMap<String, Arc<VirtualHost>>,
     /// Rules without a host, tried when no named host matched.
     pub any_host: Option<Arc<VirtualHost>>,
     /// Where unmatched requests go; `None` means the built-in 404.
@@ -338,6 +346,9 @@ pub enum PathMatch {
     /// Regex (only when migration annotations ask for it): anchored at the start only and
     /// case-insensitive, as ingress-nginx's `location ~* "^<path>"`.
     Regex(String),
+    /// Gateway API `RegularExpression`: the whole path must match, case-sensitively (RE2
+    /// syntax, which the `regex` crate shares).
+    FullRegex(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -359,6 +370,9 @@ pub struct RouteMatch {
     pub headers: Vec<HeaderMatch>,
     pub method: Option<String>,
     pub query: Vec<HeaderMatch>,
+    /// `Some(true)`: only requests over TLS; `Some(false)`: only plain HTTP; `None`: both.
+    /// Gateway API routes attached to HTTPS listeners only, or to HTTP listeners only.
+    pub tls: Option<bool>,
 }
 
 /// Where a route came from, for conflicts, `explain` and diagnostics.
@@ -519,6 +533,8 @@ pub struct RoutePolicy {
     /// `limit-rate-after` in bytes: sent at full speed before `limit_rate` applies (nginx
     /// `limit_rate_after`).
     pub limit_rate_after: Option<u64>,
+    /// HTTPRoute filters and backend shares; `None` for Ingress routes.
+    pub gateway: Option<Arc<crate::model::GatewayRoutePolicy>>,
 }
 
 /// nginx's `satisfy` (ngx_http_core_module): how the access phase's checks combine. The checks

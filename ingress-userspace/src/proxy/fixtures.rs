@@ -61,7 +61,7 @@ pub fn route(path: PathMatch, service: &str) -> Route {
 pub fn route_to(path: PathMatch, upstream: Arc<Upstream>) -> Route {
     let written = match &path {
         PathMatch::Exact(p) | PathMatch::Prefix(p) | PathMatch::CharPrefix(p) => p.clone(),
-        PathMatch::Regex(r) => r.clone(),
+        PathMatch::Regex(r) | PathMatch::FullRegex(r) => r.clone(),
     };
     Route {
         matches: RouteMatch {
@@ -69,6 +69,7 @@ pub fn route_to(path: PathMatch, upstream: Arc<Upstream>) -> Route {
             headers: Vec::new(),
             method: None,
             query: Vec::new(),
+            tls: None,
         },
         action: RouteAction::Forward(vec![WeightedUpstream {
             upstream,

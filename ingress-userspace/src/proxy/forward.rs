@@ -36,7 +36,7 @@ use super::{
     client_cert::{self, Refusal},
     cors,
     error_pages::{self, Intercept},
-    forward_auth,
+    forward_auth, gateway_filters,
     headers::{add_forwarding, drop_underscored, for_http1_upstream, is_upgrade, strip_hop_by_hop},
     metrics::{
         AuthRefusedLabels, GaugeGuard, RateLimitedLabels, RequestLabels, RouteLabels,
@@ -388,6 +388,7 @@ async fn route(
         query: req.uri().query(),
         method: req.method().as_str(),
         headers: req.headers(),
+        tls: out.client.https(),
     };
     match rt.routes.lookup(&view) {
         Lookup::Route { host: vh, route } => {
@@ -420,6 +421,26 @@ async fn route(
             let server_port = out.client.port.to_str().unwrap_or_default();
             if let Some(a) = rewrite::redirect(route, &target, server_port) {
                 return redirect_to(a, out);
+            }
+            let gateway = route.policy.gateway.clone();
+            if let Some(r) = gateway.as_ref().and_then(|g| g.redirect.as_ref()) {
+                let location = gateway_filters::redirect_location(
+                    r,
+                    &route.path,
+                    scheme,
+                    host,
+                    server_port.parse().unwrap_or(0),
+                    req.uri().path(),
+                    req.uri().query(),
+                );
+                return redirect_to(
+                    rewrite::Answer {
+                        status: r.status,
+                        location,
+                        why: "RequestRedirect",
+                    },
+                    out,
+                );
             }
             if !out.client.https() && vh.tls && route.policy.ssl_redirect != Some(false) {
                 out.reason = Some("ssl-redirect".into());
@@ -465,6 +486,30 @@ async fn route(
                     local(status, reason)
                 }
                 CompiledAction::Forward(ups) => {
+                    if let Some(g) = &gateway {
+                        let valid: u64 = ups.iter().map(|(_, w)| u64::from(*w)).sum();
+                        if gateway_filters::takes_invalid_share(g.invalid_weight, valid) {
+                            out.reason = Some("unresolvable backendRef".into());
+                            return local(
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                "unresolvable backendRef",
+                            );
+                        }
+                        gateway_filters::apply_headers(&g.request_headers, req.headers_mut());
+                        if let Some(p) = g.rewrite.as_ref().and_then(|r| r.path.as_ref()) {
+                            let path =
+                                gateway_filters::replace_path(p, &route.path, req.uri().path());
+                            let pq = match req.uri().query() {
+                                Some(q) => format!("{path}?{q}"),
+                                None => path,
+                            };
+                            let Ok(pq) = PathAndQuery::try_from(pq) else {
+                                out.reason = Some("URLRewrite made an invalid path".into());
+                                return local(StatusCode::INTERNAL_SERVER_ERROR, "rewrite");
+                            };
+                            *req.uri_mut() = Uri::from(pq);
+                        }
+                    }
                     match canary_step(route, ups, req.headers()).or_else(|| choose_weighted(ups)) {
                         Some(routed) => {
                             let up = error_pages::serving(route.errors.as_ref(), routed);
@@ -500,7 +545,16 @@ async fn route(
                                 );
                             }
                             let resp = forward(shared, req, up, &route.policy, host, out).await;
-                            Box::pin(intercepted(shared, intercept, resp, route, host, out)).await
+                            let mut resp =
+                                Box::pin(intercepted(shared, intercept, resp, route, host, out))
+                                    .await;
+                            if let Some(g) = &gateway {
+                                gateway_filters::apply_headers(
+                                    &g.response_headers,
+                                    resp.headers_mut(),
+                                );
+                            }
+                            resp
                         }
                         None => {
                             out.reason = Some("route has no backend".into());

@@ -22,6 +22,7 @@ pub mod error_pages;
 pub mod fixtures;
 pub mod forward;
 pub mod forward_auth;
+pub mod gateway_filters;
 pub mod headers;
 pub mod limits;
 pub mod listener;

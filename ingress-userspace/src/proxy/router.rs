@@ -1,8 +1,9 @@
 //! Host → route lookup, compiled once per snapshot.
 //!
-//! Hosts are found by hash (exact name, then the `*.` wildcard of the name minus its first
-//! label, then the rules without a host), so lookup cost does not grow with the number of
-//! hosts. Within a host the routes are tried in snapshot order (most specific first); the
+//! Hosts are found by hash (exact name, then wildcards: the Ingress `*.` wildcard of the name
+//! minus its first label, and Gateway API wildcards of each shorter suffix, longest first;
+//! then the rules without a host), so lookup cost grows with the labels of the name, not with
+//! the number of hosts. Within a host the routes are tried in snapshot order (most specific first); the
 //! first whose path, method, headers and query all match wins. A host that matches but has no
 //! matching path falls to the default backend (as ingress-nginx does), not to other hosts.
 //!
@@ -15,6 +16,7 @@
 //! - [`PathMatch::Regex`]: only when translation says so (ingress-nginx's `use-regex` /
 //!   `rewrite-target` migration annotations); anchored at the start only and
 //!   case-insensitive, as ingress-nginx's `location ~* "^<path>"`.
+//! - [`PathMatch::FullRegex`]: Gateway API `RegularExpression`, the whole path, case-sensitive.
 //!
 //! The order among routes is translation's (longest first, Exact before Prefix at equal
 //! length), so the first match is the most specific one.
@@ -42,6 +44,8 @@ pub struct RequestView<'a> {
     pub query: Option<&'a str>,
     pub method: &'a str,
     pub headers: &'a HeaderMap,
+    /// The client connection is TLS.
+    pub tls: bool,
 }
 
 /// A compiled route table over upstream handles of type `U`.
@@ -49,6 +53,8 @@ pub struct RequestView<'a> {
 pub struct RouteTable<U> {
     exact: HashMap<String, usize>,
     wildcard: HashMap<String, usize>,
+    /// Gateway API wildcards (one or more labels), by suffix.
+    gateway_wildcard: HashMap<String, usize>,
     any_host: Option<usize>,
     vhosts: Vec<CompiledHost<U>>,
     default_backend: Option<U>,
@@ -101,6 +107,7 @@ pub enum CompiledAction<U> {
 struct Matcher {
     path: PathMatcher,
     method: Option<String>,
+    tls: Option<bool>,
     headers: Vec<(String, ValueMatcher)>,
     query: Vec<(String, ValueMatcher)>,
 }
@@ -204,12 +211,21 @@ impl<U: Clone> RouteTable<U> {
                 (suffix, compile(vh, &mut errors))
             })
             .collect();
+        let gateway_wildcard = l7
+            .gateway_wildcard_hosts
+            .iter()
+            .map(|(h, vh)| {
+                let suffix = h.strip_prefix("*.").unwrap_or(h).to_ascii_lowercase();
+                (suffix, compile(vh, &mut errors))
+            })
+            .collect();
         let any_host = l7.any_host.as_ref().map(|vh| compile(vh, &mut errors));
         let default_backend = l7.default_backend.as_ref().map(&mut resolve);
         (
             RouteTable {
                 exact,
                 wildcard,
+                gateway_wildcard,
                 any_host,
                 vhosts,
                 default_backend,
@@ -226,12 +242,27 @@ impl<U> RouteTable<U> {
         let idx = self
             .exact
             .get(name.as_ref())
-            .or_else(|| {
-                let (_, suffix) = name.split_once('.')?;
-                self.wildcard.get(suffix)
-            })
+            .or_else(|| self.wildcard_host(name.as_ref()))
             .or(self.any_host.as_ref())?;
         self.vhosts.get(*idx)
+    }
+
+    /// The most specific wildcard for `name`: the longest suffix first; at the suffix one
+    /// label shorter than `name`, an Ingress wildcard before a Gateway one.
+    fn wildcard_host(&self, name: &str) -> Option<&usize> {
+        let mut rest = name;
+        let mut first = true;
+        while let Some((_, suffix)) = rest.split_once('.') {
+            if first && let Some(i) = self.wildcard.get(suffix) {
+                return Some(i);
+            }
+            if let Some(i) = self.gateway_wildcard.get(suffix) {
+                return Some(i);
+            }
+            first = false;
+            rest = suffix;
+        }
+        None
     }
 
     pub fn lookup(&self, req: &RequestView<'_>) -> Lookup<'_, U> {
@@ -295,7 +326,7 @@ fn compile_route<U>(
     );
     let matched = match &route.matches.path {
         PathMatch::Exact(p) | PathMatch::Prefix(p) | PathMatch::CharPrefix(p) => p.clone(),
-        PathMatch::Regex(r) => r.clone(),
+        PathMatch::Regex(r) | PathMatch::FullRegex(r) => r.clone(),
     };
     let err = |error| RouteError {
         ingress: ingress.clone(),
@@ -346,6 +377,7 @@ fn compile_match(m: &RouteMatch) -> Result<Matcher, regex::Error> {
         PathMatch::Prefix(p) => PathMatcher::Prefix(p.trim_end_matches('/').to_string()),
         PathMatch::CharPrefix(p) => PathMatcher::CharPrefix(p.clone()),
         PathMatch::Regex(r) => PathMatcher::Regex(Regex::new(&format!("(?i)^(?:{r})"))?),
+        PathMatch::FullRegex(r) => PathMatcher::Regex(Regex::new(&format!("^(?:{r})$"))?),
     };
     let values = |list: &[HeaderMatch], lower: bool| -> Result<Vec<_>, regex::Error> {
         list.iter()
@@ -368,6 +400,7 @@ fn compile_match(m: &RouteMatch) -> Result<Matcher, regex::Error> {
     Ok(Matcher {
         path,
         method: m.method.as_ref().map(|s| s.to_ascii_uppercase()),
+        tls: m.tls,
         headers: values(&m.headers, true)?,
         query: values(&m.query, false)?,
     })
@@ -376,6 +409,7 @@ fn compile_match(m: &RouteMatch) -> Result<Matcher, regex::Error> {
 impl Matcher {
     fn matches(&self, req: &RequestView<'_>) -> bool {
         self.path.matches(req.path)
+            && self.tls.is_none_or(|t| t == req.tls)
             && self
                 .method
                 .as_ref()
@@ -433,6 +467,7 @@ mod tests {
             query: None,
             method: "GET",
             headers,
+            tls: false,
         }
     }
 

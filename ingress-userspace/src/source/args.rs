@@ -151,6 +151,8 @@ impl SourceArgs {
                 self.syn_rate_limit_per_source,
                 self.syn_rate_limit_burst,
             ),
+            // `run` sets the ports the proxy bound.
+            gateway_ports: Default::default(),
         })
     }
 

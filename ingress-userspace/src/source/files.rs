@@ -116,6 +116,13 @@ fn collect(
         "ConfigMap" => Object::ConfigMap(Arc::new(namespaced(typed::<ConfigMap>(
             value, index, &kind,
         )?))),
+        "Namespace" => Object::Namespace(Arc::new(typed(value, index, &kind)?)),
+        "GatewayClass" => Object::GatewayClass(Arc::new(typed(value, index, &kind)?)),
+        "Gateway" => Object::Gateway(Arc::new(namespaced(typed(value, index, &kind)?))),
+        "HTTPRoute" => Object::HTTPRoute(Arc::new(namespaced(typed(value, index, &kind)?))),
+        "ReferenceGrant" => {
+            Object::ReferenceGrant(Arc::new(namespaced(typed(value, index, &kind)?)))
+        }
         other => {
             debug!(kind = other, "manifest kind not read; skipped");
             return Ok(());
@@ -134,7 +141,16 @@ trait HasMeta {
 macro_rules! has_meta {
     ($($t:ty),*) => {$(impl HasMeta for $t { fn meta(&mut self) -> &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta { &mut self.metadata } })*};
 }
-has_meta!(Ingress, Service, EndpointSlice, Secret, ConfigMap);
+has_meta!(
+    Ingress,
+    Service,
+    EndpointSlice,
+    Secret,
+    ConfigMap,
+    gateway_api::apis::standard::gateways::Gateway,
+    gateway_api::apis::standard::httproutes::HTTPRoute,
+    gateway_api::apis::standard::referencegrants::ReferenceGrant
+);
 
 fn namespaced<T: HasMeta>(mut o: T) -> T {
     o.meta()

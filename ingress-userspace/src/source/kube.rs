@@ -16,13 +16,18 @@
 use std::{collections::BTreeMap, fmt::Debug, path::Path, time::Duration};
 
 use futures::StreamExt;
+use gateway_api::apis::standard::{
+    gatewayclasses::GatewayClass, gateways::Gateway, httproutes::HTTPRoute,
+    referencegrants::ReferenceGrant,
+};
 use k8s_openapi::api::{
-    core::v1::{ConfigMap, Node, Secret, Service},
+    core::v1::{ConfigMap, Namespace, Node, Secret, Service},
     discovery::v1::EndpointSlice,
     networking::v1::{Ingress, IngressClass},
 };
 use kube::{
     Api, Client, Resource,
+    api::ListParams,
     runtime::{
         WatchStreamExt,
         utils::Backoff,
@@ -181,6 +186,11 @@ pub fn spawn_scoped(
         ObjectKind::Service,
         ObjectKind::EndpointSlice,
         ObjectKind::Node,
+        ObjectKind::Namespace,
+        ObjectKind::GatewayClass,
+        ObjectKind::Gateway,
+        ObjectKind::HTTPRoute,
+        ObjectKind::ReferenceGrant,
     ]
     .into_iter()
     .map(|k| (k, 1))
@@ -227,9 +237,39 @@ pub fn spawn_scoped(
             events.clone(),
         )),
         tokio::spawn(watch_kind(
-            vec![(Api::<Node>::all(client), cfg())],
+            vec![(Api::<Node>::all(client.clone()), cfg())],
             ObjectKind::Node,
             |o| Object::Node(trim_node(o).into()),
+            events.clone(),
+        )),
+        tokio::spawn(watch_optional_kind(
+            Api::<Namespace>::all(client.clone()),
+            ObjectKind::Namespace,
+            |o| Object::Namespace(trim_namespace(o).into()),
+            events.clone(),
+        )),
+        tokio::spawn(watch_optional_kind(
+            Api::<GatewayClass>::all(client.clone()),
+            ObjectKind::GatewayClass,
+            |o| Object::GatewayClass(trim_status(o).into()),
+            events.clone(),
+        )),
+        tokio::spawn(watch_optional_kind(
+            api::<Gateway>(&client, namespace),
+            ObjectKind::Gateway,
+            |o| Object::Gateway(trim_status(o).into()),
+            events.clone(),
+        )),
+        tokio::spawn(watch_optional_kind(
+            api::<HTTPRoute>(&client, namespace),
+            ObjectKind::HTTPRoute,
+            |o| Object::HTTPRoute(trim_status(o).into()),
+            events.clone(),
+        )),
+        tokio::spawn(watch_optional_kind(
+            api::<ReferenceGrant>(&client, namespace),
+            ObjectKind::ReferenceGrant,
+            |o| Object::ReferenceGrant(o.into()),
             events,
         )),
     ]);
@@ -337,6 +377,74 @@ const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 fn trim_ingress(mut o: Ingress) -> Ingress {
     o.status = None;
     trim(o)
+}
+
+/// Gateway API objects whose status is ours to write: without it, our own status writes do
+/// not come back as changes that trigger another translation.
+trait HasStatus {
+    fn clear_status(&mut self);
+}
+macro_rules! has_status {
+    ($($t:ty),*) => {$(impl HasStatus for $t { fn clear_status(&mut self) { self.status = None; } })*};
+}
+has_status!(GatewayClass, Gateway, HTTPRoute);
+
+fn trim_status<K: HasStatus>(mut o: K) -> K {
+    o.clear_status();
+    o
+}
+
+/// Of a Namespace only the labels matter (Gateway `allowedRoutes.namespaces.selector`).
+fn trim_namespace(o: Namespace) -> Namespace {
+    Namespace {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: o.metadata.name,
+            labels: o.metadata.labels,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// How often a kind whose API is absent (CRD not installed) or forbidden is looked for again.
+const ABSENT_KIND_RETRY: Duration = Duration::from_secs(30);
+
+/// [`watch_kind`] for a kind that may not exist in the cluster (Gateway API CRDs) or that RBAC
+/// may not grant (Namespaces): while a one-object list answers 404 or 403, the kind counts as
+/// listed and empty (one log line, then a quiet retry every [`ABSENT_KIND_RETRY`]), so the
+/// first snapshot does not wait for it; once the list answers, it is watched as any other.
+async fn watch_optional_kind<K>(
+    api: Api<K>,
+    kind: ObjectKind,
+    wrap: fn(K) -> Object,
+    events: EventSender,
+) where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    let mut reported = false;
+    loop {
+        match api.list(&ListParams::default().limit(1)).await {
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 403 => {
+                if !reported {
+                    info!(
+                        ?kind,
+                        code = e.code,
+                        "kind not served by the API server (no CRD, or not allowed); skipped"
+                    );
+                    reported = true;
+                    let empty =
+                        SourceEvent::new(SourceId::Kube, Change::ReplaceKind(kind, Vec::new()));
+                    if events.send(empty).await.is_err() {
+                        return;
+                    }
+                }
+                tokio::time::sleep(ABSENT_KIND_RETRY).await;
+            }
+            // Anything else (API server away): the watcher's own backoff and logging handle it.
+            _ => break,
+        }
+    }
+    watch_kind(vec![(api, watcher::Config::default())], kind, wrap, events).await
 }
 
 /// Of a Node only the addresses matter; heartbeats and conditions would re-translate for nothing.

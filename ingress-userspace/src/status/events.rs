@@ -63,6 +63,11 @@ fn api_kind(kind: ObjectKind) -> Option<(&'static str, &'static str)> {
         ObjectKind::Secret => ("Secret", "v1"),
         ObjectKind::Node => ("Node", "v1"),
         ObjectKind::ConfigMap => ("ConfigMap", "v1"),
+        ObjectKind::Namespace => ("Namespace", "v1"),
+        ObjectKind::GatewayClass => ("GatewayClass", "gateway.networking.k8s.io/v1"),
+        ObjectKind::Gateway => ("Gateway", "gateway.networking.k8s.io/v1"),
+        ObjectKind::HTTPRoute => ("HTTPRoute", "gateway.networking.k8s.io/v1"),
+        ObjectKind::ReferenceGrant => ("ReferenceGrant", "gateway.networking.k8s.io/v1beta1"),
         ObjectKind::ManifestFile => return None,
     })
 }

@@ -1,7 +1,9 @@
 //! Writing back to Kubernetes, by the elected leader only: Lease election ([`leader`]), Ingress
-//! `status.loadBalancer` ([`ingress_status`]) and Events for diagnostics ([`events`]).
+//! `status.loadBalancer` ([`ingress_status`]), Gateway API status ([`gateway_status`]) and
+//! Events for diagnostics ([`events`]).
 
 pub mod events;
+pub mod gateway_status;
 pub mod ingress_status;
 pub mod leader;
 
@@ -22,6 +24,8 @@ pub fn spawn(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut status = ingress_status::StatusWriter::new(client.clone());
+        let mut gateway_status =
+            gateway_status::GatewayStatusWriter::new(client.clone(), reporter.controller.clone());
         let mut events = events::EventWriter::new(client, reporter);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut was_leader = false;
@@ -36,6 +40,7 @@ pub fn spawn(
                 debug!(leader = is_leader, "status writer");
                 // A new term starts from scratch: another replica may have written meanwhile.
                 status.forget();
+                gateway_status.forget();
                 events.forget();
                 was_leader = is_leader;
             }
@@ -44,6 +49,7 @@ pub fn spawn(
             }
             let snapshot = snapshots.borrow().clone();
             status.sync(&snapshot).await;
+            gateway_status.sync(&snapshot.gateway_status).await;
             events.sync(&snapshot).await;
         }
     })

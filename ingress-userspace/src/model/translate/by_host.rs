@@ -177,6 +177,9 @@ impl Translator {
         changed: &HashSet<Key>,
     ) -> Option<Snapshot> {
         let (last, _) = self.last.as_ref()?;
+        if super::incremental::has_gateway_routes(objects) {
+            return None;
+        }
         let index = self.index.as_ref()?;
         if !index.global.is_empty() || last.diagnostics.iter().any(|d| d.reason == REFUSED_REASON) {
             return None;

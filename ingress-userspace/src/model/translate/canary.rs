@@ -193,7 +193,7 @@ fn merge_key(m: &PathMatch) -> (u8, &str) {
     match m {
         PathMatch::Exact(p) => (0, p),
         PathMatch::Prefix(p) => (1, p),
-        PathMatch::CharPrefix(p) | PathMatch::Regex(p) => (2, p),
+        PathMatch::CharPrefix(p) | PathMatch::Regex(p) | PathMatch::FullRegex(p) => (2, p),
     }
 }
 

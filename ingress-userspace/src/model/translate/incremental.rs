@@ -26,6 +26,8 @@ pub struct Uses {
     /// Service -> exact host names, wildcard suffixes, any-host.
     exact: HashMap<Key, Vec<String>>,
     wildcard: HashMap<Key, Vec<String>>,
+    /// Gateway API wildcard suffixes.
+    gateway_wildcard: HashMap<Key, Vec<String>>,
     any: HashSet<Key>,
 }
 
@@ -66,6 +68,14 @@ impl Uses {
         for (suffix, vh) in &snapshot.l7.wildcard_hosts {
             for k in services(vh) {
                 uses.wildcard.entry(k).or_default().push(suffix.clone());
+            }
+        }
+        for (suffix, vh) in &snapshot.l7.gateway_wildcard_hosts {
+            for k in services(vh) {
+                uses.gateway_wildcard
+                    .entry(k)
+                    .or_default()
+                    .push(suffix.clone());
             }
         }
         if let Some(vh) = &snapshot.l7.any_host {
@@ -203,6 +213,10 @@ impl Translator {
         changed: &HashSet<Key>,
     ) -> Option<Snapshot> {
         let (last, uses) = self.last.as_ref()?;
+        // Gateway API routes are translated whole, not patched: translate in full.
+        if has_gateway_routes(objects) {
+            return None;
+        }
         // An auth URL's Service endpoints live in route policies: translate in full.
         if let Some(refs) = &self.refs
             && changed.iter().any(|k| refs.auth_services.contains(k))
@@ -227,6 +241,11 @@ impl Translator {
         for key in changed {
             replace(&mut snap.l7.hosts, uses.exact.get(key), &mut rb)?;
             replace(&mut snap.l7.wildcard_hosts, uses.wildcard.get(key), &mut rb)?;
+            replace(
+                &mut snap.l7.gateway_wildcard_hosts,
+                uses.gateway_wildcard.get(key),
+                &mut rb,
+            )?;
             if uses.any.contains(key)
                 && let Some(vh) = &snap.l7.any_host
             {
@@ -262,4 +281,11 @@ impl Translator {
         snap.status_addresses = super::status_addresses(objects, &snap.l4, &self.config);
         Some(snap)
     }
+}
+
+/// True when Gateway API objects feed the snapshot: the incremental paths patch what
+/// Ingresses made and know nothing of Gateways' listeners and routes merged into the same
+/// hosts, so they step aside for a full translation.
+pub(super) fn has_gateway_routes(objects: &Objects) -> bool {
+    !objects.gateways.is_empty() || !objects.http_routes.is_empty()
 }

@@ -92,7 +92,7 @@ fn specificity(m: &PathMatch) -> (Reverse<usize>, u8) {
         PathMatch::Exact(p) => (Reverse(p.len()), 0),
         PathMatch::Prefix(p) => (Reverse(p.len()), 1),
         PathMatch::CharPrefix(p) => (Reverse(p.len()), 2),
-        PathMatch::Regex(p) => (Reverse(p.len()), 3),
+        PathMatch::Regex(p) | PathMatch::FullRegex(p) => (Reverse(p.len()), 3),
     }
 }
 
@@ -371,6 +371,7 @@ impl<'a> L7Builder<'a> {
                 headers: vec![],
                 method: None,
                 query: vec![],
+                tls: None,
             },
             action: action.clone(),
             policy: opts.policy.clone(),
@@ -501,6 +502,7 @@ impl<'a> L7Builder<'a> {
                         headers: vec![],
                         method: None,
                         query: vec![],
+                        tls: None,
                     },
                     action,
                     policy: {
@@ -816,6 +818,7 @@ fn www_redirect(from: &str, to: &str, origin: RouteOrigin, status: u16) -> Virtu
                 headers: vec![],
                 method: None,
                 query: vec![],
+                tls: None,
             },
             action: RouteAction::Respond {
                 status,

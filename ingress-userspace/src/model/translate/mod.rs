@@ -40,6 +40,7 @@ pub mod diagnostics;
 pub mod endpoints;
 pub mod errors;
 pub mod forward_auth;
+pub mod gateway;
 pub mod incremental;
 pub mod ingress;
 pub mod next_upstream;
@@ -152,6 +153,8 @@ pub struct TranslateConfig {
     /// otherwise (see [`syn_limit`]), and of the proxy's listeners (`run` writes those,
     /// `dataplane::syn_listeners`). `None`: unlimited.
     pub proxy_syn_rate_limit: Option<crate::model::SynRateLimit>,
+    /// The proxy's HTTP and HTTPS ports: the only Gateway listener ports served for now.
+    pub gateway_ports: gateway::ProxyPorts,
 }
 
 impl Default for TranslateConfig {
@@ -172,6 +175,7 @@ impl Default for TranslateConfig {
             serve_ingresses_with_snippets: false,
             enable_ssl_passthrough: false,
             proxy_syn_rate_limit: None,
+            gateway_ports: gateway::ProxyPorts::default(),
         }
     }
 }
@@ -461,13 +465,27 @@ impl Translator {
             &self.config,
             &mut diags,
         );
-        let (l7, mut refs) = (part.l7, part.refs);
+        let (mut l7, mut refs) = (part.l7, part.refs);
         let (owned_ingresses, unsupported_annotations) =
             (part.owned_ingresses, part.unsupported_annotations);
         self.index = Some(part.index);
         let l4 = service::l4_services(objects, &endpoints, &self.config, &mut diags, &mut refs);
-        endpoints.report_refused(&refs.services, &mut diags);
         let status_addresses = status_addresses(objects, &l4, &self.config);
+        let mut gw = gateway::translate(
+            objects,
+            &gateway::Context {
+                controller_name: &self.config.controller_name,
+                ports: self.config.gateway_ports,
+                addresses: &status_addresses,
+            },
+            &endpoints,
+            &mut self.tls,
+            &mut diags,
+        );
+        gateway::merge(&mut l7, &mut gw);
+        refs.services.extend(gw.services.drain());
+        refs.secrets.extend(gw.secrets.drain());
+        endpoints.report_refused(&refs.services, &mut diags);
         self.tls.retain(|r| {
             objects
                 .secrets
@@ -486,6 +504,7 @@ impl Translator {
             local_node: self.config.node_name.clone(),
             status_addresses,
             unsupported_annotations,
+            gateway_status: Arc::new(gw.status),
         }
     }
 

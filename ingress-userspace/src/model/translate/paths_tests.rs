@@ -39,6 +39,7 @@ fn routes(vh: &VirtualHost) -> Vec<(String, String)> {
                 PathMatch::Prefix(p) => format!("prefix {p}"),
                 PathMatch::CharPrefix(p) => format!("chars {p}"),
                 PathMatch::Regex(p) => format!("~* {p}"),
+                PathMatch::FullRegex(p) => format!("~ ^{p}$"),
             };
             let to = match (&r.policy.redirect, &r.action) {
                 (Some(rd), _) => format!("{} {:?}", rd.status, rd.to),

@@ -51,6 +51,7 @@ pub(super) fn of_first_ingress(
             headers: vec![],
             method: None,
             query: vec![],
+            tls: None,
         },
         action: RouteAction::DefaultBackend,
         policy,
@@ -274,6 +275,7 @@ mod tests {
                 query: None,
                 method: "GET",
                 headers: &headers,
+                tls: false,
             };
             match table.lookup(&view) {
                 Lookup::Route { route, .. } => match route.action {

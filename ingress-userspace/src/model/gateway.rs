@@ -1,0 +1,153 @@
+//! What the Gateway API adds to a snapshot: HTTPRoute filters and backend shares on a route
+//! ([`GatewayRoutePolicy`]), and the status translation computed for GatewayClasses, Gateways
+//! and HTTPRoutes ([`GatewayApiStatus`]), which the leader writes.
+//!
+//! Source of every behaviour: the Gateway API v1 reference (gateway.networking.k8s.io/v1,
+//! `HTTPRouteFilter`, `HTTPRequestRedirectFilter`, `HTTPURLRewriteFilter`, `HTTPPathModifier`,
+//! `HTTPHeaderFilter`, `HTTPBackendRef`).
+
+use std::collections::BTreeMap;
+
+use crate::object::ObjectRef;
+
+/// The filters and backend shares of one HTTPRoute rule. Every field defaults to "nothing".
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GatewayRoutePolicy {
+    /// `RequestHeaderModifier`: applied to the request sent to the backend.
+    pub request_headers: HeaderModifier,
+    /// `ResponseHeaderModifier`: applied to the backend's response.
+    pub response_headers: HeaderModifier,
+    /// `RequestRedirect`: answered by the proxy instead of forwarding.
+    pub redirect: Option<GatewayRedirect>,
+    /// `URLRewrite`: the path and Host the backend sees.
+    pub rewrite: Option<GatewayRewrite>,
+    /// Summed weight of the rule's backendRefs that do not resolve (missing Service, a kind
+    /// other than Service, a cross-namespace reference no ReferenceGrant permits): that share
+    /// of requests is answered 500, the rest is forwarded by the route's weights.
+    pub invalid_weight: u32,
+}
+
+/// `HTTPHeaderFilter`: header names as written (matched case-insensitively), in order:
+/// `set` replaces, `add` appends, `remove` deletes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct HeaderModifier {
+    pub set: Vec<(String, String)>,
+    pub add: Vec<(String, String)>,
+    pub remove: Vec<String>,
+}
+
+impl HeaderModifier {
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// `HTTPPathModifier`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum PathModifier {
+    /// The whole path becomes this.
+    ReplaceFullPath(String),
+    /// The part of the path the route's `PathPrefix` matched becomes this (element-wise:
+    /// `/prefix` replaced by `/x` turns `/prefix/a` into `/x/a` and `/prefix` into `/x`).
+    ReplacePrefixMatch(String),
+}
+
+/// `HTTPRequestRedirectFilter`: each `None` keeps the request's own part.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct GatewayRedirect {
+    /// `http` or `https`.
+    pub scheme: Option<String>,
+    pub hostname: Option<String>,
+    /// Without it: the well-known port of a changed scheme, else the listener's port; 80 for
+    /// `http` and 443 for `https` are left out of `Location`.
+    pub port: Option<u16>,
+    pub path: Option<PathModifier>,
+    /// 301 or 302 (the default).
+    pub status: u16,
+}
+
+/// `HTTPURLRewriteFilter`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GatewayRewrite {
+    /// The `Host` sent to the backend.
+    pub hostname: Option<String>,
+    pub path: Option<PathModifier>,
+}
+
+/// One status condition (`metav1.Condition` without `lastTransitionTime`, which the writer
+/// adds when it writes).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct StatusCondition {
+    /// `Accepted`, `Programmed`, `ResolvedRefs`, `Conflicted`.
+    pub type_: String,
+    pub status: bool,
+    /// CamelCase reason from the Gateway API's constants (`Accepted`, `NotAllowedByListeners`...).
+    pub reason: String,
+    pub message: String,
+    /// `metadata.generation` of the object the condition is about.
+    pub observed_generation: i64,
+}
+
+impl StatusCondition {
+    pub fn new(
+        type_: &str,
+        status: bool,
+        reason: &str,
+        message: impl Into<String>,
+        generation: i64,
+    ) -> Self {
+        StatusCondition {
+            type_: type_.into(),
+            status,
+            reason: reason.into(),
+            message: message.into(),
+            observed_generation: generation,
+        }
+    }
+}
+
+/// `status.listeners[]` of a Gateway.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ListenerStatus {
+    pub name: String,
+    /// `(group, kind)` of the route kinds the listener takes.
+    pub supported_kinds: Vec<(String, String)>,
+    pub attached_routes: i32,
+    pub conditions: Vec<StatusCondition>,
+}
+
+/// `status` of one Gateway.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GatewayStatusOut {
+    /// The snapshot's status addresses (IPs or host names).
+    pub addresses: Vec<String>,
+    pub conditions: Vec<StatusCondition>,
+    pub listeners: Vec<ListenerStatus>,
+}
+
+/// `parentRef` of a route's status entry, as the route wrote it (group and kind defaulted).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct ParentRef {
+    pub group: String,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub section_name: Option<String>,
+    pub port: Option<i32>,
+}
+
+/// `status.parents[]` of one route, for the parents that are ours.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RouteParentStatus {
+    pub parent_ref: ParentRef,
+    pub conditions: Vec<StatusCondition>,
+}
+
+/// Every Gateway API status translation computed, by object. Objects that are not ours are
+/// absent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GatewayApiStatus {
+    pub classes: BTreeMap<ObjectRef, Vec<StatusCondition>>,
+    pub gateways: BTreeMap<ObjectRef, GatewayStatusOut>,
+    pub http_routes: BTreeMap<ObjectRef, Vec<RouteParentStatus>>,
+}

@@ -1,0 +1,132 @@
+//! HTTPRoute `backendRefs` (Gateway API v1 `HTTPBackendRef`) as weighted upstreams. A
+//! reference that does not resolve keeps its weight: that share of requests gets 500 (spec:
+//! "requests that would have otherwise been routed to an invalid backend MUST receive a 500").
+//! Reasons for the route's `ResolvedRefs: False`: `InvalidKind` (not a core Service),
+//! `RefNotPermitted` (another namespace without a ReferenceGrant), `BackendNotFound` (no
+//! such Service or port).
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
+
+use gateway_api::apis::standard::httproutes::HTTPRouteRulesBackendRefs;
+
+use super::{GROUP, reference_grant};
+use crate::{
+    model::translate::{endpoints::EndpointIndex, service_upstream::upstream_id},
+    model::{BackendProtocol, LoadBalancing, ObjectKind, ObjectRef, Upstream, WeightedUpstream},
+    store::{Key, Objects},
+};
+
+/// A rule's backends.
+#[derive(Debug, Default)]
+pub struct Backends {
+    /// Resolved references with a weight above zero.
+    pub forward: Vec<WeightedUpstream>,
+    /// Summed weight of the references that do not resolve.
+    pub invalid_weight: u32,
+    /// The first reference that does not resolve: `(reason, message)`.
+    pub problem: Option<(&'static str, String)>,
+}
+
+/// Resolves the references of one rule of a route in `route_ns`. Upstreams are shared through
+/// `cache` (one per Service port); Services looked up go to `services`.
+pub fn resolve(
+    route_ns: &str,
+    refs: &[HTTPRouteRulesBackendRefs],
+    objects: &Objects,
+    endpoints: &EndpointIndex<'_>,
+    cache: &mut HashMap<(Key, i32), Arc<Upstream>>,
+    services: &mut HashSet<Key>,
+) -> Backends {
+    let mut out = Backends::default();
+    for r in refs {
+        let weight = u32::try_from(r.weight.unwrap_or(1)).unwrap_or(0);
+        match one(route_ns, r, objects, endpoints, cache, services) {
+            Ok(u) if weight > 0 => out.forward.push(WeightedUpstream {
+                upstream: u,
+                weight,
+            }),
+            Ok(_) => {}
+            Err(p) => {
+                out.invalid_weight = out.invalid_weight.saturating_add(weight);
+                out.problem.get_or_insert(p);
+            }
+        }
+    }
+    out
+}
+
+fn one(
+    route_ns: &str,
+    r: &HTTPRouteRulesBackendRefs,
+    objects: &Objects,
+    endpoints: &EndpointIndex<'_>,
+    cache: &mut HashMap<(Key, i32), Arc<Upstream>>,
+    services: &mut HashSet<Key>,
+) -> Result<Arc<Upstream>, (&'static str, String)> {
+    let group = r.group.as_deref().unwrap_or("");
+    let kind = r.kind.as_deref().unwrap_or("Service");
+    if !group.is_empty() || kind != "Service" {
+        return Err((
+            "InvalidKind",
+            format!("backendRef {group}/{kind} {} is not a Service", r.name),
+        ));
+    }
+    let ns = r.namespace.as_deref().unwrap_or(route_ns);
+    let grant = reference_grant::Reference {
+        from_group: GROUP,
+        from_kind: "HTTPRoute",
+        from_namespace: route_ns,
+        to_group: "",
+        to_kind: "Service",
+        to_namespace: ns,
+        to_name: &r.name,
+    };
+    if !reference_grant::permitted(objects, &grant) {
+        return Err((
+            "RefNotPermitted",
+            format!(
+                "no ReferenceGrant in {ns} lets HTTPRoutes of {route_ns} use Service {}",
+                r.name
+            ),
+        ));
+    }
+    let key = Key::new(ns, r.name.clone());
+    services.insert(key.clone());
+    let Some(svc) = objects.services.get(&key) else {
+        return Err(("BackendNotFound", format!("Service {key} does not exist")));
+    };
+    let Some(number) = r.port else {
+        return Err((
+            "BackendNotFound",
+            format!("backendRef to Service {key} names no port"),
+        ));
+    };
+    let ports = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.as_deref())
+        .unwrap_or_default();
+    let Some(port) = ports.iter().find(|p| p.port == number) else {
+        return Err((
+            "BackendNotFound",
+            format!("Service {key} has no port {number}"),
+        ));
+    };
+    if let Some(u) = cache.get(&(key.clone(), number)) {
+        return Ok(u.clone());
+    }
+    let u = Arc::new(Upstream {
+        id: upstream_id(&key, number, false),
+        service: ObjectRef::new(ObjectKind::Service, ns, r.name.clone()),
+        protocol: BackendProtocol::Http,
+        endpoints: endpoints.resolve(ns, &r.name, port),
+        load_balancing: LoadBalancing::RoundRobin,
+        affinity: None,
+        service_upstream: false,
+    });
+    cache.insert((key, number), u.clone());
+    Ok(u)
+}

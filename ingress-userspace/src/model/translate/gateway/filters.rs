@@ -1,0 +1,124 @@
+//! HTTPRoute rule filters (Gateway API v1 `HTTPRouteFilter`) as a [`GatewayRoutePolicy`]:
+//! `RequestHeaderModifier`, `ResponseHeaderModifier`, `RequestRedirect` and `URLRewrite`.
+//! `RequestMirror` and `ExtensionRef` are not supported: the rule is not served and the
+//! route's `Accepted` condition says so (spec: "If a reference to a custom filter type cannot
+//! be resolved, the filter MUST NOT be skipped").
+
+use gateway_api::apis::standard::httproutes::{
+    HTTPRouteRulesFilters, HTTPRouteRulesFiltersRequestRedirectScheme as Scheme,
+    HTTPRouteRulesFiltersType as FilterType,
+};
+
+use crate::model::{
+    GatewayRedirect, GatewayRewrite, GatewayRoutePolicy, HeaderModifier, PathModifier,
+};
+
+/// The policy of a rule's filters, or why the rule cannot be served.
+pub fn policy(filters: &[HTTPRouteRulesFilters]) -> Result<GatewayRoutePolicy, String> {
+    let mut p = GatewayRoutePolicy::default();
+    for f in filters {
+        match f.r#type {
+            FilterType::RequestHeaderModifier => {
+                if let Some(m) = &f.request_header_modifier {
+                    p.request_headers = HeaderModifier {
+                        set: m
+                            .set
+                            .iter()
+                            .flatten()
+                            .map(|h| (h.name.clone(), h.value.clone()))
+                            .collect(),
+                        add: m
+                            .add
+                            .iter()
+                            .flatten()
+                            .map(|h| (h.name.clone(), h.value.clone()))
+                            .collect(),
+                        remove: m.remove.clone().unwrap_or_default(),
+                    };
+                }
+            }
+            FilterType::ResponseHeaderModifier => {
+                if let Some(m) = &f.response_header_modifier {
+                    p.response_headers = HeaderModifier {
+                        set: m
+                            .set
+                            .iter()
+                            .flatten()
+                            .map(|h| (h.name.clone(), h.value.clone()))
+                            .collect(),
+                        add: m
+                            .add
+                            .iter()
+                            .flatten()
+                            .map(|h| (h.name.clone(), h.value.clone()))
+                            .collect(),
+                        remove: m.remove.clone().unwrap_or_default(),
+                    };
+                }
+            }
+            FilterType::RequestRedirect => {
+                if let Some(r) = &f.request_redirect {
+                    let path = r
+                        .path
+                        .as_ref()
+                        .map(|m| {
+                            path_modifier(
+                                m.replace_full_path.as_deref(),
+                                m.replace_prefix_match.as_deref(),
+                            )
+                        })
+                        .transpose()?
+                        .flatten();
+                    p.redirect = Some(GatewayRedirect {
+                        scheme: r.scheme.as_ref().map(|s| match s {
+                            Scheme::Http => "http".to_string(),
+                            Scheme::Https => "https".to_string(),
+                        }),
+                        hostname: r.hostname.clone().filter(|h| !h.is_empty()),
+                        port: r.port.and_then(|p| u16::try_from(p).ok()),
+                        path,
+                        status: match r.status_code {
+                            Some(301) => 301,
+                            _ => 302,
+                        },
+                    });
+                }
+            }
+            FilterType::UrlRewrite => {
+                if let Some(r) = &f.url_rewrite {
+                    let path = r
+                        .path
+                        .as_ref()
+                        .map(|m| {
+                            path_modifier(
+                                m.replace_full_path.as_deref(),
+                                m.replace_prefix_match.as_deref(),
+                            )
+                        })
+                        .transpose()?
+                        .flatten();
+                    p.rewrite = Some(GatewayRewrite {
+                        hostname: r.hostname.clone().filter(|h| !h.is_empty()),
+                        path,
+                    });
+                }
+            }
+            FilterType::RequestMirror => {
+                return Err("the RequestMirror filter is not supported yet".into());
+            }
+            FilterType::ExtensionRef => return Err("ExtensionRef filters are not supported".into()),
+        }
+    }
+    if p.redirect.is_some() && p.rewrite.is_some() {
+        return Err("RequestRedirect and URLRewrite cannot both be used on one rule".into());
+    }
+    Ok(p)
+}
+
+fn path_modifier(full: Option<&str>, prefix: Option<&str>) -> Result<Option<PathModifier>, String> {
+    Ok(match (full, prefix) {
+        (Some(f), _) => Some(PathModifier::ReplaceFullPath(f.to_string())),
+        (None, Some(p)) => Some(PathModifier::ReplacePrefixMatch(p.to_string())),
+        (None, None) => None,
+    })
+}

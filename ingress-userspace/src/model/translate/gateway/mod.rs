@@ -1,0 +1,439 @@
+//! Gateway API (standard channel, v1): GatewayClasses of our controller, their Gateways and
+//! the HTTPRoutes attached to them, translated into the same L7 tables as Ingresses, plus the
+//! status the spec asks for. Pure, like the rest of translation.
+//!
+//! - [`listeners`]: which listeners are served, certificates, `allowedRoutes`.
+//! - [`attachment`]: parentRefs -> listeners, with the route parent's conditions.
+//! - [`hostnames`]: listener x route hostname intersection (multi-label wildcards).
+//! - [`matching`]: HTTPRoute matches and the precedence across routes.
+//! - [`filters`]: header modifiers, redirect, URL rewrite.
+//! - [`backends`]: weighted backendRefs; unresolvable shares answer 500.
+//! - [`reference_grant`]: cross-namespace permission.
+
+pub mod attachment;
+pub mod backends;
+pub mod filters;
+pub mod hostnames;
+pub mod listeners;
+pub mod matching;
+pub mod reference_grant;
+
+#[cfg(test)]
+mod tests;
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::Arc,
+};
+
+use gateway_api::apis::standard::httproutes::HTTPRoute;
+
+pub use listeners::ProxyPorts;
+
+use super::{diagnostics::Diagnostics, endpoints::EndpointIndex, tls::TlsCache};
+use crate::{
+    model::{
+        GatewayApiStatus, GatewayStatusOut, L7Config, ObjectKind, ObjectRef, PathMatch,
+        PathModifier, Route, RouteAction, RouteOrigin, RoutePolicy, StatusCondition,
+        TlsCertificate, VirtualHost,
+    },
+    store::{Key, Objects},
+};
+
+/// `gateway.networking.k8s.io`.
+pub const GROUP: &str = "gateway.networking.k8s.io";
+
+/// What the Gateway API objects add to a snapshot.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Host pattern (exact, `*.` wildcard, `""` for any host) -> routes, most specific first.
+    pub hosts: BTreeMap<String, Vec<Route>>,
+    /// HTTPS listener certificates by hostname (`""`: a listener without one).
+    pub certificates: BTreeMap<String, Arc<TlsCertificate>>,
+    pub status: GatewayApiStatus,
+    /// Services and Secrets looked up (for re-translation on their changes).
+    pub services: HashSet<Key>,
+    pub secrets: HashSet<Key>,
+}
+
+/// Inputs besides the objects.
+pub struct Context<'a> {
+    pub controller_name: &'a str,
+    pub ports: ProxyPorts,
+    /// What Gateways' `status.addresses` say (IPs or host names).
+    pub addresses: &'a [String],
+}
+
+pub fn translate(
+    objects: &Objects,
+    cx: &Context<'_>,
+    endpoints: &EndpointIndex<'_>,
+    tls: &mut TlsCache,
+    diags: &mut Diagnostics,
+) -> Output {
+    let mut out = Output::default();
+    // GatewayClasses of our controller: Accepted.
+    let mut classes = HashSet::new();
+    for (key, gc) in &objects.gateway_classes {
+        if gc.spec.controller_name != cx.controller_name {
+            continue;
+        }
+        classes.insert(key.name.clone());
+        let generation = gc.metadata.generation.unwrap_or(0);
+        out.status.classes.insert(
+            ObjectRef::new(ObjectKind::GatewayClass, "", key.name.clone()),
+            vec![StatusCondition::new(
+                "Accepted",
+                true,
+                "Accepted",
+                "handled by xdp-ingress",
+                generation,
+            )],
+        );
+    }
+    // Our Gateways and their listeners.
+    let mut gateways = BTreeMap::new();
+    for (key, gw) in &objects.gateways {
+        if !classes.contains(&gw.spec.gateway_class_name) {
+            continue;
+        }
+        let (ls, statuses) = listeners::listeners(
+            gw,
+            key,
+            objects,
+            cx.ports,
+            tls,
+            &mut out.certificates,
+            &mut out.secrets,
+        );
+        gateways.insert(key.clone(), (gw.as_ref(), ls, statuses));
+    }
+    // Routes: attachment, status, and the routes they add.
+    let mut cache = HashMap::new();
+    let mut routes: Vec<(String, Route)> = Vec::new();
+    for (key, hr) in &objects.http_routes {
+        let oref = ObjectRef::new(
+            ObjectKind::HTTPRoute,
+            key.namespace.clone(),
+            key.name.clone(),
+        );
+        let attached = attachment::attach(hr, key, &mut gateways, objects);
+        if attached.parents.is_empty() {
+            continue;
+        }
+        let generation = hr.metadata.generation.unwrap_or(0);
+        let built = build_routes(
+            hr,
+            key,
+            &oref,
+            objects,
+            endpoints,
+            &mut cache,
+            &mut out.services,
+            diags,
+        );
+        let resolved = match &built.problem {
+            Some((reason, msg)) => {
+                StatusCondition::new("ResolvedRefs", false, reason, msg.clone(), generation)
+            }
+            None => StatusCondition::new(
+                "ResolvedRefs",
+                true,
+                "ResolvedRefs",
+                "all references resolved",
+                generation,
+            ),
+        };
+        let mut parents = Vec::new();
+        for p in attached.parents {
+            let mut conditions = vec![p.accepted];
+            if let (Some(msg), true) = (&built.unsupported, conditions[0].status) {
+                conditions[0] = StatusCondition::new(
+                    "Accepted",
+                    false,
+                    "UnsupportedValue",
+                    msg.clone(),
+                    generation,
+                );
+            }
+            conditions.push(resolved.clone());
+            parents.push(crate::model::RouteParentStatus {
+                parent_ref: p.parent_ref,
+                conditions,
+            });
+        }
+        out.status.http_routes.insert(oref, parents);
+        for (host, (http, https)) in attached.hostnames {
+            // A route attached to HTTP listeners only is not served over TLS, and the
+            // reverse (the proxy keys routes by host; the scheme stands for the listener).
+            let tls = match (http, https) {
+                (true, false) => Some(false),
+                (false, true) => Some(true),
+                _ => None,
+            };
+            for r in &built.routes {
+                let mut r = r.clone();
+                r.matches.tls = tls;
+                routes.push((host.clone(), r));
+            }
+        }
+    }
+    routes.sort_by_cached_key(|(h, r)| (h.clone(), matching::precedence(&r.matches, &r.origin)));
+    for (host, r) in routes {
+        out.hosts.entry(host).or_default().push(r);
+    }
+    for (key, (gw, _, statuses)) in gateways {
+        let generation = gw.metadata.generation.unwrap_or(0);
+        let served = statuses
+            .iter()
+            .filter(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Programmed" && c.status)
+            })
+            .count();
+        let accepted_listeners = statuses
+            .iter()
+            .filter(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Accepted" && c.status)
+            })
+            .count();
+        let mut conditions = Vec::new();
+        conditions.push(if accepted_listeners == statuses.len() {
+            StatusCondition::new("Accepted", true, "Accepted", "Gateway accepted", generation)
+        } else if accepted_listeners > 0 {
+            StatusCondition::new(
+                "Accepted",
+                true,
+                "ListenersNotValid",
+                "some listeners are not valid",
+                generation,
+            )
+        } else {
+            StatusCondition::new(
+                "Accepted",
+                false,
+                "ListenersNotValid",
+                "no listener is valid",
+                generation,
+            )
+        });
+        conditions.push(if served > 0 {
+            StatusCondition::new(
+                "Programmed",
+                true,
+                "Programmed",
+                "served by the proxy",
+                generation,
+            )
+        } else {
+            StatusCondition::new(
+                "Programmed",
+                false,
+                "Invalid",
+                "no listener is served",
+                generation,
+            )
+        });
+        out.status.gateways.insert(
+            ObjectRef::new(ObjectKind::Gateway, key.namespace.clone(), key.name.clone()),
+            GatewayStatusOut {
+                addresses: cx.addresses.to_vec(),
+                conditions,
+                listeners: statuses,
+            },
+        );
+    }
+    out
+}
+
+/// The routes of one HTTPRoute (one per rule and match, host-independent), the first
+/// unresolvable backend, and the first rule that cannot be served.
+struct Built {
+    routes: Vec<Route>,
+    problem: Option<(&'static str, String)>,
+    unsupported: Option<String>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_routes(
+    hr: &HTTPRoute,
+    key: &Key,
+    oref: &ObjectRef,
+    objects: &Objects,
+    endpoints: &EndpointIndex<'_>,
+    cache: &mut HashMap<(Key, i32), Arc<crate::model::Upstream>>,
+    services: &mut HashSet<Key>,
+    diags: &mut Diagnostics,
+) -> Built {
+    let created = hr
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0.timestamp())
+        .unwrap_or(0);
+    let mut built = Built {
+        routes: Vec::new(),
+        problem: None,
+        unsupported: None,
+    };
+    let default_match = [Default::default()];
+    for (ri, rule) in hr.spec.rules.iter().flatten().enumerate() {
+        let mut gp = match filters::policy(rule.filters.as_deref().unwrap_or_default()) {
+            Ok(p) => p,
+            Err(e) => {
+                diags.error(
+                    oref,
+                    "UnsupportedFilter",
+                    format!("rule {ri}: {e}; rule not served"),
+                );
+                built.unsupported.get_or_insert(format!("rule {ri}: {e}"));
+                continue;
+            }
+        };
+        let b = backends::resolve(
+            &key.namespace,
+            rule.backend_refs.as_deref().unwrap_or_default(),
+            objects,
+            endpoints,
+            cache,
+            services,
+        );
+        if let Some((reason, msg)) = &b.problem {
+            diags.error(
+                oref,
+                reason,
+                format!("rule {ri}: {msg}; its share of requests gets 500"),
+            );
+            if built.problem.is_none() {
+                built.problem = Some((reason, msg.clone()));
+            }
+        }
+        gp.invalid_weight = b.invalid_weight;
+        let action = if b.forward.is_empty() {
+            RouteAction::Respond {
+                status: 500,
+                reason: "no valid backendRef".into(),
+            }
+        } else {
+            RouteAction::Forward(b.forward)
+        };
+        let prefix_modifier = matches!(
+            (&gp.redirect, &gp.rewrite),
+            (
+                Some(crate::model::GatewayRedirect {
+                    path: Some(PathModifier::ReplacePrefixMatch(_)),
+                    ..
+                }),
+                _
+            ) | (
+                _,
+                Some(crate::model::GatewayRewrite {
+                    path: Some(PathModifier::ReplacePrefixMatch(_)),
+                    ..
+                })
+            )
+        );
+        let policy = Arc::new(RoutePolicy {
+            ssl_redirect: Some(false),
+            // URLRewrite's hostname is the Host the backend sees (`upstream-vhost`'s job).
+            rewrite: crate::model::Rewrite {
+                upstream_vhost: gp.rewrite.as_ref().and_then(|r| r.hostname.clone()),
+                ..Default::default()
+            },
+            gateway: Some(Arc::new(gp)),
+            ..Default::default()
+        });
+        let matches: &[_] = match rule.matches.as_deref() {
+            Some(m) if !m.is_empty() => m,
+            _ => &default_match,
+        };
+        for (mi, m) in matches.iter().enumerate() {
+            let rm = match matching::route_match(m) {
+                Ok(rm) => rm,
+                Err(e) => {
+                    diags.error(
+                        oref,
+                        "InvalidMatch",
+                        format!("rule {ri} match {mi}: {e}; not served"),
+                    );
+                    built
+                        .unsupported
+                        .get_or_insert(format!("rule {ri} match {mi}: {e}"));
+                    continue;
+                }
+            };
+            if prefix_modifier && !matches!(rm.path, PathMatch::Prefix(_)) {
+                let e = "ReplacePrefixMatch needs a PathPrefix match";
+                diags.error(
+                    oref,
+                    "InvalidFilter",
+                    format!("rule {ri} match {mi}: {e}; not served"),
+                );
+                built.unsupported.get_or_insert(format!("rule {ri}: {e}"));
+                continue;
+            }
+            let written = m
+                .path
+                .as_ref()
+                .and_then(|p| p.value.clone())
+                .unwrap_or_else(|| "/".into());
+            built.routes.push(Route {
+                matches: rm,
+                action: action.clone(),
+                policy: policy.clone(),
+                origin: RouteOrigin {
+                    object: oref.clone(),
+                    rule: Some(ri),
+                    path: Some(mi),
+                    created,
+                    written_path: Some(written),
+                },
+                canary: None,
+                errors: None,
+            });
+        }
+    }
+    built
+}
+
+/// Adds the Gateway API hosts and certificates to the Ingress-built tables. A host both
+/// serve keeps the Ingress routes first; certificates named by Ingresses win.
+pub fn merge(l7: &mut L7Config, out: &mut Output) {
+    for (host, routes) in std::mem::take(&mut out.hosts) {
+        let joined = |old: Option<&Arc<VirtualHost>>| -> Arc<VirtualHost> {
+            match old {
+                Some(vh) => {
+                    let mut vh = (**vh).clone();
+                    vh.routes.extend(routes.iter().cloned());
+                    Arc::new(vh)
+                }
+                None => Arc::new(VirtualHost {
+                    host: host.clone(),
+                    routes: routes.clone(),
+                    tls: false,
+                    app_root: None,
+                    client_auth: None,
+                }),
+            }
+        };
+        if host.is_empty() {
+            l7.any_host = Some(joined(l7.any_host.as_ref()));
+        } else if let Some(suffix) = host.strip_prefix("*.") {
+            let vh = joined(l7.gateway_wildcard_hosts.get(suffix));
+            l7.gateway_wildcard_hosts.insert(suffix.to_string(), vh);
+        } else {
+            let vh = joined(l7.hosts.get(&host));
+            l7.hosts.insert(host, vh);
+        }
+    }
+    for (host, cert) in std::mem::take(&mut out.certificates) {
+        if host.is_empty() {
+            l7.default_certificate.get_or_insert(cert);
+        } else {
+            l7.certificates.entry(host).or_insert(cert);
+        }
+    }
+}

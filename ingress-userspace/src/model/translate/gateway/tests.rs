@@ -1,0 +1,399 @@
+//! Translation of Gateway API objects: expectations from the Gateway API v1 reference
+//! (`ListenerConditionReason`, `RouteConditionReason`, `HTTPRouteRule` precedence,
+//! `ReferenceGrant`). Request-level expectations of the conformance suite are in
+//! tests/l7_gateway.rs.
+
+use std::sync::Arc;
+
+use super::super::{
+    TranslateConfig,
+    fixtures::{mk_cert_pem, mk_tls_secret},
+    translate,
+};
+use crate::{
+    model::{ObjectKind, ObjectRef, RouteAction, Snapshot, StatusCondition},
+    source::files::parse_manifests,
+    store::{Object, Objects},
+};
+
+const CLASS: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: xdp}
+spec: {controllerName: xdp-ingress.dev/controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: other}
+spec: {controllerName: example.com/other}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: app}
+spec: {ports: [{port: 8080}]}
+"#;
+
+fn snapshot(yaml: &str, extra: Vec<Object>) -> Snapshot {
+    let mut objects = parse_manifests(&format!("{CLASS}---\n{yaml}")).expect("manifests parse");
+    objects.extend(extra);
+    translate(&Objects::from_objects(objects), &TranslateConfig::default())
+}
+
+fn cond<'a>(list: &'a [StatusCondition], t: &str) -> (bool, &'a str) {
+    let c = list
+        .iter()
+        .find(|c| c.type_ == t)
+        .unwrap_or_else(|| panic!("no {t} in {list:?}"));
+    (c.status, c.reason.as_str())
+}
+
+fn gateway<'a>(s: &'a Snapshot, ns: &str, name: &str) -> &'a crate::model::GatewayStatusOut {
+    &s.gateway_status.gateways[&ObjectRef::new(ObjectKind::Gateway, ns, name)]
+}
+
+fn route_parent<'a>(s: &'a Snapshot, ns: &str, name: &str) -> &'a [StatusCondition] {
+    &s.gateway_status.http_routes[&ObjectRef::new(ObjectKind::HTTPRoute, ns, name)][0].conditions
+}
+
+fn route(name: &str, ns: &str, parent: &str, extra: &str) -> String {
+    format!(
+        "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  parentRefs: [{parent}]\n{extra}"
+    )
+}
+
+#[test]
+fn only_classes_of_our_controller_and_their_gateways_get_status() {
+    let s = snapshot(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: mine, namespace: app, generation: 3}
+spec:
+  gatewayClassName: xdp
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: theirs, namespace: app}
+spec:
+  gatewayClassName: other
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+"#,
+        vec![],
+    );
+    let classes: Vec<&str> = s
+        .gateway_status
+        .classes
+        .keys()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(classes, ["xdp"]);
+    assert_eq!(
+        cond(
+            &s.gateway_status.classes.values().next().unwrap()[..],
+            "Accepted"
+        ),
+        (true, "Accepted")
+    );
+    assert_eq!(s.gateway_status.gateways.len(), 1);
+    let gw = gateway(&s, "app", "mine");
+    assert_eq!(cond(&gw.conditions, "Accepted"), (true, "Accepted"));
+    assert_eq!(cond(&gw.conditions, "Programmed"), (true, "Programmed"));
+    assert_eq!(gw.conditions[0].observed_generation, 3);
+    let l = &gw.listeners[0];
+    assert_eq!(
+        l.supported_kinds,
+        [(
+            "gateway.networking.k8s.io".to_string(),
+            "HTTPRoute".to_string()
+        )]
+    );
+    for (t, want) in [
+        ("Accepted", (true, "Accepted")),
+        ("Programmed", (true, "Programmed")),
+        ("ResolvedRefs", (true, "ResolvedRefs")),
+        ("Conflicted", (false, "NoConflicts")),
+    ] {
+        assert_eq!(cond(&l.conditions, t), want, "{t}");
+    }
+}
+
+/// `ListenerConditionReason`: PortUnavailable (here: a port the proxy does not listen on),
+/// UnsupportedProtocol, InvalidRouteKinds, HostnameConflict / ProtocolConflict,
+/// InvalidCertificateRef and RefNotPermitted.
+#[test]
+fn listener_conditions_say_why() {
+    let s = snapshot(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: app}
+spec:
+  gatewayClassName: xdp
+  listeners:
+  - {name: other-port, port: 8080, protocol: HTTP}
+  - {name: tcp, port: 80, protocol: TCP}
+  - {name: kinds, port: 80, protocol: HTTP, hostname: k.example, allowedRoutes: {kinds: [{kind: GRPCRoute}]}}
+  - {name: dup-a, port: 443, protocol: HTTPS, hostname: d.example, tls: {certificateRefs: [{name: missing}]}}
+  - {name: dup-b, port: 443, protocol: HTTPS, hostname: d.example, tls: {certificateRefs: [{name: missing}]}}
+"#,
+        vec![],
+    );
+    let gw = gateway(&s, "app", "gw");
+    let l = |i: usize| &gw.listeners[i].conditions;
+    assert_eq!(cond(l(0), "Accepted"), (false, "PortUnavailable"));
+    assert_eq!(cond(l(0), "Programmed"), (false, "Invalid"));
+    // `tcp` shares port 80 with HTTP listeners: a protocol conflict too.
+    assert_eq!(cond(l(1), "Accepted"), (false, "UnsupportedProtocol"));
+    assert_eq!(cond(l(1), "Conflicted"), (true, "ProtocolConflict"));
+    assert_eq!(cond(l(2), "ResolvedRefs"), (false, "InvalidRouteKinds"));
+    assert!(gw.listeners[2].supported_kinds.is_empty());
+    assert_eq!(cond(l(3), "Conflicted"), (true, "HostnameConflict"));
+    assert_eq!(cond(l(3), "ResolvedRefs"), (false, "InvalidCertificateRef"));
+    assert_eq!(
+        cond(&gw.conditions, "Accepted"),
+        (true, "ListenersNotValid")
+    );
+    assert_eq!(cond(&gw.conditions, "Programmed"), (false, "Invalid"));
+}
+
+/// A certificate in another namespace needs a ReferenceGrant from Gateways of the Gateway's
+/// namespace to that Secret; with it the listener's hostname gets the certificate.
+#[test]
+fn https_listener_certificate_across_namespaces_needs_a_reference_grant() {
+    let (crt, key) = mk_cert_pem(&["secure.example"]);
+    let secret = Object::Secret(Arc::new(mk_tls_secret("certs", "tls", &crt, &key)));
+    let gw = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: app}
+spec:
+  gatewayClassName: xdp
+  listeners:
+  - {name: https, port: 443, protocol: HTTPS, hostname: secure.example, tls: {certificateRefs: [{name: tls, namespace: certs}]}}
+"#;
+    let s = snapshot(gw, vec![secret.clone()]);
+    assert_eq!(
+        cond(
+            &gateway(&s, "app", "gw").listeners[0].conditions,
+            "ResolvedRefs"
+        ),
+        (false, "RefNotPermitted")
+    );
+    assert!(s.l7.certificates.is_empty());
+    let grant = r#"---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: g, namespace: certs}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: Gateway, namespace: app}]
+  to: [{group: "", kind: Secret}]
+"#;
+    let s = snapshot(&format!("{gw}{grant}"), vec![secret]);
+    let l = &gateway(&s, "app", "gw").listeners[0];
+    assert_eq!(cond(&l.conditions, "ResolvedRefs"), (true, "ResolvedRefs"));
+    assert_eq!(cond(&l.conditions, "Programmed"), (true, "Programmed"));
+    assert_eq!(s.l7.certificates["secure.example"].secret.name, "tls");
+}
+
+/// `allowedRoutes.namespaces.from: Selector` reads the labels of the route's Namespace;
+/// routes from elsewhere are `NotAllowedByListeners`. A route attached to a hostname-less
+/// listener counts in `attachedRoutes`.
+#[test]
+fn namespace_selector_and_attached_routes() {
+    let yaml = format!(
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata: {{name: app, labels: {{team: a}}}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {{name: other, labels: {{team: b}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: infra}}
+spec:
+  gatewayClassName: xdp
+  listeners:
+  - name: http
+    port: 80
+    protocol: HTTP
+    allowedRoutes: {{namespaces: {{from: Selector, selector: {{matchExpressions: [{{key: team, operator: In, values: [a]}}]}}}}}}
+{}{}"#,
+        route(
+            "r",
+            "app",
+            "{name: gw, namespace: infra}",
+            "  rules: [{backendRefs: [{name: web, port: 8080}]}]\n"
+        ),
+        route("r", "other", "{name: gw, namespace: infra}", ""),
+    );
+    let s = snapshot(&yaml, vec![]);
+    assert_eq!(
+        cond(route_parent(&s, "app", "r"), "Accepted"),
+        (true, "Accepted")
+    );
+    assert_eq!(
+        cond(route_parent(&s, "other", "r"), "Accepted"),
+        (false, "NotAllowedByListeners")
+    );
+    assert_eq!(gateway(&s, "infra", "gw").listeners[0].attached_routes, 1);
+    assert!(s.l7.any_host.is_some());
+}
+
+/// Precedence across routes (HTTPRouteRule docs): equal matches go to the oldest route, then
+/// to `namespace/name` alphabetically.
+#[test]
+fn equal_matches_go_to_the_oldest_route_then_by_name() {
+    let yaml = String::from(
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: old, namespace: app}
+spec: {ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: young, namespace: app}
+spec: {ports: [{port: 80}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: app}
+spec:
+  gatewayClassName: xdp
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: a-young, namespace: app, creationTimestamp: "2024-02-01T00:00:00Z"}
+spec:
+  parentRefs: [{name: gw}]
+  rules: [{matches: [{path: {type: PathPrefix, value: /x}}], backendRefs: [{name: young, port: 80}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: z-old, namespace: app, creationTimestamp: "2024-01-01T00:00:00Z"}
+spec:
+  parentRefs: [{name: gw}]
+  rules: [{matches: [{path: {type: PathPrefix, value: /x}}], backendRefs: [{name: old, port: 80}]}]
+"#,
+    );
+    let s = snapshot(&yaml, vec![]);
+    let names: Vec<&str> =
+        s.l7.any_host
+            .as_ref()
+            .unwrap()
+            .routes
+            .iter()
+            .map(|r| r.origin.object.name.as_str())
+            .collect();
+    assert_eq!(names, ["z-old", "a-young"]);
+}
+
+/// An unresolvable backendRef keeps its weight for 500s; a rule with none resolvable answers
+/// 500; a RequestMirror filter (not supported) keeps the rule out and says so.
+#[test]
+fn invalid_backend_shares_and_unsupported_filters() {
+    let yaml = format!(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: app}}
+spec:
+  gatewayClassName: xdp
+  listeners: [{{name: http, port: 80, protocol: HTTP}}]
+{}{}"#,
+        route(
+            "mixed",
+            "app",
+            "{name: gw}",
+            "  hostnames: [mixed.example]\n  rules: [{backendRefs: [{name: web, port: 8080, weight: 3}, {name: gone, port: 80, weight: 1}]}]\n"
+        ),
+        route(
+            "mirror",
+            "app",
+            "{name: gw}",
+            "  hostnames: [mirror.example]\n  rules: [{filters: [{type: RequestMirror, requestMirror: {backendRef: {name: web, port: 8080}}}], backendRefs: [{name: web, port: 8080}]}]\n"
+        ),
+    );
+    let s = snapshot(&yaml, vec![]);
+    let r = &s.l7.hosts["mixed.example"].routes[0];
+    assert!(matches!(&r.action, RouteAction::Forward(u) if u.len() == 1 && u[0].weight == 3));
+    assert_eq!(r.policy.gateway.as_ref().unwrap().invalid_weight, 1);
+    assert_eq!(
+        cond(route_parent(&s, "app", "mixed"), "ResolvedRefs"),
+        (false, "BackendNotFound")
+    );
+    assert!(!s.l7.hosts.contains_key("mirror.example"));
+    assert_eq!(
+        cond(route_parent(&s, "app", "mirror"), "Accepted"),
+        (false, "UnsupportedValue")
+    );
+}
+
+/// A route attached only to the HTTP listener is not served over TLS, one attached only to
+/// the HTTPS listener not over plain HTTP, one attached to both over either (a route attaches
+/// to listeners, and the proxy tells them apart by the connection's scheme).
+#[test]
+fn routes_are_served_only_through_the_listeners_they_attach_to() {
+    let (crt, key) = mk_cert_pem(&["both.example"]);
+    let secret = Object::Secret(Arc::new(mk_tls_secret("app", "tls", &crt, &key)));
+    let yaml = format!(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: app}}
+spec:
+  gatewayClassName: xdp
+  listeners:
+  - {{name: http, port: 80, protocol: HTTP}}
+  - {{name: https, port: 443, protocol: HTTPS, tls: {{certificateRefs: [{{name: tls}}]}}}}
+{}{}{}"#,
+        route(
+            "plain",
+            "app",
+            "{name: gw, sectionName: http}",
+            "  rules: [{matches: [{path: {type: Exact, value: /plain}}], backendRefs: [{name: web, port: 8080}]}]\n"
+        ),
+        route(
+            "secure",
+            "app",
+            "{name: gw, sectionName: https}",
+            "  rules: [{matches: [{path: {type: Exact, value: /secure}}], backendRefs: [{name: web, port: 8080}]}]\n"
+        ),
+        route(
+            "both",
+            "app",
+            "{name: gw}",
+            "  rules: [{matches: [{path: {type: Exact, value: /both}}], backendRefs: [{name: web, port: 8080}]}]\n"
+        ),
+    );
+    let s = snapshot(&yaml, vec![secret]);
+    let (table, errors) = crate::proxy::router::RouteTable::build(&s.l7, Arc::clone);
+    assert!(errors.is_empty());
+    let headers = http::HeaderMap::new();
+    let served = |path: &str, tls: bool| {
+        let view = crate::proxy::router::RequestView {
+            host: "any.example",
+            path,
+            query: None,
+            method: "GET",
+            headers: &headers,
+            tls,
+        };
+        matches!(
+            table.lookup(&view),
+            crate::proxy::router::Lookup::Route { .. }
+        )
+    };
+    assert!(served("/plain", false) && !served("/plain", true));
+    assert!(served("/secure", true) && !served("/secure", false));
+    assert!(served("/both", true) && served("/both", false));
+    assert!(
+        s.l7.default_certificate.is_some(),
+        "the hostname-less HTTPS listener's certificate"
+    );
+}

@@ -1,0 +1,229 @@
+//! Status of Gateway API objects (Gateway API v1 `GatewayClassStatus`, `GatewayStatus`,
+//! `RouteParentStatus`), as translation computed it ([`GatewayApiStatus`]). Only writes what
+//! differs from what this leader last wrote; `lastTransitionTime` is the time of that write.
+//! An HTTPRoute's `status.parents` entries of other controllers are kept; when a route this
+//! leader wrote stops naming a Gateway of ours, its entries of ours are removed.
+
+use std::collections::BTreeMap;
+
+use gateway_api::apis::standard::{
+    gatewayclasses::GatewayClass, gateways::Gateway, httproutes::HTTPRoute,
+};
+use kube::{
+    Api,
+    api::{Patch, PatchParams},
+};
+use serde_json::{Value, json};
+use tracing::{debug, warn};
+
+use crate::model::{
+    GatewayApiStatus, GatewayStatusOut, ObjectKind, ObjectRef, RouteParentStatus, StatusCondition,
+};
+
+pub struct GatewayStatusWriter {
+    client: kube::Client,
+    controller_name: String,
+    /// The status last written, without times.
+    written: BTreeMap<ObjectRef, Value>,
+}
+
+/// `conditions` as the API wants them, stamped `now` (RFC 3339).
+pub fn conditions_json(conditions: &[StatusCondition], now: &str) -> Value {
+    Value::Array(
+        conditions
+            .iter()
+            .map(|c| {
+                json!({
+                    "type": c.type_,
+                    "status": if c.status { "True" } else { "False" },
+                    "reason": c.reason,
+                    "message": c.message,
+                    "observedGeneration": c.observed_generation,
+                    "lastTransitionTime": now,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// `status` of a Gateway.
+pub fn gateway_json(s: &GatewayStatusOut, now: &str) -> Value {
+    let addresses: Vec<Value> = s
+        .addresses
+        .iter()
+        .map(|a| {
+            let ty = if a.parse::<std::net::IpAddr>().is_ok() {
+                "IPAddress"
+            } else {
+                "Hostname"
+            };
+            json!({"type": ty, "value": a})
+        })
+        .collect();
+    let listeners: Vec<Value> = s
+        .listeners
+        .iter()
+        .map(|l| {
+            json!({
+                "name": l.name,
+                "supportedKinds": l.supported_kinds.iter()
+                    .map(|(g, k)| json!({"group": g, "kind": k})).collect::<Vec<_>>(),
+                "attachedRoutes": l.attached_routes,
+                "conditions": conditions_json(&l.conditions, now),
+            })
+        })
+        .collect();
+    json!({
+        "addresses": addresses,
+        "conditions": conditions_json(&s.conditions, now),
+        "listeners": listeners,
+    })
+}
+
+/// `status.parents` entries of ours.
+pub fn route_parents_json(
+    parents: &[RouteParentStatus],
+    controller: &str,
+    now: &str,
+) -> Vec<Value> {
+    parents
+        .iter()
+        .map(|p| {
+            let mut r = json!({
+                "group": p.parent_ref.group,
+                "kind": p.parent_ref.kind,
+                "name": p.parent_ref.name,
+            });
+            if let Some(ns) = &p.parent_ref.namespace {
+                r["namespace"] = json!(ns);
+            }
+            if let Some(s) = &p.parent_ref.section_name {
+                r["sectionName"] = json!(s);
+            }
+            if let Some(port) = p.parent_ref.port {
+                r["port"] = json!(port);
+            }
+            json!({
+                "parentRef": r,
+                "controllerName": controller,
+                "conditions": conditions_json(&p.conditions, now),
+            })
+        })
+        .collect()
+}
+
+impl GatewayStatusWriter {
+    pub fn new(client: kube::Client, controller_name: String) -> GatewayStatusWriter {
+        GatewayStatusWriter {
+            client,
+            controller_name,
+            written: BTreeMap::new(),
+        }
+    }
+
+    pub fn forget(&mut self) {
+        self.written.clear();
+    }
+
+    pub async fn sync(&mut self, status: &GatewayApiStatus) {
+        // Compared without times: an unchanged status is not written again.
+        for (r, conds) in &status.classes {
+            let want = json!({"conditions": conditions_json(conds, "")});
+            if self.written.get(r) == Some(&want) {
+                continue;
+            }
+            let now = now();
+            let body = json!({"status": {"conditions": conditions_json(conds, &now)}});
+            let api: Api<GatewayClass> = Api::all(self.client.clone());
+            if patch(&api, r, &body).await {
+                self.written.insert(r.clone(), want);
+            }
+        }
+        for (r, s) in &status.gateways {
+            let want = gateway_json(s, "");
+            if self.written.get(r) == Some(&want) {
+                continue;
+            }
+            let body = json!({"status": gateway_json(s, &now())});
+            let api: Api<Gateway> = Api::namespaced(self.client.clone(), &r.namespace);
+            if patch(&api, r, &body).await {
+                self.written.insert(r.clone(), want);
+            }
+        }
+        let gone: Vec<ObjectRef> = self
+            .written
+            .keys()
+            .filter(|r| r.kind == ObjectKind::HTTPRoute && !status.http_routes.contains_key(r))
+            .cloned()
+            .collect();
+        for r in gone {
+            if self.write_route(&r, &[]).await {
+                self.written.remove(&r);
+            }
+        }
+        for (r, parents) in &status.http_routes {
+            let want = Value::Array(route_parents_json(parents, &self.controller_name, ""));
+            if self.written.get(r) == Some(&want) {
+                continue;
+            }
+            if self.write_route(r, parents).await {
+                self.written.insert(r.clone(), want);
+            }
+        }
+    }
+
+    /// Writes our `parents` entries of route `r` (none: removes ours), keeping other
+    /// controllers'. True when done (or the route no longer exists).
+    async fn write_route(&self, r: &ObjectRef, parents: &[RouteParentStatus]) -> bool {
+        let api: Api<HTTPRoute> = Api::namespaced(self.client.clone(), &r.namespace);
+        // Other controllers' entries stay: read them, then write theirs and ours.
+        let others: Vec<Value> = match api.get_status(&r.name).await {
+            Ok(o) => o
+                .status
+                .map(|s| s.parents)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|p| p.controller_name != self.controller_name)
+                .filter_map(|p| serde_json::to_value(p).ok())
+                .collect(),
+            Err(kube::Error::Api(e)) if e.code == 404 => return true,
+            Err(e) => {
+                warn!(route = %r, error = %e, "reading HTTPRoute status failed; will retry");
+                return false;
+            }
+        };
+        let mut all = others;
+        all.extend(route_parents_json(parents, &self.controller_name, &now()));
+        let body = json!({"status": {"parents": all}});
+        patch(&api, r, &body).await
+    }
+}
+
+fn now() -> String {
+    k8s_openapi::chrono::Utc::now().to_rfc3339_opts(k8s_openapi::chrono::SecondsFormat::Secs, true)
+}
+
+/// True when done (or the object no longer exists).
+async fn patch<K>(api: &Api<K>, r: &ObjectRef, body: &Value) -> bool
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    debug_assert!(matches!(
+        r.kind,
+        ObjectKind::GatewayClass | ObjectKind::Gateway | ObjectKind::HTTPRoute
+    ));
+    match api
+        .patch_status(&r.name, &PatchParams::default(), &Patch::Merge(body))
+        .await
+    {
+        Ok(_) => {
+            debug!(object = %r, "status written");
+            true
+        }
+        Err(kube::Error::Api(e)) if e.code == 404 => true,
+        Err(e) => {
+            warn!(object = %r, error = %e, "writing status failed; will retry");
+            false
+        }
+    }
+}

@@ -1,0 +1,948 @@
+//! Gateway API HTTPRoutes end to end on loopback: the upstream conformance suite's
+//! GATEWAY-HTTP core tests (kubernetes-sigs/gateway-api, conformance/tests/*.go), their
+//! manifests copied unchanged into `gateway_conformance/` and their expected responses ported
+//! as tables. Manifests are translated as the control plane does, the proxy runs in-process,
+//! and each case checks what the client gets (status, `Location`, headers) and what the pod
+//! receives (path, `Host`, headers).
+//!
+//! Two things differ from a conformance run, both forced by the bed: every Gateway listener
+//! port (80, 443) is mapped to the proxy's own port, which the test picks at random, so a
+//! redirect that keeps the listener port names that port; and requests name `gw.example`
+//! where the suite sends the Gateway's address.
+
+mod l7common;
+
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
+
+use http::{Request, StatusCode};
+use l7common::*;
+use testbed::http_backend::HttpBackend;
+use xdp_ingress::model::{ObjectKind, ObjectRef, Snapshot, translate::gateway::ProxyPorts};
+
+/// `(namespace, Service)` of the conformance base manifests (conformance/base/manifests.yaml)
+/// that the HTTP tests route to; each gets one pod answering as its Service name.
+const BACKENDS: &[(&str, &str)] = &[
+    ("gateway-conformance-infra", "infra-backend-v1"),
+    ("gateway-conformance-infra", "infra-backend-v2"),
+    ("gateway-conformance-infra", "infra-backend-v3"),
+    ("gateway-conformance-app-backend", "app-backend-v1"),
+    ("gateway-conformance-app-backend", "app-backend-v2"),
+    ("gateway-conformance-web-backend", "web-backend"),
+];
+
+const V1: &str = "infra-backend-v1";
+const V2: &str = "infra-backend-v2";
+const V3: &str = "infra-backend-v3";
+
+/// The part of conformance/base/manifests.yaml the HTTP tests use: namespaces (with the
+/// labels `backend-namespaces` selects), the three HTTP Gateways, and the backend Services
+/// (port 8080) with one ready pod each.
+fn base(pods: &BTreeMap<&str, SocketAddr>) -> String {
+    let mut out = String::from(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: xdp}
+spec: {controllerName: xdp-ingress.dev/controller}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: gateway-conformance-infra, labels: {gateway-conformance: infra}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: gateway-conformance-app-backend, labels: {gateway-conformance: backend}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: gateway-conformance-web-backend, labels: {gateway-conformance: backend}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: same-namespace, namespace: gateway-conformance-infra}
+spec:
+  gatewayClassName: "{GATEWAY_CLASS_NAME}"
+  listeners:
+  - {name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: Same}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: all-namespaces, namespace: gateway-conformance-infra}
+spec:
+  gatewayClassName: "{GATEWAY_CLASS_NAME}"
+  listeners:
+  - {name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: backend-namespaces, namespace: gateway-conformance-infra}
+spec:
+  gatewayClassName: "{GATEWAY_CLASS_NAME}"
+  listeners:
+  - name: http
+    port: 80
+    protocol: HTTP
+    allowedRoutes:
+      namespaces:
+        from: Selector
+        selector: {matchLabels: {gateway-conformance: backend}}
+"#,
+    );
+    for (ns, name) in BACKENDS {
+        let addr = pods[name];
+        let (ip, port) = (addr.ip(), addr.port());
+        out.push_str(&format!(
+            r#"---
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  ports: [{{name: first-port, port: 8080, targetPort: 3000}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {name}-1
+  namespace: {ns}
+  labels: {{kubernetes.io/service-name: {name}}}
+addressType: IPv4
+ports: [{{name: first-port, port: {port}, protocol: TCP}}]
+endpoints:
+- {{addresses: ["{ip}"], conditions: {{ready: true}}, targetRef: {{kind: Pod, name: {name}-0}}}}
+"#
+        ));
+    }
+    out
+}
+
+/// Every document of `yaml` with the class name filled in and the Gateways' listener ports
+/// 80 and 443 mapped to the proxy's.
+fn localize(yaml: &str, ports: ProxyPorts) -> String {
+    use serde::Deserialize;
+    let yaml = yaml.replace("{GATEWAY_CLASS_NAME}", "xdp");
+    let mut docs = Vec::new();
+    for doc in yaml_serde::Deserializer::from_str(&yaml) {
+        let mut v = yaml_serde::Value::deserialize(doc).expect("manifest parses");
+        if v.is_null() {
+            continue;
+        }
+        if v["kind"] == "Gateway"
+            && let Some(ls) = v["spec"]["listeners"].as_sequence_mut()
+        {
+            for l in ls {
+                let port = match l["port"].as_u64() {
+                    Some(80) => ports.http,
+                    Some(443) => ports.https,
+                    _ => continue,
+                };
+                l["port"] = port.into();
+            }
+        }
+        docs.push(yaml_serde::to_string(&v).expect("serializes"));
+    }
+    docs.join("---\n")
+}
+
+/// A bed: one pod per base Service and a proxy.
+struct Bed {
+    _pods: Vec<HttpBackend>,
+    pod_addrs: BTreeMap<&'static str, SocketAddr>,
+    proxy: TestProxy,
+    client: Http1,
+}
+
+impl Bed {
+    async fn start() -> Bed {
+        let pods: Vec<HttpBackend> = BACKENDS.iter().map(|(_, n)| backend(n)).collect();
+        let pod_addrs = BACKENDS
+            .iter()
+            .zip(&pods)
+            .map(|((_, n), p)| (*n, p.addr))
+            .collect();
+        Bed {
+            _pods: pods,
+            pod_addrs,
+            proxy: TestProxy::start(TestProxy::quiet_args()).await,
+            client: http1_client(),
+        }
+    }
+
+    fn ports(&self) -> ProxyPorts {
+        ProxyPorts {
+            http: self.proxy.http().port(),
+            https: self.proxy.https().port(),
+        }
+    }
+
+    /// Translates the base manifests and `tests` (conformance manifests), serves them, and
+    /// returns the snapshot.
+    fn serve(&self, tests: &[&str]) -> Arc<Snapshot> {
+        let yaml = format!("{}---\n{}", base(&self.pod_addrs), tests.join("\n---\n"));
+        let ports = self.ports();
+        let s = translate_manifests(1, &localize(&yaml, ports), |c| c.gateway_ports = ports);
+        self.proxy.handle.apply(s.clone());
+        s
+    }
+
+    async fn check(&self, cases: &[Case]) {
+        for c in cases {
+            c.check(self).await;
+        }
+    }
+}
+
+/// One `http.ExpectedResponse` of the conformance suite.
+#[derive(Clone, Debug)]
+struct Case {
+    host: &'static str,
+    method: &'static str,
+    path: &'static str,
+    headers: Vec<(&'static str, &'static str)>,
+    status: u16,
+    /// The pod that answers (`Backend`); empty when the proxy answers itself.
+    backend: &'static str,
+    /// `ExpectedRequest`: what the pod receives.
+    sees_path: Option<&'static str>,
+    sees_host: Option<&'static str>,
+    sees: Vec<(&'static str, &'static str)>,
+    absent: Vec<&'static str>,
+    /// Headers the client gets (`Response.Headers`) and does not (`Response.AbsentHeaders`).
+    gets: Vec<(&'static str, &'static str)>,
+    gets_no: Vec<&'static str>,
+    /// `BackendSetResponseHeaders`: what the pod adds to its answer (`X-Echo-Set-Header`).
+    backend_sets: Vec<(&'static str, &'static str)>,
+    /// `RedirectRequest` as the whole `Location`; `{P}` stands for the proxy's HTTP port.
+    location: Option<&'static str>,
+}
+
+fn get(path: &'static str) -> Case {
+    Case {
+        host: "gw.example",
+        method: "GET",
+        path,
+        headers: vec![],
+        status: 200,
+        backend: "",
+        sees_path: None,
+        sees_host: None,
+        sees: vec![],
+        absent: vec![],
+        gets: vec![],
+        gets_no: vec![],
+        backend_sets: vec![],
+        location: None,
+    }
+}
+
+impl Case {
+    fn host(mut self, h: &'static str) -> Self {
+        self.host = h;
+        self
+    }
+    fn method(mut self, m: &'static str) -> Self {
+        self.method = m;
+        self
+    }
+    fn h(mut self, k: &'static str, v: &'static str) -> Self {
+        self.headers.push((k, v));
+        self
+    }
+    fn to(mut self, backend: &'static str) -> Self {
+        self.backend = backend;
+        self
+    }
+    fn status(mut self, s: u16) -> Self {
+        self.status = s;
+        self
+    }
+    fn sees_path(mut self, p: &'static str) -> Self {
+        self.sees_path = Some(p);
+        self
+    }
+    fn sees_host(mut self, h: &'static str) -> Self {
+        self.sees_host = Some(h);
+        self
+    }
+    fn sees(mut self, k: &'static str, v: &'static str) -> Self {
+        self.sees.push((k, v));
+        self
+    }
+    fn absent(mut self, k: &'static str) -> Self {
+        self.absent.push(k);
+        self
+    }
+    fn gets(mut self, k: &'static str, v: &'static str) -> Self {
+        self.gets.push((k, v));
+        self
+    }
+    fn gets_no(mut self, k: &'static str) -> Self {
+        self.gets_no.push(k);
+        self
+    }
+    fn backend_sets(mut self, k: &'static str, v: &'static str) -> Self {
+        self.backend_sets.push((k, v));
+        self
+    }
+    fn redirect(mut self, status: u16, location: &'static str) -> Self {
+        self.status = status;
+        self.location = Some(location);
+        self
+    }
+
+    async fn check(&self, bed: &Bed) {
+        let addr = bed.proxy.http();
+        let mut b = Request::builder()
+            .method(self.method)
+            .uri(format!("http://{addr}{}", self.path))
+            .header("host", self.host);
+        for (k, v) in &self.headers {
+            b = b.header(*k, *v);
+        }
+        if !self.backend_sets.is_empty() {
+            let set: Vec<String> = self
+                .backend_sets
+                .iter()
+                .map(|(k, v)| format!("{k}:{v}"))
+                .collect();
+            b = b.header("X-Echo-Set-Header", set.join(","));
+        }
+        let req = b
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        let got = send(&bed.client, req).await.expect("request completes");
+        let what = format!(
+            "{} {}{} {:?}",
+            self.method, self.host, self.path, self.headers
+        );
+        assert_eq!(
+            got.status,
+            StatusCode::from_u16(self.status).unwrap(),
+            "{what}: {:?}",
+            got.body
+        );
+        if let Some(loc) = self.location {
+            let want = loc.replace("{P}", &bed.proxy.http().port().to_string());
+            assert_eq!(got.header("location"), want, "{what}");
+        }
+        for (k, v) in &self.gets {
+            assert_eq!(joined(&got.headers, k), *v, "{what}: response header {k}");
+        }
+        for k in &self.gets_no {
+            assert!(
+                got.headers.get(*k).is_none(),
+                "{what}: response header {k} should be absent"
+            );
+        }
+        if self.backend.is_empty() {
+            return;
+        }
+        let json = got.json();
+        assert_eq!(json["pod"], self.backend, "{what}");
+        let seen = |k: &str| {
+            json["headers"][k.to_ascii_lowercase()]
+                .as_str()
+                .map(|v| v.replace(", ", ","))
+        };
+        if let Some(p) = self.sees_path {
+            assert_eq!(json["path"], p, "{what}");
+        }
+        if let Some(h) = self.sees_host {
+            assert_eq!(seen("host").as_deref(), Some(h), "{what}");
+        }
+        for (k, v) in &self.sees {
+            assert_eq!(seen(k).as_deref(), Some(*v), "{what}: request header {k}");
+        }
+        for k in &self.absent {
+            assert_eq!(seen(k), None, "{what}: request header {k} should be absent");
+        }
+    }
+}
+
+/// All values of `name`, joined with `,` as the suite compares them.
+fn joined(h: &http::HeaderMap, name: &str) -> String {
+    h.get_all(name)
+        .iter()
+        .map(|v| v.to_str().unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+macro_rules! conformance {
+    ($name:literal) => {
+        include_str!(concat!("gateway_conformance/", $name, ".yaml"))
+    };
+}
+
+/// The route parent condition `type` of `route` in namespace gateway-conformance-infra.
+fn route_condition(s: &Snapshot, ns: &str, route: &str, type_: &str) -> (bool, String) {
+    let parents = s
+        .gateway_status
+        .http_routes
+        .get(&ObjectRef::new(ObjectKind::HTTPRoute, ns, route))
+        .unwrap_or_else(|| panic!("no status for {ns}/{route}"));
+    let c = parents[0]
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_} on {route}"));
+    (c.status, c.reason.clone())
+}
+
+const INFRA: &str = "gateway-conformance-infra";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn httproute_matching_conformance() {
+    let bed = Bed::start().await;
+
+    // httproute-simple-same-namespace.
+    let s = bed.serve(&[conformance!("httproute-simple-same-namespace")]);
+    assert_eq!(
+        route_condition(&s, INFRA, "gateway-conformance-infra-test", "Accepted"),
+        (true, "Accepted".into())
+    );
+    bed.check(&[get("/").to(V1)]).await;
+
+    // httproute-matching.
+    bed.serve(&[conformance!("httproute-matching")]);
+    bed.check(&[
+        get("/").to(V1),
+        get("/example").to(V1),
+        get("/").h("Version", "one").to(V1),
+        get("/v2").to(V2),
+        get("/v2/example").to(V2),
+        get("/").h("Version", "two").to(V2),
+        get("/v2/").to(V2),
+        get("/v2example").to(V1),
+        get("/foo/v2/example").to(V1),
+    ])
+    .await;
+
+    // httproute-matching-across-routes.
+    bed.serve(&[conformance!("httproute-matching-across-routes")]);
+    bed.check(&[
+        get("/").host("example.com").to(V1),
+        get("/example").host("example.com").to(V1),
+        get("/example").host("example.net").to(V1),
+        get("/example")
+            .host("example.com")
+            .h("Version", "one")
+            .to(V1),
+        get("/v2").host("example.com").to(V2),
+        get("/v2").host("example.net").to(V1),
+        get("/v2/example").host("example.com").to(V2),
+        get("/").host("example.com").h("Version", "two").to(V2),
+    ])
+    .await;
+
+    // httproute-header-matching.
+    bed.serve(&[conformance!("httproute-header-matching")]);
+    bed.check(&[
+        get("/").h("Version", "one").to(V1),
+        get("/").h("Version", "two").to(V2),
+        get("/").h("Version", "two").h("Color", "orange").to(V1),
+        get("/").h("Version", "two").h("Color", "blue").to(V2),
+        get("/").h("Color", "orange").status(404),
+        get("/").h("Some-Other-Header", "one").status(404),
+        get("/").h("Color", "blue").to(V1),
+        get("/").h("Color", "green").to(V1),
+        get("/").h("Color", "red").to(V2),
+        get("/").h("Color", "yellow").to(V2),
+        get("/").h("Color", "purple").status(404),
+    ])
+    .await;
+
+    // httproute-query-param-matching.
+    bed.serve(&[conformance!("httproute-query-param-matching")]);
+    bed.check(&[
+        get("/?animal=whale").to(V1),
+        get("/?animal=dolphin").to(V2),
+        get("/?animal=dolphin&color=blue").to(V3),
+        get("/?ANIMAL=Whale").to(V3),
+        get("/?animal=whale&otherparam=irrelevant").to(V1),
+        get("/?animal=dolphin&color=yellow").to(V2),
+        get("/?color=blue").status(404),
+        get("/?animal=dog").status(404),
+        get("/?animal=whaledolphin").status(404),
+        get("/").status(404),
+    ])
+    .await;
+
+    // httproute-method-matching.
+    bed.serve(&[conformance!("httproute-method-matching")]);
+    bed.check(&[
+        get("/").method("POST").to(V1),
+        get("/").method("GET").to(V2),
+        get("/").method("HEAD").status(404),
+        get("/path1").method("GET").to(V1),
+        get("/").h("version", "one").method("PUT").to(V2),
+        get("/path2").h("version", "two").method("POST").to(V3),
+        get("/path3").method("PATCH").to(V1),
+        get("/path4").h("version", "three").method("DELETE").to(V1),
+        get("/").method("PUT").status(404),
+        get("/path4").method("DELETE").status(404),
+        get("/path5").method("PATCH").to(V1),
+        get("/").h("version", "four").method("PATCH").to(V2),
+    ])
+    .await;
+
+    // httproute-path-match-order.
+    bed.serve(&[conformance!("httproute-path-match-order")]);
+    bed.check(&[
+        get("/match/exact/one").to(V3),
+        get("/match/exact").to(V2),
+        get("/match").to(V1),
+        get("/match/prefix/one/any").to(V2),
+        get("/match/prefix/any").to(V1),
+        get("/match/any").to(V3),
+    ])
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn httproute_hostnames_conformance() {
+    let bed = Bed::start().await;
+    // httproute-hostname-intersection.
+    bed.serve(&[conformance!("httproute-hostname-intersection")]);
+    bed.check(&[
+        get("/s1").host("very.specific.com").to(V1),
+        get("/s1").host("very.specific.com:1234").to(V1),
+        get("/s1").host("non.matching.com").status(404),
+        get("/s1").host("foo.nonmatchingwildcard.io").status(404),
+        get("/s1").host("foo.wildcard.io").status(404),
+        get("/non-matching-prefix")
+            .host("very.specific.com")
+            .status(404),
+        get("/s2").host("foo.wildcard.io").to(V2),
+        get("/s2").host("bar.wildcard.io").to(V2),
+        get("/s2").host("foo.bar.wildcard.io").to(V2),
+        get("/s2").host("non.matching.com").status(404),
+        get("/s2").host("wildcard.io").status(404),
+        get("/s2").host("very.specific.com").status(404),
+        get("/non-matching-prefix")
+            .host("foo.wildcard.io")
+            .status(404),
+        get("/s3").host("very.specific.com").to(V3),
+        get("/s3").host("non.matching.com").status(404),
+        get("/s3").host("foo.specific.com").status(404),
+        get("/s3").host("foo.wildcard.io").status(404),
+        get("/s4").host("foo.anotherwildcard.io").to(V1),
+        get("/s4").host("bar.anotherwildcard.io").to(V1),
+        get("/s4").host("foo.bar.anotherwildcard.io").to(V1),
+        get("/s4").host("anotherwildcard.io").status(404),
+        get("/s4").host("foo.wildcard.io").status(404),
+        get("/s4").host("very.specific.com").status(404),
+        get("/non-matching-prefix")
+            .host("foo.anotherwildcard.io")
+            .status(404),
+        get("/s5").host("specific.but.wrong.com").status(404),
+        get("/s5").host("wildcard.io").status(404),
+        get("/").host("first.com").to(V2),
+        get("/").host("sub.first.com").to(V2),
+        get("/").host("second.com").to(V2),
+        get("/").host("sub.second.com").to(V2),
+        get("/").host("third.com").status(404),
+        get("/").host("sub.third.com").status(404),
+    ])
+    .await;
+
+    // httproute-listener-hostname-matching: a Gateway wildcard takes one or more labels.
+    bed.serve(&[conformance!("httproute-listener-hostname-matching")]);
+    bed.check(&[
+        get("/").host("bar.com").to(V1),
+        get("/").host("foo.bar.com").to(V2),
+        get("/").host("baz.bar.com").to(V3),
+        get("/").host("boo.bar.com").to(V3),
+        get("/").host("multiple.prefixes.bar.com").to(V3),
+        get("/").host("multiple.prefixes.foo.com").to(V3),
+        get("/").host("foo.com").status(404),
+        get("/").host("no.matching.host").status(404),
+    ])
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn httproute_filters_conformance() {
+    let bed = Bed::start().await;
+    // httproute-request-header-modifier.
+    bed.serve(&[conformance!("httproute-request-header-modifier")]);
+    bed.check(&[
+        get("/set")
+            .h("Some-Other-Header", "val")
+            .to(V1)
+            .sees_path("/set")
+            .sees("Some-Other-Header", "val")
+            .sees("X-Header-Set", "set-overwrites-values"),
+        get("/set")
+            .h("Some-Other-Header", "val")
+            .h("X-Header-Set", "some-other-value")
+            .to(V1)
+            .sees("Some-Other-Header", "val")
+            .sees("X-Header-Set", "set-overwrites-values"),
+        get("/add")
+            .h("Some-Other-Header", "val")
+            .to(V1)
+            .sees("Some-Other-Header", "val")
+            .sees("X-Header-Add", "add-appends-values"),
+        get("/add")
+            .h("Some-Other-Header", "val")
+            .h("X-Header-Add", "some-other-value")
+            .to(V1)
+            .sees("X-Header-Add", "some-other-value,add-appends-values"),
+        get("/remove")
+            .h("X-Header-Remove", "val")
+            .to(V1)
+            .sees_path("/remove")
+            .absent("X-Header-Remove"),
+        get("/multiple")
+            .h("X-Header-Set-2", "set-val-2")
+            .h("X-Header-Add-2", "add-val-2")
+            .h("X-Header-Remove-2", "remove-val-2")
+            .h("Another-Header", "another-header-val")
+            .to(V1)
+            .sees("X-Header-Set-1", "header-set-1")
+            .sees("X-Header-Set-2", "header-set-2")
+            .sees("X-Header-Add-1", "header-add-1")
+            .sees("X-Header-Add-2", "add-val-2,header-add-2")
+            .sees("X-Header-Add-3", "header-add-3")
+            .sees("Another-Header", "another-header-val")
+            .absent("X-Header-Remove-1")
+            .absent("X-Header-Remove-2"),
+        get("/case-insensitivity")
+            .h("x-header-set", "original-val-set")
+            .h("x-header-add", "original-val-add")
+            .h("x-header-remove", "original-val-remove")
+            .h("Another-Header", "another-header-val")
+            .to(V1)
+            .sees("X-Header-Set", "header-set")
+            .sees("X-Header-Add", "original-val-add,header-add")
+            .sees("Another-Header", "another-header-val")
+            .absent("X-Header-Remove"),
+    ])
+    .await;
+
+    // httproute-response-header-modifier.
+    bed.serve(&[conformance!("httproute-response-header-modifier")]);
+    bed.check(&[
+        get("/set")
+            .backend_sets("Some-Other-Header", "val")
+            .to(V1)
+            .gets("Some-Other-Header", "val")
+            .gets("X-Header-Set", "set-overwrites-values"),
+        get("/set")
+            .backend_sets("Some-Other-Header", "val")
+            .backend_sets("X-Header-Set", "some-other-value")
+            .to(V1)
+            .gets("Some-Other-Header", "val")
+            .gets("X-Header-Set", "set-overwrites-values"),
+        get("/add")
+            .backend_sets("Some-Other-Header", "val")
+            .to(V1)
+            .gets("Some-Other-Header", "val")
+            .gets("X-Header-Add", "add-appends-values"),
+        get("/add")
+            .backend_sets("Some-Other-Header", "val")
+            .backend_sets("X-Header-Add", "some-other-value")
+            .to(V1)
+            .gets("Some-Other-Header", "val")
+            .gets("X-Header-Add", "some-other-value,add-appends-values"),
+        get("/remove")
+            .backend_sets("X-Header-Remove", "val")
+            .to(V1)
+            .gets_no("X-Header-Remove"),
+        get("/multiple")
+            .backend_sets("X-Header-Set-2", "set-val-2")
+            .backend_sets("X-Header-Add-2", "add-val-2")
+            .backend_sets("X-Header-Remove-2", "remove-val-2")
+            .backend_sets("Another-Header", "another-header-val")
+            .backend_sets("X-Header-Remove-1", "val")
+            .to(V1)
+            .gets("X-Header-Set-1", "header-set-1")
+            .gets("X-Header-Set-2", "header-set-2")
+            .gets("X-Header-Add-1", "header-add-1")
+            .gets("X-Header-Add-2", "add-val-2,header-add-2")
+            .gets("X-Header-Add-3", "header-add-3")
+            .gets("Another-Header", "another-header-val")
+            .gets_no("X-Header-Remove-1")
+            .gets_no("X-Header-Remove-2"),
+        get("/case-insensitivity")
+            .backend_sets("x-header-set", "original-val-set")
+            .backend_sets("x-header-add", "original-val-add")
+            .backend_sets("x-header-remove", "original-val-remove")
+            .backend_sets("Another-Header", "another-header-val")
+            .to(V1)
+            .gets("X-Header-Set", "header-set")
+            .gets("X-Header-Add", "original-val-add,header-add")
+            .gets("X-Lowercase-Add", "lowercase-add")
+            .gets("X-Mixedcase-Add-1", "mixedcase-add-1")
+            .gets("X-Mixedcase-Add-2", "mixedcase-add-2")
+            .gets("X-Uppercase-Add", "uppercase-add")
+            .gets("Another-Header", "another-header-val")
+            .gets_no("X-Header-Remove"),
+        get("/response-and-request-header-modifiers")
+            .h("X-Header-Remove", "remove-val")
+            .h("X-Header-Add-Append", "append-val-1")
+            .h("X-Header-Echo", "echo")
+            .backend_sets("X-Header-Set-2", "set-val-2")
+            .backend_sets("X-Header-Add-2", "add-val-2")
+            .backend_sets("X-Header-Remove-2", "remove-val-2")
+            .backend_sets("Another-Header", "another-header-val")
+            .backend_sets("X-Header-Remove-1", "remove-val-1")
+            .backend_sets("X-Header-Echo", "echo")
+            .to(V1)
+            .sees("X-Header-Add", "header-val-1")
+            .sees("X-Header-Set", "set-overwrites-values")
+            .sees("X-Header-Add-Append", "append-val-1,header-val-2")
+            .sees("X-Header-Echo", "echo")
+            .absent("X-Header-Remove")
+            .gets("X-Header-Set-1", "header-set-1")
+            .gets("X-Header-Set-2", "header-set-2")
+            .gets("X-Header-Add-1", "header-add-1")
+            .gets("X-Header-Add-2", "add-val-2,header-add-2")
+            .gets("Another-Header", "another-header-val")
+            .gets("X-Header-Echo", "echo")
+            .gets_no("X-Header-Remove-1")
+            .gets_no("X-Header-Remove-2"),
+    ])
+    .await;
+
+    // httproute-rewrite-path.
+    bed.serve(&[conformance!("httproute-rewrite-path")]);
+    bed.check(&[
+        get("/prefix/one/two").to(V1).sees_path("/one/two"),
+        get("/strip-prefix/three").to(V1).sees_path("/three"),
+        get("/strip-prefix").to(V1).sees_path("/"),
+        get("/full/one/two").to(V1).sees_path("/one"),
+        get("/full/rewrite-path-and-modify-headers/test")
+            .h("X-Header-Remove", "remove-val")
+            .h("X-Header-Add-Append", "append-val-1")
+            .h("X-Header-Set", "set-val")
+            .to(V1)
+            .sees_path("/test")
+            .sees("X-Header-Add", "header-val-1")
+            .sees("X-Header-Add-Append", "append-val-1,header-val-2")
+            .sees("X-Header-Set", "set-overwrites-values")
+            .absent("X-Header-Remove"),
+        get("/prefix/rewrite-path-and-modify-headers/one")
+            .h("X-Header-Remove", "remove-val")
+            .h("X-Header-Add-Append", "append-val-1")
+            .h("X-Header-Set", "set-val")
+            .to(V1)
+            .sees_path("/prefix/one")
+            .sees("X-Header-Add", "header-val-1")
+            .sees("X-Header-Add-Append", "append-val-1,header-val-2")
+            .sees("X-Header-Set", "set-overwrites-values")
+            .absent("X-Header-Remove"),
+    ])
+    .await;
+
+    // httproute-rewrite-host.
+    bed.serve(&[conformance!("httproute-rewrite-host")]);
+    bed.check(&[
+        get("/one")
+            .host("rewrite.example")
+            .to(V1)
+            .sees_path("/one")
+            .sees_host("one.example.org"),
+        get("/two")
+            .host("rewrite.example")
+            .to(V2)
+            .sees_path("/two")
+            .sees_host("example.org"),
+        get("/rewrite-host-and-modify-headers")
+            .host("rewrite.example")
+            .h("X-Header-Remove", "remove-val")
+            .h("X-Header-Add-Append", "append-val-1")
+            .to(V2)
+            .sees_host("test.example.org")
+            .sees("X-Header-Add", "header-val-1")
+            .sees("X-Header-Add-Append", "append-val-1,header-val-2")
+            .sees("X-Header-Set", "set-overwrites-values")
+            .absent("X-Header-Remove"),
+    ])
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn httproute_redirects_conformance() {
+    let bed = Bed::start().await;
+    // The listener port (the suite's 80) is kept when neither scheme nor port is set.
+    bed.serve(&[conformance!("httproute-redirect-host-and-status")]);
+    bed.check(&[
+        get("/hostname-redirect").redirect(302, "http://example.org:{P}/hostname-redirect"),
+        get("/host-and-status").redirect(301, "http://example.org:{P}/host-and-status"),
+    ])
+    .await;
+    bed.serve(&[conformance!("httproute-redirect-path")]);
+    bed.check(&[
+        get("/original-prefix/lemon")
+            .redirect(302, "http://gw.example:{P}/replacement-prefix/lemon"),
+        get("/full/path/original").redirect(302, "http://gw.example:{P}/full-path-replacement"),
+        get("/path-and-host").redirect(302, "http://example.org:{P}/replacement-prefix"),
+        get("/path-and-status").redirect(301, "http://gw.example:{P}/replacement-prefix"),
+        get("/full-path-and-host").redirect(302, "http://example.org:{P}/replacement-full"),
+        get("/full-path-and-status").redirect(301, "http://gw.example:{P}/replacement-full"),
+    ])
+    .await;
+    bed.serve(&[conformance!("httproute-redirect-port")]);
+    bed.check(&[
+        get("/port").redirect(302, "http://gw.example:8083/port"),
+        get("/port-and-host").redirect(302, "http://example.org:8083/port-and-host"),
+        get("/port-and-status").redirect(301, "http://gw.example:8083/port-and-status"),
+        get("/port-and-host-and-status")
+            .redirect(302, "http://example.org:8083/port-and-host-and-status"),
+    ])
+    .await;
+    bed.serve(&[conformance!("httproute-redirect-scheme")]);
+    bed.check(&[
+        get("/scheme").redirect(302, "https://gw.example/scheme"),
+        get("/scheme-and-host").redirect(302, "https://example.org/scheme-and-host"),
+        get("/scheme-and-status").redirect(301, "https://gw.example/scheme-and-status"),
+        get("/scheme-and-host-and-status")
+            .redirect(302, "https://example.org/scheme-and-host-and-status"),
+    ])
+    .await;
+    // httproute-redirect-port-and-scheme, the Gateway on the HTTP port. Its Gateway on 8080
+    // is not served (dynamic listener ports are a later step): its listener says so.
+    let s = bed.serve(&[conformance!("httproute-redirect-port-and-scheme")]);
+    bed.check(&[
+        get("/scheme-nil-and-port-nil")
+            .redirect(302, "http://example.org:{P}/scheme-nil-and-port-nil"),
+        get("/scheme-nil-and-port-80").redirect(302, "http://example.org/scheme-nil-and-port-80"),
+        get("/scheme-nil-and-port-8080")
+            .redirect(302, "http://example.org:8080/scheme-nil-and-port-8080"),
+        get("/scheme-https-and-port-nil")
+            .redirect(302, "https://example.org/scheme-https-and-port-nil"),
+        get("/scheme-https-and-port-443")
+            .redirect(302, "https://example.org/scheme-https-and-port-443"),
+        get("/scheme-https-and-port-8443")
+            .redirect(302, "https://example.org:8443/scheme-https-and-port-8443"),
+    ])
+    .await;
+    let gw = &s.gateway_status.gateways[&ObjectRef::new(
+        ObjectKind::Gateway,
+        INFRA,
+        "same-namespace-with-http-listener-on-8080",
+    )];
+    let accepted = gw.listeners[0]
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Accepted")
+        .unwrap();
+    assert_eq!(
+        (accepted.status, accepted.reason.as_str()),
+        (false, "PortUnavailable")
+    );
+    assert_eq!(
+        route_condition(
+            &s,
+            INFRA,
+            "http-route-for-listener-on-port-8080",
+            "Accepted"
+        ),
+        (false, "NotAllowedByListeners".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn httproute_backends_and_references_conformance() {
+    let bed = Bed::start().await;
+    // httproute-weight: 70/30/0. Over 300 requests both weighted backends answer (the chance
+    // that one of them never does is below 1e-15) and the weight-0 one never does.
+    bed.serve(&[conformance!("httproute-weight")]);
+    let mut seen = BTreeMap::new();
+    for _ in 0..300 {
+        let g = l7common::get(&bed.client, bed.proxy.http(), "gw.example", "/").await;
+        assert_eq!(g.status, StatusCode::OK);
+        *seen.entry(g.pod()).or_insert(0u32) += 1;
+    }
+    assert!(
+        seen.get(V1)
+            .is_some_and(|n| *n > seen.get(V2).copied().unwrap_or(0)),
+        "{seen:?}"
+    );
+    assert!(seen.contains_key(V2) && !seen.contains_key(V3), "{seen:?}");
+
+    // The httproute-invalid-* tests: 500 and ResolvedRefs False with the spec's reason.
+    for (file, route, path, reason) in [
+        (
+            conformance!("httproute-invalid-nonexistent-backendref"),
+            "invalid-nonexistent-backend-ref",
+            "/",
+            "BackendNotFound",
+        ),
+        (
+            conformance!("httproute-invalid-backendref-unknown-kind"),
+            "invalid-backend-ref-unknown-kind",
+            "/v2",
+            "InvalidKind",
+        ),
+        (
+            conformance!("httproute-invalid-cross-namespace-backend-ref"),
+            "invalid-cross-namespace-backend-ref",
+            "/",
+            "RefNotPermitted",
+        ),
+        (
+            conformance!("httproute-invalid-reference-grant"),
+            "reference-grant",
+            "/",
+            "RefNotPermitted",
+        ),
+    ] {
+        let s = bed.serve(&[file]);
+        assert_eq!(
+            route_condition(&s, INFRA, route, "ResolvedRefs"),
+            (false, reason.into()),
+            "{route}"
+        );
+        assert!(route_condition(&s, INFRA, route, "Accepted").0, "{route}");
+        bed.check(&[get(path).status(500)]).await;
+    }
+
+    // httproute-reference-grant: with the grant the web backend answers; without it, 500.
+    let grant = conformance!("httproute-reference-grant");
+    let s = bed.serve(&[grant]);
+    assert_eq!(
+        route_condition(&s, INFRA, "reference-grant", "ResolvedRefs"),
+        (true, "ResolvedRefs".into())
+    );
+    bed.check(&[get("/").to("web-backend")]).await;
+    let without: Vec<&str> = grant
+        .split("\n---\n")
+        .filter(|d| !d.contains("kind: ReferenceGrant"))
+        .collect();
+    bed.serve(&[&without.join("\n---\n")]);
+    bed.check(&[get("/").status(500)]).await;
+
+    // The httproute-invalid-parentref-* tests: not accepted, nothing served, no route counted.
+    for (file, ns, route, reason) in [
+        (
+            conformance!("httproute-invalid-parentref-not-matching-section-name"),
+            INFRA,
+            "httproute-listener-not-matching-section-name",
+            "NoMatchingParent",
+        ),
+        (
+            conformance!("httproute-invalid-parentref-not-matching-listener-port"),
+            INFRA,
+            "httproute-listener-not-matching-route-port",
+            "NoMatchingParent",
+        ),
+        (
+            conformance!("httproute-invalid-cross-namespace-parent-ref"),
+            "gateway-conformance-web-backend",
+            "invalid-cross-namespace-parent-ref",
+            "NotAllowedByListeners",
+        ),
+    ] {
+        let s = bed.serve(&[file]);
+        assert_eq!(
+            route_condition(&s, ns, route, "Accepted"),
+            (false, reason.into()),
+            "{route}"
+        );
+        let gw = &s.gateway_status.gateways
+            [&ObjectRef::new(ObjectKind::Gateway, INFRA, "same-namespace")];
+        assert_eq!(gw.listeners[0].attached_routes, 0, "{route}");
+        bed.check(&[get("/").status(404)]).await;
+    }
+}
