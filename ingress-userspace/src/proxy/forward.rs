@@ -1020,7 +1020,7 @@ where
                     shared,
                     slot,
                     &upstream_label,
-                    resp,
+                    *resp,
                     answer,
                     client_upgrade,
                     out,
@@ -1095,8 +1095,8 @@ async fn attempt(
 
 /// What [`forward`] does after an attempt.
 enum Step {
-    /// The endpoint's response goes to the client.
-    Answer(Response<UpstreamBody>),
+    /// The endpoint's response goes to the client (boxed: the other steps are small).
+    Answer(Box<Response<UpstreamBody>>),
     /// `proxy-next-upstream: http_<code>`: the endpoint answered with this status, which the
     /// route retries; another endpoint answers instead.
     RetryStatus(StatusCode),
@@ -1128,7 +1128,7 @@ fn next_step(
             {
                 Step::RetryStatus(status)
             } else {
-                Step::Answer(resp)
+                Step::Answer(Box::new(resp))
             }
         }
         Err(f) => {
