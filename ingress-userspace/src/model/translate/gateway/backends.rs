@@ -12,7 +12,7 @@ use std::{
 
 use gateway_api::apis::standard::httproutes::HTTPRouteRulesBackendRefs;
 
-use super::{GROUP, reference_grant};
+use super::reference_grant;
 use crate::{
     model::translate::{endpoints::EndpointIndex, service_upstream::upstream_id},
     model::{BackendProtocol, LoadBalancing, ObjectKind, ObjectRef, Upstream, WeightedUpstream},
@@ -66,34 +66,23 @@ fn one(
     cache: &mut HashMap<(Key, i32), Arc<Upstream>>,
     services: &mut HashSet<Key>,
 ) -> Result<Arc<Upstream>, (&'static str, String)> {
-    let group = r.group.as_deref().unwrap_or("");
-    let kind = r.kind.as_deref().unwrap_or("Service");
-    if !group.is_empty() || kind != "Service" {
-        return Err((
-            "InvalidKind",
-            format!("backendRef {group}/{kind} {} is not a Service", r.name),
-        ));
-    }
-    let ns = r.namespace.as_deref().unwrap_or(route_ns);
-    let grant = reference_grant::Reference {
-        from_group: GROUP,
-        from_kind: "HTTPRoute",
-        from_namespace: route_ns,
-        to_group: "",
-        to_kind: "Service",
-        to_namespace: ns,
-        to_name: &r.name,
-    };
-    if !reference_grant::permitted(objects, &grant) {
-        return Err((
-            "RefNotPermitted",
-            format!(
-                "no ReferenceGrant in {ns} lets HTTPRoutes of {route_ns} use Service {}",
-                r.name
-            ),
-        ));
-    }
-    let key = Key::new(ns, r.name.clone());
+    let key = reference_grant::checked(
+        objects,
+        &reference_grant::ObjectReference {
+            field: "backendRef",
+            from_kind: "HTTPRoute",
+            from_namespace: route_ns,
+            to_kind: "Service",
+            group: r.group.as_deref(),
+            kind: r.kind.as_deref(),
+            namespace: r.namespace.as_deref(),
+            name: &r.name,
+        },
+    )
+    .map_err(|p| match p {
+        reference_grant::RefProblem::WrongKind(m) => ("InvalidKind", m),
+        reference_grant::RefProblem::NotPermitted(m) => ("RefNotPermitted", m),
+    })?;
     services.insert(key.clone());
     let Some(svc) = objects.services.get(&key) else {
         return Err(("BackendNotFound", format!("Service {key} does not exist")));
@@ -120,9 +109,9 @@ fn one(
     }
     let u = Arc::new(Upstream {
         id: upstream_id(&key, number, false),
-        service: ObjectRef::new(ObjectKind::Service, ns, r.name.clone()),
+        service: ObjectRef::new(ObjectKind::Service, key.namespace.clone(), key.name.clone()),
         protocol: BackendProtocol::Http,
-        endpoints: endpoints.resolve(ns, &r.name, port),
+        endpoints: endpoints.resolve(&key.namespace, &key.name, port),
         load_balancing: LoadBalancing::RoundRobin,
         affinity: None,
         service_upstream: false,

@@ -297,34 +297,23 @@ fn certificate(
             "tls.certificateRefs is empty".into(),
         ));
     };
-    let group = r.group.as_deref().unwrap_or("");
-    let kind = r.kind.as_deref().unwrap_or("Secret");
-    if !group.is_empty() || kind != "Secret" {
-        return Err((
-            "InvalidCertificateRef",
-            format!("certificateRef {group}/{kind} {} is not a Secret", r.name),
-        ));
-    }
-    let ns = r.namespace.as_deref().unwrap_or(gw_ns);
-    let grant = reference_grant::Reference {
-        from_group: GROUP,
-        from_kind: "Gateway",
-        from_namespace: gw_ns,
-        to_group: "",
-        to_kind: "Secret",
-        to_namespace: ns,
-        to_name: &r.name,
-    };
-    if !reference_grant::permitted(objects, &grant) {
-        return Err((
-            "RefNotPermitted",
-            format!(
-                "no ReferenceGrant in {ns} lets Gateways of {gw_ns} use Secret {}",
-                r.name
-            ),
-        ));
-    }
-    let key = Key::new(ns, r.name.clone());
+    let key = reference_grant::checked(
+        objects,
+        &reference_grant::ObjectReference {
+            field: "certificateRef",
+            from_kind: "Gateway",
+            from_namespace: gw_ns,
+            to_kind: "Secret",
+            group: r.group.as_deref(),
+            kind: r.kind.as_deref(),
+            namespace: r.namespace.as_deref(),
+            name: &r.name,
+        },
+    )
+    .map_err(|p| match p {
+        reference_grant::RefProblem::WrongKind(m) => ("InvalidCertificateRef", m),
+        reference_grant::RefProblem::NotPermitted(m) => ("RefNotPermitted", m),
+    })?;
     secrets.insert(key.clone());
     let Some(secret) = objects.secrets.get(&key) else {
         return Err((
@@ -332,7 +321,7 @@ fn certificate(
             format!("Secret {key} does not exist"),
         ));
     };
-    let oref = ObjectRef::new(ObjectKind::Secret, ns, r.name.clone());
+    let oref = ObjectRef::new(ObjectKind::Secret, key.namespace.clone(), key.name.clone());
     tls.get(&oref, secret)
         .map_err(|e| ("InvalidCertificateRef", format!("Secret {key}: {e}")))
 }
