@@ -277,6 +277,11 @@ impl Translator {
                         || (p.name.is_none() && p.port.to_string() == label)
                 })?;
             l4.endpoints = rb.endpoints.resolve(&key.namespace, &key.name, port);
+            // The health check node port answers from the same endpoints.
+            if let Some(hc) = &mut l4.health_check {
+                hc.local_endpoints =
+                    super::service::local_ready(&l4.endpoints, self.config.node_name.as_deref());
+            }
         }
         snap.status_addresses = super::status_addresses(objects, &snap.l4, &self.config);
         Some(snap)

@@ -44,12 +44,33 @@ fn world() -> Objects {
     let mut o = Objects::default();
     for ns in NAMESPACES {
         for (i, name) in SERVICES[..3].iter().enumerate() {
-            o.upsert(svc(mk_service(
+            let mut port = mk_port(Some("http"), 80, IntOrString::Int(8080));
+            // web-2 is also an L4 NodePort with kube-proxy's health check node port, whose
+            // answer counts the ready endpoints the slice changes touch.
+            let l4 = i == 2;
+            if l4 {
+                port.node_port = Some(30080 + i as i32);
+            }
+            let mut service = mk_service(
                 ns,
                 name,
-                "ClusterIP",
-                vec![mk_port(Some("http"), 80, IntOrString::Int(8080))],
-            )));
+                if l4 { "NodePort" } else { "ClusterIP" },
+                vec![port],
+            );
+            if l4 && let Some(spec) = service.spec.as_mut() {
+                spec.external_traffic_policy = Some("Local".into());
+                spec.health_check_node_port = Some(32100);
+            }
+            if l4 {
+                service.metadata.annotations = Some(
+                    [(
+                        "xdp-ingress.dev/l4-acceleration".to_string(),
+                        "true".to_string(),
+                    )]
+                    .into(),
+                );
+            }
+            o.upsert(svc(service));
             o.upsert(slice(ns, name, i as u8, true));
         }
     }

@@ -205,7 +205,7 @@ pub fn l4_services(
 
 /// Ready endpoints on `node`, as kube-proxy counts them for the health check node port; the
 /// locality rule is the XDP path's (an unknown node name on either side is local).
-fn local_ready(endpoints: &[crate::model::Endpoint], node: Option<&str>) -> u32 {
+pub(super) fn local_ready(endpoints: &[crate::model::Endpoint], node: Option<&str>) -> u32 {
     let n = endpoints
         .iter()
         .filter(|e| e.state == EndpointState::Active)
