@@ -1101,15 +1101,17 @@ endpoints:
     )
 }
 
-/// `GET /` on the node's health check node port from the client namespace: status code and
-/// JSON body, or `None` while nothing answers.
-fn health_check(bed: &Bed) -> Option<(u16, serde_json::Value)> {
-    let to = SocketAddr::new(bed.topo.node_v4.into(), HC_NODE_PORT);
+/// `GET path` on the node's `port` from the client namespace: status code and body, or `None`
+/// while nothing answers.
+fn http_get(bed: &Bed, port: u16, path: &str) -> Option<(u16, String)> {
+    let to = SocketAddr::new(bed.topo.node_v4.into(), port);
     let raw = bed.topo.client.enter(|| {
         let mut s = TcpStream::connect_timeout(&to, Duration::from_millis(500)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-        s.write_all(b"GET / HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n")
-            .ok()?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .ok()?;
         let mut raw = Vec::new();
         s.read_to_end(&mut raw).ok()?;
         Some(raw)
@@ -1117,7 +1119,13 @@ fn health_check(bed: &Bed) -> Option<(u16, serde_json::Value)> {
     let text = String::from_utf8(raw).expect("UTF-8 response");
     let (head, body) = text.split_once("\r\n\r\n").expect("header end");
     let status = head.split(' ').nth(1)?.parse().ok()?;
-    Some((status, serde_json::from_str(body).expect("JSON body")))
+    Some((status, body.to_string()))
+}
+
+/// `GET /` on the node's health check node port: status code and JSON body.
+fn health_check(bed: &Bed) -> Option<(u16, serde_json::Value)> {
+    let (status, body) = http_get(bed, HC_NODE_PORT, "/")?;
+    Some((status, serde_json::from_str(&body).expect("JSON body")))
 }
 
 /// kube-proxy's health check node port, end to end: the daemon (node `node-a`) answers 200
@@ -1535,5 +1543,102 @@ fn daemon_limits_syns_at_the_proxys_own_listener_with_the_node_wide_flag() {
         json["reasons"]["drop_syn_rate_limit"], 6,
         "no new drops: {json}"
     );
+    stop(&mut daemon);
+}
+
+/// The admin port of [`daemon_dashboard_shows_the_xdp_services_with_their_counters`].
+const ADMIN_PORT: u16 = 10254;
+
+/// The dashboard with XDP attached (issue 16): after connections through the NodePort,
+/// `/dashboard.json` lists the echo Service with its NodePort frontend, non-zero packet and
+/// new-flow counters and its three pods as active backends, and `/dashboard`'s L4 table shows
+/// that row (not "XDP is off").
+#[test]
+fn daemon_dashboard_shows_the_xdp_services_with_their_counters() {
+    if !testbed::require_root() {
+        return;
+    }
+    require_daemon_bin();
+    let bed = bed();
+    let dir = tempfile::tempdir().unwrap();
+    write_manifests(dir.path(), bed.topo.pods.iter());
+    let admin = format!("{}:{ADMIN_PORT}", bed.topo.node_v4);
+    let mut daemon = bed.daemon_with(dir.path(), &["--metrics-addr", &admin]);
+    assert!(bed.wait_served(20), "NodePort never served");
+    const CONNECTIONS: u64 = 6;
+    for _ in 0..CONNECTIONS {
+        one_connection(&bed, false);
+    }
+
+    // Counters are per-CPU map sums read on each request: poll until this traffic shows.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let echo = loop {
+        let json = http_get(&bed, ADMIN_PORT, "/dashboard.json")
+            .filter(|(status, _)| *status == 200)
+            .map(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).expect("JSON"));
+        let echo = json.as_ref().and_then(|j| {
+            j["l4"]
+                .as_array()?
+                .iter()
+                .find(|s| {
+                    s["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with("default/echo:") && n.ends_with("#v4"))
+                })
+                .cloned()
+        });
+        if let Some(e) = &echo
+            && e["counters"]["new_flows"].as_u64() >= Some(CONNECTIONS)
+        {
+            break e.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dashboard never showed the echo Service's flows: {json:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        echo["counters"]["packets"].as_u64() > Some(CONNECTIONS),
+        "{echo}"
+    );
+    assert!(echo["counters"]["bytes"].as_u64() > Some(0), "{echo}");
+    let frontends: Vec<&str> = echo["frontends"]
+        .as_array()
+        .expect("frontends")
+        .iter()
+        .filter_map(|f| f.as_str())
+        .collect();
+    assert_eq!(frontends, [format!("tcp/*:{NODE_PORT}")], "{echo}");
+    let mut backends: Vec<(String, String)> = echo["backends"]
+        .as_array()
+        .expect("backends")
+        .iter()
+        .map(|b| {
+            (
+                b["address"].as_str().unwrap_or_default().to_string(),
+                b["state"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    backends.sort();
+    let mut want: Vec<(String, String)> = bed
+        .pod_addrs(false)
+        .iter()
+        .map(|a| (a.to_string(), "active".to_string()))
+        .collect();
+    want.sort();
+    assert_eq!(backends, want, "{echo}");
+
+    let (status, html) = http_get(&bed, ADMIN_PORT, "/dashboard").expect("dashboard page");
+    assert_eq!(status, 200);
+    let l4 = html
+        .split("<section id=\"l4\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</section>").next())
+        .expect("the L4 section");
+    assert!(!l4.contains("XDP is off"), "{l4}");
+    assert!(l4.contains("default/echo:"), "{l4}");
+    assert!(l4.contains(&format!("tcp/*:{NODE_PORT}")), "{l4}");
     stop(&mut daemon);
 }
