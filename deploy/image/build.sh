@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the xdp-ingress image from an already built daemon with buildah (deploy/image/
-# Containerfile), and with --smoke starts it and checks that it serves /healthz.
+# Builds the xdp-ingress image (deploy/Containerfile) from an already built daemon with buildah,
+# and with --smoke starts it and checks that it serves /healthz. `cargo xtask image` builds the
+# release daemon and calls this.
 #
 #   deploy/image/build.sh [--binary PATH] [--tag TAG] [--smoke]
 #
@@ -48,7 +49,7 @@ cp "$base" "$ctx/rootfs.tar"
 objcopy --strip-debug "$binary" "$ctx/xdp-ingress"
 # The previous build of this tag goes first, so repeated runs do not pile up vfs layers.
 "${bah[@]}" rmi -f "$tag" >/dev/null 2>&1 || true
-"${bah[@]}" bud --quiet --isolation chroot --layers=false -f deploy/image/Containerfile -t "$tag" "$ctx" >/dev/null
+"${bah[@]}" bud --quiet --isolation chroot --layers=false -f deploy/Containerfile -t "$tag" "$ctx" >/dev/null
 size=$("${bah[@]}" images --format '{{.Size}}' "$tag" | head -1)
 echo "image $tag: $size (binary $binary, $(du -h "$ctx/xdp-ingress" | cut -f1) stripped), built in $(( $(date +%s) - t0 ))s"
 [ "$smoke" = 1 ] || exit 0

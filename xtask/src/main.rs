@@ -6,6 +6,7 @@
 //! - `test`: everything CI runs: build, fmt, clippy, unit tests, privileged netns tests.
 //! - `demo`: a throwaway netns test bed with the daemon on it, traffic and live counters.
 //! - `deny`: the dependency policy (deny.toml) with cargo-deny, installed when missing.
+//! - `image`: the runtime image of deploy/Containerfile (buildah) from a release daemon.
 //! - `bench`: benchmarks that print ratios against a peer measured in the same run.
 //! - `report`: `target/bench/report.md` and its SVG charts from the benchmarks' JSON results.
 //! - `cmd`: running commands loudly.
@@ -15,6 +16,7 @@ mod build_ebpf;
 mod cmd;
 mod demo;
 mod deny;
+mod image;
 mod provision;
 mod report;
 mod test;
@@ -38,6 +40,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Check dependencies against deny.toml: advisories, licenses, bans, sources (cargo-deny).
     Deny,
+    /// Build the runtime image (deploy/Containerfile) from a release daemon; `--smoke` starts it.
+    Image(image::ImageArgs),
     /// Run the benchmarks and print ratios against peers measured in the same run.
     Bench(bench::BenchArgs),
 }
@@ -47,6 +51,7 @@ fn main() -> anyhow::Result<()> {
         Command::BuildEbpf => build_ebpf::build().map(|_| ()),
         Command::Test(args) => test::run(args),
         Command::Deny => deny::run(),
+        Command::Image(args) => image::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
     }

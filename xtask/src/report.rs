@@ -159,13 +159,7 @@ fn bars(root: &Area, c: &Chart) -> DrawResult {
             }
         }
     }
-    let top = c
-        .series
-        .iter()
-        .flat_map(|s| s.y.iter().copied())
-        .filter(|v| v.is_finite())
-        .fold(0.0f64, f64::max);
-    let top = if top > 0.0 { top * 1.15 } else { 1.0 };
+    let top = y_top(c);
     let mut chart = ChartBuilder::on(root)
         .caption(&c.title, ("sans-serif", 18))
         .margin(12)
@@ -211,12 +205,7 @@ fn bars(root: &Area, c: &Chart) -> DrawResult {
             .map_err(err)?;
     }
     if c.series.len() > 1 {
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
+        legend(&mut chart)?;
     }
     Ok(())
 }
@@ -232,13 +221,7 @@ fn lines(root: &Area, c: &Chart) -> DrawResult {
     } else {
         (0.0, 1.0)
     };
-    let top = c
-        .series
-        .iter()
-        .flat_map(|s| s.y.iter().copied())
-        .filter(|v| v.is_finite())
-        .fold(0.0f64, f64::max);
-    let top = if top > 0.0 { top * 1.15 } else { 1.0 };
+    let top = y_top(c);
     let mut chart = ChartBuilder::on(root)
         .caption(&c.title, ("sans-serif", 18))
         .margin(12)
@@ -269,11 +252,67 @@ fn lines(root: &Area, c: &Chart) -> DrawResult {
             .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))
             .map_err(err)?;
     }
+    legend(&mut chart)
+}
+
+/// The y axis' end: 15% above the largest finite value, 1 when there is none.
+fn y_top(c: &Chart) -> f64 {
+    let top = c
+        .series
+        .iter()
+        .flat_map(|s| s.y.iter().copied())
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max);
+    if top > 0.0 { top * 1.15 } else { 1.0 }
+}
+
+/// The series' legend box, in the chart's upper right corner.
+fn legend<'a, 'b: 'a>(
+    chart: &mut ChartContext<
+        'a,
+        SVGBackend<'b>,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
+) -> DrawResult {
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()
-        .map_err(err)?;
-    Ok(())
+        .map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use testbed::bench_out::BenchOut;
+
+    use super::*;
+
+    /// Both chart kinds draw, each series with its legend entry, and the report links them.
+    #[test]
+    fn bars_and_lines_draw_with_their_legends() {
+        let mut out = BenchOut::new("l7");
+        for (proto, ours, nginx) in [("HTTP/1.1", 9000.0, 7000.0), ("h2", 12000.0, 8000.0)] {
+            out.bar("req/s", "requests/s", proto, "xdp-ingress", ours);
+            out.bar("req/s", "requests/s", proto, "nginx", nginx);
+        }
+        for (n, p99) in [(1000.0, 2.0), (3000.0, 4.5), (10000.0, 9.0)] {
+            out.point("event to live", ["objects", "ms"], "p99", n, p99);
+            out.point("event to live", ["objects", "ms"], "p50", n, p99 / 3.0);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("l7.json"),
+            serde_json::to_string(&out).unwrap(),
+        )
+        .unwrap();
+        let report = std::fs::read_to_string(write(dir.path(), &["l7"]).unwrap()).unwrap();
+        for (i, legend) in [(0, ["xdp-ingress", "nginx"]), (1, ["p99", "p50"])] {
+            assert!(report.contains(&format!("(l7-{i}.svg)")), "{report}");
+            let svg = std::fs::read_to_string(dir.path().join(format!("l7-{i}.svg"))).unwrap();
+            for name in legend {
+                assert!(svg.contains(name), "chart {i} has no legend entry {name}");
+            }
+        }
+    }
 }

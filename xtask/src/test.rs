@@ -6,7 +6,7 @@ use anyhow::bail;
 use crate::{
     build_ebpf,
     cmd::{self, ci, is_root, step},
-    deny, provision,
+    deny, image, provision,
 };
 
 #[derive(clap::Args)]
@@ -50,16 +50,6 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
     step("building the daemon (the netns tests run the binary)");
     cmd::run(cmd::cargo().args(["build", "--package", "ingress-userspace", "--bins"]))?;
 
-    if root {
-        // Seconds once the base is cached (about 30 s the first time); builds nothing.
-        step("container image: build from the daemon just built, start it, /healthz");
-        cmd::run(
-            std::process::Command::new("bash")
-                .arg(cmd::root().join("deploy/image/build.sh"))
-                .args(["--binary", "target/debug/xdp-ingress", "--smoke"]),
-        )?;
-    }
-
     step("unit and integration tests (unprivileged)");
     let mut c = cmd::cargo();
     c.args([
@@ -83,6 +73,12 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
             c.args(["--", f]);
         }
         cmd::run(&mut c)?;
+        // Last: the image users would run (release daemon), started and probed. The release
+        // build is the longest step left, so every test has spoken before it.
+        image::run(image::ImageArgs {
+            smoke: true,
+            tag: "localhost/xdp-ingress:ci".into(),
+        })?;
     } else {
         let msg = format!(
             "SKIPPED the privileged tests of `{E2E}` (network namespaces, XDP attach, BPF_PROG_TEST_RUN): \
