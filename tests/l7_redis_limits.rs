@@ -87,6 +87,40 @@ spec:
 /// Redis and two daemons sharing it, serving [`manifests`]; `None` when not root or
 /// `redis-server` is missing (the privileged runner fails on a skip under CI).
 fn cluster(annotations: &[(&str, &str)], configmap: &[(&str, &str)]) -> Option<Cluster> {
+    cluster_over(annotations, configmap, Redis::Plain)
+}
+
+/// How the daemons reach Redis.
+#[derive(Clone, Copy, PartialEq)]
+enum Redis {
+    /// `redis://`.
+    Plain,
+    /// `rediss://` with `--rate-limit-redis-ca`: the CA that signed Redis's certificate when
+    /// `trusted`, else another one.
+    Tls { trusted: bool },
+}
+
+/// A CA, and a certificate for 127.0.0.1 it signed with its key: `(ca, chain, key)` in PEM.
+fn redis_tls_material() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+/// [`cluster`] with Redis reached as `redis` says.
+fn cluster_over(
+    annotations: &[(&str, &str)],
+    configmap: &[(&str, &str)],
+    redis_kind: Redis,
+) -> Option<Cluster> {
     if !testbed::require_root() {
         return None;
     }
@@ -95,8 +129,31 @@ fn cluster(annotations: &[(&str, &str)], configmap: &[(&str, &str)]) -> Option<C
     let pod = &topo.pods[0];
     let backend =
         HttpBackend::start_in(&pod.ns, "0.0.0.0:8080".parse().unwrap(), &pod.name).unwrap();
-    let redis = RedisServer::start(Some(&topo.node), 0).expect("redis-server starts");
     let dir = tempfile::tempdir().unwrap();
+    let (redis, redis_args) = match redis_kind {
+        Redis::Plain => {
+            let redis = RedisServer::start(Some(&topo.node), 0).expect("redis-server starts");
+            let url = redis.url();
+            (redis, vec![url])
+        }
+        Redis::Tls { trusted } => {
+            let (ca, chain, key) = redis_tls_material();
+            let redis = RedisServer::start_tls(Some(&topo.node), &chain, &key)
+                .expect("redis-server starts");
+            let ca = if trusted { ca } else { redis_tls_material().0 };
+            let ca_file = dir.path().join("redis-ca.crt");
+            std::fs::write(&ca_file, ca).unwrap();
+            let url = redis.tls_url().expect("TLS port");
+            (
+                redis,
+                vec![
+                    url,
+                    "--rate-limit-redis-ca".into(),
+                    ca_file.display().to_string(),
+                ],
+            )
+        }
+    };
     let cm = if configmap.is_empty() {
         String::new()
     } else {
@@ -121,7 +178,8 @@ fn cluster(annotations: &[(&str, &str)], configmap: &[(&str, &str)]) -> Option<C
                 .args(["--https-port", &(8444 + i).to_string()])
                 .args(["--metrics-addr", &metrics.to_string()])
                 .args(["--access-log-format", "off"])
-                .args(["--rate-limit-redis", &redis.url()])
+                .arg("--rate-limit-redis")
+                .args(&redis_args)
                 .args(["--rate-limit-cluster-nodes", "2"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
@@ -139,9 +197,11 @@ fn cluster(annotations: &[(&str, &str)], configmap: &[(&str, &str)]) -> Option<C
         _backend: backend,
         _dir: dir,
     };
-    // Ready: the snapshot is live and Redis is connected on both.
+    // Ready: the snapshot is live and Redis is connected on both (or, with a CA that did not
+    // sign Redis's certificate, refused on both).
+    let up = redis_kind != Redis::Tls { trusted: false };
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !(0..2).all(|i| c.store_up(i) == Some(true)) {
+    while !(0..2).all(|i| c.store_up(i) == Some(up)) {
         assert!(Instant::now() < deadline, "daemons never became ready");
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -246,6 +306,41 @@ fn two_daemons_hold_one_limit_through_redis() {
         count(&got, 503) as f64,
         "refusals counted by ingress and reason"
     );
+}
+
+/// `rediss://`: the same shared limit through Redis's TLS port, verified against
+/// `--rate-limit-redis-ca`; from a quiet client at once, nginx's `1 + burst` for the cluster.
+#[test]
+fn two_daemons_hold_one_limit_through_a_tls_redis() {
+    let Some(c) = cluster_over(
+        &[("limit-rps", "2"), ("limit-burst-multiplier", "2")],
+        &[],
+        Redis::Tls { trusted: true },
+    ) else {
+        return;
+    };
+    let (got, took) = c.send(12, Duration::ZERO, |i| i % 2, |_| "one.test");
+    let ok = count(&got, 200) as f64;
+    let expected = nginx_admits(2.0, 4.0, took);
+    assert!(
+        ok <= expected + 1.0 && ok >= expected - 1.0,
+        "{ok} admitted in {took:?}, nginx would admit {expected}: {got:?}"
+    );
+    assert_eq!(c.store_up(0), Some(true));
+}
+
+/// A Redis whose certificate the configured CA did not sign is never used: the store stays
+/// down (`xdp_ingress_rate_limit_store_up 0`) and requests are still served, decided per node.
+#[test]
+fn a_tls_redis_signed_by_another_ca_is_refused_and_limits_fall_back() {
+    let Some(c) = cluster_over(&[("limit-rps", "100")], &[], Redis::Tls { trusted: false }) else {
+        return;
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(c.store_up(0), Some(false));
+    assert_eq!(c.store_up(1), Some(false));
+    let (got, _) = c.send(4, Duration::ZERO, |i| i % 2, |_| "one.test");
+    assert_eq!(count(&got, 200), 4, "{got:?}");
 }
 
 /// The global per-client limit (ConfigMap `global-limit-rps 2`, multiplier 2: 1 + 4 at once)

@@ -15,6 +15,10 @@ use crate::{netns::Netns, process::KillOnDrop};
 pub struct RedisServer {
     /// `127.0.0.1:port` inside `ns` (or the caller's namespace).
     pub addr: SocketAddr,
+    /// The TLS port's address ([`RedisServer::start_tls`]).
+    pub tls_addr: Option<SocketAddr>,
+    /// Certificate and key files of the TLS port.
+    tls_files: Option<(PathBuf, PathBuf)>,
     ns: Option<Netns>,
     dir: tempfile::TempDir,
     process: std::sync::Mutex<Option<KillOnDrop>>,
@@ -38,12 +42,42 @@ impl RedisServer {
         };
         let r = RedisServer {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            tls_addr: None,
+            tls_files: None,
             ns: ns.cloned(),
             dir: tempfile::tempdir()?,
             process: std::sync::Mutex::new(None),
         };
         r.restart()?;
         Ok(r)
+    }
+
+    /// [`RedisServer::start`] with a TLS port too (a free one), serving `cert_pem` (the chain)
+    /// and `key_pem`; clients are not asked for certificates. The plain port stays, for PING.
+    pub fn start_tls(
+        ns: Option<&Netns>,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> anyhow::Result<RedisServer> {
+        let dir = tempfile::tempdir()?;
+        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        std::fs::write(&cert, cert_pem)?;
+        std::fs::write(&key, key_pem)?;
+        let r = RedisServer {
+            addr: SocketAddr::from(([127, 0, 0, 1], free_port(ns)?)),
+            tls_addr: Some(SocketAddr::from(([127, 0, 0, 1], free_port(ns)?))),
+            tls_files: Some((cert, key)),
+            ns: ns.cloned(),
+            dir,
+            process: std::sync::Mutex::new(None),
+        };
+        r.restart()?;
+        Ok(r)
+    }
+
+    /// The `rediss://` URL of the TLS port.
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls_addr.map(|a| format!("rediss://{a}"))
     }
 
     /// The URL for `--rate-limit-redis`.
@@ -86,9 +120,17 @@ impl RedisServer {
             .arg(self.addr.port().to_string())
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
             .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .arg(self.dir.path());
+        if let (Some(addr), Some((cert, key))) = (self.tls_addr, &self.tls_files) {
+            cmd.arg("--tls-port")
+                .arg(addr.port().to_string())
+                .arg("--tls-cert-file")
+                .arg(cert)
+                .arg("--tls-key-file")
+                .arg(key)
+                .args(["--tls-auth-clients", "no"]);
+        }
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
         *self.process.lock().unwrap_or_else(|p| p.into_inner()) =
             Some(KillOnDrop::spawn(&mut cmd)?);
         let deadline = Instant::now() + Duration::from_secs(10);

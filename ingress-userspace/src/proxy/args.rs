@@ -158,6 +158,10 @@ pub struct ProxyArgs {
     /// unreachable, limits are counted per node divided by the ready ingress nodes.
     #[arg(long, env = "XDP_INGRESS_RATE_LIMIT_REDIS", hide_env_values = true)]
     pub rate_limit_redis: Option<String>,
+    /// PEM file of the certificate authorities a `rediss://` --rate-limit-redis is verified
+    /// against (e.g. a Secret's `ca.crt` mounted into the pod). Unset: the system's roots.
+    #[arg(long)]
+    pub rate_limit_redis_ca: Option<std::path::PathBuf>,
     /// Longest wait for Redis's answer to one rate-limit decision; past it the request is
     /// decided on this node and Redis is reconnected in the background.
     #[arg(long, default_value = "50ms", value_parser = parse_duration)]

@@ -77,6 +77,11 @@ pub enum ProxyError {
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     RateLimitStore(#[from] rate_limit::store::StoreError),
+    #[error("reading --rate-limit-redis-ca {path}: {source}")]
+    RedisCa {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// What one snapshot compiles into.
@@ -259,9 +264,17 @@ impl Proxy {
         // The default certificate comes with each snapshot (`L7Config::default_certificate`).
         let certs = Arc::new(CertStore::new()?);
         let tls = Arc::new(certs.server_config()?);
+        let redis_ca = match &args.rate_limit_redis_ca {
+            Some(path) => Some(std::fs::read(path).map_err(|source| ProxyError::RedisCa {
+                path: path.clone(),
+                source,
+            })?),
+            None => None,
+        };
         let store = match &args.rate_limit_redis {
             Some(url) => Some(rate_limit::store::RedisStore::start(
                 url,
+                redis_ca.as_deref(),
                 args.rate_limit_redis_timeout,
                 metrics.rate_limit_store_up.clone(),
             )?),

@@ -98,10 +98,27 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
-    /// A store for `url` (`redis://[:password@]host:port[/db]`, `rediss://` not supported),
+    /// A store for `url` (`redis://[:password@]host:port[/db]`, or `rediss://` for TLS),
     /// down until its reconnect task (spawned here, on the current runtime) connects.
-    pub fn start(url: &str, timeout: Duration, up_gauge: Gauge) -> Result<Arc<Self>, StoreError> {
-        let client = Client::open(url).map_err(StoreError::Url)?;
+    /// `rediss://` verifies the server against `ca_pem` (PEM certificates) when given, else
+    /// against the system's roots.
+    pub fn start(
+        url: &str,
+        ca_pem: Option<&[u8]>,
+        timeout: Duration,
+        up_gauge: Gauge,
+    ) -> Result<Arc<Self>, StoreError> {
+        let client = match ca_pem {
+            Some(pem) => Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.to_vec()),
+                },
+            ),
+            None => Client::open(url),
+        }
+        .map_err(StoreError::Url)?;
         let store = Arc::new(RedisStore {
             client,
             conn: ArcSwapOption::empty(),
@@ -242,12 +259,22 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_url_is_an_error_and_a_good_one_starts_down() {
-        let e = RedisStore::start("http://nope", Duration::from_millis(50), Gauge::default());
+        let e = RedisStore::start(
+            "http://nope",
+            None,
+            Duration::from_millis(50),
+            Gauge::default(),
+        );
         assert!(matches!(e, Err(StoreError::Url(_))));
         // Nothing listens on port 1: the store stays down and decisions fail at once.
         let up = Gauge::default();
-        let s = RedisStore::start("redis://127.0.0.1:1", Duration::from_millis(50), up.clone())
-            .unwrap();
+        let s = RedisStore::start(
+            "redis://127.0.0.1:1",
+            None,
+            Duration::from_millis(50),
+            up.clone(),
+        )
+        .unwrap();
         assert!(!s.is_up());
         assert_eq!(up.get(), 0);
         let part = Part {
