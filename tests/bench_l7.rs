@@ -8,9 +8,18 @@
 //! (MB/s in the rps columns); and the keep-alive cases again on all cores (our default worker
 //! count, one per core, vs `worker_processes auto` vs HAProxy's default `nbthread`).
 //! Run by `cargo xtask bench l7` (or `cargo test --release -p xdp-ingress-e2e --test bench_l7
-//! -- --ignored --nocapture`). Each case runs twice per proxy, alternating, `BENCH_SECONDS`
-//! (default 5) seconds each; the better of the two rounds is reported. `BENCH_CASES`
-//! (comma-separated substrings of case names) runs only the matching cases.
+//! -- --ignored --nocapture`). Each case runs `BENCH_ROUNDS` (default 3) rounds, each round
+//! ours, nginx, HAProxy one after the other, `BENCH_SECONDS` (default 5) seconds each: the
+//! columns show each proxy's best round (req/s, and that round's p99) and the median over the
+//! rounds of the per-round ratio (ours and the peer measured next to each other, so a load
+//! that drifts between rounds cancels). `BENCH_CASES` (comma-separated substrings of case
+//! names) runs only the matching cases.
+//!
+//! Pinning (machines with 2 cores or more, unless `BENCH_PIN=0`): the one-worker proxies all
+//! run on the last core, in turn, and the load generator and the backend on the others, so
+//! that each proxy gets the same core and never competes with its own load; the all-cores
+//! cases run unpinned. `BENCH_RUNTIME=current` runs our one-worker proxy on a current-thread
+//! tokio runtime instead of a one-worker multi-thread one (the daemon's runtime).
 
 mod l7common;
 
@@ -30,6 +39,94 @@ const CONNECTIONS: &str = "32";
 const LARGE: usize = 1 << 20;
 /// Largest request body every proxy accepts here (above `LARGE`).
 const MAX_BODY: u64 = 8 << 20;
+
+fn rounds() -> usize {
+    std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3)
+        .clamp(1, 20)
+}
+
+/// Where things run: `proxy` (the one-worker proxies, in turn), `load` (wrk, h2load, the
+/// backend), `all` (the all-cores proxies and their load). `None` (one core, or
+/// `BENCH_PIN=0`): nothing pinned.
+#[derive(Debug, Clone)]
+struct Cpus {
+    proxy: Vec<usize>,
+    load: Vec<usize>,
+    all: Vec<usize>,
+}
+
+impl Cpus {
+    fn plan() -> Option<Cpus> {
+        let n = cores();
+        if n < 2 || std::env::var("BENCH_PIN").is_ok_and(|v| v == "0") {
+            return None;
+        }
+        Some(Cpus {
+            proxy: vec![n - 1],
+            load: (0..n - 1).collect(),
+            all: (0..n).collect(),
+        })
+    }
+}
+
+fn cpu_list(cpus: &[usize]) -> String {
+    cpus.iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Pins the calling thread (and so every thread and process it starts after) to `cpus`.
+fn pin_thread(cpus: &[usize]) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET stays within it for the
+    // machine's cores; sched_setaffinity(0) changes only the calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &c in cpus {
+            libc::CPU_SET(c, &mut set);
+        }
+        let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        assert_eq!(
+            rc,
+            0,
+            "sched_setaffinity: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// `program args` in `ns`, under `taskset -c cpus` when pinned.
+fn pinned_cmd(ns: &testbed::Netns, cpus: Option<&[usize]>, program: &str) -> Command {
+    match cpus {
+        Some(cpus) => {
+            let mut c = ns.cmd("taskset");
+            c.args(["-c", &cpu_list(cpus), program]);
+            c
+        }
+        None => ns.cmd(program),
+    }
+}
+
+/// Runs `program args` in `ns` (pinned to `cpus` if given); stdout, or an error with stderr.
+fn run_in(
+    ns: &testbed::Netns,
+    cpus: Option<&[usize]>,
+    program: &str,
+    args: &[&str],
+) -> anyhow::Result<String> {
+    let out = pinned_cmd(ns, cpus, program).args(args).output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{program} {} failed ({}): {}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
 
 fn seconds() -> u64 {
     std::env::var("BENCH_SECONDS")
@@ -157,9 +254,15 @@ backend pods
     )
 }
 
-/// `wrk` from the client namespace with `threads` threads and `extra` arguments (headers, a
-/// script); parses Requests/sec and the 99% latency.
-fn wrk(topo: &Topology, url: &str, threads: usize, extra: &[&str]) -> Result {
+/// `wrk` from the client namespace (on `cpus` if given) with `threads` threads and `extra`
+/// arguments (headers, a script); parses Requests/sec and the 99% latency.
+fn wrk(
+    topo: &Topology,
+    cpus: Option<&[usize]>,
+    url: &str,
+    threads: usize,
+    extra: &[&str],
+) -> Result {
     let d = format!("{}s", seconds());
     let t = format!("-t{threads}");
     let host = format!("Host: {HOST}");
@@ -175,7 +278,7 @@ fn wrk(topo: &Topology, url: &str, threads: usize, extra: &[&str]) -> Result {
     ];
     args.extend_from_slice(extra);
     args.push(url);
-    let out = topo.client.run("wrk", &args).expect("wrk");
+    let out = run_in(&topo.client, cpus, "wrk", &args).expect("wrk");
     let mut r = Result::default();
     for line in out.lines() {
         let t = line.trim();
@@ -208,31 +311,38 @@ fn wrk_duration_ms(v: &str) -> f64 {
     }
 }
 
-/// `h2load` (HTTP/2 over TLS, ALPN h2) from the client namespace; p99 from its per-request log.
-fn h2load(topo: &Topology, url: &str, threads: usize, log: &std::path::Path) -> Result {
+/// `h2load` (HTTP/2 over TLS, ALPN h2) from the client namespace (on `cpus` if given); p99
+/// from its per-request log.
+fn h2load(
+    topo: &Topology,
+    cpus: Option<&[usize]>,
+    url: &str,
+    threads: usize,
+    log: &std::path::Path,
+) -> Result {
     let d = seconds().to_string();
     let t = threads.to_string();
-    let out = topo
-        .client
-        .run(
-            "h2load",
-            &[
-                "-D",
-                &d,
-                "-c",
-                CONNECTIONS,
-                "-m",
-                "8",
-                "-t",
-                &t,
-                "-H",
-                &format!(":authority: {HOST}"),
-                "--log-file",
-                &log.display().to_string(),
-                url,
-            ],
-        )
-        .expect("h2load");
+    let out = run_in(
+        &topo.client,
+        cpus,
+        "h2load",
+        &[
+            "-D",
+            &d,
+            "-c",
+            CONNECTIONS,
+            "-m",
+            "8",
+            "-t",
+            &t,
+            "-H",
+            &format!(":authority: {HOST}"),
+            "--log-file",
+            &log.display().to_string(),
+            url,
+        ],
+    )
+    .expect("h2load");
     let mut r = Result::default();
     for line in out.lines() {
         // "finished in 5.00s, 12345.67 req/s, 1.23MB/s"
@@ -286,6 +396,16 @@ impl Drop for StopOnDrop {
     }
 }
 
+/// The middle value (the mean of the two middle ones for an even count); NaN when empty.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
@@ -305,6 +425,11 @@ fn l7_proxy_vs_nginx() {
         return;
     }
     let topo = Topology::new(1).expect("topology");
+    let cpus = Cpus::plan();
+    // Threads inherit their creator's affinity: the backend's from here, the proxies' below.
+    if let Some(c) = &cpus {
+        pin_thread(&c.load);
+    }
     let backend = HttpBackend::start_in(&topo.pods[0].ns, "0.0.0.0:8080".parse().unwrap(), "pod0")
         .expect("backend");
     let backend_addr = SocketAddr::new(topo.pods[0].v4.into(), 8080);
@@ -329,8 +454,26 @@ fn l7_proxy_vs_nginx() {
         request_buffer_bytes: 0,
         ..TestProxy::quiet_args()
     };
-    let proxy = NsProxy::start_with_workers(&topo.node, args(false), 1);
+    if let Some(c) = &cpus {
+        pin_thread(&c.proxy);
+    }
+    // `BENCH_RUNTIME=current`: the one-worker proxy on a current-thread runtime instead of the
+    // daemon's (a multi-thread runtime, here with one worker: `TOKIO_WORKER_THREADS=1`).
+    let current_thread = std::env::var("BENCH_RUNTIME").is_ok_and(|v| v == "current");
+    let proxy = if current_thread {
+        NsProxy::start_current_thread(&topo.node, args(false))
+    } else {
+        NsProxy::start_with_workers(&topo.node, args(false), 1)
+    };
+    if let Some(c) = &cpus {
+        pin_thread(&c.all);
+    }
     let wide_proxy = NsProxy::start_with_workers(&topo.node, args(true), cores());
+    // The peers' processes and the load generators are pinned by `taskset` (or not at all).
+    let (one_cpus, load_cpus, all_cpus) = match &cpus {
+        Some(c) => (Some(&c.proxy[..]), Some(&c.load[..]), Some(&c.all[..])),
+        None => (None, None, None),
+    };
     let mut l7 = l7_with(
         vec![vhost(
             HOST,
@@ -362,9 +505,10 @@ fn l7_proxy_vs_nginx() {
     let mut peers = Vec::new();
     for wide in [false, true] {
         let tag = if wide { "wide" } else { "one" };
+        let peer_cpus = if wide { all_cpus } else { one_cpus };
         let conf = dir.path().join(format!("nginx-{tag}.conf"));
         std::fs::write(&conf, nginx_conf(dir.path(), backend_addr, wide)).unwrap();
-        let nginx = KillOnDrop::spawn(topo.node.cmd("nginx").args([
+        let nginx = KillOnDrop::spawn(pinned_cmd(&topo.node, peer_cpus, "nginx").args([
             "-c",
             &conf.display().to_string(),
             "-p",
@@ -375,7 +519,7 @@ fn l7_proxy_vs_nginx() {
         let haconf = dir.path().join(format!("haproxy-{tag}.cfg"));
         std::fs::write(&haconf, haproxy_conf(dir.path(), backend_addr, wide)).unwrap();
         // `-db`: foreground, one process (its threads end with it).
-        let haproxy = KillOnDrop::spawn(topo.node.cmd("haproxy").args([
+        let haproxy = KillOnDrop::spawn(pinned_cmd(&topo.node, peer_cpus, "haproxy").args([
             "-db",
             "-f",
             &haconf.display().to_string(),
@@ -424,42 +568,104 @@ fn l7_proxy_vs_nginx() {
     let cases: Vec<Case<'_>> = vec![
         (
             "HTTP/1.1 keep-alive (wrk)",
-            Box::new(|peer| wrk(&topo, &peer.url("http", false, "/fixed"), 1, &[])),
+            Box::new(|peer| wrk(&topo, load_cpus, &peer.url("http", false, "/fixed"), 1, &[])),
         ),
         (
             "HTTPS HTTP/1.1 (wrk)",
-            Box::new(|peer| wrk(&topo, &peer.url("https", false, "/fixed"), 1, &[])),
+            Box::new(|peer| {
+                wrk(
+                    &topo,
+                    load_cpus,
+                    &peer.url("https", false, "/fixed"),
+                    1,
+                    &[],
+                )
+            }),
         ),
         (
             "HTTP/2 over TLS (h2load)",
             Box::new(|peer| {
                 let log = dir.path().join(format!("h2-{}.log", peer.name()));
-                h2load(&topo, &peer.url("https", false, "/fixed"), 1, &log)
+                h2load(
+                    &topo,
+                    load_cpus,
+                    &peer.url("https", false, "/fixed"),
+                    1,
+                    &log,
+                )
             }),
         ),
         (
             "HTTP/1.1 conn/request",
-            Box::new(|peer| wrk(&topo, &peer.url("http", false, "/fixed"), 1, &close)),
+            Box::new(|peer| {
+                wrk(
+                    &topo,
+                    load_cpus,
+                    &peer.url("http", false, "/fixed"),
+                    1,
+                    &close,
+                )
+            }),
         ),
         (
             "HTTPS conn/request (hs/s)",
-            Box::new(|peer| wrk(&topo, &peer.url("https", false, "/fixed"), 1, &close)),
+            Box::new(|peer| {
+                wrk(
+                    &topo,
+                    load_cpus,
+                    &peer.url("https", false, "/fixed"),
+                    1,
+                    &close,
+                )
+            }),
         ),
         (
             "1 MiB down (MB/s)",
-            Box::new(|peer| mbps(wrk(&topo, &peer.url("http", false, &large), 1, &[]))),
+            Box::new(|peer| {
+                mbps(wrk(
+                    &topo,
+                    load_cpus,
+                    &peer.url("http", false, &large),
+                    1,
+                    &[],
+                ))
+            }),
         ),
         (
             "1 MiB up (MB/s)",
-            Box::new(|peer| mbps(wrk(&topo, &peer.url("http", false, "/discard"), 1, &upload))),
+            Box::new(|peer| {
+                mbps(wrk(
+                    &topo,
+                    load_cpus,
+                    &peer.url("http", false, "/discard"),
+                    1,
+                    &upload,
+                ))
+            }),
         ),
         (
             "all cores HTTP/1.1",
-            Box::new(|peer| wrk(&topo, &peer.url("http", true, "/fixed"), wide_threads, &[])),
+            Box::new(|peer| {
+                wrk(
+                    &topo,
+                    all_cpus,
+                    &peer.url("http", true, "/fixed"),
+                    wide_threads,
+                    &[],
+                )
+            }),
         ),
         (
             "all cores HTTPS",
-            Box::new(|peer| wrk(&topo, &peer.url("https", true, "/fixed"), wide_threads, &[])),
+            Box::new(|peer| {
+                wrk(
+                    &topo,
+                    all_cpus,
+                    &peer.url("https", true, "/fixed"),
+                    wide_threads,
+                    &[],
+                )
+            }),
         ),
         (
             "all cores HTTP/2",
@@ -467,6 +673,7 @@ fn l7_proxy_vs_nginx() {
                 let log = dir.path().join(format!("h2-wide-{}.log", peer.name()));
                 h2load(
                     &topo,
+                    all_cpus,
                     &peer.url("https", true, "/fixed"),
                     wide_threads,
                     &log,
@@ -477,15 +684,29 @@ fn l7_proxy_vs_nginx() {
     let mut report = String::new();
     let _ = writeln!(
         report,
-        "\nL7 proxy vs nginx {} and HAProxy {} (1 worker each; \"all cores\": {} each; {CONNECTIONS} connections, {} s per run, same backend; ratios are ours / peer)",
+        "\nL7 proxy vs nginx {} and HAProxy {} (1 worker each, ours on a {} runtime; \"all cores\": {} each; {CONNECTIONS} connections, {} rounds of {} s, same backend; {}; ratios are ours / peer: best round's, and the median of the rounds' ratios)",
         nginx_version(),
         haproxy_version(),
+        if current_thread {
+            "current-thread"
+        } else {
+            "multi-thread"
+        },
         cores(),
-        seconds()
+        rounds(),
+        seconds(),
+        match &cpus {
+            Some(c) => format!(
+                "1-worker proxies pinned to cpu {}, load and backend to cpu {}",
+                cpu_list(&c.proxy),
+                cpu_list(&c.load)
+            ),
+            None => "unpinned".to_string(),
+        }
     );
     let _ = writeln!(
         report,
-        "{:<26} {:>10} {:>9} {:>11} {:>9} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6}",
+        "{:<26} {:>10} {:>9} {:>11} {:>9} {:>11} {:>9} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>6}",
         "case",
         "ours rps",
         "ours p99",
@@ -495,8 +716,10 @@ fn l7_proxy_vs_nginx() {
         "hapr p99",
         "rps/ngx",
         "p99/ngx",
-        "rps/hapr",
-        "p99/hapr",
+        "rps/hap",
+        "p99/hap",
+        "med r/ng",
+        "med p/ng",
         "load1"
     );
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -506,19 +729,25 @@ fn l7_proxy_vs_nginx() {
             .ok()
             .and_then(|l| l.split_whitespace().next().map(str::to_string))
             .unwrap_or_default();
-        // Two alternating rounds each (ours, nginx, haproxy, twice), the better round counts:
-        // the machine is shared, and a neighbour's burst should not decide the ratio.
-        let best = |a: Result, b: Result| if b.rps > a.rps { b } else { a };
-        let round = || Peer::ALL.map(run);
-        let (r1, r2) = (round(), round());
-        let [ours, ngx, hap] = [0, 1, 2].map(|i| best(r1[i], r2[i]));
-        let errors = ours.errors + ngx.errors + hap.errors;
+        // Alternating rounds (ours, nginx, haproxy, again): the machine is shared, and a
+        // neighbour's burst should not decide the ratio.
+        let rounds: Vec<[Result; 3]> = (0..rounds()).map(|_| Peer::ALL.map(run)).collect();
+        let best = |i: usize| {
+            rounds
+                .iter()
+                .map(|r| r[i])
+                .fold(Result::default(), |a, b| if b.rps > a.rps { b } else { a })
+        };
+        let [ours, ngx, hap] = [0, 1, 2].map(best);
+        let median_rps = median(rounds.iter().map(|r| r[0].rps / r[1].rps).collect());
+        let median_p99 = median(rounds.iter().map(|r| r[0].p99_ms / r[1].p99_ms).collect());
+        let errors: u64 = rounds.iter().flatten().map(|r| r.errors).sum();
         for (peer, r) in [("xdp-ingress", ours), ("nginx", ngx), ("haproxy", hap)] {
             out.bar("L7 req/s", "req/s", name, peer, r.rps);
             out.bar("L7 p99 latency", "ms", name, peer, r.p99_ms);
         }
         let line = format!(
-            "{:<26} {:>10.0} {:>7.2}ms {:>11.0} {:>7.2}ms {:>11.0} {:>7.2}ms {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>6}{}",
+            "{:<26} {:>10.0} {:>7.2}ms {:>11.0} {:>7.2}ms {:>11.0} {:>7.2}ms {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>8.2} {:>8.2} {:>6}{}",
             name,
             ours.rps,
             ours.p99_ms,
@@ -530,11 +759,16 @@ fn l7_proxy_vs_nginx() {
             ours.p99_ms / ngx.p99_ms,
             ours.rps / hap.rps,
             ours.p99_ms / hap.p99_ms,
+            median_rps,
+            median_p99,
             load1,
             if errors > 0 {
+                let sum = |i: usize| rounds.iter().map(|r| r[i].errors).sum::<u64>();
                 format!(
                     "  (errors: ours {}, nginx {}, haproxy {})",
-                    ours.errors, ngx.errors, hap.errors
+                    sum(0),
+                    sum(1),
+                    sum(2)
                 )
             } else {
                 String::new()
@@ -544,7 +778,14 @@ fn l7_proxy_vs_nginx() {
         eprintln!("{line}");
         let _ = writeln!(report, "{line}");
     }
-    let _ = writeln!(report, "load average at start: {}", load.trim());
+    let _ = writeln!(
+        report,
+        "load average at start: {}; at end: {}",
+        load.trim(),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
     println!("{report}");
     out.table(&report);
     out.write();

@@ -409,16 +409,34 @@ impl NsProxy {
         Self::start_with_workers(ns, args, 2)
     }
 
-    pub fn start_with_workers(ns: &testbed::Netns, mut args: ProxyArgs, workers: usize) -> NsProxy {
+    pub fn start_with_workers(ns: &testbed::Netns, args: ProxyArgs, workers: usize) -> NsProxy {
+        Self::start_on(ns, args, move || {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers)
+                .enable_all()
+                .build()
+        })
+    }
+
+    /// The proxy on a current-thread runtime: every task on the one thread that started it.
+    pub fn start_current_thread(ns: &testbed::Netns, args: ProxyArgs) -> NsProxy {
+        Self::start_on(ns, args, || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        })
+    }
+
+    fn start_on(
+        ns: &testbed::Netns,
+        mut args: ProxyArgs,
+        runtime: impl FnOnce() -> std::io::Result<tokio::runtime::Runtime> + Send + 'static,
+    ) -> NsProxy {
         args.drain_timeout = Duration::from_secs(2);
         let (tx, rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let thread = ns.spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(workers)
-                .enable_all()
-                .build()
-                .expect("runtime");
+            let rt = runtime().expect("runtime");
             rt.block_on(async move {
                 let handle = Proxy::start(args, async move {
                     let _ = stop_rx.await;
@@ -577,9 +595,9 @@ pub async fn trickle_until_closed(
     .ok()
 }
 
-/// Reads one HTTP/1.1 response with a `Content-Length` or chunked body off `s`; returns it
-/// as text (within 5 s, else what arrived).
-pub async fn read_h1_response(s: &mut TcpStream) -> String {
+/// Reads one HTTP/1.1 response with a `Content-Length` or chunked body off `s` (TCP, TLS);
+/// returns it as text (within 5 s, else what arrived).
+pub async fn read_h1_response<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> String {
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
     let done = |out: &[u8]| {
