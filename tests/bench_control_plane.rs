@@ -243,6 +243,22 @@ fn bench_at(count: usize, out: &mut testbed::bench_out::BenchOut) {
         store_bytes as f64 / (1 << 20) as f64
     );
 
+    // `BENCH_DAEMON_ONLY=1`: only the daemon part (while working on it).
+    if std::env::var_os("BENCH_DAEMON_ONLY").is_none() {
+        bench_in_process(count, &objects, store_bytes, endpoints, out);
+    }
+    bench_daemon(count, &objects, endpoints, out);
+}
+
+/// Translation and the control loop in this process.
+fn bench_in_process(
+    count: usize,
+    objects: &Objects,
+    store_bytes: isize,
+    endpoints: usize,
+    out: &mut testbed::bench_out::BenchOut,
+) {
+    let objects = objects.clone();
     let mut t = Translator::new(TranslateConfig::default());
     let before = LIVE.load(Ordering::Relaxed);
     let t0 = Instant::now();
@@ -373,9 +389,16 @@ fn bench_at(count: usize, out: &mut testbed::bench_out::BenchOut) {
             ms(pct(&mut ingresses, 99.0)),
         );
     });
-    drop(rt);
+}
 
-    let Some(d) = control_plane_daemon::measure(&objects, FILE_CHANGES) else {
+/// The daemon process fed from a manifest directory of `objects`.
+fn bench_daemon(
+    count: usize,
+    objects: &Objects,
+    endpoints: usize,
+    out: &mut testbed::bench_out::BenchOut,
+) {
+    let Some(d) = control_plane_daemon::measure(objects, FILE_CHANGES) else {
         return;
     };
     let mib = |kib: u64| kib as f64 / 1024.0;
@@ -394,9 +417,39 @@ fn bench_at(count: usize, out: &mut testbed::bench_out::BenchOut) {
         ms(pct(&mut live, 100.0)),
     );
     let objects = (3 * count + endpoints) as f64;
-    out.point("daemon RSS", ["objects", "MiB"], "ready", objects, mib(d.rss_ready_kib));
-    out.point("daemon RSS", ["objects", "MiB"], "after changes", objects, mib(d.rss_after_kib));
-    out.point("daemon cold start to ready", ["objects", "ms"], "ready", objects, ms(d.ready));
-    out.point("daemon changed file to live", ["objects", "ms"], "p50", objects, ms(pct(&mut live, 50.0)));
-    out.point("daemon changed file to live", ["objects", "ms"], "max", objects, ms(pct(&mut live, 100.0)));
+    out.point(
+        "daemon RSS",
+        ["objects", "MiB"],
+        "ready",
+        objects,
+        mib(d.rss_ready_kib),
+    );
+    out.point(
+        "daemon RSS",
+        ["objects", "MiB"],
+        "after changes",
+        objects,
+        mib(d.rss_after_kib),
+    );
+    out.point(
+        "daemon cold start to ready",
+        ["objects", "ms"],
+        "ready",
+        objects,
+        ms(d.ready),
+    );
+    out.point(
+        "daemon changed file to live",
+        ["objects", "ms"],
+        "p50",
+        objects,
+        ms(pct(&mut live, 50.0)),
+    );
+    out.point(
+        "daemon changed file to live",
+        ["objects", "ms"],
+        "max",
+        objects,
+        ms(pct(&mut live, 100.0)),
+    );
 }

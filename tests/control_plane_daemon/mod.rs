@@ -130,12 +130,19 @@ pub fn measure(objects: &Objects, changes: usize) -> Option<DaemonFigures> {
     write_manifests(dir.path(), objects);
     let topo = Topology::new(0).expect("topology");
     let mut cmd = topo.node.cmd(&bin.display().to_string());
-    cmd.args(["run", "--no-xdp", "--listen-address", PROXY, "--metrics-addr", ADMIN])
-        .arg("--manifests")
-        .arg(dir.path())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    cmd.args([
+        "run",
+        "--no-xdp",
+        "--listen-address",
+        PROXY,
+        "--metrics-addr",
+        ADMIN,
+    ])
+    .arg("--manifests")
+    .arg(dir.path())
+    .env("RUST_LOG", "warn")
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
     let t0 = Instant::now();
     let daemon = KillOnDrop::spawn(&mut cmd).expect("daemon starts");
     // `ip netns exec` execs the daemon: same pid.

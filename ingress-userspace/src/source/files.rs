@@ -393,8 +393,11 @@ pub fn default_objects() -> Result<Objects, ManifestError> {
     Ok(Objects::from_objects(all))
 }
 
-/// How long the watcher waits for a burst of file events to settle before re-reading.
-pub const SETTLE: Duration = Duration::from_millis(100);
+/// How long the watcher waits for a burst of file events to settle before re-reading. An
+/// editor's save (write, rename) and a ConfigMap volume's symlink swap come within a
+/// millisecond or two; a file read mid-write fails to parse and keeps its last good version
+/// until the next event. Part of every changed file's time to live (target 250 ms).
+pub const SETTLE: Duration = Duration::from_millis(50);
 
 /// Loads `dir` now (sending the result), then re-loads it after every change until `events`
 /// closes. The returned watcher must be kept alive.

@@ -605,7 +605,10 @@ mod trim_tests {
             "web",
             "IPv4",
             &[(Some("http"), 8080)],
-            &[("198.19.0.2", None, None, None), ("198.19.1.2", Some(false), Some(true), Some(true))],
+            &[
+                ("198.19.0.2", None, None, None),
+                ("198.19.1.2", Some(false), Some(true), Some(true)),
+            ],
         ) else {
             unreachable!()
         };
@@ -650,13 +653,27 @@ mod trim_tests {
             ])
         };
         let cfg = TranslateConfig::default();
-        let (a, b) = (translate(&objects(full), &cfg), translate(&objects(trimmed), &cfg));
+        let (a, b) = (
+            translate(&objects(full), &cfg),
+            translate(&objects(trimmed), &cfg),
+        );
         assert_eq!(format!("{:?}", a.l7), format!("{:?}", b.l7));
         let ups = &a.l7.hosts["a.example.com"].routes[0].action;
         let crate::model::RouteAction::Forward(ups) = ups else {
             panic!("{ups:?}")
         };
-        let targets: Vec<_> = ups[0].upstream.endpoints.iter().map(|e| e.target.clone()).collect();
-        assert_eq!(targets, [Some("default/pod-0".to_string()), Some("default/pod-1".to_string())]);
+        let targets: Vec<_> = ups[0]
+            .upstream
+            .endpoints
+            .iter()
+            .map(|e| e.target.clone())
+            .collect();
+        assert_eq!(
+            targets,
+            [
+                Some("default/pod-0".to_string()),
+                Some("default/pod-1".to_string())
+            ]
+        );
     }
 }
