@@ -1,7 +1,9 @@
 //! Control-plane benchmark (ignored; `cargo xtask bench control-plane`): translation time and
 //! snapshot memory for 1k, 3k and 10k Ingresses (2 Services and 10 endpoints per Ingress), and
-//! event-to-live latency percentiles through the real control loop (debounce included), each
-//! printed with its target. No root needed.
+//! event-to-live latency percentiles through the real control loop (debounce included), and
+//! the running daemon fed from a manifest directory ([`control_plane_daemon`]: cold start to
+//! ready, RSS, a changed file to live), each printed with its target. The daemon part needs
+//! root (its network namespaces) and the daemon binary (`XDP_INGRESS_BIN`).
 //!
 //! There is no peer controller to run on this machine, so the figures are absolute; the ratio
 //! printed is cold (TLS Secrets parsed) over warm (cached) translation.
@@ -14,6 +16,8 @@ use std::{
     },
     time::{Duration, Instant},
 };
+
+mod control_plane_daemon;
 
 use k8s_openapi::{
     ByteString,
@@ -59,6 +63,8 @@ const ENDPOINTS_PER_SERVICE: usize = 5;
 const TLS_EVERY: usize = 10;
 /// Ingresses at each scale; twice as many Services.
 const SCALES: [usize; 3] = [1_000, 3_000, 10_000];
+/// Single-Ingress manifest files the daemon bench changes, one after another.
+const FILE_CHANGES: usize = 20;
 
 fn meta(ns: &str, name: &str) -> ObjectMeta {
     ObjectMeta {
@@ -214,7 +220,12 @@ fn pct(v: &mut [Duration], p: f64) -> Duration {
 fn bench_control_plane() {
     // One result file: each scale adds its points to the same charts.
     let mut out = testbed::bench_out::BenchOut::new("control-plane");
-    for n in SCALES {
+    // `BENCH_SCALES=10000` (comma-separated) runs only those scales, while working on one.
+    let scales: Vec<usize> = std::env::var("BENCH_SCALES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| SCALES.to_vec());
+    for n in scales {
         bench_at(n, &mut out);
     }
     out.write();
@@ -239,6 +250,22 @@ fn bench_at(count: usize, out: &mut testbed::bench_out::BenchOut) {
         store_bytes as f64 / (1 << 20) as f64
     );
 
+    // `BENCH_DAEMON_ONLY=1`: only the daemon part (while working on it).
+    if std::env::var_os("BENCH_DAEMON_ONLY").is_none() {
+        bench_in_process(count, &objects, store_bytes, endpoints, out);
+    }
+    bench_daemon(count, &objects, endpoints, out);
+}
+
+/// Translation and the control loop in this process.
+fn bench_in_process(
+    count: usize,
+    objects: &Objects,
+    store_bytes: isize,
+    endpoints: usize,
+    out: &mut testbed::bench_out::BenchOut,
+) {
+    let objects = objects.clone();
     let mut t = Translator::new(TranslateConfig::default());
     let before = LIVE.load(Ordering::Relaxed);
     let t0 = Instant::now();
@@ -369,4 +396,67 @@ fn bench_at(count: usize, out: &mut testbed::bench_out::BenchOut) {
             ms(pct(&mut ingresses, 99.0)),
         );
     });
+}
+
+/// The daemon process fed from a manifest directory of `objects`.
+fn bench_daemon(
+    count: usize,
+    objects: &Objects,
+    endpoints: usize,
+    out: &mut testbed::bench_out::BenchOut,
+) {
+    let Some(d) = control_plane_daemon::measure(objects, FILE_CHANGES) else {
+        return;
+    };
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "daemon: cold start to ready {:.0} ms (target <= 1000 ms); RSS when ready {:.1} MiB (target <= 96 MiB), after {} changed files {:.1} MiB (target <= 128 MiB)",
+        ms(d.ready),
+        mib(d.rss_ready_kib),
+        d.file_to_live.len(),
+        mib(d.rss_after_kib),
+    );
+    let mut live = d.file_to_live;
+    println!(
+        "daemon: changed manifest file to live p50 {:.0} ms, max {:.0} ms (target <= 250 ms)",
+        ms(pct(&mut live, 50.0)),
+        ms(pct(&mut live, 100.0)),
+    );
+    let objects = (3 * count + endpoints) as f64;
+    out.point(
+        "daemon RSS",
+        ["objects", "MiB"],
+        "ready",
+        objects,
+        mib(d.rss_ready_kib),
+    );
+    out.point(
+        "daemon RSS",
+        ["objects", "MiB"],
+        "after changes",
+        objects,
+        mib(d.rss_after_kib),
+    );
+    out.point(
+        "daemon cold start to ready",
+        ["objects", "ms"],
+        "ready",
+        objects,
+        ms(d.ready),
+    );
+    out.point(
+        "daemon changed file to live",
+        ["objects", "ms"],
+        "p50",
+        objects,
+        ms(pct(&mut live, 50.0)),
+    );
+    out.point(
+        "daemon changed file to live",
+        ["objects", "ms"],
+        "max",
+        objects,
+        ms(pct(&mut live, 100.0)),
+    );
 }

@@ -335,16 +335,19 @@ async fn run(
             continue;
         }
         // Off the async workers: a large translation must not stall the proxy's tasks.
-        let (s, t, snapshot, translate_time) = match tokio::task::spawn_blocking(move || {
+        let (done, result) = tokio::sync::oneshot::channel();
+        tokio::task::spawn_blocking(move || {
             let t0 = Instant::now();
             let snapshot = translator.translate_changed(&store.view(), what.as_ref());
-            (store, translator, snapshot, t0.elapsed())
-        })
-        .await
-        {
+            let _ = done.send((store, translator, snapshot, t0.elapsed()));
+            // What translating freed goes back to the OS (not into the high-water mark), after
+            // the snapshot is on its way: this thread's heap is where that garbage is.
+            crate::allocator::release_free_memory();
+        });
+        let (s, t, snapshot, translate_time) = match result.await {
             Ok(r) => r,
-            Err(e) => {
-                error!(error = %e, "translation panicked; control loop stops, planes keep their snapshot");
+            Err(_) => {
+                error!("translation panicked; control loop stops, planes keep their snapshot");
                 return;
             }
         };
@@ -394,7 +397,10 @@ async fn run(
         }
         // Freeing a large snapshot takes milliseconds: not on an async worker either.
         let old = tx.send_replace(snapshot);
-        tokio::task::spawn_blocking(move || drop(old));
+        tokio::task::spawn_blocking(move || {
+            drop(old);
+            crate::allocator::release_free_memory();
+        });
         if let Some(m) = &config.metrics {
             m.source_events.inc_by(count);
             m.snapshots.inc();

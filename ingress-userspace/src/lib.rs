@@ -11,7 +11,9 @@
 //! - [`store`]: objects from the sources, by kind and key (input of translation).
 //! - [`object`]: object references and diagnostics, shared by sources, store and model.
 //! - [`telemetry`]: logging set-up shared by the subcommands.
+//! - [`allocator`]: the daemon's allocator settings and returning free memory to the OS.
 
+pub mod allocator;
 pub mod cli;
 pub mod controller;
 pub mod dashboard;

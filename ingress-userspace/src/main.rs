@@ -12,6 +12,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    xdp_ingress::allocator::configure();
     let cli = Cli::parse();
     xdp_ingress::telemetry::init(cli.log_format);
     match cli.command {

@@ -256,6 +256,25 @@ impl Objects {
         }
     }
 
+    /// Whether an object of `kind` with `key` is here.
+    pub fn contains(&self, kind: ObjectKind, key: &Key) -> bool {
+        match kind {
+            ObjectKind::Ingress => self.ingresses.contains_key(key),
+            ObjectKind::IngressClass => self.ingress_classes.contains_key(key),
+            ObjectKind::Service => self.services.contains_key(key),
+            ObjectKind::EndpointSlice => self.endpoint_slices.contains_key(key),
+            ObjectKind::Secret => self.secrets.contains_key(key),
+            ObjectKind::Node => self.nodes.contains_key(key),
+            ObjectKind::ConfigMap => self.config_maps.contains_key(key),
+            ObjectKind::Namespace => self.namespaces.contains_key(key),
+            ObjectKind::GatewayClass => self.gateway_classes.contains_key(key),
+            ObjectKind::Gateway => self.gateways.contains_key(key),
+            ObjectKind::HTTPRoute => self.http_routes.contains_key(key),
+            ObjectKind::ReferenceGrant => self.reference_grants.contains_key(key),
+            _ => false,
+        }
+    }
+
     /// Replaces every object of `kind` with `objects` (a re-list); returns whether anything changed.
     pub fn replace_kind(&mut self, kind: ObjectKind, objects: Vec<Object>) -> bool {
         let mut fresh = Objects::default();

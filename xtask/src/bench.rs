@@ -46,7 +46,7 @@ const BENCHES: &[Bench] = &[
     },
     Bench {
         name: "control-plane",
-        what: "translation time and snapshot memory for 10k Ingresses / 20k Services / 100k endpoints; event-to-live percentiles",
+        what: "translation time and snapshot memory for 1k/3k/10k Ingresses (10k: 20k Services / 100k endpoints); event-to-live percentiles; the daemon from a manifest directory: cold start to ready, RSS, a changed file to live",
         test: "bench_control_plane",
     },
     Bench {

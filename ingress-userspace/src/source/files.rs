@@ -11,7 +11,7 @@
 //! go to `default`, as `kubectl apply` would put them.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap, HashSet},
     path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
@@ -187,80 +187,29 @@ pub struct ManifestDir {
     last_good: BTreeMap<PathBuf, Vec<Object>>,
     /// What the last [`ManifestDir::load`] or [`ManifestDir::reload`] made of them.
     merged: Objects,
+    /// Objects more than one file holds (the last file wins): a change of one of them is
+    /// resolved by a full [`ManifestDir::load`].
+    held_twice: HashSet<(ObjectKind, Key)>,
 }
 
-/// Upserts for what is new or different in `new`, deletes for what is gone from it.
-fn diff_kind<T: PartialEq>(
-    kind: ObjectKind,
-    old: &BTreeMap<Key, Arc<T>>,
-    new: &BTreeMap<Key, Arc<T>>,
-    object: impl Fn(Arc<T>) -> Object,
-    out: &mut Vec<Change>,
-) {
-    for (k, v) in new {
-        // An unchanged object of a changed file is not a change (a big file stays cheap).
-        if !old.get(k).is_some_and(|o| Arc::ptr_eq(o, v) || **o == **v) {
-            out.push(Change::Upsert(object(v.clone())));
+/// One file's objects by kind and key; a later duplicate in the file wins, as in
+/// [`Objects::from_objects`].
+fn by_key(objects: &[Object]) -> HashMap<(ObjectKind, Key), &Object> {
+    objects.iter().map(|o| ((o.kind(), o.key()), o)).collect()
+}
+
+/// Keys (with their kind) that more than one file of `files` holds.
+fn held_twice(files: &BTreeMap<PathBuf, Vec<Object>>) -> HashSet<(ObjectKind, Key)> {
+    let mut seen = HashSet::new();
+    let mut twice = HashSet::new();
+    for objects in files.values() {
+        for k in by_key(objects).into_keys() {
+            if let Some(k) = seen.replace(k) {
+                twice.insert(k);
+            }
         }
     }
-    for k in old.keys().filter(|k| !new.contains_key(*k)) {
-        out.push(Change::Delete(kind, k.clone()));
-    }
-}
-
-/// The changes from `old` to `new` (objects of unchanged files keep their `Arc`s).
-fn diff(old: &Objects, new: &Objects) -> Vec<Change> {
-    let mut out = Vec::new();
-    diff_kind(
-        ObjectKind::Ingress,
-        &old.ingresses,
-        &new.ingresses,
-        Object::Ingress,
-        &mut out,
-    );
-    diff_kind(
-        ObjectKind::IngressClass,
-        &old.ingress_classes,
-        &new.ingress_classes,
-        Object::IngressClass,
-        &mut out,
-    );
-    diff_kind(
-        ObjectKind::Service,
-        &old.services,
-        &new.services,
-        Object::Service,
-        &mut out,
-    );
-    diff_kind(
-        ObjectKind::EndpointSlice,
-        &old.endpoint_slices,
-        &new.endpoint_slices,
-        Object::EndpointSlice,
-        &mut out,
-    );
-    diff_kind(
-        ObjectKind::Secret,
-        &old.secrets,
-        &new.secrets,
-        Object::Secret,
-        &mut out,
-    );
-    diff_kind(
-        ObjectKind::Node,
-        &old.nodes,
-        &new.nodes,
-        Object::Node,
-        &mut out,
-    );
-    diff_kind(
-        ObjectKind::ConfigMap,
-        &old.config_maps,
-        &new.config_maps,
-        Object::ConfigMap,
-        &mut out,
-    );
-    out
+    twice
 }
 
 impl ManifestDir {
@@ -269,13 +218,16 @@ impl ManifestDir {
             dir: dir.into(),
             last_good: BTreeMap::new(),
             merged: Objects::default(),
+            held_twice: HashSet::new(),
         }
     }
 
     /// Reads again only `paths` (files of the directory that changed, or were created or
-    /// removed) and returns what changed in the objects. `None` when the whole directory must
-    /// be read again ([`ManifestDir::load`]): a path that is not a file of the directory, a
-    /// file that does not parse, or a problem reported before (its diagnostic must go).
+    /// removed) and returns what changed in the objects: work in proportion to those files,
+    /// not to the directory. `None` when the whole directory must be read again
+    /// ([`ManifestDir::load`]): a path that is not a file of the directory, a file that does
+    /// not parse, an object another file holds too, or a problem reported before (its
+    /// diagnostic must go).
     pub fn reload(&mut self, paths: &[PathBuf]) -> Option<Change> {
         if paths.is_empty() || !self.merged.diagnostics.is_empty() {
             return None;
@@ -288,6 +240,7 @@ impl ManifestDir {
             if !is_manifest(path) {
                 continue;
             }
+            // `None`: the file is gone.
             let objects = if path.is_file() {
                 let text = std::fs::read_to_string(path).ok()?;
                 Some(parse_manifests(&text).ok()?)
@@ -296,15 +249,47 @@ impl ManifestDir {
             };
             read.insert(path.clone(), objects);
         }
+        // Decide before touching anything: `None` leaves the state as it was.
+        let mut changes = Vec::new();
+        let mut touched = HashSet::new();
+        for (path, objects) in &read {
+            let old = by_key(self.last_good.get(path).map_or(&[][..], |v| &v[..]));
+            let new = by_key(objects.as_deref().unwrap_or_default());
+            for (k, o) in &new {
+                // Held twice before, or now by two of the changed files.
+                if self.held_twice.contains(k) || !touched.insert(k.clone()) {
+                    return None;
+                }
+                match old.get(k) {
+                    // An unchanged object of a changed file is not a change.
+                    Some(was) if *was == *o => {}
+                    Some(_) => changes.push(Change::Upsert((*o).clone())),
+                    // New to this file but held by another: which one wins is the full load's
+                    // to say.
+                    None if self.merged.contains(k.0, &k.1) => return None,
+                    None => changes.push(Change::Upsert((*o).clone())),
+                }
+            }
+            for k in old.keys().filter(|k| !new.contains_key(*k)) {
+                if self.held_twice.contains(k) {
+                    return None;
+                }
+                changes.push(Change::Delete(k.0, k.1.clone()));
+            }
+        }
         for (path, objects) in read {
             match objects {
                 Some(o) => self.last_good.insert(path, o),
                 None => self.last_good.remove(&path),
             };
         }
-        let merged = Objects::from_objects(self.last_good.values().flatten().cloned());
-        let changes = diff(&self.merged, &merged);
-        self.merged = merged;
+        for c in &changes {
+            match c {
+                Change::Upsert(o) => self.merged.upsert(o.clone()),
+                Change::Delete(kind, key) => self.merged.delete(*kind, key),
+                _ => false,
+            };
+        }
         Some(Change::Batch(changes))
     }
 
@@ -354,6 +339,7 @@ impl ManifestDir {
                 }
             }
         }
+        self.held_twice = held_twice(&next);
         self.last_good = next;
         let mut objects = Objects::from_objects(self.last_good.values().flatten().cloned());
         objects.diagnostics = diagnostics;
@@ -407,8 +393,11 @@ pub fn default_objects() -> Result<Objects, ManifestError> {
     Ok(Objects::from_objects(all))
 }
 
-/// How long the watcher waits for a burst of file events to settle before re-reading.
-pub const SETTLE: Duration = Duration::from_millis(100);
+/// How long the watcher waits for a burst of file events to settle before re-reading. An
+/// editor's save (write, rename) and a ConfigMap volume's symlink swap come within a
+/// millisecond or two; a file read mid-write fails to parse and keeps its last good version
+/// until the next event. Part of every changed file's time to live (target 250 ms).
+pub const SETTLE: Duration = Duration::from_millis(50);
 
 /// Loads `dir` now (sending the result), then re-loads it after every change until `events`
 /// closes. The returned watcher must be kept alive.
@@ -672,6 +661,33 @@ data: {tls.key: ZGVm}
         check(&mut m, &mut store, &[&c]);
         std::fs::remove_file(&b).unwrap();
         check(&mut m, &mut store, &[&b, &dir.path().join("notes.txt")]);
+        // Every kind the store keeps, not only the Ingress family (labels of a Namespace
+        // select Gateway routes; a GatewayClass says whose Gateways are ours).
+        let d = dir.path().join("d.yaml");
+        let cluster = |label: &str| {
+            format!(
+                "apiVersion: v1\nkind: Namespace\nmetadata: {{name: team, labels: {{shared: '{label}'}}}}\n\
+                 ---\napiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\n\
+                 metadata: {{name: gc, labels: {{l: '{label}'}}}}\nspec: {{controllerName: x.dev/c}}\n"
+            )
+        };
+        std::fs::write(&d, cluster("1")).unwrap();
+        check(&mut m, &mut store, &[&d]);
+        std::fs::write(&d, cluster("2")).unwrap();
+        check(&mut m, &mut store, &[&d]);
+        assert_eq!(store.view().namespaces.len(), 1);
+        // An object a second file also holds: the last file wins, which the full load decides.
+        let e = dir.path().join("e.yaml");
+        std::fs::write(&e, svc("uno")).unwrap();
+        assert!(m.reload(std::slice::from_ref(&e)).is_none());
+        let mut m = ManifestDir::new(dir.path());
+        store.apply(SourceId::Files, Change::ReplaceAll(Box::new(m.load())));
+        std::fs::write(&e, svc("uno").replace("uno", "uno\n  labels: {x: y}")).unwrap();
+        assert!(m.reload(std::slice::from_ref(&e)).is_none());
+        std::fs::remove_file(&e).unwrap();
+        assert!(m.reload(std::slice::from_ref(&e)).is_none());
+        let mut m = ManifestDir::new(dir.path());
+        store.apply(SourceId::Files, Change::ReplaceAll(Box::new(m.load())));
         // A file that does not parse, or a path elsewhere: read the whole directory.
         std::fs::write(&c, "kind: [").unwrap();
         assert!(m.reload(std::slice::from_ref(&c)).is_none());

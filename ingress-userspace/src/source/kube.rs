@@ -227,7 +227,7 @@ pub fn spawn_scoped(
         tokio::spawn(watch_kind(
             vec![(api::<EndpointSlice>(&client, namespace), cfg())],
             ObjectKind::EndpointSlice,
-            |o| Object::EndpointSlice(o.into()),
+            |o| Object::EndpointSlice(trim_endpoint_slice(o).into()),
             events.clone(),
         )),
         tokio::spawn(watch_kind(
@@ -447,6 +447,34 @@ async fn watch_optional_kind<K>(
     watch_kind(vec![(api, watcher::Config::default())], kind, wrap, events).await
 }
 
+/// Of an EndpointSlice, translation reads the Service label, the address type, the ports and,
+/// per endpoint, the first address (as kube-proxy), the conditions, node, zone and the target's
+/// name. Hints, hostnames, the deprecated topology, owner references and the target's
+/// uid/resourceVersion (new on every pod update) would only hold memory and re-translate for
+/// nothing.
+fn trim_endpoint_slice(mut o: EndpointSlice) -> EndpointSlice {
+    use crate::model::translate::endpoints::SERVICE_NAME_LABEL;
+    o.metadata.owner_references = None;
+    if let Some(labels) = o.metadata.labels.as_mut() {
+        labels.retain(|k, _| k == SERVICE_NAME_LABEL);
+    }
+    for ep in &mut o.endpoints {
+        ep.addresses.truncate(1);
+        ep.hints = None;
+        ep.hostname = None;
+        ep.deprecated_topology = None;
+        ep.target_ref = ep
+            .target_ref
+            .take()
+            .map(|t| k8s_openapi::api::core::v1::ObjectReference {
+                name: t.name,
+                namespace: t.namespace,
+                ..Default::default()
+            });
+    }
+    o
+}
+
 /// Of a Node only the addresses matter; heartbeats and conditions would re-translate for nothing.
 fn trim_node(mut o: Node) -> Node {
     o.spec = None;
@@ -548,5 +576,104 @@ async fn watch_kind<K>(
         {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod trim_tests {
+    use std::sync::Arc;
+
+    use k8s_openapi::api::{
+        core::v1::ObjectReference,
+        discovery::v1::{EndpointHints, ForZone},
+    };
+
+    use super::*;
+    use crate::{
+        model::translate::{TranslateConfig, fixtures::*, translate},
+        store::Objects,
+    };
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+    /// A slice as the EndpointSlice controller writes it translates exactly as its trimmed
+    /// copy: nothing trimmed is read.
+    #[test]
+    fn trimmed_endpoint_slice_translates_the_same() {
+        let Object::EndpointSlice(slice) = mk_slice(
+            "default",
+            "web-1",
+            "web",
+            "IPv4",
+            &[(Some("http"), 8080)],
+            &[
+                ("198.19.0.2", None, None, None),
+                ("198.19.1.2", Some(false), Some(true), Some(true)),
+            ],
+        ) else {
+            unreachable!()
+        };
+        let mut full = (*slice).clone();
+        full.metadata
+            .labels
+            .get_or_insert_default()
+            .insert("endpointslice.kubernetes.io/managed-by".into(), "x".into());
+        for (i, ep) in full.endpoints.iter_mut().enumerate() {
+            ep.addresses.push(format!("198.19.9.{i}"));
+            ep.hostname = Some(format!("pod-{i}"));
+            ep.hints = Some(EndpointHints {
+                for_zones: Some(vec![ForZone { name: "a".into() }]),
+                ..Default::default()
+            });
+            ep.target_ref = Some(ObjectReference {
+                kind: Some("Pod".into()),
+                name: Some(format!("pod-{i}")),
+                namespace: Some("default".into()),
+                uid: Some("0000".into()),
+                resource_version: Some("42".into()),
+                ..Default::default()
+            });
+        }
+        let trimmed = trim_endpoint_slice(full.clone());
+        assert_ne!(full, trimmed);
+        let objects = |slice: EndpointSlice| {
+            Objects::from_objects([
+                svc(mk_service(
+                    "default",
+                    "web",
+                    "ClusterIP",
+                    vec![mk_port(Some("http"), 80, IntOrString::Int(8080))],
+                )),
+                ing(mk_ingress(
+                    "default",
+                    "web",
+                    0,
+                    vec![("a.example.com", vec![("/", "Prefix", "web", "80")])],
+                )),
+                Object::EndpointSlice(Arc::new(slice)),
+            ])
+        };
+        let cfg = TranslateConfig::default();
+        let (a, b) = (
+            translate(&objects(full), &cfg),
+            translate(&objects(trimmed), &cfg),
+        );
+        assert_eq!(format!("{:?}", a.l7), format!("{:?}", b.l7));
+        let ups = &a.l7.hosts["a.example.com"].routes[0].action;
+        let crate::model::RouteAction::Forward(ups) = ups else {
+            panic!("{ups:?}")
+        };
+        let targets: Vec<_> = ups[0]
+            .upstream
+            .endpoints
+            .iter()
+            .map(|e| e.target.clone())
+            .collect();
+        assert_eq!(
+            targets,
+            [
+                Some("default/pod-0".to_string()),
+                Some("default/pod-1".to_string())
+            ]
+        );
     }
 }

@@ -14,6 +14,7 @@ use std::{
 use super::{
     Translator,
     endpoints::{EndpointIndex, REFUSED_REASON},
+    service,
 };
 use crate::{
     model::{Canary, ErrorPages, RouteAction, Snapshot, Upstream, VirtualHost, WeightedUpstream},
@@ -264,24 +265,21 @@ impl Translator {
                 continue;
             }
             let label = l4.id.rsplit_once(':')?.1;
-            let port = objects
-                .services
-                .get(&key)?
-                .spec
-                .as_ref()?
+            let spec = objects.services.get(&key)?.spec.as_ref()?;
+            let port = spec
                 .ports
                 .as_deref()?
                 .iter()
-                .find(|p| {
-                    p.name.as_deref() == Some(label)
-                        || (p.name.is_none() && p.port.to_string() == label)
-                })?;
-            l4.endpoints = rb.endpoints.resolve(&key.namespace, &key.name, port);
-            // The health check node port answers from the same endpoints.
-            if let Some(hc) = &mut l4.health_check {
-                hc.local_endpoints =
-                    super::service::local_ready(&l4.endpoints, self.config.node_name.as_deref());
-            }
+                .find(|p| service::port_label(p) == label)?;
+            let fresh = service::port_endpoints(
+                &rb.endpoints,
+                &key,
+                spec,
+                port,
+                self.config.node_name.as_deref(),
+            );
+            l4.endpoints = fresh.endpoints;
+            l4.health_check = fresh.health_check;
         }
         snap.status_addresses = super::status_addresses(objects, &snap.l4, &self.config);
         Some(snap)

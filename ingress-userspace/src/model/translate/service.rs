@@ -11,9 +11,14 @@ use super::{
     L4_ACCELERATION_ANNOTATION, TranslateConfig, annotations::parse_prefix,
     diagnostics::Diagnostics, endpoints::EndpointIndex,
 };
+use k8s_openapi::api::core::v1::{ServicePort, ServiceSpec};
+
 use crate::{
-    model::{EndpointState, Frontend, HealthCheck, L4Protocol, L4Service, ObjectKind, ObjectRef},
-    store::Objects,
+    model::{
+        Endpoint, EndpointState, Frontend, HealthCheck, L4Protocol, L4Service, ObjectKind,
+        ObjectRef,
+    },
+    store::{Key, Objects},
 };
 
 /// `sessionAffinityConfig.clientIP.timeoutSeconds` default.
@@ -138,7 +143,7 @@ pub fn l4_services(
             }
         }
         for port in spec.ports.iter().flatten() {
-            let port_label = port.name.clone().unwrap_or_else(|| port.port.to_string());
+            let port_label = port_label(port);
             let protocol = match port.protocol.as_deref().unwrap_or("TCP") {
                 "TCP" => L4Protocol::Tcp,
                 "UDP" => L4Protocol::Udp,
@@ -175,15 +180,10 @@ pub fn l4_services(
                 continue;
             }
             let external_traffic_local = spec.external_traffic_policy.as_deref() == Some("Local");
-            let endpoints = endpoints.resolve(&key.namespace, &key.name, port);
-            let health_check = spec
-                .health_check_node_port
-                .and_then(|p| u16::try_from(p).ok())
-                .filter(|p| external_traffic_local && *p != 0)
-                .map(|node_port| HealthCheck {
-                    node_port,
-                    local_endpoints: local_ready(&endpoints, cfg.node_name.as_deref()),
-                });
+            let PortEndpoints {
+                endpoints,
+                health_check,
+            } = port_endpoints(endpoints, key, spec, port, cfg.node_name.as_deref());
             out.push(L4Service {
                 id: format!("{key}:{port_label}"),
                 service: oref.clone(),
@@ -203,9 +203,48 @@ pub fn l4_services(
     out
 }
 
+/// A Service port's name, or its number when unnamed: the last part of an L4 service's id.
+pub(super) fn port_label(port: &ServicePort) -> String {
+    port.name.clone().unwrap_or_else(|| port.port.to_string())
+}
+
+/// What a Service port's endpoints decide in its L4 service.
+#[derive(Debug)]
+pub(super) struct PortEndpoints {
+    pub endpoints: Vec<Endpoint>,
+    /// With `externalTrafficPolicy: Local` and a `healthCheckNodePort`: the health check,
+    /// answering from the same endpoints.
+    pub health_check: Option<HealthCheck>,
+}
+
+/// The endpoint fields of `port`'s L4 service: the one place both the full translation and
+/// the endpoints-only fast path ([`super::incremental`]) take them from, so they cannot drift.
+pub(super) fn port_endpoints(
+    index: &EndpointIndex,
+    service: &Key,
+    spec: &ServiceSpec,
+    port: &ServicePort,
+    node_name: Option<&str>,
+) -> PortEndpoints {
+    let endpoints = index.resolve(&service.namespace, &service.name, port);
+    let local = spec.external_traffic_policy.as_deref() == Some("Local");
+    let health_check = spec
+        .health_check_node_port
+        .and_then(|p| u16::try_from(p).ok())
+        .filter(|p| local && *p != 0)
+        .map(|node_port| HealthCheck {
+            node_port,
+            local_endpoints: local_ready(&endpoints, node_name),
+        });
+    PortEndpoints {
+        endpoints,
+        health_check,
+    }
+}
+
 /// Ready endpoints on `node`, as kube-proxy counts them for the health check node port; the
 /// locality rule is the XDP path's (an unknown node name on either side is local).
-pub(super) fn local_ready(endpoints: &[crate::model::Endpoint], node: Option<&str>) -> u32 {
+fn local_ready(endpoints: &[Endpoint], node: Option<&str>) -> u32 {
     let n = endpoints
         .iter()
         .filter(|e| e.state == EndpointState::Active)
