@@ -27,6 +27,9 @@ pub enum ObjectKind {
     Gateway,
     HTTPRoute,
     ReferenceGrant,
+    /// Gateway API L4 routes (served by the XDP path).
+    TCPRoute,
+    UDPRoute,
     /// A file of the manifest directory (name = path); for files that do not parse.
     ManifestFile,
 }

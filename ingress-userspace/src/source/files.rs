@@ -123,6 +123,8 @@ fn collect(
         "ReferenceGrant" => {
             Object::ReferenceGrant(Arc::new(namespaced(typed(value, index, &kind)?)))
         }
+        "TCPRoute" => Object::TCPRoute(Arc::new(namespaced(typed(value, index, &kind)?))),
+        "UDPRoute" => Object::UDPRoute(Arc::new(namespaced(typed(value, index, &kind)?))),
         other => {
             debug!(kind = other, "manifest kind not read; skipped");
             return Ok(());
@@ -149,7 +151,9 @@ has_meta!(
     ConfigMap,
     gateway_api::apis::standard::gateways::Gateway,
     gateway_api::apis::standard::httproutes::HTTPRoute,
-    gateway_api::apis::standard::referencegrants::ReferenceGrant
+    gateway_api::apis::standard::referencegrants::ReferenceGrant,
+    crate::store::TcpRoute,
+    crate::store::UdpRoute
 );
 
 fn namespaced<T: HasMeta>(mut o: T) -> T {

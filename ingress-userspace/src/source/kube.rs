@@ -40,7 +40,7 @@ use tracing::{debug, info, warn};
 use super::{EventSender, SourceEvent};
 use crate::{
     model::ObjectKind,
-    store::{Change, Key, Object, SourceId},
+    store::{Change, Key, Object, SourceId, TcpRoute, UdpRoute},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -191,6 +191,8 @@ pub fn spawn_scoped(
         ObjectKind::Gateway,
         ObjectKind::HTTPRoute,
         ObjectKind::ReferenceGrant,
+        ObjectKind::TCPRoute,
+        ObjectKind::UDPRoute,
     ]
     .into_iter()
     .map(|k| (k, 1))
@@ -270,6 +272,18 @@ pub fn spawn_scoped(
             api::<ReferenceGrant>(&client, namespace),
             ObjectKind::ReferenceGrant,
             |o| Object::ReferenceGrant(o.into()),
+            events.clone(),
+        )),
+        tokio::spawn(watch_optional_kind(
+            api::<TcpRoute>(&client, namespace),
+            ObjectKind::TCPRoute,
+            |o| Object::TCPRoute(trim_status(o).into()),
+            events.clone(),
+        )),
+        tokio::spawn(watch_optional_kind(
+            api::<UdpRoute>(&client, namespace),
+            ObjectKind::UDPRoute,
+            |o| Object::UDPRoute(trim_status(o).into()),
             events,
         )),
     ]);
@@ -387,7 +401,7 @@ trait HasStatus {
 macro_rules! has_status {
     ($($t:ty),*) => {$(impl HasStatus for $t { fn clear_status(&mut self) { self.status = None; } })*};
 }
-has_status!(GatewayClass, Gateway, HTTPRoute);
+has_status!(GatewayClass, Gateway, HTTPRoute, TcpRoute, UdpRoute);
 
 fn trim_status<K: HasStatus>(mut o: K) -> K {
     o.clear_status();

@@ -9,15 +9,19 @@
 //! - [`filters`]: header modifiers, redirect, URL rewrite.
 //! - [`backends`]: weighted backendRefs; unresolvable shares answer 500.
 //! - [`reference_grant`]: cross-namespace permission.
+//! - [`l4`]: TCPRoute and UDPRoute on TCP/UDP listeners, as L4 services of the XDP path.
 
 pub mod attachment;
 pub mod backends;
 pub mod filters;
 pub mod hostnames;
+pub mod l4;
 pub mod listeners;
 pub mod matching;
 pub mod reference_grant;
 
+#[cfg(test)]
+mod l4_tests;
 #[cfg(test)]
 mod tests;
 
@@ -51,6 +55,8 @@ pub struct Output {
     /// HTTPS listener certificates by hostname (`""`: a listener without one).
     pub certificates: BTreeMap<String, Arc<TlsCertificate>>,
     pub status: GatewayApiStatus,
+    /// L4 services of TCP and UDP listeners ([`l4`]), sorted by id.
+    pub l4: Vec<crate::model::L4Service>,
     /// Services and Secrets looked up (for re-translation on their changes).
     pub services: HashSet<Key>,
     pub secrets: HashSet<Key>,
@@ -62,6 +68,8 @@ pub struct Context<'a> {
     pub ports: ProxyPorts,
     /// What Gateways' `status.addresses` say (IPs or host names).
     pub addresses: &'a [String],
+    /// The Services' L4 services: their node ports are not free for TCP/UDP listeners.
+    pub l4_services: &'a [crate::model::L4Service],
 }
 
 pub fn translate(
@@ -108,6 +116,7 @@ pub fn translate(
         );
         gateways.insert(key.clone(), (gw.as_ref(), ls, statuses));
     }
+    l4::claim_ports(&mut gateways, l4::held_ports(cx.l4_services, cx.ports));
     // Routes: attachment, status, and the routes they add.
     let mut cache = HashMap::new();
     let mut routes: Vec<(String, Route)> = Vec::new();
@@ -178,6 +187,14 @@ pub fn translate(
             }
         }
     }
+    out.l4 = l4::translate(
+        objects,
+        &mut gateways,
+        endpoints,
+        &mut out.services,
+        diags,
+        &mut out.status.l4_routes,
+    );
     routes.sort_by_cached_key(|(h, r)| (h.clone(), matching::precedence(&r.matches, &r.origin)));
     for (host, r) in routes {
         out.hosts.entry(host).or_default().push(r);
