@@ -30,6 +30,8 @@ pub enum ObjectKind {
     /// Gateway API L4 routes (served by the XDP path).
     TCPRoute,
     UDPRoute,
+    /// Gateway API TLS passthrough routes (served by the proxy, by SNI).
+    TLSRoute,
     /// A file of the manifest directory (name = path); for files that do not parse.
     ManifestFile,
 }

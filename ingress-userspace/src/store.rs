@@ -23,7 +23,8 @@ use k8s_openapi::api::core::v1::Namespace;
 /// change across gateway-api releases).
 pub type TcpRoute = gateway_api::apis::experimental::tcproutes::TCPRoute;
 pub type UdpRoute = gateway_api::apis::experimental::udproutes::UDPRoute;
-/// `apiVersion` of [`TcpRoute`] and [`UdpRoute`].
+pub type TlsRoute = gateway_api::apis::experimental::tlsroutes::TLSRoute;
+/// `apiVersion` of [`TcpRoute`], [`UdpRoute`] and [`TlsRoute`].
 pub const L4_ROUTE_API_VERSION: &str = "gateway.networking.k8s.io/v1alpha2";
 
 use crate::object::{Diagnostic, ObjectKind};
@@ -74,6 +75,7 @@ pub enum Object {
     ReferenceGrant(Arc<ReferenceGrant>),
     TCPRoute(Arc<TcpRoute>),
     UDPRoute(Arc<UdpRoute>),
+    TLSRoute(Arc<TlsRoute>),
 }
 
 /// A Secret as `Debug` may show it: no data bytes.
@@ -121,6 +123,7 @@ impl std::fmt::Debug for Object {
             Object::ReferenceGrant(o) => f.debug_tuple("ReferenceGrant").field(o).finish(),
             Object::TCPRoute(o) => f.debug_tuple("TCPRoute").field(o).finish(),
             Object::UDPRoute(o) => f.debug_tuple("UDPRoute").field(o).finish(),
+            Object::TLSRoute(o) => f.debug_tuple("TLSRoute").field(o).finish(),
         }
     }
 }
@@ -142,6 +145,7 @@ impl Object {
             Object::ReferenceGrant(_) => ObjectKind::ReferenceGrant,
             Object::TCPRoute(_) => ObjectKind::TCPRoute,
             Object::UDPRoute(_) => ObjectKind::UDPRoute,
+            Object::TLSRoute(_) => ObjectKind::TLSRoute,
         }
     }
 
@@ -161,6 +165,7 @@ impl Object {
             Object::ReferenceGrant(o) => &o.metadata,
             Object::TCPRoute(o) => &o.metadata,
             Object::UDPRoute(o) => &o.metadata,
+            Object::TLSRoute(o) => &o.metadata,
         };
         Key::new(
             meta.namespace.clone().unwrap_or_default(),
@@ -187,6 +192,7 @@ pub struct Objects {
     pub reference_grants: BTreeMap<Key, Arc<ReferenceGrant>>,
     pub tcp_routes: BTreeMap<Key, Arc<TcpRoute>>,
     pub udp_routes: BTreeMap<Key, Arc<UdpRoute>>,
+    pub tls_routes: BTreeMap<Key, Arc<TlsRoute>>,
     /// Problems the sources found before translation (e.g. a manifest file that does not parse).
     pub diagnostics: Vec<Diagnostic>,
 }
@@ -213,6 +219,7 @@ impl std::fmt::Debug for Objects {
             .field("reference_grants", &self.reference_grants)
             .field("tcp_routes", &self.tcp_routes)
             .field("udp_routes", &self.udp_routes)
+            .field("tls_routes", &self.tls_routes)
             .field("diagnostics", &self.diagnostics)
             .finish()
     }
@@ -255,6 +262,7 @@ impl Objects {
             Object::ReferenceGrant(o) => put(&mut self.reference_grants, k, o),
             Object::TCPRoute(o) => put(&mut self.tcp_routes, k, o),
             Object::UDPRoute(o) => put(&mut self.udp_routes, k, o),
+            Object::TLSRoute(o) => put(&mut self.tls_routes, k, o),
         }
     }
 
@@ -275,6 +283,7 @@ impl Objects {
             ObjectKind::ReferenceGrant => self.reference_grants.remove(key).is_some(),
             ObjectKind::TCPRoute => self.tcp_routes.remove(key).is_some(),
             ObjectKind::UDPRoute => self.udp_routes.remove(key).is_some(),
+            ObjectKind::TLSRoute => self.tls_routes.remove(key).is_some(),
             _ => false,
         }
     }
@@ -307,6 +316,7 @@ impl Objects {
             ObjectKind::ReferenceGrant => swap!(reference_grants),
             ObjectKind::TCPRoute => swap!(tcp_routes),
             ObjectKind::UDPRoute => swap!(udp_routes),
+            ObjectKind::TLSRoute => swap!(tls_routes),
             _ => false,
         }
     }
@@ -330,6 +340,7 @@ impl Objects {
         m(&mut self.reference_grants, &other.reference_grants);
         m(&mut self.tcp_routes, &other.tcp_routes);
         m(&mut self.udp_routes, &other.udp_routes);
+        m(&mut self.tls_routes, &other.tls_routes);
         self.diagnostics.extend(other.diagnostics.iter().cloned());
     }
 
@@ -348,6 +359,7 @@ impl Objects {
             + self.reference_grants.len()
             + self.tcp_routes.len()
             + self.udp_routes.len()
+            + self.tls_routes.len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -125,6 +125,7 @@ fn collect(
         }
         "TCPRoute" => Object::TCPRoute(Arc::new(namespaced(typed(value, index, &kind)?))),
         "UDPRoute" => Object::UDPRoute(Arc::new(namespaced(typed(value, index, &kind)?))),
+        "TLSRoute" => Object::TLSRoute(Arc::new(namespaced(typed(value, index, &kind)?))),
         other => {
             debug!(kind = other, "manifest kind not read; skipped");
             return Ok(());
@@ -153,7 +154,8 @@ has_meta!(
     gateway_api::apis::standard::httproutes::HTTPRoute,
     gateway_api::apis::standard::referencegrants::ReferenceGrant,
     crate::store::TcpRoute,
-    crate::store::UdpRoute
+    crate::store::UdpRoute,
+    crate::store::TlsRoute
 );
 
 fn namespaced<T: HasMeta>(mut o: T) -> T {

@@ -40,7 +40,7 @@ use tracing::{debug, info, warn};
 use super::{EventSender, SourceEvent};
 use crate::{
     model::ObjectKind,
-    store::{Change, Key, Object, SourceId, TcpRoute, UdpRoute},
+    store::{Change, Key, Object, SourceId, TcpRoute, TlsRoute, UdpRoute},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -193,6 +193,7 @@ pub fn spawn_scoped(
         ObjectKind::ReferenceGrant,
         ObjectKind::TCPRoute,
         ObjectKind::UDPRoute,
+        ObjectKind::TLSRoute,
     ]
     .into_iter()
     .map(|k| (k, 1))
@@ -284,6 +285,12 @@ pub fn spawn_scoped(
             api::<UdpRoute>(&client, namespace),
             ObjectKind::UDPRoute,
             |o| Object::UDPRoute(trim_status(o).into()),
+            events.clone(),
+        )),
+        tokio::spawn(watch_optional_kind(
+            api::<TlsRoute>(&client, namespace),
+            ObjectKind::TLSRoute,
+            |o| Object::TLSRoute(trim_status(o).into()),
             events,
         )),
     ]);
@@ -401,7 +408,14 @@ trait HasStatus {
 macro_rules! has_status {
     ($($t:ty),*) => {$(impl HasStatus for $t { fn clear_status(&mut self) { self.status = None; } })*};
 }
-has_status!(GatewayClass, Gateway, HTTPRoute, TcpRoute, UdpRoute);
+has_status!(
+    GatewayClass,
+    Gateway,
+    HTTPRoute,
+    TcpRoute,
+    UdpRoute,
+    TlsRoute
+);
 
 fn trim_status<K: HasStatus>(mut o: K) -> K {
     o.clear_status();

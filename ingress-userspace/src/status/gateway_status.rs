@@ -1,7 +1,7 @@
 //! Status of Gateway API objects (Gateway API v1 `GatewayClassStatus`, `GatewayStatus`,
 //! `RouteParentStatus`), as translation computed it ([`GatewayApiStatus`]). Only writes what
 //! differs from what this leader last wrote; `lastTransitionTime` is the time of that write.
-//! A route's (HTTPRoute, TCPRoute, UDPRoute) `status.parents` entries of other controllers are kept; when a route this
+//! A route's (HTTPRoute, TCPRoute, UDPRoute, TLSRoute) `status.parents` entries of other controllers are kept; when a route this
 //! leader wrote stops naming a Gateway of ours, its entries of ours are removed.
 
 use std::collections::BTreeMap;
@@ -155,8 +155,10 @@ impl GatewayStatusWriter {
             .keys()
             .filter(|r| {
                 (r.kind == ObjectKind::HTTPRoute && !status.http_routes.contains_key(r))
-                    || (matches!(r.kind, ObjectKind::TCPRoute | ObjectKind::UDPRoute)
-                        && !status.l4_routes.contains_key(r))
+                    || (matches!(
+                        r.kind,
+                        ObjectKind::TCPRoute | ObjectKind::UDPRoute | ObjectKind::TLSRoute
+                    ) && !status.l4_routes.contains_key(r))
             })
             .cloned()
             .collect();
@@ -182,6 +184,7 @@ impl GatewayStatusWriter {
         let resource = match r.kind {
             ObjectKind::TCPRoute => ApiResource::erase::<crate::store::TcpRoute>(&()),
             ObjectKind::UDPRoute => ApiResource::erase::<crate::store::UdpRoute>(&()),
+            ObjectKind::TLSRoute => ApiResource::erase::<crate::store::TlsRoute>(&()),
             _ => ApiResource::erase::<HTTPRoute>(&()),
         };
         let api: Api<DynamicObject> =
@@ -229,6 +232,7 @@ where
             | ObjectKind::HTTPRoute
             | ObjectKind::TCPRoute
             | ObjectKind::UDPRoute
+            | ObjectKind::TLSRoute
     ));
     match api
         .patch_status(&r.name, &PatchParams::default(), &Patch::Merge(body))

@@ -296,4 +296,5 @@ pub(super) fn has_gateway_routes(objects: &Objects) -> bool {
         || !objects.http_routes.is_empty()
         || !objects.tcp_routes.is_empty()
         || !objects.udp_routes.is_empty()
+        || !objects.tls_routes.is_empty()
 }

@@ -129,7 +129,7 @@ fn one(
     cache: &mut HashMap<(Key, i32), Arc<Upstream>>,
     services: &mut HashSet<Key>,
 ) -> Result<Arc<Upstream>, (&'static str, String)> {
-    let (key, port) = service_port(
+    upstream(
         route_ns,
         &BackendRef {
             from_kind: "HTTPRoute",
@@ -140,8 +140,23 @@ fn one(
             port: r.port,
         },
         objects,
+        endpoints,
+        cache,
         services,
-    )?;
+    )
+}
+
+/// The upstream (one per Service port, shared through `cache`) a backendRef names, or why it
+/// does not resolve ([`service_port`]).
+pub fn upstream(
+    route_ns: &str,
+    r: &BackendRef<'_>,
+    objects: &Objects,
+    endpoints: &EndpointIndex<'_>,
+    cache: &mut HashMap<(Key, i32), Arc<Upstream>>,
+    services: &mut HashSet<Key>,
+) -> Result<Arc<Upstream>, (&'static str, String)> {
+    let (key, port) = service_port(route_ns, r, objects, services)?;
     let number = port.port;
     if let Some(u) = cache.get(&(key.clone(), number)) {
         return Ok(u.clone());

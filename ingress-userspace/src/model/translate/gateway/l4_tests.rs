@@ -414,3 +414,92 @@ spec:
             .any(|d| d.object.name == "refs" && d.reason == "RefNotPermitted")
     );
 }
+
+fn tls_snapshot(yaml: &str) -> Snapshot {
+    let objects = parse_manifests(&format!("{BASE}---\n{yaml}")).expect("manifests parse");
+    translate(&Objects::from_objects(objects), &TranslateConfig::default())
+}
+
+/// TLS passthrough listeners share the HTTPS port with HTTPS ones (told apart by hostname);
+/// elsewhere `PortUnavailable`, with `tls.mode: Terminate` `UnsupportedValue`. TLSRoute
+/// hostnames intersected with the listener's become `Pass` entries, the oldest route keeping a
+/// hostname; the listener's own hostname closes the rest; a route and listener without any
+/// hostname are not served (they would take every name of the shared port).
+#[test]
+fn tls_routes_become_the_sni_table_of_the_https_port() {
+    use crate::model::SniAction;
+    let s = tls_snapshot(&format!(
+        r#"{}
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TLSRoute
+metadata: {{name: first, namespace: app, creationTimestamp: "{T0}"}}
+spec:
+  parentRefs: [{{name: gw, sectionName: pass}}]
+  hostnames: [db.pass.example, "*.deep.pass.example", other.example]
+  rules: [{{backendRefs: [{{name: db, port: 5432, weight: 2}}, {{name: db2, port: 5432}}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TLSRoute
+metadata: {{name: later, namespace: app, creationTimestamp: "{T1}"}}
+spec:
+  parentRefs: [{{name: gw, sectionName: pass}}]
+  hostnames: [db.pass.example]
+  rules: [{{backendRefs: [{{name: db2, port: 5432}}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TLSRoute
+metadata: {{name: everything, namespace: app, creationTimestamp: "{T0}"}}
+spec:
+  parentRefs: [{{name: gw, sectionName: bare}}]
+  rules: [{{backendRefs: [{{name: db, port: 5432}}]}}]
+"#,
+        gateway(
+            "gw",
+            T0,
+            "  - {name: pass, port: 443, protocol: TLS, hostname: \"*.pass.example\", tls: {mode: Passthrough}}\n  - {name: bare, port: 443, protocol: TLS, tls: {mode: Passthrough}}\n  - {name: web, port: 443, protocol: HTTPS, hostname: www.pass.example, tls: {certificateRefs: [{name: missing}]}}\n  - {name: elsewhere, port: 8443, protocol: TLS, tls: {mode: Passthrough}}\n  - {name: terminate, port: 443, protocol: TLS, hostname: t.example, tls: {mode: Terminate}}\n"
+        ),
+    ));
+    let l = |name: &str| listener(&s, "gw", name).conditions.clone();
+    assert_eq!(cond(&l("pass"), "Programmed"), (true, "Programmed"));
+    assert_eq!(cond(&l("pass"), "Conflicted"), (false, "NoConflicts"));
+    assert_eq!(
+        listener(&s, "gw", "pass").supported_kinds,
+        [("gateway.networking.k8s.io".into(), "TLSRoute".into())]
+    );
+    assert_eq!(
+        cond(&l("elsewhere"), "Accepted"),
+        (false, "PortUnavailable")
+    );
+    assert_eq!(
+        cond(&l("terminate"), "Accepted"),
+        (false, "UnsupportedValue")
+    );
+    let sni = &s.l7.gateway_sni;
+    match &sni["db.pass.example"] {
+        SniAction::Pass { route, backends } => {
+            assert_eq!(route.name, "first");
+            let w: Vec<(String, u32)> = backends
+                .iter()
+                .map(|b| (b.upstream.service.name.clone(), b.weight))
+                .collect();
+            assert_eq!(w, [("db".to_string(), 2), ("db2".to_string(), 1)]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(sni["*.deep.pass.example"], SniAction::Pass { .. }));
+    assert!(matches!(sni["*.pass.example"], SniAction::Close));
+    assert!(
+        !sni.contains_key("other.example"),
+        "outside the listener's hostname"
+    );
+    assert_eq!(listener(&s, "gw", "pass").attached_routes, 1);
+    let p = |n| parent(&s, ObjectKind::TLSRoute, n).to_vec();
+    assert_eq!(cond(&p("first"), "Accepted"), (true, "Accepted"));
+    assert_eq!(cond(&p("later"), "Accepted"), (false, "UnsupportedValue"));
+    assert_eq!(
+        cond(&p("everything"), "Accepted"),
+        (false, "UnsupportedValue")
+    );
+    assert!(!sni.contains_key(""));
+}

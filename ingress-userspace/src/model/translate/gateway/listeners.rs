@@ -53,6 +53,8 @@ pub struct Listener<'a> {
     pub port: i32,
     pub https: bool,
     pub namespaces: AllowedNamespaces,
+    /// `TLS` with `tls.mode: Passthrough`: its TLSRoutes are passed by SNI.
+    pub tls_passthrough: bool,
     /// `TCP` or `UDP`: served by the XDP path.
     pub l4: Option<crate::model::L4Protocol>,
     /// Route kinds it takes: `allowedRoutes.kinds` of those its protocol supports (by
@@ -110,11 +112,28 @@ pub fn listeners<'a>(
                     format!("port {} is not a port number", l.port),
                 ));
             }
+        } else if l.protocol == "TLS" {
+            if l.port != i32::from(ports.https) {
+                problem = Some((
+                    "PortUnavailable".into(),
+                    format!(
+                        "TLS passthrough listeners are served on the proxy's HTTPS port ({}) only",
+                        ports.https
+                    ),
+                ));
+            } else if l.tls.as_ref().and_then(|t| t.mode.as_ref())
+                != Some(&GatewayListenersTlsMode::Passthrough)
+            {
+                problem = Some((
+                    "UnsupportedValue".into(),
+                    "a TLS listener is served with tls.mode Passthrough only".into(),
+                ));
+            }
         } else if l.protocol != "HTTP" && !https {
             problem = Some((
                 "UnsupportedProtocol".into(),
                 format!(
-                    "protocol {} is not supported yet (HTTP, HTTPS, TCP and UDP are)",
+                    "protocol {} is not supported yet (HTTP, HTTPS, TLS, TCP and UDP are)",
                     l.protocol
                 ),
             ));
@@ -224,6 +243,7 @@ pub fn listeners<'a>(
             https,
             namespaces: allowed_namespaces(l),
             l4,
+            tls_passthrough: l.protocol == "TLS",
             route_kinds: kinds.iter().map(|(_, k)| k.clone()).collect(),
             served,
             not_served,
@@ -236,6 +256,7 @@ pub fn listeners<'a>(
 pub fn route_kind_of(protocol: &str) -> Option<&'static str> {
     match protocol {
         "HTTP" | "HTTPS" => Some("HTTPRoute"),
+        "TLS" => Some("TLSRoute"),
         "TCP" => Some("TCPRoute"),
         "UDP" => Some("UDPRoute"),
         _ => None,
@@ -333,7 +354,10 @@ fn conflicts(listeners: &[GatewayListeners]) -> Vec<Option<String>> {
                     // Different transports: no collision (DNS serves both on 53).
                     continue;
                 }
-                if a.protocol != b.protocol {
+                // HTTPS and TLS listeners share a port, told apart by SNI (hostname).
+                let tls_pair =
+                    |x: &str, y: &str| matches!((x, y), ("HTTPS", "TLS") | ("TLS", "HTTPS"));
+                if a.protocol != b.protocol && !tls_pair(&a.protocol, &b.protocol) {
                     found = Some("ProtocolConflict".to_string());
                     break;
                 }

@@ -10,6 +10,7 @@
 //! - [`backends`]: weighted backendRefs; unresolvable shares answer 500.
 //! - [`reference_grant`]: cross-namespace permission.
 //! - [`l4`]: TCPRoute and UDPRoute on TCP/UDP listeners, as L4 services of the XDP path.
+//! - [`tls_passthrough`]: TLSRoute on TLS passthrough listeners, as the proxy's SNI table.
 
 pub mod attachment;
 pub mod backends;
@@ -19,6 +20,7 @@ pub mod l4;
 pub mod listeners;
 pub mod matching;
 pub mod reference_grant;
+pub mod tls_passthrough;
 
 #[cfg(test)]
 mod l4_tests;
@@ -55,6 +57,8 @@ pub struct Output {
     /// HTTPS listener certificates by hostname (`""`: a listener without one).
     pub certificates: BTreeMap<String, Arc<TlsCertificate>>,
     pub status: GatewayApiStatus,
+    /// SNI table of TLS passthrough listeners and TLSRoutes ([`tls_passthrough`]).
+    pub sni: BTreeMap<String, crate::model::SniAction>,
     /// L4 services of TCP and UDP listeners ([`l4`]), sorted by id.
     pub l4: Vec<crate::model::L4Service>,
     /// Services and Secrets looked up (for re-translation on their changes).
@@ -191,6 +195,15 @@ pub fn translate(
         objects,
         &mut gateways,
         endpoints,
+        &mut out.services,
+        diags,
+        &mut out.status.l4_routes,
+    );
+    out.sni = tls_passthrough::translate(
+        objects,
+        &mut gateways,
+        endpoints,
+        &mut cache,
         &mut out.services,
         diags,
         &mut out.status.l4_routes,
@@ -444,6 +457,16 @@ pub fn merge(l7: &mut L7Config, out: &mut Output) {
         } else {
             let vh = joined(l7.hosts.get(&host));
             l7.hosts.insert(host, vh);
+        }
+    }
+    l7.gateway_sni = std::mem::take(&mut out.sni);
+    if !l7.gateway_sni.is_empty() {
+        // A host served here (Ingress or HTTPRoute) under a passthrough listener's wildcard
+        // stays terminated; an equal TLSRoute or listener hostname decides for itself.
+        for host in l7.hosts.keys() {
+            l7.gateway_sni
+                .entry(host.clone())
+                .or_insert(crate::model::SniAction::Terminate);
         }
     }
     for (host, cert) in std::mem::take(&mut out.certificates) {
