@@ -138,7 +138,10 @@ async fn tls_routes_pass_by_sni_untouched_and_https_listeners_still_terminate() 
         let (s, der) = tls_connect(proxy.https(), VAULT, alpn).await;
         assert_eq!(der, p.vault_cert, "the backend's certificate (h2: {h2})");
         let got = request_over(s, h2, req(proxy.https(), VAULT, "/")).await;
-        assert_eq!((got.status, got.pod()), (StatusCode::OK, "vault-pod".into()));
+        assert_eq!(
+            (got.status, got.pod()),
+            (StatusCode::OK, "vault-pod".into())
+        );
     }
     // A wildcard route takes two labels in front of its suffix, and beats the listener's
     // less specific `*.pass.example`.
