@@ -24,8 +24,10 @@ use k8s_openapi::api::core::v1::Namespace;
 pub type TcpRoute = gateway_api::apis::experimental::tcproutes::TCPRoute;
 pub type UdpRoute = gateway_api::apis::experimental::udproutes::UDPRoute;
 pub type TlsRoute = gateway_api::apis::experimental::tlsroutes::TLSRoute;
-/// `apiVersion` of [`TcpRoute`], [`UdpRoute`] and [`TlsRoute`].
+/// `apiVersion` of [`TcpRoute`] and [`UdpRoute`].
 pub const L4_ROUTE_API_VERSION: &str = "gateway.networking.k8s.io/v1alpha2";
+/// `apiVersion` of [`TlsRoute`].
+pub const TLS_ROUTE_API_VERSION: &str = "gateway.networking.k8s.io/v1alpha2";
 
 use crate::object::{Diagnostic, ObjectKind};
 
