@@ -25,6 +25,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::{
+    Listed,
     attachment::{self, Gateways, RouteParents},
     backends::{self, BackendRef},
     listeners::{self, ProxyPorts},
@@ -71,8 +72,8 @@ macro_rules! l4_route {
             parent_refs: r
                 .spec
                 .parent_refs
+                .listed()
                 .iter()
-                .flatten()
                 .map(|p| {
                     attachment::parent_ref(
                         p.group.as_deref(),
@@ -90,8 +91,8 @@ macro_rules! l4_route {
                 .iter()
                 .map(|rule| {
                     rule.backend_refs
+                        .listed()
                         .iter()
-                        .flatten()
                         .map(|b| {
                             (
                                 BackendRef {

@@ -49,6 +49,24 @@ use crate::{
 /// `gateway.networking.k8s.io`.
 pub const GROUP: &str = "gateway.networking.k8s.io";
 
+/// A list field of a generated type, optional (`Option<Vec<T>>`) or required (`Vec<T>`)
+/// depending on the API version and gateway-api release: read the same way.
+pub(crate) trait Listed<T> {
+    fn listed(&self) -> &[T];
+}
+
+impl<T> Listed<T> for Option<Vec<T>> {
+    fn listed(&self) -> &[T] {
+        self.as_deref().unwrap_or_default()
+    }
+}
+
+impl<T> Listed<T> for Vec<T> {
+    fn listed(&self) -> &[T] {
+        self
+    }
+}
+
 /// What the Gateway API objects add to a snapshot.
 #[derive(Debug, Default)]
 pub struct Output {

@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::{
+    Listed,
     attachment::{self, Gateways, RouteParents},
     backends::{self, BackendRef},
 };
@@ -71,7 +72,7 @@ pub fn translate(
             key.name.clone(),
         );
         let generation = tr.metadata.generation.unwrap_or(0);
-        let hostnames = tr.spec.hostnames.clone().unwrap_or_default();
+        let hostnames = tr.spec.hostnames.listed().to_vec();
         let parents = attachment::parents(
             &RouteParents {
                 kind: "TLSRoute",
@@ -81,8 +82,8 @@ pub fn translate(
                 parent_refs: tr
                     .spec
                     .parent_refs
+                    .listed()
                     .iter()
-                    .flatten()
                     .map(|p| {
                         attachment::parent_ref(
                             p.group.as_deref(),
@@ -118,7 +119,7 @@ pub fn translate(
             .spec
             .rules
             .first()
-            .and_then(|r| r.backend_refs.as_deref())
+            .map(|r| r.backend_refs.listed())
             .unwrap_or_default()
         {
             let weight = u32::try_from(b.weight.unwrap_or(1)).unwrap_or(0);
