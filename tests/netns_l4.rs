@@ -1699,3 +1699,64 @@ fn daemon_serves_a_tcproute_and_a_udproute_on_gateway_listeners_through_xdp_v4_a
     }
     stop(&mut daemon);
 }
+
+/// A Gateway TCP listener on a port a NodePort Service already holds gets `PortUnavailable`
+/// and changes nothing for the NodePort (its connections still spread over all three pods);
+/// the Gateway's other listener is served.
+#[test]
+fn daemon_keeps_a_nodeport_when_a_gateway_listener_asks_for_its_port() {
+    if !testbed::require_root() {
+        return;
+    }
+    require_daemon_bin();
+    let bed = bed();
+    xdp_ingress::dataplane::l4::ensure_bpffs(&bed.pin).expect("bpffs");
+    let free_port = 30091;
+    let dir = tempfile::tempdir().unwrap();
+    write_manifests(dir.path(), bed.topo.pods.iter());
+    // Listener `tcp` on the NodePort's port and `free` (instead of `udp`) on a free one; the
+    // route names both and sends everything to pod 0 (`echo-a`): had it taken the NodePort's
+    // port, every NodePort connection would land on pod 0.
+    let gateway = gateway_l4_manifests(&bed.topo.pods, NODE_PORT, 30053)
+        .replace(
+            "  - {name: udp, port: 30053, protocol: UDP}",
+            &format!("  - {{name: free, port: {free_port}, protocol: TCP}}"),
+        )
+        .replace(
+            "parentRefs: [{name: l4, sectionName: tcp}]",
+            "parentRefs: [{name: l4}]",
+        )
+        .replace(
+            &format!(", {{name: echo-b, port: {POD_PORT}, weight: 1}}"),
+            "",
+        );
+    std::fs::write(dir.path().join("gateway.yaml"), gateway).unwrap();
+    let mut daemon = bed.daemon(dir.path());
+    assert!(bed.wait_served(20), "NodePort never served");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let free = SocketAddr::new(bed.topo.node_v4.into(), free_port);
+    loop {
+        let ok = bed
+            .topo
+            .client
+            .enter(|| TcpStream::connect_timeout(&free, Duration::from_millis(300)).is_ok());
+        if ok {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the free listener never served"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut s = bed.connect(free, "connect to the free listener");
+    let pod = greeting(&mut s);
+    echo_ok(&mut s, b"through the free listener");
+    assert_eq!(pod, bed.topo.pods[0].name);
+    // The NodePort's own Service (all three pods), not the route's pod 0.
+    for v6 in [false, true] {
+        let counts = spread(&bed, v6, 60);
+        assert_eq!(counts.len(), 3, "{counts:?}");
+    }
+    stop(&mut daemon);
+}
