@@ -14,20 +14,21 @@ use k8s_openapi::api::{
 };
 
 use gateway_api::apis::standard::{
-    gatewayclasses::GatewayClass, gateways::Gateway, httproutes::HTTPRoute,
+    gatewayclasses::GatewayClass, gateways::Gateway, httproutes::HttpRoute,
     referencegrants::ReferenceGrant,
 };
 use k8s_openapi::api::core::v1::Namespace;
 
 /// Gateway API experimental-channel route kinds, named once here (their generated names
 /// change across gateway-api releases).
-pub type TcpRoute = gateway_api::apis::experimental::tcproutes::TCPRoute;
-pub type UdpRoute = gateway_api::apis::experimental::udproutes::UDPRoute;
-pub type TlsRoute = gateway_api::apis::experimental::tlsroutes::TLSRoute;
+pub type TcpRoute = gateway_api::apis::experimental::tcproutes::TcpRoute;
+pub type UdpRoute = gateway_api::apis::experimental::udproutes::UdpRoute;
+/// TLSRoute v1 (standard channel since Gateway API v1.5).
+pub type TlsRoute = gateway_api::apis::standard::tlsroutes::TlsRoute;
 /// `apiVersion` of [`TcpRoute`] and [`UdpRoute`].
 pub const L4_ROUTE_API_VERSION: &str = "gateway.networking.k8s.io/v1alpha2";
 /// `apiVersion` of [`TlsRoute`].
-pub const TLS_ROUTE_API_VERSION: &str = "gateway.networking.k8s.io/v1alpha2";
+pub const TLS_ROUTE_API_VERSION: &str = "gateway.networking.k8s.io/v1";
 
 use crate::object::{Diagnostic, ObjectKind};
 
@@ -73,7 +74,7 @@ pub enum Object {
     /// Gateway API (standard channel, `gateway.networking.k8s.io`).
     GatewayClass(Arc<GatewayClass>),
     Gateway(Arc<Gateway>),
-    HTTPRoute(Arc<HTTPRoute>),
+    HTTPRoute(Arc<HttpRoute>),
     ReferenceGrant(Arc<ReferenceGrant>),
     TCPRoute(Arc<TcpRoute>),
     UDPRoute(Arc<UdpRoute>),
@@ -190,7 +191,7 @@ pub struct Objects {
     pub namespaces: BTreeMap<Key, Arc<Namespace>>,
     pub gateway_classes: BTreeMap<Key, Arc<GatewayClass>>,
     pub gateways: BTreeMap<Key, Arc<Gateway>>,
-    pub http_routes: BTreeMap<Key, Arc<HTTPRoute>>,
+    pub http_routes: BTreeMap<Key, Arc<HttpRoute>>,
     pub reference_grants: BTreeMap<Key, Arc<ReferenceGrant>>,
     pub tcp_routes: BTreeMap<Key, Arc<TcpRoute>>,
     pub udp_routes: BTreeMap<Key, Arc<UdpRoute>>,

@@ -151,7 +151,7 @@ has_meta!(
     Secret,
     ConfigMap,
     gateway_api::apis::standard::gateways::Gateway,
-    gateway_api::apis::standard::httproutes::HTTPRoute,
+    gateway_api::apis::standard::httproutes::HttpRoute,
     gateway_api::apis::standard::referencegrants::ReferenceGrant,
     crate::store::TcpRoute,
     crate::store::UdpRoute,

@@ -17,7 +17,7 @@ use std::{collections::BTreeMap, fmt::Debug, path::Path, time::Duration};
 
 use futures::StreamExt;
 use gateway_api::apis::standard::{
-    gatewayclasses::GatewayClass, gateways::Gateway, httproutes::HTTPRoute,
+    gatewayclasses::GatewayClass, gateways::Gateway, httproutes::HttpRoute,
     referencegrants::ReferenceGrant,
 };
 use k8s_openapi::api::{
@@ -264,7 +264,7 @@ pub fn spawn_scoped(
             events.clone(),
         )),
         tokio::spawn(watch_optional_kind(
-            api::<HTTPRoute>(&client, namespace),
+            api::<HttpRoute>(&client, namespace),
             ObjectKind::HTTPRoute,
             |o| Object::HTTPRoute(trim_status(o).into()),
             events.clone(),
@@ -411,7 +411,7 @@ macro_rules! has_status {
 has_status!(
     GatewayClass,
     Gateway,
-    HTTPRoute,
+    HttpRoute,
     TcpRoute,
     UdpRoute,
     TlsRoute

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use gateway_api::apis::standard::{
-    gatewayclasses::GatewayClass, gateways::Gateway, httproutes::HTTPRoute,
+    gatewayclasses::GatewayClass, gateways::Gateway, httproutes::HttpRoute,
 };
 use kube::{
     Api,
@@ -185,7 +185,7 @@ impl GatewayStatusWriter {
             ObjectKind::TCPRoute => ApiResource::erase::<crate::store::TcpRoute>(&()),
             ObjectKind::UDPRoute => ApiResource::erase::<crate::store::UdpRoute>(&()),
             ObjectKind::TLSRoute => ApiResource::erase::<crate::store::TlsRoute>(&()),
-            _ => ApiResource::erase::<HTTPRoute>(&()),
+            _ => ApiResource::erase::<HttpRoute>(&()),
         };
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), &r.namespace, &resource);
@@ -217,7 +217,8 @@ impl GatewayStatusWriter {
 }
 
 fn now() -> String {
-    k8s_openapi::chrono::Utc::now().to_rfc3339_opts(k8s_openapi::chrono::SecondsFormat::Secs, true)
+    // RFC 3339 with whole seconds, as metav1.Time serialises.
+    format!("{:.0}", k8s_openapi::jiff::Timestamp::now())
 }
 
 /// True when done (or the object no longer exists).

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use gateway_api::apis::standard::{gateways::Gateway, httproutes::HTTPRoute};
+use gateway_api::apis::standard::{gateways::Gateway, httproutes::HttpRoute};
 
 use super::{GROUP, hostnames, listeners};
 use crate::{
@@ -162,7 +162,7 @@ pub struct Attached {
 
 /// [`parents`] of an HTTPRoute, counting it in the `attachedRoutes` of its listeners.
 pub fn attach(
-    hr: &HTTPRoute,
+    hr: &HttpRoute,
     key: &Key,
     gateways: &mut Gateways<'_>,
     objects: &Objects,

@@ -10,7 +10,7 @@ use std::{
     sync::Arc,
 };
 
-use gateway_api::apis::standard::httproutes::HTTPRouteRulesBackendRefs;
+use gateway_api::apis::standard::httproutes::HttpRouteRulesBackendRefs;
 use k8s_openapi::api::core::v1::ServicePort;
 
 use super::reference_grant;
@@ -35,7 +35,7 @@ pub struct Backends {
 /// `cache` (one per Service port); Services looked up go to `services`.
 pub fn resolve(
     route_ns: &str,
-    refs: &[HTTPRouteRulesBackendRefs],
+    refs: &[HttpRouteRulesBackendRefs],
     objects: &Objects,
     endpoints: &EndpointIndex<'_>,
     cache: &mut HashMap<(Key, i32), Arc<Upstream>>,
@@ -123,7 +123,7 @@ pub fn service_port<'o>(
 
 fn one(
     route_ns: &str,
-    r: &HTTPRouteRulesBackendRefs,
+    r: &HttpRouteRulesBackendRefs,
     objects: &Objects,
     endpoints: &EndpointIndex<'_>,
     cache: &mut HashMap<(Key, i32), Arc<Upstream>>,

@@ -65,7 +65,7 @@ macro_rules! l4_route {
                 .metadata
                 .creation_timestamp
                 .as_ref()
-                .map(|t| t.0.timestamp())
+                .map(|t| t.0.as_second())
                 .unwrap_or(0),
             generation: r.metadata.generation.unwrap_or(0),
             protocol: $protocol,
@@ -169,7 +169,7 @@ pub fn claim_ports(gateways: &mut Gateways<'_>, mut held: BTreeMap<(L4Protocol, 
                 .metadata
                 .creation_timestamp
                 .as_ref()
-                .map(|t| t.0.timestamp())
+                .map(|t| t.0.as_second())
                 .unwrap_or(0);
             (t, k.clone())
         })

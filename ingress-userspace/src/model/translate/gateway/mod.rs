@@ -32,7 +32,7 @@ use std::{
     sync::Arc,
 };
 
-use gateway_api::apis::standard::httproutes::HTTPRoute;
+use gateway_api::apis::standard::httproutes::HttpRoute;
 
 pub use listeners::ProxyPorts;
 
@@ -307,7 +307,7 @@ struct Built {
 
 #[allow(clippy::too_many_arguments)]
 fn build_routes(
-    hr: &HTTPRoute,
+    hr: &HttpRoute,
     key: &Key,
     oref: &ObjectRef,
     objects: &Objects,
@@ -320,7 +320,7 @@ fn build_routes(
         .metadata
         .creation_timestamp
         .as_ref()
-        .map(|t| t.0.timestamp())
+        .map(|t| t.0.as_second())
         .unwrap_or(0);
     let mut built = Built {
         routes: Vec::new(),

@@ -57,7 +57,7 @@ pub fn translate(
                 .metadata
                 .creation_timestamp
                 .as_ref()
-                .map(|t| t.0.timestamp())
+                .map(|t| t.0.as_second())
                 .unwrap_or(0);
             (t, k, r.as_ref())
         })
