@@ -83,7 +83,7 @@ spec:
   - {{name: pass, port: {https}, protocol: TLS, hostname: "*.pass.example", tls: {{mode: Passthrough}}}}
   - {{name: web, port: {https}, protocol: HTTPS, hostname: {WWW}, tls: {{certificateRefs: [{{name: www-tls}}]}}}}
 ---
-apiVersion: gateway.networking.k8s.io/v1alpha2
+apiVersion: gateway.networking.k8s.io/v1
 kind: TLSRoute
 metadata: {{name: vault, namespace: default}}
 spec:
@@ -91,7 +91,7 @@ spec:
   hostnames: [{VAULT}]
   rules: [{{backendRefs: [{{name: vault, port: 80}}]}}]
 ---
-apiVersion: gateway.networking.k8s.io/v1alpha2
+apiVersion: gateway.networking.k8s.io/v1
 kind: TLSRoute
 metadata: {{name: deep, namespace: default}}
 spec:

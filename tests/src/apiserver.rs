@@ -80,7 +80,7 @@ pub const RESOURCES: &[(&str, &str, &str, bool)] = &[
     ),
     (
         "tlsroutes",
-        "gateway.networking.k8s.io/v1alpha2",
+        "gateway.networking.k8s.io/v1",
         "TLSRoute",
         true,
     ),

@@ -424,14 +424,15 @@ fn tls_snapshot(yaml: &str) -> Snapshot {
 /// elsewhere `PortUnavailable`, with `tls.mode: Terminate` `UnsupportedValue`. TLSRoute
 /// hostnames intersected with the listener's become `Pass` entries, the oldest route keeping a
 /// hostname; the listener's own hostname closes the rest; a route and listener without any
-/// hostname are not served (they would take every name of the shared port).
+/// hostname (`hostnames: []`, which the v1 CRD refuses but a manifest file may hold) are not
+/// served: they would take every name of the shared port.
 #[test]
 fn tls_routes_become_the_sni_table_of_the_https_port() {
     use crate::model::SniAction;
     let s = tls_snapshot(&format!(
         r#"{}
 ---
-apiVersion: gateway.networking.k8s.io/v1alpha2
+apiVersion: gateway.networking.k8s.io/v1
 kind: TLSRoute
 metadata: {{name: first, namespace: app, creationTimestamp: "{T0}"}}
 spec:
@@ -439,7 +440,7 @@ spec:
   hostnames: [db.pass.example, "*.deep.pass.example", other.example]
   rules: [{{backendRefs: [{{name: db, port: 5432, weight: 2}}, {{name: db2, port: 5432}}]}}]
 ---
-apiVersion: gateway.networking.k8s.io/v1alpha2
+apiVersion: gateway.networking.k8s.io/v1
 kind: TLSRoute
 metadata: {{name: later, namespace: app, creationTimestamp: "{T1}"}}
 spec:
@@ -447,11 +448,12 @@ spec:
   hostnames: [db.pass.example]
   rules: [{{backendRefs: [{{name: db2, port: 5432}}]}}]
 ---
-apiVersion: gateway.networking.k8s.io/v1alpha2
+apiVersion: gateway.networking.k8s.io/v1
 kind: TLSRoute
 metadata: {{name: everything, namespace: app, creationTimestamp: "{T0}"}}
 spec:
   parentRefs: [{{name: gw, sectionName: bare}}]
+  hostnames: []
   rules: [{{backendRefs: [{{name: db, port: 5432}}]}}]
 "#,
         gateway(
