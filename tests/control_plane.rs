@@ -130,6 +130,9 @@ fn default_objects_json() -> Vec<Value> {
                     Object::Gateway(o) => serde_json::to_value(&*o),
                     Object::HTTPRoute(o) => serde_json::to_value(&*o),
                     Object::ReferenceGrant(o) => serde_json::to_value(&*o),
+                    Object::TCPRoute(o) => serde_json::to_value(&*o),
+                    Object::UDPRoute(o) => serde_json::to_value(&*o),
+                    Object::TLSRoute(o) => serde_json::to_value(&*o),
                 }
                 .unwrap(),
             );
@@ -1336,4 +1339,104 @@ async fn gateway_api_objects_are_served_and_get_status() {
         .filter(|r| r.contains("referencegrants"))
         .count();
     assert!(asked <= 2, "referencegrants requested {asked} times");
+}
+
+/// TCPRoutes from the cluster: a Gateway's TCP listener with a route becomes an L4 service of
+/// the snapshot, and the leader writes the listener's `attachedRoutes` and the route parent's
+/// `Accepted`/`ResolvedRefs` (Gateway API v1alpha2 `TCPRoute` status, as for HTTPRoutes), then
+/// `ResolvedRefs: False, BackendNotFound` when the route names a Service that does not exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcproutes_become_l4_services_and_get_status() {
+    let api = ApiServer::start().await.unwrap();
+    api.put(
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+        "metadata": {"name": "xdp"}, "spec": {"controllerName": "xdp-ingress.dev/controller"}}),
+    );
+    api.put(
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "gw", "namespace": "default", "generation": 1},
+        "spec": {"gatewayClassName": "xdp", "listeners": [
+            {"name": "pg", "port": 15432, "protocol": "TCP"}]}}),
+    );
+    api.put(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db", "namespace": "default"},
+        "spec": {"ports": [{"port": 5432}]}}));
+    let route = json!({"apiVersion": "gateway.networking.k8s.io/v1alpha2", "kind": "TCPRoute",
+        "metadata": {"name": "pg", "namespace": "default", "generation": 3},
+        "spec": {"parentRefs": [{"name": "gw", "sectionName": "pg"}],
+            "rules": [{"backendRefs": [{"name": "db", "port": 5432}]}]}});
+    api.put(route.clone());
+
+    let ctl = controller::spawn(
+        Translator::new(TranslateConfig::default()),
+        vec![],
+        LoopConfig::default(),
+    );
+    let client = kube_client(&api).await;
+    let _tasks = kube_source::spawn(client.clone(), None, ctl.events.clone());
+    let mut rx = ctl.snapshots.clone();
+    converge(&mut rx, "TCP listener served", |s| {
+        s.l4.iter().any(|l| l.id == "gateway/default/gw:pg")
+    })
+    .await;
+    let candidate = status::leader::spawn(client.clone(), quick_lease("node-a"));
+    let reporter = status::events::Reporter {
+        controller: "xdp-ingress.dev/controller".into(),
+        instance: "node-a".into(),
+    };
+    let _writer = status::spawn(
+        client,
+        reporter,
+        ctl.snapshots.clone(),
+        candidate.is_leader.clone(),
+    );
+    let cond = |v: &Value, t: &str| -> Option<(String, String)> {
+        v.as_array()?.iter().find(|c| c["type"] == t).map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_string(),
+                c["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+    };
+    let pair = |a: &str, b: &str| Some((a.to_string(), b.to_string()));
+    eventually("Gateway listener status", || {
+        api.get("gateways", "default", "gw").is_some_and(|o| {
+            let l = &o["status"]["listeners"][0];
+            l["attachedRoutes"] == 1
+                && l["supportedKinds"]
+                    == json!([{"group": "gateway.networking.k8s.io", "kind": "TCPRoute"}])
+                && cond(&l["conditions"], "Programmed") == pair("True", "Programmed")
+        })
+    })
+    .await;
+    let ours = |o: &Value| -> Option<Value> {
+        o["status"]["parents"]
+            .as_array()?
+            .iter()
+            .find(|p| p["controllerName"] == "xdp-ingress.dev/controller")
+            .cloned()
+    };
+    eventually("TCPRoute accepted", || {
+        api.get("tcproutes", "default", "pg")
+            .and_then(|o| ours(&o))
+            .is_some_and(|p| {
+                cond(&p["conditions"], "Accepted") == pair("True", "Accepted")
+                    && cond(&p["conditions"], "ResolvedRefs") == pair("True", "ResolvedRefs")
+                    && p["conditions"][0]["observedGeneration"] == 3
+                    && p["parentRef"]["sectionName"] == "pg"
+            })
+    })
+    .await;
+    let mut changed = route;
+    changed["spec"]["rules"][0]["backendRefs"][0]["name"] = json!("gone");
+    changed["metadata"]["generation"] = json!(4);
+    api.put(changed);
+    eventually("TCPRoute BackendNotFound", || {
+        api.get("tcproutes", "default", "pg")
+            .and_then(|o| ours(&o))
+            .is_some_and(|p| {
+                cond(&p["conditions"], "ResolvedRefs") == pair("False", "BackendNotFound")
+                    && p["conditions"][1]["observedGeneration"] == 4
+            })
+    })
+    .await;
 }

@@ -74,6 +74,36 @@ const CLUSTER_RULES: &[(&str, &str, &[&str])] = &[
         "httproutes/status",
         &["get", "patch"],
     ),
+    (
+        "gateway.networking.k8s.io",
+        "tcproutes",
+        &["get", "list", "watch"],
+    ),
+    (
+        "gateway.networking.k8s.io",
+        "udproutes",
+        &["get", "list", "watch"],
+    ),
+    (
+        "gateway.networking.k8s.io",
+        "tcproutes/status",
+        &["get", "patch"],
+    ),
+    (
+        "gateway.networking.k8s.io",
+        "udproutes/status",
+        &["get", "patch"],
+    ),
+    (
+        "gateway.networking.k8s.io",
+        "tlsroutes",
+        &["get", "list", "watch"],
+    ),
+    (
+        "gateway.networking.k8s.io",
+        "tlsroutes/status",
+        &["get", "patch"],
+    ),
 ];
 
 /// What it needs in its own namespace: the leader-election Lease.

@@ -1642,3 +1642,226 @@ fn daemon_dashboard_shows_the_xdp_services_with_their_counters() {
     assert!(l4.contains(&format!("tcp/*:{NODE_PORT}")), "{l4}");
     stop(&mut daemon);
 }
+
+/// Gateway API L4 routes, as the daemon reads them from its manifest directory: a Gateway with
+/// a TCP listener (a TCPRoute splitting connections 1:1 between Service `echo-a`, pod 0, and
+/// `echo-b`, pods 1 and 2) and a UDP listener (a UDPRoute to `udp-echo`, every pod), each
+/// Service with IPv4 and IPv6 EndpointSlices. None of the Services is a NodePort.
+fn gateway_l4_manifests(pods: &[testbed::Pod], tcp_port: u16, udp_port: u16) -> String {
+    let slices = |svc: &str, pods: &[&testbed::Pod], port: u16, proto: &str| {
+        let mut out = String::new();
+        for (fam, v6) in [("IPv4", false), ("IPv6", true)] {
+            let eps: String = pods
+                .iter()
+                .map(|p| {
+                    let ip = if v6 { p.v6.to_string() } else { p.v4.to_string() };
+                    format!(
+                        "- {{addresses: [\"{ip}\"], conditions: {{ready: true}}, targetRef: {{kind: Pod, name: {}}}}}\n",
+                        p.name
+                    )
+                })
+                .collect();
+            out.push_str(&format!(
+                "---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: {svc}-{fam}, namespace: default, labels: {{kubernetes.io/service-name: {svc}}}}}
+addressType: {fam}
+ports: [{{port: {port}, protocol: {proto}}}]
+endpoints:
+{eps}"
+            ));
+        }
+        format!(
+            "---
+apiVersion: v1
+kind: Service
+metadata: {{name: {svc}, namespace: default}}
+spec: {{ports: [{{port: {port}, protocol: {proto}}}]}}
+{out}"
+        )
+    };
+    let all: Vec<&testbed::Pod> = pods.iter().collect();
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: xdp}}
+spec: {{controllerName: xdp-ingress.dev/controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: l4, namespace: default}}
+spec:
+  gatewayClassName: xdp
+  listeners:
+  - {{name: tcp, port: {tcp_port}, protocol: TCP}}
+  - {{name: udp, port: {udp_port}, protocol: UDP}}
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: {{name: echo, namespace: default}}
+spec:
+  parentRefs: [{{name: l4, sectionName: tcp}}]
+  rules: [{{backendRefs: [{{name: echo-a, port: {POD_PORT}, weight: 1}}, {{name: echo-b, port: {POD_PORT}, weight: 1}}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: UDPRoute
+metadata: {{name: echo, namespace: default}}
+spec:
+  parentRefs: [{{name: l4, sectionName: udp}}]
+  rules: [{{backendRefs: [{{name: udp-echo, port: 5353}}]}}]
+{}{}{}",
+        slices("echo-a", &all[..1], POD_PORT, "TCP"),
+        slices("echo-b", &all[1..], POD_PORT, "TCP"),
+        slices("udp-echo", &all, 5353, "UDP"),
+    )
+}
+
+#[test]
+fn daemon_serves_a_tcproute_and_a_udproute_on_gateway_listeners_through_xdp_v4_and_v6() {
+    if !testbed::require_root() {
+        return;
+    }
+    require_daemon_bin();
+    let bed = bed();
+    let mut udp_echo = Vec::new();
+    for p in &bed.topo.pods {
+        for ip in [IpAddr::V4(p.v4), IpAddr::V6(p.v6)] {
+            udp_echo.push(EchoServer::udp(&p.ns, SocketAddr::new(ip, 5353), &p.name).unwrap());
+        }
+    }
+    xdp_ingress::dataplane::l4::ensure_bpffs(&bed.pin).expect("bpffs");
+    let (tcp_port, udp_port) = (30090, 30053);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gateway.yaml"),
+        gateway_l4_manifests(&bed.topo.pods, tcp_port, udp_port),
+    )
+    .unwrap();
+    let mut daemon = bed.daemon(dir.path());
+    let node_ips: [IpAddr; 2] = [bed.topo.node_v4.into(), bed.topo.node_v6.into()];
+
+    // Served on both families (bounded wait: the daemon writes services one after the other).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let ok = bed.topo.client.enter(|| {
+            node_ips.iter().all(|ip| {
+                TcpStream::connect_timeout(
+                    &SocketAddr::new(*ip, tcp_port),
+                    Duration::from_millis(300),
+                )
+                .is_ok()
+            })
+        });
+        if ok {
+            break;
+        }
+        assert!(!daemon.has_exited(), "daemon exited");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "TCP listener never served"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // TCP: bytes through, and connections split by backendRef weight (1:1 between echo-a's one
+    // pod and echo-b's two): pod 0 takes about half of them. 200 connections: the band below
+    // is more than 4.5 standard deviations wide.
+    let pod0 = bed.topo.pods[0].name.clone();
+    for ip in node_ips {
+        let n = 200;
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for _ in 0..n {
+            let mut s = bed.connect(SocketAddr::new(ip, tcp_port), "connect to the TCP listener");
+            let pod = greeting(&mut s);
+            echo_ok(&mut s, b"through the TCPRoute");
+            *counts.entry(pod).or_insert(0) += 1;
+        }
+        assert_eq!(counts.len(), 3, "{ip}: {counts:?}");
+        let share = counts[&pod0] as f64 / n as f64;
+        assert!((0.33..=0.67).contains(&share), "{ip}: {counts:?}");
+    }
+
+    // UDP: a datagram each way, answered from the listener's address and port.
+    for ip in node_ips {
+        let to = SocketAddr::new(ip, udp_port);
+        let (from, reply) = bed.topo.client.enter(|| {
+            let bind = if ip.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+            let s = std::net::UdpSocket::bind(bind).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            s.send_to(b"hello", to).unwrap();
+            let mut buf = [0u8; 256];
+            let (n, from) = s
+                .recv_from(&mut buf)
+                .expect("UDP reply through the UDPRoute");
+            (from, String::from_utf8_lossy(&buf[..n]).to_string())
+        });
+        assert_eq!(from, to, "the reply comes from the listener");
+        assert!(
+            reply.starts_with("pod") && reply.ends_with(":hello"),
+            "{reply}"
+        );
+    }
+    stop(&mut daemon);
+}
+
+/// A Gateway TCP listener on a port a NodePort Service already holds gets `PortUnavailable`
+/// and changes nothing for the NodePort (its connections still spread over all three pods);
+/// the Gateway's other listener is served.
+#[test]
+fn daemon_keeps_a_nodeport_when_a_gateway_listener_asks_for_its_port() {
+    if !testbed::require_root() {
+        return;
+    }
+    require_daemon_bin();
+    let bed = bed();
+    xdp_ingress::dataplane::l4::ensure_bpffs(&bed.pin).expect("bpffs");
+    let free_port = 30091;
+    let dir = tempfile::tempdir().unwrap();
+    write_manifests(dir.path(), bed.topo.pods.iter());
+    // Listener `tcp` on the NodePort's port and `free` (instead of `udp`) on a free one; the
+    // route names both and sends everything to pod 0 (`echo-a`): had it taken the NodePort's
+    // port, every NodePort connection would land on pod 0.
+    let gateway = gateway_l4_manifests(&bed.topo.pods, NODE_PORT, 30053)
+        .replace(
+            "  - {name: udp, port: 30053, protocol: UDP}",
+            &format!("  - {{name: free, port: {free_port}, protocol: TCP}}"),
+        )
+        .replace(
+            "parentRefs: [{name: l4, sectionName: tcp}]",
+            "parentRefs: [{name: l4}]",
+        )
+        .replace(
+            &format!(", {{name: echo-b, port: {POD_PORT}, weight: 1}}"),
+            "",
+        );
+    std::fs::write(dir.path().join("gateway.yaml"), gateway).unwrap();
+    let mut daemon = bed.daemon(dir.path());
+    assert!(bed.wait_served(20), "NodePort never served");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let free = SocketAddr::new(bed.topo.node_v4.into(), free_port);
+    loop {
+        let ok = bed
+            .topo
+            .client
+            .enter(|| TcpStream::connect_timeout(&free, Duration::from_millis(300)).is_ok());
+        if ok {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the free listener never served"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut s = bed.connect(free, "connect to the free listener");
+    let pod = greeting(&mut s);
+    echo_ok(&mut s, b"through the free listener");
+    assert_eq!(pod, bed.topo.pods[0].name);
+    // The NodePort's own Service (all three pods), not the route's pod 0.
+    for v6 in [false, true] {
+        let counts = spread(&bed, v6, 60);
+        assert_eq!(counts.len(), 3, "{counts:?}");
+    }
+    stop(&mut daemon);
+}

@@ -27,6 +27,11 @@ pub enum ObjectKind {
     Gateway,
     HTTPRoute,
     ReferenceGrant,
+    /// Gateway API L4 routes (served by the XDP path).
+    TCPRoute,
+    UDPRoute,
+    /// Gateway API TLS passthrough routes (served by the proxy, by SNI).
+    TLSRoute,
     /// A file of the manifest directory (name = path); for files that do not parse.
     ManifestFile,
 }

@@ -19,6 +19,17 @@ use gateway_api::apis::standard::{
 };
 use k8s_openapi::api::core::v1::Namespace;
 
+/// Gateway API experimental-channel route kinds, named once here (their generated names
+/// change across gateway-api releases).
+pub type TcpRoute = gateway_api::apis::experimental::tcproutes::TcpRoute;
+pub type UdpRoute = gateway_api::apis::experimental::udproutes::UdpRoute;
+/// TLSRoute v1 (standard channel since Gateway API v1.5).
+pub type TlsRoute = gateway_api::apis::standard::tlsroutes::TlsRoute;
+/// `apiVersion` of [`TcpRoute`] and [`UdpRoute`].
+pub const L4_ROUTE_API_VERSION: &str = "gateway.networking.k8s.io/v1alpha2";
+/// `apiVersion` of [`TlsRoute`].
+pub const TLS_ROUTE_API_VERSION: &str = "gateway.networking.k8s.io/v1";
+
 use crate::object::{Diagnostic, ObjectKind};
 
 /// `namespace/name` of an object; namespace is empty for cluster-scoped kinds.
@@ -65,6 +76,9 @@ pub enum Object {
     Gateway(Arc<Gateway>),
     HTTPRoute(Arc<HttpRoute>),
     ReferenceGrant(Arc<ReferenceGrant>),
+    TCPRoute(Arc<TcpRoute>),
+    UDPRoute(Arc<UdpRoute>),
+    TLSRoute(Arc<TlsRoute>),
 }
 
 /// A Secret as `Debug` may show it: no data bytes.
@@ -110,6 +124,9 @@ impl std::fmt::Debug for Object {
             Object::Gateway(o) => f.debug_tuple("Gateway").field(o).finish(),
             Object::HTTPRoute(o) => f.debug_tuple("HTTPRoute").field(o).finish(),
             Object::ReferenceGrant(o) => f.debug_tuple("ReferenceGrant").field(o).finish(),
+            Object::TCPRoute(o) => f.debug_tuple("TCPRoute").field(o).finish(),
+            Object::UDPRoute(o) => f.debug_tuple("UDPRoute").field(o).finish(),
+            Object::TLSRoute(o) => f.debug_tuple("TLSRoute").field(o).finish(),
         }
     }
 }
@@ -129,6 +146,9 @@ impl Object {
             Object::Gateway(_) => ObjectKind::Gateway,
             Object::HTTPRoute(_) => ObjectKind::HTTPRoute,
             Object::ReferenceGrant(_) => ObjectKind::ReferenceGrant,
+            Object::TCPRoute(_) => ObjectKind::TCPRoute,
+            Object::UDPRoute(_) => ObjectKind::UDPRoute,
+            Object::TLSRoute(_) => ObjectKind::TLSRoute,
         }
     }
 
@@ -146,6 +166,9 @@ impl Object {
             Object::Gateway(o) => &o.metadata,
             Object::HTTPRoute(o) => &o.metadata,
             Object::ReferenceGrant(o) => &o.metadata,
+            Object::TCPRoute(o) => &o.metadata,
+            Object::UDPRoute(o) => &o.metadata,
+            Object::TLSRoute(o) => &o.metadata,
         };
         Key::new(
             meta.namespace.clone().unwrap_or_default(),
@@ -170,6 +193,9 @@ pub struct Objects {
     pub gateways: BTreeMap<Key, Arc<Gateway>>,
     pub http_routes: BTreeMap<Key, Arc<HttpRoute>>,
     pub reference_grants: BTreeMap<Key, Arc<ReferenceGrant>>,
+    pub tcp_routes: BTreeMap<Key, Arc<TcpRoute>>,
+    pub udp_routes: BTreeMap<Key, Arc<UdpRoute>>,
+    pub tls_routes: BTreeMap<Key, Arc<TlsRoute>>,
     /// Problems the sources found before translation (e.g. a manifest file that does not parse).
     pub diagnostics: Vec<Diagnostic>,
 }
@@ -194,6 +220,9 @@ impl std::fmt::Debug for Objects {
             .field("gateways", &self.gateways)
             .field("http_routes", &self.http_routes)
             .field("reference_grants", &self.reference_grants)
+            .field("tcp_routes", &self.tcp_routes)
+            .field("udp_routes", &self.udp_routes)
+            .field("tls_routes", &self.tls_routes)
             .field("diagnostics", &self.diagnostics)
             .finish()
     }
@@ -234,6 +263,9 @@ impl Objects {
             Object::Gateway(o) => put(&mut self.gateways, k, o),
             Object::HTTPRoute(o) => put(&mut self.http_routes, k, o),
             Object::ReferenceGrant(o) => put(&mut self.reference_grants, k, o),
+            Object::TCPRoute(o) => put(&mut self.tcp_routes, k, o),
+            Object::UDPRoute(o) => put(&mut self.udp_routes, k, o),
+            Object::TLSRoute(o) => put(&mut self.tls_routes, k, o),
         }
     }
 
@@ -252,6 +284,9 @@ impl Objects {
             ObjectKind::Gateway => self.gateways.remove(key).is_some(),
             ObjectKind::HTTPRoute => self.http_routes.remove(key).is_some(),
             ObjectKind::ReferenceGrant => self.reference_grants.remove(key).is_some(),
+            ObjectKind::TCPRoute => self.tcp_routes.remove(key).is_some(),
+            ObjectKind::UDPRoute => self.udp_routes.remove(key).is_some(),
+            ObjectKind::TLSRoute => self.tls_routes.remove(key).is_some(),
             _ => false,
         }
     }
@@ -301,6 +336,9 @@ impl Objects {
             ObjectKind::Gateway => swap!(gateways),
             ObjectKind::HTTPRoute => swap!(http_routes),
             ObjectKind::ReferenceGrant => swap!(reference_grants),
+            ObjectKind::TCPRoute => swap!(tcp_routes),
+            ObjectKind::UDPRoute => swap!(udp_routes),
+            ObjectKind::TLSRoute => swap!(tls_routes),
             _ => false,
         }
     }
@@ -322,6 +360,9 @@ impl Objects {
         m(&mut self.gateways, &other.gateways);
         m(&mut self.http_routes, &other.http_routes);
         m(&mut self.reference_grants, &other.reference_grants);
+        m(&mut self.tcp_routes, &other.tcp_routes);
+        m(&mut self.udp_routes, &other.udp_routes);
+        m(&mut self.tls_routes, &other.tls_routes);
         self.diagnostics.extend(other.diagnostics.iter().cloned());
     }
 
@@ -338,6 +379,9 @@ impl Objects {
             + self.gateways.len()
             + self.http_routes.len()
             + self.reference_grants.len()
+            + self.tcp_routes.len()
+            + self.udp_routes.len()
+            + self.tls_routes.len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -66,6 +66,24 @@ pub const RESOURCES: &[(&str, &str, &str, bool)] = &[
         "ReferenceGrant",
         true,
     ),
+    (
+        "tcproutes",
+        "gateway.networking.k8s.io/v1alpha2",
+        "TCPRoute",
+        true,
+    ),
+    (
+        "udproutes",
+        "gateway.networking.k8s.io/v1alpha2",
+        "UDPRoute",
+        true,
+    ),
+    (
+        "tlsroutes",
+        "gateway.networking.k8s.io/v1",
+        "TLSRoute",
+        true,
+    ),
 ];
 
 fn resource_of_kind(

@@ -150,4 +150,6 @@ pub struct GatewayApiStatus {
     pub classes: BTreeMap<ObjectRef, Vec<StatusCondition>>,
     pub gateways: BTreeMap<ObjectRef, GatewayStatusOut>,
     pub http_routes: BTreeMap<ObjectRef, Vec<RouteParentStatus>>,
+    /// TCPRoutes, UDPRoutes and TLSRoutes (the kind is the key's).
+    pub l4_routes: BTreeMap<ObjectRef, Vec<RouteParentStatus>>,
 }

@@ -199,6 +199,26 @@ pub struct L7Config {
     /// `ssl-passthrough` hosts (exact SNI name, lower case) -> where a TLS connection naming
     /// it is passed, untouched. Empty unless `--enable-ssl-passthrough`.
     pub passthrough: BTreeMap<String, Passthrough>,
+    /// Gateway API TLS passthrough on the HTTPS port (TLSRoutes on `TLS` listeners with
+    /// `tls.mode: Passthrough`): SNI pattern (exact or `*.` wildcard of one or more labels,
+    /// lower case) -> what a connection naming it gets. Empty unless such a listener is
+    /// served. `passthrough` hosts are tried first (`proxy::sni`).
+    pub gateway_sni: BTreeMap<String, SniAction>,
+}
+
+/// What a TLS connection on the HTTPS port gets by its SNI, before termination.
+#[derive(Clone, Debug)]
+pub enum SniAction {
+    /// Passed untouched to one of `backends` (by weight): a TLSRoute's hostname.
+    Pass {
+        route: ObjectRef,
+        backends: Vec<WeightedUpstream>,
+    },
+    /// Closed: a passthrough listener's hostname that no TLSRoute serves (Gateway API).
+    Close,
+    /// Terminated here: a terminating listener's or a served host's name under a passthrough
+    /// listener's wildcard.
+    Terminate,
 }
 
 /// Where the TLS connections of one `ssl-passthrough` host go (ingress-nginx's

@@ -193,6 +193,18 @@ async fn serve_tls(
             debug!(client = %peer, timed_out, "connection closed before its ClientHello");
             return;
         }
+        Hello::Refused { host } => {
+            debug!(client = %peer, %host, "TLS passthrough listener without a route for the name; closed");
+            shared
+                .metrics
+                .ssl_passthrough
+                .get_or_create(&crate::proxy::metrics::PassthroughLabels {
+                    host,
+                    result: "no_route",
+                })
+                .inc();
+            return;
+        }
         Hello::Terminate => {}
     }
     let _serving = serving;

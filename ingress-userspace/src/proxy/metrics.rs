@@ -105,9 +105,11 @@ pub struct ResultLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PassthroughLabels {
-    /// The SNI name, one of the snapshot's passthrough hosts.
+    /// The snapshot's passthrough host (or Gateway SNI pattern, `*.` wildcards as written)
+    /// the SNI matched.
     pub host: Arc<String>,
-    /// `passed`, `no_endpoint` or `connect_failed`.
+    /// `passed`, `no_endpoint`, `connect_failed`, or `no_route` (a Gateway passthrough
+    /// listener's name no TLSRoute serves, closed).
     pub result: &'static str,
 }
 

@@ -40,6 +40,7 @@ pub mod rewrite;
 pub mod router;
 pub mod settings;
 pub mod slots;
+pub mod sni;
 pub mod tls;
 pub mod tunnel;
 pub mod upstream;
@@ -91,9 +92,9 @@ pub struct Runtime {
     /// By upstream id (`id#n` for further variants of one id); counters carry over to the
     /// next runtime.
     pub upstreams: HashMap<String, Arc<UpstreamRuntime>>,
-    /// `ssl-passthrough` hosts (SNI, lower case) -> the host as a metrics label and its
-    /// upstream (shared with the routes' runtime of the same id).
-    pub passthrough: HashMap<String, (Arc<String>, Arc<UpstreamRuntime>)>,
+    /// What the HTTPS port does with a ClientHello's SNI before terminating: `ssl-passthrough`
+    /// hosts and Gateway TLSRoutes (upstreams shared with the routes' runtime of the same id).
+    pub sni: sni::SniTable,
     /// Hosts' client-certificate steps (`auth-tls-*`) by virtual host name.
     pub client_auth: client_cert::Table,
 }
@@ -136,22 +137,14 @@ impl Runtime {
         // Routes first: a passthrough host's upstream shares their runtime when it is the
         // same variant.
         let (routes, errors) = RouteTable::build(&snapshot.l7, &mut runtime_of);
-        let passthrough = snapshot
-            .l7
-            .passthrough
-            .iter()
-            .map(|(host, p)| {
-                let label = Arc::new(host.clone());
-                (host.clone(), (label, runtime_of(&p.upstream)))
-            })
-            .collect();
+        let sni = sni::SniTable::build(&snapshot.l7, &mut runtime_of);
         let client_auth = client_cert::Table::build(&snapshot.l7, previous.map(|p| &p.client_auth));
         (
             Runtime {
                 version: snapshot.version,
                 routes,
                 upstreams,
-                passthrough,
+                sni,
                 client_auth,
             },
             errors,

@@ -1,7 +1,9 @@
 //! SSL passthrough (ingress-nginx's `ssl-passthrough` with `--enable-ssl-passthrough`; user
-//! guide "TLS/HTTPS", "SSL Passthrough"): on the HTTPS port, while the snapshot names any
-//! passthrough host, the ClientHello is read first; a connection whose SNI names such a host
-//! is passed, bytes untouched, to one of the pods behind it, which terminates TLS itself.
+//! guide "TLS/HTTPS", "SSL Passthrough"; and Gateway API TLSRoutes on `TLS` passthrough
+//! listeners): on the HTTPS port, while the snapshot names any passthrough host, the
+//! ClientHello is read first; a connection whose SNI names such a host ([`super::sni`]) is
+//! passed, bytes untouched, to one of the pods behind it, which terminates TLS itself. A name
+//! of a Gateway passthrough listener that no TLSRoute serves is closed.
 //! Every other connection (another name, no SNI, not TLS) is replayed into the normal TLS
 //! termination from its first byte, as ingress-nginx hands those to nginx.
 //!
@@ -33,6 +35,7 @@ use tracing::debug;
 use super::{
     Shared,
     metrics::PassthroughLabels,
+    sni::Decision,
     tunnel,
     upstream::{UpstreamRuntime, balance::PickInput, health::now_ms},
 };
@@ -59,6 +62,9 @@ pub enum Hello {
     },
     /// Terminate here (other name, no SNI, not a ClientHello: rustls reports the error).
     Terminate,
+    /// SNI names a Gateway passthrough listener's host that no TLSRoute serves: closed
+    /// (Gateway API), nothing terminated.
+    Refused { host: Arc<String> },
     /// The client closed, stalled past the deadline, or sent more than [`MAX_HELLO_BYTES`]
     /// without completing a ClientHello.
     Closed { timed_out: bool },
@@ -75,7 +81,7 @@ pub(crate) async fn classify<S>(
 where
     S: AsyncRead + Unpin,
 {
-    if shared.runtime.load().passthrough.is_empty() {
+    if shared.runtime.load().sni.is_empty() {
         return Hello::Terminate;
     }
     let mut acceptor = Acceptor::default();
@@ -112,12 +118,13 @@ where
                 };
                 // The runtime as of now: a snapshot applied while the hello trickled in counts.
                 let rt = shared.runtime.load();
-                return match rt.passthrough.get(name.as_str()) {
-                    Some((host, upstream)) => Hello::Pass {
-                        host: Arc::clone(host),
-                        upstream: Arc::clone(upstream),
+                return match rt.sni.decide(&name) {
+                    Decision::Pass { label, upstream } => Hello::Pass {
+                        host: label,
+                        upstream,
                     },
-                    None => Hello::Terminate,
+                    Decision::Close { label } => Hello::Refused { host: label },
+                    Decision::Terminate => Hello::Terminate,
                 };
             }
         }

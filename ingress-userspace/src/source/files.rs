@@ -123,6 +123,9 @@ fn collect(
         "ReferenceGrant" => {
             Object::ReferenceGrant(Arc::new(namespaced(typed(value, index, &kind)?)))
         }
+        "TCPRoute" => Object::TCPRoute(Arc::new(namespaced(typed(value, index, &kind)?))),
+        "UDPRoute" => Object::UDPRoute(Arc::new(namespaced(typed(value, index, &kind)?))),
+        "TLSRoute" => Object::TLSRoute(Arc::new(namespaced(typed(value, index, &kind)?))),
         other => {
             debug!(kind = other, "manifest kind not read; skipped");
             return Ok(());
@@ -149,7 +152,10 @@ has_meta!(
     ConfigMap,
     gateway_api::apis::standard::gateways::Gateway,
     gateway_api::apis::standard::httproutes::HttpRoute,
-    gateway_api::apis::standard::referencegrants::ReferenceGrant
+    gateway_api::apis::standard::referencegrants::ReferenceGrant,
+    crate::store::TcpRoute,
+    crate::store::UdpRoute,
+    crate::store::TlsRoute
 );
 
 fn namespaced<T: HasMeta>(mut o: T) -> T {

@@ -40,7 +40,7 @@ use tracing::{debug, info, warn};
 use super::{EventSender, SourceEvent};
 use crate::{
     model::ObjectKind,
-    store::{Change, Key, Object, SourceId},
+    store::{Change, Key, Object, SourceId, TcpRoute, TlsRoute, UdpRoute},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -191,6 +191,9 @@ pub fn spawn_scoped(
         ObjectKind::Gateway,
         ObjectKind::HTTPRoute,
         ObjectKind::ReferenceGrant,
+        ObjectKind::TCPRoute,
+        ObjectKind::UDPRoute,
+        ObjectKind::TLSRoute,
     ]
     .into_iter()
     .map(|k| (k, 1))
@@ -270,6 +273,24 @@ pub fn spawn_scoped(
             api::<ReferenceGrant>(&client, namespace),
             ObjectKind::ReferenceGrant,
             |o| Object::ReferenceGrant(o.into()),
+            events.clone(),
+        )),
+        tokio::spawn(watch_optional_kind(
+            api::<TcpRoute>(&client, namespace),
+            ObjectKind::TCPRoute,
+            |o| Object::TCPRoute(trim_status(o).into()),
+            events.clone(),
+        )),
+        tokio::spawn(watch_optional_kind(
+            api::<UdpRoute>(&client, namespace),
+            ObjectKind::UDPRoute,
+            |o| Object::UDPRoute(trim_status(o).into()),
+            events.clone(),
+        )),
+        tokio::spawn(watch_optional_kind(
+            api::<TlsRoute>(&client, namespace),
+            ObjectKind::TLSRoute,
+            |o| Object::TLSRoute(trim_status(o).into()),
             events,
         )),
     ]);
@@ -387,7 +408,14 @@ trait HasStatus {
 macro_rules! has_status {
     ($($t:ty),*) => {$(impl HasStatus for $t { fn clear_status(&mut self) { self.status = None; } })*};
 }
-has_status!(GatewayClass, Gateway, HttpRoute);
+has_status!(
+    GatewayClass,
+    Gateway,
+    HttpRoute,
+    TcpRoute,
+    UdpRoute,
+    TlsRoute
+);
 
 fn trim_status<K: HasStatus>(mut o: K) -> K {
     o.clear_status();

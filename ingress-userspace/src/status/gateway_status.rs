@@ -1,7 +1,7 @@
 //! Status of Gateway API objects (Gateway API v1 `GatewayClassStatus`, `GatewayStatus`,
 //! `RouteParentStatus`), as translation computed it ([`GatewayApiStatus`]). Only writes what
 //! differs from what this leader last wrote; `lastTransitionTime` is the time of that write.
-//! An HTTPRoute's `status.parents` entries of other controllers are kept; when a route this
+//! A route's (HTTPRoute, TCPRoute, UDPRoute, TLSRoute) `status.parents` entries of other controllers are kept; when a route this
 //! leader wrote stops naming a Gateway of ours, its entries of ours are removed.
 
 use std::collections::BTreeMap;
@@ -11,7 +11,7 @@ use gateway_api::apis::standard::{
 };
 use kube::{
     Api,
-    api::{Patch, PatchParams},
+    api::{ApiResource, DynamicObject, Patch, PatchParams},
 };
 use serde_json::{Value, json};
 use tracing::{debug, warn};
@@ -153,7 +153,13 @@ impl GatewayStatusWriter {
         let gone: Vec<ObjectRef> = self
             .written
             .keys()
-            .filter(|r| r.kind == ObjectKind::HTTPRoute && !status.http_routes.contains_key(r))
+            .filter(|r| {
+                (r.kind == ObjectKind::HTTPRoute && !status.http_routes.contains_key(r))
+                    || (matches!(
+                        r.kind,
+                        ObjectKind::TCPRoute | ObjectKind::UDPRoute | ObjectKind::TLSRoute
+                    ) && !status.l4_routes.contains_key(r))
+            })
             .cloned()
             .collect();
         for r in gone {
@@ -161,7 +167,7 @@ impl GatewayStatusWriter {
                 self.written.remove(&r);
             }
         }
-        for (r, parents) in &status.http_routes {
+        for (r, parents) in status.http_routes.iter().chain(&status.l4_routes) {
             let want = Value::Array(route_parents_json(parents, &self.controller_name, ""));
             if self.written.get(r) == Some(&want) {
                 continue;
@@ -175,20 +181,31 @@ impl GatewayStatusWriter {
     /// Writes our `parents` entries of route `r` (none: removes ours), keeping other
     /// controllers'. True when done (or the route no longer exists).
     async fn write_route(&self, r: &ObjectRef, parents: &[RouteParentStatus]) -> bool {
-        let api: Api<HttpRoute> = Api::namespaced(self.client.clone(), &r.namespace);
+        let resource = match r.kind {
+            ObjectKind::TCPRoute => ApiResource::erase::<crate::store::TcpRoute>(&()),
+            ObjectKind::UDPRoute => ApiResource::erase::<crate::store::UdpRoute>(&()),
+            ObjectKind::TLSRoute => ApiResource::erase::<crate::store::TlsRoute>(&()),
+            _ => ApiResource::erase::<HttpRoute>(&()),
+        };
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &r.namespace, &resource);
         // Other controllers' entries stay: read them, then write theirs and ours.
         let others: Vec<Value> = match api.get_status(&r.name).await {
             Ok(o) => o
-                .status
-                .map(|s| s.parents)
+                .data
+                .pointer("/status/parents")
+                .and_then(Value::as_array)
+                .cloned()
                 .unwrap_or_default()
                 .into_iter()
-                .filter(|p| p.controller_name != self.controller_name)
-                .filter_map(|p| serde_json::to_value(p).ok())
+                .filter(|p| {
+                    p.get("controllerName").and_then(Value::as_str)
+                        != Some(self.controller_name.as_str())
+                })
                 .collect(),
             Err(kube::Error::Api(e)) if e.code == 404 => return true,
             Err(e) => {
-                warn!(route = %r, error = %e, "reading HTTPRoute status failed; will retry");
+                warn!(route = %r, error = %e, "reading route status failed; will retry");
                 return false;
             }
         };
@@ -211,7 +228,12 @@ where
 {
     debug_assert!(matches!(
         r.kind,
-        ObjectKind::GatewayClass | ObjectKind::Gateway | ObjectKind::HTTPRoute
+        ObjectKind::GatewayClass
+            | ObjectKind::Gateway
+            | ObjectKind::HTTPRoute
+            | ObjectKind::TCPRoute
+            | ObjectKind::UDPRoute
+            | ObjectKind::TLSRoute
     ));
     match api
         .patch_status(&r.name, &PatchParams::default(), &Patch::Merge(body))

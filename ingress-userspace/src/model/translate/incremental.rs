@@ -290,5 +290,9 @@ impl Translator {
 /// Ingresses made and know nothing of Gateways' listeners and routes merged into the same
 /// hosts, so they step aside for a full translation.
 pub(super) fn has_gateway_routes(objects: &Objects) -> bool {
-    !objects.gateways.is_empty() || !objects.http_routes.is_empty()
+    !objects.gateways.is_empty()
+        || !objects.http_routes.is_empty()
+        || !objects.tcp_routes.is_empty()
+        || !objects.udp_routes.is_empty()
+        || !objects.tls_routes.is_empty()
 }

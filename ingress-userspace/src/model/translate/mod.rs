@@ -469,7 +469,7 @@ impl Translator {
         let (owned_ingresses, unsupported_annotations) =
             (part.owned_ingresses, part.unsupported_annotations);
         self.index = Some(part.index);
-        let l4 = service::l4_services(objects, &endpoints, &self.config, &mut diags, &mut refs);
+        let mut l4 = service::l4_services(objects, &endpoints, &self.config, &mut diags, &mut refs);
         let status_addresses = status_addresses(objects, &l4, &self.config);
         let mut gw = gateway::translate(
             objects,
@@ -477,12 +477,16 @@ impl Translator {
                 controller_name: &self.config.controller_name,
                 ports: self.config.gateway_ports,
                 addresses: &status_addresses,
+                l4_services: &l4,
             },
             &endpoints,
             &mut self.tls,
             &mut diags,
         );
         gateway::merge(&mut l7, &mut gw);
+        // TCP/UDP listeners join the Services' L4 services: same maps, same sync.
+        l4.append(&mut gw.l4);
+        l4.sort_by(|a, b| a.id.cmp(&b.id));
         refs.services.extend(gw.services.drain());
         refs.secrets.extend(gw.secrets.drain());
         endpoints.report_refused(&refs.services, &mut diags);

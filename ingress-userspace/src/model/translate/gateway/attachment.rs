@@ -1,9 +1,10 @@
-//! Which listeners an HTTPRoute attaches to (Gateway API v1 `ParentReference`): the named
-//! Gateway's listeners, narrowed by `sectionName` and `port`, that are served, take HTTPRoutes
-//! from the route's namespace (`allowedRoutes`), and share a hostname with the route. Each
-//! parent that is ours gets its `Accepted` condition with the spec's reason:
+//! Which listeners a route attaches to (Gateway API v1 `ParentReference`): the named
+//! Gateway's listeners, narrowed by `sectionName` and `port`, that are served, take the
+//! route's kind from the route's namespace (`allowedRoutes`), and share a hostname with the
+//! route. Each parent that is ours gets its `Accepted` condition with the spec's reason:
 //! `NoMatchingParent` (no listener has that sectionName/port), `NotAllowedByListeners` (none
 //! takes the route), `NoMatchingListenerHostname` (no hostname in common), else `Accepted`.
+//! One core ([`parents`]) for every route kind; [`attach`] is the HTTPRoute view of it.
 
 use std::collections::BTreeMap;
 
@@ -15,7 +16,8 @@ use crate::{
     store::{Key, Objects},
 };
 
-/// A Gateway of ours with its listeners and their status (attachedRoutes counted here).
+/// A Gateway of ours with its listeners and their status (attachedRoutes counted by the
+/// route kinds' translations).
 pub type Gateways<'a> = BTreeMap<
     Key,
     (
@@ -30,47 +32,59 @@ pub type Gateways<'a> = BTreeMap<
 pub struct Parent {
     pub parent_ref: ParentRef,
     pub accepted: StatusCondition,
+    /// The listeners it attached to (Gateway, index in `spec.listeners`) with the hostnames
+    /// the route is served under there (exact, `*.` wildcard, `""` for any).
+    pub listeners: Vec<(Key, usize, Vec<String>)>,
 }
 
-/// Where a route attached.
-#[derive(Debug, Default)]
-pub struct Attached {
-    pub parents: Vec<Parent>,
-    /// Host patterns the route is served under (exact, `*.` wildcard, `""` for any) ->
-    /// through which listeners: `(plain HTTP, HTTPS)`.
-    pub hostnames: std::collections::BTreeMap<String, (bool, bool)>,
+/// What a route says about where it attaches, whatever its kind.
+#[derive(Debug)]
+pub struct RouteParents<'a> {
+    /// `HTTPRoute`, `TCPRoute`, ...: listeners' `allowedRoutes.kinds` must include it.
+    pub kind: &'a str,
+    pub namespace: &'a str,
+    pub generation: i64,
+    /// `spec.hostnames` (empty for kinds without hostnames: every listener's hostname fits).
+    pub hostnames: &'a [String],
+    /// `spec.parentRefs` with group and kind defaulted.
+    pub parent_refs: Vec<ParentRef>,
 }
 
-pub fn attach(
-    hr: &HttpRoute,
-    key: &Key,
-    gateways: &mut Gateways<'_>,
-    objects: &Objects,
-) -> Attached {
-    let generation = hr.metadata.generation.unwrap_or(0);
+/// A generated `ParentReference` as [`ParentRef`] (group and kind defaulted to Gateway).
+pub fn parent_ref(
+    group: Option<&str>,
+    kind: Option<&str>,
+    namespace: Option<&str>,
+    name: &str,
+    section_name: Option<&str>,
+    port: Option<i32>,
+) -> ParentRef {
+    ParentRef {
+        group: group.unwrap_or(GROUP).into(),
+        kind: kind.unwrap_or("Gateway").into(),
+        namespace: namespace.map(str::to_string),
+        name: name.into(),
+        section_name: section_name.map(str::to_string),
+        port,
+    }
+}
+
+/// The parents of ours of route `r`, each with its `Accepted` condition and the listeners
+/// it attached to. Does not count `attachedRoutes` (the kind's translation does, for what it
+/// serves).
+pub fn parents(r: &RouteParents<'_>, gateways: &Gateways<'_>, objects: &Objects) -> Vec<Parent> {
     let cond = |ok: bool, reason: &str, msg: String| {
-        StatusCondition::new("Accepted", ok, reason, msg, generation)
+        StatusCondition::new("Accepted", ok, reason, msg, r.generation)
     };
-    let route_hosts = hr.spec.hostnames.clone().unwrap_or_default();
-    let mut out = Attached::default();
-    for p in hr.spec.parent_refs.iter().flatten() {
-        let group = p.group.as_deref().unwrap_or(GROUP);
-        let kind = p.kind.as_deref().unwrap_or("Gateway");
-        if group != GROUP || kind != "Gateway" {
+    let mut out = Vec::new();
+    for p in &r.parent_refs {
+        if p.group != GROUP || p.kind != "Gateway" {
             continue;
         }
-        let gw_ns = p.namespace.as_deref().unwrap_or(&key.namespace);
+        let gw_ns = p.namespace.as_deref().unwrap_or(r.namespace);
         let gw_key = Key::new(gw_ns, p.name.clone());
-        let Some((gw, ls, statuses)) = gateways.get_mut(&gw_key) else {
+        let Some((gw, ls, _)) = gateways.get(&gw_key) else {
             continue; // Not ours (or absent): not ours to report on.
-        };
-        let parent_ref = ParentRef {
-            group: group.into(),
-            kind: kind.into(),
-            namespace: p.namespace.clone(),
-            name: p.name.clone(),
-            section_name: p.section_name.clone(),
-            port: p.port,
         };
         let candidates: Vec<usize> = ls
             .iter()
@@ -79,6 +93,7 @@ pub fn attach(
             .filter(|(_, l)| p.port.is_none_or(|port| port == l.port))
             .map(|(i, _)| i)
             .collect();
+        let mut attached = Vec::new();
         let accepted = if candidates.is_empty() {
             cond(
                 false,
@@ -93,11 +108,11 @@ pub fn attach(
                 .filter(|&i| {
                     let l = &ls[i];
                     l.served
-                        && l.takes_http_routes
+                        && l.route_kinds.iter().any(|k| k == r.kind)
                         && listeners::namespace_allowed(
                             &l.namespaces,
                             gw_ns_own,
-                            &key.namespace,
+                            r.namespace,
                             objects,
                         )
                 })
@@ -106,39 +121,94 @@ pub fn attach(
                 let why = candidates
                     .iter()
                     .find_map(|&i| ls[i].not_served.clone())
-                    .unwrap_or_else(|| "no listener allows HTTPRoutes from this namespace".into());
+                    .unwrap_or_else(|| {
+                        format!("no listener allows {}s from this namespace", r.kind)
+                    });
                 cond(false, "NotAllowedByListeners", why)
             } else {
-                let mut any = false;
                 for i in allowed {
-                    if let Some(hs) = hostnames::intersect(ls[i].hostname, &route_hosts) {
-                        any = true;
-                        statuses[i].attached_routes += 1;
-                        for h in hs {
-                            let via = out.hostnames.entry(h).or_default();
-                            if ls[i].https {
-                                via.1 = true;
-                            } else {
-                                via.0 = true;
-                            }
-                        }
+                    if let Some(hs) = hostnames::intersect(ls[i].hostname, r.hostnames) {
+                        attached.push((gw_key.clone(), i, hs));
                     }
                 }
-                if any {
-                    cond(true, "Accepted", "route accepted".into())
-                } else {
+                if attached.is_empty() {
                     cond(
                         false,
                         "NoMatchingListenerHostname",
                         "no listener hostname matches the route's hostnames".into(),
                     )
+                } else {
+                    cond(true, "Accepted", "route accepted".into())
                 }
             }
         };
-        out.parents.push(Parent {
-            parent_ref,
+        out.push(Parent {
+            parent_ref: p.clone(),
             accepted,
+            listeners: attached,
         });
+    }
+    out
+}
+
+/// Where an HTTPRoute attached.
+#[derive(Debug, Default)]
+pub struct Attached {
+    pub parents: Vec<Parent>,
+    /// Host patterns the route is served under (exact, `*.` wildcard, `""` for any) ->
+    /// through which listeners: `(plain HTTP, HTTPS)`.
+    pub hostnames: std::collections::BTreeMap<String, (bool, bool)>,
+}
+
+/// [`parents`] of an HTTPRoute, counting it in the `attachedRoutes` of its listeners.
+pub fn attach(
+    hr: &HttpRoute,
+    key: &Key,
+    gateways: &mut Gateways<'_>,
+    objects: &Objects,
+) -> Attached {
+    let route_hosts = hr.spec.hostnames.clone().unwrap_or_default();
+    let r = RouteParents {
+        kind: "HTTPRoute",
+        namespace: &key.namespace,
+        generation: hr.metadata.generation.unwrap_or(0),
+        hostnames: &route_hosts,
+        parent_refs: hr
+            .spec
+            .parent_refs
+            .iter()
+            .flatten()
+            .map(|p| {
+                parent_ref(
+                    p.group.as_deref(),
+                    p.kind.as_deref(),
+                    p.namespace.as_deref(),
+                    &p.name,
+                    p.section_name.as_deref(),
+                    p.port,
+                )
+            })
+            .collect(),
+    };
+    let mut out = Attached {
+        parents: parents(&r, gateways, objects),
+        ..Default::default()
+    };
+    for p in &out.parents {
+        for (gw_key, i, hs) in &p.listeners {
+            let Some((_, ls, statuses)) = gateways.get_mut(gw_key) else {
+                continue;
+            };
+            statuses[*i].attached_routes += 1;
+            for h in hs {
+                let via = out.hostnames.entry(h.clone()).or_default();
+                if ls[*i].https {
+                    via.1 = true;
+                } else {
+                    via.0 = true;
+                }
+            }
+        }
     }
     out
 }

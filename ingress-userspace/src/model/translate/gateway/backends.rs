@@ -11,6 +11,7 @@ use std::{
 };
 
 use gateway_api::apis::standard::httproutes::HttpRouteRulesBackendRefs;
+use k8s_openapi::api::core::v1::ServicePort;
 
 use super::reference_grant;
 use crate::{
@@ -58,25 +59,38 @@ pub fn resolve(
     out
 }
 
-fn one(
+/// A `backendRef` of any route kind, as the spec spells it.
+#[derive(Clone, Copy, Debug)]
+pub struct BackendRef<'a> {
+    /// The route's kind (`HTTPRoute`, `TCPRoute`, ...), for ReferenceGrants' `from`.
+    pub from_kind: &'a str,
+    pub group: Option<&'a str>,
+    pub kind: Option<&'a str>,
+    pub namespace: Option<&'a str>,
+    pub name: &'a str,
+    pub port: Option<i32>,
+}
+
+/// The Service port a backendRef of a route in `route_ns` names, or why it does not resolve
+/// (`InvalidKind`, `RefNotPermitted`, `BackendNotFound`). Services looked up go to
+/// `services`. The one check of backendRefs for every route kind.
+pub fn service_port<'o>(
     route_ns: &str,
-    r: &HttpRouteRulesBackendRefs,
-    objects: &Objects,
-    endpoints: &EndpointIndex<'_>,
-    cache: &mut HashMap<(Key, i32), Arc<Upstream>>,
+    r: &BackendRef<'_>,
+    objects: &'o Objects,
     services: &mut HashSet<Key>,
-) -> Result<Arc<Upstream>, (&'static str, String)> {
+) -> Result<(Key, &'o ServicePort), (&'static str, String)> {
     let key = reference_grant::checked(
         objects,
         &reference_grant::ObjectReference {
             field: "backendRef",
-            from_kind: "HTTPRoute",
+            from_kind: r.from_kind,
             from_namespace: route_ns,
             to_kind: "Service",
-            group: r.group.as_deref(),
-            kind: r.kind.as_deref(),
-            namespace: r.namespace.as_deref(),
-            name: &r.name,
+            group: r.group,
+            kind: r.kind,
+            namespace: r.namespace,
+            name: r.name,
         },
     )
     .map_err(|p| match p {
@@ -104,6 +118,46 @@ fn one(
             format!("Service {key} has no port {number}"),
         ));
     };
+    Ok((key, port))
+}
+
+fn one(
+    route_ns: &str,
+    r: &HttpRouteRulesBackendRefs,
+    objects: &Objects,
+    endpoints: &EndpointIndex<'_>,
+    cache: &mut HashMap<(Key, i32), Arc<Upstream>>,
+    services: &mut HashSet<Key>,
+) -> Result<Arc<Upstream>, (&'static str, String)> {
+    upstream(
+        route_ns,
+        &BackendRef {
+            from_kind: "HTTPRoute",
+            group: r.group.as_deref(),
+            kind: r.kind.as_deref(),
+            namespace: r.namespace.as_deref(),
+            name: &r.name,
+            port: r.port,
+        },
+        objects,
+        endpoints,
+        cache,
+        services,
+    )
+}
+
+/// The upstream (one per Service port, shared through `cache`) a backendRef names, or why it
+/// does not resolve ([`service_port`]).
+pub fn upstream(
+    route_ns: &str,
+    r: &BackendRef<'_>,
+    objects: &Objects,
+    endpoints: &EndpointIndex<'_>,
+    cache: &mut HashMap<(Key, i32), Arc<Upstream>>,
+    services: &mut HashSet<Key>,
+) -> Result<Arc<Upstream>, (&'static str, String)> {
+    let (key, port) = service_port(route_ns, r, objects, services)?;
+    let number = port.port;
     if let Some(u) = cache.get(&(key.clone(), number)) {
         return Ok(u.clone());
     }

@@ -3,9 +3,10 @@
 //! `ListenerStatus`, `ListenerConditionType` and its reasons).
 //!
 //! Served now: `HTTP` listeners on the proxy's HTTP port and `HTTPS` (`mode: Terminate`)
-//! listeners on its HTTPS port. Any other port gets `Accepted: False, PortUnavailable`
-//! (listener ports that follow the Gateways are a later step), any other protocol
-//! `UnsupportedProtocol`.
+//! listeners on its HTTPS port (any other port gets `Accepted: False, PortUnavailable`:
+//! listener ports that follow the Gateways are a later step); `TCP` and `UDP` listeners on
+//! any port, served by the XDP path ([`super::l4`] decides port collisions); any other
+//! protocol `UnsupportedProtocol`.
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -52,8 +53,13 @@ pub struct Listener<'a> {
     pub port: i32,
     pub https: bool,
     pub namespaces: AllowedNamespaces,
-    /// `allowedRoutes.kinds` includes HTTPRoute (the default).
-    pub takes_http_routes: bool,
+    /// `TLS` with `tls.mode: Passthrough`: its TLSRoutes are passed by SNI.
+    pub tls_passthrough: bool,
+    /// `TCP` or `UDP`: served by the XDP path.
+    pub l4: Option<crate::model::L4Protocol>,
+    /// Route kinds it takes: `allowedRoutes.kinds` of those its protocol supports (by
+    /// default the protocol's kind).
+    pub route_kinds: Vec<String>,
     /// Accepted and programmed: its routes are served.
     pub served: bool,
     /// Why it is not served, for the routes that name it.
@@ -81,6 +87,11 @@ pub fn listeners<'a>(
     let conflicts = conflicts(&gw.spec.listeners);
     for (i, l) in gw.spec.listeners.iter().enumerate() {
         let https = l.protocol == "HTTPS";
+        let l4 = match l.protocol.as_str() {
+            "TCP" => Some(crate::model::L4Protocol::Tcp),
+            "UDP" => Some(crate::model::L4Protocol::Udp),
+            _ => None,
+        };
         let mut conditions = Vec::new();
         let mut problem: Option<(String, String)> = None; // (reason, message): not accepted
         let mut resolved: Option<(String, String)> = None; // (reason, message): refs broken
@@ -88,14 +99,41 @@ pub fn listeners<'a>(
         if !kinds_ok {
             resolved = Some((
                 "InvalidRouteKinds".into(),
-                "allowedRoutes.kinds names a kind other than HTTPRoute".into(),
+                format!(
+                    "allowedRoutes.kinds names a kind a {} listener does not take",
+                    l.protocol
+                ),
             ));
         }
-        if l.protocol != "HTTP" && !https {
+        if l4.is_some() {
+            if !(1..=65535).contains(&l.port) {
+                problem = Some((
+                    "PortUnavailable".into(),
+                    format!("port {} is not a port number", l.port),
+                ));
+            }
+        } else if l.protocol == "TLS" {
+            if l.port != i32::from(ports.https) {
+                problem = Some((
+                    "PortUnavailable".into(),
+                    format!(
+                        "TLS passthrough listeners are served on the proxy's HTTPS port ({}) only",
+                        ports.https
+                    ),
+                ));
+            } else if l.tls.as_ref().and_then(|t| t.mode.as_ref())
+                != Some(&GatewayListenersTlsMode::Passthrough)
+            {
+                problem = Some((
+                    "UnsupportedValue".into(),
+                    "a TLS listener is served with tls.mode Passthrough only".into(),
+                ));
+            }
+        } else if l.protocol != "HTTP" && !https {
             problem = Some((
                 "UnsupportedProtocol".into(),
                 format!(
-                    "protocol {} is not supported yet (HTTP and HTTPS are)",
+                    "protocol {} is not supported yet (HTTP, HTTPS, TLS, TCP and UDP are)",
                     l.protocol
                 ),
             ));
@@ -204,7 +242,9 @@ pub fn listeners<'a>(
             port: l.port,
             https,
             namespaces: allowed_namespaces(l),
-            takes_http_routes: kinds.iter().any(|(_, k)| k == "HTTPRoute"),
+            l4,
+            tls_passthrough: l.protocol == "TLS",
+            route_kinds: kinds.iter().map(|(_, k)| k.clone()).collect(),
             served,
             not_served,
         });
@@ -212,21 +252,35 @@ pub fn listeners<'a>(
     (out, statuses)
 }
 
-/// `supportedKinds` (HTTPRoute unless `allowedRoutes.kinds` leaves it out) and whether every
-/// kind listed is one we support.
+/// The route kind a listener protocol takes (Gateway API v1 `Listener.protocol`).
+pub fn route_kind_of(protocol: &str) -> Option<&'static str> {
+    match protocol {
+        "HTTP" | "HTTPS" => Some("HTTPRoute"),
+        "TLS" => Some("TLSRoute"),
+        "TCP" => Some("TCPRoute"),
+        "UDP" => Some("UDPRoute"),
+        _ => None,
+    }
+}
+
+/// `supportedKinds` (the protocol's route kind unless `allowedRoutes.kinds` leaves it out)
+/// and whether every kind listed is one the listener's protocol takes.
 fn supported_kinds(l: &GatewayListeners) -> (Vec<(String, String)>, bool) {
-    let http_route = || (GROUP.to_string(), "HTTPRoute".to_string());
+    let Some(own) = route_kind_of(&l.protocol) else {
+        return (Vec::new(), true);
+    };
+    let own_kind = || (GROUP.to_string(), own.to_string());
     let listed = l.allowed_routes.as_ref().and_then(|a| a.kinds.as_ref());
     match listed {
-        None => (vec![http_route()], true),
-        Some(kinds) if kinds.is_empty() => (vec![http_route()], true),
+        None => (vec![own_kind()], true),
+        Some(kinds) if kinds.is_empty() => (vec![own_kind()], true),
         Some(kinds) => {
             let mut ok = true;
             let mut out = Vec::new();
             for k in kinds {
                 let group = k.group.as_deref().unwrap_or(GROUP);
-                if group == GROUP && k.kind == "HTTPRoute" {
-                    out.push(http_route());
+                if group == GROUP && k.kind == own {
+                    out.push(own_kind());
                 } else {
                     ok = false;
                 }
@@ -235,6 +289,38 @@ fn supported_kinds(l: &GatewayListeners) -> (Vec<(String, String)>, bool) {
             (out, ok)
         }
     }
+}
+
+/// Takes a listener that was served out of service: `Accepted: False` with `reason`,
+/// `Programmed: False`; routes naming it hear why.
+pub fn refuse(l: &mut Listener<'_>, status: &mut ListenerStatus, reason: &str, message: String) {
+    let generation = status
+        .conditions
+        .first()
+        .map(|c| c.observed_generation)
+        .unwrap_or(0);
+    for c in &mut status.conditions {
+        match c.type_.as_str() {
+            "Accepted" => {
+                *c = StatusCondition::new("Accepted", false, reason, message.clone(), generation)
+            }
+            "Programmed" => {
+                *c = StatusCondition::new(
+                    "Programmed",
+                    false,
+                    "Invalid",
+                    "listener is not served",
+                    generation,
+                )
+            }
+            _ => {}
+        }
+    }
+    l.served = false;
+    l.not_served = Some(format!(
+        "listener {} is not served ({reason}: {message})",
+        l.name
+    ));
 }
 
 fn allowed_namespaces(l: &GatewayListeners) -> AllowedNamespaces {
@@ -263,7 +349,15 @@ fn conflicts(listeners: &[GatewayListeners]) -> Vec<Option<String>> {
                 if i == j || a.port != b.port {
                     continue;
                 }
-                if a.protocol != b.protocol {
+                let l4_pair = |x: &str, y: &str| matches!((x, y), ("TCP", "UDP") | ("UDP", "TCP"));
+                if l4_pair(&a.protocol, &b.protocol) {
+                    // Different transports: no collision (DNS serves both on 53).
+                    continue;
+                }
+                // HTTPS and TLS listeners share a port, told apart by SNI (hostname).
+                let tls_pair =
+                    |x: &str, y: &str| matches!((x, y), ("HTTPS", "TLS") | ("TLS", "HTTPS"));
+                if a.protocol != b.protocol && !tls_pair(&a.protocol, &b.protocol) {
                     found = Some("ProtocolConflict".to_string());
                     break;
                 }

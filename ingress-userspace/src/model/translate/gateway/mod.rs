@@ -9,15 +9,21 @@
 //! - [`filters`]: header modifiers, redirect, URL rewrite.
 //! - [`backends`]: weighted backendRefs; unresolvable shares answer 500.
 //! - [`reference_grant`]: cross-namespace permission.
+//! - [`l4`]: TCPRoute and UDPRoute on TCP/UDP listeners, as L4 services of the XDP path.
+//! - [`tls_passthrough`]: TLSRoute on TLS passthrough listeners, as the proxy's SNI table.
 
 pub mod attachment;
 pub mod backends;
 pub mod filters;
 pub mod hostnames;
+pub mod l4;
 pub mod listeners;
 pub mod matching;
 pub mod reference_grant;
+pub mod tls_passthrough;
 
+#[cfg(test)]
+mod l4_tests;
 #[cfg(test)]
 mod tests;
 
@@ -43,6 +49,24 @@ use crate::{
 /// `gateway.networking.k8s.io`.
 pub const GROUP: &str = "gateway.networking.k8s.io";
 
+/// A list field of a generated type, optional (`Option<Vec<T>>`) or required (`Vec<T>`)
+/// depending on the API version and gateway-api release: read the same way.
+pub(crate) trait Listed<T> {
+    fn listed(&self) -> &[T];
+}
+
+impl<T> Listed<T> for Option<Vec<T>> {
+    fn listed(&self) -> &[T] {
+        self.as_deref().unwrap_or_default()
+    }
+}
+
+impl<T> Listed<T> for Vec<T> {
+    fn listed(&self) -> &[T] {
+        self
+    }
+}
+
 /// What the Gateway API objects add to a snapshot.
 #[derive(Debug, Default)]
 pub struct Output {
@@ -51,6 +75,10 @@ pub struct Output {
     /// HTTPS listener certificates by hostname (`""`: a listener without one).
     pub certificates: BTreeMap<String, Arc<TlsCertificate>>,
     pub status: GatewayApiStatus,
+    /// SNI table of TLS passthrough listeners and TLSRoutes ([`tls_passthrough`]).
+    pub sni: BTreeMap<String, crate::model::SniAction>,
+    /// L4 services of TCP and UDP listeners ([`l4`]), sorted by id.
+    pub l4: Vec<crate::model::L4Service>,
     /// Services and Secrets looked up (for re-translation on their changes).
     pub services: HashSet<Key>,
     pub secrets: HashSet<Key>,
@@ -62,6 +90,8 @@ pub struct Context<'a> {
     pub ports: ProxyPorts,
     /// What Gateways' `status.addresses` say (IPs or host names).
     pub addresses: &'a [String],
+    /// The Services' L4 services: their node ports are not free for TCP/UDP listeners.
+    pub l4_services: &'a [crate::model::L4Service],
 }
 
 pub fn translate(
@@ -108,6 +138,7 @@ pub fn translate(
         );
         gateways.insert(key.clone(), (gw.as_ref(), ls, statuses));
     }
+    l4::claim_ports(&mut gateways, l4::held_ports(cx.l4_services, cx.ports));
     // Routes: attachment, status, and the routes they add.
     let mut cache = HashMap::new();
     let mut routes: Vec<(String, Route)> = Vec::new();
@@ -178,6 +209,23 @@ pub fn translate(
             }
         }
     }
+    out.l4 = l4::translate(
+        objects,
+        &mut gateways,
+        endpoints,
+        &mut out.services,
+        diags,
+        &mut out.status.l4_routes,
+    );
+    out.sni = tls_passthrough::translate(
+        objects,
+        &mut gateways,
+        endpoints,
+        &mut cache,
+        &mut out.services,
+        diags,
+        &mut out.status.l4_routes,
+    );
     routes.sort_by_cached_key(|(h, r)| (h.clone(), matching::precedence(&r.matches, &r.origin)));
     for (host, r) in routes {
         out.hosts.entry(host).or_default().push(r);
@@ -427,6 +475,16 @@ pub fn merge(l7: &mut L7Config, out: &mut Output) {
         } else {
             let vh = joined(l7.hosts.get(&host));
             l7.hosts.insert(host, vh);
+        }
+    }
+    l7.gateway_sni = std::mem::take(&mut out.sni);
+    if !l7.gateway_sni.is_empty() {
+        // A host served here (Ingress or HTTPRoute) under a passthrough listener's wildcard
+        // stays terminated; an equal TLSRoute or listener hostname decides for itself.
+        for host in l7.hosts.keys() {
+            l7.gateway_sni
+                .entry(host.clone())
+                .or_insert(crate::model::SniAction::Terminate);
         }
     }
     for (host, cert) in std::mem::take(&mut out.certificates) {

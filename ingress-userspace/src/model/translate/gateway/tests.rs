@@ -132,7 +132,7 @@ spec:
   gatewayClassName: xdp
   listeners:
   - {name: other-port, port: 8080, protocol: HTTP}
-  - {name: tcp, port: 80, protocol: TCP}
+  - {name: tcp, port: 80, protocol: example.com/sctp}
   - {name: kinds, port: 80, protocol: HTTP, hostname: k.example, allowedRoutes: {kinds: [{kind: GRPCRoute}]}}
   - {name: dup-a, port: 443, protocol: HTTPS, hostname: d.example, tls: {certificateRefs: [{name: missing}]}}
   - {name: dup-b, port: 443, protocol: HTTPS, hostname: d.example, tls: {certificateRefs: [{name: missing}]}}

@@ -1,0 +1,431 @@
+//! TCPRoute and UDPRoute (Gateway API v1alpha2, experimental channel) on `TCP` and `UDP`
+//! listeners, served by the XDP path exactly as NodePorts are (Maglev, conntrack, NAT): each
+//! served listener with a route becomes one [`L4Service`] whose frontend is the listener's
+//! port on every node address ([`Frontend::NodePort`]).
+//!
+//! What this implementation decides where the spec leaves it open (see
+//! deploy/docs/gateway-api.md):
+//! - One route per listener. TCP and UDP carry nothing (no hostname, no match) to choose
+//!   between routes, so the oldest route attached (creationTimestamp, then namespace/name:
+//!   the spec's order for conflicting routes) takes the listener; a later one gets
+//!   `Accepted: False, NotAllowedByListeners` from that parent, and is not counted in
+//!   `attachedRoutes`.
+//! - One rule per route: rules have no matches to tell them apart; the first rule's
+//!   backendRefs serve, the others are ignored with a warning.
+//! - backendRef weights split new connections (spec: "weight/(sum of all weights)"): each
+//!   endpoint's Maglev weight is its backendRef's share divided among that Service's endpoints.
+//! - A backendRef that does not resolve gives `ResolvedRefs: False` with the spec's reason; its
+//!   share goes to the others (the spec asks that share be refused; the XDP path refuses all of
+//!   a service's connections or none). With nothing resolved, every connection is refused
+//!   (TCP RST / ICMP port unreachable), as for a NodePort without endpoints.
+//! - Port collisions: a listener port held by a NodePort Service (same protocol), a health
+//!   check node port or the proxy's HTTP/HTTPS ports (TCP), or an older Gateway's listener
+//!   (same protocol) gets `Accepted: False, PortUnavailable`; the holder keeps serving.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use super::{
+    Listed,
+    attachment::{self, Gateways, RouteParents},
+    backends::{self, BackendRef},
+    listeners::{self, ProxyPorts},
+};
+use crate::{
+    model::translate::{diagnostics::Diagnostics, endpoints::EndpointIndex},
+    model::{
+        Endpoint, EndpointState, Frontend, L4Protocol, L4Service, ObjectKind, ObjectRef, ParentRef,
+        RouteParentStatus, StatusCondition,
+    },
+    store::{Key, Objects, TcpRoute, UdpRoute},
+};
+
+/// Total Maglev weight one L4 service's endpoints share (2^20): fine enough for any split of
+/// backendRef weights (the spec allows 0 to 1000000) over a Maglev table.
+const WEIGHT_SCALE: u128 = 1 << 20;
+
+/// A TCPRoute or UDPRoute, as this module reads it (the generated types differ only in name).
+struct L4Route<'a> {
+    oref: ObjectRef,
+    key: &'a Key,
+    created: i64,
+    generation: i64,
+    protocol: L4Protocol,
+    parent_refs: Vec<ParentRef>,
+    /// backendRefs per rule.
+    rules: Vec<Vec<(BackendRef<'a>, Option<i32>)>>,
+}
+
+macro_rules! l4_route {
+    ($key:expr, $r:expr, $kind:expr, $protocol:expr) => {{
+        let r = $r;
+        L4Route {
+            oref: ObjectRef::new($kind, $key.namespace.clone(), $key.name.clone()),
+            key: $key,
+            created: r
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.as_second())
+                .unwrap_or(0),
+            generation: r.metadata.generation.unwrap_or(0),
+            protocol: $protocol,
+            parent_refs: r
+                .spec
+                .parent_refs
+                .listed()
+                .iter()
+                .map(|p| {
+                    attachment::parent_ref(
+                        p.group.as_deref(),
+                        p.kind.as_deref(),
+                        p.namespace.as_deref(),
+                        &p.name,
+                        p.section_name.as_deref(),
+                        p.port,
+                    )
+                })
+                .collect(),
+            rules: r
+                .spec
+                .rules
+                .iter()
+                .map(|rule| {
+                    rule.backend_refs
+                        .listed()
+                        .iter()
+                        .map(|b| {
+                            (
+                                BackendRef {
+                                    from_kind: kind_name($kind),
+                                    group: b.group.as_deref(),
+                                    kind: b.kind.as_deref(),
+                                    namespace: b.namespace.as_deref(),
+                                    name: &b.name,
+                                    port: b.port,
+                                },
+                                b.weight,
+                            )
+                        })
+                        .collect()
+                })
+                .collect(),
+        }
+    }};
+}
+
+fn tcp_route<'a>(key: &'a Key, r: &'a TcpRoute) -> L4Route<'a> {
+    l4_route!(key, r, ObjectKind::TCPRoute, L4Protocol::Tcp)
+}
+
+fn udp_route<'a>(key: &'a Key, r: &'a UdpRoute) -> L4Route<'a> {
+    l4_route!(key, r, ObjectKind::UDPRoute, L4Protocol::Udp)
+}
+
+fn kind_name(kind: ObjectKind) -> &'static str {
+    match kind {
+        ObjectKind::UDPRoute => "UDPRoute",
+        _ => "TCPRoute",
+    }
+}
+
+/// Ports already held on every node address, by protocol: the Services' node ports and
+/// health check node ports, and the proxy's own ports. Value: who holds it (for messages).
+pub fn held_ports(
+    services: &[L4Service],
+    proxy: ProxyPorts,
+) -> BTreeMap<(L4Protocol, u16), String> {
+    let mut out = BTreeMap::new();
+    out.insert(
+        (L4Protocol::Tcp, proxy.http),
+        "the proxy's HTTP port".to_string(),
+    );
+    out.insert(
+        (L4Protocol::Tcp, proxy.https),
+        "the proxy's HTTPS port".to_string(),
+    );
+    for s in services {
+        for f in &s.frontends {
+            if let Frontend::NodePort(p) = f {
+                out.entry((s.protocol, *p))
+                    .or_insert_with(|| format!("a node port of {}", s.service));
+            }
+        }
+        if let Some(hc) = &s.health_check {
+            out.entry((L4Protocol::Tcp, hc.node_port))
+                .or_insert_with(|| format!("the health check node port of {}", s.service));
+        }
+    }
+    out
+}
+
+/// Gives each served TCP/UDP listener its port, oldest Gateway first (creationTimestamp,
+/// then namespace/name); a port already `held` takes the listener out of service with
+/// `PortUnavailable`.
+pub fn claim_ports(gateways: &mut Gateways<'_>, mut held: BTreeMap<(L4Protocol, u16), String>) {
+    let mut order: Vec<(i64, Key)> = gateways
+        .iter()
+        .map(|(k, (gw, _, _))| {
+            let t = gw
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.as_second())
+                .unwrap_or(0);
+            (t, k.clone())
+        })
+        .collect();
+    order.sort();
+    for (_, key) in order {
+        let Some((_, ls, statuses)) = gateways.get_mut(&key) else {
+            continue;
+        };
+        for (l, status) in ls.iter_mut().zip(statuses.iter_mut()) {
+            let Some(protocol) = l.l4 else { continue };
+            if !l.served {
+                continue;
+            }
+            let Ok(port) = u16::try_from(l.port) else {
+                continue;
+            };
+            let proto = match protocol {
+                L4Protocol::Tcp => "TCP",
+                L4Protocol::Udp => "UDP",
+            };
+            match held.get(&(protocol, port)) {
+                Some(holder) => {
+                    let msg = format!("port {port}/{proto} is taken by {holder}");
+                    listeners::refuse(l, status, "PortUnavailable", msg);
+                }
+                None => {
+                    held.insert(
+                        (protocol, port),
+                        format!("Gateway {key} listener {}", l.name),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The L4 services of the TCPRoutes and UDPRoutes attached to `gateways`' listeners, sorted
+/// by id; their status goes to `status`, Services looked up to `services`.
+pub fn translate(
+    objects: &Objects,
+    gateways: &mut Gateways<'_>,
+    endpoints: &EndpointIndex<'_>,
+    services: &mut HashSet<Key>,
+    diags: &mut Diagnostics,
+    status: &mut BTreeMap<ObjectRef, Vec<RouteParentStatus>>,
+) -> Vec<L4Service> {
+    let mut routes: Vec<L4Route<'_>> = objects
+        .tcp_routes
+        .iter()
+        .map(|(k, r)| tcp_route(k, r))
+        .chain(objects.udp_routes.iter().map(|(k, r)| udp_route(k, r)))
+        .collect();
+    routes.sort_by(|a, b| (a.created, &a.key, a.oref.kind).cmp(&(b.created, &b.key, b.oref.kind)));
+    // (Gateway, listener index) -> the route serving it.
+    let mut taken: HashMap<(Key, usize), ObjectRef> = HashMap::new();
+    let mut out = Vec::new();
+    for r in &routes {
+        let kind = kind_name(r.oref.kind);
+        let parents = attachment::parents(
+            &RouteParents {
+                kind,
+                namespace: &r.key.namespace,
+                generation: r.generation,
+                hostnames: &[],
+                parent_refs: r.parent_refs.clone(),
+            },
+            gateways,
+            objects,
+        );
+        if parents.is_empty() {
+            continue;
+        }
+        if r.rules.len() > 1 {
+            diags.warn(
+                &r.oref,
+                "UnsupportedValue",
+                format!(
+                    "{} rules: a {kind} is served by its first rule only (rules have no \
+                     matches to choose between them)",
+                    r.rules.len()
+                ),
+            );
+        }
+        let (eps, problem) = resolve(
+            r,
+            r.rules.first().map(Vec::as_slice).unwrap_or_default(),
+            objects,
+            endpoints,
+            services,
+            diags,
+        );
+        let resolved = match &problem {
+            Some((reason, msg)) => {
+                StatusCondition::new("ResolvedRefs", false, reason, msg.clone(), r.generation)
+            }
+            None => StatusCondition::new(
+                "ResolvedRefs",
+                true,
+                "ResolvedRefs",
+                "all references resolved",
+                r.generation,
+            ),
+        };
+        let mut statuses = Vec::new();
+        for p in parents {
+            let mut accepted = p.accepted;
+            let mut served_any = false;
+            let mut holder = None;
+            for (gw_key, i, _) in &p.listeners {
+                let slot = (gw_key.clone(), *i);
+                if let Some(h) = taken.get(&slot) {
+                    if *h != r.oref {
+                        holder = Some(h.clone());
+                    } else {
+                        served_any = true; // Named twice by this route's parentRefs.
+                    }
+                    continue;
+                }
+                taken.insert(slot, r.oref.clone());
+                served_any = true;
+                let Some((_, ls, ls_status)) = gateways.get_mut(gw_key) else {
+                    continue;
+                };
+                ls_status[*i].attached_routes += 1;
+                let l = &ls[*i];
+                let Ok(port) = u16::try_from(l.port) else {
+                    continue;
+                };
+                out.push(L4Service {
+                    id: format!("gateway/{gw_key}:{}", l.name),
+                    service: r.oref.clone(),
+                    protocol: r.protocol,
+                    frontends: vec![Frontend::NodePort(port)],
+                    endpoints: eps.clone(),
+                    client_ip_affinity: None,
+                    source_ranges: Vec::new(),
+                    local_proxy: false,
+                    external_traffic_local: false,
+                    health_check: None,
+                    syn_rate_limit: None,
+                });
+            }
+            if accepted.status && !served_any {
+                let msg = format!(
+                    "the listener is served by {} (the oldest route takes a {} listener)",
+                    holder.map(|h| h.to_string()).unwrap_or_default(),
+                    match r.protocol {
+                        L4Protocol::Tcp => "TCP",
+                        L4Protocol::Udp => "UDP",
+                    }
+                );
+                diags.error(&r.oref, "NotAllowedByListeners", msg.clone());
+                accepted = StatusCondition::new(
+                    "Accepted",
+                    false,
+                    "NotAllowedByListeners",
+                    msg,
+                    r.generation,
+                );
+            }
+            statuses.push(RouteParentStatus {
+                parent_ref: p.parent_ref,
+                conditions: vec![accepted, resolved.clone()],
+            });
+        }
+        status.insert(r.oref.clone(), statuses);
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out
+}
+
+/// The endpoints of a rule's backendRefs, weighted so that each backendRef gets its share of
+/// new connections, and the first reference that does not resolve (`(reason, message)`).
+fn resolve(
+    r: &L4Route<'_>,
+    refs: &[(BackendRef<'_>, Option<i32>)],
+    objects: &Objects,
+    endpoints: &EndpointIndex<'_>,
+    services: &mut HashSet<Key>,
+    diags: &mut Diagnostics,
+) -> (Vec<Endpoint>, Option<(&'static str, String)>) {
+    let mut problem: Option<(&'static str, String)> = None;
+    let mut sets: Vec<(u32, Vec<Endpoint>)> = Vec::new();
+    let want = match r.protocol {
+        L4Protocol::Tcp => "TCP",
+        L4Protocol::Udp => "UDP",
+    };
+    for (b, weight) in refs {
+        // Spec: weight defaults to 1; 0 sends nothing.
+        let weight = u32::try_from(weight.unwrap_or(1)).unwrap_or(0);
+        let found = backends::service_port(&r.key.namespace, b, objects, services).and_then(
+            |(key, port)| {
+                let proto = port.protocol.as_deref().unwrap_or("TCP");
+                if proto == want {
+                    Ok(endpoints.resolve(&key.namespace, &key.name, port))
+                } else {
+                    Err((
+                        "UnsupportedProtocol",
+                        format!("Service {key} port {} is {proto}, not {want}", port.port),
+                    ))
+                }
+            },
+        );
+        match found {
+            Ok(eps) if weight > 0 => sets.push((weight, eps)),
+            Ok(_) => {}
+            Err((reason, msg)) => {
+                diags.error(
+                    &r.oref,
+                    reason,
+                    format!("{msg}; its share of connections goes to the other backendRefs"),
+                );
+                problem.get_or_insert((reason, msg));
+            }
+        }
+    }
+    (weighted(&sets), problem)
+}
+
+/// One endpoint list from `(backendRef weight, its endpoints)`: within each set, the active
+/// endpoints share its part of [`WEIGHT_SCALE`] equally (as do the terminating ones, used only
+/// when nothing is active); an address in several sets adds up.
+pub(super) fn weighted(sets: &[(u32, Vec<Endpoint>)]) -> Vec<Endpoint> {
+    let total: u128 = sets
+        .iter()
+        .filter(|(_, eps)| !eps.is_empty())
+        .map(|(w, _)| u128::from(*w))
+        .sum();
+    let mut by_addr: BTreeMap<std::net::SocketAddr, Endpoint> = BTreeMap::new();
+    if total == 0 {
+        return Vec::new();
+    }
+    for (w, eps) in sets {
+        for state in [EndpointState::Active, EndpointState::Terminating] {
+            let n = eps.iter().filter(|e| e.state == state).count() as u128;
+            if n == 0 {
+                continue;
+            }
+            let each = (u128::from(*w) * WEIGHT_SCALE / (total * n)).max(1);
+            let each = u32::try_from(each).unwrap_or(u32::MAX);
+            for e in eps.iter().filter(|e| e.state == state) {
+                by_addr
+                    .entry(e.addr)
+                    .and_modify(|have| {
+                        have.weight = have.weight.saturating_add(each);
+                        if e.state == EndpointState::Active {
+                            have.state = EndpointState::Active;
+                        }
+                    })
+                    .or_insert_with(|| Endpoint {
+                        weight: each,
+                        ..e.clone()
+                    });
+            }
+        }
+    }
+    by_addr.into_values().collect()
+}

@@ -1,0 +1,507 @@
+//! TCPRoute and UDPRoute translation: expectations from the Gateway API reference (v1
+//! `Listener`, `ParentReference`, `BackendRef` weights, `ListenerConditionReason`,
+//! `RouteConditionReason`, v1beta1 `ReferenceGrant`) and the decisions documented in
+//! [`super::l4`] and deploy/docs/gateway-api.md.
+
+use super::super::{TranslateConfig, translate};
+use crate::{
+    dataplane::maglev::{self, MaglevBackend},
+    model::{Frontend, L4Protocol, L4Service, ObjectKind, ObjectRef, Snapshot, StatusCondition},
+    source::files::parse_manifests,
+    store::Objects,
+};
+
+const BASE: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: xdp}
+spec: {controllerName: xdp-ingress.dev/controller}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: app}
+spec: {ports: [{name: pg, port: 5432}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: db-1, namespace: app, labels: {kubernetes.io/service-name: db}}
+addressType: IPv4
+ports: [{name: pg, port: 5432, protocol: TCP}]
+endpoints: [{addresses: ["10.0.0.1"], conditions: {ready: true}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db2, namespace: app}
+spec: {ports: [{name: pg, port: 5432}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: db2-1, namespace: app, labels: {kubernetes.io/service-name: db2}}
+addressType: IPv4
+ports: [{name: pg, port: 5432, protocol: TCP}]
+endpoints:
+- {addresses: ["10.0.1.1"], conditions: {ready: true}}
+- {addresses: ["10.0.1.2"], conditions: {ready: true}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: dns, namespace: app}
+spec: {ports: [{name: dns, port: 53, protocol: UDP}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: dns-1, namespace: app, labels: {kubernetes.io/service-name: dns}}
+addressType: IPv4
+ports: [{name: dns, port: 53, protocol: UDP}]
+endpoints: [{addresses: ["10.0.2.1"], conditions: {ready: true}}]
+"#;
+
+fn snapshot(yaml: &str) -> Snapshot {
+    let objects = parse_manifests(&format!("{BASE}---\n{yaml}")).expect("manifests parse");
+    translate(&Objects::from_objects(objects), &TranslateConfig::default())
+}
+
+fn cond<'a>(list: &'a [StatusCondition], t: &str) -> (bool, &'a str) {
+    let c = list
+        .iter()
+        .find(|c| c.type_ == t)
+        .unwrap_or_else(|| panic!("no {t} in {list:?}"));
+    (c.status, c.reason.as_str())
+}
+
+fn listener<'a>(s: &'a Snapshot, gw: &str, name: &str) -> &'a crate::model::ListenerStatus {
+    s.gateway_status.gateways[&ObjectRef::new(ObjectKind::Gateway, "app", gw)]
+        .listeners
+        .iter()
+        .find(|l| l.name == name)
+        .unwrap_or_else(|| panic!("no listener {name}"))
+}
+
+fn parent<'a>(s: &'a Snapshot, kind: ObjectKind, name: &str) -> &'a [StatusCondition] {
+    &s.gateway_status.l4_routes[&ObjectRef::new(kind, "app", name)][0].conditions
+}
+
+fn l4<'a>(s: &'a Snapshot, id: &str) -> Option<&'a L4Service> {
+    s.l4.iter().find(|x| x.id == id)
+}
+
+fn gateway(name: &str, created: &str, listeners: &str) -> String {
+    format!(
+        "---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: {name}, namespace: app, creationTimestamp: \"{created}\"}}\nspec:\n  gatewayClassName: xdp\n  listeners:\n{listeners}"
+    )
+}
+
+fn route(kind: &str, name: &str, created: &str, parents: &str, backends: &str) -> String {
+    format!(
+        "---\napiVersion: gateway.networking.k8s.io/v1alpha2\nkind: {kind}\nmetadata: {{name: {name}, namespace: app, generation: 2, creationTimestamp: \"{created}\"}}\nspec:\n  parentRefs: {parents}\n  rules: [{{backendRefs: {backends}}}]\n"
+    )
+}
+
+const T0: &str = "2024-01-01T00:00:00Z";
+const T1: &str = "2024-01-02T00:00:00Z";
+
+#[test]
+fn tcp_and_udp_listeners_with_routes_become_l4_services_like_node_ports() {
+    let s = snapshot(&format!(
+        "{}{}{}",
+        gateway(
+            "gw",
+            T0,
+            "  - {name: pg, port: 15432, protocol: TCP}\n  - {name: dns, port: 53, protocol: UDP}\n  - {name: dns-tcp, port: 53, protocol: TCP}\n"
+        ),
+        route(
+            "TCPRoute",
+            "pg",
+            T0,
+            "[{name: gw, sectionName: pg}]",
+            "[{name: db, port: 5432}]"
+        ),
+        route(
+            "UDPRoute",
+            "dns",
+            T0,
+            "[{name: gw, port: 53}]",
+            "[{name: dns, port: 53}]"
+        ),
+    ));
+    let pg = l4(&s, "gateway/app/gw:pg").expect("TCP listener served");
+    assert_eq!(pg.protocol, L4Protocol::Tcp);
+    assert_eq!(pg.frontends, [Frontend::NodePort(15432)]);
+    assert_eq!(
+        pg.service,
+        ObjectRef::new(ObjectKind::TCPRoute, "app", "pg")
+    );
+    let addrs: Vec<String> = pg.endpoints.iter().map(|e| e.addr.to_string()).collect();
+    assert_eq!(addrs, ["10.0.0.1:5432"]);
+    let dns = l4(&s, "gateway/app/gw:dns").expect("UDP listener served");
+    assert_eq!(dns.protocol, L4Protocol::Udp);
+    assert_eq!(dns.frontends, [Frontend::NodePort(53)]);
+    assert_eq!(dns.endpoints[0].addr.to_string(), "10.0.2.1:53");
+    // TCP and UDP on one port do not conflict; the UDPRoute's `port: 53` names both
+    // listeners, and attaches to the one that takes UDPRoutes.
+    assert!(l4(&s, "gateway/app/gw:dns-tcp").is_none());
+    for name in ["pg", "dns", "dns-tcp"] {
+        let l = listener(&s, "gw", name);
+        assert_eq!(
+            cond(&l.conditions, "Accepted"),
+            (true, "Accepted"),
+            "{name}"
+        );
+        assert_eq!(
+            cond(&l.conditions, "Conflicted"),
+            (false, "NoConflicts"),
+            "{name}"
+        );
+        assert_eq!(
+            cond(&l.conditions, "Programmed"),
+            (true, "Programmed"),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        listener(&s, "gw", "pg").supported_kinds,
+        [("gateway.networking.k8s.io".into(), "TCPRoute".into())]
+    );
+    assert_eq!(listener(&s, "gw", "pg").attached_routes, 1);
+    assert_eq!(listener(&s, "gw", "dns").attached_routes, 1);
+    assert_eq!(listener(&s, "gw", "dns-tcp").attached_routes, 0);
+    for (kind, name) in [(ObjectKind::TCPRoute, "pg"), (ObjectKind::UDPRoute, "dns")] {
+        let p = parent(&s, kind, name);
+        assert_eq!(cond(p, "Accepted"), (true, "Accepted"));
+        assert_eq!(cond(p, "ResolvedRefs"), (true, "ResolvedRefs"));
+        assert_eq!(p[0].observed_generation, 2);
+    }
+}
+
+/// `BackendRef.weight`: "the proportion of requests forwarded ... weight/(sum of all
+/// weights)": 3 to db (one pod) and 1 to db2 (two pods) gives a Maglev table with 3/4 of its
+/// entries on db's pod and 1/8 on each of db2's.
+#[test]
+fn backend_weights_split_new_connections_through_maglev() {
+    let s = snapshot(&format!(
+        "{}{}",
+        gateway("gw", T0, "  - {name: pg, port: 15432, protocol: TCP}\n"),
+        route(
+            "TCPRoute",
+            "pg",
+            T0,
+            "[{name: gw}]",
+            "[{name: db, port: 5432, weight: 3}, {name: db2, port: 5432, weight: 1}, {name: db2, port: 5432, weight: 0}]"
+        ),
+    ));
+    let svc = l4(&s, "gateway/app/gw:pg").unwrap();
+    let names: Vec<String> = svc.endpoints.iter().map(|e| e.addr.to_string()).collect();
+    let backends: Vec<MaglevBackend<'_>> = names
+        .iter()
+        .zip(&svc.endpoints)
+        .map(|(n, e)| MaglevBackend {
+            name: n,
+            weight: e.weight,
+        })
+        .collect();
+    let size = 65537;
+    let table = maglev::build(&backends, size).unwrap();
+    let share = |i: u32| table.iter().filter(|&&x| x == i).count() as f64 / f64::from(size);
+    assert_eq!(names, ["10.0.0.1:5432", "10.0.1.1:5432", "10.0.1.2:5432"]);
+    for (i, want) in [(0, 0.75), (1, 0.125), (2, 0.125)] {
+        assert!(
+            (share(i) - want).abs() < 0.01,
+            "{names:?} {i}: {}",
+            share(i)
+        );
+    }
+}
+
+/// `PortUnavailable`: a listener port held by a NodePort (same protocol), the proxy's own
+/// ports, or an older Gateway's listener; every other listener stays served, and so does the
+/// NodePort.
+#[test]
+fn port_collisions_take_only_the_later_listener_out_of_service() {
+    let s = snapshot(&format!(
+        r#"---
+apiVersion: v1
+kind: Service
+metadata: {{name: np, namespace: app, annotations: {{xdp-ingress.dev/l4-acceleration: "true"}}}}
+spec: {{type: NodePort, ports: [{{name: pg, port: 5432, nodePort: 30432}}]}}
+{}{}{}{}"#,
+        gateway(
+            "old",
+            T0,
+            "  - {name: np, port: 30432, protocol: TCP}\n  - {name: np-udp, port: 30432, protocol: UDP}\n  - {name: proxy, port: 443, protocol: TCP}\n  - {name: shared, port: 6000, protocol: TCP}\n"
+        ),
+        gateway("new", T1, "  - {name: shared, port: 6000, protocol: TCP}\n"),
+        route(
+            "TCPRoute",
+            "old",
+            T0,
+            "[{name: old}]",
+            "[{name: db, port: 5432}]"
+        ),
+        route(
+            "TCPRoute",
+            "new",
+            T0,
+            "[{name: new}]",
+            "[{name: db2, port: 5432}]"
+        ),
+    ));
+    let l = |gw: &str, name: &str| listener(&s, gw, name).conditions.clone();
+    for (gw, name) in [("old", "np"), ("old", "proxy"), ("new", "shared")] {
+        assert_eq!(
+            cond(&l(gw, name), "Accepted"),
+            (false, "PortUnavailable"),
+            "{gw} {name}"
+        );
+        assert_eq!(cond(&l(gw, name), "Programmed"), (false, "Invalid"));
+        assert!(l4(&s, &format!("gateway/app/{gw}:{name}")).is_none());
+    }
+    assert_eq!(
+        cond(&l("old", "shared"), "Programmed"),
+        (true, "Programmed")
+    );
+    let shared = l4(&s, "gateway/app/old:shared").unwrap();
+    assert_eq!(shared.endpoints[0].addr.to_string(), "10.0.0.1:5432");
+    assert_eq!(
+        cond(&l("old", "np-udp"), "Programmed"),
+        (true, "Programmed")
+    );
+    assert!(l4(&s, "app/np:pg").is_some(), "the NodePort keeps its port");
+    // The newer Gateway's only listener is out: its route is not accepted, saying why.
+    let p = parent(&s, ObjectKind::TCPRoute, "new");
+    assert_eq!(cond(p, "Accepted"), (false, "NotAllowedByListeners"));
+    assert!(p[0].message.contains("PortUnavailable"), "{}", p[0].message);
+}
+
+/// TCP carries nothing to choose between routes: the oldest route takes the listener, a
+/// later one is not accepted there and not counted.
+#[test]
+fn one_route_per_listener_the_oldest_wins() {
+    let s = snapshot(&format!(
+        "{}{}{}",
+        gateway("gw", T0, "  - {name: pg, port: 15432, protocol: TCP}\n"),
+        route(
+            "TCPRoute",
+            "later",
+            T1,
+            "[{name: gw}]",
+            "[{name: db2, port: 5432}]"
+        ),
+        route(
+            "TCPRoute",
+            "first",
+            T0,
+            "[{name: gw}]",
+            "[{name: db, port: 5432}]"
+        ),
+    ));
+    let svc = l4(&s, "gateway/app/gw:pg").unwrap();
+    assert_eq!(svc.service.name, "first");
+    assert_eq!(listener(&s, "gw", "pg").attached_routes, 1);
+    assert_eq!(
+        cond(parent(&s, ObjectKind::TCPRoute, "first"), "Accepted"),
+        (true, "Accepted")
+    );
+    assert_eq!(
+        cond(parent(&s, ObjectKind::TCPRoute, "later"), "Accepted"),
+        (false, "NotAllowedByListeners")
+    );
+}
+
+/// `RouteConditionReason` and `ListenerConditionReason` for L4 routes: NoMatchingParent,
+/// NotAllowedByListeners (kind or namespace not allowed), InvalidRouteKinds, and the
+/// backendRef reasons (RefNotPermitted without a ReferenceGrant, UnsupportedProtocol for a
+/// UDP Service port behind a TCPRoute); a route whose backendRefs all fail still holds its
+/// listener, refusing connections (no endpoints).
+#[test]
+fn attachment_and_reference_conditions_follow_the_spec() {
+    let s = snapshot(&format!(
+        r#"{}{}{}{}{}{}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: far, namespace: other}}
+spec: {{ports: [{{port: 7000}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: granted, namespace: granting}}
+spec: {{ports: [{{port: 7000}}]}}
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {{name: tcp, namespace: granting}}
+spec:
+  from: [{{group: gateway.networking.k8s.io, kind: TCPRoute, namespace: app}}]
+  to: [{{group: "", kind: Service}}]
+"#,
+        gateway(
+            "gw",
+            T0,
+            "  - {name: a, port: 7001, protocol: TCP}\n  - {name: b, port: 7002, protocol: TCP}\n  - {name: c, port: 7003, protocol: TCP}\n  - {name: http-only, port: 7004, protocol: TCP, allowedRoutes: {kinds: [{kind: HTTPRoute}]}}\n"
+        ),
+        route(
+            "TCPRoute",
+            "nomatch",
+            T0,
+            "[{name: gw, sectionName: nope}]",
+            "[{name: db, port: 5432}]"
+        ),
+        route(
+            "UDPRoute",
+            "wrongkind",
+            T0,
+            "[{name: gw, sectionName: a}]",
+            "[{name: dns, port: 53}]"
+        ),
+        route(
+            "TCPRoute",
+            "refs",
+            T0,
+            "[{name: gw, sectionName: a}]",
+            "[{name: far, namespace: other, port: 7000}]"
+        ),
+        route(
+            "TCPRoute",
+            "granted",
+            T0,
+            "[{name: gw, sectionName: b}]",
+            "[{name: granted, namespace: granting, port: 7000}]"
+        ),
+        route(
+            "TCPRoute",
+            "proto",
+            T0,
+            "[{name: gw, sectionName: c}]",
+            "[{name: dns, port: 53}]"
+        ),
+    ));
+    let p = |k, n| parent(&s, k, n).to_vec();
+    assert_eq!(
+        cond(&p(ObjectKind::TCPRoute, "nomatch"), "Accepted"),
+        (false, "NoMatchingParent")
+    );
+    assert_eq!(
+        cond(&p(ObjectKind::UDPRoute, "wrongkind"), "Accepted"),
+        (false, "NotAllowedByListeners")
+    );
+    assert_eq!(
+        cond(&p(ObjectKind::TCPRoute, "refs"), "ResolvedRefs"),
+        (false, "RefNotPermitted")
+    );
+    assert_eq!(
+        cond(&p(ObjectKind::TCPRoute, "refs"), "Accepted"),
+        (true, "Accepted")
+    );
+    let refused = l4(&s, "gateway/app/gw:a").expect("the listener refuses rather than passes");
+    assert!(refused.endpoints.is_empty());
+    assert_eq!(
+        cond(&p(ObjectKind::TCPRoute, "granted"), "ResolvedRefs"),
+        (true, "ResolvedRefs")
+    );
+    assert_eq!(
+        cond(&p(ObjectKind::TCPRoute, "proto"), "ResolvedRefs"),
+        (false, "UnsupportedProtocol")
+    );
+    let l = listener(&s, "gw", "http-only");
+    assert_eq!(
+        cond(&l.conditions, "ResolvedRefs"),
+        (false, "InvalidRouteKinds")
+    );
+    assert!(l.supported_kinds.is_empty());
+    assert!(
+        s.diagnostics
+            .iter()
+            .any(|d| d.object.name == "refs" && d.reason == "RefNotPermitted")
+    );
+}
+
+fn tls_snapshot(yaml: &str) -> Snapshot {
+    let objects = parse_manifests(&format!("{BASE}---\n{yaml}")).expect("manifests parse");
+    translate(&Objects::from_objects(objects), &TranslateConfig::default())
+}
+
+/// TLS passthrough listeners share the HTTPS port with HTTPS ones (told apart by hostname);
+/// elsewhere `PortUnavailable`, with `tls.mode: Terminate` `UnsupportedValue`. TLSRoute
+/// hostnames intersected with the listener's become `Pass` entries, the oldest route keeping a
+/// hostname; the listener's own hostname closes the rest; a route and listener without any
+/// hostname (`hostnames: []`, which the v1 CRD refuses but a manifest file may hold) are not
+/// served: they would take every name of the shared port.
+#[test]
+fn tls_routes_become_the_sni_table_of_the_https_port() {
+    use crate::model::SniAction;
+    let s = tls_snapshot(&format!(
+        r#"{}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {{name: first, namespace: app, creationTimestamp: "{T0}"}}
+spec:
+  parentRefs: [{{name: gw, sectionName: pass}}]
+  hostnames: [db.pass.example, "*.deep.pass.example", other.example]
+  rules: [{{backendRefs: [{{name: db, port: 5432, weight: 2}}, {{name: db2, port: 5432}}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {{name: later, namespace: app, creationTimestamp: "{T1}"}}
+spec:
+  parentRefs: [{{name: gw, sectionName: pass}}]
+  hostnames: [db.pass.example]
+  rules: [{{backendRefs: [{{name: db2, port: 5432}}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {{name: everything, namespace: app, creationTimestamp: "{T0}"}}
+spec:
+  parentRefs: [{{name: gw, sectionName: bare}}]
+  hostnames: []
+  rules: [{{backendRefs: [{{name: db, port: 5432}}]}}]
+"#,
+        gateway(
+            "gw",
+            T0,
+            "  - {name: pass, port: 443, protocol: TLS, hostname: \"*.pass.example\", tls: {mode: Passthrough}}\n  - {name: bare, port: 443, protocol: TLS, tls: {mode: Passthrough}}\n  - {name: web, port: 443, protocol: HTTPS, hostname: www.pass.example, tls: {certificateRefs: [{name: missing}]}}\n  - {name: elsewhere, port: 8443, protocol: TLS, tls: {mode: Passthrough}}\n  - {name: terminate, port: 443, protocol: TLS, hostname: t.example, tls: {mode: Terminate}}\n"
+        ),
+    ));
+    let l = |name: &str| listener(&s, "gw", name).conditions.clone();
+    assert_eq!(cond(&l("pass"), "Programmed"), (true, "Programmed"));
+    assert_eq!(cond(&l("pass"), "Conflicted"), (false, "NoConflicts"));
+    assert_eq!(
+        listener(&s, "gw", "pass").supported_kinds,
+        [("gateway.networking.k8s.io".into(), "TLSRoute".into())]
+    );
+    assert_eq!(
+        cond(&l("elsewhere"), "Accepted"),
+        (false, "PortUnavailable")
+    );
+    assert_eq!(
+        cond(&l("terminate"), "Accepted"),
+        (false, "UnsupportedValue")
+    );
+    let sni = &s.l7.gateway_sni;
+    match &sni["db.pass.example"] {
+        SniAction::Pass { route, backends } => {
+            assert_eq!(route.name, "first");
+            let w: Vec<(String, u32)> = backends
+                .iter()
+                .map(|b| (b.upstream.service.name.clone(), b.weight))
+                .collect();
+            assert_eq!(w, [("db".to_string(), 2), ("db2".to_string(), 1)]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(sni["*.deep.pass.example"], SniAction::Pass { .. }));
+    assert!(matches!(sni["*.pass.example"], SniAction::Close));
+    assert!(
+        !sni.contains_key("other.example"),
+        "outside the listener's hostname"
+    );
+    assert_eq!(listener(&s, "gw", "pass").attached_routes, 1);
+    let p = |n| parent(&s, ObjectKind::TLSRoute, n).to_vec();
+    assert_eq!(cond(&p("first"), "Accepted"), (true, "Accepted"));
+    assert_eq!(cond(&p("later"), "Accepted"), (false, "UnsupportedValue"));
+    assert_eq!(
+        cond(&p("everything"), "Accepted"),
+        (false, "UnsupportedValue")
+    );
+    assert!(!sni.contains_key(""));
+}

@@ -1,0 +1,237 @@
+//! TLSRoute (v1alpha2, experimental channel) on `TLS` listeners with `tls.mode: Passthrough`:
+//! the proxy reads the ClientHello's SNI without terminating and passes the connection to the
+//! backends of the TLSRoute whose hostname matches (Gateway wildcards: one or more labels; the
+//! most specific hostname wins). Everything lands in one SNI table,
+//! [`crate::model::L7Config::gateway_sni`], that the proxy's passthrough step reads together
+//! with ingress-nginx's `ssl-passthrough` hosts (one decision, `proxy::passthrough`).
+//!
+//! Entries (hostname pattern -> action):
+//! - a TLSRoute hostname (intersected with its listener's): `Pass` to its backends;
+//! - a passthrough listener's own hostname: `Close` (spec: a connection no route matches is
+//!   closed), unless a route entry is more specific or equal;
+//! - an HTTPS (terminating) listener's hostname, and every exact host the proxy serves
+//!   (Ingresses, HTTPRoutes): `Terminate`, so that a name of theirs under a passthrough
+//!   listener's wildcard is still terminated.
+//!
+//! Decisions where the spec leaves room (deploy/docs/gateway-api.md): TLS listeners are served
+//! on the proxy's HTTPS port only (it is shared with HTTPS listeners and Ingresses); a route
+//! and listener pair without any hostname would take every name of that shared port, so it is
+//! not served (`Accepted: False, UnsupportedValue`); two routes with one hostname: the oldest
+//! wins; one rule per route (rules have no matches); backendRefs split connections by weight.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use super::{
+    Listed,
+    attachment::{self, Gateways, RouteParents},
+    backends::{self, BackendRef},
+};
+use crate::{
+    model::translate::{diagnostics::Diagnostics, endpoints::EndpointIndex},
+    model::{
+        ObjectKind, ObjectRef, RouteParentStatus, SniAction, StatusCondition, Upstream,
+        WeightedUpstream,
+    },
+    store::{Key, Objects},
+};
+
+/// The SNI table of `gateways`' TLS passthrough and HTTPS listeners and the TLSRoutes attached;
+/// route status goes to `status`, Services looked up to `services`.
+#[allow(clippy::too_many_arguments)]
+pub fn translate(
+    objects: &Objects,
+    gateways: &mut Gateways<'_>,
+    endpoints: &EndpointIndex<'_>,
+    cache: &mut HashMap<(Key, i32), Arc<Upstream>>,
+    services: &mut HashSet<Key>,
+    diags: &mut Diagnostics,
+    status: &mut BTreeMap<ObjectRef, Vec<RouteParentStatus>>,
+) -> BTreeMap<String, SniAction> {
+    let mut table: BTreeMap<String, SniAction> = BTreeMap::new();
+    let mut routes: Vec<(i64, &Key, &crate::store::TlsRoute)> = objects
+        .tls_routes
+        .iter()
+        .map(|(k, r)| {
+            let t = r
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.as_second())
+                .unwrap_or(0);
+            (t, k, r.as_ref())
+        })
+        .collect();
+    routes.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    // hostname pattern -> the route that passes it (the oldest).
+    let mut owner: BTreeMap<String, ObjectRef> = BTreeMap::new();
+    for (_, key, tr) in routes {
+        let oref = ObjectRef::new(
+            ObjectKind::TLSRoute,
+            key.namespace.clone(),
+            key.name.clone(),
+        );
+        let generation = tr.metadata.generation.unwrap_or(0);
+        let hostnames = tr.spec.hostnames.listed().to_vec();
+        let parents = attachment::parents(
+            &RouteParents {
+                kind: "TLSRoute",
+                namespace: &key.namespace,
+                generation,
+                hostnames: &hostnames,
+                parent_refs: tr
+                    .spec
+                    .parent_refs
+                    .listed()
+                    .iter()
+                    .map(|p| {
+                        attachment::parent_ref(
+                            p.group.as_deref(),
+                            p.kind.as_deref(),
+                            p.namespace.as_deref(),
+                            &p.name,
+                            p.section_name.as_deref(),
+                            p.port,
+                        )
+                    })
+                    .collect(),
+            },
+            gateways,
+            objects,
+        );
+        if parents.is_empty() {
+            continue;
+        }
+        if tr.spec.rules.len() > 1 {
+            diags.warn(
+                &oref,
+                "UnsupportedValue",
+                format!(
+                    "{} rules: a TLSRoute is served by its first rule only (rules have no \
+                     matches to choose between them)",
+                    tr.spec.rules.len()
+                ),
+            );
+        }
+        let mut forward = Vec::new();
+        let mut problem: Option<(&'static str, String)> = None;
+        for b in tr
+            .spec
+            .rules
+            .first()
+            .map(|r| r.backend_refs.listed())
+            .unwrap_or_default()
+        {
+            let weight = u32::try_from(b.weight.unwrap_or(1)).unwrap_or(0);
+            let r = BackendRef {
+                from_kind: "TLSRoute",
+                group: b.group.as_deref(),
+                kind: b.kind.as_deref(),
+                namespace: b.namespace.as_deref(),
+                name: &b.name,
+                port: b.port,
+            };
+            match backends::upstream(&key.namespace, &r, objects, endpoints, cache, services) {
+                Ok(u) if weight > 0 => forward.push(WeightedUpstream {
+                    upstream: u,
+                    weight,
+                }),
+                Ok(_) => {}
+                Err((reason, msg)) => {
+                    diags.error(
+                        &oref,
+                        reason,
+                        format!("{msg}; its share of connections goes to the other backendRefs"),
+                    );
+                    problem.get_or_insert((reason, msg));
+                }
+            }
+        }
+        let resolved = match &problem {
+            Some((reason, msg)) => {
+                StatusCondition::new("ResolvedRefs", false, reason, msg.clone(), generation)
+            }
+            None => StatusCondition::new(
+                "ResolvedRefs",
+                true,
+                "ResolvedRefs",
+                "all references resolved",
+                generation,
+            ),
+        };
+        let mut statuses = Vec::new();
+        for p in parents {
+            let mut accepted = p.accepted;
+            let mut served_any = false;
+            let mut why = None;
+            for (gw_key, i, hs) in &p.listeners {
+                let mut here = false;
+                for h in hs {
+                    if h.is_empty() {
+                        why = Some(
+                            "neither the route nor its listener names a hostname: on the \
+                             proxy's shared HTTPS port it would take every name"
+                                .to_string(),
+                        );
+                        continue;
+                    }
+                    match owner.get(h) {
+                        Some(o) if *o != oref => {
+                            why = Some(format!("hostname {h} is passed to {o} (the oldest)"));
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    owner.insert(h.clone(), oref.clone());
+                    table.insert(
+                        h.clone(),
+                        SniAction::Pass {
+                            route: oref.clone(),
+                            backends: forward.clone(),
+                        },
+                    );
+                    here = true;
+                }
+                if here {
+                    served_any = true;
+                    if let Some((_, _, ls_status)) = gateways.get_mut(gw_key) {
+                        ls_status[*i].attached_routes += 1;
+                    }
+                }
+            }
+            if accepted.status && !served_any {
+                let msg = why.unwrap_or_default();
+                diags.error(&oref, "UnsupportedValue", msg.clone());
+                accepted =
+                    StatusCondition::new("Accepted", false, "UnsupportedValue", msg, generation);
+            }
+            statuses.push(RouteParentStatus {
+                parent_ref: p.parent_ref,
+                conditions: vec![accepted, resolved.clone()],
+            });
+        }
+        status.insert(oref, statuses);
+    }
+    // Without a served passthrough listener no connection needs its ClientHello read first.
+    let passthrough_served = gateways
+        .values()
+        .any(|(_, ls, _)| ls.iter().any(|l| l.served && l.tls_passthrough));
+    if !passthrough_served {
+        return BTreeMap::new();
+    }
+    // Listeners' own hostnames: passthrough ones close what no route took; terminating ones
+    // keep their names terminated under a passthrough wildcard.
+    for (_, ls, _) in gateways.values() {
+        for l in ls.iter().filter(|l| l.served) {
+            let Some(h) = l.hostname.map(str::to_ascii_lowercase) else {
+                continue;
+            };
+            if l.tls_passthrough {
+                table.entry(h).or_insert(SniAction::Close);
+            } else if l.https {
+                table.entry(h).or_insert(SniAction::Terminate);
+            }
+        }
+    }
+    table
+}
