@@ -486,7 +486,7 @@ fn trim_endpoint_slice(mut o: EndpointSlice) -> EndpointSlice {
     if let Some(labels) = o.metadata.labels.as_mut() {
         labels.retain(|k, _| k == SERVICE_NAME_LABEL);
     }
-    for ep in &mut o.endpoints {
+    for ep in o.endpoints.iter_mut().flatten() {
         ep.addresses.truncate(1);
         ep.hints = None;
         ep.hostname = None;
@@ -645,7 +645,7 @@ mod trim_tests {
             .labels
             .get_or_insert_default()
             .insert("endpointslice.kubernetes.io/managed-by".into(), "x".into());
-        for (i, ep) in full.endpoints.iter_mut().enumerate() {
+        for (i, ep) in full.endpoints.iter_mut().flatten().enumerate() {
             ep.addresses.push(format!("198.19.9.{i}"));
             ep.hostname = Some(format!("pod-{i}"));
             ep.hints = Some(EndpointHints {
