@@ -170,6 +170,7 @@ impl Bed {
         ProxyPorts {
             http: self.proxy.http().port(),
             https: self.proxy.https().port(),
+            ..ProxyPorts::default()
         }
     }
 

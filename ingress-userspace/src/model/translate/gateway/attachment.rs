@@ -5,7 +5,7 @@
 //! `NoMatchingParent` (no listener has that sectionName/port), `NotAllowedByListeners` (none
 //! takes the route), `NoMatchingListenerHostname` (no hostname in common), else `Accepted`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use gateway_api::apis::standard::{gateways::Gateway, httproutes::HTTPRoute};
 
@@ -37,8 +37,17 @@ pub struct Parent {
 pub struct Attached {
     pub parents: Vec<Parent>,
     /// Host patterns the route is served under (exact, `*.` wildcard, `""` for any) ->
-    /// through which listeners: `(plain HTTP, HTTPS)`.
-    pub hostnames: std::collections::BTreeMap<String, (bool, bool)>,
+    /// through which listeners.
+    pub hostnames: BTreeMap<String, Via>,
+}
+
+/// The listeners a route is served through under one host pattern.
+#[derive(Debug, Default)]
+pub struct Via {
+    pub http: bool,
+    pub https: bool,
+    /// Their ports.
+    pub ports: BTreeSet<u16>,
 }
 
 pub fn attach(
@@ -117,10 +126,11 @@ pub fn attach(
                         for h in hs {
                             let via = out.hostnames.entry(h).or_default();
                             if ls[i].https {
-                                via.1 = true;
+                                via.https = true;
                             } else {
-                                via.0 = true;
+                                via.http = true;
                             }
+                            via.ports.extend(ls[i].served_port);
                         }
                     }
                 }

@@ -1,13 +1,15 @@
-//! A Gateway's listeners: which are served, their certificates, which routes they take
-//! (`allowedRoutes`), and their status conditions (Gateway API v1 `Listener`,
+//! A Gateway's listeners: which are served, on which port, their certificates, which routes
+//! they take (`allowedRoutes`), and their status conditions (Gateway API v1 `Listener`,
 //! `ListenerStatus`, `ListenerConditionType` and its reasons).
 //!
-//! Served now: `HTTP` listeners on the proxy's HTTP port and `HTTPS` (`mode: Terminate`)
-//! listeners on its HTTPS port. Any other port gets `Accepted: False, PortUnavailable`
-//! (listener ports that follow the Gateways are a later step), any other protocol
-//! `UnsupportedProtocol`.
+//! Served: `HTTP` listeners and `HTTPS` (`mode: Terminate`) listeners on the proxy's own port
+//! of that protocol, or on any port inside `--gateway-listener-ports`, which the proxy then
+//! opens ([`crate::model::L7Config::gateway_listeners`]). A port is one protocol for every
+//! Gateway: the oldest Gateway's listener claims it, a later one that wants it with the other
+//! protocol gets `Accepted: False, PortUnavailable`, as does a port outside the range or the
+//! proxy's port of the other protocol. Any other protocol gets `UnsupportedProtocol`.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{collections::BTreeMap, fmt, str::FromStr, sync::Arc};
 
 use gateway_api::apis::standard::gateways::{
     Gateway, GatewayListeners, GatewayListenersAllowedRoutesNamespacesFrom as From,
@@ -16,15 +18,19 @@ use gateway_api::apis::standard::gateways::{
 
 use super::{GROUP, reference_grant};
 use crate::{
-    model::{ListenerStatus, ObjectKind, ObjectRef, StatusCondition, TlsCertificate},
+    model::{
+        ListenerProtocol, ListenerStatus, ObjectKind, ObjectRef, StatusCondition, TlsCertificate,
+    },
     store::{Key, Objects},
 };
 
-/// The proxy's own ports: the only listener ports served for now.
+/// The proxy's own ports, and the ports Gateway listeners may open besides them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProxyPorts {
     pub http: u16,
     pub https: u16,
+    /// `--gateway-listener-ports`.
+    pub gateway_range: PortRange,
 }
 
 impl Default for ProxyPorts {
@@ -32,9 +38,75 @@ impl Default for ProxyPorts {
         ProxyPorts {
             http: 80,
             https: 443,
+            gateway_range: PortRange::default(),
         }
     }
 }
+
+/// An inclusive range of TCP ports, written `first-last` (or one port).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl PortRange {
+    pub fn contains(&self, port: u16) -> bool {
+        (self.first..=self.last).contains(&port)
+    }
+}
+
+/// 1024-29999: no privileged port (on a host network those name the node's own services),
+/// below the NodePort range (30000-32767: the XDP path or kube-proxy takes that traffic
+/// before any socket sees it) and Linux's ephemeral range (32768-60999: the proxy's own
+/// connections to pods take local ports there, so a bind could fail at random).
+impl Default for PortRange {
+    fn default() -> Self {
+        PortRange {
+            first: 1024,
+            last: 29999,
+        }
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+/// Why a port range does not parse.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PortRangeError {
+    #[error("{0:?} is not a port (1-65535)")]
+    Port(String),
+    #[error("{first}-{last}: the first port is after the last")]
+    Reversed { first: u16, last: u16 },
+}
+
+impl FromStr for PortRange {
+    type Err = PortRangeError;
+
+    /// `1024-29999`, or `8080` alone.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let port = |p: &str| match p.trim().parse::<u16>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(PortRangeError::Port(p.trim().to_string())),
+        };
+        let (first, last) = match s.split_once('-') {
+            Some((a, b)) => (port(a)?, port(b)?),
+            None => (port(s)?, port(s)?),
+        };
+        if first > last {
+            return Err(PortRangeError::Reversed { first, last });
+        }
+        Ok(PortRange { first, last })
+    }
+}
+
+/// Ports claimed by Gateway listeners so far in one translation, with their protocol and
+/// the Gateway that claimed them (the oldest Gateway goes first).
+pub type PortClaims = BTreeMap<u16, (ListenerProtocol, Key)>;
 
 /// Which namespaces' routes a listener takes.
 #[derive(Clone, Debug)]
@@ -58,10 +130,13 @@ pub struct Listener<'a> {
     pub served: bool,
     /// Why it is not served, for the routes that name it.
     pub not_served: Option<String>,
+    /// The port it is served on when served (`port`, checked).
+    pub served_port: Option<u16>,
 }
 
 /// The listeners of `gw` and their status (in spec order); each HTTPS listener's certificate
-/// goes into `certificates` by hostname (`""`: no hostname). Secrets looked up go to `secrets`.
+/// goes into `certificates` by hostname (`""`: no hostname). Secrets looked up go to `secrets`;
+/// ports that served listeners claim go to `claims`.
 #[allow(clippy::too_many_arguments)]
 pub fn listeners<'a>(
     gw: &'a Gateway,
@@ -71,6 +146,7 @@ pub fn listeners<'a>(
     tls: &mut super::super::tls::TlsCache,
     certificates: &mut BTreeMap<String, Arc<TlsCertificate>>,
     secrets: &mut std::collections::HashSet<Key>,
+    claims: &mut PortClaims,
 ) -> (Vec<Listener<'a>>, Vec<ListenerStatus>) {
     let generation = gw.metadata.generation.unwrap_or(0);
     let cond = |t: &str, ok: bool, reason: &str, msg: &str| {
@@ -81,6 +157,11 @@ pub fn listeners<'a>(
     let conflicts = conflicts(&gw.spec.listeners);
     for (i, l) in gw.spec.listeners.iter().enumerate() {
         let https = l.protocol == "HTTPS";
+        let protocol = if https {
+            ListenerProtocol::Https
+        } else {
+            ListenerProtocol::Http
+        };
         let mut conditions = Vec::new();
         let mut problem: Option<(String, String)> = None; // (reason, message): not accepted
         let mut resolved: Option<(String, String)> = None; // (reason, message): refs broken
@@ -91,6 +172,7 @@ pub fn listeners<'a>(
                 "allowedRoutes.kinds names a kind other than HTTPRoute".into(),
             ));
         }
+        let mut port = None;
         if l.protocol != "HTTP" && !https {
             problem = Some((
                 "UnsupportedProtocol".into(),
@@ -100,16 +182,9 @@ pub fn listeners<'a>(
                 ),
             ));
         } else {
-            let want = if https { ports.https } else { ports.http };
-            if l.port != i32::from(want) {
-                problem = Some((
-                    "PortUnavailable".into(),
-                    format!(
-                        "only the proxy's ports are served for now ({} for HTTP, {} for \
-                         HTTPS); listener ports that follow the Gateways are not implemented yet",
-                        ports.http, ports.https
-                    ),
-                ));
+            match listener_port(l.port, https, ports) {
+                Ok(p) => port = Some(p),
+                Err(msg) => problem = Some(("PortUnavailable".into(), msg)),
             }
         }
         if https && problem.is_none() {
@@ -142,6 +217,33 @@ pub fn listeners<'a>(
             }
         }
         let conflicted = conflicts[i].clone();
+        // A port is one protocol for the whole proxy: the first (oldest) Gateway's valid
+        // listener claims it.
+        if let Some(p) = port
+            && problem.is_none()
+            && resolved.is_none()
+            && conflicted.is_none()
+        {
+            match claims.get(&p) {
+                Some((other, owner)) if *other != protocol => {
+                    problem = Some((
+                        "PortUnavailable".into(),
+                        format!(
+                            "port {p} already serves {} for Gateway {owner}",
+                            if *other == ListenerProtocol::Https {
+                                "HTTPS"
+                            } else {
+                                "HTTP"
+                            }
+                        ),
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    claims.insert(p, (protocol, gw_key.clone()));
+                }
+            }
+        }
         match &problem {
             Some((reason, msg)) => conditions.push(cond("Accepted", false, reason, msg)),
             None => conditions.push(cond("Accepted", true, "Accepted", "listener accepted")),
@@ -191,13 +293,14 @@ pub fn listeners<'a>(
                 .unwrap_or_default();
             format!("listener {} is not served ({why})", l.name)
         });
+        let served_port = port.filter(|_| served);
         statuses.push(ListenerStatus {
             name: l.name.clone(),
             supported_kinds: kinds.clone(),
             attached_routes: 0,
             conditions,
+            port: served_port.filter(|p| *p != ports.http && *p != ports.https),
         });
-        let _ = gw_key;
         out.push(Listener {
             name: &l.name,
             hostname: l.hostname.as_deref().filter(|h| !h.is_empty()),
@@ -207,9 +310,44 @@ pub fn listeners<'a>(
             takes_http_routes: kinds.iter().any(|(_, k)| k == "HTTPRoute"),
             served,
             not_served,
+            served_port,
         });
     }
     (out, statuses)
+}
+
+/// The port a listener of this protocol is served on, or why it cannot be: the proxy's own
+/// port of the protocol, or a port in the Gateway range that is not the proxy's other port.
+fn listener_port(port: i32, https: bool, ports: ProxyPorts) -> Result<u16, String> {
+    let (own, other) = if https {
+        (ports.https, ports.http)
+    } else {
+        (ports.http, ports.https)
+    };
+    let name = |h: bool| if h { "HTTPS" } else { "HTTP" };
+    let Ok(p) = u16::try_from(port) else {
+        return Err(format!("port {port} is not a TCP port"));
+    };
+    if p == own {
+        Ok(p)
+    } else if p == other {
+        Err(format!(
+            "port {p} is the proxy's {} port; {} listeners use {own} or a port in \
+             --gateway-listener-ports ({})",
+            name(!https),
+            name(https),
+            ports.gateway_range
+        ))
+    } else if ports.gateway_range.contains(p) {
+        Ok(p)
+    } else {
+        Err(format!(
+            "port {p} is outside --gateway-listener-ports ({}) and is not the proxy's {} \
+             port ({own})",
+            ports.gateway_range,
+            name(https)
+        ))
+    }
 }
 
 /// `supportedKinds` (HTTPRoute unless `allowedRoutes.kinds` leaves it out) and whether every

@@ -28,13 +28,13 @@ use std::{
 
 use gateway_api::apis::standard::httproutes::HTTPRoute;
 
-pub use listeners::ProxyPorts;
+pub use listeners::{PortRange, ProxyPorts};
 
 use super::{diagnostics::Diagnostics, endpoints::EndpointIndex, tls::TlsCache};
 use crate::{
     model::{
-        GatewayApiStatus, GatewayStatusOut, L7Config, ObjectKind, ObjectRef, PathMatch,
-        PathModifier, Route, RouteAction, RouteOrigin, RoutePolicy, StatusCondition,
+        GatewayApiStatus, GatewayStatusOut, L7Config, ListenerProtocol, ObjectKind, ObjectRef,
+        PathMatch, PathModifier, Route, RouteAction, RouteOrigin, RoutePolicy, StatusCondition,
         TlsCertificate, VirtualHost,
     },
     store::{Key, Objects},
@@ -50,6 +50,10 @@ pub struct Output {
     pub hosts: BTreeMap<String, Vec<Route>>,
     /// HTTPS listener certificates by hostname (`""`: a listener without one).
     pub certificates: BTreeMap<String, Arc<TlsCertificate>>,
+    /// Ports served listeners claimed besides the proxy's own, with their protocol.
+    pub listener_ports: BTreeMap<u16, ListenerProtocol>,
+    /// Hostnames of served HTTPS listeners by port (`""`: a listener without one), sorted.
+    pub https_hosts: BTreeMap<u16, Vec<String>>,
     pub status: GatewayApiStatus,
     /// Services and Secrets looked up (for re-translation on their changes).
     pub services: HashSet<Key>,
@@ -91,12 +95,19 @@ pub fn translate(
             )],
         );
     }
-    // Our Gateways and their listeners.
+    // Our Gateways and their listeners, the oldest first: its listeners claim their ports.
+    let mut ours: Vec<_> = objects
+        .gateways
+        .iter()
+        .filter(|(_, gw)| classes.contains(&gw.spec.gateway_class_name))
+        .collect();
+    ours.sort_by_key(|(key, gw)| {
+        let created = gw.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        (created, (*key).clone())
+    });
+    let mut claims = listeners::PortClaims::new();
     let mut gateways = BTreeMap::new();
-    for (key, gw) in &objects.gateways {
-        if !classes.contains(&gw.spec.gateway_class_name) {
-            continue;
-        }
+    for (key, gw) in ours {
         let (ls, statuses) = listeners::listeners(
             gw,
             key,
@@ -105,9 +116,25 @@ pub fn translate(
             tls,
             &mut out.certificates,
             &mut out.secrets,
+            &mut claims,
         );
+        for l in ls.iter().filter(|l| l.https) {
+            if let Some(p) = l.served_port {
+                let host = l.hostname.unwrap_or_default().to_ascii_lowercase();
+                out.https_hosts.entry(p).or_default().push(host);
+            }
+        }
         gateways.insert(key.clone(), (gw.as_ref(), ls, statuses));
     }
+    for hosts in out.https_hosts.values_mut() {
+        hosts.sort();
+        hosts.dedup();
+    }
+    out.listener_ports = claims
+        .into_iter()
+        .filter(|(p, _)| *p != cx.ports.http && *p != cx.ports.https)
+        .map(|(p, (protocol, _))| (p, protocol))
+        .collect();
     // Routes: attachment, status, and the routes they add.
     let mut cache = HashMap::new();
     let mut routes: Vec<(String, Route)> = Vec::new();
@@ -163,17 +190,19 @@ pub fn translate(
             });
         }
         out.status.http_routes.insert(oref, parents);
-        for (host, (http, https)) in attached.hostnames {
+        for (host, via) in attached.hostnames {
             // A route attached to HTTP listeners only is not served over TLS, and the
-            // reverse (the proxy keys routes by host; the scheme stands for the listener).
-            let tls = match (http, https) {
+            // reverse; and only on its listeners' ports (the proxy keys routes by host).
+            let tls = match (via.http, via.https) {
                 (true, false) => Some(false),
                 (false, true) => Some(true),
                 _ => None,
             };
+            let ports: Vec<u16> = via.ports.into_iter().collect();
             for r in &built.routes {
                 let mut r = r.clone();
                 r.matches.tls = tls;
+                r.matches.listener_ports = Some(ports.clone());
                 routes.push((host.clone(), r));
             }
         }
@@ -184,59 +213,7 @@ pub fn translate(
     }
     for (key, (gw, _, statuses)) in gateways {
         let generation = gw.metadata.generation.unwrap_or(0);
-        let served = statuses
-            .iter()
-            .filter(|s| {
-                s.conditions
-                    .iter()
-                    .any(|c| c.type_ == "Programmed" && c.status)
-            })
-            .count();
-        let accepted_listeners = statuses
-            .iter()
-            .filter(|s| {
-                s.conditions
-                    .iter()
-                    .any(|c| c.type_ == "Accepted" && c.status)
-            })
-            .count();
-        let mut conditions = Vec::new();
-        conditions.push(if accepted_listeners == statuses.len() {
-            StatusCondition::new("Accepted", true, "Accepted", "Gateway accepted", generation)
-        } else if accepted_listeners > 0 {
-            StatusCondition::new(
-                "Accepted",
-                true,
-                "ListenersNotValid",
-                "some listeners are not valid",
-                generation,
-            )
-        } else {
-            StatusCondition::new(
-                "Accepted",
-                false,
-                "ListenersNotValid",
-                "no listener is valid",
-                generation,
-            )
-        });
-        conditions.push(if served > 0 {
-            StatusCondition::new(
-                "Programmed",
-                true,
-                "Programmed",
-                "served by the proxy",
-                generation,
-            )
-        } else {
-            StatusCondition::new(
-                "Programmed",
-                false,
-                "Invalid",
-                "no listener is served",
-                generation,
-            )
-        });
+        let conditions = gateway_conditions(&statuses, generation);
         out.status.gateways.insert(
             ObjectRef::new(ObjectKind::Gateway, key.namespace.clone(), key.name.clone()),
             GatewayStatusOut {
@@ -247,6 +224,57 @@ pub fn translate(
         );
     }
     out
+}
+
+/// A Gateway's `Accepted` and `Programmed` from its listeners' conditions: accepted while
+/// any listener is (`ListenersNotValid` when some are not), programmed while any is served.
+pub fn gateway_conditions(
+    statuses: &[crate::model::ListenerStatus],
+    generation: i64,
+) -> Vec<StatusCondition> {
+    let has = |s: &crate::model::ListenerStatus, t: &str| {
+        s.conditions.iter().any(|c| c.type_ == t && c.status)
+    };
+    let served = statuses.iter().filter(|s| has(s, "Programmed")).count();
+    let accepted_listeners = statuses.iter().filter(|s| has(s, "Accepted")).count();
+    let mut conditions = Vec::new();
+    conditions.push(if accepted_listeners == statuses.len() {
+        StatusCondition::new("Accepted", true, "Accepted", "Gateway accepted", generation)
+    } else if accepted_listeners > 0 {
+        StatusCondition::new(
+            "Accepted",
+            true,
+            "ListenersNotValid",
+            "some listeners are not valid",
+            generation,
+        )
+    } else {
+        StatusCondition::new(
+            "Accepted",
+            false,
+            "ListenersNotValid",
+            "no listener is valid",
+            generation,
+        )
+    });
+    conditions.push(if served > 0 {
+        StatusCondition::new(
+            "Programmed",
+            true,
+            "Programmed",
+            "served by the proxy",
+            generation,
+        )
+    } else {
+        StatusCondition::new(
+            "Programmed",
+            false,
+            "Invalid",
+            "no listener is served",
+            generation,
+        )
+    });
+    conditions
 }
 
 /// The routes of one HTTPRoute (one per rule and match, host-independent), the first
@@ -429,6 +457,8 @@ pub fn merge(l7: &mut L7Config, out: &mut Output) {
             l7.hosts.insert(host, vh);
         }
     }
+    l7.gateway_listeners = std::mem::take(&mut out.listener_ports);
+    l7.gateway_https_hosts = std::mem::take(&mut out.https_hosts);
     for (host, cert) in std::mem::take(&mut out.certificates) {
         if host.is_empty() {
             l7.default_certificate.get_or_insert(cert);
