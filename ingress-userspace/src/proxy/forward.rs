@@ -54,7 +54,7 @@ use super::{
         send_timeout::SendTimedOut,
     },
 };
-use crate::model::{BackendProtocol, RoutePolicy, UpstreamVersion};
+use crate::model::{BackendProtocol, ObjectKind, RoutePolicy, UpstreamVersion};
 
 /// Header naming why the proxy answered a request itself.
 pub const REASON_HEADER: &str = "x-xdp-ingress-reason";
@@ -379,15 +379,6 @@ async fn route(
         path: req.uri().path(),
         query: req.uri().query(),
     };
-    // The rewrite step, 1: `app-root` is the host's, before any route.
-    if let Some(a) = rt
-        .routes
-        .host(host)
-        .and_then(|vh| rewrite::app_root(vh, &target))
-    {
-        out.host = rt.routes.host(host).map(|h| Arc::clone(&h.label));
-        return redirect_to(a, out);
-    }
     let view = RequestView {
         host,
         path: req.uri().path(),
@@ -398,6 +389,32 @@ async fn route(
         listener_port: Some(conn.listener.port),
         gateway_listener: conn.listener.gateway,
     };
+    // 421 before anything of the host: its listener is not the one the handshake chose
+    // (Gateway HTTPS listeners only; a host an Ingress serves is never misdirected).
+    if let Some(tls) = &conn.tls_client
+        && rt
+            .misdirected
+            .is_misdirected(conn.listener.port, tls.sni.as_deref(), host)
+        && !matches!(
+            rt.routes.lookup(&view),
+            Lookup::Route { route, .. } if route.origin.object.kind == ObjectKind::Ingress
+        )
+    {
+        out.reason = Some("misdirected request".into());
+        return local(
+            StatusCode::MISDIRECTED_REQUEST,
+            "the Host belongs to another listener than the TLS server name",
+        );
+    }
+    // The rewrite step, 1: `app-root` is the host's, before any route.
+    if let Some(a) = rt
+        .routes
+        .host(host)
+        .and_then(|vh| rewrite::app_root(vh, &target))
+    {
+        out.host = rt.routes.host(host).map(|h| Arc::clone(&h.label));
+        return redirect_to(a, out);
+    }
     match rt.routes.lookup(&view) {
         Lookup::Route { host: vh, route } => {
             out.ingress = Some(Arc::clone(&route.ingress));

@@ -29,6 +29,7 @@ pub mod listener;
 pub mod listener_set;
 pub mod liveness;
 pub mod metrics;
+pub mod misdirected;
 pub mod next_upstream;
 pub mod normalize;
 pub mod passthrough;
@@ -92,6 +93,8 @@ pub struct Runtime {
     pub passthrough: HashMap<String, (Arc<String>, Arc<UpstreamRuntime>)>,
     /// Hosts' client-certificate steps (`auth-tls-*`) by virtual host name.
     pub client_auth: client_cert::Table,
+    /// HTTPS Gateway listeners' hostnames by port, for 421 ([`misdirected`]).
+    pub misdirected: misdirected::Listeners,
 }
 
 impl Runtime {
@@ -149,6 +152,7 @@ impl Runtime {
                 upstreams,
                 passthrough,
                 client_auth,
+                misdirected: misdirected::Listeners::new(&snapshot.l7),
             },
             errors,
         )

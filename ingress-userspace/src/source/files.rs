@@ -208,56 +208,97 @@ fn diff_kind<T: PartialEq>(
     }
 }
 
-/// The changes from `old` to `new` (objects of unchanged files keep their `Arc`s).
+/// The changes from `old` to `new` (objects of unchanged files keep their `Arc`s), for every
+/// kind the store holds: `Objects` is destructured without `..`, so a kind added to the store
+/// cannot be left out here (edits of Gateway API files were once dropped that way).
 fn diff(old: &Objects, new: &Objects) -> Vec<Change> {
+    let Objects {
+        ingresses,
+        ingress_classes,
+        services,
+        endpoint_slices,
+        secrets,
+        nodes,
+        config_maps,
+        namespaces,
+        gateway_classes,
+        gateways,
+        http_routes,
+        reference_grants,
+        diagnostics: _,
+    } = new;
     let mut out = Vec::new();
+    use ObjectKind as K;
     diff_kind(
-        ObjectKind::Ingress,
+        K::Ingress,
         &old.ingresses,
-        &new.ingresses,
+        ingresses,
         Object::Ingress,
         &mut out,
     );
     diff_kind(
-        ObjectKind::IngressClass,
+        K::IngressClass,
         &old.ingress_classes,
-        &new.ingress_classes,
+        ingress_classes,
         Object::IngressClass,
         &mut out,
     );
     diff_kind(
-        ObjectKind::Service,
+        K::Service,
         &old.services,
-        &new.services,
+        services,
         Object::Service,
         &mut out,
     );
     diff_kind(
-        ObjectKind::EndpointSlice,
+        K::EndpointSlice,
         &old.endpoint_slices,
-        &new.endpoint_slices,
+        endpoint_slices,
         Object::EndpointSlice,
         &mut out,
     );
+    diff_kind(K::Secret, &old.secrets, secrets, Object::Secret, &mut out);
+    diff_kind(K::Node, &old.nodes, nodes, Object::Node, &mut out);
     diff_kind(
-        ObjectKind::Secret,
-        &old.secrets,
-        &new.secrets,
-        Object::Secret,
-        &mut out,
-    );
-    diff_kind(
-        ObjectKind::Node,
-        &old.nodes,
-        &new.nodes,
-        Object::Node,
-        &mut out,
-    );
-    diff_kind(
-        ObjectKind::ConfigMap,
+        K::ConfigMap,
         &old.config_maps,
-        &new.config_maps,
+        config_maps,
         Object::ConfigMap,
+        &mut out,
+    );
+    diff_kind(
+        K::Namespace,
+        &old.namespaces,
+        namespaces,
+        Object::Namespace,
+        &mut out,
+    );
+    diff_kind(
+        K::GatewayClass,
+        &old.gateway_classes,
+        gateway_classes,
+        Object::GatewayClass,
+        &mut out,
+    );
+    diff_kind(
+        K::Gateway,
+        &old.gateways,
+        gateways,
+        Object::Gateway,
+        &mut out,
+    );
+    diff_kind(
+        K::HTTPRoute,
+        &old.http_routes,
+        http_routes,
+        Object::HTTPRoute,
+        &mut out,
+    );
+    diff_kind(
+        K::ReferenceGrant,
+        &old.reference_grants,
+        reference_grants,
+        Object::ReferenceGrant,
         &mut out,
     );
     out
@@ -494,6 +535,95 @@ type: kubernetes.io/tls
 stringData: {tls.crt: abc}
 data: {tls.key: ZGVm}
 "#;
+
+    /// One object of every kind the store holds, as a manifest file.
+    const EVERY_KIND: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: i}
+---
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: c}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: s}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: e}
+addressType: IPv4
+endpoints: []
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: t}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: m}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: ns}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: gc}
+spec: {controllerName: xdp-ingress.dev/controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw}
+spec: {gatewayClassName: gc, listeners: [{name: http, port: 80, protocol: HTTP}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: hr}
+spec: {}
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: rg}
+spec: {from: [], to: []}
+"#;
+
+    /// A file added to the watched directory, then removed, is one upsert, then one delete,
+    /// of each of its objects, whatever their kind.
+    #[test]
+    fn reload_sees_every_kind_come_and_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut md = ManifestDir::new(dir.path());
+        assert!(md.load().is_empty());
+        let kinds = Objects::from_objects(parse_manifests(EVERY_KIND).unwrap()).len();
+        assert_eq!(kinds, 12, "one object of each kind the store holds");
+        let file = dir.path().join("all.yaml");
+        std::fs::write(&file, EVERY_KIND).unwrap();
+        let Some(Change::Batch(added)) = md.reload(std::slice::from_ref(&file)) else {
+            panic!("not a batch")
+        };
+        assert_eq!(added.len(), kinds, "{added:?}");
+        assert!(added.iter().all(|c| matches!(c, Change::Upsert(_))));
+        std::fs::remove_file(&file).unwrap();
+        let Some(Change::Batch(removed)) = md.reload(std::slice::from_ref(&file)) else {
+            panic!("not a batch")
+        };
+        let mut gone: Vec<ObjectKind> = removed
+            .iter()
+            .map(|c| match c {
+                Change::Delete(kind, _) => *kind,
+                other => panic!("not a delete: {other:?}"),
+            })
+            .collect();
+        gone.sort();
+        gone.dedup();
+        assert_eq!(gone.len(), kinds, "{gone:?}");
+    }
 
     #[test]
     fn parses_multi_document_yaml() {
