@@ -14,7 +14,7 @@ use k8s_openapi::api::{
 };
 
 use gateway_api::apis::standard::{
-    gatewayclasses::GatewayClass, gateways::Gateway, httproutes::HTTPRoute,
+    gatewayclasses::GatewayClass, gateways::Gateway, httproutes::HttpRoute,
     referencegrants::ReferenceGrant,
 };
 use k8s_openapi::api::core::v1::Namespace;
@@ -63,7 +63,7 @@ pub enum Object {
     /// Gateway API (standard channel, `gateway.networking.k8s.io`).
     GatewayClass(Arc<GatewayClass>),
     Gateway(Arc<Gateway>),
-    HTTPRoute(Arc<HTTPRoute>),
+    HTTPRoute(Arc<HttpRoute>),
     ReferenceGrant(Arc<ReferenceGrant>),
 }
 
@@ -168,7 +168,7 @@ pub struct Objects {
     pub namespaces: BTreeMap<Key, Arc<Namespace>>,
     pub gateway_classes: BTreeMap<Key, Arc<GatewayClass>>,
     pub gateways: BTreeMap<Key, Arc<Gateway>>,
-    pub http_routes: BTreeMap<Key, Arc<HTTPRoute>>,
+    pub http_routes: BTreeMap<Key, Arc<HttpRoute>>,
     pub reference_grants: BTreeMap<Key, Arc<ReferenceGrant>>,
     /// Problems the sources found before translation (e.g. a manifest file that does not parse).
     pub diagnostics: Vec<Diagnostic>,

@@ -148,7 +148,7 @@ has_meta!(
     Secret,
     ConfigMap,
     gateway_api::apis::standard::gateways::Gateway,
-    gateway_api::apis::standard::httproutes::HTTPRoute,
+    gateway_api::apis::standard::httproutes::HttpRoute,
     gateway_api::apis::standard::referencegrants::ReferenceGrant
 );
 

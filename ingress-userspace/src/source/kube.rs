@@ -17,7 +17,7 @@ use std::{collections::BTreeMap, fmt::Debug, path::Path, time::Duration};
 
 use futures::StreamExt;
 use gateway_api::apis::standard::{
-    gatewayclasses::GatewayClass, gateways::Gateway, httproutes::HTTPRoute,
+    gatewayclasses::GatewayClass, gateways::Gateway, httproutes::HttpRoute,
     referencegrants::ReferenceGrant,
 };
 use k8s_openapi::api::{
@@ -261,7 +261,7 @@ pub fn spawn_scoped(
             events.clone(),
         )),
         tokio::spawn(watch_optional_kind(
-            api::<HTTPRoute>(&client, namespace),
+            api::<HttpRoute>(&client, namespace),
             ObjectKind::HTTPRoute,
             |o| Object::HTTPRoute(trim_status(o).into()),
             events.clone(),
@@ -387,7 +387,7 @@ trait HasStatus {
 macro_rules! has_status {
     ($($t:ty),*) => {$(impl HasStatus for $t { fn clear_status(&mut self) { self.status = None; } })*};
 }
-has_status!(GatewayClass, Gateway, HTTPRoute);
+has_status!(GatewayClass, Gateway, HttpRoute);
 
 fn trim_status<K: HasStatus>(mut o: K) -> K {
     o.clear_status();

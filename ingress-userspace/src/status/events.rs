@@ -7,7 +7,6 @@ use std::{collections::BTreeSet, time::Instant};
 use k8s_openapi::{
     api::{core::v1::ObjectReference, events::v1::Event},
     apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta},
-    chrono::Utc,
 };
 use kube::{Api, api::PostParams};
 use tracing::warn;
@@ -145,7 +144,7 @@ impl EventWriter {
                 }
                 .into(),
             ),
-            event_time: Some(MicroTime(Utc::now())),
+            event_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
             action: Some("Sync".into()),
             reporting_controller: Some(self.reporter.controller.clone()),
             reporting_instance: Some(self.reporter.instance.clone()),

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use gateway_api::apis::standard::{
-    gatewayclasses::GatewayClass, gateways::Gateway, httproutes::HTTPRoute,
+    gatewayclasses::GatewayClass, gateways::Gateway, httproutes::HttpRoute,
 };
 use kube::{
     Api,
@@ -175,7 +175,7 @@ impl GatewayStatusWriter {
     /// Writes our `parents` entries of route `r` (none: removes ours), keeping other
     /// controllers'. True when done (or the route no longer exists).
     async fn write_route(&self, r: &ObjectRef, parents: &[RouteParentStatus]) -> bool {
-        let api: Api<HTTPRoute> = Api::namespaced(self.client.clone(), &r.namespace);
+        let api: Api<HttpRoute> = Api::namespaced(self.client.clone(), &r.namespace);
         // Other controllers' entries stay: read them, then write theirs and ours.
         let others: Vec<Value> = match api.get_status(&r.name).await {
             Ok(o) => o
@@ -200,7 +200,8 @@ impl GatewayStatusWriter {
 }
 
 fn now() -> String {
-    k8s_openapi::chrono::Utc::now().to_rfc3339_opts(k8s_openapi::chrono::SecondsFormat::Secs, true)
+    // RFC 3339 with whole seconds, as metav1.Time serialises.
+    format!("{:.0}", k8s_openapi::jiff::Timestamp::now())
 }
 
 /// True when done (or the object no longer exists).

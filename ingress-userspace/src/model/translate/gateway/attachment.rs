@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use gateway_api::apis::standard::{gateways::Gateway, httproutes::HTTPRoute};
+use gateway_api::apis::standard::{gateways::Gateway, httproutes::HttpRoute};
 
 use super::{GROUP, hostnames, listeners};
 use crate::{
@@ -51,7 +51,7 @@ pub struct Via {
 }
 
 pub fn attach(
-    hr: &HTTPRoute,
+    hr: &HttpRoute,
     key: &Key,
     gateways: &mut Gateways<'_>,
     objects: &Objects,

@@ -10,7 +10,7 @@ use std::{
     sync::Arc,
 };
 
-use gateway_api::apis::standard::httproutes::HTTPRouteRulesBackendRefs;
+use gateway_api::apis::standard::httproutes::HttpRouteRulesBackendRefs;
 
 use super::reference_grant;
 use crate::{
@@ -34,7 +34,7 @@ pub struct Backends {
 /// `cache` (one per Service port); Services looked up go to `services`.
 pub fn resolve(
     route_ns: &str,
-    refs: &[HTTPRouteRulesBackendRefs],
+    refs: &[HttpRouteRulesBackendRefs],
     objects: &Objects,
     endpoints: &EndpointIndex<'_>,
     cache: &mut HashMap<(Key, i32), Arc<Upstream>>,
@@ -60,7 +60,7 @@ pub fn resolve(
 
 fn one(
     route_ns: &str,
-    r: &HTTPRouteRulesBackendRefs,
+    r: &HttpRouteRulesBackendRefs,
     objects: &Objects,
     endpoints: &EndpointIndex<'_>,
     cache: &mut HashMap<(Key, i32), Arc<Upstream>>,

@@ -5,8 +5,8 @@
 //! be resolved, the filter MUST NOT be skipped").
 
 use gateway_api::apis::standard::httproutes::{
-    HTTPRouteRulesFilters, HTTPRouteRulesFiltersRequestRedirectScheme as Scheme,
-    HTTPRouteRulesFiltersType as FilterType,
+    HttpRouteRulesFilters, HttpRouteRulesFiltersRequestRedirectScheme as Scheme,
+    HttpRouteRulesFiltersType as FilterType,
 };
 
 use crate::model::{
@@ -14,7 +14,7 @@ use crate::model::{
 };
 
 /// The policy of a rule's filters, or why the rule cannot be served.
-pub fn policy(filters: &[HTTPRouteRulesFilters]) -> Result<GatewayRoutePolicy, String> {
+pub fn policy(filters: &[HttpRouteRulesFilters]) -> Result<GatewayRoutePolicy, String> {
     let mut p = GatewayRoutePolicy::default();
     for f in filters {
         match f.r#type {
@@ -106,6 +106,7 @@ pub fn policy(filters: &[HTTPRouteRulesFilters]) -> Result<GatewayRoutePolicy, S
             FilterType::RequestMirror => {
                 return Err("the RequestMirror filter is not supported yet".into());
             }
+            FilterType::Cors => return Err("the CORS filter is not supported yet".into()),
             FilterType::ExtensionRef => return Err("ExtensionRef filters are not supported".into()),
         }
     }

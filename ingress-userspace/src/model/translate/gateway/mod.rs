@@ -26,7 +26,7 @@ use std::{
     sync::Arc,
 };
 
-use gateway_api::apis::standard::httproutes::HTTPRoute;
+use gateway_api::apis::standard::httproutes::HttpRoute;
 
 pub use listeners::{PortRange, ProxyPorts};
 
@@ -287,7 +287,7 @@ struct Built {
 
 #[allow(clippy::too_many_arguments)]
 fn build_routes(
-    hr: &HTTPRoute,
+    hr: &HttpRoute,
     key: &Key,
     oref: &ObjectRef,
     objects: &Objects,
@@ -300,7 +300,7 @@ fn build_routes(
         .metadata
         .creation_timestamp
         .as_ref()
-        .map(|t| t.0.timestamp())
+        .map(|t| t.0.as_second())
         .unwrap_or(0);
     let mut built = Built {
         routes: Vec::new(),
