@@ -5,10 +5,10 @@
 //! and each case checks what the client gets (status, `Location`, headers) and what the pod
 //! receives (path, `Host`, headers).
 //!
-//! Two things differ from a conformance run, both forced by the bed: every Gateway listener
-//! port (80, 443) is mapped to the proxy's own port, which the test picks at random, so a
-//! redirect that keeps the listener port names that port; and requests name `gw.example`
-//! where the suite sends the Gateway's address.
+//! Two things differ from a conformance run, both forced by the bed: Gateway listener ports
+//! 80 and 443 are mapped to the proxy's own ports and 8080 to a port the proxy opens for
+//! Gateways, all picked at random, so a redirect that keeps the listener port names that
+//! port; and requests name `gw.example` where the suite sends the Gateway's address.
 
 mod l7common;
 
@@ -115,7 +115,8 @@ endpoints:
 }
 
 /// Every document of `yaml` with the class name filled in and the Gateways' listener ports
-/// 80 and 443 mapped to the proxy's.
+/// 80 and 443 mapped to the proxy's, and 8080 to the port the proxy may open for Gateways
+/// (`ports.gateway_range`, one port per bed).
 fn localize(yaml: &str, ports: ProxyPorts) -> String {
     use serde::Deserialize;
     let yaml = yaml.replace("{GATEWAY_CLASS_NAME}", "xdp");
@@ -132,6 +133,7 @@ fn localize(yaml: &str, ports: ProxyPorts) -> String {
                 let port = match l["port"].as_u64() {
                     Some(80) => ports.http,
                     Some(443) => ports.https,
+                    Some(8080) => ports.gateway_range.first,
                     _ => continue,
                 };
                 l["port"] = port.into();
@@ -148,6 +150,8 @@ struct Bed {
     pod_addrs: BTreeMap<&'static str, SocketAddr>,
     proxy: TestProxy,
     client: Http1,
+    /// Where Gateway listeners on port 8080 go: a port free when the bed started.
+    alt_port: u16,
 }
 
 impl Bed {
@@ -163,6 +167,10 @@ impl Bed {
             pod_addrs,
             proxy: TestProxy::start(TestProxy::quiet_args()).await,
             client: http1_client(),
+            alt_port: std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port(),
         }
     }
 
@@ -170,6 +178,10 @@ impl Bed {
         ProxyPorts {
             http: self.proxy.http().port(),
             https: self.proxy.https().port(),
+            gateway_range: xdp_ingress::model::translate::gateway::PortRange {
+                first: self.alt_port,
+                last: self.alt_port,
+            },
         }
     }
 
@@ -210,8 +222,11 @@ struct Case {
     gets_no: Vec<&'static str>,
     /// `BackendSetResponseHeaders`: what the pod adds to its answer (`X-Echo-Set-Header`).
     backend_sets: Vec<(&'static str, &'static str)>,
-    /// `RedirectRequest` as the whole `Location`; `{P}` stands for the proxy's HTTP port.
+    /// `RedirectRequest` as the whole `Location`; `{P}` stands for the proxy's HTTP port,
+    /// `{A}` for the port of Gateway listeners on 8080.
     location: Option<&'static str>,
+    /// Sent to the Gateway listeners on port 8080 (the bed's `alt_port`), not to port 80.
+    on_8080: bool,
 }
 
 fn get(path: &'static str) -> Case {
@@ -230,10 +245,15 @@ fn get(path: &'static str) -> Case {
         gets_no: vec![],
         backend_sets: vec![],
         location: None,
+        on_8080: false,
     }
 }
 
 impl Case {
+    fn on_8080(mut self) -> Self {
+        self.on_8080 = true;
+        self
+    }
     fn host(mut self, h: &'static str) -> Self {
         self.host = h;
         self
@@ -289,7 +309,11 @@ impl Case {
     }
 
     async fn check(&self, bed: &Bed) {
-        let addr = bed.proxy.http();
+        let addr = if self.on_8080 {
+            SocketAddr::from(([127, 0, 0, 1], bed.alt_port))
+        } else {
+            bed.proxy.http()
+        };
         let mut b = Request::builder()
             .method(self.method)
             .uri(format!("http://{addr}{}", self.path))
@@ -320,7 +344,9 @@ impl Case {
             got.body
         );
         if let Some(loc) = self.location {
-            let want = loc.replace("{P}", &bed.proxy.http().port().to_string());
+            let want = loc
+                .replace("{P}", &bed.proxy.http().port().to_string())
+                .replace("{A}", &bed.alt_port.to_string());
             assert_eq!(got.header("location"), want, "{what}");
         }
         for (k, v) in &self.gets {
@@ -800,8 +826,8 @@ async fn httproute_redirects_conformance() {
             .redirect(302, "https://example.org/scheme-and-host-and-status"),
     ])
     .await;
-    // httproute-redirect-port-and-scheme, the Gateway on the HTTP port. Its Gateway on 8080
-    // is not served (dynamic listener ports are a later step): its listener says so.
+    // httproute-redirect-port-and-scheme: the Gateway on the HTTP port, and the one on 8080
+    // (the proxy opens that port; a redirect that keeps the port names the listener's).
     let s = bed.serve(&[conformance!("httproute-redirect-port-and-scheme")]);
     bed.check(&[
         get("/scheme-nil-and-port-nil")
@@ -815,6 +841,17 @@ async fn httproute_redirects_conformance() {
             .redirect(302, "https://example.org/scheme-https-and-port-443"),
         get("/scheme-https-and-port-8443")
             .redirect(302, "https://example.org:8443/scheme-https-and-port-8443"),
+        get("/scheme-nil-and-port-nil")
+            .on_8080()
+            .redirect(302, "http://example.org:{A}/scheme-nil-and-port-nil"),
+        get("/scheme-nil-and-port-80")
+            .on_8080()
+            .redirect(302, "http://example.org/scheme-nil-and-port-80"),
+        get("/scheme-https-and-port-nil")
+            .on_8080()
+            .redirect(302, "https://example.org/scheme-https-and-port-nil"),
+        // Each Gateway's routes on its own port only.
+        get("/scheme-nil-and-port-8080").on_8080().status(404),
     ])
     .await;
     let gw = &s.gateway_status.gateways[&ObjectRef::new(
@@ -829,7 +866,7 @@ async fn httproute_redirects_conformance() {
         .unwrap();
     assert_eq!(
         (accepted.status, accepted.reason.as_str()),
-        (false, "PortUnavailable")
+        (true, "Accepted")
     );
     assert_eq!(
         route_condition(
@@ -838,7 +875,7 @@ async fn httproute_redirects_conformance() {
             "http-route-for-listener-on-port-8080",
             "Accepted"
         ),
-        (false, "NotAllowedByListeners".into())
+        (true, "Accepted".into())
     );
 }
 
@@ -944,5 +981,258 @@ async fn httproute_backends_and_references_conformance() {
             [&ObjectRef::new(ObjectKind::Gateway, INFRA, "same-namespace")];
         assert_eq!(gw.listeners[0].attached_routes, 0, "{route}");
         bed.check(&[get("/").status(404)]).await;
+    }
+}
+
+/// The HTTPS listeners of the conformance base Gateway `same-namespace-with-https-listener`
+/// (conformance/base/manifests.yaml: no hostname, `second-example.org`, `*.wildcard.org`,
+/// `fourth-example.wildcard.org`, all on 443 with one certificate), one HTTPRoute per
+/// listener (`sectionName`), and an Ingress with TLS for `shop.test` on the same port.
+fn misdirected_manifests(pods: &BTreeMap<&str, SocketAddr>) -> String {
+    use base64::Engine as _;
+    let names = [
+        "example.org",
+        "second-example.org",
+        "*.wildcard.org",
+        "fourth-example.wildcard.org",
+        "shop.test",
+    ];
+    let (cert, key) = xdp_ingress::proxy::tls::self_signed_pem(&names).unwrap();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let listener = |name: &str, host: Option<&str>| {
+        let host = host
+            .map(|h| format!(", hostname: \"{h}\""))
+            .unwrap_or_default();
+        format!(
+            "  - {{name: {name}, port: 443, protocol: HTTPS{host}, allowedRoutes: {{namespaces: {{from: Same}}}}, tls: {{certificateRefs: [{{name: misdirected-cert}}]}}}}\n"
+        )
+    };
+    let route = |name: &str, section: &str, backend: &str| {
+        // The catch-all listener's route names its host, as the suite's does.
+        let hostnames = if section == "https" {
+            "  hostnames: [example.org]\n"
+        } else {
+            ""
+        };
+        format!(
+            r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: {name}, namespace: gateway-conformance-infra}}
+spec:
+  parentRefs: [{{name: same-namespace-with-https-listener, sectionName: {section}}}]
+{hostnames}  rules:
+  - matches: [{{path: {{type: PathPrefix, value: /detect-misdirected-requests}}}}]
+    backendRefs: [{{name: {backend}, port: 8080}}]
+"#
+        )
+    };
+    let shop = pods[V3];
+    format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata: {{name: misdirected-cert, namespace: gateway-conformance-infra}}
+type: kubernetes.io/tls
+data: {{tls.crt: {}, tls.key: {}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: same-namespace-with-https-listener, namespace: gateway-conformance-infra}}
+spec:
+  gatewayClassName: "{{GATEWAY_CLASS_NAME}}"
+  listeners:
+{}{}{}{}{}{}{}{}---
+apiVersion: v1
+kind: Service
+metadata: {{name: shop, namespace: default}}
+spec:
+  ports: [{{name: http, port: 80, targetPort: {}}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: shop-1, namespace: default, labels: {{kubernetes.io/service-name: shop}}}}
+addressType: IPv4
+ports: [{{name: http, port: {}, protocol: TCP}}]
+endpoints:
+- {{addresses: ["{}"], conditions: {{ready: true}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: shop, namespace: default}}
+spec:
+  ingressClassName: xdp-ingress
+  tls: [{{hosts: [shop.test], secretName: shop-tls}}]
+  rules:
+  - host: shop.test
+    http:
+      paths:
+      - {{path: /, pathType: Prefix, backend: {{service: {{name: shop, port: {{number: 80}}}}}}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: shop-tls, namespace: default}}
+type: kubernetes.io/tls
+data: {{tls.crt: {}, tls.key: {}}}
+"#,
+        b64(&cert),
+        b64(&key),
+        listener("https", None),
+        listener("https-with-hostname", Some("second-example.org")),
+        listener("https-with-wildcard-hostname", Some("*.wildcard.org")),
+        listener(
+            "https-with-hostname-matching-wildcard",
+            Some("fourth-example.wildcard.org")
+        ),
+        route("catch-all", "https", V1),
+        route("second", "https-with-hostname", V2),
+        route("wildcard", "https-with-wildcard-hostname", V3),
+        route("fourth", "https-with-hostname-matching-wildcard", V1),
+        shop.port(),
+        shop.port(),
+        shop.ip(),
+        b64(&cert),
+        b64(&key),
+    )
+}
+
+/// `HTTPSListenerDetectMisdirectedRequests` (feature
+/// `GatewayHTTPSListenerDetectMisdirectedRequests`, GEP-3567; RFC 9110 section 15.5.20): a
+/// request whose Host selects another HTTPS listener than the one the TLS handshake's SNI
+/// selected gets 421, over HTTP/1.1 and HTTP/2 (connection coalescing); the same listener
+/// serves it. A host an Ingress serves on the same port is never answered 421.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_listener_detects_misdirected_requests() {
+    let bed = Bed::start().await;
+    bed.serve(&[&misdirected_manifests(&bed.pod_addrs)]);
+    let https = bed.proxy.https();
+    // (SNI, Host, status, the pod that answers).
+    let cases: &[(&str, &str, u16, &str)] = &[
+        ("example.org", "example.org", 200, V1),
+        ("example.org", "second-example.org", 421, ""),
+        ("example.org", "unknown-example.org", 404, ""),
+        ("second-example.org", "second-example.org", 200, V2),
+        ("second-example.org", "example.org", 421, ""),
+        ("second-example.org", "unknown-example.org", 421, ""),
+        (
+            "third-example.wildcard.org",
+            "third-example.wildcard.org",
+            200,
+            V3,
+        ),
+        (
+            "third-example.wildcard.org",
+            "fith-example.wildcard.org",
+            200,
+            V3,
+        ),
+        (
+            "third-example.wildcard.org",
+            "fourth-example.wildcard.org",
+            421,
+            "",
+        ),
+        (
+            "fourth-example.wildcard.org",
+            "fourth-example.wildcard.org",
+            200,
+            V1,
+        ),
+        ("fourth-example.wildcard.org", "second-example.org", 421, ""),
+        // The Ingress's host, whatever the SNI: ingress-nginx semantics.
+        ("second-example.org", "shop.test", 200, V3),
+        ("shop.test", "shop.test", 200, V3),
+    ];
+    for h2 in [false, true] {
+        for &(sni, host, status, pod) in cases {
+            let (stream, _) =
+                tls_connect(https, sni, &[if h2 { b"h2" } else { b"http/1.1" }]).await;
+            let path = if host == "shop.test" {
+                "/"
+            } else {
+                "/detect-misdirected-requests"
+            };
+            let g = request_over(stream, h2, req(https, host, path)).await;
+            let what = format!("SNI {sni}, Host {host}, h2 {h2}");
+            assert_eq!(g.status.as_u16(), status, "{what}");
+            if !pod.is_empty() {
+                assert_eq!(g.pod(), pod, "{what}");
+            }
+        }
+    }
+    // Plain HTTP on the proxy's HTTP port is never checked.
+    let g = l7common::get(
+        &bed.client,
+        bed.proxy.http(),
+        "second-example.org",
+        "/detect-misdirected-requests",
+    )
+    .await;
+    assert_ne!(g.status.as_u16(), 421);
+}
+
+/// Listener ports follow the Gateways, in process: a Gateway's HTTPS listener on another
+/// port than the proxy's is opened with its certificate and serves its routes only; the
+/// proxy's own ports keep serving theirs; removing the Gateway closes the port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_https_listener_on_its_own_port() {
+    let bed = Bed::start().await;
+    // A port nothing listens on now, allowed by the translation's range.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let manifests =
+        misdirected_manifests(&bed.pod_addrs).replace("port: 443", &format!("port: {port}"));
+    let ports = ProxyPorts {
+        gateway_range: format!("{port}").parse().unwrap(),
+        ..bed.ports()
+    };
+    let yaml = format!("{}---\n{}", base(&bed.pod_addrs), manifests);
+    let s = translate_manifests(1, &localize(&yaml, ports), |c| c.gateway_ports = ports);
+    bed.proxy.handle.apply(s.clone());
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    assert_eq!(bed.proxy.handle.gateway_listeners().get(&port), Some(&addr));
+    let (stream, _) = tls_connect(addr, "second-example.org", &[b"http/1.1"]).await;
+    let g = request_over(
+        stream,
+        false,
+        req(addr, "second-example.org", "/detect-misdirected-requests"),
+    )
+    .await;
+    assert_eq!((g.status.as_u16(), g.pod()), (200, V2.to_string()));
+    // The Ingress is served on the proxy's HTTPS port, not on the Gateway's.
+    let (stream, _) = tls_connect(addr, "shop.test", &[b"http/1.1"]).await;
+    let g = request_over(stream, false, req(addr, "shop.test", "/")).await;
+    assert_eq!(g.status.as_u16(), 404);
+    let (stream, _) = tls_connect(bed.proxy.https(), "shop.test", &[b"http/1.1"]).await;
+    let g = request_over(stream, false, req(bed.proxy.https(), "shop.test", "/")).await;
+    assert_eq!((g.status.as_u16(), g.pod()), (200, V3.to_string()));
+    // And the Gateway's routes are not on the proxy's HTTPS port.
+    let (stream, _) = tls_connect(bed.proxy.https(), "second-example.org", &[b"http/1.1"]).await;
+    let g = request_over(
+        stream,
+        false,
+        req(
+            bed.proxy.https(),
+            "second-example.org",
+            "/detect-misdirected-requests",
+        ),
+    )
+    .await;
+    assert_eq!(g.status.as_u16(), 404);
+    // Gone: the port closes.
+    let s = translate_manifests(2, &localize(&base(&bed.pod_addrs), ports), |c| {
+        c.gateway_ports = ports
+    });
+    bed.proxy.handle.apply(s);
+    assert!(bed.proxy.handle.gateway_listeners().is_empty());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(addr).await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "port {port} still accepts"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }

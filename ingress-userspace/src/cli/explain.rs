@@ -510,6 +510,8 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
         method,
         headers: &headers,
         tls: q.https,
+        listener_port: None,
+        gateway_listener: false,
     };
     e.forwarded_path = Some(target.path_and_query.to_string());
     let host_name = |h: &CompiledHost<Arc<Upstream>>| Some(h.host.clone());

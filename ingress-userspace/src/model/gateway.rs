@@ -114,6 +114,11 @@ pub struct ListenerStatus {
     pub supported_kinds: Vec<(String, String)>,
     pub attached_routes: i32,
     pub conditions: Vec<StatusCondition>,
+    /// The port the proxy opens for this listener (`None`: not served, or served on the
+    /// proxy's own HTTP or HTTPS port): a failure to bind it is this listener's condition
+    /// ([`GatewayApiStatus::with_unbound`]).
+    #[serde(skip)]
+    pub port: Option<u16>,
 }
 
 /// `status` of one Gateway.
@@ -152,4 +157,62 @@ pub struct GatewayApiStatus {
     pub http_routes: BTreeMap<ObjectRef, Vec<RouteParentStatus>>,
     /// TCPRoutes, UDPRoutes and TLSRoutes (the kind is the key's).
     pub l4_routes: BTreeMap<ObjectRef, Vec<RouteParentStatus>>,
+}
+
+impl GatewayApiStatus {
+    /// This status with the proxy's bind failures (port -> error) written into the listeners
+    /// that opened those ports: `Accepted: False, PortUnavailable` (the spec's reason for "the
+    /// port is already in use") and `Programmed: False, Pending` (bound again when the port
+    /// frees up), and their Gateways' conditions recomputed. The same status when nothing
+    /// failed.
+    pub fn with_unbound(&self, unbound: &BTreeMap<u16, String>) -> GatewayApiStatus {
+        let mut out = self.clone();
+        if unbound.is_empty() {
+            return out;
+        }
+        for gw in out.gateways.values_mut() {
+            let mut changed = false;
+            for l in &mut gw.listeners {
+                let Some(error) = l.port.and_then(|p| unbound.get(&p).map(|e| (p, e))) else {
+                    continue;
+                };
+                let (port, error) = error;
+                for c in &mut l.conditions {
+                    let generation = c.observed_generation;
+                    match c.type_.as_str() {
+                        "Accepted" => {
+                            *c = StatusCondition::new(
+                                "Accepted",
+                                false,
+                                "PortUnavailable",
+                                format!("port {port} cannot be bound: {error}"),
+                                generation,
+                            )
+                        }
+                        "Programmed" => {
+                            *c = StatusCondition::new(
+                                "Programmed",
+                                false,
+                                "Pending",
+                                format!("waiting for port {port} to be bound"),
+                                generation,
+                            )
+                        }
+                        _ => {}
+                    }
+                }
+                changed = true;
+            }
+            if changed {
+                let generation = gw
+                    .conditions
+                    .first()
+                    .map(|c| c.observed_generation)
+                    .unwrap_or(0);
+                gw.conditions =
+                    crate::model::translate::gateway::gateway_conditions(&gw.listeners, generation);
+            }
+        }
+        out
+    }
 }

@@ -204,6 +204,15 @@ pub struct L7Config {
     /// lower case) -> what a connection naming it gets. Empty unless such a listener is
     /// served. `passthrough` hosts are tried first (`proxy::sni`).
     pub gateway_sni: BTreeMap<String, SniAction>,
+    /// Ports the proxy listens on for Gateway listeners besides its own HTTP and HTTPS
+    /// ports, with their protocol. Translation decides them (accepted Gateway listeners
+    /// inside `--gateway-listener-ports`); the proxy binds and closes them as snapshots
+    /// change ([`crate::proxy::listener_set`]).
+    pub gateway_listeners: BTreeMap<u16, ListenerProtocol>,
+    /// HTTPS Gateway listeners by port (the proxy's own HTTPS port included), for the 421
+    /// check: a request whose `Host` another listener of the port serves than the one its
+    /// TLS handshake's SNI selected is misdirected. Empty without HTTPS Gateway listeners.
+    pub gateway_https_hosts: BTreeMap<u16, Vec<String>>,
 }
 
 /// What a TLS connection on the HTTPS port gets by its SNI, before termination.
@@ -219,6 +228,15 @@ pub enum SniAction {
     /// Terminated here: a terminating listener's or a served host's name under a passthrough
     /// listener's wildcard.
     Terminate,
+}
+
+/// What a Gateway listener port speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub enum ListenerProtocol {
+    /// Plain HTTP/1.1 and h2c with prior knowledge.
+    Http,
+    /// TLS termination (ALPN `h2`, `http/1.1`), certificates by SNI as on the HTTPS port.
+    Https,
 }
 
 /// Where the TLS connections of one `ssl-passthrough` host go (ingress-nginx's
@@ -393,6 +411,11 @@ pub struct RouteMatch {
     /// `Some(true)`: only requests over TLS; `Some(false)`: only plain HTTP; `None`: both.
     /// Gateway API routes attached to HTTPS listeners only, or to HTTP listeners only.
     pub tls: Option<bool>,
+    /// The listener ports a request must arrive on (the port the accepting socket is bound
+    /// to, sorted). `Some`: a Gateway API route, served only on the ports of the listeners it
+    /// attached to; `None`: an Ingress route, served only on the proxy's own HTTP and HTTPS
+    /// listeners, never on a port opened for a Gateway ([`L7Config::gateway_listeners`]).
+    pub listener_ports: Option<Vec<u16>>,
 }
 
 /// Where a route came from, for conflicts, `explain` and diagnostics.

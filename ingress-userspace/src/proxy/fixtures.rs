@@ -70,6 +70,7 @@ pub fn route_to(path: PathMatch, upstream: Arc<Upstream>) -> Route {
             method: None,
             query: Vec::new(),
             tls: None,
+            listener_ports: None,
         },
         action: RouteAction::Forward(vec![WeightedUpstream {
             upstream,

@@ -38,6 +38,7 @@ use super::{
     error_pages::{self, Intercept},
     forward_auth, gateway_filters,
     headers::{add_forwarding, drop_underscored, for_http1_upstream, is_upgrade, strip_hop_by_hop},
+    listener::ListenerId,
     metrics::{
         AuthRefusedLabels, GaugeGuard, RateLimitedLabels, RequestLabels, RouteLabels,
         UpstreamLabels,
@@ -53,7 +54,7 @@ use super::{
         send_timeout::SendTimedOut,
     },
 };
-use crate::model::{BackendProtocol, RoutePolicy, UpstreamVersion};
+use crate::model::{BackendProtocol, ObjectKind, RoutePolicy, UpstreamVersion};
 
 /// Header naming why the proxy answered a request itself.
 pub const REASON_HEADER: &str = "x-xdp-ingress-reason";
@@ -75,6 +76,8 @@ pub struct ConnInfo {
     origin: Origin,
     /// TLS: the handshake's virtual host and the client's certificate ([`client_cert`]).
     pub tls_client: Option<client_cert::TlsClient>,
+    /// The listener that accepted the connection.
+    pub listener: ListenerId,
 }
 
 impl ConnInfo {
@@ -85,6 +88,7 @@ impl ConnInfo {
         proxied: Option<SocketAddr>,
         local: SocketAddr,
         tls_client: Option<client_cert::TlsClient>,
+        listener: ListenerId,
     ) -> Self {
         let tls = tls_client.is_some();
         ConnInfo {
@@ -93,6 +97,7 @@ impl ConnInfo {
             tls,
             origin: trust.origin(client, proxied, local, tls),
             tls_client,
+            listener,
         }
     }
 }
@@ -157,7 +162,7 @@ pub(crate) async fn handle(
             let asked_upgrade = asks_upgrade(&req);
             let resp = match client_cert_step(&rt, &conn, &mut req, &target.host, &mut out) {
                 Some(refused) => refused,
-                None => route(&shared, &rt, req, &target.host, &mut out).await,
+                None => route(&shared, &rt, &conn, req, &target.host, &mut out).await,
             };
             (
                 refuse_unasked_switch(resp, asked_upgrade, &mut out),
@@ -362,6 +367,7 @@ struct LoggedRequest {
 async fn route(
     shared: &Arc<Shared>,
     rt: &Runtime,
+    conn: &ConnInfo,
     mut req: Request<Incoming>,
     host: &str,
     out: &mut Outcome,
@@ -373,6 +379,33 @@ async fn route(
         path: req.uri().path(),
         query: req.uri().query(),
     };
+    let view = RequestView {
+        host,
+        path: req.uri().path(),
+        query: req.uri().query(),
+        method: req.method().as_str(),
+        headers: req.headers(),
+        tls: out.client.https(),
+        listener_port: Some(conn.listener.port),
+        gateway_listener: conn.listener.gateway,
+    };
+    // 421 before anything of the host: its listener is not the one the handshake chose
+    // (Gateway HTTPS listeners only; a host an Ingress serves is never misdirected).
+    if let Some(tls) = &conn.tls_client
+        && rt
+            .misdirected
+            .is_misdirected(conn.listener.port, tls.sni.as_deref(), host)
+        && !matches!(
+            rt.routes.lookup(&view),
+            Lookup::Route { route, .. } if route.origin.object.kind == ObjectKind::Ingress
+        )
+    {
+        out.reason = Some("misdirected request".into());
+        return local(
+            StatusCode::MISDIRECTED_REQUEST,
+            "the Host belongs to another listener than the TLS server name",
+        );
+    }
     // The rewrite step, 1: `app-root` is the host's, before any route.
     if let Some(a) = rt
         .routes
@@ -382,14 +415,6 @@ async fn route(
         out.host = rt.routes.host(host).map(|h| Arc::clone(&h.label));
         return redirect_to(a, out);
     }
-    let view = RequestView {
-        host,
-        path: req.uri().path(),
-        query: req.uri().query(),
-        method: req.method().as_str(),
-        headers: req.headers(),
-        tls: out.client.https(),
-    };
     match rt.routes.lookup(&view) {
         Lookup::Route { host: vh, route } => {
             out.ingress = Some(Arc::clone(&route.ingress));

@@ -46,6 +46,11 @@ pub struct RequestView<'a> {
     pub headers: &'a HeaderMap,
     /// The client connection is TLS.
     pub tls: bool,
+    /// The port of the listener the connection arrived on; `None` (`explain`, tests): any.
+    pub listener_port: Option<u16>,
+    /// The connection arrived on a port opened for Gateway listeners only: Ingress routes
+    /// and the default backend are not served there.
+    pub gateway_listener: bool,
 }
 
 /// A compiled route table over upstream handles of type `U`.
@@ -108,6 +113,7 @@ struct Matcher {
     path: PathMatcher,
     method: Option<String>,
     tls: Option<bool>,
+    listener_ports: Option<Vec<u16>>,
     headers: Vec<(String, ValueMatcher)>,
     query: Vec<(String, ValueMatcher)>,
 }
@@ -283,8 +289,9 @@ impl<U> RouteTable<U> {
             },
         };
         match &self.default_backend {
-            Some(backend) => Lookup::Default { host, backend, why },
-            None => Lookup::NotFound { host, why },
+            // A Gateway-only port answers 404 for what no HTTPRoute matched.
+            Some(backend) if !req.gateway_listener => Lookup::Default { host, backend, why },
+            _ => Lookup::NotFound { host, why },
         }
     }
 
@@ -401,6 +408,7 @@ fn compile_match(m: &RouteMatch) -> Result<Matcher, regex::Error> {
         path,
         method: m.method.as_ref().map(|s| s.to_ascii_uppercase()),
         tls: m.tls,
+        listener_ports: m.listener_ports.clone(),
         headers: values(&m.headers, true)?,
         query: values(&m.query, false)?,
     })
@@ -410,6 +418,11 @@ impl Matcher {
     fn matches(&self, req: &RequestView<'_>) -> bool {
         self.path.matches(req.path)
             && self.tls.is_none_or(|t| t == req.tls)
+            && match &self.listener_ports {
+                // An Ingress route: the proxy's own listeners only.
+                None => !req.gateway_listener,
+                Some(ports) => req.listener_port.is_none_or(|p| ports.contains(&p)),
+            }
             && self
                 .method
                 .as_ref()
@@ -468,6 +481,8 @@ mod tests {
             method: "GET",
             headers,
             tls: false,
+            listener_port: None,
+            gateway_listener: false,
         }
     }
 

@@ -372,6 +372,7 @@ impl<'a> L7Builder<'a> {
                 method: None,
                 query: vec![],
                 tls: None,
+                listener_ports: None,
             },
             action: action.clone(),
             policy: opts.policy.clone(),
@@ -503,6 +504,7 @@ impl<'a> L7Builder<'a> {
                         method: None,
                         query: vec![],
                         tls: None,
+                        listener_ports: None,
                     },
                     action,
                     policy: {
@@ -819,6 +821,7 @@ fn www_redirect(from: &str, to: &str, origin: RouteOrigin, status: u16) -> Virtu
                 method: None,
                 query: vec![],
                 tls: None,
+                listener_ports: None,
             },
             action: RouteAction::Respond {
                 status,

@@ -6,7 +6,7 @@
 //! takes the route), `NoMatchingListenerHostname` (no hostname in common), else `Accepted`.
 //! One core ([`parents`]) for every route kind; [`attach`] is the HTTPRoute view of it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use gateway_api::apis::standard::{gateways::Gateway, httproutes::HttpRoute};
 
@@ -156,8 +156,17 @@ pub fn parents(r: &RouteParents<'_>, gateways: &Gateways<'_>, objects: &Objects)
 pub struct Attached {
     pub parents: Vec<Parent>,
     /// Host patterns the route is served under (exact, `*.` wildcard, `""` for any) ->
-    /// through which listeners: `(plain HTTP, HTTPS)`.
-    pub hostnames: std::collections::BTreeMap<String, (bool, bool)>,
+    /// through which listeners.
+    pub hostnames: BTreeMap<String, Via>,
+}
+
+/// The listeners a route is served through under one host pattern.
+#[derive(Debug, Default)]
+pub struct Via {
+    pub http: bool,
+    pub https: bool,
+    /// Their ports.
+    pub ports: BTreeSet<u16>,
 }
 
 /// [`parents`] of an HTTPRoute, counting it in the `attachedRoutes` of its listeners.
@@ -203,10 +212,11 @@ pub fn attach(
             for h in hs {
                 let via = out.hostnames.entry(h.clone()).or_default();
                 if ls[*i].https {
-                    via.1 = true;
+                    via.https = true;
                 } else {
-                    via.0 = true;
+                    via.http = true;
                 }
+                via.ports.extend(ls[*i].served_port);
             }
         }
     }

@@ -85,6 +85,7 @@ pub fn route_match(m: &HttpRouteRulesMatches) -> Result<RouteMatch, String> {
             .map(|m| format!("{m:?}").to_ascii_uppercase()),
         query,
         tls: None,
+        listener_ports: None,
     })
 }
 

@@ -10,6 +10,7 @@
 //! - [`backends`]: weighted backendRefs; unresolvable shares answer 500.
 //! - [`reference_grant`]: cross-namespace permission.
 //! - [`l4`]: TCPRoute and UDPRoute on TCP/UDP listeners, as L4 services of the XDP path.
+//! - [`ports`]: which listener holds which port, for every protocol.
 //! - [`tls_passthrough`]: TLSRoute on TLS passthrough listeners, as the proxy's SNI table.
 
 pub mod attachment;
@@ -19,6 +20,7 @@ pub mod hostnames;
 pub mod l4;
 pub mod listeners;
 pub mod matching;
+pub mod ports;
 pub mod reference_grant;
 pub mod tls_passthrough;
 
@@ -34,13 +36,13 @@ use std::{
 
 use gateway_api::apis::standard::httproutes::HttpRoute;
 
-pub use listeners::ProxyPorts;
+pub use listeners::{PortRange, ProxyPorts};
 
 use super::{diagnostics::Diagnostics, endpoints::EndpointIndex, tls::TlsCache};
 use crate::{
     model::{
-        GatewayApiStatus, GatewayStatusOut, L7Config, ObjectKind, ObjectRef, PathMatch,
-        PathModifier, Route, RouteAction, RouteOrigin, RoutePolicy, StatusCondition,
+        GatewayApiStatus, GatewayStatusOut, L7Config, ListenerProtocol, ObjectKind, ObjectRef,
+        PathMatch, PathModifier, Route, RouteAction, RouteOrigin, RoutePolicy, StatusCondition,
         TlsCertificate, VirtualHost,
     },
     store::{Key, Objects},
@@ -74,6 +76,10 @@ pub struct Output {
     pub hosts: BTreeMap<String, Vec<Route>>,
     /// HTTPS listener certificates by hostname (`""`: a listener without one).
     pub certificates: BTreeMap<String, Arc<TlsCertificate>>,
+    /// Ports served listeners claimed besides the proxy's own, with their protocol.
+    pub listener_ports: BTreeMap<u16, ListenerProtocol>,
+    /// Hostnames of served HTTPS listeners by port (`""`: a listener without one), sorted.
+    pub https_hosts: BTreeMap<u16, Vec<String>>,
     pub status: GatewayApiStatus,
     /// SNI table of TLS passthrough listeners and TLSRoutes ([`tls_passthrough`]).
     pub sni: BTreeMap<String, crate::model::SniAction>,
@@ -121,7 +127,8 @@ pub fn translate(
             )],
         );
     }
-    // Our Gateways and their listeners.
+    // Our Gateways and their listeners; then their ports, for every protocol in one pass
+    // (the oldest Gateway's listener keeps a port another wants).
     let mut gateways = BTreeMap::new();
     for (key, gw) in &objects.gateways {
         if !classes.contains(&gw.spec.gateway_class_name) {
@@ -138,7 +145,28 @@ pub fn translate(
         );
         gateways.insert(key.clone(), (gw.as_ref(), ls, statuses));
     }
-    l4::claim_ports(&mut gateways, l4::held_ports(cx.l4_services, cx.ports));
+    ports::claim(&mut gateways, ports::held(cx.l4_services, cx.ports));
+    for (_, ls, _) in gateways.values() {
+        for l in ls.iter().filter(|l| l.l4.is_none() && !l.tls_passthrough) {
+            let Some(p) = l.served_port else { continue };
+            let protocol = if l.https {
+                ListenerProtocol::Https
+            } else {
+                ListenerProtocol::Http
+            };
+            if p != cx.ports.http && p != cx.ports.https {
+                out.listener_ports.insert(p, protocol);
+            }
+            if l.https {
+                let host = l.hostname.unwrap_or_default().to_ascii_lowercase();
+                out.https_hosts.entry(p).or_default().push(host);
+            }
+        }
+    }
+    for hosts in out.https_hosts.values_mut() {
+        hosts.sort();
+        hosts.dedup();
+    }
     // Routes: attachment, status, and the routes they add.
     let mut cache = HashMap::new();
     let mut routes: Vec<(String, Route)> = Vec::new();
@@ -194,17 +222,19 @@ pub fn translate(
             });
         }
         out.status.http_routes.insert(oref, parents);
-        for (host, (http, https)) in attached.hostnames {
+        for (host, via) in attached.hostnames {
             // A route attached to HTTP listeners only is not served over TLS, and the
-            // reverse (the proxy keys routes by host; the scheme stands for the listener).
-            let tls = match (http, https) {
+            // reverse; and only on its listeners' ports (the proxy keys routes by host).
+            let tls = match (via.http, via.https) {
                 (true, false) => Some(false),
                 (false, true) => Some(true),
                 _ => None,
             };
+            let ports: Vec<u16> = via.ports.into_iter().collect();
             for r in &built.routes {
                 let mut r = r.clone();
                 r.matches.tls = tls;
+                r.matches.listener_ports = Some(ports.clone());
                 routes.push((host.clone(), r));
             }
         }
@@ -232,59 +262,7 @@ pub fn translate(
     }
     for (key, (gw, _, statuses)) in gateways {
         let generation = gw.metadata.generation.unwrap_or(0);
-        let served = statuses
-            .iter()
-            .filter(|s| {
-                s.conditions
-                    .iter()
-                    .any(|c| c.type_ == "Programmed" && c.status)
-            })
-            .count();
-        let accepted_listeners = statuses
-            .iter()
-            .filter(|s| {
-                s.conditions
-                    .iter()
-                    .any(|c| c.type_ == "Accepted" && c.status)
-            })
-            .count();
-        let mut conditions = Vec::new();
-        conditions.push(if accepted_listeners == statuses.len() {
-            StatusCondition::new("Accepted", true, "Accepted", "Gateway accepted", generation)
-        } else if accepted_listeners > 0 {
-            StatusCondition::new(
-                "Accepted",
-                true,
-                "ListenersNotValid",
-                "some listeners are not valid",
-                generation,
-            )
-        } else {
-            StatusCondition::new(
-                "Accepted",
-                false,
-                "ListenersNotValid",
-                "no listener is valid",
-                generation,
-            )
-        });
-        conditions.push(if served > 0 {
-            StatusCondition::new(
-                "Programmed",
-                true,
-                "Programmed",
-                "served by the proxy",
-                generation,
-            )
-        } else {
-            StatusCondition::new(
-                "Programmed",
-                false,
-                "Invalid",
-                "no listener is served",
-                generation,
-            )
-        });
+        let conditions = gateway_conditions(&statuses, generation);
         out.status.gateways.insert(
             ObjectRef::new(ObjectKind::Gateway, key.namespace.clone(), key.name.clone()),
             GatewayStatusOut {
@@ -295,6 +273,57 @@ pub fn translate(
         );
     }
     out
+}
+
+/// A Gateway's `Accepted` and `Programmed` from its listeners' conditions: accepted while
+/// any listener is (`ListenersNotValid` when some are not), programmed while any is served.
+pub fn gateway_conditions(
+    statuses: &[crate::model::ListenerStatus],
+    generation: i64,
+) -> Vec<StatusCondition> {
+    let has = |s: &crate::model::ListenerStatus, t: &str| {
+        s.conditions.iter().any(|c| c.type_ == t && c.status)
+    };
+    let served = statuses.iter().filter(|s| has(s, "Programmed")).count();
+    let accepted_listeners = statuses.iter().filter(|s| has(s, "Accepted")).count();
+    let mut conditions = Vec::new();
+    conditions.push(if accepted_listeners == statuses.len() {
+        StatusCondition::new("Accepted", true, "Accepted", "Gateway accepted", generation)
+    } else if accepted_listeners > 0 {
+        StatusCondition::new(
+            "Accepted",
+            true,
+            "ListenersNotValid",
+            "some listeners are not valid",
+            generation,
+        )
+    } else {
+        StatusCondition::new(
+            "Accepted",
+            false,
+            "ListenersNotValid",
+            "no listener is valid",
+            generation,
+        )
+    });
+    conditions.push(if served > 0 {
+        StatusCondition::new(
+            "Programmed",
+            true,
+            "Programmed",
+            "served by the proxy",
+            generation,
+        )
+    } else {
+        StatusCondition::new(
+            "Programmed",
+            false,
+            "Invalid",
+            "no listener is served",
+            generation,
+        )
+    });
+    conditions
 }
 
 /// The routes of one HTTPRoute (one per rule and match, host-independent), the first
@@ -487,6 +516,8 @@ pub fn merge(l7: &mut L7Config, out: &mut Output) {
                 .or_insert(crate::model::SniAction::Terminate);
         }
     }
+    l7.gateway_listeners = std::mem::take(&mut out.listener_ports);
+    l7.gateway_https_hosts = std::mem::take(&mut out.https_hosts);
     for (host, cert) in std::mem::take(&mut out.certificates) {
         if host.is_empty() {
             l7.default_certificate.get_or_insert(cert);

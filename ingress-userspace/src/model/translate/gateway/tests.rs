@@ -118,7 +118,7 @@ spec:
     }
 }
 
-/// `ListenerConditionReason`: PortUnavailable (here: a port the proxy does not listen on),
+/// `ListenerConditionReason`: PortUnavailable (here: a port outside --gateway-listener-ports),
 /// UnsupportedProtocol, InvalidRouteKinds, HostnameConflict / ProtocolConflict,
 /// InvalidCertificateRef and RefNotPermitted.
 #[test]
@@ -131,7 +131,7 @@ metadata: {name: gw, namespace: app}
 spec:
   gatewayClassName: xdp
   listeners:
-  - {name: other-port, port: 8080, protocol: HTTP}
+  - {name: other-port, port: 30080, protocol: HTTP}
   - {name: tcp, port: 80, protocol: example.com/sctp}
   - {name: kinds, port: 80, protocol: HTTP, hostname: k.example, allowedRoutes: {kinds: [{kind: GRPCRoute}]}}
   - {name: dup-a, port: 443, protocol: HTTPS, hostname: d.example, tls: {certificateRefs: [{name: missing}]}}
@@ -383,6 +383,8 @@ spec:
             method: "GET",
             headers: &headers,
             tls,
+            listener_port: None,
+            gateway_listener: false,
         };
         matches!(
             table.lookup(&view),
@@ -395,5 +397,172 @@ spec:
     assert!(
         s.l7.default_certificate.is_some(),
         "the hostname-less HTTPS listener's certificate"
+    );
+}
+
+/// Listener ports follow the Gateways: an accepted HTTP or HTTPS listener on a port inside
+/// --gateway-listener-ports (default 1024-29999) becomes a port the proxy opens, with its
+/// protocol; the oldest Gateway claims a port, a newer one wanting it with the other protocol
+/// gets `PortUnavailable`, as do the proxy's port of the other protocol and a port outside the
+/// range. A route is served only on the ports of the listeners it attached to.
+#[test]
+fn listener_ports_follow_the_gateways() {
+    let (crt, key) = mk_cert_pem(&["secure.example"]);
+    let secret = Object::Secret(Arc::new(mk_tls_secret("app", "tls", &crt, &key)));
+    let s = snapshot(
+        &format!(
+            r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: old, namespace: app, creationTimestamp: "2026-01-01T00:00:00Z"}}
+spec:
+  gatewayClassName: xdp
+  listeners:
+  - {{name: http, port: 80, protocol: HTTP}}
+  - {{name: alt, port: 8080, protocol: HTTP}}
+  - {{name: alt-tls, port: 8090, protocol: HTTPS, tls: {{certificateRefs: [{{name: tls}}]}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: new, namespace: app, creationTimestamp: "2026-02-01T00:00:00Z"}}
+spec:
+  gatewayClassName: xdp
+  listeners:
+  - {{name: clash, port: 8080, protocol: HTTPS, tls: {{certificateRefs: [{{name: tls}}]}}}}
+  - {{name: shared, port: 8090, protocol: HTTPS, hostname: secure.example, tls: {{certificateRefs: [{{name: tls}}]}}}}
+  - {{name: plain-on-443, port: 443, protocol: HTTP}}
+  - {{name: privileged, port: 22, protocol: HTTP}}
+  - {{name: nodeport, port: 30080, protocol: HTTP}}
+{}{}"#,
+            route(
+                "on-alt",
+                "app",
+                "{name: old, sectionName: alt}",
+                "  rules: [{backendRefs: [{name: web, port: 8080}]}]\n"
+            ),
+            route(
+                "on-old",
+                "app",
+                "{name: old}",
+                "  rules: [{backendRefs: [{name: web, port: 8080}]}]\n"
+            ),
+        ),
+        vec![secret],
+    );
+    use crate::model::ListenerProtocol::{Http, Https};
+    assert_eq!(
+        s.l7.gateway_listeners,
+        std::collections::BTreeMap::from([(8080, Http), (8090, Https)]),
+        "the proxy's own port 80 is not among the ports to open"
+    );
+    let old = gateway(&s, "app", "old");
+    for l in &old.listeners {
+        assert_eq!(
+            cond(&l.conditions, "Programmed"),
+            (true, "Programmed"),
+            "{}",
+            l.name
+        );
+    }
+    let new = gateway(&s, "app", "new");
+    let l = |i: usize| &new.listeners[i].conditions;
+    assert_eq!(
+        cond(l(0), "Accepted"),
+        (false, "PortUnavailable"),
+        "HTTPS on old's HTTP port"
+    );
+    assert_eq!(
+        cond(l(1), "Accepted"),
+        (true, "Accepted"),
+        "HTTPS beside old's HTTPS"
+    );
+    for i in 2..5 {
+        assert_eq!(
+            cond(l(i), "Accepted"),
+            (false, "PortUnavailable"),
+            "{}",
+            new.listeners[i].name
+        );
+    }
+    assert_eq!(
+        cond(&new.conditions, "Accepted"),
+        (true, "ListenersNotValid")
+    );
+    assert_eq!(
+        s.l7.gateway_https_hosts,
+        std::collections::BTreeMap::from([(8090, vec!["".to_string(), "secure.example".into()])])
+    );
+    // Each route on its listeners' ports only.
+    let routes = &s.l7.any_host.as_ref().expect("hostname-less routes").routes;
+    let ports_of = |name: &str| {
+        routes
+            .iter()
+            .find(|r| r.origin.object.name == name)
+            .and_then(|r| r.matches.listener_ports.clone())
+    };
+    assert_eq!(ports_of("on-alt"), Some(vec![8080]));
+    assert_eq!(ports_of("on-old"), Some(vec![80, 8080, 8090]));
+}
+
+/// A port the proxy could not bind turns its listener `Accepted: False, PortUnavailable`
+/// (the spec's reason for a port in use) and `Programmed: False, Pending`; a Gateway with no
+/// listener left programmed is not programmed. Other listeners keep their conditions.
+#[test]
+fn unbound_ports_show_on_their_listeners() {
+    let s = snapshot(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: app}
+spec:
+  gatewayClassName: xdp
+  listeners:
+  - {name: alt, port: 8080, protocol: HTTP}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: both, namespace: app}
+spec:
+  gatewayClassName: xdp
+  listeners:
+  - {name: http, port: 80, protocol: HTTP}
+  - {name: alt, port: 8080, protocol: HTTP}
+"#,
+        vec![],
+    );
+    assert_eq!(
+        s.gateway_status.with_unbound(&Default::default()),
+        *s.gateway_status
+    );
+    let unbound = std::collections::BTreeMap::from([(8080, "Address in use".to_string())]);
+    let status = s.gateway_status.with_unbound(&unbound);
+    let gw = &status.gateways[&ObjectRef::new(ObjectKind::Gateway, "app", "gw")];
+    assert_eq!(
+        cond(&gw.listeners[0].conditions, "Accepted"),
+        (false, "PortUnavailable")
+    );
+    assert!(
+        gw.listeners[0].conditions[0]
+            .message
+            .contains("Address in use")
+    );
+    assert_eq!(
+        cond(&gw.listeners[0].conditions, "Programmed"),
+        (false, "Pending")
+    );
+    assert_eq!(cond(&gw.conditions, "Programmed"), (false, "Invalid"));
+    let both = &status.gateways[&ObjectRef::new(ObjectKind::Gateway, "app", "both")];
+    assert_eq!(
+        cond(&both.listeners[0].conditions, "Programmed"),
+        (true, "Programmed")
+    );
+    assert_eq!(
+        cond(&both.listeners[1].conditions, "Programmed"),
+        (false, "Pending")
+    );
+    assert_eq!(cond(&both.conditions, "Programmed"), (true, "Programmed"));
+    assert_eq!(
+        cond(&both.conditions, "Accepted"),
+        (true, "ListenersNotValid")
     );
 }
