@@ -129,6 +129,7 @@ fn default_objects_json() -> Vec<Value> {
                     Object::GatewayClass(o) => serde_json::to_value(&*o),
                     Object::Gateway(o) => serde_json::to_value(&*o),
                     Object::HTTPRoute(o) => serde_json::to_value(&*o),
+                    Object::GRPCRoute(o) => serde_json::to_value(&*o),
                     Object::ReferenceGrant(o) => serde_json::to_value(&*o),
                 }
                 .unwrap(),
@@ -1207,6 +1208,12 @@ async fn gateway_api_objects_are_served_and_get_status() {
             "rules": [{"backendRefs": [{"name": "web", "port": 8080}]}]},
         "status": {"parents": [{"controllerName": "example.com/other", "parentRef": {"name": "elsewhere"}, "conditions": []}]}});
     api.put(route.clone());
+    api.put(json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GRPCRoute",
+        "metadata": {"name": "g", "namespace": "default", "generation": 3},
+        "spec": {"parentRefs": [{"name": "gw", "sectionName": "http"}], "hostnames": ["grpc.example"],
+            "rules": [{"matches": [{"method": {"service": "pkg.Svc"}}],
+                "backendRefs": [{"name": "web", "port": 8080}]}]},
+        "status": {"parents": [{"controllerName": "example.com/other", "parentRef": {"name": "elsewhere"}, "conditions": []}]}}));
 
     let cfg = TranslateConfig {
         publish_addresses: vec!["198.18.0.10".into()],
@@ -1257,7 +1264,7 @@ async fn gateway_api_objects_are_served_and_get_status() {
             let st = &o["status"];
             cond(&st["conditions"], "Programmed") == pair("True", "Programmed")
                 && st["addresses"] == json!([{"type": "IPAddress", "value": "198.18.0.10"}])
-                && st["listeners"][0]["attachedRoutes"] == 1
+                && st["listeners"][0]["attachedRoutes"] == 2
                 && cond(&st["listeners"][1]["conditions"], "Accepted")
                     == pair("False", "PortUnavailable")
                 && st["conditions"][0]["observedGeneration"] == 2
@@ -1280,6 +1287,18 @@ async fn gateway_api_objects_are_served_and_get_status() {
                     && p["conditions"][0]["observedGeneration"] == 5
                     && p["parentRef"]["sectionName"] == "http"
             })
+    })
+    .await;
+    // A GRPCRoute gets its status as an HTTPRoute does, other controllers' entries kept.
+    eventually("GRPCRoute accepted", || {
+        api.get("grpcroutes", "default", "g").is_some_and(|o| {
+            ours(&o).is_some_and(|p| {
+                cond(&p["conditions"], "Accepted") == pair("True", "Accepted")
+                    && p["conditions"][0]["observedGeneration"] == 3
+            }) && o["status"]["parents"]
+                .as_array()
+                .is_some_and(|p| p.len() == 2)
+        })
     })
     .await;
     let parents = api.get("httproutes", "default", "r").unwrap()["status"]["parents"].clone();

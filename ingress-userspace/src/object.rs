@@ -26,6 +26,7 @@ pub enum ObjectKind {
     GatewayClass,
     Gateway,
     HTTPRoute,
+    GRPCRoute,
     ReferenceGrant,
     /// A file of the manifest directory (name = path); for files that do not parse.
     ManifestFile,

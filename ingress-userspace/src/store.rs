@@ -14,7 +14,7 @@ use k8s_openapi::api::{
 };
 
 use gateway_api::apis::standard::{
-    gatewayclasses::GatewayClass, gateways::Gateway, httproutes::HTTPRoute,
+    gatewayclasses::GatewayClass, gateways::Gateway, grpcroutes::GRPCRoute, httproutes::HTTPRoute,
     referencegrants::ReferenceGrant,
 };
 use k8s_openapi::api::core::v1::Namespace;
@@ -64,6 +64,7 @@ pub enum Object {
     GatewayClass(Arc<GatewayClass>),
     Gateway(Arc<Gateway>),
     HTTPRoute(Arc<HTTPRoute>),
+    GRPCRoute(Arc<GRPCRoute>),
     ReferenceGrant(Arc<ReferenceGrant>),
 }
 
@@ -109,6 +110,7 @@ impl std::fmt::Debug for Object {
             Object::GatewayClass(o) => f.debug_tuple("GatewayClass").field(o).finish(),
             Object::Gateway(o) => f.debug_tuple("Gateway").field(o).finish(),
             Object::HTTPRoute(o) => f.debug_tuple("HTTPRoute").field(o).finish(),
+            Object::GRPCRoute(o) => f.debug_tuple("GRPCRoute").field(o).finish(),
             Object::ReferenceGrant(o) => f.debug_tuple("ReferenceGrant").field(o).finish(),
         }
     }
@@ -128,6 +130,7 @@ impl Object {
             Object::GatewayClass(_) => ObjectKind::GatewayClass,
             Object::Gateway(_) => ObjectKind::Gateway,
             Object::HTTPRoute(_) => ObjectKind::HTTPRoute,
+            Object::GRPCRoute(_) => ObjectKind::GRPCRoute,
             Object::ReferenceGrant(_) => ObjectKind::ReferenceGrant,
         }
     }
@@ -145,6 +148,7 @@ impl Object {
             Object::GatewayClass(o) => &o.metadata,
             Object::Gateway(o) => &o.metadata,
             Object::HTTPRoute(o) => &o.metadata,
+            Object::GRPCRoute(o) => &o.metadata,
             Object::ReferenceGrant(o) => &o.metadata,
         };
         Key::new(
@@ -169,6 +173,7 @@ pub struct Objects {
     pub gateway_classes: BTreeMap<Key, Arc<GatewayClass>>,
     pub gateways: BTreeMap<Key, Arc<Gateway>>,
     pub http_routes: BTreeMap<Key, Arc<HTTPRoute>>,
+    pub grpc_routes: BTreeMap<Key, Arc<GRPCRoute>>,
     pub reference_grants: BTreeMap<Key, Arc<ReferenceGrant>>,
     /// Problems the sources found before translation (e.g. a manifest file that does not parse).
     pub diagnostics: Vec<Diagnostic>,
@@ -193,6 +198,7 @@ impl std::fmt::Debug for Objects {
             .field("gateway_classes", &self.gateway_classes)
             .field("gateways", &self.gateways)
             .field("http_routes", &self.http_routes)
+            .field("grpc_routes", &self.grpc_routes)
             .field("reference_grants", &self.reference_grants)
             .field("diagnostics", &self.diagnostics)
             .finish()
@@ -233,6 +239,7 @@ impl Objects {
             Object::GatewayClass(o) => put(&mut self.gateway_classes, k, o),
             Object::Gateway(o) => put(&mut self.gateways, k, o),
             Object::HTTPRoute(o) => put(&mut self.http_routes, k, o),
+            Object::GRPCRoute(o) => put(&mut self.grpc_routes, k, o),
             Object::ReferenceGrant(o) => put(&mut self.reference_grants, k, o),
         }
     }
@@ -251,6 +258,7 @@ impl Objects {
             ObjectKind::GatewayClass => self.gateway_classes.remove(key).is_some(),
             ObjectKind::Gateway => self.gateways.remove(key).is_some(),
             ObjectKind::HTTPRoute => self.http_routes.remove(key).is_some(),
+            ObjectKind::GRPCRoute => self.grpc_routes.remove(key).is_some(),
             ObjectKind::ReferenceGrant => self.reference_grants.remove(key).is_some(),
             _ => false,
         }
@@ -281,6 +289,7 @@ impl Objects {
             ObjectKind::GatewayClass => swap!(gateway_classes),
             ObjectKind::Gateway => swap!(gateways),
             ObjectKind::HTTPRoute => swap!(http_routes),
+            ObjectKind::GRPCRoute => swap!(grpc_routes),
             ObjectKind::ReferenceGrant => swap!(reference_grants),
             _ => false,
         }
@@ -302,6 +311,7 @@ impl Objects {
         m(&mut self.gateway_classes, &other.gateway_classes);
         m(&mut self.gateways, &other.gateways);
         m(&mut self.http_routes, &other.http_routes);
+        m(&mut self.grpc_routes, &other.grpc_routes);
         m(&mut self.reference_grants, &other.reference_grants);
         self.diagnostics.extend(other.diagnostics.iter().cloned());
     }
@@ -318,6 +328,7 @@ impl Objects {
             + self.gateway_classes.len()
             + self.gateways.len()
             + self.http_routes.len()
+            + self.grpc_routes.len()
             + self.reference_grants.len()
     }
 

@@ -61,6 +61,12 @@ pub const RESOURCES: &[(&str, &str, &str, bool)] = &[
         true,
     ),
     (
+        "grpcroutes",
+        "gateway.networking.k8s.io/v1",
+        "GRPCRoute",
+        true,
+    ),
+    (
         "referencegrants",
         "gateway.networking.k8s.io/v1beta1",
         "ReferenceGrant",

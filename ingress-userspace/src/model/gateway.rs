@@ -25,6 +25,23 @@ pub struct GatewayRoutePolicy {
     /// other than Service, a cross-namespace reference no ReferenceGrant permits): that share
     /// of requests is answered 500, the rest is forwarded by the route's weights.
     pub invalid_weight: u32,
+    /// `timeouts.request` (`HTTPRouteTimeouts`): how long the gateway may take to answer,
+    /// counted from when the route is chosen, retries included; past it the client gets 504
+    /// (spec: "MUST return a timeout error"). `None`: unset or `0s` (no deadline).
+    pub request_timeout: Option<std::time::Duration>,
+    /// `RequestMirror` filters: a copy of each request (after the request header modifier)
+    /// goes to each, fire-and-forget: its answer is dropped and it never delays the client.
+    pub mirrors: Vec<RequestMirror>,
+}
+
+/// `HTTPRequestMirrorFilter`: where copies go and which share of requests is copied.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RequestMirror {
+    #[serde(serialize_with = "upstream_id")]
+    pub upstream: std::sync::Arc<crate::model::Upstream>,
+    /// `percent` or `fraction` as `numerator / denominator` (100 / 100 when neither is set).
+    pub numerator: u32,
+    pub denominator: u32,
 }
 
 /// `HTTPHeaderFilter`: header names as written (matched case-insensitively), in order:
@@ -50,6 +67,13 @@ pub enum PathModifier {
     /// The part of the path the route's `PathPrefix` matched becomes this (element-wise:
     /// `/prefix` replaced by `/x` turns `/prefix/a` into `/x/a` and `/prefix` into `/x`).
     ReplacePrefixMatch(String),
+}
+
+fn upstream_id<S: serde::Serializer>(
+    u: &std::sync::Arc<crate::model::Upstream>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&u.id)
 }
 
 /// `HTTPRequestRedirectFilter`: each `None` keeps the request's own part.
@@ -149,5 +173,6 @@ pub struct RouteParentStatus {
 pub struct GatewayApiStatus {
     pub classes: BTreeMap<ObjectRef, Vec<StatusCondition>>,
     pub gateways: BTreeMap<ObjectRef, GatewayStatusOut>,
-    pub http_routes: BTreeMap<ObjectRef, Vec<RouteParentStatus>>,
+    /// HTTPRoutes and GRPCRoutes (by the reference's kind).
+    pub routes: BTreeMap<ObjectRef, Vec<RouteParentStatus>>,
 }

@@ -28,6 +28,7 @@ pub mod limits;
 pub mod listener;
 pub mod liveness;
 pub mod metrics;
+pub mod mirror;
 pub mod next_upstream;
 pub mod normalize;
 pub mod passthrough;

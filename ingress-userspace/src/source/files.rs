@@ -120,6 +120,7 @@ fn collect(
         "GatewayClass" => Object::GatewayClass(Arc::new(typed(value, index, &kind)?)),
         "Gateway" => Object::Gateway(Arc::new(namespaced(typed(value, index, &kind)?))),
         "HTTPRoute" => Object::HTTPRoute(Arc::new(namespaced(typed(value, index, &kind)?))),
+        "GRPCRoute" => Object::GRPCRoute(Arc::new(namespaced(typed(value, index, &kind)?))),
         "ReferenceGrant" => {
             Object::ReferenceGrant(Arc::new(namespaced(typed(value, index, &kind)?)))
         }
@@ -149,6 +150,7 @@ has_meta!(
     ConfigMap,
     gateway_api::apis::standard::gateways::Gateway,
     gateway_api::apis::standard::httproutes::HTTPRoute,
+    gateway_api::apis::standard::grpcroutes::GRPCRoute,
     gateway_api::apis::standard::referencegrants::ReferenceGrant
 );
 

@@ -17,7 +17,7 @@ use std::{collections::BTreeMap, fmt::Debug, path::Path, time::Duration};
 
 use futures::StreamExt;
 use gateway_api::apis::standard::{
-    gatewayclasses::GatewayClass, gateways::Gateway, httproutes::HTTPRoute,
+    gatewayclasses::GatewayClass, gateways::Gateway, grpcroutes::GRPCRoute, httproutes::HTTPRoute,
     referencegrants::ReferenceGrant,
 };
 use k8s_openapi::api::{
@@ -190,6 +190,7 @@ pub fn spawn_scoped(
         ObjectKind::GatewayClass,
         ObjectKind::Gateway,
         ObjectKind::HTTPRoute,
+        ObjectKind::GRPCRoute,
         ObjectKind::ReferenceGrant,
     ]
     .into_iter()
@@ -264,6 +265,12 @@ pub fn spawn_scoped(
             api::<HTTPRoute>(&client, namespace),
             ObjectKind::HTTPRoute,
             |o| Object::HTTPRoute(trim_status(o).into()),
+            events.clone(),
+        )),
+        tokio::spawn(watch_optional_kind(
+            api::<GRPCRoute>(&client, namespace),
+            ObjectKind::GRPCRoute,
+            |o| Object::GRPCRoute(trim_status(o).into()),
             events.clone(),
         )),
         tokio::spawn(watch_optional_kind(
@@ -387,7 +394,7 @@ trait HasStatus {
 macro_rules! has_status {
     ($($t:ty),*) => {$(impl HasStatus for $t { fn clear_status(&mut self) { self.status = None; } })*};
 }
-has_status!(GatewayClass, Gateway, HTTPRoute);
+has_status!(GatewayClass, Gateway, HTTPRoute, GRPCRoute);
 
 fn trim_status<K: HasStatus>(mut o: K) -> K {
     o.clear_status();

@@ -67,6 +67,7 @@ fn api_kind(kind: ObjectKind) -> Option<(&'static str, &'static str)> {
         ObjectKind::GatewayClass => ("GatewayClass", "gateway.networking.k8s.io/v1"),
         ObjectKind::Gateway => ("Gateway", "gateway.networking.k8s.io/v1"),
         ObjectKind::HTTPRoute => ("HTTPRoute", "gateway.networking.k8s.io/v1"),
+        ObjectKind::GRPCRoute => ("GRPCRoute", "gateway.networking.k8s.io/v1"),
         ObjectKind::ReferenceGrant => ("ReferenceGrant", "gateway.networking.k8s.io/v1beta1"),
         ObjectKind::ManifestFile => return None,
     })

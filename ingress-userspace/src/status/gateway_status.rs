@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use gateway_api::apis::standard::{
-    gatewayclasses::GatewayClass, gateways::Gateway, httproutes::HTTPRoute,
+    gatewayclasses::GatewayClass, gateways::Gateway, grpcroutes::GRPCRoute, httproutes::HTTPRoute,
 };
 use kube::{
     Api,
@@ -153,7 +153,7 @@ impl GatewayStatusWriter {
         let gone: Vec<ObjectRef> = self
             .written
             .keys()
-            .filter(|r| r.kind == ObjectKind::HTTPRoute && !status.http_routes.contains_key(r))
+            .filter(|r| is_route(r.kind) && !status.routes.contains_key(r))
             .cloned()
             .collect();
         for r in gone {
@@ -161,7 +161,7 @@ impl GatewayStatusWriter {
                 self.written.remove(&r);
             }
         }
-        for (r, parents) in &status.http_routes {
+        for (r, parents) in &status.routes {
             let want = Value::Array(route_parents_json(parents, &self.controller_name, ""));
             if self.written.get(r) == Some(&want) {
                 continue;
@@ -175,20 +175,36 @@ impl GatewayStatusWriter {
     /// Writes our `parents` entries of route `r` (none: removes ours), keeping other
     /// controllers'. True when done (or the route no longer exists).
     async fn write_route(&self, r: &ObjectRef, parents: &[RouteParentStatus]) -> bool {
-        let api: Api<HTTPRoute> = Api::namespaced(self.client.clone(), &r.namespace);
+        match r.kind {
+            ObjectKind::GRPCRoute => self.write_parents::<GRPCRoute>(r, parents).await,
+            _ => self.write_parents::<HTTPRoute>(r, parents).await,
+        }
+    }
+
+    /// [`Self::write_route`] for routes of type `K` (both kinds' `status.parents` have the
+    /// `RouteParentStatus` shape).
+    async fn write_parents<K>(&self, r: &ObjectRef, parents: &[RouteParentStatus]) -> bool
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + serde::Serialize
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), &r.namespace);
         // Other controllers' entries stay: read them, then write theirs and ours.
         let others: Vec<Value> = match api.get_status(&r.name).await {
-            Ok(o) => o
-                .status
-                .map(|s| s.parents)
+            Ok(o) => serde_json::to_value(o)
+                .ok()
+                .and_then(|mut v| v["status"]["parents"].as_array_mut().map(std::mem::take))
                 .unwrap_or_default()
                 .into_iter()
-                .filter(|p| p.controller_name != self.controller_name)
-                .filter_map(|p| serde_json::to_value(p).ok())
+                .filter(|p| p["controllerName"].as_str() != Some(&self.controller_name))
                 .collect(),
             Err(kube::Error::Api(e)) if e.code == 404 => return true,
             Err(e) => {
-                warn!(route = %r, error = %e, "reading HTTPRoute status failed; will retry");
+                warn!(route = %r, error = %e, "reading route status failed; will retry");
                 return false;
             }
         };
@@ -197,6 +213,11 @@ impl GatewayStatusWriter {
         let body = json!({"status": {"parents": all}});
         patch(&api, r, &body).await
     }
+}
+
+/// Kinds whose `status.parents` this writer keeps.
+fn is_route(kind: ObjectKind) -> bool {
+    matches!(kind, ObjectKind::HTTPRoute | ObjectKind::GRPCRoute)
 }
 
 fn now() -> String {
@@ -208,10 +229,9 @@ async fn patch<K>(api: &Api<K>, r: &ObjectRef, body: &Value) -> bool
 where
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    debug_assert!(matches!(
-        r.kind,
-        ObjectKind::GatewayClass | ObjectKind::Gateway | ObjectKind::HTTPRoute
-    ));
+    debug_assert!(
+        matches!(r.kind, ObjectKind::GatewayClass | ObjectKind::Gateway) || is_route(r.kind)
+    );
     match api
         .patch_status(&r.name, &PatchParams::default(), &Patch::Merge(body))
         .await

@@ -292,5 +292,7 @@ impl Translator {
 /// Ingresses made and know nothing of Gateways' listeners and routes merged into the same
 /// hosts, so they step aside for a full translation.
 pub(super) fn has_gateway_routes(objects: &Objects) -> bool {
-    !objects.gateways.is_empty() || !objects.http_routes.is_empty()
+    !objects.gateways.is_empty()
+        || !objects.http_routes.is_empty()
+        || !objects.grpc_routes.is_empty()
 }

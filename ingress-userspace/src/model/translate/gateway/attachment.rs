@@ -11,7 +11,7 @@ use gateway_api::apis::standard::{gateways::Gateway, httproutes::HTTPRoute};
 
 use super::{GROUP, hostnames, listeners};
 use crate::{
-    model::{ListenerStatus, ParentRef, StatusCondition},
+    model::{ListenerStatus, ObjectKind, ParentRef, StatusCondition},
     store::{Key, Objects},
 };
 
@@ -41,8 +41,10 @@ pub struct Attached {
     pub hostnames: std::collections::BTreeMap<String, (bool, bool)>,
 }
 
+/// `kind`: HTTPRoute, or GRPCRoute read as one (see [`super::grpc`]).
 pub fn attach(
     hr: &HTTPRoute,
+    route_kind: ObjectKind,
     key: &Key,
     gateways: &mut Gateways<'_>,
     objects: &Objects,
@@ -93,7 +95,10 @@ pub fn attach(
                 .filter(|&i| {
                     let l = &ls[i];
                     l.served
-                        && l.takes_http_routes
+                        && match route_kind {
+                            ObjectKind::GRPCRoute => l.takes_grpc_routes,
+                            _ => l.takes_http_routes,
+                        }
                         && listeners::namespace_allowed(
                             &l.namespaces,
                             gw_ns_own,
@@ -106,7 +111,9 @@ pub fn attach(
                 let why = candidates
                     .iter()
                     .find_map(|&i| ls[i].not_served.clone())
-                    .unwrap_or_else(|| "no listener allows HTTPRoutes from this namespace".into());
+                    .unwrap_or_else(|| {
+                        format!("no listener allows {route_kind:?}s from this namespace")
+                    });
                 cond(false, "NotAllowedByListeners", why)
             } else {
                 let mut any = false;

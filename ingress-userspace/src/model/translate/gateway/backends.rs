@@ -30,20 +30,33 @@ pub struct Backends {
     pub problem: Option<(&'static str, String)>,
 }
 
-/// Resolves the references of one rule of a route in `route_ns`. Upstreams are shared through
-/// `cache` (one per Service port); Services looked up go to `services`.
+/// Upstreams shared across rules: Service, port, protocol.
+pub type CacheKey = (Key, i32, BackendProtocol);
+
+/// The route that references backends.
+#[derive(Clone, Copy, Debug)]
+pub struct Referrer<'a> {
+    pub namespace: &'a str,
+    /// `HTTPRoute` or `GRPCRoute` (for ReferenceGrants' `from`).
+    pub kind: &'static str,
+    /// How its backends are spoken to.
+    pub protocol: BackendProtocol,
+}
+
+/// Resolves the references of one rule of route `from`. Upstreams are shared through
+/// `cache` (one per Service port and protocol); Services looked up go to `services`.
 pub fn resolve(
-    route_ns: &str,
+    from: &Referrer<'_>,
     refs: &[HTTPRouteRulesBackendRefs],
     objects: &Objects,
     endpoints: &EndpointIndex<'_>,
-    cache: &mut HashMap<(Key, i32), Arc<Upstream>>,
+    cache: &mut HashMap<CacheKey, Arc<Upstream>>,
     services: &mut HashSet<Key>,
 ) -> Backends {
     let mut out = Backends::default();
     for r in refs {
         let weight = u32::try_from(r.weight.unwrap_or(1)).unwrap_or(0);
-        match one(route_ns, r, objects, endpoints, cache, services) {
+        match one(from, r, objects, endpoints, cache, services) {
             Ok(u) if weight > 0 => out.forward.push(WeightedUpstream {
                 upstream: u,
                 weight,
@@ -58,20 +71,22 @@ pub fn resolve(
     out
 }
 
-fn one(
-    route_ns: &str,
+/// One reference of route `from` (a backendRef, or a RequestMirror's): its upstream, or
+/// `(reason, message)` for `ResolvedRefs: False`.
+pub fn one(
+    from: &Referrer<'_>,
     r: &HTTPRouteRulesBackendRefs,
     objects: &Objects,
     endpoints: &EndpointIndex<'_>,
-    cache: &mut HashMap<(Key, i32), Arc<Upstream>>,
+    cache: &mut HashMap<CacheKey, Arc<Upstream>>,
     services: &mut HashSet<Key>,
 ) -> Result<Arc<Upstream>, (&'static str, String)> {
     let key = reference_grant::checked(
         objects,
         &reference_grant::ObjectReference {
             field: "backendRef",
-            from_kind: "HTTPRoute",
-            from_namespace: route_ns,
+            from_kind: from.kind,
+            from_namespace: from.namespace,
             to_kind: "Service",
             group: r.group.as_deref(),
             kind: r.kind.as_deref(),
@@ -104,18 +119,26 @@ fn one(
             format!("Service {key} has no port {number}"),
         ));
     };
-    if let Some(u) = cache.get(&(key.clone(), number)) {
+    let protocol = from.protocol;
+    let cache_key = (key.clone(), number, protocol);
+    if let Some(u) = cache.get(&cache_key) {
         return Ok(u.clone());
     }
+    let id = match protocol {
+        BackendProtocol::Http => upstream_id(&key, number, false),
+        // One pool per protocol: an h2c connection is not an HTTP/1.1 one.
+        p => format!("{}:{p:?}", upstream_id(&key, number, false)),
+    };
     let u = Arc::new(Upstream {
-        id: upstream_id(&key, number, false),
+        id,
         service: ObjectRef::new(ObjectKind::Service, key.namespace.clone(), key.name.clone()),
-        protocol: BackendProtocol::Http,
+        protocol,
         endpoints: endpoints.resolve(&key.namespace, &key.name, port),
         load_balancing: LoadBalancing::RoundRobin,
         affinity: None,
         service_upstream: false,
+        tls: None,
     });
-    cache.insert((key, number), u.clone());
+    cache.insert(cache_key, u.clone());
     Ok(u)
 }

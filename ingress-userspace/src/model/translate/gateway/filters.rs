@@ -1,21 +1,34 @@
 //! HTTPRoute rule filters (Gateway API v1 `HTTPRouteFilter`) as a [`GatewayRoutePolicy`]:
-//! `RequestHeaderModifier`, `ResponseHeaderModifier`, `RequestRedirect` and `URLRewrite`.
-//! `RequestMirror` and `ExtensionRef` are not supported: the rule is not served and the
-//! route's `Accepted` condition says so (spec: "If a reference to a custom filter type cannot
-//! be resolved, the filter MUST NOT be skipped").
+//! `RequestHeaderModifier`, `ResponseHeaderModifier`, `RequestRedirect`, `URLRewrite` and
+//! `RequestMirror` (whose backends the caller resolves: [`Mirror`]). `ExtensionRef` is not
+//! supported: the rule is not served and the route's `Accepted` condition says so (spec: "If
+//! a reference to a custom filter type cannot be resolved, the filter MUST NOT be skipped").
 
 use gateway_api::apis::standard::httproutes::{
-    HTTPRouteRulesFilters, HTTPRouteRulesFiltersRequestRedirectScheme as Scheme,
-    HTTPRouteRulesFiltersType as FilterType,
+    HTTPRouteRulesBackendRefs, HTTPRouteRulesFilters,
+    HTTPRouteRulesFiltersRequestRedirectScheme as Scheme, HTTPRouteRulesFiltersType as FilterType,
 };
 
 use crate::model::{
     GatewayRedirect, GatewayRewrite, GatewayRoutePolicy, HeaderModifier, PathModifier,
 };
 
-/// The policy of a rule's filters, or why the rule cannot be served.
-pub fn policy(filters: &[HTTPRouteRulesFilters]) -> Result<GatewayRoutePolicy, String> {
+/// A `RequestMirror` filter before its backend is resolved.
+#[derive(Debug)]
+pub struct Mirror {
+    /// The filter's `backendRef` in the shape of a rule's (weight and filters unset).
+    pub backend: HTTPRouteRulesBackendRefs,
+    /// `percent` / 100 or `fraction`; every request when neither is set.
+    pub numerator: u32,
+    pub denominator: u32,
+}
+
+/// The policy of a rule's filters and its mirrors, or why the rule cannot be served.
+pub fn policy(
+    filters: &[HTTPRouteRulesFilters],
+) -> Result<(GatewayRoutePolicy, Vec<Mirror>), String> {
     let mut p = GatewayRoutePolicy::default();
+    let mut mirrors = Vec::new();
     for f in filters {
         match f.r#type {
             FilterType::RequestHeaderModifier => {
@@ -104,7 +117,17 @@ pub fn policy(filters: &[HTTPRouteRulesFilters]) -> Result<GatewayRoutePolicy, S
                 }
             }
             FilterType::RequestMirror => {
-                return Err("the RequestMirror filter is not supported yet".into());
+                if let Some(m) = &f.request_mirror {
+                    // Same fields, same names: group, kind, name, namespace, port.
+                    let backend = serde_json::to_value(&m.backend_ref)
+                        .and_then(serde_json::from_value)
+                        .map_err(|e| format!("RequestMirror backendRef: {e}"))?;
+                    mirrors.push(Mirror {
+                        backend,
+                        numerator: 100,
+                        denominator: 100,
+                    });
+                }
             }
             FilterType::ExtensionRef => return Err("ExtensionRef filters are not supported".into()),
         }
@@ -112,7 +135,7 @@ pub fn policy(filters: &[HTTPRouteRulesFilters]) -> Result<GatewayRoutePolicy, S
     if p.redirect.is_some() && p.rewrite.is_some() {
         return Err("RequestRedirect and URLRewrite cannot both be used on one rule".into());
     }
-    Ok(p)
+    Ok((p, mirrors))
 }
 
 fn path_modifier(full: Option<&str>, prefix: Option<&str>) -> Result<Option<PathModifier>, String> {

@@ -54,6 +54,8 @@ pub struct Listener<'a> {
     pub namespaces: AllowedNamespaces,
     /// `allowedRoutes.kinds` includes HTTPRoute (the default).
     pub takes_http_routes: bool,
+    /// `allowedRoutes.kinds` includes GRPCRoute (the default).
+    pub takes_grpc_routes: bool,
     /// Accepted and programmed: its routes are served.
     pub served: bool,
     /// Why it is not served, for the routes that name it.
@@ -88,7 +90,7 @@ pub fn listeners<'a>(
         if !kinds_ok {
             resolved = Some((
                 "InvalidRouteKinds".into(),
-                "allowedRoutes.kinds names a kind other than HTTPRoute".into(),
+                "allowedRoutes.kinds names a kind other than HTTPRoute and GRPCRoute".into(),
             ));
         }
         if l.protocol != "HTTP" && !https {
@@ -205,6 +207,7 @@ pub fn listeners<'a>(
             https,
             namespaces: allowed_namespaces(l),
             takes_http_routes: kinds.iter().any(|(_, k)| k == "HTTPRoute"),
+            takes_grpc_routes: kinds.iter().any(|(_, k)| k == "GRPCRoute"),
             served,
             not_served,
         });
@@ -212,21 +215,22 @@ pub fn listeners<'a>(
     (out, statuses)
 }
 
-/// `supportedKinds` (HTTPRoute unless `allowedRoutes.kinds` leaves it out) and whether every
-/// kind listed is one we support.
+/// `supportedKinds` (HTTPRoute and GRPCRoute unless `allowedRoutes.kinds` leaves them out)
+/// and whether every kind listed is one we support.
 fn supported_kinds(l: &GatewayListeners) -> (Vec<(String, String)>, bool) {
-    let http_route = || (GROUP.to_string(), "HTTPRoute".to_string());
+    const KINDS: [&str; 2] = ["HTTPRoute", "GRPCRoute"];
+    let all = || KINDS.map(|k| (GROUP.to_string(), k.to_string())).to_vec();
     let listed = l.allowed_routes.as_ref().and_then(|a| a.kinds.as_ref());
     match listed {
-        None => (vec![http_route()], true),
-        Some(kinds) if kinds.is_empty() => (vec![http_route()], true),
+        None => (all(), true),
+        Some(kinds) if kinds.is_empty() => (all(), true),
         Some(kinds) => {
             let mut ok = true;
             let mut out = Vec::new();
             for k in kinds {
                 let group = k.group.as_deref().unwrap_or(GROUP);
-                if group == GROUP && k.kind == "HTTPRoute" {
-                    out.push(http_route());
+                if group == GROUP && KINDS.contains(&k.kind.as_str()) {
+                    out.push((GROUP.to_string(), k.kind.clone()));
                 } else {
                     ok = false;
                 }

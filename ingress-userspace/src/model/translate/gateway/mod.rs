@@ -8,15 +8,19 @@
 //! - [`matching`]: HTTPRoute matches and the precedence across routes.
 //! - [`filters`]: header modifiers, redirect, URL rewrite.
 //! - [`backends`]: weighted backendRefs; unresolvable shares answer 500.
+//! - [`grpc`]: GRPCRoutes, read as the HTTPRoutes they are equivalent to.
 //! - [`reference_grant`]: cross-namespace permission.
+//! - [`timeouts`]: `rules[].timeouts` (request, backendRequest).
 
 pub mod attachment;
 pub mod backends;
 pub mod filters;
+pub mod grpc;
 pub mod hostnames;
 pub mod listeners;
 pub mod matching;
 pub mod reference_grant;
+pub mod timeouts;
 
 #[cfg(test)]
 mod tests;
@@ -33,8 +37,8 @@ pub use listeners::ProxyPorts;
 use super::{diagnostics::Diagnostics, endpoints::EndpointIndex, tls::TlsCache};
 use crate::{
     model::{
-        GatewayApiStatus, GatewayStatusOut, L7Config, ObjectKind, ObjectRef, PathMatch,
-        PathModifier, Route, RouteAction, RouteOrigin, RoutePolicy, StatusCondition,
+        BackendProtocol, GatewayApiStatus, GatewayStatusOut, L7Config, ObjectKind, ObjectRef,
+        PathMatch, PathModifier, Route, RouteAction, RouteOrigin, RoutePolicy, StatusCondition,
         TlsCertificate, VirtualHost,
     },
     store::{Key, Objects},
@@ -111,13 +115,26 @@ pub fn translate(
     // Routes: attachment, status, and the routes they add.
     let mut cache = HashMap::new();
     let mut routes: Vec<(String, Route)> = Vec::new();
-    for (key, hr) in &objects.http_routes {
-        let oref = ObjectRef::new(
-            ObjectKind::HTTPRoute,
-            key.namespace.clone(),
-            key.name.clone(),
+    let mut grpc_routes = Vec::new();
+    for (key, gr) in &objects.grpc_routes {
+        match grpc::as_http_route(gr) {
+            Ok(hr) => grpc_routes.push((key, hr)),
+            Err(e) => {
+                let oref = ObjectRef::new(ObjectKind::GRPCRoute, &key.namespace, &key.name);
+                diags.error(&oref, "InvalidRoute", format!("not served: {e}"));
+            }
+        }
+    }
+    let all = (objects.http_routes.iter())
+        .map(|(k, r)| (ObjectKind::HTTPRoute, k, &**r))
+        .chain(
+            grpc_routes
+                .iter()
+                .map(|(k, r)| (ObjectKind::GRPCRoute, *k, r)),
         );
-        let attached = attachment::attach(hr, key, &mut gateways, objects);
+    for (kind, key, hr) in all {
+        let oref = ObjectRef::new(kind, key.namespace.clone(), key.name.clone());
+        let attached = attachment::attach(hr, kind, key, &mut gateways, objects);
         if attached.parents.is_empty() {
             continue;
         }
@@ -162,7 +179,7 @@ pub fn translate(
                 conditions,
             });
         }
-        out.status.http_routes.insert(oref, parents);
+        out.status.routes.insert(oref, parents);
         for (host, (http, https)) in attached.hostnames {
             // A route attached to HTTP listeners only is not served over TLS, and the
             // reverse (the proxy keys routes by host; the scheme stands for the listener).
@@ -264,7 +281,7 @@ fn build_routes(
     oref: &ObjectRef,
     objects: &Objects,
     endpoints: &EndpointIndex<'_>,
-    cache: &mut HashMap<(Key, i32), Arc<crate::model::Upstream>>,
+    cache: &mut HashMap<backends::CacheKey, Arc<crate::model::Upstream>>,
     services: &mut HashSet<Key>,
     diags: &mut Diagnostics,
 ) -> Built {
@@ -279,9 +296,22 @@ fn build_routes(
         problem: None,
         unsupported: None,
     };
+    // gRPC backends speak HTTP/2 (h2c; TLS by a BackendTLSPolicy).
+    let from = match oref.kind {
+        ObjectKind::GRPCRoute => backends::Referrer {
+            namespace: &key.namespace,
+            kind: "GRPCRoute",
+            protocol: BackendProtocol::Grpc,
+        },
+        _ => backends::Referrer {
+            namespace: &key.namespace,
+            kind: "HTTPRoute",
+            protocol: BackendProtocol::Http,
+        },
+    };
     let default_match = [Default::default()];
     for (ri, rule) in hr.spec.rules.iter().flatten().enumerate() {
-        let mut gp = match filters::policy(rule.filters.as_deref().unwrap_or_default()) {
+        let (mut gp, mirrors) = match filters::policy(rule.filters.as_deref().unwrap_or_default()) {
             Ok(p) => p,
             Err(e) => {
                 diags.error(
@@ -293,8 +323,43 @@ fn build_routes(
                 continue;
             }
         };
+        let t = rule.timeouts.as_ref();
+        let timeouts = match timeouts::rule(
+            t.and_then(|t| t.request.as_deref()),
+            t.and_then(|t| t.backend_request.as_deref()),
+        ) {
+            Ok(t) => t,
+            Err(e) => {
+                diags.error(
+                    oref,
+                    "UnsupportedValue",
+                    format!("rule {ri}: {e}; rule not served"),
+                );
+                built.unsupported.get_or_insert(format!("rule {ri}: {e}"));
+                continue;
+            }
+        };
+        gp.request_timeout = timeouts.request;
+        for m in mirrors {
+            match backends::one(&from, &m.backend, objects, endpoints, cache, services) {
+                Ok(upstream) => gp.mirrors.push(crate::model::RequestMirror {
+                    upstream,
+                    numerator: m.numerator,
+                    denominator: m.denominator,
+                }),
+                Err((reason, msg)) => {
+                    // The rule is served; only the copies are not made.
+                    diags.error(
+                        oref,
+                        reason,
+                        format!("rule {ri}: RequestMirror: {msg}; not mirrored"),
+                    );
+                    built.problem.get_or_insert((reason, msg));
+                }
+            }
+        }
         let b = backends::resolve(
-            &key.namespace,
+            &from,
             rule.backend_refs.as_deref().unwrap_or_default(),
             objects,
             endpoints,
@@ -338,6 +403,12 @@ fn build_routes(
         );
         let policy = Arc::new(RoutePolicy {
             ssl_redirect: Some(false),
+            // `backendRequest`: each try's wait for the backend's answer (the read timeout;
+            // unset or `0s`: the proxy's).
+            timeouts: crate::model::Timeouts {
+                read: timeouts.backend_request,
+                ..Default::default()
+            },
             // URLRewrite's hostname is the Host the backend sees (`upstream-vhost`'s job).
             rewrite: crate::model::Rewrite {
                 upstream_vhost: gp.rewrite.as_ref().and_then(|r| r.hostname.clone()),

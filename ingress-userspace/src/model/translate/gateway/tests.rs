@@ -52,7 +52,7 @@ fn gateway<'a>(s: &'a Snapshot, ns: &str, name: &str) -> &'a crate::model::Gatew
 }
 
 fn route_parent<'a>(s: &'a Snapshot, ns: &str, name: &str) -> &'a [StatusCondition] {
-    &s.gateway_status.http_routes[&ObjectRef::new(ObjectKind::HTTPRoute, ns, name)][0].conditions
+    &s.gateway_status.routes[&ObjectRef::new(ObjectKind::HTTPRoute, ns, name)][0].conditions
 }
 
 fn route(name: &str, ns: &str, parent: &str, extra: &str) -> String {
@@ -103,10 +103,8 @@ spec:
     let l = &gw.listeners[0];
     assert_eq!(
         l.supported_kinds,
-        [(
-            "gateway.networking.k8s.io".to_string(),
-            "HTTPRoute".to_string()
-        )]
+        ["HTTPRoute", "GRPCRoute"]
+            .map(|k| ("gateway.networking.k8s.io".to_string(), k.to_string()))
     );
     for (t, want) in [
         ("Accepted", (true, "Accepted")),
@@ -133,7 +131,7 @@ spec:
   listeners:
   - {name: other-port, port: 8080, protocol: HTTP}
   - {name: tcp, port: 80, protocol: TCP}
-  - {name: kinds, port: 80, protocol: HTTP, hostname: k.example, allowedRoutes: {kinds: [{kind: GRPCRoute}]}}
+  - {name: kinds, port: 80, protocol: HTTP, hostname: k.example, allowedRoutes: {kinds: [{kind: TCPRoute}]}}
   - {name: dup-a, port: 443, protocol: HTTPS, hostname: d.example, tls: {certificateRefs: [{name: missing}]}}
   - {name: dup-b, port: 443, protocol: HTTPS, hostname: d.example, tls: {certificateRefs: [{name: missing}]}}
 "#,
@@ -294,7 +292,7 @@ spec:
 }
 
 /// An unresolvable backendRef keeps its weight for 500s; a rule with none resolvable answers
-/// 500; a RequestMirror filter (not supported) keeps the rule out and says so.
+/// 500; an ExtensionRef filter (not supported) keeps the rule out and says so.
 #[test]
 fn invalid_backend_shares_and_unsupported_filters() {
     let yaml = format!(
@@ -313,10 +311,10 @@ spec:
             "  hostnames: [mixed.example]\n  rules: [{backendRefs: [{name: web, port: 8080, weight: 3}, {name: gone, port: 80, weight: 1}]}]\n"
         ),
         route(
-            "mirror",
+            "ext",
             "app",
             "{name: gw}",
-            "  hostnames: [mirror.example]\n  rules: [{filters: [{type: RequestMirror, requestMirror: {backendRef: {name: web, port: 8080}}}], backendRefs: [{name: web, port: 8080}]}]\n"
+            "  hostnames: [ext.example]\n  rules: [{filters: [{type: ExtensionRef, extensionRef: {group: x.example, kind: Thing, name: t}}], backendRefs: [{name: web, port: 8080}]}]\n"
         ),
     );
     let s = snapshot(&yaml, vec![]);
@@ -327,9 +325,72 @@ spec:
         cond(route_parent(&s, "app", "mixed"), "ResolvedRefs"),
         (false, "BackendNotFound")
     );
-    assert!(!s.l7.hosts.contains_key("mirror.example"));
+    assert!(!s.l7.hosts.contains_key("ext.example"));
     assert_eq!(
-        cond(route_parent(&s, "app", "mirror"), "Accepted"),
+        cond(route_parent(&s, "app", "ext"), "Accepted"),
+        (false, "UnsupportedValue")
+    );
+}
+
+/// `RequestMirror` (HTTPRequestMirrorFilter): the copy's backend resolves as a backendRef
+/// does; one that does not is `ResolvedRefs: False` while the rule is still served.
+/// `timeouts` (HTTPRouteTimeouts): `request` on the rule's policy, `backendRequest` as the
+/// read timeout, `0s` as none; a malformed duration keeps the rule out.
+#[test]
+fn request_mirrors_and_timeouts() {
+    let yaml = format!(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: app}}
+spec:
+  gatewayClassName: xdp
+  listeners: [{{name: http, port: 80, protocol: HTTP}}]
+{}{}{}"#,
+        route(
+            "mirror",
+            "app",
+            "{name: gw}",
+            "  hostnames: [mirror.example]\n  rules: [{filters: [{type: RequestMirror, requestMirror: {backendRef: {name: web, port: 8080}}}], backendRefs: [{name: web, port: 8080}], timeouts: {request: 1m30s, backendRequest: 500ms}}]\n"
+        ),
+        route(
+            "lost",
+            "app",
+            "{name: gw}",
+            "  hostnames: [lost.example]\n  rules: [{filters: [{type: RequestMirror, requestMirror: {backendRef: {name: gone, port: 80}}}], backendRefs: [{name: web, port: 8080}], timeouts: {request: 0s}}]\n"
+        ),
+        route(
+            "bad",
+            "app",
+            "{name: gw}",
+            "  hostnames: [bad.example]\n  rules: [{backendRefs: [{name: web, port: 8080}], timeouts: {request: 1d}}]\n"
+        ),
+    );
+    let s = snapshot(&yaml, vec![]);
+    let r = &s.l7.hosts["mirror.example"].routes[0];
+    let g = r.policy.gateway.as_ref().unwrap();
+    assert_eq!(g.mirrors.len(), 1);
+    assert_eq!(g.mirrors[0].upstream.service.name, "web");
+    assert_eq!(
+        (g.mirrors[0].numerator, g.mirrors[0].denominator),
+        (100, 100)
+    );
+    assert_eq!(g.request_timeout, Some(std::time::Duration::from_secs(90)));
+    assert_eq!(
+        r.policy.timeouts.read,
+        Some(std::time::Duration::from_millis(500))
+    );
+    let r = &s.l7.hosts["lost.example"].routes[0];
+    let g = r.policy.gateway.as_ref().unwrap();
+    assert!(g.mirrors.is_empty() && g.request_timeout.is_none());
+    assert!(matches!(r.action, RouteAction::Forward(_)));
+    assert_eq!(
+        cond(route_parent(&s, "app", "lost"), "ResolvedRefs"),
+        (false, "BackendNotFound")
+    );
+    assert!(!s.l7.hosts.contains_key("bad.example"));
+    assert_eq!(
+        cond(route_parent(&s, "app", "bad"), "Accepted"),
         (false, "UnsupportedValue")
     );
 }
@@ -396,4 +457,76 @@ spec:
         s.l7.default_certificate.is_some(),
         "the hostname-less HTTPS listener's certificate"
     );
+}
+
+/// GRPCRoute (Gateway API v1): attaches like an HTTPRoute to listeners whose
+/// `allowedRoutes.kinds` take it (HTTP and HTTPS take both kinds by default), gets the same
+/// route parent conditions, and forwards to its backends over HTTP/2 (gRPC).
+#[test]
+fn grpc_routes_attach_get_status_and_speak_http2() {
+    let s = snapshot(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: app}
+spec:
+  gatewayClassName: xdp
+  listeners:
+  - {name: http, port: 80, protocol: HTTP, hostname: grpc.example}
+  - {name: http-only, port: 80, protocol: HTTP, hostname: h.example, allowedRoutes: {kinds: [{kind: HTTPRoute}]}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: g, namespace: app, generation: 2}
+spec:
+  parentRefs: [{name: gw, sectionName: http}]
+  rules:
+  - matches: [{method: {service: pkg.Svc, method: Echo}}]
+    backendRefs: [{name: web, port: 8080}]
+  - matches: [{method: {service: pkg.Svc}}]
+    backendRefs: [{name: missing, port: 8080}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: refused, namespace: app}
+spec:
+  parentRefs: [{name: gw, sectionName: http-only}]
+  rules: [{backendRefs: [{name: web, port: 8080}]}]
+"#,
+        vec![],
+    );
+    let parent = |name: &str| {
+        s.gateway_status.routes[&ObjectRef::new(ObjectKind::GRPCRoute, "app", name)][0]
+            .conditions
+            .clone()
+    };
+    let g = parent("g");
+    assert_eq!(cond(&g, "Accepted"), (true, "Accepted"));
+    assert_eq!(cond(&g, "ResolvedRefs"), (false, "BackendNotFound"));
+    assert_eq!(g[0].observed_generation, 2);
+    assert_eq!(
+        cond(&parent("refused"), "Accepted"),
+        (false, "NotAllowedByListeners")
+    );
+    let gw = gateway(&s, "app", "gw");
+    assert_eq!(gw.listeners[0].attached_routes, 1);
+    assert_eq!(gw.listeners[1].attached_routes, 0);
+    let routes = &s.l7.hosts["grpc.example"].routes;
+    assert_eq!(routes.len(), 2);
+    assert_eq!(
+        routes[0].matches.path,
+        crate::model::PathMatch::Exact("/pkg.Svc/Echo".into())
+    );
+    let RouteAction::Forward(backends) = &routes[0].action else {
+        panic!("forwards: {:?}", routes[0].action)
+    };
+    assert_eq!(
+        backends[0].upstream.protocol,
+        crate::model::BackendProtocol::Grpc
+    );
+    // The missing Service's share answers 500, as for HTTPRoutes.
+    assert!(matches!(
+        routes[1].action,
+        RouteAction::Respond { status: 500, .. }
+    ));
 }
