@@ -39,6 +39,32 @@ pub struct Attached {
     /// Host patterns the route is served under (exact, `*.` wildcard, `""` for any) ->
     /// through which listeners: `(plain HTTP, HTTPS)`.
     pub hostnames: std::collections::BTreeMap<String, (bool, bool)>,
+    /// Each listener attached to: `(Gateway, listener index, HTTPS, host patterns)`.
+    pub listeners: Vec<(Key, usize, bool, Vec<String>)>,
+}
+
+impl Attached {
+    /// [`Self::hostnames`] without the listeners of the Gateways in `dropped`.
+    pub fn hostnames_without(
+        &self,
+        dropped: &[Key],
+    ) -> std::collections::BTreeMap<String, (bool, bool)> {
+        let mut out = std::collections::BTreeMap::<String, (bool, bool)>::new();
+        for (gw, _, https, hs) in &self.listeners {
+            if dropped.contains(gw) {
+                continue;
+            }
+            for h in hs {
+                let via = out.entry(h.clone()).or_default();
+                if *https {
+                    via.1 = true;
+                } else {
+                    via.0 = true;
+                }
+            }
+        }
+        out
+    }
 }
 
 /// `kind`: HTTPRoute, or GRPCRoute read as one (see [`super::grpc`]).
@@ -121,6 +147,8 @@ pub fn attach(
                     if let Some(hs) = hostnames::intersect(ls[i].hostname, &route_hosts) {
                         any = true;
                         statuses[i].attached_routes += 1;
+                        out.listeners
+                            .push((gw_key.clone(), i, ls[i].https, hs.clone()));
                         for h in hs {
                             let via = out.hostnames.entry(h).or_default();
                             if ls[i].https {

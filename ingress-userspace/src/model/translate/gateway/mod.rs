@@ -132,13 +132,45 @@ pub fn translate(
                 .iter()
                 .map(|(k, r)| (ObjectKind::GRPCRoute, *k, r)),
         );
-    for (kind, key, hr) in all {
+    let attached: Vec<_> = all
+        .map(|(kind, key, hr)| {
+            let a = attachment::attach(hr, kind, key, &mut gateways, objects);
+            (kind, key, hr, a)
+        })
+        .collect();
+    let lost = kind_conflicts(&attached, &mut gateways);
+    for (kind, key, hr, mut attached) in attached {
         let oref = ObjectRef::new(kind, key.namespace.clone(), key.name.clone());
-        let attached = attachment::attach(hr, kind, key, &mut gateways, objects);
         if attached.parents.is_empty() {
             continue;
         }
         let generation = hr.metadata.generation.unwrap_or(0);
+        // Lost to a route of the other kind on a Gateway: not served through it.
+        let lost_on: Vec<Key> = (lost.iter())
+            .filter(|(k, r, _)| *k == kind && *r == key)
+            .map(|(_, _, gw)| gw.clone())
+            .collect();
+        if !lost_on.is_empty() {
+            attached.hostnames = attached.hostnames_without(&lost_on);
+            for p in &mut attached.parents {
+                let gw = Key::new(
+                    p.parent_ref
+                        .namespace
+                        .clone()
+                        .unwrap_or_else(|| key.namespace.clone()),
+                    p.parent_ref.name.clone(),
+                );
+                if lost_on.contains(&gw) && p.accepted.status {
+                    p.accepted = StatusCondition::new(
+                        "Accepted",
+                        false,
+                        "HostnameConflict",
+                        "an older HTTPRoute or GRPCRoute serves a hostname of this route on the same listener",
+                        generation,
+                    );
+                }
+            }
+        }
         let built = build_routes(
             hr,
             key,
@@ -264,6 +296,64 @@ pub fn translate(
         );
     }
     out
+}
+
+/// The spec's rule for an HTTPRoute and a GRPCRoute on one listener with a hostname in common
+/// (`GRPCRouteSpec.hostnames`): exactly one is accepted, the older, then the first by
+/// `namespace/name`. Returns `(kind, route, Gateway)` for each route that lost on a listener of
+/// that Gateway; their listeners' `attachedRoutes` no longer count them.
+fn kind_conflicts<'a>(
+    attached: &[(ObjectKind, &'a Key, &HTTPRoute, attachment::Attached)],
+    gateways: &mut attachment::Gateways<'_>,
+) -> Vec<(ObjectKind, &'a Key, Key)> {
+    let age = |hr: &HTTPRoute, key: &Key| {
+        let created = (hr.metadata.creation_timestamp.as_ref()).map(|t| t.0.timestamp());
+        (
+            created.unwrap_or(0),
+            key.namespace.clone(),
+            key.name.clone(),
+        )
+    };
+    let mut lost: Vec<(ObjectKind, &'a Key, Key)> = Vec::new();
+    let grpc = attached.iter().filter(|a| a.0 == ObjectKind::GRPCRoute);
+    for (gk, gkey, ghr, ga) in grpc {
+        for (hk, hkey, hhr, ha) in attached.iter().filter(|a| a.0 == ObjectKind::HTTPRoute) {
+            for (gw, li, _, ghosts) in &ga.listeners {
+                let clash = ha.listeners.iter().any(|(gw2, li2, _, hhosts)| {
+                    gw2 == gw
+                        && li2 == li
+                        && ghosts
+                            .iter()
+                            .any(|g| hhosts.iter().any(|h| hostnames::overlap(g, h)))
+                });
+                if !clash {
+                    continue;
+                }
+                let loser = if age(ghr, gkey) < age(hhr, hkey) {
+                    (*hk, *hkey, gw.clone())
+                } else {
+                    (*gk, *gkey, gw.clone())
+                };
+                if !lost.contains(&loser) {
+                    lost.push(loser);
+                }
+            }
+        }
+    }
+    for (kind, key, gw) in &lost {
+        let Some((_, _, statuses)) = gateways.get_mut(gw) else {
+            continue;
+        };
+        let a = attached.iter().find(|a| a.0 == *kind && a.1 == *key);
+        for (g, li, _, _) in a.iter().flat_map(|a| &a.3.listeners) {
+            if g == gw
+                && let Some(s) = statuses.get_mut(*li)
+            {
+                s.attached_routes = (s.attached_routes - 1).max(0);
+            }
+        }
+    }
+    lost
 }
 
 /// The routes of one HTTPRoute (one per rule and match, host-independent), the first

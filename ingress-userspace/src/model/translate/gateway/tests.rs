@@ -530,3 +530,56 @@ spec:
         RouteAction::Respond { status: 500, .. }
     ));
 }
+
+/// `GRPCRouteSpec.hostnames`: an HTTPRoute and a GRPCRoute with a hostname in common on one
+/// listener: only the older is accepted (then the first by `namespace/name`); the other's
+/// parent says so and it is not served there. Disjoint hostnames: both are served.
+#[test]
+fn http_and_grpc_routes_sharing_a_hostname_on_a_listener_accept_the_older() {
+    let routes = |grpc_host: &str| {
+        format!(
+            r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: app}}
+spec:
+  gatewayClassName: xdp
+  listeners: [{{name: http, port: 80, protocol: HTTP}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: web, namespace: app, creationTimestamp: "2024-01-01T00:00:00Z"}}
+spec:
+  parentRefs: [{{name: gw}}]
+  hostnames: [api.example]
+  rules: [{{backendRefs: [{{name: web, port: 8080}}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {{name: rpc, namespace: app, creationTimestamp: "2024-06-01T00:00:00Z"}}
+spec:
+  parentRefs: [{{name: gw}}]
+  hostnames: ["{grpc_host}"]
+  rules: [{{backendRefs: [{{name: web, port: 8080}}]}}]
+"#
+        )
+    };
+    let grpc = |s: &Snapshot| {
+        s.gateway_status.routes[&ObjectRef::new(ObjectKind::GRPCRoute, "app", "rpc")][0]
+            .conditions
+            .clone()
+    };
+    let s = snapshot(&routes("*.example"), vec![]);
+    assert_eq!(cond(&grpc(&s), "Accepted"), (false, "HostnameConflict"));
+    assert_eq!(
+        cond(route_parent(&s, "app", "web"), "Accepted"),
+        (true, "Accepted")
+    );
+    assert!(!s.l7.gateway_wildcard_hosts.contains_key("example"));
+    assert_eq!(s.l7.hosts["api.example"].routes.len(), 1);
+    assert_eq!(gateway(&s, "app", "gw").listeners[0].attached_routes, 1);
+    let s = snapshot(&routes("rpc.example"), vec![]);
+    assert_eq!(cond(&grpc(&s), "Accepted"), (true, "Accepted"));
+    assert!(s.l7.hosts.contains_key("rpc.example"));
+    assert_eq!(gateway(&s, "app", "gw").listeners[0].attached_routes, 2);
+}
