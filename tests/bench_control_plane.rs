@@ -95,21 +95,28 @@ fn service_objects(i: usize) -> [Object; 2] {
             protocol: Some("TCP".into()),
             app_protocol: None,
         }]),
-        endpoints: (0..ENDPOINTS_PER_SERVICE)
-            .map(|e| {
-                let n = i * ENDPOINTS_PER_SERVICE + e;
-                Endpoint {
-                    addresses: vec![format!("10.{}.{}.{}", n >> 16 & 255, n >> 8 & 255, n & 255)],
-                    conditions: Some(EndpointConditions {
-                        ready: Some(true),
-                        serving: Some(true),
-                        terminating: Some(false),
-                    }),
-                    node_name: Some(format!("node-{}", n % 50)),
-                    ..Default::default()
-                }
-            })
-            .collect(),
+        endpoints: Some(
+            (0..ENDPOINTS_PER_SERVICE)
+                .map(|e| {
+                    let n = i * ENDPOINTS_PER_SERVICE + e;
+                    Endpoint {
+                        addresses: vec![format!(
+                            "10.{}.{}.{}",
+                            n >> 16 & 255,
+                            n >> 8 & 255,
+                            n & 255
+                        )],
+                        conditions: Some(EndpointConditions {
+                            ready: Some(true),
+                            serving: Some(true),
+                            terminating: Some(false),
+                        }),
+                        node_name: Some(format!("node-{}", n % 50)),
+                        ..Default::default()
+                    }
+                })
+                .collect(),
+        ),
     };
     [
         Object::Service(Arc::new(svc)),
@@ -221,7 +228,7 @@ fn bench_at(count: usize, out: &mut testbed::bench_out::BenchOut) {
     let endpoints: usize = objects
         .endpoint_slices
         .values()
-        .map(|s| s.endpoints.len())
+        .map(|s| s.endpoints.as_ref().map_or(0, Vec::len))
         .sum();
     println!(
         "control-plane: {} Ingresses ({} with TLS), {} Services, {} endpoints; store {:.1} MiB",
@@ -308,7 +315,7 @@ fn bench_at(count: usize, out: &mut testbed::bench_out::BenchOut) {
             let Object::EndpointSlice(s) = slice else { unreachable!() };
             let mut s = (*s).clone();
             // Every event changes something: a distinct slice loses its first endpoint's readiness.
-            s.endpoints[0].conditions.as_mut().unwrap().ready = Some(false);
+            s.endpoints.as_mut().unwrap()[0].conditions.as_mut().unwrap().ready = Some(false);
             slices.push(send(Object::EndpointSlice(Arc::new(s)), &mut current).await);
         }
         let mut ingresses = Vec::new();
@@ -330,7 +337,7 @@ fn bench_at(count: usize, out: &mut testbed::bench_out::BenchOut) {
             let [_, slice] = service_objects(2 * n + 1);
             let Object::EndpointSlice(s) = slice else { unreachable!() };
             let mut s = (*s).clone();
-            s.endpoints[0].conditions.as_mut().unwrap().ready = Some(false);
+            s.endpoints.as_mut().unwrap()[0].conditions.as_mut().unwrap().ready = Some(false);
             ctl.events
                 .send(SourceEvent::new(SourceId::Kube, Change::Upsert(Object::EndpointSlice(Arc::new(s)))))
                 .await

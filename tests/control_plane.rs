@@ -131,6 +131,7 @@ fn default_objects_json() -> Vec<Value> {
                     Object::HTTPRoute(o) => serde_json::to_value(&*o),
                     Object::GRPCRoute(o) => serde_json::to_value(&*o),
                     Object::ReferenceGrant(o) => serde_json::to_value(&*o),
+                    Object::BackendTLSPolicy(o) => serde_json::to_value(&*o),
                 }
                 .unwrap(),
             );

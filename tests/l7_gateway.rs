@@ -1369,3 +1369,212 @@ spec:
         .expect("sink runs");
     holder.abort();
 }
+
+/// httproute-cors (conformance/tests/httproute-cors.go): preflights from allowed origins are
+/// answered here with the route's CORS headers, others reach the backend with none; simple
+/// requests get the allowed origin back, with credentials when the route allows them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn httproute_cors_conformance() {
+    let bed = Bed::start().await;
+    bed.serve(&[conformance!("httproute-cors")]);
+    let preflight = |path: &'static str, origin: &'static str, method: &'static str| {
+        get(path)
+            .method("OPTIONS")
+            .h("Origin", origin)
+            .h("access-control-request-method", method)
+    };
+    bed.check(&[
+        preflight("/cors-1", "https://www.foo.com", "GET")
+            .h("access-control-request-headers", "x-header-1, x-header-2")
+            .status(204)
+            .gets("access-control-allow-origin", "https://www.foo.com")
+            .gets("access-control-allow-methods", "GET, OPTIONS")
+            .gets("access-control-allow-headers", "x-header-1, x-header-2")
+            .gets("access-control-expose-headers", "x-header-3, x-header-4")
+            .gets("access-control-max-age", "3600")
+            .gets("access-control-allow-credentials", "true"),
+        preflight("/cors-1", "https://www.bar.com", "GET")
+            .status(204)
+            .gets("access-control-allow-origin", "https://www.bar.com"),
+        preflight("/cors-1", "https://xpto.www.bar.com", "GET")
+            .status(204)
+            .gets("access-control-allow-origin", "https://xpto.www.bar.com"),
+        preflight("/cors-1", "https://foobar.com", "GET")
+            .to(V1)
+            .gets_no("access-control-allow-origin"),
+        get("/cors-1")
+            .h("Origin", "https://www.foo.com")
+            .to(V1)
+            .gets("access-control-allow-origin", "https://www.foo.com"),
+        get("/cors-1")
+            .h("Origin", "https://foobar.com")
+            .to(V1)
+            .gets_no("access-control-allow-origin"),
+        preflight("/cors-2", "https://www.foo.com", "POST")
+            .status(204)
+            .gets("access-control-allow-methods", "POST")
+            .gets_no("access-control-allow-credentials"),
+        preflight("/cors-wildcard-origin", "https://foobar.com:12345", "PUT")
+            .status(204)
+            .gets("access-control-allow-origin", "*")
+            .gets("access-control-allow-methods", "PUT")
+            .gets_no("access-control-allow-credentials"),
+        preflight(
+            "/cors-wildcard-methods-headers",
+            "https://other.foo.com",
+            "PUT",
+        )
+        .h("access-control-request-headers", "x-header-1, x-header-2")
+        .status(204)
+        .gets("access-control-allow-origin", "https://other.foo.com")
+        .gets("access-control-allow-methods", "PUT")
+        .gets("access-control-allow-headers", "x-header-1, x-header-2")
+        .gets("access-control-allow-credentials", "true"),
+        get("/cors-wildcard-methods-headers-unauth")
+            .h("Origin", "https://other.foo.com")
+            .to(V1)
+            .gets("access-control-allow-origin", "*")
+            .gets_no("access-control-allow-credentials"),
+    ])
+    .await;
+}
+
+/// Waits (bounded: 10 s) until `pod`'s request count stays put for half a second; returns it.
+async fn settled(pod: &HttpBackend) -> u64 {
+    let mut last = pod.requests();
+    for _ in 0..20 {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let now = pod.requests();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    last
+}
+
+/// httproute-request-percentage-mirror: `percent: 20` and `fraction: 25/50` copy about that
+/// share of requests. Over 400 requests the bounds are six standard deviations wide (a false
+/// failure is below 1e-8).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn httproute_request_percentage_mirror_conformance() {
+    let bed = Bed::start().await;
+    bed.serve(&[conformance!("httproute-request-percentage-mirror")]);
+    let v2 = bed.pod(V2);
+    for (path, low, high) in [
+        ("/percent-mirror", 32u64, 128u64),
+        ("/percent-mirror-fraction", 140, 260),
+    ] {
+        let before = settled(v2).await;
+        for _ in 0..400 {
+            let g = l7common::get(&bed.client, bed.proxy.http(), "gw.example", path).await;
+            assert_eq!(g.pod(), V1);
+        }
+        let copies = settled(v2).await - before;
+        assert!(
+            (low..=high).contains(&copies),
+            "{path}: {copies} copies of 400"
+        );
+    }
+}
+
+/// BackendTLSPolicy: a route's Service behind a policy is reached over TLS, verified with the
+/// policy's CA and hostname; a policy whose hostname the pod's certificate does not carry
+/// leaves the client with a 5xx (spec: connections MUST fail), and the policy gets its
+/// ancestor status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_tls_policy() {
+    let bed = Bed::start().await;
+    let (crt, key) = xdp_ingress::proxy::tls::self_signed_pem(&["abc.example.com"]).unwrap();
+    let tls_pod =
+        HttpBackend::start_tls("127.0.0.1:0".parse().unwrap(), "tls-backend", &crt, &key).unwrap();
+    let indented: String = crt.lines().map(|l| format!("    {l}\n")).collect();
+    let policy = |name: &str, svc: &str, host: &str| {
+        format!(
+            r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: BackendTLSPolicy
+metadata: {{name: {name}, namespace: gateway-conformance-infra}}
+spec:
+  targetRefs: [{{group: "", kind: Service, name: {svc}}}]
+  validation:
+    caCertificateRefs: [{{group: "", kind: ConfigMap, name: backend-tls-checks-certificate}}]
+    hostname: {host}
+"#
+        )
+    };
+    let service = |svc: &str| {
+        format!(
+            r#"---
+apiVersion: v1
+kind: Service
+metadata: {{name: {svc}, namespace: gateway-conformance-infra}}
+spec: {{ports: [{{name: btls, port: 443, targetPort: 8443}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {svc}-1
+  namespace: gateway-conformance-infra
+  labels: {{kubernetes.io/service-name: {svc}}}
+addressType: IPv4
+ports: [{{name: btls, port: {}, protocol: TCP}}]
+endpoints:
+- {{addresses: ["127.0.0.1"], conditions: {{ready: true}}}}
+"#,
+            tls_pod.addr.port()
+        )
+    };
+    let yaml = format!(
+        r#"apiVersion: v1
+kind: ConfigMap
+metadata: {{name: backend-tls-checks-certificate, namespace: gateway-conformance-infra}}
+data:
+  ca.crt: |
+{indented}{}{}{}{}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: backendtlspolicy, namespace: gateway-conformance-infra}}
+spec:
+  parentRefs: [{{name: same-namespace}}]
+  hostnames: [abc.example.com]
+  rules:
+  - matches: [{{path: {{type: Exact, value: /backendtlspolicy}}}}]
+    backendRefs: [{{name: backendtlspolicy-test, port: 443}}]
+  - matches: [{{path: {{type: Exact, value: /backendtlspolicy-host-mismatch}}}}]
+    backendRefs: [{{name: backendtlspolicy-host-mismatch-test, port: 443}}]
+"#,
+        service("backendtlspolicy-test"),
+        service("backendtlspolicy-host-mismatch-test"),
+        policy(
+            "normative-test-backendtlspolicy",
+            "backendtlspolicy-test",
+            "abc.example.com"
+        ),
+        policy(
+            "backendtlspolicy-host-mismatch",
+            "backendtlspolicy-host-mismatch-test",
+            "mismatch.example.com"
+        ),
+    );
+    let s = bed.serve(&[&yaml]);
+    bed.check(&[
+        get("/backendtlspolicy")
+            .host("abc.example.com")
+            .to("tls-backend"),
+        get("/backendtlspolicy-host-mismatch")
+            .host("abc.example.com")
+            .status(502),
+    ])
+    .await;
+    let ancestors = &s.gateway_status.policies[&ObjectRef::new(
+        ObjectKind::BackendTLSPolicy,
+        INFRA,
+        "normative-test-backendtlspolicy",
+    )];
+    assert_eq!(ancestors[0].parent_ref.name, "same-namespace");
+    assert!(
+        ancestors[0].conditions.iter().all(|c| c.status),
+        "{ancestors:?}"
+    );
+}

@@ -28,6 +28,7 @@ pub enum ObjectKind {
     HTTPRoute,
     GRPCRoute,
     ReferenceGrant,
+    BackendTLSPolicy,
     /// A file of the manifest directory (name = path); for files that do not parse.
     ManifestFile,
 }

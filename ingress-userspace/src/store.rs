@@ -14,8 +14,8 @@ use k8s_openapi::api::{
 };
 
 use gateway_api::apis::standard::{
-    gatewayclasses::GatewayClass, gateways::Gateway, grpcroutes::GRPCRoute, httproutes::HTTPRoute,
-    referencegrants::ReferenceGrant,
+    backendtlspolicies::BackendTlsPolicy, gatewayclasses::GatewayClass, gateways::Gateway,
+    grpcroutes::GrpcRoute, httproutes::HttpRoute, referencegrants::ReferenceGrant,
 };
 use k8s_openapi::api::core::v1::Namespace;
 
@@ -63,9 +63,10 @@ pub enum Object {
     /// Gateway API (standard channel, `gateway.networking.k8s.io`).
     GatewayClass(Arc<GatewayClass>),
     Gateway(Arc<Gateway>),
-    HTTPRoute(Arc<HTTPRoute>),
-    GRPCRoute(Arc<GRPCRoute>),
+    HTTPRoute(Arc<HttpRoute>),
+    GRPCRoute(Arc<GrpcRoute>),
     ReferenceGrant(Arc<ReferenceGrant>),
+    BackendTLSPolicy(Arc<BackendTlsPolicy>),
 }
 
 /// A Secret as `Debug` may show it: no data bytes.
@@ -112,6 +113,7 @@ impl std::fmt::Debug for Object {
             Object::HTTPRoute(o) => f.debug_tuple("HTTPRoute").field(o).finish(),
             Object::GRPCRoute(o) => f.debug_tuple("GRPCRoute").field(o).finish(),
             Object::ReferenceGrant(o) => f.debug_tuple("ReferenceGrant").field(o).finish(),
+            Object::BackendTLSPolicy(o) => f.debug_tuple("BackendTLSPolicy").field(o).finish(),
         }
     }
 }
@@ -132,6 +134,7 @@ impl Object {
             Object::HTTPRoute(_) => ObjectKind::HTTPRoute,
             Object::GRPCRoute(_) => ObjectKind::GRPCRoute,
             Object::ReferenceGrant(_) => ObjectKind::ReferenceGrant,
+            Object::BackendTLSPolicy(_) => ObjectKind::BackendTLSPolicy,
         }
     }
 
@@ -150,6 +153,7 @@ impl Object {
             Object::HTTPRoute(o) => &o.metadata,
             Object::GRPCRoute(o) => &o.metadata,
             Object::ReferenceGrant(o) => &o.metadata,
+            Object::BackendTLSPolicy(o) => &o.metadata,
         };
         Key::new(
             meta.namespace.clone().unwrap_or_default(),
@@ -172,9 +176,10 @@ pub struct Objects {
     pub namespaces: BTreeMap<Key, Arc<Namespace>>,
     pub gateway_classes: BTreeMap<Key, Arc<GatewayClass>>,
     pub gateways: BTreeMap<Key, Arc<Gateway>>,
-    pub http_routes: BTreeMap<Key, Arc<HTTPRoute>>,
-    pub grpc_routes: BTreeMap<Key, Arc<GRPCRoute>>,
+    pub http_routes: BTreeMap<Key, Arc<HttpRoute>>,
+    pub grpc_routes: BTreeMap<Key, Arc<GrpcRoute>>,
     pub reference_grants: BTreeMap<Key, Arc<ReferenceGrant>>,
+    pub backend_tls_policies: BTreeMap<Key, Arc<BackendTlsPolicy>>,
     /// Problems the sources found before translation (e.g. a manifest file that does not parse).
     pub diagnostics: Vec<Diagnostic>,
 }
@@ -200,6 +205,7 @@ impl std::fmt::Debug for Objects {
             .field("http_routes", &self.http_routes)
             .field("grpc_routes", &self.grpc_routes)
             .field("reference_grants", &self.reference_grants)
+            .field("backend_tls_policies", &self.backend_tls_policies)
             .field("diagnostics", &self.diagnostics)
             .finish()
     }
@@ -241,6 +247,7 @@ impl Objects {
             Object::HTTPRoute(o) => put(&mut self.http_routes, k, o),
             Object::GRPCRoute(o) => put(&mut self.grpc_routes, k, o),
             Object::ReferenceGrant(o) => put(&mut self.reference_grants, k, o),
+            Object::BackendTLSPolicy(o) => put(&mut self.backend_tls_policies, k, o),
         }
     }
 
@@ -260,6 +267,7 @@ impl Objects {
             ObjectKind::HTTPRoute => self.http_routes.remove(key).is_some(),
             ObjectKind::GRPCRoute => self.grpc_routes.remove(key).is_some(),
             ObjectKind::ReferenceGrant => self.reference_grants.remove(key).is_some(),
+            ObjectKind::BackendTLSPolicy => self.backend_tls_policies.remove(key).is_some(),
             _ => false,
         }
     }
@@ -291,6 +299,7 @@ impl Objects {
             ObjectKind::HTTPRoute => swap!(http_routes),
             ObjectKind::GRPCRoute => swap!(grpc_routes),
             ObjectKind::ReferenceGrant => swap!(reference_grants),
+            ObjectKind::BackendTLSPolicy => swap!(backend_tls_policies),
             _ => false,
         }
     }
@@ -313,6 +322,7 @@ impl Objects {
         m(&mut self.http_routes, &other.http_routes);
         m(&mut self.grpc_routes, &other.grpc_routes);
         m(&mut self.reference_grants, &other.reference_grants);
+        m(&mut self.backend_tls_policies, &other.backend_tls_policies);
         self.diagnostics.extend(other.diagnostics.iter().cloned());
     }
 
@@ -330,6 +340,7 @@ impl Objects {
             + self.http_routes.len()
             + self.grpc_routes.len()
             + self.reference_grants.len()
+            + self.backend_tls_policies.len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -28,6 +28,13 @@ fn advisory_dbs_dir() -> std::path::PathBuf {
 pub fn run() -> anyhow::Result<()> {
     install()?;
     step("cargo deny: licenses, sources, bans (deny.toml)");
+    // `--offline` reads every platform's dependencies; a host build downloads only its own
+    // (e.g. not the Android-only ones behind rustls-platform-verifier), so fetch them first.
+    cmd::run(
+        Command::new("cargo")
+            .args(["fetch", "--locked"])
+            .current_dir(cmd::root()),
+    )?;
     // Duplicate versions are warnings with long inclusion graphs; `cargo deny check bans` shows them.
     cmd::run(deny().args([
         "--offline",

@@ -20,7 +20,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use gateway_api::apis::standard::{gateways::Gateway, httproutes::HTTPRoute};
+use gateway_api::apis::standard::{gateways::Gateway, httproutes::HttpRoute};
 use k8s_openapi::api::{
     core::v1::Service,
     networking::v1::{Ingress, IngressBackend},
@@ -151,7 +151,7 @@ pub fn convert<'a>(
             if let Some(h) = host {
                 route["spec"]["hostnames"] = json!([h]);
             }
-            docs.push(typed::<HTTPRoute>(route, notes));
+            docs.push(typed::<HttpRoute>(route, notes));
         }
         if let Some(d) = &spec.default_backend {
             let mut notes = vec![format!(
@@ -168,7 +168,7 @@ pub fn convert<'a>(
                     "rules": [{"backendRefs": backend.into_iter().collect::<Vec<_>>()}],
                 },
             });
-            docs.push(typed::<HTTPRoute>(route, notes));
+            docs.push(typed::<HttpRoute>(route, notes));
         }
     }
     let mut out = String::new();

@@ -29,6 +29,9 @@ pub struct GatewayRoutePolicy {
     /// counted from when the route is chosen, retries included; past it the client gets 504
     /// (spec: "MUST return a timeout error"). `None`: unset or `0s` (no deadline).
     pub request_timeout: Option<std::time::Duration>,
+    /// `CORS` (HTTPCORSFilter): moved into the route's response policy, where the proxy's
+    /// one CORS decision reads it.
+    pub cors: Option<crate::model::Cors>,
     /// `RequestMirror` filters: a copy of each request (after the request header modifier)
     /// goes to each, fire-and-forget: its answer is dropped and it never delays the client.
     pub mirrors: Vec<RequestMirror>,
@@ -175,4 +178,7 @@ pub struct GatewayApiStatus {
     pub gateways: BTreeMap<ObjectRef, GatewayStatusOut>,
     /// HTTPRoutes and GRPCRoutes (by the reference's kind).
     pub routes: BTreeMap<ObjectRef, Vec<RouteParentStatus>>,
+    /// BackendTLSPolicies: `status.ancestors`, one per Gateway whose routes use the policy
+    /// (`parent_ref` is the `ancestorRef`).
+    pub policies: BTreeMap<ObjectRef, Vec<RouteParentStatus>>,
 }

@@ -121,6 +121,9 @@ fn collect(
         "Gateway" => Object::Gateway(Arc::new(namespaced(typed(value, index, &kind)?))),
         "HTTPRoute" => Object::HTTPRoute(Arc::new(namespaced(typed(value, index, &kind)?))),
         "GRPCRoute" => Object::GRPCRoute(Arc::new(namespaced(typed(value, index, &kind)?))),
+        "BackendTLSPolicy" => {
+            Object::BackendTLSPolicy(Arc::new(namespaced(typed(value, index, &kind)?)))
+        }
         "ReferenceGrant" => {
             Object::ReferenceGrant(Arc::new(namespaced(typed(value, index, &kind)?)))
         }
@@ -149,9 +152,10 @@ has_meta!(
     Secret,
     ConfigMap,
     gateway_api::apis::standard::gateways::Gateway,
-    gateway_api::apis::standard::httproutes::HTTPRoute,
-    gateway_api::apis::standard::grpcroutes::GRPCRoute,
-    gateway_api::apis::standard::referencegrants::ReferenceGrant
+    gateway_api::apis::standard::httproutes::HttpRoute,
+    gateway_api::apis::standard::grpcroutes::GrpcRoute,
+    gateway_api::apis::standard::referencegrants::ReferenceGrant,
+    gateway_api::apis::standard::backendtlspolicies::BackendTlsPolicy
 );
 
 fn namespaced<T: HasMeta>(mut o: T) -> T {

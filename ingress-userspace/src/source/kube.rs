@@ -17,8 +17,8 @@ use std::{collections::BTreeMap, fmt::Debug, path::Path, time::Duration};
 
 use futures::StreamExt;
 use gateway_api::apis::standard::{
-    gatewayclasses::GatewayClass, gateways::Gateway, grpcroutes::GRPCRoute, httproutes::HTTPRoute,
-    referencegrants::ReferenceGrant,
+    backendtlspolicies::BackendTlsPolicy, gatewayclasses::GatewayClass, gateways::Gateway,
+    grpcroutes::GrpcRoute, httproutes::HttpRoute, referencegrants::ReferenceGrant,
 };
 use k8s_openapi::api::{
     core::v1::{ConfigMap, Namespace, Node, Secret, Service},
@@ -192,6 +192,7 @@ pub fn spawn_scoped(
         ObjectKind::HTTPRoute,
         ObjectKind::GRPCRoute,
         ObjectKind::ReferenceGrant,
+        ObjectKind::BackendTLSPolicy,
     ]
     .into_iter()
     .map(|k| (k, 1))
@@ -262,13 +263,13 @@ pub fn spawn_scoped(
             events.clone(),
         )),
         tokio::spawn(watch_optional_kind(
-            api::<HTTPRoute>(&client, namespace),
+            api::<HttpRoute>(&client, namespace),
             ObjectKind::HTTPRoute,
             |o| Object::HTTPRoute(trim_status(o).into()),
             events.clone(),
         )),
         tokio::spawn(watch_optional_kind(
-            api::<GRPCRoute>(&client, namespace),
+            api::<GrpcRoute>(&client, namespace),
             ObjectKind::GRPCRoute,
             |o| Object::GRPCRoute(trim_status(o).into()),
             events.clone(),
@@ -277,6 +278,12 @@ pub fn spawn_scoped(
             api::<ReferenceGrant>(&client, namespace),
             ObjectKind::ReferenceGrant,
             |o| Object::ReferenceGrant(o.into()),
+            events.clone(),
+        )),
+        tokio::spawn(watch_optional_kind(
+            api::<BackendTlsPolicy>(&client, namespace),
+            ObjectKind::BackendTLSPolicy,
+            |o| Object::BackendTLSPolicy(trim_status(o).into()),
             events,
         )),
     ]);
@@ -394,7 +401,13 @@ trait HasStatus {
 macro_rules! has_status {
     ($($t:ty),*) => {$(impl HasStatus for $t { fn clear_status(&mut self) { self.status = None; } })*};
 }
-has_status!(GatewayClass, Gateway, HTTPRoute, GRPCRoute);
+has_status!(
+    GatewayClass,
+    Gateway,
+    HttpRoute,
+    GrpcRoute,
+    BackendTlsPolicy
+);
 
 fn trim_status<K: HasStatus>(mut o: K) -> K {
     o.clear_status();

@@ -7,7 +7,6 @@ use std::{collections::BTreeSet, time::Instant};
 use k8s_openapi::{
     api::{core::v1::ObjectReference, events::v1::Event},
     apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta},
-    chrono::Utc,
 };
 use kube::{Api, api::PostParams};
 use tracing::warn;
@@ -69,6 +68,7 @@ fn api_kind(kind: ObjectKind) -> Option<(&'static str, &'static str)> {
         ObjectKind::HTTPRoute => ("HTTPRoute", "gateway.networking.k8s.io/v1"),
         ObjectKind::GRPCRoute => ("GRPCRoute", "gateway.networking.k8s.io/v1"),
         ObjectKind::ReferenceGrant => ("ReferenceGrant", "gateway.networking.k8s.io/v1beta1"),
+        ObjectKind::BackendTLSPolicy => ("BackendTLSPolicy", "gateway.networking.k8s.io/v1"),
         ObjectKind::ManifestFile => return None,
     })
 }
@@ -146,7 +146,7 @@ impl EventWriter {
                 }
                 .into(),
             ),
-            event_time: Some(MicroTime(Utc::now())),
+            event_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
             action: Some("Sync".into()),
             reporting_controller: Some(self.reporter.controller.clone()),
             reporting_instance: Some(self.reporter.instance.clone()),

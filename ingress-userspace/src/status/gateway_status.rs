@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 
 use gateway_api::apis::standard::{
-    gatewayclasses::GatewayClass, gateways::Gateway, grpcroutes::GRPCRoute, httproutes::HTTPRoute,
+    backendtlspolicies::BackendTlsPolicy, gatewayclasses::GatewayClass, gateways::Gateway,
+    grpcroutes::GrpcRoute, httproutes::HttpRoute,
 };
 use kube::{
     Api,
@@ -161,6 +162,15 @@ impl GatewayStatusWriter {
                 self.written.remove(&r);
             }
         }
+        for (r, ancestors) in &status.policies {
+            let want = Value::Array(route_parents_json(ancestors, &self.controller_name, ""));
+            if self.written.get(r) == Some(&want) {
+                continue;
+            }
+            if self.write_ancestors(r, ancestors).await {
+                self.written.insert(r.clone(), want);
+            }
+        }
         for (r, parents) in &status.routes {
             let want = Value::Array(route_parents_json(parents, &self.controller_name, ""));
             if self.written.get(r) == Some(&want) {
@@ -176,9 +186,38 @@ impl GatewayStatusWriter {
     /// controllers'. True when done (or the route no longer exists).
     async fn write_route(&self, r: &ObjectRef, parents: &[RouteParentStatus]) -> bool {
         match r.kind {
-            ObjectKind::GRPCRoute => self.write_parents::<GRPCRoute>(r, parents).await,
-            _ => self.write_parents::<HTTPRoute>(r, parents).await,
+            ObjectKind::GRPCRoute => self.write_parents::<GrpcRoute>(r, parents).await,
+            _ => self.write_parents::<HttpRoute>(r, parents).await,
         }
+    }
+
+    /// Writes our `status.ancestors` entries of BackendTLSPolicy `r`, keeping other
+    /// controllers' (`PolicyAncestorStatus`: the `parentRef` shape, named `ancestorRef`).
+    async fn write_ancestors(&self, r: &ObjectRef, ancestors: &[RouteParentStatus]) -> bool {
+        let api: Api<BackendTlsPolicy> = Api::namespaced(self.client.clone(), &r.namespace);
+        let others: Vec<Value> = match api.get_status(&r.name).await {
+            Ok(o) => serde_json::to_value(o)
+                .ok()
+                .and_then(|mut v| v["status"]["ancestors"].as_array_mut().map(std::mem::take))
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|p| p["controllerName"].as_str() != Some(&self.controller_name))
+                .collect(),
+            Err(kube::Error::Api(e)) if e.code == 404 => return true,
+            Err(e) => {
+                warn!(policy = %r, error = %e, "reading BackendTLSPolicy status failed; will retry");
+                return false;
+            }
+        };
+        let mut all = others;
+        for mut a in route_parents_json(ancestors, &self.controller_name, &now()) {
+            if let Some(r) = a.as_object_mut().and_then(|o| o.remove("parentRef")) {
+                a["ancestorRef"] = r;
+            }
+            all.push(a);
+        }
+        let body = json!({"status": {"ancestors": all}});
+        patch(&api, r, &body).await
     }
 
     /// [`Self::write_route`] for routes of type `K` (both kinds' `status.parents` have the
@@ -221,7 +260,8 @@ fn is_route(kind: ObjectKind) -> bool {
 }
 
 fn now() -> String {
-    k8s_openapi::chrono::Utc::now().to_rfc3339_opts(k8s_openapi::chrono::SecondsFormat::Secs, true)
+    // RFC 3339 with whole seconds, as metav1.Time serialises.
+    format!("{:.0}", k8s_openapi::jiff::Timestamp::now())
 }
 
 /// True when done (or the object no longer exists).
@@ -230,7 +270,10 @@ where
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     debug_assert!(
-        matches!(r.kind, ObjectKind::GatewayClass | ObjectKind::Gateway) || is_route(r.kind)
+        matches!(
+            r.kind,
+            ObjectKind::GatewayClass | ObjectKind::Gateway | ObjectKind::BackendTLSPolicy
+        ) || is_route(r.kind)
     );
     match api
         .patch_status(&r.name, &PatchParams::default(), &Patch::Merge(body))

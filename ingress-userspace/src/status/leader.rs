@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use k8s_openapi::{
     api::coordination::v1::{Lease, LeaseSpec},
     apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta},
-    chrono::Utc,
 };
 use kube::{Api, api::PostParams};
 use tokio::sync::watch;
@@ -53,7 +52,7 @@ pub fn spawn(client: kube::Client, config: LeaseConfig) -> Candidate {
 }
 
 fn now() -> MicroTime {
-    MicroTime(Utc::now())
+    MicroTime(k8s_openapi::jiff::Timestamp::now())
 }
 
 struct Observed {
@@ -91,7 +90,7 @@ async fn run(api: Api<Lease>, cfg: LeaseConfig, tx: watch::Sender<bool>) {
                 let spec = lease.spec.get_or_insert_default();
                 let record = (
                     spec.holder_identity.clone(),
-                    spec.renew_time.as_ref().map(|t| t.0.to_rfc3339()),
+                    spec.renew_time.as_ref().map(|t| t.0.to_string()),
                     lease.metadata.resource_version.clone(),
                 );
                 if observed.as_ref().is_none_or(|o| o.record != record) {

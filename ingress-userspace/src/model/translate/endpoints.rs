@@ -145,7 +145,7 @@ impl<'a> EndpointIndex<'a> {
                 continue;
             }
             for slice in slices {
-                for ep in &slice.endpoints {
+                for ep in slice.endpoints.iter().flatten() {
                     let Some(ip) = ep.addresses.first().and_then(|a| a.parse::<IpAddr>().ok())
                     else {
                         continue;
@@ -220,7 +220,7 @@ impl<'a> EndpointIndex<'a> {
             let Some(target_port) = slice_port(slice.ports.as_deref(), port, protocol) else {
                 continue;
             };
-            for ep in &slice.endpoints {
+            for ep in slice.endpoints.iter().flatten() {
                 let Some(ip) = ep.addresses.first().and_then(|a| a.parse::<IpAddr>().ok()) else {
                     continue;
                 };

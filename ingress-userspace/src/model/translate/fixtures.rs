@@ -17,7 +17,6 @@ use k8s_openapi::{
         apis::meta::v1::{ObjectMeta, Time},
         util::intstr::IntOrString,
     },
-    chrono::DateTime,
 };
 
 use super::TranslateConfig;
@@ -79,7 +78,9 @@ pub type RuleSpec<'a> = (&'a str, Vec<(&'a str, &'a str, &'a str, &'a str)>);
 
 pub fn mk_ingress(ns: &str, name: &str, created: i64, rules: Vec<RuleSpec>) -> Ingress {
     let mut m = meta(ns, name);
-    m.creation_timestamp = DateTime::from_timestamp(created, 0).map(Time);
+    m.creation_timestamp = k8s_openapi::jiff::Timestamp::from_second(created)
+        .ok()
+        .map(Time);
     Ingress {
         metadata: m,
         spec: Some(IngressSpec {
@@ -192,20 +193,22 @@ pub fn mk_slice(
                 })
                 .collect(),
         ),
-        endpoints: endpoints
-            .iter()
-            .map(|(a, ready, serving, terminating)| Endpoint {
-                addresses: vec![a.to_string()],
-                conditions: Some(EndpointConditions {
-                    ready: *ready,
-                    serving: *serving,
-                    terminating: *terminating,
-                }),
-                node_name: Some("node-a".into()),
-                zone: Some("zone-1".into()),
-                ..Default::default()
-            })
-            .collect(),
+        endpoints: Some(
+            endpoints
+                .iter()
+                .map(|(a, ready, serving, terminating)| Endpoint {
+                    addresses: vec![a.to_string()],
+                    conditions: Some(EndpointConditions {
+                        ready: *ready,
+                        serving: *serving,
+                        terminating: *terminating,
+                    }),
+                    node_name: Some("node-a".into()),
+                    zone: Some("zone-1".into()),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
     }))
 }
 

@@ -47,7 +47,7 @@ fn created(ing: &Ingress) -> i64 {
     ing.metadata
         .creation_timestamp
         .as_ref()
-        .map(|t| t.0.timestamp())
+        .map(|t| t.0.as_second())
         .unwrap_or(0)
 }
 

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use gateway_api::apis::standard::{gateways::Gateway, httproutes::HTTPRoute};
+use gateway_api::apis::standard::{gateways::Gateway, httproutes::HttpRoute};
 
 use super::{GROUP, hostnames, listeners};
 use crate::{
@@ -69,7 +69,7 @@ impl Attached {
 
 /// `kind`: HTTPRoute, or GRPCRoute read as one (see [`super::grpc`]).
 pub fn attach(
-    hr: &HTTPRoute,
+    hr: &HttpRoute,
     route_kind: ObjectKind,
     key: &Key,
     gateways: &mut Gateways<'_>,

@@ -46,6 +46,8 @@ pub struct Policy {
 pub struct Policies {
     /// `(Service, port name or "")` -> the policy in effect.
     by_target: BTreeMap<(Key, String), Policy>,
+    /// `(Service, port name or "")` -> the policies that lost it to an older one.
+    lost: BTreeMap<(Key, String), Vec<ObjectRef>>,
     /// Every policy read, with its conditions (the ones that lost a conflict say so).
     pub all: BTreeMap<ObjectRef, Policy>,
 }
@@ -56,7 +58,7 @@ impl Policies {
         let mut sorted: Vec<(&Key, &Arc<BackendTlsPolicy>)> =
             objects.backend_tls_policies.iter().collect();
         sorted.sort_by_key(|(k, p)| {
-            let created = (p.metadata.creation_timestamp.as_ref()).map(|t| t.0.timestamp());
+            let created = (p.metadata.creation_timestamp.as_ref()).map(|t| t.0.as_second());
             (created.unwrap_or(0), k.namespace.clone(), k.name.clone())
         });
         for (key, p) in sorted {
@@ -70,10 +72,15 @@ impl Policies {
                     Key::new(key.namespace.clone(), t.name.clone()),
                     t.section_name.clone().unwrap_or_default(),
                 );
-                if out.by_target.contains_key(&target) {
-                    conflicted = true;
-                } else {
-                    out.by_target.insert(target, policy.clone());
+                match out.by_target.entry(target) {
+                    std::collections::btree_map::Entry::Occupied(e) => {
+                        conflicted = true;
+                        let lost = out.lost.entry(e.key().clone()).or_default();
+                        lost.push(policy.object.clone());
+                    }
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        e.insert(policy.clone());
+                    }
                 }
             }
             if conflicted {
@@ -86,6 +93,18 @@ impl Policies {
                 );
             }
             out.all.insert(policy.object.clone(), policy);
+        }
+        out
+    }
+
+    /// The policies that lost port `port_name` of Service `svc` (or the whole Service) to an
+    /// older one: they get the same ancestors, `Conflicted`.
+    pub fn conflicting(&self, svc: &Key, port_name: Option<&str>) -> Vec<ObjectRef> {
+        let mut out = Vec::new();
+        for section in [port_name.unwrap_or_default(), ""] {
+            if let Some(l) = self.lost.get(&(svc.clone(), section.to_string())) {
+                out.extend(l.iter().cloned());
+            }
         }
         out
     }
@@ -113,7 +132,10 @@ fn read_one(key: &Key, p: &BackendTlsPolicy, objects: &Objects) -> Policy {
             if !r.group.is_empty() || r.kind != "ConfigMap" {
                 resolved = resolved.and(Err((
                     "InvalidKind",
-                    format!("caCertificateRef {}/{}: only core ConfigMaps hold CA certificates", r.kind, r.name),
+                    format!(
+                        "caCertificateRef {}/{}: only core ConfigMaps hold CA certificates",
+                        r.kind, r.name
+                    ),
                 )));
                 continue;
             }
@@ -156,7 +178,12 @@ fn read_one(key: &Key, p: &BackendTlsPolicy, objects: &Objects) -> Policy {
     Policy {
         conditions: vec![
             cond("Accepted", accepted, "Accepted", "policy accepted"),
-            cond("ResolvedRefs", resolved, "ResolvedRefs", "all references resolved"),
+            cond(
+                "ResolvedRefs",
+                resolved,
+                "ResolvedRefs",
+                "all references resolved",
+            ),
         ],
         object,
         generation,

@@ -10,7 +10,7 @@ use std::{
     sync::Arc,
 };
 
-use gateway_api::apis::standard::httproutes::HTTPRouteRulesBackendRefs;
+use gateway_api::apis::standard::httproutes::HttpRouteRulesBackendRefs;
 
 use super::reference_grant;
 use crate::{
@@ -39,15 +39,18 @@ pub struct Referrer<'a> {
     pub namespace: &'a str,
     /// `HTTPRoute` or `GRPCRoute` (for ReferenceGrants' `from`).
     pub kind: &'static str,
-    /// How its backends are spoken to.
+    /// How its backends are spoken to (over TLS when a BackendTLSPolicy says so).
     pub protocol: BackendProtocol,
+    pub policies: &'a super::backend_tls::Policies,
+    /// The BackendTLSPolicies the references resolved so far used.
+    pub used: &'a std::cell::RefCell<std::collections::BTreeSet<ObjectRef>>,
 }
 
 /// Resolves the references of one rule of route `from`. Upstreams are shared through
 /// `cache` (one per Service port and protocol); Services looked up go to `services`.
 pub fn resolve(
     from: &Referrer<'_>,
-    refs: &[HTTPRouteRulesBackendRefs],
+    refs: &[HttpRouteRulesBackendRefs],
     objects: &Objects,
     endpoints: &EndpointIndex<'_>,
     cache: &mut HashMap<CacheKey, Arc<Upstream>>,
@@ -75,7 +78,7 @@ pub fn resolve(
 /// `(reason, message)` for `ResolvedRefs: False`.
 pub fn one(
     from: &Referrer<'_>,
-    r: &HTTPRouteRulesBackendRefs,
+    r: &HttpRouteRulesBackendRefs,
     objects: &Objects,
     endpoints: &EndpointIndex<'_>,
     cache: &mut HashMap<CacheKey, Arc<Upstream>>,
@@ -119,7 +122,18 @@ pub fn one(
             format!("Service {key} has no port {number}"),
         ));
     };
-    let protocol = from.protocol;
+    // A BackendTLSPolicy for this port (or the whole Service): TLS, verified.
+    let policy = from.policies.lookup(&key, port.name.as_deref());
+    let protocol = match (from.protocol, policy) {
+        (BackendProtocol::Http, Some(_)) => BackendProtocol::Https,
+        (BackendProtocol::Grpc, Some(_)) => BackendProtocol::Grpcs,
+        (p, _) => p,
+    };
+    if let Some(p) = policy {
+        let mut used = from.used.borrow_mut();
+        used.insert(p.object.clone());
+        used.extend(from.policies.conflicting(&key, port.name.as_deref()));
+    }
     let cache_key = (key.clone(), number, protocol);
     if let Some(u) = cache.get(&cache_key) {
         return Ok(u.clone());
@@ -137,7 +151,7 @@ pub fn one(
         load_balancing: LoadBalancing::RoundRobin,
         affinity: None,
         service_upstream: false,
-        tls: None,
+        tls: policy.map(|p| p.tls.clone()),
     });
     cache.insert(cache_key, u.clone());
     Ok(u)

@@ -21,7 +21,7 @@
 
 use std::cmp::Reverse;
 
-use gateway_api::apis::standard::{grpcroutes::GRPCRoute, httproutes::HTTPRoute};
+use gateway_api::apis::standard::{grpcroutes::GrpcRoute, httproutes::HttpRoute};
 use serde_json::{Map, Value, json};
 
 use crate::model::{PathMatch, RouteMatch};
@@ -31,7 +31,7 @@ const ANY_SERVICE: &str = "/[^/]+/";
 
 /// `gr` as an HTTPRoute with the same metadata, parents, hostnames and rules, or why it
 /// cannot be read as one (a shape the two kinds do not share).
-pub fn as_http_route(gr: &GRPCRoute) -> Result<HTTPRoute, String> {
+pub fn as_http_route(gr: &GrpcRoute) -> Result<HttpRoute, String> {
     let mut spec = serde_json::to_value(&gr.spec).map_err(|e| e.to_string())?;
     if let Some(rules) = spec.get_mut("rules").and_then(Value::as_array_mut) {
         for rule in rules {
@@ -120,8 +120,8 @@ pub fn precedence(m: &RouteMatch) -> (u8, Reverse<usize>, Reverse<usize>, Revers
 mod tests {
     use super::*;
 
-    fn route(yaml: &str) -> HTTPRoute {
-        let gr: GRPCRoute = yaml_serde::from_str(yaml).expect("GRPCRoute parses");
+    fn route(yaml: &str) -> HttpRoute {
+        let gr: GrpcRoute = yaml_serde::from_str(yaml).expect("GRPCRoute parses");
         as_http_route(&gr).expect("converts")
     }
 

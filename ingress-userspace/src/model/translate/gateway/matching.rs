@@ -9,15 +9,15 @@
 use std::cmp::Reverse;
 
 use gateway_api::apis::standard::httproutes::{
-    HTTPRouteRulesMatches, HTTPRouteRulesMatchesHeadersType as HeaderType,
-    HTTPRouteRulesMatchesPathType as PathType, HTTPRouteRulesMatchesQueryParamsType as QueryType,
+    HttpRouteRulesMatches, HttpRouteRulesMatchesHeadersType as HeaderType,
+    HttpRouteRulesMatchesPathType as PathType, HttpRouteRulesMatchesQueryParamsType as QueryType,
 };
 
 use crate::model::{HeaderMatch, ObjectKind, PathMatch, RouteMatch, RouteOrigin, StringMatch};
 
 /// The route match of one `HTTPRouteMatch`, or why it cannot be served (a path that does not
 /// start with `/`, a regular expression that does not compile).
-pub fn route_match(m: &HTTPRouteRulesMatches) -> Result<RouteMatch, String> {
+pub fn route_match(m: &HttpRouteRulesMatches) -> Result<RouteMatch, String> {
     let (ty, value) = match &m.path {
         Some(p) => (
             p.r#type.clone().unwrap_or(PathType::PathPrefix),

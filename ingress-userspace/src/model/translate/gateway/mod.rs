@@ -8,11 +8,13 @@
 //! - [`matching`]: HTTPRoute matches and the precedence across routes.
 //! - [`filters`]: header modifiers, redirect, URL rewrite.
 //! - [`backends`]: weighted backendRefs; unresolvable shares answer 500.
+//! - [`backend_tls`]: BackendTLSPolicies: verified TLS to the Services they target.
 //! - [`grpc`]: GRPCRoutes, read as the HTTPRoutes they are equivalent to.
 //! - [`reference_grant`]: cross-namespace permission.
 //! - [`timeouts`]: `rules[].timeouts` (request, backendRequest).
 
 pub mod attachment;
+pub mod backend_tls;
 pub mod backends;
 pub mod filters;
 pub mod grpc;
@@ -30,7 +32,7 @@ use std::{
     sync::Arc,
 };
 
-use gateway_api::apis::standard::httproutes::HTTPRoute;
+use gateway_api::apis::standard::httproutes::HttpRoute;
 
 pub use listeners::ProxyPorts;
 
@@ -113,6 +115,7 @@ pub fn translate(
         gateways.insert(key.clone(), (gw.as_ref(), ls, statuses));
     }
     // Routes: attachment, status, and the routes they add.
+    let policies = backend_tls::Policies::read(objects);
     let mut cache = HashMap::new();
     let mut routes: Vec<(String, Route)> = Vec::new();
     let mut grpc_routes = Vec::new();
@@ -171,16 +174,42 @@ pub fn translate(
                 }
             }
         }
+        let used = std::cell::RefCell::new(std::collections::BTreeSet::new());
         let built = build_routes(
             hr,
             key,
             &oref,
+            (&policies, &used),
             objects,
             endpoints,
             &mut cache,
             &mut out.services,
             diags,
         );
+        // The policies this route's backends use get an ancestor per Gateway it is on.
+        for policy in used.into_inner() {
+            let Some(p) = policies.all.get(&policy) else {
+                continue;
+            };
+            let ancestors = out.status.policies.entry(policy).or_default();
+            for parent in attached.parents.iter().filter(|p| p.accepted.status) {
+                let ancestor = crate::model::ParentRef {
+                    namespace: Some(
+                        (parent.parent_ref.namespace.clone())
+                            .unwrap_or_else(|| key.namespace.clone()),
+                    ),
+                    section_name: None,
+                    port: None,
+                    ..parent.parent_ref.clone()
+                };
+                if !ancestors.iter().any(|a| a.parent_ref == ancestor) {
+                    ancestors.push(crate::model::RouteParentStatus {
+                        parent_ref: ancestor,
+                        conditions: p.conditions.clone(),
+                    });
+                }
+            }
+        }
         let resolved = match &built.problem {
             Some((reason, msg)) => {
                 StatusCondition::new("ResolvedRefs", false, reason, msg.clone(), generation)
@@ -299,15 +328,15 @@ pub fn translate(
 }
 
 /// The spec's rule for an HTTPRoute and a GRPCRoute on one listener with a hostname in common
-/// (`GRPCRouteSpec.hostnames`): exactly one is accepted, the older, then the first by
+/// (`GrpcRouteSpec.hostnames`): exactly one is accepted, the older, then the first by
 /// `namespace/name`. Returns `(kind, route, Gateway)` for each route that lost on a listener of
 /// that Gateway; their listeners' `attachedRoutes` no longer count them.
 fn kind_conflicts<'a>(
-    attached: &[(ObjectKind, &'a Key, &HTTPRoute, attachment::Attached)],
+    attached: &[(ObjectKind, &'a Key, &HttpRoute, attachment::Attached)],
     gateways: &mut attachment::Gateways<'_>,
 ) -> Vec<(ObjectKind, &'a Key, Key)> {
-    let age = |hr: &HTTPRoute, key: &Key| {
-        let created = (hr.metadata.creation_timestamp.as_ref()).map(|t| t.0.timestamp());
+    let age = |hr: &HttpRoute, key: &Key| {
+        let created = (hr.metadata.creation_timestamp.as_ref()).map(|t| t.0.as_second());
         (
             created.unwrap_or(0),
             key.namespace.clone(),
@@ -366,9 +395,13 @@ struct Built {
 
 #[allow(clippy::too_many_arguments)]
 fn build_routes(
-    hr: &HTTPRoute,
+    hr: &HttpRoute,
     key: &Key,
     oref: &ObjectRef,
+    (policies, used): (
+        &backend_tls::Policies,
+        &std::cell::RefCell<std::collections::BTreeSet<ObjectRef>>,
+    ),
     objects: &Objects,
     endpoints: &EndpointIndex<'_>,
     cache: &mut HashMap<backends::CacheKey, Arc<crate::model::Upstream>>,
@@ -379,7 +412,7 @@ fn build_routes(
         .metadata
         .creation_timestamp
         .as_ref()
-        .map(|t| t.0.timestamp())
+        .map(|t| t.0.as_second())
         .unwrap_or(0);
     let mut built = Built {
         routes: Vec::new(),
@@ -392,11 +425,15 @@ fn build_routes(
             namespace: &key.namespace,
             kind: "GRPCRoute",
             protocol: BackendProtocol::Grpc,
+            policies,
+            used,
         },
         _ => backends::Referrer {
             namespace: &key.namespace,
             kind: "HTTPRoute",
             protocol: BackendProtocol::Http,
+            policies,
+            used,
         },
     };
     let default_match = [Default::default()];
@@ -502,6 +539,11 @@ fn build_routes(
             // URLRewrite's hostname is the Host the backend sees (`upstream-vhost`'s job).
             rewrite: crate::model::Rewrite {
                 upstream_vhost: gp.rewrite.as_ref().and_then(|r| r.hostname.clone()),
+                ..Default::default()
+            },
+            // CORS: the proxy's one decision ([`crate::proxy::cors`]) reads it here.
+            response: crate::model::ResponsePolicy {
+                cors: gp.cors.take(),
                 ..Default::default()
             },
             gateway: Some(Arc::new(gp)),

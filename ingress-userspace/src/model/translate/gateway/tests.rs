@@ -531,7 +531,7 @@ spec:
     ));
 }
 
-/// `GRPCRouteSpec.hostnames`: an HTTPRoute and a GRPCRoute with a hostname in common on one
+/// `GrpcRouteSpec.hostnames`: an HTTPRoute and a GRPCRoute with a hostname in common on one
 /// listener: only the older is accepted (then the first by `namespace/name`); the other's
 /// parent says so and it is not served there. Disjoint hostnames: both are served.
 #[test]
@@ -582,4 +582,143 @@ spec:
     assert_eq!(cond(&grpc(&s), "Accepted"), (true, "Accepted"));
     assert!(s.l7.hosts.contains_key("rpc.example"));
     assert_eq!(gateway(&s, "app", "gw").listeners[0].attached_routes, 2);
+}
+
+/// BackendTLSPolicy (Gateway API v1): the Service's backends are spoken to over TLS with the
+/// policy's hostname and CA (gRPC over TLS for GRPCRoutes); the policy gets an ancestor per
+/// Gateway with `Accepted` and `ResolvedRefs`; a younger policy on the same target is
+/// `Conflicted`; a CA reference of another kind is `InvalidKind`, and with no usable CA the
+/// policy is `NoValidCACertificate` and the backend keeps TLS with no root (connections fail).
+#[test]
+fn backend_tls_policies_make_verified_https_backends() {
+    let (ca, _) = mk_cert_pem(&["web.app.svc"]);
+    let indented: String = ca.lines().map(|l| format!("    {l}\n")).collect();
+    let yaml = format!(
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {{name: rpc, namespace: app}}
+spec: {{ports: [{{name: grpc, port: 9000}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: bad, namespace: app}}
+spec: {{ports: [{{port: 443}}]}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: ca, namespace: app}}
+data:
+  ca.crt: |
+{indented}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: app}}
+spec:
+  gatewayClassName: xdp
+  listeners: [{{name: http, port: 80, protocol: HTTP}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: BackendTLSPolicy
+metadata: {{name: web-tls, namespace: app, generation: 4, creationTimestamp: "2024-01-01T00:00:00Z"}}
+spec:
+  targetRefs: [{{group: "", kind: Service, name: web}}]
+  validation:
+    caCertificateRefs: [{{group: "", kind: ConfigMap, name: ca}}]
+    hostname: web.app.svc
+    subjectAltNames: [{{type: URI, uri: "spiffe://c/ns/app/sa/web"}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: BackendTLSPolicy
+metadata: {{name: web-tls-2, namespace: app, creationTimestamp: "2024-06-01T00:00:00Z"}}
+spec:
+  targetRefs: [{{group: "", kind: Service, name: web}}]
+  validation: {{wellKnownCACertificates: System, hostname: other.svc}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: BackendTLSPolicy
+metadata: {{name: rpc-tls, namespace: app}}
+spec:
+  targetRefs: [{{group: "", kind: Service, name: rpc, sectionName: grpc}}]
+  validation: {{wellKnownCACertificates: System, hostname: rpc.example}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: BackendTLSPolicy
+metadata: {{name: bad-tls, namespace: app}}
+spec:
+  targetRefs: [{{group: "", kind: Service, name: bad}}]
+  validation:
+    caCertificateRefs: [{{group: "", kind: Secret, name: ca}}]
+    hostname: bad.svc
+{}{}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {{name: g, namespace: app}}
+spec:
+  parentRefs: [{{name: gw}}]
+  hostnames: [rpc.example]
+  rules: [{{backendRefs: [{{name: rpc, port: 9000}}]}}]
+"#,
+        route(
+            "r",
+            "app",
+            "{name: gw}",
+            "  hostnames: [web.example]\n  rules: [{backendRefs: [{name: web, port: 8080}]}]\n"
+        ),
+        route(
+            "b",
+            "app",
+            "{name: gw}",
+            "  hostnames: [bad.example]\n  rules: [{backendRefs: [{name: bad, port: 443}]}]\n"
+        ),
+    );
+    let s = snapshot(&yaml, vec![]);
+    let upstream = |host: &str| {
+        let RouteAction::Forward(u) = &s.l7.hosts[host].routes[0].action else {
+            panic!("{host} forwards")
+        };
+        u[0].upstream.clone()
+    };
+    let web = upstream("web.example");
+    assert_eq!(web.protocol, crate::model::BackendProtocol::Https);
+    let tls = web.tls.as_ref().expect("verified TLS");
+    assert_eq!(tls.hostname, "web.app.svc");
+    assert!(matches!(&tls.roots, crate::model::TlsRoots::Certificates(c) if c.len() == 1));
+    assert_eq!(tls.subject_alt_names, ["spiffe://c/ns/app/sa/web"]);
+    let rpc = upstream("rpc.example");
+    assert_eq!(rpc.protocol, crate::model::BackendProtocol::Grpcs);
+    assert_eq!(
+        rpc.tls.as_ref().unwrap().roots,
+        crate::model::TlsRoots::System
+    );
+    let bad = upstream("bad.example");
+    assert_eq!(
+        bad.tls.as_ref().unwrap().roots,
+        crate::model::TlsRoots::Certificates(vec![])
+    );
+
+    let policy = |name: &str| {
+        let a =
+            &s.gateway_status.policies[&ObjectRef::new(ObjectKind::BackendTLSPolicy, "app", name)];
+        assert_eq!(a.len(), 1, "{name}: one ancestor, the Gateway");
+        assert_eq!(
+            (a[0].parent_ref.kind.as_str(), a[0].parent_ref.name.as_str()),
+            ("Gateway", "gw")
+        );
+        a[0].conditions.clone()
+    };
+    let web = policy("web-tls");
+    assert_eq!(cond(&web, "Accepted"), (true, "Accepted"));
+    assert_eq!(cond(&web, "ResolvedRefs"), (true, "ResolvedRefs"));
+    assert_eq!(web[0].observed_generation, 4);
+    assert_eq!(cond(&policy("rpc-tls"), "Accepted"), (true, "Accepted"));
+    let bad = policy("bad-tls");
+    assert_eq!(cond(&bad, "Accepted"), (false, "NoValidCACertificate"));
+    assert_eq!(cond(&bad, "ResolvedRefs"), (false, "InvalidKind"));
+    // The younger policy on `web` lost: same ancestor, Conflicted.
+    assert_eq!(
+        cond(&policy("web-tls-2"), "Accepted"),
+        (false, "Conflicted")
+    );
 }
