@@ -1215,6 +1215,11 @@ async fn gateway_api_objects_are_served_and_get_status() {
             "rules": [{"matches": [{"method": {"service": "pkg.Svc"}}],
                 "backendRefs": [{"name": "web", "port": 8080}]}]},
         "status": {"parents": [{"controllerName": "example.com/other", "parentRef": {"name": "elsewhere"}, "conditions": []}]}}));
+    api.put(json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "BackendTLSPolicy",
+        "metadata": {"name": "web-tls", "namespace": "default", "generation": 2},
+        "spec": {"targetRefs": [{"group": "", "kind": "Service", "name": "web"}],
+            "validation": {"wellKnownCACertificates": "System", "hostname": "web.internal"}},
+        "status": {"ancestors": [{"controllerName": "example.com/other", "ancestorRef": {"name": "elsewhere"}, "conditions": []}]}}));
 
     let cfg = TranslateConfig {
         publish_addresses: vec!["198.18.0.10".into()],
@@ -1300,6 +1305,25 @@ async fn gateway_api_objects_are_served_and_get_status() {
                 .as_array()
                 .is_some_and(|p| p.len() == 2)
         })
+    })
+    .await;
+    // The BackendTLSPolicy its backend uses: an ancestor for the Gateway, others kept.
+    eventually("BackendTLSPolicy ancestor", || {
+        api.get("backendtlspolicies", "default", "web-tls")
+            .is_some_and(|o| {
+                let a = o["status"]["ancestors"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                a.len() == 2
+                    && a.iter().any(|a| {
+                        a["controllerName"] == "xdp-ingress.dev/controller"
+                            && a["ancestorRef"]["name"] == "gw"
+                            && a["ancestorRef"]["kind"] == "Gateway"
+                            && cond(&a["conditions"], "Accepted") == pair("True", "Accepted")
+                            && a["conditions"][0]["observedGeneration"] == 2
+                    })
+            })
     })
     .await;
     let parents = api.get("httproutes", "default", "r").unwrap()["status"]["parents"].clone();

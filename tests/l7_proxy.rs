@@ -1200,6 +1200,9 @@ async fn send_timeout_cuts_off_an_endpoint_that_stops_reading() {
         let mut s = tokio::net::TcpStream::connect(proxy.http()).await.unwrap();
         let total: usize = 256 << 20;
         let head = format!("POST {p} HTTP/1.1\r\nHost: s.test\r\nContent-Length: {total}\r\n\r\n");
+        // Before the head: the proxy's clock cannot start earlier than this (taken after the
+        // writer started, a loaded machine made the lower bound below fail).
+        let started = std::time::Instant::now();
         s.write_all(head.as_bytes()).await.unwrap();
         let (mut rd, mut wr) = s.into_split();
         let writer = tokio::spawn(async move {
@@ -1209,7 +1212,6 @@ async fn send_timeout_cuts_off_an_endpoint_that_stops_reading() {
                 sent += chunk.len();
             }
         });
-        let started = std::time::Instant::now();
         let mut out = Vec::new();
         let mut buf = [0u8; 4096];
         // Up to the end of the head is enough.

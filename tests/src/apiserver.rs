@@ -61,6 +61,12 @@ pub const RESOURCES: &[(&str, &str, &str, bool)] = &[
         true,
     ),
     (
+        "backendtlspolicies",
+        "gateway.networking.k8s.io/v1",
+        "BackendTLSPolicy",
+        true,
+    ),
+    (
         "grpcroutes",
         "gateway.networking.k8s.io/v1",
         "GRPCRoute",
