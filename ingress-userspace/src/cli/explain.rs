@@ -300,6 +300,9 @@ pub struct BackendInfo {
     pub affinity: Option<CookieAffinity>,
     /// `service-upstream`: the one endpoint is the Service's ClusterIP and port.
     pub service_upstream: bool,
+    /// Verified TLS to the pods (a BackendTLSPolicy): SNI hostname, roots, subjectAltNames.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::model::UpstreamTls>,
     pub endpoints: Vec<EndpointInfo>,
 }
 
@@ -942,6 +945,7 @@ fn backend_info(u: &Upstream, weight: u32) -> BackendInfo {
         load_balancing: u.load_balancing.clone(),
         affinity: u.affinity.clone(),
         service_upstream: u.service_upstream,
+        tls: u.tls.as_deref().cloned(),
         endpoints: u
             .endpoints
             .iter()

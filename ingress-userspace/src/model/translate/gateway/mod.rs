@@ -116,6 +116,12 @@ pub fn translate(
     }
     // Routes: attachment, status, and the routes they add.
     let policies = backend_tls::Policies::read(objects);
+    // A policy not as written says so where Events and `explain` look.
+    for p in policies.all.values() {
+        for c in p.conditions.iter().filter(|c| !c.status) {
+            diags.error(&p.object, &c.reason, c.message.clone());
+        }
+    }
     let mut cache = HashMap::new();
     let mut routes: Vec<(String, Route)> = Vec::new();
     let mut grpc_routes = Vec::new();

@@ -721,4 +721,18 @@ spec:
         cond(&policy("web-tls-2"), "Accepted"),
         (false, "Conflicted")
     );
+    // Problems are diagnostics too (Events, `explain`).
+    let reasons: Vec<(&str, &str)> = s
+        .diagnostics
+        .iter()
+        .filter(|d| d.object.kind == ObjectKind::BackendTLSPolicy)
+        .map(|d| (d.object.name.as_str(), d.reason.as_str()))
+        .collect();
+    for want in [
+        ("bad-tls", "NoValidCACertificate"),
+        ("bad-tls", "InvalidKind"),
+        ("web-tls-2", "Conflicted"),
+    ] {
+        assert!(reasons.contains(&want), "{want:?} in {reasons:?}");
+    }
 }
