@@ -28,6 +28,9 @@ const BACKENDS: &[(&str, &str)] = &[
     ("gateway-conformance-app-backend", "app-backend-v1"),
     ("gateway-conformance-app-backend", "app-backend-v2"),
     ("gateway-conformance-web-backend", "web-backend"),
+    ("gateway-conformance-infra", "grpc-infra-backend-v1"),
+    ("gateway-conformance-infra", "grpc-infra-backend-v2"),
+    ("gateway-conformance-infra", "grpc-infra-backend-v3"),
 ];
 
 const V1: &str = "infra-backend-v1";
@@ -172,6 +175,15 @@ impl Bed {
                 .expect("a free port")
                 .port(),
         }
+    }
+
+    /// The pod of base Service `name`.
+    fn pod(&self, name: &str) -> &HttpBackend {
+        let i = BACKENDS
+            .iter()
+            .position(|(_, n)| *n == name)
+            .expect("a base Service");
+        &self._pods[i]
     }
 
     fn ports(&self) -> ProxyPorts {
@@ -402,7 +414,7 @@ macro_rules! conformance {
 fn route_condition(s: &Snapshot, ns: &str, route: &str, type_: &str) -> (bool, String) {
     let parents = s
         .gateway_status
-        .http_routes
+        .routes
         .get(&ObjectRef::new(ObjectKind::HTTPRoute, ns, route))
         .unwrap_or_else(|| panic!("no status for {ns}/{route}"));
     let c = parents[0]
@@ -1235,4 +1247,624 @@ async fn gateway_https_listener_on_its_own_port() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// `(service, method)` of the conformance suite's gRPC echo server.
+const GRPC_ECHO: &str = "gateway_api_conformance.echo_basic.grpcecho.GrpcEcho";
+const G1: &str = "grpc-infra-backend-v1";
+const G2: &str = "grpc-infra-backend-v2";
+const G3: &str = "grpc-infra-backend-v3";
+
+/// What a gRPC client reads from one unary call.
+#[derive(Debug)]
+struct GrpcGot {
+    /// The gRPC status code: `grpc-status`, else the HTTP status mapped as gRPC clients do
+    /// (grpc/doc/http-grpc-status-mapping.md: 404 is UNIMPLEMENTED).
+    code: u32,
+    /// The echo's JSON, from the one response message.
+    echo: Option<serde_json::Value>,
+}
+
+impl GrpcGot {
+    fn pod(&self) -> &str {
+        self.echo
+            .as_ref()
+            .and_then(|e| e["pod"].as_str())
+            .unwrap_or_default()
+    }
+    /// Every value of request header `name` the backend saw, joined by `, `.
+    fn saw(&self, name: &str) -> Option<&str> {
+        self.echo.as_ref()?["headers"][name].as_str()
+    }
+}
+
+const OK: u32 = 0;
+const UNIMPLEMENTED: u32 = 12;
+
+/// One unary call of `method` on the echo service, as a gRPC client makes it: HTTP/2 POST
+/// of one length-prefixed (empty) message with `te: trailers`, to `authority`, with
+/// `metadata`; over h2c (prior knowledge) or, with `tls`, TLS with ALPN `h2`.
+async fn grpc_call(
+    bed: &Bed,
+    tls: bool,
+    authority: &str,
+    method: &str,
+    metadata: &[(&str, &str)],
+) -> GrpcGot {
+    let addr = if tls {
+        bed.proxy.https()
+    } else {
+        bed.proxy.http()
+    };
+    let mut r = req(addr, authority, &format!("/{GRPC_ECHO}/{method}"));
+    *r.method_mut() = http::Method::POST;
+    *r.body_mut() = http_body_util::Full::new(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]));
+    let h = r.headers_mut();
+    h.insert("content-type", "application/grpc".parse().unwrap());
+    h.insert("te", "trailers".parse().unwrap());
+    for (k, v) in metadata {
+        h.append(
+            http::HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    let got = if tls {
+        let (stream, _) = tls_connect(addr, authority, &[b"h2"]).await;
+        assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        request_over(stream, true, r).await
+    } else {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        request_over(tcp, true, r).await
+    };
+    let status = got
+        .trailers
+        .as_ref()
+        .and_then(|t| t.get("grpc-status"))
+        .or(got.headers.get("grpc-status"))
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    let code = status.unwrap_or(match got.status.as_u16() {
+        400 => 13,
+        401 => 16,
+        403 => 7,
+        404 => UNIMPLEMENTED,
+        429 | 502 | 503 | 504 => 14,
+        _ => 2,
+    });
+    let echo = (got.body.len() > 5 && got.body[0] == 0)
+        .then(|| serde_json::from_slice(&got.body[5..]).ok())
+        .flatten();
+    GrpcGot { code, echo }
+}
+
+/// The route parent condition `type` of GRPCRoute `route` in gateway-conformance-infra.
+fn grpc_condition(s: &Snapshot, route: &str, type_: &str) -> (bool, String) {
+    let parents = &s.gateway_status.routes[&ObjectRef::new(ObjectKind::GRPCRoute, INFRA, route)];
+    let c = parents[0]
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_} on {route}"));
+    (c.status, c.reason.clone())
+}
+
+/// The GRPCRoute conformance tests (conformance/tests/grpcroute-*.go) with real gRPC calls
+/// over h2c: exact method matching, header matching, listener hostnames, request header
+/// modifiers, weights; each answered by the backend the suite expects, unmatched calls
+/// `UNIMPLEMENTED`. The pods speak gRPC's HTTP/2 framing and trailers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcroute_conformance() {
+    let bed = Bed::start().await;
+    let call =
+        |authority: &'static str, method: &'static str, md: Vec<(&'static str, &'static str)>| {
+            let bed = &bed;
+            async move { grpc_call(bed, false, authority, method, &md).await }
+        };
+
+    // grpcroute-exact-method-matching.
+    let s = bed.serve(&[conformance!("grpcroute-exact-method-matching")]);
+    assert_eq!(
+        grpc_condition(&s, "exact-matching", "Accepted"),
+        (true, "Accepted".into())
+    );
+    for (method, want) in [
+        ("Echo", Some(G1)),
+        ("EchoTwo", Some(G2)),
+        ("EchoThree", None),
+    ] {
+        let g = call("gw.example", method, vec![]).await;
+        match want {
+            Some(pod) => assert_eq!((g.code, g.pod()), (OK, pod), "{method}"),
+            None => assert_eq!(g.code, UNIMPLEMENTED, "{method}"),
+        }
+    }
+
+    // grpcroute-header-matching.
+    bed.serve(&[conformance!("grpcroute-header-matching")]);
+    for (md, want) in [
+        (vec![("Version", "one")], Some(G1)),
+        (vec![("Version", "two")], Some(G2)),
+        (vec![("Version", "two"), ("Color", "orange")], Some(G1)),
+        (vec![("Version", "two"), ("Color", "blue")], Some(G2)),
+        (vec![("Color", "orange")], None),
+        (vec![("Some-Other-Header", "one")], None),
+        (vec![("Color", "blue")], Some(G1)),
+        (vec![("Color", "green")], Some(G1)),
+        (vec![("Color", "red")], Some(G2)),
+        (vec![("Color", "yellow")], Some(G2)),
+        (vec![("Color", "purple")], None),
+    ] {
+        let g = call("gw.example", "Echo", md.clone()).await;
+        match want {
+            Some(pod) => assert_eq!((g.code, g.pod()), (OK, pod), "{md:?}"),
+            None => assert_eq!(g.code, UNIMPLEMENTED, "{md:?}"),
+        }
+    }
+
+    // grpcroute-listener-hostname-matching.
+    let s = bed.serve(&[conformance!("grpcroute-listener-hostname-matching")]);
+    for r in ["backend-v1", "backend-v2", "backend-v3"] {
+        assert_eq!(
+            grpc_condition(&s, r, "Accepted"),
+            (true, "Accepted".into()),
+            "{r}"
+        );
+    }
+    for (authority, want) in [
+        ("bar.com", Some(G1)),
+        ("foo.bar.com", Some(G2)),
+        ("baz.bar.com", Some(G3)),
+        ("boo.bar.com", Some(G3)),
+        ("multiple.prefixes.bar.com", Some(G3)),
+        ("multiple.prefixes.foo.com", Some(G3)),
+        ("foo.com", None),
+        ("no.matching.host", None),
+    ] {
+        let g = call(authority, "Echo", vec![]).await;
+        match want {
+            Some(pod) => assert_eq!((g.code, g.pod()), (OK, pod), "{authority}"),
+            None => assert_eq!(g.code, UNIMPLEMENTED, "{authority}"),
+        }
+    }
+
+    // grpcroute-request-header-modifier: the first of the equal Echo rules wins (set).
+    bed.serve(&[conformance!("grpcroute-request-header-modifier")]);
+    let g = call(
+        "gw.example",
+        "Echo",
+        vec![
+            ("Some-Other-Header", "this-header-should-be-set"),
+            ("X-Header-Set", "this-value-should-be-overwritten"),
+        ],
+    )
+    .await;
+    assert_eq!((g.code, g.pod()), (OK, G1));
+    assert_eq!(
+        g.saw("some-other-header"),
+        Some("this-header-should-be-set")
+    );
+    assert_eq!(g.saw("x-header-set"), Some("set-overwrites-values"));
+    let g = call(
+        "gw.example",
+        "EchoTwo",
+        vec![
+            ("X-Header-Set-1", "original-value-set"),
+            ("X-Header-Add-1", "original-value-add"),
+            ("X-Header-Remove-1", "to-be-removed"),
+            ("X-Header-Remove-2", "to-be-removed"),
+        ],
+    )
+    .await;
+    assert_eq!((g.code, g.pod()), (OK, G2));
+    assert_eq!(g.saw("x-header-set-1"), Some("header-set-1"));
+    assert_eq!(g.saw("x-header-set-2"), Some("header-set-2"));
+    assert_eq!(
+        g.saw("x-header-add-1"),
+        Some("original-value-add, header-add-1")
+    );
+    assert_eq!(g.saw("x-header-add-2"), Some("header-add-2"));
+    assert_eq!(g.saw("x-header-remove-1"), None);
+    assert_eq!(g.saw("x-header-remove-2"), None);
+
+    // grpcroute-weight: 70/30/0 over 200 calls: both weighted backends answer (the chance
+    // that one never does is below 1e-30), v1 more often, the weight-0 one never.
+    bed.serve(&[conformance!("grpcroute-weight")]);
+    let mut seen = BTreeMap::new();
+    for _ in 0..200 {
+        let g = call("gw.example", "Echo", vec![]).await;
+        assert_eq!(g.code, OK);
+        *seen.entry(g.pod().to_string()).or_insert(0u32) += 1;
+    }
+    assert!(
+        seen.get(G1).copied().unwrap_or(0) > seen.get(G2).copied().unwrap_or(0)
+            && seen.contains_key(G2)
+            && !seen.contains_key(G3),
+        "{seen:?}"
+    );
+}
+
+/// GRPCRoute on an HTTPS listener: the client negotiates `h2` by ALPN (the spec's
+/// requirement for HTTPS listeners) and the call reaches the gRPC backend over h2c.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcroute_over_tls() {
+    use base64::Engine as _;
+    let bed = Bed::start().await;
+    let (crt, key) = xdp_ingress::proxy::tls::self_signed_pem(&["grpc.example"]).unwrap();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let yaml = format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata: {{name: grpc-tls, namespace: gateway-conformance-infra}}
+type: kubernetes.io/tls
+data: {{tls.crt: {}, tls.key: {}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: tls-gw, namespace: gateway-conformance-infra}}
+spec:
+  gatewayClassName: "{{GATEWAY_CLASS_NAME}}"
+  listeners:
+  - name: https
+    port: 443
+    protocol: HTTPS
+    hostname: grpc.example
+    tls: {{certificateRefs: [{{name: grpc-tls}}]}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {{name: over-tls, namespace: gateway-conformance-infra}}
+spec:
+  parentRefs: [{{name: tls-gw}}]
+  rules:
+  - matches: [{{method: {{service: {GRPC_ECHO}, method: Echo}}}}]
+    backendRefs: [{{name: grpc-infra-backend-v2, port: 8080}}]
+"#,
+        b64(&crt),
+        b64(&key)
+    );
+    let s = bed.serve(&[&yaml]);
+    assert_eq!(
+        grpc_condition(&s, "over-tls", "Accepted"),
+        (true, "Accepted".into())
+    );
+    let g = grpc_call(&bed, true, "grpc.example", "Echo", &[]).await;
+    assert_eq!((g.code, g.pod()), (OK, G2));
+    let echo = g.echo.as_ref().expect("echo");
+    assert_eq!(
+        echo["version"], "HTTP/2.0",
+        "the backend is spoken to over HTTP/2"
+    );
+    assert_eq!(
+        grpc_call(&bed, true, "grpc.example", "EchoTwo", &[])
+            .await
+            .code,
+        UNIMPLEMENTED
+    );
+    // Only the HTTPS listener takes the route: plain h2c gets no route.
+    assert_eq!(
+        grpc_call(&bed, false, "grpc.example", "Echo", &[])
+            .await
+            .code,
+        UNIMPLEMENTED
+    );
+}
+
+/// httproute-timeout-request and httproute-timeout-backend-request: a backend that answers
+/// after 1 s gets the client 504 under a 500 ms timeout, 200 when the timeout is `0s`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn httproute_timeouts_conformance() {
+    let bed = Bed::start().await;
+    bed.serve(&[
+        conformance!("httproute-timeout-request"),
+        conformance!("httproute-timeout-backend-request"),
+    ]);
+    bed.check(&[
+        get("/request-timeout").to(V1),
+        get("/request-timeout?delay=1s").status(504),
+        get("/disable-request-timeout?delay=1s").to(V1),
+        get("/backend-timeout").to(V1),
+        get("/backend-timeout?delay=1s").status(504),
+        get("/disable-backend-timeout?delay=1s").to(V1),
+    ])
+    .await;
+}
+
+/// Waits (bounded: 10 s) until `pod` has served `n` requests; false if it never does.
+async fn served(pod: &HttpBackend, n: u64) -> bool {
+    for _ in 0..200 {
+        if pod.requests() >= n {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// httproute-request-mirror and httproute-request-multiple-mirrors: the client is answered by
+/// the route's backend, every mirror backend gets a copy (after the request header
+/// modifier), and a mirror that never answers does not hold the client's answer back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn httproute_request_mirror_conformance() {
+    let bed = Bed::start().await;
+    bed.serve(&[conformance!("httproute-request-mirror")]);
+    let (v2, v3) = (bed.pod(V2), bed.pod(V3));
+    let before = v2.requests();
+    bed.check(&[get("/mirror").to(V1)]).await;
+    assert!(served(v2, before + 1).await, "v2 got the copy");
+    let before = v2.requests();
+    bed.check(&[get("/mirror-and-modify-headers")
+        .h("X-Header-Remove", "remove-val")
+        .h("X-Header-Add-Append", "append-val-1")
+        .to(V1)
+        .sees("X-Header-Add", "header-val-1")
+        .sees("X-Header-Add-Append", "append-val-1,header-val-2")
+        .sees("X-Header-Set", "set-overwrites-values")
+        .absent("X-Header-Remove")])
+        .await;
+    assert!(served(v2, before + 1).await, "v2 got the modified copy");
+
+    bed.serve(&[conformance!("httproute-request-multiple-mirrors")]);
+    let (b2, b3) = (v2.requests(), v3.requests());
+    bed.check(&[get("/multi-mirror").to(V1)]).await;
+    assert!(served(v2, b2 + 1).await && served(v3, b3 + 1).await);
+
+    // A mirror backend that accepts and never answers: the client still gets its answer,
+    // while the copy is pending there.
+    let sink = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sink_addr = sink.local_addr().unwrap();
+    let (held_tx, mut held_rx) = tokio::sync::mpsc::channel(4);
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = sink.accept().await {
+            let _ = held_tx.send(()).await;
+            held.push(s);
+        }
+    });
+    let route = format!(
+        r#"apiVersion: v1
+kind: Service
+metadata: {{name: sink, namespace: gateway-conformance-infra}}
+spec:
+  ports: [{{name: first-port, port: 8080, targetPort: 3000}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: sink-1
+  namespace: gateway-conformance-infra
+  labels: {{kubernetes.io/service-name: sink}}
+addressType: IPv4
+ports: [{{name: first-port, port: {}, protocol: TCP}}]
+endpoints:
+- {{addresses: ["127.0.0.1"], conditions: {{ready: true}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: mirror-to-sink, namespace: gateway-conformance-infra}}
+spec:
+  parentRefs: [{{name: same-namespace}}]
+  rules:
+  - filters:
+    - {{type: RequestMirror, requestMirror: {{backendRef: {{name: sink, port: 8080}}}}}}
+    backendRefs: [{{name: infra-backend-v1, port: 8080}}]
+"#,
+        sink_addr.port()
+    );
+    bed.serve(&[&route]);
+    for _ in 0..3 {
+        bed.check(&[get("/to-sink").to(V1)]).await;
+    }
+    tokio::time::timeout(std::time::Duration::from_secs(10), held_rx.recv())
+        .await
+        .expect("the copy reached the sink")
+        .expect("sink runs");
+    holder.abort();
+}
+
+/// httproute-cors (conformance/tests/httproute-cors.go): preflights from allowed origins are
+/// answered here with the route's CORS headers, others reach the backend with none; simple
+/// requests get the allowed origin back, with credentials when the route allows them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn httproute_cors_conformance() {
+    let bed = Bed::start().await;
+    bed.serve(&[conformance!("httproute-cors")]);
+    let preflight = |path: &'static str, origin: &'static str, method: &'static str| {
+        get(path)
+            .method("OPTIONS")
+            .h("Origin", origin)
+            .h("access-control-request-method", method)
+    };
+    bed.check(&[
+        preflight("/cors-1", "https://www.foo.com", "GET")
+            .h("access-control-request-headers", "x-header-1, x-header-2")
+            .status(204)
+            .gets("access-control-allow-origin", "https://www.foo.com")
+            .gets("access-control-allow-methods", "GET, OPTIONS")
+            .gets("access-control-allow-headers", "x-header-1, x-header-2")
+            .gets("access-control-expose-headers", "x-header-3, x-header-4")
+            .gets("access-control-max-age", "3600")
+            .gets("access-control-allow-credentials", "true"),
+        preflight("/cors-1", "https://www.bar.com", "GET")
+            .status(204)
+            .gets("access-control-allow-origin", "https://www.bar.com"),
+        preflight("/cors-1", "https://xpto.www.bar.com", "GET")
+            .status(204)
+            .gets("access-control-allow-origin", "https://xpto.www.bar.com"),
+        preflight("/cors-1", "https://foobar.com", "GET")
+            .to(V1)
+            .gets_no("access-control-allow-origin"),
+        get("/cors-1")
+            .h("Origin", "https://www.foo.com")
+            .to(V1)
+            .gets("access-control-allow-origin", "https://www.foo.com"),
+        get("/cors-1")
+            .h("Origin", "https://foobar.com")
+            .to(V1)
+            .gets_no("access-control-allow-origin"),
+        preflight("/cors-2", "https://www.foo.com", "POST")
+            .status(204)
+            .gets("access-control-allow-methods", "POST")
+            .gets_no("access-control-allow-credentials"),
+        preflight("/cors-wildcard-origin", "https://foobar.com:12345", "PUT")
+            .status(204)
+            .gets("access-control-allow-origin", "*")
+            .gets("access-control-allow-methods", "PUT")
+            .gets_no("access-control-allow-credentials"),
+        preflight(
+            "/cors-wildcard-methods-headers",
+            "https://other.foo.com",
+            "PUT",
+        )
+        .h("access-control-request-headers", "x-header-1, x-header-2")
+        .status(204)
+        .gets("access-control-allow-origin", "https://other.foo.com")
+        .gets("access-control-allow-methods", "PUT")
+        .gets("access-control-allow-headers", "x-header-1, x-header-2")
+        .gets("access-control-allow-credentials", "true"),
+        get("/cors-wildcard-methods-headers-unauth")
+            .h("Origin", "https://other.foo.com")
+            .to(V1)
+            .gets("access-control-allow-origin", "*")
+            .gets_no("access-control-allow-credentials"),
+    ])
+    .await;
+}
+
+/// Waits (bounded: 10 s) until `pod`'s request count stays put for half a second; returns it.
+async fn settled(pod: &HttpBackend) -> u64 {
+    let mut last = pod.requests();
+    for _ in 0..20 {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let now = pod.requests();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    last
+}
+
+/// httproute-request-percentage-mirror: `percent: 20` and `fraction: 25/50` copy about that
+/// share of requests. Over 400 requests the bounds are six standard deviations wide (a false
+/// failure is below 1e-8).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn httproute_request_percentage_mirror_conformance() {
+    let bed = Bed::start().await;
+    bed.serve(&[conformance!("httproute-request-percentage-mirror")]);
+    let v2 = bed.pod(V2);
+    for (path, low, high) in [
+        ("/percent-mirror", 32u64, 128u64),
+        ("/percent-mirror-fraction", 140, 260),
+    ] {
+        let before = settled(v2).await;
+        for _ in 0..400 {
+            let g = l7common::get(&bed.client, bed.proxy.http(), "gw.example", path).await;
+            assert_eq!(g.pod(), V1);
+        }
+        let copies = settled(v2).await - before;
+        assert!(
+            (low..=high).contains(&copies),
+            "{path}: {copies} copies of 400"
+        );
+    }
+}
+
+/// BackendTLSPolicy: a route's Service behind a policy is reached over TLS, verified with the
+/// policy's CA and hostname; a policy whose hostname the pod's certificate does not carry
+/// leaves the client with a 5xx (spec: connections MUST fail), and the policy gets its
+/// ancestor status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_tls_policy() {
+    let bed = Bed::start().await;
+    let (crt, key) = xdp_ingress::proxy::tls::self_signed_pem(&["abc.example.com"]).unwrap();
+    let tls_pod =
+        HttpBackend::start_tls("127.0.0.1:0".parse().unwrap(), "tls-backend", &crt, &key).unwrap();
+    let indented: String = crt.lines().map(|l| format!("    {l}\n")).collect();
+    let policy = |name: &str, svc: &str, host: &str| {
+        format!(
+            r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: BackendTLSPolicy
+metadata: {{name: {name}, namespace: gateway-conformance-infra}}
+spec:
+  targetRefs: [{{group: "", kind: Service, name: {svc}}}]
+  validation:
+    caCertificateRefs: [{{group: "", kind: ConfigMap, name: backend-tls-checks-certificate}}]
+    hostname: {host}
+"#
+        )
+    };
+    let service = |svc: &str| {
+        format!(
+            r#"---
+apiVersion: v1
+kind: Service
+metadata: {{name: {svc}, namespace: gateway-conformance-infra}}
+spec: {{ports: [{{name: btls, port: 443, targetPort: 8443}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {svc}-1
+  namespace: gateway-conformance-infra
+  labels: {{kubernetes.io/service-name: {svc}}}
+addressType: IPv4
+ports: [{{name: btls, port: {}, protocol: TCP}}]
+endpoints:
+- {{addresses: ["127.0.0.1"], conditions: {{ready: true}}}}
+"#,
+            tls_pod.addr.port()
+        )
+    };
+    let yaml = format!(
+        r#"apiVersion: v1
+kind: ConfigMap
+metadata: {{name: backend-tls-checks-certificate, namespace: gateway-conformance-infra}}
+data:
+  ca.crt: |
+{indented}{}{}{}{}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: backendtlspolicy, namespace: gateway-conformance-infra}}
+spec:
+  parentRefs: [{{name: same-namespace}}]
+  hostnames: [abc.example.com]
+  rules:
+  - matches: [{{path: {{type: Exact, value: /backendtlspolicy}}}}]
+    backendRefs: [{{name: backendtlspolicy-test, port: 443}}]
+  - matches: [{{path: {{type: Exact, value: /backendtlspolicy-host-mismatch}}}}]
+    backendRefs: [{{name: backendtlspolicy-host-mismatch-test, port: 443}}]
+"#,
+        service("backendtlspolicy-test"),
+        service("backendtlspolicy-host-mismatch-test"),
+        policy(
+            "normative-test-backendtlspolicy",
+            "backendtlspolicy-test",
+            "abc.example.com"
+        ),
+        policy(
+            "backendtlspolicy-host-mismatch",
+            "backendtlspolicy-host-mismatch-test",
+            "mismatch.example.com"
+        ),
+    );
+    let s = bed.serve(&[&yaml]);
+    bed.check(&[
+        get("/backendtlspolicy")
+            .host("abc.example.com")
+            .to("tls-backend"),
+        get("/backendtlspolicy-host-mismatch")
+            .host("abc.example.com")
+            .status(502),
+    ])
+    .await;
+    let ancestors = &s.gateway_status.policies[&ObjectRef::new(
+        ObjectKind::BackendTLSPolicy,
+        INFRA,
+        "normative-test-backendtlspolicy",
+    )];
+    assert_eq!(ancestors[0].parent_ref.name, "same-namespace");
+    assert!(
+        ancestors[0].conditions.iter().all(|c| c.status),
+        "{ancestors:?}"
+    );
 }

@@ -25,6 +25,26 @@ pub struct GatewayRoutePolicy {
     /// other than Service, a cross-namespace reference no ReferenceGrant permits): that share
     /// of requests is answered 500, the rest is forwarded by the route's weights.
     pub invalid_weight: u32,
+    /// `timeouts.request` (`HTTPRouteTimeouts`): how long the gateway may take to answer,
+    /// counted from when the route is chosen, retries included; past it the client gets 504
+    /// (spec: "MUST return a timeout error"). `None`: unset or `0s` (no deadline).
+    pub request_timeout: Option<std::time::Duration>,
+    /// `CORS` (HTTPCORSFilter): moved into the route's response policy, where the proxy's
+    /// one CORS decision reads it.
+    pub cors: Option<crate::model::Cors>,
+    /// `RequestMirror` filters: a copy of each request (after the request header modifier)
+    /// goes to each, fire-and-forget: its answer is dropped and it never delays the client.
+    pub mirrors: Vec<RequestMirror>,
+}
+
+/// `HTTPRequestMirrorFilter`: where copies go and which share of requests is copied.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RequestMirror {
+    #[serde(serialize_with = "upstream_id")]
+    pub upstream: std::sync::Arc<crate::model::Upstream>,
+    /// `percent` or `fraction` as `numerator / denominator` (100 / 100 when neither is set).
+    pub numerator: u32,
+    pub denominator: u32,
 }
 
 /// `HTTPHeaderFilter`: header names as written (matched case-insensitively), in order:
@@ -50,6 +70,13 @@ pub enum PathModifier {
     /// The part of the path the route's `PathPrefix` matched becomes this (element-wise:
     /// `/prefix` replaced by `/x` turns `/prefix/a` into `/x/a` and `/prefix` into `/x`).
     ReplacePrefixMatch(String),
+}
+
+fn upstream_id<S: serde::Serializer>(
+    u: &std::sync::Arc<crate::model::Upstream>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&u.id)
 }
 
 /// `HTTPRequestRedirectFilter`: each `None` keeps the request's own part.
@@ -154,9 +181,12 @@ pub struct RouteParentStatus {
 pub struct GatewayApiStatus {
     pub classes: BTreeMap<ObjectRef, Vec<StatusCondition>>,
     pub gateways: BTreeMap<ObjectRef, GatewayStatusOut>,
-    pub http_routes: BTreeMap<ObjectRef, Vec<RouteParentStatus>>,
-    /// TCPRoutes, UDPRoutes and TLSRoutes (the kind is the key's).
-    pub l4_routes: BTreeMap<ObjectRef, Vec<RouteParentStatus>>,
+    /// Every route kind: HTTPRoute, GRPCRoute, TCPRoute, UDPRoute, TLSRoute (the kind is the
+    /// key's).
+    pub routes: BTreeMap<ObjectRef, Vec<RouteParentStatus>>,
+    /// BackendTLSPolicies: `status.ancestors`, one per Gateway whose routes use the policy
+    /// (`parent_ref` is the `ancestorRef`).
+    pub policies: BTreeMap<ObjectRef, Vec<RouteParentStatus>>,
 }
 
 impl GatewayApiStatus {

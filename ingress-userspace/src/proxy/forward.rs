@@ -43,6 +43,7 @@ use super::{
         AuthRefusedLabels, GaugeGuard, RateLimitedLabels, RequestLabels, RouteLabels,
         UpstreamLabels,
     },
+    mirror,
     next_upstream::{Attempt, Cause, Retry},
     rate_limit, request_target, response_rate, rewrite,
     router::{CompiledAction, CompiledRoute, Lookup, RequestView},
@@ -511,6 +512,8 @@ async fn route(
                     local(status, reason)
                 }
                 CompiledAction::Forward(ups) => {
+                    // The body also feeds the route's request mirrors, if any.
+                    let mut req = req.map(mirror::Tee::new);
                     if let Some(g) = &gateway {
                         let valid: u64 = ups.iter().map(|(_, w)| u64::from(*w)).sum();
                         if gateway_filters::takes_invalid_share(g.invalid_weight, valid) {
@@ -533,6 +536,13 @@ async fn route(
                                 return local(StatusCode::INTERNAL_SERVER_ERROR, "rewrite");
                             };
                             *req.uri_mut() = Uri::from(pq);
+                        }
+                        if !asks_upgrade(&req) {
+                            for (up, numerator, denominator) in &route.mirrors {
+                                if mirror::sampled(*numerator, *denominator) {
+                                    spawn_mirror(shared, &mut req, up, &route.policy, host, out);
+                                }
+                            }
                         }
                     }
                     match canary_step(route, ups, req.headers()).or_else(|| choose_weighted(ups)) {
@@ -569,7 +579,19 @@ async fn route(
                                     Some(routed),
                                 );
                             }
-                            let resp = forward(shared, req, up, &route.policy, host, out).await;
+                            let sent = forward(shared, req, up, &route.policy, host, out);
+                            let timeout = gateway.as_ref().and_then(|g| g.request_timeout);
+                            let resp = match timeout {
+                                // HTTPRoute `timeouts.request`: 504 once it expires.
+                                Some(d) => match tokio::time::timeout(d, sent).await {
+                                    Ok(resp) => resp,
+                                    Err(_) => {
+                                        out.reason = Some("HTTPRoute timeouts.request".into());
+                                        local(StatusCode::GATEWAY_TIMEOUT, "request timeout")
+                                    }
+                                },
+                                None => sent.await,
+                            };
                             let mut resp =
                                 Box::pin(intercepted(shared, intercept, resp, route, host, out))
                                     .await;
@@ -630,6 +652,33 @@ async fn route(
             local(StatusCode::NOT_FOUND, reason)
         }
     }
+}
+
+/// Sends a copy of `req` (as it is now, with a copy of its body from here on) to `up` on its
+/// own task: fire-and-forget, as `RequestMirror` asks; the answer is read and dropped.
+fn spawn_mirror(
+    shared: &Arc<Shared>,
+    req: &mut Request<mirror::Tee<Incoming>>,
+    up: &Arc<UpstreamRuntime>,
+    policy: &Arc<RoutePolicy>,
+    host: &str,
+    out: &Outcome,
+) {
+    let hint = hyper::body::Body::size_hint(req.body());
+    let body = req.body_mut().copy().with_hint(hint);
+    let mut copy = Request::new(body);
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    let (shared, up, policy) = (Arc::clone(shared), Arc::clone(up), Arc::clone(policy));
+    let host = host.to_string();
+    let mut mirror_out = Outcome::new(out.client.clone());
+    mirror_out.tls = out.tls;
+    tokio::spawn(async move {
+        let resp = forward(&shared, copy, &up, &policy, &host, &mut mirror_out).await;
+        let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
+    });
 }
 
 /// What the client gets for `resp`: the error backend's answer when the route's
@@ -985,6 +1034,19 @@ where
     let clients =
         (t.connect.is_some() || t.send.is_some()).then(|| shared.clients_for(t.connect, t.send));
     let clients = clients.as_ref().unwrap_or(&shared.clients);
+    // A BackendTLSPolicy's backend: its own, verified connections.
+    let verified;
+    let clients = match &up.tls {
+        None => clients,
+        Some(Ok(v)) => {
+            verified = clients.verified(v);
+            &verified
+        }
+        Some(Err(why)) => {
+            out.reason = Some(format!("backend TLS cannot be set up: {why}"));
+            return local(StatusCode::BAD_GATEWAY, "backend TLS cannot be set up");
+        }
+    };
     let client_ip = out.client.addr;
     let upstream_label = UpstreamLabels {
         upstream: Arc::clone(&up.label),

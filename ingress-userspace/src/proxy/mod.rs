@@ -29,6 +29,7 @@ pub mod listener;
 pub mod listener_set;
 pub mod liveness;
 pub mod metrics;
+pub mod mirror;
 pub mod misdirected;
 pub mod next_upstream;
 pub mod normalize;

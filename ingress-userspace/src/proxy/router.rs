@@ -95,6 +95,8 @@ pub struct CompiledRoute<U> {
     pub errors: Option<CompiledErrors<U>>,
     /// The regex `rewrite-target` is applied with ([`super::rewrite::compile`]).
     pub rewrite: Option<Regex>,
+    /// Gateway API `RequestMirror` filters: `(backend, numerator, denominator)`.
+    pub mirrors: Vec<(U, u32, u32)>,
 }
 
 #[derive(Debug)]
@@ -364,10 +366,18 @@ fn compile_route<U>(
         intercept: e.intercept.clone(),
     });
     let rewrite = super::rewrite::compile(&matched, route.policy.rewrite.target.as_deref());
+    let mirrors = route
+        .policy
+        .gateway
+        .iter()
+        .flat_map(|g| &g.mirrors)
+        .map(|m| (resolve(&m.upstream), m.numerator, m.denominator))
+        .collect();
     Ok(CompiledRoute {
         errors,
         canary,
         rewrite,
+        mirrors,
         path: route.matches.path.clone(),
         matcher,
         action,

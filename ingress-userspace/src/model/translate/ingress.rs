@@ -663,6 +663,7 @@ impl<'a> L7Builder<'a> {
             load_balancing,
             affinity,
             service_upstream,
+            tls: None,
         });
         variants.push(u.clone());
         Ok(u)

@@ -78,7 +78,7 @@ fn listener<'a>(s: &'a Snapshot, gw: &str, name: &str) -> &'a crate::model::List
 }
 
 fn parent<'a>(s: &'a Snapshot, kind: ObjectKind, name: &str) -> &'a [StatusCondition] {
-    &s.gateway_status.l4_routes[&ObjectRef::new(kind, "app", name)][0].conditions
+    &s.gateway_status.routes[&ObjectRef::new(kind, "app", name)][0].conditions
 }
 
 fn l4<'a>(s: &'a Snapshot, id: &str) -> Option<&'a L4Service> {

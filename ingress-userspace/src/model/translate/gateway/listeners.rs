@@ -125,7 +125,7 @@ pub struct Listener<'a> {
     /// `TCP` or `UDP`: served by the XDP path.
     pub l4: Option<crate::model::L4Protocol>,
     /// Route kinds it takes: `allowedRoutes.kinds` of those its protocol supports (by
-    /// default the protocol's kind).
+    /// default all of them: HTTPRoute and GRPCRoute on HTTP and HTTPS listeners).
     pub route_kinds: Vec<String>,
     /// Accepted and programmed: its routes are served.
     pub served: bool,
@@ -353,35 +353,41 @@ fn listener_port(port: i32, https: bool, ports: ProxyPorts) -> Result<u16, Strin
     }
 }
 
-/// The route kind a listener protocol takes (Gateway API v1 `Listener.protocol`).
-pub fn route_kind_of(protocol: &str) -> Option<&'static str> {
+/// The route kinds a listener protocol takes (Gateway API v1 `Listener.protocol`; GRPCRoute
+/// on HTTP and HTTPS listeners as `GRPCRouteSpec` says).
+pub fn route_kinds_of(protocol: &str) -> &'static [&'static str] {
     match protocol {
-        "HTTP" | "HTTPS" => Some("HTTPRoute"),
-        "TLS" => Some("TLSRoute"),
-        "TCP" => Some("TCPRoute"),
-        "UDP" => Some("UDPRoute"),
-        _ => None,
+        "HTTP" | "HTTPS" => &["HTTPRoute", "GRPCRoute"],
+        "TLS" => &["TLSRoute"],
+        "TCP" => &["TCPRoute"],
+        "UDP" => &["UDPRoute"],
+        _ => &[],
     }
 }
 
-/// `supportedKinds` (the protocol's route kind unless `allowedRoutes.kinds` leaves it out)
+/// `supportedKinds` (the protocol's route kinds unless `allowedRoutes.kinds` leaves them out)
 /// and whether every kind listed is one the listener's protocol takes.
 fn supported_kinds(l: &GatewayListeners) -> (Vec<(String, String)>, bool) {
-    let Some(own) = route_kind_of(&l.protocol) else {
+    let own = route_kinds_of(&l.protocol);
+    if own.is_empty() {
         return (Vec::new(), true);
+    }
+    let all = || {
+        own.iter()
+            .map(|k| (GROUP.to_string(), k.to_string()))
+            .collect()
     };
-    let own_kind = || (GROUP.to_string(), own.to_string());
     let listed = l.allowed_routes.as_ref().and_then(|a| a.kinds.as_ref());
     match listed {
-        None => (vec![own_kind()], true),
-        Some(kinds) if kinds.is_empty() => (vec![own_kind()], true),
+        None => (all(), true),
+        Some(kinds) if kinds.is_empty() => (all(), true),
         Some(kinds) => {
             let mut ok = true;
             let mut out = Vec::new();
             for k in kinds {
                 let group = k.group.as_deref().unwrap_or(GROUP);
-                if group == GROUP && k.kind == own {
-                    out.push(own_kind());
+                if group == GROUP && own.contains(&k.kind.as_str()) {
+                    out.push((GROUP.to_string(), k.kind.clone()));
                 } else {
                     ok = false;
                 }

@@ -8,20 +8,26 @@
 //! - [`matching`]: HTTPRoute matches and the precedence across routes.
 //! - [`filters`]: header modifiers, redirect, URL rewrite.
 //! - [`backends`]: weighted backendRefs; unresolvable shares answer 500.
+//! - [`backend_tls`]: BackendTLSPolicies: verified TLS to the Services they target.
+//! - [`grpc`]: GRPCRoutes, read as the HTTPRoutes they are equivalent to.
 //! - [`reference_grant`]: cross-namespace permission.
 //! - [`l4`]: TCPRoute and UDPRoute on TCP/UDP listeners, as L4 services of the XDP path.
 //! - [`ports`]: which listener holds which port, for every protocol.
 //! - [`tls_passthrough`]: TLSRoute on TLS passthrough listeners, as the proxy's SNI table.
+//! - [`timeouts`]: `rules[].timeouts` (request, backendRequest).
 
 pub mod attachment;
+pub mod backend_tls;
 pub mod backends;
 pub mod filters;
+pub mod grpc;
 pub mod hostnames;
 pub mod l4;
 pub mod listeners;
 pub mod matching;
 pub mod ports;
 pub mod reference_grant;
+pub mod timeouts;
 pub mod tls_passthrough;
 
 #[cfg(test)]
@@ -41,9 +47,9 @@ pub use listeners::{PortRange, ProxyPorts};
 use super::{diagnostics::Diagnostics, endpoints::EndpointIndex, tls::TlsCache};
 use crate::{
     model::{
-        GatewayApiStatus, GatewayStatusOut, L7Config, ListenerProtocol, ObjectKind, ObjectRef,
-        PathMatch, PathModifier, Route, RouteAction, RouteOrigin, RoutePolicy, StatusCondition,
-        TlsCertificate, VirtualHost,
+        BackendProtocol, GatewayApiStatus, GatewayStatusOut, L7Config, ListenerProtocol,
+        ObjectKind, ObjectRef, PathMatch, PathModifier, Route, RouteAction, RouteOrigin,
+        RoutePolicy, StatusCondition, TlsCertificate, VirtualHost,
     },
     store::{Key, Objects},
 };
@@ -168,29 +174,107 @@ pub fn translate(
         hosts.dedup();
     }
     // Routes: attachment, status, and the routes they add.
+    let policies = backend_tls::Policies::read(objects);
+    // A policy not as written says so where Events and `explain` look.
+    for p in policies.all.values() {
+        for c in p.conditions.iter().filter(|c| !c.status) {
+            diags.error(&p.object, &c.reason, c.message.clone());
+        }
+    }
     let mut cache = HashMap::new();
     let mut routes: Vec<(String, Route)> = Vec::new();
-    for (key, hr) in &objects.http_routes {
-        let oref = ObjectRef::new(
-            ObjectKind::HTTPRoute,
-            key.namespace.clone(),
-            key.name.clone(),
+    let mut grpc_routes = Vec::new();
+    for (key, gr) in &objects.grpc_routes {
+        match grpc::as_http_route(gr) {
+            Ok(hr) => grpc_routes.push((key, hr)),
+            Err(e) => {
+                let oref = ObjectRef::new(ObjectKind::GRPCRoute, &key.namespace, &key.name);
+                diags.error(&oref, "InvalidRoute", format!("not served: {e}"));
+            }
+        }
+    }
+    let all = (objects.http_routes.iter())
+        .map(|(k, r)| (ObjectKind::HTTPRoute, k, &**r))
+        .chain(
+            grpc_routes
+                .iter()
+                .map(|(k, r)| (ObjectKind::GRPCRoute, *k, r)),
         );
-        let attached = attachment::attach(hr, key, &mut gateways, objects);
+    let attached: Vec<_> = all
+        .map(|(kind, key, hr)| {
+            let a = attachment::attach(hr, kind, key, &mut gateways, objects);
+            (kind, key, hr, a)
+        })
+        .collect();
+    let lost = kind_conflicts(&attached, &mut gateways);
+    for (kind, key, hr, mut attached) in attached {
+        let oref = ObjectRef::new(kind, key.namespace.clone(), key.name.clone());
         if attached.parents.is_empty() {
             continue;
         }
         let generation = hr.metadata.generation.unwrap_or(0);
+        // Lost to a route of the other kind on a Gateway: not served through it.
+        let lost_on: Vec<Key> = (lost.iter())
+            .filter(|(k, r, _)| *k == kind && *r == key)
+            .map(|(_, _, gw)| gw.clone())
+            .collect();
+        if !lost_on.is_empty() {
+            attached.hostnames = attached.hostnames_without(&lost_on);
+            for p in &mut attached.parents {
+                let gw = Key::new(
+                    p.parent_ref
+                        .namespace
+                        .clone()
+                        .unwrap_or_else(|| key.namespace.clone()),
+                    p.parent_ref.name.clone(),
+                );
+                if lost_on.contains(&gw) && p.accepted.status {
+                    p.accepted = StatusCondition::new(
+                        "Accepted",
+                        false,
+                        "HostnameConflict",
+                        "an older HTTPRoute or GRPCRoute serves a hostname of this route on the same listener",
+                        generation,
+                    );
+                }
+            }
+        }
+        let used = std::cell::RefCell::new(std::collections::BTreeSet::new());
         let built = build_routes(
             hr,
             key,
             &oref,
+            (&policies, &used),
             objects,
             endpoints,
             &mut cache,
             &mut out.services,
             diags,
         );
+        // The policies this route's backends use get an ancestor per Gateway it is on.
+        for policy in used.into_inner() {
+            let Some(p) = policies.all.get(&policy) else {
+                continue;
+            };
+            let ancestors = out.status.policies.entry(policy).or_default();
+            for parent in attached.parents.iter().filter(|p| p.accepted.status) {
+                let ancestor = crate::model::ParentRef {
+                    namespace: Some(
+                        (parent.parent_ref.namespace.clone())
+                            .unwrap_or_else(|| key.namespace.clone()),
+                    ),
+                    section_name: None,
+                    port: None,
+                    ..parent.parent_ref.clone()
+                };
+                if !ancestors.iter().any(|a| a.parent_ref == ancestor) {
+                    ancestors.push(crate::model::RouteParentStatus {
+                        parent_ref: ancestor,
+                        conditions: p.conditions.clone(),
+                    });
+                }
+            }
+        }
         let resolved = match &built.problem {
             Some((reason, msg)) => {
                 StatusCondition::new("ResolvedRefs", false, reason, msg.clone(), generation)
@@ -221,7 +305,7 @@ pub fn translate(
                 conditions,
             });
         }
-        out.status.http_routes.insert(oref, parents);
+        out.status.routes.insert(oref, parents);
         for (host, via) in attached.hostnames {
             // A route attached to HTTP listeners only is not served over TLS, and the
             // reverse; and only on its listeners' ports (the proxy keys routes by host).
@@ -245,7 +329,7 @@ pub fn translate(
         endpoints,
         &mut out.services,
         diags,
-        &mut out.status.l4_routes,
+        &mut out.status.routes,
     );
     out.sni = tls_passthrough::translate(
         objects,
@@ -254,7 +338,7 @@ pub fn translate(
         &mut cache,
         &mut out.services,
         diags,
-        &mut out.status.l4_routes,
+        &mut out.status.routes,
     );
     routes.sort_by_cached_key(|(h, r)| (h.clone(), matching::precedence(&r.matches, &r.origin)));
     for (host, r) in routes {
@@ -326,6 +410,64 @@ pub fn gateway_conditions(
     conditions
 }
 
+/// The spec's rule for an HTTPRoute and a GRPCRoute on one listener with a hostname in common
+/// (`GrpcRouteSpec.hostnames`): exactly one is accepted, the older, then the first by
+/// `namespace/name`. Returns `(kind, route, Gateway)` for each route that lost on a listener of
+/// that Gateway; their listeners' `attachedRoutes` no longer count them.
+fn kind_conflicts<'a>(
+    attached: &[(ObjectKind, &'a Key, &HttpRoute, attachment::Attached)],
+    gateways: &mut attachment::Gateways<'_>,
+) -> Vec<(ObjectKind, &'a Key, Key)> {
+    let age = |hr: &HttpRoute, key: &Key| {
+        let created = (hr.metadata.creation_timestamp.as_ref()).map(|t| t.0.as_second());
+        (
+            created.unwrap_or(0),
+            key.namespace.clone(),
+            key.name.clone(),
+        )
+    };
+    let mut lost: Vec<(ObjectKind, &'a Key, Key)> = Vec::new();
+    let grpc = attached.iter().filter(|a| a.0 == ObjectKind::GRPCRoute);
+    for (gk, gkey, ghr, ga) in grpc {
+        for (hk, hkey, hhr, ha) in attached.iter().filter(|a| a.0 == ObjectKind::HTTPRoute) {
+            for (gw, li, _, ghosts) in &ga.listeners {
+                let clash = ha.listeners.iter().any(|(gw2, li2, _, hhosts)| {
+                    gw2 == gw
+                        && li2 == li
+                        && ghosts
+                            .iter()
+                            .any(|g| hhosts.iter().any(|h| hostnames::overlap(g, h)))
+                });
+                if !clash {
+                    continue;
+                }
+                let loser = if age(ghr, gkey) < age(hhr, hkey) {
+                    (*hk, *hkey, gw.clone())
+                } else {
+                    (*gk, *gkey, gw.clone())
+                };
+                if !lost.contains(&loser) {
+                    lost.push(loser);
+                }
+            }
+        }
+    }
+    for (kind, key, gw) in &lost {
+        let Some((_, _, statuses)) = gateways.get_mut(gw) else {
+            continue;
+        };
+        let a = attached.iter().find(|a| a.0 == *kind && a.1 == *key);
+        for (g, li, _, _) in a.iter().flat_map(|a| &a.3.listeners) {
+            if g == gw
+                && let Some(s) = statuses.get_mut(*li)
+            {
+                s.attached_routes = (s.attached_routes - 1).max(0);
+            }
+        }
+    }
+    lost
+}
+
 /// The routes of one HTTPRoute (one per rule and match, host-independent), the first
 /// unresolvable backend, and the first rule that cannot be served.
 struct Built {
@@ -339,9 +481,13 @@ fn build_routes(
     hr: &HttpRoute,
     key: &Key,
     oref: &ObjectRef,
+    (policies, used): (
+        &backend_tls::Policies,
+        &std::cell::RefCell<std::collections::BTreeSet<ObjectRef>>,
+    ),
     objects: &Objects,
     endpoints: &EndpointIndex<'_>,
-    cache: &mut HashMap<(Key, i32), Arc<crate::model::Upstream>>,
+    cache: &mut HashMap<backends::CacheKey, Arc<crate::model::Upstream>>,
     services: &mut HashSet<Key>,
     diags: &mut Diagnostics,
 ) -> Built {
@@ -356,9 +502,26 @@ fn build_routes(
         problem: None,
         unsupported: None,
     };
+    // gRPC backends speak HTTP/2 (h2c; TLS by a BackendTLSPolicy).
+    let from = match oref.kind {
+        ObjectKind::GRPCRoute => backends::Referrer {
+            namespace: &key.namespace,
+            kind: "GRPCRoute",
+            protocol: BackendProtocol::Grpc,
+            policies,
+            used,
+        },
+        _ => backends::Referrer {
+            namespace: &key.namespace,
+            kind: "HTTPRoute",
+            protocol: BackendProtocol::Http,
+            policies,
+            used,
+        },
+    };
     let default_match = [Default::default()];
     for (ri, rule) in hr.spec.rules.iter().flatten().enumerate() {
-        let mut gp = match filters::policy(rule.filters.as_deref().unwrap_or_default()) {
+        let (mut gp, mirrors) = match filters::policy(rule.filters.as_deref().unwrap_or_default()) {
             Ok(p) => p,
             Err(e) => {
                 diags.error(
@@ -370,8 +533,43 @@ fn build_routes(
                 continue;
             }
         };
+        let t = rule.timeouts.as_ref();
+        let timeouts = match timeouts::rule(
+            t.and_then(|t| t.request.as_deref()),
+            t.and_then(|t| t.backend_request.as_deref()),
+        ) {
+            Ok(t) => t,
+            Err(e) => {
+                diags.error(
+                    oref,
+                    "UnsupportedValue",
+                    format!("rule {ri}: {e}; rule not served"),
+                );
+                built.unsupported.get_or_insert(format!("rule {ri}: {e}"));
+                continue;
+            }
+        };
+        gp.request_timeout = timeouts.request;
+        for m in mirrors {
+            match backends::one(&from, &m.backend, objects, endpoints, cache, services) {
+                Ok(upstream) => gp.mirrors.push(crate::model::RequestMirror {
+                    upstream,
+                    numerator: m.numerator,
+                    denominator: m.denominator,
+                }),
+                Err((reason, msg)) => {
+                    // The rule is served; only the copies are not made.
+                    diags.error(
+                        oref,
+                        reason,
+                        format!("rule {ri}: RequestMirror: {msg}; not mirrored"),
+                    );
+                    built.problem.get_or_insert((reason, msg));
+                }
+            }
+        }
         let b = backends::resolve(
-            &key.namespace,
+            &from,
             rule.backend_refs.as_deref().unwrap_or_default(),
             objects,
             endpoints,
@@ -415,9 +613,20 @@ fn build_routes(
         );
         let policy = Arc::new(RoutePolicy {
             ssl_redirect: Some(false),
+            // `backendRequest`: each try's wait for the backend's answer (the read timeout;
+            // unset or `0s`: the proxy's).
+            timeouts: crate::model::Timeouts {
+                read: timeouts.backend_request,
+                ..Default::default()
+            },
             // URLRewrite's hostname is the Host the backend sees (`upstream-vhost`'s job).
             rewrite: crate::model::Rewrite {
                 upstream_vhost: gp.rewrite.as_ref().and_then(|r| r.hostname.clone()),
+                ..Default::default()
+            },
+            // CORS: the proxy's one decision ([`crate::proxy::cors`]) reads it here.
+            response: crate::model::ResponsePolicy {
+                cors: gp.cors.take(),
                 ..Default::default()
             },
             gateway: Some(Arc::new(gp)),
