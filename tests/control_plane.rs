@@ -129,10 +129,12 @@ fn default_objects_json() -> Vec<Value> {
                     Object::GatewayClass(o) => serde_json::to_value(&*o),
                     Object::Gateway(o) => serde_json::to_value(&*o),
                     Object::HTTPRoute(o) => serde_json::to_value(&*o),
+                    Object::GRPCRoute(o) => serde_json::to_value(&*o),
                     Object::ReferenceGrant(o) => serde_json::to_value(&*o),
                     Object::TCPRoute(o) => serde_json::to_value(&*o),
                     Object::UDPRoute(o) => serde_json::to_value(&*o),
                     Object::TLSRoute(o) => serde_json::to_value(&*o),
+                    Object::BackendTLSPolicy(o) => serde_json::to_value(&*o),
                 }
                 .unwrap(),
             );
@@ -1200,7 +1202,7 @@ async fn gateway_api_objects_are_served_and_get_status() {
         "metadata": {"name": "gw", "namespace": "default", "generation": 2},
         "spec": {"gatewayClassName": "xdp", "listeners": [
             {"name": "http", "port": 80, "protocol": "HTTP"},
-            {"name": "alt", "port": 8080, "protocol": "HTTP"}]}}),
+            {"name": "alt", "port": 30080, "protocol": "HTTP"}]}}),
     );
     api.put(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"},
         "spec": {"ports": [{"port": 8080}]}}));
@@ -1210,6 +1212,17 @@ async fn gateway_api_objects_are_served_and_get_status() {
             "rules": [{"backendRefs": [{"name": "web", "port": 8080}]}]},
         "status": {"parents": [{"controllerName": "example.com/other", "parentRef": {"name": "elsewhere"}, "conditions": []}]}});
     api.put(route.clone());
+    api.put(json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GRPCRoute",
+        "metadata": {"name": "g", "namespace": "default", "generation": 3},
+        "spec": {"parentRefs": [{"name": "gw", "sectionName": "http"}], "hostnames": ["grpc.example"],
+            "rules": [{"matches": [{"method": {"service": "pkg.Svc"}}],
+                "backendRefs": [{"name": "web", "port": 8080}]}]},
+        "status": {"parents": [{"controllerName": "example.com/other", "parentRef": {"name": "elsewhere"}, "conditions": []}]}}));
+    api.put(json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "BackendTLSPolicy",
+        "metadata": {"name": "web-tls", "namespace": "default", "generation": 2},
+        "spec": {"targetRefs": [{"group": "", "kind": "Service", "name": "web"}],
+            "validation": {"wellKnownCACertificates": "System", "hostname": "web.internal"}},
+        "status": {"ancestors": [{"controllerName": "example.com/other", "ancestorRef": {"name": "elsewhere"}, "conditions": []}]}}));
 
     let cfg = TranslateConfig {
         publish_addresses: vec!["198.18.0.10".into()],
@@ -1260,7 +1273,7 @@ async fn gateway_api_objects_are_served_and_get_status() {
             let st = &o["status"];
             cond(&st["conditions"], "Programmed") == pair("True", "Programmed")
                 && st["addresses"] == json!([{"type": "IPAddress", "value": "198.18.0.10"}])
-                && st["listeners"][0]["attachedRoutes"] == 1
+                && st["listeners"][0]["attachedRoutes"] == 2
                 && cond(&st["listeners"][1]["conditions"], "Accepted")
                     == pair("False", "PortUnavailable")
                 && st["conditions"][0]["observedGeneration"] == 2
@@ -1282,6 +1295,37 @@ async fn gateway_api_objects_are_served_and_get_status() {
                     && cond(&p["conditions"], "ResolvedRefs") == pair("True", "ResolvedRefs")
                     && p["conditions"][0]["observedGeneration"] == 5
                     && p["parentRef"]["sectionName"] == "http"
+            })
+    })
+    .await;
+    // A GRPCRoute gets its status as an HTTPRoute does, other controllers' entries kept.
+    eventually("GRPCRoute accepted", || {
+        api.get("grpcroutes", "default", "g").is_some_and(|o| {
+            ours(&o).is_some_and(|p| {
+                cond(&p["conditions"], "Accepted") == pair("True", "Accepted")
+                    && p["conditions"][0]["observedGeneration"] == 3
+            }) && o["status"]["parents"]
+                .as_array()
+                .is_some_and(|p| p.len() == 2)
+        })
+    })
+    .await;
+    // The BackendTLSPolicy its backend uses: an ancestor for the Gateway, others kept.
+    eventually("BackendTLSPolicy ancestor", || {
+        api.get("backendtlspolicies", "default", "web-tls")
+            .is_some_and(|o| {
+                let a = o["status"]["ancestors"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                a.len() == 2
+                    && a.iter().any(|a| {
+                        a["controllerName"] == "xdp-ingress.dev/controller"
+                            && a["ancestorRef"]["name"] == "gw"
+                            && a["ancestorRef"]["kind"] == "Gateway"
+                            && cond(&a["conditions"], "Accepted") == pair("True", "Accepted")
+                            && a["conditions"][0]["observedGeneration"] == 2
+                    })
             })
     })
     .await;

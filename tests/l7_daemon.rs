@@ -270,3 +270,250 @@ spec:
     }
     assert_eq!(refused, BTreeSet::from(["127.0.0.1", "198.18.0.2"]));
 }
+
+/// One HTTP/1.1 exchange on an open keep-alive connection: the status code and the body
+/// (`Content-Length` or chunked). Bounded by the socket's read timeout.
+fn exchange(s: &mut std::net::TcpStream, host: &str, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())?;
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad head: {head}")))?;
+    let header = |name: &str| {
+        head.lines().find_map(|l| {
+            l.strip_prefix(&format!("{name}:"))
+                .map(|v| v.trim().to_string())
+        })
+    };
+    let mut body = Vec::new();
+    if let Some(n) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        body.resize(n, 0);
+        s.read_exact(&mut body)?;
+    } else if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        while !body.ends_with(b"0\r\n\r\n") {
+            if s.read(&mut byte)? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            body.push(byte[0]);
+        }
+    }
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// A keep-alive connection from the client namespace (reads time out after `timeout`).
+fn keep_alive(topo: &Topology, addr: &str, timeout: Duration) -> std::net::TcpStream {
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let s = topo
+        .client
+        .enter(move || std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)))
+        .expect("connects");
+    s.set_read_timeout(Some(timeout)).unwrap();
+    s
+}
+
+/// Writes `name` into `dir` whole (the watcher never reads half a file).
+fn put(dir: &std::path::Path, name: &str, yaml: &str) {
+    let tmp = dir.with_extension(format!("{name}.tmp"));
+    std::fs::write(&tmp, yaml).unwrap();
+    std::fs::rename(&tmp, dir.join(name)).unwrap();
+}
+
+/// Issue 15, listener ports follow the Gateways. A Gateway serves `web.test` on the proxy's
+/// port 80; a second Gateway adds an HTTP listener on another port: the daemon opens it
+/// (served, with only that Gateway's routes: Gateway API routes attach to listeners), then
+/// closes it when the Gateway goes: new connections are refused, the request in flight on it
+/// finishes and its connection is then closed. A keep-alive connection on port 80 carries
+/// requests before, during and after, never dropped.
+#[test]
+fn daemon_opens_and_closes_gateway_listener_ports_without_dropping_others() {
+    if !testbed::require_root() {
+        return;
+    }
+    let bin = testbed::built_xdp_ingress_bin();
+    let topo = Topology::new(1).expect("topology");
+    let pod = &topo.pods[0];
+    let _pod = HttpBackend::start_in(&pod.ns, "0.0.0.0:8080".parse().unwrap(), &pod.name).unwrap();
+    // Inside the default --gateway-listener-ports, per run (the node namespace is ours alone).
+    let port = 20000 + (std::process::id() % 10000) as u16;
+    let gateway = |name: &str, port: u16, host: &str| {
+        format!(
+            r#"apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: {name}, namespace: default}}
+spec:
+  gatewayClassName: xdp
+  listeners: [{{name: http, port: {port}, protocol: HTTP}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: {name}, namespace: default}}
+spec:
+  parentRefs: [{{name: {name}}}]
+  hostnames: [{host}]
+  rules: [{{backendRefs: [{{name: web, port: 80}}]}}]
+"#
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    put(
+        dir.path(),
+        "base.yaml",
+        &format!(
+            r#"apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: xdp}}
+spec: {{controllerName: xdp-ingress.dev/controller}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: default}}
+spec:
+  ports: [{{name: http, port: 80, targetPort: 8080}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: web-1, namespace: default, labels: {{kubernetes.io/service-name: web}}}}
+addressType: IPv4
+ports: [{{name: http, port: 8080, protocol: TCP}}]
+endpoints:
+- {{addresses: ["{}"], conditions: {{ready: true}}}}
+---
+{}"#,
+            pod.v4,
+            gateway("web", 80, "web.test")
+        ),
+    );
+    let mut cmd = topo.node.cmd(&bin.display().to_string());
+    cmd.arg("run")
+        .arg("--no-xdp")
+        .arg("--manifests")
+        .arg(dir.path())
+        .args([
+            "--metrics-addr",
+            "198.18.0.2:9100",
+            "--access-log-format",
+            "off",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _daemon = KillOnDrop::spawn(&mut cmd).expect("daemon starts");
+    let curl = |args: &[&str]| topo.client.run("curl", args);
+    let status = |host: &str, url: &str| {
+        curl(&[
+            "-s",
+            "-m",
+            "2",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            &format!("Host: {host}"),
+            url,
+        ])
+    };
+    let until = |what: &str, f: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !f() {
+            assert!(Instant::now() < deadline, "never: {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let alt_url = format!("http://198.18.0.2:{port}/");
+    until("web.test served on 80", &|| {
+        status("web.test", "http://198.18.0.2/").is_ok_and(|s| s == "200")
+    });
+    let mut keep = keep_alive(&topo, "198.18.0.2:80", Duration::from_secs(10));
+    let pod_of = |(code, body): (u16, String)| {
+        assert_eq!(code, 200, "{body}");
+        let v: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        v["pod"].as_str().unwrap_or_default().to_string()
+    };
+    assert_eq!(
+        pod_of(exchange(&mut keep, "web.test", "/before").unwrap()),
+        pod.name
+    );
+
+    // Added: the port opens and serves its Gateway's routes only.
+    put(dir.path(), "alt.yaml", &gateway("alt", port, "alt.test"));
+    until("the new listener serves alt.test", &|| {
+        status("alt.test", &alt_url).is_ok_and(|s| s == "200")
+    });
+    assert_eq!(
+        status("web.test", &alt_url).unwrap(),
+        "404",
+        "web's route is on port 80 only"
+    );
+    assert_eq!(
+        status("alt.test", "http://198.18.0.2/").unwrap(),
+        "404",
+        "alt's route is on port {port} only"
+    );
+    assert_eq!(
+        pod_of(exchange(&mut keep, "web.test", "/during").unwrap()),
+        pod.name
+    );
+
+    // Removed while a request is in flight on it.
+    let mut on_alt = keep_alive(
+        &topo,
+        &format!("198.18.0.2:{port}"),
+        Duration::from_secs(15),
+    );
+    assert_eq!(
+        pod_of(exchange(&mut on_alt, "alt.test", "/first").unwrap()),
+        pod.name
+    );
+    let slow = std::thread::spawn(move || {
+        let got = exchange(&mut on_alt, "alt.test", "/delay/3000");
+        (got, on_alt)
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let removed = Instant::now();
+    std::fs::remove_file(dir.path().join("alt.yaml")).unwrap();
+    // curl fails to connect (its code 000).
+    until("the listener is closed", &|| {
+        status("alt.test", &alt_url).map_or(true, |s| s == "000")
+    });
+    assert!(
+        removed.elapsed() < Duration::from_millis(2500),
+        "closed only after the slow request could have finished: the drain is not tested"
+    );
+    let (got, mut on_alt) = slow.join().unwrap();
+    assert_eq!(
+        pod_of(got.expect("the request in flight finishes")),
+        pod.name
+    );
+    // Then its connection is closed (gracefully: after the response).
+    let mut rest = [0u8; 1];
+    assert!(
+        matches!(std::io::Read::read(&mut on_alt, &mut rest), Ok(0)),
+        "the closed listener's connection stays open"
+    );
+    // The keep-alive connection on 80 is still the same connection, still served.
+    assert_eq!(
+        pod_of(exchange(&mut keep, "web.test", "/after").unwrap()),
+        pod.name
+    );
+    // And the port opens again when a Gateway asks again.
+    put(dir.path(), "alt.yaml", &gateway("alt", port, "alt.test"));
+    until("the listener is back", &|| {
+        status("alt.test", &alt_url).is_ok_and(|s| s == "200")
+    });
+    assert_eq!(
+        pod_of(exchange(&mut keep, "web.test", "/again").unwrap()),
+        pod.name
+    );
+}

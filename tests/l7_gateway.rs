@@ -5,10 +5,10 @@
 //! and each case checks what the client gets (status, `Location`, headers) and what the pod
 //! receives (path, `Host`, headers).
 //!
-//! Two things differ from a conformance run, both forced by the bed: every Gateway listener
-//! port (80, 443) is mapped to the proxy's own port, which the test picks at random, so a
-//! redirect that keeps the listener port names that port; and requests name `gw.example`
-//! where the suite sends the Gateway's address.
+//! Two things differ from a conformance run, both forced by the bed: Gateway listener ports
+//! 80 and 443 are mapped to the proxy's own ports and 8080 to a port the proxy opens for
+//! Gateways, all picked at random, so a redirect that keeps the listener port names that
+//! port; and requests name `gw.example` where the suite sends the Gateway's address.
 
 mod l7common;
 
@@ -28,6 +28,9 @@ const BACKENDS: &[(&str, &str)] = &[
     ("gateway-conformance-app-backend", "app-backend-v1"),
     ("gateway-conformance-app-backend", "app-backend-v2"),
     ("gateway-conformance-web-backend", "web-backend"),
+    ("gateway-conformance-infra", "grpc-infra-backend-v1"),
+    ("gateway-conformance-infra", "grpc-infra-backend-v2"),
+    ("gateway-conformance-infra", "grpc-infra-backend-v3"),
 ];
 
 const V1: &str = "infra-backend-v1";
@@ -115,7 +118,8 @@ endpoints:
 }
 
 /// Every document of `yaml` with the class name filled in and the Gateways' listener ports
-/// 80 and 443 mapped to the proxy's.
+/// 80 and 443 mapped to the proxy's, and 8080 to the port the proxy may open for Gateways
+/// (`ports.gateway_range`, one port per bed).
 fn localize(yaml: &str, ports: ProxyPorts) -> String {
     use serde::Deserialize;
     let yaml = yaml.replace("{GATEWAY_CLASS_NAME}", "xdp");
@@ -132,6 +136,7 @@ fn localize(yaml: &str, ports: ProxyPorts) -> String {
                 let port = match l["port"].as_u64() {
                     Some(80) => ports.http,
                     Some(443) => ports.https,
+                    Some(8080) => ports.gateway_range.first,
                     _ => continue,
                 };
                 l["port"] = port.into();
@@ -148,6 +153,8 @@ struct Bed {
     pod_addrs: BTreeMap<&'static str, SocketAddr>,
     proxy: TestProxy,
     client: Http1,
+    /// Where Gateway listeners on port 8080 go: a port free when the bed started.
+    alt_port: u16,
 }
 
 impl Bed {
@@ -163,13 +170,30 @@ impl Bed {
             pod_addrs,
             proxy: TestProxy::start(TestProxy::quiet_args()).await,
             client: http1_client(),
+            alt_port: std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port(),
         }
+    }
+
+    /// The pod of base Service `name`.
+    fn pod(&self, name: &str) -> &HttpBackend {
+        let i = BACKENDS
+            .iter()
+            .position(|(_, n)| *n == name)
+            .expect("a base Service");
+        &self._pods[i]
     }
 
     fn ports(&self) -> ProxyPorts {
         ProxyPorts {
             http: self.proxy.http().port(),
             https: self.proxy.https().port(),
+            gateway_range: xdp_ingress::model::translate::gateway::PortRange {
+                first: self.alt_port,
+                last: self.alt_port,
+            },
         }
     }
 
@@ -210,8 +234,11 @@ struct Case {
     gets_no: Vec<&'static str>,
     /// `BackendSetResponseHeaders`: what the pod adds to its answer (`X-Echo-Set-Header`).
     backend_sets: Vec<(&'static str, &'static str)>,
-    /// `RedirectRequest` as the whole `Location`; `{P}` stands for the proxy's HTTP port.
+    /// `RedirectRequest` as the whole `Location`; `{P}` stands for the proxy's HTTP port,
+    /// `{A}` for the port of Gateway listeners on 8080.
     location: Option<&'static str>,
+    /// Sent to the Gateway listeners on port 8080 (the bed's `alt_port`), not to port 80.
+    on_8080: bool,
 }
 
 fn get(path: &'static str) -> Case {
@@ -230,10 +257,15 @@ fn get(path: &'static str) -> Case {
         gets_no: vec![],
         backend_sets: vec![],
         location: None,
+        on_8080: false,
     }
 }
 
 impl Case {
+    fn on_8080(mut self) -> Self {
+        self.on_8080 = true;
+        self
+    }
     fn host(mut self, h: &'static str) -> Self {
         self.host = h;
         self
@@ -289,7 +321,11 @@ impl Case {
     }
 
     async fn check(&self, bed: &Bed) {
-        let addr = bed.proxy.http();
+        let addr = if self.on_8080 {
+            SocketAddr::from(([127, 0, 0, 1], bed.alt_port))
+        } else {
+            bed.proxy.http()
+        };
         let mut b = Request::builder()
             .method(self.method)
             .uri(format!("http://{addr}{}", self.path))
@@ -320,7 +356,9 @@ impl Case {
             got.body
         );
         if let Some(loc) = self.location {
-            let want = loc.replace("{P}", &bed.proxy.http().port().to_string());
+            let want = loc
+                .replace("{P}", &bed.proxy.http().port().to_string())
+                .replace("{A}", &bed.alt_port.to_string());
             assert_eq!(got.header("location"), want, "{what}");
         }
         for (k, v) in &self.gets {
@@ -376,7 +414,7 @@ macro_rules! conformance {
 fn route_condition(s: &Snapshot, ns: &str, route: &str, type_: &str) -> (bool, String) {
     let parents = s
         .gateway_status
-        .http_routes
+        .routes
         .get(&ObjectRef::new(ObjectKind::HTTPRoute, ns, route))
         .unwrap_or_else(|| panic!("no status for {ns}/{route}"));
     let c = parents[0]
@@ -800,8 +838,8 @@ async fn httproute_redirects_conformance() {
             .redirect(302, "https://example.org/scheme-and-host-and-status"),
     ])
     .await;
-    // httproute-redirect-port-and-scheme, the Gateway on the HTTP port. Its Gateway on 8080
-    // is not served (dynamic listener ports are a later step): its listener says so.
+    // httproute-redirect-port-and-scheme: the Gateway on the HTTP port, and the one on 8080
+    // (the proxy opens that port; a redirect that keeps the port names the listener's).
     let s = bed.serve(&[conformance!("httproute-redirect-port-and-scheme")]);
     bed.check(&[
         get("/scheme-nil-and-port-nil")
@@ -815,6 +853,17 @@ async fn httproute_redirects_conformance() {
             .redirect(302, "https://example.org/scheme-https-and-port-443"),
         get("/scheme-https-and-port-8443")
             .redirect(302, "https://example.org:8443/scheme-https-and-port-8443"),
+        get("/scheme-nil-and-port-nil")
+            .on_8080()
+            .redirect(302, "http://example.org:{A}/scheme-nil-and-port-nil"),
+        get("/scheme-nil-and-port-80")
+            .on_8080()
+            .redirect(302, "http://example.org/scheme-nil-and-port-80"),
+        get("/scheme-https-and-port-nil")
+            .on_8080()
+            .redirect(302, "https://example.org/scheme-https-and-port-nil"),
+        // Each Gateway's routes on its own port only.
+        get("/scheme-nil-and-port-8080").on_8080().status(404),
     ])
     .await;
     let gw = &s.gateway_status.gateways[&ObjectRef::new(
@@ -829,7 +878,7 @@ async fn httproute_redirects_conformance() {
         .unwrap();
     assert_eq!(
         (accepted.status, accepted.reason.as_str()),
-        (false, "PortUnavailable")
+        (true, "Accepted")
     );
     assert_eq!(
         route_condition(
@@ -838,7 +887,7 @@ async fn httproute_redirects_conformance() {
             "http-route-for-listener-on-port-8080",
             "Accepted"
         ),
-        (false, "NotAllowedByListeners".into())
+        (true, "Accepted".into())
     );
 }
 
@@ -945,4 +994,877 @@ async fn httproute_backends_and_references_conformance() {
         assert_eq!(gw.listeners[0].attached_routes, 0, "{route}");
         bed.check(&[get("/").status(404)]).await;
     }
+}
+
+/// The HTTPS listeners of the conformance base Gateway `same-namespace-with-https-listener`
+/// (conformance/base/manifests.yaml: no hostname, `second-example.org`, `*.wildcard.org`,
+/// `fourth-example.wildcard.org`, all on 443 with one certificate), one HTTPRoute per
+/// listener (`sectionName`), and an Ingress with TLS for `shop.test` on the same port.
+fn misdirected_manifests(pods: &BTreeMap<&str, SocketAddr>) -> String {
+    use base64::Engine as _;
+    let names = [
+        "example.org",
+        "second-example.org",
+        "*.wildcard.org",
+        "fourth-example.wildcard.org",
+        "shop.test",
+    ];
+    let (cert, key) = xdp_ingress::proxy::tls::self_signed_pem(&names).unwrap();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let listener = |name: &str, host: Option<&str>| {
+        let host = host
+            .map(|h| format!(", hostname: \"{h}\""))
+            .unwrap_or_default();
+        format!(
+            "  - {{name: {name}, port: 443, protocol: HTTPS{host}, allowedRoutes: {{namespaces: {{from: Same}}}}, tls: {{certificateRefs: [{{name: misdirected-cert}}]}}}}\n"
+        )
+    };
+    let route = |name: &str, section: &str, backend: &str| {
+        // The catch-all listener's route names its host, as the suite's does.
+        let hostnames = if section == "https" {
+            "  hostnames: [example.org]\n"
+        } else {
+            ""
+        };
+        format!(
+            r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: {name}, namespace: gateway-conformance-infra}}
+spec:
+  parentRefs: [{{name: same-namespace-with-https-listener, sectionName: {section}}}]
+{hostnames}  rules:
+  - matches: [{{path: {{type: PathPrefix, value: /detect-misdirected-requests}}}}]
+    backendRefs: [{{name: {backend}, port: 8080}}]
+"#
+        )
+    };
+    let shop = pods[V3];
+    format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata: {{name: misdirected-cert, namespace: gateway-conformance-infra}}
+type: kubernetes.io/tls
+data: {{tls.crt: {}, tls.key: {}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: same-namespace-with-https-listener, namespace: gateway-conformance-infra}}
+spec:
+  gatewayClassName: "{{GATEWAY_CLASS_NAME}}"
+  listeners:
+{}{}{}{}{}{}{}{}---
+apiVersion: v1
+kind: Service
+metadata: {{name: shop, namespace: default}}
+spec:
+  ports: [{{name: http, port: 80, targetPort: {}}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: shop-1, namespace: default, labels: {{kubernetes.io/service-name: shop}}}}
+addressType: IPv4
+ports: [{{name: http, port: {}, protocol: TCP}}]
+endpoints:
+- {{addresses: ["{}"], conditions: {{ready: true}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: shop, namespace: default}}
+spec:
+  ingressClassName: xdp-ingress
+  tls: [{{hosts: [shop.test], secretName: shop-tls}}]
+  rules:
+  - host: shop.test
+    http:
+      paths:
+      - {{path: /, pathType: Prefix, backend: {{service: {{name: shop, port: {{number: 80}}}}}}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: shop-tls, namespace: default}}
+type: kubernetes.io/tls
+data: {{tls.crt: {}, tls.key: {}}}
+"#,
+        b64(&cert),
+        b64(&key),
+        listener("https", None),
+        listener("https-with-hostname", Some("second-example.org")),
+        listener("https-with-wildcard-hostname", Some("*.wildcard.org")),
+        listener(
+            "https-with-hostname-matching-wildcard",
+            Some("fourth-example.wildcard.org")
+        ),
+        route("catch-all", "https", V1),
+        route("second", "https-with-hostname", V2),
+        route("wildcard", "https-with-wildcard-hostname", V3),
+        route("fourth", "https-with-hostname-matching-wildcard", V1),
+        shop.port(),
+        shop.port(),
+        shop.ip(),
+        b64(&cert),
+        b64(&key),
+    )
+}
+
+/// `HTTPSListenerDetectMisdirectedRequests` (feature
+/// `GatewayHTTPSListenerDetectMisdirectedRequests`, GEP-3567; RFC 9110 section 15.5.20): a
+/// request whose Host selects another HTTPS listener than the one the TLS handshake's SNI
+/// selected gets 421, over HTTP/1.1 and HTTP/2 (connection coalescing); the same listener
+/// serves it. A host an Ingress serves on the same port is never answered 421.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_listener_detects_misdirected_requests() {
+    let bed = Bed::start().await;
+    bed.serve(&[&misdirected_manifests(&bed.pod_addrs)]);
+    let https = bed.proxy.https();
+    // (SNI, Host, status, the pod that answers).
+    let cases: &[(&str, &str, u16, &str)] = &[
+        ("example.org", "example.org", 200, V1),
+        ("example.org", "second-example.org", 421, ""),
+        ("example.org", "unknown-example.org", 404, ""),
+        ("second-example.org", "second-example.org", 200, V2),
+        ("second-example.org", "example.org", 421, ""),
+        ("second-example.org", "unknown-example.org", 421, ""),
+        (
+            "third-example.wildcard.org",
+            "third-example.wildcard.org",
+            200,
+            V3,
+        ),
+        (
+            "third-example.wildcard.org",
+            "fith-example.wildcard.org",
+            200,
+            V3,
+        ),
+        (
+            "third-example.wildcard.org",
+            "fourth-example.wildcard.org",
+            421,
+            "",
+        ),
+        (
+            "fourth-example.wildcard.org",
+            "fourth-example.wildcard.org",
+            200,
+            V1,
+        ),
+        ("fourth-example.wildcard.org", "second-example.org", 421, ""),
+        // The Ingress's host, whatever the SNI: ingress-nginx semantics.
+        ("second-example.org", "shop.test", 200, V3),
+        ("shop.test", "shop.test", 200, V3),
+    ];
+    for h2 in [false, true] {
+        for &(sni, host, status, pod) in cases {
+            let (stream, _) =
+                tls_connect(https, sni, &[if h2 { b"h2" } else { b"http/1.1" }]).await;
+            let path = if host == "shop.test" {
+                "/"
+            } else {
+                "/detect-misdirected-requests"
+            };
+            let g = request_over(stream, h2, req(https, host, path)).await;
+            let what = format!("SNI {sni}, Host {host}, h2 {h2}");
+            assert_eq!(g.status.as_u16(), status, "{what}");
+            if !pod.is_empty() {
+                assert_eq!(g.pod(), pod, "{what}");
+            }
+        }
+    }
+    // Plain HTTP on the proxy's HTTP port is never checked.
+    let g = l7common::get(
+        &bed.client,
+        bed.proxy.http(),
+        "second-example.org",
+        "/detect-misdirected-requests",
+    )
+    .await;
+    assert_ne!(g.status.as_u16(), 421);
+}
+
+/// Listener ports follow the Gateways, in process: a Gateway's HTTPS listener on another
+/// port than the proxy's is opened with its certificate and serves its routes only; the
+/// proxy's own ports keep serving theirs; removing the Gateway closes the port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_https_listener_on_its_own_port() {
+    let bed = Bed::start().await;
+    // A port nothing listens on now, allowed by the translation's range.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let manifests =
+        misdirected_manifests(&bed.pod_addrs).replace("port: 443", &format!("port: {port}"));
+    let ports = ProxyPorts {
+        gateway_range: format!("{port}").parse().unwrap(),
+        ..bed.ports()
+    };
+    let yaml = format!("{}---\n{}", base(&bed.pod_addrs), manifests);
+    let s = translate_manifests(1, &localize(&yaml, ports), |c| c.gateway_ports = ports);
+    bed.proxy.handle.apply(s.clone());
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    assert_eq!(bed.proxy.handle.gateway_listeners().get(&port), Some(&addr));
+    let (stream, _) = tls_connect(addr, "second-example.org", &[b"http/1.1"]).await;
+    let g = request_over(
+        stream,
+        false,
+        req(addr, "second-example.org", "/detect-misdirected-requests"),
+    )
+    .await;
+    assert_eq!((g.status.as_u16(), g.pod()), (200, V2.to_string()));
+    // The Ingress is served on the proxy's HTTPS port, not on the Gateway's.
+    let (stream, _) = tls_connect(addr, "shop.test", &[b"http/1.1"]).await;
+    let g = request_over(stream, false, req(addr, "shop.test", "/")).await;
+    assert_eq!(g.status.as_u16(), 404);
+    let (stream, _) = tls_connect(bed.proxy.https(), "shop.test", &[b"http/1.1"]).await;
+    let g = request_over(stream, false, req(bed.proxy.https(), "shop.test", "/")).await;
+    assert_eq!((g.status.as_u16(), g.pod()), (200, V3.to_string()));
+    // And the Gateway's routes are not on the proxy's HTTPS port.
+    let (stream, _) = tls_connect(bed.proxy.https(), "second-example.org", &[b"http/1.1"]).await;
+    let g = request_over(
+        stream,
+        false,
+        req(
+            bed.proxy.https(),
+            "second-example.org",
+            "/detect-misdirected-requests",
+        ),
+    )
+    .await;
+    assert_eq!(g.status.as_u16(), 404);
+    // Gone: the port closes.
+    let s = translate_manifests(2, &localize(&base(&bed.pod_addrs), ports), |c| {
+        c.gateway_ports = ports
+    });
+    bed.proxy.handle.apply(s);
+    assert!(bed.proxy.handle.gateway_listeners().is_empty());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(addr).await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "port {port} still accepts"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// `(service, method)` of the conformance suite's gRPC echo server.
+const GRPC_ECHO: &str = "gateway_api_conformance.echo_basic.grpcecho.GrpcEcho";
+const G1: &str = "grpc-infra-backend-v1";
+const G2: &str = "grpc-infra-backend-v2";
+const G3: &str = "grpc-infra-backend-v3";
+
+/// What a gRPC client reads from one unary call.
+#[derive(Debug)]
+struct GrpcGot {
+    /// The gRPC status code: `grpc-status`, else the HTTP status mapped as gRPC clients do
+    /// (grpc/doc/http-grpc-status-mapping.md: 404 is UNIMPLEMENTED).
+    code: u32,
+    /// The echo's JSON, from the one response message.
+    echo: Option<serde_json::Value>,
+}
+
+impl GrpcGot {
+    fn pod(&self) -> &str {
+        self.echo
+            .as_ref()
+            .and_then(|e| e["pod"].as_str())
+            .unwrap_or_default()
+    }
+    /// Every value of request header `name` the backend saw, joined by `, `.
+    fn saw(&self, name: &str) -> Option<&str> {
+        self.echo.as_ref()?["headers"][name].as_str()
+    }
+}
+
+const OK: u32 = 0;
+const UNIMPLEMENTED: u32 = 12;
+
+/// One unary call of `method` on the echo service, as a gRPC client makes it: HTTP/2 POST
+/// of one length-prefixed (empty) message with `te: trailers`, to `authority`, with
+/// `metadata`; over h2c (prior knowledge) or, with `tls`, TLS with ALPN `h2`.
+async fn grpc_call(
+    bed: &Bed,
+    tls: bool,
+    authority: &str,
+    method: &str,
+    metadata: &[(&str, &str)],
+) -> GrpcGot {
+    let addr = if tls {
+        bed.proxy.https()
+    } else {
+        bed.proxy.http()
+    };
+    let mut r = req(addr, authority, &format!("/{GRPC_ECHO}/{method}"));
+    *r.method_mut() = http::Method::POST;
+    *r.body_mut() = http_body_util::Full::new(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]));
+    let h = r.headers_mut();
+    h.insert("content-type", "application/grpc".parse().unwrap());
+    h.insert("te", "trailers".parse().unwrap());
+    for (k, v) in metadata {
+        h.append(
+            http::HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    let got = if tls {
+        let (stream, _) = tls_connect(addr, authority, &[b"h2"]).await;
+        assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        request_over(stream, true, r).await
+    } else {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        request_over(tcp, true, r).await
+    };
+    let status = got
+        .trailers
+        .as_ref()
+        .and_then(|t| t.get("grpc-status"))
+        .or(got.headers.get("grpc-status"))
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    let code = status.unwrap_or(match got.status.as_u16() {
+        400 => 13,
+        401 => 16,
+        403 => 7,
+        404 => UNIMPLEMENTED,
+        429 | 502 | 503 | 504 => 14,
+        _ => 2,
+    });
+    let echo = (got.body.len() > 5 && got.body[0] == 0)
+        .then(|| serde_json::from_slice(&got.body[5..]).ok())
+        .flatten();
+    GrpcGot { code, echo }
+}
+
+/// The route parent condition `type` of GRPCRoute `route` in gateway-conformance-infra.
+fn grpc_condition(s: &Snapshot, route: &str, type_: &str) -> (bool, String) {
+    let parents = &s.gateway_status.routes[&ObjectRef::new(ObjectKind::GRPCRoute, INFRA, route)];
+    let c = parents[0]
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_} on {route}"));
+    (c.status, c.reason.clone())
+}
+
+/// The GRPCRoute conformance tests (conformance/tests/grpcroute-*.go) with real gRPC calls
+/// over h2c: exact method matching, header matching, listener hostnames, request header
+/// modifiers, weights; each answered by the backend the suite expects, unmatched calls
+/// `UNIMPLEMENTED`. The pods speak gRPC's HTTP/2 framing and trailers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcroute_conformance() {
+    let bed = Bed::start().await;
+    let call =
+        |authority: &'static str, method: &'static str, md: Vec<(&'static str, &'static str)>| {
+            let bed = &bed;
+            async move { grpc_call(bed, false, authority, method, &md).await }
+        };
+
+    // grpcroute-exact-method-matching.
+    let s = bed.serve(&[conformance!("grpcroute-exact-method-matching")]);
+    assert_eq!(
+        grpc_condition(&s, "exact-matching", "Accepted"),
+        (true, "Accepted".into())
+    );
+    for (method, want) in [
+        ("Echo", Some(G1)),
+        ("EchoTwo", Some(G2)),
+        ("EchoThree", None),
+    ] {
+        let g = call("gw.example", method, vec![]).await;
+        match want {
+            Some(pod) => assert_eq!((g.code, g.pod()), (OK, pod), "{method}"),
+            None => assert_eq!(g.code, UNIMPLEMENTED, "{method}"),
+        }
+    }
+
+    // grpcroute-header-matching.
+    bed.serve(&[conformance!("grpcroute-header-matching")]);
+    for (md, want) in [
+        (vec![("Version", "one")], Some(G1)),
+        (vec![("Version", "two")], Some(G2)),
+        (vec![("Version", "two"), ("Color", "orange")], Some(G1)),
+        (vec![("Version", "two"), ("Color", "blue")], Some(G2)),
+        (vec![("Color", "orange")], None),
+        (vec![("Some-Other-Header", "one")], None),
+        (vec![("Color", "blue")], Some(G1)),
+        (vec![("Color", "green")], Some(G1)),
+        (vec![("Color", "red")], Some(G2)),
+        (vec![("Color", "yellow")], Some(G2)),
+        (vec![("Color", "purple")], None),
+    ] {
+        let g = call("gw.example", "Echo", md.clone()).await;
+        match want {
+            Some(pod) => assert_eq!((g.code, g.pod()), (OK, pod), "{md:?}"),
+            None => assert_eq!(g.code, UNIMPLEMENTED, "{md:?}"),
+        }
+    }
+
+    // grpcroute-listener-hostname-matching.
+    let s = bed.serve(&[conformance!("grpcroute-listener-hostname-matching")]);
+    for r in ["backend-v1", "backend-v2", "backend-v3"] {
+        assert_eq!(
+            grpc_condition(&s, r, "Accepted"),
+            (true, "Accepted".into()),
+            "{r}"
+        );
+    }
+    for (authority, want) in [
+        ("bar.com", Some(G1)),
+        ("foo.bar.com", Some(G2)),
+        ("baz.bar.com", Some(G3)),
+        ("boo.bar.com", Some(G3)),
+        ("multiple.prefixes.bar.com", Some(G3)),
+        ("multiple.prefixes.foo.com", Some(G3)),
+        ("foo.com", None),
+        ("no.matching.host", None),
+    ] {
+        let g = call(authority, "Echo", vec![]).await;
+        match want {
+            Some(pod) => assert_eq!((g.code, g.pod()), (OK, pod), "{authority}"),
+            None => assert_eq!(g.code, UNIMPLEMENTED, "{authority}"),
+        }
+    }
+
+    // grpcroute-request-header-modifier: the first of the equal Echo rules wins (set).
+    bed.serve(&[conformance!("grpcroute-request-header-modifier")]);
+    let g = call(
+        "gw.example",
+        "Echo",
+        vec![
+            ("Some-Other-Header", "this-header-should-be-set"),
+            ("X-Header-Set", "this-value-should-be-overwritten"),
+        ],
+    )
+    .await;
+    assert_eq!((g.code, g.pod()), (OK, G1));
+    assert_eq!(
+        g.saw("some-other-header"),
+        Some("this-header-should-be-set")
+    );
+    assert_eq!(g.saw("x-header-set"), Some("set-overwrites-values"));
+    let g = call(
+        "gw.example",
+        "EchoTwo",
+        vec![
+            ("X-Header-Set-1", "original-value-set"),
+            ("X-Header-Add-1", "original-value-add"),
+            ("X-Header-Remove-1", "to-be-removed"),
+            ("X-Header-Remove-2", "to-be-removed"),
+        ],
+    )
+    .await;
+    assert_eq!((g.code, g.pod()), (OK, G2));
+    assert_eq!(g.saw("x-header-set-1"), Some("header-set-1"));
+    assert_eq!(g.saw("x-header-set-2"), Some("header-set-2"));
+    assert_eq!(
+        g.saw("x-header-add-1"),
+        Some("original-value-add, header-add-1")
+    );
+    assert_eq!(g.saw("x-header-add-2"), Some("header-add-2"));
+    assert_eq!(g.saw("x-header-remove-1"), None);
+    assert_eq!(g.saw("x-header-remove-2"), None);
+
+    // grpcroute-weight: 70/30/0 over 200 calls: both weighted backends answer (the chance
+    // that one never does is below 1e-30), v1 more often, the weight-0 one never.
+    bed.serve(&[conformance!("grpcroute-weight")]);
+    let mut seen = BTreeMap::new();
+    for _ in 0..200 {
+        let g = call("gw.example", "Echo", vec![]).await;
+        assert_eq!(g.code, OK);
+        *seen.entry(g.pod().to_string()).or_insert(0u32) += 1;
+    }
+    assert!(
+        seen.get(G1).copied().unwrap_or(0) > seen.get(G2).copied().unwrap_or(0)
+            && seen.contains_key(G2)
+            && !seen.contains_key(G3),
+        "{seen:?}"
+    );
+}
+
+/// GRPCRoute on an HTTPS listener: the client negotiates `h2` by ALPN (the spec's
+/// requirement for HTTPS listeners) and the call reaches the gRPC backend over h2c.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcroute_over_tls() {
+    use base64::Engine as _;
+    let bed = Bed::start().await;
+    let (crt, key) = xdp_ingress::proxy::tls::self_signed_pem(&["grpc.example"]).unwrap();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let yaml = format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata: {{name: grpc-tls, namespace: gateway-conformance-infra}}
+type: kubernetes.io/tls
+data: {{tls.crt: {}, tls.key: {}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: tls-gw, namespace: gateway-conformance-infra}}
+spec:
+  gatewayClassName: "{{GATEWAY_CLASS_NAME}}"
+  listeners:
+  - name: https
+    port: 443
+    protocol: HTTPS
+    hostname: grpc.example
+    tls: {{certificateRefs: [{{name: grpc-tls}}]}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {{name: over-tls, namespace: gateway-conformance-infra}}
+spec:
+  parentRefs: [{{name: tls-gw}}]
+  rules:
+  - matches: [{{method: {{service: {GRPC_ECHO}, method: Echo}}}}]
+    backendRefs: [{{name: grpc-infra-backend-v2, port: 8080}}]
+"#,
+        b64(&crt),
+        b64(&key)
+    );
+    let s = bed.serve(&[&yaml]);
+    assert_eq!(
+        grpc_condition(&s, "over-tls", "Accepted"),
+        (true, "Accepted".into())
+    );
+    let g = grpc_call(&bed, true, "grpc.example", "Echo", &[]).await;
+    assert_eq!((g.code, g.pod()), (OK, G2));
+    let echo = g.echo.as_ref().expect("echo");
+    assert_eq!(
+        echo["version"], "HTTP/2.0",
+        "the backend is spoken to over HTTP/2"
+    );
+    assert_eq!(
+        grpc_call(&bed, true, "grpc.example", "EchoTwo", &[])
+            .await
+            .code,
+        UNIMPLEMENTED
+    );
+    // Only the HTTPS listener takes the route: plain h2c gets no route.
+    assert_eq!(
+        grpc_call(&bed, false, "grpc.example", "Echo", &[])
+            .await
+            .code,
+        UNIMPLEMENTED
+    );
+}
+
+/// httproute-timeout-request and httproute-timeout-backend-request: a backend that answers
+/// after 1 s gets the client 504 under a 500 ms timeout, 200 when the timeout is `0s`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn httproute_timeouts_conformance() {
+    let bed = Bed::start().await;
+    bed.serve(&[
+        conformance!("httproute-timeout-request"),
+        conformance!("httproute-timeout-backend-request"),
+    ]);
+    bed.check(&[
+        get("/request-timeout").to(V1),
+        get("/request-timeout?delay=1s").status(504),
+        get("/disable-request-timeout?delay=1s").to(V1),
+        get("/backend-timeout").to(V1),
+        get("/backend-timeout?delay=1s").status(504),
+        get("/disable-backend-timeout?delay=1s").to(V1),
+    ])
+    .await;
+}
+
+/// Waits (bounded: 10 s) until `pod` has served `n` requests; false if it never does.
+async fn served(pod: &HttpBackend, n: u64) -> bool {
+    for _ in 0..200 {
+        if pod.requests() >= n {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// httproute-request-mirror and httproute-request-multiple-mirrors: the client is answered by
+/// the route's backend, every mirror backend gets a copy (after the request header
+/// modifier), and a mirror that never answers does not hold the client's answer back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn httproute_request_mirror_conformance() {
+    let bed = Bed::start().await;
+    bed.serve(&[conformance!("httproute-request-mirror")]);
+    let (v2, v3) = (bed.pod(V2), bed.pod(V3));
+    let before = v2.requests();
+    bed.check(&[get("/mirror").to(V1)]).await;
+    assert!(served(v2, before + 1).await, "v2 got the copy");
+    let before = v2.requests();
+    bed.check(&[get("/mirror-and-modify-headers")
+        .h("X-Header-Remove", "remove-val")
+        .h("X-Header-Add-Append", "append-val-1")
+        .to(V1)
+        .sees("X-Header-Add", "header-val-1")
+        .sees("X-Header-Add-Append", "append-val-1,header-val-2")
+        .sees("X-Header-Set", "set-overwrites-values")
+        .absent("X-Header-Remove")])
+        .await;
+    assert!(served(v2, before + 1).await, "v2 got the modified copy");
+
+    bed.serve(&[conformance!("httproute-request-multiple-mirrors")]);
+    let (b2, b3) = (v2.requests(), v3.requests());
+    bed.check(&[get("/multi-mirror").to(V1)]).await;
+    assert!(served(v2, b2 + 1).await && served(v3, b3 + 1).await);
+
+    // A mirror backend that accepts and never answers: the client still gets its answer,
+    // while the copy is pending there.
+    let sink = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sink_addr = sink.local_addr().unwrap();
+    let (held_tx, mut held_rx) = tokio::sync::mpsc::channel(4);
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = sink.accept().await {
+            let _ = held_tx.send(()).await;
+            held.push(s);
+        }
+    });
+    let route = format!(
+        r#"apiVersion: v1
+kind: Service
+metadata: {{name: sink, namespace: gateway-conformance-infra}}
+spec:
+  ports: [{{name: first-port, port: 8080, targetPort: 3000}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: sink-1
+  namespace: gateway-conformance-infra
+  labels: {{kubernetes.io/service-name: sink}}
+addressType: IPv4
+ports: [{{name: first-port, port: {}, protocol: TCP}}]
+endpoints:
+- {{addresses: ["127.0.0.1"], conditions: {{ready: true}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: mirror-to-sink, namespace: gateway-conformance-infra}}
+spec:
+  parentRefs: [{{name: same-namespace}}]
+  rules:
+  - filters:
+    - {{type: RequestMirror, requestMirror: {{backendRef: {{name: sink, port: 8080}}}}}}
+    backendRefs: [{{name: infra-backend-v1, port: 8080}}]
+"#,
+        sink_addr.port()
+    );
+    bed.serve(&[&route]);
+    for _ in 0..3 {
+        bed.check(&[get("/to-sink").to(V1)]).await;
+    }
+    tokio::time::timeout(std::time::Duration::from_secs(10), held_rx.recv())
+        .await
+        .expect("the copy reached the sink")
+        .expect("sink runs");
+    holder.abort();
+}
+
+/// httproute-cors (conformance/tests/httproute-cors.go): preflights from allowed origins are
+/// answered here with the route's CORS headers, others reach the backend with none; simple
+/// requests get the allowed origin back, with credentials when the route allows them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn httproute_cors_conformance() {
+    let bed = Bed::start().await;
+    bed.serve(&[conformance!("httproute-cors")]);
+    let preflight = |path: &'static str, origin: &'static str, method: &'static str| {
+        get(path)
+            .method("OPTIONS")
+            .h("Origin", origin)
+            .h("access-control-request-method", method)
+    };
+    bed.check(&[
+        preflight("/cors-1", "https://www.foo.com", "GET")
+            .h("access-control-request-headers", "x-header-1, x-header-2")
+            .status(204)
+            .gets("access-control-allow-origin", "https://www.foo.com")
+            .gets("access-control-allow-methods", "GET, OPTIONS")
+            .gets("access-control-allow-headers", "x-header-1, x-header-2")
+            .gets("access-control-expose-headers", "x-header-3, x-header-4")
+            .gets("access-control-max-age", "3600")
+            .gets("access-control-allow-credentials", "true"),
+        preflight("/cors-1", "https://www.bar.com", "GET")
+            .status(204)
+            .gets("access-control-allow-origin", "https://www.bar.com"),
+        preflight("/cors-1", "https://xpto.www.bar.com", "GET")
+            .status(204)
+            .gets("access-control-allow-origin", "https://xpto.www.bar.com"),
+        preflight("/cors-1", "https://foobar.com", "GET")
+            .to(V1)
+            .gets_no("access-control-allow-origin"),
+        get("/cors-1")
+            .h("Origin", "https://www.foo.com")
+            .to(V1)
+            .gets("access-control-allow-origin", "https://www.foo.com"),
+        get("/cors-1")
+            .h("Origin", "https://foobar.com")
+            .to(V1)
+            .gets_no("access-control-allow-origin"),
+        preflight("/cors-2", "https://www.foo.com", "POST")
+            .status(204)
+            .gets("access-control-allow-methods", "POST")
+            .gets_no("access-control-allow-credentials"),
+        preflight("/cors-wildcard-origin", "https://foobar.com:12345", "PUT")
+            .status(204)
+            .gets("access-control-allow-origin", "*")
+            .gets("access-control-allow-methods", "PUT")
+            .gets_no("access-control-allow-credentials"),
+        preflight(
+            "/cors-wildcard-methods-headers",
+            "https://other.foo.com",
+            "PUT",
+        )
+        .h("access-control-request-headers", "x-header-1, x-header-2")
+        .status(204)
+        .gets("access-control-allow-origin", "https://other.foo.com")
+        .gets("access-control-allow-methods", "PUT")
+        .gets("access-control-allow-headers", "x-header-1, x-header-2")
+        .gets("access-control-allow-credentials", "true"),
+        get("/cors-wildcard-methods-headers-unauth")
+            .h("Origin", "https://other.foo.com")
+            .to(V1)
+            .gets("access-control-allow-origin", "*")
+            .gets_no("access-control-allow-credentials"),
+    ])
+    .await;
+}
+
+/// Waits (bounded: 10 s) until `pod`'s request count stays put for half a second; returns it.
+async fn settled(pod: &HttpBackend) -> u64 {
+    let mut last = pod.requests();
+    for _ in 0..20 {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let now = pod.requests();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    last
+}
+
+/// httproute-request-percentage-mirror: `percent: 20` and `fraction: 25/50` copy about that
+/// share of requests. Over 400 requests the bounds are six standard deviations wide (a false
+/// failure is below 1e-8).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn httproute_request_percentage_mirror_conformance() {
+    let bed = Bed::start().await;
+    bed.serve(&[conformance!("httproute-request-percentage-mirror")]);
+    let v2 = bed.pod(V2);
+    for (path, low, high) in [
+        ("/percent-mirror", 32u64, 128u64),
+        ("/percent-mirror-fraction", 140, 260),
+    ] {
+        let before = settled(v2).await;
+        for _ in 0..400 {
+            let g = l7common::get(&bed.client, bed.proxy.http(), "gw.example", path).await;
+            assert_eq!(g.pod(), V1);
+        }
+        let copies = settled(v2).await - before;
+        assert!(
+            (low..=high).contains(&copies),
+            "{path}: {copies} copies of 400"
+        );
+    }
+}
+
+/// BackendTLSPolicy: a route's Service behind a policy is reached over TLS, verified with the
+/// policy's CA and hostname; a policy whose hostname the pod's certificate does not carry
+/// leaves the client with a 5xx (spec: connections MUST fail), and the policy gets its
+/// ancestor status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_tls_policy() {
+    let bed = Bed::start().await;
+    let (crt, key) = xdp_ingress::proxy::tls::self_signed_pem(&["abc.example.com"]).unwrap();
+    let tls_pod =
+        HttpBackend::start_tls("127.0.0.1:0".parse().unwrap(), "tls-backend", &crt, &key).unwrap();
+    let indented: String = crt.lines().map(|l| format!("    {l}\n")).collect();
+    let policy = |name: &str, svc: &str, host: &str| {
+        format!(
+            r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: BackendTLSPolicy
+metadata: {{name: {name}, namespace: gateway-conformance-infra}}
+spec:
+  targetRefs: [{{group: "", kind: Service, name: {svc}}}]
+  validation:
+    caCertificateRefs: [{{group: "", kind: ConfigMap, name: backend-tls-checks-certificate}}]
+    hostname: {host}
+"#
+        )
+    };
+    let service = |svc: &str| {
+        format!(
+            r#"---
+apiVersion: v1
+kind: Service
+metadata: {{name: {svc}, namespace: gateway-conformance-infra}}
+spec: {{ports: [{{name: btls, port: 443, targetPort: 8443}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {svc}-1
+  namespace: gateway-conformance-infra
+  labels: {{kubernetes.io/service-name: {svc}}}
+addressType: IPv4
+ports: [{{name: btls, port: {}, protocol: TCP}}]
+endpoints:
+- {{addresses: ["127.0.0.1"], conditions: {{ready: true}}}}
+"#,
+            tls_pod.addr.port()
+        )
+    };
+    let yaml = format!(
+        r#"apiVersion: v1
+kind: ConfigMap
+metadata: {{name: backend-tls-checks-certificate, namespace: gateway-conformance-infra}}
+data:
+  ca.crt: |
+{indented}{}{}{}{}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: backendtlspolicy, namespace: gateway-conformance-infra}}
+spec:
+  parentRefs: [{{name: same-namespace}}]
+  hostnames: [abc.example.com]
+  rules:
+  - matches: [{{path: {{type: Exact, value: /backendtlspolicy}}}}]
+    backendRefs: [{{name: backendtlspolicy-test, port: 443}}]
+  - matches: [{{path: {{type: Exact, value: /backendtlspolicy-host-mismatch}}}}]
+    backendRefs: [{{name: backendtlspolicy-host-mismatch-test, port: 443}}]
+"#,
+        service("backendtlspolicy-test"),
+        service("backendtlspolicy-host-mismatch-test"),
+        policy(
+            "normative-test-backendtlspolicy",
+            "backendtlspolicy-test",
+            "abc.example.com"
+        ),
+        policy(
+            "backendtlspolicy-host-mismatch",
+            "backendtlspolicy-host-mismatch-test",
+            "mismatch.example.com"
+        ),
+    );
+    let s = bed.serve(&[&yaml]);
+    bed.check(&[
+        get("/backendtlspolicy")
+            .host("abc.example.com")
+            .to("tls-backend"),
+        get("/backendtlspolicy-host-mismatch")
+            .host("abc.example.com")
+            .status(502),
+    ])
+    .await;
+    let ancestors = &s.gateway_status.policies[&ObjectRef::new(
+        ObjectKind::BackendTLSPolicy,
+        INFRA,
+        "normative-test-backendtlspolicy",
+    )];
+    assert_eq!(ancestors[0].parent_ref.name, "same-namespace");
+    assert!(
+        ancestors[0].conditions.iter().all(|c| c.status),
+        "{ancestors:?}"
+    );
 }

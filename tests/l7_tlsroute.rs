@@ -114,6 +114,7 @@ async fn started(p: &Pods) -> (TestProxy, Arc<Snapshot>) {
     let ports = ProxyPorts {
         http: proxy.http().port(),
         https: proxy.https().port(),
+        ..ProxyPorts::default()
     };
     let s = translate_manifests(1, &manifests(p, ports.https), |c| c.gateway_ports = ports);
     proxy.handle.apply(s.clone());

@@ -26,12 +26,14 @@ pub enum ObjectKind {
     GatewayClass,
     Gateway,
     HTTPRoute,
+    GRPCRoute,
     ReferenceGrant,
     /// Gateway API L4 routes (served by the XDP path).
     TCPRoute,
     UDPRoute,
     /// Gateway API TLS passthrough routes (served by the proxy, by SNI).
     TLSRoute,
+    BackendTLSPolicy,
     /// A file of the manifest directory (name = path); for files that do not parse.
     ManifestFile,
 }

@@ -14,8 +14,8 @@ use k8s_openapi::api::{
 };
 
 use gateway_api::apis::standard::{
-    gatewayclasses::GatewayClass, gateways::Gateway, httproutes::HttpRoute,
-    referencegrants::ReferenceGrant,
+    backendtlspolicies::BackendTlsPolicy, gatewayclasses::GatewayClass, gateways::Gateway,
+    grpcroutes::GrpcRoute, httproutes::HttpRoute, referencegrants::ReferenceGrant,
 };
 use k8s_openapi::api::core::v1::Namespace;
 
@@ -75,10 +75,12 @@ pub enum Object {
     GatewayClass(Arc<GatewayClass>),
     Gateway(Arc<Gateway>),
     HTTPRoute(Arc<HttpRoute>),
+    GRPCRoute(Arc<GrpcRoute>),
     ReferenceGrant(Arc<ReferenceGrant>),
     TCPRoute(Arc<TcpRoute>),
     UDPRoute(Arc<UdpRoute>),
     TLSRoute(Arc<TlsRoute>),
+    BackendTLSPolicy(Arc<BackendTlsPolicy>),
 }
 
 /// A Secret as `Debug` may show it: no data bytes.
@@ -123,10 +125,12 @@ impl std::fmt::Debug for Object {
             Object::GatewayClass(o) => f.debug_tuple("GatewayClass").field(o).finish(),
             Object::Gateway(o) => f.debug_tuple("Gateway").field(o).finish(),
             Object::HTTPRoute(o) => f.debug_tuple("HTTPRoute").field(o).finish(),
+            Object::GRPCRoute(o) => f.debug_tuple("GRPCRoute").field(o).finish(),
             Object::ReferenceGrant(o) => f.debug_tuple("ReferenceGrant").field(o).finish(),
             Object::TCPRoute(o) => f.debug_tuple("TCPRoute").field(o).finish(),
             Object::UDPRoute(o) => f.debug_tuple("UDPRoute").field(o).finish(),
             Object::TLSRoute(o) => f.debug_tuple("TLSRoute").field(o).finish(),
+            Object::BackendTLSPolicy(o) => f.debug_tuple("BackendTLSPolicy").field(o).finish(),
         }
     }
 }
@@ -145,10 +149,12 @@ impl Object {
             Object::GatewayClass(_) => ObjectKind::GatewayClass,
             Object::Gateway(_) => ObjectKind::Gateway,
             Object::HTTPRoute(_) => ObjectKind::HTTPRoute,
+            Object::GRPCRoute(_) => ObjectKind::GRPCRoute,
             Object::ReferenceGrant(_) => ObjectKind::ReferenceGrant,
             Object::TCPRoute(_) => ObjectKind::TCPRoute,
             Object::UDPRoute(_) => ObjectKind::UDPRoute,
             Object::TLSRoute(_) => ObjectKind::TLSRoute,
+            Object::BackendTLSPolicy(_) => ObjectKind::BackendTLSPolicy,
         }
     }
 
@@ -165,10 +171,12 @@ impl Object {
             Object::GatewayClass(o) => &o.metadata,
             Object::Gateway(o) => &o.metadata,
             Object::HTTPRoute(o) => &o.metadata,
+            Object::GRPCRoute(o) => &o.metadata,
             Object::ReferenceGrant(o) => &o.metadata,
             Object::TCPRoute(o) => &o.metadata,
             Object::UDPRoute(o) => &o.metadata,
             Object::TLSRoute(o) => &o.metadata,
+            Object::BackendTLSPolicy(o) => &o.metadata,
         };
         Key::new(
             meta.namespace.clone().unwrap_or_default(),
@@ -192,10 +200,12 @@ pub struct Objects {
     pub gateway_classes: BTreeMap<Key, Arc<GatewayClass>>,
     pub gateways: BTreeMap<Key, Arc<Gateway>>,
     pub http_routes: BTreeMap<Key, Arc<HttpRoute>>,
+    pub grpc_routes: BTreeMap<Key, Arc<GrpcRoute>>,
     pub reference_grants: BTreeMap<Key, Arc<ReferenceGrant>>,
     pub tcp_routes: BTreeMap<Key, Arc<TcpRoute>>,
     pub udp_routes: BTreeMap<Key, Arc<UdpRoute>>,
     pub tls_routes: BTreeMap<Key, Arc<TlsRoute>>,
+    pub backend_tls_policies: BTreeMap<Key, Arc<BackendTlsPolicy>>,
     /// Problems the sources found before translation (e.g. a manifest file that does not parse).
     pub diagnostics: Vec<Diagnostic>,
 }
@@ -219,10 +229,12 @@ impl std::fmt::Debug for Objects {
             .field("gateway_classes", &self.gateway_classes)
             .field("gateways", &self.gateways)
             .field("http_routes", &self.http_routes)
+            .field("grpc_routes", &self.grpc_routes)
             .field("reference_grants", &self.reference_grants)
             .field("tcp_routes", &self.tcp_routes)
             .field("udp_routes", &self.udp_routes)
             .field("tls_routes", &self.tls_routes)
+            .field("backend_tls_policies", &self.backend_tls_policies)
             .field("diagnostics", &self.diagnostics)
             .finish()
     }
@@ -262,10 +274,12 @@ impl Objects {
             Object::GatewayClass(o) => put(&mut self.gateway_classes, k, o),
             Object::Gateway(o) => put(&mut self.gateways, k, o),
             Object::HTTPRoute(o) => put(&mut self.http_routes, k, o),
+            Object::GRPCRoute(o) => put(&mut self.grpc_routes, k, o),
             Object::ReferenceGrant(o) => put(&mut self.reference_grants, k, o),
             Object::TCPRoute(o) => put(&mut self.tcp_routes, k, o),
             Object::UDPRoute(o) => put(&mut self.udp_routes, k, o),
             Object::TLSRoute(o) => put(&mut self.tls_routes, k, o),
+            Object::BackendTLSPolicy(o) => put(&mut self.backend_tls_policies, k, o),
         }
     }
 
@@ -283,10 +297,12 @@ impl Objects {
             ObjectKind::GatewayClass => self.gateway_classes.remove(key).is_some(),
             ObjectKind::Gateway => self.gateways.remove(key).is_some(),
             ObjectKind::HTTPRoute => self.http_routes.remove(key).is_some(),
+            ObjectKind::GRPCRoute => self.grpc_routes.remove(key).is_some(),
             ObjectKind::ReferenceGrant => self.reference_grants.remove(key).is_some(),
             ObjectKind::TCPRoute => self.tcp_routes.remove(key).is_some(),
             ObjectKind::UDPRoute => self.udp_routes.remove(key).is_some(),
             ObjectKind::TLSRoute => self.tls_routes.remove(key).is_some(),
+            ObjectKind::BackendTLSPolicy => self.backend_tls_policies.remove(key).is_some(),
             _ => false,
         }
     }
@@ -306,6 +322,11 @@ impl Objects {
             ObjectKind::Gateway => self.gateways.contains_key(key),
             ObjectKind::HTTPRoute => self.http_routes.contains_key(key),
             ObjectKind::ReferenceGrant => self.reference_grants.contains_key(key),
+            ObjectKind::GRPCRoute => self.grpc_routes.contains_key(key),
+            ObjectKind::TCPRoute => self.tcp_routes.contains_key(key),
+            ObjectKind::UDPRoute => self.udp_routes.contains_key(key),
+            ObjectKind::TLSRoute => self.tls_routes.contains_key(key),
+            ObjectKind::BackendTLSPolicy => self.backend_tls_policies.contains_key(key),
             _ => false,
         }
     }
@@ -335,10 +356,12 @@ impl Objects {
             ObjectKind::GatewayClass => swap!(gateway_classes),
             ObjectKind::Gateway => swap!(gateways),
             ObjectKind::HTTPRoute => swap!(http_routes),
+            ObjectKind::GRPCRoute => swap!(grpc_routes),
             ObjectKind::ReferenceGrant => swap!(reference_grants),
             ObjectKind::TCPRoute => swap!(tcp_routes),
             ObjectKind::UDPRoute => swap!(udp_routes),
             ObjectKind::TLSRoute => swap!(tls_routes),
+            ObjectKind::BackendTLSPolicy => swap!(backend_tls_policies),
             _ => false,
         }
     }
@@ -359,10 +382,12 @@ impl Objects {
         m(&mut self.gateway_classes, &other.gateway_classes);
         m(&mut self.gateways, &other.gateways);
         m(&mut self.http_routes, &other.http_routes);
+        m(&mut self.grpc_routes, &other.grpc_routes);
         m(&mut self.reference_grants, &other.reference_grants);
         m(&mut self.tcp_routes, &other.tcp_routes);
         m(&mut self.udp_routes, &other.udp_routes);
         m(&mut self.tls_routes, &other.tls_routes);
+        m(&mut self.backend_tls_policies, &other.backend_tls_policies);
         self.diagnostics.extend(other.diagnostics.iter().cloned());
     }
 
@@ -378,10 +403,12 @@ impl Objects {
             + self.gateway_classes.len()
             + self.gateways.len()
             + self.http_routes.len()
+            + self.grpc_routes.len()
             + self.reference_grants.len()
             + self.tcp_routes.len()
             + self.udp_routes.len()
             + self.tls_routes.len()
+            + self.backend_tls_policies.len()
     }
 
     pub fn is_empty(&self) -> bool {

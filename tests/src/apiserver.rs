@@ -61,6 +61,18 @@ pub const RESOURCES: &[(&str, &str, &str, bool)] = &[
         true,
     ),
     (
+        "backendtlspolicies",
+        "gateway.networking.k8s.io/v1",
+        "BackendTLSPolicy",
+        true,
+    ),
+    (
+        "grpcroutes",
+        "gateway.networking.k8s.io/v1",
+        "GRPCRoute",
+        true,
+    ),
+    (
         "referencegrants",
         "gateway.networking.k8s.io/v1beta1",
         "ReferenceGrant",

@@ -5,7 +5,8 @@
 //! the connections it accepted and the ones still open.
 //!
 //! Special paths:
-//! - `/delay/<ms>`: answers after that many milliseconds.
+//! - `/delay/<ms>`: answers after that many milliseconds; so does any path with a query
+//!   `delay=<n>ms` or `delay=<n>s` (the Gateway API conformance echo server's convention).
 //! - `/status/<code>`: answers with that status.
 //! - `/bytes/<n>`: streams `n` bytes in 16 KiB chunks.
 //! - `/drip/<n>/<ms>`: streams `n` lines `tick <i>\n`, one every `<ms>` milliseconds (the
@@ -14,6 +15,9 @@
 //! - `/discard`: reads the request body to its end, then answers as `/fixed` (benchmarks of
 //!   uploads).
 //! - `/trailers`: gRPC-style answer with `grpc-status`/`grpc-message` trailers.
+//! - any other request with `Content-Type: application/grpc...` (a gRPC call): a gRPC answer,
+//!   the JSON as one length-prefixed message (gRPC over HTTP/2, "Length-Prefixed-Message"),
+//!   then `grpc-status: 0` in the trailers.
 //! - `X-Echo-Set-Header: Name:value,Name2:value2` on any request: the answer carries those
 //!   headers (the Gateway API conformance echo server's convention).
 //! - any request with `Upgrade: websocket` gets a real WebSocket handshake (101 with
@@ -262,9 +266,18 @@ async fn echo(pod: Arc<String>, mut req: Request<Incoming>) -> Result<Response<B
     {
         return Ok(websocket(pod, &mut req));
     }
+    let query_delay = req
+        .uri()
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("delay=")))
+        .and_then(|d| match d.strip_suffix("ms") {
+            Some(ms) => ms.parse::<u64>().ok(),
+            None => d.strip_suffix('s')?.parse::<u64>().ok().map(|s| s * 1000),
+        });
     if let Some(ms) = path
         .strip_prefix("/delay/")
         .and_then(|s| s.parse::<u64>().ok())
+        .or(query_delay)
     {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
@@ -306,6 +319,10 @@ async fn echo(pod: Arc<String>, mut req: Request<Incoming>) -> Result<Response<B
         .and_then(|s| s.parse::<u16>().ok())
         .and_then(|s| StatusCode::from_u16(s).ok())
         .unwrap_or(StatusCode::OK);
+    let is_grpc = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
     let method = req.method().to_string();
     let uri = req.uri().to_string();
     let path_and_query = req
@@ -344,12 +361,23 @@ async fn echo(pod: Arc<String>, mut req: Request<Incoming>) -> Result<Response<B
         "trailers": trailers,
         "body": String::from_utf8_lossy(&body[..body.len().min(4096)]),
     });
-    if path == "/trailers" {
+    let grpc = is_grpc && path != "/trailers";
+    if path == "/trailers" || grpc {
         let mut trailers = HeaderMap::new();
         trailers.insert("grpc-status", HeaderValue::from_static("0"));
         trailers.insert("grpc-message", HeaderValue::from_static("ok"));
+        let text = json.to_string();
+        let data = if grpc {
+            let mut framed = Vec::with_capacity(5 + text.len());
+            framed.push(0); // not compressed
+            framed.extend_from_slice(&u32::try_from(text.len()).unwrap_or(u32::MAX).to_be_bytes());
+            framed.extend_from_slice(text.as_bytes());
+            Bytes::from(framed)
+        } else {
+            Bytes::from(text)
+        };
         let frames = vec![
-            Ok::<_, Infallible>(Frame::data(Bytes::from(json.to_string()))),
+            Ok::<_, Infallible>(Frame::data(data)),
             Ok(Frame::trailers(trailers)),
         ];
         let mut resp = Response::new(StreamBody::new(futures::stream::iter(frames)).boxed());

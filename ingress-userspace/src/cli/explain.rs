@@ -236,9 +236,26 @@ pub struct Explanation {
     /// `custom-headers`; [`crate::proxy::cors`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub response_headers: Vec<(String, String)>,
+    /// A Gateway API route (HTTPRoute, GRPCRoute) that matched: its filters and its
+    /// parents' status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewayRouteInfo>,
     /// Problems the control plane reported for the Ingress that matched (and its canary).
     pub diagnostics: Vec<Diagnostic>,
     pub snapshot_version: u64,
+}
+
+/// What a Gateway API route does with the request, and how its parents took it.
+#[derive(Debug, Serialize)]
+pub struct GatewayRouteInfo {
+    /// The rule's filters (header modifiers, redirect, URL rewrite, mirrors), its
+    /// `timeouts.request` and the share of its backendRefs that do not resolve (answered 500).
+    pub rule: crate::model::GatewayRoutePolicy,
+    /// `timeouts.backendRequest`: each try's wait for the backend's answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend_request_timeout: Option<std::time::Duration>,
+    /// `status.parents` as this controller writes it.
+    pub parents: Vec<crate::model::RouteParentStatus>,
 }
 
 /// The route's `limit-rate` and `limit-rate-after` in effect (annotation, else ConfigMap).
@@ -283,6 +300,9 @@ pub struct BackendInfo {
     pub affinity: Option<CookieAffinity>,
     /// `service-upstream`: the one endpoint is the Service's ClusterIP and port.
     pub service_upstream: bool,
+    /// Verified TLS to the pods (a BackendTLSPolicy): SNI hostname, roots, subjectAltNames.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::model::UpstreamTls>,
     pub endpoints: Vec<EndpointInfo>,
 }
 
@@ -458,6 +478,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
         error_pages: None,
         upstream_http: None,
         response_headers: Vec::new(),
+        gateway: None,
         auth: None,
         client_certificate: None,
         forward_auth: None,
@@ -510,6 +531,8 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
         method,
         headers: &headers,
         tls: q.https,
+        listener_port: None,
+        gateway_listener: false,
     };
     e.forwarded_path = Some(target.path_and_query.to_string());
     let host_name = |h: &CompiledHost<Arc<Upstream>>| Some(h.host.clone());
@@ -561,6 +584,16 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                 PathMatch::Regex(r) => (r.clone(), "ImplementationSpecific (regex)"),
                 PathMatch::FullRegex(r) => (r.clone(), "RegularExpression"),
             };
+            if let Some(g) = &route.policy.gateway {
+                e.gateway = Some(GatewayRouteInfo {
+                    rule: (**g).clone(),
+                    backend_request_timeout: route.policy.timeouts.read,
+                    parents: (snapshot.gateway_status.routes)
+                        .get(&route.origin.object)
+                        .cloned()
+                        .unwrap_or_default(),
+                });
+            }
             e.route = Some(RouteInfo {
                 ingress: route.origin.object.clone(),
                 rule: route.origin.rule,
@@ -806,7 +839,17 @@ pub fn add_related_diagnostics(
         })
         .collect();
     let mut gateways = std::collections::BTreeSet::new();
-    for (key, r) in &objects.http_routes {
+    // GRPCRoutes have the same hostnames and parentRefs.
+    let grpc: Vec<_> = (objects.grpc_routes.iter())
+        .filter_map(|(k, g)| {
+            let r = crate::model::translate::gateway::grpc::as_http_route(g).ok()?;
+            Some((k, ObjectKind::GRPCRoute, r))
+        })
+        .collect();
+    let routes = (objects.http_routes.iter())
+        .map(|(k, r)| (k, ObjectKind::HTTPRoute, &**r))
+        .chain(grpc.iter().map(|(k, kind, r)| (*k, *kind, r)));
+    for (key, kind, r) in routes {
         let hostnames = r.spec.hostnames.as_deref().unwrap_or_default();
         let names = hostnames.is_empty()
             || hostnames.iter().any(|h| match h.strip_prefix("*.") {
@@ -820,7 +863,7 @@ pub fn add_related_diagnostics(
             continue;
         }
         related.push(ObjectRef::new(
-            ObjectKind::HTTPRoute,
+            kind,
             key.namespace.clone(),
             key.name.clone(),
         ));
@@ -904,6 +947,7 @@ fn backend_info(u: &Upstream, weight: u32) -> BackendInfo {
         load_balancing: u.load_balancing.clone(),
         affinity: u.affinity.clone(),
         service_upstream: u.service_upstream,
+        tls: u.tls.as_deref().cloned(),
         endpoints: u
             .endpoints
             .iter()
@@ -1600,6 +1644,72 @@ spec:
             e.diagnostics
         );
         let e = explain(&s, &q("gw.test", "/x"));
+        assert_eq!(e.outcome, Outcome::NotFound, "{e:?}");
+    }
+
+    /// A GRPCRoute: the call's `/service/method` finds its rule; the rule's filters, timeouts
+    /// and mirror and the route's parent status are shown, and the backend is spoken to in
+    /// gRPC.
+    #[test]
+    fn explains_grpc_route_filters_and_parent_status() {
+        let dir = std::env::temp_dir().join(format!("xi-explain-grpc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let yaml = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: xdp}
+spec: {controllerName: xdp-ingress.dev/controller}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: default}
+spec: {ports: [{port: 9000}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: xdp
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: g, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: [grpc.test]
+  rules:
+  - matches: [{method: {service: pkg.Echo, method: Say}}]
+    filters:
+    - {type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: x-env, value: prod}]}}
+    - {type: RequestMirror, requestMirror: {backendRef: {name: echo, port: 9000}}}
+    backendRefs: [{name: echo, port: 9000}]
+"#;
+        std::fs::write(dir.join("all.yaml"), yaml).unwrap();
+        let objects = load_objects(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+        let s = translate(&objects, &TranslateConfig::default());
+        let mut call = q("grpc.test", "/pkg.Echo/Say");
+        call.method = "POST".into();
+        let e = explain(&s, &call);
+        assert_eq!(e.outcome, Outcome::Route, "{e:?}");
+        let route = e.route.as_ref().unwrap();
+        assert_eq!(route.ingress.kind, ObjectKind::GRPCRoute);
+        assert_eq!(e.backends[0].protocol, BackendProtocol::Grpc);
+        let g = e.gateway.as_ref().expect("gateway route info");
+        assert_eq!(
+            g.rule.request_headers.set,
+            [("x-env".into(), "prod".into())]
+        );
+        assert_eq!(g.rule.mirrors.len(), 1);
+        assert_eq!(g.parents[0].parent_ref.name, "gw");
+        assert!(g.parents[0].conditions.iter().all(|c| c.status), "{g:?}");
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(
+            json["gateway"]["rule"]["mirrors"][0]["upstream"],
+            "default/echo:9000:Grpc"
+        );
+        let e = explain(&s, &q("grpc.test", "/pkg.Echo/Other"));
         assert_eq!(e.outcome, Outcome::NotFound, "{e:?}");
     }
 

@@ -41,6 +41,13 @@ pub enum PrintTable {
     Markdown,
 }
 
+/// `--to`: what to print instead of the report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Target {
+    /// The Gateway and HTTPRoutes equivalent to the Ingresses ([`super::migrate_gateway`]).
+    GatewayApi,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct MigrateArgs {
     /// Read Ingresses and the ConfigMap from this manifest directory (else from the cluster:
@@ -63,6 +70,13 @@ pub struct MigrateArgs {
     /// deploy/docs/migrate-from-ingress-nginx.md) and exit.
     #[arg(long, value_enum)]
     pub print_table: Option<PrintTable>,
+    /// Print the Gateway API objects equivalent to the Ingresses (YAML, with a `# note:`
+    /// wherever behaviour would change) instead of the report.
+    #[arg(long, value_enum)]
+    pub to: Option<Target>,
+    /// The GatewayClass the printed Gateways name (with `--to gateway-api`).
+    #[arg(long, default_value = "xdp-ingress")]
+    pub gateway_class: String,
 }
 
 /// `migrate --output json`.
@@ -339,11 +353,7 @@ fn table(r: &Report) -> String {
 
 async fn from_cluster(args: &MigrateArgs) -> anyhow::Result<(Vec<Ingress>, Option<ConfigMap>)> {
     let client = crate::source::kube::client(args.kubeconfig.as_deref()).await?;
-    let ingresses = kube::Api::<Ingress>::all(client.clone())
-        .list(&Default::default())
-        .await
-        .context("listing Ingresses")?
-        .items;
+    let ingresses = list_ingresses(&client).await?;
     let cm = kube::Api::<ConfigMap>::namespaced(client, &args.configmap.namespace)
         .get_opt(&args.configmap.name)
         .await
@@ -351,11 +361,66 @@ async fn from_cluster(args: &MigrateArgs) -> anyhow::Result<(Vec<Ingress>, Optio
     Ok((ingresses, cm))
 }
 
+async fn list_ingresses(client: &kube::Client) -> anyhow::Result<Vec<Ingress>> {
+    Ok(kube::Api::<Ingress>::all(client.clone())
+        .list(&Default::default())
+        .await
+        .context("listing Ingresses")?
+        .items)
+}
+
+/// `--to gateway-api`: the Ingresses (of `--ingress-class`) as Gateway API objects.
+async fn to_gateway_api(args: &MigrateArgs) -> anyhow::Result<i32> {
+    let objects: Objects = match &args.manifests {
+        Some(dir) => {
+            anyhow::ensure!(
+                dir.is_dir(),
+                "--manifests {}: not a directory",
+                dir.display()
+            );
+            ManifestDir::new(dir).load()
+        }
+        None => {
+            let client = crate::source::kube::client(args.kubeconfig.as_deref()).await?;
+            let ingresses = list_ingresses(&client).await?;
+            let services = kube::Api::<k8s_openapi::api::core::v1::Service>::all(client)
+                .list(&Default::default())
+                .await
+                .context("listing Services")?;
+            Objects::from_objects(
+                (ingresses.into_iter())
+                    .map(|i| crate::store::Object::Ingress(i.into()))
+                    .chain(
+                        (services.items.into_iter())
+                            .map(|s| crate::store::Object::Service(s.into())),
+                    ),
+            )
+        }
+    };
+    let class = args.ingress_class.as_deref();
+    let ingresses: Vec<&Ingress> = (objects.ingresses.values())
+        .map(|i| &**i)
+        .filter(|i| class.is_none() || class_of(i).as_deref() == class)
+        .collect();
+    anyhow::ensure!(
+        !ingresses.is_empty(),
+        "no Ingress found: nothing to convert"
+    );
+    print!(
+        "{}",
+        super::migrate_gateway::convert(ingresses, &objects.services, &args.gateway_class)
+    );
+    Ok(0)
+}
+
 /// Runs the command; returns the exit status (0 same behaviour, 1 differences).
 pub async fn run(args: MigrateArgs) -> anyhow::Result<i32> {
     if let Some(PrintTable::Markdown) = args.print_table {
         print!("{}", support::markdown());
         return Ok(0);
+    }
+    if args.to == Some(Target::GatewayApi) {
+        return to_gateway_api(&args).await;
     }
     let (ingresses, cm): (Vec<Ingress>, Option<ConfigMap>) = match &args.manifests {
         Some(dir) => {

@@ -5,6 +5,7 @@ pub mod backends;
 pub mod explain;
 pub mod iface;
 pub mod migrate;
+pub mod migrate_gateway;
 pub mod run;
 
 use clap::{Parser, Subcommand};

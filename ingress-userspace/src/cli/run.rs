@@ -124,10 +124,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     })
     .await
     .context("starting the L7 proxy")?;
-    // Gateway listeners are served on the proxy's own ports only (for now).
+    // Gateway listeners on the proxy's own ports share its listeners; translation decides
+    // which other ports the proxy opens for them (inside --gateway-listener-ports).
     translate_config.gateway_ports = crate::model::translate::gateway::ProxyPorts {
         http: proxy.http_addr().port(),
         https: proxy.https_addr().port(),
+        gateway_range: args.proxy.gateway_listener_ports,
     };
     // hostNetwork: clients reach the proxy on the node's addresses at the sockets it bound,
     // through no service frontend; the node-wide SYN limit applies there too (or is lifted
@@ -182,7 +184,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     proxy.set_admin_pages(Box::new(move |path| {
         crate::dashboard::respond(path, || crate::dashboard::gather(&dashboard))
     }));
-    let sources = start_sources(&args.source, &control).await?;
+    let sources = start_sources(&args.source, &control, proxy.unbound_listeners()).await?;
 
     let period = Duration::from_secs(args.stats_interval.max(1));
     let mut ticker = tokio::time::interval(period);
@@ -276,9 +278,12 @@ impl Drop for Sources {
 }
 
 /// Starts every source the flags ask for, feeding `control`.
+/// `unbound`: the proxy's Gateway ports that could not be bound, which the status writer
+/// reports on their listeners.
 pub async fn start_sources(
     args: &SourceArgs,
     control: &controller::ControlLoop,
+    unbound: tokio::sync::watch::Receiver<crate::proxy::listener_set::Unbound>,
 ) -> anyhow::Result<Sources> {
     let mut sources = Sources::default();
     if args.default_manifests {
@@ -329,10 +334,11 @@ pub async fn start_sources(
                 controller: args.controller_name.clone(),
                 instance: identity,
             };
-            let writer = status::spawn(
+            let writer = status::spawn_with_listeners(
                 client,
                 reporter,
                 control.snapshots.clone(),
+                unbound,
                 candidate.is_leader,
             );
             sources.tasks.extend([writer, candidate.task]);

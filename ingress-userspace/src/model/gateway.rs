@@ -25,6 +25,26 @@ pub struct GatewayRoutePolicy {
     /// other than Service, a cross-namespace reference no ReferenceGrant permits): that share
     /// of requests is answered 500, the rest is forwarded by the route's weights.
     pub invalid_weight: u32,
+    /// `timeouts.request` (`HTTPRouteTimeouts`): how long the gateway may take to answer,
+    /// counted from when the route is chosen, retries included; past it the client gets 504
+    /// (spec: "MUST return a timeout error"). `None`: unset or `0s` (no deadline).
+    pub request_timeout: Option<std::time::Duration>,
+    /// `CORS` (HTTPCORSFilter): moved into the route's response policy, where the proxy's
+    /// one CORS decision reads it.
+    pub cors: Option<crate::model::Cors>,
+    /// `RequestMirror` filters: a copy of each request (after the request header modifier)
+    /// goes to each, fire-and-forget: its answer is dropped and it never delays the client.
+    pub mirrors: Vec<RequestMirror>,
+}
+
+/// `HTTPRequestMirrorFilter`: where copies go and which share of requests is copied.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RequestMirror {
+    #[serde(serialize_with = "upstream_id")]
+    pub upstream: std::sync::Arc<crate::model::Upstream>,
+    /// `percent` or `fraction` as `numerator / denominator` (100 / 100 when neither is set).
+    pub numerator: u32,
+    pub denominator: u32,
 }
 
 /// `HTTPHeaderFilter`: header names as written (matched case-insensitively), in order:
@@ -50,6 +70,13 @@ pub enum PathModifier {
     /// The part of the path the route's `PathPrefix` matched becomes this (element-wise:
     /// `/prefix` replaced by `/x` turns `/prefix/a` into `/x/a` and `/prefix` into `/x`).
     ReplacePrefixMatch(String),
+}
+
+fn upstream_id<S: serde::Serializer>(
+    u: &std::sync::Arc<crate::model::Upstream>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&u.id)
 }
 
 /// `HTTPRequestRedirectFilter`: each `None` keeps the request's own part.
@@ -114,6 +141,11 @@ pub struct ListenerStatus {
     pub supported_kinds: Vec<(String, String)>,
     pub attached_routes: i32,
     pub conditions: Vec<StatusCondition>,
+    /// The port the proxy opens for this listener (`None`: not served, or served on the
+    /// proxy's own HTTP or HTTPS port): a failure to bind it is this listener's condition
+    /// ([`GatewayApiStatus::with_unbound`]).
+    #[serde(skip)]
+    pub port: Option<u16>,
 }
 
 /// `status` of one Gateway.
@@ -149,7 +181,68 @@ pub struct RouteParentStatus {
 pub struct GatewayApiStatus {
     pub classes: BTreeMap<ObjectRef, Vec<StatusCondition>>,
     pub gateways: BTreeMap<ObjectRef, GatewayStatusOut>,
-    pub http_routes: BTreeMap<ObjectRef, Vec<RouteParentStatus>>,
-    /// TCPRoutes, UDPRoutes and TLSRoutes (the kind is the key's).
-    pub l4_routes: BTreeMap<ObjectRef, Vec<RouteParentStatus>>,
+    /// Every route kind: HTTPRoute, GRPCRoute, TCPRoute, UDPRoute, TLSRoute (the kind is the
+    /// key's).
+    pub routes: BTreeMap<ObjectRef, Vec<RouteParentStatus>>,
+    /// BackendTLSPolicies: `status.ancestors`, one per Gateway whose routes use the policy
+    /// (`parent_ref` is the `ancestorRef`).
+    pub policies: BTreeMap<ObjectRef, Vec<RouteParentStatus>>,
+}
+
+impl GatewayApiStatus {
+    /// This status with the proxy's bind failures (port -> error) written into the listeners
+    /// that opened those ports: `Accepted: False, PortUnavailable` (the spec's reason for "the
+    /// port is already in use") and `Programmed: False, Pending` (bound again when the port
+    /// frees up), and their Gateways' conditions recomputed. The same status when nothing
+    /// failed.
+    pub fn with_unbound(&self, unbound: &BTreeMap<u16, String>) -> GatewayApiStatus {
+        let mut out = self.clone();
+        if unbound.is_empty() {
+            return out;
+        }
+        for gw in out.gateways.values_mut() {
+            let mut changed = false;
+            for l in &mut gw.listeners {
+                let Some(error) = l.port.and_then(|p| unbound.get(&p).map(|e| (p, e))) else {
+                    continue;
+                };
+                let (port, error) = error;
+                for c in &mut l.conditions {
+                    let generation = c.observed_generation;
+                    match c.type_.as_str() {
+                        "Accepted" => {
+                            *c = StatusCondition::new(
+                                "Accepted",
+                                false,
+                                "PortUnavailable",
+                                format!("port {port} cannot be bound: {error}"),
+                                generation,
+                            )
+                        }
+                        "Programmed" => {
+                            *c = StatusCondition::new(
+                                "Programmed",
+                                false,
+                                "Pending",
+                                format!("waiting for port {port} to be bound"),
+                                generation,
+                            )
+                        }
+                        _ => {}
+                    }
+                }
+                changed = true;
+            }
+            if changed {
+                let generation = gw
+                    .conditions
+                    .first()
+                    .map(|c| c.observed_generation)
+                    .unwrap_or(0);
+                gw.conditions =
+                    crate::model::translate::gateway::gateway_conditions(&gw.listeners, generation);
+            }
+        }
+        out
+    }
 }

@@ -204,6 +204,15 @@ pub struct L7Config {
     /// lower case) -> what a connection naming it gets. Empty unless such a listener is
     /// served. `passthrough` hosts are tried first (`proxy::sni`).
     pub gateway_sni: BTreeMap<String, SniAction>,
+    /// Ports the proxy listens on for Gateway listeners besides its own HTTP and HTTPS
+    /// ports, with their protocol. Translation decides them (accepted Gateway listeners
+    /// inside `--gateway-listener-ports`); the proxy binds and closes them as snapshots
+    /// change ([`crate::proxy::listener_set`]).
+    pub gateway_listeners: BTreeMap<u16, ListenerProtocol>,
+    /// HTTPS Gateway listeners by port (the proxy's own HTTPS port included), for the 421
+    /// check: a request whose `Host` another listener of the port serves than the one its
+    /// TLS handshake's SNI selected is misdirected. Empty without HTTPS Gateway listeners.
+    pub gateway_https_hosts: BTreeMap<u16, Vec<String>>,
 }
 
 /// What a TLS connection on the HTTPS port gets by its SNI, before termination.
@@ -219,6 +228,15 @@ pub enum SniAction {
     /// Terminated here: a terminating listener's or a served host's name under a passthrough
     /// listener's wildcard.
     Terminate,
+}
+
+/// What a Gateway listener port speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub enum ListenerProtocol {
+    /// Plain HTTP/1.1 and h2c with prior knowledge.
+    Http,
+    /// TLS termination (ALPN `h2`, `http/1.1`), certificates by SNI as on the HTTPS port.
+    Https,
 }
 
 /// Where the TLS connections of one `ssl-passthrough` host go (ingress-nginx's
@@ -393,6 +411,11 @@ pub struct RouteMatch {
     /// `Some(true)`: only requests over TLS; `Some(false)`: only plain HTTP; `None`: both.
     /// Gateway API routes attached to HTTPS listeners only, or to HTTP listeners only.
     pub tls: Option<bool>,
+    /// The listener ports a request must arrive on (the port the accepting socket is bound
+    /// to, sorted). `Some`: a Gateway API route, served only on the ports of the listeners it
+    /// attached to; `None`: an Ingress route, served only on the proxy's own HTTP and HTTPS
+    /// listeners, never on a port opened for a Gateway ([`L7Config::gateway_listeners`]).
+    pub listener_ports: Option<Vec<u16>>,
 }
 
 /// Where a route came from, for conflicts, `explain` and diagnostics.
@@ -750,6 +773,21 @@ pub struct Cors {
     /// `Access-Control-Max-Age`, seconds, as written (`-1`, which browsers read as "do not
     /// cache", included).
     pub max_age: i64,
+    /// Whose rules the fields follow.
+    pub dialect: CorsDialect,
+}
+
+/// Where a [`Cors`] comes from; the two differ in a few answers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub enum CorsDialect {
+    /// ingress-nginx's `enable-cors` annotations: a `*` in an origin is one DNS label, values
+    /// are sent as written.
+    #[default]
+    IngressNginx,
+    /// Gateway API `HTTPCORSFilter`: a `*` in an origin's host is one or more labels; with
+    /// `allowCredentials` the `*` origin answers with the request's `Origin`; `*` methods and
+    /// headers answer with the preflight's `Access-Control-Request-Method` / `-Headers`.
+    GatewayApi,
 }
 
 /// `cors-allow-origin`.
@@ -912,7 +950,7 @@ pub struct Timeouts {
     pub send: Option<Duration>,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum BackendProtocol {
     #[default]
     Http,
@@ -1006,6 +1044,44 @@ pub struct Upstream {
     /// `service-upstream`: `endpoints` is the Service's `spec.clusterIP` and port, one
     /// pseudo-endpoint that kube-proxy balances; endpoint changes leave it as it is.
     pub service_upstream: bool,
+    /// Verified TLS to the endpoints (Gateway API BackendTLSPolicy); `None`: as `protocol`
+    /// says (HTTPS and gRPCS unverified, as ingress-nginx).
+    #[serde(
+        serialize_with = "upstream_tls",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tls: Option<Arc<UpstreamTls>>,
+}
+
+fn upstream_tls<S: serde::Serializer>(
+    t: &Option<Arc<UpstreamTls>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    serde::Serialize::serialize(&t.as_deref(), s)
+}
+
+/// How the proxy verifies a backend's certificate (Gateway API BackendTLSPolicy
+/// `validation`; [`crate::proxy::upstream::verified_tls`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct UpstreamTls {
+    /// Sent as SNI; the certificate must name it unless `subject_alt_names` is set.
+    pub hostname: String,
+    pub roots: TlsRoots,
+    /// DNS names of which the certificate must carry one (instead of `hostname`).
+    pub subject_alt_names: Vec<String>,
+}
+
+/// The certificates a backend's chain must lead to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum TlsRoots {
+    /// `wellKnownCACertificates: System`: the Mozilla root set (`webpki-roots`).
+    System,
+    /// `caCertificateRefs`: DER certificates (shown as their count).
+    Certificates(#[serde(serialize_with = "count")] Vec<Vec<u8>>),
+}
+
+fn count<S: serde::Serializer>(v: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(v.len() as u64)
 }
 
 /// A certificate chain and key from a `kubernetes.io/tls` Secret, already checked to parse.

@@ -26,9 +26,21 @@ pub struct ProxyArgs {
     /// HTTPS port (TLS 1.2/1.3, ALPN h2 and http/1.1).
     #[arg(long, default_value_t = 443, env = "XDP_INGRESS_HTTPS_PORT")]
     pub https_port: u16,
-    /// Address the HTTP and HTTPS listeners bind (`::` also takes IPv4 where the host allows).
+    /// Address the HTTP and HTTPS listeners bind (`::` also takes IPv4 where the host allows),
+    /// and the listeners the proxy opens for Gateways.
     #[arg(long, default_value = "::")]
     pub listen_address: IpAddr,
+    /// Ports a Gateway listener may open besides --http-port and --https-port (`first-last`,
+    /// inclusive). The default, 1024-29999, leaves out privileged ports (on a host network
+    /// they name the node's own services), the NodePort range (30000-32767) and Linux's
+    /// ephemeral range (32768-60999, where the proxy's own connections take local ports). A
+    /// listener on another port gets `Accepted: False, PortUnavailable`.
+    #[arg(
+        long,
+        default_value = "1024-29999",
+        env = "XDP_INGRESS_GATEWAY_LISTENER_PORTS"
+    )]
+    pub gateway_listener_ports: crate::model::translate::gateway::PortRange,
     /// HTTPS port advertised in redirects (defaults to --https-port).
     #[arg(long)]
     pub redirect_https_port: Option<u16>,

@@ -481,6 +481,8 @@ pub fn handshake_config<U>(
 pub struct TlsClient {
     /// The virtual host the SNI chose (`None`: no host matched it).
     pub vhost: Option<String>,
+    /// The ClientHello's server name, lower case (`None`: none sent).
+    pub sni: Option<String>,
     /// As sent, leaf first; empty: none.
     chain: Vec<CertificateDer<'static>>,
     /// The last verdict and the policy it was reached under (a snapshot may change the CA
@@ -498,9 +500,14 @@ struct Checked {
 }
 
 impl TlsClient {
-    pub fn new(vhost: Option<String>, chain: Option<&[CertificateDer<'_>]>) -> Self {
+    pub fn new(
+        vhost: Option<String>,
+        chain: Option<&[CertificateDer<'_>]>,
+        sni: Option<String>,
+    ) -> Self {
         TlsClient {
             vhost,
+            sni,
             chain: chain
                 .unwrap_or_default()
                 .iter()

@@ -15,7 +15,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, hea
 use http_body_util::{BodyExt, Empty};
 
 use super::upstream::ProxyBody;
-use crate::model::{Cors, CorsOrigins, ResponsePolicy};
+use crate::model::{Cors, CorsDialect, CorsOrigins, ResponsePolicy};
 
 /// What a route does with one request's response.
 #[derive(Debug, Default)]
@@ -44,10 +44,10 @@ pub fn for_request(policy: &ResponsePolicy, method: &Method, req: &HeaderMap) ->
         }
     }
     if let Some(cors) = &policy.cors
-        && let Some(origin) = allowed_origin(&cors.allow_origin, req.get(header::ORIGIN))
+        && let Some(origin) = allowed_origin(cors, req.get(header::ORIGIN))
     {
         out.preflight = method == Method::OPTIONS;
-        cors_headers(cors, origin, &mut out.set);
+        cors_headers(cors, origin, req, &mut out.set);
     }
     out
 }
@@ -60,14 +60,53 @@ pub fn preflight() -> Response<ProxyBody> {
 }
 
 /// `Access-Control-Allow-Origin` for an allowed request, `None` for any other.
-fn allowed_origin(origins: &CorsOrigins, origin: Option<&HeaderValue>) -> Option<HeaderValue> {
-    match origins {
+fn allowed_origin(cors: &Cors, origin: Option<&HeaderValue>) -> Option<HeaderValue> {
+    let gateway = cors.dialect == CorsDialect::GatewayApi;
+    match &cors.allow_origin {
+        // Gateway API: with credentials, `*` is not a valid answer (Fetch, "CORS protocol
+        // and credentials"): the request's origin is.
+        CorsOrigins::Any if gateway && cors.allow_credentials => {
+            Some(origin.cloned().unwrap_or(HeaderValue::from_static("*")))
+        }
         CorsOrigins::Any => Some(HeaderValue::from_static("*")),
         CorsOrigins::List(list) => {
             let o = origin?;
             let s = o.to_str().ok()?;
-            list.iter().any(|p| origin_matches(p, s)).then(|| o.clone())
+            let matches = |p: &String| match cors.dialect {
+                CorsDialect::IngressNginx => origin_matches(p, s),
+                CorsDialect::GatewayApi => gateway_origin_matches(p, s),
+            };
+            list.iter().any(matches).then(|| o.clone())
         }
+    }
+}
+
+/// `pattern` as `HTTPCORSFilter.allowOrigins` reads it: `*` alone is any origin; a `*` as the
+/// host's first label stands for one or more labels; otherwise scheme, host and port match
+/// exactly (ignoring ASCII case).
+pub fn gateway_origin_matches(pattern: &str, origin: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    match pattern.split_once("://*.") {
+        None => pattern.eq_ignore_ascii_case(origin),
+        Some((scheme, suffix)) => origin
+            .split_once("://")
+            .filter(|(s, _)| s.eq_ignore_ascii_case(scheme))
+            .and_then(|(_, host)| {
+                let split = host.len().checked_sub(suffix.len() + 1)?;
+                let (labels, rest) = (host.get(..split)?, host.get(split..)?);
+                Some(
+                    !labels.is_empty()
+                        && rest.starts_with('.')
+                        && rest[1..].eq_ignore_ascii_case(suffix)
+                        && labels.split('.').all(|l| {
+                            !l.is_empty()
+                                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                        }),
+                )
+            })
+            .unwrap_or(false),
     }
 }
 
@@ -89,7 +128,7 @@ pub fn origin_matches(pattern: &str, origin: &str) -> bool {
     }
 }
 
-fn cors_headers(cors: &Cors, origin: HeaderValue, set: &mut HeaderMap) {
+fn cors_headers(cors: &Cors, origin: HeaderValue, req: &HeaderMap, set: &mut HeaderMap) {
     set.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
     if cors.allow_credentials {
         set.insert(
@@ -100,12 +139,31 @@ fn cors_headers(cors: &Cors, origin: HeaderValue, set: &mut HeaderMap) {
     // Translation checked these against ingress-nginx's patterns; a value that still is not a
     // header value is left out rather than sent broken.
     let mut put = |name: HeaderName, v: &str| {
-        if let Ok(v) = HeaderValue::from_str(v) {
+        if let Ok(v) = HeaderValue::from_str(v)
+            && !v.is_empty()
+        {
             set.insert(name, v);
         }
     };
-    put(header::ACCESS_CONTROL_ALLOW_METHODS, &cors.allow_methods);
-    put(header::ACCESS_CONTROL_ALLOW_HEADERS, &cors.allow_headers);
+    // Gateway API `*` methods or headers: what the preflight asks for is allowed.
+    let asked = |value: &str, request_header: HeaderName| -> String {
+        match (cors.dialect, value) {
+            (CorsDialect::GatewayApi, "*") => req
+                .get(request_header)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("*")
+                .to_string(),
+            _ => value.to_string(),
+        }
+    };
+    put(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        &asked(&cors.allow_methods, header::ACCESS_CONTROL_REQUEST_METHOD),
+    );
+    put(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        &asked(&cors.allow_headers, header::ACCESS_CONTROL_REQUEST_HEADERS),
+    );
     if let Some(e) = &cors.expose_headers {
         put(header::ACCESS_CONTROL_EXPOSE_HEADERS, e);
     }
@@ -125,6 +183,7 @@ mod tests {
                 allow_credentials: true,
                 expose_headers: None,
                 max_age: 60,
+                dialect: CorsDialect::IngressNginx,
             }),
             ..Default::default()
         }
@@ -197,6 +256,151 @@ mod tests {
         assert_eq!(
             h.set[header::ACCESS_CONTROL_ALLOW_ORIGIN],
             "https://custom.test"
+        );
+    }
+
+    /// The HTTPCORSFilter expectations of conformance/tests/httproute-cors.go (the `cors-1`,
+    /// `cors-2`, `cors-wildcard-origin` and `cors-wildcard-methods-headers` routes).
+    #[test]
+    fn gateway_api_cors_as_the_conformance_suite() {
+        let gw = |origins: Vec<&str>, methods: &str, headers: &str, credentials: bool| {
+            let allow_origin = if origins == ["*"] {
+                CorsOrigins::Any
+            } else {
+                CorsOrigins::List(origins.into_iter().map(String::from).collect())
+            };
+            ResponsePolicy {
+                cors: Some(Cors {
+                    allow_origin,
+                    allow_methods: methods.into(),
+                    allow_headers: headers.into(),
+                    allow_credentials: credentials,
+                    expose_headers: None,
+                    max_age: 5,
+                    dialect: CorsDialect::GatewayApi,
+                }),
+                ..Default::default()
+            }
+        };
+        let ask =
+            |p: &ResponsePolicy, m: Method, origin: &str, rm: Option<&str>, rh: Option<&str>| {
+                let mut h = with_origin(Some(origin));
+                if let Some(v) = rm {
+                    h.insert(
+                        header::ACCESS_CONTROL_REQUEST_METHOD,
+                        HeaderValue::from_str(v).unwrap(),
+                    );
+                }
+                if let Some(v) = rh {
+                    h.insert(
+                        header::ACCESS_CONTROL_REQUEST_HEADERS,
+                        HeaderValue::from_str(v).unwrap(),
+                    );
+                }
+                for_request(p, &m, &h)
+            };
+        let get =
+            |h: &RouteHeaders, n: HeaderName| h.set.get(n).map(|v| v.to_str().unwrap().to_string());
+        let cors1 = gw(
+            vec!["https://www.foo.com", "https://*.bar.com"],
+            "GET, OPTIONS",
+            "x-header-1, x-header-2",
+            true,
+        );
+        for origin in [
+            "https://www.foo.com",
+            "https://www.bar.com",
+            "https://xpto.www.bar.com",
+        ] {
+            let h = ask(
+                &cors1,
+                Method::OPTIONS,
+                origin,
+                Some("GET"),
+                Some("x-header-1, x-header-2"),
+            );
+            assert!(h.preflight, "{origin}");
+            assert_eq!(
+                get(&h, header::ACCESS_CONTROL_ALLOW_ORIGIN).as_deref(),
+                Some(origin)
+            );
+            assert_eq!(
+                get(&h, header::ACCESS_CONTROL_ALLOW_CREDENTIALS).as_deref(),
+                Some("true")
+            );
+            let h = ask(&cors1, Method::GET, origin, None, None);
+            assert!(!h.preflight);
+            assert_eq!(
+                get(&h, header::ACCESS_CONTROL_ALLOW_ORIGIN).as_deref(),
+                Some(origin)
+            );
+        }
+        for origin in [
+            "https://foobar.com",
+            "https://bar.com",
+            "http://www.bar.com",
+        ] {
+            let h = ask(&cors1, Method::OPTIONS, origin, Some("GET"), None);
+            assert!(!h.preflight, "{origin}");
+            assert_eq!(
+                get(&h, header::ACCESS_CONTROL_ALLOW_ORIGIN),
+                None,
+                "{origin}"
+            );
+        }
+        // cors-2: `*` methods, no credentials.
+        let cors2 = gw(vec!["https://www.foo.com"], "*", "", false);
+        let h = ask(
+            &cors2,
+            Method::OPTIONS,
+            "https://www.foo.com",
+            Some("POST"),
+            None,
+        );
+        assert_eq!(
+            get(&h, header::ACCESS_CONTROL_ALLOW_METHODS).as_deref(),
+            Some("POST")
+        );
+        assert_eq!(get(&h, header::ACCESS_CONTROL_ALLOW_CREDENTIALS), None);
+        assert_eq!(get(&h, header::ACCESS_CONTROL_ALLOW_HEADERS), None);
+        // cors-wildcard-origin: `*` without credentials answers `*`, ports included.
+        let any = gw(vec!["*"], "PUT", "", false);
+        for origin in ["https://foobar.com", "https://foobar.com:12345"] {
+            let h = ask(&any, Method::OPTIONS, origin, Some("PUT"), None);
+            assert!(h.preflight);
+            assert_eq!(
+                get(&h, header::ACCESS_CONTROL_ALLOW_ORIGIN).as_deref(),
+                Some("*")
+            );
+            assert_eq!(
+                get(&h, header::ACCESS_CONTROL_ALLOW_METHODS).as_deref(),
+                Some("PUT")
+            );
+        }
+        // cors-wildcard-methods-headers: with credentials everything asked is echoed.
+        let all = gw(vec!["*"], "*", "*", true);
+        let h = ask(
+            &all,
+            Method::OPTIONS,
+            "https://other.foo.com",
+            Some("PUT"),
+            Some("x-header-1, x-header-2"),
+        );
+        assert_eq!(
+            get(&h, header::ACCESS_CONTROL_ALLOW_ORIGIN).as_deref(),
+            Some("https://other.foo.com")
+        );
+        assert_eq!(
+            get(&h, header::ACCESS_CONTROL_ALLOW_METHODS).as_deref(),
+            Some("PUT")
+        );
+        assert_eq!(
+            get(&h, header::ACCESS_CONTROL_ALLOW_HEADERS).as_deref(),
+            Some("x-header-1, x-header-2")
+        );
+        assert_eq!(
+            get(&h, header::ACCESS_CONTROL_ALLOW_CREDENTIALS).as_deref(),
+            Some("true")
         );
     }
 }

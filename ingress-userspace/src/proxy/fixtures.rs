@@ -49,6 +49,7 @@ pub fn upstream_at(service: &str, addrs: &[SocketAddr]) -> Arc<Upstream> {
         load_balancing: LoadBalancing::RoundRobin,
         affinity: None,
         service_upstream: false,
+        tls: None,
     })
 }
 
@@ -70,6 +71,7 @@ pub fn route_to(path: PathMatch, upstream: Arc<Upstream>) -> Route {
             method: None,
             query: Vec::new(),
             tls: None,
+            listener_ports: None,
         },
         action: RouteAction::Forward(vec![WeightedUpstream {
             upstream,

@@ -38,10 +38,12 @@ use super::{
     error_pages::{self, Intercept},
     forward_auth, gateway_filters,
     headers::{add_forwarding, drop_underscored, for_http1_upstream, is_upgrade, strip_hop_by_hop},
+    listener::ListenerId,
     metrics::{
         AuthRefusedLabels, GaugeGuard, RateLimitedLabels, RequestLabels, RouteLabels,
         UpstreamLabels,
     },
+    mirror,
     next_upstream::{Attempt, Cause, Retry},
     rate_limit, request_target, response_rate, rewrite,
     router::{CompiledAction, CompiledRoute, Lookup, RequestView},
@@ -53,7 +55,7 @@ use super::{
         send_timeout::SendTimedOut,
     },
 };
-use crate::model::{BackendProtocol, RoutePolicy, UpstreamVersion};
+use crate::model::{BackendProtocol, ObjectKind, RoutePolicy, UpstreamVersion};
 
 /// Header naming why the proxy answered a request itself.
 pub const REASON_HEADER: &str = "x-xdp-ingress-reason";
@@ -75,6 +77,8 @@ pub struct ConnInfo {
     origin: Origin,
     /// TLS: the handshake's virtual host and the client's certificate ([`client_cert`]).
     pub tls_client: Option<client_cert::TlsClient>,
+    /// The listener that accepted the connection.
+    pub listener: ListenerId,
 }
 
 impl ConnInfo {
@@ -85,6 +89,7 @@ impl ConnInfo {
         proxied: Option<SocketAddr>,
         local: SocketAddr,
         tls_client: Option<client_cert::TlsClient>,
+        listener: ListenerId,
     ) -> Self {
         let tls = tls_client.is_some();
         ConnInfo {
@@ -93,6 +98,7 @@ impl ConnInfo {
             tls,
             origin: trust.origin(client, proxied, local, tls),
             tls_client,
+            listener,
         }
     }
 }
@@ -157,7 +163,7 @@ pub(crate) async fn handle(
             let asked_upgrade = asks_upgrade(&req);
             let resp = match client_cert_step(&rt, &conn, &mut req, &target.host, &mut out) {
                 Some(refused) => refused,
-                None => route(&shared, &rt, req, &target.host, &mut out).await,
+                None => route(&shared, &rt, &conn, req, &target.host, &mut out).await,
             };
             (
                 refuse_unasked_switch(resp, asked_upgrade, &mut out),
@@ -362,6 +368,7 @@ struct LoggedRequest {
 async fn route(
     shared: &Arc<Shared>,
     rt: &Runtime,
+    conn: &ConnInfo,
     mut req: Request<Incoming>,
     host: &str,
     out: &mut Outcome,
@@ -373,6 +380,33 @@ async fn route(
         path: req.uri().path(),
         query: req.uri().query(),
     };
+    let view = RequestView {
+        host,
+        path: req.uri().path(),
+        query: req.uri().query(),
+        method: req.method().as_str(),
+        headers: req.headers(),
+        tls: out.client.https(),
+        listener_port: Some(conn.listener.port),
+        gateway_listener: conn.listener.gateway,
+    };
+    // 421 before anything of the host: its listener is not the one the handshake chose
+    // (Gateway HTTPS listeners only; a host an Ingress serves is never misdirected).
+    if let Some(tls) = &conn.tls_client
+        && rt
+            .misdirected
+            .is_misdirected(conn.listener.port, tls.sni.as_deref(), host)
+        && !matches!(
+            rt.routes.lookup(&view),
+            Lookup::Route { route, .. } if route.origin.object.kind == ObjectKind::Ingress
+        )
+    {
+        out.reason = Some("misdirected request".into());
+        return local(
+            StatusCode::MISDIRECTED_REQUEST,
+            "the Host belongs to another listener than the TLS server name",
+        );
+    }
     // The rewrite step, 1: `app-root` is the host's, before any route.
     if let Some(a) = rt
         .routes
@@ -382,14 +416,6 @@ async fn route(
         out.host = rt.routes.host(host).map(|h| Arc::clone(&h.label));
         return redirect_to(a, out);
     }
-    let view = RequestView {
-        host,
-        path: req.uri().path(),
-        query: req.uri().query(),
-        method: req.method().as_str(),
-        headers: req.headers(),
-        tls: out.client.https(),
-    };
     match rt.routes.lookup(&view) {
         Lookup::Route { host: vh, route } => {
             out.ingress = Some(Arc::clone(&route.ingress));
@@ -486,6 +512,8 @@ async fn route(
                     local(status, reason)
                 }
                 CompiledAction::Forward(ups) => {
+                    // The body also feeds the route's request mirrors, if any.
+                    let mut req = req.map(mirror::Tee::new);
                     if let Some(g) = &gateway {
                         let valid: u64 = ups.iter().map(|(_, w)| u64::from(*w)).sum();
                         if gateway_filters::takes_invalid_share(g.invalid_weight, valid) {
@@ -508,6 +536,13 @@ async fn route(
                                 return local(StatusCode::INTERNAL_SERVER_ERROR, "rewrite");
                             };
                             *req.uri_mut() = Uri::from(pq);
+                        }
+                        if !asks_upgrade(&req) {
+                            for (up, numerator, denominator) in &route.mirrors {
+                                if mirror::sampled(*numerator, *denominator) {
+                                    spawn_mirror(shared, &mut req, up, &route.policy, host, out);
+                                }
+                            }
                         }
                     }
                     match canary_step(route, ups, req.headers()).or_else(|| choose_weighted(ups)) {
@@ -544,7 +579,19 @@ async fn route(
                                     Some(routed),
                                 );
                             }
-                            let resp = forward(shared, req, up, &route.policy, host, out).await;
+                            let sent = forward(shared, req, up, &route.policy, host, out);
+                            let timeout = gateway.as_ref().and_then(|g| g.request_timeout);
+                            let resp = match timeout {
+                                // HTTPRoute `timeouts.request`: 504 once it expires.
+                                Some(d) => match tokio::time::timeout(d, sent).await {
+                                    Ok(resp) => resp,
+                                    Err(_) => {
+                                        out.reason = Some("HTTPRoute timeouts.request".into());
+                                        local(StatusCode::GATEWAY_TIMEOUT, "request timeout")
+                                    }
+                                },
+                                None => sent.await,
+                            };
                             let mut resp =
                                 Box::pin(intercepted(shared, intercept, resp, route, host, out))
                                     .await;
@@ -605,6 +652,33 @@ async fn route(
             local(StatusCode::NOT_FOUND, reason)
         }
     }
+}
+
+/// Sends a copy of `req` (as it is now, with a copy of its body from here on) to `up` on its
+/// own task: fire-and-forget, as `RequestMirror` asks; the answer is read and dropped.
+fn spawn_mirror(
+    shared: &Arc<Shared>,
+    req: &mut Request<mirror::Tee<Incoming>>,
+    up: &Arc<UpstreamRuntime>,
+    policy: &Arc<RoutePolicy>,
+    host: &str,
+    out: &Outcome,
+) {
+    let hint = hyper::body::Body::size_hint(req.body());
+    let body = req.body_mut().copy().with_hint(hint);
+    let mut copy = Request::new(body);
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    let (shared, up, policy) = (Arc::clone(shared), Arc::clone(up), Arc::clone(policy));
+    let host = host.to_string();
+    let mut mirror_out = Outcome::new(out.client.clone());
+    mirror_out.tls = out.tls;
+    tokio::spawn(async move {
+        let resp = forward(&shared, copy, &up, &policy, &host, &mut mirror_out).await;
+        let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
+    });
 }
 
 /// What the client gets for `resp`: the error backend's answer when the route's
@@ -960,6 +1034,19 @@ where
     let clients =
         (t.connect.is_some() || t.send.is_some()).then(|| shared.clients_for(t.connect, t.send));
     let clients = clients.as_ref().unwrap_or(&shared.clients);
+    // A BackendTLSPolicy's backend: its own, verified connections.
+    let verified;
+    let clients = match &up.tls {
+        None => clients,
+        Some(Ok(v)) => {
+            verified = clients.verified(v);
+            &verified
+        }
+        Some(Err(why)) => {
+            out.reason = Some(format!("backend TLS cannot be set up: {why}"));
+            return local(StatusCode::BAD_GATEWAY, "backend TLS cannot be set up");
+        }
+    };
     let client_ip = out.client.addr;
     let upstream_label = UpstreamLabels {
         upstream: Arc::clone(&up.label),

@@ -1,11 +1,23 @@
 //! Accepting clients: plain HTTP (HTTP/1.1, and HTTP/2 with prior knowledge, told apart by
 //! the connection preface) and HTTPS (rustls, ALPN `h2`/`http/1.1`). Each connection runs on
 //! its own task with the configured limits: a total and a per-client connection cap taken on
-//! accept ([`super::slots`]), and time limits counted in requests ([`super::liveness`]). On
-//! shutdown, accepting stops and every connection is asked to finish gracefully (HTTP/1 closes
-//! after the current response, HTTP/2 sends GOAWAY) until the drain deadline.
+//! accept ([`super::slots`]), shared by every listener, and time limits counted in requests
+//! ([`super::liveness`]). Each listening socket has its own accept loop
+//! ([`super::listener_set`] opens and closes them). On shutdown, accepting stops and every
+//! connection is asked to finish gracefully (HTTP/1 closes after the current response,
+//! HTTP/2 sends GOAWAY) until the drain deadline; a Gateway listener closed while the proxy
+//! runs does the same for its own connections only.
 
-use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    convert::Infallible,
+    future::Future,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::rt::TokioIo;
@@ -30,38 +42,105 @@ use super::{
     slots::{ConnectionSlots, CountedStream, Refused},
 };
 
-/// Runs until `shutdown` resolves, then drains; returns when every connection is done or
-/// the drain deadline passed.
+/// Which listener a connection came through (routing looks at it: Gateway routes are served
+/// on their listeners' ports only, Ingress routes on the proxy's own listeners only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenerId {
+    /// The port the listening socket is bound to.
+    pub port: u16,
+    /// Opened for Gateway listeners, not one of the proxy's own HTTP and HTTPS listeners.
+    pub gateway: bool,
+}
+
+/// What every listener's accept loop shares: the connection caps and the proxy's shutdown.
+pub(crate) struct Accepting {
+    pub shared: Arc<Shared>,
+    /// Caps, held by each socket for its whole life (see `slots`).
+    pub slots: Arc<ConnectionSlots>,
+    /// Connections still in hyper, which the drain waits for (upgraded ones have left).
+    pub serving: Arc<Semaphore>,
+    /// The TLS configuration when the ClientHello asks for nothing else.
+    pub tls: Arc<ServerConfig>,
+    /// Flips to `true` when the proxy shuts down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Accepting {
+    pub fn new(
+        shared: Arc<Shared>,
+        tls: Arc<ServerConfig>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let max = shared.args.max_connections.max(1);
+        Accepting {
+            slots: ConnectionSlots::new(max, limits::connections_per_client(&shared.args)),
+            serving: Arc::new(Semaphore::new(max)),
+            shared,
+            tls,
+            shutdown,
+        }
+    }
+
+    /// After shutdown: returns when every connection is done or the drain deadline passed.
+    pub async fn drain(&self) {
+        let max = self.shared.args.max_connections.max(1);
+        info!("proxy draining");
+        self.shared
+            .metrics
+            .draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let drained = tokio::time::timeout(
+            self.shared.args.drain_timeout,
+            self.serving.acquire_many(max as u32),
+        )
+        .await;
+        match drained {
+            Ok(_) => info!("proxy drained"),
+            Err(_) => warn!(
+                open = max - self.serving.available_permits(),
+                "drain deadline passed with connections open"
+            ),
+        }
+    }
+}
+
+/// Accepts on `listener` until the proxy shuts down or `close` resolves, then closes the
+/// socket and asks each of its connections to finish gracefully (HTTP/1 closes after the
+/// current response, HTTP/2 sends GOAWAY); other listeners' connections are not touched.
+/// `https` says what new connections speak (a Gateway port may change protocol in place).
 pub(crate) async fn accept_loop(
-    shared: Arc<Shared>,
-    http: TcpListener,
-    https: TcpListener,
-    tls: Arc<ServerConfig>,
-    shutdown: impl Future<Output = ()>,
+    acc: Arc<Accepting>,
+    listener: TcpListener,
+    id: ListenerId,
+    https: Arc<AtomicBool>,
+    close: impl Future<Output = ()>,
 ) {
-    let max = shared.args.max_connections.max(1);
-    // Caps, held by each socket for its whole life (see `slots`).
-    let slots = ConnectionSlots::new(max, limits::connections_per_client(&shared.args));
-    // Connections still in hyper, which the drain waits for (upgraded ones have left).
-    let serving = Arc::new(Semaphore::new(max));
     let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::pin!(shutdown);
+    let mut shutdown = acc.shutdown.clone();
+    let shutdown = async move {
+        // A dropped sender means the proxy is gone: stop too.
+        let _ = shutdown.wait_for(|s| *s).await;
+    };
+    tokio::pin!(close, shutdown);
     loop {
-        let (stream, peer, listener) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = &mut shutdown => break,
-            r = http.accept() => match r {
-                Ok((s, p)) => (s, p, "http"),
-                Err(e) => { accept_error(e).await; continue; }
-            },
-            r = https.accept() => match r {
-                Ok((s, p)) => (s, p, "https"),
+            _ = &mut close => break,
+            r = listener.accept() => match r {
+                Ok(accepted) => accepted,
                 Err(e) => { accept_error(e).await; continue; }
             },
         };
+        let label = if https.load(Ordering::Relaxed) {
+            "https"
+        } else {
+            "http"
+        };
+        let shared = &acc.shared;
         // Keyed on the TCP peer, before any byte is read. A closing connection gives back
         // its serving permit just after its slot, so that one can briefly be the scarcer.
-        let taken = slots.try_take(peer.ip()).and_then(|slot| {
-            let permit = Arc::clone(&serving)
+        let taken = acc.slots.try_take(peer.ip()).and_then(|slot| {
+            let permit = Arc::clone(&acc.serving)
                 .try_acquire_owned()
                 .map_err(|_| Refused::Total)?;
             Ok((slot, permit))
@@ -69,7 +148,7 @@ pub(crate) async fn accept_loop(
         let (slot, permit) = match taken {
             Ok(taken) => taken,
             Err(refused) => {
-                shared.metrics.record_refused(listener, refused);
+                shared.metrics.record_refused(label, refused);
                 debug!(client = %peer, reason = refused.label(), "connection refused");
                 drop(stream);
                 continue;
@@ -77,45 +156,44 @@ pub(crate) async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(peer);
-        let stream = CountedStream::new(
-            stream,
-            slot,
-            ConnectionGuard::new(&shared.metrics, listener),
-        );
-        let shared = Arc::clone(&shared);
-        let tls = Arc::clone(&tls);
+        let stream = CountedStream::new(stream, slot, ConnectionGuard::new(&shared.metrics, label));
+        let shared = Arc::clone(shared);
+        let tls = Arc::clone(&acc.tls);
         let stop = stop_rx.clone();
         tokio::spawn(async move {
             let serving = permit;
             let mut stream = stream;
-            let Ok(proxied) = proxy_header(&shared, listener, &mut stream, peer).await else {
+            let Ok(proxied) = proxy_header(&shared, label, &mut stream, peer).await else {
                 return;
             };
-            if listener == "https" {
-                serve_tls(shared, stream, peer, proxied, local, tls, stop, serving).await;
+            let at = Accepted {
+                peer,
+                proxied,
+                local,
+                listener: id,
+            };
+            if label == "https" {
+                serve_tls(shared, stream, at, tls, stop, serving).await;
             } else {
                 let _serving = serving;
                 let io = TokioIo::new(stream);
-                serve(shared, io, peer, proxied, local, None, stop).await;
+                serve(shared, io, at, None, stop).await;
             }
         });
     }
-    info!("proxy draining");
-    shared
-        .metrics
-        .draining
-        .store(true, std::sync::atomic::Ordering::Relaxed);
-    drop((http, https));
+    drop(listener);
+    debug!(port = id.port, "listener closed, its connections drain");
     let _ = stop_tx.send(true);
-    let drained =
-        tokio::time::timeout(shared.args.drain_timeout, serving.acquire_many(max as u32)).await;
-    match drained {
-        Ok(_) => info!("proxy drained"),
-        Err(_) => warn!(
-            open = max - serving.available_permits(),
-            "drain deadline passed with connections open"
-        ),
-    }
+}
+
+/// Where a connection came from and through which listener.
+#[derive(Clone, Copy, Debug)]
+struct Accepted {
+    peer: SocketAddr,
+    /// The client a PROXY protocol header named.
+    proxied: Option<SocketAddr>,
+    local: SocketAddr,
+    listener: ListenerId,
 }
 
 /// With `use-proxy-protocol`, reads the PROXY header (within the client-header timeout) and
@@ -161,13 +239,12 @@ async fn accept_error(e: std::io::Error) {
 async fn serve_tls(
     shared: Arc<Shared>,
     mut stream: CountedStream<TcpStream>,
-    peer: SocketAddr,
-    proxied: Option<SocketAddr>,
-    local: SocketAddr,
+    at: Accepted,
     default: Arc<ServerConfig>,
     stop: watch::Receiver<bool>,
     serving: OwnedSemaphorePermit,
 ) {
+    let peer = at.peer;
     let header_timeout = shared.live.load().client_header_timeout;
     let now = tokio::time::Instant::now();
     // Checked: the timeout is configuration; one past what `Instant` holds is a day here.
@@ -225,7 +302,7 @@ async fn serve_tls(
         );
         drop(rt);
         let s = start.into_stream(config).await?;
-        let client = TlsClient::new(vhost, s.get_ref().1.peer_certificates());
+        let client = TlsClient::new(vhost, s.get_ref().1.peer_certificates(), sni);
         Ok::<_, std::io::Error>((s, client))
     };
     let hs = tokio::time::timeout_at(deadline, handshake_with_config).await;
@@ -237,7 +314,7 @@ async fn serve_tls(
     match hs {
         Ok(Ok((s, client))) => {
             let io = TokioIo::new(s);
-            serve(shared, io, peer, proxied, local, Some(client), stop).await
+            serve(shared, io, at, Some(client), stop).await
         }
         Ok(Err(e)) => debug!(client = %peer, error = %e, "TLS handshake failed"),
         Err(_) => debug!(client = %peer, "TLS handshake timed out"),
@@ -249,16 +326,22 @@ async fn serve_tls(
 async fn serve<S>(
     shared: Arc<Shared>,
     io: TokioIo<S>,
-    client: SocketAddr,
-    proxied: Option<SocketAddr>,
-    local: SocketAddr,
+    at: Accepted,
     tls: Option<TlsClient>,
     mut stop: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let live = shared.live.load_full();
-    let conn_info = Arc::new(ConnInfo::new(&live.trust, client, proxied, local, tls));
+    let client = at.peer;
+    let conn_info = Arc::new(ConnInfo::new(
+        &live.trust,
+        client,
+        at.proxied,
+        at.local,
+        tls,
+        at.listener,
+    ));
     let progress = Progress::new();
     let requests = progress.clone();
     let svc_shared = Arc::clone(&shared);

@@ -26,8 +26,11 @@ pub mod gateway_filters;
 pub mod headers;
 pub mod limits;
 pub mod listener;
+pub mod listener_set;
 pub mod liveness;
 pub mod metrics;
+pub mod mirror;
+pub mod misdirected;
 pub mod next_upstream;
 pub mod normalize;
 pub mod passthrough;
@@ -48,13 +51,13 @@ pub mod upstream;
 use std::{
     collections::HashMap,
     future::Future,
-    net::{IpAddr, Ipv4Addr, SocketAddr},
+    net::SocketAddr,
     sync::{Arc, Mutex, atomic::Ordering},
     time::{Duration, Instant},
 };
 
 use arc_swap::ArcSwap;
-use tokio::{net::TcpListener, sync::watch};
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 pub use args::{AccessLogFormat, ProxyArgs};
@@ -97,6 +100,8 @@ pub struct Runtime {
     pub sni: sni::SniTable,
     /// Hosts' client-certificate steps (`auth-tls-*`) by virtual host name.
     pub client_auth: client_cert::Table,
+    /// HTTPS Gateway listeners' hostnames by port, for 421 ([`misdirected`]).
+    pub misdirected: misdirected::Listeners,
 }
 
 impl Runtime {
@@ -146,6 +151,7 @@ impl Runtime {
                 upstreams,
                 sni,
                 client_auth,
+                misdirected: misdirected::Listeners::new(&snapshot.l7),
             },
             errors,
         )
@@ -230,13 +236,12 @@ impl Proxy {
         mut args: ProxyArgs,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<ProxyHandle, ProxyError> {
-        let http = bind(args.listen_address, args.http_port).await?;
-        let https = bind(args.listen_address, args.https_port).await?;
-        let addr = |l: &TcpListener, port| {
-            l.local_addr()
-                .unwrap_or(SocketAddr::new(args.listen_address, port))
-        };
-        let (http_addr, https_addr) = (addr(&http, args.http_port), addr(&https, args.https_port));
+        let own = listener_set::ListenerSet::bind_own(
+            args.listen_address,
+            args.http_port,
+            args.https_port,
+        )?;
+        let (http_addr, https_addr) = (own.http.1, own.https.1);
         // Redirects name the port actually bound (matters when asked for port 0).
         args.redirect_https_port.get_or_insert(https_addr.port());
         let metrics = Arc::new(Metrics::new());
@@ -306,9 +311,21 @@ impl Proxy {
             );
         }
         let (done_tx, done_rx) = watch::channel(false);
-        let loop_shared = Arc::clone(&shared);
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let accepting = Arc::new(listener::Accepting::new(
+            Arc::clone(&shared),
+            tls,
+            shutdown_rx,
+        ));
+        let listeners = listener_set::ListenerSet::start(
+            Arc::clone(&accepting),
+            shared.args.listen_address,
+            own,
+        );
         tokio::spawn(async move {
-            listener::accept_loop(loop_shared, http, https, tls, shutdown).await;
+            shutdown.await;
+            let _ = shutdown_tx.send(true);
+            accepting.drain().await;
             let _ = done_tx.send(true);
         });
         tokio::spawn(probe_loop(Arc::clone(&shared), done_rx.clone()));
@@ -316,6 +333,7 @@ impl Proxy {
         Ok(ProxyHandle {
             inner: Arc::new(HandleInner {
                 shared,
+                listeners,
                 http_addr,
                 https_addr,
                 metrics_addr,
@@ -323,22 +341,6 @@ impl Proxy {
                 done: done_rx,
             }),
         })
-    }
-}
-
-/// Binds `ip:port`; an unavailable `::` falls back to `0.0.0.0` (hosts without IPv6).
-async fn bind(ip: IpAddr, port: u16) -> Result<TcpListener, ProxyError> {
-    let addr = SocketAddr::new(ip, port);
-    match TcpListener::bind(addr).await {
-        Ok(l) => Ok(l),
-        Err(e) if ip.is_unspecified() && ip.is_ipv6() => {
-            warn!(error = %e, "IPv6 wildcard unavailable, listening on IPv4 only");
-            let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
-            TcpListener::bind(v4)
-                .await
-                .map_err(|source| ProxyError::Bind { addr: v4, source })
-        }
-        Err(source) => Err(ProxyError::Bind { addr, source }),
     }
 }
 
@@ -374,6 +376,7 @@ async fn probe_loop(shared: Arc<Shared>, mut done: watch::Receiver<bool>) {
 
 struct HandleInner {
     shared: Arc<Shared>,
+    listeners: Arc<listener_set::ListenerSet>,
     http_addr: SocketAddr,
     https_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
@@ -420,6 +423,10 @@ impl ProxyHandle {
             shared.live.store(Arc::new(live));
         }
         shared.runtime.store(Arc::new(rt));
+        // After the routes: a new port's first request finds its routes.
+        self.inner
+            .listeners
+            .reconcile(&snapshot.l7.gateway_listeners);
         let l7 = &snapshot.l7;
         let live = shared.live.load();
         let limits: Vec<&crate::model::RateLimit> = l7
@@ -454,6 +461,17 @@ impl ProxyHandle {
 
     pub fn https_addr(&self) -> SocketAddr {
         self.inner.https_addr
+    }
+
+    /// The ports open for Gateway listeners and their bound addresses.
+    pub fn gateway_listeners(&self) -> std::collections::BTreeMap<u16, SocketAddr> {
+        self.inner.listeners.open()
+    }
+
+    /// Gateway listener ports the served snapshot asks for that could not be bound (port ->
+    /// error); the status writer reports them on the listeners ([`listener_set`]).
+    pub fn unbound_listeners(&self) -> watch::Receiver<listener_set::Unbound> {
+        self.inner.listeners.unbound()
     }
 
     pub fn metrics_addr(&self) -> Option<SocketAddr> {

@@ -46,6 +46,11 @@ pub struct RequestView<'a> {
     pub headers: &'a HeaderMap,
     /// The client connection is TLS.
     pub tls: bool,
+    /// The port of the listener the connection arrived on; `None` (`explain`, tests): any.
+    pub listener_port: Option<u16>,
+    /// The connection arrived on a port opened for Gateway listeners only: Ingress routes
+    /// and the default backend are not served there.
+    pub gateway_listener: bool,
 }
 
 /// A compiled route table over upstream handles of type `U`.
@@ -90,6 +95,8 @@ pub struct CompiledRoute<U> {
     pub errors: Option<CompiledErrors<U>>,
     /// The regex `rewrite-target` is applied with ([`super::rewrite::compile`]).
     pub rewrite: Option<Regex>,
+    /// Gateway API `RequestMirror` filters: `(backend, numerator, denominator)`.
+    pub mirrors: Vec<(U, u32, u32)>,
 }
 
 #[derive(Debug)]
@@ -108,6 +115,7 @@ struct Matcher {
     path: PathMatcher,
     method: Option<String>,
     tls: Option<bool>,
+    listener_ports: Option<Vec<u16>>,
     headers: Vec<(String, ValueMatcher)>,
     query: Vec<(String, ValueMatcher)>,
 }
@@ -283,8 +291,9 @@ impl<U> RouteTable<U> {
             },
         };
         match &self.default_backend {
-            Some(backend) => Lookup::Default { host, backend, why },
-            None => Lookup::NotFound { host, why },
+            // A Gateway-only port answers 404 for what no HTTPRoute matched.
+            Some(backend) if !req.gateway_listener => Lookup::Default { host, backend, why },
+            _ => Lookup::NotFound { host, why },
         }
     }
 
@@ -357,10 +366,18 @@ fn compile_route<U>(
         intercept: e.intercept.clone(),
     });
     let rewrite = super::rewrite::compile(&matched, route.policy.rewrite.target.as_deref());
+    let mirrors = route
+        .policy
+        .gateway
+        .iter()
+        .flat_map(|g| &g.mirrors)
+        .map(|m| (resolve(&m.upstream), m.numerator, m.denominator))
+        .collect();
     Ok(CompiledRoute {
         errors,
         canary,
         rewrite,
+        mirrors,
         path: route.matches.path.clone(),
         matcher,
         action,
@@ -401,6 +418,7 @@ fn compile_match(m: &RouteMatch) -> Result<Matcher, regex::Error> {
         path,
         method: m.method.as_ref().map(|s| s.to_ascii_uppercase()),
         tls: m.tls,
+        listener_ports: m.listener_ports.clone(),
         headers: values(&m.headers, true)?,
         query: values(&m.query, false)?,
     })
@@ -410,6 +428,11 @@ impl Matcher {
     fn matches(&self, req: &RequestView<'_>) -> bool {
         self.path.matches(req.path)
             && self.tls.is_none_or(|t| t == req.tls)
+            && match &self.listener_ports {
+                // An Ingress route: the proxy's own listeners only.
+                None => !req.gateway_listener,
+                Some(ports) => req.listener_port.is_none_or(|p| ports.contains(&p)),
+            }
             && self
                 .method
                 .as_ref()
@@ -468,6 +491,8 @@ mod tests {
             method: "GET",
             headers,
             tls: false,
+            listener_port: None,
+            gateway_listener: false,
         }
     }
 

@@ -153,6 +153,7 @@ mod tests {
             load_balancing: crate::model::LoadBalancing::RoundRobin,
             affinity: None,
             service_upstream: false,
+            tls: None,
         })
     }
 

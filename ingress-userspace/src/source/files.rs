@@ -120,6 +120,10 @@ fn collect(
         "GatewayClass" => Object::GatewayClass(Arc::new(typed(value, index, &kind)?)),
         "Gateway" => Object::Gateway(Arc::new(namespaced(typed(value, index, &kind)?))),
         "HTTPRoute" => Object::HTTPRoute(Arc::new(namespaced(typed(value, index, &kind)?))),
+        "GRPCRoute" => Object::GRPCRoute(Arc::new(namespaced(typed(value, index, &kind)?))),
+        "BackendTLSPolicy" => {
+            Object::BackendTLSPolicy(Arc::new(namespaced(typed(value, index, &kind)?)))
+        }
         "ReferenceGrant" => {
             Object::ReferenceGrant(Arc::new(namespaced(typed(value, index, &kind)?)))
         }
@@ -152,7 +156,9 @@ has_meta!(
     ConfigMap,
     gateway_api::apis::standard::gateways::Gateway,
     gateway_api::apis::standard::httproutes::HttpRoute,
+    gateway_api::apis::standard::grpcroutes::GrpcRoute,
     gateway_api::apis::standard::referencegrants::ReferenceGrant,
+    gateway_api::apis::standard::backendtlspolicies::BackendTlsPolicy,
     crate::store::TcpRoute,
     crate::store::UdpRoute,
     crate::store::TlsRoute
@@ -490,6 +496,120 @@ stringData: {tls.crt: abc}
 data: {tls.key: ZGVm}
 "#;
 
+    /// One object of every kind the store holds, as a manifest file.
+    const EVERY_KIND: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: i}
+---
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: c}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: s}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: e}
+addressType: IPv4
+endpoints: []
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: t}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: m}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: ns}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: gc}
+spec: {controllerName: xdp-ingress.dev/controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw}
+spec: {gatewayClassName: gc, listeners: [{name: http, port: 80, protocol: HTTP}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: hr}
+spec: {}
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: rg}
+spec: {from: [], to: []}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: grpc}
+spec: {}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: BackendTLSPolicy
+metadata: {name: btls}
+spec: {targetRefs: [], validation: {hostname: b.example}}
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: {name: tcp}
+spec: {rules: []}
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: UDPRoute
+metadata: {name: udp}
+spec: {rules: []}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {name: tls}
+spec: {hostnames: [t.example], rules: []}
+"#;
+
+    /// A file added to the watched directory, then removed, is one upsert, then one delete,
+    /// of each of its objects, whatever their kind.
+    #[test]
+    fn reload_sees_every_kind_come_and_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut md = ManifestDir::new(dir.path());
+        assert!(md.load().is_empty());
+        let kinds = Objects::from_objects(parse_manifests(EVERY_KIND).unwrap()).len();
+        assert_eq!(kinds, 17, "one object of each kind the store holds");
+        let file = dir.path().join("all.yaml");
+        std::fs::write(&file, EVERY_KIND).unwrap();
+        let Some(Change::Batch(added)) = md.reload(std::slice::from_ref(&file)) else {
+            panic!("not a batch")
+        };
+        assert_eq!(added.len(), kinds, "{added:?}");
+        assert!(added.iter().all(|c| matches!(c, Change::Upsert(_))));
+        std::fs::remove_file(&file).unwrap();
+        let Some(Change::Batch(removed)) = md.reload(std::slice::from_ref(&file)) else {
+            panic!("not a batch")
+        };
+        let mut gone: Vec<ObjectKind> = removed
+            .iter()
+            .map(|c| match c {
+                Change::Delete(kind, _) => *kind,
+                other => panic!("not a delete: {other:?}"),
+            })
+            .collect();
+        gone.sort();
+        gone.dedup();
+        assert_eq!(gone.len(), kinds, "{gone:?}");
+    }
+
     #[test]
     fn parses_multi_document_yaml() {
         let objects = Objects::from_objects(parse_manifests(TWO).unwrap());
@@ -634,6 +754,23 @@ data: {tls.key: ZGVm}
         let names: Vec<String> = fixed.services.keys().map(|k| k.to_string()).collect();
         assert_eq!(names, ["default/renamed"]);
         assert!(fixed.diagnostics.is_empty());
+    }
+
+    /// An object that one file holds, added to a second file, is the full load's to resolve
+    /// (which file wins), whatever its kind: the reload must see that the store holds it.
+    #[test]
+    fn an_object_added_to_a_second_file_is_resolved_by_a_full_load_for_every_kind() {
+        for doc in EVERY_KIND.split("\n---\n") {
+            let kind = Objects::from_objects(parse_manifests(doc).unwrap());
+            assert_eq!(kind.len(), 1, "{doc}");
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("a.yaml"), doc).unwrap();
+            let mut md = ManifestDir::new(dir.path());
+            assert_eq!(md.load().len(), 1, "{doc}");
+            let b = dir.path().join("b.yaml");
+            std::fs::write(&b, doc).unwrap();
+            assert!(md.reload(std::slice::from_ref(&b)).is_none(), "{doc}");
+        }
     }
 
     /// Re-reading only the changed files gives the store what reading everything would.

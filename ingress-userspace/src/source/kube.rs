@@ -17,8 +17,8 @@ use std::{collections::BTreeMap, fmt::Debug, path::Path, time::Duration};
 
 use futures::StreamExt;
 use gateway_api::apis::standard::{
-    gatewayclasses::GatewayClass, gateways::Gateway, httproutes::HttpRoute,
-    referencegrants::ReferenceGrant,
+    backendtlspolicies::BackendTlsPolicy, gatewayclasses::GatewayClass, gateways::Gateway,
+    grpcroutes::GrpcRoute, httproutes::HttpRoute, referencegrants::ReferenceGrant,
 };
 use k8s_openapi::api::{
     core::v1::{ConfigMap, Namespace, Node, Secret, Service},
@@ -190,10 +190,12 @@ pub fn spawn_scoped(
         ObjectKind::GatewayClass,
         ObjectKind::Gateway,
         ObjectKind::HTTPRoute,
+        ObjectKind::GRPCRoute,
         ObjectKind::ReferenceGrant,
         ObjectKind::TCPRoute,
         ObjectKind::UDPRoute,
         ObjectKind::TLSRoute,
+        ObjectKind::BackendTLSPolicy,
     ]
     .into_iter()
     .map(|k| (k, 1))
@@ -270,6 +272,12 @@ pub fn spawn_scoped(
             events.clone(),
         )),
         tokio::spawn(watch_optional_kind(
+            api::<GrpcRoute>(&client, namespace),
+            ObjectKind::GRPCRoute,
+            |o| Object::GRPCRoute(trim_status(o).into()),
+            events.clone(),
+        )),
+        tokio::spawn(watch_optional_kind(
             api::<ReferenceGrant>(&client, namespace),
             ObjectKind::ReferenceGrant,
             |o| Object::ReferenceGrant(o.into()),
@@ -291,6 +299,12 @@ pub fn spawn_scoped(
             api::<TlsRoute>(&client, namespace),
             ObjectKind::TLSRoute,
             |o| Object::TLSRoute(trim_status(o).into()),
+            events.clone(),
+        )),
+        tokio::spawn(watch_optional_kind(
+            api::<BackendTlsPolicy>(&client, namespace),
+            ObjectKind::BackendTLSPolicy,
+            |o| Object::BackendTLSPolicy(trim_status(o).into()),
             events,
         )),
     ]);
@@ -412,6 +426,8 @@ has_status!(
     GatewayClass,
     Gateway,
     HttpRoute,
+    GrpcRoute,
+    BackendTlsPolicy,
     TcpRoute,
     UdpRoute,
     TlsRoute

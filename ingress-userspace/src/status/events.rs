@@ -66,10 +66,12 @@ fn api_kind(kind: ObjectKind) -> Option<(&'static str, &'static str)> {
         ObjectKind::GatewayClass => ("GatewayClass", "gateway.networking.k8s.io/v1"),
         ObjectKind::Gateway => ("Gateway", "gateway.networking.k8s.io/v1"),
         ObjectKind::HTTPRoute => ("HTTPRoute", "gateway.networking.k8s.io/v1"),
+        ObjectKind::GRPCRoute => ("GRPCRoute", "gateway.networking.k8s.io/v1"),
         ObjectKind::ReferenceGrant => ("ReferenceGrant", "gateway.networking.k8s.io/v1beta1"),
         ObjectKind::TCPRoute => ("TCPRoute", crate::store::L4_ROUTE_API_VERSION),
         ObjectKind::UDPRoute => ("UDPRoute", crate::store::L4_ROUTE_API_VERSION),
         ObjectKind::TLSRoute => ("TLSRoute", crate::store::TLS_ROUTE_API_VERSION),
+        ObjectKind::BackendTLSPolicy => ("BackendTLSPolicy", "gateway.networking.k8s.io/v1"),
         ObjectKind::ManifestFile => return None,
     })
 }

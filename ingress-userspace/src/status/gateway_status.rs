@@ -1,13 +1,16 @@
 //! Status of Gateway API objects (Gateway API v1 `GatewayClassStatus`, `GatewayStatus`,
 //! `RouteParentStatus`), as translation computed it ([`GatewayApiStatus`]). Only writes what
 //! differs from what this leader last wrote; `lastTransitionTime` is the time of that write.
-//! A route's (HTTPRoute, TCPRoute, UDPRoute, TLSRoute) `status.parents` entries of other controllers are kept; when a route this
-//! leader wrote stops naming a Gateway of ours, its entries of ours are removed.
+//! A route's (HTTPRoute, GRPCRoute, TCPRoute, UDPRoute, TLSRoute, each through its own API)
+//! `status.parents` entries of other controllers are kept; when a route this leader wrote
+//! stops naming a Gateway of ours, its entries of ours are removed. A BackendTLSPolicy's
+//! `status.ancestors` likewise.
 
 use std::collections::BTreeMap;
 
 use gateway_api::apis::standard::{
-    gatewayclasses::GatewayClass, gateways::Gateway, httproutes::HttpRoute,
+    backendtlspolicies::BackendTlsPolicy, gatewayclasses::GatewayClass, gateways::Gateway,
+    grpcroutes::GrpcRoute, httproutes::HttpRoute,
 };
 use kube::{
     Api,
@@ -153,13 +156,7 @@ impl GatewayStatusWriter {
         let gone: Vec<ObjectRef> = self
             .written
             .keys()
-            .filter(|r| {
-                (r.kind == ObjectKind::HTTPRoute && !status.http_routes.contains_key(r))
-                    || (matches!(
-                        r.kind,
-                        ObjectKind::TCPRoute | ObjectKind::UDPRoute | ObjectKind::TLSRoute
-                    ) && !status.l4_routes.contains_key(r))
-            })
+            .filter(|r| is_route(r.kind) && !status.routes.contains_key(r))
             .cloned()
             .collect();
         for r in gone {
@@ -167,7 +164,16 @@ impl GatewayStatusWriter {
                 self.written.remove(&r);
             }
         }
-        for (r, parents) in status.http_routes.iter().chain(&status.l4_routes) {
+        for (r, ancestors) in &status.policies {
+            let want = Value::Array(route_parents_json(ancestors, &self.controller_name, ""));
+            if self.written.get(r) == Some(&want) {
+                continue;
+            }
+            if self.write_ancestors(r, ancestors).await {
+                self.written.insert(r.clone(), want);
+            }
+        }
+        for (r, parents) in &status.routes {
             let want = Value::Array(route_parents_json(parents, &self.controller_name, ""));
             if self.written.get(r) == Some(&want) {
                 continue;
@@ -185,6 +191,7 @@ impl GatewayStatusWriter {
             ObjectKind::TCPRoute => ApiResource::erase::<crate::store::TcpRoute>(&()),
             ObjectKind::UDPRoute => ApiResource::erase::<crate::store::UdpRoute>(&()),
             ObjectKind::TLSRoute => ApiResource::erase::<crate::store::TlsRoute>(&()),
+            ObjectKind::GRPCRoute => ApiResource::erase::<GrpcRoute>(&()),
             _ => ApiResource::erase::<HttpRoute>(&()),
         };
         let api: Api<DynamicObject> =
@@ -214,6 +221,47 @@ impl GatewayStatusWriter {
         let body = json!({"status": {"parents": all}});
         patch(&api, r, &body).await
     }
+
+    /// Writes our `status.ancestors` entries of BackendTLSPolicy `r`, keeping other
+    /// controllers' (`PolicyAncestorStatus`: the `parentRef` shape, named `ancestorRef`).
+    async fn write_ancestors(&self, r: &ObjectRef, ancestors: &[RouteParentStatus]) -> bool {
+        let api: Api<BackendTlsPolicy> = Api::namespaced(self.client.clone(), &r.namespace);
+        let others: Vec<Value> = match api.get_status(&r.name).await {
+            Ok(o) => serde_json::to_value(o)
+                .ok()
+                .and_then(|mut v| v["status"]["ancestors"].as_array_mut().map(std::mem::take))
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|p| p["controllerName"].as_str() != Some(&self.controller_name))
+                .collect(),
+            Err(kube::Error::Api(e)) if e.code == 404 => return true,
+            Err(e) => {
+                warn!(policy = %r, error = %e, "reading BackendTLSPolicy status failed; will retry");
+                return false;
+            }
+        };
+        let mut all = others;
+        for mut a in route_parents_json(ancestors, &self.controller_name, &now()) {
+            if let Some(r) = a.as_object_mut().and_then(|o| o.remove("parentRef")) {
+                a["ancestorRef"] = r;
+            }
+            all.push(a);
+        }
+        let body = json!({"status": {"ancestors": all}});
+        patch(&api, r, &body).await
+    }
+}
+
+/// Kinds whose `status.parents` this writer keeps.
+fn is_route(kind: ObjectKind) -> bool {
+    matches!(
+        kind,
+        ObjectKind::HTTPRoute
+            | ObjectKind::GRPCRoute
+            | ObjectKind::TCPRoute
+            | ObjectKind::UDPRoute
+            | ObjectKind::TLSRoute
+    )
 }
 
 fn now() -> String {
@@ -226,15 +274,12 @@ async fn patch<K>(api: &Api<K>, r: &ObjectRef, body: &Value) -> bool
 where
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    debug_assert!(matches!(
-        r.kind,
-        ObjectKind::GatewayClass
-            | ObjectKind::Gateway
-            | ObjectKind::HTTPRoute
-            | ObjectKind::TCPRoute
-            | ObjectKind::UDPRoute
-            | ObjectKind::TLSRoute
-    ));
+    debug_assert!(
+        matches!(
+            r.kind,
+            ObjectKind::GatewayClass | ObjectKind::Gateway | ObjectKind::BackendTLSPolicy
+        ) || is_route(r.kind)
+    );
     match api
         .patch_status(&r.name, &PatchParams::default(), &Patch::Merge(body))
         .await

@@ -14,15 +14,30 @@ use tracing::debug;
 
 use crate::model::Snapshot;
 
-/// Runs the status and event writers: on every snapshot, on becoming leader, and once a second
+/// Runs the status and event writers: on every snapshot, every change of the proxy's unbound
+/// Gateway ports, on becoming leader, and once a second
 /// (to retry what failed or was rate-limited). Does nothing while not leader.
 pub fn spawn(
     client: kube::Client,
     reporter: events::Reporter,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    leader: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let (_, unbound) = watch::channel(Default::default());
+    spawn_with_listeners(client, reporter, snapshots, unbound, leader)
+}
+
+/// [`spawn`], with the proxy's Gateway ports that could not be bound (port -> error,
+/// [`crate::proxy::ProxyHandle::unbound_listeners`]) written into their listeners' status.
+pub fn spawn_with_listeners(
+    client: kube::Client,
+    reporter: events::Reporter,
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
+    mut unbound: watch::Receiver<crate::proxy::listener_set::Unbound>,
     mut leader: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let mut proxy_live = true;
         let mut status = ingress_status::StatusWriter::new(client.clone());
         let mut gateway_status =
             gateway_status::GatewayStatusWriter::new(client.clone(), reporter.controller.clone());
@@ -33,6 +48,9 @@ pub fn spawn(
             tokio::select! {
                 r = snapshots.changed() => if r.is_err() { return },
                 r = leader.changed() => if r.is_err() { return },
+                // The proxy's Gateway ports that could not be bound: the leader's own binds
+                // (its node's), reported on the listeners.
+                r = unbound.changed(), if proxy_live => proxy_live = r.is_ok(),
                 _ = tick.tick() => {}
             }
             let is_leader = *leader.borrow();
@@ -49,7 +67,10 @@ pub fn spawn(
             }
             let snapshot = snapshots.borrow().clone();
             status.sync(&snapshot).await;
-            gateway_status.sync(&snapshot.gateway_status).await;
+            let unbound_now = unbound.borrow().clone();
+            gateway_status
+                .sync(&snapshot.gateway_status.with_unbound(&unbound_now))
+                .await;
             events.sync(&snapshot).await;
         }
     })

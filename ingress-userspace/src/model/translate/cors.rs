@@ -52,6 +52,7 @@ pub(super) fn parse(r: &mut Reader<'_>) -> Option<Cors> {
         allow_credentials,
         expose_headers: (!expose.is_empty()).then_some(expose),
         max_age,
+        dialect: Default::default(),
     })
 }
 
@@ -183,6 +184,7 @@ mod tests {
                 allow_credentials: true,
                 expose_headers: None,
                 max_age: 1_728_000,
+                dialect: Default::default(),
             })
         );
         assert_eq!(cors(&[("cors-allow-methods", "GET")]).0, None);

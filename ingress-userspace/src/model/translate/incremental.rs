@@ -295,4 +295,5 @@ pub(super) fn has_gateway_routes(objects: &Objects) -> bool {
         || !objects.tcp_routes.is_empty()
         || !objects.udp_routes.is_empty()
         || !objects.tls_routes.is_empty()
+        || !objects.grpc_routes.is_empty()
 }

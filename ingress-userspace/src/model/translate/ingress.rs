@@ -372,6 +372,7 @@ impl<'a> L7Builder<'a> {
                 method: None,
                 query: vec![],
                 tls: None,
+                listener_ports: None,
             },
             action: action.clone(),
             policy: opts.policy.clone(),
@@ -503,6 +504,7 @@ impl<'a> L7Builder<'a> {
                         method: None,
                         query: vec![],
                         tls: None,
+                        listener_ports: None,
                     },
                     action,
                     policy: {
@@ -661,6 +663,7 @@ impl<'a> L7Builder<'a> {
             load_balancing,
             affinity,
             service_upstream,
+            tls: None,
         });
         variants.push(u.clone());
         Ok(u)
@@ -819,6 +822,7 @@ fn www_redirect(from: &str, to: &str, origin: RouteOrigin, status: u16) -> Virtu
                 method: None,
                 query: vec![],
                 tls: None,
+                listener_ports: None,
             },
             action: RouteAction::Respond {
                 status,

@@ -52,6 +52,7 @@ pub(super) fn of_first_ingress(
             method: None,
             query: vec![],
             tls: None,
+            listener_ports: None,
         },
         action: RouteAction::DefaultBackend,
         policy,
@@ -276,6 +277,8 @@ mod tests {
                 method: "GET",
                 headers: &headers,
                 tls: false,
+                listener_port: None,
+                gateway_listener: false,
             };
             match table.lookup(&view) {
                 Lookup::Route { route, .. } => match route.action {

@@ -29,6 +29,7 @@ use http::{HeaderMap, HeaderValue, header::COOKIE};
 use super::{
     health::{EndpointStats, HealthPolicy, now_ms},
     sticky::{self, CookieContext},
+    verified_tls::VerifiedTls,
 };
 use crate::model::{AffinityMode, CookieAffinity, EndpointState, HashOn, LoadBalancing, Upstream};
 
@@ -60,6 +61,8 @@ pub struct UpstreamRuntime {
     rr: Arc<AtomicUsize>,
     /// The backend part of the affinity cookies this upstream issues ([`sticky::backend_tag`]).
     pub backend_tag: String,
+    /// Verified TLS (`spec.tls`), or why it cannot be set up (then no request is sent).
+    pub tls: Option<Result<VerifiedTls, Arc<str>>>,
 }
 
 /// What the balancer may look at.
@@ -106,7 +109,16 @@ impl UpstreamRuntime {
                 authority: e.addr.to_string().parse().ok(),
             })
             .collect();
+        // The same policy as before keeps its connectors (a root store is costly to build).
+        let tls = spec
+            .tls
+            .as_ref()
+            .map(|t| match previous.and_then(|p| p.tls.as_ref()) {
+                Some(Ok(v)) if v.spec() == &**t => Ok(v.clone()),
+                _ => VerifiedTls::new(Arc::clone(t)).map_err(|e| Arc::from(e.to_string())),
+            });
         UpstreamRuntime {
+            tls,
             rr: previous
                 .map(|p| Arc::clone(&p.rr))
                 .unwrap_or_else(|| Arc::new(AtomicUsize::new(0))),

@@ -55,6 +55,9 @@ pub struct Dialer {
     tls_http1: TlsConnector,
     /// ALPN `h2`.
     tls_h2: TlsConnector,
+    /// The name sent as SNI and verified (BackendTLSPolicy); `None`: the endpoint's IP, no
+    /// SNI, no verification.
+    tls_name: Option<ServerName<'static>>,
     http2: http2::Builder<TokioExecutor>,
 }
 
@@ -67,8 +70,17 @@ impl Dialer {
             send_timeout,
             tls_http1: tls_connector(b"http/1.1"),
             tls_h2: tls_connector(b"h2"),
+            tls_name: None,
             http2,
         }
+    }
+
+    /// This dialer speaking TLS as `v` says (verified, with SNI) instead.
+    pub fn verified(mut self, v: &super::verified_tls::VerifiedTls) -> Self {
+        self.tls_http1 = v.http1.clone();
+        self.tls_h2 = v.h2.clone();
+        self.tls_name = Some(v.name.clone());
+        self
     }
 
     /// An HTTP/1.1 connection (upgrades enabled) to `endpoint`, over TLS when `tls`.
@@ -116,7 +128,7 @@ impl Dialer {
         tcp: TcpStream,
         budget: &Budget,
     ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ConnectError> {
-        let name = ServerName::from(endpoint.ip());
+        let name = (self.tls_name.clone()).unwrap_or_else(|| ServerName::from(endpoint.ip()));
         budget
             .within(connector.connect(name, tcp))
             .await?

@@ -8,6 +8,7 @@ pub mod http1_conn;
 pub mod pool;
 pub mod send_timeout;
 pub mod sticky;
+pub mod verified_tls;
 
 pub use balance::{Pick, PickInput, UpstreamRuntime};
 pub use health::HealthPolicy;

@@ -45,6 +45,7 @@ use tokio::time::Instant;
 use super::{
     connect::{ConnectError, Dialer},
     http1_conn::{Http1Conn, UpstreamBody},
+    verified_tls::VerifiedTls,
 };
 use crate::model::BackendProtocol;
 
@@ -100,19 +101,38 @@ impl UpstreamError {
 #[derive(Clone)]
 pub struct Clients {
     pool: Arc<Pool>,
+    /// The connections of verified backends (BackendTLSPolicy), by policy: their TLS is
+    /// theirs alone, so they are pooled apart.
+    verified: Arc<Mutex<HashMap<VerifiedTls, Clients>>>,
 }
 
 impl Clients {
     pub fn new(opts: PoolOptions) -> Self {
+        Self::with_dialer(opts, Dialer::new(opts.connect_timeout, opts.send_timeout))
+    }
+
+    fn with_dialer(opts: PoolOptions, dialer: Dialer) -> Self {
         Clients {
             pool: Arc::new(Pool {
-                dialer: Dialer::new(opts.connect_timeout, opts.send_timeout),
+                dialer,
                 opts,
                 idle: Mutex::new(Idle::default()),
                 next_id: AtomicU64::new(1),
                 reaping: AtomicBool::new(false),
             }),
+            verified: Default::default(),
         }
+    }
+
+    /// The clients (same timeouts) whose TLS is verified as `v` says.
+    pub fn verified(&self, v: &VerifiedTls) -> Clients {
+        let mut map = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(v.clone())
+            .or_insert_with(|| {
+                let dialer = self.pool.dialer.clone().verified(v);
+                Clients::with_dialer(self.pool.opts, dialer)
+            })
+            .clone()
     }
 
     /// Sends `req` (URI `scheme://virtual-host/path`, see the module docs) to `endpoint`

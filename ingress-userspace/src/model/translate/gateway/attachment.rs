@@ -4,15 +4,16 @@
 //! route. Each parent that is ours gets its `Accepted` condition with the spec's reason:
 //! `NoMatchingParent` (no listener has that sectionName/port), `NotAllowedByListeners` (none
 //! takes the route), `NoMatchingListenerHostname` (no hostname in common), else `Accepted`.
-//! One core ([`parents`]) for every route kind; [`attach`] is the HTTPRoute view of it.
+//! One core ([`parents`]) for every route kind; [`attach`] is the HTTPRoute (and GRPCRoute)
+//! view of it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use gateway_api::apis::standard::{gateways::Gateway, httproutes::HttpRoute};
 
 use super::{GROUP, hostnames, listeners};
 use crate::{
-    model::{ListenerStatus, ParentRef, StatusCondition},
+    model::{ListenerStatus, ObjectKind, ParentRef, StatusCondition},
     store::{Key, Objects},
 };
 
@@ -151,25 +152,75 @@ pub fn parents(r: &RouteParents<'_>, gateways: &Gateways<'_>, objects: &Objects)
     out
 }
 
-/// Where an HTTPRoute attached.
+/// Where an HTTPRoute (or a GRPCRoute read as one) attached.
 #[derive(Debug, Default)]
 pub struct Attached {
     pub parents: Vec<Parent>,
     /// Host patterns the route is served under (exact, `*.` wildcard, `""` for any) ->
-    /// through which listeners: `(plain HTTP, HTTPS)`.
-    pub hostnames: std::collections::BTreeMap<String, (bool, bool)>,
+    /// through which listeners.
+    pub hostnames: BTreeMap<String, Via>,
+    /// Each listener attached to: `(Gateway, listener index, how it serves, host patterns)`.
+    pub listeners: Vec<(Key, usize, ListenerVia, Vec<String>)>,
 }
 
-/// [`parents`] of an HTTPRoute, counting it in the `attachedRoutes` of its listeners.
+/// How one listener serves: HTTPS or plain HTTP, and on which port.
+#[derive(Clone, Copy, Debug)]
+pub struct ListenerVia {
+    pub https: bool,
+    pub port: Option<u16>,
+}
+
+/// The listeners a route is served through under one host pattern.
+#[derive(Debug, Default)]
+pub struct Via {
+    pub http: bool,
+    pub https: bool,
+    /// Their ports.
+    pub ports: BTreeSet<u16>,
+}
+
+impl Via {
+    fn add(&mut self, l: ListenerVia) {
+        if l.https {
+            self.https = true;
+        } else {
+            self.http = true;
+        }
+        self.ports.extend(l.port);
+    }
+}
+
+impl Attached {
+    /// [`Self::hostnames`] without the listeners of the Gateways in `dropped`.
+    pub fn hostnames_without(&self, dropped: &[Key]) -> BTreeMap<String, Via> {
+        let mut out = BTreeMap::<String, Via>::new();
+        for (gw, _, via, hs) in &self.listeners {
+            if dropped.contains(gw) {
+                continue;
+            }
+            for h in hs {
+                out.entry(h.clone()).or_default().add(*via);
+            }
+        }
+        out
+    }
+}
+
+/// [`parents`] of an HTTPRoute, or of a GRPCRoute read as one (`route_kind`, see
+/// [`super::grpc`]), counting it in the `attachedRoutes` of its listeners.
 pub fn attach(
     hr: &HttpRoute,
+    route_kind: ObjectKind,
     key: &Key,
     gateways: &mut Gateways<'_>,
     objects: &Objects,
 ) -> Attached {
     let route_hosts = hr.spec.hostnames.clone().unwrap_or_default();
     let r = RouteParents {
-        kind: "HTTPRoute",
+        kind: match route_kind {
+            ObjectKind::GRPCRoute => "GRPCRoute",
+            _ => "HTTPRoute",
+        },
         namespace: &key.namespace,
         generation: hr.metadata.generation.unwrap_or(0),
         hostnames: &route_hosts,
@@ -200,13 +251,13 @@ pub fn attach(
                 continue;
             };
             statuses[*i].attached_routes += 1;
+            let via = ListenerVia {
+                https: ls[*i].https,
+                port: ls[*i].served_port,
+            };
+            out.listeners.push((gw_key.clone(), *i, via, hs.clone()));
             for h in hs {
-                let via = out.hostnames.entry(h.clone()).or_default();
-                if ls[*i].https {
-                    via.1 = true;
-                } else {
-                    via.0 = true;
-                }
+                out.hostnames.entry(h.clone()).or_default().add(via);
             }
         }
     }

@@ -31,20 +31,36 @@ pub struct Backends {
     pub problem: Option<(&'static str, String)>,
 }
 
-/// Resolves the references of one rule of a route in `route_ns`. Upstreams are shared through
-/// `cache` (one per Service port); Services looked up go to `services`.
+/// Upstreams shared across rules: Service, port, protocol.
+pub type CacheKey = (Key, i32, BackendProtocol);
+
+/// The route that references backends.
+#[derive(Clone, Copy, Debug)]
+pub struct Referrer<'a> {
+    pub namespace: &'a str,
+    /// `HTTPRoute` or `GRPCRoute` (for ReferenceGrants' `from`).
+    pub kind: &'static str,
+    /// How its backends are spoken to (over TLS when a BackendTLSPolicy says so).
+    pub protocol: BackendProtocol,
+    pub policies: &'a super::backend_tls::Policies,
+    /// The BackendTLSPolicies the references resolved so far used.
+    pub used: &'a std::cell::RefCell<std::collections::BTreeSet<ObjectRef>>,
+}
+
+/// Resolves the references of one rule of route `from`. Upstreams are shared through
+/// `cache` (one per Service port and protocol); Services looked up go to `services`.
 pub fn resolve(
-    route_ns: &str,
+    from: &Referrer<'_>,
     refs: &[HttpRouteRulesBackendRefs],
     objects: &Objects,
     endpoints: &EndpointIndex<'_>,
-    cache: &mut HashMap<(Key, i32), Arc<Upstream>>,
+    cache: &mut HashMap<CacheKey, Arc<Upstream>>,
     services: &mut HashSet<Key>,
 ) -> Backends {
     let mut out = Backends::default();
     for r in refs {
         let weight = u32::try_from(r.weight.unwrap_or(1)).unwrap_or(0);
-        match one(route_ns, r, objects, endpoints, cache, services) {
+        match one(from, r, objects, endpoints, cache, services) {
             Ok(u) if weight > 0 => out.forward.push(WeightedUpstream {
                 upstream: u,
                 weight,
@@ -62,7 +78,8 @@ pub fn resolve(
 /// A `backendRef` of any route kind, as the spec spells it.
 #[derive(Clone, Copy, Debug)]
 pub struct BackendRef<'a> {
-    /// The route's kind (`HTTPRoute`, `TCPRoute`, ...), for ReferenceGrants' `from`.
+    /// The route's kind (`HTTPRoute`, `GRPCRoute`, `TCPRoute`, ...), for ReferenceGrants'
+    /// `from`.
     pub from_kind: &'a str,
     pub group: Option<&'a str>,
     pub kind: Option<&'a str>,
@@ -121,55 +138,97 @@ pub fn service_port<'o>(
     Ok((key, port))
 }
 
-fn one(
-    route_ns: &str,
+/// One reference of route `from` (a backendRef, or a RequestMirror's): its upstream, or
+/// `(reason, message)` for `ResolvedRefs: False`.
+pub fn one(
+    from: &Referrer<'_>,
     r: &HttpRouteRulesBackendRefs,
     objects: &Objects,
     endpoints: &EndpointIndex<'_>,
-    cache: &mut HashMap<(Key, i32), Arc<Upstream>>,
+    cache: &mut HashMap<CacheKey, Arc<Upstream>>,
     services: &mut HashSet<Key>,
 ) -> Result<Arc<Upstream>, (&'static str, String)> {
-    upstream(
-        route_ns,
-        &BackendRef {
-            from_kind: "HTTPRoute",
-            group: r.group.as_deref(),
-            kind: r.kind.as_deref(),
-            namespace: r.namespace.as_deref(),
-            name: &r.name,
-            port: r.port,
-        },
-        objects,
+    let b = BackendRef {
+        from_kind: from.kind,
+        group: r.group.as_deref(),
+        kind: r.kind.as_deref(),
+        namespace: r.namespace.as_deref(),
+        name: &r.name,
+        port: r.port,
+    };
+    let (key, port) = service_port(from.namespace, &b, objects, services)?;
+    // A BackendTLSPolicy for this port (or the whole Service): TLS, verified.
+    let policy = from.policies.lookup(&key, port.name.as_deref());
+    let protocol = match (from.protocol, policy) {
+        (BackendProtocol::Http, Some(_)) => BackendProtocol::Https,
+        (BackendProtocol::Grpc, Some(_)) => BackendProtocol::Grpcs,
+        (p, _) => p,
+    };
+    if let Some(p) = policy {
+        let mut used = from.used.borrow_mut();
+        used.insert(p.object.clone());
+        used.extend(from.policies.conflicting(&key, port.name.as_deref()));
+    }
+    Ok(cached(
+        key,
+        port,
+        protocol,
+        policy.map(|p| p.tls.clone()),
         endpoints,
         cache,
-        services,
-    )
+    ))
 }
 
-/// The upstream (one per Service port, shared through `cache`) a backendRef names, or why it
-/// does not resolve ([`service_port`]).
+/// The plain upstream (one per Service port, shared through `cache`) a backendRef names, or
+/// why it does not resolve ([`service_port`]): TLSRoute backends, whose bytes pass untouched.
 pub fn upstream(
     route_ns: &str,
     r: &BackendRef<'_>,
     objects: &Objects,
     endpoints: &EndpointIndex<'_>,
-    cache: &mut HashMap<(Key, i32), Arc<Upstream>>,
+    cache: &mut HashMap<CacheKey, Arc<Upstream>>,
     services: &mut HashSet<Key>,
 ) -> Result<Arc<Upstream>, (&'static str, String)> {
     let (key, port) = service_port(route_ns, r, objects, services)?;
+    Ok(cached(
+        key,
+        port,
+        BackendProtocol::Http,
+        None,
+        endpoints,
+        cache,
+    ))
+}
+
+/// The upstream of Service `key` port `port` spoken to with `protocol`, from `cache` or new.
+fn cached(
+    key: Key,
+    port: &ServicePort,
+    protocol: BackendProtocol,
+    tls: Option<Arc<crate::model::UpstreamTls>>,
+    endpoints: &EndpointIndex<'_>,
+    cache: &mut HashMap<CacheKey, Arc<Upstream>>,
+) -> Arc<Upstream> {
     let number = port.port;
-    if let Some(u) = cache.get(&(key.clone(), number)) {
-        return Ok(u.clone());
+    let cache_key = (key.clone(), number, protocol);
+    if let Some(u) = cache.get(&cache_key) {
+        return u.clone();
     }
+    let id = match protocol {
+        BackendProtocol::Http => upstream_id(&key, number, false),
+        // One pool per protocol: an h2c connection is not an HTTP/1.1 one.
+        p => format!("{}:{p:?}", upstream_id(&key, number, false)),
+    };
     let u = Arc::new(Upstream {
-        id: upstream_id(&key, number, false),
+        id,
         service: ObjectRef::new(ObjectKind::Service, key.namespace.clone(), key.name.clone()),
-        protocol: BackendProtocol::Http,
+        protocol,
         endpoints: endpoints.resolve(&key.namespace, &key.name, port),
         load_balancing: LoadBalancing::RoundRobin,
         affinity: None,
         service_upstream: false,
+        tls,
     });
-    cache.insert((key, number), u.clone());
-    Ok(u)
+    cache.insert(cache_key, u.clone());
+    u
 }

@@ -1,21 +1,35 @@
 //! HTTPRoute rule filters (Gateway API v1 `HTTPRouteFilter`) as a [`GatewayRoutePolicy`]:
-//! `RequestHeaderModifier`, `ResponseHeaderModifier`, `RequestRedirect` and `URLRewrite`.
-//! `RequestMirror` and `ExtensionRef` are not supported: the rule is not served and the
-//! route's `Accepted` condition says so (spec: "If a reference to a custom filter type cannot
-//! be resolved, the filter MUST NOT be skipped").
+//! `RequestHeaderModifier`, `ResponseHeaderModifier`, `RequestRedirect`, `URLRewrite`, `CORS`
+//! and `RequestMirror` (whose backends the caller resolves: [`Mirror`]). `ExtensionRef` is not
+//! supported: the rule is not served and the route's `Accepted` condition says so (spec: "If
+//! a reference to a custom filter type cannot be resolved, the filter MUST NOT be skipped").
 
 use gateway_api::apis::standard::httproutes::{
-    HttpRouteRulesFilters, HttpRouteRulesFiltersRequestRedirectScheme as Scheme,
-    HttpRouteRulesFiltersType as FilterType,
+    HttpRouteRulesBackendRefs, HttpRouteRulesFilters, HttpRouteRulesFiltersCors,
+    HttpRouteRulesFiltersRequestRedirectScheme as Scheme, HttpRouteRulesFiltersType as FilterType,
 };
 
 use crate::model::{
-    GatewayRedirect, GatewayRewrite, GatewayRoutePolicy, HeaderModifier, PathModifier,
+    Cors, CorsDialect, CorsOrigins, GatewayRedirect, GatewayRewrite, GatewayRoutePolicy,
+    HeaderModifier, PathModifier,
 };
 
-/// The policy of a rule's filters, or why the rule cannot be served.
-pub fn policy(filters: &[HttpRouteRulesFilters]) -> Result<GatewayRoutePolicy, String> {
+/// A `RequestMirror` filter before its backend is resolved.
+#[derive(Debug)]
+pub struct Mirror {
+    /// The filter's `backendRef` in the shape of a rule's (weight and filters unset).
+    pub backend: HttpRouteRulesBackendRefs,
+    /// `percent` / 100 or `fraction`; every request when neither is set.
+    pub numerator: u32,
+    pub denominator: u32,
+}
+
+/// The policy of a rule's filters and its mirrors, or why the rule cannot be served.
+pub fn policy(
+    filters: &[HttpRouteRulesFilters],
+) -> Result<(GatewayRoutePolicy, Vec<Mirror>), String> {
     let mut p = GatewayRoutePolicy::default();
+    let mut mirrors = Vec::new();
     for f in filters {
         match f.r#type {
             FilterType::RequestHeaderModifier => {
@@ -104,16 +118,65 @@ pub fn policy(filters: &[HttpRouteRulesFilters]) -> Result<GatewayRoutePolicy, S
                 }
             }
             FilterType::RequestMirror => {
-                return Err("the RequestMirror filter is not supported yet".into());
+                if let Some(m) = &f.request_mirror {
+                    // Same fields, same names: group, kind, name, namespace, port.
+                    let backend = serde_json::to_value(&m.backend_ref)
+                        .and_then(serde_json::from_value)
+                        .map_err(|e| format!("RequestMirror backendRef: {e}"))?;
+                    // `percent`, else `fraction` (denominator 100 by default), else every
+                    // request.
+                    let (numerator, denominator) = match (&m.percent, &m.fraction) {
+                        (Some(p), _) => (*p, 100),
+                        (None, Some(f)) => (f.numerator, f.denominator.unwrap_or(100)),
+                        (None, None) => (100, 100),
+                    };
+                    let share = |v: i32| u32::try_from(v).unwrap_or(0);
+                    let (numerator, denominator) = (share(numerator), share(denominator));
+                    if denominator == 0 || numerator > denominator {
+                        return Err(format!(
+                            "RequestMirror fraction {numerator}/{denominator} is not a share"
+                        ));
+                    }
+                    mirrors.push(Mirror {
+                        backend,
+                        numerator,
+                        denominator,
+                    });
+                }
             }
-            FilterType::Cors => return Err("the CORS filter is not supported yet".into()),
+            FilterType::Cors => {
+                if let Some(c) = &f.cors {
+                    p.cors = Some(cors(c));
+                }
+            }
             FilterType::ExtensionRef => return Err("ExtensionRef filters are not supported".into()),
         }
     }
     if p.redirect.is_some() && p.rewrite.is_some() {
         return Err("RequestRedirect and URLRewrite cannot both be used on one rule".into());
     }
-    Ok(p)
+    Ok((p, mirrors))
+}
+
+/// `HTTPCORSFilter` as the proxy's one CORS decision reads it ([`crate::proxy::cors`], the
+/// Gateway API dialect): an `allowOrigins` entry `*` allows every origin; lists are sent
+/// joined by `, `; `maxAge` defaults to 5 seconds (spec).
+fn cors(c: &HttpRouteRulesFiltersCors) -> Cors {
+    let list = |v: &Option<Vec<String>>| v.as_deref().unwrap_or_default().join(", ");
+    let origins = c.allow_origins.clone().unwrap_or_default();
+    Cors {
+        allow_origin: if origins.iter().any(|o| o == "*") {
+            CorsOrigins::Any
+        } else {
+            CorsOrigins::List(origins)
+        },
+        allow_methods: list(&c.allow_methods),
+        allow_headers: list(&c.allow_headers),
+        allow_credentials: c.allow_credentials.unwrap_or(false),
+        expose_headers: Some(list(&c.expose_headers)).filter(|e| !e.is_empty()),
+        max_age: i64::from(c.max_age.unwrap_or(5)),
+        dialect: CorsDialect::GatewayApi,
+    }
 }
 
 fn path_modifier(full: Option<&str>, prefix: Option<&str>) -> Result<Option<PathModifier>, String> {

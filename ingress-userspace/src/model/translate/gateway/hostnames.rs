@@ -25,6 +25,11 @@ pub fn intersect(listener: Option<&str>, route: &[String]) -> Option<Vec<String>
     (!out.is_empty()).then_some(out)
 }
 
+/// Whether two host patterns (exact, `*.` wildcard, `""` for any) have a name in common.
+pub fn overlap(a: &str, b: &str) -> bool {
+    a.is_empty() || b.is_empty() || one(&a.to_ascii_lowercase(), &b.to_ascii_lowercase()).is_some()
+}
+
 /// The more specific of two hostnames if each matches the other's names, else `None`.
 fn one(listener: &str, route: &str) -> Option<String> {
     if listener == route {

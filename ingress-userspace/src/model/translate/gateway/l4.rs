@@ -19,8 +19,9 @@
 //!   a service's connections or none). With nothing resolved, every connection is refused
 //!   (TCP RST / ICMP port unreachable), as for a NodePort without endpoints.
 //! - Port collisions: a listener port held by a NodePort Service (same protocol), a health
-//!   check node port or the proxy's HTTP/HTTPS ports (TCP), or an older Gateway's listener
-//!   (same protocol) gets `Accepted: False, PortUnavailable`; the holder keeps serving.
+//!   check node port, the proxy's HTTP/HTTPS ports or an HTTP/HTTPS Gateway listener's port
+//!   (TCP), or an older Gateway's listener (same protocol) gets `Accepted: False,
+//!   PortUnavailable`; the holder keeps serving ([`super::ports`] decides).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -28,7 +29,6 @@ use super::{
     Listed,
     attachment::{self, Gateways, RouteParents},
     backends::{self, BackendRef},
-    listeners::{self, ProxyPorts},
 };
 use crate::{
     model::translate::{diagnostics::Diagnostics, endpoints::EndpointIndex},
@@ -125,85 +125,6 @@ fn kind_name(kind: ObjectKind) -> &'static str {
     match kind {
         ObjectKind::UDPRoute => "UDPRoute",
         _ => "TCPRoute",
-    }
-}
-
-/// Ports already held on every node address, by protocol: the Services' node ports and
-/// health check node ports, and the proxy's own ports. Value: who holds it (for messages).
-pub fn held_ports(
-    services: &[L4Service],
-    proxy: ProxyPorts,
-) -> BTreeMap<(L4Protocol, u16), String> {
-    let mut out = BTreeMap::new();
-    out.insert(
-        (L4Protocol::Tcp, proxy.http),
-        "the proxy's HTTP port".to_string(),
-    );
-    out.insert(
-        (L4Protocol::Tcp, proxy.https),
-        "the proxy's HTTPS port".to_string(),
-    );
-    for s in services {
-        for f in &s.frontends {
-            if let Frontend::NodePort(p) = f {
-                out.entry((s.protocol, *p))
-                    .or_insert_with(|| format!("a node port of {}", s.service));
-            }
-        }
-        if let Some(hc) = &s.health_check {
-            out.entry((L4Protocol::Tcp, hc.node_port))
-                .or_insert_with(|| format!("the health check node port of {}", s.service));
-        }
-    }
-    out
-}
-
-/// Gives each served TCP/UDP listener its port, oldest Gateway first (creationTimestamp,
-/// then namespace/name); a port already `held` takes the listener out of service with
-/// `PortUnavailable`.
-pub fn claim_ports(gateways: &mut Gateways<'_>, mut held: BTreeMap<(L4Protocol, u16), String>) {
-    let mut order: Vec<(i64, Key)> = gateways
-        .iter()
-        .map(|(k, (gw, _, _))| {
-            let t = gw
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .map(|t| t.0.as_second())
-                .unwrap_or(0);
-            (t, k.clone())
-        })
-        .collect();
-    order.sort();
-    for (_, key) in order {
-        let Some((_, ls, statuses)) = gateways.get_mut(&key) else {
-            continue;
-        };
-        for (l, status) in ls.iter_mut().zip(statuses.iter_mut()) {
-            let Some(protocol) = l.l4 else { continue };
-            if !l.served {
-                continue;
-            }
-            let Ok(port) = u16::try_from(l.port) else {
-                continue;
-            };
-            let proto = match protocol {
-                L4Protocol::Tcp => "TCP",
-                L4Protocol::Udp => "UDP",
-            };
-            match held.get(&(protocol, port)) {
-                Some(holder) => {
-                    let msg = format!("port {port}/{proto} is taken by {holder}");
-                    listeners::refuse(l, status, "PortUnavailable", msg);
-                }
-                None => {
-                    held.insert(
-                        (protocol, port),
-                        format!("Gateway {key} listener {}", l.name),
-                    );
-                }
-            }
-        }
     }
 }
 

@@ -78,7 +78,7 @@ fn listener<'a>(s: &'a Snapshot, gw: &str, name: &str) -> &'a crate::model::List
 }
 
 fn parent<'a>(s: &'a Snapshot, kind: ObjectKind, name: &str) -> &'a [StatusCondition] {
-    &s.gateway_status.l4_routes[&ObjectRef::new(kind, "app", name)][0].conditions
+    &s.gateway_status.routes[&ObjectRef::new(kind, "app", name)][0].conditions
 }
 
 fn l4<'a>(s: &'a Snapshot, id: &str) -> Option<&'a L4Service> {
@@ -413,6 +413,74 @@ spec:
             .iter()
             .any(|d| d.object.name == "refs" && d.reason == "RefNotPermitted")
     );
+}
+
+/// One port, one protocol family for the node (Gateway API `PortUnavailable`: "the port is
+/// already in use"): an HTTP or HTTPS listener on a port an older Gateway's TCP listener holds
+/// is refused, as is a TCP listener on a port an older Gateway's HTTP listener holds; a UDP
+/// listener on that port is another transport and is served, and a newer HTTP listener shares
+/// the older HTTP listener's port. The proxy opens only the ports its HTTP/HTTPS listeners
+/// hold.
+#[test]
+fn tcp_and_http_listeners_do_not_share_a_port() {
+    let s = snapshot(&format!(
+        "{}{}{}{}{}",
+        gateway(
+            "old",
+            T0,
+            "  - {name: tcp, port: 6001, protocol: TCP}\n  - {name: web, port: 6002, protocol: HTTP}\n"
+        ),
+        gateway(
+            "new",
+            T1,
+            "  - {name: web, port: 6001, protocol: HTTP}\n  - {name: tcp, port: 6002, protocol: TCP}\n  - {name: udp, port: 6002, protocol: UDP}\n"
+        ),
+        gateway(
+            "newer",
+            "2024-01-03T00:00:00Z",
+            "  - {name: web2, port: 6002, protocol: HTTP}\n"
+        ),
+        route(
+            "TCPRoute",
+            "old",
+            T0,
+            "[{name: old}]",
+            "[{name: db, port: 5432}]"
+        ),
+        route(
+            "TCPRoute",
+            "new",
+            T0,
+            "[{name: new, sectionName: tcp}]",
+            "[{name: db2, port: 5432}]"
+        ),
+    ));
+    let l = |gw: &str, name: &str| listener(&s, gw, name).conditions.clone();
+    for (gw, name) in [("new", "web"), ("new", "tcp")] {
+        let c = l(gw, name);
+        assert_eq!(
+            cond(&c, "Accepted"),
+            (false, "PortUnavailable"),
+            "{gw} {name}"
+        );
+        assert_eq!(cond(&c, "Programmed"), (false, "Invalid"), "{gw} {name}");
+    }
+    for (gw, name) in [
+        ("old", "tcp"),
+        ("old", "web"),
+        ("new", "udp"),
+        ("newer", "web2"),
+    ] {
+        assert_eq!(
+            cond(&l(gw, name), "Programmed"),
+            (true, "Programmed"),
+            "{gw} {name}"
+        );
+    }
+    assert!(l4(&s, "gateway/app/old:tcp").is_some());
+    assert!(l4(&s, "gateway/app/new:tcp").is_none());
+    let ports: Vec<u16> = s.l7.gateway_listeners.keys().copied().collect();
+    assert_eq!(ports, [6002], "6001 is the XDP path's");
 }
 
 fn tls_snapshot(yaml: &str) -> Snapshot {

@@ -1,14 +1,17 @@
-//! A Gateway's listeners: which are served, their certificates, which routes they take
-//! (`allowedRoutes`), and their status conditions (Gateway API v1 `Listener`,
+//! A Gateway's listeners: which are served, on which port, their certificates, which routes
+//! they take (`allowedRoutes`), and their status conditions (Gateway API v1 `Listener`,
 //! `ListenerStatus`, `ListenerConditionType` and its reasons).
 //!
-//! Served now: `HTTP` listeners on the proxy's HTTP port and `HTTPS` (`mode: Terminate`)
-//! listeners on its HTTPS port (any other port gets `Accepted: False, PortUnavailable`:
-//! listener ports that follow the Gateways are a later step); `TCP` and `UDP` listeners on
-//! any port, served by the XDP path ([`super::l4`] decides port collisions); any other
-//! protocol `UnsupportedProtocol`.
+//! Served: `HTTP` listeners and `HTTPS` (`mode: Terminate`) listeners on the proxy's own port
+//! of that protocol, or on any port inside `--gateway-listener-ports`, which the proxy then
+//! opens ([`crate::model::L7Config::gateway_listeners`]); `TLS` (`mode: Passthrough`)
+//! listeners on the proxy's HTTPS port; `TCP` and `UDP` listeners on any port, served by the
+//! XDP path. A port outside the range or the proxy's port of the other protocol gets
+//! `Accepted: False, PortUnavailable`; so does a port another protocol family holds
+//! ([`super::ports`] decides that for every protocol in one pass, oldest Gateway first).
+//! Any other protocol gets `UnsupportedProtocol`.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{collections::BTreeMap, fmt, str::FromStr, sync::Arc};
 
 use gateway_api::apis::standard::gateways::{
     Gateway, GatewayListeners, GatewayListenersAllowedRoutesNamespacesFrom as From,
@@ -21,11 +24,13 @@ use crate::{
     store::{Key, Objects},
 };
 
-/// The proxy's own ports: the only listener ports served for now.
+/// The proxy's own ports, and the ports Gateway listeners may open besides them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProxyPorts {
     pub http: u16,
     pub https: u16,
+    /// `--gateway-listener-ports`.
+    pub gateway_range: PortRange,
 }
 
 impl Default for ProxyPorts {
@@ -33,7 +38,69 @@ impl Default for ProxyPorts {
         ProxyPorts {
             http: 80,
             https: 443,
+            gateway_range: PortRange::default(),
         }
+    }
+}
+
+/// An inclusive range of TCP ports, written `first-last` (or one port).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl PortRange {
+    pub fn contains(&self, port: u16) -> bool {
+        (self.first..=self.last).contains(&port)
+    }
+}
+
+/// 1024-29999: no privileged port (on a host network those name the node's own services),
+/// below the NodePort range (30000-32767: the XDP path or kube-proxy takes that traffic
+/// before any socket sees it) and Linux's ephemeral range (32768-60999: the proxy's own
+/// connections to pods take local ports there, so a bind could fail at random).
+impl Default for PortRange {
+    fn default() -> Self {
+        PortRange {
+            first: 1024,
+            last: 29999,
+        }
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+/// Why a port range does not parse.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PortRangeError {
+    #[error("{0:?} is not a port (1-65535)")]
+    Port(String),
+    #[error("{first}-{last}: the first port is after the last")]
+    Reversed { first: u16, last: u16 },
+}
+
+impl FromStr for PortRange {
+    type Err = PortRangeError;
+
+    /// `1024-29999`, or `8080` alone.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let port = |p: &str| match p.trim().parse::<u16>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(PortRangeError::Port(p.trim().to_string())),
+        };
+        let (first, last) = match s.split_once('-') {
+            Some((a, b)) => (port(a)?, port(b)?),
+            None => (port(s)?, port(s)?),
+        };
+        if first > last {
+            return Err(PortRangeError::Reversed { first, last });
+        }
+        Ok(PortRange { first, last })
     }
 }
 
@@ -58,16 +125,19 @@ pub struct Listener<'a> {
     /// `TCP` or `UDP`: served by the XDP path.
     pub l4: Option<crate::model::L4Protocol>,
     /// Route kinds it takes: `allowedRoutes.kinds` of those its protocol supports (by
-    /// default the protocol's kind).
+    /// default all of them: HTTPRoute and GRPCRoute on HTTP and HTTPS listeners).
     pub route_kinds: Vec<String>,
     /// Accepted and programmed: its routes are served.
     pub served: bool,
     /// Why it is not served, for the routes that name it.
     pub not_served: Option<String>,
+    /// The port it is served on when served (`port`, checked).
+    pub served_port: Option<u16>,
 }
 
 /// The listeners of `gw` and their status (in spec order); each HTTPS listener's certificate
 /// goes into `certificates` by hostname (`""`: no hostname). Secrets looked up go to `secrets`.
+/// Whether another Gateway's listener holds the port is [`super::ports`]'s to decide.
 #[allow(clippy::too_many_arguments)]
 pub fn listeners<'a>(
     gw: &'a Gateway,
@@ -105,6 +175,7 @@ pub fn listeners<'a>(
                 ),
             ));
         }
+        let mut port = None;
         if l4.is_some() {
             if !(1..=65535).contains(&l.port) {
                 problem = Some((
@@ -138,16 +209,9 @@ pub fn listeners<'a>(
                 ),
             ));
         } else {
-            let want = if https { ports.https } else { ports.http };
-            if l.port != i32::from(want) {
-                problem = Some((
-                    "PortUnavailable".into(),
-                    format!(
-                        "only the proxy's ports are served for now ({} for HTTP, {} for \
-                         HTTPS); listener ports that follow the Gateways are not implemented yet",
-                        ports.http, ports.https
-                    ),
-                ));
+            match listener_port(l.port, https, ports) {
+                Ok(p) => port = Some(p),
+                Err(msg) => problem = Some(("PortUnavailable".into(), msg)),
             }
         }
         if https && problem.is_none() {
@@ -229,11 +293,13 @@ pub fn listeners<'a>(
                 .unwrap_or_default();
             format!("listener {} is not served ({why})", l.name)
         });
+        let served_port = port.filter(|_| served);
         statuses.push(ListenerStatus {
             name: l.name.clone(),
             supported_kinds: kinds.clone(),
             attached_routes: 0,
             conditions,
+            port: served_port.filter(|p| *p != ports.http && *p != ports.https),
         });
         let _ = gw_key;
         out.push(Listener {
@@ -247,40 +313,81 @@ pub fn listeners<'a>(
             route_kinds: kinds.iter().map(|(_, k)| k.clone()).collect(),
             served,
             not_served,
+            served_port,
         });
     }
     (out, statuses)
 }
 
-/// The route kind a listener protocol takes (Gateway API v1 `Listener.protocol`).
-pub fn route_kind_of(protocol: &str) -> Option<&'static str> {
-    match protocol {
-        "HTTP" | "HTTPS" => Some("HTTPRoute"),
-        "TLS" => Some("TLSRoute"),
-        "TCP" => Some("TCPRoute"),
-        "UDP" => Some("UDPRoute"),
-        _ => None,
+/// The port a listener of this protocol is served on, or why it cannot be: the proxy's own
+/// port of the protocol, or a port in the Gateway range that is not the proxy's other port.
+fn listener_port(port: i32, https: bool, ports: ProxyPorts) -> Result<u16, String> {
+    let (own, other) = if https {
+        (ports.https, ports.http)
+    } else {
+        (ports.http, ports.https)
+    };
+    let name = |h: bool| if h { "HTTPS" } else { "HTTP" };
+    let Ok(p) = u16::try_from(port) else {
+        return Err(format!("port {port} is not a TCP port"));
+    };
+    if p == own {
+        Ok(p)
+    } else if p == other {
+        Err(format!(
+            "port {p} is the proxy's {} port; {} listeners use {own} or a port in \
+             --gateway-listener-ports ({})",
+            name(!https),
+            name(https),
+            ports.gateway_range
+        ))
+    } else if ports.gateway_range.contains(p) {
+        Ok(p)
+    } else {
+        Err(format!(
+            "port {p} is outside --gateway-listener-ports ({}) and is not the proxy's {} \
+             port ({own})",
+            ports.gateway_range,
+            name(https)
+        ))
     }
 }
 
-/// `supportedKinds` (the protocol's route kind unless `allowedRoutes.kinds` leaves it out)
+/// The route kinds a listener protocol takes (Gateway API v1 `Listener.protocol`; GRPCRoute
+/// on HTTP and HTTPS listeners as `GRPCRouteSpec` says).
+pub fn route_kinds_of(protocol: &str) -> &'static [&'static str] {
+    match protocol {
+        "HTTP" | "HTTPS" => &["HTTPRoute", "GRPCRoute"],
+        "TLS" => &["TLSRoute"],
+        "TCP" => &["TCPRoute"],
+        "UDP" => &["UDPRoute"],
+        _ => &[],
+    }
+}
+
+/// `supportedKinds` (the protocol's route kinds unless `allowedRoutes.kinds` leaves them out)
 /// and whether every kind listed is one the listener's protocol takes.
 fn supported_kinds(l: &GatewayListeners) -> (Vec<(String, String)>, bool) {
-    let Some(own) = route_kind_of(&l.protocol) else {
+    let own = route_kinds_of(&l.protocol);
+    if own.is_empty() {
         return (Vec::new(), true);
+    }
+    let all = || {
+        own.iter()
+            .map(|k| (GROUP.to_string(), k.to_string()))
+            .collect()
     };
-    let own_kind = || (GROUP.to_string(), own.to_string());
     let listed = l.allowed_routes.as_ref().and_then(|a| a.kinds.as_ref());
     match listed {
-        None => (vec![own_kind()], true),
-        Some(kinds) if kinds.is_empty() => (vec![own_kind()], true),
+        None => (all(), true),
+        Some(kinds) if kinds.is_empty() => (all(), true),
         Some(kinds) => {
             let mut ok = true;
             let mut out = Vec::new();
             for k in kinds {
                 let group = k.group.as_deref().unwrap_or(GROUP);
-                if group == GROUP && k.kind == own {
-                    out.push(own_kind());
+                if group == GROUP && own.contains(&k.kind.as_str()) {
+                    out.push((GROUP.to_string(), k.kind.clone()));
                 } else {
                     ok = false;
                 }

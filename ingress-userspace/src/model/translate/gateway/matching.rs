@@ -13,7 +13,7 @@ use gateway_api::apis::standard::httproutes::{
     HttpRouteRulesMatchesPathType as PathType, HttpRouteRulesMatchesQueryParamsType as QueryType,
 };
 
-use crate::model::{HeaderMatch, PathMatch, RouteMatch, RouteOrigin, StringMatch};
+use crate::model::{HeaderMatch, ObjectKind, PathMatch, RouteMatch, RouteOrigin, StringMatch};
 
 /// The route match of one `HTTPRouteMatch`, or why it cannot be served (a path that does not
 /// start with `/`, a regular expression that does not compile).
@@ -85,14 +85,16 @@ pub fn route_match(m: &HttpRouteRulesMatches) -> Result<RouteMatch, String> {
             .map(|m| format!("{m:?}").to_ascii_uppercase()),
         query,
         tls: None,
+        listener_ports: None,
     })
 }
 
-/// Sort key of a Gateway route: smaller is tried first (see the module docs).
+/// Sort key of a Gateway route: smaller is tried first (see the module docs; GRPCRoutes:
+/// [`super::grpc::precedence`] in the first five places).
 pub type Precedence = (
     u8,
     Reverse<usize>,
-    Reverse<bool>,
+    Reverse<usize>,
     Reverse<usize>,
     Reverse<usize>,
     i64,
@@ -103,6 +105,28 @@ pub type Precedence = (
 );
 
 pub fn precedence(m: &RouteMatch, origin: &RouteOrigin) -> Precedence {
+    let tail = (
+        origin.created,
+        origin.object.namespace.clone(),
+        origin.object.name.clone(),
+        origin.rule.unwrap_or(0),
+        origin.path.unwrap_or(0),
+    );
+    if origin.object.kind == ObjectKind::GRPCRoute {
+        let (rank, service, method, headers) = super::grpc::precedence(m);
+        return (
+            rank,
+            service,
+            method,
+            headers,
+            Reverse(0),
+            tail.0,
+            tail.1,
+            tail.2,
+            tail.3,
+            tail.4,
+        );
+    }
     let (rank, len) = match &m.path {
         PathMatch::Exact(p) => (0, p.len()),
         PathMatch::Prefix(p) | PathMatch::CharPrefix(p) => (1, if p == "/" { 0 } else { p.len() }),
@@ -111,13 +135,13 @@ pub fn precedence(m: &RouteMatch, origin: &RouteOrigin) -> Precedence {
     (
         rank,
         Reverse(len),
-        Reverse(m.method.is_some()),
+        Reverse(usize::from(m.method.is_some())),
         Reverse(m.headers.len()),
         Reverse(m.query.len()),
-        origin.created,
-        origin.object.namespace.clone(),
-        origin.object.name.clone(),
-        origin.rule.unwrap_or(0),
-        origin.path.unwrap_or(0),
+        tail.0,
+        tail.1,
+        tail.2,
+        tail.3,
+        tail.4,
     )
 }

@@ -8,18 +8,26 @@
 //! - [`matching`]: HTTPRoute matches and the precedence across routes.
 //! - [`filters`]: header modifiers, redirect, URL rewrite.
 //! - [`backends`]: weighted backendRefs; unresolvable shares answer 500.
+//! - [`backend_tls`]: BackendTLSPolicies: verified TLS to the Services they target.
+//! - [`grpc`]: GRPCRoutes, read as the HTTPRoutes they are equivalent to.
 //! - [`reference_grant`]: cross-namespace permission.
 //! - [`l4`]: TCPRoute and UDPRoute on TCP/UDP listeners, as L4 services of the XDP path.
+//! - [`ports`]: which listener holds which port, for every protocol.
 //! - [`tls_passthrough`]: TLSRoute on TLS passthrough listeners, as the proxy's SNI table.
+//! - [`timeouts`]: `rules[].timeouts` (request, backendRequest).
 
 pub mod attachment;
+pub mod backend_tls;
 pub mod backends;
 pub mod filters;
+pub mod grpc;
 pub mod hostnames;
 pub mod l4;
 pub mod listeners;
 pub mod matching;
+pub mod ports;
 pub mod reference_grant;
+pub mod timeouts;
 pub mod tls_passthrough;
 
 #[cfg(test)]
@@ -34,14 +42,14 @@ use std::{
 
 use gateway_api::apis::standard::httproutes::HttpRoute;
 
-pub use listeners::ProxyPorts;
+pub use listeners::{PortRange, ProxyPorts};
 
 use super::{diagnostics::Diagnostics, endpoints::EndpointIndex, tls::TlsCache};
 use crate::{
     model::{
-        GatewayApiStatus, GatewayStatusOut, L7Config, ObjectKind, ObjectRef, PathMatch,
-        PathModifier, Route, RouteAction, RouteOrigin, RoutePolicy, StatusCondition,
-        TlsCertificate, VirtualHost,
+        BackendProtocol, GatewayApiStatus, GatewayStatusOut, L7Config, ListenerProtocol,
+        ObjectKind, ObjectRef, PathMatch, PathModifier, Route, RouteAction, RouteOrigin,
+        RoutePolicy, StatusCondition, TlsCertificate, VirtualHost,
     },
     store::{Key, Objects},
 };
@@ -74,6 +82,10 @@ pub struct Output {
     pub hosts: BTreeMap<String, Vec<Route>>,
     /// HTTPS listener certificates by hostname (`""`: a listener without one).
     pub certificates: BTreeMap<String, Arc<TlsCertificate>>,
+    /// Ports served listeners claimed besides the proxy's own, with their protocol.
+    pub listener_ports: BTreeMap<u16, ListenerProtocol>,
+    /// Hostnames of served HTTPS listeners by port (`""`: a listener without one), sorted.
+    pub https_hosts: BTreeMap<u16, Vec<String>>,
     pub status: GatewayApiStatus,
     /// SNI table of TLS passthrough listeners and TLSRoutes ([`tls_passthrough`]).
     pub sni: BTreeMap<String, crate::model::SniAction>,
@@ -121,7 +133,8 @@ pub fn translate(
             )],
         );
     }
-    // Our Gateways and their listeners.
+    // Our Gateways and their listeners; then their ports, for every protocol in one pass
+    // (the oldest Gateway's listener keeps a port another wants).
     let mut gateways = BTreeMap::new();
     for (key, gw) in &objects.gateways {
         if !classes.contains(&gw.spec.gateway_class_name) {
@@ -138,31 +151,130 @@ pub fn translate(
         );
         gateways.insert(key.clone(), (gw.as_ref(), ls, statuses));
     }
-    l4::claim_ports(&mut gateways, l4::held_ports(cx.l4_services, cx.ports));
+    ports::claim(&mut gateways, ports::held(cx.l4_services, cx.ports));
+    for (_, ls, _) in gateways.values() {
+        for l in ls.iter().filter(|l| l.l4.is_none() && !l.tls_passthrough) {
+            let Some(p) = l.served_port else { continue };
+            let protocol = if l.https {
+                ListenerProtocol::Https
+            } else {
+                ListenerProtocol::Http
+            };
+            if p != cx.ports.http && p != cx.ports.https {
+                out.listener_ports.insert(p, protocol);
+            }
+            if l.https {
+                let host = l.hostname.unwrap_or_default().to_ascii_lowercase();
+                out.https_hosts.entry(p).or_default().push(host);
+            }
+        }
+    }
+    for hosts in out.https_hosts.values_mut() {
+        hosts.sort();
+        hosts.dedup();
+    }
     // Routes: attachment, status, and the routes they add.
+    let policies = backend_tls::Policies::read(objects);
+    // A policy not as written says so where Events and `explain` look.
+    for p in policies.all.values() {
+        for c in p.conditions.iter().filter(|c| !c.status) {
+            diags.error(&p.object, &c.reason, c.message.clone());
+        }
+    }
     let mut cache = HashMap::new();
     let mut routes: Vec<(String, Route)> = Vec::new();
-    for (key, hr) in &objects.http_routes {
-        let oref = ObjectRef::new(
-            ObjectKind::HTTPRoute,
-            key.namespace.clone(),
-            key.name.clone(),
+    let mut grpc_routes = Vec::new();
+    for (key, gr) in &objects.grpc_routes {
+        match grpc::as_http_route(gr) {
+            Ok(hr) => grpc_routes.push((key, hr)),
+            Err(e) => {
+                let oref = ObjectRef::new(ObjectKind::GRPCRoute, &key.namespace, &key.name);
+                diags.error(&oref, "InvalidRoute", format!("not served: {e}"));
+            }
+        }
+    }
+    let all = (objects.http_routes.iter())
+        .map(|(k, r)| (ObjectKind::HTTPRoute, k, &**r))
+        .chain(
+            grpc_routes
+                .iter()
+                .map(|(k, r)| (ObjectKind::GRPCRoute, *k, r)),
         );
-        let attached = attachment::attach(hr, key, &mut gateways, objects);
+    let attached: Vec<_> = all
+        .map(|(kind, key, hr)| {
+            let a = attachment::attach(hr, kind, key, &mut gateways, objects);
+            (kind, key, hr, a)
+        })
+        .collect();
+    let lost = kind_conflicts(&attached, &mut gateways);
+    for (kind, key, hr, mut attached) in attached {
+        let oref = ObjectRef::new(kind, key.namespace.clone(), key.name.clone());
         if attached.parents.is_empty() {
             continue;
         }
         let generation = hr.metadata.generation.unwrap_or(0);
+        // Lost to a route of the other kind on a Gateway: not served through it.
+        let lost_on: Vec<Key> = (lost.iter())
+            .filter(|(k, r, _)| *k == kind && *r == key)
+            .map(|(_, _, gw)| gw.clone())
+            .collect();
+        if !lost_on.is_empty() {
+            attached.hostnames = attached.hostnames_without(&lost_on);
+            for p in &mut attached.parents {
+                let gw = Key::new(
+                    p.parent_ref
+                        .namespace
+                        .clone()
+                        .unwrap_or_else(|| key.namespace.clone()),
+                    p.parent_ref.name.clone(),
+                );
+                if lost_on.contains(&gw) && p.accepted.status {
+                    p.accepted = StatusCondition::new(
+                        "Accepted",
+                        false,
+                        "HostnameConflict",
+                        "an older HTTPRoute or GRPCRoute serves a hostname of this route on the same listener",
+                        generation,
+                    );
+                }
+            }
+        }
+        let used = std::cell::RefCell::new(std::collections::BTreeSet::new());
         let built = build_routes(
             hr,
             key,
             &oref,
+            (&policies, &used),
             objects,
             endpoints,
             &mut cache,
             &mut out.services,
             diags,
         );
+        // The policies this route's backends use get an ancestor per Gateway it is on.
+        for policy in used.into_inner() {
+            let Some(p) = policies.all.get(&policy) else {
+                continue;
+            };
+            let ancestors = out.status.policies.entry(policy).or_default();
+            for parent in attached.parents.iter().filter(|p| p.accepted.status) {
+                let ancestor = crate::model::ParentRef {
+                    namespace: Some(
+                        (parent.parent_ref.namespace.clone())
+                            .unwrap_or_else(|| key.namespace.clone()),
+                    ),
+                    section_name: None,
+                    port: None,
+                    ..parent.parent_ref.clone()
+                };
+                if !ancestors.iter().any(|a| a.parent_ref == ancestor) {
+                    ancestors.push(crate::model::RouteParentStatus {
+                        parent_ref: ancestor,
+                        conditions: p.conditions.clone(),
+                    });
+                }
+            }
+        }
         let resolved = match &built.problem {
             Some((reason, msg)) => {
                 StatusCondition::new("ResolvedRefs", false, reason, msg.clone(), generation)
@@ -193,18 +305,20 @@ pub fn translate(
                 conditions,
             });
         }
-        out.status.http_routes.insert(oref, parents);
-        for (host, (http, https)) in attached.hostnames {
+        out.status.routes.insert(oref, parents);
+        for (host, via) in attached.hostnames {
             // A route attached to HTTP listeners only is not served over TLS, and the
-            // reverse (the proxy keys routes by host; the scheme stands for the listener).
-            let tls = match (http, https) {
+            // reverse; and only on its listeners' ports (the proxy keys routes by host).
+            let tls = match (via.http, via.https) {
                 (true, false) => Some(false),
                 (false, true) => Some(true),
                 _ => None,
             };
+            let ports: Vec<u16> = via.ports.into_iter().collect();
             for r in &built.routes {
                 let mut r = r.clone();
                 r.matches.tls = tls;
+                r.matches.listener_ports = Some(ports.clone());
                 routes.push((host.clone(), r));
             }
         }
@@ -215,7 +329,7 @@ pub fn translate(
         endpoints,
         &mut out.services,
         diags,
-        &mut out.status.l4_routes,
+        &mut out.status.routes,
     );
     out.sni = tls_passthrough::translate(
         objects,
@@ -224,7 +338,7 @@ pub fn translate(
         &mut cache,
         &mut out.services,
         diags,
-        &mut out.status.l4_routes,
+        &mut out.status.routes,
     );
     routes.sort_by_cached_key(|(h, r)| (h.clone(), matching::precedence(&r.matches, &r.origin)));
     for (host, r) in routes {
@@ -232,59 +346,7 @@ pub fn translate(
     }
     for (key, (gw, _, statuses)) in gateways {
         let generation = gw.metadata.generation.unwrap_or(0);
-        let served = statuses
-            .iter()
-            .filter(|s| {
-                s.conditions
-                    .iter()
-                    .any(|c| c.type_ == "Programmed" && c.status)
-            })
-            .count();
-        let accepted_listeners = statuses
-            .iter()
-            .filter(|s| {
-                s.conditions
-                    .iter()
-                    .any(|c| c.type_ == "Accepted" && c.status)
-            })
-            .count();
-        let mut conditions = Vec::new();
-        conditions.push(if accepted_listeners == statuses.len() {
-            StatusCondition::new("Accepted", true, "Accepted", "Gateway accepted", generation)
-        } else if accepted_listeners > 0 {
-            StatusCondition::new(
-                "Accepted",
-                true,
-                "ListenersNotValid",
-                "some listeners are not valid",
-                generation,
-            )
-        } else {
-            StatusCondition::new(
-                "Accepted",
-                false,
-                "ListenersNotValid",
-                "no listener is valid",
-                generation,
-            )
-        });
-        conditions.push(if served > 0 {
-            StatusCondition::new(
-                "Programmed",
-                true,
-                "Programmed",
-                "served by the proxy",
-                generation,
-            )
-        } else {
-            StatusCondition::new(
-                "Programmed",
-                false,
-                "Invalid",
-                "no listener is served",
-                generation,
-            )
-        });
+        let conditions = gateway_conditions(&statuses, generation);
         out.status.gateways.insert(
             ObjectRef::new(ObjectKind::Gateway, key.namespace.clone(), key.name.clone()),
             GatewayStatusOut {
@@ -295,6 +357,115 @@ pub fn translate(
         );
     }
     out
+}
+
+/// A Gateway's `Accepted` and `Programmed` from its listeners' conditions: accepted while
+/// any listener is (`ListenersNotValid` when some are not), programmed while any is served.
+pub fn gateway_conditions(
+    statuses: &[crate::model::ListenerStatus],
+    generation: i64,
+) -> Vec<StatusCondition> {
+    let has = |s: &crate::model::ListenerStatus, t: &str| {
+        s.conditions.iter().any(|c| c.type_ == t && c.status)
+    };
+    let served = statuses.iter().filter(|s| has(s, "Programmed")).count();
+    let accepted_listeners = statuses.iter().filter(|s| has(s, "Accepted")).count();
+    let mut conditions = Vec::new();
+    conditions.push(if accepted_listeners == statuses.len() {
+        StatusCondition::new("Accepted", true, "Accepted", "Gateway accepted", generation)
+    } else if accepted_listeners > 0 {
+        StatusCondition::new(
+            "Accepted",
+            true,
+            "ListenersNotValid",
+            "some listeners are not valid",
+            generation,
+        )
+    } else {
+        StatusCondition::new(
+            "Accepted",
+            false,
+            "ListenersNotValid",
+            "no listener is valid",
+            generation,
+        )
+    });
+    conditions.push(if served > 0 {
+        StatusCondition::new(
+            "Programmed",
+            true,
+            "Programmed",
+            "served by the proxy",
+            generation,
+        )
+    } else {
+        StatusCondition::new(
+            "Programmed",
+            false,
+            "Invalid",
+            "no listener is served",
+            generation,
+        )
+    });
+    conditions
+}
+
+/// The spec's rule for an HTTPRoute and a GRPCRoute on one listener with a hostname in common
+/// (`GrpcRouteSpec.hostnames`): exactly one is accepted, the older, then the first by
+/// `namespace/name`. Returns `(kind, route, Gateway)` for each route that lost on a listener of
+/// that Gateway; their listeners' `attachedRoutes` no longer count them.
+fn kind_conflicts<'a>(
+    attached: &[(ObjectKind, &'a Key, &HttpRoute, attachment::Attached)],
+    gateways: &mut attachment::Gateways<'_>,
+) -> Vec<(ObjectKind, &'a Key, Key)> {
+    let age = |hr: &HttpRoute, key: &Key| {
+        let created = (hr.metadata.creation_timestamp.as_ref()).map(|t| t.0.as_second());
+        (
+            created.unwrap_or(0),
+            key.namespace.clone(),
+            key.name.clone(),
+        )
+    };
+    let mut lost: Vec<(ObjectKind, &'a Key, Key)> = Vec::new();
+    let grpc = attached.iter().filter(|a| a.0 == ObjectKind::GRPCRoute);
+    for (gk, gkey, ghr, ga) in grpc {
+        for (hk, hkey, hhr, ha) in attached.iter().filter(|a| a.0 == ObjectKind::HTTPRoute) {
+            for (gw, li, _, ghosts) in &ga.listeners {
+                let clash = ha.listeners.iter().any(|(gw2, li2, _, hhosts)| {
+                    gw2 == gw
+                        && li2 == li
+                        && ghosts
+                            .iter()
+                            .any(|g| hhosts.iter().any(|h| hostnames::overlap(g, h)))
+                });
+                if !clash {
+                    continue;
+                }
+                let loser = if age(ghr, gkey) < age(hhr, hkey) {
+                    (*hk, *hkey, gw.clone())
+                } else {
+                    (*gk, *gkey, gw.clone())
+                };
+                if !lost.contains(&loser) {
+                    lost.push(loser);
+                }
+            }
+        }
+    }
+    for (kind, key, gw) in &lost {
+        let Some((_, _, statuses)) = gateways.get_mut(gw) else {
+            continue;
+        };
+        let a = attached.iter().find(|a| a.0 == *kind && a.1 == *key);
+        for (g, li, _, _) in a.iter().flat_map(|a| &a.3.listeners) {
+            if g == gw
+                && let Some(s) = statuses.get_mut(*li)
+            {
+                s.attached_routes = (s.attached_routes - 1).max(0);
+            }
+        }
+    }
+    lost
 }
 
 /// The routes of one HTTPRoute (one per rule and match, host-independent), the first
@@ -310,9 +481,13 @@ fn build_routes(
     hr: &HttpRoute,
     key: &Key,
     oref: &ObjectRef,
+    (policies, used): (
+        &backend_tls::Policies,
+        &std::cell::RefCell<std::collections::BTreeSet<ObjectRef>>,
+    ),
     objects: &Objects,
     endpoints: &EndpointIndex<'_>,
-    cache: &mut HashMap<(Key, i32), Arc<crate::model::Upstream>>,
+    cache: &mut HashMap<backends::CacheKey, Arc<crate::model::Upstream>>,
     services: &mut HashSet<Key>,
     diags: &mut Diagnostics,
 ) -> Built {
@@ -327,9 +502,26 @@ fn build_routes(
         problem: None,
         unsupported: None,
     };
+    // gRPC backends speak HTTP/2 (h2c; TLS by a BackendTLSPolicy).
+    let from = match oref.kind {
+        ObjectKind::GRPCRoute => backends::Referrer {
+            namespace: &key.namespace,
+            kind: "GRPCRoute",
+            protocol: BackendProtocol::Grpc,
+            policies,
+            used,
+        },
+        _ => backends::Referrer {
+            namespace: &key.namespace,
+            kind: "HTTPRoute",
+            protocol: BackendProtocol::Http,
+            policies,
+            used,
+        },
+    };
     let default_match = [Default::default()];
     for (ri, rule) in hr.spec.rules.iter().flatten().enumerate() {
-        let mut gp = match filters::policy(rule.filters.as_deref().unwrap_or_default()) {
+        let (mut gp, mirrors) = match filters::policy(rule.filters.as_deref().unwrap_or_default()) {
             Ok(p) => p,
             Err(e) => {
                 diags.error(
@@ -341,8 +533,43 @@ fn build_routes(
                 continue;
             }
         };
+        let t = rule.timeouts.as_ref();
+        let timeouts = match timeouts::rule(
+            t.and_then(|t| t.request.as_deref()),
+            t.and_then(|t| t.backend_request.as_deref()),
+        ) {
+            Ok(t) => t,
+            Err(e) => {
+                diags.error(
+                    oref,
+                    "UnsupportedValue",
+                    format!("rule {ri}: {e}; rule not served"),
+                );
+                built.unsupported.get_or_insert(format!("rule {ri}: {e}"));
+                continue;
+            }
+        };
+        gp.request_timeout = timeouts.request;
+        for m in mirrors {
+            match backends::one(&from, &m.backend, objects, endpoints, cache, services) {
+                Ok(upstream) => gp.mirrors.push(crate::model::RequestMirror {
+                    upstream,
+                    numerator: m.numerator,
+                    denominator: m.denominator,
+                }),
+                Err((reason, msg)) => {
+                    // The rule is served; only the copies are not made.
+                    diags.error(
+                        oref,
+                        reason,
+                        format!("rule {ri}: RequestMirror: {msg}; not mirrored"),
+                    );
+                    built.problem.get_or_insert((reason, msg));
+                }
+            }
+        }
         let b = backends::resolve(
-            &key.namespace,
+            &from,
             rule.backend_refs.as_deref().unwrap_or_default(),
             objects,
             endpoints,
@@ -386,9 +613,20 @@ fn build_routes(
         );
         let policy = Arc::new(RoutePolicy {
             ssl_redirect: Some(false),
+            // `backendRequest`: each try's wait for the backend's answer (the read timeout;
+            // unset or `0s`: the proxy's).
+            timeouts: crate::model::Timeouts {
+                read: timeouts.backend_request,
+                ..Default::default()
+            },
             // URLRewrite's hostname is the Host the backend sees (`upstream-vhost`'s job).
             rewrite: crate::model::Rewrite {
                 upstream_vhost: gp.rewrite.as_ref().and_then(|r| r.hostname.clone()),
+                ..Default::default()
+            },
+            // CORS: the proxy's one decision ([`crate::proxy::cors`]) reads it here.
+            response: crate::model::ResponsePolicy {
+                cors: gp.cors.take(),
                 ..Default::default()
             },
             gateway: Some(Arc::new(gp)),
@@ -487,6 +725,8 @@ pub fn merge(l7: &mut L7Config, out: &mut Output) {
                 .or_insert(crate::model::SniAction::Terminate);
         }
     }
+    l7.gateway_listeners = std::mem::take(&mut out.listener_ports);
+    l7.gateway_https_hosts = std::mem::take(&mut out.https_hosts);
     for (host, cert) in std::mem::take(&mut out.certificates) {
         if host.is_empty() {
             l7.default_certificate.get_or_insert(cert);

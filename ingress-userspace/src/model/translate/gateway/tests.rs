@@ -52,7 +52,7 @@ fn gateway<'a>(s: &'a Snapshot, ns: &str, name: &str) -> &'a crate::model::Gatew
 }
 
 fn route_parent<'a>(s: &'a Snapshot, ns: &str, name: &str) -> &'a [StatusCondition] {
-    &s.gateway_status.http_routes[&ObjectRef::new(ObjectKind::HTTPRoute, ns, name)][0].conditions
+    &s.gateway_status.routes[&ObjectRef::new(ObjectKind::HTTPRoute, ns, name)][0].conditions
 }
 
 fn route(name: &str, ns: &str, parent: &str, extra: &str) -> String {
@@ -103,10 +103,8 @@ spec:
     let l = &gw.listeners[0];
     assert_eq!(
         l.supported_kinds,
-        [(
-            "gateway.networking.k8s.io".to_string(),
-            "HTTPRoute".to_string()
-        )]
+        ["HTTPRoute", "GRPCRoute"]
+            .map(|k| ("gateway.networking.k8s.io".to_string(), k.to_string()))
     );
     for (t, want) in [
         ("Accepted", (true, "Accepted")),
@@ -118,7 +116,7 @@ spec:
     }
 }
 
-/// `ListenerConditionReason`: PortUnavailable (here: a port the proxy does not listen on),
+/// `ListenerConditionReason`: PortUnavailable (here: a port outside --gateway-listener-ports),
 /// UnsupportedProtocol, InvalidRouteKinds, HostnameConflict / ProtocolConflict,
 /// InvalidCertificateRef and RefNotPermitted.
 #[test]
@@ -131,9 +129,9 @@ metadata: {name: gw, namespace: app}
 spec:
   gatewayClassName: xdp
   listeners:
-  - {name: other-port, port: 8080, protocol: HTTP}
+  - {name: other-port, port: 30080, protocol: HTTP}
   - {name: tcp, port: 80, protocol: example.com/sctp}
-  - {name: kinds, port: 80, protocol: HTTP, hostname: k.example, allowedRoutes: {kinds: [{kind: GRPCRoute}]}}
+  - {name: kinds, port: 80, protocol: HTTP, hostname: k.example, allowedRoutes: {kinds: [{kind: TCPRoute}]}}
   - {name: dup-a, port: 443, protocol: HTTPS, hostname: d.example, tls: {certificateRefs: [{name: missing}]}}
   - {name: dup-b, port: 443, protocol: HTTPS, hostname: d.example, tls: {certificateRefs: [{name: missing}]}}
 "#,
@@ -294,7 +292,7 @@ spec:
 }
 
 /// An unresolvable backendRef keeps its weight for 500s; a rule with none resolvable answers
-/// 500; a RequestMirror filter (not supported) keeps the rule out and says so.
+/// 500; an ExtensionRef filter (not supported) keeps the rule out and says so.
 #[test]
 fn invalid_backend_shares_and_unsupported_filters() {
     let yaml = format!(
@@ -313,10 +311,10 @@ spec:
             "  hostnames: [mixed.example]\n  rules: [{backendRefs: [{name: web, port: 8080, weight: 3}, {name: gone, port: 80, weight: 1}]}]\n"
         ),
         route(
-            "mirror",
+            "ext",
             "app",
             "{name: gw}",
-            "  hostnames: [mirror.example]\n  rules: [{filters: [{type: RequestMirror, requestMirror: {backendRef: {name: web, port: 8080}}}], backendRefs: [{name: web, port: 8080}]}]\n"
+            "  hostnames: [ext.example]\n  rules: [{filters: [{type: ExtensionRef, extensionRef: {group: x.example, kind: Thing, name: t}}], backendRefs: [{name: web, port: 8080}]}]\n"
         ),
     );
     let s = snapshot(&yaml, vec![]);
@@ -327,9 +325,72 @@ spec:
         cond(route_parent(&s, "app", "mixed"), "ResolvedRefs"),
         (false, "BackendNotFound")
     );
-    assert!(!s.l7.hosts.contains_key("mirror.example"));
+    assert!(!s.l7.hosts.contains_key("ext.example"));
     assert_eq!(
-        cond(route_parent(&s, "app", "mirror"), "Accepted"),
+        cond(route_parent(&s, "app", "ext"), "Accepted"),
+        (false, "UnsupportedValue")
+    );
+}
+
+/// `RequestMirror` (HTTPRequestMirrorFilter): the copy's backend resolves as a backendRef
+/// does; one that does not is `ResolvedRefs: False` while the rule is still served.
+/// `timeouts` (HTTPRouteTimeouts): `request` on the rule's policy, `backendRequest` as the
+/// read timeout, `0s` as none; a malformed duration keeps the rule out.
+#[test]
+fn request_mirrors_and_timeouts() {
+    let yaml = format!(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: app}}
+spec:
+  gatewayClassName: xdp
+  listeners: [{{name: http, port: 80, protocol: HTTP}}]
+{}{}{}"#,
+        route(
+            "mirror",
+            "app",
+            "{name: gw}",
+            "  hostnames: [mirror.example]\n  rules: [{filters: [{type: RequestMirror, requestMirror: {backendRef: {name: web, port: 8080}}}], backendRefs: [{name: web, port: 8080}], timeouts: {request: 1m30s, backendRequest: 500ms}}]\n"
+        ),
+        route(
+            "lost",
+            "app",
+            "{name: gw}",
+            "  hostnames: [lost.example]\n  rules: [{filters: [{type: RequestMirror, requestMirror: {backendRef: {name: gone, port: 80}}}], backendRefs: [{name: web, port: 8080}], timeouts: {request: 0s}}]\n"
+        ),
+        route(
+            "bad",
+            "app",
+            "{name: gw}",
+            "  hostnames: [bad.example]\n  rules: [{backendRefs: [{name: web, port: 8080}], timeouts: {request: 1d}}]\n"
+        ),
+    );
+    let s = snapshot(&yaml, vec![]);
+    let r = &s.l7.hosts["mirror.example"].routes[0];
+    let g = r.policy.gateway.as_ref().unwrap();
+    assert_eq!(g.mirrors.len(), 1);
+    assert_eq!(g.mirrors[0].upstream.service.name, "web");
+    assert_eq!(
+        (g.mirrors[0].numerator, g.mirrors[0].denominator),
+        (100, 100)
+    );
+    assert_eq!(g.request_timeout, Some(std::time::Duration::from_secs(90)));
+    assert_eq!(
+        r.policy.timeouts.read,
+        Some(std::time::Duration::from_millis(500))
+    );
+    let r = &s.l7.hosts["lost.example"].routes[0];
+    let g = r.policy.gateway.as_ref().unwrap();
+    assert!(g.mirrors.is_empty() && g.request_timeout.is_none());
+    assert!(matches!(r.action, RouteAction::Forward(_)));
+    assert_eq!(
+        cond(route_parent(&s, "app", "lost"), "ResolvedRefs"),
+        (false, "BackendNotFound")
+    );
+    assert!(!s.l7.hosts.contains_key("bad.example"));
+    assert_eq!(
+        cond(route_parent(&s, "app", "bad"), "Accepted"),
         (false, "UnsupportedValue")
     );
 }
@@ -383,6 +444,8 @@ spec:
             method: "GET",
             headers: &headers,
             tls,
+            listener_port: None,
+            gateway_listener: false,
         };
         matches!(
             table.lookup(&view),
@@ -396,4 +459,490 @@ spec:
         s.l7.default_certificate.is_some(),
         "the hostname-less HTTPS listener's certificate"
     );
+}
+
+/// Listener ports follow the Gateways: an accepted HTTP or HTTPS listener on a port inside
+/// --gateway-listener-ports (default 1024-29999) becomes a port the proxy opens, with its
+/// protocol; the oldest Gateway claims a port, a newer one wanting it with the other protocol
+/// gets `PortUnavailable`, as do the proxy's port of the other protocol and a port outside the
+/// range. A route is served only on the ports of the listeners it attached to.
+#[test]
+fn listener_ports_follow_the_gateways() {
+    let (crt, key) = mk_cert_pem(&["secure.example"]);
+    let secret = Object::Secret(Arc::new(mk_tls_secret("app", "tls", &crt, &key)));
+    let s = snapshot(
+        &format!(
+            r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: old, namespace: app, creationTimestamp: "2026-01-01T00:00:00Z"}}
+spec:
+  gatewayClassName: xdp
+  listeners:
+  - {{name: http, port: 80, protocol: HTTP}}
+  - {{name: alt, port: 8080, protocol: HTTP}}
+  - {{name: alt-tls, port: 8090, protocol: HTTPS, tls: {{certificateRefs: [{{name: tls}}]}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: new, namespace: app, creationTimestamp: "2026-02-01T00:00:00Z"}}
+spec:
+  gatewayClassName: xdp
+  listeners:
+  - {{name: clash, port: 8080, protocol: HTTPS, tls: {{certificateRefs: [{{name: tls}}]}}}}
+  - {{name: shared, port: 8090, protocol: HTTPS, hostname: secure.example, tls: {{certificateRefs: [{{name: tls}}]}}}}
+  - {{name: plain-on-443, port: 443, protocol: HTTP}}
+  - {{name: privileged, port: 22, protocol: HTTP}}
+  - {{name: nodeport, port: 30080, protocol: HTTP}}
+{}{}"#,
+            route(
+                "on-alt",
+                "app",
+                "{name: old, sectionName: alt}",
+                "  rules: [{backendRefs: [{name: web, port: 8080}]}]\n"
+            ),
+            route(
+                "on-old",
+                "app",
+                "{name: old}",
+                "  rules: [{backendRefs: [{name: web, port: 8080}]}]\n"
+            ),
+        ),
+        vec![secret],
+    );
+    use crate::model::ListenerProtocol::{Http, Https};
+    assert_eq!(
+        s.l7.gateway_listeners,
+        std::collections::BTreeMap::from([(8080, Http), (8090, Https)]),
+        "the proxy's own port 80 is not among the ports to open"
+    );
+    let old = gateway(&s, "app", "old");
+    for l in &old.listeners {
+        assert_eq!(
+            cond(&l.conditions, "Programmed"),
+            (true, "Programmed"),
+            "{}",
+            l.name
+        );
+    }
+    let new = gateway(&s, "app", "new");
+    let l = |i: usize| &new.listeners[i].conditions;
+    assert_eq!(
+        cond(l(0), "Accepted"),
+        (false, "PortUnavailable"),
+        "HTTPS on old's HTTP port"
+    );
+    assert_eq!(
+        cond(l(1), "Accepted"),
+        (true, "Accepted"),
+        "HTTPS beside old's HTTPS"
+    );
+    for i in 2..5 {
+        assert_eq!(
+            cond(l(i), "Accepted"),
+            (false, "PortUnavailable"),
+            "{}",
+            new.listeners[i].name
+        );
+    }
+    assert_eq!(
+        cond(&new.conditions, "Accepted"),
+        (true, "ListenersNotValid")
+    );
+    assert_eq!(
+        s.l7.gateway_https_hosts,
+        std::collections::BTreeMap::from([(8090, vec!["".to_string(), "secure.example".into()])])
+    );
+    // Each route on its listeners' ports only.
+    let routes = &s.l7.any_host.as_ref().expect("hostname-less routes").routes;
+    let ports_of = |name: &str| {
+        routes
+            .iter()
+            .find(|r| r.origin.object.name == name)
+            .and_then(|r| r.matches.listener_ports.clone())
+    };
+    assert_eq!(ports_of("on-alt"), Some(vec![8080]));
+    assert_eq!(ports_of("on-old"), Some(vec![80, 8080, 8090]));
+}
+
+/// A port the proxy could not bind turns its listener `Accepted: False, PortUnavailable`
+/// (the spec's reason for a port in use) and `Programmed: False, Pending`; a Gateway with no
+/// listener left programmed is not programmed. Other listeners keep their conditions.
+#[test]
+fn unbound_ports_show_on_their_listeners() {
+    let s = snapshot(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: app}
+spec:
+  gatewayClassName: xdp
+  listeners:
+  - {name: alt, port: 8080, protocol: HTTP}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: both, namespace: app}
+spec:
+  gatewayClassName: xdp
+  listeners:
+  - {name: http, port: 80, protocol: HTTP}
+  - {name: alt, port: 8080, protocol: HTTP}
+"#,
+        vec![],
+    );
+    assert_eq!(
+        s.gateway_status.with_unbound(&Default::default()),
+        *s.gateway_status
+    );
+    let unbound = std::collections::BTreeMap::from([(8080, "Address in use".to_string())]);
+    let status = s.gateway_status.with_unbound(&unbound);
+    let gw = &status.gateways[&ObjectRef::new(ObjectKind::Gateway, "app", "gw")];
+    assert_eq!(
+        cond(&gw.listeners[0].conditions, "Accepted"),
+        (false, "PortUnavailable")
+    );
+    assert!(
+        gw.listeners[0].conditions[0]
+            .message
+            .contains("Address in use")
+    );
+    assert_eq!(
+        cond(&gw.listeners[0].conditions, "Programmed"),
+        (false, "Pending")
+    );
+    assert_eq!(cond(&gw.conditions, "Programmed"), (false, "Invalid"));
+    let both = &status.gateways[&ObjectRef::new(ObjectKind::Gateway, "app", "both")];
+    assert_eq!(
+        cond(&both.listeners[0].conditions, "Programmed"),
+        (true, "Programmed")
+    );
+    assert_eq!(
+        cond(&both.listeners[1].conditions, "Programmed"),
+        (false, "Pending")
+    );
+    assert_eq!(cond(&both.conditions, "Programmed"), (true, "Programmed"));
+    assert_eq!(
+        cond(&both.conditions, "Accepted"),
+        (true, "ListenersNotValid")
+    );
+}
+
+/// GRPCRoute (Gateway API v1): attaches like an HTTPRoute to listeners whose
+/// `allowedRoutes.kinds` take it (HTTP and HTTPS take both kinds by default), gets the same
+/// route parent conditions, and forwards to its backends over HTTP/2 (gRPC).
+#[test]
+fn grpc_routes_attach_get_status_and_speak_http2() {
+    let s = snapshot(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: app}
+spec:
+  gatewayClassName: xdp
+  listeners:
+  - {name: http, port: 80, protocol: HTTP, hostname: grpc.example}
+  - {name: http-only, port: 80, protocol: HTTP, hostname: h.example, allowedRoutes: {kinds: [{kind: HTTPRoute}]}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: g, namespace: app, generation: 2}
+spec:
+  parentRefs: [{name: gw, sectionName: http}]
+  rules:
+  - matches: [{method: {service: pkg.Svc, method: Echo}}]
+    backendRefs: [{name: web, port: 8080}]
+  - matches: [{method: {service: pkg.Svc}}]
+    backendRefs: [{name: missing, port: 8080}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: refused, namespace: app}
+spec:
+  parentRefs: [{name: gw, sectionName: http-only}]
+  rules: [{backendRefs: [{name: web, port: 8080}]}]
+"#,
+        vec![],
+    );
+    let parent = |name: &str| {
+        s.gateway_status.routes[&ObjectRef::new(ObjectKind::GRPCRoute, "app", name)][0]
+            .conditions
+            .clone()
+    };
+    let g = parent("g");
+    assert_eq!(cond(&g, "Accepted"), (true, "Accepted"));
+    assert_eq!(cond(&g, "ResolvedRefs"), (false, "BackendNotFound"));
+    assert_eq!(g[0].observed_generation, 2);
+    assert_eq!(
+        cond(&parent("refused"), "Accepted"),
+        (false, "NotAllowedByListeners")
+    );
+    let gw = gateway(&s, "app", "gw");
+    assert_eq!(gw.listeners[0].attached_routes, 1);
+    assert_eq!(gw.listeners[1].attached_routes, 0);
+    let routes = &s.l7.hosts["grpc.example"].routes;
+    assert_eq!(routes.len(), 2);
+    assert_eq!(
+        routes[0].matches.path,
+        crate::model::PathMatch::Exact("/pkg.Svc/Echo".into())
+    );
+    let RouteAction::Forward(backends) = &routes[0].action else {
+        panic!("forwards: {:?}", routes[0].action)
+    };
+    assert_eq!(
+        backends[0].upstream.protocol,
+        crate::model::BackendProtocol::Grpc
+    );
+    // The missing Service's share answers 500, as for HTTPRoutes.
+    assert!(matches!(
+        routes[1].action,
+        RouteAction::Respond { status: 500, .. }
+    ));
+}
+
+/// `GrpcRouteSpec.hostnames`: an HTTPRoute and a GRPCRoute with a hostname in common on one
+/// listener: only the older is accepted (then the first by `namespace/name`); the other's
+/// parent says so and it is not served there. Disjoint hostnames: both are served.
+#[test]
+fn http_and_grpc_routes_sharing_a_hostname_on_a_listener_accept_the_older() {
+    let routes = |grpc_host: &str| {
+        format!(
+            r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: app}}
+spec:
+  gatewayClassName: xdp
+  listeners: [{{name: http, port: 80, protocol: HTTP}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: web, namespace: app, creationTimestamp: "2024-01-01T00:00:00Z"}}
+spec:
+  parentRefs: [{{name: gw}}]
+  hostnames: [api.example]
+  rules: [{{backendRefs: [{{name: web, port: 8080}}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {{name: rpc, namespace: app, creationTimestamp: "2024-06-01T00:00:00Z"}}
+spec:
+  parentRefs: [{{name: gw}}]
+  hostnames: ["{grpc_host}"]
+  rules: [{{backendRefs: [{{name: web, port: 8080}}]}}]
+"#
+        )
+    };
+    let grpc = |s: &Snapshot| {
+        s.gateway_status.routes[&ObjectRef::new(ObjectKind::GRPCRoute, "app", "rpc")][0]
+            .conditions
+            .clone()
+    };
+    let s = snapshot(&routes("*.example"), vec![]);
+    assert_eq!(cond(&grpc(&s), "Accepted"), (false, "HostnameConflict"));
+    assert_eq!(
+        cond(route_parent(&s, "app", "web"), "Accepted"),
+        (true, "Accepted")
+    );
+    assert!(!s.l7.gateway_wildcard_hosts.contains_key("example"));
+    assert_eq!(s.l7.hosts["api.example"].routes.len(), 1);
+    assert_eq!(gateway(&s, "app", "gw").listeners[0].attached_routes, 1);
+    let s = snapshot(&routes("rpc.example"), vec![]);
+    assert_eq!(cond(&grpc(&s), "Accepted"), (true, "Accepted"));
+    assert!(s.l7.hosts.contains_key("rpc.example"));
+    assert_eq!(gateway(&s, "app", "gw").listeners[0].attached_routes, 2);
+}
+
+/// BackendTLSPolicy (Gateway API v1): the Service's backends are spoken to over TLS with the
+/// policy's hostname and CA (gRPC over TLS for GRPCRoutes); the policy gets an ancestor per
+/// Gateway with `Accepted` and `ResolvedRefs`; a younger policy on the same target is
+/// `Conflicted`; a CA reference of another kind is `InvalidKind`, and with no usable CA the
+/// policy is `NoValidCACertificate` and the backend keeps TLS with no root (connections fail).
+#[test]
+fn backend_tls_policies_make_verified_https_backends() {
+    let (ca, _) = mk_cert_pem(&["web.app.svc"]);
+    let indented: String = ca.lines().map(|l| format!("    {l}\n")).collect();
+    let yaml = format!(
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {{name: rpc, namespace: app}}
+spec: {{ports: [{{name: grpc, port: 9000}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: bad, namespace: app}}
+spec: {{ports: [{{port: 443}}]}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: ca, namespace: app}}
+data:
+  ca.crt: |
+{indented}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: app}}
+spec:
+  gatewayClassName: xdp
+  listeners: [{{name: http, port: 80, protocol: HTTP}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: BackendTLSPolicy
+metadata: {{name: web-tls, namespace: app, generation: 4, creationTimestamp: "2024-01-01T00:00:00Z"}}
+spec:
+  targetRefs: [{{group: "", kind: Service, name: web}}]
+  validation:
+    caCertificateRefs: [{{group: "", kind: ConfigMap, name: ca}}]
+    hostname: web.app.svc
+    subjectAltNames: [{{type: URI, uri: "spiffe://c/ns/app/sa/web"}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: BackendTLSPolicy
+metadata: {{name: web-tls-2, namespace: app, creationTimestamp: "2024-06-01T00:00:00Z"}}
+spec:
+  targetRefs: [{{group: "", kind: Service, name: web}}]
+  validation: {{wellKnownCACertificates: System, hostname: other.svc}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: BackendTLSPolicy
+metadata: {{name: rpc-tls, namespace: app}}
+spec:
+  targetRefs: [{{group: "", kind: Service, name: rpc, sectionName: grpc}}]
+  validation: {{wellKnownCACertificates: System, hostname: rpc.example}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: BackendTLSPolicy
+metadata: {{name: bad-tls, namespace: app}}
+spec:
+  targetRefs: [{{group: "", kind: Service, name: bad}}]
+  validation:
+    caCertificateRefs: [{{group: "", kind: Secret, name: ca}}]
+    hostname: bad.svc
+{}{}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {{name: g, namespace: app}}
+spec:
+  parentRefs: [{{name: gw}}]
+  hostnames: [rpc.example]
+  rules: [{{backendRefs: [{{name: rpc, port: 9000}}]}}]
+"#,
+        route(
+            "r",
+            "app",
+            "{name: gw}",
+            "  hostnames: [web.example]\n  rules: [{backendRefs: [{name: web, port: 8080}]}]\n"
+        ),
+        route(
+            "b",
+            "app",
+            "{name: gw}",
+            "  hostnames: [bad.example]\n  rules: [{backendRefs: [{name: bad, port: 443}]}]\n"
+        ),
+    );
+    let s = snapshot(&yaml, vec![]);
+    let upstream = |host: &str| {
+        let RouteAction::Forward(u) = &s.l7.hosts[host].routes[0].action else {
+            panic!("{host} forwards")
+        };
+        u[0].upstream.clone()
+    };
+    let web = upstream("web.example");
+    assert_eq!(web.protocol, crate::model::BackendProtocol::Https);
+    let tls = web.tls.as_ref().expect("verified TLS");
+    assert_eq!(tls.hostname, "web.app.svc");
+    assert!(matches!(&tls.roots, crate::model::TlsRoots::Certificates(c) if c.len() == 1));
+    assert_eq!(tls.subject_alt_names, ["spiffe://c/ns/app/sa/web"]);
+    let rpc = upstream("rpc.example");
+    assert_eq!(rpc.protocol, crate::model::BackendProtocol::Grpcs);
+    assert_eq!(
+        rpc.tls.as_ref().unwrap().roots,
+        crate::model::TlsRoots::System
+    );
+    let bad = upstream("bad.example");
+    assert_eq!(
+        bad.tls.as_ref().unwrap().roots,
+        crate::model::TlsRoots::Certificates(vec![])
+    );
+
+    let policy = |name: &str| {
+        let a =
+            &s.gateway_status.policies[&ObjectRef::new(ObjectKind::BackendTLSPolicy, "app", name)];
+        assert_eq!(a.len(), 1, "{name}: one ancestor, the Gateway");
+        assert_eq!(
+            (a[0].parent_ref.kind.as_str(), a[0].parent_ref.name.as_str()),
+            ("Gateway", "gw")
+        );
+        a[0].conditions.clone()
+    };
+    let web = policy("web-tls");
+    assert_eq!(cond(&web, "Accepted"), (true, "Accepted"));
+    assert_eq!(cond(&web, "ResolvedRefs"), (true, "ResolvedRefs"));
+    assert_eq!(web[0].observed_generation, 4);
+    assert_eq!(cond(&policy("rpc-tls"), "Accepted"), (true, "Accepted"));
+    let bad = policy("bad-tls");
+    assert_eq!(cond(&bad, "Accepted"), (false, "NoValidCACertificate"));
+    assert_eq!(cond(&bad, "ResolvedRefs"), (false, "InvalidKind"));
+    // The younger policy on `web` lost: same ancestor, Conflicted.
+    assert_eq!(
+        cond(&policy("web-tls-2"), "Accepted"),
+        (false, "Conflicted")
+    );
+    // Problems are diagnostics too (Events, `explain`).
+    let reasons: Vec<(&str, &str)> = s
+        .diagnostics
+        .iter()
+        .filter(|d| d.object.kind == ObjectKind::BackendTLSPolicy)
+        .map(|d| (d.object.name.as_str(), d.reason.as_str()))
+        .collect();
+    for want in [
+        ("bad-tls", "NoValidCACertificate"),
+        ("bad-tls", "InvalidKind"),
+        ("web-tls-2", "Conflicted"),
+    ] {
+        assert!(reasons.contains(&want), "{want:?} in {reasons:?}");
+    }
+}
+
+/// A GRPCRoute attaches through the same core as an HTTPRoute, so it is served on the port
+/// of the listener it attached to, which the proxy opens (a dynamic Gateway listener port),
+/// and nowhere else; its status sits with every other route kind's.
+#[test]
+fn grpc_routes_are_served_on_their_listeners_ports() {
+    let s = snapshot(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: app}
+spec:
+  gatewayClassName: xdp
+  listeners: [{name: rpc, port: 9090, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: g, namespace: app}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: [rpc.example]
+  rules: [{backendRefs: [{name: web, port: 8080}]}]
+"#,
+        vec![],
+    );
+    assert_eq!(
+        s.l7.gateway_listeners,
+        std::collections::BTreeMap::from([(9090, crate::model::ListenerProtocol::Http)])
+    );
+    let routes = &s.l7.hosts["rpc.example"].routes;
+    assert_eq!(routes[0].matches.listener_ports, Some(vec![9090]));
+    assert_eq!(
+        cond(
+            &s.gateway_status.routes[&ObjectRef::new(ObjectKind::GRPCRoute, "app", "g")][0]
+                .conditions,
+            "Accepted"
+        ),
+        (true, "Accepted")
+    );
+    assert_eq!(gateway(&s, "app", "gw").listeners[0].attached_routes, 1);
 }

@@ -43,7 +43,7 @@ pub fn translate(
     objects: &Objects,
     gateways: &mut Gateways<'_>,
     endpoints: &EndpointIndex<'_>,
-    cache: &mut HashMap<(Key, i32), Arc<Upstream>>,
+    cache: &mut HashMap<backends::CacheKey, Arc<Upstream>>,
     services: &mut HashSet<Key>,
     diags: &mut Diagnostics,
     status: &mut BTreeMap<ObjectRef, Vec<RouteParentStatus>>,

@@ -1,0 +1,408 @@
+//! `xdp-ingress migrate --to gateway-api`: the Gateway API objects equivalent to a set of
+//! Ingresses, as YAML built from the gateway-api crate's types, with a `# note:` comment
+//! wherever behaviour would change. Pure: Ingresses and Services in, text out.
+//!
+//! - One Gateway per namespace with Ingresses (`xdp-ingress`, of `--gateway-class`): an `http`
+//!   listener on 80 and, per `spec.tls` host, an `HTTPS` listener on 443 terminating with the
+//!   Ingress's Secret (same namespace, so no ReferenceGrant is needed).
+//! - One HTTPRoute per Ingress rule host (and one without hostnames for `defaultBackend`),
+//!   a rule per path: `Exact` stays Exact, `Prefix` becomes `PathPrefix`,
+//!   `ImplementationSpecific` becomes `PathPrefix` (ingress-nginx reads it as a prefix), or
+//!   `RegularExpression` under `use-regex` / a `rewrite-target`.
+//! - Notes, where the Gateway would behave otherwise: a wildcard host (an Ingress `*` is one
+//!   label, a Gateway's one or more), regular expressions (ingress-nginx's are
+//!   case-insensitive prefixes, Gateway API's implementation-specific), the default backend
+//!   (it catches every host of the Gateway), a named Service port that cannot be resolved, and
+//!   every annotation without an equivalent. `rewrite-target` without capture groups becomes
+//!   `URLRewrite` `ReplaceFullPath` (nginx's `rewrite` replaces the whole URI),
+//!   `upstream-vhost` a `URLRewrite` hostname, `permanent-redirect` / `temporal-redirect` a
+//!   `RequestRedirect`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use gateway_api::apis::standard::{gateways::Gateway, httproutes::HttpRoute};
+use k8s_openapi::api::{
+    core::v1::Service,
+    networking::v1::{Ingress, IngressBackend},
+};
+use serde_json::{Value, json};
+
+use crate::model::translate::support;
+use crate::store::Key;
+
+const GROUP_VERSION: &str = "gateway.networking.k8s.io/v1";
+const PREFIX: &str = "nginx.ingress.kubernetes.io/";
+
+/// Annotations this conversion carries over (the rest get a note).
+const CARRIED: &[&str] = &[
+    "use-regex",
+    "rewrite-target",
+    "upstream-vhost",
+    "permanent-redirect",
+    "temporal-redirect",
+];
+
+/// The Gateway of one namespace: `(host, Secret)` of its HTTPS listeners, and its notes.
+type GatewayPlan = (BTreeSet<(String, String)>, Vec<String>);
+
+/// One YAML document and the notes printed above it.
+struct Doc {
+    notes: Vec<String>,
+    yaml: String,
+}
+
+/// The Gateways and HTTPRoutes for `ingresses` (Services resolve named ports), as a YAML
+/// stream with `# note:` comments.
+pub fn convert<'a>(
+    ingresses: impl IntoIterator<Item = &'a Ingress>,
+    services: &BTreeMap<Key, std::sync::Arc<Service>>,
+    gateway_class: &str,
+) -> String {
+    let mut gateways: BTreeMap<String, GatewayPlan> = BTreeMap::new();
+    let mut docs = Vec::new();
+    for ing in ingresses {
+        let ns = ing
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let name = ing.metadata.name.clone().unwrap_or_default();
+        let gw = gateways.entry(ns.clone()).or_default();
+        let spec = ing.spec.clone().unwrap_or_default();
+        for t in spec.tls.iter().flatten() {
+            match &t.secret_name {
+                Some(secret) => {
+                    for h in t.hosts.iter().flatten() {
+                        gw.0.insert((h.clone(), secret.clone()));
+                    }
+                }
+                None => gw.1.push(format!(
+                    "Ingress {name}: a tls entry without secretName uses the default \
+                     certificate; a Gateway listener needs certificateRefs"
+                )),
+            }
+        }
+        let ann = ing.metadata.annotations.clone().unwrap_or_default();
+        let get = |k: &str| ann.get(&format!("{PREFIX}{k}")).map(String::as_str);
+        let mut common_notes = Vec::new();
+        for k in ann.keys() {
+            let Some(short) = k.strip_prefix(PREFIX) else {
+                continue;
+            };
+            if CARRIED.contains(&short) {
+                continue;
+            }
+            let why = match support::annotation(short) {
+                Some(_) => "no Gateway API equivalent: dropped",
+                None => "not an ingress-nginx annotation (a typo?): dropped",
+            };
+            common_notes.push(format!("annotation {k}: {why}"));
+        }
+        let regex = get("use-regex") == Some("true") || get("rewrite-target").is_some();
+        let filters = filters(&get, &mut common_notes);
+        let parent = json!([{"name": "xdp-ingress"}]);
+        for (ri, rule) in spec.rules.iter().flatten().enumerate() {
+            let mut notes = common_notes.clone();
+            let host = rule.host.clone().filter(|h| !h.is_empty());
+            if let Some(h) = host.as_deref().filter(|h| h.starts_with("*.")) {
+                notes.push(format!(
+                    "host {h}: an Ingress wildcard matches exactly one label, a Gateway API \
+                     one matches one or more (a.b{} matches here, not under ingress-nginx)",
+                    &h[1..]
+                ));
+            }
+            let mut rules = Vec::new();
+            for p in rule.http.iter().flat_map(|h| &h.paths) {
+                let path = p.path.clone().unwrap_or_else(|| "/".into());
+                let (ty, value) = match p.path_type.as_str() {
+                    _ if regex => {
+                        notes.push(format!(
+                            "path {path}: ingress-nginx matches a regular expression as a \
+                             case-insensitive prefix; Gateway API RegularExpression matching \
+                             is implementation-specific (xdp-ingress: the whole path, case-sensitive)"
+                        ));
+                        ("RegularExpression", format!("{path}.*"))
+                    }
+                    "Exact" => ("Exact", path),
+                    "Prefix" => ("PathPrefix", path),
+                    _ => ("PathPrefix", path),
+                };
+                let backend = backend_ref(&ns, &p.backend, services, &mut notes);
+                let mut r = json!({
+                    "matches": [{"path": {"type": ty, "value": value}}],
+                    "backendRefs": backend.into_iter().collect::<Vec<_>>(),
+                });
+                if !filters.is_empty() {
+                    r["filters"] = Value::Array(filters.clone());
+                }
+                rules.push(r);
+            }
+            let route_name = if spec.rules.as_ref().map_or(0, Vec::len) > 1 {
+                format!("{name}-{ri}")
+            } else {
+                name.clone()
+            };
+            let mut route = json!({
+                "apiVersion": GROUP_VERSION,
+                "kind": "HTTPRoute",
+                "metadata": {"name": route_name, "namespace": ns},
+                "spec": {"parentRefs": parent, "rules": rules},
+            });
+            if let Some(h) = host {
+                route["spec"]["hostnames"] = json!([h]);
+            }
+            docs.push(typed::<HttpRoute>(route, notes));
+        }
+        if let Some(d) = &spec.default_backend {
+            let mut notes = vec![format!(
+                "Ingress {name} defaultBackend: as an HTTPRoute without hostnames it takes every \
+                 request no other route of the Gateway takes, in every namespace's hosts"
+            )];
+            let backend = backend_ref(&ns, d, services, &mut notes);
+            let route = json!({
+                "apiVersion": GROUP_VERSION,
+                "kind": "HTTPRoute",
+                "metadata": {"name": format!("{name}-default-backend"), "namespace": ns},
+                "spec": {
+                    "parentRefs": parent,
+                    "rules": [{"backendRefs": backend.into_iter().collect::<Vec<_>>()}],
+                },
+            });
+            docs.push(typed::<HttpRoute>(route, notes));
+        }
+    }
+    let mut out = String::new();
+    for (ns, (tls, notes)) in gateways {
+        let mut listeners = vec![json!({
+            "name": "http", "port": 80, "protocol": "HTTP",
+            "allowedRoutes": {"namespaces": {"from": "Same"}},
+        })];
+        for (i, (host, secret)) in tls.iter().enumerate() {
+            listeners.push(json!({
+                "name": format!("https-{i}"), "port": 443, "protocol": "HTTPS", "hostname": host,
+                "tls": {"mode": "Terminate", "certificateRefs": [{"name": secret}]},
+                "allowedRoutes": {"namespaces": {"from": "Same"}},
+            }));
+        }
+        let gw = json!({
+            "apiVersion": GROUP_VERSION,
+            "kind": "Gateway",
+            "metadata": {"name": "xdp-ingress", "namespace": ns},
+            "spec": {"gatewayClassName": gateway_class, "listeners": listeners},
+        });
+        write(&mut out, &typed::<Gateway>(gw, notes));
+    }
+    for d in &docs {
+        write(&mut out, d);
+    }
+    out
+}
+
+fn write(out: &mut String, d: &Doc) {
+    out.push_str("---\n");
+    for n in &d.notes {
+        out.push_str(&format!("# note: {n}\n"));
+    }
+    out.push_str(&d.yaml);
+}
+
+/// `v` read as a `T` (so that only what the crate's types hold is printed) and written back
+/// as YAML.
+fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(
+    v: Value,
+    mut notes: Vec<String>,
+) -> Doc {
+    notes.dedup();
+    let yaml = serde_json::from_value::<T>(v)
+        .map_err(|e| e.to_string())
+        .and_then(|t| yaml_serde::to_string(&t).map_err(|e| e.to_string()))
+        .unwrap_or_else(|e| format!("# could not be built: {e}\n"));
+    Doc { notes, yaml }
+}
+
+/// The rule filters of the annotations that have an equivalent.
+fn filters<'a>(get: &impl Fn(&str) -> Option<&'a str>, notes: &mut Vec<String>) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut rewrite = serde_json::Map::new();
+    if let Some(t) = get("rewrite-target") {
+        if t.contains('$') {
+            notes.push(format!(
+                "annotation rewrite-target {t:?}: capture groups have no Gateway API equivalent; dropped"
+            ));
+        } else {
+            rewrite.insert(
+                "path".into(),
+                json!({"type": "ReplaceFullPath", "replaceFullPath": t}),
+            );
+        }
+    }
+    if let Some(h) = get("upstream-vhost") {
+        rewrite.insert("hostname".into(), json!(h));
+    }
+    if !rewrite.is_empty() {
+        out.push(json!({"type": "URLRewrite", "urlRewrite": rewrite}));
+    }
+    for (k, code) in [("permanent-redirect", 301), ("temporal-redirect", 302)] {
+        let Some(to) = get(k) else { continue };
+        match to.parse::<http::Uri>() {
+            Ok(u) if u.host().is_some() => {
+                let mut r = json!({"statusCode": code, "hostname": u.host()});
+                if let Some(s) = u.scheme_str() {
+                    r["scheme"] = json!(s);
+                }
+                if let Some(p) = u.port_u16() {
+                    r["port"] = json!(p);
+                }
+                r["path"] = json!({"type": "ReplaceFullPath", "replaceFullPath": u.path()});
+                notes.push(format!(
+                    "annotation {k}: RequestRedirect keeps the request's query; ingress-nginx's \
+                     redirect drops it unless the target has one"
+                ));
+                out.push(json!({"type": "RequestRedirect", "requestRedirect": r}));
+            }
+            _ => notes.push(format!(
+                "annotation {k} {to:?}: not an absolute URL; dropped"
+            )),
+        }
+    }
+    out
+}
+
+/// The backendRef of an Ingress backend (a named port resolved through the Service).
+fn backend_ref(
+    ns: &str,
+    b: &IngressBackend,
+    services: &BTreeMap<Key, std::sync::Arc<Service>>,
+    notes: &mut Vec<String>,
+) -> Option<Value> {
+    let Some(svc) = &b.service else {
+        notes.push("a resource backend has no Gateway API equivalent; dropped".into());
+        return None;
+    };
+    let port = svc.port.as_ref();
+    let number = port.and_then(|p| p.number).or_else(|| {
+        let name = port.and_then(|p| p.name.as_deref())?;
+        services
+            .get(&Key::new(ns, svc.name.clone()))?
+            .spec
+            .as_ref()?
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some(name))
+            .map(|p| p.port)
+    });
+    match number {
+        Some(n) => Some(json!({"name": svc.name, "port": n})),
+        None => {
+            notes.push(format!(
+                "Service {}: its port {:?} could not be resolved to a number (backendRefs need \
+                 one); fill it in",
+                svc.name,
+                port.and_then(|p| p.name.clone()).unwrap_or_default()
+            ));
+            Some(json!({"name": svc.name}))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        model::translate::{TranslateConfig, translate},
+        source::files::parse_manifests,
+        store::{Object, Objects},
+    };
+
+    const INGRESSES: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec: {ports: [{name: http, port: 8080}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: shop
+  namespace: shop
+  annotations:
+    nginx.ingress.kubernetes.io/upstream-vhost: internal.shop
+    nginx.ingress.kubernetes.io/limit-rps: "5"
+spec:
+  tls: [{hosts: [shop.example], secretName: shop-tls}]
+  defaultBackend: {service: {name: web, port: {number: 8080}}}
+  rules:
+  - host: shop.example
+    http:
+      paths:
+      - {path: /cart, pathType: Exact, backend: {service: {name: web, port: {name: http}}}}
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 8080}}}}
+  - host: "*.shop.example"
+    http:
+      paths:
+      - {path: /, pathType: ImplementationSpecific, backend: {service: {name: web, port: {number: 8080}}}}
+"#;
+
+    fn objects(yaml: &str) -> Objects {
+        Objects::from_objects(parse_manifests(yaml).expect("parses"))
+    }
+
+    fn converted() -> String {
+        let o = objects(INGRESSES);
+        convert(o.ingresses.values().map(|i| &**i), &o.services, "xdp")
+    }
+
+    /// The output parses as Gateway API objects, and each change of behaviour has its note.
+    #[test]
+    fn ingresses_become_a_gateway_and_routes_with_notes() {
+        let out = converted();
+        for note in [
+            "annotation nginx.ingress.kubernetes.io/limit-rps: no Gateway API equivalent",
+            "an Ingress wildcard matches exactly one label",
+            "defaultBackend: as an HTTPRoute without hostnames",
+        ] {
+            assert!(out.contains(note), "{note} in\n{out}");
+        }
+        let parsed = parse_manifests(&out).expect("the output parses");
+        let kinds: Vec<_> = parsed.iter().map(|o| format!("{:?}", o.kind())).collect();
+        assert_eq!(
+            kinds,
+            ["Gateway", "HTTPRoute", "HTTPRoute", "HTTPRoute"],
+            "{out}"
+        );
+        let Object::Gateway(gw) = &parsed[0] else {
+            unreachable!()
+        };
+        let https = &gw.spec.listeners[1];
+        assert_eq!(https.hostname.as_deref(), Some("shop.example"));
+        assert_eq!(https.port, 443);
+        let Object::HTTPRoute(r) = &parsed[1] else {
+            unreachable!()
+        };
+        let rules = r.spec.rules.as_ref().unwrap();
+        // The named port resolved through the Service.
+        assert_eq!(rules[0].backend_refs.as_ref().unwrap()[0].port, Some(8080));
+        assert!(format!("{:?}", rules[0].filters).contains("internal.shop"));
+    }
+
+    /// What the output serves is what the Ingresses serve: translated with a GatewayClass
+    /// of ours, the same hosts and paths reach the same Service.
+    #[test]
+    fn the_routes_serve_the_ingresses_hosts_and_paths() {
+        let class = "---\napiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: xdp}\nspec: {controllerName: xdp-ingress.dev/controller}\n";
+        let services = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec: {ports: [{name: http, port: 8080}]}\n";
+        let yaml = format!("{services}{class}{}", converted());
+        let s = translate(&objects(&yaml), &TranslateConfig::default());
+        let paths: Vec<String> = s.l7.hosts["shop.example"]
+            .routes
+            .iter()
+            .map(|r| format!("{:?}", r.matches.path))
+            .collect();
+        assert_eq!(paths, [r#"Exact("/cart")"#, r#"Prefix("/")"#]);
+        assert!(s.l7.gateway_wildcard_hosts.contains_key("shop.example"));
+        for (r, parents) in &s.gateway_status.routes {
+            assert!(parents[0].conditions[0].status, "{r}: {parents:?}");
+        }
+    }
+}

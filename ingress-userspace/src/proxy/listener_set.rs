@@ -1,0 +1,266 @@
+//! The proxy's listening sockets, and the one place that binds them: its own HTTP and HTTPS
+//! ports when it starts (failing there fails the start), and the Gateway listener ports each
+//! snapshot asks for ([`crate::model::L7Config::gateway_listeners`]), opened and closed while
+//! the proxy runs. Translation decides the ports; this module only binds and unbinds.
+//!
+//! - A port no longer asked for stops accepting at once, and its own connections finish
+//!   gracefully (see [`super::listener::accept_loop`]); other listeners' are not touched.
+//! - A port that changes protocol keeps its socket: new connections speak the new protocol.
+//! - A port that cannot be bound (in use, no permission) is reported by
+//!   [`ListenerSet::unbound`] (the status writer turns it into the listener's condition) and
+//!   tried again every [`RETRY`] while asked for; it never stops the proxy.
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    sync::{
+        Arc, Mutex, Weak,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use tokio::{
+    net::{TcpListener, TcpSocket},
+    sync::{oneshot, watch},
+};
+use tracing::{info, warn};
+
+use super::{
+    ProxyError,
+    listener::{Accepting, ListenerId, accept_loop},
+};
+use crate::model::ListenerProtocol;
+
+/// How often ports that could not be bound are tried again.
+pub const RETRY: Duration = Duration::from_secs(2);
+
+/// Pending connections the kernel queues per listening socket (as tokio's `bind`).
+const BACKLOG: u32 = 1024;
+
+/// The proxy's own listening sockets, bound and not yet accepting.
+pub(crate) struct OwnListeners {
+    pub http: (TcpListener, SocketAddr),
+    pub https: (TcpListener, SocketAddr),
+}
+
+/// Gateway ports that could not be bound -> the error, as text.
+pub type Unbound = BTreeMap<u16, String>;
+
+pub(crate) struct ListenerSet {
+    accepting: Arc<Accepting>,
+    /// `--listen-address`.
+    address: IpAddr,
+    /// Binding registers the socket with this runtime (`apply` may run outside it).
+    runtime: tokio::runtime::Handle,
+    state: Mutex<State>,
+    unbound: watch::Sender<Unbound>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The Gateway ports the last snapshot asked for.
+    want: BTreeMap<u16, ListenerProtocol>,
+    open: BTreeMap<u16, Open>,
+}
+
+/// One open Gateway port.
+struct Open {
+    https: Arc<AtomicBool>,
+    addr: SocketAddr,
+    /// Dropped or sent: the accept loop closes the socket and drains its connections.
+    _close: oneshot::Sender<()>,
+}
+
+impl ListenerSet {
+    /// Binds the proxy's own HTTP and HTTPS ports (in that order), with the addresses bound
+    /// (port 0 asks the kernel for one).
+    pub fn bind_own(
+        address: IpAddr,
+        http_port: u16,
+        https_port: u16,
+    ) -> Result<OwnListeners, ProxyError> {
+        let one = |port| {
+            let listener =
+                bind(address, port).map_err(|(addr, source)| ProxyError::Bind { addr, source })?;
+            let addr = listener
+                .local_addr()
+                .unwrap_or(SocketAddr::new(address, port));
+            Ok::<_, ProxyError>((listener, addr))
+        };
+        Ok(OwnListeners {
+            http: one(http_port)?,
+            https: one(https_port)?,
+        })
+    }
+
+    /// Starts accepting on the proxy's own listeners; Gateway ports follow [`Self::reconcile`].
+    pub fn start(
+        accepting: Arc<Accepting>,
+        address: IpAddr,
+        own: OwnListeners,
+    ) -> Arc<ListenerSet> {
+        let own = [(own.http, false), (own.https, true)];
+        for ((listener, addr), https) in own {
+            let id = ListenerId {
+                port: addr.port(),
+                gateway: false,
+            };
+            let https = Arc::new(AtomicBool::new(https));
+            // The proxy's own listeners close only on shutdown.
+            let forever = std::future::pending::<()>();
+            tokio::spawn(accept_loop(
+                Arc::clone(&accepting),
+                listener,
+                id,
+                https,
+                forever,
+            ));
+        }
+        let set = Arc::new(ListenerSet {
+            accepting,
+            address,
+            runtime: tokio::runtime::Handle::current(),
+            state: Mutex::new(State::default()),
+            unbound: watch::Sender::new(Unbound::new()),
+        });
+        tokio::spawn(retry_loop(Arc::downgrade(&set)));
+        set
+    }
+
+    /// Makes the open Gateway ports those of `want`: closes the others, opens the missing.
+    pub fn reconcile(&self, want: &BTreeMap<u16, ListenerProtocol>) {
+        let mut state = self.lock();
+        state.want = want.clone();
+        self.sync(&mut state);
+    }
+
+    /// Gateway ports asked for that are not bound, with why; changes as binds fail and succeed.
+    pub fn unbound(&self) -> watch::Receiver<Unbound> {
+        self.unbound.subscribe()
+    }
+
+    /// The open Gateway ports and the addresses they are bound to.
+    pub fn open(&self) -> BTreeMap<u16, SocketAddr> {
+        self.lock()
+            .open
+            .iter()
+            .map(|(port, o)| (*port, o.addr))
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn sync(&self, state: &mut State) {
+        if *self.accepting.shutdown.borrow() {
+            return;
+        }
+        let State { want, open } = state;
+        open.retain(|port, o| {
+            let keep = want.contains_key(port);
+            if !keep {
+                info!(port, addr = %o.addr, "Gateway listener closed");
+            }
+            keep
+        });
+        let mut unbound = Unbound::new();
+        for (&port, &protocol) in want.iter() {
+            let https = protocol == ListenerProtocol::Https;
+            if let Some(o) = open.get(&port) {
+                o.https.store(https, Ordering::Relaxed);
+                continue;
+            }
+            let _runtime = self.runtime.enter();
+            match bind(self.address, port) {
+                Ok(listener) => {
+                    let addr = listener
+                        .local_addr()
+                        .unwrap_or(SocketAddr::new(self.address, port));
+                    let (close_tx, close_rx) = oneshot::channel::<()>();
+                    let flag = Arc::new(AtomicBool::new(https));
+                    let id = ListenerId {
+                        port,
+                        gateway: true,
+                    };
+                    self.runtime.spawn(accept_loop(
+                        Arc::clone(&self.accepting),
+                        listener,
+                        id,
+                        Arc::clone(&flag),
+                        async move {
+                            let _ = close_rx.await;
+                        },
+                    ));
+                    info!(port, %addr, ?protocol, "Gateway listener open");
+                    open.insert(
+                        port,
+                        Open {
+                            https: flag,
+                            addr,
+                            _close: close_tx,
+                        },
+                    );
+                }
+                Err((addr, e)) => {
+                    if !self.unbound.borrow().contains_key(&port) {
+                        warn!(%addr, error = %e, "Gateway listener port cannot be bound; retrying");
+                    }
+                    unbound.insert(port, e.to_string());
+                }
+            }
+        }
+        self.unbound.send_if_modified(|old| {
+            let changed = *old != unbound;
+            *old = unbound;
+            changed
+        });
+    }
+}
+
+/// Tries the unbound ports again every [`RETRY`] until the set is gone or the proxy stops.
+async fn retry_loop(set: Weak<ListenerSet>) {
+    loop {
+        tokio::time::sleep(RETRY).await;
+        let Some(set) = set.upgrade() else { return };
+        if *set.accepting.shutdown.borrow() {
+            return;
+        }
+        if !set.unbound.borrow().is_empty() {
+            let mut state = set.lock();
+            set.sync(&mut state);
+        }
+    }
+}
+
+/// Binds `ip:port` (`SO_REUSEADDR`, as tokio's `bind`); an unavailable `::` falls back to
+/// `0.0.0.0` (hosts without IPv6). The error names the address tried. Needs a runtime context.
+fn bind(ip: IpAddr, port: u16) -> Result<TcpListener, (SocketAddr, std::io::Error)> {
+    let addr = SocketAddr::new(ip, port);
+    match bind_one(addr) {
+        Ok(l) => Ok(l),
+        Err(e)
+            if ip.is_unspecified() && ip.is_ipv6() && e.kind() != std::io::ErrorKind::AddrInUse =>
+        {
+            warn!(error = %e, "IPv6 wildcard unavailable, listening on IPv4 only");
+            let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
+            bind_one(v4).map_err(|e| (v4, e))
+        }
+        Err(e) => Err((addr, e)),
+    }
+}
+
+fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,125 @@
+//! The listener set through a real proxy on loopback: Gateway ports open and close as
+//! snapshots say, and a port that cannot be bound is reported and taken once it frees up.
+
+use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
+
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    sync::oneshot,
+};
+
+use crate::{
+    model::{L7Config, ListenerProtocol, Snapshot},
+    proxy::{AccessLogFormat, Proxy, ProxyArgs, ProxyHandle},
+};
+
+async fn start() -> (ProxyHandle, oneshot::Sender<()>) {
+    let args = ProxyArgs {
+        listen_address: "127.0.0.1".parse().unwrap(),
+        http_port: 0,
+        https_port: 0,
+        access_log_format: AccessLogFormat::Off,
+        ..ProxyArgs::default()
+    };
+    let (tx, rx) = oneshot::channel::<()>();
+    let proxy = Proxy::start(args, async move {
+        let _ = rx.await;
+    })
+    .await
+    .expect("proxy starts");
+    (proxy, tx)
+}
+
+fn with_ports(version: u64, ports: &[(u16, ListenerProtocol)]) -> std::sync::Arc<Snapshot> {
+    std::sync::Arc::new(Snapshot {
+        version,
+        l7: L7Config {
+            gateway_listeners: ports.iter().copied().collect(),
+            ..L7Config::default()
+        },
+        ..Snapshot::default()
+    })
+}
+
+/// A port nothing listens on now (the kernel's pick for port 0, released).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// The status line of a GET on `addr`, or the connection error.
+async fn get(addr: SocketAddr) -> std::io::Result<String> {
+    let mut s = TcpStream::connect(addr).await?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x.test\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+        .await
+        .map_err(|_| std::io::Error::other("timed out"))??;
+    let text = String::from_utf8_lossy(&buf);
+    Ok(text.lines().next().unwrap_or_default().to_string())
+}
+
+/// Waits (bounded) until `f` holds.
+async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !f().await {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn gateway_ports_open_and_close_with_the_snapshot() {
+    let (proxy, _stop) = start().await;
+    let port = free_port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    proxy.apply(with_ports(1, &[(port, ListenerProtocol::Http)]));
+    assert_eq!(proxy.gateway_listeners(), BTreeMap::from([(port, addr)]));
+    // No HTTPRoute and no Ingress route on a Gateway port: 404, served by the proxy.
+    assert_eq!(get(addr).await.unwrap(), "HTTP/1.1 404 Not Found");
+    assert!(proxy.unbound_listeners().borrow().is_empty());
+    proxy.apply(with_ports(2, &[]));
+    assert!(proxy.gateway_listeners().is_empty());
+    eventually("the port is closed", async || get(addr).await.is_err()).await;
+    // The proxy's own port serves throughout.
+    assert!(
+        get(proxy.http_addr())
+            .await
+            .unwrap()
+            .starts_with("HTTP/1.1 ")
+    );
+}
+
+#[tokio::test]
+async fn a_port_in_use_is_reported_and_taken_when_it_frees_up() {
+    let (proxy, _stop) = start().await;
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    proxy.apply(with_ports(1, &[(port, ListenerProtocol::Http)]));
+    let unbound = proxy.unbound_listeners().borrow().clone();
+    assert_eq!(unbound.keys().copied().collect::<Vec<_>>(), vec![port]);
+    assert!(
+        unbound[&port].to_lowercase().contains("in use"),
+        "{unbound:?}"
+    );
+    assert!(proxy.gateway_listeners().is_empty());
+    // The proxy keeps serving its own ports.
+    assert!(
+        get(proxy.http_addr())
+            .await
+            .unwrap()
+            .starts_with("HTTP/1.1 ")
+    );
+    drop(holder);
+    let mut rx = proxy.unbound_listeners();
+    tokio::time::timeout(super::RETRY * 5, rx.wait_for(|u| u.is_empty()))
+        .await
+        .expect("bound on a retry")
+        .expect("proxy alive");
+    assert!(proxy.gateway_listeners().contains_key(&port));
+    // Asked for no longer: nothing is reported for it.
+    proxy.apply(with_ports(2, &[]));
+    assert!(proxy.unbound_listeners().borrow().is_empty());
+}
