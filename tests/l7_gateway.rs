@@ -58,11 +58,11 @@ fn base(pods: &BTreeMap<&str, SocketAddr>) -> Vec<Value> {
         namespace(SHOP, ("tier", "apps")),
         namespace(BLOG, ("tier", "apps")),
         gateway(EDGE, GW_SAME, vec![http("web")]),
-        gateway(EDGE, GW_ALL, vec![http("web").from_all()]),
+        gateway(EDGE, GW_ALL, vec![http("web").all_namespaces()]),
         gateway(
             EDGE,
             GW_APPS,
-            vec![http("web").from_labelled("tier", "apps")],
+            vec![http("web").namespaces_labelled("tier", "apps")],
         ),
     ];
     for (ns, name) in BACKENDS {
@@ -818,7 +818,7 @@ async fn httproute_hostnames_conformance() {
             "isolated",
             listeners
                 .iter()
-                .map(|(n, h)| http_for(n, *h).from_all())
+                .map(|(n, h)| http_for(n, *h).all_namespaces())
                 .collect(),
         )];
         for (name, host) in listeners {
@@ -885,13 +885,12 @@ fn sees_modified_headers(c: Case) -> Case {
         .absent("X-Header-Remove")
 }
 
+/// [`request_headers`] or [`response_headers`]: a filter from `(set, add, remove)`.
+type ModifierFilter = fn(&[(&str, &str)], &[(&str, &str)], &[&str]) -> Value;
+
 /// Header modifier rules shared by the request and response scenarios: `/set`, `/add`,
 /// `/remove`, `/multiple`, `/case-insensitivity`, each with `modifier(set, add, remove)`.
-fn modifier_rules(
-    mut r: Route,
-    modifier: fn(&[(&str, &str)], &[(&str, &str)], &[&str]) -> Value,
-    extra_adds: &[(&str, &str)],
-) -> Route {
+fn modifier_rules(mut r: Route, modifier: ModifierFilter, extra_adds: &[(&str, &str)]) -> Route {
     let mut case_adds = vec![("X-Header-Add", "header-add")];
     case_adds.extend_from_slice(extra_adds);
     for (path, f) in [
@@ -1474,7 +1473,7 @@ async fn httproute_backends_and_references_conformance() {
     // HTTPRouteWeight: 70/30/0. Over 300 requests both weighted backends answer (the chance
     // that one of them never does is below 1e-15) and the weight-0 one never does.
     bed.apply(one(
-        http_route("weights").rule(rule().to_w(V1, 70).to_w(V2, 30).to_w(V3, 0))
+        http_route("weights").rule(rule().weighted(V1, 70).weighted(V2, 30).weighted(V3, 0))
     ));
     let seen = spread(&bed, "/", 300).await;
     assert!(
@@ -1487,7 +1486,7 @@ async fn httproute_backends_and_references_conformance() {
     // Every backend at weight 0: nothing may be forwarded, and the rule has no backend to
     // serve it, so 500 (as for a rule whose backends are all invalid).
     bed.apply(one(
-        http_route("all-weights-zero").rule(rule().to_w(V1, 0).to_w(V2, 0))
+        http_route("all-weights-zero").rule(rule().weighted(V1, 0).weighted(V2, 0))
     ));
     bed.check(&[get("/").status(500), get("/any").status(500)])
         .await;
@@ -1736,7 +1735,11 @@ async fn httproute_backends_and_references_conformance() {
             gateway(
                 EDGE,
                 "gw-any-ns",
-                vec![listener("web", 80, "HTTP").from_all().kinds(&["HTTPRoute"])],
+                vec![
+                    listener("web", 80, "HTTP")
+                        .all_namespaces()
+                        .kinds(&["HTTPRoute"]),
+                ],
             ),
             plain(
                 "section-on-other-port",
@@ -1801,7 +1804,7 @@ async fn httproute_backends_and_references_conformance() {
         gateway(
             EDGE,
             "gw-8080",
-            vec![listener("web", 8080, "HTTP").from_all()],
+            vec![listener("web", 8080, "HTTP").all_namespaces()],
         ),
         http_route("shared")
             .parent(GW_SAME)
@@ -2395,7 +2398,7 @@ async fn grpcroute_conformance() {
     // GRPCRouteWeight: 70/30/0 over 200 calls: both weighted backends answer (the chance
     // that one never does is below 1e-30), v1 more often, the weight-0 one never.
     bed.apply(one(
-        grpc_route("weights").rule(rule().to_w(G1, 70).to_w(G2, 30).to_w(G3, 0))
+        grpc_route("weights").rule(rule().weighted(G1, 70).weighted(G2, 30).weighted(G3, 0))
     ));
     let mut seen = BTreeMap::new();
     for _ in 0..200 {

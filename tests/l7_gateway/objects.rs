@@ -1,8 +1,8 @@
 //! Builders for the Kubernetes and Gateway API objects the scenarios of `l7_gateway` serve:
 //! each returns the object as JSON (a YAML document too), so that a scenario is a few lines,
-//! e.g. `http_route("weights").rule(rule().to_w(V1, 70).to_w(V2, 30))`. Defaults are the
-//! common case of the tables: namespace [`EDGE`], parent Gateway [`GW_SAME`], backend port
-//! 8080.
+//! e.g. `http_route("weights").rule(rule().weighted(V1, 70).weighted(V2, 30))`. Defaults
+//! are the common case of the tables: namespace [`EDGE`], parent Gateway [`GW_SAME`],
+//! backend port 8080.
 
 use std::net::SocketAddr;
 
@@ -128,12 +128,12 @@ impl Listener {
         self
     }
     /// Routes from every namespace.
-    pub fn from_all(mut self) -> Self {
+    pub fn all_namespaces(mut self) -> Self {
         self.0["allowedRoutes"]["namespaces"] = json!({"from": "All"});
         self
     }
     /// Routes from the namespaces labelled `k: v`.
-    pub fn from_labelled(mut self, k: &str, v: &str) -> Self {
+    pub fn namespaces_labelled(mut self, k: &str, v: &str) -> Self {
         self.0["allowedRoutes"]["namespaces"] =
             json!({"from": "Selector", "selector": {"matchLabels": {k: v}}});
         self
@@ -273,7 +273,7 @@ impl Rule {
         self.backend(json!({"name": svc, "port": 8080}))
     }
     /// Backend Service `svc` with `weight`.
-    pub fn to_w(self, svc: &str, weight: u32) -> Self {
+    pub fn weighted(self, svc: &str, weight: u32) -> Self {
         self.backend(json!({"name": svc, "port": 8080, "weight": weight}))
     }
     /// Any backendRef.
