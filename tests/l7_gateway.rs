@@ -1455,8 +1455,15 @@ fn svc_in(ns: &str, name: &str) -> Value {
 }
 
 /// A route allowed by no listener, or by none it names: not accepted with `reason`, counted
-/// by no listener, served nowhere.
-async fn not_attached(bed: &Bed, objs: Vec<Value>, ns: &str, route: &str, gw: &str, reason: &str) {
+/// by no listener, served nowhere. Returns the snapshot.
+async fn not_attached(
+    bed: &Bed,
+    objs: Vec<Value>,
+    ns: &str,
+    route: &str,
+    gw: &str,
+    reason: &str,
+) -> Arc<Snapshot> {
     let s = bed.apply(objs);
     assert_eq!(
         route_condition(&s, ns, route, "Accepted"),
@@ -1465,6 +1472,7 @@ async fn not_attached(bed: &Bed, objs: Vec<Value>, ns: &str, route: &str, gw: &s
     );
     assert!(attached_routes(&s, gw).iter().all(|n| *n == 0), "{route}");
     bed.check(&[get("/").status(404)]).await;
+    s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1763,8 +1771,9 @@ async fn httproute_backends_and_references_conformance() {
         "NotAllowedByListeners",
     )
     .await;
-    // HTTPRouteDisallowedKind: a Gateway whose only listener takes TLSRoutes.
-    not_attached(
+    // HTTPRouteDisallowedKind: a Gateway whose only listener takes TLSRoutes; the route's
+    // references still resolve.
+    let s = not_attached(
         &bed,
         vec![
             gateway(
@@ -1788,6 +1797,10 @@ async fn httproute_backends_and_references_conformance() {
         "NotAllowedByListeners",
     )
     .await;
+    assert_eq!(
+        route_condition(&s, EDGE, "on-tls-only", "ResolvedRefs"),
+        (true, "ResolvedRefs".into())
+    );
 
     // HTTPRouteCrossNamespace: a route in blog on the Gateway that takes routes from
     // namespaces labelled `tier: apps`.
