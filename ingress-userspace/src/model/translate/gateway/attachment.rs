@@ -70,6 +70,27 @@ pub fn parent_ref(
     }
 }
 
+/// A route's generated `spec.parentRefs` (optional or required list, whatever the kind's
+/// generated `ParentReference` type) as [`ParentRef`]s: the one mapping for every route kind.
+macro_rules! parent_refs {
+    ($list:expr) => {
+        $crate::model::translate::gateway::Listed::listed(&$list)
+            .iter()
+            .map(|p| {
+                $crate::model::translate::gateway::attachment::parent_ref(
+                    p.group.as_deref(),
+                    p.kind.as_deref(),
+                    p.namespace.as_deref(),
+                    &p.name,
+                    p.section_name.as_deref(),
+                    p.port,
+                )
+            })
+            .collect::<Vec<$crate::model::ParentRef>>()
+    };
+}
+pub(crate) use parent_refs;
+
 /// The parents of ours of route `r`, each with its `Accepted` condition and the listeners
 /// it attached to. Does not count `attachedRoutes` (the kind's translation does, for what it
 /// serves).
@@ -224,22 +245,7 @@ pub fn attach(
         namespace: &key.namespace,
         generation: hr.metadata.generation.unwrap_or(0),
         hostnames: &route_hosts,
-        parent_refs: hr
-            .spec
-            .parent_refs
-            .iter()
-            .flatten()
-            .map(|p| {
-                parent_ref(
-                    p.group.as_deref(),
-                    p.kind.as_deref(),
-                    p.namespace.as_deref(),
-                    &p.name,
-                    p.section_name.as_deref(),
-                    p.port,
-                )
-            })
-            .collect(),
+        parent_refs: parent_refs!(hr.spec.parent_refs),
     };
     let mut out = Attached {
         parents: parents(&r, gateways, objects),

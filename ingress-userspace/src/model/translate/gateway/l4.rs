@@ -69,22 +69,7 @@ macro_rules! l4_route {
                 .unwrap_or(0),
             generation: r.metadata.generation.unwrap_or(0),
             protocol: $protocol,
-            parent_refs: r
-                .spec
-                .parent_refs
-                .listed()
-                .iter()
-                .map(|p| {
-                    attachment::parent_ref(
-                        p.group.as_deref(),
-                        p.kind.as_deref(),
-                        p.namespace.as_deref(),
-                        &p.name,
-                        p.section_name.as_deref(),
-                        p.port,
-                    )
-                })
-                .collect(),
+            parent_refs: attachment::parent_refs!(r.spec.parent_refs),
             rules: r
                 .spec
                 .rules
