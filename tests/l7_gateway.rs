@@ -117,7 +117,8 @@ endpoints:
     out
 }
 
-/// Every document of `yaml` with the class name filled in and the Gateways' listener ports
+/// Every document of `yaml` with the class name filled in and the Gateways' (and
+/// ListenerSets') listener ports
 /// 80 and 443 mapped to the proxy's, and 8080 to the port the proxy may open for Gateways
 /// (`ports.gateway_range`, one port per bed).
 fn localize(yaml: &str, ports: ProxyPorts) -> String {
@@ -129,7 +130,7 @@ fn localize(yaml: &str, ports: ProxyPorts) -> String {
         if v.is_null() {
             continue;
         }
-        if v["kind"] == "Gateway"
+        if (v["kind"] == "Gateway" || v["kind"] == "ListenerSet")
             && let Some(ls) = v["spec"]["listeners"].as_sequence_mut()
         {
             for l in ls {
@@ -1867,4 +1868,160 @@ spec:
         ancestors[0].conditions.iter().all(|c| c.status),
         "{ancestors:?}"
     );
+}
+
+/// ListenerSets (GEP-1713): conformance/tests/listenerset-http-routing.go, all 36 requests:
+/// a Gateway parentRef reaches the Gateway's own listeners only, a ListenerSet parentRef
+/// that set's (sectionName narrows to one). Then a ListenerSet listener on another port
+/// (the suite's 8080, which the proxy opens): a route attached to it serves 200 there and
+/// nowhere else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listenerset_http_routing_conformance() {
+    let bed = Bed::start().await;
+    let s = bed.serve(&[conformance!("listenerset-http-routing")]);
+    bed.check(&[
+        get("/route").host("gateway-listener-1.com").to(V1),
+        get("/route").host("gateway-listener-2.com").to(V1),
+        get("/route")
+            .host("listener-set-http-routing-1-listener-1.com")
+            .to(V1),
+        get("/route")
+            .host("listener-set-http-routing-1-listener-2.com")
+            .to(V1),
+        get("/route")
+            .host("listener-set-http-routing-2-listener-1.com")
+            .to(V1),
+        get("/route")
+            .host("listener-set-http-routing-2-listener-2.com")
+            .to(V1),
+        get("/gateway-route").host("gateway-listener-1.com").to(V2),
+        get("/gateway-route").host("gateway-listener-2.com").to(V2),
+        get("/gateway-route")
+            .host("listener-set-http-routing-1-listener-1.com")
+            .status(404),
+        get("/gateway-route")
+            .host("listener-set-http-routing-1-listener-2.com")
+            .status(404),
+        get("/gateway-route")
+            .host("listener-set-http-routing-2-listener-1.com")
+            .status(404),
+        get("/gateway-route")
+            .host("listener-set-http-routing-2-listener-2.com")
+            .status(404),
+        get("/gateway-section-route")
+            .host("gateway-listener-1.com")
+            .to(V3),
+        get("/gateway-section-route")
+            .host("gateway-listener-2.com")
+            .status(404),
+        get("/gateway-section-route")
+            .host("listener-set-http-routing-1-listener-1.com")
+            .status(404),
+        get("/gateway-section-route")
+            .host("listener-set-http-routing-1-listener-2.com")
+            .status(404),
+        get("/gateway-section-route")
+            .host("listener-set-http-routing-2-listener-1.com")
+            .status(404),
+        get("/gateway-section-route")
+            .host("listener-set-http-routing-2-listener-2.com")
+            .status(404),
+        get("/listener-set-http-routing-1-route")
+            .host("gateway-listener-1.com")
+            .status(404),
+        get("/listener-set-http-routing-1-route")
+            .host("gateway-listener-2.com")
+            .status(404),
+        get("/listener-set-http-routing-1-route")
+            .host("listener-set-http-routing-1-listener-1.com")
+            .to(V2),
+        get("/listener-set-http-routing-1-route")
+            .host("listener-set-http-routing-1-listener-2.com")
+            .to(V2),
+        get("/listener-set-http-routing-1-route")
+            .host("listener-set-http-routing-2-listener-1.com")
+            .status(404),
+        get("/listener-set-http-routing-1-route")
+            .host("listener-set-http-routing-2-listener-2.com")
+            .status(404),
+        get("/listener-set-http-routing-1-section-route")
+            .host("gateway-listener-1.com")
+            .status(404),
+        get("/listener-set-http-routing-1-section-route")
+            .host("gateway-listener-2.com")
+            .status(404),
+        get("/listener-set-http-routing-1-section-route")
+            .host("listener-set-http-routing-1-listener-1.com")
+            .to(V3),
+        get("/listener-set-http-routing-1-section-route")
+            .host("listener-set-http-routing-1-listener-2.com")
+            .status(404),
+        get("/listener-set-http-routing-1-section-route")
+            .host("listener-set-http-routing-2-listener-1.com")
+            .status(404),
+        get("/listener-set-http-routing-1-section-route")
+            .host("listener-set-http-routing-2-listener-2.com")
+            .status(404),
+        get("/listener-set-http-routing-2-route")
+            .host("gateway-listener-1.com")
+            .status(404),
+        get("/listener-set-http-routing-2-route")
+            .host("gateway-listener-2.com")
+            .status(404),
+        get("/listener-set-http-routing-2-route")
+            .host("listener-set-http-routing-1-listener-1.com")
+            .status(404),
+        get("/listener-set-http-routing-2-route")
+            .host("listener-set-http-routing-1-listener-2.com")
+            .status(404),
+        get("/listener-set-http-routing-2-route")
+            .host("listener-set-http-routing-2-listener-1.com")
+            .to(V2),
+        get("/listener-set-http-routing-2-route")
+            .host("listener-set-http-routing-2-listener-2.com")
+            .to(V2),
+    ])
+    .await;
+    let attached = s.gateway_status.gateways[&ObjectRef::new(
+        ObjectKind::Gateway,
+        INFRA,
+        "gateway-with-listener-sets-http-routing",
+    )]
+        .attached_listener_sets;
+    assert_eq!(attached, 2);
+
+    let s = bed.serve(&[r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: shared, namespace: gateway-conformance-infra}
+spec:
+  gatewayClassName: "{GATEWAY_CLASS_NAME}"
+  allowedListeners: {namespaces: {from: All}}
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {name: team-listeners, namespace: gateway-conformance-app-backend}
+spec:
+  parentRef: {name: shared, namespace: gateway-conformance-infra}
+  listeners: [{name: http, port: 8080, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: team-route, namespace: gateway-conformance-app-backend}
+spec:
+  parentRefs: [{kind: ListenerSet, name: team-listeners, sectionName: http}]
+  rules: [{backendRefs: [{name: app-backend-v1, port: 8080}]}]
+"#]);
+    bed.check(&[
+        get("/team").on_8080().to("app-backend-v1"),
+        get("/team").status(404),
+    ])
+    .await;
+    let set = &s.gateway_status.listener_sets[&ObjectRef::new(
+        ObjectKind::ListenerSet,
+        "gateway-conformance-app-backend",
+        "team-listeners",
+    )];
+    assert_eq!(set.listeners[0].attached_routes, 1);
 }

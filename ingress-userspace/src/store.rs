@@ -15,7 +15,8 @@ use k8s_openapi::api::{
 
 use gateway_api::apis::standard::{
     backendtlspolicies::BackendTlsPolicy, gatewayclasses::GatewayClass, gateways::Gateway,
-    grpcroutes::GrpcRoute, httproutes::HttpRoute, referencegrants::ReferenceGrant,
+    grpcroutes::GrpcRoute, httproutes::HttpRoute, listenersets::ListenerSet,
+    referencegrants::ReferenceGrant,
 };
 use k8s_openapi::api::core::v1::Namespace;
 
@@ -83,6 +84,8 @@ macro_rules! kinds {
             UDPRoute udp_routes: UdpRoute,
             TLSRoute tls_routes: TlsRoute,
             BackendTLSPolicy backend_tls_policies: BackendTlsPolicy,
+            /// GEP-1713: more listeners for a Gateway whose `allowedListeners` admits them.
+            ListenerSet listener_sets: ListenerSet,
         }
     };
 }
@@ -118,6 +121,13 @@ macro_rules! define_store {
             pub fn kind(&self) -> ObjectKind {
                 match self {
                     $(Object::$variant(_) => ObjectKind::$variant,)*
+                }
+            }
+
+            /// The object as JSON (as the API server has it).
+            pub fn to_json(&self) -> serde_json::Result<serde_json::Value> {
+                match self {
+                    $(Object::$variant(o) => serde_json::to_value(&**o),)*
                 }
             }
 

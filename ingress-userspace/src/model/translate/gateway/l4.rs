@@ -206,7 +206,10 @@ pub fn translate(
                     continue;
                 };
                 out.push(L4Service {
-                    id: format!("gateway/{gw_key}:{}", l.name),
+                    id: match &l.set {
+                        None => format!("gateway/{gw_key}:{}", l.name),
+                        Some(set) => format!("listenerset/{set}:{}", l.name),
+                    },
                     service: r.oref.clone(),
                     protocol: r.protocol,
                     frontends: vec![Frontend::NodePort(port)],
