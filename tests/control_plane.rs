@@ -1355,6 +1355,21 @@ async fn gateway_api_objects_are_served_and_get_status() {
     })
     .await;
 
+    // No route of ours uses the BackendTLSPolicy any more (the GRPCRoute leaves too): our
+    // ancestor entry goes, the other controller's stays.
+    let mut grpc = api.get("grpcroutes", "default", "g").unwrap();
+    grpc["spec"]["parentRefs"] = json!([{"name": "not-ours"}]);
+    api.put(grpc);
+    eventually("our BackendTLSPolicy ancestor removed", || {
+        api.get("backendtlspolicies", "default", "web-tls")
+            .is_some_and(|o| {
+                o["status"]["ancestors"]
+                    .as_array()
+                    .is_some_and(|a| a.len() == 1 && a[0]["controllerName"] == "example.com/other")
+            })
+    })
+    .await;
+
     // The absent kind was asked for once (the retry period is 30 s), not in a loop.
     let asked = api
         .requests()

@@ -178,14 +178,24 @@ impl GatewayStatusWriter {
                 self.written.insert(r.clone(), want);
             }
         }
+        // Routes and policies we wrote that are gone from the status (deleted, or no longer
+        // naming a parent of ours): our entries go (other controllers' stay).
         let gone: Vec<ObjectRef> = self
             .written
             .keys()
-            .filter(|r| is_route(r.kind) && !status.routes.contains_key(r))
+            .filter(|r| {
+                (is_route(r.kind) && !status.routes.contains_key(r))
+                    || (r.kind == ObjectKind::BackendTLSPolicy && !status.policies.contains_key(r))
+            })
             .cloned()
             .collect();
         for r in gone {
-            if self.write_route(&r, &[]).await {
+            let done = if r.kind == ObjectKind::BackendTLSPolicy {
+                self.write_ancestors(&r, &[]).await
+            } else {
+                self.write_route(&r, &[]).await
+            };
+            if done {
                 self.written.remove(&r);
             }
         }

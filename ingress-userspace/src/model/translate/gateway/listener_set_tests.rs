@@ -248,7 +248,8 @@ fn listener_precedence_settles_hostname_conflicts() {
 }
 
 /// ListenerSetProtocolConflict: a ListenerSet listener on the port of a Gateway listener of
-/// another protocol is `ProtocolConflict`; the Gateway's listener keeps the port.
+/// another protocol is `ProtocolConflict`; the Gateway's listener keeps the port. A UDP
+/// listener on that port is not (another transport).
 #[test]
 fn listener_set_protocol_conflicts_lose_to_the_gateway() {
     let yaml = gateway(
@@ -259,7 +260,7 @@ fn listener_set_protocol_conflicts_lose_to_the_gateway() {
         "clash",
         1,
         "[{name: tcp, port: 8080, protocol: TCP}]",
-    );
+    ) + &set("team", "udp", 2, "[{name: dns, port: 8080, protocol: UDP}]");
     let s = snapshot(&yaml);
     let clash = ls(&s, "team", "clash");
     let l = listener(&clash.listeners, "tcp");
@@ -286,7 +287,11 @@ fn listener_set_protocol_conflicts_lose_to_the_gateway() {
         cond(&listener(&gw.listeners, "http").conditions, "Accepted"),
         (true, "Accepted")
     );
-    assert_eq!(gw.attached_listener_sets, 0);
+    assert_eq!(gw.attached_listener_sets, 1);
+    let udp = ls(&s, "team", "udp");
+    let l = listener(&udp.listeners, "dns");
+    assert_eq!(cond(&l.conditions, "Conflicted"), (false, "NoConflicts"));
+    assert_eq!(cond(&udp.conditions, "Accepted"), (true, "Accepted"));
 }
 
 /// Route attachment (GEP-1713): a parentRef of kind ListenerSet (with sectionName or port)

@@ -518,9 +518,10 @@ pub fn conflict(
     if port_a != port_b {
         return None;
     }
-    let l4_pair = |x: &str, y: &str| matches!((x, y), ("TCP", "UDP") | ("UDP", "TCP"));
-    if l4_pair(pa, pb) {
-        // Different transports: no collision (DNS serves both on 53).
+    // Different transports never collide (DNS serves both on 53): UDP is the only listener
+    // protocol over UDP, every other one (HTTP, HTTPS, TLS, TCP) is over TCP. The spec's
+    // distinctness rules compare listeners that one connection could reach.
+    if (pa == "UDP") != (pb == "UDP") {
         return None;
     }
     // HTTPS and TLS listeners share a port, told apart by SNI (hostname).
