@@ -30,7 +30,12 @@ metadata: {name: team, labels: {listeners: "yes"}}
 "#;
 
 fn snapshot(yaml: &str) -> Snapshot {
-    let objects = parse_manifests(&format!("{BASE}---\n{yaml}")).expect("manifests parse");
+    snapshot_with(yaml, Vec::new())
+}
+
+fn snapshot_with(yaml: &str, extra: Vec<crate::store::Object>) -> Snapshot {
+    let mut objects = parse_manifests(&format!("{BASE}---\n{yaml}")).expect("manifests parse");
+    objects.extend(extra);
     translate(&Objects::from_objects(objects), &TranslateConfig::default())
 }
 
@@ -407,4 +412,91 @@ spec:
         ))
     );
     assert_eq!(gw_status(&s).attached_listener_sets, 0);
+}
+
+/// A ListenerSet's TCP listener takes the XDP path like a Gateway's: a TCPRoute attached
+/// through a ListenerSet parentRef becomes an L4 service named after the set (listener names
+/// may repeat across a Gateway and its sets), counted in the set listener's `attachedRoutes`.
+#[test]
+fn listener_set_tcp_listeners_become_l4_services() {
+    let yaml = gateway(
+        Some("{from: Same}"),
+        "[{name: pg, port: 5432, protocol: TCP}]",
+    ) + &set(
+        "infra",
+        "extra",
+        1,
+        "[{name: pg, port: 5433, protocol: TCP}]",
+    ) + r#"---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: {name: via-set, namespace: infra}
+spec:
+  parentRefs: [{kind: ListenerSet, name: extra, sectionName: pg}]
+  rules: [{backendRefs: [{name: web, port: 8080}]}]
+"#;
+    let s = snapshot(&yaml);
+    let ids: Vec<(&str, &Vec<crate::model::Frontend>)> =
+        s.l4.iter().map(|l| (l.id.as_str(), &l.frontends)).collect();
+    assert_eq!(
+        ids,
+        [(
+            "listenerset/infra/extra:pg",
+            &vec![crate::model::Frontend::NodePort(5433)]
+        )]
+    );
+    assert_eq!(
+        listener(&ls(&s, "infra", "extra").listeners, "pg").attached_routes,
+        1
+    );
+    assert_eq!(listener(&gw_status(&s).listeners, "pg").attached_routes, 0);
+}
+
+/// Self-service TLS, the GEP's first use case: a ListenerSet's HTTPS listener terminates with
+/// a Secret of the ListenerSet's namespace; a Secret of another namespace needs a
+/// ReferenceGrant from `ListenerSet` (`RefNotPermitted` without one), as a Gateway's does.
+#[test]
+fn listener_set_https_listeners_use_their_own_namespace_certificates() {
+    use super::super::fixtures::{mk_cert_pem, mk_tls_secret};
+    let (crt, key) = mk_cert_pem(&["team.example"]);
+    let secrets = vec![
+        crate::store::Object::Secret(std::sync::Arc::new(mk_tls_secret(
+            "team", "team-tls", &crt, &key,
+        ))),
+        crate::store::Object::Secret(std::sync::Arc::new(mk_tls_secret(
+            "infra",
+            "infra-tls",
+            &crt,
+            &key,
+        ))),
+    ];
+    let yaml = gateway(Some("{from: All}"), HTTP80)
+        + &set(
+            "team",
+            "tls",
+            1,
+            "[{name: own, port: 443, protocol: HTTPS, hostname: team.example, \
+              tls: {certificateRefs: [{name: team-tls}]}}, \
+              {name: borrowed, port: 443, protocol: HTTPS, hostname: other.example, \
+              tls: {certificateRefs: [{name: infra-tls, namespace: infra}]}}]",
+        );
+    let s = snapshot_with(&yaml, secrets);
+    let st = ls(&s, "team", "tls");
+    let own = listener(&st.listeners, "own");
+    assert_eq!(
+        cond(&own.conditions, "ResolvedRefs"),
+        (true, "ResolvedRefs")
+    );
+    assert_eq!(cond(&own.conditions, "Programmed"), (true, "Programmed"));
+    assert!(s.l7.certificates.contains_key("team.example"));
+    let borrowed = listener(&st.listeners, "borrowed");
+    assert_eq!(
+        cond(&borrowed.conditions, "ResolvedRefs"),
+        (false, "RefNotPermitted")
+    );
+    assert!(!s.l7.certificates.contains_key("other.example"));
+    // As for a Gateway: a listener whose references do not resolve is still accepted (it
+    // is not served: Programmed False), so the set is Accepted.
+    assert!(!cond(&borrowed.conditions, "Programmed").0);
+    assert_eq!(cond(&st.conditions, "Accepted"), (true, "Accepted"));
 }
