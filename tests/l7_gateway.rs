@@ -2025,3 +2025,327 @@ spec:
     )];
     assert_eq!(set.listeners[0].attached_routes, 1);
 }
+
+/// `(namespace, ListenerSet)` -> `(Accepted, Programmed)` as `(status, reason)`; `""`: any
+/// reason (as the suite's `Reason: ""`).
+type SetExpectation = (
+    &'static str,
+    &'static str,
+    (bool, &'static str),
+    (bool, &'static str),
+);
+
+/// The ListenerSet status conformance tests (conformance/tests/listenerset-*.go) that need no
+/// traffic: each manifest translated as the control plane does, then the Gateway's
+/// `Accepted` and `attachedListenerSets`, each ListenerSet's `Accepted`/`Programmed`, and the
+/// named listeners' conditions (`Some(reason)`: conflicted with that reason, which the suite
+/// expects on `Accepted: False`, `Programmed: False` and `Conflicted: True`; `None`: accepted,
+/// programmed and resolved), as the suite expects them.
+#[test]
+fn listenerset_status_conformance() {
+    const NS: &str = INFRA;
+    type ListenerExpectation = (
+        &'static str,
+        &'static str,
+        &'static str,
+        Option<&'static str>,
+    );
+    let cases: [(
+        &str,
+        &str,
+        i32,
+        Vec<SetExpectation>,
+        Vec<ListenerExpectation>,
+    ); 6] = [
+        (
+            conformance!("listenerset-default-not-allowed"),
+            "gateway-default-does-not-allow-listenerset",
+            0,
+            vec![(
+                NS,
+                "listenerset-default-not-allowed",
+                (false, "NotAllowed"),
+                (false, "NotAllowed"),
+            )],
+            vec![],
+        ),
+        (
+            conformance!("listenerset-allowed-namespace-none"),
+            "gateway-does-not-allow-listenerset",
+            0,
+            vec![(
+                NS,
+                "listenerset-not-allowed",
+                (false, "NotAllowed"),
+                (false, "NotAllowed"),
+            )],
+            vec![],
+        ),
+        (
+            conformance!("listenerset-allowed-namespace-same"),
+            "gateway-allows-listenerset-in-same-namespace",
+            1,
+            vec![
+                (
+                    NS,
+                    "listenerset-in-same-namespace",
+                    (true, "Accepted"),
+                    (true, "Programmed"),
+                ),
+                (
+                    "gateway-api-listenerset-not-allowed-ns",
+                    "listenerset-in-different-namespace",
+                    (false, "NotAllowed"),
+                    (false, "NotAllowed"),
+                ),
+            ],
+            vec![(
+                NS,
+                "listenerset-in-same-namespace",
+                "listenerset-in-same-namespace-listener",
+                None,
+            )],
+        ),
+        (
+            conformance!("listenerset-allowed-namespace-selector"),
+            "gateway-allows-listenerset-in-selected-namespace",
+            1,
+            vec![
+                (
+                    "gateway-api-listenerset-selector-allowed-ns",
+                    "listenerset-in-selected-namespace",
+                    (true, "Accepted"),
+                    (true, "Programmed"),
+                ),
+                (
+                    "gateway-api-listenerset-selector-not-allowed-ns",
+                    "listenerset-not-in-selected-namespace",
+                    (false, "NotAllowed"),
+                    (false, "NotAllowed"),
+                ),
+            ],
+            vec![(
+                "gateway-api-listenerset-selector-allowed-ns",
+                "listenerset-in-selected-namespace",
+                "listenerset-in-selected-namespace-listener",
+                None,
+            )],
+        ),
+        (
+            conformance!("listenerset-hostname-conflict"),
+            "gateway-with-listenerset-hostname-conflict",
+            2,
+            vec![
+                (
+                    NS,
+                    "listenerset-with-hostname-conflict-with-gateway-1",
+                    (true, ""),
+                    (true, "Programmed"),
+                ),
+                (
+                    NS,
+                    "listenerset-with-hostname-conflict-with-gateway-2",
+                    (false, "ListenersNotValid"),
+                    (false, "ListenersNotValid"),
+                ),
+                (
+                    NS,
+                    "listenerset-with-hostname-conflict-with-listener-set-1",
+                    (true, ""),
+                    (true, "Programmed"),
+                ),
+                (
+                    NS,
+                    "listenerset-with-hostname-conflict-with-listener-set-2",
+                    (false, "ListenersNotValid"),
+                    (false, "ListenersNotValid"),
+                ),
+            ],
+            vec![
+                (
+                    NS,
+                    "listenerset-with-hostname-conflict-with-gateway-1",
+                    "listener-set-1-listener",
+                    None,
+                ),
+                (
+                    NS,
+                    "listenerset-with-hostname-conflict-with-gateway-1",
+                    "hostname-conflict-with-gateway-listener",
+                    Some("HostnameConflict"),
+                ),
+                (
+                    NS,
+                    "listenerset-with-hostname-conflict-with-gateway-1",
+                    "hostname-conflict-with-listener-set-listener",
+                    None,
+                ),
+                (
+                    NS,
+                    "listenerset-with-hostname-conflict-with-gateway-2",
+                    "hostname-conflict-with-gateway-listener",
+                    Some("HostnameConflict"),
+                ),
+                (
+                    NS,
+                    "listenerset-with-hostname-conflict-with-listener-set-1",
+                    "listener-set-2-listener",
+                    None,
+                ),
+                (
+                    NS,
+                    "listenerset-with-hostname-conflict-with-listener-set-1",
+                    "hostname-conflict-with-listener-set-listener",
+                    Some("HostnameConflict"),
+                ),
+                (
+                    NS,
+                    "listenerset-with-hostname-conflict-with-listener-set-2",
+                    "hostname-conflict-with-listener-set-listener",
+                    Some("HostnameConflict"),
+                ),
+            ],
+        ),
+        (
+            conformance!("listenerset-protocol-conflict"),
+            "gateway-with-listenerset-protocol-conflict",
+            2,
+            vec![
+                (
+                    NS,
+                    "listenerset-with-protocol-conflict-with-gateway-1",
+                    (true, ""),
+                    (true, "Programmed"),
+                ),
+                (
+                    NS,
+                    "listenerset-with-protocol-conflict-with-gateway-2",
+                    (false, "ListenersNotValid"),
+                    (false, "ListenersNotValid"),
+                ),
+                (
+                    NS,
+                    "listenerset-with-protocol-conflict-with-listener-set-1",
+                    (true, ""),
+                    (true, "Programmed"),
+                ),
+                (
+                    NS,
+                    "listenerset-with-protocol-conflict-with-listener-set-2",
+                    (false, "ListenersNotValid"),
+                    (false, "ListenersNotValid"),
+                ),
+            ],
+            vec![
+                (
+                    NS,
+                    "listenerset-with-protocol-conflict-with-gateway-1",
+                    "listener-set-1-listener",
+                    None,
+                ),
+                (
+                    NS,
+                    "listenerset-with-protocol-conflict-with-gateway-1",
+                    "protocol-conflict-with-gateway-listener",
+                    Some("ProtocolConflict"),
+                ),
+                (
+                    NS,
+                    "listenerset-with-protocol-conflict-with-gateway-1",
+                    "protocol-conflict-with-listener-set-listener",
+                    None,
+                ),
+                (
+                    NS,
+                    "listenerset-with-protocol-conflict-with-gateway-2",
+                    "protocol-conflict-with-gateway-listener",
+                    Some("ProtocolConflict"),
+                ),
+                (
+                    NS,
+                    "listenerset-with-protocol-conflict-with-listener-set-1",
+                    "listener-set-2-listener",
+                    None,
+                ),
+                (
+                    NS,
+                    "listenerset-with-protocol-conflict-with-listener-set-1",
+                    "protocol-conflict-with-listener-set-listener",
+                    Some("ProtocolConflict"),
+                ),
+                (
+                    NS,
+                    "listenerset-with-protocol-conflict-with-listener-set-2",
+                    "protocol-conflict-with-listener-set-listener",
+                    Some("ProtocolConflict"),
+                ),
+            ],
+        ),
+    ];
+    let class = "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: xdp}\nspec: {controllerName: xdp-ingress.dev/controller}\n---\n";
+    for (yaml, gateway, attached, sets, listeners) in cases {
+        let yaml = format!("{class}{}", yaml.replace("{GATEWAY_CLASS_NAME}", "xdp"));
+        let s = translate_manifests(1, &yaml, |_| {});
+        let st = &s.gateway_status;
+        let gw = &st.gateways[&ObjectRef::new(ObjectKind::Gateway, NS, gateway)];
+        let cond = |list: &[xdp_ingress::model::StatusCondition], t: &str| -> (bool, String) {
+            let c = list
+                .iter()
+                .find(|c| c.type_ == t)
+                .unwrap_or_else(|| panic!("{gateway}: no {t}"));
+            (c.status, c.reason.clone())
+        };
+        assert!(cond(&gw.conditions, "Accepted").0, "{gateway}");
+        assert_eq!(gw.attached_listener_sets, attached, "{gateway}");
+        for l in &gw.listeners {
+            assert!(
+                cond(&l.conditions, "Accepted").0,
+                "{gateway} listener {}",
+                l.name
+            );
+        }
+        let set = |ns: &str, name: &str| {
+            st.listener_sets
+                .get(&ObjectRef::new(ObjectKind::ListenerSet, ns, name))
+                .unwrap_or_else(|| panic!("{gateway}: no status for ListenerSet {ns}/{name}"))
+        };
+        for (ns, name, accepted, programmed) in sets {
+            let c = &set(ns, name).conditions;
+            for (t, (want, reason)) in [("Accepted", accepted), ("Programmed", programmed)] {
+                let (got, got_reason) = cond(c, t);
+                assert_eq!(got, want, "{ns}/{name} {t}: {c:?}");
+                if !reason.is_empty() {
+                    assert_eq!(got_reason, reason, "{ns}/{name} {t}");
+                }
+            }
+        }
+        for (ns, name, listener, conflict) in listeners {
+            let ls = &set(ns, name).listeners;
+            let l = ls
+                .iter()
+                .find(|l| l.name == listener)
+                .unwrap_or_else(|| panic!("{ns}/{name}: no listener {listener} in {ls:?}"));
+            let what = format!("{ns}/{name} listener {listener}");
+            match conflict {
+                Some(reason) => {
+                    for (t, want) in [
+                        ("Accepted", false),
+                        ("Programmed", false),
+                        ("Conflicted", true),
+                    ] {
+                        assert_eq!(
+                            cond(&l.conditions, t),
+                            (want, reason.to_string()),
+                            "{what} {t}"
+                        );
+                    }
+                }
+                None => {
+                    for t in ["Accepted", "Programmed", "ResolvedRefs"] {
+                        assert!(cond(&l.conditions, t).0, "{what} {t}: {:?}", l.conditions);
+                    }
+                }
+            }
+        }
+    }
+}

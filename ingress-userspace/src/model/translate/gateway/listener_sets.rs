@@ -118,9 +118,12 @@ pub fn admitted(gw: &Gateway, ns: &str, objects: &Objects) -> bool {
 }
 
 /// Takes out of service each listener of a ListenerSet (`from..` of `ls`) that conflicts
-/// with a listener before it in the merged list (the Gateway's and older ListenerSets'
-/// that are still served, and earlier ones of its own set): `Conflicted: True`, `Accepted`
-/// and `Programmed: False`, with the conflict's reason.
+/// with a listener before it in the merged list (every one of the Gateway's; those of older
+/// ListenerSets and earlier ones of its own set that are still served): `Conflicted: True`,
+/// `Accepted` and `Programmed: False`, with the conflict's reason. The spec's precedence
+/// decides, so the earlier listener of a conflicting pair is untouched (conformance
+/// ListenerSetProtocolConflict: a set's TCP listener that loses to the Gateway's HTTP one on
+/// its port leaves the set's own HTTP listeners there serving).
 pub fn conflicts(ls: &mut [Listener<'_>], statuses: &mut [ListenerStatus], from: usize) {
     for (i, status) in statuses.iter_mut().enumerate().skip(from) {
         let (before, rest) = ls.split_at_mut(i);
@@ -128,7 +131,6 @@ pub fn conflicts(ls: &mut [Listener<'_>], statuses: &mut [ListenerStatus], from:
         let found = before
             .iter()
             .filter(|b| b.served || b.set.is_none())
-            .filter(|b| b.set != l.set)
             .find_map(|b| {
                 listeners::conflict(
                     (b.protocol, b.port, b.hostname),
@@ -138,8 +140,9 @@ pub fn conflicts(ls: &mut [Listener<'_>], statuses: &mut [ListenerStatus], from:
             });
         let Some((reason, b)) = found else { continue };
         let whose = match &b.set {
-            None => "the Gateway's".to_string(),
-            Some(_) => "another ListenerSet's".to_string(),
+            None => "the Gateway's",
+            Some(set) if l.set.as_ref() == Some(set) => "an earlier",
+            Some(_) => "another ListenerSet's",
         };
         // GEP-1713: say why without exposing another team's objects.
         let msg = format!(

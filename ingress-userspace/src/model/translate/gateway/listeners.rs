@@ -185,7 +185,12 @@ pub fn listeners<'a>(
     };
     let mut out = Vec::new();
     let mut statuses = Vec::new();
-    let conflicts = conflicts(owner.listeners);
+    // A ListenerSet's listeners are checked in the merged list's precedence instead, its own
+    // earlier ones included ([`super::listener_sets::conflicts`]).
+    let conflicts = match owner.set {
+        None => conflicts(owner.listeners),
+        Some(_) => vec![None; owner.listeners.len()],
+    };
     for (i, l) in owner.listeners.iter().enumerate() {
         let https = l.protocol == "HTTPS";
         let l4 = match l.protocol.as_str() {
