@@ -2050,13 +2050,15 @@ fn listenerset_status_conformance() {
         &'static str,
         Option<&'static str>,
     );
-    let cases: [(
-        &str,
-        &str,
+    /// `(manifest, Gateway, attachedListenerSets, ListenerSets, listeners)`.
+    type StatusCase = (
+        &'static str,
+        &'static str,
         i32,
         Vec<SetExpectation>,
         Vec<ListenerExpectation>,
-    ); 6] = [
+    );
+    let cases: [StatusCase; 6] = [
         (
             conformance!("listenerset-default-not-allowed"),
             "gateway-default-does-not-allow-listenerset",
