@@ -1,151 +1,124 @@
-//! Gateway API HTTPRoutes end to end on loopback: the upstream conformance suite's
-//! GATEWAY-HTTP core tests (kubernetes-sigs/gateway-api, conformance/tests/*.go), their
-//! manifests copied unchanged into `gateway_conformance/` and their expected responses ported
-//! as tables. Manifests are translated as the control plane does, the proxy runs in-process,
-//! and each case checks what the client gets (status, `Location`, headers) and what the pod
-//! receives (path, `Host`, headers).
+//! Gateway API HTTPRoutes and GRPCRoutes end to end on loopback: the scenarios of the
+//! upstream conformance suite's GATEWAY-HTTP core tests (kubernetes-sigs/gateway-api,
+//! conformance/tests/*.go), each named after the upstream test and written for this project:
+//! the objects come from the builders in `l7_gateway/objects.rs`, the expected responses are
+//! the upstream tests' assertions, as tables. Objects are translated as the control plane
+//! does, the proxy runs in-process, and each case checks what the client gets (status,
+//! `Location`, headers) and what the pod receives (path, `Host`, headers).
 //!
 //! Two things differ from a conformance run, both forced by the bed: Gateway listener ports
-//! 80 and 443 are mapped to the proxy's own ports and 8080 to a port the proxy opens for
-//! Gateways, all picked at random, so a redirect that keeps the listener port names that
+//! 80 and 443 are mapped to the proxy's own ports and 8080 and 8090 to ports the proxy opens
+//! for Gateways, all picked at random, so a redirect that keeps the listener port names that
 //! port; and requests name `gw.example` where the suite sends the Gateway's address.
 
 mod l7common;
+#[path = "l7_gateway/objects.rs"]
+mod objects;
 
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
 
 use http::{Request, StatusCode};
 use l7common::*;
+use objects::*;
+use serde_json::{Value, json};
 use testbed::http_backend::HttpBackend;
 use xdp_ingress::model::{ObjectKind, ObjectRef, Snapshot, translate::gateway::ProxyPorts};
 
-/// `(namespace, Service)` of the conformance base manifests (conformance/base/manifests.yaml)
-/// that the HTTP tests route to; each gets one pod answering as its Service name.
+/// `(namespace, Service)` of the bed's backends; each gets one pod answering as its Service
+/// name.
 const BACKENDS: &[(&str, &str)] = &[
-    ("gateway-conformance-infra", "infra-backend-v1"),
-    ("gateway-conformance-infra", "infra-backend-v2"),
-    ("gateway-conformance-infra", "infra-backend-v3"),
-    ("gateway-conformance-app-backend", "app-backend-v1"),
-    ("gateway-conformance-app-backend", "app-backend-v2"),
-    ("gateway-conformance-web-backend", "web-backend"),
-    ("gateway-conformance-infra", "grpc-infra-backend-v1"),
-    ("gateway-conformance-infra", "grpc-infra-backend-v2"),
-    ("gateway-conformance-infra", "grpc-infra-backend-v3"),
+    (EDGE, V1),
+    (EDGE, V2),
+    (EDGE, V3),
+    (SHOP, "shop-v1"),
+    (SHOP, "shop-v2"),
+    (BLOG, "blog"),
+    (EDGE, G1),
+    (EDGE, G2),
+    (EDGE, G3),
 ];
 
-const V1: &str = "infra-backend-v1";
-const V2: &str = "infra-backend-v2";
-const V3: &str = "infra-backend-v3";
+const V1: &str = "echo-v1";
+const V2: &str = "echo-v2";
+const V3: &str = "echo-v3";
 
-/// The part of conformance/base/manifests.yaml the HTTP tests use: namespaces (with the
-/// labels `backend-namespaces` selects), the three HTTP Gateways, and the backend Services
-/// (port 8080) with one ready pod each.
-fn base(pods: &BTreeMap<&str, SocketAddr>) -> String {
-    let mut out = String::from(
-        r#"apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: xdp}
-spec: {controllerName: xdp-ingress.dev/controller}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: gateway-conformance-infra, labels: {gateway-conformance: infra}}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: gateway-conformance-app-backend, labels: {gateway-conformance: backend}}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: gateway-conformance-web-backend, labels: {gateway-conformance: backend}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: same-namespace, namespace: gateway-conformance-infra}
-spec:
-  gatewayClassName: "{GATEWAY_CLASS_NAME}"
-  listeners:
-  - {name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: Same}}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: all-namespaces, namespace: gateway-conformance-infra}
-spec:
-  gatewayClassName: "{GATEWAY_CLASS_NAME}"
-  listeners:
-  - {name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: backend-namespaces, namespace: gateway-conformance-infra}
-spec:
-  gatewayClassName: "{GATEWAY_CLASS_NAME}"
-  listeners:
-  - name: http
-    port: 80
-    protocol: HTTP
-    allowedRoutes:
-      namespaces:
-        from: Selector
-        selector: {matchLabels: {gateway-conformance: backend}}
-"#,
-    );
+/// `echo-v1`'s ports besides 8080: HTTP/2 with prior knowledge and WebSocket, by
+/// `appProtocol` (Kubernetes' standard application protocols).
+const V1_H2C: SvcPort<'static> = ("h2c", 8081, Some("kubernetes.io/h2c"));
+const V1_WS: SvcPort<'static> = ("ws", 8082, Some("kubernetes.io/ws"));
+
+/// What every scenario starts from: the GatewayClass, the namespaces (`shop` and `blog`
+/// labelled `tier: apps`), the Gateways [`GW_SAME`], [`GW_ALL`] and [`GW_APPS`] (one HTTP
+/// listener on 80 each), and the backend Services (port 8080) with one ready pod each.
+fn base(pods: &BTreeMap<&str, SocketAddr>) -> Vec<Value> {
+    let http = |name| listener(name, 80, "HTTP");
+    let mut out = vec![
+        gateway_class(),
+        namespace(EDGE, ("tier", "edge")),
+        namespace(SHOP, ("tier", "apps")),
+        namespace(BLOG, ("tier", "apps")),
+        gateway(EDGE, GW_SAME, vec![http("web")]),
+        gateway(EDGE, GW_ALL, vec![http("web").all_namespaces()]),
+        gateway(
+            EDGE,
+            GW_APPS,
+            vec![http("web").namespaces_labelled("tier", "apps")],
+        ),
+    ];
     for (ns, name) in BACKENDS {
-        let addr = pods[name];
-        let (ip, port) = (addr.ip(), addr.port());
-        out.push_str(&format!(
-            r#"---
-apiVersion: v1
-kind: Service
-metadata: {{name: {name}, namespace: {ns}}}
-spec:
-  ports: [{{name: first-port, port: 8080, targetPort: 3000}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: {name}-1
-  namespace: {ns}
-  labels: {{kubernetes.io/service-name: {name}}}
-addressType: IPv4
-ports: [{{name: first-port, port: {port}, protocol: TCP}}]
-endpoints:
-- {{addresses: ["{ip}"], conditions: {{ready: true}}, targetRef: {{kind: Pod, name: {name}-0}}}}
-"#
-        ));
+        let ports: &[SvcPort] = if *name == V1 {
+            &[HTTP_8080, V1_H2C, V1_WS]
+        } else {
+            &[HTTP_8080]
+        };
+        out.extend(service(ns, name, ports, pods[name]));
     }
     out
 }
 
-/// Every document of `yaml` with the class name filled in and the Gateways' (and
-/// ListenerSets') listener ports
-/// 80 and 443 mapped to the proxy's, and 8080 to the port the proxy may open for Gateways
-/// (`ports.gateway_range`, one port per bed).
+/// Every document of `yaml` with the Gateway listener ports 80 and 443 mapped to the
+/// proxy's, and 8080 and 8090 to the ports the proxy may open for Gateways
+/// (`ports.gateway_range`, two ports per bed): in Gateways' listeners and in routes'
+/// `parentRefs`.
 fn localize(yaml: &str, ports: ProxyPorts) -> String {
     use serde::Deserialize;
-    let yaml = yaml.replace("{GATEWAY_CLASS_NAME}", "xdp");
+    let map = |v: &mut yaml_serde::Value| {
+        let port = match v["port"].as_u64() {
+            Some(80) => ports.http,
+            Some(443) => ports.https,
+            Some(8080) => ports.gateway_range.first,
+            Some(8090) => ports.gateway_range.last,
+            _ => return,
+        };
+        v["port"] = port.into();
+    };
     let mut docs = Vec::new();
-    for doc in yaml_serde::Deserializer::from_str(&yaml) {
+    for doc in yaml_serde::Deserializer::from_str(yaml) {
         let mut v = yaml_serde::Value::deserialize(doc).expect("manifest parses");
         if v.is_null() {
             continue;
         }
-        if (v["kind"] == "Gateway" || v["kind"] == "ListenerSet")
-            && let Some(ls) = v["spec"]["listeners"].as_sequence_mut()
-        {
-            for l in ls {
-                let port = match l["port"].as_u64() {
-                    Some(80) => ports.http,
-                    Some(443) => ports.https,
-                    Some(8080) => ports.gateway_range.first,
-                    _ => continue,
-                };
-                l["port"] = port.into();
+        let spec = &mut v["spec"];
+        for field in ["listeners", "parentRefs"] {
+            if let Some(items) = spec[field].as_sequence_mut() {
+                items.iter_mut().for_each(map);
             }
         }
         docs.push(yaml_serde::to_string(&v).expect("serializes"));
     }
     docs.join("---\n")
+}
+
+/// Two consecutive ports free when called (bounded search).
+fn free_port_pair() -> u16 {
+    for _ in 0..100 {
+        let a = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let p = a.local_addr().expect("bound").port();
+        if p < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no two consecutive free ports in 100 tries");
 }
 
 /// A bed: one pod per base Service and a proxy.
@@ -154,7 +127,8 @@ struct Bed {
     pod_addrs: BTreeMap<&'static str, SocketAddr>,
     proxy: TestProxy,
     client: Http1,
-    /// Where Gateway listeners on port 8080 go: a port free when the bed started.
+    /// Where Gateway listeners on port 8080 go (and, one above, those on 8090): ports free
+    /// when the bed started.
     alt_port: u16,
 }
 
@@ -171,10 +145,7 @@ impl Bed {
             pod_addrs,
             proxy: TestProxy::start(TestProxy::quiet_args()).await,
             client: http1_client(),
-            alt_port: std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free port")
-                .port(),
+            alt_port: free_port_pair(),
         }
     }
 
@@ -187,25 +158,44 @@ impl Bed {
         &self._pods[i]
     }
 
+    /// Where the Gateway listeners on `port` (80, 8080 or 8090) are served.
+    fn addr(&self, port: u16) -> SocketAddr {
+        match port {
+            80 => self.proxy.http(),
+            8080 => ([127, 0, 0, 1], self.alt_port).into(),
+            8090 => ([127, 0, 0, 1], self.alt_port + 1).into(),
+            _ => panic!("no listener port {port} in the bed"),
+        }
+    }
+
     fn ports(&self) -> ProxyPorts {
         ProxyPorts {
             http: self.proxy.http().port(),
             https: self.proxy.https().port(),
             gateway_range: xdp_ingress::model::translate::gateway::PortRange {
                 first: self.alt_port,
-                last: self.alt_port,
+                last: self.alt_port + 1,
             },
         }
     }
 
-    /// Translates the base manifests and `tests` (conformance manifests), serves them, and
+    /// Translates the base objects and `manifests` (YAML documents), serves them, and
     /// returns the snapshot.
-    fn serve(&self, tests: &[&str]) -> Arc<Snapshot> {
-        let yaml = format!("{}---\n{}", base(&self.pod_addrs), tests.join("\n---\n"));
+    fn serve(&self, manifests: &[&str]) -> Arc<Snapshot> {
+        let yaml = format!(
+            "{}\n---\n{}",
+            manifest(&base(&self.pod_addrs)),
+            manifests.join("\n---\n")
+        );
         let ports = self.ports();
         let s = translate_manifests(1, &localize(&yaml, ports), |c| c.gateway_ports = ports);
         self.proxy.handle.apply(s.clone());
         s
+    }
+
+    /// [`Bed::serve`] of built objects.
+    fn apply(&self, objects: Vec<Value>) -> Arc<Snapshot> {
+        self.serve(&[&manifest(&objects)])
     }
 
     async fn check(&self, cases: &[Case]) {
@@ -215,7 +205,12 @@ impl Bed {
     }
 }
 
-/// One `http.ExpectedResponse` of the conformance suite.
+/// A route built with its defaults, as a one-object list for [`Bed::apply`].
+fn one(r: Route) -> Vec<Value> {
+    vec![r.build()]
+}
+
+/// One `http.ExpectedResponse` of the conformance suite: a request and what must come of it.
 #[derive(Clone, Debug)]
 struct Case {
     host: &'static str,
@@ -238,8 +233,8 @@ struct Case {
     /// `RedirectRequest` as the whole `Location`; `{P}` stands for the proxy's HTTP port,
     /// `{A}` for the port of Gateway listeners on 8080.
     location: Option<&'static str>,
-    /// Sent to the Gateway listeners on port 8080 (the bed's `alt_port`), not to port 80.
-    on_8080: bool,
+    /// The Gateway listener port it is sent to: 80 (the proxy's HTTP port), 8080 or 8090.
+    port: u16,
 }
 
 fn get(path: &'static str) -> Case {
@@ -258,13 +253,13 @@ fn get(path: &'static str) -> Case {
         gets_no: vec![],
         backend_sets: vec![],
         location: None,
-        on_8080: false,
+        port: 80,
     }
 }
 
 impl Case {
-    fn on_8080(mut self) -> Self {
-        self.on_8080 = true;
+    fn on_port(mut self, port: u16) -> Self {
+        self.port = port;
         self
     }
     fn host(mut self, h: &'static str) -> Self {
@@ -322,11 +317,7 @@ impl Case {
     }
 
     async fn check(&self, bed: &Bed) {
-        let addr = if self.on_8080 {
-            SocketAddr::from(([127, 0, 0, 1], bed.alt_port))
-        } else {
-            bed.proxy.http()
-        };
+        let addr = bed.addr(self.port);
         let mut b = Request::builder()
             .method(self.method)
             .uri(format!("http://{addr}{}", self.path))
@@ -405,18 +396,18 @@ fn joined(h: &http::HeaderMap, name: &str) -> String {
         .join(",")
 }
 
-macro_rules! conformance {
-    ($name:literal) => {
-        include_str!(concat!("gateway_conformance/", $name, ".yaml"))
-    };
-}
-
-/// The route parent condition `type` of `route` in namespace gateway-conformance-infra.
-fn route_condition(s: &Snapshot, ns: &str, route: &str, type_: &str) -> (bool, String) {
+/// The route parent condition `type` of `kind` route `ns/route` (its first parent).
+fn parent_condition(
+    s: &Snapshot,
+    kind: ObjectKind,
+    ns: &str,
+    route: &str,
+    type_: &str,
+) -> (bool, String) {
     let parents = s
         .gateway_status
         .routes
-        .get(&ObjectRef::new(ObjectKind::HTTPRoute, ns, route))
+        .get(&ObjectRef::new(kind, ns, route))
         .unwrap_or_else(|| panic!("no status for {ns}/{route}"));
     let c = parents[0]
         .conditions
@@ -426,22 +417,55 @@ fn route_condition(s: &Snapshot, ns: &str, route: &str, type_: &str) -> (bool, S
     (c.status, c.reason.clone())
 }
 
-const INFRA: &str = "gateway-conformance-infra";
+/// The route parent condition `type` of HTTPRoute `ns/route`.
+fn route_condition(s: &Snapshot, ns: &str, route: &str, type_: &str) -> (bool, String) {
+    parent_condition(s, ObjectKind::HTTPRoute, ns, route, type_)
+}
+
+/// `(Accepted, ResolvedRefs)` both true with their positive reasons.
+fn accepted_and_resolved(s: &Snapshot, ns: &str, route: &str) {
+    assert_eq!(
+        route_condition(s, ns, route, "Accepted"),
+        (true, "Accepted".into()),
+        "{route}"
+    );
+    assert_eq!(
+        route_condition(s, ns, route, "ResolvedRefs"),
+        (true, "ResolvedRefs".into()),
+        "{route}"
+    );
+}
+
+/// `attachedRoutes` of every listener of Gateway `EDGE/gw`.
+fn attached_routes(s: &Snapshot, gw: &str) -> Vec<i32> {
+    s.gateway_status.gateways[&ObjectRef::new(ObjectKind::Gateway, EDGE, gw)]
+        .listeners
+        .iter()
+        .map(|l| l.attached_routes)
+        .collect()
+}
+
+/// A rule on requests with header `version: v` (and nothing else).
+fn version(v: &str) -> Match {
+    any().header("version", v)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn httproute_matching_conformance() {
     let bed = Bed::start().await;
 
-    // httproute-simple-same-namespace.
-    let s = bed.serve(&[conformance!("httproute-simple-same-namespace")]);
-    assert_eq!(
-        route_condition(&s, INFRA, "gateway-conformance-infra-test", "Accepted"),
-        (true, "Accepted".into())
-    );
+    // HTTPRouteSimpleSameNamespace.
+    let s = bed.apply(one(http_route("plain").rule(rule().to(V1))));
+    accepted_and_resolved(&s, EDGE, "plain");
     bed.check(&[get("/").to(V1)]).await;
 
-    // httproute-matching.
-    bed.serve(&[conformance!("httproute-matching")]);
+    // HTTPRouteMatching: path prefix or header, ORed within a rule.
+    let v1_or_v2 = |name: &str| {
+        http_route(name)
+            .rule(rule().prefix("/").when(version("one")).to(V1))
+            .rule(rule().prefix("/v2").when(version("two")).to(V2))
+    };
+    bed.apply(one(v1_or_v2("prefix-or-header")));
     bed.check(&[
         get("/").to(V1),
         get("/example").to(V1),
@@ -455,8 +479,17 @@ async fn httproute_matching_conformance() {
     ])
     .await;
 
-    // httproute-matching-across-routes.
-    bed.serve(&[conformance!("httproute-matching-across-routes")]);
+    // HTTPRouteMatchingAcrossRoutes: the same two rules in two routes, on different hosts.
+    bed.apply(vec![
+        http_route("across-a")
+            .hosts(&["example.com", "example.net"])
+            .rule(rule().prefix("/").when(version("one")).to(V1))
+            .build(),
+        http_route("across-b")
+            .hosts(&["example.com"])
+            .rule(rule().prefix("/v2").when(version("two")).to(V2))
+            .build(),
+    ]);
     bed.check(&[
         get("/").host("example.com").to(V1),
         get("/example").host("example.com").to(V1),
@@ -472,8 +505,14 @@ async fn httproute_matching_conformance() {
     ])
     .await;
 
-    // httproute-header-matching.
-    bed.serve(&[conformance!("httproute-header-matching")]);
+    // HTTPRouteHeaderMatching.
+    let color = |c: &str| any().header("color", c);
+    bed.apply(one(http_route("by-header")
+        .rule(rule().when(version("one")).to(V1))
+        .rule(rule().when(version("two")).to(V2))
+        .rule(rule().when(version("two").header("color", "orange")).to(V1))
+        .rule(rule().when(color("blue")).when(color("green")).to(V1))
+        .rule(rule().when(color("red")).when(color("yellow")).to(V2))));
     bed.check(&[
         get("/").h("Version", "one").to(V1),
         get("/").h("Version", "two").to(V2),
@@ -489,8 +528,35 @@ async fn httproute_matching_conformance() {
     ])
     .await;
 
-    // httproute-query-param-matching.
-    bed.serve(&[conformance!("httproute-query-param-matching")]);
+    // HTTPRouteQueryParamMatching.
+    let q = |k: &str, v: &str| any().query(k, v);
+    bed.apply(one(http_route("by-query")
+        .rule(rule().when(q("animal", "whale")).to(V1))
+        .rule(rule().when(q("animal", "dolphin")).to(V2))
+        .rule(
+            rule()
+                .when(q("animal", "dolphin").query("color", "blue"))
+                .when(q("ANIMAL", "Whale"))
+                .to(V3),
+        )
+        .rule(
+            rule()
+                .when(prefix("/path1").query("animal", "whale"))
+                .to(V1),
+        )
+        .rule(rule().when(version("one").query("animal", "whale")).to(V2))
+        .rule(
+            rule()
+                .when(
+                    prefix("/path2")
+                        .header("version", "two")
+                        .query("animal", "whale"),
+                )
+                .to(V3),
+        )
+        .rule(rule().prefix("/path5").to(V1))
+        .rule(rule().when(q("animal", "hydra")).to(V2))
+        .rule(rule().when(version("four")).to(V3))));
     bed.check(&[
         get("/?animal=whale").to(V1),
         get("/?animal=dolphin").to(V2),
@@ -505,8 +571,27 @@ async fn httproute_matching_conformance() {
     ])
     .await;
 
-    // httproute-method-matching.
-    bed.serve(&[conformance!("httproute-method-matching")]);
+    // HTTPRouteMethodMatching.
+    let m = |method: &str| any().method(method);
+    bed.apply(one(http_route("by-method")
+        .rule(rule().when(m("POST")).to(V1))
+        .rule(rule().when(m("GET")).to(V2))
+        .rule(rule().when(prefix("/path1").method("GET")).to(V1))
+        .rule(rule().when(version("one").method("PUT")).to(V2))
+        .rule(
+            rule()
+                .when(prefix("/path2").header("version", "two").method("POST"))
+                .to(V3),
+        )
+        .rule(
+            rule()
+                .when(prefix("/path3").method("PATCH"))
+                .when(prefix("/path4").header("version", "three").method("DELETE"))
+                .to(V1),
+        )
+        .rule(rule().prefix("/path5").to(V1))
+        .rule(rule().when(m("PATCH")).to(V2))
+        .rule(rule().when(version("four")).to(V3))));
     bed.check(&[
         get("/").method("POST").to(V1),
         get("/").method("GET").to(V2),
@@ -523,8 +608,14 @@ async fn httproute_matching_conformance() {
     ])
     .await;
 
-    // httproute-path-match-order.
-    bed.serve(&[conformance!("httproute-path-match-order")]);
+    // HTTPRoutePathMatchOrder: Exact before PathPrefix, longer prefixes first.
+    bed.apply(one(http_route("path-order")
+        .rule(rule().exact("/match").to(V1))
+        .rule(rule().exact("/match/exact").to(V2))
+        .rule(rule().exact("/match/exact/one").to(V3))
+        .rule(rule().prefix("/match/").to(V3))
+        .rule(rule().prefix("/match/prefix/").to(V1))
+        .rule(rule().prefix("/match/prefix/one").to(V2))));
     bed.check(&[
         get("/match/exact/one").to(V3),
         get("/match/exact").to(V2),
@@ -534,13 +625,104 @@ async fn httproute_matching_conformance() {
         get("/match/any").to(V3),
     ])
     .await;
+
+    // HTTPRouteExactPathMatching.
+    bed.apply(one(http_route("exact-only")
+        .rule(rule().exact("/one").to(V1))
+        .rule(rule().exact("/two").to(V2))));
+    bed.check(&[
+        get("/one").to(V1),
+        get("/two").to(V2),
+        get("/").status(404),
+        get("/one/example").status(404),
+        get("/two/").status(404),
+        get("/Two").status(404),
+    ])
+    .await;
+
+    // HTTPRouteNamedRule: a rule's name changes nothing about routing.
+    let s = bed.apply(one(http_route("named-rules")
+        .rule(rule().named("first").prefix("/named").to(V1))
+        .rule(rule().prefix("/unnamed").to(V2))));
+    accepted_and_resolved(&s, EDGE, "named-rules");
+    bed.check(&[get("/named").to(V1), get("/unnamed").to(V2)])
+        .await;
+}
+
+/// An HTTP listener on 80 for `host` (none: every host), routes from its namespace.
+fn http_for(name: &str, host: Option<&str>) -> Listener {
+    let l = listener(name, 80, "HTTP");
+    match host {
+        Some(h) => l.host(h),
+        None => l,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn httproute_hostnames_conformance() {
     let bed = Bed::start().await;
-    // httproute-hostname-intersection.
-    bed.serve(&[conformance!("httproute-hostname-intersection")]);
+    // HTTPRouteHostnameIntersection: one Gateway with a specific and two wildcard listeners,
+    // routes whose hostnames intersect them (or not); and one listener for every host.
+    let gw = "hosts";
+    let on = |name: &str, hosts: &[&str], path: &str, to: &str| {
+        http_route(name)
+            .parent(gw)
+            .hosts(hosts)
+            .rule(rule().prefix(path).to(to))
+            .build()
+    };
+    bed.apply(vec![
+        gateway(
+            EDGE,
+            gw,
+            vec![
+                http_for("exact", Some("very.specific.com")),
+                http_for("wild", Some("*.wildcard.io")),
+                http_for("other-wild", Some("*.anotherwildcard.io")),
+            ],
+        ),
+        gateway(EDGE, "any-host", vec![http_for("web", None)]),
+        on(
+            "specific-on-specific",
+            &[
+                "non.matching.com",
+                "*.nonmatchingwildcard.io",
+                "very.specific.com",
+            ],
+            "/s1",
+            V1,
+        ),
+        on(
+            "specific-on-wildcard",
+            &[
+                "non.matching.com",
+                "wildcard.io",
+                "foo.wildcard.io",
+                "bar.wildcard.io",
+                "foo.bar.wildcard.io",
+            ],
+            "/s2",
+            V2,
+        ),
+        on(
+            "wildcard-on-specific",
+            &["non.matching.com", "*.specific.com"],
+            "/s3",
+            V3,
+        ),
+        on("wildcard-on-wildcard", &["*.anotherwildcard.io"], "/s4", V1),
+        on(
+            "no-intersection",
+            &["specific.but.wrong.com", "wildcard.io"],
+            "/s5",
+            V2,
+        ),
+        http_route("on-any-host")
+            .parent("any-host")
+            .hosts(&["first.com", "sub.first.com", "second.com", "sub.second.com"])
+            .rule(rule().to(V2))
+            .build(),
+    ]);
     bed.check(&[
         get("/s1").host("very.specific.com").to(V1),
         get("/s1").host("very.specific.com:1234").to(V1),
@@ -583,8 +765,32 @@ async fn httproute_hostnames_conformance() {
     ])
     .await;
 
-    // httproute-listener-hostname-matching: a Gateway wildcard takes one or more labels.
-    bed.serve(&[conformance!("httproute-listener-hostname-matching")]);
+    // HTTPRouteListenerHostnameMatching: a Gateway wildcard takes one or more labels.
+    bed.apply(vec![
+        gateway(
+            EDGE,
+            gw,
+            vec![
+                http_for("bar", Some("bar.com")),
+                http_for("foo-bar", Some("foo.bar.com")),
+                http_for("any-bar", Some("*.bar.com")),
+                http_for("any-foo", Some("*.foo.com")),
+            ],
+        ),
+        http_route("to-v1")
+            .section(gw, "bar")
+            .rule(rule().to(V1))
+            .build(),
+        http_route("to-v2")
+            .section(gw, "foo-bar")
+            .rule(rule().to(V2))
+            .build(),
+        http_route("to-v3")
+            .section(gw, "any-bar")
+            .section(gw, "any-foo")
+            .rule(rule().to(V3))
+            .build(),
+    ]);
     bed.check(&[
         get("/").host("bar.com").to(V1),
         get("/").host("foo.bar.com").to(V2),
@@ -596,13 +802,145 @@ async fn httproute_hostnames_conformance() {
         get("/").host("no.matching.host").status(404),
     ])
     .await;
+
+    // GatewayHTTPListenerIsolation: a request goes to the listener with the most specific
+    // matching hostname and only its routes; twice, with hostnames on the listeners only and
+    // with the same hostnames on the routes too.
+    let listeners: [(&str, Option<&str>); 4] = [
+        ("no-host", None),
+        ("any-example", Some("*.example.com")),
+        ("any-foo-example", Some("*.foo.example.com")),
+        ("abc-foo-example", Some("abc.foo.example.com")),
+    ];
+    for with_route_hosts in [false, true] {
+        let mut objs = vec![gateway(
+            EDGE,
+            "isolated",
+            listeners
+                .iter()
+                .map(|(n, h)| http_for(n, *h).all_namespaces())
+                .collect(),
+        )];
+        for (name, host) in listeners {
+            let mut r = http_route(&format!("only-{name}")).section("isolated", name);
+            if with_route_hosts && let Some(h) = host {
+                r = r.hosts(&[h]);
+            }
+            objs.push(r.rule(rule().prefix(&format!("/{name}")).to(V1)).build());
+        }
+        let s = bed.apply(objs);
+        for (name, _) in listeners {
+            accepted_and_resolved(&s, EDGE, &format!("only-{name}"));
+        }
+        let cases: Vec<Case> = [
+            ("bar.com", "no-host"),
+            ("bar.example.com", "any-example"),
+            ("bar.foo.example.com", "any-foo-example"),
+            ("abc.foo.example.com", "abc-foo-example"),
+        ]
+        .iter()
+        .flat_map(|&(host, served_by)| {
+            listeners.iter().map(move |&(path, _)| {
+                let c = get(leak(format!("/{path}"))).host(host);
+                if path == served_by {
+                    c.to(V1)
+                } else {
+                    c.status(404)
+                }
+            })
+        })
+        .collect();
+        bed.check(&cases).await;
+    }
+}
+
+/// A `'static` copy of `s` (test tables hold `&'static str`; a handful per run).
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+/// The header modifier every "and modify headers" scenario applies besides its other filter.
+fn modify_headers() -> Value {
+    request_headers(
+        &[("X-Header-Set", "set-overwrites-values")],
+        &[
+            ("X-Header-Add", "header-val-1"),
+            ("X-Header-Add-Append", "header-val-2"),
+        ],
+        &["X-Header-Remove"],
+    )
+}
+
+/// A request with the headers [`modify_headers`] acts on.
+fn with_modified_headers(c: Case) -> Case {
+    c.h("X-Header-Remove", "remove-val")
+        .h("X-Header-Add-Append", "append-val-1")
+}
+
+/// What the pod sees of a request through [`modify_headers`].
+fn sees_modified_headers(c: Case) -> Case {
+    c.sees("X-Header-Add", "header-val-1")
+        .sees("X-Header-Add-Append", "append-val-1,header-val-2")
+        .sees("X-Header-Set", "set-overwrites-values")
+        .absent("X-Header-Remove")
+}
+
+/// [`request_headers`] or [`response_headers`]: a filter from `(set, add, remove)`.
+type ModifierFilter = fn(&[(&str, &str)], &[(&str, &str)], &[&str]) -> Value;
+
+/// Header modifier rules shared by the request and response scenarios: `/set`, `/add`,
+/// `/remove`, `/multiple`, `/case-insensitivity`, each with `modifier(set, add, remove)`.
+fn modifier_rules(mut r: Route, modifier: ModifierFilter, extra_adds: &[(&str, &str)]) -> Route {
+    let mut case_adds = vec![("X-Header-Add", "header-add")];
+    case_adds.extend_from_slice(extra_adds);
+    for (path, f) in [
+        (
+            "/set",
+            modifier(&[("X-Header-Set", "set-overwrites-values")], &[], &[]),
+        ),
+        (
+            "/add",
+            modifier(&[], &[("X-Header-Add", "add-appends-values")], &[]),
+        ),
+        ("/remove", modifier(&[], &[], &["X-Header-Remove"])),
+        (
+            "/multiple",
+            modifier(
+                &[
+                    ("X-Header-Set-1", "header-set-1"),
+                    ("X-Header-Set-2", "header-set-2"),
+                ],
+                &[
+                    ("X-Header-Add-1", "header-add-1"),
+                    ("X-Header-Add-2", "header-add-2"),
+                    ("X-Header-Add-3", "header-add-3"),
+                ],
+                &["X-Header-Remove-1", "X-Header-Remove-2"],
+            ),
+        ),
+        (
+            "/case-insensitivity",
+            modifier(
+                &[("X-Header-Set", "header-set")],
+                &case_adds,
+                &["X-Header-Remove"],
+            ),
+        ),
+    ] {
+        r = r.rule(rule().prefix(path).filter(f).to(V1));
+    }
+    r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn httproute_filters_conformance() {
     let bed = Bed::start().await;
-    // httproute-request-header-modifier.
-    bed.serve(&[conformance!("httproute-request-header-modifier")]);
+    // HTTPRouteRequestHeaderModifier.
+    bed.apply(one(modifier_rules(
+        http_route("request-headers"),
+        request_headers,
+        &[],
+    )));
     bed.check(&[
         get("/set")
             .h("Some-Other-Header", "val")
@@ -658,8 +996,34 @@ async fn httproute_filters_conformance() {
     ])
     .await;
 
-    // httproute-response-header-modifier.
-    bed.serve(&[conformance!("httproute-response-header-modifier")]);
+    // HTTPRouteResponseHeaderModifier.
+    bed.apply(one(modifier_rules(
+        http_route("response-headers"),
+        response_headers,
+        &[
+            ("x-lowercase-add", "lowercase-add"),
+            ("x-Mixedcase-ADD-1", "mixedcase-add-1"),
+            ("X-mixeDcase-add-2", "mixedcase-add-2"),
+            ("X-UPPERCASE-ADD", "uppercase-add"),
+        ],
+    )
+    .rule(
+        rule()
+            .prefix("/response-and-request-header-modifiers")
+            .filter(response_headers(
+                &[
+                    ("X-Header-Set-1", "header-set-1"),
+                    ("X-Header-Set-2", "header-set-2"),
+                ],
+                &[
+                    ("X-Header-Add-1", "header-add-1"),
+                    ("X-Header-Add-2", "header-add-2"),
+                ],
+                &["X-Header-Remove-1", "X-Header-Remove-2"],
+            ))
+            .filter(modify_headers())
+            .to(V1),
+    )));
     bed.check(&[
         get("/set")
             .backend_sets("Some-Other-Header", "val")
@@ -743,8 +1107,28 @@ async fn httproute_filters_conformance() {
     ])
     .await;
 
-    // httproute-rewrite-path.
-    bed.serve(&[conformance!("httproute-rewrite-path")]);
+    // HTTPRouteRewritePath.
+    let rewritten = |path: &str, p: Value| rule().prefix(path).filter(rewrite(json!({"path": p})));
+    bed.apply(one(http_route("rewrite-path")
+        .rule(rewritten("/prefix/one", replace_prefix("/one")).to(V1))
+        .rule(rewritten("/strip-prefix", replace_prefix("/")).to(V1))
+        .rule(rewritten("/full/one", replace_full("/one")).to(V1))
+        .rule(
+            rewritten(
+                "/full/rewrite-path-and-modify-headers",
+                replace_full("/test"),
+            )
+            .filter(modify_headers())
+            .to(V1),
+        )
+        .rule(
+            rewritten(
+                "/prefix/rewrite-path-and-modify-headers",
+                replace_prefix("/prefix"),
+            )
+            .filter(modify_headers())
+            .to(V1),
+        )));
     bed.check(&[
         get("/prefix/one/two").to(V1).sees_path("/one/two"),
         get("/strip-prefix/three").to(V1).sees_path("/three"),
@@ -773,8 +1157,24 @@ async fn httproute_filters_conformance() {
     ])
     .await;
 
-    // httproute-rewrite-host.
-    bed.serve(&[conformance!("httproute-rewrite-host")]);
+    // HTTPRouteRewriteHost.
+    let host_to = |h: &str| rewrite(json!({"hostname": h}));
+    bed.apply(one(http_route("rewrite-host")
+        .hosts(&["rewrite.example"])
+        .rule(
+            rule()
+                .prefix("/one")
+                .filter(host_to("one.example.org"))
+                .to(V1),
+        )
+        .rule(rule().filter(host_to("example.org")).to(V2))
+        .rule(
+            rule()
+                .prefix("/rewrite-host-and-modify-headers")
+                .filter(host_to("test.example.org"))
+                .filter(modify_headers())
+                .to(V2),
+        )));
     bed.check(&[
         get("/one")
             .host("rewrite.example")
@@ -800,17 +1200,73 @@ async fn httproute_filters_conformance() {
     .await;
 }
 
+/// A rule redirecting requests under `path` with `fields` (a `RequestRedirect`).
+fn redirect_rule(path: &str, fields: Value) -> Rule {
+    rule().prefix(path).filter(redirect(fields))
+}
+
+/// A route of one redirect rule per `(path, fields)`, on `gw`.
+fn redirects(name: &str, gw: &str, rules: &[(&str, Value)]) -> Value {
+    rules
+        .iter()
+        .fold(http_route(name).parent(gw), |r, (path, fields)| {
+            r.rule(redirect_rule(path, fields.clone()))
+        })
+        .build()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn httproute_redirects_conformance() {
     let bed = Bed::start().await;
-    // The listener port (the suite's 80) is kept when neither scheme nor port is set.
-    bed.serve(&[conformance!("httproute-redirect-host-and-status")]);
+    // HTTPRouteRedirectHostAndStatus. The listener port (the suite's 80) is kept when
+    // neither scheme nor port is set.
+    bed.apply(vec![redirects(
+        "redirect-host",
+        GW_SAME,
+        &[
+            ("/hostname-redirect", json!({"hostname": "example.org"})),
+            (
+                "/host-and-status",
+                json!({"hostname": "example.org", "statusCode": 301}),
+            ),
+        ],
+    )]);
     bed.check(&[
         get("/hostname-redirect").redirect(302, "http://example.org:{P}/hostname-redirect"),
         get("/host-and-status").redirect(301, "http://example.org:{P}/host-and-status"),
     ])
     .await;
-    bed.serve(&[conformance!("httproute-redirect-path")]);
+    // HTTPRouteRedirectPath.
+    bed.apply(vec![redirects(
+        "redirect-path",
+        GW_SAME,
+        &[
+            (
+                "/original-prefix",
+                json!({"path": replace_prefix("/replacement-prefix")}),
+            ),
+            (
+                "/full",
+                json!({"path": replace_full("/full-path-replacement")}),
+            ),
+            (
+                "/path-and-host",
+                json!({"hostname": "example.org", "path": replace_prefix("/replacement-prefix")}),
+            ),
+            (
+                "/path-and-status",
+                json!({"statusCode": 301, "path": replace_prefix("/replacement-prefix")}),
+            ),
+            (
+                "/full-path-and-host",
+                json!({"hostname": "example.org", "path": replace_full("/replacement-full")}),
+            ),
+            (
+                "/full-path-and-status",
+                json!({"statusCode": 301, "path": replace_full("/replacement-full")}),
+            ),
+        ],
+    )]);
     bed.check(&[
         get("/original-prefix/lemon")
             .redirect(302, "http://gw.example:{P}/replacement-prefix/lemon"),
@@ -821,7 +1277,23 @@ async fn httproute_redirects_conformance() {
         get("/full-path-and-status").redirect(301, "http://gw.example:{P}/replacement-full"),
     ])
     .await;
-    bed.serve(&[conformance!("httproute-redirect-port")]);
+    // HTTPRouteRedirectPort.
+    bed.apply(vec![redirects(
+        "redirect-port",
+        GW_SAME,
+        &[
+            ("/port", json!({"port": 8083})),
+            (
+                "/port-and-host",
+                json!({"port": 8083, "hostname": "example.org"}),
+            ),
+            ("/port-and-status", json!({"port": 8083, "statusCode": 301})),
+            (
+                "/port-and-host-and-status",
+                json!({"port": 8083, "hostname": "example.org", "statusCode": 302}),
+            ),
+        ],
+    )]);
     bed.check(&[
         get("/port").redirect(302, "http://gw.example:8083/port"),
         get("/port-and-host").redirect(302, "http://example.org:8083/port-and-host"),
@@ -830,7 +1302,26 @@ async fn httproute_redirects_conformance() {
             .redirect(302, "http://example.org:8083/port-and-host-and-status"),
     ])
     .await;
-    bed.serve(&[conformance!("httproute-redirect-scheme")]);
+    // HTTPRouteRedirectScheme.
+    bed.apply(vec![redirects(
+        "redirect-scheme",
+        GW_SAME,
+        &[
+            ("/scheme", json!({"scheme": "https"})),
+            (
+                "/scheme-and-host",
+                json!({"scheme": "https", "hostname": "example.org"}),
+            ),
+            (
+                "/scheme-and-status",
+                json!({"scheme": "https", "statusCode": 301}),
+            ),
+            (
+                "/scheme-and-host-and-status",
+                json!({"scheme": "https", "statusCode": 302, "hostname": "example.org"}),
+            ),
+        ],
+    )]);
     bed.check(&[
         get("/scheme").redirect(302, "https://gw.example/scheme"),
         get("/scheme-and-host").redirect(302, "https://example.org/scheme-and-host"),
@@ -839,9 +1330,51 @@ async fn httproute_redirects_conformance() {
             .redirect(302, "https://example.org/scheme-and-host-and-status"),
     ])
     .await;
-    // httproute-redirect-port-and-scheme: the Gateway on the HTTP port, and the one on 8080
-    // (the proxy opens that port; a redirect that keeps the port names the listener's).
-    let s = bed.serve(&[conformance!("httproute-redirect-port-and-scheme")]);
+    // HTTPRouteRedirectPortAndScheme: the Gateway on the HTTP port, and one on 8080 (the
+    // proxy opens that port; a redirect that keeps the port names the listener's).
+    let to_org = |extra: Value| {
+        let mut f = json!({"hostname": "example.org"});
+        if let (Some(f), Some(extra)) = (f.as_object_mut(), extra.as_object()) {
+            f.extend(extra.clone());
+        }
+        f
+    };
+    let s = bed.apply(vec![
+        gateway(EDGE, "gw-8080", vec![listener("web", 8080, "HTTP")]),
+        redirects(
+            "redirects-on-80",
+            GW_SAME,
+            &[
+                ("/scheme-nil-and-port-nil", to_org(json!({}))),
+                ("/scheme-nil-and-port-80", to_org(json!({"port": 80}))),
+                ("/scheme-nil-and-port-8080", to_org(json!({"port": 8080}))),
+                (
+                    "/scheme-https-and-port-nil",
+                    to_org(json!({"scheme": "https"})),
+                ),
+                (
+                    "/scheme-https-and-port-443",
+                    to_org(json!({"scheme": "https", "port": 443})),
+                ),
+                (
+                    "/scheme-https-and-port-8443",
+                    to_org(json!({"scheme": "https", "port": 8443})),
+                ),
+            ],
+        ),
+        redirects(
+            "redirects-on-8080",
+            "gw-8080",
+            &[
+                ("/scheme-nil-and-port-nil", to_org(json!({}))),
+                ("/scheme-nil-and-port-80", to_org(json!({"port": 80}))),
+                (
+                    "/scheme-https-and-port-nil",
+                    to_org(json!({"scheme": "https"})),
+                ),
+            ],
+        ),
+    ]);
     bed.check(&[
         get("/scheme-nil-and-port-nil")
             .redirect(302, "http://example.org:{P}/scheme-nil-and-port-nil"),
@@ -855,23 +1388,19 @@ async fn httproute_redirects_conformance() {
         get("/scheme-https-and-port-8443")
             .redirect(302, "https://example.org:8443/scheme-https-and-port-8443"),
         get("/scheme-nil-and-port-nil")
-            .on_8080()
+            .on_port(8080)
             .redirect(302, "http://example.org:{A}/scheme-nil-and-port-nil"),
         get("/scheme-nil-and-port-80")
-            .on_8080()
+            .on_port(8080)
             .redirect(302, "http://example.org/scheme-nil-and-port-80"),
         get("/scheme-https-and-port-nil")
-            .on_8080()
+            .on_port(8080)
             .redirect(302, "https://example.org/scheme-https-and-port-nil"),
         // Each Gateway's routes on its own port only.
-        get("/scheme-nil-and-port-8080").on_8080().status(404),
+        get("/scheme-nil-and-port-8080").on_port(8080).status(404),
     ])
     .await;
-    let gw = &s.gateway_status.gateways[&ObjectRef::new(
-        ObjectKind::Gateway,
-        INFRA,
-        "same-namespace-with-http-listener-on-8080",
-    )];
+    let gw = &s.gateway_status.gateways[&ObjectRef::new(ObjectKind::Gateway, EDGE, "gw-8080")];
     let accepted = gw.listeners[0]
         .conditions
         .iter()
@@ -881,128 +1410,488 @@ async fn httproute_redirects_conformance() {
         (accepted.status, accepted.reason.as_str()),
         (true, "Accepted")
     );
+    accepted_and_resolved(&s, EDGE, "redirects-on-8080");
+
+    // HTTPRoute303Redirect, HTTPRoute307Redirect, HTTPRoute308Redirect: the status code as
+    // configured, the path kept (303 for a POST).
+    bed.apply(vec![redirects(
+        "redirect-codes",
+        GW_SAME,
+        &[
+            ("/see-other", json!({"statusCode": 303})),
+            ("/temporary-redirect", json!({"statusCode": 307})),
+            ("/permanent-redirect", json!({"statusCode": 308})),
+        ],
+    )]);
+    bed.check(&[
+        get("/see-other")
+            .method("POST")
+            .redirect(303, "http://gw.example:{P}/see-other"),
+        get("/temporary-redirect").redirect(307, "http://gw.example:{P}/temporary-redirect"),
+        get("/permanent-redirect").redirect(308, "http://gw.example:{P}/permanent-redirect"),
+    ])
+    .await;
+}
+
+/// Sends `n` requests for `path` and counts the pods that answered (the proxy's own answers
+/// under their status, e.g. `"500"`).
+async fn spread(bed: &Bed, path: &str, n: usize) -> BTreeMap<String, u32> {
+    let mut seen = BTreeMap::new();
+    for _ in 0..n {
+        let g = l7common::get(&bed.client, bed.proxy.http(), "gw.example", path).await;
+        let who = if g.status == StatusCode::OK {
+            g.pod().to_string()
+        } else {
+            g.status.as_u16().to_string()
+        };
+        *seen.entry(who).or_insert(0u32) += 1;
+    }
+    seen
+}
+
+/// A backendRef to Service `ns/name` port 8080.
+fn svc_in(ns: &str, name: &str) -> Value {
+    json!({"name": name, "namespace": ns, "port": 8080})
+}
+
+/// A route allowed by no listener, or by none it names: not accepted with `reason`, counted
+/// by no listener, served nowhere. Returns the snapshot.
+async fn not_attached(
+    bed: &Bed,
+    objs: Vec<Value>,
+    ns: &str,
+    route: &str,
+    gw: &str,
+    reason: &str,
+) -> Arc<Snapshot> {
+    let s = bed.apply(objs);
     assert_eq!(
-        route_condition(
-            &s,
-            INFRA,
-            "http-route-for-listener-on-port-8080",
-            "Accepted"
-        ),
-        (true, "Accepted".into())
+        route_condition(&s, ns, route, "Accepted"),
+        (false, reason.into()),
+        "{route}"
     );
+    assert!(attached_routes(&s, gw).iter().all(|n| *n == 0), "{route}");
+    bed.check(&[get("/").status(404)]).await;
+    s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn httproute_backends_and_references_conformance() {
     let bed = Bed::start().await;
-    // httproute-weight: 70/30/0. Over 300 requests both weighted backends answer (the chance
+    // HTTPRouteWeight: 70/30/0. Over 300 requests both weighted backends answer (the chance
     // that one of them never does is below 1e-15) and the weight-0 one never does.
-    bed.serve(&[conformance!("httproute-weight")]);
-    let mut seen = BTreeMap::new();
-    for _ in 0..300 {
-        let g = l7common::get(&bed.client, bed.proxy.http(), "gw.example", "/").await;
-        assert_eq!(g.status, StatusCode::OK);
-        *seen.entry(g.pod()).or_insert(0u32) += 1;
-    }
+    bed.apply(one(
+        http_route("weights").rule(rule().weighted(V1, 70).weighted(V2, 30).weighted(V3, 0))
+    ));
+    let seen = spread(&bed, "/", 300).await;
     assert!(
         seen.get(V1)
             .is_some_and(|n| *n > seen.get(V2).copied().unwrap_or(0)),
         "{seen:?}"
     );
-    assert!(seen.contains_key(V2) && !seen.contains_key(V3), "{seen:?}");
+    assert!(seen.contains_key(V2) && seen.len() == 2, "{seen:?}");
 
-    // The httproute-invalid-* tests: 500 and ResolvedRefs False with the spec's reason.
-    for (file, route, path, reason) in [
+    // Every backend at weight 0: nothing may be forwarded, and the rule has no backend to
+    // serve it, so 500 (as for a rule whose backends are all invalid).
+    bed.apply(one(
+        http_route("all-weights-zero").rule(rule().weighted(V1, 0).weighted(V2, 0))
+    ));
+    bed.check(&[get("/").status(500), get("/any").status(500)])
+        .await;
+
+    // HTTPRouteRequestHeaderModifierBackendWeights: each backendRef's own filter applies to
+    // the requests sent to it, and only to those (and so does a response header modifier).
+    let tagged = |svc: &str| {
+        let mut b = json!({"name": svc, "port": 8080, "weight": 10});
+        b["filters"] = json!([
+            request_headers(&[("Backend", svc)], &[], &[]),
+            response_headers(&[("Served-By", svc)], &[], &[]),
+        ]);
+        b
+    };
+    let s = bed.apply(one(
+        http_route("per-backend-headers").rule(rule().backend(tagged(V1)).backend(tagged(V2)))
+    ));
+    accepted_and_resolved(&s, EDGE, "per-backend-headers");
+    for _ in 0..100 {
+        let g = l7common::get(&bed.client, bed.proxy.http(), "gw.example", "/").await;
+        assert_eq!(g.status, StatusCode::OK);
+        let json = g.json();
+        assert_eq!(json["headers"]["backend"], json["pod"], "{json}");
+        assert_eq!(json["pod"], g.header("served-by"), "{json}");
+    }
+
+    // The invalid-backendRef tests (HTTPRouteInvalidNonExistentBackendRef,
+    // HTTPRouteInvalidBackendRefUnknownKind, HTTPRouteInvalidCrossNamespaceBackendRef,
+    // HTTPRouteInvalidReferenceGrant): 500 and ResolvedRefs False with the spec's reason.
+    let to_blog = || rule().backend(svc_in(BLOG, "blog"));
+    // Grants that each miss by one field: their namespace, from group, from kind, from
+    // namespace, to group, to kind, to name.
+    let near_misses = [
+        grant(
+            EDGE,
+            "wrong-namespace",
+            (GW_GROUP, "HTTPRoute", EDGE),
+            ("", "Service", "blog"),
+        ),
+        grant(
+            BLOG,
+            "wrong-from-group",
+            ("example.com", "HTTPRoute", EDGE),
+            ("", "Service", "blog"),
+        ),
+        grant(
+            BLOG,
+            "wrong-from-kind",
+            (GW_GROUP, "Gateway", EDGE),
+            ("", "Service", "blog"),
+        ),
+        grant(
+            BLOG,
+            "wrong-from-ns",
+            (GW_GROUP, "HTTPRoute", SHOP),
+            ("", "Service", "blog"),
+        ),
+        grant(
+            BLOG,
+            "wrong-to-group",
+            (GW_GROUP, "HTTPRoute", EDGE),
+            ("example.com", "Service", "blog"),
+        ),
+        grant(
+            BLOG,
+            "wrong-to-kind",
+            (GW_GROUP, "HTTPRoute", EDGE),
+            ("", "Secret", "blog"),
+        ),
+        grant(
+            BLOG,
+            "wrong-to-name",
+            (GW_GROUP, "HTTPRoute", EDGE),
+            ("", "Service", "other"),
+        ),
+    ];
+    for (objs, route, path, reason) in [
         (
-            conformance!("httproute-invalid-nonexistent-backendref"),
-            "invalid-nonexistent-backend-ref",
+            one(http_route("to-nothing").rule(rule().backend(svc_in(EDGE, "missing")))),
+            "to-nothing",
             "/",
             "BackendNotFound",
         ),
         (
-            conformance!("httproute-invalid-backendref-unknown-kind"),
-            "invalid-backend-ref-unknown-kind",
+            one(http_route("to-unknown-kind").rule(rule().backend(json!({
+                "group": "things.example.com", "kind": "Thing", "name": V1, "port": 8080
+            })))),
+            "to-unknown-kind",
             "/v2",
             "InvalidKind",
         ),
         (
-            conformance!("httproute-invalid-cross-namespace-backend-ref"),
-            "invalid-cross-namespace-backend-ref",
+            one(http_route("to-blog").rule(to_blog())),
+            "to-blog",
             "/",
             "RefNotPermitted",
         ),
         (
-            conformance!("httproute-invalid-reference-grant"),
-            "reference-grant",
+            near_misses
+                .iter()
+                .cloned()
+                .chain(one(http_route("to-blog").rule(to_blog())))
+                .collect(),
+            "to-blog",
             "/",
             "RefNotPermitted",
         ),
     ] {
-        let s = bed.serve(&[file]);
+        let s = bed.apply(objs);
         assert_eq!(
-            route_condition(&s, INFRA, route, "ResolvedRefs"),
+            route_condition(&s, EDGE, route, "ResolvedRefs"),
             (false, reason.into()),
             "{route}"
         );
-        assert!(route_condition(&s, INFRA, route, "Accepted").0, "{route}");
+        assert!(route_condition(&s, EDGE, route, "Accepted").0, "{route}");
         bed.check(&[get(path).status(500)]).await;
     }
 
-    // httproute-reference-grant: with the grant the web backend answers; without it, 500.
-    let grant = conformance!("httproute-reference-grant");
-    let s = bed.serve(&[grant]);
-    assert_eq!(
-        route_condition(&s, INFRA, "reference-grant", "ResolvedRefs"),
-        (true, "ResolvedRefs".into())
+    // HTTPRouteReferenceGrant: with the grant the blog backend answers; without it, 500.
+    let granted = grant(
+        BLOG,
+        "edge-routes",
+        (GW_GROUP, "HTTPRoute", EDGE),
+        ("", "Service", "blog"),
     );
-    bed.check(&[get("/").to("web-backend")]).await;
-    let without: Vec<&str> = grant
-        .split("\n---\n")
-        .filter(|d| !d.contains("kind: ReferenceGrant"))
-        .collect();
-    bed.serve(&[&without.join("\n---\n")]);
+    let s = bed.apply(vec![granted, http_route("to-blog").rule(to_blog()).build()]);
+    accepted_and_resolved(&s, EDGE, "to-blog");
+    bed.check(&[get("/").to("blog")]).await;
+    bed.apply(one(http_route("to-blog").rule(to_blog())));
     bed.check(&[get("/").status(500)]).await;
 
-    // The httproute-invalid-parentref-* tests: not accepted, nothing served, no route counted.
-    for (file, ns, route, reason) in [
-        (
-            conformance!("httproute-invalid-parentref-not-matching-section-name"),
-            INFRA,
-            "httproute-listener-not-matching-section-name",
-            "NoMatchingParent",
+    // HTTPRoutePartiallyInvalidViaInvalidReferenceGrant: a grant for shop-v1 only; the rule
+    // to shop-v2 gets 500, its sibling to shop-v1 is served.
+    let s = bed.apply(vec![
+        grant(
+            SHOP,
+            "v1-only",
+            (GW_GROUP, "HTTPRoute", EDGE),
+            ("", "Service", "shop-v1"),
         ),
-        (
-            conformance!("httproute-invalid-parentref-not-matching-listener-port"),
-            INFRA,
-            "httproute-listener-not-matching-route-port",
-            "NoMatchingParent",
-        ),
-        (
-            conformance!("httproute-invalid-cross-namespace-parent-ref"),
-            "gateway-conformance-web-backend",
-            "invalid-cross-namespace-parent-ref",
-            "NotAllowedByListeners",
-        ),
-    ] {
-        let s = bed.serve(&[file]);
-        assert_eq!(
-            route_condition(&s, ns, route, "Accepted"),
-            (false, reason.into()),
-            "{route}"
-        );
-        let gw = &s.gateway_status.gateways
-            [&ObjectRef::new(ObjectKind::Gateway, INFRA, "same-namespace")];
-        assert_eq!(gw.listeners[0].attached_routes, 0, "{route}");
-        bed.check(&[get("/").status(404)]).await;
+        http_route("to-shop")
+            .rule(rule().prefix("/v2").backend(svc_in(SHOP, "shop-v2")))
+            .rule(rule().backend(svc_in(SHOP, "shop-v1")))
+            .build(),
+    ]);
+    assert_eq!(
+        route_condition(&s, EDGE, "to-shop", "ResolvedRefs"),
+        (false, "RefNotPermitted".into())
+    );
+    assert!(route_condition(&s, EDGE, "to-shop", "Accepted").0);
+    bed.check(&[get("/v2").status(500), get("/").to("shop-v1")])
+        .await;
+
+    // HTTPRouteNoBackendRefs: rules with backendRefs left out or empty answer 500.
+    let s = bed.apply(one(http_route("no-backends")
+        .rule(rule().exact("/omitted-no-forward"))
+        .rule(rule().exact("/empty-no-forward").no_backends())
+        .rule(rule().prefix("/").to(V1))));
+    accepted_and_resolved(&s, EDGE, "no-backends");
+    bed.check(&[
+        get("/forward").to(V1),
+        get("/omitted-no-forward").status(500),
+        get("/empty-no-forward").status(500),
+    ])
+    .await;
+
+    // HTTPRouteServiceTypes: a Service without selector whose EndpointSlices are written by
+    // hand (one IPv4 with the pod, one IPv6 without endpoints), a headless Service with the
+    // slice its controller writes, and a headless Service with hand-written slices: each is
+    // served by its pod.
+    let pod = bed.pod_addrs[V1];
+    let hand = |name: &str, headless: bool| {
+        let mut spec = json!({"ports": [{"name": "http", "port": 8080, "targetPort": 3000}]});
+        if headless {
+            spec["clusterIP"] = json!("None");
+        }
+        let mut v6 = endpoint_slice(EDGE, name, &format!("{name}-v6"), &[HTTP_8080], None);
+        v6["addressType"] = json!("IPv6");
+        vec![
+            json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": name, "namespace": EDGE}, "spec": spec}),
+            endpoint_slice(EDGE, name, &format!("{name}-v4"), &[HTTP_8080], Some(pod)),
+            v6,
+        ]
+    };
+    let mut objs = hand("hand-sliced", false);
+    objs.extend(hand("headless-hand-sliced", true));
+    objs.push(json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "headless", "namespace": EDGE},
+        "spec": {"clusterIP": "None", "selector": {"app": V1},
+                 "ports": [{"name": "http", "port": 8080, "targetPort": 3000}]}}));
+    objs.push(endpoint_slice(
+        EDGE,
+        "headless",
+        "headless-x1",
+        &[HTTP_8080],
+        Some(pod),
+    ));
+    let mut route = http_route("service-types");
+    for svc in ["hand-sliced", "headless", "headless-hand-sliced"] {
+        route = route.rule(rule().exact(&format!("/{svc}")).to(svc));
     }
+    objs.push(route.build());
+    let s = bed.apply(objs);
+    accepted_and_resolved(&s, EDGE, "service-types");
+    bed.check(&[
+        get("/hand-sliced").to(V1),
+        get("/headless").to(V1),
+        get("/headless-hand-sliced").to(V1),
+    ])
+    .await;
+
+    // The parentRef tests: not accepted, nothing served, no route counted.
+    // HTTPRouteInvalidParentRefNotMatchingSectionName.
+    let plain = |name: &str, parent: Value| http_route(name).parent_ref(parent).rule(rule().to(V1));
+    not_attached(
+        &bed,
+        one(plain(
+            "no-such-section",
+            json!({"name": GW_SAME, "namespace": EDGE, "port": 80, "sectionName": "web2"}),
+        )),
+        EDGE,
+        "no-such-section",
+        GW_SAME,
+        "NoMatchingParent",
+    )
+    .await;
+    // HTTPRouteInvalidParentRefNotMatchingListenerPort.
+    not_attached(
+        &bed,
+        one(plain(
+            "no-such-port",
+            json!({"name": GW_SAME, "namespace": EDGE, "port": 81}),
+        )),
+        EDGE,
+        "no-such-port",
+        GW_SAME,
+        "NoMatchingParent",
+    )
+    .await;
+    // HTTPRouteInvalidParentRefSectionNameNotMatchingPort: the listener exists, its port is
+    // another.
+    not_attached(
+        &bed,
+        vec![
+            gateway(
+                EDGE,
+                "gw-any-ns",
+                vec![
+                    listener("web", 80, "HTTP")
+                        .all_namespaces()
+                        .kinds(&["HTTPRoute"]),
+                ],
+            ),
+            plain(
+                "section-on-other-port",
+                json!({"name": "gw-any-ns", "namespace": EDGE, "sectionName": "web", "port": 81}),
+            )
+            .build(),
+        ],
+        EDGE,
+        "section-on-other-port",
+        "gw-any-ns",
+        "NoMatchingParent",
+    )
+    .await;
+    // HTTPRouteInvalidCrossNamespaceParentRef.
+    not_attached(
+        &bed,
+        one(plain("from-blog", json!({"name": GW_SAME, "namespace": EDGE})).ns(BLOG)),
+        BLOG,
+        "from-blog",
+        GW_SAME,
+        "NotAllowedByListeners",
+    )
+    .await;
+    // HTTPRouteDisallowedKind: a Gateway whose only listener takes TLSRoutes; the route's
+    // references still resolve.
+    let s = not_attached(
+        &bed,
+        vec![
+            gateway(
+                EDGE,
+                "tls-only",
+                vec![
+                    listener("passthrough", 443, "TLS")
+                        .passthrough()
+                        .kinds(&["TLSRoute"]),
+                ],
+            ),
+            plain(
+                "on-tls-only",
+                json!({"name": "tls-only", "namespace": EDGE}),
+            )
+            .build(),
+        ],
+        EDGE,
+        "on-tls-only",
+        "tls-only",
+        "NotAllowedByListeners",
+    )
+    .await;
+    assert_eq!(
+        route_condition(&s, EDGE, "on-tls-only", "ResolvedRefs"),
+        (true, "ResolvedRefs".into())
+    );
+
+    // HTTPRouteCrossNamespace: a route in blog on the Gateway that takes routes from
+    // namespaces labelled `tier: apps`.
+    let s = bed.apply(one(http_route("blog-on-apps-gw")
+        .ns(BLOG)
+        .parent_ref(json!({"name": GW_APPS, "namespace": EDGE}))
+        .rule(rule().to("blog"))));
+    accepted_and_resolved(&s, BLOG, "blog-on-apps-gw");
+    bed.check(&[get("/").to("blog")]).await;
+
+    // HTTPRouteMultipleGateways: a route on two Gateways (on ports 80 and 8080 here, their
+    // own addresses in a cluster) is served by both; each Gateway's own route only by it.
+    let s = bed.apply(vec![
+        gateway(
+            EDGE,
+            "gw-8080",
+            vec![listener("web", 8080, "HTTP").all_namespaces()],
+        ),
+        http_route("shared")
+            .parent(GW_SAME)
+            .parent("gw-8080")
+            .rule(rule().prefix("/shared").to(V1))
+            .build(),
+        http_route("on-80-only")
+            .parent(GW_SAME)
+            .rule(rule().prefix("/").to(V2))
+            .build(),
+        http_route("on-8080-only")
+            .parent("gw-8080")
+            .rule(rule().prefix("/").to(V3))
+            .build(),
+    ]);
+    for r in ["shared", "on-80-only", "on-8080-only"] {
+        assert_eq!(
+            route_condition(&s, EDGE, r, "Accepted"),
+            (true, "Accepted".into()),
+            "{r}"
+        );
+    }
+    bed.check(&[
+        get("/shared").to(V1),
+        get("/").to(V2),
+        get("/shared").on_port(8080).to(V1),
+        get("/").on_port(8080).to(V3),
+    ])
+    .await;
+
+    // HTTPRouteListenerPortMatching: listeners for foo.com on 80, 8080 and 8090 and for
+    // bar.com on 8080 and 8090; routes by parentRef port (and section on 8090).
+    let gw = "by-port";
+    let on = |name: &str, port: u16, host: &str| listener(name, port, "HTTP").host(host);
+    let s = bed.apply(vec![
+        gateway(
+            EDGE,
+            gw,
+            vec![
+                on("foo-80", 80, "foo.com"),
+                on("foo-8080", 8080, "foo.com"),
+                on("bar-8080", 8080, "bar.com"),
+                on("foo-8090", 8090, "foo.com"),
+                on("bar-8090", 8090, "bar.com"),
+            ],
+        ),
+        plain("port-80", json!({"name": gw, "port": 80})).build(),
+        http_route("port-8080")
+            .parent_ref(json!({"name": gw, "port": 8080}))
+            .rule(rule().to(V2))
+            .build(),
+        http_route("port-8090-foo")
+            .parent_ref(json!({"name": gw, "port": 8090, "sectionName": "foo-8090"}))
+            .rule(rule().to(V3))
+            .build(),
+    ]);
+    for r in ["port-80", "port-8080", "port-8090-foo"] {
+        accepted_and_resolved(&s, EDGE, r);
+    }
+    bed.check(&[
+        get("/").host("foo.com").to(V1),
+        get("/").host("foo.com:8080").on_port(8080).to(V2),
+        get("/").host("bar.com:8080").on_port(8080).to(V2),
+        get("/").host("foo.com:8090").on_port(8090).to(V3),
+        get("/").host("bar.com:8090").on_port(8090).status(404),
+    ])
+    .await;
 }
 
-/// The HTTPS listeners of the conformance base Gateway `same-namespace-with-https-listener`
-/// (conformance/base/manifests.yaml: no hostname, `second-example.org`, `*.wildcard.org`,
-/// `fourth-example.wildcard.org`, all on 443 with one certificate), one HTTPRoute per
-/// listener (`sectionName`), and an Ingress with TLS for `shop.test` on the same port.
-fn misdirected_manifests(pods: &BTreeMap<&str, SocketAddr>) -> String {
-    use base64::Engine as _;
+/// The TLS Gateway `gw-tls` in [`EDGE`]: HTTPS listeners on `port` with no hostname,
+/// `second-example.org`, `*.wildcard.org` and `fourth-example.wildcard.org`, one certificate
+/// for all; one HTTPRoute per listener (`sectionName`, under
+/// `/detect-misdirected-requests`), and an Ingress with TLS for `shop.test` on the same port.
+fn misdirected_manifests(pods: &BTreeMap<&str, SocketAddr>, port: u16) -> String {
     let names = [
         "example.org",
         "second-example.org",
@@ -1011,103 +1900,57 @@ fn misdirected_manifests(pods: &BTreeMap<&str, SocketAddr>) -> String {
         "shop.test",
     ];
     let (cert, key) = xdp_ingress::proxy::tls::self_signed_pem(&names).unwrap();
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    let listener = |name: &str, host: Option<&str>| {
-        let host = host
-            .map(|h| format!(", hostname: \"{h}\""))
-            .unwrap_or_default();
-        format!(
-            "  - {{name: {name}, port: 443, protocol: HTTPS{host}, allowedRoutes: {{namespaces: {{from: Same}}}}, tls: {{certificateRefs: [{{name: misdirected-cert}}]}}}}\n"
-        )
+    let https = |name: &str, host: Option<&str>| {
+        let l = listener(name, port, "HTTPS").cert("gw-tls-cert");
+        match host {
+            Some(h) => l.host(h),
+            None => l,
+        }
     };
     let route = |name: &str, section: &str, backend: &str| {
-        // The catch-all listener's route names its host, as the suite's does.
-        let hostnames = if section == "https" {
-            "  hostnames: [example.org]\n"
+        let r = http_route(name).section("gw-tls", section);
+        // The catch-all listener's route names its host.
+        let r = if section == "any-host" {
+            r.hosts(&["example.org"])
         } else {
-            ""
+            r
         };
-        format!(
-            r#"---
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: {name}, namespace: gateway-conformance-infra}}
-spec:
-  parentRefs: [{{name: same-namespace-with-https-listener, sectionName: {section}}}]
-{hostnames}  rules:
-  - matches: [{{path: {{type: PathPrefix, value: /detect-misdirected-requests}}}}]
-    backendRefs: [{{name: {backend}, port: 8080}}]
-"#
-        )
+        r.rule(rule().prefix("/detect-misdirected-requests").to(backend))
+            .build()
     };
-    let shop = pods[V3];
-    format!(
-        r#"apiVersion: v1
-kind: Secret
-metadata: {{name: misdirected-cert, namespace: gateway-conformance-infra}}
-type: kubernetes.io/tls
-data: {{tls.crt: {}, tls.key: {}}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: same-namespace-with-https-listener, namespace: gateway-conformance-infra}}
-spec:
-  gatewayClassName: "{{GATEWAY_CLASS_NAME}}"
-  listeners:
-{}{}{}{}{}{}{}{}---
-apiVersion: v1
-kind: Service
-metadata: {{name: shop, namespace: default}}
-spec:
-  ports: [{{name: http, port: 80, targetPort: {}}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: shop-1, namespace: default, labels: {{kubernetes.io/service-name: shop}}}}
-addressType: IPv4
-ports: [{{name: http, port: {}, protocol: TCP}}]
-endpoints:
-- {{addresses: ["{}"], conditions: {{ready: true}}}}
----
-apiVersion: networking.k8s.io/v1
+    let mut objs = vec![
+        tls_secret(EDGE, "gw-tls-cert", &cert, &key),
+        gateway(
+            EDGE,
+            "gw-tls",
+            vec![
+                https("any-host", None),
+                https("second", Some("second-example.org")),
+                https("wildcard", Some("*.wildcard.org")),
+                https("fourth", Some("fourth-example.wildcard.org")),
+            ],
+        ),
+        route("catch-all", "any-host", V1),
+        route("second", "second", V2),
+        route("wildcard", "wildcard", V3),
+        route("fourth", "fourth", V1),
+        tls_secret("default", "shop-tls", &cert, &key),
+    ];
+    objs.extend(service("default", "shop", &[("http", 80, None)], pods[V3]));
+    let ingress = r#"apiVersion: networking.k8s.io/v1
 kind: Ingress
-metadata: {{name: shop, namespace: default}}
+metadata: {name: shop, namespace: default}
 spec:
   ingressClassName: xdp-ingress
-  tls: [{{hosts: [shop.test], secretName: shop-tls}}]
+  tls: [{hosts: [shop.test], secretName: shop-tls}]
   rules:
   - host: shop.test
     http:
       paths:
-      - {{path: /, pathType: Prefix, backend: {{service: {{name: shop, port: {{number: 80}}}}}}}}
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: shop-tls, namespace: default}}
-type: kubernetes.io/tls
-data: {{tls.crt: {}, tls.key: {}}}
-"#,
-        b64(&cert),
-        b64(&key),
-        listener("https", None),
-        listener("https-with-hostname", Some("second-example.org")),
-        listener("https-with-wildcard-hostname", Some("*.wildcard.org")),
-        listener(
-            "https-with-hostname-matching-wildcard",
-            Some("fourth-example.wildcard.org")
-        ),
-        route("catch-all", "https", V1),
-        route("second", "https-with-hostname", V2),
-        route("wildcard", "https-with-wildcard-hostname", V3),
-        route("fourth", "https-with-hostname-matching-wildcard", V1),
-        shop.port(),
-        shop.port(),
-        shop.ip(),
-        b64(&cert),
-        b64(&key),
-    )
+      - {path: /, pathType: Prefix, backend: {service: {name: shop, port: {number: 80}}}}
+"#;
+    format!("{}\n---\n{ingress}", manifest(&objs))
 }
-
 /// `HTTPSListenerDetectMisdirectedRequests` (feature
 /// `GatewayHTTPSListenerDetectMisdirectedRequests`, GEP-3567; RFC 9110 section 15.5.20): a
 /// request whose Host selects another HTTPS listener than the one the TLS handshake's SNI
@@ -1116,7 +1959,7 @@ data: {{tls.crt: {}, tls.key: {}}}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_listener_detects_misdirected_requests() {
     let bed = Bed::start().await;
-    bed.serve(&[&misdirected_manifests(&bed.pod_addrs)]);
+    bed.serve(&[&misdirected_manifests(&bed.pod_addrs, 443)]);
     let https = bed.proxy.https();
     // (SNI, Host, status, the pod that answers).
     let cases: &[(&str, &str, u16, &str)] = &[
@@ -1195,13 +2038,12 @@ async fn gateway_https_listener_on_its_own_port() {
         .local_addr()
         .unwrap()
         .port();
-    let manifests =
-        misdirected_manifests(&bed.pod_addrs).replace("port: 443", &format!("port: {port}"));
+    let manifests = misdirected_manifests(&bed.pod_addrs, port);
     let ports = ProxyPorts {
         gateway_range: format!("{port}").parse().unwrap(),
         ..bed.ports()
     };
-    let yaml = format!("{}---\n{}", base(&bed.pod_addrs), manifests);
+    let yaml = format!("{}\n---\n{}", manifest(&base(&bed.pod_addrs)), manifests);
     let s = translate_manifests(1, &localize(&yaml, ports), |c| c.gateway_ports = ports);
     bed.proxy.handle.apply(s.clone());
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
@@ -1235,7 +2077,7 @@ async fn gateway_https_listener_on_its_own_port() {
     .await;
     assert_eq!(g.status.as_u16(), 404);
     // Gone: the port closes.
-    let s = translate_manifests(2, &localize(&base(&bed.pod_addrs), ports), |c| {
+    let s = translate_manifests(2, &localize(&manifest(&base(&bed.pod_addrs)), ports), |c| {
         c.gateway_ports = ports
     });
     bed.proxy.handle.apply(s);
@@ -1250,11 +2092,56 @@ async fn gateway_https_listener_on_its_own_port() {
     }
 }
 
-/// `(service, method)` of the conformance suite's gRPC echo server.
-const GRPC_ECHO: &str = "gateway_api_conformance.echo_basic.grpcecho.GrpcEcho";
-const G1: &str = "grpc-infra-backend-v1";
-const G2: &str = "grpc-infra-backend-v2";
-const G3: &str = "grpc-infra-backend-v3";
+/// HTTPRouteHTTPSListener: routes on a Gateway's HTTPS listeners, one by hostname on the
+/// listener without one, one by `sectionName` on the listener for `second-example.org`;
+/// requests over TLS (SNI as the Host) reach theirs, an unknown host gets 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn httproute_https_listener_conformance() {
+    let bed = Bed::start().await;
+    let (cert, key) =
+        xdp_ingress::proxy::tls::self_signed_pem(&["example.org", "second-example.org"]).unwrap();
+    let https = |name: &str| listener(name, 443, "HTTPS").cert("gw-tls-cert");
+    let s = bed.apply(vec![
+        tls_secret(EDGE, "gw-tls-cert", &cert, &key),
+        gateway(
+            EDGE,
+            "gw-tls",
+            vec![
+                https("any-host"),
+                https("second").host("second-example.org"),
+            ],
+        ),
+        http_route("by-host")
+            .parent("gw-tls")
+            .hosts(&["example.org"])
+            .rule(rule().to(V1))
+            .build(),
+        http_route("by-section")
+            .section("gw-tls", "second")
+            .rule(rule().to(V2))
+            .build(),
+    ]);
+    accepted_and_resolved(&s, EDGE, "by-host");
+    accepted_and_resolved(&s, EDGE, "by-section");
+    let https = bed.proxy.https();
+    for (host, status, pod) in [
+        ("example.org", 200, V1),
+        ("unknown-example.org", 404, ""),
+        ("second-example.org", 200, V2),
+    ] {
+        let (stream, _) = tls_connect(https, host, &[b"http/1.1"]).await;
+        let g = request_over(stream, false, req(https, host, "/")).await;
+        assert_eq!(g.status.as_u16(), status, "{host}");
+        if !pod.is_empty() {
+            assert_eq!(g.pod(), pod, "{host}");
+        }
+    }
+}
+/// The gRPC service the echo pods answer (any service name works; this is ours).
+const GRPC_ECHO: &str = "echo.v1.Echo";
+const G1: &str = "grpc-v1";
+const G2: &str = "grpc-v2";
+const G3: &str = "grpc-v3";
 
 /// What a gRPC client reads from one unary call.
 #[derive(Debug)]
@@ -1337,15 +2224,9 @@ async fn grpc_call(
     GrpcGot { code, echo }
 }
 
-/// The route parent condition `type` of GRPCRoute `route` in gateway-conformance-infra.
+/// The route parent condition `type` of GRPCRoute `route` in [`EDGE`].
 fn grpc_condition(s: &Snapshot, route: &str, type_: &str) -> (bool, String) {
-    let parents = &s.gateway_status.routes[&ObjectRef::new(ObjectKind::GRPCRoute, INFRA, route)];
-    let c = parents[0]
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .unwrap_or_else(|| panic!("no {type_} on {route}"));
-    (c.status, c.reason.clone())
+    parent_condition(s, ObjectKind::GRPCRoute, EDGE, route, type_)
 }
 
 /// The GRPCRoute conformance tests (conformance/tests/grpcroute-*.go) with real gRPC calls
@@ -1361,10 +2242,12 @@ async fn grpcroute_conformance() {
             async move { grpc_call(bed, false, authority, method, &md).await }
         };
 
-    // grpcroute-exact-method-matching.
-    let s = bed.serve(&[conformance!("grpcroute-exact-method-matching")]);
+    // GRPCExactMethodMatching.
+    let s = bed.apply(one(grpc_route("by-method")
+        .rule(rule().when(grpc_method(GRPC_ECHO, "Echo")).to(G1))
+        .rule(rule().when(grpc_method(GRPC_ECHO, "EchoTwo")).to(G2))));
     assert_eq!(
-        grpc_condition(&s, "exact-matching", "Accepted"),
+        grpc_condition(&s, "by-method", "Accepted"),
         (true, "Accepted".into())
     );
     for (method, want) in [
@@ -1379,8 +2262,14 @@ async fn grpcroute_conformance() {
         }
     }
 
-    // grpcroute-header-matching.
-    bed.serve(&[conformance!("grpcroute-header-matching")]);
+    // GRPCRouteHeaderMatching.
+    let color = |c: &str| any().header("color", c);
+    bed.apply(one(grpc_route("by-header")
+        .rule(rule().when(version("one")).to(G1))
+        .rule(rule().when(version("two")).to(G2))
+        .rule(rule().when(version("two").header("color", "orange")).to(G1))
+        .rule(rule().when(color("blue")).when(color("green")).to(G1))
+        .rule(rule().when(color("red")).when(color("yellow")).to(G2))));
     for (md, want) in [
         (vec![("Version", "one")], Some(G1)),
         (vec![("Version", "two")], Some(G2)),
@@ -1401,9 +2290,34 @@ async fn grpcroute_conformance() {
         }
     }
 
-    // grpcroute-listener-hostname-matching.
-    let s = bed.serve(&[conformance!("grpcroute-listener-hostname-matching")]);
-    for r in ["backend-v1", "backend-v2", "backend-v3"] {
+    // GRPCRouteListenerHostnameMatching.
+    let gw = "hosts";
+    let s = bed.apply(vec![
+        gateway(
+            EDGE,
+            gw,
+            vec![
+                http_for("bar", Some("bar.com")),
+                http_for("foo-bar", Some("foo.bar.com")),
+                http_for("any-bar", Some("*.bar.com")),
+                http_for("any-foo", Some("*.foo.com")),
+            ],
+        ),
+        grpc_route("to-v1")
+            .section(gw, "bar")
+            .rule(rule().to(G1))
+            .build(),
+        grpc_route("to-v2")
+            .section(gw, "foo-bar")
+            .rule(rule().to(G2))
+            .build(),
+        grpc_route("to-v3")
+            .section(gw, "any-bar")
+            .section(gw, "any-foo")
+            .rule(rule().to(G3))
+            .build(),
+    ]);
+    for r in ["to-v1", "to-v2", "to-v3"] {
         assert_eq!(
             grpc_condition(&s, r, "Accepted"),
             (true, "Accepted".into()),
@@ -1427,8 +2341,36 @@ async fn grpcroute_conformance() {
         }
     }
 
-    // grpcroute-request-header-modifier: the first of the equal Echo rules wins (set).
-    bed.serve(&[conformance!("grpcroute-request-header-modifier")]);
+    // GRPCRouteRequestHeaderModifier: the first of the equal Echo rules wins (set).
+    let echo = |f: Value| rule().when(grpc_method(GRPC_ECHO, "Echo")).filter(f).to(G1);
+    bed.apply(one(grpc_route("request-headers")
+        .rule(echo(request_headers(
+            &[("X-Header-Set", "set-overwrites-values")],
+            &[],
+            &[],
+        )))
+        .rule(echo(request_headers(
+            &[],
+            &[("X-Header-Add", "add-appends-values")],
+            &[],
+        )))
+        .rule(echo(request_headers(&[], &[], &["X-Header-Remove"])))
+        .rule(
+            rule()
+                .when(grpc_method(GRPC_ECHO, "EchoTwo"))
+                .filter(request_headers(
+                    &[
+                        ("X-Header-Set-1", "header-set-1"),
+                        ("X-Header-Set-2", "header-set-2"),
+                    ],
+                    &[
+                        ("X-Header-Add-1", "header-add-1"),
+                        ("X-Header-Add-2", "header-add-2"),
+                    ],
+                    &["X-Header-Remove-1", "X-Header-Remove-2"],
+                ))
+                .to(G2),
+        )));
     let g = call(
         "gw.example",
         "Echo",
@@ -1466,9 +2408,11 @@ async fn grpcroute_conformance() {
     assert_eq!(g.saw("x-header-remove-1"), None);
     assert_eq!(g.saw("x-header-remove-2"), None);
 
-    // grpcroute-weight: 70/30/0 over 200 calls: both weighted backends answer (the chance
+    // GRPCRouteWeight: 70/30/0 over 200 calls: both weighted backends answer (the chance
     // that one never does is below 1e-30), v1 more often, the weight-0 one never.
-    bed.serve(&[conformance!("grpcroute-weight")]);
+    bed.apply(one(
+        grpc_route("weights").rule(rule().weighted(G1, 70).weighted(G2, 30).weighted(G3, 0))
+    ));
     let mut seen = BTreeMap::new();
     for _ in 0..200 {
         let g = call("gw.example", "Echo", vec![]).await;
@@ -1487,42 +2431,24 @@ async fn grpcroute_conformance() {
 /// requirement for HTTPS listeners) and the call reaches the gRPC backend over h2c.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpcroute_over_tls() {
-    use base64::Engine as _;
     let bed = Bed::start().await;
     let (crt, key) = xdp_ingress::proxy::tls::self_signed_pem(&["grpc.example"]).unwrap();
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    let yaml = format!(
-        r#"apiVersion: v1
-kind: Secret
-metadata: {{name: grpc-tls, namespace: gateway-conformance-infra}}
-type: kubernetes.io/tls
-data: {{tls.crt: {}, tls.key: {}}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: tls-gw, namespace: gateway-conformance-infra}}
-spec:
-  gatewayClassName: "{{GATEWAY_CLASS_NAME}}"
-  listeners:
-  - name: https
-    port: 443
-    protocol: HTTPS
-    hostname: grpc.example
-    tls: {{certificateRefs: [{{name: grpc-tls}}]}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: GRPCRoute
-metadata: {{name: over-tls, namespace: gateway-conformance-infra}}
-spec:
-  parentRefs: [{{name: tls-gw}}]
-  rules:
-  - matches: [{{method: {{service: {GRPC_ECHO}, method: Echo}}}}]
-    backendRefs: [{{name: grpc-infra-backend-v2, port: 8080}}]
-"#,
-        b64(&crt),
-        b64(&key)
-    );
-    let s = bed.serve(&[&yaml]);
+    let s = bed.apply(vec![
+        tls_secret(EDGE, "grpc-tls", &crt, &key),
+        gateway(
+            EDGE,
+            "tls-gw",
+            vec![
+                listener("https", 443, "HTTPS")
+                    .host("grpc.example")
+                    .cert("grpc-tls"),
+            ],
+        ),
+        grpc_route("over-tls")
+            .parent("tls-gw")
+            .rule(rule().when(grpc_method(GRPC_ECHO, "Echo")).to(G2))
+            .build(),
+    ]);
     assert_eq!(
         grpc_condition(&s, "over-tls", "Accepted"),
         (true, "Accepted".into())
@@ -1549,14 +2475,25 @@ spec:
     );
 }
 
-/// httproute-timeout-request and httproute-timeout-backend-request: a backend that answers
-/// after 1 s gets the client 504 under a 500 ms timeout, 200 when the timeout is `0s`.
+/// HTTPRouteRequestTimeout and HTTPRouteBackendRequestTimeout: a backend that answers after
+/// 1 s gets the client 504 under a 500 ms timeout, 200 when the timeout is `0s`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn httproute_timeouts_conformance() {
     let bed = Bed::start().await;
-    bed.serve(&[
-        conformance!("httproute-timeout-request"),
-        conformance!("httproute-timeout-backend-request"),
+    let timed = |path: &str, field: &str, t: &str| {
+        let mut timeouts = json!({});
+        timeouts[field] = json!(t);
+        rule().prefix(path).to(V1).timeouts(timeouts)
+    };
+    bed.apply(vec![
+        http_route("request-timeouts")
+            .rule(timed("/request-timeout", "request", "500ms"))
+            .rule(timed("/disable-request-timeout", "request", "0s"))
+            .build(),
+        http_route("backend-timeouts")
+            .rule(timed("/backend-timeout", "backendRequest", "500ms"))
+            .rule(timed("/disable-backend-timeout", "backendRequest", "0s"))
+            .build(),
     ]);
     bed.check(&[
         get("/request-timeout").to(V1),
@@ -1580,30 +2517,44 @@ async fn served(pod: &HttpBackend, n: u64) -> bool {
     false
 }
 
-/// httproute-request-mirror and httproute-request-multiple-mirrors: the client is answered by
+/// HTTPRouteRequestMirror and HTTPRouteRequestMultipleMirrors: the client is answered by
 /// the route's backend, every mirror backend gets a copy (after the request header
 /// modifier), and a mirror that never answers does not hold the client's answer back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn httproute_request_mirror_conformance() {
     let bed = Bed::start().await;
-    bed.serve(&[conformance!("httproute-request-mirror")]);
+    bed.apply(one(http_route("mirrors")
+        .rule(
+            rule()
+                .prefix("/mirror")
+                .filter(mirror(V2, json!({})))
+                .to(V1),
+        )
+        .rule(
+            rule()
+                .prefix("/mirror-and-modify-headers")
+                .filter(modify_headers())
+                .filter(mirror(V2, json!({})))
+                .to(V1),
+        )));
     let (v2, v3) = (bed.pod(V2), bed.pod(V3));
     let before = v2.requests();
     bed.check(&[get("/mirror").to(V1)]).await;
     assert!(served(v2, before + 1).await, "v2 got the copy");
     let before = v2.requests();
-    bed.check(&[get("/mirror-and-modify-headers")
-        .h("X-Header-Remove", "remove-val")
-        .h("X-Header-Add-Append", "append-val-1")
-        .to(V1)
-        .sees("X-Header-Add", "header-val-1")
-        .sees("X-Header-Add-Append", "append-val-1,header-val-2")
-        .sees("X-Header-Set", "set-overwrites-values")
-        .absent("X-Header-Remove")])
-        .await;
+    bed.check(&[sees_modified_headers(with_modified_headers(
+        get("/mirror-and-modify-headers").to(V1),
+    ))])
+    .await;
     assert!(served(v2, before + 1).await, "v2 got the modified copy");
 
-    bed.serve(&[conformance!("httproute-request-multiple-mirrors")]);
+    bed.apply(one(http_route("two-mirrors").rule(
+        rule()
+            .prefix("/multi-mirror")
+            .filter(mirror(V2, json!({})))
+            .filter(mirror(V3, json!({})))
+            .to(V1),
+    )));
     let (b2, b3) = (v2.requests(), v3.requests());
     bed.check(&[get("/multi-mirror").to(V1)]).await;
     assert!(served(v2, b2 + 1).await && served(v3, b3 + 1).await);
@@ -1620,37 +2571,19 @@ async fn httproute_request_mirror_conformance() {
             held.push(s);
         }
     });
-    let route = format!(
-        r#"apiVersion: v1
-kind: Service
-metadata: {{name: sink, namespace: gateway-conformance-infra}}
-spec:
-  ports: [{{name: first-port, port: 8080, targetPort: 3000}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: sink-1
-  namespace: gateway-conformance-infra
-  labels: {{kubernetes.io/service-name: sink}}
-addressType: IPv4
-ports: [{{name: first-port, port: {}, protocol: TCP}}]
-endpoints:
-- {{addresses: ["127.0.0.1"], conditions: {{ready: true}}}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: mirror-to-sink, namespace: gateway-conformance-infra}}
-spec:
-  parentRefs: [{{name: same-namespace}}]
-  rules:
-  - filters:
-    - {{type: RequestMirror, requestMirror: {{backendRef: {{name: sink, port: 8080}}}}}}
-    backendRefs: [{{name: infra-backend-v1, port: 8080}}]
-"#,
-        sink_addr.port()
+    let mut objs = service(
+        EDGE,
+        "sink",
+        &[HTTP_8080],
+        SocketAddr::from(([127, 0, 0, 1], sink_addr.port())),
+    )
+    .to_vec();
+    objs.push(
+        http_route("mirror-to-sink")
+            .rule(rule().filter(mirror("sink", json!({}))).to(V1))
+            .build(),
     );
-    bed.serve(&[&route]);
+    bed.apply(objs);
     for _ in 0..3 {
         bed.check(&[get("/to-sink").to(V1)]).await;
     }
@@ -1661,13 +2594,52 @@ spec:
     holder.abort();
 }
 
-/// httproute-cors (conformance/tests/httproute-cors.go): preflights from allowed origins are
+/// HTTPRouteCORS: preflights from allowed origins are
 /// answered here with the route's CORS headers, others reach the backend with none; simple
 /// requests get the allowed origin back, with credentials when the route allows them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn httproute_cors_conformance() {
     let bed = Bed::start().await;
-    bed.serve(&[conformance!("httproute-cors")]);
+    let cors_rule = |path: &str, fields: Value| rule().prefix(path).filter(cors(fields)).to(V1);
+    bed.apply(vec![
+        http_route("cors-listed")
+            .rule(cors_rule(
+                "/cors-1",
+                json!({
+                    "allowOrigins": ["https://www.foo.com", "https://*.bar.com"],
+                    "allowMethods": ["GET", "OPTIONS"],
+                    "allowHeaders": ["x-header-1", "x-header-2"],
+                    "exposeHeaders": ["x-header-3", "x-header-4"],
+                    "allowCredentials": true,
+                    "maxAge": 3600
+                }),
+            ))
+            .build(),
+        http_route("cors-any-method")
+            .rule(cors_rule(
+                "/cors-2",
+                json!({"allowOrigins": ["https://www.foo.com"], "allowMethods": ["*"]}),
+            ))
+            .build(),
+        http_route("cors-any-origin")
+            .rule(cors_rule(
+                "/cors-wildcard-origin",
+                json!({"allowOrigins": ["*"], "allowMethods": ["PUT"], "allowCredentials": false}),
+            ))
+            .build(),
+        http_route("cors-any")
+            .rule(cors_rule(
+                "/cors-wildcard-methods-headers",
+                json!({"allowOrigins": ["*"], "allowMethods": ["*"], "allowHeaders": ["*"],
+                    "allowCredentials": true}),
+            ))
+            .rule(cors_rule(
+                "/cors-wildcard-methods-headers-unauth",
+                json!({"allowOrigins": ["*"], "allowMethods": ["*"], "allowHeaders": ["*"],
+                    "allowCredentials": false}),
+            ))
+            .build(),
+    ]);
     let preflight = |path: &'static str, origin: &'static str, method: &'static str| {
         get(path)
             .method("OPTIONS")
@@ -1744,13 +2716,28 @@ async fn settled(pod: &HttpBackend) -> u64 {
     last
 }
 
-/// httproute-request-percentage-mirror: `percent: 20` and `fraction: 25/50` copy about that
+/// HTTPRouteRequestPercentageMirror: `percent: 20` and `fraction: 25/50` copy about that
 /// share of requests. Over 400 requests the bounds are six standard deviations wide (a false
 /// failure is below 1e-8).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn httproute_request_percentage_mirror_conformance() {
     let bed = Bed::start().await;
-    bed.serve(&[conformance!("httproute-request-percentage-mirror")]);
+    bed.apply(one(http_route("some-mirrored")
+        .rule(
+            rule()
+                .prefix("/percent-mirror")
+                .filter(mirror(V2, json!({"percent": 20})))
+                .to(V1),
+        )
+        .rule(
+            rule()
+                .prefix("/percent-mirror-fraction")
+                .filter(mirror(
+                    V2,
+                    json!({"fraction": {"numerator": 25, "denominator": 50}}),
+                ))
+                .to(V1),
+        )));
     let v2 = bed.pod(V2);
     for (path, low, high) in [
         ("/percent-mirror", 32u64, 128u64),
@@ -1779,250 +2766,211 @@ async fn backend_tls_policy() {
     let (crt, key) = xdp_ingress::proxy::tls::self_signed_pem(&["abc.example.com"]).unwrap();
     let tls_pod =
         HttpBackend::start_tls("127.0.0.1:0".parse().unwrap(), "tls-backend", &crt, &key).unwrap();
-    let indented: String = crt.lines().map(|l| format!("    {l}\n")).collect();
     let policy = |name: &str, svc: &str, host: &str| {
-        format!(
-            r#"---
-apiVersion: gateway.networking.k8s.io/v1
-kind: BackendTLSPolicy
-metadata: {{name: {name}, namespace: gateway-conformance-infra}}
-spec:
-  targetRefs: [{{group: "", kind: Service, name: {svc}}}]
-  validation:
-    caCertificateRefs: [{{group: "", kind: ConfigMap, name: backend-tls-checks-certificate}}]
-    hostname: {host}
-"#
-        )
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "BackendTLSPolicy",
+        "metadata": {"name": name, "namespace": EDGE},
+        "spec": {
+            "targetRefs": [{"group": "", "kind": "Service", "name": svc}],
+            "validation": {
+                "caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": "pod-ca"}],
+                "hostname": host
+            }
+        }})
     };
-    let service = |svc: &str| {
-        format!(
-            r#"---
-apiVersion: v1
-kind: Service
-metadata: {{name: {svc}, namespace: gateway-conformance-infra}}
-spec: {{ports: [{{name: btls, port: 443, targetPort: 8443}}]}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: {svc}-1
-  namespace: gateway-conformance-infra
-  labels: {{kubernetes.io/service-name: {svc}}}
-addressType: IPv4
-ports: [{{name: btls, port: {}, protocol: TCP}}]
-endpoints:
-- {{addresses: ["127.0.0.1"], conditions: {{ready: true}}}}
-"#,
-            tls_pod.addr.port()
-        )
-    };
-    let yaml = format!(
-        r#"apiVersion: v1
-kind: ConfigMap
-metadata: {{name: backend-tls-checks-certificate, namespace: gateway-conformance-infra}}
-data:
-  ca.crt: |
-{indented}{}{}{}{}---
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: backendtlspolicy, namespace: gateway-conformance-infra}}
-spec:
-  parentRefs: [{{name: same-namespace}}]
-  hostnames: [abc.example.com]
-  rules:
-  - matches: [{{path: {{type: Exact, value: /backendtlspolicy}}}}]
-    backendRefs: [{{name: backendtlspolicy-test, port: 443}}]
-  - matches: [{{path: {{type: Exact, value: /backendtlspolicy-host-mismatch}}}}]
-    backendRefs: [{{name: backendtlspolicy-host-mismatch-test, port: 443}}]
-"#,
-        service("backendtlspolicy-test"),
-        service("backendtlspolicy-host-mismatch-test"),
-        policy(
-            "normative-test-backendtlspolicy",
-            "backendtlspolicy-test",
-            "abc.example.com"
-        ),
-        policy(
-            "backendtlspolicy-host-mismatch",
-            "backendtlspolicy-host-mismatch-test",
-            "mismatch.example.com"
-        ),
-    );
-    let s = bed.serve(&[&yaml]);
+    let tls_port: SvcPort = ("https", 443, None);
+    let mut objs = vec![
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "pod-ca", "namespace": EDGE}, "data": {"ca.crt": crt}}),
+        policy("verified", "tls-pod", "abc.example.com"),
+        policy("wrong-name", "tls-pod-misnamed", "mismatch.example.com"),
+        http_route("to-tls-pods")
+            .hosts(&["abc.example.com"])
+            .rule(
+                rule()
+                    .exact("/verified")
+                    .backend(json!({"name": "tls-pod", "port": 443})),
+            )
+            .rule(
+                rule()
+                    .exact("/wrong-name")
+                    .backend(json!({"name": "tls-pod-misnamed", "port": 443})),
+            )
+            .build(),
+    ];
+    for svc in ["tls-pod", "tls-pod-misnamed"] {
+        objs.extend(service(EDGE, svc, &[tls_port], tls_pod.addr));
+    }
+    let s = bed.apply(objs);
     bed.check(&[
-        get("/backendtlspolicy")
-            .host("abc.example.com")
-            .to("tls-backend"),
-        get("/backendtlspolicy-host-mismatch")
-            .host("abc.example.com")
-            .status(502),
+        get("/verified").host("abc.example.com").to("tls-backend"),
+        get("/wrong-name").host("abc.example.com").status(502),
     ])
     .await;
-    let ancestors = &s.gateway_status.policies[&ObjectRef::new(
-        ObjectKind::BackendTLSPolicy,
-        INFRA,
-        "normative-test-backendtlspolicy",
-    )];
-    assert_eq!(ancestors[0].parent_ref.name, "same-namespace");
+    let ancestors =
+        &s.gateway_status.policies[&ObjectRef::new(ObjectKind::BackendTLSPolicy, EDGE, "verified")];
+    assert_eq!(ancestors[0].parent_ref.name, GW_SAME);
     assert!(
         ancestors[0].conditions.iter().all(|c| c.status),
         "{ancestors:?}"
     );
 }
 
-/// ListenerSets (GEP-1713): conformance/tests/listenerset-http-routing.go, all 36 requests:
-/// a Gateway parentRef reaches the Gateway's own listeners only, a ListenerSet parentRef
-/// that set's (sectionName narrows to one). Then a ListenerSet listener on another port
-/// (the suite's 8080, which the proxy opens): a route attached to it serves 200 there and
-/// nowhere else.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn listenerset_http_routing_conformance() {
-    let bed = Bed::start().await;
-    let s = bed.serve(&[conformance!("listenerset-http-routing")]);
-    bed.check(&[
-        get("/route").host("gateway-listener-1.com").to(V1),
-        get("/route").host("gateway-listener-2.com").to(V1),
-        get("/route")
-            .host("listener-set-http-routing-1-listener-1.com")
-            .to(V1),
-        get("/route")
-            .host("listener-set-http-routing-1-listener-2.com")
-            .to(V1),
-        get("/route")
-            .host("listener-set-http-routing-2-listener-1.com")
-            .to(V1),
-        get("/route")
-            .host("listener-set-http-routing-2-listener-2.com")
-            .to(V1),
-        get("/gateway-route").host("gateway-listener-1.com").to(V2),
-        get("/gateway-route").host("gateway-listener-2.com").to(V2),
-        get("/gateway-route")
-            .host("listener-set-http-routing-1-listener-1.com")
-            .status(404),
-        get("/gateway-route")
-            .host("listener-set-http-routing-1-listener-2.com")
-            .status(404),
-        get("/gateway-route")
-            .host("listener-set-http-routing-2-listener-1.com")
-            .status(404),
-        get("/gateway-route")
-            .host("listener-set-http-routing-2-listener-2.com")
-            .status(404),
-        get("/gateway-section-route")
-            .host("gateway-listener-1.com")
-            .to(V3),
-        get("/gateway-section-route")
-            .host("gateway-listener-2.com")
-            .status(404),
-        get("/gateway-section-route")
-            .host("listener-set-http-routing-1-listener-1.com")
-            .status(404),
-        get("/gateway-section-route")
-            .host("listener-set-http-routing-1-listener-2.com")
-            .status(404),
-        get("/gateway-section-route")
-            .host("listener-set-http-routing-2-listener-1.com")
-            .status(404),
-        get("/gateway-section-route")
-            .host("listener-set-http-routing-2-listener-2.com")
-            .status(404),
-        get("/listener-set-http-routing-1-route")
-            .host("gateway-listener-1.com")
-            .status(404),
-        get("/listener-set-http-routing-1-route")
-            .host("gateway-listener-2.com")
-            .status(404),
-        get("/listener-set-http-routing-1-route")
-            .host("listener-set-http-routing-1-listener-1.com")
-            .to(V2),
-        get("/listener-set-http-routing-1-route")
-            .host("listener-set-http-routing-1-listener-2.com")
-            .to(V2),
-        get("/listener-set-http-routing-1-route")
-            .host("listener-set-http-routing-2-listener-1.com")
-            .status(404),
-        get("/listener-set-http-routing-1-route")
-            .host("listener-set-http-routing-2-listener-2.com")
-            .status(404),
-        get("/listener-set-http-routing-1-section-route")
-            .host("gateway-listener-1.com")
-            .status(404),
-        get("/listener-set-http-routing-1-section-route")
-            .host("gateway-listener-2.com")
-            .status(404),
-        get("/listener-set-http-routing-1-section-route")
-            .host("listener-set-http-routing-1-listener-1.com")
-            .to(V3),
-        get("/listener-set-http-routing-1-section-route")
-            .host("listener-set-http-routing-1-listener-2.com")
-            .status(404),
-        get("/listener-set-http-routing-1-section-route")
-            .host("listener-set-http-routing-2-listener-1.com")
-            .status(404),
-        get("/listener-set-http-routing-1-section-route")
-            .host("listener-set-http-routing-2-listener-2.com")
-            .status(404),
-        get("/listener-set-http-routing-2-route")
-            .host("gateway-listener-1.com")
-            .status(404),
-        get("/listener-set-http-routing-2-route")
-            .host("gateway-listener-2.com")
-            .status(404),
-        get("/listener-set-http-routing-2-route")
-            .host("listener-set-http-routing-1-listener-1.com")
-            .status(404),
-        get("/listener-set-http-routing-2-route")
-            .host("listener-set-http-routing-1-listener-2.com")
-            .status(404),
-        get("/listener-set-http-routing-2-route")
-            .host("listener-set-http-routing-2-listener-1.com")
-            .to(V2),
-        get("/listener-set-http-routing-2-route")
-            .host("listener-set-http-routing-2-listener-2.com")
-            .to(V2),
-    ])
-    .await;
-    let attached = s.gateway_status.gateways[&ObjectRef::new(
-        ObjectKind::Gateway,
-        INFRA,
-        "gateway-with-listener-sets-http-routing",
-    )]
-        .attached_listener_sets;
-    assert_eq!(attached, 2);
+/// Listeners of a scenario's Gateway or ListenerSet: `(name, port, protocol, hostname)`, each
+/// taking routes from every namespace.
+type Listeners<'a> = &'a [(&'a str, u16, &'a str, Option<&'a str>)];
 
-    let s = bed.serve(&[r#"
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: shared, namespace: gateway-conformance-infra}
-spec:
-  gatewayClassName: "{GATEWAY_CLASS_NAME}"
-  allowedListeners: {namespaces: {from: All}}
-  listeners: [{name: http, port: 80, protocol: HTTP}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: ListenerSet
-metadata: {name: team-listeners, namespace: gateway-conformance-app-backend}
-spec:
-  parentRef: {name: shared, namespace: gateway-conformance-infra}
-  listeners: [{name: http, port: 8080, protocol: HTTP}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: team-route, namespace: gateway-conformance-app-backend}
-spec:
-  parentRefs: [{kind: ListenerSet, name: team-listeners, sectionName: http}]
-  rules: [{backendRefs: [{name: app-backend-v1, port: 8080}]}]
-"#]);
+fn ls_listeners(listeners: Listeners<'_>) -> String {
+    listeners
+        .iter()
+        .map(|(name, port, protocol, host)| {
+            let host = host.map(|h| format!(", hostname: {h}")).unwrap_or_default();
+            format!(
+                "  - {{name: {name}, port: {port}, protocol: {protocol}{host}, \
+                 allowedRoutes: {{namespaces: {{from: All}}}}}}\n"
+            )
+        })
+        .collect()
+}
+
+/// A Gateway of namespace [`EDGE`] with `allowedListeners.namespaces` (YAML, or none).
+fn ls_gateway(name: &str, allowed: Option<&str>, listeners: Listeners<'_>) -> String {
+    let allowed = allowed
+        .map(|a| format!("  allowedListeners: {{namespaces: {a}}}\n"))
+        .unwrap_or_default();
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: {name}, namespace: {EDGE}}}\nspec:\n  gatewayClassName: {CLASS}\n{allowed}  listeners:\n{}",
+        ls_listeners(listeners)
+    )
+}
+
+/// A ListenerSet `ns/name` whose parent is Gateway `EDGE/gateway`.
+fn listener_set(ns: &str, name: &str, gateway: &str, listeners: Listeners<'_>) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: ListenerSet\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  parentRef: {{kind: Gateway, group: gateway.networking.k8s.io, name: {gateway}, namespace: {EDGE}}}\n  listeners:\n{}",
+        ls_listeners(listeners)
+    )
+}
+
+/// An HTTPRoute of [`EDGE`]: `parents` (YAML flow list), one PathPrefix rule to `backend`.
+fn ls_route(name: &str, parents: &str, path: &str, backend: &str) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: {name}, namespace: {EDGE}}}\nspec:\n  parentRefs: {parents}\n  rules: [{{matches: [{{path: {{type: PathPrefix, value: {path}}}}}], backendRefs: [{{name: {backend}, port: 8080}}]}}]\n"
+    )
+}
+
+/// ListenerSetHTTPRouting (GEP-1713 "Route Attachment"), the upstream test's scenario with
+/// this project's names: a Gateway with two listeners and two ListenerSets with two each,
+/// all on port 80 with their own hostnames; a route on the Gateway and both sets, a route
+/// on the Gateway (and one on one of its listeners), a route on each set (and one on one
+/// listener of the first). A Gateway parentRef reaches the Gateway's own listeners only, a
+/// ListenerSet parentRef that set's; 6 paths x 6 hosts, as upstream. Then a ListenerSet
+/// of another namespace with a listener on another port (8080, which the proxy opens): a
+/// route attached to it serves 200 there and nowhere else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listenerset_http_routing() {
+    const GW: &str = "ls-routing";
+    const HOSTS: [&str; 6] = [
+        "gw-1.routing.test",
+        "gw-2.routing.test",
+        "set-1-a.routing.test",
+        "set-1-b.routing.test",
+        "set-2-a.routing.test",
+        "set-2-b.routing.test",
+    ];
+    let bed = Bed::start().await;
+    let h = |i: usize| Some(HOSTS[i]);
+    let all = format!(
+        "[{{name: {GW}}}, {{kind: ListenerSet, name: ls-routing-1}}, {{kind: ListenerSet, name: ls-routing-2}}]"
+    );
+    let s = bed.serve(&[
+        &ls_gateway(
+            GW,
+            Some("{from: All}"),
+            &[("gw-1", 80, "HTTP", h(0)), ("gw-2", 80, "HTTP", h(1))],
+        ),
+        &listener_set(
+            EDGE,
+            "ls-routing-1",
+            GW,
+            &[("set-1-a", 80, "HTTP", h(2)), ("set-1-b", 80, "HTTP", h(3))],
+        ),
+        &listener_set(
+            EDGE,
+            "ls-routing-2",
+            GW,
+            &[("set-2-a", 80, "HTTP", h(4)), ("set-2-b", 80, "HTTP", h(5))],
+        ),
+        &ls_route("all-listeners", &all, "/route", V1),
+        &ls_route(
+            "gateway-route",
+            &format!("[{{name: {GW}}}]"),
+            "/gateway-route",
+            V2,
+        ),
+        &ls_route(
+            "gateway-section-route",
+            &format!("[{{name: {GW}, sectionName: gw-1}}]"),
+            "/gateway-section-route",
+            V3,
+        ),
+        &ls_route(
+            "set-1-route",
+            "[{kind: ListenerSet, name: ls-routing-1}]",
+            "/set-1-route",
+            V2,
+        ),
+        &ls_route(
+            "set-1-section-route",
+            "[{kind: ListenerSet, name: ls-routing-1, sectionName: set-1-a}]",
+            "/set-1-section-route",
+            V3,
+        ),
+        &ls_route(
+            "set-2-route",
+            "[{kind: ListenerSet, name: ls-routing-2}]",
+            "/set-2-route",
+            V2,
+        ),
+    ]);
+    // (path, backend, indices of the hosts that serve it; the others get 404).
+    let table: [(&'static str, &'static str, &[usize]); 6] = [
+        ("/route", V1, &[0, 1, 2, 3, 4, 5]),
+        ("/gateway-route", V2, &[0, 1]),
+        ("/gateway-section-route", V3, &[0]),
+        ("/set-1-route", V2, &[2, 3]),
+        ("/set-1-section-route", V3, &[2]),
+        ("/set-2-route", V2, &[4, 5]),
+    ];
+    let mut cases = Vec::new();
+    for (path, backend, served) in table {
+        for (i, host) in HOSTS.iter().enumerate() {
+            let c = get(path).host(host);
+            cases.push(if served.contains(&i) {
+                c.to(backend)
+            } else {
+                c.status(404)
+            });
+        }
+    }
+    assert_eq!(cases.len(), 36);
+    bed.check(&cases).await;
+    let gw = &s.gateway_status.gateways[&ObjectRef::new(ObjectKind::Gateway, EDGE, GW)];
+    assert_eq!(gw.attached_listener_sets, 2);
+
+    let s = bed.serve(&[
+        &ls_gateway("shared", Some("{from: All}"), &[("http", 80, "HTTP", None)]),
+        &listener_set(SHOP, "team-listeners", "shared", &[("http", 8080, "HTTP", None)]),
+        &format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: team-route, namespace: {SHOP}}}\nspec:\n  parentRefs: [{{kind: ListenerSet, name: team-listeners, sectionName: http}}]\n  rules: [{{backendRefs: [{{name: shop-v1, port: 8080}}]}}]\n"
+        ),
+    ]);
     bed.check(&[
-        get("/team").on_8080().to("app-backend-v1"),
+        get("/team").on_port(8080).to("shop-v1"),
         get("/team").status(404),
     ])
     .await;
-    let set = &s.gateway_status.listener_sets[&ObjectRef::new(
-        ObjectKind::ListenerSet,
-        "gateway-conformance-app-backend",
-        "team-listeners",
-    )];
+    let set = &s.gateway_status.listener_sets
+        [&ObjectRef::new(ObjectKind::ListenerSet, SHOP, "team-listeners")];
     assert_eq!(set.listeners[0].attached_routes, 1);
 }
 
@@ -2035,259 +2983,248 @@ type SetExpectation = (
     (bool, &'static str),
 );
 
-/// The ListenerSet status conformance tests (conformance/tests/listenerset-*.go) that need no
-/// traffic: each manifest translated as the control plane does, then the Gateway's
-/// `Accepted` and `attachedListenerSets`, each ListenerSet's `Accepted`/`Programmed`, and the
-/// named listeners' conditions (`Some(reason)`: conflicted with that reason, which the suite
-/// expects on `Accepted: False`, `Programmed: False` and `Conflicted: True`; `None`: accepted,
-/// programmed and resolved), as the suite expects them.
+/// `(namespace, ListenerSet, listener)` and `Some(reason)`: conflicted with that reason (the
+/// suite expects it on `Accepted: False`, `Programmed: False` and `Conflicted: True`);
+/// `None`: accepted, programmed and resolved.
+type ListenerExpectation = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+);
+
+/// A conflict scenario's clashing listener: `(name, hostname)` -> the listener.
+type Clash =
+    fn(&'static str, &'static str) -> (&'static str, u16, &'static str, Option<&'static str>);
+
+/// `(scenario, Gateway, attachedListenerSets, ListenerSets, listeners)`.
+type StatusCase = (
+    String,
+    &'static str,
+    i32,
+    Vec<SetExpectation>,
+    Vec<ListenerExpectation>,
+);
+
+/// The upstream ListenerSet status tests that need no traffic (ListenerSetDefaultNotAllowed,
+/// ListenerSetAllowedNamespaceNone/Same/Selector, ListenerSetHostnameConflict,
+/// ListenerSetProtocolConflict), their scenarios with this project's names: each
+/// translated as the control plane does, then the Gateway's `Accepted`, every Gateway
+/// listener accepted, `attachedListenerSets`, each ListenerSet's `Accepted`/`Programmed` and
+/// the named listeners' conditions, as the upstream tests expect them. No creationTimestamps:
+/// precedence among ListenerSets falls to `namespace/name`, as upstream.
 #[test]
 fn listenerset_status_conformance() {
-    const NS: &str = INFRA;
-    type ListenerExpectation = (
-        &'static str,
-        &'static str,
-        &'static str,
-        Option<&'static str>,
-    );
-    /// `(manifest, Gateway, attachedListenerSets, ListenerSets, listeners)`.
-    type StatusCase = (
-        &'static str,
-        &'static str,
-        i32,
-        Vec<SetExpectation>,
-        Vec<ListenerExpectation>,
-    );
-    let cases: [StatusCase; 6] = [
-        (
-            conformance!("listenerset-default-not-allowed"),
-            "gateway-default-does-not-allow-listenerset",
-            0,
-            vec![(
+    const NS: &str = EDGE;
+    let set_http = |ns, name, gw, listener, host| {
+        listener_set(ns, name, gw, &[(listener, 80, "HTTP", Some(host))])
+    };
+    let gw_http = |name, allowed| {
+        ls_gateway(
+            name,
+            allowed,
+            &[("gw-listener", 80, "HTTP", Some("gw.ls.test"))],
+        )
+    };
+    let not_allowed = (false, "NotAllowed");
+    let invalid = (false, "ListenersNotValid");
+    let same = [
+        gw_http("ls-same", Some("{from: Same}")),
+        set_http(
+            NS,
+            "ls-same-set",
+            "ls-same",
+            "same-listener",
+            "same.ls.test",
+        ),
+        set_http(
+            "team-b",
+            "ls-same-elsewhere",
+            "ls-same",
+            "elsewhere-listener",
+            "b.ls.test",
+        ),
+    ]
+    .join("---\n");
+    let selector = [
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a, labels: {listeners: allowed}}\n"
+            .to_string(),
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-b, labels: {listeners: other}}\n"
+            .to_string(),
+        gw_http(
+            "ls-selector",
+            Some("{from: Selector, selector: {matchLabels: {listeners: allowed}}}"),
+        ),
+        set_http(
+            "team-a",
+            "ls-selected",
+            "ls-selector",
+            "selected-listener",
+            "a.ls.test",
+        ),
+        set_http(
+            "team-b",
+            "ls-not-selected",
+            "ls-selector",
+            "unselected-listener",
+            "b.ls.test",
+        ),
+    ]
+    .join("---\n");
+    // Conflicts: the Gateway's second listener and the first set's third are taken again by
+    // later sets (hostname: same port, same hostname; protocol: a TCP listener on port 80).
+    let conflicts = |gw: &str, clash: Clash| {
+        [
+            ls_gateway(
+                gw,
+                Some("{from: Same}"),
+                &[
+                    ("gw-listener", 80, "HTTP", Some("gw.ls.test")),
+                    ("taken-by-gateway", 80, "HTTP", Some("taken-gw.ls.test")),
+                ],
+            ),
+            listener_set(
                 NS,
-                "listenerset-default-not-allowed",
-                (false, "NotAllowed"),
-                (false, "NotAllowed"),
-            )],
+                &format!("{gw}-1"),
+                gw,
+                &[
+                    ("set-1-listener", 80, "HTTP", Some("set-1.ls.test")),
+                    clash("taken-by-gateway", "taken-gw.ls.test"),
+                    ("taken-by-set", 80, "HTTP", Some("taken-set.ls.test")),
+                ],
+            ),
+            listener_set(
+                NS,
+                &format!("{gw}-2"),
+                gw,
+                &[clash("taken-by-gateway", "taken-gw.ls.test")],
+            ),
+            listener_set(
+                NS,
+                &format!("{gw}-3"),
+                gw,
+                &[
+                    ("set-3-listener", 80, "HTTP", Some("set-3.ls.test")),
+                    clash("taken-by-set", "taken-set.ls.test"),
+                ],
+            ),
+            listener_set(
+                NS,
+                &format!("{gw}-4"),
+                gw,
+                &[clash("taken-by-set", "taken-set.ls.test")],
+            ),
+        ]
+        .join("---\n")
+    };
+    let conflict_expectations = |names: [&'static str; 4],
+                                 reason: &'static str|
+     -> (Vec<SetExpectation>, Vec<ListenerExpectation>) {
+        let [one, two, three, four] = names;
+        (
+            vec![
+                (NS, one, (true, ""), (true, "Programmed")),
+                (NS, two, invalid, invalid),
+                (NS, three, (true, ""), (true, "Programmed")),
+                (NS, four, invalid, invalid),
+            ],
+            vec![
+                (NS, one, "set-1-listener", None),
+                (NS, one, "taken-by-gateway", Some(reason)),
+                (NS, one, "taken-by-set", None),
+                (NS, two, "taken-by-gateway", Some(reason)),
+                (NS, three, "set-3-listener", None),
+                (NS, three, "taken-by-set", Some(reason)),
+                (NS, four, "taken-by-set", Some(reason)),
+            ],
+        )
+    };
+    let (hostname_sets, hostname_listeners) = conflict_expectations(
+        [
+            "ls-hostname-1",
+            "ls-hostname-2",
+            "ls-hostname-3",
+            "ls-hostname-4",
+        ],
+        "HostnameConflict",
+    );
+    let (protocol_sets, protocol_listeners) = conflict_expectations(
+        [
+            "ls-protocol-1",
+            "ls-protocol-2",
+            "ls-protocol-3",
+            "ls-protocol-4",
+        ],
+        "ProtocolConflict",
+    );
+    let cases: Vec<StatusCase> = vec![
+        (
+            [
+                gw_http("ls-default", None),
+                set_http(NS, "ls-default-set", "ls-default", "l", "set.ls.test"),
+            ]
+            .join("---\n"),
+            "ls-default",
+            0,
+            vec![(NS, "ls-default-set", not_allowed, not_allowed)],
             vec![],
         ),
         (
-            conformance!("listenerset-allowed-namespace-none"),
-            "gateway-does-not-allow-listenerset",
+            [
+                gw_http("ls-none", Some("{from: None}")),
+                set_http(NS, "ls-none-set", "ls-none", "l", "set.ls.test"),
+            ]
+            .join("---\n"),
+            "ls-none",
             0,
-            vec![(
-                NS,
-                "listenerset-not-allowed",
-                (false, "NotAllowed"),
-                (false, "NotAllowed"),
-            )],
+            vec![(NS, "ls-none-set", not_allowed, not_allowed)],
             vec![],
         ),
         (
-            conformance!("listenerset-allowed-namespace-same"),
-            "gateway-allows-listenerset-in-same-namespace",
+            same,
+            "ls-same",
+            1,
+            vec![
+                (NS, "ls-same-set", (true, "Accepted"), (true, "Programmed")),
+                ("team-b", "ls-same-elsewhere", not_allowed, not_allowed),
+            ],
+            vec![(NS, "ls-same-set", "same-listener", None)],
+        ),
+        (
+            selector,
+            "ls-selector",
             1,
             vec![
                 (
-                    NS,
-                    "listenerset-in-same-namespace",
+                    "team-a",
+                    "ls-selected",
                     (true, "Accepted"),
                     (true, "Programmed"),
                 ),
-                (
-                    "gateway-api-listenerset-not-allowed-ns",
-                    "listenerset-in-different-namespace",
-                    (false, "NotAllowed"),
-                    (false, "NotAllowed"),
-                ),
+                ("team-b", "ls-not-selected", not_allowed, not_allowed),
             ],
-            vec![(
-                NS,
-                "listenerset-in-same-namespace",
-                "listenerset-in-same-namespace-listener",
-                None,
-            )],
+            vec![("team-a", "ls-selected", "selected-listener", None)],
         ),
         (
-            conformance!("listenerset-allowed-namespace-selector"),
-            "gateway-allows-listenerset-in-selected-namespace",
-            1,
-            vec![
-                (
-                    "gateway-api-listenerset-selector-allowed-ns",
-                    "listenerset-in-selected-namespace",
-                    (true, "Accepted"),
-                    (true, "Programmed"),
-                ),
-                (
-                    "gateway-api-listenerset-selector-not-allowed-ns",
-                    "listenerset-not-in-selected-namespace",
-                    (false, "NotAllowed"),
-                    (false, "NotAllowed"),
-                ),
-            ],
-            vec![(
-                "gateway-api-listenerset-selector-allowed-ns",
-                "listenerset-in-selected-namespace",
-                "listenerset-in-selected-namespace-listener",
-                None,
-            )],
-        ),
-        (
-            conformance!("listenerset-hostname-conflict"),
-            "gateway-with-listenerset-hostname-conflict",
+            conflicts("ls-hostname", |name, host| (name, 80, "HTTP", Some(host))),
+            "ls-hostname",
             2,
-            vec![
-                (
-                    NS,
-                    "listenerset-with-hostname-conflict-with-gateway-1",
-                    (true, ""),
-                    (true, "Programmed"),
-                ),
-                (
-                    NS,
-                    "listenerset-with-hostname-conflict-with-gateway-2",
-                    (false, "ListenersNotValid"),
-                    (false, "ListenersNotValid"),
-                ),
-                (
-                    NS,
-                    "listenerset-with-hostname-conflict-with-listener-set-1",
-                    (true, ""),
-                    (true, "Programmed"),
-                ),
-                (
-                    NS,
-                    "listenerset-with-hostname-conflict-with-listener-set-2",
-                    (false, "ListenersNotValid"),
-                    (false, "ListenersNotValid"),
-                ),
-            ],
-            vec![
-                (
-                    NS,
-                    "listenerset-with-hostname-conflict-with-gateway-1",
-                    "listener-set-1-listener",
-                    None,
-                ),
-                (
-                    NS,
-                    "listenerset-with-hostname-conflict-with-gateway-1",
-                    "hostname-conflict-with-gateway-listener",
-                    Some("HostnameConflict"),
-                ),
-                (
-                    NS,
-                    "listenerset-with-hostname-conflict-with-gateway-1",
-                    "hostname-conflict-with-listener-set-listener",
-                    None,
-                ),
-                (
-                    NS,
-                    "listenerset-with-hostname-conflict-with-gateway-2",
-                    "hostname-conflict-with-gateway-listener",
-                    Some("HostnameConflict"),
-                ),
-                (
-                    NS,
-                    "listenerset-with-hostname-conflict-with-listener-set-1",
-                    "listener-set-2-listener",
-                    None,
-                ),
-                (
-                    NS,
-                    "listenerset-with-hostname-conflict-with-listener-set-1",
-                    "hostname-conflict-with-listener-set-listener",
-                    Some("HostnameConflict"),
-                ),
-                (
-                    NS,
-                    "listenerset-with-hostname-conflict-with-listener-set-2",
-                    "hostname-conflict-with-listener-set-listener",
-                    Some("HostnameConflict"),
-                ),
-            ],
+            hostname_sets,
+            hostname_listeners,
         ),
         (
-            conformance!("listenerset-protocol-conflict"),
-            "gateway-with-listenerset-protocol-conflict",
+            conflicts("ls-protocol", |name, _| (name, 80, "TCP", None)),
+            "ls-protocol",
             2,
-            vec![
-                (
-                    NS,
-                    "listenerset-with-protocol-conflict-with-gateway-1",
-                    (true, ""),
-                    (true, "Programmed"),
-                ),
-                (
-                    NS,
-                    "listenerset-with-protocol-conflict-with-gateway-2",
-                    (false, "ListenersNotValid"),
-                    (false, "ListenersNotValid"),
-                ),
-                (
-                    NS,
-                    "listenerset-with-protocol-conflict-with-listener-set-1",
-                    (true, ""),
-                    (true, "Programmed"),
-                ),
-                (
-                    NS,
-                    "listenerset-with-protocol-conflict-with-listener-set-2",
-                    (false, "ListenersNotValid"),
-                    (false, "ListenersNotValid"),
-                ),
-            ],
-            vec![
-                (
-                    NS,
-                    "listenerset-with-protocol-conflict-with-gateway-1",
-                    "listener-set-1-listener",
-                    None,
-                ),
-                (
-                    NS,
-                    "listenerset-with-protocol-conflict-with-gateway-1",
-                    "protocol-conflict-with-gateway-listener",
-                    Some("ProtocolConflict"),
-                ),
-                (
-                    NS,
-                    "listenerset-with-protocol-conflict-with-gateway-1",
-                    "protocol-conflict-with-listener-set-listener",
-                    None,
-                ),
-                (
-                    NS,
-                    "listenerset-with-protocol-conflict-with-gateway-2",
-                    "protocol-conflict-with-gateway-listener",
-                    Some("ProtocolConflict"),
-                ),
-                (
-                    NS,
-                    "listenerset-with-protocol-conflict-with-listener-set-1",
-                    "listener-set-2-listener",
-                    None,
-                ),
-                (
-                    NS,
-                    "listenerset-with-protocol-conflict-with-listener-set-1",
-                    "protocol-conflict-with-listener-set-listener",
-                    Some("ProtocolConflict"),
-                ),
-                (
-                    NS,
-                    "listenerset-with-protocol-conflict-with-listener-set-2",
-                    "protocol-conflict-with-listener-set-listener",
-                    Some("ProtocolConflict"),
-                ),
-            ],
+            protocol_sets,
+            protocol_listeners,
         ),
     ];
-    let class = "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: xdp}\nspec: {controllerName: xdp-ingress.dev/controller}\n---\n";
+    let class = format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {{name: {CLASS}}}\nspec: {{controllerName: xdp-ingress.dev/controller}}\n---\n"
+    );
     for (yaml, gateway, attached, sets, listeners) in cases {
-        let yaml = format!("{class}{}", yaml.replace("{GATEWAY_CLASS_NAME}", "xdp"));
-        let s = translate_manifests(1, &yaml, |_| {});
+        let s = translate_manifests(1, &format!("{class}{yaml}"), |_| {});
         let st = &s.gateway_status;
         let gw = &st.gateways[&ObjectRef::new(ObjectKind::Gateway, NS, gateway)];
         let cond = |list: &[xdp_ingress::model::StatusCondition], t: &str| -> (bool, String) {
@@ -2350,4 +3287,44 @@ fn listenerset_status_conformance() {
             }
         }
     }
+}
+
+/// HTTPRouteBackendProtocolH2C: a backendRef to a Service port with `appProtocol:
+/// kubernetes.io/h2c` is spoken to over HTTP/2 with prior knowledge (Kubernetes' standard
+/// application protocol, GEP-1911), for an h2c client as for an HTTP/1.1 one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn httproute_backend_protocol_h2c_conformance() {
+    let bed = Bed::start().await;
+    let s = bed.apply(one(
+        http_route("h2c-backend").rule(rule().backend(json!({"name": V1, "port": 8081})))
+    ));
+    accepted_and_resolved(&s, EDGE, "h2c-backend");
+    for client in [h2c_client(), http1_client()] {
+        let got = send(&client, req(bed.proxy.http(), "gw.example", "/"))
+            .await
+            .expect("request completes");
+        assert_eq!(got.status, StatusCode::OK, "{:?}", got.body);
+        assert_eq!(got.pod(), V1);
+        assert_eq!(
+            got.json()["version"],
+            "HTTP/2.0",
+            "the pod is spoken to over h2c"
+        );
+    }
+}
+
+/// HTTPRouteBackendProtocolWebSocket: a backendRef to a Service port with `appProtocol:
+/// kubernetes.io/ws` carries a WebSocket: the upgrade reaches the pod, and text and binary
+/// payloads come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn httproute_backend_protocol_websocket_conformance() {
+    let bed = Bed::start().await;
+    let s = bed.apply(one(
+        http_route("ws-backend").rule(rule().backend(json!({"name": V1, "port": 8082})))
+    ));
+    accepted_and_resolved(&s, EDGE, "ws-backend");
+    let (mut ws, pod) = websocket_open(bed.proxy.http(), "gw.example").await;
+    assert_eq!(pod, V1);
+    ws_echo(&mut ws, b"Websocket Support!").await;
+    ws_echo(&mut ws, &[1, 2, 3, 4, 5, 6, 7]).await;
 }

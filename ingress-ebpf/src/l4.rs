@@ -935,44 +935,26 @@ fn forward(
         scr.fwd.refresh,
         scr.fwd.closing,
     );
-    if snat_port == 0 {
-        if refresh {
-            fill_key(
-                &mut scr.rkey,
-                &be.addr,
-                &pkt.saddr,
-                be.port,
-                pkt.sport,
-                pkt.proto,
-                family(pkt),
-            );
-            if let Some(r) = REVNAT.get_ptr_mut(&scr.rkey) {
-                // SAFETY: pointer from a successful lookup; plain integer stores.
-                unsafe {
-                    (*r).last_seen_ns = now;
-                    (*r).flags |= closing;
-                }
-            }
-        }
-        fill_nat(&mut scr.nat, &pkt.saddr, &be.addr, pkt.sport, be.port);
-        if !rewrite(ctx, pkt, &scr.nat) {
-            return pass(Stat::PassNoService);
-        }
-        return pass(Stat::L4LocalDnat);
-    }
+    // The endpoint sees the client itself (local pod: DNAT only) or this node's SNAT port.
     let mut node = [0u8; 16];
-    if pkt.v6 {
-        node = cfg.node_v6;
+    let (peer, peer_port) = if snat_port == 0 {
+        (&pkt.saddr, pkt.sport)
     } else {
-        node[..4].copy_from_slice(&cfg.node_v4);
-    }
+        if pkt.v6 {
+            node = cfg.node_v6;
+        } else {
+            node[..4].copy_from_slice(&cfg.node_v4);
+        }
+        (&node, snat_port)
+    };
     if refresh {
+        // The reverse entry is keyed as the endpoint's reply arrives: endpoint -> peer.
         fill_key(
             &mut scr.rkey,
             &be.addr,
-            &node,
+            peer,
             be.port,
-            snat_port,
+            peer_port,
             pkt.proto,
             family(pkt),
         );
@@ -984,7 +966,13 @@ fn forward(
             }
         }
     }
-    fill_nat(&mut scr.nat, &node, &be.addr, snat_port, be.port);
+    fill_nat(&mut scr.nat, peer, &be.addr, peer_port, be.port);
+    if snat_port == 0 {
+        if !rewrite(ctx, pkt, &scr.nat) {
+            return pass(Stat::PassNoService);
+        }
+        return pass(Stat::L4LocalDnat);
+    }
     send_on(ctx, pkt, &mut scr.fib, &scr.nat, Stat::L4RemoteTx)
 }
 

@@ -35,6 +35,11 @@ pub struct GatewayRoutePolicy {
     /// `RequestMirror` filters: a copy of each request (after the request header modifier)
     /// goes to each, fire-and-forget: its answer is dropped and it never delays the client.
     pub mirrors: Vec<RequestMirror>,
+    /// The header modifiers of each forwarded backendRef's own filters (`HTTPBackendRef`
+    /// `filters`), `(request, response)`, by position in the route's `Forward` upstreams:
+    /// applied after the rule's when that backend is chosen, and only then. Empty when no
+    /// backendRef has filters.
+    pub backend_headers: Vec<(HeaderModifier, HeaderModifier)>,
 }
 
 /// `HTTPRequestMirrorFilter`: where copies go and which share of requests is copied.
@@ -89,7 +94,7 @@ pub struct GatewayRedirect {
     /// `http` and 443 for `https` are left out of `Location`.
     pub port: Option<u16>,
     pub path: Option<PathModifier>,
-    /// 301 or 302 (the default).
+    /// 301, 302 (the default), 303, 307 or 308 (`HTTPRequestRedirectFilter.statusCode`).
     pub status: u16,
 }
 

@@ -545,9 +545,21 @@ async fn route(
                             }
                         }
                     }
-                    match canary_step(route, ups, req.headers()).or_else(|| choose_weighted(ups)) {
-                        Some(routed) => {
+                    let chosen = match canary_step(route, ups, req.headers()) {
+                        Some(c) => Some((None, c)),
+                        None => choose_weighted(ups).map(|i| (Some(i), &ups[i].0)),
+                    };
+                    match chosen {
+                        Some((at, routed)) => {
                             let up = error_pages::serving(route.errors.as_ref(), routed);
+                            // The chosen backendRef's own filters, after the rule's.
+                            let backend_headers = gateway
+                                .as_ref()
+                                .zip(at)
+                                .and_then(|(g, i)| g.backend_headers.get(i));
+                            if let Some((request, _)) = backend_headers {
+                                gateway_filters::apply_headers(request, req.headers_mut());
+                            }
 
                             // Before the rewrite: X-Original-URI is the URI the client sent.
                             let intercept =
@@ -600,6 +612,9 @@ async fn route(
                                     &g.response_headers,
                                     resp.headers_mut(),
                                 );
+                            }
+                            if let Some((_, response)) = backend_headers {
+                                gateway_filters::apply_headers(response, resp.headers_mut());
                             }
                             resp
                         }
@@ -971,22 +986,23 @@ fn canary_step<'r>(
     (canary.decide(main, headers).side == Side::Canary).then_some(&canary.upstream)
 }
 
-fn choose_weighted(ups: &[(Arc<UpstreamRuntime>, u32)]) -> Option<&Arc<UpstreamRuntime>> {
+/// The position in `ups` of an upstream picked by weight; `None` when `ups` is empty.
+fn choose_weighted(ups: &[(Arc<UpstreamRuntime>, u32)]) -> Option<usize> {
     if ups.len() <= 1 {
-        return ups.first().map(|(u, _)| u);
+        return (!ups.is_empty()).then_some(0);
     }
     let total: u64 = ups.iter().map(|(_, w)| u64::from(*w)).sum();
     if total == 0 {
-        return ups.first().map(|(u, _)| u);
+        return Some(0);
     }
     let mut n = rand::random_range(0..total);
-    for (u, w) in ups {
+    for (i, (_, w)) in ups.iter().enumerate() {
         if n < u64::from(*w) {
-            return Some(u);
+            return Some(i);
         }
         n -= u64::from(*w);
     }
-    ups.last().map(|(u, _)| u)
+    Some(ups.len() - 1)
 }
 
 /// Forwards a routed request to an endpoint of `up`, in named phases: [`admit`] (a declared

@@ -16,7 +16,10 @@ use k8s_openapi::api::core::v1::ServicePort;
 use super::reference_grant;
 use crate::{
     model::translate::{endpoints::EndpointIndex, service_upstream::upstream_id},
-    model::{BackendProtocol, LoadBalancing, ObjectKind, ObjectRef, Upstream, WeightedUpstream},
+    model::{
+        BackendProtocol, HeaderModifier, LoadBalancing, ObjectKind, ObjectRef, Upstream,
+        WeightedUpstream,
+    },
     store::{Key, Objects},
 };
 
@@ -29,6 +32,9 @@ pub struct Backends {
     pub invalid_weight: u32,
     /// The first reference that does not resolve: `(reason, message)`.
     pub problem: Option<(&'static str, String)>,
+    /// The header modifiers of each `forward` entry's own filters, `(request, response)`,
+    /// in the same order ([`super::filters::backend_headers`]).
+    pub headers: Vec<(HeaderModifier, HeaderModifier)>,
 }
 
 /// Upstreams shared across rules: Service, port, protocol.
@@ -61,10 +67,15 @@ pub fn resolve(
     for r in refs {
         let weight = u32::try_from(r.weight.unwrap_or(1)).unwrap_or(0);
         match one(from, r, objects, endpoints, cache, services) {
-            Ok(u) if weight > 0 => out.forward.push(WeightedUpstream {
-                upstream: u,
-                weight,
-            }),
+            Ok(u) if weight > 0 => {
+                out.forward.push(WeightedUpstream {
+                    upstream: u,
+                    weight,
+                });
+                // A filter that does not parse was refused by the API server's schema.
+                out.headers
+                    .push(super::filters::backend_headers(r).unwrap_or_default());
+            }
             Ok(_) => {}
             Err(p) => {
                 out.invalid_weight = out.invalid_weight.saturating_add(weight);
@@ -162,6 +173,14 @@ pub fn one(
     let protocol = match (from.protocol, policy) {
         (BackendProtocol::Http, Some(_)) => BackendProtocol::Https,
         (BackendProtocol::Grpc, Some(_)) => BackendProtocol::Grpcs,
+        // The port's `appProtocol` (Kubernetes' standard application protocols, GEP-1911):
+        // `kubernetes.io/h2c` is HTTP/2 with prior knowledge; `kubernetes.io/ws` is
+        // HTTP/1.1, upgraded per request, as any plain HTTP port.
+        (BackendProtocol::Http, None)
+            if port.app_protocol.as_deref() == Some("kubernetes.io/h2c") =>
+        {
+            BackendProtocol::H2c
+        }
         (p, _) => p,
     };
     if let Some(p) = policy {

@@ -24,6 +24,23 @@ pub struct Mirror {
     pub denominator: u32,
 }
 
+/// The header modifiers of a backendRef's own filters (`HTTPBackendRef.filters`),
+/// `(request, response)`; the other filter types have no meaning per backend here and are
+/// left to the rule. `Err`: a filter that does not parse.
+pub fn backend_headers(
+    r: &HttpRouteRulesBackendRefs,
+) -> Result<(HeaderModifier, HeaderModifier), String> {
+    let Some(filters) = r.filters.as_deref().filter(|f| !f.is_empty()) else {
+        return Ok(Default::default());
+    };
+    // The same fields, the same names, as a rule's filters.
+    let filters: Vec<HttpRouteRulesFilters> = serde_json::to_value(filters)
+        .and_then(serde_json::from_value)
+        .map_err(|e| format!("backendRef filters: {e}"))?;
+    let (p, _) = policy(&filters)?;
+    Ok((p.request_headers, p.response_headers))
+}
+
 /// The policy of a rule's filters and its mirrors, or why the rule cannot be served.
 pub fn policy(
     filters: &[HttpRouteRulesFilters],
@@ -91,8 +108,10 @@ pub fn policy(
                         hostname: r.hostname.clone().filter(|h| !h.is_empty()),
                         port: r.port.and_then(|p| u16::try_from(p).ok()),
                         path,
+                        // The spec's codes (301 and 302 core, 303, 307 and 308 extended);
+                        // anything else the API server would have refused: the default.
                         status: match r.status_code {
-                            Some(301) => 301,
+                            Some(c @ (301 | 303 | 307 | 308)) => c as u16,
                             _ => 302,
                         },
                     });

@@ -695,6 +695,9 @@ fn build_routes(
             }
         }
         gp.invalid_weight = b.invalid_weight;
+        if b.headers.iter().any(|h| *h != Default::default()) {
+            gp.backend_headers = b.headers.clone();
+        }
         let action = if b.forward.is_empty() {
             RouteAction::Respond {
                 status: 500,
