@@ -116,28 +116,7 @@ fn default_objects_json() -> Vec<Value> {
     let mut out = Vec::new();
     for (_, text) in files::DEFAULT_MANIFESTS {
         for o in files::parse_manifests(text).unwrap() {
-            out.push(
-                match o {
-                    Object::Ingress(o) => serde_json::to_value(&*o),
-                    Object::IngressClass(o) => serde_json::to_value(&*o),
-                    Object::Service(o) => serde_json::to_value(&*o),
-                    Object::EndpointSlice(o) => serde_json::to_value(&*o),
-                    Object::Secret(o) => serde_json::to_value(&*o),
-                    Object::Node(o) => serde_json::to_value(&*o),
-                    Object::ConfigMap(o) => serde_json::to_value(&*o),
-                    Object::Namespace(o) => serde_json::to_value(&*o),
-                    Object::GatewayClass(o) => serde_json::to_value(&*o),
-                    Object::Gateway(o) => serde_json::to_value(&*o),
-                    Object::HTTPRoute(o) => serde_json::to_value(&*o),
-                    Object::GRPCRoute(o) => serde_json::to_value(&*o),
-                    Object::ReferenceGrant(o) => serde_json::to_value(&*o),
-                    Object::TCPRoute(o) => serde_json::to_value(&*o),
-                    Object::UDPRoute(o) => serde_json::to_value(&*o),
-                    Object::TLSRoute(o) => serde_json::to_value(&*o),
-                    Object::BackendTLSPolicy(o) => serde_json::to_value(&*o),
-                }
-                .unwrap(),
-            );
+            out.push(o.to_json().unwrap());
         }
     }
     out
@@ -1376,6 +1355,21 @@ async fn gateway_api_objects_are_served_and_get_status() {
     })
     .await;
 
+    // No route of ours uses the BackendTLSPolicy any more (the GRPCRoute leaves too): our
+    // ancestor entry goes, the other controller's stays.
+    let mut grpc = api.get("grpcroutes", "default", "g").unwrap();
+    grpc["spec"]["parentRefs"] = json!([{"name": "not-ours"}]);
+    api.put(grpc);
+    eventually("our BackendTLSPolicy ancestor removed", || {
+        api.get("backendtlspolicies", "default", "web-tls")
+            .is_some_and(|o| {
+                o["status"]["ancestors"]
+                    .as_array()
+                    .is_some_and(|a| a.len() == 1 && a[0]["controllerName"] == "example.com/other")
+            })
+    })
+    .await;
+
     // The absent kind was asked for once (the retry period is 30 s), not in a loop.
     let asked = api
         .requests()
@@ -1383,6 +1377,126 @@ async fn gateway_api_objects_are_served_and_get_status() {
         .filter(|r| r.contains("referencegrants"))
         .count();
     assert!(asked <= 2, "referencegrants requested {asked} times");
+}
+
+/// ListenerSets from the cluster (GEP-1713): a ListenerSet admitted by its Gateway's
+/// `allowedListeners` adds a listener on another port; a route attached to it through a
+/// `ListenerSet` parentRef is served there. The leader writes the ListenerSet's `Accepted`,
+/// `Programmed` and listener status, the Gateway's `attachedListenerSets`, and `NotAllowed` on
+/// a ListenerSet from a namespace the Gateway does not admit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_sets_are_served_and_get_status() {
+    let api = ApiServer::start().await.unwrap();
+    api.put(
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+        "metadata": {"name": "xdp"}, "spec": {"controllerName": "xdp-ingress.dev/controller"}}),
+    );
+    api.put(
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "gw", "namespace": "default", "generation": 1},
+        "spec": {"gatewayClassName": "xdp", "allowedListeners": {"namespaces": {"from": "Same"}},
+            "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}}),
+    );
+    api.put(
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "ListenerSet",
+        "metadata": {"name": "team", "namespace": "default", "generation": 4},
+        "spec": {"parentRef": {"name": "gw"},
+            "listeners": [{"name": "http", "port": 8080, "protocol": "HTTP"}]}}),
+    );
+    api.put(
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "ListenerSet",
+        "metadata": {"name": "stranger", "namespace": "other", "generation": 1},
+        "spec": {"parentRef": {"name": "gw", "namespace": "default"},
+            "listeners": [{"name": "http", "port": 8090, "protocol": "HTTP"}]}}),
+    );
+    api.put(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"ports": [{"port": 8080}]}}));
+    api.put(
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "r", "namespace": "default", "generation": 1},
+        "spec": {"parentRefs": [{"kind": "ListenerSet", "name": "team", "sectionName": "http"}],
+            "hostnames": ["set.example"],
+            "rules": [{"backendRefs": [{"name": "web", "port": 8080}]}]}}),
+    );
+
+    let ctl = controller::spawn(
+        Translator::new(TranslateConfig::default()),
+        vec![],
+        LoopConfig::default(),
+    );
+    let client = kube_client(&api).await;
+    let _tasks = kube_source::spawn(client.clone(), None, ctl.events.clone());
+    let mut rx = ctl.snapshots.clone();
+    converge(&mut rx, "route served on the ListenerSet's port", |s| {
+        s.l7.gateway_listeners.contains_key(&8080)
+            && !s.l7.gateway_listeners.contains_key(&8090)
+            && s.l7
+                .hosts
+                .get("set.example")
+                .is_some_and(|vh| vh.routes[0].matches.listener_ports == Some(vec![8080]))
+    })
+    .await;
+    let candidate = status::leader::spawn(client.clone(), quick_lease("node-a"));
+    let reporter = status::events::Reporter {
+        controller: "xdp-ingress.dev/controller".into(),
+        instance: "node-a".into(),
+    };
+    let _writer = status::spawn(
+        client,
+        reporter,
+        ctl.snapshots.clone(),
+        candidate.is_leader.clone(),
+    );
+    let cond = |v: &Value, t: &str| -> Option<(String, String)> {
+        v.as_array()?.iter().find(|c| c["type"] == t).map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_string(),
+                c["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+    };
+    let pair = |a: &str, b: &str| Some((a.to_string(), b.to_string()));
+    eventually("ListenerSet accepted with its listener's status", || {
+        api.get("listenersets", "default", "team").is_some_and(|o| {
+            let st = &o["status"];
+            let l = &st["listeners"][0];
+            cond(&st["conditions"], "Accepted") == pair("True", "Accepted")
+                && cond(&st["conditions"], "Programmed") == pair("True", "Programmed")
+                && st["conditions"][0]["observedGeneration"] == 4
+                && l["name"] == "http"
+                && l["attachedRoutes"] == 1
+                && cond(&l["conditions"], "Programmed") == pair("True", "Programmed")
+                && st["listeners"].as_array().is_some_and(|a| a.len() == 1)
+        })
+    })
+    .await;
+    eventually("ListenerSet from another namespace NotAllowed", || {
+        api.get("listenersets", "other", "stranger")
+            .is_some_and(|o| {
+                cond(&o["status"]["conditions"], "Accepted") == pair("False", "NotAllowed")
+                    && cond(&o["status"]["conditions"], "Programmed") == pair("False", "NotAllowed")
+            })
+    })
+    .await;
+    eventually("Gateway counts the attached ListenerSet", || {
+        api.get("gateways", "default", "gw").is_some_and(|o| {
+            let st = &o["status"];
+            st["attachedListenerSets"] == 1
+                && st["listeners"].as_array().is_some_and(|a| a.len() == 1)
+                && st["listeners"][0]["attachedRoutes"] == 0
+        })
+    })
+    .await;
+    eventually("route accepted by its ListenerSet parent", || {
+        api.get("httproutes", "default", "r").is_some_and(|o| {
+            o["status"]["parents"].as_array().is_some_and(|p| {
+                p.len() == 1
+                    && p[0]["parentRef"]["kind"] == "ListenerSet"
+                    && cond(&p[0]["conditions"], "Accepted") == pair("True", "Accepted")
+            })
+        })
+    })
+    .await;
 }
 
 /// TCPRoutes from the cluster: a Gateway's TCP listener with a route becomes an L4 service of

@@ -104,6 +104,36 @@ const CLUSTER_RULES: &[(&str, &str, &[&str])] = &[
         "tlsroutes/status",
         &["get", "patch"],
     ),
+    (
+        "gateway.networking.k8s.io",
+        "grpcroutes",
+        &["get", "list", "watch"],
+    ),
+    (
+        "gateway.networking.k8s.io",
+        "grpcroutes/status",
+        &["get", "patch"],
+    ),
+    (
+        "gateway.networking.k8s.io",
+        "backendtlspolicies",
+        &["get", "list", "watch"],
+    ),
+    (
+        "gateway.networking.k8s.io",
+        "backendtlspolicies/status",
+        &["get", "patch"],
+    ),
+    (
+        "gateway.networking.k8s.io",
+        "listenersets",
+        &["get", "list", "watch"],
+    ),
+    (
+        "gateway.networking.k8s.io",
+        "listenersets/status",
+        &["patch"],
+    ),
 ];
 
 /// What it needs in its own namespace: the leader-election Lease.

@@ -2815,6 +2815,480 @@ async fn backend_tls_policy() {
     );
 }
 
+/// Listeners of a scenario's Gateway or ListenerSet: `(name, port, protocol, hostname)`, each
+/// taking routes from every namespace.
+type Listeners<'a> = &'a [(&'a str, u16, &'a str, Option<&'a str>)];
+
+fn ls_listeners(listeners: Listeners<'_>) -> String {
+    listeners
+        .iter()
+        .map(|(name, port, protocol, host)| {
+            let host = host.map(|h| format!(", hostname: {h}")).unwrap_or_default();
+            format!(
+                "  - {{name: {name}, port: {port}, protocol: {protocol}{host}, \
+                 allowedRoutes: {{namespaces: {{from: All}}}}}}\n"
+            )
+        })
+        .collect()
+}
+
+/// A Gateway of namespace [`EDGE`] with `allowedListeners.namespaces` (YAML, or none).
+fn ls_gateway(name: &str, allowed: Option<&str>, listeners: Listeners<'_>) -> String {
+    let allowed = allowed
+        .map(|a| format!("  allowedListeners: {{namespaces: {a}}}\n"))
+        .unwrap_or_default();
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: {name}, namespace: {EDGE}}}\nspec:\n  gatewayClassName: {CLASS}\n{allowed}  listeners:\n{}",
+        ls_listeners(listeners)
+    )
+}
+
+/// A ListenerSet `ns/name` whose parent is Gateway `EDGE/gateway`.
+fn listener_set(ns: &str, name: &str, gateway: &str, listeners: Listeners<'_>) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: ListenerSet\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  parentRef: {{kind: Gateway, group: gateway.networking.k8s.io, name: {gateway}, namespace: {EDGE}}}\n  listeners:\n{}",
+        ls_listeners(listeners)
+    )
+}
+
+/// An HTTPRoute of [`EDGE`]: `parents` (YAML flow list), one PathPrefix rule to `backend`.
+fn ls_route(name: &str, parents: &str, path: &str, backend: &str) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: {name}, namespace: {EDGE}}}\nspec:\n  parentRefs: {parents}\n  rules: [{{matches: [{{path: {{type: PathPrefix, value: {path}}}}}], backendRefs: [{{name: {backend}, port: 8080}}]}}]\n"
+    )
+}
+
+/// ListenerSetHTTPRouting (GEP-1713 "Route Attachment"), the upstream test's scenario with
+/// this project's names: a Gateway with two listeners and two ListenerSets with two each,
+/// all on port 80 with their own hostnames; a route on the Gateway and both sets, a route
+/// on the Gateway (and one on one of its listeners), a route on each set (and one on one
+/// listener of the first). A Gateway parentRef reaches the Gateway's own listeners only, a
+/// ListenerSet parentRef that set's; 6 paths x 6 hosts, as upstream. Then a ListenerSet
+/// of another namespace with a listener on another port (8080, which the proxy opens): a
+/// route attached to it serves 200 there and nowhere else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listenerset_http_routing() {
+    const GW: &str = "ls-routing";
+    const HOSTS: [&str; 6] = [
+        "gw-1.routing.test",
+        "gw-2.routing.test",
+        "set-1-a.routing.test",
+        "set-1-b.routing.test",
+        "set-2-a.routing.test",
+        "set-2-b.routing.test",
+    ];
+    let bed = Bed::start().await;
+    let h = |i: usize| Some(HOSTS[i]);
+    let all = format!(
+        "[{{name: {GW}}}, {{kind: ListenerSet, name: ls-routing-1}}, {{kind: ListenerSet, name: ls-routing-2}}]"
+    );
+    let s = bed.serve(&[
+        &ls_gateway(
+            GW,
+            Some("{from: All}"),
+            &[("gw-1", 80, "HTTP", h(0)), ("gw-2", 80, "HTTP", h(1))],
+        ),
+        &listener_set(
+            EDGE,
+            "ls-routing-1",
+            GW,
+            &[("set-1-a", 80, "HTTP", h(2)), ("set-1-b", 80, "HTTP", h(3))],
+        ),
+        &listener_set(
+            EDGE,
+            "ls-routing-2",
+            GW,
+            &[("set-2-a", 80, "HTTP", h(4)), ("set-2-b", 80, "HTTP", h(5))],
+        ),
+        &ls_route("all-listeners", &all, "/route", V1),
+        &ls_route(
+            "gateway-route",
+            &format!("[{{name: {GW}}}]"),
+            "/gateway-route",
+            V2,
+        ),
+        &ls_route(
+            "gateway-section-route",
+            &format!("[{{name: {GW}, sectionName: gw-1}}]"),
+            "/gateway-section-route",
+            V3,
+        ),
+        &ls_route(
+            "set-1-route",
+            "[{kind: ListenerSet, name: ls-routing-1}]",
+            "/set-1-route",
+            V2,
+        ),
+        &ls_route(
+            "set-1-section-route",
+            "[{kind: ListenerSet, name: ls-routing-1, sectionName: set-1-a}]",
+            "/set-1-section-route",
+            V3,
+        ),
+        &ls_route(
+            "set-2-route",
+            "[{kind: ListenerSet, name: ls-routing-2}]",
+            "/set-2-route",
+            V2,
+        ),
+    ]);
+    // (path, backend, indices of the hosts that serve it; the others get 404).
+    let table: [(&'static str, &'static str, &[usize]); 6] = [
+        ("/route", V1, &[0, 1, 2, 3, 4, 5]),
+        ("/gateway-route", V2, &[0, 1]),
+        ("/gateway-section-route", V3, &[0]),
+        ("/set-1-route", V2, &[2, 3]),
+        ("/set-1-section-route", V3, &[2]),
+        ("/set-2-route", V2, &[4, 5]),
+    ];
+    let mut cases = Vec::new();
+    for (path, backend, served) in table {
+        for (i, host) in HOSTS.iter().enumerate() {
+            let c = get(path).host(host);
+            cases.push(if served.contains(&i) {
+                c.to(backend)
+            } else {
+                c.status(404)
+            });
+        }
+    }
+    assert_eq!(cases.len(), 36);
+    bed.check(&cases).await;
+    let gw = &s.gateway_status.gateways[&ObjectRef::new(ObjectKind::Gateway, EDGE, GW)];
+    assert_eq!(gw.attached_listener_sets, 2);
+
+    let s = bed.serve(&[
+        &ls_gateway("shared", Some("{from: All}"), &[("http", 80, "HTTP", None)]),
+        &listener_set(SHOP, "team-listeners", "shared", &[("http", 8080, "HTTP", None)]),
+        &format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: team-route, namespace: {SHOP}}}\nspec:\n  parentRefs: [{{kind: ListenerSet, name: team-listeners, sectionName: http}}]\n  rules: [{{backendRefs: [{{name: shop-v1, port: 8080}}]}}]\n"
+        ),
+    ]);
+    bed.check(&[
+        get("/team").on_port(8080).to("shop-v1"),
+        get("/team").status(404),
+    ])
+    .await;
+    let set = &s.gateway_status.listener_sets
+        [&ObjectRef::new(ObjectKind::ListenerSet, SHOP, "team-listeners")];
+    assert_eq!(set.listeners[0].attached_routes, 1);
+}
+
+/// `(namespace, ListenerSet)` -> `(Accepted, Programmed)` as `(status, reason)`; `""`: any
+/// reason (as the suite's `Reason: ""`).
+type SetExpectation = (
+    &'static str,
+    &'static str,
+    (bool, &'static str),
+    (bool, &'static str),
+);
+
+/// `(namespace, ListenerSet, listener)` and `Some(reason)`: conflicted with that reason (the
+/// suite expects it on `Accepted: False`, `Programmed: False` and `Conflicted: True`);
+/// `None`: accepted, programmed and resolved.
+type ListenerExpectation = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+);
+
+/// A conflict scenario's clashing listener: `(name, hostname)` -> the listener.
+type Clash =
+    fn(&'static str, &'static str) -> (&'static str, u16, &'static str, Option<&'static str>);
+
+/// `(scenario, Gateway, attachedListenerSets, ListenerSets, listeners)`.
+type StatusCase = (
+    String,
+    &'static str,
+    i32,
+    Vec<SetExpectation>,
+    Vec<ListenerExpectation>,
+);
+
+/// The upstream ListenerSet status tests that need no traffic (ListenerSetDefaultNotAllowed,
+/// ListenerSetAllowedNamespaceNone/Same/Selector, ListenerSetHostnameConflict,
+/// ListenerSetProtocolConflict), their scenarios with this project's names: each
+/// translated as the control plane does, then the Gateway's `Accepted`, every Gateway
+/// listener accepted, `attachedListenerSets`, each ListenerSet's `Accepted`/`Programmed` and
+/// the named listeners' conditions, as the upstream tests expect them. No creationTimestamps:
+/// precedence among ListenerSets falls to `namespace/name`, as upstream.
+#[test]
+fn listenerset_status_conformance() {
+    const NS: &str = EDGE;
+    let set_http = |ns, name, gw, listener, host| {
+        listener_set(ns, name, gw, &[(listener, 80, "HTTP", Some(host))])
+    };
+    let gw_http = |name, allowed| {
+        ls_gateway(
+            name,
+            allowed,
+            &[("gw-listener", 80, "HTTP", Some("gw.ls.test"))],
+        )
+    };
+    let not_allowed = (false, "NotAllowed");
+    let invalid = (false, "ListenersNotValid");
+    let same = [
+        gw_http("ls-same", Some("{from: Same}")),
+        set_http(
+            NS,
+            "ls-same-set",
+            "ls-same",
+            "same-listener",
+            "same.ls.test",
+        ),
+        set_http(
+            "team-b",
+            "ls-same-elsewhere",
+            "ls-same",
+            "elsewhere-listener",
+            "b.ls.test",
+        ),
+    ]
+    .join("---\n");
+    let selector = [
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a, labels: {listeners: allowed}}\n"
+            .to_string(),
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-b, labels: {listeners: other}}\n"
+            .to_string(),
+        gw_http(
+            "ls-selector",
+            Some("{from: Selector, selector: {matchLabels: {listeners: allowed}}}"),
+        ),
+        set_http(
+            "team-a",
+            "ls-selected",
+            "ls-selector",
+            "selected-listener",
+            "a.ls.test",
+        ),
+        set_http(
+            "team-b",
+            "ls-not-selected",
+            "ls-selector",
+            "unselected-listener",
+            "b.ls.test",
+        ),
+    ]
+    .join("---\n");
+    // Conflicts: the Gateway's second listener and the first set's third are taken again by
+    // later sets (hostname: same port, same hostname; protocol: a TCP listener on port 80).
+    let conflicts = |gw: &str, clash: Clash| {
+        [
+            ls_gateway(
+                gw,
+                Some("{from: Same}"),
+                &[
+                    ("gw-listener", 80, "HTTP", Some("gw.ls.test")),
+                    ("taken-by-gateway", 80, "HTTP", Some("taken-gw.ls.test")),
+                ],
+            ),
+            listener_set(
+                NS,
+                &format!("{gw}-1"),
+                gw,
+                &[
+                    ("set-1-listener", 80, "HTTP", Some("set-1.ls.test")),
+                    clash("taken-by-gateway", "taken-gw.ls.test"),
+                    ("taken-by-set", 80, "HTTP", Some("taken-set.ls.test")),
+                ],
+            ),
+            listener_set(
+                NS,
+                &format!("{gw}-2"),
+                gw,
+                &[clash("taken-by-gateway", "taken-gw.ls.test")],
+            ),
+            listener_set(
+                NS,
+                &format!("{gw}-3"),
+                gw,
+                &[
+                    ("set-3-listener", 80, "HTTP", Some("set-3.ls.test")),
+                    clash("taken-by-set", "taken-set.ls.test"),
+                ],
+            ),
+            listener_set(
+                NS,
+                &format!("{gw}-4"),
+                gw,
+                &[clash("taken-by-set", "taken-set.ls.test")],
+            ),
+        ]
+        .join("---\n")
+    };
+    let conflict_expectations = |names: [&'static str; 4],
+                                 reason: &'static str|
+     -> (Vec<SetExpectation>, Vec<ListenerExpectation>) {
+        let [one, two, three, four] = names;
+        (
+            vec![
+                (NS, one, (true, ""), (true, "Programmed")),
+                (NS, two, invalid, invalid),
+                (NS, three, (true, ""), (true, "Programmed")),
+                (NS, four, invalid, invalid),
+            ],
+            vec![
+                (NS, one, "set-1-listener", None),
+                (NS, one, "taken-by-gateway", Some(reason)),
+                (NS, one, "taken-by-set", None),
+                (NS, two, "taken-by-gateway", Some(reason)),
+                (NS, three, "set-3-listener", None),
+                (NS, three, "taken-by-set", Some(reason)),
+                (NS, four, "taken-by-set", Some(reason)),
+            ],
+        )
+    };
+    let (hostname_sets, hostname_listeners) = conflict_expectations(
+        [
+            "ls-hostname-1",
+            "ls-hostname-2",
+            "ls-hostname-3",
+            "ls-hostname-4",
+        ],
+        "HostnameConflict",
+    );
+    let (protocol_sets, protocol_listeners) = conflict_expectations(
+        [
+            "ls-protocol-1",
+            "ls-protocol-2",
+            "ls-protocol-3",
+            "ls-protocol-4",
+        ],
+        "ProtocolConflict",
+    );
+    let cases: Vec<StatusCase> = vec![
+        (
+            [
+                gw_http("ls-default", None),
+                set_http(NS, "ls-default-set", "ls-default", "l", "set.ls.test"),
+            ]
+            .join("---\n"),
+            "ls-default",
+            0,
+            vec![(NS, "ls-default-set", not_allowed, not_allowed)],
+            vec![],
+        ),
+        (
+            [
+                gw_http("ls-none", Some("{from: None}")),
+                set_http(NS, "ls-none-set", "ls-none", "l", "set.ls.test"),
+            ]
+            .join("---\n"),
+            "ls-none",
+            0,
+            vec![(NS, "ls-none-set", not_allowed, not_allowed)],
+            vec![],
+        ),
+        (
+            same,
+            "ls-same",
+            1,
+            vec![
+                (NS, "ls-same-set", (true, "Accepted"), (true, "Programmed")),
+                ("team-b", "ls-same-elsewhere", not_allowed, not_allowed),
+            ],
+            vec![(NS, "ls-same-set", "same-listener", None)],
+        ),
+        (
+            selector,
+            "ls-selector",
+            1,
+            vec![
+                (
+                    "team-a",
+                    "ls-selected",
+                    (true, "Accepted"),
+                    (true, "Programmed"),
+                ),
+                ("team-b", "ls-not-selected", not_allowed, not_allowed),
+            ],
+            vec![("team-a", "ls-selected", "selected-listener", None)],
+        ),
+        (
+            conflicts("ls-hostname", |name, host| (name, 80, "HTTP", Some(host))),
+            "ls-hostname",
+            2,
+            hostname_sets,
+            hostname_listeners,
+        ),
+        (
+            conflicts("ls-protocol", |name, _| (name, 80, "TCP", None)),
+            "ls-protocol",
+            2,
+            protocol_sets,
+            protocol_listeners,
+        ),
+    ];
+    let class = format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {{name: {CLASS}}}\nspec: {{controllerName: xdp-ingress.dev/controller}}\n---\n"
+    );
+    for (yaml, gateway, attached, sets, listeners) in cases {
+        let s = translate_manifests(1, &format!("{class}{yaml}"), |_| {});
+        let st = &s.gateway_status;
+        let gw = &st.gateways[&ObjectRef::new(ObjectKind::Gateway, NS, gateway)];
+        let cond = |list: &[xdp_ingress::model::StatusCondition], t: &str| -> (bool, String) {
+            let c = list
+                .iter()
+                .find(|c| c.type_ == t)
+                .unwrap_or_else(|| panic!("{gateway}: no {t}"));
+            (c.status, c.reason.clone())
+        };
+        assert!(cond(&gw.conditions, "Accepted").0, "{gateway}");
+        assert_eq!(gw.attached_listener_sets, attached, "{gateway}");
+        for l in &gw.listeners {
+            assert!(
+                cond(&l.conditions, "Accepted").0,
+                "{gateway} listener {}",
+                l.name
+            );
+        }
+        let set = |ns: &str, name: &str| {
+            st.listener_sets
+                .get(&ObjectRef::new(ObjectKind::ListenerSet, ns, name))
+                .unwrap_or_else(|| panic!("{gateway}: no status for ListenerSet {ns}/{name}"))
+        };
+        for (ns, name, accepted, programmed) in sets {
+            let c = &set(ns, name).conditions;
+            for (t, (want, reason)) in [("Accepted", accepted), ("Programmed", programmed)] {
+                let (got, got_reason) = cond(c, t);
+                assert_eq!(got, want, "{ns}/{name} {t}: {c:?}");
+                if !reason.is_empty() {
+                    assert_eq!(got_reason, reason, "{ns}/{name} {t}");
+                }
+            }
+        }
+        for (ns, name, listener, conflict) in listeners {
+            let ls = &set(ns, name).listeners;
+            let l = ls
+                .iter()
+                .find(|l| l.name == listener)
+                .unwrap_or_else(|| panic!("{ns}/{name}: no listener {listener} in {ls:?}"));
+            let what = format!("{ns}/{name} listener {listener}");
+            match conflict {
+                Some(reason) => {
+                    for (t, want) in [
+                        ("Accepted", false),
+                        ("Programmed", false),
+                        ("Conflicted", true),
+                    ] {
+                        assert_eq!(
+                            cond(&l.conditions, t),
+                            (want, reason.to_string()),
+                            "{what} {t}"
+                        );
+                    }
+                }
+                None => {
+                    for t in ["Accepted", "Programmed", "ResolvedRefs"] {
+                        assert!(cond(&l.conditions, t).0, "{what} {t}: {:?}", l.conditions);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// HTTPRouteBackendProtocolH2C: a backendRef to a Service port with `appProtocol:
 /// kubernetes.io/h2c` is spoken to over HTTP/2 with prior knowledge (Kubernetes' standard
 /// application protocol, GEP-1911), for an h2c client as for an HTTP/1.1 one.

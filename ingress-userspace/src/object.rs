@@ -34,6 +34,8 @@ pub enum ObjectKind {
     /// Gateway API TLS passthrough routes (served by the proxy, by SNI).
     TLSRoute,
     BackendTLSPolicy,
+    /// GEP-1713 (standard since Gateway API v1.5): more listeners for a Gateway.
+    ListenerSet,
     /// A file of the manifest directory (name = path); for files that do not parse.
     ManifestFile,
 }

@@ -15,7 +15,8 @@ use k8s_openapi::api::{
 
 use gateway_api::apis::standard::{
     backendtlspolicies::BackendTlsPolicy, gatewayclasses::GatewayClass, gateways::Gateway,
-    grpcroutes::GrpcRoute, httproutes::HttpRoute, referencegrants::ReferenceGrant,
+    grpcroutes::GrpcRoute, httproutes::HttpRoute, listenersets::ListenerSet,
+    referencegrants::ReferenceGrant,
 };
 use k8s_openapi::api::core::v1::Namespace;
 
@@ -58,30 +59,177 @@ impl std::fmt::Display for Key {
     }
 }
 
-/// One object of a kind the controller reads. `Debug` shows a Secret's name, type and data
-/// keys with their lengths, never the data (changes and stores get logged).
-#[derive(Clone, PartialEq)]
-pub enum Object {
-    Ingress(Arc<Ingress>),
-    IngressClass(Arc<IngressClass>),
-    Service(Arc<Service>),
-    EndpointSlice(Arc<EndpointSlice>),
-    Secret(Arc<Secret>),
-    Node(Arc<Node>),
-    /// The ingress-nginx controller ConfigMap (`--configmap`); no other ConfigMap is read.
-    ConfigMap(Arc<ConfigMap>),
-    Namespace(Arc<Namespace>),
-    /// Gateway API (standard channel, `gateway.networking.k8s.io`).
-    GatewayClass(Arc<GatewayClass>),
-    Gateway(Arc<Gateway>),
-    HTTPRoute(Arc<HttpRoute>),
-    GRPCRoute(Arc<GrpcRoute>),
-    ReferenceGrant(Arc<ReferenceGrant>),
-    TCPRoute(Arc<TcpRoute>),
-    UDPRoute(Arc<UdpRoute>),
-    TLSRoute(Arc<TlsRoute>),
-    BackendTLSPolicy(Arc<BackendTlsPolicy>),
+/// The kinds the store holds, each named once: `Variant(ObjectKind) field: Type, doc`. Every
+/// per-kind match below ([`Object`], [`Objects`] and their methods) is generated from this
+/// list, so a new kind cannot be left out of one of them.
+macro_rules! kinds {
+    ($callback:ident) => {
+        $callback! {
+            Ingress ingresses: Ingress,
+            IngressClass ingress_classes: IngressClass,
+            Service services: Service,
+            EndpointSlice endpoint_slices: EndpointSlice,
+            Secret secrets: Secret,
+            Node nodes: Node,
+            /// The ingress-nginx controller ConfigMap (`--configmap`); no other ConfigMap is read.
+            ConfigMap config_maps: ConfigMap,
+            Namespace namespaces: Namespace,
+            /// Gateway API (`gateway.networking.k8s.io`).
+            GatewayClass gateway_classes: GatewayClass,
+            Gateway gateways: Gateway,
+            HTTPRoute http_routes: HttpRoute,
+            GRPCRoute grpc_routes: GrpcRoute,
+            ReferenceGrant reference_grants: ReferenceGrant,
+            TCPRoute tcp_routes: TcpRoute,
+            UDPRoute udp_routes: UdpRoute,
+            TLSRoute tls_routes: TlsRoute,
+            BackendTLSPolicy backend_tls_policies: BackendTlsPolicy,
+            /// GEP-1713: more listeners for a Gateway whose `allowedListeners` admits them.
+            ListenerSet listener_sets: ListenerSet,
+        }
+    };
 }
+
+/// `o` as `Debug` may show it: a Secret without its data bytes.
+fn shown<T: std::fmt::Debug + 'static>(o: &T) -> Box<dyn std::fmt::Debug + '_> {
+    match (o as &dyn std::any::Any).downcast_ref::<Secret>() {
+        Some(s) => Box::new(RedactedSecret(s)),
+        None => Box::new(o),
+    }
+}
+
+macro_rules! define_store {
+    ($($(#[$doc:meta])* $variant:ident $field:ident : $ty:ty,)*) => {
+        /// One object of a kind the controller reads. `Debug` shows a Secret's name, type and
+        /// data keys with their lengths, never the data (changes and stores get logged).
+        #[derive(Clone, PartialEq)]
+        pub enum Object {
+            $($(#[$doc])* $variant(Arc<$ty>),)*
+        }
+
+        impl std::fmt::Debug for Object {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                match self {
+                    $(Object::$variant(o) => {
+                        f.debug_tuple(stringify!($variant)).field(&shown(&**o)).finish()
+                    })*
+                }
+            }
+        }
+
+        impl Object {
+            pub fn kind(&self) -> ObjectKind {
+                match self {
+                    $(Object::$variant(_) => ObjectKind::$variant,)*
+                }
+            }
+
+            /// The object as JSON (as the API server has it).
+            pub fn to_json(&self) -> serde_json::Result<serde_json::Value> {
+                match self {
+                    $(Object::$variant(o) => serde_json::to_value(&**o),)*
+                }
+            }
+
+            pub fn key(&self) -> Key {
+                let meta = match self {
+                    $(Object::$variant(o) => &o.metadata,)*
+                };
+                Key::new(
+                    meta.namespace.clone().unwrap_or_default(),
+                    meta.name.clone().unwrap_or_default(),
+                )
+            }
+        }
+
+        /// All objects of one layer (or the merged view), by kind then key. `Debug` redacts
+        /// Secrets as [`Object`]'s does.
+        #[derive(Clone, Default, PartialEq)]
+        pub struct Objects {
+            $(pub $field: BTreeMap<Key, Arc<$ty>>,)*
+            /// Problems the sources found before translation (e.g. a manifest file that does
+            /// not parse).
+            pub diagnostics: Vec<Diagnostic>,
+        }
+
+        impl std::fmt::Debug for Objects {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let mut d = f.debug_struct("Objects");
+                $(
+                    let m: BTreeMap<&Key, Box<dyn std::fmt::Debug + '_>> =
+                        self.$field.iter().map(|(k, o)| (k, shown(&**o))).collect();
+                    d.field(stringify!($field), &m);
+                )*
+                d.field("diagnostics", &self.diagnostics).finish()
+            }
+        }
+
+        impl Objects {
+            /// Inserts or replaces; returns whether anything changed.
+            pub fn upsert(&mut self, object: Object) -> bool {
+                fn put<T: PartialEq>(m: &mut BTreeMap<Key, Arc<T>>, k: Key, v: Arc<T>) -> bool {
+                    match m.get(&k) {
+                        Some(old) if Arc::ptr_eq(old, &v) || **old == *v => false,
+                        _ => {
+                            m.insert(k, v);
+                            true
+                        }
+                    }
+                }
+                let k = object.key();
+                match object {
+                    $(Object::$variant(o) => put(&mut self.$field, k, o),)*
+                }
+            }
+
+            /// Removes; returns whether it was there.
+            pub fn delete(&mut self, kind: ObjectKind, key: &Key) -> bool {
+                match kind {
+                    $(ObjectKind::$variant => self.$field.remove(key).is_some(),)*
+                    _ => false,
+                }
+            }
+
+            /// Whether an object of `kind` with `key` is here.
+            pub fn contains(&self, kind: ObjectKind, key: &Key) -> bool {
+                match kind {
+                    $(ObjectKind::$variant => self.$field.contains_key(key),)*
+                    _ => false,
+                }
+            }
+
+            /// Replaces every object of `kind` with `objects` (a re-list); returns whether
+            /// anything changed.
+            pub fn replace_kind(&mut self, kind: ObjectKind, objects: Vec<Object>) -> bool {
+                let mut fresh = Objects::default();
+                for o in objects.into_iter().filter(|o| o.kind() == kind) {
+                    fresh.upsert(o);
+                }
+                match kind {
+                    $(ObjectKind::$variant => {
+                        let changed = self.$field != fresh.$field;
+                        self.$field = fresh.$field;
+                        changed
+                    })*
+                    _ => false,
+                }
+            }
+
+            /// Adds everything from `other` (which wins on duplicate keys).
+            fn merge_from(&mut self, other: &Objects) {
+                $(self.$field.extend(other.$field.iter().map(|(k, v)| (k.clone(), v.clone())));)*
+                self.diagnostics.extend(other.diagnostics.iter().cloned());
+            }
+
+            /// Objects of every kind (diagnostics not counted).
+            pub fn len(&self) -> usize {
+                0 $(+ self.$field.len())*
+            }
+        }
+    };
+}
+
+kinds!(define_store);
 
 /// A Secret as `Debug` may show it: no data bytes.
 struct RedactedSecret<'a>(&'a Secret);
@@ -111,135 +259,6 @@ impl std::fmt::Debug for RedactedSecret<'_> {
     }
 }
 
-impl std::fmt::Debug for Object {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Object::Ingress(o) => f.debug_tuple("Ingress").field(o).finish(),
-            Object::IngressClass(o) => f.debug_tuple("IngressClass").field(o).finish(),
-            Object::Service(o) => f.debug_tuple("Service").field(o).finish(),
-            Object::EndpointSlice(o) => f.debug_tuple("EndpointSlice").field(o).finish(),
-            Object::Secret(o) => f.debug_tuple("Secret").field(&RedactedSecret(o)).finish(),
-            Object::Node(o) => f.debug_tuple("Node").field(o).finish(),
-            Object::ConfigMap(o) => f.debug_tuple("ConfigMap").field(o).finish(),
-            Object::Namespace(o) => f.debug_tuple("Namespace").field(o).finish(),
-            Object::GatewayClass(o) => f.debug_tuple("GatewayClass").field(o).finish(),
-            Object::Gateway(o) => f.debug_tuple("Gateway").field(o).finish(),
-            Object::HTTPRoute(o) => f.debug_tuple("HTTPRoute").field(o).finish(),
-            Object::GRPCRoute(o) => f.debug_tuple("GRPCRoute").field(o).finish(),
-            Object::ReferenceGrant(o) => f.debug_tuple("ReferenceGrant").field(o).finish(),
-            Object::TCPRoute(o) => f.debug_tuple("TCPRoute").field(o).finish(),
-            Object::UDPRoute(o) => f.debug_tuple("UDPRoute").field(o).finish(),
-            Object::TLSRoute(o) => f.debug_tuple("TLSRoute").field(o).finish(),
-            Object::BackendTLSPolicy(o) => f.debug_tuple("BackendTLSPolicy").field(o).finish(),
-        }
-    }
-}
-
-impl Object {
-    pub fn kind(&self) -> ObjectKind {
-        match self {
-            Object::Ingress(_) => ObjectKind::Ingress,
-            Object::IngressClass(_) => ObjectKind::IngressClass,
-            Object::Service(_) => ObjectKind::Service,
-            Object::EndpointSlice(_) => ObjectKind::EndpointSlice,
-            Object::Secret(_) => ObjectKind::Secret,
-            Object::Node(_) => ObjectKind::Node,
-            Object::ConfigMap(_) => ObjectKind::ConfigMap,
-            Object::Namespace(_) => ObjectKind::Namespace,
-            Object::GatewayClass(_) => ObjectKind::GatewayClass,
-            Object::Gateway(_) => ObjectKind::Gateway,
-            Object::HTTPRoute(_) => ObjectKind::HTTPRoute,
-            Object::GRPCRoute(_) => ObjectKind::GRPCRoute,
-            Object::ReferenceGrant(_) => ObjectKind::ReferenceGrant,
-            Object::TCPRoute(_) => ObjectKind::TCPRoute,
-            Object::UDPRoute(_) => ObjectKind::UDPRoute,
-            Object::TLSRoute(_) => ObjectKind::TLSRoute,
-            Object::BackendTLSPolicy(_) => ObjectKind::BackendTLSPolicy,
-        }
-    }
-
-    pub fn key(&self) -> Key {
-        let meta = match self {
-            Object::Ingress(o) => &o.metadata,
-            Object::IngressClass(o) => &o.metadata,
-            Object::Service(o) => &o.metadata,
-            Object::EndpointSlice(o) => &o.metadata,
-            Object::Secret(o) => &o.metadata,
-            Object::Node(o) => &o.metadata,
-            Object::ConfigMap(o) => &o.metadata,
-            Object::Namespace(o) => &o.metadata,
-            Object::GatewayClass(o) => &o.metadata,
-            Object::Gateway(o) => &o.metadata,
-            Object::HTTPRoute(o) => &o.metadata,
-            Object::GRPCRoute(o) => &o.metadata,
-            Object::ReferenceGrant(o) => &o.metadata,
-            Object::TCPRoute(o) => &o.metadata,
-            Object::UDPRoute(o) => &o.metadata,
-            Object::TLSRoute(o) => &o.metadata,
-            Object::BackendTLSPolicy(o) => &o.metadata,
-        };
-        Key::new(
-            meta.namespace.clone().unwrap_or_default(),
-            meta.name.clone().unwrap_or_default(),
-        )
-    }
-}
-
-/// All objects of one layer (or the merged view), by kind then key. `Debug` redacts Secrets
-/// as [`Object`]'s does.
-#[derive(Clone, Default, PartialEq)]
-pub struct Objects {
-    pub ingresses: BTreeMap<Key, Arc<Ingress>>,
-    pub ingress_classes: BTreeMap<Key, Arc<IngressClass>>,
-    pub services: BTreeMap<Key, Arc<Service>>,
-    pub endpoint_slices: BTreeMap<Key, Arc<EndpointSlice>>,
-    pub secrets: BTreeMap<Key, Arc<Secret>>,
-    pub nodes: BTreeMap<Key, Arc<Node>>,
-    pub config_maps: BTreeMap<Key, Arc<ConfigMap>>,
-    pub namespaces: BTreeMap<Key, Arc<Namespace>>,
-    pub gateway_classes: BTreeMap<Key, Arc<GatewayClass>>,
-    pub gateways: BTreeMap<Key, Arc<Gateway>>,
-    pub http_routes: BTreeMap<Key, Arc<HttpRoute>>,
-    pub grpc_routes: BTreeMap<Key, Arc<GrpcRoute>>,
-    pub reference_grants: BTreeMap<Key, Arc<ReferenceGrant>>,
-    pub tcp_routes: BTreeMap<Key, Arc<TcpRoute>>,
-    pub udp_routes: BTreeMap<Key, Arc<UdpRoute>>,
-    pub tls_routes: BTreeMap<Key, Arc<TlsRoute>>,
-    pub backend_tls_policies: BTreeMap<Key, Arc<BackendTlsPolicy>>,
-    /// Problems the sources found before translation (e.g. a manifest file that does not parse).
-    pub diagnostics: Vec<Diagnostic>,
-}
-
-impl std::fmt::Debug for Objects {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let secrets: BTreeMap<&Key, RedactedSecret> = self
-            .secrets
-            .iter()
-            .map(|(k, s)| (k, RedactedSecret(s)))
-            .collect();
-        f.debug_struct("Objects")
-            .field("ingresses", &self.ingresses)
-            .field("ingress_classes", &self.ingress_classes)
-            .field("services", &self.services)
-            .field("endpoint_slices", &self.endpoint_slices)
-            .field("secrets", &secrets)
-            .field("nodes", &self.nodes)
-            .field("config_maps", &self.config_maps)
-            .field("namespaces", &self.namespaces)
-            .field("gateway_classes", &self.gateway_classes)
-            .field("gateways", &self.gateways)
-            .field("http_routes", &self.http_routes)
-            .field("grpc_routes", &self.grpc_routes)
-            .field("reference_grants", &self.reference_grants)
-            .field("tcp_routes", &self.tcp_routes)
-            .field("udp_routes", &self.udp_routes)
-            .field("tls_routes", &self.tls_routes)
-            .field("backend_tls_policies", &self.backend_tls_policies)
-            .field("diagnostics", &self.diagnostics)
-            .finish()
-    }
-}
-
 impl Objects {
     /// Builds a layer from a list of objects; later duplicates replace earlier ones.
     pub fn from_objects(objects: impl IntoIterator<Item = Object>) -> Objects {
@@ -248,167 +267,6 @@ impl Objects {
             all.upsert(o);
         }
         all
-    }
-
-    /// Inserts or replaces; returns whether anything changed.
-    pub fn upsert(&mut self, object: Object) -> bool {
-        fn put<T: PartialEq>(m: &mut BTreeMap<Key, Arc<T>>, k: Key, v: Arc<T>) -> bool {
-            match m.get(&k) {
-                Some(old) if Arc::ptr_eq(old, &v) || **old == *v => false,
-                _ => {
-                    m.insert(k, v);
-                    true
-                }
-            }
-        }
-        let k = object.key();
-        match object {
-            Object::Ingress(o) => put(&mut self.ingresses, k, o),
-            Object::IngressClass(o) => put(&mut self.ingress_classes, k, o),
-            Object::Service(o) => put(&mut self.services, k, o),
-            Object::EndpointSlice(o) => put(&mut self.endpoint_slices, k, o),
-            Object::Secret(o) => put(&mut self.secrets, k, o),
-            Object::Node(o) => put(&mut self.nodes, k, o),
-            Object::ConfigMap(o) => put(&mut self.config_maps, k, o),
-            Object::Namespace(o) => put(&mut self.namespaces, k, o),
-            Object::GatewayClass(o) => put(&mut self.gateway_classes, k, o),
-            Object::Gateway(o) => put(&mut self.gateways, k, o),
-            Object::HTTPRoute(o) => put(&mut self.http_routes, k, o),
-            Object::GRPCRoute(o) => put(&mut self.grpc_routes, k, o),
-            Object::ReferenceGrant(o) => put(&mut self.reference_grants, k, o),
-            Object::TCPRoute(o) => put(&mut self.tcp_routes, k, o),
-            Object::UDPRoute(o) => put(&mut self.udp_routes, k, o),
-            Object::TLSRoute(o) => put(&mut self.tls_routes, k, o),
-            Object::BackendTLSPolicy(o) => put(&mut self.backend_tls_policies, k, o),
-        }
-    }
-
-    /// Removes; returns whether it was there.
-    pub fn delete(&mut self, kind: ObjectKind, key: &Key) -> bool {
-        match kind {
-            ObjectKind::Ingress => self.ingresses.remove(key).is_some(),
-            ObjectKind::IngressClass => self.ingress_classes.remove(key).is_some(),
-            ObjectKind::Service => self.services.remove(key).is_some(),
-            ObjectKind::EndpointSlice => self.endpoint_slices.remove(key).is_some(),
-            ObjectKind::Secret => self.secrets.remove(key).is_some(),
-            ObjectKind::Node => self.nodes.remove(key).is_some(),
-            ObjectKind::ConfigMap => self.config_maps.remove(key).is_some(),
-            ObjectKind::Namespace => self.namespaces.remove(key).is_some(),
-            ObjectKind::GatewayClass => self.gateway_classes.remove(key).is_some(),
-            ObjectKind::Gateway => self.gateways.remove(key).is_some(),
-            ObjectKind::HTTPRoute => self.http_routes.remove(key).is_some(),
-            ObjectKind::GRPCRoute => self.grpc_routes.remove(key).is_some(),
-            ObjectKind::ReferenceGrant => self.reference_grants.remove(key).is_some(),
-            ObjectKind::TCPRoute => self.tcp_routes.remove(key).is_some(),
-            ObjectKind::UDPRoute => self.udp_routes.remove(key).is_some(),
-            ObjectKind::TLSRoute => self.tls_routes.remove(key).is_some(),
-            ObjectKind::BackendTLSPolicy => self.backend_tls_policies.remove(key).is_some(),
-            _ => false,
-        }
-    }
-
-    /// Whether an object of `kind` with `key` is here.
-    pub fn contains(&self, kind: ObjectKind, key: &Key) -> bool {
-        match kind {
-            ObjectKind::Ingress => self.ingresses.contains_key(key),
-            ObjectKind::IngressClass => self.ingress_classes.contains_key(key),
-            ObjectKind::Service => self.services.contains_key(key),
-            ObjectKind::EndpointSlice => self.endpoint_slices.contains_key(key),
-            ObjectKind::Secret => self.secrets.contains_key(key),
-            ObjectKind::Node => self.nodes.contains_key(key),
-            ObjectKind::ConfigMap => self.config_maps.contains_key(key),
-            ObjectKind::Namespace => self.namespaces.contains_key(key),
-            ObjectKind::GatewayClass => self.gateway_classes.contains_key(key),
-            ObjectKind::Gateway => self.gateways.contains_key(key),
-            ObjectKind::HTTPRoute => self.http_routes.contains_key(key),
-            ObjectKind::ReferenceGrant => self.reference_grants.contains_key(key),
-            ObjectKind::GRPCRoute => self.grpc_routes.contains_key(key),
-            ObjectKind::TCPRoute => self.tcp_routes.contains_key(key),
-            ObjectKind::UDPRoute => self.udp_routes.contains_key(key),
-            ObjectKind::TLSRoute => self.tls_routes.contains_key(key),
-            ObjectKind::BackendTLSPolicy => self.backend_tls_policies.contains_key(key),
-            _ => false,
-        }
-    }
-
-    /// Replaces every object of `kind` with `objects` (a re-list); returns whether anything changed.
-    pub fn replace_kind(&mut self, kind: ObjectKind, objects: Vec<Object>) -> bool {
-        let mut fresh = Objects::default();
-        for o in objects.into_iter().filter(|o| o.kind() == kind) {
-            fresh.upsert(o);
-        }
-        macro_rules! swap {
-            ($f:ident) => {{
-                let changed = self.$f != fresh.$f;
-                self.$f = fresh.$f;
-                changed
-            }};
-        }
-        match kind {
-            ObjectKind::Ingress => swap!(ingresses),
-            ObjectKind::IngressClass => swap!(ingress_classes),
-            ObjectKind::Service => swap!(services),
-            ObjectKind::EndpointSlice => swap!(endpoint_slices),
-            ObjectKind::Secret => swap!(secrets),
-            ObjectKind::Node => swap!(nodes),
-            ObjectKind::ConfigMap => swap!(config_maps),
-            ObjectKind::Namespace => swap!(namespaces),
-            ObjectKind::GatewayClass => swap!(gateway_classes),
-            ObjectKind::Gateway => swap!(gateways),
-            ObjectKind::HTTPRoute => swap!(http_routes),
-            ObjectKind::GRPCRoute => swap!(grpc_routes),
-            ObjectKind::ReferenceGrant => swap!(reference_grants),
-            ObjectKind::TCPRoute => swap!(tcp_routes),
-            ObjectKind::UDPRoute => swap!(udp_routes),
-            ObjectKind::TLSRoute => swap!(tls_routes),
-            ObjectKind::BackendTLSPolicy => swap!(backend_tls_policies),
-            _ => false,
-        }
-    }
-
-    /// Adds everything from `other` (which wins on duplicate keys).
-    fn merge_from(&mut self, other: &Objects) {
-        fn m<T>(a: &mut BTreeMap<Key, Arc<T>>, b: &BTreeMap<Key, Arc<T>>) {
-            a.extend(b.iter().map(|(k, v)| (k.clone(), v.clone())));
-        }
-        m(&mut self.ingresses, &other.ingresses);
-        m(&mut self.ingress_classes, &other.ingress_classes);
-        m(&mut self.services, &other.services);
-        m(&mut self.endpoint_slices, &other.endpoint_slices);
-        m(&mut self.secrets, &other.secrets);
-        m(&mut self.nodes, &other.nodes);
-        m(&mut self.config_maps, &other.config_maps);
-        m(&mut self.namespaces, &other.namespaces);
-        m(&mut self.gateway_classes, &other.gateway_classes);
-        m(&mut self.gateways, &other.gateways);
-        m(&mut self.http_routes, &other.http_routes);
-        m(&mut self.grpc_routes, &other.grpc_routes);
-        m(&mut self.reference_grants, &other.reference_grants);
-        m(&mut self.tcp_routes, &other.tcp_routes);
-        m(&mut self.udp_routes, &other.udp_routes);
-        m(&mut self.tls_routes, &other.tls_routes);
-        m(&mut self.backend_tls_policies, &other.backend_tls_policies);
-        self.diagnostics.extend(other.diagnostics.iter().cloned());
-    }
-
-    pub fn len(&self) -> usize {
-        self.ingresses.len()
-            + self.ingress_classes.len()
-            + self.services.len()
-            + self.endpoint_slices.len()
-            + self.secrets.len()
-            + self.nodes.len()
-            + self.config_maps.len()
-            + self.namespaces.len()
-            + self.gateway_classes.len()
-            + self.gateways.len()
-            + self.http_routes.len()
-            + self.grpc_routes.len()
-            + self.reference_grants.len()
-            + self.tcp_routes.len()
-            + self.udp_routes.len()
-            + self.tls_routes.len()
-            + self.backend_tls_policies.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -513,6 +371,32 @@ mod tests {
             },
             ..Default::default()
         }))
+    }
+
+    #[test]
+    fn debug_never_shows_secret_data() {
+        let secret = Object::Secret(Arc::new(Secret {
+            metadata: ObjectMeta {
+                namespace: Some("a".into()),
+                name: Some("tls".into()),
+                ..Default::default()
+            },
+            data: Some(
+                [(
+                    "tls.key".to_string(),
+                    k8s_openapi::ByteString(b"hunter2".to_vec()),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        }));
+        let one = format!("{secret:?}");
+        let all = format!("{:?}", Objects::from_objects([secret, svc("a", "x", "1")]));
+        for shown in [&one, &all] {
+            assert!(!shown.contains("104, 117"), "{shown}"); // b"hu..." as a list of bytes
+            assert!(shown.contains("tls.key: <7 bytes>"), "{shown}");
+        }
+        assert!(all.contains("services"), "{all}");
     }
 
     #[test]

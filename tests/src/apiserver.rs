@@ -96,6 +96,12 @@ pub const RESOURCES: &[(&str, &str, &str, bool)] = &[
         "TLSRoute",
         true,
     ),
+    (
+        "listenersets",
+        "gateway.networking.k8s.io/v1",
+        "ListenerSet",
+        true,
+    ),
 ];
 
 fn resource_of_kind(

@@ -1,6 +1,9 @@
 //! `xdp-ingress explain`: what a request would match, as JSON — the Ingress (namespace/name,
 //! rule, path and pathType), the backend service and port, and the endpoints it would go to;
-//! or the default backend / 404 and why.
+//! or the default backend / 404 and why. With `--https`, a Gateway API TLSRoute that passes the
+//! host (SNI) is shown with its parents; with `--port` (and `--protocol`), the L4 service of
+//! the XDP path that takes connections to that node port: a TCPRoute's or UDPRoute's listener
+//! (or a NodePort Service), its endpoints and the route's parents.
 //!
 //! [`explain`] is a pure function over a [`Snapshot`] and uses the proxy's own request front
 //! (host checks, path normalisation) and route table, so what it says is what the proxy does.
@@ -35,8 +38,15 @@ pub struct ExplainArgs {
     #[arg(long)]
     pub manifests: PathBuf,
     /// Host of the request (port allowed).
-    #[arg(long)]
+    #[arg(long, required_unless_present = "port", default_value = "")]
     pub host: String,
+    /// Explain a TCP or UDP connection to this node port instead of a request: the L4
+    /// service of the XDP path that takes it (a TCPRoute/UDPRoute listener, or a NodePort).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// With `--port`: `tcp` or `udp`.
+    #[arg(long, value_enum, default_value_t = L4Transport::Tcp)]
+    pub protocol: L4Transport,
     /// Request target as a client would send it, query string allowed; normalised (and
     /// refused with 400) exactly as the proxy does, and shown as `forwarded_path`.
     #[arg(long, default_value = "/")]
@@ -76,6 +86,22 @@ pub struct ExplainArgs {
     pub enable_ssl_passthrough: bool,
     #[command(flatten)]
     pub global_limit: GlobalLimitFlags,
+}
+
+/// `explain --protocol`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum L4Transport {
+    Tcp,
+    Udp,
+}
+
+impl From<L4Transport> for crate::model::L4Protocol {
+    fn from(t: L4Transport) -> Self {
+        match t {
+            L4Transport::Tcp => crate::model::L4Protocol::Tcp,
+            L4Transport::Udp => crate::model::L4Protocol::Udp,
+        }
+    }
 }
 
 /// The global per-client limit's flags, as `run` takes them (the ConfigMap's `global-limit-*`
@@ -163,8 +189,11 @@ pub enum Outcome {
     /// request is seen, so no route applies.
     Passthrough,
     /// Refused before routing: the target or host is invalid (400) or the method is CONNECT
-    /// (405).
+    /// (405); or, over TLS, a Gateway passthrough listener's hostname no TLSRoute serves
+    /// (the connection is closed).
     Refused,
+    /// `--port`: the XDP path takes the connection to an L4 service (`l4`).
+    L4Service,
 }
 
 #[derive(Debug, Serialize)]
@@ -240,9 +269,33 @@ pub struct Explanation {
     /// parents' status.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gateway: Option<GatewayRouteInfo>,
+    /// A Gateway API L4 route (TLSRoute passthrough, TCPRoute, UDPRoute) that takes the
+    /// connection, its parents' status, and the XDP service its listener became.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub l4: Option<L4Info>,
     /// Problems the control plane reported for the Ingress that matched (and its canary).
     pub diagnostics: Vec<Diagnostic>,
     pub snapshot_version: u64,
+}
+
+/// What takes a connection before any request is read.
+#[derive(Debug, Serialize)]
+pub struct L4Info {
+    /// The TLSRoute, TCPRoute or UDPRoute (or, for a NodePort, the Service).
+    pub route: ObjectRef,
+    /// `status.parents` as this controller writes it (empty for a Service).
+    pub parents: Vec<crate::model::RouteParentStatus>,
+    /// The XDP path's L4 service (`gateway/NS/GATEWAY:LISTENER`, `listenerset/NS/SET:LISTENER`
+    /// or a Service's id); `None` for a TLSRoute (the proxy passes it by SNI).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub xdp_service: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<crate::model::L4Protocol>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub frontends: Vec<crate::model::Frontend>,
+    /// `address (state, Maglev weight)` of each endpoint.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<String>,
 }
 
 /// What a Gateway API route does with the request, and how its parents took it.
@@ -446,23 +499,8 @@ pub struct EndpointInfo {
 }
 
 /// What `q` would match in `snapshot`.
-pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
-    let (table, _) = RouteTable::build(&snapshot.l7, Arc::clone);
-    let mut headers = HeaderMap::new();
-    for (k, v) in &q.headers {
-        if let (Ok(k), Ok(v)) = (
-            HeaderName::from_bytes(k.as_bytes()),
-            HeaderValue::from_str(v),
-        ) {
-            headers.append(k, v);
-        }
-    }
-    let method = if q.method.is_empty() {
-        "GET"
-    } else {
-        q.method.as_str()
-    };
-    let mut e = Explanation {
+fn empty(snapshot: &Snapshot) -> Explanation {
+    Explanation {
         outcome: Outcome::Refused,
         reason: String::new(),
         virtual_host: None,
@@ -479,6 +517,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
         upstream_http: None,
         response_headers: Vec::new(),
         gateway: None,
+        l4: None,
         auth: None,
         client_certificate: None,
         forward_auth: None,
@@ -488,7 +527,100 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
         response_rate: None,
         diagnostics: Vec::new(),
         snapshot_version: snapshot.version,
+    }
+}
+
+/// A TCP or UDP connection to node port `port`: the L4 service of the XDP path that takes it
+/// (first by id, as the dataplane keys frontends), with the route its Gateway listener serves.
+pub fn explain_l4(
+    snapshot: &Snapshot,
+    protocol: crate::model::L4Protocol,
+    port: u16,
+) -> Explanation {
+    let mut e = empty(snapshot);
+    let found = snapshot.l4.iter().find(|s| {
+        s.protocol == protocol
+            && s.frontends
+                .contains(&crate::model::Frontend::NodePort(port))
+    });
+    let Some(svc) = found else {
+        e.outcome = Outcome::NotFound;
+        e.reason = format!(
+            "no L4 service takes {protocol:?} port {port}: no TCP/UDP listener with a route, \
+             and no NodePort"
+        );
+        return e;
     };
+    e.outcome = Outcome::L4Service;
+    let is_route = matches!(
+        svc.service.kind,
+        ObjectKind::TCPRoute | ObjectKind::UDPRoute
+    );
+    e.reason = if is_route {
+        format!(
+            "the XDP path takes the connection (Maglev, conntrack, NAT, as for NodePorts): \
+             Gateway listener {} serves {}",
+            svc.id, svc.service
+        )
+    } else {
+        format!(
+            "the XDP path takes the connection: a node port of {}",
+            svc.service
+        )
+    };
+    e.l4 = Some(L4Info {
+        route: svc.service.clone(),
+        parents: (snapshot.gateway_status.routes.get(&svc.service))
+            .cloned()
+            .unwrap_or_default(),
+        xdp_service: Some(svc.id.clone()),
+        protocol: Some(svc.protocol),
+        frontends: svc.frontends.clone(),
+        endpoints: (svc.endpoints.iter())
+            .map(|ep| format!("{} ({:?}, weight {})", ep.addr, ep.state, ep.weight))
+            .collect(),
+    });
+    e.diagnostics = (snapshot.diagnostics.iter())
+        .filter(|d| d.object == svc.service)
+        .cloned()
+        .collect();
+    e
+}
+
+/// The Gateway API SNI entry for `host` (lower case, port dropped), as [`crate::proxy::sni`]
+/// looks it up: exact, then the most specific `*.` wildcard.
+fn gateway_sni_of<'a>(
+    snapshot: &'a Snapshot,
+    host: &str,
+) -> Option<(&'a String, &'a crate::model::SniAction)> {
+    let name = host
+        .rsplit_once(':')
+        .map_or(host, |(h, _)| h)
+        .to_ascii_lowercase();
+    let sni = &snapshot.l7.gateway_sni;
+    sni.get_key_value(&name).or_else(|| {
+        name.match_indices('.')
+            .find_map(|(i, _)| sni.get_key_value(&format!("*.{}", &name[i + 1..])))
+    })
+}
+
+pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
+    let (table, _) = RouteTable::build(&snapshot.l7, Arc::clone);
+    let mut headers = HeaderMap::new();
+    for (k, v) in &q.headers {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            headers.append(k, v);
+        }
+    }
+    let method = if q.method.is_empty() {
+        "GET"
+    } else {
+        q.method.as_str()
+    };
+    let mut e = empty(snapshot);
     // The proxy's own request front: the same host checks and path normalisation.
     let (Ok(host_value), Ok(uri), Ok(method_value)) = (
         HeaderValue::from_str(&q.host),
@@ -515,6 +647,46 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
             .cloned()
             .collect();
         return e;
+    }
+    if q.https
+        && let Some((pattern, action)) = gateway_sni_of(snapshot, &q.host)
+    {
+        match action {
+            crate::model::SniAction::Pass { route, backends } => {
+                e.outcome = Outcome::Passthrough;
+                e.reason = format!(
+                    "TLS passthrough (Gateway API): {route} passes a TLS connection whose SNI \
+                     matches {pattern:?} to its backends untouched; no request is seen"
+                );
+                e.backends = (backends.iter())
+                    .map(|b| backend_info(&b.upstream, b.weight))
+                    .collect();
+                e.l4 = Some(L4Info {
+                    route: route.clone(),
+                    parents: (snapshot.gateway_status.routes.get(route))
+                        .cloned()
+                        .unwrap_or_default(),
+                    xdp_service: None,
+                    protocol: None,
+                    frontends: Vec::new(),
+                    endpoints: Vec::new(),
+                });
+                e.diagnostics = (snapshot.diagnostics.iter())
+                    .filter(|d| d.object == *route)
+                    .cloned()
+                    .collect();
+                return e;
+            }
+            crate::model::SniAction::Close => {
+                e.outcome = Outcome::Refused;
+                e.reason = format!(
+                    "a TLS passthrough listener's hostname ({pattern:?}) that no TLSRoute \
+                     serves: the connection is closed"
+                );
+                return e;
+            }
+            crate::model::SniAction::Terminate => {}
+        }
     }
     let target = match request_target::resolve(&method_value, Version::HTTP_11, &uri, &headers) {
         Ok(t) => t,
@@ -990,6 +1162,14 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
     let objects = load_objects(&args.manifests)
         .with_context(|| format!("loading manifests from {}", args.manifests.display()))?;
     let snapshot = translate(&objects, &config);
+    if let Some(port) = args.port {
+        let e = explain_l4(&snapshot, args.protocol.into(), port);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&e).context("encoding JSON")?
+        );
+        return Ok(());
+    }
     let mut e = explain(
         &snapshot,
         &Query {
@@ -1853,5 +2033,113 @@ spec:
             ("X-Canary".into(), "always".into())
         );
         assert!(parse_header("nocolon").is_err());
+    }
+
+    /// The L4 kinds: a TLSRoute on a passthrough listener explains an HTTPS connection to its
+    /// host (its parents, its backends); a passthrough listener's name without a route is
+    /// closed; a TCPRoute's and a UDPRoute's listeners explain connections to their ports
+    /// (the XDP service the listener became, its endpoints, the route's parents).
+    #[test]
+    fn explains_tls_tcp_and_udp_routes() {
+        let yaml = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: xdp}
+spec: {controllerName: xdp-ingress.dev/controller}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: default}
+spec: {ports: [{port: 5432}, {name: dns, port: 53, protocol: UDP}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: db-1, namespace: default, labels: {kubernetes.io/service-name: db}}
+addressType: IPv4
+ports: [{port: 5432}, {name: dns, port: 53, protocol: UDP}]
+endpoints: [{addresses: [10.0.0.7], conditions: {ready: true}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: xdp
+  listeners:
+  - {name: tls, port: 443, protocol: TLS, hostname: "*.pass.test", tls: {mode: Passthrough}}
+  - {name: pg, port: 5432, protocol: TCP}
+  - {name: dns, port: 5353, protocol: UDP}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {name: secure, namespace: default}
+spec:
+  parentRefs: [{name: gw, sectionName: tls}]
+  hostnames: [db.pass.test]
+  rules: [{backendRefs: [{name: db, port: 5432}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: {name: pg, namespace: default}
+spec:
+  parentRefs: [{name: gw, sectionName: pg}]
+  rules: [{backendRefs: [{name: db, port: 5432}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: UDPRoute
+metadata: {name: dns, namespace: default}
+spec:
+  parentRefs: [{name: gw, sectionName: dns}]
+  rules: [{backendRefs: [{name: db, port: 53}]}]
+"#;
+        let objects = Objects::from_objects(crate::source::files::parse_manifests(yaml).unwrap());
+        let s = translate(&objects, &TranslateConfig::default());
+        let https = |host: &str| Query {
+            https: true,
+            ..q(host, "/")
+        };
+        let e = explain(&s, &https("db.pass.test:443"));
+        assert_eq!(e.outcome, Outcome::Passthrough, "{e:?}");
+        let l4 = e.l4.as_ref().expect("the TLSRoute");
+        assert_eq!(
+            l4.route,
+            ObjectRef::new(ObjectKind::TLSRoute, "default", "secure")
+        );
+        assert_eq!(l4.parents[0].conditions[0].reason, "Accepted");
+        assert_eq!(e.backends.len(), 1);
+        assert!(e.reason.contains("\"db.pass.test\""), "{}", e.reason);
+        let e = explain(&s, &https("other.pass.test"));
+        assert_eq!(e.outcome, Outcome::Refused, "{e:?}");
+
+        let e = explain_l4(&s, crate::model::L4Protocol::Tcp, 5432);
+        assert_eq!(e.outcome, Outcome::L4Service, "{e:?}");
+        let l4 = e.l4.as_ref().expect("the TCPRoute");
+        assert_eq!(
+            l4.route,
+            ObjectRef::new(ObjectKind::TCPRoute, "default", "pg")
+        );
+        assert_eq!(l4.xdp_service.as_deref(), Some("gateway/default/gw:pg"));
+        assert_eq!(l4.endpoints.len(), 1, "{:?}", l4.endpoints);
+        assert!(
+            l4.endpoints[0].starts_with("10.0.0.7:5432"),
+            "{:?}",
+            l4.endpoints
+        );
+        assert_eq!(l4.parents[0].conditions[0].reason, "Accepted");
+        let e = explain_l4(&s, crate::model::L4Protocol::Udp, 5353);
+        let l4 = e.l4.as_ref().expect("the UDPRoute");
+        assert_eq!(
+            l4.route,
+            ObjectRef::new(ObjectKind::UDPRoute, "default", "dns")
+        );
+        assert_eq!(l4.xdp_service.as_deref(), Some("gateway/default/gw:dns"));
+        // Another transport, or a port nothing takes.
+        assert_eq!(
+            explain_l4(&s, crate::model::L4Protocol::Udp, 5432).outcome,
+            Outcome::NotFound
+        );
+        assert_eq!(
+            explain_l4(&s, crate::model::L4Protocol::Tcp, 6000).outcome,
+            Outcome::NotFound
+        );
     }
 }

@@ -12,7 +12,7 @@
 //! `--output json` prints a [`Report`]; its schema is documented on the types below and in
 //! `deploy/docs/migrate-from-ingress-nginx.md`.
 
-use std::path::PathBuf;
+use std::{collections::BTreeMap, path::PathBuf};
 
 use anyhow::Context;
 use k8s_openapi::api::{core::v1::ConfigMap, networking::v1::Ingress};
@@ -77,6 +77,14 @@ pub struct MigrateArgs {
     /// The GatewayClass the printed Gateways name (with `--to gateway-api`).
     #[arg(long, default_value = "xdp-ingress")]
     pub gateway_class: String,
+    /// ingress-nginx's `--tcp-services-configmap` (NAMESPACE/NAME): with `--to gateway-api`,
+    /// each entry becomes a TCP listener and a TCPRoute.
+    #[arg(long, value_parser = parse_key)]
+    pub tcp_services_configmap: Option<Key>,
+    /// ingress-nginx's `--udp-services-configmap` (NAMESPACE/NAME): with `--to gateway-api`,
+    /// each entry becomes a UDP listener and a UDPRoute.
+    #[arg(long, value_parser = parse_key)]
+    pub udp_services_configmap: Option<Key>,
 }
 
 /// `migrate --output json`.
@@ -371,6 +379,10 @@ async fn list_ingresses(client: &kube::Client) -> anyhow::Result<Vec<Ingress>> {
 
 /// `--to gateway-api`: the Ingresses (of `--ingress-class`) as Gateway API objects.
 async fn to_gateway_api(args: &MigrateArgs) -> anyhow::Result<i32> {
+    let wanted_maps: Vec<&Key> = [&args.tcp_services_configmap, &args.udp_services_configmap]
+        .into_iter()
+        .flatten()
+        .collect();
     let objects: Objects = match &args.manifests {
         Some(dir) => {
             anyhow::ensure!(
@@ -383,19 +395,46 @@ async fn to_gateway_api(args: &MigrateArgs) -> anyhow::Result<i32> {
         None => {
             let client = crate::source::kube::client(args.kubeconfig.as_deref()).await?;
             let ingresses = list_ingresses(&client).await?;
-            let services = kube::Api::<k8s_openapi::api::core::v1::Service>::all(client)
+            let services = kube::Api::<k8s_openapi::api::core::v1::Service>::all(client.clone())
                 .list(&Default::default())
                 .await
                 .context("listing Services")?;
+            let mut maps = Vec::new();
+            for key in &wanted_maps {
+                let api = kube::Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(
+                    client.clone(),
+                    &key.namespace,
+                );
+                let cm = api
+                    .get_opt(&key.name)
+                    .await
+                    .with_context(|| format!("reading ConfigMap {key}"))?;
+                maps.extend(cm.map(|c| crate::store::Object::ConfigMap(c.into())));
+            }
             Objects::from_objects(
                 (ingresses.into_iter())
                     .map(|i| crate::store::Object::Ingress(i.into()))
                     .chain(
                         (services.items.into_iter())
                             .map(|s| crate::store::Object::Service(s.into())),
-                    ),
+                    )
+                    .chain(maps),
             )
         }
+    };
+    let data = |key: &Option<Key>| -> anyhow::Result<BTreeMap<String, String>> {
+        let Some(key) = key else {
+            return Ok(BTreeMap::new());
+        };
+        let cm = objects
+            .config_maps
+            .get(key)
+            .with_context(|| format!("ConfigMap {key} not found"))?;
+        Ok(cm.data.clone().unwrap_or_default())
+    };
+    let exposed = super::migrate_gateway::ExposedPorts {
+        tcp: data(&args.tcp_services_configmap)?,
+        udp: data(&args.udp_services_configmap)?,
     };
     let class = args.ingress_class.as_deref();
     let ingresses: Vec<&Ingress> = (objects.ingresses.values())
@@ -403,12 +442,17 @@ async fn to_gateway_api(args: &MigrateArgs) -> anyhow::Result<i32> {
         .filter(|i| class.is_none() || class_of(i).as_deref() == class)
         .collect();
     anyhow::ensure!(
-        !ingresses.is_empty(),
-        "no Ingress found: nothing to convert"
+        !ingresses.is_empty() || !exposed.tcp.is_empty() || !exposed.udp.is_empty(),
+        "no Ingress and no TCP/UDP service found: nothing to convert"
     );
     print!(
         "{}",
-        super::migrate_gateway::convert(ingresses, &objects.services, &args.gateway_class)
+        super::migrate_gateway::convert(
+            ingresses,
+            &objects.services,
+            &exposed,
+            &args.gateway_class
+        )
     );
     Ok(0)
 }

@@ -17,10 +17,22 @@
 //!   `URLRewrite` `ReplaceFullPath` (nginx's `rewrite` replaces the whole URI),
 //!   `upstream-vhost` a `URLRewrite` hostname, `permanent-redirect` / `temporal-redirect` a
 //!   `RequestRedirect`.
+//! - `ssl-passthrough` Ingresses: per host, a `TLS` listener on 443 with `tls.mode:
+//!   Passthrough` and a TLSRoute to the backend of the host's `/` path (the Ingress's
+//!   `defaultBackend` standing in), as ingress-nginx picks it; no HTTPS listener for that host
+//!   (it would conflict), and a note (the Ingress's other paths and annotations play no part
+//!   over TLS).
+//! - ingress-nginx's TCP and UDP services (the `--tcp-services-configmap` and
+//!   `--udp-services-configmap` ConfigMaps: `"<port>": "<namespace>/<service>:<port>"`): per
+//!   entry, a `TCP` or `UDP` listener on the Gateway of the Service's namespace and a TCPRoute
+//!   or UDPRoute (v1alpha2) to the Service port; `:PROXY` (PROXY protocol) gets a note, as does
+//!   an entry that does not parse.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use gateway_api::apis::standard::{gateways::Gateway, httproutes::HttpRoute};
+
+use crate::store::{TcpRoute, TlsRoute, UdpRoute};
 use k8s_openapi::api::{
     core::v1::Service,
     networking::v1::{Ingress, IngressBackend},
@@ -40,10 +52,29 @@ const CARRIED: &[&str] = &[
     "upstream-vhost",
     "permanent-redirect",
     "temporal-redirect",
+    "ssl-passthrough",
 ];
 
-/// The Gateway of one namespace: `(host, Secret)` of its HTTPS listeners, and its notes.
-type GatewayPlan = (BTreeSet<(String, String)>, Vec<String>);
+/// The Gateway of one namespace.
+#[derive(Default)]
+struct GatewayPlan {
+    /// `(host, Secret)` of its HTTPS listeners.
+    tls: BTreeSet<(String, String)>,
+    /// Hosts of its TLS passthrough listeners.
+    passthrough: BTreeSet<String>,
+    /// `(protocol, port)` of its TCP and UDP listeners.
+    l4: BTreeSet<(&'static str, u16)>,
+    notes: Vec<String>,
+}
+
+/// ingress-nginx's TCP and UDP services: the data of the ConfigMaps its
+/// `--tcp-services-configmap` and `--udp-services-configmap` name (exposed port ->
+/// `namespace/service:port[:PROXY[:PROXY]]`).
+#[derive(Clone, Debug, Default)]
+pub struct ExposedPorts {
+    pub tcp: BTreeMap<String, String>,
+    pub udp: BTreeMap<String, String>,
+}
 
 /// One YAML document and the notes printed above it.
 struct Doc {
@@ -56,6 +87,7 @@ struct Doc {
 pub fn convert<'a>(
     ingresses: impl IntoIterator<Item = &'a Ingress>,
     services: &BTreeMap<Key, std::sync::Arc<Service>>,
+    exposed: &ExposedPorts,
     gateway_class: &str,
 ) -> String {
     let mut gateways: BTreeMap<String, GatewayPlan> = BTreeMap::new();
@@ -73,10 +105,10 @@ pub fn convert<'a>(
             match &t.secret_name {
                 Some(secret) => {
                     for h in t.hosts.iter().flatten() {
-                        gw.0.insert((h.clone(), secret.clone()));
+                        gw.tls.insert((h.clone(), secret.clone()));
                     }
                 }
-                None => gw.1.push(format!(
+                None => gw.notes.push(format!(
                     "Ingress {name}: a tls entry without secretName uses the default \
                      certificate; a Gateway listener needs certificateRefs"
                 )),
@@ -97,6 +129,9 @@ pub fn convert<'a>(
                 None => "not an ingress-nginx annotation (a typo?): dropped",
             };
             common_notes.push(format!("annotation {k}: {why}"));
+        }
+        if get("ssl-passthrough") == Some("true") {
+            passthrough(ing, &ns, services, gw, &mut docs);
         }
         let regex = get("use-regex") == Some("true") || get("rewrite-target").is_some();
         let filters = filters(&get, &mut common_notes);
@@ -171,16 +206,45 @@ pub fn convert<'a>(
             docs.push(typed::<HttpRoute>(route, notes));
         }
     }
+    for (protocol, entries) in [("TCP", &exposed.tcp), ("UDP", &exposed.udp)] {
+        for (port, target) in entries {
+            exposed_port(protocol, port, target, services, &mut gateways, &mut docs);
+        }
+    }
     let mut out = String::new();
-    for (ns, (tls, notes)) in gateways {
+    for (ns, plan) in gateways {
+        let GatewayPlan {
+            tls,
+            passthrough,
+            l4,
+            notes,
+        } = plan;
         let mut listeners = vec![json!({
             "name": "http", "port": 80, "protocol": "HTTP",
             "allowedRoutes": {"namespaces": {"from": "Same"}},
         })];
-        for (i, (host, secret)) in tls.iter().enumerate() {
+        // A passthrough host's connections are not terminated: no HTTPS listener for it.
+        for (i, (host, secret)) in tls
+            .iter()
+            .filter(|(h, _)| !passthrough.contains(h))
+            .enumerate()
+        {
             listeners.push(json!({
                 "name": format!("https-{i}"), "port": 443, "protocol": "HTTPS", "hostname": host,
                 "tls": {"mode": "Terminate", "certificateRefs": [{"name": secret}]},
+                "allowedRoutes": {"namespaces": {"from": "Same"}},
+            }));
+        }
+        for host in &passthrough {
+            listeners.push(json!({
+                "name": passthrough_listener(host), "port": 443, "protocol": "TLS",
+                "hostname": host, "tls": {"mode": "Passthrough"},
+                "allowedRoutes": {"namespaces": {"from": "Same"}},
+            }));
+        }
+        for (protocol, port) in &l4 {
+            listeners.push(json!({
+                "name": l4_listener(protocol, *port), "port": port, "protocol": protocol,
                 "allowedRoutes": {"namespaces": {"from": "Same"}},
             }));
         }
@@ -196,6 +260,152 @@ pub fn convert<'a>(
         write(&mut out, d);
     }
     out
+}
+
+/// The listener name of a passthrough host (`tls-` and the host, dots as dashes: a
+/// `SectionName` is a DNS label-like name).
+fn passthrough_listener(host: &str) -> String {
+    format!("tls-{}", host.replace('.', "-"))
+}
+
+fn l4_listener(protocol: &str, port: u16) -> String {
+    format!("{}-{port}", protocol.to_ascii_lowercase())
+}
+
+/// An `ssl-passthrough` Ingress: a TLSRoute per (non-wildcard) host to the backend of the
+/// host's `/` path, else the Ingress's defaultBackend (ingress-nginx's choice); the Gateway
+/// gets a TLS passthrough listener for the host.
+fn passthrough(
+    ing: &Ingress,
+    ns: &str,
+    services: &BTreeMap<Key, std::sync::Arc<Service>>,
+    gw: &mut GatewayPlan,
+    docs: &mut Vec<Doc>,
+) {
+    let name = ing.metadata.name.clone().unwrap_or_default();
+    let spec = ing.spec.clone().unwrap_or_default();
+    for rule in spec.rules.iter().flatten() {
+        let Some(host) = rule.host.clone().filter(|h| !h.is_empty()) else {
+            continue;
+        };
+        let mut notes = vec![format!(
+            "Ingress {name} ssl-passthrough: TLS connections for {host} are passed by SNI,              untouched, to the backend of its / path (a TLSRoute on a TLS Passthrough              listener); the Ingress's other paths and annotations play no part over TLS, and              its plain-HTTP routes are the HTTPRoute's"
+        )];
+        if host.starts_with("*.") {
+            notes.push(format!(
+                "host {host}: ingress-nginx matches passthrough SNI names exactly, so a                  wildcard was never passed through; no TLSRoute"
+            ));
+            docs.push(Doc {
+                notes,
+                yaml: String::new(),
+            });
+            continue;
+        }
+        let root = (rule.http.iter().flat_map(|h| &h.paths))
+            .find(|p| p.path.as_deref().unwrap_or("/") == "/")
+            .map(|p| &p.backend)
+            .or(spec.default_backend.as_ref());
+        let Some(backend) = root else {
+            notes.push(format!(
+                "host {host}: no / path and no defaultBackend, so ingress-nginx did not pass it                  through; no TLSRoute"
+            ));
+            docs.push(Doc {
+                notes,
+                yaml: String::new(),
+            });
+            continue;
+        };
+        let backend = backend_ref(ns, backend, services, &mut notes);
+        gw.passthrough.insert(host.clone());
+        let route = json!({
+            "apiVersion": crate::store::TLS_ROUTE_API_VERSION,
+            "kind": "TLSRoute",
+            "metadata": {"name": format!("{name}-{}", passthrough_listener(&host)), "namespace": ns},
+            "spec": {
+                "parentRefs": [{"name": "xdp-ingress", "sectionName": passthrough_listener(&host)}],
+                "hostnames": [host],
+                "rules": [{"backendRefs": backend.into_iter().collect::<Vec<_>>()}],
+            },
+        });
+        docs.push(typed::<TlsRoute>(route, notes));
+    }
+}
+
+/// One entry of the TCP or UDP services ConfigMap: a listener on the Gateway of the Service's
+/// namespace and a TCPRoute or UDPRoute to it, or a note saying why not.
+fn exposed_port(
+    protocol: &'static str,
+    port: &str,
+    target: &str,
+    services: &BTreeMap<Key, std::sync::Arc<Service>>,
+    gateways: &mut BTreeMap<String, GatewayPlan>,
+    docs: &mut Vec<Doc>,
+) {
+    let cm = format!("{}-services", protocol.to_ascii_lowercase());
+    let unparsed = |why: &str| Doc {
+        notes: vec![format!("{cm} {port:?}: {target:?}: {why}; not converted")],
+        yaml: String::new(),
+    };
+    let Ok(exposed) = port.trim().parse::<u16>() else {
+        docs.push(unparsed("the key is not a port"));
+        return;
+    };
+    // `namespace/service:port[:PROXY[:PROXY]]` (ingress-nginx `tcp-services` format).
+    let Some((ns, rest)) = target.trim().split_once('/') else {
+        docs.push(unparsed("expected namespace/service:port"));
+        return;
+    };
+    let mut parts = rest.split(':');
+    let (Some(svc), Some(svc_port)) = (parts.next(), parts.next()) else {
+        docs.push(unparsed("expected namespace/service:port"));
+        return;
+    };
+    let mut notes = vec![format!(
+        "{cm} {exposed}: the XDP path serves {protocol} port {exposed} on every node address          (Maglev, conntrack, NAT, as for NodePorts) instead of the controller's Service port"
+    )];
+    if parts.any(|p| p == "PROXY") {
+        notes.push(format!(
+            "{cm} {exposed}: PROXY protocol (:PROXY) has no TCPRoute equivalent; dropped (the              XDP path keeps the client's address by NAT instead)"
+        ));
+    }
+    let number = svc_port.parse::<i32>().ok().or_else(|| {
+        services
+            .get(&Key::new(ns, svc))?
+            .spec
+            .as_ref()?
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some(svc_port))
+            .map(|p| p.port)
+    });
+    let backend = match number {
+        Some(n) => json!({"name": svc, "port": n}),
+        None => {
+            notes.push(format!(
+                "Service {ns}/{svc}: its port {svc_port:?} could not be resolved to a number;                  fill it in"
+            ));
+            json!({"name": svc})
+        }
+    };
+    gateways
+        .entry(ns.to_string())
+        .or_default()
+        .l4
+        .insert((protocol, exposed));
+    let route = json!({
+        "apiVersion": crate::store::L4_ROUTE_API_VERSION,
+        "kind": format!("{protocol}Route"),
+        "metadata": {"name": format!("{svc}-{}", l4_listener(protocol, exposed)), "namespace": ns},
+        "spec": {
+            "parentRefs": [{"name": "xdp-ingress", "sectionName": l4_listener(protocol, exposed)}],
+            "rules": [{"backendRefs": [backend]}],
+        },
+    });
+    docs.push(match protocol {
+        "UDP" => typed::<UdpRoute>(route, notes),
+        _ => typed::<TcpRoute>(route, notes),
+    });
 }
 
 fn write(out: &mut String, d: &Doc) {
@@ -350,7 +560,12 @@ spec:
 
     fn converted() -> String {
         let o = objects(INGRESSES);
-        convert(o.ingresses.values().map(|i| &**i), &o.services, "xdp")
+        convert(
+            o.ingresses.values().map(|i| &**i),
+            &o.services,
+            &ExposedPorts::default(),
+            "xdp",
+        )
     }
 
     /// The output parses as Gateway API objects, and each change of behaviour has its note.
@@ -401,6 +616,153 @@ spec:
             .collect();
         assert_eq!(paths, [r#"Exact("/cart")"#, r#"Prefix("/")"#]);
         assert!(s.l7.gateway_wildcard_hosts.contains_key("shop.example"));
+        for (r, parents) in &s.gateway_status.routes {
+            assert!(parents[0].conditions[0].status, "{r}: {parents:?}");
+        }
+    }
+
+    /// `ssl-passthrough` (ingress-nginx: the host's `/` backend, SNI matched exactly) becomes a
+    /// TLS Passthrough listener and a TLSRoute, without an HTTPS listener for that host; the
+    /// TCP and UDP services ConfigMaps' entries become TCP/UDP listeners and routes. Translated
+    /// with a class of ours, they serve: the SNI table passes the host, the listeners become
+    /// L4 services of the XDP path, every route is accepted.
+    #[test]
+    fn passthrough_ingresses_and_exposed_ports_become_l4_routes() {
+        let input = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: vault, namespace: sec}
+spec: {ports: [{name: https, port: 8200}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: pg, namespace: db}
+spec: {ports: [{name: sql, port: 5432}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: dns, namespace: db}
+spec: {ports: [{name: dns, port: 53, protocol: UDP}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: vault
+  namespace: sec
+  annotations: {nginx.ingress.kubernetes.io/ssl-passthrough: "true"}
+spec:
+  tls: [{hosts: [vault.example], secretName: vault-tls}]
+  rules:
+  - host: vault.example
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: vault, port: {name: https}}}}
+  - host: "*.vault.example"
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: vault, port: {number: 8200}}}}
+"#;
+        let o = objects(input);
+        let exposed = ExposedPorts {
+            tcp: [
+                ("5432".to_string(), "db/pg:sql".to_string()),
+                ("6000".to_string(), "db/pg:5432:PROXY".to_string()),
+                ("nope".to_string(), "db/pg:5432".to_string()),
+            ]
+            .into(),
+            udp: [("5353".to_string(), "db/dns:53".to_string())].into(),
+        };
+        let out = convert(
+            o.ingresses.values().map(|i| &**i),
+            &o.services,
+            &exposed,
+            "xdp",
+        );
+        for note in [
+            "ssl-passthrough: TLS connections for vault.example are passed by SNI",
+            "ingress-nginx matches passthrough SNI names exactly",
+            "PROXY protocol (:PROXY) has no TCPRoute equivalent",
+            "tcp-services \"nope\"",
+            "the XDP path serves UDP port 5353 on every node address",
+        ] {
+            assert!(out.contains(note), "{note} in\n{out}");
+        }
+        assert!(
+            !out.contains("annotation nginx.ingress.kubernetes.io/ssl-passthrough"),
+            "{out}"
+        );
+        let parsed = parse_manifests(&out).expect("the output parses");
+        let mut kinds: Vec<_> = parsed.iter().map(|o| format!("{:?}", o.kind())).collect();
+        kinds.sort();
+        assert_eq!(
+            kinds,
+            [
+                "Gateway",
+                "Gateway",
+                "HTTPRoute",
+                "HTTPRoute",
+                "TCPRoute",
+                "TCPRoute",
+                "TLSRoute",
+                "UDPRoute"
+            ],
+            "{out}"
+        );
+        let gw = parsed
+            .iter()
+            .find_map(|o| match o {
+                Object::Gateway(g) if g.metadata.namespace.as_deref() == Some("sec") => Some(g),
+                _ => None,
+            })
+            .expect("the sec Gateway");
+        let protocols: Vec<&str> = gw
+            .spec
+            .listeners
+            .iter()
+            .map(|l| l.protocol.as_str())
+            .collect();
+        assert_eq!(
+            protocols,
+            ["HTTP", "TLS"],
+            "no HTTPS listener for a passthrough host"
+        );
+
+        let class = "---\napiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: xdp}\nspec: {controllerName: xdp-ingress.dev/controller}\n";
+        let svc_yaml: String = input.split("---").take(3).collect::<Vec<_>>().join("---");
+        let s = translate(
+            &objects(&format!("{svc_yaml}{class}{out}")),
+            &TranslateConfig::default(),
+        );
+        assert!(
+            matches!(
+                s.l7.gateway_sni.get("vault.example"),
+                Some(crate::model::SniAction::Pass { .. })
+            ),
+            "{:?}",
+            s.l7.gateway_sni
+        );
+        let mut l4: Vec<(String, String)> =
+            s.l4.iter()
+                .map(|l| (l.id.clone(), format!("{:?}", l.frontends)))
+                .collect();
+        l4.sort();
+        assert_eq!(
+            l4,
+            [
+                (
+                    "gateway/db/xdp-ingress:tcp-5432".to_string(),
+                    "[NodePort(5432)]".to_string()
+                ),
+                (
+                    "gateway/db/xdp-ingress:tcp-6000".to_string(),
+                    "[NodePort(6000)]".to_string()
+                ),
+                (
+                    "gateway/db/xdp-ingress:udp-5353".to_string(),
+                    "[NodePort(5353)]".to_string()
+                ),
+            ]
+        );
         for (r, parents) in &s.gateway_status.routes {
             assert!(parents[0].conditions[0].status, "{r}: {parents:?}");
         }

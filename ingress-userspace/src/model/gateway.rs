@@ -160,6 +160,16 @@ pub struct GatewayStatusOut {
     pub addresses: Vec<String>,
     pub conditions: Vec<StatusCondition>,
     pub listeners: Vec<ListenerStatus>,
+    /// `attachedListenerSets`: the ListenerSets attached with `Accepted: True` (GEP-1713).
+    pub attached_listener_sets: i32,
+}
+
+/// `status` of one ListenerSet (GEP-1713): `Accepted`, `Programmed`, and its own listeners
+/// (never its Gateway's).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ListenerSetStatusOut {
+    pub conditions: Vec<StatusCondition>,
+    pub listeners: Vec<ListenerStatus>,
 }
 
 /// `parentRef` of a route's status entry, as the route wrote it (group and kind defaulted).
@@ -186,6 +196,8 @@ pub struct RouteParentStatus {
 pub struct GatewayApiStatus {
     pub classes: BTreeMap<ObjectRef, Vec<StatusCondition>>,
     pub gateways: BTreeMap<ObjectRef, GatewayStatusOut>,
+    /// ListenerSets whose parentRef names a Gateway of ours.
+    pub listener_sets: BTreeMap<ObjectRef, ListenerSetStatusOut>,
     /// Every route kind: HTTPRoute, GRPCRoute, TCPRoute, UDPRoute, TLSRoute (the kind is the
     /// key's).
     pub routes: BTreeMap<ObjectRef, Vec<RouteParentStatus>>,
@@ -206,39 +218,7 @@ impl GatewayApiStatus {
             return out;
         }
         for gw in out.gateways.values_mut() {
-            let mut changed = false;
-            for l in &mut gw.listeners {
-                let Some(error) = l.port.and_then(|p| unbound.get(&p).map(|e| (p, e))) else {
-                    continue;
-                };
-                let (port, error) = error;
-                for c in &mut l.conditions {
-                    let generation = c.observed_generation;
-                    match c.type_.as_str() {
-                        "Accepted" => {
-                            *c = StatusCondition::new(
-                                "Accepted",
-                                false,
-                                "PortUnavailable",
-                                format!("port {port} cannot be bound: {error}"),
-                                generation,
-                            )
-                        }
-                        "Programmed" => {
-                            *c = StatusCondition::new(
-                                "Programmed",
-                                false,
-                                "Pending",
-                                format!("waiting for port {port} to be bound"),
-                                generation,
-                            )
-                        }
-                        _ => {}
-                    }
-                }
-                changed = true;
-            }
-            if changed {
+            if unbind(&mut gw.listeners, unbound) {
                 let generation = gw
                     .conditions
                     .first()
@@ -248,6 +228,54 @@ impl GatewayApiStatus {
                     crate::model::translate::gateway::gateway_conditions(&gw.listeners, generation);
             }
         }
+        // A ListenerSet's listeners open ports too; its own conditions summarise them.
+        for ls in out.listener_sets.values_mut() {
+            if unbind(&mut ls.listeners, unbound) {
+                let generation = (ls.conditions.first()).map_or(0, |c| c.observed_generation);
+                ls.conditions = crate::model::translate::gateway::listener_sets::conditions(
+                    &crate::model::translate::gateway::listener_sets::Verdict::Attached,
+                    &ls.listeners,
+                    true,
+                    generation,
+                );
+            }
+        }
         out
     }
+}
+
+/// Writes the bind failures into the listeners that opened those ports; true when any did.
+fn unbind(listeners: &mut [ListenerStatus], unbound: &BTreeMap<u16, String>) -> bool {
+    let mut changed = false;
+    for l in listeners {
+        let Some((port, error)) = l.port.and_then(|p| unbound.get(&p).map(|e| (p, e))) else {
+            continue;
+        };
+        for c in &mut l.conditions {
+            let generation = c.observed_generation;
+            match c.type_.as_str() {
+                "Accepted" => {
+                    *c = StatusCondition::new(
+                        "Accepted",
+                        false,
+                        "PortUnavailable",
+                        format!("port {port} cannot be bound: {error}"),
+                        generation,
+                    )
+                }
+                "Programmed" => {
+                    *c = StatusCondition::new(
+                        "Programmed",
+                        false,
+                        "Pending",
+                        format!("waiting for port {port} to be bound"),
+                        generation,
+                    )
+                }
+                _ => {}
+            }
+        }
+        changed = true;
+    }
+    changed
 }

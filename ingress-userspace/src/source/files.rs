@@ -143,6 +143,7 @@ fn collect(
         "TCPRoute" => Object::TCPRoute(Arc::new(namespaced(typed(value, index, &kind)?))),
         "UDPRoute" => Object::UDPRoute(Arc::new(namespaced(typed(value, index, &kind)?))),
         "TLSRoute" => Object::TLSRoute(Arc::new(namespaced(typed(value, index, &kind)?))),
+        "ListenerSet" => Object::ListenerSet(Arc::new(namespaced(typed(value, index, &kind)?))),
         other => {
             debug!(kind = other, "manifest kind not read; skipped");
             return Ok(());
@@ -174,7 +175,8 @@ has_meta!(
     gateway_api::apis::standard::backendtlspolicies::BackendTlsPolicy,
     crate::store::TcpRoute,
     crate::store::UdpRoute,
-    crate::store::TlsRoute
+    crate::store::TlsRoute,
+    gateway_api::apis::standard::listenersets::ListenerSet
 );
 
 fn namespaced<T: HasMeta>(mut o: T) -> T {

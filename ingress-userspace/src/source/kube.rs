@@ -18,7 +18,8 @@ use std::{collections::BTreeMap, fmt::Debug, path::Path, time::Duration};
 use futures::StreamExt;
 use gateway_api::apis::standard::{
     backendtlspolicies::BackendTlsPolicy, gatewayclasses::GatewayClass, gateways::Gateway,
-    grpcroutes::GrpcRoute, httproutes::HttpRoute, referencegrants::ReferenceGrant,
+    grpcroutes::GrpcRoute, httproutes::HttpRoute, listenersets::ListenerSet,
+    referencegrants::ReferenceGrant,
 };
 use k8s_openapi::api::{
     core::v1::{ConfigMap, Namespace, Node, Secret, Service},
@@ -196,6 +197,7 @@ pub fn spawn_scoped(
         ObjectKind::UDPRoute,
         ObjectKind::TLSRoute,
         ObjectKind::BackendTLSPolicy,
+        ObjectKind::ListenerSet,
     ]
     .into_iter()
     .map(|k| (k, 1))
@@ -305,6 +307,12 @@ pub fn spawn_scoped(
             api::<BackendTlsPolicy>(&client, namespace),
             ObjectKind::BackendTLSPolicy,
             |o| Object::BackendTLSPolicy(trim_status(o).into()),
+            events.clone(),
+        )),
+        tokio::spawn(watch_optional_kind(
+            api::<ListenerSet>(&client, namespace),
+            ObjectKind::ListenerSet,
+            |o| Object::ListenerSet(trim_status(o).into()),
             events,
         )),
     ]);
@@ -430,7 +438,8 @@ has_status!(
     BackendTlsPolicy,
     TcpRoute,
     UdpRoute,
-    TlsRoute
+    TlsRoute,
+    ListenerSet
 );
 
 fn trim_status<K: HasStatus>(mut o: K) -> K {

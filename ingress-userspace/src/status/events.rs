@@ -72,6 +72,7 @@ fn api_kind(kind: ObjectKind) -> Option<(&'static str, &'static str)> {
         ObjectKind::UDPRoute => ("UDPRoute", crate::store::L4_ROUTE_API_VERSION),
         ObjectKind::TLSRoute => ("TLSRoute", crate::store::TLS_ROUTE_API_VERSION),
         ObjectKind::BackendTLSPolicy => ("BackendTLSPolicy", "gateway.networking.k8s.io/v1"),
+        ObjectKind::ListenerSet => ("ListenerSet", "gateway.networking.k8s.io/v1"),
         ObjectKind::ManifestFile => return None,
     })
 }

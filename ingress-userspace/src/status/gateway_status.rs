@@ -4,13 +4,14 @@
 //! A route's (HTTPRoute, GRPCRoute, TCPRoute, UDPRoute, TLSRoute, each through its own API)
 //! `status.parents` entries of other controllers are kept; when a route this leader wrote
 //! stops naming a Gateway of ours, its entries of ours are removed. A BackendTLSPolicy's
-//! `status.ancestors` likewise.
+//! `status.ancestors` likewise. A ListenerSet's status (GEP-1713) is all ours: its parent
+//! Gateway is.
 
 use std::collections::BTreeMap;
 
 use gateway_api::apis::standard::{
     backendtlspolicies::BackendTlsPolicy, gatewayclasses::GatewayClass, gateways::Gateway,
-    grpcroutes::GrpcRoute, httproutes::HttpRoute,
+    grpcroutes::GrpcRoute, httproutes::HttpRoute, listenersets::ListenerSet,
 };
 use kube::{
     Api,
@@ -20,7 +21,8 @@ use serde_json::{Value, json};
 use tracing::{debug, warn};
 
 use crate::model::{
-    GatewayApiStatus, GatewayStatusOut, ObjectKind, ObjectRef, RouteParentStatus, StatusCondition,
+    GatewayApiStatus, GatewayStatusOut, ListenerSetStatusOut, ListenerStatus, ObjectKind,
+    ObjectRef, RouteParentStatus, StatusCondition,
 };
 
 pub struct GatewayStatusWriter {
@@ -63,8 +65,17 @@ pub fn gateway_json(s: &GatewayStatusOut, now: &str) -> Value {
             json!({"type": ty, "value": a})
         })
         .collect();
-    let listeners: Vec<Value> = s
-        .listeners
+    json!({
+        "addresses": addresses,
+        "conditions": conditions_json(&s.conditions, now),
+        "listeners": listeners_json(&s.listeners, now),
+        "attachedListenerSets": s.attached_listener_sets,
+    })
+}
+
+/// `status.listeners` of a Gateway or ListenerSet (`ListenerStatus`, `ListenerEntryStatus`).
+fn listeners_json(listeners: &[ListenerStatus], now: &str) -> Vec<Value> {
+    listeners
         .iter()
         .map(|l| {
             json!({
@@ -75,11 +86,14 @@ pub fn gateway_json(s: &GatewayStatusOut, now: &str) -> Value {
                 "conditions": conditions_json(&l.conditions, now),
             })
         })
-        .collect();
+        .collect()
+}
+
+/// `status` of a ListenerSet.
+pub fn listener_set_json(s: &ListenerSetStatusOut, now: &str) -> Value {
     json!({
-        "addresses": addresses,
         "conditions": conditions_json(&s.conditions, now),
-        "listeners": listeners,
+        "listeners": listeners_json(&s.listeners, now),
     })
 }
 
@@ -153,14 +167,35 @@ impl GatewayStatusWriter {
                 self.written.insert(r.clone(), want);
             }
         }
+        for (r, s) in &status.listener_sets {
+            let want = listener_set_json(s, "");
+            if self.written.get(r) == Some(&want) {
+                continue;
+            }
+            let body = json!({"status": listener_set_json(s, &now())});
+            let api: Api<ListenerSet> = Api::namespaced(self.client.clone(), &r.namespace);
+            if patch(&api, r, &body).await {
+                self.written.insert(r.clone(), want);
+            }
+        }
+        // Routes and policies we wrote that are gone from the status (deleted, or no longer
+        // naming a parent of ours): our entries go (other controllers' stay).
         let gone: Vec<ObjectRef> = self
             .written
             .keys()
-            .filter(|r| is_route(r.kind) && !status.routes.contains_key(r))
+            .filter(|r| {
+                (is_route(r.kind) && !status.routes.contains_key(r))
+                    || (r.kind == ObjectKind::BackendTLSPolicy && !status.policies.contains_key(r))
+            })
             .cloned()
             .collect();
         for r in gone {
-            if self.write_route(&r, &[]).await {
+            let done = if r.kind == ObjectKind::BackendTLSPolicy {
+                self.write_ancestors(&r, &[]).await
+            } else {
+                self.write_route(&r, &[]).await
+            };
+            if done {
                 self.written.remove(&r);
             }
         }
@@ -277,7 +312,10 @@ where
     debug_assert!(
         matches!(
             r.kind,
-            ObjectKind::GatewayClass | ObjectKind::Gateway | ObjectKind::BackendTLSPolicy
+            ObjectKind::GatewayClass
+                | ObjectKind::Gateway
+                | ObjectKind::BackendTLSPolicy
+                | ObjectKind::ListenerSet
         ) || is_route(r.kind)
     );
     match api

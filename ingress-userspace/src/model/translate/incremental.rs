@@ -296,4 +296,5 @@ pub(super) fn has_gateway_routes(objects: &Objects) -> bool {
         || !objects.udp_routes.is_empty()
         || !objects.tls_routes.is_empty()
         || !objects.grpc_routes.is_empty()
+        || !objects.listener_sets.is_empty()
 }

@@ -32,6 +32,8 @@ pub type Gateways<'a> = BTreeMap<
 #[derive(Debug)]
 pub struct Parent {
     pub parent_ref: ParentRef,
+    /// The Gateway it is on (the parentRef's, or its ListenerSet's).
+    pub gateway: Key,
     pub accepted: StatusCondition,
     /// The listeners it attached to (Gateway, index in `spec.listeners`) with the hostnames
     /// the route is served under there (exact, `*.` wildcard, `""` for any).
@@ -70,6 +72,27 @@ pub fn parent_ref(
     }
 }
 
+/// A route's generated `spec.parentRefs` (optional or required list, whatever the kind's
+/// generated `ParentReference` type) as [`ParentRef`]s: the one mapping for every route kind.
+macro_rules! parent_refs {
+    ($list:expr) => {
+        $crate::model::translate::gateway::Listed::listed(&$list)
+            .iter()
+            .map(|p| {
+                $crate::model::translate::gateway::attachment::parent_ref(
+                    p.group.as_deref(),
+                    p.kind.as_deref(),
+                    p.namespace.as_deref(),
+                    &p.name,
+                    p.section_name.as_deref(),
+                    p.port,
+                )
+            })
+            .collect::<Vec<$crate::model::ParentRef>>()
+    };
+}
+pub(crate) use parent_refs;
+
 /// The parents of ours of route `r`, each with its `Accepted` condition and the listeners
 /// it attached to. Does not count `attachedRoutes` (the kind's translation does, for what it
 /// serves).
@@ -79,30 +102,51 @@ pub fn parents(r: &RouteParents<'_>, gateways: &Gateways<'_>, objects: &Objects)
     };
     let mut out = Vec::new();
     for p in &r.parent_refs {
-        if p.group != GROUP || p.kind != "Gateway" {
+        if p.group != GROUP {
             continue;
         }
-        let gw_ns = p.namespace.as_deref().unwrap_or(r.namespace);
-        let gw_key = Key::new(gw_ns, p.name.clone());
-        let Some((gw, ls, _)) = gateways.get(&gw_key) else {
+        let parent_key = Key::new(
+            p.namespace.as_deref().unwrap_or(r.namespace),
+            p.name.clone(),
+        );
+        // A Gateway parent reaches the Gateway's own listeners; a ListenerSet parent, that
+        // set's (GEP-1713 "Route Attachment"), merged into its Gateway's list.
+        let (gw_key, set) = match p.kind.as_str() {
+            "Gateway" => (parent_key, None),
+            "ListenerSet" => {
+                let Some(ls) = objects.listener_sets.get(&parent_key) else {
+                    continue;
+                };
+                let g = &ls.spec.parent_ref;
+                let gw = Key::new(
+                    g.namespace.as_deref().unwrap_or(&parent_key.namespace),
+                    g.name.clone(),
+                );
+                (gw, Some(parent_key))
+            }
+            _ => continue,
+        };
+        let Some((_, ls, _)) = gateways.get(&gw_key) else {
             continue; // Not ours (or absent): not ours to report on.
         };
         let candidates: Vec<usize> = ls
             .iter()
             .enumerate()
+            .filter(|(_, l)| l.set == set)
             .filter(|(_, l)| p.section_name.as_deref().is_none_or(|s| s == l.name))
             .filter(|(_, l)| p.port.is_none_or(|port| port == l.port))
             .map(|(i, _)| i)
             .collect();
         let mut attached = Vec::new();
         let accepted = if candidates.is_empty() {
-            cond(
-                false,
-                "NoMatchingParent",
-                "no listener matches the parentRef's sectionName and port".into(),
-            )
+            let msg = match &set {
+                Some(set) if !ls.iter().any(|l| l.set.as_ref() == Some(set)) => {
+                    "the ListenerSet is not attached to its Gateway".into()
+                }
+                _ => "no listener matches the parentRef's sectionName and port".into(),
+            };
+            cond(false, "NoMatchingParent", msg)
         } else {
-            let gw_ns_own = gw.metadata.namespace.as_deref().unwrap_or_default();
             let allowed: Vec<usize> = candidates
                 .iter()
                 .copied()
@@ -112,7 +156,7 @@ pub fn parents(r: &RouteParents<'_>, gateways: &Gateways<'_>, objects: &Objects)
                         && l.route_kinds.iter().any(|k| k == r.kind)
                         && listeners::namespace_allowed(
                             &l.namespaces,
-                            gw_ns_own,
+                            l.owner_namespace,
                             r.namespace,
                             objects,
                         )
@@ -145,6 +189,7 @@ pub fn parents(r: &RouteParents<'_>, gateways: &Gateways<'_>, objects: &Objects)
         };
         out.push(Parent {
             parent_ref: p.clone(),
+            gateway: gw_key,
             accepted,
             listeners: attached,
         });
@@ -224,22 +269,7 @@ pub fn attach(
         namespace: &key.namespace,
         generation: hr.metadata.generation.unwrap_or(0),
         hostnames: &route_hosts,
-        parent_refs: hr
-            .spec
-            .parent_refs
-            .iter()
-            .flatten()
-            .map(|p| {
-                parent_ref(
-                    p.group.as_deref(),
-                    p.kind.as_deref(),
-                    p.namespace.as_deref(),
-                    &p.name,
-                    p.section_name.as_deref(),
-                    p.port,
-                )
-            })
-            .collect(),
+        parent_refs: parent_refs!(hr.spec.parent_refs),
     };
     let mut out = Attached {
         parents: parents(&r, gateways, objects),

@@ -69,22 +69,7 @@ macro_rules! l4_route {
                 .unwrap_or(0),
             generation: r.metadata.generation.unwrap_or(0),
             protocol: $protocol,
-            parent_refs: r
-                .spec
-                .parent_refs
-                .listed()
-                .iter()
-                .map(|p| {
-                    attachment::parent_ref(
-                        p.group.as_deref(),
-                        p.kind.as_deref(),
-                        p.namespace.as_deref(),
-                        &p.name,
-                        p.section_name.as_deref(),
-                        p.port,
-                    )
-                })
-                .collect(),
+            parent_refs: attachment::parent_refs!(r.spec.parent_refs),
             rules: r
                 .spec
                 .rules
@@ -221,7 +206,10 @@ pub fn translate(
                     continue;
                 };
                 out.push(L4Service {
-                    id: format!("gateway/{gw_key}:{}", l.name),
+                    id: match &l.set {
+                        None => format!("gateway/{gw_key}:{}", l.name),
+                        Some(set) => format!("listenerset/{set}:{}", l.name),
+                    },
                     service: r.oref.clone(),
                     protocol: r.protocol,
                     frontends: vec![Frontend::NodePort(port)],

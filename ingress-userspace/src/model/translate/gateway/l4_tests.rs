@@ -573,3 +573,54 @@ spec:
     );
     assert!(!sni.contains_key(""));
 }
+
+/// Gateway API v1 `Listener` ("Distinct Listeners"): an HTTP and a UDP listener on one port
+/// are not a ProtocolConflict (one is reached over TCP, the other over UDP): both are
+/// accepted and served (the proxy opens the TCP port, the XDP path takes the UDP one). A TCP
+/// listener and an HTTP listener on one port are ("all the Listeners that share a port with
+/// the TCP Listener are not distinct"), in a Gateway and across a ListenerSet alike.
+#[test]
+fn listeners_of_different_transports_share_a_port() {
+    let s = snapshot(&format!(
+        "{}{}",
+        gateway(
+            "gw",
+            T0,
+            "  - {name: web, port: 8053, protocol: HTTP}\n  - {name: dns, port: 8053, protocol: UDP}\n  - {name: tcp, port: 9000, protocol: TCP}\n  - {name: http, port: 9000, protocol: HTTP}\n",
+        ),
+        route(
+            "UDPRoute",
+            "dns",
+            T0,
+            "[{name: gw, sectionName: dns}]",
+            "[{name: dns, port: 53}]"
+        ),
+    ));
+    for name in ["web", "dns"] {
+        let l = listener(&s, "gw", name);
+        assert_eq!(
+            cond(&l.conditions, "Conflicted"),
+            (false, "NoConflicts"),
+            "{name}"
+        );
+        assert_eq!(
+            cond(&l.conditions, "Programmed"),
+            (true, "Programmed"),
+            "{name}"
+        );
+    }
+    for name in ["tcp", "http"] {
+        let l = listener(&s, "gw", name);
+        assert_eq!(
+            cond(&l.conditions, "Conflicted"),
+            (true, "ProtocolConflict"),
+            "{name}"
+        );
+    }
+    assert!(s.l7.gateway_listeners.contains_key(&8053));
+    let udp = l4(&s, "gateway/app/gw:dns").expect("the UDP listener's service");
+    assert_eq!(
+        (udp.protocol, &udp.frontends),
+        (L4Protocol::Udp, &vec![Frontend::NodePort(8053)])
+    );
+}

@@ -112,10 +112,42 @@ pub enum AllowedNamespaces {
     Selector(Selector),
 }
 
+/// Whose `listeners` are read: a Gateway's own, or a ListenerSet's (GEP-1713) merged into
+/// its parent Gateway's list.
+#[derive(Debug)]
+pub struct Owner<'a> {
+    /// `Gateway` or `ListenerSet`: the `from` kind of certificateRefs' ReferenceGrants.
+    pub kind: &'static str,
+    pub namespace: &'a str,
+    pub generation: i64,
+    pub listeners: &'a [GatewayListeners],
+    /// The ListenerSet (`None`: the Gateway).
+    pub set: Option<Key>,
+}
+
+impl<'a> Owner<'a> {
+    pub fn gateway(gw: &'a Gateway) -> Owner<'a> {
+        Owner {
+            kind: "Gateway",
+            namespace: gw.metadata.namespace.as_deref().unwrap_or_default(),
+            generation: gw.metadata.generation.unwrap_or(0),
+            listeners: &gw.spec.listeners,
+            set: None,
+        }
+    }
+}
+
 /// One listener as attachment sees it.
 #[derive(Debug)]
 pub struct Listener<'a> {
     pub name: &'a str,
+    /// The ListenerSet it comes from (`None`: the Gateway's own `spec.listeners`); routes
+    /// reach it through a parentRef of that kind only (GEP-1713 "Route Attachment").
+    pub set: Option<Key>,
+    /// Namespace of the Gateway or ListenerSet that declares it (`allowedRoutes` `Same`).
+    pub owner_namespace: &'a str,
+    /// `protocol` as written.
+    pub protocol: &'a str,
     pub hostname: Option<&'a str>,
     pub port: i32,
     pub https: bool,
@@ -135,27 +167,31 @@ pub struct Listener<'a> {
     pub served_port: Option<u16>,
 }
 
-/// The listeners of `gw` and their status (in spec order); each HTTPS listener's certificate
-/// goes into `certificates` by hostname (`""`: no hostname). Secrets looked up go to `secrets`.
-/// Whether another Gateway's listener holds the port is [`super::ports`]'s to decide.
-#[allow(clippy::too_many_arguments)]
+/// The listeners of `owner` and their status (in spec order); each HTTPS listener's
+/// certificate goes into `certificates` by hostname (`""`: no hostname). Secrets looked up go
+/// to `secrets`. Whether another Gateway's listener holds the port is [`super::ports`]'s to
+/// decide; conflicts with the listeners of another owner, [`super::listener_sets`]'.
 pub fn listeners<'a>(
-    gw: &'a Gateway,
-    gw_key: &Key,
+    owner: &Owner<'a>,
     objects: &Objects,
     ports: ProxyPorts,
     tls: &mut super::super::tls::TlsCache,
     certificates: &mut BTreeMap<String, Arc<TlsCertificate>>,
     secrets: &mut std::collections::HashSet<Key>,
 ) -> (Vec<Listener<'a>>, Vec<ListenerStatus>) {
-    let generation = gw.metadata.generation.unwrap_or(0);
+    let generation = owner.generation;
     let cond = |t: &str, ok: bool, reason: &str, msg: &str| {
         StatusCondition::new(t, ok, reason, msg, generation)
     };
     let mut out = Vec::new();
     let mut statuses = Vec::new();
-    let conflicts = conflicts(&gw.spec.listeners);
-    for (i, l) in gw.spec.listeners.iter().enumerate() {
+    // A ListenerSet's listeners are checked in the merged list's precedence instead, its own
+    // earlier ones included ([`super::listener_sets::conflicts`]).
+    let conflicts = match owner.set {
+        None => conflicts(owner.listeners),
+        Some(_) => vec![None; owner.listeners.len()],
+    };
+    for (i, l) in owner.listeners.iter().enumerate() {
         let https = l.protocol == "HTTPS";
         let l4 = match l.protocol.as_str() {
             "TCP" => Some(crate::model::L4Protocol::Tcp),
@@ -223,7 +259,7 @@ pub fn listeners<'a>(
                     ));
                 }
                 Some(t) => match certificate(
-                    gw,
+                    owner,
                     t.certificate_refs.as_deref().unwrap_or_default(),
                     objects,
                     tls,
@@ -301,9 +337,11 @@ pub fn listeners<'a>(
             conditions,
             port: served_port.filter(|p| *p != ports.http && *p != ports.https),
         });
-        let _ = gw_key;
         out.push(Listener {
             name: &l.name,
+            set: owner.set.clone(),
+            owner_namespace: owner.namespace,
+            protocol: &l.protocol,
             hostname: l.hostname.as_deref().filter(|h| !h.is_empty()),
             port: l.port,
             https,
@@ -453,27 +491,20 @@ fn conflicts(listeners: &[GatewayListeners]) -> Vec<Option<String>> {
         .map(|(i, a)| {
             let mut found = None;
             for (j, b) in listeners.iter().enumerate() {
-                if i == j || a.port != b.port {
+                if i == j {
                     continue;
                 }
-                let l4_pair = |x: &str, y: &str| matches!((x, y), ("TCP", "UDP") | ("UDP", "TCP"));
-                if l4_pair(&a.protocol, &b.protocol) {
-                    // Different transports: no collision (DNS serves both on 53).
-                    continue;
-                }
-                // HTTPS and TLS listeners share a port, told apart by SNI (hostname).
-                let tls_pair =
-                    |x: &str, y: &str| matches!((x, y), ("HTTPS", "TLS") | ("TLS", "HTTPS"));
-                if a.protocol != b.protocol && !tls_pair(&a.protocol, &b.protocol) {
-                    found = Some("ProtocolConflict".to_string());
-                    break;
-                }
-                if a.hostname
-                    .as_deref()
-                    .unwrap_or("")
-                    .eq_ignore_ascii_case(b.hostname.as_deref().unwrap_or(""))
-                {
-                    found = Some("HostnameConflict".to_string());
+                let hostname = |l: &'_ GatewayListeners| l.hostname.clone();
+                match conflict(
+                    (&a.protocol, a.port, hostname(a).as_deref()),
+                    (&b.protocol, b.port, hostname(b).as_deref()),
+                ) {
+                    Some(r @ "ProtocolConflict") => {
+                        found = Some(r.to_string());
+                        break;
+                    }
+                    Some(r) => found = Some(r.to_string()),
+                    None => {}
                 }
             }
             found
@@ -481,17 +512,42 @@ fn conflicts(listeners: &[GatewayListeners]) -> Vec<Option<String>> {
         .collect()
 }
 
+/// Why two listeners `(protocol, port, hostname)` of one Gateway (its own and its
+/// ListenerSets' merged) cannot both be served: `ProtocolConflict` (one port, protocols that
+/// cannot share it), `HostnameConflict` (one port, same protocol, same hostname); `None`
+/// when they can.
+pub fn conflict(
+    (pa, port_a, ha): (&str, i32, Option<&str>),
+    (pb, port_b, hb): (&str, i32, Option<&str>),
+) -> Option<&'static str> {
+    if port_a != port_b {
+        return None;
+    }
+    // Different transports never collide (DNS serves both on 53): UDP is the only listener
+    // protocol over UDP, every other one (HTTP, HTTPS, TLS, TCP) is over TCP. The spec's
+    // distinctness rules compare listeners that one connection could reach.
+    if (pa == "UDP") != (pb == "UDP") {
+        return None;
+    }
+    // HTTPS and TLS listeners share a port, told apart by SNI (hostname).
+    let tls_pair = |x: &str, y: &str| matches!((x, y), ("HTTPS", "TLS") | ("TLS", "HTTPS"));
+    if pa != pb && !tls_pair(pa, pb) {
+        return Some("ProtocolConflict");
+    }
+    let host = |h: Option<&str>| h.unwrap_or("").to_ascii_lowercase();
+    (host(ha) == host(hb)).then_some("HostnameConflict")
+}
+
 /// The first certificate of `refs` (Secrets only; another namespace needs a ReferenceGrant
 /// from the Gateway), or the reason it does not resolve (`InvalidCertificateRef`,
 /// `RefNotPermitted`).
 fn certificate(
-    gw: &Gateway,
+    owner: &Owner<'_>,
     refs: &[gateway_api::apis::standard::gateways::GatewayListenersTlsCertificateRefs],
     objects: &Objects,
     tls: &mut super::super::tls::TlsCache,
     secrets: &mut std::collections::HashSet<Key>,
 ) -> Result<Arc<TlsCertificate>, (&'static str, String)> {
-    let gw_ns = gw.metadata.namespace.as_deref().unwrap_or_default();
     let Some(r) = refs.first() else {
         return Err((
             "InvalidCertificateRef",
@@ -502,8 +558,8 @@ fn certificate(
         objects,
         &reference_grant::ObjectReference {
             field: "certificateRef",
-            from_kind: "Gateway",
-            from_namespace: gw_ns,
+            from_kind: owner.kind,
+            from_namespace: owner.namespace,
             to_kind: "Secret",
             group: r.group.as_deref(),
             kind: r.kind.as_deref(),

@@ -3,6 +3,7 @@
 //! status the spec asks for. Pure, like the rest of translation.
 //!
 //! - [`listeners`]: which listeners are served, certificates, `allowedRoutes`.
+//! - [`listener_sets`]: ListenerSets' listeners merged into their Gateway's (GEP-1713).
 //! - [`attachment`]: parentRefs -> listeners, with the route parent's conditions.
 //! - [`hostnames`]: listener x route hostname intersection (multi-label wildcards).
 //! - [`matching`]: HTTPRoute matches and the precedence across routes.
@@ -23,6 +24,7 @@ pub mod filters;
 pub mod grpc;
 pub mod hostnames;
 pub mod l4;
+pub mod listener_sets;
 pub mod listeners;
 pub mod matching;
 pub mod ports;
@@ -32,6 +34,8 @@ pub mod tls_passthrough;
 
 #[cfg(test)]
 mod l4_tests;
+#[cfg(test)]
+mod listener_set_tests;
 #[cfg(test)]
 mod tests;
 
@@ -135,23 +139,87 @@ pub fn translate(
     }
     // Our Gateways and their listeners; then their ports, for every protocol in one pass
     // (the oldest Gateway's listener keeps a port another wants).
+    // A Gateway's listeners are its own then its ListenerSets', in the spec's precedence.
+    let ours: Vec<&Key> = (objects.gateways.iter())
+        .filter(|(_, gw)| classes.contains(&gw.spec.gateway_class_name))
+        .map(|(k, _)| k)
+        .collect();
+    let sets = listener_sets::read(objects, &ours);
+    let mut verdicts = listener_sets::Verdicts::new();
     let mut gateways = BTreeMap::new();
-    for (key, gw) in &objects.gateways {
-        if !classes.contains(&gw.spec.gateway_class_name) {
+    for key in ours {
+        let Some(gw) = objects.gateways.get(key) else {
             continue;
-        }
-        let (ls, statuses) = listeners::listeners(
-            gw,
-            key,
+        };
+        let (mut ls, mut statuses) = listeners::listeners(
+            &listeners::Owner::gateway(gw),
             objects,
             cx.ports,
             tls,
             &mut out.certificates,
             &mut out.secrets,
         );
+        for set in sets.iter().filter(|s| s.gateway == *key) {
+            let namespace = &set.key.namespace;
+            if !listener_sets::admitted(gw, namespace, objects) {
+                verdicts.insert(set.key.clone(), listener_sets::Verdict::NotAllowed);
+                continue;
+            }
+            let entries = match &set.listeners {
+                Ok(entries) => entries,
+                Err(e) => {
+                    verdicts.insert(set.key.clone(), listener_sets::Verdict::Invalid(e.clone()));
+                    continue;
+                }
+            };
+            let owner = listeners::Owner {
+                kind: "ListenerSet",
+                namespace,
+                generation: set.generation(),
+                listeners: entries,
+                set: Some(set.key.clone()),
+            };
+            let (more, more_statuses) = listeners::listeners(
+                &owner,
+                objects,
+                cx.ports,
+                tls,
+                &mut out.certificates,
+                &mut out.secrets,
+            );
+            let from = ls.len();
+            ls.extend(more);
+            statuses.extend(more_statuses);
+            listener_sets::conflicts(&mut ls, &mut statuses, from);
+            verdicts.insert(set.key.clone(), listener_sets::Verdict::Attached);
+        }
         gateways.insert(key.clone(), (gw.as_ref(), ls, statuses));
     }
     ports::claim(&mut gateways, ports::held(cx.l4_services, cx.ports));
+    // A Gateway none of whose own listeners is accepted serves no ListenerSet either.
+    for (_, (_, ls, statuses)) in gateways.iter_mut() {
+        let own_accepted = ls.iter().zip(statuses.iter()).any(|(l, s)| {
+            l.set.is_none()
+                && s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Accepted" && c.status)
+        });
+        if own_accepted {
+            continue;
+        }
+        for (l, s) in ls.iter_mut().zip(statuses.iter_mut()) {
+            if l.set.is_some() && l.served {
+                listeners::refuse(
+                    l,
+                    s,
+                    "ParentNotAccepted",
+                    "the Gateway is not accepted".into(),
+                );
+                l.served_port = None;
+                s.port = None;
+            }
+        }
+    }
     for (_, ls, _) in gateways.values() {
         for l in ls.iter().filter(|l| l.l4.is_none() && !l.tls_passthrough) {
             let Some(p) = l.served_port else { continue };
@@ -221,14 +289,7 @@ pub fn translate(
         if !lost_on.is_empty() {
             attached.hostnames = attached.hostnames_without(&lost_on);
             for p in &mut attached.parents {
-                let gw = Key::new(
-                    p.parent_ref
-                        .namespace
-                        .clone()
-                        .unwrap_or_else(|| key.namespace.clone()),
-                    p.parent_ref.name.clone(),
-                );
-                if lost_on.contains(&gw) && p.accepted.status {
+                if lost_on.contains(&p.gateway) && p.accepted.status {
                     p.accepted = StatusCondition::new(
                         "Accepted",
                         false,
@@ -344,15 +405,62 @@ pub fn translate(
     for (host, r) in routes {
         out.hosts.entry(host).or_default().push(r);
     }
-    for (key, (gw, _, statuses)) in gateways {
+    let mut set_listeners: BTreeMap<Key, Vec<crate::model::ListenerStatus>> = BTreeMap::new();
+    let mut parent_accepted: BTreeMap<Key, bool> = BTreeMap::new();
+    for (key, (gw, ls, statuses)) in gateways {
         let generation = gw.metadata.generation.unwrap_or(0);
-        let conditions = gateway_conditions(&statuses, generation);
+        // The Gateway's status is about its own listeners; each ListenerSet's, about its.
+        let mut own = Vec::new();
+        for (l, s) in ls.iter().zip(statuses) {
+            match &l.set {
+                None => own.push(s),
+                Some(set) => set_listeners.entry(set.clone()).or_default().push(s),
+            }
+        }
+        let conditions = gateway_conditions(&own, generation);
+        parent_accepted.insert(key.clone(), conditions[0].status);
+        let attached_listener_sets = (sets.iter().filter(|s| s.gateway == key))
+            .filter(|s| matches!(verdicts.get(&s.key), Some(listener_sets::Verdict::Attached)))
+            .filter(|s| {
+                let listeners = set_listeners
+                    .get(&s.key)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                let c = listener_sets::conditions(
+                    &listener_sets::Verdict::Attached,
+                    listeners,
+                    conditions[0].status,
+                    0,
+                );
+                c[0].status
+            })
+            .count();
         out.status.gateways.insert(
             ObjectRef::new(ObjectKind::Gateway, key.namespace.clone(), key.name.clone()),
             GatewayStatusOut {
                 addresses: cx.addresses.to_vec(),
                 conditions,
-                listeners: statuses,
+                listeners: own,
+                attached_listener_sets: i32::try_from(attached_listener_sets).unwrap_or(i32::MAX),
+            },
+        );
+    }
+    for set in &sets {
+        let Some(verdict) = verdicts.get(&set.key) else {
+            continue;
+        };
+        let listeners = set_listeners.remove(&set.key).unwrap_or_default();
+        let parent_ok = parent_accepted.get(&set.gateway).copied().unwrap_or(false);
+        out.status.listener_sets.insert(
+            ObjectRef::new(ObjectKind::ListenerSet, &set.key.namespace, &set.key.name),
+            crate::model::ListenerSetStatusOut {
+                conditions: listener_sets::conditions(
+                    verdict,
+                    &listeners,
+                    parent_ok,
+                    set.generation(),
+                ),
+                listeners,
             },
         );
     }

@@ -79,22 +79,7 @@ pub fn translate(
                 namespace: &key.namespace,
                 generation,
                 hostnames: &hostnames,
-                parent_refs: tr
-                    .spec
-                    .parent_refs
-                    .listed()
-                    .iter()
-                    .map(|p| {
-                        attachment::parent_ref(
-                            p.group.as_deref(),
-                            p.kind.as_deref(),
-                            p.namespace.as_deref(),
-                            &p.name,
-                            p.section_name.as_deref(),
-                            p.port,
-                        )
-                    })
-                    .collect(),
+                parent_refs: attachment::parent_refs!(tr.spec.parent_refs),
             },
             gateways,
             objects,
