@@ -411,11 +411,7 @@ impl NsProxy {
 
     /// The proxy with `workers` worker threads (`--proxy-workers`); its admin listener and
     /// housekeeping on a current-thread runtime of their own.
-    pub fn start_with_workers(
-        ns: &testbed::Netns,
-        mut args: ProxyArgs,
-        workers: usize,
-    ) -> NsProxy {
+    pub fn start_with_workers(ns: &testbed::Netns, mut args: ProxyArgs, workers: usize) -> NsProxy {
         args.drain_timeout = Duration::from_secs(2);
         args.proxy_workers = workers;
         let (tx, rx) = std::sync::mpsc::channel();

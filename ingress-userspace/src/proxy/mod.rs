@@ -249,8 +249,8 @@ impl Proxy {
         // Sent when drained; dropped (the workers stop too) if starting fails below.
         let (done_tx, done_rx) = watch::channel(false);
         let worker_count = workers::count(args.proxy_workers);
-        let workers = workers::Workers::start(worker_count, &done_rx)
-            .map_err(ProxyError::Workers)?;
+        let workers =
+            workers::Workers::start(worker_count, &done_rx).map_err(ProxyError::Workers)?;
         let own = listener_set::ListenerSet::bind_own(
             args.listen_address,
             args.http_port,
