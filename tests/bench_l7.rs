@@ -1,5 +1,5 @@
 //! Requests/s and p99 latency of the L7 proxy next to Debian's nginx and HAProxy, measured in
-//! the same run: one worker each (a one-thread tokio runtime vs `worker_processes 1` vs
+//! the same run: one worker each (`--proxy-workers 1` vs `worker_processes 1` vs
 //! `nbthread 1`), an equivalent configuration (one host, prefix `/` to one upstream with
 //! keep-alive, forwarding headers, no access log, request bodies streamed), the same echo
 //! backend in a pod namespace, the same load from the client namespace: wrk for HTTP/1.1 and
@@ -18,8 +18,7 @@
 //! Pinning (machines with 2 cores or more, unless `BENCH_PIN=0`): the one-worker proxies all
 //! run on the last core, in turn, and the load generator and the backend on the others, so
 //! that each proxy gets the same core and never competes with its own load; the all-cores
-//! cases run unpinned. `BENCH_RUNTIME=current` runs our one-worker proxy on a current-thread
-//! tokio runtime instead of a one-worker multi-thread one (the daemon's runtime).
+//! cases run unpinned.
 
 mod l7common;
 
@@ -457,14 +456,7 @@ fn l7_proxy_vs_nginx() {
     if let Some(c) = &cpus {
         pin_thread(&c.proxy);
     }
-    // `BENCH_RUNTIME=current`: the one-worker proxy on a current-thread runtime instead of the
-    // daemon's (a multi-thread runtime, here with one worker: `TOKIO_WORKER_THREADS=1`).
-    let current_thread = std::env::var("BENCH_RUNTIME").is_ok_and(|v| v == "current");
-    let proxy = if current_thread {
-        NsProxy::start_current_thread(&topo.node, args(false))
-    } else {
-        NsProxy::start_with_workers(&topo.node, args(false), 1)
-    };
+    let proxy = NsProxy::start_with_workers(&topo.node, args(false), 1);
     if let Some(c) = &cpus {
         pin_thread(&c.all);
     }
@@ -684,14 +676,9 @@ fn l7_proxy_vs_nginx() {
     let mut report = String::new();
     let _ = writeln!(
         report,
-        "\nL7 proxy vs nginx {} and HAProxy {} (1 worker each, ours on a {} runtime; \"all cores\": {} each; {CONNECTIONS} connections, {} rounds of {} s, same backend; {}; ratios are ours / peer: best round's, and the median of the rounds' ratios)",
+        "\nL7 proxy vs nginx {} and HAProxy {} (1 worker each; \"all cores\": {} each; {CONNECTIONS} connections, {} rounds of {} s, same backend; {}; ratios are ours / peer: best round's, and the median of the rounds' ratios)",
         nginx_version(),
         haproxy_version(),
-        if current_thread {
-            "current-thread"
-        } else {
-            "multi-thread"
-        },
         cores(),
         rounds(),
         seconds(),

@@ -4188,12 +4188,15 @@ async fn eventually(wait: Duration, done: impl Fn() -> bool) -> bool {
 
 /// Keep-alive toward endpoints: sequential HTTP/1.1 requests share one connection, concurrent
 /// HTTP/2 requests are multiplexed over one (also while it is being opened), and both are
-/// closed once unused for `--upstream-keepalive-timeout`.
+/// closed once unused for `--upstream-keepalive-timeout`. One worker: each worker pools its
+/// own connections (as each nginx worker process does), and the concurrent requests come on
+/// several client connections, which the kernel spreads over the workers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_connections_are_reused_and_closed_when_idle() {
     let a = backend("a");
     let b = backend("b");
     let proxy = TestProxy::start(ProxyArgs {
+        proxy_workers: 1,
         upstream_keepalive_timeout: Duration::from_secs(1),
         ..TestProxy::quiet_args()
     })

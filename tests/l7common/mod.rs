@@ -396,8 +396,8 @@ pub fn pem_der(pem: &str) -> Vec<u8> {
         .to_vec()
 }
 
-/// The proxy running inside a network namespace on its own runtime (2 workers, created in
-/// the namespace so every socket it opens lives there). Stopped and drained on drop.
+/// The proxy running inside a network namespace (2 workers, started from a thread in the
+/// namespace so every socket it opens lives there). Stopped and drained on drop.
 pub struct NsProxy {
     pub handle: ProxyHandle,
     stop: Option<oneshot::Sender<()>>,
@@ -409,34 +409,18 @@ impl NsProxy {
         Self::start_with_workers(ns, args, 2)
     }
 
-    pub fn start_with_workers(ns: &testbed::Netns, args: ProxyArgs, workers: usize) -> NsProxy {
-        Self::start_on(ns, args, move || {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(workers)
-                .enable_all()
-                .build()
-        })
-    }
-
-    /// The proxy on a current-thread runtime: every task on the one thread that started it.
-    pub fn start_current_thread(ns: &testbed::Netns, args: ProxyArgs) -> NsProxy {
-        Self::start_on(ns, args, || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-        })
-    }
-
-    fn start_on(
-        ns: &testbed::Netns,
-        mut args: ProxyArgs,
-        runtime: impl FnOnce() -> std::io::Result<tokio::runtime::Runtime> + Send + 'static,
-    ) -> NsProxy {
+    /// The proxy with `workers` worker threads (`--proxy-workers`); its admin listener and
+    /// housekeeping on a current-thread runtime of their own.
+    pub fn start_with_workers(ns: &testbed::Netns, mut args: ProxyArgs, workers: usize) -> NsProxy {
         args.drain_timeout = Duration::from_secs(2);
+        args.proxy_workers = workers;
         let (tx, rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let thread = ns.spawn(move || {
-            let rt = runtime().expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
             rt.block_on(async move {
                 let handle = Proxy::start(args, async move {
                     let _ = stop_rx.await;

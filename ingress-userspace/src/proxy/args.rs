@@ -128,6 +128,11 @@ pub struct ProxyArgs {
     /// On SIGTERM: how long in-flight requests may take to finish.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+    /// Proxy worker threads, each with its own event loop, listening sockets
+    /// (`SO_REUSEPORT`) and upstream connection pools, as nginx's `worker_processes`
+    /// (deploy/docs/performance.md). 0: one per CPU the process may run on.
+    #[arg(long, default_value_t = 0, env = "XDP_INGRESS_PROXY_WORKERS")]
+    pub proxy_workers: usize,
 
     // Client address trust (deploy/docs/client-address.md); names and defaults are
     // ingress-nginx's ConfigMap keys.

@@ -9,6 +9,9 @@
 //! - A port that cannot be bound (in use, no permission) is reported by
 //!   [`ListenerSet::unbound`] (the status writer turns it into the listener's condition) and
 //!   tried again every [`RETRY`] while asked for; it never stops the proxy.
+//! - Each port is one listening socket per worker ([`super::workers`]), bound with
+//!   `SO_REUSEPORT` when there are several: the kernel spreads new connections over them, and
+//!   each worker accepts and serves its own. A port is open when every worker's socket is.
 
 use std::{
     collections::BTreeMap,
@@ -38,10 +41,14 @@ pub const RETRY: Duration = Duration::from_secs(2);
 /// Pending connections the kernel queues per listening socket (as tokio's `bind`).
 const BACKLOG: u32 = 1024;
 
+/// One port's listening sockets, one per worker (in the workers' order), and the address
+/// they are bound to.
+pub(crate) type Bound = (Vec<TcpListener>, SocketAddr);
+
 /// The proxy's own listening sockets, bound and not yet accepting.
 pub(crate) struct OwnListeners {
-    pub http: (TcpListener, SocketAddr),
-    pub https: (TcpListener, SocketAddr),
+    pub http: Bound,
+    pub https: Bound,
 }
 
 /// Gateway ports that could not be bound -> the error, as text.
@@ -51,8 +58,9 @@ pub(crate) struct ListenerSet {
     accepting: Arc<Accepting>,
     /// `--listen-address`.
     address: IpAddr,
-    /// Binding registers the socket with this runtime (`apply` may run outside it).
-    runtime: tokio::runtime::Handle,
+    /// The workers' runtimes: binding registers each worker's socket with its runtime
+    /// (`apply` runs outside them), and its accept loop runs there.
+    runtimes: Vec<tokio::runtime::Handle>,
     state: Mutex<State>,
     unbound: watch::Sender<Unbound>,
 }
@@ -68,25 +76,22 @@ struct State {
 struct Open {
     https: Arc<AtomicBool>,
     addr: SocketAddr,
-    /// Dropped or sent: the accept loop closes the socket and drains its connections.
-    _close: oneshot::Sender<()>,
+    /// Dropped or sent: the accept loops close their sockets and drain their connections.
+    _close: Vec<oneshot::Sender<()>>,
 }
 
 impl ListenerSet {
-    /// Binds the proxy's own HTTP and HTTPS ports (in that order), with the addresses bound
-    /// (port 0 asks the kernel for one).
+    /// Binds the proxy's own HTTP and HTTPS ports (in that order) for each worker of
+    /// `runtimes`, with the addresses bound (port 0 asks the kernel for one).
     pub fn bind_own(
         address: IpAddr,
         http_port: u16,
         https_port: u16,
+        runtimes: &[tokio::runtime::Handle],
     ) -> Result<OwnListeners, ProxyError> {
         let one = |port| {
-            let listener =
-                bind(address, port).map_err(|(addr, source)| ProxyError::Bind { addr, source })?;
-            let addr = listener
-                .local_addr()
-                .unwrap_or(SocketAddr::new(address, port));
-            Ok::<_, ProxyError>((listener, addr))
+            bind_all(address, port, runtimes)
+                .map_err(|(addr, source)| ProxyError::Bind { addr, source })
         };
         Ok(OwnListeners {
             http: one(http_port)?,
@@ -95,32 +100,36 @@ impl ListenerSet {
     }
 
     /// Starts accepting on the proxy's own listeners; Gateway ports follow [`Self::reconcile`].
+    /// `runtimes` are the workers' (those `own` was bound for).
     pub fn start(
         accepting: Arc<Accepting>,
         address: IpAddr,
         own: OwnListeners,
+        runtimes: Vec<tokio::runtime::Handle>,
     ) -> Arc<ListenerSet> {
         let own = [(own.http, false), (own.https, true)];
-        for ((listener, addr), https) in own {
+        for ((listeners, addr), https) in own {
             let id = ListenerId {
                 port: addr.port(),
                 gateway: false,
             };
             let https = Arc::new(AtomicBool::new(https));
-            // The proxy's own listeners close only on shutdown.
-            let forever = std::future::pending::<()>();
-            tokio::spawn(accept_loop(
-                Arc::clone(&accepting),
-                listener,
-                id,
-                https,
-                forever,
-            ));
+            for (listener, runtime) in listeners.into_iter().zip(&runtimes) {
+                // The proxy's own listeners close only on shutdown.
+                let forever = std::future::pending::<()>();
+                runtime.spawn(accept_loop(
+                    Arc::clone(&accepting),
+                    listener,
+                    id,
+                    Arc::clone(&https),
+                    forever,
+                ));
+            }
         }
         let set = Arc::new(ListenerSet {
             accepting,
             address,
-            runtime: tokio::runtime::Handle::current(),
+            runtimes,
             state: Mutex::new(State::default()),
             unbound: watch::Sender::new(Unbound::new()),
         });
@@ -172,34 +181,34 @@ impl ListenerSet {
                 o.https.store(https, Ordering::Relaxed);
                 continue;
             }
-            let _runtime = self.runtime.enter();
-            match bind(self.address, port) {
-                Ok(listener) => {
-                    let addr = listener
-                        .local_addr()
-                        .unwrap_or(SocketAddr::new(self.address, port));
-                    let (close_tx, close_rx) = oneshot::channel::<()>();
+            match bind_all(self.address, port, &self.runtimes) {
+                Ok((listeners, addr)) => {
                     let flag = Arc::new(AtomicBool::new(https));
                     let id = ListenerId {
                         port,
                         gateway: true,
                     };
-                    self.runtime.spawn(accept_loop(
-                        Arc::clone(&self.accepting),
-                        listener,
-                        id,
-                        Arc::clone(&flag),
-                        async move {
-                            let _ = close_rx.await;
-                        },
-                    ));
+                    let mut close = Vec::with_capacity(listeners.len());
+                    for (listener, runtime) in listeners.into_iter().zip(&self.runtimes) {
+                        let (close_tx, close_rx) = oneshot::channel::<()>();
+                        close.push(close_tx);
+                        runtime.spawn(accept_loop(
+                            Arc::clone(&self.accepting),
+                            listener,
+                            id,
+                            Arc::clone(&flag),
+                            async move {
+                                let _ = close_rx.await;
+                            },
+                        ));
+                    }
                     info!(port, %addr, ?protocol, "Gateway listener open");
                     open.insert(
                         port,
                         Open {
                             https: flag,
                             addr,
-                            _close: close_tx,
+                            _close: close,
                         },
                     );
                 }
@@ -234,30 +243,61 @@ async fn retry_loop(set: Weak<ListenerSet>) {
     }
 }
 
+/// Binds `ip:port` once per runtime of `runtimes` (each socket registered with its runtime),
+/// all on the port the first got (port 0 asks the kernel for one); with several,
+/// `SO_REUSEPORT` on each. If one fails, none stays bound. The error names the address tried.
+fn bind_all(
+    ip: IpAddr,
+    port: u16,
+    runtimes: &[tokio::runtime::Handle],
+) -> Result<Bound, (SocketAddr, std::io::Error)> {
+    let reuse_port = runtimes.len() > 1;
+    let mut listeners = Vec::with_capacity(runtimes.len());
+    let mut addr = SocketAddr::new(ip, port);
+    for (i, runtime) in runtimes.iter().enumerate() {
+        let _entered = runtime.enter();
+        if i == 0 {
+            let first = bind(ip, port, reuse_port)?;
+            addr = first.local_addr().unwrap_or(addr);
+            listeners.push(first);
+        } else {
+            listeners.push(bind_one(addr, reuse_port).map_err(|e| (addr, e))?);
+        }
+    }
+    Ok((listeners, addr))
+}
+
 /// Binds `ip:port` (`SO_REUSEADDR`, as tokio's `bind`); an unavailable `::` falls back to
 /// `0.0.0.0` (hosts without IPv6). The error names the address tried. Needs a runtime context.
-fn bind(ip: IpAddr, port: u16) -> Result<TcpListener, (SocketAddr, std::io::Error)> {
+fn bind(
+    ip: IpAddr,
+    port: u16,
+    reuse_port: bool,
+) -> Result<TcpListener, (SocketAddr, std::io::Error)> {
     let addr = SocketAddr::new(ip, port);
-    match bind_one(addr) {
+    match bind_one(addr, reuse_port) {
         Ok(l) => Ok(l),
         Err(e)
             if ip.is_unspecified() && ip.is_ipv6() && e.kind() != std::io::ErrorKind::AddrInUse =>
         {
             warn!(error = %e, "IPv6 wildcard unavailable, listening on IPv4 only");
             let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
-            bind_one(v4).map_err(|e| (v4, e))
+            bind_one(v4, reuse_port).map_err(|e| (v4, e))
         }
         Err(e) => Err((addr, e)),
     }
 }
 
-fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
+fn bind_one(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
         TcpSocket::new_v6()?
     };
     socket.set_reuseaddr(true)?;
+    if reuse_port {
+        socket.set_reuseport(true)?;
+    }
     socket.bind(addr)?;
     socket.listen(BACKLOG)
 }

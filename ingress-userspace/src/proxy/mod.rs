@@ -47,6 +47,7 @@ pub mod sni;
 pub mod tls;
 pub mod tunnel;
 pub mod upstream;
+pub mod workers;
 
 use std::{
     collections::HashMap,
@@ -81,6 +82,8 @@ pub enum ProxyError {
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     RateLimitStore(#[from] rate_limit::store::StoreError),
+    #[error("starting the proxy's worker threads: {0}")]
+    Workers(#[source] std::io::Error),
     #[error("reading --rate-limit-redis-ca {path}: {source}")]
     RedisCa {
         path: std::path::PathBuf,
@@ -161,6 +164,8 @@ impl Runtime {
 /// State shared by every connection.
 pub(crate) struct Shared {
     pub args: ProxyArgs,
+    /// How many workers run ([`workers`]): each has its own upstream pools.
+    pub workers: usize,
     /// `args` overlaid with the live snapshot's ConfigMap settings (trust, client timeouts,
     /// HSTS, the connection builder); swapped by [`ProxyHandle::apply`].
     pub live: ArcSwap<settings::Live>,
@@ -201,12 +206,15 @@ impl Shared {
             .unwrap_or_else(|p| p.into_inner());
         map.entry(key)
             .or_insert_with(|| {
-                Clients::new(PoolOptions {
-                    connect_timeout: key.0,
-                    send_timeout: key.1,
-                    idle_timeout: args.upstream_keepalive_timeout,
-                    max_idle_per_endpoint: args.upstream_keepalive,
-                })
+                Clients::per_worker(
+                    PoolOptions {
+                        connect_timeout: key.0,
+                        send_timeout: key.1,
+                        idle_timeout: args.upstream_keepalive_timeout,
+                        max_idle_per_endpoint: args.upstream_keepalive,
+                    },
+                    self.workers,
+                )
             })
             .clone()
     }
@@ -231,15 +239,23 @@ pub struct Proxy;
 impl Proxy {
     /// Binds the HTTP, HTTPS and (optional) metrics listeners and starts serving with an
     /// empty configuration (everything 404) until the first [`ProxyHandle::apply`].
+    /// Connections are served on `--proxy-workers` threads of the proxy's own ([`workers`]);
+    /// the admin listener and housekeeping run on the caller's runtime.
     /// When `shutdown` resolves the proxy stops accepting and drains.
     pub async fn start(
         mut args: ProxyArgs,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<ProxyHandle, ProxyError> {
+        // Sent when drained; dropped (the workers stop too) if starting fails below.
+        let (done_tx, done_rx) = watch::channel(false);
+        let worker_count = workers::count(args.proxy_workers);
+        let workers =
+            workers::Workers::start(worker_count, &done_rx).map_err(ProxyError::Workers)?;
         let own = listener_set::ListenerSet::bind_own(
             args.listen_address,
             args.http_port,
             args.https_port,
+            &workers.handles,
         )?;
         let (http_addr, https_addr) = (own.http.1, own.https.1);
         // Redirects name the port actually bound (matters when asked for port 0).
@@ -285,12 +301,16 @@ impl Proxy {
         );
         rate_limits.set_nodes(args.rate_limit_cluster_nodes.unwrap_or(1));
         let shared = Arc::new(Shared {
-            clients: Clients::new(PoolOptions {
-                connect_timeout: args.proxy_connect_timeout,
-                send_timeout: args.proxy_send_timeout,
-                idle_timeout: args.upstream_keepalive_timeout,
-                max_idle_per_endpoint: args.upstream_keepalive,
-            }),
+            workers: worker_count,
+            clients: Clients::per_worker(
+                PoolOptions {
+                    connect_timeout: args.proxy_connect_timeout,
+                    send_timeout: args.proxy_send_timeout,
+                    idle_timeout: args.upstream_keepalive_timeout,
+                    max_idle_per_endpoint: args.upstream_keepalive,
+                },
+                worker_count,
+            ),
             clients_by_timeouts: Mutex::new(HashMap::new()),
             runtime: ArcSwap::from_pointee(Runtime::empty()),
             metrics,
@@ -310,7 +330,6 @@ impl Proxy {
                  --proxy-real-ip-cidr, which includes a /0: set it to the load balancers' ranges"
             );
         }
-        let (done_tx, done_rx) = watch::channel(false);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let accepting = Arc::new(listener::Accepting::new(
             Arc::clone(&shared),
@@ -321,6 +340,7 @@ impl Proxy {
             Arc::clone(&accepting),
             shared.args.listen_address,
             own,
+            workers.handles.clone(),
         );
         tokio::spawn(async move {
             shutdown.await;
@@ -329,7 +349,7 @@ impl Proxy {
             let _ = done_tx.send(true);
         });
         tokio::spawn(probe_loop(Arc::clone(&shared), done_rx.clone()));
-        info!(%http_addr, %https_addr, ?metrics_addr, "proxy listening");
+        info!(%http_addr, %https_addr, ?metrics_addr, workers = worker_count, "proxy listening");
         Ok(ProxyHandle {
             inner: Arc::new(HandleInner {
                 shared,

@@ -456,7 +456,7 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("variables-hash-max-size", NGINX_INTERNAL, "nginx `variables_hash_max_size`."),
     row("whitelist-source-range", NotYet, "Client CIDRs allowed everywhere."),
     row("worker-cpu-affinity", NGINX_INTERNAL, "nginx `worker_cpu_affinity`."),
-    row("worker-processes", NGINX_INTERNAL, "nginx worker count (the proxy uses every core)."),
+    row("worker-processes", Refused("use --proxy-workers"), "nginx worker count (the proxy runs one worker per core)."),
     row("worker-shutdown-timeout", Refused("use --drain-timeout"), "Drain time on shutdown."),
 ];
 

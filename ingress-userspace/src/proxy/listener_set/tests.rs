@@ -20,6 +20,8 @@ async fn start() -> (ProxyHandle, oneshot::Sender<()>) {
         http_port: 0,
         https_port: 0,
         access_log_format: AccessLogFormat::Off,
+        // Two sockets per port (SO_REUSEPORT), whatever the machine's core count.
+        proxy_workers: 2,
         ..ProxyArgs::default()
     };
     let (tx, rx) = oneshot::channel::<()>();
@@ -122,4 +124,28 @@ async fn a_port_in_use_is_reported_and_taken_when_it_frees_up() {
     // Asked for no longer: nothing is reported for it.
     proxy.apply(with_ports(2, &[]));
     assert!(proxy.unbound_listeners().borrow().is_empty());
+}
+
+/// With two workers each port is two sockets the kernel spreads connections over: every
+/// connection is answered (a socket nobody accepted on would leave about half of them
+/// hanging), on the proxy's own port and on a Gateway port, and a closed Gateway port
+/// refuses all of them.
+#[tokio::test]
+async fn every_workers_socket_accepts_and_closes() {
+    let (proxy, _stop) = start().await;
+    let port = free_port();
+    let gateway: SocketAddr = ([127, 0, 0, 1], port).into();
+    proxy.apply(with_ports(1, &[(port, ListenerProtocol::Http)]));
+    for addr in [proxy.http_addr(), gateway] {
+        // Each from a new source port: the kernel picks the socket by the 4-tuple's hash, so
+        // 32 connections all on one of two sockets would be a 1 in 2^31 chance.
+        let answers = futures::future::join_all((0..32).map(|_| get(addr))).await;
+        for a in answers {
+            assert!(a.expect("answered").starts_with("HTTP/1.1 "), "{addr}");
+        }
+    }
+    proxy.apply(with_ports(2, &[]));
+    eventually("the port is closed", async || get(gateway).await.is_err()).await;
+    let answers = futures::future::join_all((0..32).map(|_| get(gateway))).await;
+    assert!(answers.iter().all(|a| a.is_err()), "{answers:?}");
 }

@@ -16,7 +16,10 @@
 //!   ends).
 //!
 //! Pools are keyed by endpoint address and TLS, one pool per set of connect and send timeouts
-//! (see `Shared::clients_for`): both are properties of a connection. A connection the
+//! (see `Shared::clients_for`): both are properties of a connection. Each proxy worker has
+//! pools of its own ([`crate::proxy::workers`]): a connection is opened, used, pooled and
+//! reaped on one worker's thread, and `--upstream-keepalive` counts per worker (as nginx's
+//! `keepalive` counts per worker process). A connection the
 //! endpoint closed is never handed out; a request a pooled connection turned out unable to
 //! take (it closed meanwhile) is sent once more on a new connection, as hyper's own pool
 //! does. `--upstream-keepalive 0` or a zero keep-alive timeout disables reuse.
@@ -97,31 +100,53 @@ impl UpstreamError {
     }
 }
 
-/// Every upstream connection of one set of timeouts; cheap to clone.
+/// Every upstream connection of one set of timeouts, one pool per worker; cheap to clone.
 #[derive(Clone)]
 pub struct Clients {
-    pool: Arc<Pool>,
+    /// By worker index ([`crate::proxy::workers::current`]); the first off the workers.
+    pools: Arc<[Arc<Pool>]>,
     /// The connections of verified backends (BackendTLSPolicy), by policy: their TLS is
     /// theirs alone, so they are pooled apart.
     verified: Arc<Mutex<HashMap<VerifiedTls, Clients>>>,
 }
 
 impl Clients {
+    /// Clients with one pool (for use off the proxy's workers).
     pub fn new(opts: PoolOptions) -> Self {
-        Self::with_dialer(opts, Dialer::new(opts.connect_timeout, opts.send_timeout))
+        Self::per_worker(opts, 1)
     }
 
-    fn with_dialer(opts: PoolOptions, dialer: Dialer) -> Self {
+    /// Clients with a pool for each of `workers` workers (at least one).
+    pub fn per_worker(opts: PoolOptions, workers: usize) -> Self {
+        Self::with_dialer(
+            opts,
+            Dialer::new(opts.connect_timeout, opts.send_timeout),
+            workers,
+        )
+    }
+
+    fn with_dialer(opts: PoolOptions, dialer: Dialer, workers: usize) -> Self {
+        let pools = (0..workers.max(1))
+            .map(|_| {
+                Arc::new(Pool {
+                    dialer: dialer.clone(),
+                    opts,
+                    idle: Mutex::new(Idle::default()),
+                    next_id: AtomicU64::new(1),
+                    reaping: AtomicBool::new(false),
+                })
+            })
+            .collect();
         Clients {
-            pool: Arc::new(Pool {
-                dialer,
-                opts,
-                idle: Mutex::new(Idle::default()),
-                next_id: AtomicU64::new(1),
-                reaping: AtomicBool::new(false),
-            }),
+            pools,
             verified: Default::default(),
         }
+    }
+
+    /// The calling worker's pool.
+    fn pool(&self) -> &Arc<Pool> {
+        let i = crate::proxy::workers::current().unwrap_or(0);
+        &self.pools[i % self.pools.len()]
     }
 
     /// The clients (same timeouts) whose TLS is verified as `v` says.
@@ -129,8 +154,9 @@ impl Clients {
         let mut map = self.verified.lock().unwrap_or_else(|e| e.into_inner());
         map.entry(v.clone())
             .or_insert_with(|| {
-                let dialer = self.pool.dialer.clone().verified(v);
-                Clients::with_dialer(self.pool.opts, dialer)
+                let first = &self.pools[0];
+                let dialer = first.dialer.clone().verified(v);
+                Clients::with_dialer(first.opts, dialer, self.pools.len())
             })
             .clone()
     }
@@ -155,10 +181,10 @@ impl Clients {
         let key = Key { endpoint, tls };
         if http2 {
             // Boxed: HTTP/2's state stays out of the (common) HTTP/1.1 request's future.
-            let resp = Box::pin(self.pool.send_http2(key, http2_form(req))).await?;
+            let resp = Box::pin(self.pool().send_http2(key, http2_form(req))).await?;
             Ok(resp.map(UpstreamBody::plain))
         } else {
-            self.pool.send_http1(key, http1_form(req)).await
+            self.pool().send_http1(key, http1_form(req)).await
         }
     }
 }
@@ -736,6 +762,45 @@ mod tests {
             2,
             "a body dropped unread closes its connection"
         );
+    }
+
+    /// Each worker reuses the connections it opened and never another worker's: a
+    /// connection's I/O stays on the thread of the requests using it.
+    #[tokio::test]
+    async fn each_worker_pools_its_own_connections() {
+        let (addr, accepted) = counting_endpoint().await;
+        let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+        let workers = crate::proxy::workers::Workers::start(2, &done_rx).expect("workers");
+        let clients = Clients::per_worker(
+            PoolOptions {
+                connect_timeout: Duration::from_secs(5),
+                send_timeout: Duration::from_secs(5),
+                idle_timeout: Duration::from_secs(60),
+                max_idle_per_endpoint: 8,
+            },
+            2,
+        );
+        let get_on = |worker: usize| {
+            let clients = clients.clone();
+            workers.handles[worker].spawn(async move {
+                let resp = clients
+                    .send(BackendProtocol::Http, addr, request("http://v.test/"))
+                    .await
+                    .expect("answered");
+                resp.into_body().collect().await.expect("body");
+            })
+        };
+        let mut seen = Vec::new();
+        for worker in [0, 0, 1, 1, 0, 1] {
+            get_on(worker).await.expect("request ran");
+            seen.push(accepted.load(Ordering::Relaxed));
+        }
+        assert_eq!(
+            seen,
+            [1, 1, 2, 2, 2, 2],
+            "one connection per worker, each reused by its own worker only"
+        );
+        let _ = done_tx.send(true);
     }
 
     /// A pooled connection the endpoint closed meanwhile is not handed out: the next request
