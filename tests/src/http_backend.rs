@@ -76,6 +76,24 @@ impl HttpBackend {
         cert_pem: &str,
         key_pem: &str,
     ) -> anyhow::Result<HttpBackend> {
+        let acceptor = Self::tls_acceptor(cert_pem, key_pem)?;
+        Self::start_with(addr, name, Some(acceptor), std::thread::spawn)
+    }
+
+    /// [`HttpBackend::start_tls`] inside network namespace `ns`: a pod that terminates TLS
+    /// itself.
+    pub fn start_tls_in(
+        ns: &crate::Netns,
+        addr: SocketAddr,
+        name: &str,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> anyhow::Result<HttpBackend> {
+        let acceptor = Self::tls_acceptor(cert_pem, key_pem)?;
+        Self::start_with(addr, name, Some(acceptor), |f| ns.spawn(f))
+    }
+
+    fn tls_acceptor(cert_pem: &str, key_pem: &str) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
         use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
         let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
             .collect::<Result<Vec<_>, _>>()
@@ -87,8 +105,7 @@ impl HttpBackend {
             .with_no_client_auth()
             .with_single_cert(certs, key)?;
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-        Self::start_with(addr, name, Some(acceptor), std::thread::spawn)
+        Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
     }
 
     /// Starts on `addr` inside network namespace `ns`.
