@@ -617,6 +617,19 @@ fn listeners_of_different_transports_share_a_port() {
             "{name}"
         );
     }
+    // Conflicted listeners make the Gateway's reason `ListenersNotValid`; the others keep it
+    // accepted (Gateway API v1 `GatewayConditionAccepted`).
+    let gw = &s.gateway_status.gateways[&ObjectRef::new(ObjectKind::Gateway, "app", "gw")];
+    assert_eq!(
+        cond(&gw.conditions, "Accepted"),
+        (true, "ListenersNotValid")
+    );
+    let accepted = gw.conditions.iter().find(|c| c.type_ == "Accepted");
+    let message = accepted.map(|c| c.message.as_str()).unwrap_or_default();
+    assert!(
+        message.contains("tcp") && message.contains("http") && !message.contains("dns"),
+        "{message}"
+    );
     assert!(s.l7.gateway_listeners.contains_key(&8053));
     let udp = l4(&s, "gateway/app/gw:dns").expect("the UDP listener's service");
     assert_eq!(

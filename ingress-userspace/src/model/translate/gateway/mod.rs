@@ -468,7 +468,11 @@ pub fn translate(
 }
 
 /// A Gateway's `Accepted` and `Programmed` from its listeners' conditions: accepted while
-/// any listener is (`ListenersNotValid` when some are not), programmed while any is served.
+/// any listener is, programmed while any is served. The reason is `ListenersNotValid` when a
+/// listener is not accepted or is `Conflicted` (accepted or not): Gateway API v1
+/// `GatewayConditionAccepted` and the `Listeners` field's conflict rules ("MUST set a
+/// ListenersNotValid condition ... when the Gateway contains Conflicted Listeners whether or
+/// not they accept the Gateway"); the message names those listeners.
 pub fn gateway_conditions(
     statuses: &[crate::model::ListenerStatus],
     generation: i64,
@@ -478,23 +482,23 @@ pub fn gateway_conditions(
     };
     let served = statuses.iter().filter(|s| has(s, "Programmed")).count();
     let accepted_listeners = statuses.iter().filter(|s| has(s, "Accepted")).count();
+    let not_valid: Vec<&str> = statuses
+        .iter()
+        .filter(|s| !has(s, "Accepted") || has(s, "Conflicted"))
+        .map(|s| s.name.as_str())
+        .collect();
     let mut conditions = Vec::new();
-    conditions.push(if accepted_listeners == statuses.len() {
+    conditions.push(if not_valid.is_empty() {
         StatusCondition::new("Accepted", true, "Accepted", "Gateway accepted", generation)
-    } else if accepted_listeners > 0 {
-        StatusCondition::new(
-            "Accepted",
-            true,
-            "ListenersNotValid",
-            "some listeners are not valid",
-            generation,
-        )
     } else {
         StatusCondition::new(
             "Accepted",
-            false,
+            accepted_listeners > 0,
             "ListenersNotValid",
-            "no listener is valid",
+            format!(
+                "listeners not accepted or conflicted: {}",
+                not_valid.join(", ")
+            ),
             generation,
         )
     });
