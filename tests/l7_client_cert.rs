@@ -728,6 +728,7 @@ async fn a_new_ca_applies_to_open_connections() {
             .await
             .unwrap();
     tokio::spawn(conn);
+    sender.ready().await.unwrap();
     let ask = || {
         http::Request::builder()
             .uri("/")
@@ -737,7 +738,12 @@ async fn a_new_ca_applies_to_open_connections() {
     };
     let r = sender.send_request(ask()).await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    drop(r);
+    // An HTTP/1.1 connection takes the next request once the last response's body is read
+    // and its dispatcher has seen the end: read it, then wait until the sender is ready.
+    http_body_util::BodyExt::collect(r.into_body())
+        .await
+        .unwrap();
+    sender.ready().await.unwrap();
 
     let yaml = format!(
         "{}{}",
