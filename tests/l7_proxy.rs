@@ -792,14 +792,10 @@ async fn metrics_health_and_graceful_shutdown() {
     proxy.shutdown();
     // Shutdown is a message to the proxy's task: it takes effect when that task runs, which
     // on a loaded machine may be well after any fixed sleep.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !proxy.handle.is_draining() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not draining 10 s after shutdown"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    assert!(
+        eventually(Duration::from_secs(10), || proxy.handle.is_draining()).await,
+        "not draining 10 s after shutdown"
+    );
     assert_eq!(readyz(c.clone()).await, StatusCode::SERVICE_UNAVAILABLE);
     assert!(
         tokio::net::TcpStream::connect(proxy.http()).await.is_err(),
@@ -2201,19 +2197,6 @@ async fn raw_head(
 }
 
 /// The value of a metric sample line starting with `prefix` (name and labels), 0 if absent.
-/// Waits (at most `within`) for the metric to read `want`, and returns its last reading:
-/// counters change when the proxy's tasks run, which a loaded machine delays.
-async fn metric_becomes(proxy: &TestProxy, prefix: &str, want: f64, within: Duration) -> f64 {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let v = metric(proxy, prefix);
-        if v == want || tokio::time::Instant::now() >= deadline {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 fn metric(proxy: &TestProxy, prefix: &str) -> f64 {
     proxy
         .handle
@@ -2377,14 +2360,15 @@ async fn client_reset_mid_request_leaves_nothing_in_flight() {
     s.write_all(b"GET /delay/1500 HTTP/1.1\r\nHost: r.test\r\n\r\n")
         .await
         .unwrap();
-    assert_eq!(
-        metric_becomes(&proxy, in_flight, 1.0, Duration::from_millis(1000)).await,
-        1.0,
-        "counted while it runs"
-    );
+    eventually(Duration::from_millis(1000), || {
+        metric(&proxy, in_flight) == 1.0
+    })
+    .await;
+    assert_eq!(metric(&proxy, in_flight), 1.0, "counted while it runs");
     drop(s);
+    eventually(Duration::from_secs(5), || metric(&proxy, in_flight) == 0.0).await;
     assert_eq!(
-        metric_becomes(&proxy, in_flight, 0.0, Duration::from_secs(5)).await,
+        metric(&proxy, in_flight),
         0.0,
         "closed connection left it in flight"
     );
@@ -2404,8 +2388,9 @@ async fn client_reset_mid_request_leaves_nothing_in_flight() {
         .unwrap();
     let reset = tokio::time::timeout(Duration::from_millis(400), h2.send_request(r)).await;
     assert!(reset.is_err(), "the endpoint answered too early");
+    eventually(Duration::from_secs(5), || metric(&proxy, in_flight) == 0.0).await;
     assert_eq!(
-        metric_becomes(&proxy, in_flight, 0.0, Duration::from_secs(5)).await,
+        metric(&proxy, in_flight),
         0.0,
         "reset stream left it in flight"
     );
@@ -2417,10 +2402,8 @@ async fn client_reset_mid_request_leaves_nothing_in_flight() {
     let resp = h2.send_request(r).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     drop(resp);
-    assert_eq!(
-        metric_becomes(&proxy, in_flight, 0.0, Duration::from_secs(5)).await,
-        0.0
-    );
+    eventually(Duration::from_secs(5), || metric(&proxy, in_flight) == 0.0).await;
+    assert_eq!(metric(&proxy, in_flight), 0.0);
 }
 
 /// An endpoint that answers with these raw bytes to every request it reads.
