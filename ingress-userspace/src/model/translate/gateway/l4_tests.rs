@@ -3,71 +3,11 @@
 //! `RouteConditionReason`, v1beta1 `ReferenceGrant`) and the decisions documented in
 //! [`super::l4`] and deploy/docs/gateway-api.md.
 
-use super::super::{TranslateConfig, translate};
+use super::test_support::{cond, gateway_yaml, snapshot};
 use crate::{
     dataplane::maglev::{self, MaglevBackend},
     model::{Frontend, L4Protocol, L4Service, ObjectKind, ObjectRef, Snapshot, StatusCondition},
-    source::files::parse_manifests,
-    store::Objects,
 };
-
-const BASE: &str = r#"
-apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: xdp}
-spec: {controllerName: xdp-ingress.dev/controller}
----
-apiVersion: v1
-kind: Service
-metadata: {name: db, namespace: app}
-spec: {ports: [{name: pg, port: 5432}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: db-1, namespace: app, labels: {kubernetes.io/service-name: db}}
-addressType: IPv4
-ports: [{name: pg, port: 5432, protocol: TCP}]
-endpoints: [{addresses: ["10.0.0.1"], conditions: {ready: true}}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: db2, namespace: app}
-spec: {ports: [{name: pg, port: 5432}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: db2-1, namespace: app, labels: {kubernetes.io/service-name: db2}}
-addressType: IPv4
-ports: [{name: pg, port: 5432, protocol: TCP}]
-endpoints:
-- {addresses: ["10.0.1.1"], conditions: {ready: true}}
-- {addresses: ["10.0.1.2"], conditions: {ready: true}}
----
-apiVersion: v1
-kind: Service
-metadata: {name: dns, namespace: app}
-spec: {ports: [{name: dns, port: 53, protocol: UDP}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: dns-1, namespace: app, labels: {kubernetes.io/service-name: dns}}
-addressType: IPv4
-ports: [{name: dns, port: 53, protocol: UDP}]
-endpoints: [{addresses: ["10.0.2.1"], conditions: {ready: true}}]
-"#;
-
-fn snapshot(yaml: &str) -> Snapshot {
-    let objects = parse_manifests(&format!("{BASE}---\n{yaml}")).expect("manifests parse");
-    translate(&Objects::from_objects(objects), &TranslateConfig::default())
-}
-
-fn cond<'a>(list: &'a [StatusCondition], t: &str) -> (bool, &'a str) {
-    let c = list
-        .iter()
-        .find(|c| c.type_ == t)
-        .unwrap_or_else(|| panic!("no {t} in {list:?}"));
-    (c.status, c.reason.as_str())
-}
 
 fn listener<'a>(s: &'a Snapshot, gw: &str, name: &str) -> &'a crate::model::ListenerStatus {
     s.gateway_status.gateways[&ObjectRef::new(ObjectKind::Gateway, "app", gw)]
@@ -86,8 +26,9 @@ fn l4<'a>(s: &'a Snapshot, id: &str) -> Option<&'a L4Service> {
 }
 
 fn gateway(name: &str, created: &str, listeners: &str) -> String {
-    format!(
-        "---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: {name}, namespace: app, creationTimestamp: \"{created}\"}}\nspec:\n  gatewayClassName: xdp\n  listeners:\n{listeners}"
+    gateway_yaml(
+        &format!("{{name: {name}, namespace: app, creationTimestamp: \"{created}\"}}"),
+        &format!("  listeners:\n{listeners}"),
     )
 }
 
@@ -483,11 +424,6 @@ fn tcp_and_http_listeners_do_not_share_a_port() {
     assert_eq!(ports, [6002], "6001 is the XDP path's");
 }
 
-fn tls_snapshot(yaml: &str) -> Snapshot {
-    let objects = parse_manifests(&format!("{BASE}---\n{yaml}")).expect("manifests parse");
-    translate(&Objects::from_objects(objects), &TranslateConfig::default())
-}
-
 /// TLS passthrough listeners share the HTTPS port with HTTPS ones (told apart by hostname);
 /// elsewhere `PortUnavailable`, with `tls.mode: Terminate` `UnsupportedValue`. TLSRoute
 /// hostnames intersected with the listener's become `Pass` entries, the oldest route keeping a
@@ -497,7 +433,7 @@ fn tls_snapshot(yaml: &str) -> Snapshot {
 #[test]
 fn tls_routes_become_the_sni_table_of_the_https_port() {
     use crate::model::SniAction;
-    let s = tls_snapshot(&format!(
+    let s = snapshot(&format!(
         r#"{}
 ---
 apiVersion: gateway.networking.k8s.io/v1

@@ -4,48 +4,17 @@
 //! conformance tests ListenerSetDefaultNotAllowed, ListenerSetAllowedNamespaceSame,
 //! ListenerSetHostnameConflict and ListenerSetProtocolConflict.
 
-use super::super::{TranslateConfig, translate};
-use crate::{
-    model::{
-        ListenerSetStatusOut, ListenerStatus, ObjectKind, ObjectRef, Snapshot, StatusCondition,
-    },
-    source::files::parse_manifests,
-    store::Objects,
-};
-
-const BASE: &str = r#"
-apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: xdp}
-spec: {controllerName: xdp-ingress.dev/controller}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: infra}
-spec: {ports: [{port: 8080}]}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: team, labels: {listeners: "yes"}}
-"#;
-
-fn snapshot(yaml: &str) -> Snapshot {
-    snapshot_with(yaml, Vec::new())
-}
-
-fn snapshot_with(yaml: &str, extra: Vec<crate::store::Object>) -> Snapshot {
-    let mut objects = parse_manifests(&format!("{BASE}---\n{yaml}")).expect("manifests parse");
-    objects.extend(extra);
-    translate(&Objects::from_objects(objects), &TranslateConfig::default())
-}
+use super::test_support::{cond, gateway_yaml, snapshot, snapshot_with};
+use crate::model::{ListenerSetStatusOut, ListenerStatus, ObjectKind, ObjectRef, Snapshot};
 
 /// A Gateway `gw` in `infra` with `allowedListeners` (YAML, or none) and one HTTP listener.
 fn gateway(allowed: Option<&str>, listeners: &str) -> String {
     let allowed = allowed
         .map(|from| format!("  allowedListeners: {{namespaces: {from}}}\n"))
         .unwrap_or_default();
-    format!(
-        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: gw, namespace: infra}}\nspec:\n  gatewayClassName: xdp\n{allowed}  listeners: {listeners}\n"
+    gateway_yaml(
+        "{name: gw, namespace: infra}",
+        &format!("{allowed}  listeners: {listeners}\n"),
     )
 }
 
@@ -54,14 +23,6 @@ fn set(ns: &str, name: &str, created: u32, listeners: &str) -> String {
     format!(
         "---\napiVersion: gateway.networking.k8s.io/v1\nkind: ListenerSet\nmetadata: {{name: {name}, namespace: {ns}, creationTimestamp: \"2025-01-01T00:00:{created:02}Z\", generation: 2}}\nspec:\n  parentRef: {{name: gw, namespace: infra}}\n  listeners: {listeners}\n"
     )
-}
-
-fn cond<'a>(list: &'a [StatusCondition], t: &str) -> (bool, &'a str) {
-    let c = list
-        .iter()
-        .find(|c| c.type_ == t)
-        .unwrap_or_else(|| panic!("no {t} in {list:?}"));
-    (c.status, c.reason.as_str())
 }
 
 fn ls<'a>(s: &'a Snapshot, ns: &str, name: &str) -> &'a ListenerSetStatusOut {

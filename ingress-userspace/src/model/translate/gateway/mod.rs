@@ -37,6 +37,8 @@ mod l4_tests;
 #[cfg(test)]
 mod listener_set_tests;
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;
 
 use std::{

@@ -5,47 +5,14 @@
 
 use std::sync::Arc;
 
-use super::super::{
-    TranslateConfig,
-    fixtures::{mk_cert_pem, mk_tls_secret},
-    translate,
+use super::{
+    super::fixtures::{mk_cert_pem, mk_tls_secret},
+    test_support::{cond, snapshot, snapshot_with},
 };
 use crate::{
     model::{ObjectKind, ObjectRef, RouteAction, Snapshot, StatusCondition},
-    source::files::parse_manifests,
-    store::{Object, Objects},
+    store::Object,
 };
-
-const CLASS: &str = r#"
-apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: xdp}
-spec: {controllerName: xdp-ingress.dev/controller}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: other}
-spec: {controllerName: example.com/other}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: app}
-spec: {ports: [{port: 8080}]}
-"#;
-
-fn snapshot(yaml: &str, extra: Vec<Object>) -> Snapshot {
-    let mut objects = parse_manifests(&format!("{CLASS}---\n{yaml}")).expect("manifests parse");
-    objects.extend(extra);
-    translate(&Objects::from_objects(objects), &TranslateConfig::default())
-}
-
-fn cond<'a>(list: &'a [StatusCondition], t: &str) -> (bool, &'a str) {
-    let c = list
-        .iter()
-        .find(|c| c.type_ == t)
-        .unwrap_or_else(|| panic!("no {t} in {list:?}"));
-    (c.status, c.reason.as_str())
-}
 
 fn gateway<'a>(s: &'a Snapshot, ns: &str, name: &str) -> &'a crate::model::GatewayStatusOut {
     &s.gateway_status.gateways[&ObjectRef::new(ObjectKind::Gateway, ns, name)]
@@ -79,7 +46,6 @@ spec:
   gatewayClassName: other
   listeners: [{name: http, port: 80, protocol: HTTP}]
 "#,
-        vec![],
     );
     let classes: Vec<&str> = s
         .gateway_status
@@ -135,7 +101,6 @@ spec:
   - {name: dup-a, port: 443, protocol: HTTPS, hostname: d.example, tls: {certificateRefs: [{name: missing}]}}
   - {name: dup-b, port: 443, protocol: HTTPS, hostname: d.example, tls: {certificateRefs: [{name: missing}]}}
 "#,
-        vec![],
     );
     let gw = gateway(&s, "app", "gw");
     let l = |i: usize| &gw.listeners[i].conditions;
@@ -170,7 +135,7 @@ spec:
   listeners:
   - {name: https, port: 443, protocol: HTTPS, hostname: secure.example, tls: {certificateRefs: [{name: tls, namespace: certs}]}}
 "#;
-    let s = snapshot(gw, vec![secret.clone()]);
+    let s = snapshot_with(gw, vec![secret.clone()]);
     assert_eq!(
         cond(
             &gateway(&s, "app", "gw").listeners[0].conditions,
@@ -187,7 +152,7 @@ spec:
   from: [{group: gateway.networking.k8s.io, kind: Gateway, namespace: app}]
   to: [{group: "", kind: Secret}]
 "#;
-    let s = snapshot(&format!("{gw}{grant}"), vec![secret]);
+    let s = snapshot_with(&format!("{gw}{grant}"), vec![secret]);
     let l = &gateway(&s, "app", "gw").listeners[0];
     assert_eq!(cond(&l.conditions, "ResolvedRefs"), (true, "ResolvedRefs"));
     assert_eq!(cond(&l.conditions, "Programmed"), (true, "Programmed"));
@@ -228,7 +193,7 @@ spec:
         ),
         route("r", "other", "{name: gw, namespace: infra}", ""),
     );
-    let s = snapshot(&yaml, vec![]);
+    let s = snapshot(&yaml);
     assert_eq!(
         cond(route_parent(&s, "app", "r"), "Accepted"),
         (true, "Accepted")
@@ -279,7 +244,7 @@ spec:
   rules: [{matches: [{path: {type: PathPrefix, value: /x}}], backendRefs: [{name: old, port: 80}]}]
 "#,
     );
-    let s = snapshot(&yaml, vec![]);
+    let s = snapshot(&yaml);
     let names: Vec<&str> =
         s.l7.any_host
             .as_ref()
@@ -317,7 +282,7 @@ spec:
             "  hostnames: [ext.example]\n  rules: [{filters: [{type: ExtensionRef, extensionRef: {group: x.example, kind: Thing, name: t}}], backendRefs: [{name: web, port: 8080}]}]\n"
         ),
     );
-    let s = snapshot(&yaml, vec![]);
+    let s = snapshot(&yaml);
     let r = &s.l7.hosts["mixed.example"].routes[0];
     assert!(matches!(&r.action, RouteAction::Forward(u) if u.len() == 1 && u[0].weight == 3));
     assert_eq!(r.policy.gateway.as_ref().unwrap().invalid_weight, 1);
@@ -366,7 +331,7 @@ spec:
             "  hostnames: [bad.example]\n  rules: [{backendRefs: [{name: web, port: 8080}], timeouts: {request: 1d}}]\n"
         ),
     );
-    let s = snapshot(&yaml, vec![]);
+    let s = snapshot(&yaml);
     let r = &s.l7.hosts["mirror.example"].routes[0];
     let g = r.policy.gateway.as_ref().unwrap();
     assert_eq!(g.mirrors.len(), 1);
@@ -432,7 +397,7 @@ spec:
             "  rules: [{matches: [{path: {type: Exact, value: /both}}], backendRefs: [{name: web, port: 8080}]}]\n"
         ),
     );
-    let s = snapshot(&yaml, vec![secret]);
+    let s = snapshot_with(&yaml, vec![secret]);
     let (table, errors) = crate::proxy::router::RouteTable::build(&s.l7, Arc::clone);
     assert!(errors.is_empty());
     let headers = http::HeaderMap::new();
@@ -470,7 +435,7 @@ spec:
 fn listener_ports_follow_the_gateways() {
     let (crt, key) = mk_cert_pem(&["secure.example"]);
     let secret = Object::Secret(Arc::new(mk_tls_secret("app", "tls", &crt, &key)));
-    let s = snapshot(
+    let s = snapshot_with(
         &format!(
             r#"
 apiVersion: gateway.networking.k8s.io/v1
@@ -589,7 +554,6 @@ spec:
   - {name: http, port: 80, protocol: HTTP}
   - {name: alt, port: 8080, protocol: HTTP}
 "#,
-        vec![],
     );
     assert_eq!(
         s.gateway_status.with_unbound(&Default::default()),
@@ -662,7 +626,6 @@ spec:
   parentRefs: [{name: gw, sectionName: http-only}]
   rules: [{backendRefs: [{name: web, port: 8080}]}]
 "#,
-        vec![],
     );
     let parent = |name: &str| {
         s.gateway_status.routes[&ObjectRef::new(ObjectKind::GRPCRoute, "app", name)][0]
@@ -738,7 +701,7 @@ spec:
             .conditions
             .clone()
     };
-    let s = snapshot(&routes("*.example"), vec![]);
+    let s = snapshot(&routes("*.example"));
     assert_eq!(cond(&grpc(&s), "Accepted"), (false, "HostnameConflict"));
     assert_eq!(
         cond(route_parent(&s, "app", "web"), "Accepted"),
@@ -747,7 +710,7 @@ spec:
     assert!(!s.l7.gateway_wildcard_hosts.contains_key("example"));
     assert_eq!(s.l7.hosts["api.example"].routes.len(), 1);
     assert_eq!(gateway(&s, "app", "gw").listeners[0].attached_routes, 1);
-    let s = snapshot(&routes("rpc.example"), vec![]);
+    let s = snapshot(&routes("rpc.example"));
     assert_eq!(cond(&grpc(&s), "Accepted"), (true, "Accepted"));
     assert!(s.l7.hosts.contains_key("rpc.example"));
     assert_eq!(gateway(&s, "app", "gw").listeners[0].attached_routes, 2);
@@ -842,7 +805,7 @@ spec:
             "  hostnames: [bad.example]\n  rules: [{backendRefs: [{name: bad, port: 443}]}]\n"
         ),
     );
-    let s = snapshot(&yaml, vec![]);
+    let s = snapshot(&yaml);
     let upstream = |host: &str| {
         let RouteAction::Forward(u) = &s.l7.hosts[host].routes[0].action else {
             panic!("{host} forwards")
@@ -928,7 +891,6 @@ spec:
   hostnames: [rpc.example]
   rules: [{backendRefs: [{name: web, port: 8080}]}]
 "#,
-        vec![],
     );
     assert_eq!(
         s.l7.gateway_listeners,
