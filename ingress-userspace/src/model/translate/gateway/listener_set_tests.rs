@@ -461,3 +461,298 @@ fn listener_set_https_listeners_use_their_own_namespace_certificates() {
     assert!(!cond(&borrowed.conditions, "Programmed").0);
     assert_eq!(cond(&st.conditions, "Accepted"), (true, "Accepted"));
 }
+
+/// An HTTPRoute `ns/name` with `parentRefs` (YAML flow list) and one rule: PathPrefix `path`
+/// to `infra/web:8080`.
+fn http_route(ns: &str, name: &str, parents: &str, path: &str) -> String {
+    format!(
+        "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  parentRefs: {parents}\n  rules: [{{matches: [{{path: {{type: PathPrefix, value: {path}}}}}], backendRefs: [{{name: web, namespace: infra, port: 8080}}]}}]\n"
+    )
+}
+
+/// `(kind, name, Accepted)` of each `status.parents` entry of HTTPRoute `ns/name`.
+fn parents_of<'a>(
+    s: &'a Snapshot,
+    ns: &str,
+    name: &str,
+) -> Vec<(&'a str, &'a str, (bool, &'a str))> {
+    let r = ObjectRef::new(ObjectKind::HTTPRoute, ns, name);
+    s.gateway_status.routes[&r]
+        .iter()
+        .map(|p| {
+            (
+                p.parent_ref.kind.as_str(),
+                p.parent_ref.name.as_str(),
+                cond(&p.conditions, "Accepted"),
+            )
+        })
+        .collect()
+}
+
+/// Paths served under `host` (PathPrefix values as written).
+fn paths(s: &Snapshot, host: &str) -> Vec<String> {
+    (s.l7.hosts.get(host).iter())
+        .flat_map(|vh| vh.routes.iter())
+        .filter_map(|r| r.origin.written_path.clone())
+        .collect()
+}
+
+/// Conformance ListenerSetDualParentRefIndependence (v1.6): a route naming both a Gateway and
+/// one of its ListenerSets gets one `status.parents` entry per parentRef, each judged on its
+/// own: a Gateway parentRef whose sectionName only the ListenerSet has is `NoMatchingParent`
+/// while the ListenerSet one is accepted, and the route is served through the accepted parent
+/// only. The set's listener counts both routes.
+#[test]
+fn each_parent_ref_of_a_route_is_judged_on_its_own() {
+    let gw_ref = "{name: gw, namespace: infra}";
+    let yaml = gateway(
+        Some("{from: Same}"),
+        "[{name: gw-listener, port: 80, protocol: HTTP, hostname: gw-dual.example, allowedRoutes: {namespaces: {from: Same}}}]",
+    ) + &set(
+        "infra",
+        "ls",
+        1,
+        "[{name: ls-listener, port: 80, protocol: HTTP, hostname: ls-dual.example, allowedRoutes: {namespaces: {from: Same}}}]",
+    ) + &http_route(
+        "infra",
+        "both",
+        &format!(
+            "[{gw_ref}, {{kind: ListenerSet, group: gateway.networking.k8s.io, name: ls, namespace: infra}}]"
+        ),
+        "/dualboth",
+    ) + &http_route(
+        "infra",
+        "one",
+        "[{name: gw, namespace: infra, sectionName: ls-listener}, \
+          {kind: ListenerSet, group: gateway.networking.k8s.io, name: ls, namespace: infra, sectionName: ls-listener}]",
+        "/dualone",
+    );
+    let s = snapshot(&yaml);
+    assert_eq!(
+        parents_of(&s, "infra", "both"),
+        [
+            ("Gateway", "gw", (true, "Accepted")),
+            ("ListenerSet", "ls", (true, "Accepted")),
+        ]
+    );
+    assert_eq!(
+        parents_of(&s, "infra", "one"),
+        [
+            ("Gateway", "gw", (false, "NoMatchingParent")),
+            ("ListenerSet", "ls", (true, "Accepted")),
+        ]
+    );
+    let set = ls(&s, "infra", "ls");
+    let l = listener(&set.listeners, "ls-listener");
+    assert_eq!(l.attached_routes, 2);
+    for t in ["Accepted", "Programmed", "ResolvedRefs"] {
+        assert_eq!(cond(&l.conditions, t).0, true, "{t}");
+    }
+    assert_eq!(cond(&l.conditions, "Conflicted").0, false);
+    assert_eq!(gw_status(&s).attached_listener_sets, 1);
+    assert_eq!(
+        listener(&gw_status(&s).listeners, "gw-listener").attached_routes,
+        1
+    );
+    assert_eq!(paths(&s, "gw-dual.example"), ["/dualboth"]);
+    let mut ls_paths = paths(&s, "ls-dual.example");
+    ls_paths.sort();
+    assert_eq!(ls_paths, ["/dualboth", "/dualone"]);
+}
+
+/// Conformance ListenerSetRouteStatusScopedToParentRef (v1.6): a route's `status.parents`
+/// holds entries for the parentRefs it declares and no other: a route on the Gateway alone
+/// has one entry (kind Gateway, group and namespace as written), a route on the ListenerSet
+/// alone has one entry of kind ListenerSet; neither is counted on the other's listeners.
+#[test]
+fn route_status_lists_only_the_parent_refs_the_route_declares() {
+    let yaml = gateway(
+        Some("{from: Same}"),
+        "[{name: gw-listener, port: 80, protocol: HTTP, hostname: gw-parentref.example, allowedRoutes: {namespaces: {from: Same}}}]",
+    ) + &set(
+        "infra",
+        "ls",
+        1,
+        "[{name: ls-listener, port: 80, protocol: HTTP, hostname: ls-parentref.example, allowedRoutes: {namespaces: {from: Same}}}]",
+    ) + &http_route(
+        "infra",
+        "gw-only",
+        "[{name: gw, namespace: infra}]",
+        "/gwonly",
+    ) + &http_route(
+        "infra",
+        "ls-only",
+        "[{kind: ListenerSet, group: gateway.networking.k8s.io, name: ls, namespace: infra}]",
+        "/lsonly",
+    );
+    let s = snapshot(&yaml);
+    let only = |name: &str| {
+        let r = ObjectRef::new(ObjectKind::HTTPRoute, "infra", name);
+        let p = &s.gateway_status.routes[&r];
+        assert_eq!(p.len(), 1, "{name}: {p:?}");
+        assert_eq!(cond(&p[0].conditions, "Accepted"), (true, "Accepted"));
+        p[0].parent_ref.clone()
+    };
+    let gw = only("gw-only");
+    assert_eq!(
+        (gw.group.as_str(), gw.kind.as_str(), gw.name.as_str()),
+        ("gateway.networking.k8s.io", "Gateway", "gw")
+    );
+    assert_eq!(gw.namespace.as_deref(), Some("infra"));
+    let set = only("ls-only");
+    assert_eq!(
+        (set.group.as_str(), set.kind.as_str(), set.name.as_str()),
+        ("gateway.networking.k8s.io", "ListenerSet", "ls")
+    );
+    assert_eq!(set.namespace.as_deref(), Some("infra"));
+    assert_eq!(
+        listener(&ls(&s, "infra", "ls").listeners, "ls-listener").attached_routes,
+        1
+    );
+    assert_eq!(
+        listener(&gw_status(&s).listeners, "gw-listener").attached_routes,
+        1
+    );
+}
+
+/// Conformance ListenerSetGatewayParentSectionNameNotFound (v1.6): a Gateway parentRef cannot
+/// reach a ListenerSet's listener by its sectionName (`NoMatchingParent`, nothing served
+/// under the Gateway listener's hostname), while a ListenerSet parentRef with that sectionName
+/// is accepted and served.
+#[test]
+fn a_gateway_parent_ref_does_not_find_a_listener_set_section_name() {
+    let yaml = gateway(
+        Some("{from: Same}"),
+        "[{name: gw-listener, port: 80, protocol: HTTP, hostname: gw-section.example, allowedRoutes: {namespaces: {from: Same}}}]",
+    ) + &set(
+        "infra",
+        "ls",
+        1,
+        "[{name: ls-only-listener, port: 80, protocol: HTTP, hostname: ls-section.example, allowedRoutes: {namespaces: {from: Same}}}]",
+    ) + &http_route(
+        "infra",
+        "via-set",
+        "[{kind: ListenerSet, group: gateway.networking.k8s.io, name: ls, namespace: infra, sectionName: ls-only-listener}]",
+        "/goodsection",
+    ) + &http_route(
+        "infra",
+        "via-gateway",
+        "[{name: gw, namespace: infra, sectionName: ls-only-listener}]",
+        "/badsection",
+    );
+    let s = snapshot(&yaml);
+    assert_eq!(
+        parents_of(&s, "infra", "via-set"),
+        [("ListenerSet", "ls", (true, "Accepted"))]
+    );
+    assert_eq!(
+        parents_of(&s, "infra", "via-gateway"),
+        [("Gateway", "gw", (false, "NoMatchingParent"))]
+    );
+    assert_eq!(paths(&s, "ls-section.example"), ["/goodsection"]);
+    assert!(paths(&s, "gw-section.example").is_empty());
+    assert_eq!(gw_status(&s).attached_listener_sets, 1);
+}
+
+/// Conformance ListenerSetAllowedRoutesNamespaces (v1.6 adds the cross-namespace case): a
+/// ListenerSet listener's `allowedRoutes.namespaces` is read from the ListenerSet: `Same` is
+/// the ListenerSet's namespace (not its Gateway's), `Selector` the labels of the route's
+/// Namespace, `All` any. A route from the Gateway's namespace on a `Same` listener of a set
+/// elsewhere is `NotAllowedByListeners`.
+#[test]
+fn listener_set_allowed_routes_namespaces_are_the_sets_own() {
+    let set_ref = |ns: &str, name: &str| {
+        format!(
+            "[{{kind: ListenerSet, group: gateway.networking.k8s.io, name: {name}, namespace: {ns}}}]"
+        )
+    };
+    let yaml = gateway(
+        Some("{from: All}"),
+        "[{name: gateway-listener, port: 80, protocol: HTTP, hostname: gateway-listener.example, allowedRoutes: {namespaces: {from: All}}}]",
+    ) + &set(
+        "infra",
+        "same-ns",
+        1,
+        "[{name: all, port: 80, protocol: HTTP, hostname: all.example, allowedRoutes: {namespaces: {from: All}}}, \
+          {name: same, port: 80, protocol: HTTP, hostname: same.example, allowedRoutes: {namespaces: {from: Same}}}, \
+          {name: selector, port: 80, protocol: HTTP, hostname: selector.example, allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {allowed: ns}}}}}]",
+    ) + r#"---
+apiVersion: v1
+kind: Namespace
+metadata: {name: allowed-ns, labels: {allowed: ns}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: not-allowed-ns}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: ls-cross-ns}
+"# + &set(
+        "ls-cross-ns",
+        "cross-ns",
+        2,
+        "[{name: cross-same, port: 80, protocol: HTTP, hostname: cross-same.example, allowedRoutes: {namespaces: {from: Same}}}]",
+    ) + &http_route("infra", "in-same", &set_ref("infra", "same-ns"), "/in-same")
+        + &http_route(
+            "allowed-ns",
+            "in-selected",
+            &set_ref("infra", "same-ns"),
+            "/in-selected",
+        )
+        + &http_route(
+            "not-allowed-ns",
+            "not-selected",
+            &set_ref("infra", "same-ns"),
+            "/not-selected",
+        )
+        + &http_route(
+            "ls-cross-ns",
+            "in-set-ns",
+            &set_ref("ls-cross-ns", "cross-ns"),
+            "/in-set-ns",
+        )
+        + &http_route(
+            "infra",
+            "in-gateway-ns",
+            &set_ref("ls-cross-ns", "cross-ns"),
+            "/in-gateway-ns",
+        );
+    let s = snapshot(&yaml);
+    assert_eq!(gw_status(&s).attached_listener_sets, 2);
+    for (ns, name) in [
+        ("infra", "in-same"),
+        ("allowed-ns", "in-selected"),
+        ("not-allowed-ns", "not-selected"),
+        ("ls-cross-ns", "in-set-ns"),
+    ] {
+        assert_eq!(
+            parents_of(&s, ns, name)[0].2,
+            (true, "Accepted"),
+            "{ns}/{name}"
+        );
+    }
+    assert_eq!(
+        parents_of(&s, "infra", "in-gateway-ns"),
+        [("ListenerSet", "cross-ns", (false, "NotAllowedByListeners"))]
+    );
+    let same_ns = ls(&s, "infra", "same-ns");
+    for (l, n) in [("all", 3), ("same", 1), ("selector", 1)] {
+        assert_eq!(listener(&same_ns.listeners, l).attached_routes, n, "{l}");
+    }
+    let cross = ls(&s, "ls-cross-ns", "cross-ns");
+    assert_eq!(cond(&cross.conditions, "Accepted"), (true, "Accepted"));
+    assert_eq!(listener(&cross.listeners, "cross-same").attached_routes, 1);
+    let sorted = |host: &str| {
+        let mut p = paths(&s, host);
+        p.sort();
+        p
+    };
+    assert_eq!(
+        sorted("all.example"),
+        ["/in-same", "/in-selected", "/not-selected"]
+    );
+    assert_eq!(sorted("same.example"), ["/in-same"]);
+    assert_eq!(sorted("selector.example"), ["/in-selected"]);
+    assert_eq!(sorted("cross-same.example"), ["/in-set-ns"]);
+}

@@ -436,6 +436,23 @@ fn supported_kinds(l: &GatewayListeners) -> (Vec<(String, String)>, bool) {
     }
 }
 
+/// Takes a listener out of service for its Gateway's sake (its own conditions stand):
+/// `Programmed: False, Invalid` with `message`, no port.
+pub fn unprogram(l: &mut Listener<'_>, status: &mut ListenerStatus, message: &str) {
+    let generation = (status.conditions.first()).map_or(0, |c| c.observed_generation);
+    for c in status
+        .conditions
+        .iter_mut()
+        .filter(|c| c.type_ == "Programmed")
+    {
+        *c = StatusCondition::new("Programmed", false, "Invalid", message, generation);
+    }
+    l.served = false;
+    l.not_served = Some(format!("listener {} is not served ({message})", l.name));
+    l.served_port = None;
+    status.port = None;
+}
+
 /// Takes a listener that was served out of service: `Accepted: False` with `reason`,
 /// `Programmed: False`; routes naming it hear why.
 pub fn refuse(l: &mut Listener<'_>, status: &mut ListenerStatus, reason: &str, message: String) {

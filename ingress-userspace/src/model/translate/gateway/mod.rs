@@ -197,6 +197,26 @@ pub fn translate(
         }
         gateways.insert(key.clone(), (gw.as_ref(), ls, statuses));
     }
+    // `spec.infrastructure.parametersRef`: no parameters kind is ours to read, so the spec's
+    // "cannot be found, refers to an unsupported kind" applies: the Gateway is rejected and
+    // serves nothing (its ports stay free for others).
+    let mut rejected = BTreeMap::new();
+    for (key, (gw, ls, statuses)) in gateways.iter_mut() {
+        let Some(p) = (gw.spec.infrastructure.as_ref()).and_then(|i| i.parameters_ref.as_ref())
+        else {
+            continue;
+        };
+        let msg = format!(
+            "infrastructure.parametersRef names {}/{} {}, which xdp-ingress does not read",
+            p.group, p.kind, p.name
+        );
+        let oref = ObjectRef::new(ObjectKind::Gateway, &key.namespace, &key.name);
+        diags.error(&oref, "InvalidParameters", msg.clone());
+        for (l, s) in ls.iter_mut().zip(statuses.iter_mut()) {
+            listeners::unprogram(l, s, "the Gateway is not accepted (InvalidParameters)");
+        }
+        rejected.insert(key.clone(), msg);
+    }
     ports::claim(&mut gateways, ports::held(cx.l4_services, cx.ports));
     // A Gateway none of whose own listeners is accepted serves no ListenerSet either.
     for (_, (_, ls, statuses)) in gateways.iter_mut() {
@@ -419,7 +439,11 @@ pub fn translate(
                 Some(set) => set_listeners.entry(set.clone()).or_default().push(s),
             }
         }
-        let conditions = gateway_conditions(&own, generation);
+        let mut conditions = gateway_conditions(&own, generation);
+        if let Some(msg) = rejected.get(&key) {
+            conditions[0] =
+                StatusCondition::new("Accepted", false, "InvalidParameters", &**msg, generation);
+        }
         parent_accepted.insert(key.clone(), conditions[0].status);
         let attached_listener_sets = (sets.iter().filter(|s| s.gateway == key))
             .filter(|s| matches!(verdicts.get(&s.key), Some(listener_sets::Verdict::Attached)))
@@ -453,15 +477,13 @@ pub fn translate(
         };
         let listeners = set_listeners.remove(&set.key).unwrap_or_default();
         let parent_ok = parent_accepted.get(&set.gateway).copied().unwrap_or(false);
+        let oref = ObjectRef::new(ObjectKind::ListenerSet, &set.key.namespace, &set.key.name);
+        let conditions =
+            listener_sets::conditions(verdict, &listeners, parent_ok, set.generation());
         out.status.listener_sets.insert(
-            ObjectRef::new(ObjectKind::ListenerSet, &set.key.namespace, &set.key.name),
+            oref,
             crate::model::ListenerSetStatusOut {
-                conditions: listener_sets::conditions(
-                    verdict,
-                    &listeners,
-                    parent_ok,
-                    set.generation(),
-                ),
+                conditions,
                 listeners,
             },
         );

@@ -908,3 +908,125 @@ spec:
     );
     assert_eq!(gateway(&s, "app", "gw").listeners[0].attached_routes, 1);
 }
+
+/// Conformance GatewayListenerUnsupportedProtocol (v1.6): a listener of a protocol we do not
+/// serve is `Accepted: False, UnsupportedProtocol` with no supportedKinds and no routes; the
+/// Gateway is accepted only while another listener is (`ListenersNotValid` either way).
+#[test]
+fn unsupported_protocol_listeners_leave_the_gateway_accepted_only_with_another() {
+    let s = snapshot(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: only-unsupported, namespace: infra}
+spec:
+  gatewayClassName: xdp
+  listeners: [{name: invalid, port: 1111, protocol: INVALID}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: mixed, namespace: infra}
+spec:
+  gatewayClassName: xdp
+  listeners:
+  - {name: http, port: 80, protocol: HTTP}
+  - {name: invalid, port: 1111, protocol: INVALID}
+"#,
+    );
+    let invalid = |gw: &crate::model::GatewayStatusOut| {
+        let l = gw.listeners.iter().find(|l| l.name == "invalid").unwrap();
+        assert_eq!(
+            cond(&l.conditions, "Accepted"),
+            (false, "UnsupportedProtocol")
+        );
+        assert!(l.supported_kinds.is_empty());
+        assert_eq!(l.attached_routes, 0);
+    };
+    let only = gateway(&s, "infra", "only-unsupported");
+    invalid(only);
+    assert_eq!(
+        cond(&only.conditions, "Accepted"),
+        (false, "ListenersNotValid")
+    );
+    let mixed = gateway(&s, "infra", "mixed");
+    invalid(mixed);
+    assert_eq!(
+        cond(&mixed.conditions, "Accepted"),
+        (true, "ListenersNotValid")
+    );
+    let http = mixed.listeners.iter().find(|l| l.name == "http").unwrap();
+    assert_eq!(cond(&http.conditions, "Accepted"), (true, "Accepted"));
+    assert!(
+        (http.supported_kinds.iter())
+            .any(|(g, k)| g == "gateway.networking.k8s.io" && k == "HTTPRoute")
+    );
+    assert_eq!(http.attached_routes, 0);
+}
+
+/// Conformance GatewayInvalidParametersRef (v1.6) and `GatewayInfrastructure.parametersRef`:
+/// no parameters kind is ours, so a Gateway naming one is rejected, `Accepted: False,
+/// InvalidParameters`: it serves nothing (routes on it are not served, its port stays closed)
+/// and says so in an Event; a Gateway without one is untouched.
+#[test]
+fn a_gateway_with_parameters_we_cannot_read_is_rejected() {
+    let s = snapshot(&format!(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: params, namespace: app, generation: 4}}
+spec:
+  gatewayClassName: xdp
+  listeners: [{{name: http, port: 8080, protocol: HTTP}}]
+  infrastructure:
+    parametersRef: {{group: invalid.example, kind: InvalidParameters, name: invalid}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: plain, namespace: app}}
+spec:
+  gatewayClassName: xdp
+  listeners: [{{name: http, port: 80, protocol: HTTP}}]
+{}{}"#,
+        route(
+            "on-params",
+            "app",
+            "{name: params}",
+            "  hostnames: [params.example]\n  rules: [{backendRefs: [{name: web, port: 8080}]}]\n"
+        ),
+        route(
+            "on-plain",
+            "app",
+            "{name: plain}",
+            "  hostnames: [plain.example]\n  rules: [{backendRefs: [{name: web, port: 8080}]}]\n"
+        ),
+    ));
+    let gw = gateway(&s, "app", "params");
+    let accepted = gw
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Accepted")
+        .unwrap();
+    assert_eq!(
+        (accepted.status, accepted.reason.as_str()),
+        (false, "InvalidParameters")
+    );
+    assert_eq!(accepted.observed_generation, 4);
+    assert_eq!(cond(&gw.conditions, "Programmed").0, false);
+    assert_eq!(cond(&gw.listeners[0].conditions, "Programmed").0, false);
+    assert!(!s.l7.gateway_listeners.contains_key(&8080));
+    assert!(!s.l7.hosts.contains_key("params.example"));
+    assert_eq!(
+        cond(route_parent(&s, "app", "on-params"), "Accepted").0,
+        false
+    );
+    assert!(
+        s.diagnostics.iter().any(|d| d.object
+            == ObjectRef::new(ObjectKind::Gateway, "app", "params")
+            && d.reason == "InvalidParameters"),
+        "{:?}",
+        s.diagnostics
+    );
+    let plain = gateway(&s, "app", "plain");
+    assert_eq!(cond(&plain.conditions, "Accepted"), (true, "Accepted"));
+    assert!(s.l7.hosts.contains_key("plain.example"));
+}
