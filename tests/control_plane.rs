@@ -1499,6 +1499,165 @@ async fn listener_sets_are_served_and_get_status() {
     .await;
 }
 
+/// Objects that stop being ours do not keep our status. A Gateway moved to another class and
+/// its ListenerSet get back, for each condition still as we wrote it, what their CRDs show
+/// before any controller (`Unknown`, `Pending`); our listeners and addresses go; a condition
+/// the new controller wrote stays. The route on that Gateway loses our `status.parents` entry.
+/// A route that carried an entry of ours from an earlier leader for a parent that is not ours
+/// loses it when this leader's term starts; other controllers' entries stay throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_of_objects_that_stop_being_ours_is_given_up() {
+    let ours = "xdp-ingress.dev/controller";
+    let api = ApiServer::start().await.unwrap();
+    for (name, controller) in [("xdp", ours), ("other", "example.com/other")] {
+        api.put(
+            json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+            "metadata": {"name": name}, "spec": {"controllerName": controller}}),
+        );
+    }
+    api.put(
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "gw", "namespace": "default", "generation": 1},
+        "spec": {"gatewayClassName": "xdp", "allowedListeners": {"namespaces": {"from": "Same"}},
+            "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}}),
+    );
+    api.put(
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "ListenerSet",
+        "metadata": {"name": "team", "namespace": "default", "generation": 1},
+        "spec": {"parentRef": {"name": "gw"},
+            "listeners": [{"name": "http", "port": 8080, "protocol": "HTTP"}]}}),
+    );
+    api.put(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"ports": [{"port": 8080}]}}));
+    let other_entry = json!({"controllerName": "example.com/other", "parentRef": {"name": "theirs"}, "conditions": []});
+    api.put(
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "r", "namespace": "default", "generation": 1},
+        "spec": {"parentRefs": [{"name": "gw"}], "hostnames": ["gw.example"],
+            "rules": [{"backendRefs": [{"name": "web", "port": 8080}]}]},
+        "status": {"parents": [other_entry.clone()]}}),
+    );
+    // Left by an earlier leader: an entry of ours for a Gateway of another class.
+    api.put(
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "stale", "namespace": "default", "generation": 1},
+        "spec": {"parentRefs": [{"name": "theirs"}],
+            "rules": [{"backendRefs": [{"name": "web", "port": 8080}]}]},
+        "status": {"parents": [other_entry.clone(), {"controllerName": ours,
+            "parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "theirs"},
+            "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted",
+                "message": "route accepted", "observedGeneration": 1,
+                "lastTransitionTime": "2025-01-01T00:00:00Z"}]}]}}),
+    );
+    api.put(
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "theirs", "namespace": "default", "generation": 1},
+        "spec": {"gatewayClassName": "other",
+            "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}}),
+    );
+
+    let cfg = TranslateConfig {
+        publish_addresses: vec!["198.18.0.10".into()],
+        ..Default::default()
+    };
+    let ctl = controller::spawn(Translator::new(cfg), vec![], LoopConfig::default());
+    let client = kube_client(&api).await;
+    let _tasks = kube_source::spawn(client.clone(), None, ctl.events.clone());
+    let mut rx = ctl.snapshots.clone();
+    converge(&mut rx, "route served", |s| {
+        s.l7.hosts.contains_key("gw.example")
+    })
+    .await;
+    let candidate = status::leader::spawn(client.clone(), quick_lease("node-a"));
+    let reporter = status::events::Reporter {
+        controller: ours.into(),
+        instance: "node-a".into(),
+    };
+    let _writer = status::spawn(
+        client,
+        reporter,
+        ctl.snapshots.clone(),
+        candidate.is_leader.clone(),
+    );
+    let cond = |v: &Value, t: &str| -> Option<(String, String)> {
+        v.as_array()?.iter().find(|c| c["type"] == t).map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_string(),
+                c["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+    };
+    let pair = |a: &str, b: &str| Some((a.to_string(), b.to_string()));
+    let controllers = |o: &Value| -> Vec<String> {
+        (o["status"]["parents"].as_array().into_iter().flatten())
+            .map(|p| p["controllerName"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    eventually(
+        "the earlier leader's entry is removed, the other controller's kept",
+        || {
+            api.get("httproutes", "default", "stale")
+                .is_some_and(|o| controllers(&o) == ["example.com/other"])
+        },
+    )
+    .await;
+    eventually("Gateway, ListenerSet and route status written", || {
+        let gw = api.get("gateways", "default", "gw");
+        let ls = api.get("listenersets", "default", "team");
+        let r = api.get("httproutes", "default", "r");
+        gw.is_some_and(|o| {
+            cond(&o["status"]["conditions"], "Accepted") == pair("True", "Accepted")
+                && o["status"]["attachedListenerSets"] == 1
+        }) && ls.is_some_and(|o| {
+            cond(&o["status"]["conditions"], "Accepted") == pair("True", "Accepted")
+        }) && r.is_some_and(|o| controllers(&o) == ["example.com/other", ours])
+    })
+    .await;
+
+    // The Gateway moves to the other class; its new controller has already written a
+    // condition of its own.
+    let mut moved = api.get("gateways", "default", "gw").unwrap();
+    moved["spec"]["gatewayClassName"] = json!("other");
+    moved["metadata"]["generation"] = json!(2);
+    moved["status"]["conditions"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "example.com/Ready", "status": "True", "reason": "Ready",
+            "message": "theirs", "observedGeneration": 2, "lastTransitionTime": "2025-01-01T00:00:00Z"}));
+    api.put(moved);
+    converge(&mut rx, "route no longer served", |s| {
+        !s.l7.hosts.contains_key("gw.example")
+    })
+    .await;
+    let pending = |v: &Value, t: &str| cond(v, t) == pair("Unknown", "Pending");
+    eventually("Gateway given up", || {
+        api.get("gateways", "default", "gw").is_some_and(|o| {
+            let st = &o["status"];
+            pending(&st["conditions"], "Accepted")
+                && pending(&st["conditions"], "Programmed")
+                && cond(&st["conditions"], "example.com/Ready") == pair("True", "Ready")
+                && st["listeners"] == json!([])
+                && st["addresses"] == json!([])
+                && st.get("attachedListenerSets").is_none()
+        })
+    })
+    .await;
+    eventually("ListenerSet given up", || {
+        api.get("listenersets", "default", "team").is_some_and(|o| {
+            let st = &o["status"];
+            pending(&st["conditions"], "Accepted")
+                && pending(&st["conditions"], "Programmed")
+                && st["listeners"] == json!([])
+        })
+    })
+    .await;
+    eventually("route entry of ours removed", || {
+        api.get("httproutes", "default", "r")
+            .is_some_and(|o| controllers(&o) == ["example.com/other"])
+    })
+    .await;
+}
+
 /// TCPRoutes from the cluster: a Gateway's TCP listener with a route becomes an L4 service of
 /// the snapshot, and the leader writes the listener's `attachedRoutes` and the route parent's
 /// `Accepted`/`ResolvedRefs` (Gateway API v1alpha2 `TCPRoute` status, as for HTTPRoutes), then

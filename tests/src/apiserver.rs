@@ -3,7 +3,8 @@
 //! It speaks the parts of the wire protocol the controller uses, over plain HTTP/1.1 on
 //! 127.0.0.1: list (one page) and watch with resourceVersions, bookmarks, `410 Gone` (as a watch
 //! `ERROR` event, as the real server sends it) for versions older than the retained history,
-//! get/create/replace/merge-patch/delete including the `status` subresource, label and field
+//! get/create/replace/merge-patch/delete including the `status` subresource (a resourceVersion
+//! in a replace or patch is a precondition, `409 Conflict`), label and field
 //! selectors (equality only). Any resource in [`RESOURCES`] works, so Leases and Events too.
 //! Tests also reach into the state directly (`put`, `remove`, `compact`) and can take the server
 //! down and bring it back on the same port.
@@ -678,6 +679,12 @@ async fn handle(
             let Some(old) = st.objects.get(&key).cloned() else {
                 return status(404, "NotFound", &format!("{} {name} not found", t.plural));
             };
+            // As the API server: a resourceVersion in the patch is a precondition.
+            if let Some(rv) = patch["metadata"]["resourceVersion"].as_str()
+                && Some(rv) != old["metadata"]["resourceVersion"].as_str()
+            {
+                return status(409, "Conflict", "the object has been modified");
+            }
             let mut n = old.clone();
             merge_patch(&mut n, &patch);
             if t.status {

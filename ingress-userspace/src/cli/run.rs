@@ -337,6 +337,7 @@ pub async fn start_sources(
             let writer = status::spawn_with_listeners(
                 client,
                 reporter,
+                args.namespace.clone(),
                 control.snapshots.clone(),
                 unbound,
                 candidate.is_leader,

@@ -6,6 +6,16 @@
 //! stops naming a Gateway of ours, its entries of ours are removed. A BackendTLSPolicy's
 //! `status.ancestors` likewise. A ListenerSet's status (GEP-1713) is all ours: its parent
 //! Gateway is.
+//!
+//! Objects that stop being ours do not keep what we wrote:
+//! - A Gateway or ListenerSet that leaves (moved to another class; its class or parent gone)
+//!   gets back, for each condition we wrote that is still as we wrote it, what the CRD shows
+//!   before any controller (`Unknown`, `Pending`); our listeners, addresses and
+//!   `attachedListenerSets` go. What another controller wrote since stays: a read-modify-write
+//!   under the object's resourceVersion, as the spec asks of condition writers.
+//! - A new leader term does not know what earlier leaders wrote: it lists each route kind and
+//!   BackendTLSPolicies once (within `--namespace` when given), and removes our entries from
+//!   those that are not ours any more.
 
 use std::collections::BTreeMap;
 
@@ -15,7 +25,7 @@ use gateway_api::apis::standard::{
 };
 use kube::{
     Api,
-    api::{ApiResource, DynamicObject, Patch, PatchParams},
+    api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams},
 };
 use serde_json::{Value, json};
 use tracing::{debug, warn};
@@ -28,8 +38,13 @@ use crate::model::{
 pub struct GatewayStatusWriter {
     client: kube::Client,
     controller_name: String,
-    /// The status last written, without times.
+    /// The status last written, without times (`Null`: entries of ours an earlier leader
+    /// wrote, found by [`Self::sweep`]).
     written: BTreeMap<ObjectRef, Value>,
+    /// Whether this term's [`Self::sweep`] is done.
+    swept: bool,
+    /// `--namespace`: the sweep looks no further (`None`: every namespace).
+    namespace: Option<String>,
 }
 
 /// `conditions` as the API wants them, stamped `now` (RFC 3339).
@@ -130,19 +145,30 @@ pub fn route_parents_json(
 }
 
 impl GatewayStatusWriter {
-    pub fn new(client: kube::Client, controller_name: String) -> GatewayStatusWriter {
+    /// `namespace`: the one the sources are limited to (`--namespace`), if any.
+    pub fn new(
+        client: kube::Client,
+        controller_name: String,
+        namespace: Option<String>,
+    ) -> GatewayStatusWriter {
         GatewayStatusWriter {
             client,
             controller_name,
             written: BTreeMap::new(),
+            swept: false,
+            namespace,
         }
     }
 
     pub fn forget(&mut self) {
         self.written.clear();
+        self.swept = false;
     }
 
     pub async fn sync(&mut self, status: &GatewayApiStatus) {
+        if !self.swept {
+            self.swept = self.sweep(status).await;
+        }
         // Compared without times: an unchanged status is not written again.
         for (r, conds) in &status.classes {
             let want = json!({"conditions": conditions_json(conds, "")});
@@ -176,6 +202,19 @@ impl GatewayStatusWriter {
             let api: Api<ListenerSet> = Api::namespaced(self.client.clone(), &r.namespace);
             if patch(&api, r, &body).await {
                 self.written.insert(r.clone(), want);
+            }
+        }
+        // Gateways and ListenerSets we wrote that are not ours any more.
+        let left: Vec<ObjectRef> = (self.written.keys())
+            .filter(|r| {
+                (r.kind == ObjectKind::Gateway && !status.gateways.contains_key(r))
+                    || (r.kind == ObjectKind::ListenerSet && !status.listener_sets.contains_key(r))
+            })
+            .cloned()
+            .collect();
+        for r in left {
+            if self.release(&r).await {
+                self.written.remove(&r);
             }
         }
         // Routes and policies we wrote that are gone from the status (deleted, or no longer
@@ -219,32 +258,128 @@ impl GatewayStatusWriter {
         }
     }
 
+    /// Finds the routes and BackendTLSPolicies with entries of ours (`controllerName`) that
+    /// are not in `status` (they stopped naming a parent of ours while no leader ran) and
+    /// marks them written, so that [`Self::sync`] removes those entries. One list per kind; a
+    /// kind the API server does not serve is skipped. True when every kind was listed.
+    async fn sweep(&mut self, status: &GatewayApiStatus) -> bool {
+        let kinds = [
+            (ObjectKind::HTTPRoute, "parents"),
+            (ObjectKind::GRPCRoute, "parents"),
+            (ObjectKind::TCPRoute, "parents"),
+            (ObjectKind::UDPRoute, "parents"),
+            (ObjectKind::TLSRoute, "parents"),
+            (ObjectKind::BackendTLSPolicy, "ancestors"),
+        ];
+        let mut done = true;
+        for (kind, field) in kinds {
+            let api: Api<DynamicObject> = match &self.namespace {
+                Some(ns) => Api::namespaced_with(self.client.clone(), ns, &resource(kind)),
+                None => Api::all_with(self.client.clone(), &resource(kind)),
+            };
+            let list = match api.list(&ListParams::default()).await {
+                Ok(l) => l,
+                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 403 => continue,
+                Err(e) => {
+                    warn!(?kind, error = %e, "listing for status of ours failed; will retry");
+                    done = false;
+                    continue;
+                }
+            };
+            for o in list {
+                let entries = o.data["status"][field]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                if !(entries.iter()).any(|p| p["controllerName"] == self.controller_name.as_str()) {
+                    continue;
+                }
+                let r = ObjectRef::new(
+                    kind,
+                    o.metadata.namespace.clone().unwrap_or_default(),
+                    o.metadata.name.clone().unwrap_or_default(),
+                );
+                if !status.routes.contains_key(&r) && !status.policies.contains_key(&r) {
+                    self.written.entry(r).or_insert(Value::Null);
+                }
+            }
+        }
+        done
+    }
+
+    /// Gives up Gateway or ListenerSet `r`, no longer ours: each condition of its status that
+    /// is still as we last wrote it becomes what the CRD shows before any controller
+    /// (`Unknown`, `Pending`); listeners and addresses still as we wrote them go, and so does
+    /// `attachedListenerSets`. Another controller's writes stay. Read and written under the
+    /// object's resourceVersion (a conflict is retried on the next sync). True when done (or
+    /// the object no longer exists).
+    async fn release(&self, r: &ObjectRef) -> bool {
+        let ours = self.written.get(r).cloned().unwrap_or(Value::Null);
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &r.namespace, &resource(r.kind));
+        let o = match api.get_status(&r.name).await {
+            Ok(o) => o,
+            Err(kube::Error::Api(e)) if e.code == 404 => return true,
+            Err(e) => {
+                warn!(object = %r, error = %e, "reading status to give up failed; will retry");
+                return false;
+            }
+        };
+        let now = &o.data["status"];
+        let mine = |field: &str, item: &Value| {
+            (ours[field].as_array()).is_some_and(|a| a.contains(&without_times(item)))
+        };
+        let list = |field: &str| now[field].as_array().cloned().unwrap_or_default();
+        let conditions: Vec<Value> = (list("conditions").into_iter())
+            .map(|c| match c["type"].as_str().map(str::to_string) {
+                Some(t) if mine("conditions", &c) => pending(&t),
+                _ => c,
+            })
+            .collect();
+        let listeners: Vec<Value> = (list("listeners").into_iter())
+            .filter(|l| !mine("listeners", l))
+            .collect();
+        let mut st = json!({"conditions": conditions, "listeners": listeners});
+        if r.kind == ObjectKind::Gateway {
+            let addresses: Vec<Value> = (list("addresses").into_iter())
+                .filter(|a| !mine("addresses", a))
+                .collect();
+            st["addresses"] = json!(addresses);
+            if now.get("attachedListenerSets").is_some()
+                && now["attachedListenerSets"] == ours["attachedListenerSets"]
+            {
+                st["attachedListenerSets"] = Value::Null; // A merge patch's removal.
+            }
+        }
+        let body = json!({
+            "metadata": {"resourceVersion": o.metadata.resource_version},
+            "status": st,
+        });
+        patch(&api, r, &body).await
+    }
+
     /// Writes our `parents` entries of route `r` (none: removes ours), keeping other
     /// controllers'. True when done (or the route no longer exists).
     async fn write_route(&self, r: &ObjectRef, parents: &[RouteParentStatus]) -> bool {
-        let resource = match r.kind {
-            ObjectKind::TCPRoute => ApiResource::erase::<crate::store::TcpRoute>(&()),
-            ObjectKind::UDPRoute => ApiResource::erase::<crate::store::UdpRoute>(&()),
-            ObjectKind::TLSRoute => ApiResource::erase::<crate::store::TlsRoute>(&()),
-            ObjectKind::GRPCRoute => ApiResource::erase::<GrpcRoute>(&()),
-            _ => ApiResource::erase::<HttpRoute>(&()),
-        };
         let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), &r.namespace, &resource);
-        // Other controllers' entries stay: read them, then write theirs and ours.
-        let others: Vec<Value> = match api.get_status(&r.name).await {
-            Ok(o) => o
-                .data
-                .pointer("/status/parents")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|p| {
-                    p.get("controllerName").and_then(Value::as_str)
-                        != Some(self.controller_name.as_str())
-                })
-                .collect(),
+            Api::namespaced_with(self.client.clone(), &r.namespace, &resource(r.kind));
+        // Other controllers' entries stay: read them, then write theirs and ours under the
+        // resourceVersion read (the spec's read-modify-write; a conflict is retried).
+        let (others, version): (Vec<Value>, _) = match api.get_status(&r.name).await {
+            Ok(o) => (
+                o.data
+                    .pointer("/status/parents")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|p| {
+                        p.get("controllerName").and_then(Value::as_str)
+                            != Some(self.controller_name.as_str())
+                    })
+                    .collect(),
+                o.metadata.resource_version,
+            ),
             Err(kube::Error::Api(e)) if e.code == 404 => return true,
             Err(e) => {
                 warn!(route = %r, error = %e, "reading route status failed; will retry");
@@ -253,7 +388,7 @@ impl GatewayStatusWriter {
         };
         let mut all = others;
         all.extend(route_parents_json(parents, &self.controller_name, &now()));
-        let body = json!({"status": {"parents": all}});
+        let body = json!({"metadata": {"resourceVersion": version}, "status": {"parents": all}});
         patch(&api, r, &body).await
     }
 
@@ -261,14 +396,17 @@ impl GatewayStatusWriter {
     /// controllers' (`PolicyAncestorStatus`: the `parentRef` shape, named `ancestorRef`).
     async fn write_ancestors(&self, r: &ObjectRef, ancestors: &[RouteParentStatus]) -> bool {
         let api: Api<BackendTlsPolicy> = Api::namespaced(self.client.clone(), &r.namespace);
-        let others: Vec<Value> = match api.get_status(&r.name).await {
-            Ok(o) => serde_json::to_value(o)
-                .ok()
-                .and_then(|mut v| v["status"]["ancestors"].as_array_mut().map(std::mem::take))
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|p| p["controllerName"].as_str() != Some(&self.controller_name))
-                .collect(),
+        let (others, version): (Vec<Value>, _) = match api.get_status(&r.name).await {
+            Ok(o) => (
+                serde_json::to_value(&o)
+                    .ok()
+                    .and_then(|mut v| v["status"]["ancestors"].as_array_mut().map(std::mem::take))
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|p| p["controllerName"].as_str() != Some(&self.controller_name))
+                    .collect(),
+                o.metadata.resource_version,
+            ),
             Err(kube::Error::Api(e)) if e.code == 404 => return true,
             Err(e) => {
                 warn!(policy = %r, error = %e, "reading BackendTLSPolicy status failed; will retry");
@@ -282,8 +420,50 @@ impl GatewayStatusWriter {
             }
             all.push(a);
         }
-        let body = json!({"status": {"ancestors": all}});
+        let body = json!({"metadata": {"resourceVersion": version}, "status": {"ancestors": all}});
         patch(&api, r, &body).await
+    }
+}
+
+/// The API resource of a Gateway API kind whose status this writer touches.
+fn resource(kind: ObjectKind) -> ApiResource {
+    match kind {
+        ObjectKind::TCPRoute => ApiResource::erase::<crate::store::TcpRoute>(&()),
+        ObjectKind::UDPRoute => ApiResource::erase::<crate::store::UdpRoute>(&()),
+        ObjectKind::TLSRoute => ApiResource::erase::<crate::store::TlsRoute>(&()),
+        ObjectKind::GRPCRoute => ApiResource::erase::<GrpcRoute>(&()),
+        ObjectKind::BackendTLSPolicy => ApiResource::erase::<BackendTlsPolicy>(&()),
+        ObjectKind::Gateway => ApiResource::erase::<Gateway>(&()),
+        ObjectKind::ListenerSet => ApiResource::erase::<ListenerSet>(&()),
+        ObjectKind::GatewayClass => ApiResource::erase::<GatewayClass>(&()),
+        _ => ApiResource::erase::<HttpRoute>(&()),
+    }
+}
+
+/// A condition as the Gateway and ListenerSet CRDs default it, before any controller writes.
+fn pending(type_: &str) -> Value {
+    json!({
+        "type": type_,
+        "status": "Unknown",
+        "reason": "Pending",
+        "message": "Waiting for controller",
+        "lastTransitionTime": "1970-01-01T00:00:00Z",
+    })
+}
+
+/// `v` with every `lastTransitionTime` blank, as [`GatewayStatusWriter::written`] keeps it.
+fn without_times(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| match k.as_str() {
+                    "lastTransitionTime" => (k.clone(), json!("")),
+                    _ => (k.clone(), without_times(x)),
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(without_times).collect()),
+        _ => v.clone(),
     }
 }
 

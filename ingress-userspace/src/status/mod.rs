@@ -24,14 +24,17 @@ pub fn spawn(
     leader: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let (_, unbound) = watch::channel(Default::default());
-    spawn_with_listeners(client, reporter, snapshots, unbound, leader)
+    spawn_with_listeners(client, reporter, None, snapshots, unbound, leader)
 }
 
 /// [`spawn`], with the proxy's Gateway ports that could not be bound (port -> error,
-/// [`crate::proxy::ProxyHandle::unbound_listeners`]) written into their listeners' status.
+/// [`crate::proxy::ProxyHandle::unbound_listeners`]) written into their listeners' status,
+/// and the namespace the sources are limited to (`--namespace`; `None`: all), which the
+/// Gateway status writer does not look beyond.
 pub fn spawn_with_listeners(
     client: kube::Client,
     reporter: events::Reporter,
+    namespace: Option<String>,
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
     mut unbound: watch::Receiver<crate::proxy::listener_set::Unbound>,
     mut leader: watch::Receiver<bool>,
@@ -39,8 +42,11 @@ pub fn spawn_with_listeners(
     tokio::spawn(async move {
         let mut proxy_live = true;
         let mut status = ingress_status::StatusWriter::new(client.clone());
-        let mut gateway_status =
-            gateway_status::GatewayStatusWriter::new(client.clone(), reporter.controller.clone());
+        let mut gateway_status = gateway_status::GatewayStatusWriter::new(
+            client.clone(),
+            reporter.controller.clone(),
+            namespace,
+        );
         let mut events = events::EventWriter::new(client, reporter);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut was_leader = false;
