@@ -546,9 +546,9 @@ fn each_parent_ref_of_a_route_is_judged_on_its_own() {
     let l = listener(&set.listeners, "ls-listener");
     assert_eq!(l.attached_routes, 2);
     for t in ["Accepted", "Programmed", "ResolvedRefs"] {
-        assert_eq!(cond(&l.conditions, t).0, true, "{t}");
+        assert!(cond(&l.conditions, t).0, "{t}");
     }
-    assert_eq!(cond(&l.conditions, "Conflicted").0, false);
+    assert!(!cond(&l.conditions, "Conflicted").0);
     assert_eq!(gw_status(&s).attached_listener_sets, 1);
     assert_eq!(
         listener(&gw_status(&s).listeners, "gw-listener").attached_routes,
@@ -755,4 +755,56 @@ metadata: {name: ls-cross-ns}
     assert_eq!(sorted("same.example"), ["/in-same"]);
     assert_eq!(sorted("selector.example"), ["/in-selected"]);
     assert_eq!(sorted("cross-same.example"), ["/in-set-ns"]);
+}
+
+/// ListenerSet problems become Events (the diagnostics the Event writer and `explain` read),
+/// as route problems do: a set the Gateway does not admit (`NotAllowed`), a listener that
+/// loses a conflict (`HostnameConflict`, naming the listener), and one whose certificate does
+/// not resolve (`InvalidCertificateRef`). An attached set without problems has none.
+#[test]
+fn listener_set_problems_become_events() {
+    let yaml = gateway(
+        Some("{from: Same}"),
+        "[{name: http, port: 80, protocol: HTTP, hostname: taken.example}]",
+    ) + &set(
+        "other",
+        "stranger",
+        1,
+        "[{name: extra, port: 8080, protocol: HTTP}]",
+    ) + &set(
+        "infra",
+        "clash",
+        2,
+        "[{name: dup, port: 80, protocol: HTTP, hostname: taken.example}, \
+          {name: fine, port: 80, protocol: HTTP, hostname: fine.example}]",
+    ) + &set(
+        "infra",
+        "certs",
+        3,
+        "[{name: secure, port: 443, protocol: HTTPS, hostname: secure.example, tls: {certificateRefs: [{name: missing}]}}]",
+    ) + &set(
+        "infra",
+        "good",
+        4,
+        "[{name: ok, port: 80, protocol: HTTP, hostname: good.example}]",
+    );
+    let s = snapshot(&yaml);
+    let events = |ns: &str, name: &str| -> Vec<(String, String)> {
+        let r = ObjectRef::new(ObjectKind::ListenerSet, ns, name);
+        (s.diagnostics.iter())
+            .filter(|d| d.object == r)
+            .map(|d| (d.reason.clone(), d.message.clone()))
+            .collect()
+    };
+    let reasons = |ns: &str, name: &str| -> Vec<String> {
+        events(ns, name).into_iter().map(|(r, _)| r).collect()
+    };
+    assert_eq!(reasons("other", "stranger"), ["NotAllowed"]);
+    let clash = events("infra", "clash");
+    assert_eq!(clash.len(), 1, "{clash:?}");
+    assert_eq!(clash[0].0, "HostnameConflict");
+    assert!(clash[0].1.starts_with("listener dup:"), "{clash:?}");
+    // The listener is accepted but not served (no certificate of its own to present).
+    assert_eq!(reasons("infra", "certs"), ["InvalidCertificateRef"]);
+    assert!(events("infra", "good").is_empty());
 }

@@ -436,6 +436,45 @@ fn supported_kinds(l: &GatewayListeners) -> (Vec<(String, String)>, bool) {
     }
 }
 
+/// A Gateway's or ListenerSet's problems where Events and `explain` look (a ListenerSet's
+/// owner may not read its Gateway's status, nor a Gateway's its listeners'): the owner not
+/// accepted (`ListenersNotValid`, `NotAllowed`, `ParentNotAccepted`, `InvalidParameters`, ...),
+/// and each listener not accepted, `Conflicted`, or whose references do not resolve
+/// (`InvalidCertificateRef`, `RefNotPermitted`, `InvalidRouteKinds`), with the condition's
+/// reason and message.
+pub fn diagnose(
+    owner: &ObjectRef,
+    conditions: &[StatusCondition],
+    listeners: &[ListenerStatus],
+    diags: &mut super::super::diagnostics::Diagnostics,
+) {
+    if let Some(c) = conditions
+        .iter()
+        .find(|c| c.type_ == "Accepted" && !c.status)
+    {
+        diags.error(owner, &c.reason, c.message.clone());
+    }
+    for l in listeners {
+        let mut said: Vec<&str> = Vec::new();
+        for c in &l.conditions {
+            let problem = match c.type_.as_str() {
+                "Accepted" | "ResolvedRefs" => !c.status,
+                "Conflicted" => c.status,
+                _ => false,
+            };
+            // A conflict refuses the listener with the same reason: one Event.
+            if problem && !said.contains(&c.reason.as_str()) {
+                said.push(&c.reason);
+                diags.error(
+                    owner,
+                    &c.reason,
+                    format!("listener {}: {}", l.name, c.message),
+                );
+            }
+        }
+    }
+}
+
 /// Takes a listener out of service for its Gateway's sake (its own conditions stand):
 /// `Programmed: False, Invalid` with `message`, no port.
 pub fn unprogram(l: &mut Listener<'_>, status: &mut ListenerStatus, message: &str) {

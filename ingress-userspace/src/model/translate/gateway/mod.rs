@@ -445,6 +445,11 @@ pub fn translate(
                 StatusCondition::new("Accepted", false, "InvalidParameters", &**msg, generation);
         }
         parent_accepted.insert(key.clone(), conditions[0].status);
+        let oref = ObjectRef::new(ObjectKind::Gateway, key.namespace.clone(), key.name.clone());
+        // InvalidParameters said so already.
+        if !rejected.contains_key(&key) {
+            listeners::diagnose(&oref, &conditions, &own, diags);
+        }
         let attached_listener_sets = (sets.iter().filter(|s| s.gateway == key))
             .filter(|s| matches!(verdicts.get(&s.key), Some(listener_sets::Verdict::Attached)))
             .filter(|s| {
@@ -462,7 +467,7 @@ pub fn translate(
             })
             .count();
         out.status.gateways.insert(
-            ObjectRef::new(ObjectKind::Gateway, key.namespace.clone(), key.name.clone()),
+            oref,
             GatewayStatusOut {
                 addresses: cx.addresses.to_vec(),
                 conditions,
@@ -480,6 +485,7 @@ pub fn translate(
         let oref = ObjectRef::new(ObjectKind::ListenerSet, &set.key.namespace, &set.key.name);
         let conditions =
             listener_sets::conditions(verdict, &listeners, parent_ok, set.generation());
+        listeners::diagnose(&oref, &conditions, &listeners, diags);
         out.status.listener_sets.insert(
             oref,
             crate::model::ListenerSetStatusOut {

@@ -1011,14 +1011,11 @@ spec:
         (false, "InvalidParameters")
     );
     assert_eq!(accepted.observed_generation, 4);
-    assert_eq!(cond(&gw.conditions, "Programmed").0, false);
-    assert_eq!(cond(&gw.listeners[0].conditions, "Programmed").0, false);
+    assert!(!cond(&gw.conditions, "Programmed").0);
+    assert!(!cond(&gw.listeners[0].conditions, "Programmed").0);
     assert!(!s.l7.gateway_listeners.contains_key(&8080));
     assert!(!s.l7.hosts.contains_key("params.example"));
-    assert_eq!(
-        cond(route_parent(&s, "app", "on-params"), "Accepted").0,
-        false
-    );
+    assert!(!cond(route_parent(&s, "app", "on-params"), "Accepted").0);
     assert!(
         s.diagnostics.iter().any(|d| d.object
             == ObjectRef::new(ObjectKind::Gateway, "app", "params")
@@ -1029,4 +1026,60 @@ spec:
     let plain = gateway(&s, "app", "plain");
     assert_eq!(cond(&plain.conditions, "Accepted"), (true, "Accepted"));
     assert!(s.l7.hosts.contains_key("plain.example"));
+}
+
+/// Listener problems become Events on their Gateway (the diagnostics the Event writer and
+/// `explain` read), each naming its listener: not accepted (`UnsupportedProtocol`),
+/// `HostnameConflict`, `InvalidCertificateRef`; a Gateway none of whose listeners is accepted
+/// says `ListenersNotValid` itself. A Gateway without problems has none.
+#[test]
+fn gateway_listener_problems_become_events() {
+    let s = snapshot(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: troubled, namespace: app}
+spec:
+  gatewayClassName: xdp
+  listeners:
+  - {name: sctp, port: 9000, protocol: example.com/sctp}
+  - {name: a, port: 80, protocol: HTTP, hostname: same.example}
+  - {name: b, port: 80, protocol: HTTP, hostname: same.example}
+  - {name: tls, port: 443, protocol: HTTPS, hostname: s.example, tls: {certificateRefs: [{name: missing}]}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: hopeless, namespace: app}
+spec:
+  gatewayClassName: xdp
+  listeners: [{name: only, port: 1111, protocol: INVALID}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: fine, namespace: app}
+spec:
+  gatewayClassName: xdp
+  listeners: [{name: http, port: 8080, protocol: HTTP}]
+"#,
+    );
+    let events = |name: &str| -> Vec<(String, String)> {
+        let r = ObjectRef::new(ObjectKind::Gateway, "app", name);
+        (s.diagnostics.iter())
+            .filter(|d| d.object == r)
+            .map(|d| (d.reason.clone(), d.message.clone()))
+            .collect()
+    };
+    let troubled = events("troubled");
+    let has = |reason: &str, listener: &str| {
+        troubled
+            .iter()
+            .any(|(r, m)| r == reason && m.starts_with(&format!("listener {listener}:")))
+    };
+    assert!(has("UnsupportedProtocol", "sctp"), "{troubled:?}");
+    assert!(has("HostnameConflict", "a"), "{troubled:?}");
+    assert!(has("HostnameConflict", "b"), "{troubled:?}");
+    assert!(has("InvalidCertificateRef", "tls"), "{troubled:?}");
+    let hopeless: Vec<String> = events("hopeless").into_iter().map(|(r, _)| r).collect();
+    assert_eq!(hopeless, ["ListenersNotValid", "UnsupportedProtocol"]);
+    assert!(events("fine").is_empty());
 }
