@@ -126,7 +126,7 @@ fn service_objects(i: usize) -> [Object; 2] {
     };
     [
         Object::Service(Arc::new(svc)),
-        Object::EndpointSlice(Arc::new(slice)),
+        Object::EndpointSlice(Arc::new(slice.into())),
     ]
 }
 
@@ -192,22 +192,44 @@ fn tls_secret(i: usize, crt: &[u8], key: &[u8]) -> Object {
     }))
 }
 
-fn build_objects(ingresses: usize) -> Objects {
+/// The store at a scale, and the heap bytes each kind's objects took (`(kind, bytes)`).
+fn build_objects(ingresses: usize) -> (Objects, Vec<(&'static str, isize)>) {
     let demo = files::default_objects().unwrap();
     let demo_secret = demo.secrets.values().next().unwrap().clone();
     let data = demo_secret.data.as_ref().unwrap();
     let (crt, key) = (data["tls.crt"].0.clone(), data["tls.key"].0.clone());
-    let mut all = Vec::new();
-    for i in 0..2 * ingresses {
-        all.extend(service_objects(i));
-    }
-    for i in 0..ingresses {
-        all.push(ingress(i, 2 * ingresses));
-        if i.is_multiple_of(TLS_EVERY) {
-            all.push(tls_secret(i, &crt, &key));
-        }
-    }
-    Objects::from_objects(all)
+    let mut weights = Vec::new();
+    let mut weigh = |kind: &'static str, build: &mut dyn FnMut() -> Vec<Object>| {
+        let before = LIVE.load(Ordering::Relaxed);
+        let objects = build();
+        weights.push((kind, LIVE.load(Ordering::Relaxed) - before));
+        objects
+    };
+    let services = weigh("Services", &mut || {
+        (0..2 * ingresses)
+            .map(|i| service_objects(i)[0].clone())
+            .collect()
+    });
+    let slices = weigh("EndpointSlices", &mut || {
+        (0..2 * ingresses)
+            .map(|i| service_objects(i)[1].clone())
+            .collect()
+    });
+    let ingress_objects = weigh("Ingresses", &mut || {
+        (0..ingresses).map(|i| ingress(i, 2 * ingresses)).collect()
+    });
+    let secrets = weigh("Secrets", &mut || {
+        (0..ingresses)
+            .step_by(TLS_EVERY)
+            .map(|i| tls_secret(i, &crt, &key))
+            .collect()
+    });
+    let objects = Objects::from_objects(
+        [services, slices, ingress_objects, secrets]
+            .into_iter()
+            .flatten(),
+    );
+    (objects, weights)
 }
 
 fn pct(v: &mut [Duration], p: f64) -> Duration {
@@ -234,20 +256,26 @@ fn bench_control_plane() {
 fn bench_at(count: usize, out: &mut testbed::bench_out::BenchOut) {
     println!("\n== {count} Ingresses ==");
     let live0 = LIVE.load(Ordering::Relaxed);
-    let objects = build_objects(count);
+    let (objects, weights) = build_objects(count);
     let store_bytes = LIVE.load(Ordering::Relaxed) - live0;
     let endpoints: usize = objects
         .endpoint_slices
         .values()
-        .map(|s| s.endpoints.as_ref().map_or(0, Vec::len))
+        .map(|s| s.endpoints.len())
         .sum();
+    let mib = |b: isize| b as f64 / (1 << 20) as f64;
     println!(
-        "control-plane: {} Ingresses ({} with TLS), {} Services, {} endpoints; store {:.1} MiB",
+        "control-plane: {} Ingresses ({} with TLS), {} Services, {} endpoints; store {:.1} MiB ({})",
         objects.ingresses.len(),
         objects.secrets.len(),
         objects.services.len(),
         endpoints,
-        store_bytes as f64 / (1 << 20) as f64
+        mib(store_bytes),
+        weights
+            .iter()
+            .map(|(kind, b)| format!("{kind} {:.1}", mib(*b)))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
 
     // `BENCH_DAEMON_ONLY=1`: only the daemon part (while working on it).
@@ -342,7 +370,7 @@ fn bench_in_process(
             let Object::EndpointSlice(s) = slice else { unreachable!() };
             let mut s = (*s).clone();
             // Every event changes something: a distinct slice loses its first endpoint's readiness.
-            s.endpoints.as_mut().unwrap()[0].conditions.as_mut().unwrap().ready = Some(false);
+            s.endpoints[0].ready = Some(false);
             slices.push(send(Object::EndpointSlice(Arc::new(s)), &mut current).await);
         }
         let mut ingresses = Vec::new();
@@ -364,7 +392,7 @@ fn bench_in_process(
             let [_, slice] = service_objects(2 * n + 1);
             let Object::EndpointSlice(s) = slice else { unreachable!() };
             let mut s = (*s).clone();
-            s.endpoints.as_mut().unwrap()[0].conditions.as_mut().unwrap().ready = Some(false);
+            s.endpoints[0].ready = Some(false);
             ctl.events
                 .send(SourceEvent::new(SourceId::Kube, Change::Upsert(Object::EndpointSlice(Arc::new(s)))))
                 .await

@@ -52,7 +52,7 @@ fn svc(name: &str, proto: L4Protocol, port: u16, eps: &[(SocketAddr, Option<&str
     let eps = eps
         .iter()
         .map(|(a, n)| Endpoint {
-            node_name: n.map(String::from),
+            node_name: n.map(Into::into),
             ..endpoint(*a, EndpointState::Active)
         })
         .collect();

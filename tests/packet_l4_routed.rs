@@ -66,7 +66,7 @@ fn snat_node(topo: &Topology, outside: IpAddr, remote: IpAddr) -> (u32, [u8; 6],
 /// TCP service `id` on NodePort `port` with the one endpoint `ep` on node `node`.
 fn svc(id: &str, port: u16, ep: SocketAddr, node: Option<&str>) -> L4Service {
     let ep = Endpoint {
-        node_name: node.map(String::from),
+        node_name: node.map(Into::into),
         ..endpoint(ep, EndpointState::Active)
     };
     L4Service {

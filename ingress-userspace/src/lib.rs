@@ -15,6 +15,7 @@
 
 pub mod allocator;
 pub mod cli;
+pub mod compact;
 pub mod controller;
 pub mod dashboard;
 pub mod dataplane;

@@ -9,7 +9,6 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use k8s_openapi::api::{
     core::v1::{ConfigMap, Node, Secret, Service},
-    discovery::v1::EndpointSlice,
     networking::v1::{Ingress, IngressClass},
 };
 
@@ -68,7 +67,8 @@ macro_rules! kinds {
             Ingress ingresses: Ingress,
             IngressClass ingress_classes: IngressClass,
             Service services: Service,
-            EndpointSlice endpoint_slices: EndpointSlice,
+            /// Compact: what translation reads ([`crate::compact::endpoint_slice`]).
+            EndpointSlice endpoint_slices: crate::compact::endpoint_slice::EndpointSlice,
             Secret secrets: Secret,
             Node nodes: Node,
             /// The ingress-nginx controller ConfigMap (`--configmap`); no other ConfigMap is read.

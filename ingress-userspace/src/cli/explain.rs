@@ -15,7 +15,6 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version, header::HOS
 use serde::Serialize;
 
 use crate::{
-    model::translate::endpoints::SERVICE_NAME_LABEL,
     model::translate::{
         DEFAULT_CONTROLLER_NAME, DEFAULT_INGRESS_CLASS, TranslateConfig, translate,
     },
@@ -1056,15 +1055,10 @@ pub fn add_related_diagnostics(
             .endpoint_slices
             .values()
             .filter(|s| {
-                let service = s
-                    .metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(SERVICE_NAME_LABEL));
-                service.is_some_and(|svc| {
+                s.service().is_some_and(|svc| {
                     services.contains(&(
                         s.metadata.namespace.clone().unwrap_or_default(),
-                        svc.clone(),
+                        svc.to_string(),
                     ))
                 })
             })
@@ -1126,8 +1120,8 @@ fn backend_info(u: &Upstream, weight: u32) -> BackendInfo {
             .map(|ep| EndpointInfo {
                 address: ep.addr.to_string(),
                 state: ep.state,
-                target: ep.target.clone(),
-                node: ep.node_name.clone(),
+                target: ep.target.as_deref().map(str::to_string),
+                node: ep.node_name.as_deref().map(str::to_string),
             })
             .collect(),
     }

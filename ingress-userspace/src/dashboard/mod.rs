@@ -300,7 +300,7 @@ fn endpoint_view(e: &Endpoint, detail: Option<EndpointHealth>) -> EndpointView {
             Some(h) if h.consecutive_failures > 0 => "failing",
             Some(_) => "healthy",
         },
-        pod: e.target.clone(),
+        pod: e.target.as_deref().map(str::to_string),
         detail,
     }
 }

@@ -90,11 +90,13 @@ pub struct Endpoint {
     pub state: EndpointState,
     /// Relative weight for load balancing; 1 unless something says otherwise.
     pub weight: u32,
-    /// `nodeName` of the endpoint, kept for locality decisions.
-    pub node_name: Option<String>,
-    pub zone: Option<String>,
-    /// `targetRef` of the endpoint (usually the Pod), for cookie affinity and diagnostics.
-    pub target: Option<String>,
+    /// `nodeName` of the endpoint, kept for locality decisions (shared with the store's
+    /// slice, as are `zone` and `target`).
+    pub node_name: Option<Arc<str>>,
+    pub zone: Option<Arc<str>>,
+    /// `targetRef` of the endpoint (usually the Pod) as `namespace/name`, for cookie affinity
+    /// and diagnostics.
+    pub target: Option<Arc<str>>,
 }
 
 // ---------------------------------------------------------------------------------------------

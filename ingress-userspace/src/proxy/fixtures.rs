@@ -43,7 +43,7 @@ pub fn upstream_at(service: &str, addrs: &[SocketAddr]) -> Arc<Upstream> {
                 weight: 1,
                 node_name: None,
                 zone: None,
-                target: Some(format!("{service}-{i}")),
+                target: Some(format!("{service}-{i}").into()),
             })
             .collect(),
         load_balancing: LoadBalancing::RoundRobin,

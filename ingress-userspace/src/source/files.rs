@@ -21,7 +21,6 @@ use k8s_openapi::{
     ByteString,
     api::{
         core::v1::{ConfigMap, Node, Secret, Service},
-        discovery::v1::EndpointSlice,
         networking::v1::{Ingress, IngressClass},
     },
 };
@@ -31,6 +30,7 @@ use tracing::{debug, info, warn};
 
 use super::{EventSender, SourceEvent};
 use crate::{
+    compact::endpoint_slice::EndpointSlice,
     model::{Diagnostic, ObjectKind, ObjectRef, Severity},
     store::{Change, Key, Object, Objects, SourceId},
 };

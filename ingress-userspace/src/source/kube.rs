@@ -234,7 +234,8 @@ pub fn spawn_scoped(
         tokio::spawn(watch_kind(
             vec![(api::<EndpointSlice>(&client, namespace), cfg())],
             ObjectKind::EndpointSlice,
-            |o| Object::EndpointSlice(trim_endpoint_slice(o).into()),
+            // Compact: what translation reads (`compact::endpoint_slice`).
+            |o| Object::EndpointSlice(std::sync::Arc::new(o.into())),
             events.clone(),
         )),
         tokio::spawn(watch_kind(
@@ -500,34 +501,6 @@ async fn watch_optional_kind<K>(
     watch_kind(vec![(api, watcher::Config::default())], kind, wrap, events).await
 }
 
-/// Of an EndpointSlice, translation reads the Service label, the address type, the ports and,
-/// per endpoint, the first address (as kube-proxy), the conditions, node, zone and the target's
-/// name. Hints, hostnames, the deprecated topology, owner references and the target's
-/// uid/resourceVersion (new on every pod update) would only hold memory and re-translate for
-/// nothing.
-fn trim_endpoint_slice(mut o: EndpointSlice) -> EndpointSlice {
-    use crate::model::translate::endpoints::SERVICE_NAME_LABEL;
-    o.metadata.owner_references = None;
-    if let Some(labels) = o.metadata.labels.as_mut() {
-        labels.retain(|k, _| k == SERVICE_NAME_LABEL);
-    }
-    for ep in o.endpoints.iter_mut().flatten() {
-        ep.addresses.truncate(1);
-        ep.hints = None;
-        ep.hostname = None;
-        ep.deprecated_topology = None;
-        ep.target_ref = ep
-            .target_ref
-            .take()
-            .map(|t| k8s_openapi::api::core::v1::ObjectReference {
-                name: t.name,
-                namespace: t.namespace,
-                ..Default::default()
-            });
-    }
-    o
-}
-
 /// Of a Node only the addresses matter; heartbeats and conditions would re-translate for nothing.
 fn trim_node(mut o: Node) -> Node {
     o.spec = None;
@@ -648,10 +621,11 @@ mod trim_tests {
     };
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-    /// A slice as the EndpointSlice controller writes it translates exactly as its trimmed
-    /// copy: nothing trimmed is read.
+    /// A slice as the EndpointSlice controller writes it (hints, hostnames, more addresses and
+    /// labels, a full targetRef) translates exactly as a bare one: nothing the store's compact
+    /// slice drops is read.
     #[test]
-    fn trimmed_endpoint_slice_translates_the_same() {
+    fn full_endpoint_slice_translates_as_a_bare_one() {
         let Object::EndpointSlice(slice) = mk_slice(
             "default",
             "web-1",
@@ -665,7 +639,16 @@ mod trim_tests {
         ) else {
             unreachable!()
         };
-        let mut full = (*slice).clone();
+        // Bare: each endpoint's targetRef has only its name and namespace.
+        let mut bare = EndpointSlice::from((*slice).clone());
+        for (i, ep) in bare.endpoints.iter_mut().flatten().enumerate() {
+            ep.target_ref = Some(ObjectReference {
+                name: Some(format!("pod-{i}")),
+                namespace: Some("default".into()),
+                ..Default::default()
+            });
+        }
+        let mut full = bare.clone();
         full.metadata
             .labels
             .get_or_insert_default()
@@ -686,8 +669,7 @@ mod trim_tests {
                 ..Default::default()
             });
         }
-        let trimmed = trim_endpoint_slice(full.clone());
-        assert_ne!(full, trimmed);
+        assert_ne!(full, bare);
         let objects = |slice: EndpointSlice| {
             Objects::from_objects([
                 svc(mk_service(
@@ -702,13 +684,13 @@ mod trim_tests {
                     0,
                     vec![("a.example.com", vec![("/", "Prefix", "web", "80")])],
                 )),
-                Object::EndpointSlice(Arc::new(slice)),
+                Object::EndpointSlice(Arc::new(slice.into())),
             ])
         };
         let cfg = TranslateConfig::default();
         let (a, b) = (
             translate(&objects(full), &cfg),
-            translate(&objects(trimmed), &cfg),
+            translate(&objects(bare), &cfg),
         );
         assert_eq!(format!("{:?}", a.l7), format!("{:?}", b.l7));
         let ups = &a.l7.hosts["a.example.com"].routes[0].action;
@@ -719,14 +701,8 @@ mod trim_tests {
             .upstream
             .endpoints
             .iter()
-            .map(|e| e.target.clone())
+            .map(|e| e.target.as_deref())
             .collect();
-        assert_eq!(
-            targets,
-            [
-                Some("default/pod-0".to_string()),
-                Some("default/pod-1".to_string())
-            ]
-        );
+        assert_eq!(targets, [Some("default/pod-0"), Some("default/pod-1")]);
     }
 }

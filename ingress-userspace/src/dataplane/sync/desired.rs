@@ -133,5 +133,5 @@ fn unit(svc: &L4Service, fam: u8, opts: &L4Options) -> Option<Unit> {
 /// True for an endpoint on another node than this daemon's (`--node-name`); unknown either
 /// way counts as local.
 fn is_remote(opts: &L4Options, e: &Endpoint) -> bool {
-    matches!((&opts.node_name, &e.node_name), (Some(mine), Some(theirs)) if mine != theirs)
+    matches!((&opts.node_name, &e.node_name), (Some(mine), Some(theirs)) if mine.as_str() != &**theirs)
 }

@@ -14,10 +14,7 @@ use std::{
 };
 
 use k8s_openapi::{
-    api::{
-        core::v1::ServicePort,
-        discovery::v1::{EndpointPort, EndpointSlice},
-    },
+    api::{core::v1::ServicePort, discovery::v1::EndpointPort},
     apimachinery::pkg::util::intstr::IntOrString,
 };
 
@@ -26,12 +23,12 @@ use super::{
     diagnostics::Diagnostics,
     node_local::{EndpointAddressPolicy, NodeLocal},
 };
+pub use crate::compact::endpoint_slice::SERVICE_NAME_LABEL;
 use crate::{
+    compact::endpoint_slice::EndpointSlice,
     model::{Endpoint, EndpointState, ObjectKind, ObjectRef},
     store::{Key, Objects},
 };
-
-pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// Reason of the Error diagnostic for an endpoint address that points into the node.
 pub const REFUSED_REASON: &str = "EndpointAddressRefused";
 
@@ -61,19 +58,11 @@ impl<'a> EndpointIndex<'a> {
         let mut by_service: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
         for slice in slices {
             let ns = slice.metadata.namespace.as_deref().unwrap_or_default();
-            let Some(svc) = slice
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(SERVICE_NAME_LABEL))
-            else {
+            let Some(svc) = slice.service() else {
                 continue;
             };
             if keep(ns, svc) {
-                by_service
-                    .entry((ns, svc.as_str()))
-                    .or_default()
-                    .push(slice);
+                by_service.entry((ns, svc)).or_default().push(slice);
             }
         }
         EndpointIndex {
@@ -145,9 +134,8 @@ impl<'a> EndpointIndex<'a> {
                 continue;
             }
             for slice in slices {
-                for ep in slice.endpoints.iter().flatten() {
-                    let Some(ip) = ep.addresses.first().and_then(|a| a.parse::<IpAddr>().ok())
-                    else {
+                for ep in &slice.endpoints {
+                    let Some(ip) = ep.address else {
                         continue;
                     };
                     if let Some(why) = self.policy.refusal(ip, ns, svc) {
@@ -169,12 +157,7 @@ impl<'a> EndpointIndex<'a> {
     pub fn report_refused(&self, services: &HashSet<Key>, diags: &mut Diagnostics) {
         for (slice, ip, why) in self.refused(services) {
             let m = &slice.metadata;
-            let service = m
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(SERVICE_NAME_LABEL))
-                .map(String::as_str)
-                .unwrap_or_default();
+            let service = slice.service().unwrap_or_default();
             let hint = if why.opt_in_allows() {
                 " (--allow-node-local-endpoints accepts it)"
             } else {
@@ -217,20 +200,19 @@ impl<'a> EndpointIndex<'a> {
                 "IPv6" => true,
                 _ => continue,
             };
-            let Some(target_port) = slice_port(slice.ports.as_deref(), port, protocol) else {
+            let Some(target_port) = slice_port(&slice.ports, port, protocol) else {
                 continue;
             };
-            for ep in slice.endpoints.iter().flatten() {
-                let Some(ip) = ep.addresses.first().and_then(|a| a.parse::<IpAddr>().ok()) else {
+            for ep in &slice.endpoints {
+                let Some(ip) = ep.address else {
                     continue;
                 };
                 if ip.is_ipv6() != ipv6 || self.policy.refusal(ip, namespace, service).is_some() {
                     continue;
                 }
-                let cond = ep.conditions.as_ref();
-                let ready = cond.and_then(|c| c.ready).unwrap_or(true);
-                let serving = cond.and_then(|c| c.serving).unwrap_or(ready);
-                let terminating = cond.and_then(|c| c.terminating).unwrap_or(false);
+                let ready = ep.ready.unwrap_or(true);
+                let serving = ep.serving.unwrap_or(ready);
+                let terminating = ep.terminating.unwrap_or(false);
                 let state = if ready && !terminating {
                     EndpointState::Active
                 } else if serving && terminating {
@@ -245,13 +227,7 @@ impl<'a> EndpointIndex<'a> {
                     weight: 1,
                     node_name: ep.node_name.clone(),
                     zone: ep.zone.clone(),
-                    target: ep.target_ref.as_ref().and_then(|t| {
-                        let name = t.name.as_deref()?;
-                        Some(match t.namespace.as_deref() {
-                            Some(ns) => format!("{ns}/{name}"),
-                            None => name.to_string(),
-                        })
-                    }),
+                    target: ep.target.clone(),
                 };
                 match out.get(&addr) {
                     Some(have) if have.state <= state => {}
@@ -267,8 +243,7 @@ impl<'a> EndpointIndex<'a> {
 
 /// The port number on the endpoints of one slice for `port`, or `None` if the slice does not
 /// carry it.
-fn slice_port(ports: Option<&[EndpointPort]>, port: &ServicePort, protocol: &str) -> Option<u16> {
-    let ports = ports.unwrap_or_default();
+fn slice_port(ports: &[EndpointPort], port: &ServicePort, protocol: &str) -> Option<u16> {
     let same_proto = |p: &&EndpointPort| p.protocol.as_deref().unwrap_or("TCP") == protocol;
     let by_name = |name: &str| {
         ports

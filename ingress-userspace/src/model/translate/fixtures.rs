@@ -179,37 +179,39 @@ pub fn mk_slice(
         )]
         .into(),
     );
-    Object::EndpointSlice(Arc::new(EndpointSlice {
-        metadata: m,
-        address_type: family.into(),
-        ports: Some(
-            ports
-                .iter()
-                .map(|(n, p)| EndpointPort {
-                    name: n.map(str::to_string),
-                    port: Some(*p),
-                    protocol: Some("TCP".into()),
-                    app_protocol: None,
-                })
-                .collect(),
-        ),
-        endpoints: Some(
-            endpoints
-                .iter()
-                .map(|(a, ready, serving, terminating)| Endpoint {
-                    addresses: vec![a.to_string()],
-                    conditions: Some(EndpointConditions {
-                        ready: *ready,
-                        serving: *serving,
-                        terminating: *terminating,
-                    }),
-                    node_name: Some("node-a".into()),
-                    zone: Some("zone-1".into()),
-                    ..Default::default()
-                })
-                .collect(),
-        ),
-    }))
+    Object::EndpointSlice(Arc::new(
+        crate::compact::endpoint_slice::EndpointSlice::from(EndpointSlice {
+            metadata: m,
+            address_type: family.into(),
+            ports: Some(
+                ports
+                    .iter()
+                    .map(|(n, p)| EndpointPort {
+                        name: n.map(str::to_string),
+                        port: Some(*p),
+                        protocol: Some("TCP".into()),
+                        app_protocol: None,
+                    })
+                    .collect(),
+            ),
+            endpoints: Some(
+                endpoints
+                    .iter()
+                    .map(|(a, ready, serving, terminating)| Endpoint {
+                        addresses: vec![a.to_string()],
+                        conditions: Some(EndpointConditions {
+                            ready: *ready,
+                            serving: *serving,
+                            terminating: *terminating,
+                        }),
+                        node_name: Some("node-a".into()),
+                        zone: Some("zone-1".into()),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+        }),
+    ))
 }
 
 pub fn mk_tls_secret(ns: &str, name: &str, crt: &str, key: &str) -> Secret {

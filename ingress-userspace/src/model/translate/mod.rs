@@ -67,6 +67,8 @@ mod upstreams_tests;
 
 use std::{collections::HashSet, sync::Arc};
 
+use crate::compact::endpoint_slice::EndpointSlice;
+
 use crate::{
     model::{ObjectKind, ObjectRef, Snapshot},
     store::{Change, Key, Object, Objects},
@@ -379,14 +381,9 @@ impl Translator {
     /// The Services whose endpoints `change` (not yet applied to `objects`) touches, if it
     /// touches nothing but EndpointSlices.
     pub fn slice_services(objects: &Objects, change: &Change) -> Option<Vec<Key>> {
-        let service_of = |o: &k8s_openapi::api::discovery::v1::EndpointSlice| {
+        let service_of = |o: &EndpointSlice| {
             let ns = o.metadata.namespace.clone().unwrap_or_default();
-            let svc = o
-                .metadata
-                .labels
-                .as_ref()?
-                .get(endpoints::SERVICE_NAME_LABEL)?;
-            Some(Key::new(ns, svc.clone()))
+            Some(Key::new(ns, o.service()?))
         };
         let old = |key: &Key| objects.endpoint_slices.get(key).and_then(|s| service_of(s));
         match change {
@@ -409,14 +406,9 @@ impl Translator {
     /// no for EndpointSlices and Secrets nothing referenced (before and after the change).
     pub fn affects(&self, objects: &Objects, change: &Change) -> bool {
         let Some(refs) = &self.refs else { return true };
-        let slice_service = |o: &k8s_openapi::api::discovery::v1::EndpointSlice| {
+        let slice_service = |o: &EndpointSlice| {
             let ns = o.metadata.namespace.clone().unwrap_or_default();
-            let svc = o
-                .metadata
-                .labels
-                .as_ref()?
-                .get(endpoints::SERVICE_NAME_LABEL)?;
-            Some(Key::new(ns, svc.clone()))
+            Some(Key::new(ns, o.service()?))
         };
         let slice_matters = |key: &Key| {
             objects

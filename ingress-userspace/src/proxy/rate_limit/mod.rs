@@ -294,7 +294,7 @@ pub fn ready_ingress_nodes(snapshot: &crate::model::Snapshot) -> u32 {
         .flat_map(|s| &s.endpoints)
         .filter(|e| e.state == crate::model::EndpointState::Active)
         .map(|e| match &e.node_name {
-            Some(n) => n.clone(),
+            Some(n) => n.to_string(),
             None => e.addr.ip().to_string(),
         })
         .collect();

@@ -1,0 +1,232 @@
+//! An EndpointSlice (`discovery.k8s.io/v1`) as the store keeps it.
+//!
+//! Kept: the object's name and namespace, and the Service its `kubernetes.io/service-name`
+//! label names; `addressType`; the ports; and per endpoint its first
+//! address (kube-proxy reads only that one), its three conditions, `nodeName`, `zone` and
+//! `targetRef` as `namespace/name`. Dropped: hostnames, hints, deprecated topology, other
+//! addresses, labels and annotations, owner references, the slice's uid and resourceVersion,
+//! and the target's (new on every pod update: kept, they would re-translate for nothing). An
+//! endpoint is ~80 bytes here against ~360 bytes plus its strings in the API struct, and a
+//! slice drops its label map (a B-tree node of ~500 bytes); node and zone names are shared within
+//! a slice, and the strings are `Arc<str>`, which the snapshot's endpoints share in turn.
+
+use std::{net::IpAddr, sync::Arc};
+
+use k8s_openapi::{
+    api::{core::v1::ObjectReference, discovery::v1 as api},
+    apimachinery::pkg::apis::meta::v1::ObjectMeta,
+};
+use serde::{Deserialize, Serialize};
+
+/// The label naming a slice's Service (set by the EndpointSlice controller).
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// An EndpointSlice with what translation reads ([module docs](self)).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(from = "api::EndpointSlice", into = "api::EndpointSlice")]
+pub struct EndpointSlice {
+    /// `name` and `namespace` only.
+    pub metadata: ObjectMeta,
+    /// The Service this slice belongs to (its `kubernetes.io/service-name` label).
+    pub service: Option<String>,
+    /// `IPv4`, `IPv6` or `FQDN`.
+    pub address_type: String,
+    pub ports: Vec<api::EndpointPort>,
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// One endpoint of a slice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The first address; `None` when there is none or it is not an IP address (FQDN slices).
+    pub address: Option<IpAddr>,
+    /// `conditions.ready`, `.serving`, `.terminating` as written (unset: `None`).
+    pub ready: Option<bool>,
+    pub serving: Option<bool>,
+    pub terminating: Option<bool>,
+    pub node_name: Option<Arc<str>>,
+    pub zone: Option<Arc<str>>,
+    /// `targetRef` as `namespace/name`, or `name` when it names no namespace.
+    pub target: Option<Arc<str>>,
+}
+
+impl EndpointSlice {
+    /// The Service this slice belongs to (`kubernetes.io/service-name`), if labelled.
+    pub fn service(&self) -> Option<&str> {
+        self.service.as_deref()
+    }
+}
+
+/// `s` as an `Arc<str>`, sharing the allocation of an equal string already in `seen`.
+fn shared(seen: &mut Vec<Arc<str>>, s: String) -> Arc<str> {
+    if let Some(a) = seen.iter().find(|a| ***a == *s) {
+        return Arc::clone(a);
+    }
+    let a: Arc<str> = s.into();
+    seen.push(Arc::clone(&a));
+    a
+}
+
+impl From<api::EndpointSlice> for EndpointSlice {
+    fn from(s: api::EndpointSlice) -> Self {
+        let m = s.metadata;
+        let service = m.labels.and_then(|mut l| l.remove(SERVICE_NAME_LABEL));
+        let mut names = Vec::new();
+        let endpoints = s
+            .endpoints
+            .into_iter()
+            .flatten()
+            .map(|ep| {
+                let c = ep.conditions.unwrap_or_default();
+                let target = ep.target_ref.and_then(|t| {
+                    let name = t.name?;
+                    Some(match t.namespace {
+                        Some(ns) => format!("{ns}/{name}").into(),
+                        None => name.into(),
+                    })
+                });
+                Endpoint {
+                    address: ep.addresses.first().and_then(|a| a.parse().ok()),
+                    ready: c.ready,
+                    serving: c.serving,
+                    terminating: c.terminating,
+                    node_name: ep.node_name.map(|n| shared(&mut names, n)),
+                    zone: ep.zone.map(|z| shared(&mut names, z)),
+                    target,
+                }
+            })
+            .collect();
+        EndpointSlice {
+            metadata: ObjectMeta {
+                name: m.name,
+                namespace: m.namespace,
+                ..Default::default()
+            },
+            service,
+            address_type: s.address_type,
+            ports: s.ports.unwrap_or_default(),
+            endpoints,
+        }
+    }
+}
+
+impl From<EndpointSlice> for api::EndpointSlice {
+    fn from(s: EndpointSlice) -> Self {
+        let endpoints = s
+            .endpoints
+            .into_iter()
+            .map(|ep| api::Endpoint {
+                addresses: ep.address.iter().map(IpAddr::to_string).collect(),
+                conditions: Some(api::EndpointConditions {
+                    ready: ep.ready,
+                    serving: ep.serving,
+                    terminating: ep.terminating,
+                }),
+                node_name: ep.node_name.map(|n| n.to_string()),
+                zone: ep.zone.map(|z| z.to_string()),
+                target_ref: ep.target.map(|t| {
+                    let (namespace, name) = match t.split_once('/') {
+                        Some((ns, name)) => (Some(ns.to_string()), name.to_string()),
+                        None => (None, t.to_string()),
+                    };
+                    ObjectReference {
+                        name: Some(name),
+                        namespace,
+                        ..Default::default()
+                    }
+                }),
+                ..Default::default()
+            })
+            .collect();
+        let mut metadata = s.metadata;
+        metadata.labels = s
+            .service
+            .map(|svc| [(SERVICE_NAME_LABEL.to_string(), svc)].into());
+        api::EndpointSlice {
+            metadata,
+            address_type: s.address_type,
+            ports: Some(s.ports),
+            endpoints: Some(endpoints),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::discovery::v1::EndpointHints;
+
+    fn full() -> serde_json::Value {
+        serde_json::json!({
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": "web-abc", "namespace": "shop", "uid": "u-1", "resourceVersion": "7",
+                "labels": {"kubernetes.io/service-name": "web",
+                           "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"},
+                "annotations": {"a": "b"},
+                "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": "web", "uid": "s"}]
+            },
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+            "endpoints": [
+                {"addresses": ["10.1.0.2", "10.1.0.99"], "conditions": {"ready": true},
+                 "nodeName": "node-a", "zone": "z1", "hostname": "p1",
+                 "hints": {"forZones": [{"name": "z1"}]},
+                 "targetRef": {"kind": "Pod", "name": "web-1", "namespace": "shop", "uid": "p"}},
+                {"addresses": ["10.1.0.3"],
+                 "conditions": {"ready": false, "serving": true, "terminating": true},
+                 "nodeName": "node-a", "targetRef": {"kind": "Pod", "name": "web-2"}},
+                {"addresses": ["db.example.com"]}
+            ]
+        })
+    }
+
+    /// What translation reads survives; the rest is gone; node names are shared in a slice.
+    #[test]
+    fn keeps_what_translation_reads() {
+        let s: EndpointSlice = serde_json::from_value(full()).unwrap();
+        assert_eq!(s.service(), Some("web"));
+        assert_eq!(
+            s.metadata,
+            ObjectMeta {
+                name: Some("web-abc".into()),
+                namespace: Some("shop".into()),
+                ..Default::default()
+            }
+        );
+        assert_eq!(s.ports[0].port, Some(8080));
+        let [a, b, c] = &s.endpoints[..] else {
+            panic!("{s:?}")
+        };
+        assert_eq!(a.address, Some("10.1.0.2".parse().unwrap()));
+        assert_eq!(
+            (a.ready, a.serving, a.terminating),
+            (Some(true), None, None)
+        );
+        assert_eq!(a.zone.as_deref(), Some("z1"));
+        assert_eq!(a.target.as_deref(), Some("shop/web-1"));
+        assert_eq!(
+            (b.ready, b.serving, b.terminating),
+            (Some(false), Some(true), Some(true))
+        );
+        assert_eq!(b.target.as_deref(), Some("web-2"));
+        assert!(Arc::ptr_eq(
+            a.node_name.as_ref().unwrap(),
+            b.node_name.as_ref().unwrap()
+        ));
+        assert_eq!(c.address, None);
+    }
+
+    /// Back to JSON it is still an EndpointSlice the API would take, and it reads back equal.
+    #[test]
+    fn round_trips_through_the_api_shape() {
+        let s: EndpointSlice = serde_json::from_value(full()).unwrap();
+        let json = serde_json::to_value(&s).unwrap();
+        let api: api::EndpointSlice = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(api.endpoints.as_ref().map(Vec::len), Some(3));
+        assert_eq!(api.endpoints.unwrap()[0].hints, None::<EndpointHints>);
+        let again: EndpointSlice = serde_json::from_value(json).unwrap();
+        assert_eq!(again, s);
+    }
+}
