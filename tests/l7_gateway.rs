@@ -2149,6 +2149,9 @@ struct GrpcGot {
     /// The gRPC status code: `grpc-status`, else the HTTP status mapped as gRPC clients do
     /// (grpc/doc/http-grpc-status-mapping.md: 404 is UNIMPLEMENTED).
     code: u32,
+    /// A Trailers-Only response (grpc/doc/PROTOCOL-HTTP2.md): HTTP 200 with `grpc-status` in
+    /// the headers and no message, as the proxy answers a gRPC call nothing routes.
+    trailers_only: bool,
     /// The echo's JSON, from the one response message.
     echo: Option<serde_json::Value>,
 }
@@ -2218,10 +2221,16 @@ async fn grpc_call(
         429 | 502 | 503 | 504 => 14,
         _ => 2,
     });
+    let trailers_only =
+        got.status == 200 && got.headers.contains_key("grpc-status") && got.body.is_empty();
     let echo = (got.body.len() > 5 && got.body[0] == 0)
         .then(|| serde_json::from_slice(&got.body[5..]).ok())
         .flatten();
-    GrpcGot { code, echo }
+    GrpcGot {
+        code,
+        trailers_only,
+        echo,
+    }
 }
 
 /// The route parent condition `type` of GRPCRoute `route` in [`EDGE`].
@@ -2258,7 +2267,7 @@ async fn grpcroute_conformance() {
         let g = call("gw.example", method, vec![]).await;
         match want {
             Some(pod) => assert_eq!((g.code, g.pod()), (OK, pod), "{method}"),
-            None => assert_eq!(g.code, UNIMPLEMENTED, "{method}"),
+            None => assert_eq!((g.code, g.trailers_only), (UNIMPLEMENTED, true), "{method}"),
         }
     }
 
@@ -2286,7 +2295,7 @@ async fn grpcroute_conformance() {
         let g = call("gw.example", "Echo", md.clone()).await;
         match want {
             Some(pod) => assert_eq!((g.code, g.pod()), (OK, pod), "{md:?}"),
-            None => assert_eq!(g.code, UNIMPLEMENTED, "{md:?}"),
+            None => assert_eq!((g.code, g.trailers_only), (UNIMPLEMENTED, true), "{md:?}"),
         }
     }
 
@@ -2337,9 +2346,31 @@ async fn grpcroute_conformance() {
         let g = call(authority, "Echo", vec![]).await;
         match want {
             Some(pod) => assert_eq!((g.code, g.pod()), (OK, pod), "{authority}"),
-            None => assert_eq!(g.code, UNIMPLEMENTED, "{authority}"),
+            None => assert_eq!(
+                (g.code, g.trailers_only),
+                (UNIMPLEMENTED, true),
+                "{authority}"
+            ),
         }
     }
+
+    // A gRPC call to a host only an Ingress serves, on the same port, that no path of it
+    // takes: ingress-nginx's 404 page (which gRPC clients read as UNIMPLEMENTED), not the
+    // Gateway API's Trailers-Only answer.
+    let shop = r#"apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: shop, namespace: shop}
+spec:
+  ingressClassName: xdp-ingress
+  rules:
+  - host: shop.test
+    http:
+      paths:
+      - {path: /api, pathType: Prefix, backend: {service: {name: shop-v1, port: {number: 8080}}}}
+"#;
+    bed.serve(&[shop]);
+    let g = call("shop.test", "Echo", vec![]).await;
+    assert_eq!((g.code, g.trailers_only), (UNIMPLEMENTED, false));
 
     // GRPCRouteRequestHeaderModifier: the first of the equal Echo rules wins (set).
     let echo = |f: Value| rule().when(grpc_method(GRPC_ECHO, "Echo")).filter(f).to(G1);

@@ -36,7 +36,7 @@ use super::{
     client_cert::{self, Refusal},
     cors,
     error_pages::{self, Intercept},
-    forward_auth, gateway_filters,
+    forward_auth, gateway_filters, grpc_reject,
     headers::{add_forwarding, drop_underscored, for_http1_upstream, is_upgrade, strip_hop_by_hop},
     listener::ListenerId,
     metrics::{
@@ -664,6 +664,9 @@ async fn route(
                 super::router::Miss::NoPath => NO_PATH,
             };
             out.reason = Some(reason.into());
+            if grpc_reject::is_grpc(req.headers()) && rt.routes.gateway_miss(vh, &view) {
+                return grpc_reject::unimplemented(reason);
+            }
             local(StatusCode::NOT_FOUND, reason)
         }
     }

@@ -23,6 +23,7 @@ pub mod fixtures;
 pub mod forward;
 pub mod forward_auth;
 pub mod gateway_filters;
+pub mod grpc_reject;
 pub mod headers;
 pub mod limits;
 pub mod listener;
