@@ -2625,9 +2625,12 @@ async fn httproute_request_mirror_conformance() {
     holder.abort();
 }
 
-/// HTTPRouteCORS: preflights from allowed origins are
+/// HTTPRouteCORS (v1.6.1): preflights from allowed origins are
 /// answered here with the route's CORS headers, others reach the backend with none; simple
-/// requests get the allowed origin back, with credentials when the route allows them.
+/// requests get the allowed origin back, with credentials when the route allows them. v1.6
+/// keys the `*` rules on `allowCredentials`, not on whether the request carries credentials:
+/// with it, no `*` is ever sent (the origin is echoed, unasked methods and headers are left
+/// out); cookies on the request change nothing (v1.5's allow-credentials-behavior cases).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn httproute_cors_conformance() {
     let bed = Bed::start().await;
@@ -2668,6 +2671,27 @@ async fn httproute_cors_conformance() {
                 "/cors-wildcard-methods-headers-unauth",
                 json!({"allowOrigins": ["*"], "allowMethods": ["*"], "allowHeaders": ["*"],
                     "allowCredentials": false}),
+            ))
+            .build(),
+        http_route("cors-credentials")
+            .rule(cors_rule(
+                "/cors-behavior-creds-false",
+                json!({"allowOrigins": ["https://app.example"], "allowCredentials": false}),
+            ))
+            .rule(cors_rule(
+                "/cors-behavior-creds-true",
+                json!({"allowOrigins": ["https://app.example"], "allowCredentials": true}),
+            ))
+            .build(),
+        http_route("cors-expose")
+            .rule(cors_rule(
+                "/cors-expose-creds",
+                json!({"allowOrigins": ["*"], "exposeHeaders": ["*", "x-header-3"],
+                    "allowCredentials": true}),
+            ))
+            .rule(cors_rule(
+                "/cors-expose-any",
+                json!({"allowOrigins": ["*"], "exposeHeaders": ["*", "x-header-3"]}),
             ))
             .build(),
     ]);
@@ -2729,6 +2753,60 @@ async fn httproute_cors_conformance() {
             .to(V1)
             .gets("access-control-allow-origin", "*")
             .gets_no("access-control-allow-credentials"),
+        // allowCredentials: true and `*` everywhere: a simple request asks for no method or
+        // header, so neither list is sent (never `*`); one without Origin is no CORS request.
+        get("/cors-wildcard-methods-headers")
+            .h("Origin", "https://other.foo.com")
+            .to(V1)
+            .gets("access-control-allow-origin", "https://other.foo.com")
+            .gets("access-control-allow-credentials", "true")
+            .gets_no("access-control-allow-methods")
+            .gets_no("access-control-allow-headers"),
+        get("/cors-wildcard-methods-headers")
+            .to(V1)
+            .gets_no("access-control-allow-origin")
+            .gets_no("access-control-allow-credentials"),
+        // allowCredentials: false: `*` may be sent for what the preflight did not ask.
+        preflight(
+            "/cors-wildcard-methods-headers-unauth",
+            "https://other.foo.com",
+            "PUT",
+        )
+        .h("access-control-request-headers", "x-header-1, x-header-2")
+        .status(204)
+        .gets("access-control-allow-origin", "*")
+        .gets("access-control-allow-methods", "PUT")
+        .gets("access-control-allow-headers", "x-header-1, x-header-2")
+        .gets_no("access-control-allow-credentials"),
+        get("/cors-behavior-creds-false")
+            .h("Origin", "https://app.example")
+            .h("Cookie", "sid=abc123")
+            .h("Authorization", "Bearer test")
+            .to(V1)
+            .gets("access-control-allow-origin", "https://app.example")
+            .gets_no("access-control-allow-credentials"),
+        get("/cors-behavior-creds-true")
+            .h("Origin", "http://not-app.example")
+            .h("Cookie", "sid=abc123")
+            .to(V1)
+            .gets_no("access-control-allow-origin")
+            .gets_no("access-control-allow-credentials"),
+        get("/cors-behavior-creds-true")
+            .h("Origin", "https://app.example")
+            .h("Cookie", "sid=abc123")
+            .h("Authorization", "Bearer test")
+            .to(V1)
+            .gets("access-control-allow-origin", "https://app.example")
+            .gets("access-control-allow-credentials", "true"),
+        // exposeHeaders `*`: only without allowCredentials.
+        get("/cors-expose-creds")
+            .h("Origin", "https://app.example")
+            .to(V1)
+            .gets("access-control-expose-headers", "x-header-3"),
+        get("/cors-expose-any")
+            .h("Origin", "https://app.example")
+            .to(V1)
+            .gets("access-control-expose-headers", "*, x-header-3"),
     ])
     .await;
 }
