@@ -2507,7 +2507,8 @@ async fn grpcroute_over_tls() {
 }
 
 /// HTTPRouteRequestTimeout and HTTPRouteBackendRequestTimeout: a backend that answers after
-/// 1 s gets the client 504 under a 500 ms timeout, 200 when the timeout is `0s`.
+/// 1 s gets the client 504 under a 500 ms timeout, 200 when the timeout is `0s`; a response
+/// body still streaming when `request` expires is cut.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn httproute_timeouts_conformance() {
     let bed = Bed::start().await;
@@ -2535,6 +2536,27 @@ async fn httproute_timeouts_conformance() {
         get("/disable-backend-timeout?delay=1s").to(V1),
     ])
     .await;
+
+    // `timeouts.request` covers the whole answer, the body included: a body still streaming
+    // at the deadline is cut (the connection closes before its end); one that ends before it
+    // is untouched.
+    bed.apply(one(
+        http_route("timed-body").rule(timed("/drip", "request", "1s"))
+    ));
+    let drip = |path: &str| {
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: gw.example\r\nConnection: close\r\n\r\n");
+        let addr = bed.addr(80);
+        async move { raw(addr, request.as_bytes(), std::time::Duration::from_secs(15)).await }
+    };
+    let whole = drip("/drip/2/10").await;
+    assert!(whole.starts_with("HTTP/1.1 200"), "{whole}");
+    assert!(whole.contains("tick 1\n"), "{whole}");
+    // 20 lines 200 ms apart: 4 s, far past the 1 s deadline.
+    let cut = drip("/drip/20/200").await;
+    assert!(cut.starts_with("HTTP/1.1 200"), "{cut}");
+    assert!(cut.contains("tick 0\n"), "{cut}");
+    assert!(!cut.contains("tick 19\n"), "the body was not cut: {cut}");
 }
 
 /// Waits (bounded: 10 s) until `pod` has served `n` requests; false if it never does.

@@ -38,6 +38,7 @@ pub mod passthrough;
 pub mod proxy_protocol;
 pub mod rate_limit;
 pub mod request_buffer;
+pub mod request_deadline;
 pub mod request_target;
 pub mod response_rate;
 pub mod rewrite;
