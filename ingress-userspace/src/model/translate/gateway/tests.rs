@@ -1014,3 +1014,40 @@ spec:
         "a port no Gateway route is on"
     );
 }
+
+/// The daemon's "snapshot live hosts=N" counts every virtual host routing uses, Gateway API
+/// routes' ones included: an exact name, a Gateway wildcard and the hostname-less rules.
+#[test]
+fn host_count_includes_gateway_route_hosts() {
+    let yaml = format!(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: app}}
+spec:
+  gatewayClassName: xdp
+  listeners:
+  - {{name: http, port: 80, protocol: HTTP}}
+{}{}{}"#,
+        route(
+            "exact",
+            "app",
+            "{name: gw}",
+            "  hostnames: [a.example]\n  rules: [{backendRefs: [{name: web, port: 8080}]}]\n"
+        ),
+        route(
+            "wild",
+            "app",
+            "{name: gw}",
+            "  hostnames: ['*.wild.example']\n  rules: [{backendRefs: [{name: web, port: 8080}]}]\n"
+        ),
+        route(
+            "any",
+            "app",
+            "{name: gw}",
+            "  rules: [{backendRefs: [{name: web, port: 8080}]}]\n"
+        ),
+    );
+    let s = snapshot(&yaml, vec![]);
+    assert_eq!(s.l7.host_count(), 3, "{:?}", s.l7.hosts.keys());
+}
