@@ -2149,6 +2149,9 @@ struct GrpcGot {
     /// The gRPC status code: `grpc-status`, else the HTTP status mapped as gRPC clients do
     /// (grpc/doc/http-grpc-status-mapping.md: 404 is UNIMPLEMENTED).
     code: u32,
+    /// A Trailers-Only response (grpc/doc/PROTOCOL-HTTP2.md): HTTP 200 with `grpc-status` in
+    /// the headers and no message, as the proxy answers a gRPC call nothing routes.
+    trailers_only: bool,
     /// The echo's JSON, from the one response message.
     echo: Option<serde_json::Value>,
 }
@@ -2218,10 +2221,16 @@ async fn grpc_call(
         429 | 502 | 503 | 504 => 14,
         _ => 2,
     });
+    let trailers_only =
+        got.status == 200 && got.headers.contains_key("grpc-status") && got.body.is_empty();
     let echo = (got.body.len() > 5 && got.body[0] == 0)
         .then(|| serde_json::from_slice(&got.body[5..]).ok())
         .flatten();
-    GrpcGot { code, echo }
+    GrpcGot {
+        code,
+        trailers_only,
+        echo,
+    }
 }
 
 /// The route parent condition `type` of GRPCRoute `route` in [`EDGE`].
@@ -2258,7 +2267,7 @@ async fn grpcroute_conformance() {
         let g = call("gw.example", method, vec![]).await;
         match want {
             Some(pod) => assert_eq!((g.code, g.pod()), (OK, pod), "{method}"),
-            None => assert_eq!(g.code, UNIMPLEMENTED, "{method}"),
+            None => assert_eq!((g.code, g.trailers_only), (UNIMPLEMENTED, true), "{method}"),
         }
     }
 
@@ -2286,7 +2295,7 @@ async fn grpcroute_conformance() {
         let g = call("gw.example", "Echo", md.clone()).await;
         match want {
             Some(pod) => assert_eq!((g.code, g.pod()), (OK, pod), "{md:?}"),
-            None => assert_eq!(g.code, UNIMPLEMENTED, "{md:?}"),
+            None => assert_eq!((g.code, g.trailers_only), (UNIMPLEMENTED, true), "{md:?}"),
         }
     }
 
@@ -2337,9 +2346,31 @@ async fn grpcroute_conformance() {
         let g = call(authority, "Echo", vec![]).await;
         match want {
             Some(pod) => assert_eq!((g.code, g.pod()), (OK, pod), "{authority}"),
-            None => assert_eq!(g.code, UNIMPLEMENTED, "{authority}"),
+            None => assert_eq!(
+                (g.code, g.trailers_only),
+                (UNIMPLEMENTED, true),
+                "{authority}"
+            ),
         }
     }
+
+    // A gRPC call to a host only an Ingress serves, on the same port, that no path of it
+    // takes: ingress-nginx's 404 page (which gRPC clients read as UNIMPLEMENTED), not the
+    // Gateway API's Trailers-Only answer.
+    let shop = r#"apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: shop, namespace: shop}
+spec:
+  ingressClassName: xdp-ingress
+  rules:
+  - host: shop.test
+    http:
+      paths:
+      - {path: /api, pathType: Prefix, backend: {service: {name: shop-v1, port: {number: 8080}}}}
+"#;
+    bed.serve(&[shop]);
+    let g = call("shop.test", "Echo", vec![]).await;
+    assert_eq!((g.code, g.trailers_only), (UNIMPLEMENTED, false));
 
     // GRPCRouteRequestHeaderModifier: the first of the equal Echo rules wins (set).
     let echo = |f: Value| rule().when(grpc_method(GRPC_ECHO, "Echo")).filter(f).to(G1);
@@ -2476,7 +2507,8 @@ async fn grpcroute_over_tls() {
 }
 
 /// HTTPRouteRequestTimeout and HTTPRouteBackendRequestTimeout: a backend that answers after
-/// 1 s gets the client 504 under a 500 ms timeout, 200 when the timeout is `0s`.
+/// 1 s gets the client 504 under a 500 ms timeout, 200 when the timeout is `0s`; a response
+/// body still streaming when `request` expires is cut.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn httproute_timeouts_conformance() {
     let bed = Bed::start().await;
@@ -2504,6 +2536,27 @@ async fn httproute_timeouts_conformance() {
         get("/disable-backend-timeout?delay=1s").to(V1),
     ])
     .await;
+
+    // `timeouts.request` covers the whole answer, the body included: a body still streaming
+    // at the deadline is cut (the connection closes before its end); one that ends before it
+    // is untouched.
+    bed.apply(one(
+        http_route("timed-body").rule(timed("/drip", "request", "1s"))
+    ));
+    let drip = |path: &str| {
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: gw.example\r\nConnection: close\r\n\r\n");
+        let addr = bed.addr(80);
+        async move { raw(addr, request.as_bytes(), std::time::Duration::from_secs(15)).await }
+    };
+    let whole = drip("/drip/2/10").await;
+    assert!(whole.starts_with("HTTP/1.1 200"), "{whole}");
+    assert!(whole.contains("tick 1\n"), "{whole}");
+    // 20 lines 200 ms apart: 4 s, far past the 1 s deadline.
+    let cut = drip("/drip/20/200").await;
+    assert!(cut.starts_with("HTTP/1.1 200"), "{cut}");
+    assert!(cut.contains("tick 0\n"), "{cut}");
+    assert!(!cut.contains("tick 19\n"), "the body was not cut: {cut}");
 }
 
 /// Waits (bounded: 10 s) until `pod` has served `n` requests; false if it never does.
@@ -2594,9 +2647,12 @@ async fn httproute_request_mirror_conformance() {
     holder.abort();
 }
 
-/// HTTPRouteCORS: preflights from allowed origins are
+/// HTTPRouteCORS (v1.6.1): preflights from allowed origins are
 /// answered here with the route's CORS headers, others reach the backend with none; simple
-/// requests get the allowed origin back, with credentials when the route allows them.
+/// requests get the allowed origin back, with credentials when the route allows them. v1.6
+/// keys the `*` rules on `allowCredentials`, not on whether the request carries credentials:
+/// with it, no `*` is ever sent (the origin is echoed, unasked methods and headers are left
+/// out); cookies on the request change nothing (v1.5's allow-credentials-behavior cases).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn httproute_cors_conformance() {
     let bed = Bed::start().await;
@@ -2637,6 +2693,27 @@ async fn httproute_cors_conformance() {
                 "/cors-wildcard-methods-headers-unauth",
                 json!({"allowOrigins": ["*"], "allowMethods": ["*"], "allowHeaders": ["*"],
                     "allowCredentials": false}),
+            ))
+            .build(),
+        http_route("cors-credentials")
+            .rule(cors_rule(
+                "/cors-behavior-creds-false",
+                json!({"allowOrigins": ["https://app.example"], "allowCredentials": false}),
+            ))
+            .rule(cors_rule(
+                "/cors-behavior-creds-true",
+                json!({"allowOrigins": ["https://app.example"], "allowCredentials": true}),
+            ))
+            .build(),
+        http_route("cors-expose")
+            .rule(cors_rule(
+                "/cors-expose-creds",
+                json!({"allowOrigins": ["*"], "exposeHeaders": ["*", "x-header-3"],
+                    "allowCredentials": true}),
+            ))
+            .rule(cors_rule(
+                "/cors-expose-any",
+                json!({"allowOrigins": ["*"], "exposeHeaders": ["*", "x-header-3"]}),
             ))
             .build(),
     ]);
@@ -2698,6 +2775,60 @@ async fn httproute_cors_conformance() {
             .to(V1)
             .gets("access-control-allow-origin", "*")
             .gets_no("access-control-allow-credentials"),
+        // allowCredentials: true and `*` everywhere: a simple request asks for no method or
+        // header, so neither list is sent (never `*`); one without Origin is no CORS request.
+        get("/cors-wildcard-methods-headers")
+            .h("Origin", "https://other.foo.com")
+            .to(V1)
+            .gets("access-control-allow-origin", "https://other.foo.com")
+            .gets("access-control-allow-credentials", "true")
+            .gets_no("access-control-allow-methods")
+            .gets_no("access-control-allow-headers"),
+        get("/cors-wildcard-methods-headers")
+            .to(V1)
+            .gets_no("access-control-allow-origin")
+            .gets_no("access-control-allow-credentials"),
+        // allowCredentials: false: `*` may be sent for what the preflight did not ask.
+        preflight(
+            "/cors-wildcard-methods-headers-unauth",
+            "https://other.foo.com",
+            "PUT",
+        )
+        .h("access-control-request-headers", "x-header-1, x-header-2")
+        .status(204)
+        .gets("access-control-allow-origin", "*")
+        .gets("access-control-allow-methods", "PUT")
+        .gets("access-control-allow-headers", "x-header-1, x-header-2")
+        .gets_no("access-control-allow-credentials"),
+        get("/cors-behavior-creds-false")
+            .h("Origin", "https://app.example")
+            .h("Cookie", "sid=abc123")
+            .h("Authorization", "Bearer test")
+            .to(V1)
+            .gets("access-control-allow-origin", "https://app.example")
+            .gets_no("access-control-allow-credentials"),
+        get("/cors-behavior-creds-true")
+            .h("Origin", "http://not-app.example")
+            .h("Cookie", "sid=abc123")
+            .to(V1)
+            .gets_no("access-control-allow-origin")
+            .gets_no("access-control-allow-credentials"),
+        get("/cors-behavior-creds-true")
+            .h("Origin", "https://app.example")
+            .h("Cookie", "sid=abc123")
+            .h("Authorization", "Bearer test")
+            .to(V1)
+            .gets("access-control-allow-origin", "https://app.example")
+            .gets("access-control-allow-credentials", "true"),
+        // exposeHeaders `*`: only without allowCredentials.
+        get("/cors-expose-creds")
+            .h("Origin", "https://app.example")
+            .to(V1)
+            .gets("access-control-expose-headers", "x-header-3"),
+        get("/cors-expose-any")
+            .h("Origin", "https://app.example")
+            .to(V1)
+            .gets("access-control-expose-headers", "*, x-header-3"),
     ])
     .await;
 }

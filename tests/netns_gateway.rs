@@ -4,8 +4,8 @@
 //! own. Expected behaviour from the Gateway API reference (GRPCRoute method matches and
 //! weighted `backendRefs`; a `TLS` listener with `tls.mode: Passthrough` hands the connection
 //! to the TLSRoute's backend by SNI, untouched, and closes one no route takes), gRPC over
-//! HTTP/2 (grpc/doc/PROTOCOL-HTTP2.md) and the decisions of deploy/docs/gateway-api.md (a call
-//! no rule takes gets HTTP 404, which gRPC clients read as `UNIMPLEMENTED`).
+//! HTTP/2 (grpc/doc/PROTOCOL-HTTP2.md) and Gateway API v1.6's rejection rule (a call no rule
+//! takes gets the gRPC status `UNIMPLEMENTED`, answered Trailers-Only).
 
 mod l7common;
 
@@ -110,6 +110,8 @@ struct GrpcGot {
     /// `grpc-status`, else the HTTP status mapped as gRPC clients do
     /// (grpc/doc/http-grpc-status-mapping.md: 404 is UNIMPLEMENTED).
     code: u32,
+    /// A Trailers-Only response: HTTP 200, `grpc-status` in the headers, no message.
+    trailers_only: bool,
     /// The pod named in the echo's JSON (the one response message).
     pod: String,
 }
@@ -144,12 +146,18 @@ async fn grpc_call(addr: SocketAddr, method: &str) -> anyhow::Result<GrpcGot> {
         429 | 502 | 503 | 504 => 14,
         _ => 2,
     });
+    let trailers_only =
+        got.status == 200 && got.headers.contains_key("grpc-status") && got.body.is_empty();
     let pod = (got.body.len() > 5 && got.body[0] == 0)
         .then(|| serde_json::from_slice::<serde_json::Value>(&got.body[5..]).ok())
         .flatten()
         .and_then(|v| v["pod"].as_str().map(str::to_string))
         .unwrap_or_default();
-    Ok(GrpcGot { code, pod })
+    Ok(GrpcGot {
+        code,
+        trailers_only,
+        pod,
+    })
 }
 
 /// The daemon as deployed: XDP on the node's NIC, the proxy on [`HTTP`]/[`HTTPS`] with host
@@ -237,9 +245,14 @@ fn daemon_serves_a_grpcroute_and_a_tlsroute_passthrough_on_gateway_listeners() {
             }
             assert_eq!(seen.len(), 2, "{ip}: {seen:?}");
             assert!(seen[&pod0] > seen[&pod1], "{ip}: weights 2:1, {seen:?}");
-            // A method no rule matches: HTTP 404, UNIMPLEMENTED to a gRPC client.
+            // A method no rule matches: grpc-status UNIMPLEMENTED, Trailers-Only (Gateway API
+            // v1.6, GRPCRoute).
             let g = grpc_call(http, "EchoTwo").await.expect("gRPC call");
-            assert_eq!((g.code, g.pod.as_str()), (UNIMPLEMENTED, ""), "{ip}");
+            assert_eq!(
+                (g.code, g.trailers_only, g.pod.as_str()),
+                (UNIMPLEMENTED, true, ""),
+                "{ip}"
+            );
 
             // The TLSRoute's hostname: the pod's own certificate reaches the client (not
             // terminated at the node) and the pod answers over it, HTTP/1.1 and h2.

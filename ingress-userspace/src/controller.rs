@@ -377,7 +377,7 @@ async fn run(
         let latency = first.elapsed();
         info!(
             version = snapshot.version,
-            hosts = snapshot.l7.hosts.len() + snapshot.l7.wildcard_hosts.len(),
+            hosts = snapshot.l7.host_count(),
             l4_services = snapshot.l4.len(),
             diagnostics = snapshot.diagnostics.len(),
             translate_us = translate_time.as_micros() as u64,

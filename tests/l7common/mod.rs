@@ -167,7 +167,13 @@ impl Http1 {
 /// `http://name:port/p`). `None` when the URI names no address or `Host` no name.
 fn named_uri<B>(req: &Request<B>) -> Option<(String, IpAddr, http::Uri)> {
     let uri = req.uri();
-    let ip = uri.host()?.parse::<IpAddr>().ok()?;
+    // An IPv6 address comes bracketed in a URI (`http://[::1]:80/`, RFC 3986 section 3.2.2).
+    let host = uri.host()?;
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let ip = bare.parse::<IpAddr>().ok()?;
     let port = uri.port_u16()?;
     let host = req.headers().get(http::header::HOST)?.to_str().ok()?;
     let name = host
@@ -186,6 +192,40 @@ fn named_uri<B>(req: &Request<B>) -> Option<(String, IpAddr, http::Uri)> {
     .parse()
     .ok()?;
     Some((name.to_ascii_lowercase(), ip, named))
+}
+
+/// [`named_uri`] with IPv4 and bracketed IPv6 addresses; a `Host` that is an address (of
+/// either family) names nothing.
+#[test]
+fn named_uri_reads_ipv4_and_bracketed_ipv6_addresses() {
+    let named = |uri: &str, host: &str| {
+        named_uri(
+            &Request::builder()
+                .uri(uri)
+                .header("host", host)
+                .body(())
+                .unwrap(),
+        )
+        .map(|(name, ip, uri)| (name, ip.to_string(), uri.to_string()))
+    };
+    assert_eq!(
+        named("http://127.0.0.1:8080/a?b", "shop.test"),
+        Some((
+            "shop.test".into(),
+            "127.0.0.1".into(),
+            "http://shop.test:8080/a?b".into()
+        ))
+    );
+    assert_eq!(
+        named("http://[::1]:8443/x", "shop.test:8443"),
+        Some((
+            "shop.test".into(),
+            "::1".into(),
+            "http://shop.test:8443/x".into()
+        ))
+    );
+    assert_eq!(named("http://[::1]:80/", "[::1]:80"), None);
+    assert_eq!(named("http://[::1]:80/", "127.0.0.1"), None);
 }
 
 /// A response read whole.

@@ -961,11 +961,19 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
             e.global_limit = global_limit;
             e.virtual_host = host.and_then(host_name);
             e.outcome = Outcome::NotFound;
-            e.status = Some(404);
-            e.reason = format!(
-                "{}; no default backend",
-                miss_reason(why, &q.host, target.path_and_query.path())
-            );
+            let miss = miss_reason(why, &q.host, target.path_and_query.path());
+            // The proxy's gRPC rejection ([`crate::proxy::grpc_reject`]), with the same inputs.
+            if crate::proxy::grpc_reject::is_grpc(&headers) && table.gateway_miss(host, &view) {
+                e.status = Some(200);
+                e.reason = format!(
+                    "{miss}; a gRPC call the Gateway API rejects: Trailers-Only grpc-status {} \
+                     (UNIMPLEMENTED)",
+                    crate::proxy::grpc_reject::UNIMPLEMENTED
+                );
+            } else {
+                e.status = Some(404);
+                e.reason = format!("{miss}; no default backend");
+            }
         }
     }
     e
@@ -1885,6 +1893,18 @@ spec:
         );
         let e = explain(&s, &q("grpc.test", "/pkg.Echo/Other"));
         assert_eq!(e.outcome, Outcome::NotFound, "{e:?}");
+        assert_eq!(e.status, Some(404), "{e:?}");
+        // As a gRPC call: the Gateway API's rejection, grpc-status 12 in an HTTP 200.
+        let mut call = q("grpc.test", "/pkg.Echo/Other");
+        call.method = "POST".into();
+        call.headers = vec![("content-type".into(), "application/grpc".into())];
+        let e = explain(&s, &call);
+        assert_eq!(
+            (&e.outcome, e.status),
+            (&Outcome::NotFound, Some(200)),
+            "{e:?}"
+        );
+        assert!(e.reason.contains("grpc-status 12"), "{e:?}");
     }
 
     /// `proxy-next-upstream*` and `service-upstream` as the route and backend carry them.

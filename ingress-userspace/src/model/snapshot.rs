@@ -217,6 +217,17 @@ pub struct L7Config {
     pub gateway_https_hosts: BTreeMap<u16, Vec<String>>,
 }
 
+impl L7Config {
+    /// The virtual hosts requests are routed by, Ingress and Gateway API alike: exact names,
+    /// Ingress and Gateway wildcards, and the one for rules without a host (for logs).
+    pub fn host_count(&self) -> usize {
+        self.hosts.len()
+            + self.wildcard_hosts.len()
+            + self.gateway_wildcard_hosts.len()
+            + usize::from(self.any_host.is_some())
+    }
+}
+
 /// What a TLS connection on the HTTPS port gets by its SNI, before termination.
 #[derive(Clone, Debug)]
 pub enum SniAction {

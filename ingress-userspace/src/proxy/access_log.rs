@@ -141,10 +141,22 @@ impl Body for LoggedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let (Some(data), Some(e)) = (frame.data_ref(), self.entry.as_mut())
-        {
-            e.bytes_sent += data.len() as u64;
+        match (&polled, self.entry.as_mut()) {
+            (Poll::Ready(Some(Ok(frame))), Some(e)) => {
+                if let Some(data) = frame.data_ref() {
+                    e.bytes_sent += data.len() as u64;
+                }
+            }
+            // A body that ends in an error (a cut at the route's request deadline, a backend
+            // that broke off): the line says why the answer is short.
+            (Poll::Ready(Some(Err(err))), Some(e)) => {
+                let why = format!("response body: {err}");
+                e.reason = Some(match e.reason.take() {
+                    Some(r) => format!("{r}; {why}"),
+                    None => why,
+                });
+            }
+            _ => {}
         }
         polled
     }
@@ -212,6 +224,30 @@ mod tests {
                 "198.18.0.1 - [1.500] \"GET /x?y=1 HTTP/1.1\" 200 42 0.002 10.0.0.1:8080 200 0.001"
             ),
             "{line}"
+        );
+    }
+
+    /// A response body that ends in an error (cut at the route's request deadline, a
+    /// backend that broke off) logs its line with the reason, after the proxy's own.
+    #[tokio::test]
+    async fn a_body_cut_short_logs_why() {
+        use http_body_util::{BodyExt, StreamBody};
+        let (tx, mut rx) = mpsc::channel(4);
+        let log = Arc::new(AccessLog { tx });
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"part"))),
+            Err("deadline".into()),
+        ];
+        let body = StreamBody::new(futures::stream::iter(frames)).boxed_unsync();
+        let mut e = entry();
+        e.reason = Some("HTTPRoute rule".into());
+        let logged = LoggedBody::new(body, e, Instant::now(), log);
+        assert!(logged.collect().await.is_err());
+        let e = rx.recv().await.expect("logged when dropped");
+        assert_eq!(e.bytes_sent, 42 + 4);
+        assert_eq!(
+            e.reason.as_deref(),
+            Some("HTTPRoute rule; response body: deadline")
         );
     }
 }

@@ -9,6 +9,14 @@
 //! `Content-Length: 0` on it; nginx drops the type on a 204, and RFC 9110 section 8.6 forbids
 //! `Content-Length` in one, so the 204 has neither. All other responses of the route (the
 //! pod's, redirects, refusals) get the headers, replacing the pod's (`more_set_headers`).
+//!
+//! Gateway API `HTTPCORSFilter` (v1.6): `allowOrigins` entries match scheme, host and port,
+//! a leading `*.` label standing for one or more labels. The `*` entries follow
+//! `allowCredentials` (not whether the request carries cookies): without it, `*` is sent
+//! (`allowOrigins`) or what the preflight asks for is echoed, `*` when it asks for nothing;
+//! with it, `*` is never sent: the request's `Origin` is echoed (none: no CORS headers), the
+//! asked method and headers are echoed and left out when not asked, and `*` is dropped from
+//! `exposeHeaders`.
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, header};
@@ -63,11 +71,10 @@ pub fn preflight() -> Response<ProxyBody> {
 fn allowed_origin(cors: &Cors, origin: Option<&HeaderValue>) -> Option<HeaderValue> {
     let gateway = cors.dialect == CorsDialect::GatewayApi;
     match &cors.allow_origin {
-        // Gateway API: with credentials, `*` is not a valid answer (Fetch, "CORS protocol
-        // and credentials"): the request's origin is.
-        CorsOrigins::Any if gateway && cors.allow_credentials => {
-            Some(origin.cloned().unwrap_or(HeaderValue::from_static("*")))
-        }
+        // Gateway API v1.6: with `allowCredentials: true` the answer must not be `*` but the
+        // request's `Origin` (Fetch, "CORS protocol and credentials"); a request without one
+        // is no CORS request and gets no CORS headers.
+        CorsOrigins::Any if gateway && cors.allow_credentials => origin.cloned(),
         CorsOrigins::Any => Some(HeaderValue::from_static("*")),
         CorsOrigins::List(list) => {
             let o = origin?;
@@ -145,15 +152,19 @@ fn cors_headers(cors: &Cors, origin: HeaderValue, req: &HeaderMap, set: &mut Hea
             set.insert(name, v);
         }
     };
-    // Gateway API `*` methods or headers: what the preflight asks for is allowed.
+    let gateway = cors.dialect == CorsDialect::GatewayApi;
+    // Gateway API v1.6, `*` in allowMethods or allowHeaders: what the preflight asks for
+    // (`Access-Control-Request-Method`/`-Headers`) is allowed and echoed. Without one, the
+    // answer is `*` when allowCredentials is false and no header at all when it is true (`*`
+    // must not be sent with credentials).
     let asked = |value: &str, request_header: HeaderName| -> String {
-        match (cors.dialect, value) {
-            (CorsDialect::GatewayApi, "*") => req
-                .get(request_header)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("*")
-                .to_string(),
-            _ => value.to_string(),
+        if !(gateway && has_wildcard(value)) {
+            return value.to_string();
+        }
+        match req.get(request_header).and_then(|v| v.to_str().ok()) {
+            Some(v) => v.to_string(),
+            None if cors.allow_credentials => String::new(),
+            None => "*".into(),
         }
     };
     put(
@@ -165,9 +176,25 @@ fn cors_headers(cors: &Cors, origin: HeaderValue, req: &HeaderMap, set: &mut Hea
         &asked(&cors.allow_headers, header::ACCESS_CONTROL_REQUEST_HEADERS),
     );
     if let Some(e) = &cors.expose_headers {
-        put(header::ACCESS_CONTROL_EXPOSE_HEADERS, e);
+        // Gateway API v1.6: `*` in exposeHeaders only without allowCredentials; with them
+        // the named headers are still exposed, the wildcard is dropped.
+        let e = if gateway && cors.allow_credentials {
+            e.split(',')
+                .map(str::trim)
+                .filter(|h| *h != "*" && !h.is_empty())
+                .collect::<Vec<_>>()
+                .join(", ")
+        } else {
+            e.clone()
+        };
+        put(header::ACCESS_CONTROL_EXPOSE_HEADERS, &e);
     }
     put(header::ACCESS_CONTROL_MAX_AGE, &cors.max_age.to_string());
+}
+
+/// A joined `allowMethods`/`allowHeaders` list with the `*` entry.
+fn has_wildcard(list: &str) -> bool {
+    list.split(',').any(|v| v.trim() == "*")
 }
 
 #[cfg(test)]
@@ -402,5 +429,73 @@ mod tests {
             get(&h, header::ACCESS_CONTROL_ALLOW_CREDENTIALS).as_deref(),
             Some("true")
         );
+    }
+
+    /// Gateway API v1.6 `HTTPCORSFilter`: the `*` rules follow `allowCredentials`. With it,
+    /// no `*` is sent: the origin is echoed, unasked methods and headers are left out, `*` is
+    /// dropped from the exposed headers; a request without `Origin` gets nothing. Without it,
+    /// `*` stands.
+    #[test]
+    fn gateway_api_wildcards_follow_allow_credentials() {
+        let gw = |credentials: bool| ResponsePolicy {
+            cors: Some(Cors {
+                allow_origin: CorsOrigins::Any,
+                allow_methods: "*".into(),
+                allow_headers: "x-a, *".into(),
+                allow_credentials: credentials,
+                expose_headers: Some("*, x-header-3".into()),
+                max_age: 5,
+                dialect: CorsDialect::GatewayApi,
+            }),
+            ..Default::default()
+        };
+        let simple = with_origin(Some("https://o.test"));
+        fn get(h: &RouteHeaders, n: HeaderName) -> Option<&str> {
+            h.set.get(n).map(|v| v.to_str().unwrap())
+        }
+
+        let h = for_request(&gw(true), &Method::GET, &simple);
+        assert_eq!(
+            get(&h, header::ACCESS_CONTROL_ALLOW_ORIGIN),
+            Some("https://o.test")
+        );
+        assert_eq!(
+            get(&h, header::ACCESS_CONTROL_ALLOW_CREDENTIALS),
+            Some("true")
+        );
+        assert_eq!(get(&h, header::ACCESS_CONTROL_ALLOW_METHODS), None);
+        assert_eq!(get(&h, header::ACCESS_CONTROL_ALLOW_HEADERS), None);
+        assert_eq!(
+            get(&h, header::ACCESS_CONTROL_EXPOSE_HEADERS),
+            Some("x-header-3")
+        );
+        let h = for_request(&gw(true), &Method::OPTIONS, &with_origin(None));
+        assert!(!h.preflight && h.set.is_empty());
+
+        let mut asked = simple.clone();
+        asked.insert(
+            header::ACCESS_CONTROL_REQUEST_METHOD,
+            HeaderValue::from_static("PATCH"),
+        );
+        asked.insert(
+            header::ACCESS_CONTROL_REQUEST_HEADERS,
+            HeaderValue::from_static("x-b"),
+        );
+        let h = for_request(&gw(true), &Method::OPTIONS, &asked);
+        assert!(h.preflight);
+        assert_eq!(get(&h, header::ACCESS_CONTROL_ALLOW_METHODS), Some("PATCH"));
+        assert_eq!(get(&h, header::ACCESS_CONTROL_ALLOW_HEADERS), Some("x-b"));
+
+        let h = for_request(&gw(false), &Method::GET, &simple);
+        assert_eq!(get(&h, header::ACCESS_CONTROL_ALLOW_ORIGIN), Some("*"));
+        assert_eq!(get(&h, header::ACCESS_CONTROL_ALLOW_CREDENTIALS), None);
+        assert_eq!(get(&h, header::ACCESS_CONTROL_ALLOW_METHODS), Some("*"));
+        assert_eq!(get(&h, header::ACCESS_CONTROL_ALLOW_HEADERS), Some("*"));
+        assert_eq!(
+            get(&h, header::ACCESS_CONTROL_EXPOSE_HEADERS),
+            Some("*, x-header-3")
+        );
+        let h = for_request(&gw(false), &Method::OPTIONS, &asked);
+        assert_eq!(get(&h, header::ACCESS_CONTROL_ALLOW_METHODS), Some("PATCH"));
     }
 }

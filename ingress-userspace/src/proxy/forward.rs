@@ -36,7 +36,7 @@ use super::{
     client_cert::{self, Refusal},
     cors,
     error_pages::{self, Intercept},
-    forward_auth, gateway_filters,
+    forward_auth, gateway_filters, grpc_reject,
     headers::{add_forwarding, drop_underscored, for_http1_upstream, is_upgrade, strip_hop_by_hop},
     listener::ListenerId,
     metrics::{
@@ -45,7 +45,7 @@ use super::{
     },
     mirror,
     next_upstream::{Attempt, Cause, Retry},
-    rate_limit, request_target, response_rate, rewrite,
+    rate_limit, request_deadline, request_target, response_rate, rewrite,
     router::{CompiledAction, CompiledRoute, Lookup, RequestView},
     tunnel,
     upstream::{
@@ -62,6 +62,9 @@ pub const REASON_HEADER: &str = "x-xdp-ingress-reason";
 
 /// [`REASON_HEADER`] of a 403 for a client outside the route's `allowlist-source-range`.
 pub const SOURCE_DENIED: &str = "client address not in allowlist-source-range";
+
+/// The access log `reason` of a `RequestMirror` copy's line.
+pub const MIRRORED: &str = "RequestMirror copy";
 
 /// [`REASON_HEADER`] of the built-in 404 for a path no route of the host matches.
 const NO_PATH: &str = "no path matched";
@@ -592,11 +595,18 @@ async fn route(
                                 );
                             }
                             let sent = forward(shared, req, up, &route.policy, host, out);
-                            let timeout = gateway.as_ref().and_then(|g| g.request_timeout);
-                            let resp = match timeout {
-                                // HTTPRoute `timeouts.request`: 504 once it expires.
-                                Some(d) => match tokio::time::timeout(d, sent).await {
-                                    Ok(resp) => resp,
+                            let deadline = gateway
+                                .as_ref()
+                                .and_then(|g| g.request_timeout)
+                                .map(|d| tokio::time::Instant::now() + d);
+                            let resp = match deadline {
+                                // HTTPRoute `timeouts.request` over the whole answer: 504 while
+                                // the head is awaited, then the body is cut at the same
+                                // deadline ([`request_deadline`]).
+                                Some(at) => match tokio::time::timeout_at(at, sent).await {
+                                    Ok(resp) => resp.map(|b| {
+                                        request_deadline::Bounded::new(b, at).boxed_unsync()
+                                    }),
                                     Err(_) => {
                                         out.reason = Some("HTTPRoute timeouts.request".into());
                                         local(StatusCode::GATEWAY_TIMEOUT, "request timeout")
@@ -664,6 +674,9 @@ async fn route(
                 super::router::Miss::NoPath => NO_PATH,
             };
             out.reason = Some(reason.into());
+            if grpc_reject::is_grpc(req.headers()) && rt.routes.gateway_miss(vh, &view) {
+                return grpc_reject::unimplemented(reason);
+            }
             local(StatusCode::NOT_FOUND, reason)
         }
     }
@@ -686,12 +699,27 @@ fn spawn_mirror(
     *copy.uri_mut() = req.uri().clone();
     *copy.version_mut() = req.version();
     *copy.headers_mut() = req.headers().clone();
+    // The copy's own access log line (no request metrics: the client's request is counted
+    // once), marked so it is told apart from the client's.
+    let logged = LoggedRequest {
+        method: copy.method().clone(),
+        uri: copy.uri().clone(),
+        version: copy.version(),
+        user_agent: copy.headers().get(USER_AGENT).cloned(),
+    };
     let (shared, up, policy) = (Arc::clone(shared), Arc::clone(up), Arc::clone(policy));
     let host = host.to_string();
     let mut mirror_out = Outcome::new(out.client.clone());
     mirror_out.tls = out.tls;
+    mirror_out.ingress = out.ingress.clone();
     tokio::spawn(async move {
+        let started = Instant::now();
         let resp = forward(&shared, copy, &up, &policy, &host, &mut mirror_out).await;
+        mirror_out.reason = Some(match mirror_out.reason.take() {
+            Some(r) => format!("{MIRRORED}; {r}"),
+            None => MIRRORED.into(),
+        });
+        let resp = access_logged(&shared, started, resp, mirror_out, &host, Some(logged));
         let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
     });
 }
@@ -1899,6 +1927,20 @@ fn finish(
             path,
         })
         .observe(started.elapsed().as_secs_f64());
+    access_logged(shared, started, resp, out, host, logged)
+}
+
+/// `resp` with its access log line written when its body is done (no access log, or no
+/// request to log: `resp` as it is).
+fn access_logged(
+    shared: &Shared,
+    started: Instant,
+    resp: Response<ProxyBody>,
+    out: Outcome,
+    host: &str,
+    logged: Option<LoggedRequest>,
+) -> Response<ProxyBody> {
+    let status = resp.status().as_u16();
     let (
         Some(log),
         Some(LoggedRequest {

@@ -24,7 +24,11 @@
 //! The table is generic over what a route forwards to, so `explain` can run the very same
 //! matching over plain [`Upstream`]s while the proxy uses its runtime upstream state.
 
-use std::{borrow::Cow, collections::HashMap, sync::Arc};
+use std::{
+    borrow::Cow,
+    collections::{BTreeSet, HashMap},
+    sync::Arc,
+};
 
 use http::HeaderMap;
 use regex::Regex;
@@ -63,6 +67,9 @@ pub struct RouteTable<U> {
     any_host: Option<usize>,
     vhosts: Vec<CompiledHost<U>>,
     default_backend: Option<U>,
+    /// Ports with a Gateway API listener: the proxy's own ports where a Gateway shares them,
+    /// and the ports opened for Gateways ([`Self::gateway_miss`]).
+    gateway_ports: BTreeSet<u16>,
 }
 
 #[derive(Debug)]
@@ -229,6 +236,20 @@ impl<U: Clone> RouteTable<U> {
             .collect();
         let any_host = l7.any_host.as_ref().map(|vh| compile(vh, &mut errors));
         let default_backend = l7.default_backend.as_ref().map(&mut resolve);
+        let gateway_ports = l7
+            .gateway_listeners
+            .keys()
+            .chain(l7.gateway_https_hosts.keys())
+            .copied()
+            .chain(
+                vhosts
+                    .iter()
+                    .flat_map(|h| &h.routes)
+                    .filter_map(|r| r.matcher.listener_ports.as_ref())
+                    .flatten()
+                    .copied(),
+            )
+            .collect();
         (
             RouteTable {
                 exact,
@@ -237,6 +258,7 @@ impl<U: Clone> RouteTable<U> {
                 any_host,
                 vhosts,
                 default_backend,
+                gateway_ports,
             },
             errors,
         )
@@ -294,6 +316,28 @@ impl<U> RouteTable<U> {
             // A Gateway-only port answers 404 for what no HTTPRoute matched.
             Some(backend) if !req.gateway_listener => Lookup::Default { host, backend, why },
             _ => Lookup::NotFound { host, why },
+        }
+    }
+
+    /// Whether a miss ([`Lookup::NotFound`] for `req`, `host` its virtual host) is the Gateway
+    /// API's to answer (v1.6: 404 for HTTP, UNIMPLEMENTED for gRPC) rather than an Ingress
+    /// one (ingress-nginx's 404 page): the request came through a port opened for Gateways;
+    /// or its host has a Gateway route served on the request's port; or no host took it and
+    /// a Gateway listener shares the port.
+    pub fn gateway_miss(&self, host: Option<&CompiledHost<U>>, req: &RequestView<'_>) -> bool {
+        if req.gateway_listener {
+            return true;
+        }
+        match host {
+            Some(h) => h.routes.iter().any(|r| {
+                r.matcher
+                    .listener_ports
+                    .as_ref()
+                    .is_some_and(|ports| req.listener_port.is_none_or(|p| ports.contains(&p)))
+            }),
+            None => req
+                .listener_port
+                .is_some_and(|p| self.gateway_ports.contains(&p)),
         }
     }
 

@@ -1083,3 +1083,108 @@ spec:
     assert_eq!(hopeless, ["ListenersNotValid", "UnsupportedProtocol"]);
     assert!(events("fine").is_empty());
 }
+
+/// Gateway API v1.6: a request no listener hostname or route takes is the Gateway's to reject
+/// (gRPC: UNIMPLEMENTED); an Ingress host's miss stays ingress-nginx's (its 404). On the
+/// proxy's own port, shared by an Ingress and a Gateway listener: a Gateway host's miss and a
+/// miss of every host are the Gateway's, an Ingress host's is not; on a port opened for
+/// Gateways every miss is.
+#[test]
+fn misses_are_the_gateways_where_its_listeners_serve() {
+    let yaml = format!(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: app}}
+spec:
+  gatewayClassName: xdp
+  listeners:
+  - {{name: http, port: 80, protocol: HTTP, hostname: gw.example}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: shop, namespace: app}}
+spec:
+  ingressClassName: xdp-ingress
+  rules:
+  - host: shop.test
+    http:
+      paths:
+      - {{path: /api, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 8080}}}}}}}}
+{}"#,
+        route(
+            "exact",
+            "app",
+            "{name: gw}",
+            "  rules: [{matches: [{path: {type: Exact, value: /x}}], backendRefs: [{name: web, port: 8080}]}]\n"
+        ),
+    );
+    let s = snapshot(&yaml);
+    let (table, errors) = crate::proxy::router::RouteTable::build(&s.l7, Arc::clone);
+    assert!(errors.is_empty());
+    let headers = http::HeaderMap::new();
+    let miss = |host: &str, port: u16, gateway_listener: bool| {
+        let view = crate::proxy::router::RequestView {
+            host,
+            path: "/nothing",
+            query: None,
+            method: "POST",
+            headers: &headers,
+            tls: false,
+            listener_port: Some(port),
+            gateway_listener,
+        };
+        match table.lookup(&view) {
+            crate::proxy::router::Lookup::NotFound { host, .. } => table.gateway_miss(host, &view),
+            other => panic!("{host}: not a miss: {other:?}"),
+        }
+    };
+    assert!(miss("gw.example", 80, false), "a Gateway host, no rule");
+    assert!(
+        miss("no.matching.host", 80, false),
+        "no host, a Gateway port"
+    );
+    assert!(!miss("shop.test", 80, false), "an Ingress host, no path");
+    assert!(miss("shop.test", 8080, true), "a port opened for Gateways");
+    assert!(
+        !miss("no.matching.host", 81, false),
+        "a port no Gateway route is on"
+    );
+}
+
+/// The daemon's "snapshot live hosts=N" counts every virtual host routing uses, Gateway API
+/// routes' ones included: an exact name, a Gateway wildcard and the hostname-less rules.
+#[test]
+fn host_count_includes_gateway_route_hosts() {
+    let yaml = format!(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: app}}
+spec:
+  gatewayClassName: xdp
+  listeners:
+  - {{name: http, port: 80, protocol: HTTP}}
+{}{}{}"#,
+        route(
+            "exact",
+            "app",
+            "{name: gw}",
+            "  hostnames: [a.example]\n  rules: [{backendRefs: [{name: web, port: 8080}]}]\n"
+        ),
+        route(
+            "wild",
+            "app",
+            "{name: gw}",
+            "  hostnames: ['*.wild.example']\n  rules: [{backendRefs: [{name: web, port: 8080}]}]\n"
+        ),
+        route(
+            "any",
+            "app",
+            "{name: gw}",
+            "  rules: [{backendRefs: [{name: web, port: 8080}]}]\n"
+        ),
+    );
+    let s = snapshot(&yaml);
+    assert_eq!(s.l7.host_count(), 3, "{:?}", s.l7.hosts.keys());
+}
