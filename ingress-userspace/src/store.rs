@@ -20,14 +20,17 @@ use gateway_api::apis::standard::{
 };
 use k8s_openapi::api::core::v1::Namespace;
 
-/// Gateway API experimental-channel route kinds, named once here (their generated names
-/// change across gateway-api releases).
+/// TCPRoute and UDPRoute, named once here (their generated names change across gateway-api
+/// releases). The crate (0.22, Gateway API v1.5) has them at `v1alpha2` only; Gateway API v1.6
+/// promoted them to `v1` with the same schema, so these types hold either version (the API
+/// source watches the one served, [`crate::source::route_versions`]).
 pub type TcpRoute = gateway_api::apis::experimental::tcproutes::TcpRoute;
 pub type UdpRoute = gateway_api::apis::experimental::udproutes::UdpRoute;
 /// TLSRoute v1 (standard channel since Gateway API v1.5).
 pub type TlsRoute = gateway_api::apis::standard::tlsroutes::TlsRoute;
-/// `apiVersion` of [`TcpRoute`] and [`UdpRoute`].
-pub const L4_ROUTE_API_VERSION: &str = "gateway.networking.k8s.io/v1alpha2";
+/// `apiVersion` of TCPRoute and UDPRoute since Gateway API v1.6 (standard channel, storage
+/// version); `v1alpha2` is still served, deprecated.
+pub const L4_ROUTE_API_VERSION: &str = "gateway.networking.k8s.io/v1";
 /// `apiVersion` of [`TlsRoute`].
 pub const TLS_ROUTE_API_VERSION: &str = "gateway.networking.k8s.io/v1";
 

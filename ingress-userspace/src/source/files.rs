@@ -607,7 +607,7 @@ kind: BackendTLSPolicy
 metadata: {name: btls}
 spec: {targetRefs: [], validation: {hostname: b.example}}
 ---
-apiVersion: gateway.networking.k8s.io/v1alpha2
+apiVersion: gateway.networking.k8s.io/v1
 kind: TCPRoute
 metadata: {name: tcp}
 spec: {rules: []}
@@ -665,6 +665,43 @@ spec: {hostnames: [t.example], rules: []}
         let data = s.data.as_ref().unwrap();
         assert_eq!(data["tls.crt"].0, b"abc");
         assert_eq!(data["tls.key"].0, b"def");
+    }
+    /// TCPRoute and UDPRoute load at `v1` (Gateway API v1.6, standard channel) and at the
+    /// deprecated `v1alpha2` (CRDs before v1.6) alike: the schema is the same.
+    #[test]
+    fn l4_routes_load_at_v1_and_v1alpha2() {
+        for version in ["v1", "v1alpha2"] {
+            let yaml = format!(
+                "apiVersion: gateway.networking.k8s.io/{version}\nkind: TCPRoute\n\
+                 metadata: {{name: pg, namespace: db}}\n\
+                 spec: {{parentRefs: [{{name: gw, sectionName: pg}}],\n  \
+                 rules: [{{backendRefs: [{{name: pg, port: 5432, weight: 3}}]}}]}}\n---\n\
+                 apiVersion: gateway.networking.k8s.io/{version}\nkind: UDPRoute\n\
+                 metadata: {{name: dns}}\n\
+                 spec: {{parentRefs: [{{name: gw, port: 53}}],\n  \
+                 rules: [{{backendRefs: [{{name: dns, port: 53}}]}}]}}\n"
+            );
+            let objects = Objects::from_objects(parse_manifests(&yaml).unwrap());
+            let tcp = &objects.tcp_routes[&Key::new("db", "pg")];
+            let b = &tcp.spec.rules[0].backend_refs[0];
+            assert_eq!(
+                (b.name.as_str(), b.port, b.weight),
+                ("pg", Some(5432), Some(3))
+            );
+            assert_eq!(
+                tcp.spec.parent_refs.as_deref().unwrap_or_default()[0]
+                    .section_name
+                    .as_deref(),
+                Some("pg"),
+                "{version}"
+            );
+            let udp = &objects.udp_routes[&Key::new("default", "dns")];
+            assert_eq!(
+                udp.spec.parent_refs.as_deref().unwrap_or_default()[0].port,
+                Some(53),
+                "{version}"
+            );
+        }
     }
 
     #[test]

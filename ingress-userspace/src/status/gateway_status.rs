@@ -24,12 +24,16 @@ use crate::model::{
     GatewayApiStatus, GatewayStatusOut, ListenerSetStatusOut, ListenerStatus, ObjectKind,
     ObjectRef, RouteParentStatus, StatusCondition,
 };
+use crate::source::route_versions::RouteVersions;
 
 pub struct GatewayStatusWriter {
     client: kube::Client,
     controller_name: String,
     /// The status last written, without times.
     written: BTreeMap<ObjectRef, Value>,
+    /// The version the API source watches TCPRoute and UDPRoute at: their status is written
+    /// through it.
+    route_versions: RouteVersions,
 }
 
 /// `conditions` as the API wants them, stamped `now` (RFC 3339).
@@ -135,7 +139,15 @@ impl GatewayStatusWriter {
             client,
             controller_name,
             written: BTreeMap::new(),
+            route_versions: RouteVersions::default(),
         }
+    }
+
+    /// Writes TCPRoute and UDPRoute status through the version `versions` says the source
+    /// watches (default: `v1`).
+    pub fn with_route_versions(mut self, versions: RouteVersions) -> GatewayStatusWriter {
+        self.route_versions = versions;
+        self
     }
 
     pub fn forget(&mut self) {
@@ -223,8 +235,12 @@ impl GatewayStatusWriter {
     /// controllers'. True when done (or the route no longer exists).
     async fn write_route(&self, r: &ObjectRef, parents: &[RouteParentStatus]) -> bool {
         let resource = match r.kind {
-            ObjectKind::TCPRoute => ApiResource::erase::<crate::store::TcpRoute>(&()),
-            ObjectKind::UDPRoute => ApiResource::erase::<crate::store::UdpRoute>(&()),
+            ObjectKind::TCPRoute | ObjectKind::UDPRoute => {
+                match self.route_versions.api_resource(r.kind) {
+                    Some(resource) => resource,
+                    None => return true,
+                }
+            }
             ObjectKind::TLSRoute => ApiResource::erase::<crate::store::TlsRoute>(&()),
             ObjectKind::GRPCRoute => ApiResource::erase::<GrpcRoute>(&()),
             _ => ApiResource::erase::<HttpRoute>(&()),

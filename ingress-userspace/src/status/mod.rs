@@ -12,7 +12,7 @@ use std::{sync::Arc, time::Duration};
 use tokio::sync::watch;
 use tracing::debug;
 
-use crate::model::Snapshot;
+use crate::{model::Snapshot, source::route_versions::RouteVersions};
 
 /// Runs the status and event writers: on every snapshot, every change of the proxy's unbound
 /// Gateway ports, on becoming leader, and once a second
@@ -24,23 +24,34 @@ pub fn spawn(
     leader: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let (_, unbound) = watch::channel(Default::default());
-    spawn_with_listeners(client, reporter, snapshots, unbound, leader)
+    spawn_with_listeners(
+        client,
+        reporter,
+        snapshots,
+        unbound,
+        leader,
+        RouteVersions::default(),
+    )
 }
 
 /// [`spawn`], with the proxy's Gateway ports that could not be bound (port -> error,
-/// [`crate::proxy::ProxyHandle::unbound_listeners`]) written into their listeners' status.
+/// [`crate::proxy::ProxyHandle::unbound_listeners`]) written into their listeners' status,
+/// and TCPRoute/UDPRoute status written through the version the API source watches
+/// (`route_versions`, the source's [`crate::source::kube::WatchScope::route_versions`]).
 pub fn spawn_with_listeners(
     client: kube::Client,
     reporter: events::Reporter,
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
     mut unbound: watch::Receiver<crate::proxy::listener_set::Unbound>,
     mut leader: watch::Receiver<bool>,
+    route_versions: RouteVersions,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut proxy_live = true;
         let mut status = ingress_status::StatusWriter::new(client.clone());
         let mut gateway_status =
-            gateway_status::GatewayStatusWriter::new(client.clone(), reporter.controller.clone());
+            gateway_status::GatewayStatusWriter::new(client.clone(), reporter.controller.clone())
+                .with_route_versions(route_versions);
         let mut events = events::EventWriter::new(client, reporter);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut was_leader = false;

@@ -1,7 +1,7 @@
-//! TCPRoute and UDPRoute (Gateway API v1alpha2, experimental channel) on `TCP` and `UDP`
-//! listeners, served by the XDP path exactly as NodePorts are (Maglev, conntrack, NAT): each
-//! served listener with a route becomes one [`L4Service`] whose frontend is the listener's
-//! port on every node address ([`Frontend::NodePort`]).
+//! TCPRoute and UDPRoute (Gateway API v1.6: `v1`, standard channel; `v1alpha2` before) on
+//! `TCP` and `UDP` listeners, served by the XDP path exactly as NodePorts are (Maglev,
+//! conntrack, NAT): each served listener with a route becomes one [`L4Service`] whose
+//! frontend is the listener's port on every node address ([`Frontend::NodePort`]).
 //!
 //! What this implementation decides where the spec leaves it open (see
 //! deploy/docs/gateway-api.md):
