@@ -62,36 +62,40 @@ impl std::fmt::Display for Key {
     }
 }
 
-/// The kinds the store holds, each named once: `Variant(ObjectKind) field: Type, doc`. Every
-/// per-kind match below ([`Object`], [`Objects`] and their methods) is generated from this
+/// The kinds the store holds, each named once: `Variant(ObjectKind) field: Type [scope]`, doc.
+/// The variant is the Kubernetes `kind`; `scope` is `namespaced` or `cluster`, and
+/// `namespaced, string_data` marks the Secret, whose `stringData` the manifest source merges
+/// into `data`. Every per-kind match below ([`Object`], [`Objects`] and their methods), the
+/// manifest decoding ([`crate::source::files`]) and [`ALL_KINDS`] are generated from this
 /// list, so a new kind cannot be left out of one of them.
 macro_rules! kinds {
     ($callback:ident) => {
         $callback! {
-            Ingress ingresses: Ingress,
-            IngressClass ingress_classes: IngressClass,
-            Service services: Service,
-            EndpointSlice endpoint_slices: EndpointSlice,
-            Secret secrets: Secret,
-            Node nodes: Node,
+            Ingress ingresses: Ingress [namespaced],
+            IngressClass ingress_classes: IngressClass [cluster],
+            Service services: Service [namespaced],
+            EndpointSlice endpoint_slices: EndpointSlice [namespaced],
+            Secret secrets: Secret [namespaced, string_data],
+            Node nodes: Node [cluster],
             /// The ingress-nginx controller ConfigMap (`--configmap`); no other ConfigMap is read.
-            ConfigMap config_maps: ConfigMap,
-            Namespace namespaces: Namespace,
+            ConfigMap config_maps: ConfigMap [namespaced],
+            Namespace namespaces: Namespace [cluster],
             /// Gateway API (`gateway.networking.k8s.io`).
-            GatewayClass gateway_classes: GatewayClass,
-            Gateway gateways: Gateway,
-            HTTPRoute http_routes: HttpRoute,
-            GRPCRoute grpc_routes: GrpcRoute,
-            ReferenceGrant reference_grants: ReferenceGrant,
-            TCPRoute tcp_routes: TcpRoute,
-            UDPRoute udp_routes: UdpRoute,
-            TLSRoute tls_routes: TlsRoute,
-            BackendTLSPolicy backend_tls_policies: BackendTlsPolicy,
+            GatewayClass gateway_classes: GatewayClass [cluster],
+            Gateway gateways: Gateway [namespaced],
+            HTTPRoute http_routes: HttpRoute [namespaced],
+            GRPCRoute grpc_routes: GrpcRoute [namespaced],
+            ReferenceGrant reference_grants: ReferenceGrant [namespaced],
+            TCPRoute tcp_routes: TcpRoute [namespaced],
+            UDPRoute udp_routes: UdpRoute [namespaced],
+            TLSRoute tls_routes: TlsRoute [namespaced],
+            BackendTLSPolicy backend_tls_policies: BackendTlsPolicy [namespaced],
             /// GEP-1713: more listeners for a Gateway whose `allowedListeners` admits them.
-            ListenerSet listener_sets: ListenerSet,
+            ListenerSet listener_sets: ListenerSet [namespaced],
         }
     };
 }
+pub(crate) use kinds;
 
 /// `o` as `Debug` may show it: a Secret without its data bytes.
 fn shown<T: std::fmt::Debug + 'static>(o: &T) -> Box<dyn std::fmt::Debug + '_> {
@@ -102,7 +106,10 @@ fn shown<T: std::fmt::Debug + 'static>(o: &T) -> Box<dyn std::fmt::Debug + '_> {
 }
 
 macro_rules! define_store {
-    ($($(#[$doc:meta])* $variant:ident $field:ident : $ty:ty,)*) => {
+    ($($(#[$doc:meta])* $variant:ident $field:ident : $ty:ty [$($flag:ident),*],)*) => {
+        /// Every kind the store holds, in the order of the list above.
+        pub const ALL_KINDS: &[ObjectKind] = &[$(ObjectKind::$variant,)*];
+
         /// One object of a kind the controller reads. `Debug` shows a Secret's name, type and
         /// data keys with their lengths, never the data (changes and stores get logged).
         #[derive(Clone, PartialEq)]

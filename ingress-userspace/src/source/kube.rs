@@ -44,7 +44,7 @@ use super::{
 };
 use crate::{
     model::ObjectKind,
-    store::{Change, Key, Object, SourceId, TcpRoute, TlsRoute, UdpRoute},
+    store::{ALL_KINDS, Change, Key, Object, SourceId, TcpRoute, TlsRoute, UdpRoute},
 };
 use gateway_api::apis::experimental::{
     tcproutes::{TcpRouteSpec, TcpRouteStatus},
@@ -193,29 +193,9 @@ pub fn spawn_scoped(
             .collect(),
         None => vec![(Api::all(client.clone()), cfg())],
     };
-    // Every scope's first list counts: the Secret kind is listed once per namespace and type,
-    // the ConfigMap kind once per namespace.
-    let mut lists: BTreeMap<ObjectKind, usize> = [
-        ObjectKind::Ingress,
-        ObjectKind::IngressClass,
-        ObjectKind::Service,
-        ObjectKind::EndpointSlice,
-        ObjectKind::Node,
-        ObjectKind::Namespace,
-        ObjectKind::GatewayClass,
-        ObjectKind::Gateway,
-        ObjectKind::HTTPRoute,
-        ObjectKind::GRPCRoute,
-        ObjectKind::ReferenceGrant,
-        ObjectKind::TCPRoute,
-        ObjectKind::UDPRoute,
-        ObjectKind::TLSRoute,
-        ObjectKind::BackendTLSPolicy,
-        ObjectKind::ListenerSet,
-    ]
-    .into_iter()
-    .map(|k| (k, 1))
-    .collect();
+    // Every kind the store holds is watched, and every scope's first list counts: the Secret
+    // kind is listed once per namespace and type, the ConfigMap kind once per namespace.
+    let mut lists: BTreeMap<ObjectKind, usize> = ALL_KINDS.iter().map(|k| (*k, 1)).collect();
     lists.insert(ObjectKind::Secret, secret_scopes.len());
     lists.insert(ObjectKind::ConfigMap, configmap_scopes.len());
     let gatherer = tokio::spawn(gather_initial_sync(rx, events_out, lists));
