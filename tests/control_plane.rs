@@ -759,6 +759,7 @@ async fn secret_namespaces_watch_only_the_listed_namespaces() {
         namespace: None,
         secret_namespaces: Some(listed),
         configmap: None,
+        route_versions: Default::default(),
     };
     let _tasks = kube_source::spawn_scoped(kube_client(&api).await, &scope, ctl.events.clone());
     let mut rx = ctl.snapshots.clone();
@@ -1042,6 +1043,7 @@ async fn custom_headers_configmaps_are_watched_where_secrets_are() {
         namespace: None,
         secret_namespaces: Some(listed),
         configmap: Some(cm_key),
+        route_versions: Default::default(),
     };
     let _tasks = kube_source::spawn_scoped(kube_client(&api).await, &scope, ctl.events.clone());
     let mut rx = ctl.snapshots.clone();
@@ -1660,7 +1662,7 @@ async fn status_of_objects_that_stop_being_ours_is_given_up() {
 
 /// TCPRoutes from the cluster: a Gateway's TCP listener with a route becomes an L4 service of
 /// the snapshot, and the leader writes the listener's `attachedRoutes` and the route parent's
-/// `Accepted`/`ResolvedRefs` (Gateway API v1alpha2 `TCPRoute` status, as for HTTPRoutes), then
+/// `Accepted`/`ResolvedRefs` (Gateway API `TCPRoute` status, as for HTTPRoutes), then
 /// `ResolvedRefs: False, BackendNotFound` when the route names a Service that does not exist.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcproutes_become_l4_services_and_get_status() {
@@ -1677,7 +1679,7 @@ async fn tcproutes_become_l4_services_and_get_status() {
     );
     api.put(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db", "namespace": "default"},
         "spec": {"ports": [{"port": 5432}]}}));
-    let route = json!({"apiVersion": "gateway.networking.k8s.io/v1alpha2", "kind": "TCPRoute",
+    let route = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "TCPRoute",
         "metadata": {"name": "pg", "namespace": "default", "generation": 3},
         "spec": {"parentRefs": [{"name": "gw", "sectionName": "pg"}],
             "rules": [{"backendRefs": [{"name": "db", "port": 5432}]}]}});
@@ -1756,4 +1758,100 @@ async fn tcproutes_become_l4_services_and_get_status() {
             })
     })
     .await;
+}
+
+/// Gateway API v1.6 serves TCPRoute at `v1` (standard channel); CRDs before v1.6 serve only
+/// `v1alpha2`. Against a CRD that serves only `version`, a TCPRoute is watched there, routed,
+/// and its status written through that same version (the other one answers 404).
+async fn tcproute_served_only_at(version: &str) {
+    let api = ApiServer::start().await.unwrap();
+    api.set_served_versions("tcproutes", &[version]);
+    api.put(
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+        "metadata": {"name": "xdp"}, "spec": {"controllerName": "xdp-ingress.dev/controller"}}),
+    );
+    api.put(
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "gw", "namespace": "default", "generation": 1},
+        "spec": {"gatewayClassName": "xdp", "listeners": [
+            {"name": "pg", "port": 15432, "protocol": "TCP"}]}}),
+    );
+    api.put(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db", "namespace": "default"},
+        "spec": {"ports": [{"port": 5432}]}}));
+    api.put(json!({"apiVersion": version, "kind": "TCPRoute",
+        "metadata": {"name": "pg", "namespace": "default", "generation": 2},
+        "spec": {"parentRefs": [{"name": "gw", "sectionName": "pg"}],
+            "rules": [{"backendRefs": [{"name": "db", "port": 5432}]}]}}));
+
+    let ctl = controller::spawn(
+        Translator::new(TranslateConfig::default()),
+        vec![],
+        LoopConfig::default(),
+    );
+    let client = kube_client(&api).await;
+    let scope = kube_source::WatchScope::default();
+    let _tasks = kube_source::spawn_scoped(client.clone(), &scope, ctl.events.clone());
+    let mut rx = ctl.snapshots.clone();
+    converge(&mut rx, "TCP listener served", |s| {
+        s.l4.iter().any(|l| l.id == "gateway/default/gw:pg")
+    })
+    .await;
+    let candidate = status::leader::spawn(client.clone(), quick_lease("node-a"));
+    let reporter = status::events::Reporter {
+        controller: "xdp-ingress.dev/controller".into(),
+        instance: "node-a".into(),
+    };
+    let (_unbound_tx, unbound) = watch::channel(Default::default());
+    let _writer = status::spawn_with_listeners(
+        client,
+        reporter,
+        ctl.snapshots.clone(),
+        unbound,
+        candidate.is_leader.clone(),
+        scope.route_versions.clone(),
+    );
+    eventually("TCPRoute accepted", || {
+        api.get("tcproutes", "default", "pg").is_some_and(|o| {
+            o["apiVersion"] == version
+                && o["status"]["parents"].as_array().is_some_and(|ps| {
+                    ps.iter().any(|p| {
+                        p["controllerName"] == "xdp-ingress.dev/controller"
+                            && p["conditions"].as_array().is_some_and(|cs| {
+                                cs.iter().any(|c| {
+                                    c["type"] == "Accepted"
+                                        && c["status"] == "True"
+                                        && c["observedGeneration"] == 2
+                                })
+                            })
+                    })
+                })
+        })
+    })
+    .await;
+    let at = format!("/apis/{version}/");
+    let requests = api.requests();
+    for what in ["GET", "PATCH"] {
+        assert!(
+            requests
+                .iter()
+                .any(|r| r.starts_with(what) && r.contains(&at) && r.contains("/tcproutes")),
+            "{what} of tcproutes at {version}: {requests:#?}"
+        );
+    }
+    assert!(
+        !requests
+            .iter()
+            .any(|r| r.starts_with("PATCH") && r.contains("/tcproutes/") && !r.contains(&at)),
+        "status written at another version: {requests:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcproute_served_only_at_v1_is_routed_and_gets_status() {
+    tcproute_served_only_at("gateway.networking.k8s.io/v1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcproute_served_only_at_v1alpha2_is_routed_and_gets_status() {
+    tcproute_served_only_at("gateway.networking.k8s.io/v1alpha2").await;
 }

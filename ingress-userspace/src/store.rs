@@ -19,14 +19,17 @@ use gateway_api::apis::standard::{
 };
 use k8s_openapi::api::core::v1::Namespace;
 
-/// Gateway API experimental-channel route kinds, named once here (their generated names
-/// change across gateway-api releases).
+/// TCPRoute and UDPRoute, named once here (their generated names change across gateway-api
+/// releases). The crate (0.22, Gateway API v1.5) has them at `v1alpha2` only; Gateway API v1.6
+/// promoted them to `v1` with the same schema, so these types hold either version (the API
+/// source watches the one served, [`crate::source::route_versions`]).
 pub type TcpRoute = gateway_api::apis::experimental::tcproutes::TcpRoute;
 pub type UdpRoute = gateway_api::apis::experimental::udproutes::UdpRoute;
 /// TLSRoute v1 (standard channel since Gateway API v1.5).
 pub type TlsRoute = gateway_api::apis::standard::tlsroutes::TlsRoute;
-/// `apiVersion` of [`TcpRoute`] and [`UdpRoute`].
-pub const L4_ROUTE_API_VERSION: &str = "gateway.networking.k8s.io/v1alpha2";
+/// `apiVersion` of TCPRoute and UDPRoute since Gateway API v1.6 (standard channel, storage
+/// version); `v1alpha2` is still served, deprecated.
+pub const L4_ROUTE_API_VERSION: &str = "gateway.networking.k8s.io/v1";
 /// `apiVersion` of [`TlsRoute`].
 pub const TLS_ROUTE_API_VERSION: &str = "gateway.networking.k8s.io/v1";
 
@@ -58,37 +61,41 @@ impl std::fmt::Display for Key {
     }
 }
 
-/// The kinds the store holds, each named once: `Variant(ObjectKind) field: Type, doc`. Every
-/// per-kind match below ([`Object`], [`Objects`] and their methods) is generated from this
+/// The kinds the store holds, each named once: `Variant(ObjectKind) field: Type [scope]`, doc.
+/// The variant is the Kubernetes `kind`; `scope` is `namespaced` or `cluster`, and
+/// `namespaced, string_data` marks the Secret, whose `stringData` the manifest source merges
+/// into `data`. Every per-kind match below ([`Object`], [`Objects`] and their methods), the
+/// manifest decoding ([`crate::source::files`]) and [`ALL_KINDS`] are generated from this
 /// list, so a new kind cannot be left out of one of them.
 macro_rules! kinds {
     ($callback:ident) => {
         $callback! {
-            Ingress ingresses: Ingress,
-            IngressClass ingress_classes: IngressClass,
-            Service services: Service,
+            Ingress ingresses: Ingress [namespaced],
+            IngressClass ingress_classes: IngressClass [cluster],
+            Service services: Service [namespaced],
             /// Compact: what translation reads ([`crate::compact::endpoint_slice`]).
-            EndpointSlice endpoint_slices: crate::compact::endpoint_slice::EndpointSlice,
-            Secret secrets: Secret,
-            Node nodes: Node,
+            EndpointSlice endpoint_slices: crate::compact::endpoint_slice::EndpointSlice [namespaced],
+            Secret secrets: Secret [namespaced, string_data],
+            Node nodes: Node [cluster],
             /// The ingress-nginx controller ConfigMap (`--configmap`); no other ConfigMap is read.
-            ConfigMap config_maps: ConfigMap,
-            Namespace namespaces: Namespace,
+            ConfigMap config_maps: ConfigMap [namespaced],
+            Namespace namespaces: Namespace [cluster],
             /// Gateway API (`gateway.networking.k8s.io`).
-            GatewayClass gateway_classes: GatewayClass,
-            Gateway gateways: Gateway,
-            HTTPRoute http_routes: HttpRoute,
-            GRPCRoute grpc_routes: GrpcRoute,
-            ReferenceGrant reference_grants: ReferenceGrant,
-            TCPRoute tcp_routes: TcpRoute,
-            UDPRoute udp_routes: UdpRoute,
-            TLSRoute tls_routes: TlsRoute,
-            BackendTLSPolicy backend_tls_policies: BackendTlsPolicy,
+            GatewayClass gateway_classes: GatewayClass [cluster],
+            Gateway gateways: Gateway [namespaced],
+            HTTPRoute http_routes: HttpRoute [namespaced],
+            GRPCRoute grpc_routes: GrpcRoute [namespaced],
+            ReferenceGrant reference_grants: ReferenceGrant [namespaced],
+            TCPRoute tcp_routes: TcpRoute [namespaced],
+            UDPRoute udp_routes: UdpRoute [namespaced],
+            TLSRoute tls_routes: TlsRoute [namespaced],
+            BackendTLSPolicy backend_tls_policies: BackendTlsPolicy [namespaced],
             /// GEP-1713: more listeners for a Gateway whose `allowedListeners` admits them.
-            ListenerSet listener_sets: ListenerSet,
+            ListenerSet listener_sets: ListenerSet [namespaced],
         }
     };
 }
+pub(crate) use kinds;
 
 /// `o` as `Debug` may show it: a Secret without its data bytes.
 fn shown<T: std::fmt::Debug + 'static>(o: &T) -> Box<dyn std::fmt::Debug + '_> {
@@ -99,7 +106,10 @@ fn shown<T: std::fmt::Debug + 'static>(o: &T) -> Box<dyn std::fmt::Debug + '_> {
 }
 
 macro_rules! define_store {
-    ($($(#[$doc:meta])* $variant:ident $field:ident : $ty:ty,)*) => {
+    ($($(#[$doc:meta])* $variant:ident $field:ident : $ty:ty [$($flag:ident),*],)*) => {
+        /// Every kind the store holds, in the order of the list above.
+        pub const ALL_KINDS: &[ObjectKind] = &[$(ObjectKind::$variant,)*];
+
         /// One object of a kind the controller reads. `Debug` shows a Secret's name, type and
         /// data keys with their lengths, never the data (changes and stores get logged).
         #[derive(Clone, PartialEq)]

@@ -81,13 +81,13 @@ pub const RESOURCES: &[(&str, &str, &str, bool)] = &[
     ),
     (
         "tcproutes",
-        "gateway.networking.k8s.io/v1alpha2",
+        "gateway.networking.k8s.io/v1",
         "TCPRoute",
         true,
     ),
     (
         "udproutes",
-        "gateway.networking.k8s.io/v1alpha2",
+        "gateway.networking.k8s.io/v1",
         "UDPRoute",
         true,
     ),
@@ -139,6 +139,9 @@ struct State {
     requests: Vec<String>,
     /// Resources answered 404 as if their CRD were not installed.
     absent: std::collections::HashSet<String>,
+    /// Resources served only at these group/versions (the first is the storage version the
+    /// objects carry); not listed: served at any version.
+    served: HashMap<String, Vec<String>>,
 }
 
 struct Inner {
@@ -242,6 +245,20 @@ impl ApiServer {
             st.absent.insert(plural.to_string());
         } else {
             st.absent.remove(plural);
+        }
+    }
+
+    /// Serves `plural` only at `versions` (group/version, e.g.
+    /// `gateway.networking.k8s.io/v1alpha2`), as a CRD whose other versions are not served: a
+    /// request at another version answers 404. The first is the storage version, the
+    /// `apiVersion` objects put from now on carry. Empty: every version (the default).
+    pub fn set_served_versions(&self, plural: &str, versions: &[&str]) {
+        let mut st = self.inner.state.lock().unwrap();
+        if versions.is_empty() {
+            st.served.remove(plural);
+        } else {
+            let list = versions.iter().map(|v| v.to_string()).collect();
+            st.served.insert(plural.to_string(), list);
         }
     }
 
@@ -376,6 +393,12 @@ fn store(inner: &Inner, st: &mut State, key: Key, mut object: Value, ty: &'stati
     let (gv, kind) = resource(&key.0)
         .map(|r| (r.1, r.2))
         .unwrap_or(("v1", "Unknown"));
+    let gv = st
+        .served
+        .get(&key.0)
+        .and_then(|v| v.first())
+        .cloned()
+        .unwrap_or_else(|| gv.to_string());
     let old_meta = st.objects.get(&key).map(|o| o["metadata"].clone());
     if !object["metadata"].is_object() {
         object["metadata"] = json!({});
@@ -448,6 +471,8 @@ fn status(code: u16, reason: &str, message: &str) -> Response<Body> {
 }
 
 struct Target {
+    /// `v1`, `gateway.networking.k8s.io/v1`, ...
+    group_version: String,
     plural: String,
     namespace: Option<String>,
     name: Option<String>,
@@ -456,9 +481,9 @@ struct Target {
 
 fn parse_path(path: &str) -> Option<Target> {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let rest = match *segs.first()? {
-        "api" => segs.get(2..)?,
-        "apis" => segs.get(3..)?,
+    let (group_version, rest) = match *segs.first()? {
+        "api" => (segs.get(1)?.to_string(), segs.get(2..)?),
+        "apis" => (format!("{}/{}", segs.get(1)?, segs.get(2)?), segs.get(3..)?),
         _ => return None,
     };
     let (namespace, rest) = match rest {
@@ -468,6 +493,7 @@ fn parse_path(path: &str) -> Option<Target> {
     let plural = rest.first()?.to_string();
     resource(&plural)?;
     Some(Target {
+        group_version,
         plural,
         namespace,
         name: rest.get(1).map(|s| s.to_string()),
@@ -564,7 +590,15 @@ async fn handle(
     let Some(t) = parse_path(req.uri().path()) else {
         return status(404, "NotFound", "unknown path");
     };
-    if inner.state.lock().unwrap().absent.contains(&t.plural) {
+    let unserved = {
+        let st = inner.state.lock().unwrap();
+        st.absent.contains(&t.plural)
+            || st
+                .served
+                .get(&t.plural)
+                .is_some_and(|v| !v.contains(&t.group_version))
+    };
+    if unserved {
         return status(
             404,
             "NotFound",

@@ -2091,7 +2091,7 @@ spec:
   hostnames: [db.pass.test]
   rules: [{backendRefs: [{name: db, port: 5432}]}]
 ---
-apiVersion: gateway.networking.k8s.io/v1alpha2
+apiVersion: gateway.networking.k8s.io/v1
 kind: TCPRoute
 metadata: {name: pg, namespace: default}
 spec:

@@ -25,7 +25,7 @@
 //! - ingress-nginx's TCP and UDP services (the `--tcp-services-configmap` and
 //!   `--udp-services-configmap` ConfigMaps: `"<port>": "<namespace>/<service>:<port>"`): per
 //!   entry, a `TCP` or `UDP` listener on the Gateway of the Service's namespace and a TCPRoute
-//!   or UDPRoute (v1alpha2) to the Service port; `:PROXY` (PROXY protocol) gets a note, as does
+//!   or UDPRoute (`v1`, Gateway API v1.6) to the Service port; `:PROXY` (PROXY protocol) gets a note, as does
 //!   an entry that does not parse.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -402,10 +402,13 @@ fn exposed_port(
             "rules": [{"backendRefs": [backend]}],
         },
     });
-    docs.push(match protocol {
+    let mut doc = match protocol {
         "UDP" => typed::<UdpRoute>(route, notes),
         _ => typed::<TcpRoute>(route, notes),
-    });
+    };
+    // The crate's types print their `v1alpha2`; the schema is the same at `v1`.
+    doc.yaml = at_l4_route_version(&doc.yaml);
+    docs.push(doc);
 }
 
 fn write(out: &mut String, d: &Doc) {
@@ -414,6 +417,19 @@ fn write(out: &mut String, d: &Doc) {
         out.push_str(&format!("# note: {n}\n"));
     }
     out.push_str(&d.yaml);
+}
+
+/// `yaml` (a TCPRoute or UDPRoute as the crate's types print it) at
+/// [`crate::store::L4_ROUTE_API_VERSION`].
+fn at_l4_route_version(yaml: &str) -> String {
+    let printed = format!(
+        "apiVersion: {}\n",
+        <TcpRoute as kube::Resource>::api_version(&())
+    );
+    match yaml.strip_prefix(printed.as_str()) {
+        Some(rest) => format!("apiVersion: {}\n{rest}", crate::store::L4_ROUTE_API_VERSION),
+        None => yaml.to_string(),
+    }
 }
 
 /// `v` read as a `T` (so that only what the crate's types hold is printed) and written back
@@ -691,6 +707,12 @@ spec:
             !out.contains("annotation nginx.ingress.kubernetes.io/ssl-passthrough"),
             "{out}"
         );
+        // Gateway API v1.6: TCPRoute and UDPRoute are `v1` (standard channel).
+        for kind in ["TCPRoute", "UDPRoute"] {
+            let at_v1 = format!("apiVersion: gateway.networking.k8s.io/v1\nkind: {kind}\n");
+            assert!(out.contains(&at_v1), "{kind} at v1 in\n{out}");
+        }
+        assert!(!out.contains("v1alpha2"), "{out}");
         let parsed = parse_manifests(&out).expect("the output parses");
         let mut kinds: Vec<_> = parsed.iter().map(|o| format!("{:?}", o.kind())).collect();
         kinds.sort();

@@ -10,7 +10,7 @@
 //! slice drops its label map (a B-tree node of ~500 bytes); node and zone names are shared within
 //! a slice, and the strings are `Arc<str>`, which the snapshot's endpoints share in turn.
 
-use std::{net::IpAddr, sync::Arc};
+use std::{borrow::Cow, net::IpAddr, sync::Arc};
 
 use k8s_openapi::{
     api::{core::v1::ObjectReference, discovery::v1 as api},
@@ -54,6 +54,32 @@ impl EndpointSlice {
     /// The Service this slice belongs to (`kubernetes.io/service-name`), if labelled.
     pub fn service(&self) -> Option<&str> {
         self.service.as_deref()
+    }
+}
+
+/// The API kind's identity (`discovery.k8s.io/v1`, `endpointslices`), so generic code that
+/// works on resources (namespace defaults, object references) takes the compact slice too.
+impl kube::Resource for EndpointSlice {
+    type DynamicType = ();
+    type Scope = kube::core::NamespaceResourceScope;
+
+    fn kind(dt: &()) -> Cow<'_, str> {
+        <api::EndpointSlice as kube::Resource>::kind(dt)
+    }
+    fn group(dt: &()) -> Cow<'_, str> {
+        <api::EndpointSlice as kube::Resource>::group(dt)
+    }
+    fn version(dt: &()) -> Cow<'_, str> {
+        <api::EndpointSlice as kube::Resource>::version(dt)
+    }
+    fn plural(dt: &()) -> Cow<'_, str> {
+        <api::EndpointSlice as kube::Resource>::plural(dt)
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
     }
 }
 

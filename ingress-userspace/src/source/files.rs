@@ -30,10 +30,16 @@ use tracing::{debug, info, warn};
 
 use super::{EventSender, SourceEvent};
 use crate::{
-    compact::endpoint_slice::EndpointSlice,
     model::{Diagnostic, ObjectKind, ObjectRef, Severity},
-    store::{Change, Key, Object, Objects, SourceId},
+    store::{Change, Key, Object, Objects, SourceId, TcpRoute, TlsRoute, UdpRoute},
 };
+// The store's kinds, named as its list names them (the decoding is generated from it).
+use gateway_api::apis::standard::{
+    backendtlspolicies::BackendTlsPolicy, gatewayclasses::GatewayClass, gateways::Gateway,
+    grpcroutes::GrpcRoute, httproutes::HttpRoute, listenersets::ListenerSet,
+    referencegrants::ReferenceGrant,
+};
+use k8s_openapi::api::core::v1::Namespace;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -90,17 +96,6 @@ fn collect(
         .and_then(|k| k.as_str())
         .unwrap_or_default()
         .to_string();
-    fn typed<T: DeserializeOwned>(
-        v: serde_json::Value,
-        index: usize,
-        kind: &str,
-    ) -> Result<T, ManifestError> {
-        serde_json::from_value(v).map_err(|source| ManifestError::Object {
-            index,
-            kind: kind.to_string(),
-            source,
-        })
-    }
     let object = match kind.as_str() {
         "List" => {
             if let serde_json::Value::Object(mut list) = value
@@ -112,42 +107,13 @@ fn collect(
             }
             return Ok(());
         }
-        "Ingress" => Object::Ingress(Arc::new(namespaced(typed::<Ingress>(value, index, &kind)?))),
-        "IngressClass" => {
-            Object::IngressClass(Arc::new(typed::<IngressClass>(value, index, &kind)?))
-        }
-        "Service" => Object::Service(Arc::new(namespaced(typed::<Service>(value, index, &kind)?))),
-        "EndpointSlice" => Object::EndpointSlice(Arc::new(namespaced(typed::<EndpointSlice>(
-            value, index, &kind,
-        )?))),
-        "Secret" => Object::Secret(Arc::new(secret_data(namespaced(typed::<Secret>(
-            value, index, &kind,
-        )?)))),
-        "Node" => Object::Node(Arc::new(typed::<Node>(value, index, &kind)?)),
-        // Every one is kept: translation looks up the `--configmap` one and those
-        // `custom-headers` annotations name, by key.
-        "ConfigMap" => Object::ConfigMap(Arc::new(namespaced(typed::<ConfigMap>(
-            value, index, &kind,
-        )?))),
-        "Namespace" => Object::Namespace(Arc::new(typed(value, index, &kind)?)),
-        "GatewayClass" => Object::GatewayClass(Arc::new(typed(value, index, &kind)?)),
-        "Gateway" => Object::Gateway(Arc::new(namespaced(typed(value, index, &kind)?))),
-        "HTTPRoute" => Object::HTTPRoute(Arc::new(namespaced(typed(value, index, &kind)?))),
-        "GRPCRoute" => Object::GRPCRoute(Arc::new(namespaced(typed(value, index, &kind)?))),
-        "BackendTLSPolicy" => {
-            Object::BackendTLSPolicy(Arc::new(namespaced(typed(value, index, &kind)?)))
-        }
-        "ReferenceGrant" => {
-            Object::ReferenceGrant(Arc::new(namespaced(typed(value, index, &kind)?)))
-        }
-        "TCPRoute" => Object::TCPRoute(Arc::new(namespaced(typed(value, index, &kind)?))),
-        "UDPRoute" => Object::UDPRoute(Arc::new(namespaced(typed(value, index, &kind)?))),
-        "TLSRoute" => Object::TLSRoute(Arc::new(namespaced(typed(value, index, &kind)?))),
-        "ListenerSet" => Object::ListenerSet(Arc::new(namespaced(typed(value, index, &kind)?))),
-        other => {
-            debug!(kind = other, "manifest kind not read; skipped");
-            return Ok(());
-        }
+        other => match decode(other, value, index) {
+            Some(object) => object?,
+            None => {
+                debug!(kind = other, "manifest kind not read; skipped");
+                return Ok(());
+            }
+        },
     };
     if object.key().name.is_empty() {
         return Err(ManifestError::MissingName { index, kind });
@@ -156,31 +122,55 @@ fn collect(
     Ok(())
 }
 
-trait HasMeta {
-    fn meta(&mut self) -> &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+fn typed<T: DeserializeOwned>(
+    v: serde_json::Value,
+    index: usize,
+    kind: &str,
+) -> Result<T, ManifestError> {
+    serde_json::from_value(v).map_err(|source| ManifestError::Object {
+        index,
+        kind: kind.to_string(),
+        source,
+    })
 }
-macro_rules! has_meta {
-    ($($t:ty),*) => {$(impl HasMeta for $t { fn meta(&mut self) -> &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta { &mut self.metadata } })*};
-}
-has_meta!(
-    Ingress,
-    Service,
-    EndpointSlice,
-    Secret,
-    ConfigMap,
-    gateway_api::apis::standard::gateways::Gateway,
-    gateway_api::apis::standard::httproutes::HttpRoute,
-    gateway_api::apis::standard::grpcroutes::GrpcRoute,
-    gateway_api::apis::standard::referencegrants::ReferenceGrant,
-    gateway_api::apis::standard::backendtlspolicies::BackendTlsPolicy,
-    crate::store::TcpRoute,
-    crate::store::UdpRoute,
-    crate::store::TlsRoute,
-    gateway_api::apis::standard::listenersets::ListenerSet
-);
 
-fn namespaced<T: HasMeta>(mut o: T) -> T {
-    o.meta()
+/// `o` as the store takes it from a manifest, by the flags of its kind in the store's list:
+/// a namespaced object without a namespace goes to `default` (as `kubectl apply` puts it);
+/// a Secret's `stringData` is merged into `data`.
+macro_rules! as_stored {
+    ($o:expr, cluster) => {
+        $o
+    };
+    ($o:expr, namespaced) => {
+        namespaced($o)
+    };
+    ($o:expr, namespaced, string_data) => {
+        secret_data(namespaced($o))
+    };
+}
+
+/// `decode(kind, value, index)`: the store object of manifest `kind` (a Kubernetes `kind`,
+/// as the store's variants are named), `None` for a kind the store does not hold.
+macro_rules! define_decode {
+    ($($(#[$doc:meta])* $variant:ident $field:ident : $ty:ty [$($flag:ident),*],)*) => {
+        fn decode(
+            kind: &str,
+            value: serde_json::Value,
+            index: usize,
+        ) -> Option<Result<Object, ManifestError>> {
+            Some(match kind {
+                $(stringify!($variant) => typed::<$ty>(value, index, kind)
+                    .map(|o| Object::$variant(Arc::new(as_stored!(o, $($flag),*)))),)*
+                _ => return None,
+            })
+        }
+    };
+}
+
+crate::store::kinds!(define_decode);
+
+fn namespaced<T: kube::Resource>(mut o: T) -> T {
+    o.meta_mut()
         .namespace
         .get_or_insert_with(|| "default".to_string());
     o
@@ -607,7 +597,7 @@ kind: BackendTLSPolicy
 metadata: {name: btls}
 spec: {targetRefs: [], validation: {hostname: b.example}}
 ---
-apiVersion: gateway.networking.k8s.io/v1alpha2
+apiVersion: gateway.networking.k8s.io/v1
 kind: TCPRoute
 metadata: {name: tcp}
 spec: {rules: []}
@@ -621,6 +611,11 @@ apiVersion: gateway.networking.k8s.io/v1
 kind: TLSRoute
 metadata: {name: tls}
 spec: {hostnames: [t.example], rules: []}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {name: ls}
+spec: {parentRef: {name: gw}, listeners: []}
 "#;
 
     /// A file added to the watched directory, then removed, is one upsert, then one delete,
@@ -630,8 +625,13 @@ spec: {hostnames: [t.example], rules: []}
         let dir = tempfile::tempdir().unwrap();
         let mut md = ManifestDir::new(dir.path());
         assert!(md.load().is_empty());
-        let kinds = Objects::from_objects(parse_manifests(EVERY_KIND).unwrap()).len();
-        assert_eq!(kinds, 17, "one object of each kind the store holds");
+        let parsed = parse_manifests(EVERY_KIND).unwrap();
+        let mut seen: Vec<ObjectKind> = parsed.iter().map(Object::kind).collect();
+        seen.sort();
+        let mut all = crate::store::ALL_KINDS.to_vec();
+        all.sort();
+        assert_eq!(seen, all, "one object of each kind the store holds");
+        let kinds = Objects::from_objects(parsed).len();
         let file = dir.path().join("all.yaml");
         std::fs::write(&file, EVERY_KIND).unwrap();
         let Some(Change::Batch(added)) = md.reload(std::slice::from_ref(&file)) else {
@@ -665,6 +665,43 @@ spec: {hostnames: [t.example], rules: []}
         let data = s.data.as_ref().unwrap();
         assert_eq!(data["tls.crt"].0, b"abc");
         assert_eq!(data["tls.key"].0, b"def");
+    }
+    /// TCPRoute and UDPRoute load at `v1` (Gateway API v1.6, standard channel) and at the
+    /// deprecated `v1alpha2` (CRDs before v1.6) alike: the schema is the same.
+    #[test]
+    fn l4_routes_load_at_v1_and_v1alpha2() {
+        for version in ["v1", "v1alpha2"] {
+            let yaml = format!(
+                "apiVersion: gateway.networking.k8s.io/{version}\nkind: TCPRoute\n\
+                 metadata: {{name: pg, namespace: db}}\n\
+                 spec: {{parentRefs: [{{name: gw, sectionName: pg}}],\n  \
+                 rules: [{{backendRefs: [{{name: pg, port: 5432, weight: 3}}]}}]}}\n---\n\
+                 apiVersion: gateway.networking.k8s.io/{version}\nkind: UDPRoute\n\
+                 metadata: {{name: dns}}\n\
+                 spec: {{parentRefs: [{{name: gw, port: 53}}],\n  \
+                 rules: [{{backendRefs: [{{name: dns, port: 53}}]}}]}}\n"
+            );
+            let objects = Objects::from_objects(parse_manifests(&yaml).unwrap());
+            let tcp = &objects.tcp_routes[&Key::new("db", "pg")];
+            let b = &tcp.spec.rules[0].backend_refs[0];
+            assert_eq!(
+                (b.name.as_str(), b.port, b.weight),
+                ("pg", Some(5432), Some(3))
+            );
+            assert_eq!(
+                tcp.spec.parent_refs.as_deref().unwrap_or_default()[0]
+                    .section_name
+                    .as_deref(),
+                Some("pg"),
+                "{version}"
+            );
+            let udp = &objects.udp_routes[&Key::new("default", "dns")];
+            assert_eq!(
+                udp.spec.parent_refs.as_deref().unwrap_or_default()[0].port,
+                Some(53),
+                "{version}"
+            );
+        }
     }
 
     #[test]

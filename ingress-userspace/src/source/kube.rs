@@ -38,11 +38,21 @@ use kube::{
 use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
-use super::{EventSender, SourceEvent};
+use super::{
+    EventSender, SourceEvent,
+    route_versions::{self, RouteVersions},
+};
 use crate::{
     model::ObjectKind,
-    store::{Change, Key, Object, SourceId, TcpRoute, TlsRoute, UdpRoute},
+    store::{ALL_KINDS, Change, Key, Object, SourceId, TcpRoute, TlsRoute, UdpRoute},
 };
+use gateway_api::apis::experimental::{
+    tcproutes::{TcpRouteSpec, TcpRouteStatus},
+    udproutes::{UdpRouteSpec, UdpRouteStatus},
+};
+/// A TCPRoute or UDPRoute at whichever version the cluster serves (the crate's types carry
+/// `v1alpha2`; the schema is the same at `v1`).
+type VersionedObject<S, U> = kube::core::Object<S, U>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubeSourceError {
@@ -112,6 +122,9 @@ pub struct WatchScope {
     /// `--configmap`: the ingress-nginx controller ConfigMap; its namespace's ConfigMaps are
     /// watched too.
     pub configmap: Option<Key>,
+    /// Where the source records the version TCPRoute and UDPRoute are watched at (for the
+    /// status writer, which writes through the same version).
+    pub route_versions: RouteVersions,
 }
 
 /// Starts one watcher task per kind. `namespace` limits namespaced kinds.
@@ -124,6 +137,7 @@ pub fn spawn(
         namespace: namespace.map(str::to_string),
         secret_namespaces: None,
         configmap: None,
+        route_versions: RouteVersions::default(),
     };
     spawn_scoped(client, &scope, events)
 }
@@ -179,29 +193,9 @@ pub fn spawn_scoped(
             .collect(),
         None => vec![(Api::all(client.clone()), cfg())],
     };
-    // Every scope's first list counts: the Secret kind is listed once per namespace and type,
-    // the ConfigMap kind once per namespace.
-    let mut lists: BTreeMap<ObjectKind, usize> = [
-        ObjectKind::Ingress,
-        ObjectKind::IngressClass,
-        ObjectKind::Service,
-        ObjectKind::EndpointSlice,
-        ObjectKind::Node,
-        ObjectKind::Namespace,
-        ObjectKind::GatewayClass,
-        ObjectKind::Gateway,
-        ObjectKind::HTTPRoute,
-        ObjectKind::GRPCRoute,
-        ObjectKind::ReferenceGrant,
-        ObjectKind::TCPRoute,
-        ObjectKind::UDPRoute,
-        ObjectKind::TLSRoute,
-        ObjectKind::BackendTLSPolicy,
-        ObjectKind::ListenerSet,
-    ]
-    .into_iter()
-    .map(|k| (k, 1))
-    .collect();
+    // Every kind the store holds is watched, and every scope's first list counts: the Secret
+    // kind is listed once per namespace and type, the ConfigMap kind once per namespace.
+    let mut lists: BTreeMap<ObjectKind, usize> = ALL_KINDS.iter().map(|k| (*k, 1)).collect();
     lists.insert(ObjectKind::Secret, secret_scopes.len());
     lists.insert(ObjectKind::ConfigMap, configmap_scopes.len());
     let gatherer = tokio::spawn(gather_initial_sync(rx, events_out, lists));
@@ -286,16 +280,38 @@ pub fn spawn_scoped(
             |o| Object::ReferenceGrant(o.into()),
             events.clone(),
         )),
-        tokio::spawn(watch_optional_kind(
-            api::<TcpRoute>(&client, namespace),
+        tokio::spawn(watch_l4_route(
+            client.clone(),
+            namespace.map(str::to_string),
             ObjectKind::TCPRoute,
-            |o| Object::TCPRoute(trim_status(o).into()),
+            scope.route_versions.clone(),
+            |o: VersionedObject<TcpRouteSpec, TcpRouteStatus>| {
+                Object::TCPRoute(
+                    TcpRoute {
+                        metadata: o.metadata,
+                        spec: o.spec,
+                        status: None,
+                    }
+                    .into(),
+                )
+            },
             events.clone(),
         )),
-        tokio::spawn(watch_optional_kind(
-            api::<UdpRoute>(&client, namespace),
+        tokio::spawn(watch_l4_route(
+            client.clone(),
+            namespace.map(str::to_string),
             ObjectKind::UDPRoute,
-            |o| Object::UDPRoute(trim_status(o).into()),
+            scope.route_versions.clone(),
+            |o: VersionedObject<UdpRouteSpec, UdpRouteStatus>| {
+                Object::UDPRoute(
+                    UdpRoute {
+                        metadata: o.metadata,
+                        spec: o.spec,
+                        status: None,
+                    }
+                    .into(),
+                )
+            },
             events.clone(),
         )),
         tokio::spawn(watch_optional_kind(
@@ -437,8 +453,6 @@ has_status!(
     HttpRoute,
     GrpcRoute,
     BackendTlsPolicy,
-    TcpRoute,
-    UdpRoute,
     TlsRoute,
     ListenerSet
 );
@@ -475,30 +489,96 @@ async fn watch_optional_kind<K>(
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
+    let Some((api, _)) = first_served(vec![(api, "")], kind, &events).await else {
+        return;
+    };
+    watch_kind(vec![(api, watcher::Config::default())], kind, wrap, events).await
+}
+
+/// TCPRoute or UDPRoute: watched at `v1` where the CRD serves it (Gateway API v1.6 on), else at
+/// the deprecated `v1alpha2` (one log line), else absent as in [`watch_optional_kind`]. The
+/// version watched goes to `versions`, for the status writer.
+async fn watch_l4_route<S, U>(
+    client: Client,
+    namespace: Option<String>,
+    kind: ObjectKind,
+    versions: RouteVersions,
+    wrap: fn(VersionedObject<S, U>) -> Object,
+    events: EventSender,
+) where
+    S: Clone + Debug + Send + Sync + 'static,
+    U: Clone + Debug + Send + Sync + 'static,
+    VersionedObject<S, U>: DeserializeOwned,
+{
+    let apis: Vec<(Api<VersionedObject<S, U>>, &'static str)> =
+        [route_versions::PREFERRED, route_versions::DEPRECATED]
+            .into_iter()
+            .filter_map(|version| {
+                let ar = route_versions::api_resource(kind, version)?;
+                let api = match &namespace {
+                    Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+                    None => Api::all_with(client.clone(), &ar),
+                };
+                Some((api, version))
+            })
+            .collect();
+    let Some((api, version)) = first_served(apis, kind, &events).await else {
+        return;
+    };
+    if version != route_versions::PREFERRED {
+        info!(
+            ?kind,
+            version,
+            "served only at a version deprecated since Gateway API v1.6 (CRDs before v1.6); \
+             watching it"
+        );
+    }
+    versions.set(kind, version);
+    watch_kind(vec![(api, watcher::Config::default())], kind, wrap, events).await
+}
+
+/// The first of `apis` (one kind at several versions, preferred first) whose one-object list
+/// does not answer 404 or 403. While every one does, the kind counts as listed and empty (one
+/// log line, then a quiet retry every [`ABSENT_KIND_RETRY`]). `None`: the control loop is gone.
+async fn first_served<K>(
+    mut apis: Vec<(Api<K>, &'static str)>,
+    kind: ObjectKind,
+    events: &EventSender,
+) -> Option<(Api<K>, &'static str)>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
     let mut reported = false;
     loop {
-        match api.list(&ListParams::default().limit(1)).await {
-            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 403 => {
-                if !reported {
-                    info!(
-                        ?kind,
-                        code = e.code,
-                        "kind not served by the API server (no CRD, or not allowed); skipped"
-                    );
-                    reported = true;
-                    let empty =
-                        SourceEvent::new(SourceId::Kube, Change::ReplaceKind(kind, Vec::new()));
-                    if events.send(empty).await.is_err() {
-                        return;
-                    }
+        let mut code = None;
+        let mut served = None;
+        for (i, (api, _)) in apis.iter().enumerate() {
+            match api.list(&ListParams::default().limit(1)).await {
+                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 403 => code = Some(e.code),
+                // Anything else (API server away): the watcher's own backoff and logging
+                // handle it.
+                _ => {
+                    served = Some(i);
+                    break;
                 }
-                tokio::time::sleep(ABSENT_KIND_RETRY).await;
             }
-            // Anything else (API server away): the watcher's own backoff and logging handle it.
-            _ => break,
         }
+        if let Some(i) = served {
+            return Some(apis.swap_remove(i));
+        }
+        if !reported {
+            info!(
+                ?kind,
+                code, "kind not served by the API server (no CRD, or not allowed); skipped"
+            );
+            reported = true;
+            let empty = SourceEvent::new(SourceId::Kube, Change::ReplaceKind(kind, Vec::new()));
+            if events.send(empty).await.is_err() {
+                return None;
+            }
+        }
+        tokio::time::sleep(ABSENT_KIND_RETRY).await;
     }
-    watch_kind(vec![(api, watcher::Config::default())], kind, wrap, events).await
 }
 
 /// Of a Node only the addresses matter; heartbeats and conditions would re-translate for nothing.

@@ -5,6 +5,7 @@
 pub mod args;
 pub mod files;
 pub mod kube;
+pub mod route_versions;
 
 use std::time::Instant;
 

@@ -34,6 +34,7 @@ use crate::model::{
     GatewayApiStatus, GatewayStatusOut, ListenerSetStatusOut, ListenerStatus, ObjectKind,
     ObjectRef, RouteParentStatus, StatusCondition,
 };
+use crate::source::route_versions::RouteVersions;
 
 pub struct GatewayStatusWriter {
     client: kube::Client,
@@ -45,6 +46,9 @@ pub struct GatewayStatusWriter {
     swept: bool,
     /// `--namespace`: the sweep looks no further (`None`: every namespace).
     namespace: Option<String>,
+    /// The version the API source watches TCPRoute and UDPRoute at: their status is written
+    /// through it.
+    route_versions: RouteVersions,
 }
 
 /// `conditions` as the API wants them, stamped `now` (RFC 3339).
@@ -157,7 +161,23 @@ impl GatewayStatusWriter {
             written: BTreeMap::new(),
             swept: false,
             namespace,
+            route_versions: RouteVersions::default(),
         }
+    }
+
+    /// Writes TCPRoute and UDPRoute status through the version `versions` says the source
+    /// watches (default: `v1`).
+    pub fn with_route_versions(mut self, versions: RouteVersions) -> GatewayStatusWriter {
+        self.route_versions = versions;
+        self
+    }
+
+    /// The API resource of `kind`: TCPRoute and UDPRoute at the version the API source
+    /// watches them at, the others at the crate's.
+    fn resource(&self, kind: ObjectKind) -> ApiResource {
+        self.route_versions
+            .api_resource(kind)
+            .unwrap_or_else(|| resource(kind))
     }
 
     pub fn forget(&mut self) {
@@ -274,8 +294,8 @@ impl GatewayStatusWriter {
         let mut done = true;
         for (kind, field) in kinds {
             let api: Api<DynamicObject> = match &self.namespace {
-                Some(ns) => Api::namespaced_with(self.client.clone(), ns, &resource(kind)),
-                None => Api::all_with(self.client.clone(), &resource(kind)),
+                Some(ns) => Api::namespaced_with(self.client.clone(), ns, &self.resource(kind)),
+                None => Api::all_with(self.client.clone(), &self.resource(kind)),
             };
             let list = match api.list(&ListParams::default()).await {
                 Ok(l) => l,
@@ -316,7 +336,7 @@ impl GatewayStatusWriter {
     async fn release(&self, r: &ObjectRef) -> bool {
         let ours = self.written.get(r).cloned().unwrap_or(Value::Null);
         let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), &r.namespace, &resource(r.kind));
+            Api::namespaced_with(self.client.clone(), &r.namespace, &self.resource(r.kind));
         let o = match api.get_status(&r.name).await {
             Ok(o) => o,
             Err(kube::Error::Api(e)) if e.code == 404 => return true,
@@ -362,7 +382,7 @@ impl GatewayStatusWriter {
     /// controllers'. True when done (or the route no longer exists).
     async fn write_route(&self, r: &ObjectRef, parents: &[RouteParentStatus]) -> bool {
         let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), &r.namespace, &resource(r.kind));
+            Api::namespaced_with(self.client.clone(), &r.namespace, &self.resource(r.kind));
         // Other controllers' entries stay: read them, then write theirs and ours under the
         // resourceVersion read (the spec's read-modify-write; a conflict is retried).
         let (others, version): (Vec<Value>, _) = match api.get_status(&r.name).await {

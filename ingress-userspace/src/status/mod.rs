@@ -12,7 +12,7 @@ use std::{sync::Arc, time::Duration};
 use tokio::sync::watch;
 use tracing::debug;
 
-use crate::model::Snapshot;
+use crate::{model::Snapshot, source::route_versions::RouteVersions};
 
 /// Runs the status and event writers: on every snapshot, every change of the proxy's unbound
 /// Gateway ports, on becoming leader, and once a second
@@ -24,13 +24,23 @@ pub fn spawn(
     leader: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let (_, unbound) = watch::channel(Default::default());
-    spawn_with_listeners(client, reporter, None, snapshots, unbound, leader)
+    spawn_with_listeners(
+        client,
+        reporter,
+        None,
+        snapshots,
+        unbound,
+        leader,
+        RouteVersions::default(),
+    )
 }
 
 /// [`spawn`], with the proxy's Gateway ports that could not be bound (port -> error,
 /// [`crate::proxy::ProxyHandle::unbound_listeners`]) written into their listeners' status,
-/// and the namespace the sources are limited to (`--namespace`; `None`: all), which the
-/// Gateway status writer does not look beyond.
+/// the namespace the sources are limited to (`--namespace`; `None`: all), which the
+/// Gateway status writer does not look beyond, and TCPRoute/UDPRoute status written through
+/// the version the API source watches (`route_versions`, the source's
+/// [`crate::source::kube::WatchScope::route_versions`]).
 pub fn spawn_with_listeners(
     client: kube::Client,
     reporter: events::Reporter,
@@ -38,6 +48,7 @@ pub fn spawn_with_listeners(
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
     mut unbound: watch::Receiver<crate::proxy::listener_set::Unbound>,
     mut leader: watch::Receiver<bool>,
+    route_versions: RouteVersions,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut proxy_live = true;
@@ -46,7 +57,8 @@ pub fn spawn_with_listeners(
             client.clone(),
             reporter.controller.clone(),
             namespace,
-        );
+        )
+        .with_route_versions(route_versions);
         let mut events = events::EventWriter::new(client, reporter);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut was_leader = false;

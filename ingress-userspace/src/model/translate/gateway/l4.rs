@@ -1,15 +1,16 @@
-//! TCPRoute and UDPRoute (Gateway API v1alpha2, experimental channel) on `TCP` and `UDP`
-//! listeners, served by the XDP path exactly as NodePorts are (Maglev, conntrack, NAT): each
-//! served listener with a route becomes one [`L4Service`] whose frontend is the listener's
-//! port on every node address ([`Frontend::NodePort`]).
+//! TCPRoute and UDPRoute (Gateway API v1.6: `v1`, standard channel; `v1alpha2` before) on
+//! `TCP` and `UDP` listeners, served by the XDP path exactly as NodePorts are (Maglev,
+//! conntrack, NAT): each served listener with a route becomes one [`L4Service`] whose
+//! frontend is the listener's port on every node address ([`Frontend::NodePort`]).
 //!
 //! What this implementation decides where the spec leaves it open (see
 //! deploy/docs/gateway-api.md):
-//! - One route per listener. TCP and UDP carry nothing (no hostname, no match) to choose
+//! - One route serves a listener. TCP and UDP carry nothing (no hostname, no match) to choose
 //!   between routes, so the oldest route attached (creationTimestamp, then namespace/name:
-//!   the spec's order for conflicting routes) takes the listener; a later one gets
-//!   `Accepted: False, NotAllowedByListeners` from that parent, and is not counted in
-//!   `attachedRoutes`.
+//!   the spec's order for conflicting routes) takes the listener's connections; a later one is
+//!   still `Accepted` there and counted in `attachedRoutes`, but receives none (Gateway API
+//!   v1.6 conformance, TCPRouteMultipleRoutesAttachment / UDPRouteMultipleRoutesAttachment),
+//!   with a warning.
 //! - One rule per route: rules have no matches to tell them apart; the first rule's
 //!   backendRefs serve, the others are ignored with a warning.
 //! - backendRef weights split new connections (spec: "weight/(sum of all weights)"): each
@@ -182,11 +183,17 @@ pub fn translate(
         };
         let mut statuses = Vec::new();
         for p in parents {
-            let mut accepted = p.accepted;
             let mut served_any = false;
             let mut holder = None;
+            // Listeners this parent attaches the route to, each counted once.
+            let mut counted: HashSet<(Key, usize)> = HashSet::new();
             for (gw_key, i, _) in &p.listeners {
                 let slot = (gw_key.clone(), *i);
+                if counted.insert(slot.clone())
+                    && let Some((_, _, ls_status)) = gateways.get_mut(gw_key)
+                {
+                    ls_status[*i].attached_routes += 1;
+                }
                 if let Some(h) = taken.get(&slot) {
                     if *h != r.oref {
                         holder = Some(h.clone());
@@ -197,10 +204,9 @@ pub fn translate(
                 }
                 taken.insert(slot, r.oref.clone());
                 served_any = true;
-                let Some((_, ls, ls_status)) = gateways.get_mut(gw_key) else {
+                let Some((_, ls, _)) = gateways.get(gw_key) else {
                     continue;
                 };
-                ls_status[*i].attached_routes += 1;
                 let l = &ls[*i];
                 let Ok(port) = u16::try_from(l.port) else {
                     continue;
@@ -222,27 +228,25 @@ pub fn translate(
                     syn_rate_limit: None,
                 });
             }
-            if accepted.status && !served_any {
-                let msg = format!(
-                    "the listener is served by {} (the oldest route takes a {} listener)",
-                    holder.map(|h| h.to_string()).unwrap_or_default(),
-                    match r.protocol {
-                        L4Protocol::Tcp => "TCP",
-                        L4Protocol::Udp => "UDP",
-                    }
-                );
-                diags.error(&r.oref, "NotAllowedByListeners", msg.clone());
-                accepted = StatusCondition::new(
-                    "Accepted",
-                    false,
-                    "NotAllowedByListeners",
-                    msg,
-                    r.generation,
+            if p.accepted.status && !served_any {
+                // Attached and accepted (v1.6 conformance), but an older route serves.
+                diags.warn(
+                    &r.oref,
+                    "ListenerServedByOlderRoute",
+                    format!(
+                        "accepted, but receives no connections: the listener is served by {} \
+                         (the oldest route takes a {} listener)",
+                        holder.map(|h| h.to_string()).unwrap_or_default(),
+                        match r.protocol {
+                            L4Protocol::Tcp => "TCP",
+                            L4Protocol::Udp => "UDP",
+                        }
+                    ),
                 );
             }
             statuses.push(RouteParentStatus {
                 parent_ref: p.parent_ref,
-                conditions: vec![accepted, resolved.clone()],
+                conditions: vec![p.accepted, resolved.clone()],
             });
         }
         status.insert(r.oref.clone(), statuses);

@@ -213,8 +213,9 @@ spec: {{type: NodePort, ports: [{{name: pg, port: 5432, nodePort: 30432}}]}}
     assert!(p[0].message.contains("PortUnavailable"), "{}", p[0].message);
 }
 
-/// TCP carries nothing to choose between routes: the oldest route takes the listener, a
-/// later one is not accepted there and not counted.
+/// TCP carries nothing to choose between routes: the oldest route takes the listener's
+/// connections; a later one is accepted there and counted (Gateway API v1.6 conformance,
+/// TCPRouteMultipleRoutesAttachment) but serves nothing.
 #[test]
 fn one_route_per_listener_the_oldest_wins() {
     let s = snapshot(&format!(
@@ -237,14 +238,14 @@ fn one_route_per_listener_the_oldest_wins() {
     ));
     let svc = l4(&s, "gateway/app/gw:pg").unwrap();
     assert_eq!(svc.service.name, "first");
-    assert_eq!(listener(&s, "gw", "pg").attached_routes, 1);
+    assert_eq!(listener(&s, "gw", "pg").attached_routes, 2);
     assert_eq!(
         cond(parent(&s, ObjectKind::TCPRoute, "first"), "Accepted"),
         (true, "Accepted")
     );
     assert_eq!(
         cond(parent(&s, ObjectKind::TCPRoute, "later"), "Accepted"),
-        (false, "NotAllowedByListeners")
+        (true, "Accepted")
     );
 }
 
@@ -572,4 +573,408 @@ fn listeners_of_different_transports_share_a_port() {
         (udp.protocol, &udp.frontends),
         (L4Protocol::Udp, &vec![Frontend::NodePort(8053)])
     );
+}
+
+// Gateway API v1.6's TCPRoute and UDPRoute conformance scenarios (conformance/tests/tcproute-*
+// and udproute-*), as translation and status expectations. Routes here are `v1`.
+
+/// A `v1` TCPRoute or UDPRoute in namespace `app`, generation 2.
+fn v1_route(kind: &str, name: &str, created: &str, parents: &str, backends: &str) -> String {
+    route(kind, name, created, parents, backends).replace(
+        "gateway.networking.k8s.io/v1alpha2",
+        "gateway.networking.k8s.io/v1",
+    )
+}
+
+/// A Service `ns/name` with one `protocol` port and one ready endpoint at `ip`.
+fn backend(ns: &str, name: &str, protocol: &str, port: u16, ip: &str) -> String {
+    format!(
+        "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {ns}}}\n\
+         spec: {{ports: [{{port: {port}, protocol: {protocol}}}]}}\n---\n\
+         apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+         metadata: {{name: {name}-1, namespace: {ns}, labels: {{kubernetes.io/service-name: {name}}}}}\n\
+         addressType: IPv4\nports: [{{port: {port}, protocol: {protocol}}}]\n\
+         endpoints: [{{addresses: [\"{ip}\"], conditions: {{ready: true}}}}]\n"
+    )
+}
+
+fn addrs(s: &Snapshot, id: &str) -> Vec<String> {
+    l4(s, id)
+        .unwrap_or_else(|| panic!("{id} not served: {:?}", s.l4))
+        .endpoints
+        .iter()
+        .map(|e| e.addr.to_string())
+        .collect()
+}
+
+/// TCPRouteInvalidBackendRefNonexistent, UDPRouteInvalidBackendRefNonexistent: a backendRef
+/// to a Service that does not exist is `ResolvedRefs: False, BackendNotFound`; the route stays
+/// accepted and its listener refuses connections.
+#[test]
+fn v16_backend_ref_to_a_missing_service_is_backend_not_found() {
+    let s = snapshot(&format!(
+        "{}{}{}",
+        gateway(
+            "gw",
+            T0,
+            "  - {name: tcp, port: 9300, protocol: TCP, allowedRoutes: {kinds: [{kind: TCPRoute}]}}\n  - {name: udp, port: 9301, protocol: UDP}\n"
+        ),
+        v1_route(
+            "TCPRoute",
+            "t",
+            T0,
+            "[{name: gw, sectionName: tcp}]",
+            "[{name: nonexistent, port: 8080}]"
+        ),
+        v1_route(
+            "UDPRoute",
+            "u",
+            T0,
+            "[{name: gw, sectionName: udp}]",
+            "[{name: nonexistent, port: 8080}]"
+        ),
+    ));
+    for (kind, name, id) in [
+        (ObjectKind::TCPRoute, "t", "gateway/app/gw:tcp"),
+        (ObjectKind::UDPRoute, "u", "gateway/app/gw:udp"),
+    ] {
+        let p = parent(&s, kind, name);
+        assert_eq!(
+            cond(p, "ResolvedRefs"),
+            (false, "BackendNotFound"),
+            "{name}"
+        );
+        assert_eq!(cond(p, "Accepted"), (true, "Accepted"), "{name}");
+        assert!(addrs(&s, id).is_empty(), "{id} refuses");
+    }
+    assert_eq!(listener(&s, "gw", "tcp").attached_routes, 1);
+}
+
+/// TCPRouteInvalidCrossNamespaceBackendRef, TCPRouteReferenceGrant and their UDP twins: a
+/// backendRef to another namespace is `RefNotPermitted` (route still accepted) until a
+/// ReferenceGrant there allows the route's kind and namespace to that Service; then traffic
+/// reaches it, and without the grant again it is `RefNotPermitted`.
+#[test]
+fn v16_cross_namespace_backend_refs_follow_reference_grants() {
+    let grant = "---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\n\
+                 metadata: {name: g, namespace: web}\nspec:\n  from:\n  \
+                 - {group: gateway.networking.k8s.io, kind: TCPRoute, namespace: app}\n  \
+                 - {group: gateway.networking.k8s.io, kind: UDPRoute, namespace: app}\n  \
+                 to: [{group: \"\", kind: Service, name: tcp-far}, {group: \"\", kind: Service, name: udp-far}]\n";
+    let objects = format!(
+        "{}{}{}{}{}",
+        backend("web", "tcp-far", "TCP", 3000, "10.9.0.1"),
+        backend("web", "udp-far", "UDP", 8080, "10.9.0.2"),
+        gateway(
+            "gw",
+            T0,
+            "  - {name: tcp, port: 9321, protocol: TCP}\n  - {name: udp, port: 9322, protocol: UDP}\n"
+        ),
+        v1_route(
+            "TCPRoute",
+            "t",
+            T0,
+            "[{name: gw, sectionName: tcp}]",
+            "[{name: tcp-far, namespace: web, port: 3000}]"
+        ),
+        v1_route(
+            "UDPRoute",
+            "u",
+            T0,
+            "[{name: gw, sectionName: udp}]",
+            "[{name: udp-far, namespace: web, port: 8080}]"
+        ),
+    );
+    let cases = [
+        (
+            ObjectKind::TCPRoute,
+            "t",
+            "gateway/app/gw:tcp",
+            "10.9.0.1:3000",
+        ),
+        (
+            ObjectKind::UDPRoute,
+            "u",
+            "gateway/app/gw:udp",
+            "10.9.0.2:8080",
+        ),
+    ];
+    let without = snapshot(&objects);
+    let with = snapshot(&format!("{objects}{grant}"));
+    for (kind, name, id, addr) in cases {
+        let p = parent(&without, kind, name);
+        assert_eq!(cond(p, "Accepted"), (true, "Accepted"), "{name}");
+        assert_eq!(
+            cond(p, "ResolvedRefs"),
+            (false, "RefNotPermitted"),
+            "{name}"
+        );
+        assert!(addrs(&without, id).is_empty(), "{id}");
+        let p = parent(&with, kind, name);
+        assert_eq!(cond(p, "ResolvedRefs"), (true, "ResolvedRefs"), "{name}");
+        assert_eq!(addrs(&with, id), [addr]);
+    }
+}
+
+/// TCPRouteInvalidNonTCPListener, UDPRouteNotAllowedByListeners: a route naming (by
+/// sectionName) a listener of another protocol (HTTP allowing only HTTPRoutes; TLS
+/// passthrough) is `Accepted: False, NotAllowedByListeners`, and the Gateway counts no route.
+#[test]
+fn v16_route_on_a_listener_of_another_protocol_is_not_allowed() {
+    let s = snapshot(&format!(
+        "{}{}{}",
+        gateway(
+            "gw",
+            T0,
+            "  - {name: only-http, port: 5300, protocol: HTTP, allowedRoutes: {kinds: [{kind: HTTPRoute}]}}\n  - {name: tls, port: 443, protocol: TLS, tls: {mode: Passthrough}, allowedRoutes: {namespaces: {from: Same}}}\n"
+        ),
+        v1_route(
+            "TCPRoute",
+            "t",
+            T0,
+            "[{name: gw, sectionName: only-http}]",
+            "[{name: db, port: 5432}]"
+        ),
+        v1_route(
+            "UDPRoute",
+            "u",
+            T0,
+            "[{name: gw, sectionName: tls}]",
+            "[{name: dns, port: 53}]"
+        ),
+    ));
+    for (kind, name) in [(ObjectKind::TCPRoute, "t"), (ObjectKind::UDPRoute, "u")] {
+        assert_eq!(
+            cond(parent(&s, kind, name), "Accepted"),
+            (false, "NotAllowedByListeners"),
+            "{name}"
+        );
+    }
+    for l in ["only-http", "tls"] {
+        assert_eq!(listener(&s, "gw", l).attached_routes, 0, "{l}");
+    }
+    assert!(s.l4.is_empty(), "{:?}", s.l4);
+}
+
+/// TCPRouteMultipleRoutesAttachment, UDPRouteMultipleRoutesAttachment: two routes on one
+/// listener are both `Accepted` and both counted (`attachedRoutes: 2`); only the older one's
+/// backends receive connections.
+#[test]
+fn v16_later_route_on_a_taken_listener_is_accepted_and_counted_but_not_served() {
+    let s = snapshot(&format!(
+        "{}{}{}{}{}{}{}",
+        backend("app", "udp-1", "UDP", 8080, "10.8.0.1"),
+        backend("app", "udp-2", "UDP", 8080, "10.8.0.2"),
+        gateway(
+            "gw",
+            T0,
+            "  - {name: tcp, port: 9310, protocol: TCP, allowedRoutes: {kinds: [{kind: TCPRoute, group: gateway.networking.k8s.io}], namespaces: {from: Same}}}\n  - {name: udp, port: 5301, protocol: UDP, allowedRoutes: {kinds: [{kind: UDPRoute}]}}\n"
+        ),
+        v1_route(
+            "TCPRoute",
+            "newer",
+            T1,
+            "[{name: gw, sectionName: tcp}]",
+            "[{name: db2, port: 5432}]"
+        ),
+        v1_route(
+            "TCPRoute",
+            "older",
+            T0,
+            "[{name: gw, sectionName: tcp}]",
+            "[{name: db, port: 5432}]"
+        ),
+        v1_route(
+            "UDPRoute",
+            "newer",
+            T1,
+            "[{name: gw, sectionName: udp}]",
+            "[{name: udp-2, port: 8080}]"
+        ),
+        v1_route(
+            "UDPRoute",
+            "older",
+            T0,
+            "[{name: gw, sectionName: udp}]",
+            "[{name: udp-1, port: 8080}]"
+        ),
+    ));
+    for kind in [ObjectKind::TCPRoute, ObjectKind::UDPRoute] {
+        for name in ["older", "newer"] {
+            let p = parent(&s, kind, name);
+            assert_eq!(cond(p, "Accepted"), (true, "Accepted"), "{kind:?} {name}");
+            assert_eq!(cond(p, "ResolvedRefs"), (true, "ResolvedRefs"));
+        }
+    }
+    for (l, kind, addr) in [
+        ("tcp", "TCPRoute", "10.0.0.1:5432"),
+        ("udp", "UDPRoute", "10.8.0.1:8080"),
+    ] {
+        let ls = listener(&s, "gw", l);
+        assert_eq!(ls.attached_routes, 2, "{l}");
+        assert_eq!(cond(&ls.conditions, "Accepted"), (true, "Accepted"));
+        assert_eq!(ls.supported_kinds.len(), 1, "{l}");
+        assert!(format!("{:?}", ls.supported_kinds[0]).contains(kind));
+        let id = format!("gateway/app/gw:{l}");
+        assert_eq!(addrs(&s, &id), [addr], "only the older route's backend");
+        assert_eq!(l4(&s, &id).unwrap().service.name, "older");
+    }
+    assert!(
+        s.diagnostics
+            .iter()
+            .any(|d| d.object.name == "newer" && d.reason == "ListenerServedByOlderRoute")
+    );
+}
+
+/// TCPRouteParentRefAttachAll, UDPRouteParentRefAttachAllListeners: a parentRef with neither
+/// sectionName nor port attaches to every listener of the route's protocol, each served by
+/// the route's backend and counting it once.
+#[test]
+fn v16_parent_ref_without_section_or_port_attaches_to_every_listener() {
+    let s = snapshot(&format!(
+        "{}{}{}{}",
+        backend("app", "udp-echo", "UDP", 8080, "10.8.1.1"),
+        gateway(
+            "gw",
+            T0,
+            "  - {name: one, port: 9310, protocol: TCP}\n  - {name: two, port: 9311, protocol: TCP}\n  - {name: three, port: 9312, protocol: TCP}\n  - {name: four, port: 9313, protocol: TCP}\n  - {name: udp-1, port: 5310, protocol: UDP}\n  - {name: udp-2, port: 5311, protocol: UDP}\n  - {name: udp-3, port: 5312, protocol: UDP}\n"
+        ),
+        v1_route(
+            "TCPRoute",
+            "t",
+            T0,
+            "[{name: gw}]",
+            "[{name: db, port: 5432}]"
+        ),
+        v1_route(
+            "UDPRoute",
+            "u",
+            T0,
+            "[{name: gw}]",
+            "[{name: udp-echo, port: 8080}]"
+        ),
+    ));
+    for (kind, name) in [(ObjectKind::TCPRoute, "t"), (ObjectKind::UDPRoute, "u")] {
+        let parents = &s.gateway_status.routes[&ObjectRef::new(kind, "app", name)];
+        assert_eq!(parents.len(), 1, "{name}: one parent entry");
+        assert_eq!(cond(&parents[0].conditions, "Accepted"), (true, "Accepted"));
+    }
+    for l in ["one", "two", "three", "four"] {
+        assert_eq!(listener(&s, "gw", l).attached_routes, 1, "{l}");
+        assert_eq!(addrs(&s, &format!("gateway/app/gw:{l}")), ["10.0.0.1:5432"]);
+    }
+    for l in ["udp-1", "udp-2", "udp-3"] {
+        let ls = listener(&s, "gw", l);
+        assert_eq!(ls.attached_routes, 1, "{l}");
+        assert!(cond(&ls.conditions, "Accepted").0, "{l}");
+        assert!(cond(&ls.conditions, "ResolvedRefs").0, "{l}");
+        assert_eq!(addrs(&s, &format!("gateway/app/gw:{l}")), ["10.8.1.1:8080"]);
+    }
+}
+
+/// TCPRouteParentRefPortAndSectionName, UDPRouteParentRefPortAndSectionName: a parentRef picks
+/// a listener by port, by sectionName, or by both; each route lands on its listener only.
+#[test]
+fn v16_parent_ref_picks_a_listener_by_port_by_section_or_both() {
+    let s = snapshot(&format!(
+        "{}{}{}{}{}{}{}{}",
+        backend("app", "one", "TCP", 3000, "10.7.0.1"),
+        backend("app", "two", "TCP", 3000, "10.7.0.2"),
+        backend("app", "three", "UDP", 3000, "10.7.0.3"),
+        gateway(
+            "gw",
+            T0,
+            "  - {name: one, port: 9300, protocol: TCP}\n  - {name: two, port: 9301, protocol: TCP}\n  - {name: three, port: 9302, protocol: UDP}\n"
+        ),
+        v1_route(
+            "TCPRoute",
+            "by-port",
+            T0,
+            "[{name: gw, port: 9300}]",
+            "[{name: one, port: 3000}]"
+        ),
+        v1_route(
+            "TCPRoute",
+            "by-section",
+            T0,
+            "[{name: gw, sectionName: two}]",
+            "[{name: two, port: 3000}]"
+        ),
+        v1_route(
+            "UDPRoute",
+            "by-both",
+            T0,
+            "[{name: gw, sectionName: three, port: 9302}]",
+            "[{name: three, port: 3000}]"
+        ),
+        // Section and port that name different listeners match none.
+        v1_route(
+            "TCPRoute",
+            "mismatch",
+            T0,
+            "[{name: gw, sectionName: one, port: 9301}]",
+            "[{name: two, port: 3000}]"
+        ),
+    ));
+    for (kind, name) in [
+        (ObjectKind::TCPRoute, "by-port"),
+        (ObjectKind::TCPRoute, "by-section"),
+        (ObjectKind::UDPRoute, "by-both"),
+    ] {
+        assert_eq!(cond(parent(&s, kind, name), "Accepted"), (true, "Accepted"));
+    }
+    assert!(!cond(parent(&s, ObjectKind::TCPRoute, "mismatch"), "Accepted").0);
+    for (l, addr, route) in [
+        ("one", "10.7.0.1:3000", "by-port"),
+        ("two", "10.7.0.2:3000", "by-section"),
+        ("three", "10.7.0.3:3000", "by-both"),
+    ] {
+        let id = format!("gateway/app/gw:{l}");
+        assert_eq!(addrs(&s, &id), [addr]);
+        assert_eq!(l4(&s, &id).unwrap().service.name, route);
+        assert_eq!(listener(&s, "gw", l).attached_routes, 1, "{l}");
+    }
+}
+
+/// TCPRouteWeightedRouting, UDPRouteWeightedRouting: weights 70/30/0 split new connections
+/// 0.7/0.3 through Maglev; the weight-0 backend receives none (not in the table at all).
+#[test]
+fn v16_weights_70_30_0_split_connections_and_zero_gets_none() {
+    for (kind, protocol, l) in [("TCPRoute", "TCP", "tcp"), ("UDPRoute", "UDP", "udp")] {
+        let s = snapshot(&format!(
+            "{}{}{}{}{}",
+            backend("app", "v1", protocol, 3000, "10.6.0.1"),
+            backend("app", "v2", protocol, 3000, "10.6.0.2"),
+            backend("app", "v3", protocol, 3000, "10.6.0.3"),
+            gateway(
+                "gw",
+                T0,
+                &format!("  - {{name: {l}, port: 9300, protocol: {protocol}}}\n")
+            ),
+            v1_route(
+                kind,
+                "w",
+                T0,
+                &format!("[{{name: gw, sectionName: {l}}}]"),
+                "[{name: v1, port: 3000, weight: 70}, {name: v2, port: 3000, weight: 30}, {name: v3, port: 3000, weight: 0}]"
+            ),
+        ));
+        let svc = l4(&s, &format!("gateway/app/gw:{l}")).unwrap();
+        let names: Vec<String> = svc.endpoints.iter().map(|e| e.addr.to_string()).collect();
+        assert_eq!(names, ["10.6.0.1:3000", "10.6.0.2:3000"], "{kind}");
+        let backends: Vec<MaglevBackend<'_>> = names
+            .iter()
+            .zip(&svc.endpoints)
+            .map(|(n, e)| MaglevBackend {
+                name: n,
+                weight: e.weight,
+            })
+            .collect();
+        let size = 65537;
+        let table = maglev::build(&backends, size).unwrap();
+        let share = |i: u32| table.iter().filter(|&&x| x == i).count() as f64 / f64::from(size);
+        for (i, want) in [(0, 0.7), (1, 0.3)] {
+            assert!((share(i) - want).abs() < 0.01, "{kind} {i}: {}", share(i));
+        }
+    }
 }
