@@ -1805,6 +1805,7 @@ async fn tcproute_served_only_at(version: &str) {
     let _writer = status::spawn_with_listeners(
         client,
         reporter,
+        None,
         ctl.snapshots.clone(),
         unbound,
         candidate.is_leader.clone(),
