@@ -797,9 +797,14 @@ async fn metrics_health_and_graceful_shutdown() {
         "not draining 10 s after shutdown"
     );
     assert_eq!(readyz(c.clone()).await, StatusCode::SERVICE_UNAVAILABLE);
+    // Each worker closes its own listening socket when it sees the drain: poll, bounded.
+    let addr = proxy.http();
     assert!(
-        tokio::net::TcpStream::connect(proxy.http()).await.is_err(),
-        "still accepting"
+        eventually(Duration::from_secs(10), || {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err()
+        })
+        .await,
+        "still accepting 10 s after draining began"
     );
     assert_eq!(slow.await.unwrap(), StatusCode::OK);
     tokio::time::timeout(Duration::from_secs(10), proxy.handle.finished())
