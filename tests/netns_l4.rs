@@ -1875,6 +1875,73 @@ fn daemon_serves_the_oldest_of_two_tcproutes_on_a_listener_by_weight() {
     stop(&mut daemon);
 }
 
+/// Spec (TCPRoute backendRefs): "Connection rejections must respect weight". Through the
+/// daemon with XDP: a TCPRoute sends half to `echo-a` and half to a Service that does not
+/// exist; about half of 200 connections are refused at once (RST from the XDP program, as for
+/// a NodePort without endpoints) and the rest reach pod 0 (band: 4.5 standard deviations).
+#[test]
+fn daemon_refuses_the_share_of_a_tcproutes_missing_backend() {
+    if !testbed::require_root() {
+        return;
+    }
+    require_daemon_bin();
+    let bed = bed();
+    xdp_ingress::dataplane::l4::ensure_bpffs(&bed.pin).expect("bpffs");
+    let port = 30093;
+    let manifests = format!(
+        "{}---\napiVersion: gateway.networking.k8s.io/v1\nkind: TCPRoute\n\
+         metadata: {{name: half, namespace: default}}\n\
+         spec:\n  parentRefs: [{{name: l4, sectionName: half}}]\n  \
+         rules: [{{backendRefs: [{{name: echo-a, port: {POD_PORT}, weight: 50}}, \
+         {{name: gone, port: {POD_PORT}, weight: 50}}]}}]\n",
+        gateway_l4_manifests(&bed.topo.pods, 30090, 30053).replace(
+            "  - {name: udp, port: 30053, protocol: UDP}",
+            &format!("  - {{name: half, port: {port}, protocol: TCP}}"),
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("gateway.yaml"), manifests).unwrap();
+    let mut daemon = bed.daemon(dir.path());
+    let to = SocketAddr::new(bed.topo.node_v4.into(), port);
+    let connect = || {
+        bed.topo
+            .client
+            .enter(|| TcpStream::connect_timeout(&to, Duration::from_secs(2)))
+    };
+    // The node's own stack refuses the port too until the service is in the maps: wait for a
+    // first connection through.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while connect().is_err() {
+        assert!(!daemon.has_exited(), "daemon exited");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "listener never served"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let pod0 = bed.topo.pods[0].name.clone();
+    let n = 200;
+    let (mut refused, mut served) = (0, 0);
+    for _ in 0..n {
+        match connect() {
+            Ok(mut s) => {
+                assert_eq!(greeting(&mut s), pod0);
+                served += 1;
+            }
+            Err(e) => {
+                assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+                refused += 1;
+            }
+        }
+    }
+    let share = f64::from(refused) / f64::from(n);
+    assert!(
+        (0.35..=0.65).contains(&share),
+        "refused {refused}, served {served}"
+    );
+    stop(&mut daemon);
+}
+
 /// A Gateway TCP listener on a port a NodePort Service already holds gets `PortUnavailable`
 /// and changes nothing for the NodePort (its connections still spread over all three pods);
 /// the Gateway's other listener is served.

@@ -196,6 +196,11 @@ pub struct ServiceValue {
 }
 const _: () = assert!(core::mem::size_of::<ServiceValue>() == 24);
 
+/// The backend id no backend has. A Maglev entry holding it refuses the new flow as a Service
+/// without endpoints does (TCP RST, ICMP port unreachable): the share of a Gateway API L4
+/// route's backendRefs that do not resolve (spec: "Connection rejections must respect weight").
+pub const NO_BACKEND: u32 = u32::MAX;
+
 /// Backend present (a cleared slot is a removed backend).
 pub const BE_F_PRESENT: u8 = 1;
 /// Endpoint takes no new flows (nor ClientIP affinity) while its service has one without this

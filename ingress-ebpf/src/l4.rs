@@ -687,7 +687,6 @@ fn source_allowed(pkt: &Pkt, slot: u32) -> bool {
     SOURCE_RANGES.get(&key).is_some()
 }
 
-const NO_BACKEND: u32 = u32::MAX;
 /// No backend asked for yet (never an answer of [`select_backend`]: ids stay far below it).
 const NOT_PICKED: u32 = u32::MAX - 1;
 /// Set in [`select_backend`]'s answer when a live affinity entry chose the backend (ids stay

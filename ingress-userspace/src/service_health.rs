@@ -251,6 +251,7 @@ mod tests {
                 node_port: NODE_PORT,
                 local_endpoints: count,
             }),
+            reject_weight: 0,
         };
         Snapshot {
             l4: local_endpoints

@@ -52,6 +52,7 @@ pub fn service(name: &str, proto: L4Protocol, port: u16, endpoints: Vec<Endpoint
         external_traffic_local: false,
         syn_rate_limit: None,
         health_check: None,
+        reject_weight: 0,
     }
 }
 

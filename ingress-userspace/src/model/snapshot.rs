@@ -150,6 +150,11 @@ pub struct L4Service {
     /// Per-source new-connection limit enforced in XDP (`xdp-ingress.dev/syn-rate-limit`, or
     /// `--syn-rate-limit-per-source` for the ingress's own Service); `None`: unlimited.
     pub syn_rate_limit: Option<SynRateLimit>,
+    /// Maglev weight, on the endpoints' scale, of new flows refused as if the service had no
+    /// endpoints: a Gateway API TCPRoute/UDPRoute's backendRefs that do not resolve or have no
+    /// endpoints keep their share, refused (spec: "if an invalid backend is requested to have
+    /// 80% of connections, then 80% of connections must be rejected"). 0 for Services.
+    pub reject_weight: u32,
 }
 
 /// A per-source new-connection (TCP SYN) rate limit, as a token bucket of `burst` SYNs filled
@@ -1150,6 +1155,7 @@ mod tests {
             external_traffic_local: false,
             syn_rate_limit: None,
             health_check: None,
+            reject_weight: 0,
         }
     }
 

@@ -29,6 +29,9 @@ pub struct Unit {
     pub local_first: bool,
     /// Per-source SYN rate limit of the unit's slot (`dataplane::syn_limit`).
     pub syn_limit: ingress_common::syn_limit::SynLimitConfig,
+    /// [`L4Service::reject_weight`] in proportion to this family's part of the endpoints'
+    /// weight: Maglev entries refusing new flows.
+    pub reject_weight: u32,
 }
 
 /// The units of `snapshot` by id (`service-id#v4` / `#v6`).
@@ -95,6 +98,21 @@ fn unit(svc: &L4Service, fam: u8, opts: &L4Options) -> Option<Unit> {
             (e.addr, be)
         })
         .collect();
+    // Each family's table refuses the same share as the whole: the refused weight scales with
+    // the part of the endpoints' weight this family holds (a dual-stack backendRef splits its
+    // weight over both families' endpoints).
+    let weight_of = |f: &dyn Fn(&&Endpoint) -> bool| -> u128 {
+        svc.endpoints
+            .iter()
+            .filter(f)
+            .map(|e| u128::from(e.weight))
+            .sum()
+    };
+    let all = weight_of(&|_| true);
+    let here = weight_of(&|e| addr_bytes(e.addr.ip()).1 == fam);
+    let reject_weight = (u128::from(svc.reject_weight) * here)
+        .checked_div(all)
+        .map_or(0, |w| u32::try_from(w).unwrap_or(u32::MAX));
     // A family with neither frontends nor endpoints is not served.
     if keys.is_empty() || (in_family == 0 && !svc.endpoints.is_empty()) {
         return None;
@@ -121,6 +139,7 @@ fn unit(svc: &L4Service, fam: u8, opts: &L4Options) -> Option<Unit> {
     }
     Some(Unit {
         local_first: svc.local_proxy,
+        reject_weight,
         syn_limit: crate::dataplane::syn_limit::config(svc.syn_rate_limit),
         keys,
         flags,

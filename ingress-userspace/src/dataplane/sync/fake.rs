@@ -139,6 +139,9 @@ impl FakeMaps {
                 let Some(id) = self.maglev.get(&(base + i)) else {
                     return Err(format!("{k:?}: live half entry {i} never written"));
                 };
+                if *id == NO_BACKEND {
+                    continue; // A refused share (`L4Service::reject_weight`).
+                }
                 let Some(b) = self.backends.get(id) else {
                     return Err(format!("{k:?}: live half names missing backend {id}"));
                 };

@@ -400,7 +400,7 @@ impl<'a> Planner<'a> {
             active
         };
         let names: Vec<String> = pool.iter().map(|(sa, _, _)| sa.to_string()).collect();
-        let mb: Vec<MaglevBackend<'_>> = names
+        let mut mb: Vec<MaglevBackend<'_>> = names
             .iter()
             .zip(&pool)
             .map(|(n, (_, _, b))| MaglevBackend {
@@ -408,9 +408,16 @@ impl<'a> Planner<'a> {
                 weight: b.weight.max(1),
             })
             .collect();
+        // The refused share is one more Maglev backend, written as the id no backend has.
+        if d.reject_weight > 0 && !pool.is_empty() {
+            mb.push(MaglevBackend {
+                name: "refused",
+                weight: d.reject_weight,
+            });
+        }
         let table: Vec<u32> = maglev::build(&mb, self.opts.sizes.maglev_size)?
             .into_iter()
-            .map(|i| pool[i as usize].1)
+            .map(|i| pool.get(i as usize).map_or(NO_BACKEND, |p| p.1))
             .collect();
 
         let mut value = ServiceValue {

@@ -57,6 +57,7 @@ pub fn svc(name: &str, proto: L4Protocol, node_port: u16, endpoints: Vec<Endpoin
         external_traffic_local: false,
         health_check: None,
         syn_rate_limit: None,
+        reject_weight: 0,
     }
 }
 
@@ -596,4 +597,46 @@ fn a_syn_limit_is_written_before_its_entry_once_and_follows_changes() {
         fake.syn_limits.values().copied().collect::<Vec<_>>(),
         [ingress_common::syn_limit::SynLimitConfig::NONE]
     );
+}
+
+/// A Gateway L4 route's refused share: the table holds [`NO_BACKEND`] in about that share of
+/// its entries (the XDP program refuses those flows as for a service without endpoints), the
+/// rest names the live backend, and the maps stay consistent.
+#[test]
+fn a_refused_share_is_written_as_no_backend_entries() {
+    let mut fake = FakeMaps::new(SIZE);
+    let mut sync = L4Sync::new(opts());
+    let mut s = web(&["10.0.0.1:80"]);
+    s.endpoints[0].weight = 1 << 18;
+    s.reject_weight = 3 << 18;
+    sync.apply_to(&mut fake, &snap(1, vec![s]), Instant::now())
+        .unwrap();
+    assert!(fake.violations.is_empty(), "{:?}", fake.violations);
+    let (id, _) = backend_of(&fake, "10.0.0.1:80").unwrap();
+    let picks: Vec<Option<u32>> = (0..SIZE)
+        .map(|h| fake.pick(&key(30080, PROTO_TCP), h))
+        .collect();
+    let refused = picks.iter().filter(|p| **p == Some(NO_BACKEND)).count();
+    let served = picks.iter().filter(|p| **p == Some(id)).count();
+    assert_eq!(refused + served, SIZE as usize, "{picks:?}");
+    let share = refused as f64 / f64::from(SIZE);
+    assert!((share - 0.75).abs() < 0.1, "refused share {share}");
+    let opened = (0..SIZE)
+        .filter(|h| fake.open_flow(&key(30080, PROTO_TCP), *h).is_some())
+        .count();
+    assert_eq!(opened, served);
+}
+
+/// A dual-stack service's refused share is the same in each family's table: the refused weight
+/// follows each family's part of the endpoints' weight.
+#[test]
+fn each_family_refuses_the_same_share() {
+    let mut s = web(&["10.0.0.1:80", "[fd00::1]:80"]);
+    for e in &mut s.endpoints {
+        e.weight = 1 << 18;
+    }
+    s.reject_weight = 2 << 18;
+    let units = super::desired::units(&snap(1, vec![s]), &opts());
+    let rejects: Vec<u32> = units.values().map(|u| u.reject_weight).collect();
+    assert_eq!(rejects, [1 << 18, 1 << 18], "{units:?}");
 }

@@ -196,6 +196,7 @@ pub fn l4_services(
                 external_traffic_local,
                 health_check,
                 syn_rate_limit,
+                reject_weight: 0,
             });
         }
     }

@@ -660,6 +660,7 @@ mod tests {
             external_traffic_local: false,
             health_check: None,
             syn_rate_limit: None,
+            reject_weight: 0,
         };
         let mut s = Snapshot::default();
         assert_eq!(ready_ingress_nodes(&s), 1);

@@ -16,9 +16,10 @@
 //! - backendRef weights split new connections (spec: "weight/(sum of all weights)"): each
 //!   endpoint's Maglev weight is its backendRef's share divided among that Service's endpoints.
 //! - A backendRef that does not resolve gives `ResolvedRefs: False` with the spec's reason; its
-//!   share goes to the others (the spec asks that share be refused; the XDP path refuses all of
-//!   a service's connections or none). With nothing resolved, every connection is refused
-//!   (TCP RST / ICMP port unreachable), as for a NodePort without endpoints.
+//!   share of new connections is refused (TCP RST / ICMP port unreachable, as for a NodePort
+//!   without endpoints), as is the share of one whose Service has no endpoints (spec: "if an
+//!   invalid backend is requested to have 80% of connections, then 80% of connections must be
+//!   rejected"): [`L4Service::reject_weight`], Maglev entries holding no backend.
 //! - Port collisions: a listener port held by a NodePort Service (same protocol), a health
 //!   check node port, the proxy's HTTP/HTTPS ports or an HTTP/HTTPS Gateway listener's port
 //!   (TCP), or an older Gateway's listener (same protocol) gets `Accepted: False,
@@ -161,7 +162,7 @@ pub fn translate(
                 ),
             );
         }
-        let (eps, problem) = resolve(
+        let (eps, reject_weight, problem) = resolve(
             r,
             r.rules.first().map(Vec::as_slice).unwrap_or_default(),
             objects,
@@ -226,6 +227,7 @@ pub fn translate(
                     external_traffic_local: false,
                     health_check: None,
                     syn_rate_limit: None,
+                    reject_weight,
                 });
             }
             if p.accepted.status && !served_any {
@@ -256,7 +258,8 @@ pub fn translate(
 }
 
 /// The endpoints of a rule's backendRefs, weighted so that each backendRef gets its share of
-/// new connections, and the first reference that does not resolve (`(reason, message)`).
+/// new connections; the weight refused (the share of references that do not resolve or have
+/// no endpoints); and the first reference that does not resolve (`(reason, message)`).
 fn resolve(
     r: &L4Route<'_>,
     refs: &[(BackendRef<'_>, Option<i32>)],
@@ -264,8 +267,9 @@ fn resolve(
     endpoints: &EndpointIndex<'_>,
     services: &mut HashSet<Key>,
     diags: &mut Diagnostics,
-) -> (Vec<Endpoint>, Option<(&'static str, String)>) {
+) -> (Vec<Endpoint>, u32, Option<(&'static str, String)>) {
     let mut problem: Option<(&'static str, String)> = None;
+    // An unresolved reference is a set without endpoints: its share is refused.
     let mut sets: Vec<(u32, Vec<Endpoint>)> = Vec::new();
     let want = match r.protocol {
         L4Protocol::Tcp => "TCP",
@@ -294,27 +298,32 @@ fn resolve(
                 diags.error(
                     &r.oref,
                     reason,
-                    format!("{msg}; its share of connections goes to the other backendRefs"),
+                    format!("{msg}; its share of connections is refused"),
                 );
                 problem.get_or_insert((reason, msg));
+                sets.push((weight, Vec::new()));
             }
         }
     }
-    (weighted(&sets), problem)
+    let (eps, refused) = weighted(&sets);
+    (eps, refused, problem)
 }
 
-/// One endpoint list from `(backendRef weight, its endpoints)`: within each set, the active
-/// endpoints share its part of [`WEIGHT_SCALE`] equally (as do the terminating ones, used only
-/// when nothing is active); an address in several sets adds up.
-pub(super) fn weighted(sets: &[(u32, Vec<Endpoint>)]) -> Vec<Endpoint> {
-    let total: u128 = sets
+/// One endpoint list from `(backendRef weight, its endpoints)`, and the weight refused: within
+/// each set, the active endpoints share its part of [`WEIGHT_SCALE`] equally (as do the
+/// terminating ones, used only when nothing is active); an address in several sets adds up. A
+/// set without endpoints keeps its part, refused. Nothing but refusals: no endpoints and 0
+/// (the service refuses everything anyway).
+pub(super) fn weighted(sets: &[(u32, Vec<Endpoint>)]) -> (Vec<Endpoint>, u32) {
+    let total: u128 = sets.iter().map(|(w, _)| u128::from(*w)).sum();
+    let refused: u128 = sets
         .iter()
-        .filter(|(_, eps)| !eps.is_empty())
+        .filter(|(_, eps)| eps.is_empty())
         .map(|(w, _)| u128::from(*w))
         .sum();
     let mut by_addr: BTreeMap<std::net::SocketAddr, Endpoint> = BTreeMap::new();
-    if total == 0 {
-        return Vec::new();
+    if total == refused {
+        return (Vec::new(), 0);
     }
     for (w, eps) in sets {
         for state in [EndpointState::Active, EndpointState::Terminating] {
@@ -340,5 +349,6 @@ pub(super) fn weighted(sets: &[(u32, Vec<Endpoint>)]) -> Vec<Endpoint> {
             }
         }
     }
-    by_addr.into_values().collect()
+    let refused = u32::try_from(refused * WEIGHT_SCALE / total).unwrap_or(u32::MAX);
+    (by_addr.into_values().collect(), refused)
 }

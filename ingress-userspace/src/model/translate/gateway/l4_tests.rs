@@ -978,3 +978,70 @@ fn v16_weights_70_30_0_split_connections_and_zero_gets_none() {
         }
     }
 }
+
+/// Spec (TCPRoute/UDPRoute backendRefs): "if an invalid backend is requested to have 80% of
+/// connections, then 80% of connections must be rejected". A backendRef to a missing Service
+/// and one to a Service without endpoints keep their share as the refused weight; the valid
+/// one keeps its own; the Maglev table built as the planner builds it refuses that share.
+#[test]
+fn invalid_backend_refs_keep_their_share_refused() {
+    for (kind, protocol, l) in [("TCPRoute", "TCP", "tcp"), ("UDPRoute", "UDP", "udp")] {
+        let empty = backend("app", "idle", protocol, 3000, "10.6.0.9").replace(
+            "endpoints: [{addresses: [\"10.6.0.9\"], conditions: {ready: true}}]",
+            "endpoints: []",
+        );
+        let s = snapshot(&format!(
+            "{}{}{}{}",
+            backend("app", "v1", protocol, 3000, "10.6.0.1"),
+            empty,
+            gateway(
+                "gw",
+                T0,
+                &format!("  - {{name: {l}, port: 9300, protocol: {protocol}}}\n")
+            ),
+            v1_route(
+                kind,
+                "w",
+                T0,
+                &format!("[{{name: gw, sectionName: {l}}}]"),
+                "[{name: v1, port: 3000, weight: 20}, {name: missing, port: 3000, weight: 50}, {name: idle, port: 3000, weight: 30}]"
+            ),
+        ));
+        let svc = l4(&s, &format!("gateway/app/gw:{l}")).unwrap();
+        assert_eq!(svc.endpoints.len(), 1, "{kind}");
+        let total = f64::from(svc.endpoints[0].weight) + f64::from(svc.reject_weight);
+        assert!(
+            (f64::from(svc.reject_weight) / total - 0.8).abs() < 0.001,
+            "{kind}: {svc:?}"
+        );
+        let p = parent(
+            &s,
+            if kind == "TCPRoute" {
+                ObjectKind::TCPRoute
+            } else {
+                ObjectKind::UDPRoute
+            },
+            "w",
+        );
+        assert_eq!(
+            cond(p, "ResolvedRefs"),
+            (false, "BackendNotFound"),
+            "{kind}"
+        );
+        let names = ["10.6.0.1:3000", "refused"];
+        let backends = [
+            MaglevBackend {
+                name: names[0],
+                weight: svc.endpoints[0].weight,
+            },
+            MaglevBackend {
+                name: names[1],
+                weight: svc.reject_weight,
+            },
+        ];
+        let size = 65537;
+        let table = maglev::build(&backends, size).unwrap();
+        let refused = table.iter().filter(|&&x| x == 1).count() as f64 / f64::from(size);
+        assert!((refused - 0.8).abs() < 0.01, "{kind}: {refused}");
+    }
+}
