@@ -450,6 +450,30 @@ endpoints:
 }
 
 impl Bed {
+    /// Whether a TCP connection from the client to each of `to` goes through now.
+    fn reaches_all(&self, to: &[SocketAddr]) -> bool {
+        self.topo.client.enter(|| {
+            to.iter()
+                .all(|a| TcpStream::connect_timeout(a, Duration::from_millis(300)).is_ok())
+        })
+    }
+
+    /// Waits (20 s at most) until the client reaches each of `to` (the daemon has put their
+    /// services in the maps); panics with `what` if not, or if the daemon exits first.
+    fn wait_listener(
+        &self,
+        daemon: &mut testbed::process::KillOnDrop,
+        to: &[SocketAddr],
+        what: &str,
+    ) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !self.reaches_all(to) {
+            assert!(!daemon.has_exited(), "daemon exited");
+            assert!(std::time::Instant::now() < deadline, "{what} never served");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     fn daemon(&self, dir: &std::path::Path) -> testbed::process::KillOnDrop {
         self.daemon_with(dir, &[])
     }
@@ -482,18 +506,12 @@ impl Bed {
     /// is thousands of map writes), so IPv4 answering does not mean IPv6 does yet.
     fn wait_served(&self, secs: u64) -> bool {
         let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-        let addrs: [IpAddr; 2] = [self.topo.node_v4.into(), self.topo.node_v6.into()];
+        let addrs = [
+            SocketAddr::new(self.topo.node_v4.into(), NODE_PORT),
+            SocketAddr::new(self.topo.node_v6.into(), NODE_PORT),
+        ];
         while std::time::Instant::now() < deadline {
-            let ok = self.topo.client.enter(|| {
-                addrs.iter().all(|ip| {
-                    TcpStream::connect_timeout(
-                        &SocketAddr::new(*ip, NODE_PORT),
-                        Duration::from_millis(300),
-                    )
-                    .is_ok()
-                })
-            });
-            if ok {
+            if self.reaches_all(&addrs) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(200));
@@ -1741,28 +1759,9 @@ fn daemon_serves_a_tcproute_and_a_udproute_on_gateway_listeners_through_xdp_v4_a
     let mut daemon = bed.daemon(dir.path());
     let node_ips: [IpAddr; 2] = [bed.topo.node_v4.into(), bed.topo.node_v6.into()];
 
-    // Served on both families (bounded wait: the daemon writes services one after the other).
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let ok = bed.topo.client.enter(|| {
-            node_ips.iter().all(|ip| {
-                TcpStream::connect_timeout(
-                    &SocketAddr::new(*ip, tcp_port),
-                    Duration::from_millis(300),
-                )
-                .is_ok()
-            })
-        });
-        if ok {
-            break;
-        }
-        assert!(!daemon.has_exited(), "daemon exited");
-        assert!(
-            std::time::Instant::now() < deadline,
-            "TCP listener never served"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    // Served on both families (the daemon writes services one after the other).
+    let both = node_ips.map(|ip| SocketAddr::new(ip, tcp_port));
+    bed.wait_listener(&mut daemon, &both, "TCP listener");
 
     // TCP: bytes through, and connections split by backendRef weight (1:1 between echo-a's one
     // pod and echo-b's two): pod 0 takes about half of them. 200 connections: the band below
@@ -1850,19 +1849,7 @@ fn daemon_serves_the_oldest_of_two_tcproutes_on_a_listener_by_weight() {
     std::fs::write(dir.path().join("gateway.yaml"), manifests).unwrap();
     let mut daemon = bed.daemon(dir.path());
     let to = SocketAddr::new(bed.topo.node_v4.into(), port);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !bed
-        .topo
-        .client
-        .enter(|| TcpStream::connect_timeout(&to, Duration::from_millis(300)).is_ok())
-    {
-        assert!(!daemon.has_exited(), "daemon exited");
-        assert!(
-            std::time::Instant::now() < deadline,
-            "listener never served"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    bed.wait_listener(&mut daemon, &[to], "the listener");
     let pod0 = bed.topo.pods[0].name.clone();
     let n = 200;
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
@@ -1903,22 +1890,13 @@ fn daemon_refuses_the_share_of_a_tcproutes_missing_backend() {
     std::fs::write(dir.path().join("gateway.yaml"), manifests).unwrap();
     let mut daemon = bed.daemon(dir.path());
     let to = SocketAddr::new(bed.topo.node_v4.into(), port);
+    // The node's own stack refuses the port too until the service is in the maps.
+    bed.wait_listener(&mut daemon, &[to], "the listener");
     let connect = || {
         bed.topo
             .client
             .enter(|| TcpStream::connect_timeout(&to, Duration::from_secs(2)))
     };
-    // The node's own stack refuses the port too until the service is in the maps: wait for a
-    // first connection through.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while connect().is_err() {
-        assert!(!daemon.has_exited(), "daemon exited");
-        assert!(
-            std::time::Instant::now() < deadline,
-            "listener never served"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
     let pod0 = bed.topo.pods[0].name.clone();
     let n = 200;
     let (mut refused, mut served) = (0, 0);
@@ -1975,22 +1953,8 @@ fn daemon_keeps_a_nodeport_when_a_gateway_listener_asks_for_its_port() {
     std::fs::write(dir.path().join("gateway.yaml"), gateway).unwrap();
     let mut daemon = bed.daemon(dir.path());
     assert!(bed.wait_served(20), "NodePort never served");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let free = SocketAddr::new(bed.topo.node_v4.into(), free_port);
-    loop {
-        let ok = bed
-            .topo
-            .client
-            .enter(|| TcpStream::connect_timeout(&free, Duration::from_millis(300)).is_ok());
-        if ok {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the free listener never served"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    bed.wait_listener(&mut daemon, &[free], "the free listener");
     let mut s = bed.connect(free, "connect to the free listener");
     let pod = greeting(&mut s);
     echo_ok(&mut s, b"through the free listener");
