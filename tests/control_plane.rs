@@ -369,17 +369,7 @@ async fn leader_writes_status_addresses_and_events_once() {
     let ctl = controller::spawn(Translator::new(cfg), vec![], LoopConfig::default());
     let client = kube_client(&api).await;
     let _tasks = kube_source::spawn(client.clone(), None, ctl.events.clone());
-    let candidate = status::leader::spawn(client.clone(), quick_lease("node-a"));
-    let reporter = status::events::Reporter {
-        controller: "xdp-ingress.dev/controller".into(),
-        instance: "node-a".into(),
-    };
-    let _writer = status::spawn(
-        client,
-        reporter,
-        ctl.snapshots.clone(),
-        candidate.is_leader.clone(),
-    );
+    let (_candidate, _writer) = status_writer(client, "xdp-ingress.dev/controller", &ctl);
 
     let lb_ip = |name: &str| {
         api.get("ingresses", "default", name).and_then(|i| {
@@ -881,17 +871,7 @@ async fn unsupported_annotations_warn_and_the_controller_configmap_applies_hot()
         ..Default::default()
     };
     let _tasks = kube_source::spawn_scoped(client.clone(), &scope, ctl.events.clone());
-    let candidate = status::leader::spawn(client.clone(), quick_lease("node-a"));
-    let reporter = status::events::Reporter {
-        controller: "xdp-ingress.dev/controller".into(),
-        instance: "node-a".into(),
-    };
-    let _writer = status::spawn(
-        client,
-        reporter,
-        ctl.snapshots.clone(),
-        candidate.is_leader.clone(),
-    );
+    let (_candidate, _writer) = status_writer(client, "xdp-ingress.dev/controller", &ctl);
 
     let mut rx = ctl.snapshots.clone();
     let s = converge(&mut rx, "legacy served", |s| {
@@ -1222,27 +1202,8 @@ async fn gateway_api_objects_are_served_and_get_status() {
         t0.elapsed() < kube_source::INITIAL_SYNC_TIMEOUT,
         "the absent kind held back the first snapshot"
     );
-    let candidate = status::leader::spawn(client.clone(), quick_lease("node-a"));
-    let reporter = status::events::Reporter {
-        controller: "xdp-ingress.dev/controller".into(),
-        instance: "node-a".into(),
-    };
-    let _writer = status::spawn(
-        client,
-        reporter,
-        ctl.snapshots.clone(),
-        candidate.is_leader.clone(),
-    );
+    let (_candidate, _writer) = status_writer(client, "xdp-ingress.dev/controller", &ctl);
 
-    let cond = |v: &Value, t: &str| -> Option<(String, String)> {
-        v.as_array()?.iter().find(|c| c["type"] == t).map(|c| {
-            (
-                c["status"].as_str().unwrap_or_default().to_string(),
-                c["reason"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-    };
-    let pair = |a: &str, b: &str| Some((a.to_string(), b.to_string()));
     eventually("GatewayClass accepted", || {
         api.get("gatewayclasses", "", "xdp").is_some_and(|o| {
             cond(&o["status"]["conditions"], "Accepted") == pair("True", "Accepted")
@@ -1438,26 +1399,7 @@ async fn listener_sets_are_served_and_get_status() {
                 .is_some_and(|vh| vh.routes[0].matches.listener_ports == Some(vec![8080]))
     })
     .await;
-    let candidate = status::leader::spawn(client.clone(), quick_lease("node-a"));
-    let reporter = status::events::Reporter {
-        controller: "xdp-ingress.dev/controller".into(),
-        instance: "node-a".into(),
-    };
-    let _writer = status::spawn(
-        client,
-        reporter,
-        ctl.snapshots.clone(),
-        candidate.is_leader.clone(),
-    );
-    let cond = |v: &Value, t: &str| -> Option<(String, String)> {
-        v.as_array()?.iter().find(|c| c["type"] == t).map(|c| {
-            (
-                c["status"].as_str().unwrap_or_default().to_string(),
-                c["reason"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-    };
-    let pair = |a: &str, b: &str| Some((a.to_string(), b.to_string()));
+    let (_candidate, _writer) = status_writer(client, "xdp-ingress.dev/controller", &ctl);
     eventually("ListenerSet accepted with its listener's status", || {
         api.get("listenersets", "default", "team").is_some_and(|o| {
             let st = &o["status"];
@@ -1570,26 +1512,7 @@ async fn status_of_objects_that_stop_being_ours_is_given_up() {
         s.l7.hosts.contains_key("gw.example")
     })
     .await;
-    let candidate = status::leader::spawn(client.clone(), quick_lease("node-a"));
-    let reporter = status::events::Reporter {
-        controller: ours.into(),
-        instance: "node-a".into(),
-    };
-    let _writer = status::spawn(
-        client,
-        reporter,
-        ctl.snapshots.clone(),
-        candidate.is_leader.clone(),
-    );
-    let cond = |v: &Value, t: &str| -> Option<(String, String)> {
-        v.as_array()?.iter().find(|c| c["type"] == t).map(|c| {
-            (
-                c["status"].as_str().unwrap_or_default().to_string(),
-                c["reason"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-    };
-    let pair = |a: &str, b: &str| Some((a.to_string(), b.to_string()));
+    let (_candidate, _writer) = status_writer(client, ours, &ctl);
     let controllers = |o: &Value| -> Vec<String> {
         (o["status"]["parents"].as_array().into_iter().flatten())
             .map(|p| p["controllerName"].as_str().unwrap_or_default().to_string())
@@ -1697,26 +1620,7 @@ async fn tcproutes_become_l4_services_and_get_status() {
         s.l4.iter().any(|l| l.id == "gateway/default/gw:pg")
     })
     .await;
-    let candidate = status::leader::spawn(client.clone(), quick_lease("node-a"));
-    let reporter = status::events::Reporter {
-        controller: "xdp-ingress.dev/controller".into(),
-        instance: "node-a".into(),
-    };
-    let _writer = status::spawn(
-        client,
-        reporter,
-        ctl.snapshots.clone(),
-        candidate.is_leader.clone(),
-    );
-    let cond = |v: &Value, t: &str| -> Option<(String, String)> {
-        v.as_array()?.iter().find(|c| c["type"] == t).map(|c| {
-            (
-                c["status"].as_str().unwrap_or_default().to_string(),
-                c["reason"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-    };
-    let pair = |a: &str, b: &str| Some((a.to_string(), b.to_string()));
+    let (_candidate, _writer) = status_writer(client, "xdp-ingress.dev/controller", &ctl);
     eventually("Gateway listener status", || {
         api.get("gateways", "default", "gw").is_some_and(|o| {
             let l = &o["status"]["listeners"][0];
@@ -1855,4 +1759,40 @@ async fn tcproute_served_only_at_v1_is_routed_and_gets_status() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcproute_served_only_at_v1alpha2_is_routed_and_gets_status() {
     tcproute_served_only_at("gateway.networking.k8s.io/v1alpha2").await;
+}
+
+/// `(status, reason)` of the condition of type `t` in the JSON condition list `v`.
+fn cond(v: &Value, t: &str) -> Option<(String, String)> {
+    v.as_array()?.iter().find(|c| c["type"] == t).map(|c| {
+        (
+            c["status"].as_str().unwrap_or_default().to_string(),
+            c["reason"].as_str().unwrap_or_default().to_string(),
+        )
+    })
+}
+
+/// `Some((status, reason))`, to compare with [`cond`].
+fn pair(a: &str, b: &str) -> Option<(String, String)> {
+    Some((a.to_string(), b.to_string()))
+}
+
+/// A leader candidate (node-a, quick lease) and the status writer of `controller`, writing
+/// what `ctl` translates; both run while the returned values live.
+fn status_writer(
+    client: kube::Client,
+    controller: &str,
+    ctl: &controller::ControlLoop,
+) -> (status::leader::Candidate, tokio::task::JoinHandle<()>) {
+    let candidate = status::leader::spawn(client.clone(), quick_lease("node-a"));
+    let reporter = status::events::Reporter {
+        controller: controller.into(),
+        instance: "node-a".into(),
+    };
+    let writer = status::spawn(
+        client,
+        reporter,
+        ctl.snapshots.clone(),
+        candidate.is_leader.clone(),
+    );
+    (candidate, writer)
 }
