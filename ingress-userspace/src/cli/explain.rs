@@ -295,6 +295,10 @@ pub struct L4Info {
     /// `address (state, Maglev weight)` of each endpoint.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<String>,
+    /// Percent of new connections the XDP path refuses (RST / ICMP unreachable): the weight of
+    /// a Gateway API L4 route's backendRefs that do not resolve or have no endpoints.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused_percent: Option<f64>,
 }
 
 /// What a Gateway API route does with the request, and how its parents took it.
@@ -578,6 +582,11 @@ pub fn explain_l4(
         endpoints: (svc.endpoints.iter())
             .map(|ep| format!("{} ({:?}, weight {})", ep.addr, ep.state, ep.weight))
             .collect(),
+        refused_percent: (svc.reject_weight > 0).then(|| {
+            let served: f64 = svc.endpoints.iter().map(|e| f64::from(e.weight)).sum();
+            let refused = f64::from(svc.reject_weight);
+            100.0 * refused / (refused + served)
+        }),
     });
     e.diagnostics = (snapshot.diagnostics.iter())
         .filter(|d| d.object == svc.service)
@@ -669,6 +678,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                     protocol: None,
                     frontends: Vec::new(),
                     endpoints: Vec::new(),
+                    refused_percent: None,
                 });
                 e.diagnostics = (snapshot.diagnostics.iter())
                     .filter(|d| d.object == *route)
@@ -2096,7 +2106,7 @@ kind: TCPRoute
 metadata: {name: pg, namespace: default}
 spec:
   parentRefs: [{name: gw, sectionName: pg}]
-  rules: [{backendRefs: [{name: db, port: 5432}]}]
+  rules: [{backendRefs: [{name: db, port: 5432}, {name: gone, port: 5432, weight: 3}]}]
 ---
 apiVersion: gateway.networking.k8s.io/v1alpha2
 kind: UDPRoute
@@ -2139,8 +2149,12 @@ spec:
             l4.endpoints
         );
         assert_eq!(l4.parents[0].conditions[0].reason, "Accepted");
+        // The missing Service's weight (3 of 4) is refused, not given to `db`.
+        let refused = l4.refused_percent.expect("a refused share");
+        assert!((refused - 75.0).abs() < 0.01, "{refused}");
         let e = explain_l4(&s, crate::model::L4Protocol::Udp, 5353);
         let l4 = e.l4.as_ref().expect("the UDPRoute");
+        assert_eq!(l4.refused_percent, None);
         assert_eq!(
             l4.route,
             ObjectRef::new(ObjectKind::UDPRoute, "default", "dns")
