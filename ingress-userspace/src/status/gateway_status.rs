@@ -172,12 +172,21 @@ impl GatewayStatusWriter {
         self
     }
 
-    /// The API resource of `kind`: TCPRoute and UDPRoute at the version the API source
-    /// watches them at, the others at the crate's.
+    /// The API resource of a Gateway API kind whose status this writer touches: TCPRoute and
+    /// UDPRoute at the version the API source watches them at, the others at the crate's.
     fn resource(&self, kind: ObjectKind) -> ApiResource {
-        self.route_versions
-            .api_resource(kind)
-            .unwrap_or_else(|| resource(kind))
+        if let Some(l4_route) = self.route_versions.api_resource(kind) {
+            return l4_route;
+        }
+        match kind {
+            ObjectKind::TLSRoute => ApiResource::erase::<crate::store::TlsRoute>(&()),
+            ObjectKind::GRPCRoute => ApiResource::erase::<GrpcRoute>(&()),
+            ObjectKind::BackendTLSPolicy => ApiResource::erase::<BackendTlsPolicy>(&()),
+            ObjectKind::Gateway => ApiResource::erase::<Gateway>(&()),
+            ObjectKind::ListenerSet => ApiResource::erase::<ListenerSet>(&()),
+            ObjectKind::GatewayClass => ApiResource::erase::<GatewayClass>(&()),
+            _ => ApiResource::erase::<HttpRoute>(&()),
+        }
     }
 
     pub fn forget(&mut self) {
@@ -442,21 +451,6 @@ impl GatewayStatusWriter {
         }
         let body = json!({"metadata": {"resourceVersion": version}, "status": {"ancestors": all}});
         patch(&api, r, &body).await
-    }
-}
-
-/// The API resource of a Gateway API kind whose status this writer touches.
-fn resource(kind: ObjectKind) -> ApiResource {
-    match kind {
-        ObjectKind::TCPRoute => ApiResource::erase::<crate::store::TcpRoute>(&()),
-        ObjectKind::UDPRoute => ApiResource::erase::<crate::store::UdpRoute>(&()),
-        ObjectKind::TLSRoute => ApiResource::erase::<crate::store::TlsRoute>(&()),
-        ObjectKind::GRPCRoute => ApiResource::erase::<GrpcRoute>(&()),
-        ObjectKind::BackendTLSPolicy => ApiResource::erase::<BackendTlsPolicy>(&()),
-        ObjectKind::Gateway => ApiResource::erase::<Gateway>(&()),
-        ObjectKind::ListenerSet => ApiResource::erase::<ListenerSet>(&()),
-        ObjectKind::GatewayClass => ApiResource::erase::<GatewayClass>(&()),
-        _ => ApiResource::erase::<HttpRoute>(&()),
     }
 }
 
