@@ -462,11 +462,7 @@ async fn daemon_binary_serves_kube_source_and_releases_lease() {
         ),
     )
     .unwrap();
-    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let metrics_port = testbed::ports::reserve(1);
     let mut daemon = testbed::process::KillOnDrop::spawn(
         std::process::Command::new(&bin)
             .args(["run", "--no-xdp", "--kubeconfig"])

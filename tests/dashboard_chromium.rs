@@ -66,13 +66,6 @@ fn chromium() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
-}
-
 /// One HTTP/1.0 request on loopback: (status, body).
 fn get(port: u16, host: &str, path: &str) -> std::io::Result<(u16, String)> {
     let mut c = TcpStream::connect(("127.0.0.1", port))?;
@@ -139,7 +132,7 @@ fn dashboard_renders_and_refreshes_in_headless_chromium() {
     let manifests = dir.path().join("manifests");
     std::fs::create_dir(&manifests).unwrap();
     std::fs::write(manifests.join("dash.yaml"), MANIFESTS).unwrap();
-    let (http, admin) = (free_port(), free_port());
+    let (http, admin) = (testbed::ports::reserve(1), testbed::ports::reserve(1));
     let mut daemon = KillOnDrop::spawn(
         Command::new(&bin)
             .args(["run", "--no-xdp", "--manifests"])

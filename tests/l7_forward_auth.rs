@@ -380,10 +380,7 @@ async fn signin_redirect_with_rd() {
 async fn auth_failures_are_500() {
     let pod = backend("a");
     let auth = AuthService::start().await;
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    let closed = testbed::ports::dead_addr();
     // An HTTPS auth service whose certificate no public root signs: verified, so refused.
     let (crt, key) = xdp_ingress::proxy::tls::self_signed_pem(&["localhost"]).unwrap();
     let tls = testbed::http_backend::HttpBackend::start_tls(

@@ -109,18 +109,6 @@ fn localize(yaml: &str, ports: ProxyPorts) -> String {
     docs.join("---\n")
 }
 
-/// Two consecutive ports free when called (bounded search).
-fn free_port_pair() -> u16 {
-    for _ in 0..100 {
-        let a = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-        let p = a.local_addr().expect("bound").port();
-        if p < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
-            return p;
-        }
-    }
-    panic!("no two consecutive free ports in 100 tries");
-}
-
 /// A bed: one pod per base Service and a proxy.
 struct Bed {
     _pods: Vec<HttpBackend>,
@@ -145,7 +133,7 @@ impl Bed {
             pod_addrs,
             proxy: TestProxy::start(TestProxy::quiet_args()).await,
             client: http1_client(),
-            alt_port: free_port_pair(),
+            alt_port: testbed::ports::reserve(2),
         }
     }
 
@@ -2033,11 +2021,7 @@ async fn https_listener_detects_misdirected_requests() {
 async fn gateway_https_listener_on_its_own_port() {
     let bed = Bed::start().await;
     // A port nothing listens on now, allowed by the translation's range.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = testbed::ports::reserve(1);
     let manifests = misdirected_manifests(&bed.pod_addrs, port);
     let ports = ProxyPorts {
         gateway_range: format!("{port}").parse().unwrap(),

@@ -268,10 +268,7 @@ async fn a_slow_client_hello_is_closed_at_the_handshake_deadline() {
 async fn an_unreachable_pod_closes_the_connection() {
     let p = pods();
     let proxy = started(&p, true, TestProxy::quiet_args()).await;
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    let dead = testbed::ports::dead_addr();
     let yaml = manifests(&p).replace(
         &service_yaml("vault", p.vault.addr),
         &service_yaml("vault", dead),

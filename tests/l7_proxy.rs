@@ -39,11 +39,7 @@ fn with(u: Arc<Upstream>, f: impl FnOnce(&mut Upstream)) -> Arc<Upstream> {
     Arc::new(u)
 }
 
-/// A port on loopback nobody listens on.
-fn dead_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
+use testbed::ports::dead_addr;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_by_host_and_path_with_default_backend_and_404() {

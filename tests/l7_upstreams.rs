@@ -28,11 +28,7 @@ fn backend(addr: &str, name: &str) -> HttpBackend {
     HttpBackend::start(addr.parse().unwrap(), name).unwrap()
 }
 
-/// A port on loopback nobody listens on.
-fn dead_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
+use testbed::ports::dead_addr;
 
 /// What a pod that is not an echo backend does with each request head it reads.
 #[derive(Clone, Copy)]

@@ -11,6 +11,7 @@
 //! - [`http_backend`]: an HTTP/1.1 + h2c echo backend (JSON, WebSocket, trailers) for L7 tests.
 //! - [`xdp_run`]: BPF_PROG_TEST_RUN on crafted frames: action, output bytes, in-kernel time.
 //! - [`pins`]: a private BPF pin directory per test, cleaned up on drop.
+//! - [`ports`]: loopback ports to bind later or to find closed, outside the ephemeral range.
 //! - [`process`]: child processes killed on drop (daemons under test).
 
 pub mod apiserver;
@@ -19,6 +20,7 @@ pub mod echo;
 pub mod http_backend;
 pub mod netns;
 pub mod pins;
+pub mod ports;
 pub mod process;
 pub mod redis;
 pub mod topology;

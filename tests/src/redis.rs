@@ -37,7 +37,7 @@ impl RedisServer {
     /// one of this process's choosing) and waits until it answers PING.
     pub fn start(ns: Option<&Netns>, port: u16) -> anyhow::Result<RedisServer> {
         let port = match port {
-            0 => free_port(ns)?,
+            0 => crate::ports::reserve(1),
             p => p,
         };
         let r = RedisServer {
@@ -64,8 +64,8 @@ impl RedisServer {
         std::fs::write(&cert, cert_pem)?;
         std::fs::write(&key, key_pem)?;
         let r = RedisServer {
-            addr: SocketAddr::from(([127, 0, 0, 1], free_port(ns)?)),
-            tls_addr: Some(SocketAddr::from(([127, 0, 0, 1], free_port(ns)?))),
+            addr: SocketAddr::from(([127, 0, 0, 1], crate::ports::reserve(1))),
+            tls_addr: Some(SocketAddr::from(([127, 0, 0, 1], crate::ports::reserve(1)))),
             tls_files: Some((cert, key)),
             ns: ns.cloned(),
             dir,
@@ -162,17 +162,4 @@ impl RedisServer {
             None => ping(),
         }
     }
-}
-
-/// A port free on loopback in `ns` now.
-fn free_port(ns: Option<&Netns>) -> anyhow::Result<u16> {
-    let bind = || -> std::io::Result<u16> {
-        Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port())
-    };
-    Ok(match ns {
-        Some(ns) => ns.enter(bind)?,
-        None => bind()?,
-    })
 }

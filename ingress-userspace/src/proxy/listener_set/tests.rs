@@ -1,7 +1,12 @@
 //! The listener set through a real proxy on loopback: Gateway ports open and close as
 //! snapshots say, and a port that cannot be bound is reported and taken once it frees up.
 
-use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::atomic::{AtomicU16, Ordering::Relaxed},
+    time::Duration,
+};
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -44,10 +49,17 @@ fn with_ports(version: u64, ports: &[(u16, ListenerProtocol)]) -> std::sync::Arc
     })
 }
 
-/// A port nothing listens on now (the kernel's pick for port 0, released).
+/// A port nothing listens on now, below the kernel's ephemeral range (32768 up), so no
+/// test's outgoing connection takes it before the proxy binds it, and never handed out
+/// twice by this process (the proxy binds with SO_REUSEPORT, so two tests' proxies on one
+/// port would split each other's connections).
 fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(0, (std::process::id() % 8000) as u16, Relaxed, Relaxed);
+    (0..8000)
+        .map(|_| 20_000 + NEXT.fetch_add(1, Relaxed) % 8000)
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .expect("a free port in 20000..28000")
 }
 
 /// The status line of a GET on `addr`, or the connection error.
