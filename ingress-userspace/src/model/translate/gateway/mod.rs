@@ -120,24 +120,40 @@ pub fn translate(
     diags: &mut Diagnostics,
 ) -> Output {
     let mut out = Output::default();
-    // GatewayClasses of our controller: Accepted.
+    // GatewayClasses of our controller: Accepted, unless they name parameters. No parameters
+    // kind is ours to read, so the spec's "If the referent cannot be found, refers to an
+    // unsupported kind ... the GatewayClass SHOULD be rejected with the Accepted condition
+    // set to False and an InvalidParameters reason" applies (GatewayClassSpec.parametersRef),
+    // and its Gateways are not ours to serve.
     let mut classes = HashSet::new();
     for (key, gc) in &objects.gateway_classes {
         if gc.spec.controller_name != cx.controller_name {
             continue;
         }
-        classes.insert(key.name.clone());
         let generation = gc.metadata.generation.unwrap_or(0);
-        out.status.classes.insert(
-            ObjectRef::new(ObjectKind::GatewayClass, "", key.name.clone()),
-            vec![StatusCondition::new(
+        let oref = ObjectRef::new(ObjectKind::GatewayClass, "", key.name.clone());
+        let accepted = match &gc.spec.parameters_ref {
+            None => StatusCondition::new(
                 "Accepted",
                 true,
                 "Accepted",
                 "handled by xdp-ingress",
                 generation,
-            )],
-        );
+            ),
+            Some(p) => {
+                let msg = format!(
+                    "parametersRef names {}/{} {}, which xdp-ingress does not read; \
+                     its Gateways are not served",
+                    p.group, p.kind, p.name
+                );
+                diags.error(&oref, "InvalidParameters", msg.clone());
+                StatusCondition::new("Accepted", false, "InvalidParameters", msg, generation)
+            }
+        };
+        if accepted.status {
+            classes.insert(key.name.clone());
+        }
+        out.status.classes.insert(oref, vec![accepted]);
     }
     // Our Gateways and their listeners; then their ports, for every protocol in one pass
     // (the oldest Gateway's listener keeps a port another wants).

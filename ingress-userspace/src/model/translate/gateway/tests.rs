@@ -1028,6 +1028,69 @@ spec:
     assert!(s.l7.hosts.contains_key("plain.example"));
 }
 
+/// GatewayClassSpec.parametersRef: "If the referent cannot be found, refers to an unsupported
+/// kind, or when the data within that resource is malformed, the GatewayClass SHOULD be
+/// rejected with the Accepted status condition set to False and an InvalidParameters
+/// reason." No parameters kind is ours, so a class of our controller naming one is rejected,
+/// with an Event, and a Gateway of that class is not served (nor given status); our other
+/// class is untouched.
+#[test]
+fn a_gateway_class_with_parameters_we_cannot_read_is_rejected() {
+    let s = snapshot(&format!(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: tuned, generation: 2}}
+spec:
+  controllerName: xdp-ingress.dev/controller
+  parametersRef: {{group: example.com, kind: Tuning, name: fast}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: on-tuned, namespace: app}}
+spec:
+  gatewayClassName: tuned
+  listeners: [{{name: http, port: 80, protocol: HTTP}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: plain, namespace: app}}
+spec:
+  gatewayClassName: xdp
+  listeners: [{{name: http, port: 80, protocol: HTTP}}]
+{}{}"#,
+        route(
+            "on-tuned",
+            "app",
+            "{name: on-tuned}",
+            "  hostnames: [tuned.example]\n  rules: [{backendRefs: [{name: web, port: 8080}]}]\n"
+        ),
+        route(
+            "on-plain",
+            "app",
+            "{name: plain}",
+            "  hostnames: [plain.example]\n  rules: [{backendRefs: [{name: web, port: 8080}]}]\n"
+        ),
+    ));
+    let tuned = ObjectRef::new(ObjectKind::GatewayClass, "", "tuned");
+    let conditions = &s.gateway_status.classes[&tuned];
+    assert_eq!(cond(conditions, "Accepted"), (false, "InvalidParameters"));
+    assert_eq!(conditions[0].observed_generation, 2);
+    assert!(
+        (s.diagnostics.iter()).any(|d| d.object == tuned && d.reason == "InvalidParameters"),
+        "{:?}",
+        s.diagnostics
+    );
+    let xdp = ObjectRef::new(ObjectKind::GatewayClass, "", "xdp");
+    assert_eq!(
+        cond(&s.gateway_status.classes[&xdp], "Accepted"),
+        (true, "Accepted")
+    );
+    assert!(!(s.gateway_status.gateways.keys()).any(|g| g.name == "on-tuned"));
+    assert!(!s.l7.hosts.contains_key("tuned.example"));
+    assert!(s.l7.hosts.contains_key("plain.example"));
+}
+
 /// Listener problems become Events on their Gateway (the diagnostics the Event writer and
 /// `explain` read), each naming its listener: not accepted (`UnsupportedProtocol`),
 /// `HostnameConflict`, `InvalidCertificateRef`; a Gateway none of whose listeners is accepted
