@@ -745,7 +745,7 @@ async fn secret_namespaces_watch_only_the_listed_namespaces() {
         namespace: None,
         secret_namespaces: Some(listed),
         configmap: None,
-        route_versions: Default::default(),
+        served_versions: Default::default(),
     };
     let _tasks = kube_source::spawn_scoped(kube_client(&api).await, &scope, ctl.events.clone());
     let mut rx = ctl.snapshots.clone();
@@ -1019,7 +1019,7 @@ async fn custom_headers_configmaps_are_watched_where_secrets_are() {
         namespace: None,
         secret_namespaces: Some(listed),
         configmap: Some(cm_key),
-        route_versions: Default::default(),
+        served_versions: Default::default(),
     };
     let _tasks = kube_source::spawn_scoped(kube_client(&api).await, &scope, ctl.events.clone());
     let mut rx = ctl.snapshots.clone();
@@ -1709,7 +1709,7 @@ async fn tcproute_served_only_at(version: &str) {
         ctl.snapshots.clone(),
         unbound,
         candidate.is_leader.clone(),
-        scope.route_versions.clone(),
+        scope.served_versions.clone(),
     );
     eventually("TCPRoute accepted", || {
         api.get("tcproutes", "default", "pg").is_some_and(|o| {
@@ -1755,6 +1755,106 @@ async fn tcproute_served_only_at_v1_is_routed_and_gets_status() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcproute_served_only_at_v1alpha2_is_routed_and_gets_status() {
     tcproute_served_only_at("gateway.networking.k8s.io/v1alpha2").await;
+}
+
+/// A cluster with Gateway API v1.4's CRDs: ReferenceGrant served only at `v1beta1` and TLSRoute
+/// only at `v1alpha2` (`v1` of both came with v1.5). Both are watched where served: the grant
+/// lets a TLSRoute reach a Service in another namespace, the route's status is written at
+/// `v1alpha2`, and the Event about a broken route names it at that version (a reference at
+/// a version the cluster does not serve would not resolve).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kinds_served_only_at_older_versions_are_read_and_named_there() {
+    let api = ApiServer::start().await.unwrap();
+    api.set_served_versions("referencegrants", &["gateway.networking.k8s.io/v1beta1"]);
+    api.set_served_versions("tlsroutes", &["gateway.networking.k8s.io/v1alpha2"]);
+    api.put(
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+        "metadata": {"name": "xdp"}, "spec": {"controllerName": "xdp-ingress.dev/controller"}}),
+    );
+    api.put(
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "gw", "namespace": "default", "generation": 1},
+        "spec": {"gatewayClassName": "xdp", "listeners": [
+            {"name": "tls", "port": 443, "protocol": "TLS", "tls": {"mode": "Passthrough"},
+             "allowedRoutes": {"kinds": [{"kind": "TLSRoute"}]}}]}}),
+    );
+    api.put(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "vault", "namespace": "secrets"},
+        "spec": {"ports": [{"port": 8443}]}}));
+    api.put(json!({"apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "ReferenceGrant",
+        "metadata": {"name": "from-default", "namespace": "secrets"},
+        "spec": {"from": [{"group": "gateway.networking.k8s.io", "kind": "TLSRoute", "namespace": "default"}],
+            "to": [{"group": "", "kind": "Service"}]}}));
+    let route = |name: &str, host: &str, service: &str| {
+        json!({"apiVersion": "gateway.networking.k8s.io/v1alpha2", "kind": "TLSRoute",
+            "metadata": {"name": name, "namespace": "default", "generation": 2},
+            "spec": {"parentRefs": [{"name": "gw"}], "hostnames": [host],
+                "rules": [{"backendRefs": [{"name": service, "namespace": "secrets", "port": 8443}]}]}})
+    };
+    api.put(route("vault", "vault.example", "vault"));
+    api.put(route("broken", "broken.example", "gone"));
+
+    let ctl = controller::spawn(
+        Translator::new(TranslateConfig::default()),
+        vec![],
+        LoopConfig::default(),
+    );
+    let client = kube_client(&api).await;
+    let scope = kube_source::WatchScope::default();
+    let _tasks = kube_source::spawn_scoped(client.clone(), &scope, ctl.events.clone());
+    let mut rx = ctl.snapshots.clone();
+    converge(&mut rx, "the TLSRoute served", |s| {
+        s.l7.gateway_sni.contains_key("vault.example")
+    })
+    .await;
+    let candidate = status::leader::spawn(client.clone(), quick_lease("node-a"));
+    let reporter = status::events::Reporter {
+        controller: "xdp-ingress.dev/controller".into(),
+        instance: "node-a".into(),
+    };
+    let (_unbound_tx, unbound) = watch::channel(Default::default());
+    let _writer = status::spawn_with_listeners(
+        client,
+        reporter,
+        None,
+        ctl.snapshots.clone(),
+        unbound,
+        candidate.is_leader.clone(),
+        scope.served_versions.clone(),
+    );
+    let parent = |name: &str| {
+        api.get("tlsroutes", "default", name).and_then(|o| {
+            (o["status"]["parents"].as_array()?.iter()).find_map(|p| {
+                (p["controllerName"] == "xdp-ingress.dev/controller").then(|| p.clone())
+            })
+        })
+    };
+    // The grant was read: the cross-namespace backendRef resolves.
+    eventually("TLSRoute resolved through the v1beta1 grant", || {
+        parent("vault")
+            .is_some_and(|p| cond(&p["conditions"], "ResolvedRefs") == pair("True", "ResolvedRefs"))
+    })
+    .await;
+    eventually("broken TLSRoute's Event", || {
+        api.list("events").iter().any(|e| {
+            e["regarding"]["kind"] == "TLSRoute"
+                && e["regarding"]["name"] == "broken"
+                && e["regarding"]["apiVersion"] == "gateway.networking.k8s.io/v1alpha2"
+        })
+    })
+    .await;
+    let requests = api.requests();
+    assert!(
+        (requests.iter()).any(|r| r.starts_with("PATCH")
+            && r.contains("/v1alpha2/")
+            && r.contains("/tlsroutes/")),
+        "{requests:#?}"
+    );
+    assert!(
+        !(requests.iter()).any(|r| r.starts_with("PATCH")
+            && r.contains("/tlsroutes/")
+            && !r.contains("/v1alpha2/")),
+        "status written at another version: {requests:#?}"
+    );
 }
 
 /// `(status, reason)` of the condition of type `t` in the JSON condition list `v`.

@@ -22,7 +22,7 @@ use k8s_openapi::api::core::v1::Namespace;
 /// TCPRoute and UDPRoute, named once here (their generated names change across gateway-api
 /// releases). The crate (0.22, Gateway API v1.5) has them at `v1alpha2` only; Gateway API v1.6
 /// promoted them to `v1` with the same schema, so these types hold either version (the API
-/// source watches the one served, [`crate::source::route_versions`]).
+/// source watches the one served, [`crate::source::served_versions`]).
 pub type TcpRoute = gateway_api::apis::experimental::tcproutes::TcpRoute;
 pub type UdpRoute = gateway_api::apis::experimental::udproutes::UdpRoute;
 /// TLSRoute v1 (standard channel since Gateway API v1.5).

@@ -315,7 +315,7 @@ pub async fn start_sources(
             namespace: args.namespace.clone(),
             secret_namespaces: args.secret_namespaces(),
             configmap: args.configmap.clone(),
-            route_versions: Default::default(),
+            served_versions: Default::default(),
         };
         sources.tasks.extend(kube_source::spawn_scoped(
             client.clone(),
@@ -342,7 +342,7 @@ pub async fn start_sources(
                 control.snapshots.clone(),
                 unbound,
                 candidate.is_leader,
-                scope.route_versions.clone(),
+                scope.served_versions.clone(),
             );
             sources.tasks.extend([writer, candidate.task]);
         }

@@ -17,9 +17,14 @@ use std::{collections::BTreeMap, fmt::Debug, path::Path, time::Duration};
 
 use futures::StreamExt;
 use gateway_api::apis::standard::{
-    backendtlspolicies::BackendTlsPolicy, gatewayclasses::GatewayClass, gateways::Gateway,
-    grpcroutes::GrpcRoute, httproutes::HttpRoute, listenersets::ListenerSet,
-    referencegrants::ReferenceGrant,
+    backendtlspolicies::BackendTlsPolicy,
+    gatewayclasses::GatewayClass,
+    gateways::Gateway,
+    grpcroutes::GrpcRoute,
+    httproutes::HttpRoute,
+    listenersets::ListenerSet,
+    referencegrants::{ReferenceGrant, ReferenceGrantSpec},
+    tlsroutes::{TlsRouteSpec, TlsRouteStatus},
 };
 use k8s_openapi::api::{
     core::v1::{ConfigMap, Namespace, Node, Secret, Service},
@@ -29,6 +34,7 @@ use k8s_openapi::api::{
 use kube::{
     Api, Client, Resource,
     api::ListParams,
+    core::NotUsed,
     runtime::{
         WatchStreamExt,
         utils::Backoff,
@@ -40,7 +46,7 @@ use tracing::{debug, info, warn};
 
 use super::{
     EventSender, SourceEvent,
-    route_versions::{self, RouteVersions},
+    served_versions::{self, ServedVersions},
 };
 use crate::{
     model::ObjectKind,
@@ -50,8 +56,8 @@ use gateway_api::apis::experimental::{
     tcproutes::{TcpRouteSpec, TcpRouteStatus},
     udproutes::{UdpRouteSpec, UdpRouteStatus},
 };
-/// A TCPRoute or UDPRoute at whichever version the cluster serves (the crate's types carry
-/// `v1alpha2`; the schema is the same at `v1`).
+/// A Gateway API object of a kind [`served_versions::candidates`] lists, at whichever version
+/// the cluster serves (the schema of what translation reads is the same at each).
 type VersionedObject<S, U> = kube::core::Object<S, U>;
 
 #[derive(Debug, thiserror::Error)]
@@ -124,7 +130,7 @@ pub struct WatchScope {
     pub configmap: Option<Key>,
     /// Where the source records the version TCPRoute and UDPRoute are watched at (for the
     /// status writer, which writes through the same version).
-    pub route_versions: RouteVersions,
+    pub served_versions: ServedVersions,
 }
 
 /// Starts one watcher task per kind. `namespace` limits namespaced kinds.
@@ -137,7 +143,7 @@ pub fn spawn(
         namespace: namespace.map(str::to_string),
         secret_namespaces: None,
         configmap: None,
-        route_versions: RouteVersions::default(),
+        served_versions: ServedVersions::default(),
     };
     spawn_scoped(client, &scope, events)
 }
@@ -274,17 +280,27 @@ pub fn spawn_scoped(
             |o| Object::GRPCRoute(trim_status(o).into()),
             events.clone(),
         )),
-        tokio::spawn(watch_optional_kind(
-            api::<ReferenceGrant>(&client, namespace),
+        tokio::spawn(watch_served_version(
+            client.clone(),
+            namespace.map(str::to_string),
             ObjectKind::ReferenceGrant,
-            |o| Object::ReferenceGrant(o.into()),
+            scope.served_versions.clone(),
+            |o: VersionedObject<ReferenceGrantSpec, NotUsed>| {
+                Object::ReferenceGrant(
+                    ReferenceGrant {
+                        metadata: o.metadata,
+                        spec: o.spec,
+                    }
+                    .into(),
+                )
+            },
             events.clone(),
         )),
-        tokio::spawn(watch_l4_route(
+        tokio::spawn(watch_served_version(
             client.clone(),
             namespace.map(str::to_string),
             ObjectKind::TCPRoute,
-            scope.route_versions.clone(),
+            scope.served_versions.clone(),
             |o: VersionedObject<TcpRouteSpec, TcpRouteStatus>| {
                 Object::TCPRoute(
                     TcpRoute {
@@ -297,11 +313,11 @@ pub fn spawn_scoped(
             },
             events.clone(),
         )),
-        tokio::spawn(watch_l4_route(
+        tokio::spawn(watch_served_version(
             client.clone(),
             namespace.map(str::to_string),
             ObjectKind::UDPRoute,
-            scope.route_versions.clone(),
+            scope.served_versions.clone(),
             |o: VersionedObject<UdpRouteSpec, UdpRouteStatus>| {
                 Object::UDPRoute(
                     UdpRoute {
@@ -314,10 +330,21 @@ pub fn spawn_scoped(
             },
             events.clone(),
         )),
-        tokio::spawn(watch_optional_kind(
-            api::<TlsRoute>(&client, namespace),
+        tokio::spawn(watch_served_version(
+            client.clone(),
+            namespace.map(str::to_string),
             ObjectKind::TLSRoute,
-            |o| Object::TLSRoute(trim_status(o).into()),
+            scope.served_versions.clone(),
+            |o: VersionedObject<TlsRouteSpec, TlsRouteStatus>| {
+                Object::TLSRoute(
+                    TlsRoute {
+                        metadata: o.metadata,
+                        spec: o.spec,
+                        status: None,
+                    }
+                    .into(),
+                )
+            },
             events.clone(),
         )),
         tokio::spawn(watch_optional_kind(
@@ -495,14 +522,16 @@ async fn watch_optional_kind<K>(
     watch_kind(vec![(api, watcher::Config::default())], kind, wrap, events).await
 }
 
-/// TCPRoute or UDPRoute: watched at `v1` where the CRD serves it (Gateway API v1.6 on), else at
-/// the deprecated `v1alpha2` (one log line), else absent as in [`watch_optional_kind`]. The
-/// version watched goes to `versions`, for the status writer.
-async fn watch_l4_route<S, U>(
+/// A kind served at several versions ([`served_versions::candidates`]: TCPRoute, UDPRoute,
+/// TLSRoute, ReferenceGrant): watched at the newest the cluster serves (one log line when that
+/// is an older one, from CRDs of an earlier Gateway API release), else absent as in
+/// [`watch_optional_kind`]. The version watched goes to `versions`, for the writers of status
+/// and Events.
+async fn watch_served_version<S, U>(
     client: Client,
     namespace: Option<String>,
     kind: ObjectKind,
-    versions: RouteVersions,
+    versions: ServedVersions,
     wrap: fn(VersionedObject<S, U>) -> Object,
     events: EventSender,
 ) where
@@ -511,10 +540,9 @@ async fn watch_l4_route<S, U>(
     VersionedObject<S, U>: DeserializeOwned,
 {
     let apis: Vec<(Api<VersionedObject<S, U>>, &'static str)> =
-        [route_versions::PREFERRED, route_versions::DEPRECATED]
-            .into_iter()
+        (served_versions::candidates(kind).iter().copied())
             .filter_map(|version| {
-                let ar = route_versions::api_resource(kind, version)?;
+                let ar = served_versions::api_resource(kind, version)?;
                 let api = match &namespace {
                     Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
                     None => Api::all_with(client.clone(), &ar),
@@ -525,11 +553,11 @@ async fn watch_l4_route<S, U>(
     let Some((api, version)) = first_served(apis, kind, &events).await else {
         return;
     };
-    if version != route_versions::PREFERRED {
+    if Some(&version) != served_versions::candidates(kind).first() {
         info!(
             ?kind,
             version,
-            "served only at a version deprecated since Gateway API v1.6 (CRDs before v1.6); \
+            "served only at an older version (CRDs of an earlier Gateway API release); \
              watching it"
         );
     }

@@ -5,7 +5,7 @@
 pub mod args;
 pub mod files;
 pub mod kube;
-pub mod route_versions;
+pub mod served_versions;
 
 use std::time::Instant;
 

@@ -11,7 +11,10 @@ use k8s_openapi::{
 use kube::{Api, api::PostParams};
 use tracing::warn;
 
-use crate::model::{Diagnostic, ObjectKind, Severity, Snapshot};
+use crate::{
+    model::{Diagnostic, ObjectKind, Severity, Snapshot},
+    source::served_versions::ServedVersions,
+};
 
 /// Who reports: the controller name and this replica.
 #[derive(Clone, Debug)]
@@ -53,7 +56,18 @@ impl TokenBucket {
     }
 }
 
-fn api_kind(kind: ObjectKind) -> Option<(&'static str, &'static str)> {
+/// `(kind, apiVersion)` an Event's `regarding` names an object of `kind` by: a kind served at
+/// several versions at the one `versions` says is watched (an object reference at a version
+/// the cluster does not serve would not resolve), the others at the one we read.
+fn api_kind(kind: ObjectKind, versions: &ServedVersions) -> Option<(&'static str, String)> {
+    let (name, version) = fixed_api_kind(kind)?;
+    Some((
+        name,
+        versions.api_version(kind).unwrap_or_else(|| version.into()),
+    ))
+}
+
+fn fixed_api_kind(kind: ObjectKind) -> Option<(&'static str, &'static str)> {
     Some(match kind {
         ObjectKind::Ingress => ("Ingress", "networking.k8s.io/v1"),
         ObjectKind::IngressClass => ("IngressClass", "networking.k8s.io/v1"),
@@ -67,7 +81,7 @@ fn api_kind(kind: ObjectKind) -> Option<(&'static str, &'static str)> {
         ObjectKind::Gateway => ("Gateway", "gateway.networking.k8s.io/v1"),
         ObjectKind::HTTPRoute => ("HTTPRoute", "gateway.networking.k8s.io/v1"),
         ObjectKind::GRPCRoute => ("GRPCRoute", "gateway.networking.k8s.io/v1"),
-        ObjectKind::ReferenceGrant => ("ReferenceGrant", "gateway.networking.k8s.io/v1beta1"),
+        ObjectKind::ReferenceGrant => ("ReferenceGrant", "gateway.networking.k8s.io/v1"),
         ObjectKind::TCPRoute => ("TCPRoute", crate::store::L4_ROUTE_API_VERSION),
         ObjectKind::UDPRoute => ("UDPRoute", crate::store::L4_ROUTE_API_VERSION),
         ObjectKind::TLSRoute => ("TLSRoute", crate::store::TLS_ROUTE_API_VERSION),
@@ -80,15 +94,18 @@ fn api_kind(kind: ObjectKind) -> Option<(&'static str, &'static str)> {
 pub struct EventWriter {
     client: kube::Client,
     reporter: Reporter,
+    versions: ServedVersions,
     emitted: BTreeSet<Diagnostic>,
     bucket: TokenBucket,
 }
 
 impl EventWriter {
-    pub fn new(client: kube::Client, reporter: Reporter) -> EventWriter {
+    /// `versions`: the versions the API source watches, which Events name objects at.
+    pub fn new(client: kube::Client, reporter: Reporter, versions: ServedVersions) -> EventWriter {
         EventWriter {
             client,
             reporter,
+            versions,
             emitted: BTreeSet::new(),
             // About what client-go's event broadcaster allows per object source.
             bucket: TokenBucket::new(1.0 / 3.0, 25.0),
@@ -103,7 +120,7 @@ impl EventWriter {
         let current: BTreeSet<&Diagnostic> = snapshot
             .diagnostics
             .iter()
-            .filter(|d| api_kind(d.object.kind).is_some())
+            .filter(|d| fixed_api_kind(d.object.kind).is_some())
             .collect();
         self.emitted.retain(|d| current.contains(d));
         for d in current {
@@ -120,7 +137,7 @@ impl EventWriter {
     }
 
     async fn emit(&self, d: &Diagnostic) -> bool {
-        let Some((kind, api_version)) = api_kind(d.object.kind) else {
+        let Some((kind, api_version)) = api_kind(d.object.kind, &self.versions) else {
             return true;
         };
         let ns = if d.object.namespace.is_empty() {
@@ -136,7 +153,7 @@ impl EventWriter {
             },
             regarding: Some(ObjectReference {
                 kind: Some(kind.into()),
-                api_version: Some(api_version.into()),
+                api_version: Some(api_version),
                 namespace: (!d.object.namespace.is_empty()).then(|| d.object.namespace.clone()),
                 name: Some(d.object.name.clone()),
                 ..Default::default()

@@ -34,7 +34,7 @@ use crate::model::{
     GatewayApiStatus, GatewayStatusOut, ListenerSetStatusOut, ListenerStatus, ObjectKind,
     ObjectRef, RouteParentStatus, StatusCondition,
 };
-use crate::source::route_versions::RouteVersions;
+use crate::source::served_versions::ServedVersions;
 
 pub struct GatewayStatusWriter {
     client: kube::Client,
@@ -48,7 +48,7 @@ pub struct GatewayStatusWriter {
     namespace: Option<String>,
     /// The version the API source watches TCPRoute and UDPRoute at: their status is written
     /// through it.
-    route_versions: RouteVersions,
+    served_versions: ServedVersions,
 }
 
 /// `conditions` as the API wants them, stamped `now` (RFC 3339).
@@ -161,25 +161,25 @@ impl GatewayStatusWriter {
             written: BTreeMap::new(),
             swept: false,
             namespace,
-            route_versions: RouteVersions::default(),
+            served_versions: ServedVersions::default(),
         }
     }
 
     /// Writes TCPRoute and UDPRoute status through the version `versions` says the source
     /// watches (default: `v1`).
-    pub fn with_route_versions(mut self, versions: RouteVersions) -> GatewayStatusWriter {
-        self.route_versions = versions;
+    pub fn with_served_versions(mut self, versions: ServedVersions) -> GatewayStatusWriter {
+        self.served_versions = versions;
         self
     }
 
-    /// The API resource of a Gateway API kind whose status this writer touches: TCPRoute and
-    /// UDPRoute at the version the API source watches them at, the others at the crate's.
+    /// The API resource of a Gateway API kind whose status this writer touches: a kind served
+    /// at several versions (TCPRoute, UDPRoute, TLSRoute) at the one the API source watches,
+    /// the others at the crate's.
     fn resource(&self, kind: ObjectKind) -> ApiResource {
-        if let Some(l4_route) = self.route_versions.api_resource(kind) {
-            return l4_route;
+        if let Some(served) = self.served_versions.api_resource(kind) {
+            return served;
         }
         match kind {
-            ObjectKind::TLSRoute => ApiResource::erase::<crate::store::TlsRoute>(&()),
             ObjectKind::GRPCRoute => ApiResource::erase::<GrpcRoute>(&()),
             ObjectKind::BackendTLSPolicy => ApiResource::erase::<BackendTlsPolicy>(&()),
             ObjectKind::Gateway => ApiResource::erase::<Gateway>(&()),

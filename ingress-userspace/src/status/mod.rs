@@ -12,7 +12,7 @@ use std::{sync::Arc, time::Duration};
 use tokio::sync::watch;
 use tracing::debug;
 
-use crate::{model::Snapshot, source::route_versions::RouteVersions};
+use crate::{model::Snapshot, source::served_versions::ServedVersions};
 
 /// Runs the status and event writers: on every snapshot, every change of the proxy's unbound
 /// Gateway ports, on becoming leader, and once a second
@@ -31,16 +31,17 @@ pub fn spawn(
         snapshots,
         unbound,
         leader,
-        RouteVersions::default(),
+        ServedVersions::default(),
     )
 }
 
 /// [`spawn`], with the proxy's Gateway ports that could not be bound (port -> error,
 /// [`crate::proxy::ProxyHandle::unbound_listeners`]) written into their listeners' status,
 /// the namespace the sources are limited to (`--namespace`; `None`: all), which the
-/// Gateway status writer does not look beyond, and TCPRoute/UDPRoute status written through
-/// the version the API source watches (`route_versions`, the source's
-/// [`crate::source::kube::WatchScope::route_versions`]).
+/// Gateway status writer does not look beyond, and the status and Events of kinds served at
+/// several versions (TCPRoute, UDPRoute, TLSRoute, ReferenceGrant) written through the version
+/// the API source watches (`served_versions`, the source's
+/// [`crate::source::kube::WatchScope::served_versions`]).
 pub fn spawn_with_listeners(
     client: kube::Client,
     reporter: events::Reporter,
@@ -48,7 +49,7 @@ pub fn spawn_with_listeners(
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
     mut unbound: watch::Receiver<crate::proxy::listener_set::Unbound>,
     mut leader: watch::Receiver<bool>,
-    route_versions: RouteVersions,
+    served_versions: ServedVersions,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut proxy_live = true;
@@ -58,8 +59,8 @@ pub fn spawn_with_listeners(
             reporter.controller.clone(),
             namespace,
         )
-        .with_route_versions(route_versions);
-        let mut events = events::EventWriter::new(client, reporter);
+        .with_served_versions(served_versions.clone());
+        let mut events = events::EventWriter::new(client, reporter, served_versions);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut was_leader = false;
         loop {
