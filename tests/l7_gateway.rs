@@ -2440,6 +2440,12 @@ spec:
             && !seen.contains_key(G3),
         "{seen:?}"
     );
+
+    // Gateways on the proxy's own port without a route: a call no host takes is still the
+    // Gateways' to reject (v1.6: gRPC gets UNIMPLEMENTED), in the gRPC form.
+    bed.apply(vec![]);
+    let g = call("no-route.example", "Echo", vec![]).await;
+    assert_eq!((g.code, g.trailers_only), (UNIMPLEMENTED, true));
 }
 
 /// GRPCRoute on an HTTPS listener: the client negotiates `h2` by ALPN (the spec's

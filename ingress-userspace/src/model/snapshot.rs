@@ -13,7 +13,7 @@
 use crate::model::nginx_var::NginxString;
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     net::{IpAddr, SocketAddr},
     sync::Arc,
     time::Duration,
@@ -220,6 +220,10 @@ pub struct L7Config {
     /// check: a request whose `Host` another listener of the port serves than the one its
     /// TLS handshake's SNI selected is misdirected. Empty without HTTPS Gateway listeners.
     pub gateway_https_hosts: BTreeMap<u16, Vec<String>>,
+    /// The proxy's own ports (HTTP, HTTPS) that a served Gateway HTTP or HTTPS listener
+    /// shares, routes or not: a miss there that no host takes is the Gateway's to answer
+    /// ([`crate::proxy::grpc_reject`]).
+    pub gateway_shared_ports: BTreeSet<u16>,
 }
 
 impl L7Config {

@@ -240,6 +240,7 @@ impl<U: Clone> RouteTable<U> {
             .gateway_listeners
             .keys()
             .chain(l7.gateway_https_hosts.keys())
+            .chain(&l7.gateway_shared_ports)
             .copied()
             .chain(
                 vhosts

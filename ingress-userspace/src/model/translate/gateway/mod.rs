@@ -42,7 +42,7 @@ mod test_support;
 mod tests;
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     sync::Arc,
 };
 
@@ -90,6 +90,8 @@ pub struct Output {
     pub certificates: BTreeMap<String, Arc<TlsCertificate>>,
     /// Ports served listeners claimed besides the proxy's own, with their protocol.
     pub listener_ports: BTreeMap<u16, ListenerProtocol>,
+    /// The proxy's own ports (HTTP, HTTPS) a served HTTP or HTTPS listener shares.
+    pub shared_ports: BTreeSet<u16>,
     /// Hostnames of served HTTPS listeners by port (`""`: a listener without one), sorted.
     pub https_hosts: BTreeMap<u16, Vec<String>>,
     pub status: GatewayApiStatus,
@@ -268,6 +270,8 @@ pub fn translate(
             };
             if p != cx.ports.http && p != cx.ports.https {
                 out.listener_ports.insert(p, protocol);
+            } else {
+                out.shared_ports.insert(p);
             }
             if l.https {
                 let host = l.hostname.unwrap_or_default().to_ascii_lowercase();
@@ -888,6 +892,7 @@ pub fn merge(l7: &mut L7Config, out: &mut Output) {
     }
     l7.gateway_listeners = std::mem::take(&mut out.listener_ports);
     l7.gateway_https_hosts = std::mem::take(&mut out.https_hosts);
+    l7.gateway_shared_ports = std::mem::take(&mut out.shared_ports);
     for (host, cert) in std::mem::take(&mut out.certificates) {
         if host.is_empty() {
             l7.default_certificate.get_or_insert(cert);
