@@ -464,7 +464,7 @@ spec:
         gateway(
             "gw",
             T0,
-            "  - {name: pass, port: 443, protocol: TLS, hostname: \"*.pass.example\", tls: {mode: Passthrough}}\n  - {name: bare, port: 443, protocol: TLS, tls: {mode: Passthrough}}\n  - {name: web, port: 443, protocol: HTTPS, hostname: www.pass.example, tls: {certificateRefs: [{name: missing}]}}\n  - {name: elsewhere, port: 8443, protocol: TLS, tls: {mode: Passthrough}}\n  - {name: terminate, port: 443, protocol: TLS, hostname: t.example, tls: {mode: Terminate}}\n"
+            "  - {name: pass, port: 443, protocol: TLS, hostname: \"*.pass.example\", tls: {mode: Passthrough}}\n  - {name: bare, port: 443, protocol: TLS, tls: {mode: Passthrough}}\n  - {name: web, port: 443, protocol: HTTPS, hostname: www.pass.example, tls: {certificateRefs: [{name: missing}]}}\n  - {name: elsewhere, port: 8443, protocol: TLS, tls: {mode: Passthrough}}\n  - {name: terminate, port: 9443, protocol: TLS, hostname: t.example, tls: {mode: Terminate}}\n"
         ),
     ));
     let l = |name: &str| listener(&s, "gw", name).conditions.clone();
@@ -1044,4 +1044,70 @@ fn invalid_backend_refs_keep_their_share_refused() {
         let refused = table.iter().filter(|&&x| x == 1).count() as f64 / f64::from(size);
         assert!((refused - 0.8).abs() < 0.01, "{kind}: {refused}");
     }
+}
+
+/// Conformance TLSRouteListenerTerminateNotSupported and
+/// TLSRouteListenerMixedTerminationNotSupported (v1.6): `tls.mode: Terminate` on a `TLS`
+/// listener is not supported, so a lone one is `Accepted: False, UnsupportedValue` wherever
+/// its port; a Terminate and a Passthrough listener on one port ask for mixed termination,
+/// which is not supported either: both `Accepted: False, ProtocolConflict` (and
+/// `Conflicted`), neither served, no route attached.
+#[test]
+fn tls_terminate_and_mixed_termination_listeners_are_refused() {
+    let s = snapshot(&format!(
+        "{}{}{}",
+        gateway(
+            "lone",
+            T0,
+            "  - {name: tls-terminate, port: 8443, protocol: TLS, hostname: terminate.example, tls: {mode: Terminate, certificateRefs: [{name: missing}]}, allowedRoutes: {kinds: [{kind: TLSRoute}]}}\n",
+        ),
+        gateway(
+            "mixed",
+            T0,
+            "  - {name: tls-terminate, port: 443, protocol: TLS, hostname: terminate.example, tls: {mode: Terminate, certificateRefs: [{name: missing}]}}\n  - {name: tls-passthrough, port: 443, protocol: TLS, hostname: passthrough.example, tls: {mode: Passthrough}}\n",
+        ),
+        "---\napiVersion: gateway.networking.k8s.io/v1\nkind: TLSRoute\nmetadata: {name: pass, namespace: app}\nspec:\n  parentRefs: [{name: mixed, sectionName: tls-passthrough}]\n  hostnames: [passthrough.example]\n  rules: [{backendRefs: [{name: db, port: 5432}]}]\n",
+    ));
+    let l = listener(&s, "lone", "tls-terminate");
+    assert_eq!(cond(&l.conditions, "Accepted"), (false, "UnsupportedValue"));
+    assert_eq!(l.attached_routes, 0);
+    for name in ["tls-terminate", "tls-passthrough"] {
+        let l = listener(&s, "mixed", name);
+        assert_eq!(
+            cond(&l.conditions, "Accepted"),
+            (false, "ProtocolConflict"),
+            "{name}"
+        );
+        assert_eq!(
+            cond(&l.conditions, "Conflicted"),
+            (true, "ProtocolConflict"),
+            "{name}"
+        );
+        assert!(!cond(&l.conditions, "Programmed").0, "{name}");
+        assert_eq!(l.attached_routes, 0, "{name}");
+    }
+    assert!(!s.l7.gateway_sni.contains_key("passthrough.example"));
+    assert!(!cond(&parent(&s, ObjectKind::TLSRoute, "pass"), "Accepted").0);
+}
+
+/// Conformance TLSRouteListenerPassthroughSupportedKinds (v1.6): a Passthrough listener whose
+/// `allowedRoutes.kinds` names TCPRoute and TLSRoute supports TLSRoute only, says
+/// `ResolvedRefs: False, InvalidRouteKinds`, and has no route attached.
+#[test]
+fn a_passthrough_listener_supports_tlsroute_only() {
+    let s = snapshot(&gateway(
+        "gw",
+        T0,
+        "  - {name: tls-passthrough, port: 443, protocol: TLS, tls: {mode: Passthrough}, allowedRoutes: {namespaces: {from: Same}, kinds: [{kind: TCPRoute}, {kind: TLSRoute}]}}\n",
+    ));
+    let l = listener(&s, "gw", "tls-passthrough");
+    assert_eq!(
+        l.supported_kinds,
+        [("gateway.networking.k8s.io".into(), "TLSRoute".into())]
+    );
+    assert_eq!(
+        cond(&l.conditions, "ResolvedRefs"),
+        (false, "InvalidRouteKinds")
+    );
+    assert_eq!(l.attached_routes, 0);
 }

@@ -148,6 +148,8 @@ pub struct Listener<'a> {
     pub owner_namespace: &'a str,
     /// `protocol` as written.
     pub protocol: &'a str,
+    /// What [`conflict`] compares ([`conflict_protocol`]).
+    pub conflict_protocol: &'a str,
     pub hostname: Option<&'a str>,
     pub port: i32,
     pub https: bool,
@@ -220,20 +222,20 @@ pub fn listeners<'a>(
                 ));
             }
         } else if l.protocol == "TLS" {
-            if l.port != i32::from(ports.https) {
+            // The mode first: a Terminate listener is unsupported wherever it is
+            // (conformance TLSRouteListenerTerminateNotSupported, on a port of its own).
+            if !passthrough(l) {
+                problem = Some((
+                    "UnsupportedValue".into(),
+                    "a TLS listener is served with tls.mode Passthrough only".into(),
+                ));
+            } else if l.port != i32::from(ports.https) {
                 problem = Some((
                     "PortUnavailable".into(),
                     format!(
                         "TLS passthrough listeners are served on the proxy's HTTPS port ({}) only",
                         ports.https
                     ),
-                ));
-            } else if l.tls.as_ref().and_then(|t| t.mode.as_ref())
-                != Some(&GatewayListenersTlsMode::Passthrough)
-            {
-                problem = Some((
-                    "UnsupportedValue".into(),
-                    "a TLS listener is served with tls.mode Passthrough only".into(),
                 ));
             }
         } else if l.protocol != "HTTP" && !https {
@@ -280,6 +282,14 @@ pub fn listeners<'a>(
             }
         }
         let conflicted = conflicts[i].clone();
+        // A conflicted listener is not accepted, as a ListenerSet's is not
+        // ([`super::listener_sets::conflicts`]), and the conflict is the reason even where
+        // the listener has a problem of its own: conformance ListenerSetProtocolConflict and
+        // TLSRouteListenerMixedTerminationNotSupported (whose Terminate listener is also
+        // unsupported) expect `Accepted: False` with the conflict's reason.
+        if let Some(reason) = &conflicted {
+            problem = Some((reason.clone(), conflict_message(reason).into()));
+        }
         match &problem {
             Some((reason, msg)) => conditions.push(cond("Accepted", false, reason, msg)),
             None => conditions.push(cond("Accepted", true, "Accepted", "listener accepted")),
@@ -294,12 +304,9 @@ pub fn listeners<'a>(
             )),
         }
         match &conflicted {
-            Some(reason) => conditions.push(cond(
-                "Conflicted",
-                true,
-                reason,
-                "another listener has the same port and hostname",
-            )),
+            Some(reason) => {
+                conditions.push(cond("Conflicted", true, reason, conflict_message(reason)))
+            }
             None => conditions.push(cond("Conflicted", false, "NoConflicts", "no conflicts")),
         }
         // A listener whose certificate does not resolve serves nothing: HTTPS without a
@@ -316,7 +323,7 @@ pub fn listeners<'a>(
             conditions.push(cond(
                 "Programmed",
                 false,
-                "Invalid",
+                conflicted.as_deref().unwrap_or("Invalid"),
                 "listener is not served",
             ));
         }
@@ -342,6 +349,7 @@ pub fn listeners<'a>(
             set: owner.set.clone(),
             owner_namespace: owner.namespace,
             protocol: &l.protocol,
+            conflict_protocol: conflict_protocol(l),
             hostname: l.hostname.as_deref().filter(|h| !h.is_empty()),
             port: l.port,
             https,
@@ -538,6 +546,31 @@ fn allowed_namespaces(l: &GatewayListeners) -> AllowedNamespaces {
     }
 }
 
+/// Whether a `TLS` listener passes connections through (`tls.mode: Passthrough`) rather
+/// than terminating them (`Terminate`, the default).
+fn passthrough(l: &GatewayListeners) -> bool {
+    l.tls.as_ref().and_then(|t| t.mode.as_ref()) == Some(&GatewayListenersTlsMode::Passthrough)
+}
+
+/// The protocol two listeners of one port are compared by in [`conflict`]: a `TLS` listener
+/// that terminates counts as another protocol than one that passes through, since one port
+/// cannot do both here (Gateway API's `TLSRouteModeMixed` feature, not supported).
+pub fn conflict_protocol(l: &GatewayListeners) -> &str {
+    if l.protocol == "TLS" && !passthrough(l) {
+        "TLS-Terminate"
+    } else {
+        &l.protocol
+    }
+}
+
+fn conflict_message(reason: &str) -> &'static str {
+    if reason == "ProtocolConflict" {
+        "another listener on the same port has a protocol (or TLS mode) this one cannot share it with"
+    } else {
+        "another listener has the same port and hostname"
+    }
+}
+
 /// `Conflicted` reasons per listener: two listeners on one port with different protocols
 /// (`ProtocolConflict`), or the same protocol and hostname (`HostnameConflict`).
 fn conflicts(listeners: &[GatewayListeners]) -> Vec<Option<String>> {
@@ -552,8 +585,8 @@ fn conflicts(listeners: &[GatewayListeners]) -> Vec<Option<String>> {
                 }
                 let hostname = |l: &'_ GatewayListeners| l.hostname.clone();
                 match conflict(
-                    (&a.protocol, a.port, hostname(a).as_deref()),
-                    (&b.protocol, b.port, hostname(b).as_deref()),
+                    (conflict_protocol(a), a.port, hostname(a).as_deref()),
+                    (conflict_protocol(b), b.port, hostname(b).as_deref()),
                 ) {
                     Some(r @ "ProtocolConflict") => {
                         found = Some(r.to_string());
@@ -586,7 +619,8 @@ pub fn conflict(
         return None;
     }
     // HTTPS and TLS listeners share a port, told apart by SNI (hostname).
-    let tls_pair = |x: &str, y: &str| matches!((x, y), ("HTTPS", "TLS") | ("TLS", "HTTPS"));
+    let tls = |x: &str| matches!(x, "TLS" | "TLS-Terminate");
+    let tls_pair = |x: &str, y: &str| (x == "HTTPS" && tls(y)) || (tls(x) && y == "HTTPS");
     if pa != pb && !tls_pair(pa, pb) {
         return Some("ProtocolConflict");
     }

@@ -83,7 +83,7 @@ spec:
 }
 
 /// `ListenerConditionReason`: PortUnavailable (here: a port outside --gateway-listener-ports),
-/// UnsupportedProtocol, InvalidRouteKinds, HostnameConflict / ProtocolConflict,
+/// InvalidRouteKinds, HostnameConflict / ProtocolConflict,
 /// InvalidCertificateRef and RefNotPermitted.
 #[test]
 fn listener_conditions_say_why() {
@@ -106,16 +106,21 @@ spec:
     let l = |i: usize| &gw.listeners[i].conditions;
     assert_eq!(cond(l(0), "Accepted"), (false, "PortUnavailable"));
     assert_eq!(cond(l(0), "Programmed"), (false, "Invalid"));
-    // `tcp` shares port 80 with HTTP listeners: a protocol conflict too.
-    assert_eq!(cond(l(1), "Accepted"), (false, "UnsupportedProtocol"));
+    // `tcp` shares port 80 with HTTP listeners: a protocol conflict, which is the reason
+    // it is not accepted (its protocol is unsupported too).
+    assert_eq!(cond(l(1), "Accepted"), (false, "ProtocolConflict"));
     assert_eq!(cond(l(1), "Conflicted"), (true, "ProtocolConflict"));
     assert_eq!(cond(l(2), "ResolvedRefs"), (false, "InvalidRouteKinds"));
     assert!(gw.listeners[2].supported_kinds.is_empty());
     assert_eq!(cond(l(3), "Conflicted"), (true, "HostnameConflict"));
     assert_eq!(cond(l(3), "ResolvedRefs"), (false, "InvalidCertificateRef"));
+    // Conflicted listeners are not accepted (`kinds` conflicts with `tcp`), so none is.
+    assert_eq!(cond(l(2), "Accepted"), (false, "ProtocolConflict"));
+    assert_eq!(cond(l(3), "Accepted"), (false, "HostnameConflict"));
+    assert_eq!(cond(l(3), "Programmed"), (false, "HostnameConflict"));
     assert_eq!(
         cond(&gw.conditions, "Accepted"),
-        (true, "ListenersNotValid")
+        (false, "ListenersNotValid")
     );
     assert_eq!(cond(&gw.conditions, "Programmed"), (false, "Invalid"));
 }
