@@ -58,6 +58,13 @@ pub struct ExplainArgs {
     /// The request arrives over HTTPS (no HTTP → HTTPS redirect).
     #[arg(long)]
     pub https: bool,
+    /// The address the request is sent to (the proxy's local address): on a Gateway's
+    /// address only that Gateway's routes are seen. Default: any address.
+    #[arg(long)]
+    pub address: Option<std::net::IpAddr>,
+    /// `--gateway-address-pool` as `run` has it (comma-separated CIDRs or ranges).
+    #[arg(long, value_delimiter = ',')]
+    pub gateway_address_pool: Vec<crate::model::translate::gateway::addresses::PoolRange>,
     /// IngressClass name treated as ours (as `run --ingress-class`).
     #[arg(long, default_value = DEFAULT_INGRESS_CLASS)]
     pub ingress_class: String,
@@ -165,6 +172,8 @@ pub struct Query {
     pub method: String,
     pub headers: Vec<(String, String)>,
     pub https: bool,
+    /// The local address the request arrives on (`None`: any).
+    pub address: Option<std::net::IpAddr>,
     /// The `run` flags of the global per-client limit.
     pub global_limit: GlobalLimitFlags,
 }
@@ -312,6 +321,9 @@ pub struct GatewayRouteInfo {
     pub backend_request_timeout: Option<std::time::Duration>,
     /// `status.parents` as this controller writes it.
     pub parents: Vec<crate::model::RouteParentStatus>,
+    /// The addresses of each parent Gateway (`namespace/name`), as its `status.addresses`
+    /// says: its own (`--gateway-address-pool`), else the node's.
+    pub gateway_addresses: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// The route's `limit-rate` and `limit-rate-after` in effect (annotation, else ConfigMap).
@@ -595,6 +607,24 @@ pub fn explain_l4(
     e
 }
 
+/// The `status.addresses` of the Gateways among `parents` (of a route in `route_ns`), by
+/// `namespace/name`.
+fn gateway_addresses(
+    snapshot: &Snapshot,
+    parents: &[crate::model::RouteParentStatus],
+    route_ns: &str,
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    (parents.iter())
+        .filter(|p| p.parent_ref.kind == "Gateway")
+        .filter_map(|p| {
+            let ns = (p.parent_ref.namespace.clone()).unwrap_or_else(|| route_ns.to_string());
+            let oref = ObjectRef::new(ObjectKind::Gateway, &ns, &p.parent_ref.name);
+            let gw = snapshot.gateway_status.gateways.get(&oref)?;
+            Some((format!("{ns}/{}", p.parent_ref.name), gw.addresses.clone()))
+        })
+        .collect()
+}
+
 /// The Gateway API SNI entry for `host` (lower case, port dropped), as [`crate::proxy::sni`]
 /// looks it up: exact, then the most specific `*.` wildcard.
 fn gateway_sni_of<'a>(
@@ -714,6 +744,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
         tls: q.https,
         listener_port: None,
         gateway_listener: false,
+        local_addr: q.address,
     };
     e.forwarded_path = Some(target.path_and_query.to_string());
     let host_name = |h: &CompiledHost<Arc<Upstream>>| Some(h.host.clone());
@@ -766,13 +797,19 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                 PathMatch::FullRegex(r) => (r.clone(), "RegularExpression"),
             };
             if let Some(g) = &route.policy.gateway {
+                let parents: Vec<_> = (snapshot.gateway_status.routes)
+                    .get(&route.origin.object)
+                    .cloned()
+                    .unwrap_or_default();
                 e.gateway = Some(GatewayRouteInfo {
                     rule: (**g).clone(),
                     backend_request_timeout: route.policy.timeouts.read,
-                    parents: (snapshot.gateway_status.routes)
-                        .get(&route.origin.object)
-                        .cloned()
-                        .unwrap_or_default(),
+                    gateway_addresses: gateway_addresses(
+                        snapshot,
+                        &parents,
+                        &route.origin.object.namespace,
+                    ),
+                    parents,
                 });
             }
             e.route = Some(RouteInfo {
@@ -1169,6 +1206,9 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
         configmap: args.configmap.clone(),
         serve_ingresses_with_snippets: args.serve_ingresses_with_snippets,
         enable_ssl_passthrough: args.enable_ssl_passthrough,
+        gateway_address_pool: crate::model::translate::gateway::addresses::AddressPool {
+            ranges: args.gateway_address_pool.clone(),
+        },
         ..TranslateConfig::default()
     };
     let objects = load_objects(&args.manifests)
@@ -1190,6 +1230,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
             method: args.method,
             headers: args.headers,
             https: args.https,
+            address: args.address,
             global_limit: args.global_limit,
         },
     );

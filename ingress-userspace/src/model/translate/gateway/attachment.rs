@@ -236,15 +236,23 @@ impl Via {
 }
 
 impl Attached {
-    /// [`Self::hostnames`] without the listeners of the Gateways in `dropped`.
-    pub fn hostnames_without(&self, dropped: &[Key]) -> BTreeMap<String, Via> {
-        let mut out = BTreeMap::<String, Via>::new();
+    /// [`Self::hostnames`] without the listeners of the Gateways in `dropped`, split by the
+    /// addresses (`at`, sorted) of the Gateway each listener belongs to: `None` for Gateways
+    /// served on every address no Gateway claims.
+    pub fn served<'a>(
+        &self,
+        dropped: &[Key],
+        at: impl Fn(&Key) -> Option<&'a [std::net::IpAddr]>,
+    ) -> BTreeMap<(String, Option<Vec<std::net::IpAddr>>), Via> {
+        let mut out = BTreeMap::<_, Via>::new();
         for (gw, _, via, hs) in &self.listeners {
             if dropped.contains(gw) {
                 continue;
             }
+            let addresses = at(gw).map(<[_]>::to_vec);
             for h in hs {
-                out.entry(h.clone()).or_default().add(*via);
+                let k = (h.clone(), addresses.clone());
+                out.entry(k).or_default().add(*via);
             }
         }
         out
