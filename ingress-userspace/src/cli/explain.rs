@@ -58,8 +58,8 @@ pub struct ExplainArgs {
     /// The request arrives over HTTPS (no HTTP → HTTPS redirect).
     #[arg(long)]
     pub https: bool,
-    /// The address the request is sent to (the proxy's local address): on a Gateway's
-    /// address only that Gateway's routes are seen. Default: any address.
+    /// The address the request (or, with `--port`, the connection) is sent to: on a
+    /// Gateway's address only that Gateway's routes are seen. Default: any address.
     #[arg(long)]
     pub address: Option<std::net::IpAddr>,
     /// `--gateway-address-pool` as `run` has it (comma-separated CIDRs or ranges).
@@ -550,14 +550,24 @@ fn empty(snapshot: &Snapshot) -> Explanation {
 pub fn explain_l4(
     snapshot: &Snapshot,
     protocol: crate::model::L4Protocol,
+    address: Option<std::net::IpAddr>,
     port: u16,
 ) -> Explanation {
+    use crate::model::Frontend;
     let mut e = empty(snapshot);
-    let found = snapshot.l4.iter().find(|s| {
-        s.protocol == protocol
-            && s.frontends
-                .contains(&crate::model::Frontend::NodePort(port))
-    });
+    let takes = |want: &dyn Fn(&Frontend) -> bool| {
+        (snapshot.l4.iter()).find(|s| s.protocol == protocol && s.frontends.iter().any(want))
+    };
+    // As the XDP path looks up: the address's own frontend (a Gateway's address, a
+    // LoadBalancer IP), else the node port; without `--address`, any address frontend last.
+    let on_address = |f: &Frontend| {
+        matches!(f, Frontend::Address(sa) if sa.port() == port
+            && address.is_none_or(|a| a.to_canonical() == sa.ip()))
+    };
+    let found = address
+        .and_then(|_| takes(&on_address))
+        .or_else(|| takes(&|f| *f == Frontend::NodePort(port)))
+        .or_else(|| address.is_none().then(|| takes(&on_address)).flatten());
     let Some(svc) = found else {
         e.outcome = Outcome::NotFound;
         e.reason = format!(
@@ -1215,7 +1225,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
         .with_context(|| format!("loading manifests from {}", args.manifests.display()))?;
     let snapshot = translate(&objects, &config);
     if let Some(port) = args.port {
-        let e = explain_l4(&snapshot, args.protocol.into(), port);
+        let e = explain_l4(&snapshot, args.protocol.into(), args.address, port);
         println!(
             "{}",
             serde_json::to_string_pretty(&e).context("encoding JSON")?
@@ -2175,7 +2185,7 @@ spec:
         let e = explain(&s, &https("other.pass.test"));
         assert_eq!(e.outcome, Outcome::Refused, "{e:?}");
 
-        let e = explain_l4(&s, crate::model::L4Protocol::Tcp, 5432);
+        let e = explain_l4(&s, crate::model::L4Protocol::Tcp, None, 5432);
         assert_eq!(e.outcome, Outcome::L4Service, "{e:?}");
         let l4 = e.l4.as_ref().expect("the TCPRoute");
         assert_eq!(
@@ -2193,7 +2203,7 @@ spec:
         // The missing Service's weight (3 of 4) is refused, not given to `db`.
         let refused = l4.refused_percent.expect("a refused share");
         assert!((refused - 75.0).abs() < 0.01, "{refused}");
-        let e = explain_l4(&s, crate::model::L4Protocol::Udp, 5353);
+        let e = explain_l4(&s, crate::model::L4Protocol::Udp, None, 5353);
         let l4 = e.l4.as_ref().expect("the UDPRoute");
         assert_eq!(l4.refused_percent, None);
         assert_eq!(
@@ -2203,11 +2213,11 @@ spec:
         assert_eq!(l4.xdp_service.as_deref(), Some("gateway/default/gw:dns"));
         // Another transport, or a port nothing takes.
         assert_eq!(
-            explain_l4(&s, crate::model::L4Protocol::Udp, 5432).outcome,
+            explain_l4(&s, crate::model::L4Protocol::Udp, None, 5432).outcome,
             Outcome::NotFound
         );
         assert_eq!(
-            explain_l4(&s, crate::model::L4Protocol::Tcp, 6000).outcome,
+            explain_l4(&s, crate::model::L4Protocol::Tcp, None, 6000).outcome,
             Outcome::NotFound
         );
     }

@@ -239,6 +239,53 @@ mod tests {
         assert!(pick(&[(0, rt("z"))]).is_none());
     }
 
+    /// A Gateway address decides by its own Gateway's table alone: an Ingress
+    /// `ssl-passthrough` host and another Gateway's entries are not seen there, and an address
+    /// of a Gateway without passthrough listeners terminates everything.
+    #[test]
+    fn a_gateway_address_has_its_own_table() {
+        let mut l7 = L7Config::default();
+        l7.passthrough.insert(
+            "vault.example".into(),
+            Passthrough {
+                ingress: ObjectRef::new(ObjectKind::Ingress, "default", "vault"),
+                upstream: upstream("ingress-vault"),
+            },
+        );
+        l7.gateway_sni.insert("db.example".into(), pass("node-db"));
+        let (vip, other): (std::net::IpAddr, std::net::IpAddr) =
+            ("10.0.0.7".parse().unwrap(), "10.0.0.8".parse().unwrap());
+        let mut own = crate::model::GatewayAddress::default();
+        own.sni.insert("db.example".into(), pass("vip-db"));
+        own.sni.insert("*.example".into(), SniAction::Close);
+        l7.gateway_addresses.insert(vip, own);
+        l7.gateway_addresses.insert(other, Default::default());
+        let mut runtime_of = |u: &Arc<Upstream>| {
+            Arc::new(UpstreamRuntime::new(
+                u.clone(),
+                None,
+                HealthPolicy::default(),
+            ))
+        };
+        let t = SniTable::build(&l7, &mut runtime_of);
+        let at = |ip: std::net::IpAddr, name: &str| match t.decide_at(ip, name) {
+            Decision::Pass { upstream, .. } => format!("pass {}", upstream.spec.service.name),
+            Decision::Close { .. } => "close".into(),
+            Decision::Terminate => "terminate".into(),
+        };
+        let node: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(at(vip, "db.example"), "pass vip-db");
+        assert_eq!(at(vip, "vault.example"), "close");
+        assert_eq!(
+            at("::ffff:10.0.0.7".parse().unwrap(), "db.example"),
+            "pass vip-db"
+        );
+        assert_eq!(at(other, "db.example"), "terminate");
+        assert_eq!(at(other, "vault.example"), "terminate");
+        assert_eq!(at(node, "db.example"), "pass node-db");
+        assert_eq!(at(node, "vault.example"), "pass ingress-vault");
+    }
+
     /// Exact names first (an Ingress `ssl-passthrough` host before a Gateway entry of the
     /// same name), then wildcards from the longest suffix; a wildcard takes one or more labels
     /// and never its bare suffix; nothing known: terminated.

@@ -216,3 +216,43 @@ fn two_gateways_on_one_port_are_told_apart_by_address() {
     assert_eq!(who("127.0.0.1", "/"), "site");
     assert_eq!(who("127.0.0.1", "/shared"), "site");
 }
+
+/// TCPRoute on a Gateway with an address: the XDP path takes the listener's port on that
+/// address only (an address frontend, looked up before node ports), and `explain --port
+/// --address` finds it there.
+#[test]
+fn a_tcp_listener_of_a_gateway_with_an_address_is_served_on_it_only() {
+    let yaml = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: app}
+spec:
+  gatewayClassName: xdp
+  listeners: [{name: pg, port: 5432, protocol: TCP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TCPRoute
+metadata: {name: pg, namespace: app}
+spec:
+  parentRefs: [{name: gw}]
+  rules: [{backendRefs: [{name: db, port: 5432}]}]
+"#;
+    let s = with_pool(yaml, "10.0.0.9");
+    let svc = (s.l4.iter())
+        .find(|l| l.service.kind == ObjectKind::TCPRoute)
+        .expect("the TCPRoute's L4 service");
+    assert_eq!(
+        svc.frontends,
+        [crate::model::Frontend::Address(
+            "10.0.0.9:5432".parse().unwrap()
+        )]
+    );
+    let tcp = crate::model::L4Protocol::Tcp;
+    let at = |a: Option<&str>| {
+        crate::cli::explain::explain_l4(&s, tcp, a.map(|a| a.parse().unwrap()), 5432).outcome
+    };
+    use crate::cli::explain::Outcome;
+    assert_eq!(at(Some("10.0.0.9")), Outcome::L4Service);
+    assert_eq!(at(None), Outcome::L4Service);
+    assert_eq!(at(Some("192.0.2.1")), Outcome::NotFound);
+}

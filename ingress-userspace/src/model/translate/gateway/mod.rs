@@ -497,6 +497,7 @@ pub fn translate(
     out.l4 = l4::translate(
         objects,
         &mut gateways,
+        at,
         endpoints,
         &mut out.services,
         diags,
