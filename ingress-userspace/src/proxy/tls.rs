@@ -141,10 +141,10 @@ impl CertStore {
     /// [`Self::lookup`]'s default.
     fn lookup_at(&self, ip: std::net::IpAddr, sni: Option<&str>) -> Arc<CertifiedKey> {
         let t = self.table.load();
-        if let Some(own) = t.at.get(&ip.to_canonical()) {
-            if let Some(k) = Self::by_name(own, sni).or(own.default.as_ref()) {
-                return Arc::clone(k);
-            }
+        if let Some(own) = t.at.get(&ip.to_canonical())
+            && let Some(k) = Self::by_name(own, sni).or(own.default.as_ref())
+        {
+            return Arc::clone(k);
         }
         t.default
             .clone()
