@@ -3541,6 +3541,21 @@ async fn http_route_multiple_gateways() {
         get("/shared").status(404),
     ])
     .await;
+    // The Gateways gone, their addresses' sockets close.
+    serve_with_pool(&bed, &objects[..2], &pool);
+    assert!(bed.proxy.handle.gateway_address_listeners().is_empty());
+    // The accept loops drop their sockets when told: a bounded wait.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(SocketAddr::new(one, port))
+        .await
+        .is_ok()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{one}:{port} still accepts"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// The same two Gateways with HTTPS listeners on 443 and a certificate each: the handshake on
