@@ -256,3 +256,41 @@ spec:
     assert_eq!(at(None), Outcome::L4Service);
     assert_eq!(at(Some("192.0.2.1")), Outcome::NotFound);
 }
+
+/// TLS passthrough on a Gateway with an address: its SNI table is that address's alone (the
+/// node's table stays empty), and the address is bound on the proxy's HTTPS port.
+#[test]
+fn a_passthrough_gateway_with_an_address_has_its_own_sni_table() {
+    let yaml = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: app}
+spec:
+  gatewayClassName: xdp
+  listeners: [{name: pass, port: 443, protocol: TLS, hostname: "*.pass.example", tls: {mode: Passthrough}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {name: db, namespace: app}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: [db.pass.example]
+  rules: [{backendRefs: [{name: db, port: 5432}]}]
+"#;
+    let s = with_pool(yaml, "10.0.0.5");
+    assert!(s.l7.gateway_sni.is_empty(), "{:?}", s.l7.gateway_sni.keys());
+    let ip: IpAddr = "10.0.0.5".parse().unwrap();
+    let own = &s.l7.gateway_addresses[&ip];
+    assert!(matches!(
+        own.sni.get("db.pass.example"),
+        Some(crate::model::SniAction::Pass { .. })
+    ));
+    assert!(matches!(
+        own.sni.get("*.pass.example"),
+        Some(crate::model::SniAction::Close)
+    ));
+    let https = crate::model::translate::TranslateConfig::default()
+        .gateway_ports
+        .https;
+    assert_eq!(own.ports.keys().copied().collect::<Vec<_>>(), [https]);
+}

@@ -13,12 +13,7 @@
 //! gets the first free address in pool order. No two Gateways share an address. Without a
 //! pool, a Gateway without `spec.addresses` is served on every node address, as before.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    fmt,
-    net::IpAddr,
-    str::FromStr,
-};
+use std::{collections::BTreeMap, fmt, net::IpAddr, str::FromStr};
 
 use gateway_api::apis::standard::gateways::Gateway;
 
@@ -117,13 +112,13 @@ impl AddressPool {
 
     /// The first address in pool order not in `taken`. Steps at most `taken.len() + 1`
     /// addresses into each range, so a huge IPv6 range costs nothing.
-    fn first_free(&self, taken: &BTreeSet<IpAddr>) -> Option<IpAddr> {
+    fn first_free<V>(&self, taken: &BTreeMap<IpAddr, V>) -> Option<IpAddr> {
         for r in &self.ranges {
             let (first, last) = (to_u128(r.first), to_u128(r.last));
             let mut n = first;
             loop {
                 let ip = from_u128(n, r.first.is_ipv4());
-                if !taken.contains(&ip) {
+                if !taken.contains_key(&ip) {
                     return Some(ip);
                 }
                 if n == last {
@@ -255,8 +250,7 @@ pub fn assign<'a>(
         };
         let mut left = need.get(key).copied().unwrap_or(0);
         while left > 0 {
-            let free: BTreeSet<IpAddr> = taken.keys().copied().collect();
-            match pool.first_free(&free) {
+            match pool.first_free(&taken) {
                 Some(ip) => {
                     taken.insert(ip, key);
                     mine.push(ip);

@@ -201,9 +201,6 @@ pub fn parents(r: &RouteParents<'_>, gateways: &Gateways<'_>, objects: &Objects)
 #[derive(Debug, Default)]
 pub struct Attached {
     pub parents: Vec<Parent>,
-    /// Host patterns the route is served under (exact, `*.` wildcard, `""` for any) ->
-    /// through which listeners.
-    pub hostnames: BTreeMap<String, Via>,
     /// Each listener attached to: `(Gateway, listener index, how it serves, host patterns)`.
     pub listeners: Vec<(Key, usize, ListenerVia, Vec<String>)>,
 }
@@ -236,9 +233,10 @@ impl Via {
 }
 
 impl Attached {
-    /// [`Self::hostnames`] without the listeners of the Gateways in `dropped`, split by the
-    /// addresses (`at`, sorted) of the Gateway each listener belongs to: `None` for Gateways
-    /// served on every address no Gateway claims.
+    /// Host patterns the route is served under (exact, `*.` wildcard, `""` for any) -> through
+    /// which listeners, leaving out the listeners of the Gateways in `dropped`, and split by
+    /// the addresses (`at`, sorted) of the Gateway each listener belongs to: `None` for
+    /// Gateways served on every address no Gateway claims.
     pub fn served<'a>(
         &self,
         dropped: &[Key],
@@ -294,9 +292,6 @@ pub fn attach(
                 port: ls[*i].served_port,
             };
             out.listeners.push((gw_key.clone(), *i, via, hs.clone()));
-            for h in hs {
-                out.hostnames.entry(h.clone()).or_default().add(via);
-            }
         }
     }
     out
