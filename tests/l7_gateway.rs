@@ -1809,8 +1809,9 @@ async fn httproute_backends_and_references_conformance() {
     accepted_and_resolved(&s, BLOG, "blog-on-apps-gw");
     bed.check(&[get("/").to("blog")]).await;
 
-    // HTTPRouteMultipleGateways: a route on two Gateways (on ports 80 and 8080 here, their
-    // own addresses in a cluster) is served by both; each Gateway's own route only by it.
+    // A route on two Gateways on ports 80 and 8080 is served by both; each Gateway's own
+    // route only by it. (HTTPRouteMultipleGateways itself, two Gateways on port 80 told
+    // apart by address: `http_route_multiple_gateways`.)
     let s = bed.apply(vec![
         gateway(
             EDGE,
@@ -3594,4 +3595,43 @@ async fn https_gateways_present_their_own_certificate_on_their_address() {
     // The listen address shows neither Gateway's certificate.
     let (_, der) = tls_connect(bed.proxy.https(), "any.example", &[b"http/1.1"]).await;
     assert!(!certs.contains(&der));
+}
+
+/// TLS passthrough on a Gateway with an address: its passthrough listener's name is decided
+/// there (no TLSRoute for it: the connection is closed, nothing terminated), while on the
+/// listen address, which is no Gateway's, the same name is terminated as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passthrough_is_decided_per_gateway_address() {
+    let bed = Bed::start().await;
+    let (one, _, pool) = loopback_pool();
+    let objects = vec![
+        gateway_class(),
+        namespace(EDGE, ("tier", "edge")),
+        gateway(
+            EDGE,
+            "pass",
+            vec![
+                listener("pass", 443, "TLS")
+                    .host("*.pass.example")
+                    .passthrough(),
+            ],
+        ),
+    ];
+    let s = serve_with_pool(&bed, &objects, &pool);
+    assert_eq!(gateway_addresses(&s, "pass"), [one.to_string()]);
+    let port = bed.proxy.https().port();
+    let tcp = tokio::net::TcpStream::connect(SocketAddr::new(one, port))
+        .await
+        .unwrap();
+    assert!(
+        tls_try(tcp, "db.pass.example").await.is_err(),
+        "closed on the Gateway's address"
+    );
+    let tcp = tokio::net::TcpStream::connect(bed.proxy.https())
+        .await
+        .unwrap();
+    assert!(
+        tls_try(tcp, "db.pass.example").await.is_ok(),
+        "terminated on the listen address"
+    );
 }
