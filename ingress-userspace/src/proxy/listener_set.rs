@@ -10,9 +10,10 @@
 //!   [`ListenerSet::unbound`] (the status writer turns it into the listener's condition) and
 //!   tried again every [`RETRY`] while asked for; it never stops the proxy.
 //! - Gateway addresses ([`crate::model::L7Config::gateway_addresses`]): on a specific
-//!   `--listen-address` each is bound on its Gateway's ports too (a wildcard listen address
-//!   receives them already); one that cannot be bound (the address is not on the node yet)
-//!   is logged once and tried again every [`RETRY`].
+//!   `--listen-address` (or an IPv6 address under `0.0.0.0`) each is bound on its Gateway's
+//!   ports too (a wildcard listen address receives its family's already); one that cannot be
+//!   bound (the address is not on the node yet) is logged once and tried again every
+//!   [`RETRY`].
 //! - Each port is one listening socket per worker ([`super::workers`]), bound with
 //!   `SO_REUSEPORT` when there are several: the kernel spreads new connections over them, and
 //!   each worker accepts and serves its own. A port is open when every worker's socket is.
@@ -155,16 +156,18 @@ impl ListenerSet {
     ) {
         let mut state = self.lock();
         state.want = want.clone();
-        state.want_at = if self.address.is_unspecified() {
-            BTreeMap::new()
-        } else {
-            (at.iter())
-                .flat_map(|(ip, a)| {
-                    (a.ports.iter()).map(|(p, proto)| (SocketAddr::new(*ip, *p), *proto))
-                })
-                .filter(|(a, _)| a.ip() != self.address)
-                .collect()
+        // A wildcard socket receives its family's addresses already (`::` both, where the
+        // host allows it); the others are bound one by one.
+        let received = |ip: IpAddr| {
+            ip == self.address
+                || (self.address.is_unspecified() && (self.address.is_ipv6() || ip.is_ipv4()))
         };
+        state.want_at = (at.iter())
+            .filter(|(ip, _)| !received(**ip))
+            .flat_map(|(ip, a)| {
+                (a.ports.iter()).map(|(p, proto)| (SocketAddr::new(*ip, *p), *proto))
+            })
+            .collect();
         self.sync(&mut state);
     }
 
