@@ -1146,6 +1146,97 @@ async fn migrate_reads_the_cluster_as_it_reads_manifests() {
 /// absent, here ReferenceGrant, is skipped after one list answered 404, without holding back
 /// the first snapshot), routes are served, and the leader writes the status the spec asks
 /// for, keeping other controllers' entries in an HTTPRoute's `status.parents`.
+/// Gateway API v1.6 `GatewayStaticAddresses` through the API-server double, and pool
+/// assignment that survives its own status round trip: an unsupported address type, then an
+/// unusable address, then a usable one, each with the conditions and `status.addresses` the
+/// conformance test reads; a Gateway without addresses gets one from the pool and keeps it
+/// when an older Gateway appears (its status address comes back through the watch).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_addresses_static_and_from_the_pool() {
+    use xdp_ingress::model::translate::gateway::addresses::AddressPool;
+    let api = ApiServer::start().await.unwrap();
+    api.set_absent("referencegrants", true);
+    api.put(
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+        "metadata": {"name": "xdp"}, "spec": {"controllerName": "xdp-ingress.dev/controller"}}),
+    );
+    let gateway = |name: &str, created: &str, addresses: Value| {
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+            "metadata": {"name": name, "namespace": "default", "generation": 1,
+                "creationTimestamp": created},
+            "spec": {"gatewayClassName": "xdp", "addresses": addresses,
+                "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}})
+    };
+    let invalid = json!({"type": "Hostname", "value": "gw.example.com"});
+    let unusable = json!({"type": "IPAddress", "value": "192.0.2.1"});
+    let usable = json!({"type": "IPAddress", "value": "198.18.6.7"});
+    let fixed = |list: Value, generation: i64| {
+        let mut g = gateway("static", "2024-01-01T00:00:00Z", list);
+        g["metadata"]["generation"] = json!(generation);
+        g
+    };
+    api.put(fixed(json!([invalid, unusable, usable]), 1));
+    api.put(gateway("pooled", "2024-01-02T00:00:00Z", json!([])));
+    let cfg = TranslateConfig {
+        publish_addresses: vec!["198.18.0.10".into()],
+        gateway_address_pool: AddressPool {
+            ranges: vec![
+                "198.18.5.0/31".parse().unwrap(),
+                "198.18.6.7".parse().unwrap(),
+            ],
+        },
+        ..Default::default()
+    };
+    let ctl = controller::spawn(Translator::new(cfg), vec![], LoopConfig::default());
+    let client = kube_client(&api).await;
+    let _tasks = kube_source::spawn(client.clone(), None, ctl.events.clone());
+    let (_candidate, _writer) = status_writer(client, "xdp-ingress.dev/controller", &ctl);
+    let status = |name: &str| {
+        api.get("gateways", "default", name)
+            .map(|o| o["status"].clone())
+            .unwrap_or_default()
+    };
+    eventually("UnsupportedAddress", || {
+        cond(&status("static")["conditions"], "Accepted") == pair("False", "UnsupportedAddress")
+    })
+    .await;
+    eventually("pooled assigned", || {
+        let st = status("pooled");
+        cond(&st["conditions"], "Programmed") == pair("True", "Programmed")
+            && st["addresses"] == json!([{"type": "IPAddress", "value": "198.18.5.0"}])
+    })
+    .await;
+    api.put(fixed(json!([unusable, usable]), 2));
+    eventually("AddressNotUsable", || {
+        let st = status("static");
+        cond(&st["conditions"], "Accepted") == pair("True", "Accepted")
+            && cond(&st["conditions"], "Programmed") == pair("False", "AddressNotUsable")
+            && st["conditions"][1]["observedGeneration"] == 2
+    })
+    .await;
+    api.put(fixed(json!([usable]), 3));
+    eventually("usable static address", || {
+        let st = status("static");
+        cond(&st["conditions"], "Programmed") == pair("True", "Programmed")
+            && st["addresses"] == json!([{"type": "IPAddress", "value": "198.18.6.7"}])
+            && cond(&st["listeners"][0]["conditions"], "Accepted") == pair("True", "Accepted")
+            && cond(&st["listeners"][0]["conditions"], "ResolvedRefs")
+                == pair("True", "ResolvedRefs")
+    })
+    .await;
+    // An older Gateway comes: by age alone it would take 198.18.5.0, but `pooled` keeps the
+    // address its status shows and the newcomer gets the next free one.
+    api.put(gateway("older", "2023-01-01T00:00:00Z", json!([])));
+    eventually("older assigned the next free address", || {
+        status("older")["addresses"] == json!([{"type": "IPAddress", "value": "198.18.5.1"}])
+    })
+    .await;
+    assert_eq!(
+        status("pooled")["addresses"],
+        json!([{"type": "IPAddress", "value": "198.18.5.0"}])
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_api_objects_are_served_and_get_status() {
     let api = ApiServer::start().await.unwrap();

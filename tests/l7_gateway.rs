@@ -223,6 +223,8 @@ struct Case {
     location: Option<&'static str>,
     /// The Gateway listener port it is sent to: 80 (the proxy's HTTP port), 8080 or 8090.
     port: u16,
+    /// The address it is sent to instead of the listen address (a Gateway's own).
+    ip: Option<std::net::IpAddr>,
 }
 
 fn get(path: &'static str) -> Case {
@@ -242,10 +244,15 @@ fn get(path: &'static str) -> Case {
         backend_sets: vec![],
         location: None,
         port: 80,
+        ip: None,
     }
 }
 
 impl Case {
+    fn at(mut self, ip: std::net::IpAddr) -> Self {
+        self.ip = Some(ip);
+        self
+    }
     fn on_port(mut self, port: u16) -> Self {
         self.port = port;
         self
@@ -305,7 +312,10 @@ impl Case {
     }
 
     async fn check(&self, bed: &Bed) {
-        let addr = bed.addr(self.port);
+        let mut addr = bed.addr(self.port);
+        if let Some(ip) = self.ip {
+            addr.set_ip(ip);
+        }
         let mut b = Request::builder()
             .method(self.method)
             .uri(format!("http://{addr}{}", self.path))
@@ -1799,8 +1809,9 @@ async fn httproute_backends_and_references_conformance() {
     accepted_and_resolved(&s, BLOG, "blog-on-apps-gw");
     bed.check(&[get("/").to("blog")]).await;
 
-    // HTTPRouteMultipleGateways: a route on two Gateways (on ports 80 and 8080 here, their
-    // own addresses in a cluster) is served by both; each Gateway's own route only by it.
+    // A route on two Gateways on ports 80 and 8080 is served by both; each Gateway's own
+    // route only by it. (HTTPRouteMultipleGateways itself, two Gateways on port 80 told
+    // apart by address: `http_route_multiple_gateways`.)
     let s = bed.apply(vec![
         gateway(
             EDGE,
@@ -3448,4 +3459,185 @@ async fn httproute_backend_protocol_websocket_conformance() {
     assert_eq!(pod, V1);
     ws_echo(&mut ws, b"Websocket Support!").await;
     ws_echo(&mut ws, &[1, 2, 3, 4, 5, 6, 7]).await;
+}
+
+/// Two loopback addresses of a `--gateway-address-pool` for this process (127/8 is local on
+/// Linux: nothing is added to any interface), different per process so side-by-side test
+/// runs do not meet.
+fn loopback_pool() -> (std::net::IpAddr, std::net::IpAddr, String) {
+    let third = (std::process::id() % 250 + 1) as u8;
+    let a = std::net::Ipv4Addr::new(127, 77, third, 1);
+    let b = std::net::Ipv4Addr::new(127, 77, third, 2);
+    (a.into(), b.into(), format!("{a}-{b}"))
+}
+
+/// Translates `objects` (no base Gateways: each would take a pool address) with
+/// `--gateway-address-pool` `pool` and serves them.
+fn serve_with_pool(bed: &Bed, objects: &[Value], pool: &str) -> Arc<Snapshot> {
+    let ports = bed.ports();
+    let yaml = localize(&manifest(objects), ports);
+    let s = translate_manifests(1, &yaml, |c| {
+        c.gateway_ports = ports;
+        c.gateway_address_pool = xdp_ingress::model::translate::gateway::addresses::AddressPool {
+            ranges: pool.split(',').map(|r| r.parse().unwrap()).collect(),
+        };
+    });
+    bed.proxy.handle.apply(s.clone());
+    s
+}
+
+/// The status addresses of Gateway `name` in [`EDGE`].
+fn gateway_addresses(s: &Snapshot, name: &str) -> Vec<String> {
+    let gw = &s.gateway_status.gateways[&ObjectRef::new(ObjectKind::Gateway, EDGE, name)];
+    gw.addresses.clone()
+}
+
+/// Gateway API v1.6 `HTTPRouteMultipleGateways` (core): two Gateways with an HTTP listener on
+/// port 80 and no hostname, a route on both and one on each on `/`; the suite sends to each
+/// Gateway's `status.addresses[0]`. Here each Gateway gets a loopback address of the pool:
+/// each answers its own `/`, both answer the shared route, and the proxy's listen address
+/// serves neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_multiple_gateways() {
+    let bed = Bed::start().await;
+    let (one, two, pool) = loopback_pool();
+    let mut objects = vec![
+        gateway_class(),
+        namespace(EDGE, ("tier", "edge")),
+        gateway(EDGE, "gateway-one", vec![listener("http", 80, "HTTP")]),
+        gateway(EDGE, "gateway-two", vec![listener("http", 80, "HTTP")]),
+        http_route("shared")
+            .parent("gateway-one")
+            .parent("gateway-two")
+            .rule(rule().when(prefix("/shared")).to(V3))
+            .build(),
+        http_route("route-one")
+            .parent("gateway-one")
+            .rule(rule().to(V1))
+            .build(),
+        http_route("route-two")
+            .parent("gateway-two")
+            .rule(rule().to(V2))
+            .build(),
+    ];
+    for name in [V1, V2, V3] {
+        objects.extend(service(EDGE, name, &[HTTP_8080], bed.pod_addrs[name]));
+    }
+    let s = serve_with_pool(&bed, &objects, &pool);
+    assert_eq!(gateway_addresses(&s, "gateway-one"), [one.to_string()]);
+    assert_eq!(gateway_addresses(&s, "gateway-two"), [two.to_string()]);
+    let port = bed.proxy.http().port();
+    let mut open = bed.proxy.handle.gateway_address_listeners();
+    open.sort();
+    assert_eq!(
+        open,
+        [(one, port).into(), (two, port).into()] as [SocketAddr; 2]
+    );
+    for name in ["shared", "route-one", "route-two"] {
+        accepted_and_resolved(&s, EDGE, name);
+    }
+    // One name per address: the test client pools connections by name.
+    let (h1, h2) = ("one.example", "two.example");
+    bed.check(&[
+        get("/").host(h1).at(one).to(V1),
+        get("/").host(h2).at(two).to(V2),
+        get("/shared").host(h1).at(one).to(V3),
+        get("/shared/x").host(h2).at(two).to(V3),
+        // The listen address is no Gateway's: neither serves there.
+        get("/").status(404),
+        get("/shared").status(404),
+    ])
+    .await;
+    // The Gateways gone, their addresses' sockets close.
+    serve_with_pool(&bed, &objects[..2], &pool);
+    assert!(bed.proxy.handle.gateway_address_listeners().is_empty());
+    // The accept loops drop their sockets when told: a bounded wait.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(SocketAddr::new(one, port))
+        .await
+        .is_ok()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{one}:{port} still accepts"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The same two Gateways with HTTPS listeners on 443 and a certificate each: the handshake on
+/// a Gateway's address presents that Gateway's certificate, and its routes answer there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_gateways_present_their_own_certificate_on_their_address() {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let bed = Bed::start().await;
+    let (one, two, pool) = loopback_pool();
+    let mut objects = vec![gateway_class(), namespace(EDGE, ("tier", "edge"))];
+    let mut certs = Vec::new();
+    for (gw, pod) in [("gateway-one", V1), ("gateway-two", V2)] {
+        let (cert, key) = xdp_ingress::proxy::tls::self_signed_pem(&[gw]).unwrap();
+        let secret = format!("{gw}-cert");
+        objects.push(tls_secret(EDGE, &secret, &cert, &key));
+        let l = listener("https", 443, "HTTPS").cert(&secret);
+        objects.push(gateway(EDGE, gw, vec![l]));
+        objects.push(http_route(gw).parent(gw).rule(rule().to(pod)).build());
+        objects.extend(service(EDGE, pod, &[HTTP_8080], bed.pod_addrs[pod]));
+        certs.push(
+            CertificateDer::from_pem_slice(cert.as_bytes())
+                .unwrap()
+                .to_vec(),
+        );
+    }
+    let s = serve_with_pool(&bed, &objects, &pool);
+    assert_eq!(gateway_addresses(&s, "gateway-one"), [one.to_string()]);
+    let port = bed.proxy.https().port();
+    for (ip, cert, pod) in [(one, &certs[0], V1), (two, &certs[1], V2)] {
+        let addr = SocketAddr::new(ip, port);
+        let (stream, der) = tls_connect(addr, "any.example", &[b"http/1.1"]).await;
+        assert_eq!(&der, cert, "{ip}: the certificate of its Gateway");
+        let g = request_over(stream, false, req(addr, "any.example", "/")).await;
+        assert_eq!((g.status.as_u16(), g.pod()), (200, pod.to_string()), "{ip}");
+    }
+    // The listen address shows neither Gateway's certificate.
+    let (_, der) = tls_connect(bed.proxy.https(), "any.example", &[b"http/1.1"]).await;
+    assert!(!certs.contains(&der));
+}
+
+/// TLS passthrough on a Gateway with an address: its passthrough listener's name is decided
+/// there (no TLSRoute for it: the connection is closed, nothing terminated), while on the
+/// listen address, which is no Gateway's, the same name is terminated as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passthrough_is_decided_per_gateway_address() {
+    let bed = Bed::start().await;
+    let (one, _, pool) = loopback_pool();
+    let objects = vec![
+        gateway_class(),
+        namespace(EDGE, ("tier", "edge")),
+        gateway(
+            EDGE,
+            "pass",
+            vec![
+                listener("pass", 443, "TLS")
+                    .host("*.pass.example")
+                    .passthrough(),
+            ],
+        ),
+    ];
+    let s = serve_with_pool(&bed, &objects, &pool);
+    assert_eq!(gateway_addresses(&s, "pass"), [one.to_string()]);
+    let port = bed.proxy.https().port();
+    let tcp = tokio::net::TcpStream::connect(SocketAddr::new(one, port))
+        .await
+        .unwrap();
+    assert!(
+        tls_try(tcp, "db.pass.example").await.is_err(),
+        "closed on the Gateway's address"
+    );
+    let tcp = tokio::net::TcpStream::connect(bed.proxy.https())
+        .await
+        .unwrap();
+    assert!(
+        tls_try(tcp, "db.pass.example").await.is_ok(),
+        "terminated on the listen address"
+    );
 }

@@ -58,6 +58,13 @@ pub struct ExplainArgs {
     /// The request arrives over HTTPS (no HTTP → HTTPS redirect).
     #[arg(long)]
     pub https: bool,
+    /// The address the request (or, with `--port`, the connection) is sent to: on a
+    /// Gateway's address only that Gateway's routes are seen. Default: any address.
+    #[arg(long)]
+    pub address: Option<std::net::IpAddr>,
+    /// `--gateway-address-pool` as `run` has it (comma-separated CIDRs or ranges).
+    #[arg(long, value_delimiter = ',')]
+    pub gateway_address_pool: Vec<crate::model::translate::gateway::addresses::PoolRange>,
     /// IngressClass name treated as ours (as `run --ingress-class`).
     #[arg(long, default_value = DEFAULT_INGRESS_CLASS)]
     pub ingress_class: String,
@@ -165,6 +172,8 @@ pub struct Query {
     pub method: String,
     pub headers: Vec<(String, String)>,
     pub https: bool,
+    /// The local address the request arrives on (`None`: any).
+    pub address: Option<std::net::IpAddr>,
     /// The `run` flags of the global per-client limit.
     pub global_limit: GlobalLimitFlags,
 }
@@ -312,6 +321,9 @@ pub struct GatewayRouteInfo {
     pub backend_request_timeout: Option<std::time::Duration>,
     /// `status.parents` as this controller writes it.
     pub parents: Vec<crate::model::RouteParentStatus>,
+    /// The addresses of each parent Gateway (`namespace/name`), as its `status.addresses`
+    /// says: its own (`--gateway-address-pool`), else the node's.
+    pub gateway_addresses: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// The route's `limit-rate` and `limit-rate-after` in effect (annotation, else ConfigMap).
@@ -538,14 +550,24 @@ fn empty(snapshot: &Snapshot) -> Explanation {
 pub fn explain_l4(
     snapshot: &Snapshot,
     protocol: crate::model::L4Protocol,
+    address: Option<std::net::IpAddr>,
     port: u16,
 ) -> Explanation {
+    use crate::model::Frontend;
     let mut e = empty(snapshot);
-    let found = snapshot.l4.iter().find(|s| {
-        s.protocol == protocol
-            && s.frontends
-                .contains(&crate::model::Frontend::NodePort(port))
-    });
+    let takes = |want: &dyn Fn(&Frontend) -> bool| {
+        (snapshot.l4.iter()).find(|s| s.protocol == protocol && s.frontends.iter().any(want))
+    };
+    // As the XDP path looks up: the address's own frontend (a Gateway's address, a
+    // LoadBalancer IP), else the node port; without `--address`, any address frontend last.
+    let on_address = |f: &Frontend| {
+        matches!(f, Frontend::Address(sa) if sa.port() == port
+            && address.is_none_or(|a| a.to_canonical() == sa.ip()))
+    };
+    let found = address
+        .and_then(|_| takes(&on_address))
+        .or_else(|| takes(&|f| *f == Frontend::NodePort(port)))
+        .or_else(|| address.is_none().then(|| takes(&on_address)).flatten());
     let Some(svc) = found else {
         e.outcome = Outcome::NotFound;
         e.reason = format!(
@@ -593,6 +615,24 @@ pub fn explain_l4(
         .cloned()
         .collect();
     e
+}
+
+/// The `status.addresses` of the Gateways among `parents` (of a route in `route_ns`), by
+/// `namespace/name`.
+fn gateway_addresses(
+    snapshot: &Snapshot,
+    parents: &[crate::model::RouteParentStatus],
+    route_ns: &str,
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    (parents.iter())
+        .filter(|p| p.parent_ref.kind == "Gateway")
+        .filter_map(|p| {
+            let ns = (p.parent_ref.namespace.clone()).unwrap_or_else(|| route_ns.to_string());
+            let oref = ObjectRef::new(ObjectKind::Gateway, &ns, &p.parent_ref.name);
+            let gw = snapshot.gateway_status.gateways.get(&oref)?;
+            Some((format!("{ns}/{}", p.parent_ref.name), gw.addresses.clone()))
+        })
+        .collect()
 }
 
 /// The Gateway API SNI entry for `host` (lower case, port dropped), as [`crate::proxy::sni`]
@@ -714,6 +754,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
         tls: q.https,
         listener_port: None,
         gateway_listener: false,
+        local_addr: q.address,
     };
     e.forwarded_path = Some(target.path_and_query.to_string());
     let host_name = |h: &CompiledHost<Arc<Upstream>>| Some(h.host.clone());
@@ -766,13 +807,19 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                 PathMatch::FullRegex(r) => (r.clone(), "RegularExpression"),
             };
             if let Some(g) = &route.policy.gateway {
+                let parents: Vec<_> = (snapshot.gateway_status.routes)
+                    .get(&route.origin.object)
+                    .cloned()
+                    .unwrap_or_default();
                 e.gateway = Some(GatewayRouteInfo {
                     rule: (**g).clone(),
                     backend_request_timeout: route.policy.timeouts.read,
-                    parents: (snapshot.gateway_status.routes)
-                        .get(&route.origin.object)
-                        .cloned()
-                        .unwrap_or_default(),
+                    gateway_addresses: gateway_addresses(
+                        snapshot,
+                        &parents,
+                        &route.origin.object.namespace,
+                    ),
+                    parents,
                 });
             }
             e.route = Some(RouteInfo {
@@ -1169,13 +1216,16 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
         configmap: args.configmap.clone(),
         serve_ingresses_with_snippets: args.serve_ingresses_with_snippets,
         enable_ssl_passthrough: args.enable_ssl_passthrough,
+        gateway_address_pool: crate::model::translate::gateway::addresses::AddressPool {
+            ranges: args.gateway_address_pool.clone(),
+        },
         ..TranslateConfig::default()
     };
     let objects = load_objects(&args.manifests)
         .with_context(|| format!("loading manifests from {}", args.manifests.display()))?;
     let snapshot = translate(&objects, &config);
     if let Some(port) = args.port {
-        let e = explain_l4(&snapshot, args.protocol.into(), port);
+        let e = explain_l4(&snapshot, args.protocol.into(), args.address, port);
         println!(
             "{}",
             serde_json::to_string_pretty(&e).context("encoding JSON")?
@@ -1190,6 +1240,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
             method: args.method,
             headers: args.headers,
             https: args.https,
+            address: args.address,
             global_limit: args.global_limit,
         },
     );
@@ -2134,7 +2185,7 @@ spec:
         let e = explain(&s, &https("other.pass.test"));
         assert_eq!(e.outcome, Outcome::Refused, "{e:?}");
 
-        let e = explain_l4(&s, crate::model::L4Protocol::Tcp, 5432);
+        let e = explain_l4(&s, crate::model::L4Protocol::Tcp, None, 5432);
         assert_eq!(e.outcome, Outcome::L4Service, "{e:?}");
         let l4 = e.l4.as_ref().expect("the TCPRoute");
         assert_eq!(
@@ -2152,7 +2203,7 @@ spec:
         // The missing Service's weight (3 of 4) is refused, not given to `db`.
         let refused = l4.refused_percent.expect("a refused share");
         assert!((refused - 75.0).abs() < 0.01, "{refused}");
-        let e = explain_l4(&s, crate::model::L4Protocol::Udp, 5353);
+        let e = explain_l4(&s, crate::model::L4Protocol::Udp, None, 5353);
         let l4 = e.l4.as_ref().expect("the UDPRoute");
         assert_eq!(l4.refused_percent, None);
         assert_eq!(
@@ -2162,11 +2213,11 @@ spec:
         assert_eq!(l4.xdp_service.as_deref(), Some("gateway/default/gw:dns"));
         // Another transport, or a port nothing takes.
         assert_eq!(
-            explain_l4(&s, crate::model::L4Protocol::Udp, 5432).outcome,
+            explain_l4(&s, crate::model::L4Protocol::Udp, None, 5432).outcome,
             Outcome::NotFound
         );
         assert_eq!(
-            explain_l4(&s, crate::model::L4Protocol::Tcp, 6000).outcome,
+            explain_l4(&s, crate::model::L4Protocol::Tcp, None, 6000).outcome,
             Outcome::NotFound
         );
     }

@@ -224,6 +224,26 @@ pub struct L7Config {
     /// shares, routes or not: a miss there that no host takes is the Gateway's to answer
     /// ([`crate::proxy::grpc_reject`]).
     pub gateway_shared_ports: BTreeSet<u16>,
+    /// What Gateways with addresses serve, by address: a connection whose local address is
+    /// one of these sees only its Gateway's listeners (never Ingresses, the default backend,
+    /// or Gateways without addresses). Empty without `--gateway-address-pool`.
+    pub gateway_addresses: BTreeMap<std::net::IpAddr, GatewayAddress>,
+}
+
+/// What the Gateway owning one address serves there ([`L7Config::gateway_addresses`]).
+#[derive(Clone, Debug, Default)]
+pub struct GatewayAddress {
+    /// Its HTTP, HTTPS and TLS listeners' ports (the proxy's own HTTP and HTTPS ports for the
+    /// Gateway's 80 and 443), with their protocol: on a specific `--listen-address` the proxy
+    /// binds each of them on this address too (a wildcard listen address receives them).
+    pub ports: BTreeMap<u16, ListenerProtocol>,
+    /// Its HTTPS listeners' hostnames by port ([`L7Config::gateway_https_hosts`] there).
+    pub https_hosts: BTreeMap<u16, Vec<String>>,
+    /// Its HTTPS listeners' certificates by hostname (`""`: a listener without one), chosen
+    /// before [`L7Config::certificates`] on this address.
+    pub certificates: BTreeMap<String, Arc<TlsCertificate>>,
+    /// Its TLS passthrough table ([`L7Config::gateway_sni`] there).
+    pub sni: BTreeMap<String, SniAction>,
 }
 
 impl L7Config {
@@ -438,6 +458,11 @@ pub struct RouteMatch {
     /// attached to; `None`: an Ingress route, served only on the proxy's own HTTP and HTTPS
     /// listeners, never on a port opened for a Gateway ([`L7Config::gateway_listeners`]).
     pub listener_ports: Option<Vec<u16>>,
+    /// The local addresses (of the accepted socket, `getsockname`) a request must arrive on,
+    /// sorted: the addresses of the Gateways whose listeners the route attached to through
+    /// this copy (`--gateway-address-pool`, `spec.addresses`). `None`: every local address
+    /// no Gateway claims ([`L7Config::gateway_addresses`]), as for Ingress routes.
+    pub gateway_addresses: Option<Vec<std::net::IpAddr>>,
 }
 
 /// Where a route came from, for conflicts, `explain` and diagnostics.

@@ -72,6 +72,7 @@ pub fn route_to(path: PathMatch, upstream: Arc<Upstream>) -> Route {
             query: Vec::new(),
             tls: None,
             listener_ports: None,
+            gateway_addresses: None,
         },
         action: RouteAction::Forward(vec![WeightedUpstream {
             upstream,

@@ -392,13 +392,16 @@ async fn route(
         tls: out.client.https(),
         listener_port: Some(conn.listener.port),
         gateway_listener: conn.listener.gateway,
+        local_addr: Some(conn.local.ip()),
     };
     // 421 before anything of the host: its listener is not the one the handshake chose
     // (Gateway HTTPS listeners only; a host an Ingress serves is never misdirected).
     if let Some(tls) = &conn.tls_client
-        && rt
-            .misdirected
-            .is_misdirected(conn.listener.port, tls.sni.as_deref(), host)
+        && rt.misdirected.is_misdirected(
+            (conn.local.ip(), conn.listener.port),
+            tls.sni.as_deref(),
+            host,
+        )
         && !matches!(
             rt.routes.lookup(&view),
             Lookup::Route { route, .. } if route.origin.object.kind == ObjectKind::Ingress

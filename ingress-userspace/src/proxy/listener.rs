@@ -259,7 +259,7 @@ async fn serve_tls(
             .inc()
     };
     let mut hello = Vec::new();
-    match passthrough::classify(&shared, &mut stream, &mut hello, deadline).await {
+    match passthrough::classify(&shared, &mut stream, &mut hello, deadline, at.local.ip()).await {
         Hello::Pass { host, upstream } => {
             drop(serving);
             passthrough::pass(&shared, stream, peer, hello, host, upstream).await;
@@ -301,6 +301,13 @@ async fn serve_tls(
             &default,
         );
         drop(rt);
+        // On a Gateway's address, its own listeners' certificates.
+        let local = at.local.ip();
+        let config = if shared.certs.has_address(local) {
+            crate::proxy::tls::AtAddress::config(&shared.certs, local, &config)
+        } else {
+            config
+        };
         let s = start.into_stream(config).await?;
         let client = TlsClient::new(vhost, s.get_ref().1.peer_certificates(), sni);
         Ok::<_, std::io::Error>((s, client))

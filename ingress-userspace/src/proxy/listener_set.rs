@@ -9,6 +9,11 @@
 //! - A port that cannot be bound (in use, no permission) is reported by
 //!   [`ListenerSet::unbound`] (the status writer turns it into the listener's condition) and
 //!   tried again every [`RETRY`] while asked for; it never stops the proxy.
+//! - Gateway addresses ([`crate::model::L7Config::gateway_addresses`]): on a specific
+//!   `--listen-address` (or an IPv6 address under `0.0.0.0`) each is bound on its Gateway's
+//!   ports too (a wildcard listen address receives its family's already); one that cannot be
+//!   bound (the address is not on the node yet) is logged once and tried again every
+//!   [`RETRY`].
 //! - Each port is one listening socket per worker ([`super::workers`]), bound with
 //!   `SO_REUSEPORT` when there are several: the kernel spreads new connections over them, and
 //!   each worker accepts and serves its own. A port is open when every worker's socket is.
@@ -70,6 +75,11 @@ struct State {
     /// The Gateway ports the last snapshot asked for.
     want: BTreeMap<u16, ListenerProtocol>,
     open: BTreeMap<u16, Open>,
+    /// Gateway addresses' sockets the last snapshot asked for (specific listen address only).
+    want_at: BTreeMap<SocketAddr, ListenerProtocol>,
+    open_at: BTreeMap<SocketAddr, Open>,
+    /// Of `want_at`, those that could not be bound (logged once).
+    failed_at: BTreeMap<SocketAddr, String>,
 }
 
 /// One open Gateway port.
@@ -137,11 +147,33 @@ impl ListenerSet {
         set
     }
 
-    /// Makes the open Gateway ports those of `want`: closes the others, opens the missing.
-    pub fn reconcile(&self, want: &BTreeMap<u16, ListenerProtocol>) {
+    /// Makes the open Gateway ports those of `want`, and the sockets on Gateway addresses
+    /// those of `at` (address -> its ports): closes the others, opens the missing.
+    pub fn reconcile(
+        &self,
+        want: &BTreeMap<u16, ListenerProtocol>,
+        at: &BTreeMap<IpAddr, crate::model::GatewayAddress>,
+    ) {
         let mut state = self.lock();
         state.want = want.clone();
+        // A wildcard socket receives its family's addresses already (`::` both, where the
+        // host allows it); the others are bound one by one.
+        let received = |ip: IpAddr| {
+            ip == self.address
+                || (self.address.is_unspecified() && (self.address.is_ipv6() || ip.is_ipv4()))
+        };
+        state.want_at = (at.iter())
+            .filter(|(ip, _)| !received(**ip))
+            .flat_map(|(ip, a)| {
+                (a.ports.iter()).map(|(p, proto)| (SocketAddr::new(*ip, *p), *proto))
+            })
+            .collect();
         self.sync(&mut state);
+    }
+
+    /// The open sockets on Gateway addresses.
+    pub fn open_at(&self) -> Vec<SocketAddr> {
+        self.lock().open_at.keys().copied().collect()
     }
 
     /// Gateway ports asked for that are not bound, with why; changes as binds fail and succeed.
@@ -166,7 +198,8 @@ impl ListenerSet {
         if *self.accepting.shutdown.borrow() {
             return;
         }
-        let State { want, open } = state;
+        self.sync_at(state);
+        let State { want, open, .. } = state;
         open.retain(|port, o| {
             let keep = want.contains_key(port);
             if !keep {
@@ -181,36 +214,10 @@ impl ListenerSet {
                 o.https.store(https, Ordering::Relaxed);
                 continue;
             }
-            match bind_all(self.address, port, &self.runtimes) {
-                Ok((listeners, addr)) => {
-                    let flag = Arc::new(AtomicBool::new(https));
-                    let id = ListenerId {
-                        port,
-                        gateway: true,
-                    };
-                    let mut close = Vec::with_capacity(listeners.len());
-                    for (listener, runtime) in listeners.into_iter().zip(&self.runtimes) {
-                        let (close_tx, close_rx) = oneshot::channel::<()>();
-                        close.push(close_tx);
-                        runtime.spawn(accept_loop(
-                            Arc::clone(&self.accepting),
-                            listener,
-                            id,
-                            Arc::clone(&flag),
-                            async move {
-                                let _ = close_rx.await;
-                            },
-                        ));
-                    }
-                    info!(port, %addr, ?protocol, "Gateway listener open");
-                    open.insert(
-                        port,
-                        Open {
-                            https: flag,
-                            addr,
-                            _close: close,
-                        },
-                    );
+            match self.open_one(self.address, port, https) {
+                Ok(o) => {
+                    info!(port, addr = %o.addr, ?protocol, "Gateway listener open");
+                    open.insert(port, o);
                 }
                 Err((addr, e)) => {
                     if !self.unbound.borrow().contains_key(&port) {
@@ -228,6 +235,81 @@ impl ListenerSet {
     }
 }
 
+impl ListenerSet {
+    /// Binds `ip:port` for every worker and starts accepting there (a Gateway listener: the
+    /// connections see Gateway routes only).
+    fn open_one(
+        &self,
+        ip: IpAddr,
+        port: u16,
+        https: bool,
+    ) -> Result<Open, (SocketAddr, std::io::Error)> {
+        let (listeners, addr) = bind_all(ip, port, &self.runtimes)?;
+        let flag = Arc::new(AtomicBool::new(https));
+        let id = ListenerId {
+            port,
+            gateway: true,
+        };
+        let mut close = Vec::with_capacity(listeners.len());
+        for (listener, runtime) in listeners.into_iter().zip(&self.runtimes) {
+            let (close_tx, close_rx) = oneshot::channel::<()>();
+            close.push(close_tx);
+            runtime.spawn(accept_loop(
+                Arc::clone(&self.accepting),
+                listener,
+                id,
+                Arc::clone(&flag),
+                async move {
+                    let _ = close_rx.await;
+                },
+            ));
+        }
+        Ok(Open {
+            https: flag,
+            addr,
+            _close: close,
+        })
+    }
+
+    /// [`Self::sync`] for the sockets on Gateway addresses.
+    fn sync_at(&self, state: &mut State) {
+        let State {
+            want_at,
+            open_at,
+            failed_at,
+            ..
+        } = state;
+        open_at.retain(|addr, _| {
+            let keep = want_at.contains_key(addr);
+            if !keep {
+                info!(%addr, "Gateway address listener closed");
+            }
+            keep
+        });
+        failed_at.retain(|addr, _| want_at.contains_key(addr));
+        for (&addr, &protocol) in want_at.iter() {
+            let https = protocol == ListenerProtocol::Https;
+            if let Some(o) = open_at.get(&addr) {
+                o.https.store(https, Ordering::Relaxed);
+                continue;
+            }
+            match self.open_one(addr.ip(), addr.port(), https) {
+                Ok(o) => {
+                    info!(%addr, ?protocol, "Gateway address listener open");
+                    failed_at.remove(&addr);
+                    open_at.insert(addr, o);
+                }
+                Err((_, e)) => {
+                    if !failed_at.contains_key(&addr) {
+                        warn!(%addr, error = %e, "Gateway address cannot be bound; retrying");
+                    }
+                    failed_at.insert(addr, e.to_string());
+                }
+            }
+        }
+    }
+}
+
 /// Tries the unbound ports again every [`RETRY`] until the set is gone or the proxy stops.
 async fn retry_loop(set: Weak<ListenerSet>) {
     loop {
@@ -236,8 +318,8 @@ async fn retry_loop(set: Weak<ListenerSet>) {
         if *set.accepting.shutdown.borrow() {
             return;
         }
-        if !set.unbound.borrow().is_empty() {
-            let mut state = set.lock();
+        let mut state = set.lock();
+        if !set.unbound.borrow().is_empty() || !state.failed_at.is_empty() {
             set.sync(&mut state);
         }
     }

@@ -14,28 +14,42 @@ use std::collections::HashMap;
 
 use super::router::normalize_host;
 
-/// The hostnames of the HTTPS Gateway listeners of each port (`""`: a listener without one).
+/// The hostnames of the HTTPS Gateway listeners of each port (`""`: a listener without one):
+/// those of Gateways without addresses, and each Gateway address's own.
 #[derive(Debug, Default)]
 pub struct Listeners {
     by_port: HashMap<u16, Vec<String>>,
+    at: HashMap<std::net::IpAddr, HashMap<u16, Vec<String>>>,
 }
 
 impl Listeners {
     pub fn new(l7: &crate::model::L7Config) -> Self {
-        Listeners {
-            by_port: l7
-                .gateway_https_hosts
-                .iter()
+        let by_port = |m: &std::collections::BTreeMap<u16, Vec<String>>| {
+            m.iter()
                 .map(|(port, hosts)| (*port, hosts.clone()))
+                .collect()
+        };
+        Listeners {
+            by_port: by_port(&l7.gateway_https_hosts),
+            at: (l7.gateway_addresses.iter())
+                .map(|(ip, a)| (*ip, by_port(&a.https_hosts)))
                 .collect(),
         }
     }
 
     /// Whether a request for `host` (the `Host` header or `:authority`, any case, perhaps with
-    /// a port) on a TLS connection to `port` whose handshake named `sni` (`None`: no SNI)
-    /// belongs to another listener than the handshake's.
-    pub fn is_misdirected(&self, port: u16, sni: Option<&str>, host: &str) -> bool {
-        let Some(hosts) = self.by_port.get(&port) else {
+    /// a port) on a TLS connection to `local` (address and port) whose handshake named `sni`
+    /// (`None`: no SNI) belongs to another listener than the handshake's. On a Gateway's
+    /// address, only that Gateway's listeners count.
+    pub fn is_misdirected(
+        &self,
+        local: (std::net::IpAddr, u16),
+        sni: Option<&str>,
+        host: &str,
+    ) -> bool {
+        let (ip, port) = local;
+        let ports = self.at.get(&ip.to_canonical()).unwrap_or(&self.by_port);
+        let Some(hosts) = ports.get(&port) else {
             return false;
         };
         let by_sni = select(hosts, &normalize_host(sni.unwrap_or_default()));
@@ -68,6 +82,8 @@ fn select<'a>(hosts: &'a [String], name: &str) -> Option<&'a str> {
 mod tests {
     use super::*;
 
+    const ANY: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+
     /// The listeners of the conformance test `HTTPSListenerDetectMisdirectedRequests`
     /// (gateway-api v1.5): one without hostname, `second-example.org`, `*.wildcard.org` and
     /// `fourth-example.wildcard.org`, all on 443.
@@ -80,13 +96,14 @@ mod tests {
         ];
         Listeners {
             by_port: HashMap::from([(443, hosts.iter().map(|h| h.to_string()).collect())]),
+            at: HashMap::new(),
         }
     }
 
     #[test]
     fn a_host_of_another_listener_than_the_sni_is_misdirected() {
         let l = conformance();
-        let m = |sni: Option<&str>, host: &str| l.is_misdirected(443, sni, host);
+        let m = |sni: Option<&str>, host: &str| l.is_misdirected((ANY, 443), sni, host);
         // Same listener: the catch-all for both names.
         assert!(!m(Some("example.org"), "example.org"));
         assert!(!m(Some("example.org"), "unknown-example.org"));
@@ -117,10 +134,24 @@ mod tests {
         assert!(!m(Some("example.org"), "wildcard.org"));
     }
 
+    /// On a Gateway's own address only its listeners select: a name another Gateway's
+    /// listener has elsewhere is not a reason for 421 there.
+    #[test]
+    fn on_a_gateway_address_only_its_listeners_count() {
+        let mut l = conformance();
+        let vip: std::net::IpAddr = "10.0.0.7".parse().unwrap();
+        l.at.insert(vip, HashMap::from([(443, vec![String::new()])]));
+        assert!(!l.is_misdirected((vip, 443), Some("example.org"), "second-example.org"));
+        assert!(l.is_misdirected((ANY, 443), Some("example.org"), "second-example.org"));
+        // A dual-stack socket reports the IPv4-mapped form.
+        let mapped: std::net::IpAddr = "::ffff:10.0.0.7".parse().unwrap();
+        assert!(!l.is_misdirected((mapped, 443), Some("example.org"), "second-example.org"));
+    }
+
     #[test]
     fn ports_without_https_gateway_listeners_are_not_checked() {
         let l = conformance();
-        assert!(!l.is_misdirected(8443, Some("example.org"), "second-example.org"));
-        assert!(!Listeners::default().is_misdirected(443, Some("a"), "b"));
+        assert!(!l.is_misdirected((ANY, 8443), Some("example.org"), "second-example.org"));
+        assert!(!Listeners::default().is_misdirected((ANY, 443), Some("a"), "b"));
     }
 }

@@ -446,9 +446,10 @@ impl ProxyHandle {
         }
         shared.runtime.store(Arc::new(rt));
         // After the routes: a new port's first request finds its routes.
-        self.inner
-            .listeners
-            .reconcile(&snapshot.l7.gateway_listeners);
+        self.inner.listeners.reconcile(
+            &snapshot.l7.gateway_listeners,
+            &snapshot.l7.gateway_addresses,
+        );
         let l7 = &snapshot.l7;
         let live = shared.live.load();
         let limits: Vec<&crate::model::RateLimit> = l7
@@ -488,6 +489,11 @@ impl ProxyHandle {
     /// The ports open for Gateway listeners and their bound addresses.
     pub fn gateway_listeners(&self) -> std::collections::BTreeMap<u16, SocketAddr> {
         self.inner.listeners.open()
+    }
+
+    /// The sockets open on Gateway addresses (a specific `--listen-address` only).
+    pub fn gateway_address_listeners(&self) -> Vec<SocketAddr> {
+        self.inner.listeners.open_at()
     }
 
     /// Gateway listener ports the served snapshot asks for that could not be bound (port ->

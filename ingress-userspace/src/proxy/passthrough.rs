@@ -71,12 +71,14 @@ pub enum Hello {
 }
 
 /// Reads the ClientHello from `io` (recording every byte into `seen`) until `deadline`, and
-/// says where the connection goes. Reads nothing when the snapshot has no passthrough host.
+/// says where the connection goes (on the local address `local`: a Gateway's own table there).
+/// Reads nothing when the snapshot has no passthrough host.
 pub(crate) async fn classify<S>(
     shared: &Shared,
     io: &mut S,
     seen: &mut Vec<u8>,
     deadline: Instant,
+    local: std::net::IpAddr,
 ) -> Hello
 where
     S: AsyncRead + Unpin,
@@ -118,7 +120,7 @@ where
                 };
                 // The runtime as of now: a snapshot applied while the hello trickled in counts.
                 let rt = shared.runtime.load();
-                return match rt.sni.decide(&name) {
+                return match rt.sni.decide_at(local, &name) {
                     Decision::Pass { label, upstream } => Hello::Pass {
                         host: label,
                         upstream,

@@ -55,6 +55,10 @@ pub struct RequestView<'a> {
     /// The connection arrived on a port opened for Gateway listeners only: Ingress routes
     /// and the default backend are not served there.
     pub gateway_listener: bool,
+    /// The connection's local address (`getsockname` of the accepted socket); `None`
+    /// (`explain`, tests): any. On a Gateway's address only that Gateway's routes are seen
+    /// ([`crate::model::L7Config::gateway_addresses`]).
+    pub local_addr: Option<std::net::IpAddr>,
 }
 
 /// A compiled route table over upstream handles of type `U`.
@@ -70,6 +74,8 @@ pub struct RouteTable<U> {
     /// Ports with a Gateway API listener: the proxy's own ports where a Gateway shares them,
     /// and the ports opened for Gateways ([`Self::gateway_miss`]).
     gateway_ports: BTreeSet<u16>,
+    /// Local addresses owned by Gateways: only their routes are served there.
+    claimed: std::collections::HashSet<std::net::IpAddr>,
 }
 
 #[derive(Debug)]
@@ -123,6 +129,7 @@ struct Matcher {
     method: Option<String>,
     tls: Option<bool>,
     listener_ports: Option<Vec<u16>>,
+    gateway_addresses: Option<Vec<std::net::IpAddr>>,
     headers: Vec<(String, ValueMatcher)>,
     query: Vec<(String, ValueMatcher)>,
 }
@@ -260,6 +267,7 @@ impl<U: Clone> RouteTable<U> {
                 vhosts,
                 default_backend,
                 gateway_ports,
+                claimed: l7.gateway_addresses.keys().copied().collect(),
             },
             errors,
         )
@@ -301,14 +309,17 @@ impl<U> RouteTable<U> {
         // ([`super::normalize::match_path`]): a request cannot slip past a route (and its
         // allowlist) by encoding the slash its backend will decode.
         let path = super::normalize::match_path(req.path);
+        // A Gateway's own address is a Gateway-only listener for everything else.
+        let claimed = self.claimed(req);
         let req = &RequestView {
             path: &path,
+            gateway_listener: req.gateway_listener || claimed,
             ..*req
         };
         let host = self.host(req.host);
         let why = match host {
             None => Miss::NoHost,
-            Some(h) => match h.routes.iter().find(|r| r.matcher.matches(req)) {
+            Some(h) => match h.routes.iter().find(|r| r.matcher.matches(req, claimed)) {
                 Some(route) => return Lookup::Route { host: h, route },
                 None => Miss::NoPath,
             },
@@ -326,7 +337,7 @@ impl<U> RouteTable<U> {
     /// or its host has a Gateway route served on the request's port; or no host took it and
     /// a Gateway listener shares the port.
     pub fn gateway_miss(&self, host: Option<&CompiledHost<U>>, req: &RequestView<'_>) -> bool {
-        if req.gateway_listener {
+        if req.gateway_listener || self.claimed(req) {
             return true;
         }
         match host {
@@ -340,6 +351,12 @@ impl<U> RouteTable<U> {
                 .listener_port
                 .is_some_and(|p| self.gateway_ports.contains(&p)),
         }
+    }
+
+    /// Whether the request arrived on an address a Gateway owns.
+    fn claimed(&self, req: &RequestView<'_>) -> bool {
+        !self.claimed.is_empty()
+            && (req.local_addr).is_some_and(|a| self.claimed.contains(&a.to_canonical()))
     }
 
     pub fn default_backend(&self) -> Option<&U> {
@@ -464,14 +481,20 @@ fn compile_match(m: &RouteMatch) -> Result<Matcher, regex::Error> {
         method: m.method.as_ref().map(|s| s.to_ascii_uppercase()),
         tls: m.tls,
         listener_ports: m.listener_ports.clone(),
+        gateway_addresses: m.gateway_addresses.clone(),
         headers: values(&m.headers, true)?,
         query: values(&m.query, false)?,
     })
 }
 
 impl Matcher {
-    fn matches(&self, req: &RequestView<'_>) -> bool {
+    /// `claimed`: the request's local address is a Gateway's.
+    fn matches(&self, req: &RequestView<'_>, claimed: bool) -> bool {
         self.path.matches(req.path)
+            && match &self.gateway_addresses {
+                None => !claimed,
+                Some(at) => (req.local_addr).is_none_or(|a| at.contains(&a.to_canonical())),
+            }
             && self.tls.is_none_or(|t| t == req.tls)
             && match &self.listener_ports {
                 // An Ingress route: the proxy's own listeners only.
@@ -538,6 +561,7 @@ mod tests {
             tls: false,
             listener_port: None,
             gateway_listener: false,
+            local_addr: None,
         }
     }
 

@@ -47,6 +47,11 @@ pub struct SniTable {
     exact: HashMap<String, Entry>,
     /// `*.` patterns by their suffix (`example.com` for `*.example.com`).
     wildcard: HashMap<String, Entry>,
+    /// Each Gateway address's own table ([`crate::model::GatewayAddress::sni`]): a connection
+    /// to that address is decided there alone (no Ingress `ssl-passthrough` host).
+    at: HashMap<std::net::IpAddr, SniTable>,
+    /// Every Gateway address (with a table or not).
+    claimed: std::collections::HashSet<std::net::IpAddr>,
 }
 
 impl SniTable {
@@ -56,7 +61,19 @@ impl SniTable {
         l7: &L7Config,
         runtime_of: &mut impl FnMut(&Arc<Upstream>) -> Arc<UpstreamRuntime>,
     ) -> SniTable {
-        let mut t = SniTable::default();
+        let mut t = SniTable {
+            claimed: l7.gateway_addresses.keys().copied().collect(),
+            ..Default::default()
+        };
+        for (ip, a) in l7
+            .gateway_addresses
+            .iter()
+            .filter(|(_, a)| !a.sni.is_empty())
+        {
+            let mut own = SniTable::default();
+            own.add_gateway(&a.sni, runtime_of);
+            t.at.insert(*ip, own);
+        }
         for (host, p) in &l7.passthrough {
             t.exact.insert(
                 host.clone(),
@@ -66,7 +83,18 @@ impl SniTable {
                 },
             );
         }
-        for (pattern, action) in &l7.gateway_sni {
+        t.add_gateway(&l7.gateway_sni, runtime_of);
+        t
+    }
+
+    /// Adds Gateway SNI entries; patterns already there (`ssl-passthrough` hosts) stay.
+    fn add_gateway(
+        &mut self,
+        sni: &std::collections::BTreeMap<String, SniAction>,
+        runtime_of: &mut impl FnMut(&Arc<Upstream>) -> Arc<UpstreamRuntime>,
+    ) {
+        let t = self;
+        for (pattern, action) in sni {
             let entry = match action {
                 SniAction::Pass { backends, .. } => Entry::Pass {
                     label: Arc::new(pattern.clone()),
@@ -87,12 +115,22 @@ impl SniTable {
                 None => t.exact.entry(pattern.clone()).or_insert(entry),
             };
         }
-        t
     }
 
     /// True when no connection needs its ClientHello read first.
     pub fn is_empty(&self) -> bool {
-        self.exact.is_empty() && self.wildcard.is_empty()
+        self.exact.is_empty() && self.wildcard.is_empty() && self.at.is_empty()
+    }
+
+    /// The decision for `name` (lower case) on a connection to the local address `local`
+    /// (a Gateway's address decides by its own table).
+    pub fn decide_at(&self, local: std::net::IpAddr, name: &str) -> Decision {
+        match self.at.get(&local.to_canonical()) {
+            Some(own) => own.decide(name),
+            // Another Gateway's address: nothing of the node's table is served there.
+            None if self.claimed.contains(&local.to_canonical()) => Decision::Terminate,
+            None => self.decide(name),
+        }
     }
 
     /// The decision for `name` (lower case).
@@ -199,6 +237,53 @@ mod tests {
         }
         assert!((5700..=6300).contains(&a), "{a}");
         assert!(pick(&[(0, rt("z"))]).is_none());
+    }
+
+    /// A Gateway address decides by its own Gateway's table alone: an Ingress
+    /// `ssl-passthrough` host and another Gateway's entries are not seen there, and an address
+    /// of a Gateway without passthrough listeners terminates everything.
+    #[test]
+    fn a_gateway_address_has_its_own_table() {
+        let mut l7 = L7Config::default();
+        l7.passthrough.insert(
+            "vault.example".into(),
+            Passthrough {
+                ingress: ObjectRef::new(ObjectKind::Ingress, "default", "vault"),
+                upstream: upstream("ingress-vault"),
+            },
+        );
+        l7.gateway_sni.insert("db.example".into(), pass("node-db"));
+        let (vip, other): (std::net::IpAddr, std::net::IpAddr) =
+            ("10.0.0.7".parse().unwrap(), "10.0.0.8".parse().unwrap());
+        let mut own = crate::model::GatewayAddress::default();
+        own.sni.insert("db.example".into(), pass("vip-db"));
+        own.sni.insert("*.example".into(), SniAction::Close);
+        l7.gateway_addresses.insert(vip, own);
+        l7.gateway_addresses.insert(other, Default::default());
+        let mut runtime_of = |u: &Arc<Upstream>| {
+            Arc::new(UpstreamRuntime::new(
+                u.clone(),
+                None,
+                HealthPolicy::default(),
+            ))
+        };
+        let t = SniTable::build(&l7, &mut runtime_of);
+        let at = |ip: std::net::IpAddr, name: &str| match t.decide_at(ip, name) {
+            Decision::Pass { upstream, .. } => format!("pass {}", upstream.spec.service.name),
+            Decision::Close { .. } => "close".into(),
+            Decision::Terminate => "terminate".into(),
+        };
+        let node: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(at(vip, "db.example"), "pass vip-db");
+        assert_eq!(at(vip, "vault.example"), "close");
+        assert_eq!(
+            at("::ffff:10.0.0.7".parse().unwrap(), "db.example"),
+            "pass vip-db"
+        );
+        assert_eq!(at(other, "db.example"), "terminate");
+        assert_eq!(at(other, "vault.example"), "terminate");
+        assert_eq!(at(node, "db.example"), "pass node-db");
+        assert_eq!(at(node, "vault.example"), "pass ingress-vault");
     }
 
     /// Exact names first (an Ingress `ssl-passthrough` host before a Gateway entry of the

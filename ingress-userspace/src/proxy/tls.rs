@@ -42,6 +42,8 @@ struct CertTable {
     default: Option<Arc<CertifiedKey>>,
     /// Parsed keys by PEM, reused by the next snapshot.
     parsed: HashMap<PemKey, Arc<CertifiedKey>>,
+    /// Each Gateway address's own certificates (its HTTPS listeners'), chosen there instead.
+    at: HashMap<std::net::IpAddr, CertTable>,
 }
 
 impl std::fmt::Debug for CertTable {
@@ -99,21 +101,62 @@ impl CertStore {
                 }
             }
         };
-        let mut table = CertTable::default();
-        for (name, cert) in &l7.certificates {
-            let Some(k) = get(cert) else { continue };
-            let name = name.to_ascii_lowercase();
-            match name.strip_prefix("*.") {
-                Some(suffix) => table.wildcard.insert(suffix.to_string(), k),
-                None => table.exact.insert(name, k),
-            };
-        }
+        let mut names = |certificates: &std::collections::BTreeMap<String, Arc<TlsCertificate>>| {
+            let mut table = CertTable::default();
+            for (name, cert) in certificates {
+                let Some(k) = get(cert) else { continue };
+                let name = name.to_ascii_lowercase();
+                if name.is_empty() {
+                    table.default = Some(k);
+                    continue;
+                }
+                match name.strip_prefix("*.") {
+                    Some(suffix) => table.wildcard.insert(suffix.to_string(), k),
+                    None => table.exact.insert(name, k),
+                };
+            }
+            table
+        };
+        let mut table = names(&l7.certificates);
+        table.default = None;
+        table.at = (l7.gateway_addresses.iter())
+            .map(|(ip, a)| (*ip, names(&a.certificates)))
+            .collect();
         // Which certificate is the default is translation's decision alone
         // (`L7Config::default_certificate`); a broken one falls back to the generated.
         table.default = l7.default_certificate.as_ref().and_then(&mut get);
         table.parsed = parsed;
         self.table.store(Arc::new(table));
         errors
+    }
+
+    /// Whether `ip` is a Gateway address with certificates of its own.
+    pub fn has_address(&self, ip: std::net::IpAddr) -> bool {
+        let t = self.table.load();
+        !t.at.is_empty() && t.at.contains_key(&ip.to_canonical())
+    }
+
+    /// The certificate for `sni` on the local address `ip`: that of a listener of the
+    /// Gateway owning `ip` (its listener without hostname for other names), else
+    /// [`Self::lookup`]'s default.
+    fn lookup_at(&self, ip: std::net::IpAddr, sni: Option<&str>) -> Arc<CertifiedKey> {
+        let t = self.table.load();
+        if let Some(own) = t.at.get(&ip.to_canonical())
+            && let Some(k) = Self::by_name(own, sni).or(own.default.as_ref())
+        {
+            return Arc::clone(k);
+        }
+        t.default
+            .clone()
+            .unwrap_or_else(|| Arc::clone(&self.generated))
+    }
+
+    fn by_name<'t>(t: &'t CertTable, sni: Option<&str>) -> Option<&'t Arc<CertifiedKey>> {
+        let name = sni?.to_ascii_lowercase();
+        t.exact.get(&name).or_else(|| {
+            let (_, suffix) = name.split_once('.')?;
+            t.wildcard.get(suffix)
+        })
     }
 
     fn lookup(&self, sni: Option<&str>) -> Arc<CertifiedKey> {
@@ -147,6 +190,36 @@ impl CertStore {
     pub fn with_alpn(mut cfg: ServerConfig) -> ServerConfig {
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         cfg
+    }
+}
+
+/// [`CertStore`] as seen on one local address (a Gateway's): the TLS configuration of a
+/// connection accepted there resolves through it.
+#[derive(Debug)]
+pub struct AtAddress {
+    pub store: Arc<CertStore>,
+    pub ip: std::net::IpAddr,
+}
+
+impl AtAddress {
+    /// `config` resolving certificates on `ip` (the rest unchanged).
+    pub fn config(
+        store: &Arc<CertStore>,
+        ip: std::net::IpAddr,
+        config: &ServerConfig,
+    ) -> Arc<ServerConfig> {
+        let mut c = config.clone();
+        c.cert_resolver = Arc::new(AtAddress {
+            store: Arc::clone(store),
+            ip,
+        });
+        Arc::new(c)
+    }
+}
+
+impl ResolvesServerCert for AtAddress {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.store.lookup_at(self.ip, hello.server_name()))
     }
 }
 

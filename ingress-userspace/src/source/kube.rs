@@ -265,7 +265,7 @@ pub fn spawn_scoped(
         tokio::spawn(watch_optional_kind(
             api::<Gateway>(&client, namespace),
             ObjectKind::Gateway,
-            |o| Object::Gateway(trim_status(o).into()),
+            |o| Object::Gateway(trim_gateway(o).into()),
             events.clone(),
         )),
         tokio::spawn(watch_optional_kind(
@@ -476,7 +476,6 @@ macro_rules! has_status {
 }
 has_status!(
     GatewayClass,
-    Gateway,
     HttpRoute,
     GrpcRoute,
     BackendTlsPolicy,
@@ -486,6 +485,19 @@ has_status!(
 
 fn trim_status<K: HasStatus>(mut o: K) -> K {
     o.clear_status();
+    o
+}
+
+/// A Gateway's status is ours to write as well, except that its `addresses` are also an
+/// input: the last assignment from `--gateway-address-pool`, kept as MetalLB keeps its
+/// allocation in status (`model::translate::gateway::addresses`). Only they stay; our own
+/// condition and listener writes still do not come back as changes.
+fn trim_gateway(mut o: Gateway) -> Gateway {
+    let addresses = o.status.and_then(|s| s.addresses).filter(|a| !a.is_empty());
+    o.status = addresses.map(|a| gateway_api::apis::standard::gateways::GatewayStatus {
+        addresses: Some(a),
+        ..Default::default()
+    });
     o
 }
 
@@ -728,6 +740,22 @@ mod trim_tests {
         store::Objects,
     };
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+    /// A Gateway keeps only its status addresses (the sticky input of address assignment):
+    /// the conditions and listeners we write never come back as a change.
+    #[test]
+    fn a_gateway_keeps_only_its_status_addresses() {
+        let yaml = "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: g, namespace: n}\nspec:\n  gatewayClassName: xdp\n  listeners: [{name: http, port: 80, protocol: HTTP}]\nstatus:\n  addresses: [{type: IPAddress, value: 10.0.0.1}]\n  conditions: [{type: Accepted, status: \"True\", reason: Accepted, message: ok, lastTransitionTime: \"2024-01-01T00:00:00Z\"}]\n";
+        let gw: Gateway = yaml_serde::from_str(yaml).unwrap();
+        let status = trim_gateway(gw).status.expect("addresses kept");
+        let addresses = status.addresses.unwrap_or_default();
+        assert_eq!(addresses.len(), 1);
+        assert_eq!(addresses[0].value, "10.0.0.1");
+        assert!(status.conditions.unwrap_or_default().is_empty());
+        let mut bare: Gateway = yaml_serde::from_str(yaml).unwrap();
+        bare.status = Some(Default::default());
+        assert!(trim_gateway(bare).status.is_none());
+    }
 
     /// A slice as the EndpointSlice controller writes it (hints, hostnames, more addresses and
     /// labels, a full targetRef) translates exactly as a bare one: nothing the store's compact

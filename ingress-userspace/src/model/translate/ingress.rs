@@ -373,6 +373,7 @@ impl<'a> L7Builder<'a> {
                 query: vec![],
                 tls: None,
                 listener_ports: None,
+                gateway_addresses: None,
             },
             action: action.clone(),
             policy: opts.policy.clone(),
@@ -505,6 +506,7 @@ impl<'a> L7Builder<'a> {
                         query: vec![],
                         tls: None,
                         listener_ports: None,
+                        gateway_addresses: None,
                     },
                     action,
                     policy: {
@@ -823,6 +825,7 @@ fn www_redirect(from: &str, to: &str, origin: RouteOrigin, status: u16) -> Virtu
                 query: vec![],
                 tls: None,
                 listener_ports: None,
+                gateway_addresses: None,
             },
             action: RouteAction::Respond {
                 status,

@@ -157,6 +157,9 @@ pub struct TranslateConfig {
     pub proxy_syn_rate_limit: Option<crate::model::SynRateLimit>,
     /// The proxy's HTTP and HTTPS ports: the only Gateway listener ports served for now.
     pub gateway_ports: gateway::ProxyPorts,
+    /// `--gateway-address-pool`: the addresses Gateways may be served on, each Gateway on its
+    /// own ([`gateway::addresses`]). Empty: every Gateway on the node's addresses.
+    pub gateway_address_pool: gateway::addresses::AddressPool,
 }
 
 impl Default for TranslateConfig {
@@ -178,6 +181,7 @@ impl Default for TranslateConfig {
             enable_ssl_passthrough: false,
             proxy_syn_rate_limit: None,
             gateway_ports: gateway::ProxyPorts::default(),
+            gateway_address_pool: Default::default(),
         }
     }
 }
@@ -469,6 +473,7 @@ impl Translator {
                 controller_name: &self.config.controller_name,
                 ports: self.config.gateway_ports,
                 addresses: &status_addresses,
+                pool: &self.config.gateway_address_pool,
                 l4_services: &l4,
             },
             &endpoints,

@@ -53,6 +53,7 @@ pub(super) fn of_first_ingress(
             query: vec![],
             tls: None,
             listener_ports: None,
+            gateway_addresses: None,
         },
         action: RouteAction::DefaultBackend,
         policy,
@@ -279,6 +280,7 @@ mod tests {
                 tls: false,
                 listener_port: None,
                 gateway_listener: false,
+                local_addr: None,
             };
             match table.lookup(&view) {
                 Lookup::Route { route, .. } => match route.action {

@@ -201,9 +201,6 @@ pub fn parents(r: &RouteParents<'_>, gateways: &Gateways<'_>, objects: &Objects)
 #[derive(Debug, Default)]
 pub struct Attached {
     pub parents: Vec<Parent>,
-    /// Host patterns the route is served under (exact, `*.` wildcard, `""` for any) ->
-    /// through which listeners.
-    pub hostnames: BTreeMap<String, Via>,
     /// Each listener attached to: `(Gateway, listener index, how it serves, host patterns)`.
     pub listeners: Vec<(Key, usize, ListenerVia, Vec<String>)>,
 }
@@ -236,15 +233,24 @@ impl Via {
 }
 
 impl Attached {
-    /// [`Self::hostnames`] without the listeners of the Gateways in `dropped`.
-    pub fn hostnames_without(&self, dropped: &[Key]) -> BTreeMap<String, Via> {
-        let mut out = BTreeMap::<String, Via>::new();
+    /// Host patterns the route is served under (exact, `*.` wildcard, `""` for any) -> through
+    /// which listeners, leaving out the listeners of the Gateways in `dropped`, and split by
+    /// the addresses (`at`, sorted) of the Gateway each listener belongs to: `None` for
+    /// Gateways served on every address no Gateway claims.
+    pub fn served<'a>(
+        &self,
+        dropped: &[Key],
+        at: impl Fn(&Key) -> Option<&'a [std::net::IpAddr]>,
+    ) -> BTreeMap<(String, Option<Vec<std::net::IpAddr>>), Via> {
+        let mut out = BTreeMap::<_, Via>::new();
         for (gw, _, via, hs) in &self.listeners {
             if dropped.contains(gw) {
                 continue;
             }
+            let addresses = at(gw).map(<[_]>::to_vec);
             for h in hs {
-                out.entry(h.clone()).or_default().add(*via);
+                let k = (h.clone(), addresses.clone());
+                out.entry(k).or_default().add(*via);
             }
         }
         out
@@ -286,9 +292,6 @@ pub fn attach(
                 port: ls[*i].served_port,
             };
             out.listeners.push((gw_key.clone(), *i, via, hs.clone()));
-            for h in hs {
-                out.hostnames.entry(h.clone()).or_default().add(via);
-            }
         }
     }
     out

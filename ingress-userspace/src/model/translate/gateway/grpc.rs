@@ -200,6 +200,7 @@ spec:
             query: Vec::new(),
             tls: None,
             listener_ports: None,
+            gateway_addresses: None,
         };
         let mut order = [
             ("regex", m(PathMatch::FullRegex("/(?:a)/(?:b)".into()), 3)),

@@ -1,7 +1,8 @@
 //! TCPRoute and UDPRoute (Gateway API v1.6: `v1`, standard channel; `v1alpha2` before) on
 //! `TCP` and `UDP` listeners, served by the XDP path exactly as NodePorts are (Maglev,
 //! conntrack, NAT): each served listener with a route becomes one [`L4Service`] whose
-//! frontend is the listener's port on every node address ([`Frontend::NodePort`]).
+//! frontend is the listener's port on every node address ([`Frontend::NodePort`]), or, for a
+//! Gateway with addresses ([`super::addresses`]), on each of them ([`Frontend::Address`]).
 //!
 //! What this implementation decides where the spec leaves it open (see
 //! deploy/docs/gateway-api.md):
@@ -117,9 +118,10 @@ fn kind_name(kind: ObjectKind) -> &'static str {
 
 /// The L4 services of the TCPRoutes and UDPRoutes attached to `gateways`' listeners, sorted
 /// by id; their status goes to `status`, Services looked up to `services`.
-pub fn translate(
+pub fn translate<'a>(
     objects: &Objects,
     gateways: &mut Gateways<'_>,
+    at: impl Fn(&Key) -> Option<&'a [std::net::IpAddr]>,
     endpoints: &EndpointIndex<'_>,
     services: &mut HashSet<Key>,
     diags: &mut Diagnostics,
@@ -219,7 +221,14 @@ pub fn translate(
                     },
                     service: r.oref.clone(),
                     protocol: r.protocol,
-                    frontends: vec![Frontend::NodePort(port)],
+                    // A Gateway with addresses: those addresses only (the XDP path looks
+                    // an address frontend up before the port's NodePort one).
+                    frontends: match at(gw_key) {
+                        Some(ips) => (ips.iter())
+                            .map(|ip| Frontend::Address(std::net::SocketAddr::new(*ip, port)))
+                            .collect(),
+                        None => vec![Frontend::NodePort(port)],
+                    },
                     endpoints: eps.clone(),
                     client_ip_affinity: None,
                     source_ranges: Vec::new(),

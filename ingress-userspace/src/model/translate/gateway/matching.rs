@@ -86,6 +86,7 @@ pub fn route_match(m: &HttpRouteRulesMatches) -> Result<RouteMatch, String> {
         query,
         tls: None,
         listener_ports: None,
+        gateway_addresses: None,
     })
 }
 

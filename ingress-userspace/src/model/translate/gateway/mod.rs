@@ -2,6 +2,7 @@
 //! the HTTPRoutes attached to them, translated into the same L7 tables as Ingresses, plus the
 //! status the spec asks for. Pure, like the rest of translation.
 //!
+//! - [`addresses`]: which addresses each Gateway is served on (`--gateway-address-pool`).
 //! - [`listeners`]: which listeners are served, certificates, `allowedRoutes`.
 //! - [`listener_sets`]: ListenerSets' listeners merged into their Gateway's (GEP-1713).
 //! - [`attachment`]: parentRefs -> listeners, with the route parent's conditions.
@@ -17,6 +18,7 @@
 //! - [`tls_passthrough`]: TLSRoute on TLS passthrough listeners, as the proxy's SNI table.
 //! - [`timeouts`]: `rules[].timeouts` (request, backendRequest).
 
+pub mod addresses;
 pub mod attachment;
 pub mod backend_tls;
 pub mod backends;
@@ -32,6 +34,8 @@ pub mod reference_grant;
 pub mod timeouts;
 pub mod tls_passthrough;
 
+#[cfg(test)]
+mod address_tests;
 #[cfg(test)]
 mod l4_tests;
 #[cfg(test)]
@@ -99,6 +103,8 @@ pub struct Output {
     pub sni: BTreeMap<String, crate::model::SniAction>,
     /// L4 services of TCP and UDP listeners ([`l4`]), sorted by id.
     pub l4: Vec<crate::model::L4Service>,
+    /// What Gateways with addresses serve, by address ([`L7Config::gateway_addresses`]).
+    pub addresses: BTreeMap<std::net::IpAddr, crate::model::GatewayAddress>,
     /// Services and Secrets looked up (for re-translation on their changes).
     pub services: HashSet<Key>,
     pub secrets: HashSet<Key>,
@@ -110,6 +116,8 @@ pub struct Context<'a> {
     pub ports: ProxyPorts,
     /// What Gateways' `status.addresses` say (IPs or host names).
     pub addresses: &'a [String],
+    /// `--gateway-address-pool` ([`addresses`]).
+    pub pool: &'a addresses::AddressPool,
     /// The Services' L4 services: their node ports are not free for TCP/UDP listeners.
     pub l4_services: &'a [crate::model::L4Service],
 }
@@ -164,6 +172,13 @@ pub fn translate(
         .filter(|(_, gw)| classes.contains(&gw.spec.gateway_class_name))
         .map(|(k, _)| k)
         .collect();
+    let assigned = addresses::assign(
+        (ours.iter()).filter_map(|k| objects.gateways.get(*k).map(|gw| (*k, gw.as_ref()))),
+        cx.pool,
+    );
+    // A Gateway with addresses keeps its certificates to itself (chosen on its addresses).
+    let mut own_certificates: BTreeMap<Key, BTreeMap<String, Arc<TlsCertificate>>> =
+        BTreeMap::new();
     let sets = listener_sets::read(objects, &ours);
     let mut verdicts = listener_sets::Verdicts::new();
     let mut gateways = BTreeMap::new();
@@ -171,12 +186,19 @@ pub fn translate(
         let Some(gw) = objects.gateways.get(key) else {
             continue;
         };
+        let addressed = assigned.get(key).and_then(|a| a.assigned()).is_some();
+        let mut mine = BTreeMap::new();
+        let certificates = if addressed {
+            &mut mine
+        } else {
+            &mut out.certificates
+        };
         let (mut ls, mut statuses) = listeners::listeners(
             &listeners::Owner::gateway(gw),
             objects,
             cx.ports,
             tls,
-            &mut out.certificates,
+            certificates,
             &mut out.secrets,
         );
         for set in sets.iter().filter(|s| s.gateway == *key) {
@@ -199,12 +221,17 @@ pub fn translate(
                 listeners: entries,
                 set: Some(set.key.clone()),
             };
+            let certificates = if addressed {
+                &mut mine
+            } else {
+                &mut out.certificates
+            };
             let (more, more_statuses) = listeners::listeners(
                 &owner,
                 objects,
                 cx.ports,
                 tls,
-                &mut out.certificates,
+                certificates,
                 &mut out.secrets,
             );
             let from = ls.len();
@@ -212,6 +239,9 @@ pub fn translate(
             statuses.extend(more_statuses);
             listener_sets::conflicts(&mut ls, &mut statuses, from);
             verdicts.insert(set.key.clone(), listener_sets::Verdict::Attached);
+        }
+        if addressed {
+            own_certificates.insert(key.clone(), mine);
         }
         gateways.insert(key.clone(), (gw.as_ref(), ls, statuses));
     }
@@ -233,7 +263,33 @@ pub fn translate(
         for (l, s) in ls.iter_mut().zip(statuses.iter_mut()) {
             listeners::unprogram(l, s, "the Gateway is not accepted (InvalidParameters)");
         }
-        rejected.insert(key.clone(), msg);
+        rejected.insert(key.clone(), ("InvalidParameters", msg));
+    }
+    // Addresses it cannot be served on: an unsupported type rejects the Gateway; an address
+    // not usable or not assignable leaves it accepted but not programmed. Either way it
+    // serves nothing (its ports stay free for others).
+    let mut unprogrammed: BTreeMap<Key, (&'static str, String)> = BTreeMap::new();
+    for (key, (_, ls, statuses)) in gateways.iter_mut() {
+        let (reason, msg, accepted) = match assigned.get(key) {
+            Some(addresses::Addresses::Unsupported(m)) => ("UnsupportedAddress", m, false),
+            Some(addresses::Addresses::NotUsable(m)) => ("AddressNotUsable", m, true),
+            Some(addresses::Addresses::NotAssigned(m)) => ("AddressNotAssigned", m, true),
+            _ => continue,
+        };
+        if rejected.contains_key(key) {
+            continue;
+        }
+        let oref = ObjectRef::new(ObjectKind::Gateway, &key.namespace, &key.name);
+        diags.error(&oref, reason, msg.clone());
+        let why = format!("the Gateway has no address to be served on ({reason})");
+        for (l, s) in ls.iter_mut().zip(statuses.iter_mut()) {
+            listeners::unprogram(l, s, &why);
+        }
+        if accepted {
+            unprogrammed.insert(key.clone(), (reason, msg.clone()));
+        } else {
+            rejected.insert(key.clone(), (reason, msg.clone()));
+        }
     }
     ports::claim(&mut gateways, ports::held(cx.l4_services, cx.ports));
     // A Gateway none of whose own listeners is accepted serves no ListenerSet either.
@@ -260,14 +316,26 @@ pub fn translate(
             }
         }
     }
-    for (_, ls, _) in gateways.values() {
-        for l in ls.iter().filter(|l| l.l4.is_none() && !l.tls_passthrough) {
+    let at = |key: &Key| assigned.get(key).and_then(|a| a.assigned());
+    for (key, (_, ls, _)) in gateways.iter() {
+        let mut own = crate::model::GatewayAddress {
+            certificates: own_certificates.remove(key).unwrap_or_default(),
+            ..Default::default()
+        };
+        for l in ls.iter().filter(|l| l.l4.is_none()) {
+            if l.tls_passthrough {
+                if l.served {
+                    own.ports.insert(cx.ports.https, ListenerProtocol::Https);
+                }
+                continue;
+            }
             let Some(p) = l.served_port else { continue };
             let protocol = if l.https {
                 ListenerProtocol::Https
             } else {
                 ListenerProtocol::Http
             };
+            own.ports.insert(p, protocol);
             if p != cx.ports.http && p != cx.ports.https {
                 out.listener_ports.insert(p, protocol);
             } else {
@@ -275,11 +343,28 @@ pub fn translate(
             }
             if l.https {
                 let host = l.hostname.unwrap_or_default().to_ascii_lowercase();
-                out.https_hosts.entry(p).or_default().push(host);
+                own.https_hosts.entry(p).or_default().push(host);
+            }
+        }
+        match at(key) {
+            Some(ips) => {
+                for ip in ips {
+                    out.addresses.insert(*ip, own.clone());
+                }
+            }
+            None => {
+                for (p, hosts) in own.https_hosts {
+                    out.https_hosts.entry(p).or_default().extend(hosts);
+                }
             }
         }
     }
-    for hosts in out.https_hosts.values_mut() {
+    let https_hosts = (out.https_hosts.values_mut()).chain(
+        out.addresses
+            .values_mut()
+            .flat_map(|a| a.https_hosts.values_mut()),
+    );
+    for hosts in https_hosts {
         hosts.sort();
         hosts.dedup();
     }
@@ -329,7 +414,6 @@ pub fn translate(
             .map(|(_, _, gw)| gw.clone())
             .collect();
         if !lost_on.is_empty() {
-            attached.hostnames = attached.hostnames_without(&lost_on);
             for p in &mut attached.parents {
                 if lost_on.contains(&p.gateway) && p.accepted.status {
                     p.accepted = StatusCondition::new(
@@ -391,6 +475,7 @@ pub fn translate(
             ),
         };
         let mut parents = Vec::new();
+        let served = attached.served(&lost_on, at);
         for p in attached.parents {
             let mut conditions = vec![p.accepted];
             if let (Some(msg), true) = (&built.unsupported, conditions[0].status) {
@@ -409,7 +494,9 @@ pub fn translate(
             });
         }
         out.status.routes.insert(oref, parents);
-        for (host, via) in attached.hostnames {
+        // One copy per host and address set: a Gateway with addresses serves the route only
+        // on them, the others on every address no Gateway claims.
+        for ((host, addresses), via) in served {
             // A route attached to HTTP listeners only is not served over TLS, and the
             // reverse; and only on its listeners' ports (the proxy keys routes by host).
             let tls = match (via.http, via.https) {
@@ -422,6 +509,7 @@ pub fn translate(
                 let mut r = r.clone();
                 r.matches.tls = tls;
                 r.matches.listener_ports = Some(ports.clone());
+                r.matches.gateway_addresses = addresses.clone();
                 routes.push((host.clone(), r));
             }
         }
@@ -429,20 +517,28 @@ pub fn translate(
     out.l4 = l4::translate(
         objects,
         &mut gateways,
+        at,
         endpoints,
         &mut out.services,
         diags,
         &mut out.status.routes,
     );
-    out.sni = tls_passthrough::translate(
+    let mut sni = tls_passthrough::translate(
         objects,
         &mut gateways,
+        at,
         endpoints,
         &mut cache,
         &mut out.services,
         diags,
         &mut out.status.routes,
     );
+    out.sni = sni.remove(&None).unwrap_or_default();
+    for (ips, table) in sni {
+        for ip in ips.into_iter().flatten() {
+            out.addresses.entry(ip).or_default().sni = table.clone();
+        }
+    }
     routes.sort_by_cached_key(|(h, r)| (h.clone(), matching::precedence(&r.matches, &r.origin)));
     for (host, r) in routes {
         out.hosts.entry(host).or_default().push(r);
@@ -460,9 +556,11 @@ pub fn translate(
             }
         }
         let mut conditions = gateway_conditions(&own, generation);
-        if let Some(msg) = rejected.get(&key) {
-            conditions[0] =
-                StatusCondition::new("Accepted", false, "InvalidParameters", &**msg, generation);
+        if let Some((reason, msg)) = rejected.get(&key) {
+            conditions[0] = StatusCondition::new("Accepted", false, reason, &**msg, generation);
+        }
+        if let Some((reason, msg)) = unprogrammed.get(&key) {
+            conditions[1] = StatusCondition::new("Programmed", false, reason, &**msg, generation);
         }
         parent_accepted.insert(key.clone(), conditions[0].status);
         let oref = ObjectRef::new(ObjectKind::Gateway, key.namespace.clone(), key.name.clone());
@@ -489,7 +587,15 @@ pub fn translate(
         out.status.gateways.insert(
             oref,
             GatewayStatusOut {
-                addresses: cx.addresses.to_vec(),
+                // Where it is served: its own addresses, else the node's; none when it has
+                // no address it can use.
+                addresses: match assigned.get(&key) {
+                    Some(addresses::Addresses::Assigned(ips)) => {
+                        ips.iter().map(ToString::to_string).collect()
+                    }
+                    None | Some(addresses::Addresses::Node) => cx.addresses.to_vec(),
+                    Some(_) => Vec::new(),
+                },
                 conditions,
                 listeners: own,
                 attached_listener_sets: i32::try_from(attached_listener_sets).unwrap_or(i32::MAX),
@@ -890,9 +996,17 @@ pub fn merge(l7: &mut L7Config, out: &mut Output) {
                 .or_insert(crate::model::SniAction::Terminate);
         }
     }
+    // The same on each Gateway address with passthrough listeners (its own hosts and every
+    // exact host: one not served there is terminated and gets 404, never passed).
+    for a in out.addresses.values_mut().filter(|a| !a.sni.is_empty()) {
+        for host in l7.hosts.keys() {
+            (a.sni.entry(host.clone())).or_insert(crate::model::SniAction::Terminate);
+        }
+    }
     l7.gateway_listeners = std::mem::take(&mut out.listener_ports);
     l7.gateway_https_hosts = std::mem::take(&mut out.https_hosts);
     l7.gateway_shared_ports = std::mem::take(&mut out.shared_ports);
+    l7.gateway_addresses = std::mem::take(&mut out.addresses);
     for (host, cert) in std::mem::take(&mut out.certificates) {
         if host.is_empty() {
             l7.default_certificate.get_or_insert(cert);

@@ -416,6 +416,7 @@ spec:
             tls,
             listener_port: None,
             gateway_listener: false,
+            local_addr: None,
         };
         matches!(
             table.lookup(&view),
@@ -1201,6 +1202,7 @@ spec:
             tls: false,
             listener_port: Some(port),
             gateway_listener,
+            local_addr: None,
         };
         match table.lookup(&view) {
             crate::proxy::router::Lookup::NotFound { host, .. } => table.gateway_miss(host, &view),

@@ -20,6 +20,7 @@
 //! wins; one rule per route (rules have no matches); backendRefs split connections by weight.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::{
@@ -36,19 +37,26 @@ use crate::{
     store::{Key, Objects},
 };
 
-/// The SNI table of `gateways`' TLS passthrough and HTTPS listeners and the TLSRoutes attached;
-/// route status goes to `status`, Services looked up to `services`.
+/// One SNI table per address set: `None` for Gateways without addresses (every address no
+/// Gateway claims), else the (sorted) addresses of the Gateways that share the table.
+pub type Tables = BTreeMap<Option<Vec<IpAddr>>, BTreeMap<String, SniAction>>;
+
+/// The SNI tables of `gateways`' TLS passthrough and HTTPS listeners and the TLSRoutes
+/// attached, split by the addresses of each listener's Gateway (`at`); route status goes to
+/// `status`, Services looked up to `services`.
 #[allow(clippy::too_many_arguments)]
-pub fn translate(
+pub fn translate<'a>(
     objects: &Objects,
     gateways: &mut Gateways<'_>,
+    at: impl Fn(&Key) -> Option<&'a [IpAddr]>,
     endpoints: &EndpointIndex<'_>,
     cache: &mut HashMap<backends::CacheKey, Arc<Upstream>>,
     services: &mut HashSet<Key>,
     diags: &mut Diagnostics,
     status: &mut BTreeMap<ObjectRef, Vec<RouteParentStatus>>,
-) -> BTreeMap<String, SniAction> {
-    let mut table: BTreeMap<String, SniAction> = BTreeMap::new();
+) -> Tables {
+    let group = |gw: &Key| at(gw).map(<[_]>::to_vec);
+    let mut tables = Tables::new();
     let mut routes: Vec<(i64, &Key, &crate::store::TlsRoute)> = objects
         .tls_routes
         .iter()
@@ -63,8 +71,8 @@ pub fn translate(
         })
         .collect();
     routes.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-    // hostname pattern -> the route that passes it (the oldest).
-    let mut owner: BTreeMap<String, ObjectRef> = BTreeMap::new();
+    // (table, hostname pattern) -> the route that passes it (the oldest).
+    let mut owner: BTreeMap<(Option<Vec<IpAddr>>, String), ObjectRef> = BTreeMap::new();
     for (_, key, tr) in routes {
         let oref = ObjectRef::new(
             ObjectKind::TLSRoute,
@@ -150,6 +158,7 @@ pub fn translate(
             let mut served_any = false;
             let mut why = None;
             for (gw_key, i, hs) in &p.listeners {
+                let g = group(gw_key);
                 let mut here = false;
                 for h in hs {
                     if h.is_empty() {
@@ -160,15 +169,16 @@ pub fn translate(
                         );
                         continue;
                     }
-                    match owner.get(h) {
+                    let k = (g.clone(), h.clone());
+                    match owner.get(&k) {
                         Some(o) if *o != oref => {
                             why = Some(format!("hostname {h} is passed to {o} (the oldest)"));
                             continue;
                         }
                         _ => {}
                     }
-                    owner.insert(h.clone(), oref.clone());
-                    table.insert(
+                    owner.insert(k, oref.clone());
+                    tables.entry(g.clone()).or_default().insert(
                         h.clone(),
                         SniAction::Pass {
                             route: oref.clone(),
@@ -198,15 +208,19 @@ pub fn translate(
         status.insert(oref, statuses);
     }
     // Without a served passthrough listener no connection needs its ClientHello read first.
-    let passthrough_served = gateways
-        .values()
-        .any(|(_, ls, _)| ls.iter().any(|l| l.served && l.tls_passthrough));
-    if !passthrough_served {
-        return BTreeMap::new();
-    }
+    let passthrough_served: std::collections::BTreeSet<Option<Vec<IpAddr>>> = (gateways.iter())
+        .filter(|(_, (_, ls, _))| ls.iter().any(|l| l.served && l.tls_passthrough))
+        .map(|(k, _)| group(k))
+        .collect();
+    tables.retain(|g, _| passthrough_served.contains(g));
     // Listeners' own hostnames: passthrough ones close what no route took; terminating ones
     // keep their names terminated under a passthrough wildcard.
-    for (_, ls, _) in gateways.values() {
+    for (key, (_, ls, _)) in gateways.iter() {
+        let g = group(key);
+        if !passthrough_served.contains(&g) {
+            continue;
+        }
+        let table = tables.entry(g).or_default();
         for l in ls.iter().filter(|l| l.served) {
             let Some(h) = l.hostname.map(str::to_ascii_lowercase) else {
                 continue;
@@ -218,5 +232,5 @@ pub fn translate(
             }
         }
     }
-    table
+    tables
 }
