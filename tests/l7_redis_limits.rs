@@ -262,6 +262,24 @@ fn count(statuses: &[u16], status: u16) -> usize {
     statuses.iter().filter(|&&s| s == status).count()
 }
 
+/// Requests a limit of `per_second` may admit beyond its burst while `elapsed` passes: a
+/// burst is sent as fast as the machine allows, so on a loaded one the bucket refills
+/// during it. Assertions allow for this instead of failing a slow run (a time guard here
+/// failed CI at 264 ms).
+fn refills(elapsed: Duration, per_second: f64) -> usize {
+    (elapsed.as_secs_f64() * per_second).ceil() as usize
+}
+
+/// Asserts that `ok` requests admitted by a limit of `per_second` with `burst_admits` at
+/// once fits a burst that took `elapsed`.
+fn assert_burst(ok: usize, burst_admits: usize, per_second: f64, elapsed: Duration, what: &str) {
+    let most = burst_admits + refills(elapsed, per_second);
+    assert!(
+        (burst_admits..=most).contains(&ok),
+        "{what}: {ok} admitted, {burst_admits} to {most} expected in {elapsed:?}"
+    );
+}
+
 /// What nginx's `limit_req rate=<rps>r/s burst=<burst> nodelay` admits from a quiet client
 /// sending steadily for `elapsed`: `1 + burst` at once, then one per `1/rps`.
 fn nginx_admits(rps: f64, burst: f64, elapsed: Duration) -> f64 {
@@ -366,12 +384,9 @@ fn the_global_limit_holds_over_ingresses_and_daemons() {
         }
     };
     let (got, took) = c.send(16, Duration::ZERO, |i| i % 2, hosts);
-    assert!(
-        took < Duration::from_millis(450),
-        "too slow to test a burst: {took:?}"
-    );
     assert_eq!(&got[..5], [200; 5], "{got:?}");
-    assert!(got[5..].iter().all(|&s| s == 429), "{got:?}");
+    assert_eq!(count(&got, 200) + count(&got, 429), got.len(), "{got:?}");
+    assert_burst(count(&got, 200), 5, 2.0, took, "global limit");
 }
 
 /// `limit-rps 4` (burst 20) on two daemons, `--rate-limit-cluster-nodes 2`: with Redis, a
@@ -385,18 +400,26 @@ fn a_redis_outage_falls_back_to_limit_over_nodes_and_recovers() {
     let Some(c) = cluster(&[("limit-rps", "4")], &[]) else {
         return;
     };
+    // (admitted, elapsed) of `n` requests at once to daemon `d`, all answered 200 or 503.
     let burst_to = |c: &Cluster, d: usize, n: usize| {
         let (got, took) = c.send(n, Duration::ZERO, move |_| d, |_| "one.test");
-        assert!(
-            took < Duration::from_millis(240),
-            "too slow to test a burst: {took:?}"
-        );
         assert_eq!(count(&got, 200) + count(&got, 503), n, "{got:?}");
-        count(&got, 200)
+        (count(&got, 200), took)
     };
-    // Shared: 1 + 20 on daemon 0, then daemon 1 has nothing left.
-    assert_eq!(burst_to(&c, 0, 30), 21);
-    assert_eq!(burst_to(&c, 1, 5), 0, "daemon 1 shares daemon 0's bucket");
+    // Shared (4/s, 1 + 20 at once): a burst on daemon 0, then daemon 1 gets only what
+    // refilled since the burst began (nothing on a quick machine).
+    let shared = |c: &Cluster, what: &str| {
+        let start = Instant::now();
+        let (ok, took) = burst_to(c, 0, 30);
+        assert_burst(ok, 21, 4.0, took, what);
+        let (other, _) = burst_to(c, 1, 5);
+        let since = start.elapsed();
+        assert!(
+            ok + other <= 21 + refills(since, 4.0),
+            "{what}: daemon 1 shares daemon 0's bucket: {ok} + {other} admitted in {since:?}"
+        );
+    };
+    shared(&c, "shared");
 
     // Load on daemon 1 (40 requests a second) while Redis dies.
     let load = std::thread::scope(|s| {
@@ -415,7 +438,8 @@ fn a_redis_outage_falls_back_to_limit_over_nodes_and_recovers() {
     // it keeps without asking; the per-node buckets start full.
     std::thread::sleep(Duration::from_millis(400));
     // Per node, 2/s with a burst of 10: 1 + 10, served all the same.
-    assert_eq!(burst_to(&c, 0, 30), 11);
+    let (ok, took) = burst_to(&c, 0, 30);
+    assert_burst(ok, 11, 2.0, took, "per node");
     for d in 0..2 {
         let m = c.metrics(d).unwrap();
         assert_eq!(sample(&m, "xdp_ingress_rate_limit_store_up"), Some(0.0));
@@ -436,8 +460,7 @@ fn a_redis_outage_falls_back_to_limit_over_nodes_and_recovers() {
         std::thread::sleep(Duration::from_millis(200));
     }
     // The restarted Redis is empty: a full shared burst again, then nothing on the other.
-    assert_eq!(burst_to(&c, 0, 30), 21);
-    assert_eq!(burst_to(&c, 1, 5), 0, "shared again");
+    shared(&c, "shared again");
 }
 
 /// A Redis that stops answering (SIGSTOP) is as good as gone: each daemon's first decision
@@ -452,10 +475,11 @@ fn a_stalled_redis_times_out_to_the_fallback() {
     c.redis.freeze(true);
     let (got, took) = c.send(30, Duration::ZERO, |_| 0, |_| "one.test");
     c.redis.freeze(false);
-    assert_eq!(count(&got, 200), 11, "{got:?}");
-    assert_eq!(count(&got, 503), 19, "{got:?}");
+    assert_eq!(count(&got, 200) + count(&got, 503), 30, "{got:?}");
+    assert_burst(count(&got, 200), 11, 2.0, took, "per node while stalled");
+    // One 50 ms timeout per request would be 1.5 s at least.
     assert!(
-        took < Duration::from_millis(400),
+        took < Duration::from_millis(1200),
         "one timeout, not one per request: {took:?}"
     );
     let m = c.metrics(0).unwrap();

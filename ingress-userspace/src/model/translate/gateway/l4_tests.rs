@@ -1087,7 +1087,7 @@ fn tls_terminate_and_mixed_termination_listeners_are_refused() {
         assert_eq!(l.attached_routes, 0, "{name}");
     }
     assert!(!s.l7.gateway_sni.contains_key("passthrough.example"));
-    assert!(!cond(&parent(&s, ObjectKind::TLSRoute, "pass"), "Accepted").0);
+    assert!(!cond(parent(&s, ObjectKind::TLSRoute, "pass"), "Accepted").0);
 }
 
 /// Conformance TLSRouteListenerPassthroughSupportedKinds (v1.6): a Passthrough listener whose
