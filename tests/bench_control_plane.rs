@@ -125,7 +125,7 @@ fn service_objects(i: usize) -> [Object; 2] {
         ),
     };
     [
-        Object::Service(Arc::new(svc)),
+        Object::Service(Arc::new(svc.into())),
         Object::EndpointSlice(Arc::new(slice.into())),
     ]
 }
@@ -308,7 +308,10 @@ fn profile_parts(objects: Objects) {
     drop(manifests);
     let source_own = b3 - live();
     let mut parts = vec![
-        ("objects (parsed from the files)", b1 - b0 - source_own - (b2 - b1)),
+        (
+            "objects (parsed from the files)",
+            b1 - b0 - source_own - (b2 - b1),
+        ),
         ("manifest source: per-file map + merged view", source_own),
         ("store layer (maps)", b2 - b1),
     ];
@@ -334,7 +337,10 @@ fn profile_parts(objects: Objects) {
     parts.push(("translator's caches", translated - snapshot));
     drop((runtime, certs, t));
     let total: isize = parts.iter().map(|(_, b)| b).sum();
-    println!("daemon parts (heap, counting allocator), total {:.1} MiB:", mib(total));
+    println!(
+        "daemon parts (heap, counting allocator), total {:.1} MiB:",
+        mib(total)
+    );
     for (part, bytes) in parts {
         println!("  {part}: {:.1} MiB", mib(bytes));
     }

@@ -125,7 +125,10 @@ pub fn memory_map(pid: u32) -> String {
         .iter()
         .map(|(k, v)| format!("{k} {:.1}", *v as f64 / 1024.0))
         .collect();
-    format!("RSS by mapping (MiB): {}; {threads} threads", parts.join(", "))
+    format!(
+        "RSS by mapping (MiB): {}; {threads} threads",
+        parts.join(", ")
+    )
 }
 
 /// One HTTP/1.1 request; the status code and the `Location` header, `None` when the
