@@ -10,7 +10,8 @@
 //! `trafficDistribution`, status conditions and an ingress point's hostname, mode and ports.
 //! Translation reads only what is kept (the field names and types are the API's, so it reads
 //! them as before, and a dropped one is not there to read). Endpoints come from
-//! EndpointSlices, so the selector is never needed. ~400 bytes a Service here against ~900.
+//! EndpointSlices, so the selector is never needed. A Service with one port: ~450 bytes here
+//! with its strings, against ~990 as the API struct (20k Services: 8.6 MiB against 18.8).
 
 use k8s_openapi::api::core::v1::{
     self as api, LoadBalancerIngress, LoadBalancerStatus, ServicePort, SessionAffinityConfig,
