@@ -28,7 +28,11 @@ const MI_OPTION_ARENA_EAGER_COMMIT: ffi::mi_option_t = 4;
 pub fn configure() {
     for (option, env, value) in [
         (MI_OPTION_PURGE_DELAY, "MIMALLOC_PURGE_DELAY", 0),
-        (MI_OPTION_ARENA_EAGER_COMMIT, "MIMALLOC_ARENA_EAGER_COMMIT", 0),
+        (
+            MI_OPTION_ARENA_EAGER_COMMIT,
+            "MIMALLOC_ARENA_EAGER_COMMIT",
+            0,
+        ),
     ] {
         if std::env::var_os(env).is_none() {
             // SAFETY: mi_option_set only stores the value; options are plain integers.
@@ -58,7 +62,10 @@ mod tests {
         }
         if std::env::var_os("MIMALLOC_ARENA_EAGER_COMMIT").is_none() {
             // SAFETY: reads an option value.
-            assert_eq!(unsafe { ffi::mi_option_get(MI_OPTION_ARENA_EAGER_COMMIT) }, 2);
+            assert_eq!(
+                unsafe { ffi::mi_option_get(MI_OPTION_ARENA_EAGER_COMMIT) },
+                2
+            );
         }
         release_free_memory();
     }
