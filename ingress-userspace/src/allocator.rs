@@ -14,30 +14,13 @@ use libmimalloc_sys as ffi;
 /// `mi_option_purge_delay` of mimalloc v3's `mimalloc.h` (the crate names no constant for
 /// it): milliseconds before freed memory is purged (decommitted); default 1000, 0 = at once.
 const MI_OPTION_PURGE_DELAY: ffi::mi_option_t = 15;
-/// `mi_option_arena_eager_commit` of mimalloc v3's `mimalloc.h`: commit a whole arena when it
-/// is reserved; default 2 (yes, on systems that overcommit, such as Linux).
-const MI_OPTION_ARENA_EAGER_COMMIT: ffi::mi_option_t = 4;
 
-/// Purge freed memory at once, and commit arena memory as it is used rather than a whole
-/// arena up front. Call first thing in `main`. mimalloc's own environment variables
-/// (`MIMALLOC_PURGE_DELAY`, `MIMALLOC_ARENA_EAGER_COMMIT`) still win, to compare.
-///
-/// Eager commit cost ~16 MiB of RSS at 10k Ingresses (186 MiB ready against 169 MiB without,
-/// deploy/docs/performance.md, session 6): the daemon's heap is mostly built once, and what an
-/// eagerly committed arena held across translations stayed resident.
+/// Purge freed memory at once. Call first thing in `main`. mimalloc's own environment
+/// variable (`MIMALLOC_PURGE_DELAY`) still wins, to compare.
 pub fn configure() {
-    for (option, env, value) in [
-        (MI_OPTION_PURGE_DELAY, "MIMALLOC_PURGE_DELAY", 0),
-        (
-            MI_OPTION_ARENA_EAGER_COMMIT,
-            "MIMALLOC_ARENA_EAGER_COMMIT",
-            0,
-        ),
-    ] {
-        if std::env::var_os(env).is_none() {
-            // SAFETY: mi_option_set only stores the value; options are plain integers.
-            unsafe { ffi::mi_option_set(option, value) };
-        }
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: mi_option_set only stores the value; options are plain integers.
+        unsafe { ffi::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
     }
 }
 
@@ -59,13 +42,6 @@ mod tests {
         if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
             // SAFETY: reads an option value.
             assert_eq!(unsafe { ffi::mi_option_get(MI_OPTION_PURGE_DELAY) }, 1000);
-        }
-        if std::env::var_os("MIMALLOC_ARENA_EAGER_COMMIT").is_none() {
-            // SAFETY: reads an option value.
-            assert_eq!(
-                unsafe { ffi::mi_option_get(MI_OPTION_ARENA_EAGER_COMMIT) },
-                2
-            );
         }
         release_free_memory();
     }
