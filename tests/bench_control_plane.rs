@@ -125,7 +125,7 @@ fn service_objects(i: usize) -> [Object; 2] {
         ),
     };
     [
-        Object::Service(Arc::new(svc)),
+        Object::Service(Arc::new(svc.into())),
         Object::EndpointSlice(Arc::new(slice.into())),
     ]
 }
@@ -285,6 +285,67 @@ fn bench_at(count: usize, out: &mut testbed::bench_out::BenchOut) {
     bench_daemon(count, &objects, endpoints, out);
 }
 
+/// Heap bytes of each part the daemon keeps at this scale, weighed with the counting allocator
+/// as it builds them in the daemon's order: the manifest source reads the directory (objects,
+/// its per-file map and merged view), the store's layer (maps of `Arc`s), translation (the
+/// snapshot, and what the translator keeps for the next run), the proxy's runtime (route
+/// table, upstream runtimes) and its certificate store. Each figure is what that part adds.
+fn profile_parts(objects: Objects) {
+    let live = || LIVE.load(Ordering::Relaxed);
+    let mib = |b: isize| b as f64 / (1 << 20) as f64;
+    let dir = tempfile::tempdir().unwrap();
+    control_plane_daemon::write_manifests(dir.path(), &objects);
+    drop(objects);
+    let b0 = live();
+    let mut manifests = files::ManifestDir::new(dir.path());
+    let loaded = manifests.load();
+    let b1 = live();
+    let layer = loaded.clone();
+    let b2 = live();
+    drop(layer);
+    // The manifest source's own part: what dropping it frees while the store keeps `loaded`.
+    let b3 = live();
+    drop(manifests);
+    let source_own = b3 - live();
+    let mut parts = vec![
+        (
+            "objects (parsed from the files)",
+            b1 - b0 - source_own - (b2 - b1),
+        ),
+        ("manifest source: per-file map + merged view", source_own),
+        ("store layer (maps)", b2 - b1),
+    ];
+    let b = live();
+    let mut t = Translator::new(TranslateConfig::default());
+    let snap = Arc::new(t.translate(&loaded));
+    let translated = live() - b;
+    let b = live();
+    let (runtime, _) = xdp_ingress::proxy::Runtime::build(
+        &snap,
+        None,
+        xdp_ingress::proxy::upstream::HealthPolicy::default(),
+    );
+    parts.push(("proxy runtime (route table, upstreams)", live() - b));
+    let b = live();
+    let certs = xdp_ingress::proxy::tls::CertStore::new().unwrap();
+    let _ = certs.update(&snap.l7);
+    parts.push(("proxy certificate store", live() - b));
+    let b = live();
+    drop(snap);
+    let snapshot = b - live();
+    parts.push(("snapshot", snapshot));
+    parts.push(("translator's caches", translated - snapshot));
+    drop((runtime, certs, t));
+    let total: isize = parts.iter().map(|(_, b)| b).sum();
+    println!(
+        "daemon parts (heap, counting allocator), total {:.1} MiB:",
+        mib(total)
+    );
+    for (part, bytes) in parts {
+        println!("  {part}: {:.1} MiB", mib(bytes));
+    }
+}
+
 /// Translation and the control loop in this process.
 fn bench_in_process(
     count: usize,
@@ -308,6 +369,7 @@ fn bench_in_process(
     );
     assert_eq!(snap.l7.certificates.len(), count / TLS_EVERY);
     drop(snap);
+    profile_parts(objects.clone());
     let mut warm: Vec<Duration> = (0..5)
         .map(|_| {
             let t0 = Instant::now();

@@ -8,7 +8,7 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use k8s_openapi::api::{
-    core::v1::{ConfigMap, Node, Secret, Service},
+    core::v1::{ConfigMap, Node, Secret},
     networking::v1::{Ingress, IngressClass},
 };
 
@@ -72,7 +72,8 @@ macro_rules! kinds {
         $callback! {
             Ingress ingresses: Ingress [namespaced],
             IngressClass ingress_classes: IngressClass [cluster],
-            Service services: Service [namespaced],
+            /// Compact: what translation reads ([`crate::compact::service`]).
+            Service services: crate::compact::service::Service [namespaced],
             /// Compact: what translation reads ([`crate::compact::endpoint_slice`]).
             EndpointSlice endpoint_slices: crate::compact::endpoint_slice::EndpointSlice [namespaced],
             Secret secrets: Secret [namespaced, string_data],
@@ -142,12 +143,13 @@ macro_rules! define_store {
             }
 
             pub fn key(&self) -> Key {
-                let meta = match self {
-                    $(Object::$variant(o) => &o.metadata,)*
+                // Per kind: compact kinds have their own metadata type, with the same fields.
+                let (namespace, name) = match self {
+                    $(Object::$variant(o) => (&o.metadata.namespace, &o.metadata.name),)*
                 };
                 Key::new(
-                    meta.namespace.clone().unwrap_or_default(),
-                    meta.name.clone().unwrap_or_default(),
+                    namespace.clone().unwrap_or_default(),
+                    name.clone().unwrap_or_default(),
                 )
             }
         }
@@ -371,16 +373,22 @@ mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+    /// A Service whose content is `label` (its clusterIP: the store keeps no labels).
     fn svc(ns: &str, name: &str, label: &str) -> Object {
-        Object::Service(Arc::new(Service {
+        use k8s_openapi::api::core::v1::{Service, ServiceSpec};
+        let api = Service {
             metadata: ObjectMeta {
                 namespace: Some(ns.into()),
                 name: Some(name.into()),
-                labels: Some([("l".to_string(), label.to_string())].into()),
                 ..Default::default()
             },
-            ..Default::default()
-        }))
+            spec: Some(ServiceSpec {
+                cluster_ip: Some(label.into()),
+                ..Default::default()
+            }),
+            status: None,
+        };
+        Object::Service(Arc::new(api.into()))
     }
 
     #[test]

@@ -85,6 +85,52 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// The daemon's resident memory by kind of mapping (from `/proc/<pid>/smaps`), in KiB: the
+/// binary's pages, other files (libraries), thread stacks (an anonymous mapping right after a
+/// one-page guard), the main stack, and the rest of the anonymous memory (mimalloc's arenas:
+/// live heap plus its slack); and the thread count. One line, for the bench's output.
+pub fn memory_map(pid: u32) -> String {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count());
+    let mut by: std::collections::BTreeMap<&str, u64> = Default::default();
+    let (mut kind, mut prev_guard_end) = ("", None::<u64>);
+    for line in smaps.lines() {
+        let mut f = line.split_whitespace();
+        let first = f.next().unwrap_or_default();
+        if let Some((start, end)) = first.split_once('-')
+            && let (Ok(start), Ok(end)) =
+                (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16))
+        {
+            let perms = f.next().unwrap_or_default();
+            let path = f.nth(3).unwrap_or_default();
+            kind = if path.ends_with("xdp-ingress") {
+                "binary"
+            } else if path == "[stack]" {
+                "main stack"
+            } else if path.starts_with('/') {
+                "other files"
+            } else if path.is_empty() && prev_guard_end == Some(start) && end - start <= 9 << 20 {
+                "thread stacks"
+            } else if path.is_empty() || path == "[heap]" {
+                "anonymous (heap)"
+            } else {
+                "other"
+            };
+            prev_guard_end = (perms.starts_with("---") && end - start == 4096).then_some(end);
+        } else if first == "Rss:" {
+            *by.entry(kind).or_default() += f.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        }
+    }
+    let parts: Vec<String> = by
+        .iter()
+        .map(|(k, v)| format!("{k} {:.1}", *v as f64 / 1024.0))
+        .collect();
+    format!(
+        "RSS by mapping (MiB): {}; {threads} threads",
+        parts.join(", ")
+    )
+}
+
 /// One HTTP/1.1 request; the status code and the `Location` header, `None` when the
 /// connection fails.
 fn get(addr: &str, host: &str, path: &str) -> Option<(u16, Option<String>)> {
@@ -156,6 +202,7 @@ pub fn measure(objects: &Objects, changes: usize) -> Option<DaemonFigures> {
     // Settled: what the first snapshot left behind, not its peak.
     std::thread::sleep(Duration::from_secs(1));
     let rss_ready_kib = rss_kib(pid);
+    println!("daemon when ready: {}", memory_map(pid));
 
     let ingresses: Vec<&Arc<Ingress>> = objects.ingresses.values().collect();
     let mut file_to_live = Vec::new();
@@ -183,6 +230,7 @@ pub fn measure(objects: &Objects, changes: usize) -> Option<DaemonFigures> {
     }
     std::thread::sleep(Duration::from_secs(1));
     let rss_after_kib = rss_kib(pid);
+    println!("daemon after changes: {}", memory_map(pid));
     drop(daemon);
     drop(topo);
     Some(DaemonFigures {

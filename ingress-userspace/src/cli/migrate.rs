@@ -416,7 +416,7 @@ async fn to_gateway_api(args: &MigrateArgs) -> anyhow::Result<i32> {
                     .map(|i| crate::store::Object::Ingress(i.into()))
                     .chain(
                         (services.items.into_iter())
-                            .map(|s| crate::store::Object::Service(s.into())),
+                            .map(|s| crate::store::Object::Service(std::sync::Arc::new(s.into()))),
                     )
                     .chain(maps),
             )

@@ -33,14 +33,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use gateway_api::apis::standard::{gateways::Gateway, httproutes::HttpRoute};
 
 use crate::store::{TcpRoute, TlsRoute, UdpRoute};
-use k8s_openapi::api::{
-    core::v1::Service,
-    networking::v1::{Ingress, IngressBackend},
-};
+use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 use serde_json::{Value, json};
 
 use crate::model::translate::support;
-use crate::store::Key;
+use crate::{compact::service::Service, store::Key};
 
 const GROUP_VERSION: &str = "gateway.networking.k8s.io/v1";
 const PREFIX: &str = "nginx.ingress.kubernetes.io/";

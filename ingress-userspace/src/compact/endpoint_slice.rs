@@ -1,6 +1,7 @@
 //! An EndpointSlice (`discovery.k8s.io/v1`) as the store keeps it.
 //!
-//! Kept: the object's name and namespace, and the Service its `kubernetes.io/service-name`
+//! Kept: the object's name and namespace (as [`super::meta::Meta`], not the ~330-byte
+//! `ObjectMeta`), and the Service its `kubernetes.io/service-name`
 //! label names; `addressType`; the ports; and per endpoint its first
 //! address (kube-proxy reads only that one), its three conditions, `nodeName`, `zone` and
 //! `targetRef` as `namespace/name`. Dropped: hostnames, hints, deprecated topology, other
@@ -10,13 +11,12 @@
 //! slice drops its label map (a B-tree node of ~500 bytes); node and zone names are shared within
 //! a slice, and the strings are `Arc<str>`, which the snapshot's endpoints share in turn.
 
-use std::{borrow::Cow, net::IpAddr, sync::Arc};
+use std::{net::IpAddr, sync::Arc};
 
-use k8s_openapi::{
-    api::{core::v1::ObjectReference, discovery::v1 as api},
-    apimachinery::pkg::apis::meta::v1::ObjectMeta,
-};
+use k8s_openapi::api::{core::v1::ObjectReference, discovery::v1 as api};
 use serde::{Deserialize, Serialize};
+
+use super::meta::{Meta, Namespaced};
 
 /// The label naming a slice's Service (set by the EndpointSlice controller).
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -26,7 +26,7 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 #[serde(from = "api::EndpointSlice", into = "api::EndpointSlice")]
 pub struct EndpointSlice {
     /// `name` and `namespace` only.
-    pub metadata: ObjectMeta,
+    pub metadata: Meta,
     /// The Service this slice belongs to (its `kubernetes.io/service-name` label).
     pub service: Option<String>,
     /// `IPv4`, `IPv6` or `FQDN`.
@@ -57,29 +57,9 @@ impl EndpointSlice {
     }
 }
 
-/// The API kind's identity (`discovery.k8s.io/v1`, `endpointslices`), so generic code that
-/// works on resources (namespace defaults, object references) takes the compact slice too.
-impl kube::Resource for EndpointSlice {
-    type DynamicType = ();
-    type Scope = kube::core::NamespaceResourceScope;
-
-    fn kind(dt: &()) -> Cow<'_, str> {
-        <api::EndpointSlice as kube::Resource>::kind(dt)
-    }
-    fn group(dt: &()) -> Cow<'_, str> {
-        <api::EndpointSlice as kube::Resource>::group(dt)
-    }
-    fn version(dt: &()) -> Cow<'_, str> {
-        <api::EndpointSlice as kube::Resource>::version(dt)
-    }
-    fn plural(dt: &()) -> Cow<'_, str> {
-        <api::EndpointSlice as kube::Resource>::plural(dt)
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
+impl Namespaced for EndpointSlice {
+    fn namespace_mut(&mut self) -> &mut Option<String> {
+        &mut self.metadata.namespace
     }
 }
 
@@ -123,10 +103,10 @@ impl From<api::EndpointSlice> for EndpointSlice {
             })
             .collect();
         EndpointSlice {
-            metadata: ObjectMeta {
+            metadata: Meta {
                 name: m.name,
                 namespace: m.namespace,
-                ..Default::default()
+                annotations: None,
             },
             service,
             address_type: s.address_type,
@@ -164,7 +144,8 @@ impl From<EndpointSlice> for api::EndpointSlice {
                 ..Default::default()
             })
             .collect();
-        let mut metadata = s.metadata;
+        let mut metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta =
+            s.metadata.into();
         metadata.labels = s
             .service
             .map(|svc| [(SERVICE_NAME_LABEL.to_string(), svc)].into());
@@ -215,10 +196,10 @@ mod tests {
         assert_eq!(s.service(), Some("web"));
         assert_eq!(
             s.metadata,
-            ObjectMeta {
+            Meta {
                 name: Some("web-abc".into()),
                 namespace: Some("shop".into()),
-                ..Default::default()
+                annotations: None,
             }
         );
         assert_eq!(s.ports[0].port, Some(8080));

@@ -6,3 +6,5 @@
 //! manifest directory and tests handle it as the API kind.
 
 pub mod endpoint_slice;
+pub mod meta;
+pub mod service;

@@ -20,7 +20,7 @@ use std::{
 use k8s_openapi::{
     ByteString,
     api::{
-        core::v1::{ConfigMap, Node, Secret, Service},
+        core::v1::{ConfigMap, Node, Secret},
         networking::v1::{Ingress, IngressClass},
     },
 };
@@ -169,9 +169,8 @@ macro_rules! define_decode {
 
 crate::store::kinds!(define_decode);
 
-fn namespaced<T: kube::Resource>(mut o: T) -> T {
-    o.meta_mut()
-        .namespace
+fn namespaced<T: crate::compact::meta::Namespaced>(mut o: T) -> T {
+    o.namespace_mut()
         .get_or_insert_with(|| "default".to_string());
     o
 }
@@ -203,10 +202,23 @@ pub struct ManifestDir {
     dir: PathBuf,
     last_good: BTreeMap<PathBuf, Vec<Object>>,
     /// What the last [`ManifestDir::load`] or [`ManifestDir::reload`] made of them.
-    merged: Objects,
+    ///
+    /// Only whether an object is held, as a count per hash of its kind and key: a copy of the
+    /// merged view's maps (every key twice more, ~130 bytes an object) was kept only for that
+    /// question. Two keys of one hash read as held when one is: the reload then defers to the
+    /// full load, which is always right.
+    held: HashMap<u64, u32>,
+    /// Whether the last load reported problems (they must go by a full load).
+    had_diagnostics: bool,
     /// Objects more than one file holds (the last file wins): a change of one of them is
     /// resolved by a full [`ManifestDir::load`].
     held_twice: HashSet<(ObjectKind, Key)>,
+}
+
+/// The hash [`ManifestDir`] counts an object under (std's SipHash with fixed keys).
+fn held_hash(k: &(ObjectKind, Key)) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(k)
 }
 
 /// One file's objects by kind and key; a later duplicate in the file wins, as in
@@ -234,7 +246,8 @@ impl ManifestDir {
         ManifestDir {
             dir: dir.into(),
             last_good: BTreeMap::new(),
-            merged: Objects::default(),
+            held: HashMap::new(),
+            had_diagnostics: false,
             held_twice: HashSet::new(),
         }
     }
@@ -246,7 +259,7 @@ impl ManifestDir {
     /// not parse, an object another file holds too, or a problem reported before (its
     /// diagnostic must go).
     pub fn reload(&mut self, paths: &[PathBuf]) -> Option<Change> {
-        if paths.is_empty() || !self.merged.diagnostics.is_empty() {
+        if paths.is_empty() || self.had_diagnostics {
             return None;
         }
         let mut read = BTreeMap::new();
@@ -268,6 +281,7 @@ impl ManifestDir {
         }
         // Decide before touching anything: `None` leaves the state as it was.
         let mut changes = Vec::new();
+        let (mut added, mut removed) = (Vec::new(), Vec::new());
         let mut touched = HashSet::new();
         for (path, objects) in &read {
             let old = by_key(self.last_good.get(path).map_or(&[][..], |v| &v[..]));
@@ -283,14 +297,18 @@ impl ManifestDir {
                     Some(_) => changes.push(Change::Upsert((*o).clone())),
                     // New to this file but held by another: which one wins is the full load's
                     // to say.
-                    None if self.merged.contains(k.0, &k.1) => return None,
-                    None => changes.push(Change::Upsert((*o).clone())),
+                    None if self.held.contains_key(&held_hash(k)) => return None,
+                    None => {
+                        added.push(held_hash(k));
+                        changes.push(Change::Upsert((*o).clone()));
+                    }
                 }
             }
             for k in old.keys().filter(|k| !new.contains_key(*k)) {
                 if self.held_twice.contains(k) {
                     return None;
                 }
+                removed.push(held_hash(k));
                 changes.push(Change::Delete(k.0, k.1.clone()));
             }
         }
@@ -300,12 +318,16 @@ impl ManifestDir {
                 None => self.last_good.remove(&path),
             };
         }
-        for c in &changes {
-            match c {
-                Change::Upsert(o) => self.merged.upsert(o.clone()),
-                Change::Delete(kind, key) => self.merged.delete(*kind, key),
-                _ => false,
-            };
+        for h in added {
+            *self.held.entry(h).or_default() += 1;
+        }
+        for h in removed {
+            if let Some(n) = self.held.get_mut(&h) {
+                *n -= 1;
+                if *n == 0 {
+                    self.held.remove(&h);
+                }
+            }
         }
         Some(Change::Batch(changes))
     }
@@ -355,7 +377,11 @@ impl ManifestDir {
         self.last_good = next;
         let mut objects = Objects::from_objects(self.last_good.values().flatten().cloned());
         objects.diagnostics = diagnostics;
-        self.merged = objects.clone();
+        self.had_diagnostics = !objects.diagnostics.is_empty();
+        self.held = HashMap::new();
+        for k in self.last_good.values().flat_map(|o| by_key(o).into_keys()) {
+            *self.held.entry(held_hash(&k)).or_default() += 1;
+        }
         objects
     }
 }

@@ -228,7 +228,8 @@ pub fn spawn_scoped(
         tokio::spawn(watch_kind(
             vec![(api::<Service>(&client, namespace), cfg())],
             ObjectKind::Service,
-            |o| Object::Service(o.into()),
+            // Compact: what translation reads (`compact::service`).
+            |o| Object::Service(std::sync::Arc::new(o.into())),
             events.clone(),
         )),
         tokio::spawn(watch_kind(

@@ -92,7 +92,9 @@ pub struct Contribution {
 #[derive(Debug, Default)]
 pub struct IngressIndex {
     pub of: HashMap<Key, Contribution>,
-    pub by_host: HashMap<String, BTreeSet<Key>>,
+    /// Each host's Ingresses, sorted, without duplicates: a `Vec`, as almost every host has
+    /// one (a `BTreeSet` allocates a ~550-byte node for it; issue 13's memory target).
+    pub by_host: HashMap<String, Vec<Key>>,
     /// Owned Ingresses whose effect reaches beyond their hosts.
     pub global: HashSet<Key>,
 }
@@ -100,10 +102,10 @@ pub struct IngressIndex {
 impl IngressIndex {
     pub fn insert(&mut self, key: Key, c: Contribution) {
         for h in &c.hosts {
-            self.by_host
-                .entry(h.clone())
-                .or_default()
-                .insert(key.clone());
+            let keys = self.by_host.entry(h.clone()).or_default();
+            if let Err(at) = keys.binary_search(&key) {
+                keys.insert(at, key.clone());
+            }
         }
         self.of.insert(key, c);
     }
@@ -111,9 +113,11 @@ impl IngressIndex {
     fn remove(&mut self, key: &Key) -> Option<Contribution> {
         let c = self.of.remove(key)?;
         for h in &c.hosts {
-            if let Some(set) = self.by_host.get_mut(h) {
-                set.remove(key);
-                if set.is_empty() {
+            if let Some(keys) = self.by_host.get_mut(h) {
+                if let Ok(at) = keys.binary_search(key) {
+                    keys.remove(at);
+                }
+                if keys.is_empty() {
                     self.by_host.remove(h);
                 }
             }

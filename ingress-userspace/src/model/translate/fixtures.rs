@@ -155,8 +155,9 @@ pub fn mk_service(ns: &str, name: &str, ty: &str, ports: Vec<ServicePort>) -> Se
     }
 }
 
-pub fn svc(s: Service) -> Object {
-    Object::Service(Arc::new(s))
+/// The API Service (or a compact one taken from a store) as the store keeps it.
+pub fn svc(s: impl Into<crate::compact::service::Service>) -> Object {
+    Object::Service(Arc::new(s.into()))
 }
 
 /// `(address, ready, serving, terminating)`.

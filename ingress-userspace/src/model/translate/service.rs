@@ -11,9 +11,10 @@ use super::{
     L4_ACCELERATION_ANNOTATION, TranslateConfig, annotations::parse_prefix,
     diagnostics::Diagnostics, endpoints::EndpointIndex,
 };
-use k8s_openapi::api::core::v1::{ServicePort, ServiceSpec};
+use k8s_openapi::api::core::v1::ServicePort;
 
 use crate::{
+    compact::service::ServiceSpec,
     model::{
         Endpoint, EndpointState, Frontend, HealthCheck, L4Protocol, L4Service, ObjectKind,
         ObjectRef,

@@ -7,7 +7,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use k8s_openapi::api::core::v1::{Service, ServicePort};
+use k8s_openapi::api::core::v1::ServicePort;
+
+use crate::compact::service::Service;
 
 use super::{annotations::IngressOptions, diagnostics::Diagnostics};
 use crate::{
