@@ -1258,3 +1258,374 @@ spec:
     let s = snapshot(&yaml);
     assert_eq!(s.l7.host_count(), 3, "{:?}", s.l7.hosts.keys());
 }
+
+/// The listener `name` of Gateway `app/gw` in `s`.
+fn listener<'a>(s: &'a Snapshot, name: &str) -> &'a crate::model::ListenerStatus {
+    let gw = gateway(s, "app", "gw");
+    (gw.listeners.iter())
+        .find(|l| l.name == name)
+        .unwrap_or_else(|| panic!("no listener {name} in {:?}", gw.listeners))
+}
+
+fn kinds(l: &crate::model::ListenerStatus) -> Vec<&str> {
+    l.supported_kinds.iter().map(|(_, k)| k.as_str()).collect()
+}
+
+/// Conformance GatewayInvalidRouteKind: a listener whose `allowedRoutes.kinds` names only an
+/// unknown kind has `ResolvedRefs: False, InvalidRouteKinds` and no `supportedKinds`; listed
+/// beside HTTPRoute, the unknown kind is left out and HTTPRoute stays supported.
+#[test]
+fn gateway_invalid_route_kind() {
+    for (listed, want) in [
+        ("[{kind: InvalidRoute}]", vec![]),
+        (
+            "[{kind: InvalidRoute}, {kind: HTTPRoute}]",
+            vec!["HTTPRoute"],
+        ),
+    ] {
+        let s = snapshot(&super::test_support::gateway_yaml(
+            "{name: gw, namespace: app}",
+            &format!(
+                "  listeners:\n  - {{name: http, port: 80, protocol: HTTP, allowedRoutes: {{namespaces: {{from: All}}, kinds: {listed}}}}}\n"
+            ),
+        ));
+        let l = listener(&s, "http");
+        assert_eq!(kinds(l), want, "{listed}");
+        assert_eq!(
+            cond(&l.conditions, "ResolvedRefs"),
+            (false, "InvalidRouteKinds"),
+            "{listed}"
+        );
+        assert_eq!(l.attached_routes, 0);
+    }
+}
+
+/// Conformance GatewayInvalidTLSConfiguration: a certificateRef to a Secret that does not
+/// exist, of another group, of another kind, or to a Secret whose PEM does not parse is
+/// `ResolvedRefs: False, InvalidCertificateRef`; HTTPRoute stays a supported kind.
+#[test]
+fn gateway_invalid_tls_configuration() {
+    let malformed = r#"---
+apiVersion: v1
+kind: Secret
+metadata: {name: malformed, namespace: app}
+type: kubernetes.io/tls
+data: {tls.crt: SGVsbG8gd29ybGQK, tls.key: SGVsbG8gd29ybGQK}
+"#;
+    let (crt, key) = mk_cert_pem(&["secure.example"]);
+    let good = Object::Secret(Arc::new(mk_tls_secret("app", "good", &crt, &key)));
+    for r in [
+        r#"{group: "", kind: Secret, name: nonexistent}"#,
+        "{group: wrong.group.company.io, kind: Secret, name: good}",
+        r#"{group: "", kind: WrongKind, name: good}"#,
+        r#"{group: "", kind: Secret, name: malformed}"#,
+    ] {
+        let gw = super::test_support::gateway_yaml(
+            "{name: gw, namespace: app}",
+            &format!(
+                "  listeners:\n  - {{name: https, port: 443, protocol: HTTPS, allowedRoutes: {{namespaces: {{from: All}}}}, tls: {{certificateRefs: [{r}]}}}}\n"
+            ),
+        );
+        let s = snapshot_with(&format!("{gw}{malformed}"), vec![good.clone()]);
+        let l = listener(&s, "https");
+        assert!(kinds(l).contains(&"HTTPRoute"), "{r}");
+        assert_eq!(
+            cond(&l.conditions, "ResolvedRefs"),
+            (false, "InvalidCertificateRef"),
+            "{r}"
+        );
+        assert!(s.l7.certificates.is_empty(), "{r}");
+    }
+}
+
+/// A Gateway in `app` with an HTTPS listener whose certificate is Secret `certs/certificate`.
+const CROSS_NAMESPACE_CERT: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: app}
+spec:
+  gatewayClassName: xdp
+  listeners:
+  - name: https
+    port: 443
+    protocol: HTTPS
+    allowedRoutes: {namespaces: {from: All}}
+    tls: {certificateRefs: [{group: "", kind: Secret, name: certificate, namespace: certs}]}
+"#;
+
+fn reference_grant(name: &str, ns: &str, from: &str, to: &str) -> String {
+    format!(
+        "---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  from: [{from}]\n  to: [{to}]\n"
+    )
+}
+
+fn cross_namespace_cert(grants: &str) -> Snapshot {
+    let (crt, key) = mk_cert_pem(&["secure.example"]);
+    let secret = Object::Secret(Arc::new(mk_tls_secret("certs", "certificate", &crt, &key)));
+    snapshot_with(&format!("{CROSS_NAMESPACE_CERT}{grants}"), vec![secret])
+}
+
+const FROM_APP_GATEWAYS: &str = "{group: gateway.networking.k8s.io, kind: Gateway, namespace: app}";
+
+/// Conformance GatewaySecretInvalidReferenceGrant: ReferenceGrants that each get one field
+/// wrong (their namespace, from group, from kind, from namespace, to group, to kind, to name)
+/// permit nothing: `ResolvedRefs: False, RefNotPermitted`.
+#[test]
+fn gateway_secret_invalid_reference_grant() {
+    let secret = r#"{group: "", kind: Secret, name: certificate}"#;
+    let grants = [
+        reference_grant("wrong-namespace", "app", FROM_APP_GATEWAYS, secret),
+        reference_grant(
+            "wrong-from-group",
+            "certs",
+            "{group: not-the-group, kind: Gateway, namespace: app}",
+            secret,
+        ),
+        reference_grant(
+            "wrong-from-kind",
+            "certs",
+            "{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: app}",
+            secret,
+        ),
+        reference_grant(
+            "wrong-from-namespace",
+            "certs",
+            "{group: gateway.networking.k8s.io, kind: Gateway, namespace: elsewhere}",
+            secret,
+        ),
+        reference_grant(
+            "wrong-to-group",
+            "certs",
+            FROM_APP_GATEWAYS,
+            "{group: not-the-group, kind: Secret, name: certificate}",
+        ),
+        reference_grant(
+            "wrong-to-kind",
+            "certs",
+            FROM_APP_GATEWAYS,
+            r#"{group: "", kind: Service, name: certificate}"#,
+        ),
+        reference_grant(
+            "wrong-to-name",
+            "certs",
+            FROM_APP_GATEWAYS,
+            r#"{group: "", kind: Secret, name: not-the-certificate}"#,
+        ),
+    ]
+    .concat();
+    let s = cross_namespace_cert(&grants);
+    let l = listener(&s, "https");
+    assert!(kinds(l).contains(&"HTTPRoute"));
+    assert_eq!(
+        cond(&l.conditions, "ResolvedRefs"),
+        (false, "RefNotPermitted")
+    );
+    assert_eq!(l.attached_routes, 0);
+    assert!(s.l7.certificates.is_empty());
+}
+
+/// Conformance GatewaySecretMissingReferenceGrant: no ReferenceGrant at all.
+#[test]
+fn gateway_secret_missing_reference_grant() {
+    let s = cross_namespace_cert("");
+    let l = listener(&s, "https");
+    assert!(kinds(l).contains(&"HTTPRoute"));
+    assert_eq!(
+        cond(&l.conditions, "ResolvedRefs"),
+        (false, "RefNotPermitted")
+    );
+}
+
+/// Conformance GatewaySecretReferenceGrantAllInNamespace (a grant to every Secret of the
+/// namespace: `to` without a name) and GatewaySecretReferenceGrantSpecific (to that Secret
+/// by name): the listener resolves and is programmed.
+#[test]
+fn gateway_secret_reference_grant_all_in_namespace_and_specific() {
+    for to in [
+        r#"{group: "", kind: Secret}"#,
+        r#"{group: "", kind: Secret, name: certificate}"#,
+    ] {
+        let s = cross_namespace_cert(&reference_grant("g", "certs", FROM_APP_GATEWAYS, to));
+        let l = listener(&s, "https");
+        assert!(kinds(l).contains(&"HTTPRoute"));
+        assert_eq!(
+            cond(&l.conditions, "Programmed"),
+            (true, "Programmed"),
+            "{to}"
+        );
+        assert!(cond(&l.conditions, "ResolvedRefs").0, "{to}");
+        assert_eq!(l.attached_routes, 0);
+    }
+}
+
+/// Conformance GatewayModifyListeners: adding an HTTP listener to a Gateway with an HTTPS one
+/// attaches the Gateway's route to both; removing the HTTPS one leaves the route on the HTTP
+/// listener alone, and its host is no longer served with a certificate.
+#[test]
+fn gateway_modify_listeners() {
+    let (crt, key) = mk_cert_pem(&["secure.test.com"]);
+    let secret = Object::Secret(Arc::new(mk_tls_secret("app", "tls", &crt, &key)));
+    let https = "  - {name: https, port: 443, protocol: HTTPS, hostname: secure.test.com, allowedRoutes: {namespaces: {from: All}}, tls: {certificateRefs: [{name: tls}]}}\n";
+    let http = "  - {name: http, port: 80, protocol: HTTP, hostname: data.test.com, allowedRoutes: {namespaces: {from: All}}}\n";
+    let r = route(
+        "r",
+        "app",
+        "{kind: Gateway, name: gw, namespace: app}",
+        "  rules: [{backendRefs: [{name: web, port: 8080}]}]\n",
+    );
+    let with = |listeners: &str| {
+        let gw = super::test_support::gateway_yaml(
+            "{name: gw, namespace: app}",
+            &format!("  listeners:\n{listeners}"),
+        );
+        snapshot_with(&format!("{gw}{r}"), vec![secret.clone()])
+    };
+    let check = |s: &Snapshot, name: &str| {
+        let l = listener(s, name);
+        assert!(kinds(l).contains(&"HTTPRoute"), "{name}");
+        assert!(cond(&l.conditions, "Accepted").0, "{name}");
+        assert!(cond(&l.conditions, "ResolvedRefs").0, "{name}");
+        assert_eq!(l.attached_routes, 1, "{name}");
+    };
+    let before = with(https);
+    check(&before, "https");
+    assert!(!before.l7.hosts.contains_key("data.test.com"));
+
+    let added = with(&format!("{https}{http}"));
+    assert_eq!(gateway(&added, "app", "gw").listeners.len(), 2);
+    check(&added, "https");
+    check(&added, "http");
+    assert!(added.l7.hosts.contains_key("data.test.com"));
+    assert!(added.l7.hosts.contains_key("secure.test.com"));
+
+    let removed = with(http);
+    assert_eq!(gateway(&removed, "app", "gw").listeners.len(), 1);
+    check(&removed, "http");
+    assert!(!removed.l7.hosts.contains_key("secure.test.com"));
+    assert!(removed.l7.certificates.is_empty());
+}
+
+/// Conformance GatewayObservedGenerationBump, GatewayClassObservedGenerationBump and
+/// HTTPRouteObservedGenerationBump: after a change bumps `metadata.generation`, every
+/// condition (the class's, the Gateway's and its listeners', the route parent's) carries the
+/// new generation.
+#[test]
+fn observed_generation_bumps_on_gateway_class_gateway_and_http_route() {
+    let objects = |g: i64| {
+        format!(
+            r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: xdp, generation: {g}}}
+spec: {{controllerName: xdp-ingress.dev/controller, description: "gen {g}"}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: app, generation: {g}}}
+spec:
+  gatewayClassName: xdp
+  listeners:
+  - {{name: http, port: 80, protocol: HTTP, hostname: bar.com, allowedRoutes: {{namespaces: {{from: All}}}}}}
+{}{}"#,
+            if g > 1 {
+                "  - {name: alternate, port: 80, protocol: HTTP, hostname: foo.com, allowedRoutes: {namespaces: {from: All}}}\n"
+            } else {
+                ""
+            },
+            route(
+                "r",
+                "app",
+                "{name: gw}",
+                &format!(
+                    "  rules: [{{backendRefs: [{{name: {}, port: 8080}}]}}]\n",
+                    if g > 1 { "web2" } else { "web" }
+                )
+            )
+            .replace(
+                "namespace: app}",
+                &format!("namespace: app, generation: {g}}}")
+            ),
+        )
+    };
+    let web2 = "---\napiVersion: v1\nkind: Service\nmetadata: {name: web2, namespace: app}\nspec: {ports: [{port: 8080}]}\n";
+    for g in [1, 2] {
+        let s = snapshot(&format!("{}{web2}", objects(g)));
+        let class = &s.gateway_status.classes[&ObjectRef::new(ObjectKind::GatewayClass, "", "xdp")];
+        assert_eq!(cond(class, "Accepted"), (true, "Accepted"));
+        let gw = gateway(&s, "app", "gw");
+        assert!(cond(&gw.conditions, "Programmed").0);
+        assert_eq!(gw.listeners.len(), g as usize);
+        let parent = route_parent(&s, "app", "r");
+        assert_eq!(cond(parent, "Accepted"), (true, "Accepted"));
+        assert_eq!(cond(parent, "ResolvedRefs"), (true, "ResolvedRefs"));
+        let all = (class.iter())
+            .chain(&gw.conditions)
+            .chain(gw.listeners.iter().flat_map(|l| &l.conditions))
+            .chain(parent);
+        for c in all {
+            assert_eq!(c.observed_generation, g, "{c:?}");
+        }
+    }
+}
+
+/// Conformance GatewayWithAttachedRoutes: `attachedRoutes` counts the routes a listener
+/// accepts, through a `kubernetes.io/metadata.name` namespace selector; a route whose
+/// hostnames miss the listener's is `NoMatchingListenerHostname` and not counted; a listener
+/// whose certificate does not resolve still counts the route attached to it, whose own
+/// unresolved backend is `ResolvedRefs: False`.
+#[test]
+fn gateway_with_attached_routes() {
+    let selector = "{kinds: [{kind: HTTPRoute}], namespaces: {from: Selector, selector: {matchLabels: {kubernetes.io/metadata.name: app}}}}";
+    let rule = "  rules: [{backendRefs: [{name: web, port: 8080}]}]\n";
+    let one = super::test_support::gateway_yaml(
+        "{name: gw, namespace: app}",
+        &format!(
+            "  listeners:\n  - {{name: http, port: 80, protocol: HTTP, allowedRoutes: {selector}}}\n"
+        ),
+    ) + &route("r1", "app", "{name: gw}", rule);
+    let s = snapshot(&one);
+    let l = listener(&s, "http");
+    assert_eq!(kinds(l), ["HTTPRoute"]);
+    assert!(cond(&l.conditions, "Accepted").0);
+    assert!(cond(&l.conditions, "ResolvedRefs").0);
+    assert_eq!(l.attached_routes, 1);
+
+    let two = super::test_support::gateway_yaml(
+        "{name: gw, namespace: app}",
+        &format!(
+            "  listeners:\n  - {{name: http, port: 80, protocol: HTTP, hostname: foo.example.com, allowedRoutes: {selector}}}\n"
+        ),
+    ) + &route("r2", "app", "{name: gw}", rule)
+        + &route("r3", "app", "{name: gw}", rule)
+        + &route(
+            "not-accepted",
+            "app",
+            "{name: gw}",
+            &format!("  hostnames: [not-accepted.test.com]\n{rule}"),
+        );
+    let s = snapshot(&two);
+    assert_eq!(listener(&s, "http").attached_routes, 2);
+    assert_eq!(
+        cond(route_parent(&s, "app", "not-accepted"), "Accepted"),
+        (false, "NoMatchingListenerHostname")
+    );
+
+    let unresolved = super::test_support::gateway_yaml(
+        "{name: gw, namespace: app}",
+        &format!(
+            "  listeners:\n  - {{name: tls, port: 443, protocol: HTTPS, allowedRoutes: {selector}, tls: {{mode: Terminate, certificateRefs: [{{name: does-not-exist}}]}}}}\n"
+        ),
+    ) + &route(
+        "r4",
+        "app",
+        "{name: gw, sectionName: tls}",
+        "  rules: [{backendRefs: [{name: does-not-exist, port: 8080}]}]\n",
+    );
+    let s = snapshot(&unresolved);
+    let l = listener(&s, "tls");
+    assert_eq!(kinds(l), ["HTTPRoute"]);
+    assert!(!cond(&l.conditions, "Programmed").0);
+    assert!(!cond(&l.conditions, "ResolvedRefs").0);
+    assert_eq!(l.attached_routes, 1);
+    assert!(!cond(route_parent(&s, "app", "r4"), "ResolvedRefs").0);
+}
