@@ -1402,3 +1402,46 @@ fn tlsroute_simple_same_namespace() {
     assert_eq!(passed_to(&s, "abc.example.com"), ["db"]);
     assert!(passed_to(&s, "other.example.com").is_empty());
 }
+
+/// Conformance UDPRouteInvalidCrossNamespaceBackendRef and UDPRouteReferenceGrant: a
+/// UDPRoute (on a listener that allows UDPRoutes only, routes of its own namespace) whose
+/// backend is a Service in another namespace is accepted; without a ReferenceGrant it is
+/// `ResolvedRefs: False, RefNotPermitted` and forwards nowhere, with one it resolves and
+/// datagrams reach that Service, and once the grant is deleted it is `RefNotPermitted` again.
+#[test]
+fn udproute_invalid_cross_namespace_backend_ref_and_reference_grant() {
+    let grant = "---\napiVersion: gateway.networking.k8s.io/v1\nkind: ReferenceGrant\n\
+                 metadata: {name: udp-reference-grant, namespace: backends}\nspec:\n  \
+                 from: [{group: gateway.networking.k8s.io, kind: UDPRoute, namespace: app}]\n  \
+                 to: [{group: \"\", kind: Service, name: udp-echo}]\n";
+    let objects = format!(
+        "{}{}{}",
+        backend("backends", "udp-echo", "UDP", 8080, "10.9.1.1"),
+        gateway(
+            "gw",
+            T0,
+            "  - {name: udp, port: 5300, protocol: UDP, allowedRoutes: {kinds: [{kind: UDPRoute}]}}\n"
+        ),
+        v1_route(
+            "UDPRoute",
+            "u",
+            T0,
+            "[{name: gw, sectionName: udp}]",
+            "[{name: udp-echo, namespace: backends, port: 8080}]"
+        ),
+    );
+    let id = "gateway/app/gw:udp";
+    for (grants, resolved) in [
+        ("", (false, "RefNotPermitted")),
+        (grant, (true, "ResolvedRefs")),
+        ("", (false, "RefNotPermitted")),
+    ] {
+        let s = snapshot(&format!("{objects}{grants}"));
+        let p = parent(&s, ObjectKind::UDPRoute, "u");
+        assert_eq!(cond(p, "Accepted"), (true, "Accepted"));
+        assert_eq!(cond(p, "ResolvedRefs"), resolved);
+        assert_eq!(listener(&s, "gw", "udp").attached_routes, 1);
+        let want: &[&str] = if resolved.0 { &["10.9.1.1:8080"] } else { &[] };
+        assert_eq!(addrs(&s, id), want);
+    }
+}
