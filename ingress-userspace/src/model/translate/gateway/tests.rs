@@ -1629,3 +1629,192 @@ fn gateway_with_attached_routes() {
     assert_eq!(l.attached_routes, 1);
     assert!(!cond(route_parent(&s, "app", "r4"), "ResolvedRefs").0);
 }
+
+/// The BackendTLSPolicy scenarios' objects: a Gateway `gw` in `app` with an HTTP listener, a
+/// ConfigMap `ca` with a CA certificate, Services (`name: [port name = number]`), and an
+/// HTTPRoute on `abc.example.com` sending Exact path `/<service>-<port>` to each port.
+fn backend_tls_objects(services: &[(&str, &[(&str, u16)])], policies: &str) -> Snapshot {
+    let (ca, _) = mk_cert_pem(&["abc.example.com"]);
+    let indented: String = ca.lines().map(|l| format!("    {l}\n")).collect();
+    let mut yaml = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: ca, namespace: app}}\ndata:\n  ca.crt: |\n{indented}"
+    );
+    yaml += &super::test_support::gateway_yaml(
+        "{name: gw, namespace: app}",
+        "  listeners: [{name: http, port: 80, protocol: HTTP}]\n",
+    );
+    let mut rules = String::new();
+    for (svc, ports) in services {
+        let ports_yaml: Vec<String> = (ports.iter())
+            .map(|(n, p)| format!("{{name: {n}, port: {p}, appProtocol: HTTPS}}"))
+            .collect();
+        yaml += &format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {svc}, namespace: app}}\nspec: {{ports: [{}]}}\n",
+            ports_yaml.join(", ")
+        );
+        for (_, p) in *ports {
+            rules += &format!(
+                "  - {{matches: [{{path: {{type: Exact, value: /{svc}-{p}}}}}], backendRefs: [{{name: {svc}, port: {p}}}]}}\n"
+            );
+        }
+    }
+    yaml += &route(
+        "r",
+        "app",
+        "{name: gw}",
+        &format!("  hostnames: [abc.example.com]\n  rules:\n{rules}"),
+    );
+    snapshot(&format!("{yaml}{policies}"))
+}
+
+/// A BackendTLSPolicy `name` in `app`, created at the same second as every other (so the
+/// spec's tie-break, `namespace/name`, decides), on `target` with `validation`.
+fn backend_tls_policy(name: &str, target: &str, validation: &str) -> String {
+    format!(
+        "---\napiVersion: gateway.networking.k8s.io/v1\nkind: BackendTLSPolicy\nmetadata: {{name: {name}, namespace: app, creationTimestamp: \"2024-01-01T00:00:00Z\"}}\nspec:\n  targetRefs: [{target}]\n  validation: {validation}\n"
+    )
+}
+
+fn policy_conditions(s: &Snapshot, name: &str) -> Vec<StatusCondition> {
+    let a = &s.gateway_status.policies[&ObjectRef::new(ObjectKind::BackendTLSPolicy, "app", name)];
+    assert_eq!(
+        a[0].parent_ref.name, "gw",
+        "{name}: the Gateway is its ancestor"
+    );
+    a[0].conditions.clone()
+}
+
+/// The upstream of the route rule with Exact path `path` on `abc.example.com`.
+fn upstream_at(s: &Snapshot, path: &str) -> crate::model::Upstream {
+    let r = (s.l7.hosts["abc.example.com"].routes.iter())
+        .find(|r| r.origin.written_path.as_deref() == Some(path))
+        .unwrap_or_else(|| panic!("no rule for {path}"));
+    let RouteAction::Forward(u) = &r.action else {
+        panic!("{path} forwards")
+    };
+    (*u[0].upstream).clone()
+}
+
+/// Conformance BackendTLSPolicyConflictResolution: two policies on one Service (both without
+/// a sectionName, or both naming the same port) conflict: the first by name is accepted and
+/// used, the other is `Accepted: False, Conflicted`. A policy naming a port and one naming
+/// none on the same Service do not conflict: both are accepted, the named port uses its own,
+/// the other port the Service-wide one.
+#[test]
+fn backend_tls_policy_conflict_resolution() {
+    let ca = |host: &str| {
+        format!(
+            "{{caCertificateRefs: [{{group: \"\", kind: ConfigMap, name: ca}}], hostname: {host}}}"
+        )
+    };
+    let svc = |name: &str, section: &str| {
+        let section = if section.is_empty() {
+            String::new()
+        } else {
+            format!(", sectionName: {section}")
+        };
+        format!("{{group: \"\", kind: Service, name: {name}{section}}}")
+    };
+    let policies = [
+        backend_tls_policy("without-1", &svc("plain", ""), &ca("other.example.com")),
+        backend_tls_policy("without-2", &svc("plain", ""), &ca("abc.example.com")),
+        backend_tls_policy("with-1", &svc("named", "https-1"), &ca("other.example.com")),
+        backend_tls_policy("with-2", &svc("named", "https-1"), &ca("abc.example.com")),
+        backend_tls_policy(
+            "mixed-with",
+            &svc("mixed", "https-1"),
+            &ca("other.example.com"),
+        ),
+        backend_tls_policy("mixed-without", &svc("mixed", ""), &ca("abc.example.com")),
+    ]
+    .concat();
+    let two: &[(&str, u16)] = &[("https-1", 443), ("https-2", 8443)];
+    let s = backend_tls_objects(
+        &[("plain", &[("https", 443)]), ("named", two), ("mixed", two)],
+        &policies,
+    );
+    for (name, want) in [
+        ("without-1", (true, "Accepted")),
+        ("without-2", (false, "Conflicted")),
+        ("with-1", (true, "Accepted")),
+        ("with-2", (false, "Conflicted")),
+        ("mixed-with", (true, "Accepted")),
+        ("mixed-without", (true, "Accepted")),
+    ] {
+        assert_eq!(
+            cond(&policy_conditions(&s, name), "Accepted"),
+            want,
+            "{name}"
+        );
+    }
+    let hostname = |path: &str| {
+        let u = upstream_at(&s, path);
+        assert_eq!(u.protocol, crate::model::BackendProtocol::Https, "{path}");
+        u.tls.as_ref().expect("verified TLS").hostname.clone()
+    };
+    assert_eq!(hostname("/plain-443"), "other.example.com");
+    assert_eq!(hostname("/named-443"), "other.example.com");
+    assert_eq!(hostname("/mixed-443"), "other.example.com");
+    assert_eq!(hostname("/mixed-8443"), "abc.example.com");
+}
+
+/// Conformance BackendTLSPolicyInvalidCACertificateRef (a ConfigMap that does not exist, one
+/// without a certificate) and BackendTLSPolicyInvalidKind (a reference of another group and
+/// kind): `Accepted: False, NoValidCACertificate` with `ResolvedRefs: False` and reason
+/// `InvalidCACertificateRef` / `InvalidKind`; the backend is reached over TLS that trusts no
+/// certificate, so requests fail (5xx) instead of going out unverified.
+#[test]
+fn backend_tls_policy_invalid_ca_certificate_ref_and_invalid_kind() {
+    let empty_cm = "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: malformed, namespace: app}\ndata: {}\n";
+    let cases = [
+        (
+            "nonexistent",
+            r#"{group: "", kind: ConfigMap, name: nonexistent}"#,
+            "InvalidCACertificateRef",
+        ),
+        (
+            "malformed",
+            r#"{group: "", kind: ConfigMap, name: malformed}"#,
+            "InvalidCACertificateRef",
+        ),
+        (
+            "invalid-kind",
+            "{group: invalid.io, kind: InvalidKind, name: invalid-kind}",
+            "InvalidKind",
+        ),
+    ];
+    let policies: String = cases
+        .iter()
+        .map(|(name, r, _)| {
+            backend_tls_policy(
+                name,
+                &format!("{{group: \"\", kind: Service, name: {name}}}"),
+                &format!("{{caCertificateRefs: [{r}], hostname: abc.example.com}}"),
+            )
+        })
+        .collect();
+    let https: &[(&str, u16)] = &[("https", 443)];
+    let s = backend_tls_objects(
+        &[
+            ("nonexistent", https),
+            ("malformed", https),
+            ("invalid-kind", https),
+        ],
+        &format!("{empty_cm}{policies}"),
+    );
+    for (name, _, reason) in cases {
+        let c = policy_conditions(&s, name);
+        assert_eq!(
+            cond(&c, "Accepted"),
+            (false, "NoValidCACertificate"),
+            "{name}"
+        );
+        assert_eq!(cond(&c, "ResolvedRefs"), (false, reason), "{name}");
+        let u = upstream_at(&s, &format!("/{name}-443"));
+        assert_eq!(
+            u.tls.as_ref().map(|t| t.roots.clone()),
+            Some(crate::model::TlsRoots::Certificates(vec![])),
+            "{name}: verified against nothing"
+        );
+    }
+}
