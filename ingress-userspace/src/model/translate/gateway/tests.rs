@@ -1818,3 +1818,205 @@ fn backend_tls_policy_invalid_ca_certificate_ref_and_invalid_kind() {
         );
     }
 }
+
+/// Conformance BackendTLSPolicyObservedGenerationBump: after `validation.hostname` changes
+/// (a new generation), the policy is still accepted, its conditions carry the new
+/// generation, and the backend is verified against the new hostname.
+#[test]
+fn backend_tls_policy_observed_generation_bump() {
+    for (generation, host) in [(1, "abc.example.com"), (2, "foo.example.com")] {
+        let policy = backend_tls_policy(
+            "observed-generation-bump",
+            "{group: \"\", kind: Service, name: bump, sectionName: https}",
+            &format!("{{caCertificateRefs: [{{group: \"\", kind: ConfigMap, name: ca}}], hostname: {host}}}"),
+        )
+        .replace("namespace: app,", &format!("namespace: app, generation: {generation},"));
+        let s = backend_tls_objects(&[("bump", &[("https", 443)])], &policy);
+        let c = policy_conditions(&s, "observed-generation-bump");
+        assert!(cond(&c, "Accepted").0);
+        assert!(
+            c.iter().all(|c| c.observed_generation == generation),
+            "{c:?}"
+        );
+        let u = upstream_at(&s, "/bump-443");
+        assert_eq!(u.tls.as_ref().expect("verified TLS").hostname, host);
+    }
+}
+
+/// Conformance BackendTLSPolicySANValidation: `subjectAltNames` of type `Hostname` and `URI`
+/// (one or both) are accepted and replace the hostname check: the backend's certificate must
+/// present one of them (the check itself is the proxy's, `proxy::upstream_tls`).
+#[test]
+fn backend_tls_policy_san_validation() {
+    let cases: [(&str, &str, &[&str]); 3] = [
+        (
+            "san-dns",
+            "[{type: Hostname, hostname: abc.example.com}]",
+            &["abc.example.com"],
+        ),
+        (
+            "san-uri",
+            "[{type: URI, uri: \"spiffe://abc.example.com/test-identity\"}]",
+            &["spiffe://abc.example.com/test-identity"],
+        ),
+        (
+            "multiple-sans",
+            "[{type: URI, uri: \"spiffe://abc.example.com/test-identity\"}, {type: Hostname, hostname: abc.example.com}]",
+            &["spiffe://abc.example.com/test-identity", "abc.example.com"],
+        ),
+    ];
+    let https: &[(&str, u16)] = &[("btls", 443)];
+    let policies: String = cases
+        .iter()
+        .map(|(name, sans, _)| {
+            backend_tls_policy(
+                name,
+                &format!("{{group: \"\", kind: Service, name: {name}, sectionName: btls}}"),
+                &format!("{{caCertificateRefs: [{{group: \"\", kind: ConfigMap, name: ca}}], hostname: abc.example.com, subjectAltNames: {sans}}}"),
+            )
+        })
+        .collect();
+    let services: Vec<(&str, &[(&str, u16)])> = cases.iter().map(|(n, _, _)| (*n, https)).collect();
+    let s = backend_tls_objects(&services, &policies);
+    for (name, _, want) in cases {
+        assert_eq!(
+            cond(&policy_conditions(&s, name), "Accepted"),
+            (true, "Accepted"),
+            "{name}"
+        );
+        let u = upstream_at(&s, &format!("/{name}-443"));
+        let tls = u.tls.as_ref().expect("verified TLS");
+        assert_eq!(tls.hostname, "abc.example.com", "{name}: still the SNI");
+        assert_eq!(tls.subject_alt_names, want, "{name}");
+    }
+}
+
+/// Conformance GRPCRouteNamedRule: a rule may carry a `name`; it changes nothing about
+/// matching: each method goes to its rule's backend.
+#[test]
+fn grpc_route_named_rule() {
+    let s = snapshot(
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: v2, namespace: app}
+spec: {ports: [{port: 8080}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: app}
+spec:
+  gatewayClassName: xdp
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: grpc-named-rules, namespace: app}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - name: named-rule
+    matches: [{method: {service: pkg.GrpcEcho, method: Echo}}]
+    backendRefs: [{name: web, port: 8080}]
+  - matches: [{method: {service: pkg.GrpcEcho, method: EchoTwo}}]
+    backendRefs: [{name: v2, port: 8080}]
+"#,
+    );
+    let p = &s.gateway_status.routes
+        [&ObjectRef::new(ObjectKind::GRPCRoute, "app", "grpc-named-rules")][0]
+        .conditions;
+    assert_eq!(cond(p, "Accepted"), (true, "Accepted"));
+    assert_eq!(cond(p, "ResolvedRefs"), (true, "ResolvedRefs"));
+    let (table, errors) = crate::proxy::router::RouteTable::build(&s.l7, Arc::clone);
+    assert!(errors.is_empty(), "{errors:?}");
+    let mut headers = http::HeaderMap::new();
+    headers.insert("content-type", "application/grpc".parse().unwrap());
+    for (path, want) in [
+        ("/pkg.GrpcEcho/Echo", "web"),
+        ("/pkg.GrpcEcho/EchoTwo", "v2"),
+    ] {
+        let view = crate::proxy::router::RequestView {
+            host: "any.example",
+            path,
+            query: None,
+            method: "POST",
+            headers: &headers,
+            tls: false,
+            listener_port: Some(80),
+            gateway_listener: false,
+            local_addr: None,
+        };
+        match table.lookup(&view) {
+            crate::proxy::router::Lookup::Route { route, .. } => {
+                let crate::proxy::router::CompiledAction::Forward(u) = &route.action else {
+                    panic!("{path}: forwards")
+                };
+                assert_eq!(u[0].0.service.name, want, "{path}");
+            }
+            other => panic!("{path}: {other:?}"),
+        }
+    }
+}
+
+/// Conformance HTTPRouteBackendRequestHeaderModifier: a backendRef's own
+/// RequestHeaderModifier (set, add, remove, several of each, names in any case) applies to
+/// the requests sent to that backend (the requests themselves: tests/l7_gateway.rs,
+/// HTTPRouteRequestHeaderModifierBackendWeights).
+#[test]
+fn http_route_backend_request_header_modifier() {
+    let rule = |path: &str, modifier: &str| {
+        format!(
+            "  - {{matches: [{{path: {{type: PathPrefix, value: {path}}}}}], backendRefs: [{{name: web, port: 8080, filters: [{{type: RequestHeaderModifier, requestHeaderModifier: {modifier}}}]}}]}}\n"
+        )
+    };
+    let rules = [
+        rule("/set", "{set: [{name: X-Header-Set, value: set-overwrites-values}]}"),
+        rule("/add", "{add: [{name: X-Header-Add, value: add-appends-values}]}"),
+        rule("/remove", "{remove: [X-Header-Remove]}"),
+        rule(
+            "/multiple",
+            "{set: [{name: X-Header-Set-1, value: header-set-1}, {name: X-Header-Set-2, value: header-set-2}], add: [{name: X-Header-Add-1, value: header-add-1}, {name: X-Header-Add-2, value: header-add-2}, {name: X-Header-Add-3, value: header-add-3}], remove: [X-Header-Remove-1, X-Header-Remove-2]}",
+        ),
+    ]
+    .concat();
+    let s = snapshot(&format!(
+        "{}{}",
+        super::test_support::gateway_yaml(
+            "{name: gw, namespace: app}",
+            "  listeners: [{name: http, port: 80, protocol: HTTP}]\n"
+        ),
+        route("r", "app", "{name: gw}", &format!("  rules:\n{rules}"))
+    ));
+    assert_eq!(
+        cond(route_parent(&s, "app", "r"), "Accepted"),
+        (true, "Accepted")
+    );
+    let vh = s.l7.any_host.as_ref().expect("hostname-less routes");
+    let request = |path: &str| {
+        let r = (vh.routes.iter())
+            .find(|r| r.origin.written_path.as_deref() == Some(path))
+            .unwrap_or_else(|| panic!("no rule for {path}"));
+        let g = r.policy.gateway.as_ref().expect("a Gateway route policy");
+        assert!(g.request_headers.is_empty(), "{path}: not the rule's own");
+        assert_eq!(g.backend_headers.len(), 1, "{path}");
+        g.backend_headers[0].0.clone()
+    };
+    let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        request("/set").set,
+        pairs(&[("X-Header-Set", "set-overwrites-values")])
+    );
+    assert_eq!(
+        request("/add").add,
+        pairs(&[("X-Header-Add", "add-appends-values")])
+    );
+    assert_eq!(request("/remove").remove, ["X-Header-Remove"]);
+    let m = request("/multiple");
+    assert_eq!(m.set.len(), 2);
+    assert_eq!(m.add.len(), 3);
+    assert_eq!(m.remove, ["X-Header-Remove-1", "X-Header-Remove-2"]);
+}
