@@ -1155,7 +1155,9 @@ fn passed_to(s: &Snapshot, sni: &str) -> Vec<String> {
 fn tlsroute_hostname_intersection() {
     let db = "[{name: db, port: 5432}]";
     let db2 = "[{name: db2, port: 5432}]";
-    let cases: [(&str, Vec<(&str, &str)>, &str); 4] = [
+    // (listener hostname, routes' (hostnames, backends), a name outside every intersection)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: [Case<'_>; 4] = [
         (
             "abc.example.com",
             vec![("[\"*.example.com\"]", db)],
