@@ -294,3 +294,17 @@ spec:
         .https;
     assert_eq!(own.ports.keys().copied().collect::<Vec<_>>(), [https]);
 }
+
+/// Conformance GatewayOptionalAddressValue (extended `GatewayAddressEmpty`): an `IPAddress`
+/// entry without a value is given one from the pool, and the Gateway is programmed on it.
+#[test]
+fn gateway_optional_address_value() {
+    let gw = "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: app}\nspec:\n  gatewayClassName: xdp\n  addresses: [{type: IPAddress}]\n  listeners: [{name: http, port: 8080, protocol: HTTP}]\n";
+    let s = with_pool(gw, "10.0.0.0/30");
+    let gw = gateway(&s, "gw");
+    assert_eq!(cond(&gw.conditions, "Accepted"), (true, "Accepted"));
+    assert_eq!(cond(&gw.conditions, "Programmed"), (true, "Programmed"));
+    assert_eq!(gw.addresses.len(), 1, "{:?}", gw.addresses);
+    let ip: IpAddr = gw.addresses[0].parse().expect("an IP address");
+    assert!(s.l7.gateway_addresses.contains_key(&ip));
+}

@@ -1,5 +1,5 @@
 //! Which listeners a route attaches to (Gateway API v1 `ParentReference`): the named
-//! Gateway's listeners, narrowed by `sectionName` and `port`, that are served, take the
+//! Gateway's listeners, narrowed by `sectionName` and `port`, that are accepted, take the
 //! route's kind from the route's namespace (`allowedRoutes`), and share a hostname with the
 //! route. Each parent that is ours gets its `Accepted` condition with the spec's reason:
 //! `NoMatchingParent` (no listener has that sectionName/port), `NotAllowedByListeners` (none
@@ -152,7 +152,7 @@ pub fn parents(r: &RouteParents<'_>, gateways: &Gateways<'_>, objects: &Objects)
                 .copied()
                 .filter(|&i| {
                     let l = &ls[i];
-                    l.served
+                    l.attachable
                         && l.route_kinds.iter().any(|k| k == r.kind)
                         && listeners::namespace_allowed(
                             &l.namespaces,
@@ -287,6 +287,9 @@ pub fn attach(
                 continue;
             };
             statuses[*i].attached_routes += 1;
+            if !ls[*i].served {
+                continue; // Attached, but its certificate does not resolve.
+            }
             let via = ListenerVia {
                 https: ls[*i].https,
                 port: ls[*i].served_port,

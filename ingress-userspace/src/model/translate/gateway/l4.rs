@@ -197,6 +197,9 @@ pub fn translate<'a>(
                 {
                     ls_status[*i].attached_routes += 1;
                 }
+                if !gateways.get(gw_key).is_some_and(|(_, ls, _)| ls[*i].served) {
+                    continue; // Attached to an accepted listener that is not programmed.
+                }
                 if let Some(h) = taken.get(&slot) {
                     if *h != r.oref {
                         holder = Some(h.clone());

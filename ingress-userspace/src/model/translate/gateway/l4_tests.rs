@@ -1111,3 +1111,339 @@ fn a_passthrough_listener_supports_tlsroute_only() {
     );
     assert_eq!(l.attached_routes, 0);
 }
+
+/// A TLSRoute in `app` as YAML: `parents` and `backends` as flow sequences.
+fn tls_route(name: &str, parents: &str, hostnames: &str, backends: &str) -> String {
+    format!(
+        "---\napiVersion: gateway.networking.k8s.io/v1\nkind: TLSRoute\nmetadata: {{name: {name}, namespace: app, creationTimestamp: \"{T0}\"}}\nspec:\n  parentRefs: {parents}\n  hostnames: {hostnames}\n  rules: [{{backendRefs: {backends}}}]\n"
+    )
+}
+
+/// A passthrough listener `name` on 443 (hostname `host`, none when empty), TLSRoutes only.
+fn passthrough_listener(name: &str, host: &str) -> String {
+    let host = if host.is_empty() {
+        String::new()
+    } else {
+        format!("hostname: \"{host}\", ")
+    };
+    format!(
+        "  - {{name: {name}, port: 443, protocol: TLS, {host}allowedRoutes: {{namespaces: {{from: Same}}, kinds: [{{kind: TLSRoute}}]}}, tls: {{mode: Passthrough}}}}\n"
+    )
+}
+
+/// Where a TLS connection naming `sni` goes, as the proxy looks it up (exact, then the most
+/// specific `*.` wildcard): the backend Services, empty when it is refused or not passed.
+fn passed_to(s: &Snapshot, sni: &str) -> Vec<String> {
+    use crate::model::SniAction;
+    let table = &s.l7.gateway_sni;
+    let entry = table.get(sni).or_else(|| {
+        (sni.match_indices('.')).find_map(|(i, _)| table.get(&format!("*.{}", &sni[i + 1..])))
+    });
+    match entry {
+        Some(SniAction::Pass { backends, .. }) => (backends.iter())
+            .map(|b| b.upstream.service.name.clone())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Conformance TLSRouteHostnameIntersection: a TLSRoute is passed only the names its
+/// hostnames share with its listener's (exact, more and less specific wildcards, no listener
+/// hostname); the most specific route name wins; a name outside the intersection is refused.
+/// Each case is one Gateway of its own (the suite's Gateways have addresses of their own).
+#[test]
+fn tlsroute_hostname_intersection() {
+    let db = "[{name: db, port: 5432}]";
+    let db2 = "[{name: db2, port: 5432}]";
+    // (listener hostname, routes' (hostnames, backends), a name outside every intersection)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: [Case<'_>; 4] = [
+        (
+            "abc.example.com",
+            vec![("[\"*.example.com\"]", db)],
+            "non.matching.com",
+        ),
+        (
+            "*.example.com",
+            vec![("[abc.example.com]", db), ("[\"*.com\"]", db2)],
+            "non.matching.com",
+        ),
+        (
+            "*.com",
+            vec![("[abc.example.com]", db), ("[\"*.example.com\"]", db2)],
+            "non.matching.com",
+        ),
+        (
+            "",
+            vec![("[abc.example.com]", db), ("[\"*.com\"]", db2)],
+            "non.matching.org",
+        ),
+    ];
+    for (listener_host, routes, outside) in cases {
+        let mut yaml = gateway("gw", T0, &passthrough_listener("tls", listener_host));
+        for (i, (hosts, backends)) in routes.iter().enumerate() {
+            yaml += &tls_route(&format!("r{i}"), "[{name: gw}]", hosts, backends);
+        }
+        let s = snapshot(&yaml);
+        for i in 0..routes.len() {
+            let p = parent(&s, ObjectKind::TLSRoute, &format!("r{i}"));
+            assert_eq!(
+                cond(p, "Accepted"),
+                (true, "Accepted"),
+                "{listener_host} r{i}"
+            );
+            assert_eq!(cond(p, "ResolvedRefs"), (true, "ResolvedRefs"));
+        }
+        assert_eq!(passed_to(&s, "abc.example.com"), ["db"], "{listener_host}");
+        if routes.len() > 1 {
+            assert_eq!(
+                passed_to(&s, "other.example.com"),
+                ["db2"],
+                "{listener_host}"
+            );
+        }
+        assert!(
+            passed_to(&s, outside).is_empty(),
+            "{listener_host}: {outside}"
+        );
+    }
+}
+
+/// Conformance TLSRouteInvalidBackendRefNonexistent and TLSRouteInvalidBackendRefUnknownKind:
+/// the route is accepted with `ResolvedRefs: False` (`BackendNotFound`, `InvalidKind`) and a
+/// connection naming its hostname reaches no backend.
+#[test]
+fn tlsroute_invalid_backend_ref_nonexistent_and_unknown_kind() {
+    for (backend, reason) in [
+        (
+            "[{name: nonexistent, namespace: app, port: 443}]",
+            "BackendNotFound",
+        ),
+        (
+            "[{group: unknownkind.example.com, kind: NonExistent, name: db, port: 443}]",
+            "InvalidKind",
+        ),
+    ] {
+        let s = snapshot(&format!(
+            "{}{}",
+            gateway(
+                "gw",
+                T0,
+                "  - {name: tls, port: 443, protocol: TLS, allowedRoutes: {namespaces: {from: Same}}, tls: {mode: Passthrough}}\n"
+            ),
+            tls_route("r", "[{name: gw}]", "[example.com]", backend)
+        ));
+        let p = parent(&s, ObjectKind::TLSRoute, "r");
+        assert_eq!(cond(p, "Accepted"), (true, "Accepted"), "{reason}");
+        assert_eq!(cond(p, "ResolvedRefs"), (false, reason));
+        assert!(passed_to(&s, "example.com").is_empty(), "{reason}");
+    }
+}
+
+/// Conformance TLSRouteInvalidNoMatchingListenerHostname: hostnames that none of an exact or
+/// wildcard listener's names match: `NoMatchingListenerHostname`, no parent accepted, no
+/// route attached.
+#[test]
+fn tlsroute_invalid_no_matching_listener_hostname() {
+    for (listener_host, hosts) in [
+        ("www.example.com", "[www.nomatch.com, \"*.nomatch.com\"]"),
+        ("*.example.com", "[www.different.com, \"*.different.com\"]"),
+    ] {
+        let s = snapshot(&format!(
+            "{}{}",
+            gateway("gw", T0, &passthrough_listener("tls", listener_host)),
+            tls_route("r", "[{name: gw}]", hosts, "[{name: db, port: 5432}]")
+        ));
+        let p = parent(&s, ObjectKind::TLSRoute, "r");
+        assert_eq!(
+            cond(p, "Accepted"),
+            (false, "NoMatchingListenerHostname"),
+            "{listener_host}"
+        );
+        assert_eq!(listener(&s, "gw", "tls").attached_routes, 0);
+        assert!(
+            s.l7.gateway_sni
+                .values()
+                .all(|a| !matches!(a, crate::model::SniAction::Pass { .. }))
+        );
+    }
+}
+
+/// Conformance TLSRouteInvalidNoMatchingListener: a TLSRoute on a Gateway with only an HTTP
+/// or only an HTTPS (Terminate) listener is `NotAllowedByListeners`; one naming a sectionName
+/// the Gateway does not have is `NoMatchingParent`; none attaches.
+#[test]
+fn tlsroute_invalid_no_matching_listener() {
+    let (crt, key) = crate::model::translate::fixtures::mk_cert_pem(&["tls.example.com"]);
+    let secret = crate::store::Object::Secret(std::sync::Arc::new(
+        crate::model::translate::fixtures::mk_tls_secret("app", "cert", &crt, &key),
+    ));
+    for (listeners, parents, reason) in [
+        (
+            "  - {name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: Same}}}\n",
+            "[{name: gw}]",
+            "NotAllowedByListeners",
+        ),
+        (
+            "  - {name: https, port: 443, protocol: HTTPS, allowedRoutes: {namespaces: {from: Same}}, tls: {mode: Terminate, certificateRefs: [{name: cert}]}}\n",
+            "[{name: gw}]",
+            "NotAllowedByListeners",
+        ),
+        (
+            "  - {name: tls-passthrough, port: 443, protocol: TLS, allowedRoutes: {namespaces: {from: Same}}, tls: {mode: Passthrough}}\n",
+            "[{name: gw, sectionName: nonexistent-listener}]",
+            "NoMatchingParent",
+        ),
+    ] {
+        let yaml = format!(
+            "{}{}",
+            gateway("gw", T0, listeners),
+            tls_route(
+                "r",
+                parents,
+                "[tls.example.com]",
+                "[{name: db, port: 5432}]"
+            )
+        );
+        let s = super::test_support::snapshot_with(&yaml, vec![secret.clone()]);
+        let p = parent(&s, ObjectKind::TLSRoute, "r");
+        assert_eq!(cond(p, "Accepted"), (false, reason), "{listeners}");
+        let gw = &s.gateway_status.gateways[&ObjectRef::new(ObjectKind::Gateway, "app", "gw")];
+        assert!(gw.listeners.iter().all(|l| l.attached_routes == 0));
+        assert!(passed_to(&s, "tls.example.com").is_empty());
+    }
+}
+
+/// Conformance TLSRouteInvalidReferenceGrant: a backendRef to a Service in another namespace
+/// whose ReferenceGrants each get one field wrong is `RefNotPermitted`; the route itself is
+/// accepted.
+#[test]
+fn tlsroute_invalid_reference_grant() {
+    let grant = |name: &str, ns: &str, from: &str, to: &str| {
+        format!(
+            "---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  from: [{from}]\n  to: [{to}]\n"
+        )
+    };
+    let from = "{group: gateway.networking.k8s.io, kind: TLSRoute, namespace: app}";
+    let to = r#"{group: "", kind: Service, name: web}"#;
+    let grants = [
+        grant("wrong-namespace", "app", from, to),
+        grant(
+            "wrong-from-group",
+            "infra",
+            "{group: not-the-group, kind: TLSRoute, namespace: app}",
+            to,
+        ),
+        grant(
+            "wrong-from-kind",
+            "infra",
+            "{group: gateway.networking.k8s.io, kind: Gateway, namespace: app}",
+            to,
+        ),
+        grant(
+            "wrong-from-namespace",
+            "infra",
+            "{group: gateway.networking.k8s.io, kind: TLSRoute, namespace: elsewhere}",
+            to,
+        ),
+        grant(
+            "wrong-to-group",
+            "infra",
+            from,
+            "{group: not-the-group, kind: Service, name: web}",
+        ),
+        grant(
+            "wrong-to-kind",
+            "infra",
+            from,
+            r#"{group: "", kind: Secret, name: web}"#,
+        ),
+        grant(
+            "wrong-to-name",
+            "infra",
+            from,
+            r#"{group: "", kind: Service, name: not-web}"#,
+        ),
+    ]
+    .concat();
+    let s = snapshot(&format!(
+        "{}{}{grants}",
+        gateway("gw", T0, &passthrough_listener("https", "*.example.com")),
+        tls_route(
+            "r",
+            "[{name: gw}]",
+            "[abc.example.com]",
+            "[{name: web, namespace: infra, port: 8080}]"
+        )
+    ));
+    let p = parent(&s, ObjectKind::TLSRoute, "r");
+    assert_eq!(cond(p, "Accepted"), (true, "Accepted"));
+    assert_eq!(cond(p, "ResolvedRefs"), (false, "RefNotPermitted"));
+    assert!(passed_to(&s, "abc.example.com").is_empty());
+}
+
+/// Conformance TLSRouteSimpleSameNamespace: a TLSRoute for `abc.example.com` under a
+/// `*.example.com` passthrough listener is accepted, resolves, and the name is passed to its
+/// backend (the connection itself: tests/l7_gateway.rs).
+#[test]
+fn tlsroute_simple_same_namespace() {
+    let s = snapshot(&format!(
+        "{}{}",
+        gateway("gw", T0, &passthrough_listener("https", "*.example.com")),
+        tls_route(
+            "r",
+            "[{name: gw, namespace: app}]",
+            "[abc.example.com]",
+            "[{name: db, port: 5432}]"
+        )
+    ));
+    let p = parent(&s, ObjectKind::TLSRoute, "r");
+    assert_eq!(cond(p, "Accepted"), (true, "Accepted"));
+    assert_eq!(cond(p, "ResolvedRefs"), (true, "ResolvedRefs"));
+    assert_eq!(listener(&s, "gw", "https").attached_routes, 1);
+    assert_eq!(passed_to(&s, "abc.example.com"), ["db"]);
+    assert!(passed_to(&s, "other.example.com").is_empty());
+}
+
+/// Conformance UDPRouteInvalidCrossNamespaceBackendRef and UDPRouteReferenceGrant: a
+/// UDPRoute (on a listener that allows UDPRoutes only, routes of its own namespace) whose
+/// backend is a Service in another namespace is accepted; without a ReferenceGrant it is
+/// `ResolvedRefs: False, RefNotPermitted` and forwards nowhere, with one it resolves and
+/// datagrams reach that Service, and once the grant is deleted it is `RefNotPermitted` again.
+#[test]
+fn udproute_invalid_cross_namespace_backend_ref_and_reference_grant() {
+    let grant = "---\napiVersion: gateway.networking.k8s.io/v1\nkind: ReferenceGrant\n\
+                 metadata: {name: udp-reference-grant, namespace: backends}\nspec:\n  \
+                 from: [{group: gateway.networking.k8s.io, kind: UDPRoute, namespace: app}]\n  \
+                 to: [{group: \"\", kind: Service, name: udp-echo}]\n";
+    let objects = format!(
+        "{}{}{}",
+        backend("backends", "udp-echo", "UDP", 8080, "10.9.1.1"),
+        gateway(
+            "gw",
+            T0,
+            "  - {name: udp, port: 5300, protocol: UDP, allowedRoutes: {kinds: [{kind: UDPRoute}]}}\n"
+        ),
+        v1_route(
+            "UDPRoute",
+            "u",
+            T0,
+            "[{name: gw, sectionName: udp}]",
+            "[{name: udp-echo, namespace: backends, port: 8080}]"
+        ),
+    );
+    let id = "gateway/app/gw:udp";
+    for (grants, resolved) in [
+        ("", (false, "RefNotPermitted")),
+        (grant, (true, "ResolvedRefs")),
+        ("", (false, "RefNotPermitted")),
+    ] {
+        let s = snapshot(&format!("{objects}{grants}"));
+        let p = parent(&s, ObjectKind::UDPRoute, "u");
+        assert_eq!(cond(p, "Accepted"), (true, "Accepted"));
+        assert_eq!(cond(p, "ResolvedRefs"), resolved);
+        assert_eq!(listener(&s, "gw", "udp").attached_routes, 1);
+        let want: &[&str] = if resolved.0 { &["10.9.1.1:8080"] } else { &[] };
+        assert_eq!(addrs(&s, id), want);
+    }
+}

@@ -456,10 +456,16 @@ fn listener_set_https_listeners_use_their_own_namespace_certificates() {
         (false, "RefNotPermitted")
     );
     assert!(!s.l7.certificates.contains_key("other.example"));
-    // As for a Gateway: a listener whose references do not resolve is still accepted (it
-    // is not served: Programmed False), so the set is Accepted.
+    // A listener whose references do not resolve is accepted but not served (Programmed
+    // False), and is not valid: the set, whose other listener is, is Accepted with reason
+    // ListenersNotValid (GEP-1713; conformance ListenerSetReferenceGrant).
+    assert!(cond(&borrowed.conditions, "Accepted").0);
     assert!(!cond(&borrowed.conditions, "Programmed").0);
-    assert_eq!(cond(&st.conditions, "Accepted"), (true, "Accepted"));
+    assert_eq!(
+        cond(&st.conditions, "Accepted"),
+        (true, "ListenersNotValid")
+    );
+    assert_eq!(cond(&st.conditions, "Programmed"), (true, "Programmed"));
 }
 
 /// An HTTPRoute `ns/name` with `parentRefs` (YAML flow list) and one rule: PathPrefix `path`
@@ -804,7 +810,145 @@ fn listener_set_problems_become_events() {
     assert_eq!(clash.len(), 1, "{clash:?}");
     assert_eq!(clash[0].0, "HostnameConflict");
     assert!(clash[0].1.starts_with("listener dup:"), "{clash:?}");
-    // The listener is accepted but not served (no certificate of its own to present).
-    assert_eq!(reasons("infra", "certs"), ["InvalidCertificateRef"]);
+    // The listener is accepted but not served (no certificate of its own to present), and
+    // the set, with no valid listener, is not accepted (conformance ListenerSetReferenceGrant).
+    assert_eq!(
+        reasons("infra", "certs"),
+        ["InvalidCertificateRef", "ListenersNotValid"]
+    );
     assert!(events("infra", "good").is_empty());
+}
+
+/// Conformance ListenerSetAllowedNamespaceSelector: `allowedListeners` with a label selector
+/// admits the set in the labelled Namespace (Accepted, Programmed, its listener accepted and
+/// counted in `attachedListenerSets`) and refuses one in an unlabelled Namespace
+/// (`NotAllowed`).
+#[test]
+fn listener_set_allowed_namespace_selector() {
+    let listener_of = |host: &str| {
+        format!(
+            "[{{name: l, port: 80, protocol: HTTP, hostname: {host}, allowedRoutes: {{namespaces: {{from: All}}}}}}]"
+        )
+    };
+    let yaml = gateway(
+        Some("{from: Selector, selector: {matchLabels: {allowed: ns}}}"),
+        "[{name: gateway-listener, port: 80, protocol: HTTP, hostname: gateway-listener.com, allowedRoutes: {namespaces: {from: All}}}]",
+    ) + "---\napiVersion: v1\nkind: Namespace\nmetadata: {name: selected, labels: {allowed: ns}}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: unselected}\n"
+        + &set("selected", "in", 1, &listener_of("in.example"))
+        + &set("unselected", "out", 2, &listener_of("out.example"));
+    let s = snapshot(&yaml);
+    let gw = gw_status(&s);
+    assert!(cond(&gw.conditions, "Accepted").0);
+    assert_eq!(gw.attached_listener_sets, 1);
+    let admitted = ls(&s, "selected", "in");
+    assert_eq!(cond(&admitted.conditions, "Accepted"), (true, "Accepted"));
+    assert_eq!(
+        cond(&admitted.conditions, "Programmed"),
+        (true, "Programmed")
+    );
+    let l = listener(&admitted.listeners, "l");
+    for (t, want) in [
+        ("Accepted", (true, "Accepted")),
+        ("Programmed", (true, "Programmed")),
+        ("ResolvedRefs", (true, "ResolvedRefs")),
+        ("Conflicted", (false, "NoConflicts")),
+    ] {
+        assert_eq!(cond(&l.conditions, t), want, "{t}");
+    }
+    let refused = ls(&s, "unselected", "out");
+    assert_eq!(cond(&refused.conditions, "Accepted"), (false, "NotAllowed"));
+    assert_eq!(
+        cond(&refused.conditions, "Programmed"),
+        (false, "NotAllowed")
+    );
+}
+
+/// Conformance ListenerSetAllowedRoutesSupportedKinds: a set's TLS passthrough listener that
+/// allows only HTTPRoutes has `ResolvedRefs: False, InvalidRouteKinds` and no supported kind.
+#[test]
+fn listener_set_allowed_routes_supported_kinds() {
+    let yaml = gateway(Some("{from: All}"), HTTP80)
+        + &set(
+            "infra",
+            "kinds",
+            1,
+            "[{name: tls-only, port: 443, protocol: TLS, hostname: tls-only.example, \
+              allowedRoutes: {namespaces: {from: All}, kinds: [{kind: HTTPRoute}]}, \
+              tls: {mode: Passthrough}}]",
+        );
+    let s = snapshot(&yaml);
+    let l = listener(&ls(&s, "infra", "kinds").listeners, "tls-only");
+    assert_eq!(
+        cond(&l.conditions, "ResolvedRefs"),
+        (false, "InvalidRouteKinds")
+    );
+    assert!(l.supported_kinds.is_empty(), "{:?}", l.supported_kinds);
+}
+
+/// Conformance ListenerSetReferenceGrant: a set's HTTPS listener may use a Secret of another
+/// namespace when a ReferenceGrant there names ListenerSets of the set's namespace (the
+/// Gateway's own grant does not count for it); a set without one has its listener
+/// `RefNotPermitted` and, having no valid listener, is `Accepted`/`Programmed: False,
+/// ListenersNotValid`. The Gateway, with its own grant, stays accepted.
+#[test]
+fn listener_set_reference_grant() {
+    use super::super::fixtures::{mk_cert_pem, mk_tls_secret};
+    let (crt, key) = mk_cert_pem(&["gateway-listener.com", "*.example"]);
+    let secret = crate::store::Object::Secret(std::sync::Arc::new(mk_tls_secret(
+        "certs",
+        "certificate",
+        &crt,
+        &key,
+    )));
+    let cert = "tls: {certificateRefs: [{group: \"\", kind: Secret, name: certificate, namespace: certs}]}";
+    let grant = |name: &str, kind: &str, ns: &str| {
+        format!(
+            "---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {{name: {name}, namespace: certs}}\nspec:\n  from: [{{group: gateway.networking.k8s.io, kind: {kind}, namespace: {ns}}}]\n  to: [{{group: \"\", kind: Secret}}]\n"
+        )
+    };
+    let yaml = gateway(
+        Some("{from: All}"),
+        &format!(
+            "[{{name: gateway-listener, port: 443, protocol: HTTPS, hostname: gateway-listener.com, {cert}}}]"
+        ),
+    ) + &grant("for-gateway", "Gateway", "infra")
+        + &grant("for-listener-set", "ListenerSet", "infra")
+        + &set(
+            "infra",
+            "with-grant",
+            1,
+            &format!("[{{name: l, port: 443, protocol: HTTPS, hostname: with.example, {cert}}}]"),
+        )
+        + &set(
+            "team",
+            "without-grant",
+            2,
+            &format!(
+                "[{{name: l, port: 443, protocol: HTTPS, hostname: without.example, {cert}}}]"
+            ),
+        );
+    let s = snapshot_with(&yaml, vec![secret]);
+    assert!(cond(&gw_status(&s).conditions, "Accepted").0);
+    let with = ls(&s, "infra", "with-grant");
+    assert!(cond(&with.conditions, "Accepted").0);
+    assert!(cond(&with.conditions, "Programmed").0);
+    assert!(cond(&listener(&with.listeners, "l").conditions, "ResolvedRefs").0);
+    assert!(s.l7.certificates.contains_key("with.example"));
+    let without = ls(&s, "team", "without-grant");
+    assert_eq!(
+        cond(
+            &listener(&without.listeners, "l").conditions,
+            "ResolvedRefs"
+        ),
+        (false, "RefNotPermitted")
+    );
+    assert_eq!(
+        cond(&without.conditions, "Accepted"),
+        (false, "ListenersNotValid")
+    );
+    assert_eq!(
+        cond(&without.conditions, "Programmed"),
+        (false, "ListenersNotValid")
+    );
+    assert!(!s.l7.certificates.contains_key("without.example"));
 }

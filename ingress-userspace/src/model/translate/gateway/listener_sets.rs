@@ -210,9 +210,12 @@ pub fn conditions(
         Verdict::Attached => {
             let has =
                 |s: &ListenerStatus, t: &str| s.conditions.iter().any(|c| c.type_ == t && c.status);
+            // A listener whose references do not resolve cannot be configured either
+            // (GEP-1713 `ListenersNotValid`; conformance ListenerSetReferenceGrant: a set
+            // whose one listener is `RefNotPermitted` is not accepted).
             let valid = listeners
                 .iter()
-                .filter(|s| has(s, "Accepted") && !has(s, "Conflicted"))
+                .filter(|s| has(s, "Accepted") && has(s, "ResolvedRefs") && !has(s, "Conflicted"))
                 .count();
             let programmed = listeners.iter().filter(|s| has(s, "Programmed")).count();
             let accepted = if valid == 0 {

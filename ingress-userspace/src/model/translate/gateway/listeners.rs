@@ -163,6 +163,11 @@ pub struct Listener<'a> {
     pub route_kinds: Vec<String>,
     /// Accepted and programmed: its routes are served.
     pub served: bool,
+    /// Accepted (its references may not resolve): routes attach to it and count in its
+    /// `attachedRoutes` (Gateway API v1 `ListenerStatus.attachedRoutes`: attachment depends
+    /// on `allowedRoutes` and parentRefs only; conformance GatewayWithAttachedRoutes), but
+    /// are served through it only when it is [`Self::served`].
+    pub attachable: bool,
     /// Why it is not served, for the routes that name it.
     pub not_served: Option<String>,
     /// The port it is served on when served (`port`, checked).
@@ -358,6 +363,7 @@ pub fn listeners<'a>(
             tls_passthrough: l.protocol == "TLS",
             route_kinds: kinds.iter().map(|(_, k)| k.clone()).collect(),
             served,
+            attachable: problem.is_none() && conflicted.is_none(),
             not_served,
             served_port,
         });
@@ -495,6 +501,7 @@ pub fn unprogram(l: &mut Listener<'_>, status: &mut ListenerStatus, message: &st
         *c = StatusCondition::new("Programmed", false, "Invalid", message, generation);
     }
     l.served = false;
+    l.attachable = false;
     l.not_served = Some(format!("listener {} is not served ({message})", l.name));
     l.served_port = None;
     status.port = None;
@@ -526,6 +533,7 @@ pub fn refuse(l: &mut Listener<'_>, status: &mut ListenerStatus, reason: &str, m
         }
     }
     l.served = false;
+    l.attachable = false;
     l.not_served = Some(format!(
         "listener {} is not served ({reason}: {message})",
         l.name
@@ -673,7 +681,8 @@ fn certificate(
         .map_err(|e| ("InvalidCertificateRef", format!("Secret {key}: {e}")))
 }
 
-/// Whether namespace `ns` (its labels from the store) is allowed by `allowed` for a listener
+/// Whether namespace `ns` (its labels from the store, with the `kubernetes.io/metadata.name`
+/// label the API server gives every Namespace) is allowed by `allowed` for a listener
 /// of a Gateway in `gw_ns` (`metav1.LabelSelector` semantics).
 pub fn namespace_allowed(
     allowed: &AllowedNamespaces,
@@ -685,12 +694,17 @@ pub fn namespace_allowed(
         AllowedNamespaces::Same => ns == gw_ns,
         AllowedNamespaces::All => true,
         AllowedNamespaces::Selector(sel) => {
-            let empty = BTreeMap::new();
-            let labels = objects
+            let mut labels = objects
                 .namespaces
                 .get(&Key::new("", ns))
-                .and_then(|n| n.metadata.labels.as_ref())
-                .unwrap_or(&empty);
+                .and_then(|n| n.metadata.labels.clone())
+                .unwrap_or_default();
+            // The API server gives every Namespace this label (Kubernetes 1.22+); a Namespace
+            // from the manifest directory, or not in the store yet, has it too.
+            labels
+                .entry("kubernetes.io/metadata.name".into())
+                .or_insert_with(|| ns.to_string());
+            let labels = &labels;
             let labels_ok = sel
                 .match_labels
                 .iter()

@@ -1258,3 +1258,765 @@ spec:
     let s = snapshot(&yaml);
     assert_eq!(s.l7.host_count(), 3, "{:?}", s.l7.hosts.keys());
 }
+
+/// The listener `name` of Gateway `app/gw` in `s`.
+fn listener<'a>(s: &'a Snapshot, name: &str) -> &'a crate::model::ListenerStatus {
+    let gw = gateway(s, "app", "gw");
+    (gw.listeners.iter())
+        .find(|l| l.name == name)
+        .unwrap_or_else(|| panic!("no listener {name} in {:?}", gw.listeners))
+}
+
+fn kinds(l: &crate::model::ListenerStatus) -> Vec<&str> {
+    l.supported_kinds.iter().map(|(_, k)| k.as_str()).collect()
+}
+
+/// Conformance GatewayInvalidRouteKind: a listener whose `allowedRoutes.kinds` names only an
+/// unknown kind has `ResolvedRefs: False, InvalidRouteKinds` and no `supportedKinds`; listed
+/// beside HTTPRoute, the unknown kind is left out and HTTPRoute stays supported.
+#[test]
+fn gateway_invalid_route_kind() {
+    for (listed, want) in [
+        ("[{kind: InvalidRoute}]", vec![]),
+        (
+            "[{kind: InvalidRoute}, {kind: HTTPRoute}]",
+            vec!["HTTPRoute"],
+        ),
+    ] {
+        let s = snapshot(&super::test_support::gateway_yaml(
+            "{name: gw, namespace: app}",
+            &format!(
+                "  listeners:\n  - {{name: http, port: 80, protocol: HTTP, allowedRoutes: {{namespaces: {{from: All}}, kinds: {listed}}}}}\n"
+            ),
+        ));
+        let l = listener(&s, "http");
+        assert_eq!(kinds(l), want, "{listed}");
+        assert_eq!(
+            cond(&l.conditions, "ResolvedRefs"),
+            (false, "InvalidRouteKinds"),
+            "{listed}"
+        );
+        assert_eq!(l.attached_routes, 0);
+    }
+}
+
+/// Conformance GatewayInvalidTLSConfiguration: a certificateRef to a Secret that does not
+/// exist, of another group, of another kind, or to a Secret whose PEM does not parse is
+/// `ResolvedRefs: False, InvalidCertificateRef`; HTTPRoute stays a supported kind.
+#[test]
+fn gateway_invalid_tls_configuration() {
+    let malformed = r#"---
+apiVersion: v1
+kind: Secret
+metadata: {name: malformed, namespace: app}
+type: kubernetes.io/tls
+data: {tls.crt: SGVsbG8gd29ybGQK, tls.key: SGVsbG8gd29ybGQK}
+"#;
+    let (crt, key) = mk_cert_pem(&["secure.example"]);
+    let good = Object::Secret(Arc::new(mk_tls_secret("app", "good", &crt, &key)));
+    for r in [
+        r#"{group: "", kind: Secret, name: nonexistent}"#,
+        "{group: wrong.group.company.io, kind: Secret, name: good}",
+        r#"{group: "", kind: WrongKind, name: good}"#,
+        r#"{group: "", kind: Secret, name: malformed}"#,
+    ] {
+        let gw = super::test_support::gateway_yaml(
+            "{name: gw, namespace: app}",
+            &format!(
+                "  listeners:\n  - {{name: https, port: 443, protocol: HTTPS, allowedRoutes: {{namespaces: {{from: All}}}}, tls: {{certificateRefs: [{r}]}}}}\n"
+            ),
+        );
+        let s = snapshot_with(&format!("{gw}{malformed}"), vec![good.clone()]);
+        let l = listener(&s, "https");
+        assert!(kinds(l).contains(&"HTTPRoute"), "{r}");
+        assert_eq!(
+            cond(&l.conditions, "ResolvedRefs"),
+            (false, "InvalidCertificateRef"),
+            "{r}"
+        );
+        assert!(s.l7.certificates.is_empty(), "{r}");
+    }
+}
+
+/// A Gateway in `app` with an HTTPS listener whose certificate is Secret `certs/certificate`.
+const CROSS_NAMESPACE_CERT: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: app}
+spec:
+  gatewayClassName: xdp
+  listeners:
+  - name: https
+    port: 443
+    protocol: HTTPS
+    allowedRoutes: {namespaces: {from: All}}
+    tls: {certificateRefs: [{group: "", kind: Secret, name: certificate, namespace: certs}]}
+"#;
+
+fn reference_grant(name: &str, ns: &str, from: &str, to: &str) -> String {
+    format!(
+        "---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  from: [{from}]\n  to: [{to}]\n"
+    )
+}
+
+fn cross_namespace_cert(grants: &str) -> Snapshot {
+    let (crt, key) = mk_cert_pem(&["secure.example"]);
+    let secret = Object::Secret(Arc::new(mk_tls_secret("certs", "certificate", &crt, &key)));
+    snapshot_with(&format!("{CROSS_NAMESPACE_CERT}{grants}"), vec![secret])
+}
+
+const FROM_APP_GATEWAYS: &str = "{group: gateway.networking.k8s.io, kind: Gateway, namespace: app}";
+
+/// Conformance GatewaySecretInvalidReferenceGrant: ReferenceGrants that each get one field
+/// wrong (their namespace, from group, from kind, from namespace, to group, to kind, to name)
+/// permit nothing: `ResolvedRefs: False, RefNotPermitted`.
+#[test]
+fn gateway_secret_invalid_reference_grant() {
+    let secret = r#"{group: "", kind: Secret, name: certificate}"#;
+    let grants = [
+        reference_grant("wrong-namespace", "app", FROM_APP_GATEWAYS, secret),
+        reference_grant(
+            "wrong-from-group",
+            "certs",
+            "{group: not-the-group, kind: Gateway, namespace: app}",
+            secret,
+        ),
+        reference_grant(
+            "wrong-from-kind",
+            "certs",
+            "{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: app}",
+            secret,
+        ),
+        reference_grant(
+            "wrong-from-namespace",
+            "certs",
+            "{group: gateway.networking.k8s.io, kind: Gateway, namespace: elsewhere}",
+            secret,
+        ),
+        reference_grant(
+            "wrong-to-group",
+            "certs",
+            FROM_APP_GATEWAYS,
+            "{group: not-the-group, kind: Secret, name: certificate}",
+        ),
+        reference_grant(
+            "wrong-to-kind",
+            "certs",
+            FROM_APP_GATEWAYS,
+            r#"{group: "", kind: Service, name: certificate}"#,
+        ),
+        reference_grant(
+            "wrong-to-name",
+            "certs",
+            FROM_APP_GATEWAYS,
+            r#"{group: "", kind: Secret, name: not-the-certificate}"#,
+        ),
+    ]
+    .concat();
+    let s = cross_namespace_cert(&grants);
+    let l = listener(&s, "https");
+    assert!(kinds(l).contains(&"HTTPRoute"));
+    assert_eq!(
+        cond(&l.conditions, "ResolvedRefs"),
+        (false, "RefNotPermitted")
+    );
+    assert_eq!(l.attached_routes, 0);
+    assert!(s.l7.certificates.is_empty());
+}
+
+/// Conformance GatewaySecretMissingReferenceGrant: no ReferenceGrant at all.
+#[test]
+fn gateway_secret_missing_reference_grant() {
+    let s = cross_namespace_cert("");
+    let l = listener(&s, "https");
+    assert!(kinds(l).contains(&"HTTPRoute"));
+    assert_eq!(
+        cond(&l.conditions, "ResolvedRefs"),
+        (false, "RefNotPermitted")
+    );
+}
+
+/// Conformance GatewaySecretReferenceGrantAllInNamespace (a grant to every Secret of the
+/// namespace: `to` without a name) and GatewaySecretReferenceGrantSpecific (to that Secret
+/// by name): the listener resolves and is programmed.
+#[test]
+fn gateway_secret_reference_grant_all_in_namespace_and_specific() {
+    for to in [
+        r#"{group: "", kind: Secret}"#,
+        r#"{group: "", kind: Secret, name: certificate}"#,
+    ] {
+        let s = cross_namespace_cert(&reference_grant("g", "certs", FROM_APP_GATEWAYS, to));
+        let l = listener(&s, "https");
+        assert!(kinds(l).contains(&"HTTPRoute"));
+        assert_eq!(
+            cond(&l.conditions, "Programmed"),
+            (true, "Programmed"),
+            "{to}"
+        );
+        assert!(cond(&l.conditions, "ResolvedRefs").0, "{to}");
+        assert_eq!(l.attached_routes, 0);
+    }
+}
+
+/// Conformance GatewayModifyListeners: adding an HTTP listener to a Gateway with an HTTPS one
+/// attaches the Gateway's route to both; removing the HTTPS one leaves the route on the HTTP
+/// listener alone, and its host is no longer served with a certificate.
+#[test]
+fn gateway_modify_listeners() {
+    let (crt, key) = mk_cert_pem(&["secure.test.com"]);
+    let secret = Object::Secret(Arc::new(mk_tls_secret("app", "tls", &crt, &key)));
+    let https = "  - {name: https, port: 443, protocol: HTTPS, hostname: secure.test.com, allowedRoutes: {namespaces: {from: All}}, tls: {certificateRefs: [{name: tls}]}}\n";
+    let http = "  - {name: http, port: 80, protocol: HTTP, hostname: data.test.com, allowedRoutes: {namespaces: {from: All}}}\n";
+    let r = route(
+        "r",
+        "app",
+        "{kind: Gateway, name: gw, namespace: app}",
+        "  rules: [{backendRefs: [{name: web, port: 8080}]}]\n",
+    );
+    let with = |listeners: &str| {
+        let gw = super::test_support::gateway_yaml(
+            "{name: gw, namespace: app}",
+            &format!("  listeners:\n{listeners}"),
+        );
+        snapshot_with(&format!("{gw}{r}"), vec![secret.clone()])
+    };
+    let check = |s: &Snapshot, name: &str| {
+        let l = listener(s, name);
+        assert!(kinds(l).contains(&"HTTPRoute"), "{name}");
+        assert!(cond(&l.conditions, "Accepted").0, "{name}");
+        assert!(cond(&l.conditions, "ResolvedRefs").0, "{name}");
+        assert_eq!(l.attached_routes, 1, "{name}");
+    };
+    let before = with(https);
+    check(&before, "https");
+    assert!(!before.l7.hosts.contains_key("data.test.com"));
+
+    let added = with(&format!("{https}{http}"));
+    assert_eq!(gateway(&added, "app", "gw").listeners.len(), 2);
+    check(&added, "https");
+    check(&added, "http");
+    assert!(added.l7.hosts.contains_key("data.test.com"));
+    assert!(added.l7.hosts.contains_key("secure.test.com"));
+
+    let removed = with(http);
+    assert_eq!(gateway(&removed, "app", "gw").listeners.len(), 1);
+    check(&removed, "http");
+    assert!(!removed.l7.hosts.contains_key("secure.test.com"));
+    assert!(removed.l7.certificates.is_empty());
+}
+
+/// Conformance GatewayObservedGenerationBump, GatewayClassObservedGenerationBump and
+/// HTTPRouteObservedGenerationBump: after a change bumps `metadata.generation`, every
+/// condition (the class's, the Gateway's and its listeners', the route parent's) carries the
+/// new generation.
+#[test]
+fn observed_generation_bumps_on_gateway_class_gateway_and_http_route() {
+    let objects = |g: i64| {
+        format!(
+            r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: xdp, generation: {g}}}
+spec: {{controllerName: xdp-ingress.dev/controller, description: "gen {g}"}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: app, generation: {g}}}
+spec:
+  gatewayClassName: xdp
+  listeners:
+  - {{name: http, port: 80, protocol: HTTP, hostname: bar.com, allowedRoutes: {{namespaces: {{from: All}}}}}}
+{}{}"#,
+            if g > 1 {
+                "  - {name: alternate, port: 80, protocol: HTTP, hostname: foo.com, allowedRoutes: {namespaces: {from: All}}}\n"
+            } else {
+                ""
+            },
+            route(
+                "r",
+                "app",
+                "{name: gw}",
+                &format!(
+                    "  rules: [{{backendRefs: [{{name: {}, port: 8080}}]}}]\n",
+                    if g > 1 { "web2" } else { "web" }
+                )
+            )
+            .replace(
+                "namespace: app}",
+                &format!("namespace: app, generation: {g}}}")
+            ),
+        )
+    };
+    let web2 = "---\napiVersion: v1\nkind: Service\nmetadata: {name: web2, namespace: app}\nspec: {ports: [{port: 8080}]}\n";
+    for g in [1, 2] {
+        let s = snapshot(&format!("{}{web2}", objects(g)));
+        let class = &s.gateway_status.classes[&ObjectRef::new(ObjectKind::GatewayClass, "", "xdp")];
+        assert_eq!(cond(class, "Accepted"), (true, "Accepted"));
+        let gw = gateway(&s, "app", "gw");
+        assert!(cond(&gw.conditions, "Programmed").0);
+        assert_eq!(gw.listeners.len(), g as usize);
+        let parent = route_parent(&s, "app", "r");
+        assert_eq!(cond(parent, "Accepted"), (true, "Accepted"));
+        assert_eq!(cond(parent, "ResolvedRefs"), (true, "ResolvedRefs"));
+        let all = (class.iter())
+            .chain(&gw.conditions)
+            .chain(gw.listeners.iter().flat_map(|l| &l.conditions))
+            .chain(parent);
+        for c in all {
+            assert_eq!(c.observed_generation, g, "{c:?}");
+        }
+    }
+}
+
+/// Conformance GatewayWithAttachedRoutes: `attachedRoutes` counts the routes a listener
+/// accepts, through a `kubernetes.io/metadata.name` namespace selector; a route whose
+/// hostnames miss the listener's is `NoMatchingListenerHostname` and not counted; a listener
+/// whose certificate does not resolve still counts the route attached to it, whose own
+/// unresolved backend is `ResolvedRefs: False`.
+#[test]
+fn gateway_with_attached_routes() {
+    let selector = "{kinds: [{kind: HTTPRoute}], namespaces: {from: Selector, selector: {matchLabels: {kubernetes.io/metadata.name: app}}}}";
+    let rule = "  rules: [{backendRefs: [{name: web, port: 8080}]}]\n";
+    let one = super::test_support::gateway_yaml(
+        "{name: gw, namespace: app}",
+        &format!(
+            "  listeners:\n  - {{name: http, port: 80, protocol: HTTP, allowedRoutes: {selector}}}\n"
+        ),
+    ) + &route("r1", "app", "{name: gw}", rule);
+    let s = snapshot(&one);
+    let l = listener(&s, "http");
+    assert_eq!(kinds(l), ["HTTPRoute"]);
+    assert!(cond(&l.conditions, "Accepted").0);
+    assert!(cond(&l.conditions, "ResolvedRefs").0);
+    assert_eq!(l.attached_routes, 1);
+
+    let two = super::test_support::gateway_yaml(
+        "{name: gw, namespace: app}",
+        &format!(
+            "  listeners:\n  - {{name: http, port: 80, protocol: HTTP, hostname: foo.example.com, allowedRoutes: {selector}}}\n"
+        ),
+    ) + &route("r2", "app", "{name: gw}", rule)
+        + &route("r3", "app", "{name: gw}", rule)
+        + &route(
+            "not-accepted",
+            "app",
+            "{name: gw}",
+            &format!("  hostnames: [not-accepted.test.com]\n{rule}"),
+        );
+    let s = snapshot(&two);
+    assert_eq!(listener(&s, "http").attached_routes, 2);
+    assert_eq!(
+        cond(route_parent(&s, "app", "not-accepted"), "Accepted"),
+        (false, "NoMatchingListenerHostname")
+    );
+
+    let unresolved = super::test_support::gateway_yaml(
+        "{name: gw, namespace: app}",
+        &format!(
+            "  listeners:\n  - {{name: tls, port: 443, protocol: HTTPS, allowedRoutes: {selector}, tls: {{mode: Terminate, certificateRefs: [{{name: does-not-exist}}]}}}}\n"
+        ),
+    ) + &route(
+        "r4",
+        "app",
+        "{name: gw, sectionName: tls}",
+        "  rules: [{backendRefs: [{name: does-not-exist, port: 8080}]}]\n",
+    );
+    let s = snapshot(&unresolved);
+    let l = listener(&s, "tls");
+    assert_eq!(kinds(l), ["HTTPRoute"]);
+    assert!(!cond(&l.conditions, "Programmed").0);
+    assert!(!cond(&l.conditions, "ResolvedRefs").0);
+    assert_eq!(l.attached_routes, 1);
+    assert!(!cond(route_parent(&s, "app", "r4"), "ResolvedRefs").0);
+}
+
+/// The BackendTLSPolicy scenarios' objects: a Gateway `gw` in `app` with an HTTP listener, a
+/// ConfigMap `ca` with a CA certificate, Services (`name: [port name = number]`), and an
+/// HTTPRoute on `abc.example.com` sending Exact path `/<service>-<port>` to each port.
+fn backend_tls_objects(services: &[(&str, &[(&str, u16)])], policies: &str) -> Snapshot {
+    let (ca, _) = mk_cert_pem(&["abc.example.com"]);
+    let indented: String = ca.lines().map(|l| format!("    {l}\n")).collect();
+    let mut yaml = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: ca, namespace: app}}\ndata:\n  ca.crt: |\n{indented}"
+    );
+    yaml += &super::test_support::gateway_yaml(
+        "{name: gw, namespace: app}",
+        "  listeners: [{name: http, port: 80, protocol: HTTP}]\n",
+    );
+    let mut rules = String::new();
+    for (svc, ports) in services {
+        let ports_yaml: Vec<String> = (ports.iter())
+            .map(|(n, p)| format!("{{name: {n}, port: {p}, appProtocol: HTTPS}}"))
+            .collect();
+        yaml += &format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {svc}, namespace: app}}\nspec: {{ports: [{}]}}\n",
+            ports_yaml.join(", ")
+        );
+        for (_, p) in *ports {
+            rules += &format!(
+                "  - {{matches: [{{path: {{type: Exact, value: /{svc}-{p}}}}}], backendRefs: [{{name: {svc}, port: {p}}}]}}\n"
+            );
+        }
+    }
+    yaml += &route(
+        "r",
+        "app",
+        "{name: gw}",
+        &format!("  hostnames: [abc.example.com]\n  rules:\n{rules}"),
+    );
+    snapshot(&format!("{yaml}{policies}"))
+}
+
+/// A BackendTLSPolicy `name` in `app`, created at the same second as every other (so the
+/// spec's tie-break, `namespace/name`, decides), on `target` with `validation`.
+fn backend_tls_policy(name: &str, target: &str, validation: &str) -> String {
+    format!(
+        "---\napiVersion: gateway.networking.k8s.io/v1\nkind: BackendTLSPolicy\nmetadata: {{name: {name}, namespace: app, creationTimestamp: \"2024-01-01T00:00:00Z\"}}\nspec:\n  targetRefs: [{target}]\n  validation: {validation}\n"
+    )
+}
+
+fn policy_conditions(s: &Snapshot, name: &str) -> Vec<StatusCondition> {
+    let a = &s.gateway_status.policies[&ObjectRef::new(ObjectKind::BackendTLSPolicy, "app", name)];
+    assert_eq!(
+        a[0].parent_ref.name, "gw",
+        "{name}: the Gateway is its ancestor"
+    );
+    a[0].conditions.clone()
+}
+
+/// The upstream of the route rule with Exact path `path` on `abc.example.com`.
+fn upstream_at(s: &Snapshot, path: &str) -> crate::model::Upstream {
+    let r = (s.l7.hosts["abc.example.com"].routes.iter())
+        .find(|r| r.origin.written_path.as_deref() == Some(path))
+        .unwrap_or_else(|| panic!("no rule for {path}"));
+    let RouteAction::Forward(u) = &r.action else {
+        panic!("{path} forwards")
+    };
+    (*u[0].upstream).clone()
+}
+
+/// Conformance BackendTLSPolicyConflictResolution: two policies on one Service (both without
+/// a sectionName, or both naming the same port) conflict: the first by name is accepted and
+/// used, the other is `Accepted: False, Conflicted`. A policy naming a port and one naming
+/// none on the same Service do not conflict: both are accepted, the named port uses its own,
+/// the other port the Service-wide one.
+#[test]
+fn backend_tls_policy_conflict_resolution() {
+    let ca = |host: &str| {
+        format!(
+            "{{caCertificateRefs: [{{group: \"\", kind: ConfigMap, name: ca}}], hostname: {host}}}"
+        )
+    };
+    let svc = |name: &str, section: &str| {
+        let section = if section.is_empty() {
+            String::new()
+        } else {
+            format!(", sectionName: {section}")
+        };
+        format!("{{group: \"\", kind: Service, name: {name}{section}}}")
+    };
+    let policies = [
+        backend_tls_policy("without-1", &svc("plain", ""), &ca("other.example.com")),
+        backend_tls_policy("without-2", &svc("plain", ""), &ca("abc.example.com")),
+        backend_tls_policy("with-1", &svc("named", "https-1"), &ca("other.example.com")),
+        backend_tls_policy("with-2", &svc("named", "https-1"), &ca("abc.example.com")),
+        backend_tls_policy(
+            "mixed-with",
+            &svc("mixed", "https-1"),
+            &ca("other.example.com"),
+        ),
+        backend_tls_policy("mixed-without", &svc("mixed", ""), &ca("abc.example.com")),
+    ]
+    .concat();
+    let two: &[(&str, u16)] = &[("https-1", 443), ("https-2", 8443)];
+    let s = backend_tls_objects(
+        &[("plain", &[("https", 443)]), ("named", two), ("mixed", two)],
+        &policies,
+    );
+    for (name, want) in [
+        ("without-1", (true, "Accepted")),
+        ("without-2", (false, "Conflicted")),
+        ("with-1", (true, "Accepted")),
+        ("with-2", (false, "Conflicted")),
+        ("mixed-with", (true, "Accepted")),
+        ("mixed-without", (true, "Accepted")),
+    ] {
+        assert_eq!(
+            cond(&policy_conditions(&s, name), "Accepted"),
+            want,
+            "{name}"
+        );
+    }
+    let hostname = |path: &str| {
+        let u = upstream_at(&s, path);
+        assert_eq!(u.protocol, crate::model::BackendProtocol::Https, "{path}");
+        u.tls.as_ref().expect("verified TLS").hostname.clone()
+    };
+    assert_eq!(hostname("/plain-443"), "other.example.com");
+    assert_eq!(hostname("/named-443"), "other.example.com");
+    assert_eq!(hostname("/mixed-443"), "other.example.com");
+    assert_eq!(hostname("/mixed-8443"), "abc.example.com");
+}
+
+/// Conformance BackendTLSPolicyInvalidCACertificateRef (a ConfigMap that does not exist, one
+/// without a certificate) and BackendTLSPolicyInvalidKind (a reference of another group and
+/// kind): `Accepted: False, NoValidCACertificate` with `ResolvedRefs: False` and reason
+/// `InvalidCACertificateRef` / `InvalidKind`; the backend is reached over TLS that trusts no
+/// certificate, so requests fail (5xx) instead of going out unverified.
+#[test]
+fn backend_tls_policy_invalid_ca_certificate_ref_and_invalid_kind() {
+    let empty_cm = "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: malformed, namespace: app}\ndata: {}\n";
+    let cases = [
+        (
+            "nonexistent",
+            r#"{group: "", kind: ConfigMap, name: nonexistent}"#,
+            "InvalidCACertificateRef",
+        ),
+        (
+            "malformed",
+            r#"{group: "", kind: ConfigMap, name: malformed}"#,
+            "InvalidCACertificateRef",
+        ),
+        (
+            "invalid-kind",
+            "{group: invalid.io, kind: InvalidKind, name: invalid-kind}",
+            "InvalidKind",
+        ),
+    ];
+    let policies: String = cases
+        .iter()
+        .map(|(name, r, _)| {
+            backend_tls_policy(
+                name,
+                &format!("{{group: \"\", kind: Service, name: {name}}}"),
+                &format!("{{caCertificateRefs: [{r}], hostname: abc.example.com}}"),
+            )
+        })
+        .collect();
+    let https: &[(&str, u16)] = &[("https", 443)];
+    let s = backend_tls_objects(
+        &[
+            ("nonexistent", https),
+            ("malformed", https),
+            ("invalid-kind", https),
+        ],
+        &format!("{empty_cm}{policies}"),
+    );
+    for (name, _, reason) in cases {
+        let c = policy_conditions(&s, name);
+        assert_eq!(
+            cond(&c, "Accepted"),
+            (false, "NoValidCACertificate"),
+            "{name}"
+        );
+        assert_eq!(cond(&c, "ResolvedRefs"), (false, reason), "{name}");
+        let u = upstream_at(&s, &format!("/{name}-443"));
+        assert_eq!(
+            u.tls.as_ref().map(|t| t.roots.clone()),
+            Some(crate::model::TlsRoots::Certificates(vec![])),
+            "{name}: verified against nothing"
+        );
+    }
+}
+
+/// Conformance BackendTLSPolicyObservedGenerationBump: after `validation.hostname` changes
+/// (a new generation), the policy is still accepted, its conditions carry the new
+/// generation, and the backend is verified against the new hostname.
+#[test]
+fn backend_tls_policy_observed_generation_bump() {
+    for (generation, host) in [(1, "abc.example.com"), (2, "foo.example.com")] {
+        let policy = backend_tls_policy(
+            "observed-generation-bump",
+            "{group: \"\", kind: Service, name: bump, sectionName: https}",
+            &format!("{{caCertificateRefs: [{{group: \"\", kind: ConfigMap, name: ca}}], hostname: {host}}}"),
+        )
+        .replace("namespace: app,", &format!("namespace: app, generation: {generation},"));
+        let s = backend_tls_objects(&[("bump", &[("https", 443)])], &policy);
+        let c = policy_conditions(&s, "observed-generation-bump");
+        assert!(cond(&c, "Accepted").0);
+        assert!(
+            c.iter().all(|c| c.observed_generation == generation),
+            "{c:?}"
+        );
+        let u = upstream_at(&s, "/bump-443");
+        assert_eq!(u.tls.as_ref().expect("verified TLS").hostname, host);
+    }
+}
+
+/// Conformance BackendTLSPolicySANValidation: `subjectAltNames` of type `Hostname` and `URI`
+/// (one or both) are accepted and replace the hostname check: the backend's certificate must
+/// present one of them (the check itself is the proxy's, `proxy::upstream_tls`).
+#[test]
+fn backend_tls_policy_san_validation() {
+    let cases: [(&str, &str, &[&str]); 3] = [
+        (
+            "san-dns",
+            "[{type: Hostname, hostname: abc.example.com}]",
+            &["abc.example.com"],
+        ),
+        (
+            "san-uri",
+            "[{type: URI, uri: \"spiffe://abc.example.com/test-identity\"}]",
+            &["spiffe://abc.example.com/test-identity"],
+        ),
+        (
+            "multiple-sans",
+            "[{type: URI, uri: \"spiffe://abc.example.com/test-identity\"}, {type: Hostname, hostname: abc.example.com}]",
+            &["spiffe://abc.example.com/test-identity", "abc.example.com"],
+        ),
+    ];
+    let https: &[(&str, u16)] = &[("btls", 443)];
+    let policies: String = cases
+        .iter()
+        .map(|(name, sans, _)| {
+            backend_tls_policy(
+                name,
+                &format!("{{group: \"\", kind: Service, name: {name}, sectionName: btls}}"),
+                &format!("{{caCertificateRefs: [{{group: \"\", kind: ConfigMap, name: ca}}], hostname: abc.example.com, subjectAltNames: {sans}}}"),
+            )
+        })
+        .collect();
+    let services: Vec<(&str, &[(&str, u16)])> = cases.iter().map(|(n, _, _)| (*n, https)).collect();
+    let s = backend_tls_objects(&services, &policies);
+    for (name, _, want) in cases {
+        assert_eq!(
+            cond(&policy_conditions(&s, name), "Accepted"),
+            (true, "Accepted"),
+            "{name}"
+        );
+        let u = upstream_at(&s, &format!("/{name}-443"));
+        let tls = u.tls.as_ref().expect("verified TLS");
+        assert_eq!(tls.hostname, "abc.example.com", "{name}: still the SNI");
+        assert_eq!(tls.subject_alt_names, want, "{name}");
+    }
+}
+
+/// Conformance GRPCRouteNamedRule: a rule may carry a `name`; it changes nothing about
+/// matching: each method goes to its rule's backend.
+#[test]
+fn grpc_route_named_rule() {
+    let s = snapshot(
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: v2, namespace: app}
+spec: {ports: [{port: 8080}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: app}
+spec:
+  gatewayClassName: xdp
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: grpc-named-rules, namespace: app}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - name: named-rule
+    matches: [{method: {service: pkg.GrpcEcho, method: Echo}}]
+    backendRefs: [{name: web, port: 8080}]
+  - matches: [{method: {service: pkg.GrpcEcho, method: EchoTwo}}]
+    backendRefs: [{name: v2, port: 8080}]
+"#,
+    );
+    let p = &s.gateway_status.routes
+        [&ObjectRef::new(ObjectKind::GRPCRoute, "app", "grpc-named-rules")][0]
+        .conditions;
+    assert_eq!(cond(p, "Accepted"), (true, "Accepted"));
+    assert_eq!(cond(p, "ResolvedRefs"), (true, "ResolvedRefs"));
+    let (table, errors) = crate::proxy::router::RouteTable::build(&s.l7, Arc::clone);
+    assert!(errors.is_empty(), "{errors:?}");
+    let mut headers = http::HeaderMap::new();
+    headers.insert("content-type", "application/grpc".parse().unwrap());
+    for (path, want) in [
+        ("/pkg.GrpcEcho/Echo", "web"),
+        ("/pkg.GrpcEcho/EchoTwo", "v2"),
+    ] {
+        let view = crate::proxy::router::RequestView {
+            host: "any.example",
+            path,
+            query: None,
+            method: "POST",
+            headers: &headers,
+            tls: false,
+            listener_port: Some(80),
+            gateway_listener: false,
+            local_addr: None,
+        };
+        match table.lookup(&view) {
+            crate::proxy::router::Lookup::Route { route, .. } => {
+                let crate::proxy::router::CompiledAction::Forward(u) = &route.action else {
+                    panic!("{path}: forwards")
+                };
+                assert_eq!(u[0].0.service.name, want, "{path}");
+            }
+            other => panic!("{path}: {other:?}"),
+        }
+    }
+}
+
+/// Conformance HTTPRouteBackendRequestHeaderModifier: a backendRef's own
+/// RequestHeaderModifier (set, add, remove, several of each, names in any case) applies to
+/// the requests sent to that backend (the requests themselves: tests/l7_gateway.rs,
+/// HTTPRouteRequestHeaderModifierBackendWeights).
+#[test]
+fn http_route_backend_request_header_modifier() {
+    let rule = |path: &str, modifier: &str| {
+        format!(
+            "  - {{matches: [{{path: {{type: PathPrefix, value: {path}}}}}], backendRefs: [{{name: web, port: 8080, filters: [{{type: RequestHeaderModifier, requestHeaderModifier: {modifier}}}]}}]}}\n"
+        )
+    };
+    let rules = [
+        rule("/set", "{set: [{name: X-Header-Set, value: set-overwrites-values}]}"),
+        rule("/add", "{add: [{name: X-Header-Add, value: add-appends-values}]}"),
+        rule("/remove", "{remove: [X-Header-Remove]}"),
+        rule(
+            "/multiple",
+            "{set: [{name: X-Header-Set-1, value: header-set-1}, {name: X-Header-Set-2, value: header-set-2}], add: [{name: X-Header-Add-1, value: header-add-1}, {name: X-Header-Add-2, value: header-add-2}, {name: X-Header-Add-3, value: header-add-3}], remove: [X-Header-Remove-1, X-Header-Remove-2]}",
+        ),
+    ]
+    .concat();
+    let s = snapshot(&format!(
+        "{}{}",
+        super::test_support::gateway_yaml(
+            "{name: gw, namespace: app}",
+            "  listeners: [{name: http, port: 80, protocol: HTTP}]\n"
+        ),
+        route("r", "app", "{name: gw}", &format!("  rules:\n{rules}"))
+    ));
+    assert_eq!(
+        cond(route_parent(&s, "app", "r"), "Accepted"),
+        (true, "Accepted")
+    );
+    let vh = s.l7.any_host.as_ref().expect("hostname-less routes");
+    let request = |path: &str| {
+        let r = (vh.routes.iter())
+            .find(|r| r.origin.written_path.as_deref() == Some(path))
+            .unwrap_or_else(|| panic!("no rule for {path}"));
+        let g = r.policy.gateway.as_ref().expect("a Gateway route policy");
+        assert!(g.request_headers.is_empty(), "{path}: not the rule's own");
+        assert_eq!(g.backend_headers.len(), 1, "{path}");
+        g.backend_headers[0].0.clone()
+    };
+    let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        request("/set").set,
+        pairs(&[("X-Header-Set", "set-overwrites-values")])
+    );
+    assert_eq!(
+        request("/add").add,
+        pairs(&[("X-Header-Add", "add-appends-values")])
+    );
+    assert_eq!(request("/remove").remove, ["X-Header-Remove"]);
+    let m = request("/multiple");
+    assert_eq!(m.set.len(), 2);
+    assert_eq!(m.add.len(), 3);
+    assert_eq!(m.remove, ["X-Header-Remove-1", "X-Header-Remove-2"]);
+}

@@ -158,6 +158,14 @@ pub fn translate<'a>(
             let mut served_any = false;
             let mut why = None;
             for (gw_key, i, hs) in &p.listeners {
+                if !gateways.get(gw_key).is_some_and(|(_, ls, _)| ls[*i].served) {
+                    // Attached to an accepted listener that is not programmed.
+                    if let Some((_, _, ls_status)) = gateways.get_mut(gw_key) {
+                        ls_status[*i].attached_routes += 1;
+                    }
+                    served_any = true;
+                    continue;
+                }
                 let g = group(gw_key);
                 let mut here = false;
                 for h in hs {
