@@ -11,7 +11,7 @@
 use std::{
     alloc::{GlobalAlloc, Layout, System},
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicIsize, Ordering},
     },
     time::{Duration, Instant},
@@ -19,6 +19,7 @@ use std::{
 
 mod control_plane_daemon;
 
+use ingress_common::l4::MapSizes;
 use k8s_openapi::{
     ByteString,
     api::{
@@ -33,7 +34,9 @@ use k8s_openapi::{
 };
 use xdp_ingress::{
     controller::{self, LoopConfig},
+    dataplane::{L4Maps, L4Options, L4Sync, MapWrite, SyncError, flows::Released, sync::Held},
     model::translate::{TranslateConfig, Translator},
+    proxy::{AccessLogFormat, Proxy, ProxyArgs},
     source::{SourceEvent, files},
     store::{Change, Object, Objects, SourceId},
 };
@@ -402,11 +405,57 @@ fn bench_in_process(
         .build()
         .unwrap();
     rt.block_on(async {
+        // Both planes as the daemon has them: the proxy (route compile, certificates) and the
+        // L4 sync's plan over maps that take every write (no BPF object in this process).
+        let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let proxy = Proxy::start(
+            ProxyArgs {
+                listen_address: "127.0.0.1".parse().unwrap(),
+                http_port: 0,
+                https_port: 0,
+                access_log_format: AccessLogFormat::Off,
+                ..ProxyArgs::default()
+            },
+            async move {
+                let _ = stopped.await;
+            },
+        )
+        .await
+        .expect("proxy starts");
+        let l7_times = Arc::new(Mutex::new(Vec::new()));
+        let l4_times = Arc::new(Mutex::new(Vec::new()));
+        let (l7t, l4t) = (l7_times.clone(), l4_times.clone());
+        let mut l4 = L4Sync::new(L4Options::default());
         let ctl = controller::spawn(
             Translator::new(TranslateConfig::default()),
-            vec![controller::sink("noop", |_| Ok(()))],
+            vec![
+                controller::sink("l7", move |s| {
+                    let t0 = Instant::now();
+                    proxy.apply(s.clone());
+                    l7t.lock().unwrap().push(t0.elapsed());
+                    Ok(())
+                }),
+                controller::sink("l4", move |s| {
+                    let t0 = Instant::now();
+                    l4.apply_to(&mut AcceptAll, s, Instant::now()).map_err(|e| e.to_string())?;
+                    l4t.lock().unwrap().push(t0.elapsed());
+                    Ok(())
+                }),
+            ],
             LoopConfig::default(),
         );
+        let stats = ctl.stats.clone();
+        // The loop records a snapshot's translation time just after publishing it.
+        let translate_of = async |n: u64| {
+            for _ in 0..10_000 {
+                let s = stats.lock().unwrap().clone();
+                if s.snapshots >= n {
+                    return s.last_translate;
+                }
+                tokio::time::sleep(Duration::from_micros(100)).await;
+            }
+            panic!("snapshot {n} not recorded");
+        };
         let mut rx = ctl.snapshots.clone();
         let mut current = objects.clone();
         ctl.events
@@ -414,6 +463,20 @@ fn bench_in_process(
             .await
             .unwrap();
         rx.wait_for(|s| s.version == 1).await.unwrap();
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        println!(
+            "cold: translation {:.1} ms, proxy apply {:.1} ms, L4 plan {:.1} ms",
+            ms(translate_of(1).await),
+            ms(l7_times.lock().unwrap()[0]),
+            ms(l4_times.lock().unwrap()[0]),
+        );
+        // Per event: (translation, proxy apply, L4 plan) of the snapshot it made.
+        let phases = |n: u64, translate: Duration| {
+            let i = n as usize - 1;
+            (translate, l7_times.lock().unwrap()[i], l4_times.lock().unwrap()[i])
+        };
+        let mut slice_phases = Vec::new();
+        let mut ingress_phases = Vec::new();
         let mut send = async |o: Object, current: &mut Objects| {
             current.upsert(o.clone());
             let want = rx.borrow().version + 1;
@@ -423,7 +486,8 @@ fn bench_in_process(
                 .await
                 .expect("snapshot within 30 s")
                 .unwrap();
-            t0.elapsed()
+            let took = t0.elapsed();
+            (took, rx.borrow().version)
         };
         const EVENTS: usize = 50;
         let mut slices = Vec::new();
@@ -433,7 +497,9 @@ fn bench_in_process(
             let mut s = (*s).clone();
             // Every event changes something: a distinct slice loses its first endpoint's readiness.
             s.endpoints[0].ready = Some(false);
-            slices.push(send(Object::EndpointSlice(Arc::new(s)), &mut current).await);
+            let (took, v) = send(Object::EndpointSlice(Arc::new(s)), &mut current).await;
+            slices.push(took);
+            slice_phases.push(phases(v, translate_of(v).await));
         }
         let mut ingresses = Vec::new();
         for n in 0..50 {
@@ -441,7 +507,9 @@ fn bench_in_process(
             let mut i = (*i).clone();
             let rules = i.spec.as_mut().unwrap().rules.as_mut().unwrap();
             rules[0].http.as_mut().unwrap().paths[1].path = Some("/api2".into());
-            ingresses.push(send(Object::Ingress(Arc::new(i)), &mut current).await);
+            let (took, v) = send(Object::Ingress(Arc::new(i)), &mut current).await;
+            ingresses.push(took);
+            ingress_phases.push(phases(v, translate_of(v).await));
         }
         // The fast path's result is exactly what a full translation gives.
         let live = rx.borrow().clone();
@@ -464,7 +532,18 @@ fn bench_in_process(
         let skipped = rx.borrow().version - before;
         println!("{EVENTS} updates of slices of unused Services: {skipped} translations");
         let debounce = LoopConfig::default().debounce.as_millis();
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        for (what, p) in [("EndpointSlice", &slice_phases), ("Ingress", &ingress_phases)] {
+            let col = |f: fn(&(Duration, Duration, Duration)) -> Duration| {
+                let mut v: Vec<Duration> = p.iter().map(f).collect();
+                format!("p50 {:.2} / p99 {:.2} ms", ms(pct(&mut v, 50.0)), ms(pct(&mut v, 99.0)))
+            };
+            println!(
+                "{what} update, where the time goes: translation {}, proxy apply {}, L4 plan {}",
+                col(|p| p.0),
+                col(|p| p.1),
+                col(|p| p.2),
+            );
+        }
         println!(
             "event-to-live, {EVENTS} EndpointSlice updates (fast path; a lone event skips the {debounce} ms debounce): p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms (target p99 <= 10 ms)",
             ms(pct(&mut slices, 50.0)),
@@ -486,6 +565,18 @@ fn bench_in_process(
             ms(pct(&mut ingresses, 99.0)),
         );
     });
+}
+
+/// L4 maps that take every write: the L4 sync's planning without a BPF object.
+struct AcceptAll;
+
+impl L4Maps for AcceptAll {
+    fn read(&mut self, _: &MapSizes) -> Result<Held, SyncError> {
+        Ok(Held::empty())
+    }
+    fn write(&mut self, _: &MapWrite) -> Result<Released, SyncError> {
+        Ok(Released::default())
+    }
 }
 
 /// The daemon process fed from a manifest directory of `objects`.

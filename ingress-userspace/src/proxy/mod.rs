@@ -37,6 +37,8 @@ pub mod normalize;
 pub mod passthrough;
 pub mod proxy_protocol;
 pub mod rate_limit;
+#[cfg(test)]
+mod rebuild_tests;
 pub mod request_buffer;
 pub mod request_deadline;
 pub mod request_target;
@@ -100,6 +102,9 @@ pub struct Runtime {
     /// By upstream id (`id#n` for further variants of one id); counters carry over to the
     /// next runtime.
     pub upstreams: HashMap<String, Arc<UpstreamRuntime>>,
+    /// The runtime each upstream spec of the snapshot resolved to, by the spec's `Arc`: the
+    /// next snapshot's spec that is the same `Arc` takes the runtime as it is.
+    by_spec: HashMap<SpecPtr, Arc<UpstreamRuntime>>,
     /// What the HTTPS port does with a ClientHello's SNI before terminating: `ssl-passthrough`
     /// hosts and Gateway TLSRoutes (upstreams shared with the routes' runtime of the same id).
     pub sni: sni::SniTable,
@@ -114,39 +119,34 @@ impl Runtime {
         Runtime::build(&Snapshot::default(), None, HealthPolicy::default()).0
     }
 
-    /// Compiles a snapshot, keeping per-endpoint state of `previous`.
+    /// Compiles a snapshot, keeping per-endpoint state of `previous`. What the snapshot shares
+    /// with `previous`'s (the same `Arc`s) is taken as it is: an upstream spec keeps its
+    /// runtime (slots, balancer, TLS connector), a virtual host its compiled routes
+    /// ([`RouteTable::rebuild`]); only the rest is compiled. The result serves every request as
+    /// a compile from scratch with the same `previous` would (`tests::reused_runtime_answers_as_fresh`).
+    /// Route errors are those of the hosts compiled (a reused host's were reported before).
     pub fn build(
         snapshot: &Snapshot,
         previous: Option<&Runtime>,
         health: HealthPolicy,
     ) -> (Self, Vec<router::RouteError>) {
-        let mut upstreams: HashMap<String, Arc<UpstreamRuntime>> = HashMap::new();
+        // Sized as the previous ones: growing maps of 20k entries rehashes them several times.
+        let mut upstreams: HashMap<String, Arc<UpstreamRuntime>> =
+            HashMap::with_capacity(previous.map_or(0, |p| p.upstreams.len()));
+        let mut by_spec: HashMap<SpecPtr, Arc<UpstreamRuntime>> =
+            HashMap::with_capacity(previous.map_or(0, |p| p.by_spec.len()));
         let mut runtime_of = |spec: &Arc<crate::model::Upstream>| {
-            // Ingresses whose annotations differ (affinity, protocol, balancing) get variants
-            // of one Service port under one id: each variant keeps its own runtime, keyed
-            // `id`, `id#1`, ... in route order, or it would serve with another's options.
-            let mut key = spec.id.clone();
-            for n in 1.. {
-                match upstreams.get(&key) {
-                    Some(rt) if Arc::ptr_eq(&rt.spec, spec) || rt.spec == *spec => {
-                        return Arc::clone(rt);
-                    }
-                    Some(_) => key = format!("{}#{n}", spec.id),
-                    None => break,
-                }
+            if let Some(rt) = by_spec.get(&addr(spec)) {
+                return Arc::clone(rt);
             }
-            let prev = previous.and_then(|p| p.upstreams.get(&key));
-            let rt = Arc::new(UpstreamRuntime::new(
-                Arc::clone(spec),
-                prev.map(|a| &**a),
-                health,
-            ));
-            upstreams.insert(key, Arc::clone(&rt));
+            let rt = variant_runtime(&mut upstreams, spec, previous, health);
+            by_spec.insert(SpecPtr::new(spec), Arc::clone(&rt));
             rt
         };
         // Routes first: a passthrough host's upstream shares their runtime when it is the
         // same variant.
-        let (routes, errors) = RouteTable::build(&snapshot.l7, &mut runtime_of);
+        let (routes, errors) =
+            RouteTable::rebuild(&snapshot.l7, previous.map(|p| &p.routes), &mut runtime_of);
         let sni = sni::SniTable::build(&snapshot.l7, &mut runtime_of);
         let client_auth = client_cert::Table::build(&snapshot.l7, previous.map(|p| &p.client_auth));
         (
@@ -154,12 +154,91 @@ impl Runtime {
                 version: snapshot.version,
                 routes,
                 upstreams,
+                by_spec,
                 sni,
                 client_auth,
                 misdirected: misdirected::Listeners::new(&snapshot.l7),
             },
             errors,
         )
+    }
+}
+
+/// The runtime of `spec` in the runtime being built (`upstreams`, by key). Ingresses whose
+/// annotations differ (affinity, protocol, balancing) get variants of one Service port under
+/// one id: each variant keeps its own runtime, keyed `id`, `id#1`, ... in route order, or it
+/// would serve with another's options. A variant seen first here takes `previous`'s runtime of
+/// the same spec `Arc` as it is, else a new one keeping the counters of `previous`'s runtime
+/// under its key.
+fn variant_runtime(
+    upstreams: &mut HashMap<String, Arc<UpstreamRuntime>>,
+    spec: &Arc<crate::model::Upstream>,
+    previous: Option<&Runtime>,
+    health: HealthPolicy,
+) -> Arc<UpstreamRuntime> {
+    let mut key = std::borrow::Cow::Borrowed(spec.id.as_str());
+    for n in 1.. {
+        match upstreams.get(key.as_ref()) {
+            Some(rt) if Arc::ptr_eq(&rt.spec, spec) || rt.spec == *spec => {
+                return Arc::clone(rt);
+            }
+            Some(_) => key = std::borrow::Cow::Owned(format!("{}#{n}", spec.id)),
+            None => break,
+        }
+    }
+    let rt = match previous.and_then(|p| p.by_spec.get(&addr(spec))) {
+        // The same spec: same endpoints and options, so the same slots, rotation and TLS.
+        Some(rt) if rt.health == health => Arc::clone(rt),
+        _ => {
+            let prev = previous.and_then(|p| p.upstreams.get(key.as_ref()));
+            Arc::new(UpstreamRuntime::new(
+                Arc::clone(spec),
+                prev.map(|a| &**a),
+                health,
+            ))
+        }
+    };
+    upstreams.insert(key.into_owned(), Arc::clone(&rt));
+    rt
+}
+
+/// An upstream spec as a key by its `Arc`'s address; it holds the `Arc`, so no other spec can
+/// take that address while it is a key. Looked up by the address ([`addr`]).
+struct SpecPtr {
+    addr: usize,
+    _spec: Arc<crate::model::Upstream>,
+}
+
+fn addr(spec: &Arc<crate::model::Upstream>) -> usize {
+    Arc::as_ptr(spec) as usize
+}
+
+impl SpecPtr {
+    fn new(spec: &Arc<crate::model::Upstream>) -> SpecPtr {
+        SpecPtr {
+            addr: addr(spec),
+            _spec: Arc::clone(spec),
+        }
+    }
+}
+
+impl PartialEq for SpecPtr {
+    fn eq(&self, other: &Self) -> bool {
+        self.addr == other.addr
+    }
+}
+
+impl Eq for SpecPtr {}
+
+impl std::hash::Hash for SpecPtr {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.addr.hash(h)
+    }
+}
+
+impl std::borrow::Borrow<usize> for SpecPtr {
+    fn borrow(&self) -> &usize {
+        &self.addr
     }
 }
 
@@ -444,7 +523,13 @@ impl ProxyHandle {
             }
             shared.live.store(Arc::new(live));
         }
-        shared.runtime.store(Arc::new(rt));
+        let old = shared.runtime.swap(Arc::new(rt));
+        // Freeing the previous runtime's maps (tens of thousands of entries at 10k hosts) takes
+        // milliseconds the new snapshot need not wait for.
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => drop(handle.spawn_blocking(move || drop(old))),
+            Err(_) => drop(old),
+        }
         // After the routes: a new port's first request finds its routes.
         self.inner.listeners.reconcile(
             &snapshot.l7.gateway_listeners,

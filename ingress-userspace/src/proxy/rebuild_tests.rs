@@ -1,0 +1,328 @@
+//! [`Runtime::build`] from a previous runtime (compiled hosts and upstream runtimes taken as
+//! they are where the snapshot kept the same `Arc`s) against a compile from scratch, over
+//! random sequences of snapshot changes.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::SocketAddr,
+    sync::Arc,
+};
+
+use http::HeaderMap;
+use proptest::prelude::*;
+
+use super::{
+    Runtime,
+    fixtures::{path, route_to, upstream_at, vhost},
+    router::{CompiledAction, Lookup, RequestView},
+    upstream::HealthPolicy,
+};
+use crate::model::{L7Config, LoadBalancing, Snapshot, Upstream, VirtualHost, WeightedUpstream};
+
+/// Exact names (two differ only in case, as a snapshot may hold them), a wildcard, any host.
+const HOSTS: [&str; 5] = [
+    "a.example.com",
+    "B.example.com",
+    "b.example.com",
+    "*.w.example.com",
+    "",
+];
+/// The last one does not compile: its route is left out.
+const PATHS: [(&str, &str); 5] = [
+    ("Prefix", "/"),
+    ("Prefix", "/api"),
+    ("Exact", "/api/v1"),
+    ("ImplementationSpecific", "/z"),
+    ("Regex", "/(unclosed"),
+];
+const REQUEST_HOSTS: [&str; 5] = [
+    "a.example.com",
+    "b.example.com",
+    "x.w.example.com",
+    "none.example.com",
+    "A.EXAMPLE.COM:80",
+];
+const REQUEST_PATHS: [&str; 5] = ["/", "/api", "/api/v1", "/zz", "/(unclosed"];
+
+/// A backend: one of three Services, in one of two variants (balancing differs: the same id).
+type Backend = (usize, bool);
+/// A host's routes: a path (index in [`PATHS`]) and its backends, weighted 1, 2, ...
+type Routes = Vec<(usize, Vec<Backend>)>;
+
+#[derive(Clone, Debug)]
+enum Step {
+    /// Host `.0` gets these routes (path, backends).
+    Set(usize, Routes),
+    Remove(usize),
+    /// A backend's endpoints change: a new spec, in every host that uses it.
+    Endpoints(Backend, u8),
+    /// Host `.0` is made again: a new `Arc` of every spec (equal values) and of the host.
+    Copy(usize),
+    DefaultBackend(Option<Backend>),
+}
+
+fn backend() -> impl Strategy<Value = Backend> {
+    (0..3usize, any::<bool>())
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let routes = prop::collection::vec(
+        (0..PATHS.len(), prop::collection::vec(backend(), 1..3)),
+        0..4,
+    );
+    prop_oneof![
+        4 => (0..HOSTS.len(), routes).prop_map(|(h, r)| Step::Set(h, r)),
+        1 => (0..HOSTS.len()).prop_map(Step::Remove),
+        3 => (backend(), 0..4u8).prop_map(|(b, n)| Step::Endpoints(b, n)),
+        2 => (0..HOSTS.len()).prop_map(Step::Copy),
+        1 => prop::option::of(backend()).prop_map(Step::DefaultBackend),
+    ]
+}
+
+/// The snapshots a sequence of steps gives: hosts it did not touch keep their `Arc`s, as
+/// translation keeps them.
+#[derive(Default)]
+struct World {
+    specs: HashMap<Backend, Arc<Upstream>>,
+    /// Host -> its routes and the virtual host made of them.
+    hosts: BTreeMap<usize, (Routes, Arc<VirtualHost>)>,
+    default_backend: Option<Arc<Upstream>>,
+    version: u64,
+}
+
+impl World {
+    fn spec(&mut self, b: Backend) -> Arc<Upstream> {
+        Arc::clone(self.specs.entry(b).or_insert_with(|| new_spec(b, 2)))
+    }
+
+    fn vhost(&mut self, h: usize, routes: &[(usize, Vec<Backend>)]) -> Arc<VirtualHost> {
+        let routes = routes
+            .iter()
+            .map(|(p, backends)| {
+                let (kind, p) = PATHS[*p];
+                let mut r = route_to(path(kind, p), self.spec(backends[0]));
+                r.action = crate::model::RouteAction::Forward(
+                    backends
+                        .iter()
+                        .enumerate()
+                        .map(|(i, b)| WeightedUpstream {
+                            upstream: self.spec(*b),
+                            weight: i as u32 + 1,
+                        })
+                        .collect(),
+                );
+                r
+            })
+            .collect();
+        Arc::new(vhost(HOSTS[h], routes, false))
+    }
+
+    fn apply(&mut self, step: &Step) {
+        match step {
+            Step::Set(h, routes) => {
+                let vh = self.vhost(*h, routes);
+                self.hosts.insert(*h, (routes.clone(), vh));
+            }
+            Step::Remove(h) => {
+                self.hosts.remove(h);
+            }
+            Step::Endpoints(b, n) => {
+                self.specs.insert(*b, new_spec(*b, *n));
+                let using: Vec<usize> = self
+                    .hosts
+                    .iter()
+                    .filter(|(_, (routes, _))| routes.iter().any(|(_, bs)| bs.contains(b)))
+                    .map(|(h, _)| *h)
+                    .collect();
+                for h in using {
+                    let routes = self.hosts[&h].0.clone();
+                    let vh = self.vhost(h, &routes);
+                    self.hosts.insert(h, (routes, vh));
+                }
+                if self.default_backend.as_ref().is_some_and(|d| is(d, *b)) {
+                    self.default_backend = Some(self.spec(*b));
+                }
+            }
+            Step::Copy(h) => {
+                if let Some((routes, vh)) = self.hosts.get(h).cloned() {
+                    let mut copy = (*vh).clone();
+                    for r in &mut copy.routes {
+                        if let crate::model::RouteAction::Forward(ups) = &mut r.action {
+                            for w in ups {
+                                w.upstream = Arc::new((*w.upstream).clone());
+                            }
+                        }
+                    }
+                    self.hosts.insert(*h, (routes, Arc::new(copy)));
+                }
+            }
+            Step::DefaultBackend(b) => self.default_backend = b.map(|b| self.spec(b)),
+        }
+    }
+
+    fn snapshot(&mut self) -> Snapshot {
+        self.version += 1;
+        let mut l7 = L7Config {
+            default_backend: self.default_backend.clone(),
+            ..L7Config::default()
+        };
+        for (h, (_, vh)) in &self.hosts {
+            let name = HOSTS[*h];
+            if name.is_empty() {
+                l7.any_host = Some(Arc::clone(vh));
+            } else if let Some(suffix) = name.strip_prefix("*.") {
+                l7.wildcard_hosts.insert(suffix.to_string(), Arc::clone(vh));
+            } else {
+                l7.hosts.insert(name.to_string(), Arc::clone(vh));
+            }
+        }
+        Snapshot {
+            version: self.version,
+            l7,
+            ..Snapshot::default()
+        }
+    }
+}
+
+fn is(spec: &Upstream, (svc, variant): Backend) -> bool {
+    spec.service.name == format!("svc{svc}")
+        && matches!(spec.load_balancing, LoadBalancing::LeastRequest) == variant
+}
+
+fn new_spec((svc, variant): Backend, endpoints: u8) -> Arc<Upstream> {
+    let addrs: Vec<SocketAddr> = (0..endpoints)
+        .map(|e| SocketAddr::from(([10, 0, svc as u8, e], 8080)))
+        .collect();
+    let mut u = (*upstream_at(&format!("svc{svc}"), &addrs)).clone();
+    if variant {
+        u.load_balancing = LoadBalancing::LeastRequest;
+    }
+    Arc::new(u)
+}
+
+/// What `rt` does with a GET of `path` on `host`, in the snapshot's terms (upstreams by value).
+fn answer(rt: &Runtime, host: &str, path: &str) -> String {
+    let headers = HeaderMap::new();
+    let req = RequestView {
+        host,
+        path,
+        query: None,
+        method: "GET",
+        headers: &headers,
+        tls: false,
+        listener_port: None,
+        gateway_listener: false,
+        local_addr: None,
+    };
+    match rt.routes.lookup(&req) {
+        Lookup::Route { host, route } => {
+            let action = match &route.action {
+                CompiledAction::Forward(ups) => ups
+                    .iter()
+                    .map(|(u, w)| format!("{:?} x{w}", u.spec))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                other => format!("{other:?}"),
+            };
+            format!(
+                "{} {:?} {:?} -> {action}",
+                host.host, route.path, route.origin
+            )
+        }
+        Lookup::Default { host, backend, why } => {
+            format!(
+                "default {:?} {why:?} -> {:?}",
+                host.map(|h| &h.host),
+                backend.spec
+            )
+        }
+        Lookup::NotFound { host, why } => format!("404 {:?} {why:?}", host.map(|h| &h.host)),
+    }
+}
+
+/// Every answer `rt` gives, and its upstreams by key (specs by value).
+fn behaviour(rt: &Runtime) -> (Vec<String>, BTreeMap<String, String>) {
+    let answers = REQUEST_HOSTS
+        .iter()
+        .flat_map(|h| REQUEST_PATHS.iter().map(move |p| answer(rt, h, p)))
+        .collect();
+    let upstreams = rt
+        .upstreams
+        .iter()
+        .map(|(k, u)| (k.clone(), format!("{:?}", u.spec)))
+        .collect();
+    (answers, upstreams)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Whatever a snapshot kept, the runtime built from the previous one answers every
+    /// request as one compiled from scratch, and holds the same upstreams.
+    #[test]
+    fn reused_runtime_answers_as_fresh(steps in prop::collection::vec(step(), 1..24)) {
+        let health = HealthPolicy::default();
+        let mut world = World::default();
+        let mut live = Runtime::build(&world.snapshot(), None, health).0;
+        for (n, s) in steps.iter().enumerate() {
+            world.apply(s);
+            let snap = world.snapshot();
+            let reused = Runtime::build(&snap, Some(&live), health).0;
+            let fresh = Runtime::build(&snap, None, health).0;
+            prop_assert_eq!(behaviour(&reused), behaviour(&fresh), "step {}: {:?}", n, s);
+            // Health probes and `endpoint_health` see the very runtimes requests use.
+            for h in reused.routes.handles() {
+                prop_assert!(
+                    reused.upstreams.values().any(|u| Arc::ptr_eq(u, h)),
+                    "step {}: {} has a runtime the proxy does not keep", n, h.spec.id
+                );
+            }
+            live = reused;
+        }
+    }
+}
+
+/// What a one-host change compiles: that host; the others' compiled routes and their
+/// upstreams' runtimes (slots, health counters) are the previous ones, and a changed
+/// upstream's surviving endpoints keep their counters.
+#[test]
+fn only_what_changed_is_compiled() {
+    let health = HealthPolicy::default();
+    let mut world = World::default();
+    world.apply(&Step::Set(0, vec![(0, vec![(0, false)])]));
+    world.apply(&Step::Set(2, vec![(0, vec![(1, false)])]));
+    let first = Runtime::build(&world.snapshot(), None, health).0;
+    let host = |rt: &Runtime, name: &str| {
+        let h = rt.routes.host(name).expect("host") as *const _;
+        let CompiledAction::Forward(ups) = &rt.routes.host(name).unwrap().routes[0].action else {
+            panic!("forwards")
+        };
+        (h, Arc::clone(&ups[0].0))
+    };
+    let (a0, a_up) = host(&first, "a.example.com");
+    let (b0, b_up) = host(&first, "b.example.com");
+
+    world.apply(&Step::Set(2, vec![(1, vec![(1, false)])]));
+    let second = Runtime::build(&world.snapshot(), Some(&first), health).0;
+    let (a1, a_up1) = host(&second, "a.example.com");
+    let (b1, b_up1) = host(&second, "b.example.com");
+    assert_eq!(a0, a1, "the untouched host is the previous compiled one");
+    assert!(Arc::ptr_eq(&a_up, &a_up1));
+    assert_ne!(b0, b1, "the changed host is compiled");
+    assert!(
+        Arc::ptr_eq(&b_up, &b_up1),
+        "its unchanged upstream keeps its runtime"
+    );
+
+    // svc0 goes from 2 endpoints to 3: a new runtime whose first two slots keep their stats.
+    world.apply(&Step::Endpoints((0, false), 3));
+    let third = Runtime::build(&world.snapshot(), Some(&second), health).0;
+    let (a2, a_up2) = host(&third, "a.example.com");
+    assert_ne!(a1, a2);
+    assert!(!Arc::ptr_eq(&a_up1, &a_up2));
+    assert_eq!(a_up2.slots.len(), 3);
+    for (old, new) in a_up1.slots.iter().zip(&a_up2.slots) {
+        assert!(Arc::ptr_eq(&old.stats, &new.stats));
+    }
+    assert!(Arc::ptr_eq(&host(&third, "b.example.com").1, &b_up1));
+}
