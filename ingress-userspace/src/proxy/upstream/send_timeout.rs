@@ -169,8 +169,10 @@ mod tests {
     use super::*;
 
     /// Writes until the timeout fires against a peer that stops reading, then shows that a
-    /// peer that keeps reading (slowly, but within the timeout) never trips it.
-    #[tokio::test]
+    /// peer that keeps reading (slowly, but within the timeout) never trips it. On tokio's
+    /// paused clock: a loaded machine stretching the reader's 100 ms sleeps past the 300 ms
+    /// timeout made the real-clock version fail.
+    #[tokio::test(start_paused = true)]
     async fn blocked_writes_time_out_and_slow_progress_does_not() {
         let (ours, theirs) = tokio::io::duplex(1024);
         let mut io = TokioIo::new(SendTimeoutIo::new(
@@ -178,7 +180,7 @@ mod tests {
             Duration::from_millis(200),
         ));
         let chunk = [7u8; 512];
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let err = loop {
             match io.write_all(&chunk).await {
                 Ok(()) => continue,
