@@ -1787,21 +1787,7 @@ async fn tcproute_served_only_at(version: &str) {
         s.l4.iter().any(|l| l.id == "gateway/default/gw:pg")
     })
     .await;
-    let candidate = status::leader::spawn(client.clone(), quick_lease("node-a"));
-    let reporter = status::events::Reporter {
-        controller: "xdp-ingress.dev/controller".into(),
-        instance: "node-a".into(),
-    };
-    let (_unbound_tx, unbound) = watch::channel(Default::default());
-    let _writer = status::spawn_with_listeners(
-        client,
-        reporter,
-        None,
-        ctl.snapshots.clone(),
-        unbound,
-        candidate.is_leader.clone(),
-        scope.served_versions.clone(),
-    );
+    let _writer = status_writer_at_served_versions(client, &ctl, &scope);
     eventually("TCPRoute accepted", || {
         api.get("tcproutes", "default", "pg").is_some_and(|o| {
             o["apiVersion"] == version
@@ -1897,21 +1883,7 @@ async fn kinds_served_only_at_older_versions_are_read_and_named_there() {
         s.l7.gateway_sni.contains_key("vault.example")
     })
     .await;
-    let candidate = status::leader::spawn(client.clone(), quick_lease("node-a"));
-    let reporter = status::events::Reporter {
-        controller: "xdp-ingress.dev/controller".into(),
-        instance: "node-a".into(),
-    };
-    let (_unbound_tx, unbound) = watch::channel(Default::default());
-    let _writer = status::spawn_with_listeners(
-        client,
-        reporter,
-        None,
-        ctl.snapshots.clone(),
-        unbound,
-        candidate.is_leader.clone(),
-        scope.served_versions.clone(),
-    );
+    let _writer = status_writer_at_served_versions(client, &ctl, &scope);
     let parent = |name: &str| {
         api.get("tlsroutes", "default", name).and_then(|o| {
             (o["status"]["parents"].as_array()?.iter()).find_map(|p| {
@@ -1961,6 +1933,31 @@ fn cond(v: &Value, t: &str) -> Option<(String, String)> {
 /// `Some((status, reason))`, to compare with [`cond`].
 fn pair(a: &str, b: &str) -> Option<(String, String)> {
     Some((a.to_string(), b.to_string()))
+}
+
+/// [`status_writer`] of our controller writing each kind at the version `scope`'s source
+/// watches it at.
+fn status_writer_at_served_versions(
+    client: kube::Client,
+    ctl: &controller::ControlLoop,
+    scope: &kube_source::WatchScope,
+) -> (status::leader::Candidate, tokio::task::JoinHandle<()>) {
+    let candidate = status::leader::spawn(client.clone(), quick_lease("node-a"));
+    let reporter = status::events::Reporter {
+        controller: "xdp-ingress.dev/controller".into(),
+        instance: "node-a".into(),
+    };
+    let (_, unbound) = watch::channel(Default::default());
+    let writer = status::spawn_with_listeners(
+        client,
+        reporter,
+        None,
+        ctl.snapshots.clone(),
+        unbound,
+        candidate.is_leader.clone(),
+        scope.served_versions.clone(),
+    );
+    (candidate, writer)
 }
 
 /// A leader candidate (node-a, quick lease) and the status writer of `controller`, writing
