@@ -3641,3 +3641,39 @@ async fn passthrough_is_decided_per_gateway_address() {
         "terminated on the listen address"
     );
 }
+
+/// Listener isolation across Gateways: a request on a listener is routed by the routes
+/// attached to that listener only, so a catch-all route of the Gateway on port 8080 is not
+/// hidden by a route of another Gateway (on port 80) naming the request's host, nor by an
+/// exact host only a wildcard of that other Gateway covers. On port 80 the named host keeps
+/// its own route, and its miss stays a miss (no fall-through to port 80's catch-all when
+/// the host has routes there). Found by a new user trying two Gateways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catch_all_is_not_hidden_by_another_listeners_hostname() {
+    let bed = Bed::start().await;
+    bed.apply(vec![
+        gateway(EDGE, "alt", vec![listener("web", 8080, "HTTP")]),
+        http_route("alt-catch-all")
+            .parent("alt")
+            .rule(rule().to(V1))
+            .build(),
+        http_route("named-on-80")
+            .parent(GW_SAME)
+            .hosts(&["shop.example", "*.wild.example"])
+            .rule(rule().prefix("/cart").to(V2))
+            .build(),
+        http_route("catch-all-on-80")
+            .parent(GW_SAME)
+            .rule(rule().prefix("/").to(V3))
+            .build(),
+    ]);
+    bed.check(&[
+        get("/").host("shop.example:8080").on_port(8080).to(V1),
+        get("/cart").host("shop.example:8080").on_port(8080).to(V1),
+        get("/").host("a.wild.example:8080").on_port(8080).to(V1),
+        get("/cart").host("shop.example").to(V2),
+        get("/cart").host("a.wild.example").to(V2),
+        get("/").host("other.example").to(V3),
+    ])
+    .await;
+}

@@ -376,31 +376,27 @@ impl<U: Clone + SameHandle, R: FnMut(&Arc<Upstream>) -> U> Builder<'_, U, R> {
 impl<U> RouteTable<U> {
     /// The virtual host a request's host name selects, if any.
     pub fn host(&self, host: &str) -> Option<&CompiledHost<U>> {
-        let name = normalize_host(host);
-        let idx = self
-            .exact
-            .get(name.as_ref())
-            .or_else(|| self.wildcard_host(name.as_ref()))
-            .or(self.any_host.as_ref())?;
-        self.vhosts.get(*idx).map(|h| &**h)
+        self.hosts_for(&normalize_host(host)).next()
     }
 
-    /// The most specific wildcard for `name`: the longest suffix first; at the suffix one
-    /// label shorter than `name`, an Ingress wildcard before a Gateway one.
-    fn wildcard_host(&self, name: &str) -> Option<&usize> {
-        let mut rest = name;
-        let mut first = true;
-        while let Some((_, suffix)) = rest.split_once('.') {
-            if first && let Some(i) = self.wildcard.get(suffix) {
-                return Some(i);
-            }
-            if let Some(i) = self.gateway_wildcard.get(suffix) {
-                return Some(i);
-            }
-            first = false;
-            rest = suffix;
-        }
-        None
+    /// Every virtual host whose pattern matches `name` (normalized), most specific first:
+    /// the exact name; then by suffix, longest first, at the suffix one label shorter than
+    /// `name` an Ingress wildcard before a Gateway one; then the one for any host.
+    fn hosts_for<'a, 'n>(
+        &'a self,
+        name: &'n str,
+    ) -> impl Iterator<Item = &'a CompiledHost<U>> + use<'a, 'n, U> {
+        let suffixes = std::iter::successors(name.split_once('.').map(|(_, s)| s), |s| {
+            s.split_once('.').map(|(_, rest)| rest)
+        });
+        let wildcards = suffixes.enumerate().flat_map(move |(i, suffix)| {
+            let ingress = (i == 0).then(|| self.wildcard.get(suffix)).flatten();
+            ingress.into_iter().chain(self.gateway_wildcard.get(suffix))
+        });
+        (self.exact.get(name).into_iter())
+            .chain(wildcards)
+            .chain(&self.any_host)
+            .filter_map(|i| self.vhosts.get(*i).map(|h| &**h))
     }
 
     pub fn lookup(&self, req: &RequestView<'_>) -> Lookup<'_, U> {
@@ -415,7 +411,9 @@ impl<U> RouteTable<U> {
             gateway_listener: req.gateway_listener || claimed,
             ..*req
         };
-        let host = self.host(req.host);
+        let name = normalize_host(req.host);
+        let mut hosts = self.hosts_for(&name);
+        let host = hosts.next();
         let why = match host {
             None => Miss::NoHost,
             Some(h) => match h.routes.iter().find(|r| r.matcher.matches(req, claimed)) {
@@ -423,6 +421,21 @@ impl<U> RouteTable<U> {
                 None => Miss::NoPath,
             },
         };
+        // A host none of whose routes is served on this connection's listener (another
+        // Gateway's port or address, an Ingress host on a Gateway port) is not this
+        // listener's: Gateway API listeners route only by the routes attached to them, so the
+        // next less specific host that has some is asked instead (a catch-all route of this
+        // Gateway is not hidden by another Gateway's hostname). A host that has routes here
+        // keeps its miss, as ingress-nginx's server block does.
+        if let Some(h) = host
+            && !h.routes.iter().any(|r| r.matcher.listens(req, claimed))
+            && let Some(h) =
+                hosts.find(|h| h.routes.iter().any(|r| r.matcher.listens(req, claimed)))
+        {
+            if let Some(route) = h.routes.iter().find(|r| r.matcher.matches(req, claimed)) {
+                return Lookup::Route { host: h, route };
+            }
+        }
         match &self.default_backend {
             // A Gateway-only port answers 404 for what no HTTPRoute matched.
             Some(backend) if !req.gateway_listener => Lookup::Default { host, backend, why },
@@ -597,19 +610,25 @@ fn compile_match(m: &RouteMatch) -> Result<Matcher, regex::Error> {
 }
 
 impl Matcher {
-    /// `claimed`: the request's local address is a Gateway's.
-    fn matches(&self, req: &RequestView<'_>, claimed: bool) -> bool {
-        self.path.matches(req.path)
-            && match &self.gateway_addresses {
-                None => !claimed,
-                Some(at) => (req.local_addr).is_none_or(|a| at.contains(&a.to_canonical())),
-            }
-            && self.tls.is_none_or(|t| t == req.tls)
+    /// Whether the route is served on the listener the request came through (its address,
+    /// port and TLS), whatever the request asks for. `claimed`: the request's local address
+    /// is a Gateway's.
+    fn listens(&self, req: &RequestView<'_>, claimed: bool) -> bool {
+        (match &self.gateway_addresses {
+            None => !claimed,
+            Some(at) => (req.local_addr).is_none_or(|a| at.contains(&a.to_canonical())),
+        }) && self.tls.is_none_or(|t| t == req.tls)
             && match &self.listener_ports {
                 // An Ingress route: the proxy's own listeners only.
                 None => !req.gateway_listener,
                 Some(ports) => req.listener_port.is_none_or(|p| ports.contains(&p)),
             }
+    }
+
+    /// `claimed`: the request's local address is a Gateway's.
+    fn matches(&self, req: &RequestView<'_>, claimed: bool) -> bool {
+        self.path.matches(req.path)
+            && self.listens(req, claimed)
             && self
                 .method
                 .as_ref()
