@@ -215,3 +215,15 @@ fn migrate_errors_exit_2() {
     ]);
     assert_eq!(code, 2);
 }
+
+/// `--to gateway-api` keeps the command's exit status: 1 when a `# note:` says something
+/// would behave differently (ingress-nginx's annotations here), 0 when the Ingresses
+/// convert without one.
+#[test]
+fn migrate_to_gateway_api_exits_1_when_a_note_says_behaviour_differs() {
+    let (code, out) = migrate(&["--manifests", &dir("ingress-nginx"), "--to", "gateway-api"]);
+    assert!(out.contains("# note:"), "{out}");
+    assert_eq!(code, 1, "{out}");
+    let (code, out) = migrate(&["--manifests", &dir("same"), "--to", "gateway-api"]);
+    assert_eq!(code, i32::from(out.contains("# note:")), "{out}");
+}

@@ -445,16 +445,16 @@ async fn to_gateway_api(args: &MigrateArgs) -> anyhow::Result<i32> {
         !ingresses.is_empty() || !exposed.tcp.is_empty() || !exposed.udp.is_empty(),
         "no Ingress and no TCP/UDP service found: nothing to convert"
     );
-    print!(
-        "{}",
-        super::migrate_gateway::convert(
-            ingresses,
-            &objects.services,
-            &exposed,
-            &args.gateway_class
-        )
+    let out = super::migrate_gateway::convert(
+        ingresses,
+        &objects.services,
+        &exposed,
+        &args.gateway_class,
     );
-    Ok(0)
+    print!("{out}");
+    // As for the report: 1 when anything would behave differently, which each `# note:`
+    // says.
+    Ok(i32::from(out.lines().any(|l| l.starts_with("# note:"))))
 }
 
 /// Runs the command; returns the exit status (0 same behaviour, 1 differences).

@@ -159,13 +159,19 @@ pub fn convert<'a>(
                     "Prefix" => ("PathPrefix", path),
                     _ => ("PathPrefix", path),
                 };
-                let backend = backend_ref(&ns, &p.backend, services, &mut notes);
-                let mut r = json!({
-                    "matches": [{"path": {"type": ty, "value": value}}],
-                    "backendRefs": backend.into_iter().collect::<Vec<_>>(),
-                });
-                if !filters.is_empty() {
-                    r["filters"] = Value::Array(filters.clone());
+                let mut r = json!({"matches": [{"path": {"type": ty, "value": value}}]});
+                if filters.iter().any(is_redirect) {
+                    // The HTTPRoute CRD's validation refuses a RequestRedirect beside
+                    // backendRefs or a URLRewrite: a redirecting rule has neither.
+                    let redirect: Vec<Value> =
+                        filters.iter().filter(|f| is_redirect(f)).cloned().collect();
+                    r["filters"] = Value::Array(redirect);
+                } else {
+                    let backend = backend_ref(&ns, &p.backend, services, &mut notes);
+                    r["backendRefs"] = json!(backend.into_iter().collect::<Vec<_>>());
+                    if !filters.is_empty() {
+                        r["filters"] = Value::Array(filters.clone());
+                    }
                 }
                 rules.push(r);
             }
@@ -443,6 +449,10 @@ fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(
     Doc { notes, yaml }
 }
 
+fn is_redirect(filter: &Value) -> bool {
+    filter["type"] == "RequestRedirect"
+}
+
 /// The rule filters of the annotations that have an equivalent.
 fn filters<'a>(get: &impl Fn(&str) -> Option<&'a str>, notes: &mut Vec<String>) -> Vec<Value> {
     let mut out = Vec::new();
@@ -612,6 +622,41 @@ spec:
         // The named port resolved through the Service.
         assert_eq!(rules[0].backend_refs.as_ref().unwrap()[0].port, Some(8080));
         assert!(format!("{:?}", rules[0].filters).contains("internal.shop"));
+    }
+
+    /// `permanent-redirect` becomes a rule with only the RequestRedirect: the HTTPRoute CRD
+    /// refuses one beside `backendRefs` or a URLRewrite (`upstream-vhost` here), so the
+    /// output must have neither to apply on a cluster; translated, the rule redirects.
+    #[test]
+    fn a_redirecting_rule_has_no_backend_refs_or_rewrite() {
+        let yaml = INGRESSES.replace(
+            "nginx.ingress.kubernetes.io/limit-rps: \"5\"",
+            "nginx.ingress.kubernetes.io/permanent-redirect: https://new.example/moved",
+        );
+        let o = objects(&yaml);
+        let out = convert(
+            o.ingresses.values().map(|i| &**i),
+            &o.services,
+            &ExposedPorts::default(),
+            "xdp",
+        );
+        let parsed = parse_manifests(&out).expect("the output parses");
+        let mut redirects = 0;
+        for obj in &parsed {
+            let Object::HTTPRoute(r) = obj else { continue };
+            for rule in r.spec.rules.iter().flatten() {
+                let filters = format!("{:?}", rule.filters);
+                if filters.contains("RequestRedirect") {
+                    redirects += 1;
+                    assert!(
+                        rule.backend_refs.as_ref().is_none_or(Vec::is_empty),
+                        "{out}"
+                    );
+                    assert!(!filters.contains("URLRewrite"), "{out}");
+                }
+            }
+        }
+        assert!(redirects > 0, "{out}");
     }
 
     /// What the output serves is what the Ingresses serve: translated with a GatewayClass

@@ -37,7 +37,8 @@ pub struct SourceArgs {
     /// the legacy `kubernetes.io/ingress.class` annotation.
     #[arg(long, default_value = DEFAULT_INGRESS_CLASS)]
     pub ingress_class: String,
-    /// `spec.controller` value of our IngressClasses.
+    /// `spec.controller` value of our IngressClasses, and `spec.controllerName` of our
+    /// GatewayClasses.
     #[arg(long, default_value = DEFAULT_CONTROLLER_NAME)]
     pub controller_name: String,
     /// Also serve Ingresses that name no class.
