@@ -413,7 +413,21 @@ impl<U> RouteTable<U> {
         };
         let name = normalize_host(req.host);
         let mut hosts = self.hosts_for(&name);
-        let host = hosts.next();
+        // A host none of whose routes is served on this connection's listener (another
+        // Gateway's port or address, an Ingress host on a Gateway port) is not this
+        // listener's: Gateway API listeners route only by the routes attached to them, so the
+        // next less specific host that has some is taken instead (a catch-all route of this
+        // Gateway is not hidden by another Gateway's hostname). A host that has routes here
+        // keeps its misses, as ingress-nginx's server block does.
+        let listens =
+            |h: &CompiledHost<U>| h.routes.iter().any(|r| r.matcher.listens(req, claimed));
+        let mut host = hosts.next();
+        if let Some(h) = host
+            && !listens(h)
+            && let Some(here) = hosts.find(|h| listens(h))
+        {
+            host = Some(here);
+        }
         let why = match host {
             None => Miss::NoHost,
             Some(h) => match h.routes.iter().find(|r| r.matcher.matches(req, claimed)) {
@@ -421,21 +435,6 @@ impl<U> RouteTable<U> {
                 None => Miss::NoPath,
             },
         };
-        // A host none of whose routes is served on this connection's listener (another
-        // Gateway's port or address, an Ingress host on a Gateway port) is not this
-        // listener's: Gateway API listeners route only by the routes attached to them, so the
-        // next less specific host that has some is asked instead (a catch-all route of this
-        // Gateway is not hidden by another Gateway's hostname). A host that has routes here
-        // keeps its miss, as ingress-nginx's server block does.
-        if let Some(h) = host
-            && !h.routes.iter().any(|r| r.matcher.listens(req, claimed))
-            && let Some(h) =
-                hosts.find(|h| h.routes.iter().any(|r| r.matcher.listens(req, claimed)))
-        {
-            if let Some(route) = h.routes.iter().find(|r| r.matcher.matches(req, claimed)) {
-                return Lookup::Route { host: h, route };
-            }
-        }
         match &self.default_backend {
             // A Gateway-only port answers 404 for what no HTTPRoute matched.
             Some(backend) if !req.gateway_listener => Lookup::Default { host, backend, why },
