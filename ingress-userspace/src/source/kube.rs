@@ -211,6 +211,20 @@ pub fn spawn_scoped(
         |o| Object::ConfigMap(trim_configmap(o).into()),
         events.clone(),
     ))];
+    // The kinds watched at whichever version the cluster serves (`ServedVersions`): a watch of
+    // the versioned object, made into the store's object by `$build`.
+    macro_rules! served_version {
+        ($kind:ident, $spec:ty, $status:ty, |$o:ident| $build:expr) => {
+            tokio::spawn(watch_served_version(
+                client.clone(),
+                namespace.map(str::to_string),
+                ObjectKind::$kind,
+                scope.served_versions.clone(),
+                |$o: VersionedObject<$spec, $status>| Object::$kind($build.into()),
+                events.clone(),
+            ))
+        };
+    }
     tasks.extend([
         gatherer,
         tokio::spawn(watch_kind(
@@ -281,73 +295,27 @@ pub fn spawn_scoped(
             |o| Object::GRPCRoute(trim_status(o).into()),
             events.clone(),
         )),
-        tokio::spawn(watch_served_version(
-            client.clone(),
-            namespace.map(str::to_string),
-            ObjectKind::ReferenceGrant,
-            scope.served_versions.clone(),
-            |o: VersionedObject<ReferenceGrantSpec, NotUsed>| {
-                Object::ReferenceGrant(
-                    ReferenceGrant {
-                        metadata: o.metadata,
-                        spec: o.spec,
-                    }
-                    .into(),
-                )
-            },
-            events.clone(),
-        )),
-        tokio::spawn(watch_served_version(
-            client.clone(),
-            namespace.map(str::to_string),
-            ObjectKind::TCPRoute,
-            scope.served_versions.clone(),
-            |o: VersionedObject<TcpRouteSpec, TcpRouteStatus>| {
-                Object::TCPRoute(
-                    TcpRoute {
-                        metadata: o.metadata,
-                        spec: o.spec,
-                        status: None,
-                    }
-                    .into(),
-                )
-            },
-            events.clone(),
-        )),
-        tokio::spawn(watch_served_version(
-            client.clone(),
-            namespace.map(str::to_string),
-            ObjectKind::UDPRoute,
-            scope.served_versions.clone(),
-            |o: VersionedObject<UdpRouteSpec, UdpRouteStatus>| {
-                Object::UDPRoute(
-                    UdpRoute {
-                        metadata: o.metadata,
-                        spec: o.spec,
-                        status: None,
-                    }
-                    .into(),
-                )
-            },
-            events.clone(),
-        )),
-        tokio::spawn(watch_served_version(
-            client.clone(),
-            namespace.map(str::to_string),
-            ObjectKind::TLSRoute,
-            scope.served_versions.clone(),
-            |o: VersionedObject<TlsRouteSpec, TlsRouteStatus>| {
-                Object::TLSRoute(
-                    TlsRoute {
-                        metadata: o.metadata,
-                        spec: o.spec,
-                        status: None,
-                    }
-                    .into(),
-                )
-            },
-            events.clone(),
-        )),
+        served_version!(ReferenceGrant, ReferenceGrantSpec, NotUsed, |o| {
+            ReferenceGrant {
+                metadata: o.metadata,
+                spec: o.spec,
+            }
+        }),
+        served_version!(TCPRoute, TcpRouteSpec, TcpRouteStatus, |o| TcpRoute {
+            metadata: o.metadata,
+            spec: o.spec,
+            status: None,
+        }),
+        served_version!(UDPRoute, UdpRouteSpec, UdpRouteStatus, |o| UdpRoute {
+            metadata: o.metadata,
+            spec: o.spec,
+            status: None,
+        }),
+        served_version!(TLSRoute, TlsRouteSpec, TlsRouteStatus, |o| TlsRoute {
+            metadata: o.metadata,
+            spec: o.spec,
+            status: None,
+        }),
         tokio::spawn(watch_optional_kind(
             api::<BackendTlsPolicy>(&client, namespace),
             ObjectKind::BackendTLSPolicy,
