@@ -293,6 +293,13 @@ fn nginx_escaped(pem: &str) -> String {
         .collect()
 }
 
+/// A `kubernetes.io/tls` Secret in `default`.
+fn tls_secret_yaml(name: &str, cert: &str, key: &str) -> String {
+    format!(
+        "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: default}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: {cert:?}\n  tls.key: {key:?}\n"
+    )
+}
+
 fn ca_secret(name: &str, ca: &[&Issued]) -> String {
     let pem: String = ca.iter().map(|c| c.cert.pem()).collect();
     secret(name, &[("ca.crt", &pem)])
@@ -1172,5 +1179,192 @@ async fn an_unparsable_certificate_is_a_400_not_a_handshake_alert() {
             a.at_pod("ssl-client-verify"),
             "FAILED:unable to decode certificate"
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gateway API: `spec.tls.frontend` (client-certificate validation in the handshake).
+
+/// Certificates as sent (leaf first) and the leaf, whose key signs.
+type Chain<'a> = (&'a [&'a Issued], &'a Issued);
+
+/// A TLS handshake and one HTTP/1.1 request to `addr` with SNI and Host `host`, presenting
+/// `chain` if asked: the status, or `None` when the connection failed (handshake refused, or,
+/// with TLS 1.3, the server's alert on the first read), which is what the conformance suite's
+/// `MakeTLSRequestAndExpectFailureResponse` accepts as a refusal.
+async fn gateway_request(
+    addr: SocketAddr,
+    host: &str,
+    chain: Option<Chain<'_>>,
+) -> (Option<u16>, bool) {
+    use http_body_util::BodyExt;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certified = chain.map(presented).map(|(der, key)| {
+        let signer = provider.key_provider.load_private_key(key).unwrap();
+        Arc::new(rustls::sign::CertifiedKey::new(der, signer))
+    });
+    let presenter = Arc::new(Presenter {
+        certified,
+        asked: false.into(),
+    });
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Recorder(
+            Arc::clone(&provider),
+            Default::default(),
+        )))
+        .with_client_cert_resolver(Arc::clone(&presenter) as Arc<_>);
+    let asked = || presenter.asked.load(std::sync::atomic::Ordering::SeqCst);
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let Ok(stream) = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::try_from(host.to_string()).unwrap(), tcp)
+        .await
+    else {
+        return (None, asked());
+    };
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(io).await else {
+        return (None, asked());
+    };
+    tokio::spawn(conn);
+    let r = http::Request::builder()
+        .uri("/")
+        .header("host", host)
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let status = match tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        sender.send_request(r),
+    )
+    .await
+    {
+        Ok(Ok(resp)) => {
+            let status = resp.status().as_u16();
+            let _ = resp.into_body().collect().await;
+            Some(status)
+        }
+        _ => None,
+    };
+    (status, asked())
+}
+
+/// GatewayFrontendClientCertificateValidation and ...InsecureFallback (Gateway API v1.6
+/// `FrontendTLSValidation`): `AllowValidOnly` lets through only a client whose certificate
+/// chains to the listener's CA; a certificate of another CA (the other port's) or none fails
+/// the connection, with the certificate asked for in the handshake. A `perPort` entry
+/// replaces `default` on its port; `AllowInsecureFallback` asks but lets every client
+/// through. The HTTP listener is never asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_frontend_client_certificate_validation() {
+    let default_ca = root("Default CA");
+    let port_ca = root("Per-port CA");
+    let alice = client(&default_ca, "alice", 20);
+    let bob = client(&port_ca, "bob", 21);
+    let pod = backend("gw");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let extra = testbed::ports::reserve(2);
+    let (cert, key) =
+        xdp_ingress::proxy::tls::self_signed_pem(&["example.org", "second-example.org"]).unwrap();
+    let ca_map = |name: &str, ca: &Issued| {
+        let pem: String = ca
+            .cert
+            .pem()
+            .lines()
+            .map(|l| format!("    {l}\n"))
+            .collect();
+        format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: default}}\ndata:\n  ca.crt: |\n{pem}"
+        )
+    };
+    let manifests = |mode: &str| {
+        format!(
+            r#"{svc}{ca}{port_ca}{tls}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: xdp}}
+spec: {{controllerName: xdp-ingress.dev/controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: default}}
+spec:
+  gatewayClassName: xdp
+  tls:
+    frontend:
+      default: {{validation: {{mode: {mode}, caCertificateRefs: [{{group: "", kind: ConfigMap, name: default-ca}}]}}}}
+      perPort:
+      - port: {second}
+        tls: {{validation: {{mode: {mode}, caCertificateRefs: [{{group: "", kind: ConfigMap, name: port-ca}}]}}}}
+  listeners:
+  - {{name: http, port: {http}, protocol: HTTP}}
+  - {{name: https, port: {https}, protocol: HTTPS, tls: {{certificateRefs: [{{name: gw-tls}}]}}}}
+  - {{name: https-with-hostname, port: {second}, hostname: second-example.org, protocol: HTTPS, tls: {{certificateRefs: [{{name: gw-tls}}]}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: r, namespace: default}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules: [{{backendRefs: [{{name: gw, port: 80}}]}}]
+"#,
+            svc = service_yaml("gw", pod.addr),
+            ca = ca_map("default-ca", &default_ca),
+            port_ca = ca_map("port-ca", &port_ca),
+            tls = tls_secret_yaml("gw-tls", &cert, &key),
+            http = proxy.http().port(),
+            https = proxy.https().port(),
+            second = extra,
+        )
+    };
+    let ports = xdp_ingress::model::translate::gateway::ProxyPorts {
+        http: proxy.http().port(),
+        https: proxy.https().port(),
+        gateway_range: format!("{extra}").parse().unwrap(),
+    };
+    let snap = translate_manifests(1, &manifests("AllowValidOnly"), |c| c.gateway_ports = ports);
+    proxy.handle.apply(Arc::clone(&snap));
+    let second: SocketAddr = ([127, 0, 0, 1], extra).into();
+    let https = proxy.https();
+    // (address, host, presented, status or None for a refused connection).
+    let cases: [(SocketAddr, &str, Option<Chain<'_>>, Option<u16>); 6] = [
+        (https, "example.org", Some((&[&alice], &alice)), Some(200)),
+        (https, "example.org", Some((&[&bob], &bob)), None),
+        (https, "example.org", None, None),
+        (
+            second,
+            "second-example.org",
+            Some((&[&bob], &bob)),
+            Some(200),
+        ),
+        (
+            second,
+            "second-example.org",
+            Some((&[&alice], &alice)),
+            None,
+        ),
+        (second, "second-example.org", None, None),
+    ];
+    for (addr, host, chain, want) in cases {
+        let (got, asked) = gateway_request(addr, host, chain).await;
+        assert_eq!(got, want, "AllowValidOnly, {addr} {host}");
+        assert!(
+            asked || chain.is_none(),
+            "asked for a certificate at {addr}"
+        );
+    }
+    let plain = l7common::get(&http1_client(), proxy.http(), "example.org", "/").await;
+    assert_eq!(plain.status, StatusCode::OK);
+
+    // AllowInsecureFallback: asked for, every client let through.
+    let snap = translate_manifests(2, &manifests("AllowInsecureFallback"), |c| {
+        c.gateway_ports = ports
+    });
+    proxy.handle.apply(Arc::clone(&snap));
+    for (addr, host, chain, _) in cases {
+        let (got, asked) = gateway_request(addr, host, chain).await;
+        assert_eq!(got, Some(200), "AllowInsecureFallback, {addr} {host}");
+        assert!(asked, "still asked for a certificate at {addr}");
     }
 }

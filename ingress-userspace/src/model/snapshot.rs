@@ -228,6 +228,37 @@ pub struct L7Config {
     /// one of these sees only its Gateway's listeners (never Ingresses, the default backend,
     /// or Gateways without addresses). Empty without `--gateway-address-pool`.
     pub gateway_addresses: BTreeMap<std::net::IpAddr, GatewayAddress>,
+    /// Client-certificate validation of HTTPS Gateway listeners (Gateway `spec.tls.frontend`)
+    /// by port, then by the listener's hostname (lower case, `""`: a listener without one).
+    /// Gateways with addresses keep theirs in [`GatewayAddress::client_validation`].
+    pub gateway_client_validation: ClientValidationByPort,
+}
+
+/// [`L7Config::gateway_client_validation`]'s shape: port -> listener hostname -> policy.
+pub type ClientValidationByPort = BTreeMap<u16, BTreeMap<String, Arc<FrontendValidation>>>;
+
+/// How an HTTPS Gateway listener validates client certificates in the TLS handshake (Gateway
+/// API v1.5+ `spec.tls.frontend`: `default`, or the `perPort` entry of the listener's port).
+#[derive(Clone, PartialEq, Eq)]
+pub struct FrontendValidation {
+    /// The Gateway whose `spec.tls` says so.
+    pub gateway: ObjectRef,
+    /// The trust anchors: every certificate of the `caCertificateRefs` that resolved (DER).
+    pub ca_der: Vec<Vec<u8>>,
+    /// `mode: AllowInsecureFallback`: a certificate is asked for, but a missing or invalid
+    /// one is let through (the backend decides). Else (`AllowValidOnly`, the default) the
+    /// handshake fails without a certificate that chains to `ca_der`.
+    pub insecure_fallback: bool,
+}
+
+impl std::fmt::Debug for FrontendValidation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrontendValidation")
+            .field("gateway", &self.gateway)
+            .field("ca_certificates", &self.ca_der.len())
+            .field("insecure_fallback", &self.insecure_fallback)
+            .finish()
+    }
 }
 
 /// What the Gateway owning one address serves there ([`L7Config::gateway_addresses`]).
@@ -244,6 +275,9 @@ pub struct GatewayAddress {
     pub certificates: BTreeMap<String, Arc<TlsCertificate>>,
     /// Its TLS passthrough table ([`L7Config::gateway_sni`] there).
     pub sni: BTreeMap<String, SniAction>,
+    /// Its HTTPS listeners' client-certificate validation
+    /// ([`L7Config::gateway_client_validation`] there).
+    pub client_validation: ClientValidationByPort,
 }
 
 impl L7Config {

@@ -21,6 +21,7 @@
 //! all is let through the handshake and fails here (FAILED, nginx's 400), so the client gets an
 //! HTTP answer and the access log a line, never a bare TLS alert.
 
+pub mod frontend;
 mod legacy;
 pub mod names;
 

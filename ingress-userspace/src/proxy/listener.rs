@@ -32,7 +32,7 @@ use tracing::{debug, info, warn};
 
 use super::{
     Shared,
-    client_cert::{self, TlsClient},
+    client_cert::{self, TlsClient, frontend::Handshake},
     forward::{ConnInfo, handle},
     limits,
     liveness::{Ended, Progress, supervise},
@@ -300,10 +300,26 @@ async fn serve_tls(
             sni.as_deref(),
             &default,
         );
-        drop(rt);
         // On a Gateway's address, its own listeners' certificates.
         let local = at.local.ip();
-        let config = if shared.certs.has_address(local) {
+        let claimed = shared.certs.has_address(local);
+        // A Gateway listener that validates client certificates decides in the handshake.
+        let config = match (rt.frontend_validation).handshake(
+            at.local,
+            claimed,
+            sni.as_deref(),
+            &shared.certs,
+        ) {
+            Some(Handshake::Config(c)) => c,
+            Some(Handshake::Refuse) => {
+                return Err(std::io::Error::other(
+                    "the listener validates client certificates and has no usable CA",
+                ));
+            }
+            None => config,
+        };
+        drop(rt);
+        let config = if claimed {
             crate::proxy::tls::AtAddress::config(&shared.certs, local, &config)
         } else {
             config

@@ -110,6 +110,8 @@ pub struct Runtime {
     pub sni: sni::SniTable,
     /// Hosts' client-certificate steps (`auth-tls-*`) by virtual host name.
     pub client_auth: client_cert::Table,
+    /// HTTPS Gateway listeners' client-certificate validation (Gateway `spec.tls.frontend`).
+    pub frontend_validation: client_cert::frontend::Table,
     /// HTTPS Gateway listeners' hostnames by port, for 421 ([`misdirected`]).
     pub misdirected: misdirected::Listeners,
 }
@@ -149,6 +151,10 @@ impl Runtime {
             RouteTable::rebuild(&snapshot.l7, previous.map(|p| &p.routes), &mut runtime_of);
         let sni = sni::SniTable::build(&snapshot.l7, &mut runtime_of);
         let client_auth = client_cert::Table::build(&snapshot.l7, previous.map(|p| &p.client_auth));
+        let frontend_validation = client_cert::frontend::Table::build(
+            &snapshot.l7,
+            previous.map(|p| &p.frontend_validation),
+        );
         (
             Runtime {
                 version: snapshot.version,
@@ -157,6 +163,7 @@ impl Runtime {
                 by_spec,
                 sni,
                 client_auth,
+                frontend_validation,
                 misdirected: misdirected::Listeners::new(&snapshot.l7),
             },
             errors,

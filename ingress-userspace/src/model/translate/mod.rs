@@ -81,8 +81,9 @@ use crate::{
 pub struct References {
     pub services: HashSet<Key>,
     pub secrets: HashSet<Key>,
-    /// The controller ConfigMap and those `custom-headers` names: other ConfigMaps' changes
-    /// do not re-translate.
+    /// The controller ConfigMap, those `custom-headers` and `auth-proxy-set-headers` name,
+    /// and the CA ConfigMaps of BackendTLSPolicies and Gateways' client-certificate
+    /// validation: other ConfigMaps' changes do not re-translate.
     pub config_maps: HashSet<Key>,
     /// Services auth URLs name ([`forward_auth`]): their endpoints are in route policies,
     /// which the endpoints-only fast path does not rebuild.
@@ -486,6 +487,7 @@ impl Translator {
         l4.sort_by(|a, b| a.id.cmp(&b.id));
         refs.services.extend(gw.services.drain());
         refs.secrets.extend(gw.secrets.drain());
+        refs.config_maps.extend(gw.config_maps.drain());
         endpoints.report_refused(&refs.services, &mut diags);
         self.tls.retain(|r| {
             objects

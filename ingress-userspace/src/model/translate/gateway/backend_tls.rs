@@ -20,7 +20,10 @@
 //! - Status: one `ancestors` entry per Gateway whose routes use the policy, with `Accepted`
 //!   and `ResolvedRefs`.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashSet},
+    sync::Arc,
+};
 
 use gateway_api::apis::standard::backendtlspolicies::{
     BackendTlsPolicy, BackendTlsPolicyValidationSubjectAltNamesType as SanType,
@@ -50,6 +53,8 @@ pub struct Policies {
     lost: BTreeMap<(Key, String), Vec<ObjectRef>>,
     /// Every policy read, with its conditions (the ones that lost a conflict say so).
     pub all: BTreeMap<ObjectRef, Policy>,
+    /// The ConfigMaps the policies name (their changes re-translate).
+    pub config_maps: HashSet<Key>,
 }
 
 impl Policies {
@@ -62,7 +67,7 @@ impl Policies {
             (created.unwrap_or(0), k.namespace.clone(), k.name.clone())
         });
         for (key, p) in sorted {
-            let mut policy = read_one(key, p, objects);
+            let mut policy = read_one(key, p, objects, &mut out.config_maps);
             let mut conflicted = false;
             for t in &p.spec.target_refs {
                 if !t.group.is_empty() || t.kind != "Service" {
@@ -119,7 +124,12 @@ impl Policies {
     }
 }
 
-fn read_one(key: &Key, p: &BackendTlsPolicy, objects: &Objects) -> Policy {
+fn read_one(
+    key: &Key,
+    p: &BackendTlsPolicy,
+    objects: &Objects,
+    config_maps: &mut HashSet<Key>,
+) -> Policy {
     let generation = p.metadata.generation.unwrap_or(0);
     let object = ObjectRef::new(ObjectKind::BackendTLSPolicy, &key.namespace, &key.name);
     let v = &p.spec.validation;
@@ -139,7 +149,8 @@ fn read_one(key: &Key, p: &BackendTlsPolicy, objects: &Objects) -> Policy {
                 )));
                 continue;
             }
-            match ca_bundle(objects, &Key::new(key.namespace.clone(), r.name.clone())) {
+            let cm = Key::new(key.namespace.clone(), r.name.clone());
+            match ca_bundle(objects, &cm, config_maps) {
                 Ok(mut d) => ders.append(&mut d),
                 Err(e) => {
                     resolved = resolved.and(Err(("InvalidCACertificateRef", e)));
@@ -195,9 +206,15 @@ fn read_one(key: &Key, p: &BackendTlsPolicy, objects: &Objects) -> Policy {
     }
 }
 
-/// The DER certificates of the `ca.crt` PEM bundle of ConfigMap `key`.
-fn ca_bundle(objects: &Objects, key: &Key) -> Result<Vec<Vec<u8>>, String> {
+/// The DER certificates of the `ca.crt` PEM bundle of ConfigMap `key`, which goes to
+/// `looked_up` whether it exists or not (its creation or change must re-translate).
+pub(super) fn ca_bundle(
+    objects: &Objects,
+    key: &Key,
+    looked_up: &mut HashSet<Key>,
+) -> Result<Vec<Vec<u8>>, String> {
     use rustls::pki_types::{CertificateDer, pem::PemObject};
+    looked_up.insert(key.clone());
     let cm = objects
         .config_maps
         .get(key)

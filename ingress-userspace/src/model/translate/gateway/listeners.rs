@@ -16,6 +16,7 @@ use std::{collections::BTreeMap, fmt, str::FromStr, sync::Arc};
 use gateway_api::apis::standard::gateways::{
     Gateway, GatewayListeners, GatewayListenersAllowedRoutesNamespacesFrom as From,
     GatewayListenersAllowedRoutesNamespacesSelector as Selector, GatewayListenersTlsMode,
+    GatewayTlsFrontend,
 };
 
 use super::{GROUP, reference_grant};
@@ -123,6 +124,10 @@ pub struct Owner<'a> {
     pub listeners: &'a [GatewayListeners],
     /// The ListenerSet (`None`: the Gateway).
     pub set: Option<Key>,
+    /// The Gateway (the ListenerSet's parent), and its `spec.tls.frontend`: client-certificate
+    /// validation by port, for HTTPS listeners ([`super::frontend_tls`]).
+    pub gateway: Key,
+    pub frontend: Option<&'a GatewayTlsFrontend>,
 }
 
 impl<'a> Owner<'a> {
@@ -133,6 +138,11 @@ impl<'a> Owner<'a> {
             generation: gw.metadata.generation.unwrap_or(0),
             listeners: &gw.spec.listeners,
             set: None,
+            gateway: Key::new(
+                gw.metadata.namespace.clone().unwrap_or_default(),
+                gw.metadata.name.clone().unwrap_or_default(),
+            ),
+            frontend: (gw.spec.tls.as_ref()).and_then(|t| t.frontend.as_ref()),
         }
     }
 }
@@ -172,11 +182,13 @@ pub struct Listener<'a> {
     pub not_served: Option<String>,
     /// The port it is served on when served (`port`, checked).
     pub served_port: Option<u16>,
+    /// An HTTPS listener's client-certificate validation (`None`: none).
+    pub client_validation: Option<Arc<crate::model::FrontendValidation>>,
 }
 
 /// The listeners of `owner` and their status (in spec order); each HTTPS listener's
-/// certificate goes into `certificates` by hostname (`""`: no hostname). Secrets looked up go
-/// to `secrets`. Whether another Gateway's listener holds the port is [`super::ports`]'s to
+/// certificate goes into `certificates` by hostname (`""`: no hostname). Secrets and
+/// ConfigMaps looked up go to `secrets` and `config_maps` (their changes re-translate). Whether another Gateway's listener holds the port is [`super::ports`]'s to
 /// decide; conflicts with the listeners of another owner, [`super::listener_sets`]'.
 pub fn listeners<'a>(
     owner: &Owner<'a>,
@@ -185,6 +197,7 @@ pub fn listeners<'a>(
     tls: &mut super::super::tls::TlsCache,
     certificates: &mut BTreeMap<String, Arc<TlsCertificate>>,
     secrets: &mut std::collections::HashSet<Key>,
+    config_maps: &mut std::collections::HashSet<Key>,
 ) -> (Vec<Listener<'a>>, Vec<ListenerStatus>) {
     let generation = owner.generation;
     let cond = |t: &str, ok: bool, reason: &str, msg: &str| {
@@ -286,6 +299,23 @@ pub fn listeners<'a>(
                 }
             }
         }
+        let mut client_validation = None;
+        if https && problem.is_none() {
+            let v = super::frontend_tls::resolve(
+                &owner.gateway,
+                owner.frontend,
+                l.port,
+                objects,
+                config_maps,
+            );
+            if let Some((reason, msg)) = v.unresolved {
+                resolved.get_or_insert((reason.into(), msg));
+            }
+            if let Some(msg) = v.no_valid_ca {
+                problem = Some(("NoValidCACertificate".into(), msg));
+            }
+            client_validation = v.policy;
+        }
         let conflicted = conflicts[i].clone();
         // A conflicted listener is not accepted, as a ListenerSet's is not
         // ([`super::listener_sets::conflicts`]), and the conflict is the reason even where
@@ -366,6 +396,7 @@ pub fn listeners<'a>(
             attachable: problem.is_none() && conflicted.is_none(),
             not_served,
             served_port,
+            client_validation,
         });
     }
     (out, statuses)

@@ -23,6 +23,7 @@ pub mod attachment;
 pub mod backend_tls;
 pub mod backends;
 pub mod filters;
+pub mod frontend_tls;
 pub mod grpc;
 pub mod hostnames;
 pub mod l4;
@@ -36,6 +37,8 @@ pub mod tls_passthrough;
 
 #[cfg(test)]
 mod address_tests;
+#[cfg(test)]
+mod frontend_tls_tests;
 #[cfg(test)]
 mod l4_tests;
 #[cfg(test)]
@@ -99,15 +102,19 @@ pub struct Output {
     /// Hostnames of served HTTPS listeners by port (`""`: a listener without one), sorted.
     pub https_hosts: BTreeMap<u16, Vec<String>>,
     pub status: GatewayApiStatus,
+    /// Client-certificate validation of served HTTPS listeners of Gateways without
+    /// addresses ([`frontend_tls`]; [`L7Config::gateway_client_validation`]).
+    pub client_validation: crate::model::ClientValidationByPort,
     /// SNI table of TLS passthrough listeners and TLSRoutes ([`tls_passthrough`]).
     pub sni: BTreeMap<String, crate::model::SniAction>,
     /// L4 services of TCP and UDP listeners ([`l4`]), sorted by id.
     pub l4: Vec<crate::model::L4Service>,
     /// What Gateways with addresses serve, by address ([`L7Config::gateway_addresses`]).
     pub addresses: BTreeMap<std::net::IpAddr, crate::model::GatewayAddress>,
-    /// Services and Secrets looked up (for re-translation on their changes).
+    /// Services, Secrets and ConfigMaps looked up (for re-translation on their changes).
     pub services: HashSet<Key>,
     pub secrets: HashSet<Key>,
+    pub config_maps: HashSet<Key>,
 }
 
 /// Inputs besides the objects.
@@ -200,6 +207,7 @@ pub fn translate(
             tls,
             certificates,
             &mut out.secrets,
+            &mut out.config_maps,
         );
         for set in sets.iter().filter(|s| s.gateway == *key) {
             let namespace = &set.key.namespace;
@@ -220,6 +228,8 @@ pub fn translate(
                 generation: set.generation(),
                 listeners: entries,
                 set: Some(set.key.clone()),
+                gateway: key.clone(),
+                frontend: (gw.spec.tls.as_ref()).and_then(|t| t.frontend.as_ref()),
             };
             let certificates = if addressed {
                 &mut mine
@@ -233,6 +243,7 @@ pub fn translate(
                 tls,
                 certificates,
                 &mut out.secrets,
+                &mut out.config_maps,
             );
             let from = ls.len();
             ls.extend(more);
@@ -343,6 +354,10 @@ pub fn translate(
             }
             if l.https {
                 let host = l.hostname.unwrap_or_default().to_ascii_lowercase();
+                if let Some(v) = &l.client_validation {
+                    let by_host = own.client_validation.entry(p).or_default();
+                    by_host.entry(host.clone()).or_insert_with(|| Arc::clone(v));
+                }
                 own.https_hosts.entry(p).or_default().push(host);
             }
         }
@@ -355,6 +370,13 @@ pub fn translate(
             None => {
                 for (p, hosts) in own.https_hosts {
                     out.https_hosts.entry(p).or_default().extend(hosts);
+                }
+                // Gateways in age order: the oldest keeps a port and hostname both name.
+                for (p, by_host) in own.client_validation {
+                    let mine = out.client_validation.entry(p).or_default();
+                    for (host, v) in by_host {
+                        mine.entry(host).or_insert(v);
+                    }
                 }
             }
         }
@@ -370,6 +392,7 @@ pub fn translate(
     }
     // Routes: attachment, status, and the routes they add.
     let policies = backend_tls::Policies::read(objects);
+    out.config_maps.extend(policies.config_maps.iter().cloned());
     // A policy not as written says so where Events and `explain` look.
     for p in policies.all.values() {
         for c in p.conditions.iter().filter(|c| !c.status) {
@@ -556,6 +579,19 @@ pub fn translate(
             }
         }
         let mut conditions = gateway_conditions(&own, generation);
+        // Spec (GatewaySpec.tls.frontend, mode): a Gateway that lets clients through without
+        // a valid certificate says so.
+        let frontend = (gw.spec.tls.as_ref()).and_then(|t| t.frontend.as_ref());
+        if frontend.is_some_and(frontend_tls::insecure_fallback) {
+            conditions.push(StatusCondition::new(
+                "InsecureFrontendValidationMode",
+                true,
+                "ConfigurationChanged",
+                "client certificate validation allows connections without a valid certificate \
+                 (mode AllowInsecureFallback)",
+                generation,
+            ));
+        }
         if let Some((reason, msg)) = rejected.get(&key) {
             conditions[0] = StatusCondition::new("Accepted", false, reason, &**msg, generation);
         }
@@ -1005,6 +1041,7 @@ pub fn merge(l7: &mut L7Config, out: &mut Output) {
     }
     l7.gateway_listeners = std::mem::take(&mut out.listener_ports);
     l7.gateway_https_hosts = std::mem::take(&mut out.https_hosts);
+    l7.gateway_client_validation = std::mem::take(&mut out.client_validation);
     l7.gateway_shared_ports = std::mem::take(&mut out.shared_ports);
     l7.gateway_addresses = std::mem::take(&mut out.addresses);
     for (host, cert) in std::mem::take(&mut out.certificates) {
