@@ -270,16 +270,41 @@ spec:
     );
     let (crt, key) = mk_cert_pem(&["example.org"]);
     let mut objects = parse_manifests(&yaml).expect("manifests parse");
-    objects.push(Object::Secret(Arc::new(mk_tls_secret("app", "tls", &crt, &key))));
+    objects.push(Object::Secret(Arc::new(mk_tls_secret(
+        "app", "tls", &crt, &key,
+    ))));
     let o = Objects::from_objects(objects);
     let mut t = Translator::new(TranslateConfig::default());
     t.translate(&o);
     let cm = |name: &str| {
-        let mut docs = parse_manifests(&ca_config_map("app", name, &mk_cert_pem(&["ca"]).0))
-            .expect("parses");
+        let mut docs =
+            parse_manifests(&ca_config_map("app", name, &mk_cert_pem(&["ca"]).0)).expect("parses");
         Change::Upsert(docs.remove(0))
     };
     assert!(t.affects(&o, &cm("client-ca")), "the Gateway's CA");
     assert!(t.affects(&o, &cm("backend-ca")), "the policy's CA");
     assert!(!t.affects(&o, &cm("unrelated")));
+}
+
+/// `spec.tls.backend.clientCertificateRef` (GatewayBackendClientCertificate) is not
+/// implemented: the Gateway is still served, with a warning naming the field.
+#[test]
+fn a_backend_client_certificate_is_reported_unsupported() {
+    let yaml = format!(
+        r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: app}}
+spec:
+  gatewayClassName: xdp
+  tls: {{backend: {{clientCertificateRef: {{name: client}}}}}}
+  listeners: [{{name: https, port: 443, protocol: HTTPS, {TLS}}}]
+"#
+    );
+    let s = with_secret(&yaml);
+    assert!(cond(listener(&s, "gw", "https"), "Programmed").0);
+    let d = (s.diagnostics.iter())
+        .find(|d| d.object.name == "gw" && d.message.contains("clientCertificateRef"))
+        .expect("a diagnostic on the Gateway");
+    assert_eq!(d.severity, crate::model::Severity::Warning);
 }

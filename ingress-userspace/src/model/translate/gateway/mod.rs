@@ -600,6 +600,20 @@ pub fn translate(
         }
         parent_accepted.insert(key.clone(), conditions[0].status);
         let oref = ObjectRef::new(ObjectKind::Gateway, key.namespace.clone(), key.name.clone());
+        // Extended feature GatewayBackendClientCertificate is not implemented: say so where
+        // Events and `explain` look rather than connect without the certificate silently.
+        let backend = (gw.spec.tls.as_ref()).and_then(|t| t.backend.as_ref());
+        if let Some(r) = backend.and_then(|b| b.client_certificate_ref.as_ref()) {
+            diags.warn(
+                &oref,
+                "UnsupportedValue",
+                format!(
+                    "spec.tls.backend.clientCertificateRef ({}) is not supported: TLS \
+                     connections to backends present no client certificate",
+                    r.name
+                ),
+            );
+        }
         // InvalidParameters said so already.
         if !rejected.contains_key(&key) {
             listeners::diagnose(&oref, &conditions, &own, diags);
