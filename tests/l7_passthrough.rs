@@ -282,3 +282,75 @@ async fn an_unreachable_pod_closes_the_connection() {
         "xdp_ingress_ssl_passthrough_connections_total{host=\"vault.example.com\",result=\"connect_failed\"} 1"
     ));
 }
+
+/// Gateway API TLS passthrough on a port of its own (not the proxy's HTTPS port): a Gateway
+/// `TLS` listener (`tls.mode: Passthrough`) on that port opens it, as HTTP and HTTPS Gateway
+/// listeners open theirs, and each TLSRoute's hostname reaches its own pod untouched (the
+/// pod's own certificate). A name no TLSRoute takes, or no SNI, is closed there (Gateway API:
+/// a connection no route matches is rejected; no HTTPS listener shares the port), the
+/// routes' names are not passed on the HTTPS port, and the port closes when the Gateway goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_tls_listener_on_its_own_port_passes_by_sni() {
+    const A: &str = "a.pass.example";
+    const B: &str = "b.pass.example";
+    let tls_pod = |name: &str, pod: &str| {
+        let (crt, key) = self_signed_pem(&[name]).unwrap();
+        let p = HttpBackend::start_tls("127.0.0.1:0".parse().unwrap(), pod, &crt, &key)
+            .expect("TLS pod");
+        (p, pem_der(&crt))
+    };
+    let ((a, a_cert), (b, b_cert)) = (tls_pod(A, "a-pod"), tls_pod(B, "b-pod"));
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let port = testbed::ports::reserve(1);
+    let ports = xdp_ingress::model::translate::gateway::ProxyPorts {
+        http: proxy.http().port(),
+        https: proxy.https().port(),
+        gateway_range: format!("{port}").parse().unwrap(),
+    };
+    let class = "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: xdp}\nspec: {controllerName: xdp-ingress.dev/controller}\n---\n";
+    let gateway = format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: pass, namespace: default}}\nspec:\n  gatewayClassName: xdp\n  listeners:\n  - {{name: tls, port: {port}, protocol: TLS, hostname: \"*.pass.example\", tls: {{mode: Passthrough}}}}\n---\n"
+    );
+    let route = |name: &str, host: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: TLSRoute\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  parentRefs: [{{name: pass}}]\n  hostnames: [{host}]\n  rules: [{{backendRefs: [{{name: {name}, port: 80}}]}}]\n---\n"
+        )
+    };
+    let services = format!("{}{}", service_yaml("a", a.addr), service_yaml("b", b.addr));
+    let yaml = format!(
+        "{class}{services}{gateway}{}{}",
+        route("a", A),
+        route("b", B)
+    );
+    proxy
+        .handle
+        .apply(translate_manifests(1, &yaml, |c| c.gateway_ports = ports));
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    assert_eq!(proxy.handle.gateway_listeners().get(&port), Some(&addr));
+    for (name, cert, pod) in [(A, &a_cert, "a-pod"), (B, &b_cert, "b-pod")] {
+        let (der, got) = over_tls(addr, name, name, false).await;
+        assert_eq!(&der, cert, "{name}: the pod's own certificate");
+        assert_eq!((got.status, got.pod()), (StatusCode::OK, pod.to_string()));
+    }
+    for sni in ["c.pass.example", "other.example", "127.0.0.1"] {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        assert!(tls_try(tcp, sni).await.is_err(), "{sni}: closed");
+    }
+    // The proxy's HTTPS port is not the listener's: the name is terminated there.
+    let tcp = TcpStream::connect(proxy.https()).await.unwrap();
+    let s = tls_try(tcp, A).await.expect("terminated on the HTTPS port");
+    let presented = s.get_ref().1.peer_certificates().unwrap()[0].to_vec();
+    assert_ne!(presented, a_cert);
+    // Gone: the port closes.
+    proxy
+        .handle
+        .apply(translate_manifests(2, &format!("{class}{services}"), |c| {
+            c.gateway_ports = ports
+        }));
+    assert!(proxy.handle.gateway_listeners().is_empty());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).await.is_ok() {
+        assert!(std::time::Instant::now() < deadline, "{port} still accepts");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -211,6 +211,9 @@ pub struct L7Config {
     /// lower case) -> what a connection naming it gets. Empty unless such a listener is
     /// served. `passthrough` hosts are tried first (`proxy::sni`).
     pub gateway_sni: BTreeMap<String, SniAction>,
+    /// Gateway API TLS passthrough on the other ports Gateway `TLS` listeners open
+    /// ([`Self::gateway_listeners`]), for Gateways without addresses: port -> its table.
+    pub gateway_sni_ports: BTreeMap<u16, SniPort>,
     /// Ports the proxy listens on for Gateway listeners besides its own HTTP and HTTPS
     /// ports, with their protocol. Translation decides them (accepted Gateway listeners
     /// inside `--gateway-listener-ports`); the proxy binds and closes them as snapshots
@@ -278,6 +281,19 @@ pub struct GatewayAddress {
     /// Its HTTPS listeners' client-certificate validation
     /// ([`L7Config::gateway_client_validation`] there).
     pub client_validation: ClientValidationByPort,
+    /// Its TLS passthrough tables of other ports ([`L7Config::gateway_sni_ports`] there).
+    pub sni_ports: BTreeMap<u16, SniPort>,
+}
+
+/// The TLS passthrough table of one Gateway port other than the proxy's HTTPS port.
+#[derive(Clone, Debug, Default)]
+pub struct SniPort {
+    /// SNI pattern (as [`L7Config::gateway_sni`]) -> what a connection naming it gets.
+    pub sni: BTreeMap<String, SniAction>,
+    /// An HTTPS listener shares the port: a name no entry covers (or no SNI) is terminated
+    /// there, as on the HTTPS port. Otherwise it is closed (Gateway API: a connection no
+    /// TLSRoute matches is rejected; nothing on the port has a certificate to present).
+    pub terminates: bool,
 }
 
 impl L7Config {
@@ -313,6 +329,10 @@ pub enum ListenerProtocol {
     Http,
     /// TLS termination (ALPN `h2`, `http/1.1`), certificates by SNI as on the HTTPS port.
     Https,
+    /// TLS passthrough only (`TLS` listeners with `tls.mode: Passthrough`, no HTTPS
+    /// listener): the ClientHello's SNI picks the TLSRoute backend the connection is passed
+    /// to ([`SniPort`]); nothing is terminated.
+    TlsPassthrough,
 }
 
 /// Where the TLS connections of one `ssl-passthrough` host go (ingress-nginx's

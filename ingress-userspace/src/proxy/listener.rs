@@ -259,7 +259,15 @@ async fn serve_tls(
             .inc()
     };
     let mut hello = Vec::new();
-    match passthrough::classify(&shared, &mut stream, &mut hello, deadline, at.local.ip()).await {
+    let classified = passthrough::classify(
+        &shared,
+        &mut stream,
+        &mut hello,
+        deadline,
+        at.local.ip(),
+        at.listener,
+    );
+    match classified.await {
         Hello::Pass { host, upstream } => {
             drop(serving);
             passthrough::pass(&shared, stream, peer, hello, host, upstream).await;

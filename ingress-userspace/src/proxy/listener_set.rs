@@ -209,7 +209,8 @@ impl ListenerSet {
         });
         let mut unbound = Unbound::new();
         for (&port, &protocol) in want.iter() {
-            let https = protocol == ListenerProtocol::Https;
+            // TLS passthrough reads the ClientHello as termination does (super::passthrough).
+            let https = protocol != ListenerProtocol::Http;
             if let Some(o) = open.get(&port) {
                 o.https.store(https, Ordering::Relaxed);
                 continue;
@@ -288,7 +289,8 @@ impl ListenerSet {
         });
         failed_at.retain(|addr, _| want_at.contains_key(addr));
         for (&addr, &protocol) in want_at.iter() {
-            let https = protocol == ListenerProtocol::Https;
+            // TLS passthrough reads the ClientHello as termination does (super::passthrough).
+            let https = protocol != ListenerProtocol::Http;
             if let Some(o) = open_at.get(&addr) {
                 o.https.store(https, Ordering::Relaxed);
                 continue;

@@ -1,9 +1,10 @@
 //! SSL passthrough (ingress-nginx's `ssl-passthrough` with `--enable-ssl-passthrough`; user
 //! guide "TLS/HTTPS", "SSL Passthrough"; and Gateway API TLSRoutes on `TLS` passthrough
-//! listeners): on the HTTPS port, while the snapshot names any passthrough host, the
-//! ClientHello is read first; a connection whose SNI names such a host ([`super::sni`]) is
-//! passed, bytes untouched, to one of the pods behind it, which terminates TLS itself. A name
-//! of a Gateway passthrough listener that no TLSRoute serves is closed.
+//! listeners): on the HTTPS port and the Gateway TLS ports, while the snapshot names any
+//! passthrough host, the ClientHello is read first; a connection whose SNI names such a host
+//! ([`super::sni`]) is passed, bytes untouched, to one of the pods behind it, which terminates
+//! TLS itself. A name of a Gateway passthrough listener that no TLSRoute serves is closed, as
+//! is anything not passed on a port of passthrough listeners only.
 //! Every other connection (another name, no SNI, not TLS) is replayed into the normal TLS
 //! termination from its first byte, as ingress-nginx hands those to nginx.
 //!
@@ -34,6 +35,7 @@ use tracing::debug;
 
 use super::{
     Shared,
+    listener::ListenerId,
     metrics::PassthroughLabels,
     sni::Decision,
     tunnel,
@@ -71,14 +73,16 @@ pub enum Hello {
 }
 
 /// Reads the ClientHello from `io` (recording every byte into `seen`) until `deadline`, and
-/// says where the connection goes (on the local address `local`: a Gateway's own table there).
-/// Reads nothing when the snapshot has no passthrough host.
+/// says where the connection goes (on the local address `local` through `listener`: a
+/// Gateway's own table there, a Gateway port's own table). Reads nothing when the snapshot
+/// has no passthrough host.
 pub(crate) async fn classify<S>(
     shared: &Shared,
     io: &mut S,
     seen: &mut Vec<u8>,
     deadline: Instant,
     local: std::net::IpAddr,
+    listener: ListenerId,
 ) -> Hello
 where
     S: AsyncRead + Unpin,
@@ -86,6 +90,12 @@ where
     if shared.runtime.load().sni.is_empty() {
         return Hello::Terminate;
     }
+    // What is not a ClientHello naming a host: terminated, or closed on a port of
+    // passthrough listeners only.
+    let nameless = || match shared.runtime.load().sni.decide_at(local, listener, None) {
+        Decision::Close { label } => Hello::Refused { host: label },
+        _ => Hello::Terminate,
+    };
     let mut acceptor = Acceptor::default();
     let mut buf = vec![0u8; 16 * 1024];
     loop {
@@ -102,13 +112,13 @@ where
         let mut rest = &buf[..n];
         while !rest.is_empty() {
             match acceptor.read_tls(&mut rest) {
-                Ok(0) | Err(_) => return Hello::Terminate,
+                Ok(0) | Err(_) => return nameless(),
                 Ok(_) => {}
             }
         }
         match acceptor.accept() {
             Ok(None) => continue,
-            Err(_) => return Hello::Terminate,
+            Err(_) => return nameless(),
             Ok(Some(accepted)) => {
                 // RFC 6066 section 3: host names compare without regard to case.
                 let Some(name) = accepted
@@ -116,11 +126,11 @@ where
                     .server_name()
                     .map(str::to_ascii_lowercase)
                 else {
-                    return Hello::Terminate;
+                    return nameless();
                 };
                 // The runtime as of now: a snapshot applied while the hello trickled in counts.
                 let rt = shared.runtime.load();
-                return match rt.sni.decide_at(local, &name) {
+                return match rt.sni.decide_at(local, listener, Some(&name)) {
                     Decision::Pass { label, upstream } => Hello::Pass {
                         host: label,
                         upstream,

@@ -2,7 +2,10 @@
 //! terminated: passed untouched to a pod, closed, or terminated here. One table for both
 //! sources of passthrough: ingress-nginx's `ssl-passthrough` hosts (exact names, tried first)
 //! and the Gateway API's TLSRoutes on `TLS` passthrough listeners with the listeners'
-//! hostnames ([`crate::model::L7Config::gateway_sni`]).
+//! hostnames ([`crate::model::L7Config::gateway_sni`]). A Gateway port other than the HTTPS
+//! port has a table of its own ([`crate::model::L7Config::gateway_sni_ports`]); on a port of
+//! passthrough listeners only, whatever would be terminated is closed instead (no SNI, not
+//! TLS, a name no route takes): nothing there has a certificate.
 //!
 //! Order: an exact name, then `*.` wildcards from the most specific (longest) suffix; a
 //! Gateway wildcard takes one or more labels (`*.example.com` matches `a.b.example.com`, never
@@ -10,8 +13,8 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use super::upstream::UpstreamRuntime;
-use crate::model::{L7Config, SniAction, Upstream};
+use super::{listener::ListenerId, upstream::UpstreamRuntime};
+use crate::model::{L7Config, ListenerProtocol, SniAction, SniPort, Upstream};
 
 /// Where one pattern sends a connection.
 enum Entry {
@@ -52,6 +55,12 @@ pub struct SniTable {
     at: HashMap<std::net::IpAddr, SniTable>,
     /// Every Gateway address (with a table or not).
     claimed: std::collections::HashSet<std::net::IpAddr>,
+    /// Tables of Gateway ports other than the HTTPS port (in `at`: the address's own), and
+    /// whether a name outside one is terminated ([`SniPort::terminates`]).
+    ports: HashMap<u16, (SniTable, bool)>,
+    /// Ports opened for Gateway listeners -> whether a connection there may be terminated
+    /// (an HTTPS listener is on it somewhere), where no table of [`Self::ports`] decides.
+    gateway_ports: HashMap<u16, bool>,
 }
 
 impl SniTable {
@@ -65,15 +74,18 @@ impl SniTable {
             claimed: l7.gateway_addresses.keys().copied().collect(),
             ..Default::default()
         };
-        for (ip, a) in l7
-            .gateway_addresses
-            .iter()
-            .filter(|(_, a)| !a.sni.is_empty())
+        t.gateway_ports = (l7.gateway_listeners.iter())
+            .map(|(p, proto)| (*p, *proto != ListenerProtocol::TlsPassthrough))
+            .collect();
+        for (ip, a) in (l7.gateway_addresses.iter())
+            .filter(|(_, a)| !a.sni.is_empty() || !a.sni_ports.is_empty())
         {
             let mut own = SniTable::default();
             own.add_gateway(&a.sni, runtime_of);
+            own.add_ports(&a.sni_ports, runtime_of);
             t.at.insert(*ip, own);
         }
+        t.add_ports(&l7.gateway_sni_ports, runtime_of);
         for (host, p) in &l7.passthrough {
             t.exact.insert(
                 host.clone(),
@@ -85,6 +97,19 @@ impl SniTable {
         }
         t.add_gateway(&l7.gateway_sni, runtime_of);
         t
+    }
+
+    /// Adds the tables of Gateway ports besides the HTTPS port.
+    fn add_ports(
+        &mut self,
+        ports: &std::collections::BTreeMap<u16, SniPort>,
+        runtime_of: &mut impl FnMut(&Arc<Upstream>) -> Arc<UpstreamRuntime>,
+    ) {
+        for (port, p) in ports {
+            let mut own = SniTable::default();
+            own.add_gateway(&p.sni, runtime_of);
+            self.ports.insert(*port, (own, p.terminates));
+        }
     }
 
     /// Adds Gateway SNI entries; patterns already there (`ssl-passthrough` hosts) stay.
@@ -119,17 +144,51 @@ impl SniTable {
 
     /// True when no connection needs its ClientHello read first.
     pub fn is_empty(&self) -> bool {
-        self.exact.is_empty() && self.wildcard.is_empty() && self.at.is_empty()
+        self.exact.is_empty()
+            && self.wildcard.is_empty()
+            && self.at.is_empty()
+            && self.ports.is_empty()
+            && self.gateway_ports.values().all(|terminates| *terminates)
     }
 
-    /// The decision for `name` (lower case) on a connection to the local address `local`
-    /// (a Gateway's address decides by its own table).
-    pub fn decide_at(&self, local: std::net::IpAddr, name: &str) -> Decision {
-        match self.at.get(&local.to_canonical()) {
-            Some(own) => own.decide(name),
-            // Another Gateway's address: nothing of the node's table is served there.
-            None if self.claimed.contains(&local.to_canonical()) => Decision::Terminate,
-            None => self.decide(name),
+    /// The decision for `name` (lower case; `None`: no SNI, or not a ClientHello) on a
+    /// connection to the local address `local` through `listener`: a Gateway's address
+    /// decides by its own table; a port opened for Gateway listeners by its own.
+    pub fn decide_at(
+        &self,
+        local: std::net::IpAddr,
+        listener: ListenerId,
+        name: Option<&str>,
+    ) -> Decision {
+        let local = local.to_canonical();
+        let scope = match self.at.get(&local) {
+            Some(own) => Some(own),
+            // Another Gateway's address: nothing of the node's tables is served there.
+            None if self.claimed.contains(&local) => None,
+            None => Some(self),
+        };
+        let gateway_port = (listener.gateway)
+            .then(|| self.gateway_ports.get(&listener.port))
+            .flatten();
+        let Some(&port_terminates) = gateway_port else {
+            // The HTTPS port (or a Gateway address's socket on it).
+            return match (scope, name) {
+                (Some(t), Some(name)) => t.decide(name),
+                _ => Decision::Terminate,
+            };
+        };
+        let port = scope.and_then(|t| t.ports.get(&listener.port));
+        let terminates = port.map_or(port_terminates, |(_, t)| *t);
+        let decision = match (port, name) {
+            (Some((t, _)), Some(name)) => t.decide(name),
+            _ => Decision::Terminate,
+        };
+        match decision {
+            // Labelled by no pattern (a client's name would be an unbounded metrics label).
+            Decision::Terminate if !terminates => Decision::Close {
+                label: Arc::new(String::new()),
+            },
+            d => d,
         }
     }
 
@@ -268,7 +327,11 @@ mod tests {
             ))
         };
         let t = SniTable::build(&l7, &mut runtime_of);
-        let at = |ip: std::net::IpAddr, name: &str| match t.decide_at(ip, name) {
+        let https = ListenerId {
+            port: 443,
+            gateway: false,
+        };
+        let at = |ip: std::net::IpAddr, name: &str| match t.decide_at(ip, https, Some(name)) {
             Decision::Pass { upstream, .. } => format!("pass {}", upstream.spec.service.name),
             Decision::Close { .. } => "close".into(),
             Decision::Terminate => "terminate".into(),
@@ -328,5 +391,75 @@ mod tests {
         ] {
             assert_eq!(decided(&t, name), want, "{name}");
         }
+    }
+
+    /// A Gateway port besides the HTTPS port decides by its own table (Gateway API listener
+    /// isolation: a TLSRoute is passed on its listener's port only). On a port of passthrough
+    /// listeners only, a name no route takes, no SNI, or a name the HTTPS port would
+    /// terminate is closed (Gateway API: a connection no TLSRoute matches is rejected); where
+    /// an HTTPS listener shares the port it is terminated. A Gateway address sees its own
+    /// port tables alone, and a passthrough-only port without one closes.
+    #[test]
+    fn a_gateway_port_has_its_own_table() {
+        use crate::model::{ListenerProtocol::*, SniPort};
+        let mut l7 = L7Config::default();
+        l7.gateway_sni.insert("db.example".into(), pass("https-db"));
+        l7.gateway_sni
+            .insert("www.example".into(), SniAction::Terminate);
+        l7.gateway_listeners = [
+            (8443, TlsPassthrough),
+            (9443, Https),
+            (7443, TlsPassthrough),
+        ]
+        .into_iter()
+        .collect();
+        let port = |entries: &[(&str, SniAction)], terminates| SniPort {
+            sni: (entries.iter())
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            terminates,
+        };
+        l7.gateway_sni_ports
+            .insert(8443, port(&[("db.example", pass("8443-db"))], false));
+        l7.gateway_sni_ports
+            .insert(9443, port(&[("db.example", pass("9443-db"))], true));
+        let vip: std::net::IpAddr = "10.0.0.7".parse().unwrap();
+        let mut own = crate::model::GatewayAddress::default();
+        own.sni_ports
+            .insert(7443, port(&[("db.example", pass("vip-db"))], false));
+        l7.gateway_addresses.insert(vip, own);
+        let mut runtime_of = |u: &Arc<Upstream>| {
+            Arc::new(UpstreamRuntime::new(
+                u.clone(),
+                None,
+                HealthPolicy::default(),
+            ))
+        };
+        let t = SniTable::build(&l7, &mut runtime_of);
+        assert!(!t.is_empty());
+        let node: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        let at = |ip, port, gateway, name: Option<&str>| match t.decide_at(
+            ip,
+            ListenerId { port, gateway },
+            name,
+        ) {
+            Decision::Pass { upstream, .. } => format!("pass {}", upstream.spec.service.name),
+            Decision::Close { .. } => "close".into(),
+            Decision::Terminate => "terminate".into(),
+        };
+        assert_eq!(at(node, 443, false, Some("db.example")), "pass https-db");
+        assert_eq!(at(node, 8443, true, Some("db.example")), "pass 8443-db");
+        assert_eq!(at(node, 8443, true, Some("other.example")), "close");
+        assert_eq!(at(node, 8443, true, Some("www.example")), "close");
+        assert_eq!(at(node, 8443, true, None), "close");
+        assert_eq!(at(node, 9443, true, Some("db.example")), "pass 9443-db");
+        assert_eq!(at(node, 9443, true, Some("other.example")), "terminate");
+        assert_eq!(at(node, 9443, true, None), "terminate");
+        // 7443 is the addressed Gateway's: the node's addresses have no table there.
+        assert_eq!(at(node, 7443, true, Some("db.example")), "close");
+        assert_eq!(at(vip, 7443, true, Some("db.example")), "pass vip-db");
+        assert_eq!(at(vip, 7443, true, Some("other.example")), "close");
+        assert_eq!(at(vip, 8443, true, Some("db.example")), "close");
+        assert_eq!(at(vip, 443, false, Some("db.example")), "terminate");
     }
 }

@@ -426,7 +426,9 @@ fn tcp_and_http_listeners_do_not_share_a_port() {
 }
 
 /// TLS passthrough listeners share the HTTPS port with HTTPS ones (told apart by hostname);
-/// elsewhere `PortUnavailable`, with `tls.mode: Terminate` `UnsupportedValue`. TLSRoute
+/// another port of the Gateway range is served too (its own table,
+/// [`tls_passthrough_listeners_open_their_own_ports`]), the proxy's HTTP port is
+/// `PortUnavailable`; `tls.mode: Terminate` is `UnsupportedValue`. TLSRoute
 /// hostnames intersected with the listener's become `Pass` entries, the oldest route keeping a
 /// hostname; the listener's own hostname closes the rest; a route and listener without any
 /// hostname (`hostnames: []`, which the v1 CRD refuses but a manifest file may hold) are not
@@ -464,7 +466,7 @@ spec:
         gateway(
             "gw",
             T0,
-            "  - {name: pass, port: 443, protocol: TLS, hostname: \"*.pass.example\", tls: {mode: Passthrough}}\n  - {name: bare, port: 443, protocol: TLS, tls: {mode: Passthrough}}\n  - {name: web, port: 443, protocol: HTTPS, hostname: www.pass.example, tls: {certificateRefs: [{name: missing}]}}\n  - {name: elsewhere, port: 8443, protocol: TLS, tls: {mode: Passthrough}}\n  - {name: terminate, port: 9443, protocol: TLS, hostname: t.example, tls: {mode: Terminate}}\n"
+            "  - {name: pass, port: 443, protocol: TLS, hostname: \"*.pass.example\", tls: {mode: Passthrough}}\n  - {name: bare, port: 443, protocol: TLS, tls: {mode: Passthrough}}\n  - {name: web, port: 443, protocol: HTTPS, hostname: www.pass.example, tls: {certificateRefs: [{name: missing}]}}\n  - {name: elsewhere, port: 8443, protocol: TLS, tls: {mode: Passthrough}}\n  - {name: on-http, port: 80, protocol: TLS, hostname: h.example, tls: {mode: Passthrough}}\n  - {name: terminate, port: 9443, protocol: TLS, hostname: t.example, tls: {mode: Terminate}}\n"
         ),
     ));
     let l = |name: &str| listener(&s, "gw", name).conditions.clone();
@@ -474,10 +476,9 @@ spec:
         listener(&s, "gw", "pass").supported_kinds,
         [("gateway.networking.k8s.io".into(), "TLSRoute".into())]
     );
-    assert_eq!(
-        cond(&l("elsewhere"), "Accepted"),
-        (false, "PortUnavailable")
-    );
+    assert_eq!(cond(&l("elsewhere"), "Programmed"), (true, "Programmed"));
+    assert_eq!(listener(&s, "gw", "elsewhere").port, Some(8443));
+    assert_eq!(cond(&l("on-http"), "Accepted"), (false, "PortUnavailable"));
     assert_eq!(
         cond(&l("terminate"), "Accepted"),
         (false, "UnsupportedValue")
@@ -1446,4 +1447,98 @@ fn udproute_invalid_cross_namespace_backend_ref_and_reference_grant() {
         let want: &[&str] = if resolved.0 { &["10.9.1.1:8080"] } else { &[] };
         assert_eq!(addrs(&s, id), want);
     }
+}
+
+/// A `TLS` passthrough listener on a port of the Gateway range opens that port (as HTTP and
+/// HTTPS listeners do) with an SNI table of its own: its TLSRoutes' names are passed there and
+/// not on the HTTPS port, and a name outside the table is closed (no HTTPS listener shares
+/// the port: Gateway API, a connection no TLSRoute matches is rejected), so the hosts the
+/// proxy terminates elsewhere get no `Terminate` entry there. An HTTPS listener beside TLS
+/// listeners on one port (told apart by hostname, as on 443) keeps the port terminating. A
+/// port another Gateway's HTTP listener holds is `PortUnavailable` (one family per port);
+/// within one Gateway, Terminate beside Passthrough on one port stays `ProtocolConflict`.
+#[test]
+fn tls_passthrough_listeners_open_their_own_ports() {
+    use crate::model::{ListenerProtocol, SniAction};
+    let gw = gateway(
+        "gw",
+        T1,
+        "  - {name: pass, port: 8443, protocol: TLS, hostname: \"*.pass.example\", tls: {mode: Passthrough}}\n  - {name: mixed-tls, port: 9443, protocol: TLS, hostname: db.mixed.example, tls: {mode: Passthrough}}\n  - {name: mixed-https, port: 9443, protocol: HTTPS, hostname: www.mixed.example, tls: {certificateRefs: [{name: cert}]}}\n  - {name: taken, port: 7000, protocol: TLS, hostname: t.example, tls: {mode: Passthrough}}\n  - {name: c-pass, port: 6443, protocol: TLS, hostname: a.example, tls: {mode: Passthrough}}\n  - {name: c-term, port: 6443, protocol: TLS, hostname: b.example, tls: {mode: Terminate, certificateRefs: [{name: cert}]}}\n",
+    );
+    let yaml = [
+        gateway(
+            "older",
+            T0,
+            "  - {name: web, port: 7000, protocol: HTTP, hostname: www.pass.example}\n",
+        ),
+        gw.clone(),
+        tls_route("a", "[{name: gw, sectionName: pass}]", "[a.pass.example]", "[{name: db, port: 5432}]"),
+        tls_route("b", "[{name: gw, sectionName: pass}]", "[b.pass.example]", "[{name: db2, port: 5432}]"),
+        tls_route("m", "[{name: gw, sectionName: mixed-tls}]", "[db.mixed.example]", "[{name: db, port: 5432}]"),
+        "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: web, namespace: app}\nspec:\n  parentRefs: [{name: older}]\n  rules: [{backendRefs: [{name: web, port: 8080}]}]\n".to_string(),
+    ]
+    .concat();
+    let (crt, key) = super::super::fixtures::mk_cert_pem(&["www.mixed.example", "b.example"]);
+    let cert = crate::store::Object::Secret(std::sync::Arc::new(
+        super::super::fixtures::mk_tls_secret("app", "cert", &crt, &key),
+    ));
+    let snapshot = |yaml: &str| super::test_support::snapshot_with(yaml, vec![cert.clone()]);
+    let s = snapshot(&yaml);
+    let l = |name: &str| listener(&s, "gw", name).conditions.clone();
+    for name in ["pass", "mixed-tls", "mixed-https"] {
+        assert_eq!(cond(&l(name), "Programmed"), (true, "Programmed"), "{name}");
+    }
+    assert_eq!(listener(&s, "gw", "pass").port, Some(8443));
+    assert_eq!(listener(&s, "gw", "pass").attached_routes, 2);
+    assert_eq!(cond(&l("taken"), "Accepted"), (false, "PortUnavailable"));
+    assert_eq!(cond(&l("c-pass"), "Conflicted"), (true, "ProtocolConflict"));
+    assert_eq!(cond(&l("c-term"), "Conflicted"), (true, "ProtocolConflict"));
+    for r in ["a", "b", "m"] {
+        let p = parent(&s, ObjectKind::TLSRoute, r);
+        assert_eq!(cond(p, "Accepted"), (true, "Accepted"), "{r}");
+    }
+    let ports: Vec<(u16, ListenerProtocol)> = (s.l7.gateway_listeners.iter())
+        .map(|(p, x)| (*p, *x))
+        .collect();
+    assert_eq!(
+        ports,
+        [
+            (7000, ListenerProtocol::Http),
+            (8443, ListenerProtocol::TlsPassthrough),
+            (9443, ListenerProtocol::Https)
+        ]
+    );
+    let t = &s.l7.gateway_sni_ports[&8443];
+    assert!(!t.terminates);
+    let to = |t: &crate::model::SniPort, name: &str| match t.sni.get(name) {
+        Some(SniAction::Pass { backends, .. }) => (backends.iter())
+            .map(|b| b.upstream.service.name.clone())
+            .collect::<Vec<_>>()
+            .join(","),
+        Some(other) => format!("{other:?}"),
+        None => "none".into(),
+    };
+    assert_eq!(to(t, "a.pass.example"), "db");
+    assert_eq!(to(t, "b.pass.example"), "db2");
+    assert!(matches!(t.sni["*.pass.example"], SniAction::Close));
+    assert!(
+        !t.sni.contains_key("www.pass.example"),
+        "a host served elsewhere is not terminated on a passthrough-only port"
+    );
+    assert!(
+        s.l7.gateway_sni.is_empty(),
+        "nothing passed on the HTTPS port"
+    );
+    let mixed = &s.l7.gateway_sni_ports[&9443];
+    assert!(mixed.terminates);
+    assert_eq!(to(mixed, "db.mixed.example"), "db");
+    assert!(matches!(
+        mixed.sni["www.mixed.example"],
+        SniAction::Terminate
+    ));
+    assert!(!s.l7.gateway_sni_ports.contains_key(&6443));
+    // The port closes with its Gateway.
+    let without = snapshot(&yaml.replace(&gw, ""));
+    assert!(without.l7.gateway_sni_ports.is_empty());
+    assert!(!without.l7.gateway_listeners.contains_key(&8443));
 }

@@ -5,8 +5,8 @@
 //! Served: `HTTP` listeners and `HTTPS` (`mode: Terminate`) listeners on the proxy's own port
 //! of that protocol, or on any port inside `--gateway-listener-ports`, which the proxy then
 //! opens ([`crate::model::L7Config::gateway_listeners`]); `TLS` (`mode: Passthrough`)
-//! listeners on the proxy's HTTPS port; `TCP` and `UDP` listeners on any port, served by the
-//! XDP path. A port outside the range or the proxy's port of the other protocol gets
+//! listeners likewise on the proxy's HTTPS port or a port of that range; `TCP` and `UDP`
+//! listeners on any port, served by the XDP path. A port outside the range or the proxy's port of the other protocol gets
 //! `Accepted: False, PortUnavailable`; so does a port another protocol family holds
 //! ([`super::ports`] decides that for every protocol in one pass, oldest Gateway first).
 //! Any other protocol gets `UnsupportedProtocol`.
@@ -247,14 +247,13 @@ pub fn listeners<'a>(
                     "UnsupportedValue".into(),
                     "a TLS listener is served with tls.mode Passthrough only".into(),
                 ));
-            } else if l.port != i32::from(ports.https) {
-                problem = Some((
-                    "PortUnavailable".into(),
-                    format!(
-                        "TLS passthrough listeners are served on the proxy's HTTPS port ({}) only",
-                        ports.https
-                    ),
-                ));
+            } else {
+                // The HTTPS port (shared with HTTPS listeners and Ingresses) or a port of
+                // the Gateway range, as HTTPS listeners: both are TLS on TCP.
+                match listener_port(l.port, true, "TLS", ports) {
+                    Ok(p) => port = Some(p),
+                    Err(msg) => problem = Some(("PortUnavailable".into(), msg)),
+                }
             }
         } else if l.protocol != "HTTP" && !https {
             problem = Some((
@@ -265,7 +264,7 @@ pub fn listeners<'a>(
                 ),
             ));
         } else {
-            match listener_port(l.port, https, ports) {
+            match listener_port(l.port, https, &l.protocol, ports) {
                 Ok(p) => port = Some(p),
                 Err(msg) => problem = Some(("PortUnavailable".into(), msg)),
             }
@@ -402,9 +401,10 @@ pub fn listeners<'a>(
     (out, statuses)
 }
 
-/// The port a listener of this protocol is served on, or why it cannot be: the proxy's own
-/// port of the protocol, or a port in the Gateway range that is not the proxy's other port.
-fn listener_port(port: i32, https: bool, ports: ProxyPorts) -> Result<u16, String> {
+/// The port a listener of `protocol` is served on, or why it cannot be: the proxy's own
+/// port of its transport (`https`: TLS, the HTTPS port; else the HTTP port), or a port in
+/// the Gateway range that is not the proxy's other port.
+fn listener_port(port: i32, https: bool, protocol: &str, ports: ProxyPorts) -> Result<u16, String> {
     let (own, other) = if https {
         (ports.https, ports.http)
     } else {
@@ -418,10 +418,9 @@ fn listener_port(port: i32, https: bool, ports: ProxyPorts) -> Result<u16, Strin
         Ok(p)
     } else if p == other {
         Err(format!(
-            "port {p} is the proxy's {} port; {} listeners use {own} or a port in \
+            "port {p} is the proxy's {} port; {protocol} listeners use {own} or a port in \
              --gateway-listener-ports ({})",
             name(!https),
-            name(https),
             ports.gateway_range
         ))
     } else if ports.gateway_range.contains(p) {

@@ -105,8 +105,11 @@ pub struct Output {
     /// Client-certificate validation of served HTTPS listeners of Gateways without
     /// addresses ([`frontend_tls`]; [`L7Config::gateway_client_validation`]).
     pub client_validation: crate::model::ClientValidationByPort,
-    /// SNI table of TLS passthrough listeners and TLSRoutes ([`tls_passthrough`]).
+    /// SNI table of TLS passthrough listeners and TLSRoutes on the proxy's HTTPS port
+    /// ([`tls_passthrough`]).
     pub sni: BTreeMap<String, crate::model::SniAction>,
+    /// The same for the other ports TLS passthrough listeners open.
+    pub sni_ports: BTreeMap<u16, crate::model::SniPort>,
     /// L4 services of TCP and UDP listeners ([`l4`]), sorted by id.
     pub l4: Vec<crate::model::L4Service>,
     /// What Gateways with addresses serve, by address ([`L7Config::gateway_addresses`]).
@@ -334,22 +337,18 @@ pub fn translate(
             ..Default::default()
         };
         for l in ls.iter().filter(|l| l.l4.is_none()) {
-            if l.tls_passthrough {
-                if l.served {
-                    own.ports.insert(cx.ports.https, ListenerProtocol::Https);
-                }
-                continue;
-            }
             let Some(p) = l.served_port else { continue };
-            let protocol = if l.https {
+            let protocol = if l.tls_passthrough && p != cx.ports.https {
+                ListenerProtocol::TlsPassthrough
+            } else if l.https || l.tls_passthrough {
                 ListenerProtocol::Https
             } else {
                 ListenerProtocol::Http
             };
-            own.ports.insert(p, protocol);
+            join_protocol(&mut own.ports, p, protocol);
             if p != cx.ports.http && p != cx.ports.https {
-                out.listener_ports.insert(p, protocol);
-            } else {
+                join_protocol(&mut out.listener_ports, p, protocol);
+            } else if !l.tls_passthrough {
                 out.shared_ports.insert(p);
             }
             if l.https {
@@ -546,20 +545,33 @@ pub fn translate(
         diags,
         &mut out.status.routes,
     );
-    let mut sni = tls_passthrough::translate(
+    let sni = tls_passthrough::translate(
         objects,
         &mut gateways,
         at,
+        cx.ports.https,
         endpoints,
         &mut cache,
         &mut out.services,
         diags,
         &mut out.status.routes,
     );
-    out.sni = sni.remove(&None).unwrap_or_default();
-    for (ips, table) in sni {
-        for ip in ips.into_iter().flatten() {
-            out.addresses.entry(ip).or_default().sni = table.clone();
+    for ((ips, port), table) in sni {
+        match ips {
+            None if port == cx.ports.https => out.sni = table.sni,
+            None => {
+                out.sni_ports.insert(port, table);
+            }
+            Some(ips) => {
+                for ip in ips {
+                    let a = out.addresses.entry(ip).or_default();
+                    if port == cx.ports.https {
+                        a.sni = table.sni.clone();
+                    } else {
+                        a.sni_ports.insert(port, table.clone());
+                    }
+                }
+            }
         }
     }
     routes.sort_by_cached_key(|(h, r)| (h.clone(), matching::precedence(&r.matches, &r.origin)));
@@ -1037,22 +1049,28 @@ pub fn merge(l7: &mut L7Config, out: &mut Output) {
         }
     }
     l7.gateway_sni = std::mem::take(&mut out.sni);
-    if !l7.gateway_sni.is_empty() {
-        // A host served here (Ingress or HTTPRoute) under a passthrough listener's wildcard
-        // stays terminated; an equal TLSRoute or listener hostname decides for itself.
+    // A host served here (Ingress or HTTPRoute) under a passthrough listener's wildcard
+    // stays terminated where the port terminates; an equal TLSRoute or listener hostname
+    // decides for itself. The same on each Gateway address with passthrough listeners (its
+    // own hosts and every exact host: one not served there is terminated and gets 404, never
+    // passed). A port of passthrough listeners only terminates nothing.
+    let mut terminating = vec![&mut l7.gateway_sni];
+    fn ports(
+        t: &mut crate::model::SniPort,
+    ) -> Option<&mut BTreeMap<String, crate::model::SniAction>> {
+        t.terminates.then_some(&mut t.sni)
+    }
+    terminating.extend(out.sni_ports.values_mut().filter_map(ports));
+    for a in out.addresses.values_mut() {
+        terminating.push(&mut a.sni);
+        terminating.extend(a.sni_ports.values_mut().filter_map(ports));
+    }
+    for table in terminating.into_iter().filter(|t| !t.is_empty()) {
         for host in l7.hosts.keys() {
-            l7.gateway_sni
-                .entry(host.clone())
-                .or_insert(crate::model::SniAction::Terminate);
+            (table.entry(host.clone())).or_insert(crate::model::SniAction::Terminate);
         }
     }
-    // The same on each Gateway address with passthrough listeners (its own hosts and every
-    // exact host: one not served there is terminated and gets 404, never passed).
-    for a in out.addresses.values_mut().filter(|a| !a.sni.is_empty()) {
-        for host in l7.hosts.keys() {
-            (a.sni.entry(host.clone())).or_insert(crate::model::SniAction::Terminate);
-        }
-    }
+    l7.gateway_sni_ports = std::mem::take(&mut out.sni_ports);
     l7.gateway_listeners = std::mem::take(&mut out.listener_ports);
     l7.gateway_https_hosts = std::mem::take(&mut out.https_hosts);
     l7.gateway_client_validation = std::mem::take(&mut out.client_validation);
@@ -1064,5 +1082,18 @@ pub fn merge(l7: &mut L7Config, out: &mut Output) {
         } else {
             l7.certificates.entry(host).or_insert(cert);
         }
+    }
+}
+
+/// Records that Gateway port `port` speaks `protocol`: HTTPS and TLS passthrough listeners
+/// share a port ([`ports`]), which then terminates what no TLSRoute takes (HTTPS wins).
+fn join_protocol(
+    ports: &mut BTreeMap<u16, ListenerProtocol>,
+    port: u16,
+    protocol: ListenerProtocol,
+) {
+    let e = ports.entry(port).or_insert(protocol);
+    if *e == ListenerProtocol::TlsPassthrough && protocol == ListenerProtocol::Https {
+        *e = protocol;
     }
 }

@@ -1,16 +1,18 @@
-//! The one place that decides which listener gets which port, for every protocol: `HTTP` and
-//! `HTTPS` listeners (ports the proxy opens, [`crate::model::L7Config::gateway_listeners`])
-//! and `TCP`/`UDP` listeners (ports the XDP path takes, [`super::l4`]) draw from the same
-//! ports of the node.
+//! The one place that decides which listener gets which port, for every protocol: `HTTP`,
+//! `HTTPS` and `TLS` passthrough listeners (ports the proxy opens,
+//! [`crate::model::L7Config::gateway_listeners`]) and `TCP`/`UDP` listeners (ports the XDP
+//! path takes, [`super::l4`]) draw from the same ports of the node.
 //!
-//! A port is held by one protocol family: a TCP port by the proxy (HTTP or HTTPS, one of the
-//! two), by an L4 `TCP` listener, or by a NodePort Service or health check node port; a UDP
+//! A port is held by one protocol family: a TCP port by the proxy (HTTP, or TLS: HTTPS and
+//! TLS passthrough listeners, told apart by SNI), by an L4 `TCP` listener, or by a NodePort
+//! Service or health check node port; a UDP
 //! port by a `UDP` listener or a NodePort Service. Gateways claim in age order
 //! (creationTimestamp, then namespace/name; the spec's order for conflicts), listeners in spec
 //! order. A listener that wants a port another holder has (an HTTP listener on a port an HTTPS
 //! listener or a TCP listener holds, a TCP listener on a port the proxy serves, ...) is taken
 //! out of service with `Accepted: False, PortUnavailable`; the holder keeps serving. HTTP
-//! listeners share a port with each other, as HTTPS listeners do (told apart by hostname).
+//! listeners share a port with each other, as HTTPS and TLS passthrough listeners do (told
+//! apart by hostname).
 
 use std::collections::BTreeMap;
 
@@ -65,9 +67,9 @@ pub fn held(services: &[L4Service], proxy: ProxyPorts) -> BTreeMap<(L4Protocol, 
     out
 }
 
-/// Gives each served HTTP, HTTPS, TCP and UDP listener its port, oldest Gateway first; a
-/// listener whose port another protocol family holds is refused with `PortUnavailable`.
-/// `TLS` passthrough listeners are on the proxy's HTTPS port, checked by [`listeners`].
+/// Gives each served HTTP, HTTPS, TLS passthrough, TCP and UDP listener its port, oldest
+/// Gateway first; a listener whose port another protocol family holds is refused with
+/// `PortUnavailable`.
 pub fn claim(gateways: &mut Gateways<'_>, mut held: BTreeMap<(L4Protocol, u16), Holder>) {
     let mut order: Vec<(i64, Key)> = gateways
         .iter()
@@ -87,7 +89,7 @@ pub fn claim(gateways: &mut Gateways<'_>, mut held: BTreeMap<(L4Protocol, u16), 
             continue;
         };
         for (l, status) in ls.iter_mut().zip(statuses.iter_mut()) {
-            if !l.served || l.tls_passthrough {
+            if !l.served {
                 continue;
             }
             // (transport, port, the proxy's protocol: None for the XDP path)
@@ -97,7 +99,8 @@ pub fn claim(gateways: &mut Gateways<'_>, mut held: BTreeMap<(L4Protocol, u16), 
                     Err(_) => continue,
                 },
                 (None, Some(p)) => {
-                    let proto = if l.https {
+                    // One family: the proxy reads the ClientHello of both.
+                    let proto = if l.https || l.tls_passthrough {
                         ListenerProtocol::Https
                     } else {
                         ListenerProtocol::Http
@@ -121,7 +124,9 @@ pub fn claim(gateways: &mut Gateways<'_>, mut held: BTreeMap<(L4Protocol, u16), 
                 None => {
                     let family = match proxy {
                         Some(ListenerProtocol::Http) => " (HTTP)",
+                        Some(_) if l.tls_passthrough => " (TLS)",
                         Some(ListenerProtocol::Https) => " (HTTPS)",
+                        Some(ListenerProtocol::TlsPassthrough) => " (TLS)",
                         None => "",
                     };
                     held.insert(

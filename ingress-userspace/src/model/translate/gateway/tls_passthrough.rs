@@ -3,7 +3,8 @@
 //! backends of the TLSRoute whose hostname matches (Gateway wildcards: one or more labels; the
 //! most specific hostname wins). Everything lands in one SNI table,
 //! [`crate::model::L7Config::gateway_sni`], that the proxy's passthrough step reads together
-//! with ingress-nginx's `ssl-passthrough` hosts (one decision, `proxy::passthrough`).
+//! with ingress-nginx's `ssl-passthrough` hosts (one decision, `proxy::passthrough`), and
+//! one per other port TLS listeners open ([`crate::model::L7Config::gateway_sni_ports`]).
 //!
 //! Entries (hostname pattern -> action):
 //! - a TLSRoute hostname (intersected with its listener's): `Pass` to its backends;
@@ -13,10 +14,14 @@
 //!   (Ingresses, HTTPRoutes): `Terminate`, so that a name of theirs under a passthrough
 //!   listener's wildcard is still terminated.
 //!
-//! Decisions where the spec leaves room (deploy/docs/gateway-api.md): TLS listeners are served
-//! on the proxy's HTTPS port only (it is shared with HTTPS listeners and Ingresses); a route
-//! and listener pair without any hostname would take every name of that shared port, so it is
-//! not served (`Accepted: False, UnsupportedValue`); two routes with one hostname: the oldest
+//! Each port has its own table: a route is passed on its listeners' ports only. On a port
+//! with an HTTPS listener (the proxy's HTTPS port always: Ingresses and the default
+//! certificate are there) a name outside the table is terminated; on a port of TLS
+//! passthrough listeners only it is closed ([`SniPort::terminates`]).
+//!
+//! Decisions where the spec leaves room (deploy/docs/gateway-api.md): a route and listener
+//! pair without any hostname would take every name of the port, so it is not served
+//! (`Accepted: False, UnsupportedValue`); two routes with one hostname on one port: the oldest
 //! wins; one rule per route (rules have no matches); backendRefs split connections by weight.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -31,24 +36,29 @@ use super::{
 use crate::{
     model::translate::{diagnostics::Diagnostics, endpoints::EndpointIndex},
     model::{
-        ObjectKind, ObjectRef, RouteParentStatus, SniAction, StatusCondition, Upstream,
+        ObjectKind, ObjectRef, RouteParentStatus, SniAction, SniPort, StatusCondition, Upstream,
         WeightedUpstream,
     },
     store::{Key, Objects},
 };
 
-/// One SNI table per address set: `None` for Gateways without addresses (every address no
+/// Which addresses a table serves: `None` for Gateways without addresses (every address no
 /// Gateway claims), else the (sorted) addresses of the Gateways that share the table.
-pub type Tables = BTreeMap<Option<Vec<IpAddr>>, BTreeMap<String, SniAction>>;
+pub type Group = Option<Vec<IpAddr>>;
+
+/// One SNI table per address set and port with a served TLS passthrough listener.
+pub type Tables = BTreeMap<(Group, u16), SniPort>;
 
 /// The SNI tables of `gateways`' TLS passthrough and HTTPS listeners and the TLSRoutes
-/// attached, split by the addresses of each listener's Gateway (`at`); route status goes to
-/// `status`, Services looked up to `services`.
+/// attached, split by the addresses of each listener's Gateway (`at`) and its port;
+/// `https_port` is the proxy's own (it always terminates what its table does not take).
+/// Route status goes to `status`, Services looked up to `services`.
 #[allow(clippy::too_many_arguments)]
 pub fn translate<'a>(
     objects: &Objects,
     gateways: &mut Gateways<'_>,
     at: impl Fn(&Key) -> Option<&'a [IpAddr]>,
+    https_port: u16,
     endpoints: &EndpointIndex<'_>,
     cache: &mut HashMap<backends::CacheKey, Arc<Upstream>>,
     services: &mut HashSet<Key>,
@@ -72,7 +82,7 @@ pub fn translate<'a>(
         .collect();
     routes.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
     // (table, hostname pattern) -> the route that passes it (the oldest).
-    let mut owner: BTreeMap<(Option<Vec<IpAddr>>, String), ObjectRef> = BTreeMap::new();
+    let mut owner: BTreeMap<((Group, u16), String), ObjectRef> = BTreeMap::new();
     for (_, key, tr) in routes {
         let oref = ObjectRef::new(
             ObjectKind::TLSRoute,
@@ -158,21 +168,22 @@ pub fn translate<'a>(
             let mut served_any = false;
             let mut why = None;
             for (gw_key, i, hs) in &p.listeners {
-                if !gateways.get(gw_key).is_some_and(|(_, ls, _)| ls[*i].served) {
+                let port = (gateways.get(gw_key)).and_then(|(_, ls, _)| ls[*i].served_port);
+                let Some(port) = port.filter(|_| ls_served(gateways, gw_key, *i)) else {
                     // Attached to an accepted listener that is not programmed.
                     if let Some((_, _, ls_status)) = gateways.get_mut(gw_key) {
                         ls_status[*i].attached_routes += 1;
                     }
                     served_any = true;
                     continue;
-                }
-                let g = group(gw_key);
+                };
+                let g = (group(gw_key), port);
                 let mut here = false;
                 for h in hs {
                     if h.is_empty() {
                         why = Some(
-                            "neither the route nor its listener names a hostname: on the \
-                             proxy's shared HTTPS port it would take every name"
+                            "neither the route nor its listener names a hostname: it would \
+                             take every name of the port"
                                 .to_string(),
                         );
                         continue;
@@ -186,7 +197,7 @@ pub fn translate<'a>(
                         _ => {}
                     }
                     owner.insert(k, oref.clone());
-                    tables.entry(g.clone()).or_default().insert(
+                    tables.entry(g.clone()).or_default().sni.insert(
                         h.clone(),
                         SniAction::Pass {
                             route: oref.clone(),
@@ -216,29 +227,40 @@ pub fn translate<'a>(
         status.insert(oref, statuses);
     }
     // Without a served passthrough listener no connection needs its ClientHello read first.
-    let passthrough_served: std::collections::BTreeSet<Option<Vec<IpAddr>>> = (gateways.iter())
-        .filter(|(_, (_, ls, _))| ls.iter().any(|l| l.served && l.tls_passthrough))
-        .map(|(k, _)| group(k))
+    let served = |l: &&super::listeners::Listener<'_>| l.served && l.served_port.is_some();
+    let passthrough_served: std::collections::BTreeSet<(Group, u16)> = (gateways.iter())
+        .flat_map(|(k, (_, ls, _))| {
+            (ls.iter().filter(served))
+                .filter(|l| l.tls_passthrough)
+                .filter_map(move |l| Some((group(k), l.served_port?)))
+        })
         .collect();
     tables.retain(|g, _| passthrough_served.contains(g));
     // Listeners' own hostnames: passthrough ones close what no route took; terminating ones
-    // keep their names terminated under a passthrough wildcard.
+    // keep their names terminated under a passthrough wildcard, and their port terminates.
     for (key, (_, ls, _)) in gateways.iter() {
-        let g = group(key);
-        if !passthrough_served.contains(&g) {
-            continue;
-        }
-        let table = tables.entry(g).or_default();
-        for l in ls.iter().filter(|l| l.served) {
+        for l in ls.iter().filter(served) {
+            let Some(port) = l.served_port else { continue };
+            let g = (group(key), port);
+            if !passthrough_served.contains(&g) {
+                continue;
+            }
+            let table = tables.entry(g).or_default();
+            table.terminates |= l.https || port == https_port;
             let Some(h) = l.hostname.map(str::to_ascii_lowercase) else {
                 continue;
             };
             if l.tls_passthrough {
-                table.entry(h).or_insert(SniAction::Close);
+                table.sni.entry(h).or_insert(SniAction::Close);
             } else if l.https {
-                table.entry(h).or_insert(SniAction::Terminate);
+                table.sni.entry(h).or_insert(SniAction::Terminate);
             }
         }
     }
     tables
+}
+
+/// Whether listener `i` of Gateway `key` is served.
+fn ls_served(gateways: &Gateways<'_>, key: &Key, i: usize) -> bool {
+    gateways.get(key).is_some_and(|(_, ls, _)| ls[i].served)
 }
