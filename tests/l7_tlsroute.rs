@@ -169,3 +169,117 @@ async fn tls_routes_pass_by_sni_untouched_and_https_listeners_still_terminate() 
         "{text}"
     );
 }
+
+/// TLSRouteTerminateSimpleSameNamespace, TLSRouteListenerTerminateSupportedKinds and
+/// TLSRouteMixedTerminationSameNamespace (features TLSRouteModeTerminate, TLSRouteModeMixed):
+/// a `TLS` listener with `tls.mode: Terminate` on a Gateway port of its own presents its
+/// certificate, terminates, and passes the plain bytes to the TLSRoute's backend (a plain
+/// HTTP pod here: it answers the request sent inside the TLS stream); a Passthrough listener
+/// on the same port passes its name untouched (the pod's own certificate); a name no route
+/// serves is closed, never terminated; the listeners support TLSRoute and are accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminate_listener_passes_the_plain_bytes() {
+    const HOST: &str = "tls.example.com";
+    let web = HttpBackend::start("127.0.0.1:0".parse().unwrap(), "plain-pod").expect("pod");
+    let (vcrt, vkey) = self_signed_pem(&[VAULT]).unwrap();
+    let vault = HttpBackend::start_tls("127.0.0.1:0".parse().unwrap(), "vault-pod", &vcrt, &vkey)
+        .expect("TLS pod");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let port = testbed::ports::reserve(1);
+    let (crt, key) = self_signed_pem(&[HOST]).unwrap();
+    let yaml = format!(
+        r#"{svc}apiVersion: v1
+kind: Secret
+metadata: {{name: term-tls, namespace: default}}
+type: kubernetes.io/tls
+data: {{tls.crt: {crt}, tls.key: {key}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: xdp}}
+spec: {{controllerName: xdp-ingress.dev/controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: default}}
+spec:
+  gatewayClassName: xdp
+  listeners:
+  - name: tlsterminate
+    port: {port}
+    protocol: TLS
+    hostname: {HOST}
+    allowedRoutes: {{namespaces: {{from: Same}}, kinds: [{{kind: TLSRoute}}]}}
+    tls: {{mode: Terminate, certificateRefs: [{{name: term-tls}}]}}
+  - {{name: pass, port: {port}, protocol: TLS, hostname: {VAULT}, tls: {{mode: Passthrough}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {{name: passed, namespace: default}}
+spec:
+  parentRefs: [{{name: gw, sectionName: pass}}]
+  hostnames: [{VAULT}]
+  rules: [{{backendRefs: [{{name: vault, port: 80}}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {{name: terminated, namespace: default}}
+spec:
+  parentRefs: [{{name: gw, sectionName: tlsterminate}}]
+  hostnames: [{HOST}]
+  rules: [{{backendRefs: [{{name: web, port: 80}}]}}]
+"#,
+        svc = format!(
+            "{}{}",
+            service_yaml("web", web.addr),
+            service_yaml("vault", vault.addr)
+        ),
+        crt = b64(&crt),
+        key = b64(&key),
+    );
+    let ports = ProxyPorts {
+        http: proxy.http().port(),
+        https: proxy.https().port(),
+        gateway_range: format!("{port}").parse().unwrap(),
+    };
+    let s = translate_manifests(1, &yaml, |c| c.gateway_ports = ports);
+    let gw = &s.gateway_status.gateways[&xdp_ingress::model::ObjectRef::new(
+        xdp_ingress::model::ObjectKind::Gateway,
+        "default",
+        "gw",
+    )];
+    for l in &gw.listeners {
+        assert_eq!(
+            l.supported_kinds,
+            [("gateway.networking.k8s.io".into(), "TLSRoute".into())]
+        );
+        assert!(
+            l.conditions
+                .iter()
+                .all(|c| c.status != (c.type_ == "Conflicted")),
+            "{l:?}"
+        );
+        assert_eq!(l.attached_routes, 1);
+    }
+    proxy.handle.apply(s);
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    for _ in 0..2 {
+        let (stream, der) = tls_connect(addr, HOST, &[b"http/1.1"]).await;
+        assert_eq!(der, pem_der(&crt), "the listener's certificate");
+        let g = request_over(stream, false, req(addr, HOST, "/plain")).await;
+        assert_eq!(g.status, StatusCode::OK);
+        assert_eq!(g.pod(), "plain-pod");
+        assert_eq!(g.json()["path"], "/plain");
+    }
+    let (stream, der) = tls_connect(addr, VAULT, &[b"http/1.1"]).await;
+    assert_eq!(
+        der,
+        pem_der(&vcrt),
+        "the pod's own certificate, passed through"
+    );
+    let g = request_over(stream, false, req(addr, VAULT, "/")).await;
+    assert_eq!(g.pod(), "vault-pod");
+    // Another name on the port: closed before any certificate is presented.
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    assert!(tls_try(tcp, "other.example.com").await.is_err());
+}

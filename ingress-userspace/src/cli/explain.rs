@@ -700,7 +700,9 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
         && let Some((pattern, action)) = gateway_sni_of(snapshot, &q.host)
     {
         match action {
-            crate::model::SniAction::Pass { route, backends } => {
+            crate::model::SniAction::Pass {
+                route, backends, ..
+            } => {
                 e.outcome = Outcome::Passthrough;
                 e.reason = format!(
                     "TLS passthrough (Gateway API): {route} passes a TLS connection whose SNI \

@@ -310,10 +310,13 @@ impl L7Config {
 /// What a TLS connection on the HTTPS port gets by its SNI, before termination.
 #[derive(Clone, Debug)]
 pub enum SniAction {
-    /// Passed untouched to one of `backends` (by weight): a TLSRoute's hostname.
+    /// Passed to one of `backends` (by weight): a TLSRoute's hostname. Untouched on a
+    /// `tls.mode: Passthrough` listener; on a `Terminate` one (`terminate`) the TLS is
+    /// terminated here with the listener's certificate and the plain bytes are passed.
     Pass {
         route: ObjectRef,
         backends: Vec<WeightedUpstream>,
+        terminate: bool,
     },
     /// Closed: a passthrough listener's hostname that no TLSRoute serves (Gateway API).
     Close,

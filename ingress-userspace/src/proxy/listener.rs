@@ -267,12 +267,23 @@ async fn serve_tls(
         at.local.ip(),
         at.listener,
     );
+    // A TLSRoute on a `tls.mode: Terminate` listener: terminated here, then passed.
+    let mut terminated_to = None;
     match classified.await {
-        Hello::Pass { host, upstream } => {
+        Hello::Pass {
+            host,
+            upstream,
+            terminate: false,
+        } => {
             drop(serving);
             passthrough::pass(&shared, stream, peer, hello, host, upstream).await;
             return;
         }
+        Hello::Pass {
+            host,
+            upstream,
+            terminate: true,
+        } => terminated_to = Some((host, upstream)),
         Hello::Closed { timed_out } => {
             handshake(if timed_out { "timeout" } else { "error" });
             debug!(client = %peer, timed_out, "connection closed before its ClientHello");
@@ -332,6 +343,14 @@ async fn serve_tls(
         } else {
             config
         };
+        // Plain bytes go to the backend: no HTTP protocol is negotiated for them.
+        let config = if terminated_to.is_some() {
+            let mut c = (*config).clone();
+            c.alpn_protocols.clear();
+            Arc::new(c)
+        } else {
+            config
+        };
         let s = start.into_stream(config).await?;
         let client = TlsClient::new(vhost, s.get_ref().1.peer_certificates(), sni);
         Ok::<_, std::io::Error>((s, client))
@@ -343,6 +362,14 @@ async fn serve_tls(
         Err(_) => "timeout",
     });
     match hs {
+        Ok(Ok((s, _))) if terminated_to.is_some() => {
+            let Some((host, upstream)) = terminated_to else {
+                return;
+            };
+            // As a passed connection, it does not hold up a drain.
+            drop(_serving);
+            passthrough::pass(&shared, s, peer, Vec::new(), host, upstream).await;
+        }
         Ok(Ok((s, client))) => {
             let io = TokioIo::new(s);
             serve(shared, io, at, Some(client), stop).await

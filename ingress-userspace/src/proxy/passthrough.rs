@@ -57,10 +57,12 @@ const CONNECT_TRIES: usize = 3;
 
 /// What the ClientHello says.
 pub enum Hello {
-    /// SNI names a passthrough host: pass to this upstream.
+    /// SNI names a passthrough host: pass to this upstream (`terminate`: once TLS is
+    /// terminated here, the plain bytes).
     Pass {
         host: Arc<String>,
         upstream: Arc<UpstreamRuntime>,
+        terminate: bool,
     },
     /// Terminate here (other name, no SNI, not a ClientHello: rustls reports the error).
     Terminate,
@@ -131,9 +133,14 @@ where
                 // The runtime as of now: a snapshot applied while the hello trickled in counts.
                 let rt = shared.runtime.load();
                 return match rt.sni.decide_at(local, listener, Some(&name)) {
-                    Decision::Pass { label, upstream } => Hello::Pass {
+                    Decision::Pass {
+                        label,
+                        upstream,
+                        terminate,
+                    } => Hello::Pass {
                         host: label,
                         upstream,
+                        terminate,
                     },
                     Decision::Close { label } => Hello::Refused { host: label },
                     Decision::Terminate => Hello::Terminate,

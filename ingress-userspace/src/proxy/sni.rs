@@ -23,6 +23,8 @@ enum Entry {
         label: Arc<String>,
         /// `(weight, upstream)`, weights above zero.
         backends: Vec<(u32, Arc<UpstreamRuntime>)>,
+        /// Terminate TLS first (a TLSRoute on a `tls.mode: Terminate` listener).
+        terminate: bool,
     },
     Close {
         label: Arc<String>,
@@ -32,9 +34,12 @@ enum Entry {
 
 /// The decision for one SNI name.
 pub enum Decision {
+    /// Pass to `upstream`: the bytes as received, or (`terminate`) the plain bytes once TLS
+    /// is terminated here.
     Pass {
         label: Arc<String>,
         upstream: Arc<UpstreamRuntime>,
+        terminate: bool,
     },
     /// A passthrough listener's name that no route serves, or a route without a valid
     /// backend (Gateway API: the connection is closed). `label`: the pattern matched.
@@ -92,6 +97,7 @@ impl SniTable {
                 Entry::Pass {
                     label: Arc::new(host.clone()),
                     backends: vec![(1, runtime_of(&p.upstream))],
+                    terminate: false,
                 },
             );
         }
@@ -121,13 +127,18 @@ impl SniTable {
         let t = self;
         for (pattern, action) in sni {
             let entry = match action {
-                SniAction::Pass { backends, .. } => Entry::Pass {
+                SniAction::Pass {
+                    backends,
+                    terminate,
+                    ..
+                } => Entry::Pass {
                     label: Arc::new(pattern.clone()),
                     backends: backends
                         .iter()
                         .filter(|b| b.weight > 0)
                         .map(|b| (b.weight, runtime_of(&b.upstream)))
                         .collect(),
+                    terminate: *terminate,
                 },
                 SniAction::Close => Entry::Close {
                     label: Arc::new(pattern.clone()),
@@ -203,10 +214,15 @@ impl SniTable {
             Some(Entry::Close { label }) => Decision::Close {
                 label: Arc::clone(label),
             },
-            Some(Entry::Pass { label, backends }) => match pick(backends) {
+            Some(Entry::Pass {
+                label,
+                backends,
+                terminate,
+            }) => match pick(backends) {
                 Some(upstream) => Decision::Pass {
                     label: Arc::clone(label),
                     upstream,
+                    terminate: *terminate,
                 },
                 // No valid backendRef: nothing to pass to (Gateway API: reject).
                 None => Decision::Close {
@@ -261,12 +277,15 @@ mod tests {
                 upstream: upstream(name),
                 weight: 1,
             }],
+            terminate: false,
         }
     }
 
     fn decided(t: &SniTable, name: &str) -> String {
         match t.decide(name) {
-            Decision::Pass { label, upstream } => {
+            Decision::Pass {
+                label, upstream, ..
+            } => {
                 format!("pass {} via {label}", upstream.spec.service.name)
             }
             Decision::Close { label } => format!("close via {label}"),

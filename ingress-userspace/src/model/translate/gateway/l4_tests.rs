@@ -428,7 +428,7 @@ fn tcp_and_http_listeners_do_not_share_a_port() {
 /// TLS passthrough listeners share the HTTPS port with HTTPS ones (told apart by hostname);
 /// another port of the Gateway range is served too (its own table,
 /// [`tls_passthrough_listeners_open_their_own_ports`]), the proxy's HTTP port is
-/// `PortUnavailable`; `tls.mode: Terminate` is `UnsupportedValue`. TLSRoute
+/// `PortUnavailable`; `tls.mode: Terminate` needs its certificate. TLSRoute
 /// hostnames intersected with the listener's become `Pass` entries, the oldest route keeping a
 /// hostname; the listener's own hostname closes the rest; a route and listener without any
 /// hostname (`hostnames: []`, which the v1 CRD refuses but a manifest file may hold) are not
@@ -479,13 +479,19 @@ spec:
     assert_eq!(cond(&l("elsewhere"), "Programmed"), (true, "Programmed"));
     assert_eq!(listener(&s, "gw", "elsewhere").port, Some(8443));
     assert_eq!(cond(&l("on-http"), "Accepted"), (false, "PortUnavailable"));
+    // Terminate (TLSRouteModeTerminate) is served wherever HTTPS is, with a certificate.
+    assert_eq!(cond(&l("terminate"), "Accepted"), (true, "Accepted"));
     assert_eq!(
-        cond(&l("terminate"), "Accepted"),
-        (false, "UnsupportedValue")
+        cond(&l("terminate"), "ResolvedRefs"),
+        (false, "InvalidCertificateRef")
     );
     let sni = &s.l7.gateway_sni;
     match &sni["db.pass.example"] {
-        SniAction::Pass { route, backends } => {
+        SniAction::Pass {
+            route,
+            backends,
+            terminate: false,
+        } => {
             assert_eq!(route.name, "first");
             let w: Vec<(String, u32)> = backends
                 .iter()
@@ -1047,16 +1053,15 @@ fn invalid_backend_refs_keep_their_share_refused() {
     }
 }
 
-/// Conformance TLSRouteListenerTerminateNotSupported and
-/// TLSRouteListenerMixedTerminationNotSupported (v1.6): `tls.mode: Terminate` on a `TLS`
-/// listener is not supported, so a lone one is `Accepted: False, UnsupportedValue` wherever
-/// its port; a Terminate and a Passthrough listener on one port ask for mixed termination,
-/// which is not supported either: both `Accepted: False, ProtocolConflict` (and
-/// `Conflicted`), neither served, no route attached.
+/// Conformance TLSRouteMixedTerminationSameNamespace and TLSRouteListenerTerminateSupportedKinds
+/// (v1.6, features TLSRouteModeMixed and TLSRouteModeTerminate): a Terminate and a
+/// Passthrough listener share a port, told apart by hostname: both accepted, not
+/// conflicted, each with its route; the Terminate one needs its certificate to be served.
 #[test]
-fn tls_terminate_and_mixed_termination_listeners_are_refused() {
+fn tls_terminate_listeners_and_mixed_termination() {
+    use crate::model::SniAction;
     let s = snapshot(&format!(
-        "{}{}{}",
+        "{}{}{}{}",
         gateway(
             "lone",
             T0,
@@ -1068,27 +1073,38 @@ fn tls_terminate_and_mixed_termination_listeners_are_refused() {
             "  - {name: tls-terminate, port: 443, protocol: TLS, hostname: terminate.example, tls: {mode: Terminate, certificateRefs: [{name: missing}]}}\n  - {name: tls-passthrough, port: 443, protocol: TLS, hostname: passthrough.example, tls: {mode: Passthrough}}\n",
         ),
         "---\napiVersion: gateway.networking.k8s.io/v1\nkind: TLSRoute\nmetadata: {name: pass, namespace: app}\nspec:\n  parentRefs: [{name: mixed, sectionName: tls-passthrough}]\n  hostnames: [passthrough.example]\n  rules: [{backendRefs: [{name: db, port: 5432}]}]\n",
+        "---\napiVersion: gateway.networking.k8s.io/v1\nkind: TLSRoute\nmetadata: {name: term, namespace: app}\nspec:\n  parentRefs: [{name: mixed, sectionName: tls-terminate}]\n  hostnames: [terminate.example]\n  rules: [{backendRefs: [{name: db, port: 5432}]}]\n",
     ));
     let l = listener(&s, "lone", "tls-terminate");
-    assert_eq!(cond(&l.conditions, "Accepted"), (false, "UnsupportedValue"));
+    assert_eq!(cond(&l.conditions, "Accepted"), (true, "Accepted"));
+    assert_eq!(
+        cond(&l.conditions, "ResolvedRefs"),
+        (false, "InvalidCertificateRef")
+    );
+    assert!(!cond(&l.conditions, "Programmed").0);
     assert_eq!(l.attached_routes, 0);
     for name in ["tls-terminate", "tls-passthrough"] {
         let l = listener(&s, "mixed", name);
         assert_eq!(
             cond(&l.conditions, "Accepted"),
-            (false, "ProtocolConflict"),
+            (true, "Accepted"),
             "{name}"
         );
         assert_eq!(
             cond(&l.conditions, "Conflicted"),
-            (true, "ProtocolConflict"),
+            (false, "NoConflicts"),
             "{name}"
         );
-        assert!(!cond(&l.conditions, "Programmed").0, "{name}");
-        assert_eq!(l.attached_routes, 0, "{name}");
+        assert_eq!(l.attached_routes, 1, "{name}");
     }
-    assert!(!s.l7.gateway_sni.contains_key("passthrough.example"));
-    assert!(!cond(parent(&s, ObjectKind::TLSRoute, "pass"), "Accepted").0);
+    assert!(matches!(
+        s.l7.gateway_sni.get("passthrough.example"),
+        Some(SniAction::Pass {
+            terminate: false,
+            ..
+        })
+    ));
+    assert!(cond(parent(&s, ObjectKind::TLSRoute, "pass"), "Accepted").0);
 }
 
 /// Conformance TLSRouteListenerPassthroughSupportedKinds (v1.6): a Passthrough listener whose
@@ -1456,7 +1472,8 @@ fn udproute_invalid_cross_namespace_backend_ref_and_reference_grant() {
 /// proxy terminates elsewhere get no `Terminate` entry there. An HTTPS listener beside TLS
 /// listeners on one port (told apart by hostname, as on 443) keeps the port terminating. A
 /// port another Gateway's HTTP listener holds is `PortUnavailable` (one family per port);
-/// within one Gateway, Terminate beside Passthrough on one port stays `ProtocolConflict`.
+/// within one Gateway, Terminate beside Passthrough on one port share it (TLSRouteModeMixed),
+/// each name closed until a TLSRoute takes it.
 #[test]
 fn tls_passthrough_listeners_open_their_own_ports() {
     use crate::model::{ListenerProtocol, SniAction};
@@ -1491,8 +1508,14 @@ fn tls_passthrough_listeners_open_their_own_ports() {
     assert_eq!(listener(&s, "gw", "pass").port, Some(8443));
     assert_eq!(listener(&s, "gw", "pass").attached_routes, 2);
     assert_eq!(cond(&l("taken"), "Accepted"), (false, "PortUnavailable"));
-    assert_eq!(cond(&l("c-pass"), "Conflicted"), (true, "ProtocolConflict"));
-    assert_eq!(cond(&l("c-term"), "Conflicted"), (true, "ProtocolConflict"));
+    for name in ["c-pass", "c-term"] {
+        assert_eq!(
+            cond(&l(name), "Conflicted"),
+            (false, "NoConflicts"),
+            "{name}"
+        );
+        assert_eq!(cond(&l(name), "Programmed"), (true, "Programmed"), "{name}");
+    }
     for r in ["a", "b", "m"] {
         let p = parent(&s, ObjectKind::TLSRoute, r);
         assert_eq!(cond(p, "Accepted"), (true, "Accepted"), "{r}");
@@ -1503,6 +1526,7 @@ fn tls_passthrough_listeners_open_their_own_ports() {
     assert_eq!(
         ports,
         [
+            (6443, ListenerProtocol::TlsPassthrough),
             (7000, ListenerProtocol::Http),
             (8443, ListenerProtocol::TlsPassthrough),
             (9443, ListenerProtocol::Https)
@@ -1536,7 +1560,10 @@ fn tls_passthrough_listeners_open_their_own_ports() {
         mixed.sni["www.mixed.example"],
         SniAction::Terminate
     ));
-    assert!(!s.l7.gateway_sni_ports.contains_key(&6443));
+    let c = &s.l7.gateway_sni_ports[&6443];
+    assert!(!c.terminates);
+    assert!(matches!(c.sni["a.example"], SniAction::Close));
+    assert!(matches!(c.sni["b.example"], SniAction::Close));
     // The port closes with its Gateway.
     let without = snapshot(&yaml.replace(&gw, ""));
     assert!(without.l7.gateway_sni_ports.is_empty());

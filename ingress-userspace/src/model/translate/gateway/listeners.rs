@@ -164,8 +164,11 @@ pub struct Listener<'a> {
     pub port: i32,
     pub https: bool,
     pub namespaces: AllowedNamespaces,
-    /// `TLS` with `tls.mode: Passthrough`: its TLSRoutes are passed by SNI.
+    /// `TLS`: its TLSRoutes are passed by SNI (through the proxy's SNI tables).
     pub tls_passthrough: bool,
+    /// `TLS` with `tls.mode: Terminate` (the default): the proxy terminates TLS with the
+    /// listener's certificate, then passes the plain bytes.
+    pub tls_terminate: bool,
     /// `TCP` or `UDP`: served by the XDP path.
     pub l4: Option<crate::model::L4Protocol>,
     /// Route kinds it takes: `allowedRoutes.kinds` of those its protocol supports (by
@@ -240,19 +243,22 @@ pub fn listeners<'a>(
                 ));
             }
         } else if l.protocol == "TLS" {
-            // The mode first: a Terminate listener is unsupported wherever it is
-            // (conformance TLSRouteListenerTerminateNotSupported, on a port of its own).
-            if !passthrough(l) {
-                problem = Some((
-                    "UnsupportedValue".into(),
-                    "a TLS listener is served with tls.mode Passthrough only".into(),
-                ));
-            } else {
-                // The HTTPS port (shared with HTTPS listeners and Ingresses) or a port of
-                // the Gateway range, as HTTPS listeners: both are TLS on TCP.
-                match listener_port(l.port, true, "TLS", ports) {
-                    Ok(p) => port = Some(p),
-                    Err(msg) => problem = Some(("PortUnavailable".into(), msg)),
+            // The HTTPS port (shared with HTTPS listeners and Ingresses) or a port of the
+            // Gateway range, as HTTPS listeners: both are TLS on TCP. Passthrough or
+            // Terminate (feature TLSRouteModeTerminate), both by SNI.
+            match listener_port(l.port, true, "TLS", ports) {
+                Ok(p) => port = Some(p),
+                Err(msg) => problem = Some(("PortUnavailable".into(), msg)),
+            }
+            // A terminating one presents its certificate, as an HTTPS listener does.
+            if problem.is_none() && !passthrough(l) {
+                let refs = (l.tls.as_ref()).and_then(|t| t.certificate_refs.as_deref());
+                match certificate(owner, refs.unwrap_or_default(), objects, tls, secrets) {
+                    Ok(cert) => {
+                        let host = l.hostname.clone().unwrap_or_default().to_ascii_lowercase();
+                        certificates.entry(host).or_insert(cert);
+                    }
+                    Err((reason, msg)) => resolved = Some((reason.into(), msg)),
                 }
             }
         } else if l.protocol != "HTTP" && !https {
@@ -390,6 +396,7 @@ pub fn listeners<'a>(
             namespaces: allowed_namespaces(l),
             l4,
             tls_passthrough: l.protocol == "TLS",
+            tls_terminate: l.protocol == "TLS" && !passthrough(l),
             route_kinds: kinds.iter().map(|(_, k)| k.clone()).collect(),
             served,
             attachable: problem.is_none() && conflicted.is_none(),
@@ -590,15 +597,12 @@ fn passthrough(l: &GatewayListeners) -> bool {
     l.tls.as_ref().and_then(|t| t.mode.as_ref()) == Some(&GatewayListenersTlsMode::Passthrough)
 }
 
-/// The protocol two listeners of one port are compared by in [`conflict`]: a `TLS` listener
-/// that terminates counts as another protocol than one that passes through, since one port
-/// cannot do both here (Gateway API's `TLSRouteModeMixed` feature, not supported).
+/// The protocol two listeners of one port are compared by in [`conflict`]: the listener's.
+/// A `TLS` listener that terminates and one that passes through share a port, told apart by
+/// hostname as HTTPS and TLS listeners are (feature TLSRouteModeMixed: each SNI entry says
+/// whether it terminates).
 pub fn conflict_protocol(l: &GatewayListeners) -> &str {
-    if l.protocol == "TLS" && !passthrough(l) {
-        "TLS-Terminate"
-    } else {
-        &l.protocol
-    }
+    &l.protocol
 }
 
 fn conflict_message(reason: &str) -> &'static str {
@@ -657,8 +661,7 @@ pub fn conflict(
         return None;
     }
     // HTTPS and TLS listeners share a port, told apart by SNI (hostname).
-    let tls = |x: &str| matches!(x, "TLS" | "TLS-Terminate");
-    let tls_pair = |x: &str, y: &str| (x == "HTTPS" && tls(y)) || (tls(x) && y == "HTTPS");
+    let tls_pair = |x: &str, y: &str| (x == "HTTPS" && y == "TLS") || (x == "TLS" && y == "HTTPS");
     if pa != pb && !tls_pair(pa, pb) {
         return Some("ProtocolConflict");
     }

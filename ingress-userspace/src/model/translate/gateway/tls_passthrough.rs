@@ -202,6 +202,7 @@ pub fn translate<'a>(
                         SniAction::Pass {
                             route: oref.clone(),
                             backends: forward.clone(),
+                            terminate: ls_terminates(gateways, gw_key, *i),
                         },
                     );
                     here = true;
@@ -258,6 +259,14 @@ pub fn translate<'a>(
         }
     }
     tables
+}
+
+/// Whether listener `i` of Gateway `key` terminates TLS before passing (`tls.mode:
+/// Terminate`).
+fn ls_terminates(gateways: &Gateways<'_>, key: &Key, i: usize) -> bool {
+    gateways
+        .get(key)
+        .is_some_and(|(_, ls, _)| ls[i].tls_terminate)
 }
 
 /// Whether listener `i` of Gateway `key` is served.
