@@ -187,6 +187,11 @@ async fn a_terminate_listener_passes_the_plain_bytes() {
     let proxy = TestProxy::start(TestProxy::quiet_args()).await;
     let port = testbed::ports::reserve(1);
     let (crt, key) = self_signed_pem(&[HOST]).unwrap();
+    let services = [
+        service_yaml("web", web.addr),
+        service_yaml("vault", vault.addr),
+    ]
+    .concat();
     let yaml = format!(
         r#"{svc}apiVersion: v1
 kind: Secret
@@ -229,11 +234,7 @@ spec:
   hostnames: [{HOST}]
   rules: [{{backendRefs: [{{name: web, port: 80}}]}}]
 "#,
-        svc = format!(
-            "{}{}",
-            service_yaml("web", web.addr),
-            service_yaml("vault", vault.addr)
-        ),
+        svc = services,
         crt = b64(&crt),
         key = b64(&key),
     );
