@@ -1368,3 +1368,135 @@ spec:
         assert!(asked, "still asked for a certificate at {addr}");
     }
 }
+
+/// A TLS backend for `abc.example.com` that requires a client certificate of `ca` (rustls'
+/// WebPKI client verifier) and answers each request on a connection with 200 and the
+/// number of certificates the client presented; a client without one fails the handshake.
+async fn mtls_backend(ca: &Issued) -> (SocketAddr, String) {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let (crt, key) = xdp_ingress::proxy::tls::self_signed_pem(&["abc.example.com"]).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der()).unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    use rustls::pki_types::pem::PemObject;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(crt.as_bytes())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let presented = tls.get_ref().1.peer_certificates().map_or(0, |c| c.len());
+                let service = hyper::service::service_fn(move |_req| async move {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from(format!(
+                            "client certificates: {presented}"
+                        ))),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (addr, crt)
+}
+
+/// GatewayBackendClientCertificate (Gateway API v1.6 `GatewayBackendTLSConfig`): with
+/// `spec.tls.backend.clientCertificateRef`, the proxy presents that certificate to a backend
+/// a BackendTLSPolicy verifies, and a backend that requires one serves the request; without
+/// it, the backend refuses the handshake and the client gets 502.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_tls_backend_client_certificate() {
+    let ca = root("Backend client CA");
+    let gateway_client = client(&ca, "gateway", 30);
+    let (backend, backend_crt) = mtls_backend(&ca).await;
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let indented: String = backend_crt.lines().map(|l| format!("    {l}\n")).collect();
+    let manifests = |backend_tls: &str| {
+        format!(
+            r#"{svc}{client_tls}---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: backend-ca, namespace: default}}
+data:
+  ca.crt: |
+{indented}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: xdp}}
+spec: {{controllerName: xdp-ingress.dev/controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: default}}
+spec:
+  gatewayClassName: xdp
+{backend_tls}  listeners: [{{name: http, port: {http}, protocol: HTTP}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: BackendTLSPolicy
+metadata: {{name: p, namespace: default}}
+spec:
+  targetRefs: [{{group: "", kind: Service, name: web}}]
+  validation: {{caCertificateRefs: [{{group: "", kind: ConfigMap, name: backend-ca}}], hostname: abc.example.com}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: r, namespace: default}}
+spec:
+  parentRefs: [{{name: gw}}]
+  hostnames: [abc.example.com]
+  rules: [{{backendRefs: [{{name: web, port: 80}}]}}]
+"#,
+            svc = service_yaml("web", backend),
+            client_tls = tls_secret_yaml(
+                "client-tls",
+                &gateway_client.cert.pem(),
+                &gateway_client.key.serialize_pem()
+            ),
+            http = proxy.http().port(),
+        )
+    };
+    let ports = xdp_ingress::model::translate::gateway::ProxyPorts {
+        http: proxy.http().port(),
+        https: proxy.https().port(),
+        ..Default::default()
+    };
+    let with = manifests("  tls: {backend: {clientCertificateRef: {name: client-tls}}}\n");
+    proxy
+        .handle
+        .apply(translate_manifests(1, &with, |c| c.gateway_ports = ports));
+    let g = l7common::get(&http1_client(), proxy.http(), "abc.example.com", "/").await;
+    assert_eq!(g.status, StatusCode::OK, "{:?}", g.body);
+    assert_eq!(&g.body[..], b"client certificates: 1");
+    proxy
+        .handle
+        .apply(translate_manifests(2, &manifests(""), |c| {
+            c.gateway_ports = ports
+        }));
+    let g = l7common::get(&http1_client(), proxy.http(), "abc.example.com", "/").await;
+    assert_eq!(g.status, StatusCode::BAD_GATEWAY);
+}

@@ -1173,6 +1173,17 @@ pub struct UpstreamTls {
     pub roots: TlsRoots,
     /// DNS names of which the certificate must carry one (instead of `hostname`).
     pub subject_alt_names: Vec<String>,
+    /// The client certificate presented to the backend (the Gateway's
+    /// `spec.tls.backend.clientCertificateRef`); serialised as its Secret.
+    #[serde(serialize_with = "certificate_secret")]
+    pub client_certificate: Option<Arc<TlsCertificate>>,
+}
+
+fn certificate_secret<S: serde::Serializer>(
+    c: &Option<Arc<TlsCertificate>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    serde::Serialize::serialize(&c.as_ref().map(|c| &c.secret), s)
 }
 
 /// The certificates a backend's chain must lead to.
@@ -1191,7 +1202,7 @@ fn count<S: serde::Serializer>(v: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
 /// A certificate chain and key from a `kubernetes.io/tls` Secret, already checked to parse.
 /// `Debug` shows the Secret and the PEM lengths only: snapshots are logged and printed by
 /// `explain`, and a private key must never reach a log.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct TlsCertificate {
     pub secret: ObjectRef,
     /// PEM of the chain (`tls.crt`).

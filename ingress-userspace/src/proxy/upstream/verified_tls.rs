@@ -60,7 +60,7 @@ impl Hash for VerifiedTls {
 }
 
 /// Why a policy cannot be used (every connection to its backend then fails).
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum VerifiedTlsError {
     #[error("hostname {0:?} is not a DNS name")]
     Hostname(String),
@@ -68,6 +68,9 @@ pub enum VerifiedTlsError {
     NoRoots,
     #[error("TLS verifier: {0}")]
     Verifier(String),
+    /// The Gateway's backend client certificate does not parse or its key does not match.
+    #[error("client certificate {secret}: {reason}")]
+    ClientCertificate { secret: String, reason: String },
 }
 
 impl VerifiedTls {
@@ -113,13 +116,23 @@ impl VerifiedTls {
             roots: Arc::clone(&roots),
             algorithms: provider.signature_verification_algorithms,
         });
+        let client_cert = spec.client_certificate.as_deref().map(client_certificate);
         let connector = |alpn: &[u8]| -> Result<TlsConnector, VerifiedTlsError> {
-            let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+            let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
                 .with_safe_default_protocol_versions()
                 .map_err(|e| VerifiedTlsError::Verifier(e.to_string()))?
                 .dangerous()
-                .with_custom_certificate_verifier(verifier.clone())
-                .with_no_client_auth();
+                .with_custom_certificate_verifier(verifier.clone());
+            let mut cfg = match &client_cert {
+                None => builder.with_no_client_auth(),
+                Some(Err(e)) => return Err(e.clone()),
+                Some(Ok((chain, key))) => builder
+                    .with_client_auth_cert(chain.clone(), key.clone_key())
+                    .map_err(|e| VerifiedTlsError::ClientCertificate {
+                        secret: spec_secret(&spec),
+                        reason: e.to_string(),
+                    })?,
+            };
             cfg.alpn_protocols = vec![alpn.to_vec()];
             Ok(TlsConnector::from(Arc::new(cfg)))
         };
@@ -130,6 +143,40 @@ impl VerifiedTls {
             spec,
         })
     }
+}
+
+/// The chain and key of a client certificate (PEM, as a `kubernetes.io/tls` Secret holds
+/// them).
+#[allow(clippy::type_complexity)]
+fn client_certificate(
+    c: &crate::model::TlsCertificate,
+) -> Result<
+    (
+        Vec<CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    ),
+    VerifiedTlsError,
+> {
+    use rustls::pki_types::{PrivateKeyDer, pem::PemObject};
+    let bad = |reason: String| VerifiedTlsError::ClientCertificate {
+        secret: format!("{}/{}", c.secret.namespace, c.secret.name),
+        reason,
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&c.chain_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad(format!("tls.crt: {e}")))?;
+    if chain.is_empty() {
+        return Err(bad("tls.crt holds no certificate".into()));
+    }
+    let key =
+        PrivateKeyDer::from_pem_slice(&c.key_pem).map_err(|e| bad(format!("tls.key: {e}")))?;
+    Ok((chain, key))
+}
+
+fn spec_secret(spec: &UpstreamTls) -> String {
+    (spec.client_certificate.as_ref())
+        .map(|c| format!("{}/{}", c.secret.namespace, c.secret.name))
+        .unwrap_or_default()
 }
 
 /// WebPKI verification against the policy's roots, of `hostname` or, when set, of any one of
@@ -309,6 +356,7 @@ mod tests {
             hostname: host.into(),
             roots,
             subject_alt_names: sans.iter().map(|s| s.to_string()).collect(),
+            client_certificate: None,
         };
         let ours = || TlsRoots::Certificates(vec![der.clone()]);
         assert_eq!(
@@ -371,6 +419,7 @@ mod tests {
             hostname: "web.app.svc".into(),
             roots,
             subject_alt_names: sans.iter().map(|s| s.to_string()).collect(),
+            client_certificate: None,
         };
         let ours = || TlsRoots::Certificates(vec![der.clone()]);
         assert_eq!(handshake(addr, tls(&[id], ours())).await, Ok(()));

@@ -202,6 +202,7 @@ fn read_one(
             hostname: v.hostname.clone(),
             roots,
             subject_alt_names,
+            client_certificate: None,
         }),
     }
 }

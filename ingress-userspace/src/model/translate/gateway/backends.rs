@@ -38,7 +38,8 @@ pub struct Backends {
 }
 
 /// Upstreams shared across rules: Service, port, protocol.
-pub type CacheKey = (Key, i32, BackendProtocol);
+/// Service, port, protocol, and the Secret of the client certificate presented (if any).
+pub type CacheKey = (Key, i32, BackendProtocol, Option<ObjectRef>);
 
 /// The route that references backends.
 #[derive(Clone, Copy, Debug)]
@@ -51,6 +52,9 @@ pub struct Referrer<'a> {
     pub policies: &'a super::backend_tls::Policies,
     /// The BackendTLSPolicies the references resolved so far used.
     pub used: &'a std::cell::RefCell<std::collections::BTreeSet<ObjectRef>>,
+    /// The client certificate its Gateway presents to TLS backends
+    /// ([`super::backend_client_cert`]).
+    pub client_certificate: Option<&'a Arc<crate::model::TlsCertificate>>,
 }
 
 /// Resolves the references of one rule of route `from`. Upstreams are shared through
@@ -188,14 +192,15 @@ pub fn one(
         used.insert(p.object.clone());
         used.extend(from.policies.conflicting(&key, port.name.as_deref()));
     }
-    Ok(cached(
-        key,
-        port,
-        protocol,
-        policy.map(|p| p.tls.clone()),
-        endpoints,
-        cache,
-    ))
+    // The Gateway's client certificate goes with the policy's verification.
+    let tls = policy.map(|p| match from.client_certificate {
+        Some(c) => Arc::new(crate::model::UpstreamTls {
+            client_certificate: Some(Arc::clone(c)),
+            ..(*p.tls).clone()
+        }),
+        None => p.tls.clone(),
+    });
+    Ok(cached(key, port, protocol, tls, endpoints, cache))
 }
 
 /// The plain upstream (one per Service port, shared through `cache`) a backendRef names, or
@@ -229,7 +234,10 @@ fn cached(
     cache: &mut HashMap<CacheKey, Arc<Upstream>>,
 ) -> Arc<Upstream> {
     let number = port.port;
-    let cache_key = (key.clone(), number, protocol);
+    let client = (tls.as_ref())
+        .and_then(|t| t.client_certificate.as_ref())
+        .map(|c| c.secret.clone());
+    let cache_key = (key.clone(), number, protocol, client.clone());
     if let Some(u) = cache.get(&cache_key) {
         return u.clone();
     }
@@ -237,6 +245,11 @@ fn cached(
         BackendProtocol::Http => upstream_id(&key, number, false),
         // One pool per protocol: an h2c connection is not an HTTP/1.1 one.
         p => format!("{}:{p:?}", upstream_id(&key, number, false)),
+    };
+    // Connections presenting a client certificate are pooled apart from those that do not.
+    let id = match &client {
+        Some(secret) => format!("{id}+client-cert:{}/{}", secret.namespace, secret.name),
+        None => id,
     };
     let u = Arc::new(Upstream {
         id,

@@ -286,25 +286,79 @@ spec:
     assert!(!t.affects(&o, &cm("unrelated")));
 }
 
-/// `spec.tls.backend.clientCertificateRef` (GatewayBackendClientCertificate) is not
-/// implemented: the Gateway is still served, with a warning naming the field.
+/// GatewayBackendClientCertificate: `spec.tls.backend.clientCertificateRef` resolves to the
+/// client certificate the proxy presents to the Gateway's BackendTLSPolicy backends (pooled
+/// apart from connections without one), and the Gateway says `ResolvedRefs: True`; a Secret
+/// that does not exist is `ResolvedRefs: False, InvalidClientCertificateRef` and the Gateway
+/// is still served (without a certificate).
 #[test]
-fn a_backend_client_certificate_is_reported_unsupported() {
+fn gateway_tls_backend_client_certificate() {
+    let (ca, _) = mk_cert_pem(&["backend-ca"]);
     let yaml = format!(
-        r#"---
+        r#"{ca}---
+apiVersion: v1
+kind: Service
+metadata: {{name: secure, namespace: app}}
+spec: {{ports: [{{name: https, port: 443}}]}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: BackendTLSPolicy
+metadata: {{name: p, namespace: app}}
+spec:
+  targetRefs: [{{group: "", kind: Service, name: secure}}]
+  validation: {{caCertificateRefs: [{{group: "", kind: ConfigMap, name: backend-ca}}], hostname: abc.example.com}}
+---
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
-metadata: {{name: gw, namespace: app}}
+metadata: {{name: gw, namespace: app, generation: 3}}
 spec:
   gatewayClassName: xdp
-  tls: {{backend: {{clientCertificateRef: {{name: client}}}}}}
-  listeners: [{{name: https, port: 443, protocol: HTTPS, {TLS}}}]
-"#
+  tls: {{backend: {{clientCertificateRef: {{name: tls}}}}}}
+  listeners: [{{name: http, port: 80, protocol: HTTP}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: broken, namespace: app}}
+spec:
+  gatewayClassName: xdp
+  tls: {{backend: {{clientCertificateRef: {{name: missing}}}}}}
+  listeners: [{{name: http, port: 8080, protocol: HTTP}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: r, namespace: app}}
+spec:
+  parentRefs: [{{name: gw}}]
+  hostnames: [abc.example.com]
+  rules: [{{backendRefs: [{{name: secure, port: 443}}]}}]
+"#,
+        ca = ca_config_map("app", "backend-ca", &ca),
     );
     let s = with_secret(&yaml);
-    assert!(cond(listener(&s, "gw", "https"), "Programmed").0);
-    let d = (s.diagnostics.iter())
-        .find(|d| d.object.name == "gw" && d.message.contains("clientCertificateRef"))
-        .expect("a diagnostic on the Gateway");
-    assert_eq!(d.severity, crate::model::Severity::Warning);
+    let g =
+        |name: &str| &s.gateway_status.gateways[&ObjectRef::new(ObjectKind::Gateway, "app", name)];
+    let c = &g("gw").conditions;
+    assert_eq!(cond(c, "ResolvedRefs"), (true, "ResolvedRefs"));
+    assert_eq!(
+        c.iter()
+            .find(|c| c.type_ == "ResolvedRefs")
+            .unwrap()
+            .observed_generation,
+        3
+    );
+    let c = &g("broken").conditions;
+    assert_eq!(
+        cond(c, "ResolvedRefs"),
+        (false, "InvalidClientCertificateRef")
+    );
+    assert!(cond(c, "Programmed").0);
+    let crate::model::RouteAction::Forward(to) = &s.l7.hosts["abc.example.com"].routes[0].action
+    else {
+        panic!("forwards")
+    };
+    let u = &to[0].upstream;
+    let tls = u.tls.as_ref().expect("verified TLS");
+    let cert = tls.client_certificate.as_ref().expect("client certificate");
+    assert_eq!(cert.secret.name, "tls");
+    assert!(u.id.contains("client-cert:app/tls"), "{}", u.id);
 }

@@ -20,6 +20,7 @@
 
 pub mod addresses;
 pub mod attachment;
+pub mod backend_client_cert;
 pub mod backend_tls;
 pub mod backends;
 pub mod filters;
@@ -392,6 +393,15 @@ pub fn translate(
     // Routes: attachment, status, and the routes they add.
     let policies = backend_tls::Policies::read(objects);
     out.config_maps.extend(policies.config_maps.iter().cloned());
+    // Gateways' client certificates toward backends, and their age (the oldest parent of a
+    // route that has one decides).
+    let backend_certs: BTreeMap<Key, (i64, _)> = (gateways.iter())
+        .filter_map(|(key, (gw, _, _))| {
+            let resolved = backend_client_cert::resolve(key, gw, objects, tls, &mut out.secrets)?;
+            let created = (gw.metadata.creation_timestamp.as_ref()).map(|t| t.0.as_second());
+            Some((key.clone(), (created.unwrap_or(0), resolved)))
+        })
+        .collect();
     // A policy not as written says so where Events and `explain` look.
     for p in policies.all.values() {
         for c in p.conditions.iter().filter(|c| !c.status) {
@@ -449,11 +459,19 @@ pub fn translate(
             }
         }
         let used = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        let client_certificate = (attached.parents.iter())
+            .filter(|p| p.accepted.status)
+            .filter_map(|p| match backend_certs.get(&p.gateway) {
+                Some((created, Ok(c))) => Some(((*created, p.gateway.clone()), c)),
+                _ => None,
+            })
+            .min_by(|a, b| a.0.cmp(&b.0))
+            .map(|(_, c)| c);
         let built = build_routes(
             hr,
             key,
             &oref,
-            (&policies, &used),
+            (&policies, &used, client_certificate),
             objects,
             endpoints,
             &mut cache,
@@ -612,19 +630,12 @@ pub fn translate(
         }
         parent_accepted.insert(key.clone(), conditions[0].status);
         let oref = ObjectRef::new(ObjectKind::Gateway, key.namespace.clone(), key.name.clone());
-        // Extended feature GatewayBackendClientCertificate is not implemented: say so where
-        // Events and `explain` look rather than connect without the certificate silently.
-        let backend = (gw.spec.tls.as_ref()).and_then(|t| t.backend.as_ref());
-        if let Some(r) = backend.and_then(|b| b.client_certificate_ref.as_ref()) {
-            diags.warn(
-                &oref,
-                "UnsupportedValue",
-                format!(
-                    "spec.tls.backend.clientCertificateRef ({}) is not supported: TLS \
-                     connections to backends present no client certificate",
-                    r.name
-                ),
-            );
+        if let Some((_, resolved)) = backend_certs.get(&key) {
+            let c = backend_client_cert::condition(resolved, generation);
+            if !c.status {
+                diags.error(&oref, &c.reason, c.message.clone());
+            }
+            conditions.push(c);
         }
         // InvalidParameters said so already.
         if !rejected.contains_key(&key) {
@@ -811,9 +822,10 @@ fn build_routes(
     hr: &HttpRoute,
     key: &Key,
     oref: &ObjectRef,
-    (policies, used): (
+    (policies, used, client_certificate): (
         &backend_tls::Policies,
         &std::cell::RefCell<std::collections::BTreeSet<ObjectRef>>,
+        Option<&Arc<TlsCertificate>>,
     ),
     objects: &Objects,
     endpoints: &EndpointIndex<'_>,
@@ -840,6 +852,7 @@ fn build_routes(
             protocol: BackendProtocol::Grpc,
             policies,
             used,
+            client_certificate,
         },
         _ => backends::Referrer {
             namespace: &key.namespace,
@@ -847,6 +860,7 @@ fn build_routes(
             protocol: BackendProtocol::Http,
             policies,
             used,
+            client_certificate,
         },
     };
     let default_match = [Default::default()];
