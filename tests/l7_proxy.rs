@@ -896,6 +896,7 @@ async fn verified_upstream_tls() {
             hostname: host.into(),
             roots,
             subject_alt_names: sans.iter().map(|s| s.to_string()).collect(),
+            client_certificate: None,
         };
         with(up(name, &[&b]), |u| {
             u.protocol = BackendProtocol::Https;
