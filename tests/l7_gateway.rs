@@ -3768,3 +3768,111 @@ async fn httproute_retry_retries_listed_codes() {
     assert_eq!(g.status, StatusCode::SERVICE_UNAVAILABLE, "{g:?}");
     assert_eq!(hits(2), 2, "attempts: 1 is one retry");
 }
+
+/// A self-signed certificate for `dns` names and `uris` (URI SANs such as SPIFFE IDs), PEM
+/// chain and key.
+fn cert_with_sans(dns: &[&str], uris: &[&str]) -> (String, String) {
+    let mut params =
+        rcgen::CertificateParams::new(dns.iter().map(|d| d.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    for u in uris {
+        params
+            .subject_alt_names
+            .push(rcgen::SanType::URI((*u).try_into().unwrap()));
+    }
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// BackendTLSPolicy `validation.subjectAltNames` through the proxy (Gateway API v1
+/// `BackendTLSPolicyValidation`: when SANs are given, the certificate MUST carry one of them
+/// and `hostname` is then only the SNI): a pod whose certificate has the policy's DNS name or
+/// URI (a SPIFFE ID) is reached (200); a pod whose certificate, trusted by the same CA
+/// bundle and carrying the `hostname`, lacks every listed SAN is not: the client gets 502,
+/// the proxy's answer to an upstream TLS failure, and the pod never sees the request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_tls_policy_subject_alt_names() {
+    const SPIFFE: &str = "spiffe://cluster.local/ns/edge/sa/pod";
+    let bed = Bed::start().await;
+    // (Service, pod certificate's DNS names and URIs, the policy's subjectAltNames)
+    let cases: [(&str, &[&str], &[&str], Value, u16); 4] = [
+        (
+            "dns-listed",
+            &["abc.example.com", "san.example.com"],
+            &[],
+            json!([{"type": "Hostname", "hostname": "san.example.com"}]),
+            200,
+        ),
+        (
+            "dns-missing",
+            &["abc.example.com"],
+            &[],
+            json!([{"type": "Hostname", "hostname": "san.example.com"}]),
+            502,
+        ),
+        (
+            "uri-listed",
+            &["abc.example.com"],
+            &[SPIFFE],
+            json!([{"type": "URI", "uri": SPIFFE}]),
+            200,
+        ),
+        (
+            "uri-missing",
+            &["abc.example.com"],
+            &["spiffe://cluster.local/ns/edge/sa/other"],
+            json!([{"type": "URI", "uri": SPIFFE}]),
+            502,
+        ),
+    ];
+    let mut pods = Vec::new();
+    let mut objs = Vec::new();
+    let mut route = http_route("to-tls-pods").hosts(&["abc.example.com"]);
+    let mut bundle = String::new();
+    for (svc, dns, uris, _, _) in &cases {
+        let (crt, key) = cert_with_sans(dns, uris);
+        bundle.push_str(&crt);
+        let pod = HttpBackend::start_tls("127.0.0.1:0".parse().unwrap(), svc, &crt, &key).unwrap();
+        objs.extend(service(EDGE, svc, &[("https", 443, None)], pod.addr));
+        route = route.rule(
+            rule()
+                .exact(&format!("/{svc}"))
+                .backend(json!({"name": svc, "port": 443})),
+        );
+        pods.push(pod);
+    }
+    objs.push(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "pod-cas", "namespace": EDGE}, "data": {"ca.crt": bundle}}));
+    for (svc, _, _, sans, _) in &cases {
+        objs.push(
+            json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "BackendTLSPolicy",
+            "metadata": {"name": svc, "namespace": EDGE},
+            "spec": {
+                "targetRefs": [{"group": "", "kind": "Service", "name": svc}],
+                "validation": {
+                    "caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": "pod-cas"}],
+                    "hostname": "abc.example.com",
+                    "subjectAltNames": sans
+                }
+            }}),
+        );
+    }
+    objs.push(route.build());
+    bed.apply(objs);
+    for ((svc, _, _, _, status), pod) in cases.iter().zip(&pods) {
+        let g = l7common::get(
+            &bed.client,
+            bed.proxy.http(),
+            "abc.example.com",
+            &format!("/{svc}"),
+        )
+        .await;
+        assert_eq!(g.status.as_u16(), *status, "{svc}: {g:?}");
+        if *status == 200 {
+            assert_eq!(g.pod(), *svc);
+        } else {
+            assert_eq!(pod.requests(), 0, "{svc}: the pod saw no request");
+        }
+    }
+}
