@@ -3795,8 +3795,9 @@ fn cert_with_sans(dns: &[&str], uris: &[&str]) -> (String, String) {
 async fn backend_tls_policy_subject_alt_names() {
     const SPIFFE: &str = "spiffe://cluster.local/ns/edge/sa/pod";
     let bed = Bed::start().await;
-    // (Service, pod certificate's DNS names and URIs, the policy's subjectAltNames)
-    let cases: [(&str, &[&str], &[&str], Value, u16); 4] = [
+    // (Service, pod certificate's DNS names and URIs, the policy's subjectAltNames, status)
+    type Case<'a> = (&'a str, &'a [&'a str], &'a [&'a str], Value, u16);
+    let cases: [Case<'_>; 4] = [
         (
             "dns-listed",
             &["abc.example.com", "san.example.com"],
