@@ -296,7 +296,9 @@ pub fn translate(
             rejected.insert(key.clone(), (reason, msg.clone()));
         }
     }
-    ports::claim(&mut gateways, ports::held(cx.l4_services, cx.ports));
+    ports::claim(&mut gateways, ports::held(cx.l4_services, cx.ports), |k| {
+        assigned.get(k).and_then(|a| a.assigned())
+    });
     // A Gateway none of whose own listeners is accepted serves no ListenerSet either.
     for (_, (_, ls, statuses)) in gateways.iter_mut() {
         let own_accepted = ls.iter().zip(statuses.iter()).any(|(l, s)| {
