@@ -3677,3 +3677,203 @@ async fn a_catch_all_is_not_hidden_by_another_listeners_hostname() {
     ])
     .await;
 }
+
+/// A pod (on loopback) that answers its first `fail` requests with 503 and the others with
+/// 200; the counter says how many requests it read.
+async fn recovering_pod(fail: u64) -> (SocketAddr, Arc<std::sync::atomic::AtomicU64>) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let hits = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&hits);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let counter = Arc::clone(&counter);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut chunk).await {
+                            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                            _ => return,
+                        }
+                    }
+                    buf.clear();
+                    let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                    let answer: &[u8] = if n <= fail {
+                        b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 5\r\n\r\nsick\n"
+                    } else {
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nwell\n"
+                    };
+                    if s.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, hits)
+}
+
+/// HTTPRoute `retry` (experimental channel, GEP-1731; conformance HTTPRouteRetry): a backend
+/// that answers 503 once and then recovers is retried (its one endpoint again, after the
+/// backoff) when the rule's `codes` list 503, so the client gets 200 from the second attempt;
+/// a rule without `retry` passes the 503 on after one attempt; `attempts: 1` with a backend
+/// failing twice passes on the second 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn httproute_retry_retries_listed_codes() {
+    use std::sync::atomic::Ordering;
+    let bed = Bed::start().await;
+    let pods = [
+        ("retried", recovering_pod(1).await),
+        ("not-retried", recovering_pod(1).await),
+        ("exhausted", recovering_pod(2).await),
+    ];
+    let mut objects = Vec::new();
+    for (name, (addr, _)) in &pods {
+        objects.extend(service(EDGE, name, &[HTTP_8080], *addr));
+        let mut r = http_route(name)
+            .hosts(&[&format!("{name}.example")])
+            .rule(rule().to(name))
+            .build();
+        let retry = match *name {
+            "retried" => json!({"codes": [500, 503], "attempts": 2, "backoff": "20ms"}),
+            "exhausted" => json!({"codes": [503], "attempts": 1}),
+            _ => Value::Null,
+        };
+        if !retry.is_null() {
+            r["spec"]["rules"][0]["retry"] = retry;
+        }
+        objects.push(r);
+    }
+    let s = bed.apply(objects);
+    for (name, _) in &pods {
+        let r = ObjectRef::new(ObjectKind::HTTPRoute, EDGE, *name);
+        let accepted = s.gateway_status.routes[&r][0]
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Accepted" && c.status);
+        assert!(accepted, "{name}");
+    }
+    let hits = |i: usize| pods[i].1.1.load(Ordering::SeqCst);
+    let g = l7common::get(&bed.client, bed.proxy.http(), "retried.example", "/").await;
+    assert_eq!(g.status, StatusCode::OK, "{g:?}");
+    assert_eq!(hits(0), 2, "the first attempt and one retry");
+    let g = l7common::get(&bed.client, bed.proxy.http(), "not-retried.example", "/").await;
+    assert_eq!(g.status, StatusCode::SERVICE_UNAVAILABLE, "{g:?}");
+    assert_eq!(hits(1), 1);
+    let g = l7common::get(&bed.client, bed.proxy.http(), "exhausted.example", "/").await;
+    assert_eq!(g.status, StatusCode::SERVICE_UNAVAILABLE, "{g:?}");
+    assert_eq!(hits(2), 2, "attempts: 1 is one retry");
+}
+
+/// A self-signed certificate for `dns` names and `uris` (URI SANs such as SPIFFE IDs), PEM
+/// chain and key.
+fn cert_with_sans(dns: &[&str], uris: &[&str]) -> (String, String) {
+    let mut params =
+        rcgen::CertificateParams::new(dns.iter().map(|d| d.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    for u in uris {
+        params
+            .subject_alt_names
+            .push(rcgen::SanType::URI((*u).try_into().unwrap()));
+    }
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// BackendTLSPolicy `validation.subjectAltNames` through the proxy (Gateway API v1
+/// `BackendTLSPolicyValidation`: when SANs are given, the certificate MUST carry one of them
+/// and `hostname` is then only the SNI): a pod whose certificate has the policy's DNS name or
+/// URI (a SPIFFE ID) is reached (200); a pod whose certificate, trusted by the same CA
+/// bundle and carrying the `hostname`, lacks every listed SAN is not: the client gets 502,
+/// the proxy's answer to an upstream TLS failure, and the pod never sees the request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_tls_policy_subject_alt_names() {
+    const SPIFFE: &str = "spiffe://cluster.local/ns/edge/sa/pod";
+    let bed = Bed::start().await;
+    // (Service, pod certificate's DNS names and URIs, the policy's subjectAltNames, status)
+    type Case<'a> = (&'a str, &'a [&'a str], &'a [&'a str], Value, u16);
+    let cases: [Case<'_>; 4] = [
+        (
+            "dns-listed",
+            &["abc.example.com", "san.example.com"],
+            &[],
+            json!([{"type": "Hostname", "hostname": "san.example.com"}]),
+            200,
+        ),
+        (
+            "dns-missing",
+            &["abc.example.com"],
+            &[],
+            json!([{"type": "Hostname", "hostname": "san.example.com"}]),
+            502,
+        ),
+        (
+            "uri-listed",
+            &["abc.example.com"],
+            &[SPIFFE],
+            json!([{"type": "URI", "uri": SPIFFE}]),
+            200,
+        ),
+        (
+            "uri-missing",
+            &["abc.example.com"],
+            &["spiffe://cluster.local/ns/edge/sa/other"],
+            json!([{"type": "URI", "uri": SPIFFE}]),
+            502,
+        ),
+    ];
+    let mut pods = Vec::new();
+    let mut objs = Vec::new();
+    let mut route = http_route("to-tls-pods").hosts(&["abc.example.com"]);
+    let mut bundle = String::new();
+    for (svc, dns, uris, _, _) in &cases {
+        let (crt, key) = cert_with_sans(dns, uris);
+        bundle.push_str(&crt);
+        let pod = HttpBackend::start_tls("127.0.0.1:0".parse().unwrap(), svc, &crt, &key).unwrap();
+        objs.extend(service(EDGE, svc, &[("https", 443, None)], pod.addr));
+        route = route.rule(
+            rule()
+                .exact(&format!("/{svc}"))
+                .backend(json!({"name": svc, "port": 443})),
+        );
+        pods.push(pod);
+    }
+    objs.push(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "pod-cas", "namespace": EDGE}, "data": {"ca.crt": bundle}}));
+    for (svc, _, _, sans, _) in &cases {
+        objs.push(
+            json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "BackendTLSPolicy",
+            "metadata": {"name": svc, "namespace": EDGE},
+            "spec": {
+                "targetRefs": [{"group": "", "kind": "Service", "name": svc}],
+                "validation": {
+                    "caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": "pod-cas"}],
+                    "hostname": "abc.example.com",
+                    "subjectAltNames": sans
+                }
+            }}),
+        );
+    }
+    objs.push(route.build());
+    bed.apply(objs);
+    for ((svc, _, _, _, status), pod) in cases.iter().zip(&pods) {
+        let g = l7common::get(
+            &bed.client,
+            bed.proxy.http(),
+            "abc.example.com",
+            &format!("/{svc}"),
+        )
+        .await;
+        assert_eq!(g.status.as_u16(), *status, "{svc}: {g:?}");
+        if *status == 200 {
+            assert_eq!(g.pod(), *svc);
+        } else {
+            assert_eq!(pod.requests(), 0, "{svc}: the pod saw no request");
+        }
+    }
+}

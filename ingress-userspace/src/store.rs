@@ -14,8 +14,7 @@ use k8s_openapi::api::{
 
 use gateway_api::apis::standard::{
     backendtlspolicies::BackendTlsPolicy, gatewayclasses::GatewayClass, gateways::Gateway,
-    grpcroutes::GrpcRoute, httproutes::HttpRoute, listenersets::ListenerSet,
-    referencegrants::ReferenceGrant,
+    grpcroutes::GrpcRoute, listenersets::ListenerSet, referencegrants::ReferenceGrant,
 };
 use k8s_openapi::api::core::v1::Namespace;
 
@@ -25,6 +24,12 @@ use k8s_openapi::api::core::v1::Namespace;
 /// source watches the one served, [`crate::source::served_versions`]).
 pub type TcpRoute = gateway_api::apis::experimental::tcproutes::TcpRoute;
 pub type UdpRoute = gateway_api::apis::experimental::udproutes::UdpRoute;
+/// HTTPRoute v1 as the experimental channel has it: the standard fields and the
+/// experimental ones translation reads (`rules[].retry`, GEP-1731); a standard-channel object
+/// reads the same, without them.
+pub type HttpRoute = gateway_api::apis::experimental::httproutes::HttpRoute;
+/// The types [`HttpRoute`] is made of.
+pub use gateway_api::apis::experimental::httproutes;
 /// TLSRoute v1 (standard channel since Gateway API v1.5).
 pub type TlsRoute = gateway_api::apis::standard::tlsroutes::TlsRoute;
 /// `apiVersion` of TCPRoute and UDPRoute since Gateway API v1.6 (standard channel, storage

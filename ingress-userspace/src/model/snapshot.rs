@@ -732,6 +732,13 @@ pub struct NextUpstream {
     /// How long after the first attempt began another may start; zero: no limit (the
     /// default).
     pub timeout: Option<Duration>,
+    /// Least wait before each attempt after the first (Gateway API `HTTPRouteRetry.backoff`);
+    /// `None`: none, as nginx.
+    pub backoff: Option<Duration>,
+    /// An endpoint may be tried again for one request once every endpoint has been (Gateway
+    /// API `HTTPRouteRetry.attempts` counts a request's attempts, not endpoints); `false`:
+    /// never, as nginx's `proxy_next_upstream`.
+    pub repeat_endpoints: bool,
 }
 
 /// The cases of nginx's `proxy_next_upstream` (ngx_http_proxy_module); `off` is none of

@@ -1106,13 +1106,19 @@ where
         &prepared.parts.method,
         Instant::now(),
     );
-    // Bounded: `pick` returns a tried endpoint only to sticky retries, and `last` (below)
-    // bounds the attempts by the endpoints or, for those, by the default tries.
+    // Bounded: `pick` returns a tried endpoint only to sticky retries and to a round after
+    // the first of repeating ones, and `last` (below) bounds the attempts by the endpoints
+    // or, for those, by the default tries or the route's.
     loop {
+        if !tried.is_empty()
+            && let Some(wait) = retry.backoff()
+        {
+            tokio::time::sleep(wait).await;
+        }
         let Some(pick) = up.pick(&PickInput {
             headers: &prepared.parts.headers,
             client_ip,
-            tried: &tried,
+            tried: retry.avoid(&tried, up.slots.len()),
             https: out.client.https(),
             location_path: out.path.as_deref().map_or("", |p| p.as_str()),
         }) else {

@@ -9,7 +9,9 @@
 //! lists `non_idempotent`; the timeout counts from the first attempt and is checked when the
 //! next would start. Ours on top: the client's body is streamed, never buffered, so once an
 //! attempt has read from it the request cannot be sent again, whatever the route lists; and
-//! no endpoint is tried twice for one request.
+//! no endpoint is tried twice for one request, unless the route says attempts count per
+//! request ([`NextUpstream::repeat_endpoints`], a Gateway API retry): then every endpoint is
+//! tried once before any again, and each retry waits the route's backoff first.
 
 use std::time::Instant;
 
@@ -50,6 +52,10 @@ pub struct Retry {
     deadline: Option<Instant>,
     /// POST, LOCK or PATCH (nginx's list).
     non_idempotent: bool,
+    /// Least wait before each attempt after the first.
+    backoff: Option<std::time::Duration>,
+    /// Endpoints may be tried again once each has been.
+    repeat: bool,
 }
 
 impl Retry {
@@ -68,6 +74,23 @@ impl Retry {
             non_idempotent: *method == Method::POST
                 || *method == Method::PATCH
                 || method.as_str() == "LOCK",
+            backoff: policy.backoff.filter(|b| !b.is_zero()),
+            repeat: policy.repeat_endpoints,
+        }
+    }
+
+    /// The wait before an attempt after the first.
+    pub fn backoff(&self) -> Option<std::time::Duration> {
+        self.backoff
+    }
+
+    /// Of the endpoints `tried` so far (in order) on an upstream of `endpoints`, those the
+    /// next pick must avoid: all of them; with repeats, those of the current round (each
+    /// endpoint once before any again).
+    pub fn avoid<'t>(&self, tried: &'t [usize], endpoints: usize) -> &'t [usize] {
+        match endpoints {
+            n if self.repeat && n > 0 => &tried[tried.len() - tried.len() % n..],
+            _ => tried,
         }
     }
 
@@ -75,7 +98,9 @@ impl Retry {
     /// before an attempt: its request need not be kept for another when none may follow).
     pub fn may_follow(&self, done: usize, endpoints: usize) -> bool {
         let within = self.tries == 0 || done < usize::try_from(self.tries).unwrap_or(usize::MAX);
-        within && done < endpoints && self.when != RetryOn::OFF
+        // Repeats are bounded by the tries alone (never 0 there: translation sets them).
+        let endpoints_left = done < endpoints || (self.repeat && self.tries > 0 && endpoints > 0);
+        within && endpoints_left && self.when != RetryOn::OFF
     }
 
     /// Whether the failure `cause` of an attempt goes on to another endpoint (given that one
@@ -113,6 +138,7 @@ mod tests {
             when: Some(parse_when(when).expect("valid")),
             tries,
             timeout: timeout.map(Duration::from_millis),
+            ..Default::default()
         };
         let method = Method::from_bytes(method.as_bytes()).expect("method");
         Retry::new(&policy, 3, &method, Instant::now())
@@ -203,6 +229,7 @@ mod tests {
             when: None,
             tries: None,
             timeout: Some(Duration::from_secs(2)),
+            ..Default::default()
         };
         let r = Retry::new(&policy, 3, &Method::GET, start);
         assert!(r.retries(Cause::Error, SENT, start + Duration::from_millis(1999)));
@@ -213,5 +240,38 @@ mod tests {
         };
         let r = Retry::new(&none, 3, &Method::GET, start);
         assert!(r.retries(Cause::Error, SENT, start + Duration::from_secs(3600)));
+    }
+
+    /// Gateway API retries (`HTTPRouteRetry.attempts`: retries of one request): with one
+    /// endpoint, attempts go to it again up to the tries; with several, each is tried once
+    /// before any again; the backoff is kept; a zero backoff is none.
+    #[test]
+    fn repeats_go_round_the_endpoints_up_to_the_tries() {
+        let policy = NextUpstream {
+            when: Some(parse_when("http_503").expect("valid")),
+            tries: Some(3),
+            backoff: Some(Duration::from_millis(100)),
+            repeat_endpoints: true,
+            ..Default::default()
+        };
+        let r = Retry::new(&policy, 9, &Method::GET, Instant::now());
+        assert!(r.may_follow(1, 1) && r.may_follow(2, 1) && !r.may_follow(3, 1));
+        assert!(!r.may_follow(0, 0), "no endpoint, no attempt");
+        assert_eq!(r.avoid(&[0], 1), [0; 0]);
+        assert_eq!(r.avoid(&[1, 0], 3), [1, 0]);
+        assert_eq!(r.avoid(&[1, 0, 2, 1], 3), [1]);
+        assert_eq!(r.backoff(), Some(Duration::from_millis(100)));
+        let nginx = retry("http_503", Some(3), None, "GET");
+        assert_eq!(nginx.avoid(&[1, 0, 2], 3), [1, 0, 2]);
+        assert!(!nginx.may_follow(1, 1));
+        assert_eq!(nginx.backoff(), None);
+        let zero = NextUpstream {
+            backoff: Some(Duration::ZERO),
+            ..policy
+        };
+        assert_eq!(
+            Retry::new(&zero, 3, &Method::GET, Instant::now()).backoff(),
+            None
+        );
     }
 }

@@ -65,7 +65,8 @@ pub struct SourceArgs {
     pub publish_address: Vec<String>,
     /// Addresses Gateways are served on, each Gateway on its own (comma-separated CIDRs,
     /// FIRST-LAST ranges or single addresses, IPv4 or IPv6): the addresses MetalLB, kube-vip
-    /// or a BGP speaker brings to the nodes. A Gateway gets the `spec.addresses` it names
+    /// or a BGP speaker brings to the nodes (an IPv4 CIDR of /30 or wider without its network
+    /// and broadcast addresses). A Gateway gets the `spec.addresses` it names
     /// (each must be inside the pool), else one free address of the pool, kept across
     /// restarts through its `status.addresses`. Connections to a Gateway's address see only
     /// that Gateway. Default: none, every Gateway on every node address. See

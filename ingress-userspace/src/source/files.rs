@@ -31,13 +31,12 @@ use tracing::{debug, info, warn};
 use super::{EventSender, SourceEvent};
 use crate::{
     model::{Diagnostic, ObjectKind, ObjectRef, Severity},
-    store::{Change, Key, Object, Objects, SourceId, TcpRoute, TlsRoute, UdpRoute},
+    store::{Change, HttpRoute, Key, Object, Objects, SourceId, TcpRoute, TlsRoute, UdpRoute},
 };
 // The store's kinds, named as its list names them (the decoding is generated from it).
 use gateway_api::apis::standard::{
     backendtlspolicies::BackendTlsPolicy, gatewayclasses::GatewayClass, gateways::Gateway,
-    grpcroutes::GrpcRoute, httproutes::HttpRoute, listenersets::ListenerSet,
-    referencegrants::ReferenceGrant,
+    grpcroutes::GrpcRoute, listenersets::ListenerSet, referencegrants::ReferenceGrant,
 };
 use k8s_openapi::api::core::v1::Namespace;
 

@@ -21,7 +21,6 @@ use gateway_api::apis::standard::{
     gatewayclasses::GatewayClass,
     gateways::Gateway,
     grpcroutes::GrpcRoute,
-    httproutes::HttpRoute,
     listenersets::ListenerSet,
     referencegrants::{ReferenceGrant, ReferenceGrantSpec},
     tlsroutes::{TlsRouteSpec, TlsRouteStatus},
@@ -50,7 +49,7 @@ use super::{
 };
 use crate::{
     model::ObjectKind,
-    store::{ALL_KINDS, Change, Key, Object, SourceId, TcpRoute, TlsRoute, UdpRoute},
+    store::{ALL_KINDS, Change, HttpRoute, Key, Object, SourceId, TcpRoute, TlsRoute, UdpRoute},
 };
 use gateway_api::apis::experimental::{
     tcproutes::{TcpRouteSpec, TcpRouteStatus},

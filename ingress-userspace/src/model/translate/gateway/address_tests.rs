@@ -308,3 +308,67 @@ fn gateway_optional_address_value() {
     let ip: IpAddr = gw.addresses[0].parse().expect("an IP address");
     assert!(s.l7.gateway_addresses.contains_key(&ip));
 }
+
+/// `TCP` listeners of Gateways with different addresses share a port: each takes it on its
+/// own address (the XDP path's address frontends), so both are served. What takes the port
+/// on every address still excludes them: an older HTTP listener (the proxy's socket is on
+/// every address, whatever its Gateway's) keeps the port, and the younger addressed `TCP`
+/// listener gets `PortUnavailable`.
+#[test]
+fn tcp_listeners_on_different_gateway_addresses_share_a_port() {
+    let gw = |name: &str, created: &str, ip: &str, listener: &str| {
+        format!(
+            "---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: {name}, namespace: app, creationTimestamp: \"{created}\"}}\nspec:\n  gatewayClassName: xdp\n  addresses: [{{value: \"{ip}\"}}]\n  listeners: [{listener}]\n"
+        )
+    };
+    let route = |name: &str| {
+        format!(
+            "---\napiVersion: gateway.networking.k8s.io/v1\nkind: TCPRoute\nmetadata: {{name: {name}, namespace: app}}\nspec:\n  parentRefs: [{{name: {name}}}]\n  rules: [{{backendRefs: [{{name: db, port: 5432}}]}}]\n"
+        )
+    };
+    let pg = "{name: pg, port: 5432, protocol: TCP}";
+    let yaml = [
+        gw("one", "2024-01-01T00:00:00Z", "10.0.0.1", pg),
+        gw("two", "2024-01-02T00:00:00Z", "10.0.0.2", pg),
+        // The proxy's socket for 8080 is on every address: an older HTTP listener keeps it.
+        gw(
+            "web",
+            "2024-01-01T00:00:00Z",
+            "10.0.0.3",
+            "{name: web, port: 8080, protocol: HTTP}",
+        ),
+        gw(
+            "late",
+            "2024-01-03T00:00:00Z",
+            "10.0.0.4",
+            "{name: pg, port: 8080, protocol: TCP}",
+        ),
+        route("one"),
+        route("two"),
+        route("late"),
+    ]
+    .concat();
+    let s = with_pool(&yaml, "10.0.0.1-10.0.0.9");
+    let listener = |gw_name: &str| gateway(&s, gw_name).listeners[0].conditions.clone();
+    for name in ["one", "two"] {
+        assert_eq!(
+            cond(&listener(name), "Accepted"),
+            (true, "Accepted"),
+            "{name}"
+        );
+        assert_eq!(cond(&listener(name), "Programmed"), (true, "Programmed"));
+    }
+    assert_eq!(
+        cond(&listener("late"), "Accepted"),
+        (false, "PortUnavailable")
+    );
+    let mut frontends: Vec<String> = (s.l4.iter())
+        .filter(|l| l.service.kind == ObjectKind::TCPRoute)
+        .flat_map(|l| l.frontends.iter().map(|f| format!("{f:?}")))
+        .collect();
+    frontends.sort();
+    assert_eq!(
+        frontends,
+        ["Address(10.0.0.1:5432)", "Address(10.0.0.2:5432)"]
+    );
+}

@@ -28,6 +28,10 @@ pub const IP_ADDRESS: &str = "IPAddress";
 pub struct PoolRange {
     pub first: IpAddr,
     pub last: IpAddr,
+    /// The network and broadcast addresses of the IPv4 CIDR the range was written as, left
+    /// out of it (a /30 or wider: RFC 919 and RFC 922 reserve both, they are no host's
+    /// address on the segment); `None` for every other entry.
+    pub excluded: Option<(IpAddr, IpAddr)>,
 }
 
 /// A malformed `--gateway-address-pool` entry.
@@ -41,9 +45,10 @@ pub struct PoolError {
 impl FromStr for PoolRange {
     type Err = PoolError;
 
-    /// `10.0.0.0/24`, `10.0.0.10-10.0.0.20`, `2001:db8::/120` or one address. A CIDR's every
-    /// address is in the range (network and broadcast addresses too: write a range to leave
-    /// them out).
+    /// `10.0.0.0/24`, `10.0.0.10-10.0.0.20`, `2001:db8::/120` or one address. An IPv4 CIDR of
+    /// /30 or wider leaves out its network and broadcast addresses (`10.0.0.1-10.0.0.254` for
+    /// `10.0.0.0/24`); a /31 (RFC 3021 point-to-point), a /32 and IPv6 CIDRs (no broadcast
+    /// address) keep every address.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
         let err = |why: &str| PoolError {
@@ -55,6 +60,7 @@ impl FromStr for PoolRange {
                 .parse::<IpAddr>()
                 .map_err(|_| err(&format!("{v:?} is not an IP address")))
         };
+        let mut excluded = None;
         let (first, last) = if let Some((net, len)) = s.split_once('/') {
             let net = ip(net)?;
             let len: u32 = len.parse().map_err(|_| err("bad prefix length"))?;
@@ -66,7 +72,13 @@ impl FromStr for PoolRange {
             let mask = u128::MAX.checked_shl(host_bits).unwrap_or(0);
             let n = to_u128(net) & mask;
             let last = n | !mask & (u128::MAX >> (128 - bits));
-            (from_u128(n, net.is_ipv4()), from_u128(last, net.is_ipv4()))
+            let v4 = net.is_ipv4();
+            if v4 && len <= 30 {
+                excluded = Some((from_u128(n, v4), from_u128(last, v4)));
+                (from_u128(n + 1, v4), from_u128(last - 1, v4))
+            } else {
+                (from_u128(n, v4), from_u128(last, v4))
+            }
         } else if let Some((a, b)) = s.split_once('-') {
             (ip(a)?, ip(b)?)
         } else {
@@ -79,7 +91,11 @@ impl FromStr for PoolRange {
         if to_u128(first) > to_u128(last) {
             return Err(err("the first address is after the last"));
         }
-        Ok(PoolRange { first, last })
+        Ok(PoolRange {
+            first,
+            last,
+            excluded,
+        })
     }
 }
 
@@ -108,6 +124,13 @@ impl AddressPool {
             r.first.is_ipv4() == ip.is_ipv4()
                 && (to_u128(r.first)..=to_u128(r.last)).contains(&to_u128(ip))
         })
+    }
+
+    /// Whether `ip` is the network or broadcast address of a CIDR of the pool
+    /// ([`PoolRange::excluded`]), and of which range.
+    pub fn excluded(&self, ip: IpAddr) -> Option<&PoolRange> {
+        let ip = ip.to_canonical();
+        (self.ranges.iter()).find(|r| r.excluded.is_some_and(|(n, b)| ip == n || ip == b))
     }
 
     /// The first address in pool order not in `taken`. Steps at most `taken.len() + 1`
@@ -304,6 +327,12 @@ fn wanted_of(gw: &Gateway, pool: &AddressPool) -> Result<Option<Wanted>, Address
             None | Some("") => w.from_pool += 1,
             Some(v) => match v.parse::<IpAddr>() {
                 Ok(ip) if pool.contains(ip) => w.fixed.push(ip.to_canonical()),
+                Ok(ip) if let Some((n, b)) = pool.excluded(ip).and_then(|r| r.excluded) => {
+                    return Err(Addresses::NotUsable(format!(
+                        "{ip} is the network or broadcast address of a CIDR of the Gateway \
+                         address pool ({n}-{b}), not a host address"
+                    )));
+                }
                 Ok(ip) if pool.is_empty() => {
                     return Err(Addresses::NotUsable(format!(
                         "{ip} cannot be used: no --gateway-address-pool is set"

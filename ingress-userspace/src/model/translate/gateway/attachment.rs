@@ -9,7 +9,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use gateway_api::apis::standard::{gateways::Gateway, httproutes::HttpRoute};
+use crate::store::HttpRoute;
+use gateway_api::apis::standard::gateways::Gateway;
 
 use super::{GROUP, hostnames, listeners};
 use crate::{

@@ -10,7 +10,7 @@ use std::{
     sync::Arc,
 };
 
-use gateway_api::apis::standard::httproutes::HttpRouteRulesBackendRefs;
+use crate::store::httproutes::HttpRouteRulesBackendRefs;
 use k8s_openapi::api::core::v1::ServicePort;
 
 use super::reference_grant;

@@ -4,7 +4,7 @@
 //! supported: the rule is not served and the route's `Accepted` condition says so (spec: "If
 //! a reference to a custom filter type cannot be resolved, the filter MUST NOT be skipped").
 
-use gateway_api::apis::standard::httproutes::{
+use crate::store::httproutes::{
     HttpRouteRulesBackendRefs, HttpRouteRulesFilters, HttpRouteRulesFiltersCors,
     HttpRouteRulesFiltersRequestRedirectScheme as Scheme, HttpRouteRulesFiltersType as FilterType,
 };
@@ -169,6 +169,9 @@ pub fn policy(
                 }
             }
             FilterType::ExtensionRef => return Err("ExtensionRef filters are not supported".into()),
+            // Experimental channel (GEP-1494): a filter left out would let requests through
+            // unauthenticated.
+            FilterType::ExternalAuth => return Err("ExternalAuth filters are not supported".into()),
         }
     }
     if p.redirect.is_some() && p.rewrite.is_some() {

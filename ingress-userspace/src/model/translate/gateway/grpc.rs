@@ -21,7 +21,8 @@
 
 use std::cmp::Reverse;
 
-use gateway_api::apis::standard::{grpcroutes::GrpcRoute, httproutes::HttpRoute};
+use crate::store::HttpRoute;
+use gateway_api::apis::standard::grpcroutes::GrpcRoute;
 use serde_json::{Map, Value, json};
 
 use crate::model::{PathMatch, RouteMatch};

@@ -23,8 +23,9 @@
 //!   rejected"): [`L4Service::reject_weight`], Maglev entries holding no backend.
 //! - Port collisions: a listener port held by a NodePort Service (same protocol), a health
 //!   check node port, the proxy's HTTP/HTTPS ports or an HTTP/HTTPS Gateway listener's port
-//!   (TCP), or an older Gateway's listener (same protocol) gets `Accepted: False,
-//!   PortUnavailable`; the holder keeps serving ([`super::ports`] decides).
+//!   (TCP), or an older Gateway's listener (same protocol; for Gateways with addresses, on
+//!   one of the same addresses) gets `Accepted: False, PortUnavailable`; the holder keeps
+//!   serving ([`super::ports`] decides).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 

@@ -8,7 +8,7 @@
 
 use std::cmp::Reverse;
 
-use gateway_api::apis::standard::httproutes::{
+use crate::store::httproutes::{
     HttpRouteRulesMatches, HttpRouteRulesMatchesHeadersType as HeaderType,
     HttpRouteRulesMatchesPathType as PathType, HttpRouteRulesMatchesQueryParamsType as QueryType,
 };

@@ -17,6 +17,7 @@
 //! - [`ports`]: which listener holds which port, for every protocol.
 //! - [`tls_passthrough`]: TLSRoute on TLS passthrough listeners, as the proxy's SNI table.
 //! - [`timeouts`]: `rules[].timeouts` (request, backendRequest).
+//! - [`retry`]: `rules[].retry` (experimental, GEP-1731) on the proxy's retry machinery.
 
 pub mod addresses;
 pub mod attachment;
@@ -33,6 +34,7 @@ pub mod listeners;
 pub mod matching;
 pub mod ports;
 pub mod reference_grant;
+pub mod retry;
 pub mod timeouts;
 pub mod tls_passthrough;
 
@@ -54,7 +56,7 @@ use std::{
     sync::Arc,
 };
 
-use gateway_api::apis::standard::httproutes::HttpRoute;
+use crate::store::httproutes::HttpRoute;
 
 pub use listeners::{PortRange, ProxyPorts};
 
@@ -306,7 +308,9 @@ pub fn translate(
             rejected.insert(key.clone(), (reason, msg.clone()));
         }
     }
-    ports::claim(&mut gateways, ports::held(cx.l4_services, cx.ports));
+    ports::claim(&mut gateways, ports::held(cx.l4_services, cx.ports), |k| {
+        assigned.get(k).and_then(|a| a.assigned())
+    });
     // A Gateway none of whose own listeners is accepted serves no ListenerSet either.
     for (_, (_, ls, statuses)) in gateways.iter_mut() {
         let own_accepted = ls.iter().zip(statuses.iter()).any(|(l, s)| {
@@ -894,6 +898,18 @@ fn build_routes(
             }
         };
         gp.request_timeout = timeouts.request;
+        let next_upstream = match rule.retry.as_ref().map(retry::next_upstream).transpose() {
+            Ok(n) => n.unwrap_or_default(),
+            Err(e) => {
+                diags.error(
+                    oref,
+                    "UnsupportedValue",
+                    format!("rule {ri}: {e}; rule not served"),
+                );
+                built.unsupported.get_or_insert(format!("rule {ri}: {e}"));
+                continue;
+            }
+        };
         for m in mirrors {
             match backends::one(&from, &m.backend, objects, endpoints, cache, services) {
                 Ok(upstream) => gp.mirrors.push(crate::model::RequestMirror {
@@ -977,6 +993,8 @@ fn build_routes(
                 ..Default::default()
             },
             gateway: Some(Arc::new(gp)),
+            // `retry` (GEP-1731), on the proxy's `proxy-next-upstream` machinery.
+            next_upstream,
             ..Default::default()
         });
         let matches: &[_] = match rule.matches.as_deref() {

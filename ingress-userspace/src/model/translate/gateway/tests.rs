@@ -365,6 +365,75 @@ spec:
     );
 }
 
+/// `retry` (experimental channel, GEP-1731; the conformance test HTTPRouteRetry's rules):
+/// the rule's route retries its codes (and connection errors) `attempts` times, repeating
+/// endpoints, with the backoff; a rule without `retry` keeps the proxy's defaults (no status
+/// retried); a value the CRD refuses keeps the rule out (`Accepted: False, UnsupportedValue`).
+/// An `ExternalAuth` filter, which the experimental channel also adds, keeps its rule out
+/// rather than serving it unauthenticated.
+#[test]
+fn httproute_retry_is_the_routes_retry_policy() {
+    let yaml = format!(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: app}}
+spec:
+  gatewayClassName: xdp
+  listeners: [{{name: http, port: 80, protocol: HTTP}}]
+{}{}{}{}"#,
+        route(
+            "retries",
+            "app",
+            "{name: gw}",
+            "  hostnames: [retry.example]\n  rules:\n  - {matches: [{path: {type: PathPrefix, value: /code-500-attempts-3}}], retry: {codes: [500], attempts: 3, backoff: 100ms}, backendRefs: [{name: web, port: 8080}]}\n  - {matches: [{path: {type: PathPrefix, value: /none}}], backendRefs: [{name: web, port: 8080}]}\n"
+        ),
+        route(
+            "bad-code",
+            "app",
+            "{name: gw}",
+            "  hostnames: [bad-code.example]\n  rules: [{retry: {codes: [200]}, backendRefs: [{name: web, port: 8080}]}]\n"
+        ),
+        route(
+            "bad-backoff",
+            "app",
+            "{name: gw}",
+            "  hostnames: [bad-backoff.example]\n  rules: [{retry: {backoff: soon}, backendRefs: [{name: web, port: 8080}]}]\n"
+        ),
+        route(
+            "ext-auth",
+            "app",
+            "{name: gw}",
+            "  hostnames: [ext-auth.example]\n  rules: [{filters: [{type: ExternalAuth, externalAuth: {protocol: HTTP, backendRef: {name: web, port: 8080}}}], backendRefs: [{name: web, port: 8080}]}]\n"
+        ),
+    );
+    let s = snapshot(&yaml);
+    let routes = &s.l7.hosts["retry.example"].routes;
+    let of = |path: &str| {
+        let r = (routes.iter())
+            .find(|r| matches!(&r.matches.path, crate::model::PathMatch::Prefix(p) if p == path))
+            .unwrap_or_else(|| panic!("no route {path}"));
+        r.policy.next_upstream.clone()
+    };
+    let n = of("/code-500-attempts-3");
+    let when = n.when.unwrap();
+    assert_eq!(when.statuses, [500]);
+    assert!(when.error && when.timeout);
+    assert_eq!(n.tries, Some(4), "three retries");
+    assert_eq!(n.backoff, Some(std::time::Duration::from_millis(100)));
+    assert!(n.repeat_endpoints);
+    assert_eq!(of("/none"), crate::model::NextUpstream::default());
+    assert_eq!(
+        cond(route_parent(&s, "app", "retries"), "Accepted"),
+        (true, "Accepted")
+    );
+    for r in ["bad-code", "bad-backoff", "ext-auth"] {
+        assert!(!s.l7.hosts.contains_key(&format!("{r}.example")), "{r}");
+        let reason = cond(route_parent(&s, "app", r), "Accepted");
+        assert!(!reason.0, "{r}: {reason:?}");
+    }
+}
+
 /// A route attached only to the HTTP listener is not served over TLS, one attached only to
 /// the HTTPS listener not over plain HTTP, one attached to both over either (a route attaches
 /// to listeners, and the proxy tells them apart by the connection's scheme).

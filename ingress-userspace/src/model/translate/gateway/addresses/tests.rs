@@ -41,7 +41,7 @@ fn of(out: &BTreeMap<Key, Addresses>, name: &str) -> Addresses {
 #[test]
 fn pool_entries_cidr_range_and_single_address() {
     let p = pool("10.0.0.0/30, 10.0.1.5-10.0.1.6,2001:db8::/127,192.0.2.9");
-    assert!(p.contains(ip("10.0.0.0")) && p.contains(ip("10.0.0.3")));
+    assert!(p.contains(ip("10.0.0.1")) && p.contains(ip("10.0.0.2")));
     assert!(!p.contains(ip("10.0.0.4")));
     assert!(p.contains(ip("10.0.1.6")) && !p.contains(ip("10.0.1.7")));
     assert!(p.contains(ip("2001:db8::1")) && !p.contains(ip("2001:db8::2")));
@@ -190,4 +190,64 @@ fn a_huge_ipv6_pool_is_drawn_from_without_walking_it() {
         .collect();
     let out = run(&gws, &p);
     assert_eq!(of(&out, "g2"), Addresses::Assigned(vec![ip("2001:db8::2")]));
+}
+
+/// An IPv4 CIDR of /30 or wider leaves out its network and broadcast addresses (RFC 919,
+/// RFC 922: no host's address on the segment): they are never handed out, never kept from a
+/// status, and written in `spec.addresses` they are `AddressNotUsable`. A /31 (RFC 3021
+/// point-to-point links), a /32 and IPv6 CIDRs (IPv6 has no broadcast address) keep every
+/// address; so does a `FIRST-LAST` range (its ends are as written).
+#[test]
+fn ipv4_cidrs_leave_out_network_and_broadcast_addresses() {
+    let p = pool("10.0.0.0/30");
+    assert!(!p.contains(ip("10.0.0.0")) && !p.contains(ip("10.0.0.3")));
+    assert!(p.contains(ip("10.0.0.1")) && p.contains(ip("10.0.0.2")));
+    assert!(!p.contains(ip("::ffff:10.0.0.3")));
+    let p24 = pool("192.0.2.0/24");
+    assert!(!p24.contains(ip("192.0.2.0")) && !p24.contains(ip("192.0.2.255")));
+    assert!(p24.contains(ip("192.0.2.1")) && p24.contains(ip("192.0.2.254")));
+    let all = pool("10.0.1.0/31,10.0.2.7/32,2001:db8::/126,10.0.3.0-10.0.3.255");
+    for kept in [
+        "10.0.1.0",
+        "10.0.1.1",
+        "10.0.2.7",
+        "2001:db8::",
+        "2001:db8::3",
+        "10.0.3.0",
+        "10.0.3.255",
+    ] {
+        assert!(all.contains(ip(kept)), "{kept}");
+        assert!(all.excluded(ip(kept)).is_none(), "{kept}");
+    }
+    // Drawn in pool order: the host addresses only, then the pool is exhausted.
+    let gws = [
+        gw("a", "2024-01-01T00:00:00Z", "[]", "[]"),
+        gw("b", "2024-01-02T00:00:00Z", "[]", "[]"),
+        gw("c", "2024-01-03T00:00:00Z", "[]", "[]"),
+    ];
+    let out = run(&gws, &p);
+    assert_eq!(of(&out, "a"), Addresses::Assigned(vec![ip("10.0.0.1")]));
+    assert_eq!(of(&out, "b"), Addresses::Assigned(vec![ip("10.0.0.2")]));
+    assert!(matches!(of(&out, "c"), Addresses::NotAssigned(_)));
+    // Written, or kept from a status written before the pool was read this way.
+    for (name, addresses, status) in [
+        ("network", "[{value: 10.0.0.0}]", "[]"),
+        ("broadcast", "[{value: 10.0.0.3}]", "[]"),
+    ] {
+        let out = run(&[gw(name, "2024-01-01T00:00:00Z", addresses, status)], &p);
+        match of(&out, name) {
+            Addresses::NotUsable(m) => assert!(m.contains("not a host address"), "{m}"),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    let out = run(
+        &[gw(
+            "stale",
+            "2024-01-01T00:00:00Z",
+            "[]",
+            "[{type: IPAddress, value: 10.0.0.3}]",
+        )],
+        &p,
+    );
+    assert_eq!(of(&out, "stale"), Addresses::Assigned(vec![ip("10.0.0.1")]));
 }
