@@ -285,7 +285,10 @@ fn bench_at(count: usize, out: &mut testbed::bench_out::BenchOut) {
     if std::env::var_os("BENCH_DAEMON_ONLY").is_none() {
         bench_in_process(count, &objects, store_bytes, endpoints, out);
     }
-    bench_daemon(count, &objects, endpoints, out);
+    // `BENCH_IN_PROCESS_ONLY=1`: only the in-process part (profiling it with `perf`).
+    if std::env::var_os("BENCH_IN_PROCESS_ONLY").is_none() {
+        bench_daemon(count, &objects, endpoints, out);
+    }
 }
 
 /// Heap bytes of each part the daemon keeps at this scale, weighed with the counting allocator

@@ -31,8 +31,9 @@ pub struct Snapshot {
     pub l4: Vec<L4Service>,
     /// Sorted by object.
     pub diagnostics: Vec<Diagnostic>,
-    /// Ingresses of this controller's class (for status and `explain`), sorted.
-    pub owned_ingresses: Vec<ObjectRef>,
+    /// Ingresses of this controller's class (for status and `explain`), sorted. Shared: a
+    /// change that keeps the set (most) copies no ref of the 10k.
+    pub owned_ingresses: Arc<Vec<ObjectRef>>,
     /// `--node-name` of this daemon: endpoints whose `node_name` equals it are local (the
     /// local proxy of a `local_proxy` service).
     pub local_node: Option<String>,

@@ -1,6 +1,10 @@
 //! [`Runtime::build`] from a previous runtime (compiled hosts and upstream runtimes taken as
 //! they are where the snapshot kept the same `Arc`s) against a compile from scratch, over
-//! random sequences of snapshot changes.
+//! random sequences of snapshot changes; so too the parts [`ProxyHandle::apply`] keeps while
+//! a snapshot did not change them (the certificate table, the rate-limit zones: [`changes`]).
+//!
+//! [`ProxyHandle::apply`]: super::ProxyHandle::apply
+//! [`changes`]: super::changes
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -12,12 +16,15 @@ use http::HeaderMap;
 use proptest::prelude::*;
 
 use super::{
-    Runtime,
+    Runtime, changes,
     fixtures::{path, route_to, upstream_at, vhost},
     router::{CompiledAction, Lookup, RequestView},
     upstream::HealthPolicy,
 };
-use crate::model::{L7Config, LoadBalancing, Snapshot, Upstream, VirtualHost, WeightedUpstream};
+use crate::model::{
+    L7Config, LoadBalancing, ObjectKind, ObjectRef, RateLimit, Snapshot, TlsCertificate, Upstream,
+    VirtualHost, WeightedUpstream,
+};
 
 /// Exact names (two differ only in case, as a snapshot may hold them), a wildcard, any host.
 const HOSTS: [&str; 5] = [
@@ -59,6 +66,33 @@ enum Step {
     /// Host `.0` is made again: a new `Arc` of every spec (equal values) and of the host.
     Copy(usize),
     DefaultBackend(Option<Backend>),
+    /// Host `.0`'s name gets certificate `.1` (one of [`pems`]; a new `Arc` each time), or
+    /// none.
+    Cert(usize, Option<usize>),
+    /// The default certificate.
+    DefaultCert(Option<usize>),
+    /// Host `.0`'s routes get a rate limit of `.1` requests per second, or none.
+    Limit(usize, Option<u32>),
+}
+
+/// Two certificates, made once.
+fn pems() -> &'static [(String, String); 2] {
+    static PEMS: std::sync::OnceLock<[(String, String); 2]> = std::sync::OnceLock::new();
+    PEMS.get_or_init(|| {
+        [
+            super::tls::self_signed_pem(&["one.test"]).expect("rcgen"),
+            super::tls::self_signed_pem(&["two.test"]).expect("rcgen"),
+        ]
+    })
+}
+
+fn certificate(n: usize) -> Arc<TlsCertificate> {
+    let (chain, key) = &pems()[n];
+    Arc::new(TlsCertificate {
+        secret: ObjectRef::new(ObjectKind::Secret, "default", format!("cert{n}")),
+        chain_pem: chain.as_bytes().into(),
+        key_pem: key.as_bytes().into(),
+    })
 }
 
 fn backend() -> impl Strategy<Value = Backend> {
@@ -76,6 +110,9 @@ fn step() -> impl Strategy<Value = Step> {
         3 => (backend(), 0..4u8).prop_map(|(b, n)| Step::Endpoints(b, n)),
         2 => (0..HOSTS.len()).prop_map(Step::Copy),
         1 => prop::option::of(backend()).prop_map(Step::DefaultBackend),
+        2 => (0..HOSTS.len(), prop::option::of(0..2usize)).prop_map(|(h, c)| Step::Cert(h, c)),
+        1 => prop::option::of(0..2usize).prop_map(Step::DefaultCert),
+        2 => (0..HOSTS.len(), prop::option::of(1..3u32)).prop_map(|(h, l)| Step::Limit(h, l)),
     ]
 }
 
@@ -87,6 +124,11 @@ struct World {
     /// Host -> its routes and the virtual host made of them.
     hosts: BTreeMap<usize, (Routes, Arc<VirtualHost>)>,
     default_backend: Option<Arc<Upstream>>,
+    /// Certificates by host (index in [`HOSTS`]).
+    certs: BTreeMap<usize, Arc<TlsCertificate>>,
+    default_cert: Option<Arc<TlsCertificate>>,
+    /// Rate limits (requests per second) by host.
+    limits: BTreeMap<usize, u32>,
     version: u64,
 }
 
@@ -101,6 +143,16 @@ impl World {
             .map(|(p, backends)| {
                 let (kind, p) = PATHS[*p];
                 let mut r = route_to(path(kind, p), self.spec(backends[0]));
+                if let Some(rps) = self.limits.get(&h) {
+                    Arc::make_mut(&mut r.policy).rate_limit = Some(Arc::new(RateLimit {
+                        zone: format!("default/host{h}"),
+                        rps: Some(*rps),
+                        rpm: None,
+                        burst_multiplier: 5,
+                        connections: None,
+                        exempt: Vec::new(),
+                    }));
+                }
                 r.action = crate::model::RouteAction::Forward(
                     backends
                         .iter()
@@ -155,8 +207,29 @@ impl World {
                     }
                     self.hosts.insert(*h, (routes, Arc::new(copy)));
                 }
+                if let Some(c) = self.certs.get_mut(h) {
+                    *c = Arc::new((**c).clone());
+                }
             }
             Step::DefaultBackend(b) => self.default_backend = b.map(|b| self.spec(b)),
+            Step::Cert(h, Some(c)) => {
+                self.certs.insert(*h, certificate(*c));
+            }
+            Step::Cert(h, None) => {
+                self.certs.remove(h);
+            }
+            Step::DefaultCert(c) => self.default_cert = c.map(certificate),
+            Step::Limit(h, l) => {
+                match l {
+                    Some(rps) => self.limits.insert(*h, *rps),
+                    None => self.limits.remove(h),
+                };
+                // Translation makes the host anew when its annotations change.
+                if let Some((routes, _)) = self.hosts.get(h).cloned() {
+                    let vh = self.vhost(*h, &routes);
+                    self.hosts.insert(*h, (routes, vh));
+                }
+            }
         }
     }
 
@@ -164,6 +237,10 @@ impl World {
         self.version += 1;
         let mut l7 = L7Config {
             default_backend: self.default_backend.clone(),
+            default_certificate: self.default_cert.clone(),
+            certificates: (self.certs.iter())
+                .map(|(h, c)| (HOSTS[*h].to_string(), Arc::clone(c)))
+                .collect(),
             ..L7Config::default()
         };
         for (h, (_, vh)) in &self.hosts {
@@ -249,27 +326,67 @@ fn behaviour(rt: &Runtime) -> (Vec<String>, BTreeMap<String, String>) {
     let upstreams = rt
         .upstreams
         .iter()
-        .map(|(k, u)| (k.clone(), format!("{:?}", u.spec)))
+        .map(|(k, u)| (k.to_string(), format!("{:?}", u.spec)))
         .collect();
     (answers, upstreams)
+}
+
+/// The certificate each request host gets (`None`: the store's generated one).
+fn certificates_served(store: &super::tls::CertStore) -> Vec<Option<Vec<u8>>> {
+    REQUEST_HOSTS
+        .iter()
+        .chain(&HOSTS)
+        .map(|h| store.served(Some(h)))
+        .chain([store.served(None)])
+        .collect()
+}
+
+/// The rate-limit zones a snapshot's routes need.
+fn zones(l7: &L7Config) -> Vec<String> {
+    let mut z: Vec<String> = super::rate_limits_of(l7, None)
+        .iter()
+        .map(|l| format!("{l:?}"))
+        .collect();
+    z.sort();
+    z.dedup();
+    z
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     /// Whatever a snapshot kept, the runtime built from the previous one answers every
-    /// request as one compiled from scratch, and holds the same upstreams.
+    /// request as one compiled from scratch, and holds the same upstreams; the certificate
+    /// table and the rate-limit zones kept while unchanged are those made from scratch.
     #[test]
     fn reused_runtime_answers_as_fresh(steps in prop::collection::vec(step(), 1..24)) {
         let health = HealthPolicy::default();
         let mut world = World::default();
-        let mut live = Runtime::build(&world.snapshot(), None, health).0;
+        let mut installed = world.snapshot();
+        let mut live = Runtime::build(&installed, None, health).0;
+        let certs = super::tls::CertStore::new().expect("store");
+        certs.update(&installed.l7);
+        let mut live_zones = zones(&installed.l7);
         for (n, s) in steps.iter().enumerate() {
             world.apply(s);
             let snap = world.snapshot();
             let reused = Runtime::build(&snap, Some(&live), health).0;
             let fresh = Runtime::build(&snap, None, health).0;
             prop_assert_eq!(behaviour(&reused), behaviour(&fresh), "step {}: {:?}", n, s);
+            // As `ProxyHandle::apply` does: kept while unchanged, else made anew.
+            certs.update_from(&snap.l7, Some(&installed.l7));
+            let fresh_certs = super::tls::CertStore::new().expect("store");
+            fresh_certs.update(&snap.l7);
+            prop_assert_eq!(
+                certificates_served(&certs),
+                certificates_served(&fresh_certs),
+                "step {}: {:?}", n, s
+            );
+            if !changes::same_rate_limits(&installed.l7, &snap.l7) {
+                live_zones = zones(&snap.l7);
+            }
+            prop_assert_eq!(&live_zones, &zones(&snap.l7), "step {}: {:?}", n, s);
+            installed = snap;
             // Health probes and `endpoint_health` see the very runtimes requests use.
             for h in reused.routes.handles() {
                 prop_assert!(

@@ -50,7 +50,7 @@ impl StatusWriter {
 
     pub async fn sync(&mut self, snapshot: &Snapshot) {
         let want = &snapshot.status_addresses;
-        for r in &snapshot.owned_ingresses {
+        for r in snapshot.owned_ingresses.iter() {
             if self.written.get(r) == Some(want) {
                 continue;
             }

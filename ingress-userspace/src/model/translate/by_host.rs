@@ -10,7 +10,10 @@
 //! a backend outside the namespaces translated, refused endpoint addresses. Tests
 //! (`incremental_tests`) check random change sequences against a full translation.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::{
+    collections::{BTreeSet, HashMap, HashSet},
+    sync::Arc,
+};
 
 use k8s_openapi::api::networking::v1::Ingress;
 
@@ -265,17 +268,27 @@ impl Translator {
         snap.diagnostics.sort();
         snap.diagnostics.dedup();
 
-        // Sorted: a few removals and insertions, not a pass over every owned Ingress.
-        let owned = &mut snap.owned_ingresses;
-        for k in &ingresses {
-            let o = ObjectRef::new(ObjectKind::Ingress, k.namespace.clone(), k.name.clone());
-            if let Ok(i) = owned.binary_search(&o) {
-                owned.remove(i);
+        // Sorted: a few removals and insertions, not a pass over every owned Ingress; and
+        // none (the list stays shared) when the changed Ingresses stay owned or not as they were.
+        let mut was_owned: Vec<ObjectRef> = (ingresses.iter())
+            .map(|k| ObjectRef::new(ObjectKind::Ingress, k.namespace.clone(), k.name.clone()))
+            .filter(|o| snap.owned_ingresses.binary_search(o).is_ok())
+            .collect();
+        was_owned.sort();
+        let mut now_owned = part.owned_ingresses;
+        now_owned.sort();
+        now_owned.dedup();
+        if was_owned != now_owned {
+            let owned = Arc::make_mut(&mut snap.owned_ingresses);
+            for o in &was_owned {
+                if let Ok(i) = owned.binary_search(o) {
+                    owned.remove(i);
+                }
             }
-        }
-        for o in part.owned_ingresses {
-            if let Err(i) = owned.binary_search(&o) {
-                owned.insert(i, o);
+            for o in now_owned {
+                if let Err(i) = owned.binary_search(&o) {
+                    owned.insert(i, o);
+                }
             }
         }
 

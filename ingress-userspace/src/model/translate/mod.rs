@@ -503,7 +503,7 @@ impl Translator {
             l7,
             l4,
             diagnostics: diags.finish(),
-            owned_ingresses,
+            owned_ingresses: Arc::new(owned_ingresses),
             local_node: self.config.node_name.clone(),
             status_addresses,
             unsupported_annotations,
