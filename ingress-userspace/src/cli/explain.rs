@@ -864,6 +864,13 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                         .map(|u| u.service.clone()),
                 });
             }
+            // The proxy's first step on a route: a denied location answers 503 and nothing else.
+            if let Some(why) = &route.policy.response.denied {
+                e.outcome = Outcome::Respond;
+                e.status = Some(503);
+                e.reason = why.clone();
+                return e;
+            }
             let extra =
                 crate::proxy::cors::for_request(&route.policy.response, &method_value, &headers);
             e.response_headers = extra
@@ -881,6 +888,37 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
             let port = if q.https { "443" } else { "80" };
             if let Some(a) = rewrite::redirect(route, &step, port) {
                 redirected(&mut e, a);
+                return e;
+            }
+            // The proxy's next step: a Gateway API `RequestRedirect`, with the same inputs.
+            if let Some(r) = route
+                .policy
+                .gateway
+                .as_ref()
+                .and_then(|g| g.redirect.as_ref())
+            {
+                let location = crate::proxy::gateway_filters::redirect_location(
+                    r,
+                    &route.path,
+                    step.scheme,
+                    &target.host,
+                    port.parse().unwrap_or(0),
+                    step.path,
+                    step.query,
+                );
+                redirected(
+                    &mut e,
+                    rewrite::Answer {
+                        status: r.status,
+                        location,
+                        why: "RequestRedirect",
+                    },
+                );
+                e.reason = format!(
+                    "RequestRedirect filter of {}: {}",
+                    route.origin.object,
+                    crate::model::answer::location_shape(r)
+                );
                 return e;
             }
             match &route.action {
@@ -1251,6 +1289,46 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// A Gateway with HTTPRoute rules that answer without a backend: two redirects and one
+/// rule with only a header filter.
+#[cfg(test)]
+pub(crate) const GATEWAY_REDIRECTS_FOR_TESTS: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: xdp}
+spec: {controllerName: xdp-ingress.dev/controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: xdp
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: redirects, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: [www.gw.test]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /old}}]
+    filters:
+    - type: RequestRedirect
+      requestRedirect:
+        scheme: https
+        statusCode: 301
+        path: {type: ReplacePrefixMatch, replacePrefixMatch: /new}
+  - matches: [{path: {type: Exact, value: /moved}}]
+    filters:
+    - type: RequestRedirect
+      requestRedirect: {hostname: other.test, path: {type: ReplaceFullPath, replaceFullPath: /}}
+  - matches: [{path: {type: Exact, value: /filtered}}]
+    filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier: {set: [{name: x-a, value: b}]}
+"#;
 
 #[cfg(test)]
 mod tests {
@@ -1888,6 +1966,37 @@ spec:
         );
         let e = explain(&s, &q("gw.test", "/x"));
         assert_eq!(e.outcome, Outcome::NotFound, "{e:?}");
+    }
+
+    /// Redirecting HTTPRoute rules (no backendRefs: the CRD refuses them beside a
+    /// RequestRedirect) are explained by what the client gets, status and `Location` as the
+    /// proxy builds them (spec: `HTTPRequestRedirectFilter`), not as the 500 a rule without
+    /// backends would get; a rule with only a header filter gets the spec's 500.
+    #[test]
+    fn explains_a_request_redirect_by_its_status_and_location() {
+        let objects = Objects::from_objects(
+            crate::source::files::parse_manifests(super::GATEWAY_REDIRECTS_FOR_TESTS).unwrap(),
+        );
+        let s = translate(&objects, &TranslateConfig::default());
+        let e = explain(&s, &q("www.gw.test", "/old/a?x=1"));
+        assert_eq!(
+            (&e.outcome, e.status, e.redirect_to.as_deref()),
+            (
+                &Outcome::Redirect,
+                Some(301),
+                Some("https://www.gw.test/new/a?x=1")
+            ),
+            "{e:?}"
+        );
+        assert!(e.reason.contains("RequestRedirect"), "{}", e.reason);
+        let e = explain(&s, &q("www.gw.test", "/moved"));
+        assert_eq!(
+            (&e.outcome, e.status, e.redirect_to.as_deref()),
+            (&Outcome::Redirect, Some(302), Some("http://other.test/"))
+        );
+        let e = explain(&s, &q("www.gw.test", "/filtered"));
+        assert_eq!((&e.outcome, e.status), (&Outcome::Respond, Some(500)));
+        assert_eq!(e.reason, "no backendRefs");
     }
 
     /// A GRPCRoute: the call's `/service/method` finds its rule; the rule's filters, timeouts

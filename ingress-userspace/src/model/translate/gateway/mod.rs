@@ -858,10 +858,17 @@ fn build_routes(
         if b.headers.iter().any(|h| *h != Default::default()) {
             gp.backend_headers = b.headers.clone();
         }
+        // Spec (`HTTPRouteRule.backendRefs`): with none, or none valid, and no filter that
+        // answers (a RequestRedirect, which the proxy applies first), the client gets 500.
         let action = if b.forward.is_empty() {
+            let none = rule.backend_refs.as_deref().unwrap_or_default().is_empty();
             RouteAction::Respond {
                 status: 500,
-                reason: "no valid backendRef".into(),
+                reason: if none {
+                    "no backendRefs".into()
+                } else {
+                    "no valid backendRef".into()
+                },
             }
         } else {
             RouteAction::Forward(b.forward)
