@@ -129,7 +129,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     translate_config.gateway_ports = crate::model::translate::gateway::ProxyPorts {
         http: proxy.http_addr().port(),
         https: proxy.https_addr().port(),
-        gateway_range: args.proxy.gateway_listener_ports,
+        gateway_range: args.proxy.ports.gateway_listener_ports,
     };
     // hostNetwork: clients reach the proxy on the node's addresses at the sockets it bound,
     // through no service frontend; the node-wide SYN limit applies there too (or is lifted
