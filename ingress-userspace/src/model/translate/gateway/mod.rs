@@ -31,6 +31,7 @@ pub mod listeners;
 pub mod matching;
 pub mod ports;
 pub mod reference_grant;
+pub mod strays;
 pub mod timeouts;
 pub mod tls_passthrough;
 
@@ -130,6 +131,7 @@ pub fn translate(
     diags: &mut Diagnostics,
 ) -> Output {
     let mut out = Output::default();
+    strays::report(objects, cx.controller_name, diags);
     // GatewayClasses of our controller: Accepted, unless they name parameters. No parameters
     // kind is ours to read, so the spec's "If the referent cannot be found, refers to an
     // unsupported kind ... the GatewayClass SHOULD be rejected with the Accepted condition
