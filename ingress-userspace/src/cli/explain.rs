@@ -3,7 +3,9 @@
 //! or the default backend / 404 and why. With `--https`, a Gateway API TLSRoute that passes the
 //! host (SNI) is shown with its parents; with `--port` (and `--protocol`), the L4 service of
 //! the XDP path that takes connections to that node port: a TCPRoute's or UDPRoute's listener
-//! (or a NodePort Service), its endpoints and the route's parents.
+//! (or a NodePort Service), its endpoints and the route's parents. The request arrives on the
+//! port of `--url` or `--host`, else on `run`'s `--http-port`/`--https-port` (the same flags).
+//! With `--gateway`, the status the daemon would write ([`super::explain_gateway`]).
 //!
 //! [`explain`] is a pure function over a [`Snapshot`] and uses the proxy's own request front
 //! (host checks, path normalisation) and route table, so what it says is what the proxy does.
@@ -38,13 +40,20 @@ pub struct ExplainArgs {
     pub manifests: PathBuf,
     /// Host of the request (port allowed: the request arrives on that port, else on
     /// --http-port, or --https-port with --https).
-    #[arg(long, required_unless_present_any = ["port", "url"], default_value = "")]
+    #[arg(long, required_unless_present_any = ["port", "url", "gateway"], default_value = "")]
     pub host: String,
     /// The request as a URL (`http://shop.example:8080/cart?x=1`): scheme (https as
     /// --https), host, the port the request arrives on (else the scheme's --http-port or
     /// --https-port) and the target. Instead of --host, --path and --https.
     #[arg(long, conflicts_with_all = ["host", "path", "https", "port"])]
     pub url: Option<Uri>,
+    /// Instead of a request: the status the daemon would write for this Gateway
+    /// (`NAMESPACE/NAME`, or `NAME` in `default`) — its GatewayClass's `Accepted`, the
+    /// Gateway's `Accepted` and `Programmed` with reasons, each listener's conditions and
+    /// `attachedRoutes`, its `addresses`, and each route's `status.parents` entries of ours —
+    /// or why it is not ours.
+    #[arg(long, value_parser = parse_gateway, conflicts_with_all = ["url", "port", "host"])]
+    pub gateway: Option<crate::store::Key>,
     /// Explain a TCP or UDP connection to this node port instead of a request: the L4
     /// service of the XDP path that takes it (a TCPRoute/UDPRoute listener, or a NodePort).
     /// For an HTTP request on a port, give the port in --host or --url.
@@ -161,6 +170,17 @@ impl GlobalLimitFlags {
             ..Default::default()
         };
         crate::proxy::settings::global_limit(&args, s).map(|l| (*l).clone())
+    }
+}
+
+/// `NAMESPACE/NAME`, or `NAME` in `default`.
+fn parse_gateway(s: &str) -> Result<crate::store::Key, String> {
+    if s.contains('/') {
+        crate::source::args::parse_key(s)
+    } else if s.is_empty() {
+        Err("a Gateway name is needed".into())
+    } else {
+        Ok(crate::store::Key::new("default", s))
     }
 }
 
@@ -1209,6 +1229,17 @@ pub fn add_related_diagnostics(
             gateways.insert(ObjectRef::new(ObjectKind::Gateway, ns, p.name.clone()));
         }
     }
+    // And their classes: a class of another controller is noted, a missing one reported.
+    related.extend(gateways.iter().filter_map(|g| {
+        let gw = objects
+            .gateways
+            .get(&crate::store::Key::new(&g.namespace, g.name.clone()))?;
+        Some(ObjectRef::new(
+            ObjectKind::GatewayClass,
+            "",
+            gw.spec.gateway_class_name.clone(),
+        ))
+    }));
     related.extend(gateways);
     let services = e
         .backends
@@ -1324,6 +1355,19 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
     let objects = load_objects(&args.manifests)
         .with_context(|| format!("loading manifests from {}", args.manifests.display()))?;
     let snapshot = translate(&objects, &config);
+    if let Some(key) = &args.gateway {
+        let e = super::explain_gateway::explain_gateway(
+            &snapshot,
+            &objects,
+            key,
+            &args.controller_name,
+        );
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&e).context("encoding JSON")?
+        );
+        return Ok(());
+    }
     if let Some(port) = args.port {
         let e = explain_l4(&snapshot, args.protocol.into(), args.address, port);
         println!(
@@ -2270,6 +2314,46 @@ spec:
         assert_eq!(host_port("a.test:8080"), Some(8080));
         assert_eq!(host_port("[::1]"), None);
         assert_eq!(host_port("[::1]:81"), Some(81));
+    }
+
+    /// A request for a host whose HTTPRoute names a Gateway that does not exist, or a
+    /// Gateway whose class does not: no route, and the typo is on the explain output.
+    #[test]
+    fn a_route_to_a_missing_gateway_or_class_is_explained() {
+        let yaml = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: xpd
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: a, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: [a.test]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: b, namespace: default}
+spec:
+  parentRefs: [{name: gw-typo}]
+  hostnames: [b.test]
+"#;
+        let objects = Objects::from_objects(crate::source::files::parse_manifests(yaml).unwrap());
+        let s = translate(&objects, &TranslateConfig::default());
+        let reasons = |host: &str| {
+            let mut e = explain(&s, &q(host, "/"));
+            assert_eq!(e.outcome, Outcome::NotFound, "{e:?}");
+            add_related_diagnostics(&mut e, &s, &objects, host);
+            (e.diagnostics.iter())
+                .map(|d| d.reason.clone())
+                .collect::<Vec<_>>()
+        };
+        assert!(reasons("a.test").contains(&"GatewayClassNotFound".into()));
+        assert!(reasons("b.test").contains(&"ParentNotFound".into()));
     }
 
     /// A GRPCRoute: the call's `/service/method` finds its rule; the rule's filters, timeouts
