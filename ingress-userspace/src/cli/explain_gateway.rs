@@ -330,6 +330,82 @@ spec:
         assert_eq!(e.status, Some(written));
     }
 
+    /// deploy/docs/gateway-api.md's first example, as printed there, with its Secret and a
+    /// Service behind it: every condition the daemon writes is `True` (`Conflicted` is
+    /// `False`), and a request over HTTP and over HTTPS reaches the Service.
+    #[test]
+    fn docs_example_is_served() {
+        let doc = include_str!("../../../deploy/docs/gateway-api.md");
+        let (_, after) = doc
+            .split_once("<!-- tested: first-gateway -->\n```yaml\n")
+            .expect("the tested example in gateway-api.md");
+        let (example, _) = after.split_once("```").unwrap();
+        let backend = r#"
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec: {ports: [{port: 8080}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-1, namespace: shop, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{port: 8080, protocol: TCP}]
+endpoints: [{addresses: ["10.0.0.5"], conditions: {ready: true}}]
+"#;
+        let mut all = crate::source::files::parse_manifests(&format!("{example}{backend}"))
+            .expect("the example parses");
+        let (crt, key) = crate::model::translate::fixtures::mk_cert_pem(&["shop.example"]);
+        all.push(crate::store::Object::Secret(
+            crate::model::translate::fixtures::mk_tls_secret("shop", "shop-tls", &crt, &key).into(),
+        ));
+        let objects = Objects::from_objects(all);
+        let s = translate(&objects, &TranslateConfig::default());
+        let e = explain_gateway(
+            &s,
+            &objects,
+            &Key::new("shop", "shop"),
+            DEFAULT_CONTROLLER_NAME,
+        );
+        assert!(e.served, "{e:?}");
+        let v = serde_json::to_value(&e).unwrap();
+        let mut conditions = Vec::new();
+        let mut collect = |c: &Value| conditions.extend(c.as_array().unwrap().iter().cloned());
+        collect(&v["gateway_class"]["status"]["conditions"]);
+        collect(&v["status"]["conditions"]);
+        for l in v["status"]["listeners"].as_array().unwrap() {
+            collect(&l["conditions"]);
+        }
+        for r in v["routes"].as_array().unwrap() {
+            for p in r["status"]["parents"].as_array().unwrap() {
+                collect(&p["conditions"]);
+            }
+        }
+        assert!(conditions.len() > 10, "{v:#}");
+        for c in &conditions {
+            let want = if c["type"] == "Conflicted" {
+                "False"
+            } else {
+                "True"
+            };
+            assert_eq!(c["status"], want, "{c}");
+        }
+        for https in [false, true] {
+            let r = crate::cli::explain::explain(
+                &s,
+                &crate::cli::explain::Query {
+                    host: "shop.example".into(),
+                    path: "/cart".into(),
+                    https,
+                    ..Default::default()
+                },
+            );
+            assert_eq!(r.outcome, crate::cli::explain::Outcome::Route, "{r:?}");
+            assert_eq!(r.backends[0].endpoints.len(), 1, "{r:?}");
+        }
+    }
+
     /// A Gateway that is not ours says why, with the diagnostic the daemon logs.
     #[test]
     fn a_gateway_not_ours_says_why() {
