@@ -840,6 +840,29 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
         local_addr: q.address,
     };
     e.forwarded_path = Some(target.path_and_query.to_string());
+    // A miss here that a Gateway listener on another port would route: say which ports, as
+    // a route attached only there is easy to ask about on the wrong one.
+    let elsewhere = |table: &RouteTable<Arc<Upstream>>| -> String {
+        let ports: Vec<u16> = (snapshot.l7.gateway_listeners.iter())
+            .filter(|(p, proto)| {
+                **p != port && (**proto == crate::model::ListenerProtocol::Https) == q.https
+            })
+            .map(|(p, _)| *p)
+            .filter(|p| {
+                let there = RequestView {
+                    listener_port: Some(*p),
+                    gateway_listener: true,
+                    ..view
+                };
+                matches!(table.lookup(&there), Lookup::Route { .. })
+            })
+            .collect();
+        if ports.is_empty() {
+            String::new()
+        } else {
+            format!("; a route matches on port {ports:?} (give the port in --url or --host)")
+        }
+    };
     let host_name = |h: &CompiledHost<Arc<Upstream>>| Some(h.host.clone());
     // The proxy's rewrite step, with the same inputs.
     let step = rewrite::Target {
@@ -1133,6 +1156,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
             e.virtual_host = host.and_then(host_name);
             e.outcome = Outcome::DefaultBackend;
             e.reason = miss_reason(why, &q.host, target.path_and_query.path());
+            e.reason += &elsewhere(&table);
             e.backends = vec![backend_info(backend, 1)];
         }
         Lookup::NotFound { host, why } => {
@@ -1152,6 +1176,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                 e.status = Some(404);
                 e.reason = format!("{miss}; no default backend");
             }
+            e.reason += &elsewhere(&table);
         }
     }
     e
@@ -2186,6 +2211,11 @@ spec:
             (&e.outcome, e.status),
             (&Outcome::NotFound, Some(404)),
             "{e:?}"
+        );
+        assert!(
+            e.reason.contains("a route matches on port [8080]"),
+            "{}",
+            e.reason
         );
         let e = on(Some(9090), "p.gw.test");
         assert_eq!(e.outcome, Outcome::Refused, "{e:?}");
