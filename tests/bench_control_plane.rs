@@ -414,8 +414,7 @@ fn bench_in_process(
         let proxy = Proxy::start(
             ProxyArgs {
                 listen_address: "127.0.0.1".parse().unwrap(),
-                http_port: 0,
-                https_port: 0,
+                ports: xdp_ingress::proxy::args::ListenerPorts::at(0, 0),
                 access_log_format: AccessLogFormat::Off,
                 ..ProxyArgs::default()
             },

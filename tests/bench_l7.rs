@@ -447,8 +447,10 @@ fn l7_proxy_vs_nginx() {
     // Ours: one runtime thread on the one-worker ports, one per core on the all-cores ports;
     // bodies streamed (nginx: `proxy_request_buffering off`) up to `MAX_BODY`.
     let args = |wide: bool| xdp_ingress::proxy::ProxyArgs {
-        http_port: Peer::Ours.port("http", wide),
-        https_port: Peer::Ours.port("https", wide),
+        ports: xdp_ingress::proxy::args::ListenerPorts::at(
+            Peer::Ours.port("http", wide),
+            Peer::Ours.port("https", wide),
+        ),
         max_body_bytes: MAX_BODY,
         request_buffer_bytes: 0,
         ..TestProxy::quiet_args()

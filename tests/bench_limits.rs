@@ -117,8 +117,8 @@ fn rate_limit_cost_none_local_redis() {
         ),
     ));
     let mut args = TestProxy::quiet_args();
-    args.http_port = 81;
-    args.https_port = 444;
+    args.ports.http_port = 81;
+    args.ports.https_port = 444;
     args.rate_limit_redis = Some(redis.url());
     let shared = NsProxy::start_with_workers(&topo.node, args, 1);
     shared.handle.apply(snapshot(

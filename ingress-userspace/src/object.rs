@@ -42,6 +42,9 @@ pub enum ObjectKind {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub enum Severity {
+    /// Nothing is wrong with what is ours: a note (an object left to another controller),
+    /// logged at info level, never an Event.
+    Info,
     /// The object works, but not fully as written (e.g. an unknown annotation value).
     Warning,
     /// The object, or part of it, is not served.

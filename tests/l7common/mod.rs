@@ -35,11 +35,11 @@ pub struct TestProxy {
 impl TestProxy {
     pub async fn start(mut args: ProxyArgs) -> TestProxy {
         args.listen_address = "127.0.0.1".parse().unwrap();
-        if args.http_port == 80 {
-            args.http_port = 0;
+        if args.ports.http_port == 80 {
+            args.ports.http_port = 0;
         }
-        if args.https_port == 443 {
-            args.https_port = 0;
+        if args.ports.https_port == 443 {
+            args.ports.https_port = 0;
         }
         args.metrics_addr
             .get_or_insert("127.0.0.1:0".parse().unwrap());

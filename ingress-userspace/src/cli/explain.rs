@@ -3,7 +3,9 @@
 //! or the default backend / 404 and why. With `--https`, a Gateway API TLSRoute that passes the
 //! host (SNI) is shown with its parents; with `--port` (and `--protocol`), the L4 service of
 //! the XDP path that takes connections to that node port: a TCPRoute's or UDPRoute's listener
-//! (or a NodePort Service), its endpoints and the route's parents.
+//! (or a NodePort Service), its endpoints and the route's parents. The request arrives on the
+//! port of `--url` or `--host`, else on `run`'s `--http-port`/`--https-port` (the same flags).
+//! With `--gateway`, the status the daemon would write ([`super::explain_gateway`]).
 //!
 //! [`explain`] is a pure function over a [`Snapshot`] and uses the proxy's own request front
 //! (host checks, path normalisation) and route table, so what it says is what the proxy does.
@@ -36,11 +38,25 @@ pub struct ExplainArgs {
     /// Directory of Kubernetes manifests (multi-document YAML), as `run --manifests` reads it.
     #[arg(long)]
     pub manifests: PathBuf,
-    /// Host of the request (port allowed).
-    #[arg(long, required_unless_present = "port", default_value = "")]
+    /// Host of the request (port allowed: the request arrives on that port, else on
+    /// --http-port, or --https-port with --https).
+    #[arg(long, required_unless_present_any = ["port", "url", "gateway"], default_value = "")]
     pub host: String,
+    /// The request as a URL (`http://shop.example:8080/cart?x=1`): scheme (https as
+    /// --https), host, the port the request arrives on (else the scheme's --http-port or
+    /// --https-port) and the target. Instead of --host, --path and --https.
+    #[arg(long, conflicts_with_all = ["host", "path", "https", "port"])]
+    pub url: Option<Uri>,
+    /// Instead of a request: the status the daemon would write for this Gateway
+    /// (`NAMESPACE/NAME`, or `NAME` in `default`) — its GatewayClass's `Accepted`, the
+    /// Gateway's `Accepted` and `Programmed` with reasons, each listener's conditions and
+    /// `attachedRoutes`, its `addresses`, and each route's `status.parents` entries of ours —
+    /// or why it is not ours.
+    #[arg(long, value_parser = parse_gateway, conflicts_with_all = ["url", "port", "host"])]
+    pub gateway: Option<crate::store::Key>,
     /// Explain a TCP or UDP connection to this node port instead of a request: the L4
     /// service of the XDP path that takes it (a TCPRoute/UDPRoute listener, or a NodePort).
+    /// For an HTTP request on a port, give the port in --host or --url.
     #[arg(long)]
     pub port: Option<u16>,
     /// With `--port`: `tcp` or `udp`.
@@ -62,9 +78,12 @@ pub struct ExplainArgs {
     /// Gateway's address only that Gateway's routes are seen. Default: any address.
     #[arg(long)]
     pub address: Option<std::net::IpAddr>,
-    /// `--gateway-address-pool` as `run` has it (comma-separated CIDRs or ranges).
-    #[arg(long, value_delimiter = ',')]
-    pub gateway_address_pool: Vec<crate::model::translate::gateway::addresses::PoolRange>,
+    /// As `run`: which ports serve HTTP, HTTPS and Gateway listeners, and the port the
+    /// HTTPS redirect names.
+    #[command(flatten)]
+    pub ports: crate::proxy::args::ListenerPorts,
+    #[command(flatten)]
+    pub gateway_pool: crate::source::args::GatewayPoolArgs,
     /// IngressClass name treated as ours (as `run --ingress-class`).
     #[arg(long, default_value = DEFAULT_INGRESS_CLASS)]
     pub ingress_class: String,
@@ -154,6 +173,17 @@ impl GlobalLimitFlags {
     }
 }
 
+/// `NAMESPACE/NAME`, or `NAME` in `default`.
+fn parse_gateway(s: &str) -> Result<crate::store::Key, String> {
+    if s.contains('/') {
+        crate::source::args::parse_key(s)
+    } else if s.is_empty() {
+        Err("a Gateway name is needed".into())
+    } else {
+        Ok(crate::store::Key::new("default", s))
+    }
+}
+
 fn parse_header(s: &str) -> Result<(String, String), String> {
     let (k, v) = s
         .split_once(':')
@@ -176,6 +206,11 @@ pub struct Query {
     pub address: Option<std::net::IpAddr>,
     /// The `run` flags of the global per-client limit.
     pub global_limit: GlobalLimitFlags,
+    /// The port the request arrives on; `None`: the port in `host`, else the proxy's port for
+    /// the scheme (`ports`).
+    pub port: Option<u16>,
+    /// The `run` flags of the listener ports.
+    pub ports: crate::proxy::args::ListenerPorts,
 }
 
 #[derive(Debug, PartialEq, Eq, Serialize)]
@@ -635,6 +670,16 @@ fn gateway_addresses(
         .collect()
 }
 
+/// The port of a `Host` value (`a.example:8080`, `[::1]:8443`), if it has one.
+fn host_port(host: &str) -> Option<u16> {
+    let (_, port) = host.rsplit_once(':')?;
+    // `[::1]` alone: the colon is inside the brackets.
+    if port.ends_with(']') {
+        return None;
+    }
+    port.parse().ok()
+}
+
 /// The Gateway API SNI entry for `host` (lower case, port dropped), as [`crate::proxy::sni`]
 /// looks it up: exact, then the most specific `*.` wildcard.
 fn gateway_sni_of<'a>(
@@ -747,6 +792,44 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
             return e;
         }
     };
+    // The listener the request arrives on, as the proxy has them: its own two ports, and the
+    // ports it opened for Gateway listeners (the only routes served there).
+    let port = q.port.or_else(|| host_port(&q.host)).unwrap_or(if q.https {
+        q.ports.https_port
+    } else {
+        q.ports.http_port
+    });
+    let (tls, gateway_listener) = if port == q.ports.http_port {
+        (false, false)
+    } else if port == q.ports.https_port {
+        (true, false)
+    } else {
+        match snapshot.l7.gateway_listeners.get(&port) {
+            Some(crate::model::ListenerProtocol::Https) => (true, true),
+            Some(_) => (false, true),
+            None => {
+                e.outcome = Outcome::Refused;
+                e.reason = format!(
+                    "nothing listens on port {port}: not --http-port ({}), not --https-port \
+                     ({}), and no served Gateway listener (ports {:?}); the connection is \
+                     refused",
+                    q.ports.http_port,
+                    q.ports.https_port,
+                    snapshot.l7.gateway_listeners.keys().collect::<Vec<_>>()
+                );
+                return e;
+            }
+        }
+    };
+    if tls != q.https {
+        e.outcome = Outcome::Refused;
+        e.reason = if tls {
+            format!("port {port} serves HTTPS: a plain HTTP request there fails (use https)")
+        } else {
+            format!("port {port} serves plain HTTP: a TLS handshake there fails (use http)")
+        };
+        return e;
+    }
     let view = RequestView {
         host: &target.host,
         path: target.path_and_query.path(),
@@ -754,11 +837,34 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
         method,
         headers: &headers,
         tls: q.https,
-        listener_port: None,
-        gateway_listener: false,
+        listener_port: Some(port),
+        gateway_listener,
         local_addr: q.address,
     };
     e.forwarded_path = Some(target.path_and_query.to_string());
+    // A miss here that a Gateway listener on another port would route: say which ports, as
+    // a route attached only there is easy to ask about on the wrong one.
+    let elsewhere = |table: &RouteTable<Arc<Upstream>>| -> String {
+        let ports: Vec<u16> = (snapshot.l7.gateway_listeners.iter())
+            .filter(|(p, proto)| {
+                **p != port && (**proto == crate::model::ListenerProtocol::Https) == q.https
+            })
+            .map(|(p, _)| *p)
+            .filter(|p| {
+                let there = RequestView {
+                    listener_port: Some(*p),
+                    gateway_listener: true,
+                    ..view
+                };
+                matches!(table.lookup(&there), Lookup::Route { .. })
+            })
+            .collect();
+        if ports.is_empty() {
+            String::new()
+        } else {
+            format!("; a route matches on port {ports:?} (give the port in --url or --host)")
+        }
+    };
     let host_name = |h: &CompiledHost<Arc<Upstream>>| Some(h.host.clone());
     // The proxy's rewrite step, with the same inputs.
     let step = rewrite::Target {
@@ -866,6 +972,13 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                         .map(|u| u.service.clone()),
                 });
             }
+            // The proxy's first step on a route: a denied location answers 503 and nothing else.
+            if let Some(why) = &route.policy.response.denied {
+                e.outcome = Outcome::Respond;
+                e.status = Some(503);
+                e.reason = why.clone();
+                return e;
+            }
             let extra =
                 crate::proxy::cors::for_request(&route.policy.response, &method_value, &headers);
             e.response_headers = extra
@@ -879,10 +992,41 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                 e.reason = "CORS preflight from an allowed origin: answered by the proxy".into();
                 return e;
             }
-            // `explain` has no listener: a from/to-www redirect names the standard port.
-            let port = if q.https { "443" } else { "80" };
-            if let Some(a) = rewrite::redirect(route, &step, port) {
+            // A from/to-www redirect names the port the request reached.
+            let port_text = port.to_string();
+            if let Some(a) = rewrite::redirect(route, &step, &port_text) {
                 redirected(&mut e, a);
+                return e;
+            }
+            // The proxy's next step: a Gateway API `RequestRedirect`, with the same inputs.
+            if let Some(r) = route
+                .policy
+                .gateway
+                .as_ref()
+                .and_then(|g| g.redirect.as_ref())
+            {
+                let location = crate::proxy::gateway_filters::redirect_location(
+                    r,
+                    &route.path,
+                    step.scheme,
+                    &target.host,
+                    port,
+                    step.path,
+                    step.query,
+                );
+                redirected(
+                    &mut e,
+                    rewrite::Answer {
+                        status: r.status,
+                        location,
+                        why: "RequestRedirect",
+                    },
+                );
+                e.reason = format!(
+                    "RequestRedirect filter of {}: {}",
+                    route.origin.object,
+                    crate::model::answer::location_shape(r)
+                );
                 return e;
             }
             match &route.action {
@@ -935,7 +1079,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                         e.status = Some(snapshot.l7.settings.http_redirect_code.unwrap_or(308));
                         e.redirect_to = Some(rewrite::https_location(
                             &target.host,
-                            443,
+                            q.ports.https_redirect_port(),
                             target.path_and_query.as_str(),
                             route.policy.preserve_trailing_slash,
                         ));
@@ -967,7 +1111,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                         e.status = Some(snapshot.l7.settings.http_redirect_code.unwrap_or(308));
                         e.redirect_to = Some(rewrite::https_location(
                             &target.host,
-                            443,
+                            q.ports.https_redirect_port(),
                             target.path_and_query.as_str(),
                             route.policy.preserve_trailing_slash,
                         ));
@@ -1014,6 +1158,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
             e.virtual_host = host.and_then(host_name);
             e.outcome = Outcome::DefaultBackend;
             e.reason = miss_reason(why, &q.host, target.path_and_query.path());
+            e.reason += &elsewhere(&table);
             e.backends = vec![backend_info(backend, 1)];
         }
         Lookup::NotFound { host, why } => {
@@ -1033,6 +1178,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                 e.status = Some(404);
                 e.reason = format!("{miss}; no default backend");
             }
+            e.reason += &elsewhere(&table);
         }
     }
     e
@@ -1110,6 +1256,17 @@ pub fn add_related_diagnostics(
             gateways.insert(ObjectRef::new(ObjectKind::Gateway, ns, p.name.clone()));
         }
     }
+    // And their classes: a class of another controller is noted, a missing one reported.
+    related.extend(gateways.iter().filter_map(|g| {
+        let gw = objects
+            .gateways
+            .get(&crate::store::Key::new(&g.namespace, g.name.clone()))?;
+        Some(ObjectRef::new(
+            ObjectKind::GatewayClass,
+            "",
+            gw.spec.gateway_class_name.clone(),
+        ))
+    }));
     related.extend(gateways);
     let services = e
         .backends
@@ -1218,14 +1375,26 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
         configmap: args.configmap.clone(),
         serve_ingresses_with_snippets: args.serve_ingresses_with_snippets,
         enable_ssl_passthrough: args.enable_ssl_passthrough,
-        gateway_address_pool: crate::model::translate::gateway::addresses::AddressPool {
-            ranges: args.gateway_address_pool.clone(),
-        },
+        gateway_address_pool: args.gateway_pool.pool(),
+        gateway_ports: args.ports.proxy_ports(),
         ..TranslateConfig::default()
     };
     let objects = load_objects(&args.manifests)
         .with_context(|| format!("loading manifests from {}", args.manifests.display()))?;
     let snapshot = translate(&objects, &config);
+    if let Some(key) = &args.gateway {
+        let e = super::explain_gateway::explain_gateway(
+            &snapshot,
+            &objects,
+            key,
+            &args.controller_name,
+        );
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&e).context("encoding JSON")?
+        );
+        return Ok(());
+    }
     if let Some(port) = args.port {
         let e = explain_l4(&snapshot, args.protocol.into(), args.address, port);
         println!(
@@ -1234,25 +1403,80 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    let (host, path, https) = match &args.url {
+        Some(url) => {
+            let https = match url.scheme_str() {
+                Some("https") => true,
+                Some("http") => false,
+                _ => anyhow::bail!("--url: the scheme must be http or https"),
+            };
+            let host = url.authority().map(|a| a.to_string()).unwrap_or_default();
+            let path = url.path_and_query().map_or("/", |p| p.as_str()).to_string();
+            (host, path, https)
+        }
+        None => (args.host.clone(), args.path, args.https),
+    };
     let mut e = explain(
         &snapshot,
         &Query {
-            host: args.host.clone(),
-            path: args.path,
+            host: host.clone(),
+            path,
             method: args.method,
             headers: args.headers,
-            https: args.https,
+            https,
             address: args.address,
             global_limit: args.global_limit,
+            port: None,
+            ports: args.ports,
         },
     );
-    add_related_diagnostics(&mut e, &snapshot, &objects, &args.host);
+    add_related_diagnostics(&mut e, &snapshot, &objects, &host);
     println!(
         "{}",
         serde_json::to_string_pretty(&e).context("encoding JSON")?
     );
     Ok(())
 }
+
+/// A Gateway with HTTPRoute rules that answer without a backend: two redirects and one
+/// rule with only a header filter.
+#[cfg(test)]
+pub(crate) const GATEWAY_REDIRECTS_FOR_TESTS: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: xdp}
+spec: {controllerName: xdp-ingress.dev/controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: xdp
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: redirects, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: [www.gw.test]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /old}}]
+    filters:
+    - type: RequestRedirect
+      requestRedirect:
+        scheme: https
+        statusCode: 301
+        path: {type: ReplacePrefixMatch, replacePrefixMatch: /new}
+  - matches: [{path: {type: Exact, value: /moved}}]
+    filters:
+    - type: RequestRedirect
+      requestRedirect: {hostname: other.test, path: {type: ReplaceFullPath, replaceFullPath: /}}
+  - matches: [{path: {type: Exact, value: /filtered}}]
+    filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier: {set: [{name: x-a, value: b}]}
+"#;
 
 #[cfg(test)]
 mod tests {
@@ -1890,6 +2114,278 @@ spec:
         );
         let e = explain(&s, &q("gw.test", "/x"));
         assert_eq!(e.outcome, Outcome::NotFound, "{e:?}");
+    }
+
+    /// Redirecting HTTPRoute rules (no backendRefs: the CRD refuses them beside a
+    /// RequestRedirect) are explained by what the client gets, status and `Location` as the
+    /// proxy builds them (spec: `HTTPRequestRedirectFilter`), not as the 500 a rule without
+    /// backends would get; a rule with only a header filter gets the spec's 500.
+    #[test]
+    fn explains_a_request_redirect_by_its_status_and_location() {
+        let objects = Objects::from_objects(
+            crate::source::files::parse_manifests(super::GATEWAY_REDIRECTS_FOR_TESTS).unwrap(),
+        );
+        let s = translate(&objects, &TranslateConfig::default());
+        let e = explain(&s, &q("www.gw.test", "/old/a?x=1"));
+        assert_eq!(
+            (&e.outcome, e.status, e.redirect_to.as_deref()),
+            (
+                &Outcome::Redirect,
+                Some(301),
+                Some("https://www.gw.test/new/a?x=1")
+            ),
+            "{e:?}"
+        );
+        assert!(e.reason.contains("RequestRedirect"), "{}", e.reason);
+        let e = explain(&s, &q("www.gw.test", "/moved"));
+        assert_eq!(
+            (&e.outcome, e.status, e.redirect_to.as_deref()),
+            (&Outcome::Redirect, Some(302), Some("http://other.test/"))
+        );
+        let e = explain(&s, &q("www.gw.test", "/filtered"));
+        assert_eq!((&e.outcome, e.status), (&Outcome::Respond, Some(500)));
+        assert_eq!(e.reason, "no backendRefs");
+    }
+
+    /// Gateway listeners on 80 and 8080, with routes attached to each by `sectionName`.
+    const TWO_PORTS: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: xdp}
+spec: {controllerName: xdp-ingress.dev/controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: xdp
+  listeners:
+  - {name: web, port: 80, protocol: HTTP}
+  - {name: alt, port: 8080, protocol: HTTP}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: on-alt, namespace: default}
+spec:
+  parentRefs: [{name: gw, sectionName: alt}]
+  hostnames: [p.gw.test]
+  rules:
+  - filters: [{type: RequestRedirect, requestRedirect: {path: {type: ReplaceFullPath, replaceFullPath: /here}}}]
+"#;
+
+    fn two_ports(ports: crate::proxy::args::ListenerPorts) -> Snapshot {
+        let objects =
+            Objects::from_objects(crate::source::files::parse_manifests(TWO_PORTS).unwrap());
+        let config = TranslateConfig {
+            gateway_ports: ports.proxy_ports(),
+            ..TranslateConfig::default()
+        };
+        translate(&objects, &config)
+    }
+
+    /// The request's port picks the listener, as the proxy's sockets do: a route attached to
+    /// the 8080 listener answers there (its redirect names that port, the spec's listener
+    /// port), not on 80; a port nothing listens on is refused; a Host's port is the port.
+    #[test]
+    fn a_request_is_explained_on_the_port_it_arrives_on() {
+        let ports = crate::proxy::args::ListenerPorts::default();
+        let s = two_ports(ports);
+        let on = |port: Option<u16>, host: &str| {
+            explain(
+                &s,
+                &Query {
+                    port,
+                    ports,
+                    ..q(host, "/x")
+                },
+            )
+        };
+        let e = on(Some(8080), "p.gw.test");
+        assert_eq!(
+            (&e.outcome, e.redirect_to.as_deref()),
+            (&Outcome::Redirect, Some("http://p.gw.test:8080/here")),
+            "{e:?}"
+        );
+        let e = on(None, "p.gw.test:8080");
+        assert_eq!(e.outcome, Outcome::Redirect, "{e:?}");
+        let e = on(None, "p.gw.test");
+        assert_eq!(
+            (&e.outcome, e.status),
+            (&Outcome::NotFound, Some(404)),
+            "{e:?}"
+        );
+        assert!(
+            e.reason.contains("a route matches on port [8080]"),
+            "{}",
+            e.reason
+        );
+        let e = on(Some(9090), "p.gw.test");
+        assert_eq!(e.outcome, Outcome::Refused, "{e:?}");
+        assert!(
+            e.reason.contains("nothing listens on port 9090"),
+            "{}",
+            e.reason
+        );
+        let e = explain(
+            &s,
+            &Query {
+                port: Some(8080),
+                https: true,
+                ports,
+                ..q("p.gw.test", "/")
+            },
+        );
+        assert_eq!(e.outcome, Outcome::Refused, "{e:?}");
+    }
+
+    /// `run`'s port flags change the answer the same way in `explain`: with `--http-port
+    /// 8080` the 8080 listener shares the proxy's HTTP port (and 80 is nobody's); with
+    /// `--gateway-listener-ports` leaving 8080 out the listener is not served; the HTTPS
+    /// redirect names `--https-port`, or `--redirect-https-port`.
+    #[test]
+    fn the_daemons_port_flags_change_the_answer() {
+        use crate::proxy::args::ListenerPorts;
+        let ports = ListenerPorts::at(8080, 443);
+        let s = two_ports(ports);
+        let e = explain(
+            &s,
+            &Query {
+                ports,
+                ..q("p.gw.test", "/")
+            },
+        );
+        assert_eq!(e.outcome, Outcome::Redirect, "{e:?}");
+        let e = explain(
+            &s,
+            &Query {
+                ports,
+                port: Some(80),
+                ..q("p.gw.test", "/")
+            },
+        );
+        assert_eq!(e.outcome, Outcome::Refused, "{e:?}");
+
+        let ports = ListenerPorts {
+            gateway_listener_ports: "9000-9999".parse().unwrap(),
+            ..ListenerPorts::default()
+        };
+        let s = two_ports(ports);
+        let e = explain(
+            &s,
+            &Query {
+                ports,
+                port: Some(8080),
+                ..q("p.gw.test", "/")
+            },
+        );
+        assert_eq!(e.outcome, Outcome::Refused, "{e:?}");
+
+        let s = snap();
+        let https_port = |ports: ListenerPorts| {
+            explain(
+                &s,
+                &Query {
+                    ports,
+                    ..q("secure.example.com", "/x")
+                },
+            )
+            .redirect_to
+        };
+        assert_eq!(
+            https_port(ListenerPorts::at(80, 8443)).as_deref(),
+            Some("https://secure.example.com:8443/x")
+        );
+        let ports = ListenerPorts {
+            redirect_https_port: Some(443),
+            ..ListenerPorts::at(80, 8443)
+        };
+        assert_eq!(
+            https_port(ports).as_deref(),
+            Some("https://secure.example.com/x")
+        );
+    }
+
+    /// `--url` stands for `--host`, `--path` and `--https`, and `run`'s port flags parse.
+    #[test]
+    fn url_and_port_flags_parse() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            a: ExplainArgs,
+        }
+        let c = Cli::try_parse_from([
+            "x",
+            "--manifests",
+            "/m",
+            "--url",
+            "https://a.test:8443/p?q=1",
+            "--https-port",
+            "8443",
+            "--gateway-listener-ports",
+            "2000-3000",
+            "--gateway-address-pool",
+            "10.0.0.0/30",
+        ])
+        .unwrap();
+        assert_eq!(c.a.url.unwrap().port_u16(), Some(8443));
+        assert_eq!(c.a.ports.https_port, 8443);
+        assert_eq!(c.a.gateway_pool.gateway_address_pool.len(), 1);
+        assert!(
+            Cli::try_parse_from([
+                "x",
+                "--manifests",
+                "/m",
+                "--url",
+                "http://a/",
+                "--host",
+                "b"
+            ])
+            .is_err()
+        );
+        assert_eq!(host_port("a.test:8080"), Some(8080));
+        assert_eq!(host_port("[::1]"), None);
+        assert_eq!(host_port("[::1]:81"), Some(81));
+    }
+
+    /// A request for a host whose HTTPRoute names a Gateway that does not exist, or a
+    /// Gateway whose class does not: no route, and the typo is on the explain output.
+    #[test]
+    fn a_route_to_a_missing_gateway_or_class_is_explained() {
+        let yaml = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: xpd
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: a, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: [a.test]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: b, namespace: default}
+spec:
+  parentRefs: [{name: gw-typo}]
+  hostnames: [b.test]
+"#;
+        let objects = Objects::from_objects(crate::source::files::parse_manifests(yaml).unwrap());
+        let s = translate(&objects, &TranslateConfig::default());
+        let reasons = |host: &str| {
+            let mut e = explain(&s, &q(host, "/"));
+            assert_eq!(e.outcome, Outcome::NotFound, "{e:?}");
+            add_related_diagnostics(&mut e, &s, &objects, host);
+            (e.diagnostics.iter())
+                .map(|d| d.reason.clone())
+                .collect::<Vec<_>>()
+        };
+        assert!(reasons("a.test").contains(&"GatewayClassNotFound".into()));
+        assert!(reasons("b.test").contains(&"ParentNotFound".into()));
     }
 
     /// A GRPCRoute: the call's `/service/method` finds its rule; the rule's filters, timeouts

@@ -379,10 +379,17 @@ async fn list_ingresses(client: &kube::Client) -> anyhow::Result<Vec<Ingress>> {
 
 /// `--to gateway-api`: the Ingresses (of `--ingress-class`) as Gateway API objects.
 async fn to_gateway_api(args: &MigrateArgs) -> anyhow::Result<i32> {
-    let wanted_maps: Vec<&Key> = [&args.tcp_services_configmap, &args.udp_services_configmap]
-        .into_iter()
-        .flatten()
-        .collect();
+    // The controller ConfigMap too: its `ssl-redirect`, `force-ssl-redirect` and
+    // `http-redirect-code` decide the HTTP to HTTPS redirects.
+    let controller_map = Some(args.configmap.clone());
+    let wanted_maps: Vec<&Key> = [
+        &args.tcp_services_configmap,
+        &args.udp_services_configmap,
+        &controller_map,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let objects: Objects = match &args.manifests {
         Some(dir) => {
             anyhow::ensure!(
@@ -445,10 +452,14 @@ async fn to_gateway_api(args: &MigrateArgs) -> anyhow::Result<i32> {
         !ingresses.is_empty() || !exposed.tcp.is_empty() || !exposed.udp.is_empty(),
         "no Ingress and no TCP/UDP service found: nothing to convert"
     );
+    let controller = (objects.config_maps.get(&args.configmap))
+        .and_then(|cm| cm.data.clone())
+        .unwrap_or_default();
     let out = super::migrate_gateway::convert(
         ingresses,
         &objects.services,
         &exposed,
+        &controller,
         &args.gateway_class,
     );
     print!("{out}");

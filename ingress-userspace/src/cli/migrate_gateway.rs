@@ -17,6 +17,13 @@
 //!   `URLRewrite` `ReplaceFullPath` (nginx's `rewrite` replaces the whole URI),
 //!   `upstream-vhost` a `URLRewrite` hostname, `permanent-redirect` / `temporal-redirect` a
 //!   `RequestRedirect`.
+//! - HTTP to HTTPS, as ingress-nginx redirects (`ssl-redirect`, default the ConfigMap's, else
+//!   true; `force-ssl-redirect`): for a rule host with TLS in the namespace's Ingresses, the
+//!   HTTPRoute to the backends is attached to that host's HTTPS listener (`sectionName`), and
+//!   a second HTTPRoute on the `http` listener redirects the same paths with `scheme: https`
+//!   and the ConfigMap's `http-redirect-code` (308 by default). `ssl-redirect: "false"`
+//!   keeps the route on both listeners; `force-ssl-redirect` on a host without TLS gets a
+//!   note (the Gateway has no HTTPS listener to send it to).
 //! - `ssl-passthrough` Ingresses: per host, a `TLS` listener on 443 with `tls.mode:
 //!   Passthrough` and a TLSRoute to the backend of the host's `/` path (the Ingress's
 //!   `defaultBackend` standing in), as ingress-nginx picks it; no HTTPS listener for that host
@@ -50,6 +57,8 @@ const CARRIED: &[&str] = &[
     "permanent-redirect",
     "temporal-redirect",
     "ssl-passthrough",
+    "ssl-redirect",
+    "force-ssl-redirect",
 ];
 
 /// The Gateway of one namespace.
@@ -85,10 +94,30 @@ pub fn convert<'a>(
     ingresses: impl IntoIterator<Item = &'a Ingress>,
     services: &BTreeMap<Key, std::sync::Arc<Service>>,
     exposed: &ExposedPorts,
+    controller: &BTreeMap<String, String>,
     gateway_class: &str,
 ) -> String {
+    let ingresses: Vec<&Ingress> = ingresses.into_iter().collect();
     let mut gateways: BTreeMap<String, GatewayPlan> = BTreeMap::new();
     let mut docs = Vec::new();
+    let redirect = SslRedirect::of(controller);
+    // (namespace, host) of every TLS host: ingress-nginx redirects a host whose server has
+    // TLS, whichever of its Ingresses gave it.
+    let tls_hosts: BTreeSet<(String, String)> = (ingresses.iter())
+        .flat_map(|ing| {
+            let ns = ing
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into());
+            let spec = ing.spec.clone().unwrap_or_default();
+            (spec.tls.into_iter().flatten())
+                .filter(|t| t.secret_name.is_some())
+                .flat_map(|t| t.hosts.unwrap_or_default())
+                .map(move |h| (ns.clone(), h))
+                .collect::<Vec<_>>()
+        })
+        .collect();
     for ing in ingresses {
         let ns = ing
             .metadata
@@ -132,6 +161,17 @@ pub fn convert<'a>(
         }
         let regex = get("use-regex") == Some("true") || get("rewrite-target").is_some();
         let filters = filters(&get, &mut common_notes);
+        // ingress-nginx: the annotation, else the ConfigMap's key, else true / false.
+        let flag = |k: &str, default: bool| {
+            get(k)
+                .or(controller.get(k).map(String::as_str))
+                .map_or(default, |v| v == "true")
+        };
+        let (ssl_redirect, force_ssl_redirect) = (
+            flag("ssl-redirect", true),
+            flag("force-ssl-redirect", false),
+        );
+        let passthrough_ingress = get("ssl-passthrough") == Some("true");
         let parent = json!([{"name": "xdp-ingress"}]);
         for (ri, rule) in spec.rules.iter().flatten().enumerate() {
             let mut notes = common_notes.clone();
@@ -144,6 +184,7 @@ pub fn convert<'a>(
                 ));
             }
             let mut rules = Vec::new();
+            let mut redirect_matches = Vec::new();
             for p in rule.http.iter().flat_map(|h| &h.paths) {
                 let path = p.path.clone().unwrap_or_else(|| "/".into());
                 let (ty, value) = match p.path_type.as_str() {
@@ -159,7 +200,9 @@ pub fn convert<'a>(
                     "Prefix" => ("PathPrefix", path),
                     _ => ("PathPrefix", path),
                 };
-                let mut r = json!({"matches": [{"path": {"type": ty, "value": value}}]});
+                let m = json!({"path": {"type": ty, "value": value}});
+                redirect_matches.push(m.clone());
+                let mut r = json!({"matches": [m]});
                 if filters.iter().any(is_redirect) {
                     // The HTTPRoute CRD's validation refuses a RequestRedirect beside
                     // backendRefs or a URLRewrite: a redirecting rule has neither.
@@ -175,6 +218,7 @@ pub fn convert<'a>(
                 }
                 rules.push(r);
             }
+            let has_rules = !rules.is_empty();
             let route_name = if spec.rules.as_ref().map_or(0, Vec::len) > 1 {
                 format!("{name}-{ri}")
             } else {
@@ -186,10 +230,45 @@ pub fn convert<'a>(
                 "metadata": {"name": route_name, "namespace": ns},
                 "spec": {"parentRefs": parent, "rules": rules},
             });
+            // The HTTP to HTTPS redirect, where ingress-nginx makes one: not for a rule that
+            // redirects anyway (its own redirect comes first), nor a passthrough Ingress's.
+            let mut redirect_doc = None;
+            let redirects = !filters.iter().any(is_redirect)
+                && !passthrough_ingress
+                && (ssl_redirect || force_ssl_redirect);
+            if let Some(h) = host.as_deref().filter(|_| redirects && has_rules) {
+                if tls_hosts.contains(&(ns.clone(), h.to_string())) {
+                    route["spec"]["parentRefs"] =
+                        json!([{"name": "xdp-ingress", "sectionName": https_listener(h)}]);
+                    let to_https = json!({
+                        "apiVersion": GROUP_VERSION,
+                        "kind": "HTTPRoute",
+                        "metadata": {"name": format!("{route_name}-https-redirect"), "namespace": ns},
+                        "spec": {
+                            "parentRefs": [{"name": "xdp-ingress", "sectionName": "http"}],
+                            "hostnames": [h],
+                            "rules": [{
+                                "matches": redirect_matches,
+                                "filters": [{"type": "RequestRedirect", "requestRedirect": {
+                                    "scheme": "https", "statusCode": redirect.code,
+                                }}],
+                            }],
+                        },
+                    });
+                    redirect_doc = Some(typed::<HttpRoute>(to_https, redirect.notes.clone()));
+                } else if force_ssl_redirect {
+                    notes.push(format!(
+                        "annotation force-ssl-redirect: host {h} has no TLS here (ingress-nginx \
+                         redirects it anyway, for TLS ended before it); the Gateway has no HTTPS \
+                         listener to send it to: not redirected"
+                    ));
+                }
+            }
             if let Some(h) = host {
                 route["spec"]["hostnames"] = json!([h]);
             }
             docs.push(typed::<HttpRoute>(route, notes));
+            docs.extend(redirect_doc);
         }
         if let Some(d) = &spec.default_backend {
             let mut notes = vec![format!(
@@ -226,14 +305,20 @@ pub fn convert<'a>(
             "name": "http", "port": 80, "protocol": "HTTP",
             "allowedRoutes": {"namespaces": {"from": "Same"}},
         })];
-        // A passthrough host's connections are not terminated: no HTTPS listener for it.
-        for (i, (host, secret)) in tls
-            .iter()
-            .filter(|(h, _)| !passthrough.contains(h))
-            .enumerate()
-        {
+        // A passthrough host's connections are not terminated: no HTTPS listener for it. One
+        // listener per host (routes name it): a second Secret for a host gets a note.
+        let mut notes = notes;
+        let mut named = BTreeSet::new();
+        for (host, secret) in tls.iter().filter(|(h, _)| !passthrough.contains(h)) {
+            if !named.insert(host) {
+                notes.push(format!(
+                    "host {host}: more than one TLS Secret; the listener uses the first, \
+                     not {secret}"
+                ));
+                continue;
+            }
             listeners.push(json!({
-                "name": format!("https-{i}"), "port": 443, "protocol": "HTTPS", "hostname": host,
+                "name": https_listener(host), "port": 443, "protocol": "HTTPS", "hostname": host,
                 "tls": {"mode": "Terminate", "certificateRefs": [{"name": secret}]},
                 "allowedRoutes": {"namespaces": {"from": "Same"}},
             }));
@@ -263,6 +348,41 @@ pub fn convert<'a>(
         write(&mut out, d);
     }
     out
+}
+
+/// The name of a host's HTTPS listener (`https-` and the host, dots as dashes, `*` as
+/// `wildcard`: a `SectionName` is a DNS label-like name).
+fn https_listener(host: &str) -> String {
+    format!("https-{}", host.replace('*', "wildcard").replace('.', "-"))
+}
+
+/// ingress-nginx's HTTP to HTTPS redirect code: the ConfigMap's `http-redirect-code` (301,
+/// 302, 307 or 308), else 308.
+struct SslRedirect {
+    code: u16,
+    notes: Vec<String>,
+}
+
+impl SslRedirect {
+    fn of(controller: &BTreeMap<String, String>) -> SslRedirect {
+        let mut notes = Vec::new();
+        let code = match controller
+            .get("http-redirect-code")
+            .map(|c| c.trim().parse())
+        {
+            None => 308,
+            Some(Ok(c @ (301 | 302 | 307 | 308))) => c,
+            Some(_) => {
+                notes.push(
+                    "ConfigMap http-redirect-code: not 301, 302, 307 or 308; ingress-nginx \
+                     uses 308"
+                        .into(),
+                );
+                308
+            }
+        };
+        SslRedirect { code, notes }
+    }
 }
 
 /// The listener name of a passthrough host (`tls-` and the host, dots as dashes: a
@@ -587,6 +707,7 @@ spec:
             o.ingresses.values().map(|i| &**i),
             &o.services,
             &ExposedPorts::default(),
+            &BTreeMap::new(),
             "xdp",
         )
     }
@@ -604,9 +725,16 @@ spec:
         }
         let parsed = parse_manifests(&out).expect("the output parses");
         let kinds: Vec<_> = parsed.iter().map(|o| format!("{:?}", o.kind())).collect();
+        // shop.example has TLS: its route, its HTTPS redirect, the wildcard's, the default.
         assert_eq!(
             kinds,
-            ["Gateway", "HTTPRoute", "HTTPRoute", "HTTPRoute"],
+            [
+                "Gateway",
+                "HTTPRoute",
+                "HTTPRoute",
+                "HTTPRoute",
+                "HTTPRoute"
+            ],
             "{out}"
         );
         let Object::Gateway(gw) = &parsed[0] else {
@@ -638,6 +766,7 @@ spec:
             o.ingresses.values().map(|i| &**i),
             &o.services,
             &ExposedPorts::default(),
+            &BTreeMap::new(),
             "xdp",
         );
         let parsed = parse_manifests(&out).expect("the output parses");
@@ -657,6 +786,166 @@ spec:
             }
         }
         assert!(redirects > 0, "{out}");
+    }
+
+    const TLS_INGRESSES: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec: {ports: [{name: http, port: 8080}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: shop, namespace: shop}
+spec:
+  tls: [{hosts: [shop.example], secretName: shop-tls}]
+  rules:
+  - host: shop.example
+    http:
+      paths:
+      - {path: /cart, pathType: Prefix, backend: {service: {name: web, port: {number: 8080}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: plain
+  namespace: shop
+  annotations: {nginx.ingress.kubernetes.io/force-ssl-redirect: "true"}
+spec:
+  rules:
+  - host: plain.example
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 8080}}}}
+"#;
+
+    fn convert_with(yaml: &str, controller: &[(&str, &str)]) -> String {
+        let o = objects(yaml);
+        let controller = (controller.iter())
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        convert(
+            o.ingresses.values().map(|i| &**i),
+            &o.services,
+            &ExposedPorts::default(),
+            &controller,
+            "xdp",
+        )
+    }
+
+    fn routes(
+        out: &str,
+    ) -> BTreeMap<String, std::sync::Arc<gateway_api::apis::experimental::httproutes::HttpRoute>>
+    {
+        (parse_manifests(out).expect("the output parses").into_iter())
+            .filter_map(|o| match o {
+                Object::HTTPRoute(r) => Some((r.metadata.name.clone().unwrap_or_default(), r)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// ingress-nginx redirects plain HTTP to HTTPS for a host with TLS (`ssl-redirect`,
+    /// default true; 308 or the ConfigMap's `http-redirect-code`): the output has an HTTPRoute
+    /// on the `http` listener redirecting the same paths with `scheme: https`, and the route
+    /// to the backends on the host's HTTPS listener. Translated, a plain request is
+    /// redirected to `https://` and an HTTPS one reaches the Service (the proxy's own
+    /// decisions, through `explain`).
+    #[test]
+    fn ssl_redirect_becomes_an_https_redirect_route() {
+        let out = convert_with(TLS_INGRESSES, &[]);
+        assert!(!out.contains("annotation nginx.ingress.kubernetes.io/force-ssl-redirect"));
+        let r = routes(&out);
+        let redirect = &r["shop-https-redirect"];
+        let parent = &redirect.spec.parent_refs.as_ref().unwrap()[0];
+        assert_eq!(parent.section_name.as_deref(), Some("http"), "{out}");
+        let f = format!("{:?}", redirect.spec.rules.as_ref().unwrap()[0].filters);
+        assert!(
+            f.contains("scheme: Some(Https)") && f.contains("status_code: Some(308)"),
+            "{f}"
+        );
+        let backend = &r["shop"];
+        let parent = &backend.spec.parent_refs.as_ref().unwrap()[0];
+        assert_eq!(
+            parent.section_name.as_deref(),
+            Some("https-shop-example"),
+            "{out}"
+        );
+        // force-ssl-redirect without TLS: no HTTPS listener to send it to; a note says so.
+        assert!(
+            out.contains("force-ssl-redirect: host plain.example has no TLS"),
+            "{out}"
+        );
+        assert!(!r.contains_key("plain-https-redirect"));
+
+        let (crt, key) = crate::model::translate::fixtures::mk_cert_pem(&["shop.example"]);
+        let secret =
+            crate::model::translate::fixtures::mk_tls_secret("shop", "shop-tls", &crt, &key);
+        let class = "---\napiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: xdp}\nspec: {controllerName: xdp-ingress.dev/controller}\n";
+        let svc = TLS_INGRESSES.split("---").next().unwrap();
+        let mut all = parse_manifests(&format!("{svc}{class}{out}")).unwrap();
+        all.push(Object::Secret(secret.into()));
+        let s = translate(&Objects::from_objects(all), &TranslateConfig::default());
+        use crate::cli::explain::{Outcome, Query, explain};
+        let ask = |https: bool| {
+            explain(
+                &s,
+                &Query {
+                    host: "shop.example".into(),
+                    path: "/cart/1?x=y".into(),
+                    https,
+                    ..Query::default()
+                },
+            )
+        };
+        let e = ask(false);
+        assert_eq!(
+            (&e.outcome, e.status, e.redirect_to.as_deref()),
+            (
+                &Outcome::Redirect,
+                Some(308),
+                Some("https://shop.example/cart/1?x=y")
+            ),
+            "{e:?}"
+        );
+        let e = ask(true);
+        assert_eq!(e.outcome, Outcome::Route, "{e:?}");
+        assert_eq!(e.backends[0].service.name, "web");
+    }
+
+    /// `ssl-redirect: "false"` (annotation or ConfigMap) keeps one route on every listener;
+    /// the ConfigMap's `http-redirect-code` is the redirect's status; `force-ssl-redirect`
+    /// redirects a TLS host even when `ssl-redirect` is off.
+    #[test]
+    fn ssl_redirect_follows_the_annotations_and_the_configmap() {
+        let off = convert_with(TLS_INGRESSES, &[("ssl-redirect", "false")]);
+        let r = routes(&off);
+        assert!(!r.contains_key("shop-https-redirect"), "{off}");
+        assert_eq!(
+            r["shop"].spec.parent_refs.as_ref().unwrap()[0].section_name,
+            None
+        );
+        let annotated = TLS_INGRESSES.replacen(
+            "metadata: {name: shop, namespace: shop}",
+            "metadata:\n  name: shop\n  namespace: shop\n  annotations: {nginx.ingress.kubernetes.io/ssl-redirect: \"false\"}",
+            1,
+        );
+        assert!(!routes(&convert_with(&annotated, &[])).contains_key("shop-https-redirect"));
+        let forced = TLS_INGRESSES.replacen(
+            "metadata: {name: shop, namespace: shop}",
+            "metadata:\n  name: shop\n  namespace: shop\n  annotations: {nginx.ingress.kubernetes.io/force-ssl-redirect: \"true\"}",
+            1,
+        );
+        let out = convert_with(
+            &forced,
+            &[("ssl-redirect", "false"), ("http-redirect-code", "301")],
+        );
+        let r = routes(&out);
+        let f = format!(
+            "{:?}",
+            r["shop-https-redirect"].spec.rules.as_ref().unwrap()[0].filters
+        );
+        assert!(f.contains("301"), "{out}");
     }
 
     /// What the output serves is what the Ingresses serve: translated with a GatewayClass
@@ -734,6 +1023,7 @@ spec:
             o.ingresses.values().map(|i| &**i),
             &o.services,
             &exposed,
+            &BTreeMap::new(),
             "xdp",
         );
         for note in [

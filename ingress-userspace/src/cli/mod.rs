@@ -3,6 +3,7 @@
 
 pub mod backends;
 pub mod explain;
+pub mod explain_gateway;
 pub mod iface;
 pub mod migrate;
 pub mod migrate_gateway;
@@ -32,7 +33,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon: attach the XDP program and serve until SIGINT/SIGTERM.
     Run(run::RunArgs),
-    /// Print, as JSON, what a request would match: Ingress, rule, path, backend, endpoints.
+    /// Print, as JSON, what a request would match: Ingress, rule, path, backend, endpoints;
+    /// with --gateway, the status the daemon would write for a Gateway and its routes.
     Explain(explain::ExplainArgs),
     /// Print the XDP data path's services and backends (with counters) from the pinned maps.
     Backends(backends::BackendsArgs),

@@ -72,12 +72,13 @@ fn dataplanes(
     }
     let mut logged = std::collections::BTreeSet::new();
     let log_diagnostics = controller::sink("diagnostics", move |s: &Arc<Snapshot>| {
-        // Log each diagnostic once, while it lasts.
-        let now: std::collections::BTreeSet<_> = s.diagnostics.iter().cloned().collect();
-        for d in now.difference(&logged) {
-            warn!(object = %d.object, severity = ?d.severity, reason = %d.reason, "{}", d.message);
+        for d in newly_reported(&mut logged, &s.diagnostics) {
+            if d.severity == crate::model::Severity::Info {
+                info!(object = %d.object, reason = %d.reason, "{}", d.message);
+            } else {
+                warn!(object = %d.object, severity = ?d.severity, reason = %d.reason, "{}", d.message);
+            }
         }
-        logged = now;
         Ok(())
     });
     let l7 = controller::sink("l7", move |s: &Arc<Snapshot>| {
@@ -87,6 +88,18 @@ fn dataplanes(
     sinks.push(log_diagnostics);
     sinks.push(l7);
     Ok(sinks)
+}
+
+/// The diagnostics of `now` not in `logged` (each is logged once, while it lasts: a snapshot
+/// that changes nothing logs nothing); `logged` becomes `now`.
+fn newly_reported(
+    logged: &mut std::collections::BTreeSet<crate::model::Diagnostic>,
+    now: &[crate::model::Diagnostic],
+) -> Vec<crate::model::Diagnostic> {
+    let now: std::collections::BTreeSet<_> = now.iter().cloned().collect();
+    let new = now.difference(logged).cloned().collect();
+    *logged = now;
+    new
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -129,7 +142,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     translate_config.gateway_ports = crate::model::translate::gateway::ProxyPorts {
         http: proxy.http_addr().port(),
         https: proxy.https_addr().port(),
-        gateway_range: args.proxy.gateway_listener_ports,
+        gateway_range: args.proxy.ports.gateway_listener_ports,
     };
     // hostNetwork: clients reach the proxy on the node's addresses at the sockets it bound,
     // through no service frontend; the node-wide SYN limit applies there too (or is lifted
@@ -392,6 +405,25 @@ mod tests {
                 .secret_namespaces(),
             None
         );
+    }
+
+    /// A diagnostic is logged when it appears (or changes), not on every snapshot that still
+    /// has it: a stray parentRef in a busy cluster is one line, not one per snapshot.
+    #[test]
+    fn diagnostics_are_logged_once_per_change() {
+        use crate::model::{Diagnostic, ObjectKind, ObjectRef, Severity};
+        let d = |msg: &str| Diagnostic {
+            object: ObjectRef::new(ObjectKind::HTTPRoute, "app", "r"),
+            severity: Severity::Warning,
+            reason: "ParentNotFound".into(),
+            message: msg.into(),
+        };
+        let mut logged = Default::default();
+        assert_eq!(super::newly_reported(&mut logged, &[d("a")]).len(), 1);
+        assert!(super::newly_reported(&mut logged, &[d("a")]).is_empty());
+        assert_eq!(super::newly_reported(&mut logged, &[d("b")]), vec![d("b")]);
+        assert!(super::newly_reported(&mut logged, &[]).is_empty());
+        assert_eq!(super::newly_reported(&mut logged, &[d("b")]).len(), 1);
     }
 
     /// `--enable-ssl-passthrough` reaches translation; off by default, as ingress-nginx.

@@ -72,7 +72,9 @@ pub struct RouteView {
     pub matches: String,
     /// The rule's path as written: the `path` label of the request metrics.
     pub path_label: String,
-    /// `forward`, `respond 503 (reason)` or `default backend`.
+    /// What the client gets ([`crate::model::answer::describe`]): `forward` (with the share
+    /// answered 500 for unresolvable backendRefs), `redirect 301 to https://{host}{path}{?query}`,
+    /// `respond 503 (reason)` or `default backend`.
     pub action: String,
     /// Requests answered since the daemon started.
     pub requests: u64,
@@ -228,17 +230,15 @@ fn host_view(
                 .get(&route_metrics::route_key(&ingress, &host, &path_label))
                 .cloned()
                 .unwrap_or_default();
-            let (action, backends) = match &r.action {
-                RouteAction::Forward(ups) => (
-                    "forward".to_string(),
-                    ups.iter()
-                        .map(|w| backend_view(&w.upstream, w.weight, health))
-                        .collect(),
-                ),
-                RouteAction::Respond { status, reason } => {
-                    (format!("respond {status} ({reason})"), Vec::new())
-                }
-                RouteAction::DefaultBackend => ("default backend".to_string(), Vec::new()),
+            // What the client gets: a redirect or a denied location answers before the
+            // backends, whatever the action says.
+            let action = crate::model::answer::describe(&r.action, &r.policy);
+            let backends = match &r.action {
+                RouteAction::Forward(ups) if action.starts_with("forward") => ups
+                    .iter()
+                    .map(|w| backend_view(&w.upstream, w.weight, health))
+                    .collect(),
+                _ => Vec::new(),
             };
             let mut backends: Vec<BackendView> = backends;
             // The canary's share: `canary-weight` of `canary-weight-total`.
@@ -400,6 +400,46 @@ mod tests {
             metrics_text: &metrics,
             l4: None,
         })
+    }
+
+    /// A redirecting HTTPRoute rule is shown as the redirect the client gets (status and
+    /// `Location` shape), in the JSON too; a rule with no backendRefs as the spec's 500.
+    #[test]
+    fn redirecting_gateway_rules_show_their_redirect() {
+        use crate::model::translate::{TranslateConfig, translate};
+        let objects = crate::store::Objects::from_objects(
+            crate::source::files::parse_manifests(crate::cli::explain::GATEWAY_REDIRECTS_FOR_TESTS)
+                .unwrap(),
+        );
+        let s = translate(&objects, &TranslateConfig::default());
+        let d = dashboard(&s);
+        let json = serde_json::to_value(&d).unwrap();
+        let routes = json["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["host"] == "www.gw.test")
+            .unwrap()["routes"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let actions: Vec<&str> = routes
+            .iter()
+            .map(|r| r["action"].as_str().unwrap())
+            .collect();
+        assert!(
+            actions.contains(&"redirect 301 to https://{host}/new{path-after-prefix}{?query}"),
+            "{actions:?}"
+        );
+        assert!(
+            actions.contains(&"redirect 302 to {scheme}://other.test{:listener-port}/{?query}"),
+            "{actions:?}"
+        );
+        assert!(
+            actions.contains(&"respond 500 (no backendRefs)"),
+            "{actions:?}"
+        );
+        assert!(!actions.iter().any(|a| a.contains("no valid backendRef")));
     }
 
     #[test]

@@ -18,18 +18,17 @@ pub enum AccessLogFormat {
     Json,
 }
 
-#[derive(Clone, Debug, clap::Args)]
-pub struct ProxyArgs {
+/// The proxy's listener ports: `--http-port`, `--https-port` and the ports Gateway listeners
+/// may open. Routing depends on them (a Gateway listener on another port is a port of its
+/// own; one outside the range is refused), so `run` and `explain` flatten this one definition.
+#[derive(Clone, Copy, Debug, clap::Args)]
+pub struct ListenerPorts {
     /// Plain HTTP port (HTTP/1.1 and h2c with prior knowledge).
     #[arg(long, default_value_t = 80, env = "XDP_INGRESS_HTTP_PORT")]
     pub http_port: u16,
     /// HTTPS port (TLS 1.2/1.3, ALPN h2 and http/1.1).
     #[arg(long, default_value_t = 443, env = "XDP_INGRESS_HTTPS_PORT")]
     pub https_port: u16,
-    /// Address the HTTP and HTTPS listeners bind (`::` also takes IPv4 where the host allows),
-    /// and the listeners the proxy opens for Gateways.
-    #[arg(long, default_value = "::")]
-    pub listen_address: IpAddr,
     /// Ports a Gateway listener may open besides --http-port and --https-port (`first-last`,
     /// inclusive). The default, 1024-29999, leaves out privileged ports (on a host network
     /// they name the node's own services), the NodePort range (30000-32767) and Linux's
@@ -44,6 +43,55 @@ pub struct ProxyArgs {
     /// HTTPS port advertised in redirects (defaults to --https-port).
     #[arg(long)]
     pub redirect_https_port: Option<u16>,
+}
+
+impl Default for ListenerPorts {
+    fn default() -> Self {
+        // The defaults clap applies (the one definition above).
+        <ListenerPorts as clap::FromArgMatches>::from_arg_matches(
+            &<ListenerPorts as clap::Args>::augment_args(clap::Command::new("ports"))
+                .get_matches_from(["ports"]),
+        )
+        .unwrap_or_else(|e| unreachable!("built-in defaults parse: {e}"))
+    }
+}
+
+impl ListenerPorts {
+    /// HTTP on `http`, HTTPS on `https` (0: any free port, for tests), the default range.
+    pub fn at(http: u16, https: u16) -> Self {
+        ListenerPorts {
+            http_port: http,
+            https_port: https,
+            gateway_listener_ports: Default::default(),
+            redirect_https_port: None,
+        }
+    }
+
+    /// The port the HTTP to HTTPS redirect names: `--redirect-https-port`, else the HTTPS port.
+    pub fn https_redirect_port(&self) -> u16 {
+        self.redirect_https_port.unwrap_or(self.https_port)
+    }
+
+    /// What translation needs: the proxy's own ports and the range (`run` passes the ports
+    /// it bound, which differ only for port 0).
+    pub fn proxy_ports(&self) -> crate::model::translate::gateway::ProxyPorts {
+        crate::model::translate::gateway::ProxyPorts {
+            http: self.http_port,
+            https: self.https_port,
+            gateway_range: self.gateway_listener_ports,
+        }
+    }
+}
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct ProxyArgs {
+    /// The listener ports (`explain` takes the same flags: routing depends on them).
+    #[command(flatten)]
+    pub ports: ListenerPorts,
+    /// Address the HTTP and HTTPS listeners bind (`::` also takes IPv4 where the host allows),
+    /// and the listeners the proxy opens for Gateways.
+    #[arg(long, default_value = "::")]
+    pub listen_address: IpAddr,
     /// Prometheus `/metrics`, `/healthz` and `/readyz` on this address (off when unset).
     #[arg(long, env = "XDP_INGRESS_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
@@ -295,8 +343,8 @@ mod tests {
     #[test]
     fn defaults_and_parsers() {
         let a = ProxyArgs::default();
-        assert_eq!(a.http_port, 80);
-        assert_eq!(a.https_port, 443);
+        assert_eq!(a.ports.http_port, 80);
+        assert_eq!(a.ports.https_port, 443);
         assert_eq!(a.max_body_bytes, 1 << 20);
         assert_eq!(a.client_body_timeout, Duration::from_secs(60));
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));

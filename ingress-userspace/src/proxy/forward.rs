@@ -1852,10 +1852,7 @@ fn redirect(
     uri: &Uri,
     preserve_trailing_slash: bool,
 ) -> Response<ProxyBody> {
-    let port = shared
-        .args
-        .redirect_https_port
-        .unwrap_or(shared.args.https_port);
+    let port = shared.args.ports.https_redirect_port();
     let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let location = rewrite::https_location(host, port, pq, preserve_trailing_slash);
     let status = shared

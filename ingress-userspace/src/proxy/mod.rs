@@ -365,13 +365,15 @@ impl Proxy {
             workers::Workers::start(worker_count, &done_rx).map_err(ProxyError::Workers)?;
         let own = listener_set::ListenerSet::bind_own(
             args.listen_address,
-            args.http_port,
-            args.https_port,
+            args.ports.http_port,
+            args.ports.https_port,
             &workers.handles,
         )?;
         let (http_addr, https_addr) = (own.http.1, own.https.1);
         // Redirects name the port actually bound (matters when asked for port 0).
-        args.redirect_https_port.get_or_insert(https_addr.port());
+        args.ports
+            .redirect_https_port
+            .get_or_insert(https_addr.port());
         let metrics = Arc::new(Metrics::new());
         let metrics_addr = match args.metrics_addr {
             Some(a) => {

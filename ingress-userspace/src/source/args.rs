@@ -7,6 +7,30 @@ use crate::{
     store::Key,
 };
 
+/// The addresses Gateways are given: routing depends on them (on a Gateway's own address
+/// only its routes are seen), so `run` and `explain` flatten this one definition.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct GatewayPoolArgs {
+    /// Addresses Gateways are served on, each Gateway on its own (comma-separated CIDRs,
+    /// FIRST-LAST ranges or single addresses, IPv4 or IPv6): the addresses MetalLB, kube-vip
+    /// or a BGP speaker brings to the nodes (an IPv4 CIDR of /30 or wider without its network
+    /// and broadcast addresses). A Gateway gets the `spec.addresses` it names
+    /// (each must be inside the pool), else one free address of the pool, kept across
+    /// restarts through its `status.addresses`. Connections to a Gateway's address see only
+    /// that Gateway. Default: none, every Gateway on every node address. See
+    /// deploy/docs/gateway-api.md.
+    #[arg(long, value_delimiter = ',')]
+    pub gateway_address_pool: Vec<crate::model::translate::gateway::addresses::PoolRange>,
+}
+
+impl GatewayPoolArgs {
+    pub fn pool(&self) -> crate::model::translate::gateway::addresses::AddressPool {
+        crate::model::translate::gateway::addresses::AddressPool {
+            ranges: self.gateway_address_pool.clone(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, clap::Args)]
 pub struct SourceArgs {
     /// Directory of Kubernetes manifests (multi-document YAML) to serve; watched for changes.
@@ -63,16 +87,9 @@ pub struct SourceArgs {
     /// Addresses written to Ingress `status.loadBalancer` instead of node addresses (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub publish_address: Vec<String>,
-    /// Addresses Gateways are served on, each Gateway on its own (comma-separated CIDRs,
-    /// FIRST-LAST ranges or single addresses, IPv4 or IPv6): the addresses MetalLB, kube-vip
-    /// or a BGP speaker brings to the nodes (an IPv4 CIDR of /30 or wider without its network
-    /// and broadcast addresses). A Gateway gets the `spec.addresses` it names
-    /// (each must be inside the pool), else one free address of the pool, kept across
-    /// restarts through its `status.addresses`. Connections to a Gateway's address see only
-    /// that Gateway. Default: none, every Gateway on every node address. See
-    /// deploy/docs/gateway-api.md.
-    #[arg(long, value_delimiter = ',')]
-    pub gateway_address_pool: Vec<crate::model::translate::gateway::addresses::PoolRange>,
+    /// `--gateway-address-pool` (`explain` takes the same flag).
+    #[command(flatten)]
+    pub gateway_pool: GatewayPoolArgs,
     /// Serve endpoints on loopback and on this node's own addresses (refused by default: they
     /// let an EndpointSlice reach services bound to the node). For hostNetwork backends on this
     /// node, or a manifest directory pointing at apps on loopback, when every EndpointSlice is
@@ -165,7 +182,7 @@ impl SourceArgs {
             // `run` sets the ports the proxy bound.
             gateway_ports: Default::default(),
             gateway_address_pool: crate::model::translate::gateway::addresses::AddressPool {
-                ranges: self.gateway_address_pool.clone(),
+                ranges: self.gateway_pool.gateway_address_pool.clone(),
             },
         })
     }

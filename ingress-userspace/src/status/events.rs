@@ -91,6 +91,12 @@ fn fixed_api_kind(kind: ObjectKind) -> Option<(&'static str, &'static str)> {
     })
 }
 
+/// Whether `d` gets an Event: a problem with an object of a kind Events can name. A note
+/// ([`Severity::Info`]) is about an object that is not ours (another controller's): none.
+pub fn eventable(d: &Diagnostic) -> bool {
+    d.severity != Severity::Info && fixed_api_kind(d.object.kind).is_some()
+}
+
 pub struct EventWriter {
     client: kube::Client,
     reporter: Reporter,
@@ -120,7 +126,7 @@ impl EventWriter {
         let current: BTreeSet<&Diagnostic> = snapshot
             .diagnostics
             .iter()
-            .filter(|d| fixed_api_kind(d.object.kind).is_some())
+            .filter(|d| eventable(d))
             .collect();
         self.emitted.retain(|d| current.contains(d));
         for d in current {
@@ -163,6 +169,7 @@ impl EventWriter {
             note: Some(d.message.chars().take(1000).collect()),
             type_: Some(
                 match d.severity {
+                    Severity::Info => "Normal",
                     Severity::Warning | Severity::Error => "Warning",
                 }
                 .into(),
@@ -188,6 +195,22 @@ impl EventWriter {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    /// A stray parentRef gets an Event on its route; a note about another controller's
+    /// GatewayClass does not (it is not ours to annotate).
+    #[test]
+    fn problems_get_events_notes_do_not() {
+        let d = |kind, severity| Diagnostic {
+            object: crate::model::ObjectRef::new(kind, "app", "x"),
+            severity,
+            reason: "R".into(),
+            message: "m".into(),
+        };
+        assert!(eventable(&d(ObjectKind::HTTPRoute, Severity::Warning)));
+        assert!(eventable(&d(ObjectKind::Gateway, Severity::Warning)));
+        assert!(!eventable(&d(ObjectKind::GatewayClass, Severity::Info)));
+        assert!(!eventable(&d(ObjectKind::ManifestFile, Severity::Error)));
+    }
 
     #[test]
     fn bucket_limits_bursts() {

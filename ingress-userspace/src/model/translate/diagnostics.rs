@@ -10,6 +10,10 @@ impl Diagnostics {
         self.push(object, Severity::Error, reason, message.into());
     }
 
+    pub fn info(&mut self, object: &ObjectRef, reason: &str, message: impl Into<String>) {
+        self.push(object, Severity::Info, reason, message.into());
+    }
+
     pub fn warn(&mut self, object: &ObjectRef, reason: &str, message: impl Into<String>) {
         self.push(object, Severity::Warning, reason, message.into());
     }

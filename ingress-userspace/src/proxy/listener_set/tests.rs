@@ -22,8 +22,7 @@ use crate::{
 async fn start() -> (ProxyHandle, oneshot::Sender<()>) {
     let args = ProxyArgs {
         listen_address: "127.0.0.1".parse().unwrap(),
-        http_port: 0,
-        https_port: 0,
+        ports: crate::proxy::args::ListenerPorts::at(0, 0),
         access_log_format: AccessLogFormat::Off,
         // Two sockets per port (SO_REUSEPORT), whatever the machine's core count.
         proxy_workers: 2,

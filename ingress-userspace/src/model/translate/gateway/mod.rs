@@ -35,6 +35,7 @@ pub mod matching;
 pub mod ports;
 pub mod reference_grant;
 pub mod retry;
+pub mod strays;
 pub mod timeouts;
 pub mod tls_passthrough;
 
@@ -143,6 +144,7 @@ pub fn translate(
     diags: &mut Diagnostics,
 ) -> Output {
     let mut out = Output::default();
+    strays::report(objects, cx.controller_name, diags);
     // GatewayClasses of our controller: Accepted, unless they name parameters. No parameters
     // kind is ours to read, so the spec's "If the referent cannot be found, refers to an
     // unsupported kind ... the GatewayClass SHOULD be rejected with the Accepted condition
@@ -950,10 +952,17 @@ fn build_routes(
         if b.headers.iter().any(|h| *h != Default::default()) {
             gp.backend_headers = b.headers.clone();
         }
+        // Spec (`HTTPRouteRule.backendRefs`): with none, or none valid, and no filter that
+        // answers (a RequestRedirect, which the proxy applies first), the client gets 500.
         let action = if b.forward.is_empty() {
+            let none = rule.backend_refs.as_deref().unwrap_or_default().is_empty();
             RouteAction::Respond {
                 status: 500,
-                reason: "no valid backendRef".into(),
+                reason: if none {
+                    "no backendRefs".into()
+                } else {
+                    "no valid backendRef".into()
+                },
             }
         } else {
             RouteAction::Forward(b.forward)
