@@ -680,17 +680,33 @@ fn host_port(host: &str) -> Option<u16> {
     port.parse().ok()
 }
 
-/// The Gateway API SNI entry for `host` (lower case, port dropped), as [`crate::proxy::sni`]
-/// looks it up: exact, then the most specific `*.` wildcard.
+/// The Gateway API SNI entry for the query's host (lower case, port dropped) on the port and
+/// address it arrives on, as [`crate::proxy::sni`] looks it up: the HTTPS port's table or
+/// the Gateway port's own (on a Gateway's address, that Gateway's), exact name first, then
+/// the most specific `*.` wildcard.
 fn gateway_sni_of<'a>(
     snapshot: &'a Snapshot,
-    host: &str,
+    q: &Query,
 ) -> Option<(&'a String, &'a crate::model::SniAction)> {
+    let host = q.host.as_str();
     let name = host
         .rsplit_once(':')
         .map_or(host, |(h, _)| h)
         .to_ascii_lowercase();
-    let sni = &snapshot.l7.gateway_sni;
+    let l7 = &snapshot.l7;
+    let port = q
+        .port
+        .or_else(|| host_port(host))
+        .unwrap_or(q.ports.https_port);
+    let (https_table, port_tables) = match q.address.and_then(|a| l7.gateway_addresses.get(&a)) {
+        Some(a) => (&a.sni, &a.sni_ports),
+        None => (&l7.gateway_sni, &l7.gateway_sni_ports),
+    };
+    let sni = if port == q.ports.https_port {
+        https_table
+    } else {
+        &port_tables.get(&port)?.sni
+    };
     sni.get_key_value(&name).or_else(|| {
         name.match_indices('.')
             .find_map(|(i, _)| sni.get_key_value(&format!("*.{}", &name[i + 1..])))
@@ -742,17 +758,28 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
         return e;
     }
     if q.https
-        && let Some((pattern, action)) = gateway_sni_of(snapshot, &q.host)
+        && let Some((pattern, action)) = gateway_sni_of(snapshot, q)
     {
         match action {
             crate::model::SniAction::Pass {
-                route, backends, ..
+                route,
+                backends,
+                terminate,
             } => {
                 e.outcome = Outcome::Passthrough;
-                e.reason = format!(
-                    "TLS passthrough (Gateway API): {route} passes a TLS connection whose SNI \
-                     matches {pattern:?} to its backends untouched; no request is seen"
-                );
+                e.reason = if *terminate {
+                    format!(
+                        "TLSRoute (Gateway API, tls.mode Terminate): {route} takes a TLS \
+                         connection whose SNI matches {pattern:?}; it is terminated here with \
+                         the listener's certificate and the plain bytes are passed to its \
+                         backends; no HTTP request is seen"
+                    )
+                } else {
+                    format!(
+                        "TLS passthrough (Gateway API): {route} passes a TLS connection whose \
+                         SNI matches {pattern:?} to its backends untouched; no request is seen"
+                    )
+                };
                 e.backends = (backends.iter())
                     .map(|b| backend_info(&b.upstream, b.weight))
                     .collect();
@@ -776,8 +803,8 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
             crate::model::SniAction::Close => {
                 e.outcome = Outcome::Refused;
                 e.reason = format!(
-                    "a TLS passthrough listener's hostname ({pattern:?}) that no TLSRoute \
-                     serves: the connection is closed"
+                    "a TLS listener's hostname ({pattern:?}) that no TLSRoute serves: the \
+                     connection is closed"
                 );
                 return e;
             }
@@ -2682,6 +2709,54 @@ spec:
         assert!(e.reason.contains("\"db.pass.test\""), "{}", e.reason);
         let e = explain(&s, &https("other.pass.test"));
         assert_eq!(e.outcome, Outcome::Refused, "{e:?}");
+
+        // A TLS port of its own (8443): its own table, passthrough and Terminate listeners
+        // side by side; the HTTPS port's table does not answer for it.
+        let (crt, key) = crate::model::translate::fixtures::mk_cert_pem(&["t.other.test"]);
+        let mut objects = crate::source::files::parse_manifests(&format!(
+            r#"{yaml}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: other, namespace: default}}
+spec:
+  gatewayClassName: xdp
+  listeners:
+  - {{name: pass, port: 8443, protocol: TLS, hostname: p.other.test, tls: {{mode: Passthrough}}}}
+  - {{name: term, port: 8443, protocol: TLS, hostname: t.other.test, tls: {{certificateRefs: [{{name: t-tls}}]}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {{name: p, namespace: default}}
+spec:
+  parentRefs: [{{name: other, sectionName: pass}}]
+  hostnames: [p.other.test]
+  rules: [{{backendRefs: [{{name: db, port: 5432}}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {{name: t, namespace: default}}
+spec:
+  parentRefs: [{{name: other, sectionName: term}}]
+  hostnames: [t.other.test]
+  rules: [{{backendRefs: [{{name: db, port: 5432}}]}}]
+"#
+        ))
+        .unwrap();
+        objects.push(crate::store::Object::Secret(Arc::new(
+            crate::model::translate::fixtures::mk_tls_secret("default", "t-tls", &crt, &key),
+        )));
+        let s = translate(&Objects::from_objects(objects), &TranslateConfig::default());
+        let e = explain(&s, &https("p.other.test:8443"));
+        assert_eq!(e.outcome, Outcome::Passthrough, "{e:?}");
+        assert!(e.reason.contains("untouched"), "{}", e.reason);
+        let e = explain(&s, &https("t.other.test:8443"));
+        assert_eq!(e.outcome, Outcome::Passthrough, "{e:?}");
+        assert!(e.reason.contains("terminated here"), "{}", e.reason);
+        assert_eq!(e.l4.as_ref().map(|l| l.route.name.as_str()), Some("t"));
+        // The same name on the HTTPS port is not passed.
+        let e = explain(&s, &https("p.other.test:443"));
+        assert_ne!(e.outcome, Outcome::Passthrough, "{e:?}");
 
         let e = explain_l4(&s, crate::model::L4Protocol::Tcp, None, 5432);
         assert_eq!(e.outcome, Outcome::L4Service, "{e:?}");
