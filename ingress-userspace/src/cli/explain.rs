@@ -833,6 +833,22 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
     } else {
         match snapshot.l7.gateway_listeners.get(&port) {
             Some(crate::model::ListenerProtocol::Https) => (true, true),
+            // TLS listeners only: what no TLSRoute took above is closed, as the proxy does.
+            Some(crate::model::ListenerProtocol::TlsPassthrough) => {
+                e.outcome = Outcome::Refused;
+                e.reason = if q.https {
+                    format!(
+                        "port {port} has TLS listeners only and no TLSRoute there takes this \
+                         name (SNI): the connection is closed before any certificate is sent"
+                    )
+                } else {
+                    format!(
+                        "port {port} has TLS listeners only: a connection that is not TLS is \
+                         closed"
+                    )
+                };
+                return e;
+            }
             Some(_) => (false, true),
             None => {
                 e.outcome = Outcome::Refused;
@@ -2757,6 +2773,13 @@ spec:
         // The same name on the HTTPS port is not passed.
         let e = explain(&s, &https("p.other.test:443"));
         assert_ne!(e.outcome, Outcome::Passthrough, "{e:?}");
+        // Another name, or plain HTTP, on the TLS-only port: closed.
+        let e = explain(&s, &https("nope.other.test:8443"));
+        assert_eq!(e.outcome, Outcome::Refused, "{e:?}");
+        assert!(e.reason.contains("closed"), "{}", e.reason);
+        let e = explain(&s, &q("p.other.test:8443", "/"));
+        assert_eq!(e.outcome, Outcome::Refused, "{e:?}");
+        assert!(e.reason.contains("not TLS"), "{}", e.reason);
 
         let e = explain_l4(&s, crate::model::L4Protocol::Tcp, None, 5432);
         assert_eq!(e.outcome, Outcome::L4Service, "{e:?}");
