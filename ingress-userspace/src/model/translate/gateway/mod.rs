@@ -524,16 +524,31 @@ pub fn translate(
         let served = attached.served(&lost_on, at);
         for p in attached.parents {
             let mut conditions = vec![p.accepted];
+            let mut partially = None;
             if let (Some(msg), true) = (&built.unsupported, conditions[0].status) {
-                conditions[0] = StatusCondition::new(
-                    "Accepted",
-                    false,
-                    "UnsupportedValue",
-                    msg.clone(),
-                    generation,
-                );
+                if built.routes.is_empty() {
+                    conditions[0] = StatusCondition::new(
+                        "Accepted",
+                        false,
+                        "UnsupportedValue",
+                        msg.clone(),
+                        generation,
+                    );
+                } else {
+                    // Spec (RouteConditionPartiallyInvalid, "Drop Rule(s)"): the valid rules
+                    // are served, the route stays Accepted, and the message says what was
+                    // dropped.
+                    partially = Some(StatusCondition::new(
+                        "PartiallyInvalid",
+                        true,
+                        "UnsupportedValue",
+                        format!("Dropped Rule(s): {msg}"),
+                        generation,
+                    ));
+                }
             }
             conditions.push(resolved.clone());
+            conditions.extend(partially);
             parents.push(crate::model::RouteParentStatus {
                 parent_ref: p.parent_ref,
                 conditions,

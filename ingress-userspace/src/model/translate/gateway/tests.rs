@@ -2089,3 +2089,51 @@ fn http_route_backend_request_header_modifier() {
     assert_eq!(m.add.len(), 3);
     assert_eq!(m.remove, ["X-Header-Remove-1", "X-Header-Remove-2"]);
 }
+
+/// Gateway API `RouteConditionPartiallyInvalid` ("Drop Rule(s)"): a route with an invalid
+/// rule beside valid ones keeps `Accepted: True`, serves the valid rules, and says
+/// `PartiallyInvalid: True, UnsupportedValue` with a message starting "Dropped Rule"; a route
+/// whose every rule is invalid is `Accepted: False, UnsupportedValue` (found by a fresh-user
+/// trial: the partial route said `Accepted: False` while serving).
+#[test]
+fn a_partially_invalid_route_drops_its_invalid_rules_and_stays_accepted() {
+    let bad_timeout = "timeouts: {request: forever}";
+    let s = snapshot(&format!(
+        "{}{}{}",
+        super::test_support::gateway_yaml(
+            "{name: gw, namespace: app}",
+            "  listeners: [{name: http, port: 80, protocol: HTTP}]\n"
+        ),
+        route(
+            "partial",
+            "app",
+            "{name: gw}",
+            &format!(
+                "  hostnames: [partial.example]\n  rules:\n  - {{matches: [{{path: {{type: PathPrefix, value: /bad}}}}], {bad_timeout}, backendRefs: [{{name: web, port: 8080}}]}}\n  - {{matches: [{{path: {{type: PathPrefix, value: /good}}}}], backendRefs: [{{name: web, port: 8080}}]}}\n"
+            ),
+        ),
+        route(
+            "invalid",
+            "app",
+            "{name: gw}",
+            &format!(
+                "  hostnames: [invalid.example]\n  rules:\n  - {{{bad_timeout}, backendRefs: [{{name: web, port: 8080}}]}}\n"
+            ),
+        ),
+    ));
+    let c = route_parent(&s, "app", "partial");
+    assert_eq!(cond(c, "Accepted"), (true, "Accepted"));
+    assert_eq!(cond(c, "PartiallyInvalid"), (true, "UnsupportedValue"));
+    let msg = &c.iter().find(|c| c.type_ == "PartiallyInvalid").unwrap().message;
+    assert!(msg.starts_with("Dropped Rule"), "{msg}");
+    let paths: Vec<String> = s.l7.hosts["partial.example"]
+        .routes
+        .iter()
+        .map(|r| format!("{:?}", r.matches.path))
+        .collect();
+    assert_eq!(paths.len(), 1, "{paths:?}");
+    assert!(paths[0].contains("/good"), "{paths:?}");
+    let c = route_parent(&s, "app", "invalid");
+    assert_eq!(cond(c, "Accepted"), (false, "UnsupportedValue"));
+    assert!(!c.iter().any(|c| c.type_ == "PartiallyInvalid"));
+}
