@@ -44,7 +44,7 @@ pub enum PrintTable {
 /// `--to`: what to print instead of the report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Target {
-    /// The Gateway and HTTPRoutes equivalent to the Ingresses ([`super::migrate_gateway`]).
+    /// The Gateway and HTTPRoutes equivalent to the Ingresses (see deploy/docs/gateway-api.md).
     GatewayApi,
 }
 

@@ -235,7 +235,7 @@ impl Metrics {
         );
         registry.register(
             "ssl_passthrough_connections",
-            "TLS connections passed to a pod untouched (ssl-passthrough), by SNI host and result",
+            "TLS connections passed to a pod by SNI (ssl-passthrough and TLSRoutes: untouched, or after termination on a Terminate listener), by SNI host and result",
             ssl_passthrough.clone(),
         );
         registry.register(

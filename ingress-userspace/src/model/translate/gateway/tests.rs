@@ -2124,7 +2124,11 @@ fn a_partially_invalid_route_drops_its_invalid_rules_and_stays_accepted() {
     let c = route_parent(&s, "app", "partial");
     assert_eq!(cond(c, "Accepted"), (true, "Accepted"));
     assert_eq!(cond(c, "PartiallyInvalid"), (true, "UnsupportedValue"));
-    let msg = &c.iter().find(|c| c.type_ == "PartiallyInvalid").unwrap().message;
+    let msg = &c
+        .iter()
+        .find(|c| c.type_ == "PartiallyInvalid")
+        .unwrap()
+        .message;
     assert!(msg.starts_with("Dropped Rule"), "{msg}");
     let paths: Vec<String> = s.l7.hosts["partial.example"]
         .routes
