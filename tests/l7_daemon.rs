@@ -261,6 +261,8 @@ spec:
         if let Ok(line) = line_rx.recv_timeout(Duration::from_millis(200))
             && line.contains("EndpointAddressRefused")
         {
+            // Not a terminal: plain text, no colour codes (a log file stays readable).
+            assert!(!line.contains('\u{1b}'), "ANSI escape in a piped log: {line:?}");
             for addr in ["127.0.0.1", "198.18.0.2"] {
                 if line.contains(&format!("endpoint {addr} ")) {
                     refused.insert(addr);
