@@ -227,3 +227,17 @@ fn migrate_to_gateway_api_exits_1_when_a_note_says_behaviour_differs() {
     let (code, out) = migrate(&["--manifests", &dir("same"), "--to", "gateway-api"]);
     assert_eq!(code, i32::from(out.contains("# note:")), "{out}");
 }
+
+/// `explain --gateway NS/NAME` for a Gateway the manifests do not hold prints why and exits
+/// non-zero (a typo in the name is not an answer; found by a fresh-user trial: it exited 0).
+#[test]
+fn explain_of_a_gateway_that_does_not_exist_fails() {
+    let out = Command::new(testbed::built_xdp_ingress_bin())
+        .args(["explain", "--manifests", &dir("ingress-nginx")])
+        .args(["--gateway", "nowhere/no-such-gateway"])
+        .output()
+        .expect("running xdp-ingress explain");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no Gateway nowhere/no-such-gateway"), "{err}");
+}

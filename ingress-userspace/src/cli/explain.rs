@@ -1436,6 +1436,10 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
             "{}",
             serde_json::to_string_pretty(&e).context("encoding JSON")?
         );
+        // A name that matches nothing is a mistake to say so about, not an answer.
+        if !objects.gateways.contains_key(key) {
+            anyhow::bail!("no Gateway {key} in {}", args.manifests.display());
+        }
         return Ok(());
     }
     if let Some(port) = args.port {
