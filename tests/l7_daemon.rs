@@ -262,7 +262,10 @@ spec:
             && line.contains("EndpointAddressRefused")
         {
             // Not a terminal: plain text, no colour codes (a log file stays readable).
-            assert!(!line.contains('\u{1b}'), "ANSI escape in a piped log: {line:?}");
+            assert!(
+                !line.contains('\u{1b}'),
+                "ANSI escape in a piped log: {line:?}"
+            );
             for addr in ["127.0.0.1", "198.18.0.2"] {
                 if line.contains(&format!("endpoint {addr} ")) {
                     refused.insert(addr);
