@@ -2011,6 +2011,9 @@ async fn https_listener_detects_misdirected_requests() {
             assert_eq!(g.status.as_u16(), status, "{what}");
             if !pod.is_empty() {
                 assert_eq!(g.pod(), pod, "{what}");
+                // ingress-nginx's HSTS default is the Ingress's, never a Gateway route's.
+                let hsts = g.header("strict-transport-security");
+                assert_eq!(hsts.is_empty(), host != "shop.test", "{what}: {hsts:?}");
             }
         }
     }

@@ -111,6 +111,9 @@ struct Outcome {
     /// The one client address and forwarding values ([`super::client_addr`]).
     client: Client,
     ingress: Option<Arc<String>>,
+    /// The route is a Gateway API one (HTTPRoute, GRPCRoute): ingress-nginx's controller-wide
+    /// HSTS default is not applied to it.
+    gateway_route: bool,
     host: Option<Arc<String>>,
     path: Option<Arc<String>>,
     service: Option<String>,
@@ -189,10 +192,12 @@ pub(crate) async fn handle(
         resp.headers_mut().insert(name.clone(), value.clone());
     }
     if conn.tls
+        && !out.gateway_route
         && let Some(hsts) = &live.hsts
     {
         // ingress-nginx sets it on every HTTPS response (`more_set_headers`, so a pod's own
-        // value is replaced), RFC 6797 section 7.1.
+        // value is replaced), RFC 6797 section 7.1. Its default is on, which a Gateway API
+        // user never asked for: a Gateway route sets the header with a filter instead.
         resp.headers_mut()
             .insert(STRICT_TRANSPORT_SECURITY, hsts.clone());
     }
@@ -210,6 +215,7 @@ impl Outcome {
         Outcome {
             client,
             ingress: None,
+            gateway_route: false,
             host: None,
             path: None,
             service: None,
@@ -425,6 +431,10 @@ async fn route(
     match rt.routes.lookup(&view) {
         Lookup::Route { host: vh, route } => {
             out.ingress = Some(Arc::clone(&route.ingress));
+            out.gateway_route = matches!(
+                route.origin.object.kind,
+                crate::model::ObjectKind::HTTPRoute | crate::model::ObjectKind::GRPCRoute
+            );
             out.host = Some(Arc::clone(&vh.label));
             out.path = Some(Arc::clone(&route.path_label));
             out.response_rate = route
