@@ -168,6 +168,23 @@ pub fn explain_gateway(
         .chain(&sets)
         .chain(&route_refs)
         .collect();
+    // The Services the routes send to, and their EndpointSlices: a refused endpoint (say) is
+    // reported on a slice, and is why a backend answers 503.
+    let services: BTreeSet<Key> = (route_refs.iter())
+        .flat_map(|r| backend_services(objects, r))
+        .collect();
+    let backend_side = |d: &Diagnostic| match d.object.kind {
+        ObjectKind::Service => {
+            services.contains(&Key::new(d.object.namespace.clone(), d.object.name.clone()))
+        }
+        ObjectKind::EndpointSlice => (objects.endpoint_slices)
+            .get(&Key::new(d.object.namespace.clone(), d.object.name.clone()))
+            .and_then(|s| s.service())
+            .is_some_and(|svc| {
+                services.contains(&Key::new(d.object.namespace.clone(), svc.to_string()))
+            }),
+        _ => false,
+    };
     GatewayExplanation {
         served: gw_status.is_some(),
         reason,
@@ -176,11 +193,56 @@ pub fn explain_gateway(
         listener_sets,
         routes,
         diagnostics: (snapshot.diagnostics.iter())
-            .filter(|d| related.contains(&d.object))
+            .filter(|d| related.contains(&d.object) || backend_side(d))
             .cloned()
             .collect(),
         gateway: gw_ref,
     }
+}
+
+/// The core Services the `backendRefs` of `route`'s rules name (any route kind: read from its
+/// spec as the API spells it; the namespace defaults to the route's).
+fn backend_services(objects: &Objects, route: &ObjectRef) -> Vec<Key> {
+    let key = Key::new(route.namespace.clone(), route.name.clone());
+    let spec = match route.kind {
+        ObjectKind::HTTPRoute => objects
+            .http_routes
+            .get(&key)
+            .map(|r| serde_json::to_value(&r.spec)),
+        ObjectKind::GRPCRoute => objects
+            .grpc_routes
+            .get(&key)
+            .map(|r| serde_json::to_value(&r.spec)),
+        ObjectKind::TLSRoute => objects
+            .tls_routes
+            .get(&key)
+            .map(|r| serde_json::to_value(&r.spec)),
+        ObjectKind::TCPRoute => objects
+            .tcp_routes
+            .get(&key)
+            .map(|r| serde_json::to_value(&r.spec)),
+        ObjectKind::UDPRoute => objects
+            .udp_routes
+            .get(&key)
+            .map(|r| serde_json::to_value(&r.spec)),
+        _ => None,
+    };
+    let Some(Ok(spec)) = spec else {
+        return Vec::new();
+    };
+    let rules = spec["rules"].as_array().cloned().unwrap_or_default();
+    (rules.iter())
+        .flat_map(|rule| rule["backendRefs"].as_array().cloned().unwrap_or_default())
+        .filter(|b| {
+            b["group"].as_str().unwrap_or("").is_empty()
+                && b["kind"].as_str().unwrap_or("Service") == "Service"
+        })
+        .filter_map(|b| {
+            let name = b["name"].as_str()?;
+            let ns = b["namespace"].as_str().unwrap_or(&route.namespace);
+            Some(Key::new(ns.to_string(), name.to_string()))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -256,6 +318,73 @@ spec:
             .find(|c| c["type"] == t)
             .unwrap_or_else(|| panic!("no {t} in {conds}"));
         (c["status"].as_str().unwrap(), c["reason"].as_str().unwrap())
+    }
+
+    /// The problems of the Services the Gateway's routes send to are listed too: a loopback
+    /// endpoint refused on the route's Service's slice is why its backend answers 503
+    /// (fresh-user trial: `diagnostics: []` beside all-True conditions).
+    #[test]
+    fn a_refused_endpoint_of_a_routes_service_is_listed() {
+        let yaml = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: xdp}
+spec: {controllerName: xdp-ingress.dev/controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: shop}
+spec:
+  gatewayClassName: xdp
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web, namespace: shop}
+spec:
+  parentRefs: [{name: gw}]
+  rules: [{backendRefs: [{name: web, port: 80}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec: {ports: [{name: http, port: 80, targetPort: 8080}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-1, namespace: shop, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints: [{addresses: ["127.0.0.1"], conditions: {ready: true}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: other, namespace: shop}
+spec: {ports: [{name: http, port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: other-1, namespace: shop, labels: {kubernetes.io/service-name: other}}
+addressType: IPv4
+ports: [{name: http, port: 80}]
+endpoints: [{addresses: ["127.0.0.2"], conditions: {ready: true}}]
+"#;
+        let objects = Objects::from_objects(crate::source::files::parse_manifests(yaml).unwrap());
+        let s = translate(&objects, &TranslateConfig::default());
+        let e = explain_gateway(
+            &s,
+            &objects,
+            &Key::new("shop", "gw"),
+            DEFAULT_CONTROLLER_NAME,
+        );
+        let found: Vec<(&str, &str)> = (e.diagnostics.iter())
+            .map(|d| (d.object.name.as_str(), d.reason.as_str()))
+            .collect();
+        assert!(
+            found.contains(&("web-1", "EndpointAddressRefused")),
+            "{found:?}"
+        );
+        assert!(!found.iter().any(|(o, _)| *o == "other-1"), "{found:?}");
     }
 
     /// What the daemon would write, by the spec's conditions and reasons: the class
