@@ -154,10 +154,6 @@ impl Table {
         Table { node, at }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.node.is_empty() && self.at.is_empty()
-    }
-
     /// The handshake of a connection to `local` (`claimed`: a Gateway's own address, which
     /// sees only that Gateway's listeners) naming `sni`; `None`: no validation there.
     pub fn handshake(
