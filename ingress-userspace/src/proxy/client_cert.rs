@@ -221,12 +221,7 @@ impl CompiledPolicy {
         if let Some(c) = self.config.get() {
             return Some(Arc::clone(c));
         }
-        let cfg = ServerConfig::builder_with_provider(Arc::new(provider()))
-            .with_safe_default_protocol_versions()
-            .ok()?
-            .with_client_cert_verifier(Arc::clone(verifier) as Arc<dyn ClientCertVerifier>)
-            .with_cert_resolver(Arc::clone(certs) as Arc<dyn ResolvesServerCert>);
-        let cfg = Arc::new(CertStore::with_alpn(cfg));
+        let cfg = verifying_config(Arc::clone(verifier) as Arc<dyn ClientCertVerifier>, certs)?;
         Some(Arc::clone(self.config.get_or_init(|| cfg)))
     }
 
@@ -447,6 +442,21 @@ impl ClientCertVerifier for AskForCertificate {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algs.supported_schemes()
     }
+}
+
+/// A handshake configuration that asks for client certificates through `verifier` and
+/// resolves the server's certificate through `certs` as every HTTPS listener does (ALPN h2,
+/// http/1.1); `None` when rustls refuses the protocol versions.
+fn verifying_config(
+    verifier: Arc<dyn ClientCertVerifier>,
+    certs: &Arc<CertStore>,
+) -> Option<Arc<ServerConfig>> {
+    let cfg = ServerConfig::builder_with_provider(Arc::new(provider()))
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(Arc::clone(certs) as Arc<dyn ResolvesServerCert>);
+    Some(Arc::new(CertStore::with_alpn(cfg)))
 }
 
 /// The SubjectPublicKeyInfo of `cert`, whatever its X.509 version (webpki's end-entity parser

@@ -324,8 +324,8 @@ async fn serve_tls(
         let claimed = shared.certs.has_address(local);
         // A Gateway listener that validates client certificates decides in the handshake.
         let config = match (rt.frontend_validation).handshake(
+            &rt.misdirected,
             at.local,
-            claimed,
             sni.as_deref(),
             &shared.certs,
         ) {

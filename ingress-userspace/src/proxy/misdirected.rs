@@ -47,14 +47,24 @@ impl Listeners {
         sni: Option<&str>,
         host: &str,
     ) -> bool {
-        let (ip, port) = local;
-        let ports = self.at.get(&ip.to_canonical()).unwrap_or(&self.by_port);
-        let Some(hosts) = ports.get(&port) else {
+        let Some(hosts) = self.port(local) else {
             return false;
         };
         let by_sni = select(hosts, &normalize_host(sni.unwrap_or_default()));
         let by_host = select(hosts, &normalize_host(host));
         by_sni != by_host
+    }
+
+    /// The hostname (`""`: none) of the HTTPS Gateway listener of `local`'s port that `name`
+    /// (an SNI or `Host`, any case; `None`: no SNI) selects; `None` when none does. On a
+    /// Gateway's address, only that Gateway's listeners count.
+    pub fn selected(&self, local: (std::net::IpAddr, u16), name: Option<&str>) -> Option<&str> {
+        select(self.port(local)?, &normalize_host(name.unwrap_or_default()))
+    }
+
+    fn port(&self, (ip, port): (std::net::IpAddr, u16)) -> Option<&Vec<String>> {
+        let ports = self.at.get(&ip.to_canonical()).unwrap_or(&self.by_port);
+        ports.get(&port)
     }
 }
 

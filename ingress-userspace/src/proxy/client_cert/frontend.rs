@@ -14,7 +14,7 @@
 //! Gateway's listeners.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     net::IpAddr,
     sync::{Arc, OnceLock},
 };
@@ -22,10 +22,10 @@ use std::{
 use rustls::{
     RootCertStore, ServerConfig,
     pki_types::CertificateDer,
-    server::{ResolvesServerCert, WebPkiClientVerifier, danger::ClientCertVerifier},
+    server::{WebPkiClientVerifier, danger::ClientCertVerifier},
 };
 
-use super::{AskForCertificate, provider};
+use super::{AskForCertificate, provider, verifying_config};
 use crate::{
     model::{ClientValidationByPort, FrontendValidation, L7Config},
     proxy::tls::CertStore,
@@ -81,12 +81,7 @@ impl Compiled {
         if let Some(c) = self.config.get() {
             return Some(Arc::clone(c));
         }
-        let cfg = ServerConfig::builder_with_provider(Arc::new(provider()))
-            .with_safe_default_protocol_versions()
-            .ok()?
-            .with_client_cert_verifier(Arc::clone(verifier))
-            .with_cert_resolver(Arc::clone(certs) as Arc<dyn ResolvesServerCert>);
-        let cfg = Arc::new(CertStore::with_alpn(cfg));
+        let cfg = verifying_config(Arc::clone(verifier), certs)?;
         Some(Arc::clone(self.config.get_or_init(|| cfg)))
     }
 }
@@ -99,12 +94,12 @@ pub enum Handshake {
     Refuse,
 }
 
-/// Per port: every served HTTPS listener's hostname there (`""`: none), with its policy
-/// (`None`: that listener does not validate).
-type ByPort = HashMap<u16, BTreeMap<String, Option<Arc<Compiled>>>>;
+/// Per port, the validating listeners' policies by their hostname (`""`: none).
+type ByPort = HashMap<u16, HashMap<String, Arc<Compiled>>>;
 
-/// Every port with a validating listener: on node addresses (Gateways without addresses) and
-/// on each Gateway address, by port, then by listener hostname.
+/// The validating listeners of Gateways without addresses (`node`) and of each Gateway
+/// address (`at`: every Gateway address, with policies or not, as
+/// [`crate::proxy::misdirected::Listeners`] keys them).
 #[derive(Debug, Default)]
 pub struct Table {
     node: ByPort,
@@ -121,54 +116,46 @@ impl Table {
                 .node
                 .values()
                 .chain(p.at.values().flat_map(|b| b.values()));
-            for c in ports.flat_map(|hosts| hosts.values().flatten()) {
+            for c in ports.flat_map(|hosts| hosts.values()) {
                 kept.insert(Arc::as_ptr(&c.policy), Arc::clone(c));
             }
         }
-        let mut compile = |policies: &ClientValidationByPort,
-                           https_hosts: &BTreeMap<u16, Vec<String>>|
-         -> ByPort {
+        let mut compile = |policies: &ClientValidationByPort| -> ByPort {
             (policies.iter())
                 .map(|(port, by_host)| {
-                    let listeners = https_hosts.get(port).into_iter().flatten();
-                    let hosts = (listeners.chain(by_host.keys()))
-                        .map(|host| {
-                            let c =
-                                by_host.get(host).map(|policy| {
-                                    Arc::clone(kept.entry(Arc::as_ptr(policy)).or_insert_with(
-                                        || Arc::new(Compiled::new(Arc::clone(policy))),
-                                    ))
-                                });
-                            (host.clone(), c)
+                    let hosts = (by_host.iter())
+                        .map(|(host, policy)| {
+                            let c = kept
+                                .entry(Arc::as_ptr(policy))
+                                .or_insert_with(|| Arc::new(Compiled::new(Arc::clone(policy))));
+                            (host.clone(), Arc::clone(c))
                         })
                         .collect();
                     (*port, hosts)
                 })
                 .collect()
         };
-        let node = compile(&l7.gateway_client_validation, &l7.gateway_https_hosts);
+        let node = compile(&l7.gateway_client_validation);
         let at = (l7.gateway_addresses.iter())
-            .filter(|(_, a)| !a.client_validation.is_empty())
-            .map(|(ip, a)| (*ip, compile(&a.client_validation, &a.https_hosts)))
+            .map(|(ip, a)| (*ip, compile(&a.client_validation)))
             .collect();
         Table { node, at }
     }
 
-    /// The handshake of a connection to `local` (`claimed`: a Gateway's own address, which
-    /// sees only that Gateway's listeners) naming `sni`; `None`: no validation there.
+    /// The handshake of a connection to `local` naming `sni`: the listener `listeners` says
+    /// the name selects on that port (exact hostname, longest wildcard, then the one without;
+    /// on a Gateway's address only its own), if it validates; `None`: no validation there.
     pub fn handshake(
         &self,
+        listeners: &crate::proxy::misdirected::Listeners,
         local: std::net::SocketAddr,
-        claimed: bool,
         sni: Option<&str>,
         certs: &Arc<CertStore>,
     ) -> Option<Handshake> {
-        let by_port = if claimed {
-            self.at.get(&local.ip().to_canonical())?
-        } else {
-            &self.node
-        };
-        let c = listener(by_port.get(&local.port())?, sni.unwrap_or(""))?.as_ref()?;
+        let at = (local.ip().to_canonical(), local.port());
+        let by_port = self.at.get(&at.0).unwrap_or(&self.node);
+        let by_host = by_port.get(&at.1)?;
+        let c = by_host.get(listeners.selected(at, sni)?)?;
         Some(match c.server_config(certs) {
             Some(cfg) => Handshake::Config(cfg),
             None => Handshake::Refuse,
@@ -176,70 +163,64 @@ impl Table {
     }
 }
 
-/// The listener of one port whose hostname takes `sni` (lower case): exact, else the longest
-/// `*.` suffix matching one or more labels, else the one without hostname (`""`).
-fn listener<'a, T>(by_host: &'a BTreeMap<String, T>, sni: &str) -> Option<&'a T> {
-    if let Some(c) = by_host.get(sni).filter(|_| !sni.is_empty()) {
-        return Some(c);
-    }
-    let mut best: Option<(usize, &T)> = None;
-    for (host, c) in by_host {
-        let Some(suffix) = host.strip_prefix("*.") else {
-            continue;
-        };
-        let takes = sni.len() > suffix.len() + 1
-            && sni.ends_with(suffix)
-            && sni.as_bytes()[sni.len() - suffix.len() - 1] == b'.';
-        if takes && best.is_none_or(|(n, _)| suffix.len() > n) {
-            best = Some((suffix.len(), c));
-        }
-    }
-    best.map(|(_, c)| c).or_else(|| by_host.get(""))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{ObjectKind, ObjectRef};
 
-    fn compiled(name: &str) -> Arc<Compiled> {
-        Arc::new(Compiled {
-            policy: Arc::new(FrontendValidation {
-                gateway: crate::model::ObjectRef::new(
-                    crate::model::ObjectKind::Gateway,
-                    "ns",
-                    name,
-                ),
-                ca_der: Vec::new(),
-                insecure_fallback: false,
-            }),
-            verifier: None,
-            config: OnceLock::new(),
+    fn policy(name: &str) -> Arc<FrontendValidation> {
+        Arc::new(FrontendValidation {
+            gateway: ObjectRef::new(ObjectKind::Gateway, "ns", name),
+            ca_der: Vec::new(),
+            insecure_fallback: false,
         })
     }
 
-    /// Gateway API `Listener.hostname`: exact first, a wildcard takes one or more labels (the
-    /// longest suffix wins), a listener without hostname takes the rest.
+    /// A connection finds its listener as Gateway API hostnames match (exact, then the
+    /// longest wildcard, then the listener without hostname), and validates only when that
+    /// listener does: a name a non-validating listener takes is never asked, even where a
+    /// catch-all listener of the port validates.
     #[test]
-    fn a_connection_finds_its_listeners_policy_by_sni() {
-        let by_host: BTreeMap<String, Arc<Compiled>> = [
-            ("a.example.com", "exact"),
-            ("*.example.com", "wild"),
-            ("*.b.example.com", "deeper"),
-            ("", "any"),
-        ]
-        .into_iter()
-        .map(|(h, n)| (h.to_string(), compiled(n)))
-        .collect();
-        let name = |sni: &str| listener(&by_host, sni).map(|c| c.policy.gateway.name.clone());
-        assert_eq!(name("a.example.com").as_deref(), Some("exact"));
-        assert_eq!(name("x.example.com").as_deref(), Some("wild"));
-        assert_eq!(name("x.y.example.com").as_deref(), Some("wild"));
-        assert_eq!(name("x.b.example.com").as_deref(), Some("deeper"));
-        assert_eq!(name("example.com").as_deref(), Some("any"));
-        assert_eq!(name("other.org").as_deref(), Some("any"));
-        assert_eq!(name("").as_deref(), Some("any"));
-        let no_catch_all: BTreeMap<String, Arc<Compiled>> =
-            [("a.example.com".to_string(), compiled("exact"))].into();
-        assert!(listener(&no_catch_all, "b.example.com").is_none());
+    fn a_connection_is_validated_by_the_listener_its_sni_selects() {
+        let mut l7 = L7Config::default();
+        l7.gateway_https_hosts.insert(
+            443,
+            ["", "*.example.com", "a.example.com", "plain.example.com"]
+                .map(String::from)
+                .to_vec(),
+        );
+        let by_host = ["", "*.example.com", "a.example.com"]
+            .map(|h| (h.to_string(), policy(if h.is_empty() { "any" } else { h })));
+        l7.gateway_client_validation
+            .insert(443, by_host.into_iter().collect());
+        let table = Table::build(&l7, None);
+        let listeners = crate::proxy::misdirected::Listeners::new(&l7);
+        let local: std::net::SocketAddr = "127.0.0.1:443".parse().unwrap();
+        let which = |sni: Option<&str>| {
+            let port = &table.node[&443];
+            listeners
+                .selected((local.ip(), local.port()), sni)
+                .and_then(|h| port.get(h))
+                .map(|c| c.policy.gateway.name.clone())
+        };
+        assert_eq!(
+            which(Some("a.example.com")).as_deref(),
+            Some("a.example.com")
+        );
+        assert_eq!(
+            which(Some("x.y.example.com")).as_deref(),
+            Some("*.example.com")
+        );
+        assert_eq!(which(Some("other.org")).as_deref(), Some("any"));
+        assert_eq!(which(None).as_deref(), Some("any"));
+        assert_eq!(which(Some("plain.example.com")), None);
+        // Another port: nothing validates there.
+        let certs = Arc::new(CertStore::new().unwrap());
+        let other: std::net::SocketAddr = "127.0.0.1:8443".parse().unwrap();
+        assert!(
+            table
+                .handshake(&listeners, other, Some("a.example.com"), &certs)
+                .is_none()
+        );
     }
 }
