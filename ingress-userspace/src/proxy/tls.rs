@@ -273,7 +273,11 @@ fn secret_name(r: &ObjectRef) -> String {
     format!("{}/{}", r.namespace, r.name)
 }
 
-fn parse(c: &TlsCertificate) -> Result<CertifiedKey, TlsError> {
+/// The chain (leaf first) and private key of `c`'s PEM, or why they do not parse
+/// ([`TlsError::BadCertificate`]): for serving, and for a client certificate toward backends.
+pub fn chain_and_key(
+    c: &TlsCertificate,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
     let bad = |reason: String| TlsError::BadCertificate {
         secret: secret_name(&c.secret),
         reason,
@@ -288,6 +292,15 @@ fn parse(c: &TlsCertificate) -> Result<CertifiedKey, TlsError> {
         PemError::NoItemsFound => bad("tls.key holds no private key".into()),
         e => bad(format!("tls.key: {e}")),
     })?;
+    Ok((chain, key))
+}
+
+fn parse(c: &TlsCertificate) -> Result<CertifiedKey, TlsError> {
+    let bad = |reason: String| TlsError::BadCertificate {
+        secret: secret_name(&c.secret),
+        reason,
+    };
+    let (chain, key) = chain_and_key(c)?;
     let signer = any_supported_type(&key).map_err(|e| bad(format!("tls.key: {e}")))?;
     let ck = CertifiedKey::new(chain, signer);
     ck.keys_match()

@@ -116,7 +116,15 @@ impl VerifiedTls {
             roots: Arc::clone(&roots),
             algorithms: provider.signature_verification_algorithms,
         });
-        let client_cert = spec.client_certificate.as_deref().map(client_certificate);
+        let client_cert = spec.client_certificate.as_deref().map(|c| {
+            crate::proxy::tls::chain_and_key(c).map_err(|e| VerifiedTlsError::ClientCertificate {
+                secret: spec_secret(&spec),
+                reason: match e {
+                    crate::proxy::tls::TlsError::BadCertificate { reason, .. } => reason,
+                    e => e.to_string(),
+                },
+            })
+        });
         let connector = |alpn: &[u8]| -> Result<TlsConnector, VerifiedTlsError> {
             let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
                 .with_safe_default_protocol_versions()
@@ -143,34 +151,6 @@ impl VerifiedTls {
             spec,
         })
     }
-}
-
-/// The chain and key of a client certificate (PEM, as a `kubernetes.io/tls` Secret holds
-/// them).
-#[allow(clippy::type_complexity)]
-fn client_certificate(
-    c: &crate::model::TlsCertificate,
-) -> Result<
-    (
-        Vec<CertificateDer<'static>>,
-        rustls::pki_types::PrivateKeyDer<'static>,
-    ),
-    VerifiedTlsError,
-> {
-    use rustls::pki_types::{PrivateKeyDer, pem::PemObject};
-    let bad = |reason: String| VerifiedTlsError::ClientCertificate {
-        secret: format!("{}/{}", c.secret.namespace, c.secret.name),
-        reason,
-    };
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&c.chain_pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| bad(format!("tls.crt: {e}")))?;
-    if chain.is_empty() {
-        return Err(bad("tls.crt holds no certificate".into()));
-    }
-    let key =
-        PrivateKeyDer::from_pem_slice(&c.key_pem).map_err(|e| bad(format!("tls.key: {e}")))?;
-    Ok((chain, key))
 }
 
 fn spec_secret(spec: &UpstreamTls) -> String {

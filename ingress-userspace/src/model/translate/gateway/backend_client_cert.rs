@@ -15,10 +15,10 @@ use std::{collections::HashSet, sync::Arc};
 
 use gateway_api::apis::standard::gateways::Gateway;
 
-use super::reference_grant::{self, ObjectReference, RefProblem};
+use super::{listeners, reference_grant::ObjectReference};
 use crate::{
     model::translate::tls::TlsCache,
-    model::{ObjectKind, ObjectRef, StatusCondition, TlsCertificate},
+    model::{StatusCondition, TlsCertificate},
     store::{Key, Objects},
 };
 
@@ -44,29 +44,13 @@ pub fn resolve(
         namespace: r.namespace.as_deref(),
         name: &r.name,
     };
-    let secret_key = match reference_grant::checked(objects, &reference) {
-        Ok(k) => k,
-        Err(RefProblem::WrongKind(m)) => return Some(Err(("InvalidClientCertificateRef", m))),
-        Err(RefProblem::NotPermitted(m)) => return Some(Err(("RefNotPermitted", m))),
-    };
-    secrets.insert(secret_key.clone());
-    let Some(secret) = objects.secrets.get(&secret_key) else {
-        return Some(Err((
-            "InvalidClientCertificateRef",
-            format!("clientCertificateRef: Secret {secret_key} does not exist"),
-        )));
-    };
-    let oref = ObjectRef::new(
-        ObjectKind::Secret,
-        secret_key.namespace.clone(),
-        secret_key.name.clone(),
-    );
-    Some(tls.get(&oref, secret).map_err(|e| {
-        (
-            "InvalidClientCertificateRef",
-            format!("clientCertificateRef: Secret {secret_key}: {e}"),
-        )
-    }))
+    Some(listeners::tls_secret(
+        objects,
+        &reference,
+        "InvalidClientCertificateRef",
+        tls,
+        secrets,
+    ))
 }
 
 /// The Gateway's `ResolvedRefs` condition for what [`resolve`] said.

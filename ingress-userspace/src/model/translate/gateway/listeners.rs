@@ -685,33 +685,41 @@ fn certificate(
             "tls.certificateRefs is empty".into(),
         ));
     };
-    let key = reference_grant::checked(
-        objects,
-        &reference_grant::ObjectReference {
-            field: "certificateRef",
-            from_kind: owner.kind,
-            from_namespace: owner.namespace,
-            to_kind: "Secret",
-            group: r.group.as_deref(),
-            kind: r.kind.as_deref(),
-            namespace: r.namespace.as_deref(),
-            name: &r.name,
-        },
-    )
-    .map_err(|p| match p {
-        reference_grant::RefProblem::WrongKind(m) => ("InvalidCertificateRef", m),
+    let reference = reference_grant::ObjectReference {
+        field: "certificateRef",
+        from_kind: owner.kind,
+        from_namespace: owner.namespace,
+        to_kind: "Secret",
+        group: r.group.as_deref(),
+        kind: r.kind.as_deref(),
+        namespace: r.namespace.as_deref(),
+        name: &r.name,
+    };
+    tls_secret(objects, &reference, "InvalidCertificateRef", tls, secrets)
+}
+
+/// The certificate and key of the `kubernetes.io/tls` Secret `reference` names (another
+/// namespace needs a ReferenceGrant), or why not: `invalid` (the field's own reason, e.g.
+/// `InvalidCertificateRef`) for another kind, a missing Secret or one that does not parse,
+/// `RefNotPermitted` without a grant. The Secret looked up goes to `secrets`.
+pub(super) fn tls_secret(
+    objects: &Objects,
+    reference: &reference_grant::ObjectReference<'_>,
+    invalid: &'static str,
+    tls: &mut super::super::tls::TlsCache,
+    secrets: &mut std::collections::HashSet<Key>,
+) -> Result<Arc<TlsCertificate>, (&'static str, String)> {
+    let key = reference_grant::checked(objects, reference).map_err(|p| match p {
+        reference_grant::RefProblem::WrongKind(m) => (invalid, m),
         reference_grant::RefProblem::NotPermitted(m) => ("RefNotPermitted", m),
     })?;
     secrets.insert(key.clone());
     let Some(secret) = objects.secrets.get(&key) else {
-        return Err((
-            "InvalidCertificateRef",
-            format!("Secret {key} does not exist"),
-        ));
+        return Err((invalid, format!("Secret {key} does not exist")));
     };
     let oref = ObjectRef::new(ObjectKind::Secret, key.namespace.clone(), key.name.clone());
     tls.get(&oref, secret)
-        .map_err(|e| ("InvalidCertificateRef", format!("Secret {key}: {e}")))
+        .map_err(|e| (invalid, format!("Secret {key}: {e}")))
 }
 
 /// Whether namespace `ns` (its labels from the store, with the `kubernetes.io/metadata.name`
