@@ -133,8 +133,8 @@ pub fn conflicts(ls: &mut [Listener<'_>], statuses: &mut [ListenerStatus], from:
             .filter(|b| b.served || b.set.is_none())
             .find_map(|b| {
                 listeners::conflict(
-                    (b.conflict_protocol, b.port, b.hostname),
-                    (l.conflict_protocol, l.port, l.hostname),
+                    (b.protocol, b.port, b.hostname),
+                    (l.protocol, l.port, l.hostname),
                 )
                 .map(|r| (r, b))
             });

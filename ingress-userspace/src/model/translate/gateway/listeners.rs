@@ -158,8 +158,6 @@ pub struct Listener<'a> {
     pub owner_namespace: &'a str,
     /// `protocol` as written.
     pub protocol: &'a str,
-    /// What [`conflict`] compares ([`conflict_protocol`]).
-    pub conflict_protocol: &'a str,
     pub hostname: Option<&'a str>,
     pub port: i32,
     pub https: bool,
@@ -389,7 +387,6 @@ pub fn listeners<'a>(
             set: owner.set.clone(),
             owner_namespace: owner.namespace,
             protocol: &l.protocol,
-            conflict_protocol: conflict_protocol(l),
             hostname: l.hostname.as_deref().filter(|h| !h.is_empty()),
             port: l.port,
             https,
@@ -597,14 +594,6 @@ fn passthrough(l: &GatewayListeners) -> bool {
     l.tls.as_ref().and_then(|t| t.mode.as_ref()) == Some(&GatewayListenersTlsMode::Passthrough)
 }
 
-/// The protocol two listeners of one port are compared by in [`conflict`]: the listener's.
-/// A `TLS` listener that terminates and one that passes through share a port, told apart by
-/// hostname as HTTPS and TLS listeners are (feature TLSRouteModeMixed: each SNI entry says
-/// whether it terminates).
-pub fn conflict_protocol(l: &GatewayListeners) -> &str {
-    &l.protocol
-}
-
 fn conflict_message(reason: &str) -> &'static str {
     if reason == "ProtocolConflict" {
         "another listener on the same port has a protocol (or TLS mode) this one cannot share it with"
@@ -627,8 +616,8 @@ fn conflicts(listeners: &[GatewayListeners]) -> Vec<Option<String>> {
                 }
                 let hostname = |l: &'_ GatewayListeners| l.hostname.clone();
                 match conflict(
-                    (conflict_protocol(a), a.port, hostname(a).as_deref()),
-                    (conflict_protocol(b), b.port, hostname(b).as_deref()),
+                    (&a.protocol, a.port, hostname(a).as_deref()),
+                    (&b.protocol, b.port, hostname(b).as_deref()),
                 ) {
                     Some(r @ "ProtocolConflict") => {
                         found = Some(r.to_string());
@@ -660,7 +649,8 @@ pub fn conflict(
     if (pa == "UDP") != (pb == "UDP") {
         return None;
     }
-    // HTTPS and TLS listeners share a port, told apart by SNI (hostname).
+    // HTTPS and TLS listeners share a port, told apart by SNI (hostname); so do TLS ones
+    // that terminate and ones that pass through (TLSRouteModeMixed: each SNI entry says).
     let tls_pair = |x: &str, y: &str| (x == "HTTPS" && y == "TLS") || (x == "TLS" && y == "HTTPS");
     if pa != pb && !tls_pair(pa, pb) {
         return Some("ProtocolConflict");
