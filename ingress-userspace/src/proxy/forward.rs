@@ -122,6 +122,10 @@ struct Outcome {
     upstream_time: Option<Duration>,
     reason: Option<String>,
     request_id: Option<HeaderValue>,
+    /// The target as the client sent it, before it was normalised (nginx `$request_uri`,
+    /// for external auth). Kept here rather than in the request's extensions, whose map
+    /// costs three allocations per request.
+    request_uri: Option<PathAndQuery>,
     /// The client connection is TLS (nginx `$scheme`: what `AUTO_HTTP` follows).
     tls: bool,
     /// Set on the response by the route ([`cors`]: CORS, `custom-headers`).
@@ -163,8 +167,7 @@ pub(crate) async fn handle(
             // From here on, routing, the allowlist, redirects and the backend all see the
             // one normalised origin-form target.
             // `$request_uri` of external auth: the target as sent.
-            let sent = RequestUri(req.uri().path_and_query().cloned());
-            req.extensions_mut().insert(sent);
+            out.request_uri = req.uri().path_and_query().cloned();
             *req.uri_mut() = Uri::from(target.path_and_query);
             let asked_upgrade = asks_upgrade(&req);
             let resp = match client_cert_step(&rt, &conn, &mut req, &target.host, &mut out) {
@@ -224,6 +227,7 @@ impl Outcome {
             upstream_time: None,
             reason: None,
             request_id: None,
+            request_uri: None,
             tls: false,
             set_headers: http::HeaderMap::new(),
             in_progress: None,
@@ -607,16 +611,22 @@ async fn route(
                                     Some(routed),
                                 );
                             }
-                            let sent = forward(shared, req, up, &route.policy, host, out);
                             let deadline = gateway
                                 .as_ref()
                                 .and_then(|g| g.request_timeout)
                                 .map(|d| tokio::time::Instant::now() + d);
+                            // `forward`'s future is built where it is awaited: a named one
+                            // was one more copy of its state per request.
                             let resp = match deadline {
                                 // HTTPRoute `timeouts.request` over the whole answer: 504 while
                                 // the head is awaited, then the body is cut at the same
                                 // deadline ([`request_deadline`]).
-                                Some(at) => match tokio::time::timeout_at(at, sent).await {
+                                Some(at) => match tokio::time::timeout_at(
+                                    at,
+                                    forward(shared, req, up, &route.policy, host, out),
+                                )
+                                .await
+                                {
                                     Ok(resp) => resp.map(|b| {
                                         request_deadline::Bounded::new(b, at).boxed_unsync()
                                     }),
@@ -625,11 +635,17 @@ async fn route(
                                         local(StatusCode::GATEWAY_TIMEOUT, "request timeout")
                                     }
                                 },
-                                None => sent.await,
+                                None => forward(shared, req, up, &route.policy, host, out).await,
                             };
-                            let mut resp =
-                                Box::pin(intercepted(shared, intercept, resp, route, host, out))
-                                    .await;
+                            // Boxed, and only when the route intercepts errors: the box and
+                            // the copy of its state were paid on every request.
+                            let mut resp = match intercept {
+                                Some(i) => {
+                                    Box::pin(intercepted(shared, Some(i), resp, route, host, out))
+                                        .await
+                                }
+                                None => resp,
+                            };
                             if let Some(g) = &gateway {
                                 gateway_filters::apply_headers(
                                     &g.response_headers,
@@ -759,11 +775,6 @@ async fn intercepted(
         _ => resp,
     }
 }
-
-/// The target of a request as the client sent it (nginx `$request_uri`), kept in the request's
-/// extensions before the target is normalised.
-#[derive(Clone, Debug)]
-struct RequestUri(Option<PathAndQuery>);
 
 /// A refusal of one access check, and what answering it takes.
 struct Denial {
@@ -940,10 +951,9 @@ async fn external_auth(
 ) -> Result<(), Denial> {
     let request_id = super::headers::request_id(req.headers_mut());
     let t = &auth_transport(shared, timeouts);
-    let sent = req
-        .extensions()
-        .get::<RequestUri>()
-        .and_then(|r| r.0.clone())
+    let sent = out
+        .request_uri
+        .clone()
         .or_else(|| req.uri().path_and_query().cloned());
     let request_uri = sent.as_ref().map_or("/", |p| p.as_str());
     let check = {
@@ -1065,7 +1075,10 @@ where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    out.service = Some(up.spec.id.clone());
+    // Read only by the access log: no copy of the name per request without one.
+    if shared.access_log.is_some() {
+        out.service = Some(up.spec.id.clone());
+    }
     let args = &shared.args;
     let max_body = policy.max_body_bytes.unwrap_or(args.max_body_bytes);
     if let Err(f) = admit(&req, max_body) {
@@ -1451,10 +1464,11 @@ where
         Version::HTTP_10 => for_http1_upstream(&mut parts.headers, false),
         _ => {}
     }
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .cloned()
+    // Moved out, not cloned: the first clone of a `Bytes` built from a `Vec` (the normalised
+    // path) allocates; nothing reads `parts.uri` after this.
+    let path_and_query = std::mem::take(&mut parts.uri)
+        .into_parts()
+        .path_and_query
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let watch = Arc::new(BodyWatch::default());
     // The body goes to another endpoint only while no attempt has read from it.
@@ -1556,8 +1570,18 @@ impl Prepared {
     fn request_to(&mut self, slot: &Slot, last: bool) -> Result<Request<ProxyBody>, Failure> {
         let mut uri = http::uri::Parts::default();
         uri.scheme = Some(self.scheme.clone());
-        uri.authority = self.authority.clone().or_else(|| slot.authority.clone());
-        uri.path_and_query = Some(self.path_and_query.clone());
+        // The last attempt takes them (a clone of a `Bytes` made from a `Vec` allocates).
+        uri.authority = if last {
+            self.authority.take()
+        } else {
+            self.authority.clone()
+        }
+        .or_else(|| slot.authority.clone());
+        uri.path_and_query = Some(if last {
+            std::mem::replace(&mut self.path_and_query, PathAndQuery::from_static("/"))
+        } else {
+            self.path_and_query.clone()
+        });
         let uri = Uri::from_parts(uri)
             .map_err(|_| Failure::proxy(StatusCode::BAD_REQUEST, "invalid request target"))?;
         // `forward` retries only while the body is untouched, so a body is always there.

@@ -72,18 +72,36 @@ pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, PathError> {
             }
         }
     }
+    let ends_in_slash = trailing || out.is_empty();
+    if is_joined(path, &out, ends_in_slash) {
+        // The common case: nothing to change, nothing to allocate.
+        return Ok(Cow::Borrowed(path));
+    }
     let mut normal = String::with_capacity(decoded.len());
     for seg in &out {
         normal.push('/');
         normal.push_str(seg);
     }
-    if trailing || out.is_empty() {
+    if ends_in_slash {
         normal.push('/');
     }
-    if normal == path {
-        Ok(Cow::Borrowed(path))
+    Ok(Cow::Owned(normal))
+}
+
+/// Whether `path` is `/` + `segments` joined by `/`, with a `/` after them when
+/// `ends_in_slash`: what [`normalize_path`] would build.
+fn is_joined(path: &str, segments: &[&str], ends_in_slash: bool) -> bool {
+    let mut rest = path.as_bytes();
+    for seg in segments {
+        match rest.split_first() {
+            Some((b'/', r)) if r.starts_with(seg.as_bytes()) => rest = &r[seg.len()..],
+            _ => return false,
+        }
+    }
+    if ends_in_slash {
+        rest == b"/"
     } else {
-        Ok(Cow::Owned(normal))
+        rest.is_empty()
     }
 }
 
@@ -165,6 +183,31 @@ mod tests {
 
     fn n(p: &str) -> Result<String, PathError> {
         normalize_path(p).map(|c| c.into_owned())
+    }
+
+    /// The normal form comes back borrowed exactly when the path already was it (RFC 3986
+    /// section 5.2.4 dot segments and merged slashes decide both).
+    #[test]
+    fn a_path_already_normal_is_borrowed_and_any_other_rebuilt() {
+        for (raw, normal) in [
+            ("/", "/"),
+            ("/a", "/a"),
+            ("/a/", "/a/"),
+            ("/a/b/c", "/a/b/c"),
+            ("/a%2Fb", "/a%2Fb"),
+            ("//", "/"),
+            ("/a//b", "/a/b"),
+            ("/a/./b", "/a/b"),
+            ("/a/b/..", "/a/"),
+            ("/a/.", "/a/"),
+            ("/a/b/../c", "/a/c"),
+            ("/ab", "/ab"),
+            ("/a%62", "/ab"),
+        ] {
+            let got = normalize_path(raw).unwrap();
+            assert_eq!(got, normal, "{raw}");
+            assert_eq!(matches!(got, Cow::Borrowed(_)), raw == normal, "{raw}");
+        }
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //!   HTTP/1.1 hop would carry it (§8.3.1); otherwise `:authority`.
 //! - The path is normalised by [`super::normalize`]; the query string is kept byte for byte.
 
+use std::borrow::Cow;
+
 use http::{
     HeaderMap, Method, StatusCode, Uri, Version,
     header::HOST,
@@ -102,9 +104,13 @@ pub fn resolve(
         authority::validate(host).map_err(|_| bad("invalid host in request target"))?;
     }
     let path = normalize_path(uri.path()).map_err(|e| bad(path_reason(e)))?;
-    let path_and_query = match uri.query() {
-        Some(q) => PathAndQuery::try_from(format!("{path}?{q}")),
-        None => PathAndQuery::try_from(path.as_ref()),
+    let path_and_query = match (&path, uri.path_and_query()) {
+        // Already normal: the target as sent, shared rather than copied.
+        (Cow::Borrowed(p), Some(sent)) if std::ptr::eq(*p, sent.path()) => Ok(sent.clone()),
+        _ => match uri.query() {
+            Some(q) => PathAndQuery::try_from(format!("{path}?{q}")),
+            None => PathAndQuery::try_from(path.as_ref()),
+        },
     }
     .map_err(|_| bad("invalid request target"))?;
     Ok(Target {
