@@ -1556,7 +1556,7 @@ impl Prepared {
     fn request_to(&mut self, slot: &Slot, last: bool) -> Result<Request<ProxyBody>, Failure> {
         let mut uri = http::uri::Parts::default();
         uri.scheme = Some(self.scheme.clone());
-        uri.authority = self.authority.clone().or_else(|| slot.authority.clone());
+        uri.authority = self.authority.clone().or_else(|| slot.authority());
         uri.path_and_query = Some(self.path_and_query.clone());
         let uri = Uri::from_parts(uri)
             .map_err(|_| Failure::proxy(StatusCode::BAD_REQUEST, "invalid request target"))?;
