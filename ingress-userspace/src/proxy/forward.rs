@@ -1576,7 +1576,7 @@ impl Prepared {
         } else {
             self.authority.clone()
         }
-        .or_else(|| slot.authority.clone());
+        .or_else(|| slot.authority());
         uri.path_and_query = Some(if last {
             std::mem::replace(&mut self.path_and_query, PathAndQuery::from_static("/"))
         } else {

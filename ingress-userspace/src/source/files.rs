@@ -372,15 +372,21 @@ impl ManifestDir {
                 }
             }
         }
-        self.held_twice = held_twice(&next);
+        self.held = HashMap::new();
+        for k in next.values().flat_map(|o| by_key(o).into_keys()) {
+            *self.held.entry(held_hash(&k)).or_default() += 1;
+        }
+        // A key two files hold has a hash counted twice: without one (nearly always), no
+        // second walk of every key (a cold start's merge).
+        self.held_twice = if self.held.values().any(|&n| n > 1) {
+            held_twice(&next)
+        } else {
+            HashSet::new()
+        };
         self.last_good = next;
         let mut objects = Objects::from_objects(self.last_good.values().flatten().cloned());
         objects.diagnostics = diagnostics;
         self.had_diagnostics = !objects.diagnostics.is_empty();
-        self.held = HashMap::new();
-        for k in self.last_good.values().flat_map(|o| by_key(o).into_keys()) {
-            *self.held.entry(held_hash(&k)).or_default() += 1;
-        }
         objects
     }
 }

@@ -38,15 +38,26 @@ use crate::model::{AffinityMode, CookieAffinity, EndpointState, HashOn, LoadBala
 /// misses in a row are about one in a million).
 const NEW_KEY_ATTEMPTS: usize = 20;
 
-/// One endpoint as this snapshot sees it, with counters shared across snapshots.
+/// One endpoint as this snapshot sees it, with counters shared across snapshots. 16 bytes:
+/// what is fixed for the endpoint's lifetime (address, cookie name) lives in its shared
+/// [`EndpointStats`], built once, not per snapshot (issue 13's memory target: 100k endpoints).
 #[derive(Debug)]
 pub struct Slot {
     pub stats: Arc<EndpointStats>,
     pub state: EndpointState,
-    /// Affinity cookie value naming this endpoint.
-    pub cookie: String,
-    /// `ip:port` as a URI authority, built once per snapshot rather than per request.
-    pub authority: Option<http::uri::Authority>,
+}
+
+impl Slot {
+    /// Affinity cookie value naming this endpoint ([`endpoint_cookie`]).
+    pub fn cookie(&self) -> &str {
+        self.stats.cookie()
+    }
+
+    /// `ip:port` as a URI authority: for a request whose client named no host (rare, so
+    /// built per attempt rather than kept per endpoint).
+    pub fn authority(&self) -> Option<http::uri::Authority> {
+        self.stats.addr.to_string().parse().ok()
+    }
 }
 
 /// An upstream's runtime state for one snapshot.
@@ -105,8 +116,6 @@ impl UpstreamRuntime {
                     .map(|s| Arc::clone(s))
                     .unwrap_or_else(|| Arc::new(EndpointStats::new(e.addr))),
                 state: e.state,
-                cookie: endpoint_cookie(&e.addr),
-                authority: e.addr.to_string().parse().ok(),
             })
             .collect();
         // The same policy as before keeps its connectors (a root store is costly to build).
@@ -179,7 +188,7 @@ impl UpstreamRuntime {
                 })?,
             AffinityMode::Persistent => {
                 let i = self.pick_by_policy(input, now)?;
-                (i, Some(self.slots[i].cookie.clone()))
+                (i, Some(self.slots[i].cookie().to_string()))
             }
         };
         let cx = CookieContext {
@@ -206,7 +215,7 @@ impl UpstreamRuntime {
                     self.rendezvous(key.as_bytes(), |_| true)
                 }
             }
-            AffinityMode::Persistent => self.slots.iter().position(|s| s.cookie == key),
+            AffinityMode::Persistent => self.slots.iter().position(|s| s.cookie() == key),
         }
     }
 
@@ -265,7 +274,7 @@ impl UpstreamRuntime {
         (0..self.slots.len()).filter(|&i| ok(i)).max_by_key(|&i| {
             let mut h = Fnv::new();
             h.write(key);
-            h.write(self.slots[i].cookie.as_bytes());
+            h.write(self.slots[i].cookie().as_bytes());
             h.finish()
         })
     }
@@ -295,11 +304,14 @@ pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         })
 }
 
-/// A stable name for an endpoint in an affinity cookie: FNV-1a of its address, in hex.
-pub fn endpoint_cookie(addr: &SocketAddr) -> String {
+/// A stable name for an endpoint in an affinity cookie: FNV-1a of its address, 16 lower-case
+/// hex digits (ASCII, inline: no allocation per endpoint).
+pub fn endpoint_cookie(addr: &SocketAddr) -> [u8; 16] {
     let mut h = Fnv::new();
     h.write(addr.to_string().as_bytes());
-    format!("{:016x}", h.finish())
+    let mut out = [0u8; 16];
+    out.copy_from_slice(format!("{:016x}", h.finish()).as_bytes());
+    out
 }
 
 /// FNV-1a 64: stable across processes and versions (unlike `DefaultHasher`).
@@ -597,5 +609,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A persistent cookie names its endpoint by FNV-1a 64 of `ip:port` (then [`Fnv::finish`]'s
+    /// avalanche) in 16 lower-case hex digits, so cookies issued by an earlier version or
+    /// another replica keep working (expected value computed outside our code, in Python,
+    /// from FNV-1a's published offset basis and prime and those two mixing steps).
+    #[test]
+    fn endpoint_cookie_is_fnv1a_of_the_address_in_hex() {
+        let addr: SocketAddr = "10.0.0.1:8080".parse().unwrap();
+        assert_eq!(&endpoint_cookie(&addr), b"8805a2f9f45b722a");
+        let slot = Slot {
+            stats: Arc::new(EndpointStats::new(addr)),
+            state: EndpointState::Active,
+        };
+        assert_eq!(slot.cookie(), "8805a2f9f45b722a");
+        assert_eq!(slot.authority().unwrap().as_str(), "10.0.0.1:8080");
     }
 }

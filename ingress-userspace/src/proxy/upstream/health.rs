@@ -39,6 +39,8 @@ pub fn now_ms() -> u64 {
 #[derive(Debug)]
 pub struct EndpointStats {
     pub addr: SocketAddr,
+    /// [`super::balance::endpoint_cookie`] of `addr`, made once per endpoint.
+    cookie: [u8; 16],
     pub in_flight: AtomicU32,
     /// Exponentially weighted response latency in microseconds (0: no sample yet).
     pub ewma_us: AtomicU64,
@@ -50,11 +52,18 @@ impl EndpointStats {
     pub fn new(addr: SocketAddr) -> Self {
         EndpointStats {
             addr,
+            cookie: super::balance::endpoint_cookie(&addr),
             in_flight: AtomicU32::new(0),
             ewma_us: AtomicU64::new(0),
             consecutive_failures: AtomicU32::new(0),
             ejected_until_ms: AtomicU64::new(0),
         }
+    }
+
+    /// The affinity cookie value naming this endpoint.
+    pub fn cookie(&self) -> &str {
+        // Hex digits only: always UTF-8.
+        std::str::from_utf8(&self.cookie).unwrap_or_default()
     }
 
     pub fn is_ejected(&self, now_ms: u64) -> bool {
