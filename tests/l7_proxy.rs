@@ -25,7 +25,9 @@ use xdp_ingress::{
         BackendProtocol, CookieAffinity, L7Config, LoadBalancing, ObjectKind, ObjectRef,
         RoutePolicy, Snapshot, TlsCertificate, Upstream, VirtualHost,
     },
-    proxy::{ProxyArgs, REASON_HEADER, SOURCE_DENIED, fixtures::*, tls::self_signed_pem},
+    proxy::{
+        ProxyArgs, REASON_HEADER, SOURCE_BLOCKED, SOURCE_DENIED, fixtures::*, tls::self_signed_pem,
+    },
 };
 
 fn up(service: &str, backends: &[&HttpBackend]) -> Arc<Upstream> {
@@ -1148,6 +1150,123 @@ async fn allowlist_source_range_from_ingress_yaml_answers_403_outside_it() {
         "xdp_ingress_requests_total{{ingress=\"default/guarded\",host=\"guarded.test\",path=\"/\",status=\"403\"}} {forbidden}"
     );
     assert!(m.contains(&line), "{line}\n{m}");
+}
+
+/// `denylist-source-range` and the ConfigMap's `whitelist-source-range`,
+/// `denylist-source-range` and `block-cidrs`, as ingress-nginx writes them into nginx's access
+/// module: `deny` lines before `allow` lines (the first match decides), each annotation
+/// replacing the ConfigMap key of its name, and `block-cidrs` in the `http` block, which a
+/// location with `allow`/`deny` lines of its own does not inherit. The client is 127.0.0.1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denylist_source_range_and_configmap_source_ranges() {
+    let a = backend("a");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    const DENY: &str = "nginx.ingress.kubernetes.io/denylist-source-range";
+    const ALLOW: &str = "nginx.ingress.kubernetes.io/allowlist-source-range";
+    type Case<'a> = (
+        &'a [(&'a str, &'a str)],
+        &'a [(&'a str, &'a str)],
+        StatusCode,
+        &'a str,
+    );
+    let cases: [Case; 11] = [
+        // Annotations only.
+        (
+            &[],
+            &[(DENY, "127.0.0.1")],
+            StatusCode::FORBIDDEN,
+            SOURCE_BLOCKED,
+        ),
+        (&[], &[(DENY, "10.0.0.0/8")], StatusCode::OK, ""),
+        // deny before allow: in both lists is denied.
+        (
+            &[],
+            &[(DENY, "127.0.0.0/8"), (ALLOW, "127.0.0.1/32")],
+            StatusCode::FORBIDDEN,
+            SOURCE_BLOCKED,
+        ),
+        (
+            &[],
+            &[(DENY, "10.0.0.0/8"), (ALLOW, "127.0.0.1/32")],
+            StatusCode::OK,
+            "",
+        ),
+        (
+            &[],
+            &[(DENY, "127.0.0.1/33")],
+            StatusCode::SERVICE_UNAVAILABLE,
+            "",
+        ),
+        // The ConfigMap's defaults, and annotations replacing them.
+        (
+            &[("denylist-source-range", "127.0.0.0/8")],
+            &[],
+            StatusCode::FORBIDDEN,
+            SOURCE_BLOCKED,
+        ),
+        (
+            &[("denylist-source-range", "127.0.0.0/8")],
+            &[(DENY, "10.0.0.0/8")],
+            StatusCode::OK,
+            "",
+        ),
+        (
+            &[("whitelist-source-range", "10.0.0.0/8")],
+            &[],
+            StatusCode::FORBIDDEN,
+            SOURCE_DENIED,
+        ),
+        (
+            &[("whitelist-source-range", "10.0.0.0/8")],
+            &[(ALLOW, "127.0.0.1")],
+            StatusCode::OK,
+            "",
+        ),
+        // block-cidrs: every route without lists of its own, not one with an allowlist.
+        (
+            &[("block-cidrs", "127.0.0.0/8")],
+            &[],
+            StatusCode::FORBIDDEN,
+            SOURCE_BLOCKED,
+        ),
+        (
+            &[("block-cidrs", "127.0.0.0/8")],
+            &[(ALLOW, "127.0.0.0/8")],
+            StatusCode::OK,
+            "",
+        ),
+    ];
+    for (v, (data, annotations, want, reason)) in cases.into_iter().enumerate() {
+        let data: String = data
+            .iter()
+            .map(|(k, v)| format!("  {k}: {v:?}\n"))
+            .collect();
+        let yaml = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm, namespace: ingress-nginx}}\n\
+             data:\n  ssl-redirect: \"false\"\n{data}---\n{}",
+            ingress_yaml("guarded.test", a.addr, annotations)
+        );
+        let snap = translate_manifests(v as u64 + 1, &yaml, |c| {
+            c.configmap = Some(xdp_ingress::store::Key::new("ingress-nginx", "cm"));
+        });
+        proxy.handle.apply(snap);
+        let before = a.requests();
+        let g = get(&c, proxy.http(), "guarded.test", "/x").await;
+        assert_eq!(g.status, want, "{data} {annotations:?}");
+        if want == StatusCode::OK {
+            assert_eq!(g.pod(), "a");
+        } else {
+            assert_eq!(
+                a.requests(),
+                before,
+                "a refused request reached the backend"
+            );
+        }
+        if want == StatusCode::FORBIDDEN {
+            assert_eq!(g.header(REASON_HEADER), reason, "{data} {annotations:?}");
+        }
+    }
 }
 
 /// `proxy-send-timeout` as nginx: it bounds how long a write to the endpoint stays blocked,

@@ -982,7 +982,11 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
             });
             e.rate_limit = route.policy.rate_limit.as_deref().cloned();
             let p = &route.policy;
-            if !p.allow_source_ranges.is_empty() || p.auth.is_some() || p.forward_auth.is_some() {
+            if !p.allow_source_ranges.is_empty()
+                || !p.deny_source_ranges.is_empty()
+                || p.auth.is_some()
+                || p.forward_auth.is_some()
+            {
                 e.satisfy = Some(p.satisfy);
             }
             e.response_rate =

@@ -648,6 +648,11 @@ pub struct RoutePolicy {
     /// Client addresses allowed (`allowlist-source-range` / `whitelist-source-range`); empty
     /// means everyone. Others get 403 (under `satisfy: any`, unless authentication admits).
     pub allow_source_ranges: Vec<IpPrefix>,
+    /// Client addresses refused with 403 (`denylist-source-range`, else the ConfigMap's
+    /// `denylist-source-range`, else, on a route with neither list, its `block-cidrs`);
+    /// checked before the allowlist, as ingress-nginx writes the `deny` lines before the
+    /// `allow` ones (nginx's access module: the first matching rule decides).
+    pub deny_source_ranges: Vec<IpPrefix>,
     /// What is sent upstream instead of the request's own path and Host.
     pub rewrite: Rewrite,
     /// Answer with a redirect instead of forwarding (before the allowlist, as nginx's rewrite

@@ -1,5 +1,6 @@
-//! Client source-range allowlists (`allowlist-source-range` / `whitelist-source-range`):
-//! whether a client address falls inside any of a route's prefixes.
+//! Client source ranges (`allowlist-source-range` / `whitelist-source-range`,
+//! `denylist-source-range`, and the ConfigMap's defaults and `block-cidrs`): whether a client
+//! address falls inside any of a route's prefixes, and what the route's lists decide.
 //!
 //! Addresses are compared in their canonical family, as nginx's `allow` does: an
 //! IPv4-mapped IPv6 client (`::ffff:198.18.0.1`, what a dual-stack `::` listener reports for
@@ -11,6 +12,35 @@
 use std::net::IpAddr;
 
 use crate::model::IpPrefix;
+
+/// What a route's source ranges say of a client: nginx's access module over the lines
+/// ingress-nginx writes, `deny` per denylist entry, then `allow` per allowlist entry and
+/// `deny all` after them when there is an allowlist; the first matching line decides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// An `allow` line matched (under `satisfy any` this alone admits).
+    Allowed,
+    /// A `deny` line of the denylist matched: 403.
+    Denied,
+    /// The allowlist's closing `deny all`: 403.
+    NotAllowed,
+    /// No line matched (no lists, or a denylist only): the other checks decide.
+    Declined,
+}
+
+/// The [`Verdict`] of `deny` then `allow` for `client`.
+pub fn verdict(deny: &[IpPrefix], allow: &[IpPrefix], client: IpAddr) -> Verdict {
+    let client = client.to_canonical();
+    if deny.iter().any(|p| contains(p, client)) {
+        Verdict::Denied
+    } else if allow.is_empty() {
+        Verdict::Declined
+    } else if allow.iter().any(|p| contains(p, client)) {
+        Verdict::Allowed
+    } else {
+        Verdict::NotAllowed
+    }
+}
 
 /// Whether `client` may use a route with these ranges (empty: everyone).
 pub fn allows(ranges: &[IpPrefix], client: IpAddr) -> bool {
@@ -67,6 +97,31 @@ mod tests {
         addr: IpAddr::V4(Ipv4Addr::BROADCAST),
         len: 32,
     };
+
+    /// nginx's access module over ingress-nginx's lines: `deny` entries first, then the
+    /// allowlist closed by `deny all`; the first match decides, a denylist alone that does not
+    /// match declines (the other checks decide).
+    #[test]
+    fn deny_lines_come_before_allow_lines() {
+        let deny = [p("127.0.0.0/8"), p("2001:db8::/32")];
+        let allow = [p("127.0.0.1/32"), p("198.18.0.0/15")];
+        for (client, deny, allow, want) in [
+            ("127.0.0.1", &deny[..], &allow[..], Verdict::Denied),
+            ("::ffff:127.0.0.1", &deny[..], &allow[..], Verdict::Denied),
+            ("2001:db8::1", &deny[..], &[][..], Verdict::Denied),
+            ("198.18.0.9", &deny[..], &allow[..], Verdict::Allowed),
+            ("192.0.2.1", &deny[..], &allow[..], Verdict::NotAllowed),
+            ("192.0.2.1", &deny[..], &[][..], Verdict::Declined),
+            ("127.0.0.1", &[][..], &allow[..], Verdict::Allowed),
+            ("127.0.0.1", &[][..], &[][..], Verdict::Declined),
+        ] {
+            assert_eq!(
+                verdict(deny, allow, ip(client)),
+                want,
+                "{client} {deny:?} {allow:?}"
+            );
+        }
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

@@ -62,6 +62,9 @@ pub const REASON_HEADER: &str = "x-xdp-ingress-reason";
 
 /// [`REASON_HEADER`] of a 403 for a client outside the route's `allowlist-source-range`.
 pub const SOURCE_DENIED: &str = "client address not in allowlist-source-range";
+/// [`REASON_HEADER`] of a 403 for a client in the route's `denylist-source-range` (or the
+/// ConfigMap's `denylist-source-range` / `block-cidrs` the route takes).
+pub const SOURCE_BLOCKED: &str = "client address in denylist-source-range";
 
 /// The access log `reason` of a `RequestMirror` copy's line.
 pub const MIRRORED: &str = "RequestMirror copy";
@@ -874,15 +877,22 @@ async fn access(
         }
         None
     };
-    if !policy.allow_source_ranges.is_empty() {
-        if allowlist::allows(&policy.allow_source_ranges, out.client.addr) {
-            if any {
-                return Ok(());
-            }
-        } else {
+    match allowlist::verdict(
+        &policy.deny_source_ranges,
+        &policy.allow_source_ranges,
+        out.client.addr,
+    ) {
+        allowlist::Verdict::Allowed if any => return Ok(()),
+        allowlist::Verdict::Allowed | allowlist::Verdict::Declined => {}
+        denied @ (allowlist::Verdict::Denied | allowlist::Verdict::NotAllowed) => {
+            let reason = if denied == allowlist::Verdict::Denied {
+                SOURCE_BLOCKED
+            } else {
+                SOURCE_DENIED
+            };
             let d = Denial {
-                resp: local(StatusCode::FORBIDDEN, SOURCE_DENIED),
-                reason: SOURCE_DENIED.into(),
+                resp: local(StatusCode::FORBIDDEN, reason),
+                reason: reason.into(),
                 metric: None,
                 unauthorized: false,
                 cookies: None,

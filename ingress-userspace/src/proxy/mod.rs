@@ -67,7 +67,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 pub use args::{AccessLogFormat, ProxyArgs};
-pub use forward::{REASON_HEADER, SOURCE_DENIED};
+pub use forward::{REASON_HEADER, SOURCE_BLOCKED, SOURCE_DENIED};
 
 use crate::model::Snapshot;
 use access_log::AccessLog;

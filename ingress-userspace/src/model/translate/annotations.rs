@@ -252,6 +252,15 @@ pub fn parse_prefix(v: &str) -> Option<IpPrefix> {
     (len <= max).then_some(IpPrefix { addr, len })
 }
 
+/// A comma-separated list of CIDRs or addresses (ingress-nginx's `net.ParseIPNets`: an
+/// address is its /32 or /128); `None` when any entry is invalid. Empty entries are skipped.
+pub fn parse_prefixes(v: &str) -> Option<Vec<IpPrefix>> {
+    v.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(parse_prefix)
+        .collect()
+}
+
 pub fn parse(
     annotations: Option<&BTreeMap<String, String>>,
     object: &ObjectRef,
@@ -287,17 +296,22 @@ pub fn parse(
             None => r.bad("proxy-body-size", &v, "a size (\"8m\", \"512k\", \"0\")"),
         }
     }
-    for key in ["allowlist-source-range", "whitelist-source-range"] {
-        let Some(v) = r.get(key).map(str::to_string) else {
-            continue;
-        };
-        let parsed: Option<Vec<IpPrefix>> = v
-            .split(',')
-            .filter(|s| !s.trim().is_empty())
-            .map(parse_prefix)
-            .collect();
-        match parsed {
-            Some(p) => policy.allow_source_ranges = p,
+    // ingress-nginx reads `allowlist-source-range` and, without it, the old name.
+    let allow = ["allowlist-source-range", "whitelist-source-range"]
+        .into_iter()
+        .find_map(|key| Some((key, r.get(key)?.to_string())));
+    let deny = r
+        .get("denylist-source-range")
+        .map(|v| ("denylist-source-range", v.to_string()));
+    for (key, v, list) in [
+        allow.map(|(k, v)| (k, v, &mut policy.allow_source_ranges)),
+        deny.map(|(k, v)| (k, v, &mut policy.deny_source_ranges)),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        match parse_prefixes(&v) {
+            Some(p) => *list = p,
             None => {
                 // Failing open would expose what the user meant to restrict: ingress-nginx
                 // denies the location (`LocationDeniedError`, `return 503`), and so do we.
@@ -307,10 +321,9 @@ pub fn parse(
                     "InvalidAnnotation",
                     format!("{why}; every request to its paths gets 503"),
                 );
-                policy.response.denied = Some(why);
+                policy.response.denied.get_or_insert(why);
             }
         }
-        break;
     }
     match super::rate_limit::parse(&mut r) {
         Ok(limit) => policy.rate_limit = limit,

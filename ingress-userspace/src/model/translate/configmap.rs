@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use super::{
     annotations::{
         CONNECT_TIMEOUT_RANGE, MAX_BODY_SIZE, TIMEOUT_RANGE, UPSTREAM_HTTP_KEYS, parse_duration,
-        parse_prefix, parse_size, parse_upstream_http,
+        parse_prefix, parse_prefixes, parse_size, parse_upstream_http,
     },
     diagnostics::Diagnostics,
     support,
@@ -53,6 +53,61 @@ pub struct ControllerConfig {
     /// `no-auth-locations`: path prefixes without authentication (default
     /// `/.well-known/acme-challenge`).
     pub no_auth_locations: Vec<String>,
+    /// `whitelist-source-range`, `denylist-source-range` and `block-cidrs`.
+    pub source_ranges: SourceRangeDefaults,
+}
+
+/// The ConfigMap's client source ranges, as ingress-nginx places them: `whitelist-source-range`
+/// and `denylist-source-range` are the defaults of the annotations of the same names (each
+/// taken where a route's Ingress lacks that annotation; ingress-nginx's `ipallowlist` /
+/// `ipdenylist` parsers), and `block-cidrs` are `deny` lines of nginx's `http` block, which
+/// a location inherits only when it has no `allow`/`deny` lines of its own (nginx's
+/// inheritance of access-module directives).
+///
+/// `Err` holds why a list is unusable (an invalid CIDR): ingress-nginx would write it into
+/// nginx.conf, which then fails its test; here the routes that would take it are denied
+/// (503), as for an invalid annotation, and every other route serves on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceRangeDefaults {
+    pub allow: Result<Vec<IpPrefix>, String>,
+    pub deny: Result<Vec<IpPrefix>, String>,
+    pub block: Result<Vec<IpPrefix>, String>,
+}
+
+impl Default for SourceRangeDefaults {
+    fn default() -> Self {
+        SourceRangeDefaults {
+            allow: Ok(Vec::new()),
+            deny: Ok(Vec::new()),
+            block: Ok(Vec::new()),
+        }
+    }
+}
+
+impl SourceRangeDefaults {
+    /// Fills the lists a route's annotations left empty (see the type's docs).
+    fn apply(&self, policy: &mut Arc<RoutePolicy>) {
+        if *self == SourceRangeDefaults::default() {
+            return;
+        }
+        let p = Arc::make_mut(policy);
+        let mut take =
+            |list: &mut Vec<IpPrefix>, default: &Result<Vec<IpPrefix>, String>| match default {
+                Ok(d) => list.clone_from(d),
+                Err(why) => {
+                    p.response.denied.get_or_insert_with(|| why.clone());
+                }
+            };
+        if p.allow_source_ranges.is_empty() {
+            take(&mut p.allow_source_ranges, &self.allow);
+        }
+        if p.deny_source_ranges.is_empty() {
+            take(&mut p.deny_source_ranges, &self.deny);
+        }
+        if p.allow_source_ranges.is_empty() && p.deny_source_ranges.is_empty() {
+            take(&mut p.deny_source_ranges, &self.block);
+        }
+    }
 }
 
 impl Default for ControllerConfig {
@@ -73,6 +128,7 @@ impl Default for ControllerConfig {
             no_auth_locations: super::forward_auth::parse_no_auth_locations(
                 super::forward_auth::DEFAULT_NO_AUTH_LOCATIONS,
             ),
+            source_ranges: SourceRangeDefaults::default(),
         }
     }
 }
@@ -80,6 +136,7 @@ impl Default for ControllerConfig {
 impl ControllerConfig {
     /// Fills what `policy` leaves unset from the ConfigMap's defaults.
     pub fn apply_defaults(&self, policy: &mut Arc<RoutePolicy>) {
+        self.source_ranges.apply(policy);
         let d = &self.route_defaults;
         if self.retry_non_idempotent {
             let p = Arc::make_mut(policy);
@@ -292,6 +349,23 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
                 "a comma-separated list of CIDRs; nobody is exempt",
             ),
         }
+    }
+
+    for (key, list) in [
+        ("whitelist-source-range", &mut out.source_ranges.allow),
+        ("denylist-source-range", &mut out.source_ranges.deny),
+        ("block-cidrs", &mut out.source_ranges.block),
+    ] {
+        let Some(v) = r.get(key) else { continue };
+        *list = parse_prefixes(&v).ok_or_else(|| {
+            let why = format!("ConfigMap key {key}: {v:?} has an invalid CIDR");
+            r.diags.error(
+                &r.object,
+                "InvalidConfigMapValue",
+                format!("{why}; every route that takes it gets 503"),
+            );
+            why
+        });
     }
 
     let d = &mut out.route_defaults;
@@ -548,6 +622,80 @@ mod tests {
             Some("max-age=31536000; includeSubDomains")
         );
         assert_eq!(c.route_defaults, RoutePolicy::default());
+    }
+
+    /// `whitelist-source-range` / `denylist-source-range` are the annotations' defaults, each
+    /// replaced only by its own annotation (ingress-nginx's `ipallowlist` / `ipdenylist`
+    /// parsers fall back on the ConfigMap's value); `block-cidrs` (nginx `http`-level `deny`)
+    /// reaches only a route with neither list; an invalid CIDR denies the routes taking it.
+    #[test]
+    fn source_range_keys_are_defaults_and_block_cidrs_is_inherited() {
+        let p = |s: &str| parse_prefix(s).unwrap();
+        let route = |c: &ControllerConfig, allow: &[&str], deny: &[&str]| {
+            let mut policy = Arc::new(RoutePolicy {
+                allow_source_ranges: allow.iter().map(|s| p(s)).collect(),
+                deny_source_ranges: deny.iter().map(|s| p(s)).collect(),
+                ..Default::default()
+            });
+            c.apply_defaults(&mut policy);
+            policy
+        };
+        let mut d = Diagnostics::default();
+        let c = parse(
+            &cm(&[
+                ("whitelist-source-range", "10.0.0.0/8"),
+                ("denylist-source-range", "10.1.0.0/16, 10.2.0.1"),
+                ("block-cidrs", "192.0.2.0/24"),
+            ]),
+            &mut d,
+        );
+        assert!(d.0.is_empty(), "{:?}", d.0);
+        let r = route(&c, &[], &[]);
+        assert_eq!(r.allow_source_ranges, [p("10.0.0.0/8")]);
+        assert_eq!(r.deny_source_ranges, [p("10.1.0.0/16"), p("10.2.0.1/32")]);
+        let r = route(&c, &["172.16.0.0/12"], &[]);
+        assert_eq!(r.allow_source_ranges, [p("172.16.0.0/12")]);
+        assert_eq!(r.deny_source_ranges, [p("10.1.0.0/16"), p("10.2.0.1/32")]);
+        let r = route(&c, &[], &["10.3.0.0/16"]);
+        assert_eq!(r.allow_source_ranges, [p("10.0.0.0/8")]);
+        assert_eq!(r.deny_source_ranges, [p("10.3.0.0/16")]);
+
+        let c = parse(
+            &cm(&[("block-cidrs", "192.0.2.0/24,2001:db8::/32")]),
+            &mut d,
+        );
+        let r = route(&c, &[], &[]);
+        assert_eq!(
+            r.deny_source_ranges,
+            [p("192.0.2.0/24"), p("2001:db8::/32")]
+        );
+        assert!(r.allow_source_ranges.is_empty());
+        let r = route(&c, &["198.18.0.0/15"], &[]);
+        assert!(
+            r.deny_source_ranges.is_empty(),
+            "not inherited by a location with its own"
+        );
+        assert_eq!(
+            route(&c, &[], &["10.0.0.0/8"]).deny_source_ranges,
+            [p("10.0.0.0/8")]
+        );
+
+        for key in [
+            "whitelist-source-range",
+            "denylist-source-range",
+            "block-cidrs",
+        ] {
+            let mut d = Diagnostics::default();
+            let c = parse(&cm(&[(key, "10.0.0.0/8, 10.0.0.0/40")]), &mut d);
+            assert_eq!(d.0.len(), 1, "{key}: {:?}", d.0);
+            assert_eq!(d.0[0].reason, "InvalidConfigMapValue");
+            assert!(d.0[0].message.contains(key), "{}", d.0[0].message);
+            let denied = route(&c, &[], &[]).response.denied.clone();
+            assert!(denied.is_some_and(|w| w.contains(key)), "{key}");
+            // A route with both lists of its own takes none of the keys.
+            let own = route(&c, &["127.0.0.1"], &["10.9.0.0/16"]);
+            assert_eq!(own.response.denied, None, "{key}");
+        }
     }
 
     /// `limit-rate` / `limit-rate-after` are the defaults of the annotations, in KB as
