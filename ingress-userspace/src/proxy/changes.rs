@@ -17,6 +17,15 @@ pub fn diff_map<'a, K: Ord, V>(
     b: &'a BTreeMap<K, Arc<V>>,
     mut f: impl FnMut(Option<&'a Arc<V>>, Option<&'a Arc<V>>),
 ) {
+    diff_keyed(a, b, |_, old, new| f(old, new))
+}
+
+/// [`diff_map`], with the key of each change.
+pub fn diff_keyed<'a, K: Ord, V>(
+    a: &'a BTreeMap<K, Arc<V>>,
+    b: &'a BTreeMap<K, Arc<V>>,
+    mut f: impl FnMut(&'a K, Option<&'a Arc<V>>, Option<&'a Arc<V>>),
+) {
     let (mut ia, mut ib) = (a.iter().peekable(), b.iter().peekable());
     loop {
         match (ia.peek(), ib.peek()) {
@@ -24,26 +33,26 @@ pub fn diff_map<'a, K: Ord, V>(
             (Some((ka, va)), Some((kb, vb))) => match ka.cmp(kb) {
                 std::cmp::Ordering::Equal => {
                     if !Arc::ptr_eq(va, vb) {
-                        f(Some(va), Some(vb));
+                        f(ka, Some(va), Some(vb));
                     }
                     ia.next();
                     ib.next();
                 }
                 std::cmp::Ordering::Less => {
-                    f(Some(va), None);
+                    f(ka, Some(va), None);
                     ia.next();
                 }
                 std::cmp::Ordering::Greater => {
-                    f(None, Some(vb));
+                    f(kb, None, Some(vb));
                     ib.next();
                 }
             },
-            (Some((_, va)), None) => {
-                f(Some(va), None);
+            (Some((ka, va)), None) => {
+                f(ka, Some(va), None);
                 ia.next();
             }
-            (None, Some((_, vb))) => {
-                f(None, Some(vb));
+            (None, Some((kb, vb))) => {
+                f(kb, None, Some(vb));
                 ib.next();
             }
         }
@@ -110,6 +119,18 @@ pub fn same_rate_limits(prev: &L7Config, next: &L7Config) -> bool {
             same &= !limited(old) && !limited(new);
         });
     }
+    same
+}
+
+/// Whether the client-certificate table ([`super::client_cert::Table`]) of `next` is that of
+/// `prev`: no host with a client-certificate step came, went or changed (the table holds only
+/// those hosts).
+pub fn same_client_auth(prev: &L7Config, next: &L7Config) -> bool {
+    let with_auth = |vh: Option<&Arc<VirtualHost>>| vh.is_some_and(|vh| vh.client_auth.is_some());
+    let mut same = true;
+    changed_hosts(prev, next, |old, new| {
+        same &= !with_auth(old) && !with_auth(new);
+    });
     same
 }
 
