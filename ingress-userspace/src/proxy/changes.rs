@@ -12,21 +12,22 @@ use crate::model::{L7Config, VirtualHost};
 
 /// Calls `f(old, new)` for every key whose value is not the same `Arc` in `a` (old) and `b`
 /// (new): `(Some, None)` removed, `(None, Some)` added, `(Some, Some)` replaced.
-pub fn diff_map<'a, K: Ord, V>(
-    a: &'a BTreeMap<K, Arc<V>>,
-    b: &'a BTreeMap<K, Arc<V>>,
+pub fn diff_map<'a, K: Ord + 'a, V: 'a>(
+    a: impl IntoIterator<Item = (&'a K, &'a Arc<V>)>,
+    b: impl IntoIterator<Item = (&'a K, &'a Arc<V>)>,
     mut f: impl FnMut(Option<&'a Arc<V>>, Option<&'a Arc<V>>),
 ) {
     diff_keyed(a, b, |_, old, new| f(old, new))
 }
 
-/// [`diff_map`], with the key of each change.
-pub fn diff_keyed<'a, K: Ord, V>(
-    a: &'a BTreeMap<K, Arc<V>>,
-    b: &'a BTreeMap<K, Arc<V>>,
+/// [`diff_map`], with the key of each change. `a` and `b` iterate in key order (a `BTreeMap`
+/// or a snapshot's [`NameMap`](crate::model::NameMap)).
+pub fn diff_keyed<'a, K: Ord + 'a, V: 'a>(
+    a: impl IntoIterator<Item = (&'a K, &'a Arc<V>)>,
+    b: impl IntoIterator<Item = (&'a K, &'a Arc<V>)>,
     mut f: impl FnMut(&'a K, Option<&'a Arc<V>>, Option<&'a Arc<V>>),
 ) {
-    let (mut ia, mut ib) = (a.iter().peekable(), b.iter().peekable());
+    let (mut ia, mut ib) = (a.into_iter().peekable(), b.into_iter().peekable());
     loop {
         match (ia.peek(), ib.peek()) {
             (None, None) => return,
@@ -68,6 +69,19 @@ pub fn same_map<K: Ord, V>(a: &BTreeMap<K, Arc<V>>, b: &BTreeMap<K, Arc<V>>) -> 
     same
 }
 
+/// [`same_map`] of two snapshots' name maps: at once when they are the same map (a snapshot
+/// whose fast path did not touch it shares it).
+pub fn same_names<V>(a: &crate::model::NameMap<V>, b: &crate::model::NameMap<V>) -> bool {
+    if a.ptr_eq(b) {
+        return true;
+    }
+    let mut same = a.len() == b.len();
+    if same {
+        diff_map(a, b, |_, _| same = false);
+    }
+    same
+}
+
 fn same_opt<V>(a: &Option<Arc<V>>, b: &Option<Arc<V>>) -> bool {
     match (a, b) {
         (None, None) => true,
@@ -99,7 +113,7 @@ pub fn changed_hosts<'a>(
 /// Whether `next` serves the very certificates `prev` did: the same `Arc`s by name, as the
 /// default, and on every Gateway address.
 pub fn same_certificates(prev: &L7Config, next: &L7Config) -> bool {
-    same_map(&prev.certificates, &next.certificates)
+    same_names(&prev.certificates, &next.certificates)
         && same_opt(&prev.default_certificate, &next.default_certificate)
         && prev.gateway_addresses.len() == next.gateway_addresses.len()
         && (prev.gateway_addresses.iter())
