@@ -25,8 +25,11 @@ pub struct Upstreams {
     by_spec: Persistent<usize, Held>,
     /// By upstream id: each variant's runtime (specs pairwise unequal) and how many specs of
     /// `by_spec` resolve to it.
-    by_id: Persistent<Arc<str>, Arc<Vec<(Arc<UpstreamRuntime>, u32)>>>,
+    by_id: Persistent<Arc<str>, Arc<Variants>>,
 }
+
+/// One id's runtimes, each with how many specs resolve to it.
+type Variants = Vec<(Arc<UpstreamRuntime>, u32)>;
 
 /// A persistent map (copied in O(1), patched along one path) hashed with aHash.
 type Persistent<K, V> =
