@@ -31,7 +31,7 @@ pub fn diff_keyed<'a, K: Ord + 'a, V: 'a>(
     loop {
         match (ia.peek(), ib.peek()) {
             (None, None) => return,
-            (Some((ka, va)), Some((kb, vb))) => match ka.cmp(kb) {
+            (Some((ka, va)), Some((kb, vb))) => match key_order(*ka, *kb) {
                 std::cmp::Ordering::Equal => {
                     if !Arc::ptr_eq(va, vb) {
                         f(ka, Some(va), Some(vb));
@@ -57,6 +57,15 @@ pub fn diff_keyed<'a, K: Ord + 'a, V: 'a>(
                 ib.next();
             }
         }
+    }
+}
+
+/// `a` against `b`. Two snapshots' maps share the nodes a change did not copy, so most keys
+/// are the very same objects: their bytes need no compare (the walk's largest cost in `perf`).
+fn key_order<K: Ord>(a: &K, b: &K) -> std::cmp::Ordering {
+    match std::ptr::eq(a, b) {
+        true => std::cmp::Ordering::Equal,
+        false => a.cmp(b),
     }
 }
 
