@@ -328,7 +328,6 @@ fn profile_parts(objects: Objects) {
     let b = live();
     let (runtime, _) = xdp_ingress::proxy::Runtime::build(
         &snap,
-        None,
         xdp_ingress::proxy::upstream::HealthPolicy::default(),
     );
     parts.push(("proxy runtime (route table, upstreams)", live() - b));

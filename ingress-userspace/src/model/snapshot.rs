@@ -183,23 +183,29 @@ pub struct HealthCheck {
 // ---------------------------------------------------------------------------------------------
 // L7: what the proxy routes.
 
+/// A snapshot's map by name (hosts, certificates), persistent: a copy of the snapshot shares
+/// it in O(1) and a change copies only the path to its key, where a `BTreeMap` copied every
+/// `String` key (10k at 10k hosts) on each event's fast path. Iterates in key order, as a
+/// `BTreeMap`.
+pub type NameMap<V> = imbl::OrdMap<String, Arc<V>>;
+
 #[derive(Clone, Debug, Default)]
 pub struct L7Config {
     /// Virtual hosts keyed by exact host name (lower case).
-    pub hosts: BTreeMap<String, Arc<VirtualHost>>,
+    pub hosts: NameMap<VirtualHost>,
     /// Virtual hosts keyed by the suffix of a `*.` wildcard (`*.example.com` -> `example.com`).
-    pub wildcard_hosts: BTreeMap<String, Arc<VirtualHost>>,
+    pub wildcard_hosts: NameMap<VirtualHost>,
     /// Gateway API virtual hosts of `*.` wildcard hostnames, keyed by the suffix: unlike an
     /// Ingress wildcard (exactly one label), a Gateway wildcard matches one or more labels
     /// (`*.example.com` takes `a.b.example.com`). Tried after exact hosts and Ingress
     /// wildcards of the same suffix, longest suffix first.
-    pub gateway_wildcard_hosts: BTreeMap<String, Arc<VirtualHost>>,
+    pub gateway_wildcard_hosts: NameMap<VirtualHost>,
     /// Rules without a host, tried when no named host matched.
     pub any_host: Option<Arc<VirtualHost>>,
     /// Where unmatched requests go; `None` means the built-in 404.
     pub default_backend: Option<Arc<Upstream>>,
     /// Certificates by SNI name (exact and `*.` wildcards), from Ingress `spec.tls`.
-    pub certificates: BTreeMap<String, Arc<TlsCertificate>>,
+    pub certificates: NameMap<TlsCertificate>,
     /// Certificate for handshakes that match no name (`None`: the proxy generates one).
     pub default_certificate: Option<Arc<TlsCertificate>>,
     /// Controller-wide settings (the ingress-nginx controller ConfigMap).
@@ -1281,7 +1287,9 @@ mod tests {
             key_pem: Arc::from(&key[..]),
         };
         let l7 = L7Config {
-            certificates: [("a.test".to_string(), Arc::new(cert.clone()))].into(),
+            certificates: [("a.test".to_string(), Arc::new(cert.clone()))]
+                .into_iter()
+                .collect(),
             default_certificate: Some(Arc::new(cert.clone())),
             ..L7Config::default()
         };

@@ -12,46 +12,78 @@ use crate::model::{L7Config, VirtualHost};
 
 /// Calls `f(old, new)` for every key whose value is not the same `Arc` in `a` (old) and `b`
 /// (new): `(Some, None)` removed, `(None, Some)` added, `(Some, Some)` replaced.
-pub fn diff_map<'a, K: Ord, V>(
-    a: &'a BTreeMap<K, Arc<V>>,
-    b: &'a BTreeMap<K, Arc<V>>,
+pub fn diff_map<'a, K: Ord + 'a, V: 'a>(
+    a: impl IntoIterator<Item = (&'a K, &'a Arc<V>)>,
+    b: impl IntoIterator<Item = (&'a K, &'a Arc<V>)>,
     mut f: impl FnMut(Option<&'a Arc<V>>, Option<&'a Arc<V>>),
 ) {
-    let (mut ia, mut ib) = (a.iter().peekable(), b.iter().peekable());
+    diff_keyed(a, b, |_, old, new| f(old, new))
+}
+
+/// [`diff_map`], with the key of each change. `a` and `b` iterate in key order (a `BTreeMap`
+/// or a snapshot's [`NameMap`](crate::model::NameMap)).
+pub fn diff_keyed<'a, K: Ord + 'a, V: 'a>(
+    a: impl IntoIterator<Item = (&'a K, &'a Arc<V>)>,
+    b: impl IntoIterator<Item = (&'a K, &'a Arc<V>)>,
+    mut f: impl FnMut(&'a K, Option<&'a Arc<V>>, Option<&'a Arc<V>>),
+) {
+    let (mut ia, mut ib) = (a.into_iter().peekable(), b.into_iter().peekable());
     loop {
         match (ia.peek(), ib.peek()) {
             (None, None) => return,
-            (Some((ka, va)), Some((kb, vb))) => match ka.cmp(kb) {
+            (Some((ka, va)), Some((kb, vb))) => match key_order(*ka, *kb) {
                 std::cmp::Ordering::Equal => {
                     if !Arc::ptr_eq(va, vb) {
-                        f(Some(va), Some(vb));
+                        f(ka, Some(va), Some(vb));
                     }
                     ia.next();
                     ib.next();
                 }
                 std::cmp::Ordering::Less => {
-                    f(Some(va), None);
+                    f(ka, Some(va), None);
                     ia.next();
                 }
                 std::cmp::Ordering::Greater => {
-                    f(None, Some(vb));
+                    f(kb, None, Some(vb));
                     ib.next();
                 }
             },
-            (Some((_, va)), None) => {
-                f(Some(va), None);
+            (Some((ka, va)), None) => {
+                f(ka, Some(va), None);
                 ia.next();
             }
-            (None, Some((_, vb))) => {
-                f(None, Some(vb));
+            (None, Some((kb, vb))) => {
+                f(kb, None, Some(vb));
                 ib.next();
             }
         }
     }
 }
 
+/// `a` against `b`. Two snapshots' maps share the nodes a change did not copy, so most keys
+/// are the very same objects: their bytes need no compare (the walk's largest cost in `perf`).
+fn key_order<K: Ord>(a: &K, b: &K) -> std::cmp::Ordering {
+    match std::ptr::eq(a, b) {
+        true => std::cmp::Ordering::Equal,
+        false => a.cmp(b),
+    }
+}
+
 /// Whether two maps hold the same `Arc` under every key (and the same keys).
 pub fn same_map<K: Ord, V>(a: &BTreeMap<K, Arc<V>>, b: &BTreeMap<K, Arc<V>>) -> bool {
+    let mut same = a.len() == b.len();
+    if same {
+        diff_map(a, b, |_, _| same = false);
+    }
+    same
+}
+
+/// [`same_map`] of two snapshots' name maps: at once when they are the same map (a snapshot
+/// whose fast path did not touch it shares it).
+pub fn same_names<V>(a: &crate::model::NameMap<V>, b: &crate::model::NameMap<V>) -> bool {
+    if a.ptr_eq(b) {
+        return true;
+    }
     let mut same = a.len() == b.len();
     if same {
         diff_map(a, b, |_, _| same = false);
@@ -90,7 +122,7 @@ pub fn changed_hosts<'a>(
 /// Whether `next` serves the very certificates `prev` did: the same `Arc`s by name, as the
 /// default, and on every Gateway address.
 pub fn same_certificates(prev: &L7Config, next: &L7Config) -> bool {
-    same_map(&prev.certificates, &next.certificates)
+    same_names(&prev.certificates, &next.certificates)
         && same_opt(&prev.default_certificate, &next.default_certificate)
         && prev.gateway_addresses.len() == next.gateway_addresses.len()
         && (prev.gateway_addresses.iter())
@@ -110,6 +142,18 @@ pub fn same_rate_limits(prev: &L7Config, next: &L7Config) -> bool {
             same &= !limited(old) && !limited(new);
         });
     }
+    same
+}
+
+/// Whether the client-certificate table ([`super::client_cert::Table`]) of `next` is that of
+/// `prev`: no host with a client-certificate step came, went or changed (the table holds only
+/// those hosts).
+pub fn same_client_auth(prev: &L7Config, next: &L7Config) -> bool {
+    let with_auth = |vh: Option<&Arc<VirtualHost>>| vh.is_some_and(|vh| vh.client_auth.is_some());
+    let mut same = true;
+    changed_hosts(prev, next, |old, new| {
+        same &= !with_auth(old) && !with_auth(new);
+    });
     same
 }
 

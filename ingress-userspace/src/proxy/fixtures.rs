@@ -1,7 +1,7 @@
 //! Small builders of L7 snapshots for unit tests, end-to-end tests and benchmarks, so each
 //! test states only the hosts, paths and backends it is about.
 
-use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc};
 
 use crate::model::{
     BackendProtocol, Endpoint, EndpointState, L7Config, LoadBalancing, ObjectKind, ObjectRef,
@@ -109,7 +109,7 @@ pub fn vhost(host: &str, routes: Vec<Route>, tls: bool) -> VirtualHost {
 /// An L7 config from virtual hosts, filed by their host names as translation does.
 pub fn l7_with(hosts: Vec<VirtualHost>, default_backend: Option<Arc<Upstream>>) -> L7Config {
     let mut l7 = L7Config {
-        hosts: BTreeMap::new(),
+        hosts: Default::default(),
         default_backend,
         ..L7Config::default()
     };

@@ -52,6 +52,7 @@ pub mod sni;
 pub mod tls;
 pub mod tunnel;
 pub mod upstream;
+pub mod upstreams;
 pub mod workers;
 
 use std::{
@@ -100,159 +101,129 @@ pub enum ProxyError {
 pub struct Runtime {
     pub version: u64,
     pub routes: RouteTable<Arc<UpstreamRuntime>>,
-    /// By upstream id (`id#n` for further variants of one id); counters carry over to the
-    /// next runtime. A key the previous runtime had is its `Arc` (no allocation per upstream).
-    pub upstreams: HashMap<Arc<str>, Arc<UpstreamRuntime>, ahash::RandomState>,
-    /// The runtime each upstream spec of the snapshot resolved to, by the spec's `Arc`: the
-    /// next snapshot's spec that is the same `Arc` takes the runtime as it is.
-    by_spec: HashMap<SpecPtr, Arc<UpstreamRuntime>, ahash::RandomState>,
+    /// The runtime of every upstream spec the routes, the default backend and the SNI table
+    /// use; counters carry over to the next runtime. Probes and `endpoint_health` walk it.
+    upstreams: upstreams::Upstreams,
+    /// The uses the SNI table took (it is compiled anew for each snapshot), given back by the
+    /// next runtime.
+    sni_uses: Vec<(Arc<crate::model::Upstream>, Arc<UpstreamRuntime>)>,
     /// What the HTTPS port does with a ClientHello's SNI before terminating: `ssl-passthrough`
     /// hosts and Gateway TLSRoutes (upstreams shared with the routes' runtime of the same id).
     pub sni: sni::SniTable,
     /// Hosts' client-certificate steps (`auth-tls-*`) by virtual host name.
-    pub client_auth: client_cert::Table,
+    pub client_auth: Arc<client_cert::Table>,
     /// HTTPS Gateway listeners' client-certificate validation (Gateway `spec.tls.frontend`).
     pub frontend_validation: client_cert::frontend::Table,
     /// HTTPS Gateway listeners' hostnames by port, for 421 ([`misdirected`]).
     pub misdirected: misdirected::Listeners,
 }
 
-impl Runtime {
-    fn empty() -> Self {
-        Runtime::build(&Snapshot::default(), None, HealthPolicy::default()).0
+/// [`Resolve`](router::Resolve) over a runtime's upstreams being patched: uses given back are
+/// kept until every new one is taken (an upstream both a removed and an added host use keeps
+/// its runtime), and offer their runtimes' counters to new runtimes of the same id.
+struct Resolver<'a> {
+    upstreams: &'a mut upstreams::Upstreams,
+    carry: upstreams::Carry,
+    given_back: Vec<Arc<crate::model::Upstream>>,
+    health: HealthPolicy,
+}
+
+impl router::Resolve<Arc<UpstreamRuntime>> for Resolver<'_> {
+    fn take(&mut self, spec: &Arc<crate::model::Upstream>) -> Arc<UpstreamRuntime> {
+        self.upstreams.take(spec, &self.carry, self.health)
     }
 
-    /// Compiles a snapshot, keeping per-endpoint state of `previous`. What the snapshot shares
-    /// with `previous`'s (the same `Arc`s) is taken as it is: an upstream spec keeps its
-    /// runtime (slots, balancer, TLS connector), a virtual host its compiled routes
-    /// ([`RouteTable::rebuild`]); only the rest is compiled. The result serves every request as
-    /// a compile from scratch with the same `previous` would (`tests::reused_runtime_answers_as_fresh`).
-    /// Route errors are those of the hosts compiled (a reused host's were reported before).
-    pub fn build(
-        snapshot: &Snapshot,
-        previous: Option<&Runtime>,
+    fn give_back(&mut self, spec: &Arc<crate::model::Upstream>, handle: &Arc<UpstreamRuntime>) {
+        self.carry.offer(handle);
+        self.given_back.push(Arc::clone(spec));
+    }
+}
+
+impl Runtime {
+    fn empty() -> Self {
+        Runtime {
+            version: 0,
+            routes: RouteTable::empty(),
+            upstreams: upstreams::Upstreams::default(),
+            sni_uses: Vec::new(),
+            sni: sni::SniTable::default(),
+            client_auth: Arc::default(),
+            frontend_validation: client_cert::frontend::Table::build(&Default::default(), None),
+            misdirected: misdirected::Listeners::new(&Default::default()),
+        }
+    }
+
+    /// Compiles a snapshot from scratch.
+    pub fn build(snapshot: &Snapshot, health: HealthPolicy) -> (Self, Vec<router::RouteError>) {
+        Runtime::empty().patch(&crate::model::L7Config::default(), snapshot, health)
+    }
+
+    /// The runtime of `next`, made from this one, which was made from `prev` (the snapshot
+    /// applied last): only what `next` changed is compiled ([`RouteTable::patch`]: the
+    /// hosts that are not the same `Arc`; the upstreams only they used go, new ones get
+    /// runtimes); everything else is shared with this runtime, whose maps are persistent, so
+    /// the work is proportional to the change, not to the hosts and upstreams. An upstream
+    /// spec that is the same `Arc` keeps its runtime (slots, balancer, TLS connector); a new
+    /// one shares the runtime of an equal spec of its id, else gets a new runtime keeping the
+    /// counters of the one it replaces. The result serves every request as [`Runtime::build`]
+    /// of `next` would, and holds the same upstreams (`rebuild_tests`). Route errors are
+    /// those of the hosts compiled (a kept host's were reported before).
+    pub fn patch(
+        &self,
+        prev: &crate::model::L7Config,
+        next: &Snapshot,
         health: HealthPolicy,
     ) -> (Self, Vec<router::RouteError>) {
-        // Sized as the previous ones: growing maps of 20k entries rehashes them several times.
-        let mut upstreams = HashMap::with_capacity_and_hasher(
-            previous.map_or(0, |p| p.upstreams.len()),
-            ahash::RandomState::default(),
-        );
-        let mut by_spec = HashMap::with_capacity_and_hasher(
-            previous.map_or(0, |p| p.by_spec.len()),
-            ahash::RandomState::default(),
-        );
-        let mut runtime_of = |spec: &Arc<crate::model::Upstream>| {
-            if let Some(rt) = by_spec.get(&addr(spec)) {
-                return Arc::clone(rt);
-            }
-            let rt = variant_runtime(&mut upstreams, spec, previous, health);
-            by_spec.insert(SpecPtr::new(spec), Arc::clone(&rt));
-            rt
+        let l7 = &next.l7;
+        let mut upstreams = self.upstreams.clone();
+        let mut r = Resolver {
+            upstreams: &mut upstreams,
+            carry: upstreams::Carry::default(),
+            given_back: Vec::new(),
+            health,
         };
-        // Routes first: a passthrough host's upstream shares their runtime when it is the
+        for (spec, rt) in &self.sni_uses {
+            router::Resolve::give_back(&mut r, spec, rt);
+        }
+        let (routes, errors) = self.routes.patch(prev, l7, &mut r);
+        // After the routes: a passthrough host's upstream shares their runtime when it is the
         // same variant.
-        let (routes, errors) =
-            RouteTable::rebuild(&snapshot.l7, previous.map(|p| &p.routes), &mut runtime_of);
-        let sni = sni::SniTable::build(&snapshot.l7, &mut runtime_of);
-        let client_auth = client_cert::Table::build(&snapshot.l7, previous.map(|p| &p.client_auth));
-        let frontend_validation = client_cert::frontend::Table::build(
-            &snapshot.l7,
-            previous.map(|p| &p.frontend_validation),
-        );
+        let mut sni_uses = Vec::new();
+        let sni = sni::SniTable::build(l7, &mut |spec: &Arc<crate::model::Upstream>| {
+            let rt = router::Resolve::take(&mut r, spec);
+            sni_uses.push((Arc::clone(spec), Arc::clone(&rt)));
+            rt
+        });
+        let Resolver { given_back, .. } = r;
+        for spec in &given_back {
+            upstreams.give_back(spec);
+        }
+        // The table depends only on the hosts with client-certificate steps.
+        let client_auth = if changes::same_client_auth(prev, l7) {
+            Arc::clone(&self.client_auth)
+        } else {
+            Arc::new(client_cert::Table::build(l7, Some(&self.client_auth)))
+        };
+        let frontend_validation =
+            client_cert::frontend::Table::build(l7, Some(&self.frontend_validation));
         (
             Runtime {
-                version: snapshot.version,
+                version: next.version,
                 routes,
                 upstreams,
-                by_spec,
+                sni_uses,
                 sni,
                 client_auth,
                 frontend_validation,
-                misdirected: misdirected::Listeners::new(&snapshot.l7),
+                misdirected: misdirected::Listeners::new(l7),
             },
             errors,
         )
     }
-}
 
-/// The runtime of `spec` in the runtime being built (`upstreams`, by key). Ingresses whose
-/// annotations differ (affinity, protocol, balancing) get variants of one Service port under
-/// one id: each variant keeps its own runtime, keyed `id`, `id#1`, ... in route order, or it
-/// would serve with another's options. A variant seen first here takes `previous`'s runtime of
-/// the same spec `Arc` as it is, else a new one keeping the counters of `previous`'s runtime
-/// under its key.
-fn variant_runtime(
-    upstreams: &mut HashMap<Arc<str>, Arc<UpstreamRuntime>, ahash::RandomState>,
-    spec: &Arc<crate::model::Upstream>,
-    previous: Option<&Runtime>,
-    health: HealthPolicy,
-) -> Arc<UpstreamRuntime> {
-    let mut key = std::borrow::Cow::Borrowed(spec.id.as_str());
-    for n in 1.. {
-        match upstreams.get(key.as_ref()) {
-            Some(rt) if Arc::ptr_eq(&rt.spec, spec) || rt.spec == *spec => {
-                return Arc::clone(rt);
-            }
-            Some(_) => key = std::borrow::Cow::Owned(format!("{}#{n}", spec.id)),
-            None => break,
-        }
-    }
-    let prev = previous.and_then(|p| p.upstreams.get_key_value(key.as_ref()));
-    let rt = match previous.and_then(|p| p.by_spec.get(&addr(spec))) {
-        // The same spec: same endpoints and options, so the same slots, rotation and TLS.
-        Some(rt) if rt.health == health => Arc::clone(rt),
-        _ => Arc::new(UpstreamRuntime::new(
-            Arc::clone(spec),
-            prev.map(|(_, a)| &**a),
-            health,
-        )),
-    };
-    let key = match prev {
-        Some((k, _)) => Arc::clone(k),
-        None => Arc::from(key.as_ref()),
-    };
-    upstreams.insert(key, Arc::clone(&rt));
-    rt
-}
-
-/// An upstream spec as a key by its `Arc`'s address; it holds the `Arc`, so no other spec can
-/// take that address while it is a key. Looked up by the address ([`addr`]).
-struct SpecPtr {
-    addr: usize,
-    _spec: Arc<crate::model::Upstream>,
-}
-
-fn addr(spec: &Arc<crate::model::Upstream>) -> usize {
-    Arc::as_ptr(spec) as usize
-}
-
-impl SpecPtr {
-    fn new(spec: &Arc<crate::model::Upstream>) -> SpecPtr {
-        SpecPtr {
-            addr: addr(spec),
-            _spec: Arc::clone(spec),
-        }
-    }
-}
-
-impl PartialEq for SpecPtr {
-    fn eq(&self, other: &Self) -> bool {
-        self.addr == other.addr
-    }
-}
-
-impl Eq for SpecPtr {}
-
-impl std::hash::Hash for SpecPtr {
-    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        self.addr.hash(h)
-    }
-}
-
-impl std::borrow::Borrow<usize> for SpecPtr {
-    fn borrow(&self) -> &usize {
-        &self.addr
+    /// Every upstream runtime in use, once each.
+    pub fn upstreams(&self) -> impl Iterator<Item = &Arc<UpstreamRuntime>> {
+        self.upstreams.runtimes()
     }
 }
 
@@ -488,7 +459,7 @@ async fn probe_loop(shared: Arc<Shared>, mut done: watch::Receiver<bool>) {
         }
         let rt = shared.runtime.load_full();
         let now = upstream::health::now_ms();
-        for up in rt.upstreams.values() {
+        for up in rt.upstreams() {
             for slot in &up.slots {
                 if !slot.stats.is_ejected(now) {
                     continue;
@@ -543,7 +514,9 @@ impl ProxyHandle {
             max_fails: shared.args.max_fails,
             eject_for: shared.args.fail_timeout,
         };
-        let (rt, errors) = Runtime::build(&snapshot, Some(&previous), health);
+        // The runtime served was made from the snapshot installed (the empty one at first).
+        let empty = crate::model::L7Config::default();
+        let (rt, errors) = previous.patch(installed_l7.unwrap_or(&empty), &snapshot, health);
         // Before the swap: a guard held across it becomes a counted reference (arc-swap pays
         // its debt), and dropping it last freed the previous runtime here, in the apply (a
         // tenth of it at 10k in `perf`), instead of on the blocking pool below.
@@ -665,7 +638,7 @@ impl ProxyHandle {
         let rt = self.inner.shared.runtime.load_full();
         let now = upstream::health::now_ms();
         let mut out: HashMap<(String, SocketAddr), EndpointHealth> = HashMap::new();
-        for up in rt.upstreams.values() {
+        for up in rt.upstreams() {
             for slot in &up.slots {
                 let s = &slot.stats;
                 let h = EndpointHealth {

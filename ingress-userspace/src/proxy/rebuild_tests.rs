@@ -1,5 +1,6 @@
-//! [`Runtime::build`] from a previous runtime (compiled hosts and upstream runtimes taken as
-//! they are where the snapshot kept the same `Arc`s) against a compile from scratch, over
+//! [`Runtime::patch`] of the previous runtime (compiled hosts and upstream runtimes kept as
+//! they are where the snapshot kept the same `Arc`s, the rest patched in) against a compile
+//! from scratch ([`Runtime::build`]), over
 //! random sequences of snapshot changes; so too the parts [`ProxyHandle::apply`] keeps while
 //! a snapshot did not change them (the certificate table, the rate-limit zones: [`changes`]).
 //!
@@ -317,18 +318,18 @@ fn answer(rt: &Runtime, host: &str, path: &str) -> String {
     }
 }
 
-/// Every answer `rt` gives, and its upstreams by key (specs by value).
-fn behaviour(rt: &Runtime) -> (Vec<String>, BTreeMap<String, String>) {
+/// Every answer `rt` gives, its upstream runtimes (specs by value, sorted: one runtime per
+/// distinct spec of an id) and how many uses hold each spec `Arc` (by address).
+type Behaviour = (Vec<String>, Vec<String>, BTreeMap<usize, u32>);
+
+fn behaviour(rt: &Runtime) -> Behaviour {
     let answers = REQUEST_HOSTS
         .iter()
         .flat_map(|h| REQUEST_PATHS.iter().map(move |p| answer(rt, h, p)))
         .collect();
-    let upstreams = rt
-        .upstreams
-        .iter()
-        .map(|(k, u)| (k.to_string(), format!("{:?}", u.spec)))
-        .collect();
-    (answers, upstreams)
+    let mut upstreams: Vec<String> = rt.upstreams().map(|u| format!("{:?}", u.spec)).collect();
+    upstreams.sort();
+    (answers, upstreams, rt.upstreams.uses())
 }
 
 /// The certificate each request host gets (`None`: the store's generated one).
@@ -363,16 +364,24 @@ proptest! {
         let health = HealthPolicy::default();
         let mut world = World::default();
         let mut installed = world.snapshot();
-        let mut live = Runtime::build(&installed, None, health).0;
+        let mut live = Runtime::build(&installed, health).0;
         let certs = super::tls::CertStore::new().expect("store");
         certs.update(&installed.l7);
         let mut live_zones = zones(&installed.l7);
         for (n, s) in steps.iter().enumerate() {
             world.apply(s);
             let snap = world.snapshot();
-            let reused = Runtime::build(&snap, Some(&live), health).0;
-            let fresh = Runtime::build(&snap, None, health).0;
+            let reused = live.patch(&installed.l7, &snap, health).0;
+            let fresh = Runtime::build(&snap, health).0;
             prop_assert_eq!(behaviour(&reused), behaviour(&fresh), "step {}: {:?}", n, s);
+            // Equal specs share one runtime (else the same Service port and options would
+            // balance and count its endpoints twice over): a property of either build.
+            for rt in [&reused, &fresh] {
+                let mut specs = behaviour(rt).1;
+                let all = specs.len();
+                specs.dedup();
+                prop_assert_eq!(specs.len(), all, "step {}: {:?}: equal specs, two runtimes", n, s);
+            }
             // As `ProxyHandle::apply` does: kept while unchanged, else made anew.
             certs.update_from(&snap.l7, Some(&installed.l7));
             let fresh_certs = super::tls::CertStore::new().expect("store");
@@ -390,7 +399,7 @@ proptest! {
             // Health probes and `endpoint_health` see the very runtimes requests use.
             for h in reused.routes.handles() {
                 prop_assert!(
-                    reused.upstreams.values().any(|u| Arc::ptr_eq(u, h)),
+                    reused.upstreams().any(|u| Arc::ptr_eq(u, h)),
                     "step {}: {} has a runtime the proxy does not keep", n, h.spec.id
                 );
             }
@@ -408,7 +417,8 @@ fn only_what_changed_is_compiled() {
     let mut world = World::default();
     world.apply(&Step::Set(0, vec![(0, vec![(0, false)])]));
     world.apply(&Step::Set(2, vec![(0, vec![(1, false)])]));
-    let first = Runtime::build(&world.snapshot(), None, health).0;
+    let s1 = world.snapshot();
+    let first = Runtime::build(&s1, health).0;
     let host = |rt: &Runtime, name: &str| {
         let h = rt.routes.host(name).expect("host") as *const _;
         let CompiledAction::Forward(ups) = &rt.routes.host(name).unwrap().routes[0].action else {
@@ -420,7 +430,8 @@ fn only_what_changed_is_compiled() {
     let (b0, b_up) = host(&first, "b.example.com");
 
     world.apply(&Step::Set(2, vec![(1, vec![(1, false)])]));
-    let second = Runtime::build(&world.snapshot(), Some(&first), health).0;
+    let s2 = world.snapshot();
+    let second = first.patch(&s1.l7, &s2, health).0;
     let (a1, a_up1) = host(&second, "a.example.com");
     let (b1, b_up1) = host(&second, "b.example.com");
     assert_eq!(a0, a1, "the untouched host is the previous compiled one");
@@ -433,7 +444,7 @@ fn only_what_changed_is_compiled() {
 
     // svc0 goes from 2 endpoints to 3: a new runtime whose first two slots keep their stats.
     world.apply(&Step::Endpoints((0, false), 3));
-    let third = Runtime::build(&world.snapshot(), Some(&second), health).0;
+    let third = second.patch(&s2.l7, &world.snapshot(), health).0;
     let (a2, a_up2) = host(&third, "a.example.com");
     assert_ne!(a1, a2);
     assert!(!Arc::ptr_eq(&a_up1, &a_up2));

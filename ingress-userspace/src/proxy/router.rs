@@ -25,12 +25,13 @@
 //! matching over plain [`Upstream`]s while the proxy uses its runtime upstream state.
 //!
 //! A new snapshot shares every virtual host it did not change with the previous one (the same
-//! `Arc`), so [`RouteTable::rebuild`] takes those hosts' compiled form from the previous table
-//! and compiles only the others: a one-Ingress change compiles one host, not ten thousand.
+//! `Arc`), so [`RouteTable::patch`] starts from the previous table (its name maps are
+//! persistent: shared, not copied) and compiles only the hosts that changed: a one-Ingress
+//! change compiles one host and touches its names, not ten thousand.
 
 use std::{
     borrow::Cow,
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet},
     sync::Arc,
 };
 
@@ -63,52 +64,6 @@ pub struct RequestView<'a> {
     /// (`explain`, tests): any. On a Gateway's address only that Gateway's routes are seen
     /// ([`crate::model::L7Config::gateway_addresses`]).
     pub local_addr: Option<std::net::IpAddr>,
-}
-
-/// Host names (lower case) to indexes in [`RouteTable::vhosts`]. The names are `Arc`s that
-/// the next table takes from this one for the hosts both have (no allocation per host), and
-/// the hasher is aHash (SipHash was a third of building the maps at 10k hosts).
-type NameMap = HashMap<Arc<str>, usize, ahash::RandomState>;
-
-/// A compiled route table over upstream handles of type `U`.
-#[derive(Debug)]
-pub struct RouteTable<U> {
-    exact: NameMap,
-    wildcard: NameMap,
-    /// Gateway API wildcards (one or more labels), by suffix.
-    gateway_wildcard: NameMap,
-    any_host: Option<usize>,
-    vhosts: Vec<Arc<CompiledHost<U>>>,
-    /// What each of `vhosts` was compiled from, for the next [`RouteTable::rebuild`].
-    sources: Vec<Arc<Source<U>>>,
-    default_backend: Option<U>,
-    /// Ports with a Gateway API listener: the proxy's own ports where a Gateway shares them,
-    /// and the ports opened for Gateways ([`Self::gateway_miss`]).
-    gateway_ports: BTreeSet<u16>,
-    /// Local addresses owned by Gateways: only their routes are served there.
-    claimed: std::collections::HashSet<std::net::IpAddr>,
-}
-
-/// The virtual host a compiled host came from and the handles `resolve` gave for its
-/// upstreams, in the order compiling asked for them: the compiled host stands for as long as
-/// the virtual host is the same `Arc` and the same upstreams resolve to the same handles.
-#[derive(Debug)]
-struct Source<U> {
-    vh: Arc<VirtualHost>,
-    handles: Vec<(Arc<Upstream>, U)>,
-}
-
-/// A route handle that can tell whether it is the very one resolved before (not merely an
-/// equal one): a compiled host is reused only when its handles are still what the routes
-/// resolve to.
-pub trait SameHandle {
-    fn same(&self, other: &Self) -> bool;
-}
-
-impl<T> SameHandle for Arc<T> {
-    fn same(&self, other: &Self) -> bool {
-        Arc::ptr_eq(self, other)
-    }
 }
 
 #[derive(Debug)]
@@ -220,157 +175,267 @@ pub struct RouteError {
     pub error: regex::Error,
 }
 
-impl<U: Clone + SameHandle> RouteTable<U> {
-    /// Compiles the L7 part of a snapshot; `resolve` turns each upstream into a handle `U`.
-    pub fn build(
-        l7: &L7Config,
-        resolve: impl FnMut(&Arc<Upstream>) -> U,
-    ) -> (Self, Vec<RouteError>) {
-        Self::rebuild(l7, None, resolve)
+/// Lower-case host names to the hosts under them. Persistent (`imbl`): the next table copies
+/// it in O(1) and patches only the names a snapshot changed; the keys are `Arc`s and the
+/// hasher aHash (SipHash was a third of building these maps at 10k hosts).
+type NameMap<U> = imbl::GenericHashMap<
+    Arc<str>,
+    Arc<Named<U>>,
+    ahash::RandomState,
+    imbl::shared_ptr::DefaultSharedPtr,
+>;
+
+/// A compiled route table over upstream handles of type `U`.
+#[derive(Debug)]
+pub struct RouteTable<U> {
+    exact: NameMap<U>,
+    wildcard: NameMap<U>,
+    /// Gateway API wildcards (one or more labels), by suffix.
+    gateway_wildcard: NameMap<U>,
+    any_host: Option<Compiled<U>>,
+    /// The default backend's spec (given back when it goes) and handle.
+    default_backend: Option<(Arc<Upstream>, U)>,
+    /// Listener ports that compiled routes are limited to, with how many routes name each.
+    route_ports: Arc<BTreeMap<u16, usize>>,
+    /// Ports with a Gateway API listener: the proxy's own ports where a Gateway shares them,
+    /// and the ports opened for Gateways ([`Self::gateway_miss`]).
+    gateway_ports: BTreeSet<u16>,
+    /// Local addresses owned by Gateways: only their routes are served there.
+    claimed: std::collections::HashSet<std::net::IpAddr>,
+    host_count: usize,
+}
+
+/// Every virtual host whose name is one lower-case name, by name as written (ascending; two
+/// differ only in case): the last one serves, as in a snapshot's key order the last wins.
+#[derive(Debug)]
+struct Named<U>(Vec<(String, Compiled<U>)>);
+
+/// A compiled host and the handles `resolve` gave for its upstreams, in the order compiling
+/// asked for them (each is given back when the host goes).
+#[derive(Debug)]
+struct Compiled<U> {
+    host: Arc<CompiledHost<U>>,
+    handles: Arc<[(Arc<Upstream>, U)]>,
+}
+
+impl<U> Clone for Compiled<U> {
+    fn clone(&self) -> Self {
+        Compiled {
+            host: Arc::clone(&self.host),
+            handles: Arc::clone(&self.handles),
+        }
+    }
+}
+
+/// What a route table asks of the proxy for each upstream: a handle for each use, and each
+/// use back when its host goes ([`RouteTable::patch`]). Any `FnMut(&Arc<Upstream>) -> U`
+/// is one that keeps nothing.
+pub trait Resolve<U> {
+    /// The handle of `spec`, for one use.
+    fn take(&mut self, spec: &Arc<Upstream>) -> U;
+    /// One use of `spec` (given `handle` by [`Resolve::take`]) ends.
+    fn give_back(&mut self, spec: &Arc<Upstream>, handle: &U) {
+        let _ = (spec, handle);
+    }
+}
+
+impl<U, F: FnMut(&Arc<Upstream>) -> U> Resolve<U> for F {
+    fn take(&mut self, spec: &Arc<Upstream>) -> U {
+        self(spec)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Exact,
+    Wildcard,
+    GatewayWildcard,
+}
+
+impl<U: Clone> RouteTable<U> {
+    /// An empty table: every request 404s.
+    pub fn empty() -> Self {
+        RouteTable {
+            exact: NameMap::default(),
+            wildcard: NameMap::default(),
+            gateway_wildcard: NameMap::default(),
+            any_host: None,
+            default_backend: None,
+            route_ports: Arc::default(),
+            gateway_ports: BTreeSet::new(),
+            claimed: Default::default(),
+            host_count: 0,
+        }
     }
 
-    /// [`RouteTable::build`], taking from `previous` the compiled form of each host whose
-    /// virtual host is the same `Arc` as there (under the same name) and whose upstreams
-    /// `resolve` maps to the same handles as then; only the other hosts are compiled. The
-    /// table answers every request as `build` would ([`tests::rebuild_answers_as_build`]).
-    /// `resolve` is asked for every upstream in the same order either way.
-    pub fn rebuild(
-        l7: &L7Config,
-        previous: Option<&Self>,
-        mut resolve: impl FnMut(&Arc<Upstream>) -> U,
+    /// Compiles the L7 part of a snapshot; `resolve` turns each upstream into a handle `U`.
+    pub fn build(l7: &L7Config, mut resolve: impl Resolve<U>) -> (Self, Vec<RouteError>) {
+        Self::empty().patch(&L7Config::default(), l7, &mut resolve)
+    }
+
+    /// The table for `next`, made from this one, which was made from `prev`: the hosts
+    /// `next` changed (not the same `Arc` under the same name, [`changes::diff_keyed`]) are
+    /// given back and compiled again; every other host is this table's, untouched (the name
+    /// maps are shared, not copied). The table answers every request as [`RouteTable::build`]
+    /// of `next` would (`proxy::rebuild_tests`). Every use given back is given back before
+    /// the first new one is taken, so `resolve` can hand a new upstream the state of the one
+    /// it replaces. Route errors are those of the hosts compiled.
+    ///
+    /// [`changes::diff_keyed`]: super::changes::diff_keyed
+    pub fn patch(
+        &self,
+        prev: &L7Config,
+        next: &L7Config,
+        resolve: &mut impl Resolve<U>,
     ) -> (Self, Vec<RouteError>) {
-        let mut b = Builder {
-            previous,
-            resolve: &mut resolve,
-            errors: Vec::new(),
-            vhosts: Vec::with_capacity(l7.host_count()),
-            sources: Vec::with_capacity(l7.host_count()),
+        use super::changes::diff_keyed;
+        let mut t = RouteTable {
+            exact: self.exact.clone(),
+            wildcard: self.wildcard.clone(),
+            gateway_wildcard: self.gateway_wildcard.clone(),
+            any_host: self.any_host.clone(),
+            default_backend: self.default_backend.clone(),
+            route_ports: Arc::clone(&self.route_ports),
+            gateway_ports: BTreeSet::new(),
+            claimed: next.gateway_addresses.keys().copied().collect(),
+            host_count: self.host_count,
         };
-        // The previous table's key (an `Arc`, no allocation) and index for this name.
-        let was = |of: fn(&Self) -> &NameMap, name: &str| -> (Arc<str>, Option<usize>) {
-            let name = lower(name);
-            match previous.and_then(|p| of(p).get_key_value(&*name)) {
-                Some((k, i)) => (Arc::clone(k), Some(*i)),
-                None => (Arc::from(&*name), None),
+        let mut changed: Vec<(Kind, &String, Option<&Arc<VirtualHost>>)> = Vec::new();
+        let mut any_changed = false;
+        for (kind, a, b) in [
+            (Kind::Exact, &prev.hosts, &next.hosts),
+            (Kind::Wildcard, &prev.wildcard_hosts, &next.wildcard_hosts),
+            (
+                Kind::GatewayWildcard,
+                &prev.gateway_wildcard_hosts,
+                &next.gateway_wildcard_hosts,
+            ),
+        ] {
+            diff_keyed(a, b, |name, old, new| {
+                if old.is_some() {
+                    t.remove(kind, name, resolve);
+                }
+                changed.push((kind, name, new));
+            });
+        }
+        if !same_opt(&prev.any_host, &next.any_host) {
+            any_changed = true;
+            if let Some(old) = t.any_host.take() {
+                t.forget(&old, resolve);
             }
-        };
-        // Wildcards by suffix (`*.` off).
-        let names = |map: &BTreeMap<String, Arc<VirtualHost>>,
-                     of: fn(&Self) -> &NameMap,
-                     wildcard: bool,
-                     b: &mut Builder<'_, U, _>| {
-            let mut out = NameMap::with_capacity_and_hasher(map.len(), Default::default());
-            for (h, vh) in map {
-                let name = match wildcard {
-                    true => h.strip_prefix("*.").unwrap_or(h),
-                    false => h,
-                };
-                let (key, was) = was(of, name);
-                out.insert(key, b.host(vh, was));
+        }
+        let default_changed = !same_opt(&prev.default_backend, &next.default_backend);
+        if default_changed && let Some((spec, h)) = t.default_backend.take() {
+            resolve.give_back(&spec, &h);
+        }
+        let mut errors = Vec::new();
+        for (kind, name, new) in changed {
+            if let Some(vh) = new {
+                let c = t.compile(vh, resolve, &mut errors);
+                t.insert(kind, name, c);
             }
-            out
-        };
-        let exact = names(&l7.hosts, |t| &t.exact, false, &mut b);
-        let wildcard = names(&l7.wildcard_hosts, |t| &t.wildcard, true, &mut b);
-        let gateway_wildcard = names(
-            &l7.gateway_wildcard_hosts,
-            |t| &t.gateway_wildcard,
-            true,
-            &mut b,
-        );
-        let any_host = l7
-            .any_host
-            .as_ref()
-            .map(|vh| b.host(vh, previous.and_then(|p| p.any_host)));
-        let default_backend = l7.default_backend.as_ref().map(&mut *b.resolve);
-        let Builder {
-            errors,
-            vhosts,
-            sources,
-            ..
-        } = b;
-        let gateway_ports = l7
+        }
+        if any_changed && let Some(vh) = &next.any_host {
+            t.any_host = Some(t.compile(vh, resolve, &mut errors));
+        }
+        if default_changed {
+            t.default_backend =
+                (next.default_backend.as_ref()).map(|spec| (Arc::clone(spec), resolve.take(spec)));
+        }
+        t.gateway_ports = next
             .gateway_listeners
             .keys()
-            .chain(l7.gateway_https_hosts.keys())
-            .chain(&l7.gateway_shared_ports)
+            .chain(next.gateway_https_hosts.keys())
+            .chain(&next.gateway_shared_ports)
+            .chain(t.route_ports.keys())
             .copied()
-            .chain(
-                vhosts
-                    .iter()
-                    .flat_map(|h| &h.routes)
-                    .filter_map(|r| r.matcher.listener_ports.as_ref())
-                    .flatten()
-                    .copied(),
-            )
             .collect();
-        (
-            RouteTable {
-                exact,
-                wildcard,
-                gateway_wildcard,
-                any_host,
-                vhosts,
-                sources,
-                default_backend,
-                gateway_ports,
-                claimed: l7.gateway_addresses.keys().copied().collect(),
-            },
-            errors,
-        )
+        (t, errors)
     }
-}
 
-/// `name` in lower case, borrowed when it is already.
-fn lower(name: &str) -> Cow<'_, str> {
-    if name.bytes().any(|c| c.is_ascii_uppercase()) {
-        Cow::Owned(name.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(name)
-    }
-}
-
-/// One [`RouteTable::rebuild`] under way.
-struct Builder<'a, U, R> {
-    previous: Option<&'a RouteTable<U>>,
-    resolve: &'a mut R,
-    errors: Vec<RouteError>,
-    vhosts: Vec<Arc<CompiledHost<U>>>,
-    sources: Vec<Arc<Source<U>>>,
-}
-
-impl<U: Clone + SameHandle, R: FnMut(&Arc<Upstream>) -> U> Builder<'_, U, R> {
-    /// Adds `vh`'s compiled host (the previous table's `was`-th when it still stands) and
-    /// returns its index.
-    fn host(&mut self, vh: &Arc<VirtualHost>, was: Option<usize>) -> usize {
-        if let Some((host, source)) = self
-            .previous
-            .zip(was)
-            .and_then(|(p, i)| p.vhosts.get(i).zip(p.sources.get(i)))
-            && Arc::ptr_eq(&source.vh, vh)
-            && source
-                .handles
-                .iter()
-                .all(|(spec, old)| (self.resolve)(spec).same(old))
-        {
-            self.vhosts.push(Arc::clone(host));
-            self.sources.push(Arc::clone(source));
-            return self.vhosts.len() - 1;
+    fn map(&mut self, kind: Kind) -> &mut NameMap<U> {
+        match kind {
+            Kind::Exact => &mut self.exact,
+            Kind::Wildcard => &mut self.wildcard,
+            Kind::GatewayWildcard => &mut self.gateway_wildcard,
         }
+    }
+
+    /// Takes the host written `name` out, giving its uses back.
+    fn remove(&mut self, kind: Kind, name: &str, resolve: &mut impl Resolve<U>) {
+        let key = key_of(kind, name);
+        let Some(named) = self.map(kind).get(&*key).cloned() else {
+            return;
+        };
+        let mut hosts = named.0.clone();
+        let Ok(i) = hosts.binary_search_by(|(n, _)| n.as_str().cmp(name)) else {
+            return;
+        };
+        let (_, gone) = hosts.remove(i);
+        self.forget(&gone, resolve);
+        if hosts.is_empty() {
+            self.map(kind).remove(&*key);
+        } else {
+            self.map(kind)
+                .insert(Arc::from(&*key), Arc::new(Named(hosts)));
+        }
+    }
+
+    /// Adds the host written `name`, compiled.
+    fn insert(&mut self, kind: Kind, name: &str, c: Compiled<U>) {
+        let key = key_of(kind, name);
+        let mut hosts = match self.map(kind).get(&*key) {
+            Some(named) => named.0.clone(),
+            None => Vec::with_capacity(1),
+        };
+        match hosts.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
+            Ok(i) => hosts[i].1 = c,
+            Err(i) => hosts.insert(i, (name.to_string(), c)),
+        }
+        self.map(kind)
+            .insert(Arc::from(&*key), Arc::new(Named(hosts)));
+    }
+
+    /// Gives back a host's uses and its routes' ports.
+    fn forget(&mut self, c: &Compiled<U>, resolve: &mut impl Resolve<U>) {
+        for (spec, h) in c.handles.iter() {
+            resolve.give_back(spec, h);
+        }
+        let mut ports = route_ports(&c.host).peekable();
+        if ports.peek().is_some() {
+            let counts = Arc::make_mut(&mut self.route_ports);
+            for p in ports {
+                if let Some(n) = counts.get_mut(&p) {
+                    *n -= 1;
+                    if *n == 0 {
+                        counts.remove(&p);
+                    }
+                }
+            }
+        }
+        self.host_count -= 1;
+    }
+
+    fn compile(
+        &mut self,
+        vh: &Arc<VirtualHost>,
+        resolve: &mut impl Resolve<U>,
+        errors: &mut Vec<RouteError>,
+    ) -> Compiled<U> {
         let mut handles = Vec::new();
-        let mut resolve = |spec: &Arc<Upstream>| {
-            let h = (self.resolve)(spec);
+        let mut take = |spec: &Arc<Upstream>| {
+            let h = resolve.take(spec);
             handles.push((Arc::clone(spec), h.clone()));
             h
         };
         let mut routes = Vec::with_capacity(vh.routes.len());
         for r in &vh.routes {
-            match compile_route(r, &mut resolve) {
+            match compile_route(r, &mut take) {
                 Ok(c) => routes.push(c),
-                Err(e) => self.errors.push(e),
+                Err(e) => errors.push(e),
             }
         }
-        self.vhosts.push(Arc::new(CompiledHost {
+        let host = Arc::new(CompiledHost {
             host: vh.host.clone(),
             label: Arc::new(if vh.host.is_empty() {
                 "*".into()
@@ -380,12 +445,55 @@ impl<U: Clone + SameHandle, R: FnMut(&Arc<Upstream>) -> U> Builder<'_, U, R> {
             tls: vh.tls,
             routes,
             app_root: vh.app_root.clone(),
-        }));
-        self.sources.push(Arc::new(Source {
-            vh: Arc::clone(vh),
-            handles,
-        }));
-        self.vhosts.len() - 1
+        });
+        {
+            let mut ports = route_ports(&host).peekable();
+            if ports.peek().is_some() {
+                let counts = Arc::make_mut(&mut self.route_ports);
+                for p in ports {
+                    *counts.entry(p).or_default() += 1;
+                }
+            }
+        }
+        self.host_count += 1;
+        Compiled {
+            host,
+            handles: handles.into(),
+        }
+    }
+}
+
+/// The listener ports a compiled host's routes are limited to (Gateway routes), with repeats.
+fn route_ports<U>(h: &CompiledHost<U>) -> impl Iterator<Item = u16> + '_ {
+    (h.routes.iter())
+        .filter_map(|r| r.matcher.listener_ports.as_ref())
+        .flatten()
+        .copied()
+}
+
+/// The name map key of a host written `name`: lower case, a wildcard by its suffix (`*.` off).
+fn key_of(kind: Kind, name: &str) -> Cow<'_, str> {
+    let name = match kind {
+        Kind::Exact => name,
+        Kind::Wildcard | Kind::GatewayWildcard => name.strip_prefix("*.").unwrap_or(name),
+    };
+    lower(name)
+}
+
+fn same_opt<V>(a: &Option<Arc<V>>, b: &Option<Arc<V>>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        _ => false,
+    }
+}
+
+/// `name` in lower case, borrowed when it is already.
+fn lower(name: &str) -> Cow<'_, str> {
+    if name.bytes().any(|c| c.is_ascii_uppercase()) {
+        Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(name)
     }
 }
 
@@ -409,10 +517,11 @@ impl<U> RouteTable<U> {
             let ingress = (i == 0).then(|| self.wildcard.get(suffix)).flatten();
             ingress.into_iter().chain(self.gateway_wildcard.get(suffix))
         });
+        // Of the hosts under one lower-case name, the last written serves ([`Named`]).
         (self.exact.get(name).into_iter())
             .chain(wildcards)
-            .chain(&self.any_host)
-            .filter_map(|i| self.vhosts.get(*i).map(|h| &**h))
+            .filter_map(|n| n.0.last().map(|(_, c)| &*c.host))
+            .chain(self.any_host.as_ref().map(|c| &*c.host))
     }
 
     pub fn lookup(&self, req: &RequestView<'_>) -> Lookup<'_, U> {
@@ -451,7 +560,7 @@ impl<U> RouteTable<U> {
                 None => Miss::NoPath,
             },
         };
-        match &self.default_backend {
+        match self.default_backend() {
             // A Gateway-only port answers 404 for what no HTTPRoute matched.
             Some(backend) if !req.gateway_listener => Lookup::Default { host, backend, why },
             _ => Lookup::NotFound { host, why },
@@ -490,18 +599,22 @@ impl<U> RouteTable<U> {
     /// proxy keeps state for).
     #[cfg(test)]
     pub(crate) fn handles(&self) -> impl Iterator<Item = &U> {
-        self.sources
-            .iter()
-            .flat_map(|s| s.handles.iter().map(|(_, h)| h))
-            .chain(&self.default_backend)
+        (self.exact.values())
+            .chain(self.wildcard.values())
+            .chain(self.gateway_wildcard.values())
+            .flat_map(|n| n.0.iter().map(|(_, c)| c))
+            .chain(&self.any_host)
+            .flat_map(|c| c.handles.iter().map(|(_, h)| h))
+            .chain(self.default_backend())
     }
 
     pub fn default_backend(&self) -> Option<&U> {
-        self.default_backend.as_ref()
+        self.default_backend.as_ref().map(|(_, h)| h)
     }
 
+    /// Virtual hosts compiled (a name written twice in different case counts twice).
     pub fn host_count(&self) -> usize {
-        self.vhosts.len()
+        self.host_count
     }
 }
 

@@ -133,7 +133,8 @@ impl CertStore {
                 }
             }
         };
-        let mut names = |certificates: &std::collections::BTreeMap<String, Arc<TlsCertificate>>| {
+        // By name, in key order (a snapshot's `NameMap` or a Gateway address's `BTreeMap`).
+        let mut names = |certificates: Vec<(&String, &Arc<TlsCertificate>)>| {
             let mut table = CertTable::default();
             for (name, cert) in certificates {
                 let Some(k) = get(cert) else { continue };
@@ -149,10 +150,10 @@ impl CertStore {
             }
             table
         };
-        let mut table = names(&l7.certificates);
+        let mut table = names(l7.certificates.iter().collect());
         table.default = None;
         table.at = (l7.gateway_addresses.iter())
-            .map(|(ip, a)| (*ip, names(&a.certificates)))
+            .map(|(ip, a)| (*ip, names(a.certificates.iter().collect())))
             .collect();
         // Which certificate is the default is translation's decision alone
         // (`L7Config::default_certificate`); a broken one falls back to the generated.
@@ -367,7 +368,7 @@ mod tests {
         );
         let l7 = L7Config {
             default_certificate: Some(cert("fallback", &d)),
-            certificates,
+            certificates: certificates.into(),
             ..L7Config::default()
         };
         let errors = store.update(&l7);
@@ -411,7 +412,7 @@ mod tests {
         let mut certificates = BTreeMap::new();
         certificates.insert("a.example.com".to_string(), cert("fallback", &a));
         let l7 = L7Config {
-            certificates,
+            certificates: certificates.into(),
             ..L7Config::default()
         };
         assert!(store.update(&l7).is_empty());

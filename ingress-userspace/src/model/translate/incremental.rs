@@ -7,7 +7,7 @@
 //! pass). Tests check it gives exactly what a full translation gives.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{HashMap, HashSet},
     sync::Arc,
 };
 
@@ -195,7 +195,7 @@ impl Rebuilder<'_> {
 }
 
 fn replace(
-    map: &mut BTreeMap<String, Arc<VirtualHost>>,
+    map: &mut crate::model::NameMap<VirtualHost>,
     names: Option<&Vec<String>>,
     rb: &mut Rebuilder,
 ) -> Option<()> {

@@ -682,7 +682,7 @@ impl<'a> L7Builder<'a> {
         };
         let mut cfg = L7Config {
             passthrough,
-            certificates: self.certificates,
+            certificates: self.certificates.into(),
             default_certificate: self.default_certificate,
             default_backend: self.default_backend.map(|(_, u)| u),
             settings: self.controller.settings.clone(),

@@ -1325,7 +1325,12 @@ spec:
         ),
     );
     let s = snapshot(&yaml);
-    assert_eq!(s.l7.host_count(), 3, "{:?}", s.l7.hosts.keys());
+    assert_eq!(
+        s.l7.host_count(),
+        3,
+        "{:?}",
+        s.l7.hosts.keys().collect::<Vec<_>>()
+    );
 }
 
 /// The listener `name` of Gateway `app/gw` in `s`.
