@@ -46,6 +46,7 @@ pub mod ingress;
 pub mod next_upstream;
 pub mod node_local;
 pub mod passthrough;
+pub mod proxy_ssl;
 pub mod rate_limit;
 pub mod redirect;
 pub mod rewrite;
