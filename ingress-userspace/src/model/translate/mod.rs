@@ -64,6 +64,8 @@ mod incremental_tests;
 #[cfg(test)]
 mod paths_tests;
 #[cfg(test)]
+mod proxy_ssl_tests;
+#[cfg(test)]
 mod upstreams_tests;
 
 use std::{collections::HashSet, sync::Arc};
