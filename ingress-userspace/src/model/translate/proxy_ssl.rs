@@ -38,6 +38,9 @@ pub const DEFAULT_NAME: &str = "upstream_balancer";
 /// `proxy-ssl-verify-depth` default (ingress-nginx `defaultProxySSLVerifyDepth`, nginx's).
 pub const DEFAULT_DEPTH: u32 = 1;
 
+const NO_VERSION: &str =
+    "proxy-ssl-protocols names neither TLSv1.2 nor TLSv1.3, the only versions spoken here";
+
 /// Largest depth kept; longer chains are not built anyway.
 const MAX_DEPTH: u32 = 100;
 
@@ -124,10 +127,7 @@ fn resolve(
         _ => return Err(invalid(" has only one of tls.crt and tls.key".into())),
     };
     let Some(versions) = o.versions else {
-        let msg = "proxy-ssl-protocols names neither TLSv1.2 nor TLSv1.3, the only versions \
-                   spoken here"
-            .to_string();
-        return Err(("UnsupportedProxySslProtocols", msg));
+        return Err(("UnsupportedProxySslProtocols", NO_VERSION.to_string()));
     };
     Ok(Arc::new(UpstreamTls {
         hostname: o.name,
@@ -139,6 +139,31 @@ fn resolve(
         verify_depth: Some(o.depth),
         versions: Some(versions),
     }))
+}
+
+/// Reports (on `r`, as [`parse`] does) what is wrong with the values of an Ingress's
+/// `proxy-ssl-*` annotations without reading the Secret: what `migrate` checks.
+pub(super) fn check_values(r: &mut Reader<'_>, ns: &str) {
+    let Some(name) = r.get("proxy-ssl-secret").map(str::to_string) else {
+        return;
+    };
+    let key = super::client_auth::annotated_secret(
+        "proxy-ssl-secret",
+        &name,
+        ns,
+        "CrossNamespaceProxySslSecret",
+    );
+    let o = options(r);
+    let denied = match key {
+        Err(e) => Some(e),
+        Ok(_) if o.versions.is_none() => {
+            Some(("UnsupportedProxySslProtocols", NO_VERSION.to_string()))
+        }
+        Ok(_) => None,
+    };
+    if let Some((reason, msg)) = denied {
+        report_denied(r, reason, &msg);
+    }
 }
 
 /// The DER certificates of a `ca.crt` PEM bundle, at least one, each usable as a trust anchor.
