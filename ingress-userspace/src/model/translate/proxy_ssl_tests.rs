@@ -193,7 +193,14 @@ fn bad_values_warn_and_take_the_default() {
 #[test]
 fn unusable_configurations_deny_the_ingress_only() {
     let (crt, key) = mk_cert_pem(&["client.test"]);
-    let cases: Vec<(&str, Vec<(&str, String)>, Vec<(&str, &str)>, &str)> = vec![
+    /// Name, the data of Secret `default/x`, the annotations, the reason.
+    type Case<'a> = (
+        &'a str,
+        Vec<(&'a str, String)>,
+        Vec<(&'a str, &'a str)>,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         (
             "cross-namespace",
             vec![],
