@@ -234,7 +234,8 @@ async fn verify_checks_the_ca_and_the_name() {
 }
 
 /// `tls.crt`/`tls.key` of the Secret are presented to a backend that requires a client
-/// certificate (200); without the annotation the backend refuses the handshake (502).
+/// certificate (200); without the annotation the backend refuses the handshake (502), and a
+/// key that does not match the certificate is 502 too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_certificate_is_presented() {
     let server_ca = ca("Backend CA", None);
@@ -270,13 +271,30 @@ async fn the_client_certificate_is_presented() {
             ],
         ),
         ingress("without", "without.test", "web", &[]),
+        // A key that is not the certificate's: PEM that parses, a handshake that cannot be
+        // made; 502, never a connection without the certificate.
+        secret(
+            "mismatched",
+            &[
+                ("tls.crt", ours.cert.pem()),
+                ("tls.key", KeyPair::generate().unwrap().serialize_pem()),
+            ],
+        ),
+        ingress(
+            "mismatched",
+            "mismatched.test",
+            "web",
+            &[("proxy-ssl-secret", "default/mismatched")],
+        ),
     ];
     let proxy = serve(&[("web", pod)], &docs).await;
     let (status, body) = answer(&proxy, "mtls.test").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.ends_with("client-certs=1"), "{body}");
-    let (status, body) = answer(&proxy, "without.test").await;
-    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    for host in ["without.test", "mismatched.test"] {
+        let (status, body) = answer(&proxy, host).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{host}: {body}");
+    }
 }
 
 /// `proxy-ssl-server-name: on` sends `proxy-ssl-name` as SNI; `off` (the default), and
