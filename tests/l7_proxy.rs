@@ -895,10 +895,8 @@ async fn verified_upstream_tls() {
     let proxy = TestProxy::start(TestProxy::quiet_args()).await;
     let verified = |name: &str, host: &str, roots: TlsRoots, sans: &[&str]| {
         let tls = UpstreamTls {
-            hostname: host.into(),
-            roots,
             subject_alt_names: sans.iter().map(|s| s.to_string()).collect(),
-            client_certificate: None,
+            ..UpstreamTls::verified(host.into(), roots)
         };
         with(up(name, &[&b]), |u| {
             u.protocol = BackendProtocol::Https;

@@ -597,8 +597,10 @@ mod tests {
             ing("f-variable", &format!("{p}auth-url: http://auth.app.svc/check?u=$remote_user\n")),
             ing("g-tls-ns", &format!("{p}auth-tls-secret: other/ca\n")),
             ing("h-match-cn", &format!("{p}auth-tls-secret: ca\n{p}auth-tls-match-cn: \"O=(\"\n")),
+            ing("i-proxy-ssl-ns", &format!("{p}proxy-ssl-secret: other/ps\n")),
+            ing("j-proxy-ssl-protocols", &format!("{p}proxy-ssl-secret: ps\n{p}proxy-ssl-protocols: TLSv1.1\n")),
             // Values that parse: nothing to report, whether or not the objects exist.
-            ing("z-fine", &format!("{p}auth-type: basic\n{p}auth-secret: s\n{p}auth-url: http://auth.app.svc/check?rd=$escaped_request_uri\n{p}auth-tls-secret: app/ca\n")),
+            ing("z-fine", &format!("{p}auth-type: basic\n{p}auth-secret: s\n{p}auth-url: http://auth.app.svc/check?rd=$escaped_request_uri\n{p}auth-tls-secret: app/ca\n{p}proxy-ssl-secret: app/ps\n{p}proxy-ssl-verify: \"on\"\n")),
         ]
         .concat();
         let (i, _) = load(&yaml);
@@ -625,6 +627,11 @@ mod tests {
                 ("f-variable", vec!["InvalidAnnotation"]),
                 ("g-tls-ns", vec!["CrossNamespaceAuthTlsSecret"]),
                 ("h-match-cn", vec!["InvalidAnnotation"]),
+                ("i-proxy-ssl-ns", vec!["CrossNamespaceProxySslSecret"]),
+                (
+                    "j-proxy-ssl-protocols",
+                    vec!["UnsupportedProxySslProtocols"]
+                ),
                 ("z-fine", vec![]),
             ],
             "{:?}",

@@ -1196,6 +1196,43 @@ pub struct UpstreamTls {
     /// `spec.tls.backend.clientCertificateRef`); serialised as its Secret.
     #[serde(serialize_with = "certificate_secret")]
     pub client_certificate: Option<Arc<TlsCertificate>>,
+    /// Verify the chain and the name (`false`: ingress-nginx's `proxy-ssl-verify: off`, any
+    /// certificate is accepted; `roots` are then unused).
+    pub verify: bool,
+    /// Send `hostname` as SNI (`false`: `proxy-ssl-server-name: off`, nginx's
+    /// `proxy_ssl_server_name off`; the name is still what is verified).
+    pub sni: bool,
+    /// Most intermediate certificates between the backend's certificate and a trusted root
+    /// (`proxy-ssl-verify-depth`, OpenSSL's verify depth); `None`: no limit.
+    pub verify_depth: Option<u32>,
+    /// The TLS versions offered (`proxy-ssl-protocols`); `None`: rustls's (TLS 1.2 and 1.3).
+    pub versions: Option<Vec<TlsVersion>>,
+}
+
+/// A TLS version the proxy can speak to a backend (rustls: 1.2 and 1.3 only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum TlsVersion {
+    #[serde(rename = "TLSv1.2")]
+    Tls12,
+    #[serde(rename = "TLSv1.3")]
+    Tls13,
+}
+
+impl UpstreamTls {
+    /// Verified TLS to `hostname` against `roots` with SNI and no client certificate
+    /// (Gateway API BackendTLSPolicy's defaults).
+    pub fn verified(hostname: String, roots: TlsRoots) -> Self {
+        UpstreamTls {
+            hostname,
+            roots,
+            subject_alt_names: Vec::new(),
+            client_certificate: None,
+            verify: true,
+            sni: true,
+            verify_depth: None,
+            versions: None,
+        }
+    }
 }
 
 fn certificate_secret<S: serde::Serializer>(

@@ -44,6 +44,8 @@ pub struct IngressOptions {
     pub hosts: super::redirect::HostOptions,
     /// `service-upstream`; `None`: the ConfigMap's, else off.
     pub service_upstream: Option<bool>,
+    /// `proxy-ssl-*` (see [`super::proxy_ssl`]): TLS toward the HTTPS and gRPCS upstreams.
+    pub upstream_tls: Option<Arc<crate::model::UpstreamTls>>,
 }
 
 /// A boolean as ingress-nginx reads annotations and ConfigMap keys: Go's `strconv.ParseBool`
@@ -417,6 +419,7 @@ pub fn parse(
         paths,
         hosts,
         service_upstream,
+        upstream_tls: None,
     }
 }
 

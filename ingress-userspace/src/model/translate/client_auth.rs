@@ -106,6 +106,17 @@ pub(super) fn parse(
 /// The Secret `auth-tls-secret` names (`name` as written; `ns`: the Ingress's namespace), or
 /// the diagnostic reason and message that deny the host.
 fn secret_key(name: &str, ns: &str) -> Result<Key, (&'static str, String)> {
+    annotated_secret("auth-tls-secret", name, ns, "CrossNamespaceAuthTlsSecret")
+}
+
+/// The Secret annotation `annotation` names (`name` as written; `ns`: the Ingress's
+/// namespace), or the diagnostic reason (`cross_reason` for another namespace) and message.
+pub(super) fn annotated_secret(
+    annotation: &str,
+    name: &str,
+    ns: &str,
+    cross_reason: &'static str,
+) -> Result<Key, (&'static str, String)> {
     // ingress-nginx's k8s.ParseNameNS: `namespace/name`, or `name` in the Ingress's namespace.
     let (secret_ns, secret_name) = match name.split('/').collect::<Vec<_>>()[..] {
         [n] => (ns.to_string(), n.to_string()),
@@ -113,16 +124,16 @@ fn secret_key(name: &str, ns: &str) -> Result<Key, (&'static str, String)> {
         _ => (String::new(), String::new()),
     };
     if secret_name.is_empty() {
-        let msg = format!("annotation auth-tls-secret: {name:?} is not NAMESPACE/NAME");
+        let msg = format!("annotation {annotation}: {name:?} is not NAMESPACE/NAME");
         return Err(("InvalidAnnotation", msg));
     }
     let key = Key::new(secret_ns.clone(), secret_name.clone());
     if secret_ns != ns {
         let msg = format!(
-            "auth-tls-secret {key} is in another namespace than the Ingress; cross-namespace \
+            "{annotation} {key} is in another namespace than the Ingress; cross-namespace \
              Secrets are not allowed (ingress-nginx's allow-cross-namespace-resources default)"
         );
-        return Err(("CrossNamespaceAuthTlsSecret", msg));
+        return Err((cross_reason, msg));
     }
     Ok(key)
 }

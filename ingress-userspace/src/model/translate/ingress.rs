@@ -290,6 +290,21 @@ impl<'a> L7Builder<'a> {
             self.secret_namespaces.as_deref(),
             &mut self.refs.secrets,
         );
+        match super::proxy_ssl::parse(
+            &mut reader,
+            &ns,
+            self.objects,
+            self.secret_namespaces.as_deref(),
+            &mut self.refs.secrets,
+        ) {
+            None => {}
+            Some(Ok(tls)) => opts.upstream_tls = Some(tls),
+            // ingress-nginx's LocationDenied: 503, diagnosed where it was parsed.
+            Some(Err(reason)) => {
+                let p = Arc::make_mut(&mut opts.policy);
+                p.response.denied.get_or_insert(reason);
+            }
+        }
         match super::forward_auth::for_ingress(
             &mut reader,
             &ns,
@@ -644,11 +659,19 @@ impl<'a> L7Builder<'a> {
             .resolved
             .entry((ns, b.name.as_str(), port.port))
             .or_default();
+        // `proxy-ssl-*` shape the TLS of HTTPS and gRPCS upstreams (and AUTO_HTTP's HTTPS).
+        let tls = match opts.protocol {
+            crate::model::BackendProtocol::Https
+            | crate::model::BackendProtocol::Grpcs
+            | crate::model::BackendProtocol::AutoHttp => opts.upstream_tls.clone(),
+            _ => None,
+        };
         if let Some(u) = variants.iter().find(|u| {
             u.protocol == opts.protocol
                 && u.load_balancing == load_balancing
                 && u.affinity == affinity
                 && u.service_upstream == service_upstream
+                && u.tls == tls
         }) {
             return Ok(u.clone());
         }
@@ -658,14 +681,17 @@ impl<'a> L7Builder<'a> {
             (None, None) => self.endpoints.resolve(ns, &b.name, port),
         };
         let u = Arc::new(Upstream {
-            id: super::service_upstream::upstream_id(&key, port.port, service_upstream),
+            id: super::proxy_ssl::upstream_id(
+                super::service_upstream::upstream_id(&key, port.port, service_upstream),
+                tls.as_deref(),
+            ),
             service: ObjectRef::new(ObjectKind::Service, ns, b.name.clone()),
             protocol: opts.protocol,
             endpoints,
             load_balancing,
             affinity,
             service_upstream,
-            tls: None,
+            tls,
         });
         variants.push(u.clone());
         Ok(u)

@@ -46,6 +46,7 @@ pub mod ingress;
 pub mod next_upstream;
 pub mod node_local;
 pub mod passthrough;
+pub mod proxy_ssl;
 pub mod rate_limit;
 pub mod redirect;
 pub mod rewrite;
@@ -62,6 +63,8 @@ pub(crate) mod fixtures;
 mod incremental_tests;
 #[cfg(test)]
 mod paths_tests;
+#[cfg(test)]
+mod proxy_ssl_tests;
 #[cfg(test)]
 mod upstreams_tests;
 
@@ -91,7 +94,7 @@ pub struct References {
 }
 
 /// The problems of an Ingress's authentication annotations (`auth-type` and basic auth,
-/// `auth-url` and its family, `auth-tls-*`) that need no other object to find: values that
+/// `auth-url` and its family, `auth-tls-*`, `proxy-ssl-*`) that need no other object to find: values that
 /// do not parse, `auth-type` without `auth-secret`, a Secret in another namespace. Reported on
 /// `object` exactly as translation reports them; what `migrate` shows where the Secrets,
 /// Services and ConfigMaps they name are not at hand.
@@ -103,6 +106,7 @@ pub fn auth_value_problems(
     let mut r = annotations::Reader::new(annotations, object, diags);
     auth::check_values(&mut r, &object.namespace);
     client_auth::check_values(&mut r, &object.namespace);
+    proxy_ssl::check_values(&mut r, &object.namespace);
     forward_auth::check_values(&mut r);
 }
 

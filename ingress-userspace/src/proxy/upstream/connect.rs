@@ -214,7 +214,7 @@ fn unreachable_config() -> rustls::ClientConfig {
 
 /// Accepts any upstream certificate but still checks the handshake signatures.
 #[derive(Debug)]
-struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+pub(super) struct NoVerify(pub(super) Arc<rustls::crypto::CryptoProvider>);
 
 impl ServerCertVerifier for NoVerify {
     fn verify_server_cert(

@@ -23,7 +23,7 @@ use rustls::{
 };
 use tokio_rustls::TlsConnector;
 
-use crate::model::{TlsRoots, UpstreamTls};
+use crate::model::{TlsRoots, TlsVersion, UpstreamTls};
 
 /// The connectors and name of one [`UpstreamTls`]; equal (and hashed) by the policy.
 #[derive(Clone)]
@@ -81,41 +81,13 @@ impl VerifiedTls {
     pub fn new(spec: Arc<UpstreamTls>) -> Result<Self, VerifiedTlsError> {
         let name = ServerName::try_from(spec.hostname.clone())
             .map_err(|_| VerifiedTlsError::Hostname(spec.hostname.clone()))?;
-        let mut store = RootCertStore::empty();
-        match &spec.roots {
-            TlsRoots::System => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-            TlsRoots::Certificates(ders) => {
-                let (added, _) = store.add_parsable_certificates(
-                    ders.iter().map(|d| CertificateDer::from(d.clone())),
-                );
-                if added == 0 {
-                    return Err(VerifiedTlsError::NoRoots);
-                }
-            }
-        }
-        let roots = Arc::new(store);
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let inner =
-            WebPkiServerVerifier::builder_with_provider(Arc::clone(&roots), provider.clone())
-                .build()
-                .map_err(|e| VerifiedTlsError::Verifier(e.to_string()))?;
-        let (uris, dns): (Vec<&String>, Vec<&String>) = spec
-            .subject_alt_names
-            .iter()
-            .partition(|n| n.contains("://"));
-        let names = dns
-            .into_iter()
-            .map(|n| {
-                ServerName::try_from(n.clone()).map_err(|_| VerifiedTlsError::Hostname(n.clone()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let verifier = Arc::new(SanVerifier {
-            inner,
-            names,
-            uris: uris.into_iter().cloned().collect(),
-            roots: Arc::clone(&roots),
-            algorithms: provider.signature_verification_algorithms,
-        });
+        let verifier: Arc<dyn ServerCertVerifier> = if spec.verify {
+            san_verifier(&spec, &provider)?
+        } else {
+            // `proxy-ssl-verify: off`: any certificate, as nginx's default.
+            Arc::new(super::connect::NoVerify(provider.clone()))
+        };
         let client_cert = spec.client_certificate.as_deref().map(|c| {
             crate::proxy::tls::chain_and_key(c).map_err(|e| VerifiedTlsError::ClientCertificate {
                 secret: spec_secret(&spec),
@@ -125,9 +97,19 @@ impl VerifiedTls {
                 },
             })
         });
+        let versions: Vec<&'static rustls::SupportedProtocolVersion> = match &spec.versions {
+            None => rustls::DEFAULT_VERSIONS.to_vec(),
+            Some(v) => v
+                .iter()
+                .map(|v| match v {
+                    TlsVersion::Tls12 => &rustls::version::TLS12,
+                    TlsVersion::Tls13 => &rustls::version::TLS13,
+                })
+                .collect(),
+        };
         let connector = |alpn: &[u8]| -> Result<TlsConnector, VerifiedTlsError> {
             let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-                .with_safe_default_protocol_versions()
+                .with_protocol_versions(&versions)
                 .map_err(|e| VerifiedTlsError::Verifier(e.to_string()))?
                 .dangerous()
                 .with_custom_certificate_verifier(verifier.clone());
@@ -142,6 +124,8 @@ impl VerifiedTls {
                     })?,
             };
             cfg.alpn_protocols = vec![alpn.to_vec()];
+            // `proxy-ssl-server-name: off`: no SNI; `name` is still what is verified.
+            cfg.enable_sni = spec.sni;
             Ok(TlsConnector::from(Arc::new(cfg)))
         };
         Ok(VerifiedTls {
@@ -151,6 +135,44 @@ impl VerifiedTls {
             spec,
         })
     }
+}
+
+/// The verifier of `spec`'s roots, name or subject alternative names, and depth.
+fn san_verifier(
+    spec: &UpstreamTls,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn ServerCertVerifier>, VerifiedTlsError> {
+    let mut store = RootCertStore::empty();
+    match &spec.roots {
+        TlsRoots::System => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        TlsRoots::Certificates(ders) => {
+            let (added, _) = store
+                .add_parsable_certificates(ders.iter().map(|d| CertificateDer::from(d.clone())));
+            if added == 0 {
+                return Err(VerifiedTlsError::NoRoots);
+            }
+        }
+    }
+    let roots = Arc::new(store);
+    let inner = WebPkiServerVerifier::builder_with_provider(Arc::clone(&roots), provider.clone())
+        .build()
+        .map_err(|e| VerifiedTlsError::Verifier(e.to_string()))?;
+    let (uris, dns): (Vec<&String>, Vec<&String>) = spec
+        .subject_alt_names
+        .iter()
+        .partition(|n| n.contains("://"));
+    let names = dns
+        .into_iter()
+        .map(|n| ServerName::try_from(n.clone()).map_err(|_| VerifiedTlsError::Hostname(n.clone())))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Arc::new(SanVerifier {
+        inner,
+        names,
+        uris: uris.into_iter().cloned().collect(),
+        roots: Arc::clone(&roots),
+        algorithms: provider.signature_verification_algorithms,
+        max_depth: spec.verify_depth,
+    }))
 }
 
 fn spec_secret(spec: &UpstreamTls) -> String {
@@ -170,9 +192,46 @@ struct SanVerifier {
     uris: Vec<String>,
     roots: Arc<RootCertStore>,
     algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+    /// Most intermediates between the certificate and a root (`proxy-ssl-verify-depth`).
+    max_depth: Option<u32>,
 }
 
 impl SanVerifier {
+    /// The chain leads to the roots through at most `depth` intermediates (OpenSSL's verify
+    /// depth, as nginx's `proxy_ssl_verify_depth`: 1 lets a CA sign through one intermediate).
+    fn verify_depth(
+        &self,
+        depth: u32,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<(), rustls::Error> {
+        let bad = |e: String| rustls::Error::General(e);
+        let cert = webpki::EndEntityCert::try_from(end_entity).map_err(|e| bad(e.to_string()))?;
+        let within = |p: &webpki::VerifiedPath<'_>| {
+            if p.intermediate_certificates().count() as u64 > u64::from(depth) {
+                Err(webpki::Error::MaximumPathDepthExceeded)
+            } else {
+                Ok(())
+            }
+        };
+        cert.verify_for_usage(
+            self.algorithms.all,
+            &self.roots.roots,
+            intermediates,
+            now,
+            webpki::KeyUsage::server_auth(),
+            None,
+            Some(&within),
+        )
+        .map(|_| ())
+        .map_err(|e| {
+            bad(format!(
+                "certificate chain (proxy-ssl-verify-depth {depth}): {e}"
+            ))
+        })
+    }
+
     /// The chain leads to the roots and the certificate carries one of `uris`.
     fn verify_uri(
         &self,
@@ -222,6 +281,9 @@ impl ServerCertVerifier for SanVerifier {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Some(depth) = self.max_depth {
+            self.verify_depth(depth, end_entity, intermediates, now)?;
+        }
         if self.names.is_empty() && self.uris.is_empty() {
             return self.inner.verify_server_cert(
                 end_entity,
@@ -336,7 +398,7 @@ mod tests {
             hostname: host.into(),
             roots,
             subject_alt_names: sans.iter().map(|s| s.to_string()).collect(),
-            client_certificate: None,
+            ..UpstreamTls::verified(String::new(), TlsRoots::System)
         };
         let ours = || TlsRoots::Certificates(vec![der.clone()]);
         assert_eq!(
@@ -399,7 +461,7 @@ mod tests {
             hostname: "web.app.svc".into(),
             roots,
             subject_alt_names: sans.iter().map(|s| s.to_string()).collect(),
-            client_certificate: None,
+            ..UpstreamTls::verified(String::new(), TlsRoots::System)
         };
         let ours = || TlsRoots::Certificates(vec![der.clone()]);
         assert_eq!(handshake(addr, tls(&[id], ours())).await, Ok(()));

@@ -199,10 +199,8 @@ fn read_one(
         object,
         generation,
         tls: Arc::new(UpstreamTls {
-            hostname: v.hostname.clone(),
-            roots,
             subject_alt_names,
-            client_certificate: None,
+            ..UpstreamTls::verified(v.hostname.clone(), roots)
         }),
     }
 }
