@@ -1265,6 +1265,64 @@ async fn denylist_source_range_and_configmap_source_ranges() {
             assert_eq!(g.header(REASON_HEADER), reason, "{data} {annotations:?}");
         }
     }
+    // A request no route takes: nginx's default server inherits `block-cidrs` too (found by
+    // a fresh-user trial: unknown hosts were answered 404 to blocked clients).
+    for (block, want) in [
+        ("127.0.0.0/8", StatusCode::FORBIDDEN),
+        ("10.0.0.0/8", StatusCode::NOT_FOUND),
+        ("127.0.0.1/33", StatusCode::SERVICE_UNAVAILABLE),
+    ] {
+        let yaml = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm, namespace: ingress-nginx}}\n\
+             data:\n  block-cidrs: {block:?}\n---\n{}",
+            ingress_yaml("guarded.test", a.addr, &[])
+        );
+        let snap = translate_manifests(100, &yaml, |c| {
+            c.configmap = Some(xdp_ingress::store::Key::new("ingress-nginx", "cm"));
+        });
+        proxy.handle.apply(snap);
+        let g = get(&c, proxy.http(), "unknown.test", "/x").await;
+        assert_eq!(g.status, want, "block-cidrs {block}, unknown host");
+        if want == StatusCode::FORBIDDEN {
+            assert_eq!(g.header(REASON_HEADER), SOURCE_BLOCKED);
+        }
+    }
+}
+
+/// `--reason-header=false`: the proxy's own answers say only their status (no
+/// `x-xdp-ingress-reason` naming the configuration to an anonymous client).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reason_header_off_names_nothing() {
+    let a = backend("a");
+    let c = http1_client();
+    let yaml = ingress_yaml(
+        "guarded.test",
+        a.addr,
+        &[(
+            "nginx.ingress.kubernetes.io/denylist-source-range",
+            "127.0.0.1",
+        )],
+    );
+    for on in [true, false] {
+        let proxy = TestProxy::start(ProxyArgs {
+            reason_header: on,
+            ..TestProxy::quiet_args()
+        })
+        .await;
+        proxy.handle.apply(translate_manifests(1, &yaml, |_| {}));
+        for (host, want) in [
+            ("guarded.test", StatusCode::FORBIDDEN),
+            ("unknown.test", StatusCode::NOT_FOUND),
+        ] {
+            let g = get(&c, proxy.http(), host, "/x").await;
+            assert_eq!(g.status, want, "{host}");
+            assert_eq!(
+                g.header(REASON_HEADER).is_empty(),
+                !on,
+                "{host} reason_header={on}"
+            );
+        }
+    }
 }
 
 /// `proxy-send-timeout` as nginx: it bounds how long a write to the endpoint stays blocked,

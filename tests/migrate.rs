@@ -241,3 +241,34 @@ fn explain_of_a_gateway_that_does_not_exist_fails() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no Gateway nowhere/no-such-gateway"), "{err}");
 }
+
+/// A reader that stops early (`explain | grep -m1`, `migrate | head`) ends the output: exit 0,
+/// no panic (found by a fresh-user trial: `print!` panicked on the broken pipe).
+#[test]
+fn a_reader_that_closes_the_pipe_early_ends_the_output_quietly() {
+    use std::process::Stdio;
+    let manifests = dir("ingress-nginx");
+    for args in [
+        vec!["migrate", "--print-table", "markdown"],
+        vec!["migrate", "--manifests", &manifests],
+        vec!["explain", "--manifests", &manifests, "--host", "x.example"],
+    ] {
+        let mut child = Command::new(testbed::built_xdp_ingress_bin())
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running xdp-ingress");
+        // Closed before the child has started: its first write gets EPIPE.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("waiting for xdp-ingress");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        // migrate's 0/1 is its verdict; only 2 (an error) or a signal would be wrong.
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{args:?}: {:?} {err}",
+            out.status
+        );
+    }
+}

@@ -22,12 +22,9 @@ pub fn run(args: BackendsArgs) -> anyhow::Result<()> {
     let v = view::read(&args.bpf_pin_root)
         .with_context(|| format!("reading maps under {}", args.bpf_pin_root.display()))?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&v).context("encoding JSON")?
-        );
+        super::output::emit_json(&v)?;
     } else {
-        print!("{}", view::render_text(&v));
+        super::output::emit(&view::render_text(&v))?;
     }
     Ok(())
 }

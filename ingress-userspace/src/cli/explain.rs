@@ -24,6 +24,7 @@ use crate::{
         BackendProtocol, CanaryRule, CookieAffinity, Diagnostic, EndpointState, LoadBalancing,
         ObjectKind, ObjectRef, Passthrough, PathMatch, RetryOn, Snapshot, Upstream,
     },
+    proxy::allowlist::Verdict,
     proxy::{
         canary::{Side, Step},
         request_target, rewrite,
@@ -78,6 +79,12 @@ pub struct ExplainArgs {
     /// Gateway's address only that Gateway's routes are seen. Default: any address.
     #[arg(long)]
     pub address: Option<std::net::IpAddr>,
+    /// The client's address (after `use-forwarded-headers`/`enable-real-ip`, as the proxy
+    /// takes it): the route's source ranges (`denylist-source-range`,
+    /// `allowlist-source-range`, the ConfigMap's and its `block-cidrs`) are checked against
+    /// it and a refusal is the answer. Default: the lists are shown, not checked.
+    #[arg(long)]
+    pub client: Option<std::net::IpAddr>,
     /// As `run`: which ports serve HTTP, HTTPS and Gateway listeners, and the port the
     /// HTTPS redirect names.
     #[command(flatten)]
@@ -204,6 +211,8 @@ pub struct Query {
     pub https: bool,
     /// The local address the request arrives on (`None`: any).
     pub address: Option<std::net::IpAddr>,
+    /// The client's address (`None`: source ranges are shown, not checked).
+    pub client: Option<std::net::IpAddr>,
     /// The `run` flags of the global per-client limit.
     pub global_limit: GlobalLimitFlags,
     /// The port the request arrives on; `None`: the port in `host`, else the proxy's port for
@@ -301,6 +310,9 @@ pub struct Explanation {
     /// The pace of the response body (`limit-rate`, `limit-rate-after`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response_rate: Option<ResponseRateInfo>,
+    /// The client source ranges the request is checked against, when there are any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_ranges: Option<SourceRangesInfo>,
     /// Problems the control plane reported for the Ingress that matched (and its canary),
     /// for Ingresses that name this host but are not (fully) served (e.g. snippets refused),
     /// and for the backends' EndpointSlices (refused endpoint addresses).
@@ -359,6 +371,51 @@ pub struct GatewayRouteInfo {
     /// The addresses of each parent Gateway (`namespace/name`), as its `status.addresses`
     /// says: its own (`--gateway-address-pool`), else the node's.
     pub gateway_addresses: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// A route's client source ranges in the order the proxy checks them (nginx's access module
+/// over the lines ingress-nginx writes: `deny` lines, then `allow` lines closed by `deny all`;
+/// [`crate::proxy::allowlist`]). For a request no route takes, `deny` is the ConfigMap's
+/// `block-cidrs` (nginx's default server inherits them).
+#[derive(Debug, Serialize)]
+pub struct SourceRangesInfo {
+    /// `denylist-source-range` (annotation, else ConfigMap), or `block-cidrs` where the route
+    /// has no list of its own; CIDR notation.
+    pub deny: Vec<String>,
+    /// `allowlist-source-range` / `whitelist-source-range` (annotation, else ConfigMap).
+    pub allow: Vec<String>,
+    /// With `--client`: what the lists say of it: `allowed` (an allow line matched),
+    /// `denied` (a deny line), `not-allowed` (outside the allowlist), `declined` (no line
+    /// matched: the other checks decide).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<&'static str>,
+}
+
+impl SourceRangesInfo {
+    /// `None` when both lists are empty; `client` is checked against them.
+    fn of(
+        deny: &[crate::model::IpPrefix],
+        allow: &[crate::model::IpPrefix],
+        client: Option<std::net::IpAddr>,
+    ) -> Option<(Self, Option<crate::proxy::allowlist::Verdict>)> {
+        use crate::proxy::allowlist::{Verdict, verdict};
+        if deny.is_empty() && allow.is_empty() {
+            return None;
+        }
+        let v = client.map(|c| verdict(deny, allow, c));
+        let text = |l: &[crate::model::IpPrefix]| l.iter().map(ToString::to_string).collect();
+        let info = SourceRangesInfo {
+            deny: text(deny),
+            allow: text(allow),
+            client: v.map(|v| match v {
+                Verdict::Allowed => "allowed",
+                Verdict::Denied => "denied",
+                Verdict::NotAllowed => "not-allowed",
+                Verdict::Declined => "declined",
+            }),
+        };
+        Some((info, v))
+    }
 }
 
 /// The route's `limit-rate` and `limit-rate-after` in effect (annotation, else ConfigMap).
@@ -575,6 +632,7 @@ fn empty(snapshot: &Snapshot) -> Explanation {
         global_limit: None,
         satisfy: None,
         response_rate: None,
+        source_ranges: None,
         diagnostics: Vec::new(),
         snapshot_version: snapshot.version,
     }
@@ -1199,6 +1257,34 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                     e.reason = reason.clone();
                 }
             }
+            // The access phase's first check, after the redirects and a 503 of unusable auth.
+            let p = &route.policy;
+            if let Some((info, verdict)) =
+                SourceRangesInfo::of(&p.deny_source_ranges, &p.allow_source_ranges, q.client)
+            {
+                e.source_ranges = Some(info);
+                let reason = match verdict {
+                    Some(Verdict::Denied) => Some(crate::proxy::SOURCE_BLOCKED),
+                    Some(Verdict::NotAllowed) => Some(crate::proxy::SOURCE_DENIED),
+                    _ => None,
+                };
+                let credentials_may_admit = p.satisfy == crate::model::Satisfy::Any
+                    && (p.auth.is_some() || p.forward_auth.is_some());
+                if let Some(reason) = reason
+                    && e.outcome != Outcome::Redirect
+                    && e.status != Some(503)
+                {
+                    if credentials_may_admit {
+                        e.reason += &format!(
+                            "; {reason}, but under satisfy any valid credentials still admit"
+                        );
+                    } else {
+                        e.outcome = Outcome::Respond;
+                        e.status = Some(403);
+                        e.reason = reason.into();
+                    }
+                }
+            }
         }
         Lookup::Default { host, backend, why } => {
             e.global_limit = global_limit;
@@ -1207,10 +1293,15 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
             e.reason = miss_reason(why, &q.host, target.path_and_query.path());
             e.reason += &elsewhere(&table);
             e.backends = vec![backend_info(backend, 1)];
+            default_server_access(&mut e, snapshot, q.client);
         }
         Lookup::NotFound { host, why } => {
             e.global_limit = global_limit;
             e.virtual_host = host.and_then(host_name);
+            default_server_access(&mut e, snapshot, q.client);
+            if e.status.is_some() {
+                return e;
+            }
             e.outcome = Outcome::NotFound;
             let miss = miss_reason(why, &q.host, target.path_and_query.path());
             // The proxy's gRPC rejection ([`crate::proxy::grpc_reject`]), with the same inputs.
@@ -1229,6 +1320,42 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
         }
     }
     e
+}
+
+/// The proxy's access step of a request no route takes
+/// ([`crate::proxy`]'s `default_server_access`): the ConfigMap's `block-cidrs` refuse `client`
+/// with 403, or every client with 503 when the key is unusable.
+fn default_server_access(
+    e: &mut Explanation,
+    snapshot: &Snapshot,
+    client: Option<std::net::IpAddr>,
+) {
+    let Some(block) = &snapshot.l7.settings.block_cidrs else {
+        return;
+    };
+    let deny = match block {
+        Ok(deny) => deny,
+        Err(why) => {
+            e.outcome = Outcome::Respond;
+            e.status = Some(503);
+            e.reason = why.clone();
+            e.backends.clear();
+            return;
+        }
+    };
+    let Some((info, verdict)) = SourceRangesInfo::of(deny, &[], client) else {
+        return;
+    };
+    e.source_ranges = Some(info);
+    if verdict == Some(Verdict::Denied) {
+        e.outcome = Outcome::Respond;
+        e.status = Some(403);
+        e.reason = format!(
+            "{}: block-cidrs, which the default server inherits",
+            crate::proxy::SOURCE_BLOCKED
+        );
+        e.backends.clear();
+    }
 }
 
 /// Adds to `e` the diagnostics the route table cannot point at: those of Ingresses whose
@@ -1436,10 +1563,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
             key,
             &args.controller_name,
         );
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&e).context("encoding JSON")?
-        );
+        super::output::emit_json(&e)?;
         // A name that matches nothing is a mistake to say so about, not an answer.
         if !objects.gateways.contains_key(key) {
             anyhow::bail!("no Gateway {key} in {}", args.manifests.display());
@@ -1448,10 +1572,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
     }
     if let Some(port) = args.port {
         let e = explain_l4(&snapshot, args.protocol.into(), args.address, port);
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&e).context("encoding JSON")?
-        );
+        super::output::emit_json(&e)?;
         return Ok(());
     }
     let (host, path, https) = match &args.url {
@@ -1476,16 +1597,14 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
             headers: args.headers,
             https,
             address: args.address,
+            client: args.client,
             global_limit: args.global_limit,
             port: None,
             ports: args.ports,
         },
     );
     add_related_diagnostics(&mut e, &snapshot, &objects, &host);
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&e).context("encoding JSON")?
-    );
+    super::output::emit_json(&e)?;
     Ok(())
 }
 
@@ -2648,6 +2767,98 @@ spec:
         assert_eq!(json["global_limit"]["rps"], 7);
         assert_eq!(json["global_limit"]["burst_multiplier"], 2);
         assert_eq!(json["response_rate"]["after_bytes"], 64 * 1024);
+    }
+
+    /// The route's source ranges in the proxy's order, checked against `--client`: a deny
+    /// line before the allowlist, 403 unless `satisfy any` leaves it to credentials; a request
+    /// no route takes is checked against `block-cidrs` (found by a fresh-user trial: explain
+    /// showed no source ranges at all).
+    #[test]
+    fn shows_source_ranges_and_checks_the_client() {
+        let dir = std::env::temp_dir().join(format!("xi-explain-ranges-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let yaml = r#"---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  clusterIP: 10.96.0.10
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cfg, namespace: ns}
+data: {block-cidrs: "192.0.2.0/24"}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: ing
+  namespace: default
+  annotations:
+    nginx.ingress.kubernetes.io/denylist-source-range: "10.1.0.0/16"
+    nginx.ingress.kubernetes.io/allowlist-source-range: "10.0.0.0/8"
+spec:
+  ingressClassName: xdp-ingress
+  rules:
+  - host: a.test
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+  - host: open.test
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+"#;
+        std::fs::write(dir.join("all.yaml"), yaml).unwrap();
+        let config = TranslateConfig {
+            configmap: Some(crate::source::args::parse_key("ns/cfg").unwrap()),
+            ..TranslateConfig::default()
+        };
+        let s = load_snapshot(&dir, &config).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let ask = |host: &str, client: Option<&str>| {
+            let q = Query {
+                client: client.map(|c| c.parse().unwrap()),
+                ..q(host, "/")
+            };
+            serde_json::to_value(explain(&s, &q)).unwrap()
+        };
+        let json = ask("a.test", None);
+        assert_eq!(json["outcome"], "route");
+        assert_eq!(
+            json["source_ranges"]["deny"],
+            serde_json::json!(["10.1.0.0/16"])
+        );
+        assert_eq!(
+            json["source_ranges"]["allow"],
+            serde_json::json!(["10.0.0.0/8"])
+        );
+        assert!(json["source_ranges"].get("client").is_none(), "{json}");
+        for (client, verdict, status) in [
+            ("10.1.2.3", "denied", Some(403u64)),
+            ("10.2.0.1", "allowed", None),
+            ("198.51.100.1", "not-allowed", Some(403)),
+        ] {
+            let json = ask("a.test", Some(client));
+            assert_eq!(json["source_ranges"]["client"], verdict, "{client}");
+            assert_eq!(json["status"].as_u64(), status, "{client}");
+        }
+        assert_eq!(
+            ask("a.test", Some("10.1.2.3"))["reason"],
+            crate::proxy::SOURCE_BLOCKED
+        );
+        // The same Ingress's other host has both lists too; block-cidrs reach only routes
+        // without lists, and every request no route takes.
+        let json = ask("nowhere.test", Some("192.0.2.7"));
+        assert_eq!(json["status"], 403, "{json}");
+        assert_eq!(
+            json["source_ranges"]["deny"],
+            serde_json::json!(["192.0.2.0/24"])
+        );
+        let json = ask("nowhere.test", Some("198.51.100.1"));
+        assert_eq!(json["status"], 404, "{json}");
+        assert_eq!(json["source_ranges"]["client"], "declined");
     }
 
     #[test]

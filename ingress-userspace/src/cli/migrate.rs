@@ -155,8 +155,20 @@ impl Summary {
     }
 }
 
-fn entry(name: &str, row: Option<&support::Row>) -> Entry {
+/// The entry of annotation or key `name` (as written, with any prefix) set to `value`, whose
+/// row (without prefix) is `row`: a difference the value stays clear of is `supported`.
+fn entry(name: &str, value: &str, row: Option<&support::Row>) -> Entry {
     match row {
+        Some(r)
+            if matches!(r.status, support::Status::Differs(_))
+                && support::value_behaves_the_same(r.name, value) =>
+        {
+            Entry {
+                name: name.to_string(),
+                status: support::Status::Supported.label(),
+                note: String::new(),
+            }
+        }
         Some(r) => Entry {
             name: name.to_string(),
             status: r.status.label(),
@@ -206,8 +218,8 @@ pub fn report<'a>(
         let keys: Vec<Entry> = cm
             .data
             .iter()
-            .flat_map(|m| m.keys())
-            .map(|k| entry(k, support::configmap_key(k)))
+            .flat_map(|m| m.iter())
+            .map(|(k, v)| entry(k, v, support::configmap_key(k)))
             .collect();
         let problems = problems(Diagnostics(
             d.0.into_iter()
@@ -239,8 +251,10 @@ pub fn report<'a>(
         let a = ing.metadata.annotations.as_ref();
         let entries: Vec<Entry> = a
             .into_iter()
-            .flat_map(|m| m.keys())
-            .filter_map(|k| support::strip_prefix(k).map(|n| entry(k, support::annotation(n))))
+            .flat_map(|m| m.iter())
+            .filter_map(|(k, v)| {
+                support::strip_prefix(k).map(|n| entry(k, v, support::annotation(n)))
+            })
             .collect();
         let snippets = entries
             .iter()
@@ -462,7 +476,7 @@ async fn to_gateway_api(args: &MigrateArgs) -> anyhow::Result<i32> {
         &controller,
         &args.gateway_class,
     );
-    print!("{out}");
+    super::output::emit(&out)?;
     // As for the report: 1 when anything would behave differently, which each `# note:`
     // says.
     Ok(i32::from(out.lines().any(|l| l.starts_with("# note:"))))
@@ -471,7 +485,7 @@ async fn to_gateway_api(args: &MigrateArgs) -> anyhow::Result<i32> {
 /// Runs the command; returns the exit status (0 same behaviour, 1 differences).
 pub async fn run(args: MigrateArgs) -> anyhow::Result<i32> {
     if let Some(PrintTable::Markdown) = args.print_table {
-        print!("{}", support::markdown());
+        super::output::emit(&support::markdown())?;
         return Ok(0);
     }
     if args.to == Some(Target::GatewayApi) {
@@ -507,11 +521,8 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<i32> {
         );
     }
     match args.output {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&r).context("encoding JSON")?
-        ),
-        Output::Table => print!("{}", table(&r)),
+        Output::Json => super::output::emit_json(&r)?,
+        Output::Table => super::output::emit(&table(&r))?,
     }
     Ok(if r.same_behaviour { 0 } else { 1 })
 }
@@ -544,6 +555,44 @@ mod tests {
         assert!(r.same_behaviour, "{r:?}");
         assert_eq!(r.summary.supported, 1);
         assert!(report(&i, None, Some("other")).ingresses.is_empty());
+    }
+
+    /// A `differs` note about one value does not flag another (found by a fresh-user trial:
+    /// `auth-type: basic` and `auth-realm` were reported as differences).
+    #[test]
+    fn a_difference_about_one_value_leaves_the_others_supported() {
+        let status = |name: &str, value: &str| {
+            let yaml = format!(
+                "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: a\n  \
+                 annotations:\n    nginx.ingress.kubernetes.io/{name}: {value:?}\n"
+            );
+            let (i, _) = load(&yaml);
+            let r = report(&i, None, None);
+            r.ingresses[0].annotations[0].status
+        };
+        for (name, same, differs) in [
+            ("auth-type", "basic", "digest"),
+            ("auth-realm", "Staff only", "off"),
+            ("load-balance", "round_robin", "ewma"),
+            (
+                "proxy-ssl-protocols",
+                "TLSv1.2 TLSv1.3",
+                "TLSv1 TLSv1.1 TLSv1.2",
+            ),
+            ("force-ssl-redirect", "false", "true"),
+            ("limit-rate", "0", "100"),
+            (
+                "permanent-redirect",
+                "https://a.example/x",
+                "https://$host/x",
+            ),
+            ("proxy-next-upstream", "off", "error timeout"),
+        ] {
+            assert_eq!(status(name, same), "supported", "{name}: {same}");
+            assert_eq!(status(name, differs), "differs", "{name}: {differs}");
+        }
+        // Notes about more than a value stay whatever it is.
+        assert_eq!(status("limit-connections", "1"), "differs");
     }
 
     #[test]

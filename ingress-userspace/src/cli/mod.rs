@@ -7,6 +7,7 @@ pub mod explain_gateway;
 pub mod iface;
 pub mod migrate;
 pub mod migrate_gateway;
+pub mod output;
 pub mod run;
 
 use clap::{Parser, Subcommand};

@@ -125,6 +125,13 @@ pub struct IpPrefix {
     pub len: u8,
 }
 
+impl std::fmt::Display for IpPrefix {
+    /// CIDR notation, `198.18.0.0/15` or `2001:db8::/32`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
 /// One port of one Service, as the XDP path serves it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct L4Service {
@@ -396,6 +403,11 @@ pub struct ProxySettings {
     pub global_limit_burst_multiplier: Option<u32>,
     /// Our `global-limit-allowlist`: clients the global limit does not count.
     pub global_limit_allowlist: Option<Vec<IpPrefix>>,
+    /// `block-cidrs` for requests no route takes (the default backend, the 404): ingress-nginx
+    /// puts them in nginx's `http` block, so its default server inherits them and answers 403.
+    /// `None`: no key; `Err`: why the value is unusable (those requests are answered 503, as
+    /// the routes that take it are).
+    pub block_cidrs: Option<Result<Vec<IpPrefix>, String>>,
 }
 
 #[derive(Clone, Debug, Default)]

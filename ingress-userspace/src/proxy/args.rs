@@ -98,6 +98,12 @@ pub struct ProxyArgs {
     /// Access log format on stdout.
     #[arg(long, value_enum, default_value_t = AccessLogFormat::Text)]
     pub access_log_format: AccessLogFormat,
+    /// Name, in an `x-xdp-ingress-reason` header, why the proxy answered a request itself
+    /// (a 403 of a source range, a 404, a 503 of a route that cannot be served). `false`: the
+    /// header is never sent, so an anonymous client learns nothing of the configuration
+    /// (nginx's own pages say only the status); the access log keeps the reason either way.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub reason_header: bool,
 
     /// Time a client has to send a request's headers (and the TLS handshake), slowloris guard;
     /// on HTTP/2 as on HTTP/1 it bounds the time from connecting to a first complete request.

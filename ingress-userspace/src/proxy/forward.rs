@@ -197,6 +197,10 @@ pub(crate) async fn handle(
     for (name, value) in live.add_headers.iter().chain(&out.set_headers) {
         resp.headers_mut().insert(name.clone(), value.clone());
     }
+    if !shared.args.reason_header {
+        // One place for every answer of the proxy's own (`local`, gRPC rejections, auth).
+        resp.headers_mut().remove(REASON_HEADER);
+    }
     if conn.tls
         && !out.gateway_route
         && let Some(hsts) = &live.hsts
@@ -692,6 +696,9 @@ async fn route(
             if let Some(refused) = limit(shared, None, out).await {
                 return refused;
             }
+            if let Some(refused) = default_server_access(shared, out) {
+                return refused;
+            }
             out.reason = Some(format!("default backend ({why:?})"));
             let policy = RoutePolicy::default();
             forward(shared, req, backend, &policy, host, out).await
@@ -699,6 +706,9 @@ async fn route(
         Lookup::NotFound { host: vh, why } => {
             out.host = vh.map(|h| Arc::clone(&h.label));
             if let Some(refused) = limit(shared, None, out).await {
+                return refused;
+            }
+            if let Some(refused) = default_server_access(shared, out) {
                 return refused;
             }
             let reason = match why {
@@ -712,6 +722,22 @@ async fn route(
             local(StatusCode::NOT_FOUND, reason)
         }
     }
+}
+
+/// The access phase of a request no route takes: ingress-nginx's default server has no
+/// `allow`/`deny` lines of its own, so it inherits the `http` block's `block-cidrs` (403,
+/// [`SOURCE_BLOCKED`]); an unusable `block-cidrs` answers 503, as on the routes that take it.
+fn default_server_access(shared: &Shared, out: &mut Outcome) -> Option<Response<ProxyBody>> {
+    let live = shared.live.load();
+    let (status, reason) = match live.settings.block_cidrs.as_ref()? {
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why.as_str()),
+        Ok(deny) => match allowlist::verdict(deny, &[], out.client.addr) {
+            allowlist::Verdict::Denied => (StatusCode::FORBIDDEN, SOURCE_BLOCKED),
+            _ => return None,
+        },
+    };
+    out.reason = Some(reason.into());
+    Some(local(status, reason))
 }
 
 /// Sends a copy of `req` (as it is now, with a copy of its body from here on) to `up` on its

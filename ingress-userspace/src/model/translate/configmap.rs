@@ -367,6 +367,9 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
             why
         });
     }
+    if r.get("block-cidrs").is_some() {
+        out.settings.block_cidrs = Some(out.source_ranges.block.clone());
+    }
 
     let d = &mut out.route_defaults;
     // ingress-nginx's defaults of the annotations of the same names, in KiB as they are
@@ -663,6 +666,11 @@ mod tests {
         let c = parse(
             &cm(&[("block-cidrs", "192.0.2.0/24,2001:db8::/32")]),
             &mut d,
+        );
+        // Also every request no route takes (the default server).
+        assert_eq!(
+            c.settings.block_cidrs,
+            Some(Ok(vec![p("192.0.2.0/24"), p("2001:db8::/32")]))
         );
         let r = route(&c, &[], &[]);
         assert_eq!(

@@ -465,6 +465,36 @@ pub fn annotation(name: &str) -> Option<&'static Row> {
     find(ANNOTATIONS, name)
 }
 
+/// Whether `value`, written for a [`Differs`] annotation or ConfigMap key, stays clear of the
+/// difference its note names: the note is about one value (`auth-type: digest`,
+/// `load-balance: ewma`, `auth-realm: off`) or about what a value turns off does not do
+/// (`"false"`, `"0"`, `off`). A name an annotation and a key share means the same in both.
+/// `false` for every other name and value: the note applies.
+pub fn value_behaves_the_same(name: &str, value: &str) -> bool {
+    let v = value.trim();
+    let is_false = || super::annotations::parse_bool(v) == Some(false);
+    match name {
+        "auth-realm" => v != "off",
+        "auth-type" => v == "basic",
+        "load-balance" => v != "ewma",
+        // ingress-nginx's default, `TLSv1 TLSv1.1 TLSv1.2`, names protocols we never speak.
+        "proxy-ssl-protocols" => {
+            v.split_whitespace().next().is_some()
+                && v.split_whitespace()
+                    .all(|p| matches!(p, "TLSv1.2" | "TLSv1.3"))
+        }
+        "force-ssl-redirect" | "ssl-passthrough" | "canary" => is_false(),
+        "limit-rate" | "limit-rate-after" => v == "0",
+        "permanent-redirect" => !v.contains('$'),
+        // A URL is a 302 in both; a path or an `@name` differs.
+        "auth-tls-error-page" => v.starts_with("http://") || v.starts_with("https://"),
+        // Nothing is retried, so nothing is resent or tried twice.
+        "proxy-next-upstream" => v == "off",
+        "proxy-next-upstream-tries" => v == "1",
+        _ => false,
+    }
+}
+
 /// The row of a ConfigMap key.
 pub fn configmap_key(name: &str) -> Option<&'static Row> {
     find(CONFIGMAP_KEYS, name)
