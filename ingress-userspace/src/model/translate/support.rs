@@ -267,7 +267,7 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("annotation-value-word-blocklist", Refused("annotation values are parsed, never pasted into a configuration"), "Words refused in annotation values."),
     row("annotations-risk-level", Refused("annotation values are parsed, never pasted into a configuration, whatever their risk"), "Highest risk of annotations accepted."),
     row("bind-address", Refused("use --listen-address"), "Addresses the listeners bind."),
-    row("block-cidrs", Supported, "Client CIDRs refused with 403 on every route without source ranges of its own (nginx `http`-level `deny`, which a location with its own `allow`/`deny` does not inherit); an invalid CIDR denies those routes (503)."),
+    row("block-cidrs", Supported, "Client CIDRs refused with 403 on every route without source ranges of its own and on requests no route takes (nginx `http`-level `deny`, which a location with its own `allow`/`deny` does not inherit); an invalid CIDR denies those (503)."),
     row("block-referers", NotYet, "Referers refused everywhere."),
     row("block-user-agents", NotYet, "User agents refused everywhere."),
     row("brotli-level", NotYet, "Brotli compression level."),
