@@ -381,3 +381,80 @@ async fn verify_depth_limits_the_intermediates() {
         assert_eq!(status, want, "{host}: {body}");
     }
 }
+
+/// Logs of this test binary, for the one test that reads them.
+static LOGS: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+struct LogSink;
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A backend certificate that fails verification is logged with its cause, as nginx's error
+/// log names it ("upstream SSL certificate verify error"), not only as "upstream connect
+/// failed" (found by a fresh-user trial).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_backend_handshake_is_logged_with_its_cause() {
+    // The only subscriber of this binary: a second `try_init` would fail, not replace it.
+    let _ = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(|| LogSink)
+        .with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
+        .try_init();
+    let (ours, other) = (ca("Backend CA", None), ca("Other CA", None));
+    let cert = leaf(
+        &ours,
+        &["backend.app.svc"],
+        ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    let pod = backend(&[&cert], None).await;
+    let docs = vec![
+        secret("other", &[("ca.crt", other.cert.pem())]),
+        secret("ours", &[("ca.crt", ours.cert.pem())]),
+        ingress(
+            "wrong-ca",
+            "wrong-ca.test",
+            "web",
+            &[
+                ("proxy-ssl-secret", "default/other"),
+                ("proxy-ssl-verify", "on"),
+                ("proxy-ssl-name", "backend.app.svc"),
+            ],
+        ),
+        ingress(
+            "wrong-name",
+            "wrong-name.test",
+            "web",
+            &[
+                ("proxy-ssl-secret", "default/ours"),
+                ("proxy-ssl-verify", "on"),
+            ],
+        ),
+    ];
+    let proxy = serve(&[("web", pod)], &docs).await;
+    for (host, cause) in [
+        ("wrong-ca.test", "UnknownIssuer"),
+        (
+            "wrong-name.test",
+            "not valid for name \"upstream_balancer\"",
+        ),
+    ] {
+        let (status, _) = answer(&proxy, host).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{host}");
+        let logs = String::from_utf8_lossy(&LOGS.lock().unwrap()).into_owned();
+        let line = logs
+            .lines()
+            .find(|l| l.contains("upstream connect failed") && l.contains(cause));
+        assert!(
+            line.is_some_and(|l| l.contains(&pod.to_string())),
+            "{host}: {logs}"
+        );
+    }
+}

@@ -23,7 +23,7 @@ use http::{
 };
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Incoming};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::{
     Runtime, Shared,
@@ -1289,7 +1289,34 @@ async fn attempt(
         &prepared.watch,
     )
     .await;
+    if let Ok(Err(e @ UpstreamError::Connect { .. })) = &sent {
+        // nginx's error log names the cause ("upstream SSL certificate verify error: ...",
+        // "connect() failed (111: Connection refused)"); the access log has only the reason.
+        warn!(endpoint = %slot.stats.addr, error = %ErrorChain(e), "upstream connect failed");
+    }
     classify(sent, prepared)
+}
+
+/// An error and its sources, `: `-separated (rustls' verify error is a source of the I/O
+/// error of the TLS handshake).
+struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut seen = self.0.to_string();
+        let mut next = self.0.source();
+        while let Some(e) = next {
+            // Wrappers that repeat their source's text (`{0}` in the message) add nothing.
+            let text = e.to_string();
+            if !seen.contains(&text) {
+                write!(f, ": {text}")?;
+                seen = text;
+            }
+            next = e.source();
+        }
+        Ok(())
+    }
 }
 
 /// What [`forward`] does after an attempt.
