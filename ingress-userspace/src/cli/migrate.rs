@@ -205,11 +205,13 @@ fn problems(d: Diagnostics) -> Vec<String> {
         .collect()
 }
 
-/// The report for these Ingresses and ConfigMap (pure).
+/// The report for these Ingresses and ConfigMap (pure). With `secrets_from` (the objects of
+/// `--manifests`), the Secrets the annotations name are checked too.
 pub fn report<'a>(
     ingresses: impl IntoIterator<Item = &'a Ingress>,
     configmap: Option<&ConfigMap>,
     class: Option<&str>,
+    secrets_from: Option<&Objects>,
 ) -> Report {
     let mut summary = Summary::default();
     let cm = configmap.map(|cm| {
@@ -264,6 +266,9 @@ pub fn report<'a>(
         // Canary annotations are read apart (canary Ingresses serve nothing of their own).
         canary::parse(a, &oref, &mut d);
         translate::auth_value_problems(a, &oref, &mut d);
+        if let Some(objects) = secrets_from {
+            translate::auth_secret_problems(a, &oref, objects, &mut d);
+        }
         out.push(IngressReport {
             namespace: oref.namespace,
             name: oref.name,
@@ -491,28 +496,39 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<i32> {
     if args.to == Some(Target::GatewayApi) {
         return to_gateway_api(&args).await;
     }
-    let (ingresses, cm): (Vec<Ingress>, Option<ConfigMap>) = match &args.manifests {
-        Some(dir) => {
-            anyhow::ensure!(
-                dir.is_dir(),
-                "--manifests {}: not a directory",
-                dir.display()
-            );
-            let objects: Objects = ManifestDir::new(dir).load();
-            if let Some(d) = objects.diagnostics.first() {
-                anyhow::bail!("{}: {}", d.object.name, d.message);
+    let (ingresses, cm, objects): (Vec<Ingress>, Option<ConfigMap>, Option<Objects>) =
+        match &args.manifests {
+            Some(dir) => {
+                anyhow::ensure!(
+                    dir.is_dir(),
+                    "--manifests {}: not a directory",
+                    dir.display()
+                );
+                let objects: Objects = ManifestDir::new(dir).load();
+                if let Some(d) = objects.diagnostics.first() {
+                    anyhow::bail!("{}: {}", d.object.name, d.message);
+                }
+                (
+                    objects.ingresses.values().map(|i| (**i).clone()).collect(),
+                    objects
+                        .config_maps
+                        .get(&args.configmap)
+                        .map(|c| (**c).clone()),
+                    Some(objects),
+                )
             }
-            (
-                objects.ingresses.values().map(|i| (**i).clone()).collect(),
-                objects
-                    .config_maps
-                    .get(&args.configmap)
-                    .map(|c| (**c).clone()),
-            )
-        }
-        None => from_cluster(&args).await?,
-    };
-    let r = report(&ingresses, cm.as_ref(), args.ingress_class.as_deref());
+            // The cluster's Secrets are not read: migrate needs no access to them.
+            None => {
+                let (i, cm) = from_cluster(&args).await?;
+                (i, cm, None)
+            }
+        };
+    let r = report(
+        &ingresses,
+        cm.as_ref(),
+        args.ingress_class.as_deref(),
+        objects.as_ref(),
+    );
     // "Everything behaves the same" about nothing would be a false all-clear.
     if let Some(class) = &args.ingress_class {
         anyhow::ensure!(
@@ -551,10 +567,10 @@ mod tests {
         let (i, _) = load(
             "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: a\n  annotations:\n    nginx.ingress.kubernetes.io/proxy-body-size: 8m\n    example.com/team: x\nspec:\n  ingressClassName: nginx\n",
         );
-        let r = report(&i, None, Some("nginx"));
+        let r = report(&i, None, Some("nginx"), None);
         assert!(r.same_behaviour, "{r:?}");
         assert_eq!(r.summary.supported, 1);
-        assert!(report(&i, None, Some("other")).ingresses.is_empty());
+        assert!(report(&i, None, Some("other"), None).ingresses.is_empty());
     }
 
     /// A `differs` note about one value does not flag another (found by a fresh-user trial:
@@ -567,7 +583,7 @@ mod tests {
                  annotations:\n    nginx.ingress.kubernetes.io/{name}: {value:?}\n"
             );
             let (i, _) = load(&yaml);
-            let r = report(&i, None, None);
+            let r = report(&i, None, None, None);
             r.ingresses[0].annotations[0].status
         };
         for (name, same, differs) in [
@@ -595,12 +611,48 @@ mod tests {
         assert_eq!(status("limit-connections", "1"), "differs");
     }
 
+    /// With the manifests' Secrets at hand, a Secret the annotations name that `run` cannot use
+    /// is a problem (found by a fresh-user trial: a proxy-ssl Secret without `ca.crt` was
+    /// reported supported, and `run` answered 503); a usable one is not.
+    #[test]
+    fn secrets_the_annotations_name_are_checked_when_at_hand() {
+        let yaml = |secret_key: &str| {
+            format!(
+                "apiVersion: v1\nkind: Secret\nmetadata: {{name: backend, namespace: shop}}\n\
+                 stringData: {{{secret_key}: x}}\n---\n\
+                 apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: a\n  \
+                 namespace: shop\n  annotations:\n    \
+                 nginx.ingress.kubernetes.io/proxy-ssl-secret: shop/backend\n    \
+                 nginx.ingress.kubernetes.io/proxy-ssl-verify: \"on\"\n    \
+                 nginx.ingress.kubernetes.io/auth-type: basic\n    \
+                 nginx.ingress.kubernetes.io/auth-secret: users\n"
+            )
+        };
+        let objects = Objects::from_objects(parse_manifests(&yaml("tls.crt")).unwrap());
+        let (i, _) = load(&yaml("tls.crt"));
+        let without = report(&i, None, None, None);
+        assert!(without.ingresses[0].problems.is_empty(), "{without:?}");
+        let with = report(&i, None, None, Some(&objects));
+        let problems = &with.ingresses[0].problems;
+        assert!(!with.same_behaviour);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("InvalidProxySslSecret:")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("shop/users")),
+            "the missing auth-secret: {problems:?}"
+        );
+    }
+
     #[test]
     fn bad_values_differ() {
         let (i, _) = load(
             "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: a\n  annotations:\n    nginx.ingress.kubernetes.io/proxy-body-size: lots\n",
         );
-        let r = report(&i, None, None);
+        let r = report(&i, None, None, None);
         assert!(!r.same_behaviour);
         assert_eq!(r.ingresses[0].problems.len(), 1);
         assert!(r.ingresses[0].problems[0].starts_with("InvalidAnnotation: "));
@@ -613,7 +665,7 @@ mod tests {
         let (i, _) = load(
             "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: a\n  annotations:\n    nginx.ingress.kubernetes.io/limit-rps: fast\n    nginx.ingress.kubernetes.io/limit-connections: \"-2\"\n",
         );
-        let r = report(&i, None, None);
+        let r = report(&i, None, None, None);
         assert!(!r.same_behaviour);
         let p = &r.ingresses[0].problems;
         assert_eq!(p.len(), 1, "{p:?}");
@@ -653,7 +705,7 @@ mod tests {
         ]
         .concat();
         let (i, _) = load(&yaml);
-        let r = report(&i, None, None);
+        let r = report(&i, None, None, None);
         let reasons: Vec<(&str, Vec<&str>)> = r
             .ingresses
             .iter()
@@ -696,7 +748,7 @@ mod tests {
         let (i, _) = load(
             "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: a\n  annotations:\n    nginx.ingress.kubernetes.io/canary: \"true\"\n    nginx.ingress.kubernetes.io/canary-by-header: x\n    nginx.ingress.kubernetes.io/canary-by-header-pattern: \"(unclosed\"\n---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: b\n  annotations:\n    nginx.ingress.kubernetes.io/canary-weight: \"20\"\n",
         );
-        let r = report(&i, None, None);
+        let r = report(&i, None, None, None);
         assert!(!r.same_behaviour);
         let problems: Vec<&str> = r
             .ingresses

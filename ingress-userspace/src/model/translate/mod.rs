@@ -110,6 +110,26 @@ pub fn auth_value_problems(
     forward_auth::check_values(&mut r);
 }
 
+/// What the Secrets an Ingress's `auth-secret`, `auth-tls-secret` and `proxy-ssl-secret` name
+/// say, read from `objects` (`migrate --manifests`): a Secret missing, a key missing (`auth`,
+/// `ca.crt` for `proxy-ssl-verify: on`), PEM or htpasswd that does not parse. Reported on
+/// `object` exactly as translation reports them, where `run` denies the routes (503) or the
+/// host (403); with [`auth_value_problems`] the same diagnostics come once after
+/// [`diagnostics::Diagnostics::finish`].
+pub fn auth_secret_problems(
+    annotations: Option<&std::collections::BTreeMap<String, String>>,
+    object: &ObjectRef,
+    objects: &Objects,
+    diags: &mut diagnostics::Diagnostics,
+) {
+    let mut r = annotations::Reader::new(annotations, object, diags);
+    let mut used = HashSet::new();
+    let ns = &object.namespace;
+    auth::parse(&mut r, ns, objects, None, &mut used);
+    client_auth::parse(&mut r, ns, objects, None, &mut used);
+    proxy_ssl::parse(&mut r, ns, objects, None, &mut used);
+}
+
 pub const DEFAULT_CONTROLLER_NAME: &str = "xdp-ingress.dev/controller";
 pub const DEFAULT_INGRESS_CLASS: &str = "xdp-ingress";
 /// Services with this annotation set to `"true"` are taken over by the XDP path.
