@@ -16,7 +16,7 @@ use super::{
         parse_prefix, parse_prefixes, parse_size, parse_upstream_http,
     },
     diagnostics::Diagnostics,
-    support,
+    location_list, support,
 };
 use crate::model::{IpPrefix, ObjectKind, ObjectRef, ProxySettings, RetryOn, RoutePolicy};
 
@@ -53,6 +53,9 @@ pub struct ControllerConfig {
     /// `no-auth-locations`: path prefixes without authentication (default
     /// `/.well-known/acme-challenge`).
     pub no_auth_locations: Vec<String>,
+    /// `no-tls-redirect-locations`: path prefixes never redirected to HTTPS, neither by
+    /// `ssl-redirect` nor by `force-ssl-redirect` (default `/.well-known/acme-challenge`).
+    pub no_tls_redirect_locations: Vec<String>,
     /// `whitelist-source-range`, `denylist-source-range` and `block-cidrs`.
     pub source_ranges: SourceRangeDefaults,
 }
@@ -125,8 +128,9 @@ impl Default for ControllerConfig {
             custom_http_errors: Vec::new(),
             add_headers_from: None,
             global_auth: None,
-            no_auth_locations: super::forward_auth::parse_no_auth_locations(
-                super::forward_auth::DEFAULT_NO_AUTH_LOCATIONS,
+            no_auth_locations: location_list::parse(location_list::DEFAULT_NO_AUTH_LOCATIONS),
+            no_tls_redirect_locations: location_list::parse(
+                location_list::DEFAULT_NO_TLS_REDIRECT_LOCATIONS,
             ),
             source_ranges: SourceRangeDefaults::default(),
         }
@@ -450,7 +454,10 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
         }
     }
     if let Some(v) = r.get("no-auth-locations") {
-        out.no_auth_locations = super::forward_auth::parse_no_auth_locations(&v);
+        out.no_auth_locations = location_list::parse(&v);
+    }
+    if let Some(v) = r.get("no-tls-redirect-locations") {
+        out.no_tls_redirect_locations = location_list::parse(&v);
     }
     if let Some(v) = r.get("global-allowed-response-headers") {
         // As written: ingress-nginx compares names exactly (`slices.Contains`).

@@ -34,8 +34,6 @@ use crate::{
 pub const DEFAULT_CACHE_DURATION: &str = "200 202 401 5m";
 /// `auth-signin-redirect-param` without a value.
 pub const DEFAULT_REDIRECT_PARAM: &str = "rd";
-/// ingress-nginx's `no-auth-locations` default.
-pub const DEFAULT_NO_AUTH_LOCATIONS: &str = "/.well-known/acme-challenge";
 
 /// ingress-nginx's `methodsRegex`.
 const METHODS: [&str; 9] = [
@@ -449,19 +447,6 @@ fn service_of(
         port,
         endpoints,
     })
-}
-
-/// `no-auth-locations`: comma-separated path prefixes (ingress-nginx splits on `,` and trims).
-pub fn parse_no_auth_locations(v: &str) -> Vec<String> {
-    v.split(',')
-        .map(|l| l.trim().to_string())
-        .filter(|l| !l.is_empty())
-        .collect()
-}
-
-/// Whether a location (the Ingress path as written) is in `no-auth-locations`.
-pub fn is_no_auth_location(path: &str, list: &[String]) -> bool {
-    list.iter().any(|l| path.starts_with(l.as_str()))
 }
 
 #[cfg(test)]

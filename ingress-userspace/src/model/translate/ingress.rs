@@ -530,6 +530,7 @@ impl<'a> L7Builder<'a> {
                             Arc::make_mut(&mut p).rewrite.target = None;
                         }
                         self.no_auth_location(&mut p, &written);
+                        self.no_tls_redirect_location(&mut p, &written);
                         p
                     },
                     origin: RouteOrigin {
@@ -590,11 +591,21 @@ impl<'a> L7Builder<'a> {
     fn no_auth_location(&self, policy: &mut Arc<crate::model::RoutePolicy>, written: &str) {
         let list = &self.controller.no_auth_locations;
         if (policy.auth.is_some() || policy.forward_auth.is_some())
-            && super::forward_auth::is_no_auth_location(written, list)
+            && super::location_list::contains(list, written)
         {
             let p = Arc::make_mut(policy);
             p.auth = None;
             p.forward_auth = None;
+        }
+    }
+
+    /// `no-tls-redirect-locations`: a path starting with one of its entries is never
+    /// redirected to HTTPS (ingress-nginx's `$force_no_ssl_redirect`, which its Lua redirect
+    /// checks before `force-ssl-redirect` and `ssl-redirect`).
+    fn no_tls_redirect_location(&self, policy: &mut Arc<crate::model::RoutePolicy>, written: &str) {
+        let list = &self.controller.no_tls_redirect_locations;
+        if policy.ssl_redirect != Some(false) && super::location_list::contains(list, written) {
+            Arc::make_mut(policy).ssl_redirect = Some(false);
         }
     }
 

@@ -43,6 +43,7 @@ pub mod forward_auth;
 pub mod gateway;
 pub mod incremental;
 pub mod ingress;
+pub mod location_list;
 pub mod next_upstream;
 pub mod node_local;
 pub mod passthrough;

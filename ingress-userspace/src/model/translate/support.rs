@@ -375,7 +375,7 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("nginx-status-ipv4-whitelist", Refused("there is no nginx status page; see /metrics"), "Who may read nginx status."),
     row("nginx-status-ipv6-whitelist", Refused("there is no nginx status page; see /metrics"), "Who may read nginx status."),
     row("no-auth-locations", Supported, "Path prefixes without authentication, basic auth included (default `/.well-known/acme-challenge`)."),
-    row("no-tls-redirect-locations", NotYet, "Paths never redirected to HTTPS (ACME)."),
+    row("no-tls-redirect-locations", Supported, "Path prefixes (of the Ingress path as written) never redirected to HTTPS, not even with `force-ssl-redirect` (default `/.well-known/acme-challenge`, so ACME HTTP-01 solvers answer over HTTP)."),
     row("opentelemetry-config", NotYet, "OpenTelemetry configuration file."),
     row("opentelemetry-operation-name", NotYet, "OpenTelemetry span name."),
     row("opentelemetry-trust-incoming-span", NotYet, "Continue incoming OpenTelemetry traces."),

@@ -1440,3 +1440,67 @@ fn snippet_ingresses_are_not_served_unless_allowed_and_ignored_annotations_are_c
     );
     assert!(served.l7.hosts.contains_key("s.example.com"));
 }
+
+/// `no-tls-redirect-locations` (default `/.well-known/acme-challenge`, ingress-nginx's
+/// `$force_no_ssl_redirect`): a location whose written path starts with an entry is never sent
+/// to HTTPS, whatever `ssl-redirect` or `force-ssl-redirect` say, so an ACME HTTP-01 solver
+/// is reached over plain HTTP; the ConfigMap key replaces the list.
+#[test]
+fn no_tls_redirect_locations_keep_acme_challenges_on_plain_http() {
+    let objects = |cm: Option<&str>| {
+        let mut o = services_with_one_pod(&["web"]);
+        let (crt, key) = mk_cert_pem(&["a.test"]);
+        o.upsert(Object::Secret(Arc::new(mk_tls_secret(
+            "default", "a-tls", &crt, &key,
+        ))));
+        let i = mk_ingress(
+            "default",
+            "a",
+            1,
+            vec![(
+                "a.test",
+                vec![
+                    ("/", "Prefix", "web", "80"),
+                    ("/.well-known/acme-challenge/tok", "Exact", "web", "80"),
+                    ("/internal", "Prefix", "web", "80"),
+                ],
+            )],
+        );
+        let i = with_tls(i, &["a.test"], "a-tls");
+        let i = with_annotation(i, "nginx.ingress.kubernetes.io/force-ssl-redirect", "true");
+        o.upsert(ing(i));
+        if let Some(list) = cm {
+            o.upsert(Object::ConfigMap(Arc::new(
+                k8s_openapi::api::core::v1::ConfigMap {
+                    metadata: meta("ingress-nginx", "cm"),
+                    data: Some(
+                        [("no-tls-redirect-locations".to_string(), list.to_string())].into(),
+                    ),
+                    ..Default::default()
+                },
+            )));
+        }
+        o
+    };
+    let redirects = |s: &Snapshot, path: &str| {
+        let r = s.l7.hosts["a.test"]
+            .routes
+            .iter()
+            .find(|r| r.origin.written_path.as_deref() == Some(path))
+            .unwrap_or_else(|| panic!("no route {path}"));
+        r.policy.ssl_redirect != Some(false)
+    };
+    let s = run(&objects(None));
+    assert!(s.l7.hosts["a.test"].tls);
+    assert!(redirects(&s, "/"));
+    assert!(!redirects(&s, "/.well-known/acme-challenge/tok"));
+    assert!(redirects(&s, "/internal"));
+    let config = TranslateConfig {
+        configmap: Some(crate::store::Key::new("ingress-nginx", "cm")),
+        ..mk_config()
+    };
+    let s = translate(&objects(Some("/internal, /other")), &config);
+    assert!(redirects(&s, "/"));
+    assert!(redirects(&s, "/.well-known/acme-challenge/tok"), "replaced");
+    assert!(!redirects(&s, "/internal"));
+}
