@@ -5,7 +5,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::{
     controller::{self, LoopConfig, SnapshotSink},
@@ -73,10 +73,18 @@ fn dataplanes(
     let mut logged = std::collections::BTreeSet::new();
     let log_diagnostics = controller::sink("diagnostics", move |s: &Arc<Snapshot>| {
         for d in newly_reported(&mut logged, &s.diagnostics) {
-            if d.severity == crate::model::Severity::Info {
-                info!(object = %d.object, reason = %d.reason, "{}", d.message);
-            } else {
-                warn!(object = %d.object, severity = ?d.severity, reason = %d.reason, "{}", d.message);
+            // An Error is what denies a route or a host (a 503, a 403): logged at its level,
+            // though its Event can only be a Warning.
+            match d.severity {
+                crate::model::Severity::Info => {
+                    info!(object = %d.object, reason = %d.reason, "{}", d.message)
+                }
+                crate::model::Severity::Warning => {
+                    warn!(object = %d.object, reason = %d.reason, "{}", d.message)
+                }
+                crate::model::Severity::Error => {
+                    error!(object = %d.object, reason = %d.reason, "{}", d.message)
+                }
             }
         }
         Ok(())

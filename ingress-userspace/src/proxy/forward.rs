@@ -717,7 +717,13 @@ async fn route(
             };
             out.reason = Some(reason.into());
             if grpc_reject::is_grpc(req.headers()) && rt.routes.gateway_miss(vh, &view) {
-                return grpc_reject::unimplemented(reason);
+                // `grpc-message` would name the miss as the reason header does.
+                let message = if shared.args.reason_header {
+                    reason
+                } else {
+                    ""
+                };
+                return grpc_reject::unimplemented(message);
             }
             local(StatusCode::NOT_FOUND, reason)
         }

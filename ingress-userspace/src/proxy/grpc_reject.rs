@@ -32,7 +32,7 @@ pub fn is_grpc(headers: &HeaderMap) -> bool {
     })
 }
 
-/// The Trailers-Only answer with `grpc-status` UNIMPLEMENTED; `reason` goes in
+/// The Trailers-Only answer with `grpc-status` UNIMPLEMENTED; `reason` (unless empty) goes in
 /// `grpc-message` (percent-encoding is not needed: it is ASCII without `%`) and in
 /// [`REASON_HEADER`].
 pub fn unimplemented(reason: &str) -> Response<ProxyBody> {
@@ -45,7 +45,9 @@ pub fn unimplemented(reason: &str) -> Response<ProxyBody> {
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
     h.insert("grpc-status", HeaderValue::from(UNIMPLEMENTED));
-    if let Ok(v) = HeaderValue::from_str(reason) {
+    if !reason.is_empty()
+        && let Ok(v) = HeaderValue::from_str(reason)
+    {
         h.insert("grpc-message", v.clone());
         h.insert(REASON_HEADER, v);
     }
@@ -94,5 +96,10 @@ mod tests {
         assert_eq!(h["grpc-message"], "no route matched");
         // No message: the HEADERS frame ends the stream.
         assert!(hyper::body::Body::is_end_stream(resp.body()));
+        // `--reason-header=false` passes no reason: nothing names the miss.
+        let resp = unimplemented("");
+        assert_eq!(resp.headers()["grpc-status"], "12");
+        assert!(resp.headers().get("grpc-message").is_none());
+        assert!(resp.headers().get(REASON_HEADER).is_none());
     }
 }
