@@ -523,6 +523,13 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<i32> {
                 (i, cm, None)
             }
         };
+    if cm.is_none() {
+        // On stderr: the JSON on stdout stays one object (its `configmap` is null).
+        eprintln!(
+            "warning: ConfigMap {} (--configmap) not found: its keys are not compared",
+            args.configmap
+        );
+    }
     let r = report(
         &ingresses,
         cm.as_ref(),

@@ -562,7 +562,20 @@ impl Translator {
                 }
                 c
             }
-            None => configmap::ControllerConfig::default(),
+            None => {
+                // A misspelt `--configmap` would otherwise drop every setting in silence.
+                if let Some(k) = &self.config.configmap {
+                    diags.warn(
+                        &ObjectRef::new(ObjectKind::ConfigMap, &k.namespace, &k.name),
+                        "ConfigMapNotFound",
+                        format!(
+                            "the controller ConfigMap {k} (--configmap) does not exist: the \
+                             flags' defaults apply until it is created"
+                        ),
+                    );
+                }
+                configmap::ControllerConfig::default()
+            }
         }
     }
 }

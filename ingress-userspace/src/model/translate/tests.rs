@@ -1504,3 +1504,35 @@ fn no_tls_redirect_locations_keep_acme_challenges_on_plain_http() {
     assert!(redirects(&s, "/.well-known/acme-challenge/tok"), "replaced");
     assert!(!redirects(&s, "/internal"));
 }
+
+/// A `--configmap` that names no ConfigMap is said, not ignored (found by a fresh-user trial:
+/// a misspelt name dropped every setting in silence); once it exists the warning goes.
+#[test]
+fn a_missing_controller_configmap_is_reported() {
+    let config = TranslateConfig {
+        configmap: Some(crate::store::Key::new("ingress-nginx", "controller")),
+        ..mk_config()
+    };
+    let mut o = base();
+    let s = translate(&o, &config);
+    let missing: Vec<_> = (s.diagnostics.iter())
+        .filter(|d| d.reason == "ConfigMapNotFound")
+        .collect();
+    assert_eq!(missing.len(), 1, "{:?}", s.diagnostics);
+    assert_eq!(missing[0].object.name, "controller");
+    assert!(missing[0].message.contains("ingress-nginx/controller"));
+    o.upsert(Object::ConfigMap(Arc::new(
+        k8s_openapi::api::core::v1::ConfigMap {
+            metadata: meta("ingress-nginx", "controller"),
+            ..Default::default()
+        },
+    )));
+    let s = translate(&o, &config);
+    assert!(
+        s.diagnostics
+            .iter()
+            .all(|d| d.reason != "ConfigMapNotFound")
+    );
+    // Without --configmap nothing is looked for.
+    assert!(run(&base()).diagnostics.is_empty());
+}

@@ -22,6 +22,8 @@ fn base() -> Objects {
     for (name, ip) in [("web", "10.96.0.10"), ("api", "10.96.0.11")] {
         set_cluster_ip(&mut o, name, ip);
     }
+    // The ConfigMap `run` names, empty until a test fills it (a missing one is reported).
+    o.upsert(configmap(&[]));
     o
 }
 
