@@ -151,9 +151,19 @@ fn secret(name: &str, data: &[(&str, String)]) -> String {
 
 /// The proxy serving `docs`, whose Services are `services` (name, pod).
 async fn serve(services: &[(&str, SocketAddr)], docs: &[String]) -> TestProxy {
+    serve_reporting(services, docs, &[]).await
+}
+
+/// [`serve`], where translation reports exactly these diagnostic reasons (sorted).
+async fn serve_reporting(
+    services: &[(&str, SocketAddr)],
+    docs: &[String],
+    reasons: &[&str],
+) -> TestProxy {
     let svcs: String = services.iter().map(|(n, a)| service_yaml(n, *a)).collect();
     let snap = translate_manifests(1, &format!("{svcs}{}", docs.concat()), |_| {});
-    assert!(snap.diagnostics.is_empty(), "{:?}", snap.diagnostics);
+    let got: Vec<&str> = snap.diagnostics.iter().map(|d| d.reason.as_str()).collect();
+    assert_eq!(got, reasons, "{:?}", snap.diagnostics);
     let proxy = TestProxy::start(TestProxy::quiet_args()).await;
     proxy.handle.apply(snap);
     proxy
@@ -234,8 +244,9 @@ async fn verify_checks_the_ca_and_the_name() {
 }
 
 /// `tls.crt`/`tls.key` of the Secret are presented to a backend that requires a client
-/// certificate (200); without the annotation the backend refuses the handshake (502), and a
-/// key that does not match the certificate is 502 too.
+/// certificate (200); without the annotation the backend refuses the handshake (502); a key
+/// that is not the certificate's denies the Ingress's routes (503, as ingress-nginx's denied
+/// location: its Secret sync refuses the pair), never a connection without the certificate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_certificate_is_presented() {
     let server_ca = ca("Backend CA", None);
@@ -271,8 +282,7 @@ async fn the_client_certificate_is_presented() {
             ],
         ),
         ingress("without", "without.test", "web", &[]),
-        // A key that is not the certificate's: PEM that parses, a handshake that cannot be
-        // made; 502, never a connection without the certificate.
+        // A key that is not the certificate's: PEM that parses, a pair that does not.
         secret(
             "mismatched",
             &[
@@ -287,13 +297,16 @@ async fn the_client_certificate_is_presented() {
             &[("proxy-ssl-secret", "default/mismatched")],
         ),
     ];
-    let proxy = serve(&[("web", pod)], &docs).await;
+    let proxy = serve_reporting(&[("web", pod)], &docs, &["InvalidProxySslSecret"]).await;
     let (status, body) = answer(&proxy, "mtls.test").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.ends_with("client-certs=1"), "{body}");
-    for host in ["without.test", "mismatched.test"] {
+    for (host, want) in [
+        ("without.test", StatusCode::BAD_GATEWAY),
+        ("mismatched.test", StatusCode::SERVICE_UNAVAILABLE),
+    ] {
         let (status, body) = answer(&proxy, host).await;
-        assert_eq!(status, StatusCode::BAD_GATEWAY, "{host}: {body}");
+        assert_eq!(status, want, "{host}: {body}");
     }
 }
 

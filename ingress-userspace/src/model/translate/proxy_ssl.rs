@@ -176,15 +176,11 @@ fn ca_ders(pem: &[u8]) -> Result<Vec<Vec<u8>>, String> {
 
 /// `tls.crt` holds at least one certificate and `tls.key` a private key (PEM).
 fn check_chain_and_key(crt: &[u8], key: &[u8]) -> Result<(), String> {
-    let n = CertificateDer::pem_slice_iter(crt)
+    let certs = CertificateDer::pem_slice_iter(crt)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("tls.crt: not PEM: {e}"))?
-        .len();
-    if n == 0 {
-        return Err("tls.crt: holds no certificate".into());
-    }
-    PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("tls.key: {e}"))?;
-    Ok(())
+        .map_err(|e| format!("tls.crt: not PEM: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("tls.key: {e}"))?;
+    super::tls::client_certified_key(certs, key).map(drop)
 }
 
 /// The options besides the Secret, as ingress-nginx reads them: a bad value warns and is the

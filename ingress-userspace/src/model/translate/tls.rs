@@ -61,6 +61,34 @@ pub fn parse_secret(secret: &Secret) -> Result<TlsCertificate, TlsSecretError> {
     })
 }
 
+/// The key presented to backends as a client certificate (`proxy-ssl-secret`'s `tls.crt` and
+/// `tls.key`, a Gateway's backend client certificate): `certs` leaf first, `key` checked
+/// against the leaf. A leaf that webpki cannot read (version 1, what `openssl x509 -req`
+/// makes without extensions) is presented unchecked, as nginx presents it: the backend
+/// decides. The one check both translation (a diagnostic, 503) and the proxy (its TLS
+/// configuration) make.
+///
+/// Errors: a key that does not parse, or that is not the leaf's.
+pub fn client_certified_key(
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<rustls::sign::CertifiedKey, String> {
+    if certs.is_empty() {
+        return Err("tls.crt holds no certificate".into());
+    }
+    let provider = rustls::crypto::ring::default_provider();
+    let signing = (provider.key_provider)
+        .load_private_key(key)
+        .map_err(|e| format!("tls.key: {e}"))?;
+    let certified = rustls::sign::CertifiedKey::new(certs, signing);
+    match certified.keys_match() {
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+            Err("tls.key is not the key of the first certificate in tls.crt".into())
+        }
+        _ => Ok(certified),
+    }
+}
+
 type Parsed = Result<Arc<TlsCertificate>, TlsSecretError>;
 
 /// Parse results kept across translations, keyed by Secret identity. `Debug` names the
@@ -134,5 +162,47 @@ mod tests {
             let err = parse_secret(&secret).unwrap_err();
             assert!(check(&err), "{name}: {err}");
         }
+    }
+}
+
+#[cfg(test)]
+mod client_key_tests {
+    use super::*;
+
+    /// A version 1 client certificate (`openssl x509 -req` without extensions) and its key.
+    const V1_CRT: &str = "-----BEGIN CERTIFICATE-----
+MIIBFDCBvAIBBzAKBggqhkjOPQQDAjAQMQ4wDAYDVQQDDAV2MSBDQTAgFw0yNjEy
+MDIwMTU4NTJaGA8yMTI2MTEwODAxNTg1MlowHDEaMBgGA1UEAwwRaW5ncmVzcyB2
+MSBjbGllbnQwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAASS9c8p6ztyiary4CY9
+jEapl4Y7RkNlY4CZpl8MNWiVF7T/YO1MPwYGgWnsHmiNHNmHt9vTiUra83e2+3OC
+dYOMMAoGCCqGSM49BAMCA0cAMEQCIGg5FyCTqB33shPK6jkg9crWoTmtRV34EAf/
+Sm7HKjvgAiAVP+gEt2sy+FS4zOmh6RR+C7cS+8SiL3Jwaqigdle8dg==
+-----END CERTIFICATE-----";
+    const V1_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgculAEB/N+MhvWCS3
+z7uM2q71tKa22EQMVJK0G3I1AfGhRANCAASS9c8p6ztyiary4CY9jEapl4Y7RkNl
+Y4CZpl8MNWiVF7T/YO1MPwYGgWnsHmiNHNmHt9vTiUra83e2+3OCdYOM
+-----END PRIVATE KEY-----";
+
+    fn certs(pem: &str) -> Vec<CertificateDer<'static>> {
+        CertificateDer::pem_slice_iter(pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// A version 1 leaf is presented (found by a fresh-user trial: every request was 502 with
+    /// nothing said); a key that is not the leaf's is refused, for a v3 leaf as for v1 when
+    /// webpki can read it.
+    #[test]
+    fn a_v1_client_certificate_is_presented_and_a_wrong_key_refused() {
+        let key = PrivateKeyDer::from_pem_slice(V1_KEY.as_bytes()).unwrap();
+        assert!(client_certified_key(certs(V1_CRT), key).is_ok());
+        let (crt, _) = super::super::fixtures::mk_cert_pem(&["client.test"]);
+        let (_, other_key) = super::super::fixtures::mk_cert_pem(&["other.test"]);
+        let wrong = PrivateKeyDer::from_pem_slice(other_key.as_bytes()).unwrap();
+        let err = client_certified_key(certs(&crt), wrong).unwrap_err();
+        assert!(err.contains("not the key"), "{err}");
+        let key = PrivateKeyDer::from_pem_slice(V1_KEY.as_bytes()).unwrap();
+        assert!(client_certified_key(Vec::new(), key).is_err());
     }
 }

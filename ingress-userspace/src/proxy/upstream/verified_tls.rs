@@ -116,12 +116,19 @@ impl VerifiedTls {
             let mut cfg = match &client_cert {
                 None => builder.with_no_client_auth(),
                 Some(Err(e)) => return Err(e.clone()),
-                Some(Ok((chain, key))) => builder
-                    .with_client_auth_cert(chain.clone(), key.clone_key())
-                    .map_err(|e| VerifiedTlsError::ClientCertificate {
+                Some(Ok((chain, key))) => {
+                    let certified = crate::model::translate::tls::client_certified_key(
+                        chain.clone(),
+                        key.clone_key(),
+                    )
+                    .map_err(|reason| VerifiedTlsError::ClientCertificate {
                         secret: spec_secret(&spec),
-                        reason: e.to_string(),
-                    })?,
+                        reason,
+                    })?;
+                    builder.with_client_cert_resolver(Arc::new(
+                        rustls::sign::SingleCertAndKey::from(certified),
+                    ))
+                }
             };
             cfg.alpn_protocols = vec![alpn.to_vec()];
             // `proxy-ssl-server-name: off`: no SNI; `name` is still what is verified.
