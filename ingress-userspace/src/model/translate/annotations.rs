@@ -263,6 +263,14 @@ pub fn parse_prefixes(v: &str) -> Option<Vec<IpPrefix>> {
         .collect()
 }
 
+/// A source-range annotation's list, as ingress-nginx's `ipallowlist` / `ipdenylist` parsers
+/// read it: every `,`-separated entry goes to `net.ParseIPNets`, so an empty one (`"10.0.0.0/8,"`
+/// or an empty value) is invalid, where a ConfigMap key's list drops it
+/// (`splitAndTrimSpace`, [`parse_prefixes`]).
+pub fn parse_annotation_prefixes(v: &str) -> Option<Vec<IpPrefix>> {
+    v.split(',').map(parse_prefix).collect()
+}
+
 pub fn parse(
     annotations: Option<&BTreeMap<String, String>>,
     object: &ObjectRef,
@@ -312,7 +320,7 @@ pub fn parse(
     .into_iter()
     .flatten()
     {
-        match parse_prefixes(&v) {
+        match parse_annotation_prefixes(&v) {
             Some(p) => *list = p,
             None => {
                 // Failing open would expose what the user meant to restrict: ingress-nginx
@@ -563,6 +571,21 @@ mod tests {
         assert!(
             o.policy.response.denied.is_some(),
             "fails closed: a denied location"
+        );
+        // An empty entry is invalid in an annotation, as `net.ParseIPNets("")` fails (found by
+        // a fresh-user trial: `"10.0.0.0/8,"` was taken as `10.0.0.0/8`); spaces are not.
+        for v in ["10.0.0.0/8,", "10.0.0.0/8,,10.1.0.0/16", ""] {
+            let (o, w) = parse_map(&[(&format!("{N}denylist-source-range"), v)]);
+            assert_eq!(w, ["InvalidAnnotation"], "{v:?}");
+            assert!(o.policy.response.denied.is_some(), "{v:?}");
+        }
+        let (o, w) = parse_map(&[(&format!("{N}allowlist-source-range"), " 10.0.0.0/8 , ::1 ")]);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(o.policy.allow_source_ranges.len(), 2);
+        assert_eq!(
+            parse_prefixes("10.0.0.0/8,").map(|l| l.len()),
+            Some(1),
+            "ConfigMap"
         );
     }
 
