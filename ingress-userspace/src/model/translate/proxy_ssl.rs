@@ -54,7 +54,10 @@ pub(super) fn parse(
     secret_namespaces: Option<&[String]>,
     secrets_used: &mut HashSet<Key>,
 ) -> Option<Result<Arc<UpstreamTls>, String>> {
-    let name = r.get("proxy-ssl-secret")?.to_string();
+    let Some(name) = r.get("proxy-ssl-secret").map(str::to_string) else {
+        verify_without_secret(r);
+        return None;
+    };
     Some(
         resolve(r, &name, ns, objects, secret_namespaces, secrets_used).map_err(|(reason, msg)| {
             report_denied(r, reason, &msg);
@@ -145,6 +148,7 @@ fn resolve(
 /// `proxy-ssl-*` annotations without reading the Secret: what `migrate` checks.
 pub(super) fn check_values(r: &mut Reader<'_>, ns: &str) {
     let Some(name) = r.get("proxy-ssl-secret").map(str::to_string) else {
+        verify_without_secret(r);
         return;
     };
     let key = super::client_auth::annotated_secret(
@@ -219,6 +223,21 @@ fn options(r: &mut Reader<'_>) -> Options {
         name,
         depth,
         versions,
+    }
+}
+
+/// `proxy-ssl-verify: on` without `proxy-ssl-secret` does nothing, in ingress-nginx too (its
+/// template writes no `proxy_ssl_*` without the Secret's CA): said, since the backend's
+/// certificate is then not verified at all.
+fn verify_without_secret(r: &mut Reader<'_>) {
+    if r.get("proxy-ssl-verify") == Some("on") {
+        let object = r.object.clone();
+        r.diags.warn(
+            &object,
+            "ProxySslVerifyWithoutSecret",
+            "proxy-ssl-verify: on has no effect without proxy-ssl-secret (as in ingress-nginx): \
+             the backend's certificate is not verified",
+        );
     }
 }
 

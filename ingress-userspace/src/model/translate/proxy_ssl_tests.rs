@@ -332,3 +332,31 @@ fn the_secret_is_a_dependency() {
     assert!(t.affects(&o, &created));
     assert!(!t.affects(&o, &Change::Upsert(secret("default", "unrelated", &[]))));
 }
+
+/// `proxy-ssl-verify: on` without `proxy-ssl-secret` verifies nothing, as in ingress-nginx, and
+/// says so (found by a fresh-user trial: a wrong backend certificate was accepted in silence);
+/// the route serves as before.
+#[test]
+fn verify_without_a_secret_is_a_warning() {
+    let mut o = base();
+    o.upsert(ingress(
+        "v",
+        "v.test",
+        &[("backend-protocol", "HTTPS"), ("proxy-ssl-verify", "on")],
+    ));
+    let s = run(&o);
+    assert_eq!(
+        reasons(&s),
+        [("ProxySslVerifyWithoutSecret", Severity::Warning)]
+    );
+    assert!(upstream(&s, "v.test").tls.is_none());
+    let mut d = diagnostics::Diagnostics::default();
+    let map = [(
+        "nginx.ingress.kubernetes.io/proxy-ssl-verify".to_string(),
+        "on".to_string(),
+    )]
+    .into();
+    let oref = crate::model::ObjectRef::new(crate::model::ObjectKind::Ingress, "default", "v");
+    super::auth_value_problems(Some(&map), &oref, &mut d);
+    assert_eq!(d.0.len(), 1, "migrate says it too: {:?}", d.0);
+}
