@@ -1293,14 +1293,18 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
             e.reason = miss_reason(why, &q.host, target.path_and_query.path());
             e.reason += &elsewhere(&table);
             e.backends = vec![backend_info(backend, 1)];
-            default_server_access(&mut e, snapshot, q.client);
+            if !gateway_listener {
+                default_server_access(&mut e, snapshot, q.client);
+            }
         }
         Lookup::NotFound { host, why } => {
             e.global_limit = global_limit;
             e.virtual_host = host.and_then(host_name);
-            default_server_access(&mut e, snapshot, q.client);
-            if e.status.is_some() {
-                return e;
+            if !gateway_listener {
+                default_server_access(&mut e, snapshot, q.client);
+                if e.status.is_some() {
+                    return e;
+                }
             }
             e.outcome = Outcome::NotFound;
             let miss = miss_reason(why, &q.host, target.path_and_query.path());
@@ -1322,7 +1326,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
     e
 }
 
-/// The proxy's access step of a request no route takes
+/// The proxy's access step of a request no route takes, off Gateway listener ports
 /// ([`crate::proxy`]'s `default_server_access`): the ConfigMap's `block-cidrs` refuse `client`
 /// with 403, or every client with 503 when the key is unusable.
 fn default_server_access(

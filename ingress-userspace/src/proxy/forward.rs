@@ -696,7 +696,9 @@ async fn route(
             if let Some(refused) = limit(shared, None, out).await {
                 return refused;
             }
-            if let Some(refused) = default_server_access(shared, out) {
+            if !view.gateway_listener
+                && let Some(refused) = default_server_access(shared, out)
+            {
                 return refused;
             }
             out.reason = Some(format!("default backend ({why:?})"));
@@ -708,7 +710,9 @@ async fn route(
             if let Some(refused) = limit(shared, None, out).await {
                 return refused;
             }
-            if let Some(refused) = default_server_access(shared, out) {
+            if !view.gateway_listener
+                && let Some(refused) = default_server_access(shared, out)
+            {
                 return refused;
             }
             let reason = match why {
@@ -733,6 +737,8 @@ async fn route(
 /// The access phase of a request no route takes: ingress-nginx's default server has no
 /// `allow`/`deny` lines of its own, so it inherits the `http` block's `block-cidrs` (403,
 /// [`SOURCE_BLOCKED`]); an unusable `block-cidrs` answers 503, as on the routes that take it.
+/// Not on a Gateway listener's port: Gateway API routes take none of ingress-nginx's
+/// ConfigMap, and neither do its misses.
 fn default_server_access(shared: &Shared, out: &mut Outcome) -> Option<Response<ProxyBody>> {
     let live = shared.live.load();
     let (status, reason) = match live.settings.block_cidrs.as_ref()? {
