@@ -267,7 +267,7 @@ pub fn report<'a>(
         canary::parse(a, &oref, &mut d);
         translate::auth_value_problems(a, &oref, &mut d);
         if let Some(objects) = secrets_from {
-            translate::auth_secret_problems(a, &oref, objects, &mut d);
+            translate::secret_problems(ing, &oref, objects, &mut d);
         }
         out.push(IngressReport {
             namespace: oref.namespace,
@@ -618,9 +618,10 @@ mod tests {
         assert_eq!(status("limit-connections", "1"), "differs");
     }
 
-    /// With the manifests' Secrets at hand, a Secret the annotations name that `run` cannot use
-    /// is a problem (found by a fresh-user trial: a proxy-ssl Secret without `ca.crt` was
-    /// reported supported, and `run` answered 503); a usable one is not.
+    /// With the manifests' Secrets at hand, a Secret the Ingress names that `run` cannot use
+    /// is a problem (found by fresh-user trials: a proxy-ssl Secret without `ca.crt` was
+    /// reported supported, and `run` answered 503; a `spec.tls` Secret `run` cannot serve
+    /// passed); a usable one is not.
     #[test]
     fn secrets_the_annotations_name_are_checked_when_at_hand() {
         let yaml = |secret_key: &str| {
@@ -632,7 +633,8 @@ mod tests {
                  nginx.ingress.kubernetes.io/proxy-ssl-secret: shop/backend\n    \
                  nginx.ingress.kubernetes.io/proxy-ssl-verify: \"on\"\n    \
                  nginx.ingress.kubernetes.io/auth-type: basic\n    \
-                 nginx.ingress.kubernetes.io/auth-secret: users\n"
+                 nginx.ingress.kubernetes.io/auth-secret: users\n\
+                 spec:\n  tls: [{{hosts: [a.test], secretName: gone}}]\n"
             )
         };
         let objects = Objects::from_objects(parse_manifests(&yaml("tls.crt")).unwrap());
@@ -651,6 +653,10 @@ mod tests {
         assert!(
             problems.iter().any(|p| p.contains("shop/users")),
             "the missing auth-secret: {problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.starts_with("TlsSecretNotFound:")),
+            "the missing spec.tls Secret: {problems:?}"
         );
     }
 

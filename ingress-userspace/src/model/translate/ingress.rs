@@ -221,7 +221,7 @@ impl<'a> L7Builder<'a> {
             self.diags.error(
                 user,
                 "TlsSecretNotFound",
-                format!("TLS secret {key} does not exist; the default certificate is used"),
+                super::tls::not_found_message(&key),
             );
             return None;
         };
@@ -231,7 +231,7 @@ impl<'a> L7Builder<'a> {
                 self.diags.error(
                     user,
                     "InvalidTlsSecret",
-                    format!("TLS secret {key}: {e}; the default certificate is used"),
+                    super::tls::invalid_message(&key, &e),
                 );
                 None
             }

@@ -111,18 +111,36 @@ pub fn auth_value_problems(
     forward_auth::check_values(&mut r);
 }
 
-/// What the Secrets an Ingress's `auth-secret`, `auth-tls-secret` and `proxy-ssl-secret` name
-/// say, read from `objects` (`migrate --manifests`): a Secret missing, a key missing (`auth`,
-/// `ca.crt` for `proxy-ssl-verify: on`), PEM or htpasswd that does not parse. Reported on
-/// `object` exactly as translation reports them, where `run` denies the routes (503) or the
-/// host (403); with [`auth_value_problems`] the same diagnostics come once after
-/// [`diagnostics::Diagnostics::finish`].
-pub fn auth_secret_problems(
-    annotations: Option<&std::collections::BTreeMap<String, String>>,
+/// What the Secrets an Ingress names say, read from `objects` (`migrate --manifests`): its
+/// `spec.tls` Secrets (missing, or a pair rustls cannot serve: the host gets the default
+/// certificate), and those of `auth-secret`, `auth-tls-secret` and `proxy-ssl-secret` (a
+/// Secret or key missing, `ca.crt` for `proxy-ssl-verify: on`, PEM or htpasswd that does not
+/// parse: `run` denies the routes with 503 or the host with 403). Reported on `object` exactly
+/// as translation reports them; with [`auth_value_problems`] the same diagnostics come once
+/// after [`diagnostics::Diagnostics::finish`].
+pub fn secret_problems(
+    ingress: &k8s_openapi::api::networking::v1::Ingress,
     object: &ObjectRef,
     objects: &Objects,
     diags: &mut diagnostics::Diagnostics,
 ) {
+    let tls = ingress.spec.as_ref().and_then(|s| s.tls.as_ref());
+    for name in tls
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.secret_name.as_deref())
+    {
+        let key = Key::new(object.namespace.clone(), name);
+        match objects.secrets.get(&key) {
+            None => diags.error(object, "TlsSecretNotFound", tls::not_found_message(&key)),
+            Some(s) => {
+                if let Err(e) = tls::parse_secret(s) {
+                    diags.error(object, "InvalidTlsSecret", tls::invalid_message(&key, &e));
+                }
+            }
+        }
+    }
+    let annotations = ingress.metadata.annotations.as_ref();
     let mut r = annotations::Reader::new(annotations, object, diags);
     let mut used = HashSet::new();
     let ns = &object.namespace;
