@@ -217,12 +217,16 @@ pub struct ManifestDir {
     /// Files whose last read looked mid-write, held at their last good version (see
     /// [`HOLD`]) until they read as settled or their hold runs out.
     pending: BTreeMap<PathBuf, Pending>,
+    /// Files whose last good text does not end with a newline: for them a text cut mid-line
+    /// is how the file is written, not a sign of a write in progress.
+    unterminated: HashSet<PathBuf>,
 }
 
 /// How long a file that has objects live is held at its last good version while it reads as
 /// mid-write: empty (no objects: `> file` truncates before the writer writes anything, and
-/// `helm template ... > file` may take seconds to render), or changing between the two
-/// `stat`s around the read. A deliberate emptying goes live after this long; anything else
+/// `helm template ... > file` may take seconds to render), changing between the two `stat`s
+/// around the read, or cut mid-line (no final newline where its last good text had one: a
+/// cut line may still parse, as a shorter name or a rule list missing its end). A deliberate emptying goes live after this long; anything else
 /// goes live as soon as it is read (within [`SETTLE`]). A second outlasts the pause of a
 /// shell redirection, a `kubectl`/`helm` run that renders before writing, or a slow copy,
 /// and still deletes a file's objects well before anyone wonders why they are still served.
@@ -243,6 +247,8 @@ struct FileRead {
     parsed: Result<Vec<Object>, ManifestError>,
     /// Its size or modification time changed while it was read: a writer is at it.
     changing: bool,
+    /// Its text is not empty and does not end with a newline.
+    cut: bool,
 }
 
 /// Reads and parses one file, with a `stat` before and after: a read that a write overlaps
@@ -254,14 +260,20 @@ fn read_file(path: &Path) -> FileRead {
             .map(|m| (m.len(), m.modified().ok()))
     };
     let before = stat(path);
-    let parsed = std::fs::read_to_string(path)
-        .map_err(|source| ManifestError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
-        .and_then(|t| parse_manifests(&t));
+    let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Io {
+        path: path.to_path_buf(),
+        source,
+    });
+    let cut = text
+        .as_ref()
+        .is_ok_and(|t| !t.is_empty() && !t.ends_with('\n'));
+    let parsed = text.and_then(|t| parse_manifests(&t));
     let changing = before.is_none() || before != stat(path);
-    FileRead { parsed, changing }
+    FileRead {
+        parsed,
+        changing,
+        cut,
+    }
 }
 
 /// What to do with a file just read.
@@ -307,6 +319,7 @@ impl ManifestDir {
             had_diagnostics: false,
             held_twice: HashSet::new(),
             pending: BTreeMap::new(),
+            unterminated: HashSet::new(),
         }
     }
 
@@ -325,13 +338,15 @@ impl ManifestDir {
             .collect()
     }
 
-    /// Whether `read` of `path` is taken or held: held while it looks mid-write (empty, or
-    /// changing under the read) and the file has objects live, for at most [`HOLD`] from
-    /// the first such read; a file with nothing live has nothing to take down.
+    /// Whether `read` of `path` is taken or held: held while it looks mid-write (empty,
+    /// changing under the read, or newly cut mid-line) and the file has objects live, for at
+    /// most [`HOLD`] from the first such read; a file with nothing live has nothing to take
+    /// down.
     fn judge(&self, path: &Path, read: FileRead, now: Instant) -> Verdict {
         let live = self.last_good.get(path).is_some_and(|o| !o.is_empty());
         let empty = matches!(&read.parsed, Ok(o) if o.is_empty());
-        if !live || !(read.changing || empty) {
+        let cut = read.cut && !self.unterminated.contains(path);
+        if !live || !(read.changing || empty || cut) {
             return Verdict::Take(read.parsed);
         }
         let held = self.pending.get(path);
@@ -347,11 +362,18 @@ impl ManifestDir {
             info!(
                 file = %path.display(),
                 hold = ?HOLD,
-                why = if read.changing { "changing while read" } else { "empty" },
+                why = if read.changing {
+                    "changing while read"
+                } else if empty {
+                    "empty"
+                } else {
+                    "cut mid-line"
+                },
                 "manifest file looks mid-write; keeping its last good version meanwhile"
             );
         }
-        // Empty: read again when the hold runs out (a write ends it earlier by its event).
+        // Empty or cut: read again when the hold runs out (a write ends it earlier by its
+        // event).
         // Changing: again soon, as a burst of events would settle.
         let recheck = if read.changing {
             (now + SETTLE).min(until)
@@ -378,6 +400,7 @@ impl ManifestDir {
         }
         let mut read = BTreeMap::new();
         let mut holds = BTreeMap::new();
+        let mut cut = HashSet::new();
         for path in paths {
             if path.parent() != Some(self.dir.as_path()) {
                 return None;
@@ -387,7 +410,11 @@ impl ManifestDir {
             }
             // `None`: the file is gone.
             let objects = if path.is_file() {
-                match self.judge(path, read_file(path), now) {
+                let read = read_file(path);
+                if read.cut {
+                    cut.insert(path.clone());
+                }
+                match self.judge(path, read, now) {
                     Verdict::Take(parsed) => Some(parsed.ok()?),
                     Verdict::Hold(p) => {
                         holds.insert(path.clone(), p);
@@ -434,6 +461,11 @@ impl ManifestDir {
         }
         for path in read.keys() {
             self.pending.remove(path);
+            if cut.contains(path) {
+                self.unterminated.insert(path.clone());
+            } else {
+                self.unterminated.remove(path);
+            }
         }
         self.pending.extend(holds);
         for (path, objects) in read {
@@ -489,7 +521,14 @@ impl ManifestDir {
         let reads = read_and_parse(&files);
         let mut next = BTreeMap::new();
         let mut pending = BTreeMap::new();
+        let mut unterminated = HashSet::new();
         for (path, read) in files.into_iter().zip(reads) {
+            let cut = read.cut;
+            // Held or not parsing: the last good version stays, and so does what its text
+            // ended with.
+            if self.unterminated.contains(&path) {
+                unterminated.insert(path.clone());
+            }
             let parsed = match self.judge(&path, read, now) {
                 Verdict::Take(parsed) => parsed,
                 Verdict::Hold(p) => {
@@ -502,6 +541,11 @@ impl ManifestDir {
             };
             match parsed {
                 Ok(objects) => {
+                    if cut {
+                        unterminated.insert(path.clone());
+                    } else {
+                        unterminated.remove(&path);
+                    }
                     next.insert(path, objects);
                 }
                 Err(e) => {
@@ -526,6 +570,7 @@ impl ManifestDir {
         };
         self.last_good = next;
         self.pending = pending;
+        self.unterminated = unterminated;
         let mut objects = Objects::from_objects(self.last_good.values().flatten().cloned());
         objects.diagnostics = diagnostics;
         self.had_diagnostics = !objects.diagnostics.is_empty();
@@ -1140,6 +1185,7 @@ spec: {parentRef: {name: gw}, listeners: []}
         let changing = || FileRead {
             parsed: parse_manifests("apiVersion: v1\nkind: Service\nmetadata: {name: w}\n"),
             changing: true,
+            cut: false,
         };
         let Verdict::Hold(p) = m.judge(&a, changing(), t0) else {
             panic!("taken")
@@ -1166,6 +1212,49 @@ spec: {parentRef: {name: gw}, listeners: []}
         ));
         // A settled read of the file itself is marked so.
         assert!(!read_file(&a).changing);
+    }
+
+    /// A file cut mid-line (a writer paused inside a line) that still parses, as an object
+    /// with a shorter name here, is held while its last good text ended with a newline; a
+    /// file written without a final newline is read as it is.
+    #[test]
+    fn a_file_cut_mid_line_is_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.yaml");
+        let node = "apiVersion: v1\nkind: Node\nmetadata:\n  name: node-one\n";
+        std::fs::write(&a, node).unwrap();
+        let t0 = Instant::now();
+        let mut m = ManifestDir::new(dir.path());
+        assert_eq!(m.load_at(t0).len(), 1);
+        std::fs::write(&a, &node[..node.len() - 4]).unwrap();
+        let held = m.reload_at(std::slice::from_ref(&a), t0);
+        assert!(matches!(held, Some(Change::Batch(b)) if b.is_empty()));
+        assert_eq!(m.next_recheck(), Some(t0 + HOLD));
+        // The rest is written: nothing changed after all.
+        std::fs::write(&a, node).unwrap();
+        let done = m.reload_at(std::slice::from_ref(&a), t0 + HOLD / 2);
+        assert!(matches!(done, Some(Change::Batch(b)) if b.is_empty()));
+        assert_eq!(m.next_recheck(), None);
+        // Left without its final newline: taken once the hold runs out; from then on that
+        // is how the file ends, and its edits go live at once.
+        let bare = node.trim_end();
+        std::fs::write(&a, bare).unwrap();
+        assert!(
+            matches!(m.reload_at(std::slice::from_ref(&a), t0), Some(Change::Batch(b)) if b.is_empty())
+        );
+        let Some(Change::Batch(taken)) = m.reload_at(std::slice::from_ref(&a), t0 + HOLD) else {
+            panic!("not a batch")
+        };
+        assert!(taken.is_empty(), "same objects: {taken:?}");
+        std::fs::write(&a, bare.replace("node-one", "node-two")).unwrap();
+        let Some(Change::Batch(edit)) = m.reload_at(std::slice::from_ref(&a), t0 + HOLD) else {
+            panic!("not a batch")
+        };
+        assert_eq!(edit.len(), 2, "{edit:?}");
+        // A full load keeps knowing it.
+        std::fs::write(&a, bare).unwrap();
+        assert_eq!(m.load_at(t0 + HOLD).nodes.len(), 1);
+        assert_eq!(m.next_recheck(), None);
     }
 
     /// An object that one file holds, added to a second file, is the full load's to resolve
@@ -1244,7 +1333,7 @@ spec: {parentRef: {name: gw}, listeners: []}
         let mut m = ManifestDir::new(dir.path());
         store.apply(SourceId::Files, Change::ReplaceAll(Box::new(m.load())));
         // A file that does not parse, or a path elsewhere: read the whole directory.
-        std::fs::write(&c, "kind: [").unwrap();
+        std::fs::write(&c, "kind: [\n").unwrap();
         assert!(m.reload(std::slice::from_ref(&c)).is_none());
         assert!(m.reload(&[PathBuf::from("/elsewhere/x.yaml")]).is_none());
     }
