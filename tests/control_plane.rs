@@ -86,6 +86,51 @@ async fn manifest_dir_edits_apply_and_broken_files_keep_the_rest() {
     .await;
     eprintln!("manifest edit live after {:?}", t0.elapsed());
     assert!(!s.l7.hosts.contains_key("echo.example.com"));
+    let renamed = std::fs::read_to_string(&path).unwrap();
+
+    // Written in place with a pause (`(sleep 1; cat good) > file`): the truncated file is
+    // held at its last good version, so no snapshot in between lacks the host.
+    let mut watch_host = ctl.snapshots.clone();
+    let dropped = tokio::spawn(async move {
+        while watch_host.changed().await.is_ok() {
+            if !watch_host
+                .borrow_and_update()
+                .l7
+                .hosts
+                .contains_key("renamed.example.com")
+            {
+                return true;
+            }
+        }
+        false
+    });
+    std::fs::write(&path, "").unwrap();
+    tokio::time::sleep(files::SETTLE * 6).await;
+    std::fs::write(&path, &renamed).unwrap();
+    tokio::time::sleep(files::HOLD + files::SETTLE * 4).await;
+    assert!(
+        !dropped.is_finished(),
+        "a host went while its file was rewritten"
+    );
+    dropped.abort();
+    assert!(rx.borrow().l7.hosts.contains_key("renamed.example.com"));
+
+    // Emptied on purpose and left so: its objects go once the hold runs out.
+    std::fs::write(&path, "").unwrap();
+    let t0 = std::time::Instant::now();
+    converge(&mut rx, "file emptied", |s| {
+        !s.l7.hosts.contains_key("renamed.example.com")
+    })
+    .await;
+    assert!(
+        t0.elapsed() >= files::HOLD,
+        "deleted before the hold ran out"
+    );
+    std::fs::write(&path, &renamed).unwrap();
+    converge(&mut rx, "file written again", |s| {
+        s.l7.hosts.contains_key("renamed.example.com")
+    })
+    .await;
 
     // A broken file: a diagnostic, and everything keeps being served as before.
     std::fs::write(

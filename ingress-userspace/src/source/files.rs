@@ -5,7 +5,9 @@
 //! again, and the objects that differ go to the store as upserts and deletes (so deleting an
 //! object from a file deletes it from the store, and an edit of one Ingress re-translates only
 //! its hosts). While any file has a problem the directory is re-read whole. A file that fails to parse gets an `InvalidManifest` diagnostic and keeps contributing
-//! the objects of its last good version, so a half-saved edit never takes routes down.
+//! the objects of its last good version, so a half-saved edit never takes routes down; a
+//! file that reads as empty or changes under the read keeps them too, for up to [`HOLD`]
+//! (a write in progress truncates first), after which an emptied file's objects go.
 //! ConfigMaps are kept (translation reads only the one `--configmap` names). Kinds we
 //! do not read (Deployments, ...) are skipped silently; namespaced objects without a namespace
 //! go to `default`, as `kubectl apply` would put them.
@@ -212,6 +214,74 @@ pub struct ManifestDir {
     /// Objects more than one file holds (the last file wins): a change of one of them is
     /// resolved by a full [`ManifestDir::load`].
     held_twice: HashSet<(ObjectKind, Key)>,
+    /// Files whose last read looked mid-write, held at their last good version (see
+    /// [`HOLD`]) until they read as settled or their hold runs out.
+    pending: BTreeMap<PathBuf, Pending>,
+    /// Files whose last good text does not end with a newline: for them a text cut mid-line
+    /// is how the file is written, not a sign of a write in progress.
+    unterminated: HashSet<PathBuf>,
+}
+
+/// How long a file that has objects live is held at its last good version while it reads as
+/// mid-write: empty (no objects: `> file` truncates before the writer writes anything, and
+/// `helm template ... > file` may take seconds to render), changing between the two `stat`s
+/// around the read, or cut mid-line (no final newline where its last good text had one: a
+/// cut line may still parse, as a shorter name or a rule list missing its end). A deliberate emptying goes live after this long; anything else
+/// goes live as soon as it is read (within [`SETTLE`]). A second outlasts the pause of a
+/// shell redirection, a `kubectl`/`helm` run that renders before writing, or a slow copy,
+/// and still deletes a file's objects well before anyone wonders why they are still served.
+pub const HOLD: Duration = Duration::from_secs(1);
+
+/// A file held at its last good version (see [`HOLD`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pending {
+    /// When it was first read as mid-write (its hold runs out [`HOLD`] later).
+    since: Instant,
+    /// When to read it again even if no event comes.
+    recheck: Instant,
+}
+
+/// One manifest file as read once, by [`read_file`].
+struct FileRead {
+    /// Its objects, or why it does not parse (or cannot be read).
+    parsed: Result<Vec<Object>, ManifestError>,
+    /// Its size or modification time changed while it was read: a writer is at it.
+    changing: bool,
+    /// Its text is not empty and does not end with a newline.
+    cut: bool,
+}
+
+/// Reads and parses one file, with a `stat` before and after: a read that a write overlaps
+/// is marked `changing`, so its (partial) text is not taken for the file's content.
+fn read_file(path: &Path) -> FileRead {
+    let stat = |p: &Path| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| (m.len(), m.modified().ok()))
+    };
+    let before = stat(path);
+    let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Io {
+        path: path.to_path_buf(),
+        source,
+    });
+    let cut = text
+        .as_ref()
+        .is_ok_and(|t| !t.is_empty() && !t.ends_with('\n'));
+    let parsed = text.and_then(|t| parse_manifests(&t));
+    let changing = before.is_none() || before != stat(path);
+    FileRead {
+        parsed,
+        changing,
+        cut,
+    }
+}
+
+/// What to do with a file just read.
+enum Verdict {
+    /// Take what was read (objects, or a parse error).
+    Take(Result<Vec<Object>, ManifestError>),
+    /// Keep the last good version; read again by then.
+    Hold(Pending),
 }
 
 /// The hash [`ManifestDir`] counts an object under (std's SipHash with fixed keys).
@@ -248,7 +318,69 @@ impl ManifestDir {
             held: HashMap::new(),
             had_diagnostics: false,
             held_twice: HashSet::new(),
+            pending: BTreeMap::new(),
+            unterminated: HashSet::new(),
         }
+    }
+
+    /// When the watcher must read the held files again ([`ManifestDir::due`]) even if no
+    /// event comes: the earliest recheck of a file held at its last good version.
+    pub fn next_recheck(&self) -> Option<Instant> {
+        self.pending.values().map(|p| p.recheck).min()
+    }
+
+    /// The held files due to be read again at `now` (their recheck time has come).
+    pub fn due(&self, now: Instant) -> Vec<PathBuf> {
+        self.pending
+            .iter()
+            .filter(|(_, p)| p.recheck <= now)
+            .map(|(path, _)| path.clone())
+            .collect()
+    }
+
+    /// Whether `read` of `path` is taken or held: held while it looks mid-write (empty,
+    /// changing under the read, or newly cut mid-line) and the file has objects live, for at
+    /// most [`HOLD`] from the first such read; a file with nothing live has nothing to take
+    /// down.
+    fn judge(&self, path: &Path, read: FileRead, now: Instant) -> Verdict {
+        let live = self.last_good.get(path).is_some_and(|o| !o.is_empty());
+        let empty = matches!(&read.parsed, Ok(o) if o.is_empty());
+        let cut = read.cut && !self.unterminated.contains(path);
+        if !live || !(read.changing || empty || cut) {
+            return Verdict::Take(read.parsed);
+        }
+        let held = self.pending.get(path);
+        let since = held.map_or(now, |p| p.since);
+        let until = since + HOLD;
+        if now >= until {
+            if empty {
+                info!(file = %path.display(), hold = ?HOLD, "manifest file still empty; its objects are deleted");
+            }
+            return Verdict::Take(read.parsed);
+        }
+        if held.is_none() {
+            info!(
+                file = %path.display(),
+                hold = ?HOLD,
+                why = if read.changing {
+                    "changing while read"
+                } else if empty {
+                    "empty"
+                } else {
+                    "cut mid-line"
+                },
+                "manifest file looks mid-write; keeping its last good version meanwhile"
+            );
+        }
+        // Empty or cut: read again when the hold runs out (a write ends it earlier by its
+        // event).
+        // Changing: again soon, as a burst of events would settle.
+        let recheck = if read.changing {
+            (now + SETTLE).min(until)
+        } else {
+            until
+        };
+        Verdict::Hold(Pending { since, recheck })
     }
 
     /// Reads again only `paths` (files of the directory that changed, or were created or
@@ -258,10 +390,17 @@ impl ManifestDir {
     /// not parse, an object another file holds too, or a problem reported before (its
     /// diagnostic must go).
     pub fn reload(&mut self, paths: &[PathBuf]) -> Option<Change> {
+        self.reload_at(paths, Instant::now())
+    }
+
+    /// [`ManifestDir::reload`] at `now` (the clock the holds of [`HOLD`] are measured by).
+    pub fn reload_at(&mut self, paths: &[PathBuf], now: Instant) -> Option<Change> {
         if paths.is_empty() || self.had_diagnostics {
             return None;
         }
         let mut read = BTreeMap::new();
+        let mut holds = BTreeMap::new();
+        let mut cut = HashSet::new();
         for path in paths {
             if path.parent() != Some(self.dir.as_path()) {
                 return None;
@@ -271,8 +410,17 @@ impl ManifestDir {
             }
             // `None`: the file is gone.
             let objects = if path.is_file() {
-                let text = std::fs::read_to_string(path).ok()?;
-                Some(parse_manifests(&text).ok()?)
+                let read = read_file(path);
+                if read.cut {
+                    cut.insert(path.clone());
+                }
+                match self.judge(path, read, now) {
+                    Verdict::Take(parsed) => Some(parsed.ok()?),
+                    Verdict::Hold(p) => {
+                        holds.insert(path.clone(), p);
+                        continue;
+                    }
+                }
             } else {
                 None
             };
@@ -311,6 +459,15 @@ impl ManifestDir {
                 changes.push(Change::Delete(k.0, k.1.clone()));
             }
         }
+        for path in read.keys() {
+            self.pending.remove(path);
+            if cut.contains(path) {
+                self.unterminated.insert(path.clone());
+            } else {
+                self.unterminated.remove(path);
+            }
+        }
+        self.pending.extend(holds);
         for (path, objects) in read {
             match objects {
                 Some(o) => self.last_good.insert(path, o),
@@ -337,6 +494,11 @@ impl ManifestDir {
 
     /// Reads the whole directory. Never fails as a whole: problems become diagnostics.
     pub fn load(&mut self) -> Objects {
+        self.load_at(Instant::now())
+    }
+
+    /// [`ManifestDir::load`] at `now` (the clock the holds of [`HOLD`] are measured by).
+    pub fn load_at(&mut self, now: Instant) -> Objects {
         let mut diagnostics = Vec::new();
         let mut files: Vec<PathBuf> = match std::fs::read_dir(&self.dir) {
             Ok(rd) => rd
@@ -356,11 +518,34 @@ impl ManifestDir {
             }
         };
         files.sort();
-        let parsed = read_and_parse(&files);
+        let reads = read_and_parse(&files);
         let mut next = BTreeMap::new();
-        for (path, parsed) in files.into_iter().zip(parsed) {
+        let mut pending = BTreeMap::new();
+        let mut unterminated = HashSet::new();
+        for (path, read) in files.into_iter().zip(reads) {
+            let cut = read.cut;
+            // Held or not parsing: the last good version stays, and so does what its text
+            // ended with.
+            if self.unterminated.contains(&path) {
+                unterminated.insert(path.clone());
+            }
+            let parsed = match self.judge(&path, read, now) {
+                Verdict::Take(parsed) => parsed,
+                Verdict::Hold(p) => {
+                    pending.insert(path.clone(), p);
+                    if let Some(old) = self.last_good.remove(&path) {
+                        next.insert(path, old);
+                    }
+                    continue;
+                }
+            };
             match parsed {
                 Ok(objects) => {
+                    if cut {
+                        unterminated.insert(path.clone());
+                    } else {
+                        unterminated.remove(&path);
+                    }
                     next.insert(path, objects);
                 }
                 Err(e) => {
@@ -384,6 +569,8 @@ impl ManifestDir {
             HashSet::new()
         };
         self.last_good = next;
+        self.pending = pending;
+        self.unterminated = unterminated;
         let mut objects = Objects::from_objects(self.last_good.values().flatten().cloned());
         objects.diagnostics = diagnostics;
         self.had_diagnostics = !objects.diagnostics.is_empty();
@@ -393,15 +580,8 @@ impl ManifestDir {
 
 /// Reads and parses `files`, in order, on as many threads as there are cores (at most one
 /// per 64 files): at start-up a directory of thousands of files is mostly parsing.
-fn read_and_parse(files: &[PathBuf]) -> Vec<Result<Vec<Object>, ManifestError>> {
-    let one = |path: &PathBuf| {
-        std::fs::read_to_string(path)
-            .map_err(|source| ManifestError::Io {
-                path: path.clone(),
-                source,
-            })
-            .and_then(|t| parse_manifests(&t))
-    };
+fn read_and_parse(files: &[PathBuf]) -> Vec<FileRead> {
+    let one = |path: &PathBuf| read_file(path);
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(files.len() / 64)
@@ -473,8 +653,9 @@ pub fn default_objects() -> Result<Objects, ManifestError> {
 
 /// How long the watcher waits for a burst of file events to settle before re-reading. An
 /// editor's save (write, rename) and a ConfigMap volume's symlink swap come within a
-/// millisecond or two; a file read mid-write fails to parse and keeps its last good version
-/// until the next event. Part of every changed file's time to live (target 250 ms).
+/// millisecond or two; a file read mid-write fails to parse, reads as empty or changes
+/// under the read, and keeps its last good version (see [`HOLD`]) until it is read again.
+/// Part of every changed file's time to live (target 250 ms).
 pub const SETTLE: Duration = Duration::from_millis(50);
 
 /// Loads `dir` now (sending the result), then re-loads it after every change until `events`
@@ -500,7 +681,30 @@ pub fn watch(
         if events.send(initial).await.is_err() {
             return;
         }
-        while let Some((first_seen, mut paths)) = rx.recv().await {
+        loop {
+            // An event, or the time to read again a file held at its last good version (no
+            // event may ever come for it: a file emptied and left so).
+            let event = match dir.next_recheck() {
+                Some(at) => {
+                    match tokio::time::timeout_at(tokio::time::Instant::from_std(at), rx.recv())
+                        .await
+                    {
+                        Ok(event) => event,
+                        Err(_) => {
+                            let now = Instant::now();
+                            let due = dir.due(now);
+                            if due.is_empty() {
+                                continue;
+                            }
+                            Some((now, due))
+                        }
+                    }
+                }
+                None => rx.recv().await,
+            };
+            let Some((first_seen, mut paths)) = event else {
+                return;
+            };
             // Let a burst (editor save, ConfigMap symlink swap) settle.
             loop {
                 match tokio::time::timeout(SETTLE, rx.recv()).await {
@@ -869,6 +1073,190 @@ spec: {parentRef: {name: gw}, listeners: []}
         assert!(fixed.diagnostics.is_empty());
     }
 
+    /// A file truncated to nothing and written again later (`cat good > file` with a pause
+    /// between the two, `helm template ... > file`): its objects never leave the store in
+    /// between, whether the watcher re-reads only that file or the whole directory.
+    #[test]
+    fn a_file_truncated_then_rewritten_keeps_its_objects_throughout() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.yaml");
+        std::fs::write(&a, TWO).unwrap();
+        let t0 = Instant::now();
+        let mut m = ManifestDir::new(dir.path());
+        let mut store = crate::store::Store::new();
+        store.apply(SourceId::Files, Change::ReplaceAll(Box::new(m.load_at(t0))));
+        let full = ManifestDir::new(dir.path()).load();
+        assert_eq!(full.len(), 2);
+        // Empty, then only a comment (no documents): both read as mid-write.
+        for (i, empty) in ["", "# rendering...\n"].into_iter().enumerate() {
+            std::fs::write(&a, empty).unwrap();
+            let now = t0 + HOLD / 4 * u32::try_from(i).unwrap();
+            let change = m
+                .reload_at(std::slice::from_ref(&a), now)
+                .expect("a file of the dir");
+            store.apply(SourceId::Files, change);
+            assert_eq!(*store.view(), full, "{empty:?} read at {i}");
+            // The hold counts from the first empty read, not from each.
+            assert_eq!(m.next_recheck(), Some(t0 + HOLD));
+            assert!(m.due(t0 + HOLD / 2).is_empty());
+            // A full load (another file's problem) holds it as well.
+            assert_eq!(m.load_at(now), full);
+        }
+        // The write completes (an edit of one object) before the hold runs out.
+        std::fs::write(&a, TWO.replace("nodePort: 30080", "nodePort: 30081")).unwrap();
+        let Some(Change::Batch(changes)) = m.reload_at(std::slice::from_ref(&a), t0 + HOLD / 2)
+        else {
+            panic!("not a batch")
+        };
+        assert!(
+            matches!(&changes[..], [Change::Upsert(Object::Service(_))]),
+            "{changes:?}"
+        );
+        assert_eq!(m.next_recheck(), None, "no longer held");
+        // Emptied again later: a new hold, from that read.
+        std::fs::write(&a, "").unwrap();
+        let later = t0 + HOLD * 5;
+        assert_eq!(
+            m.reload_at(std::slice::from_ref(&a), later)
+                .map(|c| matches!(c, Change::Batch(b) if b.is_empty())),
+            Some(true)
+        );
+        assert_eq!(m.next_recheck(), Some(later + HOLD));
+    }
+
+    /// A file emptied on purpose (and left so) loses its objects once the hold runs out, by
+    /// the recheck the watcher makes with no event; a file removed loses them at once, and an
+    /// empty new file has nothing to hold.
+    #[test]
+    fn a_file_left_empty_loses_its_objects_after_the_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.yaml"), dir.path().join("b.yaml"));
+        std::fs::write(&a, TWO).unwrap();
+        std::fs::write(&b, "apiVersion: v1\nkind: Node\nmetadata: {name: n}\n").unwrap();
+        let t0 = Instant::now();
+        let mut m = ManifestDir::new(dir.path());
+        assert_eq!(m.load_at(t0).len(), 3);
+        std::fs::write(&a, "").unwrap();
+        let held = m.reload_at(std::slice::from_ref(&a), t0).unwrap();
+        assert!(matches!(held, Change::Batch(b) if b.is_empty()));
+        let at = m.next_recheck().expect("a recheck");
+        assert_eq!(at, t0 + HOLD);
+        assert_eq!(m.due(at), std::slice::from_ref(&a));
+        let due = m.due(at);
+        let Some(Change::Batch(gone)) = m.reload_at(&due, at) else {
+            panic!("not a batch")
+        };
+        assert_eq!(gone.len(), 2, "{gone:?}");
+        assert!(gone.iter().all(|c| matches!(c, Change::Delete(..))));
+        assert_eq!(m.next_recheck(), None);
+        // Now empty with nothing live: rewritten and emptied again is taken at once.
+        std::fs::write(&a, TWO).unwrap();
+        assert!(
+            matches!(m.reload_at(std::slice::from_ref(&a), at), Some(Change::Batch(b)) if b.len() == 2)
+        );
+        // A removed file: its objects go with no hold.
+        std::fs::remove_file(&b).unwrap();
+        let Some(Change::Batch(gone)) = m.reload_at(std::slice::from_ref(&b), at) else {
+            panic!("not a batch")
+        };
+        assert!(
+            matches!(&gone[..], [Change::Delete(ObjectKind::Node, _)]),
+            "{gone:?}"
+        );
+        // By full loads alone, the same: held, then deleted.
+        std::fs::write(&a, "").unwrap();
+        assert_eq!(m.load_at(at).len(), 2);
+        assert_eq!(m.next_recheck(), Some(at + HOLD));
+        assert!(m.load_at(at + HOLD).is_empty());
+        assert_eq!(m.next_recheck(), None);
+    }
+
+    /// A read that a write overlaps (size or modification time changed under it) is not
+    /// taken while the file has objects live: read again after [`SETTLE`], and taken as it
+    /// is once the hold runs out (a file that never stops changing still goes live).
+    #[test]
+    fn a_file_changing_under_the_read_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.yaml");
+        std::fs::write(&a, TWO).unwrap();
+        let t0 = Instant::now();
+        let mut m = ManifestDir::new(dir.path());
+        assert_eq!(m.load_at(t0).len(), 2);
+        let changing = || FileRead {
+            parsed: parse_manifests("apiVersion: v1\nkind: Service\nmetadata: {name: w}\n"),
+            changing: true,
+            cut: false,
+        };
+        let Verdict::Hold(p) = m.judge(&a, changing(), t0) else {
+            panic!("taken")
+        };
+        assert_eq!(
+            p,
+            Pending {
+                since: t0,
+                recheck: t0 + SETTLE
+            }
+        );
+        m.pending.insert(a.clone(), p);
+        let last = t0 + HOLD - SETTLE / 2;
+        let Verdict::Hold(p) = m.judge(&a, changing(), last) else {
+            panic!("taken")
+        };
+        assert_eq!(p.recheck, t0 + HOLD, "never past the hold");
+        assert!(matches!(m.judge(&a, changing(), t0 + HOLD), Verdict::Take(Ok(o)) if o.len() == 1));
+        // A file with nothing live is read as it is, changing or not.
+        let new = dir.path().join("new.yaml");
+        assert!(matches!(
+            m.judge(&new, changing(), t0),
+            Verdict::Take(Ok(_))
+        ));
+        // A settled read of the file itself is marked so.
+        assert!(!read_file(&a).changing);
+    }
+
+    /// A file cut mid-line (a writer paused inside a line) that still parses, as an object
+    /// with a shorter name here, is held while its last good text ended with a newline; a
+    /// file written without a final newline is read as it is.
+    #[test]
+    fn a_file_cut_mid_line_is_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.yaml");
+        let node = "apiVersion: v1\nkind: Node\nmetadata:\n  name: node-one\n";
+        std::fs::write(&a, node).unwrap();
+        let t0 = Instant::now();
+        let mut m = ManifestDir::new(dir.path());
+        assert_eq!(m.load_at(t0).len(), 1);
+        std::fs::write(&a, &node[..node.len() - 4]).unwrap();
+        let held = m.reload_at(std::slice::from_ref(&a), t0);
+        assert!(matches!(held, Some(Change::Batch(b)) if b.is_empty()));
+        assert_eq!(m.next_recheck(), Some(t0 + HOLD));
+        // The rest is written: nothing changed after all.
+        std::fs::write(&a, node).unwrap();
+        let done = m.reload_at(std::slice::from_ref(&a), t0 + HOLD / 2);
+        assert!(matches!(done, Some(Change::Batch(b)) if b.is_empty()));
+        assert_eq!(m.next_recheck(), None);
+        // Left without its final newline: taken once the hold runs out; from then on that
+        // is how the file ends, and its edits go live at once.
+        let bare = node.trim_end();
+        std::fs::write(&a, bare).unwrap();
+        assert!(
+            matches!(m.reload_at(std::slice::from_ref(&a), t0), Some(Change::Batch(b)) if b.is_empty())
+        );
+        let Some(Change::Batch(taken)) = m.reload_at(std::slice::from_ref(&a), t0 + HOLD) else {
+            panic!("not a batch")
+        };
+        assert!(taken.is_empty(), "same objects: {taken:?}");
+        std::fs::write(&a, bare.replace("node-one", "node-two")).unwrap();
+        let Some(Change::Batch(edit)) = m.reload_at(std::slice::from_ref(&a), t0 + HOLD) else {
+            panic!("not a batch")
+        };
+        assert_eq!(edit.len(), 2, "{edit:?}");
+        // A full load keeps knowing it.
+        std::fs::write(&a, bare).unwrap();
+        assert_eq!(m.load_at(t0 + HOLD).nodes.len(), 1);
+        assert_eq!(m.next_recheck(), None);
+    }
+
     /// An object that one file holds, added to a second file, is the full load's to resolve
     /// (which file wins), whatever its kind: the reload must see that the store holds it.
     #[test]
@@ -945,7 +1333,7 @@ spec: {parentRef: {name: gw}, listeners: []}
         let mut m = ManifestDir::new(dir.path());
         store.apply(SourceId::Files, Change::ReplaceAll(Box::new(m.load())));
         // A file that does not parse, or a path elsewhere: read the whole directory.
-        std::fs::write(&c, "kind: [").unwrap();
+        std::fs::write(&c, "kind: [\n").unwrap();
         assert!(m.reload(std::slice::from_ref(&c)).is_none());
         assert!(m.reload(&[PathBuf::from("/elsewhere/x.yaml")]).is_none());
     }
