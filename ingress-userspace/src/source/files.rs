@@ -568,6 +568,7 @@ impl ManifestDir {
         } else {
             HashSet::new()
         };
+        diagnostics.extend(shadowed(&next, &self.held_twice));
         self.last_good = next;
         self.pending = pending;
         self.unterminated = unterminated;
@@ -604,6 +605,45 @@ fn read_and_parse(files: &[PathBuf]) -> Vec<FileRead> {
             })
             .collect()
     })
+}
+
+/// A Warning `DuplicateObject` on each file whose copy of an object another file, read later
+/// (file names in order), replaces: which copy is served is not what a reader of the first
+/// file expects, so it is said rather than left to the file order.
+fn shadowed(
+    files: &BTreeMap<PathBuf, Vec<Object>>,
+    twice: &HashSet<(ObjectKind, Key)>,
+) -> Vec<Diagnostic> {
+    if twice.is_empty() {
+        return Vec::new();
+    }
+    let mut holders: BTreeMap<&(ObjectKind, Key), Vec<&Path>> = BTreeMap::new();
+    for (path, objects) in files {
+        for k in by_key(objects).into_keys() {
+            if let Some(k) = twice.get(&k) {
+                holders.entry(k).or_default().push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for ((kind, key), paths) in holders {
+        let Some((winner, losers)) = paths.split_last() else {
+            continue;
+        };
+        for lost in losers {
+            out.push(Diagnostic {
+                object: ObjectRef::new(ObjectKind::ManifestFile, "", lost.display().to_string()),
+                severity: Severity::Warning,
+                reason: "DuplicateObject".into(),
+                message: format!(
+                    "{kind:?} {key} is also in {}, which comes later in name order and is \
+                     served; this file's copy is ignored",
+                    winner.display()
+                ),
+            });
+        }
+    }
+    out
 }
 
 fn file_diag(path: &Path, e: &ManifestError) -> Diagnostic {
@@ -1071,6 +1111,38 @@ spec: {parentRef: {name: gw}, listeners: []}
         let names: Vec<String> = fixed.services.keys().map(|k| k.to_string()).collect();
         assert_eq!(names, ["default/renamed"]);
         assert!(fixed.diagnostics.is_empty());
+    }
+
+    /// An object two files define is served from the later file in name order, and the earlier
+    /// file gets a `DuplicateObject` warning (found by a fresh-user trial: a second copy of the
+    /// controller ConfigMap replaced the first in silence); removing the copy clears it.
+    #[test]
+    fn an_object_in_two_files_is_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let cm = |v: &str| {
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm, namespace: x}}\ndata: {{k: {v}}}\n"
+            )
+        };
+        std::fs::write(dir.path().join("10-cm.yaml"), cm("first")).unwrap();
+        std::fs::write(dir.path().join("99-dup.yaml"), cm("second")).unwrap();
+        let mut m = ManifestDir::new(dir.path());
+        let o = m.load();
+        let data = o.config_maps[&Key::new("x", "cm")].data.clone().unwrap();
+        assert_eq!(data["k"], "second");
+        assert_eq!(o.diagnostics.len(), 1, "{:?}", o.diagnostics);
+        let d = &o.diagnostics[0];
+        assert_eq!(
+            (d.reason.as_str(), d.severity),
+            ("DuplicateObject", Severity::Warning)
+        );
+        assert!(d.object.name.ends_with("10-cm.yaml"), "{d:?}");
+        assert!(d.message.contains("99-dup.yaml"), "{d:?}");
+        std::fs::remove_file(dir.path().join("99-dup.yaml")).unwrap();
+        let o = m.load();
+        assert!(o.diagnostics.is_empty(), "{:?}", o.diagnostics);
+        let data = o.config_maps[&Key::new("x", "cm")].data.clone().unwrap();
+        assert_eq!(data["k"], "first");
     }
 
     /// A file truncated to nothing and written again later (`cat good > file` with a pause
