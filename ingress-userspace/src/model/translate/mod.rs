@@ -111,13 +111,14 @@ pub fn auth_value_problems(
     forward_auth::check_values(&mut r);
 }
 
-/// What the Secrets an Ingress names say, read from `objects` (`migrate --manifests`): its
-/// `spec.tls` Secrets (missing, or a pair rustls cannot serve: the host gets the default
-/// certificate), and those of `auth-secret`, `auth-tls-secret` and `proxy-ssl-secret` (a
-/// Secret or key missing, `ca.crt` for `proxy-ssl-verify: on`, PEM or htpasswd that does not
-/// parse: `run` denies the routes with 503 or the host with 403). Reported on `object` exactly
-/// as translation reports them; with [`auth_value_problems`] the same diagnostics come once
-/// after [`diagnostics::Diagnostics::finish`].
+/// What the Secrets an Ingress names say, where `objects` holds them (`migrate
+/// --manifests`): its `spec.tls` Secrets (a pair rustls cannot serve: the host gets the
+/// default certificate), and those of `auth-secret`, `auth-tls-secret` and `proxy-ssl-secret`
+/// (a key missing, `ca.crt` for `proxy-ssl-verify: on`, PEM or htpasswd that does not parse:
+/// `run` denies the routes with 503 or the host with 403). A Secret `objects` lacks is not
+/// reported: a GitOps repository seldom holds its Secrets. Reported on `object` exactly as
+/// translation reports them; with [`auth_value_problems`] the same diagnostics come once after
+/// [`diagnostics::Diagnostics::finish`].
 pub fn secret_problems(
     ingress: &k8s_openapi::api::networking::v1::Ingress,
     object: &ObjectRef,
@@ -131,22 +132,27 @@ pub fn secret_problems(
         .filter_map(|t| t.secret_name.as_deref())
     {
         let key = Key::new(object.namespace.clone(), name);
-        match objects.secrets.get(&key) {
-            None => diags.error(object, "TlsSecretNotFound", tls::not_found_message(&key)),
-            Some(s) => {
-                if let Err(e) = tls::parse_secret(s) {
-                    diags.error(object, "InvalidTlsSecret", tls::invalid_message(&key, &e));
-                }
-            }
+        if let Some(s) = objects.secrets.get(&key)
+            && let Err(e) = tls::parse_secret(s)
+        {
+            diags.error(object, "InvalidTlsSecret", tls::invalid_message(&key, &e));
         }
     }
     let annotations = ingress.metadata.annotations.as_ref();
-    let mut r = annotations::Reader::new(annotations, object, diags);
+    let mut found = diagnostics::Diagnostics::default();
+    let mut r = annotations::Reader::new(annotations, object, &mut found);
     let mut used = HashSet::new();
     let ns = &object.namespace;
     auth::parse(&mut r, ns, objects, None, &mut used);
     client_auth::parse(&mut r, ns, objects, None, &mut used);
     proxy_ssl::parse(&mut r, ns, objects, None, &mut used);
+    // `AuthSecretNotFound`, `AuthTlsSecretNotFound`, `ProxySslSecretNotFound`: see above.
+    (diags.0).extend(
+        found
+            .0
+            .into_iter()
+            .filter(|d| !d.reason.ends_with("SecretNotFound")),
+    );
 }
 
 pub const DEFAULT_CONTROLLER_NAME: &str = "xdp-ingress.dev/controller";
