@@ -323,7 +323,8 @@ fn profile_parts(objects: Objects) {
     ];
     let b = live();
     let mut t = Translator::new(TranslateConfig::default());
-    let snap = Arc::new(t.translate(&loaded));
+    // As the daemon's loop translates: the translator keeps the snapshot and its caches.
+    let snap = t.translate_shared(&loaded, None);
     let translated = live() - b;
     let b = live();
     let (runtime, _) = xdp_ingress::proxy::Runtime::build(
@@ -335,12 +336,23 @@ fn profile_parts(objects: Objects) {
     let certs = xdp_ingress::proxy::tls::CertStore::new().unwrap();
     let _ = certs.update(&snap.l7);
     parts.push(("proxy certificate store", live() - b));
+    // The translator's own caches (references, Ingress index, Service uses, TLS cache): what
+    // dropping it frees while the snapshot is still held.
+    let b = live();
+    drop(t);
+    let caches = b - live();
+    // The snapshot's parts no runtime shares, then those the proxy runtime holds too
+    // (upstreams, policies: freed only with it).
     let b = live();
     drop(snap);
-    let snapshot = b - live();
-    parts.push(("snapshot", snapshot));
-    parts.push(("translator's caches", translated - snapshot));
-    drop((runtime, certs, t));
+    let snapshot_own = b - live();
+    parts.push(("translator's caches", caches));
+    parts.push(("snapshot, not shared", snapshot_own));
+    parts.push((
+        "snapshot, shared with the runtime",
+        translated - caches - snapshot_own,
+    ));
+    drop((runtime, certs));
     let total: isize = parts.iter().map(|(_, b)| b).sum();
     println!(
         "daemon parts (heap, counting allocator), total {:.1} MiB:",

@@ -1005,7 +1005,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
     match table.lookup(&view) {
         Lookup::Route { host, route } => {
             e.virtual_host = host_name(host);
-            let (path, path_type) = match &route.path {
+            let (path, path_type) = match route.path() {
                 _ if matches!(route.action, CompiledAction::DefaultBackend) => {
                     ("/".to_string(), ROOT_LOCATION)
                 }
@@ -1017,7 +1017,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
             };
             if let Some(g) = &route.policy.gateway {
                 let parents: Vec<_> = (snapshot.gateway_status.routes)
-                    .get(&route.origin.object)
+                    .get(&route.origin().object)
                     .cloned()
                     .unwrap_or_default();
                 e.gateway = Some(GatewayRouteInfo {
@@ -1026,15 +1026,15 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                     gateway_addresses: gateway_addresses(
                         snapshot,
                         &parents,
-                        &route.origin.object.namespace,
+                        &route.origin().object.namespace,
                     ),
                     parents,
                 });
             }
             e.route = Some(RouteInfo {
-                ingress: route.origin.object.clone(),
-                rule: route.origin.rule,
-                path_index: route.origin.path,
+                ingress: route.origin().object.clone(),
+                rule: route.origin().rule,
+                path_index: route.origin().path,
                 path,
                 path_type,
             });
@@ -1057,7 +1057,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
             e.diagnostics = snapshot
                 .diagnostics
                 .iter()
-                .filter(|d| d.object == route.origin.object)
+                .filter(|d| d.object == route.origin().object)
                 .cloned()
                 .collect();
             if let Some(errors) = &route.errors {
@@ -1112,7 +1112,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
             {
                 let location = crate::proxy::gateway_filters::redirect_location(
                     r,
-                    &route.path,
+                    route.path(),
                     step.scheme,
                     &target.host,
                     port,
@@ -1129,7 +1129,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                 );
                 e.reason = format!(
                     "RequestRedirect filter of {}: {}",
-                    route.origin.object,
+                    route.origin().object,
                     crate::model::answer::location_shape(r)
                 );
                 return e;

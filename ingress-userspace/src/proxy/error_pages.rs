@@ -56,7 +56,7 @@ pub fn mark_served_by_default_backend<B>(
     let (service, port) = up.map_or((String::new(), String::new()), |u| {
         (u.spec.service.name.clone(), service_port(u))
     });
-    let object = &route.origin.object;
+    let object = &route.origin().object;
     set_error_headers(
         req.headers_mut(),
         &[
@@ -132,8 +132,8 @@ impl<'r> Intercept<'r> {
             method: req.method().clone(),
             uri: req.uri().clone(),
             headers: req.headers().clone(),
-            namespace: route.origin.object.namespace.clone(),
-            ingress: route.origin.object.name.clone(),
+            namespace: route.origin().object.namespace.clone(),
+            ingress: route.origin().object.name.clone(),
             service,
             port,
         })

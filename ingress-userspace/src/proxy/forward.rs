@@ -421,7 +421,7 @@ async fn route(
         )
         && !matches!(
             rt.routes.lookup(&view),
-            Lookup::Route { route, .. } if route.origin.object.kind == ObjectKind::Ingress
+            Lookup::Route { route, .. } if route.origin().object.kind == ObjectKind::Ingress
         )
     {
         out.reason = Some("misdirected request".into());
@@ -443,7 +443,7 @@ async fn route(
         Lookup::Route { host: vh, route } => {
             out.ingress = Some(Arc::clone(&route.ingress));
             out.gateway_route = matches!(
-                route.origin.object.kind,
+                route.origin().object.kind,
                 crate::model::ObjectKind::HTTPRoute | crate::model::ObjectKind::GRPCRoute
             );
             out.host = Some(Arc::clone(&vh.label));
@@ -479,7 +479,7 @@ async fn route(
             if let Some(r) = gateway.as_ref().and_then(|g| g.redirect.as_ref()) {
                 let location = gateway_filters::redirect_location(
                     r,
-                    &route.path,
+                    route.path(),
                     scheme,
                     host,
                     server_port.parse().unwrap_or(0),
@@ -553,7 +553,7 @@ async fn route(
                         gateway_filters::apply_headers(&g.request_headers, req.headers_mut());
                         if let Some(p) = g.rewrite.as_ref().and_then(|r| r.path.as_ref()) {
                             let path =
-                                gateway_filters::replace_path(p, &route.path, req.uri().path());
+                                gateway_filters::replace_path(p, route.path(), req.uri().path());
                             let pq = match req.uri().query() {
                                 Some(q) => format!("{path}?{q}"),
                                 None => path,

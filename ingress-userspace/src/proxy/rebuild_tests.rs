@@ -304,7 +304,9 @@ fn answer(rt: &Runtime, host: &str, path: &str) -> String {
             };
             format!(
                 "{} {:?} {:?} -> {action}",
-                host.host, route.path, route.origin
+                host.host,
+                route.path(),
+                route.origin()
             )
         }
         Lookup::Default { host, backend, why } => {

@@ -78,14 +78,17 @@ pub struct CompiledHost<U> {
     pub app_root: Option<String>,
 }
 
-#[derive(Debug)]
 pub struct CompiledRoute<U> {
-    pub path: PathMatch,
+    /// The virtual host this route was compiled from, and the route's index in its
+    /// `routes`: the route's path and origin are read there rather than copied (the snapshot's
+    /// hosts live as long as the table; issue 13's memory target, 20k routes at 10k Ingresses).
+    source: Arc<VirtualHost>,
+    index: usize,
     matcher: Matcher,
     pub action: CompiledAction<U>,
     pub policy: Arc<RoutePolicy>,
-    pub origin: RouteOrigin,
-    /// `namespace/name` of the Ingress, for metrics and logs.
+    /// `namespace/name` of the Ingress, for metrics and logs; one per Ingress within a host,
+    /// shared by its routes.
     pub ingress: Arc<String>,
     /// The Ingress rule's path as written ([`RouteOrigin::location_path`], ingress-nginx
     /// `$location_path`): the affinity cookie's default `Path`, and the path of metrics and logs.
@@ -98,6 +101,38 @@ pub struct CompiledRoute<U> {
     pub rewrite: Option<Regex>,
     /// Gateway API `RequestMirror` filters: `(backend, numerator, denominator)`.
     pub mirrors: Vec<(U, u32, u32)>,
+}
+
+/// As a derived `Debug` would show it with the path and origin as fields (not the whole
+/// source host).
+impl<U: std::fmt::Debug> std::fmt::Debug for CompiledRoute<U> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledRoute")
+            .field("path", self.path())
+            .field("matcher", &self.matcher)
+            .field("action", &self.action)
+            .field("policy", &self.policy)
+            .field("origin", self.origin())
+            .field("ingress", &self.ingress)
+            .field("path_label", &self.path_label)
+            .field("canary", &self.canary)
+            .field("errors", &self.errors)
+            .field("rewrite", &self.rewrite)
+            .field("mirrors", &self.mirrors)
+            .finish()
+    }
+}
+
+impl<U> CompiledRoute<U> {
+    /// The route's path match, as translation wrote it.
+    pub fn path(&self) -> &PathMatch {
+        &self.source.routes[self.index].matches.path
+    }
+
+    /// Where the route came from (object, rule, path).
+    pub fn origin(&self) -> &RouteOrigin {
+        &self.source.routes[self.index].origin
+    }
 }
 
 #[derive(Debug)]
@@ -429,8 +464,10 @@ impl<U: Clone> RouteTable<U> {
             h
         };
         let mut routes = Vec::with_capacity(vh.routes.len());
-        for r in &vh.routes {
-            match compile_route(r, &mut take) {
+        // `namespace/name` of each Ingress seen in this host, shared by its routes.
+        let mut ingresses: Vec<Arc<String>> = Vec::new();
+        for index in 0..vh.routes.len() {
+            match compile_route(vh, index, &mut ingresses, &mut take) {
                 Ok(c) => routes.push(c),
                 Err(e) => errors.push(e),
             }
@@ -637,10 +674,15 @@ pub fn normalize_host(host: &str) -> Cow<'_, str> {
     }
 }
 
+/// Compiles route `index` of `vh`; `ingresses`: the `namespace/name` labels already made for
+/// this host, reused when the route's Ingress has one.
 fn compile_route<U>(
-    route: &Route,
+    vh: &Arc<VirtualHost>,
+    index: usize,
+    ingresses: &mut Vec<Arc<String>>,
     resolve: &mut impl FnMut(&Arc<Upstream>) -> U,
 ) -> Result<CompiledRoute<U>, RouteError> {
+    let route: &Route = &vh.routes[index];
     let ingress = format!(
         "{}/{}",
         route.origin.object.namespace, route.origin.object.name
@@ -685,17 +727,25 @@ fn compile_route<U>(
         .flat_map(|g| &g.mirrors)
         .map(|m| (resolve(&m.upstream), m.numerator, m.denominator))
         .collect();
+    let ingress = match ingresses.iter().find(|i| ***i == ingress) {
+        Some(shared) => Arc::clone(shared),
+        None => {
+            let new = Arc::new(ingress);
+            ingresses.push(Arc::clone(&new));
+            new
+        }
+    };
     Ok(CompiledRoute {
         errors,
         canary,
         rewrite,
         mirrors,
-        path: route.matches.path.clone(),
+        source: Arc::clone(vh),
+        index,
         matcher,
         action,
         policy: route.policy.clone(),
-        origin: route.origin.clone(),
-        ingress: Arc::new(ingress),
+        ingress,
         path_label: Arc::new(route.origin.location_path().to_string()),
     })
 }

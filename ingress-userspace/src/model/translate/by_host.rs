@@ -59,6 +59,9 @@ pub fn hosts_of(ing: &Ingress) -> Vec<String> {
         .collect();
     out.sort();
     out.dedup();
+    // Kept per owned Ingress in the index: exact length, not the 4 a filtered collect
+    // starts with (issue 13's memory target: one host per Ingress, 10k Ingresses).
+    out.shrink_to_fit();
     out
 }
 
@@ -105,7 +108,9 @@ pub struct IngressIndex {
 impl IngressIndex {
     pub fn insert(&mut self, key: Key, c: Contribution) {
         for h in &c.hosts {
-            let keys = self.by_host.entry(h.clone()).or_default();
+            // Almost every host has one Ingress: room for one, not the 4 a first insert
+            // makes (192 bytes of `Key`s per host; issue 13's memory target).
+            let keys = (self.by_host.entry(h.clone())).or_insert_with(|| Vec::with_capacity(1));
             if let Err(at) = keys.binary_search(&key) {
                 keys.insert(at, key.clone());
             }

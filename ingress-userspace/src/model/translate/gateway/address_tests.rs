@@ -197,7 +197,7 @@ fn two_gateways_on_one_port_are_told_apart_by_address() {
         };
         match table.lookup(&view) {
             Lookup::Route { route, .. } => match &route.action {
-                CompiledAction::Forward(_) => route.origin.object.name.clone(),
+                CompiledAction::Forward(_) => route.origin().object.name.clone(),
                 _ => "respond".into(),
             },
             Lookup::Default { .. } => "default".into(),
