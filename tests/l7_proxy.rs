@@ -1289,6 +1289,37 @@ async fn denylist_source_range_and_configmap_source_ranges() {
     }
 }
 
+/// A path no rule of the host has meets the host's first Ingress's access checks before the
+/// 404, as in ingress-nginx's implicit `location /` (found by a fresh-user trial: a client
+/// outside the allowlist got 404, not 403).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmatched_paths_meet_the_first_ingress_access_checks() {
+    let a = backend("a");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    for (allow, want) in [
+        ("10.0.0.0/8", StatusCode::FORBIDDEN),
+        ("127.0.0.1", StatusCode::NOT_FOUND),
+    ] {
+        let yaml = ingress_yaml(
+            "split.test",
+            a.addr,
+            &[("nginx.ingress.kubernetes.io/allowlist-source-range", allow)],
+        )
+        .replace("{path: /, ", "{path: /app, ");
+        proxy.handle.apply(translate_manifests(1, &yaml, |_| {}));
+        let g = get(&c, proxy.http(), "split.test", "/other").await;
+        assert_eq!(g.status, want, "allowlist {allow}");
+        let g = get(&c, proxy.http(), "split.test", "/app").await;
+        let own = if want == StatusCode::FORBIDDEN {
+            want
+        } else {
+            StatusCode::OK
+        };
+        assert_eq!(g.status, own, "allowlist {allow}, its own path");
+    }
+}
+
 /// `--reason-header=false`: the proxy's own answers say only their status (no
 /// `x-xdp-ingress-reason` naming the configuration to an anonymous client).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,10 +11,12 @@
 //! is replaced by the error backend's answer (`X-Code: 404`).
 //!
 //! Here an unmatched request goes to the default backend or the built-in 404 without any
-//! Ingress's annotations (the Ingress API's behaviour). Only where the first Ingress of a host
-//! intercepts some status (`custom-http-errors`, its own or the ConfigMap's) does the host get
-//! ingress-nginx's root location: a catch-all route tried last, served as an unmatched request
-//! ([`RouteAction::DefaultBackend`]) with that Ingress's policy and error pages. The root
+//! Ingress's annotations (the Ingress API's behaviour), unless the first Ingress of a host
+//! intercepts some status (`custom-http-errors`, its own or the ConfigMap's) or has an access
+//! check (source ranges, basic or external auth, a denied location): then the host gets
+//! ingress-nginx's root location, a catch-all route tried last, served as an unmatched request
+//! ([`RouteAction::DefaultBackend`]) with that Ingress's policy and error pages. Its other
+//! annotations (rate limits, the HTTPS redirect) reach unmatched requests only then. The root
 //! location of requests without a host (ingress-nginx's default server `_`) takes no Ingress's
 //! annotations there, so rules without a host never get one; a `spec.defaultBackend` of an
 //! Ingress with rules already makes such a route for its hosts (the fallback in
@@ -28,15 +30,27 @@ use crate::model::{ErrorPages, ObjectRef, PathMatch, Route, RouteAction, RouteMa
 use crate::store::Object;
 
 /// The root location the first Ingress of a host gives it, or `None` when that Ingress
-/// intercepts no status (nothing then differs from an unmatched request). `errors`: the
-/// Ingress's error pages ([`super::errors::parse`]); `created`: its creation time (seconds).
+/// intercepts no status and has no access check (nothing then differs from an unmatched
+/// request). Access checks are the source ranges, basic and external auth, and a denied
+/// location (503): ingress-nginx runs them in `location /` too, so a client outside an
+/// allowlist gets 403 on a path no rule has, not the 404. `errors`: the Ingress's error pages
+/// ([`super::errors::parse`]); `created`: its creation time (seconds).
 pub(super) fn of_first_ingress(
     opts: &IngressOptions,
     errors: Option<&Arc<ErrorPages>>,
     object: &ObjectRef,
     created: i64,
 ) -> Option<Route> {
-    let errors = errors.filter(|e| !e.intercept.is_empty())?;
+    let p = &opts.policy;
+    let checks = !p.allow_source_ranges.is_empty()
+        || !p.deny_source_ranges.is_empty()
+        || p.auth.is_some()
+        || p.forward_auth.is_some()
+        || p.response.denied.is_some();
+    let errors = errors.filter(|e| !e.intercept.is_empty());
+    if errors.is_none() && !checks {
+        return None;
+    }
     // ingress-nginx applies `rewrite-target` to `location /` as to any path written `/`.
     let policy = if super::rewrite::needs_rewrite(opts.policy.rewrite.target.as_deref(), "/") {
         opts.policy.clone()
@@ -66,7 +80,7 @@ pub(super) fn of_first_ingress(
             written_path: Some("/".into()),
         },
         canary: None,
-        errors: Some(errors.clone()),
+        errors: errors.cloned(),
     })
 }
 
@@ -261,6 +275,44 @@ mod tests {
         assert_eq!(root.policy, own.policy);
         assert_eq!(root.policy.allow_source_ranges.len(), 1);
         assert_eq!(root.policy.ssl_redirect, Some(false));
+    }
+
+    /// An access check alone gives the host its root location (found by a fresh-user trial:
+    /// a client outside the allowlist got 404 on a path no rule has, where ingress-nginx's
+    /// `location /` answers 403); an Ingress with neither checks nor error pages gives none.
+    #[test]
+    fn an_access_check_alone_gives_a_root_location() {
+        for ann in [
+            (
+                "nginx.ingress.kubernetes.io/allowlist-source-range",
+                "10.0.0.0/8",
+            ),
+            (
+                "nginx.ingress.kubernetes.io/denylist-source-range",
+                "10.0.0.0/8",
+            ),
+            (
+                "nginx.ingress.kubernetes.io/whitelist-source-range",
+                "not a cidr",
+            ),
+        ] {
+            let s = snapshot(vec![app("app", 1, "a.test", "/app", &[ann])]);
+            let routes = routes(&s, "a.test");
+            assert_eq!(routes.len(), 2, "{ann:?}");
+            assert_eq!(routes[1], (prefix("/"), true, "app".into()), "{ann:?}");
+            assert_eq!(s.l7.hosts["a.test"].routes[1].errors, None);
+        }
+        let s = snapshot(vec![app(
+            "app",
+            1,
+            "a.test",
+            "/app",
+            &[("nginx.ingress.kubernetes.io/limit-rps", "5")],
+        )]);
+        assert_eq!(
+            routes(&s, "a.test"),
+            [(prefix("/app"), false, "app".into())]
+        );
     }
 
     #[test]
