@@ -1263,11 +1263,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                 SourceRangesInfo::of(&p.deny_source_ranges, &p.allow_source_ranges, q.client)
             {
                 e.source_ranges = Some(info);
-                let reason = match verdict {
-                    Some(Verdict::Denied) => Some(crate::proxy::SOURCE_BLOCKED),
-                    Some(Verdict::NotAllowed) => Some(crate::proxy::SOURCE_DENIED),
-                    _ => None,
-                };
+                let reason = verdict.and_then(Verdict::refusal);
                 let credentials_may_admit = p.satisfy == crate::model::Satisfy::Any
                     && (p.auth.is_some() || p.forward_auth.is_some());
                 if let Some(reason) = reason
@@ -1334,30 +1330,20 @@ fn default_server_access(
     snapshot: &Snapshot,
     client: Option<std::net::IpAddr>,
 ) {
-    let Some(block) = &snapshot.l7.settings.block_cidrs else {
-        return;
-    };
-    let deny = match block {
-        Ok(deny) => deny,
-        Err(why) => {
-            e.outcome = Outcome::Respond;
-            e.status = Some(503);
-            e.reason = why.clone();
-            e.backends.clear();
-            return;
-        }
-    };
-    let Some((info, verdict)) = SourceRangesInfo::of(deny, &[], client) else {
-        return;
-    };
-    e.source_ranges = Some(info);
-    if verdict == Some(Verdict::Denied) {
+    let block = snapshot.l7.settings.block_cidrs.as_ref();
+    if let Some(Ok(deny)) = block
+        && let Some((info, _)) = SourceRangesInfo::of(deny, &[], client)
+    {
+        e.source_ranges = Some(info);
+    }
+    if let Some((status, reason)) = crate::proxy::allowlist::default_server_refusal(block, client) {
         e.outcome = Outcome::Respond;
-        e.status = Some(403);
-        e.reason = format!(
-            "{}: block-cidrs, which the default server inherits",
-            crate::proxy::SOURCE_BLOCKED
-        );
+        e.status = Some(status.as_u16());
+        e.reason = if status == http::StatusCode::FORBIDDEN {
+            format!("{reason}: block-cidrs, which the default server inherits")
+        } else {
+            reason.to_string()
+        };
         e.backends.clear();
     }
 }

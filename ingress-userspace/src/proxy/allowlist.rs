@@ -28,6 +28,36 @@ pub enum Verdict {
     Declined,
 }
 
+impl Verdict {
+    /// The reason of the 403 when the lists refuse ([`super::SOURCE_BLOCKED`] for a deny
+    /// line, [`super::SOURCE_DENIED`] outside the allowlist); `None` when they do not.
+    pub fn refusal(self) -> Option<&'static str> {
+        match self {
+            Verdict::Denied => Some(super::SOURCE_BLOCKED),
+            Verdict::NotAllowed => Some(super::SOURCE_DENIED),
+            Verdict::Allowed | Verdict::Declined => None,
+        }
+    }
+}
+
+/// What the access phase of ingress-nginx's default server answers a request no route takes:
+/// it has no `allow`/`deny` lines of its own, so it inherits the `http` block's `block-cidrs`
+/// (`block`: `None` without the key, `Err` when it is unusable). 403 with
+/// [`super::SOURCE_BLOCKED`] for a blocked `client`, 503 with why for an unusable list (as on
+/// the routes that take it), `None` to go on. `client: None` (`explain` without `--client`):
+/// only an unusable list refuses.
+pub fn default_server_refusal(
+    block: Option<&Result<Vec<IpPrefix>, String>>,
+    client: Option<IpAddr>,
+) -> Option<(http::StatusCode, &str)> {
+    match block? {
+        Err(why) => Some((http::StatusCode::SERVICE_UNAVAILABLE, why.as_str())),
+        Ok(deny) => verdict(deny, &[], client?)
+            .refusal()
+            .map(|reason| (http::StatusCode::FORBIDDEN, reason)),
+    }
+}
+
 /// The [`Verdict`] of `deny` then `allow` for `client`.
 pub fn verdict(deny: &[IpPrefix], allow: &[IpPrefix], client: IpAddr) -> Verdict {
     let client = client.to_canonical();

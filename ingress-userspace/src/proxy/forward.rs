@@ -734,20 +734,15 @@ async fn route(
     }
 }
 
-/// The access phase of a request no route takes: ingress-nginx's default server has no
-/// `allow`/`deny` lines of its own, so it inherits the `http` block's `block-cidrs` (403,
-/// [`SOURCE_BLOCKED`]); an unusable `block-cidrs` answers 503, as on the routes that take it.
+/// The access phase of a request no route takes ([`allowlist::default_server_refusal`]).
 /// Not on a Gateway listener's port: Gateway API routes take none of ingress-nginx's
 /// ConfigMap, and neither do its misses.
 fn default_server_access(shared: &Shared, out: &mut Outcome) -> Option<Response<ProxyBody>> {
     let live = shared.live.load();
-    let (status, reason) = match live.settings.block_cidrs.as_ref()? {
-        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why.as_str()),
-        Ok(deny) => match allowlist::verdict(deny, &[], out.client.addr) {
-            allowlist::Verdict::Denied => (StatusCode::FORBIDDEN, SOURCE_BLOCKED),
-            _ => return None,
-        },
-    };
+    let (status, reason) = allowlist::default_server_refusal(
+        live.settings.block_cidrs.as_ref(),
+        Some(out.client.addr),
+    )?;
     out.reason = Some(reason.into());
     Some(local(status, reason))
 }
@@ -915,29 +910,24 @@ async fn access(
         }
         None
     };
-    match allowlist::verdict(
+    let verdict = allowlist::verdict(
         &policy.deny_source_ranges,
         &policy.allow_source_ranges,
         out.client.addr,
-    ) {
-        allowlist::Verdict::Allowed if any => return Ok(()),
-        allowlist::Verdict::Allowed | allowlist::Verdict::Declined => {}
-        denied @ (allowlist::Verdict::Denied | allowlist::Verdict::NotAllowed) => {
-            let reason = if denied == allowlist::Verdict::Denied {
-                SOURCE_BLOCKED
-            } else {
-                SOURCE_DENIED
-            };
-            let d = Denial {
-                resp: local(StatusCode::FORBIDDEN, reason),
-                reason: reason.into(),
-                metric: None,
-                unauthorized: false,
-                cookies: None,
-            };
-            if let Some(d) = decide(&mut pending, d) {
-                return Err(refuse(d, out));
-            }
+    );
+    if any && verdict == allowlist::Verdict::Allowed {
+        return Ok(());
+    }
+    if let Some(reason) = verdict.refusal() {
+        let d = Denial {
+            resp: local(StatusCode::FORBIDDEN, reason),
+            reason: reason.into(),
+            metric: None,
+            unauthorized: false,
+            cookies: None,
+        };
+        if let Some(d) = decide(&mut pending, d) {
+            return Err(refuse(d, out));
         }
     }
     if let Some(auth) = &policy.auth {

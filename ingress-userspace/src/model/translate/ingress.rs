@@ -221,7 +221,7 @@ impl<'a> L7Builder<'a> {
             self.diags.error(
                 user,
                 "TlsSecretNotFound",
-                super::tls::not_found_message(&key),
+                format!("TLS secret {key} does not exist; the default certificate is used"),
             );
             return None;
         };

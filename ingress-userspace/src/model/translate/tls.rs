@@ -89,11 +89,6 @@ pub fn client_certified_key(
     }
 }
 
-/// `TlsSecretNotFound`'s message: the Ingress's host is served with the default certificate.
-pub fn not_found_message(key: &crate::store::Key) -> String {
-    format!("TLS secret {key} does not exist; the default certificate is used")
-}
-
 /// `InvalidTlsSecret`'s message.
 pub fn invalid_message(key: &crate::store::Key, e: &TlsSecretError) -> String {
     format!("TLS secret {key}: {e}; the default certificate is used")
