@@ -4301,6 +4301,67 @@ async fn controller_configmap_ssl_redirect_is_the_default_an_annotation_override
     assert_eq!(status().await.status, StatusCode::PERMANENT_REDIRECT);
 }
 
+/// `force-ssl-redirect` redirects plain HTTP to HTTPS on a host without TLS too (TLS ended by a
+/// load balancer in front): ingress-nginx's e2e test "should redirect to https" expects 308 to
+/// `https://forcesslredirect.bar.com` for `GET /` on such a host (lua_ingress.lua
+/// `redirect_to_https`: `force_ssl_redirect` before any certificate check). The ConfigMap's
+/// value is the default, an annotation `"false"` overrides it, and a path no rule has gets it
+/// from the host's first Ingress (its `location /`). Found by a fresh-user trial: the
+/// annotation did nothing on a host without TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_ssl_redirect_without_tls() {
+    let a = backend("a");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    let https = proxy.https().port();
+    let force = [("nginx.ingress.kubernetes.io/force-ssl-redirect", "true")];
+    proxy.handle.apply(translated_with_configmap(
+        1,
+        &ingress_yaml("f.test", a.addr, &force),
+    ));
+    let g = get(&c, proxy.http(), "f.test", "/").await;
+    assert_eq!(g.status, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(g.header("location"), format!("https://f.test:{https}"));
+    let g = get(&c, proxy.http(), "f.test", "/p/x?q=1").await;
+    assert_eq!(
+        g.header("location"),
+        format!("https://f.test:{https}/p/x?q=1")
+    );
+
+    // Only `/app` is routed: the root location redirects the rest as well.
+    let app = ingress_yaml("f.test", a.addr, &force).replace("{path: /,", "{path: /app,");
+    proxy.handle.apply(translated_with_configmap(2, &app));
+    let g = get(&c, proxy.http(), "f.test", "/elsewhere").await;
+    assert_eq!(g.status, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(
+        g.header("location"),
+        format!("https://f.test:{https}/elsewhere")
+    );
+
+    // The ConfigMap's `force-ssl-redirect` is every Ingress's default; an annotation wins.
+    let on = configmap_yaml(&[("force-ssl-redirect", "true")]);
+    let plain = ingress_yaml("f.test", a.addr, &[]);
+    proxy
+        .handle
+        .apply(translated_with_configmap(3, &format!("{plain}{on}")));
+    let g = get(&c, proxy.http(), "f.test", "/").await;
+    assert_eq!(g.status, StatusCode::PERMANENT_REDIRECT);
+    let off = ingress_yaml(
+        "f.test",
+        a.addr,
+        &[("nginx.ingress.kubernetes.io/force-ssl-redirect", "false")],
+    );
+    proxy
+        .handle
+        .apply(translated_with_configmap(4, &format!("{off}{on}")));
+    let g = get(&c, proxy.http(), "f.test", "/").await;
+    assert_eq!((g.status, g.pod()), (StatusCode::OK, "a".to_string()));
+    // Without the annotation or the key, a host without TLS is served over plain HTTP.
+    proxy.handle.apply(translated_with_configmap(5, &plain));
+    let g = get(&c, proxy.http(), "f.test", "/").await;
+    assert_eq!((g.status, g.pod()), (StatusCode::OK, "a".to_string()));
+}
+
 fn host_to(host: &str, service: &str, addr: SocketAddr, protocol: BackendProtocol) -> VirtualHost {
     let u = with(upstream_at(service, &[addr]), |u| u.protocol = protocol);
     vhost(host, vec![route_to(path("Prefix", "/"), u)], false)

@@ -1179,7 +1179,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                         e.x_forwarded_prefix = route.policy.rewrite.x_forwarded_prefix.clone();
                     }
                     e.upstream_host = route.policy.rewrite.upstream_vhost.clone();
-                    if !q.https && host.tls && route.policy.ssl_redirect != Some(false) {
+                    if !q.https && route.policy.redirects_to_https(host.tls) {
                         e.outcome = Outcome::Redirect;
                         e.status = Some(snapshot.l7.settings.http_redirect_code.unwrap_or(308));
                         e.redirect_to = Some(rewrite::https_location(
@@ -1188,7 +1188,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                             target.path_and_query.as_str(),
                             route.policy.preserve_trailing_slash,
                         ));
-                        e.reason = "host has TLS and the request is plain HTTP".into();
+                        e.reason = https_redirect_reason(host.tls).into();
                     } else {
                         e.outcome = Outcome::Route;
                         e.reason = format!(
@@ -1211,7 +1211,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                         miss_reason(Miss::NoPath, &q.host, target.path_and_query.path()),
                         route.ingress
                     );
-                    if !q.https && host.tls && route.policy.ssl_redirect != Some(false) {
+                    if !q.https && route.policy.redirects_to_https(host.tls) {
                         e.outcome = Outcome::Redirect;
                         e.status = Some(snapshot.l7.settings.http_redirect_code.unwrap_or(308));
                         e.redirect_to = Some(rewrite::https_location(
@@ -1220,7 +1220,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                             target.path_and_query.as_str(),
                             route.policy.preserve_trailing_slash,
                         ));
-                        e.reason = "host has TLS and the request is plain HTTP".into();
+                        e.reason = https_redirect_reason(host.tls).into();
                     } else if let Some(d) = table.default_backend() {
                         e.outcome = Outcome::DefaultBackend;
                         e.backends = vec![backend_info(d, 1)];
@@ -1468,6 +1468,15 @@ pub fn add_related_diagnostics(
 /// `RouteInfo::path_type` of ingress-nginx's implicit root location of a host
 /// ([`crate::model::RouteAction::DefaultBackend`]).
 pub const ROOT_LOCATION: &str = "root location";
+
+/// Why a plain-HTTP request is redirected to HTTPS ([`crate::model::RoutePolicy::redirects_to_https`]).
+fn https_redirect_reason(host_tls: bool) -> &'static str {
+    if host_tls {
+        "host has TLS and the request is plain HTTP"
+    } else {
+        "force-ssl-redirect and the request is plain HTTP"
+    }
+}
 
 fn miss_reason(why: Miss, host: &str, path: &str) -> String {
     match why {

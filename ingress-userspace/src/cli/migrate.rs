@@ -602,7 +602,7 @@ mod tests {
                 "TLSv1.2 TLSv1.3",
                 "TLSv1 TLSv1.1 TLSv1.2",
             ),
-            ("force-ssl-redirect", "false", "true"),
+            ("ssl-passthrough", "false", "true"),
             ("limit-rate", "0", "100"),
             (
                 "permanent-redirect",

@@ -654,8 +654,12 @@ pub struct WeightedUpstream {
 /// Per-route behaviour set by annotations. Every field defaults to the plain Ingress behaviour.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RoutePolicy {
-    /// Redirect plain HTTP to HTTPS (308); defaults to true for hosts with TLS.
+    /// `ssl-redirect`: redirect plain HTTP to HTTPS (308) on a host with TLS; unset means on.
+    /// Read through [`RoutePolicy::redirects_to_https`].
     pub ssl_redirect: Option<bool>,
+    /// `force-ssl-redirect`: redirect plain HTTP to HTTPS on any host, TLS or not (TLS ended in
+    /// front of the proxy); unset means off. Read through [`RoutePolicy::redirects_to_https`].
+    pub force_ssl_redirect: Option<bool>,
     /// `preserve-trailing-slash`: the HTTPS redirect keeps a trailing `/` of the request URI
     /// (ingress-nginx's lua_ingress.lua strips one by default).
     pub preserve_trailing_slash: bool,
@@ -706,6 +710,18 @@ pub struct RoutePolicy {
     pub limit_rate_after: Option<u64>,
     /// HTTPRoute filters and backend shares; `None` for Ingress routes.
     pub gateway: Option<Arc<crate::model::GatewayRoutePolicy>>,
+}
+
+impl RoutePolicy {
+    /// Whether a request that reached the first proxy over plain HTTP (`X-Forwarded-Proto`
+    /// from a trusted sender counts) is redirected to HTTPS on this route, `host_tls` telling
+    /// whether the host has a certificate. ingress-nginx's `redirect_to_https`
+    /// (rootfs/etc/nginx/lua/lua_ingress.lua): `force-ssl-redirect` on any host, else
+    /// `ssl-redirect` (default on) where a certificate is configured for the host;
+    /// `no-tls-redirect-locations` turns both off (the translation sets both to false).
+    pub fn redirects_to_https(&self, host_tls: bool) -> bool {
+        self.force_ssl_redirect == Some(true) || (host_tls && self.ssl_redirect != Some(false))
+    }
 }
 
 /// nginx's `satisfy` (ngx_http_core_module): how the access phase's checks combine. The checks

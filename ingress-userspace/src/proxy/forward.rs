@@ -495,7 +495,7 @@ async fn route(
                     out,
                 );
             }
-            if !out.client.https() && vh.tls && route.policy.ssl_redirect != Some(false) {
+            if !out.client.https() && route.policy.redirects_to_https(vh.tls) {
                 out.reason = Some("ssl-redirect".into());
                 return redirect(
                     shared,

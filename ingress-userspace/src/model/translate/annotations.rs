@@ -283,11 +283,9 @@ pub fn parse(
     };
     let mut policy = RoutePolicy {
         ssl_redirect: r.bool("ssl-redirect"),
+        force_ssl_redirect: r.bool("force-ssl-redirect"),
         ..Default::default()
     };
-    if r.bool("force-ssl-redirect") == Some(true) {
-        policy.ssl_redirect = Some(true);
-    }
     policy.preserve_trailing_slash = r.bool("preserve-trailing-slash").unwrap_or(false);
     policy.timeouts.connect = r.duration("proxy-connect-timeout", &CONNECT_TIMEOUT_RANGE);
     policy.timeouts.read = r.duration("proxy-read-timeout", &TIMEOUT_RANGE);

@@ -160,6 +160,7 @@ impl ControllerConfig {
         n.tries = n.tries.or(dn.tries);
         n.timeout = n.timeout.or(dn.timeout);
         p.ssl_redirect = p.ssl_redirect.or(d.ssl_redirect);
+        p.force_ssl_redirect = p.force_ssl_redirect.or(d.force_ssl_redirect);
         p.max_body_bytes = p.max_body_bytes.or(d.max_body_bytes);
         p.timeouts.connect = p.timeouts.connect.or(d.timeouts.connect);
         p.timeouts.read = p.timeouts.read.or(d.timeouts.read);
@@ -390,9 +391,7 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
         }
     }
     d.ssl_redirect = r.bool("ssl-redirect");
-    if r.bool("force-ssl-redirect") == Some(true) {
-        d.ssl_redirect = Some(true);
-    }
+    d.force_ssl_redirect = r.bool("force-ssl-redirect");
     d.timeouts.connect = r.duration("proxy-connect-timeout", &CONNECT_TIMEOUT_RANGE);
     d.timeouts.read = r.duration("proxy-read-timeout", &TIMEOUT_RANGE);
     d.upstream_http = {

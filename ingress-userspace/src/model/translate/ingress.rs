@@ -604,8 +604,10 @@ impl<'a> L7Builder<'a> {
     /// checks before `force-ssl-redirect` and `ssl-redirect`).
     fn no_tls_redirect_location(&self, policy: &mut Arc<crate::model::RoutePolicy>, written: &str) {
         let list = &self.controller.no_tls_redirect_locations;
-        if policy.ssl_redirect != Some(false) && super::location_list::contains(list, written) {
-            Arc::make_mut(policy).ssl_redirect = Some(false);
+        if policy.redirects_to_https(true) && super::location_list::contains(list, written) {
+            let p = Arc::make_mut(policy);
+            p.ssl_redirect = Some(false);
+            p.force_ssl_redirect = Some(false);
         }
     }
 
@@ -760,6 +762,7 @@ impl<'a> L7Builder<'a> {
             // Last: tried only when no path of the host matched.
             if let Some(Some(root)) = hb.root
                 && !root_location::covered(&routes)
+                && root_location::needed(&root, hb.tls)
             {
                 routes.push(root);
             }
@@ -846,6 +849,7 @@ fn www_redirect(from: &str, to: &str, origin: RouteOrigin, status: u16) -> Virtu
     let policy = crate::model::RoutePolicy {
         // The redirect server answers on both ports itself.
         ssl_redirect: Some(false),
+        force_ssl_redirect: Some(false),
         redirect: Some(crate::model::Redirect {
             to: crate::model::RedirectTo::Host(to.to_string()),
             status,

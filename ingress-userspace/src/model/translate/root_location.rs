@@ -11,16 +11,17 @@
 //! is replaced by the error backend's answer (`X-Code: 404`).
 //!
 //! Here an unmatched request goes to the default backend or the built-in 404 without any
-//! Ingress's annotations (the Ingress API's behaviour), unless the first Ingress of a host
-//! intercepts some status (`custom-http-errors`, its own or the ConfigMap's) or has an access
-//! check (source ranges, basic or external auth, a denied location): then the host gets
-//! ingress-nginx's root location, a catch-all route tried last, served as an unmatched request
-//! ([`RouteAction::DefaultBackend`]) with that Ingress's policy and error pages. Its other
-//! annotations (rate limits, the HTTPS redirect) reach unmatched requests only then. The root
-//! location of requests without a host (ingress-nginx's default server `_`) takes no Ingress's
-//! annotations there, so rules without a host never get one; a `spec.defaultBackend` of an
-//! Ingress with rules already makes such a route for its hosts (the fallback in
-//! [`super::ingress`]).
+//! Ingress's annotations (the Ingress API's behaviour), unless the first Ingress of a host has
+//! an annotation that changes what such a request gets: error pages (`custom-http-errors`, its
+//! own or the ConfigMap's), an access check (source ranges, basic or external auth, a denied
+//! location), a redirect (`permanent-redirect`, `temporal-redirect`, `force-ssl-redirect`, or
+//! `ssl-redirect` on a host with TLS), rate limits, CORS or custom response headers. Then the
+//! host gets ingress-nginx's root location, a catch-all route tried last, served as an
+//! unmatched request ([`RouteAction::DefaultBackend`]) with that Ingress's policy and error
+//! pages. The root location of requests without a host (ingress-nginx's default server `_`)
+//! takes no Ingress's annotations there, so rules without a host never get one; a
+//! `spec.defaultBackend` of an Ingress with rules already makes such a route for its hosts (the
+//! fallback in [`super::ingress`]).
 
 use std::sync::Arc;
 
@@ -29,11 +30,9 @@ use crate::model::{ErrorPages, ObjectRef, PathMatch, Route, RouteAction, RouteMa
 #[cfg(test)]
 use crate::store::Object;
 
-/// The root location the first Ingress of a host gives it, or `None` when that Ingress
-/// intercepts no status and has no access check (nothing then differs from an unmatched
-/// request). Access checks are the source ranges, basic and external auth, and a denied
-/// location (503): ingress-nginx runs them in `location /` too, so a client outside an
-/// allowlist gets 403 on a path no rule has, not the 404. `errors`: the Ingress's error pages
+/// The root location the first Ingress of a host gives it, or `None` when nothing in that
+/// Ingress could change an unmatched request's answer. Whether a host keeps it is
+/// [`needed`]'s decision, once the host's TLS is known. `errors`: the Ingress's error pages
 /// ([`super::errors::parse`]); `created`: its creation time (seconds).
 pub(super) fn of_first_ingress(
     opts: &IngressOptions,
@@ -41,14 +40,9 @@ pub(super) fn of_first_ingress(
     object: &ObjectRef,
     created: i64,
 ) -> Option<Route> {
-    let p = &opts.policy;
-    let checks = !p.allow_source_ranges.is_empty()
-        || !p.deny_source_ranges.is_empty()
-        || p.auth.is_some()
-        || p.forward_auth.is_some()
-        || p.response.denied.is_some();
     let errors = errors.filter(|e| !e.intercept.is_empty());
-    if errors.is_none() && !checks {
+    // `ssl-redirect` is on unless turned off: it matters on a host with TLS.
+    if errors.is_none() && !changes_answer(&opts.policy) && !opts.policy.redirects_to_https(true) {
         return None;
     }
     // ingress-nginx applies `rewrite-target` to `location /` as to any path written `/`.
@@ -82,6 +76,30 @@ pub(super) fn of_first_ingress(
         canary: None,
         errors: errors.cloned(),
     })
+}
+
+/// Whether a host keeps its root location `root` ([`of_first_ingress`]); `tls`: whether the
+/// host has a certificate (for `ssl-redirect`).
+pub(super) fn needed(root: &Route, tls: bool) -> bool {
+    root.errors.is_some() || changes_answer(&root.policy) || root.policy.redirects_to_https(tls)
+}
+
+/// Whether `p` changes what a request no path takes gets, whatever the host's TLS: an access
+/// check (a client outside an allowlist gets 403 on a path no rule has, not the 404), a
+/// redirect, a rate limit, CORS or response headers. ingress-nginx runs them all in its
+/// `location /`.
+fn changes_answer(p: &crate::model::RoutePolicy) -> bool {
+    let access = !p.allow_source_ranges.is_empty()
+        || !p.deny_source_ranges.is_empty()
+        || p.auth.is_some()
+        || p.forward_auth.is_some()
+        || p.response.denied.is_some();
+    access
+        || p.redirect.is_some()
+        || p.force_ssl_redirect == Some(true)
+        || p.rate_limit.is_some()
+        || p.response.cors.is_some()
+        || !p.response.headers.is_empty()
 }
 
 /// Whether some route of a host takes every path, so that the root location is never reached
@@ -302,17 +320,66 @@ mod tests {
             assert_eq!(routes[1], (prefix("/"), true, "app".into()), "{ann:?}");
             assert_eq!(s.l7.hosts["a.test"].routes[1].errors, None);
         }
-        let s = snapshot(vec![app(
-            "app",
-            1,
-            "a.test",
-            "/app",
-            &[("nginx.ingress.kubernetes.io/limit-rps", "5")],
-        )]);
+    }
+
+    /// Redirects, rate limits and CORS of the first Ingress also reach a path no rule has, as
+    /// in ingress-nginx's `location /`; `ssl-redirect` (on by default) only on a host with TLS.
+    #[test]
+    fn redirects_rate_limits_and_cors_give_a_root_location() {
+        const N: &str = "nginx.ingress.kubernetes.io/";
+        for (k, v) in [
+            ("limit-rps", "5"),
+            ("permanent-redirect", "https://elsewhere.test/"),
+            ("force-ssl-redirect", "true"),
+            ("enable-cors", "true"),
+        ] {
+            let s = snapshot(vec![app(
+                "app",
+                1,
+                "a.test",
+                "/app",
+                &[(&format!("{N}{k}"), v)],
+            )]);
+            assert_eq!(
+                routes(&s, "a.test").last().unwrap(),
+                &(prefix("/"), true, "app".into()),
+                "{k}"
+            );
+        }
+        // No TLS and nothing else: an unmatched request gets the plain 404.
+        let s = snapshot(vec![app("app", 1, "a.test", "/app", &[])]);
         assert_eq!(
             routes(&s, "a.test"),
             [(prefix("/app"), false, "app".into())]
         );
+        // TLS (here from a newer Ingress): `ssl-redirect` redirects every path, unless off.
+        for (ssl_redirect, root) in [("true", true), ("false", false)] {
+            let tls = with_tls(
+                mk_ingress(
+                    "default",
+                    "tls",
+                    2,
+                    vec![("a.test", vec![("/tls", "Prefix", "web", "80")])],
+                ),
+                &["a.test"],
+                "cert",
+            );
+            let s = snapshot(vec![
+                app(
+                    "app",
+                    1,
+                    "a.test",
+                    "/app",
+                    &[(&format!("{N}ssl-redirect"), ssl_redirect)],
+                ),
+                ing(tls),
+            ]);
+            assert_eq!(
+                routes(&s, "a.test").last().unwrap().1,
+                root,
+                "ssl-redirect {ssl_redirect}"
+            );
+        }
     }
 
     #[test]

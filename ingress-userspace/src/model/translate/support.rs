@@ -165,7 +165,7 @@ pub static ANNOTATIONS: &[Row] = &[
     row("enable-rewrite-log", Refused("nginx's rewrite log; there is no nginx here"), "nginx `rewrite_log`."),
     row("fastcgi-index", Refused("FastCGI backends are not supported (backend-protocol FCGI)"), "FastCGI index file."),
     row("fastcgi-params-configmap", Refused("FastCGI backends are not supported (backend-protocol FCGI)"), "FastCGI parameters from a ConfigMap."),
-    row("force-ssl-redirect", Differs("redirects to HTTPS only hosts with TLS in the Ingress; ingress-nginx redirects without TLS too"), "Redirect HTTP to HTTPS (308)."),
+    row("force-ssl-redirect", Supported, "Redirect plain HTTP to HTTPS (308), on a host without TLS too (TLS ended in front of the proxy; with `use-forwarded-headers`, a trusted `X-Forwarded-Proto: https` is not redirected)."),
     row("from-to-www-redirect", Supported, "Redirect between `www.` and the bare host."),
     row("global-rate-limit", REMOVED, "Global (memcached) rate limit (removed in ingress-nginx 1.x)."),
     row("global-rate-limit-ignored-cidrs", REMOVED, "Global rate limit exemptions."),
@@ -301,7 +301,7 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("enable-underscores-in-headers", Supported, "Pass on request header names with underscores (off: they are dropped, as nginx)."),
     row("error-log-level", Refused("use RUST_LOG and --log-format"), "nginx error log level."),
     row("error-log-path", Refused("logs go to stderr"), "nginx error log file."),
-    row("force-ssl-redirect", Differs("redirects to HTTPS only hosts with TLS in the Ingress; ingress-nginx redirects without TLS too"), "Redirect HTTP to HTTPS everywhere."),
+    row("force-ssl-redirect", Supported, "Redirect plain HTTP to HTTPS on every host, with TLS or not."),
     row("forwarded-for-header", Supported, "Header trusted senders name the client in; flag of the same name."),
     row("forwarded-for-proxy-protocol-header", NotYet, "Header carrying the PROXY protocol source address."),
     row("generate-request-id", Supported, "X-Request-ID is generated when absent (always on)."),
@@ -483,7 +483,7 @@ pub fn value_behaves_the_same(name: &str, value: &str) -> bool {
                 && v.split_whitespace()
                     .all(|p| matches!(p, "TLSv1.2" | "TLSv1.3"))
         }
-        "force-ssl-redirect" | "ssl-passthrough" | "canary" => is_false(),
+        "ssl-passthrough" | "canary" => is_false(),
         "limit-rate" | "limit-rate-after" => v == "0",
         "permanent-redirect" => !v.contains('$'),
         // A URL is a 302 in both; a path or an `@name` differs.

@@ -999,7 +999,10 @@ fn build_routes(
             )
         );
         let policy = Arc::new(RoutePolicy {
+            // A Gateway route redirects only by its RequestRedirect filter, whatever the
+            // controller ConfigMap says.
             ssl_redirect: Some(false),
+            force_ssl_redirect: Some(false),
             // `backendRequest`: each try's wait for the backend's answer (the read timeout;
             // unset or `0s`: the proxy's).
             timeouts: crate::model::Timeouts {
