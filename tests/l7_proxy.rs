@@ -3391,6 +3391,60 @@ async fn canary_weight_sends_its_share_to_the_canary() {
     assert_eq!(canary.requests(), before, "the lone canary was not reached");
 }
 
+/// ingress-nginx's balancer.lua keeps no balancer for a backend without endpoints: a canary
+/// with none leaves its whole share (weight, header, cookie) on the main backend
+/// (`route_to_alternative_balancer` finds no alternative), and a main backend with none answers
+/// 503 whatever the canary rule says (`get_balancer` returns nil before any canary step; the
+/// ingress-nginx e2e test "should return the correct status codes when endpoints are
+/// unavailable"). Found by a fresh-user trial: a canary whose pods were not ready yet took its
+/// share and answered 503, an outage during a rollout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_without_endpoints_takes_no_canary_traffic() {
+    let (main, canary) = (backend("main"), backend("canary"));
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    let rule = [
+        ("canary", "true"),
+        ("canary-weight", "100"),
+        ("canary-by-header", "x-canary"),
+        ("canary-by-cookie", "cn"),
+    ];
+    let app = |main_pods: &[SocketAddr], canary_pods: &[SocketAddr]| {
+        [
+            service_pods_yaml("main", main_pods),
+            service_pods_yaml("next", canary_pods),
+            ingress_to("app-canary", "next", "2024-01-01T00:00:00Z", &rule),
+            ingress_to("app", "main", "2025-01-01T00:00:00Z", &[]),
+        ]
+        .concat()
+    };
+    // Both have pods: the canary takes everything (weight 100).
+    proxy
+        .handle
+        .apply(translated(1, &app(&[main.addr], &[canary.addr])));
+    assert_eq!(canary_share(&c, &proxy, 20).await, 20);
+    // The canary has none: everything stays on the main backend.
+    proxy.handle.apply(translated(2, &app(&[main.addr], &[])));
+    assert_eq!(canary_share(&c, &proxy, 20).await, 0);
+    assert_eq!(pod_for(&c, &proxy, &[("x-canary", "always")]).await, "main");
+    assert_eq!(
+        pod_for(&c, &proxy, &[("cookie", "cn=always")]).await,
+        "main"
+    );
+    // The main backend has none: 503, and the canary is not reached.
+    proxy.handle.apply(translated(3, &app(&[], &[canary.addr])));
+    let before = canary.requests();
+    for headers in [&[][..], &[("x-canary", "always")][..]] {
+        let mut r = req(proxy.http(), "canary.test", "/");
+        for (k, v) in headers {
+            r.headers_mut().insert(*k, v.parse().unwrap());
+        }
+        let g = send(&c, r).await.expect("request completes");
+        assert_eq!(g.status, StatusCode::SERVICE_UNAVAILABLE, "{headers:?}");
+    }
+    assert_eq!(canary.requests(), before, "the canary was not reached");
+}
+
 /// A request with these `(name, value)` headers to `canary.test/`; the pod that answered.
 async fn pod_for(c: &Http1, proxy: &TestProxy, headers: &[(&str, &str)]) -> String {
     let mut r = req(proxy.http(), "canary.test", "/");

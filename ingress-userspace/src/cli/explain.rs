@@ -26,7 +26,7 @@ use crate::{
     },
     proxy::allowlist::Verdict,
     proxy::{
-        canary::{Side, Step},
+        canary::{self, Side, Step},
         request_target, rewrite,
         router::{CompiledAction, CompiledHost, Lookup, Miss, RequestView, RouteTable},
     },
@@ -1155,7 +1155,9 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                     });
                     if let Some(c) = &route.canary {
                         let main = ups.first().map(|(u, _)| &**u);
-                        let by_request = c.by_request(main, &headers);
+                        let by_request = main
+                            .and_then(|m| canary::without_endpoints(m, &c.spec))
+                            .or_else(|| c.by_request(main, &headers));
                         let rule = &c.rule;
                         e.canary = Some(CanaryInfo {
                             ingress: c.object.clone(),

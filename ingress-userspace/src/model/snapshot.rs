@@ -630,6 +630,11 @@ pub enum CanaryHeaderMatch {
     /// `canary-by-header-pattern`: a value the regex matches (anywhere, as PCRE `ngx.re.match`)
     /// → canary, anything else falls through.
     Regex(String),
+    /// A `canary-by-header-pattern` that is not a regular expression: a request carrying the
+    /// header goes to the main backend, whatever its value and the cookie (ingress-nginx's
+    /// balancer.lua returns false when `ngx.re.match` fails; its e2e test "should routes to
+    /// mainline upstream when the given Regex causes error").
+    InvalidRegex(String),
 }
 
 #[derive(Clone, Debug)]

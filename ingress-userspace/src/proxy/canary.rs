@@ -6,11 +6,18 @@
 //! 2. an affinity cookie naming a pod of the canary backend → canary;
 //! 3. `canary-by-header`: with `canary-by-header-value`, exactly that value → canary; else with
 //!    `canary-by-header-pattern`, a value the regex matches → canary; else `always` → canary,
-//!    `never` → main. Any other value, or no header, falls through;
+//!    `never` → main; with a pattern that is not a regular expression, any value → main (Lua's
+//!    failed `ngx.re.match`). Any other value, or no header, falls through;
 //! 4. `canary-by-cookie`: `always` → canary, `never` → main, anything else falls through;
 //! 5. the weight: canary with probability `min(weight, total) / total`.
 //!
 //! Steps 1–4 look only at the request, so `explain` shows them exactly; step 5 is a roll.
+//!
+//! Before all of them, [`without_endpoints`]: balancer.lua keeps no balancer for a backend
+//! without endpoints (`sync_backend`), so with none on the main backend the canary is never
+//! consulted (`get_balancer` returns nil: 503, or the route's `default-backend`), and with none
+//! on the canary its share stays on the main backend (`route_to_alternative_balancer` finds no
+//! alternative balancer).
 
 use std::sync::Arc;
 
@@ -37,6 +44,8 @@ enum HeaderTest {
     AlwaysNever,
     Exact(String),
     Regex(Regex),
+    /// The pattern is not a regular expression: the header sends to the main backend.
+    Invalid,
 }
 
 /// Which backend a request takes.
@@ -51,6 +60,8 @@ pub enum Side {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Step {
+    /// One of the two backends has no endpoints ([`without_endpoints`]).
+    NoEndpoints,
     MainAffinity,
     CanaryAffinity,
     Header,
@@ -75,6 +86,7 @@ impl<U> CompiledCanary<U> {
             CanaryHeaderMatch::AlwaysNever => HeaderTest::AlwaysNever,
             CanaryHeaderMatch::Exact(v) => HeaderTest::Exact(v.clone()),
             CanaryHeaderMatch::Regex(r) => HeaderTest::Regex(Regex::new(r)?),
+            CanaryHeaderMatch::InvalidRegex(_) => HeaderTest::Invalid,
         };
         Ok(CompiledCanary {
             object: c.object.clone(),
@@ -107,6 +119,7 @@ impl<U> CompiledCanary<U> {
                 HeaderTest::Exact(want) => (v == want).then_some(Side::Canary),
                 HeaderTest::Regex(re) => re.is_match(v).then_some(Side::Canary),
                 HeaderTest::AlwaysNever => always_never(v),
+                HeaderTest::Invalid => Some(Side::Main),
             };
             if let Some(side) = side {
                 return decided(side, Step::Header);
@@ -142,6 +155,16 @@ impl<U> CompiledCanary<U> {
         self.by_request(main, headers)
             .unwrap_or_else(|| self.by_weight(|total| rand::random_range(1..=total)))
     }
+}
+
+/// The decision when the main backend or the canary backend has no endpoints: the main side
+/// (module docs), before any step looks at the request. `main`, `canary`: the backends as the
+/// current snapshot has them.
+pub fn without_endpoints(main: &Upstream, canary: &Upstream) -> Option<Decision> {
+    (main.endpoints.is_empty() || canary.endpoints.is_empty()).then_some(Decision {
+        side: Side::Main,
+        step: Step::NoEndpoints,
+    })
 }
 
 fn always_never(v: &str) -> Option<Side> {
@@ -279,6 +302,35 @@ mod tests {
             Some((Canary, Header))
         );
         assert_eq!(side(&pattern, &main, &[("x-region", "ap-east")]), None);
+    }
+
+    /// ingress-nginx's e2e test "should routes to mainline upstream when the given Regex causes
+    /// error": pattern `[][**da?$&*`, header `DoCanary` and cookie `always` → main. The header
+    /// decides before the cookie; without the header the cookie still does.
+    #[test]
+    fn an_invalid_pattern_sends_a_request_with_the_header_to_main() {
+        let main = upstream_at("main", &[]);
+        let broken = canary(
+            CanaryRule {
+                header: Some("canarybyheader".into()),
+                header_match: CanaryHeaderMatch::InvalidRegex("[][**da?$&*".into()),
+                cookie: Some("canarybycookie".into()),
+                ..Default::default()
+            },
+            upstream_at("canary", &[]),
+        );
+        use {Side::*, Step::*};
+        let both = [
+            ("canarybyheader", "DoCanary"),
+            ("cookie", "canarybycookie=always"),
+        ];
+        assert_eq!(side(&broken, &main, &both), Some((Main, Header)));
+        assert_eq!(
+            side(&broken, &main, &[("canarybyheader", "always")]),
+            Some((Main, Header))
+        );
+        let cookie = [("cookie", "canarybycookie=always")];
+        assert_eq!(side(&broken, &main, &cookie), Some((Canary, Cookie)));
     }
 
     #[test]

@@ -1071,8 +1071,11 @@ fn canary_step<'r>(
     headers: &http::HeaderMap,
 ) -> Option<&'r Arc<UpstreamRuntime>> {
     let canary = route.canary.as_ref()?;
-    let main = ups.first().map(|(u, _)| &*u.spec);
-    (canary.decide(main, headers).side == Side::Canary).then_some(&canary.upstream)
+    let (main, _) = ups.first()?;
+    if super::canary::without_endpoints(&main.spec, &canary.upstream.spec).is_some() {
+        return None;
+    }
+    (canary.decide(Some(&main.spec), headers).side == Side::Canary).then_some(&canary.upstream)
 }
 
 /// The position in `ups` of an upstream picked by weight; `None` when `ups` is empty.

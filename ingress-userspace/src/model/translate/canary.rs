@@ -138,14 +138,14 @@ pub fn parse(
         (None, Some(p)) => match regex::Regex::new(p) {
             Ok(_) => CanaryHeaderMatch::Regex(p.to_string()),
             Err(e) => {
-                bad(
-                    diags,
+                diags.warn(
                     object,
-                    "canary-by-header-pattern",
-                    p,
-                    &format!("a regular expression ({e})"),
+                    "InvalidAnnotation",
+                    format!(
+                        "annotation canary-by-header-pattern: {p:?} is not a regular expression                          ({e}); a request with the header goes to the main backend, as in                          ingress-nginx"
+                    ),
                 );
-                CanaryHeaderMatch::AlwaysNever
+                CanaryHeaderMatch::InvalidRegex(p.to_string())
             }
         },
         (None, None) => CanaryHeaderMatch::AlwaysNever,
@@ -399,6 +399,7 @@ mod tests {
             o.rule,
             CanaryRule {
                 weight_total: 100,
+                header_match: CanaryHeaderMatch::InvalidRegex("(unclosed".into()),
                 ..CanaryRule::default()
             }
         );
