@@ -196,6 +196,28 @@ async fn redirects_app_root_aliases_www_and_upstream_vhost() {
                 ],
                 &[("/", "Prefix")],
             ),
+            // nginx's `return 301 URL` expands the URL's variables (a fresh-user trial found
+            // `$request_uri` sent as written).
+            ingress(
+                "permvars",
+                "xdp-ingress",
+                "permvars.test",
+                &[(
+                    &format!("{N}permanent-redirect"),
+                    "https://new.example$request_uri",
+                )],
+                &[("/", "Prefix")],
+            ),
+            ingress(
+                "tempvars",
+                "xdp-ingress",
+                "tempvars.test",
+                &[(
+                    &format!("{N}temporal-redirect"),
+                    "https://${host}.example/moved$is_args$args",
+                )],
+                &[("/", "Prefix")],
+            ),
             // "Temporal Redirect": 302.
             ingress(
                 "temp",
@@ -252,6 +274,18 @@ async fn redirects_app_root_aliases_www_and_upstream_vhost() {
     assert_eq!(
         location("temp.test", "/").await,
         (302, "https://example.com/later".into())
+    );
+    assert_eq!(
+        location("permvars.test", "/a/b?c=1").await,
+        (301, "https://new.example/a/b?c=1".into())
+    );
+    assert_eq!(
+        location("tempvars.test", "/x?q=2").await,
+        (302, "https://tempvars.test.example/moved?q=2".into())
+    );
+    assert_eq!(
+        location("tempvars.test", "/x").await,
+        (302, "https://tempvars.test.example/moved".into())
     );
     assert_eq!(
         location("approot.bar.com", "/").await,

@@ -1099,7 +1099,28 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
             }
             // A from/to-www redirect names the port the request reached.
             let port_text = port.to_string();
-            if let Some(a) = rewrite::redirect(route, &step, &port_text) {
+            // The variables of a redirect URL, from what the query gives (`$remote_addr`:
+            // `--client`, else 0.0.0.0).
+            let client = crate::proxy::client_addr::Client::direct(
+                q.client.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()),
+                q.https,
+                port,
+            );
+            let request_id = crate::proxy::headers::request_id_of(&headers);
+            let vars = crate::proxy::forward_auth::Request {
+                host: &target.host,
+                method: &method_value,
+                headers: &headers,
+                request_uri: &q.path,
+                path: step.path,
+                query: step.query,
+                client: &client,
+                tls: q.https,
+                request_id: &request_id,
+                route_host: &host.label,
+                route_path: &route.path_label,
+            };
+            if let Some(a) = rewrite::redirect(route, &step, &port_text, &vars) {
                 redirected(&mut e, a);
                 return e;
             }

@@ -604,11 +604,6 @@ mod tests {
             ),
             ("ssl-passthrough", "false", "true"),
             ("limit-rate", "0", "100"),
-            (
-                "permanent-redirect",
-                "https://a.example/x",
-                "https://$host/x",
-            ),
             ("proxy-next-upstream", "off", "error timeout"),
         ] {
             assert_eq!(status(name, same), "supported", "{name}: {same}");

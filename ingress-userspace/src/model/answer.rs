@@ -16,7 +16,7 @@ pub fn describe(action: &RouteAction, policy: &RoutePolicy) -> String {
     }
     if let Some(r) = &policy.redirect {
         let to = match &r.to {
-            RedirectTo::Url(url) => url.clone(),
+            RedirectTo::Url(url) => url.to_string(),
             RedirectTo::Host(h) => format!("{{scheme}}://{h}:{{port}}{{request-uri}}"),
             RedirectTo::AppendSlash => "{scheme}://{host}{path}/{?query}".into(),
         };
@@ -126,7 +126,9 @@ mod tests {
     fn denied_and_annotation_redirects_come_before_the_action() {
         let mut p = RoutePolicy {
             redirect: Some(crate::model::Redirect {
-                to: RedirectTo::Url("https://example.com".into()),
+                to: RedirectTo::Url(
+                    crate::model::nginx_var::NginxString::parse("https://example.com").unwrap(),
+                ),
                 status: 308,
             }),
             ..Default::default()

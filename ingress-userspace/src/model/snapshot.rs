@@ -1089,8 +1089,10 @@ pub struct Redirect {
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum RedirectTo {
-    /// `Location` is this URL as written (`permanent-redirect`, `temporal-redirect`).
-    Url(String),
+    /// `Location` is this URL with its nginx variables (`$request_uri`, `$host`...) expanded
+    /// per request (`permanent-redirect`, `temporal-redirect`: nginx's `return code URL`
+    /// expands them).
+    Url(crate::model::nginx_var::NginxString),
     /// The request's scheme, this host, and the request URI less one trailing `/`
     /// (`from-to-www-redirect`, ingress-nginx's redirect server).
     Host(String),

@@ -145,6 +145,22 @@ impl Client {
     pub fn https(&self) -> bool {
         self.proto.as_bytes().eq_ignore_ascii_case(b"https")
     }
+
+    /// A client at `addr` that reached the proxy itself on `port`, over TLS when `tls`, with
+    /// nothing forwarded (as `explain` pictures a request).
+    pub fn direct(addr: IpAddr, tls: bool, port: u16) -> Client {
+        let text = ip_value(addr);
+        Client {
+            addr,
+            addr_text: text.clone(),
+            forwarded_for: text,
+            forwarded_prev: None,
+            forwarded_node: addr,
+            proto: HeaderValue::from_static(if tls { "https" } else { "http" }),
+            host: None,
+            port: HeaderValue::from(port),
+        }
+    }
 }
 
 impl Origin {

@@ -472,7 +472,26 @@ async fn route(
             // the allowlist (nginx's `return` runs in the rewrite phase, before ingress-nginx's
             // Lua redirect and the access phase).
             let server_port = out.client.port.to_str().unwrap_or_default();
-            if let Some(a) = rewrite::redirect(route, &target, server_port) {
+            // `$request_id`: made only for a URL that names variables.
+            let request_id = if rewrite::redirect_needs_vars(&route.policy) {
+                super::headers::request_id_of(req.headers())
+            } else {
+                HeaderValue::from_static("")
+            };
+            let vars = forward_auth::Request {
+                host,
+                method: req.method(),
+                headers: req.headers(),
+                request_uri: out.request_uri.as_ref().map_or("/", |p| p.as_str()),
+                path: target.path,
+                query: target.query,
+                client: &out.client,
+                tls: out.tls,
+                request_id: &request_id,
+                route_host: &vh.label,
+                route_path: &route.path_label,
+            };
+            if let Some(a) = rewrite::redirect(route, &target, server_port, &vars) {
                 return redirect_to(a, out);
             }
             let gateway = route.policy.gateway.clone();

@@ -207,12 +207,18 @@ pub fn add_forwarding(headers: &mut HeaderMap, c: &Client, host: &str) -> Header
 /// only `X-Request-ID` (ingress-nginx's `proxy_set_header X-Request-ID $req_id` replaces
 /// the client's fields) so every later step sends the same one.
 pub fn request_id(headers: &mut HeaderMap) -> HeaderValue {
-    let id = match headers.get(X_REQUEST_ID) {
-        Some(v) if !v.is_empty() => v.clone(),
-        _ => new_request_id(),
-    };
+    let id = request_id_of(headers);
     headers.insert(X_REQUEST_ID, id.clone());
     id
+}
+
+/// The id [`request_id`] gives a request with these `headers`, without setting it on them:
+/// for an answer the proxy gives before anything is sent on (a redirect's `$request_id`).
+pub fn request_id_of(headers: &HeaderMap) -> HeaderValue {
+    match headers.get(X_REQUEST_ID) {
+        Some(v) if !v.is_empty() => v.clone(),
+        _ => new_request_id(),
+    }
 }
 
 fn push_token_or_quoted(out: &mut String, v: &str) {

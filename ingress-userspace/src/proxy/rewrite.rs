@@ -15,7 +15,7 @@
 use regex::Regex;
 
 use super::router::{CompiledHost, CompiledRoute};
-use crate::model::RedirectTo;
+use crate::model::{RedirectTo, nginx_var::VarSource};
 
 /// The request as the rewrite step sees it.
 #[derive(Clone, Copy, Debug)]
@@ -86,10 +86,17 @@ pub fn app_root<U>(host: &CompiledHost<U>, t: &Target<'_>) -> Option<Answer> {
 /// `X-Forwarded-Port` with `use-forwarded-headers`), which ingress-nginx's from/to-www
 /// redirect always names (ngx_srv_redirect.lua: `scheme://to:port` + `$request_uri` less one
 /// trailing `/`; the scheme likewise from a trusted `X-Forwarded-Proto`, as `t.scheme`).
-pub fn redirect<U>(route: &CompiledRoute<U>, t: &Target<'_>, server_port: &str) -> Option<Answer> {
+/// `vars`: the request's nginx variables, for a `permanent-redirect` or `temporal-redirect` URL
+/// that names some ([`redirect_needs_vars`]).
+pub fn redirect<U>(
+    route: &CompiledRoute<U>,
+    t: &Target<'_>,
+    server_port: &str,
+    vars: &dyn VarSource,
+) -> Option<Answer> {
     let r = route.policy.redirect.as_ref()?;
     let (location, why) = match &r.to {
-        RedirectTo::Url(url) => (url.clone(), "redirect annotation"),
+        RedirectTo::Url(url) => (url.expand(vars), "redirect annotation"),
         RedirectTo::Host(to) => {
             let uri = t.request_uri();
             let uri = uri.strip_suffix('/').unwrap_or(&uri);
@@ -111,6 +118,12 @@ pub fn redirect<U>(route: &CompiledRoute<U>, t: &Target<'_>, server_port: &str) 
         location,
         why,
     })
+}
+
+/// Whether the route's redirect URL names nginx variables, so that [`redirect`] needs the
+/// request's values (the caller then builds them, a request id included).
+pub fn redirect_needs_vars(policy: &crate::model::RoutePolicy) -> bool {
+    matches!(&policy.redirect, Some(r) if matches!(&r.to, RedirectTo::Url(u) if u.has_vars()))
 }
 
 /// Compiles the regex `rewrite-target` is applied with: the route's path, unanchored and
@@ -171,6 +184,25 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::model::nginx_var::Var;
+
+    /// A request with no variables set.
+    struct NoVars;
+    impl VarSource for NoVars {
+        fn push(&self, _: &Var, _: &mut String) {}
+    }
+
+    /// `$request_uri` and `$host` of one request.
+    struct Vars;
+    impl VarSource for Vars {
+        fn push(&self, var: &Var, out: &mut String) {
+            out.push_str(match var {
+                Var::RequestUri => "/x/?q=1",
+                Var::Host => "foo.bar.com",
+                _ => "",
+            });
+        }
+    }
     use crate::{
         model::{Redirect, RoutePolicy},
         proxy::{fixtures::*, router::RouteTable},
@@ -239,26 +271,43 @@ mod tests {
                 },
             )
         };
-        let tb = with(RedirectTo::Url("https://www.google.com".into()), 301);
+        let url =
+            |u: &str| RedirectTo::Url(crate::model::nginx_var::NginxString::parse(u).unwrap());
+        let tb = with(url("https://www.google.com"), 301);
         let r = &tb.host("rewrite.bar.com").unwrap().routes[0];
         assert_eq!(
-            redirect(r, &t, "8080").map(|a| (a.status, a.location)),
+            redirect(r, &t, "8080", &NoVars).map(|a| (a.status, a.location)),
             Some((301, "https://www.google.com".into()))
+        );
+        // nginx's `return 301 URL` expands the URL's variables (found by a fresh-user trial:
+        // `https://new.example$request_uri` was sent as written).
+        let tb = with(url("https://new.example$request_uri"), 301);
+        let r = &tb.host("rewrite.bar.com").unwrap().routes[0];
+        assert!(redirect_needs_vars(&r.policy));
+        assert_eq!(
+            redirect(r, &t, "8080", &Vars).map(|a| a.location),
+            Some("https://new.example/x/?q=1".into())
+        );
+        let tb = with(url("https://${host}.example/"), 302);
+        let r = &tb.host("rewrite.bar.com").unwrap().routes[0];
+        assert_eq!(
+            redirect(r, &t, "8080", &Vars).map(|a| a.location),
+            Some("https://foo.bar.com.example/".into())
         );
         let tb = with(RedirectTo::Host("www.bar.com".into()), 308);
         let r = &tb.host("rewrite.bar.com").unwrap().routes[0];
         let t2 = Target { query: None, ..t };
         assert_eq!(
-            redirect(r, &t2, "80").map(|a| a.location),
+            redirect(r, &t2, "80", &NoVars).map(|a| a.location),
             Some("http://www.bar.com:80/x".into())
         );
         assert_eq!(
-            redirect(r, &t2, "8080").map(|a| a.location),
+            redirect(r, &t2, "8080", &NoVars).map(|a| a.location),
             Some("http://www.bar.com:8080/x".into())
         );
         let root = Target { path: "/", ..t2 };
         assert_eq!(
-            redirect(r, &root, "80").map(|a| a.location),
+            redirect(r, &root, "80", &NoVars).map(|a| a.location),
             Some("http://www.bar.com:80".into()),
             "`/` less its trailing slash, as the Lua does"
         );
@@ -266,7 +315,7 @@ mod tests {
         let r = &tb.host("rewrite.bar.com").unwrap().routes[0];
         let t3 = Target { path: "/x", ..t };
         assert_eq!(
-            redirect(r, &t3, "8080").map(|a| a.location),
+            redirect(r, &t3, "8080", &NoVars).map(|a| a.location),
             Some("http://foo.bar.com:8080/x/?q=1".into())
         );
     }

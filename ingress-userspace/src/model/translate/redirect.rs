@@ -4,7 +4,19 @@
 //! "Server Alias"; internal/ingress/annotations/redirect).
 
 use super::annotations::Reader;
-use crate::model::{Redirect, RedirectTo, RoutePolicy};
+use crate::model::{
+    Redirect, RedirectTo, RoutePolicy,
+    nginx_var::{NginxString, Var, VarSource},
+};
+
+/// Every variable as one word, to check a redirect URL's shape.
+struct Placeholder;
+
+impl VarSource for Placeholder {
+    fn push(&self, _: &Var, out: &mut String) {
+        out.push('x');
+    }
+}
 
 /// `permanent-redirect` without `permanent-redirect-code`.
 pub const PERMANENT_REDIRECT_CODE: u16 = 301;
@@ -49,8 +61,20 @@ pub(super) fn parse(r: &mut Reader<'_>, policy: &mut RoutePolicy) -> HostOptions
         let Some(url) = r.get(key).map(str::to_string) else {
             continue;
         };
-        // ingress-nginx's isValidURL: http or https only.
-        let valid = http::Uri::try_from(url.as_str()).is_ok_and(|u| {
+        // nginx expands the URL's variables (`return 301 https://a.example$request_uri`).
+        let parsed = match NginxString::parse(&url) {
+            Ok(p) => p,
+            Err(e) => {
+                r.bad(
+                    key,
+                    &url,
+                    &format!("a URL whose variables nginx knows ({e})"),
+                );
+                break;
+            }
+        };
+        // ingress-nginx's isValidURL: http or https only; variables stand for a word here.
+        let valid = http::Uri::try_from(parsed.expand(&Placeholder)).is_ok_and(|u| {
             matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some()
         });
         if !valid {
@@ -72,7 +96,7 @@ pub(super) fn parse(r: &mut Reader<'_>, policy: &mut RoutePolicy) -> HostOptions
             },
         };
         policy.redirect = Some(Redirect {
-            to: RedirectTo::Url(url),
+            to: RedirectTo::Url(parsed),
             status,
         });
         break;
@@ -120,7 +144,7 @@ mod tests {
 
     fn redirect(url: &str, status: u16) -> Option<Redirect> {
         Some(Redirect {
-            to: RedirectTo::Url(url.into()),
+            to: RedirectTo::Url(NginxString::parse(url).unwrap()),
             status,
         })
     }
@@ -164,7 +188,22 @@ mod tests {
         ]);
         assert_eq!(w, ["InvalidAnnotation"]);
         assert_eq!(o.policy.redirect, None);
-        for bad in ["not a url", "tcp://www.example.com", "/relative"] {
+        // nginx variables are expanded per request; an unknown one is an error.
+        for url in [
+            "https://a.example$request_uri",
+            "https://${host}.example/$uri$is_args$args",
+        ] {
+            let (o, w) = parse_map(&[("permanent-redirect", url)]);
+            assert!(w.is_empty(), "{url}: {w:?}");
+            assert_eq!(o.policy.redirect, redirect(url, 301));
+        }
+        for bad in [
+            "not a url",
+            "tcp://www.example.com",
+            "/relative",
+            "https://a.example$no_such_variable",
+            "$scheme_less",
+        ] {
             let (o, w) = parse_map(&[("permanent-redirect", bad)]);
             assert_eq!(w, ["InvalidAnnotation"], "{bad}");
             assert_eq!(o.policy.redirect, None, "{bad}");

@@ -193,7 +193,7 @@ pub static ANNOTATIONS: &[Row] = &[
     row("opentelemetry-operation-name", NotYet, "OpenTelemetry span name."),
     row("opentelemetry-trust-incoming-span", NotYet, "Continue incoming OpenTelemetry traces."),
     row("opentracing-trust-incoming-span", TRACING, "Continue incoming OpenTracing traces."),
-    row("permanent-redirect", Differs("nginx variables in the URL are not expanded"), "Answer every request with a redirect to this URL (301)."),
+    row("permanent-redirect", Supported, "Answer every request with a redirect to this URL (301); nginx variables in it (`$request_uri`, `$host`, ... of the supported set) are expanded per request."),
     row("permanent-redirect-code", Supported, "Status of permanent-redirect."),
     row("preserve-trailing-slash", Supported, "Keep the trailing slash in the ssl-redirect Location (stripped by default)."),
     row("proxy-body-size", Supported, "Largest request body (`8m`, `0` = unlimited); larger gets 413."),
@@ -242,7 +242,7 @@ pub static ANNOTATIONS: &[Row] = &[
     row("ssl-prefer-server-ciphers", CIPHERS, "Server cipher order."),
     row("ssl-redirect", Supported, "Redirect HTTP to HTTPS (308) for hosts with TLS (default true)."),
     row("stream-snippet", SNIPPET, "nginx configuration inserted into the stream block."),
-    row("temporal-redirect", Supported, "Answer every request with a redirect to this URL (302)."),
+    row("temporal-redirect", Supported, "Answer every request with a redirect to this URL (302); nginx variables in it are expanded as in `permanent-redirect`."),
     row("temporal-redirect-code", Supported, "Status of temporal-redirect."),
     row("upstream-hash-by", Supported, "Consistent hash on `$remote_addr`, `$http_<name>` or `$cookie_<name>` (other variables warn)."),
     row("upstream-hash-by-subset", NotYet, "Hash to a subset of pods."),
@@ -485,7 +485,6 @@ pub fn value_behaves_the_same(name: &str, value: &str) -> bool {
         }
         "ssl-passthrough" | "canary" => is_false(),
         "limit-rate" | "limit-rate-after" => v == "0",
-        "permanent-redirect" => !v.contains('$'),
         // A URL is a 302 in both; a path or an `@name` differs.
         "auth-tls-error-page" => v.starts_with("http://") || v.starts_with("https://"),
         // Nothing is retried, so nothing is resent or tried twice.
