@@ -11,8 +11,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::networking::v1::Ingress;
 
-use super::TranslateConfig;
-use crate::store::Objects;
+use super::{TranslateConfig, diagnostics::Diagnostics};
+use crate::{
+    model::{ObjectKind, ObjectRef},
+    store::Objects,
+};
 
 pub const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 pub const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
@@ -71,6 +74,40 @@ impl Classes {
         }
         self.ours_is_default || cfg.watch_without_class
     }
+}
+
+/// A Warning (`IngressClassNotOurs`, on the IngressClass) when `--ingress-class` names an
+/// IngressClass whose `spec.controller` is another controller's: its Ingresses are that
+/// controller's, so nothing of them is served here, which is never what naming the class asked
+/// for. The usual case is a takeover from ingress-nginx (`--ingress-class nginx` beside the
+/// IngressClass `nginx` of `k8s.io/ingress-nginx`): the message names the flag that serves them.
+pub fn check_flag_class(objects: &Objects, cfg: &TranslateConfig, diags: &mut Diagnostics) {
+    let Some(class) = objects
+        .ingress_classes
+        .values()
+        .find(|c| c.metadata.name.as_deref() == Some(cfg.ingress_class.as_str()))
+    else {
+        return;
+    };
+    let controller = class.spec.as_ref().and_then(|s| s.controller.as_deref());
+    if controller == Some(cfg.controller_name.as_str()) {
+        return;
+    }
+    let name = &cfg.ingress_class;
+    let fix = match controller {
+        Some(c) => format!("run with --controller-name {c} to serve them here"),
+        None => "give it spec.controller".into(),
+    };
+    diags.warn(
+        &ObjectRef::new(ObjectKind::IngressClass, "", name),
+        "IngressClassNotOurs",
+        format!(
+            "IngressClass {name} (--ingress-class) names controller {}, not ours ({}): its \
+             Ingresses are left to that controller and none is served; {fix}",
+            controller.unwrap_or("(none)"),
+            cfg.controller_name
+        ),
+    );
 }
 
 #[cfg(test)]

@@ -497,6 +497,7 @@ impl Translator {
         let mut diags = diagnostics::Diagnostics::default();
         diags.0.extend(objects.diagnostics.iter().cloned());
         let classes = class::Classes::new(objects, &self.config);
+        class::check_flag_class(objects, &self.config, &mut diags);
         let endpoints = endpoints::EndpointIndex::new(objects, &self.config);
 
         let controller = self.controller_config(objects, &mut diags);

@@ -1536,3 +1536,42 @@ fn a_missing_controller_configmap_is_reported() {
     // Without --configmap nothing is looked for.
     assert!(run(&base()).diagnostics.is_empty());
 }
+
+/// `--ingress-class nginx` beside ingress-nginx's IngressClass `nginx` serves nothing of that
+/// class, which the flag never asked for: a Warning on the IngressClass names the flag that
+/// would (found by a fresh-user trial: a Helm-rendered directory served no host, silently).
+#[test]
+fn a_flag_class_owned_by_another_controller_is_reported() {
+    let config = TranslateConfig {
+        ingress_class: "nginx".into(),
+        ..mk_config()
+    };
+    let mut o = base();
+    o.upsert(mk_class("nginx", "k8s.io/ingress-nginx", false));
+    let s = translate(&o, &config);
+    let d: Vec<_> = (s.diagnostics.iter())
+        .filter(|d| d.reason == "IngressClassNotOurs")
+        .collect();
+    assert_eq!(d.len(), 1, "{:?}", s.diagnostics);
+    assert_eq!(d[0].object.name, "nginx");
+    assert!(
+        d[0].message
+            .contains("--controller-name k8s.io/ingress-nginx"),
+        "{}",
+        d[0].message
+    );
+    // Ours, or another class name: nothing to say.
+    let ours = translate(&o, &mk_config());
+    assert!(
+        ours.diagnostics
+            .iter()
+            .all(|d| d.reason != "IngressClassNotOurs")
+    );
+    o.upsert(mk_class("nginx", &mk_config().controller_name, false));
+    let s = translate(&o, &config);
+    assert!(
+        s.diagnostics
+            .iter()
+            .all(|d| d.reason != "IngressClassNotOurs")
+    );
+}
