@@ -653,13 +653,14 @@ async fn an_unusable_ca_secret_denies_only_its_host() {
         ],
     )
     .await;
-    let warnings: Vec<_> = snap
+    // Each denies its host: an error.
+    let errors: Vec<_> = snap
         .diagnostics
         .iter()
-        .filter(|d| d.severity == Severity::Warning)
+        .filter(|d| d.severity == Severity::Error)
         .map(|d| d.object.name.clone())
         .collect();
-    assert_eq!(warnings, ["a", "b", "c"], "{:?}", snap.diagnostics);
+    assert_eq!(errors, ["a", "b", "c"], "{:?}", snap.diagnostics);
     assert!(snap.diagnostics.iter().all(|d| d.message.contains("403")));
     let before = pod.requests();
     for host in [

@@ -184,7 +184,7 @@ async fn a_bad_limit_denies_its_routes_and_spares_other_ingresses() {
         );
         let s = translated(version, &yaml);
         assert!(
-            s.diagnostics.iter().any(|d| d.severity == Severity::Warning
+            s.diagnostics.iter().any(|d| d.severity == Severity::Error
                 && d.object.name == "api"
                 && d.reason == "InvalidAnnotation"
                 && d.message.contains("503 until fixed")

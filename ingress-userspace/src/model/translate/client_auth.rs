@@ -229,7 +229,7 @@ pub(super) fn check_values(r: &mut Reader<'_>, ns: &str) {
 
 /// Reports why the host's client-certificate check cannot be set up (it answers 403).
 fn report_unavailable(r: &mut Reader<'_>, reason: &str, msg: &str) {
-    r.diags.warn(
+    r.diags.error(
         r.object,
         reason,
         format!(

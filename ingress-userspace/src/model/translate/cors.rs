@@ -111,19 +111,25 @@ fn origins(r: &mut Reader<'_>, v: &str) -> CorsOrigins {
         if is_origin(o) {
             list.push(o.to_string());
         } else {
-            r.bad(
-                "cors-allow-origin",
-                o,
-                "an origin (http(s)://host[:port], `*.` allowed before the host); skipped",
+            r.diags.warn(
+                r.object,
+                "InvalidAnnotation",
+                format!(
+                    "annotation cors-allow-origin: {o:?} is not an origin (http(s)://host[:port], \
+                     `*.` allowed before the host); it is skipped"
+                ),
             );
         }
     }
     if list.is_empty() {
         // As ingress-nginx: nothing valid left means no origin is allowed, not every one.
-        r.bad(
-            "cors-allow-origin",
-            v,
-            "a list with a valid origin; no origin is allowed",
+        r.diags.warn(
+            r.object,
+            "InvalidAnnotation",
+            format!(
+                "annotation cors-allow-origin: {v:?} names no valid origin: no origin is \
+                 allowed (no CORS headers; preflights go to the pod), not the default `*`"
+            ),
         );
     }
     CorsOrigins::List(list)

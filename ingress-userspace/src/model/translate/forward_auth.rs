@@ -326,7 +326,7 @@ pub(super) fn check_values(r: &mut Reader<'_>) {
 
 /// Reports why the location is denied; returns the reason the proxy answers with.
 fn denied(r: &mut Reader<'_>, reason: &str, why: String) -> String {
-    r.diags.warn(
+    r.diags.error(
         r.object,
         reason,
         format!("{why}; every request to its paths gets 503 (never unauthenticated)"),

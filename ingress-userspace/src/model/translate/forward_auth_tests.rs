@@ -317,7 +317,8 @@ fn bad_values_deny_the_location() {
             "{annotations:?}: {:?}",
             s.diagnostics
         );
-        assert_eq!(s.diagnostics[0].severity, Severity::Warning);
+        // It denies the location: an error (manifest-directory.md's log levels).
+        assert_eq!(s.diagnostics[0].severity, Severity::Error);
     }
 }
 

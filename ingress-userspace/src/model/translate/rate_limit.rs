@@ -57,10 +57,10 @@ pub(super) fn parse(r: &mut Reader<'_>) -> Result<Option<Arc<RateLimit>>, String
     };
     if !bad.is_empty() {
         let why = format!(
-            "annotation {} is not a whole number (0 disables a limit)",
+            "annotation {} is not a whole number of 0 or more (0 disables a limit)",
             bad.join(", ")
         );
-        r.diags.warn(
+        r.diags.error(
             r.object,
             "InvalidAnnotation",
             format!(
@@ -290,7 +290,8 @@ mod tests {
             assert!(denied.contains(value), "{denied}");
             assert_eq!(d.0.len(), 1, "{key}: {value:?}");
             let warning = &d.0[0];
-            assert_eq!(warning.severity, crate::model::Severity::Warning);
+            // It denies the routes: an error, as every value that denies a route.
+            assert_eq!(warning.severity, crate::model::Severity::Error);
             assert!(
                 warning.message.contains("503 until fixed")
                     && warning
