@@ -42,12 +42,12 @@ const SNAT_PROBES: u32 = 8;
 const E2BIG: i32 = 7;
 
 /// The clock of flow, reverse-entry and affinity timestamps and of every decision on them:
-/// CLOCK_MONOTONIC, ns (`bpf_ktime_get_ns`, what the daemon's sweep reads too). A new flow's
-/// entries are stamped from the coarse clock instead ([`coarse_ns`]: a memory read where this
-/// one reads the clocksource, which measured ~80 ns of a new flow's ~1000 under this
-/// hypervisor): it lags this one by at most a tick and never leads it, so such a stamp only
-/// makes its entry up to a tick older, and every age is taken with [`older_than`] here (the
-/// daemon saturates), which holds for stamps of either clock.
+/// CLOCK_MONOTONIC, ns (`bpf_ktime_get_ns`, what the daemon's sweep reads too). A new (or
+/// reopened) flow's entries are stamped from the coarse clock instead ([`coarse_ns`]: a memory
+/// read where this one reads the clocksource, which measured ~80 ns of a new flow's ~1000 under
+/// this hypervisor): it lags this one by at most a tick and never leads it, so such a stamp
+/// only makes its entry up to a tick older, and every age is taken with [`older_than`] here
+/// (the daemon saturates), which holds for stamps of either clock.
 #[inline(always)]
 pub fn clock_ns() -> u64 {
     // SAFETY: helper without preconditions.
@@ -476,8 +476,8 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
             // The backend a new flow would get: when it is the flow's own (local) one, both
             // entries are reset where they are, as a release and re-insert would leave them,
             // without the four map writes (and the tombstone, which the live reverse entry
-            // would hide anyway).
-            let now = clock_ns();
+            // would hide anyway). Stamped as a new flow is, from the coarse clock (`clock_ns`).
+            let now = coarse;
             picked = select_backend(&pkt, &svc, cfg, now, len);
             scr.fwd.now = now;
             if reopen_in_place(&pkt, e, picked, scr) {
