@@ -41,8 +41,13 @@ const SNAT_PROBES: u32 = 8;
 /// `-E2BIG` from a map update: the (non-LRU) table is full.
 const E2BIG: i32 = 7;
 
-/// The clock of every flow, reverse-entry and affinity timestamp and every decision on them:
-/// CLOCK_MONOTONIC, ns (`bpf_ktime_get_ns`, what the daemon's sweep reads too).
+/// The clock of flow, reverse-entry and affinity timestamps and of every decision on them:
+/// CLOCK_MONOTONIC, ns (`bpf_ktime_get_ns`, what the daemon's sweep reads too). A new (or
+/// reopened) flow's entries are stamped from the coarse clock instead ([`coarse_ns`]: a memory
+/// read where this one reads the clocksource, which measured ~80 ns of a new flow's ~1000 under
+/// this hypervisor): it lags this one by at most a tick and never leads it, so such a stamp
+/// only makes its entry up to a tick older, and every age is taken with [`older_than`] here
+/// (the daemon saturates), which holds for stamps of either clock.
 #[inline(always)]
 pub fn clock_ns() -> u64 {
     // SAFETY: helper without preconditions.
@@ -471,8 +476,8 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
             // The backend a new flow would get: when it is the flow's own (local) one, both
             // entries are reset where they are, as a release and re-insert would leave them,
             // without the four map writes (and the tombstone, which the live reverse entry
-            // would hide anyway).
-            let now = clock_ns();
+            // would hide anyway). Stamped as a new flow is, from the coarse clock (`clock_ns`).
+            let now = coarse;
             picked = select_backend(&pkt, &svc, cfg, now, len);
             scr.fwd.now = now;
             if reopen_in_place(&pkt, e, picked, scr) {
@@ -492,9 +497,11 @@ pub fn handle(ctx: &XdpContext, p: &Parsed, len: u64) -> Verdict {
     if pkt.proto == IPPROTO_TCP && !syn {
         return pass(Stat::PassNoFlow);
     }
-    let now = clock_ns();
+    // Stamps and ages of the new flow's entries (see `clock_ns`); the SYN limit reads the fine
+    // clock itself, and only for a service that has a limit.
+    let now = coarse;
     // A new connection beyond its source's share: dropped before it gets any state.
-    if syn && !reopens && !crate::syn_limit::admits(&pkt, svc.slot, now) {
+    if syn && !reopens && !crate::syn_limit::admits(&pkt, svc.slot) {
         count_syn_limited(svc.slot);
         return verdict(xdp_action::XDP_DROP, Stat::DropSynRateLimit);
     }
@@ -696,7 +703,8 @@ const FROM_AFFINITY: u32 = 1 << 31;
 const SNAT_TABLE_FULL: u32 = u32::MAX;
 
 /// Picks a backend id for a new flow: a live ClientIP affinity entry (marked
-/// [`FROM_AFFINITY`]), else the Maglev table. [`NO_BACKEND`] when the service has none.
+/// [`FROM_AFFINITY`]), else the Maglev table. [`NO_BACKEND`] when the service has none. `now`
+/// (ns) is a reading of either clock (see [`clock_ns`]), stored as the affinity's last use.
 #[inline(never)]
 fn select_backend(pkt: &Pkt, svc: &ServiceValue, cfg: &L4Config, now: u64, len: u64) -> u32 {
     let akey = AffinityKey {
@@ -710,7 +718,7 @@ fn select_backend(pkt: &Pkt, svc: &ServiceValue, cfg: &L4Config, now: u64, len: 
     {
         // SAFETY: pointer from a successful lookup.
         let (id, used) = unsafe { ((*a).backend_id, (*a).last_used_ns) };
-        let live = now.wrapping_sub(used) <= u64::from(svc.affinity_timeout_s) * NS;
+        let live = !older_than(now, used, u64::from(svc.affinity_timeout_s) * NS);
         let usable = match BACKENDS.get(id) {
             Some(be) => {
                 be.flags & BE_F_PRESENT != 0
@@ -835,7 +843,7 @@ fn release_flow(e: &CtEntry, pkt: &Pkt, cfg: &L4Config, scr: &mut Scratch) {
 /// Reserves a SNAT source port for a new flow to a remote backend by inserting its reverse
 /// entry (left in `scr.rkey`); ports already taken by a live flow are skipped. Returns the port
 /// (network order), 0 when none is free or SNAT is not configured, [`SNAT_TABLE_FULL`] when
-/// the reverse table has no room.
+/// the reverse table has no room. `now` (ns) is a reading of either clock (see [`clock_ns`]).
 #[inline(never)]
 fn alloc_snat(pkt: &Pkt, cfg: &L4Config, be: &Backend, now: u64, scr: &mut Scratch) -> u32 {
     // Field by field into the scratch space: struct literals would be built on the stack.
@@ -880,7 +888,7 @@ fn alloc_snat(pkt: &Pkt, cfg: &L4Config, be: &Backend, now: u64, scr: &mut Scrat
             let same = addr_eq(&old.client_addr, &pkt.saddr) && old.client_port == pkt.sport;
             // A port is free once its flow timed out: the closing timeout after a FIN or RST
             // (conntrack's TIME_WAIT), else the idle timeout of its protocol.
-            let stale = now.wrapping_sub(old.last_seen_ns) > timeout_ns(cfg, pkt.proto, old.flags);
+            let stale = older_than(now, old.last_seen_ns, timeout_ns(cfg, pkt.proto, old.flags));
             if same || stale {
                 if !same {
                     forget_flow(old, pkt, port.to_be(), scr);
