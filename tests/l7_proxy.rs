@@ -3852,6 +3852,141 @@ spec:
     assert_eq!(g.status, StatusCode::SERVICE_UNAVAILABLE);
 }
 
+/// ingress-nginx's `custom-http-errors` are `error_page <code> = @custom_...` lines of the
+/// location (nginx.tmpl), and nginx's `error_page` covers every status the location answers,
+/// not only the upstream's (`proxy_intercept_errors`): its own refusals too. So an allowlist
+/// `deny` (403), a `limit_req` refusal (503, `limit-req-status-code`) and an `auth_basic`
+/// challenge (401) go to the error backend with their `X-Code`, and the client gets that
+/// backend's answer; a refusal whose status is not listed is the proxy's own. The root location
+/// (a path no rule has) the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_http_errors_catch_the_proxys_own_refusals() {
+    let (app, errs) = (backend("app"), backend("errors"));
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    // The Ingress routes `Prefix /app` only: `/other` is the host's root location.
+    let yaml = |annotations: &[(&str, &str)], rest: &str| {
+        [
+            service_yaml("main", app.addr),
+            service_yaml("errors", errs.addr),
+            ingress_for(
+                "refuse.test",
+                "app",
+                "main",
+                "2025-01-01T00:00:00Z",
+                annotations,
+            )
+            .replace("{path: /, ", "{path: /app, "),
+            rest.to_string(),
+        ]
+        .concat()
+    };
+    let from_errors = |g: &Got, code: &str, path: &str| {
+        assert_eq!(
+            (g.status, g.pod().as_str()),
+            (StatusCode::OK, "errors"),
+            "{code} {path}: {}",
+            g.header(REASON_HEADER)
+        );
+        let h = &g.json()["headers"];
+        assert_eq!(h["x-code"], code, "{path}");
+        assert_eq!(h["x-original-uri"], path);
+        assert_eq!(h["x-ingress-name"], "app");
+        assert_eq!(h["x-request-id"].as_str().unwrap_or_default().len(), 32);
+    };
+
+    // `allowlist-source-range` the client (127.0.0.1) is outside of.
+    let allow = [
+        ("allowlist-source-range", "10.0.0.0/8"),
+        ("default-backend", "errors"),
+    ];
+    proxy.handle.apply(translated(
+        1,
+        &yaml(&[&allow[..], &[("custom-http-errors", "403")]].concat(), ""),
+    ));
+    for path in ["/app/x?q=1", "/other"] {
+        let g = get(&c, proxy.http(), "refuse.test", path).await;
+        from_errors(&g, "403", path);
+    }
+    let g = get(&c, proxy.http(), "refuse.test", "/app/x").await;
+    assert_eq!(g.json()["headers"]["x-service-name"], "main");
+    // 403 not listed: the proxy's own refusal.
+    proxy.handle.apply(translated(
+        2,
+        &yaml(&[&allow[..], &[("custom-http-errors", "503")]].concat(), ""),
+    ));
+    let g = get(&c, proxy.http(), "refuse.test", "/app/x").await;
+    assert_eq!(g.status, StatusCode::FORBIDDEN);
+    assert_eq!(g.header(REASON_HEADER), SOURCE_DENIED);
+
+    // `limit-rps: 1` with a burst of 1: quick requests are soon refused with 503, each of
+    // which the error backend answers; none reaches the client as the proxy's 503.
+    proxy.handle.apply(translated(
+        3,
+        &yaml(
+            &[
+                ("limit-rps", "1"),
+                ("limit-burst-multiplier", "1"),
+                ("custom-http-errors", "403,503"),
+                ("default-backend", "errors"),
+            ],
+            "",
+        ),
+    ));
+    let mut caught = 0;
+    for _ in 0..20 {
+        let g = get(&c, proxy.http(), "refuse.test", "/app/limited").await;
+        if g.pod() == "app" {
+            assert_eq!(g.status, StatusCode::OK);
+        } else {
+            from_errors(&g, "503", "/app/limited");
+            caught += 1;
+        }
+    }
+    assert!(caught > 0, "no request was rate limited");
+
+    // Basic auth without credentials: the 401 challenge is the error backend's answer.
+    let secret = "---\napiVersion: v1\nkind: Secret\nmetadata: {name: basic-auth, namespace: default}\ntype: Opaque\nstringData:\n  auth: \"u:_J9..saltlWd5FJP1T6.\\n\"\n";
+    proxy.handle.apply(translated(
+        4,
+        &yaml(
+            &[
+                ("auth-type", "basic"),
+                ("auth-secret", "basic-auth"),
+                ("custom-http-errors", "401"),
+                ("default-backend", "errors"),
+            ],
+            secret,
+        ),
+    ));
+    for path in ["/app/x", "/other"] {
+        let g = get(&c, proxy.http(), "refuse.test", path).await;
+        from_errors(&g, "401", path);
+        assert!(g.header("www-authenticate").is_empty(), "{path}");
+    }
+
+    // A denied location (its auth Secret missing) is a bare `return 503` in ingress-nginx,
+    // without the `error_page` lines: its 503 is the proxy's own.
+    proxy.handle.apply(translated(
+        5,
+        &yaml(
+            &[
+                ("auth-type", "basic"),
+                ("auth-secret", "missing"),
+                ("custom-http-errors", "503"),
+                ("default-backend", "errors"),
+            ],
+            "",
+        ),
+    ));
+    let g = get(&c, proxy.http(), "refuse.test", "/app/x").await;
+    assert_eq!(g.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        !g.header(REASON_HEADER).is_empty(),
+        "the proxy's own answer"
+    );
+}
+
 /// ingress-nginx's implicit root location (controller.go `createServers`): a host whose
 /// Ingresses route no `/` still has a `location /` proxied to the default backend (the
 /// built-in one answers 404) with the annotations of the host's first Ingress. So its

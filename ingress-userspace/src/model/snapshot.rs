@@ -708,6 +708,16 @@ pub struct RoutePolicy {
     pub gateway: Option<Arc<crate::model::GatewayRoutePolicy>>,
 }
 
+impl RoutePolicy {
+    /// The location is denied: every request gets 503 ([`ResponsePolicy::denied`], or an
+    /// authentication that cannot be set up, [`RouteAuth::Unavailable`]). ingress-nginx renders
+    /// such a location as a bare `return 503` (nginx.tmpl, "Location denied"), without the
+    /// `error_page` lines of `custom-http-errors`, so its 503 is never replaced.
+    pub fn location_denied(&self) -> bool {
+        self.response.denied.is_some() || matches!(self.auth, Some(RouteAuth::Unavailable { .. }))
+    }
+}
+
 /// nginx's `satisfy` (ngx_http_core_module): how the access phase's checks combine. The checks
 /// are the access module (`allowlist-source-range`), `auth_basic` and `auth_request`
 /// (ingress-nginx's `satisfy` annotation sets it per location).

@@ -459,231 +459,262 @@ async fn route(
                 out.reason = Some(why.clone());
                 return local(StatusCode::SERVICE_UNAVAILABLE, why);
             }
-            // CORS and custom headers: ingress-nginx's are in nginx's rewrite phase, ahead of
-            // the route's redirect, its Lua HTTPS redirect and the access phase (allowlist), so
-            // a preflight is answered before all of them and every answer below has them.
-            let extra = cors::for_request(&route.policy.response, req.method(), req.headers());
-            out.set_headers = extra.set;
-            if extra.preflight {
-                out.reason = Some("CORS preflight".into());
-                return cors::preflight();
-            }
-            // The rewrite step, 2: the route's own redirect, before the HTTPS redirect and
-            // the allowlist (nginx's `return` runs in the rewrite phase, before ingress-nginx's
-            // Lua redirect and the access phase).
-            let server_port = out.client.port.to_str().unwrap_or_default();
-            if let Some(a) = rewrite::redirect(route, &target, server_port) {
-                return redirect_to(a, out);
-            }
-            let gateway = route.policy.gateway.clone();
-            if let Some(r) = gateway.as_ref().and_then(|g| g.redirect.as_ref()) {
-                let location = gateway_filters::redirect_location(
-                    r,
-                    route.path(),
-                    scheme,
-                    host,
-                    server_port.parse().unwrap_or(0),
-                    req.uri().path(),
-                    req.uri().query(),
-                );
-                return redirect_to(
-                    rewrite::Answer {
-                        status: r.status,
-                        location,
-                        why: "RequestRedirect",
-                    },
-                    out,
-                );
-            }
-            if !out.client.https() && vh.tls && route.policy.ssl_redirect != Some(false) {
-                out.reason = Some("ssl-redirect".into());
-                return redirect(
-                    shared,
-                    host,
-                    req.uri(),
-                    route.policy.preserve_trailing_slash,
-                );
-            }
-            // Rate limits: nginx's preaccess phase (`limit_req`, `limit_conn`), after the
-            // rewrite phase (redirects) and before the access phase (allowlist, auth).
-            if let Some(refused) = limit(shared, route.policy.rate_limit.as_deref(), out).await {
-                return refused;
-            }
-            // The access phase (allowlist, basic auth, external auth, combined as `satisfy`
-            // says): after the redirects, as ingress-nginx (rewrite phase before access phase);
-            // before anything else, local answers included, so a refused client learns nothing
-            // more, and no backend, default backend or canary sees an unauthenticated request.
-            if let Err(resp) = access(shared, route, &vh.label, &mut req, host, out).await {
-                return resp;
-            }
-            // ingress-nginx: `proxy_set_header Authorization ""` under auth_basic (the pod's
-            // request only).
-            if matches!(route.policy.auth, Some(crate::model::RouteAuth::Basic(_))) {
-                req.headers_mut().remove(AUTHORIZATION);
-            }
-            match &route.action {
-                CompiledAction::Respond { status, reason } => {
-                    // A route whose Service is missing has no endpoints: its default backend
-                    // serves.
-                    if let Some(d) = route
-                        .errors
-                        .as_ref()
-                        .and_then(|e| e.default_backend.as_ref())
-                    {
-                        error_pages::mark_served_by_default_backend(&mut req, route, None);
-                        return forward(shared, req, d, &route.policy, host, out).await;
-                    }
-                    out.reason = Some(reason.clone());
-                    let status =
-                        StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-                    local(status, reason)
+            // Every answer of the route's location from here on goes through its
+            // `custom-http-errors` ([`intercepted`]): nginx's `error_page` covers any status the
+            // location produces, its own refusals (`limit_req`/`limit_conn`, `deny`,
+            // `auth_basic`, `auth_request`'s 401/403/500), redirects and the upstream's answer
+            // (`proxy_intercept_errors on`) alike. A denied location's 503 (above, or of an
+            // unusable authentication) is not caught ([`Intercept::new`]).
+            // X-Original-URI is the URI the client sent, before any rewrite.
+            let primary = match &route.action {
+                CompiledAction::Forward(ups) => ups.first().map(|(u, _)| &**u),
+                _ => None,
+            };
+            let mut intercept = Intercept::new(route, rt.routes.default_backend(), primary, &req);
+            let resp = 'location: {
+                // CORS and custom headers: ingress-nginx's are in nginx's rewrite phase, ahead of
+                // the route's redirect, its Lua HTTPS redirect and the access phase (allowlist), so
+                // a preflight is answered before all of them and every answer below has them.
+                let extra = cors::for_request(&route.policy.response, req.method(), req.headers());
+                out.set_headers = extra.set;
+                if extra.preflight {
+                    out.reason = Some("CORS preflight".into());
+                    break 'location cors::preflight();
                 }
-                CompiledAction::Forward(ups) => {
-                    // The body also feeds the route's request mirrors, if any.
-                    let mut req = req.map(mirror::Tee::new);
-                    if let Some(g) = &gateway {
-                        let valid: u64 = ups.iter().map(|(_, w)| u64::from(*w)).sum();
-                        if gateway_filters::takes_invalid_share(g.invalid_weight, valid) {
-                            out.reason = Some("unresolvable backendRef".into());
-                            return local(
-                                StatusCode::INTERNAL_SERVER_ERROR,
-                                "unresolvable backendRef",
-                            );
+                // The rewrite step, 2: the route's own redirect, before the HTTPS redirect and
+                // the allowlist (nginx's `return` runs in the rewrite phase, before ingress-nginx's
+                // Lua redirect and the access phase).
+                let server_port = out.client.port.to_str().unwrap_or_default();
+                if let Some(a) = rewrite::redirect(route, &target, server_port) {
+                    break 'location redirect_to(a, out);
+                }
+                let gateway = route.policy.gateway.clone();
+                if let Some(r) = gateway.as_ref().and_then(|g| g.redirect.as_ref()) {
+                    let location = gateway_filters::redirect_location(
+                        r,
+                        route.path(),
+                        scheme,
+                        host,
+                        server_port.parse().unwrap_or(0),
+                        req.uri().path(),
+                        req.uri().query(),
+                    );
+                    break 'location redirect_to(
+                        rewrite::Answer {
+                            status: r.status,
+                            location,
+                            why: "RequestRedirect",
+                        },
+                        out,
+                    );
+                }
+                if !out.client.https() && vh.tls && route.policy.ssl_redirect != Some(false) {
+                    out.reason = Some("ssl-redirect".into());
+                    break 'location redirect(
+                        shared,
+                        host,
+                        req.uri(),
+                        route.policy.preserve_trailing_slash,
+                    );
+                }
+                // Rate limits: nginx's preaccess phase (`limit_req`, `limit_conn`), after the
+                // rewrite phase (redirects) and before the access phase (allowlist, auth).
+                if let Some(refused) = limit(shared, route.policy.rate_limit.as_deref(), out).await
+                {
+                    break 'location refused;
+                }
+                // The access phase (allowlist, basic auth, external auth, combined as `satisfy`
+                // says): after the redirects, as ingress-nginx (rewrite phase before access phase);
+                // before anything else, local answers included, so a refused client learns nothing
+                // more, and no backend, default backend or canary sees an unauthenticated request.
+                if let Err(resp) = access(shared, route, &vh.label, &mut req, host, out).await {
+                    break 'location resp;
+                }
+                // ingress-nginx: `proxy_set_header Authorization ""` under auth_basic (the pod's
+                // request only).
+                if matches!(route.policy.auth, Some(crate::model::RouteAuth::Basic(_))) {
+                    req.headers_mut().remove(AUTHORIZATION);
+                }
+                match &route.action {
+                    CompiledAction::Respond { status, reason } => {
+                        // A route whose Service is missing has no endpoints: its default backend
+                        // serves.
+                        if let Some(d) = route
+                            .errors
+                            .as_ref()
+                            .and_then(|e| e.default_backend.as_ref())
+                        {
+                            error_pages::mark_served_by_default_backend(&mut req, route, None);
+                            break 'location forward(shared, req, d, &route.policy, host, out)
+                                .await;
                         }
-                        gateway_filters::apply_headers(&g.request_headers, req.headers_mut());
-                        if let Some(p) = g.rewrite.as_ref().and_then(|r| r.path.as_ref()) {
-                            let path =
-                                gateway_filters::replace_path(p, route.path(), req.uri().path());
-                            let pq = match req.uri().query() {
-                                Some(q) => format!("{path}?{q}"),
-                                None => path,
-                            };
-                            let Ok(pq) = PathAndQuery::try_from(pq) else {
-                                out.reason = Some("URLRewrite made an invalid path".into());
-                                return local(StatusCode::INTERNAL_SERVER_ERROR, "rewrite");
-                            };
-                            *req.uri_mut() = Uri::from(pq);
-                        }
-                        if !asks_upgrade(&req) {
-                            for (up, numerator, denominator) in &route.mirrors {
-                                if mirror::sampled(*numerator, *denominator) {
-                                    spawn_mirror(shared, &mut req, up, &route.policy, host, out);
-                                }
-                            }
-                        }
+                        out.reason = Some(reason.clone());
+                        let status = StatusCode::from_u16(*status)
+                            .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                        local(status, reason)
                     }
-                    let chosen = match canary_step(route, ups, req.headers()) {
-                        Some(c) => Some((None, c)),
-                        None => choose_weighted(ups).map(|i| (Some(i), &ups[i].0)),
-                    };
-                    match chosen {
-                        Some((at, routed)) => {
-                            let up = error_pages::serving(route.errors.as_ref(), routed);
-                            // The chosen backendRef's own filters, after the rule's.
-                            let backend_headers = gateway
-                                .as_ref()
-                                .zip(at)
-                                .and_then(|(g, i)| g.backend_headers.get(i));
-                            if let Some((request, _)) = backend_headers {
-                                gateway_filters::apply_headers(request, req.headers_mut());
+                    CompiledAction::Forward(ups) => {
+                        // The body also feeds the route's request mirrors, if any.
+                        let mut req = req.map(mirror::Tee::new);
+                        if let Some(g) = &gateway {
+                            let valid: u64 = ups.iter().map(|(_, w)| u64::from(*w)).sum();
+                            if gateway_filters::takes_invalid_share(g.invalid_weight, valid) {
+                                out.reason = Some("unresolvable backendRef".into());
+                                break 'location local(
+                                    StatusCode::INTERNAL_SERVER_ERROR,
+                                    "unresolvable backendRef",
+                                );
                             }
-
-                            // Before the rewrite: X-Original-URI is the URI the client sent.
-                            let intercept =
-                                Intercept::new(route, rt.routes.default_backend(), Some(up), &req);
-                            // The rewrite step, 3: the path the backend sees.
-                            // (`req`'s own URI: `target` borrowed it before the auth step changed
-                            // its headers; they are the same path and query.)
-                            let uri = req.uri();
-                            if let Some(pq) = rewrite::rewrite(route, uri.path(), uri.query()) {
+                            gateway_filters::apply_headers(&g.request_headers, req.headers_mut());
+                            if let Some(p) = g.rewrite.as_ref().and_then(|r| r.path.as_ref()) {
+                                let path = gateway_filters::replace_path(
+                                    p,
+                                    route.path(),
+                                    req.uri().path(),
+                                );
+                                let pq = match req.uri().query() {
+                                    Some(q) => format!("{path}?{q}"),
+                                    None => path,
+                                };
                                 let Ok(pq) = PathAndQuery::try_from(pq) else {
-                                    out.reason = Some("rewrite-target made an invalid path".into());
-                                    return local(StatusCode::INTERNAL_SERVER_ERROR, "rewrite");
+                                    out.reason = Some("URLRewrite made an invalid path".into());
+                                    break 'location local(
+                                        StatusCode::INTERNAL_SERVER_ERROR,
+                                        "rewrite",
+                                    );
                                 };
                                 *req.uri_mut() = Uri::from(pq);
-                                if let Some(v) = route
-                                    .policy
-                                    .rewrite
-                                    .x_forwarded_prefix
-                                    .as_deref()
-                                    .and_then(|p| HeaderValue::from_str(p).ok())
-                                {
-                                    req.headers_mut().insert(X_FORWARDED_PREFIX, v);
-                                }
                             }
-                            if !Arc::ptr_eq(up, routed) {
-                                error_pages::mark_served_by_default_backend(
-                                    &mut req,
-                                    route,
-                                    Some(routed),
-                                );
-                            }
-                            let deadline = gateway
-                                .as_ref()
-                                .and_then(|g| g.request_timeout)
-                                .map(|d| tokio::time::Instant::now() + d);
-                            // `forward`'s future is built where it is awaited: a named one
-                            // was one more copy of its state per request.
-                            let resp = match deadline {
-                                // HTTPRoute `timeouts.request` over the whole answer: 504 while
-                                // the head is awaited, then the body is cut at the same
-                                // deadline ([`request_deadline`]).
-                                Some(at) => match tokio::time::timeout_at(
-                                    at,
-                                    forward(shared, req, up, &route.policy, host, out),
-                                )
-                                .await
-                                {
-                                    Ok(resp) => resp.map(|b| {
-                                        request_deadline::Bounded::new(b, at).boxed_unsync()
-                                    }),
-                                    Err(_) => {
-                                        out.reason = Some("HTTPRoute timeouts.request".into());
-                                        local(StatusCode::GATEWAY_TIMEOUT, "request timeout")
+                            if !asks_upgrade(&req) {
+                                for (up, numerator, denominator) in &route.mirrors {
+                                    if mirror::sampled(*numerator, *denominator) {
+                                        spawn_mirror(
+                                            shared,
+                                            &mut req,
+                                            up,
+                                            &route.policy,
+                                            host,
+                                            out,
+                                        );
                                     }
-                                },
-                                None => forward(shared, req, up, &route.policy, host, out).await,
-                            };
-                            // Boxed, and only when the route intercepts errors: the box and
-                            // the copy of its state were paid on every request.
-                            let mut resp = match intercept {
-                                Some(i) => {
-                                    Box::pin(intercepted(shared, Some(i), resp, route, host, out))
-                                        .await
                                 }
-                                None => resp,
-                            };
-                            if let Some(g) = &gateway {
-                                gateway_filters::apply_headers(
-                                    &g.response_headers,
-                                    resp.headers_mut(),
-                                );
                             }
-                            if let Some((_, response)) = backend_headers {
-                                gateway_filters::apply_headers(response, resp.headers_mut());
-                            }
-                            resp
                         }
-                        None => {
-                            out.reason = Some("route has no backend".into());
-                            local(StatusCode::SERVICE_UNAVAILABLE, "route has no backend")
+                        let chosen = match canary_step(route, ups, req.headers()) {
+                            Some(c) => Some((None, c)),
+                            None => choose_weighted(ups).map(|i| (Some(i), &ups[i].0)),
+                        };
+                        match chosen {
+                            Some((at, routed)) => {
+                                let up = error_pages::serving(route.errors.as_ref(), routed);
+                                // The chosen backendRef's own filters, after the rule's.
+                                let backend_headers = gateway
+                                    .as_ref()
+                                    .zip(at)
+                                    .and_then(|(g, i)| g.backend_headers.get(i));
+                                if let Some((request, _)) = backend_headers {
+                                    gateway_filters::apply_headers(request, req.headers_mut());
+                                }
+
+                                // The error backend names the Service this request went to.
+                                if let Some(i) = &mut intercept {
+                                    i.serving(up);
+                                }
+                                // The rewrite step, 3: the path the backend sees.
+                                // (`req`'s own URI: `target` borrowed it before the auth step changed
+                                // its headers; they are the same path and query.)
+                                let uri = req.uri();
+                                if let Some(pq) = rewrite::rewrite(route, uri.path(), uri.query()) {
+                                    let Ok(pq) = PathAndQuery::try_from(pq) else {
+                                        out.reason =
+                                            Some("rewrite-target made an invalid path".into());
+                                        break 'location local(
+                                            StatusCode::INTERNAL_SERVER_ERROR,
+                                            "rewrite",
+                                        );
+                                    };
+                                    *req.uri_mut() = Uri::from(pq);
+                                    if let Some(v) = route
+                                        .policy
+                                        .rewrite
+                                        .x_forwarded_prefix
+                                        .as_deref()
+                                        .and_then(|p| HeaderValue::from_str(p).ok())
+                                    {
+                                        req.headers_mut().insert(X_FORWARDED_PREFIX, v);
+                                    }
+                                }
+                                if !Arc::ptr_eq(up, routed) {
+                                    error_pages::mark_served_by_default_backend(
+                                        &mut req,
+                                        route,
+                                        Some(routed),
+                                    );
+                                }
+                                let deadline = gateway
+                                    .as_ref()
+                                    .and_then(|g| g.request_timeout)
+                                    .map(|d| tokio::time::Instant::now() + d);
+                                // `forward`'s future is built where it is awaited: a named one
+                                // was one more copy of its state per request.
+                                let resp = match deadline {
+                                    // HTTPRoute `timeouts.request` over the whole answer: 504 while
+                                    // the head is awaited, then the body is cut at the same
+                                    // deadline ([`request_deadline`]).
+                                    Some(at) => match tokio::time::timeout_at(
+                                        at,
+                                        forward(shared, req, up, &route.policy, host, out),
+                                    )
+                                    .await
+                                    {
+                                        Ok(resp) => resp.map(|b| {
+                                            request_deadline::Bounded::new(b, at).boxed_unsync()
+                                        }),
+                                        Err(_) => {
+                                            out.reason = Some("HTTPRoute timeouts.request".into());
+                                            local(StatusCode::GATEWAY_TIMEOUT, "request timeout")
+                                        }
+                                    },
+                                    None => {
+                                        forward(shared, req, up, &route.policy, host, out).await
+                                    }
+                                };
+                                let mut resp = resp;
+                                if let Some(g) = &gateway {
+                                    gateway_filters::apply_headers(
+                                        &g.response_headers,
+                                        resp.headers_mut(),
+                                    );
+                                }
+                                if let Some((_, response)) = backend_headers {
+                                    gateway_filters::apply_headers(response, resp.headers_mut());
+                                }
+                                resp
+                            }
+                            None => {
+                                out.reason = Some("route has no backend".into());
+                                local(StatusCode::SERVICE_UNAVAILABLE, "route has no backend")
+                            }
+                        }
+                    }
+                    CompiledAction::DefaultBackend => {
+                        // ingress-nginx's root location: the default backend (its built-in one
+                        // answers 404), then the route's `custom-http-errors`.
+                        match rt.routes.default_backend() {
+                            Some(d) => forward(shared, req, d, &route.policy, host, out).await,
+                            None => {
+                                out.reason = Some(NO_PATH.into());
+                                local(StatusCode::NOT_FOUND, NO_PATH)
+                            }
                         }
                     }
                 }
-                CompiledAction::DefaultBackend => {
-                    // ingress-nginx's root location: the default backend (its built-in one
-                    // answers 404), then the route's `custom-http-errors`.
-                    let global = rt.routes.default_backend();
-                    let intercept = Intercept::new(route, global, None, &req);
-                    let resp = match global {
-                        Some(d) => forward(shared, req, d, &route.policy, host, out).await,
-                        None => {
-                            out.reason = Some(NO_PATH.into());
-                            local(StatusCode::NOT_FOUND, NO_PATH)
-                        }
-                    };
-                    Box::pin(intercepted(shared, intercept, resp, route, host, out)).await
-                }
+            };
+            // Boxed, and only when the route intercepts errors: the box and the copy of its
+            // state were paid on every request.
+            match intercept {
+                Some(i) => Box::pin(intercepted(shared, Some(i), resp, route, host, out)).await,
+                None => resp,
             }
         }
         Lookup::Default {
@@ -803,7 +834,11 @@ async fn intercepted(
         Some(i) if i.catches(resp.status()) => {
             let status = resp.status();
             drop(resp);
-            out.reason = Some(format!("custom-http-errors: {status}"));
+            // The refusal or failure replaced stays in the reason.
+            out.reason = Some(match out.reason.take() {
+                Some(was) => format!("custom-http-errors: {status} ({was})"),
+                None => format!("custom-http-errors: {status}"),
+            });
             let target = i.target;
             let req = i.request(status, out.request_id.as_ref());
             forward(shared, req, target, &route.policy, host, out).await
@@ -988,6 +1023,8 @@ async fn external_auth(
     out: &mut Outcome,
 ) -> Result<(), Denial> {
     let request_id = super::headers::request_id(req.headers_mut());
+    // nginx's one `$req_id`: an error page for the refusal carries the auth request's id.
+    out.request_id = Some(request_id.clone());
     let t = &auth_transport(shared, timeouts);
     let sent = out
         .request_uri
