@@ -4116,6 +4116,66 @@ fn translated_with_configmap(version: u64, yaml: &str) -> Arc<Snapshot> {
     })
 }
 
+/// ConfigMap `allow-backend-server-header`, default "false": the pod's `Server` never reaches
+/// the client (nginx hides it, `proxy_hide_header` default; nginx.tmpl writes
+/// `proxy_pass_header Server` only for "true"), over HTTP/1.1 and HTTP/2, from the route's
+/// backend and from an error backend answering `custom-http-errors`; the proxy sends no
+/// `Server` of its own (ingress-nginx's default `server-tokens: false` clears its own,
+/// `more_clear_headers Server`). "true" passes the pod's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_server_header_is_hidden_unless_allowed() {
+    let (app, errs) = (backend("app"), backend("errors"));
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let manifests = [
+        service_yaml("main", app.addr),
+        service_yaml("errors", errs.addr),
+        ingress_for(
+            "server.test",
+            "app",
+            "main",
+            "2025-01-01T00:00:00Z",
+            &[("default-backend", "errors"), ("custom-http-errors", "503")],
+        ),
+    ]
+    .concat();
+    // The pods answer with `Server: pod/1` (the echo backend's X-Echo-Set-Header).
+    let server_of = |path: &'static str| {
+        let addr = proxy.http();
+        async move {
+            let mut seen = Vec::new();
+            for c in [http1_client(), h2c_client()] {
+                let mut r = req(addr, "server.test", path);
+                r.headers_mut()
+                    .insert("x-echo-set-header", "Server:pod/1".parse().unwrap());
+                let g = send(&c, r).await.unwrap();
+                assert_eq!(g.status, StatusCode::OK, "{path}");
+                seen.push(g.header("server"));
+            }
+            seen
+        }
+    };
+    proxy.handle.apply(translated_with_configmap(1, &manifests));
+    assert_eq!(server_of("/").await, ["", ""], "proxied");
+    assert_eq!(server_of("/status/503").await, ["", ""], "error page");
+
+    let allowed = configmap_yaml(&[("allow-backend-server-header", "true")]);
+    let snap = translated_with_configmap(2, &format!("{manifests}{allowed}"));
+    assert!(snap.diagnostics.is_empty(), "{:?}", snap.diagnostics);
+    proxy.handle.apply(snap);
+    assert_eq!(server_of("/").await, ["pod/1", "pod/1"], "proxied");
+    assert_eq!(
+        server_of("/status/503").await,
+        ["pod/1", "pod/1"],
+        "error page"
+    );
+
+    let off = configmap_yaml(&[("allow-backend-server-header", "false")]);
+    proxy
+        .handle
+        .apply(translated_with_configmap(3, &format!("{manifests}{off}")));
+    assert_eq!(server_of("/").await, ["", ""]);
+}
+
 /// ConfigMap keys are defaults that apply hot: `hsts*` (on by default, as ingress-nginx:
 /// `max-age=31536000; includeSubDomains` on HTTPS responses only, RFC 6797 section 7.2) and
 /// `proxy-body-size` (413 above it), which an annotation overrides.

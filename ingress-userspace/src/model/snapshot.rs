@@ -384,6 +384,9 @@ pub struct ProxySettings {
     pub keepalive_timeout: Option<Duration>,
     /// `enable-underscores-in-headers`.
     pub enable_underscores_in_headers: Option<bool>,
+    /// `allow-backend-server-header`: pass the pod's `Server` response header to the client;
+    /// `false` (ingress-nginx's default, nginx's `proxy_hide_header` default) removes it.
+    pub allow_backend_server_header: bool,
     /// `add-headers`: `(name, value)` set on every response, replacing the pod's (names lower
     /// case, checked); a route's `custom-headers` and CORS headers win over these.
     pub add_headers: Vec<(String, String)>,

@@ -16,8 +16,9 @@ use bytes::Bytes;
 use http::{
     HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
     header::{
-        ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, HOST, LOCATION, SET_COOKIE,
-        STRICT_TRANSPORT_SECURITY, TRAILER, TRANSFER_ENCODING, USER_AGENT, WWW_AUTHENTICATE,
+        ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, HOST, LOCATION, SERVER,
+        SET_COOKIE, STRICT_TRANSPORT_SECURITY, TRAILER, TRANSFER_ENCODING, USER_AGENT,
+        WWW_AUTHENTICATE,
     },
     uri::{Authority, PathAndQuery, Scheme},
 };
@@ -188,6 +189,15 @@ pub(crate) async fn handle(
         }
     };
     let mut resp = resp;
+    if !live.allow_backend_server_header {
+        // `allow-backend-server-header: false` (ingress-nginx's default): nginx hides the
+        // upstream's `Server` (`proxy_hide_header` default; `proxy_pass_header Server` only
+        // when the key is true). Here, for every answer, proxied or an error page's, HTTP/1.1
+        // and HTTP/2 alike; the proxy sends no `Server` of its own (ingress-nginx's default
+        // `server-tokens: false` clears its own too, `more_clear_headers Server`). Before
+        // `add-headers` and `custom-headers`, which may set one.
+        resp.headers_mut().remove(SERVER);
+    }
     if let Some(cookies) = out.auth_cookies.take() {
         // ingress-nginx's `add_header Set-Cookie $auth_cookie [always]`.
         let status = resp.status();
