@@ -1693,6 +1693,53 @@ async fn forwarded_headers_from_a_trusted_cidr_are_kept_as_ingress_nginx() {
     assert_eq!(g.status, StatusCode::FORBIDDEN);
 }
 
+/// A trusted balancer's `X-Forwarded-Host` chain (each proxy appends its own): ingress-nginx's
+/// `$best_http_host` is its first element (lua_ingress.lua `parse_x_forwarded_host`), sent
+/// upstream as `Host` and `X-Forwarded-Host` (nginx.tmpl `proxy_set_header`), and named, port
+/// dropped, in the `ssl-redirect` `Location` (lua_ingress.lua `redirect_host`). Routing still
+/// follows the request's own Host. HTTP/2 the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_forwarded_host_of_a_trusted_balancer_is_the_best_host() {
+    let a = backend("a");
+    let proxy = TestProxy::start(trusting("127.0.0.0/8", |_| {})).await;
+    proxy.handle.apply(trust_snapshot(&a));
+    let chained = |host: &str, path: &str| {
+        let mut r = req(proxy.http(), host, path);
+        r.headers_mut().insert(
+            "x-forwarded-host",
+            " public.example:8443 , inner.example".parse().unwrap(),
+        );
+        r
+    };
+    for client in [http1_client(), h2c_client()] {
+        let g = send(&client, chained("open.test", "/p")).await.unwrap();
+        assert_eq!(g.pod(), "a");
+        let hd = &g.json()["headers"];
+        assert_eq!(hd["x-forwarded-host"], "public.example:8443", "{hd}");
+        assert_eq!(hd["host"], "public.example:8443", "{hd}");
+        assert_eq!(
+            hd["forwarded"],
+            "for=127.0.0.1;host=\"public.example:8443\";proto=http"
+        );
+        let g = send(&client, chained("secure.test", "/p?q=1"))
+            .await
+            .unwrap();
+        assert_eq!(g.status, StatusCode::PERMANENT_REDIRECT);
+        let location = g.header("location");
+        assert!(
+            location.starts_with("https://public.example") && location.ends_with("/p?q=1"),
+            "{location}"
+        );
+        assert!(!location.contains("8443"), "{location}");
+    }
+    // An empty first element is not a host: the request's own.
+    let mut r = req(proxy.http(), "open.test", "/");
+    r.headers_mut()
+        .insert("x-forwarded-host", ", inner.example".parse().unwrap());
+    let g = send(&http1_client(), r).await.unwrap();
+    assert_eq!(g.json()["headers"]["x-forwarded-host"], "open.test");
+}
+
 fn proxy_v2(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
     let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
     h.push(0x21);

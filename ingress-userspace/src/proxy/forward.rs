@@ -520,9 +520,10 @@ async fn route(
                 }
                 if !out.client.https() && vh.tls && route.policy.ssl_redirect != Some(false) {
                     out.reason = Some("ssl-redirect".into());
+                    // lua_ingress.lua `redirect_host`: `$best_http_host`, port dropped.
                     break 'location redirect(
                         shared,
-                        host,
+                        out.client.best_host(host),
                         req.uri(),
                         route.policy.preserve_trailing_slash,
                     );
@@ -1528,10 +1529,11 @@ where
 {
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers, upgrade);
-    // X-Forwarded-Host is the Host as sent, port included (ingress-nginx's `$best_http_host`).
+    // Host and X-Forwarded-Host: the Host as sent, port included, or the host a trusted
+    // sender names in X-Forwarded-Host (ingress-nginx's `$best_http_host` for both).
     let request_id = add_forwarding(&mut parts.headers, client, host);
     // `insert` replaces every `Host` the client sent: the upstream sees exactly one.
-    if let Ok(v) = HeaderValue::from_str(host) {
+    if let Ok(v) = HeaderValue::from_str(client.best_host(host)) {
         parts.headers.insert(HOST, v);
     }
     // `upstream-vhost`: `proxy_set_header Host`; X-Forwarded-Host above keeps the client's.
