@@ -3902,10 +3902,11 @@ spec:
 /// ingress-nginx's `custom-http-errors` are `error_page <code> = @custom_...` lines of the
 /// location (nginx.tmpl), and nginx's `error_page` covers every status the location answers,
 /// not only the upstream's (`proxy_intercept_errors`): its own refusals too. So an allowlist
-/// `deny` (403), a `limit_req` refusal (503, `limit-req-status-code`) and an `auth_basic`
-/// challenge (401) go to the error backend with their `X-Code`, and the client gets that
-/// backend's answer; a refusal whose status is not listed is the proxy's own. The root location
-/// (a path no rule has) the same.
+/// `deny` (403), a `limit_req` refusal (503, `limit-req-status-code`), an `auth_basic`
+/// challenge (401) and an `auth_request` refusal (401, 403, 500) go to the error backend with
+/// their `X-Code`, and the client gets that backend's answer; a refusal whose status is not
+/// listed is the proxy's own, and so is a denied location's 503. The root location (a path no
+/// rule has) the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_http_errors_catch_the_proxys_own_refusals() {
     let (app, errs) = (backend("app"), backend("errors"));
@@ -4012,10 +4013,54 @@ async fn custom_http_errors_catch_the_proxys_own_refusals() {
         assert!(g.header("www-authenticate").is_empty(), "{path}");
     }
 
+    // External auth: the auth service's 401 and 403 are the location's, any other answer is
+    // its 500 (nginx `auth_request`); each goes to the error backend. (The echo pod answers
+    // `/status/<code>` with that status.)
+    for (version, answer, code) in [(6, "401", "401"), (7, "403", "403"), (8, "502", "500")] {
+        let url = format!("http://127.0.0.1:{}/status/{answer}", app.addr.port());
+        proxy.handle.apply(translated(
+            version,
+            &yaml(
+                &[
+                    ("auth-url", url.as_str()),
+                    ("custom-http-errors", "401,403,500"),
+                    ("default-backend", "errors"),
+                ],
+                "",
+            ),
+        ));
+        let g = get(&c, proxy.http(), "refuse.test", "/app/x").await;
+        from_errors(&g, code, "/app/x");
+    }
+
+    // `limit-req-status-code: 429` (ConfigMap): the refusal is a 429, caught when listed.
+    let cm = configmap_yaml(&[("limit-req-status-code", "429")]);
+    let limited = yaml(
+        &[
+            ("limit-rps", "1"),
+            ("limit-burst-multiplier", "1"),
+            ("custom-http-errors", "429"),
+            ("default-backend", "errors"),
+        ],
+        &cm,
+    );
+    proxy.handle.apply(translated_with_configmap(9, &limited));
+    let mut caught = 0;
+    for _ in 0..20 {
+        let g = get(&c, proxy.http(), "refuse.test", "/app/limited").await;
+        if g.pod() == "errors" {
+            from_errors(&g, "429", "/app/limited");
+            caught += 1;
+        } else {
+            assert_eq!((g.status, g.pod().as_str()), (StatusCode::OK, "app"));
+        }
+    }
+    assert!(caught > 0, "no request was rate limited");
+
     // A denied location (its auth Secret missing) is a bare `return 503` in ingress-nginx,
     // without the `error_page` lines: its 503 is the proxy's own.
     proxy.handle.apply(translated(
-        5,
+        10,
         &yaml(
             &[
                 ("auth-type", "basic"),
