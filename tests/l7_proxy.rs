@@ -1693,6 +1693,53 @@ async fn forwarded_headers_from_a_trusted_cidr_are_kept_as_ingress_nginx() {
     assert_eq!(g.status, StatusCode::FORBIDDEN);
 }
 
+/// A trusted balancer's `X-Forwarded-Host` chain (each proxy appends its own): ingress-nginx's
+/// `$best_http_host` is its first element (lua_ingress.lua `parse_x_forwarded_host`), sent
+/// upstream as `Host` and `X-Forwarded-Host` (nginx.tmpl `proxy_set_header`), and named, port
+/// dropped, in the `ssl-redirect` `Location` (lua_ingress.lua `redirect_host`). Routing still
+/// follows the request's own Host. HTTP/2 the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_forwarded_host_of_a_trusted_balancer_is_the_best_host() {
+    let a = backend("a");
+    let proxy = TestProxy::start(trusting("127.0.0.0/8", |_| {})).await;
+    proxy.handle.apply(trust_snapshot(&a));
+    let chained = |host: &str, path: &str| {
+        let mut r = req(proxy.http(), host, path);
+        r.headers_mut().insert(
+            "x-forwarded-host",
+            " public.example:8443 , inner.example".parse().unwrap(),
+        );
+        r
+    };
+    for client in [http1_client(), h2c_client()] {
+        let g = send(&client, chained("open.test", "/p")).await.unwrap();
+        assert_eq!(g.pod(), "a");
+        let hd = &g.json()["headers"];
+        assert_eq!(hd["x-forwarded-host"], "public.example:8443", "{hd}");
+        assert_eq!(hd["host"], "public.example:8443", "{hd}");
+        assert_eq!(
+            hd["forwarded"],
+            "for=127.0.0.1;host=\"public.example:8443\";proto=http"
+        );
+        let g = send(&client, chained("secure.test", "/p?q=1"))
+            .await
+            .unwrap();
+        assert_eq!(g.status, StatusCode::PERMANENT_REDIRECT);
+        let location = g.header("location");
+        assert!(
+            location.starts_with("https://public.example") && location.ends_with("/p?q=1"),
+            "{location}"
+        );
+        assert!(!location.contains("8443"), "{location}");
+    }
+    // An empty first element is not a host: the request's own.
+    let mut r = req(proxy.http(), "open.test", "/");
+    r.headers_mut()
+        .insert("x-forwarded-host", ", inner.example".parse().unwrap());
+    let g = send(&http1_client(), r).await.unwrap();
+    assert_eq!(g.json()["headers"]["x-forwarded-host"], "open.test");
+}
+
 fn proxy_v2(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
     let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
     h.push(0x21);
@@ -3906,6 +3953,186 @@ spec:
     assert_eq!(g.status, StatusCode::SERVICE_UNAVAILABLE);
 }
 
+/// ingress-nginx's `custom-http-errors` are `error_page <code> = @custom_...` lines of the
+/// location (nginx.tmpl), and nginx's `error_page` covers every status the location answers,
+/// not only the upstream's (`proxy_intercept_errors`): its own refusals too. So an allowlist
+/// `deny` (403), a `limit_req` refusal (503, `limit-req-status-code`), an `auth_basic`
+/// challenge (401) and an `auth_request` refusal (401, 403, 500) go to the error backend with
+/// their `X-Code`, and the client gets that backend's answer; a refusal whose status is not
+/// listed is the proxy's own, and so is a denied location's 503. The root location (a path no
+/// rule has) the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_http_errors_catch_the_proxys_own_refusals() {
+    let (app, errs) = (backend("app"), backend("errors"));
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    // The Ingress routes `Prefix /app` only: `/other` is the host's root location.
+    let yaml = |annotations: &[(&str, &str)], rest: &str| {
+        [
+            service_yaml("main", app.addr),
+            service_yaml("errors", errs.addr),
+            ingress_for(
+                "refuse.test",
+                "app",
+                "main",
+                "2025-01-01T00:00:00Z",
+                annotations,
+            )
+            .replace("{path: /, ", "{path: /app, "),
+            rest.to_string(),
+        ]
+        .concat()
+    };
+    let from_errors = |g: &Got, code: &str, path: &str| {
+        assert_eq!(
+            (g.status, g.pod().as_str()),
+            (StatusCode::OK, "errors"),
+            "{code} {path}: {}",
+            g.header(REASON_HEADER)
+        );
+        let h = &g.json()["headers"];
+        assert_eq!(h["x-code"], code, "{path}");
+        assert_eq!(h["x-original-uri"], path);
+        assert_eq!(h["x-ingress-name"], "app");
+        assert_eq!(h["x-request-id"].as_str().unwrap_or_default().len(), 32);
+    };
+
+    // `allowlist-source-range` the client (127.0.0.1) is outside of.
+    let allow = [
+        ("allowlist-source-range", "10.0.0.0/8"),
+        ("default-backend", "errors"),
+    ];
+    proxy.handle.apply(translated(
+        1,
+        &yaml(&[&allow[..], &[("custom-http-errors", "403")]].concat(), ""),
+    ));
+    for path in ["/app/x?q=1", "/other"] {
+        let g = get(&c, proxy.http(), "refuse.test", path).await;
+        from_errors(&g, "403", path);
+    }
+    let g = get(&c, proxy.http(), "refuse.test", "/app/x").await;
+    assert_eq!(g.json()["headers"]["x-service-name"], "main");
+    // 403 not listed: the proxy's own refusal.
+    proxy.handle.apply(translated(
+        2,
+        &yaml(&[&allow[..], &[("custom-http-errors", "503")]].concat(), ""),
+    ));
+    let g = get(&c, proxy.http(), "refuse.test", "/app/x").await;
+    assert_eq!(g.status, StatusCode::FORBIDDEN);
+    assert_eq!(g.header(REASON_HEADER), SOURCE_DENIED);
+
+    // `limit-rps: 1` with a burst of 1: quick requests are soon refused with 503, each of
+    // which the error backend answers; none reaches the client as the proxy's 503.
+    proxy.handle.apply(translated(
+        3,
+        &yaml(
+            &[
+                ("limit-rps", "1"),
+                ("limit-burst-multiplier", "1"),
+                ("custom-http-errors", "403,503"),
+                ("default-backend", "errors"),
+            ],
+            "",
+        ),
+    ));
+    let mut caught = 0;
+    for _ in 0..20 {
+        let g = get(&c, proxy.http(), "refuse.test", "/app/limited").await;
+        if g.pod() == "app" {
+            assert_eq!(g.status, StatusCode::OK);
+        } else {
+            from_errors(&g, "503", "/app/limited");
+            caught += 1;
+        }
+    }
+    assert!(caught > 0, "no request was rate limited");
+
+    // Basic auth without credentials: the 401 challenge is the error backend's answer.
+    let secret = "---\napiVersion: v1\nkind: Secret\nmetadata: {name: basic-auth, namespace: default}\ntype: Opaque\nstringData:\n  auth: \"u:_J9..saltlWd5FJP1T6.\\n\"\n";
+    proxy.handle.apply(translated(
+        4,
+        &yaml(
+            &[
+                ("auth-type", "basic"),
+                ("auth-secret", "basic-auth"),
+                ("custom-http-errors", "401"),
+                ("default-backend", "errors"),
+            ],
+            secret,
+        ),
+    ));
+    for path in ["/app/x", "/other"] {
+        let g = get(&c, proxy.http(), "refuse.test", path).await;
+        from_errors(&g, "401", path);
+        assert!(g.header("www-authenticate").is_empty(), "{path}");
+    }
+
+    // External auth: the auth service's 401 and 403 are the location's, any other answer is
+    // its 500 (nginx `auth_request`); each goes to the error backend. (The echo pod answers
+    // `/status/<code>` with that status.)
+    for (version, answer, code) in [(6, "401", "401"), (7, "403", "403"), (8, "502", "500")] {
+        let url = format!("http://127.0.0.1:{}/status/{answer}", app.addr.port());
+        proxy.handle.apply(translated(
+            version,
+            &yaml(
+                &[
+                    ("auth-url", url.as_str()),
+                    ("custom-http-errors", "401,403,500"),
+                    ("default-backend", "errors"),
+                ],
+                "",
+            ),
+        ));
+        let g = get(&c, proxy.http(), "refuse.test", "/app/x").await;
+        from_errors(&g, code, "/app/x");
+    }
+
+    // `limit-req-status-code: 429` (ConfigMap): the refusal is a 429, caught when listed.
+    let cm = configmap_yaml(&[("limit-req-status-code", "429")]);
+    let limited = yaml(
+        &[
+            ("limit-rps", "1"),
+            ("limit-burst-multiplier", "1"),
+            ("custom-http-errors", "429"),
+            ("default-backend", "errors"),
+        ],
+        &cm,
+    );
+    proxy.handle.apply(translated_with_configmap(9, &limited));
+    let mut caught = 0;
+    for _ in 0..20 {
+        let g = get(&c, proxy.http(), "refuse.test", "/app/limited").await;
+        if g.pod() == "errors" {
+            from_errors(&g, "429", "/app/limited");
+            caught += 1;
+        } else {
+            assert_eq!((g.status, g.pod().as_str()), (StatusCode::OK, "app"));
+        }
+    }
+    assert!(caught > 0, "no request was rate limited");
+
+    // A denied location (its auth Secret missing) is a bare `return 503` in ingress-nginx,
+    // without the `error_page` lines: its 503 is the proxy's own.
+    proxy.handle.apply(translated(
+        10,
+        &yaml(
+            &[
+                ("auth-type", "basic"),
+                ("auth-secret", "missing"),
+                ("custom-http-errors", "503"),
+                ("default-backend", "errors"),
+            ],
+            "",
+        ),
+    ));
+    let g = get(&c, proxy.http(), "refuse.test", "/app/x").await;
+    assert_eq!(g.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        !g.header(REASON_HEADER).is_empty(),
+        "the proxy's own answer"
+    );
+}
+
 /// ingress-nginx's implicit root location (controller.go `createServers`): a host whose
 /// Ingresses route no `/` still has a `location /` proxied to the default backend (the
 /// built-in one answers 404) with the annotations of the host's first Ingress. So its
@@ -4033,6 +4260,66 @@ fn translated_with_configmap(version: u64, yaml: &str) -> Arc<Snapshot> {
     translate_manifests(version, yaml, |c| {
         c.configmap = Some(xdp_ingress::store::Key::new("ingress-nginx", "cm"))
     })
+}
+
+/// ConfigMap `allow-backend-server-header`, default "false": the pod's `Server` never reaches
+/// the client (nginx hides it, `proxy_hide_header` default; nginx.tmpl writes
+/// `proxy_pass_header Server` only for "true"), over HTTP/1.1 and HTTP/2, from the route's
+/// backend and from an error backend answering `custom-http-errors`; the proxy sends no
+/// `Server` of its own (ingress-nginx's default `server-tokens: false` clears its own,
+/// `more_clear_headers Server`). "true" passes the pod's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_server_header_is_hidden_unless_allowed() {
+    let (app, errs) = (backend("app"), backend("errors"));
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let manifests = [
+        service_yaml("main", app.addr),
+        service_yaml("errors", errs.addr),
+        ingress_for(
+            "server.test",
+            "app",
+            "main",
+            "2025-01-01T00:00:00Z",
+            &[("default-backend", "errors"), ("custom-http-errors", "503")],
+        ),
+    ]
+    .concat();
+    // The pods answer with `Server: pod/1` (the echo backend's X-Echo-Set-Header).
+    let server_of = |path: &'static str| {
+        let addr = proxy.http();
+        async move {
+            let mut seen = Vec::new();
+            for c in [http1_client(), h2c_client()] {
+                let mut r = req(addr, "server.test", path);
+                r.headers_mut()
+                    .insert("x-echo-set-header", "Server:pod/1".parse().unwrap());
+                let g = send(&c, r).await.unwrap();
+                assert_eq!(g.status, StatusCode::OK, "{path}");
+                seen.push(g.header("server"));
+            }
+            seen
+        }
+    };
+    proxy.handle.apply(translated_with_configmap(1, &manifests));
+    assert_eq!(server_of("/").await, ["", ""], "proxied");
+    assert_eq!(server_of("/status/503").await, ["", ""], "error page");
+
+    let allowed = configmap_yaml(&[("allow-backend-server-header", "true")]);
+    let snap = translated_with_configmap(2, &format!("{manifests}{allowed}"));
+    assert!(snap.diagnostics.is_empty(), "{:?}", snap.diagnostics);
+    proxy.handle.apply(snap);
+    assert_eq!(server_of("/").await, ["pod/1", "pod/1"], "proxied");
+    assert_eq!(
+        server_of("/status/503").await,
+        ["pod/1", "pod/1"],
+        "error page"
+    );
+
+    let off = configmap_yaml(&[("allow-backend-server-header", "false")]);
+    proxy
+        .handle
+        .apply(translated_with_configmap(3, &format!("{manifests}{off}")));
+    assert_eq!(server_of("/").await, ["", ""]);
 }
 
 /// ConfigMap keys are defaults that apply hot: `hsts*` (on by default, as ingress-nginx:

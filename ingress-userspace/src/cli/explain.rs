@@ -1072,8 +1072,10 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                     default_backend: errors.default_backend.as_ref().map(|d| backend_info(d, 1)),
                     default_backend_serves: own_empty && errors.default_backend.is_some(),
                     intercept: errors.intercept.clone(),
+                    // A denied location's 503 is never replaced (`RoutePolicy::location_denied`).
                     intercepted_by: by
                         .filter(|_| !errors.intercept.is_empty())
+                        .filter(|_| !route.policy.location_denied())
                         .map(|u| u.service.clone()),
                 });
             }
@@ -1252,15 +1254,6 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                         e.outcome = Outcome::NotFound;
                         e.status = Some(404);
                         e.reason = format!("{why}; no default backend: the built-in 404");
-                        if let Some(by) = e
-                            .error_pages
-                            .as_ref()
-                            .filter(|p| p.intercept.contains(&404))
-                            .and_then(|p| p.intercepted_by.as_ref())
-                        {
-                            e.reason +=
-                                &format!(", which custom-http-errors replace by {by}'s answer");
-                        }
                     }
                 }
             }
@@ -1303,6 +1296,16 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                         e.reason = reason.into();
                     }
                 }
+            }
+            // Whatever the proxy answers itself in the route's location goes through its
+            // `custom-http-errors` as the backend's answers do (`proxy::error_pages::Intercept`).
+            if let Some(by) = e
+                .error_pages
+                .as_ref()
+                .filter(|p| e.status.is_some_and(|s| p.intercept.contains(&s)))
+                .and_then(|p| p.intercepted_by.as_ref())
+            {
+                e.reason += &format!(", which custom-http-errors replace by {by}'s answer");
             }
         }
         Lookup::Default { host, backend, why } => {

@@ -384,6 +384,9 @@ pub struct ProxySettings {
     pub keepalive_timeout: Option<Duration>,
     /// `enable-underscores-in-headers`.
     pub enable_underscores_in_headers: Option<bool>,
+    /// `allow-backend-server-header`: pass the pod's `Server` response header to the client;
+    /// `false` (ingress-nginx's default, nginx's `proxy_hide_header` default) removes it.
+    pub allow_backend_server_header: bool,
     /// `add-headers`: `(name, value)` set on every response, replacing the pod's (names lower
     /// case, checked); a route's `custom-headers` and CORS headers win over these.
     pub add_headers: Vec<(String, String)>,
@@ -726,6 +729,14 @@ impl RoutePolicy {
     /// `no-tls-redirect-locations` turns both off (the translation sets both to false).
     pub fn redirects_to_https(&self, host_tls: bool) -> bool {
         self.force_ssl_redirect == Some(true) || (host_tls && self.ssl_redirect != Some(false))
+    }
+
+    /// The location is denied: every request gets 503 ([`ResponsePolicy::denied`], or an
+    /// authentication that cannot be set up, [`RouteAuth::Unavailable`]). ingress-nginx renders
+    /// such a location as a bare `return 503` (nginx.tmpl, "Location denied"), without the
+    /// `error_page` lines of `custom-http-errors`, so its 503 is never replaced.
+    pub fn location_denied(&self) -> bool {
+        self.response.denied.is_some() || matches!(self.auth, Some(RouteAuth::Unavailable { .. }))
     }
 }
 

@@ -134,7 +134,10 @@ pub struct Client {
     pub forwarded_node: IpAddr,
     /// `X-Forwarded-Proto` (`$pass_access_scheme`).
     pub proto: HeaderValue,
-    /// A received `X-Forwarded-Host` to pass on instead of the request's host.
+    /// The host a trusted sender names in `X-Forwarded-Host`: the first comma-separated
+    /// element of its first field line, blanks around it trimmed (ingress-nginx's
+    /// `$best_http_host`, lua_ingress.lua `parse_x_forwarded_host`); `None` when not believed,
+    /// absent or empty. See [`Client::best_host`].
     pub host: Option<HeaderValue>,
     /// `X-Forwarded-Port` (`$pass_server_port`).
     pub port: HeaderValue,
@@ -161,6 +164,31 @@ impl Client {
             port: HeaderValue::from(port),
         }
     }
+
+    /// ingress-nginx's `$best_http_host` for a request whose Host is `host` (port as sent):
+    /// the believed `X-Forwarded-Host` element ([`Client::host`]), else `host`. It is what the
+    /// upstream gets as `Host` (unless `upstream-vhost`) and `X-Forwarded-Host`, and whose
+    /// name, port dropped, the `ssl-redirect` `Location` names (lua_ingress.lua
+    /// `redirect_host`). Routing always uses the request's own Host.
+    pub fn best_host<'a>(&'a self, host: &'a str) -> &'a str {
+        self.host
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(host)
+    }
+}
+
+/// The first element of an `X-Forwarded-Host` value, blanks around it trimmed; `None` when
+/// it is empty. A chain of proxies appends to the header, so the first element is the host
+/// the client asked the first one for (lua_ingress.lua `parse_x_forwarded_host` splits on
+/// `,` and takes `hosts[1]`). An empty first element (`, b.example`) makes ingress-nginx send
+/// an empty Host; here it is not believed, and the request's Host is used.
+fn first_forwarded_host(v: &HeaderValue) -> Option<HeaderValue> {
+    let first = v.as_bytes().split(|&b| b == b',').next()?.trim_ascii();
+    if first.is_empty() {
+        return None;
+    }
+    HeaderValue::from_bytes(first).ok()
 }
 
 impl Origin {
@@ -207,7 +235,7 @@ impl Origin {
             forwarded_prev,
             forwarded_node,
             proto: received(&X_FORWARDED_PROTO).unwrap_or(scheme),
-            host: received(&X_FORWARDED_HOST),
+            host: received(&X_FORWARDED_HOST).and_then(|v| first_forwarded_host(&v)),
             port: received(&X_FORWARDED_PORT).unwrap_or_else(|| self.port.clone()),
         }
     }

@@ -2,7 +2,9 @@
 //! `custom-http-errors`; user guide "Custom errors"; translation: `model::translate::errors`):
 //!
 //! - [`serving`]: a route whose backend has no endpoints is served by its `default-backend`.
-//! - [`Intercept`]: a response whose status is listed in `custom-http-errors` is replaced by
+//! - [`Intercept`]: a response of the route's location whose status is listed in
+//!   `custom-http-errors` (the backend's, or one the proxy makes itself: a rate-limit,
+//!   allowlist or authentication refusal, as nginx's `error_page` covers both) is replaced by
 //!   the answer of the default backend to a bodiless request for `/` (nginx's
 //!   `rewrite (.*) / break`, query kept, method kept) carrying the headers ingress-nginx sends:
 //!   `X-Code`, `X-Format` (the client's `Accept`), `X-Original-URI`, `X-Namespace`,
@@ -111,7 +113,8 @@ pub struct Intercept<'r> {
 }
 
 impl<'r> Intercept<'r> {
-    /// `None` when the route intercepts nothing or no default backend exists. `up`: the
+    /// `None` when the route intercepts nothing, no default backend exists, or the route's
+    /// location is denied ([`crate::model::RoutePolicy::location_denied`]). `up`: the
     /// route's Service port the request goes to, named in `X-Service-*`; `None` for a route
     /// that has none (the root location: ingress-nginx's `$service_name` is empty there, and
     /// nginx sends no empty header).
@@ -121,6 +124,9 @@ impl<'r> Intercept<'r> {
         up: Option<&UpstreamRuntime>,
         req: &Request<B>,
     ) -> Option<Self> {
+        if route.policy.location_denied() {
+            return None;
+        }
         let errors = route.errors.as_ref().filter(|e| !e.intercept.is_empty())?;
         let target = errors.default_backend.as_ref().or(global)?;
         let (service, port) = up.map_or((String::new(), String::new()), |u| {
@@ -137,6 +143,13 @@ impl<'r> Intercept<'r> {
             service,
             port,
         })
+    }
+
+    /// Names `up` in `X-Service-Name` and `X-Service-Port`: the Service port the request is
+    /// sent to, once chosen (until then, the one [`Intercept::new`] was given).
+    pub fn serving(&mut self, up: &UpstreamRuntime) {
+        self.service.clone_from(&up.spec.service.name);
+        self.port = service_port(up);
     }
 
     /// Whether a response with `status` is replaced.

@@ -16,8 +16,9 @@ use bytes::Bytes;
 use http::{
     HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
     header::{
-        ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, HOST, LOCATION, SET_COOKIE,
-        STRICT_TRANSPORT_SECURITY, TRAILER, TRANSFER_ENCODING, USER_AGENT, WWW_AUTHENTICATE,
+        ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, HOST, LOCATION, SERVER,
+        SET_COOKIE, STRICT_TRANSPORT_SECURITY, TRAILER, TRANSFER_ENCODING, USER_AGENT,
+        WWW_AUTHENTICATE,
     },
     uri::{Authority, PathAndQuery, Scheme},
 };
@@ -188,6 +189,15 @@ pub(crate) async fn handle(
         }
     };
     let mut resp = resp;
+    if !live.allow_backend_server_header {
+        // `allow-backend-server-header: false` (ingress-nginx's default): nginx hides the
+        // upstream's `Server` (`proxy_hide_header` default; `proxy_pass_header Server` only
+        // when the key is true). Here, for every answer, proxied or an error page's, HTTP/1.1
+        // and HTTP/2 alike; the proxy sends no `Server` of its own (ingress-nginx's default
+        // `server-tokens: false` clears its own too, `more_clear_headers Server`). Before
+        // `add-headers` and `custom-headers`, which may set one.
+        resp.headers_mut().remove(SERVER);
+    }
     if let Some(cookies) = out.auth_cookies.take() {
         // ingress-nginx's `add_header Set-Cookie $auth_cookie [always]`.
         let status = resp.status();
@@ -459,250 +469,282 @@ async fn route(
                 out.reason = Some(why.clone());
                 return local(StatusCode::SERVICE_UNAVAILABLE, why);
             }
-            // CORS and custom headers: ingress-nginx's are in nginx's rewrite phase, ahead of
-            // the route's redirect, its Lua HTTPS redirect and the access phase (allowlist), so
-            // a preflight is answered before all of them and every answer below has them.
-            let extra = cors::for_request(&route.policy.response, req.method(), req.headers());
-            out.set_headers = extra.set;
-            if extra.preflight {
-                out.reason = Some("CORS preflight".into());
-                return cors::preflight();
-            }
-            // The rewrite step, 2: the route's own redirect, before the HTTPS redirect and
-            // the allowlist (nginx's `return` runs in the rewrite phase, before ingress-nginx's
-            // Lua redirect and the access phase).
-            let server_port = out.client.port.to_str().unwrap_or_default();
-            // `$request_id`: made only for a URL that names variables.
-            let request_id = if rewrite::redirect_needs_vars(&route.policy) {
-                super::headers::request_id_of(req.headers())
-            } else {
-                HeaderValue::from_static("")
+            // Every answer of the route's location from here on goes through its
+            // `custom-http-errors` ([`intercepted`]): nginx's `error_page` covers any status the
+            // location produces, its own refusals (`limit_req`/`limit_conn`, `deny`,
+            // `auth_basic`, `auth_request`'s 401/403/500), redirects and the upstream's answer
+            // (`proxy_intercept_errors on`) alike. A denied location's 503 (above, or of an
+            // unusable authentication) is not caught ([`Intercept::new`]).
+            // X-Original-URI is the URI the client sent, before any rewrite.
+            let primary = match &route.action {
+                CompiledAction::Forward(ups) => ups.first().map(|(u, _)| &**u),
+                _ => None,
             };
-            let vars = forward_auth::Request {
-                host,
-                method: req.method(),
-                headers: req.headers(),
-                request_uri: out.request_uri.as_ref().map_or("/", |p| p.as_str()),
-                path: target.path,
-                query: target.query,
-                client: &out.client,
-                tls: out.tls,
-                request_id: &request_id,
-                route_host: &vh.label,
-                route_path: &route.path_label,
-            };
-            if let Some(a) = rewrite::redirect(route, &target, server_port, &vars) {
-                return redirect_to(a, out);
-            }
-            let gateway = route.policy.gateway.clone();
-            if let Some(r) = gateway.as_ref().and_then(|g| g.redirect.as_ref()) {
-                let location = gateway_filters::redirect_location(
-                    r,
-                    route.path(),
-                    scheme,
-                    host,
-                    server_port.parse().unwrap_or(0),
-                    req.uri().path(),
-                    req.uri().query(),
-                );
-                return redirect_to(
-                    rewrite::Answer {
-                        status: r.status,
-                        location,
-                        why: "RequestRedirect",
-                    },
-                    out,
-                );
-            }
-            if !out.client.https() && route.policy.redirects_to_https(vh.tls) {
-                out.reason = Some("ssl-redirect".into());
-                return redirect(
-                    shared,
-                    host,
-                    req.uri(),
-                    route.policy.preserve_trailing_slash,
-                );
-            }
-            // Rate limits: nginx's preaccess phase (`limit_req`, `limit_conn`), after the
-            // rewrite phase (redirects) and before the access phase (allowlist, auth).
-            if let Some(refused) = limit(shared, route.policy.rate_limit.as_deref(), out).await {
-                return refused;
-            }
-            // The access phase (allowlist, basic auth, external auth, combined as `satisfy`
-            // says): after the redirects, as ingress-nginx (rewrite phase before access phase);
-            // before anything else, local answers included, so a refused client learns nothing
-            // more, and no backend, default backend or canary sees an unauthenticated request.
-            if let Err(resp) = access(shared, route, &vh.label, &mut req, host, out).await {
-                return resp;
-            }
-            // ingress-nginx: `proxy_set_header Authorization ""` under auth_basic (the pod's
-            // request only).
-            if matches!(route.policy.auth, Some(crate::model::RouteAuth::Basic(_))) {
-                req.headers_mut().remove(AUTHORIZATION);
-            }
-            match &route.action {
-                CompiledAction::Respond { status, reason } => {
-                    // A route whose Service is missing has no endpoints: its default backend
-                    // serves.
-                    if let Some(d) = route
-                        .errors
-                        .as_ref()
-                        .and_then(|e| e.default_backend.as_ref())
-                    {
-                        error_pages::mark_served_by_default_backend(&mut req, route, None);
-                        return forward(shared, req, d, &route.policy, host, out).await;
-                    }
-                    out.reason = Some(reason.clone());
-                    let status =
-                        StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-                    local(status, reason)
+            let mut intercept = Intercept::new(route, rt.routes.default_backend(), primary, &req);
+            let resp = 'location: {
+                // CORS and custom headers: ingress-nginx's are in nginx's rewrite phase, ahead of
+                // the route's redirect, its Lua HTTPS redirect and the access phase (allowlist), so
+                // a preflight is answered before all of them and every answer below has them.
+                let extra = cors::for_request(&route.policy.response, req.method(), req.headers());
+                out.set_headers = extra.set;
+                if extra.preflight {
+                    out.reason = Some("CORS preflight".into());
+                    break 'location cors::preflight();
                 }
-                CompiledAction::Forward(ups) => {
-                    // The body also feeds the route's request mirrors, if any.
-                    let mut req = req.map(mirror::Tee::new);
-                    if let Some(g) = &gateway {
-                        let valid: u64 = ups.iter().map(|(_, w)| u64::from(*w)).sum();
-                        if gateway_filters::takes_invalid_share(g.invalid_weight, valid) {
-                            out.reason = Some("unresolvable backendRef".into());
-                            return local(
-                                StatusCode::INTERNAL_SERVER_ERROR,
-                                "unresolvable backendRef",
-                            );
+                // The rewrite step, 2: the route's own redirect, before the HTTPS redirect and
+                // the allowlist (nginx's `return` runs in the rewrite phase, before ingress-nginx's
+                // Lua redirect and the access phase).
+                let server_port = out.client.port.to_str().unwrap_or_default();
+                // `$request_id`: made only for a URL that names variables.
+                let request_id = if rewrite::redirect_needs_vars(&route.policy) {
+                    super::headers::request_id_of(req.headers())
+                } else {
+                    HeaderValue::from_static("")
+                };
+                let vars = forward_auth::Request {
+                    host,
+                    method: req.method(),
+                    headers: req.headers(),
+                    request_uri: out.request_uri.as_ref().map_or("/", |p| p.as_str()),
+                    path: target.path,
+                    query: target.query,
+                    client: &out.client,
+                    tls: out.tls,
+                    request_id: &request_id,
+                    route_host: &vh.label,
+                    route_path: &route.path_label,
+                };
+                if let Some(a) = rewrite::redirect(route, &target, server_port, &vars) {
+                    break 'location redirect_to(a, out);
+                }
+                let gateway = route.policy.gateway.clone();
+                if let Some(r) = gateway.as_ref().and_then(|g| g.redirect.as_ref()) {
+                    let location = gateway_filters::redirect_location(
+                        r,
+                        route.path(),
+                        scheme,
+                        host,
+                        server_port.parse().unwrap_or(0),
+                        req.uri().path(),
+                        req.uri().query(),
+                    );
+                    break 'location redirect_to(
+                        rewrite::Answer {
+                            status: r.status,
+                            location,
+                            why: "RequestRedirect",
+                        },
+                        out,
+                    );
+                }
+                if !out.client.https() && route.policy.redirects_to_https(vh.tls) {
+                    out.reason = Some("ssl-redirect".into());
+                    // lua_ingress.lua `redirect_host`: `$best_http_host`, port dropped.
+                    break 'location redirect(
+                        shared,
+                        out.client.best_host(host),
+                        req.uri(),
+                        route.policy.preserve_trailing_slash,
+                    );
+                }
+                // Rate limits: nginx's preaccess phase (`limit_req`, `limit_conn`), after the
+                // rewrite phase (redirects) and before the access phase (allowlist, auth).
+                if let Some(refused) = limit(shared, route.policy.rate_limit.as_deref(), out).await
+                {
+                    break 'location refused;
+                }
+                // The access phase (allowlist, basic auth, external auth, combined as `satisfy`
+                // says): after the redirects, as ingress-nginx (rewrite phase before access phase);
+                // before anything else, local answers included, so a refused client learns nothing
+                // more, and no backend, default backend or canary sees an unauthenticated request.
+                if let Err(resp) = access(shared, route, &vh.label, &mut req, host, out).await {
+                    break 'location resp;
+                }
+                // ingress-nginx: `proxy_set_header Authorization ""` under auth_basic (the pod's
+                // request only).
+                if matches!(route.policy.auth, Some(crate::model::RouteAuth::Basic(_))) {
+                    req.headers_mut().remove(AUTHORIZATION);
+                }
+                match &route.action {
+                    CompiledAction::Respond { status, reason } => {
+                        // A route whose Service is missing has no endpoints: its default backend
+                        // serves.
+                        if let Some(d) = route
+                            .errors
+                            .as_ref()
+                            .and_then(|e| e.default_backend.as_ref())
+                        {
+                            error_pages::mark_served_by_default_backend(&mut req, route, None);
+                            break 'location forward(shared, req, d, &route.policy, host, out)
+                                .await;
                         }
-                        gateway_filters::apply_headers(&g.request_headers, req.headers_mut());
-                        if let Some(p) = g.rewrite.as_ref().and_then(|r| r.path.as_ref()) {
-                            let path =
-                                gateway_filters::replace_path(p, route.path(), req.uri().path());
-                            let pq = match req.uri().query() {
-                                Some(q) => format!("{path}?{q}"),
-                                None => path,
-                            };
-                            let Ok(pq) = PathAndQuery::try_from(pq) else {
-                                out.reason = Some("URLRewrite made an invalid path".into());
-                                return local(StatusCode::INTERNAL_SERVER_ERROR, "rewrite");
-                            };
-                            *req.uri_mut() = Uri::from(pq);
-                        }
-                        if !asks_upgrade(&req) {
-                            for (up, numerator, denominator) in &route.mirrors {
-                                if mirror::sampled(*numerator, *denominator) {
-                                    spawn_mirror(shared, &mut req, up, &route.policy, host, out);
-                                }
-                            }
-                        }
+                        out.reason = Some(reason.clone());
+                        let status = StatusCode::from_u16(*status)
+                            .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                        local(status, reason)
                     }
-                    let chosen = match canary_step(route, ups, req.headers()) {
-                        Some(c) => Some((None, c)),
-                        None => choose_weighted(ups).map(|i| (Some(i), &ups[i].0)),
-                    };
-                    match chosen {
-                        Some((at, routed)) => {
-                            let up = error_pages::serving(route.errors.as_ref(), routed);
-                            // The chosen backendRef's own filters, after the rule's.
-                            let backend_headers = gateway
-                                .as_ref()
-                                .zip(at)
-                                .and_then(|(g, i)| g.backend_headers.get(i));
-                            if let Some((request, _)) = backend_headers {
-                                gateway_filters::apply_headers(request, req.headers_mut());
+                    CompiledAction::Forward(ups) => {
+                        // The body also feeds the route's request mirrors, if any.
+                        let mut req = req.map(mirror::Tee::new);
+                        if let Some(g) = &gateway {
+                            let valid: u64 = ups.iter().map(|(_, w)| u64::from(*w)).sum();
+                            if gateway_filters::takes_invalid_share(g.invalid_weight, valid) {
+                                out.reason = Some("unresolvable backendRef".into());
+                                break 'location local(
+                                    StatusCode::INTERNAL_SERVER_ERROR,
+                                    "unresolvable backendRef",
+                                );
                             }
-
-                            // Before the rewrite: X-Original-URI is the URI the client sent.
-                            let intercept =
-                                Intercept::new(route, rt.routes.default_backend(), Some(up), &req);
-                            // The rewrite step, 3: the path the backend sees.
-                            // (`req`'s own URI: `target` borrowed it before the auth step changed
-                            // its headers; they are the same path and query.)
-                            let uri = req.uri();
-                            if let Some(pq) = rewrite::rewrite(route, uri.path(), uri.query()) {
+                            gateway_filters::apply_headers(&g.request_headers, req.headers_mut());
+                            if let Some(p) = g.rewrite.as_ref().and_then(|r| r.path.as_ref()) {
+                                let path = gateway_filters::replace_path(
+                                    p,
+                                    route.path(),
+                                    req.uri().path(),
+                                );
+                                let pq = match req.uri().query() {
+                                    Some(q) => format!("{path}?{q}"),
+                                    None => path,
+                                };
                                 let Ok(pq) = PathAndQuery::try_from(pq) else {
-                                    out.reason = Some("rewrite-target made an invalid path".into());
-                                    return local(StatusCode::INTERNAL_SERVER_ERROR, "rewrite");
+                                    out.reason = Some("URLRewrite made an invalid path".into());
+                                    break 'location local(
+                                        StatusCode::INTERNAL_SERVER_ERROR,
+                                        "rewrite",
+                                    );
                                 };
                                 *req.uri_mut() = Uri::from(pq);
-                                if let Some(v) = route
-                                    .policy
-                                    .rewrite
-                                    .x_forwarded_prefix
-                                    .as_deref()
-                                    .and_then(|p| HeaderValue::from_str(p).ok())
-                                {
-                                    req.headers_mut().insert(X_FORWARDED_PREFIX, v);
-                                }
                             }
-                            if !Arc::ptr_eq(up, routed) {
-                                error_pages::mark_served_by_default_backend(
-                                    &mut req,
-                                    route,
-                                    Some(routed),
-                                );
-                            }
-                            let deadline = gateway
-                                .as_ref()
-                                .and_then(|g| g.request_timeout)
-                                .map(|d| tokio::time::Instant::now() + d);
-                            // `forward`'s future is built where it is awaited: a named one
-                            // was one more copy of its state per request.
-                            let resp = match deadline {
-                                // HTTPRoute `timeouts.request` over the whole answer: 504 while
-                                // the head is awaited, then the body is cut at the same
-                                // deadline ([`request_deadline`]).
-                                Some(at) => match tokio::time::timeout_at(
-                                    at,
-                                    forward(shared, req, up, &route.policy, host, out),
-                                )
-                                .await
-                                {
-                                    Ok(resp) => resp.map(|b| {
-                                        request_deadline::Bounded::new(b, at).boxed_unsync()
-                                    }),
-                                    Err(_) => {
-                                        out.reason = Some("HTTPRoute timeouts.request".into());
-                                        local(StatusCode::GATEWAY_TIMEOUT, "request timeout")
+                            if !asks_upgrade(&req) {
+                                for (up, numerator, denominator) in &route.mirrors {
+                                    if mirror::sampled(*numerator, *denominator) {
+                                        spawn_mirror(
+                                            shared,
+                                            &mut req,
+                                            up,
+                                            &route.policy,
+                                            host,
+                                            out,
+                                        );
                                     }
-                                },
-                                None => forward(shared, req, up, &route.policy, host, out).await,
-                            };
-                            // Boxed, and only when the route intercepts errors: the box and
-                            // the copy of its state were paid on every request.
-                            let mut resp = match intercept {
-                                Some(i) => {
-                                    Box::pin(intercepted(shared, Some(i), resp, route, host, out))
-                                        .await
                                 }
-                                None => resp,
-                            };
-                            if let Some(g) = &gateway {
-                                gateway_filters::apply_headers(
-                                    &g.response_headers,
-                                    resp.headers_mut(),
-                                );
                             }
-                            if let Some((_, response)) = backend_headers {
-                                gateway_filters::apply_headers(response, resp.headers_mut());
-                            }
-                            resp
                         }
-                        None => {
-                            out.reason = Some("route has no backend".into());
-                            local(StatusCode::SERVICE_UNAVAILABLE, "route has no backend")
+                        let chosen = match canary_step(route, ups, req.headers()) {
+                            Some(c) => Some((None, c)),
+                            None => choose_weighted(ups).map(|i| (Some(i), &ups[i].0)),
+                        };
+                        match chosen {
+                            Some((at, routed)) => {
+                                let up = error_pages::serving(route.errors.as_ref(), routed);
+                                // The chosen backendRef's own filters, after the rule's.
+                                let backend_headers = gateway
+                                    .as_ref()
+                                    .zip(at)
+                                    .and_then(|(g, i)| g.backend_headers.get(i));
+                                if let Some((request, _)) = backend_headers {
+                                    gateway_filters::apply_headers(request, req.headers_mut());
+                                }
+
+                                // The error backend names the Service this request went to.
+                                if let Some(i) = &mut intercept {
+                                    i.serving(up);
+                                }
+                                // The rewrite step, 3: the path the backend sees.
+                                // (`req`'s own URI: `target` borrowed it before the auth step changed
+                                // its headers; they are the same path and query.)
+                                let uri = req.uri();
+                                if let Some(pq) = rewrite::rewrite(route, uri.path(), uri.query()) {
+                                    let Ok(pq) = PathAndQuery::try_from(pq) else {
+                                        out.reason =
+                                            Some("rewrite-target made an invalid path".into());
+                                        break 'location local(
+                                            StatusCode::INTERNAL_SERVER_ERROR,
+                                            "rewrite",
+                                        );
+                                    };
+                                    *req.uri_mut() = Uri::from(pq);
+                                    if let Some(v) = route
+                                        .policy
+                                        .rewrite
+                                        .x_forwarded_prefix
+                                        .as_deref()
+                                        .and_then(|p| HeaderValue::from_str(p).ok())
+                                    {
+                                        req.headers_mut().insert(X_FORWARDED_PREFIX, v);
+                                    }
+                                }
+                                if !Arc::ptr_eq(up, routed) {
+                                    error_pages::mark_served_by_default_backend(
+                                        &mut req,
+                                        route,
+                                        Some(routed),
+                                    );
+                                }
+                                let deadline = gateway
+                                    .as_ref()
+                                    .and_then(|g| g.request_timeout)
+                                    .map(|d| tokio::time::Instant::now() + d);
+                                // `forward`'s future is built where it is awaited: a named one
+                                // was one more copy of its state per request.
+                                let resp = match deadline {
+                                    // HTTPRoute `timeouts.request` over the whole answer: 504 while
+                                    // the head is awaited, then the body is cut at the same
+                                    // deadline ([`request_deadline`]).
+                                    Some(at) => match tokio::time::timeout_at(
+                                        at,
+                                        forward(shared, req, up, &route.policy, host, out),
+                                    )
+                                    .await
+                                    {
+                                        Ok(resp) => resp.map(|b| {
+                                            request_deadline::Bounded::new(b, at).boxed_unsync()
+                                        }),
+                                        Err(_) => {
+                                            out.reason = Some("HTTPRoute timeouts.request".into());
+                                            local(StatusCode::GATEWAY_TIMEOUT, "request timeout")
+                                        }
+                                    },
+                                    None => {
+                                        forward(shared, req, up, &route.policy, host, out).await
+                                    }
+                                };
+                                let mut resp = resp;
+                                if let Some(g) = &gateway {
+                                    gateway_filters::apply_headers(
+                                        &g.response_headers,
+                                        resp.headers_mut(),
+                                    );
+                                }
+                                if let Some((_, response)) = backend_headers {
+                                    gateway_filters::apply_headers(response, resp.headers_mut());
+                                }
+                                resp
+                            }
+                            None => {
+                                out.reason = Some("route has no backend".into());
+                                local(StatusCode::SERVICE_UNAVAILABLE, "route has no backend")
+                            }
+                        }
+                    }
+                    CompiledAction::DefaultBackend => {
+                        // ingress-nginx's root location: the default backend (its built-in one
+                        // answers 404), then the route's `custom-http-errors`.
+                        match rt.routes.default_backend() {
+                            Some(d) => forward(shared, req, d, &route.policy, host, out).await,
+                            None => {
+                                out.reason = Some(NO_PATH.into());
+                                local(StatusCode::NOT_FOUND, NO_PATH)
+                            }
                         }
                     }
                 }
-                CompiledAction::DefaultBackend => {
-                    // ingress-nginx's root location: the default backend (its built-in one
-                    // answers 404), then the route's `custom-http-errors`.
-                    let global = rt.routes.default_backend();
-                    let intercept = Intercept::new(route, global, None, &req);
-                    let resp = match global {
-                        Some(d) => forward(shared, req, d, &route.policy, host, out).await,
-                        None => {
-                            out.reason = Some(NO_PATH.into());
-                            local(StatusCode::NOT_FOUND, NO_PATH)
-                        }
-                    };
-                    Box::pin(intercepted(shared, intercept, resp, route, host, out)).await
-                }
+            };
+            // Boxed, and only when the route intercepts errors: the box and the copy of its
+            // state were paid on every request.
+            match intercept {
+                Some(i) => Box::pin(intercepted(shared, Some(i), resp, route, host, out)).await,
+                None => resp,
             }
         }
         Lookup::Default {
@@ -822,7 +864,11 @@ async fn intercepted(
         Some(i) if i.catches(resp.status()) => {
             let status = resp.status();
             drop(resp);
-            out.reason = Some(format!("custom-http-errors: {status}"));
+            // The refusal or failure replaced stays in the reason.
+            out.reason = Some(match out.reason.take() {
+                Some(was) => format!("custom-http-errors: {status} ({was})"),
+                None => format!("custom-http-errors: {status}"),
+            });
             let target = i.target;
             let req = i.request(status, out.request_id.as_ref());
             forward(shared, req, target, &route.policy, host, out).await
@@ -1007,6 +1053,8 @@ async fn external_auth(
     out: &mut Outcome,
 ) -> Result<(), Denial> {
     let request_id = super::headers::request_id(req.headers_mut());
+    // nginx's one `$req_id`: an error page for the refusal carries the auth request's id.
+    out.request_id = Some(request_id.clone());
     let t = &auth_transport(shared, timeouts);
     let sent = out
         .request_uri
@@ -1503,10 +1551,11 @@ where
 {
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers, upgrade);
-    // X-Forwarded-Host is the Host as sent, port included (ingress-nginx's `$best_http_host`).
+    // Host and X-Forwarded-Host: the Host as sent, port included, or the host a trusted
+    // sender names in X-Forwarded-Host (ingress-nginx's `$best_http_host` for both).
     let request_id = add_forwarding(&mut parts.headers, client, host);
     // `insert` replaces every `Host` the client sent: the upstream sees exactly one.
-    if let Ok(v) = HeaderValue::from_str(host) {
+    if let Ok(v) = HeaderValue::from_str(client.best_host(host)) {
         parts.headers.insert(HOST, v);
     }
     // `upstream-vhost`: `proxy_set_header Host`; X-Forwarded-Host above keeps the client's.

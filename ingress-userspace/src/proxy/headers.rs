@@ -157,25 +157,17 @@ pub fn add_forwarding(headers: &mut HeaderMap, c: &Client, host: &str) -> Header
     // Not sent (ingress-nginx sends the client's raw forwarded-for value under this name);
     // a client's own is removed, so nothing unverified travels under a provenance name.
     headers.remove(X_ORIGINAL_FORWARDED_FOR);
-    match &c.host {
-        Some(v) => {
-            headers.insert(X_FORWARDED_HOST, v.clone());
+    // ingress-nginx's `$best_http_host`.
+    let fwd_host = c.best_host(host);
+    match HeaderValue::from_str(fwd_host) {
+        Ok(v) => {
+            headers.insert(X_FORWARDED_HOST, v);
         }
-        None => match HeaderValue::from_str(host) {
-            Ok(v) => {
-                headers.insert(X_FORWARDED_HOST, v);
-            }
-            Err(_) => {
-                headers.remove(X_FORWARDED_HOST);
-            }
-        },
+        Err(_) => {
+            headers.remove(X_FORWARDED_HOST);
+        }
     }
     headers.insert(X_FORWARDED_PORT, c.port.clone());
-    let fwd_host = c
-        .host
-        .as_ref()
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or(host);
     let prev = c.forwarded_prev.as_ref().and_then(|v| v.to_str().ok());
     let mut fwd = String::with_capacity(prev.map_or(0, |p| p.len() + 2) + fwd_host.len() + 64);
     if let Some(prev) = prev {

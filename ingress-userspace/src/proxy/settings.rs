@@ -28,6 +28,9 @@ pub(crate) struct Live {
     pub enable_underscores_in_headers: bool,
     /// `add-headers`: set on every response (ingress-nginx's http-level `more_set_headers`).
     pub add_headers: http::HeaderMap,
+    /// `allow-backend-server-header`: the pod's `Server` reaches the client; off (the default)
+    /// it is removed ([`crate::model::ProxySettings::allow_backend_server_header`]).
+    pub allow_backend_server_header: bool,
     /// Status of requests over `limit-rps`/`limit-rpm` (ConfigMap `limit-req-status-code`,
     /// default 503 as ingress-nginx).
     pub limit_req_status: StatusCode,
@@ -50,6 +53,7 @@ impl Live {
             client_header_timeout: a.client_header_timeout,
             client_body_timeout: a.client_body_timeout,
             enable_underscores_in_headers: a.enable_underscores_in_headers,
+            allow_backend_server_header: settings.allow_backend_server_header,
             limit_req_status: status_or_503(settings.limit_req_status_code),
             limit_conn_status: status_or_503(settings.limit_conn_status_code),
             global_limit: global_limit(args, settings),

@@ -409,6 +409,33 @@ fn proto_host_and_port_only_from_trusted_senders_with_use_forwarded_headers() {
         forwarded(&c)[5],
         "for=203.0.113.7;proto=https, for=10.0.0.2;host=public.example;proto=https"
     );
+    // A chain of balancers: the first element of X-Forwarded-Host (lua_ingress.lua
+    // `parse_x_forwarded_host`), blanks trimmed; an empty first element is not believed.
+    let chain = |xfh: &str| {
+        let h = headers(&[("x-forwarded-host", xfh)]);
+        let cfg = cfg(LB);
+        let c = cfg
+            .origin(
+                sock("10.0.0.2"),
+                None,
+                "10.0.0.1:80".parse().unwrap(),
+                false,
+            )
+            .client(&cfg, &h);
+        (
+            c.best_host("app.test").to_string(),
+            forwarded(&c)[3].clone(),
+        )
+    };
+    for (xfh, best) in [
+        ("a.example, b.example", "a.example"),
+        (" a.example:8443 ,b.example,c", "a.example:8443"),
+        ("a.example", "a.example"),
+        (", b.example", "app.test"),
+        (" ", "app.test"),
+    ] {
+        assert_eq!(chain(xfh), (best.to_string(), best.to_string()), "{xfh:?}");
+    }
     // Empty received values fall back to what the proxy saw.
     let empty = headers(&[("x-forwarded-proto", ""), ("x-forwarded-port", " ")]);
     let cfg = cfg(LB);
