@@ -23,7 +23,7 @@ use k8s_openapi::{
     ByteString,
     api::{
         core::v1::{ConfigMap, Node, Secret},
-        networking::v1::{Ingress, IngressClass},
+        networking::v1::IngressClass,
     },
 };
 use notify::Watcher;
