@@ -355,8 +355,7 @@ async fn run(
         // Planes apply off the async workers too: the XDP plane's map writes are syscalls (a
         // Maglev table is thousands), and the proxy's tasks must not wait behind them.
         let applying = Arc::clone(&snapshot);
-        let (done, applied) = tokio::sync::oneshot::channel();
-        tokio::task::spawn_blocking(move || {
+        let (s, errors) = match tokio::task::spawn_blocking(move || {
             let mut errors = 0;
             for s in &mut sinks {
                 if let Err(e) = s.apply(&applying) {
@@ -364,16 +363,13 @@ async fn run(
                     error!(plane = s.name(), version = applying.version, error = %e, "plane kept its previous snapshot");
                 }
             }
-            drop(applying);
-            let _ = done.send((sinks, errors));
-            // What compiling the planes' state freed (the proxy's route compile, the old
-            // tables) goes back to the OS, after the planes are live: as after translating.
-            crate::allocator::release_free_memory();
-        });
-        let (s, errors) = match applied.await {
+            (sinks, errors)
+        })
+        .await
+        {
             Ok(r) => r,
-            Err(_) => {
-                error!("a plane panicked; control loop stops, planes keep their snapshot");
+            Err(e) => {
+                error!(error = %e, "a plane panicked; control loop stops, planes keep their snapshot");
                 return;
             }
         };

@@ -725,9 +725,6 @@ pub fn watch(
         })?;
     watcher.watch(dir.dir(), notify::RecursiveMode::Recursive)?;
     let first = dir.load();
-    // What loading freed on this thread (the per-file key maps, the merge's) goes back to the
-    // OS rather than staying in its heap for a thread that may never allocate again.
-    crate::allocator::release_free_memory();
     info!(dir = %dir.dir().display(), objects = first.len(), "manifests loaded");
     let initial = SourceEvent::new(SourceId::Files, Change::ReplaceAll(Box::new(first)));
     tokio::spawn(async move {
