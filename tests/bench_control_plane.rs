@@ -157,7 +157,7 @@ fn ingress(i: usize, services: usize) -> Object {
         path_type: ty.into(),
         backend: backend(s),
     };
-    Object::Ingress(Arc::new(Ingress {
+    let ingress = Ingress {
         metadata: meta(&ns, &format!("ing-{i}")),
         spec: Some(IngressSpec {
             ingress_class_name: Some("xdp-ingress".into()),
@@ -176,7 +176,8 @@ fn ingress(i: usize, services: usize) -> Object {
             ..Default::default()
         }),
         status: None,
-    }))
+    };
+    Object::Ingress(Arc::new(ingress.into()))
 }
 
 fn tls_secret(i: usize, crt: &[u8], key: &[u8]) -> Object {

@@ -9,7 +9,7 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use k8s_openapi::api::{
     core::v1::{ConfigMap, Node, Secret},
-    networking::v1::{Ingress, IngressClass},
+    networking::v1::IngressClass,
 };
 
 use gateway_api::apis::standard::{
@@ -75,7 +75,8 @@ impl std::fmt::Display for Key {
 macro_rules! kinds {
     ($callback:ident) => {
         $callback! {
-            Ingress ingresses: Ingress [namespaced],
+            /// Compact: what translation reads ([`crate::compact::ingress`]).
+            Ingress ingresses: crate::compact::ingress::Ingress [namespaced],
             IngressClass ingress_classes: IngressClass [cluster],
             /// Compact: what translation reads ([`crate::compact::service`]).
             Service services: crate::compact::service::Service [namespaced],

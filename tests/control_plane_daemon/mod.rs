@@ -13,8 +13,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use k8s_openapi::api::networking::v1::Ingress;
 use testbed::{Topology, process::KillOnDrop};
+use xdp_ingress::compact::ingress::Ingress;
 use xdp_ingress::store::Objects;
 
 /// What the daemon bench measured at one scale.

@@ -15,10 +15,11 @@
 use std::{collections::BTreeMap, path::PathBuf};
 
 use anyhow::Context;
-use k8s_openapi::api::{core::v1::ConfigMap, networking::v1::Ingress};
+use k8s_openapi::api::{core::v1::ConfigMap, networking::v1 as networking};
 use serde::Serialize;
 
 use crate::{
+    compact::ingress::Ingress,
     model::{
         ObjectKind, ObjectRef,
         translate::{
@@ -388,12 +389,16 @@ async fn from_cluster(args: &MigrateArgs) -> anyhow::Result<(Vec<Ingress>, Optio
     Ok((ingresses, cm))
 }
 
+/// Every Ingress of the cluster, as the store keeps them.
 async fn list_ingresses(client: &kube::Client) -> anyhow::Result<Vec<Ingress>> {
-    Ok(kube::Api::<Ingress>::all(client.clone())
+    Ok(kube::Api::<networking::Ingress>::all(client.clone())
         .list(&Default::default())
         .await
         .context("listing Ingresses")?
-        .items)
+        .items
+        .into_iter()
+        .map(Ingress::from)
+        .collect())
 }
 
 /// `--to gateway-api`: the Ingresses (of `--ingress-class`) as Gateway API objects.
@@ -439,7 +444,7 @@ async fn to_gateway_api(args: &MigrateArgs) -> anyhow::Result<i32> {
             }
             Objects::from_objects(
                 (ingresses.into_iter())
-                    .map(|i| crate::store::Object::Ingress(i.into()))
+                    .map(|i| crate::store::Object::Ingress(std::sync::Arc::new(i)))
                     .chain(
                         (services.items.into_iter())
                             .map(|s| crate::store::Object::Service(std::sync::Arc::new(s.into()))),

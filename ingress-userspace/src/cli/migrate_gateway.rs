@@ -40,11 +40,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use gateway_api::apis::standard::{gateways::Gateway, httproutes::HttpRoute};
 
 use crate::store::{TcpRoute, TlsRoute, UdpRoute};
-use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
+use k8s_openapi::api::networking::v1::IngressBackend;
 use serde_json::{Value, json};
 
 use crate::model::translate::support;
-use crate::{compact::service::Service, store::Key};
+use crate::{
+    compact::{ingress::Ingress, service::Service},
+    store::Key,
+};
 
 const GROUP_VERSION: &str = "gateway.networking.k8s.io/v1";
 const PREFIX: &str = "nginx.ingress.kubernetes.io/";

@@ -6,5 +6,6 @@
 //! manifest directory and tests handle it as the API kind.
 
 pub mod endpoint_slice;
+pub mod ingress;
 pub mod meta;
 pub mod service;

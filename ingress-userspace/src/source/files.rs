@@ -23,7 +23,7 @@ use k8s_openapi::{
     ByteString,
     api::{
         core::v1::{ConfigMap, Node, Secret},
-        networking::v1::{Ingress, IngressClass},
+        networking::v1::IngressClass,
     },
 };
 use notify::Watcher;
@@ -251,15 +251,18 @@ struct FileRead {
     cut: bool,
 }
 
-/// Reads and parses one file, with a `stat` before and after: a read that a write overlaps
-/// is marked `changing`, so its (partial) text is not taken for the file's content.
-fn read_file(path: &Path) -> FileRead {
+/// Reads and parses one file. With `live` (the file has objects live), a `stat` before and
+/// after: a read that a write overlaps is marked `changing`, so its (partial) text is not
+/// taken for the file's content. Without, no `stat`: [`ManifestDir::judge`] takes whatever a
+/// file with nothing live reads as (nothing to take down), so `changing` would not be looked
+/// at; a cold start reads every file that way, two system calls fewer per file.
+fn read_file(path: &Path, live: bool) -> FileRead {
     let stat = |p: &Path| {
         std::fs::metadata(p)
             .ok()
             .map(|m| (m.len(), m.modified().ok()))
     };
-    let before = stat(path);
+    let before = if live { stat(path) } else { None };
     let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Io {
         path: path.to_path_buf(),
         source,
@@ -268,7 +271,7 @@ fn read_file(path: &Path) -> FileRead {
         .as_ref()
         .is_ok_and(|t| !t.is_empty() && !t.ends_with('\n'));
     let parsed = text.and_then(|t| parse_manifests(&t));
-    let changing = before.is_none() || before != stat(path);
+    let changing = live && (before.is_none() || before != stat(path));
     FileRead {
         parsed,
         changing,
@@ -338,12 +341,17 @@ impl ManifestDir {
             .collect()
     }
 
+    /// Whether `path` has objects live (its last good version has some).
+    fn is_live(&self, path: &Path) -> bool {
+        self.last_good.get(path).is_some_and(|o| !o.is_empty())
+    }
+
     /// Whether `read` of `path` is taken or held: held while it looks mid-write (empty,
     /// changing under the read, or newly cut mid-line) and the file has objects live, for at
     /// most [`HOLD`] from the first such read; a file with nothing live has nothing to take
     /// down.
     fn judge(&self, path: &Path, read: FileRead, now: Instant) -> Verdict {
-        let live = self.last_good.get(path).is_some_and(|o| !o.is_empty());
+        let live = self.is_live(path);
         let empty = matches!(&read.parsed, Ok(o) if o.is_empty());
         let cut = read.cut && !self.unterminated.contains(path);
         if !live || !(read.changing || empty || cut) {
@@ -410,7 +418,7 @@ impl ManifestDir {
             }
             // `None`: the file is gone.
             let objects = if path.is_file() {
-                let read = read_file(path);
+                let read = read_file(path, self.is_live(path));
                 if read.cut {
                     cut.insert(path.clone());
                 }
@@ -518,7 +526,7 @@ impl ManifestDir {
             }
         };
         files.sort();
-        let reads = read_and_parse(&files);
+        let reads = read_and_parse(&files, |p| self.is_live(p));
         let mut next = BTreeMap::new();
         let mut pending = BTreeMap::new();
         let mut unterminated = HashSet::new();
@@ -580,9 +588,11 @@ impl ManifestDir {
 }
 
 /// Reads and parses `files`, in order, on as many threads as there are cores (at most one
-/// per 64 files): at start-up a directory of thousands of files is mostly parsing.
-fn read_and_parse(files: &[PathBuf]) -> Vec<FileRead> {
-    let one = |path: &PathBuf| read_file(path);
+/// per 64 files): at start-up a directory of thousands of files is mostly parsing. `live`
+/// says which files have objects live ([`read_file`]).
+fn read_and_parse(files: &[PathBuf], live: impl Fn(&Path) -> bool + Sync) -> Vec<FileRead> {
+    let live = &live;
+    let one = |path: &PathBuf| read_file(path, live(path));
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(files.len() / 64)
@@ -1283,7 +1293,7 @@ spec: {parentRef: {name: gw}, listeners: []}
             Verdict::Take(Ok(_))
         ));
         // A settled read of the file itself is marked so.
-        assert!(!read_file(&a).changing);
+        assert!(!read_file(&a, true).changing);
     }
 
     /// A file cut mid-line (a writer paused inside a line) that still parses, as an object

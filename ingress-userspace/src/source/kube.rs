@@ -229,7 +229,9 @@ pub fn spawn_scoped(
         tokio::spawn(watch_kind(
             vec![(api::<Ingress>(&client, namespace), cfg())],
             ObjectKind::Ingress,
-            |o| Object::Ingress(trim_ingress(o).into()),
+            // The compact Ingress drops the status (ours to write, never to read: kept, our own
+            // status writes would come back as changes that trigger another translation).
+            |o| Object::Ingress(std::sync::Arc::new(trim(o).into())),
             events.clone(),
         )),
         tokio::spawn(watch_kind(
@@ -426,13 +428,6 @@ fn trim<K: Resource>(mut o: K) -> K {
 }
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
-
-/// Ingress status is ours to write, never to read: without it, our own status writes do not
-/// come back as changes that trigger another translation.
-fn trim_ingress(mut o: Ingress) -> Ingress {
-    o.status = None;
-    trim(o)
-}
 
 /// Gateway API objects whose status is ours to write: without it, our own status writes do
 /// not come back as changes that trigger another translation.

@@ -15,7 +15,7 @@ use std::{
     sync::Arc,
 };
 
-use k8s_openapi::api::networking::v1::Ingress;
+use crate::compact::ingress::Ingress;
 
 use super::{
     Translator, class,

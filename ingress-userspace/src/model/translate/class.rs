@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::networking::v1::Ingress;
+use crate::compact::ingress::Ingress;
 
 use super::{TranslateConfig, diagnostics::Diagnostics};
 use crate::{

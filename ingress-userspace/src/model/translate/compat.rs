@@ -18,7 +18,7 @@
 
 use std::{collections::HashSet, sync::Arc};
 
-use k8s_openapi::api::networking::v1::Ingress;
+use crate::compact::ingress::Ingress;
 
 #[allow(unused_imports)] // named in docs
 use super::TranslateConfig;

@@ -8,9 +8,8 @@ use k8s_openapi::{
         core::v1::{Secret, Service, ServicePort, ServiceSpec},
         discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice},
         networking::v1::{
-            HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressClass,
-            IngressClassSpec, IngressRule, IngressServiceBackend, IngressSpec, IngressTLS,
-            ServiceBackendPort,
+            HTTPIngressPath, HTTPIngressRuleValue, IngressBackend, IngressClass, IngressClassSpec,
+            IngressRule, IngressServiceBackend, IngressSpec, IngressTLS, ServiceBackendPort,
         },
     },
     apimachinery::pkg::{
@@ -20,7 +19,10 @@ use k8s_openapi::{
 };
 
 use super::TranslateConfig;
-use crate::store::Object;
+use crate::{
+    compact::{ingress::Ingress, meta::Meta},
+    store::Object,
+};
 
 pub fn mk_config() -> TranslateConfig {
     TranslateConfig::default()
@@ -77,12 +79,11 @@ pub fn backend(svc: &str, port: &str) -> IngressBackend {
 pub type RuleSpec<'a> = (&'a str, Vec<(&'a str, &'a str, &'a str, &'a str)>);
 
 pub fn mk_ingress(ns: &str, name: &str, created: i64, rules: Vec<RuleSpec>) -> Ingress {
-    let mut m = meta(ns, name);
-    m.creation_timestamp = k8s_openapi::jiff::Timestamp::from_second(created)
-        .ok()
-        .map(Time);
     Ingress {
-        metadata: m,
+        metadata: Meta::from_api(meta(ns, name), None),
+        creation_timestamp: k8s_openapi::jiff::Timestamp::from_second(created)
+            .ok()
+            .map(Time),
         spec: Some(IngressSpec {
             ingress_class_name: Some("xdp-ingress".into()),
             rules: Some(
@@ -105,7 +106,6 @@ pub fn mk_ingress(ns: &str, name: &str, created: i64, rules: Vec<RuleSpec>) -> I
             ),
             ..Default::default()
         }),
-        status: None,
     }
 }
 

@@ -15,7 +15,7 @@ use std::{
     sync::Arc,
 };
 
-use k8s_openapi::api::networking::v1::{HTTPIngressPath, Ingress, IngressBackend};
+use k8s_openapi::api::networking::v1::{HTTPIngressPath, IngressBackend};
 
 use super::{
     TranslateConfig,
@@ -28,6 +28,7 @@ use super::{
     tls::TlsCache,
 };
 use crate::{
+    compact::ingress::Ingress,
     model::{
         L7Config, ObjectKind, ObjectRef, PathMatch, Route, RouteAction, RouteMatch, RouteOrigin,
         TlsCertificate, Upstream, VirtualHost, WeightedUpstream,
@@ -44,8 +45,7 @@ pub fn precedence(a: &Ingress, b: &Ingress) -> std::cmp::Ordering {
 }
 
 fn created(ing: &Ingress) -> i64 {
-    ing.metadata
-        .creation_timestamp
+    ing.creation_timestamp
         .as_ref()
         .map(|t| t.0.as_second())
         .unwrap_or(0)

@@ -120,7 +120,7 @@ pub fn auth_value_problems(
 /// translation reports them; with [`auth_value_problems`] the same diagnostics come once after
 /// [`diagnostics::Diagnostics::finish`].
 pub fn secret_problems(
-    ingress: &k8s_openapi::api::networking::v1::Ingress,
+    ingress: &crate::compact::ingress::Ingress,
     object: &ObjectRef,
     objects: &Objects,
     diags: &mut diagnostics::Diagnostics,
@@ -295,7 +295,7 @@ struct L7Part {
 #[allow(clippy::too_many_arguments)]
 fn l7_of<'a>(
     objects: &'a Objects,
-    ingresses: impl Iterator<Item = &'a Arc<k8s_openapi::api::networking::v1::Ingress>>,
+    ingresses: impl Iterator<Item = &'a Arc<crate::compact::ingress::Ingress>>,
     classes: &class::Classes,
     endpoints: &'a endpoints::EndpointIndex<'a>,
     controller: configmap::ControllerConfig,
@@ -305,7 +305,7 @@ fn l7_of<'a>(
 ) -> L7Part {
     let mut owned: Vec<_> = ingresses.filter(|i| classes.owns(i, config)).collect();
     owned.sort_by(|a, b| ingress::precedence(a, b));
-    let oref_of = |i: &k8s_openapi::api::networking::v1::Ingress| {
+    let oref_of = |i: &crate::compact::ingress::Ingress| {
         ObjectRef::new(
             ObjectKind::Ingress,
             i.metadata.namespace.clone().unwrap_or_default(),

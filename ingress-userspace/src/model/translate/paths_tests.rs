@@ -19,7 +19,7 @@ fn in_class(mut i: Ingress, class: &str) -> Ingress {
     }
     i
 }
-use k8s_openapi::api::networking::v1::Ingress;
+use crate::compact::ingress::Ingress;
 
 fn run(o: &Objects) -> Snapshot {
     let cfg = TranslateConfig {
