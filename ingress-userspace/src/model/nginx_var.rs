@@ -16,8 +16,11 @@ use std::fmt;
 pub enum Var {
     /// `$host`: the request's host name, lower case, without port.
     Host,
-    /// `$http_host`, `$best_http_host`: the `Host` header as sent (port included).
+    /// `$http_host`: the `Host` header as sent (port included).
     HttpHost,
+    /// `$best_http_host` (ingress-nginx's template): the first element of a believed
+    /// `X-Forwarded-Host` (`use-forwarded-headers`, a trusted sender), else `$http_host`.
+    BestHttpHost,
     /// `$request_uri`: the target as the client sent it (path and query, not normalised).
     RequestUri,
     /// `$escaped_request_uri`: `$request_uri` escaped as a URI component (ingress-nginx's
@@ -57,7 +60,8 @@ impl Var {
         let lower = name.to_ascii_lowercase();
         let named = match lower.as_str() {
             "host" => Var::Host,
-            "http_host" | "best_http_host" => Var::HttpHost,
+            "http_host" => Var::HttpHost,
+            "best_http_host" => Var::BestHttpHost,
             "request_uri" => Var::RequestUri,
             "escaped_request_uri" => Var::EscapedRequestUri,
             "uri" | "document_uri" => Var::Uri,

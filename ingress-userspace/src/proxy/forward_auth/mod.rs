@@ -98,6 +98,7 @@ impl VarSource for Request<'_> {
                 out.push_str(&h.to_ascii_lowercase());
             }
             Var::HttpHost => out.push_str(self.host),
+            Var::BestHttpHost => out.push_str(self.client.best_host(self.host)),
             Var::RequestUri => out.push_str(self.request_uri),
             Var::EscapedRequestUri => escape_uri_component(self.request_uri, out),
             Var::Uri => out.push_str(self.path),

@@ -171,6 +171,18 @@ fn variables_of_the_request() {
         x("$http_x_user|$cookie_t|$arg_y|$arg_z|$req_id"),
         "a, b|2|2||rid"
     );
+    // `$best_http_host`: the believed X-Forwarded-Host element, else `$http_host`.
+    assert_eq!(x("$best_http_host"), "App.test:8443");
+    let behind = Client {
+        host: Some(HeaderValue::from_static("public.example")),
+        ..client()
+    };
+    let req = with(&h, &behind, &id);
+    let x = |t: &str| NginxString::parse(t).unwrap().expand(&req);
+    assert_eq!(
+        x("$best_http_host|$http_host"),
+        "public.example|App.test:8443"
+    );
 }
 
 #[test]
