@@ -3672,6 +3672,31 @@ async fn canary_affinity_cookie_keeps_a_client_on_its_side() {
     assert_eq!(seen.len(), 2, "{seen:?}");
 }
 
+/// A canary's answer caught by the main Ingress's `custom-http-errors` names the location's
+/// Service in `X-Service-Name`, the main one: ingress-nginx sets `$service_name` per location,
+/// whichever backend its balancer picked (found by a fresh-user trial: it named the canary's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_error_page_names_the_main_service() {
+    let (main, canary, errs) = (backend("main"), backend("canary"), backend("errors"));
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    let yaml = canary_yaml(
+        &main,
+        &canary,
+        &[("default-backend", "errors"), ("custom-http-errors", "503")],
+        &[("canary-weight", "100")],
+    ) + &service_yaml("errors", errs.addr);
+    proxy.handle.apply(translated(1, &yaml));
+    let before = canary.requests();
+    let g = get(&c, proxy.http(), "canary.test", "/status/503").await;
+    assert_eq!(canary.requests(), before + 1, "the canary answered first");
+    assert_eq!(g.pod(), "errors");
+    let h = &g.json()["headers"];
+    assert_eq!(h["x-code"], "503");
+    assert_eq!(h["x-service-name"], "main");
+    assert_eq!(h["x-ingress-name"], "app");
+}
+
 /// ingress-nginx `custom-http-errors` with `default-backend`: a listed status from the
 /// endpoint is replaced by the error backend's answer to a request for `/` (query kept) that
 /// carries X-Code, X-Format, X-Original-URI, X-Namespace, X-Ingress-Name, X-Service-Name,

@@ -646,9 +646,14 @@ async fn route(
                                     gateway_filters::apply_headers(request, req.headers_mut());
                                 }
 
-                                // The error backend names the Service this request went to.
-                                if let Some(i) = &mut intercept {
-                                    i.serving(up);
+                                // The error backend names the location's Service (ingress-nginx's
+                                // `$service_name`, set per location): a canary, or the route's
+                                // `default-backend` serving it, keeps the main one; of a Gateway
+                                // rule's backendRefs, the one chosen.
+                                if let Some(i) = &mut intercept
+                                    && at.is_some()
+                                {
+                                    i.serving(routed);
                                 }
                                 // The rewrite step, 3: the path the backend sees.
                                 // (`req`'s own URI: `target` borrowed it before the auth step changed
