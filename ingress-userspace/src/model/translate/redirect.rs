@@ -44,6 +44,19 @@ pub struct HostOptions {
 /// Reads the redirect annotations into `policy.redirect` and returns the host options.
 /// `temporal-redirect` wins over `permanent-redirect`, as in ingress-nginx's parser.
 pub(super) fn parse(r: &mut Reader<'_>, policy: &mut RoutePolicy) -> HostOptions {
+    // A code without its URL does nothing (ingress-nginx ignores it): said, not ignored.
+    for (key, code_key) in [
+        ("temporal-redirect", "temporal-redirect-code"),
+        ("permanent-redirect", "permanent-redirect-code"),
+    ] {
+        if r.get(code_key).is_some() && r.get(key).is_none() {
+            r.diags.warn(
+                r.object,
+                "InvalidAnnotation",
+                format!("annotation {code_key} without {key} does nothing; it is ignored"),
+            );
+        }
+    }
     for (key, code_key, default, codes) in [
         (
             "temporal-redirect",
@@ -161,6 +174,10 @@ mod tests {
         ]);
         assert_eq!(o.policy.redirect, redirect("https://a.example", 308));
         let (o, _) = parse_map(&[("temporal-redirect", "https://a.example/x")]);
+        // A code alone redirects nothing, and says so.
+        let (o2, w) = parse_map(&[("permanent-redirect-code", "308")]);
+        assert_eq!(w, ["InvalidAnnotation"]);
+        assert_eq!(o2.policy.redirect, None);
         assert_eq!(o.policy.redirect, redirect("https://a.example/x", 302));
         let (o, w) = parse_map(&[
             ("temporal-redirect", "https://a.example/x"),
