@@ -1204,17 +1204,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                         e.x_forwarded_prefix = route.policy.rewrite.x_forwarded_prefix.clone();
                     }
                     e.upstream_host = route.policy.rewrite.upstream_vhost.clone();
-                    if !q.https && route.policy.redirects_to_https(host.tls) {
-                        e.outcome = Outcome::Redirect;
-                        e.status = Some(snapshot.l7.settings.http_redirect_code.unwrap_or(308));
-                        e.redirect_to = Some(rewrite::https_location(
-                            &target.host,
-                            q.ports.https_redirect_port(),
-                            target.path_and_query.as_str(),
-                            route.policy.preserve_trailing_slash,
-                        ));
-                        e.reason = https_redirect_reason(host.tls).into();
-                    } else {
+                    if !https_redirected(&mut e, snapshot, q, &target, &route.policy, host.tls) {
                         e.outcome = Outcome::Route;
                         e.reason = format!(
                             "host {:?} matched virtual host {:?}; path {:?} matched",
@@ -1236,16 +1226,8 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                         miss_reason(Miss::NoPath, &q.host, target.path_and_query.path()),
                         route.ingress
                     );
-                    if !q.https && route.policy.redirects_to_https(host.tls) {
-                        e.outcome = Outcome::Redirect;
-                        e.status = Some(snapshot.l7.settings.http_redirect_code.unwrap_or(308));
-                        e.redirect_to = Some(rewrite::https_location(
-                            &target.host,
-                            q.ports.https_redirect_port(),
-                            target.path_and_query.as_str(),
-                            route.policy.preserve_trailing_slash,
-                        ));
-                        e.reason = https_redirect_reason(host.tls).into();
+                    if https_redirected(&mut e, snapshot, q, &target, &route.policy, host.tls) {
+                        // Redirected: the default backend is not reached.
                     } else if let Some(d) = table.default_backend() {
                         e.outcome = Outcome::DefaultBackend;
                         e.backends = vec![backend_info(d, 1)];
@@ -1495,13 +1477,36 @@ pub fn add_related_diagnostics(
 /// ([`crate::model::RouteAction::DefaultBackend`]).
 pub const ROOT_LOCATION: &str = "root location";
 
-/// Why a plain-HTTP request is redirected to HTTPS ([`crate::model::RoutePolicy::redirects_to_https`]).
-fn https_redirect_reason(host_tls: bool) -> &'static str {
-    if host_tls {
+/// The proxy's HTTPS redirect of a route ([`crate::model::RoutePolicy::redirects_to_https`]),
+/// the same for a rule's path and the root location: when the plain-HTTP request `q` to
+/// `target` is redirected, fills in `e` (308 or ConfigMap `http-redirect-code`, the
+/// `Location`, why) and returns true. `host_tls`: the virtual host has a certificate.
+fn https_redirected(
+    e: &mut Explanation,
+    snapshot: &Snapshot,
+    q: &Query,
+    target: &request_target::Target,
+    policy: &crate::model::RoutePolicy,
+    host_tls: bool,
+) -> bool {
+    if q.https || !policy.redirects_to_https(host_tls) {
+        return false;
+    }
+    e.outcome = Outcome::Redirect;
+    e.status = Some(snapshot.l7.settings.http_redirect_code.unwrap_or(308));
+    e.redirect_to = Some(rewrite::https_location(
+        &target.host,
+        q.ports.https_redirect_port(),
+        target.path_and_query.as_str(),
+        policy.preserve_trailing_slash,
+    ));
+    e.reason = if host_tls {
         "host has TLS and the request is plain HTTP"
     } else {
         "force-ssl-redirect and the request is plain HTTP"
     }
+    .into();
+    true
 }
 
 fn miss_reason(why: Miss, host: &str, path: &str) -> String {
