@@ -4347,6 +4347,190 @@ async fn backend_server_header_is_hidden_unless_allowed() {
     assert_eq!(server_of("/").await, ["", ""]);
 }
 
+/// ConfigMap `use-gzip` and `enable-brotli`, as ingress-nginx's e2e tests (settings/gzip.go,
+/// brotli.go) and nginx's gzip filter: off by default; on, a 200/403/404 answer of a listed
+/// type at or above the minimum length is compressed for a client that accepts the coding,
+/// brotli before gzip, over HTTP/1.1 and HTTP/2, with `Vary: Accept-Encoding` and no
+/// `Content-Length`; `gzip-disable: msie6` spares IE6; `gzip-types` decides (text/html always);
+/// HEAD answers and other statuses are left alone; a change applies hot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configmap_gzip_and_brotli_compress_answers() {
+    use std::io::Read;
+    let a = backend("zip");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let site = ingress_yaml("zip.test", a.addr, &[]);
+    let apply = |version, cm: &[(&str, &str)]| {
+        let snap = translated_with_configmap(version, &format!("{site}{}", configmap_yaml(cm)));
+        assert!(snap.diagnostics.is_empty(), "{:?}", snap.diagnostics);
+        proxy.handle.apply(snap);
+    };
+    let fetch = |method: Method, path: &'static str, accept: &'static str, ua: &'static str| {
+        let addr = proxy.http();
+        async move {
+            let mut seen = Vec::new();
+            for c in [http1_client(), h2c_client()] {
+                let mut r = req(addr, "zip.test", path);
+                *r.method_mut() = method.clone();
+                r.headers_mut()
+                    .insert("accept-encoding", accept.parse().unwrap());
+                r.headers_mut().insert("user-agent", ua.parse().unwrap());
+                seen.push(send(&c, r).await.unwrap());
+            }
+            seen
+        }
+    };
+    let decoded = |g: &Got| -> Vec<u8> {
+        let mut out = Vec::new();
+        match g.header("content-encoding").as_str() {
+            "gzip" => {
+                flate2::read::GzDecoder::new(&g.body[..])
+                    .read_to_end(&mut out)
+                    .expect("gzip body");
+            }
+            "br" => {
+                brotli::Decompressor::new(&g.body[..], 4096)
+                    .read_to_end(&mut out)
+                    .expect("brotli body");
+            }
+            _ => out = g.body.to_vec(),
+        }
+        out
+    };
+    const CURL: &str = "curl/8";
+
+    // Off by default: no coding, no Vary.
+    apply(1, &[]);
+    for g in fetch(Method::GET, "/sized/1000", "gzip, br", CURL).await {
+        assert_eq!(
+            (g.status, g.header("content-encoding")),
+            (StatusCode::OK, String::new())
+        );
+        assert_eq!(g.header("vary"), "");
+    }
+
+    apply(
+        2,
+        &[
+            ("use-gzip", "true"),
+            ("gzip-min-length", "100"),
+            ("gzip-types", "application/octet-stream"),
+            ("gzip-disable", "msie6"),
+        ],
+    );
+    for g in fetch(Method::GET, "/sized/100", "gzip", CURL).await {
+        assert_eq!(g.status, StatusCode::OK);
+        assert_eq!(g.header("content-encoding"), "gzip");
+        assert_eq!(g.header("vary"), "accept-encoding");
+        assert_eq!(
+            g.header("content-length"),
+            "",
+            "the length of the original is gone"
+        );
+        assert_eq!(decoded(&g), vec![b'x'; 100]);
+        assert!(g.body.len() < 100, "compressed: {} bytes", g.body.len());
+    }
+    // Below the minimum (ingress-nginx's `/bytes/99` case), or a type not listed: as sent.
+    for g in fetch(Method::GET, "/sized/99", "gzip", CURL).await {
+        assert_eq!(g.header("content-encoding"), "");
+        assert_eq!(g.body.len(), 99);
+    }
+    for g in fetch(Method::GET, "/json", "gzip", CURL).await {
+        assert_eq!(
+            (g.header("content-encoding"), g.header("vary")),
+            (String::new(), String::new())
+        );
+        assert_eq!(g.pod(), "zip");
+    }
+    // The client does not accept gzip (or refuses it with q=0): as sent, but it varies.
+    for accept in ["identity", "gzip;q=0, deflate"] {
+        let got = fetch(Method::GET, "/sized/500", accept, CURL).await;
+        for g in got {
+            assert_eq!(g.header("content-encoding"), "", "{accept}");
+            assert_eq!(g.header("vary"), "accept-encoding", "{accept}");
+            assert_eq!(g.body.len(), 500);
+        }
+    }
+    // IE6 (the msie6 mask) gets no gzip; ingress-nginx's test user agents.
+    for g in fetch(
+        Method::GET,
+        "/sized/500",
+        "gzip",
+        "Mozilla/45.0 (compatible; MSIE 6.0; Windows NT 5.1)",
+    )
+    .await
+    {
+        assert_eq!(g.header("content-encoding"), "");
+    }
+    for g in fetch(
+        Method::GET,
+        "/sized/500",
+        "gzip",
+        "Mozilla/4.8 [en] (Windows NT 5.1; U)",
+    )
+    .await
+    {
+        assert_eq!(g.header("content-encoding"), "gzip");
+    }
+    // HEAD and statuses other than 200/403/404 are never compressed.
+    for g in fetch(Method::HEAD, "/sized/500", "gzip", CURL).await {
+        assert_eq!(
+            (g.status, g.header("content-encoding")),
+            (StatusCode::OK, String::new())
+        );
+    }
+
+    // Both codings with their defaults: JSON is listed; brotli wins when both are accepted.
+    apply(
+        3,
+        &[
+            ("use-gzip", "true"),
+            ("enable-brotli", "true"),
+            ("gzip-min-length", "20"),
+            ("brotli-types", "*"),
+        ],
+    );
+    for (accept, coding) in [("gzip, deflate, br", "br"), ("gzip", "gzip"), ("br", "br")] {
+        for g in fetch(Method::GET, "/json", accept, CURL).await {
+            assert_eq!(g.header("content-encoding"), coding, "{accept}");
+            let json: serde_json::Value = serde_json::from_slice(&decoded(&g)).expect("JSON");
+            assert_eq!(json["pod"], "zip", "{accept}");
+        }
+    }
+    for g in fetch(Method::GET, "/status/500", "gzip, br", CURL).await {
+        assert_eq!(
+            (g.status, g.header("content-encoding")),
+            (StatusCode::INTERNAL_SERVER_ERROR, String::new())
+        );
+    }
+    for g in fetch(Method::GET, "/status/404", "gzip", CURL).await {
+        assert_eq!(
+            (g.status, g.header("content-encoding")),
+            (StatusCode::NOT_FOUND, "gzip".to_string())
+        );
+    }
+    // A long streamed answer (16 KiB frames, no length, no type: `*` takes it) decodes
+    // whole; gzip's list does not take an answer without a type.
+    for g in fetch(Method::GET, "/bytes/200000", "br", CURL).await {
+        assert_eq!(g.header("content-encoding"), "br");
+        assert_eq!(decoded(&g), vec![b'x'; 200000]);
+    }
+    for g in fetch(Method::GET, "/bytes/200000", "gzip", CURL).await {
+        assert_eq!(
+            (g.header("content-encoding"), g.body.len()),
+            (String::new(), 200000)
+        );
+    }
+
+    // Off again, hot.
+    apply(4, &[("use-gzip", "false")]);
+    for g in fetch(Method::GET, "/json", "gzip, br", CURL).await {
+        assert_eq!(
+            (g.header("content-encoding"), g.header("vary")),
+            (String::new(), String::new())
+        );
+    }
+}
+
 /// ConfigMap keys are defaults that apply hot: `hsts*` (on by default, as ingress-nginx:
 /// `max-age=31536000; includeSubDomains` on HTTPS responses only, RFC 6797 section 7.2) and
 /// `proxy-body-size` (413 above it), which an annotation overrides.

@@ -9,6 +9,8 @@
 //!   `delay=<n>ms` or `delay=<n>s` (the Gateway API conformance echo server's convention).
 //! - `/status/<code>`: answers with that status.
 //! - `/bytes/<n>`: streams `n` bytes in 16 KiB chunks.
+//! - `/sized/<n>`: `n` bytes as one body with its `Content-Length`, typed
+//!   `application/octet-stream` (httpbun's `/bytes/<n>`, which ingress-nginx's tests use).
 //! - `/drip/<n>/<ms>`: streams `n` lines `tick <i>\n`, one every `<ms>` milliseconds (the
 //!   first at once): a long response that is slow but alive.
 //! - `/fixed`: a constant 13-byte body (benchmarks: the backend does as little as possible).
@@ -328,6 +330,17 @@ async fn echo(pod: Arc<String>, mut req: Request<Incoming>) -> Result<Response<B
         resp.headers_mut().insert(
             "x-pod",
             HeaderValue::from_str(&pod).unwrap_or(HeaderValue::from_static("?")),
+        );
+        return Ok(resp);
+    }
+    if let Some(n) = path
+        .strip_prefix("/sized/")
+        .and_then(|s| s.parse::<usize>().ok())
+    {
+        let mut resp = Response::new(full(vec![b'x'; n]));
+        resp.headers_mut().insert(
+            "content-type",
+            HeaderValue::from_static("application/octet-stream"),
         );
         return Ok(resp);
     }

@@ -411,6 +411,9 @@ pub struct ProxySettings {
     /// `None`: no key; `Err`: why the value is unusable (those requests are answered 503, as
     /// the routes that take it are).
     pub block_cidrs: Option<Result<Vec<IpPrefix>, String>>,
+    /// `use-gzip`, `enable-brotli` and their settings: compressed responses to clients that
+    /// accept them (Ingress routes and the proxy's own answers; not Gateway API routes).
+    pub compression: super::compression::Compression,
 }
 
 #[derive(Clone, Debug, Default)]

@@ -164,6 +164,8 @@ pub(crate) async fn handle(
         drop_underscored(req.headers_mut());
     }
     let mut out = Outcome::new(conn.origin.client(&live.trust, req.headers()));
+    // Read now: the request is gone by the time its answer is compressed.
+    let accepted = live.compressor.as_ref().map(|c| c.accepted(&req));
     out.tls = conn.tls;
     let target = request_target::resolve(req.method(), req.version(), req.uri(), req.headers());
     let (resp, host) = match target {
@@ -220,6 +222,13 @@ pub(crate) async fn handle(
         // user never asked for: a Gateway route sets the header with a filter instead.
         resp.headers_mut()
             .insert(STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
+    if let (Some(c), Some(accepted)) = (&live.compressor, accepted)
+        && !out.gateway_route
+    {
+        // The ConfigMap's gzip/brotli, as HSTS: ingress-nginx's settings, not a Gateway's.
+        // Before `limit-rate`, which paces the bytes the client receives.
+        resp = c.apply(resp, accepted);
     }
     if let Some((rate, after)) = out.response_rate {
         resp = response_rate::pace(resp, rate, after);

@@ -18,6 +18,7 @@ pub mod changes;
 pub mod client_addr;
 pub mod client_body;
 pub mod client_cert;
+pub mod compression;
 pub mod cors;
 pub mod error_pages;
 pub mod fixtures;

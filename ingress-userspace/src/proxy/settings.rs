@@ -9,6 +9,7 @@ use std::{sync::Arc, time::Duration};
 use http::{HeaderName, HeaderValue, StatusCode};
 use hyper_util::{rt::TokioExecutor, server::conn::auto::Builder};
 
+use super::compression::Compressor;
 use super::rate_limit::GLOBAL_ZONE;
 use super::{args::ProxyArgs, client_addr::TrustConfig, limits, liveness::ConnTimeouts};
 use crate::model::{ProxySettings, RateLimit};
@@ -40,6 +41,8 @@ pub(crate) struct Live {
     /// The global per-client limit over every Ingress (`--global-limit-*` flags, ConfigMap
     /// `global-limit-*` keys); `None` without one.
     pub global_limit: Option<Arc<RateLimit>>,
+    /// `use-gzip` / `enable-brotli` and their settings; `None` when both are off.
+    pub compressor: Option<Compressor>,
 }
 
 impl Live {
@@ -57,6 +60,7 @@ impl Live {
             limit_req_status: status_or_503(settings.limit_req_status_code),
             limit_conn_status: status_or_503(settings.limit_conn_status_code),
             global_limit: global_limit(args, settings),
+            compressor: Compressor::new(&settings.compression),
             add_headers: settings
                 .add_headers
                 .iter()

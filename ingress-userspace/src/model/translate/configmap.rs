@@ -413,6 +413,11 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
     for i in invalid {
         r.bad(i.key, &i.value, i.expected);
     }
+    let (compression, invalid) = super::compression::parse(|k| r.get(k));
+    for i in invalid {
+        r.bad(i.key, &i.value, i.expected);
+    }
+    out.settings.compression = compression;
     out.route_defaults.next_upstream = next_upstream;
     out.serve_with_snippets = r.bool("allow-snippet-annotations");
     out.service_upstream = r.bool("service-upstream");

@@ -33,6 +33,7 @@ pub mod canary;
 pub mod class;
 pub mod client_auth;
 pub mod compat;
+pub mod compression;
 pub mod configmap;
 pub mod cors;
 pub mod custom_headers;
