@@ -882,7 +882,7 @@ async fn unsupported_annotations_warn_and_the_controller_configmap_applies_hot()
     api.put(ingress(
         "legacy",
         "legacy.example.com",
-        json!({"nginx.ingress.kubernetes.io/mirror-target": "http://mirror",
+        json!({"nginx.ingress.kubernetes.io/enable-opentelemetry": "true",
                "nginx.ingress.kubernetes.io/proxy-bodysize": "8m"}),
     ));
     api.put(ingress(
@@ -939,7 +939,7 @@ async fn unsupported_annotations_warn_and_the_controller_configmap_applies_hot()
             (
                 d.severity,
                 d.reason.as_str(),
-                d.message.contains("mirror-target"),
+                d.message.contains("enable-opentelemetry"),
                 d.message.contains("proxy-bodysize"),
             )
         })
@@ -975,7 +975,11 @@ async fn unsupported_annotations_warn_and_the_controller_configmap_applies_hot()
         prometheus_client::encoding::text::encode(&mut t, &registry).unwrap();
         t
     };
-    for name in ["mirror-target", "proxy-bodysize", "configuration-snippet"] {
+    for name in [
+        "enable-opentelemetry",
+        "proxy-bodysize",
+        "configuration-snippet",
+    ] {
         let line =
             format!("xdp_ingress_control_unsupported_annotations{{annotation=\"{name}\"}} 1");
         assert!(text.contains(&line), "{line}\n{text}");

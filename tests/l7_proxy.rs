@@ -4347,6 +4347,166 @@ async fn backend_server_header_is_hidden_unless_allowed() {
     assert_eq!(server_of("/").await, ["", ""]);
 }
 
+/// A mirror backend that records each request it reads (head and body, as text) and answers
+/// 200; keep-alive, `Content-Length` bodies only (what the proxy sends a mirror here).
+async fn recording_backend() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                    let len = head
+                        .lines()
+                        .filter_map(|l| l.split_once(':'))
+                        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    while buf.len() < end + 4 + len {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string();
+                    buf.drain(..end + 4 + len);
+                    let _ = tx.send(format!("{head}\r\n\r\n{body}"));
+                    let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    if s.write_all(ok).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// ingress-nginx's `mirror-target` (annotations page, "Mirror"): a copy of each request goes
+/// to the target (variables expanded: `$request_uri`), with the request's method, headers and
+/// body and `Host` the target's host (or `mirror-host`); `mirror-request-body: off` sends no
+/// body; the mirror's answer is ignored, and a mirror that cannot be reached changes nothing
+/// for the client. A target naming a Service goes to its endpoints; an address is used as is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirror_target_gets_a_copy_of_each_request() {
+    let app = backend("app");
+    let (mirror_addr, mut mirrored) = recording_backend().await;
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    let site = |annotations: &[(&str, &str)]| {
+        [
+            service_yaml("main", app.addr),
+            service_yaml("mirror", mirror_addr),
+            ingress_for(
+                "app.test",
+                "app",
+                "main",
+                "2025-01-01T00:00:00Z",
+                annotations,
+            ),
+        ]
+        .concat()
+    };
+    let post = |path: &'static str| {
+        let mut r = req(proxy.http(), "app.test", path);
+        *r.method_mut() = Method::POST;
+        *r.body_mut() = Full::new(Bytes::from_static(b"hello mirror"));
+        r.headers_mut().insert("x-trace", "t-1".parse().unwrap());
+        let c = c.clone();
+        async move { send(&c, r).await.unwrap() }
+    };
+    async fn next_copy(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> String {
+        tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("a mirrored request")
+            .expect("open")
+    }
+
+    // A Service's cluster DNS name, no mirror-host: Host is the target's host.
+    let snap = translated(
+        1,
+        &site(&[(
+            "mirror-target",
+            "http://mirror.default.svc.cluster.local$request_uri",
+        )]),
+    );
+    assert!(snap.diagnostics.is_empty(), "{:?}", snap.diagnostics);
+    proxy.handle.apply(snap);
+    let g = post("/upload?x=1").await;
+    assert_eq!((g.status, g.pod().as_str()), (StatusCode::OK, "app"));
+    assert_eq!(
+        g.json()["body"],
+        "hello mirror",
+        "the pod still gets the body"
+    );
+    let copy = next_copy(&mut mirrored).await;
+    assert!(copy.starts_with("POST /upload?x=1 HTTP/1.1\r\n"), "{copy}");
+    let lower = copy.to_ascii_lowercase();
+    assert!(
+        lower.contains("\r\nhost: mirror.default.svc.cluster.local\r\n"),
+        "{copy}"
+    );
+    assert!(lower.contains("\r\nx-trace: t-1\r\n"), "{copy}");
+    assert!(copy.ends_with("\r\n\r\nhello mirror"), "{copy}");
+
+    // An address, mirror-host, no body.
+    let target = format!("http://{mirror_addr}/copy$request_uri");
+    let snap = translated(
+        2,
+        &site(&[
+            ("mirror-target", &target),
+            ("mirror-host", "test.env.com"),
+            ("mirror-request-body", "off"),
+        ]),
+    );
+    assert!(snap.diagnostics.is_empty(), "{:?}", snap.diagnostics);
+    proxy.handle.apply(snap);
+    let g = post("/p").await;
+    assert_eq!(g.json()["body"], "hello mirror");
+    let copy = next_copy(&mut mirrored).await;
+    assert!(copy.starts_with("POST /copy/p HTTP/1.1\r\n"), "{copy}");
+    let lower = copy.to_ascii_lowercase();
+    assert!(lower.contains("\r\nhost: test.env.com\r\n"), "{copy}");
+    assert!(!lower.contains("content-length: 12"), "{copy}");
+    assert!(copy.ends_with("\r\n\r\n"), "no body: {copy}");
+
+    // A mirror nobody listens on: the client's request is served as before.
+    let dead = dead_addr();
+    let target = format!("http://{dead}$request_uri");
+    let snap = translated(3, &site(&[("mirror-target", &target)]));
+    proxy.handle.apply(snap);
+    for _ in 0..3 {
+        let g = post("/x").await;
+        assert_eq!((g.status, g.pod().as_str()), (StatusCode::OK, "app"));
+    }
+
+    // Not a URL: a Warning, nothing mirrored, the route served.
+    let snap = translated(4, &site(&[("mirror-target", "mirror.default.svc")]));
+    assert!(
+        snap.diagnostics
+            .iter()
+            .any(|d| d.message.contains("mirror-target")
+                && d.message.contains("nothing is mirrored")),
+        "{:?}",
+        snap.diagnostics
+    );
+    proxy.handle.apply(snap);
+    assert_eq!(post("/y").await.status, StatusCode::OK);
+    assert!(mirrored.try_recv().is_err(), "nothing mirrored");
+}
+
 /// ConfigMap `use-gzip` and `enable-brotli`, as ingress-nginx's e2e tests (settings/gzip.go,
 /// brotli.go) and nginx's gzip filter: off by default; on, a 200/403/404 answer of a listed
 /// type at or above the minimum length is compressed for a client that accepts the coding,

@@ -706,6 +706,9 @@ pub struct RoutePolicy {
     /// `auth_request`. A configuration that cannot be used is not here: it makes `auth`
     /// [`RouteAuth::Unavailable`].
     pub forward_auth: Option<Arc<ForwardAuth>>,
+    /// `mirror-target`: a copy of each request goes there too (nginx's `mirror`, in the
+    /// precontent phase: after the access checks, so a refused request is not copied).
+    pub mirror: Option<Arc<IngressMirror>>,
     /// Per-client request and connection limits (`limit-rps`, `limit-rpm`,
     /// `limit-connections`), checked before the allowlist as nginx's preaccess phase runs
     /// before its access phase.
@@ -1016,6 +1019,24 @@ pub struct ForwardAuth {
     pub proxy_set_headers: Vec<(String, NginxString)>,
     /// The Kubernetes Service `url` names (`<svc>.<ns>.svc[.<domain>]`), resolved to its
     /// endpoints from the snapshot; `None`: the host is resolved by the system's DNS.
+    pub service: Option<AuthService>,
+}
+
+/// A copy of each request of an Ingress's paths for a mirror backend, its answer ignored:
+/// ingress-nginx's `mirror-target`, `mirror-host` and `mirror-request-body` (annotations page,
+/// "Mirror"; nginx.tmpl's `mirror` and the `location = /_mirror-<uid>` that proxies to the
+/// target with `proxy_set_header Host`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct IngressMirror {
+    /// `mirror-target`: an `http://` or `https://` URL with nginx variables, expanded per
+    /// request (`https://test.env.com$request_uri`). A URL without a path is sent `/`.
+    pub target: NginxString,
+    /// `Host` of the copy: `mirror-host`, else the target's host name as written.
+    pub host: NginxString,
+    /// `mirror-request-body` (default `on`): the copy carries the request's body.
+    pub request_body: bool,
+    /// The in-cluster Service the target's host names (`<svc>.<ns>.svc[...]`), resolved to
+    /// its endpoints from the snapshot; `None`: the system's resolver.
     pub service: Option<AuthService>,
 }
 

@@ -39,6 +39,7 @@ use super::{
     error_pages::{self, Intercept},
     forward_auth, gateway_filters, grpc_reject,
     headers::{add_forwarding, drop_underscored, for_http1_upstream, is_upgrade, strip_hop_by_hop},
+    ingress_mirror,
     listener::ListenerId,
     metrics::{
         AuthRefusedLabels, GaugeGuard, RateLimitedLabels, RequestLabels, RouteLabels,
@@ -595,6 +596,38 @@ async fn route(
                     CompiledAction::Forward(ups) => {
                         // The body also feeds the route's request mirrors, if any.
                         let mut req = req.map(mirror::Tee::new);
+                        if let Some(m) = &route.policy.mirror
+                            && !asks_upgrade(&req)
+                        {
+                            // ingress-nginx's `mirror-target`: nginx's precontent phase, after
+                            // the access checks; the variables of the request as it came.
+                            let request_id = super::headers::request_id_of(req.headers());
+                            let vars = forward_auth::Request {
+                                host,
+                                method: req.method(),
+                                headers: req.headers(),
+                                request_uri: out.request_uri.as_ref().map_or("/", |p| p.as_str()),
+                                path: req.uri().path(),
+                                query: req.uri().query(),
+                                client: &out.client,
+                                tls: out.tls,
+                                request_id: &request_id,
+                                route_host: &vh.label,
+                                route_path: &route.path_label,
+                            };
+                            let target = m.target.expand(&vars);
+                            let host_value = m.host.expand(&vars);
+                            let (clients, connect, _) =
+                                auth_transport(shared, &route.policy.timeouts);
+                            ingress_mirror::spawn(
+                                shared,
+                                m,
+                                &mut req,
+                                (target, host_value),
+                                clients,
+                                connect,
+                            );
+                        }
                         if let Some(g) = &gateway {
                             let valid: u64 = ups.iter().map(|(_, w)| u64::from(*w)).sum();
                             if gateway_filters::takes_invalid_share(g.invalid_weight, valid) {

@@ -27,6 +27,7 @@ pub mod forward_auth;
 pub mod gateway_filters;
 pub mod grpc_reject;
 pub mod headers;
+pub mod ingress_mirror;
 pub mod limits;
 pub mod listener;
 pub mod listener_set;

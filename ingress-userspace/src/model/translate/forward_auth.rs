@@ -171,7 +171,7 @@ pub(super) fn parse_values(v: &Values<'_>, global: bool) -> Result<Option<Forwar
 /// The host name of a URL as written (`$host` stays `$host`), or why it is not a URL
 /// (ingress-nginx `parser.StringToURL`: a scheme and a host). Only `http` and `https`: nginx's
 /// `proxy_pass` takes no other.
-fn host_of(url: &str) -> Result<&str, String> {
+pub(super) fn host_of(url: &str) -> Result<&str, String> {
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
@@ -399,17 +399,21 @@ fn resolve(
     auth
 }
 
-fn service_of(
+/// The in-cluster Service a URL's literal host names (`<svc>.<ns>.svc[.<domain>]`, port
+/// from the URL or its scheme), resolved to its endpoints; `None` for any other host (the
+/// system's resolver): for `auth-url` and `mirror-target` alike. The Service is recorded in
+/// `refs` so that its endpoint changes re-translate the Ingress.
+pub(super) fn service_of(
     url: &str,
     objects: &Objects,
     endpoints: &EndpointIndex<'_>,
     refs: &mut super::References,
 ) -> Option<AuthService> {
-    if url.contains('$') && host_of(url).ok()?.contains('$') {
-        return None;
-    }
     let https = url.starts_with("https://");
-    let uri: http::Uri = url.parse().ok()?;
+    // The URL up to its first variable, as ingress-nginx reads a mirror's host:
+    // `http://svc.ns.svc$request_uri` names the Service, `http://$host/auth` nothing.
+    let literal = &url[..url.find('$').unwrap_or(url.len())];
+    let uri: http::Uri = literal.parse().ok()?;
     let host = uri.host()?.to_ascii_lowercase();
     let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
     let mut labels = host.split('.');

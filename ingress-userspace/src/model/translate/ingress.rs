@@ -321,6 +321,11 @@ impl<'a> L7Builder<'a> {
                     Some(crate::model::RouteAuth::Unavailable { reason })
             }
         }
+        if let Some(m) =
+            super::mirror::for_ingress(&mut reader, self.objects, self.endpoints, &mut self.refs)
+        {
+            Arc::make_mut(&mut opts.policy).mirror = Some(m);
+        }
         let compatible = compat::is_compatible(ing, &self.compatible_classes);
         let Some(spec) = ing.spec.as_ref() else {
             self.diags

@@ -45,6 +45,7 @@ pub mod gateway;
 pub mod incremental;
 pub mod ingress;
 pub mod location_list;
+pub mod mirror;
 pub mod next_upstream;
 pub mod node_local;
 pub mod passthrough;

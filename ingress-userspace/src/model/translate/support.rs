@@ -185,9 +185,9 @@ pub static ANNOTATIONS: &[Row] = &[
     row("limit-rps", CLUSTER_LIMIT, "Requests per second per client address, burst = limit x multiplier, nodelay (others get 503); not a whole number or negative: the Ingress's routes answer 503."),
     row("limit-whitelist", Supported, "CIDRs exempt from rate limits (old name)."),
     row("load-balance", Differs("`ewma` is least-request over two random choices weighted by EWMA latency"), "`round_robin` or `ewma`."),
-    row("mirror-host", NotYet, "Host header of mirrored requests."),
-    row("mirror-request-body", NotYet, "Mirror the request body too."),
-    row("mirror-target", NotYet, "Send a copy of each request there."),
+    row("mirror-host", Supported, "Host header of mirrored requests (default: the host of mirror-target)."),
+    row("mirror-request-body", Supported, "`off`: mirrored requests carry no body (default `on`)."),
+    row("mirror-target", Differs("the copy is sent on its own task: a slow mirror never holds the client's request (nginx waits for it); a copy whose body falls behind is given up; https to a host outside the cluster is verified against the webpki roots"), "Send a copy of each request of the Ingress's paths to this URL (nginx variables such as `$request_uri` expanded; a Service's cluster DNS name goes to its endpoints); its answer is ignored."),
     row("modsecurity-snippet", SNIPPET, "ModSecurity rules inserted into the location."),
     row("modsecurity-transaction-id", MODSECURITY, "ModSecurity transaction id."),
     row("opentelemetry-operation-name", NotYet, "OpenTelemetry span name."),
@@ -699,7 +699,7 @@ mod tests {
         let (c, d) = check(
             &[
                 ("nginx.ingress.kubernetes.io/proxy-body-size", "8m"),
-                ("nginx.ingress.kubernetes.io/mirror-target", "http://m"),
+                ("nginx.ingress.kubernetes.io/enable-opentelemetry", "true"),
                 ("xdp-ingress.dev/proxy-bodysize", "8m"),
                 ("nginx.ingress.kubernetes.io/ssl-ciphers", "HIGH"),
                 ("kubernetes.io/ingress.class", "nginx"),
@@ -709,7 +709,7 @@ mod tests {
         );
         assert_eq!(
             c.unsupported,
-            ["mirror-target", "proxy-bodysize", "ssl-ciphers"]
+            ["enable-opentelemetry", "proxy-bodysize", "ssl-ciphers"]
         );
         assert!(c.snippets.is_empty());
         assert_eq!(d.len(), 3, "{d:?}");
@@ -718,7 +718,7 @@ mod tests {
                 .all(|(s, r, _)| *s == Severity::Warning && r == "UnsupportedAnnotation")
         );
         assert!(
-            d[0].2.contains("mirror-target") && d[0].2.contains("not implemented yet"),
+            d[0].2.contains("enable-opentelemetry") && d[0].2.contains("not implemented yet"),
             "{}",
             d[0].2
         );

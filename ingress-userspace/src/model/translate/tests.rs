@@ -1398,8 +1398,8 @@ fn snippet_ingresses_are_not_served_unless_allowed_and_ignored_annotations_are_c
     );
     o.upsert(ing(with_annotation(
         snippet,
-        &format!("{N}mirror-target"),
-        "5",
+        &format!("{N}enable-opentelemetry"),
+        "true",
     )));
     o.upsert(ing(with_annotation(
         mk_ingress(
@@ -1408,8 +1408,8 @@ fn snippet_ingresses_are_not_served_unless_allowed_and_ignored_annotations_are_c
             1,
             vec![("p.example.com", vec![("/", "Prefix", "web", "http")])],
         ),
-        "xdp-ingress.dev/mirror-target",
-        "5",
+        "xdp-ingress.dev/enable-opentelemetry",
+        "true",
     )));
     let s = run(&o);
     assert!(!s.l7.hosts.contains_key("s.example.com"));
@@ -1417,7 +1417,7 @@ fn snippet_ingresses_are_not_served_unless_allowed_and_ignored_annotations_are_c
     assert_eq!(
         s.unsupported_annotations,
         [
-            ("mirror-target".to_string(), 2),
+            ("enable-opentelemetry".to_string(), 2),
             ("server-snippet".to_string(), 1)
         ]
         .into()

@@ -129,6 +129,38 @@ impl AuthClient {
     }
 }
 
+impl AuthClient {
+    /// Sends `req` (absolute `https://` URI) over the verifying HTTPS client and returns the
+    /// answer's head; its body is read (bounded) in the background. For another sender of
+    /// requests to URLs outside the cluster (`mirror-target`).
+    pub async fn send_https(
+        &self,
+        req: Request<ProxyBody>,
+    ) -> Result<http::response::Parts, String> {
+        let uri = req.uri().clone();
+        self.https
+            .request(req)
+            .await
+            .map(drained)
+            .map_err(|e| format!("request to {uri} failed: {e}"))
+    }
+}
+
+/// Sends `req` to `addr` and returns the answer's head; its body is read (bounded) in the
+/// background so the connection can be reused.
+pub async fn send_once(
+    clients: &crate::proxy::upstream::Clients,
+    protocol: BackendProtocol,
+    addr: SocketAddr,
+    req: Request<ProxyBody>,
+) -> Result<http::response::Parts, String> {
+    clients
+        .send(protocol, addr, req)
+        .await
+        .map(drained)
+        .map_err(|e| format!("request to {addr}: {e}"))
+}
+
 impl Default for AuthClient {
     fn default() -> Self {
         AuthClient::new()

@@ -232,6 +232,11 @@ pub struct Transport<'a> {
 }
 
 impl ForwardAuthenticator {
+    /// The client for URLs outside the cluster (its verifying HTTPS client).
+    pub fn client(&self) -> &client::AuthClient {
+        &self.client
+    }
+
     /// Asks the auth service (or the cache) whether `req` may go on.
     pub async fn check(
         &self,

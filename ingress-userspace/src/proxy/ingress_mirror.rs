@@ -1,0 +1,122 @@
+//! Sending an Ingress's `mirror-target` copies ([`crate::model::IngressMirror`]).
+//!
+//! As ingress-nginx's mirror location (`proxy_pass <target>` with `proxy_set_header Host
+//! <mirror-host>` and nothing else set): the copy has the request's method and the client's
+//! headers (hop-by-hop ones removed), `Host` replaced, and the request's body unless
+//! `mirror-request-body: off` (then no body and no framing headers). It is sent to the
+//! target's Service endpoints (one, at random) when the target names a Service, else to
+//! the target's host through the system's resolver; `https` to a Service is not verified (as
+//! to a pod), to any other host it is, against the webpki roots. The answer is read and
+//! dropped.
+//!
+//! Unlike nginx, whose mirror subrequests hold the client's request until they end ("if you
+//! have a slow mirror backend, then the original request will throttle"), the copy is sent on
+//! its own task and nothing waits for it; a copy whose body falls behind is given up
+//! ([`super::mirror::Tee`]).
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http::{
+    HeaderValue, Request, Uri,
+    header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING},
+    uri::Scheme,
+};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use tracing::debug;
+
+use super::{
+    Shared, forward_auth, headers,
+    mirror::Tee,
+    upstream::{Clients, ProxyBody},
+};
+use crate::model::{BackendProtocol, IngressMirror};
+
+/// Starts a copy of `req` (as it is now; its body from here on) toward `m`'s target, given
+/// `(target, host)` as expanded for this request. Nothing is sent when the target is not a
+/// URL or the host not a header value (a debug line says why).
+pub(crate) fn spawn(
+    shared: &Arc<Shared>,
+    m: &Arc<IngressMirror>,
+    req: &mut Request<Tee<Incoming>>,
+    (target, host): (String, String),
+    clients: Clients,
+    connect_timeout: Duration,
+) {
+    let Ok(uri) = target.parse::<Uri>() else {
+        debug!(%target, "mirror-target expanded to no URL; not mirrored");
+        return;
+    };
+    let Ok(host) = HeaderValue::from_str(&host) else {
+        debug!(%target, "mirror-host expanded to no header value; not mirrored");
+        return;
+    };
+    let body: ProxyBody = if m.request_body {
+        let hint = hyper::body::Body::size_hint(req.body());
+        req.body_mut()
+            .copy()
+            .with_hint(hint)
+            .map_err(|e| -> super::upstream::BoxError { e.into() })
+            .boxed_unsync()
+    } else {
+        Empty::<Bytes>::new().map_err(|e| match e {}).boxed_unsync()
+    };
+    let mut copy = Request::new(body);
+    *copy.method_mut() = req.method().clone();
+    *copy.headers_mut() = req.headers().clone();
+    headers::strip_hop_by_hop(copy.headers_mut(), false);
+    if !m.request_body {
+        copy.headers_mut().remove(CONTENT_LENGTH);
+        copy.headers_mut().remove(TRANSFER_ENCODING);
+    }
+    copy.headers_mut().insert(HOST, host);
+    let (shared, m) = (Arc::clone(shared), Arc::clone(m));
+    tokio::spawn(async move {
+        if let Err(why) = send(&shared, &m, uri, copy, clients, connect_timeout).await {
+            debug!(target = %m.target.as_str(), error = %why, "mirror copy failed");
+        }
+    });
+}
+
+async fn send(
+    shared: &Shared,
+    m: &IngressMirror,
+    uri: Uri,
+    mut copy: Request<ProxyBody>,
+    clients: Clients,
+    connect_timeout: Duration,
+) -> Result<(), String> {
+    let https = uri.scheme() == Some(&Scheme::HTTPS);
+    let protocol = if https {
+        BackendProtocol::Https
+    } else {
+        BackendProtocol::Http
+    };
+    let host = uri.host().ok_or("mirror URL without host")?.to_string();
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    *copy.uri_mut() = uri;
+    if let Some(svc) = &m.service {
+        if svc.endpoints.is_empty() {
+            return Err(format!(
+                "mirror Service {} has no ready endpoint",
+                svc.service
+            ));
+        }
+        let addr = svc.endpoints[rand::random_range(0..svc.endpoints.len())];
+        forward_auth::client::send_once(&clients, protocol, addr, copy).await?;
+    } else if https {
+        shared.forward_auth.client().send_https(copy).await?;
+    } else {
+        let name = host.trim_start_matches('[').trim_end_matches(']');
+        let addr: SocketAddr =
+            tokio::time::timeout(connect_timeout, tokio::net::lookup_host((name, port)))
+                .await
+                .map_err(|_| format!("resolving {name} timed out"))?
+                .map_err(|e| format!("resolving {name}: {e}"))?
+                .next()
+                .ok_or_else(|| format!("{name} has no address"))?;
+        forward_auth::client::send_once(&clients, protocol, addr, copy).await?;
+    }
+    Ok(())
+}
