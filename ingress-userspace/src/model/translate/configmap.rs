@@ -233,6 +233,12 @@ impl Reader<'_> {
     }
 }
 
+/// ingress-nginx's controller ConfigMap as its Helm chart and manifests name it
+/// (`ingress-nginx/ingress-nginx-controller`); `migrate` reads it by default.
+pub fn ingress_nginx_default() -> crate::store::Key {
+    crate::store::Key::new("ingress-nginx", "ingress-nginx-controller")
+}
+
 /// Reads the controller ConfigMap.
 pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
     let object = ObjectRef::new(

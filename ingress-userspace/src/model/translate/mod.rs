@@ -547,7 +547,13 @@ impl Translator {
                 .contains_key(&Key::new(r.namespace.clone(), r.name.clone()))
         });
 
-        refs.config_maps.extend(self.config.configmap.clone());
+        // Without --configmap, ingress-nginx's own ConfigMap is watched for the hint below.
+        refs.config_maps.insert(
+            self.config
+                .configmap
+                .clone()
+                .unwrap_or_else(configmap::ingress_nginx_default),
+        );
         refs.config_maps.extend(add_headers_from);
         self.refs = Some(refs);
         Snapshot {
@@ -600,6 +606,21 @@ impl Translator {
                              flags' defaults apply until it is created"
                         ),
                     );
+                } else {
+                    // A ConfigMap brought over from ingress-nginx is not read unless named: say
+                    // so rather than serve without its settings in silence.
+                    let k = configmap::ingress_nginx_default();
+                    if objects.config_maps.contains_key(&k) {
+                        diags.warn(
+                            &ObjectRef::new(ObjectKind::ConfigMap, &k.namespace, &k.name),
+                            "ConfigMapNotUsed",
+                            format!(
+                                "ConfigMap {k} is ingress-nginx's controller ConfigMap, but no \
+                                 --configmap names it: its keys are not applied (run with \
+                                 --configmap {k} to apply them)"
+                            ),
+                        );
+                    }
                 }
                 configmap::ControllerConfig::default()
             }

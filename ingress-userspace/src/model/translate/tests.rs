@@ -1537,6 +1537,39 @@ fn a_missing_controller_configmap_is_reported() {
     assert!(run(&base()).diagnostics.is_empty());
 }
 
+/// ingress-nginx's own ConfigMap brought along without `--configmap` is said to be unused
+/// (found by a fresh-user trial: `run` and `explain` served without its global auth in
+/// silence, while `migrate` reads it by default).
+#[test]
+fn ingress_nginx_configmap_without_the_flag_is_reported() {
+    let mut o = base();
+    o.upsert(Object::ConfigMap(Arc::new(
+        k8s_openapi::api::core::v1::ConfigMap {
+            metadata: meta("ingress-nginx", "ingress-nginx-controller"),
+            ..Default::default()
+        },
+    )));
+    let s = run(&o);
+    let unused: Vec<_> = (s.diagnostics.iter())
+        .filter(|d| d.reason == "ConfigMapNotUsed")
+        .collect();
+    assert_eq!(unused.len(), 1, "{:?}", s.diagnostics);
+    assert!(
+        unused[0]
+            .message
+            .contains("--configmap ingress-nginx/ingress-nginx-controller")
+    );
+    // Named by the flag, it is read and nothing is said.
+    let config = TranslateConfig {
+        configmap: Some(crate::store::Key::new(
+            "ingress-nginx",
+            "ingress-nginx-controller",
+        )),
+        ..mk_config()
+    };
+    assert!(translate(&o, &config).diagnostics.is_empty());
+}
+
 /// `--ingress-class nginx` beside ingress-nginx's IngressClass `nginx` serves nothing of that
 /// class, which the flag never asked for: a Warning on the IngressClass names the flag that
 /// would (found by a fresh-user trial: a Helm-rendered directory served no host, silently).
