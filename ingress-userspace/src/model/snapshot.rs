@@ -414,6 +414,11 @@ pub struct ProxySettings {
     /// `use-gzip`, `enable-brotli` and their settings: compressed responses to clients that
     /// accept them (Ingress routes and the proxy's own answers; not Gateway API routes).
     pub compression: super::compression::Compression,
+    /// `disable-access-log: "true"`: no request is written to the access log.
+    pub disable_access_log: bool,
+    /// `skip-access-log-urls`: requests whose target as sent (`$request_uri`) is one of these,
+    /// compared ignoring case (nginx `map` strings), are not written to the access log.
+    pub skip_access_log_urls: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -674,6 +679,9 @@ pub struct RoutePolicy {
     /// `preserve-trailing-slash`: the HTTPS redirect keeps a trailing `/` of the request URI
     /// (ingress-nginx's lua_ingress.lua strips one by default).
     pub preserve_trailing_slash: bool,
+    /// `enable-access-log: "false"`: the route's requests are not written to the access log
+    /// (nginx `access_log off` in the location); metrics still count them.
+    pub no_access_log: bool,
     pub timeouts: Timeouts,
     /// Maximum request body in bytes (`proxy-body-size`); `None` uses the proxy default,
     /// `Some(u64::MAX)` means unlimited (`proxy-body-size: "0"`).

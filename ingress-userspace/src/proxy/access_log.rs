@@ -106,6 +106,17 @@ fn write_entry(buf: &mut Vec<u8>, e: &Entry, format: AccessLogFormat) {
     );
 }
 
+/// Whether the ConfigMap lets a request for `uri` (the target as sent) be logged:
+/// `disable-access-log` off, and the target none of `skip-access-log-urls` (nginx.tmpl's
+/// `$loggable` map on `$request_uri`; nginx's `map` compares strings ignoring case).
+pub fn logs(disabled: bool, skip: &[String], uri: &http::Uri) -> bool {
+    if disabled {
+        return false;
+    }
+    let sent = uri.path_and_query().map_or("/", |p| p.as_str());
+    !skip.iter().any(|u| u.eq_ignore_ascii_case(sent))
+}
+
 pub fn now_epoch() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -182,6 +193,25 @@ impl Drop for LoggedBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn configmap_switches_decide_what_is_logged() {
+        let uri = |u: &str| u.parse::<http::Uri>().expect("uri");
+        let skip = vec!["/healthz".to_string(), "/ping?x=1".to_string()];
+        assert!(logs(false, &[], &uri("/healthz")));
+        assert!(!logs(true, &[], &uri("/anything")));
+        assert!(!logs(false, &skip, &uri("/healthz")));
+        assert!(
+            !logs(false, &skip, &uri("/HealthZ")),
+            "nginx map strings ignore case"
+        );
+        assert!(
+            !logs(false, &skip, &uri("/ping?x=1")),
+            "the target as sent, query included"
+        );
+        assert!(logs(false, &skip, &uri("/healthz/deep")));
+        assert!(logs(false, &skip, &uri("/ping")));
+    }
 
     fn entry() -> Entry {
         Entry {

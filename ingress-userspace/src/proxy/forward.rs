@@ -28,7 +28,7 @@ use tracing::{debug, warn};
 
 use super::{
     Runtime, Shared,
-    access_log::{Entry, LoggedBody, now_epoch},
+    access_log::{self, Entry, LoggedBody, now_epoch},
     allowlist,
     body::{BodySlot, HoldUntilEnd},
     canary::Side,
@@ -143,6 +143,8 @@ struct Outcome {
     /// The route's `limit-rate` and `limit-rate-after` in bytes per second and bytes
     /// ([`response_rate`]).
     response_rate: Option<(u64, u64)>,
+    /// The route's `enable-access-log: "false"`.
+    no_access_log: bool,
 }
 
 pub(crate) async fn handle(
@@ -152,14 +154,20 @@ pub(crate) async fn handle(
 ) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
     let rt = shared.runtime.load_full();
+    let live = shared.live.load_full();
     // Kept past the request only for the access log (the target as the client sent it).
-    let logged = shared.access_log.is_some().then(|| LoggedRequest {
+    let logged = (shared.access_log.is_some()
+        && access_log::logs(
+            live.disable_access_log,
+            &live.skip_access_log_urls,
+            req.uri(),
+        ))
+    .then(|| LoggedRequest {
         method: req.method().clone(),
         uri: req.uri().clone(),
         version: req.version(),
         user_agent: req.headers().get(USER_AGENT).cloned(),
     });
-    let live = shared.live.load_full();
     if !live.enable_underscores_in_headers {
         // Before anything reads a header, as nginx ignores them while parsing.
         drop_underscored(req.headers_mut());
@@ -260,6 +268,7 @@ impl Outcome {
             in_progress: None,
             auth_cookies: None,
             response_rate: None,
+            no_access_log: false,
         }
     }
 }
@@ -468,6 +477,7 @@ async fn route(
             );
             out.host = Some(Arc::clone(&vh.label));
             out.path = Some(Arc::clone(&route.path_label));
+            out.no_access_log = route.policy.no_access_log;
             out.response_rate = route
                 .policy
                 .limit_rate
@@ -2154,7 +2164,7 @@ fn finish(
 }
 
 /// `resp` with its access log line written when its body is done (no access log, or no
-/// request to log: `resp` as it is).
+/// request to log, or a route that logs nothing: `resp` as it is).
 fn access_logged(
     shared: &Shared,
     started: Instant,
@@ -2176,6 +2186,9 @@ fn access_logged(
     else {
         return resp;
     };
+    if out.no_access_log {
+        return resp;
+    }
     let entry = Entry {
         time: now_epoch(),
         client: out.client.addr.to_string(),

@@ -43,6 +43,10 @@ pub(crate) struct Live {
     pub global_limit: Option<Arc<RateLimit>>,
     /// `use-gzip` / `enable-brotli` and their settings; `None` when both are off.
     pub compressor: Option<Compressor>,
+    /// `disable-access-log`: nothing is logged.
+    pub disable_access_log: bool,
+    /// `skip-access-log-urls` ([`crate::model::ProxySettings::skip_access_log_urls`]).
+    pub skip_access_log_urls: Vec<String>,
 }
 
 impl Live {
@@ -61,6 +65,8 @@ impl Live {
             limit_conn_status: status_or_503(settings.limit_conn_status_code),
             global_limit: global_limit(args, settings),
             compressor: Compressor::new(&settings.compression),
+            disable_access_log: settings.disable_access_log,
+            skip_access_log_urls: settings.skip_access_log_urls.clone(),
             add_headers: settings
                 .add_headers
                 .iter()

@@ -287,6 +287,8 @@ pub fn parse(
         ..Default::default()
     };
     policy.preserve_trailing_slash = r.bool("preserve-trailing-slash").unwrap_or(false);
+    // nginx.tmpl: `access_log off` in the location when `enable-access-log` is false.
+    policy.no_access_log = r.bool("enable-access-log") == Some(false);
     policy.timeouts.connect = r.duration("proxy-connect-timeout", &CONNECT_TIMEOUT_RANGE);
     policy.timeouts.read = r.duration("proxy-read-timeout", &TIMEOUT_RANGE);
     policy.timeouts.send = r.duration("proxy-send-timeout", &TIMEOUT_RANGE);

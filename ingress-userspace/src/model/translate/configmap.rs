@@ -269,6 +269,16 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
     s.use_proxy_protocol = r.bool("use-proxy-protocol");
     s.enable_underscores_in_headers = r.bool("enable-underscores-in-headers");
     s.allow_backend_server_header = r.bool("allow-backend-server-header").unwrap_or(false);
+    s.disable_access_log = r.bool("disable-access-log").unwrap_or(false);
+    if let Some(v) = r.get("skip-access-log-urls") {
+        // ingress-nginx splits the value on commas (config.go `SkipAccessLogURLs []string`).
+        s.skip_access_log_urls = v
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_string)
+            .collect();
+    }
     if let Some(v) = r.get("forwarded-for-header") {
         match http::HeaderName::from_bytes(v.as_bytes()) {
             Ok(h) => s.forwarded_for_header = Some(h.as_str().to_string()),
@@ -652,6 +662,28 @@ mod tests {
     /// replaced only by its own annotation (ingress-nginx's `ipallowlist` / `ipdenylist`
     /// parsers fall back on the ConfigMap's value); `block-cidrs` (nginx `http`-level `deny`)
     /// reaches only a route with neither list; an invalid CIDR denies the routes taking it.
+    #[test]
+    fn access_log_keys() {
+        let mut d = Diagnostics::default();
+        let cm = ConfigMap {
+            data: Some(
+                [
+                    ("disable-access-log", "true"),
+                    ("skip-access-log-urls", "/healthz, /readyz,,"),
+                ]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ),
+            ..Default::default()
+        };
+        let c = parse(&cm, &mut d);
+        assert!(d.0.is_empty(), "{:?}", d.0);
+        assert!(c.settings.disable_access_log);
+        assert_eq!(c.settings.skip_access_log_urls, ["/healthz", "/readyz"]);
+        assert!(!ProxySettings::default().disable_access_log);
+    }
+
     #[test]
     fn source_range_keys_are_defaults_and_block_cidrs_is_inherited() {
         let p = |s: &str| parse_prefix(s).unwrap();

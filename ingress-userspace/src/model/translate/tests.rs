@@ -1608,3 +1608,25 @@ fn a_flag_class_owned_by_another_controller_is_reported() {
             .all(|d| d.reason != "IngressClassNotOurs")
     );
 }
+
+/// `enable-access-log: "false"` (nginx.tmpl's `access_log off` in the location) marks the
+/// Ingress's routes; anything else, or no annotation, keeps them logged.
+#[test]
+fn enable_access_log_false_marks_the_routes() {
+    for (value, off) in [(Some("false"), true), (Some("true"), false), (None, false)] {
+        let mut o = base();
+        let mut i = mk_ingress(
+            "default",
+            "quiet",
+            1,
+            vec![("q.example.com", vec![("/", "Prefix", "web", "http")])],
+        );
+        if let Some(v) = value {
+            i = with_annotation(i, "nginx.ingress.kubernetes.io/enable-access-log", v);
+        }
+        o.upsert(ing(i));
+        let s = run(&o);
+        let r = &s.l7.hosts["q.example.com"].routes[0];
+        assert_eq!(r.policy.no_access_log, off, "{value:?}");
+    }
+}
