@@ -411,6 +411,16 @@ pub struct ProxySettings {
     /// `None`: no key; `Err`: why the value is unusable (those requests are answered 503, as
     /// the routes that take it are).
     pub block_cidrs: Option<Result<Vec<IpPrefix>, String>>,
+    /// `proxy-set-headers`: `(name, value)` set on every request to a pod of an Ingress route
+    /// and of the default backend (ingress-nginx's `proxy_set_header` lines from
+    /// `$all.ProxySetHeaders`, in every location of nginx.tmpl), after the forwarding headers;
+    /// names lower case and checked, values expanded per request, an empty value not sent
+    /// (nginx's `proxy_set_header NAME ""`).
+    pub proxy_set_headers: Vec<(String, NginxString)>,
+    /// `hide-headers`: names (lower case) of the pod's response headers not passed to the
+    /// client (nginx's `proxy_hide_header`, ingress-nginx's `http` block: every proxied answer
+    /// of an Ingress route or of the default backend, error pages' included).
+    pub hide_headers: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default)]

@@ -142,6 +142,10 @@ struct Outcome {
     /// The route's `limit-rate` and `limit-rate-after` in bytes per second and bytes
     /// ([`response_rate`]).
     response_rate: Option<(u64, u64)>,
+    /// The request now forwarded is one of `custom-http-errors` to its error backend
+    /// (ingress-nginx's `@custom_` locations, which take none of the ConfigMap's request
+    /// headers: [`location_headers`]).
+    error_page: bool,
 }
 
 pub(crate) async fn handle(
@@ -250,6 +254,7 @@ impl Outcome {
             in_progress: None,
             auth_cookies: None,
             response_rate: None,
+            error_page: false,
         }
     }
 }
@@ -876,6 +881,7 @@ async fn intercepted(
             });
             let target = i.target;
             let req = i.request(status, out.request_id.as_ref());
+            out.error_page = true;
             forward(shared, req, target, &route.policy, host, out).await
         }
         _ => resp,
@@ -1199,6 +1205,7 @@ where
     }
     let upgrade = req.version() == Version::HTTP_11 && is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let set = location_headers(&shared.live.load(), &mut req, host, out);
     let mut prepared = prepare(
         shared,
         &out.client,
@@ -1208,6 +1215,7 @@ where
         host,
         (upgrade, out.tls),
         max_body,
+        set,
     );
     out.request_id = Some(prepared.request_id.clone());
     if let Err(f) = prepared.buffer(args.request_buffer_bytes).await {
@@ -1319,6 +1327,50 @@ where
         }
     }
     failed(failure, out)
+}
+
+/// The controller ConfigMap's request headers for the pod, from the client's request as it
+/// is now: `proxy-set-headers` (each value expanded; empty: the field is removed, as nginx's
+/// `proxy_set_header NAME ""`). ingress-nginx writes these `proxy_set_header` lines into every
+/// location it proxies from, the default server's too, after its forwarding headers (nginx.tmpl,
+/// "Custom headers to proxied server"), and into none of its `@custom_` error-page locations;
+/// a Gateway API route takes none of its ConfigMap. `None` value: remove the field.
+fn location_headers<B>(
+    live: &super::settings::Live,
+    req: &mut Request<B>,
+    host: &str,
+    out: &Outcome,
+) -> Vec<(http::HeaderName, Option<HeaderValue>)> {
+    if out.gateway_route || out.error_page || live.proxy_set_headers.is_empty() {
+        return Vec::new();
+    }
+    // `$request_id` is the id the pod gets in X-Request-ID (`add_forwarding` keeps it).
+    let request_id = super::headers::request_id(req.headers_mut());
+    let vars = forward_auth::Request {
+        host,
+        method: req.method(),
+        headers: req.headers(),
+        request_uri: out.request_uri.as_ref().map_or("/", |p| p.as_str()),
+        path: req.uri().path(),
+        query: req.uri().query(),
+        client: &out.client,
+        tls: out.tls,
+        request_id: &request_id,
+        route_host: out.host.as_deref().map_or("", |h| h.as_str()),
+        route_path: out.path.as_deref().map_or("", |p| p.as_str()),
+    };
+    live.proxy_set_headers
+        .iter()
+        .map(|(name, value)| {
+            let v = value.expand(&vars);
+            // A client's header may carry bytes no field value may (none do after hyper's
+            // parsing, but nothing here relies on it): then no field, as for an empty value.
+            let v = (!v.is_empty())
+                .then(|| HeaderValue::from_bytes(v.as_bytes()).ok())
+                .flatten();
+            (name.clone(), v)
+        })
+        .collect()
 }
 
 /// Admission: a request whose declared body (`Content-Length`, or an HTTP/2 body's known
@@ -1471,6 +1523,14 @@ fn answered<G: Send + Unpin + 'static>(
         .observe(a.took.as_secs_f64());
     out.upstream_status = Some(resp.status().as_u16());
     out.upstream_time = Some(a.took);
+    if !out.gateway_route {
+        // `hide-headers`: nginx's `proxy_hide_header` in ingress-nginx's `http` block, so of
+        // every location's answer from a pod, an error page's too; before `add-headers`,
+        // which nginx adds to the answer afterwards.
+        for name in &shared.live.load().hide_headers {
+            resp.headers_mut().remove(name);
+        }
+    }
     if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, resp.status()) {
         let upstream = hyper::upgrade::on(&mut resp);
         let (in_flight, read_timeout) = (a.in_flight, a.read_timeout);
@@ -1549,6 +1609,7 @@ fn prepare<B>(
     host: &str,
     (upgrade, tls): (bool, bool),
     max_body: u64,
+    set: Vec<(http::HeaderName, Option<HeaderValue>)>,
 ) -> Prepared
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
@@ -1571,6 +1632,13 @@ where
         .and_then(|v| HeaderValue::from_str(v).ok())
     {
         parts.headers.insert(HOST, v);
+    }
+    // The ConfigMap's headers ([`location_headers`]) last: they replace the proxy's own.
+    for (name, value) in set {
+        match value {
+            Some(v) => parts.headers.insert(name, v),
+            None => parts.headers.remove(name),
+        };
     }
     let protocol = up.spec.protocol.for_connection(tls);
     let (scheme, version) = scheme_and_version(protocol);

@@ -11,7 +11,7 @@ use hyper_util::{rt::TokioExecutor, server::conn::auto::Builder};
 
 use super::rate_limit::GLOBAL_ZONE;
 use super::{args::ProxyArgs, client_addr::TrustConfig, limits, liveness::ConnTimeouts};
-use crate::model::{ProxySettings, RateLimit};
+use crate::model::{ProxySettings, RateLimit, nginx_var::NginxString};
 
 /// The live settings derived from the flags and one snapshot's [`ProxySettings`].
 pub(crate) struct Live {
@@ -28,6 +28,11 @@ pub(crate) struct Live {
     pub enable_underscores_in_headers: bool,
     /// `add-headers`: set on every response (ingress-nginx's http-level `more_set_headers`).
     pub add_headers: http::HeaderMap,
+    /// `proxy-set-headers`: set on every request to a pod of an Ingress route or of the
+    /// default backend, values expanded per request ([`crate::model::ProxySettings`]).
+    pub proxy_set_headers: Vec<(HeaderName, NginxString)>,
+    /// `hide-headers`: removed from the pod's answers ([`crate::model::ProxySettings`]).
+    pub hide_headers: Vec<HeaderName>,
     /// `allow-backend-server-header`: the pod's `Server` reaches the client; off (the default)
     /// it is removed ([`crate::model::ProxySettings::allow_backend_server_header`]).
     pub allow_backend_server_header: bool,
@@ -66,6 +71,16 @@ impl Live {
                         HeaderValue::from_str(v).ok()?,
                     ))
                 })
+                .collect(),
+            proxy_set_headers: settings
+                .proxy_set_headers
+                .iter()
+                .filter_map(|(n, v)| Some((HeaderName::from_bytes(n.as_bytes()).ok()?, v.clone())))
+                .collect(),
+            hide_headers: settings
+                .hide_headers
+                .iter()
+                .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
                 .collect(),
             hsts: settings
                 .hsts

@@ -47,6 +47,10 @@ pub struct ControllerConfig {
     /// `add-headers`: the ConfigMap whose data are headers for every response
     /// ([`super::custom_headers::add_headers`] resolves it into `settings.add_headers`).
     pub add_headers_from: Option<crate::store::Key>,
+    /// `proxy-set-headers`: the ConfigMap whose data are request headers for every request to
+    /// a pod ([`super::custom_headers::proxy_set_headers`] resolves it into
+    /// `settings.proxy_set_headers`).
+    pub proxy_set_headers_from: Option<crate::store::Key>,
     /// `global-auth-url` and the other `global-auth-*` keys ([`super::forward_auth`]): `None`
     /// without a URL, `Err` with why the routes it covers are denied.
     pub global_auth: Option<Result<crate::model::ForwardAuth, String>>,
@@ -127,6 +131,7 @@ impl Default for ControllerConfig {
             allowed_response_headers: Vec::new(),
             custom_http_errors: Vec::new(),
             add_headers_from: None,
+            proxy_set_headers_from: None,
             global_auth: None,
             no_auth_locations: location_list::parse(location_list::DEFAULT_NO_AUTH_LOCATIONS),
             no_tls_redirect_locations: location_list::parse(
@@ -204,6 +209,19 @@ impl Reader<'_> {
             "InvalidConfigMapValue",
             format!("key {key}: {value:?} is not {expected}; the default is kept"),
         );
+    }
+
+    /// A comma-separated list, each entry trimmed, empty ones dropped (ingress-nginx's
+    /// `splitAndTrimSpace`, whose empty entries nginx's config would not take).
+    fn list(&self, key: &str) -> Option<Vec<String>> {
+        let v = self.get(key)?;
+        Some(
+            v.split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .map(str::to_string)
+                .collect(),
+        )
     }
 
     fn bool(&mut self, key: &str) -> Option<bool> {
@@ -428,11 +446,22 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
         }
         out.custom_http_errors = codes;
     }
-    if let Some(v) = r.get("add-headers").filter(|v| !v.is_empty()) {
-        let (ns, name) = v
-            .split_once('/')
-            .unwrap_or((r.object.namespace.as_str(), v.as_str()));
-        out.add_headers_from = Some(crate::store::Key::new(ns, name));
+    for (key, field) in [
+        ("add-headers", &mut out.add_headers_from),
+        ("proxy-set-headers", &mut out.proxy_set_headers_from),
+    ] {
+        if let Some(v) = r.get(key).filter(|v| !v.is_empty()) {
+            *field = Some(super::custom_headers::configmap_key(
+                &v,
+                &r.object.namespace,
+            ));
+        }
+    }
+    for h in r.list("hide-headers").unwrap_or_default() {
+        match http::HeaderName::from_bytes(h.as_bytes()) {
+            Ok(n) => out.settings.hide_headers.push(n.as_str().to_string()),
+            Err(_) => r.bad("hide-headers", &h, "a header name; it is left out"),
+        }
     }
     let global = {
         let get = |k: &str| r.get(k);
@@ -737,6 +766,21 @@ mod tests {
         });
         c.apply_defaults(&mut off);
         assert_eq!(off.limit_rate, Some(0));
+    }
+
+    /// `hide-headers`: comma-separated names, trimmed, lower case; an entry that is no header
+    /// name is left out with a Warning.
+    #[test]
+    fn hide_headers_are_a_list_of_names() {
+        let mut d = Diagnostics::default();
+        let c = parse(
+            &cm(&[("hide-headers", " X-Powered-By, ,Server,bad name")]),
+            &mut d,
+        );
+        assert_eq!(c.settings.hide_headers, ["x-powered-by", "server"]);
+        assert_eq!(d.0.len(), 1, "{:?}", d.0);
+        assert!(d.0[0].message.contains("bad name"), "{}", d.0[0].message);
+        assert!(ControllerConfig::default().settings.hide_headers.is_empty());
     }
 
     #[test]
