@@ -175,3 +175,30 @@ async fn hide_headers_are_not_passed_to_the_client() {
     assert_eq!(g.header("x-kept"), "yes");
     assert_eq!(g.header("x-internal"), "proxy", "add-headers' own");
 }
+
+/// `proxy-add-original-uri-header: "true"`: the pod gets `X-Original-URI: $request_uri`, the
+/// target as the client sent it (query included, before any rewrite), a client's own
+/// replaced; without the key (default false) the client's own passes as any header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn original_uri_header_is_the_target_as_sent() {
+    let a = backend("a");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    let spoof = [("x-original-uri", "/spoofed")];
+    for (on, want) in [("true", "/a/./b?x=1&y"), ("false", "/spoofed")] {
+        let cms = configmap_yaml(&[("proxy-add-original-uri-header", on)]);
+        let rewrite = [("rewrite-target", "/other")];
+        proxy
+            .handle
+            .apply(translated(&ingress("uri.test", a.addr, &rewrite, &cms)));
+        let g = send(
+            &c,
+            request(proxy.http(), "uri.test", "/a/./b?x=1&y", &spoof),
+        )
+        .await
+        .unwrap();
+        assert_eq!(g.status, StatusCode::OK, "{on}");
+        assert_eq!(g.json()["path"], "/other?x=1&y", "{on}");
+        assert_eq!(at_pod(&g, "x-original-uri"), want, "{on}");
+    }
+}

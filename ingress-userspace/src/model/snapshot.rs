@@ -421,6 +421,10 @@ pub struct ProxySettings {
     /// client (nginx's `proxy_hide_header`, ingress-nginx's `http` block: every proxied answer
     /// of an Ingress route or of the default backend, error pages' included).
     pub hide_headers: Vec<String>,
+    /// `proxy-add-original-uri-header`: every request to a pod of an Ingress route carries
+    /// `X-Original-URI: $request_uri` (the target as the client sent it), before the
+    /// `proxy-set-headers` (nginx.tmpl's `proxy_set_header X-Original-URI` of a location).
+    pub add_original_uri_header: bool,
 }
 
 #[derive(Clone, Debug, Default)]

@@ -38,7 +38,10 @@ use super::{
     cors,
     error_pages::{self, Intercept},
     forward_auth, gateway_filters, grpc_reject,
-    headers::{add_forwarding, drop_underscored, for_http1_upstream, is_upgrade, strip_hop_by_hop},
+    headers::{
+        X_ORIGINAL_URI, add_forwarding, drop_underscored, for_http1_upstream, is_upgrade,
+        strip_hop_by_hop,
+    },
     listener::ListenerId,
     metrics::{
         AuthRefusedLabels, GaugeGuard, RateLimitedLabels, RequestLabels, RouteLabels,
@@ -1330,8 +1333,8 @@ where
 }
 
 /// The controller ConfigMap's request headers for the pod, from the client's request as it
-/// is now: `proxy-set-headers` (each value expanded; empty: the field is removed, as nginx's
-/// `proxy_set_header NAME ""`). ingress-nginx writes these `proxy_set_header` lines into every
+/// is now: `X-Original-URI` with `proxy-add-original-uri-header`, then `proxy-set-headers`
+/// (each value expanded; empty: the field is removed, as nginx's `proxy_set_header NAME ""`). ingress-nginx writes these `proxy_set_header` lines into every
 /// location it proxies from, the default server's too, after its forwarding headers (nginx.tmpl,
 /// "Custom headers to proxied server"), and into none of its `@custom_` error-page locations;
 /// a Gateway API route takes none of its ConfigMap. `None` value: remove the field.
@@ -1341,8 +1344,20 @@ fn location_headers<B>(
     host: &str,
     out: &Outcome,
 ) -> Vec<(http::HeaderName, Option<HeaderValue>)> {
-    if out.gateway_route || out.error_page || live.proxy_set_headers.is_empty() {
+    if out.gateway_route
+        || out.error_page
+        || (live.proxy_set_headers.is_empty() && !live.add_original_uri_header)
+    {
         return Vec::new();
+    }
+    let request_uri = out.request_uri.as_ref().map_or("/", |p| p.as_str());
+    let mut set = Vec::with_capacity(live.proxy_set_headers.len() + 1);
+    if live.add_original_uri_header {
+        // A client's own is replaced (`proxy_set_header`), an unsendable target never is sent.
+        set.push((X_ORIGINAL_URI, HeaderValue::from_str(request_uri).ok()));
+    }
+    if live.proxy_set_headers.is_empty() {
+        return set;
     }
     // `$request_id` is the id the pod gets in X-Request-ID (`add_forwarding` keeps it).
     let request_id = super::headers::request_id(req.headers_mut());
@@ -1350,7 +1365,7 @@ fn location_headers<B>(
         host,
         method: req.method(),
         headers: req.headers(),
-        request_uri: out.request_uri.as_ref().map_or("/", |p| p.as_str()),
+        request_uri,
         path: req.uri().path(),
         query: req.uri().query(),
         client: &out.client,
@@ -1359,18 +1374,16 @@ fn location_headers<B>(
         route_host: out.host.as_deref().map_or("", |h| h.as_str()),
         route_path: out.path.as_deref().map_or("", |p| p.as_str()),
     };
-    live.proxy_set_headers
-        .iter()
-        .map(|(name, value)| {
-            let v = value.expand(&vars);
-            // A client's header may carry bytes no field value may (none do after hyper's
-            // parsing, but nothing here relies on it): then no field, as for an empty value.
-            let v = (!v.is_empty())
-                .then(|| HeaderValue::from_bytes(v.as_bytes()).ok())
-                .flatten();
-            (name.clone(), v)
-        })
-        .collect()
+    set.extend(live.proxy_set_headers.iter().map(|(name, value)| {
+        let v = value.expand(&vars);
+        // A client's header may carry bytes no field value may (none do after hyper's
+        // parsing, but nothing here relies on it): then no field, as for an empty value.
+        let v = (!v.is_empty())
+            .then(|| HeaderValue::from_bytes(v.as_bytes()).ok())
+            .flatten();
+        (name.clone(), v)
+    }));
+    set
 }
 
 /// Admission: a request whose declared body (`Content-Length`, or an HTTP/2 body's known

@@ -33,6 +33,8 @@ pub(crate) struct Live {
     pub proxy_set_headers: Vec<(HeaderName, NginxString)>,
     /// `hide-headers`: removed from the pod's answers ([`crate::model::ProxySettings`]).
     pub hide_headers: Vec<HeaderName>,
+    /// `proxy-add-original-uri-header`.
+    pub add_original_uri_header: bool,
     /// `allow-backend-server-header`: the pod's `Server` reaches the client; off (the default)
     /// it is removed ([`crate::model::ProxySettings::allow_backend_server_header`]).
     pub allow_backend_server_header: bool,
@@ -77,6 +79,7 @@ impl Live {
                 .iter()
                 .filter_map(|(n, v)| Some((HeaderName::from_bytes(n.as_bytes()).ok()?, v.clone())))
                 .collect(),
+            add_original_uri_header: settings.add_original_uri_header,
             hide_headers: settings
                 .hide_headers
                 .iter()

@@ -281,6 +281,7 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
     s.use_proxy_protocol = r.bool("use-proxy-protocol");
     s.enable_underscores_in_headers = r.bool("enable-underscores-in-headers");
     s.allow_backend_server_header = r.bool("allow-backend-server-header").unwrap_or(false);
+    s.add_original_uri_header = r.bool("proxy-add-original-uri-header").unwrap_or(false);
     if let Some(v) = r.get("forwarded-for-header") {
         match http::HeaderName::from_bytes(v.as_bytes()) {
             Ok(h) => s.forwarded_for_header = Some(h.as_str().to_string()),
@@ -577,6 +578,7 @@ mod tests {
             &cm(&[
                 ("use-forwarded-headers", "true"),
                 ("allow-backend-server-header", "true"),
+                ("proxy-add-original-uri-header", "true"),
                 ("proxy-real-ip-cidr", "10.0.0.0/8, 192.0.2.1"),
                 ("forwarded-for-header", "X-Client-IP"),
                 ("hsts-max-age", "600"),
@@ -599,6 +601,8 @@ mod tests {
         assert_eq!(s.use_forwarded_headers, Some(true));
         assert!(s.allow_backend_server_header);
         assert!(!ProxySettings::default().allow_backend_server_header);
+        assert!(s.add_original_uri_header);
+        assert!(!ProxySettings::default().add_original_uri_header);
         assert_eq!(s.proxy_real_ip_cidr.as_ref().map(Vec::len), Some(2));
         assert_eq!(s.forwarded_for_header.as_deref(), Some("x-client-ip"));
         assert_eq!(

@@ -388,7 +388,7 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("otel-service-name", NotYet, "OpenTelemetry service name."),
     row("otlp-collector-host", NotYet, "OpenTelemetry collector host."),
     row("otlp-collector-port", NotYet, "OpenTelemetry collector port."),
-    row("proxy-add-original-uri-header", NotYet, "Send X-Original-Uri to the backend."),
+    row("proxy-add-original-uri-header", Supported, "Send X-Original-URI (the request target as the client sent it) to the pod (default false)."),
     row("proxy-body-size", Supported, "Default largest request body; annotations override (flag --max-body-bytes)."),
     row("proxy-buffer-size", BUFFERS, "nginx `proxy_buffer_size`."),
     row("proxy-buffering", RESPONSE_BUFFERING, "Default of the proxy-buffering annotation (off)."),
