@@ -202,3 +202,66 @@ async fn original_uri_header_is_the_target_as_sent() {
         assert_eq!(at_pod(&g, "x-original-uri"), want, "{on}");
     }
 }
+
+/// `block-user-agents` / `block-referers` with ingress-nginx's own e2e values
+/// (test/e2e/settings/global_access_block.go): a match is 403 on every request, a host no
+/// Ingress has included (its `if ($block_ua)` opens every server block, the default one's too);
+/// anything else passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_user_agents_and_referers_get_403_everywhere() {
+    let a = backend("a");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let cms = configmap_yaml(&[
+        (
+            "block-user-agents",
+            "~*chrome\\/68\\.0\\.3440\\.106\\ safari\\/537\\.36,AlphaBot",
+        ),
+        ("block-referers", "~*example\\.com,qwerty"),
+    ]);
+    let snap = translated(&ingress("block.test", a.addr, &[], &cms));
+    assert!(
+        snap.diagnostics
+            .iter()
+            .all(|d| d.reason != "InvalidConfigMapValue"),
+        "{:?}",
+        snap.diagnostics
+    );
+    proxy.handle.apply(snap);
+    let c = http1_client();
+    let chrome = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/68.0.3440.106 Safari/537.36";
+    let iphone = "Mozilla/5.0 (iPhone; CPU iPhone OS 11_4_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/11.0 Mobile/15E148 Safari/604.1";
+    for (host, header, value, want) in [
+        ("block.test", "user-agent", chrome, StatusCode::FORBIDDEN),
+        (
+            "block.test",
+            "user-agent",
+            "AlphaBot",
+            StatusCode::FORBIDDEN,
+        ),
+        ("block.test", "user-agent", iphone, StatusCode::OK),
+        (
+            "block.test",
+            "referer",
+            "example.com",
+            StatusCode::FORBIDDEN,
+        ),
+        ("block.test", "referer", "qwerty", StatusCode::FORBIDDEN),
+        ("block.test", "referer", "qwerty123", StatusCode::OK),
+        (
+            "nobody.test",
+            "user-agent",
+            "AlphaBot",
+            StatusCode::FORBIDDEN,
+        ),
+        ("nobody.test", "user-agent", iphone, StatusCode::NOT_FOUND),
+    ] {
+        let g = send(&c, request(proxy.http(), host, "/", &[(header, value)]))
+            .await
+            .unwrap();
+        assert_eq!(g.status, want, "{host} {header}: {value}");
+        if want == StatusCode::OK {
+            assert_eq!(g.pod(), "a");
+        }
+    }
+    assert_eq!(a.requests(), 2, "no blocked request reaches the pod");
+}

@@ -5,6 +5,7 @@
 pub mod answer;
 pub mod gateway;
 pub mod htpasswd;
+pub mod nginx_map;
 pub mod nginx_var;
 pub mod snapshot;
 pub mod translate;

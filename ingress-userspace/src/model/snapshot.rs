@@ -425,6 +425,12 @@ pub struct ProxySettings {
     /// `X-Original-URI: $request_uri` (the target as the client sent it), before the
     /// `proxy-set-headers` (nginx.tmpl's `proxy_set_header X-Original-URI` of a location).
     pub add_original_uri_header: bool,
+    /// `block-user-agents`: a request whose `User-Agent` matches one is answered 403 on every
+    /// Ingress listener (nginx.tmpl's `map $http_user_agent $block_ua` and `if ($block_ua)
+    /// { return 403; }` in every server block).
+    pub block_user_agents: Vec<crate::model::nginx_map::MapEntry>,
+    /// `block-referers`: as `block_user_agents`, for `Referer` (`$block_ref`).
+    pub block_referers: Vec<crate::model::nginx_map::MapEntry>,
 }
 
 #[derive(Clone, Debug, Default)]

@@ -16,8 +16,8 @@ use bytes::Bytes;
 use http::{
     HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
     header::{
-        ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, HOST, LOCATION, SERVER,
-        SET_COOKIE, STRICT_TRANSPORT_SECURITY, TRAILER, TRANSFER_ENCODING, USER_AGENT,
+        ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, HOST, LOCATION, REFERER,
+        SERVER, SET_COOKIE, STRICT_TRANSPORT_SECURITY, TRAILER, TRANSFER_ENCODING, USER_AGENT,
         WWW_AUTHENTICATE,
     },
     uri::{Authority, PathAndQuery, Scheme},
@@ -411,6 +411,14 @@ async fn route(
     host: &str,
     out: &mut Outcome,
 ) -> Response<ProxyBody> {
+    // ingress-nginx's `if ($block_ua)` / `if ($block_ref)` open every server block: before
+    // anything of the host or route (app-root, redirects, limits, access). Not on a Gateway
+    // listener, whose routes take none of its ConfigMap.
+    if !conn.listener.gateway
+        && let Some(refused) = blocked(&shared.live.load(), req.headers(), out)
+    {
+        return refused;
+    }
     let scheme = if out.client.https() { "https" } else { "http" };
     let target = rewrite::Target {
         scheme,
@@ -806,6 +814,24 @@ async fn route(
             local(StatusCode::NOT_FOUND, reason)
         }
     }
+}
+
+/// `block-user-agents` / `block-referers`: 403 for a request whose `User-Agent` or `Referer`
+/// matches an entry ([`crate::model::nginx_map`]).
+fn blocked(
+    live: &super::settings::Live,
+    headers: &http::HeaderMap,
+    out: &mut Outcome,
+) -> Option<Response<ProxyBody>> {
+    let reason = [
+        (&live.block_user_agents, USER_AGENT, "blocked User-Agent"),
+        (&live.block_referers, REFERER, "blocked Referer"),
+    ]
+    .into_iter()
+    .find(|(m, name, _)| m.matches(headers.get_all(name).iter().map(HeaderValue::as_bytes)))?
+    .2;
+    out.reason = Some(reason.into());
+    Some(local(StatusCode::FORBIDDEN, reason))
 }
 
 /// The access phase of a request no route takes ([`allowlist::default_server_refusal`]).

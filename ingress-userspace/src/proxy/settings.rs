@@ -11,7 +11,7 @@ use hyper_util::{rt::TokioExecutor, server::conn::auto::Builder};
 
 use super::rate_limit::GLOBAL_ZONE;
 use super::{args::ProxyArgs, client_addr::TrustConfig, limits, liveness::ConnTimeouts};
-use crate::model::{ProxySettings, RateLimit, nginx_var::NginxString};
+use crate::model::{ProxySettings, RateLimit, nginx_map::MapMatcher, nginx_var::NginxString};
 
 /// The live settings derived from the flags and one snapshot's [`ProxySettings`].
 pub(crate) struct Live {
@@ -35,6 +35,9 @@ pub(crate) struct Live {
     pub hide_headers: Vec<HeaderName>,
     /// `proxy-add-original-uri-header`.
     pub add_original_uri_header: bool,
+    /// `block-user-agents` and `block-referers` ([`crate::model::ProxySettings`]).
+    pub block_user_agents: MapMatcher,
+    pub block_referers: MapMatcher,
     /// `allow-backend-server-header`: the pod's `Server` reaches the client; off (the default)
     /// it is removed ([`crate::model::ProxySettings::allow_backend_server_header`]).
     pub allow_backend_server_header: bool,
@@ -80,6 +83,8 @@ impl Live {
                 .filter_map(|(n, v)| Some((HeaderName::from_bytes(n.as_bytes()).ok()?, v.clone())))
                 .collect(),
             add_original_uri_header: settings.add_original_uri_header,
+            block_user_agents: MapMatcher::new(&settings.block_user_agents),
+            block_referers: MapMatcher::new(&settings.block_referers),
             hide_headers: settings
                 .hide_headers
                 .iter()

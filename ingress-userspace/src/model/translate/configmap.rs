@@ -458,6 +458,21 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
             ));
         }
     }
+    for (key, list) in [
+        ("block-user-agents", &mut out.settings.block_user_agents),
+        ("block-referers", &mut out.settings.block_referers),
+    ] {
+        for entry in r.list(key).unwrap_or_default() {
+            match crate::model::nginx_map::MapEntry::parse(&entry) {
+                Ok(e) => list.push(e),
+                Err(e) => r.bad(
+                    key,
+                    &entry,
+                    &format!("a regular expression ({e}); it is left out"),
+                ),
+            }
+        }
+    }
     for h in r.list("hide-headers").unwrap_or_default() {
         match http::HeaderName::from_bytes(h.as_bytes()) {
             Ok(n) => out.settings.hide_headers.push(n.as_str().to_string()),
@@ -785,6 +800,44 @@ mod tests {
         assert_eq!(d.0.len(), 1, "{:?}", d.0);
         assert!(d.0[0].message.contains("bad name"), "{}", d.0[0].message);
         assert!(ControllerConfig::default().settings.hide_headers.is_empty());
+    }
+
+    /// `block-user-agents` / `block-referers`: comma-separated nginx `map` entries, trimmed;
+    /// an expression that does not compile is left out with a Warning.
+    #[test]
+    fn block_lists_are_map_entries() {
+        use crate::model::nginx_map::MapEntry;
+        let mut d = Diagnostics::default();
+        let c = parse(
+            &cm(&[
+                ("block-user-agents", "~*bot, AlphaBot ,~(?=x)"),
+                ("block-referers", "~example\\.com"),
+            ]),
+            &mut d,
+        );
+        assert_eq!(
+            c.settings.block_user_agents,
+            [
+                MapEntry::Regex {
+                    pattern: "bot".into(),
+                    case_insensitive: true
+                },
+                MapEntry::Exact("alphabot".into())
+            ]
+        );
+        assert_eq!(
+            c.settings.block_referers,
+            [MapEntry::Regex {
+                pattern: "example\\.com".into(),
+                case_insensitive: false
+            }]
+        );
+        assert_eq!(d.0.len(), 1, "{:?}", d.0);
+        assert!(
+            d.0[0].message.contains("block-user-agents"),
+            "{}",
+            d.0[0].message
+        );
     }
 
     #[test]

@@ -72,6 +72,10 @@ use Status::{Differs, NotYet, Refused, Supported};
 const CLUSTER_LIMIT: Status = Differs(
     "with --rate-limit-redis one limit for all nodes together (ingress-nginx: per replica, N replicas allow N times it); Redis down: limit / ready nodes on each node; without Redis per node, as ingress-nginx",
 );
+/// `block-user-agents`, `block-referers`: nginx `map` entries ([`crate::model::nginx_map`]).
+const BLOCK_MAP: Status = Differs(
+    "expressions are the regex crate's syntax, not PCRE: one it does not take (lookaround, backreferences) is left out with a Warning (nginx refuses the whole configuration)",
+);
 /// Our own ConfigMap keys, read where ingress-nginx has none.
 const EXTENSION: Status = Differs("xdp-ingress's own key; ingress-nginx has none");
 const SNIPPET: Status = Refused(
@@ -268,8 +272,8 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("annotations-risk-level", Refused("annotation values are parsed, never pasted into a configuration, whatever their risk"), "Highest risk of annotations accepted."),
     row("bind-address", Refused("use --listen-address"), "Addresses the listeners bind."),
     row("block-cidrs", Supported, "Client CIDRs refused with 403 on every route without source ranges of its own and on requests no route takes (nginx `http`-level `deny`, which a location with its own `allow`/`deny` does not inherit); an invalid CIDR denies those (503)."),
-    row("block-referers", NotYet, "Referers refused everywhere."),
-    row("block-user-agents", NotYet, "User agents refused everywhere."),
+    row("block-referers", BLOCK_MAP, "Comma-separated Referers refused with 403 on every request (nginx map entries: ~regex, ~*regex ignoring case, else the whole value ignoring case)."),
+    row("block-user-agents", BLOCK_MAP, "Comma-separated User-Agents refused with 403 on every request (nginx map entries: ~regex, ~*regex ignoring case, else the whole value ignoring case)."),
     row("brotli-level", NotYet, "Brotli compression level."),
     row("brotli-min-length", NotYet, "Smallest response compressed with brotli."),
     row("brotli-types", NotYet, "MIME types compressed with brotli."),
