@@ -265,3 +265,66 @@ async fn blocked_user_agents_and_referers_get_403_everywhere() {
     }
     assert_eq!(a.requests(), 2, "no blocked request reaches the pod");
 }
+
+/// `proxy-redirect-from` / `-to` and `proxy-cookie-domain` / `-path` (ingress-nginx's e2e
+/// values, test/e2e/annotations/proxy.go, and nginx's `proxy_redirect`, `proxy_cookie_*`): the
+/// pod's `Location` start is replaced (made absolute when it starts with `/`), its cookies'
+/// `Domain` and `Path` rewritten; `proxy-redirect-from: off` leaves `Location` alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_redirect_and_cookie_rewrite_the_pods_answer() {
+    let a = backend("a");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    let echo = [(
+        "x-echo-set-header",
+        "Location:http://pod.internal/one/x?y=1,Set-Cookie:s=1; Domain=.localhost; Path=/one/two",
+    )];
+    let annotations = [
+        ("proxy-redirect-from", "http://pod.internal/one/"),
+        ("proxy-redirect-to", "/app/"),
+        ("proxy-cookie-domain", "localhost example.org"),
+        ("proxy-cookie-path", "/one/ /"),
+    ];
+    let snap = translated(&ingress(
+        "redir.test",
+        a.addr,
+        &annotations,
+        &configmap_yaml(&[]),
+    ));
+    assert!(
+        snap.diagnostics
+            .iter()
+            .all(|d| d.reason != "InvalidAnnotation"),
+        "{:?}",
+        snap.diagnostics
+    );
+    proxy.handle.apply(snap);
+    let g = send(&c, request(proxy.http(), "redir.test:80", "/", &echo))
+        .await
+        .unwrap();
+    assert_eq!(g.status, StatusCode::OK);
+    assert_eq!(g.header("location"), "http://redir.test/app/x?y=1");
+    assert_eq!(
+        g.header("set-cookie"),
+        "s=1; Domain=.example.org; Path=/two"
+    );
+
+    let off = [
+        ("proxy-redirect-from", "off"),
+        ("proxy-redirect-to", "goodbye.com"),
+    ];
+    proxy.handle.apply(translated(&ingress(
+        "redir.test",
+        a.addr,
+        &off,
+        &configmap_yaml(&[]),
+    )));
+    let g = send(&c, request(proxy.http(), "redir.test", "/", &echo))
+        .await
+        .unwrap();
+    assert_eq!(g.header("location"), "http://pod.internal/one/x?y=1");
+    assert_eq!(
+        g.header("set-cookie"),
+        "s=1; Domain=.localhost; Path=/one/two"
+    );
+}

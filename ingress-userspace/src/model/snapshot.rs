@@ -738,6 +738,8 @@ pub struct RoutePolicy {
     pub limit_rate_after: Option<u64>,
     /// HTTPRoute filters and backend shares; `None` for Ingress routes.
     pub gateway: Option<Arc<crate::model::GatewayRoutePolicy>>,
+    /// `proxy-redirect-*`, `proxy-cookie-*`: text replaced in the pod's answer headers.
+    pub answer_rewrite: AnswerRewrite,
 }
 
 impl RoutePolicy {
@@ -1094,6 +1096,31 @@ pub enum AuthSecretType {
     AuthFile,
     /// `auth-map`: each key is a user, its value the hash.
     AuthMap,
+}
+
+/// Text replaced in the headers of the pod's answers of a route (nginx's `proxy_redirect`,
+/// `proxy_cookie_domain`, `proxy_cookie_path`, from ingress-nginx's annotations of the same
+/// names, each `off` by default). `None`: off.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AnswerRewrite {
+    /// `proxy-redirect-from` / `proxy-redirect-to`: a `Location` value, or the URL of a
+    /// `Refresh` value (after `url=`), that starts with `from` has that start replaced by `to`
+    /// (case-sensitive); a result starting with `/` is made absolute with the request's scheme
+    /// and host, as nginx's `absolute_redirect` does to a rewritten `Location`.
+    pub redirect: Option<TextReplace>,
+    /// `proxy-cookie-domain`: a `Set-Cookie` `Domain` attribute equal to `from` (ignoring
+    /// case and a leading `.` of either) becomes `to` (its leading `.` kept).
+    pub cookie_domain: Option<TextReplace>,
+    /// `proxy-cookie-path`: a `Set-Cookie` `Path` attribute that starts with `from`
+    /// (case-sensitive) has that start replaced by `to`.
+    pub cookie_path: Option<TextReplace>,
+}
+
+/// One replacement of [`AnswerRewrite`]: the text matched and what it becomes.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TextReplace {
+    pub from: String,
+    pub to: String,
 }
 
 /// ingress-nginx's `rewrite-target`, `x-forwarded-prefix` and `upstream-vhost`.

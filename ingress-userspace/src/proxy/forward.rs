@@ -29,7 +29,7 @@ use tracing::{debug, warn};
 use super::{
     Runtime, Shared,
     access_log::{Entry, LoggedBody, now_epoch},
-    allowlist,
+    allowlist, answer_rewrite,
     body::{BodySlot, HoldUntilEnd},
     canary::Side,
     client_addr::{Client, Origin, TrustConfig},
@@ -1329,7 +1329,7 @@ where
                     in_flight,
                     read_timeout: prepared.read_timeout,
                 };
-                return answered(
+                let mut resp = answered(
                     shared,
                     slot,
                     &upstream_label,
@@ -1338,6 +1338,18 @@ where
                     client_upgrade,
                     out,
                 );
+                // The location's `proxy_redirect` / `proxy_cookie_*`; an error page's
+                // `@custom_` location has none.
+                if !out.error_page && policy.answer_rewrite != Default::default() {
+                    let scheme = if out.tls { "https" } else { "http" };
+                    answer_rewrite::apply(
+                        &policy.answer_rewrite,
+                        resp.headers_mut(),
+                        scheme,
+                        &forward_auth::host_name(host),
+                    );
+                }
+                return resp;
             }
             Step::RetryStatus(status) => {
                 debug!(endpoint = %slot.stats.addr, %status, "next upstream");

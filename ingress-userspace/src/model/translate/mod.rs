@@ -27,6 +27,7 @@
 
 pub mod affinity;
 pub mod annotations;
+pub mod answer_rewrite;
 pub mod auth;
 pub mod by_host;
 pub mod canary;

@@ -76,6 +76,9 @@ const CLUSTER_LIMIT: Status = Differs(
 const BLOCK_MAP: Status = Differs(
     "expressions are the regex crate's syntax, not PCRE: one it does not take (lookaround, backreferences) is left out with a Warning (nginx refuses the whole configuration)",
 );
+/// `proxy-redirect-*`, `proxy-cookie-*` annotations ([`super::answer_rewrite`]).
+const ANSWER_REWRITE: Status =
+    Differs("a FROM starting with ~ (an nginx regular expression) is ignored with a Warning");
 /// Our own ConfigMap keys, read where ingress-nginx has none.
 const EXTENSION: Status = Differs("xdp-ingress's own key; ingress-nginx has none");
 const SNIPPET: Status = Refused(
@@ -206,16 +209,16 @@ pub static ANNOTATIONS: &[Row] = &[
     row("proxy-buffers-number", BUFFERS, "nginx `proxy_buffers` count."),
     row("proxy-busy-buffers-size", BUFFERS, "nginx `proxy_busy_buffers_size`."),
     row("proxy-connect-timeout", Supported, "Timeout connecting to a pod (seconds; also `500ms`, `2m`)."),
-    row("proxy-cookie-domain", NotYet, "Rewrite the Domain of Set-Cookie."),
-    row("proxy-cookie-path", NotYet, "Rewrite the Path of Set-Cookie."),
+    row("proxy-cookie-domain", ANSWER_REWRITE, "\"FROM TO\" or off: a Set-Cookie Domain equal to FROM (ignoring case and a leading dot) becomes TO (nginx proxy_cookie_domain)."),
+    row("proxy-cookie-path", ANSWER_REWRITE, "\"FROM TO\" or off: a Set-Cookie Path starting with FROM has that start replaced by TO (nginx proxy_cookie_path)."),
     row("proxy-http-version", HTTP_VERSION, "HTTP version toward the pod (1.0 or 1.1, default 1.1); 1.0: no keep-alive, bodies sent with Content-Length."),
     row("proxy-max-temp-file-size", BUFFERS, "nginx `proxy_max_temp_file_size`."),
     row("proxy-next-upstream", Differs("a body streamed to a pod (request buffering off, gRPC, or past --request-buffer-bytes) is not sent again (nginx resends it from a temporary file); no pod is tried twice for one request"), "Which failures are retried on another pod (default `error timeout`; `http_503`, `non_idempotent`, `off`, ...)."),
     row("proxy-next-upstream-timeout", Supported, "Seconds after the first try during which another may start (0 = no limit)."),
     row("proxy-next-upstream-tries", Differs("no pod is tried twice for one request, so never more tries than endpoints (ingress-nginx's round robin may try a pod again)"), "Tries in all, the first included (default 3, 0 = no limit)."),
     row("proxy-read-timeout", Supported, "Time a pod has to answer (and WebSocket idle time)."),
-    row("proxy-redirect-from", NotYet, "Rewrite Location headers from this."),
-    row("proxy-redirect-to", NotYet, "Rewrite Location headers to this."),
+    row("proxy-redirect-from", ANSWER_REWRITE, "A Location (or Refresh URL) of the pod starting with this has that start replaced by proxy-redirect-to, made absolute when it starts with / (nginx proxy_redirect); off or default (the default): nothing."),
+    row("proxy-redirect-to", ANSWER_REWRITE, "The replacement of proxy-redirect-from; off or unset: nothing is rewritten."),
     row("proxy-request-buffering", REQUEST_BUFFERING, "Read the whole request body before contacting the pod (on/off, default on); gRPC streams."),
     row("proxy-send-timeout", Supported, "Longest a write to the pod may block."),
     row("proxy-ssl-ciphers", CIPHERS, "Ciphers toward HTTPS backends."),
