@@ -328,3 +328,36 @@ async fn proxy_redirect_and_cookie_rewrite_the_pods_answer() {
         "s=1; Domain=.localhost; Path=/one/two"
     );
 }
+
+/// `connection-proxy-header` (test/e2e/annotations/connection.go): the pod sees
+/// `Connection: keep-alive` (or `close`) whatever the client sent; without it, nginx's
+/// `$connection_upgrade` sends none for a plain request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_proxy_header_is_what_the_pod_sees() {
+    let a = backend("a");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    for (value, want) in [
+        (Some("keep-alive"), "keep-alive"),
+        (Some("close"), "close"),
+        (None, ""),
+    ] {
+        let annotations: Vec<(&str, &str)> = value
+            .map(|v| ("connection-proxy-header", v))
+            .into_iter()
+            .collect();
+        proxy.handle.apply(translated(&ingress(
+            "conn.test",
+            a.addr,
+            &annotations,
+            &configmap_yaml(&[]),
+        )));
+        for sent in [&[][..], &[("connection", "close")]] {
+            let g = send(&c, request(proxy.http(), "conn.test", "/", sent))
+                .await
+                .unwrap();
+            assert_eq!(g.status, StatusCode::OK, "{value:?}");
+            assert_eq!(at_pod(&g, "connection"), want, "{value:?} {sent:?}");
+        }
+    }
+}

@@ -1135,6 +1135,10 @@ pub struct Rewrite {
     pub x_forwarded_prefix: Option<String>,
     /// `Host` sent upstream (`proxy_set_header Host`); `X-Forwarded-Host` keeps the client's.
     pub upstream_vhost: Option<String>,
+    /// `connection-proxy-header`: the `Connection` sent to an HTTP/1 pod instead of nginx's
+    /// `$connection_upgrade` (`upgrade` for an upgrade, else none), whatever the request;
+    /// `close` or `keep-alive`, as ingress-nginx's `annotations/connection` admits.
+    pub connection_header: Option<String>,
 }
 
 /// A redirect the proxy answers itself.

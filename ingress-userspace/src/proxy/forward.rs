@@ -1718,6 +1718,18 @@ where
     } else {
         Buffering::Stream
     };
+    // `connection-proxy-header`: nginx's `proxy_set_header Connection` of the location, in
+    // place of `$connection_upgrade`. HTTP/1 only: HTTP/2 has no `Connection` (RFC 9113
+    // 8.2.2), as nginx's `grpc_pass` sends none.
+    if let Some(v) = policy
+        .rewrite
+        .connection_header
+        .as_deref()
+        .filter(|_| matches!(version, Version::HTTP_10 | Version::HTTP_11))
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
+        parts.headers.insert(http::header::CONNECTION, v);
+    }
     match version {
         Version::HTTP_11 => for_http1_upstream(&mut parts.headers, has_body),
         // No chunked coding in HTTP/1.0 (RFC 1945): the body goes with a length.

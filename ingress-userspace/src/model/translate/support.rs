@@ -149,7 +149,7 @@ pub static ANNOTATIONS: &[Row] = &[
     row("canary-weight-total", Supported, "Total of canary weights (default 100)."),
     row("client-body-buffer-size", Refused("request bodies are held in memory up to --request-buffer-bytes, never in temporary files"), "nginx `client_body_buffer_size`."),
     row("configuration-snippet", SNIPPET, "nginx configuration inserted into the location."),
-    row("connection-proxy-header", NotYet, "Value of the Connection header sent upstream."),
+    row("connection-proxy-header", Supported, "Connection header sent to an HTTP/1 pod, close or keep-alive, instead of upgrade for an upgrade and none otherwise (nginx's $connection_upgrade)."),
     row("cors-allow-credentials", Supported, "CORS: send Access-Control-Allow-Credentials: true (default true)."),
     row("cors-allow-headers", Supported, "CORS: Access-Control-Allow-Headers (default DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,Range,Authorization)."),
     row("cors-allow-methods", Supported, "CORS: Access-Control-Allow-Methods (default GET, PUT, POST, DELETE, PATCH, OPTIONS)."),
