@@ -7,6 +7,7 @@ pub mod answer;
 pub mod compression;
 pub mod gateway;
 pub mod htpasswd;
+pub mod nginx_map;
 pub mod nginx_var;
 pub mod snapshot;
 pub mod translate;

@@ -419,6 +419,26 @@ pub struct ProxySettings {
     /// `skip-access-log-urls`: requests whose target as sent (`$request_uri`) is one of these,
     /// compared ignoring case (nginx `map` strings), are not written to the access log.
     pub skip_access_log_urls: Vec<String>,
+    /// `proxy-set-headers`: `(name, value)` set on every request to a pod of an Ingress route
+    /// and of the default backend (ingress-nginx's `proxy_set_header` lines from
+    /// `$all.ProxySetHeaders`, in every location of nginx.tmpl), after the forwarding headers;
+    /// names lower case and checked, values expanded per request, an empty value not sent
+    /// (nginx's `proxy_set_header NAME ""`).
+    pub proxy_set_headers: Vec<(String, NginxString)>,
+    /// `hide-headers`: names (lower case) of the pod's response headers not passed to the
+    /// client (nginx's `proxy_hide_header`, ingress-nginx's `http` block: every proxied answer
+    /// of an Ingress route or of the default backend, error pages' included).
+    pub hide_headers: Vec<String>,
+    /// `proxy-add-original-uri-header`: every request to a pod of an Ingress route carries
+    /// `X-Original-URI: $request_uri` (the target as the client sent it), before the
+    /// `proxy-set-headers` (nginx.tmpl's `proxy_set_header X-Original-URI` of a location).
+    pub add_original_uri_header: bool,
+    /// `block-user-agents`: a request whose `User-Agent` matches one is answered 403 on every
+    /// Ingress listener (nginx.tmpl's `map $http_user_agent $block_ua` and `if ($block_ua)
+    /// { return 403; }` in every server block).
+    pub block_user_agents: Vec<crate::model::nginx_map::MapEntry>,
+    /// `block-referers`: as `block_user_agents`, for `Referer` (`$block_ref`).
+    pub block_referers: Vec<crate::model::nginx_map::MapEntry>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -732,6 +752,8 @@ pub struct RoutePolicy {
     pub limit_rate_after: Option<u64>,
     /// HTTPRoute filters and backend shares; `None` for Ingress routes.
     pub gateway: Option<Arc<crate::model::GatewayRoutePolicy>>,
+    /// `proxy-redirect-*`, `proxy-cookie-*`: text replaced in the pod's answer headers.
+    pub answer_rewrite: AnswerRewrite,
 }
 
 impl RoutePolicy {
@@ -1108,6 +1130,31 @@ pub enum AuthSecretType {
     AuthMap,
 }
 
+/// Text replaced in the headers of the pod's answers of a route (nginx's `proxy_redirect`,
+/// `proxy_cookie_domain`, `proxy_cookie_path`, from ingress-nginx's annotations of the same
+/// names, each `off` by default). `None`: off.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AnswerRewrite {
+    /// `proxy-redirect-from` / `proxy-redirect-to`: a `Location` value, or the URL of a
+    /// `Refresh` value (after `url=`), that starts with `from` has that start replaced by `to`
+    /// (case-sensitive); a result starting with `/` is made absolute with the request's scheme
+    /// and host, as nginx's `absolute_redirect` does to a rewritten `Location`.
+    pub redirect: Option<TextReplace>,
+    /// `proxy-cookie-domain`: a `Set-Cookie` `Domain` attribute equal to `from` (ignoring
+    /// case and a leading `.` of either) becomes `to` (its leading `.` kept).
+    pub cookie_domain: Option<TextReplace>,
+    /// `proxy-cookie-path`: a `Set-Cookie` `Path` attribute that starts with `from`
+    /// (case-sensitive) has that start replaced by `to`.
+    pub cookie_path: Option<TextReplace>,
+}
+
+/// One replacement of [`AnswerRewrite`]: the text matched and what it becomes.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TextReplace {
+    pub from: String,
+    pub to: String,
+}
+
 /// ingress-nginx's `rewrite-target`, `x-forwarded-prefix` and `upstream-vhost`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Rewrite {
@@ -1120,6 +1167,10 @@ pub struct Rewrite {
     pub x_forwarded_prefix: Option<String>,
     /// `Host` sent upstream (`proxy_set_header Host`); `X-Forwarded-Host` keeps the client's.
     pub upstream_vhost: Option<String>,
+    /// `connection-proxy-header`: the `Connection` sent to an HTTP/1 pod instead of nginx's
+    /// `$connection_upgrade` (`upgrade` for an upgrade, else none), whatever the request;
+    /// `close` or `keep-alive`, as ingress-nginx's `annotations/connection` admits.
+    pub connection_header: Option<String>,
 }
 
 /// A redirect the proxy answers itself.

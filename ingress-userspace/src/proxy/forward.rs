@@ -16,8 +16,8 @@ use bytes::Bytes;
 use http::{
     HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
     header::{
-        ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, HOST, LOCATION, SERVER,
-        SET_COOKIE, STRICT_TRANSPORT_SECURITY, TRAILER, TRANSFER_ENCODING, USER_AGENT,
+        ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, HOST, LOCATION, REFERER,
+        SERVER, SET_COOKIE, STRICT_TRANSPORT_SECURITY, TRAILER, TRANSFER_ENCODING, USER_AGENT,
         WWW_AUTHENTICATE,
     },
     uri::{Authority, PathAndQuery, Scheme},
@@ -29,7 +29,7 @@ use tracing::{debug, warn};
 use super::{
     Runtime, Shared,
     access_log::{self, Entry, LoggedBody, now_epoch},
-    allowlist,
+    allowlist, answer_rewrite,
     body::{BodySlot, HoldUntilEnd},
     canary::Side,
     client_addr::{Client, Origin, TrustConfig},
@@ -38,7 +38,10 @@ use super::{
     cors,
     error_pages::{self, Intercept},
     forward_auth, gateway_filters, grpc_reject,
-    headers::{add_forwarding, drop_underscored, for_http1_upstream, is_upgrade, strip_hop_by_hop},
+    headers::{
+        X_ORIGINAL_URI, add_forwarding, drop_underscored, for_http1_upstream, is_upgrade,
+        strip_hop_by_hop,
+    },
     ingress_mirror,
     listener::ListenerId,
     metrics::{
@@ -145,6 +148,10 @@ struct Outcome {
     response_rate: Option<(u64, u64)>,
     /// The route's `enable-access-log: "false"`.
     no_access_log: bool,
+    /// The request now forwarded is one of `custom-http-errors` to its error backend
+    /// (ingress-nginx's `@custom_` locations, which take none of the ConfigMap's request
+    /// headers: [`location_headers`]).
+    error_page: bool,
 }
 
 pub(crate) async fn handle(
@@ -269,6 +276,7 @@ impl Outcome {
             auth_cookies: None,
             response_rate: None,
             no_access_log: false,
+            error_page: false,
         }
     }
 }
@@ -422,6 +430,14 @@ async fn route(
     host: &str,
     out: &mut Outcome,
 ) -> Response<ProxyBody> {
+    // ingress-nginx's `if ($block_ua)` / `if ($block_ref)` open every server block: before
+    // anything of the host or route (app-root, redirects, limits, access). Not on a Gateway
+    // listener, whose routes take none of its ConfigMap.
+    if !conn.listener.gateway
+        && let Some(refused) = blocked(&shared.live.load(), req.headers(), out)
+    {
+        return refused;
+    }
     let scheme = if out.client.https() { "https" } else { "http" };
     let target = rewrite::Target {
         scheme,
@@ -852,6 +868,24 @@ async fn route(
     }
 }
 
+/// `block-user-agents` / `block-referers`: 403 for a request whose `User-Agent` or `Referer`
+/// matches an entry ([`crate::model::nginx_map`]).
+fn blocked(
+    live: &super::settings::Live,
+    headers: &http::HeaderMap,
+    out: &mut Outcome,
+) -> Option<Response<ProxyBody>> {
+    let reason = [
+        (&live.block_user_agents, USER_AGENT, "blocked User-Agent"),
+        (&live.block_referers, REFERER, "blocked Referer"),
+    ]
+    .into_iter()
+    .find(|(m, name, _)| m.matches(headers.get_all(name).iter().map(HeaderValue::as_bytes)))?
+    .2;
+    out.reason = Some(reason.into());
+    Some(local(StatusCode::FORBIDDEN, reason))
+}
+
 /// The access phase of a request no route takes ([`allowlist::default_server_refusal`]).
 /// Not on a Gateway listener's port: Gateway API routes take none of ingress-nginx's
 /// ConfigMap, and neither do its misses.
@@ -928,6 +962,7 @@ async fn intercepted(
             });
             let target = i.target;
             let req = i.request(status, out.request_id.as_ref());
+            out.error_page = true;
             forward(shared, req, target, &route.policy, host, out).await
         }
         _ => resp,
@@ -1251,6 +1286,7 @@ where
     }
     let upgrade = req.version() == Version::HTTP_11 && is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let set = location_headers(&shared.live.load(), &mut req, host, out);
     let mut prepared = prepare(
         shared,
         &out.client,
@@ -1260,6 +1296,7 @@ where
         host,
         (upgrade, out.tls),
         max_body,
+        set,
     );
     out.request_id = Some(prepared.request_id.clone());
     if let Err(f) = prepared.buffer(args.request_buffer_bytes).await {
@@ -1344,7 +1381,7 @@ where
                     in_flight,
                     read_timeout: prepared.read_timeout,
                 };
-                return answered(
+                let mut resp = answered(
                     shared,
                     slot,
                     &upstream_label,
@@ -1353,6 +1390,18 @@ where
                     client_upgrade,
                     out,
                 );
+                // The location's `proxy_redirect` / `proxy_cookie_*`; an error page's
+                // `@custom_` location has none.
+                if !out.error_page && policy.answer_rewrite != Default::default() {
+                    let scheme = if out.tls { "https" } else { "http" };
+                    answer_rewrite::apply(
+                        &policy.answer_rewrite,
+                        resp.headers_mut(),
+                        scheme,
+                        &forward_auth::host_name(host),
+                    );
+                }
+                return resp;
             }
             Step::RetryStatus(status) => {
                 debug!(endpoint = %slot.stats.addr, %status, "next upstream");
@@ -1371,6 +1420,60 @@ where
         }
     }
     failed(failure, out)
+}
+
+/// The controller ConfigMap's request headers for the pod, from the client's request as it
+/// is now: `X-Original-URI` with `proxy-add-original-uri-header`, then `proxy-set-headers`
+/// (each value expanded; empty: the field is removed, as nginx's `proxy_set_header NAME ""`). ingress-nginx writes these `proxy_set_header` lines into every
+/// location it proxies from, the default server's too, after its forwarding headers (nginx.tmpl,
+/// "Custom headers to proxied server"), and into none of its `@custom_` error-page locations;
+/// a Gateway API route takes none of its ConfigMap. `None` value: remove the field.
+fn location_headers<B>(
+    live: &super::settings::Live,
+    req: &mut Request<B>,
+    host: &str,
+    out: &Outcome,
+) -> Vec<(http::HeaderName, Option<HeaderValue>)> {
+    if out.gateway_route
+        || out.error_page
+        || (live.proxy_set_headers.is_empty() && !live.add_original_uri_header)
+    {
+        return Vec::new();
+    }
+    let request_uri = out.request_uri.as_ref().map_or("/", |p| p.as_str());
+    let mut set = Vec::with_capacity(live.proxy_set_headers.len() + 1);
+    if live.add_original_uri_header {
+        // A client's own is replaced (`proxy_set_header`), an unsendable target never is sent.
+        set.push((X_ORIGINAL_URI, HeaderValue::from_str(request_uri).ok()));
+    }
+    if live.proxy_set_headers.is_empty() {
+        return set;
+    }
+    // `$request_id` is the id the pod gets in X-Request-ID (`add_forwarding` keeps it).
+    let request_id = super::headers::request_id(req.headers_mut());
+    let vars = forward_auth::Request {
+        host,
+        method: req.method(),
+        headers: req.headers(),
+        request_uri,
+        path: req.uri().path(),
+        query: req.uri().query(),
+        client: &out.client,
+        tls: out.tls,
+        request_id: &request_id,
+        route_host: out.host.as_deref().map_or("", |h| h.as_str()),
+        route_path: out.path.as_deref().map_or("", |p| p.as_str()),
+    };
+    set.extend(live.proxy_set_headers.iter().map(|(name, value)| {
+        let v = value.expand(&vars);
+        // A client's header may carry bytes no field value may (none do after hyper's
+        // parsing, but nothing here relies on it): then no field, as for an empty value.
+        let v = (!v.is_empty())
+            .then(|| HeaderValue::from_bytes(v.as_bytes()).ok())
+            .flatten();
+        (name.clone(), v)
+    }));
+    set
 }
 
 /// Admission: a request whose declared body (`Content-Length`, or an HTTP/2 body's known
@@ -1523,6 +1626,14 @@ fn answered<G: Send + Unpin + 'static>(
         .observe(a.took.as_secs_f64());
     out.upstream_status = Some(resp.status().as_u16());
     out.upstream_time = Some(a.took);
+    if !out.gateway_route {
+        // `hide-headers`: nginx's `proxy_hide_header` in ingress-nginx's `http` block, so of
+        // every location's answer from a pod, an error page's too; before `add-headers`,
+        // which nginx adds to the answer afterwards.
+        for name in &shared.live.load().hide_headers {
+            resp.headers_mut().remove(name);
+        }
+    }
     if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, resp.status()) {
         let upstream = hyper::upgrade::on(&mut resp);
         let (in_flight, read_timeout) = (a.in_flight, a.read_timeout);
@@ -1601,6 +1712,7 @@ fn prepare<B>(
     host: &str,
     (upgrade, tls): (bool, bool),
     max_body: u64,
+    set: Vec<(http::HeaderName, Option<HeaderValue>)>,
 ) -> Prepared
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
@@ -1623,6 +1735,13 @@ where
         .and_then(|v| HeaderValue::from_str(v).ok())
     {
         parts.headers.insert(HOST, v);
+    }
+    // The ConfigMap's headers ([`location_headers`]) last: they replace the proxy's own.
+    for (name, value) in set {
+        match value {
+            Some(v) => parts.headers.insert(name, v),
+            None => parts.headers.remove(name),
+        };
     }
     let protocol = up.spec.protocol.for_connection(tls);
     let (scheme, version) = scheme_and_version(protocol);
@@ -1651,6 +1770,18 @@ where
     } else {
         Buffering::Stream
     };
+    // `connection-proxy-header`: nginx's `proxy_set_header Connection` of the location, in
+    // place of `$connection_upgrade`. HTTP/1 only: HTTP/2 has no `Connection` (RFC 9113
+    // 8.2.2), as nginx's `grpc_pass` sends none.
+    if let Some(v) = policy
+        .rewrite
+        .connection_header
+        .as_deref()
+        .filter(|_| matches!(version, Version::HTTP_10 | Version::HTTP_11))
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
+        parts.headers.insert(http::header::CONNECTION, v);
+    }
     match version {
         Version::HTTP_11 => for_http1_upstream(&mut parts.headers, has_body),
         // No chunked coding in HTTP/1.0 (RFC 1945): the body goes with a length.

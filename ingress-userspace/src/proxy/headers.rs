@@ -19,6 +19,8 @@ pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_FORWARDED_SCHEME: HeaderName = HeaderName::from_static("x-forwarded-scheme");
 pub const X_SCHEME: HeaderName = HeaderName::from_static("x-scheme");
+/// `proxy-add-original-uri-header`, error pages and the auth request: the target as sent.
+pub const X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
 pub const X_ORIGINAL_FORWARDED_FOR: HeaderName =
     HeaderName::from_static("x-original-forwarded-for");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");

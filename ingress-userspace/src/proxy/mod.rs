@@ -9,6 +9,7 @@
 
 pub mod access_log;
 pub mod allowlist;
+pub mod answer_rewrite;
 pub mod args;
 pub mod auth;
 pub mod authority;

@@ -12,7 +12,7 @@ use hyper_util::{rt::TokioExecutor, server::conn::auto::Builder};
 use super::compression::Compressor;
 use super::rate_limit::GLOBAL_ZONE;
 use super::{args::ProxyArgs, client_addr::TrustConfig, limits, liveness::ConnTimeouts};
-use crate::model::{ProxySettings, RateLimit};
+use crate::model::{ProxySettings, RateLimit, nginx_map::MapMatcher, nginx_var::NginxString};
 
 /// The live settings derived from the flags and one snapshot's [`ProxySettings`].
 pub(crate) struct Live {
@@ -29,6 +29,16 @@ pub(crate) struct Live {
     pub enable_underscores_in_headers: bool,
     /// `add-headers`: set on every response (ingress-nginx's http-level `more_set_headers`).
     pub add_headers: http::HeaderMap,
+    /// `proxy-set-headers`: set on every request to a pod of an Ingress route or of the
+    /// default backend, values expanded per request ([`crate::model::ProxySettings`]).
+    pub proxy_set_headers: Vec<(HeaderName, NginxString)>,
+    /// `hide-headers`: removed from the pod's answers ([`crate::model::ProxySettings`]).
+    pub hide_headers: Vec<HeaderName>,
+    /// `proxy-add-original-uri-header`.
+    pub add_original_uri_header: bool,
+    /// `block-user-agents` and `block-referers` ([`crate::model::ProxySettings`]).
+    pub block_user_agents: MapMatcher,
+    pub block_referers: MapMatcher,
     /// `allow-backend-server-header`: the pod's `Server` reaches the client; off (the default)
     /// it is removed ([`crate::model::ProxySettings::allow_backend_server_header`]).
     pub allow_backend_server_header: bool,
@@ -76,6 +86,19 @@ impl Live {
                         HeaderValue::from_str(v).ok()?,
                     ))
                 })
+                .collect(),
+            proxy_set_headers: settings
+                .proxy_set_headers
+                .iter()
+                .filter_map(|(n, v)| Some((HeaderName::from_bytes(n.as_bytes()).ok()?, v.clone())))
+                .collect(),
+            add_original_uri_header: settings.add_original_uri_header,
+            block_user_agents: MapMatcher::new(&settings.block_user_agents),
+            block_referers: MapMatcher::new(&settings.block_referers),
+            hide_headers: settings
+                .hide_headers
+                .iter()
+                .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
                 .collect(),
             hsts: settings
                 .hsts

@@ -416,6 +416,7 @@ pub fn parse(
     let service_upstream = r.bool("service-upstream");
     let affinity = super::affinity::parse(&mut r, use_regex);
     let paths = super::rewrite::parse(&mut r, &mut policy);
+    super::answer_rewrite::parse(&mut r, &mut policy);
     let hosts = super::redirect::parse(&mut r, &mut policy);
 
     IngressOptions {

@@ -47,6 +47,10 @@ pub struct ControllerConfig {
     /// `add-headers`: the ConfigMap whose data are headers for every response
     /// ([`super::custom_headers::add_headers`] resolves it into `settings.add_headers`).
     pub add_headers_from: Option<crate::store::Key>,
+    /// `proxy-set-headers`: the ConfigMap whose data are request headers for every request to
+    /// a pod ([`super::custom_headers::proxy_set_headers`] resolves it into
+    /// `settings.proxy_set_headers`).
+    pub proxy_set_headers_from: Option<crate::store::Key>,
     /// `global-auth-url` and the other `global-auth-*` keys ([`super::forward_auth`]): `None`
     /// without a URL, `Err` with why the routes it covers are denied.
     pub global_auth: Option<Result<crate::model::ForwardAuth, String>>,
@@ -127,6 +131,7 @@ impl Default for ControllerConfig {
             allowed_response_headers: Vec::new(),
             custom_http_errors: Vec::new(),
             add_headers_from: None,
+            proxy_set_headers_from: None,
             global_auth: None,
             no_auth_locations: location_list::parse(location_list::DEFAULT_NO_AUTH_LOCATIONS),
             no_tls_redirect_locations: location_list::parse(
@@ -206,6 +211,19 @@ impl Reader<'_> {
         );
     }
 
+    /// A comma-separated list, each entry trimmed, empty ones dropped (ingress-nginx's
+    /// `splitAndTrimSpace`, whose empty entries nginx's config would not take).
+    fn list(&self, key: &str) -> Option<Vec<String>> {
+        let v = self.get(key)?;
+        Some(
+            v.split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .map(str::to_string)
+                .collect(),
+        )
+    }
+
     fn bool(&mut self, key: &str) -> Option<bool> {
         let v = self.get(key)?;
         match super::annotations::parse_bool(&v) {
@@ -279,6 +297,7 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
             .map(str::to_string)
             .collect();
     }
+    s.add_original_uri_header = r.bool("proxy-add-original-uri-header").unwrap_or(false);
     if let Some(v) = r.get("forwarded-for-header") {
         match http::HeaderName::from_bytes(v.as_bytes()) {
             Ok(h) => s.forwarded_for_header = Some(h.as_str().to_string()),
@@ -449,11 +468,37 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
         }
         out.custom_http_errors = codes;
     }
-    if let Some(v) = r.get("add-headers").filter(|v| !v.is_empty()) {
-        let (ns, name) = v
-            .split_once('/')
-            .unwrap_or((r.object.namespace.as_str(), v.as_str()));
-        out.add_headers_from = Some(crate::store::Key::new(ns, name));
+    for (key, field) in [
+        ("add-headers", &mut out.add_headers_from),
+        ("proxy-set-headers", &mut out.proxy_set_headers_from),
+    ] {
+        if let Some(v) = r.get(key).filter(|v| !v.is_empty()) {
+            *field = Some(super::custom_headers::configmap_key(
+                &v,
+                &r.object.namespace,
+            ));
+        }
+    }
+    for (key, list) in [
+        ("block-user-agents", &mut out.settings.block_user_agents),
+        ("block-referers", &mut out.settings.block_referers),
+    ] {
+        for entry in r.list(key).unwrap_or_default() {
+            match crate::model::nginx_map::MapEntry::parse(&entry) {
+                Ok(e) => list.push(e),
+                Err(e) => r.bad(
+                    key,
+                    &entry,
+                    &format!("a regular expression ({e}); it is left out"),
+                ),
+            }
+        }
+    }
+    for h in r.list("hide-headers").unwrap_or_default() {
+        match http::HeaderName::from_bytes(h.as_bytes()) {
+            Ok(n) => out.settings.hide_headers.push(n.as_str().to_string()),
+            Err(_) => r.bad("hide-headers", &h, "a header name; it is left out"),
+        }
     }
     let global = {
         let get = |k: &str| r.get(k);
@@ -569,6 +614,7 @@ mod tests {
             &cm(&[
                 ("use-forwarded-headers", "true"),
                 ("allow-backend-server-header", "true"),
+                ("proxy-add-original-uri-header", "true"),
                 ("proxy-real-ip-cidr", "10.0.0.0/8, 192.0.2.1"),
                 ("forwarded-for-header", "X-Client-IP"),
                 ("hsts-max-age", "600"),
@@ -591,6 +637,8 @@ mod tests {
         assert_eq!(s.use_forwarded_headers, Some(true));
         assert!(s.allow_backend_server_header);
         assert!(!ProxySettings::default().allow_backend_server_header);
+        assert!(s.add_original_uri_header);
+        assert!(!ProxySettings::default().add_original_uri_header);
         assert_eq!(s.proxy_real_ip_cidr.as_ref().map(Vec::len), Some(2));
         assert_eq!(s.forwarded_for_header.as_deref(), Some("x-client-ip"));
         assert_eq!(
@@ -780,6 +828,59 @@ mod tests {
         });
         c.apply_defaults(&mut off);
         assert_eq!(off.limit_rate, Some(0));
+    }
+
+    /// `hide-headers`: comma-separated names, trimmed, lower case; an entry that is no header
+    /// name is left out with a Warning.
+    #[test]
+    fn hide_headers_are_a_list_of_names() {
+        let mut d = Diagnostics::default();
+        let c = parse(
+            &cm(&[("hide-headers", " X-Powered-By, ,Server,bad name")]),
+            &mut d,
+        );
+        assert_eq!(c.settings.hide_headers, ["x-powered-by", "server"]);
+        assert_eq!(d.0.len(), 1, "{:?}", d.0);
+        assert!(d.0[0].message.contains("bad name"), "{}", d.0[0].message);
+        assert!(ControllerConfig::default().settings.hide_headers.is_empty());
+    }
+
+    /// `block-user-agents` / `block-referers`: comma-separated nginx `map` entries, trimmed;
+    /// an expression that does not compile is left out with a Warning.
+    #[test]
+    fn block_lists_are_map_entries() {
+        use crate::model::nginx_map::MapEntry;
+        let mut d = Diagnostics::default();
+        let c = parse(
+            &cm(&[
+                ("block-user-agents", "~*bot, AlphaBot ,~(?=x)"),
+                ("block-referers", "~example\\.com"),
+            ]),
+            &mut d,
+        );
+        assert_eq!(
+            c.settings.block_user_agents,
+            [
+                MapEntry::Regex {
+                    pattern: "bot".into(),
+                    case_insensitive: true
+                },
+                MapEntry::Exact("alphabot".into())
+            ]
+        );
+        assert_eq!(
+            c.settings.block_referers,
+            [MapEntry::Regex {
+                pattern: "example\\.com".into(),
+                case_insensitive: false
+            }]
+        );
+        assert_eq!(d.0.len(), 1, "{:?}", d.0);
+        assert!(
+            d.0[0].message.contains("block-user-agents"),
+            "{}",
+            d.0[0].message
+        );
     }
 
     #[test]

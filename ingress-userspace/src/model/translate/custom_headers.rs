@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use super::{annotations::PREFIXES, configmap::ControllerConfig, diagnostics::Diagnostics};
 use crate::{
-    model::{ObjectRef, ResponsePolicy},
+    model::{ObjectRef, ResponsePolicy, nginx_var::NginxString},
     store::{Key, Objects},
 };
 
@@ -109,9 +109,19 @@ fn headers(
 }
 
 /// A response header a ConfigMap may set (`custom-headers`, `add-headers`): its name in lower
-/// case, or why not. Names as ingress-nginx's `headerRegexp` (`[A-Za-z0-9_-]+`), values as its
-/// `valueRegexp` (printable ASCII), never hop-by-hop or framing.
+/// case, or why not. Names as [`check_name`], values as ingress-nginx's `valueRegexp`
+/// (printable ASCII).
 pub fn check(name: &str, value: &str) -> Result<String, String> {
+    let lower = check_name(name)?;
+    if value.is_empty() || !value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Err(format!("value of header {name} is not printable ASCII"));
+    }
+    Ok(lower)
+}
+
+/// A header name a ConfigMap may set, in lower case, or why not: as ingress-nginx's
+/// `headerRegexp` (`[A-Za-z0-9_-]+`), never hop-by-hop or framing.
+pub fn check_name(name: &str) -> Result<String, String> {
     let lower = name.to_ascii_lowercase();
     if name.is_empty()
         || !name
@@ -125,38 +135,87 @@ pub fn check(name: &str, value: &str) -> Result<String, String> {
             "header {name} is hop-by-hop or framing and cannot be set"
         ));
     }
-    if value.is_empty() || !value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-        return Err(format!("value of header {name} is not printable ASCII"));
-    }
     Ok(lower)
 }
 
-/// The controller ConfigMap's `add-headers` (`NAMESPACE/NAME`, or `NAME` in the controller
-/// ConfigMap's namespace): headers set on every response. A header that [`check`] refuses is
-/// left out with a Warning on the controller ConfigMap, as is a missing ConfigMap; the others
-/// apply.
+/// A request header of `proxy-set-headers`: its name in lower case (as [`check_name`]) and its
+/// value parsed for nginx variables, or why not. The value may be empty (nginx then sends no
+/// such field) but holds no control characters, which no header value may.
+pub fn check_request(name: &str, value: &str) -> Result<(String, NginxString), String> {
+    let lower = check_name(name)?;
+    if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return Err(format!("value of header {name} has control characters"));
+    }
+    let parsed = NginxString::parse(value).map_err(|e| format!("value of header {name}: {e}"))?;
+    Ok((lower, parsed))
+}
+
+/// A controller ConfigMap key naming another ConfigMap (`add-headers`, `proxy-set-headers`):
+/// `NAMESPACE/NAME`, or `NAME` in the controller ConfigMap's namespace `ns`.
+pub fn configmap_key(value: &str, ns: &str) -> Key {
+    let (ns, name) = value.split_once('/').unwrap_or((ns, value));
+    Key::new(ns, name)
+}
+
+/// The controller ConfigMap's `add-headers` (see [`configmap_key`]): headers set on every
+/// response, each as [`check`] takes it ([`headers_of`]).
 pub fn add_headers(
     key: &Key,
     objects: &Objects,
     controller: &ObjectRef,
     diags: &mut Diagnostics,
 ) -> Vec<(String, String)> {
+    headers_of("add-headers", key, objects, controller, diags, |h, v| {
+        check(h, v).map(|lower| (lower, v.to_string()))
+    })
+}
+
+/// The controller ConfigMap's `proxy-set-headers` (see [`configmap_key`]): request headers set
+/// on every request to a pod, each as [`check_request`] takes it ([`headers_of`]).
+pub fn proxy_set_headers(
+    key: &Key,
+    objects: &Objects,
+    controller: &ObjectRef,
+    diags: &mut Diagnostics,
+) -> Vec<(String, NginxString)> {
+    headers_of(
+        "proxy-set-headers",
+        key,
+        objects,
+        controller,
+        diags,
+        check_request,
+    )
+}
+
+/// The headers of the ConfigMap `key` that the controller ConfigMap's key `what` names, each
+/// as `take` makes it. One `take` refuses is left out with a Warning on the controller
+/// ConfigMap, as is a missing ConfigMap (ingress-nginx logs a warning and sets none); the
+/// others apply.
+fn headers_of<T>(
+    what: &str,
+    key: &Key,
+    objects: &Objects,
+    controller: &ObjectRef,
+    diags: &mut Diagnostics,
+    take: impl Fn(&str, &str) -> Result<T, String>,
+) -> Vec<T> {
     let Some(cm) = objects.config_maps.get(key) else {
         diags.warn(
             controller,
             "InvalidConfigMapValue",
-            format!("key add-headers: ConfigMap {key} not found; no headers are added"),
+            format!("key {what}: ConfigMap {key} not found; no headers are set"),
         );
         return Vec::new();
     };
     let mut out = Vec::new();
     for (h, v) in cm.data.iter().flatten() {
-        match check(h, v) {
-            Ok(lower) => out.push((lower, v.clone())),
+        match take(h, v) {
+            Ok(t) => out.push(t),
             Err(why) => diags.warn(
                 controller,
                 "InvalidConfigMapValue",
-                format!("key add-headers: ConfigMap {key}: {why}; it is left out"),
+                format!("key {what}: ConfigMap {key}: {why}; it is left out"),
             ),
         }
     }
@@ -277,5 +336,45 @@ mod tests {
                 "{value} {data:?}"
             );
         }
+    }
+
+    /// `proxy-set-headers`: request headers with nginx variables; an invalid name, a hop-by-hop
+    /// one, an unknown variable or a control character is left out with a Warning, the others
+    /// apply; an empty value stays (nginx then sends no such field); a missing ConfigMap warns.
+    #[test]
+    fn proxy_set_headers_take_variables_and_leave_out_the_invalid() {
+        let o = objects(&[
+            ("X-Host", "$host:${server_port}"),
+            ("X-Empty", ""),
+            ("X-Bad Name", "1"),
+            ("Upgrade", "websocket"),
+            ("X-Var", "$upstream_addr"),
+            ("X-Nl", "a\nb"),
+        ]);
+        let controller = ObjectRef::new(ObjectKind::ConfigMap, "ingress-nginx", "c");
+        let mut d = Diagnostics::default();
+        let got = proxy_set_headers(&Key::new("app", "hdrs"), &o, &controller, &mut d);
+        let got: Vec<(&str, &str)> = got.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        assert_eq!(got, [("x-empty", ""), ("x-host", "$host:${server_port}")]);
+        let why: Vec<&str> = d.0.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(why.len(), 4, "{why:?}");
+        assert!(
+            why.iter()
+                .all(|w| w.starts_with("key proxy-set-headers: ConfigMap app/hdrs"))
+        );
+        assert!(why.iter().any(|w| w.contains("$upstream_addr")), "{why:?}");
+        let mut d = Diagnostics::default();
+        assert!(proxy_set_headers(&Key::new("app", "nope"), &o, &controller, &mut d).is_empty());
+        assert_eq!(d.0.len(), 1);
+        assert!(d.0[0].message.contains("not found"));
+        // A bare name is in the controller ConfigMap's namespace.
+        assert_eq!(
+            configmap_key("h", "ingress-nginx"),
+            Key::new("ingress-nginx", "h")
+        );
+        assert_eq!(
+            configmap_key("app/h", "ingress-nginx"),
+            Key::new("app", "h")
+        );
     }
 }

@@ -27,6 +27,7 @@
 
 pub mod affinity;
 pub mod annotations;
+pub mod answer_rewrite;
 pub mod auth;
 pub mod by_host;
 pub mod canary;
@@ -503,7 +504,10 @@ impl Translator {
         let endpoints = endpoints::EndpointIndex::new(objects, &self.config);
 
         let controller = self.controller_config(objects, &mut diags);
-        let add_headers_from = controller.add_headers_from.clone();
+        let headers_from = [
+            controller.add_headers_from.clone(),
+            controller.proxy_set_headers_from.clone(),
+        ];
         let part = l7_of(
             objects,
             objects.ingresses.values(),
@@ -554,7 +558,7 @@ impl Translator {
                 .clone()
                 .unwrap_or_else(configmap::ingress_nginx_default),
         );
-        refs.config_maps.extend(add_headers_from);
+        refs.config_maps.extend(headers_from.into_iter().flatten());
         self.refs = Some(refs);
         Snapshot {
             version: self.version,
@@ -584,14 +588,18 @@ impl Translator {
         {
             Some(cm) => {
                 let mut c = configmap::parse(cm, diags);
+                let object = ObjectRef::new(
+                    ObjectKind::ConfigMap,
+                    cm.metadata.namespace.clone().unwrap_or_default(),
+                    cm.metadata.name.clone().unwrap_or_default(),
+                );
                 if let Some(k) = &c.add_headers_from {
-                    let object = ObjectRef::new(
-                        ObjectKind::ConfigMap,
-                        cm.metadata.namespace.clone().unwrap_or_default(),
-                        cm.metadata.name.clone().unwrap_or_default(),
-                    );
                     c.settings.add_headers =
                         custom_headers::add_headers(k, objects, &object, diags);
+                }
+                if let Some(k) = &c.proxy_set_headers_from {
+                    c.settings.proxy_set_headers =
+                        custom_headers::proxy_set_headers(k, objects, &object, diags);
                 }
                 c
             }

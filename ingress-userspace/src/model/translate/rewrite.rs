@@ -1,5 +1,7 @@
 //! ingress-nginx's path annotations: `rewrite-target`, `x-forwarded-prefix`, `upstream-vhost`
-//! and `app-root` (annotations reference, "Rewrite"; examples/rewrite).
+//! and `app-root` (annotations reference, "Rewrite"; examples/rewrite); with `upstream-vhost`,
+//! the other header of the pod's request an annotation replaces, `connection-proxy-header`
+//! ("Connection proxy header"; `annotations/connection`).
 //!
 //! `rewrite-target` makes every path of a host a regular expression when it rewrites one of
 //! the host's paths, as ingress-nginx's `enforceRegexModifier` does
@@ -57,6 +59,13 @@ pub(super) fn parse(r: &mut Reader<'_>, policy: &mut RoutePolicy) -> PathOptions
         match http::uri::Authority::try_from(v.as_str()) {
             Ok(a) if a.as_str() == v && !v.contains('@') => policy.rewrite.upstream_vhost = Some(v),
             _ => r.bad("upstream-vhost", &v, "a host name (optionally with :port)"),
+        }
+    }
+    if let Some(v) = r.get("connection-proxy-header").map(str::to_string) {
+        // ingress-nginx's `validConnectionHeaderValue`, `^(close|keep-alive)$`.
+        match v.as_str() {
+            "close" | "keep-alive" => policy.rewrite.connection_header = Some(v),
+            _ => r.bad("connection-proxy-header", &v, "close or keep-alive"),
         }
     }
     if let Some(v) = r.get("app-root").map(str::to_string) {
@@ -117,6 +126,22 @@ mod tests {
         assert!(!needs_rewrite(Some("/"), "/"));
         assert!(!needs_rewrite(None, "/"));
         assert_eq!(o.paths.app_root.as_deref(), Some("/app1"));
+    }
+
+    /// `connection-proxy-header`: `close` or `keep-alive` (ingress-nginx's e2e value
+    /// test/e2e/annotations/connection.go); anything else warns and is ignored.
+    #[test]
+    fn connection_proxy_header_is_close_or_keep_alive() {
+        for v in ["close", "keep-alive"] {
+            let (o, w) = parse_map(&[("connection-proxy-header", v)]);
+            assert!(w.is_empty(), "{w:?}");
+            assert_eq!(o.policy.rewrite.connection_header.as_deref(), Some(v));
+        }
+        for v in ["upgrade", "Close", "keep-alive, x"] {
+            let (o, w) = parse_map(&[("connection-proxy-header", v)]);
+            assert_eq!(w, ["InvalidAnnotation"], "{v}");
+            assert_eq!(o.policy.rewrite.connection_header, None);
+        }
     }
 
     #[test]

@@ -72,6 +72,13 @@ use Status::{Differs, NotYet, Refused, Supported};
 const CLUSTER_LIMIT: Status = Differs(
     "with --rate-limit-redis one limit for all nodes together (ingress-nginx: per replica, N replicas allow N times it); Redis down: limit / ready nodes on each node; without Redis per node, as ingress-nginx",
 );
+/// `block-user-agents`, `block-referers`: nginx `map` entries ([`crate::model::nginx_map`]).
+const BLOCK_MAP: Status = Differs(
+    "expressions are the regex crate's syntax, not PCRE: one it does not take (lookaround, backreferences) is left out with a Warning (nginx refuses the whole configuration)",
+);
+/// `proxy-redirect-*`, `proxy-cookie-*` annotations ([`super::answer_rewrite`]).
+const ANSWER_REWRITE: Status =
+    Differs("a FROM starting with ~ (an nginx regular expression) is ignored with a Warning");
 /// Our own ConfigMap keys, read where ingress-nginx has none.
 const EXTENSION: Status = Differs("xdp-ingress's own key; ingress-nginx has none");
 const SNIPPET: Status = Refused(
@@ -142,7 +149,7 @@ pub static ANNOTATIONS: &[Row] = &[
     row("canary-weight-total", Supported, "Total of canary weights (default 100)."),
     row("client-body-buffer-size", Refused("request bodies are held in memory up to --request-buffer-bytes, never in temporary files"), "nginx `client_body_buffer_size`."),
     row("configuration-snippet", SNIPPET, "nginx configuration inserted into the location."),
-    row("connection-proxy-header", NotYet, "Value of the Connection header sent upstream."),
+    row("connection-proxy-header", Supported, "Connection header sent to an HTTP/1 pod, close or keep-alive, instead of upgrade for an upgrade and none otherwise (nginx's $connection_upgrade)."),
     row("cors-allow-credentials", Supported, "CORS: send Access-Control-Allow-Credentials: true (default true)."),
     row("cors-allow-headers", Supported, "CORS: Access-Control-Allow-Headers (default DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,Range,Authorization)."),
     row("cors-allow-methods", Supported, "CORS: Access-Control-Allow-Methods (default GET, PUT, POST, DELETE, PATCH, OPTIONS)."),
@@ -202,16 +209,16 @@ pub static ANNOTATIONS: &[Row] = &[
     row("proxy-buffers-number", BUFFERS, "nginx `proxy_buffers` count."),
     row("proxy-busy-buffers-size", BUFFERS, "nginx `proxy_busy_buffers_size`."),
     row("proxy-connect-timeout", Supported, "Timeout connecting to a pod (seconds; also `500ms`, `2m`)."),
-    row("proxy-cookie-domain", NotYet, "Rewrite the Domain of Set-Cookie."),
-    row("proxy-cookie-path", NotYet, "Rewrite the Path of Set-Cookie."),
+    row("proxy-cookie-domain", ANSWER_REWRITE, "\"FROM TO\" or off: a Set-Cookie Domain equal to FROM (ignoring case and a leading dot) becomes TO (nginx proxy_cookie_domain)."),
+    row("proxy-cookie-path", ANSWER_REWRITE, "\"FROM TO\" or off: a Set-Cookie Path starting with FROM has that start replaced by TO (nginx proxy_cookie_path)."),
     row("proxy-http-version", HTTP_VERSION, "HTTP version toward the pod (1.0 or 1.1, default 1.1); 1.0: no keep-alive, bodies sent with Content-Length."),
     row("proxy-max-temp-file-size", BUFFERS, "nginx `proxy_max_temp_file_size`."),
     row("proxy-next-upstream", Differs("a body streamed to a pod (request buffering off, gRPC, or past --request-buffer-bytes) is not sent again (nginx resends it from a temporary file); no pod is tried twice for one request"), "Which failures are retried on another pod (default `error timeout`; `http_503`, `non_idempotent`, `off`, ...)."),
     row("proxy-next-upstream-timeout", Supported, "Seconds after the first try during which another may start (0 = no limit)."),
     row("proxy-next-upstream-tries", Differs("no pod is tried twice for one request, so never more tries than endpoints (ingress-nginx's round robin may try a pod again)"), "Tries in all, the first included (default 3, 0 = no limit)."),
     row("proxy-read-timeout", Supported, "Time a pod has to answer (and WebSocket idle time)."),
-    row("proxy-redirect-from", NotYet, "Rewrite Location headers from this."),
-    row("proxy-redirect-to", NotYet, "Rewrite Location headers to this."),
+    row("proxy-redirect-from", ANSWER_REWRITE, "A Location (or Refresh URL) of the pod starting with this has that start replaced by proxy-redirect-to, made absolute when it starts with / (nginx proxy_redirect); off or default (the default): nothing."),
+    row("proxy-redirect-to", ANSWER_REWRITE, "The replacement of proxy-redirect-from; off or unset: nothing is rewritten."),
     row("proxy-request-buffering", REQUEST_BUFFERING, "Read the whole request body before contacting the pod (on/off, default on); gRPC streams."),
     row("proxy-send-timeout", Supported, "Longest a write to the pod may block."),
     row("proxy-ssl-ciphers", CIPHERS, "Ciphers toward HTTPS backends."),
@@ -268,8 +275,8 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("annotations-risk-level", Refused("annotation values are parsed, never pasted into a configuration, whatever their risk"), "Highest risk of annotations accepted."),
     row("bind-address", Refused("use --listen-address"), "Addresses the listeners bind."),
     row("block-cidrs", Supported, "Client CIDRs refused with 403 on every route without source ranges of its own and on requests no route takes (nginx `http`-level `deny`, which a location with its own `allow`/`deny` does not inherit); an invalid CIDR denies those (503)."),
-    row("block-referers", NotYet, "Referers refused everywhere."),
-    row("block-user-agents", NotYet, "User agents refused everywhere."),
+    row("block-referers", BLOCK_MAP, "Comma-separated Referers refused with 403 on every request (nginx map entries: ~regex, ~*regex ignoring case, else the whole value ignoring case)."),
+    row("block-user-agents", BLOCK_MAP, "Comma-separated User-Agents refused with 403 on every request (nginx map entries: ~regex, ~*regex ignoring case, else the whole value ignoring case)."),
     row("brotli-level", Supported, "Brotli compression level, 0 to 11 (default 4)."),
     row("brotli-min-length", Supported, "Responses whose Content-Length is below this many bytes are not compressed with brotli (default 20)."),
     row("brotli-types", Supported, "MIME types compressed with brotli, space-separated, `*` for all; text/html always."),
@@ -326,7 +333,7 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("gzip-level", Supported, "gzip compression level, 1 to 9 (default 1)."),
     row("gzip-min-length", Supported, "Responses whose Content-Length is below this many bytes are not gzipped (default 256)."),
     row("gzip-types", Supported, "MIME types gzipped, space-separated, `*` for all; text/html always."),
-    row("hide-headers", NotYet, "Response headers removed."),
+    row("hide-headers", Supported, "Comma-separated response headers of the pod not passed to the client (nginx proxy_hide_header), on every proxied answer."),
     row("hsts", Supported, "Strict-Transport-Security on HTTPS responses (default true)."),
     row("hsts-include-subdomains", Supported, "includeSubDomains in HSTS (default true)."),
     row("hsts-max-age", Supported, "max-age of HSTS, seconds (default 31536000)."),
@@ -388,7 +395,7 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("otel-service-name", NotYet, "OpenTelemetry service name."),
     row("otlp-collector-host", NotYet, "OpenTelemetry collector host."),
     row("otlp-collector-port", NotYet, "OpenTelemetry collector port."),
-    row("proxy-add-original-uri-header", NotYet, "Send X-Original-Uri to the backend."),
+    row("proxy-add-original-uri-header", Supported, "Send X-Original-URI (the request target as the client sent it) to the pod (default false)."),
     row("proxy-body-size", Supported, "Default largest request body; annotations override (flag --max-body-bytes)."),
     row("proxy-buffer-size", BUFFERS, "nginx `proxy_buffer_size`."),
     row("proxy-buffering", RESPONSE_BUFFERING, "Default of the proxy-buffering annotation (off)."),
@@ -409,7 +416,7 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("proxy-redirect-from", NotYet, "Rewrite Location headers from this."),
     row("proxy-request-buffering", REQUEST_BUFFERING, "Default of the proxy-request-buffering annotation (on)."),
     row("proxy-send-timeout", Supported, "Default longest blocked write toward a pod; annotations override."),
-    row("proxy-set-headers", NotYet, "Request headers from a ConfigMap, for every request."),
+    row("proxy-set-headers", Differs("a header the proxy sets itself (Host, X-Forwarded-For, ...) is replaced by the ConfigMap's value (nginx sends both); a value with a variable outside the supported set is left out with a Warning (nginx accepts any of its variables)"), "Request headers from a ConfigMap (NAMESPACE/NAME), set on every request to the pod; values may hold nginx variables; invalid or hop-by-hop ones are left out with a Warning."),
     row("proxy-ssl-location-only", NotYet, "proxy-ssl-* annotations apply to locations only."),
     row("proxy-stream-next-upstream", NotYet, "TCP/UDP services: retry on another endpoint."),
     row("proxy-stream-next-upstream-timeout", NotYet, "TCP/UDP services: time limit of retries."),

@@ -86,17 +86,7 @@ pub struct Request<'a> {
 impl VarSource for Request<'_> {
     fn push(&self, var: &Var, out: &mut String) {
         match var {
-            Var::Host => {
-                let h = self.host.rsplit_once(':').map_or(self.host, |(h, p)| {
-                    // `[::1]:80` -> `[::1]`; a bare IPv6 address has no port.
-                    if p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') {
-                        h
-                    } else {
-                        self.host
-                    }
-                });
-                out.push_str(&h.to_ascii_lowercase());
-            }
+            Var::Host => out.push_str(&host_name(self.host)),
             Var::HttpHost => out.push_str(self.host),
             Var::BestHttpHost => out.push_str(self.client.best_host(self.host)),
             Var::RequestUri => out.push_str(self.request_uri),
@@ -149,6 +139,19 @@ impl VarSource for Request<'_> {
             }
         }
     }
+}
+
+/// nginx's `$host` of a `host[:port]` as sent: lower case, without the port.
+pub fn host_name(http_host: &str) -> String {
+    let h = http_host.rsplit_once(':').map_or(http_host, |(h, p)| {
+        // `[::1]:80` -> `[::1]`; a bare IPv6 address has no port.
+        if p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') {
+            h
+        } else {
+            http_host
+        }
+    });
+    h.to_ascii_lowercase()
 }
 
 /// The auth service's answer, as far as the decision needs it.
