@@ -3880,3 +3880,58 @@ async fn backend_tls_policy_subject_alt_names() {
         }
     }
 }
+
+/// Filters that are not implemented are never skipped (HTTPRouteFilter.type: "requests that
+/// would have been processed by that filter MUST receive a HTTP error response"): an
+/// `ExternalAuth` or `ExtensionRef` rule answers 500 instead of letting its requests fall
+/// through to the route's catch-all (which would serve `/admin` unauthenticated), and the
+/// catch-all still serves the rest. A GRPCRoute's `ExtensionRef` rule answers gRPC calls with
+/// INTERNAL, a rule without valid backends with UNAVAILABLE (GRPCRouteRule.backendRefs); the
+/// other rules are served. Found by a fresh-user trial.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unimplemented_filters_answer_errors_never_the_broader_rule() {
+    let bed = Bed::start().await;
+    let ext_ref = || json!({"type": "ExtensionRef", "extensionRef": {"group": "example.com", "kind": "Auth", "name": "a"}});
+    bed.apply(vec![
+        http_route("ext")
+            .hosts(&["ext.example"])
+            .rule(
+                rule()
+                    .prefix("/admin")
+                    .filter(json!({"type": "ExternalAuth", "externalAuth": {"protocol": "HTTP", "backendRef": {"name": V2, "port": 8080}}}))
+                    .to(V1),
+            )
+            .rule(rule().prefix("/ext").filter(ext_ref()).to(V1))
+            .rule(rule().to(V3))
+            .build(),
+        grpc_route("grpc-ext")
+            .hosts(&["grpc.example"])
+            .rule(
+                rule()
+                    .when(grpc_method(GRPC_ECHO, "EchoTwo"))
+                    .filter(ext_ref())
+                    .to(G2),
+            )
+            .rule(
+                rule()
+                    .when(grpc_method(GRPC_ECHO, "EchoThree"))
+                    .backend(json!({"name": "missing", "port": 8080})),
+            )
+            .rule(rule().to(G1))
+            .build(),
+    ]);
+    bed.check(&[
+        get("/admin/x").host("ext.example").status(500),
+        get("/ext").host("ext.example").status(500),
+        get("/other").host("ext.example").to(V3),
+    ])
+    .await;
+    const INTERNAL: u32 = 13;
+    const UNAVAILABLE: u32 = 14;
+    let g = grpc_call(&bed, false, "grpc.example", "EchoTwo", &[]).await;
+    assert_eq!((g.code, g.trailers_only), (INTERNAL, true));
+    let g = grpc_call(&bed, false, "grpc.example", "EchoThree", &[]).await;
+    assert_eq!((g.code, g.trailers_only), (UNAVAILABLE, true));
+    let g = grpc_call(&bed, false, "grpc.example", "Echo", &[]).await;
+    assert_eq!((g.code, g.pod()), (OK, G1));
+}
