@@ -3935,3 +3935,44 @@ async fn unimplemented_filters_answer_errors_never_the_broader_rule() {
     let g = grpc_call(&bed, false, "grpc.example", "Echo", &[]).await;
     assert_eq!((g.code, g.pod()), (OK, G1));
 }
+
+/// An HTTPS listener with hostname `*.wild.example` presents its certificate for every name
+/// it takes, `a.b.wild.example` as well as `x.wild.example` (Gateway API v1
+/// `Listener.hostname`: a wildcard covers one or more labels), as routing does; a name it
+/// does not take gets another certificate. Found by a fresh-user trial (the generated
+/// certificate was served for two labels).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_wildcard_listener_certificate_covers_several_labels() {
+    let bed = Bed::start().await;
+    let (cert, key) = xdp_ingress::proxy::tls::self_signed_pem(&["*.wild.example"]).unwrap();
+    bed.apply(vec![
+        tls_secret(EDGE, "wild-tls", &cert, &key),
+        gateway(
+            EDGE,
+            "gw-wild",
+            vec![
+                listener("wild", 443, "HTTPS")
+                    .host("*.wild.example")
+                    .cert("wild-tls"),
+            ],
+        ),
+        http_route("wild")
+            .parent("gw-wild")
+            .rule(rule().to(V1))
+            .build(),
+    ]);
+    let https = bed.proxy.https();
+    let (_, one_label) = tls_connect(https, "x.wild.example", &[b"http/1.1"]).await;
+    let (_, other) = tls_connect(https, "other.example", &[b"http/1.1"]).await;
+    assert_ne!(one_label, other);
+    for host in ["x.wild.example", "a.b.wild.example"] {
+        let (stream, der) = tls_connect(https, host, &[b"http/1.1"]).await;
+        assert_eq!(der, one_label, "{host}: the listener's certificate");
+        let g = request_over(stream, false, req(https, host, "/")).await;
+        assert_eq!(
+            (g.status.as_u16(), g.pod()),
+            (200, V1.to_string()),
+            "{host}"
+        );
+    }
+}

@@ -1228,6 +1228,11 @@ pub fn merge(l7: &mut L7Config, out: &mut Output) {
     for (host, cert) in std::mem::take(&mut out.certificates) {
         if host.is_empty() {
             l7.default_certificate.get_or_insert(cert);
+        } else if let Some(suffix) = host.strip_prefix("*.") {
+            // One or more labels, unlike an Ingress wildcard's one.
+            (l7.gateway_wildcard_certificates)
+                .entry(suffix.to_string())
+                .or_insert(cert);
         } else {
             l7.certificates.entry(host).or_insert(cert);
         }
