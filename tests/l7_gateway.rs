@@ -3976,3 +3976,23 @@ async fn https_wildcard_listener_certificate_covers_several_labels() {
         );
     }
 }
+
+/// A listener whose `allowedRoutes.kinds` lists HTTPRoute and a kind no listener takes
+/// (`ResolvedRefs: False, InvalidRouteKinds`, conformance GatewayInvalidRouteKind) serves its
+/// HTTPRoutes on its port, as its status says (`Programmed: True`, the route attached).
+/// Found by a fresh-user trial (the port refused connections).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_with_an_invalid_kind_serves_its_valid_kinds() {
+    let bed = Bed::start().await;
+    let s = bed.apply(vec![
+        gateway(
+            EDGE,
+            "mixed",
+            vec![listener("mixed", 8080, "HTTP").kinds(&["HTTPRoute", "FooRoute"])],
+        ),
+        http_route("r").parent("mixed").rule(rule().to(V1)).build(),
+    ]);
+    accepted_and_resolved(&s, EDGE, "r");
+    assert_eq!(attached_routes(&s, "mixed"), [1]);
+    bed.check(&[get("/").on_port(8080).to(V1)]).await;
+}

@@ -332,8 +332,8 @@ pub fn translate(
                     "ParentNotAccepted",
                     "the Gateway is not accepted".into(),
                 );
-                l.served_port = None;
-                s.port = None;
+                // Routes do not attach through a Gateway that is not accepted.
+                l.attachable = false;
             }
         }
     }

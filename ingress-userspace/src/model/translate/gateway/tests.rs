@@ -1505,6 +1505,117 @@ fn gateway_invalid_route_kind() {
     }
 }
 
+/// A listener listing a kind it takes and one it does not keeps serving the one it takes:
+/// `ResolvedRefs: False, InvalidRouteKinds` (conformance GatewayInvalidRouteKind) with
+/// `supportedKinds` [HTTPRoute], `Programmed: True`, its HTTPRoute attached, counted and
+/// served; a GRPCRoute it does not list is refused saying so. A listener left with no kind
+/// serves nothing. Found by a fresh-user trial (the port was not served at all while the
+/// route said Accepted).
+#[test]
+fn a_listener_with_one_invalid_kind_serves_the_valid_ones() {
+    let s = snapshot(&format!(
+        "{}{}{}",
+        super::test_support::gateway_yaml(
+            "{name: gw, namespace: app}",
+            "  listeners:\n  - {name: mixed, port: 80, protocol: HTTP, allowedRoutes: {kinds: [{kind: HTTPRoute}, {kind: FooRoute}]}}\n  - {name: none, port: 443, protocol: HTTPS, hostname: none.example, allowedRoutes: {kinds: [{kind: FooRoute}]}, tls: {certificateRefs: [{name: missing}]}}\n",
+        ),
+        route(
+            "r",
+            "app",
+            "{name: gw, sectionName: mixed}",
+            "  rules: [{backendRefs: [{name: web, port: 8080}]}]\n"
+        ),
+        r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: g, namespace: app}
+spec:
+  parentRefs: [{name: gw, sectionName: mixed}]
+  rules: [{backendRefs: [{name: web, port: 8080}]}]
+"#,
+    ));
+    let l = listener(&s, "mixed");
+    assert_eq!(kinds(l), ["HTTPRoute"]);
+    assert_eq!(
+        cond(&l.conditions, "ResolvedRefs"),
+        (false, "InvalidRouteKinds")
+    );
+    assert_eq!(cond(&l.conditions, "Accepted"), (true, "Accepted"));
+    assert_eq!(cond(&l.conditions, "Programmed"), (true, "Programmed"));
+    assert_eq!(l.attached_routes, 1);
+    assert_eq!(
+        cond(route_parent(&s, "app", "r"), "Accepted"),
+        (true, "Accepted")
+    );
+    let any = s.l7.any_host.as_ref().expect("the route is served");
+    assert_eq!(any.routes[0].origin.object.name, "r");
+    let g =
+        &s.gateway_status.routes[&ObjectRef::new(ObjectKind::GRPCRoute, "app", "g")][0].conditions;
+    assert_eq!(cond(g, "Accepted"), (false, "NotAllowedByListeners"));
+    let msg = &g[0].message;
+    assert!(
+        msg.contains("listener mixed does not allow GRPCRoutes") && msg.contains("HTTPRoute"),
+        "{msg}"
+    );
+    let none = listener(&s, "none");
+    assert!(kinds(none).is_empty());
+    assert_eq!(cond(&none.conditions, "Programmed"), (false, "Invalid"));
+}
+
+/// Spec (ListenerStatus.attachedRoutes): attachment is "based solely on" `allowedRoutes` and
+/// parentRefs; "Listener or Route status does not impact successful attachment ... even if
+/// the Accepted condition of an individual Listener is set to False". A route naming a
+/// conflicted listener by `sectionName` is attached (`Accepted: True`) and counted there,
+/// and not served through it; a namespace selector's refusal says it is the namespaces.
+#[test]
+fn routes_attach_to_listeners_that_are_not_accepted() {
+    let s = snapshot(&format!(
+        "{}{}{}",
+        super::test_support::gateway_yaml(
+            "{name: gw, namespace: app}",
+            "  listeners:\n  - {name: a, port: 80, protocol: HTTP, hostname: d.example}\n  - {name: b, port: 80, protocol: HTTP, hostname: d.example}\n  - {name: sel, port: 80, protocol: HTTP, hostname: s.example, allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {listeners: \"yes\"}}}}}\n",
+        ),
+        route(
+            "on-b",
+            "app",
+            "{name: gw, sectionName: b}",
+            "  rules: [{backendRefs: [{name: web, port: 8080}]}]\n"
+        ),
+        route(
+            "on-sel",
+            "app",
+            "{name: gw, sectionName: sel}",
+            "  rules: [{backendRefs: [{name: web, port: 8080}]}]\n"
+        ),
+    ));
+    let b = listener(&s, "b");
+    assert_eq!(
+        cond(&b.conditions, "Conflicted"),
+        (true, "HostnameConflict")
+    );
+    assert_eq!(
+        cond(&b.conditions, "Programmed"),
+        (false, "HostnameConflict")
+    );
+    assert_eq!(b.attached_routes, 1);
+    assert_eq!(
+        cond(route_parent(&s, "app", "on-b"), "Accepted"),
+        (true, "Accepted")
+    );
+    assert!(
+        !s.l7.hosts.contains_key("d.example"),
+        "not served through b"
+    );
+    let c = route_parent(&s, "app", "on-sel");
+    assert_eq!(cond(c, "Accepted"), (false, "NotAllowedByListeners"));
+    assert!(
+        c[0].message
+            .contains("from namespace app (allowedRoutes.namespaces)"),
+        "{}",
+        c[0].message
+    );
+}
+
 /// Conformance GatewayInvalidTLSConfiguration: a certificateRef to a Secret that does not
 /// exist, of another group, of another kind, or to a Secret whose PEM does not parse is
 /// `ResolvedRefs: False, InvalidCertificateRef`; HTTPRoute stays a supported kind.
