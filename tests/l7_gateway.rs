@@ -3996,3 +3996,36 @@ async fn a_listener_with_an_invalid_kind_serves_its_valid_kinds() {
     assert_eq!(attached_routes(&s, "mixed"), [1]);
     bed.check(&[get("/").on_port(8080).to(V1)]).await;
 }
+
+/// A route attached to one listener does not capture another listener's misses: with a
+/// hostless route on the Gateway's listener on 8080 only, a gRPC call on its listener on 80
+/// that nothing takes is the Gateway's miss, `UNIMPLEMENTED` as a Trailers-Only answer
+/// (Gateway v1.6 `spec.listeners`), and a plain request there says no host matched; the
+/// route still serves on 8080. Found by a fresh-user trial (HTTP/2 404 "no path matched").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_on_another_listener_leaves_the_miss_a_host_miss() {
+    let bed = Bed::start().await;
+    bed.apply(vec![
+        gateway(
+            EDGE,
+            "two",
+            vec![
+                listener("http", 80, "HTTP"),
+                listener("other", 8080, "HTTP"),
+            ],
+        ),
+        http_route("only-other")
+            .section("two", "other")
+            .rule(rule().to(V1))
+            .build(),
+    ]);
+    let g = grpc_call(&bed, false, "gw.example", "Echo", &[]).await;
+    assert_eq!((g.code, g.trailers_only), (UNIMPLEMENTED, true));
+    bed.check(&[
+        get("/")
+            .status(404)
+            .gets("x-xdp-ingress-reason", "no host matched"),
+        get("/").on_port(8080).to(V1),
+    ])
+    .await;
+}
