@@ -24,6 +24,7 @@ pub mod attachment;
 pub mod backend_client_cert;
 pub mod backend_tls;
 pub mod backends;
+pub mod features;
 pub mod filters;
 pub mod frontend_tls;
 pub mod grpc;
