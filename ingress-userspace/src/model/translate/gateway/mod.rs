@@ -24,6 +24,7 @@ pub mod attachment;
 pub mod backend_client_cert;
 pub mod backend_tls;
 pub mod backends;
+pub mod cel;
 pub mod features;
 pub mod filters;
 pub mod frontend_tls;
@@ -971,6 +972,15 @@ fn build_routes(
                 continue;
             }
         };
+        if oref.kind == ObjectKind::HTTPRoute {
+            for m in cel::rule_warnings(rule, timeouts) {
+                diags.warn(
+                    oref,
+                    cel::REASON,
+                    format!("rule {ri}: {m} (the CRD's validation); served as read"),
+                );
+            }
+        }
         gp.request_timeout = timeouts.request;
         let next_upstream = match rule.retry.as_ref().map(retry::next_upstream).transpose() {
             Ok(n) => n.unwrap_or_default(),

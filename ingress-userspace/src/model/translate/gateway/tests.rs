@@ -2454,3 +2454,72 @@ spec:
     );
     assert_eq!(gateway(&s, "app", "gw").listeners[0].attached_routes, 1);
 }
+
+/// Manifest mode sees what the HTTPRoute CRD's CEL validation would refuse
+/// (httproute_types.go `XValidation`): each broken rule gets a Warning with the CRD's message
+/// and is served as read (the last RequestHeaderModifier applies).
+#[test]
+fn cel_validation_rules_get_warnings() {
+    let yaml = format!(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: app}}
+spec:
+  gatewayClassName: xdp
+  listeners: [{{name: http, port: 80, protocol: HTTP}}]
+{}"#,
+        route(
+            "cel",
+            "app",
+            "{name: gw}",
+            "  hostnames: [cel.example]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /twice}}]
+    filters:
+    - {type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: a, value: one}]}}
+    - {type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: a, value: two}]}}
+    backendRefs: [{name: web, port: 8080}]
+  - matches: [{path: {type: PathPrefix, value: /timeouts}}]
+    timeouts: {request: 1s, backendRequest: 2s}
+    backendRefs: [{name: web, port: 8080}]
+  - matches: [{path: {type: PathPrefix, value: /redirect}}]
+    filters: [{type: RequestRedirect, requestRedirect: {hostname: other.example}}]
+    backendRefs: [{name: web, port: 8080}]
+  - backendRefs: [{name: web, port: 8080}]
+"
+        ),
+    );
+    let s = snapshot(&yaml);
+    let warned: Vec<&str> = (s.diagnostics.iter())
+        .filter(|d| d.object.name == "cel" && d.reason == "ValidationRule")
+        .map(|d| d.message.as_str())
+        .collect();
+    for (rule, message) in [
+        ("rule 0", "RequestHeaderModifier filter cannot be repeated"),
+        (
+            "rule 1",
+            "backendRequest timeout cannot be longer than request timeout",
+        ),
+        (
+            "rule 2",
+            "RequestRedirect filter must not be used together with backendRefs",
+        ),
+    ] {
+        assert!(
+            warned
+                .iter()
+                .any(|w| w.starts_with(rule) && w.contains(message)),
+            "{rule}: {warned:?}"
+        );
+    }
+    assert_eq!(warned.len(), 3, "{warned:?}");
+    let twice = (s.l7.hosts["cel.example"].routes.iter())
+        .find(|r| r.origin.written_path.as_deref() == Some("/twice"))
+        .unwrap();
+    let g = twice.policy.gateway.as_ref().unwrap();
+    assert_eq!(
+        g.request_headers.set,
+        [("a".to_string(), "two".to_string())]
+    );
+}
