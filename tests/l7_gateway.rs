@@ -3880,3 +3880,152 @@ async fn backend_tls_policy_subject_alt_names() {
         }
     }
 }
+
+/// Filters that are not implemented are never skipped (HTTPRouteFilter.type: "requests that
+/// would have been processed by that filter MUST receive a HTTP error response"): an
+/// `ExternalAuth` or `ExtensionRef` rule answers 500 instead of letting its requests fall
+/// through to the route's catch-all (which would serve `/admin` unauthenticated), and the
+/// catch-all still serves the rest. A GRPCRoute's `ExtensionRef` rule answers gRPC calls with
+/// INTERNAL, a rule without valid backends with UNAVAILABLE (GRPCRouteRule.backendRefs); the
+/// other rules are served. Found by a fresh-user trial.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unimplemented_filters_answer_errors_never_the_broader_rule() {
+    let bed = Bed::start().await;
+    let ext_ref = || json!({"type": "ExtensionRef", "extensionRef": {"group": "example.com", "kind": "Auth", "name": "a"}});
+    bed.apply(vec![
+        http_route("ext")
+            .hosts(&["ext.example"])
+            .rule(
+                rule()
+                    .prefix("/admin")
+                    .filter(json!({"type": "ExternalAuth", "externalAuth": {"protocol": "HTTP", "backendRef": {"name": V2, "port": 8080}}}))
+                    .to(V1),
+            )
+            .rule(rule().prefix("/ext").filter(ext_ref()).to(V1))
+            .rule(rule().to(V3))
+            .build(),
+        grpc_route("grpc-ext")
+            .hosts(&["grpc.example"])
+            .rule(
+                rule()
+                    .when(grpc_method(GRPC_ECHO, "EchoTwo"))
+                    .filter(ext_ref())
+                    .to(G2),
+            )
+            .rule(
+                rule()
+                    .when(grpc_method(GRPC_ECHO, "EchoThree"))
+                    .backend(json!({"name": "missing", "port": 8080})),
+            )
+            .rule(rule().to(G1))
+            .build(),
+    ]);
+    bed.check(&[
+        get("/admin/x").host("ext.example").status(500),
+        get("/ext").host("ext.example").status(500),
+        get("/other").host("ext.example").to(V3),
+    ])
+    .await;
+    const INTERNAL: u32 = 13;
+    const UNAVAILABLE: u32 = 14;
+    let g = grpc_call(&bed, false, "grpc.example", "EchoTwo", &[]).await;
+    assert_eq!((g.code, g.trailers_only), (INTERNAL, true));
+    let g = grpc_call(&bed, false, "grpc.example", "EchoThree", &[]).await;
+    assert_eq!((g.code, g.trailers_only), (UNAVAILABLE, true));
+    let g = grpc_call(&bed, false, "grpc.example", "Echo", &[]).await;
+    assert_eq!((g.code, g.pod()), (OK, G1));
+}
+
+/// An HTTPS listener with hostname `*.wild.example` presents its certificate for every name
+/// it takes, `a.b.wild.example` as well as `x.wild.example` (Gateway API v1
+/// `Listener.hostname`: a wildcard covers one or more labels), as routing does; a name it
+/// does not take gets another certificate. Found by a fresh-user trial (the generated
+/// certificate was served for two labels).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_wildcard_listener_certificate_covers_several_labels() {
+    let bed = Bed::start().await;
+    let (cert, key) = xdp_ingress::proxy::tls::self_signed_pem(&["*.wild.example"]).unwrap();
+    bed.apply(vec![
+        tls_secret(EDGE, "wild-tls", &cert, &key),
+        gateway(
+            EDGE,
+            "gw-wild",
+            vec![
+                listener("wild", 443, "HTTPS")
+                    .host("*.wild.example")
+                    .cert("wild-tls"),
+            ],
+        ),
+        http_route("wild")
+            .parent("gw-wild")
+            .rule(rule().to(V1))
+            .build(),
+    ]);
+    let https = bed.proxy.https();
+    let (_, one_label) = tls_connect(https, "x.wild.example", &[b"http/1.1"]).await;
+    let (_, other) = tls_connect(https, "other.example", &[b"http/1.1"]).await;
+    assert_ne!(one_label, other);
+    for host in ["x.wild.example", "a.b.wild.example"] {
+        let (stream, der) = tls_connect(https, host, &[b"http/1.1"]).await;
+        assert_eq!(der, one_label, "{host}: the listener's certificate");
+        let g = request_over(stream, false, req(https, host, "/")).await;
+        assert_eq!(
+            (g.status.as_u16(), g.pod()),
+            (200, V1.to_string()),
+            "{host}"
+        );
+    }
+}
+
+/// A listener whose `allowedRoutes.kinds` lists HTTPRoute and a kind no listener takes
+/// (`ResolvedRefs: False, InvalidRouteKinds`, conformance GatewayInvalidRouteKind) serves its
+/// HTTPRoutes on its port, as its status says (`Programmed: True`, the route attached).
+/// Found by a fresh-user trial (the port refused connections).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_with_an_invalid_kind_serves_its_valid_kinds() {
+    let bed = Bed::start().await;
+    let s = bed.apply(vec![
+        gateway(
+            EDGE,
+            "mixed",
+            vec![listener("mixed", 8080, "HTTP").kinds(&["HTTPRoute", "FooRoute"])],
+        ),
+        http_route("r").parent("mixed").rule(rule().to(V1)).build(),
+    ]);
+    accepted_and_resolved(&s, EDGE, "r");
+    assert_eq!(attached_routes(&s, "mixed"), [1]);
+    bed.check(&[get("/").on_port(8080).to(V1)]).await;
+}
+
+/// A route attached to one listener does not capture another listener's misses: with a
+/// hostless route on the Gateway's listener on 8080 only, a gRPC call on its listener on 80
+/// that nothing takes is the Gateway's miss, `UNIMPLEMENTED` as a Trailers-Only answer
+/// (Gateway v1.6 `spec.listeners`), and a plain request there says no host matched; the
+/// route still serves on 8080. Found by a fresh-user trial (HTTP/2 404 "no path matched").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_on_another_listener_leaves_the_miss_a_host_miss() {
+    let bed = Bed::start().await;
+    bed.apply(vec![
+        gateway(
+            EDGE,
+            "two",
+            vec![
+                listener("http", 80, "HTTP"),
+                listener("other", 8080, "HTTP"),
+            ],
+        ),
+        http_route("only-other")
+            .section("two", "other")
+            .rule(rule().to(V1))
+            .build(),
+    ]);
+    let g = grpc_call(&bed, false, "gw.example", "Echo", &[]).await;
+    assert_eq!((g.code, g.trailers_only), (UNIMPLEMENTED, true));
+    bed.check(&[
+        get("/")
+            .status(404)
+            .gets("x-xdp-ingress-reason", "no host matched"),
+        get("/").on_port(8080).to(V1),
+    ])
+    .await;
+}

@@ -1324,6 +1324,15 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                 e.status = Some(404);
                 e.reason = format!("{miss}; no default backend");
             }
+            // Gateways are served but none on this port (a listener's `port` is the port
+            // clients connect to: `port: 80` under `--http-port 8080` is PortUnavailable).
+            let l7 = &snapshot.l7;
+            let gateway_here = l7.gateway_shared_ports.contains(&port)
+                || l7.gateway_listeners.contains_key(&port)
+                || (l7.gateway_addresses.values()).any(|a| a.ports.contains_key(&port));
+            if !gateway_here && !snapshot.gateway_status.gateways.is_empty() {
+                e.reason += &format!("; no Gateway listener serves port {port}");
+            }
             e.reason += &elsewhere(&table);
         }
     }
@@ -2381,6 +2390,61 @@ spec:
             ..TranslateConfig::default()
         };
         translate(&objects, &config)
+    }
+
+    /// A Gateway whose listener names port 80 while the proxy's HTTP port is 8080: the
+    /// listener is PortUnavailable, and a request on 8080 is explained as no Gateway
+    /// listener serving that port (gateway-api.md, "A first Gateway").
+    #[test]
+    fn a_port_no_gateway_listener_serves_is_named() {
+        let ports = crate::proxy::args::ListenerPorts {
+            http_port: 8080,
+            ..Default::default()
+        };
+        let objects = Objects::from_objects(
+            crate::source::files::parse_manifests(
+                r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: xdp-ingress}
+spec: {controllerName: xdp-ingress.dev/controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: shop}
+spec:
+  gatewayClassName: xdp-ingress
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web, namespace: shop}
+spec:
+  parentRefs: [{name: gw}]
+  rules: [{backendRefs: [{name: web, port: 8080}]}]
+"#,
+            )
+            .unwrap(),
+        );
+        let config = TranslateConfig {
+            gateway_ports: ports.proxy_ports(),
+            ..TranslateConfig::default()
+        };
+        let s = translate(&objects, &config);
+        let e = explain(
+            &s,
+            &Query {
+                port: Some(8080),
+                ports,
+                ..q("shop.example", "/")
+            },
+        );
+        assert_eq!(e.outcome, Outcome::NotFound, "{e:?}");
+        assert!(
+            e.reason.contains("no Gateway listener serves port 8080"),
+            "{}",
+            e.reason
+        );
     }
 
     /// The request's port picks the listener, as the proxy's sockets do: a route attached to

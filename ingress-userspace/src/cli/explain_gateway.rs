@@ -16,7 +16,7 @@ use crate::{
         Diagnostic, ObjectKind, ObjectRef, Snapshot, translate::gateway::strays::route_parent_refs,
     },
     status::gateway_status::{
-        conditions_json, gateway_json, listener_set_json, route_parents_json,
+        gateway_class_json, gateway_json, listener_set_json, route_parents_json,
     },
     store::{Key, Objects},
 };
@@ -102,8 +102,7 @@ pub fn explain_gateway(
     let gateway_class = class_obj.zip(class_ref.as_ref()).map(|(gc, r)| ClassInfo {
         name: r.name.clone(),
         controller_name: gc.spec.controller_name.clone(),
-        status: (status.classes.get(r))
-            .map(|c| unstamped(serde_json::json!({"conditions": conditions_json(c, UNSTAMPED)}))),
+        status: (status.classes.get(r)).map(|c| unstamped(gateway_class_json(c, UNSTAMPED))),
     });
     let gw_status = status.gateways.get(&gw_ref);
     let reason = match (gw, &class, class_obj, gw_status) {

@@ -211,8 +211,15 @@ pub struct L7Config {
     pub any_host: Option<Arc<VirtualHost>>,
     /// Where unmatched requests go; `None` means the built-in 404.
     pub default_backend: Option<Arc<Upstream>>,
-    /// Certificates by SNI name (exact and `*.` wildcards), from Ingress `spec.tls`.
+    /// Certificates by SNI name (exact and `*.` wildcards), from Ingress `spec.tls`, and
+    /// the exact hostnames of HTTPS Gateway listeners. An Ingress wildcard covers exactly
+    /// one label, as ingress-nginx's certificate lookup (`certificate.lua`
+    /// `get_pem_cert_uid`: the first label replaced by `*`) and the Ingress host rules do.
     pub certificates: NameMap<TlsCertificate>,
+    /// Certificates of HTTPS Gateway listeners with a `*.` wildcard hostname, by its suffix:
+    /// one or more labels (Gateway API v1 `Listener.hostname`), tried after exact names and
+    /// Ingress wildcards, longest suffix first ([`crate::proxy::tls`]).
+    pub gateway_wildcard_certificates: BTreeMap<String, Arc<TlsCertificate>>,
     /// Certificate for handshakes that match no name (`None`: the proxy generates one).
     pub default_certificate: Option<Arc<TlsCertificate>>,
     /// Controller-wide settings (the ingress-nginx controller ConfigMap).

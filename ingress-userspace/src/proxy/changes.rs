@@ -123,6 +123,10 @@ pub fn changed_hosts<'a>(
 /// default, and on every Gateway address.
 pub fn same_certificates(prev: &L7Config, next: &L7Config) -> bool {
     same_names(&prev.certificates, &next.certificates)
+        && same_map(
+            &prev.gateway_wildcard_certificates,
+            &next.gateway_wildcard_certificates,
+        )
         && same_opt(&prev.default_certificate, &next.default_certificate)
         && prev.gateway_addresses.len() == next.gateway_addresses.len()
         && (prev.gateway_addresses.iter())

@@ -615,6 +615,13 @@ async fn route(
                                 .await;
                         }
                         out.reason = Some(reason.clone());
+                        // A GRPCRoute's own error reaches a gRPC client as a gRPC status.
+                        if grpc_answer(route, &req) {
+                            break 'location grpc_reject::trailers_only(
+                                grpc_reject::code_of(*status),
+                                reason,
+                            );
+                        }
                         let status = StatusCode::from_u16(*status)
                             .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
                         local(status, reason)
@@ -658,6 +665,12 @@ async fn route(
                             let valid: u64 = ups.iter().map(|(_, w)| u64::from(*w)).sum();
                             if gateway_filters::takes_invalid_share(g.invalid_weight, valid) {
                                 out.reason = Some("unresolvable backendRef".into());
+                                if grpc_answer(route, &req) {
+                                    break 'location grpc_reject::trailers_only(
+                                        grpc_reject::UNAVAILABLE,
+                                        "unresolvable backendRef",
+                                    );
+                                }
                                 break 'location local(
                                     StatusCode::INTERNAL_SERVER_ERROR,
                                     "unresolvable backendRef",
@@ -884,6 +897,13 @@ fn blocked(
     .2;
     out.reason = Some(reason.into());
     Some(local(StatusCode::FORBIDDEN, reason))
+}
+
+/// Whether `route`'s own error answers to `req` are gRPC statuses: a GRPCRoute's, to a gRPC
+/// request (a plain HTTP client of the same route keeps the HTTP status).
+fn grpc_answer<U, B>(route: &super::router::CompiledRoute<U>, req: &Request<B>) -> bool {
+    route.origin().object.kind == crate::model::ObjectKind::GRPCRoute
+        && grpc_reject::is_grpc(req.headers())
 }
 
 /// The access phase of a request no route takes ([`allowlist::default_server_refusal`]).

@@ -32,10 +32,34 @@ pub fn is_grpc(headers: &HeaderMap) -> bool {
     })
 }
 
+/// gRPC status code INTERNAL (grpc/doc/statuscodes.md: "some invariants expected by the
+/// underlying system have been broken"): a GRPCRoute rule whose filter is not implemented.
+pub const INTERNAL: u32 = 13;
+
+/// gRPC status code UNAVAILABLE: a GRPCRoute rule's invalid backendRefs (Gateway API v1
+/// `GRPCRouteRule.backendRefs`: "MUST receive an `UNAVAILABLE` status").
+pub const UNAVAILABLE: u32 = 14;
+
+/// The gRPC status of a GRPCRoute rule's own error answer of HTTP status `http` (the one
+/// mapping, so that translation decides with an HTTP status): 503 is UNAVAILABLE, 404
+/// UNIMPLEMENTED, anything else INTERNAL.
+pub fn code_of(http: u16) -> u32 {
+    match http {
+        503 => UNAVAILABLE,
+        404 => UNIMPLEMENTED,
+        _ => INTERNAL,
+    }
+}
+
 /// The Trailers-Only answer with `grpc-status` UNIMPLEMENTED; `reason` (unless empty) goes in
 /// `grpc-message` (percent-encoding is not needed: it is ASCII without `%`) and in
 /// [`REASON_HEADER`].
 pub fn unimplemented(reason: &str) -> Response<ProxyBody> {
+    trailers_only(UNIMPLEMENTED, reason)
+}
+
+/// The Trailers-Only answer with `grpc-status` `code`; `reason` as [`unimplemented`]'s.
+pub fn trailers_only(code: u32, reason: &str) -> Response<ProxyBody> {
     let mut resp = Response::new(
         Full::new(Bytes::new())
             .map_err(|e| match e {})
@@ -44,7 +68,7 @@ pub fn unimplemented(reason: &str) -> Response<ProxyBody> {
     *resp.status_mut() = StatusCode::OK;
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-    h.insert("grpc-status", HeaderValue::from(UNIMPLEMENTED));
+    h.insert("grpc-status", HeaderValue::from(code));
     if !reason.is_empty()
         && let Ok(v) = HeaderValue::from_str(reason)
     {

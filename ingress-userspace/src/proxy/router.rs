@@ -579,16 +579,22 @@ impl<U> RouteTable<U> {
         // Gateway's port or address, an Ingress host on a Gateway port) is not this
         // listener's: Gateway API listeners route only by the routes attached to them, so the
         // next less specific host that has some is taken instead (a catch-all route of this
-        // Gateway is not hidden by another Gateway's hostname). A host that has routes here
-        // keeps its misses, as ingress-nginx's server block does.
+        // Gateway is not hidden by another Gateway's hostname), and with none no host took
+        // the request (a route attached to one listener does not make another listener's
+        // miss a path miss: Gateway v1.6 `spec.listeners`, a gRPC call then gets
+        // UNIMPLEMENTED). A host that has routes here keeps its misses, as ingress-nginx's
+        // server block does.
         let listens =
             |h: &CompiledHost<U>| h.routes.iter().any(|r| r.matcher.listens(req, claimed));
         let mut host = hosts.next();
         if let Some(h) = host
             && !listens(h)
-            && let Some(here) = hosts.find(|h| listens(h))
         {
-            host = Some(here);
+            // With no host here, one without routes at all (an Ingress rule without paths)
+            // keeps the miss as its own.
+            host = hosts
+                .find(|h| listens(h))
+                .or(Some(h).filter(|h| h.routes.is_empty()));
         }
         let why = match host {
             None => Miss::NoHost,

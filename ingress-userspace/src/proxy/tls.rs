@@ -59,7 +59,10 @@ impl std::hash::Hash for Pem {
 #[derive(Default)]
 struct CertTable {
     exact: HashMap<String, Arc<CertifiedKey>>,
+    /// Ingress wildcards by suffix: exactly one label more.
     wildcard: HashMap<String, Arc<CertifiedKey>>,
+    /// Gateway listener wildcards by suffix: one or more labels more.
+    gateway_wildcard: HashMap<String, Arc<CertifiedKey>>,
     default: Option<Arc<CertifiedKey>>,
     /// Parsed keys by PEM, reused by the next snapshot.
     parsed: HashMap<PemKey, Arc<CertifiedKey>>,
@@ -72,6 +75,10 @@ impl std::fmt::Debug for CertTable {
         f.debug_struct("CertTable")
             .field("exact", &self.exact.keys().collect::<Vec<_>>())
             .field("wildcard", &self.wildcard.keys().collect::<Vec<_>>())
+            .field(
+                "gateway_wildcard",
+                &self.gateway_wildcard.keys().collect::<Vec<_>>(),
+            )
             .field("default", &self.default.is_some())
             .field("parsed", &self.parsed.len())
             .finish()
@@ -134,7 +141,9 @@ impl CertStore {
             }
         };
         // By name, in key order (a snapshot's `NameMap` or a Gateway address's `BTreeMap`).
-        let mut names = |certificates: Vec<(&String, &Arc<TlsCertificate>)>| {
+        // `gateway`: the certificates are Gateway listeners' (wildcards of one or more
+        // labels).
+        let mut names = |certificates: Vec<(&String, &Arc<TlsCertificate>)>, gateway: bool| {
             let mut table = CertTable::default();
             for (name, cert) in certificates {
                 let Some(k) = get(cert) else { continue };
@@ -143,17 +152,28 @@ impl CertStore {
                     table.default = Some(k);
                     continue;
                 }
+                let wildcards = if gateway {
+                    &mut table.gateway_wildcard
+                } else {
+                    &mut table.wildcard
+                };
                 match name.strip_prefix("*.") {
-                    Some(suffix) => table.wildcard.insert(suffix.to_string(), k),
+                    Some(suffix) => wildcards.insert(suffix.to_string(), k),
                     None => table.exact.insert(name, k),
                 };
             }
             table
         };
-        let mut table = names(l7.certificates.iter().collect());
+        let mut table = names(l7.certificates.iter().collect(), false);
+        let wildcards: Vec<(String, &Arc<TlsCertificate>)> =
+            (l7.gateway_wildcard_certificates.iter())
+                .map(|(suffix, c)| (format!("*.{suffix}"), c))
+                .collect();
+        let gateway = names(wildcards.iter().map(|(n, c)| (n, *c)).collect(), true);
+        table.gateway_wildcard = gateway.gateway_wildcard;
         table.default = None;
         table.at = (l7.gateway_addresses.iter())
-            .map(|(ip, a)| (*ip, names(a.certificates.iter().collect())))
+            .map(|(ip, a)| (*ip, names(a.certificates.iter().collect(), true)))
             .collect();
         // Which certificate is the default is translation's decision alone
         // (`L7Config::default_certificate`); a broken one falls back to the generated.
@@ -192,25 +212,30 @@ impl CertStore {
             .unwrap_or_else(|| Arc::clone(&self.generated))
     }
 
+    /// The one certificate lookup by SNI name, in the order routing picks a virtual host
+    /// ([`super::router::RouteTable::host`]): the exact name; then by suffix, longest first,
+    /// an Ingress wildcard at the suffix one label shorter than the name (exactly one label,
+    /// as ingress-nginx), then a Gateway listener wildcard at any suffix (one or more
+    /// labels: Gateway API v1 `Listener.hostname`, `*.example.com` covers
+    /// `a.b.example.com`).
     fn by_name<'t>(t: &'t CertTable, sni: Option<&str>) -> Option<&'t Arc<CertifiedKey>> {
         let name = sni?.to_ascii_lowercase();
-        t.exact.get(&name).or_else(|| {
-            let (_, suffix) = name.split_once('.')?;
-            t.wildcard.get(suffix)
-        })
+        if let Some(k) = t.exact.get(&name) {
+            return Some(k);
+        }
+        let mut suffixes = std::iter::successors(name.split_once('.').map(|(_, s)| s), |s| {
+            s.split_once('.').map(|(_, rest)| rest)
+        });
+        let first = suffixes.next()?;
+        (t.wildcard.get(first))
+            .or_else(|| t.gateway_wildcard.get(first))
+            .or_else(|| suffixes.find_map(|s| t.gateway_wildcard.get(s)))
     }
 
     fn lookup(&self, sni: Option<&str>) -> Arc<CertifiedKey> {
         let t = self.table.load();
-        if let Some(name) = sni {
-            let name = name.to_ascii_lowercase();
-            let found = t.exact.get(&name).or_else(|| {
-                let (_, suffix) = name.split_once('.')?;
-                t.wildcard.get(suffix)
-            });
-            if let Some(k) = found {
-                return Arc::clone(k);
-            }
+        if let Some(k) = Self::by_name(&t, sni) {
+            return Arc::clone(k);
         }
         t.default
             .clone()
@@ -400,6 +425,63 @@ mod tests {
             &store.lookup(Some("a.example.com")),
             &store.generated
         ));
+    }
+
+    /// A Gateway listener's `*.` hostname covers one or more labels (Gateway API v1
+    /// `Listener.hostname`), so its certificate is served for `a.b.wild.example` too, the
+    /// longest matching suffix first; an Ingress wildcard stays one label (ingress-nginx's
+    /// `get_pem_cert_uid`) and comes first at its own suffix; the same on a Gateway's own
+    /// address. Found by a fresh-user trial (the generated certificate was served).
+    #[test]
+    fn gateway_wildcards_cover_several_labels_longest_suffix_first() {
+        let store = CertStore::new().unwrap();
+        let pem = |n: &str| self_signed_pem(&[n]).unwrap();
+        let (gw, deep, ing) = (
+            pem("*.wild.example"),
+            pem("*.b.wild.example"),
+            pem("*.i.example"),
+        );
+        let l7 = L7Config {
+            certificates: BTreeMap::from([("*.i.example".to_string(), cert("ing", &ing))]).into(),
+            gateway_wildcard_certificates: BTreeMap::from([
+                ("wild.example".to_string(), cert("gw", &gw)),
+                ("b.wild.example".to_string(), cert("deep", &deep)),
+                ("i.example".to_string(), cert("gw-i", &gw)),
+            ]),
+            gateway_addresses: BTreeMap::from([(
+                std::net::IpAddr::from([127, 0, 0, 9]),
+                crate::model::GatewayAddress {
+                    certificates: BTreeMap::from([(
+                        "*.wild.example".to_string(),
+                        cert("own", &deep),
+                    )]),
+                    ..Default::default()
+                },
+            )]),
+            ..L7Config::default()
+        };
+        assert!(store.update(&l7).is_empty());
+        let der = |sni: &str| first_der(&store.lookup(Some(sni)));
+        let own = |p: &(String, String)| {
+            let c = cert("x", p);
+            first_der(&parse(&c).unwrap())
+        };
+        assert_eq!(der("x.wild.example"), own(&gw));
+        assert_eq!(der("a.c.wild.example"), own(&gw));
+        assert_eq!(der("a.b.wild.example"), own(&deep));
+        assert_eq!(der("x.y.b.wild.example"), own(&deep));
+        assert_eq!(der("x.i.example"), own(&ing));
+        assert_eq!(
+            der("x.y.i.example"),
+            own(&gw),
+            "the Gateway's, not the Ingress's"
+        );
+        assert!(Arc::ptr_eq(
+            &store.lookup(Some("wild.example")),
+            &store.generated
+        ));
+        let at = first_der(&store.lookup_at([127, 0, 0, 9].into(), Some("a.b.c.wild.example")));
+        assert_eq!(at, own(&deep));
     }
 
     #[test]

@@ -51,6 +51,19 @@ pub struct GatewayStatusWriter {
     served_versions: ServedVersions,
 }
 
+/// A GatewayClass's status: its `conditions` stamped `now` (RFC 3339), and the features
+/// this implementation supports (`supportedFeatures`, [`SUPPORTED_FEATURES`], sorted as the
+/// spec requires).
+///
+/// [`SUPPORTED_FEATURES`]: crate::model::translate::gateway::features::SUPPORTED_FEATURES
+pub fn gateway_class_json(conditions: &[StatusCondition], now: &str) -> Value {
+    let features = crate::model::translate::gateway::features::SUPPORTED_FEATURES;
+    json!({
+        "conditions": conditions_json(conditions, now),
+        "supportedFeatures": features.iter().map(|f| json!({"name": f})).collect::<Vec<_>>(),
+    })
+}
+
 /// `conditions` as the API wants them, stamped `now` (RFC 3339).
 pub fn conditions_json(conditions: &[StatusCondition], now: &str) -> Value {
     Value::Array(
@@ -200,12 +213,11 @@ impl GatewayStatusWriter {
         }
         // Compared without times: an unchanged status is not written again.
         for (r, conds) in &status.classes {
-            let want = json!({"conditions": conditions_json(conds, "")});
+            let want = gateway_class_json(conds, "");
             if self.written.get(r) == Some(&want) {
                 continue;
             }
-            let now = now();
-            let body = json!({"status": {"conditions": conditions_json(conds, &now)}});
+            let body = json!({"status": gateway_class_json(conds, &now())});
             let api: Api<GatewayClass> = Api::all(self.client.clone());
             if patch(&api, r, &body).await {
                 self.written.insert(r.clone(), want);
@@ -525,5 +537,25 @@ where
             warn!(object = %r, error = %e, "writing status failed; will retry");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The GatewayClass status written carries `supportedFeatures` as the API wants it
+    /// (`[{name}]`, ascending) beside the conditions (GatewayClassStatus).
+    #[test]
+    fn gateway_class_status_names_the_supported_features() {
+        let c = StatusCondition::new("Accepted", true, "Accepted", "ok", 1);
+        let v = gateway_class_json(&[c], "2026-01-01T00:00:00Z");
+        assert_eq!(v["conditions"][0]["type"], "Accepted");
+        let names: Vec<&str> = (v["supportedFeatures"].as_array().unwrap().iter())
+            .map(|f| f["name"].as_str().unwrap())
+            .collect();
+        assert!(names.contains(&"HTTPRoute") && names.contains(&"Gateway"));
+        assert!(names.windows(2).all(|w| w[0] < w[1]), "{names:?}");
+        assert!(!names.contains(&"HTTPRouteBackendURLRewrite"));
     }
 }

@@ -164,13 +164,11 @@ pub fn parents(r: &RouteParents<'_>, gateways: &Gateways<'_>, objects: &Objects)
                 })
                 .collect();
             if allowed.is_empty() {
-                let why = candidates
+                let why: Vec<String> = candidates
                     .iter()
-                    .find_map(|&i| ls[i].not_served.clone())
-                    .unwrap_or_else(|| {
-                        format!("no listener allows {}s from this namespace", r.kind)
-                    });
-                cond(false, "NotAllowedByListeners", why)
+                    .map(|&i| refusal(&ls[i], r.kind, r.namespace))
+                    .collect();
+                cond(false, "NotAllowedByListeners", why.join("; "))
             } else {
                 for i in allowed {
                     if let Some(hs) = hostnames::intersect(ls[i].hostname, r.hostnames) {
@@ -196,6 +194,29 @@ pub fn parents(r: &RouteParents<'_>, gateways: &Gateways<'_>, objects: &Objects)
         });
     }
     out
+}
+
+/// Why listener `l` does not take a route of `kind` from `namespace`: its Gateway's state,
+/// else its `allowedRoutes.kinds`, else its `allowedRoutes.namespaces` (the first that
+/// refuses, in the order [`parents`] checks them).
+fn refusal(l: &listeners::Listener<'_>, kind: &str, namespace: &str) -> String {
+    if !l.attachable {
+        return l
+            .not_served
+            .clone()
+            .unwrap_or_else(|| format!("listener {} takes no routes", l.name));
+    }
+    if !l.route_kinds.iter().any(|k| k == kind) {
+        return format!(
+            "listener {} does not allow {kind}s (allowedRoutes.kinds / supportedKinds: [{}])",
+            l.name,
+            l.route_kinds.join(", ")
+        );
+    }
+    format!(
+        "listener {} does not allow routes from namespace {namespace} (allowedRoutes.namespaces)",
+        l.name
+    )
 }
 
 /// Where an HTTPRoute (or a GRPCRoute read as one) attached.

@@ -70,15 +70,27 @@ pub fn resolve(
     let mut out = Backends::default();
     for r in refs {
         let weight = u32::try_from(r.weight.unwrap_or(1)).unwrap_or(0);
+        // A filter of the backendRef's own that is not implemented is never skipped: the
+        // requests it would have taken get 500, as those of an unresolvable reference
+        // ([`super::filters`]).
+        let headers = match super::filters::backend_headers(r) {
+            Err(super::filters::FilterError::Unimplemented { reason, message }) => {
+                out.invalid_weight = out.invalid_weight.saturating_add(weight);
+                out.problem
+                    .get_or_insert((reason, format!("backendRef {}: {message}", r.name)));
+                continue;
+            }
+            // A filter that does not parse was refused by the API server's schema.
+            Err(super::filters::FilterError::Invalid(_)) => Default::default(),
+            Ok(h) => h,
+        };
         match one(from, r, objects, endpoints, cache, services) {
             Ok(u) if weight > 0 => {
                 out.forward.push(WeightedUpstream {
                     upstream: u,
                     weight,
                 });
-                // A filter that does not parse was refused by the API server's schema.
-                out.headers
-                    .push(super::filters::backend_headers(r).unwrap_or_default());
+                out.headers.push(headers);
             }
             Ok(_) => {}
             Err(p) => {

@@ -1,8 +1,14 @@
 //! HTTPRoute rule filters (Gateway API v1 `HTTPRouteFilter`) as a [`GatewayRoutePolicy`]:
 //! `RequestHeaderModifier`, `ResponseHeaderModifier`, `RequestRedirect`, `URLRewrite`, `CORS`
-//! and `RequestMirror` (whose backends the caller resolves: [`Mirror`]). `ExtensionRef` is not
-//! supported: the rule is not served and the route's `Accepted` condition says so (spec: "If
-//! a reference to a custom filter type cannot be resolved, the filter MUST NOT be skipped").
+//! and `RequestMirror` (whose backends the caller resolves: [`Mirror`]).
+//!
+//! No `ExtensionRef` kind is implemented and neither is the experimental `ExternalAuth`
+//! filter: [`FilterError::Unimplemented`]. Such a filter is never skipped: the requests its
+//! rule (or backendRef) would have taken get an error answer (Gateway API v1
+//! `HTTPRouteFilter.type`: "If a reference to a custom filter type cannot be resolved, the
+//! filter MUST NOT be skipped. Instead, requests that would have been processed by that
+//! filter MUST receive a HTTP error response"), so they cannot fall through to a broader
+//! rule that lacks the filter (an authentication filter would otherwise be bypassed).
 
 use crate::store::httproutes::{
     HttpRouteRulesBackendRefs, HttpRouteRulesFilters, HttpRouteRulesFiltersCors,
@@ -13,6 +19,24 @@ use crate::model::{
     Cors, CorsDialect, CorsOrigins, GatewayRedirect, GatewayRewrite, GatewayRoutePolicy,
     HeaderModifier, PathModifier,
 };
+
+/// Why a rule's (or a backendRef's) filters cannot be applied as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FilterError {
+    /// A filter this implementation does not have: its requests get 500 (module docs).
+    /// `reason` is the route's `ResolvedRefs` reason (Gateway API v1 `RouteConditionReason`):
+    /// `InvalidKind` for an `ExtensionRef` ("a reference to an unknown or unsupported Group
+    /// and/or Kind"), `UnsupportedValue` for a filter type not implemented.
+    #[error("{message}")]
+    Unimplemented {
+        reason: &'static str,
+        message: String,
+    },
+    /// Filters that cannot be applied together or a value out of range: the rule is dropped
+    /// (`PartiallyInvalid`, or not `Accepted` when no rule is left).
+    #[error("{0}")]
+    Invalid(String),
+}
 
 /// A `RequestMirror` filter before its backend is resolved.
 #[derive(Debug)]
@@ -26,17 +50,18 @@ pub struct Mirror {
 
 /// The header modifiers of a backendRef's own filters (`HTTPBackendRef.filters`),
 /// `(request, response)`; the other filter types have no meaning per backend here and are
-/// left to the rule. `Err`: a filter that does not parse.
+/// left to the rule. `Err`: a filter that does not parse ([`FilterError::Invalid`]) or one
+/// that is not implemented (the backendRef's share then gets 500, as an unresolvable one).
 pub fn backend_headers(
     r: &HttpRouteRulesBackendRefs,
-) -> Result<(HeaderModifier, HeaderModifier), String> {
+) -> Result<(HeaderModifier, HeaderModifier), FilterError> {
     let Some(filters) = r.filters.as_deref().filter(|f| !f.is_empty()) else {
         return Ok(Default::default());
     };
     // The same fields, the same names, as a rule's filters.
     let filters: Vec<HttpRouteRulesFilters> = serde_json::to_value(filters)
         .and_then(serde_json::from_value)
-        .map_err(|e| format!("backendRef filters: {e}"))?;
+        .map_err(|e| FilterError::Invalid(format!("backendRef filters: {e}")))?;
     let (p, _) = policy(&filters)?;
     Ok((p.request_headers, p.response_headers))
 }
@@ -44,7 +69,12 @@ pub fn backend_headers(
 /// The policy of a rule's filters and its mirrors, or why the rule cannot be served.
 pub fn policy(
     filters: &[HttpRouteRulesFilters],
-) -> Result<(GatewayRoutePolicy, Vec<Mirror>), String> {
+) -> Result<(GatewayRoutePolicy, Vec<Mirror>), FilterError> {
+    // An unimplemented filter decides before any other problem: its requests must get an
+    // error whatever else the rule says.
+    if let Some(e) = filters.iter().find_map(unimplemented) {
+        return Err(e);
+    }
     let mut p = GatewayRoutePolicy::default();
     let mut mirrors = Vec::new();
     for f in filters {
@@ -141,7 +171,9 @@ pub fn policy(
                     // Same fields, same names: group, kind, name, namespace, port.
                     let backend = serde_json::to_value(&m.backend_ref)
                         .and_then(serde_json::from_value)
-                        .map_err(|e| format!("RequestMirror backendRef: {e}"))?;
+                        .map_err(|e| {
+                            FilterError::Invalid(format!("RequestMirror backendRef: {e}"))
+                        })?;
                     // `percent`, else `fraction` (denominator 100 by default), else every
                     // request.
                     let (numerator, denominator) = match (&m.percent, &m.fraction) {
@@ -152,9 +184,9 @@ pub fn policy(
                     let share = |v: i32| u32::try_from(v).unwrap_or(0);
                     let (numerator, denominator) = (share(numerator), share(denominator));
                     if denominator == 0 || numerator > denominator {
-                        return Err(format!(
+                        return Err(FilterError::Invalid(format!(
                             "RequestMirror fraction {numerator}/{denominator} is not a share"
-                        ));
+                        )));
                     }
                     mirrors.push(Mirror {
                         backend,
@@ -168,16 +200,40 @@ pub fn policy(
                     p.cors = Some(cors(c));
                 }
             }
-            FilterType::ExtensionRef => return Err("ExtensionRef filters are not supported".into()),
-            // Experimental channel (GEP-1494): a filter left out would let requests through
-            // unauthenticated.
-            FilterType::ExternalAuth => return Err("ExternalAuth filters are not supported".into()),
+            // [`unimplemented`] returned already.
+            FilterType::ExtensionRef | FilterType::ExternalAuth => {}
         }
     }
     if p.redirect.is_some() && p.rewrite.is_some() {
-        return Err("RequestRedirect and URLRewrite cannot both be used on one rule".into());
+        return Err(FilterError::Invalid(
+            "RequestRedirect and URLRewrite cannot both be used on one rule".into(),
+        ));
     }
     Ok((p, mirrors))
+}
+
+/// The one decision on which filters are not implemented (module docs): every
+/// `ExtensionRef` (no custom filter kind is ours) and `ExternalAuth` (experimental, GEP-1494).
+fn unimplemented(f: &HttpRouteRulesFilters) -> Option<FilterError> {
+    match f.r#type {
+        FilterType::ExtensionRef => {
+            let what = match &f.extension_ref {
+                Some(r) => format!("{}/{} {}", r.group, r.kind, r.name),
+                None => "(no extensionRef)".into(),
+            };
+            Some(FilterError::Unimplemented {
+                reason: "InvalidKind",
+                message: format!(
+                    "ExtensionRef filter {what}: no custom filter kind is implemented"
+                ),
+            })
+        }
+        FilterType::ExternalAuth => Some(FilterError::Unimplemented {
+            reason: "UnsupportedValue",
+            message: "filter type ExternalAuth is not implemented".into(),
+        }),
+        _ => None,
+    }
 }
 
 /// `HTTPCORSFilter` as the proxy's one CORS decision reads it ([`crate::proxy::cors`], the
@@ -201,7 +257,10 @@ fn cors(c: &HttpRouteRulesFiltersCors) -> Cors {
     }
 }
 
-fn path_modifier(full: Option<&str>, prefix: Option<&str>) -> Result<Option<PathModifier>, String> {
+fn path_modifier(
+    full: Option<&str>,
+    prefix: Option<&str>,
+) -> Result<Option<PathModifier>, FilterError> {
     Ok(match (full, prefix) {
         (Some(f), _) => Some(PathModifier::ReplaceFullPath(f.to_string())),
         (None, Some(p)) => Some(PathModifier::ReplacePrefixMatch(p.to_string())),

@@ -174,10 +174,12 @@ pub struct Listener<'a> {
     pub route_kinds: Vec<String>,
     /// Accepted and programmed: its routes are served.
     pub served: bool,
-    /// Accepted (its references may not resolve): routes attach to it and count in its
-    /// `attachedRoutes` (Gateway API v1 `ListenerStatus.attachedRoutes`: attachment depends
-    /// on `allowedRoutes` and parentRefs only; conformance GatewayWithAttachedRoutes), but
-    /// are served through it only when it is [`Self::served`].
+    /// Routes attach to it and count in its `attachedRoutes` whatever its own conditions
+    /// (Gateway API v1 `ListenerStatus.attachedRoutes`: attachment depends on
+    /// `allowedRoutes` and parentRefs only, "even if the Accepted condition of an individual
+    /// Listener is set to False"; conformance GatewayWithAttachedRoutes), but are served
+    /// through it only when it is [`Self::served`]. False only when its Gateway (or
+    /// ListenerSet's Gateway) is not accepted or has no address ([`unprogram`]).
     pub attachable: bool,
     /// Why it is not served, for the routes that name it.
     pub not_served: Option<String>,
@@ -223,15 +225,19 @@ pub fn listeners<'a>(
         let mut problem: Option<(String, String)> = None; // (reason, message): not accepted
         let mut resolved: Option<(String, String)> = None; // (reason, message): refs broken
         let (kinds, kinds_ok) = supported_kinds(l);
-        if !kinds_ok {
-            resolved = Some((
-                "InvalidRouteKinds".into(),
+        // `allowedRoutes.kinds` naming a kind the listener cannot take: `ResolvedRefs: False,
+        // InvalidRouteKinds` (conformance GatewayInvalidRouteKind), kept apart from the other
+        // references: the kinds it can take are still served (`supportedKinds`), a listener
+        // left with none serves nothing.
+        let invalid_kinds = (!kinds_ok).then(|| {
+            (
+                "InvalidRouteKinds".to_string(),
                 format!(
                     "allowedRoutes.kinds names a kind a {} listener does not take",
                     l.protocol
                 ),
-            ));
-        }
+            )
+        });
         let mut port = None;
         if l4.is_some() {
             if !(1..=65535).contains(&l.port) {
@@ -332,7 +338,9 @@ pub fn listeners<'a>(
             Some((reason, msg)) => conditions.push(cond("Accepted", false, reason, msg)),
             None => conditions.push(cond("Accepted", true, "Accepted", "listener accepted")),
         }
-        match &resolved {
+        let no_kinds = invalid_kinds.is_some() && kinds.is_empty();
+        let resolved_any = resolved.as_ref().or(invalid_kinds.as_ref());
+        match resolved_any {
             Some((reason, msg)) => conditions.push(cond("ResolvedRefs", false, reason, msg)),
             None => conditions.push(cond(
                 "ResolvedRefs",
@@ -349,7 +357,7 @@ pub fn listeners<'a>(
         }
         // A listener whose certificate does not resolve serves nothing: HTTPS without a
         // certificate of its own would present another listener's.
-        let served = problem.is_none() && resolved.is_none() && conflicted.is_none();
+        let served = problem.is_none() && resolved.is_none() && conflicted.is_none() && !no_kinds;
         if served {
             conditions.push(cond(
                 "Programmed",
@@ -368,7 +376,7 @@ pub fn listeners<'a>(
         let not_served = (!served).then(|| {
             let why = problem
                 .as_ref()
-                .or(resolved.as_ref())
+                .or(resolved_any)
                 .map(|(r, m)| format!("{r}: {m}"))
                 .or(conflicted.clone())
                 .unwrap_or_default();
@@ -396,7 +404,10 @@ pub fn listeners<'a>(
             tls_terminate: l.protocol == "TLS" && !passthrough(l),
             route_kinds: kinds.iter().map(|(_, k)| k.clone()).collect(),
             served,
-            attachable: problem.is_none() && conflicted.is_none(),
+            // Spec (ListenerStatus.attachedRoutes): "Listener or Route status does not
+            // impact successful attachment ... even if the Accepted condition of an
+            // individual Listener is set to False"; `route_kinds` and `namespaces` decide.
+            attachable: true,
             not_served,
             served_port,
             client_validation,
@@ -542,7 +553,8 @@ pub fn unprogram(l: &mut Listener<'_>, status: &mut ListenerStatus, message: &st
 }
 
 /// Takes a listener that was served out of service: `Accepted: False` with `reason`,
-/// `Programmed: False`; routes naming it hear why.
+/// `Programmed: False`. Routes still attach to it ([`Listener::attachable`]) and are not
+/// served through it.
 pub fn refuse(l: &mut Listener<'_>, status: &mut ListenerStatus, reason: &str, message: String) {
     let generation = status
         .conditions
@@ -567,7 +579,8 @@ pub fn refuse(l: &mut Listener<'_>, status: &mut ListenerStatus, reason: &str, m
         }
     }
     l.served = false;
-    l.attachable = false;
+    l.served_port = None;
+    status.port = None;
     l.not_served = Some(format!(
         "listener {} is not served ({reason}: {message})",
         l.name

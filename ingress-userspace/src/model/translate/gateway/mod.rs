@@ -24,6 +24,8 @@ pub mod attachment;
 pub mod backend_client_cert;
 pub mod backend_tls;
 pub mod backends;
+pub mod cel;
+pub mod features;
 pub mod filters;
 pub mod frontend_tls;
 pub mod grpc;
@@ -332,8 +334,8 @@ pub fn translate(
                     "ParentNotAccepted",
                     "the Gateway is not accepted".into(),
                 );
-                l.served_port = None;
-                s.port = None;
+                // Routes do not attach through a Gateway that is not accepted.
+                l.attachable = false;
             }
         }
     }
@@ -473,7 +475,7 @@ pub fn translate(
             })
             .min_by(|a, b| a.0.cmp(&b.0))
             .map(|(_, c)| c);
-        let built = build_routes(
+        let mut built = build_routes(
             hr,
             key,
             &oref,
@@ -484,6 +486,10 @@ pub fn translate(
             &mut out.services,
             diags,
         );
+        // A refused route serves none of its rules.
+        if built.rejected.is_some() {
+            built.routes.clear();
+        }
         // The policies this route's backends use get an ancestor per Gateway it is on.
         for policy in used.into_inner() {
             let Some(p) = policies.all.get(&policy) else {
@@ -523,9 +529,17 @@ pub fn translate(
         let mut parents = Vec::new();
         let served = attached.served(&lost_on, at);
         for p in attached.parents {
-            let mut conditions = vec![p.accepted];
+            let mut conditions = vec![p.accepted.clone()];
             let mut partially = None;
-            if let (Some(msg), true) = (&built.unsupported, conditions[0].status) {
+            if let (Some(msg), true) = (&built.rejected, conditions[0].status) {
+                conditions[0] = StatusCondition::new(
+                    "Accepted",
+                    false,
+                    "UnsupportedValue",
+                    msg.clone(),
+                    generation,
+                );
+            } else if let (Some(msg), true) = (&built.unsupported, conditions[0].status) {
                 if built.routes.is_empty() {
                     conditions[0] = StatusCondition::new(
                         "Accepted",
@@ -545,6 +559,14 @@ pub fn translate(
                         format!("Dropped Rule(s): {msg}"),
                         generation,
                     ));
+                }
+            }
+            // Spec (ListenerStatus.attachedRoutes): only routes `Accepted: True` count.
+            if p.accepted.status && !conditions[0].status {
+                for (gw, li, _) in &p.listeners {
+                    if let Some(s) = (gateways.get_mut(gw)).and_then(|g| g.2.get_mut(*li)) {
+                        s.attached_routes = (s.attached_routes - 1).max(0);
+                    }
                 }
             }
             conditions.push(resolved.clone());
@@ -831,11 +853,14 @@ fn kind_conflicts<'a>(
 }
 
 /// The routes of one HTTPRoute (one per rule and match, host-independent), the first
-/// unresolvable backend, and the first rule that cannot be served.
+/// unresolvable reference (`ResolvedRefs: False`), the first rule that cannot be served
+/// (dropped: `PartiallyInvalid`), and why the whole route is refused, if it is.
 struct Built {
     routes: Vec<Route>,
     problem: Option<(&'static str, String)>,
     unsupported: Option<String>,
+    /// The route is not `Accepted` (`UnsupportedValue`) and serves nothing.
+    rejected: Option<String>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -864,6 +889,7 @@ fn build_routes(
         routes: Vec::new(),
         problem: None,
         unsupported: None,
+        rejected: None,
     };
     // gRPC backends speak HTTP/2 (h2c; TLS by a BackendTLSPolicy).
     let from = match oref.kind {
@@ -886,12 +912,44 @@ fn build_routes(
     };
     let default_match = [Default::default()];
     for (ri, rule) in hr.spec.rules.iter().flatten().enumerate() {
+        let matches: &[_] = match rule.matches.as_deref() {
+            Some(m) if !m.is_empty() => m,
+            _ => &default_match,
+        };
         let (mut gp, mirrors) = match filters::policy(rule.filters.as_deref().unwrap_or_default()) {
             Ok(p) => p,
-            Err(e) => {
+            Err(filters::FilterError::Unimplemented { reason, message }) => {
+                // Never skipped (spec `HTTPRouteFilter.type`): the rule keeps its matches and
+                // answers 500, so its requests cannot fall through to a broader rule.
+                let msg = format!("rule {ri}: {message}; its requests get 500");
+                diags.error(oref, reason, msg.clone());
+                built.problem.get_or_insert((reason, msg));
+                let action = RouteAction::Respond {
+                    status: 500,
+                    reason: UNIMPLEMENTED_FILTER.into(),
+                };
+                let policy = Arc::new(RoutePolicy {
+                    ssl_redirect: Some(false),
+                    force_ssl_redirect: Some(false),
+                    gateway: Some(Default::default()),
+                    ..Default::default()
+                });
+                push_matches(
+                    &mut built,
+                    matches,
+                    ri,
+                    (action, policy),
+                    false,
+                    oref,
+                    created,
+                    diags,
+                );
+                continue;
+            }
+            Err(filters::FilterError::Invalid(e)) => {
                 diags.error(
                     oref,
-                    "UnsupportedFilter",
+                    "UnsupportedValue",
                     format!("rule {ri}: {e}; rule not served"),
                 );
                 built.unsupported.get_or_insert(format!("rule {ri}: {e}"));
@@ -914,6 +972,15 @@ fn build_routes(
                 continue;
             }
         };
+        if oref.kind == ObjectKind::HTTPRoute {
+            for m in cel::rule_warnings(rule, timeouts) {
+                diags.warn(
+                    oref,
+                    cel::REASON,
+                    format!("rule {ri}: {m} (the CRD's validation); served as read"),
+                );
+            }
+        }
         gp.request_timeout = timeouts.request;
         let next_upstream = match rule.retry.as_ref().map(retry::next_upstream).transpose() {
             Ok(n) => n.unwrap_or_default(),
@@ -968,11 +1035,17 @@ fn build_routes(
             gp.backend_headers = b.headers.clone();
         }
         // Spec (`HTTPRouteRule.backendRefs`): with none, or none valid, and no filter that
-        // answers (a RequestRedirect, which the proxy applies first), the client gets 500.
+        // answers (a RequestRedirect, which the proxy applies first), the client gets 500;
+        // a GRPCRoute's (`GRPCRouteRule.backendRefs`) `UNAVAILABLE`, which is 503's gRPC
+        // status ([`crate::proxy::grpc_reject::code_of`]).
         let action = if b.forward.is_empty() {
             let none = rule.backend_refs.as_deref().unwrap_or_default().is_empty();
             RouteAction::Respond {
-                status: 500,
+                status: if oref.kind == ObjectKind::GRPCRoute {
+                    503
+                } else {
+                    500
+                },
                 reason: if none {
                     "no backendRefs".into()
                 } else {
@@ -1024,57 +1097,85 @@ fn build_routes(
             next_upstream,
             ..Default::default()
         });
-        let matches: &[_] = match rule.matches.as_deref() {
-            Some(m) if !m.is_empty() => m,
-            _ => &default_match,
-        };
-        for (mi, m) in matches.iter().enumerate() {
-            let rm = match matching::route_match(m) {
-                Ok(rm) => rm,
-                Err(e) => {
-                    diags.error(
-                        oref,
-                        "InvalidMatch",
-                        format!("rule {ri} match {mi}: {e}; not served"),
-                    );
-                    built
-                        .unsupported
-                        .get_or_insert(format!("rule {ri} match {mi}: {e}"));
-                    continue;
-                }
-            };
-            if prefix_modifier && !matches!(rm.path, PathMatch::Prefix(_)) {
-                let e = "ReplacePrefixMatch needs a PathPrefix match";
-                diags.error(
-                    oref,
-                    "InvalidFilter",
-                    format!("rule {ri} match {mi}: {e}; not served"),
-                );
-                built.unsupported.get_or_insert(format!("rule {ri}: {e}"));
-                continue;
-            }
-            let written = m
-                .path
-                .as_ref()
-                .and_then(|p| p.value.clone())
-                .unwrap_or_else(|| "/".into());
-            built.routes.push(Route {
-                matches: rm,
-                action: action.clone(),
-                policy: policy.clone(),
-                origin: RouteOrigin {
-                    object: oref.clone(),
-                    rule: Some(ri),
-                    path: Some(mi),
-                    created,
-                    written_path: Some(written),
-                },
-                canary: None,
-                errors: None,
-            });
-        }
+        push_matches(
+            &mut built,
+            matches,
+            ri,
+            (action, policy),
+            prefix_modifier,
+            oref,
+            created,
+            diags,
+        );
     }
     built
+}
+
+/// The reason a rule with a filter that is not implemented answers with (its 500 and the
+/// reason header; [`filters::FilterError::Unimplemented`]).
+pub const UNIMPLEMENTED_FILTER: &str = "filter not implemented";
+
+/// Adds a route per match of rule `ri` with `action` and `policy`. A match that cannot be
+/// served is left out (`PartiallyInvalid`); a `ReplacePrefixMatch` (`prefix_modifier`) with a
+/// match that is not `PathPrefix` refuses the whole route (spec `HTTPPathModifier`
+/// `ReplacePrefixMatch`: "Using any other HTTPRouteMatch type on the same HTTPRouteRule will
+/// result in the implementation setting the Accepted Condition for the Route to `status:
+/// False`").
+#[allow(clippy::too_many_arguments)]
+fn push_matches(
+    built: &mut Built,
+    matches: &[crate::store::httproutes::HttpRouteRulesMatches],
+    ri: usize,
+    (action, policy): (RouteAction, Arc<RoutePolicy>),
+    prefix_modifier: bool,
+    oref: &ObjectRef,
+    created: i64,
+    diags: &mut Diagnostics,
+) {
+    for (mi, m) in matches.iter().enumerate() {
+        let rm = match matching::route_match(m) {
+            Ok(rm) => rm,
+            Err(e) => {
+                diags.error(
+                    oref,
+                    "UnsupportedValue",
+                    format!("rule {ri} match {mi}: {e}; not served"),
+                );
+                built
+                    .unsupported
+                    .get_or_insert(format!("rule {ri} match {mi}: {e}"));
+                continue;
+            }
+        };
+        if prefix_modifier && !matches!(rm.path, PathMatch::Prefix(_)) {
+            let e = format!(
+                "rule {ri} match {mi}: ReplacePrefixMatch needs a PathPrefix match; \
+                 the route is not accepted"
+            );
+            diags.error(oref, "UnsupportedValue", e.clone());
+            built.rejected.get_or_insert(e);
+            continue;
+        }
+        let written = m
+            .path
+            .as_ref()
+            .and_then(|p| p.value.clone())
+            .unwrap_or_else(|| "/".into());
+        built.routes.push(Route {
+            matches: rm,
+            action: action.clone(),
+            policy: policy.clone(),
+            origin: RouteOrigin {
+                object: oref.clone(),
+                rule: Some(ri),
+                path: Some(mi),
+                created,
+                written_path: Some(written),
+            },
+            canary: None,
+            errors: None,
+        });
+    }
 }
 
 /// Adds the Gateway API hosts and certificates to the Ingress-built tables. A host both
@@ -1138,6 +1239,11 @@ pub fn merge(l7: &mut L7Config, out: &mut Output) {
     for (host, cert) in std::mem::take(&mut out.certificates) {
         if host.is_empty() {
             l7.default_certificate.get_or_insert(cert);
+        } else if let Some(suffix) = host.strip_prefix("*.") {
+            // One or more labels, unlike an Ingress wildcard's one.
+            (l7.gateway_wildcard_certificates)
+                .entry(suffix.to_string())
+                .or_insert(cert);
         } else {
             l7.certificates.entry(host).or_insert(cert);
         }

@@ -165,8 +165,6 @@ pub fn claim<'a>(
                 Some(h) => {
                     let msg = format!("port {port}/{proto} is taken by {}", h.who);
                     listeners::refuse(l, status, "PortUnavailable", msg);
-                    l.served_port = None;
-                    status.port = None;
                 }
                 None => {
                     let family = match proxy {

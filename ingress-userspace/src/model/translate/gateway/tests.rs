@@ -262,9 +262,9 @@ spec:
 }
 
 /// An unresolvable backendRef keeps its weight for 500s; a rule with none resolvable answers
-/// 500; an ExtensionRef filter (not supported) keeps the rule out and says so.
+/// 500.
 #[test]
-fn invalid_backend_shares_and_unsupported_filters() {
+fn invalid_backend_shares() {
     let yaml = format!(
         r#"
 apiVersion: gateway.networking.k8s.io/v1
@@ -273,18 +273,12 @@ metadata: {{name: gw, namespace: app}}
 spec:
   gatewayClassName: xdp
   listeners: [{{name: http, port: 80, protocol: HTTP}}]
-{}{}"#,
+{}"#,
         route(
             "mixed",
             "app",
             "{name: gw}",
             "  hostnames: [mixed.example]\n  rules: [{backendRefs: [{name: web, port: 8080, weight: 3}, {name: gone, port: 80, weight: 1}]}]\n"
-        ),
-        route(
-            "ext",
-            "app",
-            "{name: gw}",
-            "  hostnames: [ext.example]\n  rules: [{filters: [{type: ExtensionRef, extensionRef: {group: x.example, kind: Thing, name: t}}], backendRefs: [{name: web, port: 8080}]}]\n"
         ),
     );
     let s = snapshot(&yaml);
@@ -295,10 +289,102 @@ spec:
         cond(route_parent(&s, "app", "mixed"), "ResolvedRefs"),
         (false, "BackendNotFound")
     );
-    assert!(!s.l7.hosts.contains_key("ext.example"));
+}
+
+/// Filters that are not implemented are never skipped (HTTPRouteFilter.type: "If a reference
+/// to a custom filter type cannot be resolved, the filter MUST NOT be skipped. Instead,
+/// requests that would have been processed by that filter MUST receive a HTTP error
+/// response"): an `ExtensionRef` (ResolvedRefs `InvalidKind`: "a reference to an unknown or
+/// unsupported Group and/or Kind") or `ExternalAuth` rule keeps its matches and answers 500,
+/// ahead of the route's broader rules, which stay served; the route stays Accepted; a
+/// backendRef's own such filter takes that backendRef's share. The diagnostics carry the
+/// status's reasons.
+#[test]
+fn unimplemented_filters_answer_500_and_keep_their_matches() {
+    let yaml = format!(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: app}}
+spec:
+  gatewayClassName: xdp
+  listeners: [{{name: http, port: 80, protocol: HTTP}}]
+{}{}{}"#,
+        route(
+            "ext",
+            "app",
+            "{name: gw}",
+            "  hostnames: [ext.example]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /admin}}]
+    filters: [{type: ExternalAuth, externalAuth: {protocol: HTTP, backendRef: {name: web, port: 8080}}}]
+    backendRefs: [{name: web, port: 8080}]
+  - matches: [{path: {type: PathPrefix, value: /ext}}]
+    filters: [{type: ExtensionRef, extensionRef: {group: x.example, kind: Thing, name: t}}]
+    backendRefs: [{name: web, port: 8080}]
+  - backendRefs: [{name: web, port: 8080}]
+"
+        ),
+        route(
+            "auth",
+            "app",
+            "{name: gw}",
+            "  hostnames: [auth.example]\n  rules: [{filters: [{type: ExternalAuth, externalAuth: {protocol: HTTP, backendRef: {name: web, port: 8080}}}], backendRefs: [{name: web, port: 8080}]}]\n"
+        ),
+        route(
+            "per-backend",
+            "app",
+            "{name: gw}",
+            "  hostnames: [be.example]\n  rules: [{backendRefs: [{name: web, port: 8080, weight: 1}, {name: web, port: 8080, weight: 2, filters: [{type: ExtensionRef, extensionRef: {group: x.example, kind: Thing, name: t}}]}]}]\n"
+        ),
+    );
+    let s = snapshot(&yaml);
+    let routes = &s.l7.hosts["ext.example"].routes;
+    let by_path = |p: &str| {
+        routes
+            .iter()
+            .find(|r| r.origin.written_path.as_deref() == Some(p))
+            .unwrap_or_else(|| panic!("no route for {p}"))
+    };
+    for p in ["/admin", "/ext"] {
+        assert!(
+            matches!(&by_path(p).action, RouteAction::Respond { status: 500, .. }),
+            "{p}: {:?}",
+            by_path(p).action
+        );
+    }
+    assert!(matches!(by_path("/").action, RouteAction::Forward(_)));
+    let c = route_parent(&s, "app", "ext");
+    assert_eq!(cond(c, "Accepted"), (true, "Accepted"));
+    assert_eq!(cond(c, "ResolvedRefs"), (false, "UnsupportedValue"));
+    assert!(!c.iter().any(|c| c.type_ == "PartiallyInvalid"), "{c:?}");
+    let msg = &c
+        .iter()
+        .find(|c| c.type_ == "ResolvedRefs")
+        .unwrap()
+        .message;
+    assert!(
+        msg.contains("rule 0") && msg.contains("ExternalAuth"),
+        "{msg}"
+    );
+    let d = |name: &str| {
+        s.diagnostics
+            .iter()
+            .filter(|d| d.object.name == name)
+            .map(|d| d.reason.as_str())
+            .collect::<Vec<_>>()
+    };
+    let mut reasons = d("ext");
+    reasons.sort();
+    assert_eq!(reasons, ["InvalidKind", "UnsupportedValue"]);
+    let r = &s.l7.hosts["auth.example"].routes[0];
+    assert!(matches!(r.action, RouteAction::Respond { status: 500, .. }));
+    let r = &s.l7.hosts["be.example"].routes[0];
+    assert!(matches!(&r.action, RouteAction::Forward(u) if u.len() == 1 && u[0].weight == 1));
+    assert_eq!(r.policy.gateway.as_ref().unwrap().invalid_weight, 2);
     assert_eq!(
-        cond(route_parent(&s, "app", "ext"), "Accepted"),
-        (false, "UnsupportedValue")
+        cond(route_parent(&s, "app", "per-backend"), "ResolvedRefs"),
+        (false, "InvalidKind")
     );
 }
 
@@ -427,11 +513,14 @@ spec:
         cond(route_parent(&s, "app", "retries"), "Accepted"),
         (true, "Accepted")
     );
-    for r in ["bad-code", "bad-backoff", "ext-auth"] {
+    for r in ["bad-code", "bad-backoff"] {
         assert!(!s.l7.hosts.contains_key(&format!("{r}.example")), "{r}");
         let reason = cond(route_parent(&s, "app", r), "Accepted");
         assert!(!reason.0, "{r}: {reason:?}");
     }
+    // A filter not implemented is not skipped: its rule answers 500 (HTTPRouteFilter.type).
+    let r = &s.l7.hosts["ext-auth.example"].routes[0];
+    assert!(matches!(r.action, RouteAction::Respond { status: 500, .. }));
 }
 
 /// A route attached only to the HTTP listener is not served over TLS, one attached only to
@@ -731,9 +820,51 @@ spec:
         backends[0].upstream.protocol,
         crate::model::BackendProtocol::Grpc
     );
-    // The missing Service's share answers 500, as for HTTPRoutes.
+    // The missing Service's requests get UNAVAILABLE (GRPCRouteRule.backendRefs), which the
+    // proxy sends for the rule's 503 (grpc_reject::code_of).
     assert!(matches!(
         routes[1].action,
+        RouteAction::Respond { status: 503, .. }
+    ));
+}
+
+/// A GRPCRoute's `ExtensionRef` filter (GRPCRouteFilter.type: "MUST NOT be skipped") keeps its
+/// rule's matches with an error answer (500, INTERNAL for gRPC clients), and the route's
+/// ResolvedRefs says `InvalidKind`.
+#[test]
+fn grpc_route_extension_ref_answers_an_error() {
+    let s = snapshot(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: app}
+spec:
+  gatewayClassName: xdp
+  listeners: [{name: http, port: 80, protocol: HTTP, hostname: grpc.example}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: g, namespace: app}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - matches: [{method: {service: pkg.Admin}}]
+    filters: [{type: ExtensionRef, extensionRef: {group: x.example, kind: Auth, name: a}}]
+    backendRefs: [{name: web, port: 8080}]
+  - backendRefs: [{name: web, port: 8080}]
+"#,
+    );
+    let c =
+        &s.gateway_status.routes[&ObjectRef::new(ObjectKind::GRPCRoute, "app", "g")][0].conditions;
+    assert_eq!(cond(c, "Accepted"), (true, "Accepted"));
+    assert_eq!(cond(c, "ResolvedRefs"), (false, "InvalidKind"));
+    let routes = &s.l7.hosts["grpc.example"].routes;
+    let admin = routes
+        .iter()
+        .find(|r| r.matches.path == crate::model::PathMatch::Prefix("/pkg.Admin".into()))
+        .expect("the rule keeps its match");
+    assert!(matches!(
+        admin.action,
         RouteAction::Respond { status: 500, .. }
     ));
 }
@@ -1372,6 +1503,117 @@ fn gateway_invalid_route_kind() {
         );
         assert_eq!(l.attached_routes, 0);
     }
+}
+
+/// A listener listing a kind it takes and one it does not keeps serving the one it takes:
+/// `ResolvedRefs: False, InvalidRouteKinds` (conformance GatewayInvalidRouteKind) with
+/// `supportedKinds` [HTTPRoute], `Programmed: True`, its HTTPRoute attached, counted and
+/// served; a GRPCRoute it does not list is refused saying so. A listener left with no kind
+/// serves nothing. Found by a fresh-user trial (the port was not served at all while the
+/// route said Accepted).
+#[test]
+fn a_listener_with_one_invalid_kind_serves_the_valid_ones() {
+    let s = snapshot(&format!(
+        "{}{}{}",
+        super::test_support::gateway_yaml(
+            "{name: gw, namespace: app}",
+            "  listeners:\n  - {name: mixed, port: 80, protocol: HTTP, allowedRoutes: {kinds: [{kind: HTTPRoute}, {kind: FooRoute}]}}\n  - {name: none, port: 443, protocol: HTTPS, hostname: none.example, allowedRoutes: {kinds: [{kind: FooRoute}]}, tls: {certificateRefs: [{name: missing}]}}\n",
+        ),
+        route(
+            "r",
+            "app",
+            "{name: gw, sectionName: mixed}",
+            "  rules: [{backendRefs: [{name: web, port: 8080}]}]\n"
+        ),
+        r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: g, namespace: app}
+spec:
+  parentRefs: [{name: gw, sectionName: mixed}]
+  rules: [{backendRefs: [{name: web, port: 8080}]}]
+"#,
+    ));
+    let l = listener(&s, "mixed");
+    assert_eq!(kinds(l), ["HTTPRoute"]);
+    assert_eq!(
+        cond(&l.conditions, "ResolvedRefs"),
+        (false, "InvalidRouteKinds")
+    );
+    assert_eq!(cond(&l.conditions, "Accepted"), (true, "Accepted"));
+    assert_eq!(cond(&l.conditions, "Programmed"), (true, "Programmed"));
+    assert_eq!(l.attached_routes, 1);
+    assert_eq!(
+        cond(route_parent(&s, "app", "r"), "Accepted"),
+        (true, "Accepted")
+    );
+    let any = s.l7.any_host.as_ref().expect("the route is served");
+    assert_eq!(any.routes[0].origin.object.name, "r");
+    let g =
+        &s.gateway_status.routes[&ObjectRef::new(ObjectKind::GRPCRoute, "app", "g")][0].conditions;
+    assert_eq!(cond(g, "Accepted"), (false, "NotAllowedByListeners"));
+    let msg = &g[0].message;
+    assert!(
+        msg.contains("listener mixed does not allow GRPCRoutes") && msg.contains("HTTPRoute"),
+        "{msg}"
+    );
+    let none = listener(&s, "none");
+    assert!(kinds(none).is_empty());
+    assert_eq!(cond(&none.conditions, "Programmed"), (false, "Invalid"));
+}
+
+/// Spec (ListenerStatus.attachedRoutes): attachment is "based solely on" `allowedRoutes` and
+/// parentRefs; "Listener or Route status does not impact successful attachment ... even if
+/// the Accepted condition of an individual Listener is set to False". A route naming a
+/// conflicted listener by `sectionName` is attached (`Accepted: True`) and counted there,
+/// and not served through it; a namespace selector's refusal says it is the namespaces.
+#[test]
+fn routes_attach_to_listeners_that_are_not_accepted() {
+    let s = snapshot(&format!(
+        "{}{}{}",
+        super::test_support::gateway_yaml(
+            "{name: gw, namespace: app}",
+            "  listeners:\n  - {name: a, port: 80, protocol: HTTP, hostname: d.example}\n  - {name: b, port: 80, protocol: HTTP, hostname: d.example}\n  - {name: sel, port: 80, protocol: HTTP, hostname: s.example, allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {listeners: \"yes\"}}}}}\n",
+        ),
+        route(
+            "on-b",
+            "app",
+            "{name: gw, sectionName: b}",
+            "  rules: [{backendRefs: [{name: web, port: 8080}]}]\n"
+        ),
+        route(
+            "on-sel",
+            "app",
+            "{name: gw, sectionName: sel}",
+            "  rules: [{backendRefs: [{name: web, port: 8080}]}]\n"
+        ),
+    ));
+    let b = listener(&s, "b");
+    assert_eq!(
+        cond(&b.conditions, "Conflicted"),
+        (true, "HostnameConflict")
+    );
+    assert_eq!(
+        cond(&b.conditions, "Programmed"),
+        (false, "HostnameConflict")
+    );
+    assert_eq!(b.attached_routes, 1);
+    assert_eq!(
+        cond(route_parent(&s, "app", "on-b"), "Accepted"),
+        (true, "Accepted")
+    );
+    assert!(
+        !s.l7.hosts.contains_key("d.example"),
+        "not served through b"
+    );
+    let c = route_parent(&s, "app", "on-sel");
+    assert_eq!(cond(c, "Accepted"), (false, "NotAllowedByListeners"));
+    assert!(
+        c[0].message
+            .contains("from namespace app (allowedRoutes.namespaces)"),
+        "{}",
+        c[0].message
+    );
 }
 
 /// Conformance GatewayInvalidTLSConfiguration: a certificateRef to a Secret that does not
@@ -2145,4 +2387,139 @@ fn a_partially_invalid_route_drops_its_invalid_rules_and_stays_accepted() {
     let c = route_parent(&s, "app", "invalid");
     assert_eq!(cond(c, "Accepted"), (false, "UnsupportedValue"));
     assert!(!c.iter().any(|c| c.type_ == "PartiallyInvalid"));
+}
+
+/// `ReplacePrefixMatch` (HTTPPathModifier): "Using any other HTTPRouteMatch type on the same
+/// HTTPRouteRule will result in the implementation setting the Accepted Condition for the
+/// Route to `status: False`", for URLRewrite and RequestRedirect alike: the whole route is
+/// refused (its other rules too), not counted in `attachedRoutes`
+/// (ListenerStatus.attachedRoutes counts `Accepted: True` routes only), and the diagnostic
+/// has the status's reason.
+#[test]
+fn replace_prefix_match_with_another_match_type_refuses_the_route() {
+    let path = "{type: ReplacePrefixMatch, replacePrefixMatch: /new}";
+    let yaml = format!(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: app}}
+spec:
+  gatewayClassName: xdp
+  listeners: [{{name: http, port: 80, protocol: HTTP}}]
+{}{}{}"#,
+        route(
+            "rewrite",
+            "app",
+            "{name: gw}",
+            &format!(
+                "  hostnames: [rewrite.example]\n  rules:\n  - {{matches: [{{path: {{type: Exact, value: /old}}}}], filters: [{{type: URLRewrite, urlRewrite: {{path: {path}}}}}], backendRefs: [{{name: web, port: 8080}}]}}\n  - {{backendRefs: [{{name: web, port: 8080}}]}}\n"
+            ),
+        ),
+        route(
+            "redirect",
+            "app",
+            "{name: gw}",
+            &format!(
+                "  hostnames: [redirect.example]\n  rules: [{{matches: [{{path: {{type: RegularExpression, value: /o.*}}}}], filters: [{{type: RequestRedirect, requestRedirect: {{path: {path}}}}}]}}]\n"
+            ),
+        ),
+        route(
+            "fine",
+            "app",
+            "{name: gw}",
+            &format!(
+                "  hostnames: [fine.example]\n  rules: [{{matches: [{{path: {{type: PathPrefix, value: /old}}}}], filters: [{{type: URLRewrite, urlRewrite: {{path: {path}}}}}], backendRefs: [{{name: web, port: 8080}}]}}]\n"
+            ),
+        ),
+    );
+    let s = snapshot(&yaml);
+    for r in ["rewrite", "redirect"] {
+        let c = route_parent(&s, "app", r);
+        assert_eq!(cond(c, "Accepted"), (false, "UnsupportedValue"), "{r}");
+        assert!(
+            !c.iter().any(|c| c.type_ == "PartiallyInvalid"),
+            "{r}: {c:?}"
+        );
+        assert!(!s.l7.hosts.contains_key(&format!("{r}.example")), "{r}");
+        assert!(
+            s.diagnostics
+                .iter()
+                .any(|d| d.object.name == r && d.reason == "UnsupportedValue"),
+            "{r}"
+        );
+    }
+    assert_eq!(
+        cond(route_parent(&s, "app", "fine"), "Accepted"),
+        (true, "Accepted")
+    );
+    assert_eq!(gateway(&s, "app", "gw").listeners[0].attached_routes, 1);
+}
+
+/// Manifest mode sees what the HTTPRoute CRD's CEL validation would refuse
+/// (httproute_types.go `XValidation`): each broken rule gets a Warning with the CRD's message
+/// and is served as read (the last RequestHeaderModifier applies).
+#[test]
+fn cel_validation_rules_get_warnings() {
+    let yaml = format!(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: app}}
+spec:
+  gatewayClassName: xdp
+  listeners: [{{name: http, port: 80, protocol: HTTP}}]
+{}"#,
+        route(
+            "cel",
+            "app",
+            "{name: gw}",
+            "  hostnames: [cel.example]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /twice}}]
+    filters:
+    - {type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: a, value: one}]}}
+    - {type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: a, value: two}]}}
+    backendRefs: [{name: web, port: 8080}]
+  - matches: [{path: {type: PathPrefix, value: /timeouts}}]
+    timeouts: {request: 1s, backendRequest: 2s}
+    backendRefs: [{name: web, port: 8080}]
+  - matches: [{path: {type: PathPrefix, value: /redirect}}]
+    filters: [{type: RequestRedirect, requestRedirect: {hostname: other.example}}]
+    backendRefs: [{name: web, port: 8080}]
+  - backendRefs: [{name: web, port: 8080}]
+"
+        ),
+    );
+    let s = snapshot(&yaml);
+    let warned: Vec<&str> = (s.diagnostics.iter())
+        .filter(|d| d.object.name == "cel" && d.reason == "ValidationRule")
+        .map(|d| d.message.as_str())
+        .collect();
+    for (rule, message) in [
+        ("rule 0", "RequestHeaderModifier filter cannot be repeated"),
+        (
+            "rule 1",
+            "backendRequest timeout cannot be longer than request timeout",
+        ),
+        (
+            "rule 2",
+            "RequestRedirect filter must not be used together with backendRefs",
+        ),
+    ] {
+        assert!(
+            warned
+                .iter()
+                .any(|w| w.starts_with(rule) && w.contains(message)),
+            "{rule}: {warned:?}"
+        );
+    }
+    assert_eq!(warned.len(), 3, "{warned:?}");
+    let twice = (s.l7.hosts["cel.example"].routes.iter())
+        .find(|r| r.origin.written_path.as_deref() == Some("/twice"))
+        .unwrap();
+    let g = twice.policy.gateway.as_ref().unwrap();
+    assert_eq!(
+        g.request_headers.set,
+        [("a".to_string(), "two".to_string())]
+    );
 }
