@@ -720,7 +720,7 @@ mod tests {
             ing("c-secret-type", &format!("{p}auth-type: basic\n{p}auth-secret: s\n{p}auth-secret-type: map\n")),
             ing("d-url", &format!("{p}auth-url: not a url\n")),
             ing("e-method", &format!("{p}auth-url: http://auth.app.svc/check\n{p}auth-method: GE T\n")),
-            ing("f-variable", &format!("{p}auth-url: http://auth.app.svc/check?u=$remote_user\n")),
+            ing("f-variable", &format!("{p}auth-url: http://auth.app.svc/check?u=$upstream_addr\n")),
             ing("g-tls-ns", &format!("{p}auth-tls-secret: other/ca\n")),
             ing("h-match-cn", &format!("{p}auth-tls-secret: ca\n{p}auth-tls-match-cn: \"O=(\"\n")),
             ing("i-proxy-ssl-ns", &format!("{p}proxy-ssl-secret: other/ps\n")),

@@ -1150,15 +1150,11 @@ pub enum LoadBalancing {
     RoundRobin,
     /// Power of two choices over in-flight requests weighted by EWMA latency.
     LeastRequest,
-    /// Consistent hash on a request property.
-    Hash(HashOn),
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub enum HashOn {
-    Header(String),
-    Cookie(String),
-    ClientAddress,
+    /// Consistent hash on the request's expansion of `upstream-hash-by` (any text with
+    /// variables: `$request_uri`, `$host$request_uri`, `$binary_remote_addr`, `$http_x_user`),
+    /// as ingress-nginx's `balancer/chash.lua` hashes `util.generate_var_value` of it: an empty
+    /// expansion is a key too (every such request goes to one endpoint).
+    Hash(crate::model::nginx_var::NginxString),
 }
 
 /// Cookie session affinity (ingress-nginx `affinity: cookie` and the `session-cookie-*`

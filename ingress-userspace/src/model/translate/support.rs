@@ -244,7 +244,7 @@ pub static ANNOTATIONS: &[Row] = &[
     row("stream-snippet", SNIPPET, "nginx configuration inserted into the stream block."),
     row("temporal-redirect", Supported, "Answer every request with a redirect to this URL (302); nginx variables in it are expanded as in `permanent-redirect`."),
     row("temporal-redirect-code", Supported, "Status of temporal-redirect."),
-    row("upstream-hash-by", Supported, "Consistent hash on `$remote_addr`, `$http_<name>` or `$cookie_<name>` (other variables warn)."),
+    row("upstream-hash-by", Supported, "Consistent hash on the text with its variables expanded per request (`$request_uri`, `$host$request_uri`, `$binary_remote_addr`, `$http_<name>`, `$cookie_<name>`, `$arg_<name>`...); an unknown variable warns (round robin). ssl-passthrough hashes only `$remote_addr`/`$binary_remote_addr`."),
     row("upstream-hash-by-subset", NotYet, "Hash to a subset of pods."),
     row("upstream-hash-by-subset-size", NotYet, "Size of that subset."),
     row("upstream-vhost", Supported, "Host header sent to the pod."),
