@@ -2988,6 +2988,68 @@ async fn http2_without_a_first_request_is_closed_after_the_client_header_timeout
     assert_eq!(g.status, StatusCode::OK);
 }
 
+/// ConfigMap `keep-alive: "0"` turns client keep-alive off (configmap.md: "The zero value
+/// disables keep-alive client connections"; nginx `keepalive_timeout 0`): an HTTP/1.1 answer
+/// says `Connection: close` and the connection closes after it; an HTTP/2 connection gets
+/// GOAWAY once its stream is answered, then closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_keep_alive_closes_client_connections_after_the_answer() {
+    use h2raw::*;
+    let a = backend("a");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let mut snap = (*one_route("k.test", &a)).clone();
+    snap.l7.settings.keepalive_timeout = Some(Duration::ZERO);
+    proxy.handle.apply(Arc::new(snap));
+
+    let mut c = tokio::net::TcpStream::connect(proxy.http()).await.unwrap();
+    c.write_all(b"GET / HTTP/1.1\r\nHost: k.test\r\n\r\n")
+        .await
+        .unwrap();
+    let out = read_h1_response(&mut c).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(
+        out.to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n"),
+        "{out}"
+    );
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut rest)).await;
+    assert!(matches!(closed, Ok(Ok(0))), "{closed:?} {rest:?}");
+
+    let mut s = tokio::net::TcpStream::connect(proxy.http()).await.unwrap();
+    let hello = [PREFACE, &frame(SETTINGS, 0, 0, &[]), &get(1, "k.test", "/")].concat();
+    s.write_all(&hello).await.unwrap();
+    let (mut buf, mut chunk) = (Vec::new(), [0u8; 4096]);
+    let (mut answered, mut goaway) = (false, false);
+    let read_all = async {
+        loop {
+            let n = match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            buf.extend_from_slice(&chunk[..n]);
+            for (kind, flags, stream, _) in take_frames(&mut buf) {
+                match kind {
+                    SETTINGS if flags & ACK == 0 => {
+                        let _ = s.write_all(&frame(SETTINGS, ACK, 0, &[])).await;
+                    }
+                    GOAWAY => goaway = true,
+                    _ if stream == 1 && flags & END_STREAM != 0 => answered = true,
+                    _ => {}
+                }
+            }
+        }
+    };
+    assert!(
+        tokio::time::timeout(Duration::from_secs(10), read_all)
+            .await
+            .is_ok(),
+        "HTTP/2 connection still open"
+    );
+    assert!(answered && goaway, "answered {answered}, GOAWAY {goaway}");
+    assert_eq!(a.requests(), 2);
+}
+
 /// After its last request, an HTTP/2 connection that sends only control frames (PING,
 /// SETTINGS, WINDOW_UPDATE, PRIORITY) is idle: GOAWAY and close after the keep-alive timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -380,7 +380,8 @@ pub struct ProxySettings {
     pub use_proxy_protocol: Option<bool>,
     pub client_header_timeout: Option<Duration>,
     pub client_body_timeout: Option<Duration>,
-    /// `keep-alive`: idle time of a client connection.
+    /// `keep-alive`: idle time of a client connection; zero turns keep-alive off (as
+    /// `--keepalive-timeout 0`, see [`crate::proxy::limits::server_builder`]).
     pub keepalive_timeout: Option<Duration>,
     /// `enable-underscores-in-headers`.
     pub enable_underscores_in_headers: Option<bool>,

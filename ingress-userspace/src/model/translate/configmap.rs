@@ -20,6 +20,11 @@ use super::{
 };
 use crate::model::{IpPrefix, ObjectKind, ObjectRef, ProxySettings, RetryOn, RoutePolicy};
 
+/// `keep-alive`: 0, which turns client keep-alive off (configmap.md: "The zero value disables
+/// keep-alive client connections"), up to the end of [`TIMEOUT_RANGE`].
+pub const KEEP_ALIVE_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::ZERO..=*TIMEOUT_RANGE.end();
+
 /// ingress-nginx's `hsts-max-age` default (seconds).
 pub const HSTS_MAX_AGE: u64 = 31_536_000;
 
@@ -282,7 +287,7 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
     }
     s.client_header_timeout = r.duration("client-header-timeout", &TIMEOUT_RANGE);
     s.client_body_timeout = r.duration("client-body-timeout", &TIMEOUT_RANGE);
-    s.keepalive_timeout = r.duration("keep-alive", &TIMEOUT_RANGE);
+    s.keepalive_timeout = r.duration("keep-alive", &KEEP_ALIVE_RANGE);
 
     let hsts = r.bool("hsts").unwrap_or(true);
     let include = r.bool("hsts-include-subdomains").unwrap_or(true);
@@ -737,6 +742,16 @@ mod tests {
         });
         c.apply_defaults(&mut off);
         assert_eq!(off.limit_rate, Some(0));
+    }
+
+    /// `keep-alive: "0"` is a value, not a typo: configmap.md "The zero value disables
+    /// keep-alive client connections".
+    #[test]
+    fn zero_keep_alive_is_accepted() {
+        let mut d = Diagnostics::default();
+        let c = parse(&cm(&[("keep-alive", "0")]), &mut d);
+        assert!(d.0.is_empty(), "{:?}", d.0);
+        assert_eq!(c.settings.keepalive_timeout, Some(Duration::ZERO));
     }
 
     #[test]

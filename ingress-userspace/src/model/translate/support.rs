@@ -352,7 +352,7 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("jaeger-service-name", TRACING, "Jaeger tracing."),
     row("jaeger-trace-baggage-header-prefix", TRACING, "Jaeger tracing."),
     row("jaeger-trace-context-header-name", TRACING, "Jaeger tracing."),
-    row("keep-alive", Supported, "Idle time of a client connection, seconds; flag --keepalive-timeout."),
+    row("keep-alive", Supported, "Idle time of a client connection, seconds; flag --keepalive-timeout. `0` turns keep-alive off: HTTP/1 answers say `Connection: close`, HTTP/2 gets GOAWAY once no stream is in progress (nginx `keepalive_timeout 0`)."),
     row("keep-alive-requests", NotYet, "Requests per client connection."),
     row("large-client-header-buffers", BUFFERS, "nginx `large_client_header_buffers` (see --max-header-bytes)."),
     row("limit-conn-status-code", Supported, "Status of limit-connections refusals."),
