@@ -227,7 +227,7 @@ pub static ANNOTATIONS: &[Row] = &[
     row("secure-verify-ca-secret", REMOVED, "CA for HTTPS backends (removed; see proxy-ssl-secret)."),
     row("server-alias", Differs("an alias already served by another Ingress gets a Warning (ServerAliasConflict) and is ignored"), "More host names served like this one."),
     row("server-snippet", SNIPPET, "nginx configuration inserted into the server block."),
-    row("service-upstream", Supported, "Send to the Service's ClusterIP and port instead of its endpoints (headless Services: endpoints, with a warning)."),
+    row("service-upstream", Supported, "Send to the Service's ClusterIP and port instead of its endpoints (headless Services: endpoints, with a warning). A loopback, link-local or node-address ClusterIP is refused as such an endpoint is (Error, 503; --allow-node-local-endpoints)."),
     row("session-cookie-change-on-failure", Supported, "`true`: a retry after the cookie's pod failed (or while it is ejected) goes to another pod and the cookie follows; `false` (default): retries go to the cookie's pod."),
     row("session-cookie-conditional-samesite-none", Supported, "Omit SameSite=None for browsers that mishandle it (ingress-nginx's User-Agent list)."),
     row("session-cookie-domain", Supported, "Domain of the affinity cookie."),
