@@ -77,7 +77,7 @@ fn resolve(
     let key = super::client_auth::annotated_secret(
         "proxy-ssl-secret",
         name,
-        ns,
+        (ns, false),
         "CrossNamespaceProxySslSecret",
     )?;
     if let Some(allowed) = secret_namespaces
@@ -154,7 +154,7 @@ pub(super) fn check_values(r: &mut Reader<'_>, ns: &str) {
     let key = super::client_auth::annotated_secret(
         "proxy-ssl-secret",
         &name,
-        ns,
+        (ns, false),
         "CrossNamespaceProxySslSecret",
     );
     let o = options(r);
