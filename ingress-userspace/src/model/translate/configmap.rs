@@ -238,6 +238,9 @@ impl Reader<'_> {
     }
 }
 
+/// Reason of the Error a ConfigMap snippet key (`http-snippet`, `server-snippet`...) gets.
+pub const SNIPPET_NOT_APPLIED: &str = "ConfigMapSnippetNotApplied";
+
 /// Reads the controller ConfigMap.
 pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
     let object = ObjectRef::new(
@@ -250,6 +253,12 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
     for key in cm.data.iter().flat_map(|d| d.keys()) {
         let message = match support::configmap_key(key).map(|row| row.status) {
             Some(s) if s.implemented() => continue,
+            // Not a tuning knob that can be skipped: the snippet may have been a control.
+            Some(s) if s == support::CONFIGMAP_SNIPPET => {
+                let message = format!("key {key}: {}", s.note());
+                r.diags.error(&r.object, SNIPPET_NOT_APPLIED, message);
+                continue;
+            }
             Some(support::Status::NotYet) => {
                 format!("key {key} is not implemented yet; it is ignored")
             }
@@ -742,6 +751,38 @@ mod tests {
         });
         c.apply_defaults(&mut off);
         assert_eq!(off.limit_rate, Some(0));
+    }
+
+    /// The ConfigMap's snippet keys are raw nginx configuration that may have been a control
+    /// (a `deny all;` in `server-snippet`): each is an Error saying it is not applied and
+    /// what to use instead, and naming no unrelated flag; nothing else is denied.
+    #[test]
+    fn configmap_snippets_are_errors_saying_they_are_not_applied() {
+        let keys = [
+            "http-snippet",
+            "server-snippet",
+            "location-snippet",
+            "main-snippet",
+            "global-auth-snippet",
+            "stream-snippet",
+        ];
+        let mut d = Diagnostics::default();
+        let pairs: Vec<(&str, &str)> = keys.iter().map(|k| (*k, "deny all;")).collect();
+        let c = parse(&cm(&pairs), &mut d);
+        assert_eq!(d.0.len(), keys.len(), "{:?}", d.0);
+        for k in keys {
+            let diag =
+                d.0.iter()
+                    .find(|d| d.message.starts_with(&format!("key {k}:")))
+                    .unwrap_or_else(|| panic!("{k}: {:?}", d.0));
+            assert_eq!(diag.severity, crate::model::Severity::Error, "{k}");
+            assert_eq!(diag.reason, SNIPPET_NOT_APPLIED, "{k}");
+            let m = &diag.message;
+            assert!(m.contains(k) && m.contains("not applied"), "{m}");
+            assert!(m.contains("not enforced") && m.contains("whitelist-source-range"));
+            assert!(!m.contains("--serve-ingresses-with-snippets"), "{m}");
+        }
+        assert!(c.route_defaults.response.denied.is_none());
     }
 
     /// `keep-alive: "0"` is a value, not a typo: configmap.md "The zero value disables
