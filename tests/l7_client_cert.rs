@@ -1039,6 +1039,67 @@ async fn v1_client_certificates_as_ingress_nginx_makes_them() {
     );
 }
 
+/// A self-signed client certificate made the usual way (`openssl req -x509 -newkey rsa:2048
+/// -nodes -subj /CN=mallory`: CA:TRUE) is, as nginx serves it with `optional_no_ca`, passed on
+/// with `ssl-client-verify: FAILED:self-signed certificate` (OpenSSL's
+/// X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT, one of `ngx_ssl_verify_error_optional`'s), and is
+/// nginx's 400 with `on`; one such CA certificate that `ca.crt` signed is verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_signed_ca_certificates_as_openssl_req_makes_them() {
+    let ssl = OpenSsl::new();
+    ssl.ca("ca", "/CN=My Cert Authority");
+    ssl.ca("mallory", "/CN=mallory");
+    ssl.client(
+        "ca-signed",
+        "/CN=ca signed",
+        "ca",
+        "05",
+        "basicConstraints=CA:TRUE\n",
+    );
+    let pod = backend("a");
+    let (proxy, snap) = serve(
+        pod.addr,
+        &[
+            secret("ca", &[("ca.crt", &ssl.pem("ca"))]),
+            ingress("on", "on.example.com", &[("auth-tls-secret", "default/ca")]),
+            ingress(
+                "noca",
+                "noca.example.com",
+                &[
+                    ("auth-tls-secret", "default/ca"),
+                    ("auth-tls-verify-client", "optional_no_ca"),
+                ],
+            ),
+        ],
+    )
+    .await;
+    assert!(snap.diagnostics.is_empty(), "{:?}", snap.diagnostics);
+    let (on, noca) = ("on.example.com", "noca.example.com");
+    let mallory = || Some(ssl.presented("mallory", &[]));
+    let a = https_presenting(&proxy, noca, noca, mallory(), &[], false).await;
+    assert_eq!(a.got.status, StatusCode::OK);
+    assert_eq!(
+        a.at_pod("ssl-client-verify"),
+        "FAILED:self-signed certificate"
+    );
+    assert_eq!(a.at_pod("ssl-client-subject-dn"), "CN=mallory");
+    let before = pod.requests();
+    let a = https_presenting(&proxy, on, on, mallory(), &[], false).await;
+    assert_eq!(a.got.status, StatusCode::BAD_REQUEST);
+    assert_eq!(pod.requests(), before);
+    let a = https_presenting(
+        &proxy,
+        on,
+        on,
+        Some(ssl.presented("ca-signed", &[])),
+        &[],
+        false,
+    )
+    .await;
+    assert_eq!(a.got.status, StatusCode::OK);
+    assert_eq!(a.at_pod("ssl-client-verify"), "SUCCESS");
+}
+
 /// v1 client certificates below an intermediate follow the rules v3 chains do:
 /// `auth-tls-verify-depth` counts the intermediates (OpenSSL 1.1+), and with `ca.crl` each
 /// certificate below the root must be covered by a CRL of its issuer, the client's listed one

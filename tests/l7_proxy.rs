@@ -23,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use xdp_ingress::{
     model::{
         BackendProtocol, CookieAffinity, L7Config, LoadBalancing, ObjectKind, ObjectRef,
-        RoutePolicy, Snapshot, TlsCertificate, Upstream, VirtualHost,
+        RoutePolicy, Snapshot, TlsCertificate, Upstream, VirtualHost, nginx_var::NginxString,
     },
     proxy::{
         ProxyArgs, REASON_HEADER, SOURCE_BLOCKED, SOURCE_DENIED, fixtures::*, tls::self_signed_pem,
@@ -407,7 +407,7 @@ async fn cookie_affinity_and_hash_stickiness() {
         })
     });
     let hashed = with(up("hashed", &refs), |u| {
-        u.load_balancing = LoadBalancing::Hash(xdp_ingress::model::HashOn::Header("x-user".into()))
+        u.load_balancing = LoadBalancing::Hash(NginxString::parse("$http_x_user").unwrap())
     });
     let l7 = |sticky: Arc<Upstream>| {
         l7_with(
@@ -1893,7 +1893,7 @@ async fn proxy_protocol_address_is_the_client_and_is_required() {
 async fn client_address_hash_uses_the_trusted_client_address() {
     let (a, b) = (backend("a"), backend("b"));
     let by_client = with(up("ab", &[&a, &b]), |u| {
-        u.load_balancing = LoadBalancing::Hash(xdp_ingress::model::HashOn::ClientAddress)
+        u.load_balancing = LoadBalancing::Hash(NginxString::parse("$remote_addr").unwrap())
     });
     let snap = snapshot(
         1,
@@ -1944,6 +1944,58 @@ async fn client_address_hash_uses_the_trusted_client_address() {
         pods.insert(pod_for(proxy.http(), format!("198.18.{i}.1")).await);
     }
     assert_eq!(pods.len(), 1, "forged addresses do not choose the pod");
+}
+
+/// `upstream-hash-by: "$request_uri"` (ingress-nginx's headline example; chash.lua hashes the
+/// expanded text of any variables): one URI keeps its pod, many URIs spread over the pods;
+/// `$host$request_uri` mixes the host in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hash_by_any_variable_text() {
+    let (a, b) = (backend("a"), backend("b"));
+    let by = |name: &str, text: &str| {
+        let by = NginxString::parse(text).unwrap();
+        with(up(name, &[&a, &b]), move |u| {
+            u.load_balancing = LoadBalancing::Hash(by)
+        })
+    };
+    let snap = snapshot(
+        1,
+        l7_with(
+            vec![vhost(
+                "hash.test",
+                vec![
+                    route_to(path("Prefix", "/both"), by("both", "$host$request_uri")),
+                    route_to(path("Prefix", "/"), by("uri", "$request_uri")),
+                ],
+                false,
+            )],
+            None,
+        ),
+    );
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    proxy.handle.apply(snap);
+    let c = http1_client();
+    for prefix in ["/u", "/both/u"] {
+        let mut pods = HashSet::new();
+        for i in 0..24 {
+            let uri = format!("{prefix}{i}?q={i}");
+            let first = get(&c, proxy.http(), "hash.test", &uri).await;
+            assert_eq!(first.status, 200);
+            for _ in 0..3 {
+                assert_eq!(
+                    get(&c, proxy.http(), "hash.test", &uri).await.pod(),
+                    first.pod(),
+                    "{uri} keeps its pod"
+                );
+            }
+            pods.insert(first.pod());
+        }
+        assert_eq!(
+            pods.len(),
+            2,
+            "24 URIs under {prefix} spread over both pods"
+        );
+    }
 }
 
 // ---- The request front: one normalised path, a validated target (issue 9, classes 1 and 3).
@@ -2934,6 +2986,68 @@ async fn http2_without_a_first_request_is_closed_after_the_client_header_timeout
         .await
         .unwrap();
     assert_eq!(g.status, StatusCode::OK);
+}
+
+/// ConfigMap `keep-alive: "0"` turns client keep-alive off (configmap.md: "The zero value
+/// disables keep-alive client connections"; nginx `keepalive_timeout 0`): an HTTP/1.1 answer
+/// says `Connection: close` and the connection closes after it; an HTTP/2 connection gets
+/// GOAWAY once its stream is answered, then closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_keep_alive_closes_client_connections_after_the_answer() {
+    use h2raw::*;
+    let a = backend("a");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let mut snap = (*one_route("k.test", &a)).clone();
+    snap.l7.settings.keepalive_timeout = Some(Duration::ZERO);
+    proxy.handle.apply(Arc::new(snap));
+
+    let mut c = tokio::net::TcpStream::connect(proxy.http()).await.unwrap();
+    c.write_all(b"GET / HTTP/1.1\r\nHost: k.test\r\n\r\n")
+        .await
+        .unwrap();
+    let out = read_h1_response(&mut c).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(
+        out.to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n"),
+        "{out}"
+    );
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut rest)).await;
+    assert!(matches!(closed, Ok(Ok(0))), "{closed:?} {rest:?}");
+
+    let mut s = tokio::net::TcpStream::connect(proxy.http()).await.unwrap();
+    let hello = [PREFACE, &frame(SETTINGS, 0, 0, &[]), &get(1, "k.test", "/")].concat();
+    s.write_all(&hello).await.unwrap();
+    let (mut buf, mut chunk) = (Vec::new(), [0u8; 4096]);
+    let (mut answered, mut goaway) = (false, false);
+    let read_all = async {
+        loop {
+            let n = match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            buf.extend_from_slice(&chunk[..n]);
+            for (kind, flags, stream, _) in take_frames(&mut buf) {
+                match kind {
+                    SETTINGS if flags & ACK == 0 => {
+                        let _ = s.write_all(&frame(SETTINGS, ACK, 0, &[])).await;
+                    }
+                    GOAWAY => goaway = true,
+                    _ if stream == 1 && flags & END_STREAM != 0 => answered = true,
+                    _ => {}
+                }
+            }
+        }
+    };
+    assert!(
+        tokio::time::timeout(Duration::from_secs(10), read_all)
+            .await
+            .is_ok(),
+        "HTTP/2 connection still open"
+    );
+    assert!(answered && goaway, "answered {answered}, GOAWAY {goaway}");
+    assert_eq!(a.requests(), 2);
 }
 
 /// After its last request, an HTTP/2 connection that sends only control frames (PING,

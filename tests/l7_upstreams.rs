@@ -450,3 +450,36 @@ async fn service_upstream_sends_to_the_cluster_ip() {
     assert_eq!(statuses(&got), [502, 502]);
     assert_eq!(pod.requests(), before);
 }
+
+/// A loopback clusterIP is refused as a loopback EndpointSlice address is (one guard for every
+/// address the proxy connects to): without `--allow-node-local-endpoints` an Error on the
+/// Service and 503, nothing reaches the address, and the pods are not a fallback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_local_cluster_ip_is_refused_without_the_opt_in() {
+    let pod = backend("127.0.0.1:0", "pod");
+    let cluster = backend("127.0.0.2:0", "cluster-ip");
+    let (ip, port) = (cluster.addr.ip().to_string(), cluster.addr.port());
+    let yaml = manifests(
+        "u.test",
+        &[pod.addr],
+        (port, Some(&ip)),
+        &[("service-upstream", "true")],
+    );
+    let snap = translate_manifests(1, &yaml, |c| c.allow_node_local_endpoints = false);
+    let refused: Vec<_> = snap
+        .diagnostics
+        .iter()
+        .filter(|d| d.reason == "EndpointAddressRefused")
+        .map(|d| (d.object.kind, d.message.contains(&ip)))
+        .collect();
+    assert!(
+        refused.contains(&(xdp_ingress::model::ObjectKind::Service, true)),
+        "{:?}",
+        snap.diagnostics
+    );
+    let proxy = TestProxy::start(args()).await;
+    proxy.handle.apply(snap);
+    let got = requests(&http1_client(), &proxy, Method::GET, 2).await;
+    assert_eq!(statuses(&got), [503, 503]);
+    assert_eq!((cluster.requests(), pod.requests()), (0, 0));
+}

@@ -720,11 +720,14 @@ mod tests {
             ing("c-secret-type", &format!("{p}auth-type: basic\n{p}auth-secret: s\n{p}auth-secret-type: map\n")),
             ing("d-url", &format!("{p}auth-url: not a url\n")),
             ing("e-method", &format!("{p}auth-url: http://auth.app.svc/check\n{p}auth-method: GE T\n")),
-            ing("f-variable", &format!("{p}auth-url: http://auth.app.svc/check?u=$remote_user\n")),
+            ing("f-variable", &format!("{p}auth-url: http://auth.app.svc/check?u=$upstream_addr\n")),
             ing("g-tls-ns", &format!("{p}auth-tls-secret: other/ca\n")),
-            ing("h-match-cn", &format!("{p}auth-tls-secret: ca\n{p}auth-tls-match-cn: \"O=(\"\n")),
+            ing("h-match-cn", &format!("{p}auth-tls-secret: app/ca\n{p}auth-tls-match-cn: \"O=(\"\n")),
             ing("i-proxy-ssl-ns", &format!("{p}proxy-ssl-secret: other/ps\n")),
-            ing("j-proxy-ssl-protocols", &format!("{p}proxy-ssl-secret: ps\n{p}proxy-ssl-protocols: TLSv1.1\n")),
+            ing("j-proxy-ssl-protocols", &format!("{p}proxy-ssl-secret: app/ps\n{p}proxy-ssl-protocols: TLSv1.1\n")),
+            // ingress-nginx's k8s.ParseNameNS: a bare name is not NAMESPACE/NAME.
+            ing("k-tls-bare", &format!("{p}auth-tls-secret: ca\n")),
+            ing("l-proxy-ssl-bare", &format!("{p}proxy-ssl-secret: ps\n")),
             // Values that parse: nothing to report, whether or not the objects exist.
             ing("z-fine", &format!("{p}auth-type: basic\n{p}auth-secret: s\n{p}auth-url: http://auth.app.svc/check?rd=$escaped_request_uri\n{p}auth-tls-secret: app/ca\n{p}proxy-ssl-secret: app/ps\n{p}proxy-ssl-verify: \"on\"\n")),
         ]
@@ -758,6 +761,8 @@ mod tests {
                     "j-proxy-ssl-protocols",
                     vec!["UnsupportedProxySslProtocols"]
                 ),
+                ("k-tls-bare", vec!["InvalidAnnotation"]),
+                ("l-proxy-ssl-bare", vec!["InvalidAnnotation"]),
                 ("z-fine", vec![]),
             ],
             "{:?}",

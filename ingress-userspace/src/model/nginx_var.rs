@@ -1,6 +1,7 @@
 //! Text with nginx variables (`$host`, `${request_uri}`, `$http_x_user`...) as ingress-nginx users
-//! write them in `auth-url`, `auth-signin`, `auth-cache-key`, `auth-request-redirect` and the
-//! values of `auth-proxy-set-headers`: parsed once in translation into an [`NginxString`], expanded
+//! write them in `auth-url`, `auth-signin`, `auth-cache-key`, `auth-request-redirect`, the
+//! values of `auth-proxy-set-headers`, redirect URLs and `upstream-hash-by` (ingress-nginx's
+//! `util.parse_complex_value` / `generate_var_value` in its Lua balancer): parsed once in translation into an [`NginxString`], expanded
 //! per request by the proxy ([`NginxString::expand`] with a [`VarSource`]).
 //!
 //! Only the documented set of [`Var`]s is accepted; any other name is an error (the caller denies
@@ -41,6 +42,18 @@ pub enum Var {
     RequestMethod,
     /// `$remote_addr`: the client address (after the trust model, as nginx's realip).
     RemoteAddr,
+    /// `$binary_remote_addr`: the client address of [`Var::RemoteAddr`] as its 4 (IPv4) or 16
+    /// (IPv6) bytes, as nginx gives it. Text here is UTF-8, so each byte is the character of
+    /// that code point (U+0000 to U+00FF): one distinct text per address, what a hash or cache
+    /// key needs; nobody puts raw address bytes in a URL.
+    BinaryRemoteAddr,
+    /// `$remote_user`: the user name of a `Basic` `Authorization` header (up to its first
+    /// `:`), empty for any other or none; as nginx's `ngx_http_variable_remote_user`, whether
+    /// or not basic auth checked it.
+    RemoteUser,
+    /// `$server_name`: the name of the server the request matched, as ingress-nginx writes
+    /// its `server_name`: the Ingress rule's host, `_` for the catch-all server.
+    ServerName,
     /// `$server_port`: the port the request arrived on.
     ServerPort,
     /// `$request_id`, `$req_id`: the request's id (`X-Request-ID`).
@@ -71,6 +84,9 @@ impl Var {
             "pass_access_scheme" => Var::PassAccessScheme,
             "request_method" => Var::RequestMethod,
             "remote_addr" => Var::RemoteAddr,
+            "binary_remote_addr" => Var::BinaryRemoteAddr,
+            "remote_user" => Var::RemoteUser,
+            "server_name" => Var::ServerName,
             "server_port" => Var::ServerPort,
             "request_id" | "req_id" => Var::RequestId,
             _ => {
@@ -100,8 +116,8 @@ pub enum VarError {
 /// The variables [`Var::named`] accepts, for messages and docs.
 pub const SUPPORTED: &str = "$host, $http_host, $best_http_host, $request_uri, \
     $escaped_request_uri, $uri, $document_uri, $args, $query_string, $is_args, $scheme, \
-    $pass_access_scheme, $request_method, $remote_addr, $server_port, $request_id, $req_id, \
-    $http_<name>, $arg_<name>, $cookie_<name>";
+    $pass_access_scheme, $request_method, $remote_addr, $binary_remote_addr, $remote_user, \
+    $server_name, $server_port, $request_id, $req_id, $http_<name>, $arg_<name>, $cookie_<name>";
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Part {
@@ -171,7 +187,15 @@ impl NginxString {
 
     /// Whether it has any variable.
     pub fn has_vars(&self) -> bool {
-        self.parts.iter().any(|p| matches!(p, Part::Var(_)))
+        self.vars().next().is_some()
+    }
+
+    /// The variables it names, in order.
+    pub fn vars(&self) -> impl Iterator<Item = &Var> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Var(v) => Some(v),
+            Part::Text(_) => None,
+        })
     }
 
     /// The text with every variable replaced by its value from `src`.
@@ -203,6 +227,15 @@ impl serde::Serialize for NginxString {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.written)
     }
+}
+
+/// `$binary_remote_addr` of `ip` ([`Var::BinaryRemoteAddr`]): its bytes, one character each.
+pub fn push_binary_addr(ip: std::net::IpAddr, out: &mut String) {
+    let bytes = match ip {
+        std::net::IpAddr::V4(a) => a.octets().to_vec(),
+        std::net::IpAddr::V6(a) => a.octets().to_vec(),
+    };
+    out.extend(bytes.into_iter().map(char::from));
 }
 
 /// `s` escaped as a URI component: every byte but `A-Za-z0-9-._~` as `%XX` (upper case), as

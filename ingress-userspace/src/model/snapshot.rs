@@ -387,7 +387,8 @@ pub struct ProxySettings {
     pub use_proxy_protocol: Option<bool>,
     pub client_header_timeout: Option<Duration>,
     pub client_body_timeout: Option<Duration>,
-    /// `keep-alive`: idle time of a client connection.
+    /// `keep-alive`: idle time of a client connection; zero turns keep-alive off (as
+    /// `--keepalive-timeout 0`, see [`crate::proxy::limits::server_builder`]).
     pub keepalive_timeout: Option<Duration>,
     /// `enable-underscores-in-headers`.
     pub enable_underscores_in_headers: Option<bool>,
@@ -1240,15 +1241,11 @@ pub enum LoadBalancing {
     RoundRobin,
     /// Power of two choices over in-flight requests weighted by EWMA latency.
     LeastRequest,
-    /// Consistent hash on a request property.
-    Hash(HashOn),
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub enum HashOn {
-    Header(String),
-    Cookie(String),
-    ClientAddress,
+    /// Consistent hash on the request's expansion of `upstream-hash-by` (any text with
+    /// variables: `$request_uri`, `$host$request_uri`, `$binary_remote_addr`, `$http_x_user`),
+    /// as ingress-nginx's `balancer/chash.lua` hashes `util.generate_var_value` of it: an empty
+    /// expansion is a key too (every such request goes to one endpoint).
+    Hash(crate::model::nginx_var::NginxString),
 }
 
 /// Cookie session affinity (ingress-nginx `affinity: cookie` and the `session-cookie-*`

@@ -115,7 +115,9 @@ pub struct ProxyArgs {
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub client_body_timeout: Duration,
     /// A connection with no request in progress for this long is closed (HTTP/2: GOAWAY),
-    /// whatever else it sends (HTTP/2 PING, SETTINGS, WINDOW_UPDATE do not count).
+    /// whatever else it sends (HTTP/2 PING, SETTINGS, WINDOW_UPDATE do not count). 0 turns
+    /// keep-alive off, as nginx's `keepalive_timeout 0`: HTTP/1 answers carry
+    /// `Connection: close`, an HTTP/2 connection gets GOAWAY once no stream is in progress.
     #[arg(long, default_value = "75s", value_parser = parse_duration)]
     pub keepalive_timeout: Duration,
     /// Longest a response may wait on the client taking it (between two successive pieces,

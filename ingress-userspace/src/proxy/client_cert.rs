@@ -15,8 +15,9 @@
 //! certificates between the client's and the self-signed root (OpenSSL 1.1+), the chain must end
 //! at a self-signed certificate of `ca.crt` (no partial chains), and with a CRL every
 //! certificate of the chain must be covered by one (`X509_V_FLAG_CRL_CHECK_ALL`). webpki takes
-//! v3 certificates only; a chain with an older one (`openssl x509 -req` without extensions makes
-//! v1) is built by [`legacy`] with the same rules. The handshake checks the client's signature
+//! v3 certificates only and no CA certificate as the client's; a chain with an older one
+//! (`openssl x509 -req` without extensions makes v1) or whose client certificate is a CA
+//! (`openssl req -x509` makes CA:TRUE) is built by [`legacy`] with the same rules. The handshake checks the client's signature
 //! with the key of its certificate whatever its version; a certificate that does not parse at
 //! all is let through the handshake and fails here (FAILED, nginx's 400), so the client gets an
 //! HTTP answer and the access log a line, never a bare TLS alert.
@@ -234,7 +235,7 @@ impl CompiledPolicy {
             return Verdict::undecodable();
         }
         if legacy::has_pre_v3(chain) {
-            return self.verify_pre_v3(chain, now);
+            return self.verify_openssl_way(chain, now);
         }
         let Ok(ee) = EndEntityCert::try_from(leaf) else {
             return Verdict::undecodable();
@@ -258,6 +259,11 @@ impl CompiledPolicy {
         );
         let path = match path {
             Ok(p) => p,
+            // webpki refuses a CA certificate as the client's before it looks for an issuer;
+            // OpenSSL does not (`openssl req -x509` makes CA:TRUE certificates, and with
+            // `optional_no_ca` nginx passes such a self-signed one on as
+            // `FAILED:self-signed certificate`): judge the chain the OpenSSL way.
+            Err(webpki::Error::CaUsedAsEndEntity) => return self.verify_openssl_way(chain, now),
             Err(e) => return self.failure(&e, chain),
         };
         let between = path.intermediate_certificates().count();

@@ -60,7 +60,9 @@ use super::{
         send_timeout::SendTimedOut,
     },
 };
-use crate::model::{BackendProtocol, ObjectKind, RoutePolicy, UpstreamVersion};
+use crate::model::{
+    BackendProtocol, LoadBalancing, ObjectKind, RoutePolicy, UpstreamVersion, nginx_var::Var,
+};
 
 /// Header naming why the proxy answered a request itself.
 pub const REASON_HEADER: &str = "x-xdp-ingress-reason";
@@ -1306,6 +1308,7 @@ where
     }
     let upgrade = req.version() == Version::HTTP_11 && is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let hash_key = hash_key(&mut req, up, host, out);
     let set = location_headers(&shared.live.load(), &mut req, host, out);
     let mut prepared = prepare(
         shared,
@@ -1339,7 +1342,6 @@ where
             return local(StatusCode::BAD_GATEWAY, "backend TLS cannot be set up");
         }
     };
-    let client_ip = out.client.addr;
     let upstream_label = UpstreamLabels {
         upstream: Arc::clone(&up.label),
     };
@@ -1362,7 +1364,7 @@ where
         }
         let Some(pick) = up.pick(&PickInput {
             headers: &prepared.parts.headers,
-            client_ip,
+            hash_key: hash_key.as_deref(),
             tried: retry.avoid(&tried, up.slots.len()),
             https: out.client.https(),
             location_path: out.path.as_deref().map_or("", |p| p.as_str()),
@@ -1499,6 +1501,45 @@ fn location_headers<B>(
 /// Admission: a request whose declared body (`Content-Length`, or an HTTP/2 body's known
 /// size) exceeds `max_body` bytes (`proxy-body-size`; `0`: no limit) is refused with 413
 /// before anything is sent, as nginx's `client_max_body_size` does.
+/// The request's expansion of the upstream's `upstream-hash-by` ([`LoadBalancing::Hash`]), as
+/// ingress-nginx's `balancer/chash.lua` takes it in the balancer phase: the client's headers,
+/// the target after `rewrite-target` (`$uri`, `$args`) and before it (`$request_uri`). `None`
+/// for any other balancing.
+fn hash_key<B>(
+    req: &mut Request<B>,
+    up: &UpstreamRuntime,
+    host: &str,
+    out: &Outcome,
+) -> Option<String> {
+    let LoadBalancing::Hash(by) = &up.spec.load_balancing else {
+        return None;
+    };
+    // `$request_id` is the id the pod gets: set it now, as `prepare` keeps one already there.
+    let request_id = if by.vars().any(|v| *v == Var::RequestId) {
+        super::headers::request_id(req.headers_mut())
+    } else {
+        HeaderValue::from_static("")
+    };
+    let sent = out
+        .request_uri
+        .as_ref()
+        .or_else(|| req.uri().path_and_query());
+    let vars = forward_auth::Request {
+        host,
+        method: req.method(),
+        headers: req.headers(),
+        request_uri: sent.map_or("/", |p| p.as_str()),
+        path: req.uri().path(),
+        query: req.uri().query(),
+        client: &out.client,
+        tls: out.tls,
+        request_id: &request_id,
+        route_host: out.host.as_deref().map_or("*", String::as_str),
+        route_path: out.path.as_deref().map_or("", String::as_str),
+    };
+    Some(by.expand(&vars))
+}
+
 fn admit<B: Body>(req: &Request<B>, max_body: u64) -> Result<(), Failure> {
     if max_body > 0 && req.body().size_hint().lower() > max_body {
         return Err(Failure::client(ClientFault::TooLarge, false));

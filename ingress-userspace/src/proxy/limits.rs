@@ -23,7 +23,12 @@ pub fn server_builder(args: &ProxyArgs) -> Builder<TokioExecutor> {
         // after --keepalive-timeout, so hyper's only job is the backstop for a head that
         // trickles in after the first request, and it must not cut idle connections short.
         .header_read_timeout(args.client_header_timeout.max(args.keepalive_timeout))
-        .max_buf_size((args.max_header_bytes as usize).max(MIN_H1_BUF));
+        .max_buf_size((args.max_header_bytes as usize).max(MIN_H1_BUF))
+        // A zero keep-alive timeout turns keep-alive off, as nginx's `keepalive_timeout 0`
+        // (ingress-nginx `keep-alive: "0"`): every answer says `Connection: close` and the
+        // connection closes after it. HTTP/2 has no such header: `liveness` sends GOAWAY as
+        // soon as no stream is in progress (nginx's zero idle timer does the same).
+        .keep_alive(!args.keepalive_timeout.is_zero());
     b.http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(args.max_concurrent_streams)

@@ -310,7 +310,14 @@ where
                         _ => timeouts.idle,
                     };
                     close(conn.as_mut());
-                    closing = Some((why, Some(Instant::now() + fired.min(MAX_CLOSE_GRACE))));
+                    // A zero timeout (`keep-alive: 0`) still leaves the close its grace: the
+                    // last answer and the GOAWAY must reach the client.
+                    let grace = if fired.is_zero() {
+                        MAX_CLOSE_GRACE
+                    } else {
+                        fired.min(MAX_CLOSE_GRACE)
+                    };
+                    closing = Some((why, Some(Instant::now() + grace)));
                 }
             }
         }

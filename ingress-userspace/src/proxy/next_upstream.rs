@@ -11,7 +11,9 @@
 //! attempt has read from it the request cannot be sent again, whatever the route lists; and
 //! no endpoint is tried twice for one request, unless the route says attempts count per
 //! request ([`NextUpstream::repeat_endpoints`], a Gateway API retry): then every endpoint is
-//! tried once before any again, and each retry waits the route's backoff first.
+//! tried once before any again, and each retry waits the route's backoff first; or unless
+//! cookie affinity without `session-cookie-change-on-failure` sends every try to the cookie's
+//! endpoint (ingress-nginx's sticky balancer, [`super::upstream::balance`]).
 
 use std::time::Instant;
 

@@ -17,7 +17,7 @@
 
 use std::{
     io,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
@@ -32,6 +32,11 @@ use tokio::{
     time::Instant,
 };
 use tracing::debug;
+
+use crate::model::{
+    LoadBalancing,
+    nginx_var::{Var, VarSource, push_binary_addr},
+};
 
 use super::{
     Shared,
@@ -83,7 +88,7 @@ pub(crate) async fn classify<S>(
     io: &mut S,
     seen: &mut Vec<u8>,
     deadline: Instant,
-    local: std::net::IpAddr,
+    local: IpAddr,
     listener: ListenerId,
 ) -> Hello
 where
@@ -193,17 +198,40 @@ pub(crate) async fn pass<S>(
     }
 }
 
+/// An `upstream-hash-by` key a TLS connection has: only the client address variables are
+/// known without a request; a text naming any other variable is not hashed (round robin),
+/// rather than sending every connection to the one endpoint of its empty expansion.
+fn peer_hash_key(upstream: &UpstreamRuntime, peer: IpAddr) -> Option<String> {
+    struct Peer(IpAddr);
+    impl VarSource for Peer {
+        fn push(&self, var: &Var, out: &mut String) {
+            match var {
+                Var::RemoteAddr => out.push_str(&self.0.to_string()),
+                Var::BinaryRemoteAddr => push_binary_addr(self.0, out),
+                _ => {}
+            }
+        }
+    }
+    let LoadBalancing::Hash(by) = &upstream.spec.load_balancing else {
+        return None;
+    };
+    by.vars()
+        .all(|v| matches!(v, Var::RemoteAddr | Var::BinaryRemoteAddr))
+        .then(|| by.expand(&Peer(peer)))
+}
+
 async fn connect(
     shared: &Shared,
     upstream: &UpstreamRuntime,
     peer: SocketAddr,
 ) -> Option<TcpStream> {
     let headers = HeaderMap::new();
+    let hash_key = peer_hash_key(upstream, peer.ip());
     let mut tried = Vec::new();
     while tried.len() < CONNECT_TRIES {
         let pick = upstream.pick(&PickInput {
             headers: &headers,
-            client_ip: peer.ip(),
+            hash_key: hash_key.as_deref(),
             tried: &tried,
             // No request is seen: no cookie is read or set.
             https: true,

@@ -8,8 +8,8 @@
 use std::{collections::BTreeMap, net::IpAddr, ops::RangeInclusive, sync::Arc, time::Duration};
 
 use crate::model::{
-    BackendProtocol, CookieAffinity, HashOn, IpPrefix, LoadBalancing, ObjectRef, RoutePolicy,
-    UpstreamHttp, UpstreamVersion,
+    BackendProtocol, CookieAffinity, IpPrefix, LoadBalancing, ObjectRef, RoutePolicy, UpstreamHttp,
+    UpstreamVersion, nginx_var::NginxString,
 };
 
 use super::diagnostics::Diagnostics;
@@ -388,20 +388,13 @@ pub fn parse(
         },
     };
     if let Some(v) = r.get("upstream-hash-by").map(str::to_string) {
-        let on = if v == "$remote_addr" || v == "$binary_remote_addr" {
-            Some(HashOn::ClientAddress)
-        } else if let Some(h) = v.strip_prefix("$http_") {
-            Some(HashOn::Header(h.replace('_', "-").to_ascii_lowercase()))
-        } else {
-            v.strip_prefix("$cookie_")
-                .map(|c| HashOn::Cookie(c.to_string()))
-        };
-        match on {
-            Some(on) => load_balancing = LoadBalancing::Hash(on),
-            None => r.bad(
+        // Any text with variables, as ingress-nginx's chash.lua expands it per request.
+        match NginxString::parse(&v) {
+            Ok(by) => load_balancing = LoadBalancing::Hash(by),
+            Err(e) => r.bad(
                 "upstream-hash-by",
                 &v,
-                "$remote_addr, $http_<header> or $cookie_<name>",
+                &format!("text with nginx variables ({e})"),
             ),
         }
     }
@@ -516,7 +509,7 @@ mod tests {
         assert_eq!(o.policy.timeouts.connect, Some(Duration::from_secs(5)));
         assert_eq!(
             o.load_balancing,
-            LoadBalancing::Hash(HashOn::Header("x-user".into()))
+            LoadBalancing::Hash(NginxString::parse("$http_x_user").unwrap())
         );
         let a = o.affinity.unwrap();
         assert_eq!(
@@ -526,6 +519,34 @@ mod tests {
         assert_eq!(o.policy.allow_source_ranges.len(), 2);
         assert_eq!(o.policy.allow_source_ranges[1].len, 128);
         assert!(o.use_regex);
+    }
+
+    /// `upstream-hash-by` is any text with variables, as ingress-nginx's chash.lua expands it
+    /// (its docs' headline example is `$request_uri`); an unknown variable warns and keeps
+    /// round robin.
+    #[test]
+    fn upstream_hash_by_takes_any_variable_text() {
+        const N: &str = "nginx.ingress.kubernetes.io/";
+        for v in [
+            "$request_uri",
+            "$host$request_uri",
+            "$binary_remote_addr",
+            "$arg_x",
+            "$remote_addr",
+            "$cookie_session",
+            "tenant-$http_x_tenant",
+        ] {
+            let (o, w) = parse_map(&[(&format!("{N}upstream-hash-by"), v)]);
+            assert!(w.is_empty(), "{v}: {w:?}");
+            assert_eq!(
+                o.load_balancing,
+                LoadBalancing::Hash(NginxString::parse(v).unwrap()),
+                "{v}"
+            );
+        }
+        let (o, w) = parse_map(&[(&format!("{N}upstream-hash-by"), "$upstream_addr")]);
+        assert_eq!(w, ["InvalidAnnotation"]);
+        assert_eq!(o.load_balancing, LoadBalancing::RoundRobin);
     }
 
     /// Booleans as ingress-nginx parses them (Go's strconv.ParseBool): `1`/`0`, `t`/`f`,

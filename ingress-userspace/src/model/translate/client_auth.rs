@@ -104,27 +104,41 @@ pub(super) fn parse(
 }
 
 /// The Secret `auth-tls-secret` names (`name` as written; `ns`: the Ingress's namespace), or
-/// the diagnostic reason and message that deny the host.
+/// the diagnostic reason and message that deny the host. `/name` is the Ingress's namespace
+/// (ingress-nginx authtls: `if ns == "" { ns = ing.Namespace }`).
 fn secret_key(name: &str, ns: &str) -> Result<Key, (&'static str, String)> {
-    annotated_secret("auth-tls-secret", name, ns, "CrossNamespaceAuthTlsSecret")
+    annotated_secret(
+        "auth-tls-secret",
+        name,
+        (ns, true),
+        "CrossNamespaceAuthTlsSecret",
+    )
 }
 
-/// The Secret annotation `annotation` names (`name` as written; `ns`: the Ingress's
-/// namespace), or the diagnostic reason (`cross_reason` for another namespace) and message.
+/// The Secret annotation `annotation` names (`name` as written), or the diagnostic reason
+/// (`cross_reason` for another namespace) and message. `(ns, empty_is_own)`: the Ingress's
+/// namespace, and whether an empty namespace (`/name`) stands for it (auth-tls) or is another
+/// one (proxy-ssl, which compares it as written).
+///
+/// As ingress-nginx's `k8s.ParseNameNS`, which both annotations' parsers call: exactly
+/// `namespace/name`; a bare `name` is an invalid annotation (its `NewLocationDenied`: the
+/// location is denied), not a name in the Ingress's namespace.
 pub(super) fn annotated_secret(
     annotation: &str,
     name: &str,
-    ns: &str,
+    (ns, empty_is_own): (&str, bool),
     cross_reason: &'static str,
 ) -> Result<Key, (&'static str, String)> {
-    // ingress-nginx's k8s.ParseNameNS: `namespace/name`, or `name` in the Ingress's namespace.
     let (secret_ns, secret_name) = match name.split('/').collect::<Vec<_>>()[..] {
-        [n] => (ns.to_string(), n.to_string()),
-        [s, n] => (if s.is_empty() { ns } else { s }.to_string(), n.to_string()),
+        [s, n] if s.is_empty() && empty_is_own => (ns.to_string(), n.to_string()),
+        [s, n] => (s.to_string(), n.to_string()),
         _ => (String::new(), String::new()),
     };
     if secret_name.is_empty() {
-        let msg = format!("annotation {annotation}: {name:?} is not NAMESPACE/NAME");
+        let msg = format!(
+            "annotation {annotation}: {name:?} is not NAMESPACE/NAME (write \"{ns}/{name}\" \
+             for a Secret in the Ingress's namespace; ingress-nginx denies the location too)"
+        );
         return Err(("InvalidAnnotation", msg));
     }
     let key = Key::new(secret_ns.clone(), secret_name.clone());

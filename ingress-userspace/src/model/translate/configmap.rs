@@ -20,6 +20,11 @@ use super::{
 };
 use crate::model::{IpPrefix, ObjectKind, ObjectRef, ProxySettings, RetryOn, RoutePolicy};
 
+/// `keep-alive`: 0, which turns client keep-alive off (configmap.md: "The zero value disables
+/// keep-alive client connections"), up to the end of [`TIMEOUT_RANGE`].
+pub const KEEP_ALIVE_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::ZERO..=*TIMEOUT_RANGE.end();
+
 /// ingress-nginx's `hsts-max-age` default (seconds).
 pub const HSTS_MAX_AGE: u64 = 31_536_000;
 
@@ -257,6 +262,9 @@ pub fn ingress_nginx_default() -> crate::store::Key {
     crate::store::Key::new("ingress-nginx", "ingress-nginx-controller")
 }
 
+/// Reason of the Error a ConfigMap snippet key (`http-snippet`, `server-snippet`...) gets.
+pub const SNIPPET_NOT_APPLIED: &str = "ConfigMapSnippetNotApplied";
+
 /// Reads the controller ConfigMap.
 pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
     let object = ObjectRef::new(
@@ -269,6 +277,12 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
     for key in cm.data.iter().flat_map(|d| d.keys()) {
         let message = match support::configmap_key(key).map(|row| row.status) {
             Some(s) if s.implemented() => continue,
+            // Not a tuning knob that can be skipped: the snippet may have been a control.
+            Some(s) if s == support::CONFIGMAP_SNIPPET => {
+                let message = format!("key {key}: {}", s.note());
+                r.diags.error(&r.object, SNIPPET_NOT_APPLIED, message);
+                continue;
+            }
             Some(support::Status::NotYet) => {
                 format!("key {key} is not implemented yet; it is ignored")
             }
@@ -317,7 +331,7 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
     }
     s.client_header_timeout = r.duration("client-header-timeout", &TIMEOUT_RANGE);
     s.client_body_timeout = r.duration("client-body-timeout", &TIMEOUT_RANGE);
-    s.keepalive_timeout = r.duration("keep-alive", &TIMEOUT_RANGE);
+    s.keepalive_timeout = r.duration("keep-alive", &KEEP_ALIVE_RANGE);
 
     let hsts = r.bool("hsts").unwrap_or(true);
     let include = r.bool("hsts-include-subdomains").unwrap_or(true);
@@ -881,6 +895,48 @@ mod tests {
             "{}",
             d.0[0].message
         );
+    }
+
+    /// The ConfigMap's snippet keys are raw nginx configuration that may have been a control
+    /// (a `deny all;` in `server-snippet`): each is an Error saying it is not applied and
+    /// what to use instead, and naming no unrelated flag; nothing else is denied.
+    #[test]
+    fn configmap_snippets_are_errors_saying_they_are_not_applied() {
+        let keys = [
+            "http-snippet",
+            "server-snippet",
+            "location-snippet",
+            "main-snippet",
+            "global-auth-snippet",
+            "stream-snippet",
+        ];
+        let mut d = Diagnostics::default();
+        let pairs: Vec<(&str, &str)> = keys.iter().map(|k| (*k, "deny all;")).collect();
+        let c = parse(&cm(&pairs), &mut d);
+        assert_eq!(d.0.len(), keys.len(), "{:?}", d.0);
+        for k in keys {
+            let diag =
+                d.0.iter()
+                    .find(|d| d.message.starts_with(&format!("key {k}:")))
+                    .unwrap_or_else(|| panic!("{k}: {:?}", d.0));
+            assert_eq!(diag.severity, crate::model::Severity::Error, "{k}");
+            assert_eq!(diag.reason, SNIPPET_NOT_APPLIED, "{k}");
+            let m = &diag.message;
+            assert!(m.contains(k) && m.contains("not applied"), "{m}");
+            assert!(m.contains("not enforced") && m.contains("whitelist-source-range"));
+            assert!(!m.contains("--serve-ingresses-with-snippets"), "{m}");
+        }
+        assert!(c.route_defaults.response.denied.is_none());
+    }
+
+    /// `keep-alive: "0"` is a value, not a typo: configmap.md "The zero value disables
+    /// keep-alive client connections".
+    #[test]
+    fn zero_keep_alive_is_accepted() {
+        let mut d = Diagnostics::default();
+        let c = parse(&cm(&[("keep-alive", "0")]), &mut d);
+        assert!(d.0.is_empty(), "{:?}", d.0);
+        assert_eq!(c.settings.keepalive_timeout, Some(Duration::ZERO));
     }
 
     #[test]

@@ -147,6 +147,13 @@ impl<'a> EndpointIndex<'a> {
         out
     }
 
+    /// Why `ip`, an address the proxy would connect to for Service `namespace/service` (an
+    /// endpoint, or its clusterIP with `service-upstream`), is refused; `None` if served. The
+    /// one guard for every upstream address ([`EndpointAddressPolicy::refusal`]).
+    pub fn refusal(&self, ip: IpAddr, namespace: &str, service: &str) -> Option<NodeLocal> {
+        self.policy.refusal(ip, namespace, service)
+    }
+
     /// Whether any slice of `services` has an address this translation refuses.
     pub fn any_refused(&self, services: &HashSet<Key>) -> bool {
         !self.refused(services).is_empty()

@@ -194,6 +194,26 @@ fn signin_redirect_param_and_url_forms() {
     );
 }
 
+/// The key of ingress-nginx's own examples (annotations.md `auth-cache-key`, configmap.md
+/// `global-auth-cache-key`: `$remote_user$http_authorization`) is accepted, not a denial.
+#[test]
+fn documented_cache_key_example_is_accepted() {
+    let o = objects(
+        &[
+            ("auth-url", "http://auth.example.com/check"),
+            ("auth-cache-key", "$remote_user$http_authorization"),
+        ],
+        vec![],
+    );
+    let s = translate(&o, &mk_config());
+    assert!(route(&s, "/").policy.response.denied.is_none());
+    assert_eq!(
+        forward(&s).cache.as_ref().unwrap().key.as_str(),
+        "$remote_user$http_authorization"
+    );
+    assert_eq!(reasons(&s), []);
+}
+
 #[test]
 fn cache_key_duration_and_cookies() {
     let o = objects(

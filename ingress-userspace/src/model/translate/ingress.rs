@@ -659,17 +659,24 @@ impl<'a> L7Builder<'a> {
                 format!("service {key} has no port {}", want.unwrap_or_default()),
             ));
         };
+        use super::service_upstream::ClusterIp;
         let cluster_ip = match opts.service_upstream {
-            Some(true) => {
-                super::service_upstream::cluster_ip(svc, &key, port, opts, user, self.diags)
-            }
-            _ => None,
+            Some(true) => super::service_upstream::cluster_ip(
+                svc,
+                &key,
+                port,
+                opts,
+                (user, self.endpoints),
+                self.diags,
+            ),
+            _ => ClusterIp::Endpoints,
         };
-        let service_upstream = cluster_ip.is_some();
+        let service_upstream = !matches!(cluster_ip, ClusterIp::Endpoints);
         // kube-proxy balances over the ClusterIP: no affinity or balancing of ours.
-        let (load_balancing, affinity) = match cluster_ip {
-            Some(_) => (crate::model::LoadBalancing::RoundRobin, None),
-            None => (opts.load_balancing.clone(), opts.affinity.clone()),
+        let (load_balancing, affinity) = if service_upstream {
+            (crate::model::LoadBalancing::RoundRobin, None)
+        } else {
+            (opts.load_balancing.clone(), opts.affinity.clone())
         };
         // One Upstream per Service port and options, shared by every route that uses it (the
         // proxy keys pools by id; sharing also saves copying endpoint lists).
@@ -694,9 +701,10 @@ impl<'a> L7Builder<'a> {
             return Ok(u.clone());
         }
         let endpoints = match (cluster_ip, variants.iter().find(|u| !u.service_upstream)) {
-            (Some(ep), _) => vec![ep],
-            (None, Some(u)) => u.endpoints.clone(),
-            (None, None) => self.endpoints.resolve(ns, &b.name, port),
+            (ClusterIp::Use(ep), _) => vec![ep],
+            (ClusterIp::Refused, _) => Vec::new(),
+            (ClusterIp::Endpoints, Some(u)) => u.endpoints.clone(),
+            (ClusterIp::Endpoints, None) => self.endpoints.resolve(ns, &b.name, port),
         };
         let u = Arc::new(Upstream {
             id: super::proxy_ssl::upstream_id(

@@ -12,8 +12,8 @@
 //!   ingress-nginx's template makes `upstream_balancer` ([`DEFAULT_NAME`]).
 //! - `proxy-ssl-server-name` `on`|`off` (default `off`: no SNI).
 //! - `proxy-ssl-verify-depth` (default 1: at most one intermediate, OpenSSL's verify depth).
-//! - `proxy-ssl-protocols` (default `TLSv1 TLSv1.1 TLSv1.2`): of these only TLSv1.2 and
-//!   TLSv1.3 exist in rustls; a list naming neither cannot be served.
+//! - `proxy-ssl-protocols` (default `TLSv1.2`, ingress-nginx's `defaultProxySSLProtocols` since
+//!   #11343): only TLSv1.2 and TLSv1.3 exist in rustls; a list naming neither cannot be served.
 //!
 //! A Secret that cannot be used (another namespace, outside `--secret-namespaces`, missing,
 //! without a usable `ca.crt` when verifying, PEM that does not parse) is ingress-nginx's
@@ -77,7 +77,7 @@ fn resolve(
     let key = super::client_auth::annotated_secret(
         "proxy-ssl-secret",
         name,
-        ns,
+        (ns, false),
         "CrossNamespaceProxySslSecret",
     )?;
     if let Some(allowed) = secret_namespaces
@@ -154,7 +154,7 @@ pub(super) fn check_values(r: &mut Reader<'_>, ns: &str) {
     let key = super::client_auth::annotated_secret(
         "proxy-ssl-secret",
         &name,
-        ns,
+        (ns, false),
         "CrossNamespaceProxySslSecret",
     );
     let o = options(r);
@@ -256,7 +256,7 @@ fn on_off(r: &mut Reader<'_>, key: &str) -> bool {
 
 /// `proxy-ssl-protocols`: space-separated nginx protocol names; as ingress-nginx's
 /// `sortProtocols`, a name that is not one is dropped (with a warning here) and a list left
-/// empty is the default `TLSv1 TLSv1.1 TLSv1.2`. The versions of it rustls speaks, `None`
+/// empty is the default `TLSv1.2`. The versions of it rustls speaks, `None`
 /// when there are none.
 fn protocols(r: &mut Reader<'_>) -> Option<Vec<TlsVersion>> {
     const KNOWN: &[&str] = &["SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"];

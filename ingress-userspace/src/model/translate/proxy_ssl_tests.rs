@@ -2,7 +2,7 @@
 //! Expected values from ingress-nginx's annotations reference ("Backend Certificate
 //! Authentication": `proxy-ssl-secret` `namespace/name` with `tls.crt`, `tls.key`, `ca.crt`;
 //! `proxy-ssl-verify` default `off`; `proxy-ssl-verify-depth` default 1;
-//! `proxy-ssl-protocols` default `TLSv1 TLSv1.1 TLSv1.2`; `proxy-ssl-server-name` default
+//! `proxy-ssl-protocols` default `TLSv1.2` (since #11343); `proxy-ssl-server-name` default
 //! `off`), its `allow-cross-namespace-resources: false` default and nginx's
 //! ngx_http_proxy_module (`proxy_ssl_name` default: the `proxy_pass` host, `upstream_balancer`).
 
@@ -107,11 +107,7 @@ fn defaults_are_nginx_proxy_ssl_defaults() {
     assert!(!t.sni, "proxy-ssl-server-name default off");
     assert_eq!(t.hostname, "upstream_balancer", "proxy_pass host");
     assert_eq!(t.verify_depth, Some(1));
-    assert_eq!(
-        t.versions,
-        Some(vec![TlsVersion::Tls12]),
-        "TLSv1 TLSv1.1 TLSv1.2"
-    );
+    assert_eq!(t.versions, Some(vec![TlsVersion::Tls12]), "TLSv1.2");
     assert!(matches!(&t.roots, TlsRoots::Certificates(c) if c.len() == 1));
     let cert = t.client_certificate.expect("tls.crt/tls.key presented");
     assert_eq!(cert.secret.name, "ps");

@@ -4,6 +4,11 @@
 //! ingress-nginx `getServiceClusterEndpoint`). kube-proxy (or whatever implements Services)
 //! then picks the pod, so the proxy's balancing, affinity and retries across endpoints have
 //! nothing to choose from: the proxy runs unchanged over a list of one.
+//!
+//! The clusterIP passes the guard EndpointSlice addresses pass ([`super::node_local`]): a
+//! Service whose `clusterIP` is loopback, link-local or this node's address (a manifest
+//! directory or an API user can write any) is refused with an Error and its upstream has no
+//! endpoint (503), not its pods: the backend is not served, as a refused endpoint is not.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -11,7 +16,10 @@ use k8s_openapi::api::core::v1::ServicePort;
 
 use crate::compact::service::Service;
 
-use super::{annotations::IngressOptions, diagnostics::Diagnostics};
+use super::{
+    annotations::IngressOptions, diagnostics::Diagnostics, endpoints::EndpointIndex,
+    endpoints::REFUSED_REASON,
+};
 use crate::{
     model::{Endpoint, EndpointState, LoadBalancing, ObjectRef},
     store::Key,
@@ -28,17 +36,29 @@ pub fn upstream_id(key: &Key, port: i32, service_upstream: bool) -> String {
     }
 }
 
-/// The ClusterIP pseudo-endpoint of `svc`'s `port`, or `None` with a Warning on `user` when
-/// the Service has none (headless, `clusterIP: None`): its endpoints are used then, as
-/// ingress-nginx falls back to them. Balancing options that cannot apply get a Warning too.
+/// What `service-upstream` gives a backend.
+#[derive(Debug)]
+pub enum ClusterIp {
+    /// The Service's clusterIP and port, the one endpoint.
+    Use(Endpoint),
+    /// The Service has no clusterIP: its endpoints, as ingress-nginx falls back to them.
+    Endpoints,
+    /// The clusterIP points into the node ([`EndpointIndex::refusal`]): no endpoint.
+    Refused,
+}
+
+/// The ClusterIP pseudo-endpoint of `svc`'s `port`; [`ClusterIp::Endpoints`] with a Warning on
+/// `user` when the Service has none (headless, `clusterIP: None`), [`ClusterIp::Refused`] with
+/// an Error on the Service when the address is refused as an endpoint would be. Balancing
+/// options that cannot apply get a Warning too.
 pub fn cluster_ip(
     svc: &Service,
     key: &Key,
     port: &ServicePort,
     opts: &IngressOptions,
-    user: &ObjectRef,
+    (user, guard): (&ObjectRef, &EndpointIndex<'_>),
     diags: &mut Diagnostics,
-) -> Option<Endpoint> {
+) -> ClusterIp {
     let written = svc.spec.as_ref().and_then(|s| s.cluster_ip.as_deref());
     let Some(ip) = written.and_then(|ip| ip.parse::<IpAddr>().ok()) else {
         let why = match written {
@@ -50,8 +70,29 @@ pub fn cluster_ip(
             "ServiceUpstreamWithoutClusterIP",
             format!("service-upstream: service {key} {why}; its endpoints are used instead"),
         );
-        return None;
+        return ClusterIp::Endpoints;
     };
+    if let Some(why) = guard.refusal(ip, &key.namespace, &key.name) {
+        let hint = if why.opt_in_allows() {
+            " (--allow-node-local-endpoints accepts it)"
+        } else {
+            ""
+        };
+        diags.error(
+            &ObjectRef::new(
+                crate::model::ObjectKind::Service,
+                key.namespace.clone(),
+                key.name.clone(),
+            ),
+            REFUSED_REASON,
+            format!(
+                "service-upstream: clusterIP {ip} of Service {key} is {}, which points into the \
+                 node; not served{hint}",
+                why.describe()
+            ),
+        );
+        return ClusterIp::Refused;
+    }
     if opts.affinity.is_some() || matches!(opts.load_balancing, LoadBalancing::Hash(_)) {
         diags.warn(
             user,
@@ -63,8 +104,11 @@ pub fn cluster_ip(
             ),
         );
     }
-    Some(Endpoint {
-        addr: SocketAddr::new(ip, u16::try_from(port.port).ok()?),
+    let Ok(port) = u16::try_from(port.port) else {
+        return ClusterIp::Endpoints;
+    };
+    ClusterIp::Use(Endpoint {
+        addr: SocketAddr::new(ip, port),
         state: EndpointState::Active,
         weight: 1,
         node_name: None,

@@ -84,6 +84,12 @@ const EXTENSION: Status = Differs("xdp-ingress's own key; ingress-nginx has none
 const SNIPPET: Status = Refused(
     "raw nginx configuration; never interpreted (the CVE-2025-1974 class): see --serve-ingresses-with-snippets",
 );
+/// ConfigMap keys of raw nginx configuration: nothing reads them, and whatever they did for
+/// every Ingress (a `deny`, an auth check, a header) is not done; `configmap::parse` reports
+/// each with an Error, not a Warning, for that reason.
+pub const CONFIGMAP_SNIPPET: Status = Refused(
+    "raw nginx configuration is not applied (the CVE-2025-1974 class): whatever it does (a deny, an auth check, a header, a rewrite) is not enforced; express it with annotations or ConfigMap keys (whitelist-source-range / denylist-source-range, global-auth-url, add-headers, custom-headers)",
+);
 const BUFFERS: Status =
     Refused("nginx buffer tuning; the proxy streams with its own bounded buffers");
 const REQUEST_BUFFERING: Status = Differs(
@@ -213,9 +219,9 @@ pub static ANNOTATIONS: &[Row] = &[
     row("proxy-cookie-path", ANSWER_REWRITE, "\"FROM TO\" or off: a Set-Cookie Path starting with FROM has that start replaced by TO (nginx proxy_cookie_path)."),
     row("proxy-http-version", HTTP_VERSION, "HTTP version toward the pod (1.0 or 1.1, default 1.1); 1.0: no keep-alive, bodies sent with Content-Length."),
     row("proxy-max-temp-file-size", BUFFERS, "nginx `proxy_max_temp_file_size`."),
-    row("proxy-next-upstream", Differs("a body streamed to a pod (request buffering off, gRPC, or past --request-buffer-bytes) is not sent again (nginx resends it from a temporary file); no pod is tried twice for one request"), "Which failures are retried on another pod (default `error timeout`; `http_503`, `non_idempotent`, `off`, ...)."),
+    row("proxy-next-upstream", Differs("a body streamed to a pod (request buffering off, gRPC, or past --request-buffer-bytes) is not sent again (nginx resends it from a temporary file); a retry goes to another pod, except with cookie affinity without session-cookie-change-on-failure, where it goes to the cookie's pod again, as in ingress-nginx"), "Which failures are retried on another pod (default `error timeout`; `http_503`, `non_idempotent`, `off`, ...)."),
     row("proxy-next-upstream-timeout", Supported, "Seconds after the first try during which another may start (0 = no limit)."),
-    row("proxy-next-upstream-tries", Differs("no pod is tried twice for one request, so never more tries than endpoints (ingress-nginx's round robin may try a pod again)"), "Tries in all, the first included (default 3, 0 = no limit)."),
+    row("proxy-next-upstream-tries", Differs("a retry goes to a pod not yet tried, so never more tries than endpoints (ingress-nginx's round robin may try a pod again); with cookie affinity and no session-cookie-change-on-failure every try goes to the cookie's pod, up to the tries, as in ingress-nginx"), "Tries in all, the first included (default 3, 0 = no limit)."),
     row("proxy-read-timeout", Supported, "Time a pod has to answer (and WebSocket idle time)."),
     row("proxy-redirect-from", ANSWER_REWRITE, "A Location (or Refresh URL) of the pod starting with this has that start replaced by proxy-redirect-to, made absolute when it starts with / (nginx proxy_redirect); off or default (the default): nothing."),
     row("proxy-redirect-to", ANSWER_REWRITE, "The replacement of proxy-redirect-from; off or unset: nothing is rewritten."),
@@ -223,7 +229,7 @@ pub static ANNOTATIONS: &[Row] = &[
     row("proxy-send-timeout", Supported, "Longest a write to the pod may block."),
     row("proxy-ssl-ciphers", CIPHERS, "Ciphers toward HTTPS backends."),
     row("proxy-ssl-name", Supported, "Name verified on the backend certificate, and the SNI with `proxy-ssl-server-name: on`; default `upstream_balancer` (nginx's `proxy_pass` host), so set it when verifying."),
-    row("proxy-ssl-protocols", Differs("only TLSv1.2 and TLSv1.3 are spoken: older names in the list are dropped, and a list of only older ones makes the Ingress's routes answer 503"), "TLS versions toward HTTPS backends (default `TLSv1 TLSv1.1 TLSv1.2`)."),
+    row("proxy-ssl-protocols", Differs("only TLSv1.2 and TLSv1.3 are spoken: older names in the list are dropped, and a list of only older ones makes the Ingress's routes answer 503"), "TLS versions toward HTTPS backends (default `TLSv1.2` since ingress-nginx #11343)."),
     row("proxy-ssl-secret", Supported, "Secret `ns/name` in the Ingress's namespace: `tls.crt`/`tls.key` presented to HTTPS and GRPCS backends, `ca.crt` verifies them; the other `proxy-ssl-*` apply only with it. An unusable Secret makes the Ingress's routes answer 503."),
     row("proxy-ssl-server-name", Supported, "`on`: send `proxy-ssl-name` as SNI to HTTPS backends; default `off`, no SNI."),
     row("proxy-ssl-verify", Supported, "`on`: the backend certificate must chain to `ca.crt` and name `proxy-ssl-name` (else 502); default `off`, any certificate."),
@@ -234,7 +240,7 @@ pub static ANNOTATIONS: &[Row] = &[
     row("secure-verify-ca-secret", REMOVED, "CA for HTTPS backends (removed; see proxy-ssl-secret)."),
     row("server-alias", Differs("an alias already served by another Ingress gets a Warning (ServerAliasConflict) and is ignored"), "More host names served like this one."),
     row("server-snippet", SNIPPET, "nginx configuration inserted into the server block."),
-    row("service-upstream", Supported, "Send to the Service's ClusterIP and port instead of its endpoints (headless Services: endpoints, with a warning)."),
+    row("service-upstream", Supported, "Send to the Service's ClusterIP and port instead of its endpoints (headless Services: endpoints, with a warning). A loopback, link-local or node-address ClusterIP is refused as such an endpoint is (Error, 503; --allow-node-local-endpoints)."),
     row("session-cookie-change-on-failure", Supported, "`true`: a retry after the cookie's pod failed (or while it is ejected) goes to another pod and the cookie follows; `false` (default): retries go to the cookie's pod."),
     row("session-cookie-conditional-samesite-none", Supported, "Omit SameSite=None for browsers that mishandle it (ingress-nginx's User-Agent list)."),
     row("session-cookie-domain", Supported, "Domain of the affinity cookie."),
@@ -251,7 +257,7 @@ pub static ANNOTATIONS: &[Row] = &[
     row("stream-snippet", SNIPPET, "nginx configuration inserted into the stream block."),
     row("temporal-redirect", Supported, "Answer every request with a redirect to this URL (302); nginx variables in it are expanded as in `permanent-redirect`."),
     row("temporal-redirect-code", Supported, "Status of temporal-redirect."),
-    row("upstream-hash-by", Supported, "Consistent hash on `$remote_addr`, `$http_<name>` or `$cookie_<name>` (other variables warn)."),
+    row("upstream-hash-by", Supported, "Consistent hash on the text with its variables expanded per request (`$request_uri`, `$host$request_uri`, `$binary_remote_addr`, `$http_<name>`, `$cookie_<name>`, `$arg_<name>`...); an unknown variable warns (round robin). ssl-passthrough hashes only `$remote_addr`/`$binary_remote_addr`."),
     row("upstream-hash-by-subset", NotYet, "Hash to a subset of pods."),
     row("upstream-hash-by-subset-size", NotYet, "Size of that subset."),
     row("upstream-vhost", Supported, "Host header sent to the pod."),
@@ -322,7 +328,7 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("global-auth-response-headers", Supported, "Global external auth: headers passed to the backend."),
     row("global-auth-signin", Supported, "Global external auth: where to send unauthenticated clients."),
     row("global-auth-signin-redirect-param", Supported, "Global external auth: name of the redirect parameter."),
-    row("global-auth-snippet", SNIPPET, "nginx configuration in the global auth location."),
+    row("global-auth-snippet", CONFIGMAP_SNIPPET, "nginx configuration in the global auth location."),
     row("global-auth-url", Differs("an invalid global-auth-* value denies (503) every route global auth covers; ingress-nginx drops the value, or with an invalid URL turns global auth off"), "External auth for every Ingress without its own auth-url."),
     row("global-limit-allowlist", EXTENSION, "CIDRs the global per-client limit does not count (flag --global-limit-allowlist)."),
     row("global-limit-burst-multiplier", EXTENSION, "Burst of the global per-client limit = limit x this (default 5; flag --global-limit-burst-multiplier)."),
@@ -340,7 +346,7 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("hsts-preload", Supported, "preload in HSTS (default false)."),
     row("http-access-log-path", Refused("the access log goes to stdout (--access-log-format)"), "HTTP access log file."),
     row("http-redirect-code", Supported, "Status of the HTTP to HTTPS and from/to-www redirects (301, 302, 307, 308; default 308)."),
-    row("http-snippet", SNIPPET, "nginx configuration in the http block."),
+    row("http-snippet", CONFIGMAP_SNIPPET, "nginx configuration in the http block."),
     row("http2-max-concurrent-streams", Refused("use --max-concurrent-streams"), "Concurrent HTTP/2 streams."),
     row("http2-max-field-size", Refused("use --max-header-bytes"), "Largest HTTP/2 header field (deprecated in ingress-nginx)."),
     row("http2-max-header-size", Refused("use --max-header-bytes"), "Largest HTTP/2 header block (deprecated in ingress-nginx)."),
@@ -359,7 +365,7 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("jaeger-service-name", TRACING, "Jaeger tracing."),
     row("jaeger-trace-baggage-header-prefix", TRACING, "Jaeger tracing."),
     row("jaeger-trace-context-header-name", TRACING, "Jaeger tracing."),
-    row("keep-alive", Supported, "Idle time of a client connection, seconds; flag --keepalive-timeout."),
+    row("keep-alive", Supported, "Idle time of a client connection, seconds; flag --keepalive-timeout. `0` turns keep-alive off: HTTP/1 answers say `Connection: close`, HTTP/2 gets GOAWAY once no stream is in progress (nginx `keepalive_timeout 0`)."),
     row("keep-alive-requests", NotYet, "Requests per client connection."),
     row("large-client-header-buffers", BUFFERS, "nginx `large_client_header_buffers` (see --max-header-bytes)."),
     row("limit-conn-status-code", Supported, "Status of limit-connections refusals."),
@@ -368,13 +374,13 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("limit-rate-after", Differs("in KB (x 1024) as ingress-nginx renders it (`limit_rate_after Nk`); works without proxy-buffering"), "Default of the limit-rate-after annotation."),
     row("limit-req-status-code", Supported, "Status of rate-limit refusals."),
     row("load-balance", NotYet, "Default load-balancing algorithm."),
-    row("location-snippet", SNIPPET, "nginx configuration in every location."),
+    row("location-snippet", CONFIGMAP_SNIPPET, "nginx configuration in every location."),
     row("log-format-escape-json", Refused("use --access-log-format json"), "JSON escaping in the access log."),
     row("log-format-escape-none", Refused("use --access-log-format"), "No escaping in the access log."),
     row("log-format-stream", Refused("there is no stream (TCP/UDP) proxy log"), "Stream access log format."),
     row("log-format-upstream", Refused("use --access-log-format"), "Access log line format."),
     row("lua-shared-dicts", NGINX_INTERNAL, "Lua shared dictionaries."),
-    row("main-snippet", SNIPPET, "nginx configuration in the main block."),
+    row("main-snippet", CONFIGMAP_SNIPPET, "nginx configuration in the main block."),
     row("map-hash-bucket-size", NGINX_INTERNAL, "nginx map hash size."),
     row("max-worker-connections", Refused("use --max-connections"), "Connections per nginx worker."),
     row("max-worker-open-files", NGINX_INTERNAL, "Open files per nginx worker."),
@@ -407,9 +413,9 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("proxy-headers-hash-bucket-size", NGINX_INTERNAL, "nginx `proxy_headers_hash_bucket_size`."),
     row("proxy-headers-hash-max-size", NGINX_INTERNAL, "nginx `proxy_headers_hash_max_size`."),
     row("proxy-http-version", HTTP_VERSION, "Default of the proxy-http-version annotation (1.1)."),
-    row("proxy-next-upstream", Differs("a body streamed to a pod (request buffering off, gRPC, or past --request-buffer-bytes) is not sent again (nginx resends it from a temporary file); no pod is tried twice for one request"), "Default of the proxy-next-upstream annotation (`error timeout`)."),
+    row("proxy-next-upstream", Differs("a body streamed to a pod (request buffering off, gRPC, or past --request-buffer-bytes) is not sent again (nginx resends it from a temporary file); a retry goes to another pod, except with cookie affinity without session-cookie-change-on-failure, where it goes to the cookie's pod again, as in ingress-nginx"), "Default of the proxy-next-upstream annotation (`error timeout`)."),
     row("proxy-next-upstream-timeout", Supported, "Default of the proxy-next-upstream-timeout annotation (0 = no limit)."),
-    row("proxy-next-upstream-tries", Differs("no pod is tried twice for one request, so never more tries than endpoints (ingress-nginx's round robin may try a pod again)"), "Default of the proxy-next-upstream-tries annotation (3; flag --proxy-retries + 1)."),
+    row("proxy-next-upstream-tries", Differs("a retry goes to a pod not yet tried, so never more tries than endpoints (ingress-nginx's round robin may try a pod again); with cookie affinity and no session-cookie-change-on-failure every try goes to the cookie's pod, up to the tries, as in ingress-nginx"), "Default of the proxy-next-upstream-tries annotation (3; flag --proxy-retries + 1)."),
     row("proxy-protocol-header-timeout", NotYet, "Time to receive a PROXY header."),
     row("proxy-read-timeout", Supported, "Default time a pod has to answer; annotations override."),
     row("proxy-real-ip-cidr", Supported, "Trusted senders of forwarding and PROXY headers; flag of the same name."),
@@ -428,7 +434,7 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("reuse-port", NGINX_INTERNAL, "SO_REUSEPORT per worker."),
     row("server-name-hash-bucket-size", NGINX_INTERNAL, "nginx server name hash size."),
     row("server-name-hash-max-size", NGINX_INTERNAL, "nginx server name hash size."),
-    row("server-snippet", SNIPPET, "nginx configuration in every server block."),
+    row("server-snippet", CONFIGMAP_SNIPPET, "nginx configuration in every server block."),
     row("server-tokens", Differs("the proxy never sends a Server header of its own, `true` or not (its answers name no version)"), "nginx version in Server and error pages."),
     row("service-upstream", Supported, "Default of the service-upstream annotation."),
     row("skip-access-log-urls", Supported, "Request targets (as sent, compared ignoring case) not written to the access log, comma-separated."),
@@ -445,7 +451,7 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("ssl-session-tickets", NotYet, "TLS session tickets."),
     row("ssl-session-timeout", NGINX_INTERNAL, "nginx TLS session cache lifetime."),
     row("stream-access-log-path", Refused("the access log goes to stdout (--access-log-format)"), "Stream access log file."),
-    row("stream-snippet", SNIPPET, "nginx configuration in the stream block."),
+    row("stream-snippet", CONFIGMAP_SNIPPET, "nginx configuration in the stream block."),
     row("strict-validate-path-type", NotYet, "Refuse Exact and Prefix paths with characters other than alphanumerics, `_`, `-` and `/`."),
     row("syslog-host", NotYet, "Syslog server."),
     row("syslog-port", NotYet, "Syslog port."),
@@ -484,7 +490,7 @@ pub fn value_behaves_the_same(name: &str, value: &str) -> bool {
         "auth-realm" => v != "off",
         "auth-type" => v == "basic",
         "load-balance" => v != "ewma",
-        // ingress-nginx's default, `TLSv1 TLSv1.1 TLSv1.2`, names protocols we never speak.
+        // Only the versions rustls speaks are the same (ingress-nginx's default is `TLSv1.2`).
         "proxy-ssl-protocols" => {
             v.split_whitespace().next().is_some()
                 && v.split_whitespace()

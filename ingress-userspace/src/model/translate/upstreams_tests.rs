@@ -145,6 +145,56 @@ fn headless_services_warn_and_keep_their_endpoints() {
     assert!(!u.service_upstream);
 }
 
+/// A clusterIP is an address the proxy connects to, so it passes the guard an EndpointSlice
+/// address passes (`node_local`): loopback, link-local and the node's own addresses are
+/// refused with an Error on the Service and the backend gets no endpoint (503), unless
+/// `--allow-node-local-endpoints` (which never accepts link-local).
+#[test]
+fn node_local_cluster_ips_are_refused_as_endpoints_are() {
+    for (ip, kind) in [
+        ("127.0.0.1", "loopback"),
+        ("::1", "loopback"),
+        ("169.254.169.254", "link-local"),
+        ("198.51.100.7", "an address of this node"),
+    ] {
+        let mut o = base();
+        set_cluster_ip(&mut o, "web", ip);
+        o.upsert(ingress(
+            "cip",
+            "cip.test",
+            "web",
+            &[("service-upstream", "true")],
+        ));
+        let cfg = TranslateConfig {
+            configmap: Some(Key::new("ingress-nginx", "cm")),
+            node_addresses: vec!["198.51.100.7".parse().unwrap()],
+            ..mk_config()
+        };
+        let s = translate(&o, &cfg);
+        assert_eq!(
+            reasons(&s),
+            [(super::endpoints::REFUSED_REASON, Severity::Error)],
+            "{ip}"
+        );
+        let d = &s.diagnostics[0];
+        assert_eq!(d.object.kind, crate::model::ObjectKind::Service);
+        assert!(d.message.contains(kind), "{ip}: {}", d.message);
+        let u = upstream(&s, "cip.test");
+        assert!(addrs(&u).is_empty(), "{ip}: {:?}", addrs(&u));
+        assert!(u.service_upstream);
+        // The opt-in accepts loopback and node addresses, never link-local.
+        let s = translate(
+            &o,
+            &TranslateConfig {
+                allow_node_local_endpoints: true,
+                ..cfg
+            },
+        );
+        let served = !addrs(&upstream(&s, "cip.test")).is_empty();
+        assert_eq!(served, kind != "link-local", "{ip}");
+    }
+}
+
 #[test]
 fn service_upstream_drops_affinity_with_a_warning() {
     let mut o = base();

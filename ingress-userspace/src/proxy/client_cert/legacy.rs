@@ -1,6 +1,8 @@
-//! Chains with X.509 v1 (or v2) certificates, which webpki refuses (it takes v3 only) and
-//! OpenSSL, hence nginx, accepts: `openssl x509 -req` without an extfile makes a v1
-//! certificate, and that is how ingress-nginx's PREREQUISITES.md makes client certificates.
+//! Chains webpki refuses and OpenSSL, hence nginx, judges: with X.509 v1 (or v2) certificates
+//! (webpki takes v3 only; `openssl x509 -req` without an extfile makes a v1 certificate, and
+//! that is how ingress-nginx's PREREQUISITES.md makes client certificates), and a client
+//! certificate that is a CA (webpki's `CaUsedAsEndEntity`; `openssl req -x509` makes CA:TRUE,
+//! which OpenSSL's client purpose check does not mind).
 //!
 //! The chain is built as OpenSSL's `X509_verify_cert` does: from the client's certificate up,
 //! each issuer found by name (trusted first: a certificate of `ca.crt`, else one the client
@@ -49,7 +51,11 @@ fn self_signed(c: &X509Certificate<'_>) -> bool {
 
 impl CompiledPolicy {
     /// Verifies `chain` (leaf first, at least one certificate, each parsing) the OpenSSL way.
-    pub(super) fn verify_pre_v3(&self, chain: &[CertificateDer<'_>], now: UnixTime) -> Verdict {
+    pub(super) fn verify_openssl_way(
+        &self,
+        chain: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Verdict {
         let mut sent = Vec::with_capacity(chain.len());
         for der in chain {
             match x509_parser::parse_x509_certificate(der) {

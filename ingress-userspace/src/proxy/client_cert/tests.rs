@@ -129,6 +129,42 @@ fn optional_no_ca_tolerates_only_unknown_issuers() {
     assert_eq!(p.verify(&[], now), Verdict::None);
 }
 
+/// A client certificate that is a CA, as `openssl req -x509 -newkey ...` makes by default
+/// (CA:TRUE): webpki refuses it as an end entity, OpenSSL judges its chain as any other. Self
+/// signed: X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT, which `optional_no_ca` passes on; from an
+/// unknown CA: UNABLE_TO_GET_ISSUER_CERT_LOCALLY; from the trusted CA: verified.
+#[test]
+fn ca_certificates_as_the_clients_are_judged_as_openssl_does() {
+    let root = issue("root", true, None);
+    let stranger_ca = issue("other", true, None);
+    let p = policy(&[&root], 1);
+    let now = UnixTime::now();
+    let mallory = issue("mallory", true, None);
+    let from_stranger = issue("ca-leaf", true, Some(&stranger_ca));
+    for (c, want) in [
+        (chain(&[&mallory]), "self-signed certificate"),
+        (
+            chain(&[&from_stranger]),
+            "unable to get local issuer certificate",
+        ),
+        (
+            chain(&[&from_stranger, &stranger_ca]),
+            "self-signed certificate in certificate chain",
+        ),
+    ] {
+        assert_eq!(
+            p.verify(&c, now),
+            Verdict::Failed {
+                reason: want,
+                optional_ok: true
+            },
+            "{want}"
+        );
+    }
+    let ours = issue("ca-leaf", true, Some(&root));
+    assert_eq!(p.verify(&chain(&[&ours]), now), Verdict::Success);
+}
+
 #[test]
 fn expired_certificates_fail_even_for_optional_no_ca() {
     let root = issue("root", true, None);

@@ -48,7 +48,7 @@ use super::{
 };
 use crate::model::{
     ForwardAuth,
-    nginx_var::{Var, VarSource, escape_uri_component},
+    nginx_var::{Var, VarSource, escape_uri_component, push_binary_addr},
 };
 
 /// [`super::REASON_HEADER`] values of this step's answers.
@@ -102,6 +102,16 @@ impl VarSource for Request<'_> {
             Var::PassAccessScheme => out.push_str(self.client.proto.to_str().unwrap_or("http")),
             Var::RequestMethod => out.push_str(self.method.as_str()),
             Var::RemoteAddr => out.push_str(self.client.addr_text.to_str().unwrap_or_default()),
+            Var::BinaryRemoteAddr => push_binary_addr(self.client.addr, out),
+            Var::RemoteUser => {
+                let user = self.headers.get(http::header::AUTHORIZATION);
+                if let Some((user, _)) = user.and_then(super::auth::credentials) {
+                    out.push_str(&user);
+                }
+            }
+            // The catch-all server's label is `*`; ingress-nginx names it `_`.
+            Var::ServerName if self.route_host == "*" => out.push('_'),
+            Var::ServerName => out.push_str(self.route_host),
             Var::ServerPort => out.push_str(self.client.port.to_str().unwrap_or_default()),
             Var::RequestId => out.push_str(self.request_id.to_str().unwrap_or_default()),
             Var::Header(name) => {

@@ -185,6 +185,61 @@ fn variables_of_the_request() {
     );
 }
 
+/// The variables ingress-nginx's docs use in examples of auth-cache-key, upstream-hash-by and
+/// the auth URLs: `$remote_user$http_authorization` (annotations.md, configmap.md
+/// `global-auth-cache-key`), `$binary_remote_addr`, `$server_name`; and the rest of the set
+/// the docs name all parse.
+#[test]
+fn documented_example_variables_expand() {
+    for text in [
+        "$remote_user$http_authorization",
+        "$binary_remote_addr",
+        "$request_uri",
+        "$host$request_uri",
+        "${request_uri}",
+        "$escaped_request_uri",
+        "$scheme://$host$uri$is_args$args",
+        "$query_string",
+        "$pass_access_scheme://$best_http_host$request_uri",
+        "$remote_addr$server_name",
+        "$arg_x$cookie_y$http_z",
+    ] {
+        assert!(NginxString::parse(text).is_ok(), "{text}");
+    }
+    let mut h = HeaderMap::new();
+    // `bob:pa:ss` (the user ends at the first colon).
+    h.insert(
+        "authorization",
+        HeaderValue::from_static("Basic Ym9iOnBhOnNz"),
+    );
+    let (c, id) = (client(), HeaderValue::from_static("rid"));
+    let req = with(&h, &c, &id);
+    let x = |t: &str| NginxString::parse(t).unwrap().expand(&req);
+    assert_eq!(
+        x("$remote_user$http_authorization"),
+        "bobBasic Ym9iOnBhOnNz"
+    );
+    assert_eq!(x("$binary_remote_addr"), "\u{cb}\u{0}\u{71}\u{7}");
+    assert_eq!(x("$server_name"), "app.test");
+    let catch_all = Request {
+        route_host: "*",
+        ..with(&h, &c, &id)
+    };
+    assert_eq!(
+        NginxString::parse("$server_name")
+            .unwrap()
+            .expand(&catch_all),
+        "_"
+    );
+    // Not Basic, or no header: empty, as nginx.
+    h.insert("authorization", HeaderValue::from_static("Bearer t"));
+    let req = with(&h, &c, &id);
+    assert_eq!(
+        NginxString::parse("[$remote_user]").unwrap().expand(&req),
+        "[]"
+    );
+}
+
 #[test]
 fn two_hundreds_let_through_with_the_response_headers() {
     let h = HeaderMap::new();

@@ -1,6 +1,7 @@
 //! Choosing an endpoint of one upstream for one request: round robin, power-of-two-choices
-//! least-request weighted by EWMA latency, rendezvous (consistent) hashing on a header, cookie
-//! or client address, and cookie session affinity in place of any of them.
+//! least-request weighted by EWMA latency, rendezvous (consistent) hashing on the request's
+//! expansion of `upstream-hash-by` ([`PickInput::hash_key`]), and cookie session affinity in
+//! place of any of them.
 //!
 //! Endpoints are tried in tiers: active and not ejected, then terminating and not ejected,
 //! then anything not yet tried (better a suspect endpoint than a certain 503).
@@ -16,7 +17,7 @@
 
 use std::{
     collections::HashMap,
-    net::{IpAddr, SocketAddr},
+    net::SocketAddr,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -31,7 +32,7 @@ use super::{
     sticky::{self, CookieContext},
     verified_tls::VerifiedTls,
 };
-use crate::model::{AffinityMode, CookieAffinity, EndpointState, HashOn, LoadBalancing, Upstream};
+use crate::model::{AffinityMode, CookieAffinity, EndpointState, LoadBalancing, Upstream};
 
 /// Random keys tried for a new `balanced` session before falling back to the load-balancing
 /// policy (ingress-nginx's `MAX_UPSTREAM_CHECKS_COUNT`: with one of two endpoints failed, 20
@@ -79,7 +80,9 @@ pub struct UpstreamRuntime {
 /// What the balancer may look at.
 pub struct PickInput<'a> {
     pub headers: &'a HeaderMap,
-    pub client_ip: IpAddr,
+    /// With [`LoadBalancing::Hash`]: the request's expansion of it (the caller has the
+    /// variables); `None` there falls back to round robin.
+    pub hash_key: Option<&'a str>,
     /// Slots already tried by this request (retries go elsewhere, except to the endpoint of
     /// an affinity cookie without `session-cookie-change-on-failure`).
     pub tried: &'a [usize],
@@ -228,8 +231,8 @@ impl UpstreamRuntime {
             return match &self.spec.load_balancing {
                 LoadBalancing::RoundRobin => self.round_robin(ok),
                 LoadBalancing::LeastRequest => self.p2c(ok),
-                LoadBalancing::Hash(on) => match hash_key(on, input) {
-                    Some(key) => self.rendezvous(&key, ok),
+                LoadBalancing::Hash(_) => match input.hash_key {
+                    Some(key) => self.rendezvous(key.as_bytes(), ok),
                     None => self.round_robin(ok),
                 },
             };
@@ -277,17 +280,6 @@ impl UpstreamRuntime {
             h.write(self.slots[i].cookie().as_bytes());
             h.finish()
         })
-    }
-}
-
-fn hash_key(on: &HashOn, input: &PickInput<'_>) -> Option<Vec<u8>> {
-    match on {
-        HashOn::Header(name) => input
-            .headers
-            .get(name.as_str())
-            .map(|v| v.as_bytes().to_vec()),
-        HashOn::Cookie(name) => cookie_value(input.headers, name).map(|v| v.as_bytes().to_vec()),
-        HashOn::ClientAddress => Some(input.client_ip.to_string().into_bytes()),
     }
 }
 
@@ -357,7 +349,7 @@ mod tests {
     fn input<'a>(h: &'a HeaderMap, tried: &'a [usize]) -> PickInput<'a> {
         PickInput {
             headers: h,
-            client_ip: "198.18.0.1".parse().unwrap(),
+            hash_key: None,
             tried,
             https: false,
             location_path: "/",
@@ -403,24 +395,23 @@ mod tests {
     #[test]
     fn consistent_hash_is_stable_and_moves_little() {
         let mut up = (*upstream_at("s", &addrs(5))).clone();
-        up.load_balancing = LoadBalancing::Hash(HashOn::Header("x-user".into()));
+        let by = crate::model::nginx_var::NginxString::parse("$http_x_user").unwrap();
+        up.load_balancing = LoadBalancing::Hash(by);
         let before = rt(Arc::new(up.clone()));
         up.endpoints.remove(2);
         let after = rt(Arc::new(up));
         let mut moved = 0;
+        let h = HeaderMap::new();
         for user in 0..200 {
-            let mut h = HeaderMap::new();
-            h.insert("x-user", HeaderValue::from_str(&user.to_string()).unwrap());
-            let a = before.slots[before.pick(&input(&h, &[])).unwrap().slot]
-                .stats
-                .addr;
-            let a2 = before.slots[before.pick(&input(&h, &[])).unwrap().slot]
-                .stats
-                .addr;
+            let key = user.to_string();
+            let keyed = PickInput {
+                hash_key: Some(&key),
+                ..input(&h, &[])
+            };
+            let a = before.slots[before.pick(&keyed).unwrap().slot].stats.addr;
+            let a2 = before.slots[before.pick(&keyed).unwrap().slot].stats.addr;
             assert_eq!(a, a2);
-            let b = after.slots[after.pick(&input(&h, &[])).unwrap().slot]
-                .stats
-                .addr;
+            let b = after.slots[after.pick(&keyed).unwrap().slot].stats.addr;
             if a != b {
                 moved += 1;
                 assert_eq!(a, addrs(5)[2], "only keys of the removed endpoint move");
