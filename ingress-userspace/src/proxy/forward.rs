@@ -571,7 +571,7 @@ async fn route(
                         // serves.
                         if let Some(d) = route
                             .errors
-                            .as_ref()
+                            .as_deref()
                             .and_then(|e| e.default_backend.as_ref())
                         {
                             error_pages::mark_served_by_default_backend(&mut req, route, None);
@@ -636,7 +636,7 @@ async fn route(
                         };
                         match chosen {
                             Some((at, routed)) => {
-                                let up = error_pages::serving(route.errors.as_ref(), routed);
+                                let up = error_pages::serving(route.errors.as_deref(), routed);
                                 // The chosen backendRef's own filters, after the rule's.
                                 let backend_headers = gateway
                                     .as_ref()
@@ -1142,7 +1142,7 @@ fn canary_step<'r>(
     ups: &[(Arc<UpstreamRuntime>, u32)],
     headers: &http::HeaderMap,
 ) -> Option<&'r Arc<UpstreamRuntime>> {
-    let canary = route.canary.as_ref()?;
+    let canary = route.canary.as_deref()?;
     let (main, _) = ups.first()?;
     if super::canary::without_endpoints(&main.spec, &canary.upstream.spec).is_some() {
         return None;
