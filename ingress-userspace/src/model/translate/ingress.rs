@@ -551,10 +551,7 @@ impl<'a> L7Builder<'a> {
                     },
                     action,
                     policy: {
-                        let mut p = opts.policy.clone();
-                        if !super::rewrite::needs_rewrite(target, &written) {
-                            Arc::make_mut(&mut p).rewrite.target = None;
-                        }
+                        let mut p = super::rewrite::for_location(&opts.policy, &written);
                         self.no_auth_location(&mut p, &written);
                         self.no_tls_redirect_location(&mut p, &written);
                         p
