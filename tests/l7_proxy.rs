@@ -393,7 +393,7 @@ async fn cookie_affinity_and_hash_stickiness() {
     let refs: Vec<&HttpBackend> = bs.iter().collect();
     let proxy = TestProxy::start(TestProxy::quiet_args()).await;
     let sticky = with(up("sticky", &refs), |u| {
-        u.affinity = Some(Box::new(CookieAffinity {
+        u.affinity = Some(CookieAffinity {
             name: "INGRESSCOOKIE".into(),
             mode: Default::default(),
             max_age: Some(Duration::from_secs(172800)),
@@ -404,7 +404,7 @@ async fn cookie_affinity_and_hash_stickiness() {
             conditional_same_site_none: false,
             secure: false,
             change_on_failure: false,
-        }))
+        })
     });
     let hashed = with(up("hashed", &refs), |u| {
         u.load_balancing = LoadBalancing::Hash(xdp_ingress::model::HashOn::Header("x-user".into()))

@@ -1539,7 +1539,7 @@ fn backend_info(u: &Upstream, weight: u32) -> BackendInfo {
         weight,
         protocol: u.protocol,
         load_balancing: u.load_balancing.clone(),
-        affinity: u.affinity.as_deref().cloned(),
+        affinity: u.affinity.clone(),
         service_upstream: u.service_upstream,
         tls: u.tls.as_deref().cloned(),
         endpoints: u

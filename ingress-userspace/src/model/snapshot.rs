@@ -1209,9 +1209,7 @@ pub struct Upstream {
     pub protocol: BackendProtocol,
     pub endpoints: Vec<Endpoint>,
     pub load_balancing: LoadBalancing,
-    /// Boxed: few upstreams have one, and inline it weighed ~130 bytes on each of 20k
-    /// upstreams at 10k Ingresses (issue 13's memory target).
-    pub affinity: Option<Box<CookieAffinity>>,
+    pub affinity: Option<CookieAffinity>,
     /// `service-upstream`: `endpoints` is the Service's `spec.clusterIP` and port, one
     /// pseudo-endpoint that kube-proxy balances; endpoint changes leave it as it is.
     pub service_upstream: bool,

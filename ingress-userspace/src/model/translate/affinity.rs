@@ -171,9 +171,7 @@ mod tests {
         }
         let object = ObjectRef::new(ObjectKind::Ingress, "d", "i");
         let mut diags = Diagnostics::default();
-        let a = super::super::annotations::parse(Some(&map), &object, &mut diags)
-            .affinity
-            .map(|a| *a);
+        let a = super::super::annotations::parse(Some(&map), &object, &mut diags).affinity;
         let d = diags
             .0
             .into_iter()

@@ -35,8 +35,7 @@ pub struct IngressOptions {
     pub policy: Arc<RoutePolicy>,
     pub protocol: BackendProtocol,
     pub load_balancing: LoadBalancing,
-    /// Boxed as the upstream's ([`crate::model::Upstream::affinity`]), which clones it.
-    pub affinity: Option<Box<CookieAffinity>>,
+    pub affinity: Option<CookieAffinity>,
     /// `use-regex: "true"`: ImplementationSpecific paths are regular expressions.
     pub use_regex: bool,
     /// `rewrite-target` and `app-root` (see [`super::rewrite`]).
@@ -413,7 +412,7 @@ pub fn parse(
     }
     policy.next_upstream = next_upstream;
     let service_upstream = r.bool("service-upstream");
-    let affinity = super::affinity::parse(&mut r, use_regex).map(Box::new);
+    let affinity = super::affinity::parse(&mut r, use_regex);
     let paths = super::rewrite::parse(&mut r, &mut policy);
     let hosts = super::redirect::parse(&mut r, &mut policy);
 
