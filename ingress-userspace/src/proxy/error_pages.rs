@@ -127,7 +127,10 @@ impl<'r> Intercept<'r> {
         if route.policy.location_denied() {
             return None;
         }
-        let errors = route.errors.as_ref().filter(|e| !e.intercept.is_empty())?;
+        let errors = route
+            .errors
+            .as_deref()
+            .filter(|e| !e.intercept.is_empty())?;
         let target = errors.default_backend.as_ref().or(global)?;
         let (service, port) = up.map_or((String::new(), String::new()), |u| {
             (u.spec.service.name.clone(), service_port(u))

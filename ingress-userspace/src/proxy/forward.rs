@@ -609,7 +609,7 @@ async fn route(
                         // serves.
                         if let Some(d) = route
                             .errors
-                            .as_ref()
+                            .as_deref()
                             .and_then(|e| e.default_backend.as_ref())
                         {
                             error_pages::mark_served_by_default_backend(&mut req, route, None);
@@ -719,7 +719,7 @@ async fn route(
                         };
                         match chosen {
                             Some((at, routed)) => {
-                                let up = error_pages::serving(route.errors.as_ref(), routed);
+                                let up = error_pages::serving(route.errors.as_deref(), routed);
                                 // The chosen backendRef's own filters, after the rule's.
                                 let backend_headers = gateway
                                     .as_ref()
@@ -1251,7 +1251,7 @@ fn canary_step<'r>(
     ups: &[(Arc<UpstreamRuntime>, u32)],
     headers: &http::HeaderMap,
 ) -> Option<&'r Arc<UpstreamRuntime>> {
-    let canary = route.canary.as_ref()?;
+    let canary = route.canary.as_deref()?;
     let (main, _) = ups.first()?;
     if super::canary::without_endpoints(&main.spec, &canary.upstream.spec).is_some() {
         return None;
@@ -1331,7 +1331,7 @@ where
     let clients = clients.as_ref().unwrap_or(&shared.clients);
     // A BackendTLSPolicy's backend: its own, verified connections.
     let verified;
-    let clients = match &up.tls {
+    let clients = match up.tls.as_deref() {
         None => clients,
         Some(Ok(v)) => {
             verified = clients.verified(v);
@@ -1343,7 +1343,7 @@ where
         }
     };
     let upstream_label = UpstreamLabels {
-        upstream: Arc::clone(&up.label),
+        upstream: Arc::clone(up.label()),
     };
     let mut tried = Vec::new();
     let mut failure = Failure::proxy(StatusCode::SERVICE_UNAVAILABLE, "no endpoint available");
@@ -1373,10 +1373,11 @@ where
         };
         tried.push(pick.slot);
         let slot = &up.slots[pick.slot];
-        out.upstream_addr = Some(slot.stats.addr);
+        let endpoint = up.addr(pick.slot);
+        out.upstream_addr = Some(endpoint);
         // When no attempt may follow this one, it takes the headers.
         let last = upgrade || !retry.may_follow(tried.len(), attempt_bound(up, args.proxy_retries));
-        let upstream_req = match prepared.request_to(slot, last) {
+        let upstream_req = match prepared.request_to(up, pick.slot, last) {
             Ok(r) => r,
             Err(f) => {
                 failure = f;
@@ -1394,7 +1395,7 @@ where
             ),
         );
         let t0 = Instant::now();
-        let outcome = attempt(clients, &prepared, slot, upstream_req).await;
+        let outcome = attempt(clients, &prepared, endpoint, upstream_req).await;
         match next_step(&retry, last, &prepared, outcome) {
             Step::Answer(resp) => {
                 let answer = Answer {
@@ -1426,16 +1427,16 @@ where
                 return resp;
             }
             Step::RetryStatus(status) => {
-                debug!(endpoint = %slot.stats.addr, %status, "next upstream");
+                debug!(%endpoint, %status, "next upstream");
                 out.upstream_status = Some(status.as_u16());
                 failure = Failure::retried_status(status);
             }
             Step::Retry(f) => {
-                charge(shared, up, slot, &upstream_label, &f);
+                charge(shared, up, pick.slot, &upstream_label, &f);
                 failure = f;
             }
             Step::Stop(f) => {
-                charge(shared, up, slot, &upstream_label, &f);
+                charge(shared, up, pick.slot, &upstream_label, &f);
                 failure = f;
                 break;
             }
@@ -1568,16 +1569,16 @@ fn attempt_bound(up: &UpstreamRuntime, proxy_retries: u32) -> usize {
     }
 }
 
-/// One attempt: sends `req` to `slot` and waits for its response head within the read
+/// One attempt: sends `req` to `endpoint` and waits for its response head within the read
 /// timeout ([`await_response`]); the outcome is [`classify`]'d.
 async fn attempt(
     clients: &super::upstream::pool::Clients,
     prepared: &Prepared,
-    slot: &Slot,
+    endpoint: SocketAddr,
     req: Request<ProxyBody>,
 ) -> Result<Response<UpstreamBody>, Failure> {
     let sent = await_response(
-        clients.send(prepared.protocol, slot.stats.addr, req),
+        clients.send(prepared.protocol, endpoint, req),
         prepared.read_timeout,
         &prepared.watch,
     )
@@ -1585,7 +1586,7 @@ async fn attempt(
     if let Ok(Err(e @ UpstreamError::Connect { .. })) = &sent {
         // nginx's error log names the cause ("upstream SSL certificate verify error: ...",
         // "connect() failed (111: Connection refused)"); the access log has only the reason.
-        warn!(endpoint = %slot.stats.addr, error = %ErrorChain(e), "upstream connect failed");
+        warn!(%endpoint, error = %ErrorChain(e), "upstream connect failed");
     }
     classify(sent, prepared)
 }
@@ -1714,9 +1715,9 @@ fn answered<G: Send + Unpin + 'static>(
 
 /// Records a failed attempt where it belongs: only the endpoint's own faults count against it
 /// (passive health, `upstream_failures`), so no client can eject a pod.
-fn charge(shared: &Shared, up: &UpstreamRuntime, slot: &Slot, label: &UpstreamLabels, f: &Failure) {
+fn charge(shared: &Shared, up: &UpstreamRuntime, slot: usize, label: &UpstreamLabels, f: &Failure) {
     debug!(
-        endpoint = %slot.stats.addr,
+        endpoint = %up.addr(slot),
         origin = ?f.origin,
         stage = ?f.stage,
         reason = f.reason,
@@ -1724,7 +1725,8 @@ fn charge(shared: &Shared, up: &UpstreamRuntime, slot: &Slot, label: &UpstreamLa
     );
     if f.origin == FaultSide::Upstream {
         shared.metrics.upstream_failures.get_or_create(label).inc();
-        slot.stats
+        up.slots[slot]
+            .stats
             .record_failure(&up.health, super::upstream::health::now_ms());
     }
 }
@@ -1949,10 +1951,15 @@ impl Prepared {
         }
     }
 
-    /// The request for one attempt at `slot`; `last`: no attempt follows, the headers move.
-    /// Its URI names the virtual host (HTTP/2 `:authority`, RFC 9113 §8.3.1), or the
-    /// endpoint when the client named no host; the pool connects to `slot` either way.
-    fn request_to(&mut self, slot: &Slot, last: bool) -> Result<Request<ProxyBody>, Failure> {
+    /// The request for one attempt at endpoint `slot` of `up`; `last`: no attempt follows, the
+    /// headers move. Its URI names the virtual host (HTTP/2 `:authority`, RFC 9113 §8.3.1), or
+    /// the endpoint when the client named no host; the pool connects to the endpoint either way.
+    fn request_to(
+        &mut self,
+        up: &UpstreamRuntime,
+        slot: usize,
+        last: bool,
+    ) -> Result<Request<ProxyBody>, Failure> {
         let mut uri = http::uri::Parts::default();
         uri.scheme = Some(self.scheme.clone());
         // The last attempt takes them (a clone of a `Bytes` made from a `Vec` allocates).
@@ -1961,7 +1968,7 @@ impl Prepared {
         } else {
             self.authority.clone()
         }
-        .or_else(|| slot.authority());
+        .or_else(|| up.authority(slot));
         uri.path_and_query = Some(if last {
             std::mem::replace(&mut self.path_and_query, PathAndQuery::from_static("/"))
         } else {

@@ -463,16 +463,16 @@ async fn probe_loop(shared: Arc<Shared>, mut done: watch::Receiver<bool>) {
         let rt = shared.runtime.load_full();
         let now = upstream::health::now_ms();
         for up in rt.upstreams() {
-            for slot in &up.slots {
+            for (i, slot) in up.slots.iter().enumerate() {
                 if !slot.stats.is_ejected(now) {
                     continue;
                 }
                 let stats = Arc::clone(&slot.stats);
+                let addr = up.addr(i);
                 let timeout = shared.args.proxy_connect_timeout.min(period);
                 tokio::spawn(async move {
                     let c =
-                        tokio::time::timeout(timeout, tokio::net::TcpStream::connect(stats.addr))
-                            .await;
+                        tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await;
                     if matches!(c, Ok(Ok(_))) {
                         stats.probe_succeeded();
                     }
@@ -642,7 +642,7 @@ impl ProxyHandle {
         let now = upstream::health::now_ms();
         let mut out: HashMap<(String, SocketAddr), EndpointHealth> = HashMap::new();
         for up in rt.upstreams() {
-            for slot in &up.slots {
+            for (i, slot) in up.slots.iter().enumerate() {
                 let s = &slot.stats;
                 let h = EndpointHealth {
                     ejected: s.is_ejected(now),
@@ -650,7 +650,7 @@ impl ProxyHandle {
                     in_flight: s.in_flight.load(Ordering::Relaxed),
                     latency_us: s.ewma_us.load(Ordering::Relaxed),
                 };
-                out.entry((up.spec.id.clone(), s.addr))
+                out.entry((up.spec.id.clone(), up.addr(i)))
                     .and_modify(|old| {
                         if (h.ejected, h.consecutive_failures)
                             > (old.ejected, old.consecutive_failures)

@@ -239,8 +239,9 @@ async fn connect(
         })?;
         tried.push(pick.slot);
         let stats = &upstream.slots[pick.slot].stats;
+        let endpoint = upstream.addr(pick.slot);
         let started = std::time::Instant::now();
-        let connect = TcpStream::connect(stats.addr);
+        let connect = TcpStream::connect(endpoint);
         match tokio::time::timeout(shared.args.proxy_connect_timeout, connect).await {
             Ok(Ok(s)) => {
                 stats.record_success(started.elapsed());
@@ -248,9 +249,9 @@ async fn connect(
                 return Some(s);
             }
             Ok(Err(e)) => {
-                debug!(endpoint = %stats.addr, error = %e, "ssl-passthrough connect failed")
+                debug!(%endpoint, error = %e, "ssl-passthrough connect failed")
             }
-            Err(_) => debug!(endpoint = %stats.addr, "ssl-passthrough connect timed out"),
+            Err(_) => debug!(%endpoint, "ssl-passthrough connect timed out"),
         }
         stats.record_failure(&upstream.health, now_ms());
     }

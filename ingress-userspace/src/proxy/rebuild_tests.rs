@@ -451,7 +451,7 @@ fn only_what_changed_is_compiled() {
     assert_ne!(a1, a2);
     assert!(!Arc::ptr_eq(&a_up1, &a_up2));
     assert_eq!(a_up2.slots.len(), 3);
-    for (old, new) in a_up1.slots.iter().zip(&a_up2.slots) {
+    for (old, new) in a_up1.slots.iter().zip(a_up2.slots.iter()) {
         assert!(Arc::ptr_eq(&old.stats, &new.stats));
     }
     assert!(Arc::ptr_eq(&host(&third, "b.example.com").1, &b_up1));

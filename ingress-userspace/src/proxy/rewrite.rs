@@ -141,7 +141,7 @@ pub fn compile(path: &str, target: Option<&str>) -> Option<Regex> {
 /// replaced by the target with `$n` filled in (an absent group is empty); the target's own
 /// `?args` come first and the request's follow after `&` (nginx `rewrite`).
 pub fn rewrite<U>(route: &CompiledRoute<U>, path: &str, query: Option<&str>) -> Option<String> {
-    let re = route.rewrite.as_ref()?;
+    let re = route.rewrite.as_deref()?;
     let target = route.policy.rewrite.target.as_deref()?;
     let caps = re.captures(path)?;
     let mut out = String::with_capacity(target.len() + path.len());

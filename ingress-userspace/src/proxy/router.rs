@@ -93,12 +93,14 @@ pub struct CompiledRoute<U> {
     /// The Ingress rule's path as written ([`RouteOrigin::location_path`], ingress-nginx
     /// `$location_path`): the affinity cookie's default `Path`, and the path of metrics and logs.
     pub path_label: Arc<String>,
-    /// The canary merged into this route, decided per request by [`super::canary`].
-    pub canary: Option<CompiledCanary<U>>,
+    /// The canary merged into this route, decided per request by [`super::canary`]. Boxed,
+    /// as `errors` and `rewrite`: few routes have one, and inline they weighed ~250 bytes on
+    /// each of 20k routes at 10k Ingresses (issue 13's memory target).
+    pub canary: Option<Box<CompiledCanary<U>>>,
     /// `default-backend` and `custom-http-errors` ([`super::error_pages`]).
-    pub errors: Option<CompiledErrors<U>>,
+    pub errors: Option<Box<CompiledErrors<U>>>,
     /// The regex `rewrite-target` is applied with ([`super::rewrite::compile`]).
-    pub rewrite: Option<Regex>,
+    pub rewrite: Option<Box<Regex>>,
     /// Gateway API `RequestMirror` filters: `(backend, numerator, denominator)`.
     pub mirrors: Vec<(U, u32, u32)>,
 }
@@ -149,12 +151,31 @@ pub enum CompiledAction<U> {
 #[derive(Debug)]
 struct Matcher {
     path: PathMatcher,
-    method: Option<String>,
     tls: Option<bool>,
+    /// Everything else a route may test; `None` when it tests none of it (every Ingress
+    /// route): boxed, so the common route does not carry ~110 bytes of empty fields.
+    more: Option<Box<MoreMatch>>,
+}
+
+/// The tests of a [`Matcher`] beyond path and TLS (Gateway API matches and listeners).
+#[derive(Debug, Default)]
+struct MoreMatch {
+    method: Option<String>,
     listener_ports: Option<Vec<u16>>,
     gateway_addresses: Option<Vec<std::net::IpAddr>>,
     headers: Vec<(String, ValueMatcher)>,
     query: Vec<(String, ValueMatcher)>,
+}
+
+impl MoreMatch {
+    /// Tests nothing: a route with this needs no box.
+    fn is_empty(&self) -> bool {
+        self.method.is_none()
+            && self.listener_ports.is_none()
+            && self.gateway_addresses.is_none()
+            && self.headers.is_empty()
+            && self.query.is_empty()
+    }
 }
 
 #[derive(Debug)]
@@ -503,7 +524,7 @@ impl<U: Clone> RouteTable<U> {
 /// The listener ports a compiled host's routes are limited to (Gateway routes), with repeats.
 fn route_ports<U>(h: &CompiledHost<U>) -> impl Iterator<Item = u16> + '_ {
     (h.routes.iter())
-        .filter_map(|r| r.matcher.listener_ports.as_ref())
+        .filter_map(|r| r.matcher.listener_ports())
         .flatten()
         .copied()
 }
@@ -622,8 +643,7 @@ impl<U> RouteTable<U> {
         match host {
             Some(h) => h.routes.iter().any(|r| {
                 r.matcher
-                    .listener_ports
-                    .as_ref()
+                    .listener_ports()
                     .is_some_and(|ports| req.listener_port.is_none_or(|p| ports.contains(&p)))
             }),
             None => req
@@ -718,14 +738,17 @@ fn compile_route<U>(
     let canary = route
         .canary
         .as_ref()
-        .map(|c| CompiledCanary::compile(c, &mut *resolve))
+        .map(|c| CompiledCanary::compile(c, &mut *resolve).map(Box::new))
         .transpose()
         .map_err(err)?;
-    let errors = route.errors.as_ref().map(|e| CompiledErrors {
-        default_backend: e.default_backend.as_ref().map(&mut *resolve),
-        intercept: e.intercept.clone(),
+    let errors = route.errors.as_ref().map(|e| {
+        Box::new(CompiledErrors {
+            default_backend: e.default_backend.as_ref().map(&mut *resolve),
+            intercept: e.intercept.clone(),
+        })
     });
-    let rewrite = super::rewrite::compile(&matched, route.policy.rewrite.target.as_deref());
+    let rewrite =
+        super::rewrite::compile(&matched, route.policy.rewrite.target.as_deref()).map(Box::new);
     let mirrors = route
         .policy
         .gateway
@@ -752,8 +775,18 @@ fn compile_route<U>(
         action,
         policy: route.policy.clone(),
         ingress,
-        path_label: Arc::new(route.origin.location_path().to_string()),
+        path_label: path_label(route.origin.location_path()),
     })
+}
+
+/// The `path_label` of a route whose path is `path`: `/` (most routes) is one shared label.
+fn path_label(path: &str) -> Arc<String> {
+    static ROOT: std::sync::OnceLock<Arc<String>> = std::sync::OnceLock::new();
+    if path == "/" {
+        Arc::clone(ROOT.get_or_init(|| Arc::new("/".to_string())))
+    } else {
+        Arc::new(path.to_string())
+    }
 }
 
 fn compile_match(m: &RouteMatch) -> Result<Matcher, regex::Error> {
@@ -782,27 +815,39 @@ fn compile_match(m: &RouteMatch) -> Result<Matcher, regex::Error> {
             })
             .collect()
     };
-    Ok(Matcher {
-        path,
+    let more = MoreMatch {
         method: m.method.as_ref().map(|s| s.to_ascii_uppercase()),
-        tls: m.tls,
         listener_ports: m.listener_ports.clone(),
         gateway_addresses: m.gateway_addresses.clone(),
         headers: values(&m.headers, true)?,
         query: values(&m.query, false)?,
+    };
+    Ok(Matcher {
+        path,
+        tls: m.tls,
+        more: (!more.is_empty()).then(|| Box::new(more)),
     })
 }
 
 impl Matcher {
+    /// The listener ports the route is limited to (Gateway API routes), if any.
+    fn listener_ports(&self) -> Option<&Vec<u16>> {
+        self.more.as_ref()?.listener_ports.as_ref()
+    }
+
     /// Whether the route is served on the listener the request came through (its address,
     /// port and TLS), whatever the request asks for. `claimed`: the request's local address
     /// is a Gateway's.
     fn listens(&self, req: &RequestView<'_>, claimed: bool) -> bool {
-        (match &self.gateway_addresses {
+        let gateway_addresses = self
+            .more
+            .as_ref()
+            .and_then(|m| m.gateway_addresses.as_ref());
+        (match gateway_addresses {
             None => !claimed,
             Some(at) => (req.local_addr).is_none_or(|a| at.contains(&a.to_canonical())),
         }) && self.tls.is_none_or(|t| t == req.tls)
-            && match &self.listener_ports {
+            && match self.listener_ports() {
                 // An Ingress route: the proxy's own listeners only.
                 None => !req.gateway_listener,
                 Some(ports) => req.listener_port.is_none_or(|p| ports.contains(&p)),
@@ -813,10 +858,16 @@ impl Matcher {
     fn matches(&self, req: &RequestView<'_>, claimed: bool) -> bool {
         self.path.matches(req.path)
             && self.listens(req, claimed)
-            && self
-                .method
-                .as_ref()
-                .is_none_or(|m| m.eq_ignore_ascii_case(req.method))
+            && self.more.as_deref().is_none_or(|m| m.matches(req))
+    }
+}
+
+impl MoreMatch {
+    /// Method, headers and query (listeners: [`Matcher::listens`]).
+    fn matches(&self, req: &RequestView<'_>) -> bool {
+        self.method
+            .as_ref()
+            .is_none_or(|m| m.eq_ignore_ascii_case(req.method))
             && self.headers.iter().all(|(name, v)| {
                 req.headers
                     .get_all(name.as_str())

@@ -164,7 +164,15 @@ pub struct L7Builder<'a> {
     pub controller: super::configmap::ControllerConfig,
     /// `--enable-ssl-passthrough`.
     enable_passthrough: bool,
+    /// Route policies already made in this translation, for Ingresses whose policy is equal
+    /// to share one ([`Self::share_policy`]).
+    policies: Vec<Arc<crate::model::RoutePolicy>>,
 }
+
+/// How many distinct route policies [`L7Builder::share_policy`] remembers: most Ingresses of
+/// a cluster have one of a few (no annotation, or the same few), and each Ingress compares
+/// its own against every one remembered.
+const SHARED_POLICIES: usize = 4;
 
 impl<'a> L7Builder<'a> {
     pub fn new(
@@ -190,6 +198,7 @@ impl<'a> L7Builder<'a> {
             refs: super::References::default(),
             controller: Default::default(),
             enable_passthrough: cfg.enable_ssl_passthrough,
+            policies: Vec::new(),
         };
         if let Some(key) = &cfg.default_tls_secret {
             let oref = ObjectRef::new(ObjectKind::Secret, key.namespace.clone(), key.name.clone());
@@ -235,6 +244,22 @@ impl<'a> L7Builder<'a> {
                 );
                 None
             }
+        }
+    }
+
+    /// `policy` as one equal policy already made, if one is remembered: 10k Ingresses without
+    /// annotations then hold one policy (~1 KB) rather than 10k equal copies (issue 13's
+    /// memory target). The snapshot is the same by value; a route that changes its policy
+    /// copies it first (`Arc::make_mut`).
+    fn share_policy(&mut self, policy: &mut Arc<crate::model::RoutePolicy>) {
+        match self
+            .policies
+            .iter()
+            .find(|p| Arc::ptr_eq(p, policy) || ***p == **policy)
+        {
+            Some(p) => *policy = Arc::clone(p),
+            None if self.policies.len() < SHARED_POLICIES => self.policies.push(Arc::clone(policy)),
+            None => {}
         }
     }
 
@@ -326,6 +351,7 @@ impl<'a> L7Builder<'a> {
         {
             Arc::make_mut(&mut opts.policy).mirror = Some(m);
         }
+        self.share_policy(&mut opts.policy);
         let compatible = compat::is_compatible(ing, &self.compatible_classes);
         let Some(spec) = ing.spec.as_ref() else {
             self.diags
@@ -530,10 +556,7 @@ impl<'a> L7Builder<'a> {
                     },
                     action,
                     policy: {
-                        let mut p = opts.policy.clone();
-                        if !super::rewrite::needs_rewrite(target, &written) {
-                            Arc::make_mut(&mut p).rewrite.target = None;
-                        }
+                        let mut p = super::rewrite::for_location(&opts.policy, &written);
                         self.no_auth_location(&mut p, &written);
                         self.no_tls_redirect_location(&mut p, &written);
                         p

@@ -46,13 +46,7 @@ pub(super) fn of_first_ingress(
         return None;
     }
     // ingress-nginx applies `rewrite-target` to `location /` as to any path written `/`.
-    let policy = if super::rewrite::needs_rewrite(opts.policy.rewrite.target.as_deref(), "/") {
-        opts.policy.clone()
-    } else {
-        let mut p = opts.policy.clone();
-        Arc::make_mut(&mut p).rewrite.target = None;
-        p
-    };
+    let policy = super::rewrite::for_location(&opts.policy, "/");
     Some(Route {
         matches: RouteMatch {
             path: PathMatch::Prefix("/".into()),

@@ -93,6 +93,36 @@ fn routes_sorted_most_specific_first() {
     use RouteAction::Forward;
 }
 
+/// Ingresses whose route policies are equal hold one policy (issue 13's memory target); one
+/// whose annotations change it keeps its own.
+#[test]
+fn equal_route_policies_are_shared() {
+    let mut o = base();
+    for (name, host) in [("a", "a.example.com"), ("b", "b.example.com")] {
+        let rule = vec![(host, vec![("/", "Prefix", "web", "80")])];
+        o.upsert(ing(mk_ingress("default", name, 1, rule)));
+    }
+    let rule = vec![("c.example.com", vec![("/", "Prefix", "web", "80")])];
+    let c = mk_ingress("default", "c", 1, rule);
+    o.upsert(ing(with_annotation(
+        c,
+        "nginx.ingress.kubernetes.io/proxy-body-size",
+        "1k",
+    )));
+    let s = run(&o);
+    assert!(s.diagnostics.is_empty(), "{:?}", s.diagnostics);
+    let policy = |h: &str| Arc::clone(&s.l7.hosts[h].routes[0].policy);
+    assert!(Arc::ptr_eq(
+        &policy("a.example.com"),
+        &policy("b.example.com")
+    ));
+    assert!(!Arc::ptr_eq(
+        &policy("a.example.com"),
+        &policy("c.example.com")
+    ));
+    assert_ne!(policy("a.example.com"), policy("c.example.com"));
+}
+
 #[test]
 fn hosts_wildcards_and_any_host() {
     let mut o = base();

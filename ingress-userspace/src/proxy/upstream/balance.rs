@@ -17,9 +17,10 @@
 
 use std::{
     collections::HashMap,
+    fmt::Write as _,
     net::SocketAddr,
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicUsize, Ordering},
     },
     time::SystemTime,
@@ -40,41 +41,31 @@ use crate::model::{AffinityMode, CookieAffinity, EndpointState, LoadBalancing, U
 const NEW_KEY_ATTEMPTS: usize = 20;
 
 /// One endpoint as this snapshot sees it, with counters shared across snapshots. 16 bytes:
-/// what is fixed for the endpoint's lifetime (address, cookie name) lives in its shared
-/// [`EndpointStats`], built once, not per snapshot (issue 13's memory target: 100k endpoints).
+/// the endpoint's address is the spec's (`spec.endpoints`, same index,
+/// [`UpstreamRuntime::addr`]) and its cookie name is made from it when a request needs it, so
+/// the shared [`EndpointStats`] holds only the counters (issue 13's memory target: 100k
+/// endpoints).
 #[derive(Debug)]
 pub struct Slot {
     pub stats: Arc<EndpointStats>,
     pub state: EndpointState,
 }
 
-impl Slot {
-    /// Affinity cookie value naming this endpoint ([`endpoint_cookie`]).
-    pub fn cookie(&self) -> &str {
-        self.stats.cookie()
-    }
-
-    /// `ip:port` as a URI authority: for a request whose client named no host (rare, so
-    /// built per attempt rather than kept per endpoint).
-    pub fn authority(&self) -> Option<http::uri::Authority> {
-        self.stats.addr.to_string().parse().ok()
-    }
-}
-
 /// An upstream's runtime state for one snapshot.
 #[derive(Debug)]
 pub struct UpstreamRuntime {
     pub spec: Arc<Upstream>,
-    /// The upstream id for metrics.
-    pub label: Arc<String>,
-    pub slots: Vec<Slot>,
+    /// The upstream id for metrics, made by the first request that needs it ([`Self::label`]):
+    /// most of 20k upstreams at rest never see one.
+    label: OnceLock<Arc<String>>,
+    /// One per endpoint of `spec.endpoints`, in its order (index `i` is endpoint `i`).
+    pub slots: Box<[Slot]>,
     pub health: HealthPolicy,
     /// Shared with the previous snapshot's runtime of the same id, so rotation continues.
     rr: Arc<AtomicUsize>,
-    /// The backend part of the affinity cookies this upstream issues ([`sticky::backend_tag`]).
-    pub backend_tag: String,
-    /// Verified TLS (`spec.tls`), or why it cannot be set up (then no request is sent).
-    pub tls: Option<Result<VerifiedTls, Arc<str>>>,
+    /// Verified TLS (`spec.tls`), or why it cannot be set up (then no request is sent). Boxed:
+    /// only BackendTLSPolicy backends have it, and inline it would weigh on every runtime.
+    pub tls: Option<Box<Result<VerifiedTls, Arc<str>>>>,
 }
 
 /// What the balancer may look at.
@@ -108,38 +99,61 @@ impl UpstreamRuntime {
         health: HealthPolicy,
     ) -> Self {
         let old: HashMap<SocketAddr, &Arc<EndpointStats>> = previous
-            .map(|p| p.slots.iter().map(|s| (s.stats.addr, &s.stats)).collect())
+            .map(|p| {
+                p.spec
+                    .endpoints
+                    .iter()
+                    .zip(&p.slots)
+                    .map(|(e, s)| (e.addr, &s.stats))
+                    .collect()
+            })
             .unwrap_or_default();
         let slots = spec
             .endpoints
             .iter()
             .map(|e| Slot {
-                stats: old
-                    .get(&e.addr)
-                    .map(|s| Arc::clone(s))
-                    .unwrap_or_else(|| Arc::new(EndpointStats::new(e.addr))),
+                stats: old.get(&e.addr).map(|s| Arc::clone(s)).unwrap_or_default(),
                 state: e.state,
             })
             .collect();
         // The same policy as before keeps its connectors (a root store is costly to build).
-        let tls = spec
-            .tls
-            .as_ref()
-            .map(|t| match previous.and_then(|p| p.tls.as_ref()) {
+        let tls = spec.tls.as_ref().map(|t| {
+            Box::new(match previous.and_then(|p| p.tls.as_deref()) {
                 Some(Ok(v)) if v.spec() == &**t => Ok(v.clone()),
                 _ => VerifiedTls::new(Arc::clone(t)).map_err(|e| Arc::from(e.to_string())),
-            });
+            })
+        });
         UpstreamRuntime {
             tls,
             rr: previous
                 .map(|p| Arc::clone(&p.rr))
                 .unwrap_or_else(|| Arc::new(AtomicUsize::new(0))),
-            label: Arc::new(spec.id.clone()),
-            backend_tag: sticky::backend_tag(&spec.id),
+            label: OnceLock::new(),
             spec,
             slots,
             health,
         }
+    }
+
+    /// The upstream id for metrics (`namespace/name:port`), made once per runtime.
+    pub fn label(&self) -> &Arc<String> {
+        self.label.get_or_init(|| Arc::new(self.spec.id.clone()))
+    }
+
+    /// The address of endpoint `slot` (an index into [`Self::slots`]).
+    pub fn addr(&self, slot: usize) -> SocketAddr {
+        self.spec.endpoints[slot].addr
+    }
+
+    /// `ip:port` of endpoint `slot` as a URI authority: for a request whose client named no
+    /// host (rare, so built per attempt rather than kept per endpoint).
+    pub fn authority(&self, slot: usize) -> Option<http::uri::Authority> {
+        self.addr(slot).to_string().parse().ok()
+    }
+
+    /// Affinity cookie value naming endpoint `slot` ([`endpoint_cookie`]).
+    fn cookie(&self, slot: usize) -> [u8; 16] {
+        endpoint_cookie(&self.addr(slot))
     }
 
     pub fn pick(&self, input: &PickInput<'_>) -> Option<Pick> {
@@ -191,7 +205,7 @@ impl UpstreamRuntime {
                 })?,
             AffinityMode::Persistent => {
                 let i = self.pick_by_policy(input, now)?;
-                (i, Some(self.slots[i].cookie().to_string()))
+                (i, Some(cookie_str(&self.cookie(i)).to_string()))
             }
         };
         let cx = CookieContext {
@@ -200,7 +214,8 @@ impl UpstreamRuntime {
             headers: input.headers,
         };
         let set_cookie = key.and_then(|key| {
-            sticky::set_cookie(aff, &key, &self.backend_tag, &cx, SystemTime::now())
+            let tag = sticky::backend_tag(&self.spec.id);
+            sticky::set_cookie(aff, &key, &tag, &cx, SystemTime::now())
         });
         Some(Pick { slot, set_cookie })
     }
@@ -218,7 +233,9 @@ impl UpstreamRuntime {
                     self.rendezvous(key.as_bytes(), |_| true)
                 }
             }
-            AffinityMode::Persistent => self.slots.iter().position(|s| s.cookie() == key),
+            AffinityMode::Persistent => {
+                (0..self.slots.len()).position(|i| self.cookie(i) == key.as_bytes())
+            }
         }
     }
 
@@ -277,7 +294,7 @@ impl UpstreamRuntime {
         (0..self.slots.len()).filter(|&i| ok(i)).max_by_key(|&i| {
             let mut h = Fnv::new();
             h.write(key);
-            h.write(self.slots[i].cookie().as_bytes());
+            h.write(&self.cookie(i));
             h.finish()
         })
     }
@@ -296,14 +313,25 @@ pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         })
 }
 
-/// A stable name for an endpoint in an affinity cookie: FNV-1a of its address, 16 lower-case
-/// hex digits (ASCII, inline: no allocation per endpoint).
+/// A stable name for an endpoint in an affinity cookie: FNV-1a of its address as `ip:port`
+/// text, 16 lower-case hex digits (ASCII, inline). Made per request rather than kept per
+/// endpoint (100k endpoints at rest), so the text is hashed as it is formatted, without an
+/// allocation.
 pub fn endpoint_cookie(addr: &SocketAddr) -> [u8; 16] {
     let mut h = Fnv::new();
-    h.write(addr.to_string().as_bytes());
+    // Formatting into the hasher cannot fail.
+    let _ = write!(h, "{addr}");
     let mut out = [0u8; 16];
-    out.copy_from_slice(format!("{:016x}", h.finish()).as_bytes());
+    let x = h.finish();
+    for (i, d) in out.iter_mut().enumerate() {
+        *d = b"0123456789abcdef"[((x >> (60 - 4 * i)) & 0xf) as usize];
+    }
     out
+}
+
+/// An [`endpoint_cookie`] as text (hex digits only: always UTF-8).
+fn cookie_str(c: &[u8; 16]) -> &str {
+    std::str::from_utf8(c).unwrap_or_default()
 }
 
 /// FNV-1a 64: stable across processes and versions (unlike `DefaultHasher`).
@@ -326,6 +354,14 @@ impl Fnv {
         x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
         x ^= x >> 33;
         x
+    }
+}
+
+/// Hashes formatted text as it is written ([`endpoint_cookie`]).
+impl std::fmt::Write for Fnv {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.write(s.as_bytes());
+        Ok(())
     }
 }
 
@@ -408,10 +444,10 @@ mod tests {
                 hash_key: Some(&key),
                 ..input(&h, &[])
             };
-            let a = before.slots[before.pick(&keyed).unwrap().slot].stats.addr;
-            let a2 = before.slots[before.pick(&keyed).unwrap().slot].stats.addr;
+            let a = before.addr(before.pick(&keyed).unwrap().slot);
+            let a2 = before.addr(before.pick(&keyed).unwrap().slot);
             assert_eq!(a, a2);
-            let b = after.slots[after.pick(&keyed).unwrap().slot].stats.addr;
+            let b = after.addr(after.pick(&keyed).unwrap().slot);
             if a != b {
                 moved += 1;
                 assert_eq!(a, addrs(5)[2], "only keys of the removed endpoint move");
@@ -457,7 +493,7 @@ mod tests {
                 let p = r.pick(&input(&HeaderMap::new(), &[])).unwrap();
                 let set = p.set_cookie.expect("a new session gets a cookie");
                 let pair = set.to_str().unwrap().split(';').next().unwrap().to_string();
-                (pair, r.slots[p.slot].stats.addr)
+                (pair, r.addr(p.slot))
             })
             .collect()
     }
@@ -481,7 +517,7 @@ mod tests {
         s.iter()
             .map(|(c, _)| {
                 let p = r.pick(&input(&with_cookie(Some(c)), &[])).unwrap();
-                (r.slots[p.slot].stats.addr, p.set_cookie.is_some())
+                (r.addr(p.slot), p.set_cookie.is_some())
             })
             .collect()
     }
@@ -497,7 +533,7 @@ mod tests {
             "{cookie}"
         );
         let value = cookie.split(';').next().unwrap().to_string();
-        let addr = r.slots[first.slot].stats.addr;
+        let addr = r.addr(first.slot);
         // New snapshot: another endpoint added in front, order changed.
         up.endpoints.insert(
             0,
@@ -507,7 +543,7 @@ mod tests {
         for _ in 0..5 {
             let p = r2.pick(&input(&with_cookie(Some(&value)), &[])).unwrap();
             assert!(p.set_cookie.is_none());
-            assert_eq!(r2.slots[p.slot].stats.addr, addr);
+            assert_eq!(r2.addr(p.slot), addr);
         }
     }
 
@@ -585,7 +621,7 @@ mod tests {
                 let (cookie, addr) = sessions(&r, 1).remove(0);
                 let h = with_cookie(Some(&cookie));
                 let first = r.pick(&input(&h, &[])).unwrap();
-                assert_eq!(r.slots[first.slot].stats.addr, addr);
+                assert_eq!(r.addr(first.slot), addr);
                 assert_eq!(r.retries_may_repeat(), !change);
                 let retry = r.pick(&input(&h, &[first.slot])).unwrap();
                 if change {
@@ -610,11 +646,16 @@ mod tests {
     fn endpoint_cookie_is_fnv1a_of_the_address_in_hex() {
         let addr: SocketAddr = "10.0.0.1:8080".parse().unwrap();
         assert_eq!(&endpoint_cookie(&addr), b"8805a2f9f45b722a");
-        let slot = Slot {
-            stats: Arc::new(EndpointStats::new(addr)),
-            state: EndpointState::Active,
-        };
-        assert_eq!(slot.cookie(), "8805a2f9f45b722a");
-        assert_eq!(slot.authority().unwrap().as_str(), "10.0.0.1:8080");
+        let r = rt(upstream_at("s", &[addr]));
+        assert_eq!(cookie_str(&r.cookie(0)), "8805a2f9f45b722a");
+        assert_eq!(r.authority(0).unwrap().as_str(), "10.0.0.1:8080");
+        let v6: SocketAddr = "[fd00::1]:80".parse().unwrap();
+        // The same text as `to_string` would give, hashed.
+        let mut h = Fnv::new();
+        h.write(v6.to_string().as_bytes());
+        assert_eq!(
+            cookie_str(&endpoint_cookie(&v6)),
+            format!("{:016x}", h.finish())
+        );
     }
 }
