@@ -539,19 +539,7 @@ async fn route(
                 } else {
                     HeaderValue::from_static("")
                 };
-                let vars = forward_auth::Request {
-                    host,
-                    method: req.method(),
-                    headers: req.headers(),
-                    request_uri: out.request_uri.as_ref().map_or("/", |p| p.as_str()),
-                    path: target.path,
-                    query: target.query,
-                    client: &out.client,
-                    tls: out.tls,
-                    request_id: &request_id,
-                    route_host: &vh.label,
-                    route_path: &route.path_label,
-                };
+                let vars = request_vars(&req, host, out, &request_id, route_labels(out));
                 if let Some(a) = rewrite::redirect(route, &target, server_port, &vars) {
                     break 'location redirect_to(a, out);
                 }
@@ -637,19 +625,8 @@ async fn route(
                             // ingress-nginx's `mirror-target`: nginx's precontent phase, after
                             // the access checks; the variables of the request as it came.
                             let request_id = super::headers::request_id_of(req.headers());
-                            let vars = forward_auth::Request {
-                                host,
-                                method: req.method(),
-                                headers: req.headers(),
-                                request_uri: out.request_uri.as_ref().map_or("/", |p| p.as_str()),
-                                path: req.uri().path(),
-                                query: req.uri().query(),
-                                client: &out.client,
-                                tls: out.tls,
-                                request_id: &request_id,
-                                route_host: &vh.label,
-                                route_path: &route.path_label,
-                            };
+                            let vars =
+                                request_vars(&req, host, out, &request_id, route_labels(out));
                             let target = m.target.expand(&vars);
                             let host_value = m.host.expand(&vars);
                             let (clients, connect, _) =
@@ -1170,25 +1147,8 @@ async fn external_auth(
     // nginx's one `$req_id`: an error page for the refusal carries the auth request's id.
     out.request_id = Some(request_id.clone());
     let t = &auth_transport(shared, timeouts);
-    let sent = out
-        .request_uri
-        .clone()
-        .or_else(|| req.uri().path_and_query().cloned());
-    let request_uri = sent.as_ref().map_or("/", |p| p.as_str());
     let check = {
-        let ask = forward_auth::Request {
-            host,
-            method: req.method(),
-            headers: req.headers(),
-            request_uri,
-            path: req.uri().path(),
-            query: req.uri().query(),
-            client: &out.client,
-            tls: out.tls,
-            request_id: &request_id,
-            route_host,
-            route_path,
-        };
+        let ask = request_vars(req, host, out, &request_id, (route_host, route_path));
         let transport = forward_auth::Transport {
             clients: &t.0,
             connect_timeout: t.1,
@@ -1474,19 +1434,7 @@ fn location_headers<B>(
     }
     // `$request_id` is the id the pod gets in X-Request-ID (`add_forwarding` keeps it).
     let request_id = super::headers::request_id(req.headers_mut());
-    let vars = forward_auth::Request {
-        host,
-        method: req.method(),
-        headers: req.headers(),
-        request_uri,
-        path: req.uri().path(),
-        query: req.uri().query(),
-        client: &out.client,
-        tls: out.tls,
-        request_id: &request_id,
-        route_host: out.host.as_deref().map_or("", |h| h.as_str()),
-        route_path: out.path.as_deref().map_or("", |p| p.as_str()),
-    };
+    let vars = request_vars(req, host, out, &request_id, route_labels(out));
     set.extend(live.proxy_set_headers.iter().map(|(name, value)| {
         let v = value.expand(&vars);
         // A client's header may carry bytes no field value may (none do after hyper's
@@ -1521,11 +1469,26 @@ fn hash_key<B>(
     } else {
         HeaderValue::from_static("")
     };
+    let vars = request_vars(req, host, out, &request_id, route_labels(out));
+    Some(by.expand(&vars))
+}
+
+/// The request's nginx variables ([`forward_auth::Request`]): one mapping for every step that
+/// expands them (redirect URLs, external auth, `mirror-target`, `upstream-hash-by`,
+/// `proxy-set-headers`). `$request_uri` is the target as the client sent it, `$uri` and
+/// `$args` the current (normalised) one; `route` is the route's server name and location.
+fn request_vars<'a, B>(
+    req: &'a Request<B>,
+    host: &'a str,
+    out: &'a Outcome,
+    request_id: &'a HeaderValue,
+    (route_host, route_path): (&'a str, &'a str),
+) -> forward_auth::Request<'a> {
     let sent = out
         .request_uri
         .as_ref()
         .or_else(|| req.uri().path_and_query());
-    let vars = forward_auth::Request {
+    forward_auth::Request {
         host,
         method: req.method(),
         headers: req.headers(),
@@ -1534,11 +1497,18 @@ fn hash_key<B>(
         query: req.uri().query(),
         client: &out.client,
         tls: out.tls,
-        request_id: &request_id,
-        route_host: out.host.as_deref().map_or("*", String::as_str),
-        route_path: out.path.as_deref().map_or("", String::as_str),
-    };
-    Some(by.expand(&vars))
+        request_id,
+        route_host,
+        route_path,
+    }
+}
+
+/// The chosen route's server name and location path labels (`"*"` and `""` before one is).
+fn route_labels(out: &Outcome) -> (&str, &str) {
+    (
+        out.host.as_deref().map_or("*", String::as_str),
+        out.path.as_deref().map_or("", String::as_str),
+    )
 }
 
 fn admit<B: Body>(req: &Request<B>, max_body: u64) -> Result<(), Failure> {
