@@ -4596,10 +4596,23 @@ async fn mirror_target_gets_a_copy_of_each_request() {
     assert!(!lower.contains("content-length: 12"), "{copy}");
     assert!(copy.ends_with("\r\n\r\n"), "no body: {copy}");
 
+    // A literal target gets the request's query (nginx's mirror subrequest arguments).
+    let snap = translated(
+        3,
+        &site(&[(
+            "mirror-target",
+            "http://mirror.default.svc.cluster.local/copy",
+        )]),
+    );
+    proxy.handle.apply(snap);
+    assert_eq!(post("/q?x=1").await.status, StatusCode::OK);
+    let copy = next_copy(&mut mirrored).await;
+    assert!(copy.starts_with("POST /copy?x=1 HTTP/1.1\r\n"), "{copy}");
+
     // A mirror nobody listens on: the client's request is served as before.
     let dead = dead_addr();
     let target = format!("http://{dead}$request_uri");
-    let snap = translated(3, &site(&[("mirror-target", &target)]));
+    let snap = translated(4, &site(&[("mirror-target", &target)]));
     proxy.handle.apply(snap);
     for _ in 0..3 {
         let g = post("/x").await;
@@ -4607,7 +4620,7 @@ async fn mirror_target_gets_a_copy_of_each_request() {
     }
 
     // Not a URL: a Warning, nothing mirrored, the route served.
-    let snap = translated(4, &site(&[("mirror-target", "mirror.default.svc")]));
+    let snap = translated(5, &site(&[("mirror-target", "mirror.default.svc")]));
     assert!(
         snap.diagnostics
             .iter()

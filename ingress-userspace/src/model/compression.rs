@@ -89,9 +89,10 @@ impl MimeTypes {
     }
 
     /// Whether a response with this `Content-Type` (as sent, parameters and all) is in the
-    /// list. `*` takes a response without one too; a list does not (nginx's
-    /// `ngx_http_test_content_type`).
+    /// list. `*` takes a response without one too; a list takes neither a missing nor an
+    /// empty one (nginx's `ngx_http_test_content_type`).
     pub fn matches(&self, content_type: Option<&str>) -> bool {
+        let content_type = content_type.filter(|t| !t.trim().is_empty());
         match (self, content_type) {
             (MimeTypes::Any, _) => true,
             (MimeTypes::List(_), None) => false,

@@ -627,18 +627,29 @@ async fn route(
                             let request_id = super::headers::request_id_of(req.headers());
                             let vars =
                                 request_vars(&req, host, out, &request_id, route_labels(out));
-                            let target = m.target.expand(&vars);
+                            let literal = m.target.vars().next().is_none();
+                            let target = ingress_mirror::target_uri(
+                                &m.target.expand(&vars),
+                                literal,
+                                req.uri().query(),
+                            );
                             let host_value = m.host.expand(&vars);
                             let (clients, connect, _) =
                                 auth_transport(shared, &route.policy.timeouts);
-                            ingress_mirror::spawn(
-                                shared,
-                                m,
-                                &mut req,
-                                (target, host_value),
-                                clients,
-                                connect,
-                            );
+                            match target {
+                                Some(uri) => ingress_mirror::spawn(
+                                    shared,
+                                    m,
+                                    &mut req,
+                                    (uri, host_value),
+                                    clients,
+                                    connect,
+                                ),
+                                None => debug!(
+                                    target = m.target.as_str(),
+                                    "mirror-target expanded to no URL; not mirrored"
+                                ),
+                            }
                         }
                         if let Some(g) = &gateway {
                             let valid: u64 = ups.iter().map(|(_, w)| u64::from(*w)).sum();

@@ -24,6 +24,7 @@ use http::{
 };
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use tracing::debug;
 
 use super::{
@@ -33,23 +34,54 @@ use super::{
 };
 use crate::model::{BackendProtocol, IngressMirror};
 
-/// Starts a copy of `req` (as it is now; its body from here on) toward `m`'s target, given
-/// `(target, host)` as expanded for this request. Nothing is sent when the target is not a
-/// URL or the host not a header value (a debug line says why).
+/// Bytes a request target cannot carry as they are (RFC 3986 section 2; `%` is kept, so
+/// an escape already there stays one): a variable's value (`$http_x_a` with a space) is
+/// sent escaped rather than the copy dropped.
+const NOT_IN_URI: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'<')
+    .add(b'>')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// The URI a copy is sent to: the target as expanded (`expanded`), with the request's query
+/// appended when the target names no variable (nginx's `proxy_pass` with a literal URL
+/// passes the mirror subrequest's arguments, which are the request's); `/` when the target
+/// has no path. `None` when it is not an absolute URL.
+pub fn target_uri(expanded: &str, literal: bool, query: Option<&str>) -> Option<Uri> {
+    let mut text = utf8_percent_encode(expanded, NOT_IN_URI).to_string();
+    if literal && let Some(q) = query.filter(|q| !q.is_empty()) {
+        text.push(if text.contains('?') { '&' } else { '?' });
+        text.extend(utf8_percent_encode(q, NOT_IN_URI));
+    }
+    let uri: Uri = text.parse().ok()?;
+    let mut parts = uri.into_parts();
+    parts.scheme.as_ref()?;
+    parts.authority.as_ref()?;
+    let pq = parts.path_and_query.as_ref().map_or("", |p| p.as_str());
+    if !pq.starts_with('/') {
+        parts.path_and_query = Some(format!("/{pq}").parse().ok()?);
+    }
+    Uri::from_parts(parts).ok()
+}
+
+/// Starts a copy of `req` (as it is now; its body from here on) toward `uri` with `Host`
+/// `host`. Nothing is sent when the host is not a header value (a debug line says why).
 pub(crate) fn spawn(
     shared: &Arc<Shared>,
     m: &Arc<IngressMirror>,
     req: &mut Request<Tee<Incoming>>,
-    (target, host): (String, String),
+    (uri, host): (Uri, String),
     clients: Clients,
     connect_timeout: Duration,
 ) {
-    let Ok(uri) = target.parse::<Uri>() else {
-        debug!(%target, "mirror-target expanded to no URL; not mirrored");
-        return;
-    };
     let Ok(host) = HeaderValue::from_str(&host) else {
-        debug!(%target, "mirror-host expanded to no header value; not mirrored");
+        debug!(target = %uri, "mirror-host expanded to no header value; not mirrored");
         return;
     };
     let body: ProxyBody = if m.request_body {
@@ -119,4 +151,43 @@ async fn send(
         forward_auth::client::send_once(&clients, protocol, addr, copy).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::target_uri;
+
+    #[test]
+    fn target_uris_as_nginx_would_send_them() {
+        let t = |e: &str, literal, q| target_uri(e, literal, q).map(|u| u.to_string());
+        // A literal target gets the request's query, as nginx's mirror subrequest args.
+        assert_eq!(
+            t("http://m/copy", true, Some("x=1")).as_deref(),
+            Some("http://m/copy?x=1")
+        );
+        assert_eq!(
+            t("http://m/c?a=b", true, Some("x=1")).as_deref(),
+            Some("http://m/c?a=b&x=1")
+        );
+        assert_eq!(
+            t("http://m", true, Some("x=1")).as_deref(),
+            Some("http://m/?x=1")
+        );
+        assert_eq!(t("http://m", true, None).as_deref(), Some("http://m/"));
+        // An expanded one is sent as it is, unsafe bytes escaped, escapes kept.
+        assert_eq!(
+            t("http://m/a?x=1", false, Some("y=2")).as_deref(),
+            Some("http://m/a?x=1")
+        );
+        assert_eq!(
+            t("http://m/m/p?h=h v", false, None).as_deref(),
+            Some("http://m/m/p?h=h%20v")
+        );
+        assert_eq!(
+            t("http://m/p%20q", false, None).as_deref(),
+            Some("http://m/p%20q")
+        );
+        assert_eq!(t("/relative", false, None), None);
+        assert_eq!(t("http://", false, None), None);
+    }
 }

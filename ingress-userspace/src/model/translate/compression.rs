@@ -136,6 +136,10 @@ mod tests {
         assert!(gzip.types.matches(Some("application/json; charset=utf-8")));
         assert!(!gzip.types.matches(Some("image/png")));
         assert!(!gzip.types.matches(None));
+        assert!(
+            !gzip.types.matches(Some(" ")),
+            "an empty Content-Type is no type"
+        );
         let brotli = c.brotli.expect("brotli on");
         assert_eq!((brotli.level, brotli.min_length), (4, 20));
         assert!(brotli.types.matches(Some("application/xml+rss")));
