@@ -132,13 +132,26 @@ impl Compressor {
     }
 
     /// Whether the response qualifies for `Vary: Accept-Encoding`, and the coding it gets.
-    pub fn choose(
+    #[cfg(test)]
+    fn choose(
         &self,
         accepted: Accepted,
         status: StatusCode,
         headers: &HeaderMap,
         body_len: Option<u64>,
     ) -> (bool, Option<Coding>) {
+        let (vary, chosen) = self.pick(accepted, status, headers, body_len);
+        (vary, chosen.map(|(coding, _)| coding))
+    }
+
+    /// [`Compressor::choose`] with the chosen coding's settings.
+    fn pick(
+        &self,
+        accepted: Accepted,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body_len: Option<u64>,
+    ) -> (bool, Option<(Coding, &Codec)>) {
         if accepted.head
             || !matches!(status.as_u16(), 200 | 403 | 404)
             || headers
@@ -166,10 +179,10 @@ impl Compressor {
             (&self.brotli, Coding::Brotli, accepted.brotli),
             (&self.gzip, Coding::Gzip, accepted.gzip),
         ] {
-            if codec.as_ref().is_some_and(fits) {
+            if let Some(codec) = codec.as_ref().filter(|c| fits(c)) {
                 vary = true;
                 if wanted {
-                    return (true, Some(coding));
+                    return (true, Some((coding, codec)));
                 }
             }
         }
@@ -179,7 +192,7 @@ impl Compressor {
     /// `resp` compressed as `accepted` allows (see the module docs), else as it was.
     pub fn apply(&self, resp: Response<ProxyBody>, accepted: Accepted) -> Response<ProxyBody> {
         let body_len = resp.body().size_hint().exact();
-        let (vary, coding) = self.choose(accepted, resp.status(), resp.headers(), body_len);
+        let (vary, chosen) = self.pick(accepted, resp.status(), resp.headers(), body_len);
         if !vary {
             return resp;
         }
@@ -187,14 +200,7 @@ impl Compressor {
         parts
             .headers
             .append(VARY, HeaderValue::from_static("accept-encoding"));
-        let Some(coding) = coding else {
-            return Response::from_parts(parts, body);
-        };
-        let codec = match coding {
-            Coding::Gzip => self.gzip.as_ref(),
-            Coding::Brotli => self.brotli.as_ref(),
-        };
-        let Some(codec) = codec else {
+        let Some((coding, codec)) = chosen else {
             return Response::from_parts(parts, body);
         };
         let h = &mut parts.headers;

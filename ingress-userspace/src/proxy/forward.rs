@@ -167,8 +167,8 @@ pub(crate) async fn handle(
     // Kept past the request only for the access log (the target as the client sent it).
     let logged = (shared.access_log.is_some()
         && access_log::logs(
-            live.disable_access_log,
-            &live.skip_access_log_urls,
+            live.settings.disable_access_log,
+            &live.settings.skip_access_log_urls,
             req.uri(),
         ))
     .then(|| LoggedRequest {
@@ -209,7 +209,7 @@ pub(crate) async fn handle(
         }
     };
     let mut resp = resp;
-    if !live.allow_backend_server_header {
+    if !live.settings.allow_backend_server_header {
         // `allow-backend-server-header: false` (ingress-nginx's default): nginx hides the
         // upstream's `Server` (`proxy_hide_header` default; `proxy_pass_header Server` only
         // when the key is true). Here, for every answer, proxied or an error page's, HTTP/1.1

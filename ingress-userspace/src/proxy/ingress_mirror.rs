@@ -14,13 +14,12 @@
 //! its own task and nothing waits for it; a copy whose body falls behind is given up
 //! ([`super::mirror::Tee`]).
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http::{
     HeaderValue, Request, Uri,
     header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING},
-    uri::Scheme,
 };
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
@@ -28,11 +27,13 @@ use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use tracing::debug;
 
 use super::{
-    Shared, forward_auth, headers,
+    Shared,
+    forward_auth::Transport,
+    headers,
     mirror::Tee,
     upstream::{Clients, ProxyBody},
 };
-use crate::model::{BackendProtocol, IngressMirror};
+use crate::model::IngressMirror;
 
 /// Bytes a request target cannot carry as they are (RFC 3986 section 2; `%` is kept, so
 /// an escape already there stays one): a variable's value (`$http_x_a` with a space) is
@@ -119,37 +120,20 @@ async fn send(
     clients: Clients,
     connect_timeout: Duration,
 ) -> Result<(), String> {
-    let https = uri.scheme() == Some(&Scheme::HTTPS);
-    let protocol = if https {
-        BackendProtocol::Https
-    } else {
-        BackendProtocol::Http
+    *copy.uri_mut() = uri.clone();
+    let t = Transport {
+        clients: &clients,
+        connect_timeout,
+        // Unused here: the copy's answer is not waited for by anyone.
+        read_timeout: connect_timeout,
     };
-    let host = uri.host().ok_or("mirror URL without host")?.to_string();
-    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-    *copy.uri_mut() = uri;
-    if let Some(svc) = &m.service {
-        if svc.endpoints.is_empty() {
-            return Err(format!(
-                "mirror Service {} has no ready endpoint",
-                svc.service
-            ));
-        }
-        let addr = svc.endpoints[rand::random_range(0..svc.endpoints.len())];
-        forward_auth::client::send_once(&clients, protocol, addr, copy).await?;
-    } else if https {
-        shared.forward_auth.client().send_https(copy).await?;
-    } else {
-        let name = host.trim_start_matches('[').trim_end_matches(']');
-        let addr: SocketAddr =
-            tokio::time::timeout(connect_timeout, tokio::net::lookup_host((name, port)))
-                .await
-                .map_err(|_| format!("resolving {name} timed out"))?
-                .map_err(|e| format!("resolving {name}: {e}"))?
-                .next()
-                .ok_or_else(|| format!("{name} has no address"))?;
-        forward_auth::client::send_once(&clients, protocol, addr, copy).await?;
-    }
+    // The copy's body streams from the client's: it is sent once, to one address.
+    let mut copy = Some(copy);
+    shared
+        .forward_auth
+        .client()
+        .send_to_url("mirror", m.service.as_ref(), &uri, &t, || copy.take())
+        .await?;
     Ok(())
 }
 

@@ -16,7 +16,9 @@ use crate::model::{ProxySettings, RateLimit, nginx_map::MapMatcher, nginx_var::N
 
 /// The live settings derived from the flags and one snapshot's [`ProxySettings`].
 pub(crate) struct Live {
-    /// What the snapshot's settings were made from (to skip rebuilding when unchanged).
+    /// What the snapshot's settings were made from (to skip rebuilding when unchanged); also
+    /// read as they are where no derived form is needed (`disable-access-log`,
+    /// `skip-access-log-urls`, `allow-backend-server-header`).
     pub settings: ProxySettings,
     pub trust: TrustConfig,
     pub builder: Builder<TokioExecutor>,
@@ -39,9 +41,6 @@ pub(crate) struct Live {
     /// `block-user-agents` and `block-referers` ([`crate::model::ProxySettings`]).
     pub block_user_agents: MapMatcher,
     pub block_referers: MapMatcher,
-    /// `allow-backend-server-header`: the pod's `Server` reaches the client; off (the default)
-    /// it is removed ([`crate::model::ProxySettings::allow_backend_server_header`]).
-    pub allow_backend_server_header: bool,
     /// Status of requests over `limit-rps`/`limit-rpm` (ConfigMap `limit-req-status-code`,
     /// default 503 as ingress-nginx).
     pub limit_req_status: StatusCode,
@@ -53,10 +52,6 @@ pub(crate) struct Live {
     pub global_limit: Option<Arc<RateLimit>>,
     /// `use-gzip` / `enable-brotli` and their settings; `None` when both are off.
     pub compressor: Option<Compressor>,
-    /// `disable-access-log`: nothing is logged.
-    pub disable_access_log: bool,
-    /// `skip-access-log-urls` ([`crate::model::ProxySettings::skip_access_log_urls`]).
-    pub skip_access_log_urls: Vec<String>,
 }
 
 impl Live {
@@ -70,13 +65,10 @@ impl Live {
             client_header_timeout: a.client_header_timeout,
             client_body_timeout: a.client_body_timeout,
             enable_underscores_in_headers: a.enable_underscores_in_headers,
-            allow_backend_server_header: settings.allow_backend_server_header,
             limit_req_status: status_or_503(settings.limit_req_status_code),
             limit_conn_status: status_or_503(settings.limit_conn_status_code),
             global_limit: global_limit(args, settings),
             compressor: Compressor::new(&settings.compression),
-            disable_access_log: settings.disable_access_log,
-            skip_access_log_urls: settings.skip_access_log_urls.clone(),
             add_headers: settings
                 .add_headers
                 .iter()

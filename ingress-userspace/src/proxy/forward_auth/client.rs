@@ -1,4 +1,5 @@
-//! Sending one auth request (see the parent module for where it goes).
+//! Sending one request to a URL an annotation names (`auth-url`, `mirror-target`; see the
+//! parent module for where an auth request goes).
 //!
 //! - A Service the snapshot resolved: one of its endpoints (picked at random, the others tried
 //!   in turn while connecting fails), over the upstream pool with the route's connect and send
@@ -12,7 +13,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use bytes::Bytes;
-use http::{Request, Response, uri::Scheme};
+use http::{Request, Response, Uri, uri::Scheme};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
@@ -21,7 +22,7 @@ use hyper_util::{
 
 use super::Transport;
 use crate::{
-    model::{BackendProtocol, ForwardAuth},
+    model::{AuthService, BackendProtocol, ForwardAuth},
     proxy::upstream::{ProxyBody, UpstreamBody, pool::UpstreamError},
 };
 
@@ -78,87 +79,77 @@ impl AuthClient {
         t: &Transport<'_>,
     ) -> Result<super::Answer, String> {
         let (parts, ()) = req.into_parts();
-        let https = parts.uri.scheme() == Some(&Scheme::HTTPS);
         let build = || {
             let mut r = Request::new(empty());
             *r.method_mut() = parts.method.clone();
             *r.uri_mut() = parts.uri.clone();
             *r.headers_mut() = parts.headers.clone();
-            r
+            Some(r)
         };
+        let head = self
+            .send_to_url("auth", auth.service.as_ref(), &parts.uri, t, build)
+            .await?;
+        Ok(super::Answer {
+            status: head.status,
+            headers: head.headers,
+        })
+    }
+
+    /// Sends a request to `uri` (absolute) as the module docs say: to `service`'s endpoints
+    /// when the snapshot resolved the URL to a Service, else through the resolver (`http`) or
+    /// the verifying client (`https`). `build` gives the request to send, once per address
+    /// tried; `None` when it cannot be rebuilt (a streamed body), and then only the first
+    /// address is tried. Returns the answer's head; its body is read (bounded) in the
+    /// background so the connection can be reused. `what` names the sender in errors
+    /// (`auth`, `mirror`).
+    pub async fn send_to_url(
+        &self,
+        what: &str,
+        service: Option<&AuthService>,
+        uri: &Uri,
+        t: &Transport<'_>,
+        mut build: impl FnMut() -> Option<Request<ProxyBody>>,
+    ) -> Result<http::response::Parts, String> {
+        let https = uri.scheme() == Some(&Scheme::HTTPS);
         let protocol = if https {
             BackendProtocol::Https
         } else {
             BackendProtocol::Http
         };
-        // The body is read to its end (bounded) on a task, so the connection can be reused.
-        let head = if let Some(svc) = &auth.service {
+        Ok(if let Some(svc) = service {
             if svc.endpoints.is_empty() {
                 return Err(format!(
-                    "auth Service {} has no ready endpoint",
+                    "{what} Service {} has no ready endpoint",
                     svc.service
                 ));
             }
             let start = rand::random_range(0..svc.endpoints.len());
             let order =
                 (0..svc.endpoints.len()).map(|i| svc.endpoints[(start + i) % svc.endpoints.len()]);
-            drained(send_to_first(t, protocol, order, build).await?)
+            drained(send_to_first(what, t, protocol, order, build).await?)
         } else if https {
+            let req = build().ok_or_else(|| format!("{what} request to {uri}: no request"))?;
             drained(
                 self.https
-                    .request(build())
+                    .request(req)
                     .await
-                    .map_err(|e| format!("auth request to {} failed: {e}", parts.uri))?,
+                    .map_err(|e| format!("{what} request to {uri} failed: {e}"))?,
             )
         } else {
-            let host = parts.uri.host().ok_or("auth URL without host")?;
+            let host = uri
+                .host()
+                .ok_or_else(|| format!("{what} URL without host"))?;
             let host = host.trim_start_matches('[').trim_end_matches(']');
-            let port = parts.uri.port_u16().unwrap_or(80);
+            let port = uri.port_u16().unwrap_or(80);
             let addrs: Vec<SocketAddr> =
                 tokio::time::timeout(t.connect_timeout, tokio::net::lookup_host((host, port)))
                     .await
                     .map_err(|_| format!("resolving {host} timed out"))?
                     .map_err(|e| format!("resolving {host}: {e}"))?
                     .collect();
-            drained(send_to_first(t, protocol, addrs.into_iter(), build).await?)
-        };
-        Ok(super::Answer {
-            status: head.status,
-            headers: head.headers,
+            drained(send_to_first(what, t, protocol, addrs.into_iter(), build).await?)
         })
     }
-}
-
-impl AuthClient {
-    /// Sends `req` (absolute `https://` URI) over the verifying HTTPS client and returns the
-    /// answer's head; its body is read (bounded) in the background. For another sender of
-    /// requests to URLs outside the cluster (`mirror-target`).
-    pub async fn send_https(
-        &self,
-        req: Request<ProxyBody>,
-    ) -> Result<http::response::Parts, String> {
-        let uri = req.uri().clone();
-        self.https
-            .request(req)
-            .await
-            .map(drained)
-            .map_err(|e| format!("request to {uri} failed: {e}"))
-    }
-}
-
-/// Sends `req` to `addr` and returns the answer's head; its body is read (bounded) in the
-/// background so the connection can be reused.
-pub async fn send_once(
-    clients: &crate::proxy::upstream::Clients,
-    protocol: BackendProtocol,
-    addr: SocketAddr,
-    req: Request<ProxyBody>,
-) -> Result<http::response::Parts, String> {
-    clients
-        .send(protocol, addr, req)
-        .await
-        .map(drained)
-        .map_err(|e| format!("request to {addr}: {e}"))
 }
 
 impl Default for AuthClient {
@@ -168,19 +159,21 @@ impl Default for AuthClient {
 }
 
 /// Sends to each address in turn until one takes the request (only connect failures move on:
-/// a request that reached an auth service is never sent twice).
+/// a request that reached its server is never sent twice; nor is one `build` cannot rebuild).
 async fn send_to_first(
+    what: &str,
     t: &Transport<'_>,
     protocol: BackendProtocol,
     addrs: impl Iterator<Item = SocketAddr>,
-    build: impl Fn() -> Request<ProxyBody>,
+    mut build: impl FnMut() -> Option<Request<ProxyBody>>,
 ) -> Result<Response<UpstreamBody>, String> {
     let mut last = "no address".to_string();
     for addr in addrs {
-        match t.clients.send(protocol, addr, build()).await {
+        let Some(req) = build() else { break };
+        match t.clients.send(protocol, addr, req).await {
             Ok(r) => return Ok(r),
             Err(e @ UpstreamError::Connect { .. }) => last = e.to_string(),
-            Err(e) => return Err(format!("auth request to {addr}: {e}")),
+            Err(e) => return Err(format!("{what} request to {addr}: {e}")),
         }
     }
     Err(last)
