@@ -96,6 +96,51 @@ fn daemon_serves_manifests_logs_json_and_drains_on_sigterm() {
         "{entry}"
     );
     assert!(entry["bytes_sent"].as_u64().unwrap_or(0) > 0, "{entry}");
+    let id = entry["request_id"].as_str().unwrap_or_default();
+    assert!(
+        id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{entry}"
+    );
+
+    // An answer the proxy gives itself (a target escaping the root: 400) is logged with an
+    // id too: the client's X-Request-ID, else a new one (ingress-nginx's `$req_id`).
+    let next_log = |path: &str| loop {
+        let line = line_rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("an access log line");
+        if line.contains(path) {
+            break serde_json::from_str::<serde_json::Value>(&line)
+                .unwrap_or_else(|e| panic!("{e}: {line}"));
+        }
+    };
+    for (path, sent) in [("/unknown-1", None), ("/unknown-2", Some("trace-7"))] {
+        let url = format!("http://198.18.0.2/..{path}");
+        let mut args = vec![
+            "-s",
+            "--path-as-is",
+            "-m",
+            "5",
+            "-o",
+            "/dev/null",
+            "-H",
+            "Host: echo.example.com",
+        ];
+        if sent.is_some() {
+            args.extend(["-H", "X-Request-ID: trace-7"]);
+        }
+        args.push(&url);
+        let _ = curl(&args);
+        let entry = next_log(path);
+        assert_eq!(entry["status"], 400, "{entry}");
+        let id = entry["request_id"].as_str().unwrap_or_default();
+        match sent {
+            Some(sent) => assert_eq!(id, sent, "{entry}"),
+            None => assert!(
+                id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{entry}"
+            ),
+        }
+    }
 
     // SIGTERM while a slow request is in flight.
     let client = topo.client.clone();

@@ -171,12 +171,7 @@ pub(crate) async fn handle(
             &live.settings.skip_access_log_urls,
             req.uri(),
         ))
-    .then(|| LoggedRequest {
-        method: req.method().clone(),
-        uri: req.uri().clone(),
-        version: req.version(),
-        user_agent: req.headers().get(USER_AGENT).cloned(),
-    });
+    .then(|| LoggedRequest::of(&req));
     if !live.enable_underscores_in_headers {
         // Before anything reads a header, as nginx ignores them while parsing.
         drop_underscored(req.headers_mut());
@@ -422,6 +417,25 @@ struct LoggedRequest {
     uri: Uri,
     version: Version,
     user_agent: Option<HeaderValue>,
+    /// The client's `X-Request-ID`: `$req_id` of an answer nothing was forwarded for, else
+    /// a new one (ingress-nginx's `map $http_x_request_id $req_id`, `""` -> `$request_id`).
+    request_id: Option<HeaderValue>,
+}
+
+impl LoggedRequest {
+    fn of<B>(req: &Request<B>) -> LoggedRequest {
+        LoggedRequest {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            user_agent: req.headers().get(USER_AGENT).cloned(),
+            request_id: req
+                .headers()
+                .get(super::headers::X_REQUEST_ID)
+                .filter(|v| !v.is_empty())
+                .cloned(),
+        }
+    }
 }
 
 async fn route(
@@ -928,12 +942,7 @@ fn spawn_mirror(
     *copy.headers_mut() = req.headers().clone();
     // The copy's own access log line (no request metrics: the client's request is counted
     // once), marked so it is told apart from the client's.
-    let logged = LoggedRequest {
-        method: copy.method().clone(),
-        uri: copy.uri().clone(),
-        version: copy.version(),
-        user_agent: copy.headers().get(USER_AGENT).cloned(),
-    };
+    let logged = LoggedRequest::of(&copy);
     let (shared, up, policy) = (Arc::clone(shared), Arc::clone(up), Arc::clone(policy));
     let host = host.to_string();
     let mut mirror_out = Outcome::new(out.client.clone());
@@ -2361,6 +2370,7 @@ fn access_logged(
             uri,
             version,
             user_agent,
+            request_id,
         }),
     ) = (&shared.access_log, logged)
     else {
@@ -2387,9 +2397,13 @@ fn access_logged(
         upstream_time: out.upstream_time.map(|d| d.as_secs_f64()),
         ingress: out.ingress.map(|s| s.to_string()),
         service: out.service,
+        // The id the pod got when the request was forwarded, else the log's own.
         request_id: out
             .request_id
-            .and_then(|v| v.to_str().ok().map(str::to_string))
+            .or(request_id)
+            .unwrap_or_else(super::headers::new_request_id)
+            .to_str()
+            .map(str::to_string)
             .unwrap_or_default(),
         user_agent: user_agent.and_then(|v| v.to_str().ok().map(str::to_string)),
         reason: out.reason,

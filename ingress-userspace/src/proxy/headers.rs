@@ -229,7 +229,7 @@ fn push_token_or_quoted(out: &mut String, v: &str) {
 }
 
 /// 128 random bits as 32 lower-case hex digits (as nginx's `$request_id`).
-fn new_request_id() -> HeaderValue {
+pub(crate) fn new_request_id() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let n = rand::random::<u128>();
     let mut buf = [0u8; 32];
