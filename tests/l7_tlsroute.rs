@@ -284,3 +284,99 @@ spec:
     let tcp = TcpStream::connect(addr).await.unwrap();
     assert!(tls_try(tcp, "other.example.com").await.is_err());
 }
+
+/// Conformance TLSRouteHostnameIntersection on the proxy's HTTPS port: with TLS passthrough
+/// listeners only there (one without a hostname), a name no TLSRoute takes is closed, not
+/// terminated with a default certificate; a name an Ingress serves on the same port is still
+/// terminated and routed, and a catch-all Ingress rule (no host) keeps every other name
+/// terminated, as ingress-nginx's default server does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmatched_names_are_closed_when_only_passthrough_listeners_share_the_https_port() {
+    const ING: &str = "ing.example";
+    let p = pods();
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let ports = ProxyPorts {
+        http: proxy.http().port(),
+        https: proxy.https().port(),
+        ..ProxyPorts::default()
+    };
+    let https = ports.https;
+    let (crt, key) = self_signed_pem(&[ING]).unwrap();
+    let ingress = |host: Option<&str>| {
+        let rule_host = host.map(|h| format!("host: {h}\n    ")).unwrap_or_default();
+        format!(
+            r#"---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: ing, namespace: default}}
+spec:
+  ingressClassName: xdp-ingress
+  tls: [{{hosts: [{ING}], secretName: ing-tls}}]
+  rules:
+  - {rule_host}http:
+      paths:
+      - {{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}
+"#
+        )
+    };
+    let yaml = |ing: String| {
+        format!(
+            r#"{vault}{web}apiVersion: v1
+kind: Secret
+metadata: {{name: ing-tls, namespace: default}}
+type: kubernetes.io/tls
+data: {{tls.crt: {crt}, tls.key: {key}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: xdp}}
+spec: {{controllerName: xdp-ingress.dev/controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: default}}
+spec:
+  gatewayClassName: xdp
+  listeners:
+  - {{name: pass, port: {https}, protocol: TLS, tls: {{mode: Passthrough}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {{name: vault, namespace: default}}
+spec:
+  parentRefs: [{{name: gw, sectionName: pass}}]
+  hostnames: [{VAULT}]
+  rules: [{{backendRefs: [{{name: vault, port: 80}}]}}]
+{ing}"#,
+            vault = service_yaml("vault", p.vault.addr),
+            web = service_yaml("web", p.web.addr),
+            crt = b64(&crt),
+            key = b64(&key),
+        )
+    };
+
+    // An Ingress for one host: its name terminates, the route's passes, others close.
+    let s = translate_manifests(1, &yaml(ingress(Some(ING))), |c| c.gateway_ports = ports);
+    proxy.handle.apply(s);
+    let (_, der) = tls_connect(proxy.https(), VAULT, &[b"http/1.1"]).await;
+    assert_eq!(der, p.vault_cert, "passed to the TLSRoute's pod");
+    let (s, der) = tls_connect(proxy.https(), ING, &[b"http/1.1"]).await;
+    assert_eq!(der, pem_der(&crt), "the Ingress host is terminated here");
+    let got = request_over(s, false, req(proxy.https(), ING, "/")).await;
+    assert_eq!((got.status, got.pod()), (StatusCode::OK, "web-pod".into()));
+    for sni in ["non.matching.org", "other.pass.example"] {
+        let tcp = TcpStream::connect(proxy.https()).await.unwrap();
+        assert!(tls_try(tcp, sni).await.is_err(), "{sni} is closed");
+    }
+
+    // A catch-all Ingress rule takes every other name: terminated (and routed) here.
+    let s = translate_manifests(2, &yaml(ingress(None)), |c| c.gateway_ports = ports);
+    proxy.handle.apply(s);
+    let tcp = TcpStream::connect(proxy.https()).await.unwrap();
+    assert!(
+        tls_try(tcp, "non.matching.org").await.is_ok(),
+        "terminated for the catch-all rule"
+    );
+    let (_, der) = tls_connect(proxy.https(), VAULT, &[b"http/1.1"]).await;
+    assert_eq!(der, p.vault_cert, "still passed");
+}

@@ -232,6 +232,11 @@ pub struct L7Config {
     /// lower case) -> what a connection naming it gets. Empty unless such a listener is
     /// served. `passthrough` hosts are tried first (`proxy::sni`).
     pub gateway_sni: BTreeMap<String, SniAction>,
+    /// A name (or no SNI) [`Self::gateway_sni`] does not cover is closed on the HTTPS port
+    /// rather than terminated: TLS passthrough listeners are served there and no HTTPS
+    /// listener or catch-all Ingress rule (Gateway API: a connection no TLSRoute matches is
+    /// rejected).
+    pub gateway_sni_closes_unmatched: bool,
     /// Gateway API TLS passthrough on the other ports Gateway `TLS` listeners open
     /// ([`Self::gateway_listeners`]), for Gateways without addresses: port -> its table.
     pub gateway_sni_ports: BTreeMap<u16, SniPort>,
@@ -299,6 +304,8 @@ pub struct GatewayAddress {
     pub certificates: BTreeMap<String, Arc<TlsCertificate>>,
     /// Its TLS passthrough table ([`L7Config::gateway_sni`] there).
     pub sni: BTreeMap<String, SniAction>,
+    /// [`L7Config::gateway_sni_closes_unmatched`] for [`Self::sni`].
+    pub sni_closes_unmatched: bool,
     /// Its HTTPS listeners' client-certificate validation
     /// ([`L7Config::gateway_client_validation`] there).
     pub client_validation: ClientValidationByPort,

@@ -9,7 +9,9 @@
 //!
 //! Order: an exact name, then `*.` wildcards from the most specific (longest) suffix; a
 //! Gateway wildcard takes one or more labels (`*.example.com` matches `a.b.example.com`, never
-//! `example.com`). A name no entry covers is terminated.
+//! `example.com`). A name no entry covers is terminated, but on an HTTPS port whose Gateway
+//! listeners there are TLS passthrough ones only (and no catch-all Ingress rule): then it is
+//! closed, as on a port of passthrough listeners only.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -66,6 +68,9 @@ pub struct SniTable {
     /// Ports opened for Gateway listeners -> whether a connection there may be terminated
     /// (an HTTPS listener is on it somewhere), where no table of [`Self::ports`] decides.
     gateway_ports: HashMap<u16, bool>,
+    /// On the HTTPS port, a name no entry covers (or no SNI) is closed, not terminated
+    /// ([`crate::model::L7Config::gateway_sni_closes_unmatched`]).
+    closes_unmatched: bool,
 }
 
 impl SniTable {
@@ -77,6 +82,7 @@ impl SniTable {
     ) -> SniTable {
         let mut t = SniTable {
             claimed: l7.gateway_addresses.keys().copied().collect(),
+            closes_unmatched: l7.gateway_sni_closes_unmatched,
             ..Default::default()
         };
         t.gateway_ports = (l7.gateway_listeners.iter())
@@ -85,7 +91,10 @@ impl SniTable {
         for (ip, a) in (l7.gateway_addresses.iter())
             .filter(|(_, a)| !a.sni.is_empty() || !a.sni_ports.is_empty())
         {
-            let mut own = SniTable::default();
+            let mut own = SniTable {
+                closes_unmatched: a.sni_closes_unmatched,
+                ..Default::default()
+            };
             own.add_gateway(&a.sni, runtime_of);
             own.add_ports(&a.sni_ports, runtime_of);
             t.at.insert(*ip, own);
@@ -160,6 +169,7 @@ impl SniTable {
             && self.at.is_empty()
             && self.ports.is_empty()
             && self.gateway_ports.values().all(|terminates| *terminates)
+            && !self.closes_unmatched
     }
 
     /// The decision for `name` (lower case; `None`: no SNI, or not a ClientHello) on a
@@ -184,8 +194,9 @@ impl SniTable {
         let Some(&port_terminates) = gateway_port else {
             // The HTTPS port (or a Gateway address's socket on it).
             return match (scope, name) {
-                (Some(t), Some(name)) => t.decide(name),
-                _ => Decision::Terminate,
+                (Some(t), Some(name)) => t.lookup(name).unwrap_or_else(|| t.unmatched()),
+                (Some(t), None) => t.unmatched(),
+                (None, _) => Decision::Terminate,
             };
         };
         let port = scope.and_then(|t| t.ports.get(&listener.port));
@@ -205,20 +216,37 @@ impl SniTable {
 
     /// The decision for `name` (lower case).
     pub fn decide(&self, name: &str) -> Decision {
+        self.lookup(name).unwrap_or(Decision::Terminate)
+    }
+
+    /// On the HTTPS port, what a name no entry covers gets.
+    fn unmatched(&self) -> Decision {
+        if self.closes_unmatched {
+            // Labelled by no pattern (a client's name would be an unbounded metrics label).
+            Decision::Close {
+                label: Arc::new(String::new()),
+            }
+        } else {
+            Decision::Terminate
+        }
+    }
+
+    /// The decision of the entry covering `name` (lower case), `None` without one.
+    fn lookup(&self, name: &str) -> Option<Decision> {
         let entry = self.exact.get(name).or_else(|| {
             name.match_indices('.')
                 .find_map(|(i, _)| self.wildcard.get(&name[i + 1..]))
-        });
-        match entry {
-            None | Some(Entry::Terminate) => Decision::Terminate,
-            Some(Entry::Close { label }) => Decision::Close {
+        })?;
+        Some(match entry {
+            Entry::Terminate => Decision::Terminate,
+            Entry::Close { label } => Decision::Close {
                 label: Arc::clone(label),
             },
-            Some(Entry::Pass {
+            Entry::Pass {
                 label,
                 backends,
                 terminate,
-            }) => match pick(backends) {
+            } => match pick(backends) {
                 Some(upstream) => Decision::Pass {
                     label: Arc::clone(label),
                     upstream,
@@ -229,7 +257,7 @@ impl SniTable {
                     label: Arc::clone(label),
                 },
             },
-        }
+        })
     }
 }
 

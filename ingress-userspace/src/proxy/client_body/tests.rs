@@ -48,7 +48,9 @@ async fn more_bytes_than_the_limit_is_too_large_and_recorded() {
     assert_eq!(fault_of(b.frame().await), ClientFault::TooLarge);
 }
 
-#[tokio::test]
+// A paused clock: the sender's 100 ms gaps stay under the 200 ms timeout however busy
+// the machine is (the runtime advances time only when every task waits).
+#[tokio::test(start_paused = true)]
 async fn a_client_silent_for_the_timeout_times_out_and_a_slow_one_does_not() {
     let (mut tx, mut b, watch) = body(0, Duration::from_millis(200));
     let sender = tokio::spawn(async move {

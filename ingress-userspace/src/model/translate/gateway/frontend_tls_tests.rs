@@ -200,6 +200,40 @@ spec:
     assert!(!s.l7.gateway_listeners.contains_key(&8443));
 }
 
+/// GatewayFrontendInvalidDefaultClientCertificateValidation: an HTTPS listener left without
+/// a valid CA (`Accepted: False, NoValidCACertificate`) presents no certificate either, named
+/// or default, so no handshake with it verifies; the Gateway's HTTP listener is served.
+#[test]
+fn a_listener_without_a_valid_ca_presents_no_certificate() {
+    let yaml = format!(
+        r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: app}}
+spec:
+  gatewayClassName: xdp
+  tls:
+    frontend:
+      default: {{validation: {{caCertificateRefs: [{{group: "", kind: ConfigMap, name: does-not-exist}}]}}}}
+  listeners:
+  - {{name: http, port: 80, protocol: HTTP}}
+  - {{name: https, port: 443, protocol: HTTPS, {TLS}}}
+  - {{name: https-named, port: 443, protocol: HTTPS, hostname: example.org, {TLS}}}
+"#
+    );
+    let s = with_secret(&yaml);
+    for l in ["https", "https-named"] {
+        let c = listener(&s, "gw", l);
+        assert_eq!(cond(c, "Accepted"), (false, "NoValidCACertificate"), "{l}");
+    }
+    assert_eq!(
+        cond(listener(&s, "gw", "http"), "Accepted"),
+        (true, "Accepted")
+    );
+    assert!(s.l7.default_certificate.is_none());
+    assert!(!s.l7.certificates.contains_key("example.org"));
+}
+
 /// A ReferenceGrant in the ConfigMap's namespace lets the Gateway use its CA.
 #[test]
 fn a_reference_grant_lets_a_gateway_use_another_namespaces_ca() {

@@ -224,6 +224,8 @@ pub fn listeners<'a>(
         let mut conditions = Vec::new();
         let mut problem: Option<(String, String)> = None; // (reason, message): not accepted
         let mut resolved: Option<(String, String)> = None; // (reason, message): refs broken
+        // The certificate an accepted listener presents: (its hostname, the certificate).
+        let mut listener_cert = None;
         let (kinds, kinds_ok) = supported_kinds(l);
         // `allowedRoutes.kinds` naming a kind the listener cannot take: `ResolvedRefs: False,
         // InvalidRouteKinds` (conformance GatewayInvalidRouteKind), kept apart from the other
@@ -260,7 +262,7 @@ pub fn listeners<'a>(
                 match certificate(owner, refs.unwrap_or_default(), objects, tls, secrets) {
                     Ok(cert) => {
                         let host = l.hostname.clone().unwrap_or_default().to_ascii_lowercase();
-                        certificates.entry(host).or_insert(cert);
+                        listener_cert = Some((host, cert));
                     }
                     Err((reason, msg)) => resolved = Some((reason.into(), msg)),
                 }
@@ -296,7 +298,7 @@ pub fn listeners<'a>(
                 ) {
                     Ok(cert) => {
                         let host = l.hostname.clone().unwrap_or_default().to_ascii_lowercase();
-                        certificates.entry(host).or_insert(cert);
+                        listener_cert = Some((host, cert));
                     }
                     Err((reason, msg)) => resolved = Some((reason.into(), msg)),
                 },
@@ -337,6 +339,13 @@ pub fn listeners<'a>(
         match &problem {
             Some((reason, msg)) => conditions.push(cond("Accepted", false, reason, msg)),
             None => conditions.push(cond("Accepted", true, "Accepted", "listener accepted")),
+        }
+        // Only an accepted listener presents its certificate: one that is not accepted
+        // (a conflict, no valid client CA) takes no connections of its own, so a client
+        // gets no handshake that would verify against it (conformance
+        // GatewayFrontendInvalidDefaultClientCertificateValidation).
+        if let (None, Some((host, cert))) = (&problem, listener_cert) {
+            certificates.entry(host).or_insert(cert);
         }
         let no_kinds = invalid_kinds.is_some() && kinds.is_empty();
         let resolved_any = resolved.as_ref().or(invalid_kinds.as_ref());

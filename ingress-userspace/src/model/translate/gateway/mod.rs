@@ -114,6 +114,9 @@ pub struct Output {
     /// SNI table of TLS passthrough listeners and TLSRoutes on the proxy's HTTPS port
     /// ([`tls_passthrough`]).
     pub sni: BTreeMap<String, crate::model::SniAction>,
+    /// No HTTPS listener shares that port with the passthrough ones: what `sni` does not
+    /// cover is closed ([`crate::model::SniPort::terminates`]).
+    pub sni_closes_unmatched: bool,
     /// The same for the other ports TLS passthrough listeners open.
     pub sni_ports: BTreeMap<u16, crate::model::SniPort>,
     /// L4 services of TCP and UDP listeners ([`l4`]), sorted by id.
@@ -610,7 +613,6 @@ pub fn translate(
         objects,
         &mut gateways,
         at,
-        cx.ports.https,
         endpoints,
         &mut cache,
         &mut out.services,
@@ -619,7 +621,10 @@ pub fn translate(
     );
     for ((ips, port), table) in sni {
         match ips {
-            None if port == cx.ports.https => out.sni = table.sni,
+            None if port == cx.ports.https => {
+                out.sni = table.sni;
+                out.sni_closes_unmatched = !table.terminates;
+            }
             None => {
                 out.sni_ports.insert(port, table);
             }
@@ -628,6 +633,7 @@ pub fn translate(
                     let a = out.addresses.entry(ip).or_default();
                     if port == cx.ports.https {
                         a.sni = table.sni.clone();
+                        a.sni_closes_unmatched = !table.terminates;
                     } else {
                         a.sni_ports.insert(port, table.clone());
                     }
@@ -1181,6 +1187,9 @@ fn push_matches(
 /// Adds the Gateway API hosts and certificates to the Ingress-built tables. A host both
 /// serve keeps the Ingress routes first; certificates named by Ingresses win.
 pub fn merge(l7: &mut L7Config, out: &mut Output) {
+    // A catch-all Ingress rule takes every name on the HTTPS port, as ingress-nginx's
+    // default server does (an HTTPRoute without hostnames only the names of its listeners).
+    let ingress_catch_all = l7.any_host.is_some();
     for (host, routes) in std::mem::take(&mut out.hosts) {
         let joined = |old: Option<&Arc<VirtualHost>>| -> Arc<VirtualHost> {
             match old {
@@ -1225,11 +1234,14 @@ pub fn merge(l7: &mut L7Config, out: &mut Output) {
         terminating.push(&mut a.sni);
         terminating.extend(a.sni_ports.values_mut().filter_map(ports));
     }
+    let wildcards = (l7.wildcard_hosts.keys()).chain(l7.gateway_wildcard_hosts.keys());
+    let wildcards: Vec<String> = wildcards.map(|suffix| format!("*.{suffix}")).collect();
     for table in terminating.into_iter().filter(|t| !t.is_empty()) {
-        for host in l7.hosts.keys() {
+        for host in l7.hosts.keys().chain(&wildcards) {
             (table.entry(host.clone())).or_insert(crate::model::SniAction::Terminate);
         }
     }
+    l7.gateway_sni_closes_unmatched = out.sni_closes_unmatched && !ingress_catch_all;
     l7.gateway_sni_ports = std::mem::take(&mut out.sni_ports);
     l7.gateway_listeners = std::mem::take(&mut out.listener_ports);
     l7.gateway_https_hosts = std::mem::take(&mut out.https_hosts);

@@ -15,9 +15,11 @@
 //!   listener's wildcard is still terminated.
 //!
 //! Each port has its own table: a route is passed on its listeners' ports only. On a port
-//! with an HTTPS listener (the proxy's HTTPS port always: Ingresses and the default
-//! certificate are there) a name outside the table is terminated; on a port of TLS
-//! passthrough listeners only it is closed ([`SniPort::terminates`]).
+//! with an HTTPS listener a name outside the table is terminated; on a port of TLS
+//! passthrough listeners only it is closed ([`SniPort::terminates`]). The proxy's HTTPS port
+//! too, where its Ingress and HTTPRoute hosts keep `Terminate` entries; there a catch-all
+//! Ingress rule (no host) keeps every other name terminated, as ingress-nginx's default
+//! server ([`crate::model::L7Config::gateway_sni_closes_unmatched`]).
 //!
 //! Decisions where the spec leaves room (deploy/docs/gateway-api.md): a route and listener
 //! pair without any hostname would take every name of the port, so it is not served
@@ -50,15 +52,13 @@ pub type Group = Option<Vec<IpAddr>>;
 pub type Tables = BTreeMap<(Group, u16), SniPort>;
 
 /// The SNI tables of `gateways`' TLS passthrough and HTTPS listeners and the TLSRoutes
-/// attached, split by the addresses of each listener's Gateway (`at`) and its port;
-/// `https_port` is the proxy's own (it always terminates what its table does not take).
+/// attached, split by the addresses of each listener's Gateway (`at`) and its port.
 /// Route status goes to `status`, Services looked up to `services`.
 #[allow(clippy::too_many_arguments)]
 pub fn translate<'a>(
     objects: &Objects,
     gateways: &mut Gateways<'_>,
     at: impl Fn(&Key) -> Option<&'a [IpAddr]>,
-    https_port: u16,
     endpoints: &EndpointIndex<'_>,
     cache: &mut HashMap<backends::CacheKey, Arc<Upstream>>,
     services: &mut HashSet<Key>,
@@ -247,7 +247,11 @@ pub fn translate<'a>(
                 continue;
             }
             let table = tables.entry(g).or_default();
-            table.terminates |= l.https || port == https_port;
+            // The HTTPS port's table terminates only with an HTTPS listener there too:
+            // with passthrough listeners alone a name nothing takes is closed, as the spec
+            // asks (conformance TLSRouteHostnameIntersection), the HTTPS port included;
+            // Ingress hosts there keep `Terminate` entries (`gateway::apply`).
+            table.terminates |= l.https;
             let Some(h) = l.hostname.map(str::to_ascii_lowercase) else {
                 continue;
             };
