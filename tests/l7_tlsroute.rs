@@ -380,3 +380,129 @@ spec:
     let (_, der) = tls_connect(proxy.https(), VAULT, &[b"http/1.1"]).await;
     assert_eq!(der, p.vault_cert, "still passed");
 }
+
+/// BackendTLSPolicyTLSRouteTerminate: a TLSRoute on a `tls.mode: Terminate` listener whose
+/// Service has a BackendTLSPolicy re-encrypts toward the pod, verified with the policy's CA
+/// and hostname (the pod, speaking only TLS, answers the request sent inside the client's
+/// stream); a policy whose hostname the pod's certificate lacks leaves the connection closed;
+/// the policy gets the Gateway as its ancestor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminate_listener_re_encrypts_to_a_backend_tls_policy_service() {
+    const HOST: &str = "tls.example.com";
+    const BAD: &str = "bad.example.com";
+    let (pod_crt, pod_key) = self_signed_pem(&["abc.example.com"]).unwrap();
+    let pod = HttpBackend::start_tls(
+        "127.0.0.1:0".parse().unwrap(),
+        "tcp-backend",
+        &pod_crt,
+        &pod_key,
+    )
+    .expect("TLS pod");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let port = testbed::ports::reserve(1);
+    let (crt, key) = self_signed_pem(&[HOST, BAD]).unwrap();
+    let ca = pod_crt.replace('\n', "\n    ");
+    let yaml = format!(
+        r#"{svc}{bad_svc}apiVersion: v1
+kind: Secret
+metadata: {{name: term-tls, namespace: default}}
+type: kubernetes.io/tls
+data: {{tls.crt: {crt}, tls.key: {key}}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: pod-ca, namespace: default}}
+data:
+  ca.crt: |
+    {ca}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: BackendTLSPolicy
+metadata: {{name: verified, namespace: default}}
+spec:
+  targetRefs: [{{group: "", kind: Service, name: tls-pod}}]
+  validation: {{caCertificateRefs: [{{group: "", kind: ConfigMap, name: pod-ca}}], hostname: abc.example.com}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: BackendTLSPolicy
+metadata: {{name: misnamed, namespace: default}}
+spec:
+  targetRefs: [{{group: "", kind: Service, name: tls-pod-misnamed}}]
+  validation: {{caCertificateRefs: [{{group: "", kind: ConfigMap, name: pod-ca}}], hostname: other.example.com}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: xdp}}
+spec: {{controllerName: xdp-ingress.dev/controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: default}}
+spec:
+  gatewayClassName: xdp
+  listeners:
+  - {{name: term, port: {port}, protocol: TLS, hostname: {HOST}, tls: {{mode: Terminate, certificateRefs: [{{name: term-tls}}]}}}}
+  - {{name: bad, port: {port}, protocol: TLS, hostname: {BAD}, tls: {{mode: Terminate, certificateRefs: [{{name: term-tls}}]}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {{name: terminated, namespace: default}}
+spec:
+  parentRefs: [{{name: gw, sectionName: term}}]
+  hostnames: [{HOST}]
+  rules: [{{backendRefs: [{{name: tls-pod, port: 80}}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {{name: misnamed, namespace: default}}
+spec:
+  parentRefs: [{{name: gw, sectionName: bad}}]
+  hostnames: [{BAD}]
+  rules: [{{backendRefs: [{{name: tls-pod-misnamed, port: 80}}]}}]
+"#,
+        svc = service_yaml("tls-pod", pod.addr),
+        bad_svc = service_yaml("tls-pod-misnamed", pod.addr),
+        crt = b64(&crt),
+        key = b64(&key),
+    );
+    let ports = ProxyPorts {
+        http: proxy.http().port(),
+        https: proxy.https().port(),
+        gateway_range: format!("{port}").parse().unwrap(),
+    };
+    let s = translate_manifests(1, &yaml, |c| c.gateway_ports = ports);
+    let ancestors = &s.gateway_status.policies[&xdp_ingress::model::ObjectRef::new(
+        xdp_ingress::model::ObjectKind::BackendTLSPolicy,
+        "default",
+        "verified",
+    )];
+    assert_eq!(ancestors[0].parent_ref.name, "gw");
+    assert!(
+        ancestors[0].conditions.iter().all(|c| c.status),
+        "{ancestors:?}"
+    );
+    proxy.handle.apply(s);
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let (stream, der) = tls_connect(addr, HOST, &[b"http/1.1"]).await;
+    assert_eq!(der, pem_der(&crt), "the listener's certificate");
+    let g = request_over(stream, false, req(addr, HOST, "/re-encrypted")).await;
+    assert_eq!(g.status, StatusCode::OK);
+    assert_eq!(g.pod(), "tcp-backend");
+    assert_eq!(g.json()["path"], "/re-encrypted");
+    // The pod's certificate does not name the policy's hostname: nothing reaches it.
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let stream = tls_try(tcp, BAD).await.expect("terminated here");
+    let got = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = stream;
+        let _ = stream
+            .write_all(format!("GET / HTTP/1.1\r\nHost: {BAD}\r\n\r\n").as_bytes())
+            .await;
+        let mut buf = Vec::new();
+        let _ = stream.read_to_end(&mut buf).await;
+        buf
+    })
+    .await
+    .expect("closed");
+    assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
+}

@@ -178,7 +178,7 @@ pub(crate) async fn pass<S>(
             })
             .inc();
     };
-    let Some(mut pod) = connect(shared, &upstream, peer).await else {
+    let Some(pod) = connect(shared, &upstream, peer).await else {
         count(if upstream.slots.is_empty() {
             "no_endpoint"
         } else {
@@ -187,13 +187,45 @@ pub(crate) async fn pass<S>(
         debug!(client = %peer, %host, "ssl-passthrough: no endpoint reachable; closing");
         return;
     };
-    if let Err(e) = pod.write_all(&hello).await {
-        count("connect_failed");
-        debug!(client = %peer, %host, error = %e, "ssl-passthrough: endpoint closed");
-        return;
-    }
-    count("passed");
-    if tunnel::splice(client, pod, IDLE_TIMEOUT).await == tunnel::End::Idle {
+    // A TLSRoute terminated here whose Service port has a BackendTLSPolicy: TLS again to
+    // the pod, verified as the policy says (only such routes' upstreams carry one).
+    let end = match upstream.tls.as_deref() {
+        None => {
+            let mut pod = pod;
+            if let Err(e) = pod.write_all(&hello).await {
+                count("connect_failed");
+                debug!(client = %peer, %host, error = %e, "ssl-passthrough: endpoint closed");
+                return;
+            }
+            count("passed");
+            tunnel::splice(client, pod, IDLE_TIMEOUT).await
+        }
+        Some(Err(why)) => {
+            count("tls_failed");
+            debug!(client = %peer, %host, error = %why, "TLSRoute: the backend's TLS cannot be set up");
+            return;
+        }
+        Some(Ok(v)) => {
+            let tls = v.bytes.connect(v.name.clone(), pod);
+            let pod = match tokio::time::timeout(shared.args.proxy_connect_timeout, tls).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    count("tls_failed");
+                    debug!(client = %peer, %host, error = %e, "TLSRoute: TLS to the backend failed");
+                    return;
+                }
+                Err(_) => {
+                    count("tls_failed");
+                    debug!(client = %peer, %host, "TLSRoute: TLS to the backend timed out");
+                    return;
+                }
+            };
+            // Terminated here: no ClientHello of the client's to replay.
+            count("passed");
+            tunnel::splice(client, pod, IDLE_TIMEOUT).await
+        }
+    };
+    if end == tunnel::End::Idle {
         debug!(client = %peer, %host, "ssl-passthrough connection closed after idle timeout");
     }
 }

@@ -35,6 +35,8 @@ pub struct VerifiedTls {
     pub http1: TlsConnector,
     /// ALPN `h2`.
     pub h2: TlsConnector,
+    /// No ALPN: bytes of no HTTP version (a TLSRoute terminated here, re-encrypted).
+    pub bytes: TlsConnector,
 }
 
 impl std::fmt::Debug for VerifiedTls {
@@ -107,7 +109,7 @@ impl VerifiedTls {
                 })
                 .collect(),
         };
-        let connector = |alpn: &[u8]| -> Result<TlsConnector, VerifiedTlsError> {
+        let connector = |alpn: &[&[u8]]| -> Result<TlsConnector, VerifiedTlsError> {
             let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
                 .with_protocol_versions(&versions)
                 .map_err(|e| VerifiedTlsError::Verifier(e.to_string()))?
@@ -130,14 +132,15 @@ impl VerifiedTls {
                     ))
                 }
             };
-            cfg.alpn_protocols = vec![alpn.to_vec()];
+            cfg.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
             // `proxy-ssl-server-name: off`: no SNI; `name` is still what is verified.
             cfg.enable_sni = spec.sni;
             Ok(TlsConnector::from(Arc::new(cfg)))
         };
         Ok(VerifiedTls {
-            http1: connector(b"http/1.1")?,
-            h2: connector(b"h2")?,
+            http1: connector(&[b"http/1.1"])?,
+            h2: connector(&[b"h2"])?,
+            bytes: connector(&[])?,
             name,
             spec,
         })

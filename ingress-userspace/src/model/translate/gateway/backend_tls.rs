@@ -231,3 +231,32 @@ pub(super) fn ca_bundle(
     }
     Ok(ders)
 }
+
+/// Records `parent` (a Gateway a route in `route_ns` is accepted by, its section and port
+/// dropped) as an ancestor of `policy`, whose backends the route uses, once, with the
+/// policy's own conditions (BackendTLSPolicy `status.ancestors`).
+pub fn add_ancestor(
+    status: &mut BTreeMap<ObjectRef, Vec<crate::model::RouteParentStatus>>,
+    policy: &Policy,
+    parent: &crate::model::ParentRef,
+    route_ns: &str,
+) {
+    let ancestor = crate::model::ParentRef {
+        namespace: Some(
+            parent
+                .namespace
+                .clone()
+                .unwrap_or_else(|| route_ns.to_string()),
+        ),
+        section_name: None,
+        port: None,
+        ..parent.clone()
+    };
+    let ancestors = status.entry(policy.object.clone()).or_default();
+    if !ancestors.iter().any(|a| a.parent_ref == ancestor) {
+        ancestors.push(crate::model::RouteParentStatus {
+            parent_ref: ancestor,
+            conditions: policy.conditions.clone(),
+        });
+    }
+}

@@ -215,25 +215,57 @@ pub fn one(
     Ok(cached(key, port, protocol, tls, endpoints, cache))
 }
 
-/// The plain upstream (one per Service port, shared through `cache`) a backendRef names, or
-/// why it does not resolve ([`service_port`]): TLSRoute backends, whose bytes pass untouched.
-pub fn upstream(
+/// A TLSRoute backendRef's upstreams (shared through `cache`, one per Service port and way).
+pub struct TlsRouteBackend {
+    /// The bytes as they come, untouched (a `Passthrough` listener's).
+    pub plain: Arc<Upstream>,
+    /// On a `tls.mode: Terminate` listener: TLS to the pod, verified, when a BackendTLSPolicy
+    /// targets the Service port (features BackendTLSPolicy and TLSRouteModeTerminate,
+    /// conformance BackendTLSPolicyTLSRouteTerminate); else `plain`.
+    pub terminated: Arc<Upstream>,
+    /// That policy.
+    pub policy: Option<ObjectRef>,
+}
+
+/// The upstreams a TLSRoute backendRef names, or why it does not resolve ([`service_port`]).
+pub fn tls_route_backend(
     route_ns: &str,
     r: &BackendRef<'_>,
     objects: &Objects,
+    policies: &super::backend_tls::Policies,
     endpoints: &EndpointIndex<'_>,
     cache: &mut HashMap<CacheKey, Arc<Upstream>>,
     services: &mut HashSet<Key>,
-) -> Result<Arc<Upstream>, (&'static str, String)> {
+) -> Result<TlsRouteBackend, (&'static str, String)> {
     let (key, port) = service_port(route_ns, r, objects, services)?;
-    Ok(cached(
-        key,
+    let policy = policies.lookup(&key, port.name.as_deref());
+    let plain = cached(
+        key.clone(),
         port,
         BackendProtocol::Http,
         None,
         endpoints,
         cache,
-    ))
+    );
+    Ok(match policy {
+        None => TlsRouteBackend {
+            terminated: Arc::clone(&plain),
+            plain,
+            policy: None,
+        },
+        Some(p) => TlsRouteBackend {
+            terminated: cached(
+                key,
+                port,
+                BackendProtocol::Https,
+                Some(Arc::clone(&p.tls)),
+                endpoints,
+                cache,
+            ),
+            plain,
+            policy: Some(p.object.clone()),
+        },
+    })
 }
 
 /// The upstream of Service `key` port `port` spoken to with `protocol`, from `cache` or new.

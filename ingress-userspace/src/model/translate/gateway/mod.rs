@@ -498,23 +498,9 @@ pub fn translate(
             let Some(p) = policies.all.get(&policy) else {
                 continue;
             };
-            let ancestors = out.status.policies.entry(policy).or_default();
             for parent in attached.parents.iter().filter(|p| p.accepted.status) {
-                let ancestor = crate::model::ParentRef {
-                    namespace: Some(
-                        (parent.parent_ref.namespace.clone())
-                            .unwrap_or_else(|| key.namespace.clone()),
-                    ),
-                    section_name: None,
-                    port: None,
-                    ..parent.parent_ref.clone()
-                };
-                if !ancestors.iter().any(|a| a.parent_ref == ancestor) {
-                    ancestors.push(crate::model::RouteParentStatus {
-                        parent_ref: ancestor,
-                        conditions: p.conditions.clone(),
-                    });
-                }
+                let ns = &key.namespace;
+                backend_tls::add_ancestor(&mut out.status.policies, p, &parent.parent_ref, ns);
             }
         }
         let resolved = match &built.problem {
@@ -613,11 +599,11 @@ pub fn translate(
         objects,
         &mut gateways,
         at,
-        endpoints,
+        (endpoints, &policies),
         &mut cache,
         &mut out.services,
         diags,
-        &mut out.status.routes,
+        (&mut out.status.routes, &mut out.status.policies),
     );
     for ((ips, port), table) in sni {
         match ips {

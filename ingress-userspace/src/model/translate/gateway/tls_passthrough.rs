@@ -44,6 +44,9 @@ use crate::{
     store::{Key, Objects},
 };
 
+/// Status by object: routes' parents, or policies' ancestors.
+type RouteStatus = BTreeMap<ObjectRef, Vec<RouteParentStatus>>;
+
 /// Which addresses a table serves: `None` for Gateways without addresses (every address no
 /// Gateway claims), else the (sorted) addresses of the Gateways that share the table.
 pub type Group = Option<Vec<IpAddr>>;
@@ -59,11 +62,11 @@ pub fn translate<'a>(
     objects: &Objects,
     gateways: &mut Gateways<'_>,
     at: impl Fn(&Key) -> Option<&'a [IpAddr]>,
-    endpoints: &EndpointIndex<'_>,
+    (endpoints, policies): (&EndpointIndex<'_>, &super::backend_tls::Policies),
     cache: &mut HashMap<backends::CacheKey, Arc<Upstream>>,
     services: &mut HashSet<Key>,
     diags: &mut Diagnostics,
-    status: &mut BTreeMap<ObjectRef, Vec<RouteParentStatus>>,
+    (status, policy_status): (&mut RouteStatus, &mut RouteStatus),
 ) -> Tables {
     let group = |gw: &Key| at(gw).map(<[_]>::to_vec);
     let mut tables = Tables::new();
@@ -117,6 +120,9 @@ pub fn translate<'a>(
             );
         }
         let mut forward = Vec::new();
+        // On a `Terminate` listener: re-encrypted where a BackendTLSPolicy says so.
+        let mut terminated = Vec::new();
+        let mut used_policies = std::collections::BTreeSet::new();
         let mut problem: Option<(&'static str, String)> = None;
         for b in tr
             .spec
@@ -134,11 +140,20 @@ pub fn translate<'a>(
                 name: &b.name,
                 port: b.port,
             };
-            match backends::upstream(&key.namespace, &r, objects, endpoints, cache, services) {
-                Ok(u) if weight > 0 => forward.push(WeightedUpstream {
-                    upstream: u,
-                    weight,
-                }),
+            let ns = &key.namespace;
+            match backends::tls_route_backend(ns, &r, objects, policies, endpoints, cache, services)
+            {
+                Ok(b) if weight > 0 => {
+                    forward.push(WeightedUpstream {
+                        upstream: b.plain,
+                        weight,
+                    });
+                    terminated.push(WeightedUpstream {
+                        upstream: b.terminated,
+                        weight,
+                    });
+                    used_policies.extend(b.policy);
+                }
                 Ok(_) => {}
                 Err((reason, msg)) => {
                     diags.error(
@@ -197,14 +212,28 @@ pub fn translate<'a>(
                         _ => {}
                     }
                     owner.insert(k, oref.clone());
+                    let terminate = ls_terminates(gateways, gw_key, *i);
                     tables.entry(g.clone()).or_default().sni.insert(
                         h.clone(),
                         SniAction::Pass {
                             route: oref.clone(),
-                            backends: forward.clone(),
-                            terminate: ls_terminates(gateways, gw_key, *i),
+                            backends: if terminate { &terminated } else { &forward }.clone(),
+                            terminate,
                         },
                     );
+                    if terminate && accepted.status {
+                        // The policies used get this Gateway as an ancestor, as for the
+                        // HTTPRoutes whose backends use them.
+                        for policy in used_policies.iter().filter_map(|o| policies.all.get(o)) {
+                            let ns = &key.namespace;
+                            super::backend_tls::add_ancestor(
+                                policy_status,
+                                policy,
+                                &p.parent_ref,
+                                ns,
+                            );
+                        }
+                    }
                     here = true;
                 }
                 if here {
