@@ -124,6 +124,7 @@ pub fn translate<'a>(
         let mut terminated = Vec::new();
         let mut used_policies = std::collections::BTreeSet::new();
         let mut problem: Option<(&'static str, String)> = None;
+        let mut problems = Vec::new();
         for b in tr
             .spec
             .rules
@@ -156,14 +157,20 @@ pub fn translate<'a>(
                 }
                 Ok(_) => {}
                 Err((reason, msg)) => {
-                    diags.error(
-                        &oref,
-                        reason,
-                        format!("{msg}; its share of connections goes to the other backendRefs"),
-                    );
-                    problem.get_or_insert((reason, msg));
+                    problems.push((reason, msg));
                 }
             }
+        }
+        // What becomes of the connections a reference that does not resolve would have
+        // taken: the other backendRefs take them, or, with none left, they are closed.
+        let fate = if forward.is_empty() {
+            "the route's connections are closed"
+        } else {
+            "its share of connections goes to the other backendRefs"
+        };
+        for (reason, msg) in problems {
+            diags.error(&oref, reason, format!("{msg}; {fate}"));
+            problem.get_or_insert((reason, msg));
         }
         let resolved = match &problem {
             Some((reason, msg)) => {
