@@ -25,6 +25,11 @@ use crate::model::{IpPrefix, ObjectKind, ObjectRef, ProxySettings, RetryOn, Rout
 pub const KEEP_ALIVE_RANGE: std::ops::RangeInclusive<Duration> =
     Duration::ZERO..=*TIMEOUT_RANGE.end();
 
+/// `upstream-keepalive-time`: 0 (no connection to a pod is reused) up to 30 days; nginx
+/// takes any time, ingress-nginx's default is `1h`.
+pub const UPSTREAM_KEEPALIVE_TIME_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::ZERO..=Duration::from_secs(30 * 24 * 3600);
+
 /// ingress-nginx's `hsts-max-age` default (seconds).
 pub const HSTS_MAX_AGE: u64 = 31_536_000;
 
@@ -240,6 +245,18 @@ impl Reader<'_> {
         }
     }
 
+    /// A whole number of requests (`keep-alive-requests` and the like).
+    fn count(&mut self, key: &str) -> Option<u64> {
+        let v = self.get(key)?;
+        match v.parse::<u64>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                self.bad(key, &v, "a whole number of requests");
+                None
+            }
+        }
+    }
+
     fn duration(
         &mut self,
         key: &str,
@@ -332,6 +349,13 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
     s.client_header_timeout = r.duration("client-header-timeout", &TIMEOUT_RANGE);
     s.client_body_timeout = r.duration("client-body-timeout", &TIMEOUT_RANGE);
     s.keepalive_timeout = r.duration("keep-alive", &KEEP_ALIVE_RANGE);
+    // nginx's `keepalive_requests` (client and upstream) and `keepalive_time` (upstream):
+    // ingress-nginx writes the values as they are; 0 requests closes after every request
+    // (nginx compares the count, at least 1, with `>=`), a 0 time reuses nothing.
+    s.keepalive_requests = r.count("keep-alive-requests");
+    s.upstream_keepalive_requests = r.count("upstream-keepalive-requests");
+    s.upstream_keepalive_time =
+        r.duration("upstream-keepalive-time", &UPSTREAM_KEEPALIVE_TIME_RANGE);
 
     let hsts = r.bool("hsts").unwrap_or(true);
     let include = r.bool("hsts-include-subdomains").unwrap_or(true);
@@ -927,6 +951,37 @@ mod tests {
             assert!(!m.contains("--serve-ingresses-with-snippets"), "{m}");
         }
         assert!(c.route_defaults.response.denied.is_none());
+    }
+
+    /// `keep-alive-requests`, `upstream-keepalive-requests` (whole numbers) and
+    /// `upstream-keepalive-time` (an nginx time) reach the settings; `http2-max-requests` is
+    /// accepted without a warning (ingress-nginx's nginx ignores it too); a bad value warns.
+    #[test]
+    fn connection_lifetime_keys() {
+        let mut d = Diagnostics::default();
+        let c = parse(
+            &cm(&[
+                ("keep-alive-requests", "100"),
+                ("upstream-keepalive-requests", "0"),
+                ("upstream-keepalive-time", "30m"),
+                ("http2-max-requests", "5"),
+            ]),
+            &mut d,
+        );
+        assert!(d.0.is_empty(), "{:?}", d.0);
+        let s = &c.settings;
+        assert_eq!(s.keepalive_requests, Some(100));
+        assert_eq!(s.upstream_keepalive_requests, Some(0));
+        assert_eq!(s.upstream_keepalive_time, Some(Duration::from_secs(1800)));
+        let c = parse(
+            &cm(&[
+                ("keep-alive-requests", "-1"),
+                ("upstream-keepalive-time", "forever"),
+            ]),
+            &mut d,
+        );
+        assert_eq!(d.0.len(), 2, "{:?}", d.0);
+        assert_eq!(c.settings, ControllerConfig::default().settings);
     }
 
     /// `keep-alive: "0"` is a value, not a typo: configmap.md "The zero value disables
