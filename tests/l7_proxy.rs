@@ -5146,6 +5146,39 @@ fn tls_ingress_yaml(host: &str, backend: SocketAddr, annotations: &[(&str, &str)
     )
 }
 
+/// `use-port-in-redirects` (annotation; the ConfigMap key of that name is its default,
+/// ingress-nginx's defaults.Backend): the HTTP to HTTPS redirect names the HTTPS port even when
+/// it is 443 (lua_ingress.lua `https://host:<https port>/uri`); off, 443 is left out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn use_port_in_redirects_names_the_https_port_443_included() {
+    let a = backend("a");
+    let mut args = TestProxy::quiet_args();
+    args.ports.redirect_https_port = Some(443);
+    let proxy = TestProxy::start(args).await;
+    let c = http1_client();
+    let force = ("nginx.ingress.kubernetes.io/force-ssl-redirect", "true");
+    let port = ("nginx.ingress.kubernetes.io/use-port-in-redirects", "true");
+    let no_port = ("nginx.ingress.kubernetes.io/use-port-in-redirects", "false");
+    let cm = configmap_yaml(&[("use-port-in-redirects", "true")]);
+    let empty = configmap_yaml(&[("use-port-in-redirects", "false")]);
+    type Annotations<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(Annotations, &str, &str); 4] = [
+        (&[force], &empty, "https://p.test/x"),
+        (&[force, port], &empty, "https://p.test:443/x"),
+        (&[force], &cm, "https://p.test:443/x"),
+        (&[force, no_port], &cm, "https://p.test/x"),
+    ];
+    for (v, (annotations, configmap, want)) in cases.into_iter().enumerate() {
+        let yaml = format!("{}{configmap}", ingress_yaml("p.test", a.addr, annotations));
+        let snap = translated_with_configmap(v as u64 + 1, &yaml);
+        assert!(snap.diagnostics.is_empty(), "{:?}", snap.diagnostics);
+        proxy.handle.apply(snap);
+        let g = get(&c, proxy.http(), "p.test", "/x").await;
+        assert_eq!(g.status, StatusCode::PERMANENT_REDIRECT, "{annotations:?}");
+        assert_eq!(g.header("location"), want, "{annotations:?} {configmap}");
+    }
+}
+
 /// The controller ConfigMap's `ssl-redirect` is the default of the annotation: a host with TLS
 /// answers plain HTTP with 308 to HTTPS (ingress-nginx's default), not with `"false"`; the
 /// annotation on the Ingress wins over the ConfigMap.

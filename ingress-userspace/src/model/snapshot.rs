@@ -720,6 +720,10 @@ pub struct RoutePolicy {
     /// `preserve-trailing-slash`: the HTTPS redirect keeps a trailing `/` of the request URI
     /// (ingress-nginx's lua_ingress.lua strips one by default).
     pub preserve_trailing_slash: bool,
+    /// `use-port-in-redirects` (annotation, ConfigMap default): the HTTPS redirect names the
+    /// HTTPS port even when it is 443 (lua_ingress.lua `use_port_in_redirects`); unset means
+    /// off ([`crate::proxy::rewrite::https_location`]).
+    pub use_port_in_redirects: Option<bool>,
     /// `enable-access-log: "false"`: the route's requests are not written to the access log
     /// (nginx `access_log off` in the location); metrics still count them.
     pub no_access_log: bool,

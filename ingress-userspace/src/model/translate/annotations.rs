@@ -284,6 +284,7 @@ pub fn parse(
     let mut policy = RoutePolicy {
         ssl_redirect: r.bool("ssl-redirect"),
         force_ssl_redirect: r.bool("force-ssl-redirect"),
+        use_port_in_redirects: r.bool("use-port-in-redirects"),
         ..Default::default()
     };
     policy.preserve_trailing_slash = r.bool("preserve-trailing-slash").unwrap_or(false);

@@ -80,6 +80,10 @@ const BLOCK_MAP: Status = Differs(
 const ANSWER_REWRITE: Status =
     Differs("a FROM starting with ~ (an nginx regular expression) is ignored with a Warning");
 /// Our own ConfigMap keys, read where ingress-nginx has none.
+/// `use-port-in-redirects`, annotation and ConfigMap key ([`crate::proxy::rewrite::https_location`]).
+const USE_PORT_IN_REDIRECTS: Status = Differs(
+    "`false` (the default) still names an HTTPS port other than 443 (--https-port, --redirect-https-port), which ingress-nginx leaves out",
+);
 const EXTENSION: Status = Differs("xdp-ingress's own key; ingress-nginx has none");
 const SNIPPET: Status = Refused(
     "raw nginx configuration; never interpreted (the CVE-2025-1974 class): see --serve-ingresses-with-snippets",
@@ -234,7 +238,7 @@ pub static ANNOTATIONS: &[Row] = &[
     row("proxy-ssl-server-name", Supported, "`on`: send `proxy-ssl-name` as SNI to HTTPS backends; default `off`, no SNI."),
     row("proxy-ssl-verify", Supported, "`on`: the backend certificate must chain to `ca.crt` and name `proxy-ssl-name` (else 502); default `off`, any certificate."),
     row("proxy-ssl-verify-depth", Supported, "Most intermediate CAs in the backend's verified chain (default 1)."),
-    row("relative-redirects", NotYet, "Relative `Location` in redirects nginx itself sends (`absolute_redirect off`)."),
+    row("relative-redirects", Supported, "No effect, as in ingress-nginx: nginx's `absolute_redirect off` changes only a `Location` starting with `/` that nginx sends itself, and every redirect ingress-nginx sends is absolute (ssl-redirect, app-root, from-to-www; permanent-/temporal-redirect must be http(s) URLs); pods' redirects pass as they are."),
     row("rewrite-target", Supported, "Rewrite the path sent to the pod (`$1`..`$n` capture groups)."),
     row("satisfy", Supported, "`all` (default) or `any` of the access checks: allowlist-source-range, basic auth, auth-url; with `any` one passing check admits, a 401 outranks a 403."),
     row("secure-verify-ca-secret", REMOVED, "CA for HTTPS backends (removed; see proxy-ssl-secret)."),
@@ -261,7 +265,7 @@ pub static ANNOTATIONS: &[Row] = &[
     row("upstream-hash-by-subset", NotYet, "Hash to a subset of pods."),
     row("upstream-hash-by-subset-size", NotYet, "Size of that subset."),
     row("upstream-vhost", Supported, "Host header sent to the pod."),
-    row("use-port-in-redirects", NotYet, "Name the listen port in redirects nginx itself sends."),
+    row("use-port-in-redirects", USE_PORT_IN_REDIRECTS, "The HTTP to HTTPS redirect names the HTTPS port, 443 included (`https://host:443/...`, lua_ingress.lua); nginx's `port_in_redirect` touches no other redirect ingress-nginx sends (all absolute)."),
     row("use-regex", Supported, "Paths are regular expressions."),
     row("whitelist-source-range", Supported, "Old name of allowlist-source-range."),
     row("x-forwarded-prefix", Supported, "X-Forwarded-Prefix header sent to the pod."),
@@ -430,7 +434,7 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("proxy-stream-next-upstream-tries", NotYet, "TCP/UDP services: number of tries."),
     row("proxy-stream-responses", NotYet, "UDP services: responses expected per datagram."),
     row("proxy-stream-timeout", NotYet, "TCP/UDP services: idle timeout."),
-    row("relative-redirects", NotYet, "Relative `Location` in redirects nginx itself sends."),
+    row("relative-redirects", Supported, "Default of the relative-redirects annotation: no effect, as there."),
     row("retry-non-idempotent", Supported, "Retry POST, LOCK and PATCH too (adds `non_idempotent` to every route's proxy-next-upstream)."),
     row("reuse-port", NGINX_INTERNAL, "SO_REUSEPORT per worker."),
     row("server-name-hash-bucket-size", NGINX_INTERNAL, "nginx server name hash size."),
@@ -465,6 +469,7 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("use-geoip2", NotYet, "GeoIP2 variables."),
     row("use-gzip", Differs("not on Gateway API routes; gRPC answers are never compressed"), "gzip compression of 200, 403 and 404 answers for HTTP/1.1 and HTTP/2 clients that accept it, with `Vary: Accept-Encoding` (nginx `gzip_proxied any`, `gzip_vary on`)."),
     row("use-http2", Refused("HTTP/2 is always offered (ALPN)"), "Offer HTTP/2."),
+    row("use-port-in-redirects", USE_PORT_IN_REDIRECTS, "Default of the use-port-in-redirects annotation (ingress-nginx's defaults.go; not on its ConfigMap page)."),
     row("use-proxy-protocol", Supported, "Connections start with a PROXY header; flag of the same name. A listener property: connections accepted after a change follow the new value, open ones keep theirs."),
     row("variables-hash-bucket-size", NGINX_INTERNAL, "nginx `variables_hash_bucket_size`."),
     row("variables-hash-max-size", NGINX_INTERNAL, "nginx `variables_hash_max_size`."),
@@ -498,6 +503,7 @@ pub fn value_behaves_the_same(name: &str, value: &str) -> bool {
                     .all(|p| matches!(p, "TLSv1.2" | "TLSv1.3"))
         }
         "ssl-passthrough" | "canary" => is_false(),
+        "use-port-in-redirects" => super::annotations::parse_bool(v) == Some(true),
         "limit-rate" | "limit-rate-after" => v == "0",
         // A URL is a 302 in both; a path or an `@name` differs.
         "auth-tls-error-page" => v.starts_with("http://") || v.starts_with("https://"),
