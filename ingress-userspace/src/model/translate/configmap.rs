@@ -72,6 +72,9 @@ pub struct ControllerConfig {
     pub no_tls_redirect_locations: Vec<String>,
     /// `whitelist-source-range`, `denylist-source-range` and `block-cidrs`.
     pub source_ranges: SourceRangeDefaults,
+    /// `load-balance`, `proxy-redirect-from`, `proxy-redirect-to`, `proxy-cookie-domain`,
+    /// `proxy-cookie-path`: the defaults of the annotations of the same names.
+    pub annotation_defaults: super::annotations::AnnotationDefaults,
 }
 
 /// The ConfigMap's client source ranges, as ingress-nginx places them: `whitelist-source-range`
@@ -148,6 +151,7 @@ impl Default for ControllerConfig {
                 location_list::DEFAULT_NO_TLS_REDIRECT_LOCATIONS,
             ),
             source_ranges: SourceRangeDefaults::default(),
+            annotation_defaults: Default::default(),
         }
     }
 }
@@ -558,6 +562,26 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
                 format!("{why}; every route global auth covers gets 503 (never unauthenticated)"),
             );
             out.global_auth = Some(Err(why));
+        }
+    }
+    // Checked as the annotations are: an Ingress takes a ConfigMap value without a second look.
+    if let Some(v) = r.get("load-balance") {
+        match super::annotations::load_balance(&v) {
+            Some(_) => {
+                out.annotation_defaults.0.insert("load-balance", v);
+            }
+            None => r.bad("load-balance", &v, "round_robin or ewma"),
+        }
+    }
+    for key in super::answer_rewrite::KEYS {
+        let Some(v) = r.get(key).filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        match super::answer_rewrite::check(key, &v) {
+            Ok(()) => {
+                out.annotation_defaults.0.insert(key, v);
+            }
+            Err(expected) => r.bad(key, &v, expected),
         }
     }
     if let Some(v) = r.get("no-auth-locations") {
@@ -985,6 +1009,70 @@ mod tests {
         );
         assert_eq!(d.0.len(), 2, "{:?}", d.0);
         assert_eq!(c.settings, ControllerConfig::default().settings);
+    }
+
+    /// `load-balance` and the `proxy-redirect-*` / `proxy-cookie-*` keys are the defaults of
+    /// the annotations of the same names, each taken where an Ingress lacks the annotation or
+    /// its value is invalid (ingress-nginx's annotation parsers fall back on defaults.Backend,
+    /// controller.go on the ConfigMap's `LoadBalancing`); a bad ConfigMap value warns.
+    #[test]
+    fn annotation_defaults_fill_missing_and_invalid_annotations() {
+        use crate::model::{LoadBalancing, TextReplace};
+        let mut d = Diagnostics::default();
+        let c = parse(
+            &cm(&[
+                ("load-balance", "ewma"),
+                ("proxy-redirect-from", "http://in/"),
+                ("proxy-redirect-to", "/"),
+                ("proxy-cookie-path", "/a/ /"),
+                ("proxy-cookie-domain", "no-space"),
+            ]),
+            &mut d,
+        );
+        assert_eq!(d.0.len(), 1, "{:?}", d.0);
+        assert!(d.0[0].message.contains("proxy-cookie-domain"));
+        let tr = |f: &str, t: &str| {
+            Some(TextReplace {
+                from: f.into(),
+                to: t.into(),
+            })
+        };
+        let object = ObjectRef::new(ObjectKind::Ingress, "default", "web");
+        let run = |pairs: &[(&str, &str)]| {
+            let a: BTreeMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| (format!("nginx.ingress.kubernetes.io/{k}"), v.to_string()))
+                .collect();
+            let mut d = Diagnostics::default();
+            let o = super::super::annotations::parse_with(
+                Some(&a),
+                &c.annotation_defaults,
+                &object,
+                &mut d,
+            );
+            (o, d.0.len())
+        };
+        let (o, n) = run(&[]);
+        assert_eq!(n, 0);
+        assert_eq!(o.load_balancing, LoadBalancing::LeastRequest);
+        let rw = &o.policy.answer_rewrite;
+        assert_eq!(rw.redirect, tr("http://in/", "/"));
+        assert_eq!(rw.cookie_path, tr("/a/", "/"));
+        assert_eq!(rw.cookie_domain, None);
+        let (o, n) = run(&[
+            ("load-balance", "least_conn"),
+            ("proxy-redirect-from", "off"),
+            ("proxy-cookie-path", "/b/ /c/"),
+        ]);
+        assert_eq!(n, 1, "the invalid load-balance warns");
+        assert_eq!(o.load_balancing, LoadBalancing::LeastRequest, "ConfigMap's");
+        let rw = &o.policy.answer_rewrite;
+        assert_eq!(
+            (rw.redirect.clone(), rw.cookie_path.clone()),
+            (None, tr("/b/", "/c/"))
+        );
+        let (o, _) = run(&[("load-balance", "round_robin")]);
+        assert_eq!(o.load_balancing, LoadBalancing::RoundRobin);
     }
 
     /// `keep-alive: "0"` is a value, not a typo: configmap.md "The zero value disables
