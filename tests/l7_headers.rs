@@ -327,6 +327,22 @@ async fn proxy_redirect_and_cookie_rewrite_the_pods_answer() {
         g.header("set-cookie"),
         "s=1; Domain=.localhost; Path=/one/two"
     );
+
+    // The ConfigMap keys of the same names are the annotations' defaults (ingress-nginx's
+    // annotations/proxy parser falls back on defaults.Backend per key); an annotation wins.
+    let defaults = configmap_yaml(&annotations);
+    let path = [("proxy-cookie-path", "/one/ /other/")];
+    proxy
+        .handle
+        .apply(translated(&ingress("redir.test", a.addr, &path, &defaults)));
+    let g = send(&c, request(proxy.http(), "redir.test", "/", &echo))
+        .await
+        .unwrap();
+    assert_eq!(g.header("location"), "http://redir.test/app/x?y=1");
+    assert_eq!(
+        g.header("set-cookie"),
+        "s=1; Domain=.example.org; Path=/other/two"
+    );
 }
 
 /// `connection-proxy-header` (test/e2e/annotations/connection.go): the pod sees

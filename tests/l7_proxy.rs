@@ -3050,6 +3050,86 @@ async fn zero_keep_alive_closes_client_connections_after_the_answer() {
     assert_eq!(a.requests(), 2);
 }
 
+/// ConfigMap `keep-alive-requests` (nginx `keepalive_requests`, HTTP/1 and, since nginx
+/// 1.19.7, HTTP/2): an HTTP/1.1 connection's last request is answered with `Connection:
+/// close` and the connection closes after it; an HTTP/2 connection gets GOAWAY once its last
+/// request has started and closes when it is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_requests_closes_client_connections_after_the_last_request() {
+    use h2raw::*;
+    let a = backend("a");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let mut snap = (*one_route("k.test", &a)).clone();
+    snap.l7.settings.keepalive_requests = Some(3);
+    proxy.handle.apply(Arc::new(snap));
+
+    let mut c = tokio::net::TcpStream::connect(proxy.http()).await.unwrap();
+    for n in 1..=3 {
+        c.write_all(b"GET / HTTP/1.1\r\nHost: k.test\r\n\r\n")
+            .await
+            .unwrap();
+        let out = read_h1_response(&mut c).await;
+        assert!(out.starts_with("HTTP/1.1 200"), "request {n}: {out}");
+        let close = out
+            .to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n");
+        assert_eq!(close, n == 3, "request {n}: {out}");
+    }
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut rest)).await;
+    assert!(matches!(closed, Ok(Ok(0))), "{closed:?} {rest:?}");
+    assert_eq!(
+        a.connections(),
+        1,
+        "one client connection, one pooled upstream one"
+    );
+
+    let mut snap = (*one_route("k.test", &a)).clone();
+    snap.version = 2;
+    snap.l7.settings.keepalive_requests = Some(2);
+    proxy.handle.apply(Arc::new(snap));
+    let mut s = tokio::net::TcpStream::connect(proxy.http()).await.unwrap();
+    let hello = [
+        PREFACE,
+        &frame(SETTINGS, 0, 0, &[]),
+        &get(1, "k.test", "/"),
+        &get(3, "k.test", "/"),
+    ]
+    .concat();
+    s.write_all(&hello).await.unwrap();
+    let (mut buf, mut chunk) = (Vec::new(), [0u8; 4096]);
+    let (mut answered, mut goaway) = (Vec::new(), false);
+    let read_all = async {
+        loop {
+            let n = match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            buf.extend_from_slice(&chunk[..n]);
+            for (kind, flags, stream, _) in take_frames(&mut buf) {
+                match kind {
+                    SETTINGS if flags & ACK == 0 => {
+                        let _ = s.write_all(&frame(SETTINGS, ACK, 0, &[])).await;
+                    }
+                    GOAWAY => goaway = true,
+                    _ if stream != 0 && flags & END_STREAM != 0 => answered.push(stream),
+                    _ => {}
+                }
+            }
+        }
+    };
+    assert!(
+        tokio::time::timeout(Duration::from_secs(10), read_all)
+            .await
+            .is_ok(),
+        "HTTP/2 connection still open after its last request"
+    );
+    answered.sort();
+    assert_eq!(answered, [1, 3]);
+    assert!(goaway, "GOAWAY");
+    assert_eq!(a.requests(), 5);
+}
+
 /// After its last request, an HTTP/2 connection that sends only control frames (PING,
 /// SETTINGS, WINDOW_UPDATE, PRIORITY) is idle: GOAWAY and close after the keep-alive timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -5066,6 +5146,39 @@ fn tls_ingress_yaml(host: &str, backend: SocketAddr, annotations: &[(&str, &str)
     )
 }
 
+/// `use-port-in-redirects` (annotation; the ConfigMap key of that name is its default,
+/// ingress-nginx's defaults.Backend): the HTTP to HTTPS redirect names the HTTPS port even when
+/// it is 443 (lua_ingress.lua `https://host:<https port>/uri`); off, 443 is left out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn use_port_in_redirects_names_the_https_port_443_included() {
+    let a = backend("a");
+    let mut args = TestProxy::quiet_args();
+    args.ports.redirect_https_port = Some(443);
+    let proxy = TestProxy::start(args).await;
+    let c = http1_client();
+    let force = ("nginx.ingress.kubernetes.io/force-ssl-redirect", "true");
+    let port = ("nginx.ingress.kubernetes.io/use-port-in-redirects", "true");
+    let no_port = ("nginx.ingress.kubernetes.io/use-port-in-redirects", "false");
+    let cm = configmap_yaml(&[("use-port-in-redirects", "true")]);
+    let empty = configmap_yaml(&[("use-port-in-redirects", "false")]);
+    type Annotations<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(Annotations, &str, &str); 4] = [
+        (&[force], &empty, "https://p.test/x"),
+        (&[force, port], &empty, "https://p.test:443/x"),
+        (&[force], &cm, "https://p.test:443/x"),
+        (&[force, no_port], &cm, "https://p.test/x"),
+    ];
+    for (v, (annotations, configmap, want)) in cases.into_iter().enumerate() {
+        let yaml = format!("{}{configmap}", ingress_yaml("p.test", a.addr, annotations));
+        let snap = translated_with_configmap(v as u64 + 1, &yaml);
+        assert!(snap.diagnostics.is_empty(), "{:?}", snap.diagnostics);
+        proxy.handle.apply(snap);
+        let g = get(&c, proxy.http(), "p.test", "/x").await;
+        assert_eq!(g.status, StatusCode::PERMANENT_REDIRECT, "{annotations:?}");
+        assert_eq!(g.header("location"), want, "{annotations:?} {configmap}");
+    }
+}
+
 /// The controller ConfigMap's `ssl-redirect` is the default of the annotation: a host with TLS
 /// answers plain HTTP with 308 to HTTPS (ingress-nginx's default), not with `"false"`; the
 /// annotation on the Ingress wins over the ConfigMap.
@@ -5338,6 +5451,71 @@ async fn upstream_connections_are_reused_and_closed_when_idle() {
         );
     }
     assert_eq!((a.connections(), b.connections()), (2, 2));
+}
+
+/// ConfigMap `upstream-keepalive-requests` (nginx's upstream `keepalive_requests`): a
+/// connection to a pod carries that many requests, then it is closed and the next request opens
+/// another, HTTP/1.1 and HTTP/2 alike; `upstream-keepalive-time: 0` (nginx `keepalive_time`)
+/// reuses none. One worker: each worker pools its own connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_carry_upstream_keepalive_requests_then_close() {
+    let a = backend("a");
+    let b = backend("b");
+    let proxy = TestProxy::start(ProxyArgs {
+        proxy_workers: 1,
+        ..TestProxy::quiet_args()
+    })
+    .await;
+    let l7 = |requests: Option<u64>, time: Option<Duration>| {
+        let mut l7 = l7_with(
+            vec![
+                host_to("h1.test", "a", a.addr, BackendProtocol::Http),
+                host_to("h2.test", "b", b.addr, BackendProtocol::H2c),
+            ],
+            None,
+        );
+        l7.settings.upstream_keepalive_requests = requests;
+        l7.settings.upstream_keepalive_time = time;
+        l7
+    };
+    proxy.handle.apply(snapshot(1, l7(Some(2), None)));
+    let c = http1_client();
+    for host in ["h1.test", "h2.test"] {
+        for _ in 0..5 {
+            assert_eq!(
+                get(&c, proxy.http(), host, "/").await.status,
+                StatusCode::OK
+            );
+        }
+    }
+    assert_eq!(
+        (a.connections(), b.connections()),
+        (3, 3),
+        "five requests, two per connection"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || a.open_connections() <= 1
+            && b.open_connections() <= 1)
+        .await,
+        "connections past their requests are closed (open: {} and {})",
+        a.open_connections(),
+        b.open_connections()
+    );
+
+    proxy
+        .handle
+        .apply(snapshot(2, l7(None, Some(Duration::ZERO))));
+    for _ in 0..3 {
+        assert_eq!(
+            get(&c, proxy.http(), "h1.test", "/").await.status,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        a.connections(),
+        6,
+        "upstream-keepalive-time 0: a connection each"
+    );
 }
 
 /// A pooled connection the endpoint closed (the pod restarted on the same address) is not

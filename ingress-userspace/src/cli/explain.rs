@@ -1507,7 +1507,7 @@ fn https_redirected(
         &target.host,
         q.ports.https_redirect_port(),
         target.path_and_query.as_str(),
-        policy.preserve_trailing_slash,
+        policy,
     ));
     e.reason = if host_tls {
         "host has TLS and the request is plain HTTP"

@@ -397,6 +397,19 @@ pub struct ProxySettings {
     /// `keep-alive`: idle time of a client connection; zero turns keep-alive off (as
     /// `--keepalive-timeout 0`, see [`crate::proxy::limits::server_builder`]).
     pub keepalive_timeout: Option<Duration>,
+    /// `keep-alive-requests`: requests one client connection may carry, HTTP/1 and HTTP/2
+    /// alike (nginx `keepalive_requests`, which covers HTTP/2 since 1.19.7); the last one is
+    /// answered with `Connection: close` (HTTP/1) or followed by GOAWAY (HTTP/2). `None`:
+    /// ingress-nginx's 1000 ([`crate::proxy::limits::KEEPALIVE_REQUESTS`]).
+    pub keepalive_requests: Option<u64>,
+    /// `upstream-keepalive-requests`: requests one connection to a pod may carry before it is
+    /// closed instead of pooled (nginx's upstream `keepalive_requests`). `None`: 10000
+    /// ([`crate::proxy::upstream::pool::UPSTREAM_KEEPALIVE_REQUESTS`]).
+    pub upstream_keepalive_requests: Option<u64>,
+    /// `upstream-keepalive-time`: age after which a connection to a pod takes no new request
+    /// (closed after the one in progress; nginx's upstream `keepalive_time`). `None`: 1h
+    /// ([`crate::proxy::upstream::pool::UPSTREAM_KEEPALIVE_TIME`]).
+    pub upstream_keepalive_time: Option<Duration>,
     /// `enable-underscores-in-headers`.
     pub enable_underscores_in_headers: Option<bool>,
     /// `allow-backend-server-header`: pass the pod's `Server` response header to the client;
@@ -714,6 +727,10 @@ pub struct RoutePolicy {
     /// `preserve-trailing-slash`: the HTTPS redirect keeps a trailing `/` of the request URI
     /// (ingress-nginx's lua_ingress.lua strips one by default).
     pub preserve_trailing_slash: bool,
+    /// `use-port-in-redirects` (annotation, ConfigMap default): the HTTPS redirect names the
+    /// HTTPS port even when it is 443 (lua_ingress.lua `use_port_in_redirects`); unset means
+    /// off ([`crate::proxy::rewrite::https_location`]).
+    pub use_port_in_redirects: Option<bool>,
     /// `enable-access-log: "false"`: the route's requests are not written to the access log
     /// (nginx `access_log off` in the location); metrics still count them.
     pub no_access_log: bool,

@@ -584,7 +584,7 @@ async fn route(
                         shared,
                         out.client.best_host(host),
                         req.uri(),
-                        route.policy.preserve_trailing_slash,
+                        &route.policy,
                     );
                 }
                 // Rate limits: nginx's preaccess phase (`limit_req`, `limit_conn`), after the
@@ -2266,11 +2266,11 @@ fn redirect(
     shared: &Shared,
     host: &str,
     uri: &Uri,
-    preserve_trailing_slash: bool,
+    policy: &crate::model::RoutePolicy,
 ) -> Response<ProxyBody> {
     let port = shared.args.ports.https_redirect_port();
     let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let location = rewrite::https_location(host, port, pq, preserve_trailing_slash);
+    let location = rewrite::https_location(host, port, pq, policy);
     let status = shared
         .live
         .load()

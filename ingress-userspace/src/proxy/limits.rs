@@ -9,6 +9,11 @@ use hyper_util::{
 
 use super::{args::ProxyArgs, liveness::ConnTimeouts};
 
+/// Requests one client connection may carry where the ConfigMap sets no
+/// `keep-alive-requests`: ingress-nginx's default (config.go `KeepAliveRequests`), written
+/// into nginx's `keepalive_requests`.
+pub const KEEPALIVE_REQUESTS: u64 = 1000;
+
 /// hyper's smallest accepted HTTP/1 read buffer.
 const MIN_H1_BUF: usize = 8192;
 

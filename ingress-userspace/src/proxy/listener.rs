@@ -400,17 +400,27 @@ async fn serve<S>(
         tls,
         at.listener,
     ));
-    let progress = Progress::new();
+    let progress = Progress::with_request_limit(live.keepalive_requests);
     let requests = progress.clone();
     let svc_shared = Arc::clone(&shared);
     let svc = service_fn(move |req: hyper::Request<Incoming>| {
         // In progress from here until the response body is done, or the client resets it.
         let request = requests.begin();
+        // The last request an HTTP/1 connection may carry is answered with `Connection:
+        // close` (hyper then closes after it), as nginx's `keepalive_requests`; HTTP/2 gets
+        // GOAWAY from the supervisor instead.
+        let close = request.is_last() && req.version() < http::Version::HTTP_2;
         // Boxed: the request's state machine is kilobytes, and hyper moves the service future
         // (into its dispatcher; for HTTP/2 into a spawned task): `perf` showed those copies.
         let resp = Box::pin(handle(Arc::clone(&svc_shared), Arc::clone(&conn_info), req));
         async move {
-            let resp = resp.await?;
+            let mut resp = resp.await?;
+            if close {
+                resp.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
             Ok::<_, Infallible>(request.hold(resp))
         }
     });

@@ -57,6 +57,8 @@ pub enum CloseReason {
     Stalled,
     /// The proxy is draining.
     Shutdown,
+    /// The connection carried its last request ([`Progress::with_request_limit`]).
+    Exhausted,
 }
 
 /// Requests in progress on one connection; cheap to clone.
@@ -76,12 +78,25 @@ struct ProgressInner {
     changed: Notify,
     /// Response bodies that handed hyper a frame and were not asked for the next one yet.
     waiting_on_client: AtomicUsize,
+    /// Requests started on the connection.
+    started: AtomicU64,
+    /// Requests the connection may carry ([`Progress::with_request_limit`]).
+    max_requests: u64,
     /// Milliseconds after `start` when hyper last asked a response body for a frame.
     body_polled_ms: AtomicU64,
 }
 
 impl Progress {
+    /// A connection without a request limit.
     pub fn new() -> Self {
+        Self::with_request_limit(u64::MAX)
+    }
+
+    /// A connection that may carry `max_requests` requests (nginx's `keepalive_requests`,
+    /// ingress-nginx's `keep-alive-requests`; 0 counts as 1, as nginx compares the count of
+    /// started requests with `>=`): the last one [`RequestGuard::is_last`], and from then on
+    /// [`Progress::exhausted`] ([`supervise`] then asks the connection to close).
+    pub fn with_request_limit(max_requests: u64) -> Self {
         Progress(Arc::new(ProgressInner {
             start: Instant::now(),
             open: AtomicUsize::new(0),
@@ -90,16 +105,29 @@ impl Progress {
             changed: Notify::new(),
             waiting_on_client: AtomicUsize::new(0),
             body_polled_ms: AtomicU64::new(0),
+            started: AtomicU64::new(0),
+            max_requests,
         }))
+    }
+
+    /// Whether the connection has started all the requests it may carry.
+    pub fn exhausted(&self) -> bool {
+        self.0.started.load(Ordering::Acquire) >= self.0.max_requests.max(1)
     }
 
     /// A request started: in progress until the guard is dropped.
     pub fn begin(&self) -> RequestGuard {
         self.0.served.store(true, Ordering::Relaxed);
-        if self.0.open.fetch_add(1, Ordering::AcqRel) == 0 {
+        let nth = self.0.started.fetch_add(1, Ordering::AcqRel) + 1;
+        let last = nth >= self.0.max_requests;
+        // The supervisor wakes to close an exhausted connection, busy or not.
+        if self.0.open.fetch_add(1, Ordering::AcqRel) == 0 || nth == self.0.max_requests.max(1) {
             self.0.changed.notify_one();
         }
-        RequestGuard(Arc::clone(&self.0))
+        RequestGuard {
+            inner: Arc::clone(&self.0),
+            last,
+        }
     }
 
     /// Requests in progress.
@@ -135,15 +163,25 @@ impl Default for Progress {
 /// One request in progress; its end (drop) starts the connection's idle time when it was the
 /// last one. Dropped with the service future when the client resets the request.
 #[derive(Debug)]
-pub struct RequestGuard(Arc<ProgressInner>);
+pub struct RequestGuard {
+    inner: Arc<ProgressInner>,
+    /// The connection's last request ([`Progress::with_request_limit`]).
+    last: bool,
+}
 
 impl RequestGuard {
+    /// Whether this is the last request the connection may carry: an HTTP/1 answer to it says
+    /// `Connection: close` (nginx turns keep-alive off for it).
+    pub fn is_last(&self) -> bool {
+        self.last
+    }
+
     /// Keeps the request in progress until `resp`'s body is finished or dropped.
     pub fn hold<B: Body>(self, resp: Response<B>) -> Response<Guarded<B>> {
         resp.map(|inner| {
             // Until hyper first asks for it, a body with something to send waits on the
             // client (an HTTP/2 client can open with a zero window).
-            self.0.body_polled();
+            self.inner.body_polled();
             let waiting = !inner.is_end_stream();
             let mut body = Guarded {
                 inner,
@@ -169,7 +207,7 @@ impl ProgressInner {
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        let p = &self.0;
+        let p = &self.inner;
         p.idle_since_ms.fetch_max(p.now_ms(), Ordering::Relaxed);
         if p.open.fetch_sub(1, Ordering::AcqRel) == 1 {
             p.changed.notify_one();
@@ -191,7 +229,7 @@ impl<B> Guarded<B> {
     fn set_handed(&mut self, handed: bool) {
         if self.handed != handed {
             self.handed = handed;
-            let waiting = &self.guard.0.waiting_on_client;
+            let waiting = &self.guard.inner.waiting_on_client;
             if handed {
                 waiting.fetch_add(1, Ordering::AcqRel);
             } else {
@@ -216,7 +254,7 @@ impl<B: Body + Unpin> Body for Guarded<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = &mut *self;
-        this.guard.0.body_polled();
+        this.guard.inner.body_polled();
         this.set_handed(false);
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         // hyper asks for the next frame once the client took this one (or has room for it);
@@ -268,7 +306,23 @@ where
     tokio::pin!(sleep);
     // When the armed timer fires; `None`: not armed (fired, or nothing to wait for).
     let mut armed: Option<Instant> = None;
+    // Whether the connection was asked to close for having carried its last request: its
+    // requests in progress finish (HTTP/2: GOAWAY, then their streams) while the send
+    // deadline watches them; once none is left the close gets the grace any close gets.
+    let mut exhausted = false;
     loop {
+        if closing.is_none() && progress.exhausted() {
+            if !exhausted {
+                exhausted = true;
+                close(conn.as_mut());
+            }
+            if progress.open() == 0 {
+                let until = Instant::now() + MAX_CLOSE_GRACE;
+                closing = Some((CloseReason::Exhausted, Some(until)));
+                // A timer armed earlier (the send timeout's look) must not drop it sooner.
+                armed = None;
+            }
+        }
         let wake = match closing {
             Some((_, until)) => until,
             // Requests in progress, none waiting on the client: look again when the idle time

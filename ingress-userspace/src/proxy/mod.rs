@@ -78,7 +78,7 @@ use access_log::AccessLog;
 use metrics::Metrics;
 use router::RouteTable;
 use tls::CertStore;
-use upstream::{Clients, HealthPolicy, PoolOptions, UpstreamRuntime};
+use upstream::{Clients, HealthPolicy, PoolOptions, UpstreamRuntime, pool::ReuseLimits};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -261,6 +261,9 @@ pub(crate) struct Shared {
     /// the flags, by (connect, send) timeout: both are properties of the connections, hence of
     /// the pool.
     pub clients_by_timeouts: Mutex<HashMap<(Duration, Duration), Clients>>,
+    /// `upstream-keepalive-requests` / `upstream-keepalive-time`, shared by every pool above
+    /// and set on each apply that changes the ConfigMap's settings.
+    pub reuse: Arc<ReuseLimits>,
     pub metrics: Arc<Metrics>,
     pub access_log: Option<Arc<AccessLog>>,
     pub certs: Arc<CertStore>,
@@ -298,6 +301,7 @@ impl Shared {
                         send_timeout: key.1,
                         idle_timeout: args.upstream_keepalive_timeout,
                         max_idle_per_endpoint: args.upstream_keepalive,
+                        reuse: Arc::clone(&self.reuse),
                     },
                     self.workers,
                 )
@@ -388,6 +392,7 @@ impl Proxy {
             metrics.rate_limit_nodes.clone(),
         );
         rate_limits.set_nodes(args.rate_limit_cluster_nodes.unwrap_or(1));
+        let reuse = Arc::new(ReuseLimits::default());
         let shared = Arc::new(Shared {
             workers: worker_count,
             clients: Clients::per_worker(
@@ -396,10 +401,12 @@ impl Proxy {
                     send_timeout: args.proxy_send_timeout,
                     idle_timeout: args.upstream_keepalive_timeout,
                     max_idle_per_endpoint: args.upstream_keepalive,
+                    reuse: Arc::clone(&reuse),
                 },
                 worker_count,
             ),
             clients_by_timeouts: Mutex::new(HashMap::new()),
+            reuse,
             runtime: ArcSwap::from_pointee(Runtime::empty()),
             metrics,
             access_log: AccessLog::start(args.access_log_format).map(Arc::new),
@@ -538,6 +545,13 @@ impl ProxyHandle {
                 );
             }
             shared.live.store(Arc::new(live));
+            let s = &snapshot.l7.settings;
+            shared.reuse.set(
+                s.upstream_keepalive_requests
+                    .unwrap_or(upstream::pool::UPSTREAM_KEEPALIVE_REQUESTS),
+                s.upstream_keepalive_time
+                    .unwrap_or(upstream::pool::UPSTREAM_KEEPALIVE_TIME),
+            );
         }
         let old = shared.runtime.swap(Arc::new(rt));
         // Freeing the previous runtime's maps (tens of thousands of entries at 10k hosts) takes

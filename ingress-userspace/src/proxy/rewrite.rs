@@ -49,16 +49,19 @@ impl Target<'_> {
 }
 
 /// The `Location` of the HTTP to HTTPS redirect (`ssl-redirect`): `https://`, the host name
-/// (`port`, when not 443, after it), and the request URI less one trailing `/` unless
-/// `preserve_trailing_slash` (ingress-nginx's lua_ingress.lua `rewrite`; `/` becomes nothing).
+/// (`port` after it when not 443, or always with the route's `use-port-in-redirects`), and the
+/// request URI less one trailing `/` unless the route's `preserve-trailing-slash`
+/// (ingress-nginx's lua_ingress.lua `rewrite`; `/` becomes nothing).
 pub fn https_location(
     host: &str,
     port: u16,
     request_uri: &str,
-    preserve_trailing_slash: bool,
+    policy: &crate::model::RoutePolicy,
 ) -> String {
+    let preserve_trailing_slash = policy.preserve_trailing_slash;
     let name = super::router::normalize_host(host);
-    let authority = if port == 443 {
+    // lua_ingress.lua names `listen_ports.https` with `use_port_in_redirects`, 443 included.
+    let authority = if port == 443 && policy.use_port_in_redirects != Some(true) {
         name.to_string()
     } else if name.contains(':') {
         format!("[{name}]:{port}")

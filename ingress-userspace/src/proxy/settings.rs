@@ -23,6 +23,9 @@ pub(crate) struct Live {
     pub trust: TrustConfig,
     pub builder: Builder<TokioExecutor>,
     pub conn_timeouts: ConnTimeouts,
+    /// `keep-alive-requests`: requests one client connection may carry
+    /// ([`super::liveness::Progress::with_request_limit`]).
+    pub keepalive_requests: u64,
     pub client_header_timeout: Duration,
     pub client_body_timeout: Duration,
     /// `Strict-Transport-Security` for HTTPS responses (ConfigMap `hsts*`).
@@ -62,6 +65,9 @@ impl Live {
             trust: TrustConfig::from_args(&a),
             builder: limits::server_builder(&a),
             conn_timeouts: limits::conn_timeouts(&a),
+            keepalive_requests: settings
+                .keepalive_requests
+                .unwrap_or(limits::KEEPALIVE_REQUESTS),
             client_header_timeout: a.client_header_timeout,
             client_body_timeout: a.client_body_timeout,
             enable_underscores_in_headers: a.enable_underscores_in_headers,

@@ -58,9 +58,22 @@ pub fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
+/// Controller ConfigMap values that are the defaults of the annotations of the same names,
+/// read where an Ingress lacks the annotation or its value is invalid (ingress-nginx's
+/// `defaults.Backend` fallbacks in its annotation parsers, and `LoadBalancing` in
+/// controller.go): `load-balance`, `proxy-redirect-from`, `proxy-redirect-to`,
+/// `proxy-cookie-domain`, `proxy-cookie-path`. Values are checked when the ConfigMap is read
+/// ([`super::configmap`]); keyed by annotation name without prefix.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AnnotationDefaults(pub BTreeMap<&'static str, String>);
+
+/// No ConfigMap defaults.
+static NO_DEFAULTS: AnnotationDefaults = AnnotationDefaults(BTreeMap::new());
+
 /// Reads annotations under either prefix; bad values become warnings on `object`.
 pub(super) struct Reader<'a> {
     annotations: Option<&'a BTreeMap<String, String>>,
+    defaults: &'a AnnotationDefaults,
     pub(super) object: &'a ObjectRef,
     pub(super) diags: &'a mut Diagnostics,
 }
@@ -73,9 +86,15 @@ impl<'a> Reader<'a> {
     ) -> Self {
         Reader {
             annotations,
+            defaults: &NO_DEFAULTS,
             object,
             diags,
         }
+    }
+
+    /// The ConfigMap's default of annotation `key` ([`AnnotationDefaults`]).
+    pub(super) fn default_of(&self, key: &str) -> Option<String> {
+        self.defaults.0.get(key).cloned()
     }
 
     pub(super) fn get(&self, key: &str) -> Option<&str> {
@@ -254,6 +273,16 @@ pub fn parse_prefix(v: &str) -> Option<IpPrefix> {
     (len <= max).then_some(IpPrefix { addr, len })
 }
 
+/// A `load-balance` value (annotation or ConfigMap key): `round_robin`, `ewma` (our
+/// least-request; `least_request` is its own name).
+pub fn load_balance(v: &str) -> Option<LoadBalancing> {
+    match v {
+        "round_robin" => Some(LoadBalancing::RoundRobin),
+        "ewma" | "least_request" => Some(LoadBalancing::LeastRequest),
+        _ => None,
+    }
+}
+
 /// A comma-separated list of CIDRs or addresses (ingress-nginx's `net.ParseIPNets`: an
 /// address is its /32 or /128); `None` when any entry is invalid. Empty entries are skipped.
 pub fn parse_prefixes(v: &str) -> Option<Vec<IpPrefix>> {
@@ -276,14 +305,26 @@ pub fn parse(
     object: &ObjectRef,
     diags: &mut Diagnostics,
 ) -> IngressOptions {
+    parse_with(annotations, &NO_DEFAULTS, object, diags)
+}
+
+/// [`parse`], with the controller ConfigMap's defaults of some annotations.
+pub fn parse_with(
+    annotations: Option<&BTreeMap<String, String>>,
+    defaults: &AnnotationDefaults,
+    object: &ObjectRef,
+    diags: &mut Diagnostics,
+) -> IngressOptions {
     let mut r = Reader {
         annotations,
+        defaults,
         object,
         diags,
     };
     let mut policy = RoutePolicy {
         ssl_redirect: r.bool("ssl-redirect"),
         force_ssl_redirect: r.bool("force-ssl-redirect"),
+        use_port_in_redirects: r.bool("use-port-in-redirects"),
         ..Default::default()
     };
     policy.preserve_trailing_slash = r.bool("preserve-trailing-slash").unwrap_or(false);
@@ -376,17 +417,22 @@ pub fn parse(
         },
     };
 
-    let mut load_balancing = match r.get("load-balance").map(str::to_string) {
-        None => LoadBalancing::RoundRobin,
-        Some(v) => match v.as_str() {
-            "round_robin" => LoadBalancing::RoundRobin,
-            "ewma" | "least_request" => LoadBalancing::LeastRequest,
-            _ => {
-                r.bad("load-balance", &v, "round_robin or ewma");
-                LoadBalancing::RoundRobin
-            }
-        },
+    // An invalid annotation falls back on the ConfigMap's `load-balance`, as ingress-nginx's
+    // empty `LoadBalancing` does (controller.go).
+    let annotated = match r.get("load-balance").map(str::to_string) {
+        None => None,
+        Some(v) => load_balance(&v).or_else(|| {
+            r.bad("load-balance", &v, "round_robin or ewma");
+            None
+        }),
     };
+    let mut load_balancing = annotated
+        .or_else(|| {
+            r.default_of("load-balance")
+                .as_deref()
+                .and_then(load_balance)
+        })
+        .unwrap_or(LoadBalancing::RoundRobin);
     if let Some(v) = r.get("upstream-hash-by").map(str::to_string) {
         // Any text with variables, as ingress-nginx's chash.lua expands it per request.
         match NginxString::parse(&v) {

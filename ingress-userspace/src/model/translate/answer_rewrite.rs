@@ -44,24 +44,46 @@ fn pair(v: &str, chars: fn(&str) -> bool) -> Result<Option<TextReplace>, &'stati
     }
 }
 
-/// Reads the four annotations into `policy.answer_rewrite`.
+/// The four keys, annotations and ConfigMap keys alike.
+pub const KEYS: [&str; 4] = [
+    "proxy-redirect-from",
+    "proxy-redirect-to",
+    "proxy-cookie-domain",
+    "proxy-cookie-path",
+];
+
+/// Checks a value of one of [`KEYS`] as ingress-nginx's validators do; `Err` with what was
+/// expected.
+pub fn check(key: &str, v: &str) -> Result<(), &'static str> {
+    match key {
+        "proxy-redirect-from" if url_chars(v) && !v.starts_with('~') => Ok(()),
+        "proxy-redirect-from" => Err("a URL without spaces (no regular expression)"),
+        "proxy-redirect-to" if url_chars(v) => Ok(()),
+        "proxy-redirect-to" => Err("a URL without spaces"),
+        "proxy-cookie-domain" => pair(v, domain_chars).map(drop),
+        _ => pair(v, url_chars).map(drop),
+    }
+}
+
+/// Reads the four annotations into `policy.answer_rewrite`; each one missing or invalid takes
+/// the ConfigMap key of its name (ingress-nginx's `annotations/proxy` parser falls back on
+/// `defaults.Backend` per key).
 pub(super) fn parse(r: &mut Reader<'_>, policy: &mut RoutePolicy) {
     let mut out = AnswerRewrite::default();
-    let get = |r: &Reader<'_>, k: &str| r.get(k).filter(|v| !v.is_empty()).map(str::to_string);
+    let get = |r: &mut Reader<'_>, k: &str| {
+        if let Some(v) = r.get(k).filter(|v| !v.is_empty()).map(str::to_string) {
+            match check(k, &v) {
+                Ok(()) => return Some(v),
+                Err(expected) => r.bad(k, &v, expected),
+            }
+        }
+        r.default_of(k).filter(|v| !v.is_empty())
+    };
     let from = get(r, "proxy-redirect-from");
     let to = get(r, "proxy-redirect-to");
-    let token = |v: &str| url_chars(v) && !v.starts_with('~');
     match (from, to) {
         (Some(f), _) if f == "off" || f == "default" => {}
-        (Some(f), Some(t)) if t != "off" => match (token(&f), url_chars(&t)) {
-            (true, true) => out.redirect = Some(TextReplace { from: f, to: t }),
-            (false, _) => r.bad(
-                "proxy-redirect-from",
-                &f,
-                "a URL without spaces (no regular expression)",
-            ),
-            (_, false) => r.bad("proxy-redirect-to", &t, "a URL without spaces"),
-        },
+        (Some(f), Some(t)) if t != "off" => out.redirect = Some(TextReplace { from: f, to: t }),
         _ => {}
     }
     for (key, chars, field) in [
@@ -73,10 +95,7 @@ pub(super) fn parse(r: &mut Reader<'_>, policy: &mut RoutePolicy) {
         ("proxy-cookie-path", url_chars, &mut out.cookie_path),
     ] {
         let Some(v) = get(r, key) else { continue };
-        match pair(&v, chars) {
-            Ok(p) => *field = p,
-            Err(expected) => r.bad(key, &v, expected),
-        }
+        *field = pair(&v, chars).ok().flatten();
     }
     if let Some(d) = &mut out.cookie_domain {
         // nginx drops a leading `.` of the domain it looks for (`ngx_http_proxy_cookie_domain`).

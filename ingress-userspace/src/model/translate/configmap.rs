@@ -25,6 +25,11 @@ use crate::model::{IpPrefix, ObjectKind, ObjectRef, ProxySettings, RetryOn, Rout
 pub const KEEP_ALIVE_RANGE: std::ops::RangeInclusive<Duration> =
     Duration::ZERO..=*TIMEOUT_RANGE.end();
 
+/// `upstream-keepalive-time`: 0 (no connection to a pod is reused) up to 30 days; nginx
+/// takes any time, ingress-nginx's default is `1h`.
+pub const UPSTREAM_KEEPALIVE_TIME_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::ZERO..=Duration::from_secs(30 * 24 * 3600);
+
 /// ingress-nginx's `hsts-max-age` default (seconds).
 pub const HSTS_MAX_AGE: u64 = 31_536_000;
 
@@ -67,6 +72,9 @@ pub struct ControllerConfig {
     pub no_tls_redirect_locations: Vec<String>,
     /// `whitelist-source-range`, `denylist-source-range` and `block-cidrs`.
     pub source_ranges: SourceRangeDefaults,
+    /// `load-balance`, `proxy-redirect-from`, `proxy-redirect-to`, `proxy-cookie-domain`,
+    /// `proxy-cookie-path`: the defaults of the annotations of the same names.
+    pub annotation_defaults: super::annotations::AnnotationDefaults,
 }
 
 /// The ConfigMap's client source ranges, as ingress-nginx places them: `whitelist-source-range`
@@ -143,6 +151,7 @@ impl Default for ControllerConfig {
                 location_list::DEFAULT_NO_TLS_REDIRECT_LOCATIONS,
             ),
             source_ranges: SourceRangeDefaults::default(),
+            annotation_defaults: Default::default(),
         }
     }
 }
@@ -171,6 +180,7 @@ impl ControllerConfig {
         n.timeout = n.timeout.or(dn.timeout);
         p.ssl_redirect = p.ssl_redirect.or(d.ssl_redirect);
         p.force_ssl_redirect = p.force_ssl_redirect.or(d.force_ssl_redirect);
+        p.use_port_in_redirects = p.use_port_in_redirects.or(d.use_port_in_redirects);
         p.max_body_bytes = p.max_body_bytes.or(d.max_body_bytes);
         p.timeouts.connect = p.timeouts.connect.or(d.timeouts.connect);
         p.timeouts.read = p.timeouts.read.or(d.timeouts.read);
@@ -235,6 +245,18 @@ impl Reader<'_> {
             Some(b) => Some(b),
             None => {
                 self.bad(key, &v, "true or false");
+                None
+            }
+        }
+    }
+
+    /// A whole number of requests (`keep-alive-requests` and the like).
+    fn count(&mut self, key: &str) -> Option<u64> {
+        let v = self.get(key)?;
+        match v.parse::<u64>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                self.bad(key, &v, "a whole number of requests");
                 None
             }
         }
@@ -332,6 +354,13 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
     s.client_header_timeout = r.duration("client-header-timeout", &TIMEOUT_RANGE);
     s.client_body_timeout = r.duration("client-body-timeout", &TIMEOUT_RANGE);
     s.keepalive_timeout = r.duration("keep-alive", &KEEP_ALIVE_RANGE);
+    // nginx's `keepalive_requests` (client and upstream) and `keepalive_time` (upstream):
+    // ingress-nginx writes the values as they are; 0 requests closes after every request
+    // (nginx compares the count, at least 1, with `>=`), a 0 time reuses nothing.
+    s.keepalive_requests = r.count("keep-alive-requests");
+    s.upstream_keepalive_requests = r.count("upstream-keepalive-requests");
+    s.upstream_keepalive_time =
+        r.duration("upstream-keepalive-time", &UPSTREAM_KEEPALIVE_TIME_RANGE);
 
     let hsts = r.bool("hsts").unwrap_or(true);
     let include = r.bool("hsts-include-subdomains").unwrap_or(true);
@@ -442,6 +471,8 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
     }
     d.ssl_redirect = r.bool("ssl-redirect");
     d.force_ssl_redirect = r.bool("force-ssl-redirect");
+    // ingress-nginx's defaults.Backend `UsePortInRedirects`, the annotation's default.
+    d.use_port_in_redirects = r.bool("use-port-in-redirects");
     d.timeouts.connect = r.duration("proxy-connect-timeout", &CONNECT_TIMEOUT_RANGE);
     d.timeouts.read = r.duration("proxy-read-timeout", &TIMEOUT_RANGE);
     d.upstream_http = {
@@ -531,6 +562,26 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
                 format!("{why}; every route global auth covers gets 503 (never unauthenticated)"),
             );
             out.global_auth = Some(Err(why));
+        }
+    }
+    // Checked as the annotations are: an Ingress takes a ConfigMap value without a second look.
+    if let Some(v) = r.get("load-balance") {
+        match super::annotations::load_balance(&v) {
+            Some(_) => {
+                out.annotation_defaults.0.insert("load-balance", v);
+            }
+            None => r.bad("load-balance", &v, "round_robin or ewma"),
+        }
+    }
+    for key in super::answer_rewrite::KEYS {
+        let Some(v) = r.get(key).filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        match super::answer_rewrite::check(key, &v) {
+            Ok(()) => {
+                out.annotation_defaults.0.insert(key, v);
+            }
+            Err(expected) => r.bad(key, &v, expected),
         }
     }
     if let Some(v) = r.get("no-auth-locations") {
@@ -927,6 +978,101 @@ mod tests {
             assert!(!m.contains("--serve-ingresses-with-snippets"), "{m}");
         }
         assert!(c.route_defaults.response.denied.is_none());
+    }
+
+    /// `keep-alive-requests`, `upstream-keepalive-requests` (whole numbers) and
+    /// `upstream-keepalive-time` (an nginx time) reach the settings; `http2-max-requests` is
+    /// accepted without a warning (ingress-nginx's nginx ignores it too); a bad value warns.
+    #[test]
+    fn connection_lifetime_keys() {
+        let mut d = Diagnostics::default();
+        let c = parse(
+            &cm(&[
+                ("keep-alive-requests", "100"),
+                ("upstream-keepalive-requests", "0"),
+                ("upstream-keepalive-time", "30m"),
+                ("http2-max-requests", "5"),
+            ]),
+            &mut d,
+        );
+        assert!(d.0.is_empty(), "{:?}", d.0);
+        let s = &c.settings;
+        assert_eq!(s.keepalive_requests, Some(100));
+        assert_eq!(s.upstream_keepalive_requests, Some(0));
+        assert_eq!(s.upstream_keepalive_time, Some(Duration::from_secs(1800)));
+        let c = parse(
+            &cm(&[
+                ("keep-alive-requests", "-1"),
+                ("upstream-keepalive-time", "forever"),
+            ]),
+            &mut d,
+        );
+        assert_eq!(d.0.len(), 2, "{:?}", d.0);
+        assert_eq!(c.settings, ControllerConfig::default().settings);
+    }
+
+    /// `load-balance` and the `proxy-redirect-*` / `proxy-cookie-*` keys are the defaults of
+    /// the annotations of the same names, each taken where an Ingress lacks the annotation or
+    /// its value is invalid (ingress-nginx's annotation parsers fall back on defaults.Backend,
+    /// controller.go on the ConfigMap's `LoadBalancing`); a bad ConfigMap value warns.
+    #[test]
+    fn annotation_defaults_fill_missing_and_invalid_annotations() {
+        use crate::model::{LoadBalancing, TextReplace};
+        let mut d = Diagnostics::default();
+        let c = parse(
+            &cm(&[
+                ("load-balance", "ewma"),
+                ("proxy-redirect-from", "http://in/"),
+                ("proxy-redirect-to", "/"),
+                ("proxy-cookie-path", "/a/ /"),
+                ("proxy-cookie-domain", "no-space"),
+            ]),
+            &mut d,
+        );
+        assert_eq!(d.0.len(), 1, "{:?}", d.0);
+        assert!(d.0[0].message.contains("proxy-cookie-domain"));
+        let tr = |f: &str, t: &str| {
+            Some(TextReplace {
+                from: f.into(),
+                to: t.into(),
+            })
+        };
+        let object = ObjectRef::new(ObjectKind::Ingress, "default", "web");
+        let run = |pairs: &[(&str, &str)]| {
+            let a: BTreeMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| (format!("nginx.ingress.kubernetes.io/{k}"), v.to_string()))
+                .collect();
+            let mut d = Diagnostics::default();
+            let o = super::super::annotations::parse_with(
+                Some(&a),
+                &c.annotation_defaults,
+                &object,
+                &mut d,
+            );
+            (o, d.0.len())
+        };
+        let (o, n) = run(&[]);
+        assert_eq!(n, 0);
+        assert_eq!(o.load_balancing, LoadBalancing::LeastRequest);
+        let rw = &o.policy.answer_rewrite;
+        assert_eq!(rw.redirect, tr("http://in/", "/"));
+        assert_eq!(rw.cookie_path, tr("/a/", "/"));
+        assert_eq!(rw.cookie_domain, None);
+        let (o, n) = run(&[
+            ("load-balance", "least_conn"),
+            ("proxy-redirect-from", "off"),
+            ("proxy-cookie-path", "/b/ /c/"),
+        ]);
+        assert_eq!(n, 1, "the invalid load-balance warns");
+        assert_eq!(o.load_balancing, LoadBalancing::LeastRequest, "ConfigMap's");
+        let rw = &o.policy.answer_rewrite;
+        assert_eq!(
+            (rw.redirect.clone(), rw.cookie_path.clone()),
+            (None, tr("/b/", "/c/"))
+        );
+        let (o, _) = run(&[("load-balance", "round_robin")]);
+        assert_eq!(o.load_balancing, LoadBalancing::RoundRobin);
     }
 
     /// `keep-alive: "0"` is a value, not a typo: configmap.md "The zero value disables

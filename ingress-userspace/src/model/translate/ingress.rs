@@ -271,7 +271,12 @@ impl<'a> L7Builder<'a> {
             ns.clone(),
             ing.metadata.name.clone().unwrap_or_default(),
         );
-        let mut opts = annotations::parse(ing.metadata.annotations.as_ref(), &oref, self.diags);
+        let mut opts = annotations::parse_with(
+            ing.metadata.annotations.as_ref(),
+            &self.controller.annotation_defaults,
+            &oref,
+            self.diags,
+        );
         self.controller.apply_defaults(&mut opts.policy);
         opts.service_upstream = opts.service_upstream.or(self.controller.service_upstream);
         if let Some(k) = super::custom_headers::apply(

@@ -192,3 +192,37 @@ async fn a_finished_or_empty_response_waits_on_nobody() {
         Some((_, CloseReason::Idle))
     ));
 }
+
+/// `keep-alive-requests`: the limit-th request is the last (0 counts as 1, as nginx's `>=`);
+/// the connection is asked to close as that request starts, and dropped a grace after it ends
+/// when it does not close by itself (an HTTP/2 client that never answers the GOAWAY's PING).
+#[tokio::test(start_paused = true)]
+async fn the_last_request_asks_the_connection_to_close() {
+    let progress = Progress::with_request_limit(2);
+    assert!(!progress.exhausted());
+    let first = progress.begin();
+    assert!(!first.is_last() && !progress.exhausted());
+    drop(first);
+    let last = progress.begin();
+    assert!(last.is_last() && progress.exhausted());
+    let zero = Progress::with_request_limit(0);
+    assert!(!zero.exhausted(), "no request yet");
+    assert!(zero.begin().is_last());
+    assert!(!Progress::new().begin().is_last());
+
+    let start = Instant::now();
+    let held = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        drop(last);
+    });
+    let mut conn = fake(false);
+    let ended = supervise(Pin::new(&mut conn), ask, &progress, T, pending()).await;
+    held.await.unwrap();
+    assert_eq!(
+        conn.asked,
+        Some(start),
+        "asked at once, the request still in progress"
+    );
+    assert!(matches!(ended, Ended::Dropped(CloseReason::Exhausted)));
+    assert_eq!(start.elapsed(), Duration::from_secs(3) + MAX_CLOSE_GRACE);
+}

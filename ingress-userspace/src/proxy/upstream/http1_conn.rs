@@ -39,6 +39,9 @@ pub struct Http1Conn {
     tx: http1::SendRequest<ProxyBody>,
     /// `None` once the connection has ended or was handed to a task ([`Self::detach`]).
     driver: Option<Driver>,
+    /// When it was opened, and the requests sent on it ([`super::pool::ReuseLimits`]).
+    opened: tokio::time::Instant,
+    requests: u64,
 }
 
 impl Http1Conn {
@@ -46,7 +49,19 @@ impl Http1Conn {
         Http1Conn {
             tx,
             driver: Some(driver),
+            opened: tokio::time::Instant::now(),
+            requests: 0,
         }
+    }
+
+    /// When the connection was opened.
+    pub(super) fn opened(&self) -> tokio::time::Instant {
+        self.opened
+    }
+
+    /// Requests sent on it.
+    pub(super) fn requests(&self) -> u64 {
+        self.requests
     }
 
     /// Does the connection's pending I/O; returns whether this side still drives it.
@@ -80,6 +95,7 @@ impl Http1Conn {
         &mut self,
         req: Request<ProxyBody>,
     ) -> Result<Response<Incoming>, TrySendError<Request<ProxyBody>>> {
+        self.requests += 1;
         let mut resp = pin!(self.tx.try_send_request(req));
         poll_fn(|cx| {
             self.drive(cx);

@@ -23,6 +23,11 @@
 //! endpoint closed is never handed out; a request a pooled connection turned out unable to
 //! take (it closed meanwhile) is sent once more on a new connection, as hyper's own pool
 //! does. `--upstream-keepalive 0` or a zero keep-alive timeout disables reuse.
+//!
+//! A connection also stops being reused after `upstream-keepalive-requests` requests or
+//! once `upstream-keepalive-time` old ([`ReuseLimits`], nginx's upstream `keepalive_requests`
+//! and `keepalive_time`): an HTTP/1.1 one is closed instead of pooled after its response, an
+//! HTTP/2 one leaves the pool (new requests open another) and closes when its streams end.
 
 use std::{
     collections::HashMap,
@@ -57,13 +62,61 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// Pool and connect settings.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct PoolOptions {
     pub connect_timeout: Duration,
     /// Longest a write to an endpoint may stay blocked (`proxy-send-timeout`).
     pub send_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_idle_per_endpoint: usize,
+    /// Requests and age after which a connection is not reused; shared by every pool of a
+    /// proxy and changed by the ConfigMap at run time.
+    pub reuse: Arc<ReuseLimits>,
+}
+
+/// Requests per connection to a pod where the ConfigMap sets no `upstream-keepalive-requests`:
+/// ingress-nginx's default (config.go `UpstreamKeepaliveRequests`).
+pub const UPSTREAM_KEEPALIVE_REQUESTS: u64 = 10_000;
+
+/// Age of a connection to a pod after which it takes no new request, where the ConfigMap sets
+/// no `upstream-keepalive-time`: ingress-nginx's default `1h` (config.go).
+pub const UPSTREAM_KEEPALIVE_TIME: Duration = Duration::from_secs(3600);
+
+/// How many requests a connection to an endpoint carries and how old it may get before it is
+/// no longer reused (nginx's upstream `keepalive_requests` and `keepalive_time`, checked as
+/// nginx does when a request is done with the connection, and also before one is handed
+/// out). Atomics: the controller ConfigMap changes them while requests run.
+#[derive(Debug)]
+pub struct ReuseLimits {
+    requests: AtomicU64,
+    time_ms: AtomicU64,
+}
+
+impl Default for ReuseLimits {
+    fn default() -> Self {
+        let limits = ReuseLimits {
+            requests: AtomicU64::new(0),
+            time_ms: AtomicU64::new(0),
+        };
+        limits.set(UPSTREAM_KEEPALIVE_REQUESTS, UPSTREAM_KEEPALIVE_TIME);
+        limits
+    }
+}
+
+impl ReuseLimits {
+    /// Sets the limits (`upstream-keepalive-requests`, `upstream-keepalive-time`).
+    pub fn set(&self, requests: u64, time: Duration) {
+        let ms = u64::try_from(time.as_millis()).unwrap_or(u64::MAX);
+        self.requests.store(requests, Ordering::Relaxed);
+        self.time_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Whether a connection opened at `opened` that carried `requests` may take another.
+    fn allows(&self, requests: u64, opened: Instant) -> bool {
+        let age = u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        requests < self.requests.load(Ordering::Relaxed)
+            && age < self.time_ms.load(Ordering::Relaxed)
+    }
 }
 
 /// Why a request got no response from the endpoint.
@@ -118,11 +171,8 @@ impl Clients {
 
     /// Clients with a pool for each of `workers` workers (at least one).
     pub fn per_worker(opts: PoolOptions, workers: usize) -> Self {
-        Self::with_dialer(
-            opts,
-            Dialer::new(opts.connect_timeout, opts.send_timeout),
-            workers,
-        )
+        let dialer = Dialer::new(opts.connect_timeout, opts.send_timeout);
+        Self::with_dialer(opts, dialer, workers)
     }
 
     fn with_dialer(opts: PoolOptions, dialer: Dialer, workers: usize) -> Self {
@@ -130,7 +180,7 @@ impl Clients {
             .map(|_| {
                 Arc::new(Pool {
                     dialer: dialer.clone(),
-                    opts,
+                    opts: opts.clone(),
                     idle: Mutex::new(Idle::default()),
                     next_id: AtomicU64::new(1),
                     reaping: AtomicBool::new(false),
@@ -156,7 +206,7 @@ impl Clients {
             .or_insert_with(|| {
                 let first = &self.pools[0];
                 let dialer = first.dialer.clone().verified(v);
-                Clients::with_dialer(first.opts, dialer, self.pools.len())
+                Clients::with_dialer(first.opts.clone(), dialer, self.pools.len())
             })
             .clone()
     }
@@ -257,6 +307,20 @@ struct IdleHttp1 {
 struct Http2Conn {
     id: u64,
     tx: http2::SendRequest<ProxyBody>,
+    opened: Instant,
+    /// Requests sent on it (its clones share the count).
+    requests: Arc<AtomicU64>,
+}
+
+impl Http2Conn {
+    fn new(id: u64, tx: http2::SendRequest<ProxyBody>) -> Self {
+        Http2Conn {
+            id,
+            tx,
+            opened: Instant::now(),
+            requests: Arc::default(),
+        }
+    }
 }
 
 /// An HTTP/2 connection being opened; every request waiting for it gets the same outcome.
@@ -358,7 +422,10 @@ impl Pool {
         let mut idle = self.lock();
         let list = idle.http1.get_mut(&key)?;
         while let Some(mut c) = list.pop() {
-            if self.due(c.since).is_none_or(|due| due > now) && c.conn.is_reusable() {
+            if self.due(c.since).is_none_or(|due| due > now)
+                && self.opts.reuse.allows(c.conn.requests(), c.conn.opened())
+                && c.conn.is_reusable()
+            {
                 return Some(c.conn);
             }
             // Closed by the endpoint or idle too long: dropping it closes it.
@@ -367,7 +434,9 @@ impl Pool {
     }
 
     fn put_http1(self: &Arc<Self>, key: Key, conn: Http1Conn) {
-        if !self.reuses() {
+        // Past its requests or its time it is closed (dropped), as nginx's
+        // `ngx_http_upstream_free_keepalive_peer` does.
+        if !self.reuses() || !self.opts.reuse.allows(conn.requests(), conn.opened()) {
             return;
         }
         {
@@ -391,7 +460,18 @@ impl Pool {
     ) -> Result<Response<hyper::body::Incoming>, UpstreamError> {
         let mut resent = false;
         loop {
-            let Http2Conn { id, mut tx } = self.checkout_http2(key).await?;
+            let Http2Conn {
+                id,
+                mut tx,
+                opened,
+                requests,
+            } = self.checkout_http2(key).await?;
+            // Its last request: later ones open a new connection, this one closes when its
+            // streams end (the pool held the last handle but the requests').
+            let n = requests.fetch_add(1, Ordering::Relaxed) + 1;
+            if !self.opts.reuse.allows(n, opened) {
+                self.forget_http2(key, id);
+            }
             match tx.try_send_request(req).await {
                 Ok(resp) => return Ok(resp),
                 Err(mut e) => {
@@ -424,12 +504,18 @@ impl Pool {
                 .http2(key.endpoint, key.tls)
                 .await
                 .map_err(|e| Self::connect_error(key, Arc::new(e)))?;
-            return Ok(Http2Conn { id: 0, tx });
+            return Ok(Http2Conn::new(0, tx));
         }
         let (id, dialing) = {
             let mut idle = self.lock();
             match idle.http2.get_mut(&key) {
-                Some(Http2Entry::Open { conn, last_used }) if !conn.tx.is_closed() => {
+                Some(Http2Entry::Open { conn, last_used })
+                    if !conn.tx.is_closed()
+                        && self
+                            .opts
+                            .reuse
+                            .allows(conn.requests.load(Ordering::Relaxed), conn.opened) =>
+                {
                     *last_used = Instant::now();
                     return Ok(conn.clone());
                 }
@@ -462,7 +548,7 @@ impl Pool {
             let result = dialer
                 .http2(key.endpoint, key.tls)
                 .await
-                .map(|tx| Http2Conn { id, tx })
+                .map(|tx| Http2Conn::new(id, tx))
                 .map_err(Arc::new);
             if let Some(pool) = pool.upgrade() {
                 pool.settle_http2(key, id, &result);
@@ -641,6 +727,7 @@ mod tests {
             send_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
             max_idle_per_endpoint: 8,
+            reuse: Default::default(),
         });
         for protocol in [
             BackendProtocol::Http,
@@ -701,6 +788,7 @@ mod tests {
             send_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
             max_idle_per_endpoint: 8,
+            reuse: Default::default(),
         })
     }
 
@@ -777,6 +865,7 @@ mod tests {
                 send_timeout: Duration::from_secs(5),
                 idle_timeout: Duration::from_secs(60),
                 max_idle_per_endpoint: 8,
+                reuse: Default::default(),
             },
             2,
         );
