@@ -21,7 +21,6 @@ use std::{
 
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::rt::TokioIo;
-use rustls::ServerConfig;
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::{TcpListener, TcpStream},
@@ -59,24 +58,17 @@ pub(crate) struct Accepting {
     pub slots: Arc<ConnectionSlots>,
     /// Connections still in hyper, which the drain waits for (upgraded ones have left).
     pub serving: Arc<Semaphore>,
-    /// The TLS configuration when the ClientHello asks for nothing else.
-    pub tls: Arc<ServerConfig>,
     /// Flips to `true` when the proxy shuts down.
     pub shutdown: watch::Receiver<bool>,
 }
 
 impl Accepting {
-    pub fn new(
-        shared: Arc<Shared>,
-        tls: Arc<ServerConfig>,
-        shutdown: watch::Receiver<bool>,
-    ) -> Self {
+    pub fn new(shared: Arc<Shared>, shutdown: watch::Receiver<bool>) -> Self {
         let max = shared.args.max_connections.max(1);
         Accepting {
             slots: ConnectionSlots::new(max, limits::connections_per_client(&shared.args)),
             serving: Arc::new(Semaphore::new(max)),
             shared,
-            tls,
             shutdown,
         }
     }
@@ -158,7 +150,6 @@ pub(crate) async fn accept_loop(
         let local = stream.local_addr().unwrap_or(peer);
         let stream = CountedStream::new(stream, slot, ConnectionGuard::new(&shared.metrics, label));
         let shared = Arc::clone(shared);
-        let tls = Arc::clone(&acc.tls);
         let stop = stop_rx.clone();
         tokio::spawn(async move {
             let serving = permit;
@@ -173,7 +164,7 @@ pub(crate) async fn accept_loop(
                 listener: id,
             };
             if label == "https" {
-                serve_tls(shared, stream, at, tls, stop, serving).await;
+                serve_tls(shared, stream, at, stop, serving).await;
             } else {
                 let _serving = serving;
                 let io = TokioIo::new(stream);
@@ -240,7 +231,6 @@ async fn serve_tls(
     shared: Arc<Shared>,
     mut stream: CountedStream<TcpStream>,
     at: Accepted,
-    default: Arc<ServerConfig>,
     stop: watch::Receiver<bool>,
     serving: OwnedSemaphorePermit,
 ) {
@@ -312,22 +302,37 @@ async fn serve_tls(
             .server_name()
             .map(str::to_ascii_lowercase);
         let rt = shared.runtime.load();
+        let handshakes = shared.handshakes.load_full();
         let (vhost, config) = client_cert::handshake_config(
             &rt.routes,
             &rt.client_auth,
             &shared.certs,
             sni.as_deref(),
-            &default,
+            &handshakes,
         );
         // On a Gateway's address, its own listeners' certificates.
         let local = at.local.ip();
         let claimed = shared.certs.has_address(local);
+        // `ssl-reject-handshake`: nginx's default server refuses a name no server has
+        // (`ssl_reject_handshake on`), a ClientHello without SNI included.
+        if handshakes.settings.reject_unknown_names
+            && vhost.is_none()
+            && !shared.certs.names(local, sni.as_deref())
+        {
+            let refused = start.into_stream(Arc::clone(&handshakes.refuse)).await;
+            return Err(refused.err().unwrap_or_else(|| {
+                std::io::Error::other(
+                    "ssl-reject-handshake: a handshake completed without a certificate",
+                )
+            }));
+        }
         // A Gateway listener that validates client certificates decides in the handshake.
         let config = match (rt.frontend_validation).handshake(
             &rt.misdirected,
             at.local,
             sni.as_deref(),
             &shared.certs,
+            &handshakes,
         ) {
             Some(Handshake::Config(c)) => c,
             Some(Handshake::Refuse) => {

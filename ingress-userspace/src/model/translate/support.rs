@@ -440,16 +440,16 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("service-upstream", Supported, "Default of the service-upstream annotation."),
     row("skip-access-log-urls", Supported, "Request targets (as sent, compared ignoring case) not written to the access log, comma-separated."),
     row("ssl-buffer-size", BUFFERS, "nginx `ssl_buffer_size`."),
-    row("ssl-ciphers", CIPHERS, "Ciphers offered to clients."),
+    row("ssl-ciphers", Differs("read for the TLS 1.2 suites rustls has (ECDHE with AES-GCM or ChaCha20-Poly1305), in the order given; other names and keywords are left out with a Warning; a string leaving none is an Error and the default is offered (nginx would not load it)"), "OpenSSL cipher string of the TLS 1.2 suites offered to clients, server order first (default ingress-nginx's ECDHE/DHE GCM and ChaCha20 list); TLS 1.3 suites are all offered, as nginx."),
     row("ssl-dh-param", CIPHERS, "Diffie-Hellman parameters."),
-    row("ssl-ecdh-curve", CIPHERS, "ECDH curves."),
-    row("ssl-protocols", NotYet, "TLS versions offered (TLS 1.2 and 1.3 here)."),
+    row("ssl-ecdh-curve", Differs("X25519, prime256v1 (P-256) and secp384r1 (P-384) only: others (X448, P-521, X25519MLKEM768) are left out with a Warning; none left is an Error and `auto`"), "Key-exchange groups, `:`-separated in the server's order (default `auto`: X25519, P-256, P-384)."),
+    row("ssl-protocols", Differs("only TLSv1.2 and TLSv1.3 are spoken: older names are left out with a Warning, and a list of only those offers the default"), "TLS versions offered to clients (default `TLSv1.2 TLSv1.3`); a client with none of them fails the handshake."),
     row("ssl-redirect", Supported, "Default of the ssl-redirect annotation (true)."),
-    row("ssl-reject-handshake", NotYet, "Refuse handshakes for unknown names."),
+    row("ssl-reject-handshake", Differs("the handshake ends with an `access_denied` alert, not `unrecognized_name`"), "`true`: a TLS handshake whose SNI (or its absence) names no host and no certificate is refused instead of served the default certificate (nginx `ssl_reject_handshake` in the default server)."),
     row("ssl-session-cache", NGINX_INTERNAL, "nginx TLS session cache."),
     row("ssl-session-cache-size", NGINX_INTERNAL, "nginx `ssl_session_cache` size."),
-    row("ssl-session-ticket-key", NotYet, "Key of TLS session tickets."),
-    row("ssl-session-tickets", NotYet, "TLS session tickets."),
+    row("ssl-session-ticket-key", Differs("not used (a Warning): ticket keys are generated per proxy and rotated every 6 hours (rustls's Ticketer), so a ticket resumes only on the replica that issued it"), "Key of TLS session tickets (base64 of 48 or 80 bytes)."),
+    row("ssl-session-tickets", Supported, "`true`: stateless session tickets (TLS 1.2 and 1.3); default `false`: sessions resume from the proxy's session cache only."),
     row("ssl-session-timeout", NGINX_INTERNAL, "nginx TLS session cache lifetime."),
     row("stream-access-log-path", Refused("the access log goes to stdout (--access-log-format)"), "Stream access log file."),
     row("stream-snippet", CONFIGMAP_SNIPPET, "nginx configuration in the stream block."),
@@ -464,7 +464,7 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("use-geoip", REMOVED, "GeoIP (legacy databases)."),
     row("use-geoip2", NotYet, "GeoIP2 variables."),
     row("use-gzip", Differs("not on Gateway API routes; gRPC answers are never compressed"), "gzip compression of 200, 403 and 404 answers for HTTP/1.1 and HTTP/2 clients that accept it, with `Vary: Accept-Encoding` (nginx `gzip_proxied any`, `gzip_vary on`)."),
-    row("use-http2", Refused("HTTP/2 is always offered (ALPN)"), "Offer HTTP/2."),
+    row("use-http2", Supported, "Offer HTTP/2 (default true): `false` leaves `h2` out of ALPN (clients speak HTTP/1.1) and refuses HTTP/2 with prior knowledge on plain ports, as without nginx's `http2 on`; Gateway listeners included."),
     row("use-proxy-protocol", Supported, "Connections start with a PROXY header; flag of the same name. A listener property: connections accepted after a change follow the new value, open ones keep theirs."),
     row("variables-hash-bucket-size", NGINX_INTERNAL, "nginx `variables_hash_bucket_size`."),
     row("variables-hash-max-size", NGINX_INTERNAL, "nginx `variables_hash_max_size`."),
@@ -492,12 +492,27 @@ pub fn value_behaves_the_same(name: &str, value: &str) -> bool {
         "auth-type" => v == "basic",
         "load-balance" => v != "ewma",
         // Only the versions rustls speaks are the same (ingress-nginx's default is `TLSv1.2`).
-        "proxy-ssl-protocols" => {
+        "proxy-ssl-protocols" | "ssl-protocols" => {
             v.split_whitespace().next().is_some()
                 && v.split_whitespace()
                     .all(|p| matches!(p, "TLSv1.2" | "TLSv1.3"))
         }
-        "ssl-passthrough" | "canary" => is_false(),
+        "ssl-passthrough" | "canary" | "ssl-reject-handshake" => is_false(),
+        "ssl-ecdh-curve" => {
+            v == "auto"
+                || v.split(':').all(|c| {
+                    matches!(
+                        c,
+                        "X25519"
+                            | "x25519"
+                            | "prime256v1"
+                            | "P-256"
+                            | "secp256r1"
+                            | "secp384r1"
+                            | "P-384"
+                    )
+                })
+        }
         "limit-rate" | "limit-rate-after" => v == "0",
         // A URL is a 302 in both; a path or an `@name` differs.
         "auth-tls-error-page" => v.starts_with("http://") || v.starts_with("https://"),
