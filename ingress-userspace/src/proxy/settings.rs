@@ -65,12 +65,7 @@ impl Live {
         Live {
             settings: settings.clone(),
             trust: TrustConfig::from_args(&a),
-            // `use-http2: false`: no HTTP/2 with prior knowledge on plain ports either, as
-            // without nginx's `http2 on` (its HTTP/2 preface detection on plain listeners).
-            builder: match settings.tls.http2 {
-                true => limits::server_builder(&a),
-                false => limits::server_builder(&a).http1_only(),
-            },
+            builder: limits::server_builder(&a),
             conn_timeouts: limits::conn_timeouts(&a),
             client_header_timeout: a.client_header_timeout,
             client_body_timeout: a.client_body_timeout,
