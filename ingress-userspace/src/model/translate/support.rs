@@ -139,7 +139,7 @@ pub static ANNOTATIONS: &[Row] = &[
     row("auth-tls-error-page", Differs("nginx named locations (`@name`) are not accepted (a warning; the 400 stays); a path is served by the host's routes as GET, with the request body forwarded (nginx discards it)"), "Client certificates: where a client whose certificate fails or is missing goes instead of the 400 (a URL: 302; a path: served in its place)."),
     row("auth-tls-match-cn", Differs("Rust regex syntax (no look-around or backreferences); a value that is not a `CN=` regex denies the host with 403 (ingress-nginx refuses the whole Ingress)"), "Client certificates: regex the subject DN must match, else 403 \"client certificate unauthorized\"."),
     row("auth-tls-pass-certificate-to-upstream", Supported, "Client certificates: send the certificate upstream in `ssl-client-cert` (URL-escaped PEM)."),
-    row("auth-tls-secret", Supported, "Client certificates, per host: Secret `ns/name` with `ca.crt` (and `ca.crl`); the pod gets `ssl-client-verify`, `ssl-client-subject-dn`, `ssl-client-issuer-dn`; an unusable Secret makes the host answer 403."),
+    row("auth-tls-secret", Supported, "Client certificates, per host: Secret `ns/name` with `ca.crt` (and `ca.crl`); the pod gets `ssl-client-verify`, `ssl-client-subject-dn`, `ssl-client-issuer-dn`; an unusable Secret (missing, neither a keypair nor `ca.crt`, bad PEM) makes the host answer 403, as ingress-nginx's `AuthTLSError` (`return 403` in the server block). One with a `tls.crt`/`tls.key` pair but no `ca.crt` is 403 too, where ingress-nginx turns verification off for the host."),
     row("auth-tls-verify-client", Supported, "Client certificates: `on` (default; none or a bad one is 400), `off`, `optional`, `optional_no_ca`."),
     row("auth-tls-verify-depth", Supported, "Client certificates: most CA certificates between the client's and the root (default 1, as OpenSSL 1.1+ counts it)."),
     row("auth-type", Differs("`digest` is not supported: its paths answer 503 (never unauthenticated)"), "`basic` or `digest` authentication."),
@@ -229,7 +229,7 @@ pub static ANNOTATIONS: &[Row] = &[
     row("proxy-send-timeout", Supported, "Longest a write to the pod may block."),
     row("proxy-ssl-ciphers", CIPHERS, "Ciphers toward HTTPS backends."),
     row("proxy-ssl-name", Supported, "Name verified on the backend certificate, and the SNI with `proxy-ssl-server-name: on`; default `upstream_balancer` (nginx's `proxy_pass` host), so set it when verifying."),
-    row("proxy-ssl-protocols", Differs("only TLSv1.2 and TLSv1.3 are spoken: older names in the list are dropped, and a list of only older ones makes the Ingress's routes answer 503"), "TLS versions toward HTTPS backends (default `TLSv1.2` since ingress-nginx #11343)."),
+    row("proxy-ssl-protocols", Supported, "TLS versions toward HTTPS backends, `TLSv1.2` and/or `TLSv1.3` (default `TLSv1.2` since ingress-nginx #11343); a value naming anything else is refused as a whole with a warning and the default used, as ingress-nginx's validator does."),
     row("proxy-ssl-secret", Supported, "Secret `ns/name` in the Ingress's namespace: `tls.crt`/`tls.key` presented to HTTPS and GRPCS backends, `ca.crt` verifies them; the other `proxy-ssl-*` apply only with it. An unusable Secret makes the Ingress's routes answer 503."),
     row("proxy-ssl-server-name", Supported, "`on`: send `proxy-ssl-name` as SNI to HTTPS backends; default `off`, no SNI."),
     row("proxy-ssl-verify", Supported, "`on`: the backend certificate must chain to `ca.crt` and name `proxy-ssl-name` (else 502); default `off`, any certificate."),
@@ -492,7 +492,7 @@ pub fn value_behaves_the_same(name: &str, value: &str) -> bool {
         "auth-type" => v == "basic",
         "load-balance" => v != "ewma",
         // Only the versions rustls speaks are the same (ingress-nginx's default is `TLSv1.2`).
-        "proxy-ssl-protocols" | "ssl-protocols" => {
+        "ssl-protocols" => {
             v.split_whitespace().next().is_some()
                 && v.split_whitespace()
                     .all(|p| matches!(p, "TLSv1.2" | "TLSv1.3"))
