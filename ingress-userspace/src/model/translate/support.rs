@@ -104,9 +104,6 @@ const HTTP_VERSION: Status = Differs(
 const REMOVED: Status = Refused("removed from ingress-nginx itself");
 const TRACING: Status = Refused("OpenTracing was removed from ingress-nginx; use OpenTelemetry");
 const MODSECURITY: Status = Refused("no ModSecurity engine: put a WAF in front or behind");
-const CIPHERS: Status = Refused(
-    "OpenSSL cipher strings do not apply: rustls offers only its modern suites (TLS 1.2 and 1.3)",
-);
 const NGINX_INTERNAL: Status = Refused("nginx process tuning with no counterpart here");
 
 /// Every ingress-nginx Ingress annotation (its annotations reference, past and present),
@@ -227,7 +224,7 @@ pub static ANNOTATIONS: &[Row] = &[
     row("proxy-redirect-to", ANSWER_REWRITE, "The replacement of proxy-redirect-from; off or unset: nothing is rewritten."),
     row("proxy-request-buffering", REQUEST_BUFFERING, "Read the whole request body before contacting the pod (on/off, default on); gRPC streams."),
     row("proxy-send-timeout", Supported, "Longest a write to the pod may block."),
-    row("proxy-ssl-ciphers", CIPHERS, "Ciphers toward HTTPS backends."),
+    row("proxy-ssl-ciphers", Refused("OpenSSL cipher strings toward backends are not read: rustls's TLS 1.2 and 1.3 suites are offered"), "Ciphers toward HTTPS backends."),
     row("proxy-ssl-name", Supported, "Name verified on the backend certificate, and the SNI with `proxy-ssl-server-name: on`; default `upstream_balancer` (nginx's `proxy_pass` host), so set it when verifying."),
     row("proxy-ssl-protocols", Supported, "TLS versions toward HTTPS backends, `TLSv1.2` and/or `TLSv1.3` (default `TLSv1.2` since ingress-nginx #11343); a value naming anything else is refused as a whole with a warning and the default used, as ingress-nginx's validator does."),
     row("proxy-ssl-secret", Supported, "Secret `ns/name` in the Ingress's namespace: `tls.crt`/`tls.key` presented to HTTPS and GRPCS backends, `ca.crt` verifies them; the other `proxy-ssl-*` apply only with it. An unusable Secret makes the Ingress's routes answer 503."),
@@ -250,9 +247,9 @@ pub static ANNOTATIONS: &[Row] = &[
     row("session-cookie-path", Supported, "Path of the affinity cookie (default: the matched Ingress path; set it with use-regex)."),
     row("session-cookie-samesite", Supported, "SameSite of the affinity cookie: None, Lax or Strict."),
     row("session-cookie-secure", Supported, "Secure flag of the affinity cookie even over plain HTTP (always set over HTTPS: the client's scheme, from X-Forwarded-Proto when trusted)."),
-    row("ssl-ciphers", CIPHERS, "Ciphers offered to clients."),
+    row("ssl-ciphers", Refused("per-host cipher strings are not read: the ConfigMap's `ssl-ciphers` applies to every host"), "Ciphers offered to clients."),
     row("ssl-passthrough", Differs("with --enable-ssl-passthrough; balanced over the Service's ready endpoints, not its clusterIP, and closed after 600 s idle"), "Pass TLS to the pod untouched, chosen by SNI; the Ingress's other annotations do not apply to it."),
-    row("ssl-prefer-server-ciphers", CIPHERS, "Server cipher order."),
+    row("ssl-prefer-server-ciphers", Refused("the server's order always wins, as ingress-nginx's default `ssl_prefer_server_ciphers on`"), "Server cipher order."),
     row("ssl-redirect", Supported, "Redirect HTTP to HTTPS (308) for hosts with TLS (default true)."),
     row("stream-snippet", SNIPPET, "nginx configuration inserted into the stream block."),
     row("temporal-redirect", Supported, "Answer every request with a redirect to this URL (302); nginx variables in it are expanded as in `permanent-redirect`."),
@@ -441,7 +438,7 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("skip-access-log-urls", Supported, "Request targets (as sent, compared ignoring case) not written to the access log, comma-separated."),
     row("ssl-buffer-size", BUFFERS, "nginx `ssl_buffer_size`."),
     row("ssl-ciphers", Differs("read for the TLS 1.2 suites rustls has (ECDHE with AES-GCM or ChaCha20-Poly1305), in the order given; other names and keywords are left out with a Warning; a string leaving none is an Error and the default is offered (nginx would not load it)"), "OpenSSL cipher string of the TLS 1.2 suites offered to clients, server order first (default ingress-nginx's ECDHE/DHE GCM and ChaCha20 list); TLS 1.3 suites are all offered, as nginx."),
-    row("ssl-dh-param", CIPHERS, "Diffie-Hellman parameters."),
+    row("ssl-dh-param", Refused("rustls has no DHE suites, so Diffie-Hellman parameters have no use"), "Diffie-Hellman parameters."),
     row("ssl-ecdh-curve", Differs("X25519, prime256v1 (P-256) and secp384r1 (P-384) only: others (X448, P-521, X25519MLKEM768) are left out with a Warning; none left is an Error and `auto`"), "Key-exchange groups, `:`-separated in the server's order (default `auto`: X25519, P-256, P-384)."),
     row("ssl-protocols", Differs("only TLSv1.2 and TLSv1.3 are spoken: older names are left out with a Warning, and a list of only those offers the default"), "TLS versions offered to clients (default `TLSv1.2 TLSv1.3`); a client with none of them fails the handshake."),
     row("ssl-redirect", Supported, "Default of the ssl-redirect annotation (true)."),
