@@ -1562,3 +1562,59 @@ spec:
     let g = l7common::get(&http1_client(), proxy.http(), "abc.example.com", "/").await;
     assert_eq!(g.status, StatusCode::BAD_GATEWAY);
 }
+
+/// The controller ConfigMap's TLS keys apply to a host that asks for client certificates as to
+/// every other (ingress-nginx writes them in the `http` block, which every server inherits):
+/// with `ssl-protocols: TLSv1.3` a TLS 1.2 client cannot reach the mTLS host, and with
+/// `use-http2: "false"` its handshake offers no h2; the certificate is still asked for and
+/// verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configmap_tls_settings_apply_to_client_certificate_hosts() {
+    let ca = root("Test CA");
+    let alice = client(&ca, "alice", 90);
+    let pod = backend("a");
+    let host = "mtls.example.com";
+    let yaml = [
+        service_yaml("web", pod.addr),
+        ca_secret("ca", &[&ca]),
+        ingress("app", host, &[("auth-tls-secret", "default/ca")]),
+        configmap_yaml(&[("ssl-protocols", "TLSv1.3"), ("use-http2", "false")]),
+    ]
+    .concat();
+    let snap = translate_manifests(1, &yaml, |c| {
+        c.configmap = Some(xdp_ingress::store::Key::new("ingress-nginx", "cm"))
+    });
+    assert!(snap.diagnostics.is_empty(), "{:?}", snap.diagnostics);
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    proxy.handle.apply(snap);
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls12 = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Recorder(provider, Default::default())))
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(proxy.https()).await.unwrap();
+    let refused = tokio_rustls::TlsConnector::from(Arc::new(tls12))
+        .connect(ServerName::try_from(host).unwrap(), tcp)
+        .await;
+    assert!(refused.is_err(), "TLS 1.2 with ssl-protocols: TLSv1.3");
+
+    let (s, presenter) = connect(
+        &proxy,
+        host,
+        Some((&[&alice], &alice)),
+        &[b"h2", b"http/1.1"],
+    )
+    .await;
+    assert!(presenter.asked.load(std::sync::atomic::Ordering::SeqCst));
+    assert_eq!(
+        s.get_ref().1.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    );
+    assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let g = request_over(s, false, req(proxy.https(), host, "/")).await;
+    assert_eq!(g.status, StatusCode::OK);
+    assert_eq!(g.json()["headers"]["ssl-client-verify"], "SUCCESS");
+}

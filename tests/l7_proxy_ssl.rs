@@ -471,3 +471,32 @@ async fn a_failed_backend_handshake_is_logged_with_its_cause() {
         );
     }
 }
+
+/// `proxy-ssl-protocols` naming only versions older than TLS 1.2 (`TLSv1 TLSv1.1`): as
+/// ingress-nginx, whose validator (`^(TLSv1\.2|TLSv1\.3| )*$`) refuses the whole value, a
+/// Warning and the default `TLSv1.2`; the Ingress is served (it answered 503 before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_proxy_ssl_protocols_fall_back_to_tls12() {
+    let ours = ca("Backend CA", None);
+    let cert = leaf(
+        &ours,
+        &["backend.app.svc"],
+        ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    let pod = backend(&[&cert], None).await;
+    let docs = [
+        secret("ours", &[("ca.crt", ours.cert.pem())]),
+        ingress(
+            "old",
+            "old.test",
+            "web",
+            &[
+                ("proxy-ssl-secret", "default/ours"),
+                ("proxy-ssl-protocols", "TLSv1 TLSv1.1"),
+            ],
+        ),
+    ];
+    let proxy = serve_reporting(&[("web", pod)], &docs, &["InvalidAnnotation"]).await;
+    let (status, body) = answer(&proxy, "old.test").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

@@ -602,11 +602,6 @@ mod tests {
             ("auth-type", "basic", "digest"),
             ("auth-realm", "Staff only", "off"),
             ("load-balance", "round_robin", "ewma"),
-            (
-                "proxy-ssl-protocols",
-                "TLSv1.2 TLSv1.3",
-                "TLSv1 TLSv1.1 TLSv1.2",
-            ),
             ("ssl-passthrough", "false", "true"),
             ("limit-rate", "0", "100"),
             ("proxy-next-upstream", "off", "error timeout"),
@@ -757,10 +752,7 @@ mod tests {
                 ("g-tls-ns", vec!["CrossNamespaceAuthTlsSecret"]),
                 ("h-match-cn", vec!["InvalidAnnotation"]),
                 ("i-proxy-ssl-ns", vec!["CrossNamespaceProxySslSecret"]),
-                (
-                    "j-proxy-ssl-protocols",
-                    vec!["UnsupportedProxySslProtocols"]
-                ),
+                ("j-proxy-ssl-protocols", vec!["InvalidAnnotation"]),
                 ("k-tls-bare", vec!["InvalidAnnotation"]),
                 ("l-proxy-ssl-bare", vec!["InvalidAnnotation"]),
                 ("z-fine", vec![]),

@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod htpasswd;
 pub mod nginx_map;
 pub mod nginx_var;
+pub mod server_tls;
 pub mod snapshot;
 pub mod translate;
 

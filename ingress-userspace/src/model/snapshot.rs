@@ -467,6 +467,9 @@ pub struct ProxySettings {
     pub block_user_agents: Vec<crate::model::nginx_map::MapEntry>,
     /// `block-referers`: as `block_user_agents`, for `Referer` (`$block_ref`).
     pub block_referers: Vec<crate::model::nginx_map::MapEntry>,
+    /// `ssl-protocols`, `ssl-ciphers`, `ssl-ecdh-curve`, `use-http2`, `ssl-session-tickets`,
+    /// `ssl-reject-handshake`: how TLS handshakes with clients go.
+    pub tls: super::server_tls::ServerTls,
 }
 
 #[derive(Clone, Debug, Default)]

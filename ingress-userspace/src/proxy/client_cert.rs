@@ -28,7 +28,7 @@ pub mod names;
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, OnceLock},
+    sync::{Arc, Mutex},
 };
 
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -51,7 +51,10 @@ use webpki::{
     RevocationOptionsBuilder, UnknownStatusPolicy,
 };
 
-use super::{router::RouteTable, tls::CertStore};
+use super::{
+    router::RouteTable,
+    tls::{CertStore, Handshakes},
+};
 use crate::model::{ClientAuth, ClientCertPolicy, L7Config, VerifyClient};
 
 /// The headers ingress-nginx sets upstream on a host with `auth-tls-secret` (nginx.tmpl,
@@ -155,7 +158,33 @@ pub struct CompiledPolicy {
     /// Asks for a certificate naming the CAs (none for `off`).
     verifier: Option<Arc<AskForCertificate>>,
     /// The rustls configuration of the host's handshakes, made on first use.
-    config: OnceLock<Arc<ServerConfig>>,
+    config: CachedConfig,
+}
+
+/// A client-certificate configuration made on first use for the live [`Handshakes`], and
+/// made again when those change (the ConfigMap's `ssl-*` keys apply to it as to every
+/// handshake).
+#[derive(Debug, Default)]
+pub(super) struct CachedConfig(Mutex<Option<(u64, Arc<ServerConfig>)>>);
+
+impl CachedConfig {
+    /// The configuration asking through `verifier` with `handshakes`' settings.
+    pub(super) fn get(
+        &self,
+        verifier: &Arc<dyn ClientCertVerifier>,
+        certs: &Arc<CertStore>,
+        handshakes: &Handshakes,
+    ) -> Option<Arc<ServerConfig>> {
+        let mut cached = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((generation, c)) = cached.as_ref()
+            && *generation == handshakes.generation
+        {
+            return Some(Arc::clone(c));
+        }
+        let cfg = verifying_config(Arc::clone(verifier), certs, handshakes)?;
+        *cached = Some((handshakes.generation, Arc::clone(&cfg)));
+        Some(cfg)
+    }
 }
 
 impl CompiledPolicy {
@@ -211,19 +240,19 @@ impl CompiledPolicy {
             crl_der,
             match_cn,
             verifier,
-            config: OnceLock::new(),
+            config: CachedConfig::default(),
         })
     }
 
     /// The rustls configuration for this host's handshakes: `certs` picks the certificate by
     /// SNI as for every host, and a certificate is asked for (not required).
-    fn server_config(&self, certs: &Arc<CertStore>) -> Option<Arc<ServerConfig>> {
-        let verifier = self.verifier.as_ref()?;
-        if let Some(c) = self.config.get() {
-            return Some(Arc::clone(c));
-        }
-        let cfg = verifying_config(Arc::clone(verifier) as Arc<dyn ClientCertVerifier>, certs)?;
-        Some(Arc::clone(self.config.get_or_init(|| cfg)))
+    fn server_config(
+        &self,
+        certs: &Arc<CertStore>,
+        handshakes: &Handshakes,
+    ) -> Option<Arc<ServerConfig>> {
+        let verifier = Arc::clone(self.verifier.as_ref()?) as Arc<dyn ClientCertVerifier>;
+        self.config.get(&verifier, certs, handshakes)
     }
 
     /// Verifies a client's chain (leaf first) as OpenSSL does for nginx.
@@ -451,18 +480,18 @@ impl ClientCertVerifier for AskForCertificate {
 }
 
 /// A handshake configuration that asks for client certificates through `verifier` and
-/// resolves the server's certificate through `certs` as every HTTPS listener does (ALPN h2,
-/// http/1.1); `None` when rustls refuses the protocol versions.
+/// resolves the server's certificate through `certs`, with the settings of every HTTPS
+/// handshake ([`Handshakes::config`]); `None` when rustls refuses them.
 fn verifying_config(
     verifier: Arc<dyn ClientCertVerifier>,
     certs: &Arc<CertStore>,
+    handshakes: &Handshakes,
 ) -> Option<Arc<ServerConfig>> {
-    let cfg = ServerConfig::builder_with_provider(Arc::new(provider()))
-        .with_safe_default_protocol_versions()
-        .ok()?
-        .with_client_cert_verifier(verifier)
-        .with_cert_resolver(Arc::clone(certs) as Arc<dyn ResolvesServerCert>);
-    Some(Arc::new(CertStore::with_alpn(cfg)))
+    let resolver = Arc::clone(certs) as Arc<dyn ResolvesServerCert>;
+    handshakes
+        .config(Some(verifier), resolver)
+        .ok()
+        .map(Arc::new)
 }
 
 /// The SubjectPublicKeyInfo of `cert`, whatever its X.509 version (webpki's end-entity parser
@@ -480,16 +509,16 @@ pub fn handshake_config<U>(
     table: &Table,
     certs: &Arc<CertStore>,
     sni: Option<&str>,
-    default: &Arc<ServerConfig>,
+    handshakes: &Handshakes,
 ) -> (Option<String>, Arc<ServerConfig>) {
     let vhost = routes.host(sni.unwrap_or("")).map(|h| h.host.clone());
     let config = vhost
         .as_deref()
         .and_then(|h| match table.get(h).map(|a| &**a) {
-            Some(HostAuth::Verify(p)) => p.server_config(certs),
+            Some(HostAuth::Verify(p)) => p.server_config(certs, handshakes),
             _ => None,
         })
-        .unwrap_or_else(|| Arc::clone(default));
+        .unwrap_or_else(|| Arc::clone(&handshakes.default));
     (vhost, config)
 }
 

@@ -21,7 +21,6 @@ use std::{
 
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::rt::TokioIo;
-use rustls::ServerConfig;
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::{TcpListener, TcpStream},
@@ -59,24 +58,17 @@ pub(crate) struct Accepting {
     pub slots: Arc<ConnectionSlots>,
     /// Connections still in hyper, which the drain waits for (upgraded ones have left).
     pub serving: Arc<Semaphore>,
-    /// The TLS configuration when the ClientHello asks for nothing else.
-    pub tls: Arc<ServerConfig>,
     /// Flips to `true` when the proxy shuts down.
     pub shutdown: watch::Receiver<bool>,
 }
 
 impl Accepting {
-    pub fn new(
-        shared: Arc<Shared>,
-        tls: Arc<ServerConfig>,
-        shutdown: watch::Receiver<bool>,
-    ) -> Self {
+    pub fn new(shared: Arc<Shared>, shutdown: watch::Receiver<bool>) -> Self {
         let max = shared.args.max_connections.max(1);
         Accepting {
             slots: ConnectionSlots::new(max, limits::connections_per_client(&shared.args)),
             serving: Arc::new(Semaphore::new(max)),
             shared,
-            tls,
             shutdown,
         }
     }
@@ -158,7 +150,6 @@ pub(crate) async fn accept_loop(
         let local = stream.local_addr().unwrap_or(peer);
         let stream = CountedStream::new(stream, slot, ConnectionGuard::new(&shared.metrics, label));
         let shared = Arc::clone(shared);
-        let tls = Arc::clone(&acc.tls);
         let stop = stop_rx.clone();
         tokio::spawn(async move {
             let serving = permit;
@@ -173,11 +164,10 @@ pub(crate) async fn accept_loop(
                 listener: id,
             };
             if label == "https" {
-                serve_tls(shared, stream, at, tls, stop, serving).await;
+                serve_tls(shared, stream, at, stop, serving).await;
             } else {
                 let _serving = serving;
-                let io = TokioIo::new(stream);
-                serve(shared, io, at, None, stop).await;
+                serve(shared, stream, at, None, stop).await;
             }
         });
     }
@@ -240,7 +230,6 @@ async fn serve_tls(
     shared: Arc<Shared>,
     mut stream: CountedStream<TcpStream>,
     at: Accepted,
-    default: Arc<ServerConfig>,
     stop: watch::Receiver<bool>,
     serving: OwnedSemaphorePermit,
 ) {
@@ -312,22 +301,37 @@ async fn serve_tls(
             .server_name()
             .map(str::to_ascii_lowercase);
         let rt = shared.runtime.load();
+        let handshakes = shared.handshakes.load_full();
         let (vhost, config) = client_cert::handshake_config(
             &rt.routes,
             &rt.client_auth,
             &shared.certs,
             sni.as_deref(),
-            &default,
+            &handshakes,
         );
         // On a Gateway's address, its own listeners' certificates.
         let local = at.local.ip();
         let claimed = shared.certs.has_address(local);
+        // `ssl-reject-handshake`: nginx's default server refuses a name no server has
+        // (`ssl_reject_handshake on`), a ClientHello without SNI included.
+        if handshakes.settings.reject_unknown_names
+            && vhost.is_none()
+            && !shared.certs.names(local, sni.as_deref())
+        {
+            let refused = start.into_stream(Arc::clone(&handshakes.refuse)).await;
+            return Err(refused.err().unwrap_or_else(|| {
+                std::io::Error::other(
+                    "ssl-reject-handshake: a handshake completed without a certificate",
+                )
+            }));
+        }
         // A Gateway listener that validates client certificates decides in the handshake.
         let config = match (rt.frontend_validation).handshake(
             &rt.misdirected,
             at.local,
             sni.as_deref(),
             &shared.certs,
+            &handshakes,
         ) {
             Some(Handshake::Config(c)) => c,
             Some(Handshake::Refuse) => {
@@ -370,20 +374,53 @@ async fn serve_tls(
             drop(_serving);
             passthrough::pass(&shared, s, peer, Vec::new(), host, upstream).await;
         }
-        Ok(Ok((s, client))) => {
-            let io = TokioIo::new(s);
-            serve(shared, io, at, Some(client), stop).await
-        }
+        Ok(Ok((s, client))) => serve(shared, s, at, Some(client), stop).await,
         Ok(Err(e)) => debug!(client = %peer, error = %e, "TLS handshake failed"),
         Err(_) => debug!(client = %peer, "TLS handshake timed out"),
     }
+}
+
+/// The HTTP/2 connection preface (RFC 9113 section 3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// With `use-http2: "false"`: the connection's first bytes, read up to where they stop
+/// looking like the HTTP/2 preface, to be replayed to HTTP/1.1; `None` when they are the
+/// preface (answered 505 and closed, as nginx without `http2 on` answers the preface's
+/// `PRI * HTTP/2.0` request line), or the client closed or sent nothing within `timeout`.
+async fn without_h2_preface<S>(io: &mut S, timeout: Duration) -> Option<Vec<u8>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = Vec::new();
+    let mut buf = [0u8; H2_PREFACE.len()];
+    let read = async {
+        while head.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&head) {
+            let n = io
+                .read(&mut buf[..H2_PREFACE.len() - head.len()])
+                .await
+                .ok()?;
+            if n == 0 {
+                return None;
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        Some(())
+    };
+    tokio::time::timeout(timeout, read).await.ok()??;
+    if head != H2_PREFACE {
+        return Some(head);
+    }
+    let answer = b"HTTP/1.1 505 HTTP Version Not Supported\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+    let _ = tokio::time::timeout(timeout, io.write_all(answer)).await;
+    None
 }
 
 /// Serves one connection until it ends, is closed for lack of progress (see
 /// [`super::liveness`]) or the proxy drains.
 async fn serve<S>(
     shared: Arc<Shared>,
-    io: TokioIo<S>,
+    mut io: S,
     at: Accepted,
     tls: Option<TlsClient>,
     mut stop: watch::Receiver<bool>,
@@ -392,6 +429,19 @@ async fn serve<S>(
 {
     let live = shared.live.load_full();
     let client = at.peer;
+    // hyper's protocol detection serves HTTP/2 to whoever sends its preface, whatever ALPN
+    // said, so `use-http2: "false"` is enforced here.
+    let head = match live.settings.tls.http2 {
+        true => Vec::new(),
+        false => match without_h2_preface(&mut io, live.client_header_timeout).await {
+            Some(head) => head,
+            None => {
+                debug!(client = %client, "HTTP/2 preface or nothing with use-http2 off; closed");
+                return;
+            }
+        },
+    };
+    let io = TokioIo::new(passthrough::Replay::new(head, io));
     let conn_info = Arc::new(ConnInfo::new(
         &live.trust,
         client,

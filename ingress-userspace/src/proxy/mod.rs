@@ -267,6 +267,9 @@ pub(crate) struct Shared {
     pub metrics: Arc<Metrics>,
     pub access_log: Option<Arc<AccessLog>>,
     pub certs: Arc<CertStore>,
+    /// The client-facing TLS configurations of the live snapshot's `ssl-*` keys; replaced
+    /// by [`ProxyHandle::apply`] when they change.
+    pub handshakes: ArcSwap<tls::Handshakes>,
     /// Routes' authentication step: bounded hash checks and their cache.
     pub auth: auth::Authenticator,
     /// Routes' external authentication: the auth client and the answer cache.
@@ -369,7 +372,7 @@ impl Proxy {
         };
         // The default certificate comes with each snapshot (`L7Config::default_certificate`).
         let certs = Arc::new(CertStore::new()?);
-        let tls = Arc::new(certs.server_config()?);
+        let handshakes = tls::Handshakes::new(&Default::default(), &certs, None)?;
         let redis_ca = match &args.rate_limit_redis_ca {
             Some(path) => Some(std::fs::read(path).map_err(|source| ProxyError::RedisCa {
                 path: path.clone(),
@@ -411,6 +414,7 @@ impl Proxy {
             metrics,
             access_log: AccessLog::start(args.access_log_format).map(Arc::new),
             certs,
+            handshakes: ArcSwap::from_pointee(handshakes),
             auth: auth::Authenticator::default(),
             forward_auth: forward_auth::ForwardAuthenticator::default(),
             rate_limits,
@@ -426,11 +430,7 @@ impl Proxy {
             );
         }
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let accepting = Arc::new(listener::Accepting::new(
-            Arc::clone(&shared),
-            tls,
-            shutdown_rx,
-        ));
+        let accepting = Arc::new(listener::Accepting::new(Arc::clone(&shared), shutdown_rx));
         let listeners = listener_set::ListenerSet::start(
             Arc::clone(&accepting),
             shared.args.listen_address,
@@ -536,6 +536,13 @@ impl ProxyHandle {
         }
         for e in shared.certs.update_from(&snapshot.l7, installed_l7) {
             warn!(error = %e, "certificate not served");
+        }
+        let tls = &snapshot.l7.settings.tls;
+        if shared.handshakes.load().settings != *tls {
+            match tls::Handshakes::new(tls, &shared.certs, Some(&shared.handshakes.load())) {
+                Ok(h) => shared.handshakes.store(Arc::new(h)),
+                Err(e) => warn!(error = %e, "TLS settings not applied; the previous ones stay"),
+            }
         }
         if shared.live.load().settings != snapshot.l7.settings {
             let live = settings::Live::new(&shared.args, &snapshot.l7.settings);

@@ -10,17 +10,20 @@ use std::{collections::HashMap, sync::Arc};
 
 use arc_swap::ArcSwap;
 use rustls::{
-    ServerConfig,
-    crypto::ring::sign::any_supported_type,
+    ServerConfig, SupportedProtocolVersion,
+    crypto::{CryptoProvider, ring::sign::any_supported_type},
     pki_types::{
         CertificateDer, PrivateKeyDer,
         pem::{Error as PemError, PemObject},
     },
-    server::{ClientHello, ResolvesServerCert},
+    server::{ClientHello, ProducesTickets, ResolvesServerCert, danger::ClientCertVerifier},
     sign::CertifiedKey,
 };
 
-use crate::model::{L7Config, ObjectRef, TlsCertificate};
+use crate::model::{
+    L7Config, ObjectRef, TlsCertificate, TlsVersion,
+    server_tls::{KxGroup, ServerTls, Tls12Suite},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -242,20 +245,166 @@ impl CertStore {
             .unwrap_or_else(|| Arc::clone(&self.generated))
     }
 
-    /// A rustls server configuration resolving through this store, ALPN h2 and http/1.1.
-    pub fn server_config(self: &Arc<Self>) -> Result<ServerConfig, TlsError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let cfg = ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::clone(self) as Arc<dyn ResolvesServerCert>);
-        Ok(Self::with_alpn(cfg))
+    /// Whether a handshake naming `sni` finds a certificate of its own (not the default):
+    /// with [`super::router::RouteTable::host`], what `ssl-reject-handshake` asks.
+    pub fn names(&self, ip: std::net::IpAddr, sni: Option<&str>) -> bool {
+        let t = self.table.load();
+        let own = t.at.get(&ip.to_canonical());
+        own.is_some_and(|own| Self::by_name(own, sni).is_some()) || Self::by_name(&t, sni).is_some()
+    }
+}
+
+/// What every client-facing rustls configuration is made of, from the snapshot's
+/// [`ServerTls`] (ConfigMap `ssl-protocols`, `ssl-ciphers`, `ssl-ecdh-curve`, `use-http2`,
+/// `ssl-session-tickets`): the one place a handshake configuration is built, for the default
+/// one and for every host or listener that asks for client certificates
+/// ([`super::client_cert`]), which rebuild theirs when this changes ([`Self::generation`]).
+pub struct Handshakes {
+    /// What it was made from.
+    pub settings: ServerTls,
+    parts: Parts,
+    /// Tells configurations made from different settings apart.
+    pub generation: u64,
+    /// Without client certificates, through the [`CertStore`].
+    pub default: Arc<ServerConfig>,
+    /// Refuses every handshake (no certificate resolves): `ssl-reject-handshake` for a name
+    /// the proxy has neither a host nor a certificate for.
+    pub refuse: Arc<ServerConfig>,
+}
+
+impl std::fmt::Debug for Handshakes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handshakes")
+            .field("settings", &self.settings)
+            .field("generation", &self.generation)
+            .finish()
+    }
+}
+
+/// Resolves no certificate: rustls then ends the handshake with a fatal alert.
+#[derive(Debug)]
+struct NoCertificate;
+
+impl ResolvesServerCert for NoCertificate {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        None
+    }
+}
+
+impl Handshakes {
+    /// The configurations for `settings`, resolving certificates through `certs`; the ticket
+    /// keys of `previous` are kept. Errors: rustls refuses the combination (it cannot, as
+    /// translation keeps every list non-empty), or no ticket key could be generated.
+    pub fn new(
+        settings: &ServerTls,
+        certs: &Arc<CertStore>,
+        previous: Option<&Handshakes>,
+    ) -> Result<Handshakes, TlsError> {
+        use rustls::crypto::ring::{cipher_suite as cs, kx_group};
+        let tls12 = settings.tls12_suites.iter().map(|s| match s {
+            Tls12Suite::EcdheEcdsaAes128GcmSha256 => cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            Tls12Suite::EcdheEcdsaAes256GcmSha384 => cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            Tls12Suite::EcdheEcdsaChacha20Poly1305 => {
+                cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
+            }
+            Tls12Suite::EcdheRsaAes128GcmSha256 => cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+            Tls12Suite::EcdheRsaAes256GcmSha384 => cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+            Tls12Suite::EcdheRsaChacha20Poly1305 => cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        });
+        // TLS 1.3 suites: all, as nginx's `ssl_ciphers` leaves OpenSSL's TLS 1.3 list alone.
+        let tls13 = [
+            cs::TLS13_AES_256_GCM_SHA384,
+            cs::TLS13_AES_128_GCM_SHA256,
+            cs::TLS13_CHACHA20_POLY1305_SHA256,
+        ];
+        let groups = settings.groups.iter().map(|g| match g {
+            KxGroup::X25519 => kx_group::X25519,
+            KxGroup::P256 => kx_group::SECP256R1,
+            KxGroup::P384 => kx_group::SECP384R1,
+        });
+        let provider = Arc::new(CryptoProvider {
+            cipher_suites: tls13.into_iter().chain(tls12).collect(),
+            kx_groups: groups.collect(),
+            ..rustls::crypto::ring::default_provider()
+        });
+        let versions = settings
+            .versions
+            .iter()
+            .map(|v| match v {
+                TlsVersion::Tls12 => &rustls::version::TLS12,
+                TlsVersion::Tls13 => &rustls::version::TLS13,
+            })
+            .collect();
+        let ticketer = match (settings.session_tickets, previous) {
+            (false, _) => None,
+            (true, Some(p)) if p.parts.ticketer.is_some() => p.parts.ticketer.clone(),
+            (true, _) => Some(rustls::crypto::ring::Ticketer::new()?),
+        };
+        let parts = Parts {
+            provider,
+            versions,
+            ticketer,
+            http2: settings.http2,
+        };
+        Ok(Handshakes {
+            settings: settings.clone(),
+            generation: previous.map_or(0, |p| p.generation + 1),
+            default: Arc::new(
+                parts.config(None, Arc::clone(certs) as Arc<dyn ResolvesServerCert>)?,
+            ),
+            refuse: Arc::new(parts.config(None, Arc::new(NoCertificate))?),
+            parts,
+        })
     }
 
-    /// `cfg` with the ALPN protocols every HTTPS configuration offers: h2, http/1.1.
-    pub fn with_alpn(mut cfg: ServerConfig) -> ServerConfig {
-        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        cfg
+    /// See [`Parts::config`].
+    pub fn config(
+        &self,
+        verifier: Option<Arc<dyn ClientCertVerifier>>,
+        resolver: Arc<dyn ResolvesServerCert>,
+    ) -> Result<ServerConfig, TlsError> {
+        self.parts.config(verifier, resolver)
+    }
+}
+
+/// The rustls values a [`Handshakes`]' configurations are built from.
+struct Parts {
+    provider: Arc<CryptoProvider>,
+    versions: Vec<&'static SupportedProtocolVersion>,
+    /// Shared by every configuration, and kept across settings changes, so a ticket stays
+    /// valid (`None`: `ssl-session-tickets` off).
+    ticketer: Option<Arc<dyn ProducesTickets>>,
+    http2: bool,
+}
+
+impl Parts {
+    /// A configuration with these settings: client certificates asked through `verifier`
+    /// (`None`: not asked), the server's certificate from `resolver`; ALPN h2 (with
+    /// `use-http2`) and http/1.1; the server's suite order first (nginx's
+    /// `ssl_prefer_server_ciphers on`, ingress-nginx's default); resumption from a session
+    /// cache, and with `ssl-session-tickets` from stateless tickets too.
+    pub fn config(
+        &self,
+        verifier: Option<Arc<dyn ClientCertVerifier>>,
+        resolver: Arc<dyn ResolvesServerCert>,
+    ) -> Result<ServerConfig, TlsError> {
+        let builder = ServerConfig::builder_with_provider(Arc::clone(&self.provider))
+            .with_protocol_versions(&self.versions)?;
+        let builder = match verifier {
+            Some(v) => builder.with_client_cert_verifier(v),
+            None => builder.with_no_client_auth(),
+        };
+        let mut cfg = builder.with_cert_resolver(resolver);
+        cfg.ignore_client_order = true;
+        cfg.alpn_protocols = if self.http2 {
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        } else {
+            vec![b"http/1.1".to_vec()]
+        };
+        if let Some(t) = &self.ticketer {
+            cfg.ticketer = Arc::clone(t);
+        }
+        Ok(cfg)
     }
 }
 

@@ -498,6 +498,18 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
         r.bad(i.key, &i.value, i.expected);
     }
     out.settings.compression = compression;
+    let (tls, problems) = super::server_tls::parse(
+        |k| r.get(k),
+        |k| r.get(k).map(|v| super::annotations::parse_bool(&v)),
+    );
+    out.settings.tls = tls;
+    for p in problems {
+        if p.error {
+            r.diags.error(&r.object, "InvalidConfigMapValue", p.message);
+        } else {
+            r.diags.warn(&r.object, "InvalidConfigMapValue", p.message);
+        }
+    }
     out.route_defaults.next_upstream = next_upstream;
     out.serve_with_snippets = r.bool("allow-snippet-annotations");
     out.service_upstream = r.bool("service-upstream");

@@ -55,6 +55,7 @@ pub mod rate_limit;
 pub mod redirect;
 pub mod rewrite;
 pub mod root_location;
+pub mod server_tls;
 pub mod service;
 pub mod service_upstream;
 pub mod support;

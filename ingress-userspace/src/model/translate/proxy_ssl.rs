@@ -13,7 +13,8 @@
 //! - `proxy-ssl-server-name` `on`|`off` (default `off`: no SNI).
 //! - `proxy-ssl-verify-depth` (default 1: at most one intermediate, OpenSSL's verify depth).
 //! - `proxy-ssl-protocols` (default `TLSv1.2`, ingress-nginx's `defaultProxySSLProtocols` since
-//!   #11343): only TLSv1.2 and TLSv1.3 exist in rustls; a list naming neither cannot be served.
+//!   #11343): `TLSv1.2` and/or `TLSv1.3`; any other name makes the whole value the default, as
+//!   ingress-nginx's validator does.
 //!
 //! A Secret that cannot be used (another namespace, outside `--secret-namespaces`, missing,
 //! without a usable `ca.crt` when verifying, PEM that does not parse) is ingress-nginx's
@@ -37,9 +38,6 @@ pub const DEFAULT_NAME: &str = "upstream_balancer";
 
 /// `proxy-ssl-verify-depth` default (ingress-nginx `defaultProxySSLVerifyDepth`, nginx's).
 pub const DEFAULT_DEPTH: u32 = 1;
-
-const NO_VERSION: &str =
-    "proxy-ssl-protocols names neither TLSv1.2 nor TLSv1.3, the only versions spoken here";
 
 /// Largest depth kept; longer chains are not built anyway.
 const MAX_DEPTH: u32 = 100;
@@ -129,9 +127,6 @@ fn resolve(
         }
         _ => return Err(invalid(" has only one of tls.crt and tls.key".into())),
     };
-    let Some(versions) = o.versions else {
-        return Err(("UnsupportedProxySslProtocols", NO_VERSION.to_string()));
-    };
     Ok(Arc::new(UpstreamTls {
         hostname: o.name,
         roots,
@@ -140,7 +135,7 @@ fn resolve(
         verify: o.verify,
         sni: o.sni,
         verify_depth: Some(o.depth),
-        versions: Some(versions),
+        versions: Some(o.versions),
     }))
 }
 
@@ -157,15 +152,8 @@ pub(super) fn check_values(r: &mut Reader<'_>, ns: &str) {
         (ns, false),
         "CrossNamespaceProxySslSecret",
     );
-    let o = options(r);
-    let denied = match key {
-        Err(e) => Some(e),
-        Ok(_) if o.versions.is_none() => {
-            Some(("UnsupportedProxySslProtocols", NO_VERSION.to_string()))
-        }
-        Ok(_) => None,
-    };
-    if let Some((reason, msg)) = denied {
+    let _ = options(r);
+    if let Err((reason, msg)) = key {
         report_denied(r, reason, &msg);
     }
 }
@@ -195,7 +183,7 @@ struct Options {
     name: String,
     depth: u32,
     /// `None`: the list names no version spoken here.
-    versions: Option<Vec<TlsVersion>>,
+    versions: Vec<TlsVersion>,
 }
 
 fn options(r: &mut Reader<'_>) -> Options {
@@ -254,26 +242,24 @@ fn on_off(r: &mut Reader<'_>, key: &str) -> bool {
     }
 }
 
-/// `proxy-ssl-protocols`: space-separated nginx protocol names; as ingress-nginx's
-/// `sortProtocols`, a name that is not one is dropped (with a warning here) and a list left
-/// empty is the default `TLSv1.2`. The versions of it rustls speaks, `None`
-/// when there are none.
-fn protocols(r: &mut Reader<'_>) -> Option<Vec<TlsVersion>> {
-    const KNOWN: &[&str] = &["SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"];
+/// `proxy-ssl-protocols`: space-separated `TLSv1.2` / `TLSv1.3`. As ingress-nginx's
+/// annotation validator (`proxySSLProtocolRegex`, `^(TLSv1\.2|TLSv1\.3| )*$` on the whole
+/// value), a value naming anything else (`TLSv1.1`, a typo) is refused as a whole with a
+/// warning and the default `TLSv1.2` is used (its `defaultProxySSLProtocols`, since #11343);
+/// an empty one is the default too (its `sortProtocols`).
+fn protocols(r: &mut Reader<'_>) -> Vec<TlsVersion> {
     let default = vec![TlsVersion::Tls12];
     let Some(v) = r.get("proxy-ssl-protocols").map(str::to_string) else {
-        return Some(default);
+        return default;
     };
-    let names: Vec<&str> = v.split_whitespace().filter(|n| KNOWN.contains(n)).collect();
-    if names.len() != v.split_whitespace().count() {
+    let names: Vec<&str> = v.split_whitespace().collect();
+    if !names.iter().all(|n| matches!(*n, "TLSv1.2" | "TLSv1.3")) {
         r.bad(
             "proxy-ssl-protocols",
             &v,
-            "a list of SSLv2, SSLv3, TLSv1, TLSv1.1, TLSv1.2, TLSv1.3 (unknown names dropped)",
+            "TLSv1.2 and/or TLSv1.3 (ingress-nginx's validator refuses the whole value too)",
         );
-    }
-    if names.is_empty() {
-        return Some(default);
+        return default;
     }
     let mut out = Vec::new();
     if names.contains(&"TLSv1.3") {
@@ -282,7 +268,7 @@ fn protocols(r: &mut Reader<'_>) -> Option<Vec<TlsVersion>> {
     if names.contains(&"TLSv1.2") {
         out.push(TlsVersion::Tls12);
     }
-    (!out.is_empty()).then_some(out)
+    if out.is_empty() { default } else { out }
 }
 
 /// Reports why the Ingress's routes are denied (they answer 503).

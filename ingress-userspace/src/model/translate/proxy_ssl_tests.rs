@@ -179,9 +179,33 @@ fn bad_values_warn_and_take_the_default() {
     assert_eq!(t.verify_depth, Some(1));
     assert_eq!(
         t.versions,
-        Some(vec![TlsVersion::Tls13]),
-        "unknown name dropped"
+        Some(vec![TlsVersion::Tls12]),
+        "a value with an unknown name is the default as a whole (ingress-nginx's validator)"
     );
+}
+
+/// ingress-nginx validates `proxy-ssl-protocols` as a whole against
+/// `^(TLSv1\.2|TLSv1\.3| )*$`: a list naming an older version (`TLSv1 TLSv1.1`, or
+/// `TLSv1.1 TLSv1.3`) is refused with a warning and `TLSv1.2` used; the routes are served.
+#[test]
+fn old_protocol_names_fall_back_to_tls12() {
+    for value in ["TLSv1 TLSv1.1", "TLSv1.1 TLSv1.3", ""] {
+        let mut o = base();
+        o.upsert(ingress(
+            "ps",
+            "ps.test",
+            &https(&[("proxy-ssl-protocols", value)]),
+        ));
+        let s = run(&o);
+        let want = if value.is_empty() { 0 } else { 1 };
+        assert_eq!(
+            reasons(&s),
+            vec![("InvalidAnnotation", Severity::Warning); want],
+            "{value}: {:?}",
+            s.diagnostics
+        );
+        assert_eq!(tls(&s, "ps.test").versions, Some(vec![TlsVersion::Tls12]));
+    }
 }
 
 /// Each unusable configuration denies that Ingress's routes (503, an Error naming why) and
@@ -247,15 +271,6 @@ fn unusable_configurations_deny_the_ingress_only() {
             vec![("other", "x".into())],
             vec![("proxy-ssl-secret", "default/x")],
             "InvalidProxySslSecret",
-        ),
-        (
-            "no version spoken here",
-            vec![],
-            vec![
-                ("proxy-ssl-secret", "default/ps"),
-                ("proxy-ssl-protocols", "TLSv1 TLSv1.1"),
-            ],
-            "UnsupportedProxySslProtocols",
         ),
     ];
     for (name, data, ann, reason) in cases {

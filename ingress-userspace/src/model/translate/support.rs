@@ -108,9 +108,6 @@ const HTTP_VERSION: Status = Differs(
 const REMOVED: Status = Refused("removed from ingress-nginx itself");
 const TRACING: Status = Refused("OpenTracing was removed from ingress-nginx; use OpenTelemetry");
 const MODSECURITY: Status = Refused("no ModSecurity engine: put a WAF in front or behind");
-const CIPHERS: Status = Refused(
-    "OpenSSL cipher strings do not apply: rustls offers only its modern suites (TLS 1.2 and 1.3)",
-);
 const NGINX_INTERNAL: Status = Refused("nginx process tuning with no counterpart here");
 
 /// Every ingress-nginx Ingress annotation (its annotations reference, past and present),
@@ -143,7 +140,7 @@ pub static ANNOTATIONS: &[Row] = &[
     row("auth-tls-error-page", Differs("nginx named locations (`@name`) are not accepted (a warning; the 400 stays); a path is served by the host's routes as GET, with the request body forwarded (nginx discards it)"), "Client certificates: where a client whose certificate fails or is missing goes instead of the 400 (a URL: 302; a path: served in its place)."),
     row("auth-tls-match-cn", Differs("Rust regex syntax (no look-around or backreferences); a value that is not a `CN=` regex denies the host with 403 (ingress-nginx refuses the whole Ingress)"), "Client certificates: regex the subject DN must match, else 403 \"client certificate unauthorized\"."),
     row("auth-tls-pass-certificate-to-upstream", Supported, "Client certificates: send the certificate upstream in `ssl-client-cert` (URL-escaped PEM)."),
-    row("auth-tls-secret", Supported, "Client certificates, per host: Secret `ns/name` with `ca.crt` (and `ca.crl`); the pod gets `ssl-client-verify`, `ssl-client-subject-dn`, `ssl-client-issuer-dn`; an unusable Secret makes the host answer 403."),
+    row("auth-tls-secret", Supported, "Client certificates, per host: Secret `ns/name` with `ca.crt` (and `ca.crl`); the pod gets `ssl-client-verify`, `ssl-client-subject-dn`, `ssl-client-issuer-dn`; an unusable Secret (missing, neither a keypair nor `ca.crt`, bad PEM) makes the host answer 403, as ingress-nginx's `AuthTLSError` (`return 403` in the server block). One with a `tls.crt`/`tls.key` pair but no `ca.crt` is 403 too, where ingress-nginx turns verification off for the host."),
     row("auth-tls-verify-client", Supported, "Client certificates: `on` (default; none or a bad one is 400), `off`, `optional`, `optional_no_ca`."),
     row("auth-tls-verify-depth", Supported, "Client certificates: most CA certificates between the client's and the root (default 1, as OpenSSL 1.1+ counts it)."),
     row("auth-type", Differs("`digest` is not supported: its paths answer 503 (never unauthenticated)"), "`basic` or `digest` authentication."),
@@ -231,9 +228,9 @@ pub static ANNOTATIONS: &[Row] = &[
     row("proxy-redirect-to", ANSWER_REWRITE, "The replacement of proxy-redirect-from; off or unset: nothing is rewritten."),
     row("proxy-request-buffering", REQUEST_BUFFERING, "Read the whole request body before contacting the pod (on/off, default on); gRPC streams."),
     row("proxy-send-timeout", Supported, "Longest a write to the pod may block."),
-    row("proxy-ssl-ciphers", CIPHERS, "Ciphers toward HTTPS backends."),
+    row("proxy-ssl-ciphers", Refused("OpenSSL cipher strings toward backends are not read: rustls's TLS 1.2 and 1.3 suites are offered"), "Ciphers toward HTTPS backends."),
     row("proxy-ssl-name", Supported, "Name verified on the backend certificate, and the SNI with `proxy-ssl-server-name: on`; default `upstream_balancer` (nginx's `proxy_pass` host), so set it when verifying."),
-    row("proxy-ssl-protocols", Differs("only TLSv1.2 and TLSv1.3 are spoken: older names in the list are dropped, and a list of only older ones makes the Ingress's routes answer 503"), "TLS versions toward HTTPS backends (default `TLSv1.2` since ingress-nginx #11343)."),
+    row("proxy-ssl-protocols", Supported, "TLS versions toward HTTPS backends, `TLSv1.2` and/or `TLSv1.3` (default `TLSv1.2` since ingress-nginx #11343); a value naming anything else is refused as a whole with a warning and the default used, as ingress-nginx's validator does."),
     row("proxy-ssl-secret", Supported, "Secret `ns/name` in the Ingress's namespace: `tls.crt`/`tls.key` presented to HTTPS and GRPCS backends, `ca.crt` verifies them; the other `proxy-ssl-*` apply only with it. An unusable Secret makes the Ingress's routes answer 503."),
     row("proxy-ssl-server-name", Supported, "`on`: send `proxy-ssl-name` as SNI to HTTPS backends; default `off`, no SNI."),
     row("proxy-ssl-verify", Supported, "`on`: the backend certificate must chain to `ca.crt` and name `proxy-ssl-name` (else 502); default `off`, any certificate."),
@@ -254,9 +251,9 @@ pub static ANNOTATIONS: &[Row] = &[
     row("session-cookie-path", Supported, "Path of the affinity cookie (default: the matched Ingress path; set it with use-regex)."),
     row("session-cookie-samesite", Supported, "SameSite of the affinity cookie: None, Lax or Strict."),
     row("session-cookie-secure", Supported, "Secure flag of the affinity cookie even over plain HTTP (always set over HTTPS: the client's scheme, from X-Forwarded-Proto when trusted)."),
-    row("ssl-ciphers", CIPHERS, "Ciphers offered to clients."),
+    row("ssl-ciphers", Refused("per-host cipher strings are not read: the ConfigMap's `ssl-ciphers` applies to every host"), "Ciphers offered to clients."),
     row("ssl-passthrough", Differs("with --enable-ssl-passthrough; balanced over the Service's ready endpoints, not its clusterIP, and closed after 600 s idle"), "Pass TLS to the pod untouched, chosen by SNI; the Ingress's other annotations do not apply to it."),
-    row("ssl-prefer-server-ciphers", CIPHERS, "Server cipher order."),
+    row("ssl-prefer-server-ciphers", Refused("the server's order always wins, as ingress-nginx's default `ssl_prefer_server_ciphers on`"), "Server cipher order."),
     row("ssl-redirect", Supported, "Redirect HTTP to HTTPS (308) for hosts with TLS (default true)."),
     row("stream-snippet", SNIPPET, "nginx configuration inserted into the stream block."),
     row("temporal-redirect", Supported, "Answer every request with a redirect to this URL (302); nginx variables in it are expanded as in `permanent-redirect`."),
@@ -444,16 +441,16 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("service-upstream", Supported, "Default of the service-upstream annotation."),
     row("skip-access-log-urls", Supported, "Request targets (as sent, compared ignoring case) not written to the access log, comma-separated."),
     row("ssl-buffer-size", BUFFERS, "nginx `ssl_buffer_size`."),
-    row("ssl-ciphers", CIPHERS, "Ciphers offered to clients."),
-    row("ssl-dh-param", CIPHERS, "Diffie-Hellman parameters."),
-    row("ssl-ecdh-curve", CIPHERS, "ECDH curves."),
-    row("ssl-protocols", NotYet, "TLS versions offered (TLS 1.2 and 1.3 here)."),
+    row("ssl-ciphers", Differs("read for the TLS 1.2 suites rustls has (ECDHE with AES-GCM or ChaCha20-Poly1305), in the order given; other names and keywords are left out with a Warning; a string leaving none is an Error and the default is offered (nginx would not load it)"), "OpenSSL cipher string of the TLS 1.2 suites offered to clients, server order first (default ingress-nginx's ECDHE/DHE GCM and ChaCha20 list); TLS 1.3 suites are all offered, as nginx."),
+    row("ssl-dh-param", Refused("rustls has no DHE suites, so Diffie-Hellman parameters have no use"), "Diffie-Hellman parameters."),
+    row("ssl-ecdh-curve", Differs("X25519, prime256v1 (P-256) and secp384r1 (P-384) only: others (X448, P-521, X25519MLKEM768) are left out with a Warning; none left is an Error and `auto`"), "Key-exchange groups, `:`-separated in the server's order (default `auto`: X25519, P-256, P-384)."),
+    row("ssl-protocols", Differs("only TLSv1.2 and TLSv1.3 are spoken: older names are left out with a Warning, and a list of only those offers the default"), "TLS versions offered to clients (default `TLSv1.2 TLSv1.3`); a client with none of them fails the handshake."),
     row("ssl-redirect", Supported, "Default of the ssl-redirect annotation (true)."),
-    row("ssl-reject-handshake", NotYet, "Refuse handshakes for unknown names."),
+    row("ssl-reject-handshake", Differs("the handshake ends with an `access_denied` alert, not `unrecognized_name`"), "`true`: a TLS handshake whose SNI (or its absence) names no host and no certificate is refused instead of served the default certificate (nginx `ssl_reject_handshake` in the default server)."),
     row("ssl-session-cache", NGINX_INTERNAL, "nginx TLS session cache."),
     row("ssl-session-cache-size", NGINX_INTERNAL, "nginx `ssl_session_cache` size."),
-    row("ssl-session-ticket-key", NotYet, "Key of TLS session tickets."),
-    row("ssl-session-tickets", NotYet, "TLS session tickets."),
+    row("ssl-session-ticket-key", Differs("not used (a Warning): ticket keys are generated per proxy and rotated every 6 hours (rustls's Ticketer), so a ticket resumes only on the replica that issued it"), "Key of TLS session tickets (base64 of 48 or 80 bytes)."),
+    row("ssl-session-tickets", Supported, "`true`: stateless session tickets (TLS 1.2 and 1.3); default `false`: sessions resume from the proxy's session cache only."),
     row("ssl-session-timeout", NGINX_INTERNAL, "nginx TLS session cache lifetime."),
     row("stream-access-log-path", Refused("the access log goes to stdout (--access-log-format)"), "Stream access log file."),
     row("stream-snippet", CONFIGMAP_SNIPPET, "nginx configuration in the stream block."),
@@ -468,7 +465,7 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("use-geoip", REMOVED, "GeoIP (legacy databases)."),
     row("use-geoip2", NotYet, "GeoIP2 variables."),
     row("use-gzip", Differs("not on Gateway API routes; gRPC answers are never compressed"), "gzip compression of 200, 403 and 404 answers for HTTP/1.1 and HTTP/2 clients that accept it, with `Vary: Accept-Encoding` (nginx `gzip_proxied any`, `gzip_vary on`)."),
-    row("use-http2", Refused("HTTP/2 is always offered (ALPN)"), "Offer HTTP/2."),
+    row("use-http2", Supported, "Offer HTTP/2 (default true): `false` leaves `h2` out of ALPN (clients speak HTTP/1.1) and refuses HTTP/2 with prior knowledge on plain ports, as without nginx's `http2 on`; Gateway listeners included."),
     row("use-port-in-redirects", USE_PORT_IN_REDIRECTS, "Default of the use-port-in-redirects annotation (ingress-nginx's defaults.go; not on its ConfigMap page)."),
     row("use-proxy-protocol", Supported, "Connections start with a PROXY header; flag of the same name. A listener property: connections accepted after a change follow the new value, open ones keep theirs."),
     row("variables-hash-bucket-size", NGINX_INTERNAL, "nginx `variables_hash_bucket_size`."),
@@ -497,13 +494,28 @@ pub fn value_behaves_the_same(name: &str, value: &str) -> bool {
         "auth-type" => v == "basic",
         "load-balance" => v != "ewma",
         // Only the versions rustls speaks are the same (ingress-nginx's default is `TLSv1.2`).
-        "proxy-ssl-protocols" => {
+        "ssl-protocols" => {
             v.split_whitespace().next().is_some()
                 && v.split_whitespace()
                     .all(|p| matches!(p, "TLSv1.2" | "TLSv1.3"))
         }
-        "ssl-passthrough" | "canary" => is_false(),
+        "ssl-passthrough" | "canary" | "ssl-reject-handshake" => is_false(),
         "use-port-in-redirects" => super::annotations::parse_bool(v) == Some(true),
+        "ssl-ecdh-curve" => {
+            v == "auto"
+                || v.split(':').all(|c| {
+                    matches!(
+                        c,
+                        "X25519"
+                            | "x25519"
+                            | "prime256v1"
+                            | "P-256"
+                            | "secp256r1"
+                            | "secp384r1"
+                            | "P-384"
+                    )
+                })
+        }
         "limit-rate" | "limit-rate-after" => v == "0",
         // A URL is a 302 in both; a path or an `@name` differs.
         "auth-tls-error-page" => v.starts_with("http://") || v.starts_with("https://"),

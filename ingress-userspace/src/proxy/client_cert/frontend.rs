@@ -13,11 +13,7 @@
 //! labels), else the listener without a hostname; on a Gateway's own address, only that
 //! Gateway's listeners.
 
-use std::{
-    collections::HashMap,
-    net::IpAddr,
-    sync::{Arc, OnceLock},
-};
+use std::{collections::HashMap, net::IpAddr, sync::Arc};
 
 use rustls::{
     RootCertStore, ServerConfig,
@@ -25,10 +21,10 @@ use rustls::{
     server::{WebPkiClientVerifier, danger::ClientCertVerifier},
 };
 
-use super::{AskForCertificate, provider, verifying_config};
+use super::{AskForCertificate, CachedConfig, provider};
 use crate::{
     model::{ClientValidationByPort, FrontendValidation, L7Config},
-    proxy::tls::CertStore,
+    proxy::tls::{CertStore, Handshakes},
 };
 
 /// One listener's policy, with its verifier.
@@ -36,7 +32,7 @@ struct Compiled {
     policy: Arc<FrontendValidation>,
     /// `None`: no CA certificate parsed as a trust anchor; the handshake is refused.
     verifier: Option<Arc<dyn ClientCertVerifier>>,
-    config: OnceLock<Arc<ServerConfig>>,
+    config: CachedConfig,
 }
 
 impl std::fmt::Debug for Compiled {
@@ -70,19 +66,18 @@ impl Compiled {
         Compiled {
             policy,
             verifier,
-            config: OnceLock::new(),
+            config: CachedConfig::default(),
         }
     }
 
     /// The handshake's configuration: certificates from `certs` as on every HTTPS listener,
     /// client certificates as the policy says. `None`: no usable verifier.
-    fn server_config(&self, certs: &Arc<CertStore>) -> Option<Arc<ServerConfig>> {
-        let verifier = self.verifier.as_ref()?;
-        if let Some(c) = self.config.get() {
-            return Some(Arc::clone(c));
-        }
-        let cfg = verifying_config(Arc::clone(verifier), certs)?;
-        Some(Arc::clone(self.config.get_or_init(|| cfg)))
+    fn server_config(
+        &self,
+        certs: &Arc<CertStore>,
+        handshakes: &Handshakes,
+    ) -> Option<Arc<ServerConfig>> {
+        self.config.get(self.verifier.as_ref()?, certs, handshakes)
     }
 }
 
@@ -151,12 +146,13 @@ impl Table {
         local: std::net::SocketAddr,
         sni: Option<&str>,
         certs: &Arc<CertStore>,
+        handshakes: &Handshakes,
     ) -> Option<Handshake> {
         let at = (local.ip().to_canonical(), local.port());
         let by_port = self.at.get(&at.0).unwrap_or(&self.node);
         let by_host = by_port.get(&at.1)?;
         let c = by_host.get(listeners.selected(at, sni)?)?;
-        Some(match c.server_config(certs) {
+        Some(match c.server_config(certs, handshakes) {
             Some(cfg) => Handshake::Config(cfg),
             None => Handshake::Refuse,
         })
@@ -216,10 +212,17 @@ mod tests {
         assert_eq!(which(Some("plain.example.com")), None);
         // Another port: nothing validates there.
         let certs = Arc::new(CertStore::new().unwrap());
+        let handshakes = Handshakes::new(&Default::default(), &certs, None).unwrap();
         let other: std::net::SocketAddr = "127.0.0.1:8443".parse().unwrap();
         assert!(
             table
-                .handshake(&listeners, other, Some("a.example.com"), &certs)
+                .handshake(
+                    &listeners,
+                    other,
+                    Some("a.example.com"),
+                    &certs,
+                    &handshakes
+                )
                 .is_none()
         );
     }
