@@ -125,7 +125,9 @@ pub struct ProxyArgs {
     /// then the connection is closed.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub send_timeout: Duration,
-    /// Largest request head (request line plus headers), bytes; larger gets 431.
+    /// Largest request head (request line plus headers), bytes; larger gets 431. There is no
+    /// separate count of header lines (nginx has none): an HTTP/1 head may have one line per
+    /// 16 bytes of it (2048 for 32k, at least 100, at most 8192).
     #[arg(long, default_value = "32k", value_parser = parse_size)]
     pub max_header_bytes: u64,
     /// Largest request body unless a route says otherwise (`proxy-body-size`); 0 = unlimited.
@@ -138,6 +140,14 @@ pub struct ProxyArgs {
     /// body past it gets 411. 0 turns request buffering off everywhere.
     #[arg(long, default_value = "1m", value_parser = parse_size)]
     pub request_buffer_bytes: u64,
+    /// With request buffering on: the most bytes of request bodies held in memory at once,
+    /// all requests together; one connection (all its HTTP/2 streams) holds at most 4 bodies
+    /// of --request-buffer-bytes. A request that finds no room streams its body to the pod as
+    /// one past --request-buffer-bytes does (counted in
+    /// `xdp_ingress_unbuffered_requests_total`). Default: an eighth of the DaemonSet's
+    /// 512Mi memory limit.
+    #[arg(long, default_value = "64m", value_parser = parse_size)]
+    pub request_buffer_total_bytes: u64,
     /// Concurrent client connections; more are closed on accept (1 to 1048576).
     #[arg(long, default_value_t = 16384, value_parser = parse_max_connections)]
     pub max_connections: usize,

@@ -7,7 +7,7 @@
 use std::{
     convert::Infallible,
     future::Future,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -50,7 +50,7 @@ use super::{
     },
     mirror,
     next_upstream::{Attempt, Cause, Retry},
-    rate_limit, request_deadline, request_target, response_rate, rewrite,
+    rate_limit, request_buffer, request_deadline, request_target, response_rate, rewrite,
     router::{CompiledAction, CompiledRoute, Lookup, RequestView},
     tunnel,
     upstream::{
@@ -92,6 +92,9 @@ pub struct ConnInfo {
     pub tls_client: Option<client_cert::TlsClient>,
     /// The listener that accepted the connection.
     pub listener: ListenerId,
+    /// Request-body bytes its requests may hold in memory at once (its HTTP/2 streams share
+    /// it): [`request_buffer::PER_CONNECTION_REQUESTS`] bodies of `--request-buffer-bytes`.
+    pub body_budget: Arc<request_buffer::Budget>,
 }
 
 impl ConnInfo {
@@ -103,6 +106,7 @@ impl ConnInfo {
         local: SocketAddr,
         tls_client: Option<client_cert::TlsClient>,
         listener: ListenerId,
+        request_buffer_bytes: u64,
     ) -> Self {
         let tls = tls_client.is_some();
         ConnInfo {
@@ -112,6 +116,9 @@ impl ConnInfo {
             origin: trust.origin(client, proxied, local, tls),
             tls_client,
             listener,
+            body_budget: request_buffer::Budget::new(
+                request_buffer_bytes.saturating_mul(request_buffer::PER_CONNECTION_REQUESTS),
+            ),
         }
     }
 }
@@ -148,6 +155,9 @@ struct Outcome {
     /// The route's `limit-rate` and `limit-rate-after` in bytes per second and bytes
     /// ([`response_rate`]).
     response_rate: Option<(u64, u64)>,
+    /// The client connection's share of request-body buffering
+    /// ([`super::request_buffer::Budget`]); a mirror's copy shares its client's.
+    conn_budget: Option<Arc<request_buffer::Budget>>,
     /// The route's `enable-access-log: "false"`.
     no_access_log: bool,
     /// The request now forwarded is one of `custom-http-errors` to its error backend
@@ -180,6 +190,7 @@ pub(crate) async fn handle(
     // Read now: the request is gone by the time its answer is compressed.
     let accepted = live.compressor.as_ref().map(|c| c.accepted(&req));
     out.tls = conn.tls;
+    out.conn_budget = Some(Arc::clone(&conn.body_budget));
     let target = request_target::resolve(req.method(), req.version(), req.uri(), req.headers());
     let (resp, host) = match target {
         Ok(target) => {
@@ -200,7 +211,7 @@ pub(crate) async fn handle(
         }
         Err(rejected) => {
             out.reason = Some(rejected.reason.into());
-            (refuse(rejected), request_host(&req))
+            (refuse(rejected, req.version()), request_host(&req))
         }
     };
     let mut resp = resp;
@@ -272,6 +283,7 @@ impl Outcome {
             in_progress: None,
             auth_cookies: None,
             response_rate: None,
+            conn_budget: None,
             no_access_log: false,
             error_page: false,
         }
@@ -398,17 +410,93 @@ fn refuse_unasked_switch(
     local(StatusCode::BAD_GATEWAY, REASON)
 }
 
-/// The answer to a request whose target the proxy refuses ([`request_target`]).
-fn refuse(rejected: request_target::Rejected) -> Response<ProxyBody> {
+/// The answer to a request whose target the proxy refuses ([`request_target`]), sent in
+/// `version`.
+fn refuse(rejected: request_target::Rejected, version: Version) -> Response<ProxyBody> {
     let mut resp = local(rejected.status, rejected.reason);
     if rejected.status == StatusCode::METHOD_NOT_ALLOWED {
-        // RFC 9110 §15.5.6: a 405 lists what is allowed; everything but CONNECT is forwarded.
+        // RFC 9110 §15.5.6: a 405 lists what is allowed; everything but CONNECT and TRACE
+        // is forwarded.
         resp.headers_mut().insert(
             ALLOW,
-            HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, TRACE"),
+            HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"),
         );
     }
+    if rejected.close && version < Version::HTTP_2 {
+        // hyper closes an HTTP/1 connection after an answer that says so.
+        resp.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
     resp
+}
+
+/// A request hyper refused while parsing its HTTP/1 head (it answered 400, 414 or 431 itself
+/// and closed the connection; `e` is the connection's error): counted in `requests_total`
+/// with ingress, host and path `-`, and logged with what is known (client, status, reason),
+/// as nginx logs its 400, 414 and 494. Other connection errors are not requests.
+pub(crate) fn unparsed(shared: &Shared, conn: &ConnInfo, e: &(dyn std::error::Error + 'static)) {
+    let Some(e) = e.downcast_ref::<hyper::Error>().filter(|e| e.is_parse()) else {
+        return;
+    };
+    let reason = e.to_string();
+    // hyper's own statuses for these errors (its `Parse::UriTooLong`, `Parse::TooLarge`).
+    let status = match (e.is_parse_too_large(), reason.starts_with("URI too long")) {
+        (true, true) => StatusCode::URI_TOO_LONG,
+        (true, false) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        (false, _) => StatusCode::BAD_REQUEST,
+    };
+    let client = conn
+        .origin
+        .client(&shared.live.load().trust, &http::HeaderMap::new())
+        .addr;
+    refused_unrouted(shared, client, status, reason);
+}
+
+/// Reason of the 400 for plain HTTP on the HTTPS port (nginx's words).
+pub const PLAIN_HTTP_ON_HTTPS: &str = "The plain HTTP request was sent to HTTPS port";
+
+/// The bytes answering plain HTTP sent to the HTTPS port from `client`: 400, as nginx, and the
+/// connection closes; counted and logged as [`unparsed`] requests are.
+pub(crate) fn plain_http_on_https(shared: &Shared, client: IpAddr) -> Vec<u8> {
+    refused_unrouted(
+        shared,
+        client,
+        StatusCode::BAD_REQUEST,
+        PLAIN_HTTP_ON_HTTPS.into(),
+    );
+    let body = format!("{PLAIN_HTTP_ON_HTTPS}\n");
+    format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\
+         connection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Counts a request answered before it could be routed (`requests_total` with ingress, host
+/// and path `-`) and logs it with what is known.
+fn refused_unrouted(shared: &Shared, client: IpAddr, status: StatusCode, reason: String) {
+    let dash = || Arc::clone(&shared.dash);
+    shared
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            ingress: dash(),
+            host: dash(),
+            path: dash(),
+            status: status.as_u16(),
+        })
+        .inc();
+    if let Some(log) = &shared.access_log {
+        log.log(Entry {
+            time: now_epoch(),
+            client: client.to_string(),
+            host: "-".into(),
+            status: status.as_u16(),
+            reason: Some(reason),
+            ..Entry::default()
+        });
+    }
 }
 
 /// The parts of a request the access log needs after it was forwarded.
@@ -947,6 +1035,7 @@ fn spawn_mirror(
     let host = host.to_string();
     let mut mirror_out = Outcome::new(out.client.clone());
     mirror_out.tls = out.tls;
+    mirror_out.conn_budget = out.conn_budget.clone();
     mirror_out.ingress = out.ingress.clone();
     tokio::spawn(async move {
         let started = Instant::now();
@@ -1302,7 +1391,18 @@ where
         set,
     );
     out.request_id = Some(prepared.request_id.clone());
-    if let Err(f) = prepared.buffer(args.request_buffer_bytes).await {
+    let held = request_buffer::Held::new(
+        Arc::clone(&shared.body_budget),
+        out.conn_budget
+            .clone()
+            // Only a request from a client connection reaches here with one; without it,
+            // the proxy's budget alone bounds the body.
+            .unwrap_or_else(|| request_buffer::Budget::new(u64::MAX)),
+    );
+    if let Err(f) = prepared
+        .buffer(args.request_buffer_bytes, held, &shared.metrics)
+        .await
+    {
         return failed(f, out);
     }
     let t = &policy.timeouts;
@@ -1737,6 +1837,9 @@ struct Prepared {
     path_and_query: PathAndQuery,
     read_timeout: Duration,
     request_id: HeaderValue,
+    /// The budget a body read whole holds ([`request_buffer::Held`]), given back when the
+    /// request is done with it.
+    held: Option<request_buffer::Held>,
 }
 
 /// Whether the body is read whole before an endpoint is contacted ([`Prepared::buffer`]).
@@ -1775,7 +1878,12 @@ where
     strip_hop_by_hop(&mut parts.headers, upgrade);
     // Host and X-Forwarded-Host: the Host as sent, port included, or the host a trusted
     // sender names in X-Forwarded-Host (ingress-nginx's `$best_http_host` for both).
-    let request_id = add_forwarding(&mut parts.headers, client, host);
+    let request_id = add_forwarding(
+        &mut parts.headers,
+        client,
+        host,
+        &shared.live.load().trust.forwarded_for_header,
+    );
     // `insert` replaces every `Host` the client sent: the upstream sees exactly one.
     if let Ok(v) = HeaderValue::from_str(client.best_host(host)) {
         parts.headers.insert(HOST, v);
@@ -1877,6 +1985,7 @@ where
             .read
             .unwrap_or(shared.args.proxy_read_timeout),
         request_id,
+        held: None,
     }
 }
 
@@ -1894,17 +2003,34 @@ impl Prepared {
     /// [`Buffering::Buffer`], holding at most `cap` bytes. A body read whole replaces the
     /// client's framing with `Content-Length` and can go to every attempt. An error is the
     /// answer: the client's body failed (its fault's status: 413, 408, 400, 499), or an
-    /// HTTP/1.0 pod needs a length the body outgrew (411); no endpoint was contacted.
-    async fn buffer(&mut self, cap: u64) -> Result<(), Failure> {
-        use super::request_buffer::{self, Buffered};
+    /// HTTP/1.0 pod needs a length the body outgrew (411) or no budget was left to hold it
+    /// (503); no endpoint was contacted. A body that found no budget streams and is counted
+    /// in `unbuffered_requests`; `held` stays with a whole body until the request ends.
+    async fn buffer(
+        &mut self,
+        cap: u64,
+        held: request_buffer::Held,
+        metrics: &super::metrics::Metrics,
+    ) -> Result<(), Failure> {
+        use super::request_buffer::Buffered;
         let Buffering::Buffer { need_length } = self.buffering else {
             return Ok(());
         };
         let Some(body) = self.body.take() else {
             return Ok(());
         };
-        match request_buffer::read(body, cap).await {
-            Buffered::Whole(mut whole) => {
+        let read = request_buffer::read(body, cap, held).await;
+        if let Buffered::Streaming(_, Some(short)) = &read {
+            metrics
+                .unbuffered_requests
+                .get_or_create(&super::metrics::BudgetLabels {
+                    budget: short.label(),
+                })
+                .inc();
+        }
+        match read {
+            Buffered::Whole(mut whole, held) => {
+                self.held = Some(held);
                 let h = &mut self.parts.headers;
                 // The client got its `100 Continue` from the proxy (hyper answers it when
                 // the body is first read): the pod gets the body at once, unasked (nginx
@@ -1926,11 +2052,15 @@ impl Prepared {
                 self.body = BodySlot::whole(whole);
                 Ok(())
             }
-            Buffered::Streaming(_) if need_length => Err(Failure::proxy(
+            Buffered::Streaming(_, None) if need_length => Err(Failure::proxy(
                 StatusCode::LENGTH_REQUIRED,
                 "request body of unknown length too large to buffer for an HTTP/1.0 upstream",
             )),
-            Buffered::Streaming(rest) => {
+            Buffered::Streaming(_, Some(_)) if need_length => Err(Failure::proxy(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no request buffer budget left for a body of unknown length to an HTTP/1.0 upstream",
+            )),
+            Buffered::Streaming(rest, _) => {
                 self.body = BodySlot::new(rest);
                 Ok(())
             }
@@ -2139,7 +2269,18 @@ fn classify(
     p: &Prepared,
 ) -> Result<Response<UpstreamBody>, Failure> {
     let err = match sent {
-        Ok(Ok(resp)) => return Ok(resp),
+        Ok(Ok(resp)) => {
+            return match upstream_framing(resp.headers()) {
+                None => Ok(resp),
+                Some(reason) => Err(Failure::upstream(
+                    Stage::InvalidResponse,
+                    StatusCode::BAD_GATEWAY,
+                    reason,
+                    Cause::InvalidHeader,
+                    true,
+                )),
+            };
+        }
         Ok(Err(e)) => Some(e),
         Err(ReadTimedOut) => None,
     };
@@ -2197,6 +2338,26 @@ fn classify(
             true,
         ),
     })
+}
+
+/// Why a pod's response head cannot be framed with certainty, as nginx's proxy module refuses
+/// it (an invalid header: 502, retried by `proxy-next-upstream: invalid_header`):
+/// `Transfer-Encoding` other than exactly `chunked` ("upstream sent unknown
+/// Transfer-Encoding"), or both it and `Content-Length` ("upstream sent Content-Length and
+/// Transfer-Encoding at the same time"). hyper decodes such a body by the chunks (or to the
+/// close) while the `Content-Length` would go on to the client with a body that does not
+/// match it (RFC 9112 §6.3).
+fn upstream_framing(headers: &http::HeaderMap) -> Option<&'static str> {
+    if !headers.contains_key(TRANSFER_ENCODING) {
+        return None;
+    }
+    if request_target::unknown_transfer_encoding(headers) {
+        Some("upstream sent unknown Transfer-Encoding")
+    } else if headers.contains_key(CONTENT_LENGTH) {
+        Some("upstream sent Content-Length and Transfer-Encoding")
+    } else {
+        None
+    }
 }
 
 /// The part of connecting that failed.

@@ -23,6 +23,10 @@ pub const X_SCHEME: HeaderName = HeaderName::from_static("x-scheme");
 pub const X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
 pub const X_ORIGINAL_FORWARDED_FOR: HeaderName =
     HeaderName::from_static("x-original-forwarded-for");
+pub const X_ORIGINAL_FORWARDED_HOST: HeaderName =
+    HeaderName::from_static("x-original-forwarded-host");
+/// Removed from requests (httpoxy), see [`add_forwarding`].
+const PROXY: HeaderName = HeaderName::from_static("proxy");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
@@ -148,17 +152,40 @@ fn join_cookies(headers: &mut HeaderMap) {
 
 /// Sets the forwarding headers for a request for `host` from `c` (what
 /// [`super::client_addr`] decided); whatever the client sent under these names is replaced.
+/// As ingress-nginx's location block (nginx.tmpl):
+/// - `X-Original-Forwarded-For` is what the client sent under `forwarded_for` (the ConfigMap's
+///   `forwarded-for-header`, nginx `$http_x_forwarded_for`: its lines joined with `", "`) and
+///   `X-Original-Forwarded-Host` its `X-Forwarded-Host`, raw and unverified whoever sent them
+///   (ingress-nginx's e2e settings/forwarded_headers.go asserts both with
+///   `use-forwarded-headers: false`); absent when the client sent none;
+/// - `Proxy` is removed (`proxy_set_header Proxy ""`, httpoxy: a CGI-style pod would take it
+///   for its `HTTP_PROXY`).
+///
+/// `Forwarded` (RFC 7239) is ours, not ingress-nginx's: the same facts as the `X-Forwarded-*`
+/// fields in the standard form, a client's own kept in front only when trusted.
+///
 /// Returns the request id (kept when the client sent one).
-pub fn add_forwarding(headers: &mut HeaderMap, c: &Client, host: &str) -> HeaderValue {
+pub fn add_forwarding(
+    headers: &mut HeaderMap,
+    c: &Client,
+    host: &str,
+    forwarded_for: &HeaderName,
+) -> HeaderValue {
+    match joined(headers, forwarded_for) {
+        Some(v) => headers.insert(X_ORIGINAL_FORWARDED_FOR, v),
+        None => headers.remove(X_ORIGINAL_FORWARDED_FOR),
+    };
+    match joined(headers, &X_FORWARDED_HOST) {
+        Some(v) => headers.insert(X_ORIGINAL_FORWARDED_HOST, v),
+        None => headers.remove(X_ORIGINAL_FORWARDED_HOST),
+    };
+    headers.remove(PROXY);
     headers.insert(X_FORWARDED_FOR, c.forwarded_for.clone());
     headers.insert(X_REAL_IP, c.addr_text.clone());
     headers.insert(X_FORWARDED_PROTO, c.proto.clone());
     // ingress-nginx sets these two to the same scheme; a client's own values never pass.
     headers.insert(X_FORWARDED_SCHEME, c.proto.clone());
     headers.insert(X_SCHEME, c.proto.clone());
-    // Not sent (ingress-nginx sends the client's raw forwarded-for value under this name);
-    // a client's own is removed, so nothing unverified travels under a provenance name.
-    headers.remove(X_ORIGINAL_FORWARDED_FOR);
     // ingress-nginx's `$best_http_host`.
     let fwd_host = c.best_host(host);
     match HeaderValue::from_str(fwd_host) {
@@ -194,6 +221,23 @@ pub fn add_forwarding(headers: &mut HeaderMap, c: &Client, host: &str) -> Header
         }
     }
     request_id(headers)
+}
+
+/// The non-empty lines of `name` joined with `", "`, as nginx's `$http_<name>` reads them;
+/// `None` when there are none.
+fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> {
+    let mut lines = headers.get_all(name).iter().filter(|v| !v.is_empty());
+    let first = lines.next()?;
+    let Some(second) = lines.next() else {
+        return Some(first.clone());
+    };
+    let mut all = first.as_bytes().to_vec();
+    for v in std::iter::once(second).chain(lines) {
+        all.extend_from_slice(b", ");
+        all.extend_from_slice(v.as_bytes());
+    }
+    // Valid field values joined by ", " are a valid field value.
+    HeaderValue::from_bytes(&all).ok()
 }
 
 /// The request's id (nginx `$req_id`): the client's `X-Request-ID` when it sent a non-empty
@@ -364,8 +408,11 @@ mod tests {
             ("x-request-id", "abc"),
         ]);
         let c = client("2001:db8::1", true, 443, &h);
-        let id = add_forwarding(&mut h, &c, "a.example.com");
+        let id = add_forwarding(&mut h, &c, "a.example.com", &X_FORWARDED_FOR);
         assert_eq!(id, "abc");
+        // As ingress-nginx's template: the client's raw values under the original names.
+        assert_eq!(h["x-original-forwarded-for"], "203.0.113.9");
+        assert_eq!(h["x-original-forwarded-host"], "evil.test");
         assert_eq!(h["x-forwarded-for"], "2001:db8::1");
         assert_eq!(h["x-real-ip"], "2001:db8::1");
         assert_eq!(h["x-forwarded-proto"], "https");
@@ -377,7 +424,9 @@ mod tests {
         );
         let mut h = HeaderMap::new();
         let c = client("198.18.0.1", false, 80, &h);
-        let id = add_forwarding(&mut h, &c, "x");
+        let id = add_forwarding(&mut h, &c, "x", &X_FORWARDED_FOR);
+        assert!(!h.contains_key("x-original-forwarded-for"));
+        assert!(!h.contains_key("x-original-forwarded-host"));
         assert_eq!(id.len(), 32);
         assert!(
             id.as_bytes()
@@ -390,10 +439,31 @@ mod tests {
         assert_eq!(h["forwarded"], "for=198.18.0.1;host=x;proto=http");
         let mut h = map(&[("forwarded", "for=203.0.113.9")]);
         let c = client("198.18.0.1", false, 80, &h);
-        add_forwarding(&mut h, &c, "we\"ird\\:80");
+        add_forwarding(&mut h, &c, "we\"ird\\:80", &X_FORWARDED_FOR);
         assert_eq!(
             h["forwarded"],
             "for=198.18.0.1;host=\"weird:80\";proto=http"
         );
+    }
+
+    #[test]
+    fn original_forwarded_headers_are_the_clients_raw_lines_and_proxy_is_removed() {
+        let mut h = map(&[
+            ("x-client-ip", "10.0.0.1"),
+            ("x-client-ip", "10.0.0.2"),
+            ("x-original-forwarded-for", "forged"),
+            ("x-original-forwarded-host", "forged"),
+            ("proxy", "http://evil.test:3128"),
+        ]);
+        let c = Client::direct("198.18.0.1".parse().unwrap(), false, 80);
+        add_forwarding(
+            &mut h,
+            &c,
+            "a.test",
+            &HeaderName::from_static("x-client-ip"),
+        );
+        assert_eq!(h["x-original-forwarded-for"], "10.0.0.1, 10.0.0.2");
+        assert!(!h.contains_key("x-original-forwarded-host"), "none sent");
+        assert!(!h.contains_key("proxy"));
     }
 }

@@ -22,7 +22,7 @@ use std::{
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::rt::TokioIo;
 use tokio::{
-    io::{AsyncRead, AsyncWrite},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::{TcpListener, TcpStream},
     sync::{OwnedSemaphorePermit, Semaphore, watch},
 };
@@ -32,7 +32,7 @@ use tracing::{debug, info, warn};
 use super::{
     Shared,
     client_cert::{self, TlsClient, frontend::Handshake},
-    forward::{ConnInfo, handle},
+    forward::{ConnInfo, handle, unparsed},
     limits,
     liveness::{Ended, Progress, supervise},
     metrics::{ConnectionGuard, ResultLabels},
@@ -292,6 +292,28 @@ async fn serve_tls(
         }
         Hello::Terminate => {}
     }
+    if hello.is_empty() {
+        // Nothing read yet (no passthrough host): the first byte tells TLS from plain HTTP.
+        let mut first = [0u8; 1];
+        match tokio::time::timeout_at(deadline, stream.read(&mut first)).await {
+            Ok(Ok(1)) => hello.push(first[0]),
+            r => {
+                handshake(if r.is_err() { "timeout" } else { "error" });
+                debug!(client = %peer, "connection closed before its ClientHello");
+                return;
+            }
+        }
+    }
+    if plain_http(&hello) {
+        debug!(client = %peer, "plain HTTP on the HTTPS port: 400");
+        let answer = super::forward::plain_http_on_https(&shared, peer.ip());
+        let _ = tokio::time::timeout_at(deadline, async {
+            stream.write_all(&answer).await?;
+            stream.shutdown().await
+        })
+        .await;
+        return;
+    }
     let _serving = serving;
     let stream = passthrough::Replay::new(hello, stream);
     let handshake_with_config = async {
@@ -391,7 +413,6 @@ async fn without_h2_preface<S>(io: &mut S, timeout: Duration) -> Option<Vec<u8>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut head = Vec::new();
     let mut buf = [0u8; H2_PREFACE.len()];
     let read = async {
@@ -414,6 +435,13 @@ where
     let answer = b"HTTP/1.1 505 HTTP Version Not Supported\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
     let _ = tokio::time::timeout(timeout, io.write_all(answer)).await;
     None
+}
+
+/// Whether the first bytes on the HTTPS port are an HTTP/1 request rather than TLS: a TLS
+/// record starts with its content type (22, a handshake; SSLv2's hello with a length whose
+/// top bit is set), an HTTP request with its method, a token of ASCII letters.
+fn plain_http(first: &[u8]) -> bool {
+    first.first().is_some_and(u8::is_ascii_uppercase)
 }
 
 /// Serves one connection until it ends, is closed for lack of progress (see
@@ -449,7 +477,10 @@ async fn serve<S>(
         at.local,
         tls,
         at.listener,
+        shared.args.request_buffer_bytes,
     ));
+    // For a request hyper refuses before the service sees it (`forward::unparsed`).
+    let conn_for_errors = Arc::clone(&conn_info);
     let progress = Progress::with_request_limit(live.keepalive_requests);
     let requests = progress.clone();
     let svc_shared = Arc::clone(&shared);
@@ -491,6 +522,7 @@ async fn serve<S>(
     match ended {
         Ended::Finished(Ok(())) => {}
         Ended::Finished(Err(e)) => {
+            unparsed(&shared, &conn_for_errors, &*e);
             debug!(client = %client, error = %e, "connection ended with error")
         }
         Ended::Dropped(why) => debug!(client = %client, ?why, "connection dropped"),

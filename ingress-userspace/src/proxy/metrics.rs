@@ -99,6 +99,12 @@ pub struct RateLimitedLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BudgetLabels {
+    /// `proxy` (`--request-buffer-total-bytes`) or `connection` (the connection's share).
+    pub budget: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     pub result: &'static str,
 }
@@ -145,6 +151,11 @@ pub struct Metrics {
     /// 1 while the rate-limit store (`--rate-limit-redis`) is connected, else 0.
     pub rate_limit_store_up: Gauge,
     pub rate_limit_fallback_decisions: Counter,
+    /// Requests whose body streamed to the pod although request buffering was on, for want
+    /// of buffer budget ([`super::request_buffer`]), by the budget that was short.
+    pub unbuffered_requests: Family<BudgetLabels, Counter>,
+    /// Request-body bytes held in memory by request buffering now.
+    pub request_buffer_bytes: Gauge,
     /// Ready ingress nodes the limits are divided by while the store is down.
     pub rate_limit_nodes: Gauge,
     pub config_reloads: Counter,
@@ -184,6 +195,11 @@ impl Metrics {
         let rate_limit_store_up = Gauge::default();
         let rate_limit_fallback_decisions = Counter::default();
         let rate_limit_nodes = Gauge::default();
+        let unbuffered_requests: Family<BudgetLabels, Counter> = Family::default();
+        for budget in ["proxy", "connection"] {
+            let _ = unbuffered_requests.get_or_create(&BudgetLabels { budget });
+        }
+        let request_buffer_bytes = Gauge::default();
         let config_reloads = Counter::default();
         let config_reload_duration = Histogram::new(exponential_buckets(0.00001, 2.0, 20));
         let config_version = Gauge::default();
@@ -265,6 +281,19 @@ impl Metrics {
             rate_limit_nodes.clone(),
         );
         registry.register(
+            "unbuffered_requests",
+            "Requests whose body was streamed to the pod although request buffering was on, \
+             because the buffer budget was used up: budget=proxy (--request-buffer-total-bytes) \
+             or connection (4 bodies of --request-buffer-bytes per connection)",
+            unbuffered_requests.clone(),
+        );
+        registry.register(
+            "request_buffer_bytes",
+            "Request-body bytes held in memory by request buffering (at most \
+             --request-buffer-total-bytes)",
+            request_buffer_bytes.clone(),
+        );
+        registry.register(
             "config_reloads",
             "Snapshots applied to the proxy",
             config_reloads.clone(),
@@ -295,6 +324,8 @@ impl Metrics {
             rate_limit_store_up,
             rate_limit_fallback_decisions,
             rate_limit_nodes,
+            unbuffered_requests,
+            request_buffer_bytes,
             config_reloads,
             config_reload_duration,
             config_version,

@@ -277,6 +277,8 @@ pub(crate) struct Shared {
     /// Routes' `limit-rps`, `limit-rpm` and `limit-connections` counters, by Ingress, and the
     /// global per-client limit's.
     pub rate_limits: rate_limit::RateLimiter,
+    /// Request-body bytes all requests may hold in memory (`--request-buffer-total-bytes`).
+    pub body_budget: Arc<request_buffer::Budget>,
     /// Label for "none" in metrics.
     pub dash: Arc<String>,
 }
@@ -396,6 +398,10 @@ impl Proxy {
         );
         rate_limits.set_nodes(args.rate_limit_cluster_nodes.unwrap_or(1));
         let reuse = Arc::new(ReuseLimits::default());
+        let body_budget = request_buffer::Budget::metered(
+            args.request_buffer_total_bytes,
+            metrics.request_buffer_bytes.clone(),
+        );
         let shared = Arc::new(Shared {
             workers: worker_count,
             clients: Clients::per_worker(
@@ -417,6 +423,7 @@ impl Proxy {
             handshakes: ArcSwap::from_pointee(handshakes),
             auth: auth::Authenticator::default(),
             forward_auth: forward_auth::ForwardAuthenticator::default(),
+            body_budget,
             rate_limits,
             dash: Arc::new("-".into()),
             live: ArcSwap::from_pointee(settings::Live::new(&args, &Default::default())),

@@ -11,22 +11,165 @@
 //! read goes first, the rest streams as it arrives. The body limit (`proxy-body-size`, 413) and
 //! the client body timeout (408) are the [`super::client_body::ClientBody`]'s, which the body
 //! read here already is.
+//!
+//! Held bytes are counted against two [`Budget`]s, the proxy's (`--request-buffer-total-bytes`)
+//! and the connection's ([`PER_CONNECTION_REQUESTS`] bodies of `cap`: an HTTP/2 connection's
+//! streams share it), so many stalled uploads cannot take the pod's memory. A body that cannot
+//! get budget streams from there on as a body past `cap` does: the pod is contacted at once and
+//! waits for the rest, an attempt that failed after the pod read some of it is not retried
+//! (nginx would resend it from its temporary file), and the body limit still ends it (413 when
+//! no byte of the answer was sent). The budget is given back by [`Held`]'s `Drop`: when the
+//! request ends or is dropped, or, for a streamed body, once the bytes read ahead are sent.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    task::Poll,
+};
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use http::HeaderMap;
 use http_body_util::{BodyExt, BodyStream, Full, StreamBody};
 use hyper::body::{Body, Frame};
+use prometheus_client::metrics::gauge::Gauge;
 
-use super::upstream::ProxyBody;
+use super::upstream::{BoxError, ProxyBody};
+
+/// Bodies of `--request-buffer-bytes` one connection may hold at once.
+pub const PER_CONNECTION_REQUESTS: u64 = 4;
+
+/// A bound on request-body bytes held in memory, shared by the requests it covers.
+#[derive(Debug)]
+pub struct Budget {
+    limit: u64,
+    used: AtomicU64,
+    /// Follows `used` (`xdp_ingress_request_buffer_bytes`).
+    gauge: Option<Gauge>,
+}
+
+impl Budget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: u64) -> Arc<Budget> {
+        Arc::new(Budget {
+            limit,
+            used: AtomicU64::new(0),
+            gauge: None,
+        })
+    }
+
+    /// A budget of `limit` bytes whose use `gauge` shows.
+    pub fn metered(limit: u64, gauge: Gauge) -> Arc<Budget> {
+        Arc::new(Budget {
+            limit,
+            used: AtomicU64::new(0),
+            gauge: Some(gauge),
+        })
+    }
+
+    /// Bytes held now.
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn take(&self, n: u64) -> bool {
+        let taken = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                u.checked_add(n).filter(|&t| t <= self.limit)
+            })
+            .is_ok();
+        if taken && let Some(g) = &self.gauge {
+            g.inc_by(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        taken
+    }
+
+    fn give(&self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.used.fetch_sub(n, Ordering::AcqRel);
+        if let Some(g) = &self.gauge {
+            g.dec_by(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+/// The budget that had no room for a body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Short {
+    /// `--request-buffer-total-bytes`.
+    Proxy,
+    /// The connection's share.
+    Connection,
+}
+
+impl Short {
+    /// Label value of `xdp_ingress_unbuffered_requests_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Short::Proxy => "proxy",
+            Short::Connection => "connection",
+        }
+    }
+}
+
+/// The bytes one request body holds of the proxy's and its connection's budgets, given back
+/// when dropped.
+#[derive(Debug)]
+pub struct Held {
+    proxy: Arc<Budget>,
+    conn: Arc<Budget>,
+    bytes: u64,
+}
+
+impl Held {
+    /// Nothing held yet, of these budgets.
+    pub fn new(proxy: Arc<Budget>, conn: Arc<Budget>) -> Held {
+        Held {
+            proxy,
+            conn,
+            bytes: 0,
+        }
+    }
+
+    /// Holds `total` bytes in all (never fewer than already held), or says which budget has
+    /// no room for the difference (and then holds no more than before).
+    fn hold(&mut self, total: u64) -> Result<(), Short> {
+        let more = total.saturating_sub(self.bytes);
+        if more == 0 {
+            return Ok(());
+        }
+        if !self.conn.take(more) {
+            return Err(Short::Connection);
+        }
+        if !self.proxy.take(more) {
+            self.conn.give(more);
+            return Err(Short::Proxy);
+        }
+        self.bytes = total;
+        Ok(())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.conn.give(self.bytes);
+        self.proxy.give(self.bytes);
+    }
+}
 
 /// What reading a request body ahead of the attempt gave.
 pub enum Buffered {
     /// The whole body and its trailers, if it had any: sent again to another endpoint if an
-    /// attempt fails.
-    Whole(Whole),
-    /// Over `cap`: the bytes read so far, then the rest of the client's stream.
-    Streaming(ProxyBody),
+    /// attempt fails. The `Held` budget goes with it.
+    Whole(Whole, Held),
+    /// Over `cap`, or, with `Some`, over a budget: the bytes read so far, then the rest of the
+    /// client's stream.
+    Streaming(ProxyBody, Option<Short>),
     /// The client's body failed; the fault is in its `BodyWatch`.
     Failed,
 }
@@ -57,12 +200,21 @@ impl Whole {
     }
 }
 
-/// Reads `body` to its end, holding at most `cap` bytes (see the module docs).
-pub async fn read(mut body: ProxyBody, cap: u64) -> Buffered {
-    if body.size_hint().lower() > cap {
-        return Buffered::Streaming(body);
+/// Reads `body` to its end, holding at most `cap` bytes within `held`'s budgets (see the
+/// module docs). The bytes are copied into one buffer as they come: a frame can be a slice of
+/// a larger read buffer, which holding it would keep alive uncounted.
+pub async fn read(mut body: ProxyBody, cap: u64, mut held: Held) -> Buffered {
+    let declared = body.size_hint().lower();
+    if declared > cap {
+        return Buffered::Streaming(body, None);
     }
-    let mut read: Vec<Bytes> = Vec::new();
+    // A declared length is held at once: a body that cannot fit is not read at all.
+    if let Err(short) = held.hold(declared) {
+        return Buffered::Streaming(body, Some(short));
+    }
+    // The first frame alone is kept as it came: most bodies are one frame, not copied.
+    let mut first: Option<Bytes> = None;
+    let mut all = BytesMut::new();
     let mut len: u64 = 0;
     let mut trailers = None;
     loop {
@@ -80,37 +232,53 @@ pub async fn read(mut body: ProxyBody, cap: u64) -> Buffered {
                         continue;
                     }
                 };
+                if data.is_empty() {
+                    continue;
+                }
                 len = len.saturating_add(data.len() as u64);
-                read.push(data);
-                if len > cap {
-                    return Buffered::Streaming(prefixed(read, body));
+                let over = if len > cap {
+                    Some(None)
+                } else {
+                    held.hold(len).err().map(Some)
+                };
+                if let Some(short) = over {
+                    // What was read, then this frame as it came (frames keep their bounds).
+                    let read = first.take().unwrap_or_else(|| all.split().freeze());
+                    let head = [read, data].into_iter().filter(|d| !d.is_empty());
+                    return Buffered::Streaming(prefixed(head.collect(), body, held), short);
+                }
+                match first.take() {
+                    None if all.is_empty() => first = Some(data),
+                    f => {
+                        if let Some(f) = f {
+                            all.reserve(usize::try_from(declared.max(len)).unwrap_or(0));
+                            all.extend_from_slice(&f);
+                        }
+                        all.extend_from_slice(&data);
+                    }
                 }
             }
         }
     }
-    let data = match read.len() {
-        1 => read.swap_remove(0),
-        _ => {
-            let mut all = BytesMut::with_capacity(usize::try_from(len).unwrap_or(0));
-            for d in &read {
-                all.extend_from_slice(d);
-            }
-            all.freeze()
-        }
-    };
-    Buffered::Whole(Whole { data, trailers })
+    let data = first.unwrap_or_else(|| all.freeze());
+    Buffered::Whole(Whole { data, trailers }, held)
 }
 
-/// `head`, then the rest of `rest`.
-fn prefixed(head: Vec<Bytes>, rest: ProxyBody) -> ProxyBody {
-    let head = futures::stream::iter(head.into_iter().map(|d| Ok(Frame::data(d))));
-    StreamBody::new(head.chain(BodyStream::new(rest))).boxed_unsync()
+/// `head`, then the rest of `rest`; `held` (the budget of `head`) is given back once `head`
+/// is sent.
+fn prefixed(head: Vec<Bytes>, rest: ProxyBody, held: Held) -> ProxyBody {
+    let mut held = Some(held);
+    let head = futures::stream::iter(head.into_iter().map(|d| Ok::<_, BoxError>(Frame::data(d))));
+    let release = futures::stream::poll_fn(move |_| {
+        held.take();
+        Poll::<Option<Result<Frame<Bytes>, BoxError>>>::Ready(None)
+    });
+    StreamBody::new(head.chain(release).chain(BodyStream::new(rest))).boxed_unsync()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::upstream::BoxError;
 
     fn chunks(parts: &[&'static [u8]]) -> ProxyBody {
         let frames: Vec<Result<Frame<Bytes>, BoxError>> = parts
@@ -120,9 +288,13 @@ mod tests {
         StreamBody::new(futures::stream::iter(frames)).boxed_unsync()
     }
 
+    fn roomy() -> Held {
+        Held::new(Budget::new(u64::MAX), Budget::new(u64::MAX))
+    }
+
     #[tokio::test]
     async fn a_body_within_the_cap_is_read_whole() {
-        let Buffered::Whole(b) = read(chunks(&[b"ab", b"cd", b"e"]), 5).await else {
+        let Buffered::Whole(b, _) = read(chunks(&[b"ab", b"cd", b"e"]), 5, roomy()).await else {
             panic!("whole");
         };
         assert_eq!(&b.data[..], b"abcde");
@@ -139,7 +311,7 @@ mod tests {
             Ok(Frame::trailers(t)),
         ];
         let body = StreamBody::new(futures::stream::iter(frames)).boxed_unsync();
-        let Buffered::Whole(b) = read(body, 5).await else {
+        let Buffered::Whole(b, _) = read(body, 5, roomy()).await else {
             panic!("whole");
         };
         let got = b.body().collect().await.unwrap();
@@ -149,7 +321,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_past_the_cap_streams_with_nothing_lost() {
-        let Buffered::Streaming(b) = read(chunks(&[b"ab", b"cd", b"ef"]), 3).await else {
+        let Buffered::Streaming(b, None) = read(chunks(&[b"ab", b"cd", b"ef"]), 3, roomy()).await
+        else {
             panic!("streaming");
         };
         assert_eq!(&b.collect().await.unwrap().to_bytes()[..], b"abcdef");
@@ -157,7 +330,7 @@ mod tests {
         let full = Full::new(Bytes::from_static(b"abcdef"))
             .map_err(|e| match e {})
             .boxed_unsync();
-        let Buffered::Streaming(b) = read(full, 3).await else {
+        let Buffered::Streaming(b, None) = read(full, 3, roomy()).await else {
             panic!("streaming");
         };
         assert_eq!(b.size_hint().exact(), Some(6), "untouched");
@@ -170,6 +343,54 @@ mod tests {
             Err("reset".into()),
         ];
         let body = StreamBody::new(futures::stream::iter(frames)).boxed_unsync();
-        assert!(matches!(read(body, 10).await, Buffered::Failed));
+        assert!(matches!(read(body, 10, roomy()).await, Buffered::Failed));
+    }
+
+    #[tokio::test]
+    async fn the_budget_is_held_while_the_body_is_and_given_back_after() {
+        let proxy = Budget::new(8);
+        let conn = Budget::new(100);
+        let held = Held::new(Arc::clone(&proxy), Arc::clone(&conn));
+        let Buffered::Whole(b, held) = read(chunks(&[b"ab", b"cd"]), 10, held).await else {
+            panic!("whole");
+        };
+        assert_eq!(&b.data[..], b"abcd");
+        assert_eq!((proxy.used(), conn.used()), (4, 4));
+        // A second body gets the 4 bytes left, not the 6 it needs: it streams, nothing lost.
+        let second = Held::new(Arc::clone(&proxy), Arc::clone(&conn));
+        let Buffered::Streaming(s, Some(Short::Proxy)) =
+            read(chunks(&[b"abc", b"def"]), 10, second).await
+        else {
+            panic!("streaming for want of budget");
+        };
+        assert_eq!(
+            proxy.used(),
+            7,
+            "the 3 bytes read ahead, until they are sent"
+        );
+        assert_eq!(&s.collect().await.unwrap().to_bytes()[..], b"abcdef");
+        assert_eq!(proxy.used(), 4, "given back once sent");
+        drop(held);
+        assert_eq!((proxy.used(), conn.used()), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_without_room_is_not_read_and_the_connection_share_counts() {
+        let proxy = Budget::new(100);
+        let conn = Budget::new(5);
+        let full = Full::new(Bytes::from_static(b"abcdef"))
+            .map_err(|e| match e {})
+            .boxed_unsync();
+        let held = Held::new(Arc::clone(&proxy), Arc::clone(&conn));
+        let Buffered::Streaming(b, Some(Short::Connection)) = read(full, 10, held).await else {
+            panic!("streaming");
+        };
+        assert_eq!(b.size_hint().exact(), Some(6), "untouched");
+        assert_eq!((proxy.used(), conn.used()), (0, 0));
+        // A dropped request gives its budget back.
+        let held = Held::new(Arc::clone(&proxy), Arc::clone(&conn));
+        let pending = read(chunks(&[b"abc"]), 10, held);
+        drop(pending);
+        assert_eq!((proxy.used(), conn.used()), (0, 0));
     }
 }

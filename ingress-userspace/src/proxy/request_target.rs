@@ -2,7 +2,13 @@
 //! HTTP/2 `:authority`) to the one host and normalised path that routing, the allowlist,
 //! redirects and the backend all use — or the status the proxy answers instead.
 //!
-//! - CONNECT (HTTP/1.1 and HTTP/2) is 405: the proxy is no tunnel (RFC 9110 §9.3.6).
+//! - CONNECT (HTTP/1.1 and HTTP/2) is 405: the proxy is no tunnel (RFC 9110 §9.3.6). TRACE
+//!   is 405 too, as nginx answers it in every version: a pod that echoes the request would
+//!   hand a script the cookies and credentials it cannot read (cross-site tracing).
+//! - `Transfer-Encoding` other than exactly `chunked` (one field, one coding; hyper has
+//!   already decoded the chunks and would drop the other codings unseen) is 501 and the
+//!   connection closes, as nginx answers it ("client sent unknown Transfer-Encoding"): a
+//!   hop that read the codings otherwise would frame the body differently (RFC 9112 §6.1).
 //! - HTTP/1.1 without `Host`, with more than one, or with one that is not a valid authority
 //!   ([`super::authority`]) is 400 (RFC 9112 §3.2). HTTP/1.0 may omit it.
 //! - An absolute-form target (`GET http://a.test/x`) routes by its own authority, which
@@ -12,13 +18,15 @@
 //!   naming different hosts (case, port and a trailing dot aside: routing looks at the name
 //!   only) is malformed, 400 (RFC 9113 §8.3.1). A `Host` that is present is the host, as an
 //!   HTTP/1.1 hop would carry it (§8.3.1); otherwise `:authority`.
+//! - HTTP/2: a field value with leading or trailing whitespace and a `:scheme` other than
+//!   `http` or `https` are malformed (RFC 9113 §8.2.1, §8.3.1), 400 as nginx answers them.
 //! - The path is normalised by [`super::normalize`]; the query string is kept byte for byte.
 
 use std::borrow::Cow;
 
 use http::{
     HeaderMap, Method, StatusCode, Uri, Version,
-    header::HOST,
+    header::{HOST, TRANSFER_ENCODING},
     uri::{PathAndQuery, Scheme},
 };
 
@@ -38,17 +46,51 @@ pub struct Target {
 pub struct Rejected {
     pub status: StatusCode,
     pub reason: &'static str,
+    /// The connection closes after the answer: what is left of the request on it cannot be
+    /// framed with certainty.
+    pub close: bool,
 }
 
 fn bad(reason: &'static str) -> Rejected {
     Rejected {
         status: StatusCode::BAD_REQUEST,
         reason,
+        close: false,
+    }
+}
+
+fn not_allowed(reason: &'static str) -> Rejected {
+    Rejected {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        reason,
+        close: false,
     }
 }
 
 /// Reason of the 405 for CONNECT.
 pub const CONNECT_REFUSED: &str = "CONNECT is not served";
+/// Reason of the 405 for TRACE.
+pub const TRACE_REFUSED: &str = "TRACE is not served";
+/// Reason of the 501 for a transfer coding other than `chunked`.
+pub const UNKNOWN_TRANSFER_ENCODING: &str = "unknown Transfer-Encoding";
+
+/// Whether `headers` carry a `Transfer-Encoding` the proxy does not serve: anything but one
+/// field whose value is `chunked` (ASCII case-insensitive, as nginx compares it).
+pub fn unknown_transfer_encoding(headers: &HeaderMap) -> bool {
+    let mut te = headers.get_all(TRANSFER_ENCODING).iter();
+    match (te.next(), te.next()) {
+        (None, _) => false,
+        (Some(v), None) => !v.as_bytes().eq_ignore_ascii_case(b"chunked"),
+        (Some(_), Some(_)) => true,
+    }
+}
+
+/// Whether an HTTP/2 field value is malformed by RFC 9113 §8.2.1 beyond what the h2 codec
+/// checks: leading or trailing space or tab.
+fn padded(v: &http::HeaderValue) -> bool {
+    let b = v.as_bytes();
+    matches!(b.first(), Some(b' ' | b'\t')) || matches!(b.last(), Some(b' ' | b'\t'))
+}
 
 /// The target of a request with this method, version, URI and headers (see the module docs).
 pub fn resolve(
@@ -58,9 +100,16 @@ pub fn resolve(
     headers: &HeaderMap,
 ) -> Result<Target, Rejected> {
     if method == Method::CONNECT {
+        return Err(not_allowed(CONNECT_REFUSED));
+    }
+    if method == Method::TRACE {
+        return Err(not_allowed(TRACE_REFUSED));
+    }
+    if unknown_transfer_encoding(headers) {
         return Err(Rejected {
-            status: StatusCode::METHOD_NOT_ALLOWED,
-            reason: CONNECT_REFUSED,
+            status: StatusCode::NOT_IMPLEMENTED,
+            reason: UNKNOWN_TRANSFER_ENCODING,
+            close: true,
         });
     }
     let mut hosts = headers.get_all(HOST).iter();
@@ -71,6 +120,15 @@ pub fn resolve(
     };
     let authority = uri.authority().map(|a| a.as_str());
     let host = if version == Version::HTTP_2 {
+        if uri
+            .scheme()
+            .is_some_and(|s| *s != Scheme::HTTP && *s != Scheme::HTTPS)
+        {
+            return Err(bad("unsupported :scheme"));
+        }
+        if headers.values().any(padded) {
+            return Err(bad("field value with leading or trailing whitespace"));
+        }
         for a in authority.iter().chain(host_header.iter()) {
             authority::validate(a).map_err(|_| bad("invalid :authority or Host"))?;
         }
@@ -217,6 +275,61 @@ mod tests {
             let r = resolve_with("CONNECT", v, "b.test:443", &["b.test:443"]);
             assert_eq!(r.unwrap_err().status, StatusCode::METHOD_NOT_ALLOWED);
         }
+    }
+
+    #[test]
+    fn trace_is_405_in_every_version() {
+        for v in [Version::HTTP_10, H11, H2] {
+            let r = resolve_with("TRACE", v, "http://b.test/", &["b.test"]);
+            assert_eq!(r.unwrap_err(), not_allowed(TRACE_REFUSED));
+        }
+    }
+
+    #[test]
+    fn transfer_codings_other_than_chunked_are_501_and_close() {
+        let te = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            h.insert(HOST, "b.test".parse().unwrap());
+            for v in values {
+                h.append(TRANSFER_ENCODING, v.parse().unwrap());
+            }
+            resolve(&Method::POST, H11, &"/".parse().unwrap(), &h)
+        };
+        assert!(te(&["chunked"]).is_ok());
+        assert!(te(&["Chunked"]).is_ok());
+        assert!(te(&[]).is_ok());
+        for bad_te in [
+            &["gzip, chunked"][..],
+            &["identity, chunked"],
+            &["foo, chunked"],
+            &["chunked, chunked"],
+            &[",chunked"],
+            &["chunked", "chunked"],
+            &["xchunked"],
+        ] {
+            let e = te(bad_te).unwrap_err();
+            assert_eq!(e.status, StatusCode::NOT_IMPLEMENTED, "{bad_te:?}");
+            assert!(e.close, "{bad_te:?}");
+        }
+    }
+
+    #[test]
+    fn http2_malformed_fields_and_scheme() {
+        let mut h = HeaderMap::new();
+        h.insert("x-a", " a".parse().unwrap());
+        let uri: Uri = "http://a.test/".parse().unwrap();
+        assert_eq!(resolve(&Method::GET, H2, &uri, &h).unwrap_err().status, 400);
+        h.insert("x-a", "a\t".parse().unwrap());
+        assert_eq!(resolve(&Method::GET, H2, &uri, &h).unwrap_err().status, 400);
+        h.insert("x-a", "a b".parse().unwrap());
+        assert!(resolve(&Method::GET, H2, &uri, &h).is_ok());
+        let gopher: Uri = "gopher://a.test/".parse().unwrap();
+        assert_eq!(
+            resolve(&Method::GET, H2, &gopher, &HeaderMap::new())
+                .unwrap_err()
+                .status,
+            400
+        );
     }
 
     #[test]

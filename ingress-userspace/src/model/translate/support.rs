@@ -97,7 +97,7 @@ pub const CONFIGMAP_SNIPPET: Status = Refused(
 const BUFFERS: Status =
     Refused("nginx buffer tuning; the proxy streams with its own bounded buffers");
 const REQUEST_BUFFERING: Status = Differs(
-    "bodies are held in memory up to --request-buffer-bytes (1m); a larger one streams from there on instead of spilling to a temporary file",
+    "bodies are held in memory up to --request-buffer-bytes (1m) each and --request-buffer-total-bytes (64m) in all; a larger one, or one without room, streams from there on instead of spilling to a temporary file",
 );
 const RESPONSE_BUFFERING: Status = Differs(
     "accepted, but responses always stream: no read-ahead into proxy_buffers or a temporary file, so a slow client holds the pod's connection",
@@ -154,7 +154,7 @@ pub static ANNOTATIONS: &[Row] = &[
     row("canary-by-header-value", Supported, "Canary when the header has this value."),
     row("canary-weight", Supported, "Share of requests (of canary-weight-total) sent to the canary."),
     row("canary-weight-total", Supported, "Total of canary weights (default 100)."),
-    row("client-body-buffer-size", Refused("request bodies are held in memory up to --request-buffer-bytes, never in temporary files"), "nginx `client_body_buffer_size`."),
+    row("client-body-buffer-size", Refused("request bodies are held in memory up to --request-buffer-bytes each and --request-buffer-total-bytes in all (a body without room streams to the pod), never in temporary files"), "nginx `client_body_buffer_size`."),
     row("configuration-snippet", SNIPPET, "nginx configuration inserted into the location."),
     row("connection-proxy-header", Supported, "Connection header sent to an HTTP/1 pod, close or keep-alive, instead of upgrade for an upgrade and none otherwise (nginx's $connection_upgrade)."),
     row("cors-allow-credentials", Supported, "CORS: send Access-Control-Allow-Credentials: true (default true)."),
@@ -287,7 +287,7 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("brotli-level", Supported, "Brotli compression level, 0 to 11 (default 4)."),
     row("brotli-min-length", Supported, "Responses whose Content-Length is below this many bytes are not compressed with brotli (default 20)."),
     row("brotli-types", Supported, "MIME types compressed with brotli, space-separated, `*` for all; text/html always."),
-    row("client-body-buffer-size", Refused("request bodies are held in memory up to --request-buffer-bytes, never in temporary files"), "nginx `client_body_buffer_size`."),
+    row("client-body-buffer-size", Refused("request bodies are held in memory up to --request-buffer-bytes each and --request-buffer-total-bytes in all (a body without room streams to the pod), never in temporary files"), "nginx `client_body_buffer_size`."),
     row("client-body-timeout", Supported, "Longest wait between two reads of a request body (408); flag --client-body-timeout."),
     row("client-header-buffer-size", BUFFERS, "nginx `client_header_buffer_size` (see --max-header-bytes)."),
     row("client-header-timeout", Supported, "Time to receive a request's headers; flag --client-header-timeout."),

@@ -6,7 +6,11 @@ use std::net::SocketAddr;
 use http::{HeaderMap, HeaderName};
 
 use super::*;
-use crate::proxy::{ProxyArgs, args::parse_cidr, headers::add_forwarding};
+use crate::proxy::{
+    ProxyArgs,
+    args::parse_cidr,
+    headers::{X_FORWARDED_FOR, add_forwarding},
+};
 
 /// Flags as `--name=value` strings (the ConfigMap keys' names).
 fn cfg(flags: &[&str]) -> TrustConfig {
@@ -35,7 +39,7 @@ fn sock(ip: &str) -> SocketAddr {
 /// X-Forwarded-Port, Forwarded).
 fn forwarded(c: &Client) -> [String; 6] {
     let mut h = HeaderMap::new();
-    add_forwarding(&mut h, c, "app.test");
+    add_forwarding(&mut h, c, "app.test", &X_FORWARDED_FOR);
     [
         "x-forwarded-for",
         "x-real-ip",
