@@ -103,7 +103,11 @@ impl From<api::EndpointSlice> for EndpointSlice {
             },
             service,
             address_type: s.address_type,
-            ports: s.ports.unwrap_or_default(),
+            ports: {
+                let mut ports = s.ports.unwrap_or_default();
+                ports.shrink_to_fit();
+                ports
+            },
             endpoints,
         }
     }
