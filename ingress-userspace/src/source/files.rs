@@ -27,9 +27,8 @@ use k8s_openapi::{
     },
 };
 use notify::Watcher;
+use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
-
-mod json;
 
 use super::{EventSender, SourceEvent};
 use crate::{
@@ -66,16 +65,16 @@ pub enum ManifestError {
 
 /// Parses one file's text into objects (all or nothing).
 ///
-/// A file that is one JSON document (as `kubectl get -o json` writes) is parsed straight
-/// into its objects' types ([`json`]), skipping the YAML parser, several times slower on the
-/// same text; YAML being a superset of JSON, the objects are the same either way. A YAML
-/// document becomes a JSON value first, then its kind's type: YAML scalars are read by the
-/// rules of JSON values (an unquoted `8` is a number, refused where a string is expected).
+/// Every document becomes a JSON value first, then its kind's type: a file that is one JSON
+/// document (as `kubectl get -o json` writes) skips the YAML parser, several times slower on
+/// the same text; YAML being a superset of JSON, the objects are the same either way.
 pub fn parse_manifests(text: &str) -> Result<Vec<Object>, ManifestError> {
-    if text.trim_start().starts_with('{') {
-        return json::parse(text);
-    }
     let mut out = Vec::new();
+    if text.trim_start().starts_with('{') {
+        let value = serde_json::from_str(text).map_err(ManifestError::Json)?;
+        collect(value, 0, &mut out)?;
+        return Ok(out);
+    }
     for (index, doc) in yaml_serde::Deserializer::from_str(text).enumerate() {
         let value = serde_json::Value::deserialize(doc)?;
         collect(value, index, &mut out)?;
@@ -109,33 +108,31 @@ fn collect(
             }
             return Ok(());
         }
-        other => match decode(other, value) {
-            Some(object) => object.map_err(|source| ManifestError::Object {
-                index,
-                kind: kind.clone(),
-                source,
-            })?,
+        other => match decode(other, value, index) {
+            Some(object) => object?,
             None => {
                 debug!(kind = other, "manifest kind not read; skipped");
                 return Ok(());
             }
         },
     };
-    named(object, index, kind, out)
-}
-
-/// `object`, of document `index`, onto `out`, if it has a name.
-fn named(
-    object: Object,
-    index: usize,
-    kind: String,
-    out: &mut Vec<Object>,
-) -> Result<(), ManifestError> {
     if object.key().name.is_empty() {
         return Err(ManifestError::MissingName { index, kind });
     }
     out.push(object);
     Ok(())
+}
+
+fn typed<T: DeserializeOwned>(
+    v: serde_json::Value,
+    index: usize,
+    kind: &str,
+) -> Result<T, ManifestError> {
+    serde_json::from_value(v).map_err(|source| ManifestError::Object {
+        index,
+        kind: kind.to_string(),
+        source,
+    })
 }
 
 /// `o` as the store takes it from a manifest, by the flags of its kind in the store's list:
@@ -153,17 +150,17 @@ macro_rules! as_stored {
     };
 }
 
-/// `decode(kind, d)`: the store object of manifest `kind` (a Kubernetes `kind`, as the
-/// store's variants are named) read from `d` (a JSON value, or the members of a JSON text),
-/// `None` for a kind the store does not hold.
+/// `decode(kind, value, index)`: the store object of manifest `kind` (a Kubernetes `kind`,
+/// as the store's variants are named), `None` for a kind the store does not hold.
 macro_rules! define_decode {
     ($($(#[$doc:meta])* $variant:ident $field:ident : $ty:ty [$($flag:ident),*],)*) => {
-        fn decode<'de, D: serde::Deserializer<'de>>(
+        fn decode(
             kind: &str,
-            d: D,
-        ) -> Option<Result<Object, D::Error>> {
+            value: serde_json::Value,
+            index: usize,
+        ) -> Option<Result<Object, ManifestError>> {
             Some(match kind {
-                $(stringify!($variant) => <$ty as Deserialize>::deserialize(d)
+                $(stringify!($variant) => typed::<$ty>(value, index, kind)
                     .map(|o| Object::$variant(Arc::new(as_stored!(o, $($flag),*)))),)*
                 _ => return None,
             })
