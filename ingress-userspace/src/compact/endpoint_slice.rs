@@ -8,15 +8,19 @@
 //! addresses, labels and annotations, owner references, the slice's uid and resourceVersion,
 //! and the target's (new on every pod update: kept, they would re-translate for nothing). An
 //! endpoint is ~80 bytes here against ~360 bytes plus its strings in the API struct, and a
-//! slice drops its label map (a B-tree node of ~500 bytes); node and zone names are shared within
-//! a slice, and the strings are `Arc<str>`, which the snapshot's endpoints share in turn.
+//! slice drops its label map (a B-tree node of ~500 bytes); node and zone names are one copy
+//! each for the whole store ([`super::intern`]), and the strings are `Arc<str>`, which the
+//! snapshot's endpoints share in turn.
 
 use std::{net::IpAddr, sync::Arc};
 
 use k8s_openapi::api::{core::v1::ObjectReference, discovery::v1 as api};
 use serde::{Deserialize, Serialize};
 
-use super::meta::{Meta, Namespaced};
+use super::{
+    intern,
+    meta::{Meta, Namespaced},
+};
 
 /// The label naming a slice's Service (set by the EndpointSlice controller).
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -63,21 +67,10 @@ impl Namespaced for EndpointSlice {
     }
 }
 
-/// `s` as an `Arc<str>`, sharing the allocation of an equal string already in `seen`.
-fn shared(seen: &mut Vec<Arc<str>>, s: String) -> Arc<str> {
-    if let Some(a) = seen.iter().find(|a| ***a == *s) {
-        return Arc::clone(a);
-    }
-    let a: Arc<str> = s.into();
-    seen.push(Arc::clone(&a));
-    a
-}
-
 impl From<api::EndpointSlice> for EndpointSlice {
     fn from(s: api::EndpointSlice) -> Self {
         let m = s.metadata;
         let service = m.labels.and_then(|mut l| l.remove(SERVICE_NAME_LABEL));
-        let mut names = Vec::new();
         let endpoints = s
             .endpoints
             .into_iter()
@@ -96,8 +89,8 @@ impl From<api::EndpointSlice> for EndpointSlice {
                     ready: c.ready,
                     serving: c.serving,
                     terminating: c.terminating,
-                    node_name: ep.node_name.map(|n| shared(&mut names, n)),
-                    zone: ep.zone.map(|z| shared(&mut names, z)),
+                    node_name: ep.node_name.map(intern::name),
+                    zone: ep.zone.map(intern::name),
                     target,
                 }
             })
@@ -110,7 +103,11 @@ impl From<api::EndpointSlice> for EndpointSlice {
             },
             service,
             address_type: s.address_type,
-            ports: s.ports.unwrap_or_default(),
+            ports: {
+                let mut ports = s.ports.unwrap_or_default();
+                ports.shrink_to_fit();
+                ports
+            },
             endpoints,
         }
     }
@@ -189,7 +186,7 @@ mod tests {
         })
     }
 
-    /// What translation reads survives; the rest is gone; node names are shared in a slice.
+    /// What translation reads survives; the rest is gone; node names are shared.
     #[test]
     fn keeps_what_translation_reads() {
         let s: EndpointSlice = serde_json::from_value(full()).unwrap();

@@ -13,7 +13,7 @@ use k8s_openapi::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::meta::{Meta, Namespaced};
+use super::meta::{Meta, Namespaced, shrink};
 
 /// An Ingress with what translation reads ([module docs](self)).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
@@ -35,11 +35,24 @@ impl Namespaced for Ingress {
 impl From<api::Ingress> for Ingress {
     fn from(i: api::Ingress) -> Self {
         let creation_timestamp = i.metadata.creation_timestamp.clone();
+        let mut spec = i.spec;
+        if let Some(spec) = &mut spec {
+            shrink(&mut spec.rules);
+            for rule in spec.rules.iter_mut().flatten() {
+                if let Some(http) = &mut rule.http {
+                    http.paths.shrink_to_fit();
+                }
+            }
+            shrink(&mut spec.tls);
+            for tls in spec.tls.iter_mut().flatten() {
+                shrink(&mut tls.hosts);
+            }
+        }
         Ingress {
             // Every annotation: the empty prefix keeps all.
             metadata: Meta::from_api(i.metadata, Some("")),
             creation_timestamp,
-            spec: i.spec,
+            spec,
         }
     }
 }

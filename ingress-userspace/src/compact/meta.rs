@@ -51,6 +51,15 @@ impl From<Meta> for ObjectMeta {
     }
 }
 
+/// Drops the spare capacity of an optional list. A list read straight from JSON text grows
+/// as it is read (its length is not known before its end): one port's `Vec` holds four, and
+/// the store keeps every object for as long as it lives.
+pub fn shrink<T>(v: &mut Option<Vec<T>>) {
+    if let Some(v) = v {
+        v.shrink_to_fit();
+    }
+}
+
 /// Store kinds of [`crate::compact`] whose manifests may leave the namespace out: the
 /// manifest source fills in `default` through this, as it does through `kube::Resource` for
 /// the API kinds.

@@ -7,5 +7,6 @@
 
 pub mod endpoint_slice;
 pub mod ingress;
+pub mod intern;
 pub mod meta;
 pub mod service;

@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::meta::{Meta, Namespaced};
+use super::meta::{Meta, Namespaced, shrink};
 
 /// The annotations a Service keeps (`xdp-ingress.dev/l4-acceleration`, `.../syn-rate-limit`,
 /// `.../syn-rate-limit-burst`): the only ones translation reads on a Service.
@@ -61,16 +61,22 @@ impl Namespaced for Service {
 
 impl From<api::Service> for Service {
     fn from(s: api::Service) -> Self {
-        let spec = s.spec.map(|s| ServiceSpec {
-            type_: s.type_,
-            ports: s.ports,
-            cluster_ip: s.cluster_ip,
-            external_ips: s.external_ips,
-            external_traffic_policy: s.external_traffic_policy,
-            health_check_node_port: s.health_check_node_port,
-            load_balancer_source_ranges: s.load_balancer_source_ranges,
-            session_affinity: s.session_affinity,
-            session_affinity_config: s.session_affinity_config,
+        let spec = s.spec.map(|s| {
+            let mut spec = ServiceSpec {
+                type_: s.type_,
+                ports: s.ports,
+                cluster_ip: s.cluster_ip,
+                external_ips: s.external_ips,
+                external_traffic_policy: s.external_traffic_policy,
+                health_check_node_port: s.health_check_node_port,
+                load_balancer_source_ranges: s.load_balancer_source_ranges,
+                session_affinity: s.session_affinity,
+                session_affinity_config: s.session_affinity_config,
+            };
+            shrink(&mut spec.ports);
+            shrink(&mut spec.external_ips);
+            shrink(&mut spec.load_balancer_source_ranges);
+            spec
         });
         let status = s.status.and_then(|st| {
             let ingress: Vec<LoadBalancerIngress> = st
@@ -83,10 +89,10 @@ impl From<api::Service> for Service {
                     ..Default::default()
                 })
                 .collect();
+            let mut ingress = Some(ingress);
+            shrink(&mut ingress);
             Some(ServiceStatus {
-                load_balancer: Some(LoadBalancerStatus {
-                    ingress: Some(ingress),
-                }),
+                load_balancer: Some(LoadBalancerStatus { ingress }),
             })
         });
         Service {
