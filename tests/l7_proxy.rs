@@ -1716,7 +1716,9 @@ async fn first_forwarded_host_of_a_trusted_balancer_is_the_best_host() {
         let mut r = req(proxy.http(), host, path);
         r.headers_mut().insert(
             "x-forwarded-host",
-            " public.example:8443 , inner.example".parse().unwrap(),
+            // No leading whitespace: a field value starting with one is malformed in
+            // HTTP/2 (RFC 9113 section 8.2.1); the element's own is still trimmed.
+            "public.example:8443 , inner.example".parse().unwrap(),
         );
         r
     };
