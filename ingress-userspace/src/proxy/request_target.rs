@@ -69,6 +69,8 @@ fn not_allowed(reason: &'static str) -> Rejected {
 
 /// Reason of the 405 for CONNECT.
 pub const CONNECT_REFUSED: &str = "CONNECT is not served";
+/// Reason of the 400 for a method of other bytes than nginx's parser takes.
+pub const INVALID_METHOD: &str = "invalid method";
 /// Reason of the 405 for TRACE.
 pub const TRACE_REFUSED: &str = "TRACE is not served";
 /// Reason of the 501 for a transfer coding other than `chunked`.
@@ -99,6 +101,15 @@ pub fn resolve(
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Result<Target, Rejected> {
+    // nginx's request-line and HTTP/2 `:method` parsers take only `A`-`Z`, `_` and `-`
+    // (`trace` is not TRACE: a pod may read it as one) and answer 400, closing.
+    if !(method.as_str().bytes()).all(|b| b.is_ascii_uppercase() || b == b'_' || b == b'-') {
+        return Err(Rejected {
+            status: StatusCode::BAD_REQUEST,
+            reason: INVALID_METHOD,
+            close: true,
+        });
+    }
     if method == Method::CONNECT {
         return Err(not_allowed(CONNECT_REFUSED));
     }
@@ -282,6 +293,27 @@ mod tests {
         for v in [Version::HTTP_10, H11, H2] {
             let r = resolve_with("TRACE", v, "http://b.test/", &["b.test"]);
             assert_eq!(r.unwrap_err(), not_allowed(TRACE_REFUSED));
+        }
+    }
+
+    #[test]
+    fn methods_of_other_bytes_than_nginx_takes_are_400_and_close() {
+        for v in [Version::HTTP_10, H11, H2] {
+            for m in ["trace", "Get", "GET1", "M.X"] {
+                let r = resolve_with(m, v, "http://b.test/", &["b.test"]);
+                let r = r.unwrap_err();
+                assert_eq!(
+                    (r.status, r.reason, r.close),
+                    (StatusCode::BAD_REQUEST, INVALID_METHOD, true),
+                    "{m}"
+                );
+            }
+            for m in ["PROPFIND", "VERSION-CONTROL", "X_CUSTOM", "PURGE"] {
+                assert!(
+                    resolve_with(m, v, "http://b.test/", &["b.test"]).is_ok(),
+                    "{m}"
+                );
+            }
         }
     }
 

@@ -87,6 +87,9 @@ pub const TICKET_KEY_NOT_USED: &str = "not used: session tickets are encrypted w
 /// `ssl-protocols`: nginx's `ssl_protocols`, space-separated.
 fn protocols(v: &str, problems: &mut Vec<Problem>) -> Vec<TlsVersion> {
     let mut out = Vec::new();
+    // A name nginx does not know makes it refuse the whole configuration (and keep the
+    // previous one); here the rest applies, or the default, so it is an Error.
+    let mut unknown = false;
     for name in v.split_whitespace() {
         let version = match name {
             "TLSv1.2" => TlsVersion::Tls12,
@@ -102,13 +105,16 @@ fn protocols(v: &str, problems: &mut Vec<Problem>) -> Vec<TlsVersion> {
                 continue;
             }
             _ => {
-                problems.push(warn(
-                    "ssl-protocols",
-                    format!(
+                unknown = true;
+                problems.push(Problem {
+                    key: "ssl-protocols",
+                    error: true,
+                    message: format!(
                         "key ssl-protocols: {name:?} is not an nginx protocol name (SSLv2, SSLv3, \
-                         TLSv1, TLSv1.1, TLSv1.2, TLSv1.3); it is left out"
+                         TLSv1, TLSv1.1, TLSv1.2, TLSv1.3; nginx would not load it); it is left \
+                         out"
                     ),
-                ));
+                });
                 continue;
             }
         };
@@ -117,13 +123,14 @@ fn protocols(v: &str, problems: &mut Vec<Problem>) -> Vec<TlsVersion> {
         }
     }
     if out.is_empty() {
-        problems.push(warn(
-            "ssl-protocols",
-            format!(
+        problems.push(Problem {
+            key: "ssl-protocols",
+            error: unknown,
+            message: format!(
                 "key ssl-protocols: {v:?} names neither TLSv1.2 nor TLSv1.3; the default \
                  \"TLSv1.2 TLSv1.3\" is offered"
             ),
-        ));
+        });
         return ServerTls::default().versions;
     }
     out
@@ -334,8 +341,9 @@ fn curves(v: &str, problems: &mut Vec<Problem>) -> Vec<KxGroup> {
             key: "ssl-ecdh-curve",
             error: true,
             message: format!(
-                "key ssl-ecdh-curve: {v:?} names no curve offered here (nginx would not load \
-                 it); auto (X25519, P-256, P-384) is offered instead"
+                "key ssl-ecdh-curve: {v:?} names no curve the proxy's crypto provider has \
+                 (nginx with OpenSSL 3 would offer X448 or secp521r1 alone); auto (X25519, \
+                 P-256, P-384) is offered instead"
             ),
         });
         return KxGroup::AUTO.to_vec();
@@ -388,11 +396,17 @@ mod tests {
         let (t, p) = with(&[("ssl-protocols", "TLSv1.1 TLSv1.2 TLSv1.4")]);
         assert_eq!(t.versions, [TlsVersion::Tls12]);
         assert_eq!(p.len(), 2, "{p:?}");
-        assert!(p.iter().all(|p| !p.error));
+        // An old name is left out with a Warning; a name nginx does not know (it would not
+        // load the configuration) is an Error.
+        assert_eq!(p.iter().map(|p| p.error).collect::<Vec<_>>(), [false, true]);
         let (t, p) = with(&[("ssl-protocols", "TLSv1 TLSv1.1")]);
         assert_eq!(t.versions, ServerTls::default().versions);
         assert_eq!(p.len(), 3, "{p:?}");
         assert!(p[2].message.contains("default") && !p[2].error);
+        // A typo: the default (wider than meant) is offered, as an Error.
+        let (t, p) = with(&[("ssl-protocols", "TLSv13")]);
+        assert_eq!(t.versions, ServerTls::default().versions);
+        assert!(p.len() == 2 && p.iter().all(|p| p.error), "{p:?}");
     }
 
     #[test]
