@@ -111,9 +111,11 @@ impl ReuseLimits {
         self.time_ms.store(ms, Ordering::Relaxed);
     }
 
-    /// Whether a connection opened at `opened` that carried `requests` may take another.
-    fn allows(&self, requests: u64, opened: Instant) -> bool {
-        let age = u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+    /// Whether a connection opened at `opened` that carried `requests` may take another at
+    /// `now` (the caller's clock read, shared with its idle bookkeeping).
+    fn allows(&self, requests: u64, opened: Instant, now: Instant) -> bool {
+        let age = now.saturating_duration_since(opened).as_millis();
+        let age = u64::try_from(age).unwrap_or(u64::MAX);
         requests < self.requests.load(Ordering::Relaxed)
             && age < self.time_ms.load(Ordering::Relaxed)
     }
@@ -423,7 +425,10 @@ impl Pool {
         let list = idle.http1.get_mut(&key)?;
         while let Some(mut c) = list.pop() {
             if self.due(c.since).is_none_or(|due| due > now)
-                && self.opts.reuse.allows(c.conn.requests(), c.conn.opened())
+                && self
+                    .opts
+                    .reuse
+                    .allows(c.conn.requests(), c.conn.opened(), now)
                 && c.conn.is_reusable()
             {
                 return Some(c.conn);
@@ -436,7 +441,8 @@ impl Pool {
     fn put_http1(self: &Arc<Self>, key: Key, conn: Http1Conn) {
         // Past its requests or its time it is closed (dropped), as nginx's
         // `ngx_http_upstream_free_keepalive_peer` does.
-        if !self.reuses() || !self.opts.reuse.allows(conn.requests(), conn.opened()) {
+        let now = Instant::now();
+        if !self.reuses() || !self.opts.reuse.allows(conn.requests(), conn.opened(), now) {
             return;
         }
         {
@@ -445,10 +451,7 @@ impl Pool {
             if list.len() >= self.opts.max_idle_per_endpoint {
                 return;
             }
-            list.push(IdleHttp1 {
-                conn,
-                since: Instant::now(),
-            });
+            list.push(IdleHttp1 { conn, since: now });
         }
         self.start_reaper();
     }
@@ -469,7 +472,7 @@ impl Pool {
             // Its last request: later ones open a new connection, this one closes when its
             // streams end (the pool held the last handle but the requests').
             let n = requests.fetch_add(1, Ordering::Relaxed) + 1;
-            if !self.opts.reuse.allows(n, opened) {
+            if !self.opts.reuse.allows(n, opened, Instant::now()) {
                 self.forget_http2(key, id);
             }
             match tx.try_send_request(req).await {
@@ -507,16 +510,18 @@ impl Pool {
             return Ok(Http2Conn::new(0, tx));
         }
         let (id, dialing) = {
+            let now = Instant::now();
             let mut idle = self.lock();
             match idle.http2.get_mut(&key) {
                 Some(Http2Entry::Open { conn, last_used })
                     if !conn.tx.is_closed()
-                        && self
-                            .opts
-                            .reuse
-                            .allows(conn.requests.load(Ordering::Relaxed), conn.opened) =>
+                        && (self.opts.reuse).allows(
+                            conn.requests.load(Ordering::Relaxed),
+                            conn.opened,
+                            now,
+                        ) =>
                 {
-                    *last_used = Instant::now();
+                    *last_used = now;
                     return Ok(conn.clone());
                 }
                 Some(Http2Entry::Dialing { id, dialing }) => (*id, dialing.clone()),
