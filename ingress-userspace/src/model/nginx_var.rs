@@ -60,11 +60,15 @@ pub enum Var {
     RequestId,
     /// `$http_<name>`: a request header (`_` stands for `-`, any case); several are joined with
     /// `, ` (`; ` for `Cookie`), as nginx 1.23 does.
-    Header(String),
+    Header(#[serde(serialize_with = "header_name_text")] http::HeaderName),
     /// `$arg_<name>`: the first query argument of that name (ASCII case-insensitive), as sent.
     Arg(String),
     /// `$cookie_<name>`: the value of that cookie, as sent.
     Cookie(String),
+}
+
+fn header_name_text<S: serde::Serializer>(n: &http::HeaderName, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(n.as_str())
 }
 
 impl Var {
@@ -92,7 +96,10 @@ impl Var {
             _ => {
                 let rest = |p: &str| lower.strip_prefix(p).filter(|r| !r.is_empty());
                 return if let Some(h) = rest("http_") {
-                    Some(Var::Header(h.replace('_', "-")))
+                    // A variable name's letters, digits and `-` always make a valid field name.
+                    http::HeaderName::from_bytes(h.replace('_', "-").as_bytes())
+                        .ok()
+                        .map(Var::Header)
                 } else if let Some(a) = rest("arg_") {
                     Some(Var::Arg(a.to_string()))
                 } else {
@@ -263,7 +270,7 @@ mod tests {
             out.push_str(match var {
                 Var::Host => "a.test",
                 Var::EscapedRequestUri => "%2Fx%3Fy%3D1",
-                Var::Header(h) if h == "x-user" => "bob",
+                Var::Header(h) if *h == "x-user" => "bob",
                 Var::Arg(a) if a == "token" => "t1",
                 _ => "",
             });

@@ -29,7 +29,9 @@ use http::{HeaderMap, HeaderName, HeaderValue, header::FORWARDED};
 use super::{
     allowlist,
     args::ProxyArgs,
-    headers::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PORT, X_FORWARDED_PROTO},
+    headers::{
+        X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PORT, X_FORWARDED_PROTO, http_variable,
+    },
 };
 use crate::model::IpPrefix;
 
@@ -217,13 +219,18 @@ impl Origin {
         };
         let full = believed && cfg.compute_full_forwarded_for;
         let (forwarded_for, forwarded_prev, forwarded_node) = if full {
-            let prev = joined(headers, &X_FORWARDED_FOR);
-            let xff = match prev {
-                Some(p) => HeaderValue::from_str(&format!("{p}, {}", self.sender))
-                    .unwrap_or_else(|_| self.sender_text.clone()),
+            // ingress-nginx's `$full_x_forwarded_for`: `"$http_x_forwarded_for, $remote_addr"`,
+            // or the address alone when the client sent none.
+            let xff = match http_variable(headers, &X_FORWARDED_FOR) {
+                Some(p) => {
+                    let mut v = p.as_bytes().to_vec();
+                    v.extend_from_slice(b", ");
+                    v.extend_from_slice(self.sender_text.as_bytes());
+                    HeaderValue::from_bytes(&v).unwrap_or_else(|_| self.sender_text.clone())
+                }
                 None => self.sender_text.clone(),
             };
-            let fwd = joined(headers, &FORWARDED).and_then(|p| HeaderValue::from_str(&p).ok());
+            let fwd = http_variable(headers, &FORWARDED);
             (xff, fwd, self.sender)
         } else {
             (addr_text.clone(), None, addr)
@@ -337,23 +344,6 @@ pub fn parse_node(node: &str) -> Option<IpAddr> {
         IpAddr::V4(v4.parse().ok()?)
     };
     Some(ip.to_canonical())
-}
-
-/// Every field line of `name`, joined with ", " (RFC 9110 section 5.3); `None` when empty.
-fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
-    let mut out = String::new();
-    for v in headers.get_all(name) {
-        let Ok(s) = v.to_str() else { continue };
-        let s = s.trim();
-        if s.is_empty() {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(", ");
-        }
-        out.push_str(s);
-    }
-    (!out.is_empty()).then_some(out)
 }
 
 fn ip_value(ip: IpAddr) -> HeaderValue {

@@ -494,6 +494,11 @@ fn refused_unrouted(shared: &Shared, client: IpAddr, status: StatusCode, reason:
             host: "-".into(),
             status: status.as_u16(),
             reason: Some(reason),
+            // `$req_id`: nothing of the request was read, so a new `$request_id`.
+            request_id: super::headers::new_request_id()
+                .to_str()
+                .map(str::to_string)
+                .unwrap_or_default(),
             ..Entry::default()
         });
     }
@@ -517,11 +522,7 @@ impl LoggedRequest {
             uri: req.uri().clone(),
             version: req.version(),
             user_agent: req.headers().get(USER_AGENT).cloned(),
-            request_id: req
-                .headers()
-                .get(super::headers::X_REQUEST_ID)
-                .filter(|v| !v.is_empty())
-                .cloned(),
+            request_id: super::headers::http_variable(req.headers(), &super::headers::X_REQUEST_ID),
         }
     }
 }

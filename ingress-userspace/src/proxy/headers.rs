@@ -171,11 +171,11 @@ pub fn add_forwarding(
     host: &str,
     forwarded_for: &HeaderName,
 ) -> HeaderValue {
-    match joined(headers, forwarded_for) {
+    match http_variable(headers, forwarded_for) {
         Some(v) => headers.insert(X_ORIGINAL_FORWARDED_FOR, v),
         None => headers.remove(X_ORIGINAL_FORWARDED_FOR),
     };
-    match joined(headers, &X_FORWARDED_HOST) {
+    match http_variable(headers, &X_FORWARDED_HOST) {
         Some(v) => headers.insert(X_ORIGINAL_FORWARDED_HOST, v),
         None => headers.remove(X_ORIGINAL_FORWARDED_HOST),
     };
@@ -223,25 +223,33 @@ pub fn add_forwarding(
     request_id(headers)
 }
 
-/// The non-empty lines of `name` joined with `", "`, as nginx's `$http_<name>` reads them;
-/// `None` when there are none.
-fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> {
-    let mut lines = headers.get_all(name).iter().filter(|v| !v.is_empty());
+/// nginx's `$http_<name>` of a request: every field line of `name` in order, joined with
+/// `", "` (`"; "` for `Cookie`), empty lines and bytes kept as sent (nginx 1.23+,
+/// `ngx_http_variable_headers_internal`). `None` when there is no line or the value is empty,
+/// which is when nginx's `proxy_set_header` sends nothing and ingress-nginx's maps of it take
+/// their `''` branch.
+pub fn http_variable(headers: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> {
+    let mut lines = headers.get_all(name).iter();
     let first = lines.next()?;
     let Some(second) = lines.next() else {
-        return Some(first.clone());
+        return (!first.is_empty()).then(|| first.clone());
+    };
+    let sep: &[u8] = if name == http::header::COOKIE {
+        b"; "
+    } else {
+        b", "
     };
     let mut all = first.as_bytes().to_vec();
     for v in std::iter::once(second).chain(lines) {
-        all.extend_from_slice(b", ");
+        all.extend_from_slice(sep);
         all.extend_from_slice(v.as_bytes());
     }
-    // Valid field values joined by ", " are a valid field value.
+    // Valid field values joined by a separator of visible characters and a space are one.
     HeaderValue::from_bytes(&all).ok()
 }
 
 /// The request's id (nginx `$req_id`): the client's `X-Request-ID` when it sent a non-empty
-/// one (the first, as nginx's `$http_x_request_id`), else a new one, set on `headers` as the
+/// one (all its lines, as nginx's `$http_x_request_id`), else a new one, set on `headers` as the
 /// only `X-Request-ID` (ingress-nginx's `proxy_set_header X-Request-ID $req_id` replaces
 /// the client's fields) so every later step sends the same one.
 pub fn request_id(headers: &mut HeaderMap) -> HeaderValue {
@@ -253,10 +261,7 @@ pub fn request_id(headers: &mut HeaderMap) -> HeaderValue {
 /// The id [`request_id`] gives a request with these `headers`, without setting it on them:
 /// for an answer the proxy gives before anything is sent on (a redirect's `$request_id`).
 pub fn request_id_of(headers: &HeaderMap) -> HeaderValue {
-    match headers.get(X_REQUEST_ID) {
-        Some(v) if !v.is_empty() => v.clone(),
-        _ => new_request_id(),
-    }
+    http_variable(headers, &X_REQUEST_ID).unwrap_or_else(new_request_id)
 }
 
 fn push_token_or_quoted(out: &mut String, v: &str) {
@@ -337,14 +342,50 @@ mod tests {
     }
 
     #[test]
+    fn http_variables_join_every_line_as_nginx_does() {
+        let h = map(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-for", ""),
+            ("x-forwarded-for", "2.2.2.2"),
+        ]);
+        assert_eq!(
+            http_variable(&h, &X_FORWARDED_FOR).unwrap(),
+            "1.1.1.1, , 2.2.2.2"
+        );
+        let h = map(&[("cookie", "a=1"), ("cookie", "b=2")]);
+        assert_eq!(
+            http_variable(&h, &http::header::COOKIE).unwrap(),
+            "a=1; b=2"
+        );
+        let mut h = HeaderMap::new();
+        h.append(
+            "x-forwarded-host",
+            HeaderValue::from_bytes(b"caf\xe9").unwrap(),
+        );
+        h.append("x-forwarded-host", HeaderValue::from_static("b"));
+        assert_eq!(
+            http_variable(&h, &X_FORWARDED_HOST).unwrap().as_bytes(),
+            b"caf\xe9, b"
+        );
+        assert_eq!(
+            http_variable(&map(&[("x-forwarded-for", "")]), &X_FORWARDED_FOR),
+            None
+        );
+        assert_eq!(http_variable(&HeaderMap::new(), &X_FORWARDED_FOR), None);
+    }
+
+    #[test]
     fn a_repeated_request_id_reaches_the_upstream_once() {
         // Found by the header fuzz: two X-Request-ID fields from the client both went up,
-        // the first being the id logged. ingress-nginx sends exactly one, `$req_id`.
+        // the first being the id logged. ingress-nginx sends exactly one, `$req_id`, which is
+        // `$http_x_request_id`: every line joined (nginx 1.23+), an empty one included.
         let mut h = map(&[("x-request-id", "first"), ("x-request-id", "second")]);
-        assert_eq!(request_id(&mut h), "first");
+        assert_eq!(request_id(&mut h), "first, second");
         let sent: Vec<_> = h.get_all(X_REQUEST_ID).iter().collect();
-        assert_eq!(sent, ["first"]);
+        assert_eq!(sent, ["first, second"]);
         let mut h = map(&[("x-request-id", ""), ("x-request-id", "second")]);
+        assert_eq!(request_id(&mut h), ", second");
+        let mut h = map(&[("x-request-id", "")]);
         let id = request_id(&mut h);
         assert_eq!(id.len(), 32, "a new id for an empty one");
         assert_eq!(h.get_all(X_REQUEST_ID).iter().collect::<Vec<_>>(), [&id]);

@@ -53,19 +53,19 @@ pub struct Budget {
 impl Budget {
     /// A budget of `limit` bytes.
     pub fn new(limit: u64) -> Arc<Budget> {
-        Arc::new(Budget {
-            limit,
-            used: AtomicU64::new(0),
-            gauge: None,
-        })
+        Self::with_gauge(limit, None)
     }
 
     /// A budget of `limit` bytes whose use `gauge` shows.
     pub fn metered(limit: u64, gauge: Gauge) -> Arc<Budget> {
+        Self::with_gauge(limit, Some(gauge))
+    }
+
+    fn with_gauge(limit: u64, gauge: Option<Gauge>) -> Arc<Budget> {
         Arc::new(Budget {
             limit,
             used: AtomicU64::new(0),
-            gauge: Some(gauge),
+            gauge,
         })
     }
 

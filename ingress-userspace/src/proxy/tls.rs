@@ -330,10 +330,7 @@ impl Handshakes {
         let versions = settings
             .versions
             .iter()
-            .map(|v| match v {
-                TlsVersion::Tls12 => &rustls::version::TLS12,
-                TlsVersion::Tls13 => &rustls::version::TLS13,
-            })
+            .map(|v| rustls_version(*v))
             .collect();
         let ticketer = match (settings.session_tickets, previous) {
             (false, _) => None,
@@ -498,6 +495,14 @@ pub fn self_signed_pem(names: &[&str]) -> Result<(String, String), TlsError> {
         names.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
     )?;
     Ok((cert.cert.pem(), cert.key_pair.serialize_pem()))
+}
+
+/// The rustls protocol version of a configured TLS version (toward clients and pods alike).
+pub(crate) fn rustls_version(v: TlsVersion) -> &'static rustls::SupportedProtocolVersion {
+    match v {
+        TlsVersion::Tls12 => &rustls::version::TLS12,
+        TlsVersion::Tls13 => &rustls::version::TLS13,
+    }
 }
 
 #[cfg(test)]

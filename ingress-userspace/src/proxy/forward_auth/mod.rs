@@ -43,7 +43,8 @@ use super::{
     client_addr::Client,
     headers::{
         X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PORT, X_FORWARDED_PROTO, X_FORWARDED_SCHEME,
-        X_ORIGINAL_FORWARDED_FOR, X_REAL_IP, X_REQUEST_ID, X_SCHEME, strip_hop_by_hop,
+        X_ORIGINAL_FORWARDED_FOR, X_REAL_IP, X_REQUEST_ID, X_SCHEME, http_variable,
+        strip_hop_by_hop,
     },
 };
 use crate::model::{
@@ -115,11 +116,7 @@ impl VarSource for Request<'_> {
             Var::ServerPort => out.push_str(self.client.port.to_str().unwrap_or_default()),
             Var::RequestId => out.push_str(self.request_id.to_str().unwrap_or_default()),
             Var::Header(name) => {
-                let sep = if name == "cookie" { "; " } else { ", " };
-                for (i, v) in self.headers.get_all(name.as_str()).iter().enumerate() {
-                    if i > 0 {
-                        out.push_str(sep);
-                    }
+                if let Some(v) = http_variable(self.headers, name) {
                     out.push_str(&String::from_utf8_lossy(v.as_bytes()));
                 }
             }

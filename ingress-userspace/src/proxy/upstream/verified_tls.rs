@@ -23,7 +23,7 @@ use rustls::{
 };
 use tokio_rustls::TlsConnector;
 
-use crate::model::{TlsRoots, TlsVersion, UpstreamTls};
+use crate::model::{TlsRoots, UpstreamTls};
 
 /// The connectors and name of one [`UpstreamTls`]; equal (and hashed) by the policy.
 #[derive(Clone)]
@@ -103,10 +103,7 @@ impl VerifiedTls {
             None => rustls::DEFAULT_VERSIONS.to_vec(),
             Some(v) => v
                 .iter()
-                .map(|v| match v {
-                    TlsVersion::Tls12 => &rustls::version::TLS12,
-                    TlsVersion::Tls13 => &rustls::version::TLS13,
-                })
+                .map(|v| crate::proxy::tls::rustls_version(*v))
                 .collect(),
         };
         let connector = |alpn: &[&[u8]]| -> Result<TlsConnector, VerifiedTlsError> {
