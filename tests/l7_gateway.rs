@@ -2017,6 +2017,14 @@ async fn https_listener_detects_misdirected_requests() {
             }
         }
     }
+    // A path no route of the Gateway's host takes: the Gateway's 404, without ingress-nginx's
+    // HSTS default (found by a conformance walk: the proxy's own misses got it).
+    for host in ["second-example.org", "fourth-example.wildcard.org"] {
+        let (stream, _) = tls_connect(https, host, &[b"http/1.1"]).await;
+        let g = request_over(stream, false, req(https, host, "/nothing-routes-this")).await;
+        assert_eq!(g.status.as_u16(), 404, "{host}");
+        assert_eq!(g.header("strict-transport-security"), "", "{host}");
+    }
     // Plain HTTP on the proxy's HTTP port is never checked.
     let g = l7common::get(
         &bed.client,

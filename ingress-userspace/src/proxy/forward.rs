@@ -128,8 +128,9 @@ struct Outcome {
     /// The one client address and forwarding values ([`super::client_addr`]).
     client: Client,
     ingress: Option<Arc<String>>,
-    /// The route is a Gateway API one (HTTPRoute, GRPCRoute): ingress-nginx's controller-wide
-    /// HSTS default is not applied to it.
+    /// The route is a Gateway API one (HTTPRoute, GRPCRoute), or the miss is a Gateway
+    /// listener's ([`super::router::RouteTable::gateway_miss`]): ingress-nginx's controller-wide
+    /// settings (compression, `hide-headers`, ...) are not applied to its answer.
     gateway_route: bool,
     host: Option<Arc<String>>,
     path: Option<Arc<String>>,
@@ -241,9 +242,11 @@ pub(crate) async fn handle(
         && !out.gateway_route
         && let Some(hsts) = &live.hsts
     {
-        // ingress-nginx sets it on every HTTPS response (`more_set_headers`, so a pod's own
-        // value is replaced), RFC 6797 section 7.1. Its default is on, which a Gateway API
-        // user never asked for: a Gateway route sets the header with a filter instead.
+        // ingress-nginx sets it on every HTTPS response (`lua_ingress.header()` in every
+        // location, the default server's too: its certificate check is a function never
+        // called, so always true), RFC 6797 section 7.1; a pod's own value is replaced. Its
+        // default is on, which a Gateway API user never asked for: a Gateway route, or a miss
+        // of a Gateway listener, sets the header with a filter instead.
         resp.headers_mut()
             .insert(STRICT_TRANSPORT_SECURITY, hsts.clone());
     }
@@ -947,6 +950,7 @@ async fn route(
         }
         Lookup::NotFound { host: vh, why } => {
             out.host = vh.map(|h| Arc::clone(&h.label));
+            out.gateway_route = rt.routes.gateway_miss(vh, &view);
             if let Some(refused) = limit(shared, None, out).await {
                 return refused;
             }
@@ -960,7 +964,7 @@ async fn route(
                 super::router::Miss::NoPath => NO_PATH,
             };
             out.reason = Some(reason.into());
-            if grpc_reject::is_grpc(req.headers()) && rt.routes.gateway_miss(vh, &view) {
+            if grpc_reject::is_grpc(req.headers()) && out.gateway_route {
                 // `grpc-message` would name the miss as the reason header does.
                 let message = if shared.args.reason_header {
                     reason
