@@ -802,29 +802,31 @@ fn kind_conflicts<'a>(
             key.name.clone(),
         )
     };
+    // Oldest first: a route loses only to one of the other kind that is itself still attached
+    // on that Gateway ("already has another Route (B) of the other type attached"), so a loser
+    // never makes a third route lose. At equal age an HTTPRoute goes first.
+    let mut order: Vec<_> = attached
+        .iter()
+        .filter(|a| matches!(a.0, ObjectKind::HTTPRoute | ObjectKind::GRPCRoute))
+        .collect();
+    order.sort_by_key(|a| (age(a.2, a.1), a.0 != ObjectKind::HTTPRoute));
     let mut lost: Vec<(ObjectKind, &'a Key, Key)> = Vec::new();
-    let grpc = attached.iter().filter(|a| a.0 == ObjectKind::GRPCRoute);
-    for (gk, gkey, ghr, ga) in grpc {
-        for (hk, hkey, hhr, ha) in attached.iter().filter(|a| a.0 == ObjectKind::HTTPRoute) {
-            for (gw, li, _, ghosts) in &ga.listeners {
-                let clash = ha.listeners.iter().any(|(gw2, li2, _, hhosts)| {
-                    gw2 == gw
-                        && li2 == li
-                        && ghosts
-                            .iter()
-                            .any(|g| hhosts.iter().any(|h| hostnames::overlap(g, h)))
-                });
-                if !clash {
-                    continue;
-                }
-                let loser = if age(ghr, gkey) < age(hhr, hkey) {
-                    (*hk, *hkey, gw.clone())
-                } else {
-                    (*gk, *gkey, gw.clone())
-                };
-                if !lost.contains(&loser) {
-                    lost.push(loser);
-                }
+    for (i, (kind, key, _, a)) in order.iter().enumerate() {
+        for (gw, li, _, hosts) in &a.listeners {
+            let clash = order[..i].iter().any(|(bk, bkey, _, b)| {
+                bk != kind
+                    && !lost.contains(&(*bk, *bkey, gw.clone()))
+                    && b.listeners.iter().any(|(gw2, li2, _, bhosts)| {
+                        gw2 == gw
+                            && li2 == li
+                            && hosts
+                                .iter()
+                                .any(|h| bhosts.iter().any(|o| hostnames::overlap(h, o)))
+                    })
+            });
+            let loser = (*kind, *key, gw.clone());
+            if clash && !lost.contains(&loser) {
+                lost.push(loser);
             }
         }
     }

@@ -922,6 +922,63 @@ spec:
     assert_eq!(gateway(&s, "app", "gw").listeners[0].attached_routes, 2);
 }
 
+/// A route that lost a hostname conflict is not attached, so it makes no third route lose
+/// (found by a conformance walk): the oldest HTTPRoute takes `a.example` from a GRPCRoute of
+/// `a.example` and `b.example`; a younger HTTPRoute of `b.example` then clashes with nothing
+/// attached and is accepted and served.
+#[test]
+fn a_route_that_lost_a_hostname_conflict_makes_no_other_route_lose() {
+    let s = snapshot(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: app}
+spec:
+  gatewayClassName: xdp
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: a-http, namespace: app, creationTimestamp: "2024-01-01T00:00:00Z"}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: [a.example]
+  rules: [{backendRefs: [{name: web, port: 8080}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: g-grpc, namespace: app, creationTimestamp: "2024-02-01T00:00:00Z"}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: [a.example, b.example]
+  rules: [{backendRefs: [{name: web, port: 8080}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: b-http, namespace: app, creationTimestamp: "2024-03-01T00:00:00Z"}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: [b.example]
+  rules: [{backendRefs: [{name: web, port: 8080}]}]
+"#,
+    );
+    let grpc = &s.gateway_status.routes[&ObjectRef::new(ObjectKind::GRPCRoute, "app", "g-grpc")][0];
+    assert_eq!(
+        cond(&grpc.conditions, "Accepted"),
+        (false, "HostnameConflict")
+    );
+    assert_eq!(
+        cond(route_parent(&s, "app", "a-http"), "Accepted"),
+        (true, "Accepted")
+    );
+    assert_eq!(
+        cond(route_parent(&s, "app", "b-http"), "Accepted"),
+        (true, "Accepted")
+    );
+    assert_eq!(s.l7.hosts["b.example"].routes.len(), 1);
+    assert_eq!(gateway(&s, "app", "gw").listeners[0].attached_routes, 2);
+}
+
 /// BackendTLSPolicy (Gateway API v1): the Service's backends are spoken to over TLS with the
 /// policy's hostname and CA (gRPC over TLS for GRPCRoutes); the policy gets an ancestor per
 /// Gateway with `Accepted` and `ResolvedRefs`; a younger policy on the same target is
