@@ -823,6 +823,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                 route,
                 backends,
                 terminate,
+                ..
             } => {
                 e.outcome = Outcome::Passthrough;
                 e.reason = if *terminate {

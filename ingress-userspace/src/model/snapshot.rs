@@ -344,6 +344,9 @@ pub enum SniAction {
     Pass {
         route: ObjectRef,
         backends: Vec<WeightedUpstream>,
+        /// Summed weight of the backendRefs that do not resolve: that share of connections is
+        /// closed (Gateway API `TLSRouteRule.backendRefs`: "rejections must respect weight").
+        rejected_weight: u32,
         terminate: bool,
     },
     /// Closed: a passthrough listener's hostname that no TLSRoute serves (Gateway API).

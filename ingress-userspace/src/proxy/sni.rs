@@ -25,6 +25,8 @@ enum Entry {
         label: Arc<String>,
         /// `(weight, upstream)`, weights above zero.
         backends: Vec<(u32, Arc<UpstreamRuntime>)>,
+        /// The weight of backendRefs that do not resolve: that share is closed.
+        rejected_weight: u32,
         /// Terminate TLS first (a TLSRoute on a `tls.mode: Terminate` listener).
         terminate: bool,
     },
@@ -106,6 +108,7 @@ impl SniTable {
                 Entry::Pass {
                     label: Arc::new(host.clone()),
                     backends: vec![(1, runtime_of(&p.upstream))],
+                    rejected_weight: 0,
                     terminate: false,
                 },
             );
@@ -138,9 +141,11 @@ impl SniTable {
             let entry = match action {
                 SniAction::Pass {
                     backends,
+                    rejected_weight,
                     terminate,
                     ..
                 } => Entry::Pass {
+                    rejected_weight: *rejected_weight,
                     label: Arc::new(pattern.clone()),
                     backends: backends
                         .iter()
@@ -245,14 +250,16 @@ impl SniTable {
             Entry::Pass {
                 label,
                 backends,
+                rejected_weight,
                 terminate,
-            } => match pick(backends) {
+            } => match pick(backends, *rejected_weight) {
                 Some(upstream) => Decision::Pass {
                     label: Arc::clone(label),
                     upstream,
                     terminate: *terminate,
                 },
-                // No valid backendRef: nothing to pass to (Gateway API: reject).
+                // No valid backendRef, or the share of those that do not resolve: nothing to
+                // pass to (Gateway API: reject).
                 None => Decision::Close {
                     label: Arc::clone(label),
                 },
@@ -261,9 +268,10 @@ impl SniTable {
     }
 }
 
-/// One of `backends` at random, in proportion to its weight.
-fn pick(backends: &[(u32, Arc<UpstreamRuntime>)]) -> Option<Arc<UpstreamRuntime>> {
-    let total: u64 = backends.iter().map(|(w, _)| u64::from(*w)).sum();
+/// One of `backends` at random, in proportion to its weight; `None` (the connection closed)
+/// for the `rejected` weight's share, or with no weight at all.
+fn pick(backends: &[(u32, Arc<UpstreamRuntime>)], rejected: u32) -> Option<Arc<UpstreamRuntime>> {
+    let total: u64 = backends.iter().map(|(w, _)| u64::from(*w)).sum::<u64>() + u64::from(rejected);
     if total == 0 {
         return None;
     }
@@ -305,6 +313,7 @@ mod tests {
                 upstream: upstream(name),
                 weight: 1,
             }],
+            rejected_weight: 0,
             terminate: false,
         }
     }
@@ -335,14 +344,21 @@ mod tests {
         let backends = vec![(3, rt("a")), (1, rt("b")), (0, rt("never"))];
         let mut a = 0;
         for _ in 0..8000 {
-            let u = pick(&backends).unwrap();
+            let u = pick(&backends, 0).unwrap();
             assert_ne!(u.spec.service.name, "never");
             if u.spec.service.name == "a" {
                 a += 1;
             }
         }
         assert!((5700..=6300).contains(&a), "{a}");
-        assert!(pick(&[(0, rt("z"))]).is_none());
+        assert!(pick(&[(0, rt("z"))], 0).is_none());
+        // A backendRef that does not resolve keeps its weight: 1 of 4 connections is closed
+        // (Gateway API TLSRoute: "rejections must respect weight"). 2000 expected of 8000.
+        let closed = (0..8000)
+            .filter(|_| pick(&[(3, rt("a"))], 1).is_none())
+            .count();
+        assert!((1700..=2300).contains(&closed), "{closed}");
+        assert!(pick(&[], 1).is_none());
     }
 
     /// A Gateway address decides by its own Gateway's table alone: an Ingress

@@ -493,6 +493,7 @@ spec:
             route,
             backends,
             terminate: false,
+            ..
         } => {
             assert_eq!(route.name, "first");
             let w: Vec<(String, u32)> = backends
@@ -1256,6 +1257,46 @@ fn tlsroute_invalid_backend_ref_nonexistent_and_unknown_kind() {
         assert_eq!(cond(p, "Accepted"), (true, "Accepted"), "{reason}");
         assert_eq!(cond(p, "ResolvedRefs"), (false, reason));
         assert!(passed_to(&s, "example.com").is_empty(), "{reason}");
+    }
+}
+
+/// A TLSRoute backendRef that does not resolve keeps its weight beside valid ones: that share
+/// of connections is closed (Gateway API `TLSRouteRule.backendRefs`: "if an invalid backend is
+/// requested to have 80% of requests, then 80% of requests must be rejected instead"); found
+/// by a conformance walk (the share went to the other backendRefs).
+#[test]
+fn a_tlsroute_backend_ref_that_does_not_resolve_keeps_its_share_closed() {
+    use crate::model::SniAction;
+    let s = snapshot(&format!(
+        "{}{}",
+        gateway(
+            "gw",
+            T0,
+            "  - {name: tls, port: 443, protocol: TLS, allowedRoutes: {namespaces: {from: Same}}, tls: {mode: Passthrough}}\n"
+        ),
+        tls_route(
+            "r",
+            "[{name: gw}]",
+            "[example.com]",
+            "[{name: nonexistent, port: 443, weight: 4}, {name: db, port: 5432}]"
+        )
+    ));
+    let p = parent(&s, ObjectKind::TLSRoute, "r");
+    assert_eq!(cond(p, "ResolvedRefs"), (false, "BackendNotFound"));
+    match &s.l7.gateway_sni["example.com"] {
+        SniAction::Pass {
+            backends,
+            rejected_weight,
+            ..
+        } => {
+            let w: Vec<_> = backends
+                .iter()
+                .map(|b| (b.upstream.service.name.as_str(), b.weight))
+                .collect();
+            assert_eq!(w, [("db", 1)]);
+            assert_eq!(*rejected_weight, 4);
+        }
+        other => panic!("{other:?}"),
     }
 }
 

@@ -125,6 +125,7 @@ pub fn translate<'a>(
         let mut used_policies = std::collections::BTreeSet::new();
         let mut problem: Option<(&'static str, String)> = None;
         let mut problems = Vec::new();
+        let mut rejected_weight = 0u32;
         for b in tr
             .spec
             .rules
@@ -157,16 +158,17 @@ pub fn translate<'a>(
                 }
                 Ok(_) => {}
                 Err((reason, msg)) => {
+                    rejected_weight = rejected_weight.saturating_add(weight);
                     problems.push((reason, msg));
                 }
             }
         }
         // What becomes of the connections a reference that does not resolve would have
-        // taken: the other backendRefs take them, or, with none left, they are closed.
+        // taken: closed, in proportion to its weight.
         let fate = if forward.is_empty() {
             "the route's connections are closed"
         } else {
-            "its share of connections goes to the other backendRefs"
+            "its share of connections (by weight) is closed"
         };
         for (reason, msg) in problems {
             diags.error(&oref, reason, format!("{msg}; {fate}"));
@@ -225,6 +227,7 @@ pub fn translate<'a>(
                         SniAction::Pass {
                             route: oref.clone(),
                             backends: if terminate { &terminated } else { &forward }.clone(),
+                            rejected_weight,
                             terminate,
                         },
                     );
