@@ -186,6 +186,10 @@ pub(super) fn host_of(url: &str) -> Result<&str, String> {
     if host.is_empty() {
         return Err("the URL has no host".into());
     }
+    if authority.contains("..") {
+        // As ingress-nginx's `StringToURL` ("invalid url host"): no name has an empty label.
+        return Err("the URL's host has an empty label (\"..\")".into());
+    }
     Ok(host)
 }
 

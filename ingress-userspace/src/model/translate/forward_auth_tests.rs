@@ -290,6 +290,11 @@ fn bad_values_deny_the_location() {
             "unknown nginx variable",
         ),
         (vec![("auth-url", "ftp://auth/x")], "not an http"),
+        // ingress-nginx's e2e "with invalid auth-url should deny whole location" (503).
+        (
+            vec![("auth-url", "https://invalid..auth.url")],
+            "empty label",
+        ),
         (vec![url, ("auth-method", "FETCH")], "not an HTTP method"),
         (
             vec![url, ("auth-response-headers", "X-Ok, Bad Header")],
