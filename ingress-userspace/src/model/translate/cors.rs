@@ -115,8 +115,8 @@ fn origins(r: &mut Reader<'_>, v: &str) -> CorsOrigins {
                 r.object,
                 "InvalidAnnotation",
                 format!(
-                    "annotation cors-allow-origin: {o:?} is not an origin (http(s)://host[:port], \
-                     `*.` allowed before the host); it is skipped"
+                    "annotation cors-allow-origin: {o:?} is not an origin (scheme://host[:port], \
+                     `*.` allowed before the host, or null); it is skipped"
                 ),
             );
         }
@@ -135,14 +135,19 @@ fn origins(r: &mut Reader<'_>, v: &str) -> CorsOrigins {
     CorsOrigins::List(list)
 }
 
-/// ingress-nginx's `corsOriginRegex`: `https?://(\*\.)?[A-Za-z0-9\-\.]*(:[0-9]+)?`.
+/// ingress-nginx's `corsOriginRegex`: `[a-z]+://(\*\.)?[A-Za-z0-9\-\.]*(:[0-9]+)?` or `null`:
+/// any lower-case scheme (`tauri://localhost`, `myprotocol://example.org:1199` in its docs),
+/// and the `null` origin of opaque contexts.
 fn is_origin(o: &str) -> bool {
-    let Some(rest) = o
-        .strip_prefix("http://")
-        .or_else(|| o.strip_prefix("https://"))
-    else {
+    if o == "null" {
+        return true;
+    }
+    let Some((scheme, rest)) = o.split_once("://") else {
         return false;
     };
+    if scheme.is_empty() || !scheme.bytes().all(|b| b.is_ascii_lowercase()) {
+        return false;
+    }
     let rest = rest.strip_prefix("*.").unwrap_or(rest);
     let (host, port) = match rest.split_once(':') {
         Some((h, p)) => (h, Some(p)),
@@ -240,7 +245,7 @@ mod tests {
             ("enable-cors", "true"),
             (
                 "cors-allow-origin",
-                "https://ok.test, ftp://x.test, https://a.test/path",
+                "https://ok.test, HTTPS://UP.test, https://a.test/path",
             ),
             ("cors-allow-methods", "GET;rm -rf"),
             ("cors-allow-headers", "X-A,  X-B"),
@@ -264,5 +269,27 @@ mod tests {
         ]);
         assert_eq!(c.unwrap().allow_origin, CorsOrigins::List(vec![]));
         assert_eq!(w.len(), 2, "{w:?}");
+    }
+
+    /// ingress-nginx's e2e "should allow - origins with non-http[s] protocols": any lower-case
+    /// scheme (its `corsOriginRegex`), and `null`.
+    #[test]
+    fn origins_of_any_scheme_and_null_are_allowed() {
+        let (c, w) = cors(&[
+            ("enable-cors", "true"),
+            (
+                "cors-allow-origin",
+                "test://localhost, tauri://localhost:3000, null",
+            ),
+        ]);
+        assert_eq!(
+            c.unwrap().allow_origin,
+            CorsOrigins::List(vec![
+                "test://localhost".into(),
+                "tauri://localhost:3000".into(),
+                "null".into()
+            ])
+        );
+        assert!(w.is_empty(), "{w:?}");
     }
 }
