@@ -323,7 +323,12 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
     s.use_proxy_protocol = r.bool("use-proxy-protocol");
     s.enable_underscores_in_headers = r.bool("enable-underscores-in-headers");
     s.allow_backend_server_header = r.bool("allow-backend-server-header").unwrap_or(false);
-    s.disable_access_log = r.bool("disable-access-log").unwrap_or(false);
+    // ingress-nginx's template: `access_log off` in the http block when either key is true
+    // (`disable-http-access-log` is the http block's alone; there is no stream access log
+    // here, so `disable-stream-access-log` is read and changes nothing).
+    let http_off = r.bool("disable-http-access-log").unwrap_or(false);
+    let _ = r.bool("disable-stream-access-log");
+    s.disable_access_log = r.bool("disable-access-log").unwrap_or(false) || http_off;
     if let Some(v) = r.get("skip-access-log-urls") {
         // ingress-nginx splits the value on commas (config.go `SkipAccessLogURLs []string`).
         s.skip_access_log_urls = v
@@ -807,6 +812,21 @@ mod tests {
         assert!(c.settings.disable_access_log);
         assert_eq!(c.settings.skip_access_log_urls, ["/healthz", "/readyz"]);
         assert!(!ProxySettings::default().disable_access_log);
+        // ingress-nginx's e2e "disable-http-access-log set access_log off": the http block's
+        // own key; the stream one is known (no typo warning) and has nothing to turn off.
+        for (key, off) in [
+            ("disable-http-access-log", true),
+            ("disable-stream-access-log", false),
+        ] {
+            let mut d = Diagnostics::default();
+            let cm = ConfigMap {
+                data: Some([(key.to_string(), "true".to_string())].into()),
+                ..Default::default()
+            };
+            let c = parse(&cm, &mut d);
+            assert!(d.0.is_empty(), "{key}: {:?}", d.0);
+            assert_eq!(c.settings.disable_access_log, off, "{key}");
+        }
     }
 
     #[test]
