@@ -272,3 +272,70 @@ fn a_reader_that_closes_the_pipe_early_ends_the_output_quietly() {
         );
     }
 }
+
+/// `strict-validate-path-type` (default true since ingress-nginx 1.12, whose admission
+/// webhook then refuses an Exact/Prefix path of other characters than `validPathType`'s):
+/// `migrate` reports the Ingress as not served with the webhook's message, `explain` shows the
+/// Error for its host; `strict-validate-path-type: "false"` serves it and behaves the same.
+#[test]
+fn strict_path_type_refuses_a_regex_prefix_path_unless_turned_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ingress = "\
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: api, namespace: shop}
+spec:
+  ingressClassName: xdp-ingress
+  rules:
+  - host: api.example.com
+    http:
+      paths:
+      - {path: \"/v1(/|$)(.*)\", pathType: Prefix, backend: {service: {name: api, port: {number: 80}}}}
+";
+    std::fs::write(tmp.path().join("ing.yaml"), ingress).unwrap();
+    let manifests = tmp.path().display().to_string();
+    let (code, out) = migrate(&["--manifests", &manifests, "--output", "json"]);
+    let r: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(r["ingresses"][0]["served"], false, "{out}");
+    assert_eq!(
+        r["ingresses"][0]["problems"],
+        json!([
+            "InvalidPathForPathType: ingress contains invalid paths: path /v1(/|$)(.*) cannot be \
+             used with pathType Prefix (strict-validate-path-type: use pathType \
+             ImplementationSpecific); the Ingress is not served"
+        ])
+    );
+    let explain = Command::new(testbed::built_xdp_ingress_bin())
+        .args([
+            "explain",
+            "--manifests",
+            &manifests,
+            "--host",
+            "api.example.com",
+        ])
+        .output()
+        .expect("running xdp-ingress explain");
+    let e: Value = serde_json::from_slice(&explain.stdout).unwrap();
+    assert_eq!(e["status"], 404, "{e}");
+    assert_eq!(
+        e["diagnostics"][0]["reason"], "InvalidPathForPathType",
+        "{e}"
+    );
+
+    let cm = "\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: ingress-nginx-controller, namespace: ingress-nginx}
+data: {strict-validate-path-type: \"false\"}
+";
+    std::fs::write(tmp.path().join("cm.yaml"), cm).unwrap();
+    let (code, out) = migrate(&["--manifests", &manifests, "--output", "json"]);
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(r["ingresses"][0]["served"], true, "{out}");
+    assert_eq!(
+        statuses(&r["configmap"]["keys"]),
+        json!([["strict-validate-path-type", "supported"]])
+    );
+}

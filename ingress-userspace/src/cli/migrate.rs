@@ -108,7 +108,8 @@ pub struct IngressReport {
     /// `spec.ingressClassName`, else the legacy annotation, else `null`.
     pub class: Option<String>,
     /// Whether xdp-ingress would serve it: `false` when it has snippet annotations (unless
-    /// `--serve-ingresses-with-snippets` or `allow-snippet-annotations: "true"`).
+    /// `--serve-ingresses-with-snippets` or `allow-snippet-annotations: "true"`), or when
+    /// deep inspection or `strict-validate-path-type` refuses it (the reason in `problems`).
     pub served: bool,
     /// One per annotation under our prefixes, sorted by name.
     pub annotations: Vec<Entry>,
@@ -236,10 +237,11 @@ pub fn report<'a>(
                 keys,
                 problems,
             },
-            parsed.serve_with_snippets,
+            (parsed.serve_with_snippets, parsed.strict_validate_path_type),
         )
     });
-    let serve_snippets = cm.as_ref().and_then(|c| c.1).unwrap_or(false);
+    let serve_snippets = cm.as_ref().and_then(|c| c.1.0).unwrap_or(false);
+    let strict_paths = cm.as_ref().is_none_or(|c| c.1.1);
     let mut out = Vec::new();
     for ing in ingresses {
         let ing_class = class_of(ing);
@@ -270,11 +272,15 @@ pub fn report<'a>(
         if let Some(objects) = secrets_from {
             translate::secret_problems(ing, &oref, objects, &mut d);
         }
+        let refused = translate::ingress_inspect::refusal(ing.spec.as_ref(), strict_paths);
+        if let Some((reason, msg)) = &refused {
+            d.error(&oref, reason, msg.clone());
+        }
         out.push(IngressReport {
             namespace: oref.namespace,
             name: oref.name,
             class: ing_class,
-            served: !snippets || serve_snippets,
+            served: (!snippets || serve_snippets) && refused.is_none(),
             annotations: entries,
             problems: problems(d),
         });
@@ -332,7 +338,15 @@ fn table(r: &Report) -> String {
                 obj.clone(),
                 "-".into(),
                 "refused".into(),
-                "not served: it has snippet annotations".into(),
+                if i.annotations
+                    .iter()
+                    .any(|e| support::strip_prefix(&e.name).is_some_and(support::is_snippet))
+                {
+                    "not served: it has snippet annotations"
+                } else {
+                    "not served: see the problem above"
+                }
+                .into(),
             ]);
         }
     }

@@ -75,6 +75,10 @@ pub struct ControllerConfig {
     /// `load-balance`, `proxy-redirect-from`, `proxy-redirect-to`, `proxy-cookie-domain`,
     /// `proxy-cookie-path`: the defaults of the annotations of the same names.
     pub annotation_defaults: super::annotations::AnnotationDefaults,
+    /// `strict-validate-path-type` (default true since ingress-nginx 1.12): an Ingress with an
+    /// `Exact` or `Prefix` path of other characters than ingress-nginx's `validPathType` is
+    /// not served ([`super::ingress_inspect::strict_path_type`]).
+    pub strict_validate_path_type: bool,
 }
 
 /// The ConfigMap's client source ranges, as ingress-nginx places them: `whitelist-source-range`
@@ -152,6 +156,7 @@ impl Default for ControllerConfig {
             ),
             source_ranges: SourceRangeDefaults::default(),
             annotation_defaults: Default::default(),
+            strict_validate_path_type: true,
         }
     }
 }
@@ -316,6 +321,7 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
         r.diags.warn(&r.object, "UnsupportedConfigMapKey", message);
     }
 
+    out.strict_validate_path_type = r.bool("strict-validate-path-type").unwrap_or(true);
     let s = &mut out.settings;
     s.use_forwarded_headers = r.bool("use-forwarded-headers");
     s.enable_real_ip = r.bool("enable-real-ip");

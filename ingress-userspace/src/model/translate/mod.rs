@@ -1,6 +1,7 @@
 //! Pure translation: store objects in, one immutable [`Snapshot`] out. No I/O here.
 //!
-//! - [`class`]: which Ingresses are ours.
+//! - [`class`]: which Ingresses are ours; [`ingress_inspect`]: Ingresses refused as a whole
+//!   (ingress-nginx's deep inspection and `strict-validate-path-type`).
 //! - [`ingress`]: L7 virtual hosts, routes, certificates, default backend.
 //! - [`service`]: L4 services the XDP path takes over.
 //! - [`service_upstream`]: `service-upstream`: a Service's ClusterIP as its one endpoint.
@@ -45,6 +46,7 @@ pub mod forward_auth;
 pub mod gateway;
 pub mod incremental;
 pub mod ingress;
+pub mod ingress_inspect;
 pub mod location_list;
 pub mod mirror;
 pub mod next_upstream;
@@ -347,6 +349,11 @@ fn l7_of<'a>(
                 unsupported: check.unsupported,
             },
         );
+        let strict = controller.strict_validate_path_type;
+        if let Some((reason, msg)) = ingress_inspect::refusal(ing.spec.as_ref(), strict) {
+            diags.error(&oref_of(ing), reason, msg);
+            continue;
+        }
         if check.snippets.is_empty() || serve_snippets {
             served.push(*ing);
         }

@@ -454,7 +454,7 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("ssl-session-timeout", NGINX_INTERNAL, "nginx TLS session cache lifetime."),
     row("stream-access-log-path", Refused("the access log goes to stdout (--access-log-format)"), "Stream access log file."),
     row("stream-snippet", CONFIGMAP_SNIPPET, "nginx configuration in the stream block."),
-    row("strict-validate-path-type", NotYet, "Refuse Exact and Prefix paths with characters other than alphanumerics, `_`, `-` and `/`."),
+    row("strict-validate-path-type", Differs("no admission webhook refuses the Ingress at `kubectl apply`: it is refused at translation (an Error Event `InvalidPathForPathType` naming the paths; nothing of it served, other Ingresses untouched)"), "Default true: an Ingress with an Exact or Prefix path of characters other than ASCII letters, digits, `.`, `_`, `-` and `/` (or not starting with `/`) is refused (ImplementationSpecific paths are not checked); false serves it."),
     row("syslog-host", NotYet, "Syslog server."),
     row("syslog-port", NotYet, "Syslog port."),
     row("upstream-keepalive-connections", Refused("use --upstream-keepalive"), "Idle connections kept to pods."),
@@ -499,7 +499,10 @@ pub fn value_behaves_the_same(name: &str, value: &str) -> bool {
                 && v.split_whitespace()
                     .all(|p| matches!(p, "TLSv1.2" | "TLSv1.3"))
         }
-        "ssl-passthrough" | "canary" | "ssl-reject-handshake" => is_false(),
+        // `false` checks nothing, as ingress-nginx without its webhook's check.
+        "ssl-passthrough" | "canary" | "ssl-reject-handshake" | "strict-validate-path-type" => {
+            is_false()
+        }
         "use-port-in-redirects" => super::annotations::parse_bool(v) == Some(true),
         "ssl-ecdh-curve" => {
             v == "auto"
