@@ -595,6 +595,9 @@ pub struct ErrorPagesInfo {
     /// The backend that answers intercepted statuses (`default-backend`, else the
     /// controller-wide default backend); `None`: nothing is intercepted.
     pub intercepted_by: Option<ObjectRef>,
+    /// `disable-proxy-intercept-errors`: a pod's answer with an `intercept` status is passed
+    /// as it is; only the proxy's own are replaced.
+    pub pod_answers_passed: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -1077,6 +1080,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                         .filter(|_| !errors.intercept.is_empty())
                         .filter(|_| !route.policy.location_denied())
                         .map(|u| u.service.clone()),
+                    pod_answers_passed: errors.pass_pod_answers,
                 });
             }
             // The proxy's first step on a route: a denied location answers 503 and nothing else.

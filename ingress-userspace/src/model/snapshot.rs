@@ -650,6 +650,10 @@ pub struct ErrorPages {
     /// `custom-http-errors`: responses with these statuses are replaced by the answer of the
     /// default backend (this route's, else the controller-wide one), sorted.
     pub intercept: Vec<u16>,
+    /// `disable-proxy-intercept-errors`: a pod's answer is passed as it is (nginx
+    /// `proxy_intercept_errors off`); only the proxy's own answers with an `intercept` status
+    /// (a refusal, a 502/503/504 of a failed pod) are replaced.
+    pub pass_pod_answers: bool,
 }
 
 /// A canary backend next to a route's main backend, and when a request takes it

@@ -164,6 +164,9 @@ struct Outcome {
     /// (ingress-nginx's `@custom_` locations, which take none of the ConfigMap's request
     /// headers: [`location_headers`]).
     error_page: bool,
+    /// The response is a pod's answer ([`answered`]), not one the proxy made: what
+    /// `disable-proxy-intercept-errors` passes through ([`intercepted`]).
+    pod_answered: bool,
 }
 
 pub(crate) async fn handle(
@@ -286,6 +289,7 @@ impl Outcome {
             conn_budget: None,
             no_access_log: false,
             error_page: false,
+            pod_answered: false,
         }
     }
 }
@@ -1060,7 +1064,7 @@ async fn intercepted(
     out: &mut Outcome,
 ) -> Response<ProxyBody> {
     match intercept {
-        Some(i) if i.catches(resp.status()) => {
+        Some(i) if i.catches(resp.status(), out.pod_answered) => {
             let status = resp.status();
             drop(resp);
             // The refusal or failure replaced stays in the reason.
@@ -1778,6 +1782,7 @@ fn answered<G: Send + Unpin + 'static>(
         .observe(a.took.as_secs_f64());
     out.upstream_status = Some(resp.status().as_u16());
     out.upstream_time = Some(a.took);
+    out.pod_answered = true;
     if !out.gateway_route {
         // `hide-headers`: nginx's `proxy_hide_header` in ingress-nginx's `http` block, so of
         // every location's answer from a pod, an error page's too; before `add-headers`,

@@ -54,6 +54,10 @@ pub struct ControllerConfig {
     /// annotation of that name (which replaces the list, as a location's nginx `error_page`
     /// replaces the server's), sorted; served by the controller-wide default backend.
     pub custom_http_errors: Vec<u16>,
+    /// `disable-proxy-intercept-errors` (default false): no `proxy_intercept_errors on` in
+    /// ingress-nginx's `http` block, which every location without its own inherits
+    /// ([`super::errors`]).
+    pub disable_proxy_intercept_errors: bool,
     /// `add-headers`: the ConfigMap whose data are headers for every response
     /// ([`super::custom_headers::add_headers`] resolves it into `settings.add_headers`).
     pub add_headers_from: Option<crate::store::Key>,
@@ -147,6 +151,7 @@ impl Default for ControllerConfig {
             retry_non_idempotent: false,
             allowed_response_headers: Vec::new(),
             custom_http_errors: Vec::new(),
+            disable_proxy_intercept_errors: false,
             add_headers_from: None,
             proxy_set_headers_from: None,
             global_auth: None,
@@ -531,6 +536,7 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
         }
         out.custom_http_errors = codes;
     }
+    out.disable_proxy_intercept_errors = r.bool("disable-proxy-intercept-errors").unwrap_or(false);
     for (key, field) in [
         ("add-headers", &mut out.add_headers_from),
         ("proxy-set-headers", &mut out.proxy_set_headers_from),
