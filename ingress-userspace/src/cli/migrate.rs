@@ -237,11 +237,14 @@ pub fn report<'a>(
                 keys,
                 problems,
             },
-            (parsed.serve_with_snippets, parsed.strict_validate_path_type),
+            parsed,
         )
     });
-    let serve_snippets = cm.as_ref().and_then(|c| c.1.0).unwrap_or(false);
-    let strict_paths = cm.as_ref().is_none_or(|c| c.1.1);
+    // Without a ConfigMap, its defaults.
+    let controller = cm.as_ref().map(|c| c.1.clone()).unwrap_or_default();
+    let serve_snippets = controller.serve_with_snippets.unwrap_or(false);
+    let strict_paths = controller.strict_validate_path_type;
+    let cross_namespace = controller.allow_cross_namespace_resources;
     let mut out = Vec::new();
     for ing in ingresses {
         let ing_class = class_of(ing);
@@ -268,9 +271,9 @@ pub fn report<'a>(
         annotations::parse(a, &oref, &mut d);
         // Canary annotations are read apart (canary Ingresses serve nothing of their own).
         canary::parse(a, &oref, &mut d);
-        translate::auth_value_problems(a, &oref, &mut d);
+        translate::auth_value_problems(a, &oref, cross_namespace, &mut d);
         if let Some(objects) = secrets_from {
-            translate::secret_problems(ing, &oref, objects, &mut d);
+            translate::secret_problems(ing, &oref, objects, cross_namespace, &mut d);
         }
         let refused = translate::ingress_inspect::refusal(ing.spec.as_ref(), strict_paths);
         if let Some((reason, msg)) = &refused {

@@ -83,6 +83,9 @@ pub struct ControllerConfig {
     /// `Exact` or `Prefix` path of other characters than ingress-nginx's `validPathType` is
     /// not served ([`super::ingress_inspect::strict_path_type`]).
     pub strict_validate_path_type: bool,
+    /// `allow-cross-namespace-resources` (default false): annotations may name Secrets and
+    /// ConfigMaps of other namespaces ([`super::annotations::cross_namespace_refused`]).
+    pub allow_cross_namespace_resources: bool,
 }
 
 /// The ConfigMap's client source ranges, as ingress-nginx places them: `whitelist-source-range`
@@ -162,6 +165,7 @@ impl Default for ControllerConfig {
             source_ranges: SourceRangeDefaults::default(),
             annotation_defaults: Default::default(),
             strict_validate_path_type: true,
+            allow_cross_namespace_resources: false,
         }
     }
 }
@@ -327,6 +331,8 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
     }
 
     out.strict_validate_path_type = r.bool("strict-validate-path-type").unwrap_or(true);
+    out.allow_cross_namespace_resources =
+        r.bool("allow-cross-namespace-resources").unwrap_or(false);
     let s = &mut out.settings;
     s.use_forwarded_headers = r.bool("use-forwarded-headers");
     s.enable_real_ip = r.bool("enable-real-ip");

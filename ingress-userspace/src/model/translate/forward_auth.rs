@@ -289,7 +289,8 @@ pub(super) fn for_ingress(
         }
     };
     if let Some(name) = r.get("auth-proxy-set-headers").map(str::to_string) {
-        match proxy_set_headers(&name, ns, objects, refs) {
+        let allowed = r.allow_cross_namespace;
+        match proxy_set_headers(&name, ns, allowed, objects, refs) {
             Ok(h) => auth.proxy_set_headers = h,
             Err(why) => return Some(Err(denied(r, "AuthProxySetHeadersRefused", why))),
         }
@@ -351,19 +352,27 @@ fn keepalive_values(r: &mut Reader<'_>) {
     let _ = r.bool("auth-keepalive-share-vars");
 }
 
-/// `auth-proxy-set-headers`: the ConfigMap `name` or `ns/name`, same namespace only (ingress-nginx
-/// denies others unless `allow-cross-namespace-resources`), every key a header name.
+/// `auth-proxy-set-headers`: the ConfigMap `name` or `ns/name`, same namespace only unless
+/// `allow_cross_namespace` (ingress-nginx's `allow-cross-namespace-resources`), every key a
+/// header name.
 fn proxy_set_headers(
     name: &str,
     ns: &str,
+    allow_cross_namespace: bool,
     objects: &Objects,
     refs: &mut super::References,
 ) -> Result<Vec<(String, NginxString)>, String> {
     let (cm_ns, cm_name) = name.split_once('/').unwrap_or((ns, name));
     let cm_ns = if cm_ns.is_empty() { ns } else { cm_ns };
-    if cm_ns != ns || cm_name.is_empty() || cm_name.contains('/') {
+    if cm_name.is_empty() || cm_name.contains('/') {
         return Err(format!(
-            "auth-proxy-set-headers {name:?}: only a ConfigMap in the Ingress's namespace {ns}"
+            "auth-proxy-set-headers {name:?} is not NAME or NAMESPACE/NAME"
+        ));
+    }
+    if super::annotations::cross_namespace_refused(allow_cross_namespace, ns, cm_ns) {
+        return Err(format!(
+            "auth-proxy-set-headers {name:?}: only a ConfigMap in the Ingress's namespace {ns} \
+             (allow-cross-namespace-resources: \"true\" allows others)"
         ));
     }
     let key = Key::new(cm_ns, cm_name);

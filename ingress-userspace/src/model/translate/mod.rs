@@ -108,9 +108,11 @@ pub struct References {
 pub fn auth_value_problems(
     annotations: Option<&std::collections::BTreeMap<String, String>>,
     object: &ObjectRef,
+    allow_cross_namespace: bool,
     diags: &mut diagnostics::Diagnostics,
 ) {
     let mut r = annotations::Reader::new(annotations, object, diags);
+    r.allow_cross_namespace = allow_cross_namespace;
     auth::check_values(&mut r, &object.namespace);
     client_auth::check_values(&mut r, &object.namespace);
     proxy_ssl::check_values(&mut r, &object.namespace);
@@ -129,6 +131,7 @@ pub fn secret_problems(
     ingress: &crate::compact::ingress::Ingress,
     object: &ObjectRef,
     objects: &Objects,
+    allow_cross_namespace: bool,
     diags: &mut diagnostics::Diagnostics,
 ) {
     let tls = ingress.spec.as_ref().and_then(|s| s.tls.as_ref());
@@ -147,6 +150,7 @@ pub fn secret_problems(
     let annotations = ingress.metadata.annotations.as_ref();
     let mut found = diagnostics::Diagnostics::default();
     let mut r = annotations::Reader::new(annotations, object, &mut found);
+    r.allow_cross_namespace = allow_cross_namespace;
     let mut used = HashSet::new();
     let ns = &object.namespace;
     auth::parse(&mut r, ns, objects, None, &mut used);

@@ -276,7 +276,7 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("access-log-path", Refused("the access log goes to stdout (--access-log-format)"), "Access log file."),
     row("add-headers", Supported, "Response headers from a ConfigMap (NAMESPACE/NAME), set on every response; invalid or hop-by-hop ones are left out with a Warning."),
     row("allow-backend-server-header", Differs("`true` passes the pod's Server whatever server-tokens says (ingress-nginx also needs `server-tokens: true`, its issue 6733); the proxy never sends a Server of its own, as ingress-nginx with its default `server-tokens: false`"), "Pass the pod's Server response header (default false: it is removed)."),
-    row("allow-cross-namespace-resources", NotYet, "Let annotations name Secrets and ConfigMaps of other namespaces (cross-namespace ones are refused, as with the default `false`)."),
+    row("allow-cross-namespace-resources", Supported, "Default false: an annotation naming a Secret or ConfigMap of another namespace (auth-secret, auth-tls-secret, proxy-ssl-secret, auth-proxy-set-headers, custom-headers) denies the location (503; auth-tls: 403) with an Error; true lets it name them (--secret-namespaces still limits what is read)."),
     row("allow-snippet-annotations", Differs("snippets are never interpreted; `true` only lets the rest of an Ingress with snippets be served"), "Whether *-snippet annotations are allowed."),
     row("annotation-value-word-blocklist", Refused("annotation values are parsed, never pasted into a configuration"), "Words refused in annotation values."),
     row("annotations-risk-level", Refused("annotation values are parsed, never pasted into a configuration, whatever their risk"), "Highest risk of annotations accepted."),

@@ -1742,3 +1742,90 @@ fn strict_path_type_and_deep_inspection_refuse_the_whole_ingress() {
     assert_eq!(routes(&s.l7.hosts["h.example.com"]).len(), 4);
     assert!(!s.l7.hosts.contains_key("l.example.com"));
 }
+
+/// `allow-cross-namespace-resources` (default false): every annotation naming a Secret or
+/// ConfigMap of another namespace is refused (ingress-nginx's `auth`, `authreq`, `authtls`,
+/// `proxyssl` parsers deny the location); `true` lets each look there (here: not found, as the
+/// objects do not exist — the namespace is no longer the reason).
+#[test]
+fn cross_namespace_references_need_allow_cross_namespace_resources() {
+    let mut o = base();
+    let cases = [
+        (
+            "basic",
+            &[("auth-type", "basic"), ("auth-secret", "vault/htpasswd")][..],
+        ),
+        ("tls", &[("auth-tls-secret", "vault/ca")][..]),
+        ("pssl", &[("proxy-ssl-secret", "vault/ps")][..]),
+        (
+            "hdrs",
+            &[
+                ("auth-url", "http://auth.example/check"),
+                ("auth-proxy-set-headers", "vault/hdrs"),
+            ][..],
+        ),
+        ("custom", &[("custom-headers", "vault/hdrs")][..]),
+    ];
+    for (i, (name, annotations)) in cases.iter().enumerate() {
+        let mut ingress = mk_ingress(
+            "default",
+            name,
+            i as i64 + 1,
+            vec![(&format!("{name}.test"), vec![("/", "Prefix", "web", "80")])],
+        );
+        for (k, v) in *annotations {
+            ingress = with_annotation(ingress, &format!("nginx.ingress.kubernetes.io/{k}"), v);
+        }
+        o.upsert(ing(ingress));
+    }
+    let cross = [
+        ("basic", "CrossNamespaceAuthSecret"),
+        ("custom", "CustomHeadersRefused"),
+        ("hdrs", "AuthProxySetHeadersRefused"),
+        ("pssl", "CrossNamespaceProxySslSecret"),
+        ("tls", "CrossNamespaceAuthTlsSecret"),
+    ];
+    let s = run(&o);
+    let mut r = reasons(&s);
+    r.sort();
+    assert_eq!(
+        r,
+        cross.map(|(n, reason)| (n.to_string(), reason.to_string()))
+    );
+    assert!(
+        s.diagnostics
+            .iter()
+            .all(|d| d.message.contains("allow-cross-namespace-resources")),
+        "{:?}",
+        s.diagnostics
+    );
+
+    let cfg = with_controller_configmap(&mut o, &[("allow-cross-namespace-resources", "true")]);
+    let s = translate(&o, &cfg);
+    let mut r: Vec<_> = s
+        .diagnostics
+        .iter()
+        .map(|d| (d.object.name.as_str(), d.message.contains("vault/")))
+        .collect();
+    r.sort();
+    // Each now looks the object up in `vault`.
+    assert_eq!(
+        r,
+        [
+            ("basic", true),
+            ("custom", true),
+            ("hdrs", true),
+            ("pssl", true),
+            ("tls", true)
+        ],
+        "{:?}",
+        s.diagnostics
+    );
+    assert!(
+        s.diagnostics
+            .iter()
+            .all(|d| !d.message.contains("allow-cross-namespace-resources")),
+        "{:?}",
+        s.diagnostics
+    );
+}
