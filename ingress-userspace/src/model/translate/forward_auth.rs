@@ -114,7 +114,7 @@ pub(super) fn parse_values(v: &Values<'_>, global: bool) -> Result<Option<Forwar
     let signin = match v.get("signin") {
         None => None,
         Some(s) => {
-            host_of(&s).map_err(|e| format!("{} {s:?}: {e}", name("signin")))?;
+            let s = absolute_signin(&s).map_err(|e| format!("{} {s:?}: {e}", name("signin")))?;
             Some(template("signin", &signin_url(&s, &param))?)
         }
     };
@@ -187,6 +187,21 @@ pub(super) fn host_of(url: &str) -> Result<&str, String> {
         return Err("the URL has no host".into());
     }
     Ok(host)
+}
+
+/// The sign-in URL as the client gets it in `Location`: an http(s) URL as written, or a path
+/// (`/oauth2/start`: ingress-nginx takes any value its URL validator allows and writes it in
+/// `return 302`) made absolute as nginx's `absolute_redirect on` makes it, with the client
+/// connection's scheme and `$host`, and no port (ingress-nginx's default
+/// `port_in_redirect off`). Anything else: why the location is denied.
+pub(super) fn absolute_signin(url: &str) -> Result<String, String> {
+    // `//x` too: nginx prefixes any `/` (`http://host//x`), so it never leaves the host.
+    if url.starts_with('/') {
+        return Ok(format!("$scheme://$host{url}"));
+    }
+    host_of(url)
+        .map(|_| url.to_string())
+        .map_err(|e| format!("{e} and not a path starting with /"))
 }
 
 /// ingress-nginx's `buildAuthSignURL`: `?<param>=$pass_access_scheme://$http_host$escaped_request_uri`

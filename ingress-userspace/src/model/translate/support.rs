@@ -134,7 +134,7 @@ pub static ANNOTATIONS: &[Row] = &[
     row("auth-response-headers", Supported, "External auth: headers of a 2xx auth answer set on the request to the pod (replacing the client's)."),
     row("auth-secret", Supported, "Basic/digest auth: Secret (`name` or same-namespace `ns/name`) with the users."),
     row("auth-secret-type", Supported, "Basic/digest auth: `auth-file` (htpasswd in key `auth`) or `auth-map`."),
-    row("auth-signin", Supported, "External auth: a 401 becomes a 302 here, with `rd=` the original URL."),
+    row("auth-signin", Supported, "External auth: a 401 becomes a 302 here, with `rd=` the original URL; an http(s) URL, or a path (`/oauth2/start`) made absolute with the request's scheme and host, no port (nginx `absolute_redirect`, `port_in_redirect off`)."),
     row("auth-signin-redirect-param", Supported, "External auth: name of the redirect parameter (default `rd`)."),
     row("auth-snippet", SNIPPET, "nginx configuration inserted into the auth location."),
     row("auth-tls-error-page", Differs("nginx named locations (`@name`) are not accepted (a warning; the 400 stays); a path is served by the host's routes as GET, with the request body forwarded (nginx discards it)"), "Client certificates: where a client whose certificate fails or is missing goes instead of the 400 (a URL: 302; a path: served in its place)."),
@@ -235,7 +235,7 @@ pub static ANNOTATIONS: &[Row] = &[
     row("proxy-ssl-server-name", Supported, "`on`: send `proxy-ssl-name` as SNI to HTTPS backends; default `off`, no SNI."),
     row("proxy-ssl-verify", Supported, "`on`: the backend certificate must chain to `ca.crt` and name `proxy-ssl-name` (else 502); default `off`, any certificate."),
     row("proxy-ssl-verify-depth", Supported, "Most intermediate CAs in the backend's verified chain (default 1)."),
-    row("relative-redirects", Supported, "No effect, as in ingress-nginx: nginx's `absolute_redirect off` changes only a `Location` starting with `/` that nginx sends itself, and every redirect ingress-nginx sends is absolute (ssl-redirect, app-root, from-to-www; permanent-/temporal-redirect must be http(s) URLs); pods' redirects pass as they are."),
+    row("relative-redirects", Differs("`true` does not keep an `auth-signin` path relative (nginx's `absolute_redirect off` would): its `Location` stays absolute"), "nginx's `absolute_redirect off` changes only a `Location` starting with `/` that nginx sends itself: the redirect of an `auth-signin` path; every other redirect ingress-nginx sends is absolute (ssl-redirect, app-root, from-to-www; permanent-/temporal-redirect must be http(s) URLs); pods' redirects pass as they are."),
     row("rewrite-target", Supported, "Rewrite the path sent to the pod (`$1`..`$n` capture groups)."),
     row("satisfy", Supported, "`all` (default) or `any` of the access checks: allowlist-source-range, basic auth, auth-url; with `any` one passing check admits, a 401 outranks a 403."),
     row("secure-verify-ca-secret", REMOVED, "CA for HTTPS backends (removed; see proxy-ssl-secret)."),
@@ -501,9 +501,11 @@ pub fn value_behaves_the_same(name: &str, value: &str) -> bool {
                     .all(|p| matches!(p, "TLSv1.2" | "TLSv1.3"))
         }
         // `false` checks nothing, as ingress-nginx without its webhook's check.
-        "ssl-passthrough" | "canary" | "ssl-reject-handshake" | "strict-validate-path-type" => {
-            is_false()
-        }
+        "ssl-passthrough"
+        | "canary"
+        | "ssl-reject-handshake"
+        | "strict-validate-path-type"
+        | "relative-redirects" => is_false(),
         "use-port-in-redirects" => super::annotations::parse_bool(v) == Some(true),
         "ssl-ecdh-curve" => {
             v == "auto"
