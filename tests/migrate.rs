@@ -89,7 +89,7 @@ fn migrate_reports_every_annotation_and_key_and_exits_1_on_differences() {
     assert_eq!(
         statuses(&ing(1)["annotations"]),
         json!([
-            [format!("{N}proxy-connect-timeout"), "supported"],
+            [format!("{N}proxy-connect-timeout"), "differs"],
             [format!("{N}proxy-read-timout"), "unknown"],
         ])
     );
@@ -102,6 +102,8 @@ fn migrate_reports_every_annotation_and_key_and_exits_1_on_differences() {
             .starts_with("InvalidAnnotation: annotation proxy-connect-timeout: \"soon\""),
         "{problems:?}"
     );
+    // The problem is on its annotation's own row too.
+    assert_eq!(ing(1)["annotations"][0]["note"], problems[0]);
     // Snippets: refused, with the reason, and the Ingress is not served.
     assert_eq!(
         statuses(&ing(2)["annotations"]),
@@ -140,7 +142,7 @@ fn migrate_reports_every_annotation_and_key_and_exits_1_on_differences() {
             ["hsts-max-age", "supported"],
             ["proxy-body-size", "supported"],
             ["proxy-read-timout", "unknown"],
-            ["ssl-redirect", "supported"],
+            ["ssl-redirect", "differs"],
             ["use-forwarded-headers", "supported"],
             ["worker-processes", "refused"],
         ])
@@ -148,7 +150,7 @@ fn migrate_reports_every_annotation_and_key_and_exits_1_on_differences() {
     assert_eq!(cm["problems"].as_array().unwrap().len(), 1, "{cm}");
     assert_eq!(
         r["summary"],
-        json!({"supported": 14, "differs": 5, "refused": 3, "not_yet": 0, "unknown": 2})
+        json!({"supported": 12, "differs": 5, "refused": 3, "not_yet": 0, "unknown": 2})
     );
     assert_eq!(r["same_behaviour"], false);
 
@@ -166,9 +168,40 @@ fn migrate_reports_every_annotation_and_key_and_exits_1_on_differences() {
         "{table}"
     );
     assert!(
-        table.contains("14 supported, 5 differ, 3 refused, 0 not yet, 2 unknown"),
+        table.contains("12 supported, 5 differ, 3 refused, 0 not yet, 2 unknown"),
         "{table}"
     );
+    // An invalid value is on its key's own row, not on a row of its own keyed `-`.
+    let row = table
+        .lines()
+        .find(|l| l.contains(" ssl-redirect "))
+        .expect("the ssl-redirect row");
+    assert!(
+        row.contains("differs") && row.contains("\"maybe\" is not true or false"),
+        "{row}"
+    );
+    assert!(
+        !table
+            .lines()
+            .any(|l| l.contains(" - ") && l.contains("InvalidConfigMapValue")),
+        "{table}"
+    );
+    // `explain` shows the ConfigMap's problems too (every request is under it).
+    let out = Command::new(testbed::built_xdp_ingress_bin())
+        .args(["explain", "--manifests", &dir("ingress-nginx")])
+        .args(["--configmap", "ingress-nginx/ingress-nginx-controller"])
+        .args(["--host", "shop.example.com"])
+        .output()
+        .expect("running xdp-ingress explain");
+    let e: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reasons: Vec<&str> = e["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["object"]["kind"] == "ConfigMap")
+        .map(|d| d["reason"].as_str().unwrap())
+        .collect();
+    assert!(reasons.contains(&"InvalidConfigMapValue"), "{e}");
     assert!(table.contains("--no-status"), "{table}");
 }
 

@@ -1486,6 +1486,28 @@ pub fn add_related_diagnostics(
     }
 }
 
+/// Adds to `e` the diagnostics of the controller ConfigMap (`--configmap`): its values apply to
+/// every request, so a value that does not parse (`InvalidConfigMapValue`: the default is
+/// kept), a key not acted on or the ConfigMap missing says why a request is not answered as
+/// the ConfigMap asks; `run` logs and reports the same.
+pub fn add_controller_configmap_diagnostics(
+    e: &mut Explanation,
+    snapshot: &Snapshot,
+    configmap: Option<&crate::store::Key>,
+) {
+    let Some(key) = configmap else { return };
+    let of_it = |d: &&Diagnostic| {
+        d.object.kind == ObjectKind::ConfigMap
+            && d.object.namespace == key.namespace
+            && d.object.name == key.name
+    };
+    for d in snapshot.diagnostics.iter().filter(of_it) {
+        if !e.diagnostics.contains(d) {
+            e.diagnostics.push(d.clone());
+        }
+    }
+}
+
 /// `RouteInfo::path_type` of ingress-nginx's implicit root location of a host
 /// ([`crate::model::RouteAction::DefaultBackend`]).
 pub const ROOT_LOCATION: &str = "root location";
@@ -1647,6 +1669,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
         },
     );
     add_related_diagnostics(&mut e, &snapshot, &objects, &host);
+    add_controller_configmap_diagnostics(&mut e, &snapshot, args.configmap.as_ref());
     super::output::emit_json(&e)?;
     Ok(())
 }
