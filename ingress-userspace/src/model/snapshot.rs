@@ -444,6 +444,10 @@ pub struct ProxySettings {
     pub compression: super::compression::Compression,
     /// `disable-access-log: "true"`: no request is written to the access log.
     pub disable_access_log: bool,
+    /// `enable-access-log-for-default-backend` (default false): requests for a host no rule
+    /// names (ingress-nginx's default server, whose location has `access_log off` unless
+    /// this is true) are written to the access log.
+    pub access_log_for_default_server: bool,
     /// `skip-access-log-urls`: requests whose target as sent (`$request_uri`) is one of these,
     /// compared ignoring case (nginx `map` strings), are not written to the access log.
     pub skip_access_log_urls: Vec<String>,

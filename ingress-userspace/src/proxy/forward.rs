@@ -935,6 +935,7 @@ async fn route(
             why,
         } => {
             out.host = vh.map(|h| Arc::clone(&h.label));
+            out.no_access_log = default_server_unlogged(shared, why, &view);
             // The global per-client limit counts requests no route takes too.
             if let Some(refused) = limit(shared, None, out).await {
                 return refused;
@@ -950,6 +951,7 @@ async fn route(
         }
         Lookup::NotFound { host: vh, why } => {
             out.host = vh.map(|h| Arc::clone(&h.label));
+            out.no_access_log = default_server_unlogged(shared, why, &view);
             if let Some(refused) = limit(shared, None, out).await {
                 return refused;
             }
@@ -1051,6 +1053,17 @@ fn spawn_mirror(
         let resp = access_logged(&shared, started, resp, mirror_out, &host, Some(logged));
         let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
     });
+}
+
+/// [`access_log::logs_miss`] for a request no route takes.
+fn default_server_unlogged(
+    shared: &Shared,
+    why: super::router::Miss,
+    view: &RequestView<'_>,
+) -> bool {
+    let enabled = shared.live.load().settings.access_log_for_default_server;
+    let no_host = matches!(why, super::router::Miss::NoHost);
+    !access_log::logs_miss(no_host, view.gateway_listener, enabled)
 }
 
 /// What the client gets for `resp`: the error backend's answer when the route's

@@ -341,6 +341,9 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
     s.enable_underscores_in_headers = r.bool("enable-underscores-in-headers");
     s.allow_backend_server_header = r.bool("allow-backend-server-header").unwrap_or(false);
     s.disable_access_log = r.bool("disable-access-log").unwrap_or(false);
+    s.access_log_for_default_server = r
+        .bool("enable-access-log-for-default-backend")
+        .unwrap_or(false);
     if let Some(v) = r.get("skip-access-log-urls") {
         // ingress-nginx splits the value on commas (config.go `SkipAccessLogURLs []string`).
         s.skip_access_log_urls = v
