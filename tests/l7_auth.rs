@@ -473,3 +473,53 @@ async fn satisfy_any_admits_on_the_allowlist_or_credentials() {
     let series = "xdp_ingress_auth_refused_requests_total{ingress=\"default/app\",host=\"foo.bar.com\",path=\"/\",reason=\"basic_unauthorized\"} 5";
     assert!(text.contains(series), "{series} not in\n{text}");
 }
+
+/// ingress-nginx's `allow-cross-namespace-resources` (default false; annotations/auth: "cross
+/// namespace usage of secrets is not allowed", the location denied): an `auth-secret` in
+/// another namespace denies the Ingress's routes with 503 until the controller ConfigMap sets
+/// it to `"true"`; then the Secret there authenticates as one of the Ingress's own would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cross_namespace_auth_secret_needs_allow_cross_namespace_resources() {
+    let pod = HttpBackend::start("127.0.0.1:0".parse().unwrap(), "a").unwrap();
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    let other_ns = secret("basic-auth", &[("auth", htpasswd(&USERS[..1]))])
+        .replace("namespace: default", "namespace: vault");
+    let annotations = [(BASIC[0].0, BASIC[0].1), (BASIC[1].0, "vault/basic-auth")];
+    let yaml = |allow: &str| {
+        let cm = format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: ingress-nginx-controller, \
+             namespace: ingress-nginx}}\ndata: {{allow-cross-namespace-resources: {allow:?}}}\n"
+        );
+        manifests(
+            pod.addr,
+            "foo.bar.com",
+            &annotations,
+            &(other_ns.clone() + &cm),
+        )
+    };
+    let snap = |v: u64, allow: &str| {
+        translate_manifests(v, &yaml(allow), |c| {
+            c.configmap = Some(xdp_ingress::store::Key::new(
+                "ingress-nginx",
+                "ingress-nginx-controller",
+            ));
+        })
+    };
+    let s = snap(1, "false");
+    let reasons: Vec<_> = s.diagnostics.iter().map(|d| d.reason.as_str()).collect();
+    assert_eq!(reasons, ["CrossNamespaceAuthSecret"]);
+    proxy.handle.apply(s);
+    let ok = || with_basic(req(proxy.http(), "foo.bar.com", "/"), USERS[0].0, "s3cret");
+    assert_eq!(
+        send(&c, ok()).await.unwrap().status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    let s = snap(2, "true");
+    assert!(s.diagnostics.is_empty(), "{:?}", s.diagnostics);
+    proxy.handle.apply(s);
+    let g = get(&c, proxy.http(), "foo.bar.com", "/").await;
+    assert_eq!(g.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(send(&c, ok()).await.unwrap().status, StatusCode::OK);
+}

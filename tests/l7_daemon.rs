@@ -102,6 +102,44 @@ fn daemon_serves_manifests_logs_json_and_drains_on_sigterm() {
         "{entry}"
     );
 
+    // A host no rule names goes to ingress-nginx's default server, not logged by default
+    // (`enable-access-log-for-default-backend: "false"`): the next line is the next request's.
+    // (The demo manifests' default backend answers it.)
+    let miss = curl(&[
+        "-s",
+        "-m",
+        "5",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-H",
+        "Host: nobody.example",
+        "http://198.18.0.2/unlogged-miss",
+    ])
+    .unwrap();
+    assert_eq!(miss, "200");
+    curl(&[
+        "-sS",
+        "-m",
+        "5",
+        "-o",
+        "/dev/null",
+        "-H",
+        "Host: echo.example.com",
+        "http://198.18.0.2/after-miss",
+    ])
+    .unwrap();
+    loop {
+        let line = line_rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("an access log line");
+        assert!(!line.contains("/unlogged-miss"), "{line}");
+        if line.contains("/after-miss") {
+            break;
+        }
+    }
+
     // An answer the proxy gives itself (a target escaping the root: 400) is logged with an
     // id too: the client's X-Request-ID, else a new one (ingress-nginx's `$req_id`).
     let next_log = |path: &str| loop {

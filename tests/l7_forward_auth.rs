@@ -343,6 +343,12 @@ async fn signin_redirect_with_rd() {
                 ("auth-signin", "https://login.example.com/start?client=x"),
                 ("auth-signin-redirect-param", "orig"),
             ],
+        )
+        + &ingress(
+            "relative",
+            "c.test",
+            &[],
+            &[("auth-url", url.as_str()), ("auth-signin", "/oauth2/start")],
         );
     proxy.handle.apply(translate_manifests(1, &yaml, |_| {}));
     let c = http1_client();
@@ -357,6 +363,14 @@ async fn signin_redirect_with_rd() {
     assert_eq!(
         g.header("location"),
         "https://login.example.com/start?client=x&orig=http://b.test%2Fx"
+    );
+    // A path (oauth2-proxy's usual `/oauth2/start`), accepted as ingress-nginx accepts it:
+    // nginx's `absolute_redirect` gives it the scheme and host, no port.
+    let g = get(&c, proxy.http(), "c.test:8080", "/x").await;
+    assert_eq!(g.status, StatusCode::FOUND);
+    assert_eq!(
+        g.header("location"),
+        "http://c.test/oauth2/start?rd=http://c.test:8080%2Fx"
     );
     // The same over HTTP/2 (h2c).
     let g = send(&h2c_client(), req(proxy.http(), "a.test", "/?a=b&c=d"))

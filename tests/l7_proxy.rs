@@ -4101,6 +4101,128 @@ spec:
     assert_eq!(pod_of("own.test", "/status/500").await.1, "global");
 }
 
+/// ingress-nginx `disable-proxy-intercept-errors` (its e2e test
+/// annotations/disableproxyintercepterrors.go): with `custom-http-errors: 404` and
+/// `default-backend`, `"true"` passes the pod's 404 as it is and `"false"` sends it to the error
+/// backend. The proxy's own answers stay replaced (nginx's `error_page` covers them whatever
+/// `proxy_intercept_errors` says): an allowlist 403 still goes to the error backend. As
+/// ingress-nginx's template writes `proxy_intercept_errors`, the annotation does not stop the
+/// ConfigMap list's interception on an Ingress without its own list; the ConfigMap key does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disable_proxy_intercept_errors_passes_the_pods_answers_only() {
+    let (app, errs) = (backend("app"), backend("errors"));
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    let yaml = |disable: &str, configmap: &str| {
+        [
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: ingress-nginx-controller, \
+                 namespace: ingress-nginx}}\ndata: {{{configmap}}}\n---\n"
+            ),
+            service_yaml("main", app.addr),
+            service_yaml("errors", errs.addr),
+            ingress_for(
+                "pie.test",
+                "pie",
+                "main",
+                "2025-01-01T00:00:00Z",
+                &[
+                    ("custom-http-errors", "404,403"),
+                    ("disable-proxy-intercept-errors", disable),
+                    ("default-backend", "errors"),
+                ],
+            ),
+            ingress_for(
+                "denied.test",
+                "denied",
+                "main",
+                "2025-01-01T00:00:00Z",
+                &[
+                    ("custom-http-errors", "403"),
+                    ("disable-proxy-intercept-errors", disable),
+                    ("default-backend", "errors"),
+                    ("whitelist-source-range", "192.0.2.0/24"),
+                ],
+            ),
+            ingress_for(
+                "plain.test",
+                "plain",
+                "main",
+                "2025-01-01T00:00:00Z",
+                &[
+                    ("disable-proxy-intercept-errors", disable),
+                    ("default-backend", "errors"),
+                ],
+            ),
+        ]
+        .concat()
+    };
+    let snap = |v: u64, disable: &str, configmap: &str| {
+        let snap = translate_manifests(v, &yaml(disable, configmap), |c| {
+            c.configmap = Some(xdp_ingress::store::Key::new(
+                "ingress-nginx",
+                "ingress-nginx-controller",
+            ));
+        });
+        assert!(snap.diagnostics.is_empty(), "{:?}", snap.diagnostics);
+        snap
+    };
+    let answer = |host: &'static str, path: &'static str| {
+        let c = c.clone();
+        let addr = proxy.http();
+        async move {
+            let g = get(&c, addr, host, path).await;
+            (g.status.as_u16(), g.pod())
+        }
+    };
+
+    let s = snap(1, "true", "");
+    let q = xdp_ingress::cli::explain::Query {
+        host: "pie.test".into(),
+        path: "/".into(),
+        ..Default::default()
+    };
+    let e = xdp_ingress::cli::explain::explain(&s, &q);
+    assert!(e.error_pages.as_ref().unwrap().pod_answers_passed);
+    proxy.handle.apply(s);
+    assert_eq!(answer("pie.test", "/status/404").await, (404, "app".into()));
+    assert_eq!(answer("denied.test", "/").await, (200, "errors".into()));
+
+    proxy.handle.apply(snap(2, "false", ""));
+    assert_eq!(
+        answer("pie.test", "/status/404").await,
+        (200, "errors".into())
+    );
+    assert_eq!(answer("denied.test", "/").await, (200, "errors".into()));
+
+    // A ConfigMap list turns `proxy_intercept_errors on` in the `http` block, which the
+    // annotated location then inherits: the annotation alone no longer passes the 404.
+    proxy
+        .handle
+        .apply(snap(3, "true", "custom-http-errors: \"503\""));
+    assert_eq!(
+        answer("pie.test", "/status/404").await,
+        (200, "errors".into())
+    );
+    assert_eq!(
+        answer("plain.test", "/status/503").await,
+        (200, "errors".into())
+    );
+
+    // The ConfigMap key: the routes on the ConfigMap's list pass the pod's answers; an
+    // Ingress's own list (its location's `proxy_intercept_errors on`) is not affected.
+    let cm = "custom-http-errors: \"503\", disable-proxy-intercept-errors: \"true\"";
+    proxy.handle.apply(snap(4, "false", cm));
+    assert_eq!(
+        answer("plain.test", "/status/503").await,
+        (503, "app".into())
+    );
+    assert_eq!(
+        answer("pie.test", "/status/404").await,
+        (200, "errors".into())
+    );
+}
+
 /// ingress-nginx `default-backend`: while the Ingress's own backend has no endpoints (none
 /// ready, or its Service missing), the annotation's Service serves its requests as they are.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -89,7 +89,7 @@ fn migrate_reports_every_annotation_and_key_and_exits_1_on_differences() {
     assert_eq!(
         statuses(&ing(1)["annotations"]),
         json!([
-            [format!("{N}proxy-connect-timeout"), "supported"],
+            [format!("{N}proxy-connect-timeout"), "differs"],
             [format!("{N}proxy-read-timout"), "unknown"],
         ])
     );
@@ -102,6 +102,8 @@ fn migrate_reports_every_annotation_and_key_and_exits_1_on_differences() {
             .starts_with("InvalidAnnotation: annotation proxy-connect-timeout: \"soon\""),
         "{problems:?}"
     );
+    // The problem is on its annotation's own row too.
+    assert_eq!(ing(1)["annotations"][0]["note"], problems[0]);
     // Snippets: refused, with the reason, and the Ingress is not served.
     assert_eq!(
         statuses(&ing(2)["annotations"]),
@@ -140,7 +142,7 @@ fn migrate_reports_every_annotation_and_key_and_exits_1_on_differences() {
             ["hsts-max-age", "supported"],
             ["proxy-body-size", "supported"],
             ["proxy-read-timout", "unknown"],
-            ["ssl-redirect", "supported"],
+            ["ssl-redirect", "differs"],
             ["use-forwarded-headers", "supported"],
             ["worker-processes", "refused"],
         ])
@@ -148,7 +150,7 @@ fn migrate_reports_every_annotation_and_key_and_exits_1_on_differences() {
     assert_eq!(cm["problems"].as_array().unwrap().len(), 1, "{cm}");
     assert_eq!(
         r["summary"],
-        json!({"supported": 14, "differs": 5, "refused": 3, "not_yet": 0, "unknown": 2})
+        json!({"supported": 12, "differs": 5, "refused": 3, "not_yet": 0, "unknown": 2})
     );
     assert_eq!(r["same_behaviour"], false);
 
@@ -166,9 +168,40 @@ fn migrate_reports_every_annotation_and_key_and_exits_1_on_differences() {
         "{table}"
     );
     assert!(
-        table.contains("14 supported, 5 differ, 3 refused, 0 not yet, 2 unknown"),
+        table.contains("12 supported, 5 differ, 3 refused, 0 not yet, 2 unknown"),
         "{table}"
     );
+    // An invalid value is on its key's own row, not on a row of its own keyed `-`.
+    let row = table
+        .lines()
+        .find(|l| l.contains(" ssl-redirect "))
+        .expect("the ssl-redirect row");
+    assert!(
+        row.contains("differs") && row.contains("\"maybe\" is not true or false"),
+        "{row}"
+    );
+    assert!(
+        !table
+            .lines()
+            .any(|l| l.contains(" - ") && l.contains("InvalidConfigMapValue")),
+        "{table}"
+    );
+    // `explain` shows the ConfigMap's problems too (every request is under it).
+    let out = Command::new(testbed::built_xdp_ingress_bin())
+        .args(["explain", "--manifests", &dir("ingress-nginx")])
+        .args(["--configmap", "ingress-nginx/ingress-nginx-controller"])
+        .args(["--host", "shop.example.com"])
+        .output()
+        .expect("running xdp-ingress explain");
+    let e: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reasons: Vec<&str> = e["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["object"]["kind"] == "ConfigMap")
+        .map(|d| d["reason"].as_str().unwrap())
+        .collect();
+    assert!(reasons.contains(&"InvalidConfigMapValue"), "{e}");
     assert!(table.contains("--no-status"), "{table}");
 }
 
@@ -271,4 +304,71 @@ fn a_reader_that_closes_the_pipe_early_ends_the_output_quietly() {
             out.status
         );
     }
+}
+
+/// `strict-validate-path-type` (default true since ingress-nginx 1.12, whose admission
+/// webhook then refuses an Exact/Prefix path of other characters than `validPathType`'s):
+/// `migrate` reports the Ingress as not served with the webhook's message, `explain` shows the
+/// Error for its host; `strict-validate-path-type: "false"` serves it and behaves the same.
+#[test]
+fn strict_path_type_refuses_a_regex_prefix_path_unless_turned_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ingress = "\
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: api, namespace: shop}
+spec:
+  ingressClassName: xdp-ingress
+  rules:
+  - host: api.example.com
+    http:
+      paths:
+      - {path: \"/v1(/|$)(.*)\", pathType: Prefix, backend: {service: {name: api, port: {number: 80}}}}
+";
+    std::fs::write(tmp.path().join("ing.yaml"), ingress).unwrap();
+    let manifests = tmp.path().display().to_string();
+    let (code, out) = migrate(&["--manifests", &manifests, "--output", "json"]);
+    let r: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(r["ingresses"][0]["served"], false, "{out}");
+    assert_eq!(
+        r["ingresses"][0]["problems"],
+        json!([
+            "InvalidPathForPathType: ingress contains invalid paths: path /v1(/|$)(.*) cannot be \
+             used with pathType Prefix (strict-validate-path-type: use pathType \
+             ImplementationSpecific); the Ingress is not served"
+        ])
+    );
+    let explain = Command::new(testbed::built_xdp_ingress_bin())
+        .args([
+            "explain",
+            "--manifests",
+            &manifests,
+            "--host",
+            "api.example.com",
+        ])
+        .output()
+        .expect("running xdp-ingress explain");
+    let e: Value = serde_json::from_slice(&explain.stdout).unwrap();
+    assert_eq!(e["status"], 404, "{e}");
+    assert_eq!(
+        e["diagnostics"][0]["reason"], "InvalidPathForPathType",
+        "{e}"
+    );
+
+    let cm = "\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: ingress-nginx-controller, namespace: ingress-nginx}
+data: {strict-validate-path-type: \"false\"}
+";
+    std::fs::write(tmp.path().join("cm.yaml"), cm).unwrap();
+    let (code, out) = migrate(&["--manifests", &manifests, "--output", "json"]);
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(r["ingresses"][0]["served"], true, "{out}");
+    assert_eq!(
+        statuses(&r["configmap"]["keys"]),
+        json!([["strict-validate-path-type", "supported"]])
+    );
 }

@@ -595,6 +595,9 @@ pub struct ErrorPagesInfo {
     /// The backend that answers intercepted statuses (`default-backend`, else the
     /// controller-wide default backend); `None`: nothing is intercepted.
     pub intercepted_by: Option<ObjectRef>,
+    /// `disable-proxy-intercept-errors`: a pod's answer with an `intercept` status is passed
+    /// as it is; only the proxy's own are replaced.
+    pub pod_answers_passed: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -1078,6 +1081,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                         .filter(|_| !errors.intercept.is_empty())
                         .filter(|_| !route.policy.location_denied())
                         .map(|u| u.service.clone()),
+                    pod_answers_passed: errors.pass_pod_answers,
                 });
             }
             // The proxy's first step on a route: a denied location answers 503 and nothing else.
@@ -1483,6 +1487,28 @@ pub fn add_related_diagnostics(
     }
 }
 
+/// Adds to `e` the diagnostics of the controller ConfigMap (`--configmap`): its values apply to
+/// every request, so a value that does not parse (`InvalidConfigMapValue`: the default is
+/// kept), a key not acted on or the ConfigMap missing says why a request is not answered as
+/// the ConfigMap asks; `run` logs and reports the same.
+pub fn add_controller_configmap_diagnostics(
+    e: &mut Explanation,
+    snapshot: &Snapshot,
+    configmap: Option<&crate::store::Key>,
+) {
+    let Some(key) = configmap else { return };
+    let of_it = |d: &&Diagnostic| {
+        d.object.kind == ObjectKind::ConfigMap
+            && d.object.namespace == key.namespace
+            && d.object.name == key.name
+    };
+    for d in snapshot.diagnostics.iter().filter(of_it) {
+        if !e.diagnostics.contains(d) {
+            e.diagnostics.push(d.clone());
+        }
+    }
+}
+
 /// `RouteInfo::path_type` of ingress-nginx's implicit root location of a host
 /// ([`crate::model::RouteAction::DefaultBackend`]).
 pub const ROOT_LOCATION: &str = "root location";
@@ -1644,6 +1670,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
         },
     );
     add_related_diagnostics(&mut e, &snapshot, &objects, &host);
+    add_controller_configmap_diagnostics(&mut e, &snapshot, args.configmap.as_ref());
     super::output::emit_json(&e)?;
     Ok(())
 }

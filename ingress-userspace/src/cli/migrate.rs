@@ -108,7 +108,8 @@ pub struct IngressReport {
     /// `spec.ingressClassName`, else the legacy annotation, else `null`.
     pub class: Option<String>,
     /// Whether xdp-ingress would serve it: `false` when it has snippet annotations (unless
-    /// `--serve-ingresses-with-snippets` or `allow-snippet-annotations: "true"`).
+    /// `--serve-ingresses-with-snippets` or `allow-snippet-annotations: "true"`), or when
+    /// deep inspection or `strict-validate-path-type` refuses it (the reason in `problems`).
     pub served: bool,
     /// One per annotation under our prefixes, sorted by name.
     pub annotations: Vec<Entry>,
@@ -132,6 +133,8 @@ pub struct Entry {
     /// `supported`, `differs`, `refused`, `not-yet` or `unknown`.
     pub status: &'static str,
     /// How it differs, why it is refused, or what it does (not yet); empty when supported.
+    /// A problem of its value (also in `problems`) is here too, and makes a `supported`
+    /// entry `differs`.
     pub note: String,
 }
 
@@ -206,6 +209,51 @@ fn problems(d: Diagnostics) -> Vec<String> {
         .collect()
 }
 
+/// Whether `problem` (`Reason: message`) is about annotation or key `name` (without prefix):
+/// its message starts with `key NAME`, `annotation NAME` or `NAME`, then `:` or a space, as
+/// the ConfigMap reader's and the annotation readers' messages do.
+fn problem_names(problem: &str, name: &str) -> bool {
+    let message = problem.split_once(": ").map_or(problem, |(_, m)| m);
+    let rest = message
+        .strip_prefix("key ")
+        .or_else(|| message.strip_prefix("annotation "))
+        .unwrap_or(message);
+    rest.strip_prefix(name)
+        .is_some_and(|r| r.starts_with(':') || r.starts_with(' '))
+}
+
+/// Puts each problem on the row of the annotation or key it is about: that row becomes
+/// `differs` with the problem as (or added to) its note. The others keep rows of their own
+/// ([`unattached`]).
+fn attach_problems(entries: &mut [Entry], problems: &[String]) {
+    for p in problems {
+        let at = entries.iter_mut().find(|e| {
+            let name = support::strip_prefix(&e.name).unwrap_or(&e.name);
+            problem_names(p, name)
+        });
+        if let Some(e) = at {
+            if e.status == support::Status::Supported.label() {
+                e.status = "differs";
+            }
+            if e.note.is_empty() {
+                e.note.clone_from(p);
+            } else {
+                e.note = format!("{}; {p}", e.note);
+            }
+        }
+    }
+}
+
+/// The problems no row of `entries` carries ([`attach_problems`]), for rows of their own.
+fn unattached<'p>(
+    entries: &'p [Entry],
+    problems: &'p [String],
+) -> impl Iterator<Item = &'p String> {
+    problems
+        .iter()
+        .filter(|p| !entries.iter().any(|e| e.note.contains(p.as_str())))
+}
+
 /// The report for these Ingresses and ConfigMap (pure). With `secrets_from` (the objects of
 /// `--manifests`), the Secrets the annotations name are checked too.
 pub fn report<'a>(
@@ -218,7 +266,7 @@ pub fn report<'a>(
     let cm = configmap.map(|cm| {
         let mut d = Diagnostics::default();
         let parsed = configmap::parse(cm, &mut d);
-        let keys: Vec<Entry> = cm
+        let mut keys: Vec<Entry> = cm
             .data
             .iter()
             .flat_map(|m| m.iter())
@@ -229,6 +277,7 @@ pub fn report<'a>(
                 .filter(|d| d.reason != "UnsupportedConfigMapKey")
                 .collect(),
         ));
+        attach_problems(&mut keys, &problems);
         (
             ConfigMapReport {
                 namespace: cm.metadata.namespace.clone().unwrap_or_default(),
@@ -236,10 +285,14 @@ pub fn report<'a>(
                 keys,
                 problems,
             },
-            parsed.serve_with_snippets,
+            parsed,
         )
     });
-    let serve_snippets = cm.as_ref().and_then(|c| c.1).unwrap_or(false);
+    // Without a ConfigMap, its defaults.
+    let controller = cm.as_ref().map(|c| c.1.clone()).unwrap_or_default();
+    let serve_snippets = controller.serve_with_snippets.unwrap_or(false);
+    let strict_paths = controller.strict_validate_path_type;
+    let cross_namespace = controller.allow_cross_namespace_resources;
     let mut out = Vec::new();
     for ing in ingresses {
         let ing_class = class_of(ing);
@@ -252,7 +305,7 @@ pub fn report<'a>(
             ing.metadata.name.clone().unwrap_or_default(),
         );
         let a = ing.metadata.annotations.as_ref();
-        let entries: Vec<Entry> = a
+        let mut entries: Vec<Entry> = a
             .into_iter()
             .flat_map(|m| m.iter())
             .filter_map(|(k, v)| {
@@ -266,17 +319,25 @@ pub fn report<'a>(
         annotations::parse(a, &oref, &mut d);
         // Canary annotations are read apart (canary Ingresses serve nothing of their own).
         canary::parse(a, &oref, &mut d);
-        translate::auth_value_problems(a, &oref, &mut d);
+        translate::auth_value_problems(a, &oref, cross_namespace, &mut d);
         if let Some(objects) = secrets_from {
-            translate::secret_problems(ing, &oref, objects, &mut d);
+            translate::secret_problems(ing, &oref, objects, cross_namespace, &mut d);
+        }
+        let refused = translate::ingress_inspect::refusal(ing.spec.as_ref(), strict_paths);
+        if let Some((reason, msg)) = &refused {
+            d.error(&oref, reason, msg.clone());
         }
         out.push(IngressReport {
             namespace: oref.namespace,
             name: oref.name,
             class: ing_class,
-            served: !snippets || serve_snippets,
+            served: (!snippets || serve_snippets) && refused.is_none(),
+            problems: {
+                let p = problems(d);
+                attach_problems(&mut entries, &p);
+                p
+            },
             annotations: entries,
-            problems: problems(d),
         });
     }
     out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
@@ -288,8 +349,14 @@ pub fn report<'a>(
     {
         summary.count(e.status);
     }
-    let bad_values = out.iter().map(|i| i.problems.len()).sum::<usize>()
-        + configmap.as_ref().map_or(0, |c| c.problems.len());
+    // A problem on an entry's row made that entry `differs`; the others count on their own.
+    let bad_values = out
+        .iter()
+        .map(|i| unattached(&i.annotations, &i.problems).count())
+        .sum::<usize>()
+        + configmap
+            .as_ref()
+            .map_or(0, |c| unattached(&c.keys, &c.problems).count());
     summary.differs += bad_values;
     let same_behaviour = summary.differs + summary.refused + summary.not_yet + summary.unknown == 0;
     Report {
@@ -324,7 +391,7 @@ fn table(r: &Report) -> String {
         for e in &i.annotations {
             rows.push([obj.clone(), e.name.clone(), e.status.into(), e.note.clone()]);
         }
-        for p in &i.problems {
+        for p in unattached(&i.annotations, &i.problems) {
             rows.push([obj.clone(), "-".into(), "differs".into(), p.clone()]);
         }
         if !i.served {
@@ -332,7 +399,15 @@ fn table(r: &Report) -> String {
                 obj.clone(),
                 "-".into(),
                 "refused".into(),
-                "not served: it has snippet annotations".into(),
+                if i.annotations
+                    .iter()
+                    .any(|e| support::strip_prefix(&e.name).is_some_and(support::is_snippet))
+                {
+                    "not served: it has snippet annotations"
+                } else {
+                    "not served: see the problem above"
+                }
+                .into(),
             ]);
         }
     }
@@ -341,7 +416,7 @@ fn table(r: &Report) -> String {
         for e in &c.keys {
             rows.push([obj.clone(), e.name.clone(), e.status.into(), e.note.clone()]);
         }
-        for p in &c.problems {
+        for p in unattached(&c.keys, &c.problems) {
             rows.push([obj.clone(), "-".into(), "differs".into(), p.clone()]);
         }
     }
@@ -592,11 +667,15 @@ mod tests {
         let status = |name: &str, value: &str| {
             let yaml = format!(
                 "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: a\n  \
-                 annotations:\n    nginx.ingress.kubernetes.io/{name}: {value:?}\n"
+                 annotations:\n    nginx.ingress.kubernetes.io/{name}: {value:?}\n    \
+                 nginx.ingress.kubernetes.io/auth-secret: s\n"
             );
             let (i, _) = load(&yaml);
             let r = report(&i, None, None, None);
-            r.ingresses[0].annotations[0].status
+            let full = format!("nginx.ingress.kubernetes.io/{name}");
+            (r.ingresses[0].annotations.iter())
+                .find(|e| e.name == full)
+                .map_or("missing", |e| e.status)
         };
         for (name, same, differs) in [
             ("auth-type", "basic", "digest"),

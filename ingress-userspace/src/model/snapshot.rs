@@ -447,6 +447,10 @@ pub struct ProxySettings {
     pub compression: super::compression::Compression,
     /// `disable-access-log: "true"`: no request is written to the access log.
     pub disable_access_log: bool,
+    /// `enable-access-log-for-default-backend` (default false): requests for a host no rule
+    /// names (ingress-nginx's default server, whose location has `access_log off` unless
+    /// this is true) are written to the access log.
+    pub access_log_for_default_server: bool,
     /// `skip-access-log-urls`: requests whose target as sent (`$request_uri`) is one of these,
     /// compared ignoring case (nginx `map` strings), are not written to the access log.
     pub skip_access_log_urls: Vec<String>,
@@ -653,6 +657,10 @@ pub struct ErrorPages {
     /// `custom-http-errors`: responses with these statuses are replaced by the answer of the
     /// default backend (this route's, else the controller-wide one), sorted.
     pub intercept: Vec<u16>,
+    /// `disable-proxy-intercept-errors`: a pod's answer is passed as it is (nginx
+    /// `proxy_intercept_errors off`); only the proxy's own answers with an `intercept` status
+    /// (a refusal, a 502/503/504 of a failed pod) are replaced.
+    pub pass_pod_answers: bool,
 }
 
 /// A canary backend next to a route's main backend, and when a request takes it

@@ -117,6 +117,15 @@ pub fn logs(disabled: bool, skip: &[String], uri: &http::Uri) -> bool {
     !skip.iter().any(|u| u.eq_ignore_ascii_case(sent))
 }
 
+/// Whether a request no route takes is logged: ingress-nginx's default server (a host no rule
+/// names, `no_host`, not through a Gateway listener) has `access_log off` in its location
+/// unless `enable-access-log-for-default-backend: "true"` (`enabled`; controller.go, the
+/// default server's root location `Logs.Access`). A named host's miss is answered by that
+/// host's root location, which logs.
+pub fn logs_miss(no_host: bool, gateway_listener: bool, enabled: bool) -> bool {
+    !no_host || gateway_listener || enabled
+}
+
 pub fn now_epoch() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -193,6 +202,17 @@ impl Drop for LoggedBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// ingress-nginx's e2e defaultbackend/default_backend.go: a request for an unknown host
+    /// (`Host: foo`) is logged only with `enable-access-log-for-default-backend: "true"`.
+    #[test]
+    fn the_default_servers_requests_are_logged_only_when_enabled() {
+        assert!(!logs_miss(true, false, false));
+        assert!(logs_miss(true, false, true));
+        // A named host's miss (its root location) and a Gateway listener's: logged.
+        assert!(logs_miss(false, false, false));
+        assert!(logs_miss(true, true, false));
+    }
 
     #[test]
     fn configmap_switches_decide_what_is_logged() {

@@ -10,7 +10,8 @@
 //!   `X-Code`, `X-Format` (the client's `Accept`), `X-Original-URI`, `X-Namespace`,
 //!   `X-Ingress-Name`, `X-Service-Name`, `X-Service-Port`, `X-Request-ID`. That answer goes to
 //!   the client unchanged, status included ("NGINX does not change the response from the custom
-//!   default backend"), and is never intercepted again.
+//!   default backend"), and is never intercepted again. With `disable-proxy-intercept-errors`
+//!   a pod's answer is not replaced, only the proxy's own.
 
 use std::sync::Arc;
 
@@ -31,6 +32,8 @@ pub struct CompiledErrors<U> {
     pub default_backend: Option<U>,
     /// `custom-http-errors`, sorted.
     pub intercept: Vec<u16>,
+    /// `disable-proxy-intercept-errors`: a pod's answer is never replaced.
+    pub pass_pod_answers: bool,
 }
 
 /// The backend that serves a request routed to `up`: the route's `default-backend` while `up`
@@ -101,6 +104,7 @@ fn service_port(up: &UpstreamRuntime) -> String {
 /// What the error backend needs of a request, kept before the request is forwarded.
 pub struct Intercept<'r> {
     codes: &'r [u16],
+    pass_pod_answers: bool,
     /// The error backend: the route's `default-backend`, else the controller-wide one.
     pub target: &'r Arc<UpstreamRuntime>,
     method: Method,
@@ -137,6 +141,7 @@ impl<'r> Intercept<'r> {
         });
         Some(Intercept {
             codes: &errors.intercept,
+            pass_pod_answers: errors.pass_pod_answers,
             target,
             method: req.method().clone(),
             uri: req.uri().clone(),
@@ -155,9 +160,10 @@ impl<'r> Intercept<'r> {
         self.port = service_port(up);
     }
 
-    /// Whether a response with `status` is replaced.
-    pub fn catches(&self, status: StatusCode) -> bool {
-        self.codes.binary_search(&status.as_u16()).is_ok()
+    /// Whether a response with `status` is replaced; `from_pod`: a pod answered it (nginx's
+    /// `proxy_intercept_errors` decides), else the proxy made it (nginx's `error_page` alone).
+    pub fn catches(&self, status: StatusCode, from_pod: bool) -> bool {
+        !(from_pod && self.pass_pod_answers) && self.codes.binary_search(&status.as_u16()).is_ok()
     }
 
     /// The request to the error backend for a response with `status`; `request_id`: the

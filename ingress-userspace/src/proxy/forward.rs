@@ -165,6 +165,9 @@ struct Outcome {
     /// (ingress-nginx's `@custom_` locations, which take none of the ConfigMap's request
     /// headers: [`location_headers`]).
     error_page: bool,
+    /// The response is a pod's answer ([`answered`]), not one the proxy made: what
+    /// `disable-proxy-intercept-errors` passes through ([`intercepted`]).
+    pod_answered: bool,
 }
 
 pub(crate) async fn handle(
@@ -289,6 +292,7 @@ impl Outcome {
             conn_budget: None,
             no_access_log: false,
             error_page: false,
+            pod_answered: false,
         }
     }
 }
@@ -935,6 +939,7 @@ async fn route(
             why,
         } => {
             out.host = vh.map(|h| Arc::clone(&h.label));
+            out.no_access_log = default_server_unlogged(shared, why, &view);
             // The global per-client limit counts requests no route takes too.
             if let Some(refused) = limit(shared, None, out).await {
                 return refused;
@@ -951,6 +956,7 @@ async fn route(
         Lookup::NotFound { host: vh, why } => {
             out.host = vh.map(|h| Arc::clone(&h.label));
             out.gateway_route = rt.routes.gateway_miss(vh, &view);
+            out.no_access_log = default_server_unlogged(shared, why, &view);
             if let Some(refused) = limit(shared, None, out).await {
                 return refused;
             }
@@ -1054,6 +1060,17 @@ fn spawn_mirror(
     });
 }
 
+/// [`access_log::logs_miss`] for a request no route takes.
+fn default_server_unlogged(
+    shared: &Shared,
+    why: super::router::Miss,
+    view: &RequestView<'_>,
+) -> bool {
+    let enabled = shared.live.load().settings.access_log_for_default_server;
+    let no_host = matches!(why, super::router::Miss::NoHost);
+    !access_log::logs_miss(no_host, view.gateway_listener, enabled)
+}
+
 /// What the client gets for `resp`: the error backend's answer when the route's
 /// `custom-http-errors` list its status ([`Intercept`]), else `resp`.
 async fn intercepted(
@@ -1065,7 +1082,7 @@ async fn intercepted(
     out: &mut Outcome,
 ) -> Response<ProxyBody> {
     match intercept {
-        Some(i) if i.catches(resp.status()) => {
+        Some(i) if i.catches(resp.status(), out.pod_answered) => {
             let status = resp.status();
             drop(resp);
             // The refusal or failure replaced stays in the reason.
@@ -1783,6 +1800,7 @@ fn answered<G: Send + Unpin + 'static>(
         .observe(a.took.as_secs_f64());
     out.upstream_status = Some(resp.status().as_u16());
     out.upstream_time = Some(a.took);
+    out.pod_answered = true;
     if !out.gateway_route {
         // `hide-headers`: nginx's `proxy_hide_header` in ingress-nginx's `http` block, so of
         // every location's answer from a pod, an error page's too; before `add-headers`,

@@ -745,6 +745,7 @@ fn compile_route<U>(
         Box::new(CompiledErrors {
             default_backend: e.default_backend.as_ref().map(&mut *resolve),
             intercept: e.intercept.clone(),
+            pass_pod_answers: e.pass_pod_answers,
         })
     });
     let rewrite =

@@ -76,9 +76,25 @@ pub(super) struct Reader<'a> {
     defaults: &'a AnnotationDefaults,
     pub(super) object: &'a ObjectRef,
     pub(super) diags: &'a mut Diagnostics,
+    /// The controller ConfigMap's `allow-cross-namespace-resources` ([`Reader::foreign`]).
+    pub(super) allow_cross_namespace: bool,
+}
+
+/// Whether an annotation of an Ingress in namespace `own` may not name an object (Secret,
+/// ConfigMap) in namespace `other`: another namespace while the ConfigMap's
+/// `allow-cross-namespace-resources` (`allowed`) is false, its default (ingress-nginx's
+/// `auth`, `authreq`, `authtls` and `proxyssl` parsers: "cross namespace usage of secrets is
+/// not allowed").
+pub(super) fn cross_namespace_refused(allowed: bool, own: &str, other: &str) -> bool {
+    own != other && !allowed
 }
 
 impl<'a> Reader<'a> {
+    /// [`cross_namespace_refused`] for the Ingress read (namespace `own`).
+    pub(super) fn foreign(&self, own: &str, other: &str) -> bool {
+        cross_namespace_refused(self.allow_cross_namespace, own, other)
+    }
+
     pub(super) fn new(
         annotations: Option<&'a BTreeMap<String, String>>,
         object: &'a ObjectRef,
@@ -89,6 +105,7 @@ impl<'a> Reader<'a> {
             defaults: &NO_DEFAULTS,
             object,
             diags,
+            allow_cross_namespace: false,
         }
     }
 
@@ -320,6 +337,8 @@ pub fn parse_with(
         defaults,
         object,
         diags,
+        // Nothing read here names an object of a namespace.
+        allow_cross_namespace: false,
     };
     let mut policy = RoutePolicy {
         ssl_redirect: r.bool("ssl-redirect"),

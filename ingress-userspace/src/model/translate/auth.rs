@@ -153,10 +153,10 @@ fn values(
         return Err(("InvalidAnnotation", msg));
     }
     let key = Key::new(secret_ns.clone(), secret_name.clone());
-    if secret_ns != ns {
+    if r.foreign(ns, &secret_ns) {
         let msg = format!(
             "auth-secret {key} is in another namespace than the Ingress; cross-namespace \
-             Secrets are not allowed (ingress-nginx's allow-cross-namespace-resources default)"
+             Secrets are not allowed (allow-cross-namespace-resources: \"true\" allows them)"
         );
         return Err(("CrossNamespaceAuthSecret", msg));
     }

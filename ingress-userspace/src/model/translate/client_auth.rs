@@ -52,7 +52,7 @@ pub(super) fn parse(
             reason: format!("{reason}: {msg}"),
         })
     };
-    let key = match secret_key(&name, ns) {
+    let key = match secret_key(r, &name, ns) {
         Ok(k) => k,
         Err((reason, msg)) => return unavailable(r, reason, msg),
     };
@@ -106,8 +106,9 @@ pub(super) fn parse(
 /// The Secret `auth-tls-secret` names (`name` as written; `ns`: the Ingress's namespace), or
 /// the diagnostic reason and message that deny the host. `/name` is the Ingress's namespace
 /// (ingress-nginx authtls: `if ns == "" { ns = ing.Namespace }`).
-fn secret_key(name: &str, ns: &str) -> Result<Key, (&'static str, String)> {
+fn secret_key(r: &Reader<'_>, name: &str, ns: &str) -> Result<Key, (&'static str, String)> {
     annotated_secret(
+        r,
         "auth-tls-secret",
         name,
         (ns, true),
@@ -124,6 +125,7 @@ fn secret_key(name: &str, ns: &str) -> Result<Key, (&'static str, String)> {
 /// `namespace/name`; a bare `name` is an invalid annotation (its `NewLocationDenied`: the
 /// location is denied), not a name in the Ingress's namespace.
 pub(super) fn annotated_secret(
+    r: &Reader<'_>,
     annotation: &str,
     name: &str,
     (ns, empty_is_own): (&str, bool),
@@ -142,10 +144,10 @@ pub(super) fn annotated_secret(
         return Err(("InvalidAnnotation", msg));
     }
     let key = Key::new(secret_ns.clone(), secret_name.clone());
-    if secret_ns != ns {
+    if r.foreign(ns, &secret_ns) {
         let msg = format!(
             "{annotation} {key} is in another namespace than the Ingress; cross-namespace \
-             Secrets are not allowed (ingress-nginx's allow-cross-namespace-resources default)"
+             Secrets are not allowed (allow-cross-namespace-resources: \"true\" allows them)"
         );
         return Err((cross_reason, msg));
     }
@@ -231,7 +233,7 @@ pub(super) fn check_values(r: &mut Reader<'_>, ns: &str) {
     let Some(name) = r.get("auth-tls-secret").map(str::to_string) else {
         return;
     };
-    let denied = match (secret_key(&name, ns), options(r)) {
+    let denied = match (secret_key(r, &name, ns), options(r)) {
         (Err((reason, msg)), _) => Some((reason, msg)),
         (_, Err(msg)) => Some(("InvalidAnnotation", msg)),
         _ => None,

@@ -54,6 +54,10 @@ pub struct ControllerConfig {
     /// annotation of that name (which replaces the list, as a location's nginx `error_page`
     /// replaces the server's), sorted; served by the controller-wide default backend.
     pub custom_http_errors: Vec<u16>,
+    /// `disable-proxy-intercept-errors` (default false): no `proxy_intercept_errors on` in
+    /// ingress-nginx's `http` block, which every location without its own inherits
+    /// ([`super::errors`]).
+    pub disable_proxy_intercept_errors: bool,
     /// `add-headers`: the ConfigMap whose data are headers for every response
     /// ([`super::custom_headers::add_headers`] resolves it into `settings.add_headers`).
     pub add_headers_from: Option<crate::store::Key>,
@@ -75,6 +79,13 @@ pub struct ControllerConfig {
     /// `load-balance`, `proxy-redirect-from`, `proxy-redirect-to`, `proxy-cookie-domain`,
     /// `proxy-cookie-path`: the defaults of the annotations of the same names.
     pub annotation_defaults: super::annotations::AnnotationDefaults,
+    /// `strict-validate-path-type` (default true since ingress-nginx 1.12): an Ingress with an
+    /// `Exact` or `Prefix` path of other characters than ingress-nginx's `validPathType` is
+    /// not served ([`super::ingress_inspect::strict_path_type`]).
+    pub strict_validate_path_type: bool,
+    /// `allow-cross-namespace-resources` (default false): annotations may name Secrets and
+    /// ConfigMaps of other namespaces ([`super::annotations::cross_namespace_refused`]).
+    pub allow_cross_namespace_resources: bool,
 }
 
 /// The ConfigMap's client source ranges, as ingress-nginx places them: `whitelist-source-range`
@@ -143,6 +154,7 @@ impl Default for ControllerConfig {
             retry_non_idempotent: false,
             allowed_response_headers: Vec::new(),
             custom_http_errors: Vec::new(),
+            disable_proxy_intercept_errors: false,
             add_headers_from: None,
             proxy_set_headers_from: None,
             global_auth: None,
@@ -152,6 +164,8 @@ impl Default for ControllerConfig {
             ),
             source_ranges: SourceRangeDefaults::default(),
             annotation_defaults: Default::default(),
+            strict_validate_path_type: true,
+            allow_cross_namespace_resources: false,
         }
     }
 }
@@ -316,6 +330,9 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
         r.diags.warn(&r.object, "UnsupportedConfigMapKey", message);
     }
 
+    out.strict_validate_path_type = r.bool("strict-validate-path-type").unwrap_or(true);
+    out.allow_cross_namespace_resources =
+        r.bool("allow-cross-namespace-resources").unwrap_or(false);
     let s = &mut out.settings;
     s.use_forwarded_headers = r.bool("use-forwarded-headers");
     s.enable_real_ip = r.bool("enable-real-ip");
@@ -329,6 +346,9 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
     let http_off = r.bool("disable-http-access-log").unwrap_or(false);
     let _ = r.bool("disable-stream-access-log");
     s.disable_access_log = r.bool("disable-access-log").unwrap_or(false) || http_off;
+    s.access_log_for_default_server = r
+        .bool("enable-access-log-for-default-backend")
+        .unwrap_or(false);
     if let Some(v) = r.get("skip-access-log-urls") {
         // ingress-nginx splits the value on commas (config.go `SkipAccessLogURLs []string`).
         s.skip_access_log_urls = v
@@ -530,6 +550,7 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
         }
         out.custom_http_errors = codes;
     }
+    out.disable_proxy_intercept_errors = r.bool("disable-proxy-intercept-errors").unwrap_or(false);
     for (key, field) in [
         ("add-headers", &mut out.add_headers_from),
         ("proxy-set-headers", &mut out.proxy_set_headers_from),

@@ -8,7 +8,9 @@
 //! printable ASCII. When the ConfigMap is missing or one of its headers is refused, the
 //! Ingress's routes answer 503 (ingress-nginx denies the location) and an Error diagnostic
 //! says why. Also refused: ConfigMaps of another namespace (ingress-nginx's documentation:
-//! "Only ConfigMaps on the same namespace are allowed") and hop-by-hop or framing headers
+//! "Only ConfigMaps on the same namespace are allowed"; its code reads any, so here the
+//! ConfigMap's `allow-cross-namespace-resources: "true"` allows them as it does Secrets) and
+//! hop-by-hop or framing headers
 //! (`Connection`, `Transfer-Encoding`, `Content-Length`, ...), which would break the response
 //! rather than describe it.
 
@@ -75,9 +77,11 @@ fn headers(
     object: &ObjectRef,
 ) -> Result<Vec<(String, String)>, String> {
     let (ns, name) = (&key.namespace, &key.name);
-    if *ns != object.namespace {
+    let allowed = controller.allow_cross_namespace_resources;
+    if super::annotations::cross_namespace_refused(allowed, &object.namespace, ns) {
         return Err(format!(
-            "ConfigMap {ns}/{name} is not in the Ingress's namespace {}",
+            "ConfigMap {ns}/{name} is not in the Ingress's namespace {} \
+             (allow-cross-namespace-resources: \"true\" allows others)",
             object.namespace
         ));
     }

@@ -12,6 +12,10 @@
 //!   nothing is intercepted. Without the annotation, the controller ConfigMap's
 //!   `custom-http-errors` applies (ingress-nginx's server-wide `error_page`, which a location's
 //!   own list replaces).
+//! - `disable-proxy-intercept-errors: "true"`: a pod's answer is passed as it is; the proxy's
+//!   own answers stay replaced (nginx's `error_page` covers them whatever
+//!   `proxy_intercept_errors` says). Decided as ingress-nginx's template writes the directive
+//!   ([`pod_answers_intercepted`]).
 //!
 //! A Service that does not exist or has no ports, or a bad status code, is a Warning; the
 //! Ingress is served without that part.
@@ -79,6 +83,28 @@ pub(super) fn parse(
         }
         pages.intercept = codes;
     }
+    let disabled = annotations.and_then(|a| get(a, "disable-proxy-intercept-errors"));
+    let disabled = match disabled.map(|v| (v, super::annotations::parse_bool(v))) {
+        None => false,
+        Some((_, Some(b))) => b,
+        Some((v, None)) => {
+            // ingress-nginx's parser takes an invalid value as false.
+            b.diags.warn(
+                object,
+                "InvalidAnnotation",
+                format!("annotation disable-proxy-intercept-errors: {v:?} is not true or false; false applies"),
+            );
+            false
+        }
+    };
+    if !pages.intercept.is_empty() {
+        pages.pass_pod_answers = !pod_answers_intercepted(
+            annotated.is_some(),
+            disabled,
+            &b.controller.custom_http_errors,
+            b.controller.disable_proxy_intercept_errors,
+        );
+    }
     if let Some(name) = annotations
         .and_then(|a| get(a, "default-backend"))
         .filter(|n| !n.is_empty())
@@ -93,6 +119,21 @@ pub(super) fn parse(
         }
     }
     (pages != ErrorPages::default()).then(|| Arc::new(pages))
+}
+
+/// Whether nginx's `proxy_intercept_errors` is on in a location of ingress-nginx's template:
+/// the location writes `on` when it has its own `custom-http-errors` (`annotated`) and not
+/// `disable-proxy-intercept-errors: "true"` (`annotation_disables`); otherwise it inherits the
+/// `http` block's, `on` when the ConfigMap lists `custom-http-errors` and does not set
+/// `disable-proxy-intercept-errors: "true"`. So the annotation alone does not stop a
+/// ConfigMap list's interception, and the ConfigMap key does not stop an annotated one's.
+pub fn pod_answers_intercepted(
+    annotated: bool,
+    annotation_disables: bool,
+    configmap_codes: &[u16],
+    configmap_disables: bool,
+) -> bool {
+    (annotated && !annotation_disables) || (!configmap_codes.is_empty() && !configmap_disables)
 }
 
 /// The upstream of Service `name`'s first port (as ingress-nginx), with the Ingress's options.
@@ -139,5 +180,28 @@ mod tests {
             (vec![404], vec!["abc".into(), "200".into(), "600".into()])
         );
         assert_eq!(parse_codes(""), (vec![], vec![]));
+    }
+
+    /// nginx.tmpl: `proxy_intercept_errors on` in the location when it has its own list and
+    /// not the annotation, else inherited from the `http` block (ConfigMap list, not the key).
+    #[test]
+    fn pod_answers_are_intercepted_as_the_template_writes_it() {
+        // (annotated, annotation disables, ConfigMap codes, ConfigMap disables) -> intercepted
+        for (annotated, ann, cm, cm_off, want) in [
+            (true, false, &[][..], false, true),
+            (true, true, &[][..], false, false),
+            (true, true, &[503][..], false, true),
+            (true, true, &[503][..], true, false),
+            (false, false, &[503][..], false, true),
+            (false, true, &[503][..], false, true),
+            (false, false, &[503][..], true, false),
+            (true, false, &[503][..], true, true),
+        ] {
+            assert_eq!(
+                pod_answers_intercepted(annotated, ann, cm, cm_off),
+                want,
+                "{annotated} {ann} {cm:?} {cm_off}"
+            );
+        }
     }
 }

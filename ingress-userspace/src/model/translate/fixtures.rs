@@ -28,6 +28,28 @@ pub fn mk_config() -> TranslateConfig {
     TranslateConfig::default()
 }
 
+/// The controller ConfigMap `ingress-nginx/cm` with `data`, and [`mk_config`] reading it.
+pub fn with_controller_configmap(
+    o: &mut crate::store::Objects,
+    data: &[(&str, &str)],
+) -> TranslateConfig {
+    o.upsert(Object::ConfigMap(std::sync::Arc::new(
+        k8s_openapi::api::core::v1::ConfigMap {
+            metadata: meta("ingress-nginx", "cm"),
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..Default::default()
+        },
+    )));
+    TranslateConfig {
+        configmap: Some(crate::store::Key::new("ingress-nginx", "cm")),
+        ..mk_config()
+    }
+}
+
 pub fn meta(ns: &str, name: &str) -> ObjectMeta {
     ObjectMeta {
         namespace: (!ns.is_empty()).then(|| ns.to_string()),

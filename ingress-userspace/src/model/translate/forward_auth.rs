@@ -114,7 +114,7 @@ pub(super) fn parse_values(v: &Values<'_>, global: bool) -> Result<Option<Forwar
     let signin = match v.get("signin") {
         None => None,
         Some(s) => {
-            host_of(&s).map_err(|e| format!("{} {s:?}: {e}", name("signin")))?;
+            let s = absolute_signin(&s).map_err(|e| format!("{} {s:?}: {e}", name("signin")))?;
             Some(template("signin", &signin_url(&s, &param))?)
         }
     };
@@ -191,6 +191,21 @@ pub(super) fn host_of(url: &str) -> Result<&str, String> {
         return Err("the URL's host has an empty label (\"..\")".into());
     }
     Ok(host)
+}
+
+/// The sign-in URL as the client gets it in `Location`: an http(s) URL as written, or a path
+/// (`/oauth2/start`: ingress-nginx takes any value its URL validator allows and writes it in
+/// `return 302`) made absolute as nginx's `absolute_redirect on` makes it, with the client
+/// connection's scheme and `$host`, and no port (ingress-nginx's default
+/// `port_in_redirect off`). Anything else: why the location is denied.
+pub(super) fn absolute_signin(url: &str) -> Result<String, String> {
+    // `//x` too: nginx prefixes any `/` (`http://host//x`), so it never leaves the host.
+    if url.starts_with('/') {
+        return Ok(format!("$scheme://$host{url}"));
+    }
+    host_of(url)
+        .map(|_| url.to_string())
+        .map_err(|e| format!("{e} and not a path starting with /"))
 }
 
 /// ingress-nginx's `buildAuthSignURL`: `?<param>=$pass_access_scheme://$http_host$escaped_request_uri`
@@ -293,7 +308,8 @@ pub(super) fn for_ingress(
         }
     };
     if let Some(name) = r.get("auth-proxy-set-headers").map(str::to_string) {
-        match proxy_set_headers(&name, ns, objects, refs) {
+        let allowed = r.allow_cross_namespace;
+        match proxy_set_headers(&name, ns, allowed, objects, refs) {
             Ok(h) => auth.proxy_set_headers = h,
             Err(why) => return Some(Err(denied(r, "AuthProxySetHeadersRefused", why))),
         }
@@ -355,19 +371,27 @@ fn keepalive_values(r: &mut Reader<'_>) {
     let _ = r.bool("auth-keepalive-share-vars");
 }
 
-/// `auth-proxy-set-headers`: the ConfigMap `name` or `ns/name`, same namespace only (ingress-nginx
-/// denies others unless `allow-cross-namespace-resources`), every key a header name.
+/// `auth-proxy-set-headers`: the ConfigMap `name` or `ns/name`, same namespace only unless
+/// `allow_cross_namespace` (ingress-nginx's `allow-cross-namespace-resources`), every key a
+/// header name.
 fn proxy_set_headers(
     name: &str,
     ns: &str,
+    allow_cross_namespace: bool,
     objects: &Objects,
     refs: &mut super::References,
 ) -> Result<Vec<(String, NginxString)>, String> {
     let (cm_ns, cm_name) = name.split_once('/').unwrap_or((ns, name));
     let cm_ns = if cm_ns.is_empty() { ns } else { cm_ns };
-    if cm_ns != ns || cm_name.is_empty() || cm_name.contains('/') {
+    if cm_name.is_empty() || cm_name.contains('/') {
         return Err(format!(
-            "auth-proxy-set-headers {name:?}: only a ConfigMap in the Ingress's namespace {ns}"
+            "auth-proxy-set-headers {name:?} is not NAME or NAMESPACE/NAME"
+        ));
+    }
+    if super::annotations::cross_namespace_refused(allow_cross_namespace, ns, cm_ns) {
+        return Err(format!(
+            "auth-proxy-set-headers {name:?}: only a ConfigMap in the Ingress's namespace {ns} \
+             (allow-cross-namespace-resources: \"true\" allows others)"
         ));
     }
     let key = Key::new(cm_ns, cm_name);

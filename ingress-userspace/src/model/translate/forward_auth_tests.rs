@@ -192,6 +192,29 @@ fn signin_redirect_param_and_url_forms() {
         f.signin.as_ref().unwrap().as_str(),
         format!("https://auth.example.com/login?next={orig}")
     );
+    // A path, as ingress-nginx takes it (`return 302 /oauth2/start?rd=...`), made absolute
+    // as nginx's `absolute_redirect` does; a relative one without `/` is still refused.
+    assert_eq!(
+        super::absolute_signin("/oauth2/start").unwrap(),
+        "$scheme://$host/oauth2/start"
+    );
+    assert!(super::absolute_signin("oauth2/start").is_err());
+    assert_eq!(
+        super::absolute_signin("//evil.example/x").unwrap(),
+        "$scheme://$host//evil.example/x"
+    );
+    let o = objects(
+        &[
+            ("auth-url", "http://auth.example.com/check"),
+            ("auth-signin", "/oauth2/start"),
+        ],
+        vec![],
+    );
+    let f = forward(&translate(&o, &mk_config()));
+    assert_eq!(
+        f.signin.as_ref().unwrap().as_str(),
+        format!("$scheme://$host/oauth2/start?rd={orig}")
+    );
 }
 
 /// The key of ingress-nginx's own examples (annotations.md `auth-cache-key`, configmap.md

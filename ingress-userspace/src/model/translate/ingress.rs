@@ -304,6 +304,7 @@ impl<'a> L7Builder<'a> {
         );
         let mut reader =
             annotations::Reader::new(ing.metadata.annotations.as_ref(), &oref, self.diags);
+        reader.allow_cross_namespace = self.controller.allow_cross_namespace_resources;
         if let Some(auth) = super::auth::parse(
             &mut reader,
             &ns,

@@ -1,6 +1,7 @@
 //! Pure translation: store objects in, one immutable [`Snapshot`] out. No I/O here.
 //!
-//! - [`class`]: which Ingresses are ours.
+//! - [`class`]: which Ingresses are ours; [`ingress_inspect`]: Ingresses refused as a whole
+//!   (ingress-nginx's deep inspection and `strict-validate-path-type`).
 //! - [`ingress`]: L7 virtual hosts, routes, certificates, default backend.
 //! - [`service`]: L4 services the XDP path takes over.
 //! - [`service_upstream`]: `service-upstream`: a Service's ClusterIP as its one endpoint.
@@ -45,6 +46,7 @@ pub mod forward_auth;
 pub mod gateway;
 pub mod incremental;
 pub mod ingress;
+pub mod ingress_inspect;
 pub mod location_list;
 pub mod mirror;
 pub mod next_upstream;
@@ -106,9 +108,11 @@ pub struct References {
 pub fn auth_value_problems(
     annotations: Option<&std::collections::BTreeMap<String, String>>,
     object: &ObjectRef,
+    allow_cross_namespace: bool,
     diags: &mut diagnostics::Diagnostics,
 ) {
     let mut r = annotations::Reader::new(annotations, object, diags);
+    r.allow_cross_namespace = allow_cross_namespace;
     auth::check_values(&mut r, &object.namespace);
     client_auth::check_values(&mut r, &object.namespace);
     proxy_ssl::check_values(&mut r, &object.namespace);
@@ -127,6 +131,7 @@ pub fn secret_problems(
     ingress: &crate::compact::ingress::Ingress,
     object: &ObjectRef,
     objects: &Objects,
+    allow_cross_namespace: bool,
     diags: &mut diagnostics::Diagnostics,
 ) {
     let tls = ingress.spec.as_ref().and_then(|s| s.tls.as_ref());
@@ -145,6 +150,7 @@ pub fn secret_problems(
     let annotations = ingress.metadata.annotations.as_ref();
     let mut found = diagnostics::Diagnostics::default();
     let mut r = annotations::Reader::new(annotations, object, &mut found);
+    r.allow_cross_namespace = allow_cross_namespace;
     let mut used = HashSet::new();
     let ns = &object.namespace;
     auth::parse(&mut r, ns, objects, None, &mut used);
@@ -347,6 +353,11 @@ fn l7_of<'a>(
                 unsupported: check.unsupported,
             },
         );
+        let strict = controller.strict_validate_path_type;
+        if let Some((reason, msg)) = ingress_inspect::refusal(ing.spec.as_ref(), strict) {
+            diags.error(&oref_of(ing), reason, msg);
+            continue;
+        }
         if check.snippets.is_empty() || serve_snippets {
             served.push(*ing);
         }

@@ -73,6 +73,7 @@ fn resolve(
     secrets_used: &mut HashSet<Key>,
 ) -> Result<Arc<UpstreamTls>, (&'static str, String)> {
     let key = super::client_auth::annotated_secret(
+        r,
         "proxy-ssl-secret",
         name,
         (ns, false),
@@ -147,6 +148,7 @@ pub(super) fn check_values(r: &mut Reader<'_>, ns: &str) {
         return;
     };
     let key = super::client_auth::annotated_secret(
+        r,
         "proxy-ssl-secret",
         &name,
         (ns, false),

@@ -368,6 +368,6 @@ fn verify_without_a_secret_is_a_warning() {
     )]
     .into();
     let oref = crate::model::ObjectRef::new(crate::model::ObjectKind::Ingress, "default", "v");
-    super::auth_value_problems(Some(&map), &oref, &mut d);
+    super::auth_value_problems(Some(&map), &oref, false, &mut d);
     assert_eq!(d.0.len(), 1, "migrate says it too: {:?}", d.0);
 }

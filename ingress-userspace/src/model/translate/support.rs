@@ -134,7 +134,7 @@ pub static ANNOTATIONS: &[Row] = &[
     row("auth-response-headers", Supported, "External auth: headers of a 2xx auth answer set on the request to the pod (replacing the client's)."),
     row("auth-secret", Supported, "Basic/digest auth: Secret (`name` or same-namespace `ns/name`) with the users."),
     row("auth-secret-type", Supported, "Basic/digest auth: `auth-file` (htpasswd in key `auth`) or `auth-map`."),
-    row("auth-signin", Supported, "External auth: a 401 becomes a 302 here, with `rd=` the original URL."),
+    row("auth-signin", Supported, "External auth: a 401 becomes a 302 here, with `rd=` the original URL; an http(s) URL, or a path (`/oauth2/start`) made absolute with the request's scheme and host, no port (nginx `absolute_redirect`, `port_in_redirect off`)."),
     row("auth-signin-redirect-param", Supported, "External auth: name of the redirect parameter (default `rd`)."),
     row("auth-snippet", SNIPPET, "nginx configuration inserted into the auth location."),
     row("auth-tls-error-page", Differs("nginx named locations (`@name`) are not accepted (a warning; the 400 stays); a path is served by the host's routes as GET, with the request body forwarded (nginx discards it)"), "Client certificates: where a client whose certificate fails or is missing goes instead of the 400 (a URL: 302; a path: served in its place)."),
@@ -167,7 +167,7 @@ pub static ANNOTATIONS: &[Row] = &[
     row("custom-http-errors", Differs("with no default backend nothing is intercepted (ingress-nginx: its built-in 404); the request body is not resent"), "Statuses served by the default backend: the pod's, and the proxy's own refusals (rate limit, allowlist, auth)."),
     row("default-backend", Differs("decided per request from the current endpoints; also covers a missing Service"), "Service answering for this Ingress when its endpoints are gone or on custom-http-errors."),
     row("denylist-source-range", Supported, "Client CIDRs refused with 403, checked before the allowlist (nginx `deny` lines before `allow`); under `satisfy: any` authentication can still admit; an invalid CIDR denies the location (503 for everyone)."),
-    row("disable-proxy-intercept-errors", NotYet, "Do not intercept upstream errors for custom-http-errors."),
+    row("disable-proxy-intercept-errors", Supported, "With this Ingress's own custom-http-errors: a pod's answer is passed as it is (nginx `proxy_intercept_errors off`); the proxy's own answers (refusals, 502/503/504 of a failed pod) stay replaced. Without the Ingress's own list, the ConfigMap key of this name decides, as in ingress-nginx's template."),
     row("enable-access-log", Supported, "`false`: the Ingress's requests are not written to the access log (metrics still count them)."),
     row("enable-cors", Supported, "Answer CORS preflights (204) at the ingress and add CORS headers to responses."),
     row("enable-global-auth", Supported, "`false`: the ConfigMap's global-auth-url does not apply to this Ingress."),
@@ -235,7 +235,7 @@ pub static ANNOTATIONS: &[Row] = &[
     row("proxy-ssl-server-name", Supported, "`on`: send `proxy-ssl-name` as SNI to HTTPS backends; default `off`, no SNI."),
     row("proxy-ssl-verify", Supported, "`on`: the backend certificate must chain to `ca.crt` and name `proxy-ssl-name` (else 502); default `off`, any certificate."),
     row("proxy-ssl-verify-depth", Supported, "Most intermediate CAs in the backend's verified chain (default 1)."),
-    row("relative-redirects", Supported, "No effect, as in ingress-nginx: nginx's `absolute_redirect off` changes only a `Location` starting with `/` that nginx sends itself, and every redirect ingress-nginx sends is absolute (ssl-redirect, app-root, from-to-www; permanent-/temporal-redirect must be http(s) URLs); pods' redirects pass as they are."),
+    row("relative-redirects", Differs("`true` does not keep an `auth-signin` path relative (nginx's `absolute_redirect off` would): its `Location` stays absolute"), "nginx's `absolute_redirect off` changes only a `Location` starting with `/` that nginx sends itself: the redirect of an `auth-signin` path; every other redirect ingress-nginx sends is absolute (ssl-redirect, app-root, from-to-www; permanent-/temporal-redirect must be http(s) URLs); pods' redirects pass as they are."),
     row("rewrite-target", Supported, "Rewrite the path sent to the pod (`$1`..`$n` capture groups)."),
     row("satisfy", Supported, "`all` (default) or `any` of the access checks: allowlist-source-range, basic auth, auth-url; with `any` one passing check admits, a 401 outranks a 403."),
     row("secure-verify-ca-secret", REMOVED, "CA for HTTPS backends (removed; see proxy-ssl-secret)."),
@@ -276,7 +276,7 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("access-log-path", Refused("the access log goes to stdout (--access-log-format)"), "Access log file."),
     row("add-headers", Supported, "Response headers from a ConfigMap (NAMESPACE/NAME), set on every response; invalid or hop-by-hop ones are left out with a Warning."),
     row("allow-backend-server-header", Differs("`true` passes the pod's Server whatever server-tokens says (ingress-nginx also needs `server-tokens: true`, its issue 6733); the proxy never sends a Server of its own, as ingress-nginx with its default `server-tokens: false`"), "Pass the pod's Server response header (default false: it is removed)."),
-    row("allow-cross-namespace-resources", NotYet, "Let annotations name Secrets and ConfigMaps of other namespaces (cross-namespace ones are refused, as with the default `false`)."),
+    row("allow-cross-namespace-resources", Supported, "Default false: an annotation naming a Secret or ConfigMap of another namespace (auth-secret, auth-tls-secret, proxy-ssl-secret, auth-proxy-set-headers, custom-headers) denies the location (503; auth-tls: 403) with an Error; true lets it name them (--secret-namespaces still limits what is read)."),
     row("allow-snippet-annotations", Differs("snippets are never interpreted; `true` only lets the rest of an Ingress with snippets be served"), "Whether *-snippet annotations are allowed."),
     row("annotation-value-word-blocklist", Refused("annotation values are parsed, never pasted into a configuration"), "Words refused in annotation values."),
     row("annotations-risk-level", Refused("annotation values are parsed, never pasted into a configuration, whatever their risk"), "Highest risk of annotations accepted."),
@@ -301,8 +301,9 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("disable-http-access-log", Supported, "`true`: no HTTP request is written to the access log, as `disable-access-log`."),
     row("disable-ipv6", NotYet, "Do not listen on IPv6."),
     row("disable-ipv6-dns", NGINX_INTERNAL, "No AAAA lookups in nginx's resolver."),
+    row("disable-proxy-intercept-errors", Supported, "With the ConfigMap's custom-http-errors, on routes of Ingresses without their own list: a pod's answer is passed as it is (default false); the proxy's own answers stay replaced."),
     row("disable-stream-access-log", Supported, "No effect: TCP/UDP Services are served by the XDP path, which writes no access log."),
-    row("enable-access-log-for-default-backend", NotYet, "Log requests to the default backend."),
+    row("enable-access-log-for-default-backend", Supported, "Default false: requests for a host no rule names (ingress-nginx's default server: the default backend, or the 404) are not written to the access log; true writes them. A named host's unmatched paths are logged either way."),
     row("enable-aio-write", NGINX_INTERNAL, "nginx `aio_write`."),
     row("enable-brotli", Differs("not on Gateway API routes; gRPC answers are never compressed; `Vary: Accept-Encoding` is sent with brotli alone too (ngx_brotli relies on gzip's `gzip_vary`)"), "Brotli compression of 200, 403 and 404 answers for clients that accept `br`, preferred to gzip."),
     row("enable-modsecurity", MODSECURITY, "ModSecurity everywhere."),
@@ -456,7 +457,7 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("ssl-session-timeout", NGINX_INTERNAL, "nginx TLS session cache lifetime."),
     row("stream-access-log-path", Refused("the access log goes to stdout (--access-log-format)"), "Stream access log file."),
     row("stream-snippet", CONFIGMAP_SNIPPET, "nginx configuration in the stream block."),
-    row("strict-validate-path-type", NotYet, "Refuse Exact and Prefix paths with characters other than alphanumerics, `_`, `-` and `/`."),
+    row("strict-validate-path-type", Differs("no admission webhook refuses the Ingress at `kubectl apply`: it is refused at translation (an Error Event `InvalidPathForPathType` naming the paths; nothing of it served, other Ingresses untouched)"), "Default true: an Ingress with an Exact or Prefix path of characters other than ASCII letters, digits, `.`, `_`, `-` and `/` (or not starting with `/`) is refused (ImplementationSpecific paths are not checked); false serves it."),
     row("syslog-host", NotYet, "Syslog server."),
     row("syslog-port", NotYet, "Syslog port."),
     row("upstream-keepalive-connections", Refused("use --upstream-keepalive"), "Idle connections kept to pods."),
@@ -501,7 +502,12 @@ pub fn value_behaves_the_same(name: &str, value: &str) -> bool {
                 && v.split_whitespace()
                     .all(|p| matches!(p, "TLSv1.2" | "TLSv1.3"))
         }
-        "ssl-passthrough" | "canary" | "ssl-reject-handshake" => is_false(),
+        // `false` checks nothing, as ingress-nginx without its webhook's check.
+        "ssl-passthrough"
+        | "canary"
+        | "ssl-reject-handshake"
+        | "strict-validate-path-type"
+        | "relative-redirects" => is_false(),
         "use-port-in-redirects" => super::annotations::parse_bool(v) == Some(true),
         "ssl-ecdh-curve" => {
             v == "auto"

@@ -211,7 +211,7 @@ fn invalid_parts_affect_only_themselves() {
                 ("/nosvc", "Prefix", "missing", "80"),
                 ("/noport", "Prefix", "web", "9999"),
                 ("/noname", "Prefix", "web", "grpc"),
-                ("relative", "Prefix", "web", "80"),
+                ("relative", "ImplementationSpecific", "web", "80"),
                 ("/x", "Weird", "web", "80"),
                 ("/re(", "ImplementationSpecific", "web", "80"),
             ],
@@ -1659,4 +1659,173 @@ fn enable_access_log_false_marks_the_routes() {
         let r = &s.l7.hosts["q.example.com"].routes[0];
         assert_eq!(r.policy.no_access_log, off, "{value:?}");
     }
+}
+
+/// `strict-validate-path-type` (default true, ingress-nginx 1.12): an Ingress with a Prefix or
+/// Exact path of other characters than `validPathType`'s is refused as a whole, as the
+/// admission webhook refuses it, with the webhook's message; other Ingresses of the host serve
+/// on. `false` serves it. Deep inspection refuses an nginx directive in a path either way.
+#[test]
+fn strict_path_type_and_deep_inspection_refuse_the_whole_ingress() {
+    let mut o = base();
+    o.upsert(ing(mk_ingress(
+        "default",
+        "good",
+        1,
+        vec![("h.example.com", vec![("/good", "Prefix", "web", "80")])],
+    )));
+    o.upsert(ing(mk_ingress(
+        "default",
+        "regexy",
+        2,
+        vec![(
+            "h.example.com",
+            vec![
+                ("/ok", "Prefix", "web", "80"),
+                ("/v1(/|$)(.*)", "Prefix", "web", "80"),
+                ("/re(.*)", "ImplementationSpecific", "web", "80"),
+            ],
+        )],
+    )));
+    o.upsert(ing(mk_ingress(
+        "default",
+        "lua",
+        3,
+        vec![(
+            "l.example.com",
+            vec![(
+                "/x{content_by_lua_block{}}",
+                "ImplementationSpecific",
+                "web",
+                "80",
+            )],
+        )],
+    )));
+    let s = run(&o);
+    assert_eq!(
+        routes(&s.l7.hosts["h.example.com"]),
+        [(PathMatch::Prefix("/good".into()), "default/web:80".into())]
+    );
+    assert!(!s.l7.hosts.contains_key("l.example.com"));
+    let errors: Vec<_> = s
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == crate::model::Severity::Error)
+        .map(|d| {
+            (
+                d.object.name.as_str(),
+                d.reason.as_str(),
+                d.message.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            (
+                "lua",
+                "InvalidIngressValue",
+                "received invalid ingress: invalid http path: invalid value found: /x{content_by_lua_block{}}; \
+                 the Ingress is not served"
+            ),
+            (
+                "regexy",
+                "InvalidPathForPathType",
+                "ingress contains invalid paths: path /v1(/|$)(.*) cannot be used with pathType Prefix \
+                 (strict-validate-path-type: use pathType ImplementationSpecific); the Ingress is not served"
+            ),
+        ]
+    );
+
+    let cfg = with_controller_configmap(&mut o, &[("strict-validate-path-type", "false")]);
+    let s = translate(&o, &cfg);
+    assert_eq!(routes(&s.l7.hosts["h.example.com"]).len(), 4);
+    assert!(!s.l7.hosts.contains_key("l.example.com"));
+}
+
+/// `allow-cross-namespace-resources` (default false): every annotation naming a Secret or
+/// ConfigMap of another namespace is refused (ingress-nginx's `auth`, `authreq`, `authtls`,
+/// `proxyssl` parsers deny the location); `true` lets each look there (here: not found, as the
+/// objects do not exist — the namespace is no longer the reason).
+#[test]
+fn cross_namespace_references_need_allow_cross_namespace_resources() {
+    let mut o = base();
+    let cases = [
+        (
+            "basic",
+            &[("auth-type", "basic"), ("auth-secret", "vault/htpasswd")][..],
+        ),
+        ("tls", &[("auth-tls-secret", "vault/ca")][..]),
+        ("pssl", &[("proxy-ssl-secret", "vault/ps")][..]),
+        (
+            "hdrs",
+            &[
+                ("auth-url", "http://auth.example/check"),
+                ("auth-proxy-set-headers", "vault/hdrs"),
+            ][..],
+        ),
+        ("custom", &[("custom-headers", "vault/hdrs")][..]),
+    ];
+    for (i, (name, annotations)) in cases.iter().enumerate() {
+        let mut ingress = mk_ingress(
+            "default",
+            name,
+            i as i64 + 1,
+            vec![(&format!("{name}.test"), vec![("/", "Prefix", "web", "80")])],
+        );
+        for (k, v) in *annotations {
+            ingress = with_annotation(ingress, &format!("nginx.ingress.kubernetes.io/{k}"), v);
+        }
+        o.upsert(ing(ingress));
+    }
+    let cross = [
+        ("basic", "CrossNamespaceAuthSecret"),
+        ("custom", "CustomHeadersRefused"),
+        ("hdrs", "AuthProxySetHeadersRefused"),
+        ("pssl", "CrossNamespaceProxySslSecret"),
+        ("tls", "CrossNamespaceAuthTlsSecret"),
+    ];
+    let s = run(&o);
+    let mut r = reasons(&s);
+    r.sort();
+    assert_eq!(
+        r,
+        cross.map(|(n, reason)| (n.to_string(), reason.to_string()))
+    );
+    assert!(
+        s.diagnostics
+            .iter()
+            .all(|d| d.message.contains("allow-cross-namespace-resources")),
+        "{:?}",
+        s.diagnostics
+    );
+
+    let cfg = with_controller_configmap(&mut o, &[("allow-cross-namespace-resources", "true")]);
+    let s = translate(&o, &cfg);
+    let mut r: Vec<_> = s
+        .diagnostics
+        .iter()
+        .map(|d| (d.object.name.as_str(), d.message.contains("vault/")))
+        .collect();
+    r.sort();
+    // Each now looks the object up in `vault`.
+    assert_eq!(
+        r,
+        [
+            ("basic", true),
+            ("custom", true),
+            ("hdrs", true),
+            ("pssl", true),
+            ("tls", true)
+        ],
+        "{:?}",
+        s.diagnostics
+    );
+    assert!(
+        s.diagnostics
+            .iter()
+            .all(|d| !d.message.contains("allow-cross-namespace-resources")),
+        "{:?}",
+        s.diagnostics
+    );
 }
