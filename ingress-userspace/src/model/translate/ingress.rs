@@ -607,6 +607,16 @@ impl<'a> L7Builder<'a> {
                 reason: why.clone(),
             };
         }
+        if backend.service.is_none() {
+            // A `resource` backend (not a Service): ingress-nginx proxies the location to its
+            // default backend (e2e `service_nil_backend.go`: 404 from the default backend).
+            self.diags.warn(
+                oref,
+                "ResourceBackend",
+                format!("{what}: a resource backend is served by the default backend"),
+            );
+            return RouteAction::DefaultBackend;
+        }
         match self.upstream(ns, backend, opts, oref) {
             Ok(u) => RouteAction::Forward(vec![WeightedUpstream {
                 upstream: u,
