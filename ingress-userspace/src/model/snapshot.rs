@@ -734,6 +734,11 @@ pub struct RoutePolicy {
     /// HTTPS port even when it is 443 (lua_ingress.lua `use_port_in_redirects`); unset means
     /// off ([`crate::proxy::rewrite::https_location`]).
     pub use_port_in_redirects: Option<bool>,
+    /// `relative-redirects` (annotation; the ConfigMap key turns it on for every server and
+    /// an annotation cannot turn it off there): nginx's `absolute_redirect off`, a `Location`
+    /// the proxy makes that starts with `/` is sent as it is; unset or `false`: completed
+    /// with the scheme and host ([`crate::proxy::rewrite::redirect`]).
+    pub relative_redirects: Option<bool>,
     /// `enable-access-log: "false"`: the route's requests are not written to the access log
     /// (nginx `access_log off` in the location); metrics still count them.
     pub no_access_log: bool,
