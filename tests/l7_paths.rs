@@ -357,3 +357,96 @@ async fn trailing_slash_redirect_in_compatibility_mode_only() {
     let g = get(&c, proxy.http(), "trailing.plain.test", "/exact").await;
     assert_eq!(g.status, StatusCode::NOT_FOUND);
 }
+
+/// ingress-nginx e2e `service_nil_backend.go` "should return 404 when backend service is
+/// nil": a path whose backend is a `resource` (not a Service) is served by the default
+/// backend (here the built-in 404), while another host's Service path serves as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resource_backend_is_served_by_the_default_backend() {
+    let a = HttpBackend::start("127.0.0.1:0".parse().unwrap(), "a").unwrap();
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    let nil = "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: nil, namespace: default}\nspec:\n  ingressClassName: nginx\n  rules:\n  - host: nilbackend.svc.com\n    http:\n      paths:\n      - path: /\n        pathType: Prefix\n        backend: {resource: {apiGroup: otherobj.testingress.com, kind: Anything, name: mytest}}\n";
+    let yaml = manifests(
+        a.addr,
+        &(ingress("valid", "nginx", "valid.svc.com", &[], &[("/", "Prefix")]) + nil),
+    );
+    let s = translate_manifests(0, &yaml, |_| {});
+    assert!(
+        s.diagnostics.iter().all(|d| d.reason == "ResourceBackend"),
+        "{:?}",
+        s.diagnostics
+    );
+    proxy.handle.apply(s);
+    let g = get(&c, proxy.http(), "valid.svc.com", "/").await;
+    assert_eq!(g.status, StatusCode::OK);
+    let before = a.requests();
+    let g = get(&c, proxy.http(), "nilbackend.svc.com", "/").await;
+    assert_eq!(g.status, StatusCode::NOT_FOUND);
+    assert_eq!(a.requests(), before);
+}
+
+/// ingress-nginx e2e `annotations/relativeredirects.go`: a relative `permanent-redirect` is a
+/// 301 to `http://rr.foo.com/new-location` (nginx's `absolute_redirect`) and, with
+/// `relative-redirects: "true"`, to `/new-location` as written; the compatibility mode's
+/// trailing-slash 301 (nginx's own) is relative too under `relative-redirects`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relative_redirects_keep_the_locations_nginx_makes_relative() {
+    let a = HttpBackend::start("127.0.0.1:0".parse().unwrap(), "a").unwrap();
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    let to = |rel: &str| {
+        [
+            (
+                format!("{N}permanent-redirect"),
+                "/new-location".to_string(),
+            ),
+            (format!("{N}relative-redirects"), rel.to_string()),
+        ]
+    };
+    let (abs, rel) = (to("false"), to("true"));
+    let slash = [(format!("{N}relative-redirects"), "true".to_string())];
+    let yaml = manifests(
+        a.addr,
+        &[
+            ingress(
+                "abs",
+                "nginx",
+                "rr.foo.com",
+                &ann(&abs),
+                &[("/something", "Prefix")],
+            ),
+            ingress(
+                "rel",
+                "nginx",
+                "rel.foo.com",
+                &ann(&rel),
+                &[("/something", "Prefix")],
+            ),
+            ingress(
+                "slash",
+                "nginx",
+                "slash.foo.com",
+                &ann(&slash),
+                &[("/foo/", "Prefix")],
+            ),
+        ]
+        .concat(),
+    );
+    proxy.handle.apply(translated(&yaml));
+    let before = a.requests();
+    for (host, sent, want) in [
+        ("rr.foo.com", "/something", "http://rr.foo.com/new-location"),
+        ("rel.foo.com", "/something", "/new-location"),
+        ("slash.foo.com", "/foo?q=1", "/foo/?q=1"),
+    ] {
+        let g = get(&c, proxy.http(), host, sent).await;
+        assert_eq!(g.status, StatusCode::MOVED_PERMANENTLY, "{host}{sent}");
+        assert_eq!(g.header("location"), want, "{host}{sent}");
+    }
+    assert_eq!(a.requests(), before, "redirects never reach the pod");
+}
+
+fn ann(a: &[(String, String)]) -> Vec<(&str, &str)> {
+    a.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}

@@ -3,9 +3,9 @@
 //! Kept, as the API names them: `metadata` name, namespace and the `xdp-ingress.dev/`
 //! annotations ([`super::meta`]); of the spec `type`, `ports`, `clusterIP`, `externalIPs`,
 //! `externalTrafficPolicy`, `healthCheckNodePort`, `loadBalancerSourceRanges`,
-//! `sessionAffinity` and `sessionAffinityConfig`; of the status the load balancer's ingress
-//! IPs. Dropped: labels and the rest of the metadata, `selector`, `clusterIPs`, `ipFamilies`,
-//! `ipFamilyPolicy`, `externalName`, `internalTrafficPolicy`, `loadBalancerClass`,
+//! `sessionAffinity`, `sessionAffinityConfig` and `externalName`; of the status the load
+//! balancer's ingress IPs. Dropped: labels and the rest of the metadata, `selector`,
+//! `clusterIPs`, `ipFamilies`, `ipFamilyPolicy`, `internalTrafficPolicy`, `loadBalancerClass`,
 //! `loadBalancerIP`, `publishNotReadyAddresses`, `allocateLoadBalancerNodePorts`,
 //! `trafficDistribution`, status conditions and an ingress point's hostname, mode and ports.
 //! Translation reads only what is kept (the field names and types are the API's, so it reads
@@ -45,6 +45,8 @@ pub struct ServiceSpec {
     pub load_balancer_source_ranges: Option<Vec<String>>,
     pub session_affinity: Option<String>,
     pub session_affinity_config: Option<SessionAffinityConfig>,
+    /// Of an ExternalName Service: the name its Ingress backends are proxied to.
+    pub external_name: Option<String>,
 }
 
 /// `status.loadBalancer`, its ingress points' `ip` only.
@@ -72,6 +74,7 @@ impl From<api::Service> for Service {
                 load_balancer_source_ranges: s.load_balancer_source_ranges,
                 session_affinity: s.session_affinity,
                 session_affinity_config: s.session_affinity_config,
+                external_name: s.external_name,
             };
             shrink(&mut spec.ports);
             shrink(&mut spec.external_ips);
@@ -117,6 +120,7 @@ impl From<Service> for api::Service {
                 load_balancer_source_ranges: s.load_balancer_source_ranges,
                 session_affinity: s.session_affinity,
                 session_affinity_config: s.session_affinity_config,
+                external_name: s.external_name,
                 ..Default::default()
             }),
             status: s.status.map(|st| api::ServiceStatus {
@@ -152,7 +156,8 @@ mod tests {
                 "healthCheckNodePort": 32100,
                 "loadBalancerSourceRanges": ["198.18.0.0/15"],
                 "sessionAffinity": "ClientIP",
-                "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}}
+                "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}},
+                "externalName": "web.example.com"
             },
             "status": {"loadBalancer": {"ingress": [{"ip": "198.18.9.9"}]}}
         })
@@ -173,7 +178,7 @@ mod tests {
             "spec": {
                 "selector": {"app": "web"}, "clusterIPs": ["10.96.0.10"],
                 "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack",
-                "externalName": "web.example.com", "internalTrafficPolicy": "Local",
+                "internalTrafficPolicy": "Local",
                 "loadBalancerClass": "x/lb", "loadBalancerIP": "198.18.9.8",
                 "publishNotReadyAddresses": true, "allocateLoadBalancerNodePorts": false,
                 "trafficDistribution": "PreferClose"

@@ -745,6 +745,11 @@ pub struct RoutePolicy {
     /// HTTPS port even when it is 443 (lua_ingress.lua `use_port_in_redirects`); unset means
     /// off ([`crate::proxy::rewrite::https_location`]).
     pub use_port_in_redirects: Option<bool>,
+    /// `relative-redirects` (annotation; the ConfigMap key turns it on for every server and
+    /// an annotation cannot turn it off there): nginx's `absolute_redirect off`, a `Location`
+    /// the proxy makes that starts with `/` is sent as it is; unset or `false`: completed
+    /// with the scheme and host ([`crate::proxy::rewrite::redirect`]).
+    pub relative_redirects: Option<bool>,
     /// `enable-access-log: "false"`: the route's requests are not written to the access log
     /// (nginx `access_log off` in the location); metrics still count them.
     pub no_access_log: bool,
@@ -1338,6 +1343,10 @@ pub struct Upstream {
     /// `service-upstream`: `endpoints` is the Service's `spec.clusterIP` and port, one
     /// pseudo-endpoint that kube-proxy balances; endpoint changes leave it as it is.
     pub service_upstream: bool,
+    /// An ExternalName Service's target: `endpoints` is empty and the proxy resolves this
+    /// name when a request needs it ([`crate::proxy::upstream::external_name`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_name: Option<ExternalName>,
     /// Verified TLS to the endpoints (Gateway API BackendTLSPolicy); `None`: as `protocol`
     /// says (HTTPS and gRPCS unverified, as ingress-nginx).
     #[serde(
@@ -1345,6 +1354,21 @@ pub struct Upstream {
         skip_serializing_if = "Option::is_none"
     )]
     pub tls: Option<Arc<UpstreamTls>>,
+}
+
+/// Where an ExternalName Service sends its traffic (ingress-nginx `endpointslices.go`
+/// `getEndpointsFromSlices`: one endpoint whose address is the name, resolved by the Lua
+/// balancer through DNS, `util/dns.lua`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct ExternalName {
+    /// `spec.externalName` as written (a DNS name, possibly with a trailing dot, or an IP).
+    pub host: String,
+    /// The TCP port connected to on every address the name resolves to.
+    pub port: u16,
+    /// Loopback addresses the name resolves to may be connected to
+    /// (`--allow-node-local-endpoints`); other node-local ones never are
+    /// ([`crate::model::translate::node_local`]).
+    pub loopback_allowed: bool,
 }
 
 fn upstream_tls<S: serde::Serializer>(

@@ -49,6 +49,7 @@ pub fn upstream_at(service: &str, addrs: &[SocketAddr]) -> Arc<Upstream> {
         load_balancing: LoadBalancing::RoundRobin,
         affinity: None,
         service_upstream: false,
+        external_name: None,
         tls: None,
     })
 }

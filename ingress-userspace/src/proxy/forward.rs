@@ -1392,6 +1392,21 @@ where
     if shared.access_log.is_some() {
         out.service = Some(up.spec.id.clone());
     }
+    // An ExternalName Service: the endpoints are the addresses its name resolves to now.
+    let resolved;
+    let up = match &up.external {
+        None => up,
+        Some(r) => match r.resolve(up).await {
+            Ok(rt) => {
+                resolved = rt;
+                &resolved
+            }
+            Err(why) => {
+                out.reason = Some(why.to_string());
+                return local(StatusCode::BAD_GATEWAY, "upstream name not resolved");
+            }
+        },
+    };
     let args = &shared.args;
     let max_body = policy.max_body_bytes.unwrap_or(args.max_body_bytes);
     if let Err(f) = admit(&req, max_body) {

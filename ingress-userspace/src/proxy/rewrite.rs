@@ -99,7 +99,10 @@ pub fn redirect<U>(
 ) -> Option<Answer> {
     let r = route.policy.redirect.as_ref()?;
     let (location, why) = match &r.to {
-        RedirectTo::Url(url) => (url.expand(vars), "redirect annotation"),
+        RedirectTo::Url(url) => (
+            absolute(route, t, server_port, url.expand(vars)),
+            "redirect annotation",
+        ),
         RedirectTo::Host(to) => {
             let uri = t.request_uri();
             let uri = uri.strip_suffix('/').unwrap_or(&uri);
@@ -111,7 +114,7 @@ pub fn redirect<U>(
         RedirectTo::AppendSlash => {
             let query = t.query.map(|q| format!("?{q}")).unwrap_or_default();
             (
-                format!("{}://{}{}/{query}", t.scheme, t.authority, t.path),
+                absolute(route, t, server_port, format!("{}/{query}", t.path)),
                 "trailing slash (ingress-nginx compatibility)",
             )
         }
@@ -121,6 +124,32 @@ pub fn redirect<U>(
         location,
         why,
     })
+}
+
+/// nginx's `absolute_redirect` (ngx_http_header_filter_module): a `Location` starting with
+/// `/` gets the scheme and host (`port_in_redirect` is off unless `use-port-in-redirects`;
+/// then a port other than the scheme's default is named) unless the route has
+/// `relative-redirects`; any other `Location` is sent as it is.
+fn absolute<U>(
+    route: &CompiledRoute<U>,
+    t: &Target<'_>,
+    server_port: &str,
+    location: String,
+) -> String {
+    if !location.starts_with('/') || route.policy.relative_redirects == Some(true) {
+        return location;
+    }
+    let default_port = if t.scheme == "https" { "443" } else { "80" };
+    let port = if route.policy.use_port_in_redirects == Some(true) && server_port != default_port {
+        format!(":{server_port}")
+    } else {
+        String::new()
+    };
+    let host = super::router::normalize_host(t.authority);
+    if host.contains(':') {
+        return format!("{}://[{host}]{port}{location}", t.scheme);
+    }
+    format!("{}://{host}{port}{location}", t.scheme)
 }
 
 /// Whether the route's redirect URL names nginx variables, so that [`redirect`] needs the
@@ -317,9 +346,11 @@ mod tests {
         let tb = with(RedirectTo::AppendSlash, 301);
         let r = &tb.host("rewrite.bar.com").unwrap().routes[0];
         let t3 = Target { path: "/x", ..t };
+        // nginx's `absolute_redirect`: the Host's name without its port (ingress-nginx sets
+        // `port_in_redirect off`, `server_name_in_redirect off`).
         assert_eq!(
             redirect(r, &t3, "8080", &NoVars).map(|a| a.location),
-            Some("http://foo.bar.com:8080/x/?q=1".into())
+            Some("http://foo.bar.com/x/?q=1".into())
         );
     }
 }

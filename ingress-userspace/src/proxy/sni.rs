@@ -302,6 +302,7 @@ mod tests {
             load_balancing: crate::model::LoadBalancing::RoundRobin,
             affinity: None,
             service_upstream: false,
+            external_name: None,
             tls: None,
         })
     }

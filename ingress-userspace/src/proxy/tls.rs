@@ -480,11 +480,30 @@ fn parse(c: &TlsCertificate) -> Result<CertifiedKey, TlsError> {
     Ok(ck)
 }
 
-/// A self-signed certificate like ingress-nginx's "Fake Certificate".
+/// The subject and issuer common name of the default certificate.
+pub const FAKE_CERTIFICATE_CN: &str = "Kubernetes Ingress Controller Fake Certificate";
+
+/// A self-signed certificate named as ingress-nginx's "Fake Certificate"
+/// (internal/net/ssl/ssl.go `getFakeHostSSLCert`): subject and issuer CN
+/// [`FAKE_CERTIFICATE_CN`], O "Acme Co", SAN `ingress.local`, a server-auth end-entity
+/// certificate. Differs: an ECDSA P-256 key (ingress-nginx's is RSA 2048) and rcgen's validity
+/// period (ingress-nginx's is 365 days from start-up).
 fn generate_default() -> Result<CertifiedKey, TlsError> {
-    let cert = rcgen::generate_simple_self_signed(vec!["ingress.local".to_string()])?;
-    let der = cert.cert.der().clone();
-    let key = PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into());
+    let mut params = rcgen::CertificateParams::new(vec!["ingress.local".to_string()])?;
+    let mut name = rcgen::DistinguishedName::new();
+    name.push(rcgen::DnType::CommonName, FAKE_CERTIFICATE_CN);
+    name.push(rcgen::DnType::OrganizationName, "Acme Co");
+    params.distinguished_name = name;
+    params.is_ca = rcgen::IsCa::ExplicitNoCa;
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyEncipherment,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let key_pair = rcgen::KeyPair::generate()?;
+    let cert = params.self_signed(&key_pair)?;
+    let der = cert.der().clone();
+    let key = PrivateKeyDer::Pkcs8(key_pair.serialize_der().into());
     let signer = any_supported_type(&key)?;
     Ok(CertifiedKey::new(vec![der], signer))
 }
@@ -511,6 +530,33 @@ mod tests {
 
     use super::*;
     use crate::model::ObjectKind;
+
+    /// ingress-nginx e2e defaultbackend/ssl.go and ssl/secret_update.go read the default
+    /// certificate's names: CN and O of subject and issuer, SAN `ingress.local`.
+    #[test]
+    fn the_default_certificate_is_named_as_ingress_nginx_fake_certificate() {
+        let ck = generate_default().expect("generated");
+        let (_, cert) = x509_parser::parse_x509_certificate(&ck.cert[0]).expect("parses");
+        for name in [cert.subject(), cert.issuer()] {
+            let cn: Vec<_> = name
+                .iter_common_name()
+                .filter_map(|a| a.as_str().ok())
+                .collect();
+            let o: Vec<_> = name
+                .iter_organization()
+                .filter_map(|a| a.as_str().ok())
+                .collect();
+            assert_eq!((cn, o), (vec![FAKE_CERTIFICATE_CN], vec!["Acme Co"]));
+        }
+        let san = cert
+            .subject_alternative_name()
+            .expect("valid")
+            .expect("present");
+        assert_eq!(
+            format!("{:?}", san.value.general_names),
+            r#"[DNSName("ingress.local")]"#
+        );
+    }
 
     fn cert(name: &str, pem: &(String, String)) -> Arc<TlsCertificate> {
         Arc::new(TlsCertificate {

@@ -117,6 +117,11 @@ pub struct SourceArgs {
     /// terminated here, with a warning.
     #[arg(long)]
     pub enable_ssl_passthrough: bool,
+    /// ingress-nginx's `--disable-svc-external-name`: Ingress backends whose Service is of
+    /// type ExternalName get no upstream (503, with an Error diagnostic on the Ingress)
+    /// instead of being proxied to the Service's `externalName`.
+    #[arg(long)]
+    pub disable_svc_external_name: bool,
     /// Per-source new-connection (TCP SYN) rate limit, SYNs per second (0 to 1000000; 0, the
     /// default: none), enforced in XDP on the proxy's own HTTP and HTTPS listeners on the
     /// node's addresses and on the ingress's own Service (`--ingress-service`, whose own
@@ -175,6 +180,7 @@ impl SourceArgs {
             configmap: self.configmap.clone(),
             serve_ingresses_with_snippets: self.serve_ingresses_with_snippets,
             enable_ssl_passthrough: self.enable_ssl_passthrough,
+            disable_svc_external_name: self.disable_svc_external_name,
             proxy_syn_rate_limit: crate::model::translate::syn_limit::limit(
                 self.syn_rate_limit_per_source,
                 self.syn_rate_limit_burst,

@@ -344,6 +344,7 @@ pub fn parse_with(
         ssl_redirect: r.bool("ssl-redirect"),
         force_ssl_redirect: r.bool("force-ssl-redirect"),
         use_port_in_redirects: r.bool("use-port-in-redirects"),
+        relative_redirects: r.bool("relative-redirects"),
         ..Default::default()
     };
     policy.preserve_trailing_slash = r.bool("preserve-trailing-slash").unwrap_or(false);

@@ -195,6 +195,11 @@ impl ControllerConfig {
         p.ssl_redirect = p.ssl_redirect.or(d.ssl_redirect);
         p.force_ssl_redirect = p.force_ssl_redirect.or(d.force_ssl_redirect);
         p.use_port_in_redirects = p.use_port_in_redirects.or(d.use_port_in_redirects);
+        // nginx.tmpl: the key writes `absolute_redirect off` in every server, the annotation
+        // in its locations; neither ever writes `on`.
+        if d.relative_redirects == Some(true) {
+            p.relative_redirects = Some(true);
+        }
         p.max_body_bytes = p.max_body_bytes.or(d.max_body_bytes);
         p.timeouts.connect = p.timeouts.connect.or(d.timeouts.connect);
         p.timeouts.read = p.timeouts.read.or(d.timeouts.read);
@@ -498,6 +503,7 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
     d.force_ssl_redirect = r.bool("force-ssl-redirect");
     // ingress-nginx's defaults.Backend `UsePortInRedirects`, the annotation's default.
     d.use_port_in_redirects = r.bool("use-port-in-redirects");
+    d.relative_redirects = r.bool("relative-redirects");
     d.timeouts.connect = r.duration("proxy-connect-timeout", &CONNECT_TIMEOUT_RANGE);
     d.timeouts.read = r.duration("proxy-read-timeout", &TIMEOUT_RANGE);
     d.upstream_http = {

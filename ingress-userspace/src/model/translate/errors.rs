@@ -164,6 +164,7 @@ fn default_backend(
         load_balancing: opts.load_balancing.clone(),
         affinity: opts.affinity.clone(),
         service_upstream: false,
+        external_name: None,
         tls: None,
     }))
 }

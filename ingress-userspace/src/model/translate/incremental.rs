@@ -134,8 +134,9 @@ struct Rebuilder<'a> {
 impl Rebuilder<'_> {
     fn upstream(&mut self, old: &Arc<Upstream>) -> Option<Arc<Upstream>> {
         let key = key_of(old);
-        // A ClusterIP upstream (`service-upstream`) does not follow the Service's endpoints.
-        if !self.changed.contains(&key) || old.service_upstream {
+        // A ClusterIP upstream (`service-upstream`) and an ExternalName one do not follow the
+        // Service's endpoints.
+        if !self.changed.contains(&key) || old.service_upstream || old.external_name.is_some() {
             return Some(old.clone());
         }
         if let Some(u) = self.done.get(&Arc::as_ptr(old)) {

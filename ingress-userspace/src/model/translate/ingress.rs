@@ -15,7 +15,7 @@ use std::{
     sync::Arc,
 };
 
-use k8s_openapi::api::networking::v1::{HTTPIngressPath, IngressBackend};
+use k8s_openapi::api::networking::v1::{HTTPIngressPath, IngressBackend, IngressServiceBackend};
 
 use super::{
     TranslateConfig,
@@ -164,6 +164,8 @@ pub struct L7Builder<'a> {
     pub controller: super::configmap::ControllerConfig,
     /// `--enable-ssl-passthrough`.
     enable_passthrough: bool,
+    /// `--disable-svc-external-name`.
+    disable_external_name: bool,
     /// Route policies already made in this translation, for Ingresses whose policy is equal
     /// to share one ([`Self::share_policy`]).
     policies: Vec<Arc<crate::model::RoutePolicy>>,
@@ -198,6 +200,7 @@ impl<'a> L7Builder<'a> {
             refs: super::References::default(),
             controller: Default::default(),
             enable_passthrough: cfg.enable_ssl_passthrough,
+            disable_external_name: cfg.disable_svc_external_name,
             policies: Vec::new(),
         };
         if let Some(key) = &cfg.default_tls_secret {
@@ -605,6 +608,16 @@ impl<'a> L7Builder<'a> {
                 reason: why.clone(),
             };
         }
+        if backend.service.is_none() {
+            // A `resource` backend (not a Service): ingress-nginx proxies the location to its
+            // default backend (e2e `service_nil_backend.go`: 404 from the default backend).
+            self.diags.warn(
+                oref,
+                "ResourceBackend",
+                format!("{what}: a resource backend is served by the default backend"),
+            );
+            return RouteAction::DefaultBackend;
+        }
         match self.upstream(ns, backend, opts, oref) {
             Ok(u) => RouteAction::Forward(vec![WeightedUpstream {
                 upstream: u,
@@ -664,11 +677,8 @@ impl<'a> L7Builder<'a> {
             return Err(("ServiceNotFound", format!("service {key} does not exist")));
         };
         let spec = svc.spec.as_ref();
-        if spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
-            return Err((
-                "UnsupportedBackend",
-                format!("service {key} is of type ExternalName"),
-            ));
+        if spec.and_then(|s| s.type_.as_deref()) == Some(super::external_name::TYPE) {
+            return self.external_name_upstream(ns, b, &key, opts);
         }
         let ports = spec.and_then(|s| s.ports.as_deref()).unwrap_or_default();
         let port = match b.port.as_ref() {
@@ -746,10 +756,55 @@ impl<'a> L7Builder<'a> {
             load_balancing,
             affinity,
             service_upstream,
+            external_name: None,
             tls,
         });
         variants.push(u.clone());
         Ok(u)
+    }
+
+    /// The upstream of an ExternalName Service's backend: no endpoints, the name and port the
+    /// proxy resolves and connects to ([`super::external_name::target`]). `service-upstream`
+    /// does not apply (there is no clusterIP); balancing and affinity do, over the addresses.
+    fn external_name_upstream(
+        &mut self,
+        ns: &str,
+        b: &IngressServiceBackend,
+        key: &Key,
+        opts: &IngressOptions,
+    ) -> Result<Arc<Upstream>, (&'static str, String)> {
+        let Some(svc) = self.objects.services.get(key) else {
+            return Err(("ServiceNotFound", format!("service {key} does not exist")));
+        };
+        let endpoints = self.endpoints;
+        let guard = |ip| endpoints.refusal(ip, ns, &b.name);
+        let target = super::external_name::target(
+            svc,
+            key,
+            b.port.as_ref(),
+            self.disable_external_name,
+            &guard,
+        )?;
+        let tls = match opts.protocol {
+            crate::model::BackendProtocol::Https
+            | crate::model::BackendProtocol::Grpcs
+            | crate::model::BackendProtocol::AutoHttp => opts.upstream_tls.clone(),
+            _ => None,
+        };
+        Ok(Arc::new(Upstream {
+            id: super::proxy_ssl::upstream_id(
+                super::service_upstream::upstream_id(key, i32::from(target.port), false),
+                tls.as_deref(),
+            ),
+            service: ObjectRef::new(ObjectKind::Service, ns, b.name.clone()),
+            protocol: opts.protocol,
+            endpoints: Vec::new(),
+            load_balancing: opts.load_balancing.clone(),
+            affinity: opts.affinity.clone(),
+            service_upstream: false,
+            external_name: Some(target),
+            tls,
+        }))
     }
 
     pub fn finish(mut self) -> (L7Config, super::References) {

@@ -42,6 +42,7 @@ pub mod custom_headers;
 pub mod diagnostics;
 pub mod endpoints;
 pub mod errors;
+pub mod external_name;
 pub mod forward_auth;
 pub mod gateway;
 pub mod incremental;
@@ -210,6 +211,9 @@ pub struct TranslateConfig {
     /// `--enable-ssl-passthrough`: hosts of `ssl-passthrough` Ingresses get their TLS
     /// connections passed to the pod untouched (see [`passthrough`]). Off by default.
     pub enable_ssl_passthrough: bool,
+    /// `--disable-svc-external-name`: backends of ExternalName Services get no upstream
+    /// (503), as ingress-nginx's flag of that name ([`external_name`]).
+    pub disable_svc_external_name: bool,
     /// `--syn-rate-limit-per-source` / `--syn-rate-limit-burst`: the per-source SYN rate
     /// limit of the ingress's own Service (the proxy's ports) unless its annotations say
     /// otherwise (see [`syn_limit`]), and of the proxy's listeners (`run` writes those,
@@ -239,6 +243,7 @@ impl Default for TranslateConfig {
             configmap: None,
             serve_ingresses_with_snippets: false,
             enable_ssl_passthrough: false,
+            disable_svc_external_name: false,
             proxy_syn_rate_limit: None,
             gateway_ports: gateway::ProxyPorts::default(),
             gateway_address_pool: Default::default(),

@@ -86,14 +86,24 @@ pub(super) fn parse(r: &mut Reader<'_>, policy: &mut RoutePolicy) -> HostOptions
                 break;
             }
         };
-        // ingress-nginx's isValidURL: http or https only; variables stand for a word here.
-        let valid = http::Uri::try_from(parsed.expand(&Placeholder)).is_ok_and(|u| {
-            matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some()
-        });
+        // Variables stand for a word here.
+        let shape = parsed.expand(&Placeholder);
+        let (valid, expected) = if key == "temporal-redirect" {
+            // ingress-nginx's isValidURL: an absolute http or https URL.
+            let absolute = http::Uri::try_from(shape).is_ok_and(|u| {
+                matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some()
+            });
+            (absolute, "an absolute http(s) URL")
+        } else {
+            // `permanent-redirect` is only checked against parser.URLIsValidRegex: a relative
+            // `/new-location` is fine (nginx's `absolute_redirect` completes it unless
+            // `relative-redirects`, e2e annotations/relativeredirects.go).
+            (url_chars(&shape), "a URL (letters, digits and -._~/:,?&=)")
+        };
         if !valid {
             // ingress-nginx's parser then fails as a whole: no redirect at all, even when
             // the other redirect annotation is valid.
-            r.bad(key, &url, "an absolute http(s) URL");
+            r.bad(key, &url, expected);
             break;
         }
         let status = match r.get(code_key).map(str::to_string) {
@@ -132,6 +142,13 @@ pub(super) fn parse(r: &mut Reader<'_>, policy: &mut RoutePolicy) -> HostOptions
         aliases,
         from_to_www: r.bool("from-to-www-redirect").unwrap_or(false),
     }
+}
+
+/// ingress-nginx's `parser.URLIsValidRegex`: non-empty, of letters, digits and `-._~/:,?&=`.
+fn url_chars(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~/:,?&=".contains(&b))
 }
 
 #[cfg(test)]
@@ -214,10 +231,14 @@ mod tests {
             assert!(w.is_empty(), "{url}: {w:?}");
             assert_eq!(o.policy.redirect, redirect(url, 301));
         }
+        // Only the characters of a permanent-redirect are checked (URLIsValidRegex).
+        for url in ["/new-location", "tcp://www.example.com"] {
+            let (o, w) = parse_map(&[("permanent-redirect", url)]);
+            assert!(w.is_empty(), "{url}: {w:?}");
+            assert_eq!(o.policy.redirect, redirect(url, 301));
+        }
         for bad in [
             "not a url",
-            "tcp://www.example.com",
-            "/relative",
             "https://a.example$no_such_variable",
             "$scheme_less",
         ] {

@@ -66,6 +66,11 @@ pub struct UpstreamRuntime {
     /// Verified TLS (`spec.tls`), or why it cannot be set up (then no request is sent). Boxed:
     /// only BackendTLSPolicy backends have it, and inline it would weigh on every runtime.
     pub tls: Option<Box<Result<VerifiedTls, Arc<str>>>>,
+    /// Of an ExternalName upstream (`spec.external_name`): its resolved addresses, shared
+    /// with the previous snapshot's runtime of an equal spec. Requests are forwarded over
+    /// the runtime it resolves to ([`super::external_name`]), never over this one's (empty)
+    /// slots.
+    pub external: Option<Arc<super::external_name::Resolution>>,
 }
 
 /// What the balancer may look at.
@@ -123,7 +128,14 @@ impl UpstreamRuntime {
                 _ => VerifiedTls::new(Arc::clone(t)).map_err(|e| Arc::from(e.to_string())),
             })
         });
+        let external = spec.external_name.as_ref().map(|_| {
+            previous
+                .filter(|p| p.spec == spec)
+                .and_then(|p| p.external.clone())
+                .unwrap_or_default()
+        });
         UpstreamRuntime {
+            external,
             tls,
             rr: previous
                 .map(|p| Arc::clone(&p.rr))

@@ -3,6 +3,7 @@
 
 pub mod balance;
 pub mod connect;
+pub mod external_name;
 pub mod health;
 pub mod http1_conn;
 pub mod pool;

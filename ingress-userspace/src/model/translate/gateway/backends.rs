@@ -303,6 +303,7 @@ fn cached(
         load_balancing: LoadBalancing::RoundRobin,
         affinity: None,
         service_upstream: false,
+        external_name: None,
         tls,
     });
     cache.insert(cache_key, u.clone());
