@@ -7,7 +7,7 @@ use std::{
     convert::Infallible,
     net::SocketAddr,
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
@@ -390,6 +390,98 @@ impl ConnectionGuard {
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         self.gauge.dec();
+    }
+}
+
+/// Statuses of one route whose `requests_total` series a [`RouteSeries`] keeps; a route
+/// answering more distinct statuses looks the others up in the family.
+const ROUTE_STATUS_SLOTS: usize = 4;
+
+/// One route's series of `requests_total` and `request_duration_seconds`, kept with the
+/// compiled route ([`super::router::CompiledRoute::series`]) so that a request counts without
+/// hashing its three labels per family (issue 13: CPU per request). Each series is created
+/// in its family when the route's first request ends, as a family lookup would have created
+/// it, so the exposition is the same; families never drop a series, so a kept one stays
+/// the family's.
+#[derive(Debug)]
+pub struct RouteSeries {
+    labels: RouteLabels,
+    duration: OnceLock<Histogram>,
+    /// `requests_total` by status, the route's first statuses.
+    by_status: [OnceLock<(u16, Counter)>; ROUTE_STATUS_SLOTS],
+}
+
+impl RouteSeries {
+    pub fn new(labels: RouteLabels) -> Self {
+        RouteSeries {
+            labels,
+            duration: OnceLock::new(),
+            by_status: Default::default(),
+        }
+    }
+
+    /// Whether these are the series of `ingress`, `host` and `path` (the very labels the
+    /// route was compiled with: compared by address).
+    pub fn is_for(&self, ingress: &Arc<String>, host: &Arc<String>, path: &Arc<String>) -> bool {
+        Arc::ptr_eq(&self.labels.ingress, ingress)
+            && Arc::ptr_eq(&self.labels.host, host)
+            && Arc::ptr_eq(&self.labels.path, path)
+    }
+
+    /// Counts a request of the route answered with `status` that took `seconds`.
+    pub fn observe(&self, m: &Metrics, status: u16, seconds: f64) {
+        let labels = || RequestLabels {
+            ingress: Arc::clone(&self.labels.ingress),
+            host: Arc::clone(&self.labels.host),
+            path: Arc::clone(&self.labels.path),
+            status,
+        };
+        let counted = self.by_status.iter().any(|slot| {
+            let (s, c) = slot.get_or_init(|| (status, m.requests.get_or_create(&labels()).clone()));
+            *s == status && {
+                c.inc();
+                true
+            }
+        });
+        if !counted {
+            m.requests.get_or_create(&labels()).inc();
+        }
+        self.duration
+            .get_or_init(|| m.request_duration.get_or_create(&self.labels).clone())
+            .observe(seconds);
+    }
+}
+
+/// One upstream's labels and series of `upstream_in_flight` and `upstream_duration_seconds`,
+/// kept with its runtime ([`super::upstream::balance::UpstreamRuntime::series`]) as
+/// [`RouteSeries`] are with a route, each series created in its family where a lookup would
+/// have created it.
+#[derive(Debug)]
+pub struct UpstreamSeries {
+    pub labels: UpstreamLabels,
+    in_flight: OnceLock<Gauge>,
+    duration: OnceLock<Histogram>,
+}
+
+impl UpstreamSeries {
+    pub fn new(labels: UpstreamLabels) -> Self {
+        UpstreamSeries {
+            labels,
+            in_flight: OnceLock::new(),
+            duration: OnceLock::new(),
+        }
+    }
+
+    /// The upstream's `upstream_in_flight`.
+    pub fn in_flight(&self, m: &Metrics) -> &Gauge {
+        self.in_flight
+            .get_or_init(|| m.upstream_in_flight.get_or_create(&self.labels).clone())
+    }
+
+    /// The upstream's `upstream_duration_seconds`.
+    pub fn duration(&self, m: &Metrics) -> &Histogram {
+        self.duration
+            .get_or_init(|| m.upstream_duration.get_or_create(&self.labels).clone())
     }
 }
 
