@@ -651,3 +651,64 @@ pub async fn bind_admin(addr: SocketAddr) -> std::io::Result<(TcpListener, Socke
     let a = l.local_addr()?;
     Ok((l, a))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn label(s: &str) -> Arc<String> {
+        Arc::new(s.to_string())
+    }
+
+    #[test]
+    fn kept_series_are_the_familys_and_made_only_when_counted() {
+        let m = Metrics::new();
+        let route = RouteLabels {
+            ingress: label("ns/web"),
+            host: label("web.test"),
+            path: label("/"),
+        };
+        let series = RouteSeries::new(route.clone());
+        let up = UpstreamSeries::new(UpstreamLabels {
+            upstream: label("ns/web:80"),
+        });
+        assert!(!m.encode().contains("ns/web"), "no series before a request");
+        // More distinct statuses than the series keeps: the rest go through the family.
+        let statuses = [200, 404, 200, 502, 503, 204, 301, 200];
+        for status in statuses {
+            series.observe(&m, status, 0.001);
+        }
+        up.in_flight(&m).inc();
+        up.duration(&m).observe(0.002);
+        for status in [200, 404, 502, 503, 204, 301] {
+            let want = statuses.iter().filter(|&&s| s == status).count() as u64;
+            let got = m
+                .requests
+                .get_or_create(&RequestLabels {
+                    ingress: label("ns/web"),
+                    host: label("web.test"),
+                    path: label("/"),
+                    status,
+                })
+                .get();
+            assert_eq!(got, want, "status {status}");
+        }
+        let text = m.encode();
+        assert!(
+            text.contains(
+                "xdp_ingress_request_duration_seconds_count{ingress=\"ns/web\",host=\"web.test\",path=\"/\"} 8"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("xdp_ingress_upstream_in_flight{upstream=\"ns/web:80\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("xdp_ingress_upstream_response_seconds_count{upstream=\"ns/web:80\"} 1"),
+            "{text}"
+        );
+        assert!(series.is_for(&route.ingress, &route.host, &route.path));
+        assert!(!series.is_for(&label("ns/web"), &route.host, &route.path));
+    }
+}
