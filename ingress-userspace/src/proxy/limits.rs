@@ -25,9 +25,10 @@ const H1_BYTES_PER_HEADER: u64 = 16;
 /// (`large_client_header_buffers`), so the count follows `--max-header-bytes` (2048 lines for
 /// the default 32 KiB) instead of hyper's fixed 100, which refused a 1.5 KB head of 100 short
 /// lines with 431 while HTTP/2 took it. hyper allocates two arrays of this many slots
-/// (64 bytes each, uninitialised) per request head when it is over 100: measured with
-/// mimalloc, about 50-100 ns more per head whatever the count from 256 to 8192 (the memory
-/// is not touched), 128 KiB held only while the head is parsed.
+/// (32 bytes each) per request head when it is over 100, 128 KiB held while the head is
+/// parsed: 50-100 ns per head where the compiler sees that the "uninitialised" slots need no
+/// writes, but in the proxy's release build hyper's `SmallVec::from_elem` copies into every
+/// slot, 4-5% of a worker's samples (deploy/docs/performance.md, session 13).
 pub fn h1_max_headers(max_header_bytes: u64) -> usize {
     usize::try_from(max_header_bytes / H1_BYTES_PER_HEADER)
         .unwrap_or(usize::MAX)
