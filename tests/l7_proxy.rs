@@ -5756,6 +5756,52 @@ async fn idle_keepalive_connection_lives_for_the_keepalive_timeout_not_the_heade
     );
 }
 
+/// A request head trickled in after the first request of a kept-alive connection (a slowloris
+/// that first behaves) is cut off as the first one is: the connection closes without
+/// forwarding it, as nginx closes a keep-alive connection whose next request does not
+/// arrive in time. The proxy arms no header timer of hyper's per request: the connection's
+/// supervisor counts the time without a request in progress, trickled bytes or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_trickled_after_the_first_request_is_cut_off() {
+    let a = backend("a");
+    let proxy = TestProxy::start(ProxyArgs {
+        client_header_timeout: Duration::from_millis(300),
+        keepalive_timeout: Duration::from_millis(500),
+        ..TestProxy::quiet_args()
+    })
+    .await;
+    proxy.handle.apply(one_route("t.test", &a));
+    let mut c = tokio::net::TcpStream::connect(proxy.http()).await.unwrap();
+    c.write_all(b"GET / HTTP/1.1\r\nHost: t.test\r\n\r\n")
+        .await
+        .unwrap();
+    let out = read_h1_response(&mut c).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    c.write_all(b"GET /second HTTP/1.1\r\nHost: t.test\r\n")
+        .await
+        .unwrap();
+    let mut drip = tokio::time::interval(Duration::from_millis(100));
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 256];
+        loop {
+            tokio::select! {
+                r = c.read(&mut buf) => match r {
+                    Ok(0) | Err(_) => return String::new(),
+                    Ok(n) => return String::from_utf8_lossy(&buf[..n]).into_owned(),
+                },
+                _ = drip.tick() => { let _ = c.write_all(b"X-b: 2\r\n").await; }
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        closed.as_deref(),
+        Ok(""),
+        "trickling client still connected after 10 s, or answered"
+    );
+    assert_eq!(a.requests(), 1, "the trickled request was forwarded");
+}
+
 /// Data-carrying TCP segments received on `s` so far (`TCP_INFO`'s `tcpi_data_segs_in`).
 fn data_segments_in(s: &tokio::net::TcpStream) -> u32 {
     use std::os::fd::AsRawFd;

@@ -45,8 +45,8 @@ use super::{
     ingress_mirror,
     listener::ListenerId,
     metrics::{
-        AuthRefusedLabels, GaugeGuard, RateLimitedLabels, RequestLabels, RouteLabels,
-        UpstreamLabels,
+        AuthRefusedLabels, GaugeGuard, RateLimitedLabels, RequestLabels, RouteLabels, RouteSeries,
+        UpstreamLabels, UpstreamSeries,
     },
     mirror,
     next_upstream::{Attempt, Cause, Retry},
@@ -134,6 +134,8 @@ struct Outcome {
     gateway_route: bool,
     host: Option<Arc<String>>,
     path: Option<Arc<String>>,
+    /// The route's metric series, for `ingress`, `host` and `path` as the route set them.
+    series: Option<Arc<RouteSeries>>,
     service: Option<String>,
     upstream_addr: Option<SocketAddr>,
     upstream_status: Option<u16>,
@@ -277,6 +279,7 @@ impl Outcome {
             gateway_route: false,
             host: None,
             path: None,
+            series: None,
             service: None,
             upstream_addr: None,
             upstream_status: None,
@@ -605,6 +608,13 @@ async fn route(
             );
             out.host = Some(Arc::clone(&vh.label));
             out.path = Some(Arc::clone(&route.path_label));
+            out.series = Some(Arc::clone(route.series.get_or_init(|| {
+                Arc::new(RouteSeries::new(RouteLabels {
+                    ingress: Arc::clone(&route.ingress),
+                    host: Arc::clone(&vh.label),
+                    path: Arc::clone(&route.path_label),
+                }))
+            })));
             out.no_access_log = route.policy.no_access_log;
             out.response_rate = route
                 .policy
@@ -1459,9 +1469,7 @@ where
             return local(StatusCode::BAD_GATEWAY, "backend TLS cannot be set up");
         }
     };
-    let upstream_label = UpstreamLabels {
-        upstream: Arc::clone(up.label()),
-    };
+    let series = up.series();
     let mut tried = Vec::new();
     let mut failure = Failure::proxy(StatusCode::SERVICE_UNAVAILABLE, "no endpoint available");
     let retry = Retry::new(
@@ -1504,12 +1512,7 @@ where
         // Counted until the response has ended, whatever happens to this future meanwhile.
         let in_flight = (
             slot.stats.begin_request(),
-            GaugeGuard::new(
-                &shared
-                    .metrics
-                    .upstream_in_flight
-                    .get_or_create(&upstream_label),
-            ),
+            GaugeGuard::new(series.in_flight(&shared.metrics)),
         );
         let t0 = Instant::now();
         let outcome = attempt(clients, &prepared, endpoint, upstream_req).await;
@@ -1521,15 +1524,7 @@ where
                     in_flight,
                     read_timeout: prepared.read_timeout,
                 };
-                let mut resp = answered(
-                    shared,
-                    slot,
-                    &upstream_label,
-                    *resp,
-                    answer,
-                    client_upgrade,
-                    out,
-                );
+                let mut resp = answered(shared, slot, series, *resp, answer, client_upgrade, out);
                 // The location's `proxy_redirect` / `proxy_cookie_*`; an error page's
                 // `@custom_` location has none.
                 if !out.error_page && policy.answer_rewrite != Default::default() {
@@ -1549,11 +1544,11 @@ where
                 failure = Failure::retried_status(status);
             }
             Step::Retry(f) => {
-                charge(shared, up, pick.slot, &upstream_label, &f);
+                charge(shared, up, pick.slot, &series.labels, &f);
                 failure = f;
             }
             Step::Stop(f) => {
-                charge(shared, up, pick.slot, &upstream_label, &f);
+                charge(shared, up, pick.slot, &series.labels, &f);
                 failure = f;
                 break;
             }
@@ -1801,17 +1796,15 @@ struct Answer<G> {
 fn answered<G: Send + Unpin + 'static>(
     shared: &Shared,
     slot: &Slot,
-    label: &UpstreamLabels,
+    series: &UpstreamSeries,
     mut resp: Response<UpstreamBody>,
     a: Answer<G>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     out: &mut Outcome,
 ) -> Response<ProxyBody> {
     slot.stats.record_success(a.took);
-    shared
-        .metrics
-        .upstream_duration
-        .get_or_create(label)
+    series
+        .duration(&shared.metrics)
         .observe(a.took.as_secs_f64());
     out.upstream_status = Some(resp.status().as_u16());
     out.upstream_time = Some(a.took);
@@ -2528,26 +2521,36 @@ fn finish(
     logged: Option<LoggedRequest>,
 ) -> Response<ProxyBody> {
     let m = &shared.metrics;
-    let dash = || Arc::clone(&shared.dash);
-    let ingress = out.ingress.clone().unwrap_or_else(dash);
-    let host_label = out.host.clone().unwrap_or_else(dash);
-    let path = out.path.clone().unwrap_or_else(dash);
     let status = resp.status().as_u16();
-    m.requests
-        .get_or_create(&RequestLabels {
-            ingress: Arc::clone(&ingress),
-            host: Arc::clone(&host_label),
-            path: Arc::clone(&path),
-            status,
-        })
-        .inc();
-    m.request_duration
-        .get_or_create(&RouteLabels {
-            ingress,
-            host: host_label,
-            path,
-        })
-        .observe(started.elapsed().as_secs_f64());
+    let took = started.elapsed().as_secs_f64();
+    match (&out.series, &out.ingress, &out.host, &out.path) {
+        (Some(series), Some(ingress), Some(host), Some(path))
+            if series.is_for(ingress, host, path) =>
+        {
+            series.observe(m, status, took);
+        }
+        _ => {
+            let dash = || Arc::clone(&shared.dash);
+            let ingress = out.ingress.clone().unwrap_or_else(dash);
+            let host_label = out.host.clone().unwrap_or_else(dash);
+            let path = out.path.clone().unwrap_or_else(dash);
+            m.requests
+                .get_or_create(&RequestLabels {
+                    ingress: Arc::clone(&ingress),
+                    host: Arc::clone(&host_label),
+                    path: Arc::clone(&path),
+                    status,
+                })
+                .inc();
+            m.request_duration
+                .get_or_create(&RouteLabels {
+                    ingress,
+                    host: host_label,
+                    path,
+                })
+                .observe(took);
+        }
+    }
     access_logged(shared, started, resp, out, host, logged)
 }
 

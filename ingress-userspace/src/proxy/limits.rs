@@ -1,6 +1,6 @@
-//! Client-side limits: hyper's per-protocol settings (header read timeout against slowloris,
-//! header size, concurrent HTTP/2 streams) and the time limits [`super::liveness`] applies to
-//! every connection, for the proxy's listeners and the admin listener alike.
+//! Client-side limits: hyper's per-protocol settings (header size, concurrent HTTP/2 streams)
+//! and the time limits [`super::liveness`] applies to every connection (slow heads, idle
+//! clients), for the proxy's listeners and the admin listener alike.
 
 use hyper_util::{
     rt::{TokioExecutor, TokioTimer},
@@ -25,9 +25,10 @@ const H1_BYTES_PER_HEADER: u64 = 16;
 /// (`large_client_header_buffers`), so the count follows `--max-header-bytes` (2048 lines for
 /// the default 32 KiB) instead of hyper's fixed 100, which refused a 1.5 KB head of 100 short
 /// lines with 431 while HTTP/2 took it. hyper allocates two arrays of this many slots
-/// (64 bytes each, uninitialised) per request head when it is over 100: measured with
-/// mimalloc, about 50-100 ns more per head whatever the count from 256 to 8192 (the memory
-/// is not touched), 128 KiB held only while the head is parsed.
+/// (32 bytes each) per request head when it is over 100, 128 KiB held while the head is
+/// parsed: 50-100 ns per head where the compiler sees that the "uninitialised" slots need no
+/// writes, but in the proxy's release build hyper's `SmallVec::from_elem` copies into every
+/// slot, 4-5% of a worker's samples (deploy/docs/performance.md, session 13).
 pub fn h1_max_headers(max_header_bytes: u64) -> usize {
     usize::try_from(max_header_bytes / H1_BYTES_PER_HEADER)
         .unwrap_or(usize::MAX)
@@ -38,13 +39,14 @@ pub fn h1_max_headers(max_header_bytes: u64) -> usize {
 pub fn server_builder(args: &ProxyArgs) -> Builder<TokioExecutor> {
     let mut b = Builder::new(TokioExecutor::new());
     b.http1()
-        .timer(TokioTimer::new())
-        // hyper starts this timer while it waits for every request, the next one on an idle
-        // keep-alive connection included; the supervisor (`liveness`) already closes a
-        // connection without a first request after --client-header-timeout and an idle one
-        // after --keepalive-timeout, so hyper's only job is the backstop for a head that
-        // trickles in after the first request, and it must not cut idle connections short.
-        .header_read_timeout(args.client_header_timeout.max(args.keepalive_timeout))
+        // No header read timer of hyper's: it armed a timer-wheel entry (and boxed a `Sleep`)
+        // for every request head, the next one on a kept-alive connection included (issue 13:
+        // CPU per request). The supervisor (`liveness`) bounds every head on its own: the
+        // first one by --client-header-timeout from the connection's start, any later one by
+        // --keepalive-timeout from the end of the request before it (a request is in progress
+        // only once hyper has its whole head), both no later than hyper's timer, set to the
+        // larger of the two, fired. Off explicitly: hyper arms 30 s by default.
+        .header_read_timeout(None)
         .max_buf_size((args.max_header_bytes as usize).max(MIN_H1_BUF))
         .max_headers(h1_max_headers(args.max_header_bytes))
         // A zero keep-alive timeout turns keep-alive off, as nginx's `keepalive_timeout 0`

@@ -7,7 +7,7 @@ use std::{
     convert::Infallible,
     net::SocketAddr,
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
@@ -393,6 +393,98 @@ impl Drop for ConnectionGuard {
     }
 }
 
+/// Statuses of one route whose `requests_total` series a [`RouteSeries`] keeps; a route
+/// answering more distinct statuses looks the others up in the family.
+const ROUTE_STATUS_SLOTS: usize = 4;
+
+/// One route's series of `requests_total` and `request_duration_seconds`, kept with the
+/// compiled route ([`super::router::CompiledRoute::series`]) so that a request counts without
+/// hashing its three labels per family (issue 13: CPU per request). Each series is created
+/// in its family when the route's first request ends, as a family lookup would have created
+/// it, so the exposition is the same; families never drop a series, so a kept one stays
+/// the family's.
+#[derive(Debug)]
+pub struct RouteSeries {
+    labels: RouteLabels,
+    duration: OnceLock<Histogram>,
+    /// `requests_total` by status, the route's first statuses.
+    by_status: [OnceLock<(u16, Counter)>; ROUTE_STATUS_SLOTS],
+}
+
+impl RouteSeries {
+    pub fn new(labels: RouteLabels) -> Self {
+        RouteSeries {
+            labels,
+            duration: OnceLock::new(),
+            by_status: Default::default(),
+        }
+    }
+
+    /// Whether these are the series of `ingress`, `host` and `path` (the very labels the
+    /// route was compiled with: compared by address).
+    pub fn is_for(&self, ingress: &Arc<String>, host: &Arc<String>, path: &Arc<String>) -> bool {
+        Arc::ptr_eq(&self.labels.ingress, ingress)
+            && Arc::ptr_eq(&self.labels.host, host)
+            && Arc::ptr_eq(&self.labels.path, path)
+    }
+
+    /// Counts a request of the route answered with `status` that took `seconds`.
+    pub fn observe(&self, m: &Metrics, status: u16, seconds: f64) {
+        let labels = || RequestLabels {
+            ingress: Arc::clone(&self.labels.ingress),
+            host: Arc::clone(&self.labels.host),
+            path: Arc::clone(&self.labels.path),
+            status,
+        };
+        let counted = self.by_status.iter().any(|slot| {
+            let (s, c) = slot.get_or_init(|| (status, m.requests.get_or_create(&labels()).clone()));
+            *s == status && {
+                c.inc();
+                true
+            }
+        });
+        if !counted {
+            m.requests.get_or_create(&labels()).inc();
+        }
+        self.duration
+            .get_or_init(|| m.request_duration.get_or_create(&self.labels).clone())
+            .observe(seconds);
+    }
+}
+
+/// One upstream's labels and series of `upstream_in_flight` and `upstream_duration_seconds`,
+/// kept with its runtime ([`super::upstream::balance::UpstreamRuntime::series`]) as
+/// [`RouteSeries`] are with a route, each series created in its family where a lookup would
+/// have created it.
+#[derive(Debug)]
+pub struct UpstreamSeries {
+    pub labels: UpstreamLabels,
+    in_flight: OnceLock<Gauge>,
+    duration: OnceLock<Histogram>,
+}
+
+impl UpstreamSeries {
+    pub fn new(labels: UpstreamLabels) -> Self {
+        UpstreamSeries {
+            labels,
+            in_flight: OnceLock::new(),
+            duration: OnceLock::new(),
+        }
+    }
+
+    /// The upstream's `upstream_in_flight`.
+    pub fn in_flight(&self, m: &Metrics) -> &Gauge {
+        self.in_flight
+            .get_or_init(|| m.upstream_in_flight.get_or_create(&self.labels).clone())
+    }
+
+    /// The upstream's `upstream_duration_seconds`.
+    pub fn duration(&self, m: &Metrics) -> &Histogram {
+        self.duration
+            .get_or_init(|| m.upstream_duration.get_or_create(&self.labels).clone())
+    }
+}
+
 /// Counts one in a gauge while alive (a request in `upstream_in_flight`).
 #[derive(Debug)]
 pub struct GaugeGuard(Gauge);
@@ -558,4 +650,65 @@ pub async fn bind_admin(addr: SocketAddr) -> std::io::Result<(TcpListener, Socke
     let l = TcpListener::bind(addr).await?;
     let a = l.local_addr()?;
     Ok((l, a))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn label(s: &str) -> Arc<String> {
+        Arc::new(s.to_string())
+    }
+
+    #[test]
+    fn kept_series_are_the_familys_and_made_only_when_counted() {
+        let m = Metrics::new();
+        let route = RouteLabels {
+            ingress: label("ns/web"),
+            host: label("web.test"),
+            path: label("/"),
+        };
+        let series = RouteSeries::new(route.clone());
+        let up = UpstreamSeries::new(UpstreamLabels {
+            upstream: label("ns/web:80"),
+        });
+        assert!(!m.encode().contains("ns/web"), "no series before a request");
+        // More distinct statuses than the series keeps: the rest go through the family.
+        let statuses = [200, 404, 200, 502, 503, 204, 301, 200];
+        for status in statuses {
+            series.observe(&m, status, 0.001);
+        }
+        up.in_flight(&m).inc();
+        up.duration(&m).observe(0.002);
+        for status in [200, 404, 502, 503, 204, 301] {
+            let want = statuses.iter().filter(|&&s| s == status).count() as u64;
+            let got = m
+                .requests
+                .get_or_create(&RequestLabels {
+                    ingress: label("ns/web"),
+                    host: label("web.test"),
+                    path: label("/"),
+                    status,
+                })
+                .get();
+            assert_eq!(got, want, "status {status}");
+        }
+        let text = m.encode();
+        assert!(
+            text.contains(
+                "xdp_ingress_request_duration_seconds_count{ingress=\"ns/web\",host=\"web.test\",path=\"/\"} 8"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("xdp_ingress_upstream_in_flight{upstream=\"ns/web:80\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("xdp_ingress_upstream_response_seconds_count{upstream=\"ns/web:80\"} 1"),
+            "{text}"
+        );
+        assert!(series.is_for(&route.ingress, &route.host, &route.path));
+        assert!(!series.is_for(&label("ns/web"), &route.host, &route.path));
+    }
 }

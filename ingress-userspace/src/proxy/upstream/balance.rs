@@ -33,7 +33,10 @@ use super::{
     sticky::{self, CookieContext},
     verified_tls::VerifiedTls,
 };
-use crate::model::{AffinityMode, CookieAffinity, EndpointState, LoadBalancing, Upstream};
+use crate::{
+    model::{AffinityMode, CookieAffinity, EndpointState, LoadBalancing, Upstream},
+    proxy::metrics::{UpstreamLabels, UpstreamSeries},
+};
 
 /// Random keys tried for a new `balanced` session before falling back to the load-balancing
 /// policy (ingress-nginx's `MAX_UPSTREAM_CHECKS_COUNT`: with one of two endpoints failed, 20
@@ -55,9 +58,9 @@ pub struct Slot {
 #[derive(Debug)]
 pub struct UpstreamRuntime {
     pub spec: Arc<Upstream>,
-    /// The upstream id for metrics, made by the first request that needs it ([`Self::label`]):
-    /// most of 20k upstreams at rest never see one.
-    label: OnceLock<Arc<String>>,
+    /// The upstream id for metrics and its series, made by the first request that needs
+    /// them ([`Self::series`]): most of 20k upstreams at rest never see one.
+    series: OnceLock<Box<UpstreamSeries>>,
     /// One per endpoint of `spec.endpoints`, in its order (index `i` is endpoint `i`).
     pub slots: Box<[Slot]>,
     pub health: HealthPolicy,
@@ -140,7 +143,7 @@ impl UpstreamRuntime {
             rr: previous
                 .map(|p| Arc::clone(&p.rr))
                 .unwrap_or_else(|| Arc::new(AtomicUsize::new(0))),
-            label: OnceLock::new(),
+            series: OnceLock::new(),
             spec,
             slots,
             health,
@@ -149,7 +152,16 @@ impl UpstreamRuntime {
 
     /// The upstream id for metrics (`namespace/name:port`), made once per runtime.
     pub fn label(&self) -> &Arc<String> {
-        self.label.get_or_init(|| Arc::new(self.spec.id.clone()))
+        &self.series().labels.upstream
+    }
+
+    /// The upstream's metric labels and series, made once per runtime.
+    pub fn series(&self) -> &UpstreamSeries {
+        self.series.get_or_init(|| {
+            Box::new(UpstreamSeries::new(UpstreamLabels {
+                upstream: Arc::new(self.spec.id.clone()),
+            }))
+        })
     }
 
     /// The address of endpoint `slot` (an index into [`Self::slots`]).
