@@ -98,11 +98,11 @@ pub struct ConnInfo {
 }
 
 impl ConnInfo {
-    /// `proxied`: the source a PROXY protocol header named (`use-proxy-protocol`).
+    /// `proxied`: the ends a PROXY protocol header named (`use-proxy-protocol`).
     pub fn new(
         trust: &TrustConfig,
         client: SocketAddr,
-        proxied: Option<SocketAddr>,
+        proxied: Option<super::proxy_protocol::Proxied>,
         local: SocketAddr,
         tls_client: Option<client_cert::TlsClient>,
         listener: ListenerId,
@@ -635,7 +635,7 @@ async fn route(
                 // The rewrite step, 2: the route's own redirect, before the HTTPS redirect and
                 // the allowlist (nginx's `return` runs in the rewrite phase, before ingress-nginx's
                 // Lua redirect and the access phase).
-                let server_port = out.client.port.to_str().unwrap_or_default();
+                let server_port = out.client.redirect_port.to_str().unwrap_or_default();
                 // `$request_id`: made only for a URL that names variables.
                 let request_id = if rewrite::redirect_needs_vars(&route.policy) {
                     super::headers::request_id_of(req.headers())
