@@ -61,6 +61,7 @@ pub mod service_upstream;
 pub mod support;
 pub mod syn_limit;
 pub mod tls;
+pub mod word_blocklist;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
@@ -336,6 +337,22 @@ fn l7_of<'a>(
         for name in &check.unsupported {
             *unsupported_annotations.entry(name.clone()).or_insert(0u64) += 1;
         }
+        let blocked = word_blocklist::blocked(
+            ing.metadata.annotations.as_ref(),
+            &controller.annotation_value_word_blocklist,
+        );
+        if let Some((annotation, word)) = blocked {
+            diags.error(
+                &oref,
+                "AnnotationValueBlocked",
+                format!(
+                    "annotation {annotation} contains the word {word:?} listed in the ConfigMap's \
+                     {}: the Ingress is not served",
+                    word_blocklist::KEY
+                ),
+            );
+        }
+        let blocked = blocked.is_some();
         let key = Key::new(oref.namespace, oref.name);
         if by_host::reaches_beyond_hosts(ing) {
             index.global.insert(key.clone());
@@ -347,7 +364,7 @@ fn l7_of<'a>(
                 unsupported: check.unsupported,
             },
         );
-        if check.snippets.is_empty() || serve_snippets {
+        if !blocked && (check.snippets.is_empty() || serve_snippets) {
             served.push(*ing);
         }
     }

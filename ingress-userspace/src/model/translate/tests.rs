@@ -1471,6 +1471,81 @@ fn snippet_ingresses_are_not_served_unless_allowed_and_ignored_annotations_are_c
     assert!(served.l7.hosts.contains_key("s.example.com"));
 }
 
+/// `annotation-value-word-blocklist` (ingress-nginx e2e settings/badannotationvalues.go): an
+/// Ingress whose annotation value holds a listed word is not served, with an Error naming the
+/// annotation and the word; the other Ingresses are served.
+#[test]
+fn annotation_value_word_blocklist_drops_the_ingress() {
+    let mut o = base();
+    o.upsert(ing(with_annotation(
+        mk_ingress(
+            "default",
+            "bad",
+            1,
+            vec![("bad.example.com", vec![("/", "Prefix", "web", "http")])],
+        ),
+        "nginx.ingress.kubernetes.io/rewrite-target",
+        "/x/another_directive",
+    )));
+    o.upsert(ing(with_annotation(
+        mk_ingress(
+            "default",
+            "good",
+            1,
+            vec![("good.example.com", vec![("/", "Prefix", "web", "http")])],
+        ),
+        "nginx.ingress.kubernetes.io/rewrite-target",
+        "/x",
+    )));
+    let s = run(&o);
+    assert!(
+        s.l7.hosts.contains_key("bad.example.com"),
+        "no list: served"
+    );
+    o.upsert(Object::ConfigMap(Arc::new(
+        k8s_openapi::api::core::v1::ConfigMap {
+            metadata: meta("ingress-nginx", "cm"),
+            data: Some(
+                [(
+                    "annotation-value-word-blocklist".to_string(),
+                    "invalid_directive, another_directive".to_string(),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        },
+    )));
+    let config = TranslateConfig {
+        configmap: Some(crate::store::Key::new("ingress-nginx", "cm")),
+        ..mk_config()
+    };
+    let s = translate(&o, &config);
+    assert!(!s.l7.hosts.contains_key("bad.example.com"));
+    assert!(s.l7.hosts.contains_key("good.example.com"));
+    let d = s
+        .diagnostics
+        .iter()
+        .find(|d| d.reason == "AnnotationValueBlocked")
+        .expect("an Error for the dropped Ingress");
+    assert_eq!(
+        (d.object.name.as_str(), d.severity),
+        ("bad", crate::model::Severity::Error)
+    );
+    assert!(
+        d.message
+            .contains("nginx.ingress.kubernetes.io/rewrite-target")
+            && d.message.contains("\"another_directive\""),
+        "{}",
+        d.message
+    );
+    assert!(
+        !s.diagnostics
+            .iter()
+            .any(|d| d.reason == "UnsupportedConfigMapKey"),
+        "the key is known"
+    );
+}
+
 /// `no-tls-redirect-locations` (default `/.well-known/acme-challenge`, ingress-nginx's
 /// `$force_no_ssl_redirect`): a location whose written path starts with an entry is never sent
 /// to HTTPS, whatever `ssl-redirect` or `force-ssl-redirect` say, so an ACME HTTP-01 solver
