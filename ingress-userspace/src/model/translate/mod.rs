@@ -202,6 +202,10 @@ pub struct TranslateConfig {
     /// annotations (never interpreted). Off by default; the ConfigMap's
     /// `allow-snippet-annotations` overrides it.
     pub serve_ingresses_with_snippets: bool,
+    /// `--disable-catch-all`: an Ingress with `spec.defaultBackend` is not served at all, its
+    /// rules neither (ingress-nginx's flag of that name: store.go `hasCatchAllIngressRule`
+    /// ignores the whole Ingress, and deletes an Ingress updated to one). Off by default.
+    pub disable_catch_all: bool,
     /// `--enable-ssl-passthrough`: hosts of `ssl-passthrough` Ingresses get their TLS
     /// connections passed to the pod untouched (see [`passthrough`]). Off by default.
     pub enable_ssl_passthrough: bool,
@@ -233,6 +237,7 @@ impl Default for TranslateConfig {
             nginx_compatible_classes: vec![compat::DEFAULT_COMPATIBLE_CLASS.into()],
             configmap: None,
             serve_ingresses_with_snippets: false,
+            disable_catch_all: false,
             enable_ssl_passthrough: false,
             proxy_syn_rate_limit: None,
             gateway_ports: gateway::ProxyPorts::default(),
@@ -352,7 +357,22 @@ fn l7_of<'a>(
                 ),
             );
         }
-        let blocked = blocked.is_some();
+        // ingress-nginx's admission message says the same: remove the one or the other.
+        let catch_all = config.disable_catch_all
+            && ing
+                .spec
+                .as_ref()
+                .is_some_and(|s| s.default_backend.is_some());
+        if catch_all {
+            diags.error(
+                &oref,
+                "CatchAllDisabled",
+                "spec.defaultBackend makes this a catch-all Ingress, and --disable-catch-all is \
+                 set: the Ingress is not served, its rules neither (remove .spec.defaultBackend \
+                 or the flag)",
+            );
+        }
+        let blocked = blocked.is_some() || catch_all;
         let key = Key::new(oref.namespace, oref.name);
         if by_host::reaches_beyond_hosts(ing) {
             index.global.insert(key.clone());

@@ -369,6 +369,67 @@ fn default_backends() {
     );
 }
 
+/// `--disable-catch-all` (ingress-nginx e2e settings/disable_catch_all.go): an Ingress with
+/// `spec.defaultBackend` is not served, with or without rules, with an Error; an Ingress
+/// with rules only is; updating an Ingress to catch-all takes its routes away.
+#[test]
+fn disable_catch_all_ignores_ingresses_with_a_default_backend() {
+    let config = TranslateConfig {
+        disable_catch_all: true,
+        ..mk_config()
+    };
+    let mut o = base();
+    let mut bare = mk_ingress("default", "bare", 1, vec![]);
+    bare.spec.as_mut().unwrap().default_backend = Some(backend("api", "80"));
+    o.upsert(ing(bare));
+    let mut with_rules = mk_ingress(
+        "default",
+        "with-rules",
+        2,
+        vec![("a.example.com", vec![("/", "Prefix", "web", "80")])],
+    );
+    with_rules.spec.as_mut().unwrap().default_backend = Some(backend("api", "80"));
+    o.upsert(ing(with_rules));
+    let plain = mk_ingress(
+        "default",
+        "plain",
+        3,
+        vec![("b.example.com", vec![("/", "Prefix", "web", "80")])],
+    );
+    o.upsert(ing(plain.clone()));
+    let s = translate(&o, &config);
+    assert!(s.l7.default_backend.is_none());
+    assert!(
+        !s.l7.hosts.contains_key("a.example.com"),
+        "its rules neither"
+    );
+    assert!(s.l7.hosts.contains_key("b.example.com"));
+    let mut errors: Vec<_> = s
+        .diagnostics
+        .iter()
+        .filter(|d| d.reason == "CatchAllDisabled")
+        .map(|d| (d.object.name.clone(), d.severity))
+        .collect();
+    errors.sort();
+    assert_eq!(
+        errors,
+        [
+            ("bare".to_string(), crate::model::Severity::Error),
+            ("with-rules".to_string(), crate::model::Severity::Error)
+        ]
+    );
+    // "should delete Ingress updated to catch-all"
+    let mut updated = plain;
+    updated.spec.as_mut().unwrap().default_backend = Some(backend("api", "80"));
+    o.upsert(ing(updated));
+    let s = translate(&o, &config);
+    assert!(!s.l7.hosts.contains_key("b.example.com"));
+    // Without the flag, all of them are served.
+    let s = run(&o);
+    assert!(s.l7.default_backend.is_some());
+    assert!(s.l7.hosts.contains_key("a.example.com"));
+}
+
 #[test]
 fn other_classes_ignored_entirely() {
     let mut o = base();
