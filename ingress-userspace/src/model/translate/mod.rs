@@ -31,6 +31,7 @@ pub mod answer_rewrite;
 pub mod auth;
 pub mod by_host;
 pub mod canary;
+pub mod cert_host;
 pub mod class;
 pub mod client_auth;
 pub mod compat;

@@ -893,6 +893,49 @@ fn default_certificates_and_tls_host_conflicts() {
     );
 }
 
+/// A Secret whose certificate does not name the host (ingress-nginx e2e
+/// settings/default_ssl_certificate.go "uses default ssl certificate for host based ingress
+/// when configured certificate does not match host"): the host is served with the default
+/// certificate, and a Warning names the host.
+#[test]
+fn a_certificate_that_does_not_name_the_host_gives_way_to_the_default() {
+    let (crt, key) = mk_cert_pem(&["other.example.com"]);
+    let (wild, wild_key) = mk_cert_pem(&["*.example.com"]);
+    let mut o = base();
+    o.upsert(Object::Secret(Arc::new(mk_tls_secret(
+        "default", "other", &crt, &key,
+    ))));
+    o.upsert(Object::Secret(Arc::new(mk_tls_secret(
+        "default", "wild", &wild, &wild_key,
+    ))));
+    let rule = |h: &'static str| vec![(h, vec![("/", "Prefix", "web", "80")])];
+    o.upsert(ing(with_tls(
+        mk_ingress("default", "mismatch", 1, rule("foo.example.com")),
+        &["foo.example.com"],
+        "other",
+    )));
+    o.upsert(ing(with_tls(
+        mk_ingress("default", "wildcard", 2, rule("bar.example.com")),
+        &["bar.example.com"],
+        "wild",
+    )));
+    let s = run(&o);
+    assert!(s.l7.hosts["foo.example.com"].tls, "still HTTPS, redirected");
+    assert!(!s.l7.certificates.contains_key("foo.example.com"));
+    assert_eq!(s.l7.certificates["bar.example.com"].secret.name, "wild");
+    let d: Vec<_> = s
+        .diagnostics
+        .iter()
+        .filter(|d| d.reason == "TlsCertificateHostMismatch")
+        .collect();
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(
+        (d[0].object.name.as_str(), d[0].severity),
+        ("mismatch", crate::model::Severity::Warning)
+    );
+    assert!(d[0].message.contains("foo.example.com"), "{}", d[0].message);
+}
+
 #[test]
 fn unreferenced_slices_and_secrets_do_not_affect_the_snapshot() {
     use crate::store::{Change, Key};
@@ -1421,7 +1464,7 @@ fn refused_endpoints_keep_the_fast_path_equal_to_a_full_translation() {
 
 #[test]
 fn secrets_outside_secret_namespaces_are_reported_not_read() {
-    let (crt, key) = mk_cert_pem(&["a.example.com"]);
+    let (crt, key) = mk_cert_pem(&["default.example.com", "shop.example.com"]);
     let mut o = base();
     for ns in ["default", "shop"] {
         o.upsert(Object::Secret(Arc::new(mk_tls_secret(
