@@ -2447,13 +2447,20 @@ fn redirect(
     resp
 }
 
-/// A small answer from the proxy itself, with the reason in [`REASON_HEADER`].
+/// A small answer from the proxy itself, with the reason in [`REASON_HEADER`]: nginx's page
+/// for the status ([`super::nginx_pages`]), else a line with the status.
 pub fn local(status: StatusCode, reason: &str) -> Response<ProxyBody> {
-    let body = format!(
-        "{} {}\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("")
-    );
+    let (body, content_type) = match super::nginx_pages::page(status) {
+        Some(page) => (page, "text/html"),
+        None => (
+            format!(
+                "{} {}\n",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or("")
+            ),
+            "text/plain; charset=utf-8",
+        ),
+    };
     let mut resp = Response::new(
         Full::new(Bytes::from(body))
             .map_err(|e| match e {})
@@ -2461,10 +2468,7 @@ pub fn local(status: StatusCode, reason: &str) -> Response<ProxyBody> {
     );
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     if let Ok(v) = HeaderValue::from_str(reason) {
         h.insert(REASON_HEADER, v);
     }
