@@ -758,10 +758,16 @@ async fn secret_namespaces_watch_only_the_listed_namespaces() {
     for o in default_objects_json() {
         api.put(o);
     }
+    use base64::Engine as _;
     let secure = api.get("secrets", "default", "secure-tls").unwrap();
+    // A certificate naming the host it is for (one that does not is not served for it).
     let copy_secret = |ns: &str, name: &str| {
         let mut s = secure.clone();
         s["metadata"] = json!({"name": name, "namespace": ns});
+        let (crt, key) =
+            xdp_ingress::proxy::tls::self_signed_pem(&[&format!("{ns}.example.com")]).unwrap();
+        let b64 = |v: &str| base64::engine::general_purpose::STANDARD.encode(v);
+        s["data"] = json!({"tls.crt": b64(&crt), "tls.key": b64(&key)});
         s
     };
     let tls_ingress = |ns: &str, host: &str, secret: &str| {

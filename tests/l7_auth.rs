@@ -130,6 +130,13 @@ async fn each_hash_scheme_passes_and_everything_else_is_401_before_the_pod() {
     let g = get(&c, proxy.http(), "foo.bar.com", "/").await;
     assert_eq!(g.status, StatusCode::UNAUTHORIZED);
     assert_eq!(g.header("www-authenticate"), realm);
+    // nginx's page (ingress-nginx e2e settings/no_auth_locations.go).
+    assert!(
+        String::from_utf8_lossy(&g.body).contains("401 Authorization Required"),
+        "{:?}",
+        g.body
+    );
+    assert_eq!(g.header("content-type"), "text/html");
     for (user, pass) in [
         ("apr1", "wrong"),
         ("bcrypt2y", "s3creT"),

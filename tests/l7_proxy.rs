@@ -101,7 +101,9 @@ async fn routes_by_host_and_path_with_default_backend_and_404() {
     let g = get(&c, p, "other.test", "/nothing").await;
     assert_eq!(g.status, StatusCode::NOT_FOUND);
     assert_eq!(g.header(REASON_HEADER), "no path matched");
-    assert!(g.body.len() < 100);
+    // nginx's small page (ngx_http_special_response.c).
+    assert!(g.body.len() < 200);
+    assert!(String::from_utf8_lossy(&g.body).contains("<title>404 Not Found</title>"));
 
     // With a default backend, unmatched requests go there.
     let mut l7b = l7;
@@ -1127,7 +1129,12 @@ async fn allowlist_source_range_from_ingress_yaml_answers_403_outside_it() {
         if want == StatusCode::FORBIDDEN {
             forbidden += 1;
             assert_eq!(g.header(REASON_HEADER), SOURCE_DENIED);
-            assert_eq!(&g.body[..], b"403 Forbidden\n");
+            // nginx's page (ngx_http_special_response.c).
+            assert!(
+                String::from_utf8_lossy(&g.body).contains("<h1>403 Forbidden</h1>"),
+                "{:?}",
+                g.body
+            );
             assert_eq!(a.requests(), before, "denied request reached the backend");
         } else if want == StatusCode::SERVICE_UNAVAILABLE {
             assert_eq!(a.requests(), before, "denied location reached the backend");
@@ -1867,9 +1874,10 @@ async fn proxy_protocol_address_is_the_client_and_is_required() {
         req(http, "open.test", "/"),
     )
     .await;
+    // Destination port 443: the balancer's client spoke HTTPS (lua_ingress.lua).
     assert_eq!(
         g.json()["headers"]["forwarded"],
-        "for=\"[2001:db8::7]\";host=open.test;proto=http"
+        "for=\"[2001:db8::7]\";host=open.test;proto=https"
     );
 
     // Without the header: closed without an answer, and the pod never sees it.
@@ -1895,6 +1903,144 @@ async fn proxy_protocol_address_is_the_client_and_is_required() {
     );
     assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
     assert_eq!(a.requests(), before);
+}
+
+/// The PROXY header's destination port is the port the client connected to (ingress-nginx
+/// e2e settings/proxy_protocol.go): passed on as `X-Forwarded-Port`, and 443 makes the scheme
+/// `https`, so a balancer terminating TLS and sending PROXY to the HTTP port gets the page,
+/// not an endless `ssl-redirect` (lua_ingress.lua `rewrite`, nginx.tmpl `$pass_server_port`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_protocol_destination_port_is_the_forwarded_port_and_443_is_https() {
+    let a = backend("a");
+    let proxy = TestProxy::start(trusting("127.0.0.0/8", |a| {
+        a.use_forwarded_headers = false;
+        a.use_proxy_protocol = true;
+    }))
+    .await;
+    proxy.handle.apply(trust_snapshot(&a));
+    let (http, https) = (proxy.http(), proxy.https());
+    let v1 = |dport: u16| format!("PROXY TCP4 192.168.0.1 192.168.0.11 56324 {dport}\r\n");
+    // "should respect port passed by the PROXY Protocol"
+    let g = via_proxy_protocol(
+        http,
+        v1(1234).as_bytes(),
+        false,
+        req(http, "open.test", "/"),
+    )
+    .await;
+    let hd = &g.json()["headers"];
+    assert_eq!(
+        (
+            &hd["x-forwarded-port"],
+            &hd["x-forwarded-proto"],
+            &hd["x-forwarded-for"]
+        ),
+        (&"1234".into(), &"http".into(), &"192.168.0.1".into()),
+        "{hd}"
+    );
+    // "should respect proto passed by the PROXY Protocol server port": and a TLS host's
+    // ssl-redirect is satisfied.
+    for host in ["open.test", "secure.test"] {
+        let g = via_proxy_protocol(http, v1(443).as_bytes(), false, req(http, host, "/")).await;
+        assert_eq!(g.status, StatusCode::OK, "{host}: no redirect to HTTPS");
+        let hd = &g.json()["headers"];
+        assert_eq!(
+            (
+                &hd["x-forwarded-port"],
+                &hd["x-forwarded-proto"],
+                &hd["x-scheme"]
+            ),
+            (&"443".into(), &"https".into(), &"https".into()),
+            "{hd}"
+        );
+    }
+    // Another destination port on the HTTP port: still redirected.
+    let g = via_proxy_protocol(
+        http,
+        v1(80).as_bytes(),
+        false,
+        req(http, "secure.test", "/"),
+    )
+    .await;
+    assert_eq!(g.status, StatusCode::PERMANENT_REDIRECT);
+    // "should enable PROXY Protocol for HTTPS"
+    let g = via_proxy_protocol(
+        https,
+        v1(1234).as_bytes(),
+        true,
+        req(https, "open.test", "/"),
+    )
+    .await;
+    let hd = &g.json()["headers"];
+    assert_eq!(
+        (
+            &hd["x-forwarded-port"],
+            &hd["x-forwarded-proto"],
+            &hd["x-scheme"]
+        ),
+        (&"1234".into(), &"https".into(), &"https".into()),
+        "{hd}"
+    );
+}
+
+/// `use-proxy-protocol` with `use-forwarded-headers`: when the PROXY header's source is inside
+/// `proxy-real-ip-cidr` (an HTTP proxy in front of the TCP balancer), the client is taken
+/// from `X-Forwarded-For`; otherwise it stays the PROXY source (ingress-nginx e2e
+/// settings/proxy_protocol.go "should trust X-Forwarded headers when the client IP address
+/// is trusted"; nginx.tmpl `X-Forwarded-For-Proxy-Protocol`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_protocol_with_forwarded_headers_trusts_a_trusted_proxy_source() {
+    let a = backend("a");
+    let proxy = TestProxy::start(trusting("127.0.0.0/8", |a| {
+        a.use_proxy_protocol = true;
+        a.proxy_real_ip_cidr
+            .push(xdp_ingress::proxy::args::parse_cidr("192.168.0.1/32").unwrap());
+    }))
+    .await;
+    proxy.handle.apply(trust_snapshot(&a));
+    let http = proxy.http();
+    // (PROXY source, the client the pod is told of)
+    for (src, client) in [
+        ("192.168.0.1", "192.168.0.111"),
+        ("192.168.0.2", "192.168.0.2"),
+    ] {
+        let mut r = req(http, "open.test", "/");
+        r.headers_mut()
+            .insert("x-forwarded-for", "192.168.0.111".parse().unwrap());
+        let header = format!("PROXY TCP4 {src} 192.168.0.11 56324 1234\r\n");
+        let g = via_proxy_protocol(http, header.as_bytes(), false, r).await;
+        let hd = &g.json()["headers"];
+        assert_eq!(
+            (
+                &hd["x-forwarded-for"],
+                &hd["x-real-ip"],
+                &hd["x-forwarded-port"]
+            ),
+            (&client.into(), &client.into(), &"1234".into()),
+            "{src}: {hd}"
+        );
+    }
+}
+
+/// A request on a non-default `--https-port` is passed on with `X-Forwarded-Port: 443`, one on
+/// a non-default `--http-port` with its port (ingress-nginx e2e
+/// settings/listen_nondefault_ports.go; lua_ingress.lua maps `listen_ports.https` to 443).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_default_https_port_is_forwarded_as_443() {
+    let a = backend("a");
+    let mut args = TestProxy::quiet_args();
+    args.ports.https_port = testbed::ports::reserve(1);
+    let proxy = TestProxy::start(args).await;
+    proxy.handle.apply(trust_snapshot(&a));
+    let (http, https) = (proxy.http(), proxy.https());
+    assert_ne!(https.port(), 443);
+    let g = via_proxy_protocol(https, b"", true, req(https, "open.test", "/")).await;
+    assert_eq!(g.json()["headers"]["x-forwarded-port"], "443");
+    let g = via_proxy_protocol(http, b"", false, req(http, "open.test", "/")).await;
+    assert_eq!(
+        g.json()["headers"]["x-forwarded-port"],
+        http.port().to_string()
+    );
 }
 
 /// Hash balancing on the client address (`upstream-hash-by: $remote_addr`) hashes the client

@@ -112,6 +112,9 @@ pub struct ExplainArgs {
     /// As `run --serve-ingresses-with-snippets`.
     #[arg(long)]
     pub serve_ingresses_with_snippets: bool,
+    /// As `run --disable-catch-all`.
+    #[arg(long)]
+    pub disable_catch_all: bool,
     /// As `run --enable-ssl-passthrough` (with `--https`, a passthrough host's connection is
     /// explained as passed to its pods).
     #[arg(long)]
@@ -1614,6 +1617,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
         nginx_compatible_classes: args.nginx_compatible_classes.clone(),
         configmap: args.configmap.clone(),
         serve_ingresses_with_snippets: args.serve_ingresses_with_snippets,
+        disable_catch_all: args.disable_catch_all,
         enable_ssl_passthrough: args.enable_ssl_passthrough,
         gateway_address_pool: args.gateway_pool.pool(),
         gateway_ports: args.ports.proxy_ports(),

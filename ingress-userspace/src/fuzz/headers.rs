@@ -347,6 +347,7 @@ fn check(h: &Head, s: &Setting) -> Result<(), TestCaseError> {
         compute_full_forwarded_for: s.compute_full_forwarded_for,
         use_proxy_protocol: false,
         trusted: s.trusted.clone(),
+        https_port: 443,
     };
     if !s.underscores {
         drop_underscored(&mut headers);

@@ -9,10 +9,16 @@
 //!   are replaced with what the proxy saw (`use-forwarded-headers: "false"`).
 //! - `use-proxy-protocol`: every connection starts with a PROXY protocol header
 //!   ([`super::proxy_protocol`]); its source address is the client when the TCP peer (the
-//!   load balancer) is inside `proxy-real-ip-cidr` (nginx `real_ip_header proxy_protocol`).
+//!   load balancer) is inside `proxy-real-ip-cidr` (nginx `real_ip_header proxy_protocol`),
+//!   its destination port is `X-Forwarded-Port` (`$proxy_protocol_server_port`), and a
+//!   destination port 443 makes the scheme `https` (lua_ingress.lua `rewrite`).
 //! - `use-forwarded-headers` or `enable-real-ip`: from a sender inside `proxy-real-ip-cidr`,
 //!   the client is found in `forwarded-for-header` right to left, skipping trusted addresses
-//!   (nginx `real_ip_recursive on`, ngx_http_realip_module).
+//!   (nginx `real_ip_recursive on`, ngx_http_realip_module). With `use-proxy-protocol` only
+//!   `use-forwarded-headers` does so, and the sender is the PROXY header's source (nginx.tmpl:
+//!   `real_ip_header` is then `forwarded-for-proxy-protocol-header`, which holds
+//!   `forwarded-for-header` when the PROXY source is inside `proxy-real-ip-cidr`, else the
+//!   PROXY source).
 //! - `use-forwarded-headers` also passes on `X-Forwarded-Proto/Host/Port` as received from a
 //!   trusted sender (ingress-nginx's `$pass_access_scheme`, `$best_http_host`,
 //!   `$pass_server_port` maps); `compute-full-forwarded-for` appends the sender to the received
@@ -32,6 +38,7 @@ use super::{
     headers::{
         X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PORT, X_FORWARDED_PROTO, http_variable,
     },
+    proxy_protocol::Proxied,
 };
 use crate::model::IpPrefix;
 
@@ -54,6 +61,9 @@ pub struct TrustConfig {
     pub use_proxy_protocol: bool,
     /// `proxy-real-ip-cidr`: the senders whose PROXY header and forwarding headers are believed.
     pub trusted: Vec<IpPrefix>,
+    /// `--https-port` (ingress-nginx `listen_ports.https`): a request whose
+    /// `$pass_server_port` is this port is passed on with `X-Forwarded-Port: 443`.
+    pub https_port: u16,
 }
 
 impl TrustConfig {
@@ -65,6 +75,7 @@ impl TrustConfig {
             compute_full_forwarded_for: a.compute_full_forwarded_for,
             use_proxy_protocol: a.use_proxy_protocol,
             trusted: a.proxy_real_ip_cidr.clone(),
+            https_port: a.ports.https_port,
         }
     }
 
@@ -81,26 +92,31 @@ impl TrustConfig {
     }
 
     /// What is known when a connection is accepted: the TCP `peer`, the PROXY header's
-    /// source (`None`: no header, or `LOCAL`/`UNKNOWN`), the `local` address it reached.
+    /// ends (`None`: no header, or `LOCAL`/`UNKNOWN`), the `local` address it reached. A PROXY
+    /// header counts only from a peer inside `proxy-real-ip-cidr` (ingress-nginx uses its
+    /// destination port from any peer).
     pub fn origin(
         &self,
         peer: SocketAddr,
-        proxied: Option<SocketAddr>,
+        proxied: Option<Proxied>,
         local: SocketAddr,
         tls: bool,
     ) -> Origin {
         let peer_ip = peer.ip().to_canonical();
-        let sender = match proxied {
-            Some(src) if self.use_proxy_protocol && self.trusts(peer_ip) => src.ip().to_canonical(),
-            _ => peer_ip,
-        };
+        let proxied = proxied.filter(|_| self.use_proxy_protocol && self.trusts(peer_ip));
+        let sender = proxied.map_or(peer_ip, |p| p.source.ip().to_canonical());
+        // nginx.tmpl: `$pass_server_port` is `$proxy_protocol_server_port` with
+        // use-proxy-protocol, else `$server_port`.
+        let server_port = proxied.map_or(local.port(), |p| p.destination.port());
         Origin {
             peer,
             sender,
             sender_text: ip_value(sender),
             sender_trusted: self.trusts(sender),
+            proxied: proxied.is_some(),
             tls,
-            port: HeaderValue::from(local.port()),
+            local_port: HeaderValue::from(local.port()),
+            server_port: HeaderValue::from(server_port),
         }
     }
 }
@@ -115,10 +131,15 @@ pub struct Origin {
     pub sender: IpAddr,
     sender_text: HeaderValue,
     sender_trusted: bool,
+    /// Whether `sender` is the source of a trusted peer's PROXY header.
+    proxied: bool,
     /// Whether the connection is TLS (the scheme the proxy saw).
     pub tls: bool,
-    /// The local port (`$server_port`).
-    port: HeaderValue,
+    /// The local port (nginx `$server_port`).
+    local_port: HeaderValue,
+    /// The port the client connected to: a trusted PROXY header's destination port, else the
+    /// local port (`$pass_server_port` before `X-Forwarded-Port`).
+    server_port: HeaderValue,
 }
 
 /// Who one request is from and the forwarding values to pass on.
@@ -141,8 +162,13 @@ pub struct Client {
     /// `$best_http_host`, lua_ingress.lua `parse_x_forwarded_host`); `None` when not believed,
     /// absent or empty. See [`Client::best_host`].
     pub host: Option<HeaderValue>,
-    /// `X-Forwarded-Port` (`$pass_server_port`).
+    /// `X-Forwarded-Port` (ingress-nginx's `$pass_port`): the port the client connected to
+    /// (see [`Origin::client`]), 443 for `--https-port`.
     pub port: HeaderValue,
+    /// The port a from-to-www redirect names: the local port, or a believed
+    /// `X-Forwarded-Port` (ngx_srv_redirect.lua reads `$server_port` and
+    /// `$http_x_forwarded_port`, neither the PROXY header nor the 443 mapping).
+    pub redirect_port: HeaderValue,
 }
 
 impl Client {
@@ -164,6 +190,7 @@ impl Client {
             proto: HeaderValue::from_static(if tls { "https" } else { "http" }),
             host: None,
             port: HeaderValue::from(port),
+            redirect_port: HeaderValue::from(port),
         }
     }
 
@@ -195,11 +222,23 @@ fn first_forwarded_host(v: &HeaderValue) -> Option<HeaderValue> {
 
 impl Origin {
     /// The client of one request with these `headers`.
+    ///
+    /// Scheme and port follow lua_ingress.lua `rewrite`, in its order: the connection's
+    /// scheme and port (with `use-proxy-protocol`, the PROXY header's destination port); a
+    /// believed `X-Forwarded-Proto` / `X-Forwarded-Port` replaces them; a PROXY destination
+    /// port 443 then makes the scheme `https` whatever was received (a balancer that
+    /// terminated TLS, so `ssl-redirect` does not loop); last, a port equal to `--https-port`
+    /// is passed on as 443.
     pub fn client(&self, cfg: &TrustConfig, headers: &HeaderMap) -> Client {
         let scheme = HeaderValue::from_static(if self.tls { "https" } else { "http" });
-        let header_addr = (!cfg.use_proxy_protocol
-            && (cfg.use_forwarded_headers || cfg.enable_real_ip)
-            && self.sender_trusted)
+        // nginx.tmpl: with use-proxy-protocol, realip reads the forwarded-for header only with
+        // use-forwarded-headers and a trusted PROXY source; without it, either key does.
+        let reads_header = if cfg.use_proxy_protocol {
+            cfg.use_forwarded_headers && self.proxied
+        } else {
+            cfg.use_forwarded_headers || cfg.enable_real_ip
+        };
+        let header_addr = (reads_header && self.sender_trusted)
             .then(|| {
                 let nodes = forwarded_for_nodes(headers, &cfg.forwarded_for_header);
                 real_ip(cfg, self.sender, &nodes)
@@ -235,15 +274,30 @@ impl Origin {
         } else {
             (addr_text.clone(), None, addr)
         };
+        let received_port = received(&X_FORWARDED_PORT);
+        let proto = if self.proxied && self.server_port == "443" {
+            HeaderValue::from_static("https")
+        } else {
+            received(&X_FORWARDED_PROTO).unwrap_or(scheme)
+        };
+        let port = received_port
+            .clone()
+            .unwrap_or_else(|| self.server_port.clone());
+        let port = if is_port_text(port.as_bytes(), cfg.https_port) {
+            HeaderValue::from_static("443")
+        } else {
+            port
+        };
         Client {
             addr,
             addr_text,
             forwarded_for,
             forwarded_prev,
             forwarded_node,
-            proto: received(&X_FORWARDED_PROTO).unwrap_or(scheme),
+            proto,
             host: received(&X_FORWARDED_HOST).and_then(|v| first_forwarded_host(&v)),
-            port: received(&X_FORWARDED_PORT).unwrap_or_else(|| self.port.clone()),
+            port,
+            redirect_port: received_port.unwrap_or_else(|| self.local_port.clone()),
         }
     }
 }
@@ -344,6 +398,22 @@ pub fn parse_node(node: &str) -> Option<IpAddr> {
         IpAddr::V4(v4.parse().ok()?)
     };
     Some(ip.to_canonical())
+}
+
+/// Whether `text` is `port` in decimal, as lua_ingress.lua compares `$pass_server_port` with
+/// `listen_ports.https` (both strings: `0443` is not 443).
+fn is_port_text(text: &[u8], port: u16) -> bool {
+    let mut digits = [0u8; 5];
+    let (mut n, mut i) = (port, digits.len());
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    text == &digits[i..]
 }
 
 fn ip_value(ip: IpAddr) -> HeaderValue {

@@ -98,11 +98,11 @@ pub struct ConnInfo {
 }
 
 impl ConnInfo {
-    /// `proxied`: the source a PROXY protocol header named (`use-proxy-protocol`).
+    /// `proxied`: the ends a PROXY protocol header named (`use-proxy-protocol`).
     pub fn new(
         trust: &TrustConfig,
         client: SocketAddr,
-        proxied: Option<SocketAddr>,
+        proxied: Option<super::proxy_protocol::Proxied>,
         local: SocketAddr,
         tls_client: Option<client_cert::TlsClient>,
         listener: ListenerId,
@@ -652,7 +652,7 @@ async fn route(
                 // The rewrite step, 2: the route's own redirect, before the HTTPS redirect and
                 // the allowlist (nginx's `return` runs in the rewrite phase, before ingress-nginx's
                 // Lua redirect and the access phase).
-                let server_port = out.client.port.to_str().unwrap_or_default();
+                let server_port = out.client.redirect_port.to_str().unwrap_or_default();
                 // `$request_id`: made only for a URL that names variables.
                 let request_id = if rewrite::redirect_needs_vars(&route.policy) {
                     super::headers::request_id_of(req.headers())
@@ -2477,13 +2477,20 @@ fn redirect(
     resp
 }
 
-/// A small answer from the proxy itself, with the reason in [`REASON_HEADER`].
+/// A small answer from the proxy itself, with the reason in [`REASON_HEADER`]: nginx's page
+/// for the status ([`super::nginx_pages`]), else a line with the status.
 pub fn local(status: StatusCode, reason: &str) -> Response<ProxyBody> {
-    let body = format!(
-        "{} {}\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("")
-    );
+    let (body, content_type) = match super::nginx_pages::page(status) {
+        Some(page) => (page, "text/html"),
+        None => (
+            format!(
+                "{} {}\n",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or("")
+            ),
+            "text/plain; charset=utf-8",
+        ),
+    };
     let mut resp = Response::new(
         Full::new(Bytes::from(body))
             .map_err(|e| match e {})
@@ -2491,10 +2498,7 @@ pub fn local(status: StatusCode, reason: &str) -> Response<ProxyBody> {
     );
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     if let Ok(v) = HeaderValue::from_str(reason) {
         h.insert(REASON_HEADER, v);
     }

@@ -180,8 +180,8 @@ pub(crate) async fn accept_loop(
 #[derive(Clone, Copy, Debug)]
 struct Accepted {
     peer: SocketAddr,
-    /// The client a PROXY protocol header named.
-    proxied: Option<SocketAddr>,
+    /// The client and destination a PROXY protocol header named.
+    proxied: Option<proxy_protocol::Proxied>,
     local: SocketAddr,
     listener: ListenerId,
 }
@@ -195,7 +195,7 @@ async fn proxy_header(
     listener: &'static str,
     stream: &mut CountedStream<TcpStream>,
     peer: SocketAddr,
-) -> Result<Option<SocketAddr>, ()> {
+) -> Result<Option<proxy_protocol::Proxied>, ()> {
     let live = shared.live.load_full();
     if !live.trust.use_proxy_protocol {
         return Ok(None);
@@ -203,12 +203,12 @@ async fn proxy_header(
     let proxied = proxy_protocol::read_header(stream.get_mut(), live.client_header_timeout)
         .await
         .map_err(|e| debug!(client = %peer, error = %e, "connection closed"))?;
-    if let Some(src) = proxied
+    if let Some(p) = proxied
         && live.trust.trusts(peer.ip().to_canonical())
-        && let Err(refused) = stream.move_to_client(src.ip())
+        && let Err(refused) = stream.move_to_client(p.source.ip())
     {
         shared.metrics.record_refused(listener, refused);
-        debug!(client = %src, reason = refused.label(), "connection refused");
+        debug!(client = %p.source, reason = refused.label(), "connection refused");
         return Err(());
     }
     Ok(proxied)

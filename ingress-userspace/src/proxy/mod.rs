@@ -37,6 +37,7 @@ pub mod metrics;
 pub mod mirror;
 pub mod misdirected;
 pub mod next_upstream;
+pub mod nginx_pages;
 pub mod normalize;
 pub mod passthrough;
 pub mod proxy_protocol;

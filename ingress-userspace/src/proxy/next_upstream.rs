@@ -72,7 +72,12 @@ impl Retry {
         Retry {
             when: policy.when.clone().unwrap_or(RetryOn::NGINX_DEFAULT),
             tries: policy.tries.unwrap_or(default_tries),
-            deadline: policy.timeout.filter(|t| !t.is_zero()).map(|t| started + t),
+            // A timeout beyond what the clock can count (any number of seconds is accepted)
+            // is no limit.
+            deadline: policy
+                .timeout
+                .filter(|t| !t.is_zero())
+                .and_then(|t| started.checked_add(t)),
             non_idempotent: *method == Method::POST
                 || *method == Method::PATCH
                 || method.as_str() == "LOCK",
@@ -238,10 +243,17 @@ mod tests {
         assert!(!r.retries(Cause::Error, SENT, start + Duration::from_secs(2)));
         let none = NextUpstream {
             timeout: Some(Duration::ZERO),
-            ..policy
+            ..policy.clone()
         };
         let r = Retry::new(&none, 3, &Method::GET, start);
         assert!(r.retries(Cause::Error, SENT, start + Duration::from_secs(3600)));
+        // ingress-nginx accepts any number of seconds: one the clock cannot reach is no limit.
+        let far = NextUpstream {
+            timeout: Some(Duration::from_secs(u64::MAX)),
+            ..policy
+        };
+        let r = Retry::new(&far, 3, &Method::GET, start);
+        assert!(r.retries(Cause::Error, SENT, start + Duration::from_secs(999_999)));
     }
 
     /// Gateway API retries (`HTTPRouteRetry.attempts`: retries of one request): with one

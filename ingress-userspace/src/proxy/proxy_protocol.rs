@@ -26,19 +26,30 @@ pub enum ProxyHeaderError {
     Io(#[from] io::Error),
 }
 
-/// Reads the header within `timeout`. Returns the original client's address: `None` for a
-/// header without one (v1 `UNKNOWN`, v2 `LOCAL`, or a family other than TCP over IPv4/IPv6),
+/// The two ends of the original connection a PROXY header names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Proxied {
+    /// The original client (nginx `$proxy_protocol_addr`, `$proxy_protocol_port`).
+    pub source: SocketAddr,
+    /// The address the client connected to on the balancer (nginx
+    /// `$proxy_protocol_server_addr`, `$proxy_protocol_server_port`): its port is what
+    /// ingress-nginx passes on as `X-Forwarded-Port`, and 443 makes the scheme `https`.
+    pub destination: SocketAddr,
+}
+
+/// Reads the header within `timeout`. Returns the original connection's ends: `None` for a
+/// header without them (v1 `UNKNOWN`, v2 `LOCAL`, or a family other than TCP over IPv4/IPv6),
 /// which means the connection's own peer is the client.
 pub async fn read_header(
     stream: &mut TcpStream,
     timeout: Duration,
-) -> Result<Option<SocketAddr>, ProxyHeaderError> {
+) -> Result<Option<Proxied>, ProxyHeaderError> {
     tokio::time::timeout(timeout, read(stream))
         .await
         .map_err(|_| ProxyHeaderError::Timeout(timeout))?
 }
 
-async fn read(stream: &mut TcpStream) -> Result<Option<SocketAddr>, ProxyHeaderError> {
+async fn read(stream: &mut TcpStream) -> Result<Option<Proxied>, ProxyHeaderError> {
     // Bytes already consumed: all known to be part of the header.
     let mut seen: Vec<u8> = Vec::with_capacity(256);
     let mut peeked = [0u8; 512];
@@ -72,22 +83,34 @@ async fn read(stream: &mut TcpStream) -> Result<Option<SocketAddr>, ProxyHeaderE
     }
 }
 
-fn v1_source(a: &v1::Addresses) -> Option<SocketAddr> {
+fn v1_source(a: &v1::Addresses) -> Option<Proxied> {
     match a {
-        v1::Addresses::Tcp4(a) => Some(SocketAddr::from((a.source_address, a.source_port))),
-        v1::Addresses::Tcp6(a) => Some(SocketAddr::from((a.source_address, a.source_port))),
+        v1::Addresses::Tcp4(a) => Some(Proxied {
+            source: SocketAddr::from((a.source_address, a.source_port)),
+            destination: SocketAddr::from((a.destination_address, a.destination_port)),
+        }),
+        v1::Addresses::Tcp6(a) => Some(Proxied {
+            source: SocketAddr::from((a.source_address, a.source_port)),
+            destination: SocketAddr::from((a.destination_address, a.destination_port)),
+        }),
         v1::Addresses::Unknown => None,
     }
 }
 
-fn v2_source(h: &v2::Header<'_>) -> Option<SocketAddr> {
+fn v2_source(h: &v2::Header<'_>) -> Option<Proxied> {
     // LOCAL: the balancer's own connection (health checks); the receiver uses the real peer.
     if h.command == v2::Command::Local {
         return None;
     }
     match h.addresses {
-        v2::Addresses::IPv4(a) => Some(SocketAddr::from((a.source_address, a.source_port))),
-        v2::Addresses::IPv6(a) => Some(SocketAddr::from((a.source_address, a.source_port))),
+        v2::Addresses::IPv4(a) => Some(Proxied {
+            source: SocketAddr::from((a.source_address, a.source_port)),
+            destination: SocketAddr::from((a.destination_address, a.destination_port)),
+        }),
+        v2::Addresses::IPv6(a) => Some(Proxied {
+            source: SocketAddr::from((a.source_address, a.source_port)),
+            destination: SocketAddr::from((a.destination_address, a.destination_port)),
+        }),
         v2::Addresses::Unspecified | v2::Addresses::Unix(_) => None,
     }
 }
@@ -105,7 +128,7 @@ mod tests {
     async fn exchange(
         chunks: Vec<Vec<u8>>,
         timeout: Duration,
-    ) -> (Result<Option<SocketAddr>, ProxyHeaderError>, Vec<u8>) {
+    ) -> (Result<Option<Proxied>, ProxyHeaderError>, Vec<u8>) {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
         let client = tokio::spawn(async move {
@@ -141,6 +164,13 @@ mod tests {
 
     const SECS: Duration = Duration::from_secs(5);
 
+    fn ends(source: &str, destination: &str) -> Option<Proxied> {
+        Some(Proxied {
+            source: source.parse().unwrap(),
+            destination: destination.parse().unwrap(),
+        })
+    }
+
     #[tokio::test]
     async fn v1_tcp4_tcp6_and_unknown() {
         let (r, after) = exchange(
@@ -148,14 +178,14 @@ mod tests {
             SECS,
         )
         .await;
-        assert_eq!(r.unwrap(), Some("198.51.100.7:4711".parse().unwrap()));
+        assert_eq!(r.unwrap(), ends("198.51.100.7:4711", "10.0.0.1:80"));
         assert_eq!(after, b"GET / HTTP/1.1\r\n", "what follows stays for HTTP");
         let (r, _) = exchange(
             vec![b"PROXY TCP6 2001:db8::7 2001:db8::1 4711 443\r\n".to_vec()],
             SECS,
         )
         .await;
-        assert_eq!(r.unwrap(), Some("[2001:db8::7]:4711".parse().unwrap()));
+        assert_eq!(r.unwrap(), ends("[2001:db8::7]:4711", "[2001:db8::1]:443"));
         let (r, after) = exchange(vec![b"PROXY UNKNOWN\r\nX".to_vec()], SECS).await;
         assert_eq!(r.unwrap(), None);
         assert_eq!(after, b"X");
@@ -172,7 +202,7 @@ mod tests {
             SECS,
         )
         .await;
-        assert_eq!(r.unwrap(), Some("198.51.100.7:4711".parse().unwrap()));
+        assert_eq!(r.unwrap(), ends("198.51.100.7:4711", "10.0.0.1:80"));
         assert_eq!(after, b"\x16\x03");
     }
 
@@ -180,7 +210,7 @@ mod tests {
     async fn v2_ipv4_ipv6_local_and_tlvs() {
         let v4 = [198, 51, 100, 7, 10, 0, 0, 1, 0x12, 0x67, 0, 80];
         let (r, after) = exchange(vec![v2(1, 0x11, &v4, &[]), b"tail".to_vec()], SECS).await;
-        assert_eq!(r.unwrap(), Some("198.51.100.7:4711".parse().unwrap()));
+        assert_eq!(r.unwrap(), ends("198.51.100.7:4711", "10.0.0.1:80"));
         assert_eq!(after, b"tail");
 
         let mut v6 = Vec::new();
@@ -190,7 +220,7 @@ mod tests {
         // A NOOP TLV after the addresses is part of the header.
         let (r, after) =
             exchange(vec![v2(1, 0x21, &v6, &[4, 0, 1, 42]), b"x".to_vec()], SECS).await;
-        assert_eq!(r.unwrap(), Some("[2001:db8::7]:4711".parse().unwrap()));
+        assert_eq!(r.unwrap(), ends("[2001:db8::7]:4711", "[::1]:443"));
         assert_eq!(after, b"x");
 
         // LOCAL (a balancer's health check): no client address, the peer is the client.
@@ -209,7 +239,7 @@ mod tests {
             SECS,
         )
         .await;
-        assert_eq!(r.unwrap(), Some("198.51.100.7:4711".parse().unwrap()));
+        assert_eq!(r.unwrap(), ends("198.51.100.7:4711", "10.0.0.1:80"));
         assert_eq!(after, b"z");
     }
 

@@ -110,6 +110,12 @@ pub struct SourceArgs {
     /// `allow-snippet-annotations` overrides this flag.
     #[arg(long)]
     pub serve_ingresses_with_snippets: bool,
+    /// ingress-nginx's `--disable-catch-all`: an Ingress with `spec.defaultBackend` is not
+    /// served at all (its rules neither), with an Error diagnostic; updating an Ingress to
+    /// have one takes its routes away. The controller-wide default backend is then only
+    /// `--default-backend-service`.
+    #[arg(long)]
+    pub disable_catch_all: bool,
     /// ingress-nginx's `--enable-ssl-passthrough`: TLS connections on the HTTPS port whose SNI
     /// names the host of an Ingress annotated `ssl-passthrough: "true"` are passed, untouched,
     /// to the pods of its `/` path (they terminate TLS); every other connection is terminated
@@ -179,6 +185,7 @@ impl SourceArgs {
             nginx_compatible_classes: self.nginx_compatible_classes.clone(),
             configmap: self.configmap.clone(),
             serve_ingresses_with_snippets: self.serve_ingresses_with_snippets,
+            disable_catch_all: self.disable_catch_all,
             enable_ssl_passthrough: self.enable_ssl_passthrough,
             disable_svc_external_name: self.disable_svc_external_name,
             proxy_syn_rate_limit: crate::model::translate::syn_limit::limit(

@@ -42,6 +42,9 @@ pub struct ControllerConfig {
     pub route_defaults: RoutePolicy,
     /// `allow-snippet-annotations`; `None`: `--serve-ingresses-with-snippets` decides.
     pub serve_with_snippets: Option<bool>,
+    /// `annotation-value-word-blocklist`: an Ingress with an annotation value containing one
+    /// of these words is not served ([`super::word_blocklist`]); empty: none.
+    pub annotation_value_word_blocklist: Vec<String>,
     /// `service-upstream`: the default of the annotation of the same name.
     pub service_upstream: Option<bool>,
     /// `retry-non-idempotent`: every route's `proxy-next-upstream` gets `non_idempotent`,
@@ -150,6 +153,7 @@ impl Default for ControllerConfig {
             },
             route_defaults: RoutePolicy::default(),
             serve_with_snippets: None,
+            annotation_value_word_blocklist: Vec::new(),
             service_upstream: None,
             retry_non_idempotent: false,
             allowed_response_headers: Vec::new(),
@@ -543,6 +547,9 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
     }
     out.route_defaults.next_upstream = next_upstream;
     out.serve_with_snippets = r.bool("allow-snippet-annotations");
+    if let Some(v) = r.get(super::word_blocklist::KEY) {
+        out.annotation_value_word_blocklist = super::word_blocklist::parse(&v);
+    }
     out.service_upstream = r.bool("service-upstream");
     out.retry_non_idempotent = r.bool("retry-non-idempotent").unwrap_or(false);
     if let Some(v) = r.get("custom-http-errors") {

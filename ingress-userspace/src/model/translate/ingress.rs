@@ -406,6 +406,19 @@ impl<'a> L7Builder<'a> {
                             ),
                         ),
                         Some(_) => {}
+                        // As ingress-nginx, checked only for the certificate a host takes.
+                        None if super::cert_host::covers(&cert.chain_pem, &host) == Some(false) => {
+                            self.diags.warn(
+                                &oref,
+                                "TlsCertificateHostMismatch",
+                                format!(
+                                    "the certificate of secret {}/{} names host {host} neither \
+                                     as a subject alternative name nor as common name: the \
+                                     default certificate is served for it",
+                                    cert.secret.namespace, cert.secret.name
+                                ),
+                            );
+                        }
                         None => {
                             self.certificates.insert(host, cert.clone());
                         }

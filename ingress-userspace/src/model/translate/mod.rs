@@ -32,6 +32,7 @@ pub mod answer_rewrite;
 pub mod auth;
 pub mod by_host;
 pub mod canary;
+pub mod cert_host;
 pub mod class;
 pub mod client_auth;
 pub mod compat;
@@ -64,6 +65,7 @@ pub mod service_upstream;
 pub mod support;
 pub mod syn_limit;
 pub mod tls;
+pub mod word_blocklist;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
@@ -208,6 +210,10 @@ pub struct TranslateConfig {
     /// annotations (never interpreted). Off by default; the ConfigMap's
     /// `allow-snippet-annotations` overrides it.
     pub serve_ingresses_with_snippets: bool,
+    /// `--disable-catch-all`: an Ingress with `spec.defaultBackend` is not served at all, its
+    /// rules neither (ingress-nginx's flag of that name: store.go `hasCatchAllIngressRule`
+    /// ignores the whole Ingress, and deletes an Ingress updated to one). Off by default.
+    pub disable_catch_all: bool,
     /// `--enable-ssl-passthrough`: hosts of `ssl-passthrough` Ingresses get their TLS
     /// connections passed to the pod untouched (see [`passthrough`]). Off by default.
     pub enable_ssl_passthrough: bool,
@@ -242,6 +248,7 @@ impl Default for TranslateConfig {
             nginx_compatible_classes: vec![compat::DEFAULT_COMPATIBLE_CLASS.into()],
             configmap: None,
             serve_ingresses_with_snippets: false,
+            disable_catch_all: false,
             enable_ssl_passthrough: false,
             disable_svc_external_name: false,
             proxy_syn_rate_limit: None,
@@ -347,6 +354,37 @@ fn l7_of<'a>(
         for name in &check.unsupported {
             *unsupported_annotations.entry(name.clone()).or_insert(0u64) += 1;
         }
+        let blocked = word_blocklist::blocked(
+            ing.metadata.annotations.as_ref(),
+            &controller.annotation_value_word_blocklist,
+        );
+        if let Some((annotation, word)) = blocked {
+            diags.error(
+                &oref,
+                "AnnotationValueBlocked",
+                format!(
+                    "annotation {annotation} contains the word {word:?} listed in the ConfigMap's \
+                     {}: the Ingress is not served",
+                    word_blocklist::KEY
+                ),
+            );
+        }
+        // ingress-nginx's admission message says the same: remove the one or the other.
+        let catch_all = config.disable_catch_all
+            && ing
+                .spec
+                .as_ref()
+                .is_some_and(|s| s.default_backend.is_some());
+        if catch_all {
+            diags.error(
+                &oref,
+                "CatchAllDisabled",
+                "spec.defaultBackend makes this a catch-all Ingress, and --disable-catch-all is \
+                 set: the Ingress is not served, its rules neither (remove .spec.defaultBackend \
+                 or the flag)",
+            );
+        }
+        let blocked = blocked.is_some() || catch_all;
         let key = Key::new(oref.namespace, oref.name);
         if by_host::reaches_beyond_hosts(ing) {
             index.global.insert(key.clone());
@@ -363,7 +401,7 @@ fn l7_of<'a>(
             diags.error(&oref_of(ing), reason, msg);
             continue;
         }
-        if check.snippets.is_empty() || serve_snippets {
+        if !blocked && (check.snippets.is_empty() || serve_snippets) {
             served.push(*ing);
         }
     }

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use super::annotations::{TIMEOUT_RANGE, parse_duration};
+use super::annotations::parse_duration;
 use crate::model::{NextUpstream, RetryOn};
 
 /// The keys, as annotations (without prefix) and ConfigMap keys.
@@ -52,10 +52,13 @@ pub fn parse(get: impl Fn(&str) -> Option<String>) -> (NextUpstream, Vec<Invalid
             Err(_) => bad(TRIES, v, "a number of tries (0: no limit)"),
         }
     }
+    // Any number of seconds, as ingress-nginx's integer key and nginx's
+    // `proxy_next_upstream_timeout` take (its e2e tests set "999999"); one too far ahead for
+    // the clock is no limit ([`crate::proxy::next_upstream`]).
     if let Some(v) = get(TIMEOUT) {
-        match parse_duration(&v).filter(|d| *d <= *TIMEOUT_RANGE.end()) {
+        match parse_duration(&v) {
             Some(d) => out.timeout = Some(d),
-            None => bad(TIMEOUT, v, "a number of seconds up to 604800 (0: no limit)"),
+            None => bad(TIMEOUT, v, "a number of seconds (0: no limit)"),
         }
     }
     (out, invalid)
@@ -160,7 +163,11 @@ mod tests {
         assert_eq!(n.timeout, Some(Duration::from_secs(30)));
         assert!(!no_limit(n.timeout));
         assert_eq!(read(&[]).0, NextUpstream::default());
-        let (n, bad) = read(&[(WHEN, "sometimes"), (TRIES, "-1"), (TIMEOUT, "604801")]);
+        // ingress-nginx e2e: `proxy-next-upstream-timeout: "999999"` is a value like any other.
+        let (n, bad) = read(&[(TIMEOUT, "999999")]);
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(n.timeout, Some(Duration::from_secs(999_999)));
+        let (n, bad) = read(&[(WHEN, "sometimes"), (TRIES, "-1"), (TIMEOUT, "soon")]);
         assert_eq!(n, NextUpstream::default(), "bad values keep the defaults");
         let keys: Vec<&str> = bad.iter().map(|b| b.key).collect();
         assert_eq!(keys, [WHEN, TRIES, TIMEOUT]);

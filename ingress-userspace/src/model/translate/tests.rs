@@ -369,6 +369,67 @@ fn default_backends() {
     );
 }
 
+/// `--disable-catch-all` (ingress-nginx e2e settings/disable_catch_all.go): an Ingress with
+/// `spec.defaultBackend` is not served, with or without rules, with an Error; an Ingress
+/// with rules only is; updating an Ingress to catch-all takes its routes away.
+#[test]
+fn disable_catch_all_ignores_ingresses_with_a_default_backend() {
+    let config = TranslateConfig {
+        disable_catch_all: true,
+        ..mk_config()
+    };
+    let mut o = base();
+    let mut bare = mk_ingress("default", "bare", 1, vec![]);
+    bare.spec.as_mut().unwrap().default_backend = Some(backend("api", "80"));
+    o.upsert(ing(bare));
+    let mut with_rules = mk_ingress(
+        "default",
+        "with-rules",
+        2,
+        vec![("a.example.com", vec![("/", "Prefix", "web", "80")])],
+    );
+    with_rules.spec.as_mut().unwrap().default_backend = Some(backend("api", "80"));
+    o.upsert(ing(with_rules));
+    let plain = mk_ingress(
+        "default",
+        "plain",
+        3,
+        vec![("b.example.com", vec![("/", "Prefix", "web", "80")])],
+    );
+    o.upsert(ing(plain.clone()));
+    let s = translate(&o, &config);
+    assert!(s.l7.default_backend.is_none());
+    assert!(
+        !s.l7.hosts.contains_key("a.example.com"),
+        "its rules neither"
+    );
+    assert!(s.l7.hosts.contains_key("b.example.com"));
+    let mut errors: Vec<_> = s
+        .diagnostics
+        .iter()
+        .filter(|d| d.reason == "CatchAllDisabled")
+        .map(|d| (d.object.name.clone(), d.severity))
+        .collect();
+    errors.sort();
+    assert_eq!(
+        errors,
+        [
+            ("bare".to_string(), crate::model::Severity::Error),
+            ("with-rules".to_string(), crate::model::Severity::Error)
+        ]
+    );
+    // "should delete Ingress updated to catch-all"
+    let mut updated = plain;
+    updated.spec.as_mut().unwrap().default_backend = Some(backend("api", "80"));
+    o.upsert(ing(updated));
+    let s = translate(&o, &config);
+    assert!(!s.l7.hosts.contains_key("b.example.com"));
+    // Without the flag, all of them are served.
+    let s = run(&o);
+    assert!(s.l7.default_backend.is_some());
+    assert!(s.l7.hosts.contains_key("a.example.com"));
+}
+
 #[test]
 fn other_classes_ignored_entirely() {
     let mut o = base();
@@ -830,6 +891,49 @@ fn default_certificates_and_tls_host_conflicts() {
         s.l7.default_certificate.as_ref().unwrap().secret.name,
         "fallback"
     );
+}
+
+/// A Secret whose certificate does not name the host (ingress-nginx e2e
+/// settings/default_ssl_certificate.go "uses default ssl certificate for host based ingress
+/// when configured certificate does not match host"): the host is served with the default
+/// certificate, and a Warning names the host.
+#[test]
+fn a_certificate_that_does_not_name_the_host_gives_way_to_the_default() {
+    let (crt, key) = mk_cert_pem(&["other.example.com"]);
+    let (wild, wild_key) = mk_cert_pem(&["*.example.com"]);
+    let mut o = base();
+    o.upsert(Object::Secret(Arc::new(mk_tls_secret(
+        "default", "other", &crt, &key,
+    ))));
+    o.upsert(Object::Secret(Arc::new(mk_tls_secret(
+        "default", "wild", &wild, &wild_key,
+    ))));
+    let rule = |h: &'static str| vec![(h, vec![("/", "Prefix", "web", "80")])];
+    o.upsert(ing(with_tls(
+        mk_ingress("default", "mismatch", 1, rule("foo.example.com")),
+        &["foo.example.com"],
+        "other",
+    )));
+    o.upsert(ing(with_tls(
+        mk_ingress("default", "wildcard", 2, rule("bar.example.com")),
+        &["bar.example.com"],
+        "wild",
+    )));
+    let s = run(&o);
+    assert!(s.l7.hosts["foo.example.com"].tls, "still HTTPS, redirected");
+    assert!(!s.l7.certificates.contains_key("foo.example.com"));
+    assert_eq!(s.l7.certificates["bar.example.com"].secret.name, "wild");
+    let d: Vec<_> = s
+        .diagnostics
+        .iter()
+        .filter(|d| d.reason == "TlsCertificateHostMismatch")
+        .collect();
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(
+        (d[0].object.name.as_str(), d[0].severity),
+        ("mismatch", crate::model::Severity::Warning)
+    );
+    assert!(d[0].message.contains("foo.example.com"), "{}", d[0].message);
 }
 
 #[test]
@@ -1360,7 +1464,7 @@ fn refused_endpoints_keep_the_fast_path_equal_to_a_full_translation() {
 
 #[test]
 fn secrets_outside_secret_namespaces_are_reported_not_read() {
-    let (crt, key) = mk_cert_pem(&["a.example.com"]);
+    let (crt, key) = mk_cert_pem(&["default.example.com", "shop.example.com"]);
     let mut o = base();
     for ns in ["default", "shop"] {
         o.upsert(Object::Secret(Arc::new(mk_tls_secret(
@@ -1469,6 +1573,81 @@ fn snippet_ingresses_are_not_served_unless_allowed_and_ignored_annotations_are_c
         },
     );
     assert!(served.l7.hosts.contains_key("s.example.com"));
+}
+
+/// `annotation-value-word-blocklist` (ingress-nginx e2e settings/badannotationvalues.go): an
+/// Ingress whose annotation value holds a listed word is not served, with an Error naming the
+/// annotation and the word; the other Ingresses are served.
+#[test]
+fn annotation_value_word_blocklist_drops_the_ingress() {
+    let mut o = base();
+    o.upsert(ing(with_annotation(
+        mk_ingress(
+            "default",
+            "bad",
+            1,
+            vec![("bad.example.com", vec![("/", "Prefix", "web", "http")])],
+        ),
+        "nginx.ingress.kubernetes.io/rewrite-target",
+        "/x/another_directive",
+    )));
+    o.upsert(ing(with_annotation(
+        mk_ingress(
+            "default",
+            "good",
+            1,
+            vec![("good.example.com", vec![("/", "Prefix", "web", "http")])],
+        ),
+        "nginx.ingress.kubernetes.io/rewrite-target",
+        "/x",
+    )));
+    let s = run(&o);
+    assert!(
+        s.l7.hosts.contains_key("bad.example.com"),
+        "no list: served"
+    );
+    o.upsert(Object::ConfigMap(Arc::new(
+        k8s_openapi::api::core::v1::ConfigMap {
+            metadata: meta("ingress-nginx", "cm"),
+            data: Some(
+                [(
+                    "annotation-value-word-blocklist".to_string(),
+                    "invalid_directive, another_directive".to_string(),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        },
+    )));
+    let config = TranslateConfig {
+        configmap: Some(crate::store::Key::new("ingress-nginx", "cm")),
+        ..mk_config()
+    };
+    let s = translate(&o, &config);
+    assert!(!s.l7.hosts.contains_key("bad.example.com"));
+    assert!(s.l7.hosts.contains_key("good.example.com"));
+    let d = s
+        .diagnostics
+        .iter()
+        .find(|d| d.reason == "AnnotationValueBlocked")
+        .expect("an Error for the dropped Ingress");
+    assert_eq!(
+        (d.object.name.as_str(), d.severity),
+        ("bad", crate::model::Severity::Error)
+    );
+    assert!(
+        d.message
+            .contains("nginx.ingress.kubernetes.io/rewrite-target")
+            && d.message.contains("\"another_directive\""),
+        "{}",
+        d.message
+    );
+    assert!(
+        !s.diagnostics
+            .iter()
+            .any(|d| d.reason == "UnsupportedConfigMapKey"),
+        "the key is known"
+    );
 }
 
 /// `no-tls-redirect-locations` (default `/.well-known/acme-challenge`, ingress-nginx's

@@ -334,15 +334,72 @@ fn client_address_and_forwarded_for() {
             peer: "10.0.0.2",
             proxied: Some("10.2.0.1"),
             sent: &[("x-forwarded-for", "203.0.113.7")],
-            client: "10.2.0.1",
+            client: "203.0.113.7",
             xff: "203.0.113.7, 10.2.0.1",
+        },
+        // ingress-nginx e2e settings/proxy_protocol.go "should trust X-Forwarded headers when
+        // the client IP address is trusted": nginx.tmpl's X-Forwarded-For-Proxy-Protocol.
+        Case {
+            name: "proxy protocol + use-forwarded-headers, trusted PROXY source: X-Forwarded-For",
+            flags: &[
+                "--use-proxy-protocol",
+                "--use-forwarded-headers",
+                "--proxy-real-ip-cidr=10.0.0.0/8,192.168.0.1/32",
+            ],
+            peer: "10.0.0.2",
+            proxied: Some("192.168.0.1"),
+            sent: &[("x-forwarded-for", "192.168.0.111")],
+            client: "192.168.0.111",
+            xff: "192.168.0.111",
+        },
+        Case {
+            name: "proxy protocol + use-forwarded-headers, untrusted PROXY source: the source",
+            flags: &[
+                "--use-proxy-protocol",
+                "--use-forwarded-headers",
+                "--proxy-real-ip-cidr=10.0.0.0/8",
+            ],
+            peer: "10.0.0.2",
+            proxied: Some("192.168.0.1"),
+            sent: &[("x-forwarded-for", "192.168.0.111")],
+            client: "192.168.0.1",
+            xff: "192.168.0.1",
+        },
+        Case {
+            name: "proxy protocol + use-forwarded-headers, untrusted peer: the peer",
+            flags: &[
+                "--use-proxy-protocol",
+                "--use-forwarded-headers",
+                "--proxy-real-ip-cidr=10.0.0.0/8,192.168.0.1/32",
+            ],
+            peer: "198.51.100.9",
+            proxied: Some("192.168.0.1"),
+            sent: &[("x-forwarded-for", "192.168.0.111")],
+            client: "198.51.100.9",
+            xff: "198.51.100.9",
+        },
+        Case {
+            name: "proxy protocol + enable-real-ip: the PROXY source (real_ip_header proxy_protocol)",
+            flags: &[
+                "--use-proxy-protocol",
+                "--enable-real-ip",
+                "--proxy-real-ip-cidr=10.0.0.0/8,192.168.0.1/32",
+            ],
+            peer: "10.0.0.2",
+            proxied: Some("192.168.0.1"),
+            sent: &[("x-forwarded-for", "192.168.0.111")],
+            client: "192.168.0.1",
+            xff: "192.168.0.1",
         },
     ];
     for c in cases {
         let cfg = cfg(c.flags);
         let origin = cfg.origin(
             sock(c.peer),
-            c.proxied.map(sock),
+            c.proxied.map(|ip| Proxied {
+                source: sock(ip),
+                destination: "10.9.0.1:443".parse().unwrap(),
+            }),
             "10.0.0.1:443".parse().unwrap(),
             true,
         );
@@ -493,4 +550,126 @@ fn trusted_list_is_never_everyone_when_empty() {
     c.trusted = vec![parse_cidr("::/0").unwrap()];
     assert!(c.trusts("2001:db8::1".parse().unwrap()));
     assert!(!c.trusts("10.0.0.1".parse().unwrap()));
+}
+
+/// Scheme and port as ingress-nginx derives them (lua_ingress.lua `rewrite`, nginx.tmpl
+/// `$pass_server_port`), with the e2e tests of settings/proxy_protocol.go and
+/// settings/listen_nondefault_ports.go.
+#[test]
+fn scheme_and_port_from_proxy_header_and_https_port() {
+    // (flags, PROXY destination port, TLS, local port, received headers) -> (proto, port,
+    // redirect port)
+    type Row = (
+        &'static [&'static str],
+        Option<u16>,
+        bool,
+        u16,
+        &'static [(&'static str, &'static str)],
+        (&'static str, &'static str, &'static str),
+    );
+    const PP: &[&str] = &["--use-proxy-protocol"];
+    const PP_LB: &[&str] = &["--use-proxy-protocol", "--use-forwarded-headers"];
+    let rows: &[Row] = &[
+        // "should respect port passed by the PROXY Protocol"
+        (PP, Some(1234), false, 80, &[], ("http", "1234", "80")),
+        // "should respect proto passed by the PROXY Protocol server port"
+        (PP, Some(443), false, 80, &[], ("https", "443", "80")),
+        // "should enable PROXY Protocol for HTTPS": 443 is the HTTPS port, 1234 passed on.
+        (PP, Some(1234), true, 443, &[], ("https", "1234", "443")),
+        // A LOCAL header: the connection's own port.
+        (PP, None, false, 80, &[], ("http", "80", "80")),
+        // Forwarded headers replace the PROXY values, except that destination 443 is https.
+        (
+            PP_LB,
+            Some(443),
+            false,
+            80,
+            &[("x-forwarded-proto", "http"), ("x-forwarded-port", "8080")],
+            ("https", "8080", "8080"),
+        ),
+        (
+            PP_LB,
+            Some(1234),
+            false,
+            80,
+            &[("x-forwarded-proto", "https")],
+            ("https", "1234", "80"),
+        ),
+        // Headers are not believed without use-forwarded-headers.
+        (
+            PP,
+            Some(1234),
+            false,
+            80,
+            &[("x-forwarded-proto", "https"), ("x-forwarded-port", "9")],
+            ("http", "1234", "80"),
+        ),
+        // listen_nondefault_ports.go: --https-port 1443 is passed on as 443, --http-port
+        // 1080 as itself.
+        (
+            &["--http-port=1080", "--https-port=1443"],
+            None,
+            true,
+            1443,
+            &[],
+            ("https", "443", "1443"),
+        ),
+        (
+            &["--http-port=1080", "--https-port=1443"],
+            None,
+            false,
+            1080,
+            &[],
+            ("http", "1080", "1080"),
+        ),
+        // A believed X-Forwarded-Port naming the HTTPS port too (the same text comparison).
+        (
+            &["--use-forwarded-headers", "--https-port=1443"],
+            None,
+            false,
+            80,
+            &[("x-forwarded-port", "1443")],
+            ("http", "443", "1443"),
+        ),
+    ];
+    for (flags, dest, tls, local, sent, want) in rows {
+        let cfg = cfg(flags);
+        let proxied = dest.map(|port| Proxied {
+            source: sock("192.168.0.1"),
+            destination: SocketAddr::new("192.168.0.11".parse().unwrap(), port),
+        });
+        let local = SocketAddr::new("10.0.0.1".parse().unwrap(), *local);
+        let c = cfg
+            .origin(sock("10.0.0.2"), proxied, local, *tls)
+            .client(&cfg, &headers(sent));
+        let got = forwarded(&c);
+        assert_eq!(
+            (
+                got[2].as_str(),
+                got[4].as_str(),
+                c.redirect_port.to_str().unwrap()
+            ),
+            *want,
+            "{flags:?} {dest:?} tls={tls} {sent:?}"
+        );
+        assert_eq!(
+            c.https(),
+            want.0 == "https",
+            "ssl-redirect follows the scheme"
+        );
+    }
+    // A PROXY header from an untrusted peer is not read for the port either.
+    let cfg = cfg(&["--use-proxy-protocol", "--proxy-real-ip-cidr=10.0.0.0/8"]);
+    let c = cfg
+        .origin(
+            sock("198.51.100.9"),
+            Some(Proxied {
+                source: sock("192.168.0.1"),
+                destination: "192.168.0.11:443".parse().unwrap(),
+            }),
+            "10.0.0.1:80".parse().unwrap(),
+            false,
+        )
+        .client(&cfg, &HeaderMap::new());
+    assert_eq!(forwarded(&c)[2..5], ["http", "app.test", "80"]);
 }

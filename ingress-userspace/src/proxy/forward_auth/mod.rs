@@ -113,7 +113,7 @@ impl VarSource for Request<'_> {
             // The catch-all server's label is `*`; ingress-nginx names it `_`.
             Var::ServerName if self.route_host == "*" => out.push('_'),
             Var::ServerName => out.push_str(self.route_host),
-            Var::ServerPort => out.push_str(self.client.port.to_str().unwrap_or_default()),
+            Var::ServerPort => out.push_str(self.client.redirect_port.to_str().unwrap_or_default()),
             Var::RequestId => out.push_str(self.request_id.to_str().unwrap_or_default()),
             Var::Header(name) => {
                 if let Some(v) = http_variable(self.headers, name) {

@@ -18,6 +18,7 @@ fn client() -> Client {
         proto: HeaderValue::from_static("https"),
         host: None,
         port: HeaderValue::from_static("443"),
+        redirect_port: HeaderValue::from_static("443"),
     }
 }
 
