@@ -1538,7 +1538,7 @@ async fn listener_sets_are_served_and_get_status() {
             && s.l7
                 .hosts
                 .get("set.example")
-                .is_some_and(|vh| vh.routes[0].matches.listener_ports == Some(vec![8080]))
+                .is_some_and(|vh| vh.routes[0].matches.listener_ports() == Some(&[8080][..]))
     })
     .await;
     let (_candidate, _writer) = status_writer(client, "xdp-ingress.dev/controller", &ctl);

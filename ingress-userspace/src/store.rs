@@ -219,10 +219,7 @@ macro_rules! define_store {
             /// Replaces every object of `kind` with `objects` (a re-list); returns whether
             /// anything changed.
             pub fn replace_kind(&mut self, kind: ObjectKind, objects: Vec<Object>) -> bool {
-                let mut fresh = Objects::default();
-                for o in objects.into_iter().filter(|o| o.kind() == kind) {
-                    fresh.upsert(o);
-                }
+                let fresh = Objects::from_objects(objects.into_iter().filter(|o| o.kind() == kind));
                 match kind {
                     $(ObjectKind::$variant => {
                         let changed = self.$field != fresh.$field;
@@ -230,6 +227,31 @@ macro_rules! define_store {
                         changed
                     })*
                     _ => false,
+                }
+            }
+
+            /// Builds a layer from a list of objects; later duplicates replace earlier ones.
+            ///
+            /// Each kind's map is built at once from its entries sorted by key, which fills
+            /// the B-tree's nodes (11 entries each). Inserted one by one, in the files' order
+            /// or the API's, a full node splits in two and nodes stay half to two thirds
+            /// full: ~50 bytes more per object (an entry is 56: its [`Key`] and the `Arc`),
+            /// 2-3 MiB of a layer at 10k Ingresses (`bench_control_plane`'s heap parts).
+            pub fn from_objects(objects: impl IntoIterator<Item = Object>) -> Objects {
+                #[derive(Default)]
+                struct Entries {
+                    $($field: Vec<(Key, Arc<$ty>)>,)*
+                }
+                let mut entries = Entries::default();
+                for o in objects {
+                    let k = o.key();
+                    match o {
+                        $(Object::$variant(v) => entries.$field.push((k, v)),)*
+                    }
+                }
+                Objects {
+                    $($field: bulk(entries.$field),)*
+                    diagnostics: Vec::new(),
                 }
             }
 
@@ -248,6 +270,21 @@ macro_rules! define_store {
 }
 
 kinds!(define_store);
+
+/// A map of `entries` (the last of equal keys wins), built from them sorted: `BTreeMap`'s
+/// `FromIterator` then fills its nodes, sorting again in linear time (the input is one run).
+fn bulk<T>(mut entries: Vec<(Key, Arc<T>)>) -> BTreeMap<Key, Arc<T>> {
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    // Stable: equal keys stay in input order; `later` goes, its value kept in the earlier slot.
+    entries.dedup_by(|later, kept| {
+        let equal = later.0 == kept.0;
+        if equal {
+            std::mem::swap(&mut later.1, &mut kept.1);
+        }
+        equal
+    });
+    entries.into_iter().collect()
+}
 
 /// A Secret as `Debug` may show it: no data bytes.
 struct RedactedSecret<'a>(&'a Secret);
@@ -278,15 +315,6 @@ impl std::fmt::Debug for RedactedSecret<'_> {
 }
 
 impl Objects {
-    /// Builds a layer from a list of objects; later duplicates replace earlier ones.
-    pub fn from_objects(objects: impl IntoIterator<Item = Object>) -> Objects {
-        let mut all = Objects::default();
-        for o in objects {
-            all.upsert(o);
-        }
-        all
-    }
-
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -439,6 +467,36 @@ mod tests {
             Change::Delete(ObjectKind::Service, Key::new("a", "x"))
         ));
         assert!(s.view().services.is_empty());
+    }
+
+    #[test]
+    fn a_layer_built_at_once_equals_one_built_by_upserts() {
+        let objects: Vec<Object> = [
+            ("b", "2", "1"),
+            ("a", "1", "1"),
+            ("b", "2", "2"),
+            ("a", "0", "1"),
+        ]
+        .iter()
+        .map(|(ns, name, label)| svc(ns, name, label))
+        .collect();
+        let mut one_by_one = Objects::default();
+        for o in objects.clone() {
+            one_by_one.upsert(o);
+        }
+        let built = Objects::from_objects(objects);
+        assert_eq!(built, one_by_one);
+        // The later of the two `b/2` wins.
+        assert_eq!(
+            built.services[&Key::new("b", "2")],
+            one_by_one.services[&Key::new("b", "2")]
+        );
+        let Object::Service(later) = svc("b", "2", "2") else {
+            unreachable!()
+        };
+        assert_eq!(built.services[&Key::new("b", "2")], later);
+        let keys: Vec<String> = built.services.keys().map(|k| k.to_string()).collect();
+        assert_eq!(keys, ["a/0", "a/1", "b/2"]);
     }
 
     #[test]

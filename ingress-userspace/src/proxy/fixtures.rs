@@ -66,15 +66,7 @@ pub fn route_to(path: PathMatch, upstream: Arc<Upstream>) -> Route {
         PathMatch::Regex(r) | PathMatch::FullRegex(r) => r.clone(),
     };
     Route {
-        matches: RouteMatch {
-            path,
-            headers: Vec::new(),
-            method: None,
-            query: Vec::new(),
-            tls: None,
-            listener_ports: None,
-            gateway_addresses: None,
-        },
+        matches: RouteMatch::path(path),
         action: RouteAction::Forward(vec![WeightedUpstream {
             upstream,
             weight: 1,

@@ -821,11 +821,11 @@ fn compile_match(m: &RouteMatch) -> Result<Matcher, regex::Error> {
             .collect()
     };
     let more = MoreMatch {
-        method: m.method.as_ref().map(|s| s.to_ascii_uppercase()),
-        listener_ports: m.listener_ports.clone(),
-        gateway_addresses: m.gateway_addresses.clone(),
-        headers: values(&m.headers, true)?,
-        query: values(&m.query, false)?,
+        method: m.method().map(|s| s.to_ascii_uppercase()),
+        listener_ports: m.listener_ports().map(<[u16]>::to_vec),
+        gateway_addresses: m.gateway_addresses().map(<[std::net::IpAddr]>::to_vec),
+        headers: values(m.headers(), true)?,
+        query: values(m.query(), false)?,
     };
     Ok(Matcher {
         path,
@@ -1090,14 +1090,16 @@ mod tests {
     #[test]
     fn header_method_and_query_matches() {
         let mut r = route(path("Prefix", "/"), "canary");
-        r.matches.headers.push(HeaderMatch {
-            name: "X-Canary".into(),
-            value: StringMatch::Exact("always".into()),
-        });
-        r.matches.method = Some("post".into());
-        r.matches.query.push(HeaderMatch {
-            name: "v".into(),
-            value: StringMatch::Regex("[0-9]+".into()),
+        r.matches.set_more(|m| {
+            m.headers.push(HeaderMatch {
+                name: "X-Canary".into(),
+                value: StringMatch::Exact("always".into()),
+            });
+            m.method = Some("post".into());
+            m.query.push(HeaderMatch {
+                name: "v".into(),
+                value: StringMatch::Regex("[0-9]+".into()),
+            });
         });
         let l7 = l7_with(
             vec![vhost(

@@ -201,14 +201,15 @@ fn is_manifest(p: &Path) -> bool {
 #[derive(Debug)]
 pub struct ManifestDir {
     dir: PathBuf,
-    last_good: BTreeMap<PathBuf, Vec<Object>>,
+    last_good: BTreeMap<PathBuf, FileObjects>,
     /// What the last [`ManifestDir::load`] or [`ManifestDir::reload`] made of them.
     ///
     /// Only whether an object is held, as a count per hash of its kind and key: a copy of the
     /// merged view's maps (every key twice more, ~130 bytes an object) was kept only for that
     /// question. Two keys of one hash read as held when one is: the reload then defers to the
-    /// full load, which is always right.
-    held: HashMap<u64, u32>,
+    /// full load, which is always right. 32 bits of hash: at 50k objects a new key reads as
+    /// held about once in 86,000 (then the full load), and an entry is half of a 64-bit one's.
+    held: HashMap<u32, u32>,
     /// Whether the last load reported problems (they must go by a full load).
     had_diagnostics: bool,
     /// Objects more than one file holds (the last file wins): a change of one of them is
@@ -217,9 +218,26 @@ pub struct ManifestDir {
     /// Files whose last read looked mid-write, held at their last good version (see
     /// [`HOLD`]) until they read as settled or their hold runs out.
     pending: BTreeMap<PathBuf, Pending>,
-    /// Files whose last good text does not end with a newline: for them a text cut mid-line
-    /// is how the file is written, not a sign of a write in progress.
-    unterminated: HashSet<PathBuf>,
+}
+
+/// One file's last good version.
+#[derive(Debug)]
+struct FileObjects {
+    /// Its objects in file order, without spare capacity (kept as long as the file is).
+    objects: Box<[Object]>,
+    /// Its text does not end with a newline: for it a text cut mid-line is how the file is
+    /// written, not a sign of a write in progress. Only a file with objects live is ever held
+    /// ([`ManifestDir::judge`]), so the files without a last good version need no such mark.
+    unterminated: bool,
+}
+
+impl FileObjects {
+    fn new(objects: Vec<Object>, unterminated: bool) -> FileObjects {
+        FileObjects {
+            objects: objects.into_boxed_slice(),
+            unterminated,
+        }
+    }
 }
 
 /// How long a file that has objects live is held at its last good version while it reads as
@@ -288,9 +306,10 @@ enum Verdict {
 }
 
 /// The hash [`ManifestDir`] counts an object under (std's SipHash with fixed keys).
-fn held_hash(k: &(ObjectKind, Key)) -> u64 {
+fn held_hash(k: &(ObjectKind, Key)) -> u32 {
     use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-    BuildHasherDefault::<DefaultHasher>::default().hash_one(k)
+    // The low 32 bits: SipHash's are all equally mixed.
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(k) as u32
 }
 
 /// One file's objects by kind and key; a later duplicate in the file wins, as in
@@ -300,11 +319,11 @@ fn by_key(objects: &[Object]) -> HashMap<(ObjectKind, Key), &Object> {
 }
 
 /// Keys (with their kind) that more than one file of `files` holds.
-fn held_twice(files: &BTreeMap<PathBuf, Vec<Object>>) -> HashSet<(ObjectKind, Key)> {
+fn held_twice(files: &BTreeMap<PathBuf, FileObjects>) -> HashSet<(ObjectKind, Key)> {
     let mut seen = HashSet::new();
     let mut twice = HashSet::new();
-    for objects in files.values() {
-        for k in by_key(objects).into_keys() {
+    for file in files.values() {
+        for k in by_key(&file.objects).into_keys() {
             if let Some(k) = seen.replace(k) {
                 twice.insert(k);
             }
@@ -322,7 +341,6 @@ impl ManifestDir {
             had_diagnostics: false,
             held_twice: HashSet::new(),
             pending: BTreeMap::new(),
-            unterminated: HashSet::new(),
         }
     }
 
@@ -343,7 +361,9 @@ impl ManifestDir {
 
     /// Whether `path` has objects live (its last good version has some).
     fn is_live(&self, path: &Path) -> bool {
-        self.last_good.get(path).is_some_and(|o| !o.is_empty())
+        self.last_good
+            .get(path)
+            .is_some_and(|f| !f.objects.is_empty())
     }
 
     /// Whether `read` of `path` is taken or held: held while it looks mid-write (empty,
@@ -353,7 +373,7 @@ impl ManifestDir {
     fn judge(&self, path: &Path, read: FileRead, now: Instant) -> Verdict {
         let live = self.is_live(path);
         let empty = matches!(&read.parsed, Ok(o) if o.is_empty());
-        let cut = read.cut && !self.unterminated.contains(path);
+        let cut = read.cut && !self.last_good.get(path).is_some_and(|f| f.unterminated);
         if !live || !(read.changing || empty || cut) {
             return Verdict::Take(read.parsed);
         }
@@ -439,7 +459,7 @@ impl ManifestDir {
         let (mut added, mut removed) = (Vec::new(), Vec::new());
         let mut touched = HashSet::new();
         for (path, objects) in &read {
-            let old = by_key(self.last_good.get(path).map_or(&[][..], |v| &v[..]));
+            let old = by_key(self.last_good.get(path).map_or(&[][..], |f| &f.objects[..]));
             let new = by_key(objects.as_deref().unwrap_or_default());
             for (k, o) in &new {
                 // Held twice before, or now by two of the changed files.
@@ -469,16 +489,15 @@ impl ManifestDir {
         }
         for path in read.keys() {
             self.pending.remove(path);
-            if cut.contains(path) {
-                self.unterminated.insert(path.clone());
-            } else {
-                self.unterminated.remove(path);
-            }
         }
         self.pending.extend(holds);
         for (path, objects) in read {
             match objects {
-                Some(o) => self.last_good.insert(path, o),
+                Some(o) => {
+                    let unterminated = cut.contains(&path);
+                    self.last_good
+                        .insert(path, FileObjects::new(o, unterminated))
+                }
                 None => self.last_good.remove(&path),
             };
         }
@@ -527,46 +546,38 @@ impl ManifestDir {
         };
         files.sort();
         let reads = read_and_parse(&files, |p| self.is_live(p));
-        let mut next = BTreeMap::new();
+        // In name order, each file once: collected at once into the map below, whose nodes
+        // that fills (inserted one by one in order, they would stay about half full).
+        let mut next = Vec::with_capacity(files.len());
         let mut pending = BTreeMap::new();
-        let mut unterminated = HashSet::new();
         for (path, read) in files.into_iter().zip(reads) {
             let cut = read.cut;
             // Held or not parsing: the last good version stays, and so does what its text
             // ended with.
-            if self.unterminated.contains(&path) {
-                unterminated.insert(path.clone());
-            }
             let parsed = match self.judge(&path, read, now) {
                 Verdict::Take(parsed) => parsed,
                 Verdict::Hold(p) => {
                     pending.insert(path.clone(), p);
                     if let Some(old) = self.last_good.remove(&path) {
-                        next.insert(path, old);
+                        next.push((path, old));
                     }
                     continue;
                 }
             };
             match parsed {
-                Ok(objects) => {
-                    if cut {
-                        unterminated.insert(path.clone());
-                    } else {
-                        unterminated.remove(&path);
-                    }
-                    next.insert(path, objects);
-                }
+                Ok(objects) => next.push((path, FileObjects::new(objects, cut))),
                 Err(e) => {
                     warn!(file = %path.display(), error = %e, "manifest file ignored; keeping its last good version");
                     diagnostics.push(file_diag(&path, &e));
                     if let Some(old) = self.last_good.remove(&path) {
-                        next.insert(path, old);
+                        next.push((path, old));
                     }
                 }
             }
         }
+        let next: BTreeMap<PathBuf, FileObjects> = next.into_iter().collect();
         self.held = HashMap::new();
-        for k in next.values().flat_map(|o| by_key(o).into_keys()) {
+        for k in next.values().flat_map(|f| by_key(&f.objects).into_keys()) {
             *self.held.entry(held_hash(&k)).or_default() += 1;
         }
         // A key two files hold has a hash counted twice: without one (nearly always), no
@@ -579,8 +590,11 @@ impl ManifestDir {
         diagnostics.extend(shadowed(&next, &self.held_twice));
         self.last_good = next;
         self.pending = pending;
-        self.unterminated = unterminated;
-        let mut objects = Objects::from_objects(self.last_good.values().flatten().cloned());
+        let mut objects = Objects::from_objects(
+            self.last_good
+                .values()
+                .flat_map(|f| f.objects.iter().cloned()),
+        );
         objects.diagnostics = diagnostics;
         self.had_diagnostics = !objects.diagnostics.is_empty();
         objects
@@ -621,15 +635,15 @@ fn read_and_parse(files: &[PathBuf], live: impl Fn(&Path) -> bool + Sync) -> Vec
 /// (file names in order), replaces: which copy is served is not what a reader of the first
 /// file expects, so it is said rather than left to the file order.
 fn shadowed(
-    files: &BTreeMap<PathBuf, Vec<Object>>,
+    files: &BTreeMap<PathBuf, FileObjects>,
     twice: &HashSet<(ObjectKind, Key)>,
 ) -> Vec<Diagnostic> {
     if twice.is_empty() {
         return Vec::new();
     }
     let mut holders: BTreeMap<&(ObjectKind, Key), Vec<&Path>> = BTreeMap::new();
-    for (path, objects) in files {
-        for k in by_key(objects).into_keys() {
+    for (path, file) in files {
+        for k in by_key(&file.objects).into_keys() {
             if let Some(k) = twice.get(&k) {
                 holders.entry(k).or_default().push(path);
             }

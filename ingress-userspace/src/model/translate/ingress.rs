@@ -434,15 +434,7 @@ impl<'a> L7Builder<'a> {
             .as_ref()
             .map(|b| self.action(ns_ref, b, &opts, &oref, "spec.defaultBackend"));
         let fallback = fallback_action.as_ref().map(|action| Route {
-            matches: RouteMatch {
-                path: PathMatch::Prefix("/".into()),
-                headers: vec![],
-                method: None,
-                query: vec![],
-                tls: None,
-                listener_ports: None,
-                gateway_addresses: None,
-            },
+            matches: RouteMatch::path(PathMatch::Prefix("/".into())),
             action: action.clone(),
             policy: opts.policy.clone(),
             origin: RouteOrigin {
@@ -567,15 +559,7 @@ impl<'a> L7Builder<'a> {
                 let what = format!("spec.rules[{ri}].http.paths[{pi}]");
                 let action = self.action(ns_ref, &p.backend, &opts, &oref, &what);
                 let route = Route {
-                    matches: RouteMatch {
-                        path,
-                        headers: vec![],
-                        method: None,
-                        query: vec![],
-                        tls: None,
-                        listener_ports: None,
-                        gateway_addresses: None,
-                    },
+                    matches: RouteMatch::path(path),
                     action,
                     policy: {
                         let mut p = super::rewrite::for_location(&opts.policy, &written);
@@ -969,15 +953,7 @@ fn www_redirect(from: &str, to: &str, origin: RouteOrigin, status: u16) -> Virtu
     VirtualHost {
         host: from.to_string(),
         routes: vec![Route {
-            matches: RouteMatch {
-                path: PathMatch::CharPrefix("/".into()),
-                headers: vec![],
-                method: None,
-                query: vec![],
-                tls: None,
-                listener_ports: None,
-                gateway_addresses: None,
-            },
+            matches: RouteMatch::path(PathMatch::CharPrefix("/".into())),
             action: RouteAction::Respond {
                 status,
                 reason: "from-to-www-redirect".into(),

@@ -48,15 +48,7 @@ pub(super) fn of_first_ingress(
     // ingress-nginx applies `rewrite-target` to `location /` as to any path written `/`.
     let policy = super::rewrite::for_location(&opts.policy, "/");
     Some(Route {
-        matches: RouteMatch {
-            path: PathMatch::Prefix("/".into()),
-            headers: vec![],
-            method: None,
-            query: vec![],
-            tls: None,
-            listener_ports: None,
-            gateway_addresses: None,
-        },
+        matches: RouteMatch::path(PathMatch::Prefix("/".into())),
         action: RouteAction::DefaultBackend,
         policy,
         origin: RouteOrigin {
@@ -100,9 +92,9 @@ fn changes_answer(p: &crate::model::RoutePolicy) -> bool {
 /// (ingress-nginx: a path `/` replaces it).
 pub(super) fn covered(routes: &[Route]) -> bool {
     routes.iter().any(|r| {
-        r.matches.headers.is_empty()
-            && r.matches.method.is_none()
-            && r.matches.query.is_empty()
+        r.matches.headers().is_empty()
+            && r.matches.method().is_none()
+            && r.matches.query().is_empty()
             && matches!(
                 &r.matches.path,
                 PathMatch::Prefix(p) | PathMatch::CharPrefix(p) | PathMatch::Regex(p) if p == "/"

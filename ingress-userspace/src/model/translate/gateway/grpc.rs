@@ -113,7 +113,7 @@ pub fn precedence(m: &RouteMatch) -> (u8, Reverse<usize>, Reverse<usize>, Revers
         rank,
         Reverse(service),
         Reverse(method),
-        Reverse(m.headers.len()),
+        Reverse(m.headers().len()),
     )
 }
 
@@ -189,19 +189,17 @@ spec:
     /// header matches; regular expressions last.
     #[test]
     fn precedence_is_service_then_method_then_headers() {
-        let m = |path: PathMatch, headers: usize| RouteMatch {
-            path,
-            headers: (0..headers)
-                .map(|i| crate::model::HeaderMatch {
-                    name: format!("h{i}"),
-                    value: crate::model::StringMatch::Exact("v".into()),
-                })
-                .collect(),
-            method: None,
-            query: Vec::new(),
-            tls: None,
-            listener_ports: None,
-            gateway_addresses: None,
+        let m = |path: PathMatch, headers: usize| {
+            let mut m = RouteMatch::path(path);
+            m.set_more(|more| {
+                more.headers = (0..headers)
+                    .map(|i| crate::model::HeaderMatch {
+                        name: format!("h{i}"),
+                        value: crate::model::StringMatch::Exact("v".into()),
+                    })
+                    .collect();
+            });
+            m
         };
         let mut order = [
             ("regex", m(PathMatch::FullRegex("/(?:a)/(?:b)".into()), 3)),

@@ -323,11 +323,11 @@ spec:
     );
     // Served on the set's ports, under the set listener's hostname there.
     let routes = &s.l7.hosts["extra.example"].routes;
-    assert_eq!(routes[0].matches.listener_ports, Some(vec![8080]));
+    assert_eq!(routes[0].matches.listener_ports(), Some(&[8080][..]));
     let any: Vec<_> = (s.l7.any_host.iter())
         .flat_map(|vh| vh.routes.iter())
         .filter(|r| r.origin.object.name == "via-set")
-        .map(|r| r.matches.listener_ports.clone())
+        .map(|r| r.matches.listener_ports().map(<[u16]>::to_vec))
         .collect();
     assert_eq!(any, [Some(vec![8090])]);
     assert!(s.l7.gateway_listeners.contains_key(&8080));

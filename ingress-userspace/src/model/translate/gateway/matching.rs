@@ -76,18 +76,16 @@ pub fn route_match(m: &HttpRouteRulesMatches) -> Result<RouteMatch, String> {
             value: value_match(regex, &q.value)?,
         });
     }
-    Ok(RouteMatch {
-        path,
-        headers,
-        method: m
+    let mut matches = RouteMatch::path(path);
+    matches.set_more(|more| {
+        more.headers = headers;
+        more.method = m
             .method
             .as_ref()
-            .map(|m| format!("{m:?}").to_ascii_uppercase()),
-        query,
-        tls: None,
-        listener_ports: None,
-        gateway_addresses: None,
-    })
+            .map(|m| format!("{m:?}").to_ascii_uppercase());
+        more.query = query;
+    });
+    Ok(matches)
 }
 
 /// Sort key of a Gateway route: smaller is tried first (see the module docs; GRPCRoutes:
@@ -136,9 +134,9 @@ pub fn precedence(m: &RouteMatch, origin: &RouteOrigin) -> Precedence {
     (
         rank,
         Reverse(len),
-        Reverse(usize::from(m.method.is_some())),
-        Reverse(m.headers.len()),
-        Reverse(m.query.len()),
+        Reverse(usize::from(m.method().is_some())),
+        Reverse(m.headers().len()),
+        Reverse(m.query().len()),
         tail.0,
         tail.1,
         tail.2,

@@ -580,8 +580,10 @@ pub fn translate(
             for r in &built.routes {
                 let mut r = r.clone();
                 r.matches.tls = tls;
-                r.matches.listener_ports = Some(ports.clone());
-                r.matches.gateway_addresses = addresses.clone();
+                r.matches.set_more(|m| {
+                    m.listener_ports = Some(ports.clone());
+                    m.gateway_addresses = addresses.clone();
+                });
                 routes.push((host.clone(), r));
             }
         }

@@ -688,7 +688,7 @@ spec:
         routes
             .iter()
             .find(|r| r.origin.object.name == name)
-            .and_then(|r| r.matches.listener_ports.clone())
+            .and_then(|r| r.matches.listener_ports().map(<[u16]>::to_vec))
     };
     assert_eq!(ports_of("on-alt"), Some(vec![8080]));
     assert_eq!(ports_of("on-old"), Some(vec![80, 8080, 8090]));
@@ -1160,7 +1160,7 @@ spec:
         std::collections::BTreeMap::from([(9090, crate::model::ListenerProtocol::Http)])
     );
     let routes = &s.l7.hosts["rpc.example"].routes;
-    assert_eq!(routes[0].matches.listener_ports, Some(vec![9090]));
+    assert_eq!(routes[0].matches.listener_ports(), Some(&[9090][..]));
     assert_eq!(
         cond(
             &s.gateway_status.routes[&ObjectRef::new(ObjectKind::GRPCRoute, "app", "g")][0]
