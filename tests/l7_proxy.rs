@@ -4420,12 +4420,13 @@ spec:
         assert_eq!(h["x-ingress-name"], "app", "{service}");
         assert!(h.get("x-format").is_none(), "{service}: {h}");
         assert_eq!(h["x-request-id"].as_str().unwrap_or_default().len(), 32);
-        if service == "empty" {
-            assert_eq!(
-                (&h["x-service-name"], &h["x-service-port"]),
-                (&"empty".into(), &"80".into())
-            );
-        }
+        // The Service as the Ingress names it, whether or not it exists (ingress-nginx's e2e
+        // default_backend.go: `x-service-name=invalid` for a Service that does not exist).
+        assert_eq!(
+            (&h["x-service-name"], &h["x-service-port"]),
+            (&service.into(), &"80".into()),
+            "{service}"
+        );
         let mut r = req(proxy.http(), "db.test", "/");
         r.headers_mut()
             .insert("accept", "text/html".parse().unwrap());

@@ -429,10 +429,10 @@ impl<'a> L7Builder<'a> {
 
         let created = created(ing);
         let rules = spec.rules.as_deref().unwrap_or_default();
-        let fallback_action = spec
-            .default_backend
-            .as_ref()
-            .map(|b| self.action(ns_ref, b, &opts, &oref, "spec.defaultBackend"));
+        let fallback_action = spec.default_backend.as_ref().map(|b| {
+            let d = has_default_backend(errors.as_deref());
+            self.action(ns_ref, b, &opts, &oref, "spec.defaultBackend", d)
+        });
         let fallback = fallback_action.as_ref().map(|action| Route {
             matches: RouteMatch::path(PathMatch::Prefix("/".into())),
             action: action.clone(),
@@ -557,7 +557,8 @@ impl<'a> L7Builder<'a> {
                 }
                 hb.taken.insert(key, oref.clone());
                 let what = format!("spec.rules[{ri}].http.paths[{pi}]");
-                let action = self.action(ns_ref, &p.backend, &opts, &oref, &what);
+                let d = has_default_backend(errors.as_deref());
+                let action = self.action(ns_ref, &p.backend, &opts, &oref, &what, d);
                 let route = Route {
                     matches: RouteMatch::path(path),
                     action,
@@ -596,6 +597,7 @@ impl<'a> L7Builder<'a> {
         opts: &IngressOptions,
         oref: &ObjectRef,
         what: &str,
+        default_backend: bool,
     ) -> RouteAction {
         if let Some(why) = &opts.policy.response.denied {
             // ingress-nginx's denied location (`custom-headers` refused): 503, diagnosed once
@@ -622,9 +624,21 @@ impl<'a> L7Builder<'a> {
             }]),
             Err((reason, msg)) => {
                 self.diags.error(oref, reason, format!("{what}: {msg}"));
-                RouteAction::Respond {
-                    status: 503,
-                    reason: format!("{reason}: {msg}"),
+                match &backend.service {
+                    // The route's `default-backend` serves a missing Service's requests with
+                    // the Service as written in `X-Service-Name` / `X-Service-Port` (nginx.tmpl
+                    // sets `$service_name` / `$service_port` from the Ingress; e2e
+                    // `default_backend.go`): an upstream of no endpoints names it.
+                    Some(b) if default_backend && reason == "ServiceNotFound" => {
+                        RouteAction::Forward(vec![WeightedUpstream {
+                            upstream: Arc::new(missing_service(ns, b, opts)),
+                            weight: 1,
+                        }])
+                    }
+                    _ => RouteAction::Respond {
+                        status: 503,
+                        reason: format!("{reason}: {msg}"),
+                    },
                 }
             }
         }
@@ -966,5 +980,32 @@ fn www_redirect(from: &str, to: &str, origin: RouteOrigin, status: u16) -> Virtu
         tls: false,
         app_root: None,
         client_auth: None,
+    }
+}
+
+/// Whether the Ingress's `default-backend` annotation names a Service that serves its routes.
+fn has_default_backend(errors: Option<&crate::model::ErrorPages>) -> bool {
+    errors.is_some_and(|e| e.default_backend.is_some())
+}
+
+/// An upstream of no endpoints for Service `b` of namespace `ns`, which does not exist: the
+/// port as written (a number, or a name).
+fn missing_service(ns: &str, b: &IngressServiceBackend, opts: &IngressOptions) -> Upstream {
+    let port = b.port.as_ref().map_or(String::new(), |p| {
+        p.number
+            .map(|n| n.to_string())
+            .or_else(|| p.name.clone())
+            .unwrap_or_default()
+    });
+    Upstream {
+        id: format!("{ns}/{}:{port}", b.name),
+        service: ObjectRef::new(ObjectKind::Service, ns, &b.name),
+        protocol: opts.protocol,
+        endpoints: Vec::new(),
+        load_balancing: opts.load_balancing.clone(),
+        affinity: None,
+        service_upstream: false,
+        external_name: None,
+        tls: None,
     }
 }
