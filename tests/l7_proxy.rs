@@ -5871,6 +5871,46 @@ async fn header_names_with_underscores_are_dropped_unless_enabled() {
     }
 }
 
+/// nginx's `ignore_invalid_headers on` (ingress-nginx's default `ignore-invalid-headers:
+/// "true"`): request fields whose names hold other than letters, digits and `-` never reach the
+/// pod; the ConfigMap's `"false"` passes every field, underscored ones included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_names_nginx_takes_as_invalid_are_dropped_unless_ignore_invalid_headers_is_off() {
+    let a = backend("a");
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    let plain = ingress_yaml("inv.test", a.addr, &[]);
+    for (v, ignore) in [(1u64, None), (2, Some("false"))] {
+        let yaml = match ignore {
+            None => plain.clone(),
+            Some(x) => format!(
+                "{plain}{}",
+                configmap_yaml(&[("ignore-invalid-headers", x)])
+            ),
+        };
+        proxy.handle.apply(translated_with_configmap(v, &yaml));
+        let mut r = req(proxy.http(), "inv.test", "/");
+        for (name, value) in [
+            ("x.foo", "1"),
+            ("x!bar", "2"),
+            ("x_baz", "3"),
+            ("x-kept", "4"),
+        ] {
+            r.headers_mut().insert(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        let g = send(&c, r).await.unwrap();
+        assert_eq!(g.status, StatusCode::OK);
+        let hd = &g.json()["headers"];
+        assert_eq!(hd["x-kept"], "4", "{hd}");
+        for name in ["x.foo", "x!bar", "x_baz"] {
+            assert_eq!(hd.get(name).is_some(), ignore.is_some(), "{name}: {hd}");
+        }
+    }
+}
+
 /// nginx's `keepalive_timeout` is how long an idle keep-alive connection waits for its next
 /// request, whatever `client_header_timeout` says (that one bounds reading a request head).
 /// With a header timeout shorter than the keep-alive timeout, an idle HTTP/1.1 connection stays

@@ -28,7 +28,7 @@ use crate::{
         headers::{
             X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PORT, X_FORWARDED_PROTO,
             X_FORWARDED_SCHEME, X_ORIGINAL_FORWARDED_FOR, X_REAL_IP, X_REQUEST_ID, X_SCHEME,
-            add_forwarding, drop_underscored, for_http1_upstream, is_upgrade, strip_hop_by_hop,
+            add_forwarding, drop_invalid_names, for_http1_upstream, is_upgrade, strip_hop_by_hop,
         },
         request_target,
     },
@@ -349,10 +349,11 @@ fn check(h: &Head, s: &Setting) -> Result<(), TestCaseError> {
         trusted: s.trusted.clone(),
         https_port: 443,
     };
-    if !s.underscores {
-        drop_underscored(&mut headers);
-        prop_assert!(headers.keys().all(|k| !k.as_str().contains('_')));
-    }
+    // ingress-nginx's default `ignore-invalid-headers: true`.
+    drop_invalid_names(&mut headers, s.underscores);
+    let valid = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || (s.underscores && b == b'_');
+    let all_valid = headers.keys().all(|k| k.as_str().bytes().all(valid));
+    prop_assert!(all_valid);
     let local = SocketAddr::from(([198, 18, 0, 2], if s.tls { 443 } else { 80 }));
     let origin = trust.origin(SocketAddr::new(s.peer, 40000), None, local, s.tls);
     let client = origin.client(&trust, &headers);

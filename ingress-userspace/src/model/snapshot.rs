@@ -415,6 +415,9 @@ pub struct ProxySettings {
     pub upstream_keepalive_time: Option<Duration>,
     /// `enable-underscores-in-headers`.
     pub enable_underscores_in_headers: Option<bool>,
+    /// `ignore-invalid-headers` (nginx `ignore_invalid_headers`); `None`: true, ingress-nginx's
+    /// default.
+    pub ignore_invalid_headers: Option<bool>,
     /// `allow-backend-server-header`: pass the pod's `Server` response header to the client;
     /// `false` (ingress-nginx's default, nginx's `proxy_hide_header` default) removes it.
     pub allow_backend_server_header: bool,

@@ -39,7 +39,7 @@ use super::{
     error_pages::{self, Intercept},
     forward_auth, gateway_filters, grpc_reject,
     headers::{
-        X_ORIGINAL_URI, add_forwarding, drop_underscored, for_http1_upstream, is_upgrade,
+        X_ORIGINAL_URI, add_forwarding, drop_invalid_names, for_http1_upstream, is_upgrade,
         strip_hop_by_hop,
     },
     ingress_mirror,
@@ -188,9 +188,9 @@ pub(crate) async fn handle(
             req.uri(),
         ))
     .then(|| LoggedRequest::of(&req));
-    if !live.enable_underscores_in_headers {
+    if live.ignore_invalid_headers {
         // Before anything reads a header, as nginx ignores them while parsing.
-        drop_underscored(req.headers_mut());
+        drop_invalid_names(req.headers_mut(), live.enable_underscores_in_headers);
     }
     let mut out = Outcome::new(conn.origin.client(&live.trust, req.headers()));
     // Read now: the request is gone by the time its answer is compressed.

@@ -30,14 +30,16 @@ const PROXY: HeaderName = HeaderName::from_static("proxy");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// Removes the fields whose names contain `_`, as nginx does by default
-/// (`underscores_in_headers off` with `ignore_invalid_headers on`): CGI-style gateways map
-/// `X_Real_IP` and `X-Real-IP` to the same variable, so such a field could pass for one the
-/// proxy sets.
-pub fn drop_underscored(headers: &mut HeaderMap) {
+/// Removes the fields whose names nginx takes as invalid under `ignore_invalid_headers on`
+/// (ingress-nginx's default): any character other than a letter, a digit or `-`, and `_`
+/// unless `underscores` (`underscores_in_headers`; nginx's `ngx_http_parse_header_line`).
+/// CGI-style gateways map `X_Real_IP` and `X-Real-IP` to the same variable, so an underscored
+/// field could pass for one the proxy sets; names such as `x.foo` reach no nginx upstream.
+pub fn drop_invalid_names(headers: &mut HeaderMap, underscores: bool) {
+    let valid = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || (underscores && b == b'_');
     let names: Vec<HeaderName> = headers
         .keys()
-        .filter(|k| k.as_str().contains('_'))
+        .filter(|k| !k.as_str().bytes().all(valid))
         .cloned()
         .collect();
     for n in names {

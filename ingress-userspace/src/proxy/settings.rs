@@ -32,6 +32,9 @@ pub(crate) struct Live {
     pub hsts: Option<HeaderValue>,
     /// `enable-underscores-in-headers`: off, request fields named with `_` are dropped.
     pub enable_underscores_in_headers: bool,
+    /// `ignore-invalid-headers` (default true): request fields of invalid names are dropped
+    /// ([`super::headers::drop_invalid_names`]).
+    pub ignore_invalid_headers: bool,
     /// `add-headers`: set on every response (ingress-nginx's http-level `more_set_headers`).
     pub add_headers: http::HeaderMap,
     /// `proxy-set-headers`: set on every request to a pod of an Ingress route or of the
@@ -71,6 +74,7 @@ impl Live {
             client_header_timeout: a.client_header_timeout,
             client_body_timeout: a.client_body_timeout,
             enable_underscores_in_headers: a.enable_underscores_in_headers,
+            ignore_invalid_headers: settings.ignore_invalid_headers.unwrap_or(true),
             limit_req_status: status_or_503(settings.limit_req_status_code),
             limit_conn_status: status_or_503(settings.limit_conn_status_code),
             global_limit: global_limit(args, settings),

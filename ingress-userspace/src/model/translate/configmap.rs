@@ -348,6 +348,7 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
     s.compute_full_forwarded_for = r.bool("compute-full-forwarded-for");
     s.use_proxy_protocol = r.bool("use-proxy-protocol");
     s.enable_underscores_in_headers = r.bool("enable-underscores-in-headers");
+    s.ignore_invalid_headers = r.bool("ignore-invalid-headers");
     s.allow_backend_server_header = r.bool("allow-backend-server-header").unwrap_or(false);
     // ingress-nginx's template: `access_log off` in the http block when either key is true
     // (`disable-http-access-log` is the http block's alone; there is no stream access log

@@ -355,7 +355,7 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("http2-max-field-size", Refused("use --max-header-bytes"), "Largest HTTP/2 header field (deprecated in ingress-nginx)."),
     row("http2-max-header-size", Refused("use --max-header-bytes"), "Largest HTTP/2 header block (deprecated in ingress-nginx)."),
     row("http2-max-requests", Supported, "No effect, as in ingress-nginx: its nginx (1.19.7 and later) ignores `http2_max_requests` (obsolete); `keep-alive-requests` limits HTTP/2 connections too."),
-    row("ignore-invalid-headers", NotYet, "Drop invalid request header names."),
+    row("ignore-invalid-headers", Supported, "Default true: request fields whose names hold other than letters, digits and `-` (and `_` with enable-underscores-in-headers) are dropped before anything reads them; false passes every field, underscored ones included (nginx's `ignore_invalid_headers`)."),
     row("jaeger-baggage-header", TRACING, "Jaeger tracing."),
     row("jaeger-collector-host", TRACING, "Jaeger tracing."),
     row("jaeger-collector-port", TRACING, "Jaeger tracing."),
