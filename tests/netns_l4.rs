@@ -1203,8 +1203,9 @@ fn connects(bed: &Bed, port: u16, n: usize) -> usize {
 /// [`connects`] to `to`. The SYNs leave together, so a per-source SYN limit sees one burst
 /// however slow the machine is: limits refill at whole connections per second, and attempts
 /// made one after the other (each waiting out a dropped SYN) would let tokens come back
-/// meanwhile. Each attempt gets 400 ms: ample for an admitted one (a few packets through
-/// the node), and it ends well before the client's SYN retransmission at 1 s, which would be
+/// meanwhile. Each attempt gets 900 ms: an admitted one takes a few packets through the node,
+/// but twelve threads on a loaded CI machine once saw one of them exceed 400 ms; and it still
+/// ends before the client's SYN retransmission at 1 s (RFC 6298's initial RTO), which would be
 /// charged as another SYN (a dropped SYN must stay dropped).
 fn connects_to(bed: &Bed, to: SocketAddr, n: usize) -> usize {
     std::thread::scope(|s| {
@@ -1212,7 +1213,7 @@ fn connects_to(bed: &Bed, to: SocketAddr, n: usize) -> usize {
             .map(|_| {
                 s.spawn(|| {
                     bed.topo.client.enter(|| {
-                        TcpStream::connect_timeout(&to, Duration::from_millis(400)).is_ok()
+                        TcpStream::connect_timeout(&to, Duration::from_millis(900)).is_ok()
                     })
                 })
             })

@@ -142,7 +142,9 @@ pub fn parse(
                     object,
                     "InvalidAnnotation",
                     format!(
-                        "annotation canary-by-header-pattern: {p:?} is not a regular expression                          ({e}); a request with the header goes to the main backend, as in                          ingress-nginx"
+                        "annotation canary-by-header-pattern: {p:?} is not a regular expression \
+                         ({e}); a request with the header goes to the main backend, as in \
+                         ingress-nginx"
                     ),
                 );
                 CanaryHeaderMatch::InvalidRegex(p.to_string())

@@ -246,6 +246,7 @@ pub static ANNOTATIONS: &[Row] = &[
     row("session-cookie-conditional-samesite-none", Supported, "Omit SameSite=None for browsers that mishandle it (ingress-nginx's User-Agent list)."),
     row("session-cookie-domain", Supported, "Domain of the affinity cookie."),
     row("session-cookie-expires", Supported, "Expires of the affinity cookie, seconds from the response (0 to 400 days; an IMF-fixdate, which browsers read as nginx's form)."),
+    row("session-cookie-hash", REMOVED, "Hash function of the affinity cookie's value (removed in ingress-nginx 0.24)."),
     row("session-cookie-max-age", Supported, "Max-Age of the affinity cookie (0 to 400 days)."),
     row("session-cookie-name", Supported, "Name of the affinity cookie (default INGRESSCOOKIE; an RFC 6265 token)."),
     row("session-cookie-path", Supported, "Path of the affinity cookie (default: the matched Ingress path; set it with use-regex)."),
