@@ -1511,7 +1511,7 @@ where
         };
         // Counted until the response has ended, whatever happens to this future meanwhile.
         let in_flight = (
-            slot.stats.begin_request(),
+            slot.stats.write().begin_request(),
             GaugeGuard::new(series.in_flight(&shared.metrics)),
         );
         let t0 = Instant::now();
@@ -1802,7 +1802,7 @@ fn answered<G: Send + Unpin + 'static>(
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     out: &mut Outcome,
 ) -> Response<ProxyBody> {
-    slot.stats.record_success(a.took);
+    slot.stats.write().record_success(a.took);
     series
         .duration(&shared.metrics)
         .observe(a.took.as_secs_f64());
@@ -1848,6 +1848,7 @@ fn charge(shared: &Shared, up: &UpstreamRuntime, slot: usize, label: &UpstreamLa
         shared.metrics.upstream_failures.get_or_create(label).inc();
         up.slots[slot]
             .stats
+            .write()
             .record_failure(&up.health, super::upstream::health::now_ms());
     }
 }

@@ -479,10 +479,11 @@ async fn probe_loop(shared: Arc<Shared>, mut done: watch::Receiver<bool>) {
         let now = upstream::health::now_ms();
         for up in rt.upstreams() {
             for (i, slot) in up.slots.iter().enumerate() {
-                if !slot.stats.is_ejected(now) {
+                // Counters never written are of an endpoint never failed.
+                let Some(stats) = slot.stats.made().filter(|s| s.is_ejected(now)) else {
                     continue;
-                }
-                let stats = Arc::clone(&slot.stats);
+                };
+                let stats = Arc::clone(stats);
                 let addr = up.addr(i);
                 let timeout = shared.args.proxy_connect_timeout.min(period);
                 tokio::spawn(async move {
@@ -672,7 +673,7 @@ impl ProxyHandle {
         let mut out: HashMap<(String, SocketAddr), EndpointHealth> = HashMap::new();
         for up in rt.upstreams() {
             for (i, slot) in up.slots.iter().enumerate() {
-                let s = &slot.stats;
+                let s = slot.stats.read();
                 let h = EndpointHealth {
                     ejected: s.is_ejected(now),
                     consecutive_failures: s.consecutive_failures.load(Ordering::Relaxed),

@@ -270,7 +270,7 @@ async fn connect(
             location_path: "/",
         })?;
         tried.push(pick.slot);
-        let stats = &upstream.slots[pick.slot].stats;
+        let stats = upstream.slots[pick.slot].stats.write();
         let endpoint = upstream.addr(pick.slot);
         let started = std::time::Instant::now();
         let connect = TcpStream::connect(endpoint);

@@ -10,7 +10,8 @@
 use std::{
     collections::{BTreeMap, HashMap},
     net::SocketAddr,
-    sync::Arc,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
 };
 
 use http::HeaderMap;
@@ -444,15 +445,30 @@ fn only_what_changed_is_compiled() {
         "its unchanged upstream keeps its runtime"
     );
 
-    // svc0 goes from 2 endpoints to 3: a new runtime whose first two slots keep their stats.
+    // svc0 goes from 2 endpoints to 3: a new runtime whose first two slots keep their stats
+    // (counters exist once written: the first one's here), the new one has none yet.
+    a_up1.slots[0]
+        .stats
+        .write()
+        .record_success(Duration::from_millis(3));
     world.apply(&Step::Endpoints((0, false), 3));
     let third = second.patch(&s2.l7, &world.snapshot(), health).0;
     let (a2, a_up2) = host(&third, "a.example.com");
     assert_ne!(a1, a2);
     assert!(!Arc::ptr_eq(&a_up1, &a_up2));
     assert_eq!(a_up2.slots.len(), 3);
-    for (old, new) in a_up1.slots.iter().zip(a_up2.slots.iter()) {
-        assert!(Arc::ptr_eq(&old.stats, &new.stats));
-    }
+    let (Some(old), Some(new)) = (a_up1.slots[0].stats.made(), a_up2.slots[0].stats.made()) else {
+        panic!("the written counters carry over");
+    };
+    assert!(Arc::ptr_eq(old, new));
+    assert_eq!(new.ewma_us.load(Ordering::Relaxed), 3000);
+    assert!(
+        a_up2.slots[1].stats.made().is_none(),
+        "never written: not made"
+    );
+    assert!(
+        a_up2.slots[2].stats.made().is_none(),
+        "a new endpoint: not made"
+    );
     assert!(Arc::ptr_eq(&host(&third, "b.example.com").1, &b_up1));
 }

@@ -29,7 +29,7 @@ use std::{
 use http::{HeaderMap, HeaderValue, header::COOKIE};
 
 use super::{
-    health::{EndpointStats, HealthPolicy, now_ms},
+    health::{EndpointStats, HealthPolicy, LazyStats, now_ms},
     sticky::{self, CookieContext},
     verified_tls::VerifiedTls,
 };
@@ -43,14 +43,14 @@ use crate::{
 /// misses in a row are about one in a million).
 const NEW_KEY_ATTEMPTS: usize = 20;
 
-/// One endpoint as this snapshot sees it, with counters shared across snapshots. 16 bytes:
+/// One endpoint as this snapshot sees it, with counters shared across snapshots. 24 bytes:
 /// the endpoint's address is the spec's (`spec.endpoints`, same index,
 /// [`UpstreamRuntime::addr`]) and its cookie name is made from it when a request needs it, so
-/// the shared [`EndpointStats`] holds only the counters (issue 13's memory target: 100k
-/// endpoints).
+/// the shared [`EndpointStats`] hold only the counters, made when first written (issue 13's
+/// memory target: 100k endpoints).
 #[derive(Debug)]
 pub struct Slot {
-    pub stats: Arc<EndpointStats>,
+    pub stats: LazyStats,
     pub state: EndpointState,
 }
 
@@ -106,13 +106,14 @@ impl UpstreamRuntime {
         previous: Option<&UpstreamRuntime>,
         health: HealthPolicy,
     ) -> Self {
+        // Only counters that were ever written carry over; the rest are zeros either way.
         let old: HashMap<SocketAddr, &Arc<EndpointStats>> = previous
             .map(|p| {
                 p.spec
                     .endpoints
                     .iter()
                     .zip(&p.slots)
-                    .map(|(e, s)| (e.addr, &s.stats))
+                    .filter_map(|(e, s)| Some((e.addr, s.stats.made()?)))
                     .collect()
             })
             .unwrap_or_default();
@@ -120,7 +121,10 @@ impl UpstreamRuntime {
             .endpoints
             .iter()
             .map(|e| Slot {
-                stats: old.get(&e.addr).map(|s| Arc::clone(s)).unwrap_or_default(),
+                stats: old
+                    .get(&e.addr)
+                    .map(|s| LazyStats::with(Arc::clone(s)))
+                    .unwrap_or_default(),
                 state: e.state,
             })
             .collect();
@@ -203,7 +207,8 @@ impl UpstreamRuntime {
     /// ingress-nginx `sticky.lua` `balance`: the cookie's endpoint unless it is gone (or, with
     /// `change-on-failure`, failed); else a new session with its own cookie.
     fn sticky(&self, aff: &CookieAffinity, input: &PickInput<'_>, now: u64) -> Option<Pick> {
-        let failed = |i: usize| input.tried.contains(&i) || self.slots[i].stats.is_ejected(now);
+        let failed =
+            |i: usize| input.tried.contains(&i) || self.slots[i].stats.read().is_ejected(now);
         let from_cookie = sticky::request_cookie(aff, input.headers)
             .and_then(|c| self.cookie_endpoint(aff.mode, c.key));
         if let Some(i) = from_cookie
@@ -287,8 +292,8 @@ impl UpstreamRuntime {
         }
         let s = &self.slots[i];
         match tier {
-            0 => s.state == EndpointState::Active && !s.stats.is_ejected(now),
-            1 => s.state == EndpointState::Terminating && !s.stats.is_ejected(now),
+            0 => s.state == EndpointState::Active && !s.stats.read().is_ejected(now),
+            1 => s.state == EndpointState::Terminating && !s.stats.read().is_ejected(now),
             _ => true,
         }
     }
@@ -306,7 +311,7 @@ impl UpstreamRuntime {
         let a = first(rand::random_range(0..n))?;
         let b = first(rand::random_range(0..n)).unwrap_or(a);
         let cost = |i: usize| {
-            let s = &self.slots[i].stats;
+            let s = self.slots[i].stats.read();
             let inflight = s.in_flight.load(Ordering::Relaxed) as u64 + 1;
             inflight.saturating_mul(s.ewma_us.load(Ordering::Relaxed).max(1))
         };
@@ -426,6 +431,7 @@ mod tests {
         assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
         r.slots[1]
             .stats
+            .write()
             .ejected_until_ms
             .store(now_ms() + 60_000, Ordering::Relaxed);
         let picks: Vec<usize> = (0..4)
@@ -441,9 +447,19 @@ mod tests {
         let mut up = (*upstream_at("s", &addrs(2))).clone();
         up.load_balancing = LoadBalancing::LeastRequest;
         let r = rt(Arc::new(up));
-        r.slots[0].stats.in_flight.store(10, Ordering::Relaxed);
-        r.slots[0].stats.record_success(Duration::from_millis(50));
-        r.slots[1].stats.record_success(Duration::from_millis(1));
+        r.slots[0]
+            .stats
+            .write()
+            .in_flight
+            .store(10, Ordering::Relaxed);
+        r.slots[0]
+            .stats
+            .write()
+            .record_success(Duration::from_millis(50));
+        r.slots[1]
+            .stats
+            .write()
+            .record_success(Duration::from_millis(1));
         let h = HeaderMap::new();
         let ones = (0..100)
             .filter(|_| r.pick(&input(&h, &[])).unwrap().slot == 1)

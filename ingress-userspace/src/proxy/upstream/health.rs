@@ -35,9 +35,8 @@ pub fn now_ms() -> u64 {
 }
 
 /// Live counters of one endpoint, kept across snapshots while the endpoint stays (by
-/// address: [`super::balance::UpstreamRuntime::new`]). Only the counters: 24 bytes, one
-/// allocation per endpoint of every upstream (100k at 10k Ingresses); the address is the
-/// snapshot's.
+/// address: [`super::balance::UpstreamRuntime::new`]). Only the counters (24 bytes; the
+/// address is the snapshot's), made when first written ([`LazyStats`]).
 #[derive(Debug, Default)]
 pub struct EndpointStats {
     pub in_flight: AtomicU32,
@@ -99,6 +98,49 @@ impl EndpointStats {
         if self.ejected_until_ms.load(Ordering::Relaxed) != 0 {
             self.ejected_until_ms.store(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// An endpoint's [`EndpointStats`], made by the first request, failure or probe that writes
+/// them: most endpoints of a large cluster at rest never see one, and the allocation (48
+/// bytes with its counts) per endpoint of every upstream was 4.6 MiB of the daemon at 100k
+/// endpoints (issue 13, deploy/docs/performance.md session 14). Until then every reader sees
+/// zeros, which is what new counters hold.
+///
+/// Kept across snapshots like the counters themselves: [`super::balance::UpstreamRuntime::new`]
+/// shares the previous runtime's `Arc` when it has one. Counters first written through a
+/// runtime after its successor was built stay with it (a request that started in that window;
+/// none of them is lost for the requests that use that runtime).
+#[derive(Debug, Default)]
+pub struct LazyStats(OnceLock<Arc<EndpointStats>>);
+
+/// What a reader of counters never written sees.
+static UNUSED: EndpointStats = EndpointStats {
+    in_flight: AtomicU32::new(0),
+    ewma_us: AtomicU64::new(0),
+    consecutive_failures: AtomicU32::new(0),
+    ejected_until_ms: AtomicU64::new(0),
+};
+
+impl LazyStats {
+    /// Counters already made (shared with `stats`).
+    pub fn with(stats: Arc<EndpointStats>) -> LazyStats {
+        LazyStats(OnceLock::from(stats))
+    }
+
+    /// The counters to read: zeros until something wrote them. Never write through this.
+    pub fn read(&self) -> &EndpointStats {
+        self.0.get().map_or(&UNUSED, |s| s)
+    }
+
+    /// The counters to write, made now if they were not.
+    pub fn write(&self) -> &Arc<EndpointStats> {
+        self.0.get_or_init(Arc::default)
+    }
+
+    /// The counters, if anything wrote them: what the next runtime shares.
+    pub fn made(&self) -> Option<&Arc<EndpointStats>> {
+        self.0.get()
     }
 }
 
