@@ -25,18 +25,81 @@ const H1_BYTES_PER_HEADER: u64 = 16;
 /// (`large_client_header_buffers`), so the count follows `--max-header-bytes` (2048 lines for
 /// the default 32 KiB) instead of hyper's fixed 100, which refused a 1.5 KB head of 100 short
 /// lines with 431 while HTTP/2 took it. hyper allocates two arrays of this many slots
-/// (32 bytes each) per request head when it is over 100, 128 KiB held while the head is
-/// parsed: 50-100 ns per head where the compiler sees that the "uninitialised" slots need no
-/// writes, but in the proxy's release build hyper's `SmallVec::from_elem` copies into every
-/// slot, 4-5% of a worker's samples (deploy/docs/performance.md, session 13).
+/// (32 bytes each) per request head when it is given a count, and in the proxy's release
+/// build `SmallVec::from_elem` writes every slot: 128 KiB per head, 18% of the instructions
+/// of a proxied request (deploy/docs/performance.md, session 14). So only a connection whose
+/// first head needs more than hyper's own stack arrays gets this count ([`ServerBuilders`]).
 pub fn h1_max_headers(max_header_bytes: u64) -> usize {
     usize::try_from(max_header_bytes / H1_BYTES_PER_HEADER)
         .unwrap_or(usize::MAX)
         .clamp(100, 8192)
 }
 
-/// The connection builder with the configured limits.
+/// hyper's own count of header lines in an HTTP/1 head, parsed into arrays on the stack when
+/// no count is configured (`DEFAULT_MAX_HEADERS` in hyper's `proto/h1/role.rs`).
+pub const H1_STACK_HEADERS: usize = 100;
+
+/// The two ways a client connection's HTTP/1 heads are parsed, both with the configured
+/// limits: `stack` with hyper's arrays of [`H1_STACK_HEADERS`] on the stack (nothing written
+/// before parsing), `counted` with arrays of [`h1_max_headers`] on the heap. A connection is
+/// served with `counted` when its first head may have more lines than `stack` takes
+/// ([`first_head_fits_stack`]); a later head on a kept-alive `stack` connection with more than
+/// 100 header lines gets 431 (nginx takes any count within its byte limits).
+pub struct ServerBuilders {
+    pub stack: Builder<TokioExecutor>,
+    pub counted: Builder<TokioExecutor>,
+}
+
+impl ServerBuilders {
+    pub fn new(args: &ProxyArgs) -> ServerBuilders {
+        ServerBuilders {
+            stack: builder(args, None),
+            counted: server_builder(args),
+        }
+    }
+
+    /// The builder for a connection whose first bytes are `first`.
+    pub fn for_first_bytes(&self, first: &[u8]) -> &Builder<TokioExecutor> {
+        if first_head_fits_stack(first) {
+            &self.stack
+        } else {
+            &self.counted
+        }
+    }
+}
+
+/// Whether `first` (a connection's first bytes) holds a whole HTTP/1 head (up to its empty
+/// line, CRLF or bare LF as httparse takes them) of at most [`H1_STACK_HEADERS`] header lines.
+/// Anything else (a head not yet complete, HTTP/2's preface included) is `false`: the counted
+/// parser takes every head the stack one does.
+pub fn first_head_fits_stack(first: &[u8]) -> bool {
+    let mut lines = 0usize;
+    let mut line_start = 0usize;
+    for (i, b) in first.iter().enumerate() {
+        if *b != b'\n' {
+            continue;
+        }
+        let line = &first[line_start..i];
+        if line.is_empty() || line == b"\r" {
+            // The empty line ends the head (a leading one, which a parser may skip, is
+            // counted as a line: the count only errs towards `counted`).
+            return lines > 0 && lines <= H1_STACK_HEADERS;
+        }
+        lines += 1;
+        if lines > H1_STACK_HEADERS {
+            return false;
+        }
+        line_start = i + 1;
+    }
+    false
+}
+
+/// The connection builder with the configured limits and [`h1_max_headers`] header lines.
 pub fn server_builder(args: &ProxyArgs) -> Builder<TokioExecutor> {
+    builder(args, Some(h1_max_headers(args.max_header_bytes)))
+}
+
+fn builder(args: &ProxyArgs, max_headers: Option<usize>) -> Builder<TokioExecutor> {
     let mut b = Builder::new(TokioExecutor::new());
     b.http1()
         // No header read timer of hyper's: it armed a timer-wheel entry (and boxed a `Sleep`)
@@ -48,12 +111,14 @@ pub fn server_builder(args: &ProxyArgs) -> Builder<TokioExecutor> {
         // larger of the two, fired. Off explicitly: hyper arms 30 s by default.
         .header_read_timeout(None)
         .max_buf_size((args.max_header_bytes as usize).max(MIN_H1_BUF))
-        .max_headers(h1_max_headers(args.max_header_bytes))
         // A zero keep-alive timeout turns keep-alive off, as nginx's `keepalive_timeout 0`
         // (ingress-nginx `keep-alive: "0"`): every answer says `Connection: close` and the
         // connection closes after it. HTTP/2 has no such header: `liveness` sends GOAWAY as
         // soon as no stream is in progress (nginx's zero idle timer does the same).
         .keep_alive(!args.keepalive_timeout.is_zero());
+    if let Some(n) = max_headers {
+        b.http1().max_headers(n);
+    }
     b.http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(args.max_concurrent_streams)
@@ -96,6 +161,27 @@ pub fn conn_timeouts(args: &ProxyArgs) -> ConnTimeouts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_whole_first_head_of_at_most_100_header_lines_fits_the_stack_parser() {
+        let head = |n: usize, end: &str| {
+            let mut h = String::from("GET / HTTP/1.1\r\n");
+            for i in 0..n {
+                h.push_str(&format!("x-{i}: v\r\n"));
+            }
+            h + end
+        };
+        // The request line and 99 fields are 100 lines: hyper's stack arrays hold 100 fields.
+        assert!(first_head_fits_stack(head(99, "\r\n").as_bytes()));
+        assert!(first_head_fits_stack(b"GET / HTTP/1.1\nHost: a\n\nbody"));
+        assert!(!first_head_fits_stack(head(100, "\r\n").as_bytes()));
+        assert!(
+            !first_head_fits_stack(head(3, "").as_bytes()),
+            "not complete"
+        );
+        assert!(!first_head_fits_stack(b""));
+        assert!(!first_head_fits_stack(b"\r\n"), "an empty line first");
+    }
 
     #[test]
     fn header_count_follows_the_header_bytes() {

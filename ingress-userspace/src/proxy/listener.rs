@@ -437,6 +437,26 @@ where
     None
 }
 
+/// `head` and what one read of `io` adds to it (a client's first request head normally
+/// arrives whole in one read); `None` when the client closes, fails or sends nothing by
+/// `deadline` (the first request's deadline, which the connection would be closed at anyway).
+async fn first_bytes<S>(
+    io: &mut S,
+    mut head: Vec<u8>,
+    deadline: tokio::time::Instant,
+) -> Option<Vec<u8>>
+where
+    S: AsyncRead + Unpin,
+{
+    // Read into the Vec's spare room: a buffer on the stack would weigh on the connection's
+    // future for its whole life.
+    head.reserve(4096);
+    match tokio::time::timeout_at(deadline, io.read_buf(&mut head)).await {
+        Ok(Ok(n)) if n > 0 => Some(head),
+        _ => None,
+    }
+}
+
 /// Whether the first bytes on the HTTPS port are an HTTP/1 request rather than TLS: a TLS
 /// record starts with its content type (22, a handshake; SSLv2's hello with a length whose
 /// top bit is set), an HTTP request with its method, a token of ASCII letters.
@@ -455,6 +475,7 @@ async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let started = tokio::time::Instant::now();
     let live = shared.live.load_full();
     let client = at.peer;
     // hyper's protocol detection serves HTTP/2 to whoever sends its preface, whatever ALPN
@@ -469,6 +490,15 @@ async fn serve<S>(
             }
         },
     };
+    // The first head's line count picks hyper's parser (`limits::ServerBuilders`): what the
+    // client sent first is read here, within the first request's time, and replayed.
+    let mut timeouts = live.conn_timeouts;
+    let Some(head) = first_bytes(&mut io, head, started + timeouts.first_request).await else {
+        debug!(client = %client, "closed or silent before its first request");
+        return;
+    };
+    timeouts.first_request = timeouts.first_request.saturating_sub(started.elapsed());
+    let builder = live.builders.for_first_bytes(&head);
     let io = TokioIo::new(passthrough::Replay::new(head, io));
     let conn_info = Arc::new(ConnInfo::new(
         &live.trust,
@@ -505,7 +535,7 @@ async fn serve<S>(
             Ok::<_, Infallible>(request.hold(resp))
         }
     });
-    let conn = live.builder.serve_connection_with_upgrades(io, svc);
+    let conn = builder.serve_connection_with_upgrades(io, svc);
     tokio::pin!(conn);
     let draining = async move {
         // A dropped sender means the proxy is gone: drain too.
@@ -515,7 +545,7 @@ async fn serve<S>(
         conn.as_mut(),
         |c| c.graceful_shutdown(),
         &progress,
-        live.conn_timeouts,
+        timeouts,
         draining,
     )
     .await;

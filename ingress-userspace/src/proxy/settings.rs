@@ -7,7 +7,6 @@
 use std::{sync::Arc, time::Duration};
 
 use http::{HeaderName, HeaderValue, StatusCode};
-use hyper_util::{rt::TokioExecutor, server::conn::auto::Builder};
 
 use super::compression::Compressor;
 use super::rate_limit::GLOBAL_ZONE;
@@ -21,7 +20,8 @@ pub(crate) struct Live {
     /// `skip-access-log-urls`, `allow-backend-server-header`).
     pub settings: ProxySettings,
     pub trust: TrustConfig,
-    pub builder: Builder<TokioExecutor>,
+    /// How client connections' heads are parsed ([`limits::ServerBuilders`]).
+    pub builders: limits::ServerBuilders,
     pub conn_timeouts: ConnTimeouts,
     /// `keep-alive-requests`: requests one client connection may carry
     /// ([`super::liveness::Progress::with_request_limit`]).
@@ -66,7 +66,7 @@ impl Live {
         Live {
             settings: settings.clone(),
             trust: TrustConfig::from_args(&a),
-            builder: limits::server_builder(&a),
+            builders: limits::ServerBuilders::new(&a),
             conn_timeouts: limits::conn_timeouts(&a),
             keepalive_requests: settings
                 .keepalive_requests
