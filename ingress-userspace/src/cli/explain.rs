@@ -2895,6 +2895,64 @@ spec:
         assert_eq!(json["response_rate"]["after_bytes"], 64 * 1024);
     }
 
+    /// A ConfigMap key and an annotation that are read and ignored are said so in explain
+    /// (an Info with the support row's note), not passed over in silence.
+    #[test]
+    fn keys_read_and_ignored_are_said_so() {
+        let yaml = r#"---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cfg, namespace: ns}
+data: {disable-stream-access-log: "true"}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: ing
+  namespace: default
+  annotations:
+    nginx.ingress.kubernetes.io/auth-url: "http://auth.example.com/check"
+    nginx.ingress.kubernetes.io/auth-keepalive-share-vars: "true"
+spec:
+  ingressClassName: xdp-ingress
+  rules:
+  - host: a.test
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+"#;
+        let objects = Objects::from_objects(crate::source::files::parse_manifests(yaml).unwrap());
+        let key = crate::source::args::parse_key("ns/cfg").unwrap();
+        let config = TranslateConfig {
+            configmap: Some(key.clone()),
+            ..TranslateConfig::default()
+        };
+        let s = translate(&objects, &config);
+        let mut e = explain(&s, &q("a.test", "/"));
+        add_controller_configmap_diagnostics(&mut e, &s, Some(&key));
+        let said: Vec<_> = (e.diagnostics.iter())
+            .filter(|d| d.reason == crate::model::translate::support::READ_AND_IGNORED)
+            .map(|d| (d.severity, d.message.as_str()))
+            .collect();
+        assert_eq!(
+            said,
+            [
+                (
+                    crate::model::Severity::Info,
+                    "annotation auth-keepalive-share-vars: accepted, not used: the auth request \
+                     shares no variables, only headers"
+                ),
+                (
+                    crate::model::Severity::Info,
+                    "key disable-stream-access-log: read and ignored (no stream proxy here: \
+                     TCP/UDP Services are served by the XDP path, which writes no access log)"
+                ),
+            ],
+            "{:?}",
+            e.diagnostics
+        );
+    }
+
     /// The route's source ranges in the proxy's order, checked against `--client`: a deny
     /// line before the allowlist, 403 unless `satisfy any` leaves it to credentials; a request
     /// no route takes is checked against `block-cidrs` (found by a fresh-user trial: explain

@@ -354,21 +354,22 @@ fn denied(r: &mut Reader<'_>, reason: &str, why: String) -> String {
     format!("{reason}: {why}")
 }
 
-/// `auth-keepalive*`: accepted (the auth client always keeps connections alive); a value that
-/// ingress-nginx would not take is a warning.
+/// `auth-keepalive*`: read and ignored (the auth client always keeps connections alive; an
+/// Info says so); a value that ingress-nginx would not take is a warning.
 fn keepalive_values(r: &mut Reader<'_>) {
     for key in [
         "auth-keepalive",
         "auth-keepalive-requests",
         "auth-keepalive-timeout",
     ] {
-        if let Some(v) = r.get(key).map(str::to_string)
-            && v.parse::<i64>().is_err()
-        {
-            r.bad(key, &v, "an integer");
+        match r.get(key).map(str::to_string) {
+            Some(v) if v.parse::<i64>().is_err() => r.bad(key, &v, "an integer"),
+            _ => r.ignored(key),
         }
     }
-    let _ = r.bool("auth-keepalive-share-vars");
+    if r.bool("auth-keepalive-share-vars").is_some() {
+        r.ignored("auth-keepalive-share-vars");
+    }
 }
 
 /// `auth-proxy-set-headers`: the ConfigMap `name` or `ns/name`, same namespace only unless

@@ -303,7 +303,7 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("disable-ipv6", NotYet, "Do not listen on IPv6."),
     row("disable-ipv6-dns", NGINX_INTERNAL, "No AAAA lookups in nginx's resolver."),
     row("disable-proxy-intercept-errors", Supported, "With the ConfigMap's custom-http-errors, on routes of Ingresses without their own list: a pod's answer is passed as it is (default false); the proxy's own answers stay replaced."),
-    row("disable-stream-access-log", Supported, "No effect: TCP/UDP Services are served by the XDP path, which writes no access log."),
+    row("disable-stream-access-log", Differs("read and ignored (no stream proxy here: TCP/UDP Services are served by the XDP path, which writes no access log)"), "Turns off the access log of the TCP/UDP stream proxy."),
     row("enable-access-log-for-default-backend", Supported, "Default false: requests for a host no rule names (ingress-nginx's default server: the default backend, or the 404) are not written to the access log; true writes them. A named host's unmatched paths are logged either way."),
     row("enable-aio-write", NGINX_INTERNAL, "nginx `aio_write`."),
     row("enable-brotli", Differs("not on Gateway API routes; gRPC answers are never compressed; `Vary: Accept-Encoding` is sent with brotli alone too (ngx_brotli relies on gzip's `gzip_vary`)"), "Brotli compression of 200, 403 and 404 answers for clients that accept `br`, preferred to gzip."),
@@ -534,6 +534,10 @@ pub fn value_behaves_the_same(name: &str, value: &str) -> bool {
         _ => false,
     }
 }
+
+/// Reason of the Info an annotation or ConfigMap key gets when it is read and ignored (its
+/// row's note says why; `explain` shows the Info, `migrate` the row).
+pub const READ_AND_IGNORED: &str = "ReadAndIgnored";
 
 /// The row of a ConfigMap key.
 pub fn configmap_key(name: &str) -> Option<&'static Row> {
