@@ -344,7 +344,7 @@ impl<'a> L7Builder<'a> {
             &ns,
             self.objects,
             self.endpoints,
-            self.controller.global_auth.as_ref(),
+            &self.controller,
             &mut self.refs,
         ) {
             None => {}
