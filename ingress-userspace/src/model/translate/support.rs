@@ -253,7 +253,7 @@ pub static ANNOTATIONS: &[Row] = &[
     row("session-cookie-samesite", Supported, "SameSite of the affinity cookie: None, Lax or Strict."),
     row("session-cookie-secure", Supported, "Secure flag of the affinity cookie even over plain HTTP (always set over HTTPS: the client's scheme, from X-Forwarded-Proto when trusted)."),
     row("ssl-ciphers", Refused("per-host cipher strings are not read: the ConfigMap's `ssl-ciphers` applies to every host"), "Ciphers offered to clients."),
-    row("ssl-passthrough", Differs("with --enable-ssl-passthrough; balanced over the Service's ready endpoints, not its clusterIP, and closed after 600 s idle"), "Pass TLS to the pod untouched, chosen by SNI; the Ingress's other annotations do not apply to it."),
+    row("ssl-passthrough", Differs("with --enable-ssl-passthrough; balanced over the Service's ready endpoints, not its clusterIP (an ExternalName Service's name is resolved and connected to; ingress-nginx dials the clusterIP it lacks), and closed after 600 s idle"), "Pass TLS to the pod untouched, chosen by SNI; the Ingress's other annotations do not apply to it."),
     row("ssl-prefer-server-ciphers", Refused("the server's order always wins, as ingress-nginx's default `ssl_prefer_server_ciphers on`"), "Server cipher order."),
     row("ssl-redirect", Supported, "Redirect HTTP to HTTPS (308) for hosts with TLS (default true)."),
     row("stream-snippet", SNIPPET, "nginx configuration inserted into the stream block."),
