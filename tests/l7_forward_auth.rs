@@ -389,6 +389,53 @@ async fn signin_redirect_with_rd() {
     assert_eq!(pod.requests(), 1);
 }
 
+/// A sign-in path under `relative-redirects` (ingress-nginx e2e relativeredirects.go; nginx
+/// `absolute_redirect off`): the ConfigMap key (nginx's http block, inherited by the sign-in
+/// location) keeps the `Location` as written; the annotation (the path's own location) does
+/// not reach the sign-in location, and `use-port-in-redirects` names no port there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signin_path_under_relative_redirects() {
+    let pod = backend("a");
+    let auth = AuthService::start().await;
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let url = format!("http://127.0.0.1:{}/check", auth.addr.port());
+    let signin = [("auth-url", url.as_str()), ("auth-signin", "/oauth2/start")];
+    let annotated = [
+        signin[0],
+        signin[1],
+        ("relative-redirects", "true"),
+        ("use-port-in-redirects", "true"),
+    ];
+    let ingresses = service_yaml("web", pod.addr)
+        + &ingress("plain", "a.test", &[], &signin)
+        + &ingress("annotated", "b.test", &[], &annotated);
+    let c = http1_client();
+    proxy
+        .handle
+        .apply(translate_manifests(1, &ingresses, |_| {}));
+    let g = get(&c, proxy.http(), "b.test:8080", "/x").await;
+    assert_eq!(g.status, StatusCode::FOUND);
+    assert_eq!(
+        g.header("location"),
+        "http://b.test/oauth2/start?rd=http://b.test:8080%2Fx"
+    );
+    let yaml = ingresses + &configmap_yaml(&[("relative-redirects", "true")]);
+    let snap = translate_manifests(2, &yaml, |c| {
+        c.configmap = Some(Key::new("ingress-nginx", "cm"));
+    });
+    proxy.handle.apply(snap);
+    for host in ["a.test", "b.test"] {
+        let g = get(&c, proxy.http(), &format!("{host}:8080"), "/x").await;
+        assert_eq!(g.status, StatusCode::FOUND, "{host}");
+        assert_eq!(
+            g.header("location"),
+            format!("/oauth2/start?rd=http://{host}:8080%2Fx"),
+            "{host}"
+        );
+    }
+    assert_eq!(pod.requests(), 0);
+}
+
 /// The auth service down, answering another status, or too slow: 500, never the pod.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_failures_are_500() {

@@ -138,6 +138,54 @@ async fn sni_of_a_passthrough_host_reaches_the_pod_with_its_own_certificate() {
     );
 }
 
+/// A passthrough host whose `/` backend is an ExternalName Service: the connection is passed
+/// to the address its name resolves to (at the Service port's target port), as its plain HTTP
+/// is proxied to that name; a name that does not resolve closes the connection, counted
+/// `unresolved`. (Was closed as `no_endpoint`: the name was never resolved for passthrough.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passthrough_host_on_an_external_name_service_reaches_the_name() {
+    let p = pods();
+    let external = |name: &str| {
+        format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: vault, namespace: default}}\n\
+             spec: {{type: ExternalName, externalName: {name}, \
+             ports: [{{name: https, port: 80, targetPort: {}}}]}}\n---\n",
+            p.vault.addr.port()
+        )
+    };
+    let yaml =
+        |name: &str| manifests(&p).replace(&service_yaml("vault", p.vault.addr), &external(name));
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let s = translate_manifests(1, &yaml("localhost"), |c| c.enable_ssl_passthrough = true);
+    let errors: Vec<_> = (s.diagnostics.iter())
+        .filter(|d| d.severity == Severity::Error)
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    proxy.handle.apply(s);
+    let (der, got) = over_tls(proxy.https(), PASS, PASS, false).await;
+    assert_eq!(der, p.vault_cert, "the pod's own certificate");
+    assert_eq!(
+        (got.status, got.pod()),
+        (StatusCode::OK, "vault-pod".into())
+    );
+
+    proxy.handle.apply(translate_manifests(
+        2,
+        &yaml("invalid.hostname.invalid"),
+        |c| c.enable_ssl_passthrough = true,
+    ));
+    let tcp = TcpStream::connect(proxy.https()).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(20), tls_try(tcp, PASS)).await;
+    assert!(closed.expect("closed in time").is_err());
+    let text = proxy.handle.metrics_text();
+    assert!(
+        text.contains(
+            "xdp_ingress_ssl_passthrough_connections_total{host=\"vault.example.com\",result=\"unresolved\"} 1"
+        ),
+        "{text}"
+    );
+}
+
 /// Another host on the same port gets our certificate and normal routing; a connection
 /// without SNI is terminated here too (ingress-nginx hands both to nginx), and a request for
 /// the passthrough host over it is routed, to the pod over HTTPS (nginx's `proxy_pass

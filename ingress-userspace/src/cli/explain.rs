@@ -17,9 +17,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version, header::HOS
 use serde::Serialize;
 
 use crate::{
-    model::translate::{
-        DEFAULT_CONTROLLER_NAME, DEFAULT_INGRESS_CLASS, TranslateConfig, translate,
-    },
+    model::translate::{TranslateConfig, translate},
     model::{
         BackendProtocol, CanaryRule, CookieAffinity, Diagnostic, EndpointState, LoadBalancing,
         ObjectKind, ObjectRef, Passthrough, PathMatch, RetryOn, Snapshot, Upstream,
@@ -91,34 +89,9 @@ pub struct ExplainArgs {
     pub ports: crate::proxy::args::ListenerPorts,
     #[command(flatten)]
     pub gateway_pool: crate::source::args::GatewayPoolArgs,
-    /// IngressClass name treated as ours (as `run --ingress-class`).
-    #[arg(long, default_value = DEFAULT_INGRESS_CLASS)]
-    pub ingress_class: String,
-    /// `spec.controller` of IngressClasses that are ours (as `run --controller-name`).
-    #[arg(long, default_value = DEFAULT_CONTROLLER_NAME)]
-    pub controller_name: String,
-    /// Also take Ingresses that name no class (as `run --watch-ingress-without-class`).
-    #[arg(long)]
-    pub watch_ingress_without_class: bool,
-    /// Serve endpoints on loopback and node addresses (as `run --allow-node-local-endpoints`).
-    #[arg(long)]
-    pub allow_node_local_endpoints: bool,
-    /// Classes in ingress-nginx compatibility mode (as `run --nginx-compatible-class`).
-    #[arg(long = "nginx-compatible-class", value_delimiter = ',', default_value = crate::model::translate::compat::DEFAULT_COMPATIBLE_CLASS)]
-    pub nginx_compatible_classes: Vec<String>,
-    /// The controller ConfigMap in the directory (as `run --configmap`).
-    #[arg(long, value_parser = crate::source::args::parse_key)]
-    pub configmap: Option<crate::store::Key>,
-    /// As `run --serve-ingresses-with-snippets`.
-    #[arg(long)]
-    pub serve_ingresses_with_snippets: bool,
-    /// As `run --disable-catch-all`.
-    #[arg(long)]
-    pub disable_catch_all: bool,
-    /// As `run --enable-ssl-passthrough` (with `--https`, a passthrough host's connection is
-    /// explained as passed to its pods).
-    #[arg(long)]
-    pub enable_ssl_passthrough: bool,
+    /// The flags that shape translation, the same definition as `run`'s.
+    #[command(flatten)]
+    pub translation: crate::source::args::TranslationArgs,
     #[command(flatten)]
     pub global_limit: GlobalLimitFlags,
 }
@@ -1608,21 +1581,20 @@ pub fn load_objects(dir: &std::path::Path) -> anyhow::Result<Objects> {
     Ok(ManifestDir::new(dir).load())
 }
 
-pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
-    let config = TranslateConfig {
-        controller_name: args.controller_name.clone(),
-        ingress_class: args.ingress_class.clone(),
-        watch_without_class: args.watch_ingress_without_class,
-        allow_node_local_endpoints: args.allow_node_local_endpoints,
-        nginx_compatible_classes: args.nginx_compatible_classes.clone(),
-        configmap: args.configmap.clone(),
-        serve_ingresses_with_snippets: args.serve_ingresses_with_snippets,
-        disable_catch_all: args.disable_catch_all,
-        enable_ssl_passthrough: args.enable_ssl_passthrough,
+/// The translation `explain` runs: the daemon's flags ([`crate::source::args::TranslationArgs`]),
+/// the Gateway address pool and the proxy's ports.
+pub fn translate_config(args: &ExplainArgs) -> TranslateConfig {
+    let mut config = TranslateConfig {
         gateway_address_pool: args.gateway_pool.pool(),
         gateway_ports: args.ports.proxy_ports(),
         ..TranslateConfig::default()
     };
+    args.translation.apply(&mut config);
+    config
+}
+
+pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
+    let config = translate_config(&args);
     let objects = load_objects(&args.manifests)
         .with_context(|| format!("loading manifests from {}", args.manifests.display()))?;
     let snapshot = translate(&objects, &config);
@@ -1631,7 +1603,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
             &snapshot,
             &objects,
             key,
-            &args.controller_name,
+            &args.translation.controller_name,
         );
         super::output::emit_json(&e)?;
         // A name that matches nothing is a mistake to say so about, not an answer.
@@ -1674,7 +1646,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
         },
     );
     add_related_diagnostics(&mut e, &snapshot, &objects, &host);
-    add_controller_configmap_diagnostics(&mut e, &snapshot, args.configmap.as_ref());
+    add_controller_configmap_diagnostics(&mut e, &snapshot, args.translation.configmap.as_ref());
     super::output::emit_json(&e)?;
     Ok(())
 }
@@ -2644,6 +2616,75 @@ spec:
         assert_eq!(host_port("[::1]:81"), Some(81));
     }
 
+    /// `explain` translates with the daemon's flags: `--disable-svc-external-name` (found
+    /// missing by a review) refuses an ExternalName backend as `run` does (503,
+    /// ExternalNameDisabled), and each translation flag of `run` parses on `explain` (one
+    /// flattened definition, `TranslationArgs`).
+    #[test]
+    fn explain_takes_the_daemons_translation_flags() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            a: ExplainArgs,
+        }
+        let yaml = r#"---
+apiVersion: v1
+kind: Service
+metadata: {name: ext, namespace: default}
+spec: {type: ExternalName, externalName: api.example.com, ports: [{port: 80}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: ing, namespace: default}
+spec:
+  ingressClassName: xdp-ingress
+  rules:
+  - host: a.test
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: ext, port: {number: 80}}}}
+"#;
+        let objects = Objects::from_objects(crate::source::files::parse_manifests(yaml).unwrap());
+        let status = |flags: &[&str]| {
+            let args = ["x", "--manifests", "/m", "--host", "a.test"];
+            let c = Cli::try_parse_from(args.iter().chain(flags)).unwrap();
+            let s = translate(&objects, &translate_config(&c.a));
+            let e = explain(&s, &q("a.test", "/"));
+            (e.status, e.reason)
+        };
+        assert_eq!(status(&[]).0, None, "proxied to the name");
+        let (code, reason) = status(&["--disable-svc-external-name"]);
+        assert_eq!(code, Some(503));
+        assert!(reason.contains("ExternalNameDisabled"), "{reason}");
+        let c = Cli::try_parse_from([
+            "x",
+            "--manifests",
+            "/m",
+            "--ingress-class",
+            "c",
+            "--controller-name",
+            "example.com/c",
+            "--watch-ingress-without-class",
+            "--nginx-compatible-class",
+            "c",
+            "--allow-node-local-endpoints",
+            "--configmap",
+            "ns/cm",
+            "--serve-ingresses-with-snippets",
+            "--disable-catch-all",
+            "--enable-ssl-passthrough",
+            "--disable-svc-external-name",
+            "--host",
+            "a.test",
+        ])
+        .unwrap();
+        let config = translate_config(&c.a);
+        assert!(config.disable_svc_external_name && config.disable_catch_all);
+        assert!(config.enable_ssl_passthrough && config.watch_without_class);
+        assert_eq!(config.ingress_class, "c");
+    }
+
     /// A request for a host whose HTTPRoute names a Gateway that does not exist, or a
     /// Gateway whose class does not: no route, and the typo is on the explain output.
     #[test]
@@ -2893,6 +2934,64 @@ spec:
         assert_eq!(json["global_limit"]["rps"], 7);
         assert_eq!(json["global_limit"]["burst_multiplier"], 2);
         assert_eq!(json["response_rate"]["after_bytes"], 64 * 1024);
+    }
+
+    /// A ConfigMap key and an annotation that are read and ignored are said so in explain
+    /// (an Info with the support row's note), not passed over in silence.
+    #[test]
+    fn keys_read_and_ignored_are_said_so() {
+        let yaml = r#"---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cfg, namespace: ns}
+data: {disable-stream-access-log: "true"}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: ing
+  namespace: default
+  annotations:
+    nginx.ingress.kubernetes.io/auth-url: "http://auth.example.com/check"
+    nginx.ingress.kubernetes.io/auth-keepalive-share-vars: "true"
+spec:
+  ingressClassName: xdp-ingress
+  rules:
+  - host: a.test
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+"#;
+        let objects = Objects::from_objects(crate::source::files::parse_manifests(yaml).unwrap());
+        let key = crate::source::args::parse_key("ns/cfg").unwrap();
+        let config = TranslateConfig {
+            configmap: Some(key.clone()),
+            ..TranslateConfig::default()
+        };
+        let s = translate(&objects, &config);
+        let mut e = explain(&s, &q("a.test", "/"));
+        add_controller_configmap_diagnostics(&mut e, &s, Some(&key));
+        let said: Vec<_> = (e.diagnostics.iter())
+            .filter(|d| d.reason == crate::model::translate::support::READ_AND_IGNORED)
+            .map(|d| (d.severity, d.message.as_str()))
+            .collect();
+        assert_eq!(
+            said,
+            [
+                (
+                    crate::model::Severity::Info,
+                    "annotation auth-keepalive-share-vars: accepted, not used: the auth request \
+                     shares no variables, only headers"
+                ),
+                (
+                    crate::model::Severity::Info,
+                    "key disable-stream-access-log: read and ignored (no stream proxy here: \
+                     TCP/UDP Services are served by the XDP path, which writes no access log)"
+                ),
+            ],
+            "{:?}",
+            e.diagnostics
+        );
     }
 
     /// The route's source ranges in the proxy's order, checked against `--client`: a deny

@@ -205,6 +205,8 @@ fn class_of(ing: &Ingress) -> Option<String> {
 fn problems(d: Diagnostics) -> Vec<String> {
     d.finish()
         .into_iter()
+        // A key read and ignored: its row already says so.
+        .filter(|d| d.reason != support::READ_AND_IGNORED)
         .map(|d| format!("{}: {}", d.reason, d.message))
         .collect()
 }

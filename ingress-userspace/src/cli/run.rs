@@ -335,7 +335,7 @@ pub async fn start_sources(
         let scope = kube_source::WatchScope {
             namespace: args.namespace.clone(),
             secret_namespaces: args.secret_namespaces(),
-            configmap: args.configmap.clone(),
+            configmap: args.translation.configmap.clone(),
             served_versions: Default::default(),
         };
         sources.tasks.extend(kube_source::spawn_scoped(
@@ -353,7 +353,7 @@ pub async fn start_sources(
             let candidate = status::leader::spawn(client.clone(), lease.clone());
             sources.lease = Some((client.clone(), lease));
             let reporter = status::events::Reporter {
-                controller: args.controller_name.clone(),
+                controller: args.translation.controller_name.clone(),
                 instance: identity,
             };
             let writer = status::spawn_with_listeners(

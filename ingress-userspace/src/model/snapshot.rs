@@ -1153,6 +1153,12 @@ pub struct ForwardAuth {
     /// `buildAuthSignURL` does (`?rd=$pass_access_scheme://$http_host$escaped_request_uri`
     /// unless the URL already has that parameter).
     pub signin: Option<NginxString>,
+    /// A `signin` path (`/oauth2/start?rd=...`) is sent relative: the ConfigMap's
+    /// `relative-redirects` (nginx.tmpl writes its `absolute_redirect off` in the http block,
+    /// which the sign-in location inherits; the annotation's is in the path's location only, a
+    /// sibling). Otherwise it is completed with the scheme and host, never a port (the sign-in
+    /// location keeps the http block's `port_in_redirect off`): [`crate::proxy::rewrite::complete`].
+    pub signin_relative: bool,
     /// `auth-response-headers`: copied from a 2xx auth response onto the upstream request,
     /// replacing (or, when the auth response has none, removing) the client's.
     pub response_headers: Vec<String>,

@@ -114,7 +114,8 @@ pub struct PassthroughLabels {
     /// The snapshot's passthrough host (or Gateway SNI pattern, `*.` wildcards as written)
     /// the SNI matched.
     pub host: Arc<String>,
-    /// `passed`, `no_endpoint`, `connect_failed`, `tls_failed` (a TLSRoute terminated here
+    /// `passed`, `no_endpoint`, `unresolved` (an ExternalName Service's name did not
+    /// resolve), `connect_failed`, `tls_failed` (a TLSRoute terminated here
     /// whose BackendTLSPolicy's TLS to the pod failed), or `no_route` (a Gateway passthrough
     /// listener's name no TLSRoute serves, closed).
     pub result: &'static str,

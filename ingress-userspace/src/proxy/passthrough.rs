@@ -3,7 +3,8 @@
 //! listeners): on the HTTPS port and the Gateway TLS ports, while the snapshot names any
 //! passthrough host, the ClientHello is read first; a connection whose SNI names such a host
 //! ([`super::sni`]) is passed, bytes untouched, to one of the pods behind it, which terminates
-//! TLS itself. A name of a Gateway passthrough listener that no TLSRoute serves is closed, as
+//! TLS itself (or, for an ExternalName Service, to an address its name resolves to when the
+//! connection comes). A name of a Gateway passthrough listener that no TLSRoute serves is closed, as
 //! is anything not passed on a port of passthrough listeners only.
 //! Every other connection (another name, no SNI, not TLS) is replayed into the normal TLS
 //! termination from its first byte, as ingress-nginx hands those to nginx.
@@ -177,6 +178,19 @@ pub(crate) async fn pass<S>(
                 result,
             })
             .inc();
+    };
+    // An ExternalName Service: the endpoints are the addresses its name resolves to now, as
+    // for a request ([`super::upstream::external_name`]).
+    let upstream = match &upstream.external {
+        None => upstream,
+        Some(r) => match r.resolve(&upstream).await {
+            Ok(rt) => rt,
+            Err(why) => {
+                count("unresolved");
+                debug!(client = %peer, %host, error = %why, "ssl-passthrough: name not resolved; closing");
+                return;
+            }
+        },
     };
     let Some(pod) = connect(shared, &upstream, peer).await else {
         count(if upstream.slots.is_empty() {

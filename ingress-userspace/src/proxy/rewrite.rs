@@ -126,21 +126,53 @@ pub fn redirect<U>(
     })
 }
 
-/// nginx's `absolute_redirect` (ngx_http_header_filter_module): a `Location` starting with
-/// `/` gets the scheme and host (`port_in_redirect` is off unless `use-port-in-redirects`;
-/// then a port other than the scheme's default is named) unless the route has
-/// `relative-redirects`; any other `Location` is sent as it is.
+/// How the nginx location that answers completes a `Location` starting with `/`: its
+/// `absolute_redirect` and `port_in_redirect` (ngx_http_header_filter_module).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Completion {
+    /// `absolute_redirect off`: the `Location` is sent as it is.
+    pub relative: bool,
+    /// `port_in_redirect on`: a port other than the scheme's default is named.
+    pub port: bool,
+}
+
+impl Completion {
+    /// A route's location: `relative-redirects` (annotation, or the ConfigMap key in every
+    /// server), `use-port-in-redirects` (ingress-nginx's template writes `port_in_redirect`
+    /// in each location, `off` by default).
+    pub fn of_route(policy: &crate::model::RoutePolicy) -> Self {
+        Completion {
+            relative: policy.relative_redirects == Some(true),
+            port: policy.use_port_in_redirects == Some(true),
+        }
+    }
+}
+
 fn absolute<U>(
     route: &CompiledRoute<U>,
     t: &Target<'_>,
     server_port: &str,
     location: String,
 ) -> String {
-    if !location.starts_with('/') || route.policy.relative_redirects == Some(true) {
+    complete(
+        t,
+        server_port,
+        Completion::of_route(&route.policy),
+        location,
+    )
+}
+
+/// nginx's `absolute_redirect` (ngx_http_header_filter_module), the one place a relative
+/// redirect the proxy makes is made absolute: a `Location` starting with `/` gets `t`'s
+/// scheme and host name (the `Host` less its port, `server_name_in_redirect off`) and, with
+/// `how.port`, `server_port` when it is not the scheme's default, unless `how.relative`; any
+/// other `Location` is sent as it is.
+pub fn complete(t: &Target<'_>, server_port: &str, how: Completion, location: String) -> String {
+    if !location.starts_with('/') || how.relative {
         return location;
     }
     let default_port = if t.scheme == "https" { "443" } else { "80" };
-    let port = if route.policy.use_port_in_redirects == Some(true) && server_port != default_port {
+    let port = if how.port && server_port != default_port {
         format!(":{server_port}")
     } else {
         String::new()

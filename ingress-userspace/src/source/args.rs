@@ -31,32 +31,11 @@ impl GatewayPoolArgs {
     }
 }
 
+/// The flags that shape translation beyond the objects, as ingress-nginx's controller flags
+/// do: `run` and `explain` flatten this one definition, so `explain` translates as the daemon
+/// does (a flag added here is on both, [`TranslationArgs::apply`]).
 #[derive(Clone, Debug, clap::Args)]
-pub struct SourceArgs {
-    /// Directory of Kubernetes manifests (multi-document YAML) to serve; watched for changes.
-    #[arg(long, env = "XDP_INGRESS_MANIFESTS")]
-    pub manifests: Option<PathBuf>,
-    /// Also serve the embedded demo manifests (NodePort `echo`, Ingresses `echo`, `secure`, default backend).
-    #[arg(long)]
-    pub default_manifests: bool,
-    /// Watch the Kubernetes API (in-cluster config unless --kubeconfig is given). Implied by
-    /// --kubeconfig, and inside a pod when neither --manifests nor --default-manifests is given.
-    #[arg(long)]
-    pub kube: bool,
-    /// Kubeconfig file for the Kubernetes API source.
-    #[arg(long)]
-    pub kubeconfig: Option<PathBuf>,
-    /// Watch only this namespace (default: all).
-    #[arg(long)]
-    pub namespace: Option<String>,
-    /// Read Secrets (TLS certificates, basic-auth users) and ConfigMaps (those `custom-headers`
-    /// names) only in these namespaces (comma-separated) and the --configmap one, namespaced
-    /// watches each, so the RBAC needs namespaced Roles there instead of cluster-wide access. An
-    /// Ingress whose TLS Secret is elsewhere gets a `TlsSecretNotWatched` diagnostic and the
-    /// default certificate; one whose `auth-secret` is elsewhere, `AuthSecretNotWatched` and
-    /// 503. Default: every namespace (or --namespace).
-    #[arg(long, value_delimiter = ',', value_parser = parse_namespace)]
-    pub secret_namespaces: Vec<String>,
+pub struct TranslationArgs {
     /// IngressClass name matched by `ingressClassName` (without an IngressClass object) and by
     /// the legacy `kubernetes.io/ingress.class` annotation.
     #[arg(long, default_value = DEFAULT_INGRESS_CLASS)]
@@ -75,21 +54,6 @@ pub struct SourceArgs {
     /// mean what ingress-nginx says in every class.
     #[arg(long = "nginx-compatible-class", value_delimiter = ',', default_value = crate::model::translate::compat::DEFAULT_COMPATIBLE_CLASS)]
     pub nginx_compatible_classes: Vec<String>,
-    /// The ingress's own Service (NAMESPACE/NAME); its endpoints are the node proxies.
-    #[arg(long)]
-    pub ingress_service: Option<String>,
-    /// TLS Secret (NAMESPACE/NAME) for handshakes that match no Ingress host.
-    #[arg(long)]
-    pub default_ssl_certificate: Option<String>,
-    /// This node's name (locality, status addresses).
-    #[arg(long, env = "NODE_NAME")]
-    pub node_name: Option<String>,
-    /// Addresses written to Ingress `status.loadBalancer` instead of node addresses (comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    pub publish_address: Vec<String>,
-    /// `--gateway-address-pool` (`explain` takes the same flag).
-    #[command(flatten)]
-    pub gateway_pool: GatewayPoolArgs,
     /// Serve endpoints on loopback and on this node's own addresses (refused by default: they
     /// let an EndpointSlice reach services bound to the node). For hostNetwork backends on this
     /// node, or a manifest directory pointing at apps on loopback, when every EndpointSlice is
@@ -128,6 +92,70 @@ pub struct SourceArgs {
     /// instead of being proxied to the Service's `externalName`.
     #[arg(long)]
     pub disable_svc_external_name: bool,
+}
+
+impl TranslationArgs {
+    /// Sets the fields of `config` these flags decide.
+    pub fn apply(&self, config: &mut TranslateConfig) {
+        config.controller_name.clone_from(&self.controller_name);
+        config.ingress_class.clone_from(&self.ingress_class);
+        config.watch_without_class = self.watch_ingress_without_class;
+        config.allow_node_local_endpoints = self.allow_node_local_endpoints;
+        config
+            .nginx_compatible_classes
+            .clone_from(&self.nginx_compatible_classes);
+        config.configmap.clone_from(&self.configmap);
+        config.serve_ingresses_with_snippets = self.serve_ingresses_with_snippets;
+        config.disable_catch_all = self.disable_catch_all;
+        config.enable_ssl_passthrough = self.enable_ssl_passthrough;
+        config.disable_svc_external_name = self.disable_svc_external_name;
+    }
+}
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct SourceArgs {
+    /// Directory of Kubernetes manifests (multi-document YAML) to serve; watched for changes.
+    #[arg(long, env = "XDP_INGRESS_MANIFESTS")]
+    pub manifests: Option<PathBuf>,
+    /// Also serve the embedded demo manifests (NodePort `echo`, Ingresses `echo`, `secure`, default backend).
+    #[arg(long)]
+    pub default_manifests: bool,
+    /// Watch the Kubernetes API (in-cluster config unless --kubeconfig is given). Implied by
+    /// --kubeconfig, and inside a pod when neither --manifests nor --default-manifests is given.
+    #[arg(long)]
+    pub kube: bool,
+    /// Kubeconfig file for the Kubernetes API source.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Watch only this namespace (default: all).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Read Secrets (TLS certificates, basic-auth users) and ConfigMaps (those `custom-headers`
+    /// names) only in these namespaces (comma-separated) and the --configmap one, namespaced
+    /// watches each, so the RBAC needs namespaced Roles there instead of cluster-wide access. An
+    /// Ingress whose TLS Secret is elsewhere gets a `TlsSecretNotWatched` diagnostic and the
+    /// default certificate; one whose `auth-secret` is elsewhere, `AuthSecretNotWatched` and
+    /// 503. Default: every namespace (or --namespace).
+    #[arg(long, value_delimiter = ',', value_parser = parse_namespace)]
+    pub secret_namespaces: Vec<String>,
+    /// The flags that shape translation (class, ConfigMap, compatibility, passthrough...).
+    #[command(flatten)]
+    pub translation: TranslationArgs,
+    /// The ingress's own Service (NAMESPACE/NAME); its endpoints are the node proxies.
+    #[arg(long)]
+    pub ingress_service: Option<String>,
+    /// TLS Secret (NAMESPACE/NAME) for handshakes that match no Ingress host.
+    #[arg(long)]
+    pub default_ssl_certificate: Option<String>,
+    /// This node's name (locality, status addresses).
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: Option<String>,
+    /// Addresses written to Ingress `status.loadBalancer` instead of node addresses (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub publish_address: Vec<String>,
+    /// `--gateway-address-pool` (`explain` takes the same flag).
+    #[command(flatten)]
+    pub gateway_pool: GatewayPoolArgs,
     /// Per-source new-connection (TCP SYN) rate limit, SYNs per second (0 to 1000000; 0, the
     /// default: none), enforced in XDP on the proxy's own HTTP and HTTPS listeners on the
     /// node's addresses and on the ingress's own Service (`--ingress-service`, whose own
@@ -166,10 +194,7 @@ impl SourceArgs {
     }
 
     pub fn translate_config(&self) -> Result<TranslateConfig, String> {
-        Ok(TranslateConfig {
-            controller_name: self.controller_name.clone(),
-            ingress_class: self.ingress_class.clone(),
-            watch_without_class: self.watch_ingress_without_class,
+        let mut config = TranslateConfig {
             ingress_service: self.ingress_service.as_deref().map(parse_key).transpose()?,
             node_name: self.node_name.clone(),
             default_tls_secret: self
@@ -180,14 +205,7 @@ impl SourceArgs {
             publish_addresses: self.publish_address.clone(),
             // Filled by `run` from the host's interfaces (I/O stays at the edge).
             node_addresses: Vec::new(),
-            allow_node_local_endpoints: self.allow_node_local_endpoints,
             secret_namespaces: self.secret_namespaces(),
-            nginx_compatible_classes: self.nginx_compatible_classes.clone(),
-            configmap: self.configmap.clone(),
-            serve_ingresses_with_snippets: self.serve_ingresses_with_snippets,
-            disable_catch_all: self.disable_catch_all,
-            enable_ssl_passthrough: self.enable_ssl_passthrough,
-            disable_svc_external_name: self.disable_svc_external_name,
             proxy_syn_rate_limit: crate::model::translate::syn_limit::limit(
                 self.syn_rate_limit_per_source,
                 self.syn_rate_limit_burst,
@@ -197,7 +215,10 @@ impl SourceArgs {
             gateway_address_pool: crate::model::translate::gateway::addresses::AddressPool {
                 ranges: self.gateway_pool.gateway_address_pool.clone(),
             },
-        })
+            ..TranslateConfig::default()
+        };
+        self.translation.apply(&mut config);
+        Ok(config)
     }
 
     /// The namespaces whose TLS Secrets are read, sorted; `None` for all (then `--namespace`,

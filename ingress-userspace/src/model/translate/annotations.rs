@@ -131,6 +131,19 @@ impl<'a> Reader<'a> {
         );
     }
 
+    /// An annotation read and ignored (its value checked before): if set, an Info says it
+    /// does nothing here, with its support row's note.
+    pub(super) fn ignored(&mut self, key: &str) {
+        if self.get(key).is_some() {
+            let why = super::support::annotation(key).map_or("", |r| r.status.note());
+            self.diags.info(
+                self.object,
+                super::support::READ_AND_IGNORED,
+                format!("annotation {key}: {why}"),
+            );
+        }
+    }
+
     pub(super) fn bool(&mut self, key: &str) -> Option<bool> {
         let v = self.get(key)?.to_string();
         match parse_bool(&v) {

@@ -262,6 +262,19 @@ impl Reader<'_> {
         )
     }
 
+    /// A `true`/`false` key read and ignored: its value is checked (a Warning when it is
+    /// not a boolean) and an Info says it does nothing here, with its support row's note.
+    fn ignored_bool(&mut self, key: &str) {
+        if self.bool(key).is_some() {
+            let why = support::configmap_key(key).map_or("", |r| r.status.note());
+            self.diags.info(
+                &self.object,
+                support::READ_AND_IGNORED,
+                format!("key {key}: {why}"),
+            );
+        }
+    }
+
     fn bool(&mut self, key: &str) -> Option<bool> {
         let v = self.get(key)?;
         match super::annotations::parse_bool(&v) {
@@ -351,10 +364,9 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
     s.ignore_invalid_headers = r.bool("ignore-invalid-headers");
     s.allow_backend_server_header = r.bool("allow-backend-server-header").unwrap_or(false);
     // ingress-nginx's template: `access_log off` in the http block when either key is true
-    // (`disable-http-access-log` is the http block's alone; there is no stream access log
-    // here, so `disable-stream-access-log` is read and changes nothing).
+    // (`disable-http-access-log` is the http block's alone).
     let http_off = r.bool("disable-http-access-log").unwrap_or(false);
-    let _ = r.bool("disable-stream-access-log");
+    r.ignored_bool("disable-stream-access-log");
     s.disable_access_log = r.bool("disable-access-log").unwrap_or(false) || http_off;
     s.access_log_for_default_server = r
         .bool("enable-access-log-for-default-backend")
@@ -656,6 +668,7 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Severity;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     fn cm(pairs: &[(&str, &str)]) -> ConfigMap {
@@ -848,10 +861,21 @@ mod tests {
         assert_eq!(c.settings.skip_access_log_urls, ["/healthz", "/readyz"]);
         assert!(!ProxySettings::default().disable_access_log);
         // ingress-nginx's e2e "disable-http-access-log set access_log off": the http block's
-        // own key; the stream one is known (no typo warning) and has nothing to turn off.
-        for (key, off) in [
-            ("disable-http-access-log", true),
-            ("disable-stream-access-log", false),
+        // own key; the stream one is known (no typo warning), has nothing to turn off and
+        // says so with an Info (what `explain` shows).
+        for (key, off, said) in [
+            ("disable-http-access-log", true, vec![]),
+            (
+                "disable-stream-access-log",
+                false,
+                vec![(
+                    Severity::Info,
+                    support::READ_AND_IGNORED.to_string(),
+                    "key disable-stream-access-log: read and ignored (no stream proxy here: \
+                     TCP/UDP Services are served by the XDP path, which writes no access log)"
+                        .to_string(),
+                )],
+            ),
         ] {
             let mut d = Diagnostics::default();
             let cm = ConfigMap {
@@ -859,7 +883,11 @@ mod tests {
                 ..Default::default()
             };
             let c = parse(&cm, &mut d);
-            assert!(d.0.is_empty(), "{key}: {:?}", d.0);
+            let got: Vec<_> =
+                d.0.into_iter()
+                    .map(|d| (d.severity, d.reason, d.message))
+                    .collect();
+            assert_eq!(got, said, "{key}");
             assert_eq!(c.settings.disable_access_log, off, "{key}");
         }
     }

@@ -114,7 +114,7 @@ pub(super) fn parse_values(v: &Values<'_>, global: bool) -> Result<Option<Forwar
     let signin = match v.get("signin") {
         None => None,
         Some(s) => {
-            let s = absolute_signin(&s).map_err(|e| format!("{} {s:?}: {e}", name("signin")))?;
+            check_signin(&s).map_err(|e| format!("{} {s:?}: {e}", name("signin")))?;
             Some(template("signin", &signin_url(&s, &param))?)
         }
     };
@@ -159,6 +159,7 @@ pub(super) fn parse_values(v: &Values<'_>, global: bool) -> Result<Option<Forwar
         host,
         method,
         signin,
+        signin_relative: false,
         response_headers,
         request_redirect,
         always_set_cookie,
@@ -193,18 +194,17 @@ pub(super) fn host_of(url: &str) -> Result<&str, String> {
     Ok(host)
 }
 
-/// The sign-in URL as the client gets it in `Location`: an http(s) URL as written, or a path
-/// (`/oauth2/start`: ingress-nginx takes any value its URL validator allows and writes it in
-/// `return 302`) made absolute as nginx's `absolute_redirect on` makes it, with the client
-/// connection's scheme and `$host`, and no port (ingress-nginx's default
-/// `port_in_redirect off`). Anything else: why the location is denied.
-pub(super) fn absolute_signin(url: &str) -> Result<String, String> {
-    // `//x` too: nginx prefixes any `/` (`http://host//x`), so it never leaves the host.
+/// Whether `url` may be a sign-in URL: an http(s) URL, or a path (`/oauth2/start`:
+/// ingress-nginx takes any value its URL validator allows and writes it in `return 302`),
+/// kept as written; the proxy completes a path as nginx's `absolute_redirect` does, where the
+/// `Location` is sent ([`ForwardAuth::signin_relative`]). Anything else: why the location is
+/// denied.
+pub(super) fn check_signin(url: &str) -> Result<(), String> {
     if url.starts_with('/') {
-        return Ok(format!("$scheme://$host{url}"));
+        return Ok(());
     }
     host_of(url)
-        .map(|_| url.to_string())
+        .map(|_| ())
         .map_err(|e| format!("{e} and not a path starting with /"))
 }
 
@@ -285,15 +285,17 @@ fn nginx_time(s: &str) -> Option<Duration> {
 }
 
 /// What the route's external auth is: `None` (none), `Some(Ok)`, or `Some(Err(reason))`
-/// (denied). `global`: the ConfigMap's, parsed once ([`super::configmap`]).
+/// (denied). `controller`: the ConfigMap, parsed once ([`super::configmap`]): its global auth
+/// and its `relative-redirects` (the sign-in location's `absolute_redirect`).
 pub(super) fn for_ingress(
     r: &mut Reader<'_>,
     ns: &str,
     objects: &Objects,
     endpoints: &EndpointIndex<'_>,
-    global: Option<&Result<ForwardAuth, String>>,
+    controller: &super::configmap::ControllerConfig,
     refs: &mut super::References,
 ) -> Option<Result<Arc<ForwardAuth>, String>> {
+    let signin_relative = controller.route_defaults.relative_redirects == Some(true);
     let mut auth = match own_values(r) {
         Err(why) => return Some(Err(why)),
         Ok(Some(a)) => a,
@@ -301,12 +303,19 @@ pub(super) fn for_ingress(
             if r.bool("enable-global-auth") == Some(false) {
                 return None;
             }
-            return match global? {
-                Ok(g) => Some(Ok(Arc::new(resolve(g.clone(), objects, endpoints, refs)))),
+            return match controller.global_auth.as_ref()? {
+                Ok(g) => {
+                    let g = ForwardAuth {
+                        signin_relative,
+                        ..g.clone()
+                    };
+                    Some(Ok(Arc::new(resolve(g, objects, endpoints, refs))))
+                }
                 Err(why) => Some(Err(format!("global-auth: {why}"))),
             };
         }
     };
+    auth.signin_relative = signin_relative;
     if let Some(name) = r.get("auth-proxy-set-headers").map(str::to_string) {
         let allowed = r.allow_cross_namespace;
         match proxy_set_headers(&name, ns, allowed, objects, refs) {
@@ -354,21 +363,22 @@ fn denied(r: &mut Reader<'_>, reason: &str, why: String) -> String {
     format!("{reason}: {why}")
 }
 
-/// `auth-keepalive*`: accepted (the auth client always keeps connections alive); a value that
-/// ingress-nginx would not take is a warning.
+/// `auth-keepalive*`: read and ignored (the auth client always keeps connections alive; an
+/// Info says so); a value that ingress-nginx would not take is a warning.
 fn keepalive_values(r: &mut Reader<'_>) {
     for key in [
         "auth-keepalive",
         "auth-keepalive-requests",
         "auth-keepalive-timeout",
     ] {
-        if let Some(v) = r.get(key).map(str::to_string)
-            && v.parse::<i64>().is_err()
-        {
-            r.bad(key, &v, "an integer");
+        match r.get(key).map(str::to_string) {
+            Some(v) if v.parse::<i64>().is_err() => r.bad(key, &v, "an integer"),
+            _ => r.ignored(key),
         }
     }
-    let _ = r.bool("auth-keepalive-share-vars");
+    if r.bool("auth-keepalive-share-vars").is_some() {
+        r.ignored("auth-keepalive-share-vars");
+    }
 }
 
 /// `auth-proxy-set-headers`: the ConfigMap `name` or `ns/name`, same namespace only unless

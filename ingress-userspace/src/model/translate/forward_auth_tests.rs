@@ -192,17 +192,12 @@ fn signin_redirect_param_and_url_forms() {
         f.signin.as_ref().unwrap().as_str(),
         format!("https://auth.example.com/login?next={orig}")
     );
-    // A path, as ingress-nginx takes it (`return 302 /oauth2/start?rd=...`), made absolute
-    // as nginx's `absolute_redirect` does; a relative one without `/` is still refused.
-    assert_eq!(
-        super::absolute_signin("/oauth2/start").unwrap(),
-        "$scheme://$host/oauth2/start"
-    );
-    assert!(super::absolute_signin("oauth2/start").is_err());
-    assert_eq!(
-        super::absolute_signin("//evil.example/x").unwrap(),
-        "$scheme://$host//evil.example/x"
-    );
+    // A path, as ingress-nginx takes it (`return 302 /oauth2/start?rd=...`), kept as written
+    // (the proxy completes it as nginx's `absolute_redirect` does); a relative one without
+    // `/` is still refused.
+    assert!(super::check_signin("/oauth2/start").is_ok());
+    assert!(super::check_signin("oauth2/start").is_err());
+    assert!(super::check_signin("//evil.example/x").is_ok());
     let o = objects(
         &[
             ("auth-url", "http://auth.example.com/check"),
@@ -213,8 +208,9 @@ fn signin_redirect_param_and_url_forms() {
     let f = forward(&translate(&o, &mk_config()));
     assert_eq!(
         f.signin.as_ref().unwrap().as_str(),
-        format!("$scheme://$host/oauth2/start?rd={orig}")
+        format!("/oauth2/start?rd={orig}")
     );
+    assert!(!f.signin_relative);
 }
 
 /// The key of ingress-nginx's own examples (annotations.md `auth-cache-key`, configmap.md
@@ -548,4 +544,29 @@ fn our_prefix() {
         .unwrap();
     assert_eq!(f.url.as_str(), "http://ours.example.com/");
     assert_eq!(f.method.as_deref(), Some("HEAD"));
+}
+
+/// The sign-in location's `absolute_redirect`: the ConfigMap's `relative-redirects` (written
+/// in nginx's http block) reaches it, for an Ingress's own `auth-signin` and the global one;
+/// the annotation (written in the path's location, a sibling of the sign-in location) does not.
+#[test]
+fn signin_is_relative_under_the_configmap_key_only() {
+    let own = [
+        ("auth-url", "http://auth.example.com/check"),
+        ("auth-signin", "/oauth2/start"),
+    ];
+    let (c, cfg) = controller(&[("relative-redirects", "true")]);
+    let f = forward(&translate(&objects(&own, vec![c]), &cfg));
+    assert!(f.signin_relative);
+    let (c, cfg) = controller(&[
+        ("relative-redirects", "true"),
+        ("global-auth-url", "http://auth.example.com/check"),
+        ("global-auth-signin", "/oauth2/start"),
+    ]);
+    let f = forward(&translate(&objects(&[], vec![c]), &cfg));
+    assert!(f.global && f.signin_relative);
+    let mut with_annotation = own.to_vec();
+    with_annotation.push(("relative-redirects", "true"));
+    let f = forward(&translate(&objects(&with_annotation, vec![]), &mk_config()));
+    assert!(!f.signin_relative);
 }

@@ -344,7 +344,7 @@ impl<'a> L7Builder<'a> {
             &ns,
             self.objects,
             self.endpoints,
-            self.controller.global_auth.as_ref(),
+            &self.controller,
             &mut self.refs,
         ) {
             None => {}
@@ -991,14 +991,9 @@ fn has_default_backend(errors: Option<&crate::model::ErrorPages>) -> bool {
 /// An upstream of no endpoints for Service `b` of namespace `ns`, which does not exist: the
 /// port as written (a number, or a name).
 fn missing_service(ns: &str, b: &IngressServiceBackend, opts: &IngressOptions) -> Upstream {
-    let port = b.port.as_ref().map_or(String::new(), |p| {
-        p.number
-            .map(|n| n.to_string())
-            .or_else(|| p.name.clone())
-            .unwrap_or_default()
-    });
+    let port = super::service_upstream::PortId::written(b.port.as_ref());
     Upstream {
-        id: format!("{ns}/{}:{port}", b.name),
+        id: super::service_upstream::upstream_id(&Key::new(ns, &b.name), port, false),
         service: ObjectRef::new(ObjectKind::Service, ns, &b.name),
         protocol: opts.protocol,
         endpoints: Vec::new(),

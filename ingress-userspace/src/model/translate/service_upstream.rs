@@ -12,7 +12,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use k8s_openapi::api::core::v1::ServicePort;
+use k8s_openapi::api::{core::v1::ServicePort, networking::v1::ServiceBackendPort};
 
 use crate::compact::service::Service;
 
@@ -25,10 +25,48 @@ use crate::{
     store::Key,
 };
 
+/// A Service port as an upstream id names it: the number, or the name an Ingress backend
+/// writes (`port: {name: http}`) when no Service resolves it to a number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortId<'a> {
+    Number(i32),
+    Name(&'a str),
+}
+
+impl From<i32> for PortId<'_> {
+    fn from(n: i32) -> Self {
+        PortId::Number(n)
+    }
+}
+
+impl<'a> PortId<'a> {
+    /// The port an Ingress backend writes: its number, else its name (empty when neither).
+    pub fn written(port: Option<&'a ServiceBackendPort>) -> Self {
+        match port {
+            Some(ServiceBackendPort {
+                number: Some(n), ..
+            }) => PortId::Number(*n),
+            Some(p) => PortId::Name(p.name.as_deref().unwrap_or_default()),
+            None => PortId::Name(""),
+        }
+    }
+}
+
+impl std::fmt::Display for PortId<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PortId::Number(n) => write!(f, "{n}"),
+            PortId::Name(name) => f.write_str(name),
+        }
+    }
+}
+
 /// The id of the upstream of Service `key`'s port `port`: `namespace/name:port`, and
 /// `cluster-ip:namespace/name:port` for its ClusterIP (another set of endpoints, so other
-/// pools and health state). Both end in `:port`.
-pub fn upstream_id(key: &Key, port: i32, service_upstream: bool) -> String {
+/// pools and health state). Both end in `:port`, which the proxy reads back as the Service
+/// port (`X-Service-Port` of error pages, [`crate::proxy::error_pages`]).
+pub fn upstream_id<'a>(key: &Key, port: impl Into<PortId<'a>>, service_upstream: bool) -> String {
+    let port = port.into();
     if service_upstream {
         format!("cluster-ip:{key}:{port}")
     } else {

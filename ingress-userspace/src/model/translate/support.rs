@@ -134,7 +134,7 @@ pub static ANNOTATIONS: &[Row] = &[
     row("auth-response-headers", Supported, "External auth: headers of a 2xx auth answer set on the request to the pod (replacing the client's)."),
     row("auth-secret", Supported, "Basic/digest auth: Secret (`name` or same-namespace `ns/name`) with the users."),
     row("auth-secret-type", Supported, "Basic/digest auth: `auth-file` (htpasswd in key `auth`) or `auth-map`."),
-    row("auth-signin", Supported, "External auth: a 401 becomes a 302 here, with `rd=` the original URL; an http(s) URL, or a path (`/oauth2/start`) made absolute with the request's scheme and host, no port (nginx `absolute_redirect`, `port_in_redirect off`)."),
+    row("auth-signin", Supported, "External auth: a 401 becomes a 302 here, with `rd=` the original URL; an http(s) URL, or a path (`/oauth2/start`) completed as the sign-in location's nginx `absolute_redirect` does: the connection's scheme and the host, no port (`port_in_redirect off` there); relative under the ConfigMap's relative-redirects (not the annotation's, which is the path's location's)."),
     row("auth-signin-redirect-param", Supported, "External auth: name of the redirect parameter (default `rd`)."),
     row("auth-snippet", SNIPPET, "nginx configuration inserted into the auth location."),
     row("auth-tls-error-page", Differs("nginx named locations (`@name`) are not accepted (a warning; the 400 stays); a path is served by the host's routes as GET, with the request body forwarded (nginx discards it)"), "Client certificates: where a client whose certificate fails or is missing goes instead of the 400 (a URL: 302; a path: served in its place)."),
@@ -235,7 +235,7 @@ pub static ANNOTATIONS: &[Row] = &[
     row("proxy-ssl-server-name", Supported, "`on`: send `proxy-ssl-name` as SNI to HTTPS backends; default `off`, no SNI."),
     row("proxy-ssl-verify", Supported, "`on`: the backend certificate must chain to `ca.crt` and name `proxy-ssl-name` (else 502); default `off`, any certificate."),
     row("proxy-ssl-verify-depth", Supported, "Most intermediate CAs in the backend's verified chain (default 1)."),
-    row("relative-redirects", Differs("`true` does not keep an `auth-signin` path relative (nginx's `absolute_redirect off` would): its `Location` stays absolute"), "`true`: nginx's `absolute_redirect off` in the locations: a redirect the proxy makes whose target starts with `/` (a relative permanent-redirect, the compatibility mode's trailing-slash 301) is sent as it is; otherwise it gets the scheme and host. The absolute redirects (ssl-redirect, app-root, from-to-www) and pods' redirects pass as they are."),
+    row("relative-redirects", Supported, "`true`: nginx's `absolute_redirect off` in the locations: a redirect the proxy makes whose target starts with `/` (a relative permanent-redirect, the compatibility mode's trailing-slash 301) is sent as it is; otherwise it gets the scheme and host. The absolute redirects (ssl-redirect, app-root, from-to-www) and pods' redirects pass as they are; an `auth-signin` path stays absolute, as its sign-in location is not the path's."),
     row("rewrite-target", Supported, "Rewrite the path sent to the pod (`$1`..`$n` capture groups)."),
     row("satisfy", Supported, "`all` (default) or `any` of the access checks: allowlist-source-range, basic auth, auth-url; with `any` one passing check admits, a 401 outranks a 403."),
     row("secure-verify-ca-secret", REMOVED, "CA for HTTPS backends (removed; see proxy-ssl-secret)."),
@@ -253,7 +253,7 @@ pub static ANNOTATIONS: &[Row] = &[
     row("session-cookie-samesite", Supported, "SameSite of the affinity cookie: None, Lax or Strict."),
     row("session-cookie-secure", Supported, "Secure flag of the affinity cookie even over plain HTTP (always set over HTTPS: the client's scheme, from X-Forwarded-Proto when trusted)."),
     row("ssl-ciphers", Refused("per-host cipher strings are not read: the ConfigMap's `ssl-ciphers` applies to every host"), "Ciphers offered to clients."),
-    row("ssl-passthrough", Differs("with --enable-ssl-passthrough; balanced over the Service's ready endpoints, not its clusterIP, and closed after 600 s idle"), "Pass TLS to the pod untouched, chosen by SNI; the Ingress's other annotations do not apply to it."),
+    row("ssl-passthrough", Differs("with --enable-ssl-passthrough; balanced over the Service's ready endpoints, not its clusterIP (an ExternalName Service's name is resolved and connected to; ingress-nginx dials the clusterIP it lacks), and closed after 600 s idle"), "Pass TLS to the pod untouched, chosen by SNI; the Ingress's other annotations do not apply to it."),
     row("ssl-prefer-server-ciphers", Refused("the server's order always wins, as ingress-nginx's default `ssl_prefer_server_ciphers on`"), "Server cipher order."),
     row("ssl-redirect", Supported, "Redirect HTTP to HTTPS (308) for hosts with TLS (default true)."),
     row("stream-snippet", SNIPPET, "nginx configuration inserted into the stream block."),
@@ -303,7 +303,7 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("disable-ipv6", NotYet, "Do not listen on IPv6."),
     row("disable-ipv6-dns", NGINX_INTERNAL, "No AAAA lookups in nginx's resolver."),
     row("disable-proxy-intercept-errors", Supported, "With the ConfigMap's custom-http-errors, on routes of Ingresses without their own list: a pod's answer is passed as it is (default false); the proxy's own answers stay replaced."),
-    row("disable-stream-access-log", Supported, "No effect: TCP/UDP Services are served by the XDP path, which writes no access log."),
+    row("disable-stream-access-log", Differs("read and ignored (no stream proxy here: TCP/UDP Services are served by the XDP path, which writes no access log)"), "Turns off the access log of the TCP/UDP stream proxy."),
     row("enable-access-log-for-default-backend", Supported, "Default false: requests for a host no rule names (ingress-nginx's default server: the default backend, or the 404) are not written to the access log; true writes them. A named host's unmatched paths are logged either way."),
     row("enable-aio-write", NGINX_INTERNAL, "nginx `aio_write`."),
     row("enable-brotli", Differs("not on Gateway API routes; gRPC answers are never compressed; `Vary: Accept-Encoding` is sent with brotli alone too (ngx_brotli relies on gzip's `gzip_vary`)"), "Brotli compression of 200, 403 and 404 answers for clients that accept `br`, preferred to gzip."),
@@ -435,7 +435,7 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("proxy-stream-next-upstream-tries", NotYet, "TCP/UDP services: number of tries."),
     row("proxy-stream-responses", NotYet, "UDP services: responses expected per datagram."),
     row("proxy-stream-timeout", NotYet, "TCP/UDP services: idle timeout."),
-    row("relative-redirects", Supported, "`true`: `absolute_redirect off` in every server (an annotation cannot turn it back on): relative Locations the proxy makes stay relative, as the relative-redirects annotation."),
+    row("relative-redirects", Supported, "`true`: `absolute_redirect off` in every server (an annotation cannot turn it back on): relative Locations the proxy makes stay relative, as the relative-redirects annotation, and so does an `auth-signin` path."),
     row("retry-non-idempotent", Supported, "Retry POST, LOCK and PATCH too (adds `non_idempotent` to every route's proxy-next-upstream)."),
     row("reuse-port", NGINX_INTERNAL, "SO_REUSEPORT per worker."),
     row("server-name-hash-bucket-size", NGINX_INTERNAL, "nginx server name hash size."),
@@ -534,6 +534,10 @@ pub fn value_behaves_the_same(name: &str, value: &str) -> bool {
         _ => false,
     }
 }
+
+/// Reason of the Info an annotation or ConfigMap key gets when it is read and ignored (its
+/// row's note says why; `explain` shows the Info, `migrate` the row).
+pub const READ_AND_IGNORED: &str = "ReadAndIgnored";
 
 /// The row of a ConfigMap key.
 pub fn configmap_key(name: &str) -> Option<&'static Row> {

@@ -395,3 +395,30 @@ fn bad_next_upstream_values_warn_and_keep_the_defaults() {
     // The Ingress is still served.
     assert_eq!(addrs(&upstream(&s, "a.test")), ["198.19.0.2:8080"]);
 }
+
+/// A route whose Service does not exist, served by its `default-backend`: its upstream id is
+/// made by the one id function from the port as the Ingress writes it (a name stays a name),
+/// so the error page's `X-Service-Port` reads `http` or `80` (nginx.tmpl `$service_port`), and
+/// a numbered port's id is the one an existing Service's port gets.
+#[test]
+fn a_missing_service_is_named_with_its_written_port() {
+    for (port, id) in [("http", "default/gone:http"), ("80", "default/gone:80")] {
+        let mut o = base();
+        let mut i = mk_ingress(
+            "default",
+            "app",
+            1,
+            vec![("a.test", vec![("/", "Prefix", "gone", port)])],
+        );
+        i = with_annotation(i, &format!("{N}default-backend"), "web");
+        o.upsert(ing(i));
+        let s = run(&o);
+        let u = upstream(&s, "a.test");
+        assert_eq!(u.id, id);
+        assert!(u.endpoints.is_empty());
+    }
+    assert_eq!(
+        service_upstream::upstream_id(&Key::new("default", "gone"), 80, false),
+        "default/gone:80"
+    );
+}

@@ -444,7 +444,20 @@ pub fn decide(auth: &ForwardAuth, req: &Request<'_>, answer: &Answer) -> Result<
     Err(match status {
         StatusCode::UNAUTHORIZED => match &auth.signin {
             Some(signin) => {
-                let location = signin.expand(req);
+                // nginx's `$scheme` (the connection's) and the Host's name, as the sign-in
+                // location's `absolute_redirect` completes a path.
+                let at = super::rewrite::Target {
+                    scheme: if req.tls { "https" } else { "http" },
+                    authority: req.host,
+                    path: req.path,
+                    query: req.query,
+                };
+                let how = super::rewrite::Completion {
+                    relative: auth.signin_relative,
+                    port: false,
+                };
+                let port = req.client.redirect_port.to_str().unwrap_or_default();
+                let location = super::rewrite::complete(&at, port, how, signin.expand(req));
                 let mut r = match HeaderValue::from_str(&location) {
                     Ok(v) => refused(StatusCode::FOUND, SIGNIN, vec![(http::header::LOCATION, v)]),
                     Err(_) => refused(StatusCode::INTERNAL_SERVER_ERROR, FAILED, Vec::new()),

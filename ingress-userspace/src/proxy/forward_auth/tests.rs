@@ -29,6 +29,7 @@ fn auth(url: &str) -> ForwardAuth {
         host: NginxString::parse("$host").unwrap(),
         method: None,
         signin: None,
+        signin_relative: false,
         response_headers: vec!["X-Auth-Request-User".into(), "X-Auth-Request-Email".into()],
         request_redirect: None,
         always_set_cookie: false,
@@ -324,4 +325,42 @@ fn refusals_follow_auth_request() {
     assert_eq!(r.cookies.values, ["csrf=1"]);
     // 403 is 403 even with a sign-in URL.
     assert_eq!(decide(&a, &req, &answer(403, &[])).unwrap_err().status, 403);
+}
+
+/// A sign-in path is completed where the `Location` is sent, as the sign-in location's
+/// `absolute_redirect` does: the connection's scheme and the Host's name, never its port
+/// (`port_in_redirect off` there, whatever `use-port-in-redirects` says); under the
+/// ConfigMap's `relative-redirects` it is sent as written.
+#[test]
+fn a_signin_path_is_completed_unless_relative() {
+    let h = HeaderMap::new();
+    let (c, id) = (client(), HeaderValue::from_static("rid"));
+    let req = with(&h, &c, &id);
+    let mut a = auth("http://auth.test/");
+    a.signin = Some(
+        NginxString::parse(&crate::model::translate::forward_auth::signin_url(
+            "/oauth2/start",
+            "rd",
+        ))
+        .unwrap(),
+    );
+    let rd = "rd=https://App.test:8443%2Fa%2520b%2F..%2Fc%3Fx%3D1%26y%3D2";
+    let location = |a: &ForwardAuth| {
+        let r = decide(a, &req, &answer(401, &[])).unwrap_err();
+        assert_eq!(r.status, 302);
+        r.headers[0].1.to_str().unwrap().to_string()
+    };
+    assert_eq!(location(&a), format!("https://app.test/oauth2/start?{rd}"));
+    // `//x` stays on the host: nginx prefixes any `/`.
+    a.signin = Some(NginxString::parse("//evil.example/x").unwrap());
+    assert_eq!(location(&a), "https://app.test//evil.example/x");
+    a.signin = Some(
+        NginxString::parse(&crate::model::translate::forward_auth::signin_url(
+            "/oauth2/start",
+            "rd",
+        ))
+        .unwrap(),
+    );
+    a.signin_relative = true;
+    assert_eq!(location(&a), format!("/oauth2/start?{rd}"));
 }

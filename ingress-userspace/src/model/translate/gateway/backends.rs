@@ -1,7 +1,8 @@
 //! HTTPRoute `backendRefs` (Gateway API v1 `HTTPBackendRef`) as weighted upstreams. A
 //! reference that does not resolve keeps its weight: that share of requests gets 500 (spec:
 //! "requests that would have otherwise been routed to an invalid backend MUST receive a 500").
-//! Reasons for the route's `ResolvedRefs: False`: `InvalidKind` (not a core Service),
+//! Reasons for the route's `ResolvedRefs: False`: `InvalidKind` (not a core Service, or an
+//! ExternalName Service),
 //! `RefNotPermitted` (another namespace without a ReferenceGrant), `BackendNotFound` (no
 //! such Service or port).
 
@@ -145,6 +146,19 @@ pub fn service_port<'o>(
     let Some(svc) = objects.services.get(&key) else {
         return Err(("BackendNotFound", format!("Service {key} does not exist")));
     };
+    // Gateway API `BackendObjectReference.kind`: "Implementations SHOULD NOT support
+    // ExternalName Services" (implementation-specific; no conformance test sends to one).
+    // Refused as an unsupported kind of backend, never sent to a Service with no endpoints.
+    let spec = svc.spec.as_ref();
+    if spec.and_then(|s| s.type_.as_deref()) == Some(crate::model::translate::external_name::TYPE) {
+        return Err((
+            "InvalidKind",
+            format!(
+                "Service {key} is of type ExternalName, which Gateway API routes do not take \
+                 (implementations SHOULD NOT support them: CVE-2021-25740)"
+            ),
+        ));
+    }
     let Some(number) = r.port else {
         return Err((
             "BackendNotFound",

@@ -1229,6 +1229,10 @@ fn tlsroute_hostname_intersection() {
     }
 }
 
+/// An ExternalName Service in the route's namespace.
+const EXT: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: ext, namespace: app}\n\
+                   spec: {type: ExternalName, externalName: db.example.com, ports: [{port: 443}]}\n---\n";
+
 /// Conformance TLSRouteInvalidBackendRefNonexistent and TLSRouteInvalidBackendRefUnknownKind:
 /// the route is accepted with `ResolvedRefs: False` (`BackendNotFound`, `InvalidKind`) and a
 /// connection naming its hostname reaches no backend.
@@ -1243,9 +1247,12 @@ fn tlsroute_invalid_backend_ref_nonexistent_and_unknown_kind() {
             "[{group: unknownkind.example.com, kind: NonExistent, name: db, port: 443}]",
             "InvalidKind",
         ),
+        // An ExternalName Service: not supported by Gateway routes here (the spec's SHOULD
+        // NOT), refused as an unsupported kind rather than passed to no endpoint.
+        ("[{name: ext, port: 443}]", "InvalidKind"),
     ] {
         let s = snapshot(&format!(
-            "{}{}",
+            "{EXT}{}{}",
             gateway(
                 "gw",
                 T0,

@@ -291,6 +291,50 @@ spec:
     );
 }
 
+/// A backendRef to an ExternalName Service is refused as an unsupported kind of backend
+/// (`BackendObjectReference.kind`: "Implementations SHOULD NOT support ExternalName
+/// Services"): `ResolvedRefs: False, InvalidKind` with a message naming the type, and its
+/// share of requests gets 500, never sent to a Service without endpoints.
+#[test]
+fn an_external_name_backend_ref_is_invalid_kind() {
+    let yaml = format!(
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {{name: ext, namespace: app}}
+spec: {{type: ExternalName, externalName: api.example.com, ports: [{{port: 443}}]}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: app}}
+spec:
+  gatewayClassName: xdp
+  listeners: [{{name: http, port: 80, protocol: HTTP}}]
+{}"#,
+        route(
+            "mixed",
+            "app",
+            "{name: gw}",
+            "  hostnames: [mixed.example]\n  rules: [{backendRefs: [{name: web, port: 8080, weight: 3}, {name: ext, port: 443, weight: 1}]}]\n"
+        ),
+    );
+    let s = snapshot(&yaml);
+    let r = &s.l7.hosts["mixed.example"].routes[0];
+    assert!(matches!(&r.action, RouteAction::Forward(u) if u.len() == 1 && u[0].weight == 3));
+    assert_eq!(r.policy.gateway.as_ref().unwrap().invalid_weight, 1);
+    let p = route_parent(&s, "app", "mixed");
+    assert_eq!(cond(p, "ResolvedRefs"), (false, "InvalidKind"));
+    let message = &p
+        .iter()
+        .find(|c| c.type_ == "ResolvedRefs")
+        .unwrap()
+        .message;
+    assert!(
+        message.contains("Service app/ext is of type ExternalName"),
+        "{message}"
+    );
+}
+
 /// Filters that are not implemented are never skipped (HTTPRouteFilter.type: "If a reference
 /// to a custom filter type cannot be resolved, the filter MUST NOT be skipped. Instead,
 /// requests that would have been processed by that filter MUST receive a HTTP error
