@@ -394,6 +394,10 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
     // (nginx compares the count, at least 1, with `>=`), a 0 time reuses nothing.
     s.keepalive_requests = r.count("keep-alive-requests");
     s.upstream_keepalive_requests = r.count("upstream-keepalive-requests");
+    // nginx's upstream `keepalive` and `keepalive_timeout` (ingress-nginx writes seconds);
+    // 0 connections: ingress-nginx writes no `keepalive` at all, so nothing is reused.
+    s.upstream_keepalive_connections = r.count("upstream-keepalive-connections");
+    s.upstream_keepalive_timeout = r.duration("upstream-keepalive-timeout", &KEEP_ALIVE_RANGE);
     s.upstream_keepalive_time =
         r.duration("upstream-keepalive-time", &UPSTREAM_KEEPALIVE_TIME_RANGE);
 
@@ -1047,8 +1051,9 @@ mod tests {
         assert!(c.route_defaults.response.denied.is_none());
     }
 
-    /// `keep-alive-requests`, `upstream-keepalive-requests` (whole numbers) and
-    /// `upstream-keepalive-time` (an nginx time) reach the settings; `http2-max-requests` is
+    /// `keep-alive-requests`, `upstream-keepalive-requests`, `upstream-keepalive-connections`
+    /// (whole numbers), `upstream-keepalive-time` (an nginx time) and
+    /// `upstream-keepalive-timeout` (seconds, or a time) reach the settings; `http2-max-requests` is
     /// accepted without a warning (ingress-nginx's nginx ignores it too); a bad value warns.
     #[test]
     fn connection_lifetime_keys() {
@@ -1058,6 +1063,8 @@ mod tests {
                 ("keep-alive-requests", "100"),
                 ("upstream-keepalive-requests", "0"),
                 ("upstream-keepalive-time", "30m"),
+                ("upstream-keepalive-connections", "0"),
+                ("upstream-keepalive-timeout", "5"),
                 ("http2-max-requests", "5"),
             ]),
             &mut d,
@@ -1067,14 +1074,29 @@ mod tests {
         assert_eq!(s.keepalive_requests, Some(100));
         assert_eq!(s.upstream_keepalive_requests, Some(0));
         assert_eq!(s.upstream_keepalive_time, Some(Duration::from_secs(1800)));
+        assert_eq!(s.upstream_keepalive_connections, Some(0));
+        assert_eq!(s.upstream_keepalive_timeout, Some(Duration::from_secs(5)));
+        let c = parse(&cm(&[("upstream-keepalive-timeout", "2m")]), &mut d);
+        assert_eq!(
+            c.settings.upstream_keepalive_timeout,
+            Some(Duration::from_secs(120))
+        );
         let c = parse(
             &cm(&[
                 ("keep-alive-requests", "-1"),
                 ("upstream-keepalive-time", "forever"),
+                ("upstream-keepalive-connections", "-1"),
+                ("upstream-keepalive-timeout", "1d"),
             ]),
             &mut d,
         );
-        assert_eq!(d.0.len(), 2, "{:?}", d.0);
+        assert_eq!(d.0.len(), 4, "{:?}", d.0);
+        assert!(
+            (d.0.iter()).any(|w| w.message.contains("upstream-keepalive-connections")
+                && w.message.contains("default is kept")),
+            "{:?}",
+            d.0
+        );
         assert_eq!(c.settings, ControllerConfig::default().settings);
     }
 
