@@ -420,6 +420,9 @@ pub struct ProxySettings {
     /// (closed after the one in progress; nginx's upstream `keepalive_time`). `None`: 1h
     /// ([`crate::proxy::upstream::pool::UPSTREAM_KEEPALIVE_TIME`]).
     pub upstream_keepalive_time: Option<Duration>,
+    /// `disable-ipv6` (default false): no listener takes IPv6 connections (ingress-nginx omits
+    /// its `listen [::]:…` lines; [`crate::proxy::listener_set`]).
+    pub disable_ipv6: bool,
     /// `enable-underscores-in-headers`.
     pub enable_underscores_in_headers: Option<bool>,
     /// `ignore-invalid-headers` (nginx `ignore_invalid_headers`); `None`: true, ingress-nginx's

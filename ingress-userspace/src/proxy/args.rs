@@ -88,8 +88,9 @@ pub struct ProxyArgs {
     /// The listener ports (`explain` takes the same flags: routing depends on them).
     #[command(flatten)]
     pub ports: ListenerPorts,
-    /// Address the HTTP and HTTPS listeners bind (`::` also takes IPv4 where the host allows),
-    /// and the listeners the proxy opens for Gateways.
+    /// Address the HTTP and HTTPS listeners bind, and the listeners the proxy opens for
+    /// Gateways. `::`: an IPv4 socket and an IPv6-only one per port, as nginx's `listen 80`
+    /// and `listen [::]:80` (ConfigMap `disable-ipv6` closes the IPv6 ones).
     #[arg(long, default_value = "::")]
     pub listen_address: IpAddr,
     /// Prometheus `/metrics`, `/healthz` and `/readyz` on this address (off when unset).

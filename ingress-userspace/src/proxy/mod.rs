@@ -570,6 +570,7 @@ impl ProxyHandle {
         self.inner.listeners.reconcile(
             &snapshot.l7.gateway_listeners,
             &snapshot.l7.gateway_addresses,
+            !snapshot.l7.settings.disable_ipv6,
         );
         let l7 = &snapshot.l7;
         // The zones are those of the last snapshot while no limited host changed.
@@ -617,6 +618,12 @@ impl ProxyHandle {
     /// The sockets open on Gateway addresses (a specific `--listen-address` only).
     pub fn gateway_address_listeners(&self) -> Vec<SocketAddr> {
         self.inner.listeners.open_at()
+    }
+
+    /// The open IPv6 sockets of the ports under `--listen-address ::` (none with
+    /// `disable-ipv6`).
+    pub fn ipv6_listeners(&self) -> Vec<SocketAddr> {
+        self.inner.listeners.open_ipv6()
     }
 
     /// Gateway listener ports the served snapshot asks for that could not be bound (port ->

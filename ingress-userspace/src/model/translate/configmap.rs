@@ -348,6 +348,7 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
     s.compute_full_forwarded_for = r.bool("compute-full-forwarded-for");
     s.use_proxy_protocol = r.bool("use-proxy-protocol");
     s.enable_underscores_in_headers = r.bool("enable-underscores-in-headers");
+    s.disable_ipv6 = r.bool("disable-ipv6").unwrap_or(false);
     s.ignore_invalid_headers = r.bool("ignore-invalid-headers");
     s.allow_backend_server_header = r.bool("allow-backend-server-header").unwrap_or(false);
     // ingress-nginx's template: `access_log off` in the http block when either key is true
@@ -1162,6 +1163,29 @@ mod tests {
         );
         let (o, _) = run(&[("load-balance", "round_robin")]);
         assert_eq!(o.load_balancing, LoadBalancing::RoundRobin);
+    }
+
+    /// `disable-ipv6` is a boolean, false by default; `disable-ipv6-dns` is accepted apart.
+    #[test]
+    fn disable_ipv6_is_false_unless_set() {
+        let mut d = Diagnostics::default();
+        assert!(!parse(&cm(&[]), &mut d).settings.disable_ipv6);
+        assert!(
+            parse(&cm(&[("disable-ipv6", "true")]), &mut d)
+                .settings
+                .disable_ipv6
+        );
+        assert!(
+            !parse(&cm(&[("disable-ipv6", "yes please")]), &mut d)
+                .settings
+                .disable_ipv6
+        );
+        assert!(
+            !parse(&cm(&[("disable-ipv6-dns", "true")]), &mut d)
+                .settings
+                .disable_ipv6
+        );
+        assert_eq!(d.0.len(), 1, "only the bad value warns: {:?}", d.0);
     }
 
     /// `keep-alive: "0"` is a value, not a typo: configmap.md "The zero value disables
