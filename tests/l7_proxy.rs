@@ -5798,6 +5798,90 @@ async fn upstream_connections_carry_upstream_keepalive_requests_then_close() {
     );
 }
 
+/// ConfigMap `upstream-keepalive-connections` and `upstream-keepalive-timeout` (nginx's
+/// upstream `keepalive` and `keepalive_timeout`), changed on a running proxy: with 0
+/// connections every request opens its own connection and tells the pod `Connection: close`
+/// (ingress-nginx's `$connection_upgrade` map); with 1, the worker keeps one idle connection
+/// over all pods, so alternating between two pods opens a new connection each time; a 1 s
+/// timeout closes an idle pooled connection that the flag's 60 s had kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_keepalive_connections_and_timeout_come_from_the_configmap() {
+    let a = backend("a");
+    let b = backend("b");
+    let proxy = TestProxy::start(ProxyArgs {
+        proxy_workers: 1,
+        ..TestProxy::quiet_args()
+    })
+    .await;
+    let l7 = |connections: Option<u64>, timeout: Option<Duration>| {
+        let mut l7 = l7_with(
+            vec![
+                host_to("a.test", "a", a.addr, BackendProtocol::Http),
+                host_to("b.test", "b", b.addr, BackendProtocol::Http),
+            ],
+            None,
+        );
+        l7.settings.upstream_keepalive_connections = connections;
+        l7.settings.upstream_keepalive_timeout = timeout;
+        l7
+    };
+    let c = http1_client();
+    proxy.handle.apply(snapshot(1, l7(Some(0), None)));
+    for _ in 0..3 {
+        let g = get(&c, proxy.http(), "a.test", "/").await;
+        assert_eq!(g.status, StatusCode::OK);
+        assert_eq!(g.json()["headers"]["connection"], "close", "{:?}", g.body);
+    }
+    assert_eq!(a.connections(), 3, "0 connections: a connection each");
+
+    proxy.handle.apply(snapshot(2, l7(Some(1), None)));
+    for host in ["a.test", "b.test", "a.test", "b.test"] {
+        let g = get(&c, proxy.http(), host, "/").await;
+        assert_eq!(g.status, StatusCode::OK);
+        assert!(
+            g.json()["headers"].get("connection").is_none(),
+            "{:?}",
+            g.body
+        );
+    }
+    assert_eq!(
+        (a.connections(), b.connections()),
+        (3 + 2, 2),
+        "one idle connection per worker: each pod's is closed when the other's is pooled"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || a.open_connections()
+            + b.open_connections()
+            == 1)
+        .await,
+        "one idle connection kept (open: {} and {})",
+        a.open_connections(),
+        b.open_connections()
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(b.open_connections(), 1, "the flag's 60 s keeps it");
+
+    proxy
+        .handle
+        .apply(snapshot(3, l7(None, Some(Duration::from_secs(1)))));
+    assert!(
+        eventually(Duration::from_secs(5), || b.open_connections() == 0).await,
+        "upstream-keepalive-timeout 1s closes the idle connection (open: {})",
+        b.open_connections()
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            get(&c, proxy.http(), "a.test", "/").await.status,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        a.connections(),
+        6,
+        "sequential requests share one connection again"
+    );
+}
+
 /// A pooled connection the endpoint closed (the pod restarted on the same address) is not
 /// used again: a request that must not be retried (POST, no retries) still succeeds, on a
 /// new connection.

@@ -405,6 +405,13 @@ pub struct ProxySettings {
     /// answered with `Connection: close` (HTTP/1) or followed by GOAWAY (HTTP/2). `None`:
     /// ingress-nginx's 1000 ([`crate::proxy::limits::KEEPALIVE_REQUESTS`]).
     pub keepalive_requests: Option<u64>,
+    /// `upstream-keepalive-connections`: idle connections to pods each worker keeps over
+    /// every endpoint, the least recently used closed past it (nginx's upstream `keepalive`);
+    /// 0 turns reuse off. `None`: `--upstream-keepalive`.
+    pub upstream_keepalive_connections: Option<u64>,
+    /// `upstream-keepalive-timeout`: idle time after which a pooled connection to a pod is
+    /// closed (nginx's upstream `keepalive_timeout`). `None`: `--upstream-keepalive-timeout`.
+    pub upstream_keepalive_timeout: Option<Duration>,
     /// `upstream-keepalive-requests`: requests one connection to a pod may carry before it is
     /// closed instead of pooled (nginx's upstream `keepalive_requests`). `None`: 10000
     /// ([`crate::proxy::upstream::pool::UPSTREAM_KEEPALIVE_REQUESTS`]).
@@ -413,6 +420,9 @@ pub struct ProxySettings {
     /// (closed after the one in progress; nginx's upstream `keepalive_time`). `None`: 1h
     /// ([`crate::proxy::upstream::pool::UPSTREAM_KEEPALIVE_TIME`]).
     pub upstream_keepalive_time: Option<Duration>,
+    /// `disable-ipv6` (default false): no listener takes IPv6 connections (ingress-nginx omits
+    /// its `listen [::]:…` lines; [`crate::proxy::listener_set`]).
+    pub disable_ipv6: bool,
     /// `enable-underscores-in-headers`.
     pub enable_underscores_in_headers: Option<bool>,
     /// `ignore-invalid-headers` (nginx `ignore_invalid_headers`); `None`: true, ingress-nginx's

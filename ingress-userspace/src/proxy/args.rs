@@ -88,8 +88,9 @@ pub struct ProxyArgs {
     /// The listener ports (`explain` takes the same flags: routing depends on them).
     #[command(flatten)]
     pub ports: ListenerPorts,
-    /// Address the HTTP and HTTPS listeners bind (`::` also takes IPv4 where the host allows),
-    /// and the listeners the proxy opens for Gateways.
+    /// Address the HTTP and HTTPS listeners bind, and the listeners the proxy opens for
+    /// Gateways. `::`: an IPv4 socket and an IPv6-only one per port, as nginx's `listen 80`
+    /// and `listen [::]:80` (ConfigMap `disable-ipv6` closes the IPv6 ones).
     #[arg(long, default_value = "::")]
     pub listen_address: IpAddr,
     /// Prometheus `/metrics`, `/healthz` and `/readyz` on this address (off when unset).
@@ -179,10 +180,13 @@ pub struct ProxyArgs {
     /// another endpoint (0 to 100; never more than the endpoints there are).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub proxy_retries: u32,
-    /// Idle upstream connections kept per endpoint.
-    #[arg(long, default_value_t = 256)]
+    /// Idle upstream connections each worker keeps over every endpoint, the least recently
+    /// used closed past it (nginx's upstream `keepalive`; ConfigMap
+    /// `upstream-keepalive-connections` wins); 0: none is reused.
+    #[arg(long, default_value_t = 320)]
     pub upstream_keepalive: usize,
-    /// Idle upstream connections are closed after this.
+    /// Idle upstream connections are closed after this (ConfigMap `upstream-keepalive-timeout`
+    /// wins).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub upstream_keepalive_timeout: Duration,
     /// Consecutive failures that eject an endpoint (0 disables passive health).

@@ -14,13 +14,19 @@
 //!   ports too (a wildcard listen address receives its family's already); one that cannot be
 //!   bound (the address is not on the node yet) is logged once and tried again every
 //!   [`RETRY`].
+//! - IPv6 as nginx listens (ingress-nginx's `listen 80` and `listen [::]:80`): under the
+//!   wildcard `--listen-address ::` each port is an IPv4 socket (`0.0.0.0`) and an IPv6-only
+//!   one (`[::]`, `IPV6_V6ONLY` as nginx's `ipv6only=on`); the ConfigMap's `disable-ipv6`
+//!   closes the IPv6 ones (and binds no IPv6 Gateway address), so an IPv6 client's connection
+//!   is refused, and `false` opens them again. A host without IPv6 serves IPv4, with one
+//!   warning per port. A specific `--listen-address` is listened on as it is.
 //! - Each port is one listening socket per worker ([`super::workers`]), bound with
 //!   `SO_REUSEPORT` when there are several: the kernel spreads new connections over them, and
 //!   each worker accepts and serves its own. A port is open when every worker's socket is.
 
 use std::{
     collections::BTreeMap,
-    net::{IpAddr, Ipv4Addr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::{
         Arc, Mutex, Weak,
         atomic::{AtomicBool, Ordering},
@@ -63,6 +69,8 @@ pub(crate) struct ListenerSet {
     accepting: Arc<Accepting>,
     /// `--listen-address`.
     address: IpAddr,
+    /// The proxy's own HTTP and HTTPS ports (as bound).
+    own_ports: [(u16, ListenerProtocol); 2],
     /// The workers' runtimes: binding registers each worker's socket with its runtime
     /// (`apply` runs outside them), and its accept loop runs there.
     runtimes: Vec<tokio::runtime::Handle>,
@@ -72,20 +80,24 @@ pub(crate) struct ListenerSet {
 
 #[derive(Default)]
 struct State {
+    /// Whether IPv6 is listened on (the ConfigMap's `disable-ipv6` negated).
+    ipv6: bool,
     /// The Gateway ports the last snapshot asked for.
     want: BTreeMap<u16, ListenerProtocol>,
     open: BTreeMap<u16, Open>,
-    /// Gateway addresses' sockets the last snapshot asked for (specific listen address only).
-    want_at: BTreeMap<SocketAddr, ListenerProtocol>,
+    /// Sockets on other addresses than the ports' own: Gateway addresses (specific listen
+    /// address only) and, under `::`, every port's IPv6 socket; `true`: a Gateway listener's.
+    want_at: BTreeMap<SocketAddr, (ListenerProtocol, bool)>,
     open_at: BTreeMap<SocketAddr, Open>,
     /// Of `want_at`, those that could not be bound (logged once).
     failed_at: BTreeMap<SocketAddr, String>,
 }
 
-/// One open Gateway port.
+/// One open Gateway port, or socket of [`State::open_at`].
 struct Open {
     https: Arc<AtomicBool>,
     addr: SocketAddr,
+    gateway: bool,
     /// Dropped or sent: the accept loops close their sockets and drain their connections.
     _close: Vec<oneshot::Sender<()>>,
 }
@@ -100,7 +112,7 @@ impl ListenerSet {
         runtimes: &[tokio::runtime::Handle],
     ) -> Result<OwnListeners, ProxyError> {
         let one = |port| {
-            bind_all(address, port, runtimes)
+            bind_all(ipv4_under(address), port, runtimes)
                 .map_err(|(addr, source)| ProxyError::Bind { addr, source })
         };
         Ok(OwnListeners {
@@ -117,6 +129,10 @@ impl ListenerSet {
         own: OwnListeners,
         runtimes: Vec<tokio::runtime::Handle>,
     ) -> Arc<ListenerSet> {
+        let own_ports = [
+            (own.http.1.port(), ListenerProtocol::Http),
+            (own.https.1.port(), ListenerProtocol::Https),
+        ];
         let own = [(own.http, false), (own.https, true)];
         for ((listeners, addr), https) in own {
             let id = ListenerId {
@@ -139,41 +155,71 @@ impl ListenerSet {
         let set = Arc::new(ListenerSet {
             accepting,
             address,
+            own_ports,
             runtimes,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                ipv6: true,
+                ..State::default()
+            }),
             unbound: watch::Sender::new(Unbound::new()),
         });
+        // The own ports' IPv6 sockets, until a snapshot says `disable-ipv6`.
+        set.reconcile(&BTreeMap::new(), &BTreeMap::new(), true);
         tokio::spawn(retry_loop(Arc::downgrade(&set)));
         set
     }
 
     /// Makes the open Gateway ports those of `want`, and the sockets on Gateway addresses
-    /// those of `at` (address -> its ports): closes the others, opens the missing.
+    /// those of `at` (address -> its ports): closes the others, opens the missing. `ipv6`
+    /// false (`disable-ipv6`): no socket listens on IPv6 (see the module docs).
     pub fn reconcile(
         &self,
         want: &BTreeMap<u16, ListenerProtocol>,
         at: &BTreeMap<IpAddr, crate::model::GatewayAddress>,
+        ipv6: bool,
     ) {
         let mut state = self.lock();
         state.want = want.clone();
-        // A wildcard socket receives its family's addresses already (`::` both, where the
-        // host allows it); the others are bound one by one.
+        state.ipv6 = ipv6;
+        let wildcard6 = self.address == IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+        // A wildcard socket receives its family's addresses already (under `::` the IPv6
+        // sockets receive IPv6 ones); the others are bound one by one.
         let received = |ip: IpAddr| {
             ip == self.address
                 || (self.address.is_unspecified() && (self.address.is_ipv6() || ip.is_ipv4()))
         };
-        state.want_at = (at.iter())
-            .filter(|(ip, _)| !received(**ip))
+        let gateway_at = (at.iter())
+            .filter(|(ip, _)| !received(**ip) && (ipv6 || ip.is_ipv4()))
             .flat_map(|(ip, a)| {
-                (a.ports.iter()).map(|(p, proto)| (SocketAddr::new(*ip, *p), *proto))
-            })
-            .collect();
+                (a.ports.iter()).map(|(p, proto)| (SocketAddr::new(*ip, *p), (*proto, true)))
+            });
+        let v6 = |(port, protocol), gateway| {
+            let addr = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port);
+            (addr, (protocol, gateway))
+        };
+        let own_v6 = (self.own_ports.iter()).map(|p| v6(*p, false));
+        let gateway_v6 = (want.iter()).map(|(p, proto)| v6((*p, *proto), true));
+        let ports_v6 = own_v6.chain(gateway_v6).filter(|_| wildcard6 && ipv6);
+        state.want_at = gateway_at.chain(ports_v6).collect();
         self.sync(&mut state);
     }
 
     /// The open sockets on Gateway addresses.
     pub fn open_at(&self) -> Vec<SocketAddr> {
-        self.lock().open_at.keys().copied().collect()
+        let state = self.lock();
+        (state.open_at.iter())
+            .filter(|(_, o)| o.gateway && !o.addr.ip().is_unspecified())
+            .map(|(a, _)| *a)
+            .collect()
+    }
+
+    /// The open IPv6 sockets of the ports under `--listen-address ::`.
+    pub fn open_ipv6(&self) -> Vec<SocketAddr> {
+        let state = self.lock();
+        (state.open_at.keys())
+            .filter(|a| a.ip() == IpAddr::V6(Ipv6Addr::UNSPECIFIED))
+            .copied()
+            .collect()
     }
 
     /// Gateway ports asked for that are not bound, with why; changes as binds fail and succeed.
@@ -215,7 +261,7 @@ impl ListenerSet {
                 o.https.store(https, Ordering::Relaxed);
                 continue;
             }
-            match self.open_one(self.address, port, https) {
+            match self.open_one(ipv4_under(self.address), port, https, true) {
                 Ok(o) => {
                     info!(port, addr = %o.addr, ?protocol, "Gateway listener open");
                     open.insert(port, o);
@@ -244,13 +290,11 @@ impl ListenerSet {
         ip: IpAddr,
         port: u16,
         https: bool,
+        gateway: bool,
     ) -> Result<Open, (SocketAddr, std::io::Error)> {
         let (listeners, addr) = bind_all(ip, port, &self.runtimes)?;
         let flag = Arc::new(AtomicBool::new(https));
-        let id = ListenerId {
-            port,
-            gateway: true,
-        };
+        let id = ListenerId { port, gateway };
         let mut close = Vec::with_capacity(listeners.len());
         for (listener, runtime) in listeners.into_iter().zip(&self.runtimes) {
             let (close_tx, close_rx) = oneshot::channel::<()>();
@@ -268,6 +312,7 @@ impl ListenerSet {
         Ok(Open {
             https: flag,
             addr,
+            gateway,
             _close: close,
         })
     }
@@ -280,30 +325,30 @@ impl ListenerSet {
             failed_at,
             ..
         } = state;
-        open_at.retain(|addr, _| {
-            let keep = want_at.contains_key(addr);
+        open_at.retain(|addr, o| {
+            let keep = want_at.get(addr).is_some_and(|(_, g)| *g == o.gateway);
             if !keep {
-                info!(%addr, "Gateway address listener closed");
+                info!(%addr, "listener closed");
             }
             keep
         });
         failed_at.retain(|addr, _| want_at.contains_key(addr));
-        for (&addr, &protocol) in want_at.iter() {
+        for (&addr, &(protocol, gateway)) in want_at.iter() {
             // TLS passthrough reads the ClientHello as termination does (super::passthrough).
             let https = protocol != ListenerProtocol::Http;
             if let Some(o) = open_at.get(&addr) {
                 o.https.store(https, Ordering::Relaxed);
                 continue;
             }
-            match self.open_one(addr.ip(), addr.port(), https) {
+            match self.open_one(addr.ip(), addr.port(), https, gateway) {
                 Ok(o) => {
-                    info!(%addr, ?protocol, "Gateway address listener open");
+                    info!(%addr, ?protocol, gateway, "listener open");
                     failed_at.remove(&addr);
                     open_at.insert(addr, o);
                 }
                 Err((_, e)) => {
                     if !failed_at.contains_key(&addr) {
-                        warn!(%addr, error = %e, "Gateway address cannot be bound; retrying");
+                        warn!(%addr, error = %e, "address cannot be bound (IPv6 off on this host?); retrying");
                     }
                     failed_at.insert(addr, e.to_string());
                 }
@@ -351,32 +396,36 @@ fn bind_all(
     Ok((listeners, addr))
 }
 
-/// Binds `ip:port` (`SO_REUSEADDR`, as tokio's `bind`); an unavailable `::` falls back to
-/// `0.0.0.0` (hosts without IPv6). The error names the address tried. Needs a runtime context.
+/// The address a port's first socket binds: `0.0.0.0` under the wildcard `::` (whose IPv6
+/// socket is bound apart, see the module docs), else the address itself.
+fn ipv4_under(address: IpAddr) -> IpAddr {
+    if address == IpAddr::V6(Ipv6Addr::UNSPECIFIED) {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    } else {
+        address
+    }
+}
+
+/// Binds `ip:port` (`SO_REUSEADDR`, as tokio's `bind`). The error names the address tried.
+/// Needs a runtime context.
 fn bind(
     ip: IpAddr,
     port: u16,
     reuse_port: bool,
 ) -> Result<TcpListener, (SocketAddr, std::io::Error)> {
     let addr = SocketAddr::new(ip, port);
-    match bind_one(addr, reuse_port) {
-        Ok(l) => Ok(l),
-        Err(e)
-            if ip.is_unspecified() && ip.is_ipv6() && e.kind() != std::io::ErrorKind::AddrInUse =>
-        {
-            warn!(error = %e, "IPv6 wildcard unavailable, listening on IPv4 only");
-            let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
-            bind_one(v4, reuse_port).map_err(|e| (v4, e))
-        }
-        Err(e) => Err((addr, e)),
-    }
+    bind_one(addr, reuse_port).map_err(|e| (addr, e))
 }
 
 fn bind_one(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
-        TcpSocket::new_v6()?
+        let socket = TcpSocket::new_v6()?;
+        // IPv6 only, as nginx's `listen [::]:80` (`ipv6only=on`): IPv4 has its own socket,
+        // and `disable-ipv6` can close this one alone.
+        socket2::SockRef::from(&socket).set_only_v6(true)?;
+        socket
     };
     socket.set_reuseaddr(true)?;
     if reuse_port {

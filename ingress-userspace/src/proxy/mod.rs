@@ -262,7 +262,7 @@ pub(crate) struct Shared {
     /// the flags, by (connect, send) timeout: both are properties of the connections, hence of
     /// the pool.
     pub clients_by_timeouts: Mutex<HashMap<(Duration, Duration), Clients>>,
-    /// `upstream-keepalive-requests` / `upstream-keepalive-time`, shared by every pool above
+    /// `upstream-keepalive-*` over their flags ([`settings::Live::upstream_keepalive`]), shared by every pool above
     /// and set on each apply that changes the ConfigMap's settings.
     pub reuse: Arc<ReuseLimits>,
     pub metrics: Arc<Metrics>,
@@ -305,8 +305,6 @@ impl Shared {
                     PoolOptions {
                         connect_timeout: key.0,
                         send_timeout: key.1,
-                        idle_timeout: args.upstream_keepalive_timeout,
-                        max_idle_per_endpoint: args.upstream_keepalive,
                         reuse: Arc::clone(&self.reuse),
                     },
                     self.workers,
@@ -398,7 +396,8 @@ impl Proxy {
             metrics.rate_limit_nodes.clone(),
         );
         rate_limits.set_nodes(args.rate_limit_cluster_nodes.unwrap_or(1));
-        let reuse = Arc::new(ReuseLimits::default());
+        let live = settings::Live::new(&args, &Default::default());
+        let reuse = Arc::new(ReuseLimits::new(live.upstream_keepalive));
         let body_budget = request_buffer::Budget::metered(
             args.request_buffer_total_bytes,
             metrics.request_buffer_bytes.clone(),
@@ -409,8 +408,6 @@ impl Proxy {
                 PoolOptions {
                     connect_timeout: args.proxy_connect_timeout,
                     send_timeout: args.proxy_send_timeout,
-                    idle_timeout: args.upstream_keepalive_timeout,
-                    max_idle_per_endpoint: args.upstream_keepalive,
                     reuse: Arc::clone(&reuse),
                 },
                 worker_count,
@@ -427,7 +424,7 @@ impl Proxy {
             body_budget,
             rate_limits,
             dash: Arc::new("-".into()),
-            live: ArcSwap::from_pointee(settings::Live::new(&args, &Default::default())),
+            live: ArcSwap::from_pointee(live),
             args,
         });
         if shared.live.load().trust.trusts_any_sender() {
@@ -560,14 +557,8 @@ impl ProxyHandle {
                     "the ConfigMap makes forwarded or PROXY headers believed from a /0 in proxy-real-ip-cidr"
                 );
             }
+            shared.reuse.set(live.upstream_keepalive);
             shared.live.store(Arc::new(live));
-            let s = &snapshot.l7.settings;
-            shared.reuse.set(
-                s.upstream_keepalive_requests
-                    .unwrap_or(upstream::pool::UPSTREAM_KEEPALIVE_REQUESTS),
-                s.upstream_keepalive_time
-                    .unwrap_or(upstream::pool::UPSTREAM_KEEPALIVE_TIME),
-            );
         }
         let old = shared.runtime.swap(Arc::new(rt));
         // Freeing the previous runtime's maps (tens of thousands of entries at 10k hosts) takes
@@ -580,6 +571,7 @@ impl ProxyHandle {
         self.inner.listeners.reconcile(
             &snapshot.l7.gateway_listeners,
             &snapshot.l7.gateway_addresses,
+            !snapshot.l7.settings.disable_ipv6,
         );
         let l7 = &snapshot.l7;
         // The zones are those of the last snapshot while no limited host changed.
@@ -627,6 +619,12 @@ impl ProxyHandle {
     /// The sockets open on Gateway addresses (a specific `--listen-address` only).
     pub fn gateway_address_listeners(&self) -> Vec<SocketAddr> {
         self.inner.listeners.open_at()
+    }
+
+    /// The open IPv6 sockets of the ports under `--listen-address ::` (none with
+    /// `disable-ipv6`).
+    pub fn ipv6_listeners(&self) -> Vec<SocketAddr> {
+        self.inner.listeners.open_ipv6()
     }
 
     /// Gateway listener ports the served snapshot asks for that could not be bound (port ->

@@ -10,6 +10,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 
 use super::compression::Compressor;
 use super::rate_limit::GLOBAL_ZONE;
+use super::upstream::pool::Keepalive;
 use super::{args::ProxyArgs, client_addr::TrustConfig, limits, liveness::ConnTimeouts};
 use crate::model::{ProxySettings, RateLimit, nginx_map::MapMatcher, nginx_var::NginxString};
 
@@ -23,6 +24,9 @@ pub(crate) struct Live {
     /// How client connections' heads are parsed ([`limits::ServerBuilders`]).
     pub builders: limits::ServerBuilders,
     pub conn_timeouts: ConnTimeouts,
+    /// `upstream-keepalive-*` over `--upstream-keepalive` and `--upstream-keepalive-timeout`:
+    /// how connections to pods are pooled ([`super::upstream::pool::ReuseLimits`]).
+    pub upstream_keepalive: Keepalive,
     /// `keep-alive-requests`: requests one client connection may carry
     /// ([`super::liveness::Progress::with_request_limit`]).
     pub keepalive_requests: u64,
@@ -68,6 +72,7 @@ impl Live {
             trust: TrustConfig::from_args(&a),
             builders: limits::ServerBuilders::new(&a),
             conn_timeouts: limits::conn_timeouts(&a),
+            upstream_keepalive: upstream_keepalive(args, settings),
             keepalive_requests: settings
                 .keepalive_requests
                 .unwrap_or(limits::KEEPALIVE_REQUESTS),
@@ -107,6 +112,19 @@ impl Live {
                 .as_deref()
                 .and_then(|v| HeaderValue::from_str(v).ok()),
         }
+    }
+}
+
+/// The upstream keep-alive settings: each ConfigMap key wins over its flag.
+pub fn upstream_keepalive(args: &ProxyArgs, s: &ProxySettings) -> Keepalive {
+    let d = Keepalive::default();
+    Keepalive {
+        connections: (s.upstream_keepalive_connections).map_or(args.upstream_keepalive, |n| {
+            usize::try_from(n).unwrap_or(usize::MAX)
+        }),
+        timeout: (s.upstream_keepalive_timeout).unwrap_or(args.upstream_keepalive_timeout),
+        requests: s.upstream_keepalive_requests.unwrap_or(d.requests),
+        time: s.upstream_keepalive_time.unwrap_or(d.time),
     }
 }
 
@@ -220,6 +238,36 @@ mod tests {
         assert_eq!(
             live.hsts.as_ref().map(|h| h.as_bytes()),
             Some(&b"max-age=1"[..])
+        );
+    }
+
+    /// `upstream-keepalive-connections` / `-timeout` win over `--upstream-keepalive` /
+    /// `--upstream-keepalive-timeout`; unset, the flags' values (ingress-nginx's 320 and 60 s
+    /// by default) and ingress-nginx's 10000 requests and 1h hold.
+    #[test]
+    fn upstream_keepalive_takes_configmap_keys_over_flags() {
+        let args = ProxyArgs::default();
+        assert_eq!(
+            upstream_keepalive(&args, &ProxySettings::default()),
+            Keepalive::default()
+        );
+        let args = ProxyArgs {
+            upstream_keepalive: 8,
+            upstream_keepalive_timeout: Duration::from_secs(9),
+            ..ProxyArgs::default()
+        };
+        let k = upstream_keepalive(&args, &ProxySettings::default());
+        assert_eq!((k.connections, k.timeout), (8, Duration::from_secs(9)));
+        let s = ProxySettings {
+            upstream_keepalive_connections: Some(0),
+            upstream_keepalive_timeout: Some(Duration::from_secs(2)),
+            upstream_keepalive_requests: Some(5),
+            ..Default::default()
+        };
+        let k = upstream_keepalive(&args, &s);
+        assert_eq!(
+            (k.connections, k.timeout, k.requests),
+            (0, Duration::from_secs(2), 5)
         );
     }
 }

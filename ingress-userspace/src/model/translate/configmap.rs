@@ -361,6 +361,7 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
     s.compute_full_forwarded_for = r.bool("compute-full-forwarded-for");
     s.use_proxy_protocol = r.bool("use-proxy-protocol");
     s.enable_underscores_in_headers = r.bool("enable-underscores-in-headers");
+    s.disable_ipv6 = r.bool("disable-ipv6").unwrap_or(false);
     s.ignore_invalid_headers = r.bool("ignore-invalid-headers");
     s.allow_backend_server_header = r.bool("allow-backend-server-header").unwrap_or(false);
     // ingress-nginx's template: `access_log off` in the http block when either key is true
@@ -406,6 +407,10 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
     // (nginx compares the count, at least 1, with `>=`), a 0 time reuses nothing.
     s.keepalive_requests = r.count("keep-alive-requests");
     s.upstream_keepalive_requests = r.count("upstream-keepalive-requests");
+    // nginx's upstream `keepalive` and `keepalive_timeout` (ingress-nginx writes seconds);
+    // 0 connections: ingress-nginx writes no `keepalive` at all, so nothing is reused.
+    s.upstream_keepalive_connections = r.count("upstream-keepalive-connections");
+    s.upstream_keepalive_timeout = r.duration("upstream-keepalive-timeout", &KEEP_ALIVE_RANGE);
     s.upstream_keepalive_time =
         r.duration("upstream-keepalive-time", &UPSTREAM_KEEPALIVE_TIME_RANGE);
 
@@ -1075,8 +1080,9 @@ mod tests {
         assert!(c.route_defaults.response.denied.is_none());
     }
 
-    /// `keep-alive-requests`, `upstream-keepalive-requests` (whole numbers) and
-    /// `upstream-keepalive-time` (an nginx time) reach the settings; `http2-max-requests` is
+    /// `keep-alive-requests`, `upstream-keepalive-requests`, `upstream-keepalive-connections`
+    /// (whole numbers), `upstream-keepalive-time` (an nginx time) and
+    /// `upstream-keepalive-timeout` (seconds, or a time) reach the settings; `http2-max-requests` is
     /// accepted without a warning (ingress-nginx's nginx ignores it too); a bad value warns.
     #[test]
     fn connection_lifetime_keys() {
@@ -1086,6 +1092,8 @@ mod tests {
                 ("keep-alive-requests", "100"),
                 ("upstream-keepalive-requests", "0"),
                 ("upstream-keepalive-time", "30m"),
+                ("upstream-keepalive-connections", "0"),
+                ("upstream-keepalive-timeout", "5"),
                 ("http2-max-requests", "5"),
             ]),
             &mut d,
@@ -1095,14 +1103,29 @@ mod tests {
         assert_eq!(s.keepalive_requests, Some(100));
         assert_eq!(s.upstream_keepalive_requests, Some(0));
         assert_eq!(s.upstream_keepalive_time, Some(Duration::from_secs(1800)));
+        assert_eq!(s.upstream_keepalive_connections, Some(0));
+        assert_eq!(s.upstream_keepalive_timeout, Some(Duration::from_secs(5)));
+        let c = parse(&cm(&[("upstream-keepalive-timeout", "2m")]), &mut d);
+        assert_eq!(
+            c.settings.upstream_keepalive_timeout,
+            Some(Duration::from_secs(120))
+        );
         let c = parse(
             &cm(&[
                 ("keep-alive-requests", "-1"),
                 ("upstream-keepalive-time", "forever"),
+                ("upstream-keepalive-connections", "-1"),
+                ("upstream-keepalive-timeout", "1d"),
             ]),
             &mut d,
         );
-        assert_eq!(d.0.len(), 2, "{:?}", d.0);
+        assert_eq!(d.0.len(), 4, "{:?}", d.0);
+        assert!(
+            (d.0.iter()).any(|w| w.message.contains("upstream-keepalive-connections")
+                && w.message.contains("default is kept")),
+            "{:?}",
+            d.0
+        );
         assert_eq!(c.settings, ControllerConfig::default().settings);
     }
 
@@ -1168,6 +1191,29 @@ mod tests {
         );
         let (o, _) = run(&[("load-balance", "round_robin")]);
         assert_eq!(o.load_balancing, LoadBalancing::RoundRobin);
+    }
+
+    /// `disable-ipv6` is a boolean, false by default; `disable-ipv6-dns` is accepted apart.
+    #[test]
+    fn disable_ipv6_is_false_unless_set() {
+        let mut d = Diagnostics::default();
+        assert!(!parse(&cm(&[]), &mut d).settings.disable_ipv6);
+        assert!(
+            parse(&cm(&[("disable-ipv6", "true")]), &mut d)
+                .settings
+                .disable_ipv6
+        );
+        assert!(
+            !parse(&cm(&[("disable-ipv6", "yes please")]), &mut d)
+                .settings
+                .disable_ipv6
+        );
+        assert!(
+            !parse(&cm(&[("disable-ipv6-dns", "true")]), &mut d)
+                .settings
+                .disable_ipv6
+        );
+        assert_eq!(d.0.len(), 1, "only the bad value warns: {:?}", d.0);
     }
 
     /// `keep-alive: "0"` is a value, not a typo: configmap.md "The zero value disables

@@ -20,8 +20,12 @@ use crate::{
 };
 
 async fn start() -> (ProxyHandle, oneshot::Sender<()>) {
+    start_on("127.0.0.1").await
+}
+
+async fn start_on(listen_address: &str) -> (ProxyHandle, oneshot::Sender<()>) {
     let args = ProxyArgs {
-        listen_address: "127.0.0.1".parse().unwrap(),
+        listen_address: listen_address.parse().unwrap(),
         ports: crate::proxy::args::ListenerPorts::at(0, 0),
         access_log_format: AccessLogFormat::Off,
         // Two sockets per port (SO_REUSEPORT), whatever the machine's core count.
@@ -163,4 +167,60 @@ async fn every_workers_socket_accepts_and_closes() {
         answers.iter().all(|a| a.is_err())
     })
     .await;
+}
+
+/// ConfigMap `disable-ipv6` (ingress-nginx omits its `listen [::]:…` lines): under
+/// `--listen-address ::` an IPv6 client is refused on the proxy's own port and on a Gateway
+/// port while IPv4 clients are served throughout; `false` again opens IPv6.
+#[tokio::test]
+async fn disable_ipv6_refuses_ipv6_clients_and_keeps_ipv4() {
+    let (proxy, _stop) = start_on("::").await;
+    let own = proxy.http_addr().port();
+    let gateway = free_port();
+    let at = |ip: &str, port| SocketAddr::new(ip.parse().unwrap(), port);
+    let snapshot = |version, disable_ipv6| {
+        let mut s = (*with_ports(version, &[(gateway, ListenerProtocol::Http)])).clone();
+        s.l7.settings.disable_ipv6 = disable_ipv6;
+        std::sync::Arc::new(s)
+    };
+    proxy.apply(snapshot(1, false));
+    for port in [own, gateway] {
+        for ip in ["127.0.0.1", "::1"] {
+            let answer = get(at(ip, port)).await;
+            assert!(
+                answer.as_ref().is_ok_and(|a| a.starts_with("HTTP/1.1 ")),
+                "{ip} {port}: {answer:?}"
+            );
+        }
+    }
+    assert_eq!(
+        proxy.ipv6_listeners().len(),
+        3,
+        "own HTTP, HTTPS and the Gateway port"
+    );
+
+    proxy.apply(snapshot(2, true));
+    assert!(proxy.ipv6_listeners().is_empty());
+    for port in [own, gateway] {
+        eventually("IPv6 refused", async || {
+            get(at("::1", port))
+                .await
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused)
+        })
+        .await;
+        let answer = get(at("127.0.0.1", port)).await;
+        assert!(
+            answer.as_ref().is_ok_and(|a| a.starts_with("HTTP/1.1 ")),
+            "{port}: {answer:?}"
+        );
+    }
+
+    proxy.apply(snapshot(3, false));
+    for port in [own, gateway] {
+        let answer = get(at("::1", port)).await;
+        assert!(
+            answer.as_ref().is_ok_and(|a| a.starts_with("HTTP/1.1 ")),
+            "{port}: {answer:?}"
+        );
+    }
 }

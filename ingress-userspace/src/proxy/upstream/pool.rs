@@ -1,11 +1,14 @@
-//! Connections to endpoints, pooled per endpoint: the request names the virtual host, the
+//! Connections to endpoints, pooled per worker: the request names the virtual host, the
 //! pool picks the connection.
 //!
 //! A request's URI is `scheme://virtual-host/path` and its `Host` the virtual host, as
 //! `forward` builds it; the endpoint it goes to is a separate argument. On the wire:
 //! - HTTP/1.1 (`http`, `https`, and every Upgrade): origin-form target and that `Host`
-//!   (RFC 9112 §3.2). Idle keep-alive connections are kept per endpoint, at most
-//!   `--upstream-keepalive` of them, each closed after `--upstream-keepalive-timeout` unused.
+//!   (RFC 9112 §3.2). Idle keep-alive connections are kept, at most
+//!   `upstream-keepalive-connections` (`--upstream-keepalive`) of them per worker over every
+//!   endpoint, the least recently used closed first when more would be, and each closed
+//!   after `upstream-keepalive-timeout` (`--upstream-keepalive-timeout`) unused: nginx's
+//!   `keepalive` and `keepalive_timeout` in ingress-nginx's one `upstream_balancer` block.
 //!   A connection goes back to the pool once its response has been read to the end; the
 //!   request using it drives its I/O ([`super::http1_conn`]).
 //! - HTTP/2 (`h2c`, `grpc`, `grpcs`): `:scheme` and `:authority` from the URI, no `Host`
@@ -18,23 +21,25 @@
 //! Pools are keyed by endpoint address and TLS, one pool per set of connect and send timeouts
 //! (see `Shared::clients_for`): both are properties of a connection. Each proxy worker has
 //! pools of its own ([`crate::proxy::workers`]): a connection is opened, used, pooled and
-//! reaped on one worker's thread, and `--upstream-keepalive` counts per worker (as nginx's
+//! reaped on one worker's thread, and the idle limit counts per worker (as nginx's
 //! `keepalive` counts per worker process). A connection the
 //! endpoint closed is never handed out; a request a pooled connection turned out unable to
 //! take (it closed meanwhile) is sent once more on a new connection, as hyper's own pool
-//! does. `--upstream-keepalive 0` or a zero keep-alive timeout disables reuse.
+//! does. A limit of 0 connections or a zero keep-alive timeout disables reuse, and HTTP/1.1
+//! requests then say `Connection: close` (ingress-nginx's `$connection_upgrade` map).
 //!
 //! A connection also stops being reused after `upstream-keepalive-requests` requests or
-//! once `upstream-keepalive-time` old ([`ReuseLimits`], nginx's upstream `keepalive_requests`
-//! and `keepalive_time`): an HTTP/1.1 one is closed instead of pooled after its response, an
+//! once `upstream-keepalive-time` old (nginx's upstream `keepalive_requests` and
+//! `keepalive_time`): an HTTP/1.1 one is closed instead of pooled after its response, an
 //! HTTP/2 one leaves the pool (new requests open another) and closes when its streams end.
+//! All four come from [`ReuseLimits`], which the ConfigMap changes while requests run.
 
 use std::{
     collections::HashMap,
     net::SocketAddr,
     sync::{
         Arc, Mutex, MutexGuard, Weak,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -43,7 +48,7 @@ use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use http::{
     Request, Response, Uri, Version,
-    header::{HOST, UPGRADE},
+    header::{CONNECTION, HOST, UPGRADE},
     uri::PathAndQuery,
 };
 use http_body_util::combinators::UnsyncBoxBody;
@@ -67,12 +72,20 @@ pub struct PoolOptions {
     pub connect_timeout: Duration,
     /// Longest a write to an endpoint may stay blocked (`proxy-send-timeout`).
     pub send_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub max_idle_per_endpoint: usize,
-    /// Requests and age after which a connection is not reused; shared by every pool of a
-    /// proxy and changed by the ConfigMap at run time.
+    /// Idle connections kept, their idle time, requests and age after which a connection is
+    /// not reused; shared by every pool of a proxy and changed by the ConfigMap at run time.
     pub reuse: Arc<ReuseLimits>,
 }
+
+/// Idle connections to pods a worker keeps where neither the ConfigMap
+/// (`upstream-keepalive-connections`) nor `--upstream-keepalive` says: ingress-nginx's 320
+/// (config.go `UpstreamKeepaliveConnections`).
+pub const UPSTREAM_KEEPALIVE_CONNECTIONS: usize = 320;
+
+/// Idle time after which a pooled connection to a pod is closed, where neither the ConfigMap
+/// (`upstream-keepalive-timeout`) nor `--upstream-keepalive-timeout` says: ingress-nginx's
+/// 60 s (config.go `UpstreamKeepaliveTimeout`).
+pub const UPSTREAM_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Requests per connection to a pod where the ConfigMap sets no `upstream-keepalive-requests`:
 /// ingress-nginx's default (config.go `UpstreamKeepaliveRequests`).
@@ -82,40 +95,95 @@ pub const UPSTREAM_KEEPALIVE_REQUESTS: u64 = 10_000;
 /// no `upstream-keepalive-time`: ingress-nginx's default `1h` (config.go).
 pub const UPSTREAM_KEEPALIVE_TIME: Duration = Duration::from_secs(3600);
 
-/// How many requests a connection to an endpoint carries and how old it may get before it is
-/// no longer reused (nginx's upstream `keepalive_requests` and `keepalive_time`, checked as
-/// nginx does when a request is done with the connection, and also before one is handed
-/// out). Atomics: the controller ConfigMap changes them while requests run.
+/// The keep-alive settings of connections to pods: nginx's `keepalive`, `keepalive_timeout`,
+/// `keepalive_requests` and `keepalive_time` in ingress-nginx's upstream block (nginx.tmpl),
+/// from the ConfigMap keys `upstream-keepalive-*` over the flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Idle HTTP/1.1 connections a worker keeps over every endpoint; 0: none is reused.
+    pub connections: usize,
+    /// Idle time after which a pooled connection is closed; zero: none is reused.
+    pub timeout: Duration,
+    /// Requests a connection carries; after the last it is not reused.
+    pub requests: u64,
+    /// Age after which a connection takes no new request.
+    pub time: Duration,
+}
+
+impl Default for Keepalive {
+    /// ingress-nginx's defaults (config.go).
+    fn default() -> Self {
+        Keepalive {
+            connections: UPSTREAM_KEEPALIVE_CONNECTIONS,
+            timeout: UPSTREAM_KEEPALIVE_TIMEOUT,
+            requests: UPSTREAM_KEEPALIVE_REQUESTS,
+            time: UPSTREAM_KEEPALIVE_TIME,
+        }
+    }
+}
+
+/// The live [`Keepalive`] every pool reads: checked as nginx does when a request is done with
+/// a connection, and also before one is handed out. Atomics: the controller ConfigMap changes
+/// them while requests run; a change wakes the pools' reapers, so a shorter idle time or a
+/// smaller idle limit closes what it no longer allows without waiting for the old deadline.
 #[derive(Debug)]
 pub struct ReuseLimits {
+    connections: AtomicUsize,
+    idle_ms: AtomicU64,
     requests: AtomicU64,
     time_ms: AtomicU64,
+    changed: tokio::sync::Notify,
 }
 
 impl Default for ReuseLimits {
     fn default() -> Self {
-        let limits = ReuseLimits {
-            requests: AtomicU64::new(0),
-            time_ms: AtomicU64::new(0),
-        };
-        limits.set(UPSTREAM_KEEPALIVE_REQUESTS, UPSTREAM_KEEPALIVE_TIME);
-        limits
+        Self::new(Keepalive::default())
     }
 }
 
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 impl ReuseLimits {
-    /// Sets the limits (`upstream-keepalive-requests`, `upstream-keepalive-time`).
-    pub fn set(&self, requests: u64, time: Duration) {
-        let ms = u64::try_from(time.as_millis()).unwrap_or(u64::MAX);
-        self.requests.store(requests, Ordering::Relaxed);
-        self.time_ms.store(ms, Ordering::Relaxed);
+    pub fn new(k: Keepalive) -> Self {
+        ReuseLimits {
+            connections: AtomicUsize::new(k.connections),
+            idle_ms: AtomicU64::new(millis(k.timeout)),
+            requests: AtomicU64::new(k.requests),
+            time_ms: AtomicU64::new(millis(k.time)),
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Sets the limits; the pools apply them to their idle connections at once.
+    pub fn set(&self, k: Keepalive) {
+        self.connections.store(k.connections, Ordering::Relaxed);
+        self.idle_ms.store(millis(k.timeout), Ordering::Relaxed);
+        self.requests.store(k.requests, Ordering::Relaxed);
+        self.time_ms.store(millis(k.time), Ordering::Relaxed);
+        self.changed.notify_waiters();
+    }
+
+    /// Idle connections a worker's pool keeps.
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// How long a pooled connection may stay unused.
+    fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_ms.load(Ordering::Relaxed))
+    }
+
+    /// Whether connections are pooled at all (nginx: no `keepalive` directive with 0).
+    fn reuses(&self) -> bool {
+        self.connections() > 0 && !self.idle_timeout().is_zero()
     }
 
     /// Whether a connection opened at `opened` that carried `requests` may take another at
     /// `now` (the caller's clock read, shared with its idle bookkeeping).
     fn allows(&self, requests: u64, opened: Instant, now: Instant) -> bool {
-        let age = now.saturating_duration_since(opened).as_millis();
-        let age = u64::try_from(age).unwrap_or(u64::MAX);
+        let age = millis(now.saturating_duration_since(opened));
         requests < self.requests.load(Ordering::Relaxed)
             && age < self.time_ms.load(Ordering::Relaxed)
     }
@@ -297,7 +365,39 @@ pub(super) struct Pool {
 struct Idle {
     /// Last pooled at the end; taken from the end (the warmest connection first).
     http1: HashMap<Key, Vec<IdleHttp1>>,
+    /// How many connections `http1` holds (the idle limit counts over every endpoint).
+    http1_count: usize,
     http2: HashMap<Key, Http2Entry>,
+}
+
+impl Idle {
+    /// Takes out the least recently pooled HTTP/1.1 connection (each list's first is its
+    /// oldest), as nginx's keepalive cache closes its least recently used one when full.
+    fn take_lru_http1(&mut self) -> Option<Http1Conn> {
+        let key = *(self.http1.iter())
+            .filter_map(|(k, list)| Some((k, list.first()?.since)))
+            .min_by_key(|(_, since)| *since)?
+            .0;
+        let list = self.http1.get_mut(&key)?;
+        let c = list.remove(0);
+        if list.is_empty() {
+            self.http1.remove(&key);
+        }
+        self.http1_count -= 1;
+        Some(c.conn)
+    }
+
+    /// Takes out the least recently pooled HTTP/1.1 connections past `max`.
+    fn trim_http1(&mut self, max: usize) -> Vec<Http1Conn> {
+        let mut out = Vec::new();
+        while self.http1_count > max {
+            match self.take_lru_http1() {
+                Some(c) => out.push(c),
+                None => break,
+            }
+        }
+        out
+    }
 }
 
 struct IdleHttp1 {
@@ -339,12 +439,12 @@ impl Pool {
     }
 
     fn reuses(&self) -> bool {
-        self.opts.max_idle_per_endpoint > 0 && !self.opts.idle_timeout.is_zero()
+        self.opts.reuse.reuses()
     }
 
     /// When a connection unused since `since` is closed (`None`: past what `Instant` holds).
     fn due(&self, since: Instant) -> Option<Instant> {
-        since.checked_add(self.opts.idle_timeout)
+        since.checked_add(self.opts.reuse.idle_timeout())
     }
 
     fn connect_error(key: Key, e: Arc<ConnectError>) -> UpstreamError {
@@ -357,7 +457,7 @@ impl Pool {
     async fn send_http1(
         self: &Arc<Self>,
         key: Key,
-        req: Request<ProxyBody>,
+        mut req: Request<ProxyBody>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         // HTTP/1.0 has no persistent connections unless both sides ask (RFC 1945; nginx
         // sends no `keep-alive` with `proxy_http_version 1.0`): a new connection each, never
@@ -370,6 +470,12 @@ impl Pool {
         }
         // An upgrade's connection becomes the tunnel: its I/O goes to a task of its own.
         let upgrade = req.headers().contains_key(UPGRADE);
+        // Not pooled: the pod is told so, as ingress-nginx's `$connection_upgrade` map says
+        // `close` without upstream keep-alive (a `connection-proxy-header` value stays).
+        if !upgrade && !self.reuses() && !req.headers().contains_key(CONNECTION) {
+            req.headers_mut()
+                .insert(CONNECTION, http::HeaderValue::from_static("close"));
+        }
         let (mut conn, reused) = match self.checkout_http1(key) {
             Some(conn) => (conn, true),
             None => (self.dial_http1(key).await?, false),
@@ -422,8 +528,13 @@ impl Pool {
         }
         let now = Instant::now();
         let mut idle = self.lock();
-        let list = idle.http1.get_mut(&key)?;
+        let Idle {
+            http1, http1_count, ..
+        } = &mut *idle;
+        let list = http1.get_mut(&key)?;
+        let mut found = None;
         while let Some(mut c) = list.pop() {
+            *http1_count -= 1;
             if self.due(c.since).is_none_or(|due| due > now)
                 && self
                     .opts
@@ -431,11 +542,15 @@ impl Pool {
                     .allows(c.conn.requests(), c.conn.opened(), now)
                 && c.conn.is_reusable()
             {
-                return Some(c.conn);
+                found = Some(c.conn);
+                break;
             }
             // Closed by the endpoint or idle too long: dropping it closes it.
         }
-        None
+        if list.is_empty() {
+            http1.remove(&key);
+        }
+        found
     }
 
     fn put_http1(self: &Arc<Self>, key: Key, conn: Http1Conn) {
@@ -445,14 +560,18 @@ impl Pool {
         if !self.reuses() || !self.opts.reuse.allows(conn.requests(), conn.opened(), now) {
             return;
         }
-        {
+        let evicted = {
             let mut idle = self.lock();
-            let list = idle.http1.entry(key).or_default();
-            if list.len() >= self.opts.max_idle_per_endpoint {
-                return;
-            }
-            list.push(IdleHttp1 { conn, since: now });
-        }
+            // Room for it: the least recently used go (closed once the lock is let go).
+            let evicted = idle.trim_http1(self.opts.reuse.connections().saturating_sub(1));
+            idle.http1
+                .entry(key)
+                .or_default()
+                .push(IdleHttp1 { conn, since: now });
+            idle.http1_count += 1;
+            evicted
+        };
+        drop(evicted);
         self.start_reaper();
     }
 
@@ -616,24 +735,31 @@ impl Pool {
             return;
         }
         let pool: Weak<Pool> = Arc::downgrade(self);
-        let every = self.opts.idle_timeout;
+        let limits = Arc::clone(&self.opts.reuse);
         tokio::spawn(async move {
             loop {
+                // Before reaping: a change of the limits from here on wakes it.
+                let changed = limits.changed.notified();
                 let Some(next) = pool.upgrade().map(|p| p.reap(Instant::now())) else {
                     return;
                 };
-                match next {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    // Nothing pooled: whatever is pooled later is due a timeout from now.
-                    None => tokio::time::sleep(every).await,
+                // Nothing pooled: whatever is pooled later is due a timeout from now (at
+                // least a second, so a zero timeout does not spin).
+                let every = limits.idle_timeout().max(Duration::from_secs(1));
+                let wake = next.unwrap_or_else(|| Instant::now() + every);
+                tokio::select! {
+                    _ = tokio::time::sleep_until(wake) => {}
+                    _ = changed => {}
                 }
             }
         });
     }
 
-    /// Closes the connections idle for the idle timeout (and drops closed ones); returns when
-    /// the next one is due.
+    /// Closes the connections idle for the idle timeout, those past the idle limit (least
+    /// recently used first) and every one when reuse is off, and drops closed ones; returns
+    /// when the next one is due.
     fn reap(&self, now: Instant) -> Option<Instant> {
+        let reuses = self.reuses();
         let mut next: Option<Instant> = None;
         let mut keep = |since: Instant| match self.due(since) {
             Some(due) if due <= now => false,
@@ -645,13 +771,19 @@ impl Pool {
         };
         let mut idle = self.lock();
         idle.http1.retain(|_, list| {
-            list.retain(|c| !c.conn.is_closed() && keep(c.since));
+            list.retain(|c| reuses && !c.conn.is_closed() && keep(c.since));
             !list.is_empty()
         });
+        idle.http1_count = idle.http1.values().map(Vec::len).sum();
+        let evicted = idle.trim_http1(self.opts.reuse.connections());
         idle.http2.retain(|_, entry| match entry {
-            Http2Entry::Open { conn, last_used } => !conn.tx.is_closed() && keep(*last_used),
+            Http2Entry::Open { conn, last_used } => {
+                reuses && !conn.tx.is_closed() && keep(*last_used)
+            }
             Http2Entry::Dialing { .. } => true,
         });
+        drop(idle);
+        drop(evicted);
         next
     }
 }
@@ -730,8 +862,6 @@ mod tests {
         let clients = Clients::new(PoolOptions {
             connect_timeout: Duration::from_secs(5),
             send_timeout: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(60),
-            max_idle_per_endpoint: 8,
             reuse: Default::default(),
         });
         for protocol in [
@@ -791,8 +921,6 @@ mod tests {
         Clients::new(PoolOptions {
             connect_timeout: Duration::from_secs(5),
             send_timeout: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(60),
-            max_idle_per_endpoint: 8,
             reuse: Default::default(),
         })
     }
@@ -868,8 +996,6 @@ mod tests {
             PoolOptions {
                 connect_timeout: Duration::from_secs(5),
                 send_timeout: Duration::from_secs(5),
-                idle_timeout: Duration::from_secs(60),
-                max_idle_per_endpoint: 8,
                 reuse: Default::default(),
             },
             2,
@@ -942,5 +1068,57 @@ mod tests {
                 .expect("endpoint closes");
         }
         assert_eq!(accepted.load(Ordering::Relaxed), 3);
+    }
+
+    /// The idle limit counts over every endpoint of a worker's pool and closes the least
+    /// recently pooled connection first (nginx's keepalive cache); lowering it closes the
+    /// excess at once; 0 reuses nothing.
+    #[tokio::test]
+    async fn the_idle_limit_counts_over_endpoints_least_recently_used_first() {
+        let (a, a_accepted) = counting_endpoint().await;
+        let (b, b_accepted) = counting_endpoint().await;
+        let limits = Arc::new(ReuseLimits::new(Keepalive {
+            connections: 2,
+            ..Keepalive::default()
+        }));
+        let clients = Clients::new(PoolOptions {
+            connect_timeout: Duration::from_secs(5),
+            send_timeout: Duration::from_secs(5),
+            reuse: Arc::clone(&limits),
+        });
+        let get = async |addr| {
+            let resp = clients
+                .send(BackendProtocol::Http, addr, request("http://v.test/"))
+                .await
+                .expect("answered");
+            resp.into_body().collect().await.expect("body");
+        };
+        let opened = || {
+            (
+                a_accepted.load(Ordering::Relaxed),
+                b_accepted.load(Ordering::Relaxed),
+            )
+        };
+        get(a).await;
+        get(b).await;
+        get(a).await;
+        assert_eq!(opened(), (1, 1), "two idle: both kept");
+        limits.set(Keepalive {
+            connections: 1,
+            ..Keepalive::default()
+        });
+        // a's was pooled last: b's, the least recently used, goes.
+        get(a).await;
+        get(b).await;
+        assert_eq!(opened(), (1, 2));
+        get(a).await;
+        assert_eq!(opened(), (2, 2), "b's pooled last pushed a's out");
+        limits.set(Keepalive {
+            connections: 0,
+            ..Keepalive::default()
+        });
+        get(a).await;
+        get(a).await;
+        assert_eq!(opened(), (4, 2), "0: a connection each");
     }
 }
