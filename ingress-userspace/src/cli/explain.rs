@@ -1492,7 +1492,8 @@ pub const ROOT_LOCATION: &str = "root location";
 /// The proxy's HTTPS redirect of a route ([`crate::model::RoutePolicy::redirects_to_https`]),
 /// the same for a rule's path and the root location: when the plain-HTTP request `q` to
 /// `target` is redirected, fills in `e` (308 or ConfigMap `http-redirect-code`, the
-/// `Location`, why) and returns true. `host_tls`: the virtual host has a certificate.
+/// `Location`, why) and returns true. `host_tls`: the host's name, or its one-label
+/// wildcard, has a certificate ([`crate::model::VirtualHost::tls`]).
 fn https_redirected(
     e: &mut Explanation,
     snapshot: &Snapshot,
@@ -1513,7 +1514,7 @@ fn https_redirected(
         policy,
     ));
     e.reason = if host_tls {
-        "host has TLS and the request is plain HTTP"
+        "the host (or its one-label wildcard) has a certificate and the request is plain HTTP"
     } else {
         "force-ssl-redirect and the request is plain HTTP"
     }

@@ -211,8 +211,9 @@ pub struct L7Config {
     pub any_host: Option<Arc<VirtualHost>>,
     /// Where unmatched requests go; `None` means the built-in 404.
     pub default_backend: Option<Arc<Upstream>>,
-    /// Certificates by SNI name (exact and `*.` wildcards), from Ingress `spec.tls`, and
-    /// the exact hostnames of HTTPS Gateway listeners. An Ingress wildcard covers exactly
+    /// Certificates by SNI name (exact and `*.` wildcards): the Ingress hosts, `server-alias`
+    /// and `from-to-www-redirect` names translation configures with one
+    /// (`model::translate::server_cert`), and the exact hostnames of HTTPS Gateway listeners. An Ingress wildcard covers exactly
     /// one label, as ingress-nginx's certificate lookup (`certificate.lua`
     /// `get_pem_cert_uid`: the first label replaced by `*`) and the Ingress host rules do.
     pub certificates: NameMap<TlsCertificate>,
@@ -498,7 +499,9 @@ pub struct VirtualHost {
     pub host: String,
     /// Most specific first: longer paths before shorter, Exact before Prefix at equal length.
     pub routes: Vec<Route>,
-    /// The host has a TLS certificate: plain HTTP is redirected (unless a route's policy says not).
+    /// The host's name, or its one-label wildcard, is configured with a certificate (its own
+    /// or the default; `model::translate::server_cert::configured`): plain HTTP is redirected
+    /// (unless a route's policy says not).
     pub tls: bool,
     /// `app-root`: a request for exactly `/` is answered 302 to this path, before any route is
     /// looked at (ingress-nginx puts `if ($uri = /)` in the server block).

@@ -1,7 +1,7 @@
 //! TLS termination: the certificate is chosen by SNI — exact name, then the `*.` wildcard of
 //! the name minus its first label, then the snapshot's default certificate (which translation
-//! alone decides: `--default-ssl-certificate`, else a `spec.tls` entry without hosts), else
-//! one generated at start. Certificates come from each snapshot and are swapped atomically, so
+//! alone decides: `--default-ssl-certificate`), else one generated at start. Which name has
+//! which certificate is translation's decision too (`model::translate::server_cert`). Certificates come from each snapshot and are swapped atomically, so
 //! rotation needs no restart; parsed keys are reused while their PEM is unchanged. Hosts that
 //! ask for client certificates get rustls configurations of their own that resolve through
 //! this same store ([`super::client_cert`]).
@@ -686,9 +686,9 @@ mod tests {
 
     #[test]
     fn the_default_certificate_is_the_snapshots_alone() {
-        // Translation alone decides the default (`--default-ssl-certificate`, else a
-        // `spec.tls` entry without hosts): a certificate of any Secret name among the hosts'
-        // is never taken as the default by the store itself.
+        // Translation alone decides the default (`--default-ssl-certificate`): a certificate
+        // of any Secret name among the hosts' is never taken as the default by the store
+        // itself.
         let store = CertStore::new().unwrap();
         let a = self_signed_pem(&["a.example.com"]).unwrap();
         let mut certificates = BTreeMap::new();

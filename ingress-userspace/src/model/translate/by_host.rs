@@ -2,12 +2,14 @@
 //! after the change) are translated again, from every Ingress naming one of them (and, in
 //! turn, every host those name), and spliced into the previous snapshot. A host's virtual host
 //! and certificate depend only on the Ingresses naming it (conflicts, precedence, regex mode,
-//! root location are all per host), so the result equals a full translation.
+//! root location are all per host) and, for its plain-HTTP redirect, on those of its one-label
+//! wildcard (`x.example.com` and `*.example.com` are translated together), so the result
+//! equals a full translation.
 //!
 //! What reaches beyond its own hosts makes the change translate in full: a controller-wide
-//! default backend or certificate (no rules; a `spec.tls` entry without hosts), canaries,
-//! `server-alias`, `from-to-www-redirect`, `ssl-passthrough`, a diagnostic on another object,
-//! a backend outside the namespaces translated, refused endpoint addresses. Tests
+//! default backend (no rules), canaries, `server-alias`, `from-to-www-redirect`,
+//! `ssl-passthrough`, a diagnostic on another object, a backend outside the namespaces
+//! translated, refused endpoint addresses. Tests
 //! (`incremental_tests`) check random change sequences against a full translation.
 
 use std::{
@@ -77,13 +79,7 @@ pub fn reaches_beyond_hosts(ing: &Ingress) -> bool {
     let Some(spec) = &ing.spec else {
         return annotated;
     };
-    annotated
-        || spec.rules.as_deref().unwrap_or_default().is_empty()
-        || spec
-            .tls
-            .iter()
-            .flatten()
-            .any(|t| t.hosts.as_deref().unwrap_or_default().is_empty())
+    annotated || spec.rules.as_deref().unwrap_or_default().is_empty()
 }
 
 /// What one owned Ingress contributed to the last snapshot.
@@ -166,13 +162,35 @@ fn closure(
             }
             names.extend(hosts_of(ing));
         }
-        for h in names {
+        while let Some(h) = names.pop() {
             if hosts.insert(h.clone()) {
                 queue.extend(index.by_host.get(&h).into_iter().flatten().cloned());
+                names.extend(wildcard_neighbours(index, &h));
             }
         }
     }
     Some((ingresses, hosts))
+}
+
+/// The hosts whose plain-HTTP redirect depends on `host`'s certificate or the other way
+/// round: a name is redirected when it or its one-label wildcard has a certificate
+/// ([`super::server_cert::configured`]), so `x.example.com` and `*.example.com` go together.
+/// A wildcard's names are found by a pass over the indexed hosts: wildcard changes are few.
+fn wildcard_neighbours(index: &IngressIndex, host: &str) -> Vec<String> {
+    match host.strip_prefix("*.") {
+        Some(suffix) => (index.by_host.keys())
+            .filter(|h| {
+                h.strip_suffix(suffix)
+                    .and_then(|first| first.strip_suffix('.'))
+                    .is_some_and(|first| !first.is_empty() && !first.contains('.'))
+            })
+            .cloned()
+            .collect(),
+        None => super::server_cert::wildcard_of(host)
+            .filter(|w| index.by_host.contains_key(w))
+            .into_iter()
+            .collect(),
+    }
 }
 
 fn is_ingress_of(d: &crate::model::Diagnostic, set: &BTreeSet<Key>) -> bool {

@@ -15,12 +15,13 @@ use crate::{
 const NAMESPACES: [&str; 2] = ["a", "b"];
 /// `web-3` has no Service: its routes answer 503 with a diagnostic.
 const SERVICES: [&str; 4] = ["web-0", "web-1", "web-2", "web-3"];
-const HOSTS: [&str; 6] = [
+const HOSTS: [&str; 7] = [
     "",
     "h1.example.com",
     "h2.example.com",
     "H1.Example.com",
     "*.w.example.com",
+    "a.w.example.com",
     "bad_host!",
 ];
 const PATHS: [&str; 5] = ["/", "/api", "/api/", "/x(.*)", "relative"];
@@ -73,9 +74,18 @@ fn world() -> Objects {
             o.upsert(svc(service));
             o.upsert(slice(ns, name, i as u8, true));
         }
+        // Valid for some hosts only: which host takes it, and which names redirect, depend
+        // on the wildcard and on other Ingresses of the host.
+        let (crt, key) =
+            WILD_CERT.get_or_init(|| mk_cert_pem(&["*.w.example.com", "h1.example.com"]));
+        o.upsert(Object::Secret(Arc::new(mk_tls_secret(
+            ns, "wild-tls", crt, key,
+        ))));
     }
     o
 }
+
+static WILD_CERT: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
 
 fn slice(ns: &str, service: &str, i: u8, ready: bool) -> Object {
     mk_slice(
@@ -139,7 +149,12 @@ impl IngressSpec {
         }
         if let Some(hosts) = &self.tls {
             let hosts: Vec<&str> = hosts.iter().map(|h| HOSTS[*h]).collect();
-            i = with_tls(i, &hosts, "missing-secret");
+            let secret = if self.name.is_multiple_of(2) {
+                "wild-tls"
+            } else {
+                "missing-secret"
+            };
+            i = with_tls(i, &hosts, secret);
         }
         for a in &self.annotations {
             let (k, v) = ANNOTATIONS[*a];
@@ -158,8 +173,8 @@ fn ingress_spec() -> impl Strategy<Value = IngressSpec> {
     );
     let rule = (0..HOSTS.len(), prop::collection::vec(path, 0..3));
     // Mostly what stays within its hosts, so that the fast path is what gets tested; now and
-    // then what reaches beyond (no rules: the default backend; a `spec.tls` entry without
-    // hosts; canary, server-alias, from-to-www-redirect).
+    // then what reaches beyond (no rules: the default backend; canary, server-alias,
+    // from-to-www-redirect). A `spec.tls` entry without hosts stays within its rule hosts.
     let rules = prop_oneof![
         19 => prop::collection::vec(rule.clone(), 1..3),
         1 => prop::collection::vec(rule, 0..1),

@@ -25,6 +25,7 @@ use super::{
     diagnostics::Diagnostics,
     endpoints::EndpointIndex,
     errors, passthrough, root_location,
+    server_cert::{self, Choice, ServerCert, TlsEntry},
     tls::TlsCache,
 };
 use crate::{
@@ -122,7 +123,9 @@ pub(super) fn normalize_host(host: &str) -> Result<String, String> {
 pub(super) struct HostBuilder {
     pub(super) routes: Vec<HostRoute>,
     taken: BTreeMap<PathMatch, ObjectRef>,
-    tls: bool,
+    /// The certificate of this server ([`server_cert`]), from the first Ingress with rules
+    /// for it and a `spec.tls` section; `None`: not configured for TLS.
+    cert: Option<ServerCert>,
     pub(super) fallback: Option<Route>,
     /// Some Ingress of this host has `use-regex` or `rewrite-target`: every path of the host
     /// is a regex (ingress-nginx's `enforceRegexModifier`).
@@ -150,7 +153,6 @@ pub struct L7Builder<'a> {
     pub(super) hosts: BTreeMap<String, HostBuilder>,
     /// Canary Ingresses, merged into the main routes by [`canary::merge`] in `finish`.
     pub(super) canaries: Vec<(&'a Ingress, ObjectRef, IngressOptions, CanaryOptions)>,
-    certificates: BTreeMap<String, Arc<TlsCertificate>>,
     default_certificate: Option<Arc<TlsCertificate>>,
     default_backend: Option<(ObjectRef, Arc<crate::model::Upstream>)>,
     resolved: HashMap<(&'a str, &'a str, i32), Vec<Arc<Upstream>>>,
@@ -191,7 +193,6 @@ impl<'a> L7Builder<'a> {
             diags,
             hosts: BTreeMap::new(),
             canaries: Vec::new(),
-            certificates: BTreeMap::new(),
             default_certificate: None,
             default_backend: None,
             resolved: HashMap::new(),
@@ -246,6 +247,151 @@ impl<'a> L7Builder<'a> {
                     super::tls::invalid_message(&key, &e),
                 );
                 None
+            }
+        }
+    }
+
+    /// The Ingress's `spec.tls` entries with their Secrets looked up: every Secret named is
+    /// checked and a problem reported on the Ingress, whether or not a host takes it.
+    fn tls_entries(
+        &mut self,
+        spec: &k8s_openapi::api::networking::v1::IngressSpec,
+        ns: &str,
+        oref: &ObjectRef,
+    ) -> Vec<TlsEntry> {
+        let mut entries = Vec::new();
+        for tls in spec.tls.iter().flatten() {
+            let secret = tls.secret_name.clone().filter(|s| !s.is_empty());
+            let cert = secret.as_ref().and_then(|name| {
+                let secret = ObjectRef::new(ObjectKind::Secret, ns, name.clone());
+                self.certificate(&secret, oref)
+            });
+            let mut hosts = Vec::new();
+            for host in tls.hosts.iter().flatten() {
+                match normalize_host(host) {
+                    Ok(h) if !h.is_empty() => hosts.push(h),
+                    Ok(_) => {}
+                    Err(e) => self
+                        .diags
+                        .error(oref, "InvalidHost", format!("spec.tls: {e}")),
+                }
+            }
+            entries.push(TlsEntry {
+                hosts,
+                secret,
+                cert,
+            });
+        }
+        entries
+    }
+
+    /// Gives this Ingress's rule hosts that have no certificate yet theirs from its
+    /// `spec.tls` ([`server_cert::choose`]), and says what an operator may not expect:
+    /// a certificate not valid for a host it names, a `spec.tls` host without a rule here,
+    /// a certificate valid for none of the rule hosts, a host left with the default.
+    fn server_certificates(
+        &mut self,
+        spec: &k8s_openapi::api::networking::v1::IngressSpec,
+        entries: &[TlsEntry],
+        oref: &ObjectRef,
+    ) {
+        if entries.is_empty() {
+            return;
+        }
+        let mut rule_hosts: Vec<String> = (spec.rules.iter().flatten())
+            .filter_map(|r| normalize_host(r.host.as_deref().unwrap_or_default()).ok())
+            .filter(|h| !h.is_empty())
+            .collect();
+        rule_hosts.dedup();
+        let secret_of = |c: &TlsCertificate| format!("{}/{}", c.secret.namespace, c.secret.name);
+        for e in entries {
+            for h in e.hosts.iter().filter(|h| !rule_hosts.contains(h)) {
+                let from = e.secret.as_deref().unwrap_or("(no secretName)");
+                self.diags.warn(
+                    oref,
+                    "TlsHostWithoutRule",
+                    format!(
+                        "spec.tls host {h} has no rule in this Ingress, and only an Ingress's \
+                         own rule hosts take its certificates: {h} is not served with secret \
+                         {from} from here"
+                    ),
+                );
+            }
+            if let Some(c) = &e.cert
+                && e.hosts.is_empty()
+                && rule_hosts.is_empty()
+            {
+                self.diags.warn(
+                    oref,
+                    "TlsHostWithoutRule",
+                    format!(
+                        "the spec.tls entry of secret {} names no host and this Ingress has no \
+                         rule host: it configures no certificate (the default certificate is \
+                         --default-ssl-certificate's)",
+                        secret_of(c)
+                    ),
+                );
+            }
+            if let Some(c) = &e.cert
+                && e.hosts.is_empty()
+                && !rule_hosts.is_empty()
+                && rule_hosts
+                    .iter()
+                    .all(|h| super::cert_host::covers(&c.chain_pem, h) == Some(false))
+            {
+                self.diags.warn(
+                    oref,
+                    "TlsCertificateHostMismatch",
+                    format!(
+                        "the certificate of secret {} is valid for none of this Ingress's \
+                         hosts ({}): no host is served with it",
+                        secret_of(c),
+                        rule_hosts.join(", ")
+                    ),
+                );
+            }
+        }
+        for host in &rule_hosts {
+            let choice = server_cert::choose(host, entries);
+            let hb = self.hosts.entry(host.clone()).or_default();
+            if let Some(have) = &hb.cert {
+                let named = match &choice {
+                    Choice::Named(ServerCert::Own(c)) | Choice::NotValidFor(c) => Some(c),
+                    _ => None,
+                };
+                if let (ServerCert::Own(have), Some(c)) = (have, named)
+                    && have.secret != c.secret
+                {
+                    let msg = format!(
+                        "host {host} already has a certificate from secret {}",
+                        secret_of(have)
+                    );
+                    self.diags.warn(oref, "TlsHostConflict", msg);
+                }
+                continue;
+            }
+            hb.cert = Some(choice.cert());
+            match choice {
+                Choice::NotValidFor(c) => self.diags.warn(
+                    oref,
+                    "TlsCertificateHostMismatch",
+                    format!(
+                        "the certificate of secret {} names host {host} neither as a subject \
+                         alternative name nor as common name: the default certificate is \
+                         served for it",
+                        secret_of(&c)
+                    ),
+                ),
+                Choice::Nothing => self.diags.warn(
+                    oref,
+                    "TlsHostWithoutCertificate",
+                    format!(
+                        "no spec.tls entry names host {host} and no certificate of them is \
+                         valid for it: it is served with the default certificate, and plain \
+                         HTTP is redirected to HTTPS"
+                    ),
+                ),
+                Choice::Named(_) | Choice::Covering(_) => {}
             }
         }
     }
@@ -369,63 +515,8 @@ impl<'a> L7Builder<'a> {
         };
         let errors = errors::parse(self, ing.metadata.annotations.as_ref(), &oref, &opts);
 
-        for tls in spec.tls.iter().flatten() {
-            let cert = match &tls.secret_name {
-                Some(name) => {
-                    let secret = ObjectRef::new(ObjectKind::Secret, ns.clone(), name.clone());
-                    self.certificate(&secret, &oref)
-                }
-                None => None,
-            };
-            let hosts = tls.hosts.as_deref().unwrap_or_default();
-            if hosts.is_empty() {
-                if self.default_certificate.is_none() {
-                    self.default_certificate = cert;
-                }
-                continue;
-            }
-            for host in hosts {
-                let host = match normalize_host(host) {
-                    Ok(h) if !h.is_empty() => h,
-                    Ok(_) => continue,
-                    Err(e) => {
-                        self.diags
-                            .error(&oref, "InvalidHost", format!("spec.tls: {e}"));
-                        continue;
-                    }
-                };
-                self.hosts.entry(host.clone()).or_default().tls = true;
-                if let Some(cert) = &cert {
-                    match self.certificates.get(&host) {
-                        Some(have) if have.secret != cert.secret => self.diags.warn(
-                            &oref,
-                            "TlsHostConflict",
-                            format!(
-                                "host {host} already has a certificate from secret {}/{}",
-                                have.secret.namespace, have.secret.name
-                            ),
-                        ),
-                        Some(_) => {}
-                        // As ingress-nginx, checked only for the certificate a host takes.
-                        None if super::cert_host::covers(&cert.chain_pem, &host) == Some(false) => {
-                            self.diags.warn(
-                                &oref,
-                                "TlsCertificateHostMismatch",
-                                format!(
-                                    "the certificate of secret {}/{} names host {host} neither \
-                                     as a subject alternative name nor as common name: the \
-                                     default certificate is served for it",
-                                    cert.secret.namespace, cert.secret.name
-                                ),
-                            );
-                        }
-                        None => {
-                            self.certificates.insert(host, cert.clone());
-                        }
-                    }
-                }
-            }
-        }
+        let tls_entries = self.tls_entries(spec, &ns, &oref);
+        self.server_certificates(spec, &tls_entries, &oref);
 
         let created = created(ing);
         let rules = spec.rules.as_deref().unwrap_or_default();
@@ -827,23 +918,23 @@ impl<'a> L7Builder<'a> {
         } else {
             BTreeMap::new()
         };
+        let other_names = other_names(&self.hosts, self.diags);
+        let names = served_names(&self.hosts, &other_names, self.default_certificate.as_ref());
         let mut cfg = L7Config {
             passthrough,
-            certificates: self.certificates.into(),
+            certificates: certificates(&names, self.default_certificate.as_ref()),
             default_certificate: self.default_certificate,
             default_backend: self.default_backend.map(|(_, u)| u),
             settings: self.controller.settings.clone(),
             ..Default::default()
         };
-        // Names taken by rules: aliases and from/to-www redirects never take them over.
-        let mut claimed: std::collections::HashSet<String> = self
-            .hosts
-            .iter()
-            .filter(|(_, hb)| !hb.routes.is_empty() || hb.fallback.is_some())
-            .map(|(h, _)| h.clone())
-            .collect();
+        let mut other_names = other_names.into_iter().peekable();
         let mut extra: Vec<(String, Arc<VirtualHost>)> = Vec::new();
         for (host, mut hb) in self.hosts {
+            let (aliases, www) = match other_names.next_if(|(h, _, _)| *h == host) {
+                Some((_, aliases, www)) => (aliases, www),
+                None => (Vec::new(), None),
+            };
             if let Some(f) = hb.fallback.take()
                 && !hb.taken.contains_key(&f.matches.path)
             {
@@ -856,6 +947,7 @@ impl<'a> L7Builder<'a> {
             if hb.routes.is_empty() {
                 continue;
             }
+            let tls = server_cert::configured(&names, &host);
             passthrough::speak_tls(&mut hb.routes, &tls_upstreams);
             let mut routes = if hb.regex {
                 regex_routes(hb.routes, self.diags)
@@ -870,42 +962,35 @@ impl<'a> L7Builder<'a> {
             // Last: tried only when no path of the host matched.
             if let Some(Some(root)) = hb.root
                 && !root_location::covered(&routes)
-                && root_location::needed(&root, hb.tls)
+                && root_location::needed(&root, tls)
             {
                 routes.push(root);
             }
             let vh = Arc::new(VirtualHost {
                 host: host.clone(),
                 routes,
-                tls: hb.tls,
+                tls,
                 app_root: hb.app_root,
                 client_auth: hb.client_auth,
             });
-            for (alias, by) in hb.aliases {
-                if !claimed.insert(alias.clone()) {
-                    self.diags.warn(
-                        &by,
-                        "ServerAliasConflict",
-                        format!("server-alias {alias:?} is already a host or alias; ignored"),
-                    );
-                    continue;
-                }
-                extra.push((alias, vh.clone()));
-            }
-            if let Some(origin) = hb.from_to_www
-                && !host.is_empty()
-                && !host.starts_with("*.")
-            {
-                let other = match host.strip_prefix("www.") {
-                    Some(bare) => bare.to_string(),
-                    None => format!("www.{host}"),
+            for alias in aliases {
+                // The redirect follows the request's own name (lua_ingress.lua), so an alias
+                // the certificate is not valid for is not redirected.
+                let alias_tls = server_cert::configured(&names, &alias);
+                let vh = if alias_tls == tls {
+                    vh.clone()
+                } else {
+                    Arc::new(VirtualHost {
+                        tls: alias_tls,
+                        ..(*vh).clone()
+                    })
                 };
-                // ingress-nginx adds no redirect server for a name an Ingress already serves.
-                if claimed.insert(other.clone()) {
-                    let code = redirect_code.unwrap_or(super::redirect::FROM_TO_WWW_CODE);
-                    let vh = www_redirect(&other, &host, origin, code);
-                    extra.push((other.clone(), Arc::new(vh)));
-                }
+                extra.push((alias, vh));
+            }
+            if let Some((other, origin)) = www {
+                let code = redirect_code.unwrap_or(super::redirect::FROM_TO_WWW_CODE);
+                let vh = www_redirect(&other, &host, origin, code);
+                extra.push((other, Arc::new(vh)));
             }
             extra.push((host, vh));
         }
@@ -920,6 +1005,93 @@ impl<'a> L7Builder<'a> {
         }
         (cfg, self.refs)
     }
+}
+
+/// A served host with the `server-alias` names it is given and its `from-to-www-redirect`
+/// name (with the rule that asked), in host order.
+type OtherNames = Vec<(String, Vec<String>, Option<(String, RouteOrigin)>)>;
+
+/// The names hosts serve besides their own: `server-alias` names and the
+/// `from-to-www-redirect` name, each unless a rule or an earlier host already takes it
+/// (ingress-nginx adds no alias or redirect server for a name an Ingress serves).
+fn other_names(hosts: &BTreeMap<String, HostBuilder>, diags: &mut Diagnostics) -> OtherNames {
+    let served = |hb: &HostBuilder| !hb.routes.is_empty() || hb.fallback.is_some();
+    let mut claimed: std::collections::HashSet<String> = (hosts.iter())
+        .filter(|(_, hb)| served(hb))
+        .map(|(h, _)| h.clone())
+        .collect();
+    let mut out = Vec::new();
+    for (host, hb) in hosts.iter().filter(|(_, hb)| served(hb)) {
+        let mut aliases = Vec::new();
+        for (alias, by) in &hb.aliases {
+            if claimed.insert(alias.clone()) {
+                aliases.push(alias.clone());
+            } else {
+                diags.warn(
+                    by,
+                    "ServerAliasConflict",
+                    format!("server-alias {alias:?} is already a host or alias; ignored"),
+                );
+            }
+        }
+        let www = match &hb.from_to_www {
+            Some(origin) if !host.is_empty() && !host.starts_with("*.") => {
+                let other = match host.strip_prefix("www.") {
+                    Some(bare) => bare.to_string(),
+                    None => format!("www.{host}"),
+                };
+                claimed
+                    .insert(other.clone())
+                    .then(|| (other, origin.clone()))
+            }
+            _ => None,
+        };
+        if !aliases.is_empty() || www.is_some() {
+            out.push((host.clone(), aliases, www));
+        }
+    }
+    out
+}
+
+/// Every name configured for TLS and with what (ingress-nginx's `certificate_servers`): the
+/// hosts with a certificate, and the other names of a host its certificate is valid for
+/// ([`server_cert::for_other_name`]).
+fn served_names(
+    hosts: &BTreeMap<String, HostBuilder>,
+    other: &OtherNames,
+    default: Option<&Arc<TlsCertificate>>,
+) -> BTreeMap<String, ServerCert> {
+    let mut names: BTreeMap<String, ServerCert> = (hosts.iter())
+        .filter_map(|(h, hb)| Some((h.clone(), hb.cert.clone()?)))
+        .collect();
+    for (host, aliases, www) in other {
+        let Some(cert) = hosts.get(host).and_then(|hb| hb.cert.clone()) else {
+            continue;
+        };
+        let www = www.iter().map(|(name, _)| name);
+        for name in aliases.iter().chain(www) {
+            if let Some(c) = server_cert::for_other_name(&cert, name, default) {
+                names.insert(name.clone(), c);
+            }
+        }
+    }
+    names
+}
+
+/// The certificates handshakes are given by name: a Secret's, or the configured default
+/// certificate where a name is configured with it (so that it, not a wildcard's, is served;
+/// certificate.lua looks the exact name up first). A name configured with the generated
+/// default has no entry.
+fn certificates(
+    names: &BTreeMap<String, ServerCert>,
+    default: Option<&Arc<TlsCertificate>>,
+) -> crate::model::NameMap<TlsCertificate> {
+    (names.iter())
+        .filter_map(|(name, c)| match c {
+            ServerCert::Own(c) => Some((name.clone(), c.clone())),
+            ServerCert::Default => default.map(|d| (name.clone(), d.clone())),
+        })
+        .collect()
 }
 
 /// The routes of a host where some Ingress asked for regex paths: every path as written

@@ -21,7 +21,8 @@
 //! - [`support`]: every ingress-nginx annotation and ConfigMap key, and how we support it.
 //! - [`configmap`]: the ingress-nginx controller ConfigMap.
 //! - [`cors`]: the CORS annotations; [`custom_headers`]: response headers from a ConfigMap.
-//! - [`tls`]: TLS Secret validation.
+//! - [`tls`]: TLS Secret validation; [`server_cert`]: which certificate each served name
+//!   gets, and so which names redirect plain HTTP to HTTPS.
 //!
 //! Every problem becomes a [`crate::model::Diagnostic`] on the object it belongs to; nothing
 //! here fails as a whole.
@@ -59,6 +60,7 @@ pub mod rate_limit;
 pub mod redirect;
 pub mod rewrite;
 pub mod root_location;
+pub mod server_cert;
 pub mod server_tls;
 pub mod service;
 pub mod service_upstream;
@@ -187,7 +189,8 @@ pub struct TranslateConfig {
     pub ingress_service: Option<Key>,
     /// This node's name, for locality.
     pub node_name: Option<String>,
-    /// Secret used for TLS handshakes that match no `spec.tls` host.
+    /// `--default-ssl-certificate`: the Secret of handshakes whose name has no certificate,
+    /// and of hosts configured with the default one.
     pub default_tls_secret: Option<Key>,
     /// `--publish-address`: written to Ingress status instead of node addresses.
     pub publish_addresses: Vec<String>,

@@ -863,7 +863,9 @@ fn default_certificates_and_tls_host_conflicts() {
         &["A.example.com"],
         "two",
     )));
-    // `spec.tls` without hosts: that Secret becomes the default certificate.
+    // `spec.tls` without hosts and without rules configures nothing: only
+    // --default-ssl-certificate makes the default certificate (ingress-nginx's
+    // createServers gives an Ingress's certificates to its rule hosts alone).
     o.upsert(ing(with_tls(
         mk_ingress("default", "nohosts", 3, vec![]),
         &[],
@@ -874,14 +876,12 @@ fn default_certificates_and_tls_host_conflicts() {
         s.l7.certificates["a.example.com"].secret.name, "one",
         "older Ingress keeps the host"
     );
-    assert_eq!(
-        s.l7.default_certificate.as_ref().unwrap().secret.name,
-        "two"
-    );
+    assert!(s.l7.default_certificate.is_none());
     assert!(reasons(&s).contains(&("second".into(), "TlsHostConflict".into())));
     assert!(reasons(&s).contains(&("second".into(), "RouteConflict".into())));
+    assert!(reasons(&s).contains(&("nohosts".into(), "TlsHostWithoutRule".into())));
 
-    // --default-ssl-certificate wins over spec.tls without hosts.
+    // --default-ssl-certificate is the default certificate.
     let cfg = TranslateConfig {
         default_tls_secret: Some(crate::store::Key::new("kube-system", "fallback")),
         ..mk_config()
