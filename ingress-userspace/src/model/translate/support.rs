@@ -372,7 +372,7 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("jaeger-trace-context-header-name", TRACING, "Jaeger tracing."),
     row("keep-alive", Supported, "Idle time of a client connection, seconds; flag --keepalive-timeout. `0` turns keep-alive off: HTTP/1 answers say `Connection: close`, HTTP/2 gets GOAWAY once no stream is in progress (nginx `keepalive_timeout 0`)."),
     row("keep-alive-requests", Supported, "Requests per client connection (default 1000; nginx `keepalive_requests`): the last one's HTTP/1 answer says `Connection: close`, an HTTP/2 connection gets GOAWAY after it; `0` is as `1`."),
-    row("large-client-header-buffers", BUFFERS, "nginx `large_client_header_buffers` (see --max-header-bytes)."),
+    row("large-client-header-buffers", Refused("a request head is bounded by --max-header-bytes (32 KiB) as a whole, past it 431; nginx also bounds each line by one buffer (8k). Header lines are not counted, except on an HTTP/1 connection whose first head had at most 100: a later head there with more than 100 lines gets 431"), "nginx `large_client_header_buffers` (see --max-header-bytes)."),
     row("limit-conn-status-code", Supported, "Status of limit-connections refusals."),
     row("limit-conn-zone-variable", NGINX_INTERNAL, "nginx variable keying limit-connections."),
     row("limit-rate", Differs("in KB/s (x 1024) as ingress-nginx renders it (`limit_rate Nk`), not bytes as its ConfigMap page says; works without proxy-buffering"), "Default of the limit-rate annotation."),
