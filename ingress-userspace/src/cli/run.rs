@@ -155,9 +155,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // hostNetwork: clients reach the proxy on the node's addresses at the sockets it bound,
     // through no service frontend; the node-wide SYN limit applies there too (or is lifted
     // from what a previous run left pinned).
+    // Under `--listen-address ::` each port is an IPv4 socket (the address the proxy reports)
+    // and an IPv6-only one: the limit covers the port on both families, as `::` does
+    // (`syn_listeners::entries`), whether or not `disable-ipv6` later closes the IPv6 one.
+    let limited = |a: std::net::SocketAddr| match args.proxy.listen_address {
+        std::net::IpAddr::V6(l) if l.is_unspecified() => {
+            std::net::SocketAddr::new(args.proxy.listen_address, a.port())
+        }
+        _ => a,
+    };
     if let Some(l4) = &l4
         && let Err(e) = l4.limit_proxy_listeners(
-            &[proxy.http_addr(), proxy.https_addr()],
+            &[limited(proxy.http_addr()), limited(proxy.https_addr())],
             translate_config.proxy_syn_rate_limit,
         )
     {
