@@ -207,9 +207,14 @@ pub struct L7Config {
     /// (`*.example.com` takes `a.b.example.com`). Tried after exact hosts and Ingress
     /// wildcards of the same suffix, longest suffix first.
     pub gateway_wildcard_hosts: NameMap<VirtualHost>,
-    /// Rules without a host, tried when no named host matched.
+    /// Rules without a host, tried when no named host matched: ingress-nginx's default server
+    /// `_`, whose last route is the catch-all Ingress's backend when there is one.
     pub any_host: Option<Arc<VirtualHost>>,
-    /// Where unmatched requests go; `None` means the built-in 404.
+    /// The controller's default backend (ingress-nginx's `upstream-default-backend`):
+    /// `--default-backend-service`, when it has ready endpoints. It answers what no route
+    /// takes (a host's unmatched paths, hosts no rule names without a catch-all Ingress),
+    /// the root locations ([`RouteAction::DefaultBackend`]) and `custom-http-errors` of
+    /// routes without a `default-backend` annotation. `None`: the built-in 404.
     pub default_backend: Option<Arc<Upstream>>,
     /// Certificates by SNI name (exact and `*.` wildcards): the Ingress hosts, `server-alias`
     /// and `from-to-www-redirect` names translation configures with one

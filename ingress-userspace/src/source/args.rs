@@ -76,10 +76,19 @@ pub struct TranslationArgs {
     pub serve_ingresses_with_snippets: bool,
     /// ingress-nginx's `--disable-catch-all`: an Ingress with `spec.defaultBackend` is not
     /// served at all (its rules neither), with an Error diagnostic; updating an Ingress to
-    /// have one takes its routes away. The controller-wide default backend is then only
-    /// `--default-backend-service`.
+    /// have one takes its routes away. Requests for hosts no rule names then get
+    /// `--default-backend-service` (else the built-in 404).
     #[arg(long)]
     pub disable_catch_all: bool,
+    /// ingress-nginx's `--default-backend-service` (NAMESPACE/NAME): the Service (its first
+    /// port, ready endpoints) that answers requests for hosts no rule names (unless a
+    /// catch-all Ingress, `spec.defaultBackend` without rules, does), every host's unmatched
+    /// paths (unless the host's first Ingress has a `spec.defaultBackend`), and
+    /// `custom-http-errors` of Ingresses without a `default-backend` annotation. Without it,
+    /// or while the Service is missing or has no ready endpoint (a Warning says so), those
+    /// requests get the built-in 404.
+    #[arg(long, value_parser = parse_key, value_name = "NAMESPACE/NAME")]
+    pub default_backend_service: Option<Key>,
     /// ingress-nginx's `--enable-ssl-passthrough`: TLS connections on the HTTPS port whose SNI
     /// names the host of an Ingress annotated `ssl-passthrough: "true"` are passed, untouched,
     /// to the pods of its `/` path (they terminate TLS); every other connection is terminated
@@ -107,6 +116,7 @@ impl TranslationArgs {
         config.configmap.clone_from(&self.configmap);
         config.serve_ingresses_with_snippets = self.serve_ingresses_with_snippets;
         config.disable_catch_all = self.disable_catch_all;
+        config.default_backend_service = self.default_backend_service.clone();
         config.enable_ssl_passthrough = self.enable_ssl_passthrough;
         config.disable_svc_external_name = self.disable_svc_external_name;
     }

@@ -223,6 +223,11 @@ impl Translator {
         if has_gateway_routes(objects) {
             return None;
         }
+        // The default backend comes and goes with its ready endpoints, with a diagnostic:
+        // translate in full.
+        if (self.config.default_backend_service.as_ref()).is_some_and(|k| changed.contains(k)) {
+            return None;
+        }
         // An auth URL's Service endpoints live in route policies: translate in full.
         if let Some(refs) = &self.refs
             && changed.iter().any(|k| refs.auth_services.contains(k))

@@ -5,9 +5,16 @@
 //! `RouteConflict` diagnostic. A backend that cannot be resolved (missing Service, unknown port)
 //! turns its route into a 503 answer with a diagnostic; the rest of the Ingress is served.
 //!
-//! `defaultBackend`: on an Ingress without rules it becomes the controller-wide default backend
-//! (oldest wins); on an Ingress with rules it catches what its hosts' paths do not (a `Prefix /`
-//! route added only where no Ingress routes `/` itself).
+//! `defaultBackend` follows ingress-nginx's `createServers` (internal/ingress/controller/
+//! controller.go): on an Ingress without rules (a catch-all Ingress; the oldest one wins) it
+//! answers the default server `_` — requests for a host no rule names and the unmatched paths
+//! of rules without a host — as a last `Prefix /` route of the any-host virtual host, with the
+//! Ingress's annotations except its redirects and rewrites ([`catch_all_policy`]). On an
+//! Ingress with rules it catches the unmatched paths of the hosts that Ingress is the first
+//! (oldest) to name (a `Prefix /` route, added only where no Ingress routes `/` itself); never
+//! for rules without a host, whose server `_` already exists. Every other unmatched path
+//! goes to the controller's default backend ([`L7Config::default_backend`],
+//! `--default-backend-service`), else gets the built-in 404 — never the catch-all Ingress.
 
 use std::{
     cmp::Reverse,
@@ -141,8 +148,9 @@ pub(super) struct HostBuilder {
     /// The first Ingress that asked for `ssl-passthrough` on this host (see [`passthrough`]).
     pub(super) passthrough: Option<ObjectRef>,
     /// ingress-nginx's root location from the first (oldest) Ingress naming this host
-    /// ([`root_location`]); `Some(None)`: that Ingress needs none.
-    root: Option<Option<Route>>,
+    /// ([`root_location`]); `None`: no Ingress with rules names the host (its rules without a
+    /// host, or only `spec.tls` or a canary names it).
+    root: Option<Route>,
 }
 
 pub struct L7Builder<'a> {
@@ -154,7 +162,9 @@ pub struct L7Builder<'a> {
     /// Canary Ingresses, merged into the main routes by [`canary::merge`] in `finish`.
     pub(super) canaries: Vec<(&'a Ingress, ObjectRef, IngressOptions, CanaryOptions)>,
     default_certificate: Option<Arc<TlsCertificate>>,
-    default_backend: Option<(ObjectRef, Arc<crate::model::Upstream>)>,
+    /// The oldest catch-all Ingress (`spec.defaultBackend`, no rules) and the root route it
+    /// gives the default server `_`.
+    catch_all: Option<(ObjectRef, Route)>,
     resolved: HashMap<(&'a str, &'a str, i32), Vec<Arc<Upstream>>>,
     /// `--secret-namespaces`: the only namespaces whose Secrets are read.
     secret_namespaces: Option<Vec<String>>,
@@ -194,7 +204,7 @@ impl<'a> L7Builder<'a> {
             hosts: BTreeMap::new(),
             canaries: Vec::new(),
             default_certificate: None,
-            default_backend: None,
+            catch_all: None,
             resolved: HashMap::new(),
             secret_namespaces: cfg.secret_namespaces.clone(),
             compatible_classes: cfg.nginx_compatible_classes.clone(),
@@ -540,13 +550,24 @@ impl<'a> L7Builder<'a> {
         });
 
         if rules.is_empty() {
-            if let Some(RouteAction::Forward(ups)) = &fallback_action {
-                match &self.default_backend {
-                    None => self.default_backend = Some((oref.clone(), ups[0].upstream.clone())),
+            // ingress-nginx takes a Service backend only (`DefaultBackend.Service != nil`).
+            let service = spec.default_backend.as_ref().is_some_and(|b| b.service.is_some());
+            if let Some(f) = fallback.filter(|_| service) {
+                match &self.catch_all {
+                    None => {
+                        let route = Route {
+                            policy: catch_all_policy(&f.policy),
+                            ..f
+                        };
+                        self.catch_all = Some((oref.clone(), route));
+                    }
                     Some((winner, _)) => self.diags.warn(
                         &oref,
                         "DefaultBackendConflict",
-                        format!("the default backend is already set by {winner}"),
+                        format!(
+                            "the default server's backend (requests for hosts no rule names) \
+                             is already set by the older catch-all Ingress {winner}"
+                        ),
                     ),
                 }
             }
@@ -563,6 +584,9 @@ impl<'a> L7Builder<'a> {
                 }
             };
             let hb = self.hosts.entry(host.clone()).or_default();
+            // The first (oldest) Ingress naming a host makes its root location: its own
+            // `spec.defaultBackend`, else the controller's default backend. The default
+            // server `_` (no host) has its own, which no Ingress with rules changes.
             if hb.root.is_none() && !host.is_empty() {
                 hb.root = Some(root_location::of_first_ingress(
                     &opts,
@@ -570,15 +594,10 @@ impl<'a> L7Builder<'a> {
                     &oref,
                     created,
                 ));
+                hb.fallback = fallback.clone();
             }
             if passthrough {
                 hb.passthrough.get_or_insert_with(|| oref.clone());
-            }
-            if let Some(f) = &fallback {
-                let hb = self.hosts.entry(host.clone()).or_default();
-                if hb.fallback.is_none() {
-                    hb.fallback = Some(f.clone());
-                }
             }
             let written_path = |p: &HTTPIngressPath| {
                 p.path
@@ -911,6 +930,10 @@ impl<'a> L7Builder<'a> {
 
     pub fn finish(mut self) -> (L7Config, super::References) {
         canary::merge(&mut self);
+        let mut catch_all = self.catch_all.take();
+        if catch_all.is_some() {
+            self.hosts.entry(String::new()).or_default();
+        }
         let redirect_code = self.controller.settings.http_redirect_code;
         let tls_upstreams = passthrough::tls_upstreams(&self.hosts);
         let passthrough = if self.enable_passthrough {
@@ -924,7 +947,6 @@ impl<'a> L7Builder<'a> {
             passthrough,
             certificates: certificates(&names, self.default_certificate.as_ref()),
             default_certificate: self.default_certificate,
-            default_backend: self.default_backend.map(|(_, u)| u),
             settings: self.controller.settings.clone(),
             ..Default::default()
         };
@@ -944,7 +966,14 @@ impl<'a> L7Builder<'a> {
                     compatible: false,
                 });
             }
-            if hb.routes.is_empty() {
+            // A host an Ingress rule names is a server of its own even without a path (a
+            // rule without `http`, or whose paths are all invalid): its requests get its root
+            // location, not the default server's (a catch-all Ingress's) backend.
+            let catch_all = catch_all.take_if(|_| host.is_empty());
+            if let Some((winner, _)) = &catch_all {
+                drop_default_server_root(&mut hb.routes, winner, self.diags);
+            }
+            if hb.routes.is_empty() && hb.root.is_none() && catch_all.is_none() {
                 continue;
             }
             let tls = server_cert::configured(&names, &host);
@@ -960,12 +989,14 @@ impl<'a> L7Builder<'a> {
                 routes
             };
             // Last: tried only when no path of the host matched.
-            if let Some(Some(root)) = hb.root
+            if let Some(root) = hb.root
                 && !root_location::covered(&routes)
-                && root_location::needed(&root, tls)
+                && (routes.is_empty() || root_location::needed(&root, tls))
             {
                 routes.push(root);
             }
+            // The default server's root location, tried last.
+            routes.extend(catch_all.map(|(_, r)| r));
             let vh = Arc::new(VirtualHost {
                 host: host.clone(),
                 routes,
@@ -1005,6 +1036,42 @@ impl<'a> L7Builder<'a> {
         }
         (cfg, self.refs)
     }
+}
+
+/// The policy of the default server's root location that a catch-all Ingress sets: its
+/// annotations except redirects and rewrites, which ingress-nginx keeps as they were there
+/// (`createServers`: "Redirect and rewrite can affect the catch all behavior, skip for now";
+/// its rewrite configuration includes `ssl-redirect`, `force-ssl-redirect` and
+/// `preserve-trailing-slash`).
+fn catch_all_policy(p: &Arc<crate::model::RoutePolicy>) -> Arc<crate::model::RoutePolicy> {
+    let mut p = (**p).clone();
+    p.redirect = None;
+    p.rewrite.target = None;
+    p.ssl_redirect = Some(false);
+    p.force_ssl_redirect = Some(false);
+    p.preserve_trailing_slash = false;
+    Arc::new(p)
+}
+
+/// Drops the `Prefix /` routes of rules without a host where a catch-all Ingress (`winner`)
+/// is the default server's root location: ingress-nginx's catch-all location is no longer a
+/// default one, so a later `Prefix /` of the same server is "already configured"
+/// (`getBackendServers`) and skipped.
+fn drop_default_server_root(routes: &mut Vec<HostRoute>, winner: &ObjectRef, diags: &mut Diagnostics) {
+    routes.retain(|r| {
+        let root = r.route.matches.path == PathMatch::Prefix("/".into());
+        if root {
+            diags.warn(
+                &r.route.origin.object,
+                "RouteConflict",
+                format!(
+                    "path \"/\" of a rule without a host is already routed by the catch-all \
+                     Ingress {winner} (spec.defaultBackend); this path is ignored"
+                ),
+            );
+        }
+        !root
+    });
 }
 
 /// A served host with the `server-alias` names it is given and its `from-to-www-redirect`

@@ -41,6 +41,7 @@ pub mod compression;
 pub mod configmap;
 pub mod cors;
 pub mod custom_headers;
+pub mod default_backend;
 pub mod diagnostics;
 pub mod endpoints;
 pub mod errors;
@@ -217,6 +218,9 @@ pub struct TranslateConfig {
     /// rules neither (ingress-nginx's flag of that name: store.go `hasCatchAllIngressRule`
     /// ignores the whole Ingress, and deletes an Ingress updated to one). Off by default.
     pub disable_catch_all: bool,
+    /// `--default-backend-service`: the Service (first port, ready endpoints) of the
+    /// controller's default backend ([`default_backend`]); `None`: the built-in 404.
+    pub default_backend_service: Option<Key>,
     /// `--enable-ssl-passthrough`: hosts of `ssl-passthrough` Ingresses get their TLS
     /// connections passed to the pod untouched (see [`passthrough`]). Off by default.
     pub enable_ssl_passthrough: bool,
@@ -252,6 +256,7 @@ impl Default for TranslateConfig {
             configmap: None,
             serve_ingresses_with_snippets: false,
             disable_catch_all: false,
+            default_backend_service: None,
             enable_ssl_passthrough: false,
             disable_svc_external_name: false,
             proxy_syn_rate_limit: None,
@@ -566,6 +571,15 @@ impl Translator {
             controller.add_headers_from.clone(),
             controller.proxy_set_headers_from.clone(),
         ];
+        let mut du_refs = References::default();
+        let default_backend = default_backend::resolve(
+            objects,
+            &endpoints,
+            &self.config,
+            &controller,
+            &mut diags,
+            &mut du_refs,
+        );
         let part = l7_of(
             objects,
             objects.ingresses.values(),
@@ -577,6 +591,8 @@ impl Translator {
             &mut diags,
         );
         let (mut l7, mut refs) = (part.l7, part.refs);
+        l7.default_backend = default_backend;
+        refs.services.extend(du_refs.services);
         let (owned_ingresses, unsupported_annotations) =
             (part.owned_ingresses, part.unsupported_annotations);
         self.index = Some(part.index);

@@ -30,24 +30,21 @@ use crate::model::{ErrorPages, ObjectRef, PathMatch, Route, RouteAction, RouteMa
 #[cfg(test)]
 use crate::store::Object;
 
-/// The root location the first Ingress of a host gives it, or `None` when nothing in that
-/// Ingress could change an unmatched request's answer. Whether a host keeps it is
-/// [`needed`]'s decision, once the host's TLS is known. `errors`: the Ingress's error pages
-/// ([`super::errors::parse`]); `created`: its creation time (seconds).
+/// The root location the first Ingress of a host gives it. Whether a host keeps it is
+/// [`needed`]'s decision, once the host's TLS is known (a host without any route keeps it
+/// whatever it holds: it stands for the host's server, which answers every path).
+/// `errors`: the Ingress's error pages ([`super::errors::parse`]); `created`: its creation
+/// time (seconds).
 pub(super) fn of_first_ingress(
     opts: &IngressOptions,
     errors: Option<&Arc<ErrorPages>>,
     object: &ObjectRef,
     created: i64,
-) -> Option<Route> {
+) -> Route {
     let errors = errors.filter(|e| !e.intercept.is_empty());
-    // `ssl-redirect` is on unless turned off: it matters on a host with TLS.
-    if errors.is_none() && !changes_answer(&opts.policy) && !opts.policy.redirects_to_https(true) {
-        return None;
-    }
     // ingress-nginx applies `rewrite-target` to `location /` as to any path written `/`.
     let policy = super::rewrite::for_location(&opts.policy, "/");
-    Some(Route {
+    Route {
         matches: RouteMatch::path(PathMatch::Prefix("/".into())),
         action: RouteAction::DefaultBackend,
         policy,
@@ -61,7 +58,7 @@ pub(super) fn of_first_ingress(
         },
         canary: None,
         errors: errors.cloned(),
-    })
+    }
 }
 
 /// Whether a host keeps its root location `root` ([`of_first_ingress`]); `tls`: whether the

@@ -354,8 +354,14 @@ fn default_backends() {
     per.spec.as_mut().unwrap().default_backend = Some(backend("api", "80"));
     o.upsert(ing(per));
     let s = run(&o);
-    assert_eq!(s.l7.default_backend.as_ref().unwrap().id, "default/api:80");
+    // The oldest catch-all Ingress is the default server's root location (its last route),
+    // not the controller's default backend (`--default-backend-service` only).
+    assert!(s.l7.default_backend.is_none());
     use PathMatch::*;
+    assert_eq!(
+        routes(s.l7.any_host.as_ref().unwrap()),
+        [(Prefix("/".into()), "default/api:80".into())]
+    );
     assert_eq!(
         routes(&s.l7.hosts["a.example.com"]),
         [
@@ -426,7 +432,7 @@ fn disable_catch_all_ignores_ingresses_with_a_default_backend() {
     assert!(!s.l7.hosts.contains_key("b.example.com"));
     // Without the flag, all of them are served.
     let s = run(&o);
-    assert!(s.l7.default_backend.is_some());
+    assert!(s.l7.any_host.is_some(), "the catch-all Ingress");
     assert!(s.l7.hosts.contains_key("a.example.com"));
 }
 
