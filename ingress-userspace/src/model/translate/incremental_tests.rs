@@ -87,7 +87,10 @@ fn world() -> Objects {
 
 static WILD_CERT: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
 
+/// `a/web-1` is `--default-backend-service` ([`config`]): both its endpoints follow `ready`,
+/// so that it comes and goes.
 fn slice(ns: &str, service: &str, i: u8, ready: bool) -> Object {
+    let second = ready || (ns, service) != ("a", "web-1");
     mk_slice(
         ns,
         &format!("{service}-abc"),
@@ -96,9 +99,17 @@ fn slice(ns: &str, service: &str, i: u8, ready: bool) -> Object {
         &[(Some("http"), 8080)],
         &[
             (&format!("198.19.{i}.2"), Some(ready), None, None),
-            (&format!("198.19.{i}.3"), Some(true), None, None),
+            (&format!("198.19.{i}.3"), Some(second), None, None),
         ],
     )
+}
+
+/// The translation flags of these tests: `--default-backend-service a/web-1`.
+fn config() -> super::TranslateConfig {
+    super::TranslateConfig {
+        default_backend_service: Some(Key::new("a", "web-1")),
+        ..mk_config()
+    }
 }
 
 /// Indexes into [`PATHS`], [`PATH_TYPES`], [`SERVICES`]; port 80 (else 81, which no Service
@@ -116,6 +127,8 @@ struct IngressSpec {
     /// `spec.tls` hosts (none: no `spec.tls`; empty: the default certificate).
     tls: Option<Vec<usize>>,
     annotations: Vec<usize>,
+    /// `spec.defaultBackend` (index into [`SERVICES`]).
+    default_backend: Option<usize>,
 }
 
 impl IngressSpec {
@@ -144,6 +157,8 @@ impl IngressSpec {
             self.created,
             rules,
         );
+        i.spec.as_mut().unwrap().default_backend =
+            (self.default_backend).map(|s| backend(SERVICES[s], "80"));
         if !self.ours {
             i.spec.as_mut().unwrap().ingress_class_name = Some("other".into());
         }
@@ -196,9 +211,10 @@ fn ingress_spec() -> impl Strategy<Value = IngressSpec> {
         rules,
         prop::option::weighted(0.3, tls_hosts),
         prop::collection::vec(annotation, 0..2),
+        prop::option::weighted(0.15, 0..SERVICES.len()),
     )
         .prop_map(
-            |(ns, name, created, ours, rules, tls, annotations)| IngressSpec {
+            |(ns, name, created, ours, rules, tls, annotations, default_backend)| IngressSpec {
                 ns,
                 name,
                 created,
@@ -206,6 +222,7 @@ fn ingress_spec() -> impl Strategy<Value = IngressSpec> {
                 rules,
                 tls,
                 annotations,
+                default_backend,
             },
         )
 }
@@ -277,7 +294,7 @@ proptest! {
         for i in &initial {
             o.upsert(i.object());
         }
-        let mut t = Translator::new(mk_config());
+        let mut t = Translator::new(config());
         t.translate_changed(&o, None);
         for (n, s) in steps.iter().enumerate() {
             let change = change(s);
@@ -285,7 +302,7 @@ proptest! {
             let fast = changed.add(&o, &change);
             o = apply(&o, change);
             let snap = t.translate_changed(&o, fast.then_some(&changed));
-            let full = translate(&o, &mk_config());
+            let full = translate(&o, &config());
             prop_assert_eq!(content(&snap), content(&full), "step {}: {:?}", n, s);
             prop_assert_eq!(snap.version, n as u64 + 2);
         }
@@ -306,13 +323,13 @@ fn an_ingress_change_translates_only_its_hosts() {
     };
     o.upsert(plain("one", "h1.example.com", "/"));
     o.upsert(plain("two", "h2.example.com", "/"));
-    let mut t = Translator::new(mk_config());
+    let mut t = Translator::new(config());
     let first = t.translate_changed(&o, None);
     let vh2 = first.l7.hosts["h2.example.com"].clone();
     o.upsert(plain("one", "h1.example.com", "/v2"));
     let changed: HashSet<Key> = [Key::new("a", "one")].into();
     let fast = t.ingresses_only(&o, &changed).expect("the fast path");
-    assert_eq!(content(&fast), content(&translate(&o, &mk_config())));
+    assert_eq!(content(&fast), content(&translate(&o, &config())));
     assert!(
         Arc::ptr_eq(&fast.l7.hosts["h2.example.com"], &vh2),
         "the other host is kept"

@@ -73,6 +73,8 @@ pub mod word_blocklist;
 #[cfg(test)]
 pub(crate) mod fixtures;
 #[cfg(test)]
+mod default_backend_tests;
+#[cfg(test)]
 mod incremental_tests;
 #[cfg(test)]
 mod paths_tests;
