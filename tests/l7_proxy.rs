@@ -1092,6 +1092,13 @@ fn translated(version: u64, yaml: &str) -> Arc<Snapshot> {
     translate_manifests(version, yaml, |_| {})
 }
 
+/// As [`translated`], with `--default-backend-service default/global`.
+fn with_default_backend_service(version: u64, yaml: &str) -> Arc<Snapshot> {
+    translate_manifests(version, yaml, |c| {
+        c.default_backend_service = Some(xdp_ingress::store::Key::new("default", "global"))
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allowlist_source_range_from_ingress_yaml_answers_403_outside_it() {
     let a = backend("a");
@@ -4134,8 +4141,8 @@ async fn custom_http_errors_are_served_by_the_default_backend_with_ingress_nginx
     let g = get(&c, proxy.http(), "errors.test", "/fine").await;
     assert_eq!((g.status, g.pod().as_str()), (StatusCode::OK, "app"));
 
-    // Without `default-backend` the controller-wide default backend serves the errors; with
-    // neither, nothing is intercepted.
+    // Without `default-backend` the controller's default backend (`--default-backend-service`)
+    // serves the errors; with neither, nothing is intercepted.
     proxy
         .handle
         .apply(translated(2, &yaml(&[("custom-http-errors", "503")])));
@@ -4147,17 +4154,9 @@ async fn custom_http_errors_are_served_by_the_default_backend_with_ingress_nginx
     let with_global = [
         yaml(&[("custom-http-errors", "503")]),
         service_yaml("global", global.addr),
-        r#"apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {name: catch-all, namespace: default}
-spec:
-  ingressClassName: xdp-ingress
-  defaultBackend: {service: {name: global, port: {number: 80}}}
-"#
-        .to_string(),
     ]
     .concat();
-    proxy.handle.apply(translated(3, &with_global));
+    proxy.handle.apply(with_default_backend_service(3, &with_global));
     let g = get(&c, proxy.http(), "errors.test", "/status/503").await;
     assert_eq!(g.pod(), "global");
     assert_eq!(g.json()["headers"]["x-code"], "503");
@@ -4166,8 +4165,8 @@ spec:
 }
 
 /// The controller ConfigMap's `custom-http-errors`: routes of Ingresses without the annotation
-/// have those statuses served by the controller-wide default backend (an Ingress with only
-/// `spec.defaultBackend`) or their `default-backend`; an Ingress's own annotation replaces the
+/// have those statuses served by the controller's default backend (`--default-backend-service`)
+/// or their `default-backend`; an Ingress's own annotation replaces the
 /// list ("will override the global value", ingress-nginx's annotations reference).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configmap_custom_http_errors_apply_where_no_annotation_does() {
@@ -4200,15 +4199,6 @@ data: {custom-http-errors: "404,503"}
             "2025-01-01T00:00:00Z",
             &[("default-backend", "errors")],
         ),
-        r#"apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {name: catch-all, namespace: default}
-spec:
-  ingressClassName: xdp-ingress
-  defaultBackend: {service: {name: global, port: {number: 80}}}
----
-"#
-        .to_string(),
     ]
     .concat();
     let snap = translate_manifests(1, &yaml, |c| {
@@ -4216,6 +4206,7 @@ spec:
             "ingress-nginx",
             "ingress-nginx-controller",
         ));
+        c.default_backend_service = Some(xdp_ingress::store::Key::new("default", "global"));
     });
     assert!(snap.diagnostics.is_empty(), "{:?}", snap.diagnostics);
     proxy.handle.apply(snap);
@@ -4658,19 +4649,7 @@ async fn a_host_without_a_root_path_gets_its_first_ingress_error_pages() {
         ]
         .concat()
     };
-    let catch_all = [
-        service_yaml("global", global.addr),
-        r#"apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {name: catch-all, namespace: default}
-spec:
-  ingressClassName: xdp-ingress
-  defaultBackend: {service: {name: global, port: {number: 80}}}
----
-"#
-        .to_string(),
-    ]
-    .concat();
+    let global_yaml = service_yaml("global", global.addr);
     let explain = |snap: &Snapshot, host: &str, path: &str| {
         xdp_ingress::cli::explain::explain(
             snap,
@@ -4728,11 +4707,11 @@ spec:
     assert_eq!(g.status, StatusCode::NOT_FOUND);
     assert_eq!(g.header(REASON_HEADER), "no path matched");
 
-    // With a controller-wide default backend and no `default-backend`: the default backend
-    // answers unmatched paths, and its 404 is replaced by its own answer to the error request.
-    let snap = translated(
+    // With the controller's default backend (`--default-backend-service`) and no
+    // `default-backend`: the default backend answers unmatched paths, and its 404 is replaced by its own answer to the error request.
+    let snap = with_default_backend_service(
         2,
-        &[yaml(&[("custom-http-errors", "404")]), catch_all].concat(),
+        &[yaml(&[("custom-http-errors", "404")]), global_yaml].concat(),
     );
     let e = explain(&snap, "root.test", "/status/404");
     assert_eq!(e.backends[0].service.name, "global", "{}", e.reason);

@@ -2676,12 +2676,18 @@ spec:
             "--disable-catch-all",
             "--enable-ssl-passthrough",
             "--disable-svc-external-name",
+            "--default-backend-service",
+            "ns/fallback",
             "--host",
             "a.test",
         ])
         .unwrap();
         let config = translate_config(&c.a);
         assert!(config.disable_svc_external_name && config.disable_catch_all);
+        assert_eq!(
+            config.default_backend_service,
+            Some(crate::store::Key::new("ns", "fallback"))
+        );
         assert!(config.enable_ssl_passthrough && config.watch_without_class);
         assert_eq!(config.ingress_class, "c");
     }
