@@ -102,9 +102,11 @@ fn daemon_serves_manifests_logs_json_and_drains_on_sigterm() {
         "{entry}"
     );
 
-    // A host no rule names goes to ingress-nginx's default server, not logged by default
-    // (`enable-access-log-for-default-backend: "false"`): the next line is the next request's.
-    // (The demo manifests' default backend answers it.)
+    // A host no rule names goes to ingress-nginx's default server, whose root location the
+    // demo manifests' catch-all Ingress (`default-backend`: spec.defaultBackend, no rules)
+    // sets: it takes that Ingress's annotations, `enable-access-log` (default true) among
+    // them, so it is logged as that Ingress's (`enable-access-log-for-default-backend` is the
+    // built-in default server's only).
     let miss = curl(&[
         "-s",
         "-m",
@@ -115,30 +117,21 @@ fn daemon_serves_manifests_logs_json_and_drains_on_sigterm() {
         "%{http_code}",
         "-H",
         "Host: nobody.example",
-        "http://198.18.0.2/unlogged-miss",
+        "http://198.18.0.2/catch-all",
     ])
     .unwrap();
     assert_eq!(miss, "200");
-    curl(&[
-        "-sS",
-        "-m",
-        "5",
-        "-o",
-        "/dev/null",
-        "-H",
-        "Host: echo.example.com",
-        "http://198.18.0.2/after-miss",
-    ])
-    .unwrap();
-    loop {
+    let log = loop {
         let line = line_rx
             .recv_timeout(Duration::from_secs(5))
             .expect("an access log line");
-        assert!(!line.contains("/unlogged-miss"), "{line}");
-        if line.contains("/after-miss") {
-            break;
+        if line.contains("/catch-all") {
+            break line;
         }
-    }
+    };
+    let entry: serde_json::Value =
+        serde_json::from_str(&log).unwrap_or_else(|e| panic!("{e}: {log}"));
+    assert_eq!(entry["ingress"], "default/default-backend", "{entry}");
 
     // An answer the proxy gives itself (a target escaping the root: 400) is logged with an
     // id too: the client's X-Request-ID, else a new one (ingress-nginx's `$req_id`).
@@ -604,4 +597,186 @@ endpoints:
         pod_of(exchange(&mut keep, "web.test", "/again").unwrap()),
         pod.name
     );
+}
+
+/// The controller's default backend as ingress-nginx has it (controller.go `createServers`,
+/// `getDefaultUpstream`), with real requests through the daemon. A catch-all Ingress
+/// (`spec.defaultBackend`, no rules) answers hosts no rule names, and only them: a named
+/// host's unmatched path gets the controller's default backend — `--default-backend-service`,
+/// or the built-in 404 while that Service has no ready endpoint. An Ingress's own
+/// `spec.defaultBackend` answers its host's unmatched paths. The default backend follows its
+/// EndpointSlice and the catch-all Ingress hot.
+#[test]
+fn daemon_default_backend_service_and_catch_all_ingress() {
+    if !testbed::require_root() {
+        return;
+    }
+    let bin = testbed::built_xdp_ingress_bin();
+    let names = ["app", "catch", "fallback", "own"];
+    let topo = Topology::new(names.len()).expect("topology");
+    let _pods: Vec<HttpBackend> = (topo.pods.iter().zip(names))
+        .map(|(p, name)| HttpBackend::start_in(&p.ns, "0.0.0.0:8080".parse().unwrap(), name).unwrap())
+        .collect();
+    let service = |name: &str, ip: std::net::Ipv4Addr, ready: bool| {
+        format!(
+            r#"apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: default}}
+spec:
+  ports: [{{name: http, port: 80, targetPort: 8080}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: {name}-1, namespace: default, labels: {{kubernetes.io/service-name: {name}}}}}
+addressType: IPv4
+ports: [{{name: http, port: 8080, protocol: TCP}}]
+endpoints:
+- {{addresses: ["{ip}"], conditions: {{ready: {ready}}}}}
+"#
+        )
+    };
+    let ingresses = r#"apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: app, namespace: default, creationTimestamp: "2025-01-01T00:00:00Z"}
+spec:
+  ingressClassName: xdp-ingress
+  rules:
+  - host: app.test
+    http:
+      paths:
+      - {path: /app, pathType: Prefix, backend: {service: {name: app, port: {number: 80}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: own, namespace: default, creationTimestamp: "2025-01-01T00:00:00Z"}
+spec:
+  ingressClassName: xdp-ingress
+  defaultBackend: {service: {name: own, port: {number: 80}}}
+  rules:
+  - host: own.test
+    http:
+      paths:
+      - {path: /app, pathType: Prefix, backend: {service: {name: app, port: {number: 80}}}}
+"#;
+    let catch_all = r#"apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: catch-all, namespace: default}
+spec:
+  ingressClassName: xdp-ingress
+  defaultBackend: {service: {name: catch, port: {number: 80}}}
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    for (name, pod) in names.iter().zip(&topo.pods) {
+        // The default backend starts without a ready endpoint: the built-in 404.
+        let ready = *name != "fallback";
+        put(dir.path(), &format!("svc-{name}.yaml"), &service(name, pod.v4, ready));
+    }
+    put(dir.path(), "ingresses.yaml", ingresses);
+    put(dir.path(), "catch-all.yaml", catch_all);
+    let mut cmd = topo.node.cmd(&bin.display().to_string());
+    cmd.arg("run")
+        .arg("--no-xdp")
+        .arg("--manifests")
+        .arg(dir.path())
+        .args([
+            "--default-backend-service",
+            "default/fallback",
+            "--metrics-addr",
+            "198.18.0.2:9100",
+            "--access-log-format",
+            "off",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _daemon = KillOnDrop::spawn(&mut cmd).expect("daemon starts");
+    // `(status, pod)` of a request; the pod is empty for the proxy's own answer.
+    let get = |host: &str, path: &str| -> (u16, String) {
+        let out = topo
+            .client
+            .run(
+                "curl",
+                &[
+                    "-s",
+                    "-m",
+                    "2",
+                    "-w",
+                    "\n%{http_code}",
+                    "-H",
+                    &format!("Host: {host}"),
+                    &format!("http://198.18.0.2{path}"),
+                ],
+            )
+            .unwrap_or_default();
+        let (body, code) = out.rsplit_once('\n').unwrap_or(("", "0"));
+        let pod = serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v["pod"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        (code.trim().parse().unwrap_or(0), pod)
+    };
+    let until = |what: &str, host: &str, path: &str, want: (u16, &str)| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let got = get(host, path);
+            if (got.0, got.1.as_str()) == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{what}: {host}{path} got {got:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let is = |what: &str, host: &str, path: &str, want: (u16, &str)| {
+        let got = get(host, path);
+        assert_eq!((got.0, got.1.as_str()), want, "{what}: {host}{path}");
+    };
+
+    until("the catch-all answers an unknown host", "unknown.test", "/x", (200, "catch"));
+    is("a rule's path", "app.test", "/app/1", (200, "app"));
+    is(
+        "a named host's unmatched path: the built-in 404, not the catch-all",
+        "app.test",
+        "/nothing",
+        (404, ""),
+    );
+    is(
+        "the host's own spec.defaultBackend",
+        "own.test",
+        "/nothing",
+        (200, "own"),
+    );
+
+    // The default backend gets a ready endpoint: it answers named hosts' unmatched paths;
+    // unknown hosts stay the catch-all's.
+    put(
+        dir.path(),
+        "svc-fallback.yaml",
+        &service("fallback", topo.pods[2].v4, true),
+    );
+    until(
+        "--default-backend-service answers a named host's unmatched path",
+        "app.test",
+        "/nothing",
+        (200, "fallback"),
+    );
+    is("unknown hosts stay the catch-all's", "unknown.test", "/x", (200, "catch"));
+    is("own.test keeps its own", "own.test", "/nothing", (200, "own"));
+
+    // Without the catch-all Ingress, the default backend takes unknown hosts too.
+    std::fs::remove_file(dir.path().join("catch-all.yaml")).unwrap();
+    until(
+        "--default-backend-service answers an unknown host",
+        "unknown.test",
+        "/x",
+        (200, "fallback"),
+    );
+    is("still for named hosts", "app.test", "/nothing", (200, "fallback"));
+
+    // Its endpoints gone: the built-in 404 again.
+    put(
+        dir.path(),
+        "svc-fallback.yaml",
+        &service("fallback", topo.pods[2].v4, false),
+    );
+    until("no ready endpoint: 404", "unknown.test", "/x", (404, ""));
+    is("for named hosts too", "app.test", "/nothing", (404, ""));
 }

@@ -1444,6 +1444,8 @@ spec: {parentRef: {name: gw}, listeners: []}
         assert!(snap.l7.hosts["secure.example.com"].tls);
         assert!(snap.l7.certificates.contains_key("secure.example.com"));
         assert!(snap.l7.hosts.contains_key("echo.example.com"));
-        assert!(snap.l7.default_backend.is_some());
+        // The catch-all Ingress `default-backend` answers hosts no rule names.
+        assert!(snap.l7.any_host.is_some());
+        assert!(snap.l7.default_backend.is_none());
     }
 }
