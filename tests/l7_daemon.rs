@@ -615,7 +615,9 @@ fn daemon_default_backend_service_and_catch_all_ingress() {
     let names = ["app", "catch", "fallback", "own"];
     let topo = Topology::new(names.len()).expect("topology");
     let _pods: Vec<HttpBackend> = (topo.pods.iter().zip(names))
-        .map(|(p, name)| HttpBackend::start_in(&p.ns, "0.0.0.0:8080".parse().unwrap(), name).unwrap())
+        .map(|(p, name)| {
+            HttpBackend::start_in(&p.ns, "0.0.0.0:8080".parse().unwrap(), name).unwrap()
+        })
         .collect();
     let service = |name: &str, ip: std::net::Ipv4Addr, ready: bool| {
         format!(
@@ -669,7 +671,11 @@ spec:
     for (name, pod) in names.iter().zip(&topo.pods) {
         // The default backend starts without a ready endpoint: the built-in 404.
         let ready = *name != "fallback";
-        put(dir.path(), &format!("svc-{name}.yaml"), &service(name, pod.v4, ready));
+        put(
+            dir.path(),
+            &format!("svc-{name}.yaml"),
+            &service(name, pod.v4, ready),
+        );
     }
     put(dir.path(), "ingresses.yaml", ingresses);
     put(dir.path(), "catch-all.yaml", catch_all);
@@ -721,7 +727,10 @@ spec:
             if (got.0, got.1.as_str()) == want {
                 return;
             }
-            assert!(Instant::now() < deadline, "{what}: {host}{path} got {got:?}");
+            assert!(
+                Instant::now() < deadline,
+                "{what}: {host}{path} got {got:?}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     };
@@ -730,7 +739,12 @@ spec:
         assert_eq!((got.0, got.1.as_str()), want, "{what}: {host}{path}");
     };
 
-    until("the catch-all answers an unknown host", "unknown.test", "/x", (200, "catch"));
+    until(
+        "the catch-all answers an unknown host",
+        "unknown.test",
+        "/x",
+        (200, "catch"),
+    );
     is("a rule's path", "app.test", "/app/1", (200, "app"));
     is(
         "a named host's unmatched path: the built-in 404, not the catch-all",
@@ -758,8 +772,18 @@ spec:
         "/nothing",
         (200, "fallback"),
     );
-    is("unknown hosts stay the catch-all's", "unknown.test", "/x", (200, "catch"));
-    is("own.test keeps its own", "own.test", "/nothing", (200, "own"));
+    is(
+        "unknown hosts stay the catch-all's",
+        "unknown.test",
+        "/x",
+        (200, "catch"),
+    );
+    is(
+        "own.test keeps its own",
+        "own.test",
+        "/nothing",
+        (200, "own"),
+    );
 
     // Without the catch-all Ingress, the default backend takes unknown hosts too.
     std::fs::remove_file(dir.path().join("catch-all.yaml")).unwrap();
@@ -769,7 +793,12 @@ spec:
         "/x",
         (200, "fallback"),
     );
-    is("still for named hosts", "app.test", "/nothing", (200, "fallback"));
+    is(
+        "still for named hosts",
+        "app.test",
+        "/nothing",
+        (200, "fallback"),
+    );
 
     // Its endpoints gone: the built-in 404 again.
     put(

@@ -4156,7 +4156,9 @@ async fn custom_http_errors_are_served_by_the_default_backend_with_ingress_nginx
         service_yaml("global", global.addr),
     ]
     .concat();
-    proxy.handle.apply(with_default_backend_service(3, &with_global));
+    proxy
+        .handle
+        .apply(with_default_backend_service(3, &with_global));
     let g = get(&c, proxy.http(), "errors.test", "/status/503").await;
     assert_eq!(g.pod(), "global");
     assert_eq!(g.json()["headers"]["x-code"], "503");

@@ -2219,8 +2219,10 @@ mod tests {
             explain(&s, &q("secure.example.com", "/")).outcome,
             Outcome::Redirect
         );
+        // The catch-all Ingress `default-backend` is the default server's root route.
         let e = explain(&s, &q("unknown.example.com", "/"));
-        assert_eq!(e.outcome, Outcome::DefaultBackend);
+        assert_eq!(e.outcome, Outcome::Route);
+        assert_eq!(e.route.as_ref().unwrap().ingress.name, "default-backend");
         assert_eq!(e.backends[0].service.name, "web");
         assert!(load_snapshot(&dir.join("nope"), &TranslateConfig::default()).is_err());
     }

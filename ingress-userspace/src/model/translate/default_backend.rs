@@ -60,7 +60,10 @@ pub(super) fn resolve(
         return None;
     };
     let found = endpoints.resolve(&key.namespace, &key.name, port);
-    if !found.iter().any(|e| e.state == crate::model::EndpointState::Active) {
+    if !found
+        .iter()
+        .any(|e| e.state == crate::model::EndpointState::Active)
+    {
         diags.warn(
             &object,
             "DefaultBackendWithoutEndpoints",

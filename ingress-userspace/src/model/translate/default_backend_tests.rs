@@ -119,7 +119,13 @@ fn the_oldest_catch_all_ingress_wins() {
     // A resource backend is no catch-all (ingress-nginx: `DefaultBackend.Service != nil`).
     if let Object::Ingress(i) = &mut newer {
         let i = std::sync::Arc::make_mut(i);
-        i.spec.as_mut().unwrap().default_backend.as_mut().unwrap().service = None;
+        i.spec
+            .as_mut()
+            .unwrap()
+            .default_backend
+            .as_mut()
+            .unwrap()
+            .service = None;
     }
     assert!(snapshot(vec![newer]).l7.any_host.is_none());
 }
@@ -206,7 +212,10 @@ fn rules_without_a_host_do_not_set_the_default_servers_root() {
     let s = snapshot(vec![hostless, catch_all("catch-all", 2)]);
     assert_eq!(
         routes(s.l7.any_host.as_ref().unwrap()),
-        [(prefix("/app"), "web".into()), (prefix("/"), "catch".into())]
+        [
+            (prefix("/app"), "web".into()),
+            (prefix("/"), "catch".into())
+        ]
     );
     let slash = ingress(
         "slash",
@@ -336,7 +345,11 @@ fn a_default_backend_service_without_endpoints_is_the_built_in_404() {
     let d = &s.diagnostics[0];
     assert_eq!(
         (d.object.name.as_str(), d.reason.as_str(), d.severity),
-        ("missing", "DefaultBackendServiceNotFound", Severity::Warning)
+        (
+            "missing",
+            "DefaultBackendServiceNotFound",
+            Severity::Warning
+        )
     );
     o.upsert(mk_slice(
         "default",

@@ -551,7 +551,10 @@ impl<'a> L7Builder<'a> {
 
         if rules.is_empty() {
             // ingress-nginx takes a Service backend only (`DefaultBackend.Service != nil`).
-            let service = spec.default_backend.as_ref().is_some_and(|b| b.service.is_some());
+            let service = spec
+                .default_backend
+                .as_ref()
+                .is_some_and(|b| b.service.is_some());
             if let Some(f) = fallback.filter(|_| service) {
                 match &self.catch_all {
                     None => {
@@ -1057,7 +1060,11 @@ fn catch_all_policy(p: &Arc<crate::model::RoutePolicy>) -> Arc<crate::model::Rou
 /// is the default server's root location: ingress-nginx's catch-all location is no longer a
 /// default one, so a later `Prefix /` of the same server is "already configured"
 /// (`getBackendServers`) and skipped.
-fn drop_default_server_root(routes: &mut Vec<HostRoute>, winner: &ObjectRef, diags: &mut Diagnostics) {
+fn drop_default_server_root(
+    routes: &mut Vec<HostRoute>,
+    winner: &ObjectRef,
+    diags: &mut Diagnostics,
+) {
     routes.retain(|r| {
         let root = r.route.matches.path == PathMatch::Prefix("/".into());
         if root {

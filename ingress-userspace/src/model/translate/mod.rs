@@ -71,9 +71,9 @@ pub mod tls;
 pub mod word_blocklist;
 
 #[cfg(test)]
-pub(crate) mod fixtures;
-#[cfg(test)]
 mod default_backend_tests;
+#[cfg(test)]
+pub(crate) mod fixtures;
 #[cfg(test)]
 mod incremental_tests;
 #[cfg(test)]
