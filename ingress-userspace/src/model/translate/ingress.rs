@@ -969,13 +969,13 @@ impl<'a> L7Builder<'a> {
                     compatible: false,
                 });
             }
-            // A host an Ingress rule names is a server of its own even without a path (a
-            // rule without `http`, or whose paths are all invalid): its requests get its root
-            // location, not the default server's (a catch-all Ingress's) backend.
             let catch_all = catch_all.take_if(|_| host.is_empty());
             if let Some((winner, _)) = &catch_all {
                 drop_default_server_root(&mut hb.routes, winner, self.diags);
             }
+            // A host an Ingress rule names is a server of its own even without a path (a
+            // rule without `http`, or whose paths are all invalid): its requests get its root
+            // location, not the default server's (a catch-all Ingress's) backend.
             if hb.routes.is_empty() && hb.root.is_none() && catch_all.is_none() {
                 continue;
             }
