@@ -18,10 +18,12 @@
 //! `ssl-redirect` on a host with TLS), rate limits, CORS or custom response headers. Then the
 //! host gets ingress-nginx's root location, a catch-all route tried last, served as an
 //! unmatched request ([`RouteAction::DefaultBackend`]) with that Ingress's policy and error
-//! pages. The root location of requests without a host (ingress-nginx's default server `_`)
-//! takes no Ingress's annotations there, so rules without a host never get one; a
-//! `spec.defaultBackend` of an Ingress with rules already makes such a route for its hosts (the
-//! fallback in [`super::ingress`]).
+//! pages. A host named by a rule without paths keeps its root location whatever it holds
+//! (its requests are its own, not the default server's). The root location of requests
+//! without a host (ingress-nginx's default server `_`) takes no Ingress's annotations, so
+//! rules without a host never get one, unless a catch-all Ingress sets it ([`super::ingress`]);
+//! a `spec.defaultBackend` of the first Ingress naming a host already makes such a route for
+//! it (the fallback in [`super::ingress`]).
 
 use std::sync::Arc;
 
