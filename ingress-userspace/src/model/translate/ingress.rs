@@ -9,7 +9,7 @@
 //! controller.go): on an Ingress without rules (a catch-all Ingress; the oldest one wins) it
 //! answers the default server `_` — requests for a host no rule names and the unmatched paths
 //! of rules without a host — as a last `Prefix /` route of the any-host virtual host, with the
-//! Ingress's annotations except its redirects and rewrites ([`catch_all_policy`]). On an
+//! Ingress's annotations except its redirects and rewrites (`catch_all_policy`). On an
 //! Ingress with rules it catches the unmatched paths of the hosts that Ingress is the first
 //! (oldest) to name (a `Prefix /` route, added only where no Ingress routes `/` itself); never
 //! for rules without a host, whose server `_` already exists. Every other unmatched path
