@@ -208,7 +208,9 @@ pub(crate) async fn handle(
             let asked_upgrade = asks_upgrade(&req);
             let resp = match client_cert_step(&rt, &conn, &mut req, &target.host, &mut out) {
                 Some(refused) => refused,
-                None => route(&shared, &rt, &conn, req, &target.host, &mut out).await,
+                // Boxed: the route's state is kilobytes, and hyper's service call moves
+                // this request's future several times before its first poll.
+                None => Box::pin(route(&shared, &rt, &conn, req, &target.host, &mut out)).await,
             };
             (
                 refuse_unasked_switch(resp, asked_upgrade, &mut out),
@@ -1699,12 +1701,10 @@ async fn attempt(
     endpoint: SocketAddr,
     req: Request<ProxyBody>,
 ) -> Result<Response<UpstreamBody>, Failure> {
-    let sent = await_response(
-        clients.send(prepared.protocol, endpoint, req),
-        prepared.read_timeout,
-        &prepared.watch,
-    )
-    .await;
+    // Pinned here and lent: an `async fn` keeps a future it takes by value twice in its
+    // state (the argument and the moved local), and each caller's state holds the callee's.
+    let send = std::pin::pin!(clients.send(prepared.protocol, endpoint, req));
+    let sent = await_response(send, prepared.read_timeout, &prepared.watch).await;
     if let Ok(Err(e @ UpstreamError::Connect { .. })) = &sent {
         // nginx's error log names the cause ("upstream SSL certificate verify error: ...",
         // "connect() failed (111: Connection refused)"); the access log has only the reason.
@@ -2267,10 +2267,10 @@ async fn await_response<F, T>(
     watch: &BodyWatch,
 ) -> Result<T, ReadTimedOut>
 where
-    F: Future<Output = T>,
+    F: Future<Output = T> + Unpin,
 {
     use super::upstream::health::now_ms;
-    tokio::pin!(send);
+    let mut send = send;
     let started = now_ms();
     let timeout_ms = u64::try_from(read_timeout.as_millis()).unwrap_or(u64::MAX);
     loop {

@@ -79,6 +79,11 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 /// one value HTTP/2 allows, and what gRPC needs end to end), else removed. `Trailer` is
 /// end to end (RFC 9110 6.6.2) and stays: an HTTP/1.1 hop sends only the trailers it declares.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // Most messages carry none of these: one pass over the names (compared by their standard
+    // index, no hashing) instead of seven hashed lookups.
+    if !upgrade && !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     if headers.contains_key(CONNECTION) {
         let named: Vec<HeaderName> = connection_tokens(headers)
             .filter(|t| !(upgrade && t.eq_ignore_ascii_case("upgrade")))
@@ -110,6 +115,16 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     } else {
         headers.remove(UPGRADE);
     }
+}
+
+/// Whether [`strip_hop_by_hop`] may change a field of this name.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == CONNECTION
+        || name == KEEP_ALIVE
+        || name == TRANSFER_ENCODING
+        || name == TE
+        || name == UPGRADE
+        || name == PROXY_CONNECTION
 }
 
 /// Whether one `TE` list member is `trailers` (RFC 9110 10.1.4: it takes no weight).
@@ -305,6 +320,31 @@ mod tests {
             );
         }
         h
+    }
+
+    /// Each hop-by-hop field is removed when it is the only one the message carries (the
+    /// pass that skips messages without any must know every name).
+    #[test]
+    fn each_hop_by_hop_field_alone_is_removed() {
+        for name in [
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "transfer-encoding",
+            "te",
+            "upgrade",
+        ] {
+            let mut h = map(&[(name, "x"), ("x-kept", "yes")]);
+            strip_hop_by_hop(&mut h, false);
+            assert_eq!(h.len(), 1, "{name}: {h:?}");
+            assert!(h.contains_key("x-kept"));
+        }
+        let mut h = map(&[("x-kept", "yes")]);
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(
+            h.get("connection").map(|v| v.as_bytes()),
+            Some(&b"upgrade"[..])
+        );
     }
 
     #[test]

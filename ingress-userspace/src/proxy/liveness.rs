@@ -310,6 +310,10 @@ where
     // requests in progress finish (HTTP/2: GOAWAY, then their streams) while the send
     // deadline watches them; once none is left the close gets the grace any close gets.
     let mut exhausted = false;
+    // One waiter for the connection's progress, registered once and renewed only when it
+    // fired: a fresh `notified()` at each wake-up re-registered with the `Notify` every time.
+    let notified = progress.0.changed.notified();
+    tokio::pin!(notified);
     loop {
         if closing.is_none() && progress.exhausted() {
             if !exhausted {
@@ -340,10 +344,14 @@ where
             Some(_) => {}
             None => armed = None,
         }
+        // `biased`: the connection first, without drawing a random start per wake-up.
         tokio::select! {
+            biased;
             r = conn.as_mut() => return Ended::Finished(r),
             // Busy or idle now: the deadline may be earlier than the one slept to.
-            _ = progress.0.changed.notified(), if closing.is_none() => {}
+            _ = notified.as_mut(), if closing.is_none() => {
+                notified.set(progress.0.changed.notified());
+            }
             _ = &mut shutdown, if closing.is_none() => {
                 close(conn.as_mut());
                 closing = Some((CloseReason::Shutdown, None));

@@ -363,11 +363,12 @@ pub(super) struct Pool {
 
 #[derive(Default)]
 struct Idle {
-    /// Last pooled at the end; taken from the end (the warmest connection first).
-    http1: HashMap<Key, Vec<IdleHttp1>>,
+    /// Last pooled at the end; taken from the end (the warmest connection first). ahash:
+    /// looked up two or three times a request, where SipHash cost ~0.6% of its instructions.
+    http1: HashMap<Key, Vec<IdleHttp1>, ahash::RandomState>,
     /// How many connections `http1` holds (the idle limit counts over every endpoint).
     http1_count: usize,
-    http2: HashMap<Key, Http2Entry>,
+    http2: HashMap<Key, Http2Entry, ahash::RandomState>,
 }
 
 impl Idle {
