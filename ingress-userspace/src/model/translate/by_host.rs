@@ -6,8 +6,10 @@
 //! wildcard (`x.example.com` and `*.example.com` are translated together), so the result
 //! equals a full translation.
 //!
-//! What reaches beyond its own hosts makes the change translate in full: a controller-wide
-//! default backend (no rules), canaries, `server-alias`, `from-to-www-redirect`,
+//! A catch-all Ingress (a `defaultBackend`, no rules) is one of host `""`: it serves only
+//! the default server, as ingress-nginx's `createServers` has it.
+//!
+//! What reaches beyond its own hosts makes the change translate in full: canaries, `server-alias`, `from-to-www-redirect`,
 //! `ssl-passthrough`, a diagnostic on another object, a backend outside the namespaces
 //! translated, refused endpoint addresses. Tests
 //! (`incremental_tests`) check random change sequences against a full translation.
@@ -55,8 +57,14 @@ pub fn hosts_of(ing: &Ingress) -> Vec<String> {
         .iter()
         .flatten()
         .flat_map(|t| t.hosts.iter().flatten().map(|h| Some(h.as_str())));
+    // A catch-all Ingress (a Service `defaultBackend`, no rules) serves the default server
+    // only, ingress-nginx's `_`: the host of rules without a host.
+    let catch_all = (spec.rules.as_deref().unwrap_or_default().is_empty()
+        && spec.default_backend.as_ref().is_some_and(|b| b.service.is_some()))
+    .then_some(None);
     let mut out: Vec<String> = rules
         .chain(tls)
+        .chain(catch_all)
         .filter_map(|h| normalize_host(h.unwrap_or_default()).ok())
         .collect();
     out.sort();
@@ -76,10 +84,9 @@ pub fn reaches_beyond_hosts(ing: &Ingress) -> bool {
         .flatten()
         .filter_map(|(k, _)| support::strip_prefix(k))
         .any(reaches_other_hosts);
-    let Some(spec) = &ing.spec else {
-        return annotated;
-    };
-    annotated || spec.rules.as_deref().unwrap_or_default().is_empty()
+    // An Ingress without rules reaches only the default server (its `defaultBackend`,
+    // [`hosts_of`]) or nothing.
+    annotated
 }
 
 /// What one owned Ingress contributed to the last snapshot.
