@@ -310,6 +310,34 @@ proptest! {
     }
 }
 
+/// A catch-all Ingress serves the default server only: with one present an Ingress change
+/// still takes the fast path, and a change of the catch-all itself translates host `""` only.
+#[test]
+fn a_catch_all_ingress_is_translated_with_the_default_server_only() {
+    let mut o = world();
+    let mut catch_all = mk_ingress("a", "catch", 1, vec![]);
+    catch_all.spec.as_mut().unwrap().default_backend = Some(backend("web-0", "80"));
+    o.upsert(ing(catch_all.clone()));
+    o.upsert(ing(mk_ingress(
+        "a",
+        "one",
+        1,
+        vec![("h1.example.com", vec![("/", "Prefix", "web-0", "80")])],
+    )));
+    let mut t = Translator::new(config());
+XX, "Prefix", "web-0", "80")])],
+    )));
+    let changed: HashSet<Key> = [Key::new("a", "one")].into();
+    let fast = t.ingresses_only(&o, &changed).expect("the fast path");
+    assert_eq!(content(&fast), content(&translate(&o, &config())));
+    catch_all.spec.as_mut().unwrap().default_backend = Some(backend("web-2", "80"));
+    o.upsert(ing(catch_all));
+    let changed: HashSet<Key> = [Key::new("a", "catch")].into();
+    let fast = t.ingresses_only(&o, &changed).expect("the fast path");
+    assert_eq!(content(&fast), content(&translate(&o, &config())));
+    assert!(fast.l7.any_host.is_some(), "the default server's root route");
+}
+
 /// A plain Ingress change takes the fast path (the property above would pass without it).
 #[test]
 fn an_ingress_change_translates_only_its_hosts() {
