@@ -325,7 +325,12 @@ fn a_catch_all_ingress_is_translated_with_the_default_server_only() {
         vec![("h1.example.com", vec![("/", "Prefix", "web-0", "80")])],
     )));
     let mut t = Translator::new(config());
-XX, "Prefix", "web-0", "80")])],
+    t.translate_changed(&o, None);
+    o.upsert(ing(mk_ingress(
+        "a",
+        "one",
+        1,
+        vec![("h1.example.com", vec![("/v2", "Prefix", "web-0", "80")])],
     )));
     let changed: HashSet<Key> = [Key::new("a", "one")].into();
     let fast = t.ingresses_only(&o, &changed).expect("the fast path");
