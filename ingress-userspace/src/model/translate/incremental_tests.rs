@@ -335,6 +335,8 @@ fn a_catch_all_ingress_is_translated_with_the_default_server_only() {
     let changed: HashSet<Key> = [Key::new("a", "one")].into();
     let fast = t.ingresses_only(&o, &changed).expect("the fast path");
     assert_eq!(content(&fast), content(&translate(&o, &config())));
+    let mut t = Translator::new(config());
+    t.translate_changed(&o, None);
     catch_all.spec.as_mut().unwrap().default_backend = Some(backend("web-2", "80"));
     o.upsert(ing(catch_all));
     let changed: HashSet<Key> = [Key::new("a", "catch")].into();
