@@ -2988,6 +2988,14 @@ async fn http2_and_http1_convert_cookies_trailers_te_and_connection_fields() {
         .insert("te", "gzip;q=0.5, trailers".parse().unwrap());
     let g = send(&http1_client(), r).await.unwrap();
     assert_eq!(g.json()["headers"]["te"], "trailers");
+    // None at an HTTP/1.1 pod, from either client: nginx's proxy module sends `TE ""`.
+    for client in [h2c_client(), http1_client()] {
+        let mut r = req(proxy.http(), "x.test", "/plain");
+        r.headers_mut().insert("te", "trailers".parse().unwrap());
+        let g = send(&client, r).await.unwrap();
+        assert_eq!(g.json()["version"], "HTTP/1.1");
+        assert!(g.json()["headers"].get("te").is_none(), "{}", g.json());
+    }
 
     // An HTTP/1.1 pod's connection-specific fields never reach an HTTP/2 client (whose
     // library would reject the response), nor, as hop-by-hop, an HTTP/1.1 client.
