@@ -97,7 +97,7 @@ pub const CONFIGMAP_SNIPPET: Status = Refused(
 const BUFFERS: Status =
     Refused("nginx buffer tuning; the proxy streams with its own bounded buffers");
 const HEAD_BUFFERS: Status = Differs(
-    "lines are measured from the parsed head (spaces a client adds around a value are not counted); a head past --max-header-bytes (64k) gets 431 without being read; HTTP/2: a field too long is a 400 on its stream where nginx closes the connection",
+    "lines are measured from the parsed head (spaces a client adds around a value are not counted); 431 unread for a head past --max-header-bytes (64k), and for a later head of more than 100 lines on an HTTP/1 connection whose first had at most 100; HTTP/2: a field too long is a 400 on its stream where nginx closes the connection",
 );
 const REQUEST_BUFFERING: Status = Differs(
     "bodies are held in memory up to --request-buffer-bytes (1m) each and --request-buffer-total-bytes (64m) in all; a larger one, or one without room, streams from there on instead of spilling to a temporary file",
