@@ -1121,6 +1121,21 @@ async fn request_heads_are_held_to_nginx_header_buffers() {
     );
     assert!(!pod.received().contains("GET /dup"));
 
+    // HTTP/2: a value longer than the most one large buffer of Huffman-coded bytes decodes
+    // to (8/5 of 8k) is a 400 with the page, on its stream; a 12 KB one, which nginx may take
+    // Huffman-coded, is served.
+    for (len, status) in [(12_000, StatusCode::OK), (14_000, StatusCode::BAD_REQUEST)] {
+        let s = TcpStream::connect(proxy.http()).await.unwrap();
+        let mut r = h2_req(proxy.http(), "heads.test", "/h2");
+        r.headers_mut()
+            .insert("cookie", format!("a={}", "c".repeat(len)).parse().unwrap());
+        let got = request_over(s, true, r).await;
+        assert_eq!(got.status, status, "{len}");
+        if status == StatusCode::BAD_REQUEST {
+            assert_eq!(&got.body[..], PAGE_494.as_bytes());
+        }
+    }
+
     // The ConfigMap's buffers: a 512-byte client buffer and two of 1k.
     proxy.handle.apply(with_configmap(
         &yaml,
