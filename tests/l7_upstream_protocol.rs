@@ -939,7 +939,7 @@ async fn malformed_http2_fields_are_400() {
 
 /// nginx counts no header lines, only bytes (`large_client_header_buffers`): an HTTP/1 head
 /// of 150 short lines (under 2 KB) is served, as over HTTP/2, where hyper's fixed 100 lines
-/// gave 431; past `--max-header-bytes` it is still 431.
+/// gave 431; past `--max-header-bytes` (64 KiB) it is still 431.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_short_header_lines_are_served_within_the_header_bytes() {
     let pod = RawPod::start(OK, false).await;
@@ -966,10 +966,208 @@ async fn many_short_header_lines_are_served_within_the_header_bytes() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     let big = format!(
         "GET / HTTP/1.1\r\nHost: many.test\r\nX-Big: {}\r\n\r\n",
-        "a".repeat(40 * 1024)
+        "a".repeat(70 * 1024)
     );
     let answer = raw(proxy.http(), big.as_bytes(), Duration::from_secs(5)).await;
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+}
+
+/// One answer read off `s`: its head (status line and fields, lowercased names) and its body
+/// (`Content-Length` framed, as every answer here is); `None` when the connection closes first.
+async fn answer_on(s: &mut TcpStream) -> Option<(String, String)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => return None,
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => return None,
+        }
+    }
+    let body = String::from_utf8_lossy(&buf[head_end..head_end + len]).to_string();
+    Some((head, body))
+}
+
+/// Sends `head` as the first request of a connection, and on another connection after a
+/// request that is served: each time it gets `status` and `body`, and the connection closes.
+async fn refused_first_and_later(
+    proxy: &TestProxy,
+    host: &str,
+    head: &str,
+    status: &str,
+    body: &str,
+) {
+    for later in [false, true] {
+        let mut s = TcpStream::connect(proxy.http()).await.unwrap();
+        if later {
+            let ok = format!("GET /first HTTP/1.1\r\nHost: {host}\r\n\r\n");
+            s.write_all(ok.as_bytes()).await.unwrap();
+            let (h, _) = answer_on(&mut s).await.expect("first answer");
+            assert!(h.starts_with("HTTP/1.1 200"), "{h}");
+        }
+        s.write_all(head.as_bytes()).await.unwrap();
+        let (h, b) = answer_on(&mut s).await.expect("an answer");
+        let what = format!("later: {later}, head of {} bytes", head.len());
+        assert!(h.starts_with(status), "{what}: {h}");
+        assert!(
+            h.to_ascii_lowercase().contains("\r\nconnection: close\r\n"),
+            "{what}: {h}"
+        );
+        assert!(
+            h.to_ascii_lowercase()
+                .contains("\r\ncontent-type: text/html\r\n"),
+            "{what}: {h}"
+        );
+        assert_eq!(b, body, "{what}");
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+        assert!(
+            matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+            "{what}: not closed"
+        );
+    }
+}
+
+const PAGE_414: &str = "<html>\r\n<head><title>414 Request-URI Too Large</title></head>\r\n<body>\r\n\
+    <center><h1>414 Request-URI Too Large</h1></center>\r\n</body>\r\n</html>\r\n";
+const PAGE_494: &str = "<html>\r\n<head><title>400 Request Header Or Cookie Too Large</title></head>\r\n\
+    <body>\r\n<center><h1>400 Bad Request</h1></center>\r\n\
+    <center>Request Header Or Cookie Too Large</center>\r\n</body>\r\n</html>\r\n";
+const PAGE_400: &str = "<html>\r\n<head><title>400 Bad Request</title></head>\r\n<body>\r\n\
+    <center><h1>400 Bad Request</h1></center>\r\n</body>\r\n</html>\r\n";
+
+/// nginx's `client_header_buffer_size` / `large_client_header_buffers` (ingress-nginx's `1k`
+/// and `4 8k`, and the ConfigMap keys): a request line longer than one large buffer is 414, a
+/// header line longer than one, or a head the buffers cannot hold (no line split between two),
+/// 400 "Request Header Or Cookie Too Large"; a field nginx takes once, sent twice, is 400.
+/// Each with nginx's page, closing the connection, on its first request and on a later one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_heads_are_held_to_nginx_header_buffers() {
+    let pod = RawPod::start(OK, false).await;
+    let yaml = manifests("heads.test", &[pod.addr], &[]);
+    let proxy = proxy_for(&yaml).await;
+    let head = |target: &str, fields: &[String]| {
+        let mut h = format!("GET {target} HTTP/1.1\r\nHost: heads.test\r\n");
+        for f in fields {
+            h.push_str(f);
+            h.push_str("\r\n");
+        }
+        h + "\r\n"
+    };
+    let field = |i: usize, value_len: usize| format!("X-{i}: {}", "v".repeat(value_len));
+    // Served: a request line of exactly one large buffer (8192 bytes with its CRLF), a header
+    // line likewise, and four lines of 7000 bytes (28 KB), one per large buffer.
+    let line_8k = format!("/{}", "a".repeat(8192 - "GET / HTTP/1.1\r\n".len()));
+    let served = [
+        head(&line_8k, &[]),
+        head("/", &[field(0, 8192 - "X-0: \r\n".len())]),
+        head("/", &(0..4).map(|i| field(i, 7000)).collect::<Vec<_>>()),
+    ];
+    let mut s = TcpStream::connect(proxy.http()).await.unwrap();
+    for h in &served {
+        s.write_all(h.as_bytes()).await.unwrap();
+        let (answer, body) = answer_on(&mut s).await.expect("served on one connection");
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "{} bytes: {answer}",
+            h.len()
+        );
+        assert_eq!(body, "ok");
+    }
+    let too_long_uri = head(&format!("{line_8k}b"), &[]);
+    refused_first_and_later(
+        &proxy,
+        "heads.test",
+        &too_long_uri,
+        "HTTP/1.1 414 ",
+        PAGE_414,
+    )
+    .await;
+    let long_line = head("/", &[field(0, 8192 - "X-0: \r\n".len() + 1)]);
+    refused_first_and_later(&proxy, "heads.test", &long_line, "HTTP/1.1 400 ", PAGE_494).await;
+    // Five lines of 7000 bytes (35 KB): each needs a large buffer of its own.
+    let five = head("/", &(0..5).map(|i| field(i, 7000)).collect::<Vec<_>>());
+    refused_first_and_later(&proxy, "heads.test", &five, "HTTP/1.1 400 ", PAGE_494).await;
+    // A cookie header of 20 KB (nginx's "Cookie" in the page's title).
+    let cookie = head("/", &[format!("Cookie: a={}", "c".repeat(20_000))]);
+    refused_first_and_later(&proxy, "heads.test", &cookie, "HTTP/1.1 400 ", PAGE_494).await;
+    // A field nginx takes once, twice (nginx's "client sent duplicate header line"). Two
+    // identical `Content-Length` lines are not among them: hyper keeps one before the proxy
+    // sees the head (RFC 9112 section 6.3 lets a recipient do so).
+    let duplicate = "GET /dup HTTP/1.1\r\nHost: heads.test\r\nAuthorization: Basic YTpi\r\n\
+                     X-A: 1\r\nAuthorization: Basic YTpi\r\n\r\n";
+    refused_first_and_later(&proxy, "heads.test", duplicate, "HTTP/1.1 400 ", PAGE_400).await;
+    let pod_requests = pod.received().matches("GET /first ").count();
+    assert_eq!(
+        pod_requests, 5,
+        "only the requests before each refused one reached the pod"
+    );
+    assert!(!pod.received().contains("GET /dup"));
+
+    // HTTP/2: a value longer than the most one large buffer of Huffman-coded bytes decodes
+    // to (8/5 of 8k) is a 400 with the page, on its stream; a 12 KB one, which nginx may take
+    // Huffman-coded, is served.
+    for (len, status) in [(12_000, StatusCode::OK), (14_000, StatusCode::BAD_REQUEST)] {
+        let s = TcpStream::connect(proxy.http()).await.unwrap();
+        let mut r = h2_req(proxy.http(), "heads.test", "/h2");
+        r.headers_mut()
+            .insert("cookie", format!("a={}", "c".repeat(len)).parse().unwrap());
+        let got = request_over(s, true, r).await;
+        assert_eq!(got.status, status, "{len}");
+        if status == StatusCode::BAD_REQUEST {
+            assert_eq!(&got.body[..], PAGE_494.as_bytes());
+        }
+    }
+
+    // The ConfigMap's buffers: a 512-byte client buffer and two of 1k.
+    proxy.handle.apply(with_configmap(
+        &yaml,
+        &[
+            ("client-header-buffer-size", "512"),
+            ("large-client-header-buffers", "2 1k"),
+        ],
+    ));
+    let line_1k = format!("/{}", "a".repeat(1024 - "GET / HTTP/1.1\r\n".len()));
+    let mut s = TcpStream::connect(proxy.http()).await.unwrap();
+    for h in [head(&line_1k, &[]), head("/", &[field(0, 900)])] {
+        s.write_all(h.as_bytes()).await.unwrap();
+        let (answer, _) = answer_on(&mut s).await.expect("served on one connection");
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "{} bytes: {answer}",
+            h.len()
+        );
+    }
+    let uri = head(&format!("{line_1k}b"), &[]);
+    refused_first_and_later(&proxy, "heads.test", &uri, "HTTP/1.1 414 ", PAGE_414).await;
+    let three = head("/", &(0..3).map(|i| field(i, 600)).collect::<Vec<_>>());
+    refused_first_and_later(&proxy, "heads.test", &three, "HTTP/1.1 400 ", PAGE_494).await;
+    // An invalid value keeps the default (a Warning): the 8k line is served again.
+    proxy.handle.apply(with_configmap(
+        &yaml,
+        &[("large-client-header-buffers", "4 8g")],
+    ));
+    let mut s = TcpStream::connect(proxy.http()).await.unwrap();
+    s.write_all(served[1].as_bytes()).await.unwrap();
+    let (answer, _) = answer_on(&mut s).await.expect("served");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
 /// Requests hyper refuses while parsing their head (400 for bytes no field may hold, 431 past
@@ -994,7 +1192,7 @@ async fn requests_refused_while_parsing_are_counted() {
     assert_eq!(metric_reaches(&proxy, &series(400), 1.0).await, Some(1.0));
     let big = format!(
         "GET / HTTP/1.1\r\nHost: bad.test\r\nX-Big: {}\r\n\r\n",
-        "a".repeat(40 * 1024)
+        "a".repeat(70 * 1024)
     );
     let answer = raw(proxy.http(), big.as_bytes(), Duration::from_secs(5)).await;
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");

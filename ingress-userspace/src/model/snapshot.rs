@@ -385,6 +385,36 @@ pub struct Passthrough {
     pub upstream: Arc<Upstream>,
 }
 
+/// nginx's buffers for a request head (ngx_http_core_module `client_header_buffer_size`,
+/// `large_client_header_buffers`), bytes: a head is read into the `client` buffer, then
+/// into up to `large_count` buffers of `large_size` each; no line is split between two of
+/// them. ingress-nginx's defaults (config.go `ClientHeaderBufferSize: "1k"`,
+/// `LargeClientHeaderBuffers: "4 8k"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeadBuffers {
+    pub client: u64,
+    pub large_count: u64,
+    pub large_size: u64,
+}
+
+impl Default for HeadBuffers {
+    fn default() -> Self {
+        HeadBuffers {
+            client: 1024,
+            large_count: 4,
+            large_size: 8192,
+        }
+    }
+}
+
+impl HeadBuffers {
+    /// The most bytes every buffer together holds: no head nginx takes is longer.
+    pub fn total(&self) -> u64 {
+        self.client
+            .saturating_add(self.large_count.saturating_mul(self.large_size))
+    }
+}
+
 /// Controller-wide proxy settings from the ingress-nginx controller ConfigMap
 /// (`--configmap NS/NAME`, keys of the same names). `None`: the flag of the same name applies
 /// (a ConfigMap key wins over a flag; annotations win over both where they exist).
@@ -406,6 +436,10 @@ pub struct ProxySettings {
     /// `keep-alive`: idle time of a client connection; zero turns keep-alive off (as
     /// `--keepalive-timeout 0`, see [`crate::proxy::limits::server_builder`]).
     pub keepalive_timeout: Option<Duration>,
+    /// `client-header-buffer-size` and `large-client-header-buffers`: how much of a request
+    /// head is taken, as nginx's `client_header_buffer_size` and `large_client_header_buffers`
+    /// ([`crate::proxy::request_head`]). Default: ingress-nginx's `1k` and `4 8k`.
+    pub head_buffers: HeadBuffers,
     /// `keep-alive-requests`: requests one client connection may carry, HTTP/1 and HTTP/2
     /// alike (nginx `keepalive_requests`, which covers HTTP/2 since 1.19.7); the last one is
     /// answered with `Connection: close` (HTTP/1) or followed by GOAWAY (HTTP/2). `None`:

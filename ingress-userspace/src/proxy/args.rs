@@ -126,10 +126,14 @@ pub struct ProxyArgs {
     /// then the connection is closed.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub send_timeout: Duration,
-    /// Largest request head (request line plus headers), bytes; larger gets 431. There is no
-    /// separate count of header lines (nginx has none): an HTTP/1 head may have one line per
-    /// 16 bytes of it (2048 for 32k, at least 100, at most 8192).
-    #[arg(long, default_value = "32k", value_parser = parse_size)]
+    /// The most bytes of a request head (request line plus headers) the proxy reads; a longer
+    /// one gets 431 unread. Within it, a head is held to the ConfigMap's
+    /// `client-header-buffer-size` and `large-client-header-buffers` as nginx holds it (1k
+    /// and 4 8k by default: 414 or 400, see `proxy::request_head`), which this caps: set it
+    /// above their total when raising them. There is no separate count of header lines
+    /// (nginx has none): an HTTP/1 head may have one line per 16 bytes of the smaller of the
+    /// two (2112 for the defaults, at least 100, at most 8192).
+    #[arg(long, default_value = "64k", value_parser = parse_size)]
     pub max_header_bytes: u64,
     /// Largest request body unless a route says otherwise (`proxy-body-size`); 0 = unlimited.
     #[arg(long, default_value = "1m", value_parser = parse_size)]

@@ -188,6 +188,14 @@ pub(crate) async fn handle(
             req.uri(),
         ))
     .then(|| LoggedRequest::of(&req));
+    // Every field as sent counts toward nginx's buffers, invalid names included.
+    let head = super::request_head::check(
+        req.method(),
+        req.version(),
+        req.uri(),
+        req.headers(),
+        &live.settings.head_buffers,
+    );
     if live.ignore_invalid_headers {
         // Before anything reads a header, as nginx ignores them while parsing.
         drop_invalid_names(req.headers_mut(), live.enable_underscores_in_headers);
@@ -197,7 +205,9 @@ pub(crate) async fn handle(
     let accepted = live.compressor.as_ref().map(|c| c.accepted(&req));
     out.tls = conn.tls;
     out.conn_budget = Some(Arc::clone(&conn.body_budget));
-    let target = request_target::resolve(req.method(), req.version(), req.uri(), req.headers());
+    let target = head.and_then(|()| {
+        request_target::resolve(req.method(), req.version(), req.uri(), req.headers())
+    });
     let (resp, host) = match target {
         Ok(target) => {
             // From here on, routing, the allowlist, redirects and the backend all see the
@@ -426,6 +436,14 @@ fn refuse_unasked_switch(
 /// `version`.
 fn refuse(rejected: request_target::Rejected, version: Version) -> Response<ProxyBody> {
     let mut resp = local(rejected.status, rejected.reason);
+    if rejected.reason == super::request_head::HEADER_TOO_LARGE {
+        // nginx's own page for it ("Request Header Or Cookie Too Large").
+        *resp.body_mut() = Full::new(Bytes::from_static(
+            super::nginx_pages::HEADER_TOO_LARGE_PAGE.as_bytes(),
+        ))
+        .map_err(|e| match e {})
+        .boxed_unsync();
+    }
     if rejected.status == StatusCode::METHOD_NOT_ALLOWED {
         // RFC 9110 §15.5.6: a 405 lists what is allowed; everything but CONNECT and TRACE
         // is forwarded.

@@ -137,9 +137,13 @@ fn accepts_trailers(member: &str) -> bool {
 ///   `"; "` (RFC 9113 8.2.3; HTTP/1.1 allows one `Cookie` line, RFC 6265 5.4);
 /// - a request with a body whose `Trailer` field declares trailers goes chunked, the only
 ///   HTTP/1.1 framing that carries them (RFC 9112 7.1.2), even when the client sent a
-///   `content-length` (HTTP/2 frames trailers without chunks).
+///   `content-length` (HTTP/2 frames trailers without chunks);
+/// - no `TE`: nginx's proxy module sends `TE ""` among its default headers
+///   (ngx_http_proxy_module.c `ngx_http_proxy_headers`), so an HTTP/1 pod is never told the
+///   client takes trailers; gRPC and HTTP/2 pods, which need `TE: trailers`, keep it.
 pub fn for_http1_upstream(headers: &mut HeaderMap, has_body: bool) {
     join_cookies(headers);
+    headers.remove(TE);
     if has_body && headers.contains_key(TRAILER) {
         headers.remove(http::header::CONTENT_LENGTH);
         headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
@@ -462,10 +466,15 @@ mod tests {
         assert_eq!(h["cookie"], "a=1; b=2");
         assert_eq!(h["transfer-encoding"], "chunked");
         assert!(!h.contains_key("content-length"));
-        let mut h = map(&[("cookie", "only=1"), ("content-length", "5")]);
+        let mut h = map(&[
+            ("cookie", "only=1"),
+            ("content-length", "5"),
+            ("te", "trailers"),
+        ]);
         for_http1_upstream(&mut h, true);
         assert_eq!(h["cookie"], "only=1");
         assert_eq!(h["content-length"], "5");
+        assert!(!h.contains_key("te"), "nginx's proxy module clears TE");
     }
 
     #[test]

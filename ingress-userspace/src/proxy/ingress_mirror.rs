@@ -99,6 +99,8 @@ pub(crate) fn spawn(
     *copy.method_mut() = req.method().clone();
     *copy.headers_mut() = req.headers().clone();
     headers::strip_hop_by_hop(copy.headers_mut(), false);
+    // nginx's mirror subrequest goes through its proxy module, which clears `TE`.
+    copy.headers_mut().remove(http::header::TE);
     if !m.request_body {
         copy.headers_mut().remove(CONTENT_LENGTH);
         copy.headers_mut().remove(TRANSFER_ENCODING);

@@ -8,6 +8,7 @@ use hyper_util::{
 };
 
 use super::{args::ProxyArgs, liveness::ConnTimeouts};
+use crate::model::HeadBuffers;
 
 /// Requests one client connection may carry where the ConfigMap sets no
 /// `keep-alive-requests`: ingress-nginx's default (config.go `KeepAliveRequests`), written
@@ -22,9 +23,9 @@ const MIN_H1_BUF: usize = 8192;
 const H1_BYTES_PER_HEADER: u64 = 16;
 
 /// The most header lines hyper parses in an HTTP/1 head: nginx counts none, only bytes
-/// (`large_client_header_buffers`), so the count follows `--max-header-bytes` (2048 lines for
-/// the default 32 KiB) instead of hyper's fixed 100, which refused a 1.5 KB head of 100 short
-/// lines with 431 while HTTP/2 took it. hyper allocates two arrays of this many slots
+/// (`large_client_header_buffers`), so the count follows the most bytes a head may have
+/// ([`head_bytes`]: 2112 lines for ingress-nginx's 33 KiB of buffers) instead of hyper's fixed
+/// 100, which refused a 1.5 KB head of 100 short lines with 431 while HTTP/2 took it. hyper allocates two arrays of this many slots
 /// (32 bytes each) per request head when it is given a count, and in the proxy's release
 /// build `SmallVec::from_elem` writes every slot: 128 KiB per head, 18% of the instructions
 /// of a proxied request (deploy/docs/performance.md, session 14). So only a connection whose
@@ -51,10 +52,10 @@ pub struct ServerBuilders {
 }
 
 impl ServerBuilders {
-    pub fn new(args: &ProxyArgs) -> ServerBuilders {
+    pub fn new(args: &ProxyArgs, buffers: &HeadBuffers) -> ServerBuilders {
         ServerBuilders {
-            stack: builder(args, None),
-            counted: server_builder(args),
+            stack: builder(args, buffers, None),
+            counted: server_builder(args, buffers),
         }
     }
 
@@ -94,12 +95,30 @@ pub fn first_head_fits_stack(first: &[u8]) -> bool {
     false
 }
 
-/// The connection builder with the configured limits and [`h1_max_headers`] header lines.
-pub fn server_builder(args: &ProxyArgs) -> Builder<TokioExecutor> {
-    builder(args, Some(h1_max_headers(args.max_header_bytes)))
+/// The most bytes of a head nginx takes with `buffers`, within `--max-header-bytes`.
+pub fn head_bytes(args: &ProxyArgs, buffers: &HeadBuffers) -> u64 {
+    buffers.total().min(args.max_header_bytes)
 }
 
-fn builder(args: &ProxyArgs, max_headers: Option<usize>) -> Builder<TokioExecutor> {
+/// The connection builder with the configured limits and [`h1_max_headers`] header lines.
+pub fn server_builder(args: &ProxyArgs, buffers: &HeadBuffers) -> Builder<TokioExecutor> {
+    builder(
+        args,
+        buffers,
+        Some(h1_max_headers(head_bytes(args, buffers))),
+    )
+}
+
+/// hyper reads an HTTP/1 head of up to `--max-header-bytes` (past it, 431 unread): more than
+/// nginx's buffers hold by default, so that a head they cannot hold is parsed and answered as
+/// nginx answers it ([`super::request_head`]). HTTP/2 header lists are bounded as nginx
+/// bounds them, by every large buffer together (name and value bytes; hyper counts 32 more
+/// per field, RFC 9113 section 6.5.2), within the flag too.
+fn builder(
+    args: &ProxyArgs,
+    buffers: &HeadBuffers,
+    max_headers: Option<usize>,
+) -> Builder<TokioExecutor> {
     let mut b = Builder::new(TokioExecutor::new());
     b.http1()
         // No header read timer of hyper's: it armed a timer-wheel entry (and boxed a `Sleep`)
@@ -122,7 +141,11 @@ fn builder(args: &ProxyArgs, max_headers: Option<usize>) -> Builder<TokioExecuto
     b.http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(args.max_concurrent_streams)
-        .max_header_list_size(args.max_header_bytes.min(u64::from(u32::MAX)) as u32);
+        .max_header_list_size(
+            (buffers.large_count.saturating_mul(buffers.large_size))
+                .min(args.max_header_bytes)
+                .min(u64::from(u32::MAX)) as u32,
+        );
     // HTTP/2 has no header read timeout in hyper: the time to a first request and idleness
     // are bounded per connection by `liveness::supervise` with `conn_timeouts`.
     b
@@ -185,6 +208,10 @@ mod tests {
 
     #[test]
     fn header_count_follows_the_header_bytes() {
+        let args = ProxyArgs::default();
+        let ingress_nginx = head_bytes(&args, &HeadBuffers::default());
+        assert_eq!(ingress_nginx, 33 * 1024, "within the flag's 64 KiB");
+        assert_eq!(h1_max_headers(ingress_nginx), 2112);
         assert_eq!(h1_max_headers(32 * 1024), 2048);
         assert_eq!(h1_max_headers(1024), 100, "never below hyper's own");
         assert_eq!(h1_max_headers(u64::MAX), 8192);

@@ -517,7 +517,7 @@ impl AdminLimits {
     /// [`limits`].
     pub fn from_args(args: &ProxyArgs) -> Self {
         AdminLimits {
-            builder: limits::server_builder(args),
+            builder: limits::server_builder(args, &crate::model::HeadBuffers::default()),
             timeouts: limits::conn_timeouts(args),
             max_connections: limits::ADMIN_MAX_CONNECTIONS,
             max_connections_per_client: limits::ADMIN_MAX_CONNECTIONS_PER_CLIENT,

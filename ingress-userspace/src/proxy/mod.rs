@@ -46,6 +46,7 @@ pub mod rate_limit;
 mod rebuild_tests;
 pub mod request_buffer;
 pub mod request_deadline;
+pub mod request_head;
 pub mod request_target;
 pub mod response_rate;
 pub mod rewrite;

@@ -52,6 +52,10 @@ pub fn page(status: StatusCode) -> Option<String> {
     ))
 }
 
+/// nginx's page for a request head past its buffers (its 494, answered as 400:
+/// `ngx_http_error_494_page`).
+pub const HEADER_TOO_LARGE_PAGE: &str = "<html>\r\n<head><title>400 Request Header Or Cookie Too Large</title></head>\r\n<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n<center>Request Header Or Cookie Too Large</center>\r\n</body>\r\n</html>\r\n";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -70,7 +70,7 @@ impl Live {
         Live {
             settings: settings.clone(),
             trust: TrustConfig::from_args(&a),
-            builders: limits::ServerBuilders::new(&a),
+            builders: limits::ServerBuilders::new(&a, &settings.head_buffers),
             conn_timeouts: limits::conn_timeouts(&a),
             upstream_keepalive: upstream_keepalive(args, settings),
             keepalive_requests: settings

@@ -406,6 +406,11 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
     // ingress-nginx writes the values as they are; 0 requests closes after every request
     // (nginx compares the count, at least 1, with `>=`), a 0 time reuses nothing.
     s.keepalive_requests = r.count("keep-alive-requests");
+    let (head_buffers, invalid) = super::head_buffers::parse(|k| r.get(k));
+    for i in invalid {
+        r.bad(i.key, &i.value, i.expected);
+    }
+    s.head_buffers = head_buffers;
     s.upstream_keepalive_requests = r.count("upstream-keepalive-requests");
     // nginx's upstream `keepalive` and `keepalive_timeout` (ingress-nginx writes seconds);
     // 0 connections: ingress-nginx writes no `keepalive` at all, so nothing is reused.
@@ -1127,6 +1132,43 @@ mod tests {
             d.0
         );
         assert_eq!(c.settings, ControllerConfig::default().settings);
+    }
+
+    /// `client-header-buffer-size` and `large-client-header-buffers` reach the settings as
+    /// nginx sizes; an invalid value is a Warning and keeps ingress-nginx's default.
+    #[test]
+    fn head_buffer_keys() {
+        let mut d = Diagnostics::default();
+        let c = parse(
+            &cm(&[
+                ("client-header-buffer-size", "2k"),
+                ("large-client-header-buffers", "8 16k"),
+            ]),
+            &mut d,
+        );
+        assert!(d.0.is_empty(), "{:?}", d.0);
+        let b = c.settings.head_buffers;
+        assert_eq!((b.client, b.large_count, b.large_size), (2048, 8, 16 << 10));
+        let mut d = Diagnostics::default();
+        let c = parse(
+            &cm(&[
+                ("client-header-buffer-size", "1g"),
+                ("large-client-header-buffers", "4"),
+            ]),
+            &mut d,
+        );
+        assert_eq!(d.0.len(), 2, "{:?}", d.0);
+        assert!(
+            (d.0.iter()).all(|w| w.reason == "InvalidConfigMapValue"
+                && w.severity == crate::model::Severity::Warning
+                && w.message.contains("default is kept")),
+            "{:?}",
+            d.0
+        );
+        assert_eq!(
+            c.settings.head_buffers,
+            crate::model::HeadBuffers::default()
+        );
     }
 
     /// `load-balance` and the `proxy-redirect-*` / `proxy-cookie-*` keys are the defaults of

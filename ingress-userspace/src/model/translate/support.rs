@@ -96,6 +96,9 @@ pub const CONFIGMAP_SNIPPET: Status = Refused(
 );
 const BUFFERS: Status =
     Refused("nginx buffer tuning; the proxy streams with its own bounded buffers");
+const HEAD_BUFFERS: Status = Differs(
+    "lines are measured from the parsed head (spaces a client adds around a value are not counted); 431 unread for a head past --max-header-bytes (64k), and for a later head of more than 100 lines on an HTTP/1 connection whose first had at most 100; HTTP/2: a field too long is a 400 on its stream where nginx closes the connection",
+);
 const REQUEST_BUFFERING: Status = Differs(
     "bodies are held in memory up to --request-buffer-bytes (1m) each and --request-buffer-total-bytes (64m) in all; a larger one, or one without room, streams from there on instead of spilling to a temporary file",
 );
@@ -290,7 +293,7 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("brotli-types", Supported, "MIME types compressed with brotli, space-separated, `*` for all; text/html always."),
     row("client-body-buffer-size", Refused("request bodies are held in memory up to --request-buffer-bytes each and --request-buffer-total-bytes in all (a body without room streams to the pod), never in temporary files"), "nginx `client_body_buffer_size`."),
     row("client-body-timeout", Supported, "Longest wait between two reads of a request body (408); flag --client-body-timeout."),
-    row("client-header-buffer-size", BUFFERS, "nginx `client_header_buffer_size` (see --max-header-bytes)."),
+    row("client-header-buffer-size", HEAD_BUFFERS, "First buffer a request head is read into (default 1k; nginx `client_header_buffer_size`): with `large-client-header-buffers`, bounds the head as nginx does."),
     row("client-header-timeout", Supported, "Time to receive a request's headers; flag --client-header-timeout."),
     row("compute-full-forwarded-for", Supported, "Append to a trusted X-Forwarded-For; flag of the same name."),
     row("custom-http-errors", Differs("with no default backend nothing is intercepted (ingress-nginx: its built-in 404); the request body is not resent"), "Statuses (the pod's, and the proxy's own refusals) served by the default backend on routes of Ingresses without the annotation (which replaces the list)."),
@@ -353,8 +356,8 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("http-redirect-code", Supported, "Status of the HTTP to HTTPS and from/to-www redirects (301, 302, 307, 308; default 308)."),
     row("http-snippet", CONFIGMAP_SNIPPET, "nginx configuration in the http block."),
     row("http2-max-concurrent-streams", Refused("use --max-concurrent-streams"), "Concurrent HTTP/2 streams."),
-    row("http2-max-field-size", Refused("use --max-header-bytes"), "Largest HTTP/2 header field (deprecated in ingress-nginx)."),
-    row("http2-max-header-size", Refused("use --max-header-bytes"), "Largest HTTP/2 header block (deprecated in ingress-nginx)."),
+    row("http2-max-field-size", Refused("removed from nginx; `large-client-header-buffers` bounds HTTP/2 fields instead, as ingress-nginx says"), "Largest HTTP/2 header field (deprecated in ingress-nginx)."),
+    row("http2-max-header-size", Refused("removed from nginx; `large-client-header-buffers` bounds HTTP/2 header lists instead, as ingress-nginx says"), "Largest HTTP/2 header block (deprecated in ingress-nginx)."),
     row("http2-max-requests", Supported, "No effect, as in ingress-nginx: its nginx (1.19.7 and later) ignores `http2_max_requests` (obsolete); `keep-alive-requests` limits HTTP/2 connections too."),
     row("ignore-invalid-headers", Supported, "Default true: request fields whose names hold other than letters, digits and `-` (and `_` with enable-underscores-in-headers) are dropped before anything reads them; false passes every field, underscored ones included (nginx's `ignore_invalid_headers`)."),
     row("jaeger-baggage-header", TRACING, "Jaeger tracing."),
@@ -372,7 +375,7 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("jaeger-trace-context-header-name", TRACING, "Jaeger tracing."),
     row("keep-alive", Supported, "Idle time of a client connection, seconds; flag --keepalive-timeout. `0` turns keep-alive off: HTTP/1 answers say `Connection: close`, HTTP/2 gets GOAWAY once no stream is in progress (nginx `keepalive_timeout 0`)."),
     row("keep-alive-requests", Supported, "Requests per client connection (default 1000; nginx `keepalive_requests`): the last one's HTTP/1 answer says `Connection: close`, an HTTP/2 connection gets GOAWAY after it; `0` is as `1`."),
-    row("large-client-header-buffers", Refused("a request head is bounded by --max-header-bytes (32 KiB) as a whole, past it 431; nginx also bounds each line by one buffer (8k). Header lines are not counted, except on an HTTP/1 connection whose first head had at most 100: a later head there with more than 100 lines gets 431"), "nginx `large_client_header_buffers` (see --max-header-bytes)."),
+    row("large-client-header-buffers", HEAD_BUFFERS, "Count and size of the further buffers a request head may take (default `4 8k`; nginx `large_client_header_buffers`): a request line longer than one is 414, a header line longer than one, or a head they cannot hold, 400 \"Request Header Or Cookie Too Large\"; every request of a connection."),
     row("limit-conn-status-code", Supported, "Status of limit-connections refusals."),
     row("limit-conn-zone-variable", NGINX_INTERNAL, "nginx variable keying limit-connections."),
     row("limit-rate", Differs("in KB/s (x 1024) as ingress-nginx renders it (`limit_rate Nk`), not bytes as its ConfigMap page says; works without proxy-buffering"), "Default of the limit-rate annotation."),
