@@ -312,6 +312,27 @@ impl Reader<'_> {
             }
         }
     }
+
+    /// A key ingress-nginx writes into a millisecond directive as it is (nginx's time syntax,
+    /// [`super::nginx_time::parse_msec`]: `1h`, `90m`, `1h30m`, `1d`, `3600`).
+    fn nginx_time(
+        &mut self,
+        key: &str,
+        range: &std::ops::RangeInclusive<Duration>,
+    ) -> Option<Duration> {
+        let v = self.get(key)?;
+        match super::nginx_time::parse_msec(&v).filter(|d| range.contains(d)) {
+            Some(d) => Some(d),
+            None => {
+                self.bad(
+                    key,
+                    &v,
+                    "an nginx time in range (\"1h\", \"90m\", \"1d\", seconds)",
+                );
+                None
+            }
+        }
+    }
 }
 
 /// ingress-nginx's controller ConfigMap as its Helm chart and manifests name it
@@ -412,7 +433,7 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
     s.upstream_keepalive_connections = r.count("upstream-keepalive-connections");
     s.upstream_keepalive_timeout = r.duration("upstream-keepalive-timeout", &KEEP_ALIVE_RANGE);
     s.upstream_keepalive_time =
-        r.duration("upstream-keepalive-time", &UPSTREAM_KEEPALIVE_TIME_RANGE);
+        r.nginx_time("upstream-keepalive-time", &UPSTREAM_KEEPALIVE_TIME_RANGE);
 
     let hsts = r.bool("hsts").unwrap_or(true);
     let include = r.bool("hsts-include-subdomains").unwrap_or(true);
@@ -1127,6 +1148,35 @@ mod tests {
             d.0
         );
         assert_eq!(c.settings, ControllerConfig::default().settings);
+    }
+
+    /// `upstream-keepalive-time` is written into nginx's `keepalive_time` as it is, so it
+    /// takes nginx's time syntax (days, parts together), not only one number and unit; what
+    /// nginx's configuration test refuses (`y` in a millisecond directive, units out of
+    /// order) warns and keeps the default (1h).
+    #[test]
+    fn upstream_keepalive_time_is_an_nginx_time() {
+        for (v, secs) in [
+            ("1h", 3600),
+            ("3600", 3600),
+            ("90m", 5400),
+            ("1h30m", 5400),
+            ("1d", 86_400),
+            ("1w", 7 * 86_400),
+        ] {
+            let mut d = Diagnostics::default();
+            let c = parse(&cm(&[("upstream-keepalive-time", v)]), &mut d);
+            assert!(d.0.is_empty(), "{v}: {:?}", d.0);
+            let time = c.settings.upstream_keepalive_time;
+            assert_eq!(time, Some(Duration::from_secs(secs)), "{v}");
+        }
+        for v in ["1y", "30m1h", "31d", "1 h"] {
+            let mut d = Diagnostics::default();
+            let c = parse(&cm(&[("upstream-keepalive-time", v)]), &mut d);
+            assert_eq!(c.settings.upstream_keepalive_time, None, "{v}");
+            assert_eq!(d.0.len(), 1, "{v}: {:?}", d.0);
+            assert!(d.0[0].message.contains("default is kept"), "{:?}", d.0);
+        }
     }
 
     /// `load-balance` and the `proxy-redirect-*` / `proxy-cookie-*` keys are the defaults of
