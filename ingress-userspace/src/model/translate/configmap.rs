@@ -1150,6 +1150,64 @@ mod tests {
         assert_eq!(c.settings, ControllerConfig::default().settings);
     }
 
+    /// Without a key, each route default is ingress-nginx's (config.go `NewDefault`,
+    /// defaults.Backend; configmap.md's default column); the proxy-wide ones are checked in
+    /// `proxy::settings`.
+    #[test]
+    fn an_empty_configmap_gives_ingress_nginx_s_route_defaults() {
+        use crate::model::{RetryOn, UpstreamVersion};
+        let mut d = Diagnostics::default();
+        let c = parse(&cm(&[]), &mut d);
+        assert!(d.0.is_empty(), "{:?}", d.0);
+        assert_eq!(c, ControllerConfig::default());
+        let mut p = Arc::new(RoutePolicy::default());
+        c.apply_defaults(&mut p);
+        // ssl-redirect true (on hosts with a certificate), force-ssl-redirect false
+        assert!(p.redirects_to_https(true) && !p.redirects_to_https(false));
+        // proxy-http-version 1.1, proxy-request-buffering on, proxy-buffering off
+        assert_eq!(p.upstream_http.version(), UpstreamVersion::Http11);
+        assert!(p.upstream_http.request_buffering());
+        assert_ne!(p.upstream_http.response_buffering, Some(true));
+        // proxy-next-upstream "error timeout", -timeout 0, -tries from the flag (3);
+        // retry-non-idempotent false
+        let n = &p.next_upstream;
+        assert_eq!(
+            n.when.clone().unwrap_or(RetryOn::NGINX_DEFAULT),
+            RetryOn::NGINX_DEFAULT
+        );
+        assert_eq!((n.tries, n.timeout), (None, None));
+        // proxy-body-size and the proxy timeouts: the flags (1m, 5 s, 60 s, 60 s)
+        assert_eq!(p.max_body_bytes, None);
+        assert_eq!(p.timeouts, Default::default());
+        // limit-rate, limit-rate-after 0; use-port-in-redirects, relative-redirects false
+        assert_eq!((p.limit_rate, p.limit_rate_after), (None, None));
+        assert_ne!(p.use_port_in_redirects, Some(true));
+        assert_ne!(p.relative_redirects, Some(true));
+        // whitelist-/denylist-source-range, block-cidrs empty
+        assert!(p.allow_source_ranges.is_empty() && p.deny_source_ranges.is_empty());
+        // custom-http-errors empty; no-auth-locations, no-tls-redirect-locations
+        // /.well-known/acme-challenge; strict-validate-path-type true;
+        // allow-cross-namespace-resources false; no global auth
+        assert!(c.custom_http_errors.is_empty() && !c.disable_proxy_intercept_errors);
+        assert_eq!(c.no_auth_locations, ["/.well-known/acme-challenge"]);
+        assert_eq!(c.no_tls_redirect_locations, ["/.well-known/acme-challenge"]);
+        assert!(c.strict_validate_path_type && !c.allow_cross_namespace_resources);
+        assert!(c.global_auth.is_none() && c.allowed_response_headers.is_empty());
+        assert_eq!(c.service_upstream, None);
+        // gzip-level 1, gzip-min-length 256; brotli-level 4, brotli-min-length 20
+        let c = parse(
+            &cm(&[("use-gzip", "true"), ("enable-brotli", "true")]),
+            &mut d,
+        );
+        let z = c.settings.compression;
+        let (g, b) = (z.gzip.expect("gzip"), z.brotli.expect("brotli"));
+        assert_eq!(
+            (g.level, g.min_length, b.level, b.min_length),
+            (1, 256, 4, 20)
+        );
+        assert!(z.gzip_disable.is_none());
+    }
+
     /// `upstream-keepalive-time` is written into nginx's `keepalive_time` as it is, so it
     /// takes nginx's time syntax (days, parts together), not only one number and unit; what
     /// nginx's configuration test refuses (`y` in a millisecond directive, units out of
