@@ -1208,6 +1208,43 @@ mod tests {
         assert!(z.gzip_disable.is_none());
     }
 
+    /// `proxy-body-size` takes nginx's sizes (`client_max_body_size`: bytes, `k`, `m`, `g` in
+    /// either case, `0` for no limit); the integer-second keys (`proxy-read-timeout`,
+    /// `keep-alive`...) take seconds, and `60s` / `1m` as well.
+    #[test]
+    fn sizes_and_seconds_parse_as_nginx_and_ingress_nginx_write_them() {
+        for (v, bytes) in [
+            ("8k", 8 << 10),
+            ("8K", 8 << 10),
+            ("1m", 1 << 20),
+            ("1M", 1 << 20),
+            ("1g", 1 << 30),
+            ("1024", 1024),
+            ("0", u64::MAX),
+        ] {
+            let mut d = Diagnostics::default();
+            let c = parse(&cm(&[("proxy-body-size", v)]), &mut d);
+            assert!(d.0.is_empty(), "{v}: {:?}", d.0);
+            assert_eq!(c.route_defaults.max_body_bytes, Some(bytes), "{v}");
+        }
+        for v in ["1.5m", "1mb", "m", "-1"] {
+            let mut d = Diagnostics::default();
+            let c = parse(&cm(&[("proxy-body-size", v)]), &mut d);
+            assert_eq!(c.route_defaults.max_body_bytes, None, "{v}");
+            assert_eq!(d.0.len(), 1, "{v}: {:?}", d.0);
+        }
+        for v in ["60", "60s", "1m"] {
+            let mut d = Diagnostics::default();
+            let c = parse(&cm(&[("proxy-read-timeout", v), ("keep-alive", v)]), &mut d);
+            assert!(d.0.is_empty(), "{v}: {:?}", d.0);
+            assert_eq!(
+                c.route_defaults.timeouts.read,
+                Some(Duration::from_secs(60))
+            );
+            assert_eq!(c.settings.keepalive_timeout, Some(Duration::from_secs(60)));
+        }
+    }
+
     /// `upstream-keepalive-time` is written into nginx's `keepalive_time` as it is, so it
     /// takes nginx's time syntax (days, parts together), not only one number and unit; what
     /// nginx's configuration test refuses (`y` in a millisecond directive, units out of
