@@ -241,6 +241,82 @@ mod tests {
         );
     }
 
+    /// With a ConfigMap that sets nothing (and default flags), every value the proxy reads
+    /// is ingress-nginx's default (config.go `NewDefault`, configmap.md's default column).
+    #[test]
+    fn an_empty_configmap_gives_ingress_nginx_s_defaults() {
+        use crate::model::translate::{configmap, diagnostics::Diagnostics};
+        let mut d = Diagnostics::default();
+        let c = configmap::parse(&Default::default(), &mut d);
+        assert!(d.0.is_empty(), "{:?}", d.0);
+        let live = Live::new(&ProxyArgs::default(), &c.settings);
+        let secs = Duration::from_secs;
+        // client-header-timeout 60, client-body-timeout 60, keep-alive 75, keep-alive-requests 1000
+        assert_eq!(live.client_header_timeout, secs(60));
+        assert_eq!(live.conn_timeouts.first_request, secs(60));
+        assert_eq!(live.client_body_timeout, secs(60));
+        assert_eq!(live.conn_timeouts.idle, secs(75));
+        assert_eq!(live.keepalive_requests, 1000);
+        // upstream-keepalive-connections 320, -timeout 60, -requests 10000, -time 1h
+        let k = &live.upstream_keepalive;
+        assert_eq!(
+            (k.connections, k.timeout, k.requests, k.time),
+            (320, secs(60), 10_000, secs(3600))
+        );
+        // use-forwarded-headers, enable-real-ip, compute-full-forwarded-for,
+        // use-proxy-protocol false; forwarded-for-header X-Forwarded-For; proxy-real-ip-cidr
+        // 0.0.0.0/0.
+        let t = &live.trust;
+        assert!(!t.use_forwarded_headers && !t.enable_real_ip);
+        assert!(!t.compute_full_forwarded_for && !t.use_proxy_protocol);
+        assert_eq!(t.forwarded_for_header, "x-forwarded-for");
+        assert_eq!(t.trusted.len(), 1);
+        assert_eq!(t.trusted[0].to_string(), "0.0.0.0/0");
+        // enable-underscores-in-headers false, ignore-invalid-headers true
+        assert!(!live.enable_underscores_in_headers && live.ignore_invalid_headers);
+        // limit-req-status-code and limit-conn-status-code 503
+        assert_eq!(live.limit_req_status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(live.limit_conn_status, StatusCode::SERVICE_UNAVAILABLE);
+        // hsts true, hsts-max-age 31536000, hsts-include-subdomains true, hsts-preload false
+        assert_eq!(
+            live.hsts.as_ref().map(HeaderValue::as_bytes),
+            Some(&b"max-age=31536000; includeSubDomains"[..])
+        );
+        // use-gzip and enable-brotli false
+        assert!(live.compressor.is_none());
+        // proxy-add-original-uri-header, allow-backend-server-header, disable-access-log,
+        // enable-access-log-for-default-backend, disable-ipv6 false; no extra headers
+        let s = &live.settings;
+        assert!(!s.add_original_uri_header && !s.allow_backend_server_header);
+        assert!(!s.disable_access_log && !s.access_log_for_default_server && !s.disable_ipv6);
+        assert!(live.add_headers.is_empty() && live.hide_headers.is_empty());
+        assert!(live.global_limit.is_none());
+        // http-redirect-code 308 (None here: forward.rs answers 308)
+        assert_eq!(s.http_redirect_code, None);
+        // use-http2 true, ssl-protocols "TLSv1.2 TLSv1.3", ssl-session-tickets false,
+        // ssl-reject-handshake false, ssl-ecdh-curve auto, ssl-ciphers ingress-nginx's list
+        assert_eq!(s.tls, crate::model::server_tls::ServerTls::default());
+        assert!(s.tls.http2 && !s.tls.session_tickets && !s.tls.reject_unknown_names);
+        assert_eq!(
+            s.tls.versions,
+            [
+                crate::model::TlsVersion::Tls12,
+                crate::model::TlsVersion::Tls13
+            ]
+        );
+        // proxy-body-size 1m, proxy-connect-timeout 5, proxy-read/send-timeout 60,
+        // proxy-next-upstream-tries 3 (the flags the route defaults fall back on)
+        let a = ProxyArgs::default();
+        assert_eq!(a.max_body_bytes, 1 << 20);
+        assert_eq!(a.proxy_connect_timeout, secs(5));
+        assert_eq!(
+            (a.proxy_read_timeout, a.proxy_send_timeout),
+            (secs(60), secs(60))
+        );
+        assert_eq!(a.proxy_retries + 1, 3);
+        assert_eq!(a.max_concurrent_streams, 128);
+    }
+
     /// `upstream-keepalive-connections` / `-timeout` win over `--upstream-keepalive` /
     /// `--upstream-keepalive-timeout`; unset, the flags' values (ingress-nginx's 320 and 60 s
     /// by default) and ingress-nginx's 10000 requests and 1h hold.

@@ -60,7 +60,10 @@ pub fn hosts_of(ing: &Ingress) -> Vec<String> {
     // A catch-all Ingress (a Service `defaultBackend`, no rules) serves the default server
     // only, ingress-nginx's `_`: the host of rules without a host.
     let catch_all = (spec.rules.as_deref().unwrap_or_default().is_empty()
-        && spec.default_backend.as_ref().is_some_and(|b| b.service.is_some()))
+        && spec
+            .default_backend
+            .as_ref()
+            .is_some_and(|b| b.service.is_some()))
     .then_some(None);
     let mut out: Vec<String> = rules
         .chain(tls)

@@ -312,6 +312,27 @@ impl Reader<'_> {
             }
         }
     }
+
+    /// A key ingress-nginx writes into a millisecond directive as it is (nginx's time syntax,
+    /// [`super::nginx_time::parse_msec`]: `1h`, `90m`, `1h30m`, `1d`, `3600`).
+    fn nginx_time(
+        &mut self,
+        key: &str,
+        range: &std::ops::RangeInclusive<Duration>,
+    ) -> Option<Duration> {
+        let v = self.get(key)?;
+        match super::nginx_time::parse_msec(&v).filter(|d| range.contains(d)) {
+            Some(d) => Some(d),
+            None => {
+                self.bad(
+                    key,
+                    &v,
+                    "an nginx time in range (\"1h\", \"90m\", \"1d\", seconds)",
+                );
+                None
+            }
+        }
+    }
 }
 
 /// ingress-nginx's controller ConfigMap as its Helm chart and manifests name it
@@ -417,7 +438,7 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
     s.upstream_keepalive_connections = r.count("upstream-keepalive-connections");
     s.upstream_keepalive_timeout = r.duration("upstream-keepalive-timeout", &KEEP_ALIVE_RANGE);
     s.upstream_keepalive_time =
-        r.duration("upstream-keepalive-time", &UPSTREAM_KEEPALIVE_TIME_RANGE);
+        r.nginx_time("upstream-keepalive-time", &UPSTREAM_KEEPALIVE_TIME_RANGE);
 
     let hsts = r.bool("hsts").unwrap_or(true);
     let include = r.bool("hsts-include-subdomains").unwrap_or(true);
@@ -1169,6 +1190,130 @@ mod tests {
             c.settings.head_buffers,
             crate::model::HeadBuffers::default()
         );
+    }
+
+    /// Without a key, each route default is ingress-nginx's (config.go `NewDefault`,
+    /// defaults.Backend; configmap.md's default column); the proxy-wide ones are checked in
+    /// `proxy::settings`.
+    #[test]
+    fn an_empty_configmap_gives_ingress_nginx_s_route_defaults() {
+        use crate::model::{RetryOn, UpstreamVersion};
+        let mut d = Diagnostics::default();
+        let c = parse(&cm(&[]), &mut d);
+        assert!(d.0.is_empty(), "{:?}", d.0);
+        assert_eq!(c, ControllerConfig::default());
+        let mut p = Arc::new(RoutePolicy::default());
+        c.apply_defaults(&mut p);
+        // ssl-redirect true (on hosts with a certificate), force-ssl-redirect false
+        assert!(p.redirects_to_https(true) && !p.redirects_to_https(false));
+        // proxy-http-version 1.1, proxy-request-buffering on, proxy-buffering off
+        assert_eq!(p.upstream_http.version(), UpstreamVersion::Http11);
+        assert!(p.upstream_http.request_buffering());
+        assert_ne!(p.upstream_http.response_buffering, Some(true));
+        // proxy-next-upstream "error timeout", -timeout 0, -tries from the flag (3);
+        // retry-non-idempotent false
+        let n = &p.next_upstream;
+        assert_eq!(
+            n.when.clone().unwrap_or(RetryOn::NGINX_DEFAULT),
+            RetryOn::NGINX_DEFAULT
+        );
+        assert_eq!((n.tries, n.timeout), (None, None));
+        // proxy-body-size and the proxy timeouts: the flags (1m, 5 s, 60 s, 60 s)
+        assert_eq!(p.max_body_bytes, None);
+        assert_eq!(p.timeouts, Default::default());
+        // limit-rate, limit-rate-after 0; use-port-in-redirects, relative-redirects false
+        assert_eq!((p.limit_rate, p.limit_rate_after), (None, None));
+        assert_ne!(p.use_port_in_redirects, Some(true));
+        assert_ne!(p.relative_redirects, Some(true));
+        // whitelist-/denylist-source-range, block-cidrs empty
+        assert!(p.allow_source_ranges.is_empty() && p.deny_source_ranges.is_empty());
+        // custom-http-errors empty; no-auth-locations, no-tls-redirect-locations
+        // /.well-known/acme-challenge; strict-validate-path-type true;
+        // allow-cross-namespace-resources false; no global auth
+        assert!(c.custom_http_errors.is_empty() && !c.disable_proxy_intercept_errors);
+        assert_eq!(c.no_auth_locations, ["/.well-known/acme-challenge"]);
+        assert_eq!(c.no_tls_redirect_locations, ["/.well-known/acme-challenge"]);
+        assert!(c.strict_validate_path_type && !c.allow_cross_namespace_resources);
+        assert!(c.global_auth.is_none() && c.allowed_response_headers.is_empty());
+        assert_eq!(c.service_upstream, None);
+        // gzip-level 1, gzip-min-length 256; brotli-level 4, brotli-min-length 20
+        let c = parse(
+            &cm(&[("use-gzip", "true"), ("enable-brotli", "true")]),
+            &mut d,
+        );
+        let z = c.settings.compression;
+        let (g, b) = (z.gzip.expect("gzip"), z.brotli.expect("brotli"));
+        assert_eq!(
+            (g.level, g.min_length, b.level, b.min_length),
+            (1, 256, 4, 20)
+        );
+        assert!(z.gzip_disable.is_none());
+    }
+
+    /// `proxy-body-size` takes nginx's sizes (`client_max_body_size`: bytes, `k`, `m`, `g` in
+    /// either case, `0` for no limit); the integer-second keys (`proxy-read-timeout`,
+    /// `keep-alive`...) take seconds, and `60s` / `1m` as well.
+    #[test]
+    fn sizes_and_seconds_parse_as_nginx_and_ingress_nginx_write_them() {
+        for (v, bytes) in [
+            ("8k", 8 << 10),
+            ("8K", 8 << 10),
+            ("1m", 1 << 20),
+            ("1M", 1 << 20),
+            ("1g", 1 << 30),
+            ("1024", 1024),
+            ("0", u64::MAX),
+        ] {
+            let mut d = Diagnostics::default();
+            let c = parse(&cm(&[("proxy-body-size", v)]), &mut d);
+            assert!(d.0.is_empty(), "{v}: {:?}", d.0);
+            assert_eq!(c.route_defaults.max_body_bytes, Some(bytes), "{v}");
+        }
+        for v in ["1.5m", "1mb", "m", "-1"] {
+            let mut d = Diagnostics::default();
+            let c = parse(&cm(&[("proxy-body-size", v)]), &mut d);
+            assert_eq!(c.route_defaults.max_body_bytes, None, "{v}");
+            assert_eq!(d.0.len(), 1, "{v}: {:?}", d.0);
+        }
+        for v in ["60", "60s", "1m"] {
+            let mut d = Diagnostics::default();
+            let c = parse(&cm(&[("proxy-read-timeout", v), ("keep-alive", v)]), &mut d);
+            assert!(d.0.is_empty(), "{v}: {:?}", d.0);
+            assert_eq!(
+                c.route_defaults.timeouts.read,
+                Some(Duration::from_secs(60))
+            );
+            assert_eq!(c.settings.keepalive_timeout, Some(Duration::from_secs(60)));
+        }
+    }
+
+    /// `upstream-keepalive-time` is written into nginx's `keepalive_time` as it is, so it
+    /// takes nginx's time syntax (days, parts together), not only one number and unit; what
+    /// nginx's configuration test refuses (`y` in a millisecond directive, units out of
+    /// order) warns and keeps the default (1h).
+    #[test]
+    fn upstream_keepalive_time_is_an_nginx_time() {
+        for (v, secs) in [
+            ("1h", 3600),
+            ("3600", 3600),
+            ("90m", 5400),
+            ("1h30m", 5400),
+            ("1d", 86_400),
+            ("1w", 7 * 86_400),
+        ] {
+            let mut d = Diagnostics::default();
+            let c = parse(&cm(&[("upstream-keepalive-time", v)]), &mut d);
+            assert!(d.0.is_empty(), "{v}: {:?}", d.0);
+            let time = c.settings.upstream_keepalive_time;
+            assert_eq!(time, Some(Duration::from_secs(secs)), "{v}");
+        }
+        for v in ["1y", "30m1h", "31d", "1 h"] {
+            let mut d = Diagnostics::default();
+            let c = parse(&cm(&[("upstream-keepalive-time", v)]), &mut d);
+            assert_eq!(c.settings.upstream_keepalive_time, None, "{v}");
+            assert_eq!(d.0.len(), 1, "{v}: {:?}", d.0);
+            assert!(d.0[0].message.contains("default is kept"), "{:?}", d.0);
+        }
     }
 
     /// `load-balance` and the `proxy-redirect-*` / `proxy-cookie-*` keys are the defaults of

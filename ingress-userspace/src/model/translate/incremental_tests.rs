@@ -342,7 +342,10 @@ fn a_catch_all_ingress_is_translated_with_the_default_server_only() {
     let changed: HashSet<Key> = [Key::new("a", "catch")].into();
     let fast = t.ingresses_only(&o, &changed).expect("the fast path");
     assert_eq!(content(&fast), content(&translate(&o, &config())));
-    assert!(fast.l7.any_host.is_some(), "the default server's root route");
+    assert!(
+        fast.l7.any_host.is_some(),
+        "the default server's root route"
+    );
 }
 
 /// A plain Ingress change takes the fast path (the property above would pass without it).

@@ -500,7 +500,8 @@ pub fn value_behaves_the_same(name: &str, value: &str) -> bool {
         "auth-realm" => v != "off",
         "auth-type" => v == "basic",
         "load-balance" => v != "ewma",
-        // Only the versions rustls speaks are the same (ingress-nginx's default is `TLSv1.2`).
+        // Only the versions rustls speaks are the same (ingress-nginx's default is
+        // `TLSv1.2 TLSv1.3`, config.go `sslProtocols`).
         "ssl-protocols" => {
             v.split_whitespace().next().is_some()
                 && v.split_whitespace()
