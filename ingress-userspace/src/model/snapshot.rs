@@ -1376,6 +1376,26 @@ pub enum LoadBalancing {
     /// as ingress-nginx's `balancer/chash.lua` hashes `util.generate_var_value` of it: an empty
     /// expansion is a key too (every such request goes to one endpoint).
     Hash(crate::model::nginx_var::NginxString),
+    /// `upstream-hash-by` with `upstream-hash-by-subset: "true"` (ingress-nginx's
+    /// `balancer/chashsubset.lua`): the endpoints, in order, make ceil(n / `size`) subsets of
+    /// `size` (the last one filled up from the first endpoints); the request's expansion of
+    /// `by` picks a subset by consistent hashing over the subsets' numbers, and the request
+    /// goes to a random endpoint of it.
+    HashSubset {
+        by: crate::model::nginx_var::NginxString,
+        /// `upstream-hash-by-subset-size` (default 3).
+        size: std::num::NonZeroU32,
+    },
+}
+
+impl LoadBalancing {
+    /// The `upstream-hash-by` text of either hash policy.
+    pub fn hash_by(&self) -> Option<&crate::model::nginx_var::NginxString> {
+        match self {
+            LoadBalancing::Hash(by) | LoadBalancing::HashSubset { by, .. } => Some(by),
+            LoadBalancing::RoundRobin | LoadBalancing::LeastRequest => None,
+        }
+    }
 }
 
 /// Cookie session affinity (ingress-nginx `affinity: cookie` and the `session-cookie-*`

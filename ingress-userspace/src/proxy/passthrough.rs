@@ -34,10 +34,7 @@ use tokio::{
 };
 use tracing::debug;
 
-use crate::model::{
-    LoadBalancing,
-    nginx_var::{Var, VarSource, push_binary_addr},
-};
+use crate::model::nginx_var::{Var, VarSource, push_binary_addr};
 
 use super::{
     Shared,
@@ -258,9 +255,7 @@ fn peer_hash_key(upstream: &UpstreamRuntime, peer: IpAddr) -> Option<String> {
             }
         }
     }
-    let LoadBalancing::Hash(by) = &upstream.spec.load_balancing else {
-        return None;
-    };
+    let by = upstream.spec.load_balancing.hash_by()?;
     by.vars()
         .all(|v| matches!(v, Var::RemoteAddr | Var::BinaryRemoteAddr))
         .then(|| by.expand(&Peer(peer)))
