@@ -5,7 +5,7 @@
 mod l7common;
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::{BTreeMap, BTreeSet, HashSet},
     net::SocketAddr,
     sync::{
         Arc,
@@ -2153,6 +2153,53 @@ async fn hash_by_any_variable_text() {
             "24 URIs under {prefix} spread over both pods"
         );
     }
+}
+
+/// `upstream-hash-by-subset: "true"` with `upstream-hash-by-subset-size: "2"` over three pods
+/// (ingress-nginx's chashsubset.lua): the pods in order make subsets {p0, p1} and {p2, p0}
+/// (the last filled up from the first); one URI's requests spread over exactly the pods of
+/// one subset, and URIs spread over both subsets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hash_by_subset_keeps_a_key_on_one_subset_of_pods() {
+    let pods: Vec<HttpBackend> = (0..3).map(|i| backend(&format!("p{i}"))).collect();
+    // Translation orders the endpoints by address: the subsets follow that order.
+    let mut order: Vec<&HttpBackend> = pods.iter().collect();
+    order.sort_by_key(|p| p.addr);
+    let subset = |idx: &[usize]| -> BTreeSet<String> {
+        idx.iter().map(|&i| order[i].name.clone()).collect()
+    };
+    let subsets = [subset(&[0, 1]), subset(&[2, 0])];
+    let addrs: Vec<SocketAddr> = pods.iter().map(|p| p.addr).collect();
+    let yaml = service_pods_yaml("web", &addrs)
+        + &ingress_for(
+            "subset.test",
+            "subset",
+            "web",
+            "2024-01-01T00:00:00Z",
+            &[
+                ("upstream-hash-by", "$request_uri"),
+                ("upstream-hash-by-subset", "true"),
+                ("upstream-hash-by-subset-size", "2"),
+            ],
+        );
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    proxy.handle.apply(translated(1, &yaml));
+    let c = http1_client();
+    let mut seen = HashSet::new();
+    for i in 0..16 {
+        let uri = format!("/u{i}");
+        let mut reached = BTreeSet::new();
+        // 40 requests over a subset of two: both pods reached unless 2^-39 bad luck.
+        for _ in 0..40 {
+            let g = get(&c, proxy.http(), "subset.test", &uri).await;
+            assert_eq!(g.status, 200);
+            reached.insert(g.pod());
+        }
+        let which = subsets.iter().position(|s| *s == reached);
+        assert!(which.is_some(), "{uri} reached {reached:?}, not one of {subsets:?}");
+        seen.insert(which);
+    }
+    assert_eq!(seen.len(), 2, "16 URIs spread over both subsets");
 }
 
 // ---- The request front: one normalised path, a validated target (issue 9, classes 1 and 3).
