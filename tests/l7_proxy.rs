@@ -2196,7 +2196,10 @@ async fn hash_by_subset_keeps_a_key_on_one_subset_of_pods() {
             reached.insert(g.pod());
         }
         let which = subsets.iter().position(|s| *s == reached);
-        assert!(which.is_some(), "{uri} reached {reached:?}, not one of {subsets:?}");
+        assert!(
+            which.is_some(),
+            "{uri} reached {reached:?}, not one of {subsets:?}"
+        );
         seen.insert(which);
     }
     assert_eq!(seen.len(), 2, "16 URIs spread over both subsets");

@@ -368,6 +368,39 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
 mod tests {
     use super::*;
 
+    /// A passed connection has a hash key under either hash policy (`upstream-hash-by` with
+    /// or without `upstream-hash-by-subset`) when the text names only the client address.
+    #[test]
+    fn client_address_keys_serve_both_hash_policies() {
+        use crate::model::{LoadBalancing, nginx_var::NginxString};
+        let peer: IpAddr = [198, 18, 0, 7].into();
+        let by = |t: &str| NginxString::parse(t).unwrap();
+        let size = std::num::NonZeroU32::new(2).unwrap();
+        for (policy, want) in [
+            (LoadBalancing::Hash(by("$remote_addr")), Some("198.18.0.7")),
+            (
+                LoadBalancing::HashSubset {
+                    by: by("x-$remote_addr"),
+                    size,
+                },
+                Some("x-198.18.0.7"),
+            ),
+            (
+                LoadBalancing::HashSubset {
+                    by: by("$request_uri"),
+                    size,
+                },
+                None,
+            ),
+            (LoadBalancing::RoundRobin, None),
+        ] {
+            let mut up = (*crate::proxy::fixtures::upstream_at("s", &[])).clone();
+            up.load_balancing = policy;
+            let rt = UpstreamRuntime::new(Arc::new(up), None, Default::default());
+            assert_eq!(peer_hash_key(&rt, peer).as_deref(), want);
+        }
+    }
+
     #[tokio::test]
     async fn replay_yields_the_head_then_the_stream() {
         let (mut a, b) = tokio::io::duplex(64);
