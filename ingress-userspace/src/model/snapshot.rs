@@ -398,6 +398,11 @@ pub struct ProxySettings {
     pub use_proxy_protocol: Option<bool>,
     pub client_header_timeout: Option<Duration>,
     pub client_body_timeout: Option<Duration>,
+    /// `proxy-protocol-header-timeout`: time to receive the PROXY header on the HTTPS port
+    /// while it reads ClientHellos for ssl-passthrough (ingress-nginx's TLS proxy,
+    /// `ReadHeaderTimeout`); `None`: its default 5 s
+    /// ([`crate::proxy::settings::PROXY_PROTOCOL_HEADER_TIMEOUT`]).
+    pub proxy_protocol_header_timeout: Option<Duration>,
     /// `keep-alive`: idle time of a client connection; zero turns keep-alive off (as
     /// `--keepalive-timeout 0`, see [`crate::proxy::limits::server_builder`]).
     pub keepalive_timeout: Option<Duration>,

@@ -298,6 +298,20 @@ impl Reader<'_> {
         }
     }
 
+    /// A Go duration (`time.ParseDuration`: `5s`, `300ms`), above zero and within
+    /// [`TIMEOUT_RANGE`]; anything else warns and is the default, as ingress-nginx's
+    /// `configmap.go` falls back on its default for text it cannot parse.
+    fn go_duration(&mut self, key: &str) -> Option<Duration> {
+        let v = self.get(key)?;
+        match super::go_duration::parse(&v).filter(|d| TIMEOUT_RANGE.contains(d)) {
+            Some(d) => Some(d),
+            None => {
+                self.bad(key, &v, "a Go duration above zero (\"5s\", \"300ms\")");
+                None
+            }
+        }
+    }
+
     fn duration(
         &mut self,
         key: &str,
@@ -401,6 +415,7 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
     }
     s.client_header_timeout = r.duration("client-header-timeout", &TIMEOUT_RANGE);
     s.client_body_timeout = r.duration("client-body-timeout", &TIMEOUT_RANGE);
+    s.proxy_protocol_header_timeout = r.go_duration("proxy-protocol-header-timeout");
     s.keepalive_timeout = r.duration("keep-alive", &KEEP_ALIVE_RANGE);
     // nginx's `keepalive_requests` (client and upstream) and `keepalive_time` (upstream):
     // ingress-nginx writes the values as they are; 0 requests closes after every request
@@ -1078,6 +1093,31 @@ mod tests {
             assert!(!m.contains("--serve-ingresses-with-snippets"), "{m}");
         }
         assert!(c.route_defaults.response.denied.is_none());
+    }
+
+    /// `proxy-protocol-header-timeout` is a Go duration (configmap.go `time.ParseDuration`);
+    /// text it cannot parse, or a duration not above zero, warns and keeps the default.
+    #[test]
+    fn proxy_protocol_header_timeout_is_a_go_duration() {
+        for (v, want) in [
+            ("300ms", Some(Duration::from_millis(300))),
+            ("1m30s", Some(Duration::from_secs(90))),
+            ("5", None),
+            ("0s", None),
+            ("-1s", None),
+            ("soon", None),
+        ] {
+            let mut d = Diagnostics::default();
+            let c = parse(&cm(&[("proxy-protocol-header-timeout", v)]), &mut d);
+            assert_eq!(c.settings.proxy_protocol_header_timeout, want, "{v}");
+            let reasons: Vec<&str> = d.0.iter().map(|d| d.reason.as_str()).collect();
+            let warned = if want.is_some() {
+                vec![]
+            } else {
+                vec!["InvalidConfigMapValue"]
+            };
+            assert_eq!(reasons, warned, "{v}");
+        }
     }
 
     /// `keep-alive-requests`, `upstream-keepalive-requests`, `upstream-keepalive-connections`

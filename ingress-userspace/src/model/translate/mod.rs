@@ -47,6 +47,7 @@ pub mod errors;
 pub mod external_name;
 pub mod forward_auth;
 pub mod gateway;
+pub mod go_duration;
 pub mod incremental;
 pub mod ingress;
 pub mod ingress_inspect;
