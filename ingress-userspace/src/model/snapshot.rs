@@ -380,6 +380,14 @@ pub struct Passthrough {
     pub upstream: Arc<Upstream>,
 }
 
+/// A syslog server (ConfigMap `syslog-host`, `syslog-port`): an IP address or a DNS name, and a
+/// UDP port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyslogServer {
+    pub host: String,
+    pub port: u16,
+}
+
 /// Controller-wide proxy settings from the ingress-nginx controller ConfigMap
 /// (`--configmap NS/NAME`, keys of the same names). `None`: the flag of the same name applies
 /// (a ConfigMap key wins over a flag; annotations win over both where they exist).
@@ -473,6 +481,9 @@ pub struct ProxySettings {
     /// `skip-access-log-urls`: requests whose target as sent (`$request_uri`) is one of these,
     /// compared ignoring case (nginx `map` strings), are not written to the access log.
     pub skip_access_log_urls: Vec<String>,
+    /// `enable-syslog` with `syslog-host` and `syslog-port`: access log lines go to this
+    /// syslog server over UDP instead of stdout (nginx.tmpl's `access_log syslog:server=...`).
+    pub syslog: Option<SyslogServer>,
     /// `proxy-set-headers`: `(name, value)` set on every request to a pod of an Ingress route
     /// and of the default backend (ingress-nginx's `proxy_set_header` lines from
     /// `$all.ProxySetHeaders`, in every location of nginx.tmpl), after the forwarding headers;
