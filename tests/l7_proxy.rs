@@ -4811,6 +4811,77 @@ fn translated_with_configmap(version: u64, yaml: &str) -> Arc<Snapshot> {
     })
 }
 
+/// ConfigMap `enable-syslog` with `syslog-host` and `syslog-port` (ingress-nginx's nginx.tmpl
+/// `access_log syslog:server=HOST:PORT`): each access log line arrives at the syslog server
+/// as one UDP datagram with nginx's RFC 3164 header, `<190>` (local7.info) and the `nginx`
+/// tag; a DNS name is resolved; the keys apply on a ConfigMap change, and without
+/// `enable-syslog` nothing more is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_lines_reach_the_syslog_server_over_udp() {
+    let app = backend("app");
+    let proxy = TestProxy::start(ProxyArgs {
+        access_log_format: xdp_ingress::proxy::AccessLogFormat::Json,
+        ..ProxyArgs::default()
+    })
+    .await;
+    // The address the proxy's resolver gives `localhost` first: the server listens there.
+    let local = tokio::net::lookup_host(("localhost", 0))
+        .await
+        .unwrap()
+        .next()
+        .unwrap()
+        .ip();
+    let server = tokio::net::UdpSocket::bind((local, 0)).await.unwrap();
+    let port = server.local_addr().unwrap().port().to_string();
+    let app_yaml = service_yaml("main", app.addr)
+        + &ingress_for("log.test", "app", "main", "2024-01-01T00:00:00Z", &[]);
+    let with_cm = |data: &[(&str, &str)]| format!("{app_yaml}{}", configmap_yaml(data));
+    let c = http1_client();
+    let mut buf = vec![0u8; 65536];
+    for (version, host) in [(1, local.to_string()), (2, "localhost".to_string())] {
+        proxy.handle.apply(translated_with_configmap(
+            version,
+            &with_cm(&[
+                ("enable-syslog", "true"),
+                ("syslog-host", &host),
+                ("syslog-port", &port),
+            ]),
+        ));
+        let uri = format!("/probe-{version}");
+        assert_eq!(get(&c, proxy.http(), "log.test", &uri).await.status, 200);
+        let n = tokio::time::timeout(Duration::from_secs(5), server.recv(&mut buf))
+            .await
+            .expect("a datagram within 5 s")
+            .unwrap();
+        let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let (head, json) = line.split_once(" nginx: ").expect("the nginx tag");
+        // `<190>Mmm dd hh:mm:ss HOSTNAME`
+        assert!(head.starts_with("<190>"), "{line}");
+        let fields: Vec<&str> = head["<190>".len()..].split_whitespace().collect();
+        assert_eq!(fields.len(), 4, "{line}");
+        assert_eq!(fields[2].len(), 8, "hh:mm:ss: {line}");
+        let entry: serde_json::Value = serde_json::from_str(json).expect("the JSON line");
+        assert_eq!(entry["uri"], uri, "{line}");
+        assert_eq!(entry["status"], 200, "{line}");
+        assert_eq!(entry["host"], "log.test", "{line}");
+    }
+    // Off again: the line goes to stdout, none to the server.
+    proxy.handle.apply(translated_with_configmap(
+        3,
+        &with_cm(&[("syslog-host", &local.to_string()), ("syslog-port", &port)]),
+    ));
+    assert_eq!(
+        get(&c, proxy.http(), "log.test", "/after").await.status,
+        200
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), server.recv(&mut buf))
+            .await
+            .is_err(),
+        "no datagram without enable-syslog"
+    );
+}
+
 /// ConfigMap `allow-backend-server-header`, default "false": the pod's `Server` never reaches
 /// the client (nginx hides it, `proxy_hide_header` default; nginx.tmpl writes
 /// `proxy_pass_header Server` only for "true"), over HTTP/1.1 and HTTP/2, from the route's
