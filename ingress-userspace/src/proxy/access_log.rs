@@ -336,6 +336,21 @@ mod tests {
         );
     }
 
+    /// A line that finds the writer's queue full is dropped, not waited for, and counted.
+    #[test]
+    fn a_full_queue_drops_and_counts() {
+        let (tx, _rx) = mpsc::channel(1);
+        let log = AccessLog {
+            tx,
+            queue_full: Counter::default(),
+            syslog: watch::channel(None).0,
+        };
+        log.log(entry());
+        log.log(entry());
+        log.log(entry());
+        assert_eq!(log.queue_full.get(), 2);
+    }
+
     /// A response body that ends in an error (cut at the route's request deadline, a
     /// backend that broke off) logs its line with the reason, after the proxy's own.
     #[tokio::test]

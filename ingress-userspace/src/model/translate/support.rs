@@ -315,7 +315,7 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("enable-owasp-modsecurity-crs", MODSECURITY, "OWASP core rule set."),
     row("enable-real-ip", Supported, "Believe forwarded-for-header from trusted senders; flag of the same name."),
     row("enable-serial-reloads", Refused("there are no reloads"), "Reload nginx workers one at a time."),
-    row("enable-syslog", Differs("the access log only: the proxy's own log (nginx's error_log) stays on stderr"), "`true`: access log lines go to syslog-host over UDP instead of stdout, one datagram each as nginx's `access_log syslog:` (RFC 3164 `<190>` local7.info, tag `nginx`, UTC time; the line in the --access-log-format); a name is resolved every 30 s; a line that cannot be sent is dropped and counted (`xdp_ingress_access_log_dropped_lines_total{reason=\"syslog\"}`), never delaying a request. Without syslog-host: a warning, stdout."),
+    row("enable-syslog", Differs("the access log only: the proxy's own log (nginx's error_log) stays on stderr"), "`true`: access log lines go to syslog-host over UDP instead of stdout, one datagram each as nginx's `access_log syslog:` (RFC 3164 `<190>` local7.info, tag `nginx`, UTC time; the line in the --access-log-format, none with `off`); a name is resolved every 30 s; a line that cannot be sent is dropped and counted (`xdp_ingress_access_log_dropped_lines_total{reason=\"syslog\"}`), never delaying a request. Without syslog-host: a warning, stdout."),
     row("enable-underscores-in-headers", Supported, "Pass on request header names with underscores (off: they are dropped, as nginx)."),
     row("error-log-level", Refused("use RUST_LOG and --log-format"), "nginx error log level."),
     row("error-log-path", Refused("logs go to stderr"), "nginx error log file."),

@@ -269,14 +269,18 @@ impl UpstreamRuntime {
     }
 
     fn pick_by_policy(&self, input: &PickInput<'_>, now: u64) -> Option<usize> {
-        // A subset member that is ready, not ejected and not tried; else the key is hashed
-        // over the whole upstream as `Hash` does, rather than retrying a failed subset.
+        // A subset member that is not ejected nor tried (ready, or terminating when the
+        // subsets are made of terminating ones); else the key is hashed over the whole
+        // upstream as `Hash` does, rather than retrying a failed subset.
         if let (LoadBalancing::HashSubset { size, .. }, Some(key)) =
             (&self.spec.load_balancing, input.hash_key)
         {
-            let ok = |i: usize| self.eligible(i, 0, input.tried, now);
-            if let Some(i) = self.subset_pick(key.as_bytes(), size.get() as usize, ok) {
-                return Some(i);
+            let picked = (0..2).find_map(|tier| {
+                let ok = |i: usize| self.eligible(i, tier, input.tried, now);
+                self.subset_pick(key.as_bytes(), size.get() as usize, ok)
+            });
+            if picked.is_some() {
+                return picked;
             }
         }
         for tier in 0..3 {
@@ -649,6 +653,38 @@ mod tests {
             }
         }
         assert!(moved > 10 && moved < 70, "about a third move: {moved}");
+    }
+
+    /// Subsets are made of the ready endpoints (as ingress-nginx's backend lists them); a
+    /// terminating one is in none, unless none is ready: then they make the subsets.
+    #[test]
+    fn hash_subset_is_made_of_ready_endpoints() {
+        let all = addrs(5);
+        let terminating = |ready: &[usize]| {
+            let mut up = (*subset_runtime(&all, 2).spec).clone();
+            for (i, e) in up.endpoints.iter_mut().enumerate() {
+                if !ready.contains(&i) {
+                    e.state = EndpointState::Terminating;
+                }
+            }
+            rt(Arc::new(up))
+        };
+        let r = terminating(&[0, 2, 3, 4]);
+        let subsets: Vec<BTreeSet<SocketAddr>> = [[0, 2], [3, 4]]
+            .iter()
+            .map(|s| s.iter().map(|&i| all[i]).collect())
+            .collect();
+        for user in 0..20 {
+            let got = reached(&r, &user.to_string(), &[]);
+            assert!(subsets.contains(&got), "{got:?}");
+        }
+        let r = terminating(&[]);
+        let got = reached(&r, "u", &[]);
+        assert_eq!(
+            got.len(),
+            2,
+            "one subset of two terminating endpoints: {got:?}"
+        );
     }
 
     /// A failed or ejected member is skipped for the rest of its subset; with every member
