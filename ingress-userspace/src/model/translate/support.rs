@@ -274,7 +274,7 @@ pub static ANNOTATIONS: &[Row] = &[
 #[rustfmt::skip]
 pub static CONFIGMAP_KEYS: &[Row] = &[
     row("access-log-params", NGINX_INTERNAL, "Extra access_log parameters."),
-    row("access-log-path", Refused("the access log goes to stdout (--access-log-format)"), "Access log file."),
+    row("access-log-path", Refused("the access log goes to stdout (--access-log-format) or to enable-syslog's server"), "Access log file."),
     row("add-headers", Supported, "Response headers from a ConfigMap (NAMESPACE/NAME), set on every response; invalid or hop-by-hop ones are left out with a Warning."),
     row("allow-backend-server-header", Differs("`true` passes the pod's Server whatever server-tokens says (ingress-nginx also needs `server-tokens: true`, its issue 6733); the proxy never sends a Server of its own, as ingress-nginx with its default `server-tokens: false`"), "Pass the pod's Server response header (default false: it is removed)."),
     row("allow-cross-namespace-resources", Supported, "Default false: an annotation naming a Secret or ConfigMap of another namespace (auth-secret, auth-tls-secret, proxy-ssl-secret, auth-proxy-set-headers, custom-headers) denies the location (503; auth-tls: 403) with an Error; true lets it name them (--secret-namespaces still limits what is read)."),
@@ -349,7 +349,7 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("hsts-include-subdomains", Supported, "includeSubDomains in HSTS (default true)."),
     row("hsts-max-age", Supported, "max-age of HSTS, seconds (default 31536000)."),
     row("hsts-preload", Supported, "preload in HSTS (default false)."),
-    row("http-access-log-path", Refused("the access log goes to stdout (--access-log-format)"), "HTTP access log file."),
+    row("http-access-log-path", Refused("the access log goes to stdout (--access-log-format) or to enable-syslog's server"), "HTTP access log file."),
     row("http-redirect-code", Supported, "Status of the HTTP to HTTPS and from/to-www redirects (301, 302, 307, 308; default 308)."),
     row("http-snippet", CONFIGMAP_SNIPPET, "nginx configuration in the http block."),
     row("http2-max-concurrent-streams", Refused("use --max-concurrent-streams"), "Concurrent HTTP/2 streams."),
