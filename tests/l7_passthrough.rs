@@ -279,6 +279,57 @@ async fn proxy_protocol_header_is_read_first_and_not_forwarded() {
     );
 }
 
+/// ConfigMap `proxy-protocol-header-timeout` (with `use-proxy-protocol` from the ConfigMap
+/// too): on the HTTPS port, where ssl-passthrough hosts make the proxy read ClientHellos (as
+/// ingress-nginx's TLS proxy, its `ReadHeaderTimeout`), a connection that sends no PROXY
+/// header is closed once it passes; the HTTP port keeps nginx's client-header timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_without_its_proxy_header_is_closed_at_the_configmap_timeout() {
+    let p = pods();
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let cm = configmap_yaml(&[
+        ("use-proxy-protocol", "true"),
+        ("proxy-protocol-header-timeout", "300ms"),
+    ]);
+    let snap = translate_manifests(1, &format!("{}{cm}", manifests(&p)), |c| {
+        c.enable_ssl_passthrough = true;
+        c.configmap = Some(xdp_ingress::store::Key::new("ingress-nginx", "cm"));
+    });
+    assert!(
+        !snap
+            .diagnostics
+            .iter()
+            .any(|d| d.severity != Severity::Info
+                && d.message.contains("proxy-protocol-header-timeout")),
+        "{:?}",
+        snap.diagnostics
+    );
+    proxy.handle.apply(snap);
+    let start = std::time::Instant::now();
+    let mut https = TcpStream::connect(proxy.https()).await.unwrap();
+    let mut http = TcpStream::connect(proxy.http()).await.unwrap();
+    // Generous: the default (5 s) would not close it within 3 s.
+    assert!(closed_within(&mut https, Duration::from_secs(3)).await);
+    assert!(
+        start.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        !closed_within(&mut http, Duration::from_millis(500)).await,
+        "the HTTP port waits the client-header timeout (60 s)"
+    );
+    // A header in time still passes the connection on.
+    let mut tcp = TcpStream::connect(proxy.https()).await.unwrap();
+    tcp.write_all(b"PROXY TCP4 198.18.0.7 127.0.0.1 4711 443\r\n")
+        .await
+        .unwrap();
+    let (s, der) = tls_over(tcp, PASS, &[b"http/1.1"]).await;
+    assert_eq!(der, p.vault_cert);
+    let got = request_over(s, false, req(proxy.https(), PASS, "/")).await;
+    assert_eq!(got.pod(), "vault-pod");
+}
+
 /// The ClientHello shares the handshake's deadline (the client-header timeout): one sent a
 /// byte at a time is closed as a slow handshake is, and counted as a handshake timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,7 @@
 mod l7common;
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::{BTreeMap, BTreeSet, HashSet},
     net::SocketAddr,
     sync::{
         Arc,
@@ -2161,6 +2161,56 @@ async fn hash_by_any_variable_text() {
             "24 URIs under {prefix} spread over both pods"
         );
     }
+}
+
+/// `upstream-hash-by-subset: "true"` with `upstream-hash-by-subset-size: "2"` over three pods
+/// (ingress-nginx's chashsubset.lua): the pods in order make subsets {p0, p1} and {p2, p0}
+/// (the last filled up from the first); one URI's requests spread over exactly the pods of
+/// one subset, and URIs spread over both subsets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hash_by_subset_keeps_a_key_on_one_subset_of_pods() {
+    let pods: Vec<HttpBackend> = (0..3).map(|i| backend(&format!("p{i}"))).collect();
+    // Translation orders the endpoints by address: the subsets follow that order.
+    let mut order: Vec<&HttpBackend> = pods.iter().collect();
+    order.sort_by_key(|p| p.addr);
+    let subset = |idx: &[usize]| -> BTreeSet<String> {
+        idx.iter().map(|&i| order[i].name.clone()).collect()
+    };
+    let subsets = [subset(&[0, 1]), subset(&[2, 0])];
+    let addrs: Vec<SocketAddr> = pods.iter().map(|p| p.addr).collect();
+    let yaml = service_pods_yaml("web", &addrs)
+        + &ingress_for(
+            "subset.test",
+            "subset",
+            "web",
+            "2024-01-01T00:00:00Z",
+            &[
+                ("upstream-hash-by", "$request_uri"),
+                ("upstream-hash-by-subset", "true"),
+                ("upstream-hash-by-subset-size", "2"),
+            ],
+        );
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    proxy.handle.apply(translated(1, &yaml));
+    let c = http1_client();
+    let mut seen = HashSet::new();
+    for i in 0..16 {
+        let uri = format!("/u{i}");
+        let mut reached = BTreeSet::new();
+        // 40 requests over a subset of two: both pods reached unless 2^-39 bad luck.
+        for _ in 0..40 {
+            let g = get(&c, proxy.http(), "subset.test", &uri).await;
+            assert_eq!(g.status, 200);
+            reached.insert(g.pod());
+        }
+        let which = subsets.iter().position(|s| *s == reached);
+        assert!(
+            which.is_some(),
+            "{uri} reached {reached:?}, not one of {subsets:?}"
+        );
+        seen.insert(which);
+    }
+    assert_eq!(seen.len(), 2, "16 URIs spread over both subsets");
 }
 
 // ---- The request front: one normalised path, a validated target (issue 9, classes 1 and 3).
@@ -4749,6 +4799,77 @@ fn translated_with_configmap(version: u64, yaml: &str) -> Arc<Snapshot> {
     translate_manifests(version, yaml, |c| {
         c.configmap = Some(xdp_ingress::store::Key::new("ingress-nginx", "cm"))
     })
+}
+
+/// ConfigMap `enable-syslog` with `syslog-host` and `syslog-port` (ingress-nginx's nginx.tmpl
+/// `access_log syslog:server=HOST:PORT`): each access log line arrives at the syslog server
+/// as one UDP datagram with nginx's RFC 3164 header, `<190>` (local7.info) and the `nginx`
+/// tag; a DNS name is resolved; the keys apply on a ConfigMap change, and without
+/// `enable-syslog` nothing more is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_lines_reach_the_syslog_server_over_udp() {
+    let app = backend("app");
+    let proxy = TestProxy::start(ProxyArgs {
+        access_log_format: xdp_ingress::proxy::AccessLogFormat::Json,
+        ..ProxyArgs::default()
+    })
+    .await;
+    // The address the proxy's resolver gives `localhost` first: the server listens there.
+    let local = tokio::net::lookup_host(("localhost", 0))
+        .await
+        .unwrap()
+        .next()
+        .unwrap()
+        .ip();
+    let server = tokio::net::UdpSocket::bind((local, 0)).await.unwrap();
+    let port = server.local_addr().unwrap().port().to_string();
+    let app_yaml = service_yaml("main", app.addr)
+        + &ingress_for("log.test", "app", "main", "2024-01-01T00:00:00Z", &[]);
+    let with_cm = |data: &[(&str, &str)]| format!("{app_yaml}{}", configmap_yaml(data));
+    let c = http1_client();
+    let mut buf = vec![0u8; 65536];
+    for (version, host) in [(1, local.to_string()), (2, "localhost".to_string())] {
+        proxy.handle.apply(translated_with_configmap(
+            version,
+            &with_cm(&[
+                ("enable-syslog", "true"),
+                ("syslog-host", &host),
+                ("syslog-port", &port),
+            ]),
+        ));
+        let uri = format!("/probe-{version}");
+        assert_eq!(get(&c, proxy.http(), "log.test", &uri).await.status, 200);
+        let n = tokio::time::timeout(Duration::from_secs(5), server.recv(&mut buf))
+            .await
+            .expect("a datagram within 5 s")
+            .unwrap();
+        let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let (head, json) = line.split_once(" nginx: ").expect("the nginx tag");
+        // `<190>Mmm dd hh:mm:ss HOSTNAME`
+        assert!(head.starts_with("<190>"), "{line}");
+        let fields: Vec<&str> = head["<190>".len()..].split_whitespace().collect();
+        assert_eq!(fields.len(), 4, "{line}");
+        assert_eq!(fields[2].len(), 8, "hh:mm:ss: {line}");
+        let entry: serde_json::Value = serde_json::from_str(json).expect("the JSON line");
+        assert_eq!(entry["uri"], uri, "{line}");
+        assert_eq!(entry["status"], 200, "{line}");
+        assert_eq!(entry["host"], "log.test", "{line}");
+    }
+    // Off again: the line goes to stdout, none to the server.
+    proxy.handle.apply(translated_with_configmap(
+        3,
+        &with_cm(&[("syslog-host", &local.to_string()), ("syslog-port", &port)]),
+    ));
+    assert_eq!(
+        get(&c, proxy.http(), "log.test", "/after").await.status,
+        200
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), server.recv(&mut buf))
+            .await
+            .is_err(),
+        "no datagram without enable-syslog"
+    );
 }
 
 /// ConfigMap `allow-backend-server-header`, default "false": the pod's `Server` never reaches

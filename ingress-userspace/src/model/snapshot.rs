@@ -415,6 +415,14 @@ impl HeadBuffers {
     }
 }
 
+/// A syslog server (ConfigMap `syslog-host`, `syslog-port`): an IP address or a DNS name, and a
+/// UDP port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyslogServer {
+    pub host: String,
+    pub port: u16,
+}
+
 /// Controller-wide proxy settings from the ingress-nginx controller ConfigMap
 /// (`--configmap NS/NAME`, keys of the same names). `None`: the flag of the same name applies
 /// (a ConfigMap key wins over a flag; annotations win over both where they exist).
@@ -433,6 +441,11 @@ pub struct ProxySettings {
     pub use_proxy_protocol: Option<bool>,
     pub client_header_timeout: Option<Duration>,
     pub client_body_timeout: Option<Duration>,
+    /// `proxy-protocol-header-timeout`: time to receive the PROXY header on the HTTPS port
+    /// while it reads ClientHellos for ssl-passthrough (ingress-nginx's TLS proxy,
+    /// `ReadHeaderTimeout`); `None`: its default 5 s
+    /// ([`crate::proxy::settings::PROXY_PROTOCOL_HEADER_TIMEOUT`]).
+    pub proxy_protocol_header_timeout: Option<Duration>,
     /// `keep-alive`: idle time of a client connection; zero turns keep-alive off (as
     /// `--keepalive-timeout 0`, see [`crate::proxy::limits::server_builder`]).
     pub keepalive_timeout: Option<Duration>,
@@ -507,6 +520,9 @@ pub struct ProxySettings {
     /// `skip-access-log-urls`: requests whose target as sent (`$request_uri`) is one of these,
     /// compared ignoring case (nginx `map` strings), are not written to the access log.
     pub skip_access_log_urls: Vec<String>,
+    /// `enable-syslog` with `syslog-host` and `syslog-port`: access log lines go to this
+    /// syslog server over UDP instead of stdout (nginx.tmpl's `access_log syslog:server=...`).
+    pub syslog: Option<SyslogServer>,
     /// `proxy-set-headers`: `(name, value)` set on every request to a pod of an Ingress route
     /// and of the default backend (ingress-nginx's `proxy_set_header` lines from
     /// `$all.ProxySetHeaders`, in every location of nginx.tmpl), after the forwarding headers;
@@ -1415,6 +1431,26 @@ pub enum LoadBalancing {
     /// as ingress-nginx's `balancer/chash.lua` hashes `util.generate_var_value` of it: an empty
     /// expansion is a key too (every such request goes to one endpoint).
     Hash(crate::model::nginx_var::NginxString),
+    /// `upstream-hash-by` with `upstream-hash-by-subset: "true"` (ingress-nginx's
+    /// `balancer/chashsubset.lua`): the endpoints, in order, make ceil(n / `size`) subsets of
+    /// `size` (the last one filled up from the first endpoints); the request's expansion of
+    /// `by` picks a subset by consistent hashing over the subsets' numbers, and the request
+    /// goes to a random endpoint of it.
+    HashSubset {
+        by: crate::model::nginx_var::NginxString,
+        /// `upstream-hash-by-subset-size` (default 3).
+        size: std::num::NonZeroU32,
+    },
+}
+
+impl LoadBalancing {
+    /// The `upstream-hash-by` text of either hash policy.
+    pub fn hash_by(&self) -> Option<&crate::model::nginx_var::NginxString> {
+        match self {
+            LoadBalancing::Hash(by) | LoadBalancing::HashSubset { by, .. } => Some(by),
+            LoadBalancing::RoundRobin | LoadBalancing::LeastRequest => None,
+        }
+    }
 }
 
 /// Cookie session affinity (ingress-nginx `affinity: cookie` and the `session-cookie-*`

@@ -1,6 +1,9 @@
-//! Access logs on stdout, one line per request, text or JSON. Lines are written by a
-//! background task (a full queue drops lines rather than slowing requests); the entry is
-//! completed when the response body ends, so it carries the bytes actually sent.
+//! Access logs on stdout, one line per request, text or JSON; with the ConfigMap's
+//! `enable-syslog`, to its syslog server instead ([`super::syslog`]), as ingress-nginx's
+//! nginx.tmpl writes `access_log syslog:server=...` in place of the file. Lines are written by
+//! a background task (a full queue drops lines rather than slowing requests, counted in
+//! `access_log_dropped_lines_total`); the entry is completed when the response body ends, so
+//! it carries the bytes actually sent.
 
 use std::{
     io::Write,
@@ -13,10 +16,18 @@ use std::{
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
+use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
-use super::{args::AccessLogFormat, upstream::BoxError, upstream::ProxyBody};
+use super::{
+    args::AccessLogFormat,
+    metrics::{DroppedLogLabels, Metrics},
+    syslog,
+    upstream::BoxError,
+    upstream::ProxyBody,
+};
+use crate::model::SyslogServer;
 
 /// One request as logged.
 #[derive(Debug, Default, Serialize)]
@@ -45,18 +56,51 @@ pub struct Entry {
 #[derive(Clone)]
 pub struct AccessLog {
     tx: mpsc::Sender<Entry>,
+    /// Lines dropped because the queue was full.
+    queue_full: Counter,
+    /// The syslog server of the live settings (`None`: stdout).
+    syslog: watch::Sender<Option<SyslogServer>>,
 }
 
+/// Lines sent to syslog per pass of the writer before it looks at the settings again.
+const SYSLOG_BATCH: usize = 256;
+
 impl AccessLog {
-    /// Starts the writer task; `None` when logging is off.
-    pub fn start(format: AccessLogFormat) -> Option<AccessLog> {
+    /// Starts the writer task; `None` when logging is off (`--access-log-format off`, which
+    /// also keeps lines from syslog).
+    pub fn start(format: AccessLogFormat, metrics: &Metrics) -> Option<AccessLog> {
         if format == AccessLogFormat::Off {
             return None;
         }
+        let dropped = |reason| {
+            metrics
+                .access_log_dropped
+                .get_or_create(&DroppedLogLabels { reason })
+                .clone()
+        };
         let (tx, mut rx) = mpsc::channel::<Entry>(8192);
+        let (syslog, to_syslog) = watch::channel(None::<SyslogServer>);
+        let mut sender = syslog::Sender::new(dropped("syslog"));
         tokio::spawn(async move {
             let mut buf = Vec::with_capacity(64 * 1024);
             while let Some(e) = rx.recv().await {
+                let server = to_syslog.borrow().clone();
+                if let Some(server) = server {
+                    let mut next = Some(e);
+                    for _ in 0..SYSLOG_BATCH {
+                        let Some(e) = next.take().or_else(|| rx.try_recv().ok()) else {
+                            break;
+                        };
+                        buf.clear();
+                        write_entry(&mut buf, &e, format);
+                        if buf.last() == Some(&b'\n') {
+                            buf.pop();
+                        }
+                        sender.send(&server, &buf).await;
+                    }
+                    buf.clear();
+                    continue;
+                }
                 write_entry(&mut buf, &e, format);
                 while let Ok(e) = rx.try_recv() {
                     write_entry(&mut buf, &e, format);
@@ -70,11 +114,26 @@ impl AccessLog {
                 buf.clear();
             }
         });
-        Some(AccessLog { tx })
+        Some(AccessLog {
+            tx,
+            queue_full: dropped("queue_full"),
+            syslog,
+        })
     }
 
     pub fn log(&self, e: Entry) {
-        let _ = self.tx.try_send(e);
+        if self.tx.try_send(e).is_err() {
+            self.queue_full.inc();
+        }
+    }
+
+    /// Sends the lines written from now on to `server` (`None`: stdout).
+    pub fn set_syslog(&self, server: Option<SyslogServer>) {
+        self.syslog.send_if_modified(|s| {
+            let changed = *s != server;
+            *s = server;
+            changed
+        });
     }
 }
 
@@ -277,13 +336,32 @@ mod tests {
         );
     }
 
+    /// A line that finds the writer's queue full is dropped, not waited for, and counted.
+    #[test]
+    fn a_full_queue_drops_and_counts() {
+        let (tx, _rx) = mpsc::channel(1);
+        let log = AccessLog {
+            tx,
+            queue_full: Counter::default(),
+            syslog: watch::channel(None).0,
+        };
+        log.log(entry());
+        log.log(entry());
+        log.log(entry());
+        assert_eq!(log.queue_full.get(), 2);
+    }
+
     /// A response body that ends in an error (cut at the route's request deadline, a
     /// backend that broke off) logs its line with the reason, after the proxy's own.
     #[tokio::test]
     async fn a_body_cut_short_logs_why() {
         use http_body_util::{BodyExt, StreamBody};
         let (tx, mut rx) = mpsc::channel(4);
-        let log = Arc::new(AccessLog { tx });
+        let log = Arc::new(AccessLog {
+            tx,
+            queue_full: Counter::default(),
+            syslog: watch::channel(None).0,
+        });
         let frames: Vec<Result<Frame<Bytes>, BoxError>> = vec![
             Ok(Frame::data(Bytes::from_static(b"part"))),
             Err("deadline".into()),

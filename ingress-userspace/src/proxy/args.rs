@@ -96,7 +96,8 @@ pub struct ProxyArgs {
     /// Prometheus `/metrics`, `/healthz` and `/readyz` on this address (off when unset).
     #[arg(long, env = "XDP_INGRESS_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
-    /// Access log format on stdout.
+    /// Access log format on stdout (or to the ConfigMap's `enable-syslog` server; `off`: no
+    /// access log anywhere).
     #[arg(long, value_enum, default_value_t = AccessLogFormat::Text)]
     pub access_log_format: AccessLogFormat,
     /// Name, in an `x-xdp-ingress-reason` header, why the proxy answered a request itself

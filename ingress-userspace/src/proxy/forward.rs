@@ -60,9 +60,7 @@ use super::{
         send_timeout::SendTimedOut,
     },
 };
-use crate::model::{
-    BackendProtocol, LoadBalancing, ObjectKind, RoutePolicy, UpstreamVersion, nginx_var::Var,
-};
+use crate::model::{BackendProtocol, ObjectKind, RoutePolicy, UpstreamVersion, nginx_var::Var};
 
 /// Header naming why the proxy answered a request itself.
 pub const REASON_HEADER: &str = "x-xdp-ingress-reason";
@@ -1622,19 +1620,18 @@ fn location_headers<B>(
 /// Admission: a request whose declared body (`Content-Length`, or an HTTP/2 body's known
 /// size) exceeds `max_body` bytes (`proxy-body-size`; `0`: no limit) is refused with 413
 /// before anything is sent, as nginx's `client_max_body_size` does.
-/// The request's expansion of the upstream's `upstream-hash-by` ([`LoadBalancing::Hash`]), as
-/// ingress-nginx's `balancer/chash.lua` takes it in the balancer phase: the client's headers,
-/// the target after `rewrite-target` (`$uri`, `$args`) and before it (`$request_uri`). `None`
-/// for any other balancing.
+/// The request's expansion of the upstream's `upstream-hash-by`
+/// ([`crate::model::LoadBalancing::hash_by`]), as ingress-nginx's `balancer/chash.lua` and
+/// `chashsubset.lua` take it in the balancer phase: the client's headers, the target after
+/// `rewrite-target` (`$uri`, `$args`) and before it (`$request_uri`). `None` for any other
+/// balancing.
 fn hash_key<B>(
     req: &mut Request<B>,
     up: &UpstreamRuntime,
     host: &str,
     out: &Outcome,
 ) -> Option<String> {
-    let LoadBalancing::Hash(by) = &up.spec.load_balancing else {
-        return None;
-    };
+    let by = up.spec.load_balancing.hash_by()?;
     // `$request_id` is the id the pod gets: set it now, as `prepare` keeps one already there.
     let request_id = if by.vars().any(|v| *v == Var::RequestId) {
         super::headers::request_id(req.headers_mut())

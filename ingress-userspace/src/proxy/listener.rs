@@ -186,8 +186,12 @@ struct Accepted {
     listener: ListenerId,
 }
 
-/// With `use-proxy-protocol`, reads the PROXY header (within the client-header timeout) and
-/// returns the client it names; a connection without a valid header is closed, as nginx does.
+/// With `use-proxy-protocol`, reads the PROXY header and returns the client it names; a
+/// connection without a valid header is closed, as nginx does. The header's time limit is
+/// ingress-nginx's: `proxy-protocol-header-timeout` on the HTTPS port while it reads
+/// ClientHellos for ssl-passthrough (its Go TLS proxy's `ReadHeaderTimeout`), else the
+/// client-header timeout (nginx reads the header of its own listeners within
+/// `client_header_timeout`).
 /// A client named by a trusted balancer takes over the connection's per-client slot, so the
 /// cap counts clients, not the balancer.
 async fn proxy_header(
@@ -200,7 +204,12 @@ async fn proxy_header(
     if !live.trust.use_proxy_protocol {
         return Ok(None);
     }
-    let proxied = proxy_protocol::read_header(stream.get_mut(), live.client_header_timeout)
+    let timeout = if listener == "https" && !shared.runtime.load().sni.is_empty() {
+        live.proxy_protocol_header_timeout
+    } else {
+        live.client_header_timeout
+    };
+    let proxied = proxy_protocol::read_header(stream.get_mut(), timeout)
         .await
         .map_err(|e| debug!(client = %peer, error = %e, "connection closed"))?;
     if let Some(p) = proxied

@@ -104,6 +104,14 @@ pub struct BudgetLabels {
     pub budget: &'static str,
 }
 
+/// Why an access log line was not written: `queue_full` (the writer is behind; the line is
+/// dropped rather than slowing the request) or `syslog` (not sent to the syslog server: its
+/// name did not resolve, or the datagram could not be sent).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DroppedLogLabels {
+    pub reason: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     pub result: &'static str,
@@ -147,6 +155,7 @@ pub struct Metrics {
     pub active_connections: Family<ListenerLabels, Gauge>,
     pub rejected_connections: Family<RejectLabels, Counter>,
     pub tls_handshakes: Family<ResultLabels, Counter>,
+    pub access_log_dropped: Family<DroppedLogLabels, Counter>,
     pub ssl_passthrough: Family<PassthroughLabels, Counter>,
     pub rate_limited: Family<RateLimitedLabels, Counter>,
     /// 1 while the rate-limit store (`--rate-limit-redis`) is connected, else 0.
@@ -191,6 +200,10 @@ impl Metrics {
             }
         }
         let tls_handshakes = Family::default();
+        let access_log_dropped: Family<DroppedLogLabels, Counter> = Family::default();
+        for reason in ["queue_full", "syslog"] {
+            let _ = access_log_dropped.get_or_create(&DroppedLogLabels { reason });
+        }
         let ssl_passthrough = Family::default();
         let rate_limited = Family::default();
         let rate_limit_store_up = Gauge::default();
@@ -250,6 +263,13 @@ impl Metrics {
             "tls_handshakes",
             "TLS handshakes by result",
             tls_handshakes.clone(),
+        );
+        registry.register(
+            "access_log_dropped_lines",
+            "Access log lines not written: reason=queue_full (the writer was behind), \
+             reason=syslog (enable-syslog: the server's name did not resolve or the datagram \
+             could not be sent)",
+            access_log_dropped.clone(),
         );
         registry.register(
             "ssl_passthrough_connections",
@@ -320,6 +340,7 @@ impl Metrics {
             active_connections,
             rejected_connections,
             tls_handshakes,
+            access_log_dropped,
             ssl_passthrough,
             rate_limited,
             rate_limit_store_up,

@@ -54,6 +54,7 @@ pub mod router;
 pub mod settings;
 pub mod slots;
 pub mod sni;
+pub mod syslog;
 pub mod tls;
 pub mod tunnel;
 pub mod upstream;
@@ -403,6 +404,7 @@ impl Proxy {
             args.request_buffer_total_bytes,
             metrics.request_buffer_bytes.clone(),
         );
+        let access_log = AccessLog::start(args.access_log_format, &metrics).map(Arc::new);
         let shared = Arc::new(Shared {
             workers: worker_count,
             clients: Clients::per_worker(
@@ -417,7 +419,7 @@ impl Proxy {
             reuse,
             runtime: ArcSwap::from_pointee(Runtime::empty()),
             metrics,
-            access_log: AccessLog::start(args.access_log_format).map(Arc::new),
+            access_log,
             certs,
             handshakes: ArcSwap::from_pointee(handshakes),
             auth: auth::Authenticator::default(),
@@ -559,6 +561,9 @@ impl ProxyHandle {
                 );
             }
             shared.reuse.set(live.upstream_keepalive);
+            if let Some(log) = &shared.access_log {
+                log.set_syslog(live.settings.syslog.clone());
+            }
             shared.live.store(Arc::new(live));
         }
         let old = shared.runtime.swap(Arc::new(rt));

@@ -34,10 +34,7 @@ use tokio::{
 };
 use tracing::debug;
 
-use crate::model::{
-    LoadBalancing,
-    nginx_var::{Var, VarSource, push_binary_addr},
-};
+use crate::model::nginx_var::{Var, VarSource, push_binary_addr};
 
 use super::{
     Shared,
@@ -258,9 +255,7 @@ fn peer_hash_key(upstream: &UpstreamRuntime, peer: IpAddr) -> Option<String> {
             }
         }
     }
-    let LoadBalancing::Hash(by) = &upstream.spec.load_balancing else {
-        return None;
-    };
+    let by = upstream.spec.load_balancing.hash_by()?;
     by.vars()
         .all(|v| matches!(v, Var::RemoteAddr | Var::BinaryRemoteAddr))
         .then(|| by.expand(&Peer(peer)))
@@ -372,6 +367,39 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A passed connection has a hash key under either hash policy (`upstream-hash-by` with
+    /// or without `upstream-hash-by-subset`) when the text names only the client address.
+    #[test]
+    fn client_address_keys_serve_both_hash_policies() {
+        use crate::model::{LoadBalancing, nginx_var::NginxString};
+        let peer: IpAddr = [198, 18, 0, 7].into();
+        let by = |t: &str| NginxString::parse(t).unwrap();
+        let size = std::num::NonZeroU32::new(2).unwrap();
+        for (policy, want) in [
+            (LoadBalancing::Hash(by("$remote_addr")), Some("198.18.0.7")),
+            (
+                LoadBalancing::HashSubset {
+                    by: by("x-$remote_addr"),
+                    size,
+                },
+                Some("x-198.18.0.7"),
+            ),
+            (
+                LoadBalancing::HashSubset {
+                    by: by("$request_uri"),
+                    size,
+                },
+                None,
+            ),
+            (LoadBalancing::RoundRobin, None),
+        ] {
+            let mut up = (*crate::proxy::fixtures::upstream_at("s", &[])).clone();
+            up.load_balancing = policy;
+            let rt = UpstreamRuntime::new(Arc::new(up), None, Default::default());
+            assert_eq!(peer_hash_key(&rt, peer).as_deref(), want);
+        }
+    }
 
     #[tokio::test]
     async fn replay_yields_the_head_then_the_stream() {

@@ -14,6 +14,11 @@ use super::upstream::pool::Keepalive;
 use super::{args::ProxyArgs, client_addr::TrustConfig, limits, liveness::ConnTimeouts};
 use crate::model::{ProxySettings, RateLimit, nginx_map::MapMatcher, nginx_var::NginxString};
 
+/// ingress-nginx's default `proxy-protocol-header-timeout` (config.go
+/// `defProxyDeadlineDuration`): how long its TLS proxy for ssl-passthrough waits for a PROXY
+/// header.
+pub const PROXY_PROTOCOL_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The live settings derived from the flags and one snapshot's [`ProxySettings`].
 pub(crate) struct Live {
     /// What the snapshot's settings were made from (to skip rebuilding when unchanged); also
@@ -32,6 +37,8 @@ pub(crate) struct Live {
     pub keepalive_requests: u64,
     pub client_header_timeout: Duration,
     pub client_body_timeout: Duration,
+    /// `proxy-protocol-header-timeout` (default [`PROXY_PROTOCOL_HEADER_TIMEOUT`]).
+    pub proxy_protocol_header_timeout: Duration,
     /// `Strict-Transport-Security` for HTTPS responses (ConfigMap `hsts*`).
     pub hsts: Option<HeaderValue>,
     /// `enable-underscores-in-headers`: off, request fields named with `_` are dropped.
@@ -78,6 +85,9 @@ impl Live {
                 .unwrap_or(limits::KEEPALIVE_REQUESTS),
             client_header_timeout: a.client_header_timeout,
             client_body_timeout: a.client_body_timeout,
+            proxy_protocol_header_timeout: settings
+                .proxy_protocol_header_timeout
+                .unwrap_or(PROXY_PROTOCOL_HEADER_TIMEOUT),
             enable_underscores_in_headers: a.enable_underscores_in_headers,
             ignore_invalid_headers: settings.ignore_invalid_headers.unwrap_or(true),
             limit_req_status: status_or_503(settings.limit_req_status_code),

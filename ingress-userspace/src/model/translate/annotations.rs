@@ -5,7 +5,10 @@
 //! the `*_RANGE` constants), gives a warning naming the annotation and the range, and the
 //! default behaviour; the Ingress is still served.
 
-use std::{collections::BTreeMap, net::IpAddr, ops::RangeInclusive, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeMap, net::IpAddr, num::NonZeroU32, ops::RangeInclusive, sync::Arc,
+    time::Duration,
+};
 
 use crate::model::{
     BackendProtocol, CookieAffinity, IpPrefix, LoadBalancing, ObjectRef, RoutePolicy, UpstreamHttp,
@@ -466,10 +469,16 @@ pub fn parse_with(
                 .and_then(load_balance)
         })
         .unwrap_or(LoadBalancing::RoundRobin);
+    let subset = hash_subset(&mut r);
     if let Some(v) = r.get("upstream-hash-by").map(str::to_string) {
         // Any text with variables, as ingress-nginx's chash.lua expands it per request.
         match NginxString::parse(&v) {
-            Ok(by) => load_balancing = LoadBalancing::Hash(by),
+            Ok(by) => {
+                load_balancing = match subset {
+                    Some(size) => LoadBalancing::HashSubset { by, size },
+                    None => LoadBalancing::Hash(by),
+                }
+            }
             Err(e) => r.bad(
                 "upstream-hash-by",
                 &v,
@@ -502,6 +511,40 @@ pub fn parse_with(
         service_upstream,
         upstream_tls: None,
     }
+}
+
+/// ingress-nginx's default `upstream-hash-by-subset-size` (annotations/upstreamhashby).
+pub const DEFAULT_HASH_SUBSET_SIZE: NonZeroU32 = NonZeroU32::new(3).unwrap();
+
+/// `upstream-hash-by-subset` and `upstream-hash-by-subset-size`: the subset size when subset
+/// hashing is on. As ingress-nginx's parser, a size of `0` is the default 3; a value that is
+/// not a boolean, or not a whole number from 0 to 2^32 - 1, warns and is the default (off,
+/// 3). Both are read, and warn, even without `upstream-hash-by`, where they do nothing
+/// (ingress-nginx's balancer.lua looks at them only under it).
+fn hash_subset(r: &mut Reader<'_>) -> Option<NonZeroU32> {
+    let on = r.bool("upstream-hash-by-subset").unwrap_or(false);
+    let size = match r.get("upstream-hash-by-subset-size").map(str::to_string) {
+        None => DEFAULT_HASH_SUBSET_SIZE,
+        Some(v) => match v.parse::<i64>() {
+            Ok(0) => DEFAULT_HASH_SUBSET_SIZE,
+            Ok(n) => match u32::try_from(n).ok().and_then(NonZeroU32::new) {
+                Some(n) => n,
+                None => {
+                    r.out_of_range("upstream-hash-by-subset-size", &v, "1 to 4294967295");
+                    DEFAULT_HASH_SUBSET_SIZE
+                }
+            },
+            Err(_) => {
+                r.bad(
+                    "upstream-hash-by-subset-size",
+                    &v,
+                    "a whole number of endpoints",
+                );
+                DEFAULT_HASH_SUBSET_SIZE
+            }
+        },
+    };
+    on.then_some(size)
 }
 
 #[cfg(test)]
@@ -625,6 +668,58 @@ mod tests {
         }
         let (o, w) = parse_map(&[(&format!("{N}upstream-hash-by"), "$upstream_addr")]);
         assert_eq!(w, ["InvalidAnnotation"]);
+        assert_eq!(o.load_balancing, LoadBalancing::RoundRobin);
+    }
+
+    /// `upstream-hash-by-subset: "true"` hashes to a subset of `upstream-hash-by-subset-size`
+    /// endpoints (default 3, and `0` is 3, as ingress-nginx's parser); bad values warn and
+    /// fall back on those defaults; without `upstream-hash-by` neither does anything.
+    #[test]
+    fn upstream_hash_by_subset_and_its_size() {
+        const N: &str = "nginx.ingress.kubernetes.io/";
+        let by = || NginxString::parse("$request_uri").unwrap();
+        let subset = |size: u32| LoadBalancing::HashSubset {
+            by: by(),
+            size: NonZeroU32::new(size).unwrap(),
+        };
+        let hash = &format!("{N}upstream-hash-by");
+        let on = &format!("{N}upstream-hash-by-subset");
+        let size = &format!("{N}upstream-hash-by-subset-size");
+        for (pairs, want, warnings) in [
+            (vec![(on, "true")], subset(3), vec![]),
+            (vec![(on, "true"), (size, "2")], subset(2), vec![]),
+            (vec![(on, "true"), (size, "0")], subset(3), vec![]),
+            (
+                vec![(on, "false"), (size, "2")],
+                LoadBalancing::Hash(by()),
+                vec![],
+            ),
+            (vec![(size, "2")], LoadBalancing::Hash(by()), vec![]),
+            (
+                vec![(on, "yes"), (size, "2")],
+                LoadBalancing::Hash(by()),
+                vec!["InvalidAnnotation"],
+            ),
+            (
+                vec![(on, "true"), (size, "-1")],
+                subset(3),
+                vec!["AnnotationOutOfRange"],
+            ),
+            (
+                vec![(on, "true"), (size, "two")],
+                subset(3),
+                vec!["InvalidAnnotation"],
+            ),
+        ] {
+            let mut pairs: Vec<(&str, &str)> =
+                pairs.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            pairs.push((hash, "$request_uri"));
+            let (o, w) = parse_map(&pairs);
+            assert_eq!(o.load_balancing, want, "{pairs:?}");
+            assert_eq!(w, warnings, "{pairs:?}");
+        }
+        let (o, w) = parse_map(&[(on, "true"), (size, "2")]);
+        assert!(w.is_empty(), "{w:?}");
         assert_eq!(o.load_balancing, LoadBalancing::RoundRobin);
     }
 

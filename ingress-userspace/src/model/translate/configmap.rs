@@ -18,7 +18,9 @@ use super::{
     diagnostics::Diagnostics,
     location_list, support,
 };
-use crate::model::{IpPrefix, ObjectKind, ObjectRef, ProxySettings, RetryOn, RoutePolicy};
+use crate::model::{
+    IpPrefix, ObjectKind, ObjectRef, ProxySettings, RetryOn, RoutePolicy, SyslogServer,
+};
 
 /// `keep-alive`: 0, which turns client keep-alive off (configmap.md: "The zero value disables
 /// keep-alive client connections"), up to the end of [`TIMEOUT_RANGE`].
@@ -298,6 +300,20 @@ impl Reader<'_> {
         }
     }
 
+    /// A Go duration (`time.ParseDuration`: `5s`, `300ms`), above zero and within
+    /// [`TIMEOUT_RANGE`]; anything else warns and is the default, as ingress-nginx's
+    /// `configmap.go` falls back on its default for text it cannot parse.
+    fn go_duration(&mut self, key: &str) -> Option<Duration> {
+        let v = self.get(key)?;
+        match super::go_duration::parse(&v).filter(|d| TIMEOUT_RANGE.contains(d)) {
+            Some(d) => Some(d),
+            None => {
+                self.bad(key, &v, "a Go duration above zero (\"5s\", \"300ms\")");
+                None
+            }
+        }
+    }
+
     fn duration(
         &mut self,
         key: &str,
@@ -333,6 +349,61 @@ impl Reader<'_> {
             }
         }
     }
+}
+
+/// ingress-nginx's default `syslog-port` (config.go).
+pub const SYSLOG_PORT: u16 = 514;
+
+/// `enable-syslog`, `syslog-host` and `syslog-port` (ingress-nginx's nginx.tmpl writes
+/// `access_log syslog:server=HOST:PORT` when `enable-syslog` is true). The host is an IP
+/// address (an IPv6 one with or without brackets) or a DNS name; a port outside 1-65535 warns
+/// and is 514. `enable-syslog` without a host warns and leaves the access log on stdout
+/// (ingress-nginx would write `server=:514`, a configuration nginx refuses).
+fn syslog_server(r: &mut Reader<'_>) -> Option<SyslogServer> {
+    let port = match r.get("syslog-port") {
+        None => SYSLOG_PORT,
+        Some(v) => match v.parse::<u16>() {
+            Ok(p) if p > 0 => p,
+            _ => {
+                r.bad("syslog-port", &v, "a UDP port (1-65535)");
+                SYSLOG_PORT
+            }
+        },
+    };
+    let host = r.get("syslog-host");
+    if !r.bool("enable-syslog").unwrap_or(false) {
+        return None;
+    }
+    let host = host
+        .as_deref()
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+        .filter(|h| !h.is_empty());
+    let Some(host) = host else {
+        r.bad(
+            "enable-syslog",
+            "true",
+            "usable without syslog-host (a syslog server)",
+        );
+        return None;
+    };
+    if host.parse::<std::net::IpAddr>().is_err() && !is_dns_name(host) {
+        r.bad("syslog-host", host, "an IP address or a DNS name");
+        return None;
+    }
+    Some(SyslogServer {
+        host: host.to_string(),
+        port,
+    })
+}
+
+/// Letters, digits, `-` and `.` in labels of 1 to 63 characters (RFC 1123).
+fn is_dns_name(h: &str) -> bool {
+    h.len() <= 253
+        && h.trim_end_matches('.').split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 /// ingress-nginx's controller ConfigMap as its Helm chart and manifests name it
@@ -402,6 +473,7 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
             .map(str::to_string)
             .collect();
     }
+    s.syslog = syslog_server(&mut r);
     s.add_original_uri_header = r.bool("proxy-add-original-uri-header").unwrap_or(false);
     if let Some(v) = r.get("forwarded-for-header") {
         match http::HeaderName::from_bytes(v.as_bytes()) {
@@ -422,6 +494,7 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
     }
     s.client_header_timeout = r.duration("client-header-timeout", &TIMEOUT_RANGE);
     s.client_body_timeout = r.duration("client-body-timeout", &TIMEOUT_RANGE);
+    s.proxy_protocol_header_timeout = r.go_duration("proxy-protocol-header-timeout");
     s.keepalive_timeout = r.duration("keep-alive", &KEEP_ALIVE_RANGE);
     // nginx's `keepalive_requests` (client and upstream) and `keepalive_time` (upstream):
     // ingress-nginx writes the values as they are; 0 requests closes after every request
@@ -1104,6 +1177,82 @@ mod tests {
             assert!(!m.contains("--serve-ingresses-with-snippets"), "{m}");
         }
         assert!(c.route_defaults.response.denied.is_none());
+    }
+
+    /// `enable-syslog` sends the access log to `syslog-host`:`syslog-port` (default 514);
+    /// without `enable-syslog` the other two do nothing; a bad port warns and is 514, no host
+    /// or a bad one warns and keeps stdout.
+    #[test]
+    fn syslog_keys() {
+        let server = |host: &str, port| {
+            Some(SyslogServer {
+                host: host.into(),
+                port,
+            })
+        };
+        for (pairs, want, warnings) in [
+            (
+                vec![("enable-syslog", "true"), ("syslog-host", "logs.example")],
+                server("logs.example", 514),
+                0,
+            ),
+            (
+                vec![
+                    ("enable-syslog", "true"),
+                    ("syslog-host", "[2001:db8::1]"),
+                    ("syslog-port", "1514"),
+                ],
+                server("2001:db8::1", 1514),
+                0,
+            ),
+            (vec![("syslog-host", "10.0.0.9")], None, 0),
+            (vec![("enable-syslog", "true")], None, 1),
+            (
+                vec![("enable-syslog", "true"), ("syslog-host", "bad host")],
+                None,
+                1,
+            ),
+            (
+                vec![
+                    ("enable-syslog", "true"),
+                    ("syslog-host", "10.0.0.9"),
+                    ("syslog-port", "70000"),
+                ],
+                server("10.0.0.9", 514),
+                1,
+            ),
+        ] {
+            let mut d = Diagnostics::default();
+            let c = parse(&cm(&pairs), &mut d);
+            assert_eq!(c.settings.syslog, want, "{pairs:?}");
+            assert_eq!(d.0.len(), warnings, "{pairs:?}: {:?}", d.0);
+            assert!(d.0.iter().all(|d| d.reason == "InvalidConfigMapValue"));
+        }
+    }
+
+    /// `proxy-protocol-header-timeout` is a Go duration (configmap.go `time.ParseDuration`);
+    /// text it cannot parse, or a duration not above zero, warns and keeps the default.
+    #[test]
+    fn proxy_protocol_header_timeout_is_a_go_duration() {
+        for (v, want) in [
+            ("300ms", Some(Duration::from_millis(300))),
+            ("1m30s", Some(Duration::from_secs(90))),
+            ("5", None),
+            ("0s", None),
+            ("-1s", None),
+            ("soon", None),
+        ] {
+            let mut d = Diagnostics::default();
+            let c = parse(&cm(&[("proxy-protocol-header-timeout", v)]), &mut d);
+            assert_eq!(c.settings.proxy_protocol_header_timeout, want, "{v}");
+            let reasons: Vec<&str> = d.0.iter().map(|d| d.reason.as_str()).collect();
+            let warned = if want.is_some() {
+                vec![]
+            } else {
+                vec!["InvalidConfigMapValue"]
+            };
+            assert_eq!(reasons, warned, "{v}");
+        }
     }
 
     /// `keep-alive-requests`, `upstream-keepalive-requests`, `upstream-keepalive-connections`

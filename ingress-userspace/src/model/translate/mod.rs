@@ -48,6 +48,7 @@ pub mod errors;
 pub mod external_name;
 pub mod forward_auth;
 pub mod gateway;
+pub mod go_duration;
 pub mod head_buffers;
 pub mod incremental;
 pub mod ingress;

@@ -21,7 +21,7 @@ use super::{
     endpoints::REFUSED_REASON,
 };
 use crate::{
-    model::{Endpoint, EndpointState, LoadBalancing, ObjectRef},
+    model::{Endpoint, EndpointState, ObjectRef},
     store::Key,
 };
 
@@ -131,7 +131,7 @@ pub fn cluster_ip(
         );
         return ClusterIp::Refused;
     }
-    if opts.affinity.is_some() || matches!(opts.load_balancing, LoadBalancing::Hash(_)) {
+    if opts.affinity.is_some() || opts.load_balancing.hash_by().is_some() {
         diags.warn(
             user,
             "ServiceUpstreamIgnoresAffinity",

@@ -269,6 +269,20 @@ impl UpstreamRuntime {
     }
 
     fn pick_by_policy(&self, input: &PickInput<'_>, now: u64) -> Option<usize> {
+        // A subset member that is not ejected nor tried (ready, or terminating when the
+        // subsets are made of terminating ones); else the key is hashed over the whole
+        // upstream as `Hash` does, rather than retrying a failed subset.
+        if let (LoadBalancing::HashSubset { size, .. }, Some(key)) =
+            (&self.spec.load_balancing, input.hash_key)
+        {
+            let picked = (0..2).find_map(|tier| {
+                let ok = |i: usize| self.eligible(i, tier, input.tried, now);
+                self.subset_pick(key.as_bytes(), size.get() as usize, ok)
+            });
+            if picked.is_some() {
+                return picked;
+            }
+        }
         for tier in 0..3 {
             let ok = |i: usize| self.eligible(i, tier, input.tried, now);
             if !(0..self.slots.len()).any(ok) {
@@ -277,7 +291,7 @@ impl UpstreamRuntime {
             return match &self.spec.load_balancing {
                 LoadBalancing::RoundRobin => self.round_robin(ok),
                 LoadBalancing::LeastRequest => self.p2c(ok),
-                LoadBalancing::Hash(_) => match input.hash_key {
+                LoadBalancing::Hash(_) | LoadBalancing::HashSubset { .. } => match input.hash_key {
                     Some(key) => self.rendezvous(key.as_bytes(), ok),
                     None => self.round_robin(ok),
                 },
@@ -318,6 +332,34 @@ impl UpstreamRuntime {
         Some(if cost(b) < cost(a) { b } else { a })
     }
 
+    /// ingress-nginx `chashsubset.lua`: the subset `key` hashes to, and a random member of it
+    /// that is `ok` (the next one in the subset when that one is not). The subsets are made
+    /// of the ready endpoints (all of them when none is: a subset's members do not change
+    /// with health), in the snapshot's order (by address), `size` at a time, the last one
+    /// filled up from the first endpoints: subset `s` member `j` is endpoint
+    /// `(s * size + j) mod n`. The subset is chosen by highest random weight over the
+    /// subsets' numbers, so a key keeps its subset number while their count stays, and a
+    /// new subset takes about 1/count of the keys. `None` when no member is `ok`.
+    fn subset_pick(&self, key: &[u8], size: usize, ok: impl Fn(usize) -> bool) -> Option<usize> {
+        let members = SubsetMembers::of(&self.slots);
+        let subsets = members.len().div_ceil(size);
+        let set = (0..subsets).max_by_key(|&s| {
+            let mut h = Fnv::new();
+            h.write(key);
+            h.write(&(s as u64).to_le_bytes());
+            h.finish()
+        })?;
+        let first = rand::random_range(0..size);
+        (0..size)
+            .map(|k| {
+                members.nth(
+                    &self.slots,
+                    (set * size + (first + k) % size) % members.len(),
+                )
+            })
+            .find(|&i| ok(i))
+    }
+
     /// Highest random weight: a key keeps its endpoint unless that endpoint goes away.
     fn rendezvous(&self, key: &[u8], ok: impl Fn(usize) -> bool) -> Option<usize> {
         (0..self.slots.len()).filter(|&i| ok(i)).max_by_key(|&i| {
@@ -326,6 +368,47 @@ impl UpstreamRuntime {
             h.write(&self.cookie(i));
             h.finish()
         })
+    }
+}
+
+/// The endpoints subsets are made of ([`UpstreamRuntime::subset_pick`]): the active ones, or
+/// every one when none (or all) are active. Counted per request rather than kept, so runtimes
+/// of other policies carry nothing for it.
+enum SubsetMembers {
+    All(usize),
+    Active(usize),
+}
+
+impl SubsetMembers {
+    fn of(slots: &[Slot]) -> SubsetMembers {
+        let active = slots
+            .iter()
+            .filter(|s| s.state == EndpointState::Active)
+            .count();
+        if active == 0 || active == slots.len() {
+            SubsetMembers::All(slots.len())
+        } else {
+            SubsetMembers::Active(active)
+        }
+    }
+
+    fn len(&self) -> usize {
+        match *self {
+            SubsetMembers::All(n) | SubsetMembers::Active(n) => n,
+        }
+    }
+
+    /// The slot of member `m` (`m < len()`).
+    fn nth(&self, slots: &[Slot], m: usize) -> usize {
+        match self {
+            SubsetMembers::All(_) => m,
+            SubsetMembers::Active(_) => slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.state == EndpointState::Active)
+                .nth(m)
+                .map_or(m, |(i, _)| i),
+        }
     }
 }
 
@@ -396,7 +479,7 @@ impl std::fmt::Write for Fnv {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use std::{collections::BTreeSet, time::Duration};
 
     use super::*;
     use crate::{model::Upstream, proxy::fixtures::upstream_at};
@@ -494,6 +577,137 @@ mod tests {
             }
         }
         assert!(moved > 0 && moved < 80, "{moved}");
+    }
+
+    fn subset_runtime(endpoints: &[SocketAddr], size: u32) -> UpstreamRuntime {
+        let mut up = (*upstream_at("s", endpoints)).clone();
+        up.load_balancing = LoadBalancing::HashSubset {
+            by: crate::model::nginx_var::NginxString::parse("$http_x_user").unwrap(),
+            size: std::num::NonZeroU32::new(size).unwrap(),
+        };
+        rt(Arc::new(up))
+    }
+
+    /// The endpoints `key`'s requests reach on `r` over 200 picks (avoiding `tried`).
+    fn reached(r: &UpstreamRuntime, key: &str, tried: &[usize]) -> BTreeSet<SocketAddr> {
+        let h = HeaderMap::new();
+        let keyed = PickInput {
+            hash_key: Some(key),
+            ..input(&h, tried)
+        };
+        (0..200)
+            .map(|_| r.addr(r.pick(&keyed).unwrap().slot))
+            .collect()
+    }
+
+    /// chashsubset.lua: one key's requests spread over exactly the endpoints of one subset
+    /// (consecutive in order, the last subset filled up from the first endpoints), and keys
+    /// spread over every subset.
+    #[test]
+    fn hash_subset_keeps_a_key_on_one_subset_and_spreads_within_it() {
+        let all = addrs(7);
+        let r = subset_runtime(&all, 3);
+        let subsets: Vec<BTreeSet<SocketAddr>> = [[0, 1, 2], [3, 4, 5], [6, 0, 1]]
+            .iter()
+            .map(|s| s.iter().map(|&i| all[i]).collect())
+            .collect();
+        let mut seen = BTreeSet::new();
+        for user in 0..60 {
+            let got = reached(&r, &user.to_string(), &[]);
+            let set = subsets.iter().position(|s| *s == got);
+            assert!(set.is_some(), "user {user}: {got:?} is not one subset");
+            seen.insert(set);
+        }
+        assert_eq!(seen.len(), 3, "keys spread over every subset");
+        // Fewer endpoints than the size: one subset, every endpoint in it.
+        let r = subset_runtime(&all[..2], 3);
+        assert_eq!(reached(&r, "u", &[]), all[..2].iter().copied().collect());
+    }
+
+    /// A new endpoint moves only the keys a new subset takes (consistent hashing over the
+    /// subsets' numbers); other keys keep their pods, or all but one when the endpoint is
+    /// inserted before their subset in the order.
+    #[test]
+    fn hash_subset_is_stable_when_an_endpoint_is_added() {
+        let six = addrs(6);
+        let before = subset_runtime(&six, 3);
+        // Appended: subsets 0 and 1 keep their pods, subset 2 is new.
+        let appended = subset_runtime(&addrs(7), 3);
+        let mut inserted_order = six.clone();
+        inserted_order.insert(3, SocketAddr::from(([10, 0, 0, 3], 81)));
+        let inserted = subset_runtime(&inserted_order, 3);
+        let mut moved = 0;
+        for user in 0..120 {
+            let key = user.to_string();
+            let old = reached(&before, &key, &[]);
+            let new = reached(&appended, &key, &[]);
+            if new.contains(&addrs(7)[6]) {
+                moved += 1;
+            } else {
+                assert_eq!(old, new, "user {user}");
+            }
+            let new = reached(&inserted, &key, &[]);
+            let third: BTreeSet<SocketAddr> = [5, 0, 1].iter().map(|&i| six[i]).collect();
+            if new != third {
+                assert!(old.intersection(&new).count() >= 2, "{old:?} {new:?}");
+            }
+        }
+        assert!(moved > 10 && moved < 70, "about a third move: {moved}");
+    }
+
+    /// Subsets are made of the ready endpoints (as ingress-nginx's backend lists them); a
+    /// terminating one is in none, unless none is ready: then they make the subsets.
+    #[test]
+    fn hash_subset_is_made_of_ready_endpoints() {
+        let all = addrs(5);
+        let terminating = |ready: &[usize]| {
+            let mut up = (*subset_runtime(&all, 2).spec).clone();
+            for (i, e) in up.endpoints.iter_mut().enumerate() {
+                if !ready.contains(&i) {
+                    e.state = EndpointState::Terminating;
+                }
+            }
+            rt(Arc::new(up))
+        };
+        let r = terminating(&[0, 2, 3, 4]);
+        let subsets: Vec<BTreeSet<SocketAddr>> = [[0, 2], [3, 4]]
+            .iter()
+            .map(|s| s.iter().map(|&i| all[i]).collect())
+            .collect();
+        for user in 0..20 {
+            let got = reached(&r, &user.to_string(), &[]);
+            assert!(subsets.contains(&got), "{got:?}");
+        }
+        let r = terminating(&[]);
+        let got = reached(&r, "u", &[]);
+        assert_eq!(
+            got.len(),
+            2,
+            "one subset of two terminating endpoints: {got:?}"
+        );
+    }
+
+    /// A failed or ejected member is skipped for the rest of its subset; with every member
+    /// failed the key is hashed over the other endpoints rather than answered 503.
+    #[test]
+    fn hash_subset_skips_failed_members_then_leaves_the_subset() {
+        let all = addrs(6);
+        let r = subset_runtime(&all, 3);
+        let got = reached(&r, "u", &[]);
+        let slots: Vec<usize> = got
+            .iter()
+            .map(|a| all.iter().position(|b| b == a).unwrap())
+            .collect();
+        r.slots[slots[0]]
+            .stats
+            .write()
+            .ejected_until_ms
+            .store(now_ms() + 60_000, Ordering::Relaxed);
+        let rest: BTreeSet<SocketAddr> = slots[1..].iter().map(|&i| all[i]).collect();
+        assert_eq!(reached(&r, "u", &[]), rest);
+        let other = reached(&r, "u", &slots[1..]);
+        assert_eq!(other.len(), 1, "hashed: one endpoint");
+        assert!(other.is_disjoint(&got), "{other:?}");
     }
 
     fn affinity(mode: AffinityMode) -> CookieAffinity {
