@@ -1226,3 +1226,57 @@ async fn plain_http_to_the_https_port_is_400() {
     let got = request_over(tls, false, req(proxy.https(), "plain.test", "/")).await;
     assert_eq!(got.status, StatusCode::OK);
 }
+
+/// nginx ends keep-alive after an answer of its own of 400, 413, 414, 500 or 501
+/// (`ngx_http_special_response_handler` sets `r->keepalive = 0`): the answer says
+/// `Connection: close` and the connection closes. A pod's answer of the same status keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_400_and_413_answers_close_the_connection_as_nginx() {
+    const POD_400: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 3\r\n\r\nbad";
+    let pod = RawPod::start(POD_400, false).await;
+    let yaml = manifests("close.test", &[pod.addr], &[("proxy-body-size", "1k")]);
+    let proxy = proxy_for(&yaml).await;
+    let body = "b".repeat(2048);
+    let own = [
+        // An invalid path (a NUL byte, encoded): the proxy's 400.
+        (
+            "400",
+            "GET /a%00b HTTP/1.1\r\nHost: close.test\r\n\r\n".to_string(),
+        ),
+        // A body past proxy-body-size: the proxy's 413.
+        (
+            "413",
+            format!(
+                "POST /up HTTP/1.1\r\nHost: close.test\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        ),
+    ];
+    for (status, request) in own {
+        let mut s = TcpStream::connect(proxy.http()).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let (h, _) = answer_on(&mut s).await.expect("an answer");
+        assert!(h.starts_with(&format!("HTTP/1.1 {status}")), "{h}");
+        assert!(
+            h.to_ascii_lowercase().contains("\r\nconnection: close\r\n"),
+            "{status}: {h}"
+        );
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+        assert!(
+            matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+            "{status}: not closed"
+        );
+    }
+    // The pod's own 400 is proxied on a connection that stays open.
+    let mut s = TcpStream::connect(proxy.http()).await.unwrap();
+    for _ in 0..2 {
+        s.write_all(b"GET /pod HTTP/1.1\r\nHost: close.test\r\n\r\n")
+            .await
+            .unwrap();
+        let (h, b) = answer_on(&mut s).await.expect("the pod's answer, twice");
+        assert!(h.starts_with("HTTP/1.1 400"), "{h}");
+        assert!(!h.to_ascii_lowercase().contains("connection: close"), "{h}");
+        assert_eq!(b, "bad");
+    }
+}

@@ -176,6 +176,7 @@ pub(crate) async fn handle(
     mut req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
+    let version = req.version();
     let rt = shared.runtime.load_full();
     let live = shared.live.load_full();
     // Kept past the request only for the access log (the target as the client sent it).
@@ -231,6 +232,16 @@ pub(crate) async fn handle(
         }
     };
     let mut resp = resp;
+    if version < Version::HTTP_2
+        && !out.pod_answered
+        && !out.gateway_route
+        && closes_keepalive(resp.status())
+    {
+        // nginx ends keep-alive after an answer of its own with these statuses
+        // (`ngx_http_special_response_handler`: `r->keepalive = 0`), error page or not.
+        resp.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
     if !live.settings.allow_backend_server_header {
         // `allow-backend-server-header: false` (ingress-nginx's default): nginx hides the
         // upstream's `Server` (`proxy_hide_header` default; `proxy_pass_header Server` only
@@ -432,6 +443,12 @@ fn refuse_unasked_switch(
 
 /// The answer to a request whose target the proxy refuses ([`request_target`]), sent in
 /// `version`.
+/// The statuses after whose answer of its own nginx closes an HTTP/1 connection: 400, 413,
+/// 414, 500 and 501 (`ngx_http_special_response_handler`; its 495-497 are answered as 400).
+fn closes_keepalive(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 400 | 413 | 414 | 500 | 501)
+}
+
 fn refuse(rejected: request_target::Rejected, version: Version) -> Response<ProxyBody> {
     let mut resp = local(rejected.status, rejected.reason);
     if rejected.reason == super::request_head::HEADER_TOO_LARGE {
