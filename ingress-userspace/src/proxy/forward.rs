@@ -238,7 +238,8 @@ pub(crate) async fn handle(
         && closes_keepalive(resp.status())
     {
         // nginx ends keep-alive after an answer of its own with these statuses
-        // (`ngx_http_special_response_handler`: `r->keepalive = 0`), error page or not.
+        // (`ngx_http_special_response_handler`: `r->keepalive = 0`). Not yet where an error
+        // backend answered in its place (nginx closes there too).
         resp.headers_mut()
             .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
