@@ -4114,6 +4114,45 @@ async fn a_canary_error_page_names_the_main_service() {
     assert_eq!(h["x-ingress-name"], "app");
 }
 
+/// nginx's `error_page` runs from its special response handler, which ends keep-alive for
+/// 400, 413, 414, 500 and 501 first: an intercepted 500 of the pod is the error backend's
+/// answer with `Connection: close`; an intercepted 404 keeps the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_page_for_a_500_closes_the_connection_as_nginx() {
+    let (app, errs) = (backend("app"), backend("errors"));
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    let yaml = [
+        service_yaml("main", app.addr),
+        service_yaml("errors", errs.addr),
+        ingress_for(
+            "close.test",
+            "app",
+            "main",
+            "2025-01-01T00:00:00Z",
+            &[
+                ("default-backend", "errors"),
+                ("custom-http-errors", "404,500"),
+            ],
+        ),
+    ]
+    .concat();
+    proxy.handle.apply(translated(1, &yaml));
+    for (code, closes) in [("500", true), ("404", false)] {
+        let g = get(&c, proxy.http(), "close.test", &format!("/status/{code}")).await;
+        assert_eq!(
+            (g.status, g.pod().as_str()),
+            (StatusCode::OK, "errors"),
+            "{code}"
+        );
+        let close = g
+            .headers
+            .get("connection")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+        assert_eq!(close, closes, "{code}: {:?}", g.headers);
+    }
+}
+
 /// ingress-nginx `custom-http-errors` with `default-backend`: a listed status from the
 /// endpoint is replaced by the error backend's answer to a request for `/` (query kept) that
 /// carries X-Code, X-Format, X-Original-URI, X-Namespace, X-Ingress-Name, X-Service-Name,

@@ -168,6 +168,9 @@ struct Outcome {
     /// The response is a pod's answer ([`answered`]), not one the proxy made: what
     /// `disable-proxy-intercept-errors` passes through ([`intercepted`]).
     pod_answered: bool,
+    /// An error page replaced a status after which nginx ends keep-alive
+    /// ([`closes_keepalive`]): the connection closes whoever answered in its place.
+    close_connection: bool,
 }
 
 pub(crate) async fn handle(
@@ -233,13 +236,11 @@ pub(crate) async fn handle(
     };
     let mut resp = resp;
     if version < Version::HTTP_2
-        && !out.pod_answered
         && !out.gateway_route
-        && closes_keepalive(resp.status())
+        && (out.close_connection || (!out.pod_answered && closes_keepalive(resp.status())))
     {
         // nginx ends keep-alive after an answer of its own with these statuses
-        // (`ngx_http_special_response_handler`: `r->keepalive = 0`). Not yet where an error
-        // backend answered in its place (nginx closes there too).
+        // (`ngx_http_special_response_handler`: `r->keepalive = 0`), an error page's too.
         resp.headers_mut()
             .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
@@ -318,6 +319,7 @@ impl Outcome {
             no_access_log: false,
             error_page: false,
             pod_answered: false,
+            close_connection: false,
         }
     }
 }
@@ -1130,6 +1132,9 @@ async fn intercepted(
     match intercept {
         Some(i) if i.catches(resp.status(), out.pod_answered) => {
             let status = resp.status();
+            // nginx's `error_page` runs from its special response handler, which has ended
+            // keep-alive for these statuses first, the pod's intercepted ones included.
+            out.close_connection |= closes_keepalive(status);
             drop(resp);
             // The refusal or failure replaced stays in the reason.
             out.reason = Some(match out.reason.take() {
