@@ -169,7 +169,7 @@ struct Outcome {
     /// `disable-proxy-intercept-errors` passes through ([`intercepted`]).
     pod_answered: bool,
     /// An error page replaced a status after which nginx ends keep-alive
-    /// ([`closes_keepalive`]): the connection closes whoever answered in its place.
+    /// ([`request_target::closes_keepalive`]): the connection closes whoever answered in its place.
     close_connection: bool,
 }
 
@@ -231,13 +231,14 @@ pub(crate) async fn handle(
         }
         Err(rejected) => {
             out.reason = Some(rejected.reason.into());
-            (refuse(rejected, req.version()), request_host(&req))
+            (refuse(rejected), request_host(&req))
         }
     };
     let mut resp = resp;
     if version < Version::HTTP_2
         && !out.gateway_route
-        && (out.close_connection || (!out.pod_answered && closes_keepalive(resp.status())))
+        && (out.close_connection
+            || (!out.pod_answered && request_target::closes_keepalive(resp.status())))
     {
         // nginx ends keep-alive after an answer of its own with these statuses
         // (`ngx_http_special_response_handler`: `r->keepalive = 0`), an error page's too.
@@ -446,13 +447,7 @@ fn refuse_unasked_switch(
 
 /// The answer to a request whose target the proxy refuses ([`request_target`]), sent in
 /// `version`.
-/// The statuses after whose answer of its own nginx closes an HTTP/1 connection: 400, 413,
-/// 414, 500 and 501 (`ngx_http_special_response_handler`; its 495-497 are answered as 400).
-fn closes_keepalive(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 400 | 413 | 414 | 500 | 501)
-}
-
-fn refuse(rejected: request_target::Rejected, version: Version) -> Response<ProxyBody> {
+fn refuse(rejected: request_target::Rejected) -> Response<ProxyBody> {
     let mut resp = local(rejected.status, rejected.reason);
     if rejected.reason == super::request_head::HEADER_TOO_LARGE {
         // nginx's own page for it ("Request Header Or Cookie Too Large").
@@ -470,11 +465,8 @@ fn refuse(rejected: request_target::Rejected, version: Version) -> Response<Prox
             HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"),
         );
     }
-    if rejected.close && version < Version::HTTP_2 {
-        // hyper closes an HTTP/1 connection after an answer that says so.
-        resp.headers_mut()
-            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-    }
+    // Its `Connection: close` (every refused status closes: `Rejected::close`) is `handle`'s,
+    // as for every answer of the proxy's own.
     resp
 }
 
@@ -1134,7 +1126,7 @@ async fn intercepted(
             let status = resp.status();
             // nginx's `error_page` runs from its special response handler, which has ended
             // keep-alive for these statuses first, the pod's intercepted ones included.
-            out.close_connection |= closes_keepalive(status);
+            out.close_connection |= request_target::closes_keepalive(status);
             drop(resp);
             // The refusal or failure replaced stays in the reason.
             out.reason = Some(match out.reason.take() {

@@ -84,11 +84,7 @@ pub fn check(
 }
 
 fn refused(status: StatusCode, reason: &'static str) -> Rejected {
-    Rejected {
-        status,
-        reason,
-        close: true,
-    }
+    Rejected { status, reason }
 }
 
 /// The bytes of the request target as the client sent it (origin-, absolute-, authority- or
@@ -215,7 +211,7 @@ mod tests {
         assert_eq!(status(h1(8192 - 15, &[], &DEFAULT)), 200);
         assert_eq!(status(h1(8192 - 14, &[], &DEFAULT)), 414);
         let r = h1(20_000, &[], &DEFAULT).unwrap_err();
-        assert_eq!((r.reason, r.close), (URI_TOO_LONG, true));
+        assert_eq!((r.reason, r.close()), (URI_TOO_LONG, true));
         // Within the client buffer, no large one is needed.
         let small = HeadBuffers {
             client: 4096,
@@ -232,7 +228,7 @@ mod tests {
         assert_eq!(status(h1(1, &[8192 - 8], &DEFAULT)), 200);
         let r = h1(1, &[8192 - 7], &DEFAULT).unwrap_err();
         assert_eq!(
-            (r.status, r.reason, r.close),
+            (r.status, r.reason, r.close()),
             (StatusCode::BAD_REQUEST, HEADER_TOO_LARGE, true)
         );
     }
@@ -319,7 +315,7 @@ mod tests {
         for name in ["content-length", "authorization", "if-none-match", "expect"] {
             let r = with(&[(name, "1"), ("x", "y"), (name, "1")]).unwrap_err();
             assert_eq!(
-                (r.status, r.reason, r.close),
+                (r.status, r.reason, r.close()),
                 (StatusCode::BAD_REQUEST, DUPLICATE_HEADER, true),
                 "{name}"
             );

@@ -46,16 +46,26 @@ pub struct Target {
 pub struct Rejected {
     pub status: StatusCode,
     pub reason: &'static str,
-    /// The connection closes after the answer: what is left of the request on it cannot be
-    /// framed with certainty.
-    pub close: bool,
+}
+
+impl Rejected {
+    /// Whether the HTTP/1 connection closes after the answer ([`closes_keepalive`]).
+    pub fn close(&self) -> bool {
+        closes_keepalive(self.status)
+    }
+}
+
+/// The statuses after whose answer of its own nginx closes an HTTP/1 connection: 400, 413,
+/// 414, 500 and 501 (`ngx_http_special_response_handler` sets `r->keepalive = 0`; its 495-497
+/// are answered as 400).
+pub fn closes_keepalive(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 400 | 413 | 414 | 500 | 501)
 }
 
 fn bad(reason: &'static str) -> Rejected {
     Rejected {
         status: StatusCode::BAD_REQUEST,
         reason,
-        close: false,
     }
 }
 
@@ -63,7 +73,6 @@ fn not_allowed(reason: &'static str) -> Rejected {
     Rejected {
         status: StatusCode::METHOD_NOT_ALLOWED,
         reason,
-        close: false,
     }
 }
 
@@ -107,7 +116,6 @@ pub fn resolve(
         return Err(Rejected {
             status: StatusCode::BAD_REQUEST,
             reason: INVALID_METHOD,
-            close: true,
         });
     }
     if method == Method::CONNECT {
@@ -120,7 +128,6 @@ pub fn resolve(
         return Err(Rejected {
             status: StatusCode::NOT_IMPLEMENTED,
             reason: UNKNOWN_TRANSFER_ENCODING,
-            close: true,
         });
     }
     let mut hosts = headers.get_all(HOST).iter();
@@ -303,7 +310,7 @@ mod tests {
                 let r = resolve_with(m, v, "http://b.test/", &["b.test"]);
                 let r = r.unwrap_err();
                 assert_eq!(
-                    (r.status, r.reason, r.close),
+                    (r.status, r.reason, r.close()),
                     (StatusCode::BAD_REQUEST, INVALID_METHOD, true),
                     "{m}"
                 );
@@ -341,7 +348,7 @@ mod tests {
         ] {
             let e = te(bad_te).unwrap_err();
             assert_eq!(e.status, StatusCode::NOT_IMPLEMENTED, "{bad_te:?}");
-            assert!(e.close, "{bad_te:?}");
+            assert!(e.close(), "{bad_te:?}");
         }
     }
 
