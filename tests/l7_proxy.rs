@@ -4338,6 +4338,82 @@ data: {custom-http-errors: "404,503"}
     assert_eq!(pod_of("own.test", "/status/500").await.1, "global");
 }
 
+/// The controller ConfigMap's `custom-http-errors` at the default server: ingress-nginx writes
+/// the list's `error_page` lines and `proxy_intercept_errors on` in nginx's `http` block, so
+/// its default server `_` (a host no rule names, served by `--default-backend-service`)
+/// inherits them: the default backend's listed answer, and the server's own refusals
+/// (`block-cidrs`' 403), are replaced by the default backend's answer to a request carrying
+/// `X-Code` and `X-Original-URI`, and no Ingress or Service names (the default server's
+/// location has none). `disable-proxy-intercept-errors: "true"` passes the backend's answer as
+/// it is; the refusal stays replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configmap_custom_http_errors_apply_at_the_default_server() {
+    let (app, global) = (backend("app"), backend("global"));
+    let proxy = TestProxy::start(TestProxy::quiet_args()).await;
+    let c = http1_client();
+    let snap = |v: u64, configmap: &str| {
+        let yaml = [
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: ingress-nginx-controller, \
+                 namespace: ingress-nginx}}\ndata: {{{configmap}}}\n---\n"
+            ),
+            service_yaml("main", app.addr),
+            service_yaml("global", global.addr),
+            ingress_for("plain.test", "plain", "main", "2025-01-01T00:00:00Z", &[]),
+        ]
+        .concat();
+        let snap = translate_manifests(v, &yaml, |c| {
+            c.configmap = Some(xdp_ingress::store::Key::new(
+                "ingress-nginx",
+                "ingress-nginx-controller",
+            ));
+            c.default_backend_service = Some(xdp_ingress::store::Key::new("default", "global"));
+        });
+        assert!(snap.diagnostics.is_empty(), "{:?}", snap.diagnostics);
+        snap
+    };
+    let answer = |path: &'static str| {
+        let c = c.clone();
+        let addr = proxy.http();
+        async move { get(&c, addr, "nobody.test", path).await }
+    };
+
+    proxy
+        .handle
+        .apply(snap(1, "custom-http-errors: \"404,403\""));
+    let g = answer("/status/404?q=1").await;
+    assert_eq!((g.status, g.pod()), (StatusCode::OK, "global".into()));
+    let headers = &g.json()["headers"];
+    assert_eq!(headers["x-code"], "404");
+    assert_eq!(headers["x-original-uri"], "/status/404?q=1");
+    for absent in ["x-namespace", "x-ingress-name", "x-service-name"] {
+        assert!(headers.get(absent).is_none(), "{absent}: {headers}");
+    }
+    // nginx's `rewrite (.*) / break` keeps the query.
+    assert_eq!(g.json()["path"], "/?q=1");
+    // A status not listed passes as the default backend answered it.
+    assert_eq!(
+        answer("/status/503").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    // The server's own refusal is replaced too (nginx's `error_page` covers `deny`).
+    proxy.handle.apply(snap(
+        2,
+        "custom-http-errors: \"404,403\", block-cidrs: \"127.0.0.0/8\"",
+    ));
+    let g = answer("/anything").await;
+    assert_eq!((g.status, g.pod()), (StatusCode::OK, "global".into()));
+    assert_eq!(g.json()["headers"]["x-code"], "403");
+
+    // The ConfigMap key passes the backend's answers, not the refusals.
+    proxy.handle.apply(snap(
+        3,
+        "custom-http-errors: \"404\", disable-proxy-intercept-errors: \"true\"",
+    ));
+    assert_eq!(answer("/status/404").await.status, StatusCode::NOT_FOUND);
+}
+
 /// ingress-nginx `disable-proxy-intercept-errors` (its e2e test
 /// annotations/disableproxyintercepterrors.go): with `custom-http-errors: 404` and
 /// `default-backend`, `"true"` passes the pod's 404 as it is and `"false"` sends it to the error

@@ -517,6 +517,11 @@ pub struct ProxySettings {
     /// names (ingress-nginx's default server, whose location has `access_log off` unless
     /// this is true) are written to the access log.
     pub access_log_for_default_server: bool,
+    /// The ConfigMap's `custom-http-errors` (and `disable-proxy-intercept-errors`) for
+    /// requests no route takes, served by `--default-backend-service`: ingress-nginx writes
+    /// them in nginx's `http` block (`error_page` and `proxy_intercept_errors on`), which its
+    /// default server `_` inherits. `intercept` empty: nothing is replaced there.
+    pub default_server_errors: ErrorPages,
     /// `skip-access-log-urls`: requests whose target as sent (`$request_uri`) is one of these,
     /// compared ignoring case (nginx `map` strings), are not written to the access log.
     pub skip_access_log_urls: Vec<String>,

@@ -153,6 +153,30 @@ impl<'r> Intercept<'r> {
         })
     }
 
+    /// The default server's (`_`: a request no route takes, served by the controller's
+    /// default backend `target`) interception of the ConfigMap's `custom-http-errors`
+    /// (`errors`: [`crate::model::ProxySettings::default_server_errors`]); `None` when it
+    /// lists nothing. ingress-nginx's default server location names no Ingress or Service, so
+    /// no `X-Namespace`, `X-Ingress-Name` or `X-Service-*` is sent.
+    pub fn default_server<B>(
+        errors: &'r crate::model::ErrorPages,
+        target: &'r Arc<UpstreamRuntime>,
+        req: &Request<B>,
+    ) -> Option<Self> {
+        (!errors.intercept.is_empty()).then(|| Intercept {
+            codes: &errors.intercept,
+            pass_pod_answers: errors.pass_pod_answers,
+            target,
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            headers: req.headers().clone(),
+            namespace: String::new(),
+            ingress: String::new(),
+            service: String::new(),
+            port: String::new(),
+        })
+    }
+
     /// Names `up` in `X-Service-Name` and `X-Service-Port`: the Service port the request is
     /// sent to, once chosen (until then, the one [`Intercept::new`] was given).
     pub fn serving(&mut self, up: &UpstreamRuntime) {

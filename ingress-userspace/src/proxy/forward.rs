@@ -969,7 +969,9 @@ async fn route(
             // Boxed, and only when the route intercepts errors: the box and the copy of its
             // state were paid on every request.
             match intercept {
-                Some(i) => Box::pin(intercepted(shared, Some(i), resp, route, host, out)).await,
+                Some(i) => {
+                    Box::pin(intercepted(shared, Some(i), resp, &route.policy, host, out)).await
+                }
                 None => resp,
             }
         }
@@ -980,18 +982,29 @@ async fn route(
         } => {
             out.host = vh.map(|h| Arc::clone(&h.label));
             out.no_access_log = default_server_unlogged(shared, why, &view);
-            // The global per-client limit counts requests no route takes too.
-            if let Some(refused) = limit(shared, None, out).await {
-                return refused;
-            }
-            if !view.gateway_listener
-                && let Some(refused) = default_server_access(shared, out)
-            {
-                return refused;
-            }
-            out.reason = Some(format!("default backend ({why:?})"));
+            // The ConfigMap's `custom-http-errors` cover the default server's answers, its
+            // refusals included, as the `http` block's `error_page` does in ingress-nginx.
+            let live = shared.live.load_full();
+            let intercept =
+                Intercept::default_server(&live.settings.default_server_errors, backend, &req);
             let policy = RoutePolicy::default();
-            forward(shared, req, backend, &policy, host, out).await
+            let resp = 'server: {
+                // The global per-client limit counts requests no route takes too.
+                if let Some(refused) = limit(shared, None, out).await {
+                    break 'server refused;
+                }
+                if !view.gateway_listener
+                    && let Some(refused) = default_server_access(shared, out)
+                {
+                    break 'server refused;
+                }
+                out.reason = Some(format!("default backend ({why:?})"));
+                forward(shared, req, backend, &policy, host, out).await
+            };
+            match intercept {
+                Some(i) => Box::pin(intercepted(shared, Some(i), resp, &policy, host, out)).await,
+                None => resp,
+            }
         }
         Lookup::NotFound { host: vh, why } => {
             out.host = vh.map(|h| Arc::clone(&h.label));
@@ -1111,13 +1124,14 @@ fn default_server_unlogged(
     !access_log::logs_miss(no_host, view.gateway_listener, enabled)
 }
 
-/// What the client gets for `resp`: the error backend's answer when the route's
-/// `custom-http-errors` list its status ([`Intercept`]), else `resp`.
+/// What the client gets for `resp`: the error backend's answer when the route's (or the default
+/// server's) `custom-http-errors` list its status ([`Intercept`]), else `resp`; `policy`: the
+/// route's, which the request to the error backend keeps.
 async fn intercepted(
     shared: &Arc<Shared>,
     intercept: Option<Intercept<'_>>,
     resp: Response<ProxyBody>,
-    route: &CompiledRoute<Arc<UpstreamRuntime>>,
+    policy: &RoutePolicy,
     host: &str,
     out: &mut Outcome,
 ) -> Response<ProxyBody> {
@@ -1136,7 +1150,7 @@ async fn intercepted(
             let target = i.target;
             let req = i.request(status, out.request_id.as_ref());
             out.error_page = true;
-            forward(shared, req, target, &route.policy, host, out).await
+            forward(shared, req, target, policy, host, out).await
         }
         _ => resp,
     }

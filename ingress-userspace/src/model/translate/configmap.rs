@@ -681,6 +681,12 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
         out.custom_http_errors = codes;
     }
     out.disable_proxy_intercept_errors = r.bool("disable-proxy-intercept-errors").unwrap_or(false);
+    out.settings.default_server_errors = crate::model::ErrorPages {
+        default_backend: None,
+        intercept: out.custom_http_errors.clone(),
+        // The `http` block's `proxy_intercept_errors` (`errors::pod_answers_intercepted`).
+        pass_pod_answers: !out.custom_http_errors.is_empty() && out.disable_proxy_intercept_errors,
+    };
     for (key, field) in [
         ("add-headers", &mut out.add_headers_from),
         ("proxy-set-headers", &mut out.proxy_set_headers_from),

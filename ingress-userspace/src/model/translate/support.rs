@@ -296,7 +296,7 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("client-header-buffer-size", HEAD_BUFFERS, "First buffer a request head is read into (default 1k; nginx `client_header_buffer_size`): with `large-client-header-buffers`, bounds the head as nginx does."),
     row("client-header-timeout", Supported, "Time to receive a request's headers; flag --client-header-timeout."),
     row("compute-full-forwarded-for", Supported, "Append to a trusted X-Forwarded-For; flag of the same name."),
-    row("custom-http-errors", Differs("with no default backend nothing is intercepted (ingress-nginx: its built-in 404); the request body is not resent"), "Statuses (the pod's, and the proxy's own refusals) served by the default backend on routes of Ingresses without the annotation (which replaces the list)."),
+    row("custom-http-errors", Differs("with no default backend nothing is intercepted (ingress-nginx: its built-in 404); the request body is not resent"), "Statuses (the pod's, and the proxy's own refusals) served by the default backend on routes of Ingresses without the annotation (which replaces the list), and on requests for hosts no rule names (the default server, as nginx's `http` block)."),
     row("datadog-collector-host", TRACING, "Datadog tracing."),
     row("debug-connections", NGINX_INTERNAL, "nginx debug log for these clients."),
     row("default-type", NGINX_INTERNAL, "Content-Type of nginx's own responses."),
