@@ -809,3 +809,121 @@ spec:
     until("no ready endpoint: 404", "unknown.test", "/x", (404, ""));
     is("for named hosts too", "app.test", "/nothing", (404, ""));
 }
+
+/// The controller ConfigMap's `worker-shutdown-timeout` (nginx's `worker_shutdown_timeout`,
+/// which ingress-nginx's graceful stop waits out) wins over `--drain-timeout`: with `1s` there
+/// and a 30 s flag, a request still in flight a second after SIGTERM is cut and the daemon
+/// exits, where the flag alone would have let it finish.
+#[test]
+fn configmap_worker_shutdown_timeout_bounds_the_drain() {
+    if !testbed::require_root() {
+        return;
+    }
+    let bin = testbed::built_xdp_ingress_bin();
+    let topo = Topology::new(1).expect("topology");
+    let pod = &topo.pods[0];
+    let _backend = HttpBackend::start_in(&pod.ns, "0.0.0.0:8080".parse().unwrap(), "app").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ip = pod.v4;
+    put(
+        dir.path(),
+        "all.yaml",
+        &format!(
+            r#"apiVersion: v1
+kind: ConfigMap
+metadata: {{name: ingress-nginx-controller, namespace: ingress-nginx}}
+data: {{worker-shutdown-timeout: "1s"}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: app, namespace: default}}
+spec:
+  ports: [{{name: http, port: 80, targetPort: 8080}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: app-1, namespace: default, labels: {{kubernetes.io/service-name: app}}}}
+addressType: IPv4
+ports: [{{name: http, port: 8080, protocol: TCP}}]
+endpoints:
+- {{addresses: ["{ip}"], conditions: {{ready: true}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: app, namespace: default}}
+spec:
+  ingressClassName: xdp-ingress
+  rules:
+  - host: app.test
+    http:
+      paths:
+      - {{path: /, pathType: Prefix, backend: {{service: {{name: app, port: {{number: 80}}}}}}}}
+"#
+        ),
+    );
+    let mut cmd = topo.node.cmd(&bin.display().to_string());
+    cmd.arg("run")
+        .arg("--no-xdp")
+        .arg("--manifests")
+        .arg(dir.path())
+        .args([
+            "--configmap",
+            "ingress-nginx/ingress-nginx-controller",
+            "--drain-timeout",
+            "30s",
+            "--metrics-addr",
+            "198.18.0.2:9100",
+            "--access-log-format",
+            "off",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut daemon = KillOnDrop::spawn(&mut cmd).expect("daemon starts");
+    let curl = |args: &[&str]| topo.client.run("curl", args);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while curl(&[
+        "-sf",
+        "-m",
+        "1",
+        "-H",
+        "Host: app.test",
+        "http://198.18.0.2/",
+    ])
+    .is_err()
+    {
+        assert!(Instant::now() < deadline, "daemon never served the Ingress");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let slow = std::thread::scope(|s| {
+        let slow = s.spawn(|| {
+            curl(&[
+                "-sS",
+                "-m",
+                "20",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-H",
+                "Host: app.test",
+                "http://198.18.0.2/delay/8000",
+            ])
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let sent = Instant::now();
+        let status = daemon
+            .signal_and_wait(libc::SIGTERM, Duration::from_secs(6))
+            .expect("wait")
+            .expect("the daemon exits once worker-shutdown-timeout has passed, not after 30 s");
+        assert!(status.success(), "{status}");
+        assert!(
+            sent.elapsed() < Duration::from_secs(6),
+            "exited only after the slow request could have finished"
+        );
+        slow.join().unwrap()
+    });
+    assert!(
+        !matches!(slow.as_deref(), Ok("200")),
+        "the request in flight finished: {slow:?}"
+    );
+}

@@ -262,11 +262,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     let _ = shutdown_tx.send(true);
-    if tokio::time::timeout(args.proxy.drain_timeout, proxy.finished())
-        .await
-        .is_err()
-    {
-        warn!(deadline = ?args.proxy.drain_timeout, "drain deadline passed with requests in flight");
+    // The ConfigMap's `worker-shutdown-timeout` wins over the flag, as its keys do.
+    let drain = (control
+        .snapshots
+        .borrow()
+        .l7
+        .settings
+        .worker_shutdown_timeout)
+        .unwrap_or(args.proxy.drain_timeout);
+    if tokio::time::timeout(drain, proxy.finished()).await.is_err() {
+        warn!(deadline = ?drain, "drain deadline passed with requests in flight");
     }
     if let Some(l4) = l4 {
         l4.shutdown();

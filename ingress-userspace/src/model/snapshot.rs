@@ -517,6 +517,10 @@ pub struct ProxySettings {
     /// names (ingress-nginx's default server, whose location has `access_log off` unless
     /// this is true) are written to the access log.
     pub access_log_for_default_server: bool,
+    /// `worker-shutdown-timeout`: on SIGTERM, how long requests in flight may take to finish
+    /// (nginx's `worker_shutdown_timeout`, which ingress-nginx's graceful stop waits out).
+    /// `None`: `--drain-timeout`.
+    pub worker_shutdown_timeout: Option<Duration>,
     /// The ConfigMap's `custom-http-errors` (and `disable-proxy-intercept-errors`) for
     /// requests no route takes, served by `--default-backend-service`: ingress-nginx writes
     /// them in nginx's `http` block (`error_page` and `proxy_intercept_errors on`), which its

@@ -200,7 +200,8 @@ pub struct ProxyArgs {
     /// How long an ejected endpoint gets no traffic before it is probed again.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub fail_timeout: Duration,
-    /// On SIGTERM: how long in-flight requests may take to finish.
+    /// On SIGTERM: how long in-flight requests may take to finish (the controller ConfigMap's
+    /// `worker-shutdown-timeout` wins over it).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
     /// Proxy worker threads, each with its own event loop, listening sockets

@@ -32,6 +32,11 @@ pub const KEEP_ALIVE_RANGE: std::ops::RangeInclusive<Duration> =
 pub const UPSTREAM_KEEPALIVE_TIME_RANGE: std::ops::RangeInclusive<Duration> =
     Duration::ZERO..=Duration::from_secs(30 * 24 * 3600);
 
+/// `worker-shutdown-timeout`: 0 (requests in flight are cut at once) up to a day; nginx takes
+/// any time, ingress-nginx's default is `240s`.
+pub const WORKER_SHUTDOWN_TIMEOUT_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::ZERO..=Duration::from_secs(24 * 3600);
+
 /// ingress-nginx's `hsts-max-age` default (seconds).
 pub const HSTS_MAX_AGE: u64 = 31_536_000;
 
@@ -512,6 +517,8 @@ pub fn parse(cm: &ConfigMap, diags: &mut Diagnostics) -> ControllerConfig {
     s.upstream_keepalive_timeout = r.duration("upstream-keepalive-timeout", &KEEP_ALIVE_RANGE);
     s.upstream_keepalive_time =
         r.nginx_time("upstream-keepalive-time", &UPSTREAM_KEEPALIVE_TIME_RANGE);
+    s.worker_shutdown_timeout =
+        r.nginx_time("worker-shutdown-timeout", &WORKER_SHUTDOWN_TIMEOUT_RANGE);
 
     let hsts = r.bool("hsts").unwrap_or(true);
     let include = r.bool("hsts-include-subdomains").unwrap_or(true);
@@ -1262,7 +1269,7 @@ mod tests {
     }
 
     /// `keep-alive-requests`, `upstream-keepalive-requests`, `upstream-keepalive-connections`
-    /// (whole numbers), `upstream-keepalive-time` (an nginx time) and
+    /// (whole numbers), `upstream-keepalive-time` and `worker-shutdown-timeout` (nginx times) and
     /// `upstream-keepalive-timeout` (seconds, or a time) reach the settings; `http2-max-requests` is
     /// accepted without a warning (ingress-nginx's nginx ignores it too); a bad value warns.
     #[test]
@@ -1276,11 +1283,13 @@ mod tests {
                 ("upstream-keepalive-connections", "0"),
                 ("upstream-keepalive-timeout", "5"),
                 ("http2-max-requests", "5"),
+                ("worker-shutdown-timeout", "4m"),
             ]),
             &mut d,
         );
         assert!(d.0.is_empty(), "{:?}", d.0);
         let s = &c.settings;
+        assert_eq!(s.worker_shutdown_timeout, Some(Duration::from_secs(240)));
         assert_eq!(s.keepalive_requests, Some(100));
         assert_eq!(s.upstream_keepalive_requests, Some(0));
         assert_eq!(s.upstream_keepalive_time, Some(Duration::from_secs(1800)));

@@ -480,7 +480,7 @@ pub static CONFIGMAP_KEYS: &[Row] = &[
     row("whitelist-source-range", Supported, "Default of the `allowlist-source-range` annotation, for Ingresses without it (others get 403); an invalid CIDR denies their routes (503)."),
     row("worker-cpu-affinity", NGINX_INTERNAL, "nginx `worker_cpu_affinity`."),
     row("worker-processes", Refused("use --proxy-workers"), "nginx worker count (the proxy runs one worker per core)."),
-    row("worker-shutdown-timeout", Refused("use --drain-timeout"), "Drain time on shutdown."),
+    row("worker-shutdown-timeout", Differs("without the key --drain-timeout applies (default 30s; ingress-nginx 240s); the pod's terminationGracePeriodSeconds must exceed it"), "Drain time on shutdown: after SIGTERM, requests in flight may take this long (an nginx time: 240s, 4m)."),
 ];
 
 /// The row of an annotation name without prefix.
