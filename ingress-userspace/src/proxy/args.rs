@@ -339,13 +339,8 @@ pub fn parse_cidr(s: &str) -> Result<IpPrefix, String> {
 
 /// `512`, `64k`, `1m`, `1g` (powers of 1024, as nginx), 0 to [`MAX_FLAG_SIZE`].
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim().to_ascii_lowercase();
-    let (num, mult) = match s.chars().last() {
-        Some('k') => (&s[..s.len() - 1], 1u64 << 10),
-        Some('m') => (&s[..s.len() - 1], 1 << 20),
-        Some('g') => (&s[..s.len() - 1], 1 << 30),
-        _ => (s.as_str(), 1),
-    };
+    let s = s.trim();
+    let (num, mult) = crate::model::translate::nginx_size::split_unit(s, true);
     if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("invalid size {s:?}"));
     }

@@ -222,16 +222,11 @@ pub fn parse_duration(v: &str) -> Option<Duration> {
     })
 }
 
-/// nginx sizes: bytes, or with k/m/g suffix (either case). `0` means unlimited (`u64::MAX`);
+/// nginx offsets (`client_max_body_size`): bytes, or with k/m/g suffix (either case,
+/// [`super::nginx_size::split_unit`]). `0` means unlimited (`u64::MAX`);
 /// other values saturate at `u64::MAX - 1` (callers range-check).
 pub fn parse_size(v: &str) -> Option<u64> {
-    let v = v.trim();
-    let (num, mult) = match v.chars().last()? {
-        'k' | 'K' => (&v[..v.len() - 1], 1u64 << 10),
-        'm' | 'M' => (&v[..v.len() - 1], 1 << 20),
-        'g' | 'G' => (&v[..v.len() - 1], 1 << 30),
-        _ => (v, 1),
-    };
+    let (num, mult) = super::nginx_size::split_unit(v.trim(), true);
     let n = saturating_number(num)?;
     if n == 0 {
         return Some(u64::MAX);

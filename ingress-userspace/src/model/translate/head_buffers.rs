@@ -63,11 +63,7 @@ fn large_buffers(v: &str) -> Option<(u64, u64)> {
 /// A size as nginx's `ngx_parse_size` reads it: decimal digits, optionally followed by `k`/`K`
 /// (KiB) or `m`/`M` (MiB); no sign, no other unit (`g` is not nginx's), no overflow.
 pub fn nginx_size(v: &str) -> Option<u64> {
-    let (num, scale) = match v.as_bytes().last()? {
-        b'k' | b'K' => (&v[..v.len() - 1], 1u64 << 10),
-        b'm' | b'M' => (&v[..v.len() - 1], 1 << 20),
-        _ => (v, 1),
-    };
+    let (num, scale) = super::nginx_size::split_unit(v, false);
     digits(num)?.checked_mul(scale)
 }
 

@@ -56,6 +56,7 @@ pub mod ingress_inspect;
 pub mod location_list;
 pub mod mirror;
 pub mod next_upstream;
+pub mod nginx_size;
 pub mod nginx_time;
 pub mod node_local;
 pub mod passthrough;
