@@ -58,6 +58,9 @@ pub fn bpf_target_args(c: &mut Command) {
         "--target-dir",
     ])
     .arg(root().join("target/ebpf"));
+    // The workspace's release profile links the daemon with fat LTO; bpf-linker links the
+    // eBPF object's bitcode itself, and the object the verifier has passed stays as it was.
+    c.env("CARGO_PROFILE_RELEASE_LTO", "false");
     // BTF for CO-RE and map definitions; the arch cfg is what aya-ebpf expects on x86_64 hosts.
     c.env(
         "CARGO_ENCODED_RUSTFLAGS",
