@@ -2469,23 +2469,36 @@ async fn request_target_and_host_are_validated() {
         (
             "GET a.test:80 HTTP/1.1\r\nHost: a.test",
             400,
-            "authority-form target outside CONNECT",
+            "authority-form request target",
         ),
         (
             "OPTIONS * HTTP/1.1\r\nHost: a.test",
             400,
             "request target is not an absolute path",
         ),
+        // nginx's request-line parser refuses the authority-form target first.
         (
             "CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443",
+            400,
+            "authority-form request target",
+        ),
+        (
+            "CONNECT / HTTP/1.1\r\nHost: a.test",
             405,
             "CONNECT is not served",
+        ),
+        (
+            "TRACE / HTTP/1.1\r\nHost: a.test",
+            405,
+            "TRACE is not served",
         ),
     ];
     for (head, status, reason) in refused {
         let r = raw_request(p, head).await;
         assert_eq!(r.status, status, "{head:?}: {}", r.head);
         assert_eq!(r.header(REASON_HEADER), Some(reason), "{head:?}");
+        // nginx refuses these while reading the head, before keep-alive is decided.
+        assert_eq!(r.header("connection"), Some("close"), "{head:?}");
         assert!(r.header("location").is_none(), "{head:?}");
         if status == 405 {
             assert!(r.header("allow").is_some_and(|v| !v.contains("CONNECT")));

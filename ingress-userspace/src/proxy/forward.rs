@@ -168,8 +168,10 @@ struct Outcome {
     /// The response is a pod's answer ([`answered`]), not one the proxy made: what
     /// `disable-proxy-intercept-errors` passes through ([`intercepted`]).
     pod_answered: bool,
-    /// An error page replaced a status after which nginx ends keep-alive
-    /// ([`request_target::closes_keepalive`]): the connection closes whoever answered in its place.
+    /// The HTTP/1 connection closes after this answer: the request was refused while its
+    /// head was read ([`request_target::Rejected::close`]), or an error page replaced a status
+    /// after which nginx ends keep-alive ([`request_target::closes_keepalive`]), whoever
+    /// answered in its place.
     close_connection: bool,
 }
 
@@ -231,6 +233,7 @@ pub(crate) async fn handle(
         }
         Err(rejected) => {
             out.reason = Some(rejected.reason.into());
+            out.close_connection |= rejected.close();
             (refuse(rejected), request_host(&req))
         }
     };
@@ -465,8 +468,8 @@ fn refuse(rejected: request_target::Rejected) -> Response<ProxyBody> {
             HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"),
         );
     }
-    // Its `Connection: close` (every refused status closes: `Rejected::close`) is `handle`'s,
-    // as for every answer of the proxy's own.
+    // Its `Connection: close` (`Rejected::close`) is `handle`'s, as for every answer of the
+    // proxy's own.
     resp
 }
 

@@ -2,9 +2,12 @@
 //! HTTP/2 `:authority`) to the one host and normalised path that routing, the allowlist,
 //! redirects and the backend all use — or the status the proxy answers instead.
 //!
-//! - CONNECT (HTTP/1.1 and HTTP/2) is 405: the proxy is no tunnel (RFC 9110 §9.3.6). TRACE
-//!   is 405 too, as nginx answers it in every version: a pod that echoes the request would
-//!   hand a script the cookies and credentials it cannot read (cross-site tracing).
+//! - CONNECT (HTTP/1.1 and HTTP/2) is 405: the proxy is no tunnel (RFC 9110 §9.3.6); in
+//!   HTTP/1 its usual authority-form target (`CONNECT host:443`) is 400 first, as nginx's
+//!   request-line parser refuses it. TRACE is 405 too, as nginx answers it in every version: a
+//!   pod that echoes the request would hand a script the cookies and credentials it cannot
+//!   read (cross-site tracing). Every refusal here closes an HTTP/1 connection, as nginx's
+//!   ([`Rejected::close`]).
 //! - `Transfer-Encoding` other than exactly `chunked` (one field, one coding; hyper has
 //!   already decoded the chunks and would drop the other codings unseen) is 501 and the
 //!   connection closes, as nginx answers it ("client sent unknown Transfer-Encoding"): a
@@ -49,9 +52,13 @@ pub struct Rejected {
 }
 
 impl Rejected {
-    /// Whether the HTTP/1 connection closes after the answer ([`closes_keepalive`]).
+    /// Whether the HTTP/1 connection closes after the answer: always. nginx refuses these
+    /// requests while it reads their head (its request-line and header parsers,
+    /// `ngx_http_process_request_header` for TRACE, CONNECT and `Transfer-Encoding`), before
+    /// `ngx_http_handler` decides keep-alive, so its answer carries `Connection: close`
+    /// whatever the status: the 405s for TRACE and CONNECT too.
     pub fn close(&self) -> bool {
-        closes_keepalive(self.status)
+        true
     }
 }
 
@@ -76,6 +83,8 @@ fn not_allowed(reason: &'static str) -> Rejected {
     }
 }
 
+/// Reason of the 400 for an authority-form target (`host:port`), CONNECT's included.
+pub const AUTHORITY_FORM: &str = "authority-form request target";
 /// Reason of the 405 for CONNECT.
 pub const CONNECT_REFUSED: &str = "CONNECT is not served";
 /// Reason of the 400 for a method of other bytes than nginx's parser takes.
@@ -119,6 +128,11 @@ pub fn resolve(
         });
     }
     if method == Method::CONNECT {
+        // nginx's HTTP/1 request-line parser takes no authority-form target (`CONNECT
+        // host:443`): 400 before the method is looked at; an origin-form one gets the 405.
+        if version < Version::HTTP_2 && uri.scheme().is_none() && uri.authority().is_some() {
+            return Err(bad(AUTHORITY_FORM));
+        }
         return Err(not_allowed(CONNECT_REFUSED));
     }
     if method == Method::TRACE {
@@ -172,7 +186,7 @@ pub fn resolve(
                 }
                 a
             }
-            (None, Some(_)) => return Err(bad("authority-form target outside CONNECT")),
+            (None, Some(_)) => return Err(bad(AUTHORITY_FORM)),
             _ => host_header.unwrap_or_default(),
         }
     };
@@ -288,10 +302,16 @@ mod tests {
     }
 
     #[test]
-    fn connect_is_405_in_every_version() {
-        for v in [Version::HTTP_10, H11, H2] {
+    fn connect_is_405_in_every_version_and_its_http1_authority_form_400() {
+        for v in [Version::HTTP_10, H11] {
             let r = resolve_with("CONNECT", v, "b.test:443", &["b.test:443"]);
-            assert_eq!(r.unwrap_err().status, StatusCode::METHOD_NOT_ALLOWED);
+            assert_eq!(r.unwrap_err(), bad(AUTHORITY_FORM));
+        }
+        let r = resolve_with("CONNECT", H2, "b.test:443", &["b.test:443"]);
+        assert_eq!(r.unwrap_err(), not_allowed(CONNECT_REFUSED));
+        for v in [Version::HTTP_10, H11, H2] {
+            let r = resolve_with("CONNECT", v, "/", &["b.test"]);
+            assert_eq!(r.unwrap_err(), not_allowed(CONNECT_REFUSED));
         }
     }
 
