@@ -1947,7 +1947,7 @@ where
         &shared.live.load().trust.forwarded_for_header,
     );
     // `insert` replaces every `Host` the client sent: the upstream sees exactly one.
-    if let Ok(v) = HeaderValue::from_str(client.best_host(host)) {
+    if let Some(v) = super::headers::best_host_value(&parts.headers, client, host) {
         parts.headers.insert(HOST, v);
     }
     // `upstream-vhost`: `proxy_set_header Host`; X-Forwarded-Host above keeps the client's.
