@@ -2303,8 +2303,9 @@ where
     let mut send = send;
     let started = now_ms();
     let timeout_ms = u64::try_from(read_timeout.as_millis()).unwrap_or(u64::MAX);
+    // The first look is at the start: one clock read serves both.
+    let mut now = started;
     loop {
-        let now = now_ms();
         let wait_ms = match watch.upstream_clock_start_ms(started) {
             // Look again after a whole timeout: by then the client moved or timed out.
             None => timeout_ms,
@@ -2316,10 +2317,15 @@ where
                 deadline - now
             }
         };
+        let sleep = std::pin::pin!(tokio::time::sleep(Duration::from_millis(wait_ms)));
+        let sleep = super::watched_sleep::WatchedSleep::new(sleep);
+        // `biased`: the response first, without drawing a random start per wake-up.
         tokio::select! {
+            biased;
             r = &mut send => return Ok(r),
-            _ = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
+            () = sleep => {}
         }
+        now = now_ms();
     }
 }
 
