@@ -438,7 +438,10 @@ pub(crate) fn new_request_id() -> HeaderValue {
     for (i, b) in buf.iter_mut().enumerate() {
         *b = HEX[((n >> (124 - 4 * i)) & 0xf) as usize];
     }
-    HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("0"))
+    // One allocation its clones share (`from_bytes` copies into a `Bytes` whose first
+    // clone allocates again, and the id is cloned for the log and the pod).
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(buf))
+        .unwrap_or(HeaderValue::from_static("0"))
 }
 
 #[cfg(test)]
