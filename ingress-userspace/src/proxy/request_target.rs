@@ -179,7 +179,7 @@ pub fn resolve(
     // A host taken from the Host field (or, in HTTP/2, either) was validated above.
     let validated =
         version == Version::HTTP_2 || host_header.is_some_and(|h| std::ptr::eq(h, host));
-    if !validated && !(host.is_empty() && version < Version::HTTP_11) {
+    if !(validated || (host.is_empty() && version < Version::HTTP_11)) {
         authority::validate(host).map_err(|_| bad("invalid host in request target"))?;
     }
     let path = normalize_path(uri.path()).map_err(|e| bad(path_reason(e)))?;
