@@ -128,6 +128,11 @@ impl Table {
     pub fn get(&self, vhost: &str) -> Option<&Arc<HostAuth>> {
         self.0.get(vhost)
     }
+
+    /// Whether no host has a client-certificate step (most configurations).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// One CA certificate of `ca.crt`, for finding the rest of a chain above the trust anchor.

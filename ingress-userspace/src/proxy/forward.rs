@@ -383,6 +383,10 @@ fn client_cert_step<B>(
     host: &str,
     out: &mut Outcome,
 ) -> Option<Response<ProxyBody>> {
+    // Without any host's step, the host need not be looked up (the route does it again).
+    if rt.client_auth.is_empty() {
+        return None;
+    }
     let vh = rt.routes.host(host)?;
     let auth = rt.client_auth.get(&vh.host)?;
     let tls = conn.tls_client.as_ref();
@@ -1964,7 +1968,7 @@ where
         &shared.live.load().trust.forwarded_for_header,
     );
     // `insert` replaces every `Host` the client sent: the upstream sees exactly one.
-    if let Ok(v) = HeaderValue::from_str(client.best_host(host)) {
+    if let Some(v) = super::headers::best_host_value(&parts.headers, client, host) {
         parts.headers.insert(HOST, v);
     }
     // `upstream-vhost`: `proxy_set_header Host`; X-Forwarded-Host above keeps the client's.
@@ -2057,7 +2061,11 @@ where
         version,
         protocol,
         buffering,
-        authority: host.parse().ok(),
+        // HTTP/1.x sends the target in origin-form and the authority in `Host`
+        // (`Prepared::request_to`): no authority to parse.
+        authority: (version == Version::HTTP_2)
+            .then(|| host.parse().ok())
+            .flatten(),
         path_and_query,
         read_timeout: policy
             .timeouts
@@ -2159,22 +2167,18 @@ impl Prepared {
         slot: usize,
         last: bool,
     ) -> Result<Request<ProxyBody>, Failure> {
-        let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(self.scheme.clone());
-        // The last attempt takes them (a clone of a `Bytes` made from a `Vec` allocates).
-        uri.authority = if last {
-            self.authority.take()
-        } else {
-            self.authority.clone()
-        }
-        .or_else(|| up.authority(slot));
-        uri.path_and_query = Some(if last {
+        let path_and_query = if last {
             std::mem::replace(&mut self.path_and_query, PathAndQuery::from_static("/"))
         } else {
             self.path_and_query.clone()
-        });
-        let uri = Uri::from_parts(uri)
-            .map_err(|_| Failure::proxy(StatusCode::BAD_REQUEST, "invalid request target"))?;
+        };
+        let uri = if self.version == Version::HTTP_2 {
+            self.absolute_uri(up, slot, last, path_and_query)?
+        } else {
+            // HTTP/1.x: origin-form, as the pool sends it (RFC 9112 §3.2.1); the authority
+            // travels in `Host`.
+            Uri::from(path_and_query)
+        };
         // `forward` retries only while the body is untouched, so a body is always there.
         let body = self
             .body
@@ -2190,6 +2194,28 @@ impl Prepared {
             self.parts.headers.clone()
         };
         Ok(req)
+    }
+
+    /// The HTTP/2 request's URI: `scheme://authority/path` (`:scheme`, `:authority`).
+    fn absolute_uri(
+        &mut self,
+        up: &UpstreamRuntime,
+        slot: usize,
+        last: bool,
+        path_and_query: PathAndQuery,
+    ) -> Result<Uri, Failure> {
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(self.scheme.clone());
+        // The last attempt takes them (a clone of a `Bytes` made from a `Vec` allocates).
+        uri.authority = if last {
+            self.authority.take()
+        } else {
+            self.authority.clone()
+        }
+        .or_else(|| up.authority(slot));
+        uri.path_and_query = Some(path_and_query);
+        Uri::from_parts(uri)
+            .map_err(|_| Failure::proxy(StatusCode::BAD_REQUEST, "invalid request target"))
     }
 }
 
@@ -2320,8 +2346,9 @@ where
     let mut send = send;
     let started = now_ms();
     let timeout_ms = u64::try_from(read_timeout.as_millis()).unwrap_or(u64::MAX);
+    // The first look is at the start: one clock read serves both.
+    let mut now = started;
     loop {
-        let now = now_ms();
         let wait_ms = match watch.upstream_clock_start_ms(started) {
             // Look again after a whole timeout: by then the client moved or timed out.
             None => timeout_ms,
@@ -2333,10 +2360,15 @@ where
                 deadline - now
             }
         };
+        let sleep = std::pin::pin!(tokio::time::sleep(Duration::from_millis(wait_ms)));
+        let sleep = super::watched_sleep::WatchedSleep::new(sleep);
+        // `biased`: the response first, without drawing a random start per wake-up.
         tokio::select! {
+            biased;
             r = &mut send => return Ok(r),
-            _ = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
+            () = sleep => {}
         }
+        now = now_ms();
     }
 }
 

@@ -2,7 +2,7 @@
 //! forwarding headers backends expect from ingress-nginx (`X-Forwarded-*`, `X-Real-IP`,
 //! `Forwarded`, `X-Request-ID`).
 
-use std::{fmt::Write, net::IpAddr};
+use std::{io::Write, net::IpAddr};
 
 use http::{
     HeaderMap, HeaderName, HeaderValue,
@@ -79,15 +79,20 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 /// one value HTTP/2 allows, and what gRPC needs end to end), else removed. `Trailer` is
 /// end to end (RFC 9110 6.6.2) and stays: an HTTP/1.1 hop sends only the trailers it declares.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    // Most messages carry none of these: one pass over the names (compared by their standard
-    // index, no hashing) instead of seven hashed lookups.
-    if !upgrade && !headers.keys().any(is_hop_by_hop) {
+    // One pass over the names (compared by their standard index, no hashing) says which of
+    // these fields are there; only those are looked up and removed. Most requests carry none,
+    // most responses only `Connection: keep-alive`.
+    let present = headers.keys().fold(0u8, |p, n| p | hop_by_hop_bit(n));
+    if !upgrade && present == 0 {
         return;
     }
-    if headers.contains_key(CONNECTION) {
+    if present & HOP_CONNECTION != 0 {
         let named: Vec<HeaderName> = connection_tokens(headers)
             .filter(|t| !(upgrade && t.eq_ignore_ascii_case("upgrade")))
-            .filter_map(|t| HeaderName::from_bytes(t.to_ascii_lowercase().as_bytes()).ok())
+            // Fields removed below whatever Connection says need no lookup of their own.
+            .filter(|t| !ALWAYS_REMOVED.iter().any(|n| t.eq_ignore_ascii_case(n)))
+            // `from_bytes` lower-cases a name.
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
             // A field named in Connection that is end to end by definition keeps its meaning.
             .filter(|n| *n != TE && *n != TRAILER)
             .collect();
@@ -96,35 +101,67 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         }
         headers.remove(CONNECTION);
     }
-    headers.remove(KEEP_ALIVE);
-    headers.remove(PROXY_CONNECTION);
-    headers.remove(TRANSFER_ENCODING);
-    let te_trailers = headers
-        .get_all(TE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(accepts_trailers);
-    if te_trailers {
-        headers.insert(TE, HeaderValue::from_static("trailers"));
-    } else {
-        headers.remove(TE);
+    if present & HOP_KEEP_ALIVE != 0 {
+        headers.remove(KEEP_ALIVE);
+    }
+    if present & HOP_PROXY_CONNECTION != 0 {
+        headers.remove(PROXY_CONNECTION);
+    }
+    if present & HOP_TRANSFER_ENCODING != 0 {
+        headers.remove(TRANSFER_ENCODING);
+    }
+    if present & HOP_TE != 0 {
+        let te_trailers = headers
+            .get_all(TE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(accepts_trailers);
+        if te_trailers {
+            headers.insert(TE, HeaderValue::from_static("trailers"));
+        } else {
+            headers.remove(TE);
+        }
     }
     if upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
+    } else if present & HOP_UPGRADE != 0 {
         headers.remove(UPGRADE);
     }
 }
 
-/// Whether [`strip_hop_by_hop`] may change a field of this name.
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    name == CONNECTION
-        || name == KEEP_ALIVE
-        || name == TRANSFER_ENCODING
-        || name == TE
-        || name == UPGRADE
-        || name == PROXY_CONNECTION
+/// The hop-by-hop fields [`strip_hop_by_hop`] removes however `Connection` names them.
+const ALWAYS_REMOVED: [&str; 4] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+];
+
+const HOP_CONNECTION: u8 = 1;
+const HOP_KEEP_ALIVE: u8 = 2;
+const HOP_TRANSFER_ENCODING: u8 = 4;
+const HOP_TE: u8 = 8;
+const HOP_UPGRADE: u8 = 16;
+const HOP_PROXY_CONNECTION: u8 = 32;
+
+/// The bit of a field [`strip_hop_by_hop`] may change, 0 for any other.
+fn hop_by_hop_bit(name: &HeaderName) -> u8 {
+    if name == CONNECTION {
+        HOP_CONNECTION
+    } else if name == KEEP_ALIVE {
+        HOP_KEEP_ALIVE
+    } else if name == TRANSFER_ENCODING {
+        HOP_TRANSFER_ENCODING
+    } else if name == TE {
+        HOP_TE
+    } else if name == UPGRADE {
+        HOP_UPGRADE
+    } else if name == PROXY_CONNECTION {
+        HOP_PROXY_CONNECTION
+    } else {
+        0
+    }
 }
 
 /// Whether one `TE` list member is `trailers` (RFC 9110 10.1.4: it takes no weight).
@@ -192,15 +229,36 @@ pub fn add_forwarding(
     host: &str,
     forwarded_for: &HeaderName,
 ) -> HeaderValue {
-    match http_variable(headers, forwarded_for) {
-        Some(v) => headers.insert(X_ORIGINAL_FORWARDED_FOR, v),
-        None => headers.remove(X_ORIGINAL_FORWARDED_FOR),
-    };
-    match http_variable(headers, &X_FORWARDED_HOST) {
-        Some(v) => headers.insert(X_ORIGINAL_FORWARDED_HOST, v),
-        None => headers.remove(X_ORIGINAL_FORWARDED_HOST),
-    };
-    headers.remove(PROXY);
+    // Which of the fields read or removed here the client sent, in one pass over the names:
+    // most requests carry none, and each lookup of an absent field hashes its name.
+    let sent = Sent::of(headers, forwarded_for);
+    match sent
+        .forwarded_for
+        .then(|| http_variable(headers, forwarded_for))
+    {
+        Some(Some(v)) => {
+            headers.insert(X_ORIGINAL_FORWARDED_FOR, v);
+        }
+        _ if sent.original_forwarded_for => {
+            headers.remove(X_ORIGINAL_FORWARDED_FOR);
+        }
+        _ => {}
+    }
+    match sent
+        .forwarded_host
+        .then(|| http_variable(headers, &X_FORWARDED_HOST))
+    {
+        Some(Some(v)) => {
+            headers.insert(X_ORIGINAL_FORWARDED_HOST, v);
+        }
+        _ if sent.original_forwarded_host => {
+            headers.remove(X_ORIGINAL_FORWARDED_HOST);
+        }
+        _ => {}
+    }
+    if sent.proxy {
+        headers.remove(PROXY);
+    }
     headers.insert(X_FORWARDED_FOR, c.forwarded_for.clone());
     headers.insert(X_REAL_IP, c.addr_text.clone());
     headers.insert(X_FORWARDED_PROTO, c.proto.clone());
@@ -209,31 +267,36 @@ pub fn add_forwarding(
     headers.insert(X_SCHEME, c.proto.clone());
     // ingress-nginx's `$best_http_host`.
     let fwd_host = c.best_host(host);
-    match HeaderValue::from_str(fwd_host) {
-        Ok(v) => {
+    match best_host_value(headers, c, host) {
+        Some(v) => {
             headers.insert(X_FORWARDED_HOST, v);
         }
-        Err(_) => {
+        None => {
             headers.remove(X_FORWARDED_HOST);
         }
     }
     headers.insert(X_FORWARDED_PORT, c.port.clone());
     let prev = c.forwarded_prev.as_ref().and_then(|v| v.to_str().ok());
-    let mut fwd = String::with_capacity(prev.map_or(0, |p| p.len() + 2) + fwd_host.len() + 64);
+    let mut fwd = Vec::with_capacity(prev.map_or(0, |p| p.len() + 2) + fwd_host.len() + 64);
     if let Some(prev) = prev {
-        fwd.push_str(prev);
-        fwd.push_str(", ");
+        fwd.extend_from_slice(prev.as_bytes());
+        fwd.extend_from_slice(b", ");
     }
     // RFC 7239 section 6: an IPv6 node is bracketed and quoted.
-    let _ = match c.forwarded_node {
-        IpAddr::V4(ip) => write!(fwd, "for={ip}"),
-        IpAddr::V6(ip) => write!(fwd, "for=\"[{ip}]\""),
-    };
-    fwd.push_str(";host=");
-    push_token_or_quoted(&mut fwd, fwd_host);
-    fwd.push_str(";proto=");
-    push_token_or_quoted(&mut fwd, c.proto.to_str().unwrap_or_default());
-    match HeaderValue::from_str(&fwd) {
+    match c.forwarded_node {
+        IpAddr::V4(ip) => {
+            fwd.extend_from_slice(b"for=");
+            push_ipv4(&mut fwd, ip);
+        }
+        IpAddr::V6(ip) => {
+            let _ = write!(fwd, "for=\"[{ip}]\"");
+        }
+    }
+    fwd.extend_from_slice(b";host=");
+    push_token_or_quoted(&mut fwd, fwd_host.as_bytes());
+    fwd.extend_from_slice(b";proto=");
+    push_token_or_quoted(&mut fwd, c.proto.to_str().unwrap_or_default().as_bytes());
+    match HeaderValue::from_bytes(&fwd) {
         Ok(v) => {
             headers.insert(FORWARDED, v);
         }
@@ -241,7 +304,75 @@ pub fn add_forwarding(
             headers.remove(FORWARDED);
         }
     }
-    request_id(headers)
+    let id = if sent.request_id {
+        request_id_of(headers)
+    } else {
+        new_request_id()
+    };
+    headers.insert(X_REQUEST_ID, id.clone());
+    id
+}
+
+/// ingress-nginx's `$best_http_host` ([`Client::best_host`]) as a field value, `None` when
+/// it is not one. The believed `X-Forwarded-Host` element and the request's only `Host` line
+/// are already values: when the text is theirs, they are shared instead of copied.
+pub fn best_host_value(headers: &HeaderMap, c: &Client, host: &str) -> Option<HeaderValue> {
+    if let Some(v) = c.host.as_ref().filter(|v| v.to_str().is_ok()) {
+        return Some(v.clone());
+    }
+    let mut sent = headers.get_all(http::header::HOST).iter();
+    if let (Some(v), None) = (sent.next(), sent.next())
+        && v.as_bytes() == host.as_bytes()
+    {
+        return Some(v.clone());
+    }
+    HeaderValue::from_str(host).ok()
+}
+
+/// Which of the fields [`add_forwarding`] reads or removes a request carries.
+#[derive(Default)]
+struct Sent {
+    forwarded_for: bool,
+    forwarded_host: bool,
+    original_forwarded_for: bool,
+    original_forwarded_host: bool,
+    proxy: bool,
+    request_id: bool,
+}
+
+impl Sent {
+    fn of(headers: &HeaderMap, forwarded_for: &HeaderName) -> Sent {
+        let mut sent = Sent::default();
+        for name in headers.keys() {
+            sent.forwarded_for |= name == forwarded_for;
+            // Lengths first: most names are none of these and differ in length.
+            match name.as_str().len() {
+                5 => sent.proxy |= *name == PROXY,
+                12 => sent.request_id |= *name == X_REQUEST_ID,
+                16 => sent.forwarded_host |= *name == X_FORWARDED_HOST,
+                24 => sent.original_forwarded_for |= *name == X_ORIGINAL_FORWARDED_FOR,
+                25 => sent.original_forwarded_host |= *name == X_ORIGINAL_FORWARDED_HOST,
+                _ => {}
+            }
+        }
+        sent
+    }
+}
+
+/// An IPv4 address in dotted decimal, as its `Display` writes it.
+fn push_ipv4(out: &mut Vec<u8>, ip: std::net::Ipv4Addr) {
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push(b'.');
+        }
+        if octet >= 100 {
+            out.push(b'0' + octet / 100);
+        }
+        if octet >= 10 {
+            out.push(b'0' + octet / 10 % 10);
+        }
+        out.push(b'0' + octet % 10);
+    }
 }
 
 /// nginx's `$http_<name>` of a request: every field line of `name` in order, joined with
@@ -285,16 +416,17 @@ pub fn request_id_of(headers: &HeaderMap) -> HeaderValue {
     http_variable(headers, &X_REQUEST_ID).unwrap_or_else(new_request_id)
 }
 
-fn push_token_or_quoted(out: &mut String, v: &str) {
+fn push_token_or_quoted(out: &mut Vec<u8>, v: &[u8]) {
     if !v.is_empty()
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-".contains(&b))
+        && v.iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
     {
-        out.push_str(v);
+        out.extend_from_slice(v);
     } else {
-        out.push('"');
-        out.extend(v.chars().filter(|&ch| ch != '"' && ch != '\\'));
-        out.push('"');
+        // Dropping these two bytes from UTF-8 text drops those characters only.
+        out.push(b'"');
+        out.extend(v.iter().filter(|&&b| b != b'"' && b != b'\\'));
+        out.push(b'"');
     }
 }
 
@@ -306,7 +438,10 @@ pub(crate) fn new_request_id() -> HeaderValue {
     for (i, b) in buf.iter_mut().enumerate() {
         *b = HEX[((n >> (124 - 4 * i)) & 0xf) as usize];
     }
-    HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("0"))
+    // One allocation its clones share (`from_bytes` copies into a `Bytes` whose first
+    // clone allocates again, and the id is cloned for the log and the pod).
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(buf))
+        .unwrap_or(HeaderValue::from_static("0"))
 }
 
 #[cfg(test)]
@@ -557,5 +692,134 @@ mod tests {
         assert_eq!(h["x-original-forwarded-for"], "10.0.0.1, 10.0.0.2");
         assert!(!h.contains_key("x-original-forwarded-host"), "none sent");
         assert!(!h.contains_key("proxy"));
+    }
+
+    /// Every line the pod gets, in full, for a plain request (none of the fields
+    /// `add_forwarding` reads or removes) and for one that sent all of them; the `for=` node
+    /// as `Ipv4Addr`'s `Display` writes it for every octet width.
+    #[test]
+    fn forwarding_lines_byte_for_byte() {
+        let lines = |h: &HeaderMap| {
+            let mut l: Vec<String> = h
+                .iter()
+                .map(|(n, v)| format!("{n}: {}", v.to_str().unwrap()))
+                .collect();
+            l.sort();
+            l
+        };
+        for ip in [
+            "0.0.0.0",
+            "9.10.99.100",
+            "255.255.255.255",
+            "1.20.100.0",
+            "198.18.0.1",
+        ] {
+            let c = Client::direct(ip.parse().unwrap(), false, 80);
+            let mut h = map(&[("host", "a.test:8080"), ("accept", "*/*")]);
+            let id = add_forwarding(&mut h, &c, "a.test:8080", &X_FORWARDED_FOR);
+            let id = id.to_str().unwrap();
+            let mut want = vec![
+                "accept: */*".to_string(),
+                // `:` is no token character (RFC 7230 3.2.6): the host is quoted.
+                format!("forwarded: for={ip};host=\"a.test:8080\";proto=http"),
+                "host: a.test:8080".into(),
+                format!("x-forwarded-for: {ip}"),
+                "x-forwarded-host: a.test:8080".into(),
+                "x-forwarded-port: 80".into(),
+                "x-forwarded-proto: http".into(),
+                "x-forwarded-scheme: http".into(),
+                format!("x-real-ip: {ip}"),
+                format!("x-request-id: {id}"),
+                "x-scheme: http".into(),
+            ];
+            want.sort();
+            assert_eq!(lines(&h), want, "{ip}");
+        }
+        let c = Client::direct("198.18.0.1".parse().unwrap(), true, 443);
+        let mut h = map(&[
+            ("host", "a.test"),
+            ("host", "a.test"),
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-for", "203.0.113.10"),
+            ("x-forwarded-host", "evil.test"),
+            ("x-original-forwarded-for", "forged"),
+            ("x-original-forwarded-host", "forged"),
+            ("proxy", "http://evil.test:3128"),
+            ("x-request-id", "abc"),
+            ("x-request-id", "def"),
+            ("x-scheme", "gopher"),
+        ]);
+        assert_eq!(
+            add_forwarding(&mut h, &c, "b.test", &X_FORWARDED_FOR),
+            "abc, def"
+        );
+        let mut want = vec![
+            "forwarded: for=198.18.0.1;host=b.test;proto=https",
+            "host: a.test",
+            "host: a.test",
+            "x-forwarded-for: 198.18.0.1",
+            "x-forwarded-host: b.test",
+            "x-forwarded-port: 443",
+            "x-forwarded-proto: https",
+            "x-forwarded-scheme: https",
+            "x-original-forwarded-for: 203.0.113.9, 203.0.113.10",
+            "x-original-forwarded-host: evil.test",
+            "x-real-ip: 198.18.0.1",
+            "x-request-id: abc, def",
+            "x-scheme: https",
+        ];
+        want.sort();
+        assert_eq!(lines(&h), want);
+    }
+
+    /// `X-Forwarded-Host` (and the upstream `Host`) is `$best_http_host` whichever value it
+    /// is taken from: the request's only Host line when it is that text, else a copy.
+    #[test]
+    fn best_host_value_is_the_host_whatever_it_is_taken_from() {
+        let c = Client::direct("198.18.0.1".parse().unwrap(), false, 80);
+        for (sent, host, want) in [
+            (&[("host", "a.test:81")][..], "a.test:81", Some("a.test:81")),
+            (&[("host", "A.test")][..], "a.test", Some("a.test")),
+            (
+                &[("host", "a.test"), ("host", "b.test")][..],
+                "a.test",
+                Some("a.test"),
+            ),
+            (&[][..], "c.test", Some("c.test")),
+            (&[][..], "bad\nhost", None),
+        ] {
+            let got = best_host_value(&map(sent), &c, host);
+            assert_eq!(got.as_ref().map(|v| v.to_str().unwrap()), want, "{sent:?}");
+        }
+        let mut c = c;
+        c.host = Some(HeaderValue::from_static("believed.test"));
+        let got = best_host_value(&map(&[("host", "a.test")]), &c, "a.test");
+        assert_eq!(got.unwrap(), "believed.test");
+    }
+
+    /// The fields `Connection` names go, whatever their case, beside the hop-by-hop ones;
+    /// `TE` and `Trailer` stay end to end, and a field only named is no error.
+    #[test]
+    fn connection_named_fields_removed_in_any_case() {
+        let mut h = map(&[
+            ("connection", "Keep-Alive, X-Custom, close"),
+            ("connection", "Transfer-Encoding, te, trailer, x-absent"),
+            ("keep-alive", "timeout=5"),
+            ("x-custom", "1"),
+            ("close", "odd but named"),
+            ("trailer", "x-sum"),
+            ("te", "trailers"),
+            ("x-kept", "yes"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        let mut names: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["te", "trailer", "x-kept"]);
+        assert_eq!(h["te"], "trailers");
+        // A response with only `Connection: keep-alive` (nginx's): nothing else moves.
+        let mut h = map(&[("connection", "keep-alive"), ("content-length", "5")]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h["content-length"], "5");
     }
 }

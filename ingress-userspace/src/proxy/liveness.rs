@@ -302,8 +302,9 @@ where
     // One timer for the connection's life, re-armed only when it must fire earlier: waking
     // early costs one look at the deadline, while arming a timer at every request's start and
     // end (two timer-wheel insertions and removals per request) showed in `perf`.
-    let sleep = sleep_until(Instant::now());
-    tokio::pin!(sleep);
+    let sleep = std::pin::pin!(sleep_until(Instant::now()));
+    // Looked at only when it may have fired: the task wakes several times a request.
+    let mut sleep = super::watched_sleep::WatchedSleep::new(sleep);
     // When the armed timer fires; `None`: not armed (fired, or nothing to wait for).
     let mut armed: Option<Instant> = None;
     // Whether the connection was asked to close for having carried its last request: its
@@ -338,7 +339,7 @@ where
         };
         match wake {
             Some(at) if armed.is_none_or(|armed| armed > at) => {
-                sleep.as_mut().reset(at);
+                sleep.reset(at);
                 armed = Some(at);
             }
             Some(_) => {}
@@ -357,7 +358,7 @@ where
                 closing = Some((CloseReason::Shutdown, None));
                 armed = None;
             }
-            _ = sleep.as_mut(), if armed.is_some() => {
+            () = &mut sleep, if armed.is_some() => {
                 armed = None;
                 if let Some((why, _)) = closing {
                     return Ended::Dropped(why);

@@ -59,6 +59,7 @@ pub mod tls;
 pub mod tunnel;
 pub mod upstream;
 pub mod upstreams;
+pub mod watched_sleep;
 pub mod workers;
 
 use std::{

@@ -190,7 +190,10 @@ pub fn resolve(
             _ => host_header.unwrap_or_default(),
         }
     };
-    if !(host.is_empty() && version < Version::HTTP_11) {
+    // A host taken from the Host field (or, in HTTP/2, either) was validated above.
+    let validated =
+        version == Version::HTTP_2 || host_header.is_some_and(|h| std::ptr::eq(h, host));
+    if !(validated || (host.is_empty() && version < Version::HTTP_11)) {
         authority::validate(host).map_err(|_| bad("invalid host in request target"))?;
     }
     let path = normalize_path(uri.path()).map_err(|e| bad(path_reason(e)))?;
@@ -299,6 +302,27 @@ mod tests {
             400
         );
         assert_eq!(status(resolve_with("OPTIONS", H11, "*", &["b.test"])), 400);
+    }
+
+    /// Whichever field the host comes from is validated, and the reason names it: the Host
+    /// field, or the absolute-form target's authority (with or without a valid Host).
+    #[test]
+    fn the_host_is_validated_whichever_field_it_comes_from() {
+        let reason =
+            |v, target, hosts: &[&str]| resolve_with("GET", v, target, hosts).unwrap_err().reason;
+        assert_eq!(reason(H11, "/", &["a b"]), "invalid Host header");
+        assert_eq!(
+            reason(H11, "http://u@b.test/", &["b.test"]),
+            "invalid host in request target"
+        );
+        assert_eq!(
+            reason(Version::HTTP_10, "http://u@b.test/", &[]),
+            "invalid host in request target"
+        );
+        assert_eq!(
+            reason(H2, "http://u@b.test/", &[]),
+            "invalid :authority or Host"
+        );
     }
 
     #[test]
