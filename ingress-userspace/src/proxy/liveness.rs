@@ -314,11 +314,14 @@ where
     // fired: a fresh `notified()` at each wake-up re-registered with the `Notify` every time.
     let notified = progress.0.changed.notified();
     tokio::pin!(notified);
+    // The connection was polled in this wake-up, and nothing since asks for another poll.
+    let mut conn_just_polled = false;
     loop {
         if closing.is_none() && progress.exhausted() {
             if !exhausted {
                 exhausted = true;
                 close(conn.as_mut());
+                conn_just_polled = false;
             }
             if progress.open() == 0 {
                 let until = Instant::now() + MAX_CLOSE_GRACE;
@@ -344,20 +347,45 @@ where
             Some(_) => {}
             None => armed = None,
         }
-        // `biased`: the connection first, without drawing a random start per wake-up.
-        tokio::select! {
-            biased;
-            r = conn.as_mut() => return Ended::Finished(r),
-            // Busy or idle now: the deadline may be earlier than the one slept to.
-            _ = notified.as_mut(), if closing.is_none() => {
-                notified.set(progress.0.changed.notified());
+        // The connection first, without drawing a random start per wake-up (a `biased`
+        // select). Not polled again in the same wake-up when it was polled just before the
+        // progress waiter fired: the request that started or ended (inside the connection's
+        // own poll) only moves the deadline, and a second poll of hyper's connection (a TLS
+        // read attempt, a flush, HTTP/2's frame loop) was ~2 per request for nothing.
+        let mut skip_conn = std::mem::take(&mut conn_just_polled);
+        let woke = std::future::poll_fn(|cx| {
+            if !std::mem::take(&mut skip_conn)
+                && let Poll::Ready(r) = conn.as_mut().poll(cx)
+            {
+                return Poll::Ready(Woke::Conn(r));
             }
-            _ = &mut shutdown, if closing.is_none() => {
+            if closing.is_none() {
+                if notified.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Woke::Progress);
+                }
+                if shutdown.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Woke::Shutdown);
+                }
+            }
+            if armed.is_some() && sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Woke::Timer);
+            }
+            Poll::Pending
+        })
+        .await;
+        match woke {
+            Woke::Conn(r) => return Ended::Finished(r),
+            // Busy or idle now: the deadline may be earlier than the one slept to.
+            Woke::Progress => {
+                notified.set(progress.0.changed.notified());
+                conn_just_polled = true;
+            }
+            Woke::Shutdown => {
                 close(conn.as_mut());
                 closing = Some((CloseReason::Shutdown, None));
                 armed = None;
             }
-            _ = sleep.as_mut(), if armed.is_some() => {
+            Woke::Timer => {
                 armed = None;
                 if let Some((why, _)) = closing {
                     return Ended::Dropped(why);
@@ -384,6 +412,14 @@ where
             }
         }
     }
+}
+
+/// Which of [`supervise`]'s futures is ready.
+enum Woke<E> {
+    Conn(Result<(), E>),
+    Progress,
+    Shutdown,
+    Timer,
 }
 
 #[cfg(test)]
