@@ -1840,7 +1840,12 @@ mod tests {
             e.redirect_to.as_deref(),
             Some("https://secure.example.com/x")
         );
+        // CONNECT: its authority-form target is 400 as nginx's request-line parser answers
+        // it; an origin-form one is 405.
         let mut connect = q("foo.example.com", "foo.example.com:443");
+        connect.method = "CONNECT".into();
+        assert_eq!(explain(&s, &connect).status, Some(400));
+        let mut connect = q("foo.example.com", "/");
         connect.method = "CONNECT".into();
         assert_eq!(explain(&s, &connect).status, Some(405));
     }

@@ -16,7 +16,7 @@ use std::{
     pin::Pin,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering},
     },
     task::{Context, Poll},
     time::Duration,
@@ -32,6 +32,13 @@ use tokio::{
 /// Longest a connection closed for lack of progress may take to finish closing (HTTP/2: the
 /// GOAWAY/PING exchange) before it is dropped: nginx's `lingering_timeout`.
 pub const MAX_CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// [`ProgressInner::conn_poll`]: the connection is not being polled.
+const POLL_IDLE: u8 = 0;
+/// The supervisor is polling the connection.
+const POLL_RUNNING: u8 = 1;
+/// Progress moved while the supervisor polled the connection.
+const POLL_CHANGED: u8 = 2;
 
 /// The time limits of one client connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,6 +83,9 @@ struct ProgressInner {
     /// Told when the first open request started or the last one ended: the deadline the
     /// supervisor sleeps to may have moved earlier.
     changed: Notify,
+    /// [`POLL_IDLE`], [`POLL_RUNNING`] or [`POLL_CHANGED`]: whether the supervisor is polling
+    /// the connection, and whether progress moved during that poll.
+    conn_poll: AtomicU8,
     /// Response bodies that handed hyper a frame and were not asked for the next one yet.
     waiting_on_client: AtomicUsize,
     /// Requests started on the connection.
@@ -103,6 +113,7 @@ impl Progress {
             idle_since_ms: AtomicU64::new(0),
             served: AtomicBool::new(false),
             changed: Notify::new(),
+            conn_poll: AtomicU8::new(POLL_IDLE),
             waiting_on_client: AtomicUsize::new(0),
             body_polled_ms: AtomicU64::new(0),
             started: AtomicU64::new(0),
@@ -122,7 +133,7 @@ impl Progress {
         let last = nth >= self.0.max_requests;
         // The supervisor wakes to close an exhausted connection, busy or not.
         if self.0.open.fetch_add(1, Ordering::AcqRel) == 0 || nth == self.0.max_requests.max(1) {
-            self.0.changed.notify_one();
+            self.0.changed();
         }
         RequestGuard {
             inner: Arc::clone(&self.0),
@@ -195,6 +206,21 @@ impl RequestGuard {
 }
 
 impl ProgressInner {
+    /// Progress moved: wakes the supervisor, unless it is polling the connection (the request
+    /// started or ended inside that poll, as hyper serves them): it then looks at the
+    /// deadline right after the poll, and a wake-up would only poll the connection again.
+    fn changed(&self) {
+        match (self.conn_poll).compare_exchange(
+            POLL_RUNNING,
+            POLL_CHANGED,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) | Err(POLL_CHANGED) => {}
+            Err(_) => self.changed.notify_one(),
+        }
+    }
+
     fn now_ms(&self) -> u64 {
         u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
@@ -210,7 +236,7 @@ impl Drop for RequestGuard {
         let p = &self.inner;
         p.idle_since_ms.fetch_max(p.now_ms(), Ordering::Relaxed);
         if p.open.fetch_sub(1, Ordering::AcqRel) == 1 {
-            p.changed.notify_one();
+            p.changed();
         }
     }
 }
@@ -315,11 +341,14 @@ where
     // fired: a fresh `notified()` at each wake-up re-registered with the `Notify` every time.
     let notified = progress.0.changed.notified();
     tokio::pin!(notified);
+    // The connection was polled in this wake-up, and nothing since asks for another poll.
+    let mut conn_just_polled = false;
     loop {
         if closing.is_none() && progress.exhausted() {
             if !exhausted {
                 exhausted = true;
                 close(conn.as_mut());
+                conn_just_polled = false;
             }
             if progress.open() == 0 {
                 let until = Instant::now() + MAX_CLOSE_GRACE;
@@ -345,20 +374,56 @@ where
             Some(_) => {}
             None => armed = None,
         }
-        // `biased`: the connection first, without drawing a random start per wake-up.
-        tokio::select! {
-            biased;
-            r = conn.as_mut() => return Ended::Finished(r),
-            // Busy or idle now: the deadline may be earlier than the one slept to.
-            _ = notified.as_mut(), if closing.is_none() => {
-                notified.set(progress.0.changed.notified());
+        // The connection first, without drawing a random start per wake-up (a `biased`
+        // select). A request that starts or ends inside the connection's poll (as hyper
+        // serves them) neither wakes this task (`ProgressInner::changed`) nor has the
+        // connection polled again in this wake-up: it only moves the deadline, and the second
+        // poll of hyper's connection (a read attempt, a flush, HTTP/2's frame loop) was two
+        // per request for nothing (issue 13: callgrind).
+        let mut skip_conn = std::mem::take(&mut conn_just_polled);
+        let woke = std::future::poll_fn(|cx| {
+            let mut moved = false;
+            if !std::mem::take(&mut skip_conn) {
+                let state = &progress.0.conn_poll;
+                state.store(POLL_RUNNING, Ordering::Release);
+                let r = conn.as_mut().poll(cx);
+                moved = state.swap(POLL_IDLE, Ordering::AcqRel) == POLL_CHANGED;
+                if let Poll::Ready(r) = r {
+                    return Poll::Ready(Woke::Conn(r));
+                }
             }
-            _ = &mut shutdown, if closing.is_none() => {
+            if closing.is_none() {
+                if notified.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Woke::Progress { fired: true });
+                }
+                if moved {
+                    return Poll::Ready(Woke::Progress { fired: false });
+                }
+                if shutdown.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Woke::Shutdown);
+                }
+            }
+            if armed.is_some() && std::pin::Pin::new(&mut sleep).poll(cx).is_ready() {
+                return Poll::Ready(Woke::Timer);
+            }
+            Poll::Pending
+        })
+        .await;
+        match woke {
+            Woke::Conn(r) => return Ended::Finished(r),
+            // Busy or idle now: the deadline may be earlier than the one slept to.
+            Woke::Progress { fired } => {
+                if fired {
+                    notified.set(progress.0.changed.notified());
+                }
+                conn_just_polled = true;
+            }
+            Woke::Shutdown => {
                 close(conn.as_mut());
                 closing = Some((CloseReason::Shutdown, None));
                 armed = None;
             }
-            () = &mut sleep, if armed.is_some() => {
+            Woke::Timer => {
                 armed = None;
                 if let Some((why, _)) = closing {
                     return Ended::Dropped(why);
@@ -385,6 +450,18 @@ where
             }
         }
     }
+}
+
+/// Which of [`supervise`]'s futures is ready.
+enum Woke<E> {
+    Conn(Result<(), E>),
+    /// Progress moved; `fired`: told by the waiter (else seen right after the connection's
+    /// poll, in which it moved).
+    Progress {
+        fired: bool,
+    },
+    Shutdown,
+    Timer,
 }
 
 #[cfg(test)]

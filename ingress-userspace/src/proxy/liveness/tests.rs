@@ -226,3 +226,65 @@ async fn the_last_request_asks_the_connection_to_close() {
     assert!(matches!(ended, Ended::Dropped(CloseReason::Exhausted)));
     assert_eq!(start.elapsed(), Duration::from_secs(3) + MAX_CLOSE_GRACE);
 }
+
+/// A connection that, when woken with a request waiting, serves it whole within the poll (as
+/// hyper does for a kept-alive HTTP/1 client whose request and answer fit one wake-up),
+/// counting its polls.
+struct ServesOnEachPoll {
+    progress: Progress,
+    polls: Arc<AtomicUsize>,
+    waiting: Arc<AtomicBool>,
+    waker: Arc<std::sync::Mutex<Option<std::task::Waker>>>,
+}
+
+impl Future for ServesOnEachPoll {
+    type Output = Result<(), ()>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.polls.fetch_add(1, Ordering::Relaxed);
+        if self.waiting.swap(false, Ordering::Relaxed) {
+            drop(self.progress.begin());
+        }
+        *self.waker.lock().unwrap() = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// A request that starts and ends inside the connection's poll moves the deadline, and must
+/// not poll the connection a second time (hyper's read attempt and flush for nothing: over
+/// TLS, and HTTP/2's frame loop, thousands of instructions a request).
+#[tokio::test(start_paused = true)]
+async fn a_wake_up_polls_the_connection_once_though_a_request_started_and_ended_in_it() {
+    let progress = Progress::new();
+    let polls = Arc::new(AtomicUsize::new(0));
+    let waiting = Arc::new(AtomicBool::new(true));
+    let waker = Arc::new(std::sync::Mutex::new(None::<std::task::Waker>));
+    let mut conn = ServesOnEachPoll {
+        progress: progress.clone(),
+        polls: Arc::clone(&polls),
+        waiting: Arc::clone(&waiting),
+        waker: Arc::clone(&waker),
+    };
+    let p = progress.clone();
+    let task = tokio::spawn(async move {
+        supervise(Pin::new(&mut conn), |_| {}, &p, T, pending()).await;
+    });
+    let settle = || async {
+        for _ in 0..8 {
+            tokio::task::yield_now().await;
+        }
+    };
+    settle().await;
+    assert_eq!(polls.load(Ordering::Relaxed), 1);
+    for wake in 2..=4 {
+        waiting.store(true, Ordering::Relaxed);
+        let w = waker.lock().unwrap().take().expect("polled");
+        w.wake();
+        settle().await;
+        assert_eq!(polls.load(Ordering::Relaxed), wake);
+    }
+    // Idleness still counts from the last request's end.
+    let (at, why) = progress.deadline(&T).unwrap();
+    assert_eq!(why, CloseReason::Idle);
+    assert!(at >= Instant::now() + T.idle - Duration::from_millis(1));
+    task.abort();
+}
