@@ -91,6 +91,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if !is_root() {
         bail!("benchmarks attach XDP programs and build network namespaces: run as root");
     }
+    // The benches build the same network-namespace beds as the tests: a machine that never
+    // ran `cargo xtask test` lacked `ethtool` ("topology: is ethtool installed?").
+    provision::debian(provision::TOPOLOGY_PACKAGES)?;
     provision::debian(provision::BENCH_PACKAGES)?;
     build_ebpf::build()?;
     step("building the daemon (release)");

@@ -18,10 +18,11 @@ const EBPF_PACKAGES: &[&str] = &[
     "libzstd-dev",
     "zlib1g-dev",
 ];
-/// Debian packages the privileged tests use.
+/// Debian packages every network-namespace bed needs (tests, demo and benchmarks alike):
+/// `ip` builds the namespaces and veths, `ethtool` turns off the veths' offloads.
+pub const TOPOLOGY_PACKAGES: &[&str] = &["iproute2", "ethtool"];
+/// Debian packages the privileged tests use (besides [`TOPOLOGY_PACKAGES`]).
 pub const TEST_PACKAGES: &[&str] = &[
-    "iproute2",
-    "ethtool",
     "curl",
     "nghttp2-client",
     "python3-venv",
@@ -113,14 +114,24 @@ pub fn debian(packages: &[&str]) -> anyhow::Result<()> {
         "installing Debian packages: {}",
         missing.join(" ")
     ));
+    // Another apt (a boot-time apt-daily, a second xtask) may hold dpkg's lock: wait for it
+    // rather than fail the run.
+    let lock_wait = "DPkg::Lock::Timeout=600";
     cmd::run(
         Command::new("apt-get")
-            .args(["update", "-q"])
+            .args(["-o", lock_wait, "update", "-q"])
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )?;
     cmd::run(
         Command::new("apt-get")
-            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args([
+                "-o",
+                lock_wait,
+                "install",
+                "-y",
+                "-q",
+                "--no-install-recommends",
+            ])
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive")
             // Packages such as nginx must not start services in the root namespace.
@@ -168,6 +179,7 @@ fn bpf_linker() -> anyhow::Result<()> {
 pub fn test_tools() -> anyhow::Result<()> {
     step("checking test tools");
     if is_root() {
+        debian(TOPOLOGY_PACKAGES)?;
         debian(TEST_PACKAGES)
     } else {
         note("not root: not installing test tools");
