@@ -93,8 +93,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     // The benches build the same network-namespace beds as the tests: a machine that never
     // ran `cargo xtask test` lacked `ethtool` ("topology: is ethtool installed?").
-    provision::debian(provision::TOPOLOGY_PACKAGES)?;
-    provision::debian(provision::BENCH_PACKAGES)?;
+    provision::debian(&[provision::TOPOLOGY_PACKAGES, provision::BENCH_PACKAGES].concat())?;
     build_ebpf::build()?;
     step("building the daemon (release)");
     cmd::run(cmd::cargo().args([
