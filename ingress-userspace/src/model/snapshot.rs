@@ -10,6 +10,7 @@
 //! that annotations configure lives in [`RoutePolicy`], which later issues extend with fields
 //! that default to "off".
 
+use crate::compact::intern::Name;
 use crate::model::nginx_var::NginxString;
 
 use std::{
@@ -93,8 +94,8 @@ pub struct Endpoint {
     pub weight: u32,
     /// `nodeName` of the endpoint, kept for locality decisions (shared with the store's
     /// slice, as are `zone` and `target`).
-    pub node_name: Option<Arc<str>>,
-    pub zone: Option<Arc<str>>,
+    pub node_name: Option<Name>,
+    pub zone: Option<Name>,
     /// `targetRef` of the endpoint (usually the Pod) as `namespace/name`, for cookie affinity
     /// and diagnostics.
     pub target: Option<Arc<str>>,

@@ -13,10 +13,7 @@ use std::{
     sync::atomic::{AtomicBool, Ordering},
 };
 
-use k8s_openapi::{
-    api::{core::v1::ServicePort, discovery::v1::EndpointPort},
-    apimachinery::pkg::util::intstr::IntOrString,
-};
+use k8s_openapi::{api::core::v1::ServicePort, apimachinery::pkg::util::intstr::IntOrString};
 
 use super::{
     TranslateConfig,
@@ -25,7 +22,7 @@ use super::{
 };
 pub use crate::compact::endpoint_slice::SERVICE_NAME_LABEL;
 use crate::{
-    compact::endpoint_slice::EndpointSlice,
+    compact::endpoint_slice::{EndpointPort, EndpointSlice},
     model::{Endpoint, EndpointState, ObjectKind, ObjectRef},
     store::{Key, Objects},
 };

@@ -154,7 +154,7 @@ mod tests {
             spec: Some(ServiceSpec {
                 type_: Some(TYPE.into()),
                 external_name: Some(name.into()),
-                ports: Some(ports),
+                ports: Some(ports.into()),
                 ..Default::default()
             }),
             status: None,
