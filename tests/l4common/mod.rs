@@ -16,7 +16,7 @@ use xdp_ingress::model::{
 /// An endpoint of weight 1 with no node, zone or target.
 pub fn endpoint(addr: SocketAddr, state: EndpointState) -> Endpoint {
     Endpoint {
-        addr,
+        addr: addr.into(),
         state,
         weight: 1,
         node_name: None,

@@ -38,7 +38,7 @@ mod tests {
                 5 * size_of::<endpoint_slice::Endpoint>(),
                 320,
             ),
-            ("a snapshot's 5 endpoints", 5 * size_of::<Endpoint>(), 384),
+            ("a snapshot's 5 endpoints", 5 * size_of::<Endpoint>(), 320),
         ];
         for (what, size, class) in sizes {
             println!("{what}: {size} bytes (class {class})");

@@ -282,14 +282,14 @@ fn backend_view(
         endpoints: up
             .endpoints
             .iter()
-            .map(|e| endpoint_view(e, health.get(&(up.id.clone(), e.addr)).copied()))
+            .map(|e| endpoint_view(e, health.get(&(up.id.clone(), e.addr.socket())).copied()))
             .collect(),
     }
 }
 
 fn endpoint_view(e: &Endpoint, detail: Option<EndpointHealth>) -> EndpointView {
     EndpointView {
-        address: e.addr,
+        address: e.addr.socket(),
         state: match e.state {
             EndpointState::Active => "active",
             EndpointState::Terminating => "terminating",

@@ -85,10 +85,81 @@ pub enum EndpointState {
     Terminating,
 }
 
+/// An endpoint's address and port: a `SocketAddr` without the IPv6 flow label and scope id
+/// (never set on an endpoint), 20 bytes where `SocketAddr` is 32, so that an upstream's
+/// endpoints take a size class less (five: 320 bytes, not 360 in a 384-byte block; issue 13).
+/// Ordered, compared and hashed as the `SocketAddr` it stands for; [`Self::socket`] gives it.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EndpointAddr {
+    ip: IpAddr,
+    port: u16,
+}
+
+impl EndpointAddr {
+    pub const fn new(ip: IpAddr, port: u16) -> EndpointAddr {
+        EndpointAddr { ip, port }
+    }
+    pub const fn ip(&self) -> IpAddr {
+        self.ip
+    }
+    pub const fn port(&self) -> u16 {
+        self.port
+    }
+    pub const fn is_ipv4(&self) -> bool {
+        self.ip.is_ipv4()
+    }
+    pub const fn is_ipv6(&self) -> bool {
+        self.ip.is_ipv6()
+    }
+    /// The `SocketAddr` to connect to.
+    pub const fn socket(&self) -> SocketAddr {
+        SocketAddr::new(self.ip, self.port)
+    }
+}
+
+impl From<SocketAddr> for EndpointAddr {
+    fn from(a: SocketAddr) -> EndpointAddr {
+        EndpointAddr::new(a.ip(), a.port())
+    }
+}
+
+impl From<EndpointAddr> for SocketAddr {
+    fn from(a: EndpointAddr) -> SocketAddr {
+        a.socket()
+    }
+}
+
+impl std::str::FromStr for EndpointAddr {
+    type Err = std::net::AddrParseError;
+    /// As `SocketAddr` reads it.
+    fn from_str(s: &str) -> Result<EndpointAddr, Self::Err> {
+        s.parse::<SocketAddr>().map(EndpointAddr::from)
+    }
+}
+
+impl std::fmt::Debug for EndpointAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.socket(), f)
+    }
+}
+
+impl std::fmt::Display for EndpointAddr {
+    /// As `SocketAddr` writes it: `10.0.0.1:8080`, `[2001:db8::1]:8080`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.socket(), f)
+    }
+}
+
+impl serde::Serialize for EndpointAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.socket().serialize(s)
+    }
+}
+
 /// One address:port that traffic can go to.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub struct Endpoint {
-    pub addr: SocketAddr,
+    pub addr: EndpointAddr,
     pub state: EndpointState,
     /// Relative weight for load balancing; 1 unless something says otherwise.
     pub weight: u32,

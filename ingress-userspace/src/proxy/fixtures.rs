@@ -38,7 +38,7 @@ pub fn upstream_at(service: &str, addrs: &[SocketAddr]) -> Arc<Upstream> {
             .iter()
             .enumerate()
             .map(|(i, a)| Endpoint {
-                addr: *a,
+                addr: (*a).into(),
                 state: EndpointState::Active,
                 weight: 1,
                 node_name: None,

@@ -95,7 +95,7 @@ fn unit(svc: &L4Service, fam: u8, opts: &L4Options) -> Option<Unit> {
                 weight: e.weight,
                 _pad: 0,
             };
-            (e.addr, be)
+            (e.addr.socket(), be)
         })
         .collect();
     // Each family's table refuses the same share as the whole: the refused weight scales with

@@ -226,7 +226,7 @@ impl<'a> EndpointIndex<'a> {
                 };
                 let addr = SocketAddr::new(ip, target_port);
                 let endpoint = Endpoint {
-                    addr,
+                    addr: addr.into(),
                     state,
                     weight: 1,
                     node_name: ep.node_name.clone(),

@@ -476,10 +476,10 @@ pub(super) fn service_of(
     let active: Vec<SocketAddr> = eps
         .iter()
         .filter(|e| e.state == EndpointState::Active)
-        .map(|e| e.addr)
+        .map(|e| e.addr.socket())
         .collect();
     let endpoints = if active.is_empty() {
-        eps.iter().map(|e| e.addr).collect()
+        eps.iter().map(|e| e.addr.socket()).collect()
     } else {
         active
     };

@@ -10,7 +10,7 @@
 //! directory or an API user can write any) is refused with an Error and its upstream has no
 //! endpoint (503), not its pods: the backend is not served, as a refused endpoint is not.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use k8s_openapi::api::{core::v1::ServicePort, networking::v1::ServiceBackendPort};
 
@@ -21,7 +21,7 @@ use super::{
     endpoints::REFUSED_REASON,
 };
 use crate::{
-    model::{Endpoint, EndpointState, ObjectRef},
+    model::{Endpoint, EndpointAddr, EndpointState, ObjectRef},
     store::Key,
 };
 
@@ -146,7 +146,7 @@ pub fn cluster_ip(
         return ClusterIp::Endpoints;
     };
     ClusterIp::Use(Endpoint {
-        addr: SocketAddr::new(ip, port),
+        addr: EndpointAddr::new(ip, port),
         state: EndpointState::Active,
         weight: 1,
         node_name: None,

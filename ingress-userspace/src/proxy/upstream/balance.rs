@@ -113,7 +113,7 @@ impl UpstreamRuntime {
                     .endpoints
                     .iter()
                     .zip(&p.slots)
-                    .filter_map(|(e, s)| Some((e.addr, s.stats.made()?)))
+                    .filter_map(|(e, s)| Some((e.addr.socket(), s.stats.made()?)))
                     .collect()
             })
             .unwrap_or_default();
@@ -122,7 +122,7 @@ impl UpstreamRuntime {
             .iter()
             .map(|e| Slot {
                 stats: old
-                    .get(&e.addr)
+                    .get(&e.addr.socket())
                     .map(|s| LazyStats::with(Arc::clone(s)))
                     .unwrap_or_default(),
                 state: e.state,
@@ -170,7 +170,7 @@ impl UpstreamRuntime {
 
     /// The address of endpoint `slot` (an index into [`Self::slots`]).
     pub fn addr(&self, slot: usize) -> SocketAddr {
-        self.spec.endpoints[slot].addr
+        self.spec.endpoints[slot].addr.socket()
     }
 
     /// `ip:port` of endpoint `slot` as a URI authority: for a request whose client named no

@@ -140,7 +140,7 @@ fn over(
         endpoints: addrs
             .into_iter()
             .map(|addr| Endpoint {
-                addr,
+                addr: addr.into(),
                 state: EndpointState::Active,
                 weight: 1,
                 node_name: None,

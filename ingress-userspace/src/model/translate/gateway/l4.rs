@@ -348,7 +348,7 @@ pub(super) fn weighted(sets: &[(u32, Vec<Endpoint>)]) -> (Vec<Endpoint>, u32) {
             let each = u32::try_from(each).unwrap_or(u32::MAX);
             for e in eps.iter().filter(|e| e.state == state) {
                 by_addr
-                    .entry(e.addr)
+                    .entry(e.addr.socket())
                     .and_modify(|have| {
                         have.weight = have.weight.saturating_add(each);
                         if e.state == EndpointState::Active {
