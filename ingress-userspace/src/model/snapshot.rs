@@ -88,7 +88,8 @@ pub enum EndpointState {
 /// An endpoint's address and port: a `SocketAddr` without the IPv6 flow label and scope id
 /// (never set on an endpoint), 20 bytes where `SocketAddr` is 32, so that an upstream's
 /// endpoints take a size class less (five: 320 bytes, not 360 in a 384-byte block; issue 13).
-/// Ordered, compared and hashed as the `SocketAddr` it stands for; [`Self::socket`] gives it.
+/// Ordered as the `SocketAddr` it stands for (IPv4 first, then by address, then port), written
+/// and serialized as it (`10.0.0.1:8080`, `[2001:db8::1]:8080`); [`Self::socket`] gives it.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EndpointAddr {
     ip: IpAddr,
@@ -96,18 +97,23 @@ pub struct EndpointAddr {
 }
 
 impl EndpointAddr {
+    /// `ip`, port `port`.
     pub const fn new(ip: IpAddr, port: u16) -> EndpointAddr {
         EndpointAddr { ip, port }
     }
+    /// The endpoint's IP address.
     pub const fn ip(&self) -> IpAddr {
         self.ip
     }
+    /// The endpoint's port.
     pub const fn port(&self) -> u16 {
         self.port
     }
+    /// True for an IPv4 endpoint.
     pub const fn is_ipv4(&self) -> bool {
         self.ip.is_ipv4()
     }
+    /// True for an IPv6 endpoint.
     pub const fn is_ipv6(&self) -> bool {
         self.ip.is_ipv6()
     }
@@ -1721,6 +1727,36 @@ impl std::fmt::Debug for TlsCertificate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An endpoint's address sorts, prints and serializes as the `SocketAddr` it stands for:
+    /// upstreams list their endpoints in that order, and `explain` and the dashboard show it.
+    #[test]
+    fn endpoint_addr_is_its_socket_addr() {
+        let texts = [
+            "[2001:db8::1]:80",
+            "10.0.0.2:8080",
+            "10.0.0.10:80",
+            "[::ffff:10.0.0.1]:80",
+            "10.0.0.2:80",
+            "[2001:db8::1]:8080",
+        ];
+        let mut sockets: Vec<SocketAddr> = texts.iter().map(|t| t.parse().unwrap()).collect();
+        let mut addrs: Vec<EndpointAddr> = texts.iter().map(|t| t.parse().unwrap()).collect();
+        sockets.sort();
+        addrs.sort();
+        assert_eq!(
+            addrs.iter().map(EndpointAddr::socket).collect::<Vec<_>>(),
+            sockets
+        );
+        for (a, s) in addrs.iter().zip(&sockets) {
+            assert_eq!(a.to_string(), s.to_string());
+            assert_eq!(
+                serde_json::to_string(a).unwrap(),
+                serde_json::to_string(s).unwrap()
+            );
+            assert_eq!(EndpointAddr::from(*s), *a);
+        }
+    }
 
     fn endpoint(addr: &str, node: &str) -> Endpoint {
         Endpoint {
