@@ -8,8 +8,8 @@
 //! `clusterIPs`, `ipFamilies`, `ipFamilyPolicy`, `internalTrafficPolicy`, `loadBalancerClass`,
 //! `loadBalancerIP`, `publishNotReadyAddresses`, `allocateLoadBalancerNodePorts`,
 //! `trafficDistribution`, status conditions and an ingress point's hostname, mode and ports.
-//! Translation reads only what is kept (the field names and types are the API's, so it reads
-//! them as before, and a dropped one is not there to read). Endpoints come from
+//! Translation reads only what is kept (the field names are the API's and their types read
+//! alike, `as_deref` giving the same `&str` or slice, and a dropped one is not there to read). Endpoints come from
 //! EndpointSlices, so the selector is never needed. A Service with one port: ~390 bytes here
 //! with its strings, against ~990 as the API struct (20k Services: 7.4 MiB against 18.8).
 
@@ -38,8 +38,8 @@ pub struct Service {
 
 /// The part of `spec` translation reads; fields as the API's `ServiceSpec` names them. Lists are
 /// boxed slices (no spare capacity), the names many Services repeat (`type`, the policies)
-/// shared [`Name`]s and the others boxed `str`s: 240 bytes with the rest of the Service, one
-/// 256-byte block in its `Arc`, where `String`s and `Vec`s made it 312 (a 384-byte block).
+/// shared [`Name`]s and the others boxed `str`s: 224 bytes with the rest of the Service, 240 in
+/// its `Arc` (a 256-byte block), where `String`s and `Vec`s made it 312 (a 384-byte block).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ServiceSpec {
     pub type_: Option<Name>,
