@@ -92,7 +92,7 @@ pub fn route_to(path: PathMatch, upstream: Arc<Upstream>) -> Route {
 pub fn vhost(host: &str, routes: Vec<Route>, tls: bool) -> VirtualHost {
     VirtualHost {
         host: host.into(),
-        routes,
+        routes: routes.into(),
         tls,
         app_root: None,
         client_auth: None,

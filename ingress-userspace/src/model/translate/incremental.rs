@@ -191,7 +191,7 @@ impl Rebuilder<'_> {
         }
         Some(Arc::new(VirtualHost {
             host: vh.host.clone(),
-            routes,
+            routes: routes.into(),
             tls: vh.tls,
             app_root: vh.app_root.clone(),
             client_auth: vh.client_auth.clone(),

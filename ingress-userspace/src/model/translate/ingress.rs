@@ -1002,7 +1002,7 @@ impl<'a> L7Builder<'a> {
             routes.extend(catch_all.map(|(_, r)| r));
             let vh = Arc::new(VirtualHost {
                 host: host.clone(),
-                routes,
+                routes: routes.into(),
                 tls,
                 app_root: hb.app_root,
                 client_auth: hb.client_auth,
@@ -1222,7 +1222,8 @@ fn www_redirect(from: &str, to: &str, origin: RouteOrigin, status: u16) -> Virtu
             origin,
             canary: None,
             errors: None,
-        }],
+        }]
+        .into(),
         tls: false,
         app_root: None,
         client_auth: None,

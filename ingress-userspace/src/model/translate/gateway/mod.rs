@@ -1185,12 +1185,12 @@ pub fn merge(l7: &mut L7Config, out: &mut Output) {
             match old {
                 Some(vh) => {
                     let mut vh = (**vh).clone();
-                    vh.routes.extend(routes.iter().cloned());
+                    vh.routes = vh.routes.iter().chain(routes.iter()).cloned().collect();
                     Arc::new(vh)
                 }
                 None => Arc::new(VirtualHost {
                     host: host.clone(),
-                    routes: routes.clone(),
+                    routes: routes.as_slice().into(),
                     tls: false,
                     app_root: None,
                     client_auth: None,
