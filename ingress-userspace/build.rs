@@ -4,6 +4,16 @@ use std::{env, path::PathBuf};
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(ebpf_embedded)");
+    // Relative relocations packed (DT_RELR; glibc >= 2.36, GNU ld >= 2.38, lld >= 15): the
+    // daemon's ~640 KiB of `.rela.dyn`, read once by the loader at start and resident ever
+    // after, becomes a few KiB (issue 13's RSS target; deploy/docs/performance.md, session 20).
+    // An older glibc refuses the binary at load (`GLIBC_ABI_DT_RELR` not found), never
+    // silently; the image's base is bookworm (2.36).
+    if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux")
+        && env::var("CARGO_CFG_TARGET_ENV").as_deref() == Ok("gnu")
+    {
+        println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
+    }
     println!("cargo:rerun-if-env-changed=XDP_INGRESS_BPF_OBJ");
     let obj = env::var_os("XDP_INGRESS_BPF_OBJ")
         .map(PathBuf::from)
