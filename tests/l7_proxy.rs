@@ -395,7 +395,7 @@ async fn cookie_affinity_and_hash_stickiness() {
     let refs: Vec<&HttpBackend> = bs.iter().collect();
     let proxy = TestProxy::start(TestProxy::quiet_args()).await;
     let sticky = with(up("sticky", &refs), |u| {
-        u.affinity = Some(CookieAffinity {
+        u.affinity = Some(Box::new(CookieAffinity {
             name: "INGRESSCOOKIE".into(),
             mode: Default::default(),
             max_age: Some(Duration::from_secs(172800)),
@@ -406,7 +406,7 @@ async fn cookie_affinity_and_hash_stickiness() {
             conditional_same_site_none: false,
             secure: false,
             change_on_failure: false,
-        })
+        }))
     });
     let hashed = with(up("hashed", &refs), |u| {
         u.load_balancing = LoadBalancing::Hash(NginxString::parse("$http_x_user").unwrap())

@@ -1552,7 +1552,7 @@ fn backend_info(u: &Upstream, weight: u32) -> BackendInfo {
         weight,
         protocol: u.protocol,
         load_balancing: u.load_balancing.clone(),
-        affinity: u.affinity.clone(),
+        affinity: u.affinity.as_deref().cloned(),
         service_upstream: u.service_upstream,
         tls: u.tls.as_deref().cloned(),
         endpoints: u

@@ -16,9 +16,9 @@ mod tests {
     use std::mem::size_of;
 
     use super::{endpoint_slice, ingress::Ingress, service::Service};
-    use crate::model::Endpoint;
+    use crate::model::{Endpoint, Route, Upstream};
 
-    /// What the store and the snapshot keep per Service and per endpoint, in bytes, against the
+    /// What the store and the snapshot keep per Service, per endpoint and per route, in bytes, against the
     /// allocator's size classes (mimalloc: ..., 256, 320, 384, 448, ...): at 20k Services and
     /// 100k endpoints (five a slice) each class step is ~1.2 MiB (issue 13). A field added
     /// to one of these moves it up a class; this says so before the benchmark does.
@@ -39,6 +39,10 @@ mod tests {
                 320,
             ),
             ("a snapshot's 5 endpoints", 5 * size_of::<Endpoint>(), 320),
+            // One per Service port an Ingress names (20k at 10k Ingresses).
+            ("Arc<Upstream>", size_of::<Upstream>() + 16, 224),
+            // A host's routes (two a host in the benchmark; 20k).
+            ("a host's 2 routes", 2 * size_of::<Route>(), 448),
         ];
         for (what, size, class) in sizes {
             println!("{what}: {size} bytes (class {class})");

@@ -349,7 +349,7 @@ mod tests {
         };
         let with_aff = |u: Arc<Upstream>| {
             let mut u = (*u).clone();
-            u.affinity = Some(aff.clone());
+            u.affinity = Some(Box::new(aff.clone()));
             u
         };
         // One pod in both Services: the cookie's backend part, not its pod, decides.

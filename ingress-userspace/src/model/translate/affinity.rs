@@ -177,7 +177,7 @@ mod tests {
             .into_iter()
             .map(|d| format!("{}: {}", d.reason, d.message))
             .collect();
-        (a, d)
+        (a.map(|a| *a), d)
     }
 
     #[test]

@@ -38,7 +38,8 @@ pub struct IngressOptions {
     pub policy: Arc<RoutePolicy>,
     pub protocol: BackendProtocol,
     pub load_balancing: LoadBalancing,
-    pub affinity: Option<CookieAffinity>,
+    /// Boxed as the upstream keeps it ([`crate::model::Upstream::affinity`]).
+    pub affinity: Option<Box<CookieAffinity>>,
     /// `use-regex: "true"`: ImplementationSpecific paths are regular expressions.
     pub use_regex: bool,
     /// `rewrite-target` and `app-root` (see [`super::rewrite`]).
@@ -490,7 +491,7 @@ pub fn parse_with(
     }
     policy.next_upstream = next_upstream;
     let service_upstream = r.bool("service-upstream");
-    let affinity = super::affinity::parse(&mut r, use_regex);
+    let affinity = super::affinity::parse(&mut r, use_regex).map(Box::new);
     let paths = super::rewrite::parse(&mut r, &mut policy);
     super::answer_rewrite::parse(&mut r, &mut policy);
     let hosts = super::redirect::parse(&mut r, &mut policy);

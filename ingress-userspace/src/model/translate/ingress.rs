@@ -926,7 +926,7 @@ impl<'a> L7Builder<'a> {
             load_balancing: opts.load_balancing.clone(),
             affinity: opts.affinity.clone(),
             service_upstream: false,
-            external_name: Some(target),
+            external_name: Some(Box::new(target)),
             tls,
         }))
     }

@@ -727,7 +727,7 @@ mod tests {
 
     fn sticky_upstream(n: u16, aff: CookieAffinity) -> Upstream {
         let mut up = (*upstream_at("s", &addrs(n))).clone();
-        up.affinity = Some(aff);
+        up.affinity = Some(Box::new(aff));
         up
     }
 

@@ -165,11 +165,11 @@ mod tests {
 
     fn parent(host: &str, loopback_allowed: bool) -> UpstreamRuntime {
         let mut spec = (*crate::proxy::fixtures::upstream_at("ext", &[])).clone();
-        spec.external_name = Some(ExternalName {
+        spec.external_name = Some(Box::new(ExternalName {
             host: host.into(),
             port: 8080,
             loopback_allowed,
-        });
+        }));
         UpstreamRuntime::new(Arc::new(spec), None, HealthPolicy::default())
     }
 
