@@ -39,8 +39,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use gateway_api::apis::standard::{gateways::Gateway, httproutes::HttpRoute};
 
+use crate::compact::ingress::IngressBackend;
 use crate::store::{TcpRoute, TlsRoute, UdpRoute};
-use k8s_openapi::api::networking::v1::IngressBackend;
 use serde_json::{Value, json};
 
 use crate::model::translate::support;

@@ -106,6 +106,13 @@ impl fmt::Display for Name {
     }
 }
 
+/// The empty name (as a `String` defaults to empty).
+impl Default for Name {
+    fn default() -> Name {
+        Name::from("")
+    }
+}
+
 impl From<&str> for Name {
     fn from(s: &str) -> Name {
         intern(s)

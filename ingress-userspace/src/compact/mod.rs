@@ -43,6 +43,12 @@ mod tests {
             ("Arc<Upstream>", size_of::<Upstream>() + 16, 224),
             // A host's routes (two a host in the benchmark; 20k).
             ("a host's 2 routes", 2 * size_of::<Route>(), 448),
+            // An Ingress rule's paths (two a rule in the benchmark; 10k).
+            (
+                "a rule's 2 paths",
+                2 * size_of::<super::ingress::HTTPIngressPath>(),
+                192,
+            ),
         ];
         for (what, size, class) in sizes {
             println!("{what}: {size} bytes (class {class})");

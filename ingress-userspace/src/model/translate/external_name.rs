@@ -13,7 +13,7 @@
 
 use std::net::IpAddr;
 
-use k8s_openapi::api::networking::v1::ServiceBackendPort;
+use crate::compact::ingress::ServiceBackendPort;
 
 use crate::compact::service::Service;
 

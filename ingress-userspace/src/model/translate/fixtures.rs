@@ -7,10 +7,7 @@ use k8s_openapi::{
     api::{
         core::v1::{Secret, Service, ServicePort, ServiceSpec},
         discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice},
-        networking::v1::{
-            HTTPIngressPath, HTTPIngressRuleValue, IngressBackend, IngressClass, IngressClassSpec,
-            IngressRule, IngressServiceBackend, IngressSpec, IngressTLS, ServiceBackendPort,
-        },
+        networking::v1::{IngressClass, IngressClassSpec},
     },
     apimachinery::pkg::{
         apis::meta::v1::{ObjectMeta, Time},
@@ -20,7 +17,13 @@ use k8s_openapi::{
 
 use super::TranslateConfig;
 use crate::{
-    compact::{ingress::Ingress, meta::Meta},
+    compact::{
+        ingress::{
+            HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
+            IngressServiceBackend, IngressSpec, IngressTLS, ServiceBackendPort,
+        },
+        meta::Meta,
+    },
     store::Object,
 };
 

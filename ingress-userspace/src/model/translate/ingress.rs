@@ -22,7 +22,7 @@ use std::{
     sync::Arc,
 };
 
-use k8s_openapi::api::networking::v1::{HTTPIngressPath, IngressBackend, IngressServiceBackend};
+use crate::compact::ingress::{HTTPIngressPath, IngressBackend, IngressServiceBackend};
 
 use super::{
     TranslateConfig,
@@ -265,7 +265,7 @@ impl<'a> L7Builder<'a> {
     /// checked and a problem reported on the Ingress, whether or not a host takes it.
     fn tls_entries(
         &mut self,
-        spec: &k8s_openapi::api::networking::v1::IngressSpec,
+        spec: &crate::compact::ingress::IngressSpec,
         ns: &str,
         oref: &ObjectRef,
     ) -> Vec<TlsEntry> {
@@ -301,7 +301,7 @@ impl<'a> L7Builder<'a> {
     /// a certificate valid for none of the rule hosts, a host left with the default.
     fn server_certificates(
         &mut self,
-        spec: &k8s_openapi::api::networking::v1::IngressSpec,
+        spec: &crate::compact::ingress::IngressSpec,
         entries: &[TlsEntry],
         oref: &ObjectRef,
     ) {

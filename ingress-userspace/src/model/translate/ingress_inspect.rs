@@ -12,7 +12,7 @@
 //!   webhook refuses the Ingress at `kubectl apply`; without a webhook we refuse it at
 //!   translation: an Error diagnostic (an Event, `explain`, `migrate`) and nothing of it served.
 
-use k8s_openapi::api::networking::v1::IngressSpec;
+use crate::compact::ingress::IngressSpec;
 
 /// Reason of the Error an Ingress refused by [`deep_inspect`] gets.
 pub const DEEP_INSPECT_REASON: &str = "InvalidIngressValue";

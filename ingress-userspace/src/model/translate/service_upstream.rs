@@ -12,7 +12,8 @@
 
 use std::net::IpAddr;
 
-use k8s_openapi::api::{core::v1::ServicePort, networking::v1::ServiceBackendPort};
+use crate::compact::ingress::ServiceBackendPort;
+use k8s_openapi::api::core::v1::ServicePort;
 
 use crate::compact::service::Service;
 
