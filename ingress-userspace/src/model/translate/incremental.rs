@@ -86,6 +86,18 @@ impl Uses {
         if let Some(vh) = &snapshot.l7.any_host {
             uses.any.extend(services(vh));
         }
+        // Kept until the next full translation: without the room pushes left (a Service most
+        // hosts share with one other had room for four names).
+        for hosts in [
+            &mut uses.exact,
+            &mut uses.wildcard,
+            &mut uses.gateway_wildcard,
+        ]
+        .into_iter()
+        .flat_map(|m| m.values_mut())
+        {
+            hosts.shrink_to_fit();
+        }
         uses
     }
 

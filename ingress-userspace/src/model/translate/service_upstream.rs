@@ -68,11 +68,14 @@ impl std::fmt::Display for PortId<'_> {
 /// port (`X-Service-Port` of error pages, [`crate::proxy::error_pages`]).
 pub fn upstream_id<'a>(key: &Key, port: impl Into<PortId<'a>>, service_upstream: bool) -> String {
     let port = port.into();
-    if service_upstream {
+    let mut id = if service_upstream {
         format!("cluster-ip:{key}:{port}")
     } else {
         format!("{key}:{port}")
-    }
+    };
+    // Kept in every upstream (20k at 10k Ingresses): without the room `format!` grew.
+    id.shrink_to_fit();
+    id
 }
 
 /// What `service-upstream` gives a backend.
