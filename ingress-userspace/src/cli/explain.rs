@@ -1013,8 +1013,8 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
             }
             e.route = Some(RouteInfo {
                 ingress: route.origin().object.clone(),
-                rule: route.origin().rule,
-                path_index: route.origin().path,
+                rule: route.origin().rule.map(usize::from),
+                path_index: route.origin().path.map(usize::from),
                 path,
                 path_type,
             });

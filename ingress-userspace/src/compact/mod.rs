@@ -42,7 +42,7 @@ mod tests {
             // One per Service port an Ingress names (20k at 10k Ingresses).
             ("Arc<Upstream>", size_of::<Upstream>() + 16, 224),
             // A host's routes (two a host in the benchmark; 20k).
-            ("a host's 2 routes", 2 * size_of::<Route>(), 448),
+            ("a host's 2 routes", 2 * size_of::<Route>(), 384),
             // An Ingress rule's paths (two a rule in the benchmark; 10k).
             (
                 "a rule's 2 paths",

@@ -351,7 +351,7 @@ mod tests {
             fixtures::path("Prefix", "/api"),
             fixtures::upstream_at("web", &[pod]),
         );
-        route.origin.written_path = Some(format!("/api{HOSTILE}"));
+        route.origin.written_path = Some(format!("/api{HOSTILE}").into());
         let hosts = vec![
             fixtures::vhost("shop.example.com", vec![route], true),
             fixtures::vhost(

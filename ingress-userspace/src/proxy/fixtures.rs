@@ -81,7 +81,7 @@ pub fn route_to(path: PathMatch, upstream: Arc<Upstream>) -> Route {
             rule: Some(0),
             path: Some(0),
             created: 0,
-            written_path: Some(written),
+            written_path: Some(written.into()),
         },
         canary: None,
         errors: None,

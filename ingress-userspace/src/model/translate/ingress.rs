@@ -624,7 +624,7 @@ impl<'a> L7Builder<'a> {
                 if opts.hosts.from_to_www && hb.from_to_www.is_none() {
                     hb.from_to_www = Some(RouteOrigin {
                         object: oref.clone(),
-                        rule: Some(ri),
+                        rule: RouteOrigin::index(ri),
                         path: None,
                         created,
                         written_path: None,
@@ -683,10 +683,10 @@ impl<'a> L7Builder<'a> {
                     },
                     origin: RouteOrigin {
                         object: oref.clone(),
-                        rule: Some(ri),
-                        path: Some(pi),
+                        rule: RouteOrigin::index(ri),
+                        path: RouteOrigin::index(pi),
                         created,
-                        written_path: Some(written.clone()),
+                        written_path: Some(written.as_str().into()),
                     },
                     canary: None,
                     errors: errors.clone(),

@@ -499,7 +499,7 @@ fn parents_of<'a>(
 fn paths(s: &Snapshot, host: &str) -> Vec<String> {
     (s.l7.hosts.get(host).iter())
         .flat_map(|vh| vh.routes.iter())
-        .filter_map(|r| r.origin.written_path.clone())
+        .filter_map(|r| r.origin.written_path.as_deref().map(String::from))
         .collect()
 }
 

@@ -108,8 +108,8 @@ pub fn precedence(m: &RouteMatch, origin: &RouteOrigin) -> Precedence {
         origin.created,
         origin.object.namespace.clone(),
         origin.object.name.clone(),
-        origin.rule.unwrap_or(0),
-        origin.path.unwrap_or(0),
+        origin.rule.map_or(0, usize::from),
+        origin.path.map_or(0, usize::from),
     );
     if origin.object.kind == ObjectKind::GRPCRoute {
         let (rank, service, method, headers) = super::grpc::precedence(m);

@@ -1163,10 +1163,10 @@ fn push_matches(
             policy: policy.clone(),
             origin: RouteOrigin {
                 object: oref.clone(),
-                rule: Some(ri),
-                path: Some(mi),
+                rule: RouteOrigin::index(ri),
+                path: RouteOrigin::index(mi),
                 created,
-                written_path: Some(written),
+                written_path: Some(written.into()),
             },
             canary: None,
             errors: None,
