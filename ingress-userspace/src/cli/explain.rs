@@ -1198,7 +1198,7 @@ pub fn explain(snapshot: &Snapshot, q: &Query) -> Explanation {
                 CompiledAction::Respond { status, reason } => {
                     e.outcome = Outcome::Respond;
                     e.status = Some(*status);
-                    e.reason = reason.clone();
+                    e.reason = reason.to_string();
                 }
                 CompiledAction::DefaultBackend => {
                     let why = format!(

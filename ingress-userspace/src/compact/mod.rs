@@ -27,7 +27,7 @@ mod tests {
         // An `Arc`'s block holds its two counts (16 bytes) before the value.
         let sizes = [
             ("Arc<Service>", size_of::<Service>() + 16, 256),
-            ("Arc<Ingress>", size_of::<Ingress>() + 16, 320),
+            ("Arc<Ingress>", size_of::<Ingress>() + 16, 256),
             (
                 "Arc<EndpointSlice>",
                 size_of::<endpoint_slice::EndpointSlice>() + 16,
@@ -43,6 +43,16 @@ mod tests {
             ("Arc<Upstream>", size_of::<Upstream>() + 16, 224),
             // A host's routes (two a host in the benchmark; 20k).
             ("a host's 2 routes", 2 * size_of::<Route>(), 384),
+            // And as the proxy compiles them.
+            (
+                "a host's 2 compiled routes",
+                2 * size_of::<
+                    crate::proxy::router::CompiledRoute<
+                        std::sync::Arc<crate::proxy::upstream::UpstreamRuntime>,
+                    >,
+                >(),
+                320,
+            ),
             // An Ingress rule's paths (two a rule in the benchmark; 10k).
             (
                 "a rule's 2 paths",

@@ -761,7 +761,7 @@ async fn route(
                             break 'location forward(shared, req, d, &route.policy, host, out)
                                 .await;
                         }
-                        out.reason = Some(reason.clone());
+                        out.reason = Some(reason.to_string());
                         // A GRPCRoute's own error reaches a gRPC client as a gRPC status.
                         if grpc_answer(route, &req) {
                             break 'location grpc_reject::trailers_only(
