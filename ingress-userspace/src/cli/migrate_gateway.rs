@@ -430,7 +430,7 @@ fn passthrough(
         let root = (rule.http.iter().flat_map(|h| &h.paths))
             .find(|p| p.path.as_deref().unwrap_or("/") == "/")
             .map(|p| &p.backend)
-            .or(spec.default_backend.as_ref());
+            .or(spec.default_backend.as_deref());
         let Some(backend) = root else {
             notes.push(format!(
                 "host {host}: no / path and no defaultBackend, so ingress-nginx did not pass it                  through; no TLSRoute"

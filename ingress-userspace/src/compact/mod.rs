@@ -27,7 +27,7 @@ mod tests {
         // An `Arc`'s block holds its two counts (16 bytes) before the value.
         let sizes = [
             ("Arc<Service>", size_of::<Service>() + 16, 256),
-            ("Arc<Ingress>", size_of::<Ingress>() + 16, 256),
+            ("Arc<Ingress>", size_of::<Ingress>() + 16, 224),
             (
                 "Arc<EndpointSlice>",
                 size_of::<endpoint_slice::EndpointSlice>() + 16,

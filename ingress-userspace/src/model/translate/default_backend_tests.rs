@@ -26,7 +26,7 @@ fn ingress(
     annotations: &[(&str, &str)],
 ) -> Object {
     let mut i = mk_ingress("default", name, created, rules);
-    i.spec.as_mut().unwrap().default_backend = default_backend.map(|s| backend(s, "80"));
+    i.spec.as_mut().unwrap().default_backend = default_backend.map(|s| Box::new(backend(s, "80")));
     for (k, v) in annotations {
         i = with_annotation(i, &format!("{ANN}{k}"), v);
     }

@@ -158,7 +158,7 @@ impl IngressSpec {
             rules,
         );
         i.spec.as_mut().unwrap().default_backend =
-            (self.default_backend).map(|s| backend(SERVICES[s], "80"));
+            (self.default_backend).map(|s| Box::new(backend(SERVICES[s], "80")));
         if !self.ours {
             i.spec.as_mut().unwrap().ingress_class_name = Some("other".into());
         }
@@ -316,7 +316,7 @@ proptest! {
 fn a_catch_all_ingress_is_translated_with_the_default_server_only() {
     let mut o = world();
     let mut catch_all = mk_ingress("a", "catch", 1, vec![]);
-    catch_all.spec.as_mut().unwrap().default_backend = Some(backend("web-0", "80"));
+    catch_all.spec.as_mut().unwrap().default_backend = Some(Box::new(backend("web-0", "80")));
     o.upsert(ing(catch_all.clone()));
     o.upsert(ing(mk_ingress(
         "a",
@@ -337,7 +337,7 @@ fn a_catch_all_ingress_is_translated_with_the_default_server_only() {
     assert_eq!(content(&fast), content(&translate(&o, &config())));
     let mut t = Translator::new(config());
     t.translate_changed(&o, None);
-    catch_all.spec.as_mut().unwrap().default_backend = Some(backend("web-2", "80"));
+    catch_all.spec.as_mut().unwrap().default_backend = Some(Box::new(backend("web-2", "80")));
     o.upsert(ing(catch_all));
     let changed: HashSet<Key> = [Key::new("a", "catch")].into();
     let fast = t.ingresses_only(&o, &changed).expect("the fast path");

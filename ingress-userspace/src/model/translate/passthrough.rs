@@ -345,7 +345,7 @@ mod tests {
             1,
             vec![("d.example.com", vec![("/app", "Prefix", "web", "80")])],
         );
-        d.spec.as_mut().unwrap().default_backend = Some(backend("web", "80"));
+        d.spec.as_mut().unwrap().default_backend = Some(Box::new(backend("web", "80")));
         o.upsert(ing(with_annotation(d, ON, "true")));
         let s = translate(&o, &config(true));
         assert_eq!(

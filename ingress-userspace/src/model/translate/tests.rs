@@ -340,10 +340,10 @@ fn tls_certificates_and_broken_secrets() {
 fn default_backends() {
     let mut o = base();
     let mut global = mk_ingress("default", "fallback", 1, vec![]);
-    global.spec.as_mut().unwrap().default_backend = Some(backend("api", "80"));
+    global.spec.as_mut().unwrap().default_backend = Some(Box::new(backend("api", "80")));
     o.upsert(ing(global));
     let mut second = mk_ingress("default", "fallback2", 2, vec![]);
-    second.spec.as_mut().unwrap().default_backend = Some(backend("web", "80"));
+    second.spec.as_mut().unwrap().default_backend = Some(Box::new(backend("web", "80")));
     o.upsert(ing(second));
     let mut per = mk_ingress(
         "default",
@@ -351,7 +351,7 @@ fn default_backends() {
         3,
         vec![("a.example.com", vec![("/x", "Exact", "web", "80")])],
     );
-    per.spec.as_mut().unwrap().default_backend = Some(backend("api", "80"));
+    per.spec.as_mut().unwrap().default_backend = Some(Box::new(backend("api", "80")));
     o.upsert(ing(per));
     let s = run(&o);
     // The oldest catch-all Ingress is the default server's root location (its last route),
@@ -386,7 +386,7 @@ fn disable_catch_all_ignores_ingresses_with_a_default_backend() {
     };
     let mut o = base();
     let mut bare = mk_ingress("default", "bare", 1, vec![]);
-    bare.spec.as_mut().unwrap().default_backend = Some(backend("api", "80"));
+    bare.spec.as_mut().unwrap().default_backend = Some(Box::new(backend("api", "80")));
     o.upsert(ing(bare));
     let mut with_rules = mk_ingress(
         "default",
@@ -394,7 +394,7 @@ fn disable_catch_all_ignores_ingresses_with_a_default_backend() {
         2,
         vec![("a.example.com", vec![("/", "Prefix", "web", "80")])],
     );
-    with_rules.spec.as_mut().unwrap().default_backend = Some(backend("api", "80"));
+    with_rules.spec.as_mut().unwrap().default_backend = Some(Box::new(backend("api", "80")));
     o.upsert(ing(with_rules));
     let plain = mk_ingress(
         "default",
@@ -426,7 +426,7 @@ fn disable_catch_all_ignores_ingresses_with_a_default_backend() {
     );
     // "should delete Ingress updated to catch-all"
     let mut updated = plain;
-    updated.spec.as_mut().unwrap().default_backend = Some(backend("api", "80"));
+    updated.spec.as_mut().unwrap().default_backend = Some(Box::new(backend("api", "80")));
     o.upsert(ing(updated));
     let s = translate(&o, &config);
     assert!(!s.l7.hosts.contains_key("b.example.com"));
@@ -1065,7 +1065,7 @@ fn endpoint_fast_path_equals_full_translation() {
         ],
     )));
     let mut fallback = mk_ingress("default", "fallback", 2, vec![]);
-    fallback.spec.as_mut().unwrap().default_backend = Some(backend("web", "80"));
+    fallback.spec.as_mut().unwrap().default_backend = Some(Box::new(backend("web", "80")));
     o.upsert(ing(fallback));
     // An error backend (api) whose endpoints change too.
     o.upsert(ing(with_annotation(
