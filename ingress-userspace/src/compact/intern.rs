@@ -115,19 +115,13 @@ impl Default for Name {
 
 impl From<&str> for Name {
     fn from(s: &str) -> Name {
-        intern(s)
+        name(s)
     }
 }
 
 impl From<String> for Name {
     fn from(s: String) -> Name {
         name(s)
-    }
-}
-
-impl From<&String> for Name {
-    fn from(s: &String) -> Name {
-        Name::from(s.as_str())
     }
 }
 
@@ -162,13 +156,9 @@ static TABLE: LazyLock<Mutex<Table>> = LazyLock::new(|| {
     })
 });
 
-/// `s` as a [`Name`], the one every other caller with an equal name got while it is held.
-pub fn name(s: String) -> Name {
-    intern(s)
-}
-
-/// The held `Name` equal to `s`, or a new one that takes `s`.
-fn intern<S: AsRef<str> + Into<Box<str>>>(s: S) -> Name {
+/// `s` as a [`Name`], the one every other caller with an equal name got while it is held; a
+/// new one takes `s` (a `String`'s text is not copied).
+pub fn name<S: AsRef<str> + Into<Box<str>>>(s: S) -> Name {
     // A panic elsewhere while the table was held leaves it whole (an insert or a retain):
     // keep using it.
     let mut t = TABLE.lock().unwrap_or_else(PoisonError::into_inner);

@@ -34,7 +34,7 @@ use super::{
     verified_tls::VerifiedTls,
 };
 use crate::{
-    model::{AffinityMode, CookieAffinity, EndpointState, LoadBalancing, Upstream},
+    model::{AffinityMode, CookieAffinity, EndpointAddr, EndpointState, LoadBalancing, Upstream},
     proxy::metrics::{UpstreamLabels, UpstreamSeries},
 };
 
@@ -107,13 +107,13 @@ impl UpstreamRuntime {
         health: HealthPolicy,
     ) -> Self {
         // Only counters that were ever written carry over; the rest are zeros either way.
-        let old: HashMap<SocketAddr, &Arc<EndpointStats>> = previous
+        let old: HashMap<EndpointAddr, &Arc<EndpointStats>> = previous
             .map(|p| {
                 p.spec
                     .endpoints
                     .iter()
                     .zip(&p.slots)
-                    .filter_map(|(e, s)| Some((e.addr.socket(), s.stats.made()?)))
+                    .filter_map(|(e, s)| Some((e.addr, s.stats.made()?)))
                     .collect()
             })
             .unwrap_or_default();
@@ -122,7 +122,7 @@ impl UpstreamRuntime {
             .iter()
             .map(|e| Slot {
                 stats: old
-                    .get(&e.addr.socket())
+                    .get(&e.addr)
                     .map(|s| LazyStats::with(Arc::clone(s)))
                     .unwrap_or_default(),
                 state: e.state,
