@@ -555,7 +555,7 @@ fn client_auth_of<'s>(snapshot: &'s Snapshot, vhost: &str) -> Option<&'s crate::
         Some(suffix) => l7.wildcard_hosts.get(suffix),
         None => l7.hosts.get(vhost),
     }?;
-    vh.client_auth.as_ref()
+    vh.client_auth.as_deref()
 }
 
 /// A route's error pages ([`crate::proxy::error_pages`]) as `explain` shows them.

@@ -41,6 +41,21 @@ mod tests {
             ("a snapshot's 5 endpoints", 5 * size_of::<Endpoint>(), 320),
             // One per Service port an Ingress names (20k at 10k Ingresses).
             ("Arc<Upstream>", size_of::<Upstream>() + 16, 224),
+            // A host, in the snapshot and as the proxy compiles it (10k).
+            (
+                "Arc<VirtualHost>",
+                size_of::<crate::model::VirtualHost>() + 16,
+                96,
+            ),
+            (
+                "Arc<CompiledHost>",
+                size_of::<
+                    crate::proxy::router::CompiledHost<
+                        std::sync::Arc<crate::proxy::upstream::UpstreamRuntime>,
+                    >,
+                >() + 16,
+                96,
+            ),
             // A host's routes (two a host in the benchmark; 20k).
             ("a host's 2 routes", 2 * size_of::<Route>(), 384),
             // And as the proxy compiles them.

@@ -97,7 +97,7 @@ impl Table {
             .chain(l7.wildcard_hosts.values())
             .chain(&l7.any_host);
         for vh in hosts {
-            let Some(auth) = &vh.client_auth else {
+            let Some(auth) = vh.client_auth.as_deref() else {
                 continue;
             };
             if t.contains_key(&vh.host) {

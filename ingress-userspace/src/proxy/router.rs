@@ -73,9 +73,10 @@ pub struct CompiledHost<U> {
     /// The host for metrics (`*` for rules without a host).
     pub label: Arc<String>,
     pub tls: bool,
-    pub routes: Vec<CompiledRoute<U>>,
+    /// Exactly the host's routes (a 96-byte block for the host, with `app_root` boxed).
+    pub routes: Box<[CompiledRoute<U>]>,
     /// `app-root` (see [`super::rewrite::app_root`]).
-    pub app_root: Option<String>,
+    pub app_root: Option<Box<str>>,
 }
 
 pub struct CompiledRoute<U> {
@@ -507,7 +508,7 @@ impl<U: Clone> RouteTable<U> {
                 vh.host.clone()
             }),
             tls: vh.tls,
-            routes,
+            routes: routes.into_boxed_slice(),
             app_root: vh.app_root.clone(),
         });
         {

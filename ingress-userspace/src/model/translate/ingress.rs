@@ -1004,8 +1004,8 @@ impl<'a> L7Builder<'a> {
                 host: host.clone(),
                 routes: routes.into(),
                 tls,
-                app_root: hb.app_root,
-                client_auth: hb.client_auth,
+                app_root: hb.app_root.map(Into::into),
+                client_auth: hb.client_auth.map(Box::new),
             });
             for alias in aliases {
                 // The redirect follows the request's own name (lua_ingress.lua), so an alias
