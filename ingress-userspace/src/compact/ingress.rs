@@ -100,8 +100,8 @@ impl From<api::IngressSpec> for IngressSpec {
             r.into_iter()
                 .map(|r| IngressRule {
                     host: r.host,
-                    http: r.http.map(|h| HTTPIngressRuleValue {
-                        paths: h
+                    http: r.http.map(|h| {
+                        let mut paths: Vec<HTTPIngressPath> = h
                             .paths
                             .into_iter()
                             .map(|p| HTTPIngressPath {
@@ -109,7 +109,11 @@ impl From<api::IngressSpec> for IngressSpec {
                                 path: p.path,
                                 path_type: p.path_type.into(),
                             })
-                            .collect(),
+                            .collect();
+                        // The collect reuses the API's larger buffer (two 176-byte paths:
+                        // room for three of ours); kept exact, as `shrink` does below.
+                        paths.shrink_to_fit();
+                        HTTPIngressRuleValue { paths }
                     }),
                 })
                 .collect()
@@ -265,6 +269,20 @@ mod tests {
                 }]
             }
         })
+    }
+
+    /// The kept lists have no spare room: `collect` reuses the API list's buffer, sized for
+    /// the API's larger items (a rule's two paths had room for three).
+    #[test]
+    fn kept_lists_are_exact() {
+        let i: Ingress = serde_json::from_value(read_fields()).unwrap();
+        let spec = i.spec.unwrap();
+        let rules = spec.rules.as_ref().unwrap();
+        assert_eq!(rules.capacity(), rules.len());
+        let paths = &rules[0].http.as_ref().unwrap().paths;
+        assert_eq!((paths.len(), paths.capacity()), (2, 2));
+        let tls = spec.tls.as_ref().unwrap();
+        assert_eq!(tls.capacity(), tls.len());
     }
 
     /// API JSON in, compact, API JSON out: every field translation reads comes back as it was.
