@@ -9,7 +9,7 @@
 //! printed is cold (TLS Secrets parsed) over warm (cached) translation.
 
 use std::{
-    alloc::{GlobalAlloc, Layout, System},
+    alloc::{GlobalAlloc, Layout},
     sync::{
         Arc, Mutex,
         atomic::{AtomicIsize, Ordering},
@@ -32,6 +32,7 @@ use k8s_openapi::{
     },
     apimachinery::pkg::{apis::meta::v1::ObjectMeta, util::intstr::IntOrString},
 };
+use mimalloc::MiMalloc;
 use xdp_ingress::{
     controller::{self, LoopConfig},
     dataplane::{L4Maps, L4Options, L4Sync, MapWrite, SyncError, flows::Released, sync::Held},
@@ -41,20 +42,22 @@ use xdp_ingress::{
     store::{Change, Object, Objects, SourceId},
 };
 
-/// Counts live heap bytes, to weigh the snapshot.
+/// Counts live heap bytes, to weigh the snapshot, around the daemon's own allocator
+/// (mimalloc, purging at once as `allocator::configure` sets it): the control loop's
+/// `release_free_memory` and frees on other threads cost here what they cost the daemon.
 struct Counting;
 static LIVE: AtomicIsize = AtomicIsize::new(0);
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc(l) }
+        // SAFETY: forwarded unchanged to mimalloc.
+        unsafe { MiMalloc.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.dealloc(p, l) }
+        // SAFETY: forwarded unchanged to mimalloc.
+        unsafe { MiMalloc.dealloc(p, l) }
     }
 }
 
@@ -246,6 +249,7 @@ fn pct(v: &mut [Duration], p: f64) -> Duration {
 #[test]
 #[ignore = "benchmark: cargo xtask bench control-plane"]
 fn bench_control_plane() {
+    xdp_ingress::allocator::configure();
     // One result file: each scale adds its points to the same charts.
     let mut out = testbed::bench_out::BenchOut::new("control-plane");
     // `BENCH_SCALES=10000` (comma-separated) runs only those scales, while working on one.
@@ -559,6 +563,19 @@ fn bench_in_process(
                 col(|p| p.1),
                 col(|p| p.2),
             );
+        }
+        // The tail, event by event: which phase, and how early in the run.
+        for (what, total, p) in [("EndpointSlice", &slices, &slice_phases), ("Ingress", &ingresses, &ingress_phases)] {
+            let mut order: Vec<usize> = (0..total.len()).collect();
+            order.sort_by_key(|&i| std::cmp::Reverse(total[i]));
+            let tail: Vec<String> = order[..3.min(order.len())]
+                .iter()
+                .map(|&i| {
+                    let (t, a, l) = p[i];
+                    format!("#{i} {:.2} ms ({:.2} / {:.2} / {:.2})", ms(total[i]), ms(t), ms(a), ms(l))
+                })
+                .collect();
+            println!("{what} updates, slowest (translation / proxy apply / L4 plan): {}", tail.join(", "));
         }
         println!(
             "event-to-live, {EVENTS} EndpointSlice updates (fast path; a lone event skips the {debounce} ms debounce): p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms (target p99 <= 10 ms)",
