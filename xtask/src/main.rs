@@ -9,6 +9,7 @@
 //! - `image`: the runtime image of deploy/Containerfile (buildah) from a release daemon.
 //! - `bench`: benchmarks that print ratios against a peer measured in the same run.
 //! - `report`: `target/bench/report.md` and its SVG charts from the benchmarks' JSON results.
+//! - `text_order`: the daemon's link order script from a callgrind run of its start.
 //! - `cmd`: running commands loudly.
 
 mod bench;
@@ -20,6 +21,7 @@ mod image;
 mod provision;
 mod report;
 mod test;
+mod text_order;
 
 use clap::{Parser, Subcommand};
 
@@ -44,6 +46,9 @@ enum Command {
     Image(image::ImageArgs),
     /// Run the benchmarks and print ratios against peers measured in the same run.
     Bench(bench::BenchArgs),
+    /// Print the daemon's link order script (ingress-userspace/link/text-order.ld) from a
+    /// callgrind run of its start.
+    TextOrder(text_order::TextOrderArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -54,5 +59,6 @@ fn main() -> anyhow::Result<()> {
         Command::Image(args) => image::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::TextOrder(args) => text_order::run(args),
     }
 }
