@@ -174,6 +174,13 @@ pub fn measure(objects: &Objects, changes: usize) -> Option<DaemonFigures> {
     let bin = testbed::built_xdp_ingress_bin();
     let dir = tempfile::tempdir().unwrap();
     write_manifests(dir.path(), objects);
+    // `BENCH_MANIFESTS_OUT=DIR` keeps a copy there: the daemon's link order script is made
+    // from a run on it (ingress-userspace/link/text-order.ld says how).
+    if let Some(out) = std::env::var_os("BENCH_MANIFESTS_OUT") {
+        let out = Path::new(&out);
+        std::fs::create_dir_all(out).expect("BENCH_MANIFESTS_OUT is a directory");
+        write_manifests(out, objects);
+    }
     let topo = Topology::new(0).expect("topology");
     let mut cmd = topo.node.cmd(&bin.display().to_string());
     cmd.args([

@@ -36,10 +36,16 @@ const HEADER: &str = "\
  *
  * Made by `cargo xtask text-order` (xtask/src/text_order.rs) from a callgrind run of the
  * release daemon's start on the control-plane bench's manifest directory (10k Ingresses),
- * stopped once ready: every function of the binary that callgrind saw run. To make it again:
+ * stopped once ready: every function of the binary that callgrind saw run. To make it again
+ * (as root, in a network namespace of your own: the daemon listens):
+ *   BENCH_SCALES=10000 BENCH_DAEMON_ONLY=1 BENCH_MANIFESTS_OUT=DIR cargo xtask bench control-plane
  *   valgrind --tool=callgrind --demangle=no --callgrind-out-file=cg.out \\
- *     target/release/xdp-ingress run --no-xdp --manifests DIR ...   (SIGTERM once /readyz is 200)
+ *     target/release/xdp-ingress run --no-xdp --listen-address 127.0.0.1 \\
+ *     --metrics-addr 127.0.0.1:9901 --manifests DIR
+ *   (SIGTERM to valgrind's pid once `curl 127.0.0.1:9901/readyz` answers 200)
  *   cargo xtask text-order cg.out target/release/xdp-ingress > ingress-userspace/link/text-order.ld
+ *   cargo build --release -p ingress-userspace --bins   (the binary linked in the new order)
+ * The binary given to text-order must be the one profiled: names are matched to its symbols.
  */
 ";
 
