@@ -4,6 +4,7 @@ use std::{env, path::PathBuf};
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(ebpf_embedded)");
+    let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
     // Relative relocations packed (DT_RELR; glibc >= 2.36, GNU ld >= 2.38, lld >= 15): the
     // daemon's ~640 KiB of `.rela.dyn`, read once by the loader at start and resident ever
     // after, becomes a few KiB (issue 13's RSS target; deploy/docs/performance.md, session 20).
@@ -15,18 +16,14 @@ fn main() {
         println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
         // What a start runs, placed together: fewer of the binary's pages resident (the
         // script's header says why and how it is made).
-        let order = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"))
-            .join("link/text-order.ld");
+        let order = manifest.join("link/text-order.ld");
         println!("cargo:rerun-if-changed={}", order.display());
         println!("cargo:rustc-link-arg-bins=-Wl,-T,{}", order.display());
     }
     println!("cargo:rerun-if-env-changed=XDP_INGRESS_BPF_OBJ");
     let obj = env::var_os("XDP_INGRESS_BPF_OBJ")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
-            manifest.join("../target/ebpf/bpfel-unknown-none/release/ingress-ebpf")
-        });
+        .unwrap_or_else(|| manifest.join("../target/ebpf/bpfel-unknown-none/release/ingress-ebpf"));
     println!("cargo:rerun-if-changed={}", obj.display());
     if obj.is_file() {
         println!("cargo:rustc-cfg=ebpf_embedded");
